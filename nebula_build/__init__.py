@@ -1,0 +1,50 @@
+"""nebula-build: generated images as declared infrastructure.
+
+The public API below is what backend plugins import.
+"""
+
+from .backends.base import Backend, BackendSettings, GenerationRequest, GenerationResult
+from .catalog import ModelSupport
+from .errors import (
+    ApplyError,
+    BackendError,
+    ConflictError,
+    CredentialsError,
+    DependencyCycleError,
+    LockfileError,
+    ManifestError,
+    NebulaBuildError,
+    PluginError,
+    ProjectLockedError,
+    RequestRejectedError,
+    TransientBackendError,
+    UnknownBackendError,
+    UserError,
+)
+from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApplyError",
+    "Backend",
+    "BackendError",
+    "BackendSettings",
+    "ConflictError",
+    "CredentialsError",
+    "DependencyCycleError",
+    "GenerationRequest",
+    "GenerationResult",
+    "LockfileError",
+    "ManifestError",
+    "ModelSupport",
+    "NebulaBuildError",
+    "PluginError",
+    "ProjectLockedError",
+    "RequestRejectedError",
+    "TransientBackendError",
+    "UnknownBackendError",
+    "UserError",
+    "__version__",
+    "hookimpl",
+]

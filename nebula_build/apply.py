@@ -1,0 +1,248 @@
+"""Run a Plan: generate what is missing, write files atomically, record the lock.
+
+The generate step is a parameter, so ordering, concurrency, keep-going and
+crash-safety are tested with a fake backend. Generations are bounded by a
+semaphore per backend; encoding and file writes run in worker threads.
+One image's failure never stops the others; every failure is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .backends.base import GenerationRequest, GenerationResult
+from .diskstate import FileIndex
+from .errors import ConflictError, CredentialsError, NebulaBuildError, UserError
+from .fsutil import atomic_write, is_within, sha256_bytes
+from .inputs import InputSnapshot
+from .lockfile import LockEntry, LockWriter
+from .outputs import encode
+from .plan import Action, ActionKind, Plan
+from .project import Project
+from .spec import AssetSpec
+from .store import Store
+
+GenerateFn = Callable[[AssetSpec, GenerationRequest], Awaitable[GenerationResult]]
+_IO_CONCURRENCY = 8
+
+
+class ProgressSink(Protocol):
+    """Receives apply events; `progress.py` renders them."""
+
+    def started(self, action: Action) -> None: ...
+    def finished(self, outcome: Outcome) -> None: ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one image."""
+
+    action: Action
+    ok: bool
+    elapsed: float = 0.0
+    error: Exception | None = None
+    generated: bool = False
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def image(self) -> str:
+        return self.action.image
+
+
+@dataclass
+class ApplyResult:
+    outcomes: list[Outcome]
+
+    @property
+    def failures(self) -> dict[str, Exception]:
+        return {o.image: o.error for o in self.outcomes if o.error is not None}
+
+    @property
+    def generated(self) -> int:
+        return sum(o.generated for o in self.outcomes)
+
+
+def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
+    """The backend request for a spec, with the exact input bytes that were hashed."""
+    return GenerationRequest(
+        image_name=spec.name, generation_key=spec.generation_key, model=spec.model,
+        prompt=spec.prompt, width=spec.width, height=spec.height,
+        negative_prompt=spec.negative_prompt, num_steps=spec.num_steps,
+        guidance_scale=spec.guidance_scale, seed=spec.seed,
+        image=inputs.data(spec.image) if spec.image else None,
+        mask=inputs.data(spec.mask) if spec.mask else None,
+    )
+
+
+class Applier:
+    """Executes the actions of one plan against one project."""
+
+    def __init__(self, project: Project, *, generate: GenerateFn, limits: Mapping[str, int],
+                 writer: LockWriter, files: FileIndex, store: Store, inputs: InputSnapshot,
+                 progress: ProgressSink) -> None:
+        self.project = project
+        self.generate_fn = generate
+        self.writer = writer
+        self.files = files
+        self.store = store
+        self.inputs = inputs
+        self.progress = progress
+        self._limits = {name: asyncio.Semaphore(n) for name, n in limits.items()}
+        self._io = asyncio.Semaphore(_IO_CONCURRENCY)
+        self._halted: dict[str, NebulaBuildError] = {}
+
+    async def run(self, plan: Plan) -> ApplyResult:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._run_one(action)) for action in plan.changes]
+        return ApplyResult([task.result() for task in tasks])
+
+    async def _run_one(self, action: Action) -> Outcome:
+        started = time.perf_counter()
+        outcome = Outcome(action, ok=True)
+        try:
+            await self._execute(action, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # keep going: every failure is reported at the end
+            outcome.ok, outcome.error = False, exc
+        outcome.elapsed = time.perf_counter() - started
+        self.progress.finished(outcome)
+        return outcome
+
+    async def _execute(self, action: Action, outcome: Outcome) -> None:
+        kind = action.kind
+        if kind is ActionKind.CONFLICT:
+            raise ConflictError(
+                f"{action.output}: {action.reason}; nebula-build will not overwrite it. "
+                "Re-run with --force to replace it (the old file is kept under "
+                ".nebula-build/backup/)")
+        if kind is ActionKind.DELETE:
+            async with self._io:
+                self.progress.started(action)
+                await asyncio.to_thread(self._delete_file, action)
+            self.writer.delete(action.image)
+            return
+        spec = action.spec
+        assert spec is not None
+        if kind is ActionKind.MOVE and action.entry is not None:
+            async with self._io:
+                self.progress.started(action)
+                moved = await asyncio.to_thread(self._move, action)
+            if moved:
+                self._record(spec, action.entry.digest, action.entry.seed)
+                return
+        original = await self._original(action, spec, outcome)
+        async with self._io:
+            if not outcome.generated:
+                self.progress.started(action)
+            digest = await asyncio.to_thread(self._write_output, action, spec, original.data)
+        self._record(spec, digest, spec.seed if spec.seed_reproducible else original.seed)
+
+    def _record(self, spec: AssetSpec, digest: str, seed: int | None) -> None:
+        params = spec.generation_params()
+        del params["backend"], params["model"]  # the entry has them as fields
+        self.writer.set(spec.name, LockEntry(
+            backend=spec.backend, model=spec.model, output=spec.output, digest=digest,
+            generation_key=spec.generation_key, output_key=spec.output_key,
+            params=params, seed=seed))
+
+    async def _original(self, action: Action, spec: AssetSpec,
+                        outcome: Outcome) -> GenerationResult:
+        """The generation's original bytes: from the cache, or from the backend."""
+        if not action.fresh:
+            cached = await asyncio.to_thread(self.store.get, spec.generation_key)
+            if cached is not None:
+                return GenerationResult(cached.data, seed=cached.seed)
+        return await self._generate(action, spec, outcome)
+
+    async def _generate(self, action: Action, spec: AssetSpec,
+                        outcome: Outcome) -> GenerationResult:
+        if spec.backend in self._halted:
+            raise self._halted[spec.backend]
+        request = request_for(spec, self.inputs)
+        async with self._limits.setdefault(spec.backend, asyncio.Semaphore(1)):
+            if spec.backend in self._halted:
+                raise self._halted[spec.backend]
+            self.progress.started(action)
+            try:
+                result = await self.generate_fn(spec, request)
+            except CredentialsError as exc:
+                # Every later request would fail the same way: stop starting them.
+                self._halted.setdefault(spec.backend, exc)
+                raise
+        outcome.generated = True
+        outcome.timings = result.timings
+        await asyncio.to_thread(self.store.put, spec.generation_key, result.data,
+                                seed=result.seed)
+        return result
+
+    # --- blocking file work, run in threads ---------------------------------
+
+    def _target(self, relative: str) -> Path:
+        path = self.project.path_of(relative)
+        if not is_within(path.parent, self.project.root):
+            raise UserError(f"{relative}: the output path leaves the project through a "
+                            "symbolic link; nebula-build only writes inside the project")
+        return path
+
+    def _backup(self, relative: str) -> None:
+        source = self.project.path_of(relative)
+        if not source.is_file():
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        destination = self.project.backup_dir / stamp / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+
+    def _write_output(self, action: Action, spec: AssetSpec, original: bytes) -> str:
+        encoded = encode(original, spec.format, (spec.width, spec.height))
+        target = self._target(spec.output)
+        if action.backup:
+            self._backup(spec.output)
+        atomic_write(target, encoded)
+        digest = sha256_bytes(encoded)
+        self.files.record(spec.output, digest=digest)
+        if action.old_output:
+            self._remove_if_ours(action.old_output, action.entry)
+        return digest
+
+    def _move(self, action: Action) -> bool:
+        """Rename the old file into place if it is ours and unchanged."""
+        assert action.old_output and action.output and action.entry
+        if self.files.digest(action.old_output) != action.entry.digest:
+            return False
+        target = self._target(action.output)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.project.path_of(action.old_output), target)
+        self.files.forget(action.old_output)
+        self._prune_empty(self.project.path_of(action.old_output).parent)
+        return True
+
+    def _remove_if_ours(self, relative: str, entry: LockEntry | None) -> None:
+        if entry is None or self.files.digest(relative) != entry.digest:
+            return
+        path = self.project.path_of(relative)
+        path.unlink(missing_ok=True)
+        self.files.forget(relative)
+        self._prune_empty(path.parent)
+
+    def _delete_file(self, action: Action) -> None:
+        assert action.output is not None
+        if not action.keep_file:
+            self._remove_if_ours(action.output, action.entry)
+
+    def _prune_empty(self, folder: Path) -> None:
+        root = self.project.root.resolve()
+        while folder.resolve() != root and is_within(folder, root):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent

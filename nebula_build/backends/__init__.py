@@ -1,0 +1,1 @@
+"""Built-in backends and the contract every backend implements."""

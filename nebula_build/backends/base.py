@@ -1,0 +1,84 @@
+"""The backend contract: one `GenerationRequest` in, one encoded image out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..catalog import ModelSupport
+
+
+class BackendSettings(BaseModel):
+    """Settings every backend understands, from `[backends.<name>]`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: int = Field(4, ge=1, le=256, description="Images generated at once.")
+    timeout: float = Field(120.0, gt=0, description="Seconds before one generation gives up.")
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """Everything a backend needs to make one image. Inputs are the exact bytes hashed
+    into the key."""
+
+    image_name: str
+    generation_key: str
+    model: str
+    prompt: str
+    width: int
+    height: int
+    negative_prompt: str | None = None
+    num_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    image: bytes | None = None
+    mask: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    """The original bytes a backend produced (PNG, JPEG or WebP) and what it knows."""
+
+    data: bytes
+    seed: int | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """Base class for backends. Subclasses set `name`, may set `settings_model`,
+    declare `models()` and implement `generate()`.
+
+    The engine opens a backend once per apply (or once per watch session) with
+    `async with`, then calls `generate` concurrently up to `settings.concurrency`.
+    """
+
+    name: ClassVar[str]
+    settings_model: ClassVar[type[BackendSettings]] = BackendSettings
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+
+    @classmethod
+    @abstractmethod
+    def models(cls, settings: BackendSettings) -> Mapping[str, ModelSupport]:
+        """The models this backend can run and the parameters each takes."""
+
+    @classmethod
+    def parse_settings(cls, raw: Mapping[str, Any]) -> BackendSettings:
+        """Validate `[backends.<name>]`; pydantic errors are mapped by the caller."""
+        return cls.settings_model.model_validate(dict(raw))
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    @abstractmethod
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Make one image. Raise `BackendError` subclasses for failures."""

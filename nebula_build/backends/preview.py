@@ -1,0 +1,171 @@
+"""The `preview` backend: offline, free, deterministic stand-ins.
+
+Each image has exactly the requested size and shows its name, prompt, model,
+seed and size over a palette derived from the generation key: the same key
+always gives the same bytes. Inpainting previews paint the masked area of the
+input image. For layout work, tests, CI without credits, and first runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import colorsys
+import hashlib
+import io
+import textwrap
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ..catalog import ModelSupport, nebula_models
+from ..hookspecs import hookimpl
+from .base import Backend, BackendSettings, GenerationRequest, GenerationResult
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+    from PIL.ImageFont import FreeTypeFont
+
+
+def _palette(key: str) -> list[tuple[int, int, int]]:
+    seed = hashlib.sha256(key.encode()).digest()
+    base = seed[0] / 255
+    colors = []
+    for index, (shift, sat, val) in enumerate(((0.0, 0.55, 0.35), (0.12, 0.65, 0.75),
+                                                (0.5, 0.5, 0.95), (0.3, 0.7, 0.6))):
+        hue = (base + shift + seed[index + 1] / 2550) % 1.0
+        red, green, blue = colorsys.hsv_to_rgb(hue, sat, val)
+        colors.append((int(red * 255), int(green * 255), int(blue * 255)))
+    return colors
+
+
+def _background(key: str, size: tuple[int, int]) -> PILImage.Image:
+    from PIL import Image, ImageDraw, ImageFilter
+
+    dark, mid, light, accent = _palette(key)
+    corners = Image.new("RGB", (2, 2))
+    corners.putdata([dark, mid, mid, dark if key[-1] in "01234567" else light])
+    image = corners.resize(size, Image.Resampling.BICUBIC, reducing_gap=None,
+                           box=(0.5, 0.5, 1.5, 1.5))
+    # Soft shapes drawn small, blurred and scaled up: cheap at any size.
+    small = (max(8, size[0] // 8), max(8, size[1] // 8))
+    layer = Image.new("RGBA", small, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    digest = hashlib.sha256(("shapes" + key).encode()).digest()
+    for index in range(5):
+        cx, cy = digest[index * 3] / 255 * small[0], digest[index * 3 + 1] / 255 * small[1]
+        radius = (0.15 + digest[index * 3 + 2] / 255 * 0.35) * min(small)
+        color = (light if index % 2 else accent) + (90,)
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=color)
+    layer = layer.filter(ImageFilter.GaussianBlur(max(1, min(small) // 12)))
+    image.paste(layer.resize(size, Image.Resampling.BILINEAR), (0, 0),
+                layer.resize(size, Image.Resampling.BILINEAR))
+    return image
+
+
+def _fit(data: bytes, size: tuple[int, int], mode: str) -> PILImage.Image:
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as opened:
+        return ImageOps.fit(opened.convert(mode), size, Image.Resampling.LANCZOS)
+
+
+def _inpainting(request: GenerationRequest, size: tuple[int, int]) -> PILImage.Image:
+    """The input image with a visible fill over the mask's white area."""
+    from PIL import Image, ImageDraw
+
+    assert request.image is not None and request.mask is not None
+    base = _fit(request.image, size, "RGB")
+    mask = _fit(request.mask, size, "L")
+    _, _, light, accent = _palette(request.generation_key)
+    fill = Image.new("RGB", size, accent)
+    stripes = ImageDraw.Draw(fill)
+    step = max(6, min(size) // 24)
+    for offset in range(-size[1], size[0], step * 2):
+        stripes.line((offset, size[1], offset + size[1], 0), fill=light, width=step)
+    return Image.composite(Image.blend(base, fill, 0.75), base, mask)
+
+
+def _font(size: int) -> FreeTypeFont:
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(size=max(6, size))
+    assert isinstance(font, ImageFont.FreeTypeFont), "Pillow was built without FreeType"
+    return font
+
+
+def _wrap(text: str, font: FreeTypeFont, width: float, max_lines: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = textwrap.shorten(lines[-1] + " …", width=len(lines[-1]), placeholder=" …")
+    return lines
+
+
+def _caption(image: PILImage.Image, request: GenerationRequest, *, top: bool) -> None:
+    from PIL import Image, ImageDraw
+
+    width, height = image.size
+    unit = min(width, height)
+    if unit < 96:  # too small for legible text: the palette alone identifies it
+        return
+    margin = unit // 16
+    title_size, body_size = max(10, unit // 12), max(8, unit // 26)
+    max_lines = max(1, (height // 3) // (body_size + body_size // 3))
+    prompt = _wrap(request.prompt, _font(body_size), width - 4 * margin, max_lines)
+    details = [request.model.split("/")[-1], f"{width} x {height}"]
+    if request.seed is not None:
+        details.append(f"seed {request.seed}")
+    lines = [(request.image_name, title_size, (255, 255, 255))]
+    lines += [(text, body_size, (235, 235, 240)) for text in prompt]
+    lines += [("  ·  ".join(details), max(7, body_size * 4 // 5), (200, 205, 215))]
+    panel_height = sum(size + size // 3 for _, size, _ in lines) + margin
+    panel_top = margin if top else height - panel_height - margin
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    draw.rounded_rectangle((margin, panel_top, width - margin, panel_top + panel_height),
+                           radius=margin // 2, fill=(10, 12, 20, 165))
+    y = panel_top + margin // 2
+    for text, size, color in lines:
+        draw.text((2 * margin, y), text, font=_font(size), fill=color + (255,))
+        y += size + size // 3
+    image.paste(overlay, (0, 0), overlay)
+
+
+def render(request: GenerationRequest) -> bytes:
+    """The preview PNG for `request`; same request, same bytes."""
+    size = (request.width, request.height)
+    inpainting = request.image is not None and request.mask is not None
+    if inpainting:
+        image = _inpainting(request, size)
+    else:
+        image = _background(request.generation_key, size)
+    _caption(image, request, top=inpainting)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class PreviewBackend(Backend):
+    """Offline stand-ins that take exactly the parameters the hosted models take."""
+
+    name = "preview"
+
+    @classmethod
+    def models(cls, settings: BackendSettings) -> Mapping[str, ModelSupport]:
+        # Mirror the Nebula catalog so a manifest validates the same way on both, but
+        # honour the seed on every model: previews are deterministic anyway.
+        return {mid: ModelSupport(m.id, m.params | {"seed"}, m.size_multiple, m.label)
+                for mid, m in nebula_models().items()}
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        data = await asyncio.to_thread(render, request)
+        return GenerationResult(data, seed=request.seed)
+
+
+@hookimpl
+def nebula_build_register_backends() -> list[type[Backend]]:
+    return [PreviewBackend]

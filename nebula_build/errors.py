@@ -1,0 +1,128 @@
+"""The exceptions nebula-build raises on purpose.
+
+    NebulaBuildError                  root of everything raised on purpose
+    ├── UserError                     printed as "error: …", no traceback, exit 1
+    │   ├── ManifestError             one or more problems, each with path, line, column, key
+    │   ├── LockfileError
+    │   ├── ConflictError             an output changed by hand since the lock
+    │   ├── DependencyCycleError
+    │   ├── ProjectLockedError        another apply holds .nebula-build/lock
+    │   ├── UnknownBackendError       lists the known names
+    │   └── ApplyError                .failures {image: error}, raised after keep-going
+    ├── PluginError                   names the plugin's distribution
+    └── BackendError                  .backend .image
+        ├── CredentialsError          says which variable to set
+        ├── TransientBackendError     timeouts, 429, 5xx: retried
+        └── RequestRejectedError      other 4xx, bad payloads: not retried
+
+Only the CLI turns these into exit codes. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class NebulaBuildError(Exception):
+    """Root of every error nebula-build raises on purpose."""
+
+
+class UserError(NebulaBuildError):
+    """Something the user can fix: printed as one line, exit code 1."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest, located as precisely as the source allows."""
+
+    path: str
+    loc: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        key = f"{self.loc}: " if self.loc else ""
+        return f"{where}: {key}{self.message}"
+
+
+class ManifestError(UserError):
+    """The manifest cannot be used; carries every problem found, one line each."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+    @classmethod
+    def single(cls, path: str, loc: str, message: str, line: int | None = None,
+               column: int | None = None) -> ManifestError:
+        return cls([Problem(path, loc, message, line, column)])
+
+
+class LockfileError(UserError):
+    """images.lock (or its journal) cannot be read."""
+
+
+class ConflictError(UserError):
+    """An output file was changed by hand; nebula-build will not overwrite it."""
+
+
+class DependencyCycleError(UserError):
+    """Images depend on each other in a circle."""
+
+
+class ProjectLockedError(UserError):
+    """Another nebula-build process holds the project lock."""
+
+
+class UnknownBackendError(UserError):
+    """A backend name that no installed plugin provides."""
+
+    def __init__(self, name: str, known: list[str], where: str = "") -> None:
+        self.name = name
+        self.known = known
+        prefix = f"{where}: " if where else ""
+        super().__init__(
+            f"{prefix}unknown backend {name!r} (known: {', '.join(sorted(known)) or 'none'})"
+        )
+
+
+class ApplyError(UserError):
+    """Raised after apply kept going past failures; lists every one."""
+
+    def __init__(self, failures: Mapping[str, Exception]) -> None:
+        self.failures = dict(failures)
+        lines = [f"{len(self.failures)} image(s) failed:"]
+        lines += [f"  {name}: {error}" for name, error in sorted(self.failures.items())]
+        super().__init__("\n".join(lines))
+
+
+class PluginError(NebulaBuildError):
+    """A plugin is broken or clashes with another; names its distribution."""
+
+
+class BackendError(NebulaBuildError):
+    """A backend could not produce an image."""
+
+    def __init__(self, message: str, *, backend: str = "", image: str = "") -> None:
+        self.backend = backend
+        self.image = image
+        super().__init__(message)
+
+
+class CredentialsError(BackendError):
+    """Missing or rejected credentials; the message names the variable to set."""
+
+
+class TransientBackendError(BackendError):
+    """A failure worth retrying: timeouts, rate limits, server errors."""
+
+
+class RequestRejectedError(BackendError):
+    """The backend refused the request; retrying will not help."""

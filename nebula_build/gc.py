@@ -1,0 +1,20 @@
+"""`nebula-build gc`: prune cache entries that no lock entry or declared image uses."""
+
+from __future__ import annotations
+
+from .lockfile import Entries
+from .workflow import Prepared
+
+
+def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> tuple[int, int]:
+    """Remove unreferenced cache entries; returns (entries, bytes)."""
+    keep = {entry.generation_key for entry in lock.values()}
+    keep |= {spec.generation_key for spec in prepared.specs.values()}
+    store = prepared.store
+    removed = freed = 0
+    for key in list(store.keys()):
+        if key in keep:
+            continue
+        removed += 1
+        freed += store.size(key) if dry_run else store.remove(key)
+    return removed, freed

@@ -1,0 +1,208 @@
+"""Load and validate `images.toml` into typed models.
+
+Validation here is structural (types, ranges, unknown keys). What depends on
+the chosen backend and model (which parameters it takes, size multiples) is
+checked when specs are resolved (`spec.py`), against the backend's declaration.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from . import sourcemap
+from .errors import ManifestError, Problem
+
+MANIFEST_NAME = "images.toml"
+SCHEMA_VERSION = 1
+
+ImageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class GenerationFields(BaseModel):
+    """Parameters that shape the pixels; allowed both in [defaults] and per image."""
+
+    model_config = _STRICT
+
+    backend: str | None = Field(
+        None, min_length=1,
+        description="Backend that generates the image: nebula, preview, diffusers or a plugin's.",
+    )
+    model: str | None = Field(
+        None, min_length=1,
+        description="Model id, e.g. black-forest-labs/FLUX.1-schnell (see `nebula-build models`).",
+    )
+    prompt: str | None = Field(None, min_length=1, description="What the image shows.")
+    negative_prompt: str | None = Field(
+        None, description="What the image must not show (models that take it: SDXL).",
+    )
+    width: int | None = Field(
+        None, ge=64, le=2048, description="Width in pixels: a multiple of 8 (16 for Fill).",
+    )
+    height: int | None = Field(
+        None, ge=64, le=2048, description="Height in pixels: a multiple of 8 (16 for Fill).",
+    )
+    num_steps: int | None = Field(None, ge=1, le=500, description="Denoising steps.")
+    guidance_scale: float | None = Field(
+        None, ge=0, le=100, allow_inf_nan=False, description="How closely to follow the prompt.",
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1,
+        description="Random seed; changing it asks for a new draw. Reproducible only on "
+        "models that take a seed.",
+    )
+    image: str | None = Field(
+        None, min_length=1,
+        description="Inpainting input image: a path relative to the manifest (JPG, PNG, WebP).",
+    )
+    mask: str | None = Field(
+        None, min_length=1,
+        description="Inpainting mask, same size as the image: white marks the area to repaint.",
+    )
+
+
+class Defaults(GenerationFields):
+    """Values every image takes unless it sets its own."""
+
+
+class ImageDecl(GenerationFields):
+    """One image the project wants."""
+
+    output: str = Field(
+        min_length=1,
+        description="Where the image is written, relative to the manifest; the extension "
+        "(.png, .webp, .jpg) picks the format.",
+    )
+
+
+class ManifestModel(BaseModel):
+    """The whole of images.toml."""
+
+    model_config = _STRICT
+
+    version: Literal[1] = Field(description="Manifest format version; always 1.")
+    defaults: Defaults = Field(
+        default_factory=Defaults, description="Values applied to every image before hashing.",
+    )
+    backends: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-backend settings (concurrency, timeout, …); never secrets.",
+    )
+    images: dict[ImageName, ImageDecl] = Field(
+        default_factory=dict, description="The images, by name (letters, digits, - and _).",
+    )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest and where it came from, for locating later errors."""
+
+    path: Path
+    display_path: str
+    text: str
+    model: ManifestModel
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @cached_property
+    def _positions(self) -> dict[tuple[str, ...], tuple[int, int]]:
+        return sourcemap.key_positions(self.text)
+
+    def problem(self, loc: tuple[str | int, ...], message: str) -> Problem:
+        """A problem at a key path, with the line and column where it is written."""
+        path = tuple(str(part) for part in loc)
+        position = next(
+            (self._positions[path[:end]] for end in range(len(path), 0, -1)
+             if path[:end] in self._positions),
+            None,
+        )
+        line, column = position if position else (None, None)
+        return Problem(self.display_path, ".".join(path), message, line, column)
+
+
+def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
+    if len(loc) == 1:
+        return list(ManifestModel.model_fields)
+    if loc[0] == "defaults":
+        return list(Defaults.model_fields)
+    if loc[0] == "images":
+        return list(ImageDecl.model_fields)
+    return []
+
+
+def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
+    """A pydantic error as (key path, message a user can act on)."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if loc and loc[-1] == "[key]":
+        return loc[:-1], "image names may contain only letters, digits, '-' and '_'"
+    if kind == "extra_forbidden":
+        known = _known_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return loc, f"unknown key{hint}; expected one of: {', '.join(known)}"
+    if kind == "missing":
+        return loc, "is required"
+    got = f" (got {json.dumps(error['input'], default=str)})" if "input" in error else ""
+    if kind == "literal_error" and loc == ("version",):
+        return loc, f"unsupported manifest version{got}; this nebula-build reads version 1"
+    message = str(error["msg"])
+    return loc, message[0].lower() + message[1:] + got
+
+
+_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def parse(text: str, path: Path, display_path: str) -> Manifest:
+    """Validate manifest text; every problem becomes one line of a ManifestError."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        found = _TOML_POSITION.search(message)
+        line, column = (int(found[1]), int(found[2])) if found else (None, None)
+        message = _TOML_POSITION.sub("", message).strip()
+        raise ManifestError.single(display_path, "", f"invalid TOML: {message}", line,
+                                   column) from None
+    try:
+        model = ManifestModel.model_validate(data)
+    except ValidationError as exc:
+        manifest = Manifest(path, display_path, text, ManifestModel(version=1))
+        problems = [manifest.problem(*_describe(error)) for error in exc.errors()]
+        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        raise ManifestError(problems) from None
+    return Manifest(path, display_path, text, model)
+
+
+def load(path: Path, display_path: str | None = None) -> Manifest:
+    """Read and validate a manifest file."""
+    shown = display_path or path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError.single(shown, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError.single(shown, "", f"cannot read: {exc}") from None
+    return parse(text, path, shown)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of images.toml, as committed in schema/images.schema.json."""
+    schema = ManifestModel.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://nebula-build.dev/schema/images.schema.json",
+        "title": "nebula-build images.toml",
+        **schema,
+    }

@@ -1,0 +1,59 @@
+"""Encode a backend's original bytes into the file an image declares.
+
+Pillow is imported inside the functions: `plan` never decodes an image.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import PurePosixPath
+
+#: Output format by file extension; the format is part of the output key.
+FORMATS: dict[str, str] = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
+_PIL_NAMES = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
+_MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"))
+
+# Generated images are at most 2048×2048; anything far larger is hostile or broken.
+MAX_PIXELS = 4096 * 4096
+
+
+def format_for(path: str) -> str | None:
+    """The output format a path's extension asks for, or None if unsupported."""
+    return FORMATS.get(PurePosixPath(path).suffix.lower())
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format of `data` from its magic bytes (png, jpeg, webp) or None."""
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height of encoded image bytes (reads the header only)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+def encode(original: bytes, fmt: str, size: tuple[int, int]) -> bytes:
+    """`original` as `fmt` at exactly `size`; the same bytes when nothing needs to change."""
+    if sniff(original) == fmt and image_size(original) == size:
+        return original
+    from PIL import Image, ImageOps
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    with Image.open(io.BytesIO(original)) as opened:
+        image = opened.copy()
+    if image.size != size:
+        image = ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+    if fmt == "jpeg" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    options = {"quality": 90} if fmt in ("jpeg", "webp") else {}
+    image.save(buffer, _PIL_NAMES[fmt], **options)
+    return buffer.getvalue()

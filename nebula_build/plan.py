@@ -1,0 +1,218 @@
+"""Diff the desired specs against the lock, the disk and the cache: a `Plan`.
+
+Pure: the disk and the cache come in as lookup functions, so every case is a
+data-driven test. Every action carries a reason, no-ops included, and a plan
+printed is exactly what apply will do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from .errors import UserError
+from .lockfile import LockEntry
+from .outputs import format_for
+from .spec import AssetSpec
+
+DigestOf = Callable[[str], "str | None"]
+HasCached = Callable[[str], bool]
+
+
+class ActionKind(StrEnum):
+    CREATE = "create"
+    REGENERATE = "regenerate"
+    REENCODE = "reencode"
+    RESTORE = "restore"
+    MOVE = "move"
+    DELETE = "delete"
+    CONFLICT = "conflict"
+    NOOP = "noop"
+
+
+_GENERATING = (ActionKind.CREATE, ActionKind.REGENERATE)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One field that differs between the lock and the manifest."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What apply will do to one image, and why."""
+
+    image: str
+    kind: ActionKind
+    reason: str
+    output: str | None
+    spec: AssetSpec | None = None
+    entry: LockEntry | None = None
+    changes: tuple[Change, ...] = ()
+    from_cache: bool = False
+    notes: tuple[str, ...] = ()
+    #: the file written before, when it differs from `output` (move, re-encode, delete)
+    old_output: str | None = None
+    #: for a conflict: what --force would do
+    resolution: Action | None = None
+    #: overwrite a file changed by hand, after backing it up (--force)
+    backup: bool = False
+    #: delete: the file was changed by hand, so it stays on disk
+    keep_file: bool = False
+    #: a new draw was asked for (--replace): the cache is not used
+    fresh: bool = False
+
+    @property
+    def generates(self) -> bool:
+        """Whether this action costs a generation."""
+        return self.kind in _GENERATING and not self.from_cache
+
+    @property
+    def is_change(self) -> bool:
+        return self.kind is not ActionKind.NOOP
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every image's action, no-ops included, in manifest order then deletions."""
+
+    actions: tuple[Action, ...]
+
+    @property
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.is_change]
+
+    @property
+    def generations(self) -> list[Action]:
+        return [a for a in self.actions if a.generates]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(a.is_change for a in self.actions)
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(a.kind.value for a in self.actions)
+        return {kind.value: counts.get(kind.value, 0) for kind in ActionKind}
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
+    keys = sorted(set(old) | set(new))
+    return tuple(Change(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k))
+
+
+@dataclass(frozen=True)
+class _Context:
+    digest_of: DigestOf
+    has_cached: HasCached
+    replace: frozenset[str]
+    force: bool
+
+
+def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
+    if spec.seed is None or spec.seed_reproducible:
+        return ()
+    return (f"{spec.model} does not take a seed: the seed marks a draw, "
+            f"but {spec.backend} will not reproduce it",)
+
+
+def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
+    """The action for an image the manifest declares, before conflict checks."""
+    cached = ctx.has_cached(spec.generation_key)
+    base = dict(image=spec.name, output=spec.output, spec=spec, entry=entry,
+                notes=_seed_notes(spec))
+    if entry is None:
+        return Action(kind=ActionKind.CREATE, reason="new image", from_cache=cached, **base)
+    moved = entry.output if entry.output != spec.output else None
+    base["old_output"] = moved
+    if spec.name in ctx.replace:
+        return Action(kind=ActionKind.REGENERATE, reason="replacement requested (--replace)",
+                      fresh=True, **base)
+    if entry.generation_key != spec.generation_key:
+        changes = _changes(entry.generation_params(), spec.generation_params())
+        fields = ", ".join(c.field for c in changes) or "key scheme"
+        return Action(kind=ActionKind.REGENERATE, reason=f"{fields} changed", changes=changes,
+                      from_cache=cached, **base)
+    if entry.output_key != spec.output_key:
+        changes = _changes({"output": entry.output, "format": format_for(entry.output)},
+                           {"output": spec.output, "format": spec.format})
+        fields = ", ".join(c.field for c in changes) or "output options"
+        return Action(kind=ActionKind.REENCODE, reason=f"{fields} changed", changes=changes,
+                      **base)
+    if moved:
+        return Action(kind=ActionKind.MOVE, reason=f"output moved from {moved}", **base)
+    current = ctx.digest_of(spec.output)
+    if current is None:
+        if cached:
+            return Action(kind=ActionKind.RESTORE, reason="output file missing", **base)
+        return Action(kind=ActionKind.REGENERATE, reason="output file missing and not cached",
+                      **base)
+    if current == entry.digest:
+        return Action(kind=ActionKind.NOOP, reason="up to date", **base)
+    return Action(kind=ActionKind.CONFLICT, reason="output file changed by hand",
+                  resolution=Action(kind=ActionKind.RESTORE if cached
+                                    else ActionKind.REGENERATE,
+                                    reason="overwrite the hand-edited file", **base), **base)
+
+
+def _guard(action: Action, ctx: _Context) -> Action:
+    """Turn a write over a file nebula-build did not write into a conflict."""
+    if action.kind in (ActionKind.NOOP, ActionKind.CONFLICT, ActionKind.DELETE):
+        if action.kind is ActionKind.CONFLICT and ctx.force and action.resolution:
+            return replace(action.resolution, backup=True)
+        return action
+    assert action.output is not None
+    current = ctx.digest_of(action.output)
+    entry = action.entry
+    ours = entry is not None and entry.output == action.output and current == entry.digest
+    if current is None or ours:
+        return action
+    if action.kind is ActionKind.MOVE and entry is not None and current == entry.digest:
+        return replace(action, reason=f"{action.reason} (already moved by hand)")
+    if ctx.force:
+        return replace(action, backup=True)
+    reason = ("a file nebula-build did not write is in the way" if entry is None
+              or entry.output != action.output else "output file changed by hand")
+    return Action(image=action.image, kind=ActionKind.CONFLICT, reason=reason,
+                  output=action.output, spec=action.spec, entry=entry, resolution=action)
+
+
+def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:
+    current = ctx.digest_of(entry.output)
+    if current is None:
+        reason, keep = "removed from the manifest (file already gone)", False
+    elif current == entry.digest:
+        reason, keep = "removed from the manifest", False
+    else:
+        reason, keep = "removed from the manifest; the file was changed by hand, so it stays", True
+    return Action(image=name, kind=ActionKind.DELETE, reason=reason, output=entry.output,
+                  entry=entry, keep_file=keep)
+
+
+def make_plan(specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry], *,
+              digest_of: DigestOf, has_cached: HasCached,
+              targets: Collection[str] = (), replace_images: Collection[str] = (),
+              force: bool = False) -> Plan:
+    """The actions that bring the disk and the lock in line with `specs`."""
+    known = set(specs) | set(lock)
+    unknown = sorted((set(targets) | set(replace_images)) - known)
+    if unknown:
+        raise UserError(f"unknown image(s): {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(known)) or 'none'})")
+    ctx = _Context(digest_of, has_cached, frozenset(replace_images), force)
+    wanted = set(targets) | set(replace_images) if targets else None
+    actions = [
+        _guard(_desired(spec, lock.get(name), ctx), ctx)
+        for name, spec in specs.items() if wanted is None or name in wanted
+    ]
+    actions += [
+        _removed(name, entry, ctx) for name, entry in sorted(lock.items())
+        if name not in specs and (wanted is None or name in wanted)
+    ]
+    return Plan(tuple(actions))

@@ -1,0 +1,77 @@
+"""Live progress for apply: one line per finished image, plus a status line on a TTY."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from .apply import Outcome
+from .plan import Action, ActionKind
+from .style import Style
+
+_DONE = {
+    ActionKind.CREATE: "created", ActionKind.REGENERATE: "regenerated",
+    ActionKind.REENCODE: "re-encoded", ActionKind.RESTORE: "restored",
+    ActionKind.MOVE: "moved", ActionKind.DELETE: "deleted", ActionKind.CONFLICT: "conflict",
+    ActionKind.NOOP: "unchanged",
+}
+
+
+class Progress:
+    """Prints apply events. On a TTY it keeps a status line of what is running."""
+
+    def __init__(self, stream: TextIO, total: int, *, live: bool, style: Style,
+                 quiet: bool = False) -> None:
+        self.stream = stream
+        self.total = total
+        self.live = live
+        self.style = style
+        self.quiet = quiet
+        self.done = 0
+        self.running: dict[str, float] = {}
+        self.started_at = time.perf_counter()
+
+    def started(self, action: Action) -> None:
+        self.running.setdefault(action.image, time.perf_counter())
+        self._status()
+
+    def finished(self, outcome: Outcome) -> None:
+        self.running.pop(outcome.image, None)
+        self.done += 1
+        if not self.quiet:
+            self._clear()
+            self.stream.write(self._line(outcome) + "\n")
+        self._status()
+        self.stream.flush()
+
+    def _line(self, outcome: Outcome) -> str:
+        action, style = outcome.action, self.style
+        elapsed = f"{outcome.elapsed:.2f}s"
+        counter = style(f"[{self.done}/{self.total}]", "dim")
+        if not outcome.ok:
+            return f"{counter} {style('failed', 'red', 'bold')} {action.image}: {outcome.error}"
+        verb = _DONE[action.kind]
+        source = ""
+        if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
+            source = " (generated)" if outcome.generated else " (from cache)"
+        return (f"{counter} {style(verb, 'green')} {style(action.image, 'bold')} "
+                f"{action.output or ''}{style(source, 'dim')} {style(elapsed, 'dim')}")
+
+    def _clear(self) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[K")
+
+    def _status(self) -> None:
+        if not self.live or not self.running:
+            return
+        names = ", ".join(list(self.running)[:3])
+        more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
+        elapsed = time.perf_counter() - self.started_at
+        self._clear()
+        self.stream.write(self.style(f"{self.done}/{self.total} done · {elapsed:.0f}s · "
+                                     f"working on {names}{more}", "dim"))
+        self.stream.flush()
+
+    def close(self) -> None:
+        self._clear()
+        self.stream.flush()

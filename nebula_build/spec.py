@@ -1,0 +1,266 @@
+"""Resolve a manifest into `AssetSpec`s and compute their keys.
+
+This is the pure core: it reads no files. Input files reach it only as
+content digests through the `digest_of` function the caller passes in, so plan
+can use cached digests while apply hashes the very bytes it hands the backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import ValidationError
+
+from .backends.base import Backend, BackendSettings
+from .catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
+from .errors import ManifestError, NebulaBuildError, Problem
+from .manifest import GenerationFields, ImageDecl, Manifest
+from .outputs import FORMATS, format_for
+from .plugins import BackendRegistry
+
+#: Bumped when the canonical form changes, so old keys stop matching.
+KEY_SCHEME = 1
+BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
+INPUT_FORMATS = (".png", ".jpg", ".jpeg", ".webp")
+
+DigestOf = Callable[[str], "str | None"]
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same spec always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def key_of(value: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSpec:
+    """One image, fully resolved: defaults applied, backend and model checked."""
+
+    name: str
+    backend: str
+    model: str
+    prompt: str
+    width: int
+    height: int
+    output: str
+    format: str
+    negative_prompt: str | None = None
+    num_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    image: str | None = None
+    mask: str | None = None
+    image_digest: str | None = None
+    mask_digest: str | None = None
+    seed_reproducible: bool = True
+    generation_key: str = field(init=False)
+    output_key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Keys are computed once: plan, apply and reports read them many times.
+        generation_key = key_of({"scheme": KEY_SCHEME, **self.generation_params()})
+        object.__setattr__(self, "generation_key", generation_key)
+        object.__setattr__(self, "output_key", key_of(
+            {"scheme": KEY_SCHEME, "generation": generation_key, **self.output_params()}))
+
+    def generation_params(self) -> dict[str, Any]:
+        """Everything that shapes the pixels, as stored in the lock and hashed.
+
+        Left out on purpose: the output path and format (they do not change the
+        pixels; see `output_params`) and input *paths* (their content digests
+        stand in, so moving an input file changes nothing). Unset parameters
+        are omitted rather than null, so adding a new optional parameter to the
+        tool does not re-key every existing image.
+        """
+        params = {
+            "backend": self.backend, "model": self.model, "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt, "width": self.width,
+            "height": self.height, "num_steps": self.num_steps,
+            "guidance_scale": self.guidance_scale, "seed": self.seed,
+            "image": self.image_digest, "mask": self.mask_digest,
+        }
+        return {k: v for k, v in params.items() if v is not None}
+
+    def output_params(self) -> dict[str, Any]:
+        """Options that change the file but not the generation."""
+        return {"format": self.format, "size": [self.width, self.height]}
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The specs of a manifest and the backend settings they use."""
+
+    specs: dict[str, AssetSpec]
+    settings: dict[str, BackendSettings]
+    backend_classes: dict[str, type[Backend]]
+
+
+class _Resolver:
+    def __init__(self, manifest: Manifest, registry: BackendRegistry, digest_of: DigestOf,
+                 backend_override: str | None) -> None:
+        self.manifest = manifest
+        self.registry = registry
+        self.digest_of = digest_of
+        self.override = backend_override
+        self.problems: list[Problem] = []
+        self.settings: dict[str, BackendSettings] = {}
+        self.models: dict[str, Mapping[str, ModelSupport]] = {}
+        self.classes: dict[str, type[Backend]] = {}
+        self.outputs: dict[str, str] = {}
+
+    def fail(self, loc: tuple[str | int, ...], message: str) -> None:
+        self.problems.append(self.manifest.problem(loc, message))
+
+    def backend(self, name: str, loc: tuple[str, ...]) -> Mapping[str, ModelSupport] | None:
+        if name in self.models:
+            return self.models[name]
+        try:
+            cls = self.registry.get(name)
+        except NebulaBuildError as exc:
+            self.fail(loc, str(exc))
+            return None
+        raw = self.manifest.model.backends.get(name, {})
+        try:
+            settings = cls.parse_settings(raw)
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ("backends", name, *map(str, error["loc"]))
+                self.fail(where, str(error["msg"]).lower())
+            return None
+        self.classes[name] = cls
+        self.settings[name] = settings
+        self.models[name] = cls.models(settings)
+        return self.models[name]
+
+    def origin(self, name: str, decl: ImageDecl, key: str) -> tuple[str, ...]:
+        """Where a value comes from: the image itself or [defaults]."""
+        if key in decl.model_fields_set:
+            return ("images", name, key)
+        return ("defaults", key)
+
+    def check_path(self, loc: tuple[str, ...], value: str, what: str) -> str | None:
+        path = PurePosixPath(value.replace("\\", "/"))
+        if path.is_absolute() or value.startswith(("/", "~")) or ":" in path.parts[0]:
+            self.fail(loc, f"{what} must be a path relative to the manifest's folder, "
+                           f"not {value!r}")
+            return None
+        if ".." in path.parts:
+            self.fail(loc, f"{what} must stay inside the project ({value!r} uses '..')")
+            return None
+        return path.as_posix()
+
+    def input_digest(self, name: str, decl: ImageDecl, key: str, value: str) -> str | None:
+        loc = self.origin(name, decl, key)
+        if value.startswith("@"):
+            self.fail(loc, f"{value!r}: using another image's output as input is not "
+                           "supported yet; give a file path")
+            return None
+        path = self.check_path(loc, value, "an input")
+        if path is None:
+            return None
+        if PurePosixPath(path).suffix.lower() not in INPUT_FORMATS:
+            self.fail(loc, f"{value!r} is not a JPG, PNG or WebP file")
+            return None
+        digest = self.digest_of(path)
+        if digest is None:
+            self.fail(loc, f"file not found: {path}")
+        return digest
+
+    def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
+        defaults = self.manifest.model.defaults
+        merged = {**BUILTIN_DEFAULTS, **_set_fields(defaults), **_set_fields(decl)}
+        if self.override:
+            merged["backend"] = self.override
+        start = len(self.problems)
+        backend_loc = self.origin(name, decl, "backend")
+        models = self.backend(merged["backend"], backend_loc)
+        if models is None:
+            return None
+        model_id = merged.get("model")
+        if model_id is None:
+            self.fail(("images", name, "model"), "is required (set it here or in [defaults]); "
+                      "`nebula-build models` lists the choices")
+            return None
+        support = models.get(model_id)
+        if support is None:
+            self.fail(self.origin(name, decl, "model"),
+                      f"unknown model {model_id!r} for backend {merged['backend']!r} "
+                      f"(known: {', '.join(models)})")
+            return None
+        for param in OPTIONAL_PARAMS:
+            if merged.get(param) is not None and param not in support.params and param != "seed":
+                loc = self.origin(name, decl, param)
+                inherited = f" (inherited by images.{name})" if loc[0] == "defaults" else ""
+                self.fail(loc, f"{model_id} does not take {param}{inherited}")
+        if support.inpainting:
+            for param in ("image", "mask"):
+                if merged.get(param) is None:
+                    self.fail(("images", name), f"{model_id} needs {param!r} (an inpainting "
+                                                f"input file)")
+        if not merged.get("prompt"):
+            self.fail(("images", name, "prompt"), "is required")
+        for side in ("width", "height"):
+            value = merged[side]
+            step = support.size_multiple
+            if value % step or not MIN_SIZE <= value <= MAX_SIZE:
+                self.fail(self.origin(name, decl, side),
+                          f"must be a multiple of {step} within {MIN_SIZE}-{MAX_SIZE} for "
+                          f"{model_id} (got {value})")
+        output = self.check_path(("images", name, "output"), decl.output, "output")
+        fmt = format_for(decl.output)
+        if output is not None and fmt is None:
+            self.fail(("images", name, "output"),
+                      f"unsupported file type {PurePosixPath(output).suffix or '(none)'!r}; "
+                      f"use one of {', '.join(FORMATS)}")
+        if output is not None:
+            other = self.outputs.setdefault(output, name)
+            if other != name:
+                self.fail(("images", name, "output"), f"{output} is also the output of "
+                                                      f"images.{other}")
+        digests = {
+            key: self.input_digest(name, decl, key, merged[key])
+            for key in ("image", "mask") if merged.get(key) is not None and key in support.params
+        }
+        if len(self.problems) > start or output is None or fmt is None:
+            return None
+        return AssetSpec(
+            name=name, backend=merged["backend"], model=model_id, prompt=merged["prompt"],
+            width=merged["width"], height=merged["height"], output=output, format=fmt,
+            negative_prompt=merged.get("negative_prompt"), num_steps=merged.get("num_steps"),
+            guidance_scale=_as_float(merged.get("guidance_scale")), seed=merged.get("seed"),
+            image=merged.get("image"), mask=merged.get("mask"),
+            image_digest=digests.get("image"), mask_digest=digests.get("mask"),
+            seed_reproducible=support.takes_seed,
+        )
+
+
+def _set_fields(fields: GenerationFields) -> dict[str, Any]:
+    return {key: getattr(fields, key) for key in fields.model_fields_set}
+
+
+def _as_float(value: float | int | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def resolve(manifest: Manifest, registry: BackendRegistry, digest_of: DigestOf, *,
+            backend_override: str | None = None) -> Resolved:
+    """Every image of the manifest as an AssetSpec; all problems raised together."""
+    resolver = _Resolver(manifest, registry, digest_of, backend_override)
+    if backend_override:
+        registry.get(backend_override, where="--backend")
+    specs = {}
+    for name, decl in manifest.model.images.items():
+        spec = resolver.resolve(name, decl)
+        if spec is not None:
+            specs[name] = spec
+    if resolver.problems:
+        raise ManifestError(resolver.problems)
+    return Resolved(specs, resolver.settings, resolver.classes)
