@@ -32,6 +32,13 @@ def _split_key(raw: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def _add_with_prefixes(positions: dict[tuple[str, ...], Position], path: tuple[str, ...],
+                       position: Position) -> None:
+    """`[images.hero]` also defines `images`: the first place a prefix appears wins."""
+    for end in range(1, len(path) + 1):
+        positions.setdefault(path[:end], position)
+
+
 def key_positions(text: str) -> dict[tuple[str, ...], Position]:
     """Every table header and key assignment, by full key path, 1-based."""
     positions: dict[tuple[str, ...], Position] = {}
@@ -40,10 +47,10 @@ def key_positions(text: str) -> dict[tuple[str, ...], Position]:
         header = _HEADER.match(line)
         if header:
             table = _split_key(header["key"])
-            positions.setdefault(table, (number, line.index("[") + 1))
+            _add_with_prefixes(positions, table, (number, line.index("[") + 1))
             continue
         assign = _ASSIGN.match(line)
         if assign:
             path = table + _split_key(assign["key"])
-            positions.setdefault(path, (number, len(assign["indent"]) + 1))
+            _add_with_prefixes(positions, path, (number, len(assign["indent"]) + 1))
     return positions

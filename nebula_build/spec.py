@@ -200,11 +200,10 @@ class _Resolver:
                 loc = self.origin(name, decl, param)
                 inherited = f" (inherited by images.{name})" if loc[0] == "defaults" else ""
                 self.fail(loc, f"{model_id} does not take {param}{inherited}")
-        if support.inpainting:
-            for param in ("image", "mask"):
-                if merged.get(param) is None:
-                    self.fail(("images", name), f"{model_id} needs {param!r} (an inpainting "
-                                                f"input file)")
+        missing = [p for p in ("image", "mask") if merged.get(p) is None]
+        if support.inpainting and missing:
+            self.fail(("images", name), f"{model_id} needs {' and '.join(map(repr, missing))} "
+                                        "(inpainting input files)")
         if not merged.get("prompt"):
             self.fail(("images", name, "prompt"), "is required")
         for side in ("width", "height"):
@@ -256,6 +255,9 @@ def resolve(manifest: Manifest, registry: BackendRegistry, digest_of: DigestOf, 
     resolver = _Resolver(manifest, registry, digest_of, backend_override)
     if backend_override:
         registry.get(backend_override, where="--backend")
+    for name in manifest.model.backends:
+        if name in registry.backends:  # settings of an unused plugin are checked when used
+            resolver.backend(name, ("backends", name))
     specs = {}
     for name, decl in manifest.model.images.items():
         spec = resolver.resolve(name, decl)

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nebula_build.cli import main
+from tests.fake_backend import FAKE_BACKEND_SOURCE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NEBULA_API_KEY", "NEBULA_BASE_URL", "NEBULA_BUILD_DEBUG", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "100")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def __iter__(self):  # allows `code, out, err = run_cli(...)`
+        return iter((self.code, self.out, self.err))
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    def run(*args: str, cwd: Path | None = None) -> Result:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(args), out=out, err=err)
+        return Result(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Write a file tree under a fresh folder and chdir into it."""
+
+    def make(files: dict[str, str | bytes]) -> Path:
+        root = tmp_path / "proj"
+        for name, content in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(textwrap.dedent(content).lstrip(), encoding="utf-8")
+        root.mkdir(exist_ok=True)
+        monkeypatch.chdir(root)
+        return root
+
+    return make
+
+
+def install_distribution(site: Path, dist: str, modules: dict[str, str],
+                         entry_points: dict[str, str]) -> None:
+    """A minimal installed distribution: modules plus a dist-info with entry points."""
+    site.mkdir(parents=True, exist_ok=True)
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(source, encoding="utf-8")
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[nebula_build]\n{lines}")
+
+
+@pytest.fixture
+def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Installs the `fake` backend plugin (for this process and for subprocesses)."""
+    site = tmp_path / "site"
+    install_distribution(site, "nebula-build-fake", {"nebula_fake": FAKE_BACKEND_SOURCE},
+                         {"fake": "nebula_fake"})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(REPO)]))
+    yield site
+    sys.modules.pop("nebula_fake", None)
+
+
+def generation_log(path: Path) -> list[str]:
+    """Images the fake backend generated, in order."""
+    if not path.exists():
+        return []
+    return [json.loads(line)["image"] for line in path.read_text().splitlines()]
+
+
+def fake_manifest(log: Path, images: dict[str, dict[str, object]], *,
+                  delay: float = 0.0, fail: tuple[str, ...] = (), concurrency: int = 4) -> str:
+    """An images.toml on the fake backend, written out for readability."""
+    lines = ["version = 1", "", "[defaults]", 'backend = "fake"',
+             'model = "black-forest-labs/FLUX.1-schnell"', "width = 64", "height = 64", "",
+             "[backends.fake]", f"log = {json.dumps(str(log))}", f"delay = {delay}",
+             f"fail = {json.dumps(list(fail))}", f"concurrency = {concurrency}"]
+    for name, fields in images.items():
+        lines += ["", f"[images.{name}]"]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def image_info(path: Path) -> tuple[str, tuple[int, int]]:
+    """(format, size) of an image file, closing it."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return str(image.format), image.size

@@ -1,0 +1,50 @@
+"""Source of a third-party backend plugin used by the tests.
+
+It is installed into a temporary site folder as its own distribution
+(`nebula-build-fake`), so it is found through the real entry-point path.
+"""
+
+FAKE_BACKEND_SOURCE = '''
+import asyncio
+import json
+import os
+import time
+
+from pydantic import Field
+
+from nebula_build import Backend, BackendSettings, GenerationResult, RequestRejectedError, hookimpl
+from nebula_build.backends.preview import render
+from nebula_build.catalog import nebula_models
+
+
+class FakeSettings(BackendSettings):
+    delay: float = Field(0.0, description="seconds each generation takes")
+    fail: list[str] = Field(default_factory=list, description="images that fail")
+    log: str = Field("", description="file that gets one JSON line per generation")
+
+
+class FakeBackend(Backend):
+    name = "fake"
+    settings_model = FakeSettings
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        settings = self.settings
+        if settings.log:
+            with open(settings.log, "a") as log:
+                log.write(json.dumps({"image": request.image_name, "pid": os.getpid(),
+                                      "start": time.time()}) + "\\n")
+        await asyncio.sleep(settings.delay)
+        if request.image_name in settings.fail:
+            raise RequestRejectedError(f"{request.image_name} refused on purpose",
+                                       backend="fake", image=request.image_name)
+        return GenerationResult(await asyncio.to_thread(render, request), seed=request.seed)
+
+
+@hookimpl
+def nebula_build_register_backends():
+    return [FakeBackend]
+'''

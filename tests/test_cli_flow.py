@@ -1,0 +1,271 @@
+"""End-to-end behaviour through the CLI, as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tests.conftest import fake_manifest, generation_log, image_info
+
+SITE = """
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 256
+height = 128
+
+[images.hero]
+prompt = "a flying cat over a neon city at dusk"
+seed = 42
+output = "static/hero.webp"
+
+[images.logo]
+model = "stabilityai/stable-diffusion-xl-base-1.0"
+prompt = "minimal fox logo"
+negative_prompt = "text"
+width = 128
+output = "static/logo.png"
+
+[images.card]
+prompt = "a paper crane"
+seed = 7
+output = "static/card.jpg"
+"""
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "static").rglob("*")) if p.is_file()}
+
+
+def test_fresh_project_plan_apply_then_nothing_to_do(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("plan", "--detailed-exitcode").code == 2
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    infos = {name: image_info(root / "static" / name) for name in
+             ("hero.webp", "logo.png", "card.jpg")}
+    assert infos == {"hero.webp": ("WEBP", (256, 128)), "logo.png": ("PNG", (128, 128)),
+                     "card.jpg": ("JPEG", (256, 128))}
+    lock = (root / "images.lock").read_bytes()
+    before = digests(root)
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    code, out, _ = run_cli("apply")
+    assert code == 0 and "No changes" in out
+    assert (root / "images.lock").read_bytes() == lock
+    assert digests(root) == before
+
+
+def test_editing_one_prompt_changes_exactly_one_output_and_revert_costs_nothing(
+        project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {name: {"prompt": f"sprite {name}", "seed": i, "output": f"static/{name}.png"}
+              for i, name in enumerate(["a", "b", "c"])}
+    root = project({"images.toml": fake_manifest(log, images)})
+    assert run_cli("apply").code == 0
+    first_files, first_lock = digests(root), (root / "images.lock").read_bytes()
+    assert generation_log(log) == ["a", "b", "c"] or sorted(generation_log(log)) == ["a", "b", "c"]
+
+    images["b"]["prompt"] = "sprite b, edited"
+    (root / "images.toml").write_text(fake_manifest(log, images))
+    code, out, _ = run_cli("plan")
+    assert '~ prompt: "sprite b" -> "sprite b, edited"' in out
+    assert run_cli("apply").code == 0
+    changed = {k for k, v in digests(root).items() if first_files[k] != v}
+    assert changed == {"static/b.png"}
+    assert sorted(generation_log(log)) == ["a", "b", "b", "c"]
+
+    images["b"]["prompt"] = "sprite b"
+    (root / "images.toml").write_text(fake_manifest(log, images))
+    code, out, _ = run_cli("plan")
+    assert "(from cache)" in out and "1 to generate (1 from cache)" in out
+    assert run_cli("apply").code == 0
+    assert digests(root) == first_files
+    assert (root / "images.lock").read_bytes() == first_lock
+    assert len(generation_log(log)) == 4  # the revert generated nothing
+
+
+def test_deleted_output_is_restored_from_cache(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    root = project({"images.toml": fake_manifest(
+        log, {"a": {"prompt": "x", "output": "static/a.png"}})})
+    run_cli("apply")
+    original = (root / "static/a.png").read_bytes()
+    (root / "static/a.png").unlink()
+    code, out, _ = run_cli("plan")
+    assert "restore" in out and "output file missing" in out
+    assert run_cli("apply").code == 0
+    assert (root / "static/a.png").read_bytes() == original
+    assert generation_log(log) == ["a"]
+
+
+def test_hand_edited_output_needs_force_and_is_backed_up(project, run_cli):
+    root = project({"images.toml": SITE})
+    run_cli("apply")
+    hero = root / "static/hero.webp"
+    hero.write_bytes(b"my own edit")
+    code, out, _ = run_cli("plan")
+    assert "conflict" in out and "changed by hand" in out
+    code, out, err = run_cli("apply")
+    assert code == 1 and "--force" in err
+    assert hero.read_bytes() == b"my own edit"
+    assert run_cli("apply", "--force").code == 0
+    assert hero.read_bytes() != b"my own edit"
+    backups = list((root / ".nebula-build/backup").rglob("hero.webp"))
+    assert [b.read_bytes() for b in backups] == [b"my own edit"]
+
+
+def test_foreign_file_in_the_way_is_a_conflict(project, run_cli):
+    root = project({"images.toml": SITE, "static/logo.png": b"designer's logo"})
+    code, _, err = run_cli("apply")
+    assert code == 1 and "did not write" in err
+    assert (root / "static/logo.png").read_bytes() == b"designer's logo"
+    assert (root / "static/hero.webp").exists()  # the others were still built
+
+
+def test_removed_image_is_deleted_only_when_unmodified(project, run_cli):
+    root = project({"images.toml": SITE})
+    run_cli("apply")
+    (root / "static/card.jpg").write_bytes(b"edited")
+    trimmed = SITE.split("[images.logo]")[0]
+    (root / "images.toml").write_text(trimmed)
+    code, out, _ = run_cli("plan")
+    assert "- logo" in out and "- card" in out and "stays" in out
+    assert run_cli("apply").code == 0
+    assert not (root / "static/logo.png").exists()
+    assert (root / "static/card.jpg").read_bytes() == b"edited"
+    assert "logo" not in (root / "images.lock").read_text()
+
+
+def test_move_and_reencode_cost_no_generation(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "x", "output": "static/a.png"}}
+    root = project({"images.toml": fake_manifest(log, images)})
+    run_cli("apply")
+    images["a"]["output"] = "art/a.png"
+    (root / "images.toml").write_text(fake_manifest(log, images))
+    assert "move" in run_cli("plan").out
+    assert run_cli("apply").code == 0
+    assert (root / "art/a.png").exists() and not (root / "static").exists()
+    images["a"]["output"] = "art/a.webp"
+    (root / "images.toml").write_text(fake_manifest(log, images))
+    code, out, _ = run_cli("plan")
+    assert "reencode" in out and '~ format: "png" -> "webp"' in out
+    assert run_cli("apply").code == 0
+    assert image_info(root / "art/a.webp") == ("WEBP", (64, 64))
+    assert not (root / "art/a.png").exists()
+    assert generation_log(log) == ["a"]
+
+
+def test_plan_json_shape(project, run_cli):
+    project({"images.toml": SITE})
+    code, out, _ = run_cli("plan", "--json")
+    data = json.loads(out)
+    assert data["summary"]["create"] == 3
+    first = data["actions"][0]
+    assert {"image", "action", "reason", "output"} <= set(first)
+    assert first["action"] == "create" and first["reason"] == "new image"
+
+
+def test_target_and_replace(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {n: {"prompt": n, "output": f"static/{n}.png"} for n in ("a", "b")}
+    root = project({"images.toml": fake_manifest(log, images)})
+    assert run_cli("apply", "--target", "a").code == 0
+    assert generation_log(log) == ["a"] and not (root / "static/b.png").exists()
+    assert run_cli("apply").code == 0
+    assert run_cli("apply", "--replace", "a").code == 0
+    assert generation_log(log) == ["a", "b", "a"]
+    code, _, err = run_cli("plan", "--target", "nope")
+    assert code == 1 and "unknown image(s): nope" in err
+
+
+def test_locked_and_max_generations(project, run_cli):
+    root = project({"images.toml": SITE})
+    code, _, err = run_cli("apply", "--locked")
+    assert code == 2 and "--locked" in err and not (root / "static").exists()
+    code, _, err = run_cli("apply", "--max-generations", "2")
+    assert code == 1 and "more than --max-generations 2" in err
+    assert not (root / "static").exists()
+    assert run_cli("apply").code == 0
+    (root / "static/hero.webp").unlink()
+    assert run_cli("apply", "--locked").code == 0  # restoring from the cache is allowed
+    assert (root / "static/hero.webp").exists()
+
+
+def test_directory_and_file_options_and_walking_up(project, run_cli, tmp_path):
+    root = project({"site/images.toml": SITE, "site/deep/er/.keep": ""})
+    assert run_cli("-C", "site", "validate").out.startswith("site/images.toml: 3 image(s)")
+    assert run_cli("-f", "site/images.toml", "plan", "--detailed-exitcode").code == 2
+    code, out, _ = run_cli("plan", cwd=root / "site/deep/er")
+    assert code == 0 and "3 to generate" in out
+    code, _, err = run_cli("plan", cwd=tmp_path)
+    assert code == 1 and "no images.toml" in err and "nebula-build init" in err
+
+
+def test_init_writes_a_project_that_builds(tmp_path, run_cli):
+    code, out, _ = run_cli("-C", str(tmp_path), "init")
+    assert code == 0
+    assert ".nebula-build/" in (tmp_path / ".gitignore").read_text()
+    assert run_cli("-C", str(tmp_path), "apply").code == 0
+    assert run_cli("-C", str(tmp_path), "plan", "--detailed-exitcode").code == 0
+    assert run_cli("-C", str(tmp_path), "init").code == 1
+
+
+def test_status_models_schema(project, run_cli):
+    root = project({"images.toml": SITE})
+    run_cli("apply", "--target", "hero")
+    (root / "static/hero.webp").write_bytes(b"edit")
+    out = run_cli("status").out
+    assert "hero  conflict" in out and "logo  pending create" in out
+    out = run_cli("models").out
+    assert "backend preview" in out and "black-forest-labs/FLUX.1-Fill-dev" in out
+    schema = json.loads(run_cli("schema").out)
+    assert "images" in schema["properties"]
+
+
+def test_gc_keeps_what_is_referenced(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "one", "output": "a.png"}}
+    root = project({"images.toml": fake_manifest(log, images)})
+    run_cli("apply")
+    images["a"]["prompt"] = "two"
+    (root / "images.toml").write_text(fake_manifest(log, images))
+    run_cli("apply")
+    cache = root / ".nebula-build/cache"
+    assert len([p for p in cache.rglob("*") if p.is_file() and p.suffix != ".json"]) == 2
+    assert "would remove 1 cache entry" in run_cli("gc", "--dry-run").out
+    assert "removed 1 cache entry" in run_cli("gc").out
+    assert len([p for p in cache.rglob("*") if p.is_file() and p.suffix != ".json"]) == 1
+    (root / "a.png").unlink()
+    assert run_cli("apply").code == 0
+    assert len(generation_log(log)) == 2  # restored: the live entry was kept
+
+
+def test_failures_keep_going_and_are_all_reported(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {n: {"prompt": n, "output": f"{n}.png"} for n in ("a", "b", "c", "d")}
+    root = project({"images.toml": fake_manifest(log, images, fail=("b", "d"))})
+    code, out, err = run_cli("apply")
+    assert code == 1
+    assert "2 image(s) failed" in err and "b: b refused on purpose" in err and "d:" in err
+    assert (root / "a.png").exists() and (root / "c.png").exists()
+    assert not (root / "b.png").exists()
+    lock = (root / "images.lock").read_text()
+    assert "[images.a]" in lock and "[images.c]" in lock and "[images.b]" not in lock
+    (root / "images.toml").write_text(fake_manifest(log, images))
+    assert run_cli("apply").code == 0
+    assert sorted(generation_log(log)) == ["a", "b", "b", "c", "d", "d"]
+
+
+def test_backend_override_runs_everything_through_preview(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    root = project({"images.toml": fake_manifest(log, {"a": {"prompt": "x", "output": "a.png"}})})
+    assert run_cli("apply", "--backend", "preview").code == 0
+    assert generation_log(log) == [] and (root / "a.png").exists()
+    assert 'backend = "preview"' in (root / "images.lock").read_text()
+    code, _, err = run_cli("plan", "--backend", "nope")
+    assert code == 1 and "unknown backend 'nope'" in err and "preview" in err
