@@ -131,6 +131,11 @@ class Applier:
             return
         spec = action.spec
         assert spec is not None
+        if action.in_place:
+            await asyncio.to_thread(self._adopt, action, spec)
+            self._record(spec, self.files.digest(spec.output) or "",
+                         spec.seed if spec.seed_reproducible else None)
+            return
         if kind is ActionKind.MOVE and action.entry is not None:
             async with self._io:
                 self.progress.started(action)
@@ -206,12 +211,20 @@ class Applier:
         target = self._target(spec.output)
         if action.backup:
             self._backup(spec.output)
-        atomic_write(target, encoded)
         digest = sha256_bytes(encoded)
+        # Before the rename: a run killed between the rename and its journal line
+        # leaves a file the next plan recognises as this output, not as a stranger's.
+        self.store.record_output(spec.output_key, digest)
+        atomic_write(target, encoded)
         self.files.record(spec.output, digest=digest)
         if action.old_output:
             self._remove_if_ours(action.old_output, action.entry)
         return digest
+
+    def _adopt(self, action: Action, spec: AssetSpec) -> None:
+        """The file already holds this output: keep it, tidy the old one."""
+        if action.old_output:
+            self._remove_if_ours(action.old_output, action.entry)
 
     def _move(self, action: Action) -> bool:
         """Rename the old file into place if it is ours and unchanged."""

@@ -17,4 +17,10 @@ def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> tupl
             continue
         removed += 1
         freed += store.size(key) if dry_run else store.remove(key)
+    if not dry_run:
+        live_outputs = {entry.output_key for entry in lock.values()}
+        live_outputs |= {spec.output_key for spec in prepared.specs.values()}
+        for output_key in list(store.output_keys()):
+            if output_key not in live_outputs:
+                store.remove_output(output_key)
     return removed, freed

@@ -20,6 +20,7 @@ from .spec import AssetSpec
 
 DigestOf = Callable[[str], "str | None"]
 HasCached = Callable[[str], bool]
+KnownOutput = Callable[[str], "str | None"]
 
 
 class ActionKind(StrEnum):
@@ -68,11 +69,13 @@ class Action:
     keep_file: bool = False
     #: a new draw was asked for (--replace): the cache is not used
     fresh: bool = False
+    #: the output file already holds exactly what this spec produces: only record it
+    in_place: bool = False
 
     @property
     def generates(self) -> bool:
         """Whether this action costs a generation."""
-        return self.kind in _GENERATING and not self.from_cache
+        return self.kind in _GENERATING and not (self.from_cache or self.in_place)
 
     @property
     def is_change(self) -> bool:
@@ -111,6 +114,7 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ..
 class _Context:
     digest_of: DigestOf
     has_cached: HasCached
+    known_output: KnownOutput
     replace: frozenset[str]
     force: bool
 
@@ -173,6 +177,10 @@ def _guard(action: Action, ctx: _Context) -> Action:
     ours = entry is not None and entry.output == action.output and current == entry.digest
     if current is None or ours:
         return action
+    spec = action.spec
+    if spec is not None and not action.fresh and current == ctx.known_output(spec.output_key):
+        return replace(action, in_place=True,
+                       reason=f"{action.reason} (the file already holds this output)")
     if action.kind is ActionKind.MOVE and entry is not None and current == entry.digest:
         return replace(action, reason=f"{action.reason} (already moved by hand)")
     if ctx.force:
@@ -197,6 +205,7 @@ def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:
 
 def make_plan(specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry], *,
               digest_of: DigestOf, has_cached: HasCached,
+              known_output: KnownOutput = lambda output_key: None,
               targets: Collection[str] = (), replace_images: Collection[str] = (),
               force: bool = False) -> Plan:
     """The actions that bring the disk and the lock in line with `specs`."""
@@ -205,7 +214,7 @@ def make_plan(specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry], *,
     if unknown:
         raise UserError(f"unknown image(s): {', '.join(unknown)} "
                         f"(known: {', '.join(sorted(known)) or 'none'})")
-    ctx = _Context(digest_of, has_cached, frozenset(replace_images), force)
+    ctx = _Context(digest_of, has_cached, known_output, frozenset(replace_images), force)
     wanted = set(targets) | set(replace_images) if targets else None
     actions = [
         _guard(_desired(spec, lock.get(name), ctx), ctx)

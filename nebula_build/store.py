@@ -2,6 +2,9 @@
 
 Layout: `.nebula-build/cache/<key[:2]>/<key>` holds the bytes the backend
 returned; `<key>.json` beside it holds what the backend reported (seed used).
+`outputs/<output key>` remembers the digest of the file each output key
+produced, so a file already holding exactly that (a run killed between the
+rename and the journal line, a copied checkout) is recognised, not a conflict.
 Reverting a prompt, moving an output or changing its format reads from here
 instead of paying for a new generation.
 """
@@ -56,14 +59,39 @@ class Store:
         atomic_write(path.with_suffix(".json"), json.dumps({"seed": seed}).encode())
         atomic_write(path, data)
 
-    def keys(self) -> Iterator[str]:
+    def _output_path(self, output_key: str) -> Path:
+        return self.root / "outputs" / output_key[:2] / output_key
+
+    def record_output(self, output_key: str, digest: str) -> None:
+        atomic_write(self._output_path(output_key), digest.encode(), durable=False)
+
+    def output_digest(self, output_key: str) -> str | None:
+        """The digest of the file `output_key` produced before, if known."""
         try:
-            shards = os.listdir(self.root)
+            return self._output_path(output_key).read_text().strip() or None
+        except OSError:
+            return None
+
+    def output_keys(self) -> Iterator[str]:
+        yield from self._scan(self.root / "outputs")
+
+    def remove_output(self, output_key: str) -> None:
+        self._output_path(output_key).unlink(missing_ok=True)
+
+    def keys(self) -> Iterator[str]:
+        yield from self._scan(self.root)
+
+    @staticmethod
+    def _scan(root: Path) -> Iterator[str]:
+        try:
+            shards = os.listdir(root)
         except FileNotFoundError:
             return
         for shard in shards:
+            if len(shard) != 2:
+                continue
             try:
-                names = os.listdir(self.root / shard)
+                names = os.listdir(root / shard)
             except NotADirectoryError:
                 continue
             yield from (n for n in names if len(n) == _KEY_LENGTH and not n.startswith("."))

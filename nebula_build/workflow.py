@@ -78,7 +78,8 @@ def current_lock(project: Project, notice: Notice) -> Entries:
 def plan_for(prepared: Prepared, lock: Entries, *, targets: Collection[str] = (),
              replace: Collection[str] = (), force: bool = False) -> Plan:
     return make_plan(prepared.specs, lock, digest_of=prepared.files.digest,
-                     has_cached=prepared.store.has, targets=targets,
+                     has_cached=prepared.store.has,
+                     known_output=prepared.store.output_digest, targets=targets,
                      replace_images=replace, force=force)
 
 

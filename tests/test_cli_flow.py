@@ -236,10 +236,10 @@ def test_gc_keeps_what_is_referenced(project, run_cli, fake_site, tmp_path):
     (root / "images.toml").write_text(fake_manifest(log, images))
     run_cli("apply")
     cache = root / ".nebula-build/cache"
-    assert len([p for p in cache.rglob("*") if p.is_file() and p.suffix != ".json"]) == 2
+    assert len([p for p in cache.glob("??/*") if p.suffix != ".json"]) == 2
     assert "would remove 1 cache entry" in run_cli("gc", "--dry-run").out
     assert "removed 1 cache entry" in run_cli("gc").out
-    assert len([p for p in cache.rglob("*") if p.is_file() and p.suffix != ".json"]) == 1
+    assert len([p for p in cache.glob("??/*") if p.suffix != ".json"]) == 1
     (root / "a.png").unlink()
     assert run_cli("apply").code == 0
     assert len(generation_log(log)) == 2  # restored: the live entry was kept
@@ -269,3 +269,17 @@ def test_backend_override_runs_everything_through_preview(project, run_cli, fake
     assert 'backend = "preview"' in (root / "images.lock").read_text()
     code, _, err = run_cli("plan", "--backend", "nope")
     assert code == 1 and "unknown backend 'nope'" in err and "preview" in err
+
+
+def test_lost_lock_entry_with_the_file_in_place_is_adopted_without_work(
+        project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    root = project({"images.toml": fake_manifest(log, {"a": {"prompt": "x", "output": "a.png"}})})
+    run_cli("apply")
+    lock = (root / "images.lock").read_bytes()
+    (root / "images.lock").unlink()  # as if killed between the rename and the journal line
+    code, out, _ = run_cli("plan")
+    assert "the file already holds this output" in out
+    assert run_cli("apply").code == 0
+    assert (root / "images.lock").read_bytes() == lock
+    assert generation_log(log) == ["a"]

@@ -64,12 +64,15 @@ def test_plan_case(case: dict[str, Any], fake_site: Path) -> None:
             return by_output[path].digest
         if state == "ours-moved":
             return moved[path].digest
+        if state == "produced":
+            return next(f"produced:{s.output_key}" for s in now.values() if s.output == path)
         return state
 
     cached = {(before if tag.startswith("before:") else now)[tag.split(":")[1]].generation_key
               for tag in case.get("cache", [])}
     options = case.get("options", {})
     plan = make_plan(now, lock, digest_of=disk, has_cached=cached.__contains__,
+                     known_output=lambda output_key: f"produced:{output_key}",
                      targets=options.get("targets", ()), replace_images=options.get("replace", ()),
                      force=options.get("force", False))
     got = [(a.image, a.kind.value, a.reason) for a in plan.actions]
