@@ -9,7 +9,6 @@ One image's failure never stops the others; every failure is returned.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -72,10 +71,16 @@ class ApplyResult:
 def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
     """The backend request for a spec, with the exact input bytes that were hashed."""
     return GenerationRequest(
-        image_name=spec.name, generation_key=spec.generation_key, model=spec.model,
-        prompt=spec.prompt, width=spec.width, height=spec.height,
-        negative_prompt=spec.negative_prompt, num_steps=spec.num_steps,
-        guidance_scale=spec.guidance_scale, seed=spec.seed,
+        image_name=spec.name,
+        generation_key=spec.generation_key,
+        model=spec.model,
+        prompt=spec.prompt,
+        width=spec.width,
+        height=spec.height,
+        negative_prompt=spec.negative_prompt,
+        num_steps=spec.num_steps,
+        guidance_scale=spec.guidance_scale,
+        seed=spec.seed,
         image=inputs.data(spec.image) if spec.image else None,
         mask=inputs.data(spec.mask) if spec.mask else None,
     )
@@ -84,9 +89,18 @@ def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
 class Applier:
     """Executes the actions of one plan against one project."""
 
-    def __init__(self, project: Project, *, generate: GenerateFn, limits: Mapping[str, int],
-                 writer: LockWriter, files: FileIndex, store: Store, inputs: InputSnapshot,
-                 progress: ProgressSink) -> None:
+    def __init__(
+        self,
+        project: Project,
+        *,
+        generate: GenerateFn,
+        limits: Mapping[str, int],
+        writer: LockWriter,
+        files: FileIndex,
+        store: Store,
+        inputs: InputSnapshot,
+        progress: ProgressSink,
+    ) -> None:
         self.project = project
         self.generate_fn = generate
         self.writer = writer
@@ -122,7 +136,8 @@ class Applier:
             raise ConflictError(
                 f"{action.output}: {action.reason}; nebula-build will not overwrite it. "
                 "Re-run with --force to replace it (the old file is kept under "
-                ".nebula-build/backup/)")
+                ".nebula-build/backup/)"
+            )
         if kind is ActionKind.DELETE:
             async with self._io:
                 self.progress.started(action)
@@ -133,8 +148,11 @@ class Applier:
         assert spec is not None
         if action.in_place:
             await asyncio.to_thread(self._adopt, action, spec)
-            self._record(spec, self.files.digest(spec.output) or "",
-                         spec.seed if spec.seed_reproducible else None)
+            self._record(
+                spec,
+                self.files.digest(spec.output) or "",
+                spec.seed if spec.seed_reproducible else None,
+            )
             return
         if kind is ActionKind.MOVE and action.entry is not None:
             async with self._io:
@@ -153,13 +171,23 @@ class Applier:
     def _record(self, spec: AssetSpec, digest: str, seed: int | None) -> None:
         params = spec.generation_params()
         del params["backend"], params["model"]  # the entry has them as fields
-        self.writer.set(spec.name, LockEntry(
-            backend=spec.backend, model=spec.model, output=spec.output, digest=digest,
-            generation_key=spec.generation_key, output_key=spec.output_key,
-            params=params, seed=seed))
+        self.writer.set(
+            spec.name,
+            LockEntry(
+                backend=spec.backend,
+                model=spec.model,
+                output=spec.output,
+                digest=digest,
+                generation_key=spec.generation_key,
+                output_key=spec.output_key,
+                params=params,
+                seed=seed,
+            ),
+        )
 
-    async def _original(self, action: Action, spec: AssetSpec,
-                        outcome: Outcome) -> GenerationResult:
+    async def _original(
+        self, action: Action, spec: AssetSpec, outcome: Outcome
+    ) -> GenerationResult:
         """The generation's original bytes: from the cache, or from the backend."""
         if not action.fresh:
             cached = await asyncio.to_thread(self.store.get, spec.generation_key)
@@ -167,8 +195,9 @@ class Applier:
                 return GenerationResult(cached.data, seed=cached.seed)
         return await self._generate(action, spec, outcome)
 
-    async def _generate(self, action: Action, spec: AssetSpec,
-                        outcome: Outcome) -> GenerationResult:
+    async def _generate(
+        self, action: Action, spec: AssetSpec, outcome: Outcome
+    ) -> GenerationResult:
         if spec.backend in self._halted:
             raise self._halted[spec.backend]
         request = request_for(spec, self.inputs)
@@ -184,8 +213,7 @@ class Applier:
                 raise
         outcome.generated = True
         outcome.timings = result.timings
-        await asyncio.to_thread(self.store.put, spec.generation_key, result.data,
-                                seed=result.seed)
+        await asyncio.to_thread(self.store.put, spec.generation_key, result.data, seed=result.seed)
         return result
 
     # --- blocking file work, run in threads ---------------------------------
@@ -193,8 +221,10 @@ class Applier:
     def _target(self, relative: str) -> Path:
         path = self.project.path_of(relative)
         if not is_within(path.parent, self.project.root):
-            raise UserError(f"{relative}: the output path leaves the project through a "
-                            "symbolic link; nebula-build only writes inside the project")
+            raise UserError(
+                f"{relative}: the output path leaves the project through a "
+                "symbolic link; nebula-build only writes inside the project"
+            )
         return path
 
     def _backup(self, relative: str) -> None:
@@ -233,7 +263,7 @@ class Applier:
             return False
         target = self._target(action.output)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.project.path_of(action.old_output), target)
+        self.project.path_of(action.old_output).replace(target)
         self.files.forget(action.old_output)
         self._prune_empty(self.project.path_of(action.old_output).parent)
         return True

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 #: Parameters that a model may or may not take. `prompt`, `width` and `height`
 #: are taken by every model.
 OPTIONAL_PARAMS: tuple[str, ...] = (
-    "negative_prompt", "num_steps", "guidance_scale", "seed", "image", "mask",
+    "negative_prompt",
+    "num_steps",
+    "guidance_scale",
+    "seed",
+    "image",
+    "mask",
 )
 
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -49,13 +54,21 @@ class ModelSupport:
 def nebula_models(seedream_id: str = SEEDREAM_DEFAULT_ID) -> dict[str, ModelSupport]:
     """The Nebula API's models, exactly as DESIGN §7's table."""
     models = [
-        ModelSupport(SDXL, frozenset({"negative_prompt", "num_steps", "guidance_scale"}),
-                     label="SDXL base 1.0"),
-        ModelSupport(FLUX_SCHNELL, frozenset({"num_steps", "guidance_scale", "seed"}),
-                     label="FLUX.1 schnell"),
+        ModelSupport(
+            SDXL,
+            frozenset({"negative_prompt", "num_steps", "guidance_scale"}),
+            label="SDXL base 1.0",
+        ),
+        ModelSupport(
+            FLUX_SCHNELL, frozenset({"num_steps", "guidance_scale", "seed"}), label="FLUX.1 schnell"
+        ),
         ModelSupport(seedream_id, frozenset({"guidance_scale"}), label="Seedream 3.0"),
-        ModelSupport(FLUX_FILL, frozenset({"num_steps", "guidance_scale", "image", "mask"}),
-                     size_multiple=16, label="FLUX.1 Fill dev (inpainting)"),
+        ModelSupport(
+            FLUX_FILL,
+            frozenset({"num_steps", "guidance_scale", "image", "mask"}),
+            size_multiple=16,
+            label="FLUX.1 Fill dev (inpainting)",
+        ),
     ]
     return {m.id: m for m in models}
 

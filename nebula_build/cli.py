@@ -62,6 +62,7 @@ class Context:
 
 # --- commands -----------------------------------------------------------------
 
+
 def cmd_init(ctx: Context) -> int:
     from .scaffold import init_project
 
@@ -92,8 +93,9 @@ def cmd_plan(ctx: Context) -> int:
 
     prepared = _prepared(ctx)
     lock = current_lock(prepared.project, ctx.notice)
-    plan = plan_for(prepared, lock, targets=ctx.args.target, replace=ctx.args.replace,
-                    force=ctx.args.force)
+    plan = plan_for(
+        prepared, lock, targets=ctx.args.target, replace=ctx.args.replace, force=ctx.args.force
+    )
     prepared.files.save()
     if ctx.args.json:
         ctx.print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
@@ -128,24 +130,26 @@ def cmd_apply(ctx: Context) -> int:
     args = ctx.args
     project = ctx.project()
     registry = load_registry()
-    with ProjectLock(project.project_lock_path, timeout=args.lock_timeout,
-                     on_takeover=ctx.notice):
+    with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
         lock = _recovered_lock(project, ctx)
         prepared = prepare(project, registry, backend=args.backend, read_inputs=True)
-        plan = plan_for(prepared, lock, targets=args.target, replace=args.replace,
-                        force=args.force)
+        plan = plan_for(prepared, lock, targets=args.target, replace=args.replace, force=args.force)
         if args.locked and plan.generations:
             if not args.json:
                 ctx.print(plan_text(plan, ctx.style))
             else:
                 ctx.print(json.dumps(apply_json(plan, None), indent=2))
-            ctx.err.write(f"error: --locked: {len(plan.generations)} image(s) would need "
-                          "generating; run `nebula-build apply` without --locked\n")
+            ctx.err.write(
+                f"error: --locked: {len(plan.generations)} image(s) would need "
+                "generating; run `nebula-build apply` without --locked\n"
+            )
             return ExitCode.CHANGES_PENDING
         if args.max_generations is not None and len(plan.generations) > args.max_generations:
-            raise UserError(f"this apply would generate {len(plan.generations)} image(s), "
-                            f"more than --max-generations {args.max_generations}; nothing "
-                            "was generated")
+            raise UserError(
+                f"this apply would generate {len(plan.generations)} image(s), "
+                f"more than --max-generations {args.max_generations}; nothing "
+                "was generated"
+            )
         if not plan.has_changes:
             prepared.files.save()
             if args.json:
@@ -156,19 +160,29 @@ def cmd_apply(ctx: Context) -> int:
         if not args.json:
             ctx.print(summary_line(plan))
         live = wants_color(ctx.err) and ctx.err.isatty()
-        progress = Progress(ctx.err, len(plan.changes), live=live,
-                            style=Style(wants_color(ctx.err)), quiet=args.quiet)
-        result = asyncio.run(execute(prepared, plan, lock, progress=progress,
-                                     parallelism=args.parallelism))
+        progress = Progress(
+            ctx.err,
+            len(plan.changes),
+            live=live,
+            style=Style(wants_color(ctx.err)),
+            quiet=args.quiet,
+        )
+        result = asyncio.run(
+            execute(prepared, plan, lock, progress=progress, parallelism=args.parallelism)
+        )
         progress.close()
     if args.json:
         ctx.print(json.dumps(apply_json(plan, result), indent=2, ensure_ascii=False))
     else:
         done = len(result.outcomes) - len(result.failures)
         elapsed = time.perf_counter() - progress.started_at
-        ctx.print(ctx.style(f"Apply finished in {elapsed:.1f}s: {done} done "
-                            f"({result.generated} generated), {len(result.failures)} failed.",
-                            "bold"))
+        ctx.print(
+            ctx.style(
+                f"Apply finished in {elapsed:.1f}s: {done} done "
+                f"({result.generated} generated), {len(result.failures)} failed.",
+                "bold",
+            )
+        )
     for name, error in result.failures.items():
         if not isinstance(error, NebulaBuildError | OSError):
             ctx.err.write(f"internal error while building {name} (a bug, please report it):\n")
@@ -209,13 +223,18 @@ def cmd_gc(ctx: Context) -> int:
 
     prepared = _prepared(ctx)
     project = prepared.project
-    with ProjectLock(project.project_lock_path, timeout=ctx.args.lock_timeout,
-                     command="gc", on_takeover=ctx.notice):
+    with ProjectLock(
+        project.project_lock_path,
+        timeout=ctx.args.lock_timeout,
+        command="gc",
+        on_takeover=ctx.notice,
+    ):
         lock = _recovered_lock(project, ctx)
         removed, freed = collect(prepared, lock, dry_run=ctx.args.dry_run)
     verb = "would remove" if ctx.args.dry_run else "removed"
-    ctx.print(f"{verb} {removed} cache entr{'y' if removed == 1 else 'ies'} "
-              f"({freed / 1_000_000:.1f} MB)")
+    ctx.print(
+        f"{verb} {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1_000_000:.1f} MB)"
+    )
     return ExitCode.OK
 
 
@@ -231,15 +250,24 @@ def _recovered_lock(project: Project, ctx: Context) -> Entries:
 
 # --- parsing ------------------------------------------------------------------
 
+
 def _targets(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", action="append", default=[], metavar="NAME",
-                        help="only this image (repeatable)")
-    parser.add_argument("--replace", action="append", default=[], metavar="NAME",
-                        help="regenerate this image even if unchanged: a new draw (repeatable)")
-    parser.add_argument("--backend", metavar="NAME",
-                        help="run every image through this backend (e.g. preview)")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite files changed by hand (a backup is kept)")
+    parser.add_argument(
+        "--target", action="append", default=[], metavar="NAME", help="only this image (repeatable)"
+    )
+    parser.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="regenerate this image even if unchanged: a new draw (repeatable)",
+    )
+    parser.add_argument(
+        "--backend", metavar="NAME", help="run every image through this backend (e.g. preview)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite files changed by hand (a backup is kept)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -263,10 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generated images as declared infrastructure: images.toml -> plan -> apply.",
     )
     parser.add_argument("--version", action="version", version=f"nebula-build {__version__}")
-    parser.add_argument("-C", dest="directory", metavar="DIR",
-                        help="run as if started in DIR")
-    parser.add_argument("-f", dest="file", metavar="FILE",
-                        help="the manifest (default: images.toml here or in a parent folder)")
+    parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
+    parser.add_argument(
+        "-f",
+        dest="file",
+        metavar="FILE",
+        help="the manifest (default: images.toml here or in a parent folder)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     init = sub.add_parser("init", help="write a starter images.toml")
@@ -279,20 +310,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="show what apply would change, and why")
     _targets(plan)
-    plan.add_argument("--detailed-exitcode", action="store_true",
-                      help="exit 2 when there are changes, 0 when there are none")
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when there are changes, 0 when there are none",
+    )
     plan.set_defaults(run=cmd_plan)
 
     apply = sub.add_parser("apply", help="generate what changed and update images.lock")
     _targets(apply)
-    apply.add_argument("--parallelism", type=_positive_int, metavar="N",
-                       help="at most N generations at once per backend")
-    apply.add_argument("--locked", action="store_true",
-                       help="generate nothing; exit 2 if anything would need generating")
-    apply.add_argument("--max-generations", type=int, metavar="N",
-                       help="refuse to start if more than N images would be generated")
-    apply.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="SECONDS",
-                       help="wait this long for another apply to finish")
+    apply.add_argument(
+        "--parallelism",
+        type=_positive_int,
+        metavar="N",
+        help="at most N generations at once per backend",
+    )
+    apply.add_argument(
+        "--locked",
+        action="store_true",
+        help="generate nothing; exit 2 if anything would need generating",
+    )
+    apply.add_argument(
+        "--max-generations",
+        type=int,
+        metavar="N",
+        help="refuse to start if more than N images would be generated",
+    )
+    apply.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply to finish",
+    )
     apply.add_argument("-q", "--quiet", action="store_true", help="no line per image")
     apply.set_defaults(run=cmd_apply)
 
@@ -311,14 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
     gc.add_argument("--dry-run", action="store_true", help="only say what would go")
-    gc.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="SECONDS",
-                    help="wait this long for a running apply")
+    gc.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a running apply",
+    )
     gc.set_defaults(run=cmd_gc)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
-         err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Run the CLI; returns the exit code instead of exiting."""
     out = out or sys.stdout
     err = err or sys.stderr

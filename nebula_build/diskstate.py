@@ -53,8 +53,7 @@ class FileIndex:
         self._dirty = True
         return digest
 
-    def record(self, relative: str, data: bytes | None = None,
-               digest: str | None = None) -> None:
+    def record(self, relative: str, data: bytes | None = None, digest: str | None = None) -> None:
         """Remember a file nebula-build just wrote (or moved) without reading it back."""
         try:
             stat = (self.root / relative).stat()

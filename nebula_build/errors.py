@@ -60,8 +60,9 @@ class ManifestError(UserError):
         super().__init__("\n".join(str(p) for p in problems))
 
     @classmethod
-    def single(cls, path: str, loc: str, message: str, line: int | None = None,
-               column: int | None = None) -> ManifestError:
+    def single(
+        cls, path: str, loc: str, message: str, line: int | None = None, column: int | None = None
+    ) -> ManifestError:
         return cls([Problem(path, loc, message, line, column)])
 
 

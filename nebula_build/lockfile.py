@@ -12,6 +12,7 @@ run is folded into the lock by the next command (`recover`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -62,15 +63,20 @@ class LockEntry:
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> LockEntry:
         try:
             return cls(
-                backend=str(data["backend"]), model=str(data["model"]),
-                output=str(data["output"]), digest=str(data["digest"]),
+                backend=str(data["backend"]),
+                model=str(data["model"]),
+                output=str(data["output"]),
+                digest=str(data["digest"]),
                 generation_key=str(data["generation_key"]),
-                output_key=str(data["output_key"]), params=dict(data.get("params", {})),
+                output_key=str(data["output_key"]),
+                params=dict(data.get("params", {})),
                 seed=data.get("seed"),
             )
         except (KeyError, TypeError) as exc:
-            raise LockfileError(f"images.lock: images.{name}: missing or bad field {exc}; "
-                                "delete the entry and re-run apply") from None
+            raise LockfileError(
+                f"images.lock: images.{name}: missing or bad field {exc}; "
+                "delete the entry and re-run apply"
+            ) from None
 
 
 Entries = dict[str, LockEntry]
@@ -79,6 +85,7 @@ Entries = dict[str, LockEntry]
 # --- TOML formatting ---------------------------------------------------------
 # Hand-written rather than tomli_w: the layout stays fixed across library
 # versions, and it is ~8x faster, which matters for 10k-entry locks.
+
 
 def _toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
@@ -98,8 +105,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
-                                for k, v in sorted(value.items())) + " }"
+        return (
+            "{ "
+            + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in sorted(value.items()))
+            + " }"
+        )
     raise TypeError(f"cannot write {type(value).__name__} to the lock")
 
 
@@ -114,8 +124,9 @@ def dumps(entries: Mapping[str, LockEntry]) -> str:
     for name in sorted(entries):
         data = entries[name].to_dict()
         parts.append(f"\n[images.{_toml_key(name)}]\n")
-        parts.extend(f"{field} = {_toml_value(data[field])}\n" for field in _FIELDS
-                     if field in data)
+        parts.extend(
+            f"{field} = {_toml_value(data[field])}\n" for field in _FIELDS if field in data
+        )
         parts.append(f"params = {_toml_value(data['params'])}\n")
     return "".join(parts)
 
@@ -125,16 +136,18 @@ def loads(text: str) -> Entries:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise LockfileError(f"images.lock is not valid TOML ({exc}); restore it from version "
-                            "control or delete it") from None
+        raise LockfileError(
+            f"images.lock is not valid TOML ({exc}); restore it from version control or delete it"
+        ) from None
     return _entries_from(data)
 
 
 def _entries_from(data: Mapping[str, Any]) -> Entries:
     version = data.get("version")
     if version != LOCK_VERSION:
-        raise LockfileError(f"images.lock has version {version!r}; this nebula-build reads "
-                            f"version {LOCK_VERSION}")
+        raise LockfileError(
+            f"images.lock has version {version!r}; this nebula-build reads version {LOCK_VERSION}"
+        )
     images = data.get("images", {})
     if not isinstance(images, Mapping):
         raise LockfileError("images.lock: `images` must be a table")
@@ -142,6 +155,7 @@ def _entries_from(data: Mapping[str, Any]) -> Entries:
 
 
 # --- reading, with the snapshot ---------------------------------------------
+
 
 def read(project: Project) -> Entries:
     """The lock's entries (empty if there is no lock). Does not look at the journal."""
@@ -169,12 +183,13 @@ def _read_snapshot(path: Path, digest: str) -> Entries | None:
 
 
 def _write_snapshot(project: Project, digest: str, entries: Mapping[str, LockEntry]) -> None:
-    data = {"lock_digest": digest, "version": LOCK_VERSION,
-            "images": {name: entry.to_dict() for name, entry in entries.items()}}
-    try:
+    data = {
+        "lock_digest": digest,
+        "version": LOCK_VERSION,
+        "images": {name: entry.to_dict() for name, entry in entries.items()},
+    }
+    with contextlib.suppress(OSError):  # the snapshot only saves time; the lock is the truth
         atomic_write(project.lock_snapshot_path, json.dumps(data).encode(), durable=False)
-    except OSError:
-        pass  # the snapshot only saves time; the lock stays the truth
 
 
 def write(project: Project, entries: Mapping[str, LockEntry]) -> bool:
@@ -192,6 +207,7 @@ def write(project: Project, entries: Mapping[str, LockEntry]) -> bool:
 
 
 # --- the journal ------------------------------------------------------------
+
 
 def _journal_ops(path: Path) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
     try:
@@ -247,8 +263,14 @@ class LockWriter:
     as long as that rewrite took, so rewrites never take over a long run.
     """
 
-    def __init__(self, project: Project, entries: Entries, *, min_interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        project: Project,
+        entries: Entries,
+        *,
+        min_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.project = project
         self.entries = dict(entries)
         self.min_interval = min_interval

@@ -34,38 +34,55 @@ class GenerationFields(BaseModel):
     model_config = _STRICT
 
     backend: str | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="Backend that generates the image: nebula, preview, diffusers or a plugin's.",
     )
     model: str | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="Model id, e.g. black-forest-labs/FLUX.1-schnell (see `nebula-build models`).",
     )
     prompt: str | None = Field(None, min_length=1, description="What the image shows.")
     negative_prompt: str | None = Field(
-        None, description="What the image must not show (models that take it: SDXL).",
+        None,
+        description="What the image must not show (models that take it: SDXL).",
     )
     width: int | None = Field(
-        None, ge=64, le=2048, description="Width in pixels: a multiple of 8 (16 for Fill).",
+        None,
+        ge=64,
+        le=2048,
+        description="Width in pixels: a multiple of 8 (16 for Fill).",
     )
     height: int | None = Field(
-        None, ge=64, le=2048, description="Height in pixels: a multiple of 8 (16 for Fill).",
+        None,
+        ge=64,
+        le=2048,
+        description="Height in pixels: a multiple of 8 (16 for Fill).",
     )
     num_steps: int | None = Field(None, ge=1, le=500, description="Denoising steps.")
     guidance_scale: float | None = Field(
-        None, ge=0, le=100, allow_inf_nan=False, description="How closely to follow the prompt.",
+        None,
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="How closely to follow the prompt.",
     )
     seed: int | None = Field(
-        None, ge=0, le=2**32 - 1,
+        None,
+        ge=0,
+        le=2**32 - 1,
         description="Random seed; changing it asks for a new draw. Reproducible only on "
         "models that take a seed.",
     )
     image: str | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="Inpainting input image: a path relative to the manifest (JPG, PNG, WebP).",
     )
     mask: str | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="Inpainting mask, same size as the image: white marks the area to repaint.",
     )
 
@@ -91,14 +108,16 @@ class ManifestModel(BaseModel):
 
     version: Literal[1] = Field(description="Manifest format version; always 1.")
     defaults: Defaults = Field(
-        default_factory=Defaults, description="Values applied to every image before hashing.",
+        default_factory=Defaults,
+        description="Values applied to every image before hashing.",
     )
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-backend settings (concurrency, timeout, …); never secrets.",
     )
     images: dict[ImageName, ImageDecl] = Field(
-        default_factory=dict, description="The images, by name (letters, digits, - and _).",
+        default_factory=dict,
+        description="The images, by name (letters, digits, - and _).",
     )
 
 
@@ -123,8 +142,11 @@ class Manifest:
         """A problem at a key path, with the line and column where it is written."""
         path = tuple(str(part) for part in loc)
         position = next(
-            (self._positions[path[:end]] for end in range(len(path), 0, -1)
-             if path[:end] in self._positions),
+            (
+                self._positions[path[:end]]
+                for end in range(len(path), 0, -1)
+                if path[:end] in self._positions
+            ),
             None,
         )
         line, column = position if position else (None, None)
@@ -173,8 +195,9 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
         found = _TOML_POSITION.search(message)
         line, column = (int(found[1]), int(found[2])) if found else (None, None)
         message = _TOML_POSITION.sub("", message).strip()
-        raise ManifestError.single(display_path, "", f"invalid TOML: {message}", line,
-                                   column) from None
+        raise ManifestError.single(
+            display_path, "", f"invalid TOML: {message}", line, column
+        ) from None
     try:
         model = ManifestModel.model_validate(data)
     except ValidationError as exc:

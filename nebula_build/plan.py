@@ -122,47 +122,71 @@ class _Context:
 def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
     if spec.seed is None or spec.seed_reproducible:
         return ()
-    return (f"{spec.model} does not take a seed: the seed marks a draw, "
-            f"but {spec.backend} will not reproduce it",)
+    return (
+        f"{spec.model} does not take a seed: the seed marks a draw, "
+        f"but {spec.backend} will not reproduce it",
+    )
 
 
 def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     """The action for an image the manifest declares, before conflict checks."""
     cached = ctx.has_cached(spec.generation_key)
-    base = dict(image=spec.name, output=spec.output, spec=spec, entry=entry,
-                notes=_seed_notes(spec))
+    base = {
+        "image": spec.name,
+        "output": spec.output,
+        "spec": spec,
+        "entry": entry,
+        "notes": _seed_notes(spec),
+    }
     if entry is None:
         return Action(kind=ActionKind.CREATE, reason="new image", from_cache=cached, **base)
     moved = entry.output if entry.output != spec.output else None
     base["old_output"] = moved
     if spec.name in ctx.replace:
-        return Action(kind=ActionKind.REGENERATE, reason="replacement requested (--replace)",
-                      fresh=True, **base)
+        return Action(
+            kind=ActionKind.REGENERATE,
+            reason="replacement requested (--replace)",
+            fresh=True,
+            **base,
+        )
     if entry.generation_key != spec.generation_key:
         changes = _changes(entry.generation_params(), spec.generation_params())
         fields = ", ".join(c.field for c in changes) or "key scheme"
-        return Action(kind=ActionKind.REGENERATE, reason=f"{fields} changed", changes=changes,
-                      from_cache=cached, **base)
+        return Action(
+            kind=ActionKind.REGENERATE,
+            reason=f"{fields} changed",
+            changes=changes,
+            from_cache=cached,
+            **base,
+        )
     if entry.output_key != spec.output_key:
-        changes = _changes({"output": entry.output, "format": format_for(entry.output)},
-                           {"output": spec.output, "format": spec.format})
+        changes = _changes(
+            {"output": entry.output, "format": format_for(entry.output)},
+            {"output": spec.output, "format": spec.format},
+        )
         fields = ", ".join(c.field for c in changes) or "output options"
-        return Action(kind=ActionKind.REENCODE, reason=f"{fields} changed", changes=changes,
-                      **base)
+        return Action(kind=ActionKind.REENCODE, reason=f"{fields} changed", changes=changes, **base)
     if moved:
         return Action(kind=ActionKind.MOVE, reason=f"output moved from {moved}", **base)
     current = ctx.digest_of(spec.output)
     if current is None:
         if cached:
             return Action(kind=ActionKind.RESTORE, reason="output file missing", **base)
-        return Action(kind=ActionKind.REGENERATE, reason="output file missing and not cached",
-                      **base)
+        return Action(
+            kind=ActionKind.REGENERATE, reason="output file missing and not cached", **base
+        )
     if current == entry.digest:
         return Action(kind=ActionKind.NOOP, reason="up to date", **base)
-    return Action(kind=ActionKind.CONFLICT, reason="output file changed by hand",
-                  resolution=Action(kind=ActionKind.RESTORE if cached
-                                    else ActionKind.REGENERATE,
-                                    reason="overwrite the hand-edited file", **base), **base)
+    return Action(
+        kind=ActionKind.CONFLICT,
+        reason="output file changed by hand",
+        resolution=Action(
+            kind=ActionKind.RESTORE if cached else ActionKind.REGENERATE,
+            reason="overwrite the hand-edited file",
+            **base,
+        ),
+        **base,
+    )
 
 
 def _guard(action: Action, ctx: _Context) -> Action:
@@ -179,16 +203,27 @@ def _guard(action: Action, ctx: _Context) -> Action:
         return action
     spec = action.spec
     if spec is not None and not action.fresh and current == ctx.known_output(spec.output_key):
-        return replace(action, in_place=True,
-                       reason=f"{action.reason} (the file already holds this output)")
+        return replace(
+            action, in_place=True, reason=f"{action.reason} (the file already holds this output)"
+        )
     if action.kind is ActionKind.MOVE and entry is not None and current == entry.digest:
         return replace(action, reason=f"{action.reason} (already moved by hand)")
     if ctx.force:
         return replace(action, backup=True)
-    reason = ("a file nebula-build did not write is in the way" if entry is None
-              or entry.output != action.output else "output file changed by hand")
-    return Action(image=action.image, kind=ActionKind.CONFLICT, reason=reason,
-                  output=action.output, spec=action.spec, entry=entry, resolution=action)
+    reason = (
+        "a file nebula-build did not write is in the way"
+        if entry is None or entry.output != action.output
+        else "output file changed by hand"
+    )
+    return Action(
+        image=action.image,
+        kind=ActionKind.CONFLICT,
+        reason=reason,
+        output=action.output,
+        spec=action.spec,
+        entry=entry,
+        resolution=action,
+    )
 
 
 def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:
@@ -199,29 +234,44 @@ def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:
         reason, keep = "removed from the manifest", False
     else:
         reason, keep = "removed from the manifest; the file was changed by hand, so it stays", True
-    return Action(image=name, kind=ActionKind.DELETE, reason=reason, output=entry.output,
-                  entry=entry, keep_file=keep)
+    return Action(
+        image=name,
+        kind=ActionKind.DELETE,
+        reason=reason,
+        output=entry.output,
+        entry=entry,
+        keep_file=keep,
+    )
 
 
-def make_plan(specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry], *,
-              digest_of: DigestOf, has_cached: HasCached,
-              known_output: KnownOutput = lambda output_key: None,
-              targets: Collection[str] = (), replace_images: Collection[str] = (),
-              force: bool = False) -> Plan:
+def make_plan(
+    specs: Mapping[str, AssetSpec],
+    lock: Mapping[str, LockEntry],
+    *,
+    digest_of: DigestOf,
+    has_cached: HasCached,
+    known_output: KnownOutput = lambda output_key: None,
+    targets: Collection[str] = (),
+    replace_images: Collection[str] = (),
+    force: bool = False,
+) -> Plan:
     """The actions that bring the disk and the lock in line with `specs`."""
     known = set(specs) | set(lock)
     unknown = sorted((set(targets) | set(replace_images)) - known)
     if unknown:
-        raise UserError(f"unknown image(s): {', '.join(unknown)} "
-                        f"(known: {', '.join(sorted(known)) or 'none'})")
+        raise UserError(
+            f"unknown image(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})"
+        )
     ctx = _Context(digest_of, has_cached, known_output, frozenset(replace_images), force)
     wanted = set(targets) | set(replace_images) if targets else None
     actions = [
         _guard(_desired(spec, lock.get(name), ctx), ctx)
-        for name, spec in specs.items() if wanted is None or name in wanted
+        for name, spec in specs.items()
+        if wanted is None or name in wanted
     ]
     actions += [
-        _removed(name, entry, ctx) for name, entry in sorted(lock.items())
+        _removed(name, entry, ctx)
+        for name, entry in sorted(lock.items())
         if name not in specs and (wanted is None or name in wanted)
     ]
     return Plan(tuple(actions))

@@ -19,8 +19,9 @@ from .errors import PluginError, UnknownBackendError
 ENTRY_POINT_GROUP = "nebula_build"
 
 
-def make_plugin_manager(*, load_entry_points: bool = True,
-                        extra_plugins: Iterable[object] = ()) -> pluggy.PluginManager:
+def make_plugin_manager(
+    *, load_entry_points: bool = True, extra_plugins: Iterable[object] = ()
+) -> pluggy.PluginManager:
     """A plugin manager with the built-ins, installed plugins and `extra_plugins`."""
     from .backends import preview
 

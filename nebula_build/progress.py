@@ -10,9 +10,13 @@ from .plan import Action, ActionKind
 from .style import Style
 
 _DONE = {
-    ActionKind.CREATE: "created", ActionKind.REGENERATE: "regenerated",
-    ActionKind.REENCODE: "re-encoded", ActionKind.RESTORE: "restored",
-    ActionKind.MOVE: "moved", ActionKind.DELETE: "deleted", ActionKind.CONFLICT: "conflict",
+    ActionKind.CREATE: "created",
+    ActionKind.REGENERATE: "regenerated",
+    ActionKind.REENCODE: "re-encoded",
+    ActionKind.RESTORE: "restored",
+    ActionKind.MOVE: "moved",
+    ActionKind.DELETE: "deleted",
+    ActionKind.CONFLICT: "conflict",
     ActionKind.NOOP: "unchanged",
 }
 
@@ -20,8 +24,9 @@ _DONE = {
 class Progress:
     """Prints apply events. On a TTY it keeps a status line of what is running."""
 
-    def __init__(self, stream: TextIO, total: int, *, live: bool, style: Style,
-                 quiet: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO, total: int, *, live: bool, style: Style, quiet: bool = False
+    ) -> None:
         self.stream = stream
         self.total = total
         self.live = live
@@ -54,8 +59,10 @@ class Progress:
         source = ""
         if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
             source = " (generated)" if outcome.generated else " (from cache)"
-        return (f"{counter} {style(verb, 'green')} {style(action.image, 'bold')} "
-                f"{action.output or ''}{style(source, 'dim')} {style(elapsed, 'dim')}")
+        return (
+            f"{counter} {style(verb, 'green')} {style(action.image, 'bold')} "
+            f"{action.output or ''}{style(source, 'dim')} {style(elapsed, 'dim')}"
+        )
 
     def _clear(self) -> None:
         if self.live:
@@ -68,8 +75,11 @@ class Progress:
         more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
         elapsed = time.perf_counter() - self.started_at
         self._clear()
-        self.stream.write(self.style(f"{self.done}/{self.total} done · {elapsed:.0f}s · "
-                                     f"working on {names}{more}", "dim"))
+        self.stream.write(
+            self.style(
+                f"{self.done}/{self.total} done · {elapsed:.0f}s · working on {names}{more}", "dim"
+            )
+        )
         self.stream.flush()
 
     def close(self) -> None:

@@ -30,8 +30,14 @@ def _pid_alive(pid: int) -> bool:
 class ProjectLock:
     """Exclusive lock on a project; a context manager."""
 
-    def __init__(self, path: Path, *, timeout: float = 0.0, command: str = "apply",
-                 on_takeover: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        timeout: float = 0.0,
+        command: str = "apply",
+        on_takeover: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self.timeout = timeout
         self.command = command
@@ -54,18 +60,22 @@ class ProjectLock:
                 if time.monotonic() >= deadline:
                     holder = self._holder(fd) or "another process"
                     os.close(fd)
-                    hint = ("wait for it, or pass --lock-timeout SECONDS to wait"
-                            if not self.timeout else f"gave up after {self.timeout:g}s")
+                    hint = (
+                        "wait for it, or pass --lock-timeout SECONDS to wait"
+                        if not self.timeout
+                        else f"gave up after {self.timeout:g}s"
+                    )
                     raise ProjectLockedError(
-                        f"another nebula-build is running in this project ({holder}); "
-                        f"{hint}") from None
+                        f"another nebula-build is running in this project ({holder}); {hint}"
+                    ) from None
                 time.sleep(0.05)
         previous = self._holder(fd)
         if previous and self.on_takeover is not None:
             pid = previous.split()[1] if previous.startswith("pid ") else ""
             if pid.isdigit() and not _pid_alive(int(pid)):
-                self.on_takeover(f"took over the project lock left by {previous}, "
-                                 "which is no longer running")
+                self.on_takeover(
+                    f"took over the project lock left by {previous}, which is no longer running"
+                )
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, f"pid {os.getpid()} ({self.command})\n".encode())
@@ -83,8 +93,12 @@ class ProjectLock:
         self.acquire()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.release()
 
     @staticmethod

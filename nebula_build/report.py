@@ -13,10 +13,14 @@ from .plan import Action, ActionKind, Plan
 from .style import Style
 
 SYMBOLS = {
-    ActionKind.CREATE: ("+", "green"), ActionKind.REGENERATE: ("~", "yellow"),
-    ActionKind.REENCODE: ("~", "cyan"), ActionKind.RESTORE: ("<", "cyan"),
-    ActionKind.MOVE: (">", "cyan"), ActionKind.DELETE: ("-", "red"),
-    ActionKind.CONFLICT: ("!", "magenta"), ActionKind.NOOP: (" ", "dim"),
+    ActionKind.CREATE: ("+", "green"),
+    ActionKind.REGENERATE: ("~", "yellow"),
+    ActionKind.REENCODE: ("~", "cyan"),
+    ActionKind.RESTORE: ("<", "cyan"),
+    ActionKind.MOVE: (">", "cyan"),
+    ActionKind.DELETE: ("-", "red"),
+    ActionKind.CONFLICT: ("!", "magenta"),
+    ActionKind.NOOP: (" ", "dim"),
 }
 _DIGEST_FIELDS = ("image", "mask")
 
@@ -31,17 +35,25 @@ def _value(field: str, value: Any) -> str:
 
 def action_lines(action: Action, style: Style) -> list[str]:
     symbol, color = SYMBOLS[action.kind]
-    cache = " (from cache)" if action.from_cache and action.kind in (
-        ActionKind.CREATE, ActionKind.REGENERATE) else ""
-    head = (f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
-            f"{style(action.kind.value, color)}  {action.output or ''}")
+    cache = (
+        " (from cache)"
+        if action.from_cache and action.kind in (ActionKind.CREATE, ActionKind.REGENERATE)
+        else ""
+    )
+    head = (
+        f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
+        f"{style(action.kind.value, color)}  {action.output or ''}"
+    )
     lines = [head, style(f"      {action.reason}{cache}", "dim")]
     for change in action.changes:
-        lines.append(f"      {style('~', 'yellow')} {change.field}: "
-                     f"{_value(change.field, change.old)} -> {_value(change.field, change.new)}")
+        lines.append(
+            f"      {style('~', 'yellow')} {change.field}: "
+            f"{_value(change.field, change.old)} -> {_value(change.field, change.new)}"
+        )
     if action.backup:
-        lines.append(style("      --force: the current file is backed up, then replaced",
-                           "magenta"))
+        lines.append(
+            style("      --force: the current file is backed up, then replaced", "magenta")
+        )
     lines += [style(f"      note: {note}", "yellow") for note in action.notes]
     return lines
 
@@ -49,13 +61,22 @@ def action_lines(action: Action, style: Style) -> list[str]:
 def summary_line(plan: Plan) -> str:
     counts = Counter(a.kind for a in plan.actions)
     to_generate = counts[ActionKind.CREATE] + counts[ActionKind.REGENERATE]
-    from_cache = sum(1 for a in plan.actions if a.kind in (ActionKind.CREATE,
-                     ActionKind.REGENERATE) and a.from_cache)
-    parts = [f"{to_generate} to generate ({from_cache} from cache)",
-             f"{counts[ActionKind.DELETE]} to delete"]
-    labels = ((ActionKind.REENCODE, "to re-encode"), (ActionKind.RESTORE, "to restore"),
-              (ActionKind.MOVE, "to move"), (ActionKind.CONFLICT, "in conflict"),
-              (ActionKind.NOOP, "up to date"))
+    from_cache = sum(
+        1
+        for a in plan.actions
+        if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE) and a.from_cache
+    )
+    parts = [
+        f"{to_generate} to generate ({from_cache} from cache)",
+        f"{counts[ActionKind.DELETE]} to delete",
+    ]
+    labels = (
+        (ActionKind.REENCODE, "to re-encode"),
+        (ActionKind.RESTORE, "to restore"),
+        (ActionKind.MOVE, "to move"),
+        (ActionKind.CONFLICT, "in conflict"),
+        (ActionKind.NOOP, "up to date"),
+    )
     parts += [f"{counts[kind]} {label}" for kind, label in labels if counts[kind]]
     return "Plan: " + ", ".join(parts) + "."
 
@@ -82,26 +103,34 @@ def plan_text(plan: Plan, style: Style) -> str:
 
 def action_json(action: Action) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "image": action.image, "action": action.kind.value, "reason": action.reason,
-        "output": action.output, "generates": action.generates,
+        "image": action.image,
+        "action": action.kind.value,
+        "reason": action.reason,
+        "output": action.output,
+        "generates": action.generates,
         "from_cache": action.from_cache,
     }
     if action.spec is not None:
-        data |= {"backend": action.spec.backend, "model": action.spec.model,
-                 "generation_key": action.spec.generation_key}
+        data |= {
+            "backend": action.spec.backend,
+            "model": action.spec.model,
+            "generation_key": action.spec.generation_key,
+        }
     if action.old_output:
         data["old_output"] = action.old_output
     if action.changes:
-        data["changes"] = [{"field": c.field, "old": c.old, "new": c.new}
-                           for c in action.changes]
+        data["changes"] = [{"field": c.field, "old": c.old, "new": c.new} for c in action.changes]
     if action.notes:
         data["notes"] = list(action.notes)
     return data
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
-    return {"actions": [action_json(a) for a in plan.actions], "summary": plan.summary(),
-            "generations": len(plan.generations)}
+    return {
+        "actions": [action_json(a) for a in plan.actions],
+        "summary": plan.summary(),
+        "generations": len(plan.generations),
+    }
 
 
 def status_text(plan: Plan, style: Style) -> str:
@@ -120,7 +149,8 @@ def status_text(plan: Plan, style: Style) -> str:
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
     data = action_json(outcome.action) | {
-        "status": "ok" if outcome.ok else "failed", "elapsed": round(outcome.elapsed, 4),
+        "status": "ok" if outcome.ok else "failed",
+        "elapsed": round(outcome.elapsed, 4),
         "generated": outcome.generated,
     }
     if outcome.timings:
@@ -144,16 +174,27 @@ def models_text(tables: Mapping[str, Mapping[str, ModelSupport]], style: Style) 
     header = ["model", *OPTIONAL_PARAMS, "size"]
     lines = []
     for backend, models in tables.items():
-        rows = [[mid, *("yes" if p in m.params else "-" for p in OPTIONAL_PARAMS),
-                 f"x{m.size_multiple}"] for mid, m in models.items()]
+        rows = [
+            [
+                mid,
+                *("yes" if p in m.params else "-" for p in OPTIONAL_PARAMS),
+                f"x{m.size_multiple}",
+            ]
+            for mid, m in models.items()
+        ]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        lines += [style(f"backend {backend}", "bold"),
-                  "  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
-                  for r in rows]
+        lines += [
+            style(f"backend {backend}", "bold"),
+            "  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+        ]
+        lines += [
+            "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+        ]
         lines.append("")
-    lines.append("All models take prompt, width and height. A seed on a model without "
-                 "'seed' still asks for a new draw, but is not reproducible.")
+    lines.append(
+        "All models take prompt, width and height. A seed on a model without "
+        "'seed' still asks for a new draw, but is not reproducible."
+    )
     return "\n".join(lines)
 
 

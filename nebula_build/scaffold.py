@@ -8,7 +8,7 @@ from .errors import UserError
 from .manifest import MANIFEST_NAME
 from .project import STATE_DIR
 
-STARTER = '''\
+STARTER = """\
 #:schema https://nebula-build.dev/schema/images.schema.json
 # Images this project generates. `nebula-build plan` shows what would change,
 # `nebula-build apply` makes it so. Commit this file and images.lock.
@@ -35,7 +35,7 @@ seed = 7
 width = 512
 height = 512
 output = "images/icon.webp"
-'''
+"""
 
 
 def init_project(folder: Path, *, force: bool = False) -> list[str]:

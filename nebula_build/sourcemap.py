@@ -8,6 +8,7 @@ It runs only when there is an error to show, so it favours clarity over speed.
 from __future__ import annotations
 
 import re
+
 _HEADER = re.compile(r"^\s*\[\[?\s*(?P<key>[^\]]+?)\s*\]\]?\s*(#.*)?$")
 _ASSIGN = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_\-\"'. ]+?)\s*=")
 Position = tuple[int, int]
@@ -32,8 +33,9 @@ def _split_key(raw: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _add_with_prefixes(positions: dict[tuple[str, ...], Position], path: tuple[str, ...],
-                       position: Position) -> None:
+def _add_with_prefixes(
+    positions: dict[tuple[str, ...], Position], path: tuple[str, ...], position: Position
+) -> None:
     """`[images.hero]` also defines `images`: the first place a prefix appears wins."""
     for end in range(1, len(path) + 1):
         positions.setdefault(path[:end], position)

@@ -68,8 +68,11 @@ class AssetSpec:
         # Keys are computed once: plan, apply and reports read them many times.
         generation_key = key_of({"scheme": KEY_SCHEME, **self.generation_params()})
         object.__setattr__(self, "generation_key", generation_key)
-        object.__setattr__(self, "output_key", key_of(
-            {"scheme": KEY_SCHEME, "generation": generation_key, **self.output_params()}))
+        object.__setattr__(
+            self,
+            "output_key",
+            key_of({"scheme": KEY_SCHEME, "generation": generation_key, **self.output_params()}),
+        )
 
     def generation_params(self) -> dict[str, Any]:
         """Everything that shapes the pixels, as stored in the lock and hashed.
@@ -81,11 +84,17 @@ class AssetSpec:
         tool does not re-key every existing image.
         """
         params = {
-            "backend": self.backend, "model": self.model, "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt, "width": self.width,
-            "height": self.height, "num_steps": self.num_steps,
-            "guidance_scale": self.guidance_scale, "seed": self.seed,
-            "image": self.image_digest, "mask": self.mask_digest,
+            "backend": self.backend,
+            "model": self.model,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "width": self.width,
+            "height": self.height,
+            "num_steps": self.num_steps,
+            "guidance_scale": self.guidance_scale,
+            "seed": self.seed,
+            "image": self.image_digest,
+            "mask": self.mask_digest,
         }
         return {k: v for k, v in params.items() if v is not None}
 
@@ -104,8 +113,13 @@ class Resolved:
 
 
 class _Resolver:
-    def __init__(self, manifest: Manifest, registry: BackendRegistry, digest_of: DigestOf,
-                 backend_override: str | None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        registry: BackendRegistry,
+        digest_of: DigestOf,
+        backend_override: str | None,
+    ) -> None:
         self.manifest = manifest
         self.registry = registry
         self.digest_of = digest_of
@@ -149,8 +163,9 @@ class _Resolver:
     def check_path(self, loc: tuple[str, ...], value: str, what: str) -> str | None:
         path = PurePosixPath(value.replace("\\", "/"))
         if path.is_absolute() or value.startswith(("/", "~")) or ":" in path.parts[0]:
-            self.fail(loc, f"{what} must be a path relative to the manifest's folder, "
-                           f"not {value!r}")
+            self.fail(
+                loc, f"{what} must be a path relative to the manifest's folder, not {value!r}"
+            )
             return None
         if ".." in path.parts:
             self.fail(loc, f"{what} must stay inside the project ({value!r} uses '..')")
@@ -160,8 +175,11 @@ class _Resolver:
     def input_digest(self, name: str, decl: ImageDecl, key: str, value: str) -> str | None:
         loc = self.origin(name, decl, key)
         if value.startswith("@"):
-            self.fail(loc, f"{value!r}: using another image's output as input is not "
-                           "supported yet; give a file path")
+            self.fail(
+                loc,
+                f"{value!r}: using another image's output as input is not "
+                "supported yet; give a file path",
+            )
             return None
         path = self.check_path(loc, value, "an input")
         if path is None:
@@ -186,14 +204,19 @@ class _Resolver:
             return None
         model_id = merged.get("model")
         if model_id is None:
-            self.fail(("images", name, "model"), "is required (set it here or in [defaults]); "
-                      "`nebula-build models` lists the choices")
+            self.fail(
+                ("images", name, "model"),
+                "is required (set it here or in [defaults]); "
+                "`nebula-build models` lists the choices",
+            )
             return None
         support = models.get(model_id)
         if support is None:
-            self.fail(self.origin(name, decl, "model"),
-                      f"unknown model {model_id!r} for backend {merged['backend']!r} "
-                      f"(known: {', '.join(models)})")
+            self.fail(
+                self.origin(name, decl, "model"),
+                f"unknown model {model_id!r} for backend {merged['backend']!r} "
+                f"(known: {', '.join(models)})",
+            )
             return None
         for param in OPTIONAL_PARAMS:
             if merged.get(param) is not None and param not in support.params and param != "seed":
@@ -202,41 +225,59 @@ class _Resolver:
                 self.fail(loc, f"{model_id} does not take {param}{inherited}")
         missing = [p for p in ("image", "mask") if merged.get(p) is None]
         if support.inpainting and missing:
-            self.fail(("images", name), f"{model_id} needs {' and '.join(map(repr, missing))} "
-                                        "(inpainting input files)")
+            self.fail(
+                ("images", name),
+                f"{model_id} needs {' and '.join(map(repr, missing))} (inpainting input files)",
+            )
         if not merged.get("prompt"):
             self.fail(("images", name, "prompt"), "is required")
         for side in ("width", "height"):
             value = merged[side]
             step = support.size_multiple
             if value % step or not MIN_SIZE <= value <= MAX_SIZE:
-                self.fail(self.origin(name, decl, side),
-                          f"must be a multiple of {step} within {MIN_SIZE}-{MAX_SIZE} for "
-                          f"{model_id} (got {value})")
+                self.fail(
+                    self.origin(name, decl, side),
+                    f"must be a multiple of {step} within {MIN_SIZE}-{MAX_SIZE} for "
+                    f"{model_id} (got {value})",
+                )
         output = self.check_path(("images", name, "output"), decl.output, "output")
         fmt = format_for(decl.output)
         if output is not None and fmt is None:
-            self.fail(("images", name, "output"),
-                      f"unsupported file type {PurePosixPath(output).suffix or '(none)'!r}; "
-                      f"use one of {', '.join(FORMATS)}")
+            self.fail(
+                ("images", name, "output"),
+                f"unsupported file type {PurePosixPath(output).suffix or '(none)'!r}; "
+                f"use one of {', '.join(FORMATS)}",
+            )
         if output is not None:
             other = self.outputs.setdefault(output, name)
             if other != name:
-                self.fail(("images", name, "output"), f"{output} is also the output of "
-                                                      f"images.{other}")
+                self.fail(
+                    ("images", name, "output"), f"{output} is also the output of images.{other}"
+                )
         digests = {
             key: self.input_digest(name, decl, key, merged[key])
-            for key in ("image", "mask") if merged.get(key) is not None and key in support.params
+            for key in ("image", "mask")
+            if merged.get(key) is not None and key in support.params
         }
         if len(self.problems) > start or output is None or fmt is None:
             return None
         return AssetSpec(
-            name=name, backend=merged["backend"], model=model_id, prompt=merged["prompt"],
-            width=merged["width"], height=merged["height"], output=output, format=fmt,
-            negative_prompt=merged.get("negative_prompt"), num_steps=merged.get("num_steps"),
-            guidance_scale=_as_float(merged.get("guidance_scale")), seed=merged.get("seed"),
-            image=merged.get("image"), mask=merged.get("mask"),
-            image_digest=digests.get("image"), mask_digest=digests.get("mask"),
+            name=name,
+            backend=merged["backend"],
+            model=model_id,
+            prompt=merged["prompt"],
+            width=merged["width"],
+            height=merged["height"],
+            output=output,
+            format=fmt,
+            negative_prompt=merged.get("negative_prompt"),
+            num_steps=merged.get("num_steps"),
+            guidance_scale=_as_float(merged.get("guidance_scale")),
+            seed=merged.get("seed"),
+            image=merged.get("image"),
+            mask=merged.get("mask"),
+            image_digest=digests.get("image"),
+            mask_digest=digests.get("mask"),
             seed_reproducible=support.takes_seed,
         )
 
@@ -249,8 +290,13 @@ def _as_float(value: float | int | None) -> float | None:
     return None if value is None else float(value)
 
 
-def resolve(manifest: Manifest, registry: BackendRegistry, digest_of: DigestOf, *,
-            backend_override: str | None = None) -> Resolved:
+def resolve(
+    manifest: Manifest,
+    registry: BackendRegistry,
+    digest_of: DigestOf,
+    *,
+    backend_override: str | None = None,
+) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together."""
     resolver = _Resolver(manifest, registry, digest_of, backend_override)
     if backend_override:

@@ -11,6 +11,7 @@ instead of paying for a new generation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -100,10 +101,8 @@ class Store:
         """Bytes an entry takes (data and metadata)."""
         total = 0
         for path in (self._path(key), self._path(key).with_suffix(".json")):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 total += path.stat().st_size
-            except FileNotFoundError:
-                pass
         return total
 
     def remove(self, key: str) -> int:

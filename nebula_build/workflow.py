@@ -45,8 +45,13 @@ class Prepared:
         return self.resolved.specs
 
 
-def prepare(project: Project, registry: BackendRegistry, *, backend: str | None = None,
-            read_inputs: bool = False) -> Prepared:
+def prepare(
+    project: Project,
+    registry: BackendRegistry,
+    *,
+    backend: str | None = None,
+    read_inputs: bool = False,
+) -> Prepared:
     """Load and resolve the manifest.
 
     With `read_inputs`, input files are read into memory once (apply); without,
@@ -75,17 +80,31 @@ def current_lock(project: Project, notice: Notice) -> Entries:
     return entries
 
 
-def plan_for(prepared: Prepared, lock: Entries, *, targets: Collection[str] = (),
-             replace: Collection[str] = (), force: bool = False) -> Plan:
-    return make_plan(prepared.specs, lock, digest_of=prepared.files.digest,
-                     has_cached=prepared.store.has,
-                     known_output=prepared.store.output_digest, targets=targets,
-                     replace_images=replace, force=force)
+def plan_for(
+    prepared: Prepared,
+    lock: Entries,
+    *,
+    targets: Collection[str] = (),
+    replace: Collection[str] = (),
+    force: bool = False,
+) -> Plan:
+    return make_plan(
+        prepared.specs,
+        lock,
+        digest_of=prepared.files.digest,
+        has_cached=prepared.store.has,
+        known_output=prepared.store.output_digest,
+        targets=targets,
+        replace_images=replace,
+        force=force,
+    )
 
 
 def concurrency_limits(prepared: Prepared, parallelism: int | None) -> dict[str, int]:
-    return {name: parallelism or settings.concurrency
-            for name, settings in prepared.resolved.settings.items()}
+    return {
+        name: parallelism or settings.concurrency
+        for name, settings in prepared.resolved.settings.items()
+    }
 
 
 class OpenBackends:
@@ -95,8 +114,9 @@ class OpenBackends:
     backend's credentials. Watch mode keeps one of these across rounds.
     """
 
-    def __init__(self, classes: Mapping[str, type[Backend]],
-                 settings: Mapping[str, BackendSettings]) -> None:
+    def __init__(
+        self, classes: Mapping[str, type[Backend]], settings: Mapping[str, BackendSettings]
+    ) -> None:
         self._stack = contextlib.AsyncExitStack()
         self._classes = dict(classes)
         self._settings = dict(settings)
@@ -122,9 +142,15 @@ class OpenBackends:
         return await (await self.get(spec.backend)).generate(request)
 
 
-async def execute(prepared: Prepared, plan: Plan, lock: Entries, *, progress: ProgressSink,
-                  parallelism: int | None = None,
-                  generate: GenerateFn | None = None) -> ApplyResult:
+async def execute(
+    prepared: Prepared,
+    plan: Plan,
+    lock: Entries,
+    *,
+    progress: ProgressSink,
+    parallelism: int | None = None,
+    generate: GenerateFn | None = None,
+) -> ApplyResult:
     """Run `plan`; the caller holds the project lock. images.lock is left
     consistent whatever happens, cancellation included."""
     project = prepared.project
@@ -136,10 +162,15 @@ async def execute(prepared: Prepared, plan: Plan, lock: Entries, *, progress: Pr
     try:
         async with OpenBackends(resolved.backend_classes, resolved.settings) as backends:
             applier = Applier(
-                project, generate=generate or backends.generate,
-                limits=concurrency_limits(prepared, parallelism), writer=writer,
-                files=prepared.files, store=prepared.store, inputs=prepared.inputs,
-                progress=progress)
+                project,
+                generate=generate or backends.generate,
+                limits=concurrency_limits(prepared, parallelism),
+                writer=writer,
+                files=prepared.files,
+                store=prepared.store,
+                inputs=prepared.inputs,
+                progress=progress,
+            )
             return await applier.run(plan)
     finally:
         writer.close()

@@ -67,8 +67,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Pa
     return make
 
 
-def install_distribution(site: Path, dist: str, modules: dict[str, str],
-                         entry_points: dict[str, str]) -> None:
+def install_distribution(
+    site: Path, dist: str, modules: dict[str, str], entry_points: dict[str, str]
+) -> None:
     """A minimal installed distribution: modules plus a dist-info with entry points."""
     site.mkdir(parents=True, exist_ok=True)
     for module, source in modules.items():
@@ -84,8 +85,9 @@ def install_distribution(site: Path, dist: str, modules: dict[str, str],
 def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Installs the `fake` backend plugin (for this process and for subprocesses)."""
     site = tmp_path / "site"
-    install_distribution(site, "nebula-build-fake", {"nebula_fake": FAKE_BACKEND_SOURCE},
-                         {"fake": "nebula_fake"})
+    install_distribution(
+        site, "nebula-build-fake", {"nebula_fake": FAKE_BACKEND_SOURCE}, {"fake": "nebula_fake"}
+    )
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(REPO)]))
     yield site
@@ -99,13 +101,30 @@ def generation_log(path: Path) -> list[str]:
     return [json.loads(line)["image"] for line in path.read_text().splitlines()]
 
 
-def fake_manifest(log: Path, images: dict[str, dict[str, object]], *,
-                  delay: float = 0.0, fail: tuple[str, ...] = (), concurrency: int = 4) -> str:
+def fake_manifest(
+    log: Path,
+    images: dict[str, dict[str, object]],
+    *,
+    delay: float = 0.0,
+    fail: tuple[str, ...] = (),
+    concurrency: int = 4,
+) -> str:
     """An images.toml on the fake backend, written out for readability."""
-    lines = ["version = 1", "", "[defaults]", 'backend = "fake"',
-             'model = "black-forest-labs/FLUX.1-schnell"', "width = 64", "height = 64", "",
-             "[backends.fake]", f"log = {json.dumps(str(log))}", f"delay = {delay}",
-             f"fail = {json.dumps(list(fail))}", f"concurrency = {concurrency}"]
+    lines = [
+        "version = 1",
+        "",
+        "[defaults]",
+        'backend = "fake"',
+        'model = "black-forest-labs/FLUX.1-schnell"',
+        "width = 64",
+        "height = 64",
+        "",
+        "[backends.fake]",
+        f"log = {json.dumps(str(log))}",
+        f"delay = {delay}",
+        f"fail = {json.dumps(list(fail))}",
+        f"concurrency = {concurrency}",
+    ]
     for name, fields in images.items():
         lines += ["", f"[images.{name}]"]
         lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]

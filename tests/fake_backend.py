@@ -4,7 +4,7 @@ It is installed into a temporary site folder as its own distribution
 (`nebula-build-fake`), so it is found through the real entry-point path.
 """
 
-FAKE_BACKEND_SOURCE = '''
+FAKE_BACKEND_SOURCE = """
 import asyncio
 import json
 import os
@@ -47,4 +47,4 @@ class FakeBackend(Backend):
 @hookimpl
 def nebula_build_register_backends():
     return [FakeBackend]
-'''
+"""

@@ -37,8 +37,11 @@ output = "static/card.jpg"
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "static").rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "static").rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_fresh_project_plan_apply_then_nothing_to_do(project, run_cli):
@@ -46,10 +49,14 @@ def test_fresh_project_plan_apply_then_nothing_to_do(project, run_cli):
     assert run_cli("plan", "--detailed-exitcode").code == 2
     code, out, err = run_cli("apply")
     assert code == 0, err
-    infos = {name: image_info(root / "static" / name) for name in
-             ("hero.webp", "logo.png", "card.jpg")}
-    assert infos == {"hero.webp": ("WEBP", (256, 128)), "logo.png": ("PNG", (128, 128)),
-                     "card.jpg": ("JPEG", (256, 128))}
+    infos = {
+        name: image_info(root / "static" / name) for name in ("hero.webp", "logo.png", "card.jpg")
+    }
+    assert infos == {
+        "hero.webp": ("WEBP", (256, 128)),
+        "logo.png": ("PNG", (128, 128)),
+        "card.jpg": ("JPEG", (256, 128)),
+    }
     lock = (root / "images.lock").read_bytes()
     before = digests(root)
     assert run_cli("plan", "--detailed-exitcode").code == 0
@@ -60,10 +67,13 @@ def test_fresh_project_plan_apply_then_nothing_to_do(project, run_cli):
 
 
 def test_editing_one_prompt_changes_exactly_one_output_and_revert_costs_nothing(
-        project, run_cli, fake_site, tmp_path):
+    project, run_cli, fake_site, tmp_path
+):
     log = tmp_path / "gen.log"
-    images = {name: {"prompt": f"sprite {name}", "seed": i, "output": f"static/{name}.png"}
-              for i, name in enumerate(["a", "b", "c"])}
+    images = {
+        name: {"prompt": f"sprite {name}", "seed": i, "output": f"static/{name}.png"}
+        for i, name in enumerate(["a", "b", "c"])
+    }
     root = project({"images.toml": fake_manifest(log, images)})
     assert run_cli("apply").code == 0
     first_files, first_lock = digests(root), (root / "images.lock").read_bytes()
@@ -90,8 +100,9 @@ def test_editing_one_prompt_changes_exactly_one_output_and_revert_costs_nothing(
 
 def test_deleted_output_is_restored_from_cache(project, run_cli, fake_site, tmp_path):
     log = tmp_path / "gen.log"
-    root = project({"images.toml": fake_manifest(
-        log, {"a": {"prompt": "x", "output": "static/a.png"}})})
+    root = project(
+        {"images.toml": fake_manifest(log, {"a": {"prompt": "x", "output": "static/a.png"}})}
+    )
     run_cli("apply")
     original = (root / "static/a.png").read_bytes()
     (root / "static/a.png").unlink()
@@ -130,7 +141,7 @@ def test_removed_image_is_deleted_only_when_unmodified(project, run_cli):
     root = project({"images.toml": SITE})
     run_cli("apply")
     (root / "static/card.jpg").write_bytes(b"edited")
-    trimmed = SITE.split("[images.logo]")[0]
+    trimmed = SITE.split("[images.logo]", maxsplit=1)[0]
     (root / "images.toml").write_text(trimmed)
     code, out, _ = run_cli("plan")
     assert "- logo" in out and "- card" in out and "stays" in out
@@ -272,7 +283,8 @@ def test_backend_override_runs_everything_through_preview(project, run_cli, fake
 
 
 def test_lost_lock_entry_with_the_file_in_place_is_adopted_without_work(
-        project, run_cli, fake_site, tmp_path):
+    project, run_cli, fake_site, tmp_path
+):
     log = tmp_path / "gen.log"
     root = project({"images.toml": fake_manifest(log, {"a": {"prompt": "x", "output": "a.png"}})})
     run_cli("apply")

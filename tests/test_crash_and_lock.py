@@ -18,8 +18,13 @@ pytestmark = pytest.mark.slow
 
 
 def _spawn(root: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "nebula_build", *args], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate, timeout: float = 20.0) -> None:
@@ -69,7 +74,7 @@ def test_second_apply_is_refused_naming_the_holder(project, fake_site, tmp_path,
     images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(6)}
     root = project({"images.toml": fake_manifest(log, images, delay=0.3, concurrency=1)})
     first = _spawn(root, "apply")
-    _wait_for(lambda: log.exists())
+    _wait_for(log.exists)
     code, _, err = run_cli("apply")
     assert code == 1
     assert f"pid {first.pid}" in err and "--lock-timeout" in err
@@ -84,24 +89,28 @@ def test_second_apply_is_refused_naming_the_holder(project, fake_site, tmp_path,
 
 def test_lock_of_a_dead_process_is_taken_over(project, fake_site, tmp_path, run_cli):
     log = tmp_path / "gen.log"
-    root = project({"images.toml": fake_manifest(log, {"a": {"prompt": "x", "output": "a.png"}},
-                                                 delay=5)})
+    root = project(
+        {"images.toml": fake_manifest(log, {"a": {"prompt": "x", "output": "a.png"}}, delay=5)}
+    )
     process = _spawn(root, "apply")
-    _wait_for(lambda: log.exists())
+    _wait_for(log.exists)
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    (root / "images.toml").write_text(fake_manifest(log, {"a": {"prompt": "x",
-                                                                 "output": "a.png"}}))
+    (root / "images.toml").write_text(fake_manifest(log, {"a": {"prompt": "x", "output": "a.png"}}))
     code, _, err = run_cli("apply")
     assert code == 0, err
     assert f"took over the project lock left by pid {process.pid}" in err
 
 
 def test_temp_files_of_a_killed_run_are_removed(project, run_cli):
-    root = project({"images.toml": 'version = 1\n[defaults]\nbackend = "preview"\n'
-                                   'model = "black-forest-labs/FLUX.1-schnell"\n'
-                                   '[images.a]\nprompt = "x"\nwidth = 64\nheight = 64\n'
-                                   'output = "img/a.png"\n'})
+    root = project(
+        {
+            "images.toml": 'version = 1\n[defaults]\nbackend = "preview"\n'
+            'model = "black-forest-labs/FLUX.1-schnell"\n'
+            '[images.a]\nprompt = "x"\nwidth = 64\nheight = 64\n'
+            'output = "img/a.png"\n'
+        }
+    )
     leftover = root / "img" / f".a.png{TEMP_MARKER}dead"
     leftover.parent.mkdir()
     leftover.write_bytes(b"half a png")

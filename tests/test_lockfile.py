@@ -14,14 +14,22 @@ from nebula_build.lockfile import LockEntry, LockWriter, dumps, loads, read, rec
 from nebula_build.project import Project
 
 names = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
-scalars = st.one_of(st.text(max_size=40), st.integers(-(2**40), 2**40),
-                    st.floats(allow_nan=False, allow_infinity=False))
+scalars = st.one_of(
+    st.text(max_size=40),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
 entries = st.builds(
-    LockEntry, backend=names, model=st.text(min_size=1, max_size=30),
-    output=st.text(min_size=1, max_size=30), digest=st.text(max_size=64),
-    generation_key=st.text(max_size=64), output_key=st.text(max_size=64),
+    LockEntry,
+    backend=names,
+    model=st.text(min_size=1, max_size=30),
+    output=st.text(min_size=1, max_size=30),
+    digest=st.text(max_size=64),
+    generation_key=st.text(max_size=64),
+    output_key=st.text(max_size=64),
     params=st.dictionaries(st.text(min_size=1, max_size=12), scalars, max_size=5),
-    seed=st.none() | st.integers(0, 2**32 - 1))
+    seed=st.none() | st.integers(0, 2**32 - 1),
+)
 
 
 @given(st.dictionaries(names, entries, max_size=5))
@@ -33,8 +41,16 @@ def test_lock_text_round_trips_through_a_real_toml_parser(lock):
 
 
 def _entry(n: int) -> LockEntry:
-    return LockEntry(backend="preview", model="m", output=f"{n}.png", digest=f"d{n}",
-                     generation_key=f"g{n}", output_key=f"o{n}", params={"prompt": "p"}, seed=n)
+    return LockEntry(
+        backend="preview",
+        model="m",
+        output=f"{n}.png",
+        digest=f"d{n}",
+        generation_key=f"g{n}",
+        output_key=f"o{n}",
+        params={"prompt": "p"},
+        seed=n,
+    )
 
 
 def test_lock_is_sorted_with_header_and_rewritten_only_on_change(tmp_path):
@@ -97,7 +113,7 @@ def test_writer_rewrites_the_lock_at_most_about_once_a_second(tmp_path):
         rewrites += 1
         return original(*args, **kwargs)
 
-    import nebula_build.lockfile as lockfile
+    from nebula_build import lockfile
 
     lockfile.write = counting_write
     try:
@@ -113,9 +129,11 @@ def test_writer_rewrites_the_lock_at_most_about_once_a_second(tmp_path):
 
 
 def test_entry_with_missing_field_names_it(tmp_path):
-    with pytest.raises(LockfileError, match="images.a: missing or bad field 'digest'"):
-        loads('version = 1\n[images.a]\nbackend = "p"\nmodel = "m"\noutput = "a.png"\n'
-              'generation_key = "g"\noutput_key = "o"\n')
+    with pytest.raises(LockfileError, match=r"images\.a: missing or bad field 'digest'"):
+        loads(
+            'version = 1\n[images.a]\nbackend = "p"\nmodel = "m"\noutput = "a.png"\n'
+            'generation_key = "g"\noutput_key = "o"\n'
+        )
 
 
 def test_lock_path_follows_the_manifest(tmp_path):

@@ -35,7 +35,7 @@ CASES = {
         "does not take negative_prompt",
     ),
     "unsupported parameter inherited from defaults": (
-        HEAD.replace('height = 512', 'height = 512\nnum_steps = 20')
+        HEAD.replace("height = 512", "height = 512\nnum_steps = 20")
         + '[images.hero]\nmodel = "Bytedance-Seedream-3.0"\nprompt = "x"\noutput = "a.png"\n',
         "images.toml:7:1: defaults.num_steps: Bytedance-Seedream-3.0 does not take num_steps "
         "(inherited by images.hero)",
@@ -118,9 +118,8 @@ CASES = {
         "images.toml:12:1: images.b.output: a.png is also the output of images.a",
     ),
     "bad backend setting": (
-        HEAD + '[backends.preview]\nconcurrency = 0\n',
-        "images.toml:8:1: backends.preview.concurrency: input should be greater than or equal "
-        "to 1",
+        HEAD + "[backends.preview]\nconcurrency = 0\n",
+        "images.toml:8:1: backends.preview.concurrency: input should be greater than or equal to 1",
     ),
 }
 
@@ -140,26 +139,40 @@ def test_malformed_manifest_is_one_clear_line(name, project, run_cli):
 
 
 def test_several_problems_are_all_reported(project, run_cli):
-    project({"images.toml": HEAD + '[images.a]\nprompt = "x"\nwidth = 500\noutput = "a.png"\n'
-                                   '[images.b]\nprompt = "y"\noutput = "../b.png"\n'})
+    project(
+        {
+            "images.toml": HEAD + '[images.a]\nprompt = "x"\nwidth = 500\noutput = "a.png"\n'
+            '[images.b]\nprompt = "y"\noutput = "../b.png"\n'
+        }
+    )
     code, _, err = run_cli("validate")
     assert code == 1
     assert err.count("error: ") == 2
     assert "images.a.width" in err and "images.b.output" in err
 
 
-def test_seed_on_a_model_without_seed_is_a_note_not_an_error(project, run_cli, fake_site,
-                                                            tmp_path):
-    project({"images.toml": HEAD.replace('"preview"', '"fake"') + (
-        '[images.logo]\nmodel = "stabilityai/stable-diffusion-xl-base-1.0"\nprompt = "x"\n'
-        'seed = 3\noutput = "a.png"\n')})
+def test_seed_on_a_model_without_seed_is_a_note_not_an_error(project, run_cli, fake_site, tmp_path):
+    project(
+        {
+            "images.toml": HEAD.replace('"preview"', '"fake"')
+            + (
+                '[images.logo]\nmodel = "stabilityai/stable-diffusion-xl-base-1.0"\nprompt = "x"\n'
+                'seed = 3\noutput = "a.png"\n'
+            )
+        }
+    )
     code, out, _ = run_cli("plan")
     assert code == 0
     assert "does not take a seed" in out and "will not reproduce it" in out
 
 
 def test_schema_comment_and_windows_paths_are_fine(project, run_cli):
-    project({"images.toml": "#:schema ./schema/images.schema.json\n" + HEAD
-             + '[images.a]\nprompt = "x"\noutput = "sub\\\\a.png"\n'})
+    project(
+        {
+            "images.toml": "#:schema ./schema/images.schema.json\n"
+            + HEAD
+            + '[images.a]\nprompt = "x"\noutput = "sub\\\\a.png"\n'
+        }
+    )
     code, out, err = run_cli("validate")
     assert code == 0, err

@@ -43,17 +43,25 @@ def _specs(images: str, inputs: dict[str, str], backend: str) -> dict[str, Asset
 def _entry(spec: AssetSpec) -> LockEntry:
     params = spec.generation_params()
     del params["backend"], params["model"]
-    return LockEntry(backend=spec.backend, model=spec.model, output=spec.output,
-                     digest=f"written:{spec.name}", generation_key=spec.generation_key,
-                     output_key=spec.output_key, params=params, seed=spec.seed)
+    return LockEntry(
+        backend=spec.backend,
+        model=spec.model,
+        output=spec.output,
+        digest=f"written:{spec.name}",
+        generation_key=spec.generation_key,
+        output_key=spec.output_key,
+        params=params,
+        seed=spec.seed,
+    )
 
 
 @pytest.mark.parametrize("case", _cases())
 def test_plan_case(case: dict[str, Any], fake_site: Path) -> None:
     backend = case.get("backend", "preview")
     now = _specs(case["now"], case.get("inputs", {}), backend)
-    before = (_specs(case["before"], case.get("inputs_before", {}), backend)
-              if "before" in case else {})
+    before = (
+        _specs(case["before"], case.get("inputs_before", {}), backend) if "before" in case else {}
+    )
     lock = {name: _entry(spec) for name, spec in before.items()}
     by_output = {entry.output: entry for entry in lock.values()}
     moved = {spec.output: lock[name] for name, spec in now.items() if name in lock}
@@ -68,13 +76,21 @@ def test_plan_case(case: dict[str, Any], fake_site: Path) -> None:
             return next(f"produced:{s.output_key}" for s in now.values() if s.output == path)
         return state
 
-    cached = {(before if tag.startswith("before:") else now)[tag.split(":")[1]].generation_key
-              for tag in case.get("cache", [])}
+    cached = {
+        (before if tag.startswith("before:") else now)[tag.split(":")[1]].generation_key
+        for tag in case.get("cache", [])
+    }
     options = case.get("options", {})
-    plan = make_plan(now, lock, digest_of=disk, has_cached=cached.__contains__,
-                     known_output=lambda output_key: f"produced:{output_key}",
-                     targets=options.get("targets", ()), replace_images=options.get("replace", ()),
-                     force=options.get("force", False))
+    plan = make_plan(
+        now,
+        lock,
+        digest_of=disk,
+        has_cached=cached.__contains__,
+        known_output=lambda output_key: f"produced:{output_key}",
+        targets=options.get("targets", ()),
+        replace_images=options.get("replace", ()),
+        force=options.get("force", False),
+    )
     got = [(a.image, a.kind.value, a.reason) for a in plan.actions]
     want = [(e["image"], e["action"], e["reason"]) for e in case["expect"]]
     assert got == want

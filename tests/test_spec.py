@@ -35,7 +35,7 @@ def _keys(text: str) -> dict[str, tuple[str, str]]:
 
 
 def _manifest(defaults: dict[str, object], image: dict[str, object]) -> str:
-    return ("version = 1\n[defaults]\n" + _toml(defaults) + "[images.a]\n" + _toml(image))
+    return "version = 1\n[defaults]\n" + _toml(defaults) + "[images.a]\n" + _toml(image)
 
 
 BASE = {"backend": "preview", "model": "stabilityai/stable-diffusion-xl-base-1.0"}
@@ -61,10 +61,13 @@ def test_writing_a_default_out_explicitly_never_changes_a_key(defaults):
 
 
 def test_builtin_defaults_written_out_change_nothing():
-    implicit = _manifest({"model": BASE["model"], "backend": "preview"},
-                         {"prompt": "p", "output": "a.png"})
-    explicit = _manifest({"model": BASE["model"], "backend": "preview"},
-                         {"prompt": "p", "output": "a.png", "width": 1024, "height": 1024})
+    implicit = _manifest(
+        {"model": BASE["model"], "backend": "preview"}, {"prompt": "p", "output": "a.png"}
+    )
+    explicit = _manifest(
+        {"model": BASE["model"], "backend": "preview"},
+        {"prompt": "p", "output": "a.png", "width": 1024, "height": 1024},
+    )
     assert _keys(implicit) == _keys(explicit)
 
 
@@ -75,12 +78,26 @@ def test_integer_and_float_guidance_are_the_same_key():
 
 
 def test_every_pixel_field_changes_the_generation_key_but_output_does_not():
-    base = {"prompt": "p", "negative_prompt": "n", "num_steps": 20, "guidance_scale": 5.0,
-            "width": 512, "height": 512, "output": "a.png"}
+    base = {
+        "prompt": "p",
+        "negative_prompt": "n",
+        "num_steps": 20,
+        "guidance_scale": 5.0,
+        "width": 512,
+        "height": 512,
+        "output": "a.png",
+    }
     first = _keys(_manifest(BASE, base))["a"]
-    for field, value in (("prompt", "q"), ("negative_prompt", "m"), ("num_steps", 21),
-                         ("guidance_scale", 5.5), ("width", 520), ("height", 520),
-                         ("seed", 3), ("model", "black-forest-labs/FLUX.1-schnell")):
+    for field, value in (
+        ("prompt", "q"),
+        ("negative_prompt", "m"),
+        ("num_steps", 21),
+        ("guidance_scale", 5.5),
+        ("width", 520),
+        ("height", 520),
+        ("seed", 3),
+        ("model", "black-forest-labs/FLUX.1-schnell"),
+    ):
         changed = {**base, field: value}
         if field == "model":
             del changed["negative_prompt"]
@@ -99,7 +116,8 @@ def test_moving_the_project_folder_never_changes_a_key(tmp_path, run_cli):
     (source / "images.toml").write_text(
         'version = 1\n[defaults]\nbackend = "preview"\n[images.cap]\n'
         'model = "black-forest-labs/FLUX.1-Fill-dev"\nprompt = "a cap"\nimage = "in.png"\n'
-        'mask = "m.png"\noutput = "cap.png"\n')
+        'mask = "m.png"\noutput = "cap.png"\n'
+    )
     shutil.copytree(source, tmp_path / "elsewhere" / "two")
     first = json.loads(run_cli("-C", str(source), "plan", "--json").out)
     second = json.loads(run_cli("-C", str(tmp_path / "elsewhere/two"), "plan", "--json").out)
@@ -108,7 +126,17 @@ def test_moving_the_project_folder_never_changes_a_key(tmp_path, run_cli):
 
 def test_keys_hold_no_paths_or_secrets(monkeypatch):
     monkeypatch.setenv("NEBULA_API_KEY", "ak_canary_secret")
-    spec = AssetSpec(name="a", backend="preview", model="m", prompt="p", width=64, height=64,
-                     output="deep/a.png", format="png", image="in.png", image_digest="d")
+    spec = AssetSpec(
+        name="a",
+        backend="preview",
+        model="m",
+        prompt="p",
+        width=64,
+        height=64,
+        output="deep/a.png",
+        format="png",
+        image="in.png",
+        image_digest="d",
+    )
     canonical = json.dumps(spec.generation_params())
     assert "in.png" not in canonical and "deep" not in canonical and "canary" not in canonical

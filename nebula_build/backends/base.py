@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..catalog import ModelSupport
+from nebula_build.catalog import ModelSupport
 
 
 class BackendSettings(BaseModel):

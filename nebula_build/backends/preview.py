@@ -16,8 +16,9 @@ import textwrap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..catalog import ModelSupport, nebula_models
-from ..hookspecs import hookimpl
+from nebula_build.catalog import ModelSupport, nebula_models
+from nebula_build.hookspecs import hookimpl
+
 from .base import Backend, BackendSettings, GenerationRequest, GenerationResult
 
 if TYPE_CHECKING:
@@ -29,8 +30,9 @@ def _palette(key: str) -> list[tuple[int, int, int]]:
     seed = hashlib.sha256(key.encode()).digest()
     base = seed[0] / 255
     colors = []
-    for index, (shift, sat, val) in enumerate(((0.0, 0.55, 0.35), (0.12, 0.65, 0.75),
-                                                (0.5, 0.5, 0.95), (0.3, 0.7, 0.6))):
+    for index, (shift, sat, val) in enumerate(
+        ((0.0, 0.55, 0.35), (0.12, 0.65, 0.75), (0.5, 0.5, 0.95), (0.3, 0.7, 0.6))
+    ):
         hue = (base + shift + seed[index + 1] / 2550) % 1.0
         red, green, blue = colorsys.hsv_to_rgb(hue, sat, val)
         colors.append((int(red * 255), int(green * 255), int(blue * 255)))
@@ -43,8 +45,9 @@ def _background(key: str, size: tuple[int, int]) -> PILImage.Image:
     dark, mid, light, accent = _palette(key)
     corners = Image.new("RGB", (2, 2))
     corners.putdata([dark, mid, mid, dark if key[-1] in "01234567" else light])
-    image = corners.resize(size, Image.Resampling.BICUBIC, reducing_gap=None,
-                           box=(0.5, 0.5, 1.5, 1.5))
+    image = corners.resize(
+        size, Image.Resampling.BICUBIC, reducing_gap=None, box=(0.5, 0.5, 1.5, 1.5)
+    )
     # Soft shapes drawn small, blurred and scaled up: cheap at any size.
     small = (max(8, size[0] // 8), max(8, size[1] // 8))
     layer = Image.new("RGBA", small, (0, 0, 0, 0))
@@ -56,8 +59,11 @@ def _background(key: str, size: tuple[int, int]) -> PILImage.Image:
         color = (light if index % 2 else accent) + (90,)
         draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=color)
     layer = layer.filter(ImageFilter.GaussianBlur(max(1, min(small) // 12)))
-    image.paste(layer.resize(size, Image.Resampling.BILINEAR), (0, 0),
-                layer.resize(size, Image.Resampling.BILINEAR))
+    image.paste(
+        layer.resize(size, Image.Resampling.BILINEAR),
+        (0, 0),
+        layer.resize(size, Image.Resampling.BILINEAR),
+    )
     return image
 
 
@@ -126,11 +132,14 @@ def _caption(image: PILImage.Image, request: GenerationRequest, *, top: bool) ->
     panel_top = margin if top else height - panel_height - margin
     overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
-    draw.rounded_rectangle((margin, panel_top, width - margin, panel_top + panel_height),
-                           radius=margin // 2, fill=(10, 12, 20, 165))
+    draw.rounded_rectangle(
+        (margin, panel_top, width - margin, panel_top + panel_height),
+        radius=margin // 2,
+        fill=(10, 12, 20, 165),
+    )
     y = panel_top + margin // 2
     for text, size, color in lines:
-        draw.text((2 * margin, y), text, font=_font(size), fill=color + (255,))
+        draw.text((2 * margin, y), text, font=_font(size), fill=(*color, 255))
         y += size + size // 3
     image.paste(overlay, (0, 0), overlay)
 
@@ -139,10 +148,7 @@ def render(request: GenerationRequest) -> bytes:
     """The preview PNG for `request`; same request, same bytes."""
     size = (request.width, request.height)
     inpainting = request.image is not None and request.mask is not None
-    if inpainting:
-        image = _inpainting(request, size)
-    else:
-        image = _background(request.generation_key, size)
+    image = _inpainting(request, size) if inpainting else _background(request.generation_key, size)
     _caption(image, request, top=inpainting)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
@@ -158,8 +164,10 @@ class PreviewBackend(Backend):
     def models(cls, settings: BackendSettings) -> Mapping[str, ModelSupport]:
         # Mirror the Nebula catalog so a manifest validates the same way on both, but
         # honour the seed on every model: previews are deterministic anyway.
-        return {mid: ModelSupport(m.id, m.params | {"seed"}, m.size_multiple, m.label)
-                for mid, m in nebula_models().items()}
+        return {
+            mid: ModelSupport(m.id, m.params | {"seed"}, m.size_multiple, m.label)
+            for mid, m in nebula_models().items()
+        }
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         data = await asyncio.to_thread(render, request)
