@@ -131,62 +131,49 @@ def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
 def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     """The action for an image the manifest declares, before conflict checks."""
     cached = ctx.has_cached(spec.generation_key)
-    base = {
-        "image": spec.name,
-        "output": spec.output,
-        "spec": spec,
-        "entry": entry,
-        "notes": _seed_notes(spec),
-    }
+    moved = entry.output if entry is not None and entry.output != spec.output else None
+    base = Action(
+        image=spec.name,
+        kind=ActionKind.NOOP,
+        reason="up to date",
+        output=spec.output,
+        spec=spec,
+        entry=entry,
+        notes=_seed_notes(spec),
+        old_output=moved,
+    )
+
+    def act(kind: ActionKind, reason: str, **extra: Any) -> Action:
+        return replace(base, kind=kind, reason=reason, **extra)
+
     if entry is None:
-        return Action(kind=ActionKind.CREATE, reason="new image", from_cache=cached, **base)
-    moved = entry.output if entry.output != spec.output else None
-    base["old_output"] = moved
+        return act(ActionKind.CREATE, "new image", from_cache=cached)
     if spec.name in ctx.replace:
-        return Action(
-            kind=ActionKind.REGENERATE,
-            reason="replacement requested (--replace)",
-            fresh=True,
-            **base,
-        )
+        return act(ActionKind.REGENERATE, "replacement requested (--replace)", fresh=True)
     if entry.generation_key != spec.generation_key:
         changes = _changes(entry.generation_params(), spec.generation_params())
         fields = ", ".join(c.field for c in changes) or "key scheme"
-        return Action(
-            kind=ActionKind.REGENERATE,
-            reason=f"{fields} changed",
-            changes=changes,
-            from_cache=cached,
-            **base,
-        )
+        return act(ActionKind.REGENERATE, f"{fields} changed", changes=changes, from_cache=cached)
     if entry.output_key != spec.output_key:
         changes = _changes(
             {"output": entry.output, "format": format_for(entry.output)},
             {"output": spec.output, "format": spec.format},
         )
         fields = ", ".join(c.field for c in changes) or "output options"
-        return Action(kind=ActionKind.REENCODE, reason=f"{fields} changed", changes=changes, **base)
+        return act(ActionKind.REENCODE, f"{fields} changed", changes=changes)
     if moved:
-        return Action(kind=ActionKind.MOVE, reason=f"output moved from {moved}", **base)
+        return act(ActionKind.MOVE, f"output moved from {moved}")
     current = ctx.digest_of(spec.output)
     if current is None:
         if cached:
-            return Action(kind=ActionKind.RESTORE, reason="output file missing", **base)
-        return Action(
-            kind=ActionKind.REGENERATE, reason="output file missing and not cached", **base
-        )
+            return act(ActionKind.RESTORE, "output file missing")
+        return act(ActionKind.REGENERATE, "output file missing and not cached")
     if current == entry.digest:
-        return Action(kind=ActionKind.NOOP, reason="up to date", **base)
-    return Action(
-        kind=ActionKind.CONFLICT,
-        reason="output file changed by hand",
-        resolution=Action(
-            kind=ActionKind.RESTORE if cached else ActionKind.REGENERATE,
-            reason="overwrite the hand-edited file",
-            **base,
-        ),
-        **base,
+        return base
+    overwrite = act(
+        ActionKind.RESTORE if cached else ActionKind.REGENERATE, "overwrite the hand-edited file"
     )
+    return act(ActionKind.CONFLICT, "output file changed by hand", resolution=overwrite)
 
 
 def _guard(action: Action, ctx: _Context) -> Action:

@@ -70,7 +70,10 @@ def registry_from(pm: pluggy.PluginManager) -> BackendRegistry:
     sources: dict[str, str] = {}
     for impl in pm.hook.nebula_build_register_backends.get_hookimpls():
         source = _distribution_of(pm, impl.plugin)
-        for cls in impl.function() or []:
+        provided = impl.function()
+        if not isinstance(provided, list | tuple):
+            raise PluginError(f"{source}: nebula_build_register_backends must return a list")
+        for cls in provided:
             if not (isinstance(cls, type) and issubclass(cls, Backend)):
                 raise PluginError(f"{source}: {cls!r} is not a nebula_build.Backend subclass")
             name = getattr(cls, "name", None)
