@@ -7,7 +7,6 @@ errors or decides an exit code.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -121,11 +120,14 @@ def cmd_status(ctx: Context) -> int:
 
 
 def cmd_apply(ctx: Context) -> int:
+    import asyncio
+
+    from .execute import execute
     from .plugins import load_registry
     from .progress import Progress
     from .projectlock import ProjectLock
     from .report import apply_json, plan_text, summary_line
-    from .workflow import execute, plan_for, prepare
+    from .workflow import plan_for, prepare
 
     args = ctx.args
     project = ctx.project()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from stat import S_ISREG
 
 from .fsutil import atomic_write, sha256_bytes, sha256_file
 
@@ -25,6 +26,7 @@ class FileIndex:
 
     def __init__(self, root: Path, index_path: Path) -> None:
         self.root = root
+        self._root = str(root)
         self.index_path = index_path
         self._entries: dict[str, list[object]] = {}
         self._dirty = False
@@ -37,18 +39,19 @@ class FileIndex:
 
     def digest(self, relative: str) -> str | None:
         """The file's sha256, or None if it does not exist (or is not a file)."""
-        path = self.root / relative
+        # Plain strings and os.stat: this runs once per image on every plan.
+        path = os.path.join(self._root, relative)  # noqa: PTH118
         try:
-            stat = path.stat()
+            stat = os.stat(path)  # noqa: PTH116
         except OSError:
             return None
-        if not path.is_file():
+        if not S_ISREG(stat.st_mode):
             return None
         signature = _signature(stat)
         known = self._entries.get(relative)
         if known is not None and tuple(known[:3]) == signature:
             return str(known[3])
-        digest = sha256_file(path)
+        digest = sha256_file(Path(path))
         self._entries[relative] = [*signature, digest]
         self._dirty = True
         return digest

@@ -6,7 +6,6 @@ Pillow is imported inside the functions: `plan` never decodes an image.
 from __future__ import annotations
 
 import io
-from pathlib import PurePosixPath
 
 #: Output format by file extension; the format is part of the output key.
 FORMATS: dict[str, str] = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
@@ -19,7 +18,9 @@ MAX_PIXELS = 4096 * 4096
 
 def format_for(path: str) -> str | None:
     """The output format a path's extension asks for, or None if unsupported."""
-    return FORMATS.get(PurePosixPath(path).suffix.lower())
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    return FORMATS.get(name[dot:].lower()) if dot > 0 else None
 
 
 def sniff(data: bytes) -> str | None:

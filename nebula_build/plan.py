@@ -130,7 +130,28 @@ def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
 
 def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     """The action for an image the manifest declares, before conflict checks."""
-    cached = ctx.has_cached(spec.generation_key)
+    if (  # the common case first, cheapest tests first
+        entry is not None
+        and entry.generation_key == spec.generation_key
+        and entry.output_key == spec.output_key
+        and entry.output == spec.output
+        and spec.name not in ctx.replace
+        and ctx.digest_of(spec.output) == entry.digest
+    ):
+        return Action(
+            image=spec.name,
+            kind=ActionKind.NOOP,
+            reason="up to date",
+            output=spec.output,
+            spec=spec,
+            entry=entry,
+            notes=_seed_notes(spec),
+        )
+    return _changed(spec, entry, ctx)
+
+
+def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
+    """The action for an image that is not simply up to date."""
     moved = entry.output if entry is not None and entry.output != spec.output else None
     base = Action(
         image=spec.name,
@@ -146,14 +167,17 @@ def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     def act(kind: ActionKind, reason: str, **extra: Any) -> Action:
         return replace(base, kind=kind, reason=reason, **extra)
 
+    def cached() -> bool:  # a stat per call: only asked where the answer matters
+        return ctx.has_cached(spec.generation_key)
+
     if entry is None:
-        return act(ActionKind.CREATE, "new image", from_cache=cached)
+        return act(ActionKind.CREATE, "new image", from_cache=cached())
     if spec.name in ctx.replace:
         return act(ActionKind.REGENERATE, "replacement requested (--replace)", fresh=True)
     if entry.generation_key != spec.generation_key:
         changes = _changes(entry.generation_params(), spec.generation_params())
         fields = ", ".join(c.field for c in changes) or "key scheme"
-        return act(ActionKind.REGENERATE, f"{fields} changed", changes=changes, from_cache=cached)
+        return act(ActionKind.REGENERATE, f"{fields} changed", changes=changes, from_cache=cached())
     if entry.output_key != spec.output_key:
         changes = _changes(
             {"output": entry.output, "format": format_for(entry.output)},
@@ -165,13 +189,13 @@ def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         return act(ActionKind.MOVE, f"output moved from {moved}")
     current = ctx.digest_of(spec.output)
     if current is None:
-        if cached:
+        if cached():
             return act(ActionKind.RESTORE, "output file missing")
         return act(ActionKind.REGENERATE, "output file missing and not cached")
     if current == entry.digest:
         return base
     overwrite = act(
-        ActionKind.RESTORE if cached else ActionKind.REGENERATE, "overwrite the hand-edited file"
+        ActionKind.RESTORE if cached() else ActionKind.REGENERATE, "overwrite the hand-edited file"
     )
     return act(ActionKind.CONFLICT, "output file changed by hand", resolution=overwrite)
 

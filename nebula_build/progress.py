@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .apply import Outcome
 from .plan import Action, ActionKind
 from .style import Style
+
+if TYPE_CHECKING:
+    from .apply import Outcome
 
 _DONE = {
     ActionKind.CREATE: "created",

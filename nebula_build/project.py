@@ -70,6 +70,10 @@ class Project:
         return self.state_dir / "lock-snapshot.json"
 
     @property
+    def spec_cache_path(self) -> Path:
+        return self.state_dir / "specs.json"
+
+    @property
     def file_index_path(self) -> Path:
         return self.state_dir / "files.json"
 

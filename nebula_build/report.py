@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .apply import ApplyResult, Outcome
 from .catalog import OPTIONAL_PARAMS, ModelSupport
 from .plan import Action, ActionKind, Plan
 from .style import Style
+
+if TYPE_CHECKING:
+    from .apply import ApplyResult, Outcome
 
 SYMBOLS = {
     ActionKind.CREATE: ("+", "green"),

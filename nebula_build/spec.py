@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -31,9 +32,12 @@ INPUT_FORMATS = (".png", ".jpg", ".jpeg", ".webp")
 DigestOf = Callable[[str], "str | None"]
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the same spec always gives the same bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def key_of(value: Mapping[str, Any]) -> str:
@@ -61,18 +65,18 @@ class AssetSpec:
     image_digest: str | None = None
     mask_digest: str | None = None
     seed_reproducible: bool = True
-    generation_key: str = field(init=False)
-    output_key: str = field(init=False)
+    #: computed from the fields; passed in only when restoring from the spec cache
+    generation_key: str = ""
+    output_key: str = ""
 
     def __post_init__(self) -> None:
         # Keys are computed once: plan, apply and reports read them many times.
+        if self.generation_key and self.output_key:
+            return
         generation_key = key_of({"scheme": KEY_SCHEME, **self.generation_params()})
         object.__setattr__(self, "generation_key", generation_key)
-        object.__setattr__(
-            self,
-            "output_key",
-            key_of({"scheme": KEY_SCHEME, "generation": generation_key, **self.output_params()}),
-        )
+        output = {"scheme": KEY_SCHEME, "generation": generation_key, **self.output_params()}
+        object.__setattr__(self, "output_key", key_of(output))
 
     def generation_params(self) -> dict[str, Any]:
         """Everything that shapes the pixels, as stored in the lock and hashed.
@@ -129,6 +133,8 @@ class _Resolver:
         self.models: dict[str, Mapping[str, ModelSupport]] = {}
         self.classes: dict[str, type[Backend]] = {}
         self.outputs: dict[str, str] = {}
+        self.base = {**BUILTIN_DEFAULTS, **_set_fields(manifest.model.defaults)}
+        self.base.pop("output", None)
 
     def fail(self, loc: tuple[str | int, ...], message: str) -> None:
         self.problems.append(self.manifest.problem(loc, message))
@@ -161,16 +167,20 @@ class _Resolver:
         return ("defaults", key)
 
     def check_path(self, loc: tuple[str, ...], value: str, what: str) -> str | None:
-        path = PurePosixPath(value.replace("\\", "/"))
-        if path.is_absolute() or value.startswith(("/", "~")) or ":" in path.parts[0]:
+        # String operations rather than PurePosixPath: this runs for every image.
+        parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
+        if value.startswith(("/", "\\", "~")) or (parts and ":" in parts[0]):
             self.fail(
                 loc, f"{what} must be a path relative to the manifest's folder, not {value!r}"
             )
             return None
-        if ".." in path.parts:
+        if ".." in parts:
             self.fail(loc, f"{what} must stay inside the project ({value!r} uses '..')")
             return None
-        return path.as_posix()
+        if not parts:
+            self.fail(loc, f"{what} must name a file")
+            return None
+        return "/".join(parts)
 
     def input_digest(self, name: str, decl: ImageDecl, key: str, value: str) -> str | None:
         loc = self.origin(name, decl, key)
@@ -193,13 +203,14 @@ class _Resolver:
         return digest
 
     def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
-        defaults = self.manifest.model.defaults
-        merged = {**BUILTIN_DEFAULTS, **_set_fields(defaults), **_set_fields(decl)}
+        # Runs once per image on every plan: keep the happy path free of extra work.
+        merged = {**self.base, **_set_fields(decl)}
         if self.override:
             merged["backend"] = self.override
         start = len(self.problems)
-        backend_loc = self.origin(name, decl, "backend")
-        models = self.backend(merged["backend"], backend_loc)
+        models = self.models.get(merged["backend"]) or self.backend(
+            merged["backend"], self.origin(name, decl, "backend")
+        )
         if models is None:
             return None
         model_id = merged.get("model")
@@ -218,22 +229,21 @@ class _Resolver:
                 f"(known: {', '.join(models)})",
             )
             return None
-        for param in OPTIONAL_PARAMS:
-            if merged.get(param) is not None and param not in support.params and param != "seed":
-                loc = self.origin(name, decl, param)
-                inherited = f" (inherited by images.{name})" if loc[0] == "defaults" else ""
-                self.fail(loc, f"{model_id} does not take {param}{inherited}")
-        missing = [p for p in ("image", "mask") if merged.get(p) is None]
-        if support.inpainting and missing:
+        for param in sorted(_rejected(support).intersection(merged)):
+            loc = self.origin(name, decl, param)
+            inherited = f" (inherited by images.{name})" if loc[0] == "defaults" else ""
+            self.fail(loc, f"{model_id} does not take {param}{inherited}")
+        if support.inpainting and ("image" not in merged or "mask" not in merged):
+            missing = [repr(p) for p in ("image", "mask") if p not in merged]
             self.fail(
                 ("images", name),
-                f"{model_id} needs {' and '.join(map(repr, missing))} (inpainting input files)",
+                f"{model_id} needs {' and '.join(missing)} (inpainting input files)",
             )
-        if not merged.get("prompt"):
+        if "prompt" not in merged:
             self.fail(("images", name, "prompt"), "is required")
+        step = support.size_multiple
         for side in ("width", "height"):
             value = merged[side]
-            step = support.size_multiple
             if value % step or not MIN_SIZE <= value <= MAX_SIZE:
                 self.fail(
                     self.origin(name, decl, side),
@@ -254,11 +264,11 @@ class _Resolver:
                 self.fail(
                     ("images", name, "output"), f"{output} is also the output of images.{other}"
                 )
-        digests = {
-            key: self.input_digest(name, decl, key, merged[key])
-            for key in ("image", "mask")
-            if merged.get(key) is not None and key in support.params
-        }
+        digests = {}
+        if support.inpainting:
+            for key in ("image", "mask"):
+                if key in merged:
+                    digests[key] = self.input_digest(name, decl, key, merged[key])
         if len(self.problems) > start or output is None or fmt is None:
             return None
         return AssetSpec(
@@ -283,7 +293,15 @@ class _Resolver:
 
 
 def _set_fields(fields: GenerationFields) -> dict[str, Any]:
-    return {key: getattr(fields, key) for key in fields.model_fields_set}
+    """The fields the manifest wrote out (never None: TOML has no null)."""
+    values = fields.__dict__
+    return {key: values[key] for key in fields.model_fields_set}
+
+
+@cache
+def _rejected(support: ModelSupport) -> frozenset[str]:
+    """Parameters that are an error on this model; a seed is only a note."""
+    return frozenset(OPTIONAL_PARAMS) - support.params - {"seed"}
 
 
 def _as_float(value: float | int | None) -> float | None:

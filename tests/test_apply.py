@@ -12,10 +12,11 @@ from PIL import Image
 
 from nebula_build.backends.base import GenerationRequest, GenerationResult
 from nebula_build.errors import CredentialsError
+from nebula_build.execute import execute
 from nebula_build.lockfile import read
 from nebula_build.plugins import load_registry
 from nebula_build.project import Project
-from nebula_build.workflow import execute, plan_for, prepare
+from nebula_build.workflow import plan_for, prepare
 
 
 class Sink:

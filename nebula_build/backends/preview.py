@@ -8,7 +8,6 @@ input image. For layout work, tests, CI without credits, and first runs.
 
 from __future__ import annotations
 
-import asyncio
 import colorsys
 import hashlib
 import io
@@ -170,6 +169,8 @@ class PreviewBackend(Backend):
         }
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        import asyncio  # not at module level: plugin loading must stay cheap for `plan`
+
         data = await asyncio.to_thread(render, request)
         return GenerationResult(data, seed=request.seed)
 

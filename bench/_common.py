@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmarks: project builders and process timing."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HEADER = """version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+
+[backends.preview]
+concurrency = 4
+"""
+
+
+def write_manifest(root: Path, count: int) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    parts = [HEADER]
+    for n in range(count):
+        parts.append(f'\n[images.sprite-{n:05}]\nprompt = "a tiny sprite number {n} of a fox"\n'
+                     f'seed = {n}\noutput = "out/{n // 1000:02}/sprite-{n:05}.png"\n')
+    manifest = root / "images.toml"
+    manifest.write_text("".join(parts))
+    return manifest
+
+
+def run_timed(args: list[str], cwd: Path) -> tuple[float, int, int]:
+    """(wall seconds, exit code, max RSS in MB) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return elapsed, process.returncode, usage.ru_maxrss // 1024
+
+
+def median_of(args: list[str], cwd: Path, runs: int = 5) -> tuple[float, int]:
+    times, peaks = [], []
+    for _ in range(runs):
+        elapsed, code, peak = run_timed(args, cwd)
+        if code not in (0, 2):
+            raise SystemExit(f"{' '.join(args)} exited {code}")
+        times.append(elapsed)
+        peaks.append(peak)
+    return statistics.median(times), max(peaks)
+
+
+def nebula_build(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nebula_build", *args]

@@ -1,0 +1,96 @@
+"""Run a plan: backends opened on first use, the lock writer, the Applier.
+
+Kept apart from `workflow.py` so that commands which only plan never import
+asyncio or the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+from .apply import Applier, ApplyResult, GenerateFn, ProgressSink
+from .backends.base import Backend, BackendSettings, GenerationRequest, GenerationResult
+from .fsutil import remove_temp_files
+from .lockfile import Entries, LockWriter
+from .plan import Plan
+from .spec import AssetSpec
+from .workflow import Prepared
+
+
+def concurrency_limits(prepared: Prepared, parallelism: int | None) -> dict[str, int]:
+    return {
+        name: parallelism or settings.concurrency
+        for name, settings in prepared.resolved.settings.items()
+    }
+
+
+class OpenBackends:
+    """Backends opened on first use, kept open, and closed together.
+
+    Opening lazily means a plan that only restores from the cache never needs a
+    backend's credentials. Watch mode keeps one of these across rounds.
+    """
+
+    def __init__(
+        self, classes: Mapping[str, type[Backend]], settings: Mapping[str, BackendSettings]
+    ) -> None:
+        self._stack = contextlib.AsyncExitStack()
+        self._classes = dict(classes)
+        self._settings = dict(settings)
+        self._opening = asyncio.Lock()
+        self.instances: dict[str, Backend] = {}
+
+    async def __aenter__(self) -> OpenBackends:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+        self.instances.clear()
+
+    async def get(self, name: str) -> Backend:
+        if name not in self.instances:
+            async with self._opening:
+                if name not in self.instances:
+                    backend = self._classes[name](self._settings[name])
+                    self.instances[name] = await self._stack.enter_async_context(backend)
+        return self.instances[name]
+
+    async def generate(self, spec: AssetSpec, request: GenerationRequest) -> GenerationResult:
+        return await (await self.get(spec.backend)).generate(request)
+
+
+async def execute(
+    prepared: Prepared,
+    plan: Plan,
+    lock: Entries,
+    *,
+    progress: ProgressSink,
+    parallelism: int | None = None,
+    generate: GenerateFn | None = None,
+) -> ApplyResult:
+    """Run `plan`; the caller holds the project lock. images.lock is left
+    consistent whatever happens, cancellation included."""
+    project = prepared.project
+    assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
+    folders = {project.path_of(a.output).parent for a in plan.actions if a.output}
+    remove_temp_files(folders | {project.root, project.state_dir})
+    writer = LockWriter(project, lock)
+    resolved = prepared.resolved
+    try:
+        async with OpenBackends(resolved.backend_classes, resolved.settings) as backends:
+            applier = Applier(
+                project,
+                generate=generate or backends.generate,
+                limits=concurrency_limits(prepared, parallelism),
+                writer=writer,
+                files=prepared.files,
+                store=prepared.store,
+                inputs=prepared.inputs,
+                progress=progress,
+            )
+            return await applier.run(plan)
+    finally:
+        writer.close()
+        prepared.files.save()
