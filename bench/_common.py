@@ -26,8 +26,10 @@ def write_manifest(root: Path, count: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     parts = [HEADER]
     for n in range(count):
-        parts.append(f'\n[images.sprite-{n:05}]\nprompt = "a tiny sprite number {n} of a fox"\n'
-                     f'seed = {n}\noutput = "out/{n // 1000:02}/sprite-{n:05}.png"\n')
+        parts.append(
+            f'\n[images.sprite-{n:05}]\nprompt = "a tiny sprite number {n} of a fox"\n'
+            f'seed = {n}\noutput = "out/{n // 1000:02}/sprite-{n:05}.png"\n'
+        )
     manifest = root / "images.toml"
     manifest.write_text("".join(parts))
     return manifest
@@ -36,8 +38,7 @@ def write_manifest(root: Path, count: int) -> Path:
 def run_timed(args: list[str], cwd: Path) -> tuple[float, int, int]:
     """(wall seconds, exit code, max RSS in MB) of one child process."""
     started = time.perf_counter()
-    process = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)

@@ -16,19 +16,26 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import nebula_build, run_timed, write_manifest  # noqa: E402
+from _common import nebula_build, run_timed, write_manifest
 
-from nebula_build.backends.base import GenerationRequest  # noqa: E402
-from nebula_build.backends.preview import render  # noqa: E402
+from nebula_build.backends.base import GenerationRequest
+from nebula_build.backends.preview import render
 
 
 def render_cost(samples: int = 500) -> float:
     started = time.perf_counter()
     for n in range(samples):
-        render(GenerationRequest(image_name=f"sprite-{n:05}", generation_key=f"{n:064x}",
-                                 model="black-forest-labs/FLUX.1-schnell",
-                                 prompt=f"a tiny sprite number {n} of a fox", width=64,
-                                 height=64, seed=n))
+        render(
+            GenerationRequest(
+                image_name=f"sprite-{n:05}",
+                generation_key=f"{n:064x}",
+                model="black-forest-labs/FLUX.1-schnell",
+                prompt=f"a tiny sprite number {n} of a fox",
+                width=64,
+                height=64,
+                seed=n,
+            )
+        )
     return (time.perf_counter() - started) / samples
 
 
@@ -47,9 +54,11 @@ def main() -> None:
             if code != 0:
                 raise SystemExit(f"apply of {count} failed")
             per_image[count] = wall / count
-            print(f"{count:>6} images  wall {wall:6.2f} s  per image "
-                  f"{per_image[count] * 1000:5.2f} ms  engine overhead "
-                  f"{(per_image[count] - render_alone) * 1000:5.2f} ms  peak {peak} MB")
+            print(
+                f"{count:>6} images  wall {wall:6.2f} s  per image "
+                f"{per_image[count] * 1000:5.2f} ms  engine overhead "
+                f"{(per_image[count] - render_alone) * 1000:5.2f} ms  peak {peak} MB"
+            )
     if len(per_image) > 1:
         small, large = min(per_image), max(per_image)
         print(f"per-image cost {large} vs {small}: {per_image[large] / per_image[small]:.2f}x")

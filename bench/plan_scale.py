@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median_of, nebula_build, run_timed, write_manifest  # noqa: E402
+from _common import median_of, nebula_build, run_timed, write_manifest
 
 FLOOR = """
 import os, sys, tomllib
@@ -37,9 +37,11 @@ def bench(count: int, root: Path) -> None:
     run_timed(nebula_build("plan"), root)  # warm the OS file cache and the stat index
     floor, floor_peak = median_of([sys.executable, "-c", FLOOR, "images.toml"], root)
     plan, plan_peak = median_of(nebula_build("plan", "--detailed-exitcode"), root)
-    print(f"{count:>6} images  plan {plan * 1000:7.1f} ms  floor {floor * 1000:7.1f} ms  "
-          f"ratio {plan / floor:4.2f}  plan peak {plan_peak:4d} MB  "
-          f"(floor peak {floor_peak} MB; setup apply {setup:.1f} s)")
+    print(
+        f"{count:>6} images  plan {plan * 1000:7.1f} ms  floor {floor * 1000:7.1f} ms  "
+        f"ratio {plan / floor:4.2f}  plan peak {plan_peak:4d} MB  "
+        f"(floor peak {floor_peak} MB; setup apply {setup:.1f} s)"
+    )
 
 
 def main() -> None:

@@ -142,13 +142,13 @@ class Applier:
             async with self._io:
                 self.progress.started(action)
                 await asyncio.to_thread(self._delete_file, action)
-            self.writer.delete(action.image)
+            await self.writer.delete(action.image)
             return
         spec = action.spec
         assert spec is not None
         if action.in_place:
             await asyncio.to_thread(self._adopt, action, spec)
-            self._record(
+            await self._record(
                 spec,
                 self.files.digest(spec.output) or "",
                 spec.seed if spec.seed_reproducible else None,
@@ -159,19 +159,22 @@ class Applier:
                 self.progress.started(action)
                 moved = await asyncio.to_thread(self._move, action)
             if moved:
-                self._record(spec, action.entry.digest, action.entry.seed)
+                await self._record(spec, action.entry.digest, action.entry.seed)
                 return
         original = await self._original(action, spec, outcome)
         async with self._io:
             if not outcome.generated:
                 self.progress.started(action)
-            digest = await asyncio.to_thread(self._write_output, action, spec, original.data)
-        self._record(spec, digest, spec.seed if spec.seed_reproducible else original.seed)
+            # One trip to a worker thread: keep the paid-for original, then the output.
+            digest = await asyncio.to_thread(
+                self._persist, action, spec, original, outcome.generated
+            )
+        await self._record(spec, digest, spec.seed if spec.seed_reproducible else original.seed)
 
-    def _record(self, spec: AssetSpec, digest: str, seed: int | None) -> None:
+    async def _record(self, spec: AssetSpec, digest: str, seed: int | None) -> None:
         params = spec.generation_params()
         del params["backend"], params["model"]  # the entry has them as fields
-        self.writer.set(
+        await self.writer.set(
             spec.name,
             LockEntry(
                 backend=spec.backend,
@@ -189,7 +192,8 @@ class Applier:
         self, action: Action, spec: AssetSpec, outcome: Outcome
     ) -> GenerationResult:
         """The generation's original bytes: from the cache, or from the backend."""
-        if not action.fresh:
+        expect_cached = action.kind not in (ActionKind.CREATE, ActionKind.REGENERATE)
+        if not action.fresh and (action.from_cache or expect_cached):
             cached = await asyncio.to_thread(self.store.get, spec.generation_key)
             if cached is not None:
                 return GenerationResult(cached.data, seed=cached.seed)
@@ -213,7 +217,6 @@ class Applier:
                 raise
         outcome.generated = True
         outcome.timings = result.timings
-        await asyncio.to_thread(self.store.put, spec.generation_key, result.data, seed=result.seed)
         return result
 
     # --- blocking file work, run in threads ---------------------------------
@@ -235,6 +238,13 @@ class Applier:
         destination = self.project.backup_dir / stamp / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, destination)
+
+    def _persist(
+        self, action: Action, spec: AssetSpec, original: GenerationResult, generated: bool
+    ) -> str:
+        if generated:
+            self.store.put(spec.generation_key, original.data, seed=original.seed)
+        return self._write_output(action, spec, original.data)
 
     def _write_output(self, action: Action, spec: AssetSpec, original: bytes) -> str:
         encoded = encode(original, spec.format, (spec.width, spec.height))

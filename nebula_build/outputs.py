@@ -35,6 +35,8 @@ def sniff(data: bytes) -> str | None:
 
 def image_size(data: bytes) -> tuple[int, int]:
     """Width and height of encoded image bytes (reads the header only)."""
+    if data.startswith(_MAGIC[0][0]) and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:

@@ -55,9 +55,11 @@ class Store:
         return CachedImage(data, seed if isinstance(seed, int) else None)
 
     def put(self, key: str, data: bytes, *, seed: int | None = None) -> None:
-        """Store durably: the metadata first, so present bytes always have it."""
+        """Store the bytes durably (they were paid for). The metadata goes first so
+        present bytes always have it; it only says which seed was used, so it is not
+        worth an fsync of its own."""
         path = self._path(key)
-        atomic_write(path.with_suffix(".json"), json.dumps({"seed": seed}).encode())
+        atomic_write(path.with_suffix(".json"), json.dumps({"seed": seed}).encode(), durable=False)
         atomic_write(path, data)
 
     def _output_path(self, output_key: str) -> Path:

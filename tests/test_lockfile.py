@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from pathlib import Path
 
@@ -89,8 +90,12 @@ def test_journal_left_by_a_crash_is_folded_in_and_a_torn_line_ignored(tmp_path):
     project = Project(tmp_path, tmp_path / "images.toml")
     write(project, {"old": _entry(0)})
     writer = LockWriter(project, {"old": _entry(0)}, min_interval=3600)
-    writer.set("a", _entry(1))
-    writer.delete("old")
+
+    async def record() -> None:
+        await writer.set("a", _entry(1))
+        await writer.delete("old")
+
+    asyncio.run(record())
     assert project.lock_path.read_text().count("[images.") == 1  # not rewritten yet
     with project.journal_path.open("ab") as journal:
         journal.write(b'{"op": "set", "image": "torn", "ent')  # a write cut by the crash
@@ -117,9 +122,13 @@ def test_writer_rewrites_the_lock_at_most_about_once_a_second(tmp_path):
 
     lockfile.write = counting_write
     try:
-        for n in range(100):
-            now[0] += 0.05  # 20 images a second for 5 seconds
-            writer.set(f"i{n}", _entry(n))
+
+        async def record() -> None:
+            for n in range(100):
+                now[0] += 0.05  # 20 images a second for 5 seconds
+                await writer.set(f"i{n}", _entry(n))
+
+        asyncio.run(record())
         writer.close()
     finally:
         lockfile.write = original
@@ -139,3 +148,29 @@ def test_entry_with_missing_field_names_it(tmp_path):
 def test_lock_path_follows_the_manifest(tmp_path):
     project = Project(tmp_path, tmp_path / "sub" / "site.toml")
     assert project.lock_path == Path(tmp_path / "sub" / "images.lock")
+
+
+def test_records_arriving_together_share_one_fsync(tmp_path, monkeypatch):
+    project = Project(tmp_path, tmp_path / "images.toml")
+    writer = LockWriter(project, {}, min_interval=3600)
+    from nebula_build import lockfile
+
+    syncs = 0
+    real_fsync = lockfile.os.fsync
+
+    def counting_fsync(fd):
+        nonlocal syncs
+        syncs += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(lockfile.os, "fsync", counting_fsync)
+
+    async def record() -> None:
+        await asyncio.gather(*(writer.set(f"i{n}", _entry(n)) for n in range(50)))
+
+    asyncio.run(record())
+    assert 1 <= syncs < 50
+    lines = project.journal_path.read_bytes().splitlines()
+    assert len(lines) == 50  # every record is in the journal before set() returns
+    writer.close()
+    assert len(loads(project.lock_path.read_text())) == 50

@@ -63,3 +63,10 @@ def test_inpainting_paints_only_the_masked_area():
     )
     assert out.getpixel((200, 200)) != (40, 120, 200)  # repainted
     assert out.getpixel((120, 230)) == (40, 120, 200)  # untouched, away from the caption
+
+
+def test_png_size_is_read_from_its_header():
+    from nebula_build.outputs import image_size
+
+    data = render(request(width=200, height=136))
+    assert image_size(data) == (200, 136) == decode(data).size

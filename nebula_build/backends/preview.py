@@ -73,8 +73,9 @@ def _fit(data: bytes, size: tuple[int, int], mode: str) -> PILImage.Image:
         return ImageOps.fit(opened.convert(mode), size, Image.Resampling.LANCZOS)
 
 
-def _inpainting(request: GenerationRequest, size: tuple[int, int]) -> PILImage.Image:
-    """The input image with a visible fill over the mask's white area."""
+def _inpainting(request: GenerationRequest, size: tuple[int, int]) -> tuple[PILImage.Image, bool]:
+    """The input image with a visible fill over the mask's white area, and whether the
+    mask lies mostly in the top half (so the caption goes to the bottom)."""
     from PIL import Image, ImageDraw
 
     assert request.image is not None and request.mask is not None
@@ -86,7 +87,9 @@ def _inpainting(request: GenerationRequest, size: tuple[int, int]) -> PILImage.I
     step = max(6, min(size) // 24)
     for offset in range(-size[1], size[0], step * 2):
         stripes.line((offset, size[1], offset + size[1], 0), fill=light, width=step)
-    return Image.composite(Image.blend(base, fill, 0.75), base, mask)
+    box = mask.getbbox()
+    mask_on_top = box is not None and (box[1] + box[3]) / 2 < size[1] / 2
+    return Image.composite(Image.blend(base, fill, 0.75), base, mask), mask_on_top
 
 
 def _font(size: int) -> FreeTypeFont:
@@ -146,9 +149,12 @@ def _caption(image: PILImage.Image, request: GenerationRequest, *, top: bool) ->
 def render(request: GenerationRequest) -> bytes:
     """The preview PNG for `request`; same request, same bytes."""
     size = (request.width, request.height)
-    inpainting = request.image is not None and request.mask is not None
-    image = _inpainting(request, size) if inpainting else _background(request.generation_key, size)
-    _caption(image, request, top=inpainting)
+    if request.image is not None and request.mask is not None:
+        image, mask_on_top = _inpainting(request, size)
+        _caption(image, request, top=not mask_on_top)
+    else:
+        image = _background(request.generation_key, size)
+        _caption(image, request, top=False)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
