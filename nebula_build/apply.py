@@ -18,7 +18,7 @@ from typing import Protocol
 
 from .backends.base import GenerationRequest, GenerationResult
 from .diskstate import FileIndex
-from .errors import ConflictError, CredentialsError, NebulaBuildError, UserError
+from .errors import BackendError, ConflictError, SkippedError, UserError
 from .fsutil import atomic_write, is_within, sha256_bytes
 from .inputs import InputSnapshot
 from .lockfile import LockEntry, LockWriter
@@ -49,6 +49,7 @@ class Outcome:
     error: Exception | None = None
     generated: bool = False
     timings: Mapping[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     @property
     def image(self) -> str:
@@ -110,7 +111,7 @@ class Applier:
         self.progress = progress
         self._limits = {name: asyncio.Semaphore(n) for name, n in limits.items()}
         self._io = asyncio.Semaphore(_IO_CONCURRENCY)
-        self._halted: dict[str, NebulaBuildError] = {}
+        self._halted: dict[str, BackendError] = {}
 
     async def run(self, plan: Plan) -> ApplyResult:
         async with asyncio.TaskGroup() as group:
@@ -199,24 +200,31 @@ class Applier:
                 return GenerationResult(cached.data, seed=cached.seed)
         return await self._generate(action, spec, outcome)
 
+    def _check_halted(self, backend: str) -> None:
+        if backend in self._halted:
+            raise SkippedError(
+                f"not attempted: {backend} stopped after an earlier answer "
+                f"({self._halted[backend]})",
+                backend=backend,
+            )
+
     async def _generate(
         self, action: Action, spec: AssetSpec, outcome: Outcome
     ) -> GenerationResult:
-        if spec.backend in self._halted:
-            raise self._halted[spec.backend]
+        self._check_halted(spec.backend)
         request = request_for(spec, self.inputs)
         async with self._limits.setdefault(spec.backend, asyncio.Semaphore(1)):
-            if spec.backend in self._halted:
-                raise self._halted[spec.backend]
+            self._check_halted(spec.backend)
             self.progress.started(action)
             try:
                 result = await self.generate_fn(spec, request)
-            except CredentialsError as exc:
-                # Every later request would fail the same way: stop starting them.
-                self._halted.setdefault(spec.backend, exc)
+            except BackendError as exc:
+                if exc.halts:  # every later request would fail the same way
+                    self._halted.setdefault(spec.backend, exc)
                 raise
         outcome.generated = True
         outcome.timings = result.timings
+        outcome.warnings = result.warnings
         return result
 
     # --- blocking file work, run in threads ---------------------------------

@@ -13,7 +13,9 @@
     └── BackendError                  .backend .image
         ├── CredentialsError          says which variable to set
         ├── TransientBackendError     timeouts, 429, 5xx: retried
-        └── RequestRejectedError      other 4xx, bad payloads: not retried
+        ├── RequestRejectedError      other 4xx, bad payloads: not retried
+        │   └── OutOfCreditsError     stops further requests (like CredentialsError)
+        └── SkippedError              not attempted after a halting error
 
 Only the CLI turns these into exit codes. Anything else escaping is a bug.
 """
@@ -111,6 +113,9 @@ class PluginError(NebulaBuildError):
 class BackendError(NebulaBuildError):
     """A backend could not produce an image."""
 
+    #: every later request to this backend would fail the same way: stop sending them
+    halts: bool = False
+
     def __init__(self, message: str, *, backend: str = "", image: str = "") -> None:
         self.backend = backend
         self.image = image
@@ -120,6 +125,8 @@ class BackendError(NebulaBuildError):
 class CredentialsError(BackendError):
     """Missing or rejected credentials; the message names the variable to set."""
 
+    halts = True
+
 
 class TransientBackendError(BackendError):
     """A failure worth retrying: timeouts, rate limits, server errors."""
@@ -127,3 +134,13 @@ class TransientBackendError(BackendError):
 
 class RequestRejectedError(BackendError):
     """The backend refused the request; retrying will not help."""
+
+
+class OutOfCreditsError(RequestRejectedError):
+    """The account has no credits left; nothing more can be generated."""
+
+    halts = True
+
+
+class SkippedError(BackendError):
+    """Not attempted: an earlier answer showed every request would fail."""

@@ -43,6 +43,40 @@ def image_size(data: bytes) -> tuple[int, int]:
         return image.size
 
 
+def verify_image(data: bytes) -> tuple[str, tuple[int, int]]:
+    """(format, size) of bytes that must be a whole PNG, JPEG or WebP image.
+
+    Raises ValueError for anything else: truncated or corrupt data, another
+    format, or a decompression bomb.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    fmt = sniff(data)
+    if fmt is None:
+        raise ValueError("not a PNG, JPEG or WebP image")
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                size = image.size
+                image.verify()
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()  # verify() skips the pixel data; a truncated body fails here
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
+        raise ValueError(f"not a valid {fmt.upper()} image ({exc})") from None
+    return fmt, size
+
+
 def encode(original: bytes, fmt: str, size: tuple[int, int]) -> bytes:
     """`original` as `fmt` at exactly `size`; the same bytes when nothing needs to change."""
     if sniff(original) == fmt and image_size(original) == size:

@@ -48,6 +48,9 @@ class Progress:
         if not self.quiet:
             self._clear()
             self.stream.write(self._line(outcome) + "\n")
+        for warning in outcome.warnings:  # shown even with --quiet
+            self._clear()
+            self.stream.write(self.style(f"warning: {outcome.image}: {warning}", "yellow") + "\n")
         self._status()
         self.stream.flush()
 
@@ -61,6 +64,9 @@ class Progress:
         source = ""
         if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
             source = " (generated)" if outcome.generated else " (from cache)"
+        inference = outcome.timings.get("inference")
+        if inference is not None:
+            elapsed += f", inference {inference:.2f}s"
         return (
             f"{counter} {style(verb, 'green')} {style(action.image, 'bold')} "
             f"{action.output or ''}{style(source, 'dim')} {style(elapsed, 'dim')}"

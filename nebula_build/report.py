@@ -157,6 +157,8 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     }
     if outcome.timings:
         data["timings"] = dict(outcome.timings)
+    if outcome.warnings:
+        data["warnings"] = list(outcome.warnings)
     if outcome.error is not None:
         data["error"] = str(outcome.error)
     return data

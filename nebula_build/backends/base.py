@@ -46,7 +46,10 @@ class GenerationResult:
 
     data: bytes
     seed: int | None = None
+    #: seconds, e.g. {"inference": 1.9, "request": 2.3}; reported, never locked
     timings: Mapping[str, float] = field(default_factory=dict)
+    #: things the user should know, e.g. the image came back at another size
+    warnings: tuple[str, ...] = ()
 
 
 class Backend(ABC):
@@ -72,6 +75,11 @@ class Backend(ABC):
     def parse_settings(cls, raw: Mapping[str, Any]) -> BackendSettings:
         """Validate `[backends.<name>]`; pydantic errors are mapped by the caller."""
         return cls.settings_model.model_validate(dict(raw))
+
+    @classmethod  # noqa: B027 (an optional hook: doing nothing is the right default)
+    def preflight(cls, settings: BackendSettings) -> None:
+        """Check, before any work starts, that this backend can run (credentials,
+        weights on disk…); raise a BackendError saying what to do if not."""
 
     async def __aenter__(self) -> Backend:
         return self
