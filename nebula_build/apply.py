@@ -202,9 +202,10 @@ class Applier:
 
     def _check_halted(self, backend: str) -> None:
         if backend in self._halted:
+            cause = self._halted[backend]
             raise SkippedError(
-                f"not attempted: {backend} stopped after an earlier answer "
-                f"({self._halted[backend]})",
+                f"not attempted: {backend} stopped sending requests after "
+                f"{cause.image or 'an earlier image'} failed ({type(cause).__name__})",
                 backend=backend,
             )
 

@@ -159,6 +159,8 @@ def cmd_apply(ctx: Context) -> int:
             else:
                 ctx.print(f"No changes: {len(plan.actions)} image(s) up to date.")
             return ExitCode.OK
+        for name in sorted({a.spec.backend for a in plan.generations if a.spec}):
+            prepared.resolved.backend_classes[name].preflight(prepared.resolved.settings[name])
         if not args.json:
             ctx.print(summary_line(plan))
         live = wants_color(ctx.err) and ctx.err.isatty()
@@ -198,6 +200,8 @@ def cmd_models(ctx: Context) -> int:
     from .plugins import load_registry
     from .report import models_text
 
+    if ctx.args.remote:
+        return _remote_models(ctx)
     registry = load_registry()
     names = [ctx.args.backend] if ctx.args.backend else registry.names()
     tables = {}
@@ -209,6 +213,40 @@ def cmd_models(ctx: Context) -> int:
         ctx.print(json.dumps(data, indent=2))
     else:
         ctx.print(models_text(tables, ctx.style))
+    return ExitCode.OK
+
+
+def _remote_models(ctx: Context) -> int:
+    """The provider's own model list, to find ids (Seedream's) and prices."""
+    import asyncio
+
+    from .backends.nebula import NebulaSettings, list_remote_models
+
+    raw: dict[str, object] = {}
+    try:
+        project = ctx.project()
+    except UserError:
+        project = None
+    if project is not None:
+        from .manifest import load
+
+        raw = dict(
+            load(project.manifest_path, project.display_manifest).model.backends.get("nebula", {})
+        )
+    settings = NebulaSettings.model_validate(raw)
+    rows = asyncio.run(list_remote_models(settings))
+    if ctx.args.json:
+        ctx.print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return ExitCode.OK
+    columns = ("model_name", "model_type", "price", "model_alias")
+    table = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in [list(columns), *table]) for i in range(len(columns))]
+    for line in [list(columns), *table]:
+        ctx.print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    ctx.print(
+        "\nUse model_name as `model` in images.toml; for Seedream, also set "
+        "[backends.nebula] seedream_model."
+    )
     return ExitCode.OK
 
 
@@ -356,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="which model takes which parameter, per backend")
     models.add_argument("--backend", metavar="NAME", help="only this backend")
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument(
+        "--remote",
+        action="store_true",
+        help="ask the Nebula API for its model list (ids, type, price)",
+    )
     models.set_defaults(run=cmd_models)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of images.toml")

@@ -23,11 +23,12 @@ def make_plugin_manager(
     *, load_entry_points: bool = True, extra_plugins: Iterable[object] = ()
 ) -> pluggy.PluginManager:
     """A plugin manager with the built-ins, installed plugins and `extra_plugins`."""
-    from .backends import preview
+    from .backends import nebula, preview
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    pm.register(preview, name="nebula_build.backends.preview")
+    for builtin in (nebula, preview):
+        pm.register(builtin, name=builtin.__name__)
     for plugin in extra_plugins:
         pm.register(plugin)
     if load_entry_points:

@@ -1,0 +1,341 @@
+"""A stand-in for the Nebula image API on 127.0.0.1, with faults on demand.
+
+It implements the documented endpoint (`POST {base}/images/generation`, bearer
+key, the `{"status": "success", "data": [{"b64_json": …}]}` envelope) and the
+model list (`GET {base}/serverless/models`), returns real PNG/JPEG/WebP images
+of the requested size, and injects faults so clients can be tested for real::
+
+    with NebulaTestServer(api_key="ak_test") as server:
+        server.add_faults("429:1", "reset")          # the next two requests fail
+        server.add_faults("500", prompt="a red cap") # only requests for this prompt
+        ... NEBULA_BASE_URL=server.base_url ...
+
+Faults: "401" "402" "403" "404" "422" "500" "502" "503" "504", "429[:seconds]"
+(with Retry-After), "reset" (connection reset mid-response), "slow:<seconds>",
+"malformed_json", "bad_base64", "not_image", "truncated_image", "wrong_size",
+"failed_status", "credits_message".
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from nebula_build.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL, SEEDREAM_DEFAULT_ID
+
+API_PREFIX = "/api/v1"
+KNOWN_MODELS = (SDXL, FLUX_SCHNELL, FLUX_FILL, SEEDREAM_DEFAULT_ID)
+
+
+@dataclass
+class RecordedRequest:
+    """One request the server received (the key itself is not kept)."""
+
+    method: str
+    path: str
+    authorized: bool
+    body: dict[str, Any]
+    started: float
+    finished: float = 0.0
+
+
+@dataclass
+class _State:
+    faults: deque[str] = field(default_factory=deque)
+    prompt_faults: dict[str, deque[str]] = field(default_factory=dict)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    images: dict[tuple[int, int, str, int], bytes] = field(default_factory=dict)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # injected resets make the handler's last flush fail; that is the point
+
+
+class NebulaTestServer:
+    """The fake API. Use as a context manager; `base_url` is what clients need."""
+
+    def __init__(
+        self,
+        api_key: str = "ak_test",
+        *,
+        latency: float = 0.0,
+        image_format: str = "png",
+        inference_seconds: float = 1.25,
+    ) -> None:
+        self.api_key = api_key
+        self.latency = latency
+        self.image_format = image_format
+        self.inference_seconds = inference_seconds
+        self._state = _State()
+        self._lock = threading.Lock()
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{API_PREFIX}"
+
+    def __enter__(self) -> NebulaTestServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # --- scripting ------------------------------------------------------------
+
+    def add_faults(self, *faults: str, prompt: str | None = None) -> None:
+        """Queue faults for the next generation requests (or those for `prompt`)."""
+        with self._lock:
+            if prompt is None:
+                self._state.faults.extend(faults)
+            else:
+                self._state.prompt_faults.setdefault(prompt, deque()).extend(faults)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._state.requests)
+
+    @property
+    def generations(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/images/generation")]
+
+    @property
+    def peak_in_flight(self) -> int:
+        return self._state.peak_in_flight
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._state.requests.clear()
+            self._state.peak_in_flight = 0
+
+    # --- used by the handler ----------------------------------------------------
+
+    def _next_fault(self, prompt: str) -> str | None:
+        with self._lock:
+            for fragment, queue in self._state.prompt_faults.items():
+                if fragment in prompt and queue:
+                    return queue.popleft()
+            return self._state.faults.popleft() if self._state.faults else None
+
+    def _enter(self, record: RecordedRequest) -> None:
+        with self._lock:
+            self._state.requests.append(record)
+            self._state.in_flight += 1
+            self._state.peak_in_flight = max(self._state.peak_in_flight, self._state.in_flight)
+
+    def _leave(self, record: RecordedRequest) -> None:
+        with self._lock:
+            self._state.in_flight -= 1
+            record.finished = time.monotonic()
+
+    def image(self, width: int, height: int, seed: int) -> bytes:
+        """A real image of the given size, cached: the server must not be the bottleneck."""
+        key = (width, height, self.image_format, seed)
+        with self._lock:
+            cached = self._state.images.get(key)
+        if cached is not None:
+            return cached
+        from PIL import Image, ImageDraw
+
+        digest = hashlib.sha256(str(seed).encode()).digest()
+        image = Image.new("RGB", (width, height), tuple(digest[:3]))
+        ImageDraw.Draw(image).ellipse(
+            (width // 4, height // 4, width * 3 // 4, height * 3 // 4), fill=tuple(digest[3:6])
+        )
+        buffer = io.BytesIO()
+        image.save(buffer, {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[self.image_format])
+        data = buffer.getvalue()
+        with self._lock:
+            self._state.images[key] = data
+        return data
+
+
+def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # quiet: tests read `server.requests` instead
+
+        def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode()
+            self._send(status, data, "application/json", headers)
+
+        def _send(
+            self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+        ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorized(self) -> bool:
+            return self.headers.get("Authorization") == f"Bearer {server.api_key}"
+
+        def do_GET(self) -> None:
+            record = RecordedRequest("GET", self.path, self._authorized(), {}, time.monotonic())
+            server._enter(record)
+            try:
+                if self.path != f"{API_PREFIX}/serverless/models":
+                    self._send_json(404, {"status": "failed", "message": "not found"})
+                elif not record.authorized:
+                    self._send_json(401, {"status": "failed", "message": "Invalid API key"})
+                else:
+                    models = [
+                        {
+                            "model_name": m,
+                            "model_alias": m.split("/")[-1],
+                            "model_type": "Image",
+                            "price": 0.009,
+                        }
+                        for m in KNOWN_MODELS
+                    ]
+                    models.append(
+                        {
+                            "model_name": "meta-llama/Llama-3.3-70B-Instruct",
+                            "model_alias": "Llama 3.3 70B",
+                            "model_type": "Text",
+                            "price": 0.4,
+                        }
+                    )
+                    self._send_json(200, {"status": "success", "data": models})
+            finally:
+                server._leave(record)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {}
+            record = RecordedRequest(
+                "POST",
+                self.path,
+                self._authorized(),
+                body if isinstance(body, dict) else {},
+                time.monotonic(),
+            )
+            server._enter(record)
+            try:
+                self._generate(record)
+            finally:
+                server._leave(record)
+
+        def _generate(self, record: RecordedRequest) -> None:
+            body = record.body
+            if self.path != f"{API_PREFIX}/images/generation":
+                self._send_json(404, {"status": "failed", "message": "not found"})
+                return
+            if not record.authorized:
+                self._send_json(401, {"status": "failed", "message": "Invalid API key"})
+                return
+            if server.latency:
+                time.sleep(server.latency)
+            fault = server._next_fault(str(body.get("prompt", "")))
+            if fault is not None and self._fault(fault, body):
+                return
+            if body.get("model") not in KNOWN_MODELS or not body.get("prompt"):
+                self._send_json(
+                    422, {"status": "failed", "message": f"invalid model {body.get('model')!r}"}
+                )
+                return
+            width, height = int(body.get("width", 1024)), int(body.get("height", 1024))
+            if fault == "wrong_size":
+                width += 64
+            data = server.image(width, height, int(body.get("seed") or 0))
+            self._success(base64.b64encode(data).decode(), body)
+
+        def _success(self, b64: str, body: dict[str, Any]) -> None:
+            self._send_json(
+                200,
+                {
+                    "model": body.get("model"),
+                    "object": "list",
+                    "data": [
+                        {
+                            "timings": {"inference": server.inference_seconds},
+                            "index": 0,
+                            "b64_json": b64,
+                        }
+                    ],
+                    "message": "Image generated successfully",
+                    "status": "success",
+                },
+            )
+
+        def _fault(self, fault: str, body: dict[str, Any]) -> bool:
+            """Act out a fault; True if the response is done."""
+            name, _, argument = fault.partition(":")
+            if name.isdigit():
+                headers = {"Retry-After": argument or "0"} if name == "429" else {}
+                self._send_json(
+                    int(name), {"status": "failed", "message": f"injected HTTP {name}"}, headers
+                )
+                return True
+            if name == "reset":
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                self.wfile.write(head + b'Content-Length: 5000\r\n\r\n{"data": [')
+                self.wfile.flush()
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                self.connection.close()
+                return True
+            if name == "slow":
+                time.sleep(float(argument or 1))
+                return False
+            if name == "malformed_json":
+                self._send(200, b'{"status": "success", "data": [', "application/json")
+                return True
+            if name == "bad_base64":
+                self._success("this is not base64!!", body)
+                return True
+            if name == "not_image":
+                self._success(base64.b64encode(b"<html>oops</html>").decode(), body)
+                return True
+            if name == "truncated_image":
+                data = server.image(int(body.get("width", 64)), int(body.get("height", 64)), 1)
+                self._success(base64.b64encode(data[: len(data) // 2]).decode(), body)
+                return True
+            if name == "failed_status":
+                self._send_json(200, {"status": "failed", "message": "model is overloaded"})
+                return True
+            if name == "credits_message":
+                self._send_json(
+                    400, {"status": "failed", "message": "Insufficient credits: balance $0.00"}
+                )
+                return True
+            return False
+
+    return Handler
