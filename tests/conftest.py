@@ -137,3 +137,38 @@ def image_info(path: Path) -> tuple[str, tuple[int, int]]:
 
     with Image.open(path) as image:
         return str(image.format), image.size
+
+
+CANARY_KEY = "ak_canary_7f3e9b1d_must_never_leak"
+
+
+@pytest.fixture
+def nebula_server(monkeypatch: pytest.MonkeyPatch):
+    """The loopback Nebula API, with NEBULA_BASE_URL and a canary NEBULA_API_KEY set."""
+    from nebula_build.testing import NebulaTestServer
+
+    with NebulaTestServer(api_key=CANARY_KEY) as server:
+        monkeypatch.setenv("NEBULA_BASE_URL", server.base_url)
+        monkeypatch.setenv("NEBULA_API_KEY", CANARY_KEY)
+        yield server
+
+
+def nebula_manifest(images: dict[str, dict[str, object]], **settings: object) -> str:
+    """An images.toml on the nebula backend; fast retries unless told otherwise."""
+    options = {"retry_backoff": 0.01, "concurrency": 4, **settings}
+    lines = [
+        "version = 1",
+        "",
+        "[defaults]",
+        'backend = "nebula"',
+        'model = "black-forest-labs/FLUX.1-schnell"',
+        "width = 64",
+        "height = 64",
+        "",
+        "[backends.nebula]",
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    for name, fields in images.items():
+        lines += ["", f"[images.{name}]"]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]
+    return "\n".join(lines) + "\n"

@@ -112,8 +112,9 @@ def test_rejected_credentials_stop_new_requests(tmp_path):
     assert len(result.failures) == 8
     messages = sorted(str(e) for e in result.failures.values())
     assert sum("NEBULA_API_KEY was rejected" in m for m in messages) == 1
-    assert sum(m.startswith("not attempted: preview stopped sending requests") for m in
-               messages) == 7
+    assert (
+        sum(m.startswith("not attempted: preview stopped sending requests") for m in messages) == 7
+    )
 
 
 def test_input_bytes_hashed_are_the_bytes_handed_to_the_backend(tmp_path):

@@ -62,6 +62,7 @@ class _State:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 stalls bursts of new connections
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # injected resets make the handler's last flush fail; that is the point
@@ -85,7 +86,9 @@ class NebulaTestServer:
         self._state = _State()
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -150,7 +153,11 @@ class NebulaTestServer:
             self._state.peak_in_flight = max(self._state.peak_in_flight, self._state.in_flight)
 
     def _leave(self, record: RecordedRequest) -> None:
+        """The answer starts: the request no longer counts as in flight (a client may
+        send its next request as soon as it has read this answer)."""
         with self._lock:
+            if record.finished:
+                return
             self._state.in_flight -= 1
             record.finished = time.monotonic()
 
@@ -179,6 +186,7 @@ class NebulaTestServer:
 def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        record: RecordedRequest
 
         def log_message(self, format: str, *args: Any) -> None:
             return  # quiet: tests read `server.requests` instead
@@ -190,6 +198,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
         def _send(
             self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
         ) -> None:
+            server._leave(self.record)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
@@ -203,6 +212,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             record = RecordedRequest("GET", self.path, self._authorized(), {}, time.monotonic())
+            self.record = record
             server._enter(record)
             try:
                 if self.path != f"{API_PREFIX}/serverless/models":
@@ -245,6 +255,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                 body if isinstance(body, dict) else {},
                 time.monotonic(),
             )
+            self.record = record
             server._enter(record)
             try:
                 self._generate(record)
@@ -303,6 +314,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                 )
                 return True
             if name == "reset":
+                server._leave(self.record)
                 head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 self.wfile.write(head + b'Content-Length: 5000\r\n\r\n{"data": [')
                 self.wfile.flush()
