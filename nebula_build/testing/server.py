@@ -186,6 +186,9 @@ class NebulaTestServer:
 def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes; with Nagle's algorithm and
+        # delayed ACKs that costs ~40 ms per response, which no real API adds.
+        disable_nagle_algorithm = True
         record: RecordedRequest
 
         def log_message(self, format: str, *args: Any) -> None:
