@@ -12,7 +12,6 @@ run is folded into the lock by the next command (`recover`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import math
@@ -265,6 +264,12 @@ def read_with_journal(project: Project) -> Entries:
     return entries
 
 
+async def _to_thread(function: Callable[[list[bytes]], None], lines: list[bytes]) -> None:
+    import asyncio
+
+    await asyncio.to_thread(function, lines)
+
+
 class LockWriter:
     """Records finished images durably and keeps images.lock up to date, linearly.
 
@@ -290,6 +295,8 @@ class LockWriter:
         self.clock = clock
         self._journal: IO[bytes] | None = None
         self._buffer: list[bytes] = []
+        import asyncio  # here, not at the top: `plan` reads locks and must not pay for asyncio
+
         self._commit = asyncio.Lock()
         self._last_flush = clock()
         self._flush_cost = 0.0
@@ -309,7 +316,7 @@ class LockWriter:
         async with self._commit:
             if self._buffer:  # else an earlier holder already committed our line
                 lines, self._buffer = self._buffer, []
-                await asyncio.to_thread(self._write_lines, lines)
+                await _to_thread(self._write_lines, lines)
             now = self.clock()
             if now - self._last_flush >= max(self.min_interval, 10 * self._flush_cost):
                 self._flush()
