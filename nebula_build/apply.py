@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from .backends.base import GenerationRequest, GenerationResult
 from .diskstate import FileIndex
-from .errors import BackendError, ConflictError, SkippedError, UserError
+from .errors import BackendError, ConflictError, SkippedError, SupersededError, UserError
 from .fsutil import atomic_write, is_within, sha256_bytes
 from .inputs import InputSnapshot
 from .lockfile import LockEntry, LockWriter
@@ -112,19 +112,46 @@ class Applier:
         self._limits = {name: asyncio.Semaphore(n) for name, n in limits.items()}
         self._io = asyncio.Semaphore(_IO_CONCURRENCY)
         self._halted: dict[str, BackendError] = {}
+        self._tasks: dict[str, asyncio.Task[Outcome]] = {}
+        self._actions: dict[str, Action] = {}
+        self._obsolete: set[str] = set()
+        self._finishing: set[asyncio.Future[None]] = set()
 
     async def run(self, plan: Plan) -> ApplyResult:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._run_one(action)) for action in plan.changes]
-        return ApplyResult([task.result() for task in tasks])
+        try:
+            async with asyncio.TaskGroup() as group:
+                for action in plan.changes:
+                    self._tasks[action.image] = group.create_task(self._run_one(action))
+        finally:
+            # Writes already under way finish and are recorded, even on Ctrl-C.
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+        return ApplyResult([task.result() for task in self._tasks.values()])
+
+    def running(self) -> dict[str, Action]:
+        """Images not finished yet, with the action each one is running."""
+        return {name: self._actions[name] for name, task in self._tasks.items() if not task.done()}
+
+    def cancel(self, images: Collection[str]) -> None:
+        """Stop work a newer edit made obsolete; the rest of the run goes on."""
+        for name in images:
+            task = self._tasks.get(name)
+            if task is not None and not task.done():
+                self._obsolete.add(name)
+                task.cancel()
 
     async def _run_one(self, action: Action) -> Outcome:
         started = time.perf_counter()
         outcome = Outcome(action, ok=True)
+        self._actions[action.image] = action
         try:
             await self._execute(action, outcome)
         except asyncio.CancelledError:
-            raise
+            if action.image not in self._obsolete:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            outcome.ok, outcome.error = False, SupersededError("superseded by a newer edit")
         except Exception as exc:  # keep going: every failure is reported at the end
             outcome.ok, outcome.error = False, exc
         outcome.elapsed = time.perf_counter() - started
@@ -163,6 +190,16 @@ class Applier:
                 await self._record(spec, action.entry.digest, action.entry.seed)
                 return
         original = await self._original(action, spec, outcome)
+        # From here on the work is paid for: it finishes and is recorded even if the
+        # image is cancelled meanwhile (run() waits for it), so the lock never lies.
+        finishing = asyncio.ensure_future(self._finish(action, spec, original, outcome))
+        self._finishing.add(finishing)
+        finishing.add_done_callback(self._finishing.discard)
+        await asyncio.shield(finishing)
+
+    async def _finish(
+        self, action: Action, spec: AssetSpec, original: GenerationResult, outcome: Outcome
+    ) -> None:
         async with self._io:
             if not outcome.generated:
                 self.progress.started(action)

@@ -24,7 +24,9 @@ from .project import Project
 from .style import Style, wants_color
 
 if TYPE_CHECKING:
+    from .galleryserver import GalleryServer
     from .lockfile import Entries
+    from .watch import Round
     from .workflow import Prepared
 
 
@@ -127,6 +129,7 @@ def cmd_apply(ctx: Context) -> int:
     from .progress import Progress
     from .projectlock import ProjectLock
     from .report import apply_json, plan_text, summary_line
+    from .runstate import record_failures
     from .workflow import plan_for, prepare
 
     args = ctx.args
@@ -175,6 +178,7 @@ def cmd_apply(ctx: Context) -> int:
             execute(prepared, plan, lock, progress=progress, parallelism=args.parallelism)
         )
         progress.close()
+        record_failures(project, result, prepared.specs)
     if args.json:
         ctx.print(json.dumps(apply_json(plan, result), indent=2, ensure_ascii=False))
     else:
@@ -193,6 +197,100 @@ def cmd_apply(ctx: Context) -> int:
             traceback.print_exception(error, file=ctx.err)
     if result.failures:
         raise ApplyError(result.failures)
+    return ExitCode.OK
+
+
+def cmd_watch(ctx: Context) -> int:
+    import asyncio
+    import contextlib
+
+    from .plugins import load_registry
+    from .projectlock import ProjectLock
+    from .watch import Watcher, filesystem_changes
+
+    args = ctx.args
+    project = ctx.project()
+    registry = load_registry()
+    style = Style(wants_color(ctx.out))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            ProjectLock(
+                project.project_lock_path,
+                timeout=args.lock_timeout,
+                command="watch",
+                on_takeover=ctx.notice,
+            )
+        )
+        on_round = None
+        if args.serve is not None:
+            from .galleryserver import GalleryServer
+
+            server = stack.enter_context(GalleryServer(args.host, args.serve))
+            on_round = _gallery_publisher(project, server)
+            ctx.print(style(f"gallery: {server.url}", "bold"))
+        watcher = Watcher(
+            project,
+            registry,
+            out=ctx.out,
+            style=style,
+            backend=args.backend,
+            parallelism=args.parallelism,
+            force=args.force,
+            on_round=on_round,
+        )
+        if not args.once:
+            ctx.print(
+                style(f"watching {project.display_manifest} and its inputs (Ctrl-C to stop)", "dim")
+            )
+        try:
+            asyncio.run(watcher.run(filesystem_changes(watcher), once=args.once))
+        except KeyboardInterrupt:
+            ctx.print("stopped")
+    return ExitCode.OK
+
+
+def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Round], None]:
+    from .gallery import cards, render
+    from .runstate import read_failures
+
+    def publish(report: Round) -> None:
+        if report.plan is None:
+            return  # keep showing the last good state
+        items = cards(
+            report.plan,
+            project,
+            failures=read_failures(project),
+            link="served",
+            changed=report.changed,
+        )
+        files = {
+            a.spec.output: project.path_of(a.spec.output) for a in report.plan.actions if a.spec
+        }
+        html = render(
+            items,
+            title=f"{project.root.name} · nebula-build",
+            live=True,
+            round_number=report.number,
+        )
+        server.publish(html, files, report.number, report.changed)
+
+    return publish
+
+
+def cmd_gallery(ctx: Context) -> int:
+    from .gallery import cards, render
+    from .runstate import read_failures
+    from .workflow import current_lock, plan_for
+
+    prepared = _prepared(ctx)
+    project = prepared.project
+    out = Path(ctx.args.out).resolve() if ctx.args.out else project.gallery_dir
+    plan = plan_for(prepared, current_lock(project, ctx.notice))
+    items = cards(plan, project, failures=read_failures(project), base=out)
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "index.html"
+    page.write_text(render(items, title=f"{project.root.name} · nebula-build"), encoding="utf-8")
+    ctx.print(f"wrote {os.path.relpath(page)} ({len(items)} images)")
     return ExitCode.OK
 
 
@@ -325,6 +423,50 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    watch = sub.add_parser("watch", help="apply, then apply again on every save")
+    watch.add_argument("--once", action="store_true", help="run a single round and exit")
+    watch.add_argument(
+        "--serve",
+        nargs="?",
+        type=int,
+        const=8765,
+        default=None,
+        metavar="PORT",
+        help="serve the live gallery (default port 8765)",
+    )
+    watch.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default 127.0.0.1: this machine only)",
+    )
+    watch.add_argument("--backend", metavar="NAME", help="run every image through NAME")
+    watch.add_argument(
+        "--parallelism",
+        type=_positive_int,
+        metavar="N",
+        help="at most N generations at once per backend",
+    )
+    watch.add_argument(
+        "--force", action="store_true", help="overwrite files changed by hand (a backup is kept)"
+    )
+    watch.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a running apply",
+    )
+    watch.set_defaults(run=cmd_watch)
+
+    gallery = sub.add_parser("gallery", help="write an HTML contact sheet of every image")
+    gallery.add_argument(
+        "--out", metavar="DIR", help="folder for index.html (default .nebula-build/gallery)"
+    )
+    gallery.add_argument("--backend", metavar="NAME", help="as if run through NAME")
+    gallery.set_defaults(run=cmd_gallery)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nebula-build",
@@ -400,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask the Nebula API for its model list (ids, type, price)",
     )
     models.set_defaults(run=cmd_models)
+
+    _add_live_commands(sub)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of images.toml")
     schema.set_defaults(run=cmd_schema)

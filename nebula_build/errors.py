@@ -16,6 +16,7 @@
         ├── RequestRejectedError      other 4xx, bad payloads: not retried
         │   └── OutOfCreditsError     stops further requests (like CredentialsError)
         └── SkippedError              not attempted after a halting error
+    SupersededError                   watch mode: work cancelled by a newer edit
 
 Only the CLI turns these into exit codes. Anything else escaping is a bug.
 """
@@ -144,3 +145,7 @@ class OutOfCreditsError(RequestRejectedError):
 
 class SkippedError(BackendError):
     """Not attempted: an earlier answer showed every request would fail."""
+
+
+class SupersededError(NebulaBuildError):
+    """Watch mode stopped this image's work: a newer edit changed what it should be."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from .backends.base import Backend, BackendSettings, GenerationRequest, GenerationResult
@@ -49,6 +49,17 @@ class OpenBackends:
         await self._stack.aclose()
         self.instances.clear()
 
+    def update(
+        self, classes: Mapping[str, type[Backend]], settings: Mapping[str, BackendSettings]
+    ) -> None:
+        """New settings from an edited manifest; a backend whose settings changed is
+        opened again on its next use (the old instance closes with the pool)."""
+        for name, value in settings.items():
+            if self._settings.get(name) != value:
+                self.instances.pop(name, None)
+        self._classes.update(classes)
+        self._settings.update(settings)
+
     async def get(self, name: str) -> Backend:
         if name not in self.instances:
             async with self._opening:
@@ -69,9 +80,15 @@ async def execute(
     progress: ProgressSink,
     parallelism: int | None = None,
     generate: GenerateFn | None = None,
+    backends: OpenBackends | None = None,
+    on_start: Callable[[Applier], None] | None = None,
 ) -> ApplyResult:
     """Run `plan`; the caller holds the project lock. images.lock is left
-    consistent whatever happens, cancellation included."""
+    consistent whatever happens, cancellation included.
+
+    `backends` keeps backends open across runs (watch mode); by default they are
+    opened for this run only. `on_start` receives the Applier (to cancel images).
+    """
     project = prepared.project
     assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
     folders = {project.path_of(a.output).parent for a in plan.actions if a.output}
@@ -79,7 +96,13 @@ async def execute(
     writer = LockWriter(project, lock)
     resolved = prepared.resolved
     try:
-        async with OpenBackends(resolved.backend_classes, resolved.settings) as backends:
+        async with contextlib.AsyncExitStack() as stack:
+            if backends is None:
+                backends = await stack.enter_async_context(
+                    OpenBackends(resolved.backend_classes, resolved.settings)
+                )
+            else:
+                backends.update(resolved.backend_classes, resolved.settings)
             applier = Applier(
                 project,
                 generate=generate or backends.generate,
@@ -90,6 +113,8 @@ async def execute(
                 inputs=prepared.inputs,
                 progress=progress,
             )
+            if on_start is not None:
+                on_start(applier)
             return await applier.run(plan)
     finally:
         writer.close()

@@ -70,6 +70,14 @@ class Project:
         return self.state_dir / "lock-snapshot.json"
 
     @property
+    def failures_path(self) -> Path:
+        return self.state_dir / "failures.json"
+
+    @property
+    def gallery_dir(self) -> Path:
+        return self.state_dir / "gallery"
+
+    @property
     def spec_cache_path(self) -> Path:
         return self.state_dir / "specs.json"
 
