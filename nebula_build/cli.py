@@ -261,7 +261,8 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             project,
             failures=read_failures(project),
             link="served",
-            changed=report.changed,
+            # The first round builds everything: marking it all "just changed" says nothing.
+            changed=report.changed if report.number > 1 else [],
         )
         files = {
             a.spec.output: project.path_of(a.spec.output) for a in report.plan.actions if a.spec

@@ -185,8 +185,9 @@ _PAGE = """<!doctype html>
          grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); }}
   .card {{ background: var(--card); border: 1px solid var(--line); border-radius: 12px;
           overflow: hidden; display: flex; flex-direction: column; }}
+  .card[hidden] {{ display: none; }}
   .card.changed {{ border-color: var(--accent); box-shadow: 0 0 0 2px var(--accent); }}
-  .thumb {{ display: block; aspect-ratio: 4 / 3; background:
+  .thumb {{ display: block; aspect-ratio: 4 / 3; overflow: hidden; background:
            repeating-conic-gradient(#252a34 0 25%, #1e222b 0 50%) 50% / 20px 20px; }}
   .thumb img {{ width: 100%; height: 100%; object-fit: contain; display: block; }}
   .thumb.missing {{ display: grid; place-items: center; color: var(--dim); }}

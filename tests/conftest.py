@@ -98,7 +98,15 @@ def generation_log(path: Path) -> list[str]:
     """Images the fake backend generated, in order."""
     if not path.exists():
         return []
-    return [json.loads(line)["image"] for line in path.read_text().splitlines()]
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    return [event["image"] for event in events if "image" in event]
+
+
+def backend_opens(path: Path) -> int:
+    """How many times the fake backend was opened."""
+    if not path.exists():
+        return 0
+    return sum("opened" in json.loads(line) for line in path.read_text().splitlines())
 
 
 def fake_manifest(

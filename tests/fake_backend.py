@@ -31,6 +31,12 @@ class FakeBackend(Backend):
     def models(cls, settings):
         return nebula_models()
 
+    async def __aenter__(self):
+        if self.settings.log:
+            with open(self.settings.log, "a") as log:
+                log.write(json.dumps({"opened": os.getpid()}) + "\\n")
+        return self
+
     async def generate(self, request):
         settings = self.settings
         if settings.log:

@@ -1,0 +1,195 @@
+"""The gallery page: static (`gallery`) and live (`watch --serve`) in a real browser."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fake_manifest
+
+SITE = """version = 1
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 256
+height = 192
+
+[images.hero]
+prompt = "a lighthouse at dusk"
+seed = 42
+output = "img/hero.webp"
+
+[images.logo]
+model = "stabilityai/stable-diffusion-xl-base-1.0"
+prompt = "a fox logo"
+negative_prompt = "text, watermark"
+width = 128
+height = 128
+output = "img/logo.png"
+
+[images.card]
+prompt = "a paper crane"
+seed = 7
+output = "img/card.jpg"
+"""
+
+
+def test_static_gallery_shows_every_image_with_its_metadata(project, run_cli, fake_site, tmp_path):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply", "--target", "hero", "--target", "logo").code == 0
+    code, out, _ = run_cli("gallery")
+    assert code == 0 and "3 images" in out
+    page = (root / ".nebula-build/gallery/index.html").read_text()
+    for text in (
+        "a lighthouse at dusk",
+        "text, watermark",
+        "stabilityai/stable-diffusion-xl",
+        "seed",
+        "42",
+        "256 × 192",
+        "img/logo.png",
+        "up to date",
+        "pending create: new image",
+    ):
+        assert text in page, text
+    links = re.findall(r'<img src="([^"]+)"', page)
+    assert len(links) == 2
+    for link in links:
+        assert (root / ".nebula-build/gallery" / link).resolve().is_file()
+    assert "http://" not in page and "https://" not in page  # offline: no CDN
+
+
+def test_failures_show_in_the_gallery(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    root = project(
+        {"images.toml": fake_manifest(log, {"a": {"prompt": "x", "output": "a.png"}}, fail=("a",))}
+    )
+    assert run_cli("apply").code == 1
+    run_cli("gallery", "--out", "site-gallery")
+    page = (root / "site-gallery/index.html").read_text()
+    assert "failed: a refused on purpose" in page
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    missing = None
+    if not Path(path).exists():
+        missing = "Debian's chromium is not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "playwright is not installed (pip install playwright)"
+    if missing:
+        if os.environ.get("NEBULA_BUILD_REQUIRE_BROWSER"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(url: str, text: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if text in response.read().decode():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never showed {text!r}")
+
+
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_live_gallery_in_headless_chromium(project, tmp_path):
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    root = project({"images.toml": SITE})
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "watch", "--serve", str(port)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(url, "up to date")
+        with sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(url)
+            page.wait_for_function(
+                "[...document.images].length === 3 && "
+                "[...document.images].every(i => i.complete && i.naturalWidth > 0)"
+            )
+            text = page.inner_text("main")
+            for expected in (
+                "hero",
+                "a lighthouse at dusk",
+                "text, watermark",
+                "42",
+                "black-forest-labs/FLUX.1-schnell",
+                "128 × 128",
+                "img/card.jpg",
+                "up to date",
+            ):
+                assert expected in text, expected
+            page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
+
+            manifest = root / "images.toml"
+            manifest.write_text(SITE.replace("a lighthouse at dusk", "a lighthouse in a storm"))
+            assert page.locator(".card.changed").count() == 0  # the first build marks nothing
+            page.wait_for_function(
+                "document.querySelector('[data-name=hero]').innerText.includes('storm')",
+                timeout=15000,
+            )
+            page.wait_for_selector('.card.changed[data-name="hero"]')
+            page.wait_for_function(
+                "[...document.images].every(i => i.complete && i.naturalWidth > 0)"
+            )
+            assert "a lighthouse in a storm" in page.inner_text('[data-name="hero"]')
+            assert page.locator(".card.changed").count() == 1
+
+            page.fill("#filter", "crane")
+            assert page.locator(".card:visible").count() == 1
+            page.screenshot(path=str(tmp_path / "gallery-after-edit.png"), full_page=True)
+            browser.close()
+        shots = os.environ.get("NEBULA_BUILD_SCREENSHOTS")
+        if shots:
+            for name in ("gallery.png", "gallery-after-edit.png"):
+                shutil.copy(tmp_path / name, Path(shots) / name)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
