@@ -215,9 +215,13 @@ async def filesystem_changes(
         paths = watcher.watched_paths()
         folders = {path.parent for path in paths}
         names = {str(path) for path in paths}
+
+        def wanted(_change: watchfiles.Change, path: str, names: set[str] = names) -> bool:
+            return path in names
+
         async for batch in watchfiles.awatch(
             *folders,
-            watch_filter=lambda _change, path, names=names: path in names,
+            watch_filter=wanted,
             recursive=False,
             step=step_ms,
             debounce=debounce_ms,
