@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import mimetypes
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .gallery import page_data
+from .httpthread import BackgroundHTTPServer
 
 _KEEPALIVE_SECONDS = 10.0
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        return  # a browser closing its event stream is not an error
-
-
-class GalleryServer:
+class GalleryServer(BackgroundHTTPServer):
     """The live gallery; `publish()` after each round."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -37,32 +29,17 @@ class GalleryServer:
         self._round = 0
         self._changed: list[str] = []
         self._condition = threading.Condition()
-        self._closing = False
-        self._server = _Server((host, port), _handler_for(self))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
+        self._stopping = False
+        super().__init__(_handler_for(self), host, port)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        return f"{self.origin}/"
 
-    def __enter__(self) -> GalleryServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _closing(self) -> None:
         with self._condition:
-            self._closing = True
+            self._stopping = True
             self._condition.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
 
     def publish(
         self, html: str, files: dict[str, Path], round_number: int, changed: list[str]
@@ -80,9 +57,9 @@ class GalleryServer:
         """The next round after `seen`, None on a keep-alive timeout; raises when closing."""
         with self._condition:
             self._condition.wait_for(
-                lambda: self._round > seen or self._closing, timeout=_KEEPALIVE_SECONDS
+                lambda: self._round > seen or self._stopping, timeout=_KEEPALIVE_SECONDS
             )
-            if self._closing:
+            if self._stopping:
                 raise ConnectionAbortedError
             return (self._round, self._changed) if self._round > seen else None
 

@@ -138,22 +138,13 @@ def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         and spec.name not in ctx.replace
         and ctx.digest_of(spec.output) == entry.digest
     ):
-        return Action(
-            image=spec.name,
-            kind=ActionKind.NOOP,
-            reason="up to date",
-            output=spec.output,
-            spec=spec,
-            entry=entry,
-            notes=_seed_notes(spec),
-        )
+        return _noop(spec, entry)
     return _changed(spec, entry, ctx)
 
 
-def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
-    """The action for an image that is not simply up to date."""
-    moved = entry.output if entry is not None and entry.output != spec.output else None
-    base = Action(
+def _noop(spec: AssetSpec, entry: LockEntry | None, old_output: str | None = None) -> Action:
+    """An up-to-date image; also the template every other action is made from."""
+    return Action(
         image=spec.name,
         kind=ActionKind.NOOP,
         reason="up to date",
@@ -161,8 +152,14 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         spec=spec,
         entry=entry,
         notes=_seed_notes(spec),
-        old_output=moved,
+        old_output=old_output,
     )
+
+
+def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
+    """The action for an image that is not simply up to date."""
+    moved = entry.output if entry is not None and entry.output != spec.output else None
+    base = _noop(spec, entry, moved)
 
     def act(kind: ActionKind, reason: str, **extra: Any) -> Action:
         return replace(base, kind=kind, reason=reason, **extra)

@@ -28,11 +28,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from nebula_build.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL, SEEDREAM_DEFAULT_ID
+from nebula_build.httpthread import BackgroundHTTPServer
 
 API_PREFIX = "/api/v1"
 KNOWN_MODELS = (SDXL, FLUX_SCHNELL, FLUX_FILL, SEEDREAM_DEFAULT_ID)
@@ -60,15 +60,7 @@ class _State:
     images: dict[tuple[int, int, str, int], bytes] = field(default_factory=dict)
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # the default backlog of 5 stalls bursts of new connections
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        return  # injected resets make the handler's last flush fail; that is the point
-
-
-class NebulaTestServer:
+class NebulaTestServer(BackgroundHTTPServer):
     """The fake API. Use as a context manager; `base_url` is what clients need."""
 
     def __init__(
@@ -85,29 +77,11 @@ class NebulaTestServer:
         self.inference_seconds = inference_seconds
         self._state = _State()
         self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), daemon=True
-        )
+        super().__init__(_handler_for(self), poll_interval=0.02)
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{API_PREFIX}"
-
-    def __enter__(self) -> NebulaTestServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        return f"{self.origin}{API_PREFIX}"
 
     # --- scripting ------------------------------------------------------------
 

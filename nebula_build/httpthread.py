@@ -1,0 +1,62 @@
+"""A threaded HTTP server in a background thread, as a context manager.
+
+Shared by the live gallery and the Nebula test server: both serve loopback
+clients while the caller's own work goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # the default backlog of 5 stalls bursts of new connections
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # a client hanging up mid-answer is not our error
+
+
+class BackgroundHTTPServer:
+    """Serves `handler` on (host, port) from a daemon thread between enter and exit."""
+
+    def __init__(
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self._server = _Server((host, port), handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(poll_interval,), daemon=True
+        )
+
+    @property
+    def origin(self) -> str:
+        """`http://host:port`, with the port the system chose when 0 was asked for."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closing()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _closing(self) -> None:
+        """Hook for subclasses: wake anything that waits on the server."""
