@@ -295,3 +295,15 @@ def test_lost_lock_entry_with_the_file_in_place_is_adopted_without_work(
     assert run_cli("apply").code == 0
     assert (root / "images.lock").read_bytes() == lock
     assert generation_log(log) == ["a"]
+
+
+def test_an_output_folder_that_links_outside_the_project_is_refused(project, run_cli,
+                                                                    tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = project({"images.toml": SITE})
+    (root / "static").symlink_to(outside, target_is_directory=True)
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "leaves the project through a symbolic link" in err
+    assert list(outside.iterdir()) == []
