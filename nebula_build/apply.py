@@ -22,7 +22,7 @@ from .errors import BackendError, ConflictError, SkippedError, SupersededError, 
 from .fsutil import atomic_write, is_within, sha256_bytes
 from .inputs import InputSnapshot
 from .lockfile import LockEntry, LockWriter
-from .outputs import encode
+from .outputs import render
 from .plan import Action, ActionKind, Plan
 from .project import Project
 from .spec import AssetSpec
@@ -203,13 +203,20 @@ class Applier:
         async with self._io:
             if not outcome.generated:
                 self.progress.started(action)
-            # One trip to a worker thread: keep the paid-for original, then the output.
-            digest = await asyncio.to_thread(
+            # One trip to a worker thread: keep the paid-for original, then the files.
+            digest, variants = await asyncio.to_thread(
                 self._persist, action, spec, original, outcome.generated
             )
-        await self._record(spec, digest, spec.seed if spec.seed_reproducible else original.seed)
+        seed = spec.seed if spec.seed_reproducible else original.seed
+        await self._record(spec, digest, seed, variants)
 
-    async def _record(self, spec: AssetSpec, digest: str, seed: int | None) -> None:
+    async def _record(
+        self,
+        spec: AssetSpec,
+        digest: str,
+        seed: int | None,
+        variants: Mapping[str, str] | None = None,
+    ) -> None:
         params = spec.generation_params()
         del params["backend"], params["model"]  # the entry has them as fields
         await self.writer.set(
@@ -223,6 +230,7 @@ class Applier:
                 output_key=spec.output_key,
                 params=params,
                 seed=seed,
+                variants=dict(variants or {}),
             ),
         )
 
@@ -287,30 +295,34 @@ class Applier:
 
     def _persist(
         self, action: Action, spec: AssetSpec, original: GenerationResult, generated: bool
-    ) -> str:
+    ) -> tuple[str, dict[str, str]]:
         if generated:
             self.store.put(spec.generation_key, original.data, seed=original.seed)
-        return self._write_output(action, spec, original.data)
+        return self._write_files(action, spec, original.data)
 
-    def _write_output(self, action: Action, spec: AssetSpec, original: bytes) -> str:
-        encoded = encode(original, spec.format, (spec.width, spec.height))
-        target = self._target(spec.output)
-        if action.backup:
-            self._backup(spec.output)
-        digest = sha256_bytes(encoded)
-        # Before the rename: a run killed between the rename and its journal line
-        # leaves a file the next plan recognises as this output, not as a stranger's.
-        self.store.record_output(spec.output_key, digest)
-        atomic_write(target, encoded)
-        self.files.record(spec.output, digest=digest)
-        if action.old_output:
-            self._remove_if_ours(action.old_output, action.entry)
-        return digest
+    def _write_files(
+        self, action: Action, spec: AssetSpec, original: bytes
+    ) -> tuple[str, dict[str, str]]:
+        """Write the output and its variants; returns their digests."""
+        digests = {}
+        for path, data in zip(spec.paths, render(original, spec.encoding), strict=True):
+            target = self._target(path)
+            if action.backup:
+                self._backup(path)
+            digest = digests[path] = sha256_bytes(data)
+            if path == spec.output:
+                # Before the rename: a run killed between the rename and its journal line
+                # leaves a file the next plan recognises as this output, not a stranger's.
+                self.store.record_output(spec.output_key, digest)
+            atomic_write(target, data)
+            self.files.record(path, digest=digest)
+        self._remove_stale(action.entry, keep=set(spec.paths))
+        main = digests.pop(spec.output)
+        return main, digests
 
     def _adopt(self, action: Action, spec: AssetSpec) -> None:
-        """The file already holds this output: keep it, tidy the old one."""
-        if action.old_output:
-            self._remove_if_ours(action.old_output, action.entry)
+        """The file already holds this output: keep it, tidy the old ones."""
+        self._remove_stale(action.entry, keep={spec.output})
 
     def _move(self, action: Action) -> bool:
         """Rename the old file into place if it is ours and unchanged."""
@@ -324,8 +336,17 @@ class Applier:
         self._prune_empty(self.project.path_of(action.old_output).parent)
         return True
 
-    def _remove_if_ours(self, relative: str, entry: LockEntry | None) -> None:
-        if entry is None or self.files.digest(relative) != entry.digest:
+    def _remove_stale(self, entry: LockEntry | None, keep: set[str]) -> None:
+        """Remove files the lock recorded for this image that it no longer writes."""
+        if entry is None:
+            return
+        for path, digest in entry.files().items():
+            if path not in keep:
+                self._remove_if_ours(path, digest)
+
+    def _remove_if_ours(self, relative: str, digest: str) -> None:
+        """Delete a file only if it still holds the bytes nebula-build wrote there."""
+        if self.files.digest(relative) != digest:
             return
         path = self.project.path_of(relative)
         path.unlink(missing_ok=True)
@@ -333,9 +354,7 @@ class Applier:
         self._prune_empty(path.parent)
 
     def _delete_file(self, action: Action) -> None:
-        assert action.output is not None
-        if not action.keep_file:
-            self._remove_if_ours(action.output, action.entry)
+        self._remove_stale(action.entry, keep=set())
 
     def _prune_empty(self, folder: Path) -> None:
         root = self.project.root.resolve()

@@ -24,8 +24,10 @@ from .project import Project
 from .style import Style, wants_color
 
 if TYPE_CHECKING:
+    from .apply import ApplyResult
     from .galleryserver import GalleryServer
     from .lockfile import Entries
+    from .plan import Plan
     from .watch import Round
     from .workflow import Prepared
 
@@ -124,11 +126,12 @@ def cmd_status(ctx: Context) -> int:
 def cmd_apply(ctx: Context) -> int:
     import asyncio
 
+    from .assets import update as update_assets
     from .execute import execute
     from .plugins import load_registry
     from .progress import Progress
     from .projectlock import ProjectLock
-    from .report import apply_json, plan_text, summary_line
+    from .report import apply_json, summary_line
     from .runstate import record_failures
     from .workflow import plan_for, prepare
 
@@ -139,23 +142,11 @@ def cmd_apply(ctx: Context) -> int:
         lock = _recovered_lock(project, ctx)
         prepared = prepare(project, registry, backend=args.backend, read_inputs=True)
         plan = plan_for(prepared, lock, targets=args.target, replace=args.replace, force=args.force)
-        if args.locked and plan.generations:
-            if not args.json:
-                ctx.print(plan_text(plan, ctx.style))
-            else:
-                ctx.print(json.dumps(apply_json(plan, None), indent=2))
-            ctx.err.write(
-                f"error: --locked: {len(plan.generations)} image(s) would need "
-                "generating; run `nebula-build apply` without --locked\n"
-            )
-            return ExitCode.CHANGES_PENDING
-        if args.max_generations is not None and len(plan.generations) > args.max_generations:
-            raise UserError(
-                f"this apply would generate {len(plan.generations)} image(s), "
-                f"more than --max-generations {args.max_generations}; nothing "
-                "was generated"
-            )
+        refused = _refuse_apply(ctx, plan)
+        if refused is not None:
+            return refused
         if not plan.has_changes:
+            update_assets(prepared)
             prepared.files.save()
             if args.json:
                 ctx.print(json.dumps(apply_json(plan, None), indent=2))
@@ -179,11 +170,43 @@ def cmd_apply(ctx: Context) -> int:
         )
         progress.close()
         record_failures(project, result, prepared.specs)
-    if args.json:
+        update_assets(prepared)
+    _report_apply(ctx, plan, result, time.perf_counter() - progress.started_at)
+    return ExitCode.OK
+
+
+def _refuse_apply(ctx: Context, plan: Plan) -> int | None:
+    """--locked and --max-generations: refuse before anything is spent."""
+    from .report import apply_json, plan_text
+
+    generations = len(plan.generations)
+    if ctx.args.locked and generations:
+        if ctx.args.json:
+            ctx.print(json.dumps(apply_json(plan, None), indent=2))
+        else:
+            ctx.print(plan_text(plan, ctx.style))
+        ctx.err.write(
+            f"error: --locked: {generations} image(s) would need generating; run "
+            "`nebula-build apply` without --locked\n"
+        )
+        return ExitCode.CHANGES_PENDING
+    limit = ctx.args.max_generations
+    if limit is not None and generations > limit:
+        raise UserError(
+            f"this apply would generate {generations} image(s), more than "
+            f"--max-generations {limit}; nothing was generated"
+        )
+    return None
+
+
+def _report_apply(ctx: Context, plan: Plan, result: ApplyResult, elapsed: float) -> None:
+    """The closing summary; every failure ends in an ApplyError (exit 1)."""
+    from .report import apply_json
+
+    if ctx.args.json:
         ctx.print(json.dumps(apply_json(plan, result), indent=2, ensure_ascii=False))
     else:
         done = len(result.outcomes) - len(result.failures)
-        elapsed = time.perf_counter() - progress.started_at
         ctx.print(
             ctx.style(
                 f"Apply finished in {elapsed:.1f}s: {done} done "
@@ -197,7 +220,6 @@ def cmd_apply(ctx: Context) -> int:
             traceback.print_exception(error, file=ctx.err)
     if result.failures:
         raise ApplyError(result.failures)
-    return ExitCode.OK
 
 
 def cmd_watch(ctx: Context) -> int:
@@ -352,6 +374,11 @@ def _remote_models(ctx: Context) -> int:
 def cmd_schema(ctx: Context) -> int:
     from .manifest import json_schema
 
+    if ctx.args.assets:
+        from .assets import json_schema as assets_schema
+
+        ctx.print(json.dumps(assets_schema(), indent=2, ensure_ascii=False))
+        return ExitCode.OK
     ctx.print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
     return ExitCode.OK
 
@@ -547,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_live_commands(sub)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of images.toml")
+    schema.add_argument(
+        "--assets", action="store_true", help="the schema of the asset manifest instead"
+    )
     schema.set_defaults(run=cmd_schema)
 
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")

@@ -19,7 +19,7 @@ import os
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +47,12 @@ class LockEntry:
     output_key: str
     params: Mapping[str, Any]
     seed: int | None = None
+    #: responsive variants: path → digest
+    variants: Mapping[str, str] = field(default_factory=dict)
+
+    def files(self) -> dict[str, str]:
+        """Every file recorded for this image, output first: path → digest."""
+        return {self.output: self.digest, **self.variants}
 
     def generation_params(self) -> dict[str, Any]:
         """The recorded parameters in the shape of `AssetSpec.generation_params()`."""
@@ -64,6 +70,8 @@ class LockEntry:
         }
         if self.seed is not None:
             data["seed"] = self.seed
+        if self.variants:
+            data["variants"] = dict(self.variants)
         return data
 
     @classmethod
@@ -77,6 +85,7 @@ class LockEntry:
                 generation_key=str(data["generation_key"]),
                 output_key=str(data["output_key"]),
                 params=dict(data.get("params", {})),
+                variants={str(k): str(v) for k, v in data.get("variants", {}).items()},
                 seed=data.get("seed"),
             )
         except (KeyError, TypeError) as exc:
@@ -135,6 +144,8 @@ def dumps(entries: Mapping[str, LockEntry]) -> str:
             f"{field} = {_toml_value(data[field])}\n" for field in _FIELDS if field in data
         )
         parts.append(f"params = {_toml_value(data['params'])}\n")
+        if "variants" in data:
+            parts.append(f"variants = {_toml_value(data['variants'])}\n")
     return "".join(parts)
 
 

@@ -87,17 +87,69 @@ class GenerationFields(BaseModel):
     )
 
 
-class Defaults(GenerationFields):
+class OutputFields(BaseModel):
+    """How the generated image becomes files; changing these never regenerates."""
+
+    model_config = _STRICT
+
+    quality: int | None = Field(
+        None, ge=1, le=100, description="Quality of lossy formats (.jpg, .webp, .avif), 1-100."
+    )
+    lossless: bool | None = Field(None, description="Encode .webp or .avif losslessly.")
+    resize: list[int] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="Deliver at [width, height] instead of the generated size.",
+    )
+    fit: Literal["cover", "contain", "exact"] | None = Field(
+        None,
+        description="How `resize` fits the image: cover (crop, default), contain (pad) "
+        "or exact (stretch).",
+    )
+    resample: Literal["lanczos", "nearest"] | None = Field(
+        None, description="Resampling filter: lanczos (default) or nearest (crisp pixel art)."
+    )
+    widths: list[int] | None = Field(
+        None,
+        description="Responsive variants: one more file per width, never upscaled.",
+    )
+    variant_pattern: str | None = Field(
+        None,
+        min_length=1,
+        description="File name of each variant from {stem}, {width} and {ext}; "
+        "default '{stem}-{width}{ext}'.",
+    )
+
+
+class Defaults(GenerationFields, OutputFields):
     """Values every image takes unless it sets its own."""
 
 
-class ImageDecl(GenerationFields):
+class ImageDecl(GenerationFields, OutputFields):
     """One image the project wants."""
+
+    alt: str | None = Field(
+        None, description="Alt text for the asset manifest; defaults to the prompt."
+    )
 
     output: str = Field(
         min_length=1,
         description="Where the image is written, relative to the manifest; the extension "
         "(.png, .webp, .jpg) picks the format.",
+    )
+
+
+class AssetsSettings(BaseModel):
+    """`[assets]`: machine-readable output for templates and engines."""
+
+    model_config = _STRICT
+
+    manifest: str | None = Field(
+        None,
+        min_length=1,
+        description="Write a JSON list of every image and variant here (path, size, format, "
+        "bytes, alt), e.g. static/images.json. See schema/assets.schema.json.",
     )
 
 
@@ -118,6 +170,10 @@ class ManifestModel(BaseModel):
     images: dict[ImageName, ImageDecl] = Field(
         default_factory=dict,
         description="The images, by name (letters, digits, - and _).",
+    )
+    assets: AssetsSettings = Field(
+        default_factory=AssetsSettings,
+        description="Files written about the images for the site or game that uses them.",
     )
 
 

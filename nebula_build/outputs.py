@@ -6,10 +6,21 @@ Pillow is imported inside the functions: `plan` never decodes an image.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 #: Output format by file extension; the format is part of the output key.
-FORMATS: dict[str, str] = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
-_PIL_NAMES = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
+FORMATS: dict[str, str] = {
+    ".png": "png",
+    ".webp": "webp",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".avif": "avif",
+}
+_PIL_NAMES = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "avif": "AVIF"}
 _MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"))
 
 # Generated images are at most 2048×2048; anything far larger is hostile or broken.
@@ -77,20 +88,80 @@ def verify_image(data: bytes) -> tuple[str, tuple[int, int]]:
     return fmt, size
 
 
+_DEFAULT_QUALITY = {"jpeg": 90, "webp": 90, "avif": 75}
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How one image becomes its files (the spec's output options)."""
+
+    format: str
+    size: tuple[int, int]
+    fit: str = "cover"
+    resample: str = "lanczos"
+    quality: int | None = None
+    lossless: bool | None = None
+    variants: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def passthrough(self) -> bool:
+        """No option asks for anything but the format and size."""
+        return self.quality is None and not self.lossless
+
+
 def encode(original: bytes, fmt: str, size: tuple[int, int]) -> bytes:
-    """`original` as `fmt` at exactly `size`; the same bytes when nothing needs to change."""
-    if sniff(original) == fmt and image_size(original) == size:
-        return original
-    from PIL import Image, ImageOps
+    """`original` as `fmt` at exactly `size` (cover fit, lanczos)."""
+    return render(original, Encoding(fmt, size))[0]
+
+
+def render(original: bytes, encoding: Encoding) -> list[bytes]:
+    """The main file, then each variant. The original bytes are written as they are
+    when they already have the format and size asked for (no re-encode, no loss)."""
+    main_as_is = (
+        encoding.passthrough
+        and sniff(original) == encoding.format
+        and image_size(original) == encoding.size
+    )
+    if main_as_is and not encoding.variants:
+        return [original]
+    from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     with Image.open(io.BytesIO(original)) as opened:
         image = opened.copy()
-    if image.size != size:
-        image = ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+    method = _METHODS[encoding.resample]
+    if image.size != encoding.size:
+        image = _fit(image, encoding, method)
+    files = [original if main_as_is else _save(image, encoding)]
+    for _, width, height in encoding.variants:
+        files.append(_save(image.resize((width, height), method), encoding))
+    return files
+
+
+_METHODS = {"lanczos": 1, "nearest": 0}  # PIL.Image.Resampling values, without importing PIL
+
+
+def _fit(image: PILImage, encoding: Encoding, method: int) -> PILImage:
+    from PIL import ImageOps
+
+    if encoding.fit == "exact":
+        return image.resize(encoding.size, method)
+    if encoding.fit == "contain":
+        if encoding.format != "jpeg" and image.mode != "RGBA":
+            image = image.convert("RGBA")  # pad with transparency where the format has it
+        return ImageOps.pad(image, encoding.size, method, color=None)
+    return ImageOps.fit(image, encoding.size, method)
+
+
+def _save(image: PILImage, encoding: Encoding) -> bytes:
+    fmt = encoding.format
     if fmt == "jpeg" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
+    options: dict[str, object] = {}
+    if fmt in _DEFAULT_QUALITY:
+        options["quality"] = encoding.quality or _DEFAULT_QUALITY[fmt]
+    if encoding.lossless:
+        options["lossless"] = True
     buffer = io.BytesIO()
-    options = {"quality": 90} if fmt in ("jpeg", "webp") else {}
     image.save(buffer, _PIL_NAMES[fmt], **options)
     return buffer.getvalue()

@@ -137,6 +137,7 @@ def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         and entry.output == spec.output
         and spec.name not in ctx.replace
         and ctx.digest_of(spec.output) == entry.digest
+        and all(ctx.digest_of(path) == digest for path, digest in entry.variants.items())
     ):
         return _noop(spec, entry)
     return _changed(spec, entry, ctx)
@@ -183,18 +184,32 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         fields = ", ".join(c.field for c in changes) or "output options"
         return act(ActionKind.REENCODE, f"{fields} changed", changes=changes)
     if moved:
+        if spec.variants or entry.variants:  # the variants' names follow the output's
+            return act(ActionKind.REENCODE, f"output moved from {moved}")
         return act(ActionKind.MOVE, f"output moved from {moved}")
-    current = ctx.digest_of(spec.output)
-    if current is None:
+    states = {path: ctx.digest_of(path) for path in spec.paths}
+    edited = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]
+    missing = [p for p, d in states.items() if d is None]
+    if edited:
+        what = "output file" if edited[0] == spec.output else f"variant {edited[0]}"
+        overwrite = act(
+            ActionKind.RESTORE if cached() else ActionKind.REGENERATE,
+            "overwrite the hand-edited file",
+        )
+        return act(ActionKind.CONFLICT, f"{what} changed by hand", resolution=overwrite)
+    if missing:
+        what = "output file" if missing[0] == spec.output else f"variant {missing[0]}"
         if cached():
-            return act(ActionKind.RESTORE, "output file missing")
-        return act(ActionKind.REGENERATE, "output file missing and not cached")
-    if current == entry.digest:
-        return base
-    overwrite = act(
-        ActionKind.RESTORE if cached() else ActionKind.REGENERATE, "overwrite the hand-edited file"
-    )
-    return act(ActionKind.CONFLICT, "output file changed by hand", resolution=overwrite)
+            return act(ActionKind.RESTORE, f"{what} missing")
+        return act(ActionKind.REGENERATE, f"{what} missing and not cached")
+    return base
+
+
+def _recorded(entry: LockEntry | None, path: str) -> str | None:
+    """The digest the lock recorded for a file of this image, if it wrote one there."""
+    if entry is None:
+        return None
+    return entry.digest if entry.output == path else entry.variants.get(path)
 
 
 def _guard(action: Action, ctx: _Context) -> Action:
@@ -203,35 +218,41 @@ def _guard(action: Action, ctx: _Context) -> Action:
         if action.kind is ActionKind.CONFLICT and ctx.force and action.resolution:
             return replace(action.resolution, backup=True)
         return action
-    assert action.output is not None
-    current = ctx.digest_of(action.output)
-    entry = action.entry
-    ours = entry is not None and entry.output == action.output and current == entry.digest
-    if current is None or ours:
-        return action
-    spec = action.spec
-    if spec is not None and not action.fresh and current == ctx.known_output(spec.output_key):
-        return replace(
-            action, in_place=True, reason=f"{action.reason} (the file already holds this output)"
+    spec, entry = action.spec, action.entry
+    assert spec is not None
+    for path in spec.paths:
+        current = ctx.digest_of(path)
+        recorded = _recorded(entry, path)
+        if current is None or current == recorded:
+            continue
+        if path == spec.output:
+            known = ctx.known_output(spec.output_key)
+            if not action.fresh and not spec.variants and current == known:
+                reason = f"{action.reason} (the file already holds this output)"
+                return replace(action, in_place=True, reason=reason)
+            if action.kind is ActionKind.MOVE and entry is not None and current == entry.digest:
+                return replace(action, reason=f"{action.reason} (already moved by hand)")
+        if ctx.force:
+            return replace(action, backup=True)
+        reason = (
+            "changed by hand"
+            if recorded is not None
+            else "a file nebula-build did not write is in the way"
         )
-    if action.kind is ActionKind.MOVE and entry is not None and current == entry.digest:
-        return replace(action, reason=f"{action.reason} (already moved by hand)")
-    if ctx.force:
-        return replace(action, backup=True)
-    reason = (
-        "a file nebula-build did not write is in the way"
-        if entry is None or entry.output != action.output
-        else "output file changed by hand"
-    )
-    return Action(
-        image=action.image,
-        kind=ActionKind.CONFLICT,
-        reason=reason,
-        output=action.output,
-        spec=action.spec,
-        entry=entry,
-        resolution=action,
-    )
+        if path == spec.output:
+            reason = "output file changed by hand" if recorded is not None else reason
+        else:
+            reason = f"{reason}: {path}"
+        return Action(
+            image=action.image,
+            kind=ActionKind.CONFLICT,
+            reason=reason,
+            output=action.output,
+            spec=spec,
+            entry=entry,
+            resolution=action,
+        )
+    return action
 
 
 def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:

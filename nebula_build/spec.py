@@ -15,18 +15,21 @@ from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .backends.base import Backend, BackendSettings
 from .catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
 from .errors import ManifestError, NebulaBuildError, Problem
-from .manifest import GenerationFields, ImageDecl, Manifest
-from .outputs import FORMATS, format_for
+from .manifest import ImageDecl, Manifest
+from .outputs import FORMATS, Encoding, format_for
 from .plugins import BackendRegistry
 
 #: Bumped when the canonical form changes, so old keys stop matching.
 KEY_SCHEME = 1
 BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
+DEFAULT_VARIANT_PATTERN = "{stem}-{width}{ext}"
+MAX_DELIVERED = 8192
+_LOSSY = ("jpeg", "webp", "avif")
 INPUT_FORMATS = (".png", ".jpg", ".jpeg", ".webp")
 
 DigestOf = Callable[[str], "str | None"]
@@ -65,11 +68,23 @@ class AssetSpec:
     image_digest: str | None = None
     mask_digest: str | None = None
     seed_reproducible: bool = True
+    quality: int | None = None
+    lossless: bool | None = None
+    resize: tuple[int, int] | None = None
+    fit: str = "cover"
+    resample: str = "lanczos"
+    widths: tuple[int, ...] = ()
+    variant_pattern: str = DEFAULT_VARIANT_PATTERN
+    alt: str | None = None
     #: computed from the fields; passed in only when restoring from the spec cache
     generation_key: str = ""
     output_key: str = ""
 
     def __post_init__(self) -> None:
+        if self.resize is not None and not isinstance(self.resize, tuple):
+            object.__setattr__(self, "resize", tuple(self.resize))  # from JSON or TOML lists
+        if not isinstance(self.widths, tuple):
+            object.__setattr__(self, "widths", tuple(self.widths))
         # Keys are computed once: plan, apply and reports read them many times.
         if self.generation_key and self.output_key:
             return
@@ -103,8 +118,60 @@ class AssetSpec:
         return {k: v for k, v in params.items() if v is not None}
 
     def output_params(self) -> dict[str, Any]:
-        """Options that change the file but not the generation."""
-        return {"format": self.format, "size": [self.width, self.height]}
+        """Options that change the files but not the generation. Options left at their
+        default are omitted, as in `generation_params`."""
+        params: dict[str, Any] = {"format": self.format, "size": list(self.delivered_size)}
+        if self.quality is not None:
+            params["quality"] = self.quality
+        if self.lossless is not None:
+            params["lossless"] = self.lossless
+        if self.resize is not None:
+            params |= {"fit": self.fit, "resample": self.resample}
+        if self.variants:
+            params["variants"] = [[path, w, h] for path, w, h in self.variants]
+        return params
+
+    @property
+    def delivered_size(self) -> tuple[int, int]:
+        """The size of the main output file."""
+        return self.resize or (self.width, self.height)
+
+    @property
+    def variants(self) -> tuple[tuple[str, int, int], ...]:
+        """(path, width, height) of each responsive variant; never wider than the image."""
+        width, height = self.delivered_size
+        folder, _, name = self.output.rpartition("/")
+        stem, dot, ext = name.rpartition(".")
+        found = []
+        for target in self.widths:
+            if target >= width:
+                continue
+            file = self.variant_pattern.format(stem=stem, width=target, ext=dot + ext)
+            found.append(
+                (
+                    f"{folder}/{file}" if folder else file,
+                    target,
+                    max(1, round(height * target / width)),
+                )
+            )
+        return tuple(found)
+
+    @property
+    def encoding(self) -> Encoding:
+        return Encoding(
+            self.format,
+            self.delivered_size,
+            self.fit,
+            self.resample,
+            self.quality,
+            self.lossless,
+            self.variants,
+        )
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file this image writes: the output, then its variants."""
+        return (self.output, *(path for path, _, _ in self.variants))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +181,8 @@ class Resolved:
     specs: dict[str, AssetSpec]
     settings: dict[str, BackendSettings]
     backend_classes: dict[str, type[Backend]]
+    #: `[assets] manifest`, relative to the project
+    asset_manifest: str | None = None
 
 
 class _Resolver:
@@ -258,12 +327,8 @@ class _Resolver:
                 f"unsupported file type {PurePosixPath(output).suffix or '(none)'!r}; "
                 f"use one of {', '.join(FORMATS)}",
             )
-        if output is not None:
-            other = self.outputs.setdefault(output, name)
-            if other != name:
-                self.fail(
-                    ("images", name, "output"), f"{output} is also the output of images.{other}"
-                )
+        if fmt is not None:
+            self.check_output_options(name, decl, merged, fmt)
         digests = {}
         if support.inpainting:
             for key in ("image", "mask"):
@@ -271,7 +336,7 @@ class _Resolver:
                     digests[key] = self.input_digest(name, decl, key, merged[key])
         if len(self.problems) > start or output is None or fmt is None:
             return None
-        return AssetSpec(
+        spec = AssetSpec(
             name=name,
             backend=merged["backend"],
             model=model_id,
@@ -289,10 +354,72 @@ class _Resolver:
             image_digest=digests.get("image"),
             mask_digest=digests.get("mask"),
             seed_reproducible=support.takes_seed,
+            quality=merged.get("quality"),
+            lossless=merged.get("lossless"),
+            resize=merged.get("resize"),
+            fit=merged.get("fit", "cover"),
+            resample=merged.get("resample", "lanczos"),
+            widths=tuple(sorted(set(merged.get("widths", ())))),
+            variant_pattern=merged.get("variant_pattern", DEFAULT_VARIANT_PATTERN),
+            alt=decl.alt,
         )
+        return spec if self.claim_paths(name, decl, spec) else None
+
+    def claim_paths(self, name: str, decl: ImageDecl, spec: AssetSpec) -> bool:
+        """Every file belongs to one image; variants must stay inside the project."""
+        ok = True
+        for path in spec.paths:
+            key = "output" if path == spec.output else "widths"
+            if (
+                path != spec.output
+                and self.check_path(self.origin(name, decl, key), path, "a variant") is None
+            ):
+                return False
+            other = self.outputs.setdefault(path, name)
+            if other != name:
+                self.fail(("images", name, key), f"{path} is also written by images.{other}")
+                ok = False
+        return ok
+
+    def check_output_options(
+        self, name: str, decl: ImageDecl, merged: dict[str, Any], fmt: str
+    ) -> None:
+        def fail(key: str, message: str) -> None:
+            self.fail(self.origin(name, decl, key), message)
+
+        if fmt == "avif" and not _pillow_writes_avif():
+            fail("output", "this Pillow cannot write AVIF; install pillow>=11.3 or use .webp")
+        if "quality" in merged and fmt not in _LOSSY:
+            fail("quality", f"{fmt.upper()} is lossless: quality applies to .jpg, .webp and .avif")
+        if "lossless" in merged and fmt not in ("webp", "avif"):
+            fail("lossless", "lossless applies to .webp and .avif")
+        if any(not 1 <= side <= MAX_DELIVERED for side in merged.get("resize", ())):
+            fail("resize", f"sizes must be within 1-{MAX_DELIVERED} pixels")
+        if ("fit" in merged or "resample" in merged) and "resize" not in merged:
+            fail("fit" if "fit" in merged else "resample", "applies only with `resize`")
+        widths = merged.get("widths", [])
+        if any(not 1 <= w <= MAX_DELIVERED for w in widths) or len(set(widths)) != len(widths):
+            fail("widths", f"widths must be distinct, within 1-{MAX_DELIVERED} pixels")
+        pattern = merged.get("variant_pattern", DEFAULT_VARIANT_PATTERN)
+        try:
+            same = pattern.format(stem="a", width=1, ext=".x") == pattern.format(
+                stem="a", width=2, ext=".x"
+            )
+        except (KeyError, IndexError, ValueError):
+            fail("variant_pattern", "may use only {stem}, {width} and {ext}")
+            return
+        if same or "/" in pattern:
+            fail("variant_pattern", "must contain {width} and no folder")
 
 
-def _set_fields(fields: GenerationFields) -> dict[str, Any]:
+@cache
+def _pillow_writes_avif() -> bool:
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
+def _set_fields(fields: BaseModel) -> dict[str, Any]:
     """The fields the manifest wrote out (never None: TOML has no null)."""
     values = fields.__dict__
     return {key: values[key] for key in fields.model_fields_set}
@@ -327,6 +454,12 @@ def resolve(
         spec = resolver.resolve(name, decl)
         if spec is not None:
             specs[name] = spec
+    assets = manifest.model.assets.manifest
+    asset_manifest = None
+    if assets is not None:
+        asset_manifest = resolver.check_path(("assets", "manifest"), assets, "the asset manifest")
+        if asset_manifest is not None and asset_manifest in resolver.outputs:
+            resolver.fail(("assets", "manifest"), f"{asset_manifest} is also an image's output")
     if resolver.problems:
         raise ManifestError(resolver.problems)
-    return Resolved(specs, resolver.settings, resolver.classes)
+    return Resolved(specs, resolver.settings, resolver.classes, asset_manifest)

@@ -22,7 +22,7 @@ from .plugins import BackendRegistry
 from .project import Project
 from .spec import AssetSpec, Resolved
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))
 
 
@@ -47,11 +47,12 @@ def load(
             name: classes[name].parse_settings(raw) for name, raw in data["settings"].items()
         }
         specs = {row[0]: AssetSpec(*row) for row in data["specs"]}
+        assets = data["assets"]
     except (OSError, ValueError, KeyError, TypeError, LookupError):
         return None
     except Exception:  # a plugin's settings model changed shape: just resolve again
         return None
-    return Resolved(specs, settings, classes)
+    return Resolved(specs, settings, classes, assets)
 
 
 def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, str]) -> None:
@@ -59,6 +60,7 @@ def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, st
         "key": key,
         "inputs": dict(inputs),
         "settings": {name: s.model_dump(mode="json") for name, s in resolved.settings.items()},
+        "assets": resolved.asset_manifest,
         "specs": [
             [getattr(spec, name) for name in _SPEC_FIELDS] for spec in resolved.specs.values()
         ],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .apply import Applier, ApplyResult
+from .assets import update as update_assets
 from .errors import NebulaBuildError, SupersededError
 from .execute import OpenBackends, execute
 from .lockfile import recover
@@ -150,6 +151,7 @@ class Watcher:
         plan = plan_for(prepared, lock, force=self.force)
         report.prepared, report.plan = prepared, plan
         if not plan.has_changes:
+            update_assets(prepared)
             self._say(
                 self.style(f"round {report.number}: up to date ({len(plan.actions)} images)", "dim")
             )
@@ -166,6 +168,7 @@ class Watcher:
         )
         self._applier = None
         record_failures(self.project, result, prepared.specs)
+        update_assets(prepared)
         report.elapsed = time.perf_counter() - started
         self._summarise(report, result)
         report.plan = plan_for(prepared, recover(self.project)[0], force=self.force)

@@ -297,8 +297,7 @@ def test_lost_lock_entry_with_the_file_in_place_is_adopted_without_work(
     assert generation_log(log) == ["a"]
 
 
-def test_an_output_folder_that_links_outside_the_project_is_refused(project, run_cli,
-                                                                    tmp_path):
+def test_an_output_folder_that_links_outside_the_project_is_refused(project, run_cli, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     root = project({"images.toml": SITE})

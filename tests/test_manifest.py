@@ -115,7 +115,7 @@ CASES = {
     "duplicate output": (
         HEAD + '[images.a]\nprompt = "x"\noutput = "a.png"\n'
         '[images.b]\nprompt = "y"\noutput = "a.png"\n',
-        "images.toml:12:1: images.b.output: a.png is also the output of images.a",
+        "images.toml:12:1: images.b.output: a.png is also written by images.a",
     ),
     "bad backend setting": (
         HEAD + "[backends.preview]\nconcurrency = 0\n",

@@ -1,0 +1,135 @@
+"""`[assets] manifest = "…json"`: every image and variant, for templates and engines.
+
+What a page needs for `<img srcset>` and layout-stable `width`/`height`, or a
+game for its loader: path, size, format, bytes and alt text of each file.
+Deterministic (sorted, stable formatting) and rewritten only when it changes.
+The shape is `AssetManifest`, published as schema/assets.schema.json.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .diskstate import FileIndex
+from .fsutil import atomic_write
+from .lockfile import LockEntry, read
+from .project import Project
+from .spec import AssetSpec
+from .workflow import Prepared
+
+_CLOSED = ConfigDict(extra="forbid")
+
+
+class AssetFile(BaseModel):
+    """One file: the main output or one of its responsive variants."""
+
+    model_config = _CLOSED
+
+    path: str = Field(description="Path relative to the folder of images.toml.")
+    url: str = Field(description="Path relative to the folder of this JSON file.")
+    width: int = Field(description="Width in pixels.")
+    height: int = Field(description="Height in pixels.")
+    format: Literal["png", "jpeg", "webp", "avif"] = Field(description="Image format.")
+    bytes: int = Field(description="File size in bytes.")
+
+
+class AssetImage(BaseModel):
+    """One declared image and every file made from it, largest first."""
+
+    model_config = _CLOSED
+
+    alt: str = Field(description="Alt text: the image's `alt`, else its prompt.")
+    generation_key: str = Field(description="What made the pixels (see images.lock).")
+    files: list[AssetFile] = Field(description="The main output first, then the variants.")
+
+
+class AssetManifest(BaseModel):
+    """The asset manifest nebula-build writes."""
+
+    model_config = _CLOSED
+
+    version: Literal[1] = Field(description="Format version; always 1.")
+    images: dict[str, AssetImage] = Field(description="Images by name, sorted.")
+
+
+def json_schema() -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://nebula-build.dev/schema/assets.schema.json",
+        "title": "nebula-build asset manifest",
+        **AssetManifest.model_json_schema(),
+    }
+
+
+def build(
+    project: Project,
+    target: str,
+    specs: Mapping[str, AssetSpec],
+    lock: Mapping[str, LockEntry],
+    files: FileIndex,
+) -> dict[str, Any]:
+    """The manifest's content: images whose files are in place as the lock records."""
+    folder = posixpath.dirname(target) or "."  # project paths are always POSIX-style
+    images: dict[str, Any] = {}
+    for name in sorted(specs):
+        spec, entry = specs[name], lock.get(name)
+        if entry is None or entry.output_key != spec.output_key:
+            continue
+        recorded = entry.files()
+        sizes = [(spec.output, *spec.delivered_size)] + [(p, w, h) for p, w, h in spec.variants]
+        listed = []
+        for path, width, height in sizes:
+            if files.digest(path) != recorded.get(path):
+                continue  # missing or changed by hand: not what the lock promises
+            listed.append(
+                {
+                    "path": path,
+                    "url": posixpath.relpath(path, folder),
+                    "width": width,
+                    "height": height,
+                    "format": spec.format,
+                    "bytes": project.path_of(path).stat().st_size,
+                }
+            )
+        if listed:
+            images[name] = {
+                "alt": spec.alt or spec.prompt,
+                "generation_key": spec.generation_key,
+                "files": listed,
+            }
+    return {"version": 1, "images": images}
+
+
+def write(
+    project: Project,
+    target: str,
+    specs: Mapping[str, AssetSpec],
+    lock: Mapping[str, LockEntry],
+    files: FileIndex,
+) -> bool:
+    """Write the asset manifest if its content changed; returns whether it did."""
+    text = (
+        json.dumps(build(project, target, specs, lock, files), indent=2, ensure_ascii=False) + "\n"
+    )
+    path = project.path_of(target)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except OSError:
+        pass
+    atomic_write(path, text.encode())
+    return True
+
+
+def update(prepared: Prepared) -> bool:
+    """Bring `[assets] manifest` in line with the lock, if the project asks for one."""
+    target = prepared.resolved.asset_manifest
+    if target is None:
+        return False
+    lock = read(prepared.project)
+    return write(prepared.project, target, prepared.specs, lock, prepared.files)
