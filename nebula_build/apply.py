@@ -116,6 +116,7 @@ class Applier:
         self._actions: dict[str, Action] = {}
         self._obsolete: set[str] = set()
         self._finishing: set[asyncio.Future[None]] = set()
+        self._generations: dict[str, asyncio.Future[GenerationResult]] = {}
 
     async def run(self, plan: Plan) -> ApplyResult:
         try:
@@ -257,6 +258,26 @@ class Applier:
     async def _generate(
         self, action: Action, spec: AssetSpec, outcome: Outcome
     ) -> GenerationResult:
+        """One generation per key per run: images with the same spec share it."""
+        key = spec.generation_key
+        shared = self._generations.get(key)
+        if shared is None or shared.cancelled():
+            shared = self._generations[key] = asyncio.ensure_future(
+                self._request(action, spec, outcome)
+            )
+            return await shared  # cancelling this image cancels its request
+        self.progress.started(action)
+        try:
+            result = await asyncio.shield(shared)  # another image's request: never cancel it
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            return await self._generate(action, spec, outcome)  # its owner gave up: take over
+        outcome.timings, outcome.warnings = result.timings, result.warnings
+        return result
+
+    async def _request(self, action: Action, spec: AssetSpec, outcome: Outcome) -> GenerationResult:
         self._check_halted(spec.backend)
         request = request_for(spec, self.inputs)
         async with self._limits.setdefault(spec.backend, asyncio.Semaphore(1)):

@@ -371,6 +371,53 @@ def _remote_models(ctx: Context) -> int:
     return ExitCode.OK
 
 
+def cmd_inspect(ctx: Context) -> int:
+    from .metadata import PARAMETERS_KEY, SPEC_KEY, read
+    from .outputs import verify_image
+
+    path = Path(ctx.args.file)
+    try:
+        data = path.read_bytes()
+        fmt, (width, height) = verify_image(data)
+        records = read(data)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    spec = json.loads(records[SPEC_KEY]) if SPEC_KEY in records else None
+    if ctx.args.json:
+        ctx.print(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "format": fmt,
+                    "width": width,
+                    "height": height,
+                    "metadata": records,
+                    "spec": spec,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return ExitCode.OK
+    ctx.print(f"{path}: {fmt.upper()} {width}x{height}, {len(data):,} bytes")
+    if spec is not None:
+        ctx.print(ctx.style(f"made by nebula-build: image {spec.get('image')!r}", "green"))
+        for key, value in sorted(spec.get("generation", {}).items()):
+            ctx.print(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
+        ctx.print(f"  generation key: {spec.get('generation_key')}")
+    if PARAMETERS_KEY in records:
+        ctx.print("parameters:")
+        ctx.print("  " + records[PARAMETERS_KEY].replace("\n", "\n  "))
+    others = sorted(set(records) - {PARAMETERS_KEY, SPEC_KEY})
+    for key in others:
+        ctx.print(f"{key}: {records[key][:200]}")
+    if not records:
+        ctx.print("no generation metadata")
+    return ExitCode.OK
+
+
 def cmd_schema(ctx: Context) -> int:
     from .manifest import json_schema
 
@@ -572,6 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=cmd_models)
 
     _add_live_commands(sub)
+
+    inspect = sub.add_parser("inspect", help="show the generation metadata a file carries")
+    inspect.add_argument("file", metavar="FILE", help="a PNG, JPEG, WebP or AVIF image")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(run=cmd_inspect)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of images.toml")
     schema.add_argument(

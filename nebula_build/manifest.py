@@ -114,6 +114,11 @@ class OutputFields(BaseModel):
         None,
         description="Responsive variants: one more file per width, never upscaled.",
     )
+    metadata: bool | None = Field(
+        None,
+        description="Embed the generation parameters in each file (default true); false "
+        "strips all metadata.",
+    )
     variant_pattern: str | None = Field(
         None,
         min_length=1,

@@ -9,6 +9,8 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .metadata import png_with_text, save_options
+
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
@@ -102,11 +104,16 @@ class Encoding:
     quality: int | None = None
     lossless: bool | None = None
     variants: tuple[tuple[str, int, int], ...] = ()
+    #: metadata records to embed; empty means strip all metadata
+    texts: tuple[tuple[str, str], ...] = ()
 
     @property
     def passthrough(self) -> bool:
-        """No option asks for anything but the format and size."""
-        return self.quality is None and not self.lossless
+        """The original bytes can be kept: no option needs the pixels re-encoded. PNG
+        metadata is rewritten at the byte level; other formats need an encoder for it."""
+        if self.quality is not None or self.lossless:
+            return False
+        return self.format == "png"
 
 
 def encode(original: bytes, fmt: str, size: tuple[int, int]) -> bytes:
@@ -122,8 +129,10 @@ def render(original: bytes, encoding: Encoding) -> list[bytes]:
         and sniff(original) == encoding.format
         and image_size(original) == encoding.size
     )
-    if main_as_is and not encoding.variants:
-        return [original]
+    if main_as_is:
+        kept = png_with_text(original, dict(encoding.texts))  # metadata without re-encoding
+        if not encoding.variants:
+            return [kept]
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -132,7 +141,7 @@ def render(original: bytes, encoding: Encoding) -> list[bytes]:
     method = _METHODS[encoding.resample]
     if image.size != encoding.size:
         image = _fit(image, encoding, method)
-    files = [original if main_as_is else _save(image, encoding)]
+    files = [kept if main_as_is else _save(image, encoding)]
     for _, width, height in encoding.variants:
         files.append(_save(image.resize((width, height), method), encoding))
     return files
@@ -162,6 +171,9 @@ def _save(image: PILImage, encoding: Encoding) -> bytes:
         options["quality"] = encoding.quality or _DEFAULT_QUALITY[fmt]
     if encoding.lossless:
         options["lossless"] = True
+    if encoding.texts and fmt != "png":
+        options |= save_options(dict(encoding.texts))
     buffer = io.BytesIO()
     image.save(buffer, _PIL_NAMES[fmt], **options)
-    return buffer.getvalue()
+    data = buffer.getvalue()
+    return png_with_text(data, dict(encoding.texts)) if fmt == "png" else data

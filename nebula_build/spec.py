@@ -21,6 +21,7 @@ from .backends.base import Backend, BackendSettings
 from .catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
 from .errors import ManifestError, NebulaBuildError, Problem
 from .manifest import ImageDecl, Manifest
+from .metadata import PARAMETERS_KEY, SPEC_KEY, parameters_text, spec_json
 from .outputs import FORMATS, Encoding, format_for
 from .plugins import BackendRegistry
 
@@ -76,6 +77,7 @@ class AssetSpec:
     widths: tuple[int, ...] = ()
     variant_pattern: str = DEFAULT_VARIANT_PATTERN
     alt: str | None = None
+    metadata: bool = True
     #: computed from the fields; passed in only when restoring from the spec cache
     generation_key: str = ""
     output_key: str = ""
@@ -129,7 +131,26 @@ class AssetSpec:
             params |= {"fit": self.fit, "resample": self.resample}
         if self.variants:
             params["variants"] = [[path, w, h] for path, w, h in self.variants]
+        if not self.metadata:
+            params["metadata"] = False
         return params
+
+    def embedded(self) -> tuple[tuple[str, str], ...]:
+        """The metadata records each file carries (none with `metadata = false`)."""
+        if not self.metadata:
+            return ()
+        generation = self.generation_params()
+        record = {
+            "tool": "nebula-build",
+            "image": self.name,
+            "generation": generation,
+            "generation_key": self.generation_key,
+            "output_key": self.output_key,
+        }
+        return (
+            (PARAMETERS_KEY, parameters_text(generation, self.delivered_size)),
+            (SPEC_KEY, spec_json(record)),
+        )
 
     @property
     def delivered_size(self) -> tuple[int, int]:
@@ -166,6 +187,7 @@ class AssetSpec:
             self.quality,
             self.lossless,
             self.variants,
+            self.embedded(),
         )
 
     @property
@@ -362,6 +384,7 @@ class _Resolver:
             widths=tuple(sorted(set(merged.get("widths", ())))),
             variant_pattern=merged.get("variant_pattern", DEFAULT_VARIANT_PATTERN),
             alt=decl.alt,
+            metadata=merged.get("metadata", True),
         )
         return spec if self.claim_paths(name, decl, spec) else None
 

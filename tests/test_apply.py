@@ -127,7 +127,7 @@ def test_input_bytes_hashed_are_the_bytes_handed_to_the_backend(tmp_path):
     )
     project = write_manifest(
         tmp_path,
-        f'[images.a]\n{fill}output = "a.png"\n[images.b]\n{fill}output = "b.png"\n',
+        f'[images.a]\n{fill}output = "a.png"\n[images.b]\n{fill}num_steps = 9\noutput = "b.png"\n',
         concurrency=1,
     )
     seen: dict[str, bytes] = {}

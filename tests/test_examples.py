@@ -22,8 +22,9 @@ def test_example_builds_on_the_preview_backend(name, tmp_path, run_cli):
     shutil.copytree(
         EXAMPLES / name,
         root,
-        ignore=shutil.ignore_patterns(".nebula-build", "images.lock", "static", "assets",
-                                      "index.html"),
+        ignore=shutil.ignore_patterns(
+            ".nebula-build", "images.lock", "static", "assets", "index.html"
+        ),
     )
     if (EXAMPLES / name / "assets").exists() and name == "static-site":
         shutil.copytree(EXAMPLES / name / "assets", root / "assets")
@@ -39,19 +40,24 @@ def test_example_builds_on_the_preview_backend(name, tmp_path, run_cli):
 
 def test_static_site_page_is_built_from_the_asset_manifest(tmp_path, run_cli):
     root = tmp_path / "static-site"
-    shutil.copytree(EXAMPLES / "static-site", root,
-                    ignore=shutil.ignore_patterns(".nebula-build", "images.lock", "static",
-                                                  "index.html"))
+    shutil.copytree(
+        EXAMPLES / "static-site",
+        root,
+        ignore=shutil.ignore_patterns(".nebula-build", "images.lock", "static", "index.html"),
+    )
     assert run_cli("-C", str(root), "apply", "--backend", "preview").code == 0
-    done = subprocess.run([sys.executable, str(root / "build.py")], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(root / "build.py")], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     page = (root / "index.html").read_text()
     assert "{{" not in page
     declared = set(tomllib.loads((root / "images.toml").read_text())["images"])
     assert len(re.findall(r"<img ", page)) == len(declared)
-    assert 'srcset="static/img/hero-480.webp 480w, static/img/hero-960.webp 960w, ' \
-           'static/img/hero.webp 1344w"' in page
+    assert (
+        'srcset="static/img/hero-480.webp 480w, static/img/hero-960.webp 960w, '
+        'static/img/hero.webp 1344w"' in page
+    )
     assert 'width="96" height="96" alt="Harbour Café logo"' in page
     for source in re.findall(r'(?:src|srcset)="([^"]+)"', page):
         for item in source.split(", "):

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from nebula_build.assets import AssetManifest, json_schema
+from nebula_build.lockfile import loads
 from tests.conftest import REPO, fake_manifest, generation_log, image_info
 
 HERO = {
@@ -103,12 +104,41 @@ def test_a_hand_edited_variant_is_a_conflict_and_a_missing_one_is_restored(
     assert generation_log(log) == ["hero"]
 
 
-def test_png_passthrough_keeps_the_backend_bytes(project, run_cli, fake_site, tmp_path):
+def test_png_passthrough_keeps_the_backend_pixels_byte_for_byte(
+    project, run_cli, fake_site, tmp_path
+):
+    from nebula_build.metadata import _chunks
+
     log = tmp_path / "gen.log"
-    root = project({"images.toml": fake_manifest(log, {"a": {"prompt": "x", "output": "a.png"}})})
-    run_cli("apply")
-    (cached,) = [p for p in (root / ".nebula-build/cache").glob("??/*") if p.suffix != ".json"]
-    assert (root / "a.png").read_bytes() == cached.read_bytes()
+    images = {
+        "a": {"prompt": "x", "output": "a.png"},
+        "b": {"prompt": "x", "seed": 2, "output": "b.png", "metadata": False},
+    }
+    root = project({"images.toml": fake_manifest(log, images)})
+    assert run_cli("apply").code == 0
+    lock = loads((root / "images.lock").read_text())
+    cache = root / ".nebula-build/cache"
+    cached = {
+        n: (cache / e.generation_key[:2] / e.generation_key).read_bytes() for n, e in lock.items()
+    }
+
+    def image_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+        return [c for c in _chunks(data) if c[0] not in (b"tEXt", b"iTXt", b"zTXt")]
+
+    assert image_chunks((root / "a.png").read_bytes()) == image_chunks(cached["a"])
+    assert (root / "b.png").read_bytes() == cached["b"]  # metadata = false: nothing added
+
+
+def test_images_with_one_spec_share_one_generation(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {
+        "a": {"prompt": "same", "output": "a.png"},
+        "b": {"prompt": "same", "output": "b.webp"},
+    }
+    root = project({"images.toml": fake_manifest(log, images, delay=0.2)})
+    assert run_cli("apply").code == 0
+    assert generation_log(log) == ["a"]
+    assert image_info(root / "b.webp") == ("WEBP", (64, 64))
 
 
 @pytest.mark.parametrize(

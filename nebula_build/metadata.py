@@ -1,0 +1,170 @@
+"""What a written image says about how it was made, and reading it back.
+
+Two records go into every file unless `metadata = false`:
+
+- `parameters`: the layout AUTOMATIC1111 made common ("prompt / Negative prompt: … /
+  Steps: …, Sampler: …, CFG scale: …, Seed: …, Size: …, Model: …"), which PNG Info,
+  sd-prompt-reader and sd-parsers read. Only known fields are written, except
+  `Sampler: unknown`: those readers reject a line without a sampler, and the hosted
+  API does not say which one it used.
+- `nebula-build`: the canonical spec as JSON, so `nebula-build inspect` shows exactly
+  what made the file and the tool can recognise its own outputs.
+
+PNG gets them as text chunks inserted into the original bytes (no re-encode);
+JPEG, WebP and AVIF as EXIF UserComment (parameters) and XMP (the spec).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from collections.abc import Mapping
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+PARAMETERS_KEY = "parameters"
+SPEC_KEY = "nebula-build"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_CHUNKS = (b"tEXt", b"iTXt", b"zTXt", b"eXIf")
+_USER_COMMENT = 0x9286
+_EXIF_IFD = 0x8769
+_XMP_NS = "https://nebula-build.dev/ns/1.0/"
+
+
+def parameters_text(generation: Mapping[str, Any], size: tuple[int, int]) -> str:
+    """The AUTOMATIC1111-style parameters block for a generation."""
+    lines = [str(generation["prompt"])]
+    if generation.get("negative_prompt"):
+        lines.append(f"Negative prompt: {generation['negative_prompt']}")
+    fields = []
+    if generation.get("num_steps") is not None:
+        fields.append(f"Steps: {generation['num_steps']}")
+    fields.append("Sampler: unknown")
+    if generation.get("guidance_scale") is not None:
+        fields.append(f"CFG scale: {generation['guidance_scale']:g}")
+    if generation.get("seed") is not None:
+        fields.append(f"Seed: {generation['seed']}")
+    fields += [
+        f"Size: {size[0]}x{size[1]}",
+        f"Model: {generation['model']}",
+        f"Backend: {generation['backend']}",
+    ]
+    lines.append(", ".join(field.replace("\n", " ") for field in fields))
+    return "\n".join(lines)
+
+
+# --- PNG: chunks, byte-level -----------------------------------------------------
+
+
+def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError("not a PNG")
+    chunks, offset = [], len(_PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        chunks.append((kind, data[offset + 8 : offset + 8 + length]))
+        offset += 12 + length
+        if kind == b"IEND":
+            break
+    return chunks
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
+
+
+def png_with_text(data: bytes, texts: Mapping[str, str]) -> bytes:
+    """The PNG with its text chunks replaced by `texts` (iTXt, UTF-8); pixels untouched."""
+    out = [_PNG_SIGNATURE]
+    for kind, body in _chunks(data):
+        if kind in _TEXT_CHUNKS:
+            continue
+        if kind == b"IEND":
+            for key, value in texts.items():
+                out.append(
+                    _chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
+                )
+        out.append(_chunk(kind, body))
+    return b"".join(out)
+
+
+def png_texts(data: bytes) -> dict[str, str]:
+    texts = {}
+    for kind, body in _chunks(data):
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            texts[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"iTXt":
+            key, _, rest = body.partition(b"\0")
+            compressed, rest = rest[0], rest[2:]
+            _language, _, rest = rest.partition(b"\0")
+            _translated, _, value = rest.partition(b"\0")
+            if compressed:
+                value = zlib.decompress(value)
+            texts[key.decode("latin-1")] = value.decode("utf-8")
+    return texts
+
+
+# --- JPEG, WebP, AVIF: EXIF and XMP through Pillow --------------------------------
+
+
+def save_options(texts: Mapping[str, str]) -> dict[str, Any]:
+    """Pillow save() arguments that embed `texts` in a JPEG, WebP or AVIF file."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    comment = b"UNICODE\0" + texts[PARAMETERS_KEY].encode("utf-16-be")
+    exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = comment
+    xmp = (
+        f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        f'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+        f'xmlns:nebula="{_XMP_NS}" nebula:spec={quoteattr(texts[SPEC_KEY])}/>'
+        f"</rdf:RDF></x:xmpmeta>"
+    )
+    return {"exif": exif.tobytes(), "xmp": xmp.encode()}
+
+
+def read(data: bytes) -> dict[str, str]:
+    """The metadata records an image carries (`parameters`, `nebula-build`, others)."""
+    if data.startswith(_PNG_SIGNATURE):
+        return png_texts(data)
+    from PIL import Image
+
+    found: dict[str, str] = {}
+    with Image.open(io.BytesIO(data)) as image:
+        comment = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+        if isinstance(comment, bytes) and comment.startswith(b"UNICODE\0"):
+            found[PARAMETERS_KEY] = comment[8:].decode("utf-16-be", errors="replace")
+        elif isinstance(comment, str):
+            found[PARAMETERS_KEY] = comment
+        xmp = image.info.get("xmp")
+    if xmp:
+        spec = _xmp_spec(xmp if isinstance(xmp, bytes) else str(xmp).encode())
+        if spec is not None:
+            found[SPEC_KEY] = spec
+    return found
+
+
+def _xmp_spec(xmp: bytes) -> str | None:
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(xmp.strip(b"\0"))
+    except ElementTree.ParseError:
+        return None
+    for element in root.iter():
+        value = element.attrib.get(f"{{{_XMP_NS}}}spec")
+        if value is not None:
+            return value
+    return None
+
+
+def spec_json(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
