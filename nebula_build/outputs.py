@@ -37,12 +37,14 @@ def format_for(path: str) -> str | None:
 
 
 def sniff(data: bytes) -> str | None:
-    """The image format of `data` from its magic bytes (png, jpeg, webp) or None."""
+    """The image format of `data` from its magic bytes (png, jpeg, webp, avif) or None."""
     for magic, name in _MAGIC:
         if data.startswith(magic):
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "avif"
     return None
 
 
@@ -68,7 +70,7 @@ def verify_image(data: bytes) -> tuple[str, tuple[int, int]]:
 
     fmt = sniff(data)
     if fmt is None:
-        raise ValueError("not a PNG, JPEG or WebP image")
+        raise ValueError("not a PNG, JPEG, WebP or AVIF image")
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with warnings.catch_warnings():
