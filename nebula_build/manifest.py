@@ -16,12 +16,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from . import sourcemap
 from .errors import ManifestError, Problem
 
 MANIFEST_NAME = "images.toml"
+MAX_SEED = 2**32 - 1
 SCHEMA_VERSION = 1
 
 ImageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
@@ -127,8 +135,21 @@ class OutputFields(BaseModel):
     )
 
 
+class StyleDecl(GenerationFields, OutputFields):
+    """`[styles.<name>]`: a preset an image takes with `style = "<name>"`."""
+
+    prompt_prefix: str | None = Field(
+        None, description="Put before the image's prompt (joined with ', ')."
+    )
+    prompt_suffix: str | None = Field(
+        None, description="Put after the image's prompt (joined with ', ')."
+    )
+
+
 class Defaults(GenerationFields, OutputFields):
     """Values every image takes unless it sets its own."""
+
+    style: str | None = Field(None, min_length=1, description="Style every image takes.")
 
 
 class ImageDecl(GenerationFields, OutputFields):
@@ -137,6 +158,29 @@ class ImageDecl(GenerationFields, OutputFields):
     alt: str | None = Field(
         None, description="Alt text for the asset manifest; defaults to the prompt."
     )
+    style: str | None = Field(None, min_length=1, description="A [styles.<name>] preset to apply.")
+    matrix: (
+        dict[
+            Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], list[str | int]
+        ]
+        | None
+    ) = Field(
+        None,
+        description='Expand into one image per combination, e.g. {kind = ["slime", '
+        '"bat"]}; {kind} and {index} work in prompt, negative_prompt, output and alt; '
+        "images are named like enemy[slime,idle].",
+    )
+    seed: int | str | None = Field(  # type: ignore[assignment]
+        None,
+        description='Random seed, or with a matrix an expression such as "{index} + 100".',
+    )
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_in_range(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 0 <= value <= MAX_SEED:
+            raise ValueError(f"must be within 0-{MAX_SEED}")
+        return value
 
     output: str = Field(
         min_length=1,
@@ -176,6 +220,9 @@ class ManifestModel(BaseModel):
         default_factory=dict,
         description="The images, by name (letters, digits, - and _).",
     )
+    styles: dict[ImageName, StyleDecl] = Field(
+        default_factory=dict, description='Presets images take with `style = "<name>"`.'
+    )
     assets: AssetsSettings = Field(
         default_factory=AssetsSettings,
         description="Files written about the images for the site or game that uses them.",
@@ -199,9 +246,12 @@ class Manifest:
     def _positions(self) -> dict[tuple[str, ...], tuple[int, int]]:
         return sourcemap.key_positions(self.text)
 
-    def problem(self, loc: tuple[str | int, ...], message: str) -> Problem:
-        """A problem at a key path, with the line and column where it is written."""
-        path = tuple(str(part) for part in loc)
+    def problem(
+        self, loc: tuple[str | int, ...], message: str, at: tuple[str | int, ...] | None = None
+    ) -> Problem:
+        """A problem at a key path, with the line and column where it is written (or
+        where `at` is, for keys that are not written out, like expanded images)."""
+        path = tuple(str(part) for part in at or loc)
         position = next(
             (
                 self._positions[path[:end]]
@@ -211,7 +261,7 @@ class Manifest:
             None,
         )
         line, column = position if position else (None, None)
-        return Problem(self.display_path, ".".join(path), message, line, column)
+        return Problem(self.display_path, ".".join(str(p) for p in loc), message, line, column)
 
 
 def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
@@ -240,7 +290,7 @@ def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
     got = f" (got {json.dumps(error['input'], default=str)})" if "input" in error else ""
     if kind == "literal_error" and loc == ("version",):
         return loc, f"unsupported manifest version{got}; this nebula-build reads version 1"
-    message = str(error["msg"])
+    message = str(error["msg"]).removeprefix("Value error, ")
     return loc, message[0].lower() + message[1:] + got
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from .backends.base import Backend, BackendSettings
 from .catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
 from .errors import ManifestError, NebulaBuildError, Problem
+from .expand import ExpansionError, expand
 from .manifest import ImageDecl, Manifest
 from .metadata import PARAMETERS_KEY, SPEC_KEY, parameters_text, spec_json
 from .outputs import FORMATS, Encoding, format_for
@@ -225,10 +226,17 @@ class _Resolver:
         self.classes: dict[str, type[Backend]] = {}
         self.outputs: dict[str, str] = {}
         self.base = {**BUILTIN_DEFAULTS, **_set_fields(manifest.model.defaults)}
-        self.base.pop("output", None)
+        self.default_style = self.base.pop("style", None)
+        self.bases: dict[str, str] = {}  # expanded image name → its declaration's name
+        self.styles: dict[str, dict[str, Any]] = {
+            name: _set_fields(style) for name, style in manifest.model.styles.items()
+        }
 
     def fail(self, loc: tuple[str | int, ...], message: str) -> None:
-        self.problems.append(self.manifest.problem(loc, message))
+        at = None
+        if len(loc) > 1 and loc[0] == "images" and loc[1] in self.bases:
+            at = ("images", self.bases[str(loc[1])], *loc[2:])  # where it is written
+        self.problems.append(self.manifest.problem(loc, message, at))
 
     def backend(self, name: str, loc: tuple[str, ...]) -> Mapping[str, ModelSupport] | None:
         if name in self.models:
@@ -252,10 +260,27 @@ class _Resolver:
         return self.models[name]
 
     def origin(self, name: str, decl: ImageDecl, key: str) -> tuple[str, ...]:
-        """Where a value comes from: the image itself or [defaults]."""
+        """Where a value comes from: the image itself, its style or [defaults]."""
         if key in decl.model_fields_set:
             return ("images", name, key)
+        style = decl.style or self.default_style
+        if style in self.styles and key in self.styles[style]:
+            return ("styles", style, key)
         return ("defaults", key)
+
+    def style_fields(self, name: str, decl: ImageDecl) -> dict[str, Any] | None:
+        """The values of the image's style, or None (and a problem) if it is unknown."""
+        style = decl.style or self.default_style
+        if style is None:
+            return {}
+        if style not in self.styles:
+            known = ", ".join(self.styles) or "none declared"
+            self.fail(
+                self.origin(name, decl, "style") if decl.style else ("defaults", "style"),
+                f"unknown style {style!r} (known: {known})",
+            )
+            return None
+        return self.styles[style]
 
     def check_path(self, loc: tuple[str, ...], value: str, what: str) -> str | None:
         # String operations rather than PurePosixPath: this runs for every image.
@@ -295,7 +320,21 @@ class _Resolver:
 
     def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
         # Runs once per image on every plan: keep the happy path free of extra work.
-        merged = {**self.base, **_set_fields(decl)}
+        style = self.style_fields(name, decl)
+        if style is None:
+            return None
+        merged = (
+            {**self.base, **style, **_set_fields(decl)}
+            if style
+            else {**self.base, **_set_fields(decl)}
+        )
+        if "prompt_prefix" in merged or "prompt_suffix" in merged:
+            parts = (
+                merged.pop("prompt_prefix", None),
+                merged.get("prompt"),
+                merged.pop("prompt_suffix", None),
+            )
+            merged["prompt"] = ", ".join(part for part in parts if part)
         if self.override:
             merged["backend"] = self.override
         start = len(self.problems)
@@ -473,10 +512,17 @@ def resolve(
         if name in registry.backends:  # settings of an unused plugin are checked when used
             resolver.backend(name, ("backends", name))
     specs = {}
-    for name, decl in manifest.model.images.items():
-        spec = resolver.resolve(name, decl)
-        if spec is not None:
-            specs[name] = spec
+    for base, decl in manifest.model.images.items():
+        try:
+            images = list(expand(base, decl))
+        except ExpansionError as exc:
+            resolver.fail(("images", base, exc.key), str(exc))
+            continue
+        for image in images:
+            resolver.bases[image.name] = base
+            spec = resolver.resolve(image.name, image.decl)
+            if spec is not None:
+                specs[image.name] = spec
     assets = manifest.model.assets.manifest
     asset_manifest = None
     if assets is not None:

@@ -110,7 +110,7 @@ CASES = {
     ),
     "seed out of range": (
         HEAD + '[images.hero]\nprompt = "x"\nseed = -1\noutput = "a.png"\n',
-        "images.hero.seed: input should be greater than or equal to 0 (got -1)",
+        "images.hero.seed: must be within 0-4294967295 (got -1)",
     ),
     "duplicate output": (
         HEAD + '[images.a]\nprompt = "x"\noutput = "a.png"\n'
