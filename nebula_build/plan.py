@@ -273,6 +273,24 @@ def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:
     )
 
 
+def select(requested: Collection[str], known: Collection[str]) -> set[str]:
+    """Image names for --target/--replace: a name, a matrix's base name (all of its
+    images) or `base[*]`; an unknown one is an error listing the known names."""
+    chosen: set[str] = set()
+    unknown = []
+    for name in requested:
+        base = name.removesuffix("[*]")
+        matches = {n for n in known if n == name or n.split("[", 1)[0] == base}
+        if not matches:
+            unknown.append(name)
+        chosen |= matches
+    if unknown:
+        raise UserError(
+            f"unknown image(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})"
+        )
+    return chosen
+
+
 def make_plan(
     specs: Mapping[str, AssetSpec],
     lock: Mapping[str, LockEntry],
@@ -286,13 +304,10 @@ def make_plan(
 ) -> Plan:
     """The actions that bring the disk and the lock in line with `specs`."""
     known = set(specs) | set(lock)
-    unknown = sorted((set(targets) | set(replace_images)) - known)
-    if unknown:
-        raise UserError(
-            f"unknown image(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})"
-        )
-    ctx = _Context(digest_of, has_cached, known_output, frozenset(replace_images), force)
-    wanted = set(targets) | set(replace_images) if targets else None
+    chosen = select(targets, known)
+    replaced = select(replace_images, known)
+    ctx = _Context(digest_of, has_cached, known_output, frozenset(replaced), force)
+    wanted = chosen | replaced if targets else None
     actions = [
         _guard(_desired(spec, lock.get(name), ctx), ctx)
         for name, spec in specs.items()

@@ -109,6 +109,17 @@ def backend_opens(path: Path) -> int:
     return sum("opened" in json.loads(line) for line in path.read_text().splitlines())
 
 
+def toml_value(value: object) -> str:
+    """A TOML value, inline tables included (test manifests are written by hand here)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def fake_manifest(
     log: Path,
     images: dict[str, dict[str, object]],
@@ -135,7 +146,7 @@ def fake_manifest(
     ]
     for name, fields in images.items():
         lines += ["", f"[images.{name}]"]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in fields.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -175,8 +186,8 @@ def nebula_manifest(images: dict[str, dict[str, object]], **settings: object) ->
         "",
         "[backends.nebula]",
     ]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    lines += [f"{key} = {toml_value(value)}" for key, value in options.items()]
     for name, fields in images.items():
         lines += ["", f"[images.{name}]"]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in fields.items()]
     return "\n".join(lines) + "\n"

@@ -10,17 +10,35 @@ from nebula_build.catalog import FLUX_SCHNELL, SDXL
 from nebula_build.metadata import read
 from tests.conftest import fake_manifest
 
-LOGO = {"model": SDXL, "prompt": "minimal fox logo, flat vector", "negative_prompt":
-        "text, watermark", "num_steps": 25, "guidance_scale": 9, "width": 128, "height": 128}
-HERO = {"model": FLUX_SCHNELL, "prompt": "a lighthouse at dusk", "num_steps": 4,
-        "guidance_scale": 3.5, "seed": 1234}
+LOGO = {
+    "model": SDXL,
+    "prompt": "minimal fox logo, flat vector",
+    "negative_prompt": "text, watermark",
+    "num_steps": 25,
+    "guidance_scale": 9,
+    "width": 128,
+    "height": 128,
+}
+HERO = {
+    "model": FLUX_SCHNELL,
+    "prompt": "a lighthouse at dusk",
+    "num_steps": 4,
+    "guidance_scale": 3.5,
+    "seed": 1234,
+}
 
 
 def test_png_parameters_are_read_by_sd_parsers(project, run_cli, fake_site, tmp_path):
     from sd_parsers import ParserManager
 
-    root = project({"images.toml": fake_manifest(tmp_path / "log", {
-        "hero": {**HERO, "output": "hero.png"}, "logo": {**LOGO, "output": "logo.png"}})})
+    root = project(
+        {
+            "images.toml": fake_manifest(
+                tmp_path / "log",
+                {"hero": {**HERO, "output": "hero.png"}, "logo": {**LOGO, "output": "logo.png"}},
+            )
+        }
+    )
     assert run_cli("apply").code == 0
     info = ParserManager().parse(root / "hero.png")
     assert info is not None and info.generator.name == "AUTOMATIC1111"
@@ -35,10 +53,10 @@ def test_png_parameters_are_read_by_sd_parsers(project, run_cli, fake_site, tmp_
 
 
 @pytest.mark.parametrize("output", ["a.png", "a.jpg", "a.webp", "a.avif"])
-def test_our_record_round_trips_through_every_format(output, project, run_cli, fake_site,
-                                                      tmp_path):
-    root = project({"images.toml": fake_manifest(tmp_path / "log", {
-        "hero": {**HERO, "output": output}})})
+def test_our_record_round_trips_through_every_format(output, project, run_cli, fake_site, tmp_path):
+    root = project(
+        {"images.toml": fake_manifest(tmp_path / "log", {"hero": {**HERO, "output": output}})}
+    )
     assert run_cli("apply").code == 0
     records = read((root / output).read_bytes())
     spec = json.loads(records["nebula-build"])
@@ -55,20 +73,25 @@ def test_our_record_round_trips_through_every_format(output, project, run_cli, f
 
 @pytest.mark.parametrize("output", ["a.png", "a.jpg", "a.webp"])
 def test_metadata_false_strips_everything(output, project, run_cli, fake_site, tmp_path):
-    root = project({"images.toml": fake_manifest(tmp_path / "log", {
-        "hero": {**HERO, "output": output, "metadata": False}})})
+    root = project(
+        {
+            "images.toml": fake_manifest(
+                tmp_path / "log", {"hero": {**HERO, "output": output, "metadata": False}}
+            )
+        }
+    )
     assert run_cli("apply").code == 0
     assert read((root / output).read_bytes()) == {}
     assert "no generation metadata" in run_cli("inspect", output).out
 
 
-def test_turning_metadata_off_reencodes_without_generating(project, run_cli, fake_site,
-                                                           tmp_path):
+def test_turning_metadata_off_reencodes_without_generating(project, run_cli, fake_site, tmp_path):
     log = tmp_path / "log"
     root = project({"images.toml": fake_manifest(log, {"hero": {**HERO, "output": "a.png"}})})
     run_cli("apply")
-    (root / "images.toml").write_text(fake_manifest(
-        log, {"hero": {**HERO, "output": "a.png", "metadata": False}}))
+    (root / "images.toml").write_text(
+        fake_manifest(log, {"hero": {**HERO, "output": "a.png", "metadata": False}})
+    )
     assert "reencode" in run_cli("plan").out
     assert run_cli("apply").code == 0
     assert read((root / "a.png").read_bytes()) == {}
