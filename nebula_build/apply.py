@@ -128,6 +128,18 @@ class Applier:
             await asyncio.gather(*self._finishing, return_exceptions=True)
         return ApplyResult([task.result() for task in self._tasks.values()])
 
+    async def _upstream_ready(self, action: Action) -> None:
+        """Wait for the images whose output this one takes as input (`@hero`)."""
+        for upstream in action.spec.depends_on if action.spec else ():
+            task = self._tasks.get(upstream)
+            if task is None:
+                continue  # not in this plan: its file is already in place
+            outcome = await asyncio.shield(task)
+            if not outcome.ok:
+                raise SkippedError(
+                    f"skipped: it takes the output of {upstream}, which failed", image=action.image
+                )
+
     def running(self) -> dict[str, Action]:
         """Images not finished yet, with the action each one is running."""
         return {name: self._actions[name] for name, task in self._tasks.items() if not task.done()}
@@ -145,6 +157,7 @@ class Applier:
         outcome = Outcome(action, ok=True)
         self._actions[action.image] = action
         try:
+            await self._upstream_ready(action)
             await self._execute(action, outcome)
         except asyncio.CancelledError:
             if action.image not in self._obsolete:

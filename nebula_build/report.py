@@ -31,7 +31,11 @@ def _value(field: str, value: Any) -> str:
     if value is None:
         return "(unset)"
     if field in _DIGEST_FIELDS:
-        return f"sha256:{str(value)[:12]}…"
+        text = str(value)
+        if text.startswith("@"):
+            upstream, _, key = text.partition(":")
+            return f"{upstream} (output {key[:12]}…)"
+        return f"sha256:{text[:12]}…"
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -47,6 +51,8 @@ def action_lines(action: Action, style: Style) -> list[str]:
         f"{style(action.kind.value, color)}  {action.output or ''}"
     )
     lines = [head, style(f"      {action.reason}{cache}", "dim")]
+    if action.spec is not None and action.spec.depends_on:
+        lines.append(style(f"      takes the output of {', '.join(action.spec.depends_on)}", "dim"))
     for change in action.changes:
         lines.append(
             f"      {style('~', 'yellow')} {change.field}: "
@@ -120,6 +126,8 @@ def action_json(action: Action) -> dict[str, Any]:
         }
     if action.old_output:
         data["old_output"] = action.old_output
+    if action.spec is not None and action.spec.depends_on:
+        data["depends_on"] = list(action.spec.depends_on)
     if action.changes:
         data["changes"] = [{"field": c.field, "old": c.old, "new": c.new} for c in action.changes]
     if action.notes:

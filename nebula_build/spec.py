@@ -19,9 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from .backends.base import Backend, BackendSettings
 from .catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
-from .errors import ManifestError, NebulaBuildError, Problem
+from .errors import DependencyCycleError, ManifestError, NebulaBuildError, Problem
 from .expand import ExpansionError, expand
-from .manifest import ImageDecl, Manifest
+from .manifest import Defaults, ImageDecl, Manifest
 from .metadata import PARAMETERS_KEY, SPEC_KEY, parameters_text, spec_json
 from .outputs import FORMATS, Encoding, format_for
 from .plugins import BackendRegistry
@@ -79,6 +79,8 @@ class AssetSpec:
     variant_pattern: str = DEFAULT_VARIANT_PATTERN
     alt: str | None = None
     metadata: bool = True
+    #: images whose output this one takes as input (`image = "@hero"`)
+    depends_on: tuple[str, ...] = ()
     #: computed from the fields; passed in only when restoring from the spec cache
     generation_key: str = ""
     output_key: str = ""
@@ -88,6 +90,8 @@ class AssetSpec:
             object.__setattr__(self, "resize", tuple(self.resize))  # from JSON or TOML lists
         if not isinstance(self.widths, tuple):
             object.__setattr__(self, "widths", tuple(self.widths))
+        if not isinstance(self.depends_on, tuple):
+            object.__setattr__(self, "depends_on", tuple(self.depends_on))
         # Keys are computed once: plan, apply and reports read them many times.
         if self.generation_key and self.output_key:
             return
@@ -228,6 +232,8 @@ class _Resolver:
         self.base = {**BUILTIN_DEFAULTS, **_set_fields(manifest.model.defaults)}
         self.default_style = self.base.pop("style", None)
         self.bases: dict[str, str] = {}  # expanded image name → its declaration's name
+        self.names: list[str] = []  # every image, expanded, in manifest order
+        self.specs: dict[str, AssetSpec] = {}  # resolved so far (upstream images first)
         self.styles: dict[str, dict[str, Any]] = {
             name: _set_fields(style) for name, style in manifest.model.styles.items()
         }
@@ -298,15 +304,25 @@ class _Resolver:
             return None
         return "/".join(parts)
 
-    def input_digest(self, name: str, decl: ImageDecl, key: str, value: str) -> str | None:
+    def input(self, name: str, decl: ImageDecl, key: str, value: str) -> tuple[str, str] | None:
+        """(path, digest) of an input: a file, or `@image`, another image's output.
+
+        An upstream image stands in by its output key: known before it runs, and
+        changed whenever its file would change, so a new upstream re-keys this image.
+        """
         loc = self.origin(name, decl, key)
         if value.startswith("@"):
-            self.fail(
-                loc,
-                f"{value!r}: using another image's output as input is not "
-                "supported yet; give a file path",
-            )
-            return None
+            ref = value[1:]
+            upstream = self.specs.get(ref)
+            if ref not in self.names:
+                self.fail(loc, f"{value!r} names no image (known: {', '.join(self.names)})")
+            elif upstream is not None and upstream.format not in ("png", "jpeg", "webp"):
+                self.fail(
+                    loc, f"{value!r}: its output {upstream.output} is not a JPG, PNG or WebP file"
+                )
+            elif upstream is not None:
+                return upstream.output, f"@{ref}:{upstream.output_key}"
+            return None  # the upstream image's own problem is reported for it
         path = self.check_path(loc, value, "an input")
         if path is None:
             return None
@@ -316,7 +332,8 @@ class _Resolver:
         digest = self.digest_of(path)
         if digest is None:
             self.fail(loc, f"file not found: {path}")
-        return digest
+            return None
+        return path, digest
 
     def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
         # Runs once per image on every plan: keep the happy path free of extra work.
@@ -390,11 +407,15 @@ class _Resolver:
             )
         if fmt is not None:
             self.check_output_options(name, decl, merged, fmt)
-        digests = {}
+        inputs: dict[str, tuple[str, str] | None] = {}
         if support.inpainting:
             for key in ("image", "mask"):
                 if key in merged:
-                    digests[key] = self.input_digest(name, decl, key, merged[key])
+                    inputs[key] = self.input(name, decl, key, merged[key])
+        if any(found is None for found in inputs.values()):
+            return None
+        paths = {key: found[0] for key, found in inputs.items() if found}
+        digests = {key: found[1] for key, found in inputs.items() if found}
         if len(self.problems) > start or output is None or fmt is None:
             return None
         spec = AssetSpec(
@@ -410,8 +431,8 @@ class _Resolver:
             num_steps=merged.get("num_steps"),
             guidance_scale=_as_float(merged.get("guidance_scale")),
             seed=merged.get("seed"),
-            image=merged.get("image"),
-            mask=merged.get("mask"),
+            image=paths.get("image"),
+            mask=paths.get("mask"),
             image_digest=digests.get("image"),
             mask_digest=digests.get("mask"),
             seed_reproducible=support.takes_seed,
@@ -424,6 +445,9 @@ class _Resolver:
             variant_pattern=merged.get("variant_pattern", DEFAULT_VARIANT_PATTERN),
             alt=decl.alt,
             metadata=merged.get("metadata", True),
+            depends_on=tuple(
+                sorted({d.split(":")[0][1:] for d in digests.values() if d.startswith("@")})
+            ),
         )
         return spec if self.claim_paths(name, decl, spec) else None
 
@@ -497,6 +521,40 @@ def _as_float(value: float | int | None) -> float | None:
     return None if value is None else float(value)
 
 
+def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> list[str]:
+    """Image names with every `@upstream` before the images that use it.
+
+    Raises DependencyCycleError naming the cycle. Unknown references are left for
+    resolution to report.
+    """
+    needs = {}
+    for name, decl in images.items():
+        values = (decl.image or defaults.image, decl.mask or defaults.mask)
+        needs[name] = [v[1:] for v in values if v and v.startswith("@") and v[1:] in images]
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = [*path[path.index(name) :], name]
+            raise DependencyCycleError(
+                "images depend on each other in a cycle: "
+                + " -> ".join(cycle)
+                + "; an image cannot take its own output as input"
+            )
+        state[name] = "active"
+        for upstream in needs[name]:
+            visit(upstream, [*path, name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in images:
+        visit(name, [])
+    return order
+
+
 def resolve(
     manifest: Manifest,
     registry: BackendRegistry,
@@ -511,18 +569,21 @@ def resolve(
     for name in manifest.model.backends:
         if name in registry.backends:  # settings of an unused plugin are checked when used
             resolver.backend(name, ("backends", name))
-    specs = {}
+    images: dict[str, ImageDecl] = {}
     for base, decl in manifest.model.images.items():
         try:
-            images = list(expand(base, decl))
+            for image in expand(base, decl):
+                resolver.bases[image.name] = base
+                images[image.name] = image.decl
         except ExpansionError as exc:
             resolver.fail(("images", base, exc.key), str(exc))
-            continue
-        for image in images:
-            resolver.bases[image.name] = base
-            spec = resolver.resolve(image.name, image.decl)
-            if spec is not None:
-                specs[image.name] = spec
+    resolver.names = list(images)
+    defaults = manifest.model.defaults
+    for name in dependency_order(images, defaults):
+        spec = resolver.resolve(name, images[name])
+        if spec is not None:
+            resolver.specs[name] = spec
+    specs = {name: resolver.specs[name] for name in images if name in resolver.specs}
     assets = manifest.model.assets.manifest
     asset_manifest = None
     if assets is not None:

@@ -28,7 +28,9 @@ _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))
 
 def cache_key(manifest: bytes, registry: BackendRegistry, backend_override: str | None) -> str:
     backends = sorted(registry.sources.items())
-    context = json.dumps([CACHE_FORMAT, __version__, backend_override, backends])
+    # The field names are in the key: rows are stored by position, so a change to
+    # AssetSpec must never decode old rows into the wrong fields.
+    context = json.dumps([CACHE_FORMAT, __version__, _SPEC_FIELDS, backend_override, backends])
     return hashlib.sha256(context.encode() + b"\0" + manifest).hexdigest()
 
 

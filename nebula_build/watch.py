@@ -145,8 +145,8 @@ class Watcher:
         self._paths = {self.project.manifest_path} | {
             root / path
             for spec in prepared.specs.values()
-            for path in (spec.image, spec.mask)
-            if path
+            for path, digest in ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
+            if path and digest and not digest.startswith("@")  # not another image's output
         }
         plan = plan_for(prepared, lock, force=self.force)
         report.prepared, report.plan = prepared, plan

@@ -63,7 +63,11 @@ def test_sigkill_mid_apply_loses_no_finished_image(project, fake_site, tmp_path,
 
     assert run_cli("apply").code == 0
     regenerated = generation_log(log)[started:]
-    assert set(regenerated) == set(images) - finished  # only what is not on disk
+    # Nothing on disk is paid for twice; an image whose original reached the cache before
+    # the kill is created from it without a generation.
+    assert set(regenerated).isdisjoint(finished)
+    # At most the generations in flight at the kill (concurrency 2) are paid for twice.
+    assert len(generation_log(log)) <= len(images) + 2
     assert not [p for p in root.rglob("*") if TEMP_MARKER in p.name]
     assert run_cli("plan", "--detailed-exitcode").code == 0
 
