@@ -9,7 +9,6 @@ One image's failure never stops the others; every failure is returned.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Protocol
 from .backends.base import GenerationRequest, GenerationResult
 from .diskstate import FileIndex
 from .errors import BackendError, ConflictError, SkippedError, SupersededError, UserError
-from .fsutil import atomic_write, is_within, sha256_bytes
+from .fsutil import atomic_write, backup, is_within, sha256_bytes
 from .inputs import InputSnapshot
 from .lockfile import LockEntry, LockWriter
 from .outputs import render
@@ -319,13 +318,7 @@ class Applier:
         return path
 
     def _backup(self, relative: str) -> None:
-        source = self.project.path_of(relative)
-        if not source.is_file():
-            return
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        destination = self.project.backup_dir / stamp / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, destination)
+        backup(self.project.root, self.project.backup_dir, relative)
 
     def _persist(
         self, action: Action, spec: AssetSpec, original: GenerationResult, generated: bool

@@ -15,9 +15,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .atlas import AtlasAction, AtlasState
+from .atlas import build as atlas_build
+from .atlas import plan as atlas_plan
 from .diskstate import FileIndex
 from .fsutil import atomic_write
 from .lockfile import LockEntry, read
+from .plan import Plan
 from .project import Project
 from .spec import AssetSpec
 from .workflow import Prepared
@@ -133,3 +137,43 @@ def update(prepared: Prepared) -> bool:
         return False
     lock = read(prepared.project)
     return write(prepared.project, target, prepared.specs, lock, prepared.files)
+
+
+def atlas_actions(
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    *,
+    plan: Plan | None = None,
+    force: bool = False,
+) -> list[AtlasAction]:
+    """What each atlas needs; with `plan`, members about to change count as changed."""
+    changing = {a.image for a in plan.changes} if plan is not None else set()
+    actions = []
+    for atlas in prepared.resolved.atlases.values():
+        action = atlas_plan(atlas, lock, prepared.files, prepared.project, force=force)
+        moving = [m for m in atlas.members if m in changing]
+        if moving and action.state in (AtlasState.NOOP, AtlasState.WAITING):
+            action = AtlasAction(
+                atlas, AtlasState.BUILD, f"members change: {', '.join(moving)}", action.key
+            )
+        actions.append(action)
+    return actions
+
+
+def build_atlases(prepared: Prepared, *, force: bool = False) -> dict[str, str]:
+    """Build the atlases whose members changed; returns failures by atlas name."""
+    lock = read(prepared.project)
+    failures = {}
+    for action in atlas_actions(prepared, lock, force=force):
+        atlas = action.atlas
+        if action.state is AtlasState.CONFLICT:
+            failures[atlas.name] = (
+                f"{action.reason}; re-run with --force to replace it "
+                "(the old file is kept under .nebula-build/backup/)"
+            )
+        elif action.state is AtlasState.BUILD:
+            try:
+                atlas_build(prepared.project, atlas, lock, action.key, prepared.files, backup=force)
+            except (OSError, ValueError) as exc:
+                failures[atlas.name] = f"could not build: {exc}"
+    return failures

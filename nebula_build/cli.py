@@ -91,6 +91,7 @@ def cmd_validate(ctx: Context) -> int:
 
 
 def cmd_plan(ctx: Context) -> int:
+    from .assets import atlas_actions
     from .report import plan_json, plan_text
     from .workflow import current_lock, plan_for
 
@@ -99,12 +100,14 @@ def cmd_plan(ctx: Context) -> int:
     plan = plan_for(
         prepared, lock, targets=ctx.args.target, replace=ctx.args.replace, force=ctx.args.force
     )
+    atlases = atlas_actions(prepared, lock, plan=plan, force=ctx.args.force)
     prepared.files.save()
     if ctx.args.json:
-        ctx.print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
+        ctx.print(json.dumps(plan_json(plan, atlases), indent=2, ensure_ascii=False))
     else:
-        ctx.print(plan_text(plan, ctx.style))
-    if ctx.args.detailed_exitcode and plan.has_changes:
+        ctx.print(plan_text(plan, ctx.style, atlases))
+    pending_sheets = any(a.state in ("build", "conflict") for a in atlases)
+    if ctx.args.detailed_exitcode and (plan.has_changes or pending_sheets):
         return ExitCode.CHANGES_PENDING
     return ExitCode.OK
 
@@ -126,6 +129,7 @@ def cmd_status(ctx: Context) -> int:
 def cmd_apply(ctx: Context) -> int:
     import asyncio
 
+    from .assets import build_atlases
     from .assets import update as update_assets
     from .execute import execute
     from .plugins import load_registry
@@ -146,8 +150,11 @@ def cmd_apply(ctx: Context) -> int:
         if refused is not None:
             return refused
         if not plan.has_changes:
+            sheet_failures = build_atlases(prepared, force=args.force)
             update_assets(prepared)
             prepared.files.save()
+            if sheet_failures:
+                raise ApplyError({f"atlas {n}": UserError(m) for n, m in sheet_failures.items()})
             if args.json:
                 ctx.print(json.dumps(apply_json(plan, None), indent=2))
             else:
@@ -170,8 +177,11 @@ def cmd_apply(ctx: Context) -> int:
         )
         progress.close()
         record_failures(project, result, prepared.specs)
+        sheets = build_atlases(prepared, force=args.force)
         update_assets(prepared)
-    _report_apply(ctx, plan, result, time.perf_counter() - progress.started_at)
+    failures: dict[str, Exception] = dict(result.failures)
+    failures |= {f"atlas {name}": UserError(message) for name, message in sheets.items()}
+    _report_apply(ctx, plan, result, time.perf_counter() - progress.started_at, failures)
     return ExitCode.OK
 
 
@@ -199,7 +209,9 @@ def _refuse_apply(ctx: Context, plan: Plan) -> int | None:
     return None
 
 
-def _report_apply(ctx: Context, plan: Plan, result: ApplyResult, elapsed: float) -> None:
+def _report_apply(
+    ctx: Context, plan: Plan, result: ApplyResult, elapsed: float, failures: dict[str, Exception]
+) -> None:
     """The closing summary; every failure ends in an ApplyError (exit 1)."""
     from .report import apply_json
 
@@ -214,12 +226,12 @@ def _report_apply(ctx: Context, plan: Plan, result: ApplyResult, elapsed: float)
                 "bold",
             )
         )
-    for name, error in result.failures.items():
+    for name, error in failures.items():
         if not isinstance(error, NebulaBuildError | OSError):
             ctx.err.write(f"internal error while building {name} (a bug, please report it):\n")
             traceback.print_exception(error, file=ctx.err)
-    if result.failures:
-        raise ApplyError(result.failures)
+    if failures:
+        raise ApplyError(failures)
 
 
 def cmd_watch(ctx: Context) -> int:

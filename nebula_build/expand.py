@@ -13,10 +13,11 @@ import ast
 import itertools
 import operator
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UserError
 from .manifest import ImageDecl
 
 TEMPLATED = ("prompt", "negative_prompt", "output", "alt")
@@ -107,3 +108,21 @@ def _evaluate(node: ast.expr) -> int:
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         return int(_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)))
     raise ValueError("unsupported")
+
+
+def select(requested: Collection[str], known: Collection[str]) -> set[str]:
+    """Image names for --target/--replace: a name, a matrix's base name (all of its
+    images) or `base[*]`; an unknown one is an error listing the known names."""
+    chosen: set[str] = set()
+    unknown = []
+    for name in requested:
+        base = name.removesuffix("[*]")
+        matches = {n for n in known if n == name or n.split("[", 1)[0] == base}
+        if not matches:
+            unknown.append(name)
+        chosen |= matches
+    if unknown:
+        raise UserError(
+            f"unknown image(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})"
+        )
+    return chosen

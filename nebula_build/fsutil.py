@@ -67,3 +67,15 @@ def is_within(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def backup(root: Path, backup_root: Path, relative: str) -> None:
+    """Copy `root/relative` under `backup_root/<timestamp>/relative`, if it exists."""
+    import shutil
+    import time
+
+    source = root / relative
+    if source.is_file():
+        target = backup_root / time.strftime("%Y%m%dT%H%M%S") / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)

@@ -189,6 +189,25 @@ class ImageDecl(GenerationFields, OutputFields):
     )
 
 
+class AtlasDecl(BaseModel):
+    """`[atlases.<name>]`: images packed into one sheet, with a frame map."""
+
+    model_config = _STRICT
+
+    images: list[str] = Field(
+        min_length=1,
+        description='Members: image names, a matrix\'s name, or "enemy[*]" for all of it.',
+    )
+    output: str = Field(min_length=1, description="The sheet: a .png or .webp path.")
+    frames: str | None = Field(
+        None,
+        min_length=1,
+        description="The frame map (TexturePacker/Phaser JSON hash); default: the "
+        "output's path with .json.",
+    )
+    padding: int = Field(2, ge=0, le=64, description="Pixels between frames.")
+
+
 class AssetsSettings(BaseModel):
     """`[assets]`: machine-readable output for templates and engines."""
 
@@ -222,6 +241,9 @@ class ManifestModel(BaseModel):
     )
     styles: dict[ImageName, StyleDecl] = Field(
         default_factory=dict, description='Presets images take with `style = "<name>"`.'
+    )
+    atlases: dict[ImageName, AtlasDecl] = Field(
+        default_factory=dict, description="Sprite sheets packed from images' outputs."
     )
     assets: AssetsSettings = Field(
         default_factory=AssetsSettings,

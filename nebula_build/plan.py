@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from .errors import UserError
+from .expand import select
 from .lockfile import LockEntry
 from .outputs import format_for
 from .spec import AssetSpec
@@ -271,24 +271,6 @@ def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:
         entry=entry,
         keep_file=keep,
     )
-
-
-def select(requested: Collection[str], known: Collection[str]) -> set[str]:
-    """Image names for --target/--replace: a name, a matrix's base name (all of its
-    images) or `base[*]`; an unknown one is an error listing the known names."""
-    chosen: set[str] = set()
-    unknown = []
-    for name in requested:
-        base = name.removesuffix("[*]")
-        matches = {n for n in known if n == name or n.split("[", 1)[0] == base}
-        if not matches:
-            unknown.append(name)
-        chosen |= matches
-    if unknown:
-        raise UserError(
-            f"unknown image(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})"
-        )
-    return chosen
 
 
 def make_plan(

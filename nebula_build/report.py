@@ -13,6 +13,7 @@ from .style import Style
 
 if TYPE_CHECKING:
     from .apply import ApplyResult, Outcome
+    from .atlas import AtlasAction
 
 SYMBOLS = {
     ActionKind.CREATE: ("+", "green"),
@@ -95,13 +96,30 @@ def generation_costs(plan: Plan) -> list[str]:
     return [f"{n} × {model} on {backend}" for (backend, model), n in sorted(counts.items())]
 
 
-def plan_text(plan: Plan, style: Style) -> str:
+def atlas_lines(actions: Iterable[AtlasAction], style: Style) -> list[str]:
+    marks = {"build": ("+", "green"), "conflict": ("!", "magenta"), "waiting": (" ", "dim")}
+    lines = []
+    for action in actions:
+        if action.state == "noop":
+            continue
+        symbol, color = marks[action.state.value]
+        lines.append(
+            f"  {style(symbol, color, 'bold')} {style('atlas ' + action.atlas.name, 'bold')}"
+            f"  {style(action.state.value, color)}  {action.atlas.output}"
+        )
+        lines.append(style(f"      {action.reason}", "dim"))
+    return lines
+
+
+def plan_text(plan: Plan, style: Style, atlases: Iterable[AtlasAction] = ()) -> str:
     changes = plan.changes
-    if not changes:
+    sheets = atlas_lines(atlases, style)
+    if not changes and not sheets:
         return f"No changes: {len(plan.actions)} image(s) up to date."
     lines = ["nebula-build will perform these actions:", ""]
     for action in changes:
         lines += action_lines(action, style)
+    lines += sheets
     lines += ["", style(summary_line(plan), "bold")]
     costs = generation_costs(plan)
     if costs:
@@ -135,9 +153,18 @@ def action_json(action: Action) -> dict[str, Any]:
     return data
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
+def plan_json(plan: Plan, atlases: Iterable[AtlasAction] = ()) -> dict[str, Any]:
     return {
         "actions": [action_json(a) for a in plan.actions],
+        "atlases": [
+            {
+                "atlas": a.atlas.name,
+                "action": a.state.value,
+                "reason": a.reason,
+                "output": a.atlas.output,
+            }
+            for a in atlases
+        ],
         "summary": plan.summary(),
         "generations": len(plan.generations),
     }

@@ -10,18 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .atlas import AtlasSpec
 from .backends.base import Backend, BackendSettings
 from .catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
-from .errors import DependencyCycleError, ManifestError, NebulaBuildError, Problem
-from .expand import ExpansionError, expand
-from .manifest import Defaults, ImageDecl, Manifest
+from .errors import DependencyCycleError, ManifestError, NebulaBuildError, Problem, UserError
+from .expand import ExpansionError, expand, select
+from .manifest import AtlasDecl, Defaults, ImageDecl, Manifest
 from .metadata import PARAMETERS_KEY, SPEC_KEY, parameters_text, spec_json
 from .outputs import FORMATS, Encoding, format_for
 from .plugins import BackendRegistry
@@ -210,6 +211,7 @@ class Resolved:
     backend_classes: dict[str, type[Backend]]
     #: `[assets] manifest`, relative to the project
     asset_manifest: str | None = None
+    atlases: dict[str, AtlasSpec] = field(default_factory=dict)
 
 
 class _Resolver:
@@ -451,6 +453,30 @@ class _Resolver:
         )
         return spec if self.claim_paths(name, decl, spec) else None
 
+    def atlas(self, name: str, decl: AtlasDecl, specs: Mapping[str, AssetSpec]) -> AtlasSpec | None:
+        loc = ("atlases", name)
+        try:
+            chosen = select(decl.images, list(self.names))
+        except UserError as exc:
+            self.fail((*loc, "images"), str(exc))
+            return None
+        output = self.check_path((*loc, "output"), decl.output, "an atlas")
+        fmt = format_for(decl.output)
+        if output is not None and fmt not in ("png", "webp"):
+            self.fail((*loc, "output"), "an atlas is a .png or .webp file")
+            return None
+        frames_value = decl.frames or decl.output.rpartition(".")[0] + ".json"
+        frames = self.check_path((*loc, "frames"), frames_value, "a frame map")
+        if output is None or frames is None or fmt is None:
+            return None
+        for key, path in (("output", output), ("frames", frames)):
+            other = self.outputs.setdefault(path, f"atlases.{name}")
+            if other != f"atlases.{name}":
+                self.fail((*loc, key), f"{path} is also written by {other}")
+                return None
+        members = tuple(n for n in self.names if n in chosen and n in specs)
+        return AtlasSpec(name, members, output, frames, decl.padding, fmt)
+
     def claim_paths(self, name: str, decl: ImageDecl, spec: AssetSpec) -> bool:
         """Every file belongs to one image; variants must stay inside the project."""
         ok = True
@@ -590,6 +616,11 @@ def resolve(
         asset_manifest = resolver.check_path(("assets", "manifest"), assets, "the asset manifest")
         if asset_manifest is not None and asset_manifest in resolver.outputs:
             resolver.fail(("assets", "manifest"), f"{asset_manifest} is also an image's output")
+    atlases = {
+        name: atlas
+        for name, decl in manifest.model.atlases.items()
+        if (atlas := resolver.atlas(name, decl, specs)) is not None
+    }
     if resolver.problems:
         raise ManifestError(resolver.problems)
-    return Resolved(specs, resolver.settings, resolver.classes, asset_manifest)
+    return Resolved(specs, resolver.settings, resolver.classes, asset_manifest, atlases)

@@ -17,6 +17,7 @@ from dataclasses import fields
 from typing import Any
 
 from . import __version__
+from .atlas import AtlasSpec
 from .fsutil import atomic_write
 from .plugins import BackendRegistry
 from .project import Project
@@ -50,11 +51,12 @@ def load(
         }
         specs = {row[0]: AssetSpec(*row) for row in data["specs"]}
         assets = data["assets"]
+        atlases = {row[0]: AtlasSpec(row[0], tuple(row[1]), *row[2:]) for row in data["atlases"]}
     except (OSError, ValueError, KeyError, TypeError, LookupError):
         return None
     except Exception:  # a plugin's settings model changed shape: just resolve again
         return None
-    return Resolved(specs, settings, classes, assets)
+    return Resolved(specs, settings, classes, assets, atlases)
 
 
 def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, str]) -> None:
@@ -63,6 +65,10 @@ def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, st
         "inputs": dict(inputs),
         "settings": {name: s.model_dump(mode="json") for name, s in resolved.settings.items()},
         "assets": resolved.asset_manifest,
+        "atlases": [
+            [a.name, list(a.members), a.output, a.frames, a.padding, a.format]
+            for a in resolved.atlases.values()
+        ],
         "specs": [
             [getattr(spec, name) for name in _SPEC_FIELDS] for spec in resolved.specs.values()
         ],

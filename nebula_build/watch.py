@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .apply import Applier, ApplyResult
+from .assets import build_atlases
 from .assets import update as update_assets
 from .errors import NebulaBuildError, SupersededError
 from .execute import OpenBackends, execute
@@ -151,6 +152,8 @@ class Watcher:
         plan = plan_for(prepared, lock, force=self.force)
         report.prepared, report.plan = prepared, plan
         if not plan.has_changes:
+            for name, message in build_atlases(prepared, force=self.force).items():
+                self._say(self.style(f"atlas {name}: {message}", "red"))
             update_assets(prepared)
             self._say(
                 self.style(f"round {report.number}: up to date ({len(plan.actions)} images)", "dim")
@@ -168,6 +171,8 @@ class Watcher:
         )
         self._applier = None
         record_failures(self.project, result, prepared.specs)
+        for name, message in build_atlases(prepared, force=self.force).items():
+            self._say(self.style(f"atlas {name}: {message}", "red"))
         update_assets(prepared)
         report.elapsed = time.perf_counter() - started
         self._summarise(report, result)

@@ -21,16 +21,20 @@ def mask() -> bytes:
 def chain(hero_prompt: str = "a lighthouse", **extra: object) -> dict:
     return {
         "hero": {"prompt": hero_prompt, "output": "hero.png"},
-        "hero-cap": {"model": FLUX_FILL, "prompt": "a red cap", "image": "@hero",
-                     "mask": "mask.png", "output": "hero-cap.png", **extra},
+        "hero-cap": {
+            "model": FLUX_FILL,
+            "prompt": "a red cap",
+            "image": "@hero",
+            "mask": "mask.png",
+            "output": "hero-cap.png",
+            **extra,
+        },
     }
 
 
-def test_upstream_runs_first_and_its_output_is_the_input(project, run_cli, fake_site,
-                                                         tmp_path):
+def test_upstream_runs_first_and_its_output_is_the_input(project, run_cli, fake_site, tmp_path):
     log = tmp_path / "log"
-    root = project({"images.toml": fake_manifest(log, chain(), delay=0.05),
-                    "mask.png": mask()})
+    root = project({"images.toml": fake_manifest(log, chain(), delay=0.05), "mask.png": mask()})
     code, out, _ = run_cli("plan")
     assert "takes the output of hero" in out
     assert json.loads(run_cli("plan", "--json").out)["actions"][1]["depends_on"] == ["hero"]
@@ -56,8 +60,7 @@ def test_a_changed_upstream_rekeys_its_dependents(project, run_cli, fake_site, t
 def test_a_failed_upstream_skips_its_dependents(project, run_cli, fake_site, tmp_path):
     log = tmp_path / "log"
     images = {**chain(), "other": {"prompt": "unrelated", "output": "other.png"}}
-    root = project({"images.toml": fake_manifest(log, images, fail=("hero",)),
-                    "mask.png": mask()})
+    root = project({"images.toml": fake_manifest(log, images, fail=("hero",)), "mask.png": mask()})
     code, _, err = run_cli("apply")
     assert code == 1
     assert "hero-cap: skipped: it takes the output of hero, which failed" in err
@@ -67,16 +70,28 @@ def test_a_failed_upstream_skips_its_dependents(project, run_cli, fake_site, tmp
 
 def test_a_cycle_is_an_error_naming_it(project, run_cli, fake_site, tmp_path):
     images = {
-        "a": {"model": FLUX_FILL, "prompt": "x", "image": "@b", "mask": "mask.png",
-              "output": "a.png"},
-        "b": {"model": FLUX_FILL, "prompt": "y", "image": "@a", "mask": "mask.png",
-              "output": "b.png"},
+        "a": {
+            "model": FLUX_FILL,
+            "prompt": "x",
+            "image": "@b",
+            "mask": "mask.png",
+            "output": "a.png",
+        },
+        "b": {
+            "model": FLUX_FILL,
+            "prompt": "y",
+            "image": "@a",
+            "mask": "mask.png",
+            "output": "b.png",
+        },
     }
     project({"images.toml": fake_manifest(tmp_path / "log", images), "mask.png": mask()})
     code, _, err = run_cli("plan")
     assert code == 1
-    assert err.strip() == ("error: images depend on each other in a cycle: a -> b -> a; "
-                           "an image cannot take its own output as input")
+    assert err.strip() == (
+        "error: images depend on each other in a cycle: a -> b -> a; "
+        "an image cannot take its own output as input"
+    )
 
 
 def test_unknown_upstream_is_named(project, run_cli, fake_site, tmp_path):
