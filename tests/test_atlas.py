@@ -32,8 +32,8 @@ def test_atlas_frames_match_the_member_pixels(project, run_cli, fake_site, tmp_p
     assert code == 0, err
     frames = FrameMap.model_validate_json((root / "sprites/enemies.json").read_text())
     assert frames.meta.image == "enemies.png"
-    with Image.open(root / "sprites/enemies.png") as sheet:
-        sheet = sheet.convert("RGBA")
+    with Image.open(root / "sprites/enemies.png") as opened:
+        sheet = opened.convert("RGBA")
         assert (frames.meta.size.w, frames.meta.size.h) == sheet.size
         assert set(frames.frames) == {
             "enemy[slime,idle]",
