@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from nebula_build.plugins import load_registry
+from nebula_build.project import Project
+from nebula_build.workflow import prepare
 from tests.conftest import image_info
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -30,11 +34,12 @@ def test_example_builds_on_the_preview_backend(name, tmp_path, run_cli):
         shutil.copytree(EXAMPLES / name / "assets", root / "assets")
     code, _, err = run_cli("-C", str(root), "apply", "--backend", "preview")
     assert code == 0, err
-    images = tomllib.loads((root / "images.toml").read_text())
-    defaults = images["defaults"]
-    for image in images["images"].values():
-        size = (image.get("width", defaults["width"]), image.get("height", defaults["height"]))
-        assert image_info(root / image["output"])[1] == tuple(image.get("resize", size))
+    project = Project.find(root)
+    specs = prepare(project, load_registry(), backend="preview").specs
+    assert specs
+    for spec in specs.values():
+        for path, width, height in [(spec.output, *spec.delivered_size), *spec.variants]:
+            assert image_info(root / path)[1] == (width, height), path
     assert run_cli("-C", str(root), "plan", "--backend", "preview", "--detailed-exitcode").code == 0
 
 
@@ -62,3 +67,16 @@ def test_static_site_page_is_built_from_the_asset_manifest(tmp_path, run_cli):
     for source in re.findall(r'(?:src|srcset)="([^"]+)"', page):
         for item in source.split(", "):
             assert (root / item.split(" ")[0]).is_file(), item
+
+
+def test_game_sprites_atlas_lists_every_sprite(tmp_path, run_cli):
+    root = tmp_path / "game-sprites"
+    shutil.copytree(
+        EXAMPLES / "game-sprites",
+        root,
+        ignore=shutil.ignore_patterns(".nebula-build", "images.lock", "assets"),
+    )
+    assert run_cli("-C", str(root), "apply", "--backend", "preview").code == 0
+    frames = json.loads((root / "assets/sprites/characters.json").read_text())["frames"]
+    assert len(frames) == 8 and "enemy[ghost,attack]" in frames
+    assert frames["potion"]["frame"]["w"] == 32
