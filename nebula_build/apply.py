@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +117,10 @@ class Applier:
         self._obsolete: set[str] = set()
         self._finishing: set[asyncio.Future[None]] = set()
         self._generations: dict[str, asyncio.Future[GenerationResult]] = {}
+        self._wanted: Counter[str] = Counter()
 
     async def run(self, plan: Plan) -> ApplyResult:
+        self._wanted = Counter(a.spec.generation_key for a in plan.changes if a.spec)
         try:
             async with asyncio.TaskGroup() as group:
                 for action in plan.changes:
@@ -277,7 +280,10 @@ class Applier:
             shared = self._generations[key] = asyncio.ensure_future(
                 self._request(action, spec, outcome)
             )
-            return await shared  # cancelling this image cancels its request
+            try:
+                return await shared  # cancelling this image cancels its request
+            finally:
+                self._taken(key)
         self.progress.started(action)
         try:
             result = await asyncio.shield(shared)  # another image's request: never cancel it
@@ -286,8 +292,16 @@ class Applier:
             if current is not None and current.cancelling():
                 raise
             return await self._generate(action, spec, outcome)  # its owner gave up: take over
+        self._taken(key)
         outcome.timings, outcome.warnings = result.timings, result.warnings
         return result
+
+    def _taken(self, key: str) -> None:
+        """Release a shared generation once every image that wants it has it: holding
+        every result's bytes until the end would grow with the run."""
+        self._wanted[key] -= 1
+        if self._wanted[key] <= 0:
+            self._generations.pop(key, None)
 
     async def _request(self, action: Action, spec: AssetSpec, outcome: Outcome) -> GenerationResult:
         self._check_halted(spec.backend)

@@ -3,7 +3,7 @@
 What a page needs for `<img srcset>` and layout-stable `width`/`height`, or a
 game for its loader: path, size, format, bytes and alt text of each file.
 Deterministic (sorted, stable formatting) and rewritten only when it changes.
-The shape is `AssetManifest`, published as schema/assets.schema.json.
+The shape is `schemas.AssetManifest`, published as schema/assets.schema.json.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Mapping
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from .atlas import AtlasAction, AtlasState
 from .atlas import build as atlas_build
@@ -25,49 +23,6 @@ from .plan import Plan
 from .project import Project
 from .spec import AssetSpec
 from .workflow import Prepared
-
-_CLOSED = ConfigDict(extra="forbid")
-
-
-class AssetFile(BaseModel):
-    """One file: the main output or one of its responsive variants."""
-
-    model_config = _CLOSED
-
-    path: str = Field(description="Path relative to the folder of images.toml.")
-    url: str = Field(description="Path relative to the folder of this JSON file.")
-    width: int = Field(description="Width in pixels.")
-    height: int = Field(description="Height in pixels.")
-    format: Literal["png", "jpeg", "webp", "avif"] = Field(description="Image format.")
-    bytes: int = Field(description="File size in bytes.")
-
-
-class AssetImage(BaseModel):
-    """One declared image and every file made from it, largest first."""
-
-    model_config = _CLOSED
-
-    alt: str = Field(description="Alt text: the image's `alt`, else its prompt.")
-    generation_key: str = Field(description="What made the pixels (see images.lock).")
-    files: list[AssetFile] = Field(description="The main output first, then the variants.")
-
-
-class AssetManifest(BaseModel):
-    """The asset manifest nebula-build writes."""
-
-    model_config = _CLOSED
-
-    version: Literal[1] = Field(description="Format version; always 1.")
-    images: dict[str, AssetImage] = Field(description="Images by name, sorted.")
-
-
-def json_schema() -> dict[str, Any]:
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://nebula-build.dev/schema/assets.schema.json",
-        "title": "nebula-build asset manifest",
-        **AssetManifest.model_json_schema(),
-    }
 
 
 def build(

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from .diskstate import FileIndex
 from .fsutil import atomic_write, sha256_bytes
 from .fsutil import backup as backup_file
@@ -51,49 +49,6 @@ class AtlasAction:
     state: AtlasState
     reason: str
     key: str = ""
-
-
-# --- the frame map's shape, as engines read it ---------------------------------
-
-
-class _Rect(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    x: int
-    y: int
-    w: int
-    h: int
-
-
-class _Size(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    w: int
-    h: int
-
-
-class Frame(BaseModel):
-    """One sprite in the sheet."""
-
-    frame: _Rect
-    rotated: bool = False
-    trimmed: bool = False
-    spriteSourceSize: _Rect
-    sourceSize: _Size
-
-
-class FrameMapMeta(BaseModel):
-    app: str
-    image: str
-    format: str
-    size: _Size
-    scale: str = "1"
-    nebula_build: dict[str, str] = Field(default_factory=dict)
-
-
-class FrameMap(BaseModel):
-    """TexturePacker / Phaser "JSON hash"."""
-
-    frames: dict[str, Frame]
-    meta: FrameMapMeta
 
 
 # --- planning ---------------------------------------------------------------------

@@ -7,7 +7,6 @@ below is the Nebula Block image API's, as its documentation gives it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: Parameters that a model may or may not take. `prompt`, `width` and `height`
@@ -71,8 +70,3 @@ def nebula_models(seedream_id: str = SEEDREAM_DEFAULT_ID) -> dict[str, ModelSupp
         ),
     ]
     return {m.id: m for m in models}
-
-
-def describe_params(models: Mapping[str, ModelSupport]) -> list[tuple[str, list[bool]]]:
-    """Rows (model id, [takes param] for each OPTIONAL_PARAMS), for tables."""
-    return [(mid, [p in m.params for p in OPTIONAL_PARAMS]) for mid, m in models.items()]

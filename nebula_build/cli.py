@@ -434,9 +434,9 @@ def cmd_schema(ctx: Context) -> int:
     from .manifest import json_schema
 
     if ctx.args.assets:
-        from .assets import json_schema as assets_schema
+        from .schemas import asset_manifest_schema
 
-        ctx.print(json.dumps(assets_schema(), indent=2, ensure_ascii=False))
+        ctx.print(json.dumps(asset_manifest_schema(), indent=2, ensure_ascii=False))
         return ExitCode.OK
     ctx.print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
     return ExitCode.OK

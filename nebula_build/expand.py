@@ -9,20 +9,22 @@ prompt, negative_prompt, output and alt; `seed` may be an expression of them
 
 from __future__ import annotations
 
-import ast
 import itertools
 import operator
 import string
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
 from .manifest import ImageDecl
 
+if TYPE_CHECKING:
+    import ast
+
 TEMPLATED = ("prompt", "negative_prompt", "output", "alt")
 MAX_SEED = 2**32 - 1
-_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+_OPERATORS = {"Add": operator.add, "Sub": operator.sub, "Mult": operator.mul}
 
 
 class ExpansionError(ValueError):
@@ -89,6 +91,8 @@ def _fill(key: str, template: str, values: Mapping[str, Any]) -> str:
 
 def _seed(expression: str, values: Mapping[str, Any]) -> int:
     """An integer from '{index} + 100' and the like: integers with + - * only."""
+    import ast  # only seed expressions need it
+
     text = _fill("seed", expression, values)
     try:
         value = _evaluate(ast.parse(text, mode="eval").body)
@@ -103,10 +107,13 @@ def _seed(expression: str, values: Mapping[str, Any]) -> int:
 
 
 def _evaluate(node: ast.expr) -> int:
+    import ast
+
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return node.value
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        return int(_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)))
+    if isinstance(node, ast.BinOp) and type(node.op).__name__ in _OPERATORS:
+        operation = _OPERATORS[type(node.op).__name__]
+        return int(operation(_evaluate(node.left), _evaluate(node.right)))
     raise ValueError("unsupported")
 
 

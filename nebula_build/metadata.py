@@ -59,39 +59,40 @@ def parameters_text(generation: Mapping[str, Any], size: tuple[int, int]) -> str
 
 
 def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    return [(kind, body) for kind, body, _ in _raw_chunks(data)]
+
+
+def _raw_chunks(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
+    """(type, body, the whole chunk as stored) for each chunk up to IEND."""
     if not data.startswith(_PNG_SIGNATURE):
         raise ValueError("not a PNG")
     chunks, offset = [], len(_PNG_SIGNATURE)
     while offset + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[offset : offset + 8])
-        chunks.append((kind, data[offset + 8 : offset + 8 + length]))
-        offset += 12 + length
+        end = offset + 12 + length
+        chunks.append((kind, data[offset + 8 : end - 4], data[offset:end]))
+        offset = end
         if kind == b"IEND":
             break
     return chunks
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(body))
-        + kind
-        + body
-        + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    )
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
 
 def png_with_text(data: bytes, texts: Mapping[str, str]) -> bytes:
     """The PNG with its text chunks replaced by `texts` (iTXt, UTF-8); pixels untouched."""
     out = [_PNG_SIGNATURE]
-    for kind, body in _chunks(data):
+    for kind, _, raw in _raw_chunks(data):
         if kind in _TEXT_CHUNKS:
             continue
         if kind == b"IEND":
             for key, value in texts.items():
-                out.append(
-                    _chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
-                )
-        out.append(_chunk(kind, body))
+                body = key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
+                out.append(_chunk(b"iTXt", body))
+        out.append(raw)  # as stored: no CRC recomputed over the pixel data
     return b"".join(out)
 
 

@@ -118,11 +118,6 @@ class Encoding:
         return self.format == "png"
 
 
-def encode(original: bytes, fmt: str, size: tuple[int, int]) -> bytes:
-    """`original` as `fmt` at exactly `size` (cover fit, lanczos)."""
-    return render(original, Encoding(fmt, size))[0]
-
-
 def render(original: bytes, encoding: Encoding) -> list[bytes]:
     """The main file, then each variant. The original bytes are written as they are
     when they already have the format and size asked for (no re-encode, no loss)."""

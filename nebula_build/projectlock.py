@@ -100,18 +100,3 @@ class ProjectLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
-
-    @staticmethod
-    def is_held(path: Path) -> bool:
-        """Whether a live process holds the lock at `path` right now."""
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False

@@ -235,8 +235,3 @@ def models_text(tables: Mapping[str, Mapping[str, ModelSupport]], style: Style) 
         "'seed' still asks for a new draw, but is not reproducible."
     )
     return "\n".join(lines)
-
-
-def failure_lines(failures: Mapping[str, Exception]) -> Iterable[str]:
-    for name, error in sorted(failures.items()):
-        yield f"  {name}: {error}"

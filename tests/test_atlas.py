@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image, ImageChops
 
-from nebula_build.atlas import FrameMap, pack
+from nebula_build.atlas import pack
 from nebula_build.lockfile import loads
+from nebula_build.schemas import FrameMap
 from tests.conftest import fake_manifest
 
 ENEMY = {

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from nebula_build.assets import AssetManifest, json_schema
 from nebula_build.lockfile import loads
+from nebula_build.schemas import AssetManifest
+from nebula_build.schemas import asset_manifest_schema as json_schema
 from tests.conftest import REPO, fake_manifest, generation_log, image_info
 
 HERO = {

@@ -1,0 +1,95 @@
+"""The shapes of the JSON files nebula-build writes for other tools.
+
+Kept apart from the code that writes them: only `nebula-build schema` and the
+tests need pydantic models of these, and `plan` must not pay to build them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_CLOSED = ConfigDict(extra="forbid")
+
+
+class AssetFile(BaseModel):
+    """One file: the main output or one of its responsive variants."""
+
+    model_config = _CLOSED
+
+    path: str = Field(description="Path relative to the folder of images.toml.")
+    url: str = Field(description="Path relative to the folder of this JSON file.")
+    width: int = Field(description="Width in pixels.")
+    height: int = Field(description="Height in pixels.")
+    format: Literal["png", "jpeg", "webp", "avif"] = Field(description="Image format.")
+    bytes: int = Field(description="File size in bytes.")
+
+
+class AssetImage(BaseModel):
+    """One declared image and every file made from it, largest first."""
+
+    model_config = _CLOSED
+
+    alt: str = Field(description="Alt text: the image's `alt`, else its prompt.")
+    generation_key: str = Field(description="What made the pixels (see images.lock).")
+    files: list[AssetFile] = Field(description="The main output first, then the variants.")
+
+
+class AssetManifest(BaseModel):
+    """The asset manifest nebula-build writes."""
+
+    model_config = _CLOSED
+
+    version: Literal[1] = Field(description="Format version; always 1.")
+    images: dict[str, AssetImage] = Field(description="Images by name, sorted.")
+
+
+class _Rect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+class _Size(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    w: int
+    h: int
+
+
+class Frame(BaseModel):
+    """One sprite in the sheet."""
+
+    frame: _Rect
+    rotated: bool = False
+    trimmed: bool = False
+    spriteSourceSize: _Rect
+    sourceSize: _Size
+
+
+class FrameMapMeta(BaseModel):
+    app: str
+    image: str
+    format: str
+    size: _Size
+    scale: str = "1"
+    nebula_build: dict[str, str] = Field(default_factory=dict)
+
+
+class FrameMap(BaseModel):
+    """TexturePacker / Phaser "JSON hash"."""
+
+    frames: dict[str, Frame]
+    meta: FrameMapMeta
+
+
+def asset_manifest_schema() -> dict[str, Any]:
+    """schema/assets.schema.json."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://nebula-build.dev/schema/assets.schema.json",
+        "title": "nebula-build asset manifest",
+        **AssetManifest.model_json_schema(),
+    }
