@@ -33,7 +33,9 @@ MAX_SEED = 2**32 - 1
 SCHEMA_VERSION = 1
 
 ImageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
-_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+# defer_build: a `plan` served from the spec cache never validates a manifest, so it
+# should not pay to build these validators at import.
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class GenerationFields(BaseModel):

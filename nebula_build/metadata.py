@@ -22,7 +22,6 @@ import struct
 import zlib
 from collections.abc import Mapping
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 PARAMETERS_KEY = "parameters"
 SPEC_KEY = "nebula-build"
@@ -118,6 +117,8 @@ def png_texts(data: bytes) -> dict[str, str]:
 
 def save_options(texts: Mapping[str, str]) -> dict[str, Any]:
     """Pillow save() arguments that embed `texts` in a JPEG, WebP or AVIF file."""
+    from xml.sax.saxutils import quoteattr
+
     from PIL import Image
 
     exif = Image.Exif()
