@@ -149,6 +149,8 @@ class Watcher:
             for path, digest in ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
             if path and digest and not digest.startswith("@")  # not another image's output
         }
+        for name, cls in prepared.resolved.backend_classes.items():
+            self._paths |= set(cls.watched_files(prepared.resolved.settings[name], root))
         plan = plan_for(prepared, lock, force=self.force)
         report.prepared, report.plan = prepared, plan
         if not plan.has_changes:

@@ -21,6 +21,7 @@ class FakeSettings(BackendSettings):
     delay: float = Field(0.0, description="seconds each generation takes")
     fail: list[str] = Field(default_factory=list, description="images that fail")
     log: str = Field("", description="file that gets one JSON line per generation")
+    watch: str = Field("", description="a file watch mode should follow")
 
 
 class FakeBackend(Backend):
@@ -30,6 +31,10 @@ class FakeBackend(Backend):
     @classmethod
     def models(cls, settings):
         return nebula_models()
+
+    @classmethod
+    def watched_files(cls, settings, root):
+        return [root / settings.watch] if settings.watch else []
 
     async def __aenter__(self):
         if self.settings.log:

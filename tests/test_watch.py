@@ -194,3 +194,28 @@ def test_ctrl_c_stops_within_a_second_and_leaves_the_lock_consistent(project, fa
     assert locked == {p.stem for p in root.glob("*.png")}
     assert not (root / ".nebula-build/journal").exists()
     assert not [p for p in root.rglob("*") if ".nebula-tmp-" in p.name]
+
+
+def test_files_a_plugin_declares_are_watched(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "x", "output": "a.png"}}
+    root = project(
+        {
+            "images.toml": fake_manifest(log, images).replace(
+                "[backends.fake]", '[backends.fake]\nwatch = "styles/lora.txt"'
+            ),
+            "styles/lora.txt": "v1",
+        }
+    )
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round()
+        assert root / "styles/lora.txt" in watcher.watched_paths()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,6 +81,12 @@ class Backend(ABC):
     def preflight(cls, settings: BackendSettings) -> None:
         """Check, before any work starts, that this backend can run (credentials,
         weights on disk…); raise a BackendError saying what to do if not."""
+
+    @classmethod
+    def watched_files(cls, settings: BackendSettings, root: Path) -> list[Path]:
+        """Files whose change should make `nebula-build watch` run again (a LoRA, a
+        prompt library…). None by default."""
+        return []
 
     async def __aenter__(self) -> Backend:
         return self
