@@ -259,7 +259,13 @@ def cmd_watch(ctx: Context) -> int:
         if args.serve is not None:
             from .galleryserver import GalleryServer
 
-            server = stack.enter_context(GalleryServer(args.host, args.serve))
+            try:
+                server = stack.enter_context(GalleryServer(args.host, args.serve))
+            except OSError as exc:
+                raise UserError(
+                    f"cannot serve the gallery on {args.host}:{args.serve} "
+                    f"({exc.strerror}); pass another port: --serve PORT"
+                ) from None
             on_round = _gallery_publisher(project, server)
             ctx.print(style(f"gallery: {server.url}", "bold"))
         watcher = Watcher(

@@ -193,3 +193,14 @@ def test_live_gallery_in_headless_chromium(project, tmp_path):
         out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_serving_on_a_busy_port_is_one_clear_line(project, run_cli):
+    project({"images.toml": SITE})
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run_cli("watch", "--once", "--serve", str(port))
+    assert code == 1
+    assert err.startswith(f"error: cannot serve the gallery on 127.0.0.1:{port}")
