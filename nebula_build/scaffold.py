@@ -9,9 +9,10 @@ from .manifest import MANIFEST_NAME
 from .project import STATE_DIR
 
 STARTER = """\
-#:schema https://nebula-build.dev/schema/images.schema.json
 # Images this project generates. `nebula-build plan` shows what would change,
 # `nebula-build apply` makes it so. Commit this file and images.lock.
+# Editor completion: `nebula-build schema > images.schema.json`, then put
+# `#:schema ./images.schema.json` on the first line.
 version = 1
 
 [defaults]

@@ -306,3 +306,25 @@ def test_an_output_folder_that_links_outside_the_project_is_refused(project, run
     assert code == 1
     assert "leaves the project through a symbolic link" in err
     assert list(outside.iterdir()) == []
+
+
+def test_progress_on_a_terminal_keeps_a_status_line(project, fake_site, tmp_path, monkeypatch):
+    import io
+
+    from nebula_build.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR")
+    log = tmp_path / "gen.log"
+    images = {n: {"prompt": n, "output": f"{n}.png"} for n in ("a", "b", "c")}
+    project({"images.toml": fake_manifest(log, images, delay=0.05, concurrency=1)})
+    out, err = Terminal(), Terminal()
+    assert main(["apply"], out=out, err=err) == 0
+    text = err.getvalue()
+    assert "\x1b[K" in text and "working on" in text  # the live line, redrawn in place
+    assert "\x1b[32mcreated\x1b[0m" in text  # colour on a terminal
+    assert text.count("created") == 3
