@@ -21,7 +21,8 @@ from .atlas import AtlasSpec
 from .fsutil import atomic_write
 from .plugins import BackendRegistry
 from .project import Project
-from .spec import AssetSpec, Resolved
+from .resolve import Resolved
+from .spec import AssetSpec
 
 CACHE_FORMAT = 2
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))

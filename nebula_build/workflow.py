@@ -19,7 +19,8 @@ from .plan import Plan, make_plan
 from .plugins import BackendRegistry
 from .project import Project
 from .projectlock import ProjectLock
-from .spec import AssetSpec, Resolved, resolve
+from .resolve import Resolved, resolve
+from .spec import AssetSpec
 from .store import Store
 
 Notice = Callable[[str], None]

@@ -13,7 +13,8 @@ from nebula_build.lockfile import LockEntry
 from nebula_build.manifest import parse
 from nebula_build.plan import make_plan
 from nebula_build.plugins import load_registry
-from nebula_build.spec import AssetSpec, resolve
+from nebula_build.resolve import resolve
+from nebula_build.spec import AssetSpec
 
 CASES_DIR = Path(__file__).parent / "plan_cases"
 HEADER = """version = 1

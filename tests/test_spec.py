@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from nebula_build.manifest import parse
 from nebula_build.plugins import load_registry
-from nebula_build.spec import AssetSpec, resolve
+from nebula_build.resolve import resolve
+from nebula_build.spec import AssetSpec
 
 FIELDS = {
     "prompt": st.text(min_size=1, max_size=30),
