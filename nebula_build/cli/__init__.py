@@ -1,0 +1,240 @@
+"""The command line: parse arguments, run a command, map errors to exit codes.
+
+`main(argv) -> int` is callable in process; it is the only place that prints
+errors or decides an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from nebula_build import __version__
+from nebula_build.errors import NebulaBuildError
+from nebula_build.style import Style, wants_color
+
+from .build import cmd_apply, cmd_gc, cmd_plan, cmd_status, cmd_validate
+from .context import Context, ExitCode
+from .info import cmd_init, cmd_inspect, cmd_models, cmd_schema
+from .live import cmd_gallery, cmd_watch
+
+__all__ = ["ExitCode", "main", "main_exit"]
+
+
+def _targets(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target", action="append", default=[], metavar="NAME", help="only this image (repeatable)"
+    )
+    parser.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="regenerate this image even if unchanged: a new draw (repeatable)",
+    )
+    parser.add_argument(
+        "--backend", metavar="NAME", help="run every image through this backend (e.g. preview)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite files changed by hand (a backup is kept)"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be zero or more")
+    return value
+
+
+def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    watch = sub.add_parser("watch", help="apply, then apply again on every save")
+    watch.add_argument("--once", action="store_true", help="run a single round and exit")
+    watch.add_argument(
+        "--serve",
+        nargs="?",
+        type=int,
+        const=8765,
+        default=None,
+        metavar="PORT",
+        help="serve the live gallery (default port 8765)",
+    )
+    watch.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default 127.0.0.1: this machine only)",
+    )
+    watch.add_argument("--backend", metavar="NAME", help="run every image through NAME")
+    watch.add_argument(
+        "--parallelism",
+        type=_positive_int,
+        metavar="N",
+        help="at most N generations at once per backend",
+    )
+    watch.add_argument(
+        "--force", action="store_true", help="overwrite files changed by hand (a backup is kept)"
+    )
+    watch.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a running apply",
+    )
+    watch.set_defaults(run=cmd_watch)
+
+    gallery = sub.add_parser("gallery", help="write an HTML contact sheet of every image")
+    gallery.add_argument(
+        "--out", metavar="DIR", help="folder for index.html (default .nebula-build/gallery)"
+    )
+    gallery.add_argument("--backend", metavar="NAME", help="as if run through NAME")
+    gallery.set_defaults(run=cmd_gallery)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nebula-build",
+        description="Generated images as declared infrastructure: images.toml -> plan -> apply.",
+    )
+    parser.add_argument("--version", action="version", version=f"nebula-build {__version__}")
+    parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
+    parser.add_argument(
+        "-f",
+        dest="file",
+        metavar="FILE",
+        help="the manifest (default: images.toml here or in a parent folder)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    init = sub.add_parser("init", help="write a starter images.toml")
+    init.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    init.set_defaults(run=cmd_init)
+
+    validate = sub.add_parser("validate", help="check the manifest, generate nothing")
+    validate.add_argument("--backend", metavar="NAME", help="validate against this backend")
+    validate.set_defaults(run=cmd_validate)
+
+    plan = sub.add_parser("plan", help="show what apply would change, and why")
+    _targets(plan)
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when there are changes, 0 when there are none",
+    )
+    plan.set_defaults(run=cmd_plan)
+
+    apply = sub.add_parser("apply", help="generate what changed and update images.lock")
+    _targets(apply)
+    apply.add_argument(
+        "--parallelism",
+        type=_positive_int,
+        metavar="N",
+        help="at most N generations at once per backend",
+    )
+    apply.add_argument(
+        "--locked",
+        action="store_true",
+        help="generate nothing; exit 2 if anything would need generating",
+    )
+    apply.add_argument(
+        "--max-generations",
+        type=int,
+        metavar="N",
+        help="refuse to start if more than N images would be generated",
+    )
+    apply.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply to finish",
+    )
+    apply.add_argument("-q", "--quiet", action="store_true", help="no line per image")
+    apply.set_defaults(run=cmd_apply)
+
+    status = sub.add_parser("status", help="each image: up to date, pending or conflict")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--backend", metavar="NAME", help="as if run through this backend")
+    status.set_defaults(run=cmd_status)
+
+    models = sub.add_parser("models", help="which model takes which parameter, per backend")
+    models.add_argument("--backend", metavar="NAME", help="only this backend")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument(
+        "--remote",
+        action="store_true",
+        help="ask the Nebula API for its model list (ids, type, price)",
+    )
+    models.set_defaults(run=cmd_models)
+
+    _add_live_commands(sub)
+
+    inspect = sub.add_parser("inspect", help="show the generation metadata a file carries")
+    inspect.add_argument("file", metavar="FILE", help="a PNG, JPEG, WebP or AVIF image")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(run=cmd_inspect)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of images.toml")
+    schema.add_argument(
+        "--assets", action="store_true", help="the schema of the asset manifest instead"
+    )
+    schema.set_defaults(run=cmd_schema)
+
+    gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
+    gc.add_argument("--dry-run", action="store_true", help="only say what would go")
+    gc.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a running apply",
+    )
+    gc.set_defaults(run=cmd_gc)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Run the CLI; returns the exit code instead of exiting."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    ctx = Context(args, out, err)
+    run: Callable[[Context], int] = args.run
+    try:
+        return int(run(ctx))
+    except NebulaBuildError as exc:
+        err_style = Style(wants_color(err))
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            prefix = err_style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
+            err.write(f"{prefix}{line}\n")
+        if os.environ.get("NEBULA_BUILD_DEBUG"):
+            traceback.print_exception(exc, file=err)
+        return ExitCode.ERROR
+    except KeyboardInterrupt:
+        err.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return ExitCode.OK
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

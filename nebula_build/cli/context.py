@@ -1,0 +1,72 @@
+"""What every command gets: the parsed arguments, the output streams, shared steps."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from nebula_build.errors import UserError
+from nebula_build.project import Project
+from nebula_build.style import Style, wants_color
+
+if TYPE_CHECKING:
+    from nebula_build.lockfile import Entries
+    from nebula_build.workflow import Prepared
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ERROR = 1
+    CHANGES_PENDING = 2
+
+
+@dataclass
+class Context:
+    """What every command gets: parsed arguments and the output streams."""
+
+    args: argparse.Namespace
+    out: TextIO
+    err: TextIO
+
+    @property
+    def style(self) -> Style:
+        return Style(wants_color(self.out))
+
+    def notice(self, message: str) -> None:
+        self.err.write(Style(wants_color(self.err))(f"note: {message}", "yellow") + "\n")
+
+    def project(self) -> Project:
+        start = Path(self.args.directory) if self.args.directory else Path.cwd()
+        if not start.is_dir():
+            raise UserError(f"-C {self.args.directory}: no such folder")
+        return Project.find(start, self.args.file)
+
+    def print(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+
+
+# --- commands -----------------------------------------------------------------
+
+
+def prepared_project(ctx: Context, *, read_inputs: bool = False) -> Prepared:
+    from nebula_build.plugins import load_registry
+    from nebula_build.workflow import prepare
+
+    backend = getattr(ctx.args, "backend", None)
+    return prepare(ctx.project(), load_registry(), backend=backend, read_inputs=read_inputs)
+
+
+def recovered_lock(project: Project, ctx: Context) -> Entries:
+    """The lock with a crashed apply's journal folded in; needs the project lock."""
+    from nebula_build.lockfile import recover
+
+    entries, folded = recover(project)
+    if folded:
+        ctx.notice("recorded the images finished by an interrupted apply (from its journal)")
+    return entries
+
+
+# --- parsing ------------------------------------------------------------------

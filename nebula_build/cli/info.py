@@ -1,0 +1,136 @@
+"""The commands that inform or set up: init, models, inspect, schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nebula_build.errors import UserError
+
+if TYPE_CHECKING:
+    pass
+from .context import Context, ExitCode
+
+
+def cmd_init(ctx: Context) -> int:
+    from nebula_build.scaffold import init_project
+
+    folder = Path(ctx.args.directory or ".")
+    for line in init_project(folder, force=ctx.args.force):
+        ctx.print(line)
+    ctx.print("next: nebula-build plan, then nebula-build apply")
+    return ExitCode.OK
+
+
+def cmd_models(ctx: Context) -> int:
+    from nebula_build.plugins import load_registry
+    from nebula_build.report import models_text
+
+    if ctx.args.remote:
+        return _remote_models(ctx)
+    registry = load_registry()
+    names = [ctx.args.backend] if ctx.args.backend else registry.names()
+    tables = {}
+    for name in names:
+        cls = registry.get(name)
+        tables[name] = cls.models(cls.settings_model())
+    if ctx.args.json:
+        data = {b: {m: sorted(s.params) for m, s in t.items()} for b, t in tables.items()}
+        ctx.print(json.dumps(data, indent=2))
+    else:
+        ctx.print(models_text(tables, ctx.style))
+    return ExitCode.OK
+
+
+def _remote_models(ctx: Context) -> int:
+    """The provider's own model list, to find ids (Seedream's) and prices."""
+    import asyncio
+
+    from nebula_build.backends.nebula import NebulaSettings, list_remote_models
+
+    raw: dict[str, object] = {}
+    try:
+        project = ctx.project()
+    except UserError:
+        project = None
+    if project is not None:
+        from nebula_build.manifest import load
+
+        raw = dict(
+            load(project.manifest_path, project.display_manifest).model.backends.get("nebula", {})
+        )
+    settings = NebulaSettings.model_validate(raw)
+    rows = asyncio.run(list_remote_models(settings))
+    if ctx.args.json:
+        ctx.print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return ExitCode.OK
+    columns = ("model_name", "model_type", "price", "model_alias")
+    table = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in [list(columns), *table]) for i in range(len(columns))]
+    for line in [list(columns), *table]:
+        ctx.print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    ctx.print(
+        "\nUse model_name as `model` in images.toml; for Seedream, also set "
+        "[backends.nebula] seedream_model."
+    )
+    return ExitCode.OK
+
+
+def cmd_inspect(ctx: Context) -> int:
+    from nebula_build.metadata import PARAMETERS_KEY, SPEC_KEY, read
+    from nebula_build.outputs import verify_image
+
+    path = Path(ctx.args.file)
+    try:
+        data = path.read_bytes()
+        fmt, (width, height) = verify_image(data)
+        records = read(data)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    spec = json.loads(records[SPEC_KEY]) if SPEC_KEY in records else None
+    if ctx.args.json:
+        ctx.print(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "format": fmt,
+                    "width": width,
+                    "height": height,
+                    "metadata": records,
+                    "spec": spec,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return ExitCode.OK
+    ctx.print(f"{path}: {fmt.upper()} {width}x{height}, {len(data):,} bytes")
+    if spec is not None:
+        ctx.print(ctx.style(f"made by nebula-build: image {spec.get('image')!r}", "green"))
+        for key, value in sorted(spec.get("generation", {}).items()):
+            ctx.print(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
+        ctx.print(f"  generation key: {spec.get('generation_key')}")
+    if PARAMETERS_KEY in records:
+        ctx.print("parameters:")
+        ctx.print("  " + records[PARAMETERS_KEY].replace("\n", "\n  "))
+    others = sorted(set(records) - {PARAMETERS_KEY, SPEC_KEY})
+    for key in others:
+        ctx.print(f"{key}: {records[key][:200]}")
+    if not records:
+        ctx.print("no generation metadata")
+    return ExitCode.OK
+
+
+def cmd_schema(ctx: Context) -> int:
+    from nebula_build.manifest import json_schema
+
+    if ctx.args.assets:
+        from nebula_build.schemas import asset_manifest_schema
+
+        ctx.print(json.dumps(asset_manifest_schema(), indent=2, ensure_ascii=False))
+        return ExitCode.OK
+    ctx.print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    return ExitCode.OK

@@ -1,0 +1,118 @@
+"""The commands for working live: watch (with its gallery server) and gallery."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nebula_build.errors import UserError
+from nebula_build.project import Project
+from nebula_build.style import Style, wants_color
+
+if TYPE_CHECKING:
+    from nebula_build.galleryserver import GalleryServer
+    from nebula_build.watch import Round
+from .context import Context, ExitCode, prepared_project
+
+
+def cmd_watch(ctx: Context) -> int:
+    import asyncio
+    import contextlib
+
+    from nebula_build.plugins import load_registry
+    from nebula_build.projectlock import ProjectLock
+    from nebula_build.watch import Watcher, filesystem_changes
+
+    args = ctx.args
+    project = ctx.project()
+    registry = load_registry()
+    style = Style(wants_color(ctx.out))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            ProjectLock(
+                project.project_lock_path,
+                timeout=args.lock_timeout,
+                command="watch",
+                on_takeover=ctx.notice,
+            )
+        )
+        on_round = None
+        if args.serve is not None:
+            from nebula_build.galleryserver import GalleryServer
+
+            try:
+                server = stack.enter_context(GalleryServer(args.host, args.serve))
+            except OSError as exc:
+                raise UserError(
+                    f"cannot serve the gallery on {args.host}:{args.serve} "
+                    f"({exc.strerror}); pass another port: --serve PORT"
+                ) from None
+            on_round = _gallery_publisher(project, server)
+            ctx.print(style(f"gallery: {server.url}", "bold"))
+        watcher = Watcher(
+            project,
+            registry,
+            out=ctx.out,
+            style=style,
+            backend=args.backend,
+            parallelism=args.parallelism,
+            force=args.force,
+            on_round=on_round,
+        )
+        if not args.once:
+            ctx.print(
+                style(f"watching {project.display_manifest} and its inputs (Ctrl-C to stop)", "dim")
+            )
+        try:
+            asyncio.run(watcher.run(filesystem_changes(watcher), once=args.once))
+        except KeyboardInterrupt:
+            ctx.print("stopped")
+    return ExitCode.OK
+
+
+def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Round], None]:
+    from nebula_build.gallery import cards, render
+    from nebula_build.runstate import read_failures
+
+    def publish(report: Round) -> None:
+        if report.plan is None:
+            return  # keep showing the last good state
+        items = cards(
+            report.plan,
+            project,
+            failures=read_failures(project),
+            link="served",
+            # The first round builds everything: marking it all "just changed" says nothing.
+            changed=report.changed if report.number > 1 else [],
+        )
+        files = {
+            a.spec.output: project.path_of(a.spec.output) for a in report.plan.actions if a.spec
+        }
+        html = render(
+            items,
+            title=f"{project.root.name} · nebula-build",
+            live=True,
+            round_number=report.number,
+        )
+        server.publish(html, files, report.number, report.changed)
+
+    return publish
+
+
+def cmd_gallery(ctx: Context) -> int:
+    from nebula_build.gallery import cards, render
+    from nebula_build.runstate import read_failures
+    from nebula_build.workflow import current_lock, plan_for
+
+    prepared = prepared_project(ctx)
+    project = prepared.project
+    out = Path(ctx.args.out).resolve() if ctx.args.out else project.gallery_dir
+    plan = plan_for(prepared, current_lock(project, ctx.notice))
+    items = cards(plan, project, failures=read_failures(project), base=out)
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "index.html"
+    page.write_text(render(items, title=f"{project.root.name} · nebula-build"), encoding="utf-8")
+    ctx.print(f"wrote {os.path.relpath(page)} ({len(items)} images)")
+    return ExitCode.OK
