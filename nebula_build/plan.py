@@ -273,6 +273,17 @@ def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:
     )
 
 
+def _with_dependents(names: set[str], specs: Mapping[str, AssetSpec]) -> set[str]:
+    """A new draw of an image must reach every image that takes its output (`@name`):
+    their keys name the upstream's spec, not its pixels, so nothing else would."""
+    grown = set(names)
+    while True:
+        more = {n for n, s in specs.items() if n not in grown and grown & set(s.depends_on)}
+        if not more:
+            return grown
+        grown |= more
+
+
 def make_plan(
     specs: Mapping[str, AssetSpec],
     lock: Mapping[str, LockEntry],
@@ -287,7 +298,7 @@ def make_plan(
     """The actions that bring the disk and the lock in line with `specs`."""
     known = set(specs) | set(lock)
     chosen = select(targets, known)
-    replaced = select(replace_images, known)
+    replaced = _with_dependents(select(replace_images, known), specs)
     ctx = _Context(digest_of, has_cached, known_output, frozenset(replaced), force)
     wanted = chosen | replaced if targets else None
     actions = [

@@ -100,3 +100,18 @@ def test_unknown_upstream_is_named(project, run_cli, fake_site, tmp_path):
     project({"images.toml": fake_manifest(tmp_path / "log", images), "mask.png": mask()})
     code, _, err = run_cli("validate")
     assert code == 1 and "images.hero-cap.image: '@heor' names no image" in err
+
+
+def test_replacing_an_upstream_redraws_its_dependents(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    project(
+        {
+            "images.toml": fake_manifest(
+                log, {**chain(), "other": {"prompt": "unrelated", "output": "other.png"}}
+            ),
+            "mask.png": mask(),
+        }
+    )
+    run_cli("apply")
+    assert run_cli("apply", "--replace", "hero").code == 0
+    assert generation_log(log)[3:] == ["hero", "hero-cap"]  # not "other"
