@@ -18,7 +18,7 @@ from .atlas import build as atlas_build
 from .atlas import plan as atlas_plan
 from .diskstate import FileIndex
 from .fsutil import atomic_write
-from .lockfile import LockEntry, read
+from .lockfile import LockEntry
 from .plan import Plan
 from .project import Project
 from .spec import AssetSpec
@@ -85,12 +85,11 @@ def write(
     return True
 
 
-def update(prepared: Prepared) -> bool:
+def update(prepared: Prepared, lock: Mapping[str, LockEntry]) -> bool:
     """Bring `[assets] manifest` in line with the lock, if the project asks for one."""
     target = prepared.resolved.asset_manifest
     if target is None:
         return False
-    lock = read(prepared.project)
     return write(prepared.project, target, prepared.specs, lock, prepared.files)
 
 
@@ -115,9 +114,10 @@ def atlas_actions(
     return actions
 
 
-def build_atlases(prepared: Prepared, *, force: bool = False) -> dict[str, str]:
+def build_atlases(
+    prepared: Prepared, lock: Mapping[str, LockEntry], *, force: bool = False
+) -> dict[str, str]:
     """Build the atlases whose members changed; returns failures by atlas name."""
-    lock = read(prepared.project)
     failures = {}
     for action in atlas_actions(prepared, lock, force=force):
         atlas = action.atlas

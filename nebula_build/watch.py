@@ -21,14 +21,14 @@ from .assets import build_atlases
 from .assets import update as update_assets
 from .errors import NebulaBuildError, SupersededError
 from .execute import OpenBackends, execute
-from .lockfile import recover
+from .lockfile import Entries, read
 from .plan import Plan
 from .plugins import BackendRegistry
 from .progress import Progress
 from .project import Project
 from .runstate import record_failures
 from .style import Style
-from .workflow import Prepared, plan_for, prepare
+from .workflow import Prepared, plan_for, prepare, recovered_lock
 
 Changes = AsyncIterator[set[Path]]
 
@@ -131,7 +131,7 @@ class Watcher:
         report = Round(self.rounds)
         started = time.perf_counter()
         try:
-            lock, _ = recover(self.project)
+            lock = recovered_lock(self.project, self._say)
             prepared = prepare(self.project, self.registry, backend=self.backend, read_inputs=True)
         except NebulaBuildError as exc:
             report.error = str(exc)
@@ -154,9 +154,7 @@ class Watcher:
         plan = plan_for(prepared, lock, force=self.force)
         report.prepared, report.plan = prepared, plan
         if not plan.has_changes:
-            for name, message in build_atlases(prepared, force=self.force).items():
-                self._say(self.style(f"atlas {name}: {message}", "red"))
-            update_assets(prepared)
+            self._update_files_about_images(prepared, lock)
             self._say(
                 self.style(f"round {report.number}: up to date ({len(plan.actions)} images)", "dim")
             )
@@ -173,13 +171,18 @@ class Watcher:
         )
         self._applier = None
         record_failures(self.project, result, prepared.specs)
-        for name, message in build_atlases(prepared, force=self.force).items():
-            self._say(self.style(f"atlas {name}: {message}", "red"))
-        update_assets(prepared)
+        final = read(self.project)  # as the round left it
+        self._update_files_about_images(prepared, final)
         report.elapsed = time.perf_counter() - started
         self._summarise(report, result)
-        report.plan = plan_for(prepared, recover(self.project)[0], force=self.force)
+        report.plan = plan_for(prepared, final, force=self.force)
         return self._publish(report)
+
+    def _update_files_about_images(self, prepared: Prepared, lock: Entries) -> None:
+        """Atlases and the asset manifest follow the images the lock records."""
+        for name, message in build_atlases(prepared, lock, force=self.force).items():
+            self._say(self.style(f"atlas {name}: {message}", "red"))
+        update_assets(prepared, lock)
 
     def _started(self, applier: Applier) -> None:
         self._applier = applier

@@ -77,6 +77,15 @@ def prepare(
     return Prepared(project, resolved, files, Store(project.cache_dir), inputs)
 
 
+def recovered_lock(project: Project, notice: Notice) -> Entries:
+    """The lock with a crashed apply's journal folded in; the caller holds the
+    project lock."""
+    entries, folded = recover(project)
+    if folded:
+        notice("recorded the images finished by an interrupted apply (from its journal)")
+    return entries
+
+
 def current_lock(project: Project, notice: Notice) -> Entries:
     """The lock, with a journal left by an interrupted apply folded in.
 
@@ -84,12 +93,9 @@ def current_lock(project: Project, notice: Notice) -> Entries:
     """
     try:
         with ProjectLock(project.project_lock_path, command="recover", on_takeover=notice):
-            entries, folded = recover(project)
+            return recovered_lock(project, notice)
     except ProjectLockedError:
         return read_with_journal(project)
-    if folded:
-        notice("recorded the images finished by an interrupted apply (from its journal)")
-    return entries
 
 
 def plan_for(

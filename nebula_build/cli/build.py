@@ -13,7 +13,7 @@ from nebula_build.style import Style, wants_color
 if TYPE_CHECKING:
     from nebula_build.apply import ApplyResult
     from nebula_build.plan import Plan
-from .context import Context, ExitCode, prepared_project, recovered_lock
+from .context import Context, ExitCode, prepared_project
 
 
 def cmd_validate(ctx: Context) -> int:
@@ -64,26 +64,27 @@ def cmd_apply(ctx: Context) -> int:
     from nebula_build.assets import build_atlases
     from nebula_build.assets import update as update_assets
     from nebula_build.execute import execute
+    from nebula_build.lockfile import read
     from nebula_build.plugins import load_registry
     from nebula_build.progress import Progress
     from nebula_build.projectlock import ProjectLock
     from nebula_build.report import apply_json, summary_line
     from nebula_build.runstate import record_failures
-    from nebula_build.workflow import plan_for, prepare
+    from nebula_build.workflow import plan_for, prepare, recovered_lock
 
     args = ctx.args
     project = ctx.project()
     registry = load_registry()
     with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
-        lock = recovered_lock(project, ctx)
+        lock = recovered_lock(project, ctx.notice)
         prepared = prepare(project, registry, backend=args.backend, read_inputs=True)
         plan = plan_for(prepared, lock, targets=args.target, replace=args.replace, force=args.force)
         refused = _refuse_apply(ctx, plan)
         if refused is not None:
             return refused
         if not plan.has_changes:
-            sheet_failures = build_atlases(prepared, force=args.force)
-            update_assets(prepared)
+            sheet_failures = build_atlases(prepared, lock, force=args.force)
+            update_assets(prepared, lock)
             prepared.files.save()
             if sheet_failures:
                 raise ApplyError({f"atlas {n}": UserError(m) for n, m in sheet_failures.items()})
@@ -109,8 +110,9 @@ def cmd_apply(ctx: Context) -> int:
         )
         progress.close()
         record_failures(project, result, prepared.specs)
-        sheets = build_atlases(prepared, force=args.force)
-        update_assets(prepared)
+        final = read(project)  # as the run left it; atlases and the asset manifest follow it
+        sheets = build_atlases(prepared, final, force=args.force)
+        update_assets(prepared, final)
     failures: dict[str, Exception] = dict(result.failures)
     failures |= {f"atlas {name}": UserError(message) for name, message in sheets.items()}
     _report_apply(ctx, plan, result, time.perf_counter() - progress.started_at, failures)
@@ -169,6 +171,7 @@ def _report_apply(
 def cmd_gc(ctx: Context) -> int:
     from nebula_build.gc import collect
     from nebula_build.projectlock import ProjectLock
+    from nebula_build.workflow import recovered_lock
 
     prepared = prepared_project(ctx)
     project = prepared.project
@@ -178,7 +181,7 @@ def cmd_gc(ctx: Context) -> int:
         command="gc",
         on_takeover=ctx.notice,
     ):
-        lock = recovered_lock(project, ctx)
+        lock = recovered_lock(project, ctx.notice)
         removed, freed = collect(prepared, lock, dry_run=ctx.args.dry_run)
     verb = "would remove" if ctx.args.dry_run else "removed"
     ctx.print(

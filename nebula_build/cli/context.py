@@ -13,7 +13,6 @@ from nebula_build.project import Project
 from nebula_build.style import Style, wants_color
 
 if TYPE_CHECKING:
-    from nebula_build.lockfile import Entries
     from nebula_build.workflow import Prepared
 
 
@@ -57,16 +56,3 @@ def prepared_project(ctx: Context, *, read_inputs: bool = False) -> Prepared:
 
     backend = getattr(ctx.args, "backend", None)
     return prepare(ctx.project(), load_registry(), backend=backend, read_inputs=read_inputs)
-
-
-def recovered_lock(project: Project, ctx: Context) -> Entries:
-    """The lock with a crashed apply's journal folded in; needs the project lock."""
-    from nebula_build.lockfile import recover
-
-    entries, folded = recover(project)
-    if folded:
-        ctx.notice("recorded the images finished by an interrupted apply (from its journal)")
-    return entries
-
-
-# --- parsing ------------------------------------------------------------------
