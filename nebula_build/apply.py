@@ -18,7 +18,14 @@ from typing import Protocol
 
 from .backends.base import GenerationRequest, GenerationResult
 from .diskstate import FileIndex
-from .errors import BackendError, ConflictError, SkippedError, SupersededError, UserError
+from .errors import (
+    FORCE_HINT,
+    BackendError,
+    ConflictError,
+    SkippedError,
+    SupersededError,
+    UserError,
+)
 from .fsutil import atomic_write, backup, is_within, sha256_bytes
 from .inputs import InputSnapshot
 from .lockfile import LockEntry, LockWriter
@@ -178,9 +185,7 @@ class Applier:
         kind = action.kind
         if kind is ActionKind.CONFLICT:
             raise ConflictError(
-                f"{action.output}: {action.reason}; nebula-build will not overwrite it. "
-                "Re-run with --force to replace it (the old file is kept under "
-                ".nebula-build/backup/)"
+                f"{action.output}: {action.reason}; not overwritten: {FORCE_HINT}"
             )
         if kind is ActionKind.DELETE:
             async with self._io:

@@ -17,6 +17,7 @@ from .atlas import AtlasAction, AtlasState
 from .atlas import build as atlas_build
 from .atlas import plan as atlas_plan
 from .diskstate import FileIndex
+from .errors import FORCE_HINT
 from .fsutil import atomic_write
 from .lockfile import LockEntry
 from .plan import Plan
@@ -122,10 +123,7 @@ def build_atlases(
     for action in atlas_actions(prepared, lock, force=force):
         atlas = action.atlas
         if action.state is AtlasState.CONFLICT:
-            failures[atlas.name] = (
-                f"{action.reason}; re-run with --force to replace it "
-                "(the old file is kept under .nebula-build/backup/)"
-            )
+            failures[atlas.name] = f"{action.reason}; {FORCE_HINT}"
         elif action.state is AtlasState.BUILD:
             try:
                 atlas_build(prepared.project, atlas, lock, action.key, prepared.files, backup=force)

@@ -77,6 +77,10 @@ class ConflictError(UserError):
     """An output file was changed by hand; nebula-build will not overwrite it."""
 
 
+#: What to do about a conflict, wherever one is reported.
+FORCE_HINT = "re-run with --force to replace it (the old file is kept under .nebula-build/backup/)"
+
+
 class DependencyCycleError(UserError):
     """Images depend on each other in a circle."""
 
