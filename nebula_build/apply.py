@@ -184,9 +184,7 @@ class Applier:
     async def _execute(self, action: Action, outcome: Outcome) -> None:
         kind = action.kind
         if kind is ActionKind.CONFLICT:
-            raise ConflictError(
-                f"{action.output}: {action.reason}; not overwritten: {FORCE_HINT}"
-            )
+            raise ConflictError(f"{action.output}: {action.reason}; not overwritten: {FORCE_HINT}")
         if kind is ActionKind.DELETE:
             async with self._io:
                 self.progress.started(action)

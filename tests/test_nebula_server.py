@@ -321,3 +321,14 @@ def test_a_real_server_with_jpeg_and_webp_answers(project, run_cli, nebula_serve
         assert run_cli("apply").code == 0
         assert image_info(root / name)[1] == (64, 64)
     assert Path(root / "b.webp").read_bytes()[:4] == b"RIFF"
+
+
+def test_models_remote_with_a_rejected_key_is_one_line(
+    project, run_cli, nebula_server, monkeypatch
+):
+    monkeypatch.setenv("NEBULA_API_KEY", "ak_wrong")
+    project({"images.toml": nebula_manifest({})})
+    code, _, err = run_cli("models", "--remote")
+    assert code == 1
+    assert err.startswith("error: could not list models: NEBULA_API_KEY was rejected (HTTP 401")
+    assert "ak_wrong" not in err

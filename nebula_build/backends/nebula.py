@@ -168,6 +168,28 @@ def _retry_after(response: httpx.Response) -> float | None:
             return None
 
 
+def status_error(response: httpx.Response, variable: str) -> BackendError:
+    """The error a non-2xx answer means: the one mapping for every request we send."""
+    status, message = response.status_code, _message(response)
+    if status in (401, 403):
+        return CredentialsError(
+            f"{variable} was rejected (HTTP {status}: {message}); "
+            "check the key in your Nebula Block account"
+        )
+    if status == 402 or "credit" in message.lower():
+        return OutOfCreditsError(
+            f"out of credits (HTTP {status}: {message}); top up your Nebula Block account"
+        )
+    if status == 429:
+        return TransientBackendError(
+            f"rate limited (HTTP 429: {message}); lower "
+            "[backends.nebula] requests_per_minute or concurrency"
+        )
+    if status in _RETRY_STATUSES:
+        return TransientBackendError(f"server error (HTTP {status}: {message})")
+    return RequestRejectedError(f"the API rejected the request (HTTP {status}): {message}")
+
+
 class _Retry(Exception):
     """A failure worth another try, with the error to raise if none is left."""
 
@@ -323,33 +345,14 @@ class NebulaBackend(Backend):
         return self._classify(response)
 
     def _classify(self, response: httpx.Response) -> tuple[bytes, float | None, tuple[int, int]]:
-        status = response.status_code
-        if status >= 300:
-            message = _message(response)
-            variable = self.settings.api_key_env
-            if status in (401, 403):
-                raise CredentialsError(
-                    f"{variable} was rejected (HTTP {status}: {message}); "
-                    "check the key in your Nebula Block account"
-                )
-            if status == 402 or "credit" in message.lower():
-                raise OutOfCreditsError(
-                    f"out of credits (HTTP {status}: {message}); top up your Nebula Block account"
-                )
-            if status == 429:
-                raise _Retry(
-                    TransientBackendError(
-                        f"rate limited (HTTP 429: {message}); lower [backends.nebula] "
-                        "requests_per_minute or concurrency"
-                    ),
-                    delay=min(_retry_after(response) or 0, _MAX_RETRY_AFTER) or None,
-                )
-            if status in _RETRY_STATUSES:
-                raise _Retry(
-                    TransientBackendError(f"server error (HTTP {status}: {message})"),
-                    delay=_retry_after(response),
-                )
-            raise RequestRejectedError(f"the API rejected the request (HTTP {status}): {message}")
+        if response.status_code >= 300:
+            error = status_error(response, self.settings.api_key_env)
+            if isinstance(error, TransientBackendError):
+                delay = _retry_after(response)
+                if response.status_code == 429:
+                    delay = min(delay or 0, _MAX_RETRY_AFTER) or None
+                raise _Retry(error, delay=delay)
+            raise error
         return self._decode(response)
 
     def _decode(self, response: httpx.Response) -> tuple[bytes, float | None, tuple[int, int]]:
@@ -414,15 +417,9 @@ async def list_remote_models(
             raise TransientBackendError(
                 f"could not list models: {type(exc).__name__}", backend="nebula"
             ) from None
-    if response.status_code in (401, 403):
-        raise CredentialsError(
-            f"{settings.api_key_env} was rejected (HTTP {response.status_code})", backend="nebula"
-        )
     if response.status_code >= 300:
-        raise RequestRejectedError(
-            f"could not list models (HTTP {response.status_code}: {_message(response)})",
-            backend="nebula",
-        )
+        error = status_error(response, settings.api_key_env)
+        raise type(error)(f"could not list models: {error}", backend="nebula")
     try:
         body = response.json()
     except ValueError:
