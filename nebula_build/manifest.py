@@ -343,16 +343,32 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
     return Manifest(path, display_path, text, model)
 
 
-def load(path: Path, display_path: str | None = None) -> Manifest:
-    """Read and validate a manifest file."""
+def read_bytes(path: Path, display_path: str | None = None) -> bytes:
+    """The manifest file's bytes; a missing or unreadable file is a ManifestError."""
     shown = display_path or path.name
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes()
     except FileNotFoundError:
         raise ManifestError.single(shown, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError.single(shown, "", f"cannot read: {exc}") from None
+    except OSError as exc:
+        raise ManifestError.single(shown, "", f"cannot read: {exc.strerror}") from None
+
+
+def from_bytes(raw: bytes, path: Path, display_path: str | None = None) -> Manifest:
+    """Validate manifest bytes already read from `path`."""
+    shown = display_path or path.name
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError.single(
+            shown, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     return parse(text, path, shown)
+
+
+def load(path: Path, display_path: str | None = None) -> Manifest:
+    """Read and validate a manifest file."""
+    return from_bytes(read_bytes(path, display_path), path, display_path)
 
 
 def json_schema() -> dict[str, Any]:

@@ -14,7 +14,7 @@ from .diskstate import FileIndex
 from .errors import ProjectLockedError
 from .inputs import InputSnapshot
 from .lockfile import Entries, read_with_journal, recover
-from .manifest import load
+from .manifest import from_bytes, read_bytes
 from .plan import Plan, make_plan
 from .plugins import BackendRegistry
 from .project import Project
@@ -56,10 +56,7 @@ def prepare(
     files = FileIndex(project.root, project.file_index_path)
     inputs = InputSnapshot(project.root) if read_inputs else None
     digest_of = inputs.digest if inputs is not None else files.digest
-    try:
-        raw = project.manifest_path.read_bytes()
-    except OSError:
-        raw = b""  # load() below reports it properly
+    raw = read_bytes(project.manifest_path, project.display_manifest)  # read once
     key = speccache.cache_key(raw, registry, backend)
     resolved = speccache.load(project, key, registry, digest_of)
     if resolved is None:
@@ -71,7 +68,7 @@ def prepare(
                 used[path] = digest
             return digest
 
-        manifest = load(project.manifest_path, project.display_manifest)
+        manifest = from_bytes(raw, project.manifest_path, project.display_manifest)
         resolved = resolve(manifest, registry, recording, backend_override=backend)
         speccache.save(project, key, resolved, used)
     return Prepared(project, resolved, files, Store(project.cache_dir), inputs)

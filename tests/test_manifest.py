@@ -176,3 +176,12 @@ def test_schema_comment_and_windows_paths_are_fine(project, run_cli):
     )
     code, out, err = run_cli("validate")
     assert code == 0, err
+
+
+def test_a_manifest_that_is_not_utf8_is_one_line(project, run_cli):
+    project({"images.toml": b"version = 1\n# caf\xe9\n"})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert (
+        err.strip() == "error: images.toml: not UTF-8 text (invalid continuation byte at byte 17)"
+    )
