@@ -11,6 +11,7 @@ from .errors import (
     ConflictError,
     CredentialsError,
     DependencyCycleError,
+    LocalSetupError,
     LockfileError,
     ManifestError,
     NebulaBuildError,
@@ -20,6 +21,7 @@ from .errors import (
     TransientBackendError,
     UnknownBackendError,
     UserError,
+    WeightsNotFoundError,
 )
 from .hookspecs import hookimpl
 
@@ -35,6 +37,7 @@ __all__ = [
     "DependencyCycleError",
     "GenerationRequest",
     "GenerationResult",
+    "LocalSetupError",
     "LockfileError",
     "ManifestError",
     "ModelSupport",
@@ -45,6 +48,7 @@ __all__ = [
     "TransientBackendError",
     "UnknownBackendError",
     "UserError",
+    "WeightsNotFoundError",
     "__version__",
     "hookimpl",
 ]

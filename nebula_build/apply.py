@@ -9,6 +9,8 @@ One image's failure never stops the others; every failure is returned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -43,6 +45,7 @@ class ProgressSink(Protocol):
     """Receives apply events; `progress.py` renders them."""
 
     def started(self, action: Action) -> None: ...
+    def step(self, image: str, done: int, total: int) -> None: ...
     def finished(self, outcome: Outcome) -> None: ...
 
 
@@ -57,6 +60,7 @@ class Outcome:
     generated: bool = False
     timings: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    peak_memory: int | None = None
 
     @property
     def image(self) -> str:
@@ -297,6 +301,7 @@ class Applier:
             return await self._generate(action, spec, outcome)  # its owner gave up: take over
         self._taken(key)
         outcome.timings, outcome.warnings = result.timings, result.warnings
+        outcome.peak_memory = result.peak_memory
         return result
 
     def _taken(self, key: str) -> None:
@@ -308,7 +313,9 @@ class Applier:
 
     async def _request(self, action: Action, spec: AssetSpec, outcome: Outcome) -> GenerationResult:
         self._check_halted(spec.backend)
-        request = request_for(spec, self.inputs)
+        request = dataclasses.replace(
+            request_for(spec, self.inputs), on_step=self._step_reporter(action.image)
+        )
         async with self._limits.setdefault(spec.backend, asyncio.Semaphore(1)):
             self._check_halted(spec.backend)
             self.progress.started(action)
@@ -321,7 +328,18 @@ class Applier:
         outcome.generated = True
         outcome.timings = result.timings
         outcome.warnings = result.warnings
+        outcome.peak_memory = result.peak_memory
         return result
+
+    def _step_reporter(self, image: str) -> Callable[[int, int], None]:
+        """A denoising-step callback that backends may call from any thread."""
+        loop = asyncio.get_running_loop()
+
+        def report(done: int, total: int) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is watching
+                loop.call_soon_threadsafe(self.progress.step, image, done, total)
+
+        return report
 
     # --- blocking file work, run in threads ---------------------------------
 

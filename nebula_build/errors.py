@@ -15,6 +15,8 @@
         ├── TransientBackendError     timeouts, 429, 5xx: retried
         ├── RequestRejectedError      other 4xx, bad payloads: not retried
         │   └── OutOfCreditsError     stops further requests (like CredentialsError)
+        ├── LocalSetupError           local backend cannot run here (extra, device): halts
+        ├── WeightsNotFoundError      a local model is not on disk; says where it looked
         └── SkippedError              not attempted after a halting error
     SupersededError                   watch mode: work cancelled by a newer edit
 
@@ -131,6 +133,18 @@ class CredentialsError(BackendError):
     """Missing or rejected credentials; the message names the variable to set."""
 
     halts = True
+
+
+class LocalSetupError(BackendError):
+    """A local backend cannot run on this machine (missing extra, no GPU); says what
+    to install or set."""
+
+    halts = True
+
+
+class WeightsNotFoundError(BackendError):
+    """A local model's weights are not on disk; says where it looked and how to
+    provide them."""
 
 
 class TransientBackendError(BackendError):

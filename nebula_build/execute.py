@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from .apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from .backends.base import Backend, BackendSettings, GenerationRequest, GenerationResult
@@ -30,13 +31,18 @@ class OpenBackends:
     """Backends opened on first use, kept open, and closed together.
 
     Opening lazily means a plan that only restores from the cache never needs a
-    backend's credentials. Watch mode keeps one of these across rounds.
+    backend's credentials. Watch mode keeps one of these across rounds, so a
+    local model loads once.
     """
 
     def __init__(
-        self, classes: Mapping[str, type[Backend]], settings: Mapping[str, BackendSettings]
+        self,
+        classes: Mapping[str, type[Backend]],
+        settings: Mapping[str, BackendSettings],
+        *,
+        root: Path,
     ) -> None:
-        self._stack = contextlib.AsyncExitStack()
+        self.root = root
         self._classes = dict(classes)
         self._settings = dict(settings)
         self._opening = asyncio.Lock()
@@ -46,17 +52,19 @@ class OpenBackends:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
-        self.instances.clear()
+        while self.instances:
+            _, backend = self.instances.popitem()
+            await backend.__aexit__(None, None, None)
 
-    def update(
+    async def update(
         self, classes: Mapping[str, type[Backend]], settings: Mapping[str, BackendSettings]
     ) -> None:
-        """New settings from an edited manifest; a backend whose settings changed is
-        opened again on its next use (the old instance closes with the pool)."""
+        """New settings from an edited manifest: a backend whose settings changed is
+        closed now (freeing what it holds, a GPU's memory say) and opened again on
+        its next use."""
         for name, value in settings.items():
-            if self._settings.get(name) != value:
-                self.instances.pop(name, None)
+            if self._settings.get(name) != value and name in self.instances:
+                await self.instances.pop(name).__aexit__(None, None, None)
         self._classes.update(classes)
         self._settings.update(settings)
 
@@ -65,7 +73,8 @@ class OpenBackends:
             async with self._opening:
                 if name not in self.instances:
                     backend = self._classes[name](self._settings[name])
-                    self.instances[name] = await self._stack.enter_async_context(backend)
+                    backend.project_root = self.root
+                    self.instances[name] = await backend.__aenter__()
         return self.instances[name]
 
     async def generate(self, spec: AssetSpec, request: GenerationRequest) -> GenerationResult:
@@ -99,10 +108,10 @@ async def execute(
         async with contextlib.AsyncExitStack() as stack:
             if backends is None:
                 backends = await stack.enter_async_context(
-                    OpenBackends(resolved.backend_classes, resolved.settings)
+                    OpenBackends(resolved.backend_classes, resolved.settings, root=project.root)
                 )
             else:
-                backends.update(resolved.backend_classes, resolved.settings)
+                await backends.update(resolved.backend_classes, resolved.settings)
             applier = Applier(
                 project,
                 generate=generate or backends.generate,

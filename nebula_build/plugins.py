@@ -23,11 +23,11 @@ def make_plugin_manager(
     *, load_entry_points: bool = True, extra_plugins: Iterable[object] = ()
 ) -> pluggy.PluginManager:
     """A plugin manager with the built-ins, installed plugins and `extra_plugins`."""
-    from .backends import nebula, preview
+    from .backends import diffusers, nebula, preview
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for builtin in (nebula, preview):
+    for builtin in (nebula, preview, diffusers):
         pm.register(builtin, name=builtin.__name__)
     for plugin in extra_plugins:
         pm.register(plugin)

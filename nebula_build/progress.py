@@ -36,14 +36,25 @@ class Progress:
         self.quiet = quiet
         self.done = 0
         self.running: dict[str, float] = {}
+        self.steps: dict[str, tuple[int, int]] = {}
         self.started_at = time.perf_counter()
+        self._status_at = 0.0
 
     def started(self, action: Action) -> None:
         self.running.setdefault(action.image, time.perf_counter())
         self._status()
 
+    def step(self, image: str, done: int, total: int) -> None:
+        """A local backend finished denoising step `done` of `total` for `image`."""
+        self.steps[image] = (done, total)
+        now = time.perf_counter()
+        if now - self._status_at >= 0.1 or done == total:  # a redraw per step is too many
+            self._status_at = now
+            self._status()
+
     def finished(self, outcome: Outcome) -> None:
         self.running.pop(outcome.image, None)
+        self.steps.pop(outcome.image, None)
         self.done += 1
         if not self.quiet:
             self._clear()
@@ -64,9 +75,7 @@ class Progress:
         source = ""
         if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
             source = " (generated)" if outcome.generated else " (from cache)"
-        inference = outcome.timings.get("inference")
-        if inference is not None:
-            elapsed += f", inference {inference:.2f}s"
+        elapsed += _details(outcome)
         return (
             f"{counter} {style(verb, 'green')} {style(action.image, 'bold')} "
             f"{action.output or ''}{style(source, 'dim')} {style(elapsed, 'dim')}"
@@ -79,7 +88,7 @@ class Progress:
     def _status(self) -> None:
         if not self.live or not self.running:
             return
-        names = ", ".join(list(self.running)[:3])
+        names = ", ".join(self._running_name(name) for name in list(self.running)[:3])
         more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
         elapsed = time.perf_counter() - self.started_at
         self._clear()
@@ -90,6 +99,29 @@ class Progress:
         )
         self.stream.flush()
 
+    def _running_name(self, image: str) -> str:
+        if image not in self.steps:
+            return image
+        done, total = self.steps[image]
+        return f"{image} (step {done}/{total})"
+
     def close(self) -> None:
         self._clear()
         self.stream.flush()
+
+
+def _details(outcome: Outcome) -> str:
+    """What a backend measured: load and compile costs, inference, peak memory."""
+    timings, parts = outcome.timings, []
+    if "load" in timings:
+        parts.append(f"load {timings['load']:.1f}s")
+    compiled = False
+    for key, cache in (("compile_cold", "cold"), ("compile_warm", "warm")):
+        if key in timings:
+            parts.append(f"first call with compile {timings[key]:.1f}s ({cache} cache)")
+            compiled = True
+    if "inference" in timings and not compiled:
+        parts.append(f"inference {timings['inference']:.2f}s")
+    if outcome.peak_memory is not None:
+        parts.append(f"peak GPU memory {outcome.peak_memory / (1 << 30):.1f} GiB")
+    return "".join(f", {part}" for part in parts)

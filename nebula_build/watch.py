@@ -81,7 +81,7 @@ class Watcher:
         return set(self._paths)
 
     async def run(self, changes: Changes | None, *, once: bool = False) -> None:
-        async with OpenBackends({}, {}) as backends:
+        async with OpenBackends({}, {}, root=self.project.root) as backends:
             self._backends = backends
             dirty = asyncio.Event()
             dirty.set()

@@ -26,6 +26,9 @@ class Sink:
     def started(self, action) -> None:
         pass
 
+    def step(self, image, done, total) -> None:
+        pass
+
     def finished(self, outcome) -> None:
         self.done.append(outcome.image)
 

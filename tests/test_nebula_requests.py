@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -275,9 +276,9 @@ def test_timeouts_and_resets_are_retried():
 def test_missing_key_names_the_variable(monkeypatch):
     monkeypatch.delenv("NEBULA_API_KEY")
     with pytest.raises(CredentialsError, match="NEBULA_API_KEY is not set"):
-        NebulaBackend.preflight(NebulaSettings())
+        NebulaBackend.preflight(NebulaSettings(), Path())
     monkeypatch.setenv("MY_KEY", KEY)
-    NebulaBackend.preflight(NebulaSettings(api_key_env="MY_KEY"))
+    NebulaBackend.preflight(NebulaSettings(api_key_env="MY_KEY"), Path())
 
 
 def test_wrong_size_is_kept_with_a_warning():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,6 +39,8 @@ class GenerationRequest:
     seed: int | None = None
     image: bytes | None = None
     mask: bytes | None = None
+    #: called with (steps done, steps in all) as a local model denoises; any thread
+    on_step: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class GenerationResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     #: things the user should know, e.g. the image came back at another size
     warnings: tuple[str, ...] = ()
+    #: bytes of accelerator memory at the generation's peak, where the backend knows it
+    peak_memory: int | None = None
 
 
 class Backend(ABC):
@@ -59,10 +63,12 @@ class Backend(ABC):
 
     The engine opens a backend once per apply (or once per watch session) with
     `async with`, then calls `generate` concurrently up to `settings.concurrency`.
+    Before opening it sets `project_root`, the folder holding images.toml.
     """
 
     name: ClassVar[str]
     settings_model: ClassVar[type[BackendSettings]] = BackendSettings
+    project_root: Path | None = None
 
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
@@ -78,9 +84,10 @@ class Backend(ABC):
         return cls.settings_model.model_validate(dict(raw))
 
     @classmethod  # noqa: B027 (an optional hook: doing nothing is the right default)
-    def preflight(cls, settings: BackendSettings) -> None:
+    def preflight(cls, settings: BackendSettings, root: Path) -> None:
         """Check, before any work starts, that this backend can run (credentials,
-        weights on disk…); raise a BackendError saying what to do if not."""
+        weights on disk…); raise a BackendError saying what to do if not. `root` is
+        the folder holding images.toml."""
 
     @classmethod
     def watched_files(cls, settings: BackendSettings, root: Path) -> list[Path]:

@@ -21,6 +21,7 @@ import os
 import random
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -244,7 +245,7 @@ class NebulaBackend(Backend):
         return nebula_models(seedream)
 
     @classmethod
-    def preflight(cls, settings: BackendSettings) -> None:
+    def preflight(cls, settings: BackendSettings, root: Path) -> None:
         assert isinstance(settings, NebulaSettings)
         api_key(settings)
 

@@ -94,7 +94,9 @@ def cmd_apply(ctx: Context) -> int:
                 ctx.print(f"No changes: {len(plan.actions)} image(s) up to date.")
             return ExitCode.OK
         for name in sorted({a.spec.backend for a in plan.generations if a.spec}):
-            prepared.resolved.backend_classes[name].preflight(prepared.resolved.settings[name])
+            prepared.resolved.backend_classes[name].preflight(
+                prepared.resolved.settings[name], prepared.project.root
+            )
         if not args.json:
             ctx.print(summary_line(plan))
         live = wants_color(ctx.err) and ctx.err.isatty()

@@ -31,10 +31,15 @@ def cmd_models(ctx: Context) -> int:
         return _remote_models(ctx)
     registry = load_registry()
     names = [ctx.args.backend] if ctx.args.backend else registry.names()
+    declared = _project_backend_settings(ctx)
     tables = {}
     for name in names:
         cls = registry.get(name)
-        tables[name] = cls.models(cls.settings_model())
+        try:  # the project's settings can add models (a fine-tune, Seedream's id)
+            settings = cls.parse_settings(declared.get(name, {}))
+        except ValueError:  # `validate` reports it; the table shows the defaults
+            settings = cls.settings_model()
+        tables[name] = cls.models(settings)
     if ctx.args.json:
         data = {b: {m: sorted(s.params) for m, s in t.items()} for b, t in tables.items()}
         ctx.print(json.dumps(data, indent=2))
@@ -43,24 +48,25 @@ def cmd_models(ctx: Context) -> int:
     return ExitCode.OK
 
 
+def _project_backend_settings(ctx: Context) -> dict[str, dict[str, object]]:
+    """`[backends.*]` of the project around the working folder; none outside one."""
+    from nebula_build.manifest import load
+
+    try:
+        project = ctx.project()
+        manifest = load(project.manifest_path, project.display_manifest)
+    except UserError:
+        return {}
+    return {name: dict(raw) for name, raw in manifest.model.backends.items()}
+
+
 def _remote_models(ctx: Context) -> int:
     """The provider's own model list, to find ids (Seedream's) and prices."""
     import asyncio
 
     from nebula_build.backends.nebula import NebulaSettings, list_remote_models
 
-    raw: dict[str, object] = {}
-    try:
-        project = ctx.project()
-    except UserError:
-        project = None
-    if project is not None:
-        from nebula_build.manifest import load
-
-        raw = dict(
-            load(project.manifest_path, project.display_manifest).model.backends.get("nebula", {})
-        )
-    settings = NebulaSettings.model_validate(raw)
+    settings = NebulaSettings.model_validate(_project_backend_settings(ctx).get("nebula", {}))
     rows = asyncio.run(list_remote_models(settings))
     if ctx.args.json:
         ctx.print(json.dumps(rows, indent=2, ensure_ascii=False))

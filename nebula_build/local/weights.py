@@ -1,0 +1,199 @@
+"""Finding a model's weights on disk, and what they will cost in memory.
+
+Standard library only: preflight and `plan` use it without importing torch.
+Weights come from a folder the project names, or from the Hugging Face cache;
+nothing here downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nebula_build.errors import WeightsNotFoundError
+
+MODEL_INDEX = "model_index.json"
+_VARIANT = re.compile(r"\.(fp16|bf16)(-\d+-of-\d+)?\.safetensors$")
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2}
+_SAMPLES = 8
+_SAMPLE_BYTES = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class WeightsLocation:
+    """Where one model's diffusers folder (the one holding model_index.json) is."""
+
+    model_id: str
+    path: Path
+    origin: str  # "configured" | "Hugging Face cache" | "downloaded"
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache, found the way huggingface_hub finds it."""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return Path(os.environ[variable]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def cached_snapshot(model_id: str, cache: Path) -> Path | None:
+    """The cached snapshot of `model_id` that `main` points at, else the newest
+    complete one; None when the cache has none."""
+    repo = cache / ("models--" + model_id.replace("/", "--"))
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        snapshot = repo / "snapshots" / ref.read_text().strip()
+        if (snapshot / MODEL_INDEX).is_file():
+            return snapshot
+    snapshots = repo / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    complete = [p for p in snapshots.iterdir() if (p / MODEL_INDEX).is_file()]
+    return max(complete, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def configured_path(value: str, root: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def locate(model_id: str, configured: str | None, root: Path) -> WeightsLocation:
+    """The folder to load `model_id` from, or a WeightsNotFoundError saying where
+    it looked and how to provide the weights."""
+    if configured is not None:
+        path = configured_path(configured, root)
+        if (path / MODEL_INDEX).is_file():
+            return WeightsLocation(model_id, path, "configured")
+        problem = "does not exist" if not path.exists() else f"has no {MODEL_INDEX}"
+        raise WeightsNotFoundError(
+            f"model {model_id!r}: the folder [backends.diffusers] models gives, {path}, "
+            f"{problem}; point it at a diffusers folder (one with {MODEL_INDEX}, e.g. from "
+            f"`hf download {model_id}` or pipeline.save_pretrained())",
+            backend="diffusers",
+        )
+    cache = hf_hub_cache()
+    snapshot = cached_snapshot(model_id, cache)
+    if snapshot is not None:
+        return WeightsLocation(model_id, snapshot, "Hugging Face cache")
+    raise WeightsNotFoundError(missing_message(model_id, cache), backend="diffusers")
+
+
+def missing_message(model_id: str, cache: Path) -> str:
+    return (
+        f"model {model_id!r} is not on disk: looked in the Hugging Face cache at {cache} "
+        "(set HF_HOME or HF_HUB_CACHE to use another) and found no "
+        f"models--{model_id.replace('/', '--')} snapshot with {MODEL_INDEX}. "
+        f"Download it once with `hf download {model_id}`, or set [backends.diffusers] "
+        f'models = {{ "{model_id}" = "/path/to/folder" }}, or allow_download = true '
+        "to let apply fetch it"
+    )
+
+
+def read_model_index(location: WeightsLocation) -> dict[str, Any]:
+    path = location.path / MODEL_INDEX
+    try:
+        index = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise WeightsNotFoundError(
+            f"model {location.model_id!r}: cannot read {path}: {exc}", backend="diffusers"
+        ) from None
+    if not isinstance(index, dict):
+        raise WeightsNotFoundError(
+            f"model {location.model_id!r}: {path} is not a JSON object", backend="diffusers"
+        )
+    return index
+
+
+def component_names(index: dict[str, Any]) -> list[str]:
+    """The pipeline's components (unet, vae, tokenizer…) that have a folder."""
+    return [
+        name
+        for name, value in index.items()
+        if not name.startswith("_")
+        and isinstance(value, list)
+        and len(value) == 2
+        and value[0] is not None
+    ]
+
+
+def weight_files(folder: Path, variant: str | None) -> list[Path]:
+    """The safetensors files diffusers would load from `folder` for `variant`; the
+    .bin files where there are none."""
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(".safetensors"))
+    chosen = [p for p in files if (m := _VARIANT.search(p.name)) is None or m.group(1) == variant]
+    if variant is not None:
+        chosen = [p for p in chosen if _VARIANT.search(p.name)] or chosen
+    return chosen or sorted(folder.glob("*.bin"))
+
+
+def variant_of(folder: Path) -> str | None:
+    """ "fp16" where a folder holds only fp16 weight files (a `variant="fp16"`
+    download), else None."""
+    if not folder.is_dir():
+        return None
+    names = [p.name for p in folder.iterdir() if p.name.endswith(".safetensors")]
+    variants = {m.group(1) if (m := _VARIANT.search(n)) else None for n in names}
+    if not variants or None in variants:
+        return None
+    return sorted(v for v in variants if v)[0]
+
+
+def estimated_bytes(folder: Path, variant: str | None, itemsize: int) -> int:
+    """Memory the weights in `folder` take once loaded with floating-point tensors of
+    `itemsize` bytes: read from the safetensors headers, no tensor data."""
+    total = 0
+    for path in weight_files(folder, variant):
+        if path.suffix != ".safetensors":
+            total += path.stat().st_size
+            continue
+        with path.open("rb") as file:
+            (length,) = struct.unpack("<Q", file.read(8))
+            header = json.loads(file.read(length))
+        for name, tensor in header.items():
+            if name == "__metadata__":
+                continue
+            count = 1
+            for dim in tensor["shape"]:
+                count *= dim
+            dtype = tensor["dtype"]
+            floating = dtype.startswith(("F", "BF"))
+            total += count * (itemsize if floating else _ITEMSIZE.get(dtype, 1))
+    return total
+
+
+def fingerprint(folder: Path) -> str:
+    """Identifies a component's files by content without reading them whole: blob
+    names in the Hugging Face cache (content hashes), else sizes and sampled bytes.
+    Equal fingerprints mean one loaded copy can serve both pipelines."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        if path.is_symlink() and path.resolve().parent.name == "blobs":
+            digest.update(path.resolve().name.encode())
+        else:
+            digest.update(_sampled_digest(path))
+    return digest.hexdigest()
+
+
+def _sampled_digest(path: Path) -> bytes:
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as file:
+        if size <= _SAMPLES * _SAMPLE_BYTES * 2:
+            digest.update(file.read())
+        else:
+            for index in range(_SAMPLES + 1):
+                file.seek((size - _SAMPLE_BYTES) * index // _SAMPLES)
+                digest.update(file.read(_SAMPLE_BYTES))
+    return digest.digest()
