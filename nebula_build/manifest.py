@@ -301,21 +301,28 @@ def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
 def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
     """A pydantic error as (key path, message a user can act on)."""
     loc = tuple(error["loc"])
-    kind = error["type"]
     if loc and loc[-1] == "[key]":
         return loc[:-1], "image names may contain only letters, digits, '-' and '_'"
+    if loc == ("version",) and error["type"] == "literal_error":
+        got = json.dumps(error.get("input"), default=str)
+        return loc, f"unsupported manifest version (got {got}); this nebula-build reads version 1"
+    return loc, describe_error(error, _known_keys(loc))
+
+
+def describe_error(error: Any, known: list[str]) -> str:
+    """One pydantic error as a message a user can act on; `known` are the keys
+    allowed where it happened (for "did you mean")."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
     if kind == "extra_forbidden":
-        known = _known_keys(loc)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return loc, f"unknown key{hint}; expected one of: {', '.join(known)}"
+        return f"unknown key{hint}; expected one of: {', '.join(known)}"
     if kind == "missing":
-        return loc, "is required"
+        return "is required"
     got = f" (got {json.dumps(error['input'], default=str)})" if "input" in error else ""
-    if kind == "literal_error" and loc == ("version",):
-        return loc, f"unsupported manifest version{got}; this nebula-build reads version 1"
     message = str(error["msg"]).removeprefix("Value error, ")
-    return loc, message[0].lower() + message[1:] + got
+    return message[0].lower() + message[1:] + got
 
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")

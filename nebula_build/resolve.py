@@ -22,7 +22,7 @@ from .backends.base import Backend, BackendSettings
 from .catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
 from .errors import DependencyCycleError, ManifestError, NebulaBuildError, Problem, UserError
 from .expand import ExpansionError, expand, select
-from .manifest import AtlasDecl, Defaults, ImageDecl, Manifest
+from .manifest import AtlasDecl, Defaults, ImageDecl, Manifest, describe_error
 from .outputs import FORMATS, format_for
 from .plugins import BackendRegistry
 from .spec import DEFAULT_VARIANT_PATTERN, AssetSpec
@@ -62,6 +62,7 @@ class _Resolver:
         self.problems: list[Problem] = []
         self.settings: dict[str, BackendSettings] = {}
         self.models: dict[str, Mapping[str, ModelSupport]] = {}
+        self.broken_backends: set[str] = set()
         self.classes: dict[str, type[Backend]] = {}
         self.outputs: dict[str, str] = {}
         self.base = {**BUILTIN_DEFAULTS, **_set_fields(manifest.model.defaults)}
@@ -82,6 +83,8 @@ class _Resolver:
     def backend(self, name: str, loc: tuple[str, ...]) -> Mapping[str, ModelSupport] | None:
         if name in self.models:
             return self.models[name]
+        if name in self.broken_backends:  # its problems are reported once
+            return None
         try:
             cls = self.registry.get(name)
         except NebulaBuildError as exc:
@@ -91,9 +94,10 @@ class _Resolver:
         try:
             settings = cls.parse_settings(raw)
         except ValidationError as exc:
+            self.broken_backends.add(name)
             for error in exc.errors():
-                where = ("backends", name, *map(str, error["loc"]))
-                self.fail(where, str(error["msg"]).lower())
+                known = list(cls.settings_model.model_fields) if len(error["loc"]) == 1 else []
+                self.fail(("backends", name, *map(str, error["loc"])), describe_error(error, known))
             return None
         self.classes[name] = cls
         self.settings[name] = settings

@@ -426,3 +426,57 @@ def test_commands_that_do_not_generate_never_import_torch(tiny, project):
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
     )
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_watch_keeps_pipelines_loaded_and_unloads_them_when_settings_change(tiny, project):
+    from tests.test_watch import Script, make_watcher
+
+    images = {"fox": dict(THREE_IMAGES["fox"])}
+    root = project({"images.toml": manifest(images, models=folders(tiny))})
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        assert (await script.next_round()).changed == ["fox"]
+        backend = watcher._backends.instances["diffusers"]
+        loaded = backend._runtime.pipelines[FLUX_SCHNELL]
+
+        images["fox"]["prompt"] = "a fox at night"
+        (root / "images.toml").write_text(manifest(images, models=folders(tiny)))
+        await script.queue.put({root / "images.toml"})
+        assert (await script.next_round()).changed == ["fox"]
+        assert watcher._backends.instances["diffusers"] is backend
+        assert backend._runtime.pipelines[FLUX_SCHNELL] is loaded  # not loaded again
+
+        # New backend settings: the old backend closes (its GPU memory is freed)
+        # before the new one loads anything.
+        images["fox"]["seed"] = 11
+        (root / "images.toml").write_text(manifest(images, models=folders(tiny), timeout=900))
+        await script.queue.put({root / "images.toml"})
+        assert (await script.next_round()).changed == ["fox"]
+        assert watcher._backends.instances["diffusers"] is not backend
+        assert backend._runtime is None  # closed: its pipelines were unloaded
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_bad_settings_are_one_clear_line_each(project, run_cli):
+    settings = {"device": "gpu", "compile": "fast", "ofload": "model"}
+    images = {"fox": THREE_IMAGES["fox"], "owl": {**THREE_IMAGES["fox"], "output": "owl.png"}}
+    project({"images.toml": manifest(images, **settings)})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err.splitlines() == [
+        'error: images.toml:10:1: backends.diffusers.device: must be "cuda", "cuda:N" '
+        """(a GPU's index) or "cpu" (got "gpu")""",
+        'error: images.toml:11:1: backends.diffusers.compile: must be true, false, "regional" '
+        'or "max-autotune" (got "fast")',
+        "error: images.toml:12:1: backends.diffusers.ofload: unknown key (did you mean "
+        "'offload'?); expected one of: concurrency, timeout, device, dtype, models, "
+        "allow_download, compile, compile_cache, fuse_qkv, channels_last, quantize, offload, "
+        "max_memory_gib",
+    ]

@@ -119,7 +119,7 @@ def _vae(latent_channels: int, **overrides: object) -> AutoencoderKL:
     )
 
 
-def save_sdxl(folder: Path, scratch: Path) -> Path:
+def sdxl_pipeline(scratch: Path) -> StableDiffusionXLPipeline:
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
         block_out_channels=(8, 16),
@@ -145,7 +145,7 @@ def save_sdxl(folder: Path, scratch: Path) -> Path:
         beta_schedule="scaled_linear",
         timestep_spacing="leading",
     )
-    pipe = StableDiffusionXLPipeline(
+    return StableDiffusionXLPipeline(
         vae=_vae(4),
         text_encoder=CLIPTextModel(_clip_config()),
         text_encoder_2=CLIPTextModelWithProjection(_clip_config()),
@@ -154,7 +154,10 @@ def save_sdxl(folder: Path, scratch: Path) -> Path:
         unet=unet,
         scheduler=scheduler,
     )
-    pipe.save_pretrained(folder)
+
+
+def save_sdxl(folder: Path, scratch: Path) -> Path:
+    sdxl_pipeline(scratch).save_pretrained(folder)
     return folder
 
 
@@ -203,13 +206,16 @@ def _flux_transformer(in_channels: int, out_channels: int) -> FluxTransformer2DM
     )
 
 
-def save_flux(folder: Path, scratch: Path) -> Path:
-    pipe = FluxPipeline(
+def flux_pipeline(scratch: Path) -> FluxPipeline:
+    return FluxPipeline(
         transformer=_flux_transformer(8, 8),  # 2 latent channels, packed 2x2
         scheduler=FlowMatchEulerDiscreteScheduler(),
         **_flux_shared(scratch),
     )
-    pipe.save_pretrained(folder)
+
+
+def save_flux(folder: Path, scratch: Path) -> Path:
+    flux_pipeline(scratch).save_pretrained(folder)
     return folder
 
 

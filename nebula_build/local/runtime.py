@@ -252,6 +252,16 @@ class Runtime:
             self.components.setdefault(fp, pipe.components[name])
         return LoadedPipeline(model_id, kind, pipe, shareable, compiled)
 
+    def adopt(self, model_id: str, pipe: Any) -> None:
+        """Run `model_id` with a pipeline built elsewhere (a script's, a benchmark's
+        random-weight one): placed and optimised as if it had been loaded here."""
+        self.unload(model_id)
+        kind = self.kind_of(model_id)
+        pipe.set_progress_bar_config(disable=True)
+        self._place(pipe)
+        compiled = self._optimize(pipe, kind, list(pipe.components.values()))
+        self.pipelines[model_id] = LoadedPipeline(model_id, kind, pipe, {}, compiled)
+
     def _place(self, pipe: Any) -> None:
         if self.settings.offload == "model":
             pipe.enable_model_cpu_offload(device=self.device)
