@@ -480,3 +480,66 @@ def test_bad_settings_are_one_clear_line_each(project, run_cli):
         "allow_download, compile, compile_cache, fuse_qkv, channels_last, quantize, offload, "
         "max_memory_gib",
     ]
+
+
+def test_half_precision_loads_the_fp16_files_where_a_repo_has_both(tiny, tmp_path):
+    """SDXL's hub repo holds fp32 and fp16 files: in half precision, read half the bytes."""
+    from tests import tiny_models
+
+    folder = tmp_path / "sdxl-both"
+    pipe = tiny_models.sdxl_pipeline(tmp_path / "scratch")
+    pipe.save_pretrained(folder)
+    pipe.save_pretrained(folder, variant="fp16")  # (the tiny weights stay float32 inside)
+    for weights in folder.glob("*/*.safetensors"):
+        if ".fp16." not in weights.name:
+            weights.write_bytes(b"not weights: loading this file would fail")
+
+    async def scenario():
+        settings = {"models": {SDXL: str(folder)}, "dtype": "bfloat16"}
+        async with backend_for(tiny, tmp_path, **settings) as backend:
+            return await backend.generate(request(SDXL, num_steps=2))
+
+    assert asyncio.run(scenario()).data
+
+
+def test_configs_saved_elsewhere_still_match_for_sharing(tiny, tmp_path):
+    from nebula_build.local.weights import fingerprint
+
+    copy = tmp_path / "vae"
+    shutil.copytree(tiny[FLUX_SCHNELL] / "vae", copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["_name_or_path"] = "/somewhere/else/vae"
+    config["_diffusers_version"] = "0.0.1"
+    (copy / "config.json").write_text(json.dumps(config, indent=4))
+    assert fingerprint(copy) == fingerprint(tiny[FLUX_FILL] / "vae")
+    config["latent_channels"] = 4
+    (copy / "config.json").write_text(json.dumps(config))
+    assert fingerprint(copy) != fingerprint(tiny[FLUX_FILL] / "vae")
+
+
+def test_an_error_inside_diffusers_is_one_line_naming_the_model(tiny, tmp_path):
+    from nebula_build.errors import BackendError
+
+    async def scenario():
+        async with backend_for(tiny, tmp_path) as backend:
+            # the resolver never lets 60 through for SDXL; the pipeline refuses it too
+            with pytest.raises(BackendError) as caught:
+                await backend.generate(request(SDXL, width=60))
+            return caught.value, await backend.generate(request(SDXL))
+
+    error, after = asyncio.run(scenario())
+    assert str(error).startswith(f"{SDXL} failed in diffusers: ValueError: ")
+    assert "\n" not in str(error) and error.image == "stable-diffusion-xl-base-1.0"
+    assert after.data  # the backend carries on
+
+
+def test_without_the_local_extra_apply_says_what_to_install(project, run_cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import and find_spec: not installed
+    project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]})})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert err.strip() == (
+        "error: the diffusers backend needs diffusers: pip install 'nebula-build[local]'"
+    )
+    code, out, _ = run_cli("plan")  # planning needs none of it
+    assert code == 0 and "+ fox" in out

@@ -134,8 +134,15 @@ def _settings(settings: BackendSettings) -> DiffusersSettings:
     return settings
 
 
-def _missing_packages() -> list[str]:
-    return [name for name in _REQUIRED if importlib.util.find_spec(name) is None]
+def _require_extra() -> None:
+    """A LocalSetupError naming what to install when the local extra is missing;
+    looks the packages up without importing them."""
+    missing = [name for name in _REQUIRED if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LocalSetupError(
+            f"the diffusers backend needs {', '.join(missing)}: {EXTRA_HINT}",
+            backend=DiffusersBackend.name,
+        )
 
 
 def _quiet_hugging_face() -> None:
@@ -174,12 +181,7 @@ class DiffusersBackend(Backend):
 
     @classmethod
     def preflight(cls, settings: BackendSettings, root: Path) -> None:
-        missing = _missing_packages()
-        if missing:
-            raise LocalSetupError(
-                f"the diffusers backend needs {', '.join(missing)}: {EXTRA_HINT}",
-                backend=cls.name,
-            )
+        _require_extra()
         from nebula_build.local.weights import MODEL_INDEX, configured_path, locate
 
         diffusers_settings = _settings(settings)
@@ -240,12 +242,7 @@ class DiffusersBackend(Backend):
 
     def _get_runtime(self) -> Runtime:
         if self._runtime is None:
-            missing = _missing_packages()
-            if missing:
-                raise LocalSetupError(
-                    f"the diffusers backend needs {', '.join(missing)}: {EXTRA_HINT}",
-                    backend=self.name,
-                )
+            _require_extra()
             _quiet_hugging_face()
             from nebula_build.local.runtime import Runtime
             from nebula_build.local.weights import configured_path

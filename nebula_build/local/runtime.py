@@ -219,7 +219,7 @@ class Runtime:
                 if name not in _NEVER_SHARED and name != kind.denoiser
             }
         reused = {n: self.components[fp] for n, fp in shareable.items() if fp in self.components}
-        variant = variant_of(location.path / kind.denoiser)
+        variant = variant_of(location.path / kind.denoiser, half=self.dtype != torch.float32)
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         needed = sum(
             estimated_bytes(location.path / name, variant, itemsize)
@@ -399,6 +399,15 @@ class Runtime:
                 backend="diffusers",
                 image=request.image_name,
             ) from None
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError) as exc:  # from diffusers or torch: one line
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise BackendError(
+                f"{request.model} failed in diffusers: {type(exc).__name__}: {first_line}",
+                backend="diffusers",
+                image=request.image_name,
+            ) from exc
         seconds = time.perf_counter() - started
         timings = {"inference": seconds}
         if loaded.compiled and loaded.calls == 0:

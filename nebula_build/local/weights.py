@@ -22,6 +22,11 @@ MODEL_INDEX = "model_index.json"
 _VARIANT = re.compile(r"\.(fp16|bf16)(-\d+-of-\d+)?\.safetensors$")
 _ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2}
 _SAMPLES = 8
+_SMALL_JSON = 1 << 20
+#: keys that record who saved a config and where, not what the model is
+_PROVENANCE_KEYS = frozenset(
+    {"_name_or_path", "name_or_path", "_commit_hash", "_diffusers_version", "transformers_version"}
+)
 _SAMPLE_BYTES = 1 << 16
 
 
@@ -137,13 +142,16 @@ def weight_files(folder: Path, variant: str | None) -> list[Path]:
     return chosen or sorted(folder.glob("*.bin"))
 
 
-def variant_of(folder: Path) -> str | None:
-    """ "fp16" where a folder holds only fp16 weight files (a `variant="fp16"`
-    download), else None."""
+def variant_of(folder: Path, *, half: bool) -> str | None:
+    """The weight variant to load from `folder`: "fp16" where there are fp16 files
+    and the model runs in half precision (half the bytes to read) or where they are
+    the only ones; else None, the full-precision files."""
     if not folder.is_dir():
         return None
     names = [p.name for p in folder.iterdir() if p.name.endswith(".safetensors")]
     variants = {m.group(1) if (m := _VARIANT.search(n)) else None for n in names}
+    if "fp16" in variants and (half or None not in variants):
+        return "fp16"
     if not variants or None in variants:
         return None
     return sorted(v for v in variants if v)[0]
@@ -174,16 +182,29 @@ def estimated_bytes(folder: Path, variant: str | None, itemsize: int) -> int:
 
 def fingerprint(folder: Path) -> str:
     """Identifies a component's files by content without reading them whole: blob
-    names in the Hugging Face cache (content hashes), else sizes and sampled bytes.
+    names in the Hugging Face cache (content hashes), else sizes and sampled bytes;
+    JSON configs by their settings, not by the paths and versions that saved them.
     Equal fingerprints mean one loaded copy can serve both pipelines."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        if path.is_symlink() and path.resolve().parent.name == "blobs":
+        if path.suffix == ".json" and path.stat().st_size < _SMALL_JSON:
+            digest.update(_settings_digest(path))
+        elif path.is_symlink() and path.resolve().parent.name == "blobs":
             digest.update(path.resolve().name.encode())
         else:
             digest.update(_sampled_digest(path))
     return digest.hexdigest()
+
+
+def _settings_digest(path: Path) -> bytes:
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError:
+        return _sampled_digest(path)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in _PROVENANCE_KEYS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).digest()
 
 
 def _sampled_digest(path: Path) -> bytes:
