@@ -25,6 +25,22 @@ first image there is the warm-cache compile cost.
 
 Budget: a cold compile takes 1-2 minutes per model; "tuned" (max-autotune) can
 take over 7 minutes cold for SDXL. Offload modes build a CPU copy first.
+
+On a lent device machine (its image has torch, transformers, accelerate, but not
+diffusers, pydantic or torchao; nothing can be fetched there), carry wheels.
+Here, in the repository root:
+
+  echo /.whl/ >> .git/info/exclude
+  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 pydantic pydantic-core \
+    annotated-types typing-inspection tomli-w torchao
+
+and there (carry=[".whl"]), one model per call to stay inside 10 minutes:
+
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 &&
+  python3 bench/gpu_local.py --models flux --modes plain,plain-compile,eager,compile,fp8
 """
 
 from __future__ import annotations
