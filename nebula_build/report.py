@@ -192,6 +192,8 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     }
     if outcome.timings:
         data["timings"] = dict(outcome.timings)
+    if outcome.peak_memory is not None:
+        data["peak_memory_bytes"] = outcome.peak_memory
     if outcome.warnings:
         data["warnings"] = list(outcome.warnings)
     if outcome.error is not None:

@@ -119,12 +119,19 @@ def test_all_three_pipelines_apply_and_a_second_apply_is_a_no_op(tiny, project, 
     assert image_info(root / "out/fox.png") == ("PNG", (64, 64))
     assert image_info(root / "out/lamp.png") == ("PNG", (96, 64))  # the input is 64x64
     assert "load " in err and "inference " in err
+    assert "peak GPU memory" not in err  # on the CPU there is none to report
     lock = (root / "images.lock").read_text()
     assert 'backend = "diffusers"' in lock and "seed = 7" in lock
 
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert "No changes: 3 image(s) up to date." in out
+
+    (root / "out/fox.png").unlink()
+    code, out, err = run_cli("apply", "--json")  # restored from the cache, not generated
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["generated"] == 0 and report["results"][0]["action"] == "restore"
 
 
 def test_flux_sizes_must_be_multiples_of_16(tiny, project, run_cli):
