@@ -167,3 +167,10 @@ class SkippedError(BackendError):
 
 class SupersededError(NebulaBuildError):
     """Watch mode stopped this image's work: a newer edit changed what it should be."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception from a library as one line: its message's first line, else its
+    type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

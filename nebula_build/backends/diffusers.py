@@ -27,6 +27,7 @@ from nebula_build.errors import (
     LocalSetupError,
     RequestRejectedError,
     WeightsNotFoundError,
+    first_line,
 )
 from nebula_build.hookspecs import hookimpl
 from nebula_build.local import Interrupted
@@ -213,8 +214,7 @@ class DiffusersBackend(Backend):
             folder = DiffusionPipeline.download(model_id)
         except Exception as exc:  # the hub's errors are many; each is one line for the user
             raise WeightsNotFoundError(
-                f"model {model_id!r} is not on disk and downloading it failed: "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                f"model {model_id!r} is not on disk and downloading it failed: {first_line(exc)}",
                 backend=self.name,
             ) from exc
         return WeightsLocation(model_id, Path(folder), "downloaded")

@@ -24,7 +24,7 @@ import torch
 import transformers
 
 from nebula_build.backends.base import GenerationRequest, GenerationResult
-from nebula_build.errors import BackendError, LocalSetupError, RequestRejectedError
+from nebula_build.errors import BackendError, LocalSetupError, RequestRejectedError, first_line
 
 from . import Interrupted
 from .kinds import PipelineKind
@@ -164,13 +164,11 @@ class Runtime:
             return float(free)
         return float("inf")
 
-    def _make_room(self, needed: int, keep: str | None = None) -> None:
+    def _make_room(self, needed: int) -> None:
         """Unload least recently used pipelines until `needed` bytes fit."""
-        while self._available() < needed:
-            victim = next((m for m in self.pipelines if m != keep), None)
-            if victim is None:
-                return  # nothing left to unload: try anyway, an OOM says what to do
-            self.unload(victim)
+        while self.pipelines and self._available() < needed:
+            self.unload(next(iter(self.pipelines)))
+        # with nothing left to unload, try anyway: an OOM says what to do
 
     def unload(self, model_id: str) -> None:
         self.pipelines.pop(model_id, None)
@@ -241,7 +239,7 @@ class Runtime:
         except (OSError, ValueError, RuntimeError) as exc:
             raise BackendError(
                 f"model {model_id!r}: could not load {location.path} ({location.origin}): "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                f"{first_line(exc)}",
                 backend="diffusers",
             ) from exc
         pipe.set_progress_bar_config(disable=True)
@@ -317,19 +315,19 @@ class Runtime:
     # -- generating ---------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> GenerationResult:
-        loaded, load_seconds = self.pipeline(request.model)
-        try:
-            result = self._run(loaded, request, cancel)
-        except torch.OutOfMemoryError:
-            others = [m for m in self.pipelines if m != request.model]
-            if not others:
-                raise self._out_of_memory(request) from None
-            for model_id in others:  # one retry with the device to itself
-                self.unload(model_id)
+        """One image. Running out of GPU memory, while loading or denoising, unloads
+        the other pipelines and tries once more before it is an error."""
+        for attempt in (1, 2):
             try:
+                loaded, load_seconds = self.pipeline(request.model)
                 result = self._run(loaded, request, cancel)
+                break
             except torch.OutOfMemoryError:
-                raise self._out_of_memory(request) from None
+                others = [m for m in self.pipelines if m != request.model]
+                if attempt == 2 or not others:
+                    raise self._out_of_memory(request) from None
+                for model_id in others:
+                    self.unload(model_id)
         if load_seconds is None:
             return result
         return dataclasses.replace(result, timings={"load": load_seconds, **result.timings})
@@ -406,9 +404,8 @@ class Runtime:
         except torch.OutOfMemoryError:
             raise
         except (RuntimeError, ValueError) as exc:  # from diffusers or torch: one line
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise BackendError(
-                f"{request.model} failed in diffusers: {type(exc).__name__}: {first_line}",
+                f"{request.model} failed in diffusers: {type(exc).__name__}: {first_line(exc)}",
                 backend="diffusers",
                 image=request.image_name,
             ) from exc
