@@ -248,6 +248,7 @@ def test_cuda_without_a_gpu_is_one_clear_error(tiny, project, run_cli):
     [
         ({"offload": "model"}, 'offload = "model" moves weights between the CPU and a GPU'),
         ({"quantize": "fp8"}, 'quantize = "fp8" needs'),
+        ({"device": "mps"}, 'device = "mps" needs an Apple silicon Mac'),
     ],
 )
 def test_gpu_only_options_on_the_cpu_say_why(tiny, project, run_cli, setting, message):
@@ -479,7 +480,7 @@ def test_bad_settings_are_one_clear_line_each(project, run_cli):
     assert code == 1
     assert err.splitlines() == [
         'error: images.toml:10:1: backends.diffusers.device: must be "cuda", "cuda:N" '
-        """(a GPU's index) or "cpu" (got "gpu")""",
+        """(a GPU's index), "mps" or "cpu" (got "gpu")""",
         'error: images.toml:11:1: backends.diffusers.compile: must be true, false, "regional" '
         'or "max-autotune" (got "fast")',
         "error: images.toml:12:1: backends.diffusers.ofload: unknown key (did you mean "

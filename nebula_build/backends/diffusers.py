@@ -66,9 +66,13 @@ class DiffusersSettings(BackendSettings):
     timeout: float = Field(
         1800.0, gt=0, description="Seconds one generation may denoise before it gives up."
     )
-    device: str = Field("cuda", description='"cuda", "cuda:N", or "cpu" (slow: for tests).')
+    device: str = Field(
+        "cuda", description='"cuda", "cuda:N", "mps" (Apple silicon) or "cpu" (slow: for tests).'
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="auto: bfloat16 on GPUs that have it, else float16; float32 on CPU."
+        "auto",
+        description="auto: bfloat16 on GPUs that have it, else float16 (and on mps); "
+        "float32 on the CPU.",
     )
     models: dict[str, str | LocalModel] = Field(
         default_factory=dict,
@@ -116,8 +120,8 @@ class DiffusersSettings(BackendSettings):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not re.fullmatch(r"cuda(:\d+)?|cpu", value):
-            raise ValueError('must be "cuda", "cuda:N" (a GPU\'s index) or "cpu"')
+        if not re.fullmatch(r"cuda(:\d+)?|mps|cpu", value):
+            raise ValueError('must be "cuda", "cuda:N" (a GPU\'s index), "mps" or "cpu"')
         return value
 
 

@@ -61,6 +61,13 @@ class LoadedPipeline:
 def pick_device(name: str) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise LocalSetupError(
+                'device = "mps" needs an Apple silicon Mac with a torch build that has MPS',
+                backend="diffusers",
+            )
+        return torch.device("mps")
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
         raise LocalSetupError(
@@ -85,6 +92,8 @@ def pick_dtype(setting: str, device: torch.device) -> torch.dtype:
         return dtype
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
     return torch.float32
 
 
