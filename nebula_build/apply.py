@@ -46,6 +46,7 @@ class ProgressSink(Protocol):
 
     def started(self, action: Action) -> None: ...
     def step(self, image: str, done: int, total: int) -> None: ...
+    def activity(self, image: str, text: str) -> None: ...
     def finished(self, outcome: Outcome) -> None: ...
 
 
@@ -314,7 +315,9 @@ class Applier:
     async def _request(self, action: Action, spec: AssetSpec, outcome: Outcome) -> GenerationResult:
         self._check_halted(spec.backend)
         request = dataclasses.replace(
-            request_for(spec, self.inputs), on_step=self._step_reporter(action.image)
+            request_for(spec, self.inputs),
+            on_step=self._from_thread(self.progress.step, action.image),
+            on_activity=self._from_thread(self.progress.activity, action.image),
         )
         async with self._limits.setdefault(spec.backend, asyncio.Semaphore(1)):
             self._check_halted(spec.backend)
@@ -331,13 +334,13 @@ class Applier:
         outcome.peak_memory = result.peak_memory
         return result
 
-    def _step_reporter(self, image: str) -> Callable[[int, int], None]:
-        """A denoising-step callback that backends may call from any thread."""
+    def _from_thread(self, event: Callable[..., None], image: str) -> Callable[..., None]:
+        """A progress callback that backends may call from any thread."""
         loop = asyncio.get_running_loop()
 
-        def report(done: int, total: int) -> None:
+        def report(*details: object) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is watching
-                loop.call_soon_threadsafe(self.progress.step, image, done, total)
+                loop.call_soon_threadsafe(event, image, *details)
 
         return report
 

@@ -37,6 +37,7 @@ class Progress:
         self.done = 0
         self.running: dict[str, float] = {}
         self.steps: dict[str, tuple[int, int]] = {}
+        self.activities: dict[str, str] = {}
         self.started_at = time.perf_counter()
         self._status_at = 0.0
 
@@ -52,9 +53,15 @@ class Progress:
             self._status_at = now
             self._status()
 
+    def activity(self, image: str, text: str) -> None:
+        """What a backend is busy with for `image` before it denoises (loading…)."""
+        self.activities[image] = text
+        self._status()
+
     def finished(self, outcome: Outcome) -> None:
         self.running.pop(outcome.image, None)
         self.steps.pop(outcome.image, None)
+        self.activities.pop(outcome.image, None)
         self.done += 1
         if not self.quiet:
             self._clear()
@@ -100,10 +107,12 @@ class Progress:
         self.stream.flush()
 
     def _running_name(self, image: str) -> str:
-        if image not in self.steps:
-            return image
-        done, total = self.steps[image]
-        return f"{image} (step {done}/{total})"
+        if image in self.steps:
+            done, total = self.steps[image]
+            return f"{image} (step {done}/{total})"
+        if image in self.activities:
+            return f"{image} ({self.activities[image]})"
+        return image
 
     def close(self) -> None:
         self._clear()

@@ -29,6 +29,9 @@ class Sink:
     def step(self, image, done, total) -> None:
         pass
 
+    def activity(self, image, text) -> None:
+        pass
+
     def finished(self, outcome) -> None:
         self.done.append(outcome.image)
 

@@ -345,15 +345,20 @@ def test_least_recently_used_pipeline_is_unloaded_when_memory_runs_out(tiny, tmp
     assert "load" in again.timings  # it had to come back from disk
 
 
-def test_every_denoising_step_is_reported(tiny, tmp_path):
+def test_every_denoising_step_is_reported_and_what_comes_before(tiny, tmp_path):
     steps: list[tuple[int, int]] = []
+    activities: list[str] = []
 
     async def scenario():
         async with backend_for(tiny, tmp_path) as backend:
-            await backend.generate(request(SDXL, on_step=lambda *s: steps.append(s)))
+            for _ in range(2):
+                await backend.generate(
+                    request(SDXL, on_step=lambda *s: steps.append(s), on_activity=activities.append)
+                )
 
     asyncio.run(scenario())
-    assert steps == [(1, 3), (2, 3), (3, 3)]
+    assert steps == [(1, 3), (2, 3), (3, 3)] * 2
+    assert activities == ["starting torch", f"loading {SDXL}"]  # the second image: neither
 
 
 def test_a_cancelled_generation_stops_at_the_next_step(tiny, tmp_path):

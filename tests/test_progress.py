@@ -27,10 +27,21 @@ def test_the_status_line_shows_each_running_images_denoising_step():
     assert "hero (step" not in stream.getvalue().rsplit("\r", 1)[-1]
 
 
+def test_the_status_line_says_what_a_backend_does_before_the_first_step():
+    stream = io.StringIO()
+    progress = Progress(stream, 1, live=True, style=Style(False))
+    progress.started(action("hero"))
+    progress.activity("hero", "loading black-forest-labs/FLUX.1-schnell")
+    assert stream.getvalue().endswith("working on hero (loading black-forest-labs/FLUX.1-schnell)")
+    progress.step("hero", 1, 4)
+    assert stream.getvalue().endswith("working on hero (step 1/4)")
+
+
 def test_steps_are_not_printed_without_a_tty():
     stream = io.StringIO()
     progress = Progress(stream, 1, live=False, style=Style(False))
     progress.started(action("hero"))
+    progress.activity("hero", "loading")
     for done in range(1, 31):
         progress.step("hero", done, 30)
     assert stream.getvalue() == ""

@@ -41,6 +41,9 @@ class GenerationRequest:
     mask: bytes | None = None
     #: called with (steps done, steps in all) as a local model denoises; any thread
     on_step: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
+    #: called with what the backend is busy with before it can start ("loading …");
+    #: any thread
+    on_activity: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,6 +277,8 @@ class DiffusersBackend(Backend):
     ) -> GenerationResult:
         if cancel.is_set():
             raise Interrupted
+        if self._runtime is None and request.on_activity is not None:
+            request.on_activity("starting torch")
         return self._get_runtime().generate(request, cancel)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:

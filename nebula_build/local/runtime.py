@@ -328,7 +328,11 @@ class Runtime:
         the other pipelines and tries once more before it is an error."""
         for attempt in (1, 2):
             try:
+                if request.model not in self.pipelines:
+                    _tell(request, f"loading {request.model}")
                 loaded, load_seconds = self.pipeline(request.model)
+                if loaded.compiled and loaded.calls == 0:
+                    _tell(request, "compiling: the first image pays for it")
                 result = self._run(loaded, request, cancel)
                 break
             except torch.OutOfMemoryError:
@@ -431,6 +435,11 @@ class Runtime:
         buffer = io.BytesIO()
         output.images[0].save(buffer, "PNG")
         return GenerationResult(buffer.getvalue(), seed=seed, timings=timings, peak_memory=peak)
+
+
+def _tell(request: GenerationRequest, activity: str) -> None:
+    if request.on_activity is not None:
+        request.on_activity(activity)
 
 
 def _fp8_friendly(module: torch.nn.Module, name: str) -> bool:
