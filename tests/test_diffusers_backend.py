@@ -418,11 +418,14 @@ def test_regional_compile_reports_its_first_call_and_caches_kernels_in_the_proje
         async with backend_for(tiny, tmp_path, compile="regional") as backend:
             first = await backend.generate(request(FLUX_SCHNELL))
             second = await backend.generate(request(FLUX_SCHNELL, seed=2))
-            return first, second
+            wider = await backend.generate(request(FLUX_SCHNELL, width=96))
+            return first, second, wider
 
-    first, second = asyncio.run(scenario())
-    assert {"compile_cold", "compile_warm"} & set(first.timings)
-    assert not {"compile_cold", "compile_warm"} & set(second.timings)
+    first, second, wider = asyncio.run(scenario())
+    compiled = {"compile_cold", "compile_warm"}
+    assert compiled & set(first.timings)
+    assert not compiled & set(second.timings)
+    assert compiled & set(wider.timings)  # a new size compiles again, and says so
     assert any((tmp_path / ".nebula-build/diffusers/inductor").iterdir())
 
 

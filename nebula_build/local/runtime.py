@@ -53,7 +53,8 @@ class LoadedPipeline:
     #: component name -> fingerprint, for the components other pipelines may share
     shareable: dict[str, str]
     compiled: bool
-    calls: int = 0
+    #: (width, height) of the images made so far: a compiled model compiles per size
+    sizes: set[tuple[int, int]] = dataclasses.field(default_factory=set)
     #: memory a generation needs beyond the weights, as last measured
     activation_bytes: int = 0
 
@@ -331,8 +332,8 @@ class Runtime:
                 if request.model not in self.pipelines:
                     _tell(request, f"loading {request.model}")
                 loaded, load_seconds = self.pipeline(request.model)
-                if loaded.compiled and loaded.calls == 0:
-                    _tell(request, "compiling: the first image pays for it")
+                if loaded.compiled and (request.width, request.height) not in loaded.sizes:
+                    _tell(request, "compiling for this size: once")
                 result = self._run(loaded, request, cancel)
                 break
             except torch.OutOfMemoryError:
@@ -424,10 +425,10 @@ class Runtime:
             ) from exc
         seconds = time.perf_counter() - started
         timings = {"inference": seconds}
-        if loaded.compiled and loaded.calls == 0:
+        if loaded.compiled and (request.width, request.height) not in loaded.sizes:
             cold = counters["inductor"]["fxgraph_cache_miss"] > misses_before
             timings["compile_cold" if cold else "compile_warm"] = seconds
-        loaded.calls += 1
+        loaded.sizes.add((request.width, request.height))
         peak = None
         if cuda:
             peak = torch.cuda.max_memory_allocated(self.device)
