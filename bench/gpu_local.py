@@ -294,6 +294,9 @@ class Bench:
             self.torch.cuda.synchronize(self.device)
 
     def reset_memory(self) -> None:
+        """Each mode starts clean: the last mode's compiled graphs (and the memory
+        pools their CUDA graphs hold) go; kernels on disk stay, as for a user."""
+        self.torch._dynamo.reset()
         gc.collect()
         if self.cuda:
             self.torch.cuda.empty_cache()

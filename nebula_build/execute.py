@@ -52,9 +52,10 @@ class OpenBackends:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        while self.instances:
-            _, backend = self.instances.popitem()
-            await backend.__aexit__(None, None, None)
+        async with contextlib.AsyncExitStack() as stack:  # one failing close stops no other
+            for backend in self.instances.values():
+                stack.push_async_exit(backend.__aexit__)
+            self.instances.clear()
 
     async def update(
         self, classes: Mapping[str, type[Backend]], settings: Mapping[str, BackendSettings]
