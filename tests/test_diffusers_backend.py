@@ -433,15 +433,16 @@ def test_commands_that_do_not_generate_never_import_torch(tiny, project):
     root = project({"images.toml": manifest(THREE_IMAGES, models=folders(tiny)), **INPUTS})
     code = (
         "import sys; from nebula_build.cli import main\n"
-        "for command in (['plan'], ['validate'], ['status'], ['models'], ['plan', '--json']):\n"
-        "    main(command)\n"
+        "commands = (['plan'], ['plan', '--json'], ['validate'], ['status'], ['models'],\n"
+        "            ['gallery'], ['gc', '--dry-run'])\n"
+        "codes = [int(main(command)) for command in commands]\n"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
-        "print(heavy)\n"
+        "print(codes, heavy)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
     )
-    assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0, 0, 0, 0, 0] []", done.stderr
 
 
 def test_watch_keeps_pipelines_loaded_and_unloads_them_when_settings_change(tiny, project):
