@@ -30,7 +30,7 @@ from nebula_build.errors import (
     first_line,
 )
 from nebula_build.hookspecs import hookimpl
-from nebula_build.local import Interrupted
+from nebula_build.local import FP8_NEEDS_TORCHAO, Interrupted
 from nebula_build.local.kinds import KINDS, KNOWN_MODELS, KindName, PipelineKind
 
 from .base import Backend, BackendSettings, GenerationRequest, GenerationResult
@@ -131,7 +131,9 @@ def kind_of(settings: DiffusersSettings, model_id: str) -> PipelineKind:
         return KINDS[declared.pipeline]
     if model_id in KNOWN_MODELS:
         return KINDS[KNOWN_MODELS[model_id]]
-    raise RequestRejectedError(f"the diffusers backend does not know model {model_id!r}")
+    raise RequestRejectedError(
+        f"the diffusers backend does not know model {model_id!r}", backend="diffusers"
+    )
 
 
 def _settings(settings: BackendSettings) -> DiffusersSettings:
@@ -187,17 +189,13 @@ class DiffusersBackend(Backend):
     @classmethod
     def preflight(cls, settings: BackendSettings, root: Path) -> None:
         _require_extra()
-        from nebula_build.local.weights import MODEL_INDEX, configured_path, locate
+        from nebula_build.local.weights import locate
 
         diffusers_settings = _settings(settings)
         if diffusers_settings.quantize == "fp8" and importlib.util.find_spec("torchao") is None:
-            raise LocalSetupError(
-                'quantize = "fp8" needs torchao: pip install torchao', backend=cls.name
-            )
+            raise LocalSetupError(FP8_NEEDS_TORCHAO, backend=cls.name)
         for model_id, value in diffusers_settings.models.items():
-            path = value if isinstance(value, str) else value.path
-            if not (configured_path(path, root) / MODEL_INDEX).is_file():
-                locate(model_id, path, root)  # raises, saying what is wrong
+            locate(model_id, value if isinstance(value, str) else value.path, root)
 
     def locate(self, model_id: str) -> WeightsLocation:
         """The folder to load `model_id` from; downloads only with allow_download."""

@@ -26,7 +26,7 @@ import transformers
 from nebula_build.backends.base import GenerationRequest, GenerationResult
 from nebula_build.errors import BackendError, LocalSetupError, RequestRejectedError, first_line
 
-from . import Interrupted
+from . import FP8_NEEDS_TORCHAO, Interrupted
 from .kinds import PipelineKind
 from .weights import (
     WeightsLocation,
@@ -149,9 +149,7 @@ class Runtime:
             try:
                 import torchao  # noqa: F401
             except ImportError:
-                raise LocalSetupError(
-                    'quantize = "fp8" needs torchao: pip install torchao', backend="diffusers"
-                ) from None
+                raise LocalSetupError(FP8_NEEDS_TORCHAO, backend="diffusers") from None
 
     # -- memory -------------------------------------------------------------------------
 

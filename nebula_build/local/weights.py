@@ -130,15 +130,24 @@ def component_names(index: dict[str, Any]) -> list[str]:
     ]
 
 
-def weight_files(folder: Path, variant: str | None) -> list[Path]:
-    """The safetensors files diffusers would load from `folder` for `variant`; the
-    .bin files where there are none."""
+def _safetensors(folder: Path) -> dict[Path, str | None]:
+    """The safetensors files in `folder`, each with its variant ("fp16", "bf16" or
+    None for full precision)."""
     if not folder.is_dir():
-        return []
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".safetensors"))
-    chosen = [p for p in files if (m := _VARIANT.search(p.name)) is None or m.group(1) == variant]
-    if variant is not None:
-        chosen = [p for p in chosen if _VARIANT.search(p.name)] or chosen
+        return {}
+    return {
+        p: m.group(1) if (m := _VARIANT.search(p.name)) else None
+        for p in sorted(folder.iterdir())
+        if p.name.endswith(".safetensors")
+    }
+
+
+def weight_files(folder: Path, variant: str | None) -> list[Path]:
+    """The files diffusers would load from `folder` for `variant`: that variant's,
+    else the full-precision ones, else the .bin files."""
+    files = _safetensors(folder)
+    chosen = [p for p, v in files.items() if v == variant]
+    chosen = chosen or [p for p, v in files.items() if v is None]
     return chosen or sorted(folder.glob("*.bin"))
 
 
@@ -146,10 +155,7 @@ def variant_of(folder: Path, *, half: bool) -> str | None:
     """The weight variant to load from `folder`: "fp16" where there are fp16 files
     and the model runs in half precision (half the bytes to read) or where they are
     the only ones; else None, the full-precision files."""
-    if not folder.is_dir():
-        return None
-    names = [p.name for p in folder.iterdir() if p.name.endswith(".safetensors")]
-    variants = {m.group(1) if (m := _VARIANT.search(n)) else None for n in names}
+    variants = set(_safetensors(folder).values())
     if "fp16" in variants and (half or None not in variants):
         return "fp16"
     if not variants or None in variants:
