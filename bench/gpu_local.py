@@ -212,7 +212,7 @@ def full_sdxl(scratch: Path, device: Any, dtype: Any) -> Any:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from tests.tiny_models import clip_tokenizer
+    from tests.backends.tiny_models import clip_tokenizer
 
     with building_on(device, dtype):
         models = {
@@ -240,7 +240,7 @@ def full_flux(scratch: Path, device: Any, dtype: Any) -> Any:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from tests.tiny_models import clip_tokenizer, t5_tokenizer
+    from tests.backends.tiny_models import clip_tokenizer, t5_tokenizer
 
     with building_on(device, dtype):
         models = {
@@ -280,7 +280,7 @@ class Bench:
     def build(self, model: str, on: Any) -> tuple[Any, float]:
         started = time.perf_counter()
         if self.args.tiny:
-            from tests import tiny_models
+            from tests.backends import tiny_models
 
             make = tiny_models.sdxl_pipeline if model == SDXL else tiny_models.flux_pipeline
             pipe = make(self.scratch).to(on, self.dtype)
@@ -347,8 +347,8 @@ class Bench:
     # -- through the backend ----------------------------------------------------------
 
     def run_backend(self, model: str, mode: str) -> dict[str, Any]:
-        from nebula_build.backends.base import GenerationRequest
         from nebula_build.backends.diffusers import DiffusersBackend, DiffusersSettings
+        from nebula_build.plugin.backend import GenerationRequest
 
         self.reset_memory()
         offload = mode.startswith("offload")

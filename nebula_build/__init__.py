@@ -3,9 +3,7 @@
 The public API below is what backend plugins import.
 """
 
-from .backends.base import Backend, BackendSettings, GenerationRequest, GenerationResult
-from .catalog import ModelSupport
-from .errors import (
+from nebula_build.errors import (
     ApplyError,
     BackendError,
     ConflictError,
@@ -23,7 +21,14 @@ from .errors import (
     UserError,
     WeightsNotFoundError,
 )
-from .hookspecs import hookimpl
+from nebula_build.plugin.backend import (
+    Backend,
+    BackendSettings,
+    GenerationRequest,
+    GenerationResult,
+)
+from nebula_build.plugin.catalog import ModelSupport
+from nebula_build.plugin.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """`python -m nebula_build`."""
 
-from .cli import main_exit
+from nebula_build.cli import main_exit
 
 main_exit()

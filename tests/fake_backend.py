@@ -14,7 +14,7 @@ from pydantic import Field
 
 from nebula_build import Backend, BackendSettings, GenerationResult, RequestRejectedError, hookimpl
 from nebula_build.backends.preview import render
-from nebula_build.catalog import nebula_models
+from nebula_build.plugin.catalog import nebula_models
 
 
 class FakeSettings(BackendSettings):

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import nebula_build
-from nebula_build import hookspecs
-from nebula_build.manifest import Defaults, ImageDecl, ManifestModel, json_schema
+from nebula_build.core.manifest import Defaults, ImageDecl, ManifestModel, json_schema
+from nebula_build.plugin import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from nebula_build.catalog import SEEDREAM_DEFAULT_ID, ModelSupport, nebula_models
 from nebula_build.errors import (
     BackendError,
     CredentialsError,
@@ -34,9 +33,14 @@ from nebula_build.errors import (
     RequestRejectedError,
     TransientBackendError,
 )
-from nebula_build.hookspecs import hookimpl
-
-from .base import Backend, BackendSettings, GenerationRequest, GenerationResult
+from nebula_build.plugin.backend import (
+    Backend,
+    BackendSettings,
+    GenerationRequest,
+    GenerationResult,
+)
+from nebula_build.plugin.catalog import SEEDREAM_DEFAULT_ID, ModelSupport, nebula_models
+from nebula_build.plugin.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     import httpx
@@ -117,7 +121,7 @@ def request_body(request: GenerationRequest, support: ModelSupport) -> dict[str,
 
 def check_inputs(request: GenerationRequest) -> None:
     """Inpainting inputs must be images, and the mask the image's size."""
-    from nebula_build.outputs import verify_image
+    from nebula_build.outputs.encode import verify_image
 
     if request.image is None or request.mask is None:
         return
@@ -357,7 +361,7 @@ class NebulaBackend(Backend):
         return self._decode(response)
 
     def _decode(self, response: httpx.Response) -> tuple[bytes, float | None, tuple[int, int]]:
-        from nebula_build.outputs import verify_image
+        from nebula_build.outputs.encode import verify_image
 
         try:
             body = response.json()

@@ -15,10 +15,14 @@ import textwrap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from nebula_build.catalog import ModelSupport, nebula_models
-from nebula_build.hookspecs import hookimpl
-
-from .base import Backend, BackendSettings, GenerationRequest, GenerationResult
+from nebula_build.plugin.backend import (
+    Backend,
+    BackendSettings,
+    GenerationRequest,
+    GenerationResult,
+)
+from nebula_build.plugin.catalog import ModelSupport, nebula_models
+from nebula_build.plugin.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage

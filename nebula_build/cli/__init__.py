@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from nebula_build import __version__
+from nebula_build.cli.build import cmd_apply, cmd_gc, cmd_plan, cmd_status, cmd_validate
+from nebula_build.cli.context import Context, ExitCode
+from nebula_build.cli.info import cmd_init, cmd_inspect, cmd_models, cmd_schema
+from nebula_build.cli.live import cmd_gallery, cmd_watch
 from nebula_build.errors import NebulaBuildError
-from nebula_build.style import Style, wants_color
-
-from .build import cmd_apply, cmd_gc, cmd_plan, cmd_status, cmd_validate
-from .context import Context, ExitCode
-from .info import cmd_init, cmd_inspect, cmd_models, cmd_schema
-from .live import cmd_gallery, cmd_watch
+from nebula_build.ui.style import Style, wants_color
 
 __all__ = ["ExitCode", "main", "main_exit"]
 

@@ -8,12 +8,12 @@ import traceback
 from typing import TYPE_CHECKING
 
 from nebula_build.errors import ApplyError, NebulaBuildError, UserError
-from nebula_build.style import Style, wants_color
+from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
-    from nebula_build.apply import ApplyResult
-    from nebula_build.plan import Plan
-from .context import Context, ExitCode, prepared_project
+    from nebula_build.core.plan import Plan
+    from nebula_build.engine.apply import ApplyResult
+from nebula_build.cli.context import Context, ExitCode, prepared_project
 
 
 def cmd_validate(ctx: Context) -> int:
@@ -23,9 +23,9 @@ def cmd_validate(ctx: Context) -> int:
 
 
 def cmd_plan(ctx: Context) -> int:
-    from nebula_build.assets import atlas_actions
-    from nebula_build.report import plan_json, plan_text
-    from nebula_build.workflow import current_lock, plan_for
+    from nebula_build.engine.prepare import current_lock, plan_for
+    from nebula_build.outputs.assetmanifest import atlas_actions
+    from nebula_build.ui.report import plan_json, plan_text
 
     prepared = prepared_project(ctx)
     lock = current_lock(prepared.project, ctx.notice)
@@ -45,8 +45,8 @@ def cmd_plan(ctx: Context) -> int:
 
 
 def cmd_status(ctx: Context) -> int:
-    from nebula_build.report import plan_json, status_text
-    from nebula_build.workflow import current_lock, plan_for
+    from nebula_build.engine.prepare import current_lock, plan_for
+    from nebula_build.ui.report import plan_json, status_text
 
     prepared = prepared_project(ctx)
     plan = plan_for(prepared, current_lock(prepared.project, ctx.notice))
@@ -61,16 +61,16 @@ def cmd_status(ctx: Context) -> int:
 def cmd_apply(ctx: Context) -> int:
     import asyncio
 
-    from nebula_build.assets import build_atlases
-    from nebula_build.assets import update as update_assets
-    from nebula_build.execute import execute
-    from nebula_build.lockfile import read
-    from nebula_build.plugins import load_registry
-    from nebula_build.progress import Progress
-    from nebula_build.projectlock import ProjectLock
-    from nebula_build.report import apply_json, summary_line
-    from nebula_build.runstate import record_failures
-    from nebula_build.workflow import plan_for, prepare, recovered_lock
+    from nebula_build.engine.execute import execute
+    from nebula_build.engine.prepare import plan_for, prepare, recovered_lock
+    from nebula_build.engine.runstate import record_failures
+    from nebula_build.outputs.assetmanifest import build_atlases
+    from nebula_build.outputs.assetmanifest import update as update_assets
+    from nebula_build.plugin.manager import load_registry
+    from nebula_build.state.lockfile import read
+    from nebula_build.state.projectlock import ProjectLock
+    from nebula_build.ui.progress import Progress
+    from nebula_build.ui.report import apply_json, summary_line
 
     args = ctx.args
     project = ctx.project()
@@ -123,7 +123,7 @@ def cmd_apply(ctx: Context) -> int:
 
 def _refuse_apply(ctx: Context, plan: Plan) -> int | None:
     """--locked and --max-generations: refuse before anything is spent."""
-    from nebula_build.report import apply_json, plan_text
+    from nebula_build.ui.report import apply_json, plan_text
 
     generations = len(plan.generations)
     if ctx.args.locked and generations:
@@ -149,7 +149,7 @@ def _report_apply(
     ctx: Context, plan: Plan, result: ApplyResult, elapsed: float, failures: dict[str, Exception]
 ) -> None:
     """The closing summary; every failure ends in an ApplyError (exit 1)."""
-    from nebula_build.report import apply_json
+    from nebula_build.ui.report import apply_json
 
     if ctx.args.json:
         ctx.print(json.dumps(apply_json(plan, result), indent=2, ensure_ascii=False))
@@ -171,9 +171,9 @@ def _report_apply(
 
 
 def cmd_gc(ctx: Context) -> int:
-    from nebula_build.gc import collect
-    from nebula_build.projectlock import ProjectLock
-    from nebula_build.workflow import recovered_lock
+    from nebula_build.engine.gc import collect
+    from nebula_build.engine.prepare import recovered_lock
+    from nebula_build.state.projectlock import ProjectLock
 
     prepared = prepared_project(ctx)
     project = prepared.project

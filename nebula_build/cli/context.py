@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from nebula_build.errors import UserError
-from nebula_build.project import Project
-from nebula_build.style import Style, wants_color
+from nebula_build.state.project import Project
+from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
-    from nebula_build.workflow import Prepared
+    from nebula_build.engine.prepare import Prepared
 
 
 class ExitCode(IntEnum):
@@ -51,8 +51,8 @@ class Context:
 
 
 def prepared_project(ctx: Context, *, read_inputs: bool = False) -> Prepared:
-    from nebula_build.plugins import load_registry
-    from nebula_build.workflow import prepare
+    from nebula_build.engine.prepare import prepare
+    from nebula_build.plugin.manager import load_registry
 
     backend = getattr(ctx.args, "backend", None)
     return prepare(ctx.project(), load_registry(), backend=backend, read_inputs=read_inputs)

@@ -10,11 +10,11 @@ from nebula_build.errors import UserError
 
 if TYPE_CHECKING:
     pass
-from .context import Context, ExitCode
+from nebula_build.cli.context import Context, ExitCode
 
 
 def cmd_init(ctx: Context) -> int:
-    from nebula_build.scaffold import init_project
+    from nebula_build.state.scaffold import init_project
 
     folder = Path(ctx.args.directory or ".")
     for line in init_project(folder, force=ctx.args.force):
@@ -24,8 +24,8 @@ def cmd_init(ctx: Context) -> int:
 
 
 def cmd_models(ctx: Context) -> int:
-    from nebula_build.plugins import load_registry
-    from nebula_build.report import models_text
+    from nebula_build.plugin.manager import load_registry
+    from nebula_build.ui.report import models_text
 
     if ctx.args.remote:
         return _remote_models(ctx)
@@ -50,7 +50,7 @@ def cmd_models(ctx: Context) -> int:
 
 def _project_backend_settings(ctx: Context) -> dict[str, dict[str, object]]:
     """`[backends.*]` of the project around the working folder; none outside one."""
-    from nebula_build.manifest import load
+    from nebula_build.core.manifest import load
 
     try:
         project = ctx.project()
@@ -84,8 +84,8 @@ def _remote_models(ctx: Context) -> int:
 
 
 def cmd_inspect(ctx: Context) -> int:
-    from nebula_build.metadata import PARAMETERS_KEY, SPEC_KEY, read
-    from nebula_build.outputs import verify_image
+    from nebula_build.outputs.encode import verify_image
+    from nebula_build.outputs.metadata import PARAMETERS_KEY, SPEC_KEY, read
 
     path = Path(ctx.args.file)
     try:
@@ -131,10 +131,10 @@ def cmd_inspect(ctx: Context) -> int:
 
 
 def cmd_schema(ctx: Context) -> int:
-    from nebula_build.manifest import json_schema
+    from nebula_build.core.manifest import json_schema
 
     if ctx.args.assets:
-        from nebula_build.schemas import asset_manifest_schema
+        from nebula_build.outputs.schemas import asset_manifest_schema
 
         ctx.print(json.dumps(asset_manifest_schema(), indent=2, ensure_ascii=False))
         return ExitCode.OK

@@ -8,22 +8,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nebula_build.errors import UserError
-from nebula_build.project import Project
-from nebula_build.style import Style, wants_color
+from nebula_build.state.project import Project
+from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
-    from nebula_build.galleryserver import GalleryServer
-    from nebula_build.watch import Round
-from .context import Context, ExitCode, prepared_project
+    from nebula_build.live.galleryserver import GalleryServer
+    from nebula_build.live.watch import Round
+from nebula_build.cli.context import Context, ExitCode, prepared_project
 
 
 def cmd_watch(ctx: Context) -> int:
     import asyncio
     import contextlib
 
-    from nebula_build.plugins import load_registry
-    from nebula_build.projectlock import ProjectLock
-    from nebula_build.watch import Watcher, filesystem_changes
+    from nebula_build.live.watch import Watcher, filesystem_changes
+    from nebula_build.plugin.manager import load_registry
+    from nebula_build.state.projectlock import ProjectLock
 
     args = ctx.args
     project = ctx.project()
@@ -40,7 +40,7 @@ def cmd_watch(ctx: Context) -> int:
         )
         on_round = None
         if args.serve is not None:
-            from nebula_build.galleryserver import GalleryServer
+            from nebula_build.live.galleryserver import GalleryServer
 
             try:
                 server = stack.enter_context(GalleryServer(args.host, args.serve))
@@ -73,8 +73,8 @@ def cmd_watch(ctx: Context) -> int:
 
 
 def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Round], None]:
-    from nebula_build.gallery import cards, render
-    from nebula_build.runstate import read_failures
+    from nebula_build.engine.runstate import read_failures
+    from nebula_build.live.gallery import cards, render
 
     def publish(report: Round) -> None:
         if report.plan is None:
@@ -102,9 +102,9 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
 
 
 def cmd_gallery(ctx: Context) -> int:
-    from nebula_build.gallery import cards, render
-    from nebula_build.runstate import read_failures
-    from nebula_build.workflow import current_lock, plan_for
+    from nebula_build.engine.prepare import current_lock, plan_for
+    from nebula_build.engine.runstate import read_failures
+    from nebula_build.live.gallery import cards, render
 
     prepared = prepared_project(ctx)
     project = prepared.project

@@ -4,6 +4,6 @@
 injection; see its module for the faults it can act out.
 """
 
-from .server import NebulaTestServer, RecordedRequest
+from nebula_build.testing.server import NebulaTestServer, RecordedRequest
 
 __all__ = ["NebulaTestServer", "RecordedRequest"]

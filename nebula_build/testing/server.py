@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from nebula_build.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL, SEEDREAM_DEFAULT_ID
 from nebula_build.httpthread import BackgroundHTTPServer
+from nebula_build.plugin.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL, SEEDREAM_DEFAULT_ID
 
 API_PREFIX = "/api/v1"
 KNOWN_MODELS = (SDXL, FLUX_SCHNELL, FLUX_FILL, SEEDREAM_DEFAULT_ID)

@@ -1,0 +1,308 @@
+"""The `diffusers` backend: the open models on this machine's GPU.
+
+SDXL base 1.0, FLUX.1 schnell and FLUX.1 Fill dev run through Hugging Face
+diffusers from weights already on disk. Needs the optional extra::
+
+    pip install 'nebula-build[local]'
+
+This module stays light: torch and diffusers are imported by `local.runtime`
+on the first generation, in the backend's own worker thread, so `plan` and
+every other backend never pay for them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from nebula_build.backends.diffusers.cancel import FP8_NEEDS_TORCHAO, Interrupted
+from nebula_build.backends.diffusers.kinds import KINDS, KNOWN_MODELS, KindName, PipelineKind
+from nebula_build.errors import (
+    BackendError,
+    LocalSetupError,
+    RequestRejectedError,
+    WeightsNotFoundError,
+    first_line,
+)
+from nebula_build.plugin.backend import (
+    Backend,
+    BackendSettings,
+    GenerationRequest,
+    GenerationResult,
+)
+from nebula_build.plugin.catalog import ModelSupport
+from nebula_build.plugin.hookspecs import hookimpl
+
+if TYPE_CHECKING:  # asyncio and threads are imported when the backend opens: `plan` never does
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nebula_build.backends.diffusers.runtime import Runtime
+    from nebula_build.backends.diffusers.weights import WeightsLocation
+
+EXTRA_HINT = "pip install 'nebula-build[local]'"
+_REQUIRED = ("torch", "diffusers", "transformers", "accelerate", "safetensors")
+
+
+class LocalModel(BaseModel):
+    """A model this project names itself: a fine-tune, a merge, a local copy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    path: str = Field(description="The diffusers folder (with model_index.json).")
+    pipeline: KindName = Field(description="Which pipeline runs it: sdxl, flux or flux-fill.")
+
+
+class DiffusersSettings(BackendSettings):
+    """`[backends.diffusers]`."""
+
+    model_config = ConfigDict(defer_build=True)  # built when a project uses it
+
+    concurrency: int = Field(
+        1, ge=1, le=256, description="Images queued at once; the GPU runs one at a time."
+    )
+    timeout: float = Field(
+        1800.0, gt=0, description="Seconds one generation may denoise before it gives up."
+    )
+    device: str = Field(
+        "cuda", description='"cuda", "cuda:N", "mps" (Apple silicon) or "cpu" (slow: for tests).'
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto",
+        description="auto: bfloat16 on GPUs that have it, else float16 (and on mps); "
+        "float32 on the CPU.",
+    )
+    models: dict[str, str | LocalModel] = Field(
+        default_factory=dict,
+        description="Model id -> diffusers folder (relative to images.toml's folder), or "
+        "{ path, pipeline } for a model of your own. Default: the Hugging Face cache.",
+    )
+    allow_download: bool = Field(
+        False, description="Download a model missing from disk from the Hugging Face hub."
+    )
+    compile: Literal[False, True, "regional", "max-autotune"] = Field(
+        False,
+        description="torch.compile the UNet/transformer: true (CUDA graphs), "
+        '"regional" (repeated blocks only: compiles fast) or "max-autotune" (slowest '
+        "compile, fastest images). Compiled kernels are cached under .nebula-build/.",
+    )
+    compile_cache: str = Field(
+        ".nebula-build/diffusers/inductor",
+        description="Where compiled kernels are kept (relative to images.toml's folder); "
+        "share one folder between projects to compile once.",
+    )
+    fuse_qkv: bool = Field(False, description="Fuse attention's Q, K, V projections.")
+    channels_last: bool = Field(False, description="channels_last memory for the VAE and UNet.")
+    quantize: Literal["fp8"] | None = Field(
+        None, description='"fp8": float8 transformer/UNet via torchao (Ada/Hopper GPUs).'
+    )
+    offload: Literal["model", "sequential"] | None = Field(
+        None,
+        description='Keep weights in CPU memory: "model" moves whole models to the GPU as '
+        'needed, "sequential" layer by layer (least memory, slowest).',
+    )
+    max_memory_gib: float | None = Field(
+        None,
+        gt=0,
+        description="GPU memory the loaded pipelines may hold; least recently used ones are "
+        "unloaded to stay under it. Default: what the GPU has free.",
+    )
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _known_compile(cls, value: object) -> object:
+        if not (isinstance(value, bool) or value in ("regional", "max-autotune")):
+            raise ValueError('must be true, false, "regional" or "max-autotune"')
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"cuda(:\d+)?|mps|cpu", value):
+            raise ValueError('must be "cuda", "cuda:N" (a GPU\'s index), "mps" or "cpu"')
+        return value
+
+
+def kind_of(settings: DiffusersSettings, model_id: str) -> PipelineKind:
+    declared = settings.models.get(model_id)
+    if isinstance(declared, LocalModel):
+        return KINDS[declared.pipeline]
+    if model_id in KNOWN_MODELS:
+        return KINDS[KNOWN_MODELS[model_id]]
+    raise RequestRejectedError(
+        f"the diffusers backend does not know model {model_id!r}", backend="diffusers"
+    )
+
+
+def _settings(settings: BackendSettings) -> DiffusersSettings:
+    assert isinstance(settings, DiffusersSettings)
+    return settings
+
+
+def _require_extra() -> None:
+    """A LocalSetupError naming what to install when the local extra is missing;
+    looks the packages up without importing them."""
+    missing = [name for name in _REQUIRED if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LocalSetupError(
+            f"the diffusers backend needs {', '.join(missing)}: {EXTRA_HINT}",
+            backend=DiffusersBackend.name,
+        )
+
+
+def _quiet_hugging_face() -> None:
+    """Progress bars and notices from diffusers and transformers would tear through
+    nebula-build's own progress display; errors still surface as exceptions."""
+    for variable, value in (
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("DIFFUSERS_VERBOSITY", "error"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+    ):
+        os.environ.setdefault(variable, value)
+
+
+class DiffusersBackend(Backend):
+    """Local generation. Pipelines load on first use and stay loaded for the
+    backend's life (an apply, or a whole watch session)."""
+
+    name = "diffusers"
+    settings_model = DiffusersSettings
+
+    def __init__(self, settings: BackendSettings) -> None:
+        super().__init__(settings)
+        self._executor: ThreadPoolExecutor | None = None
+        self._runtime: Runtime | None = None
+        self._cancels: set[threading.Event] = set()
+
+    @classmethod
+    def models(cls, settings: BackendSettings) -> Mapping[str, ModelSupport]:
+        declared = _settings(settings).models
+        supported = {mid: KINDS[kind].support(mid) for mid, kind in KNOWN_MODELS.items()}
+        for model_id, value in declared.items():
+            if isinstance(value, LocalModel):
+                supported[model_id] = KINDS[value.pipeline].support(model_id, model_id)
+        return supported
+
+    @classmethod
+    def preflight(cls, settings: BackendSettings, root: Path) -> None:
+        _require_extra()
+        from nebula_build.backends.diffusers.weights import locate
+
+        diffusers_settings = _settings(settings)
+        if diffusers_settings.quantize == "fp8" and importlib.util.find_spec("torchao") is None:
+            raise LocalSetupError(FP8_NEEDS_TORCHAO, backend=cls.name)
+        for model_id, value in diffusers_settings.models.items():
+            locate(model_id, value if isinstance(value, str) else value.path, root)
+
+    def locate(self, model_id: str) -> WeightsLocation:
+        """The folder to load `model_id` from; downloads only with allow_download."""
+        from nebula_build.backends.diffusers.weights import WeightsLocation, locate
+
+        settings = _settings(self.settings)
+        declared = settings.models.get(model_id)
+        path = declared if isinstance(declared, str | None) else declared.path
+        root = self.project_root or Path.cwd()
+        try:
+            return locate(model_id, path, root)
+        except WeightsNotFoundError:
+            if path is not None or not settings.allow_download:
+                raise
+        from diffusers import DiffusionPipeline
+
+        try:
+            folder = DiffusionPipeline.download(model_id)
+        except Exception as exc:  # the hub's errors are many; each is one line for the user
+            raise WeightsNotFoundError(
+                f"model {model_id!r} is not on disk and downloading it failed: {first_line(exc)}",
+                backend=self.name,
+            ) from exc
+        return WeightsLocation(model_id, Path(folder), "downloaded")
+
+    async def __aenter__(self) -> DiffusersBackend:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # One thread owns the device: images run one at a time, and CUDA graphs
+        # captured by torch.compile are replayed from the thread that made them.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="nebula-diffusers")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for cancel in self._cancels:
+            cancel.set()
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        if self._runtime is not None:
+            executor.submit(self._runtime.close)
+        import asyncio
+
+        await asyncio.to_thread(executor.shutdown, wait=True)
+        self._runtime = None
+
+    def _get_runtime(self) -> Runtime:
+        if self._runtime is None:
+            _require_extra()
+            _quiet_hugging_face()
+            from nebula_build.backends.diffusers.runtime import Runtime
+            from nebula_build.backends.diffusers.weights import configured_path
+
+            settings = _settings(self.settings)
+            root = self.project_root or Path.cwd()
+            self._runtime = Runtime(
+                settings,
+                compile_cache=configured_path(settings.compile_cache, root),
+                locate=self.locate,
+                kind_of=lambda model_id: kind_of(settings, model_id),
+            )
+        return self._runtime
+
+    async def adopt(self, model_id: str, pipeline: object) -> None:
+        """Use `pipeline` (a diffusers pipeline object) for `model_id` instead of
+        loading one from disk; for scripts and benchmarks that build their own."""
+        import asyncio
+
+        assert self._executor is not None, "use `async with` to open the backend"
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            self._executor, lambda: self._get_runtime().adopt(model_id, pipeline)
+        )
+
+    def _generate_now(
+        self, request: GenerationRequest, cancel: threading.Event
+    ) -> GenerationResult:
+        if cancel.is_set():
+            raise Interrupted
+        if self._runtime is None and request.on_activity is not None:
+            request.on_activity("starting torch")
+        return self._get_runtime().generate(request, cancel)
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        import asyncio
+        import threading
+
+        assert self._executor is not None, "use `async with` to open the backend"
+        cancel = threading.Event()
+        self._cancels.add(cancel)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._generate_now, request, cancel)
+        except BackendError as exc:
+            exc.image = exc.image or request.image_name
+            raise
+        except asyncio.CancelledError:
+            cancel.set()  # the worker stops at the next denoising step
+            raise
+        finally:
+            self._cancels.discard(cancel)
+
+
+@hookimpl
+def nebula_build_register_backends() -> list[type[Backend]]:
+    return [DiffusersBackend]

@@ -1,0 +1,135 @@
+"""Expand `matrix` declarations into concrete images.
+
+`[images.enemy]` with `matrix = { kind = ["slime", "bat"], pose = ["idle", "attack"] }`
+becomes enemy[slime,idle], enemy[slime,attack], enemy[bat,idle], enemy[bat,attack]:
+the product, in declaration order. `{kind}`, `{pose}` and `{index}` are replaced in
+prompt, negative_prompt, output and alt; `seed` may be an expression of them
+("{index} + 100"). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import string
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nebula_build.core.manifest import ImageDecl
+from nebula_build.errors import UserError
+
+if TYPE_CHECKING:
+    import ast
+
+TEMPLATED = ("prompt", "negative_prompt", "output", "alt")
+MAX_SEED = 2**32 - 1
+_OPERATORS = {"Add": operator.add, "Sub": operator.sub, "Mult": operator.mul}
+
+
+class ExpansionError(ValueError):
+    """A problem with one key of one declaration."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Expanded:
+    """One concrete image: its name, the declaration it came from, its fields."""
+
+    name: str
+    base: str
+    decl: ImageDecl
+
+
+def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
+    """Every concrete image of a declaration (itself, without a matrix)."""
+    if not decl.matrix:
+        seed = decl.seed
+        if isinstance(seed, str):
+            yield Expanded(base, base, decl.model_copy(update={"seed": _seed(seed, {})}))
+        else:
+            yield Expanded(base, base, decl)
+        return
+    axes = list(decl.matrix.items())
+    for key, choices in axes:
+        if not choices:
+            raise ExpansionError("matrix", f"{key!r} has no values")
+    for index, combination in enumerate(itertools.product(*(v for _, v in axes))):
+        values: dict[str, Any] = {
+            key: value for (key, _), value in zip(axes, combination, strict=True)
+        }
+        values["index"] = index
+        name = f"{base}[{','.join(str(v) for v in combination)}]"
+        update: dict[str, Any] = {
+            key: _fill(key, getattr(decl, key), values)
+            for key in TEMPLATED
+            if getattr(decl, key) is not None
+        }
+        if decl.seed is not None:
+            update["seed"] = _seed(decl.seed, values) if isinstance(decl.seed, str) else decl.seed
+        yield Expanded(name, base, decl.model_copy(update=update))
+
+
+def _fill(key: str, template: str, values: Mapping[str, Any]) -> str:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        for field in fields:
+            if field not in values:
+                raise KeyError(field)
+        return template.format_map(values)
+    except KeyError as exc:
+        known = ", ".join(f"{{{k}}}" for k in values)
+        raise ExpansionError(
+            key, f"unknown placeholder {{{exc.args[0]}}} (known: {known})"
+        ) from None
+    except (ValueError, IndexError) as exc:
+        raise ExpansionError(key, f"bad placeholder: {exc}") from None
+
+
+def _seed(expression: str, values: Mapping[str, Any]) -> int:
+    """An integer from '{index} + 100' and the like: integers with + - * only."""
+    import ast  # only seed expressions need it
+
+    text = _fill("seed", expression, values)
+    try:
+        value = _evaluate(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError):
+        raise ExpansionError(
+            "seed",
+            f"{expression!r} is not an integer expression (integers, placeholders, + - * only)",
+        ) from None
+    if not 0 <= value <= MAX_SEED:
+        raise ExpansionError("seed", f"{expression!r} gives {value}, outside 0-{MAX_SEED}")
+    return value
+
+
+def _evaluate(node: ast.expr) -> int:
+    import ast
+
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op).__name__ in _OPERATORS:
+        operation = _OPERATORS[type(node.op).__name__]
+        return int(operation(_evaluate(node.left), _evaluate(node.right)))
+    raise ValueError("unsupported")
+
+
+def select(requested: Collection[str], known: Collection[str]) -> set[str]:
+    """Image names for --target/--replace: a name, a matrix's base name (all of its
+    images) or `base[*]`; an unknown one is an error listing the known names."""
+    chosen: set[str] = set()
+    unknown = []
+    for name in requested:
+        base = name.removesuffix("[*]")
+        matches = {n for n in known if n == name or n.split("[", 1)[0] == base}
+        if not matches:
+            unknown.append(name)
+        chosen |= matches
+    if unknown:
+        raise UserError(
+            f"unknown image(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})"
+        )
+    return chosen

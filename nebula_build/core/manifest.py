@@ -1,0 +1,389 @@
+"""Load and validate `images.toml` into typed models.
+
+Validation here is structural (types, ranges, unknown keys). What depends on
+the chosen backend and model (which parameters it takes, size multiples) is
+checked when specs are resolved (`spec.py`), against the backend's declaration.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from nebula_build.core import sourcemap
+from nebula_build.errors import ManifestError, Problem
+
+MANIFEST_NAME = "images.toml"
+MAX_SEED = 2**32 - 1
+SCHEMA_VERSION = 1
+
+ImageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
+# defer_build: a `plan` served from the spec cache never validates a manifest, so it
+# should not pay to build these validators at import.
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+
+class GenerationFields(BaseModel):
+    """Parameters that shape the pixels; allowed both in [defaults] and per image."""
+
+    model_config = _STRICT
+
+    backend: str | None = Field(
+        None,
+        min_length=1,
+        description="Backend that generates the image: nebula, preview, diffusers or a plugin's.",
+    )
+    model: str | None = Field(
+        None,
+        min_length=1,
+        description="Model id, e.g. black-forest-labs/FLUX.1-schnell (see `nebula-build models`).",
+    )
+    prompt: str | None = Field(None, min_length=1, description="What the image shows.")
+    negative_prompt: str | None = Field(
+        None,
+        description="What the image must not show (models that take it: SDXL).",
+    )
+    width: int | None = Field(
+        None,
+        ge=64,
+        le=2048,
+        description="Width in pixels: a multiple of 8 (16 for Fill).",
+    )
+    height: int | None = Field(
+        None,
+        ge=64,
+        le=2048,
+        description="Height in pixels: a multiple of 8 (16 for Fill).",
+    )
+    num_steps: int | None = Field(None, ge=1, le=500, description="Denoising steps.")
+    guidance_scale: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="How closely to follow the prompt.",
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="Random seed; changing it asks for a new draw. Reproducible only on "
+        "models that take a seed.",
+    )
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="Inpainting input image: a path relative to the manifest (JPG, PNG, WebP).",
+    )
+    mask: str | None = Field(
+        None,
+        min_length=1,
+        description="Inpainting mask, same size as the image: white marks the area to repaint.",
+    )
+
+
+class OutputFields(BaseModel):
+    """How the generated image becomes files; changing these never regenerates."""
+
+    model_config = _STRICT
+
+    quality: int | None = Field(
+        None, ge=1, le=100, description="Quality of lossy formats (.jpg, .webp, .avif), 1-100."
+    )
+    lossless: bool | None = Field(None, description="Encode .webp or .avif losslessly.")
+    resize: list[int] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="Deliver at [width, height] instead of the generated size.",
+    )
+    fit: Literal["cover", "contain", "exact"] | None = Field(
+        None,
+        description="How `resize` fits the image: cover (crop, default), contain (pad) "
+        "or exact (stretch).",
+    )
+    resample: Literal["lanczos", "nearest"] | None = Field(
+        None, description="Resampling filter: lanczos (default) or nearest (crisp pixel art)."
+    )
+    widths: list[int] | None = Field(
+        None,
+        description="Responsive variants: one more file per width, never upscaled.",
+    )
+    metadata: bool | None = Field(
+        None,
+        description="Embed the generation parameters in each file (default true); false "
+        "strips all metadata.",
+    )
+    variant_pattern: str | None = Field(
+        None,
+        min_length=1,
+        description="File name of each variant from {stem}, {width} and {ext}; "
+        "default '{stem}-{width}{ext}'.",
+    )
+
+
+class StyleDecl(GenerationFields, OutputFields):
+    """`[styles.<name>]`: a preset an image takes with `style = "<name>"`."""
+
+    prompt_prefix: str | None = Field(
+        None, description="Put before the image's prompt (joined with ', ')."
+    )
+    prompt_suffix: str | None = Field(
+        None, description="Put after the image's prompt (joined with ', ')."
+    )
+
+
+class Defaults(GenerationFields, OutputFields):
+    """Values every image takes unless it sets its own."""
+
+    style: str | None = Field(None, min_length=1, description="Style every image takes.")
+
+
+class ImageDecl(GenerationFields, OutputFields):
+    """One image the project wants."""
+
+    alt: str | None = Field(
+        None, description="Alt text for the asset manifest; defaults to the prompt."
+    )
+    style: str | None = Field(None, min_length=1, description="A [styles.<name>] preset to apply.")
+    matrix: (
+        dict[
+            Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], list[str | int]
+        ]
+        | None
+    ) = Field(
+        None,
+        description='Expand into one image per combination, e.g. {kind = ["slime", '
+        '"bat"]}; {kind} and {index} work in prompt, negative_prompt, output and alt; '
+        "images are named like enemy[slime,idle].",
+    )
+    seed: int | str | None = Field(  # type: ignore[assignment]
+        None,
+        description='Random seed, or with a matrix an expression such as "{index} + 100".',
+    )
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_in_range(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 0 <= value <= MAX_SEED:
+            raise ValueError(f"must be within 0-{MAX_SEED}")
+        return value
+
+    output: str = Field(
+        min_length=1,
+        description="Where the image is written, relative to the manifest; the extension "
+        "(.png, .webp, .jpg) picks the format.",
+    )
+
+
+class AtlasDecl(BaseModel):
+    """`[atlases.<name>]`: images packed into one sheet, with a frame map."""
+
+    model_config = _STRICT
+
+    images: list[str] = Field(
+        min_length=1,
+        description='Members: image names, a matrix\'s name, or "enemy[*]" for all of it.',
+    )
+    output: str = Field(min_length=1, description="The sheet: a .png or .webp path.")
+    frames: str | None = Field(
+        None,
+        min_length=1,
+        description="The frame map (TexturePacker/Phaser JSON hash); default: the "
+        "output's path with .json.",
+    )
+    padding: int = Field(2, ge=0, le=64, description="Pixels between frames.")
+
+
+class AssetsSettings(BaseModel):
+    """`[assets]`: machine-readable output for templates and engines."""
+
+    model_config = _STRICT
+
+    manifest: str | None = Field(
+        None,
+        min_length=1,
+        description="Write a JSON list of every image and variant here (path, size, format, "
+        "bytes, alt), e.g. static/images.json. See schema/assets.schema.json.",
+    )
+
+
+class ManifestModel(BaseModel):
+    """The whole of images.toml."""
+
+    model_config = _STRICT
+
+    version: Literal[1] = Field(description="Manifest format version; always 1.")
+    defaults: Defaults = Field(
+        default_factory=Defaults,
+        description="Values applied to every image before hashing.",
+    )
+    backends: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-backend settings (concurrency, timeout, …); never secrets.",
+    )
+    images: dict[ImageName, ImageDecl] = Field(
+        default_factory=dict,
+        description="The images, by name (letters, digits, - and _).",
+    )
+    styles: dict[ImageName, StyleDecl] = Field(
+        default_factory=dict, description='Presets images take with `style = "<name>"`.'
+    )
+    atlases: dict[ImageName, AtlasDecl] = Field(
+        default_factory=dict, description="Sprite sheets packed from images' outputs."
+    )
+    assets: AssetsSettings = Field(
+        default_factory=AssetsSettings,
+        description="Files written about the images for the site or game that uses them.",
+    )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest and where it came from, for locating later errors."""
+
+    path: Path
+    display_path: str
+    text: str
+    model: ManifestModel
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @cached_property
+    def _positions(self) -> dict[tuple[str, ...], tuple[int, int]]:
+        return sourcemap.key_positions(self.text)
+
+    def problem(
+        self, loc: tuple[str | int, ...], message: str, at: tuple[str | int, ...] | None = None
+    ) -> Problem:
+        """A problem at a key path, with the line and column where it is written (or
+        where `at` is, for keys that are not written out, like expanded images)."""
+        path = tuple(str(part) for part in at or loc)
+        position = next(
+            (
+                self._positions[path[:end]]
+                for end in range(len(path), 0, -1)
+                if path[:end] in self._positions
+            ),
+            None,
+        )
+        line, column = position if position else (None, None)
+        return Problem(self.display_path, ".".join(str(p) for p in loc), message, line, column)
+
+
+def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
+    if len(loc) == 1:
+        return list(ManifestModel.model_fields)
+    if loc[0] == "defaults":
+        return list(Defaults.model_fields)
+    if loc[0] == "images":
+        return list(ImageDecl.model_fields)
+    return []
+
+
+def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
+    """A pydantic error as (key path, message a user can act on)."""
+    loc = tuple(error["loc"])
+    if loc and loc[-1] == "[key]":
+        return loc[:-1], "image names may contain only letters, digits, '-' and '_'"
+    if loc == ("version",) and error["type"] == "literal_error":
+        got = json.dumps(error.get("input"), default=str)
+        return loc, f"unsupported manifest version (got {got}); this nebula-build reads version 1"
+    return loc, describe_error(error, _known_keys(loc))
+
+
+def describe_error(error: Any, known: list[str]) -> str:
+    """One pydantic error as a message a user can act on; `known` are the keys
+    allowed where it happened (for "did you mean")."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key{hint}; expected one of: {', '.join(known)}"
+    if kind == "missing":
+        return "is required"
+    got = f" (got {json.dumps(error['input'], default=str)})" if "input" in error else ""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message[0].lower() + message[1:] + got
+
+
+_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def parse(text: str, path: Path, display_path: str) -> Manifest:
+    """Validate manifest text; every problem becomes one line of a ManifestError."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        found = _TOML_POSITION.search(message)
+        line, column = (int(found[1]), int(found[2])) if found else (None, None)
+        message = _TOML_POSITION.sub("", message).strip()
+        raise ManifestError.single(
+            display_path, "", f"invalid TOML: {message}", line, column
+        ) from None
+    try:
+        model = ManifestModel.model_validate(data)
+    except ValidationError as exc:
+        manifest = Manifest(path, display_path, text, ManifestModel(version=1))
+        problems = [manifest.problem(*_describe(error)) for error in exc.errors()]
+        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        raise ManifestError(problems) from None
+    return Manifest(path, display_path, text, model)
+
+
+def read_bytes(path: Path, display_path: str | None = None) -> bytes:
+    """The manifest file's bytes; a missing or unreadable file is a ManifestError."""
+    shown = display_path or path.name
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError.single(shown, "", "file not found") from None
+    except OSError as exc:
+        raise ManifestError.single(shown, "", f"cannot read: {exc.strerror}") from None
+
+
+def from_bytes(raw: bytes, path: Path, display_path: str | None = None) -> Manifest:
+    """Validate manifest bytes already read from `path`."""
+    shown = display_path or path.name
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError.single(
+            shown, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    return parse(text, path, shown)
+
+
+def load(path: Path, display_path: str | None = None) -> Manifest:
+    """Read and validate a manifest file."""
+    return from_bytes(read_bytes(path, display_path), path, display_path)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of images.toml, as committed in schema/images.schema.json."""
+    schema = ManifestModel.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://nebula-build.dev/schema/images.schema.json",
+        "title": "nebula-build images.toml",
+        **schema,
+    }

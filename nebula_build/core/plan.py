@@ -1,0 +1,314 @@
+"""Diff the desired specs against the lock, the disk and the cache: a `Plan`.
+
+Pure: the disk and the cache come in as lookup functions, so every case is a
+data-driven test. Every action carries a reason, no-ops included, and a plan
+printed is exactly what apply will do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from nebula_build.core.expand import select
+from nebula_build.core.spec import AssetSpec
+from nebula_build.outputs.encode import format_for
+from nebula_build.state.lockfile import LockEntry
+
+DigestOf = Callable[[str], "str | None"]
+HasCached = Callable[[str], bool]
+KnownOutput = Callable[[str], "str | None"]
+
+
+class ActionKind(StrEnum):
+    CREATE = "create"
+    REGENERATE = "regenerate"
+    REENCODE = "reencode"
+    RESTORE = "restore"
+    MOVE = "move"
+    DELETE = "delete"
+    CONFLICT = "conflict"
+    NOOP = "noop"
+
+
+_GENERATING = (ActionKind.CREATE, ActionKind.REGENERATE)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One field that differs between the lock and the manifest."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What apply will do to one image, and why."""
+
+    image: str
+    kind: ActionKind
+    reason: str
+    output: str | None
+    spec: AssetSpec | None = None
+    entry: LockEntry | None = None
+    changes: tuple[Change, ...] = ()
+    from_cache: bool = False
+    notes: tuple[str, ...] = ()
+    #: the file written before, when it differs from `output` (move, re-encode, delete)
+    old_output: str | None = None
+    #: for a conflict: what --force would do
+    resolution: Action | None = None
+    #: overwrite a file changed by hand, after backing it up (--force)
+    backup: bool = False
+    #: delete: the file was changed by hand, so it stays on disk
+    keep_file: bool = False
+    #: a new draw was asked for (--replace): the cache is not used
+    fresh: bool = False
+    #: the output file already holds exactly what this spec produces: only record it
+    in_place: bool = False
+
+    @property
+    def generates(self) -> bool:
+        """Whether this action costs a generation."""
+        return self.kind in _GENERATING and not (self.from_cache or self.in_place)
+
+    @property
+    def is_change(self) -> bool:
+        return self.kind is not ActionKind.NOOP
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every image's action, no-ops included, in manifest order then deletions."""
+
+    actions: tuple[Action, ...]
+
+    @property
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.is_change]
+
+    @property
+    def generations(self) -> list[Action]:
+        return [a for a in self.actions if a.generates]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(a.is_change for a in self.actions)
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(a.kind.value for a in self.actions)
+        return {kind.value: counts.get(kind.value, 0) for kind in ActionKind}
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
+    keys = sorted(set(old) | set(new))
+    return tuple(Change(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k))
+
+
+@dataclass(frozen=True)
+class _Context:
+    digest_of: DigestOf
+    has_cached: HasCached
+    known_output: KnownOutput
+    replace: frozenset[str]
+    force: bool
+
+
+def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
+    if spec.seed is None or spec.seed_reproducible:
+        return ()
+    return (
+        f"{spec.model} does not take a seed: the seed marks a draw, "
+        f"but {spec.backend} will not reproduce it",
+    )
+
+
+def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
+    """The action for an image the manifest declares, before conflict checks."""
+    if (  # the common case first, cheapest tests first
+        entry is not None
+        and entry.generation_key == spec.generation_key
+        and entry.output_key == spec.output_key
+        and entry.output == spec.output
+        and spec.name not in ctx.replace
+        and ctx.digest_of(spec.output) == entry.digest
+        and all(ctx.digest_of(path) == digest for path, digest in entry.variants.items())
+    ):
+        return _noop(spec, entry)
+    return _changed(spec, entry, ctx)
+
+
+def _noop(spec: AssetSpec, entry: LockEntry | None, old_output: str | None = None) -> Action:
+    """An up-to-date image; also the template every other action is made from."""
+    return Action(
+        image=spec.name,
+        kind=ActionKind.NOOP,
+        reason="up to date",
+        output=spec.output,
+        spec=spec,
+        entry=entry,
+        notes=_seed_notes(spec),
+        old_output=old_output,
+    )
+
+
+def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
+    """The action for an image that is not simply up to date."""
+    moved = entry.output if entry is not None and entry.output != spec.output else None
+    base = _noop(spec, entry, moved)
+
+    def act(kind: ActionKind, reason: str, **extra: Any) -> Action:
+        return replace(base, kind=kind, reason=reason, **extra)
+
+    def cached() -> bool:  # a stat per call: only asked where the answer matters
+        return ctx.has_cached(spec.generation_key)
+
+    if entry is None:
+        return act(ActionKind.CREATE, "new image", from_cache=cached())
+    if spec.name in ctx.replace:
+        return act(ActionKind.REGENERATE, "replacement requested (--replace)", fresh=True)
+    if entry.generation_key != spec.generation_key:
+        changes = _changes(entry.generation_params(), spec.generation_params())
+        fields = ", ".join(c.field for c in changes) or "key scheme"
+        return act(ActionKind.REGENERATE, f"{fields} changed", changes=changes, from_cache=cached())
+    if entry.output_key != spec.output_key:
+        changes = _changes(
+            {"output": entry.output, "format": format_for(entry.output)},
+            {"output": spec.output, "format": spec.format},
+        )
+        fields = ", ".join(c.field for c in changes) or "output options"
+        return act(ActionKind.REENCODE, f"{fields} changed", changes=changes)
+    if moved:
+        if spec.variants or entry.variants:  # the variants' names follow the output's
+            return act(ActionKind.REENCODE, f"output moved from {moved}")
+        return act(ActionKind.MOVE, f"output moved from {moved}")
+    states = {path: ctx.digest_of(path) for path in spec.paths}
+    edited = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]
+    missing = [p for p, d in states.items() if d is None]
+    if edited:
+        what = "output file" if edited[0] == spec.output else f"variant {edited[0]}"
+        overwrite = act(
+            ActionKind.RESTORE if cached() else ActionKind.REGENERATE,
+            "overwrite the hand-edited file",
+        )
+        return act(ActionKind.CONFLICT, f"{what} changed by hand", resolution=overwrite)
+    if missing:
+        what = "output file" if missing[0] == spec.output else f"variant {missing[0]}"
+        if cached():
+            return act(ActionKind.RESTORE, f"{what} missing")
+        return act(ActionKind.REGENERATE, f"{what} missing and not cached")
+    return base
+
+
+def _recorded(entry: LockEntry | None, path: str) -> str | None:
+    """The digest the lock recorded for a file of this image, if it wrote one there."""
+    if entry is None:
+        return None
+    return entry.digest if entry.output == path else entry.variants.get(path)
+
+
+def _guard(action: Action, ctx: _Context) -> Action:
+    """Turn a write over a file nebula-build did not write into a conflict."""
+    if action.kind in (ActionKind.NOOP, ActionKind.CONFLICT, ActionKind.DELETE):
+        if action.kind is ActionKind.CONFLICT and ctx.force and action.resolution:
+            return replace(action.resolution, backup=True)
+        return action
+    spec, entry = action.spec, action.entry
+    assert spec is not None
+    for path in spec.paths:
+        current = ctx.digest_of(path)
+        recorded = _recorded(entry, path)
+        if current is None or current == recorded:
+            continue
+        if path == spec.output:
+            known = ctx.known_output(spec.output_key)
+            if not action.fresh and not spec.variants and current == known:
+                reason = f"{action.reason} (the file already holds this output)"
+                return replace(action, in_place=True, reason=reason)
+            if action.kind is ActionKind.MOVE and entry is not None and current == entry.digest:
+                return replace(action, reason=f"{action.reason} (already moved by hand)")
+        if ctx.force:
+            return replace(action, backup=True)
+        reason = (
+            "changed by hand"
+            if recorded is not None
+            else "a file nebula-build did not write is in the way"
+        )
+        if path == spec.output:
+            reason = "output file changed by hand" if recorded is not None else reason
+        else:
+            reason = f"{reason}: {path}"
+        return Action(
+            image=action.image,
+            kind=ActionKind.CONFLICT,
+            reason=reason,
+            output=action.output,
+            spec=spec,
+            entry=entry,
+            resolution=action,
+        )
+    return action
+
+
+def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:
+    current = ctx.digest_of(entry.output)
+    if current is None:
+        reason, keep = "removed from the manifest (file already gone)", False
+    elif current == entry.digest:
+        reason, keep = "removed from the manifest", False
+    else:
+        reason, keep = "removed from the manifest; the file was changed by hand, so it stays", True
+    return Action(
+        image=name,
+        kind=ActionKind.DELETE,
+        reason=reason,
+        output=entry.output,
+        entry=entry,
+        keep_file=keep,
+    )
+
+
+def _with_dependents(names: set[str], specs: Mapping[str, AssetSpec]) -> set[str]:
+    """A new draw of an image must reach every image that takes its output (`@name`):
+    their keys name the upstream's spec, not its pixels, so nothing else would."""
+    grown = set(names)
+    while True:
+        more = {n for n, s in specs.items() if n not in grown and grown & set(s.depends_on)}
+        if not more:
+            return grown
+        grown |= more
+
+
+def make_plan(
+    specs: Mapping[str, AssetSpec],
+    lock: Mapping[str, LockEntry],
+    *,
+    digest_of: DigestOf,
+    has_cached: HasCached,
+    known_output: KnownOutput = lambda output_key: None,
+    targets: Collection[str] = (),
+    replace_images: Collection[str] = (),
+    force: bool = False,
+) -> Plan:
+    """The actions that bring the disk and the lock in line with `specs`."""
+    known = set(specs) | set(lock)
+    chosen = select(targets, known)
+    replaced = _with_dependents(select(replace_images, known), specs)
+    ctx = _Context(digest_of, has_cached, known_output, frozenset(replaced), force)
+    wanted = chosen | replaced if targets else None
+    actions = [
+        _guard(_desired(spec, lock.get(name), ctx), ctx)
+        for name, spec in specs.items()
+        if wanted is None or name in wanted
+    ]
+    actions += [
+        _removed(name, entry, ctx)
+        for name, entry in sorted(lock.items())
+        if name not in specs and (wanted is None or name in wanted)
+    ]
+    return Plan(tuple(actions))

@@ -1,0 +1,469 @@
+"""Resolve a manifest into `AssetSpec`s: defaults, styles, matrices, @ chains, checks.
+
+This is the pure core: it reads no files. Input files reach it only as content
+digests through the `digest_of` function the caller passes in, so plan can use
+cached digests while apply hashes the very bytes it hands the backend. What
+depends on the chosen backend and model (which parameters it takes, size
+multiples) is checked here, against the backend's declaration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from nebula_build.core.expand import ExpansionError, expand, select
+from nebula_build.core.manifest import AtlasDecl, Defaults, ImageDecl, Manifest, describe_error
+from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec
+from nebula_build.errors import (
+    DependencyCycleError,
+    ManifestError,
+    NebulaBuildError,
+    Problem,
+    UserError,
+)
+from nebula_build.outputs.atlas import AtlasSpec
+from nebula_build.outputs.encode import FORMATS, format_for
+from nebula_build.plugin.backend import Backend, BackendSettings
+from nebula_build.plugin.catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
+from nebula_build.plugin.manager import BackendRegistry
+
+BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
+MAX_DELIVERED = 8192
+_LOSSY = ("jpeg", "webp", "avif")
+INPUT_FORMATS = (".png", ".jpg", ".jpeg", ".webp")
+
+DigestOf = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The specs of a manifest and the backend settings they use."""
+
+    specs: dict[str, AssetSpec]
+    settings: dict[str, BackendSettings]
+    backend_classes: dict[str, type[Backend]]
+    #: `[assets] manifest`, relative to the project
+    asset_manifest: str | None = None
+    atlases: dict[str, AtlasSpec] = field(default_factory=dict)
+
+
+class _Resolver:
+    def __init__(
+        self,
+        manifest: Manifest,
+        registry: BackendRegistry,
+        digest_of: DigestOf,
+        backend_override: str | None,
+    ) -> None:
+        self.manifest = manifest
+        self.registry = registry
+        self.digest_of = digest_of
+        self.override = backend_override
+        self.problems: list[Problem] = []
+        self.settings: dict[str, BackendSettings] = {}
+        self.models: dict[str, Mapping[str, ModelSupport]] = {}
+        self.broken_backends: set[str] = set()
+        self.classes: dict[str, type[Backend]] = {}
+        self.outputs: dict[str, str] = {}
+        self.base = {**BUILTIN_DEFAULTS, **_set_fields(manifest.model.defaults)}
+        self.default_style = self.base.pop("style", None)
+        self.bases: dict[str, str] = {}  # expanded image name → its declaration's name
+        self.names: list[str] = []  # every image, expanded, in manifest order
+        self.specs: dict[str, AssetSpec] = {}  # resolved so far (upstream images first)
+        self.styles: dict[str, dict[str, Any]] = {
+            name: _set_fields(style) for name, style in manifest.model.styles.items()
+        }
+
+    def fail(self, loc: tuple[str | int, ...], message: str) -> None:
+        at = None
+        if len(loc) > 1 and loc[0] == "images" and loc[1] in self.bases:
+            at = ("images", self.bases[str(loc[1])], *loc[2:])  # where it is written
+        self.problems.append(self.manifest.problem(loc, message, at))
+
+    def backend(self, name: str, loc: tuple[str, ...]) -> Mapping[str, ModelSupport] | None:
+        if name in self.models:
+            return self.models[name]
+        if name in self.broken_backends:  # its problems are reported once
+            return None
+        try:
+            cls = self.registry.get(name)
+        except NebulaBuildError as exc:
+            self.fail(loc, str(exc))
+            return None
+        raw = self.manifest.model.backends.get(name, {})
+        try:
+            settings = cls.parse_settings(raw)
+        except ValidationError as exc:
+            self.broken_backends.add(name)
+            for error in exc.errors():
+                known = list(cls.settings_model.model_fields) if len(error["loc"]) == 1 else []
+                self.fail(("backends", name, *map(str, error["loc"])), describe_error(error, known))
+            return None
+        self.classes[name] = cls
+        self.settings[name] = settings
+        self.models[name] = cls.models(settings)
+        return self.models[name]
+
+    def origin(self, name: str, decl: ImageDecl, key: str) -> tuple[str, ...]:
+        """Where a value comes from: the image itself, its style or [defaults]."""
+        if key in decl.model_fields_set:
+            return ("images", name, key)
+        style = decl.style or self.default_style
+        if style in self.styles and key in self.styles[style]:
+            return ("styles", style, key)
+        return ("defaults", key)
+
+    def style_fields(self, name: str, decl: ImageDecl) -> dict[str, Any] | None:
+        """The values of the image's style, or None (and a problem) if it is unknown."""
+        style = decl.style or self.default_style
+        if style is None:
+            return {}
+        if style not in self.styles:
+            known = ", ".join(self.styles) or "none declared"
+            self.fail(
+                self.origin(name, decl, "style") if decl.style else ("defaults", "style"),
+                f"unknown style {style!r} (known: {known})",
+            )
+            return None
+        return self.styles[style]
+
+    def check_path(self, loc: tuple[str, ...], value: str, what: str) -> str | None:
+        # String operations rather than PurePosixPath: this runs for every image.
+        parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
+        if value.startswith(("/", "\\", "~")) or (parts and ":" in parts[0]):
+            self.fail(
+                loc, f"{what} must be a path relative to the manifest's folder, not {value!r}"
+            )
+            return None
+        if ".." in parts:
+            self.fail(loc, f"{what} must stay inside the project ({value!r} uses '..')")
+            return None
+        if not parts:
+            self.fail(loc, f"{what} must name a file")
+            return None
+        return "/".join(parts)
+
+    def input(self, name: str, decl: ImageDecl, key: str, value: str) -> tuple[str, str] | None:
+        """(path, digest) of an input: a file, or `@image`, another image's output.
+
+        An upstream image stands in by its output key: known before it runs, and
+        changed whenever its file would change, so a new upstream re-keys this image.
+        """
+        loc = self.origin(name, decl, key)
+        if value.startswith("@"):
+            ref = value[1:]
+            upstream = self.specs.get(ref)
+            if ref not in self.names:
+                self.fail(loc, f"{value!r} names no image (known: {', '.join(self.names)})")
+            elif upstream is not None and upstream.format not in ("png", "jpeg", "webp"):
+                self.fail(
+                    loc, f"{value!r}: its output {upstream.output} is not a JPG, PNG or WebP file"
+                )
+            elif upstream is not None:
+                return upstream.output, f"@{ref}:{upstream.output_key}"
+            return None  # the upstream image's own problem is reported for it
+        path = self.check_path(loc, value, "an input")
+        if path is None:
+            return None
+        if PurePosixPath(path).suffix.lower() not in INPUT_FORMATS:
+            self.fail(loc, f"{value!r} is not a JPG, PNG or WebP file")
+            return None
+        digest = self.digest_of(path)
+        if digest is None:
+            self.fail(loc, f"file not found: {path}")
+            return None
+        return path, digest
+
+    def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
+        # Runs once per image on every plan: keep the happy path free of extra work.
+        style = self.style_fields(name, decl)
+        if style is None:
+            return None
+        merged = (
+            {**self.base, **style, **_set_fields(decl)}
+            if style
+            else {**self.base, **_set_fields(decl)}
+        )
+        if "prompt_prefix" in merged or "prompt_suffix" in merged:
+            parts = (
+                merged.pop("prompt_prefix", None),
+                merged.get("prompt"),
+                merged.pop("prompt_suffix", None),
+            )
+            merged["prompt"] = ", ".join(part for part in parts if part)
+        if self.override:
+            merged["backend"] = self.override
+        start = len(self.problems)
+        models = self.models.get(merged["backend"]) or self.backend(
+            merged["backend"], self.origin(name, decl, "backend")
+        )
+        if models is None:
+            return None
+        model_id = merged.get("model")
+        if model_id is None:
+            self.fail(
+                ("images", name, "model"),
+                "is required (set it here or in [defaults]); "
+                "`nebula-build models` lists the choices",
+            )
+            return None
+        support = models.get(model_id)
+        if support is None:
+            self.fail(
+                self.origin(name, decl, "model"),
+                f"unknown model {model_id!r} for backend {merged['backend']!r} "
+                f"(known: {', '.join(models)})",
+            )
+            return None
+        for param in sorted(_rejected(support).intersection(merged)):
+            loc = self.origin(name, decl, param)
+            inherited = f" (inherited by images.{name})" if loc[0] == "defaults" else ""
+            self.fail(loc, f"{model_id} does not take {param}{inherited}")
+        if support.inpainting and ("image" not in merged or "mask" not in merged):
+            missing = [repr(p) for p in ("image", "mask") if p not in merged]
+            self.fail(
+                ("images", name),
+                f"{model_id} needs {' and '.join(missing)} (inpainting input files)",
+            )
+        if "prompt" not in merged:
+            self.fail(("images", name, "prompt"), "is required")
+        step = support.size_multiple
+        for side in ("width", "height"):
+            value = merged[side]
+            if value % step or not MIN_SIZE <= value <= MAX_SIZE:
+                self.fail(
+                    self.origin(name, decl, side),
+                    f"must be a multiple of {step} within {MIN_SIZE}-{MAX_SIZE} for "
+                    f"{model_id} (got {value})",
+                )
+        output = self.check_path(("images", name, "output"), decl.output, "output")
+        fmt = format_for(decl.output)
+        if output is not None and fmt is None:
+            self.fail(
+                ("images", name, "output"),
+                f"unsupported file type {PurePosixPath(output).suffix or '(none)'!r}; "
+                f"use one of {', '.join(FORMATS)}",
+            )
+        if fmt is not None:
+            self.check_output_options(name, decl, merged, fmt)
+        inputs: dict[str, tuple[str, str] | None] = {}
+        if support.inpainting:
+            for key in ("image", "mask"):
+                if key in merged:
+                    inputs[key] = self.input(name, decl, key, merged[key])
+        if any(found is None for found in inputs.values()):
+            return None
+        paths = {key: found[0] for key, found in inputs.items() if found}
+        digests = {key: found[1] for key, found in inputs.items() if found}
+        if len(self.problems) > start or output is None or fmt is None:
+            return None
+        spec = AssetSpec(
+            name=name,
+            backend=merged["backend"],
+            model=model_id,
+            prompt=merged["prompt"],
+            width=merged["width"],
+            height=merged["height"],
+            output=output,
+            format=fmt,
+            negative_prompt=merged.get("negative_prompt"),
+            num_steps=merged.get("num_steps"),
+            guidance_scale=_as_float(merged.get("guidance_scale")),
+            seed=merged.get("seed"),
+            image=paths.get("image"),
+            mask=paths.get("mask"),
+            image_digest=digests.get("image"),
+            mask_digest=digests.get("mask"),
+            seed_reproducible=support.takes_seed,
+            quality=merged.get("quality"),
+            lossless=merged.get("lossless"),
+            resize=merged.get("resize"),
+            fit=merged.get("fit", "cover"),
+            resample=merged.get("resample", "lanczos"),
+            widths=tuple(sorted(set(merged.get("widths", ())))),
+            variant_pattern=merged.get("variant_pattern", DEFAULT_VARIANT_PATTERN),
+            alt=decl.alt,
+            metadata=merged.get("metadata", True),
+            depends_on=tuple(
+                sorted({d.split(":")[0][1:] for d in digests.values() if d.startswith("@")})
+            ),
+        )
+        return spec if self.claim_paths(name, decl, spec) else None
+
+    def atlas(self, name: str, decl: AtlasDecl, specs: Mapping[str, AssetSpec]) -> AtlasSpec | None:
+        loc = ("atlases", name)
+        try:
+            chosen = select(decl.images, list(self.names))
+        except UserError as exc:
+            self.fail((*loc, "images"), str(exc))
+            return None
+        output = self.check_path((*loc, "output"), decl.output, "an atlas")
+        fmt = format_for(decl.output)
+        if output is not None and fmt not in ("png", "webp"):
+            self.fail((*loc, "output"), "an atlas is a .png or .webp file")
+            return None
+        frames_value = decl.frames or decl.output.rpartition(".")[0] + ".json"
+        frames = self.check_path((*loc, "frames"), frames_value, "a frame map")
+        if output is None or frames is None or fmt is None:
+            return None
+        for key, path in (("output", output), ("frames", frames)):
+            other = self.outputs.setdefault(path, f"atlases.{name}")
+            if other != f"atlases.{name}":
+                self.fail((*loc, key), f"{path} is also written by {other}")
+                return None
+        members = tuple(n for n in self.names if n in chosen and n in specs)
+        return AtlasSpec(name, members, output, frames, decl.padding, fmt)
+
+    def claim_paths(self, name: str, decl: ImageDecl, spec: AssetSpec) -> bool:
+        """Every file belongs to one image; variants must stay inside the project."""
+        ok = True
+        for path in spec.paths:
+            key = "output" if path == spec.output else "widths"
+            if (
+                path != spec.output
+                and self.check_path(self.origin(name, decl, key), path, "a variant") is None
+            ):
+                return False
+            other = self.outputs.setdefault(path, name)
+            if other != name:
+                self.fail(("images", name, key), f"{path} is also written by images.{other}")
+                ok = False
+        return ok
+
+    def check_output_options(
+        self, name: str, decl: ImageDecl, merged: dict[str, Any], fmt: str
+    ) -> None:
+        def fail(key: str, message: str) -> None:
+            self.fail(self.origin(name, decl, key), message)
+
+        if fmt == "avif" and not _pillow_writes_avif():
+            fail("output", "this Pillow cannot write AVIF; install pillow>=11.3 or use .webp")
+        if "quality" in merged and fmt not in _LOSSY:
+            fail("quality", f"{fmt.upper()} is lossless: quality applies to .jpg, .webp and .avif")
+        if "lossless" in merged and fmt not in ("webp", "avif"):
+            fail("lossless", "lossless applies to .webp and .avif")
+        if any(not 1 <= side <= MAX_DELIVERED for side in merged.get("resize", ())):
+            fail("resize", f"sizes must be within 1-{MAX_DELIVERED} pixels")
+        if ("fit" in merged or "resample" in merged) and "resize" not in merged:
+            fail("fit" if "fit" in merged else "resample", "applies only with `resize`")
+        widths = merged.get("widths", [])
+        if any(not 1 <= w <= MAX_DELIVERED for w in widths) or len(set(widths)) != len(widths):
+            fail("widths", f"widths must be distinct, within 1-{MAX_DELIVERED} pixels")
+        pattern = merged.get("variant_pattern", DEFAULT_VARIANT_PATTERN)
+        try:
+            same = pattern.format(stem="a", width=1, ext=".x") == pattern.format(
+                stem="a", width=2, ext=".x"
+            )
+        except (KeyError, IndexError, ValueError):
+            fail("variant_pattern", "may use only {stem}, {width} and {ext}")
+            return
+        if same or "/" in pattern:
+            fail("variant_pattern", "must contain {width} and no folder")
+
+
+@cache
+def _pillow_writes_avif() -> bool:
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
+def _set_fields(fields: BaseModel) -> dict[str, Any]:
+    """The fields the manifest wrote out (never None: TOML has no null)."""
+    values = fields.__dict__
+    return {key: values[key] for key in fields.model_fields_set}
+
+
+@cache
+def _rejected(support: ModelSupport) -> frozenset[str]:
+    """Parameters that are an error on this model; a seed is only a note."""
+    return frozenset(OPTIONAL_PARAMS) - support.params - {"seed"}
+
+
+def _as_float(value: float | int | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> list[str]:
+    """Image names with every `@upstream` before the images that use it.
+
+    Raises DependencyCycleError naming the cycle. Unknown references are left for
+    resolution to report.
+    """
+    needs = {}
+    for name, decl in images.items():
+        values = (decl.image or defaults.image, decl.mask or defaults.mask)
+        needs[name] = [v[1:] for v in values if v and v.startswith("@") and v[1:] in images]
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = [*path[path.index(name) :], name]
+            raise DependencyCycleError(
+                "images depend on each other in a cycle: "
+                + " -> ".join(cycle)
+                + "; an image cannot take its own output as input"
+            )
+        state[name] = "active"
+        for upstream in needs[name]:
+            visit(upstream, [*path, name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in images:
+        visit(name, [])
+    return order
+
+
+def resolve(
+    manifest: Manifest,
+    registry: BackendRegistry,
+    digest_of: DigestOf,
+    *,
+    backend_override: str | None = None,
+) -> Resolved:
+    """Every image of the manifest as an AssetSpec; all problems raised together."""
+    resolver = _Resolver(manifest, registry, digest_of, backend_override)
+    if backend_override:
+        registry.get(backend_override, where="--backend")
+    for name in manifest.model.backends:
+        if name in registry.backends:  # settings of an unused plugin are checked when used
+            resolver.backend(name, ("backends", name))
+    images: dict[str, ImageDecl] = {}
+    for base, decl in manifest.model.images.items():
+        try:
+            for image in expand(base, decl):
+                resolver.bases[image.name] = base
+                images[image.name] = image.decl
+        except ExpansionError as exc:
+            resolver.fail(("images", base, exc.key), str(exc))
+    resolver.names = list(images)
+    defaults = manifest.model.defaults
+    for name in dependency_order(images, defaults):
+        spec = resolver.resolve(name, images[name])
+        if spec is not None:
+            resolver.specs[name] = spec
+    specs = {name: resolver.specs[name] for name in images if name in resolver.specs}
+    assets = manifest.model.assets.manifest
+    asset_manifest = None
+    if assets is not None:
+        asset_manifest = resolver.check_path(("assets", "manifest"), assets, "the asset manifest")
+        if asset_manifest is not None and asset_manifest in resolver.outputs:
+            resolver.fail(("assets", "manifest"), f"{asset_manifest} is also an image's output")
+    atlases = {
+        name: atlas
+        for name, decl in manifest.model.atlases.items()
+        if (atlas := resolver.atlas(name, decl, specs)) is not None
+    }
+    if resolver.problems:
+        raise ManifestError(resolver.problems)
+    return Resolved(specs, resolver.settings, resolver.classes, asset_manifest, atlases)

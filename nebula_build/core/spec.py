@@ -1,0 +1,184 @@
+"""`AssetSpec`: one image fully resolved, its canonical form and its keys.
+
+`resolve.py` makes these from a manifest; everything downstream (plan, apply,
+the lock) reads them. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nebula_build.outputs.encode import Encoding
+from nebula_build.outputs.metadata import PARAMETERS_KEY, SPEC_KEY, parameters_text, spec_json
+
+#: Bumped when the canonical form changes, so old keys stop matching.
+KEY_SCHEME = 1
+DEFAULT_VARIANT_PATTERN = "{stem}-{width}{ext}"
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same spec always gives the same bytes."""
+    return _CANONICAL.encode(value).encode()
+
+
+def key_of(value: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSpec:
+    """One image, fully resolved: defaults applied, backend and model checked."""
+
+    name: str
+    backend: str
+    model: str
+    prompt: str
+    width: int
+    height: int
+    output: str
+    format: str
+    negative_prompt: str | None = None
+    num_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    image: str | None = None
+    mask: str | None = None
+    image_digest: str | None = None
+    mask_digest: str | None = None
+    seed_reproducible: bool = True
+    quality: int | None = None
+    lossless: bool | None = None
+    resize: tuple[int, int] | None = None
+    fit: str = "cover"
+    resample: str = "lanczos"
+    widths: tuple[int, ...] = ()
+    variant_pattern: str = DEFAULT_VARIANT_PATTERN
+    alt: str | None = None
+    metadata: bool = True
+    #: images whose output this one takes as input (`image = "@hero"`)
+    depends_on: tuple[str, ...] = ()
+    #: computed from the fields; passed in only when restoring from the spec cache
+    generation_key: str = ""
+    output_key: str = ""
+
+    def __post_init__(self) -> None:
+        if self.resize is not None and not isinstance(self.resize, tuple):
+            object.__setattr__(self, "resize", tuple(self.resize))  # from JSON or TOML lists
+        if not isinstance(self.widths, tuple):
+            object.__setattr__(self, "widths", tuple(self.widths))
+        if not isinstance(self.depends_on, tuple):
+            object.__setattr__(self, "depends_on", tuple(self.depends_on))
+        # Keys are computed once: plan, apply and reports read them many times.
+        if self.generation_key and self.output_key:
+            return
+        generation_key = key_of({"scheme": KEY_SCHEME, **self.generation_params()})
+        object.__setattr__(self, "generation_key", generation_key)
+        output = {"scheme": KEY_SCHEME, "generation": generation_key, **self.output_params()}
+        object.__setattr__(self, "output_key", key_of(output))
+
+    def generation_params(self) -> dict[str, Any]:
+        """Everything that shapes the pixels, as stored in the lock and hashed.
+
+        Left out on purpose: the output path and format (they do not change the
+        pixels; see `output_params`) and input *paths* (their content digests
+        stand in, so moving an input file changes nothing). Unset parameters
+        are omitted rather than null, so adding a new optional parameter to the
+        tool does not re-key every existing image.
+        """
+        params = {
+            "backend": self.backend,
+            "model": self.model,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "width": self.width,
+            "height": self.height,
+            "num_steps": self.num_steps,
+            "guidance_scale": self.guidance_scale,
+            "seed": self.seed,
+            "image": self.image_digest,
+            "mask": self.mask_digest,
+        }
+        return {k: v for k, v in params.items() if v is not None}
+
+    def output_params(self) -> dict[str, Any]:
+        """Options that change the files but not the generation. Options left at their
+        default are omitted, as in `generation_params`."""
+        params: dict[str, Any] = {"format": self.format, "size": list(self.delivered_size)}
+        if self.quality is not None:
+            params["quality"] = self.quality
+        if self.lossless is not None:
+            params["lossless"] = self.lossless
+        if self.resize is not None:
+            params |= {"fit": self.fit, "resample": self.resample}
+        if self.variants:
+            params["variants"] = [[path, w, h] for path, w, h in self.variants]
+        if not self.metadata:
+            params["metadata"] = False
+        return params
+
+    def embedded(self) -> tuple[tuple[str, str], ...]:
+        """The metadata records each file carries (none with `metadata = false`)."""
+        if not self.metadata:
+            return ()
+        generation = self.generation_params()
+        record = {
+            "tool": "nebula-build",
+            "image": self.name,
+            "generation": generation,
+            "generation_key": self.generation_key,
+            "output_key": self.output_key,
+        }
+        return (
+            (PARAMETERS_KEY, parameters_text(generation, self.delivered_size)),
+            (SPEC_KEY, spec_json(record)),
+        )
+
+    @property
+    def delivered_size(self) -> tuple[int, int]:
+        """The size of the main output file."""
+        return self.resize or (self.width, self.height)
+
+    @property
+    def variants(self) -> tuple[tuple[str, int, int], ...]:
+        """(path, width, height) of each responsive variant; never wider than the image."""
+        width, height = self.delivered_size
+        folder, _, name = self.output.rpartition("/")
+        stem, dot, ext = name.rpartition(".")
+        found = []
+        for target in self.widths:
+            if target >= width:
+                continue
+            file = self.variant_pattern.format(stem=stem, width=target, ext=dot + ext)
+            found.append(
+                (
+                    f"{folder}/{file}" if folder else file,
+                    target,
+                    max(1, round(height * target / width)),
+                )
+            )
+        return tuple(found)
+
+    @property
+    def encoding(self) -> Encoding:
+        return Encoding(
+            self.format,
+            self.delivered_size,
+            self.fit,
+            self.resample,
+            self.quality,
+            self.lossless,
+            self.variants,
+            self.embedded(),
+        )
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file this image writes: the output, then its variants."""
+        return (self.output, *(path for path, _, _ in self.variants))

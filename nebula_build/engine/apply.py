@@ -1,0 +1,431 @@
+"""Run a Plan: generate what is missing, write files atomically, record the lock.
+
+The generate step is a parameter, so ordering, concurrency, keep-going and
+crash-safety are tested with a fake backend. Generations are bounded by a
+semaphore per backend; encoding and file writes run in worker threads.
+One image's failure never stops the others; every failure is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from nebula_build.core.plan import Action, ActionKind, Plan
+from nebula_build.core.spec import AssetSpec
+from nebula_build.errors import (
+    FORCE_HINT,
+    BackendError,
+    ConflictError,
+    SkippedError,
+    SupersededError,
+    UserError,
+)
+from nebula_build.fsutil import atomic_write, backup, is_within, sha256_bytes
+from nebula_build.outputs.encode import render
+from nebula_build.plugin.backend import GenerationRequest, GenerationResult
+from nebula_build.state.cache import Store
+from nebula_build.state.fileindex import FileIndex
+from nebula_build.state.inputs import InputSnapshot
+from nebula_build.state.lockfile import LockEntry, LockWriter
+from nebula_build.state.project import Project
+
+GenerateFn = Callable[[AssetSpec, GenerationRequest], Awaitable[GenerationResult]]
+_IO_CONCURRENCY = 8
+
+
+class ProgressSink(Protocol):
+    """Receives apply events; `progress.py` renders them."""
+
+    def started(self, action: Action) -> None: ...
+    def step(self, image: str, done: int, total: int) -> None: ...
+    def activity(self, image: str, text: str) -> None: ...
+    def finished(self, outcome: Outcome) -> None: ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one image."""
+
+    action: Action
+    ok: bool
+    elapsed: float = 0.0
+    error: Exception | None = None
+    generated: bool = False
+    timings: Mapping[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    peak_memory: int | None = None
+
+    @property
+    def image(self) -> str:
+        return self.action.image
+
+
+@dataclass
+class ApplyResult:
+    outcomes: list[Outcome]
+
+    @property
+    def failures(self) -> dict[str, Exception]:
+        return {o.image: o.error for o in self.outcomes if o.error is not None}
+
+    @property
+    def generated(self) -> int:
+        return sum(o.generated for o in self.outcomes)
+
+
+def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
+    """The backend request for a spec, with the exact input bytes that were hashed."""
+    return GenerationRequest(
+        image_name=spec.name,
+        generation_key=spec.generation_key,
+        model=spec.model,
+        prompt=spec.prompt,
+        width=spec.width,
+        height=spec.height,
+        negative_prompt=spec.negative_prompt,
+        num_steps=spec.num_steps,
+        guidance_scale=spec.guidance_scale,
+        seed=spec.seed,
+        image=inputs.data(spec.image) if spec.image else None,
+        mask=inputs.data(spec.mask) if spec.mask else None,
+    )
+
+
+class Applier:
+    """Executes the actions of one plan against one project."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        generate: GenerateFn,
+        limits: Mapping[str, int],
+        writer: LockWriter,
+        files: FileIndex,
+        store: Store,
+        inputs: InputSnapshot,
+        progress: ProgressSink,
+    ) -> None:
+        self.project = project
+        self.generate_fn = generate
+        self.writer = writer
+        self.files = files
+        self.store = store
+        self.inputs = inputs
+        self.progress = progress
+        self._limits = {name: asyncio.Semaphore(n) for name, n in limits.items()}
+        self._io = asyncio.Semaphore(_IO_CONCURRENCY)
+        self._halted: dict[str, BackendError] = {}
+        self._tasks: dict[str, asyncio.Task[Outcome]] = {}
+        self._actions: dict[str, Action] = {}
+        self._obsolete: set[str] = set()
+        self._finishing: set[asyncio.Future[None]] = set()
+        self._generations: dict[str, asyncio.Future[GenerationResult]] = {}
+        self._wanted: Counter[str] = Counter()
+
+    async def run(self, plan: Plan) -> ApplyResult:
+        self._wanted = Counter(a.spec.generation_key for a in plan.changes if a.spec)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for action in plan.changes:
+                    self._tasks[action.image] = group.create_task(self._run_one(action))
+        finally:
+            # Writes already under way finish and are recorded, even on Ctrl-C.
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+        return ApplyResult([task.result() for task in self._tasks.values()])
+
+    async def _upstream_ready(self, action: Action) -> None:
+        """Wait for the images whose output this one takes as input (`@hero`)."""
+        for upstream in action.spec.depends_on if action.spec else ():
+            task = self._tasks.get(upstream)
+            if task is None:
+                continue  # not in this plan: its file is already in place
+            outcome = await asyncio.shield(task)
+            if not outcome.ok:
+                raise SkippedError(
+                    f"skipped: it takes the output of {upstream}, which failed", image=action.image
+                )
+
+    def running(self) -> dict[str, Action]:
+        """Images not finished yet, with the action each one is running."""
+        return {name: self._actions[name] for name, task in self._tasks.items() if not task.done()}
+
+    def cancel(self, images: Collection[str]) -> None:
+        """Stop work a newer edit made obsolete; the rest of the run goes on."""
+        for name in images:
+            task = self._tasks.get(name)
+            if task is not None and not task.done():
+                self._obsolete.add(name)
+                task.cancel()
+
+    async def _run_one(self, action: Action) -> Outcome:
+        started = time.perf_counter()
+        outcome = Outcome(action, ok=True)
+        self._actions[action.image] = action
+        try:
+            await self._upstream_ready(action)
+            await self._execute(action, outcome)
+        except asyncio.CancelledError:
+            if action.image not in self._obsolete:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            outcome.ok, outcome.error = False, SupersededError("superseded by a newer edit")
+        except Exception as exc:  # keep going: every failure is reported at the end
+            outcome.ok, outcome.error = False, exc
+        outcome.elapsed = time.perf_counter() - started
+        self.progress.finished(outcome)
+        return outcome
+
+    async def _execute(self, action: Action, outcome: Outcome) -> None:
+        kind = action.kind
+        if kind is ActionKind.CONFLICT:
+            raise ConflictError(f"{action.output}: {action.reason}; not overwritten: {FORCE_HINT}")
+        if kind is ActionKind.DELETE:
+            async with self._io:
+                self.progress.started(action)
+                await asyncio.to_thread(self._delete_file, action)
+            await self.writer.delete(action.image)
+            return
+        spec = action.spec
+        assert spec is not None
+        if action.in_place:
+            await asyncio.to_thread(self._adopt, action, spec)
+            await self._record(
+                spec,
+                self.files.digest(spec.output) or "",
+                spec.seed if spec.seed_reproducible else None,
+            )
+            return
+        if kind is ActionKind.MOVE and action.entry is not None:
+            async with self._io:
+                self.progress.started(action)
+                moved = await asyncio.to_thread(self._move, action)
+            if moved:
+                await self._record(spec, action.entry.digest, action.entry.seed)
+                return
+        original = await self._original(action, spec, outcome)
+        # From here on the work is paid for: it finishes and is recorded even if the
+        # image is cancelled meanwhile (run() waits for it), so the lock never lies.
+        finishing = asyncio.ensure_future(self._finish(action, spec, original, outcome))
+        self._finishing.add(finishing)
+        finishing.add_done_callback(self._finishing.discard)
+        await asyncio.shield(finishing)
+
+    async def _finish(
+        self, action: Action, spec: AssetSpec, original: GenerationResult, outcome: Outcome
+    ) -> None:
+        async with self._io:
+            if not outcome.generated:
+                self.progress.started(action)
+            # One trip to a worker thread: keep the paid-for original, then the files.
+            digest, variants = await asyncio.to_thread(
+                self._persist, action, spec, original, outcome.generated
+            )
+        seed = spec.seed if spec.seed_reproducible else original.seed
+        await self._record(spec, digest, seed, variants)
+
+    async def _record(
+        self,
+        spec: AssetSpec,
+        digest: str,
+        seed: int | None,
+        variants: Mapping[str, str] | None = None,
+    ) -> None:
+        params = spec.generation_params()
+        del params["backend"], params["model"]  # the entry has them as fields
+        await self.writer.set(
+            spec.name,
+            LockEntry(
+                backend=spec.backend,
+                model=spec.model,
+                output=spec.output,
+                digest=digest,
+                generation_key=spec.generation_key,
+                output_key=spec.output_key,
+                params=params,
+                seed=seed,
+                variants=dict(variants or {}),
+            ),
+        )
+
+    async def _original(
+        self, action: Action, spec: AssetSpec, outcome: Outcome
+    ) -> GenerationResult:
+        """The generation's original bytes: from the cache, or from the backend."""
+        expect_cached = action.kind not in (ActionKind.CREATE, ActionKind.REGENERATE)
+        if not action.fresh and (action.from_cache or expect_cached):
+            cached = await asyncio.to_thread(self.store.get, spec.generation_key)
+            if cached is not None:
+                return GenerationResult(cached.data, seed=cached.seed)
+        return await self._generate(action, spec, outcome)
+
+    def _check_halted(self, backend: str) -> None:
+        if backend in self._halted:
+            cause = self._halted[backend]
+            raise SkippedError(
+                f"not attempted: {backend} stopped sending requests after "
+                f"{cause.image or 'an earlier image'} failed ({type(cause).__name__})",
+                backend=backend,
+            )
+
+    async def _generate(
+        self, action: Action, spec: AssetSpec, outcome: Outcome
+    ) -> GenerationResult:
+        """One generation per key per run: images with the same spec share it."""
+        key = spec.generation_key
+        shared = self._generations.get(key)
+        if shared is None or shared.cancelled():
+            shared = self._generations[key] = asyncio.ensure_future(
+                self._request(action, spec, outcome)
+            )
+            try:
+                return await shared  # cancelling this image cancels its request
+            finally:
+                self._taken(key)
+        self.progress.started(action)
+        try:
+            result = await asyncio.shield(shared)  # another image's request: never cancel it
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            return await self._generate(action, spec, outcome)  # its owner gave up: take over
+        self._taken(key)
+        outcome.timings, outcome.warnings = result.timings, result.warnings
+        outcome.peak_memory = result.peak_memory
+        return result
+
+    def _taken(self, key: str) -> None:
+        """Release a shared generation once every image that wants it has it: holding
+        every result's bytes until the end would grow with the run."""
+        self._wanted[key] -= 1
+        if self._wanted[key] <= 0:
+            self._generations.pop(key, None)
+
+    async def _request(self, action: Action, spec: AssetSpec, outcome: Outcome) -> GenerationResult:
+        self._check_halted(spec.backend)
+        request = dataclasses.replace(
+            request_for(spec, self.inputs),
+            on_step=self._from_thread(self.progress.step, action.image),
+            on_activity=self._from_thread(self.progress.activity, action.image),
+        )
+        async with self._limits.setdefault(spec.backend, asyncio.Semaphore(1)):
+            self._check_halted(spec.backend)
+            self.progress.started(action)
+            try:
+                result = await self.generate_fn(spec, request)
+            except BackendError as exc:
+                if exc.halts:  # every later request would fail the same way
+                    self._halted.setdefault(spec.backend, exc)
+                raise
+        outcome.generated = True
+        outcome.timings = result.timings
+        outcome.warnings = result.warnings
+        outcome.peak_memory = result.peak_memory
+        return result
+
+    def _from_thread(self, event: Callable[..., None], image: str) -> Callable[..., None]:
+        """A progress callback that backends may call from any thread."""
+        loop = asyncio.get_running_loop()
+
+        def report(*details: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is watching
+                loop.call_soon_threadsafe(event, image, *details)
+
+        return report
+
+    # --- blocking file work, run in threads ---------------------------------
+
+    def _target(self, relative: str) -> Path:
+        path = self.project.path_of(relative)
+        if not is_within(path.parent, self.project.root):
+            raise UserError(
+                f"{relative}: the output path leaves the project through a "
+                "symbolic link; nebula-build only writes inside the project"
+            )
+        return path
+
+    def _backup(self, relative: str) -> None:
+        backup(self.project.root, self.project.backup_dir, relative)
+
+    def _persist(
+        self, action: Action, spec: AssetSpec, original: GenerationResult, generated: bool
+    ) -> tuple[str, dict[str, str]]:
+        if generated:
+            self.store.put(spec.generation_key, original.data, seed=original.seed)
+        return self._write_files(action, spec, original.data)
+
+    def _write_files(
+        self, action: Action, spec: AssetSpec, original: bytes
+    ) -> tuple[str, dict[str, str]]:
+        """Write the output and its variants; returns their digests."""
+        digests = {}
+        for path, data in zip(spec.paths, render(original, spec.encoding), strict=True):
+            target = self._target(path)
+            if action.backup:
+                self._backup(path)
+            digest = digests[path] = sha256_bytes(data)
+            if path == spec.output:
+                # Before the rename: a run killed between the rename and its journal line
+                # leaves a file the next plan recognises as this output, not a stranger's.
+                self.store.record_output(spec.output_key, digest)
+            atomic_write(target, data)
+            self.files.record(path, digest=digest)
+        self._remove_stale(action.entry, keep=set(spec.paths))
+        main = digests.pop(spec.output)
+        return main, digests
+
+    def _adopt(self, action: Action, spec: AssetSpec) -> None:
+        """The file already holds this output: keep it, tidy the old ones."""
+        self._remove_stale(action.entry, keep={spec.output})
+
+    def _move(self, action: Action) -> bool:
+        """Rename the old file into place if it is ours and unchanged."""
+        assert action.old_output and action.output and action.entry
+        if self.files.digest(action.old_output) != action.entry.digest:
+            return False
+        target = self._target(action.output)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.project.path_of(action.old_output).replace(target)
+        self.files.forget(action.old_output)
+        self._prune_empty(self.project.path_of(action.old_output).parent)
+        return True
+
+    def _remove_stale(self, entry: LockEntry | None, keep: set[str]) -> None:
+        """Remove files the lock recorded for this image that it no longer writes."""
+        if entry is None:
+            return
+        for path, digest in entry.files().items():
+            if path not in keep:
+                self._remove_if_ours(path, digest)
+
+    def _remove_if_ours(self, relative: str, digest: str) -> None:
+        """Delete a file only if it still holds the bytes nebula-build wrote there."""
+        if self.files.digest(relative) != digest:
+            return
+        path = self.project.path_of(relative)
+        path.unlink(missing_ok=True)
+        self.files.forget(relative)
+        self._prune_empty(path.parent)
+
+    def _delete_file(self, action: Action) -> None:
+        self._remove_stale(action.entry, keep=set())
+
+    def _prune_empty(self, folder: Path) -> None:
+        root = self.project.root.resolve()
+        while folder.resolve() != root and is_within(folder, root):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent

@@ -1,0 +1,136 @@
+"""Run a plan: backends opened on first use, the lock writer, the Applier.
+
+Kept apart from `workflow.py` so that commands which only plan never import
+asyncio or the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from nebula_build.core.plan import Plan
+from nebula_build.core.spec import AssetSpec
+from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
+from nebula_build.engine.prepare import Prepared
+from nebula_build.fsutil import remove_temp_files
+from nebula_build.plugin.backend import (
+    Backend,
+    BackendSettings,
+    GenerationRequest,
+    GenerationResult,
+)
+from nebula_build.state.lockfile import Entries, LockWriter
+
+
+def concurrency_limits(prepared: Prepared, parallelism: int | None) -> dict[str, int]:
+    return {
+        name: parallelism or settings.concurrency
+        for name, settings in prepared.resolved.settings.items()
+    }
+
+
+class OpenBackends:
+    """Backends opened on first use, kept open, and closed together.
+
+    Opening lazily means a plan that only restores from the cache never needs a
+    backend's credentials. Watch mode keeps one of these across rounds, so a
+    local model loads once.
+    """
+
+    def __init__(
+        self,
+        classes: Mapping[str, type[Backend]],
+        settings: Mapping[str, BackendSettings],
+        *,
+        root: Path,
+    ) -> None:
+        self.root = root
+        self._classes = dict(classes)
+        self._settings = dict(settings)
+        self._opening = asyncio.Lock()
+        self.instances: dict[str, Backend] = {}
+
+    async def __aenter__(self) -> OpenBackends:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with contextlib.AsyncExitStack() as stack:  # one failing close stops no other
+            for backend in self.instances.values():
+                stack.push_async_exit(backend.__aexit__)
+            self.instances.clear()
+
+    async def update(
+        self, classes: Mapping[str, type[Backend]], settings: Mapping[str, BackendSettings]
+    ) -> None:
+        """New settings from an edited manifest: a backend whose settings changed is
+        closed now (freeing what it holds, a GPU's memory say) and opened again on
+        its next use."""
+        for name, value in settings.items():
+            if self._settings.get(name) != value and name in self.instances:
+                await self.instances.pop(name).__aexit__(None, None, None)
+        self._classes.update(classes)
+        self._settings.update(settings)
+
+    async def get(self, name: str) -> Backend:
+        if name not in self.instances:
+            async with self._opening:
+                if name not in self.instances:
+                    backend = self._classes[name](self._settings[name])
+                    backend.project_root = self.root
+                    self.instances[name] = await backend.__aenter__()
+        return self.instances[name]
+
+    async def generate(self, spec: AssetSpec, request: GenerationRequest) -> GenerationResult:
+        return await (await self.get(spec.backend)).generate(request)
+
+
+async def execute(
+    prepared: Prepared,
+    plan: Plan,
+    lock: Entries,
+    *,
+    progress: ProgressSink,
+    parallelism: int | None = None,
+    generate: GenerateFn | None = None,
+    backends: OpenBackends | None = None,
+    on_start: Callable[[Applier], None] | None = None,
+) -> ApplyResult:
+    """Run `plan`; the caller holds the project lock. images.lock is left
+    consistent whatever happens, cancellation included.
+
+    `backends` keeps backends open across runs (watch mode); by default they are
+    opened for this run only. `on_start` receives the Applier (to cancel images).
+    """
+    project = prepared.project
+    assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
+    folders = {project.path_of(a.output).parent for a in plan.actions if a.output}
+    remove_temp_files(folders | {project.root, project.state_dir})
+    writer = LockWriter(project, lock)
+    resolved = prepared.resolved
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if backends is None:
+                backends = await stack.enter_async_context(
+                    OpenBackends(resolved.backend_classes, resolved.settings, root=project.root)
+                )
+            else:
+                await backends.update(resolved.backend_classes, resolved.settings)
+            applier = Applier(
+                project,
+                generate=generate or backends.generate,
+                limits=concurrency_limits(prepared, parallelism),
+                writer=writer,
+                files=prepared.files,
+                store=prepared.store,
+                inputs=prepared.inputs,
+                progress=progress,
+            )
+            if on_start is not None:
+                on_start(applier)
+            return await applier.run(plan)
+    finally:
+        writer.close()
+        prepared.files.save()

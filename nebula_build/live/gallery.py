@@ -1,0 +1,235 @@
+"""The gallery: a contact sheet of every declared image, as one offline HTML page.
+
+`nebula-build gallery` writes it to `.nebula-build/gallery/index.html`;
+`nebula-build watch --serve` serves it live and refreshes it after each round.
+No external resources: it works offline and from `file://`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nebula_build.core.plan import ActionKind, Plan
+from nebula_build.state.project import Project
+
+
+@dataclass(frozen=True)
+class Card:
+    """One image as the gallery shows it."""
+
+    name: str
+    href: str
+    exists: bool
+    status: str  # "ok" | "pending" | "failed" | "conflict"
+    status_text: str
+    details: tuple[tuple[str, str], ...]
+    prompt: str
+    negative_prompt: str | None
+    changed: bool
+
+
+def cards(
+    plan: Plan,
+    project: Project,
+    *,
+    failures: Mapping[str, str],
+    link: str = "relative",
+    base: Path | None = None,
+    changed: Iterable[str] = (),
+) -> list[Card]:
+    """Cards for every declared image, in manifest order.
+
+    `link` is "relative" (from `base`, for a page written to disk) or "served"
+    (`/files/<output>?v=<digest>`, for the live server).
+    """
+    just_changed = set(changed)
+    result = []
+    for action in plan.actions:
+        spec = action.spec
+        if spec is None:  # an image removed from the manifest is not in the gallery
+            continue
+        path = project.path_of(spec.output)
+        version = action.entry.digest[:10] if action.entry else ""
+        if link == "served":
+            href = f"/files/{spec.output}?v={version}"
+        else:
+            href = Path(os.path.relpath(path, base or project.root)).as_posix()
+        status, text = _status(action.kind, action.reason, failures.get(spec.name))
+        details = [
+            ("model", spec.model),
+            ("backend", spec.backend),
+            ("size", f"{spec.width} × {spec.height}"),
+            ("seed", "—" if spec.seed is None else str(spec.seed)),
+            ("output", spec.output),
+        ]
+        if spec.num_steps is not None:
+            details.insert(3, ("steps", str(spec.num_steps)))
+        if spec.guidance_scale is not None:
+            details.insert(4, ("guidance", f"{spec.guidance_scale:g}"))
+        result.append(
+            Card(
+                spec.name,
+                href,
+                path.is_file(),
+                status,
+                text,
+                tuple(details),
+                spec.prompt,
+                spec.negative_prompt,
+                spec.name in just_changed,
+            )
+        )
+    return result
+
+
+def _status(kind: ActionKind, reason: str, failure: str | None) -> tuple[str, str]:
+    if kind is ActionKind.CONFLICT:
+        return "conflict", f"conflict: {reason}"
+    if failure is not None and kind is not ActionKind.NOOP:
+        return "failed", f"failed: {failure}"
+    if kind is ActionKind.NOOP:
+        return "ok", "up to date"
+    return "pending", f"pending {kind.value}: {reason}"
+
+
+def render(items: list[Card], *, title: str, live: bool = False, round_number: int = 0) -> str:
+    """The whole page. With `live`, it listens for rounds and refreshes itself."""
+    counts = {s: sum(c.status == s for c in items) for s in ("ok", "pending", "failed", "conflict")}
+    summary = " · ".join(
+        f'<span class="chip {s}">{n} {label}</span>'
+        for s, n, label in (
+            ("ok", counts["ok"], "up to date"),
+            ("pending", counts["pending"], "pending"),
+            ("failed", counts["failed"], "failed"),
+            ("conflict", counts["conflict"], "conflict"),
+        )
+        if n
+    )
+    body = "\n".join(_card(card) for card in items) or '<p class="empty">No images declared.</p>'
+    script = _LIVE_SCRIPT if live else ""
+    return _PAGE.format(
+        title=html.escape(title),
+        summary=summary,
+        cards=body,
+        script=script,
+        live="live" if live else "",
+        round=round_number,
+    )
+
+
+def _card(card: Card) -> str:
+    e = html.escape
+    image = (
+        f'<a class="thumb" href="{e(card.href)}"><img src="{e(card.href)}" '
+        f'alt="{e(card.prompt)}" loading="lazy"></a>'
+        if card.exists
+        else '<div class="thumb missing">not generated yet</div>'
+    )
+    rows = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in card.details)
+    negative = (
+        f'<p class="negative"><b>not:</b> {e(card.negative_prompt)}</p>'
+        if card.negative_prompt
+        else ""
+    )
+    changed = " changed" if card.changed else ""
+    flag = '<span class="flag">just changed</span>' if card.changed else ""
+    search = e(f"{card.name} {card.prompt}".lower())
+    return (
+        f'<article class="card {card.status}{changed}" data-name="{e(card.name)}" '
+        f'data-search="{search}">{image}<div class="meta"><h2>{e(card.name)}{flag}</h2>'
+        f'<p class="status {card.status}">{e(card.status_text)}</p>'
+        f'<p class="prompt">{e(card.prompt)}</p>{negative}<dl>{rows}</dl></div></article>'
+    )
+
+
+_LIVE_SCRIPT = """<script>
+(() => {
+  const source = new EventSource("/events");
+  source.onmessage = (event) => {
+    const round = JSON.parse(event.data);
+    if (round.number > Number(document.body.dataset.round || 0)) location.reload();
+  };
+})();
+</script>"""
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+  :root {{ color-scheme: dark; --bg: #111318; --card: #1b1e26; --line: #2b303b;
+          --text: #e7e9ee; --dim: #9aa3b2; --ok: #4cc38a; --pending: #e5b84b;
+          --failed: #ef6461; --conflict: #c678dd; --accent: #6ea8fe; }}
+  * {{ box-sizing: border-box; }}
+  body {{ margin: 0; background: var(--bg); color: var(--text);
+         font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; }}
+  header {{ position: sticky; top: 0; z-index: 1; display: flex; flex-wrap: wrap; gap: 12px;
+           align-items: center; padding: 14px 24px; background: #111318ee;
+           border-bottom: 1px solid var(--line); backdrop-filter: blur(6px); }}
+  h1 {{ font-size: 16px; margin: 0 12px 0 0; }}
+  input {{ flex: 1; min-width: 180px; max-width: 360px; padding: 7px 10px; border-radius: 8px;
+          border: 1px solid var(--line); background: var(--card); color: var(--text); }}
+  .chip {{ padding: 2px 8px; border-radius: 999px; background: var(--card);
+          border: 1px solid var(--line); }}
+  .chip.ok {{ color: var(--ok); }} .chip.pending {{ color: var(--pending); }}
+  .chip.failed {{ color: var(--failed); }} .chip.conflict {{ color: var(--conflict); }}
+  .live-dot {{ display: none; color: var(--ok); }} body.live .live-dot {{ display: inline; }}
+  main {{ display: grid; gap: 18px; padding: 24px;
+         grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); }}
+  .card {{ background: var(--card); border: 1px solid var(--line); border-radius: 12px;
+          overflow: hidden; display: flex; flex-direction: column; }}
+  .card[hidden] {{ display: none; }}
+  .card.changed {{ border-color: var(--accent); box-shadow: 0 0 0 2px var(--accent); }}
+  .thumb {{ display: block; aspect-ratio: 4 / 3; overflow: hidden; background:
+           repeating-conic-gradient(#252a34 0 25%, #1e222b 0 50%) 50% / 20px 20px; }}
+  .thumb img {{ width: 100%; height: 100%; object-fit: contain; display: block; }}
+  .thumb.missing {{ display: grid; place-items: center; color: var(--dim); }}
+  .meta {{ padding: 12px 14px 14px; }}
+  h2 {{ font-size: 15px; margin: 0 0 4px; display: flex; gap: 8px; align-items: center; }}
+  .flag {{ font-size: 11px; font-weight: 600; color: #0b1220; background: var(--accent);
+          border-radius: 6px; padding: 1px 6px; }}
+  .status {{ margin: 0 0 8px; font-size: 12px; }}
+  .status.ok {{ color: var(--ok); }} .status.pending {{ color: var(--pending); }}
+  .status.failed {{ color: var(--failed); }} .status.conflict {{ color: var(--conflict); }}
+  .prompt {{ margin: 0 0 6px; }} .negative {{ margin: 0 0 6px; color: var(--dim); }}
+  dl {{ display: grid; grid-template-columns: auto 1fr; gap: 2px 10px; margin: 8px 0 0;
+       font-size: 12px; color: var(--dim); }}
+  dt {{ color: #6f7888; }} dd {{ margin: 0; overflow-wrap: anywhere; }}
+  .empty {{ color: var(--dim); }}
+</style>
+</head>
+<body class="{live}" data-round="{round}">
+<header>
+  <h1>{title}</h1>
+  <input id="filter" type="search" placeholder="Filter by name or prompt" autocomplete="off">
+  {summary}
+  <span class="live-dot">● live</span>
+</header>
+<main id="cards">
+{cards}
+</main>
+<script>
+  const filter = document.getElementById("filter");
+  filter.addEventListener("input", () => {{
+    const words = filter.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    for (const card of document.querySelectorAll(".card")) {{
+      card.hidden = !words.every((w) => card.dataset.search.includes(w));
+    }}
+  }});
+</script>
+{script}
+</body>
+</html>
+"""
+
+
+def page_data(round_number: int, changed: Iterable[str]) -> str:
+    """The server-sent event announcing a finished round."""
+    return json.dumps({"number": round_number, "changed": sorted(changed)})

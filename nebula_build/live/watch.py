@@ -1,0 +1,246 @@
+"""`nebula-build watch`: apply, then apply again whenever the manifest or an input changes.
+
+The loop takes its change source as a parameter (an async iterator of path
+sets): `filesystem_changes()` watches the disk with watchfiles, tests feed
+scripted sets. A change that lands while images are generating cancels the
+work it made obsolete (an image whose key changed again, or that was removed)
+and lets the rest finish; the next round then builds what is wanted now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from nebula_build.core.plan import Plan
+from nebula_build.engine.apply import Applier, ApplyResult
+from nebula_build.engine.execute import OpenBackends, execute
+from nebula_build.engine.prepare import Prepared, plan_for, prepare, recovered_lock
+from nebula_build.engine.runstate import record_failures
+from nebula_build.errors import NebulaBuildError, SupersededError
+from nebula_build.outputs.assetmanifest import build_atlases
+from nebula_build.outputs.assetmanifest import update as update_assets
+from nebula_build.plugin.manager import BackendRegistry
+from nebula_build.state.lockfile import Entries, read
+from nebula_build.state.project import Project
+from nebula_build.ui.progress import Progress
+from nebula_build.ui.style import Style
+
+Changes = AsyncIterator[set[Path]]
+
+
+@dataclass
+class Round:
+    """What one round did, for the terminal and the live gallery."""
+
+    number: int
+    elapsed: float = 0.0
+    changed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    cancelled: list[str] = field(default_factory=list)
+    error: str | None = None
+    prepared: Prepared | None = None
+    plan: Plan | None = None
+
+
+class Watcher:
+    """Runs rounds of plan + apply for one project, with backends kept open."""
+
+    def __init__(
+        self,
+        project: Project,
+        registry: BackendRegistry,
+        *,
+        out: TextIO,
+        style: Style,
+        backend: str | None = None,
+        parallelism: int | None = None,
+        force: bool = False,
+        on_round: Callable[[Round], None] | None = None,
+    ) -> None:
+        self.project = project
+        self.registry = registry
+        self.out = out
+        self.style = style
+        self.backend = backend
+        self.parallelism = parallelism
+        self.force = force
+        self.on_round = on_round
+        self.rounds = 0
+        self._paths: set[Path] = {project.manifest_path}
+        self._last_error: str | None = None
+        self._applier: Applier | None = None
+        self._backends: OpenBackends | None = None
+
+    def watched_paths(self) -> set[Path]:
+        """The manifest and every input file it references, as of the last good load."""
+        return set(self._paths)
+
+    async def run(self, changes: Changes | None, *, once: bool = False) -> None:
+        async with OpenBackends({}, {}, root=self.project.root) as backends:
+            self._backends = backends
+            dirty = asyncio.Event()
+            dirty.set()
+            consumer = None
+            if not once and changes is not None:
+                consumer = asyncio.create_task(self._consume(changes, dirty))
+            try:
+                while True:
+                    await dirty.wait()
+                    dirty.clear()
+                    await self.round()
+                    if once:
+                        return
+            finally:
+                if consumer is not None:
+                    consumer.cancel()
+
+    async def _consume(self, changes: Changes, dirty: asyncio.Event) -> None:
+        async for _ in changes:
+            self._cancel_obsolete()
+            dirty.set()
+
+    def _cancel_obsolete(self) -> None:
+        applier = self._applier
+        if applier is None:
+            return
+        try:
+            wanted = prepare(self.project, self.registry, backend=self.backend).specs
+        except NebulaBuildError:
+            return  # a half-typed manifest says nothing about what is obsolete
+        obsolete = [
+            name
+            for name, action in applier.running().items()
+            if action.spec is not None
+            and (name not in wanted or wanted[name].generation_key != action.spec.generation_key)
+        ]
+        if obsolete:
+            applier.cancel(obsolete)
+
+    def _say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    async def round(self) -> Round:
+        """Plan and apply once; a broken manifest is reported once and skipped."""
+        self.rounds += 1
+        report = Round(self.rounds)
+        started = time.perf_counter()
+        try:
+            lock = recovered_lock(self.project, self._say)
+            prepared = prepare(self.project, self.registry, backend=self.backend, read_inputs=True)
+        except NebulaBuildError as exc:
+            report.error = str(exc)
+            if report.error != self._last_error:
+                for line in report.error.splitlines():
+                    self._say(self.style("error: ", "red", "bold") + line)
+                self._say(self.style("waiting for the next save…", "dim"))
+            self._last_error = report.error
+            return self._publish(report)
+        self._last_error = None
+        root = self.project.root
+        self._paths = {self.project.manifest_path} | {
+            root / path
+            for spec in prepared.specs.values()
+            for path, digest in ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
+            if path and digest and not digest.startswith("@")  # not another image's output
+        }
+        for name, cls in prepared.resolved.backend_classes.items():
+            self._paths |= set(cls.watched_files(prepared.resolved.settings[name], root))
+        plan = plan_for(prepared, lock, force=self.force)
+        report.prepared, report.plan = prepared, plan
+        if not plan.has_changes:
+            self._update_files_about_images(prepared, lock)
+            self._say(
+                self.style(f"round {report.number}: up to date ({len(plan.actions)} images)", "dim")
+            )
+            return self._publish(report)
+        progress = Progress(self.out, len(plan.changes), live=False, style=self.style)
+        result = await execute(
+            prepared,
+            plan,
+            lock,
+            progress=progress,
+            parallelism=self.parallelism,
+            backends=self._backends,
+            on_start=self._started,
+        )
+        self._applier = None
+        record_failures(self.project, result, prepared.specs)
+        final = read(self.project)  # as the round left it
+        self._update_files_about_images(prepared, final)
+        report.elapsed = time.perf_counter() - started
+        self._summarise(report, result)
+        report.plan = plan_for(prepared, final, force=self.force)
+        return self._publish(report)
+
+    def _update_files_about_images(self, prepared: Prepared, lock: Entries) -> None:
+        """Atlases and the asset manifest follow the images the lock records."""
+        for name, message in build_atlases(prepared, lock, force=self.force).items():
+            self._say(self.style(f"atlas {name}: {message}", "red"))
+        update_assets(prepared, lock)
+
+    def _started(self, applier: Applier) -> None:
+        self._applier = applier
+
+    def _summarise(self, report: Round, result: ApplyResult) -> None:
+        for outcome in result.outcomes:
+            if outcome.ok:
+                report.changed.append(outcome.image)
+            elif isinstance(outcome.error, SupersededError):
+                report.cancelled.append(outcome.image)
+            else:
+                report.failed[outcome.image] = str(outcome.error)
+        parts = [f"{len(report.changed)} done ({result.generated} generated)"]
+        if report.cancelled:
+            parts.append(f"{len(report.cancelled)} superseded")
+        if report.failed:
+            parts.append(self.style(f"{len(report.failed)} failed", "red"))
+        self._say(
+            self.style(f"round {report.number}: ", "bold")
+            + ", ".join(parts)
+            + f" in {report.elapsed:.2f}s"
+        )
+
+    def _publish(self, report: Round) -> Round:
+        if self.on_round is not None:
+            self.on_round(report)
+        return report
+
+
+async def filesystem_changes(
+    watcher: Watcher, *, step_ms: int = 30, debounce_ms: int = 400
+) -> Changes:
+    """Saves to the watched files, as watchfiles reports them.
+
+    Folders are watched (editors save by writing a temp file and renaming it), and
+    events are kept only for the watched paths, so the outputs nebula-build writes
+    never start a round. A burst of events within `step_ms` of each other is one
+    change set. The folders are re-read when the manifest adds an input elsewhere.
+    """
+    import watchfiles
+
+    while True:
+        paths = watcher.watched_paths()
+        folders = {path.parent for path in paths}
+        names = {str(path) for path in paths}
+
+        def wanted(_change: watchfiles.Change, path: str, names: set[str] = names) -> bool:
+            return path in names
+
+        async for batch in watchfiles.awatch(
+            *folders,
+            watch_filter=wanted,
+            recursive=False,
+            step=step_ms,
+            debounce=debounce_ms,
+        ):
+            yield {Path(path) for _, path in batch}
+            if {path.parent for path in watcher.watched_paths()} != folders:
+                break  # start again with the new set of folders
+            names.clear()  # in place: the filter above reads this very set
+            names.update(str(path) for path in watcher.watched_paths())

@@ -1,0 +1,180 @@
+"""Sprite atlases: members' outputs packed into one sheet, with a frame map.
+
+The frame map is the TexturePacker "JSON hash" layout that Phaser, PixiJS and
+most engines read: `frames.<name>.frame {x, y, w, h}` and `meta.size`. Its
+`meta` also records the key of the member outputs the sheet was made from and
+the sheet's digest, so an atlas is rebuilt only when a member changes, and a
+sheet edited by hand is never overwritten without --force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from nebula_build.fsutil import atomic_write, sha256_bytes
+from nebula_build.fsutil import backup as backup_file
+from nebula_build.state.fileindex import FileIndex
+from nebula_build.state.lockfile import LockEntry
+from nebula_build.state.project import Project
+
+
+@dataclass(frozen=True, slots=True)
+class AtlasSpec:
+    """One resolved atlas."""
+
+    name: str
+    members: tuple[str, ...]
+    output: str
+    frames: str
+    padding: int
+    format: str
+
+
+class AtlasState(StrEnum):
+    BUILD = "build"
+    NOOP = "noop"
+    WAITING = "waiting"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class AtlasAction:
+    atlas: AtlasSpec
+    state: AtlasState
+    reason: str
+    key: str = ""
+
+
+# --- planning ---------------------------------------------------------------------
+
+
+def members_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
+    """What the sheet depends on; None while a member has no output yet."""
+    parts: list[Any] = [atlas.padding, atlas.format]
+    for name in atlas.members:
+        entry = lock.get(name)
+        if entry is None:
+            return None
+        parts.append([name, entry.digest])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def plan(
+    atlas: AtlasSpec,
+    lock: Mapping[str, LockEntry],
+    files: FileIndex,
+    project: Project,
+    *,
+    force: bool = False,
+) -> AtlasAction:
+    key = members_key(atlas, lock)
+    if key is None:
+        missing = [m for m in atlas.members if m not in lock]
+        return AtlasAction(atlas, AtlasState.WAITING, f"waiting for {', '.join(missing)}")
+    recorded = _recorded(project, atlas)
+    sheet = files.digest(atlas.output)
+    if recorded is None:
+        if sheet is not None and not force:
+            return AtlasAction(
+                atlas,
+                AtlasState.CONFLICT,
+                f"{atlas.output} exists and was not written by nebula-build",
+            )
+        return AtlasAction(atlas, AtlasState.BUILD, "new atlas", key)
+    if sheet is not None and sheet != recorded.get("digest") and not force:
+        return AtlasAction(atlas, AtlasState.CONFLICT, f"{atlas.output} changed by hand")
+    if recorded.get("key") != key:
+        return AtlasAction(atlas, AtlasState.BUILD, "a member changed", key)
+    if sheet is None:
+        return AtlasAction(atlas, AtlasState.BUILD, "sheet missing", key)
+    return AtlasAction(atlas, AtlasState.NOOP, "up to date", key)
+
+
+def _recorded(project: Project, atlas: AtlasSpec) -> dict[str, str] | None:
+    try:
+        meta = json.loads(project.path_of(atlas.frames).read_bytes())["meta"]["nebula_build"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+# --- packing and writing -------------------------------------------------------------
+
+
+def pack(
+    sizes: Mapping[str, tuple[int, int]], padding: int
+) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
+    """Shelf packing, tallest first: positions by name and the sheet's size."""
+    area = sum((w + padding) * (h + padding) for w, h in sizes.values())
+    widest = max(w for w, _ in sizes.values())
+    limit = max(widest, int(area**0.5 * 1.15) + 1)
+    positions, x, y, shelf, width = {}, 0, 0, 0, 0
+    for name in sorted(sizes, key=lambda n: (-sizes[n][1], n)):
+        w, h = sizes[name]
+        if x and x + w > limit:
+            x, y, shelf = 0, y + shelf + padding, 0
+        positions[name] = (x, y)
+        x += w + padding
+        shelf = max(shelf, h)
+        width = max(width, x - padding)
+    return positions, (width, y + shelf)
+
+
+def build(
+    project: Project,
+    atlas: AtlasSpec,
+    lock: Mapping[str, LockEntry],
+    key: str,
+    files: FileIndex,
+    *,
+    backup: bool = False,
+) -> None:
+    """Pack the members' current outputs; write the sheet, then the frame map."""
+    from PIL import Image
+
+    images = {}
+    for name in atlas.members:
+        with Image.open(project.path_of(lock[name].output)) as opened:
+            images[name] = opened.convert("RGBA")
+    positions, size = pack({n: i.size for n, i in images.items()}, atlas.padding)
+    sheet = Image.new("RGBA", size, (0, 0, 0, 0))
+    for name, image in images.items():
+        sheet.paste(image, positions[name])
+    buffer = io.BytesIO()
+    sheet.save(
+        buffer,
+        "PNG" if atlas.format == "png" else "WEBP",
+        **({} if atlas.format == "png" else {"lossless": True}),
+    )
+    data = buffer.getvalue()
+    frames = {
+        name: {
+            "frame": {"x": x, "y": y, "w": images[name].width, "h": images[name].height},
+            "rotated": False,
+            "trimmed": False,
+            "spriteSourceSize": {"x": 0, "y": 0, "w": images[name].width, "h": images[name].height},
+            "sourceSize": {"w": images[name].width, "h": images[name].height},
+        }
+        for name, (x, y) in sorted(positions.items())
+    }
+    meta = {
+        "app": "nebula-build",
+        "image": atlas.output.rpartition("/")[2],
+        "format": "RGBA8888",
+        "size": {"w": size[0], "h": size[1]},
+        "scale": "1",
+        "nebula_build": {"key": key, "digest": sha256_bytes(data)},
+    }
+    if backup:
+        for path in (atlas.output, atlas.frames):
+            backup_file(project.root, project.backup_dir, path)
+    atomic_write(project.path_of(atlas.output), data)
+    files.record(atlas.output, digest=sha256_bytes(data))
+    text = json.dumps({"frames": frames, "meta": meta}, indent=2) + "\n"
+    atomic_write(project.path_of(atlas.frames), text.encode())

@@ -1,0 +1,84 @@
+"""Digests of files on disk, re-hashed only when their stat changes.
+
+Like git's index: `.nebula-build/files.json` remembers (size, mtime, inode,
+digest) per path, so a no-op plan of 10k outputs costs 10k `stat` calls, not
+10k file reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from stat import S_ISREG
+
+from nebula_build.fsutil import atomic_write, sha256_bytes, sha256_file
+
+_Signature = tuple[int, int, int]
+
+
+def _signature(stat: os.stat_result) -> _Signature:
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+class FileIndex:
+    """Digest of project files by relative path, backed by a stat cache."""
+
+    def __init__(self, root: Path, index_path: Path) -> None:
+        self.root = root
+        self._root = str(root)
+        self.index_path = index_path
+        self._entries: dict[str, list[object]] = {}
+        self._dirty = False
+        try:
+            loaded = json.loads(index_path.read_bytes())
+            if isinstance(loaded, dict):
+                self._entries = loaded
+        except (OSError, ValueError):
+            pass
+
+    def digest(self, relative: str) -> str | None:
+        """The file's sha256, or None if it does not exist (or is not a file)."""
+        # Plain strings and os.stat: this runs once per image on every plan.
+        path = os.path.join(self._root, relative)  # noqa: PTH118
+        try:
+            stat = os.stat(path)  # noqa: PTH116
+        except OSError:
+            return None
+        if not S_ISREG(stat.st_mode):
+            return None
+        signature = _signature(stat)
+        known = self._entries.get(relative)
+        if known is not None and tuple(known[:3]) == signature:
+            return str(known[3])
+        digest = sha256_file(Path(path))
+        self._entries[relative] = [*signature, digest]
+        self._dirty = True
+        return digest
+
+    def record(self, relative: str, data: bytes | None = None, digest: str | None = None) -> None:
+        """Remember a file nebula-build just wrote (or moved) without reading it back."""
+        try:
+            stat = (self.root / relative).stat()
+        except OSError:
+            self.forget(relative)
+            return
+        digest = digest or (sha256_bytes(data) if data is not None else None)
+        if digest is None:
+            digest = sha256_file(self.root / relative)
+        self._entries[relative] = [*_signature(stat), digest]
+        self._dirty = True
+
+    def forget(self, relative: str) -> None:
+        if self._entries.pop(relative, None) is not None:
+            self._dirty = True
+
+    def save(self) -> None:
+        """Persist the index if it changed; losing it only costs re-hashing."""
+        if not self._dirty:
+            return
+        try:
+            atomic_write(self.index_path, json.dumps(self._entries).encode(), durable=False)
+        except OSError:
+            return
+        self._dirty = False

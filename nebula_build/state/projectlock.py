@@ -1,0 +1,102 @@
+"""`.nebula-build/lock`: one apply at a time per project.
+
+An flock on the file does the locking, so the kernel releases it when the
+holder dies however it dies; the pid written inside is only for messages
+("held by pid 123") and to notice a holder that died without cleaning up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from nebula_build.errors import ProjectLockedError
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ProjectLock:
+    """Exclusive lock on a project; a context manager."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        timeout: float = 0.0,
+        command: str = "apply",
+        on_takeover: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.command = command
+        self.on_takeover = on_takeover
+        self._fd: int | None = None
+
+    def _holder(self, fd: int) -> str:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 200).decode(errors="replace").strip()
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = self._holder(fd) or "another process"
+                    os.close(fd)
+                    hint = (
+                        "wait for it, or pass --lock-timeout SECONDS to wait"
+                        if not self.timeout
+                        else f"gave up after {self.timeout:g}s"
+                    )
+                    raise ProjectLockedError(
+                        f"another nebula-build is running in this project ({holder}); {hint}"
+                    ) from None
+                time.sleep(0.05)
+        previous = self._holder(fd)
+        if previous and self.on_takeover is not None:
+            pid = previous.split()[1] if previous.startswith("pid ") else ""
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                self.on_takeover(
+                    f"took over the project lock left by {previous}, which is no longer running"
+                )
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"pid {os.getpid()} ({self.command})\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> ProjectLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,57 @@
+"""`nebula-build init`: a starter manifest that builds on the first try."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nebula_build.core.manifest import MANIFEST_NAME
+from nebula_build.errors import UserError
+from nebula_build.state.project import STATE_DIR
+
+STARTER = """\
+# Images this project generates. `nebula-build plan` shows what would change,
+# `nebula-build apply` makes it so. Commit this file and images.lock.
+# Editor completion: `nebula-build schema > images.schema.json`, then put
+# `#:schema ./images.schema.json` on the first line.
+version = 1
+
+[defaults]
+# `preview` draws offline placeholders, free and instant. Switch to "nebula"
+# (with NEBULA_API_KEY set) for real images, or to "diffusers" to run the
+# models on your own GPU (pip install 'nebula-build[local]').
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 1024
+height = 1024
+
+[images.hero]
+prompt = "a lighthouse on a cliff at dusk, warm light, calm sea"
+seed = 42
+width = 1344
+height = 768
+output = "images/hero.png"
+
+[images.icon]
+prompt = "a paper crane, flat vector icon, pastel colors"
+seed = 7
+width = 512
+height = 512
+output = "images/icon.webp"
+"""
+
+
+def init_project(folder: Path, *, force: bool = False) -> list[str]:
+    """Write a starter images.toml and ignore `.nebula-build/`; returns what it did."""
+    manifest = folder / MANIFEST_NAME
+    if manifest.exists() and not force:
+        raise UserError(f"{manifest} already exists; pass --force to overwrite it")
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(STARTER, encoding="utf-8")
+    done = [f"wrote {manifest}"]
+    gitignore = folder / ".gitignore"
+    existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+    if not any(line.strip().rstrip("/") == STATE_DIR for line in existing.splitlines()):
+        separator = "" if not existing or existing.endswith("\n") else "\n"
+        gitignore.write_text(f"{existing}{separator}{STATE_DIR}/\n", encoding="utf-8")
+        done.append(f"added {STATE_DIR}/ to {gitignore}")
+    return done

@@ -1,0 +1,136 @@
+"""Live progress for apply: one line per finished image, plus a status line on a TTY."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from nebula_build.core.plan import Action, ActionKind
+from nebula_build.ui.style import Style
+
+if TYPE_CHECKING:
+    from nebula_build.engine.apply import Outcome
+
+_DONE = {
+    ActionKind.CREATE: "created",
+    ActionKind.REGENERATE: "regenerated",
+    ActionKind.REENCODE: "re-encoded",
+    ActionKind.RESTORE: "restored",
+    ActionKind.MOVE: "moved",
+    ActionKind.DELETE: "deleted",
+    ActionKind.CONFLICT: "conflict",
+    ActionKind.NOOP: "unchanged",
+}
+
+
+class Progress:
+    """Prints apply events. On a TTY it keeps a status line of what is running."""
+
+    def __init__(
+        self, stream: TextIO, total: int, *, live: bool, style: Style, quiet: bool = False
+    ) -> None:
+        self.stream = stream
+        self.total = total
+        self.live = live
+        self.style = style
+        self.quiet = quiet
+        self.done = 0
+        self.running: dict[str, float] = {}
+        self.steps: dict[str, tuple[int, int]] = {}
+        self.activities: dict[str, str] = {}
+        self.started_at = time.perf_counter()
+        self._status_at = 0.0
+
+    def started(self, action: Action) -> None:
+        self.running.setdefault(action.image, time.perf_counter())
+        self._status()
+
+    def step(self, image: str, done: int, total: int) -> None:
+        """A local backend finished denoising step `done` of `total` for `image`."""
+        self.steps[image] = (done, total)
+        now = time.perf_counter()
+        if now - self._status_at >= 0.1 or done == total:  # a redraw per step is too many
+            self._status_at = now
+            self._status()
+
+    def activity(self, image: str, text: str) -> None:
+        """What a backend is busy with for `image` before it denoises (loading…)."""
+        self.activities[image] = text
+        self._status()
+
+    def finished(self, outcome: Outcome) -> None:
+        self.running.pop(outcome.image, None)
+        self.steps.pop(outcome.image, None)
+        self.activities.pop(outcome.image, None)
+        self.done += 1
+        if not self.quiet:
+            self._clear()
+            self.stream.write(self._line(outcome) + "\n")
+        for warning in outcome.warnings:  # shown even with --quiet
+            self._clear()
+            self.stream.write(self.style(f"warning: {outcome.image}: {warning}", "yellow") + "\n")
+        self._status()
+        self.stream.flush()
+
+    def _line(self, outcome: Outcome) -> str:
+        action, style = outcome.action, self.style
+        elapsed = f"{outcome.elapsed:.2f}s"
+        counter = style(f"[{self.done}/{self.total}]", "dim")
+        if not outcome.ok:
+            return f"{counter} {style('failed', 'red', 'bold')} {action.image}: {outcome.error}"
+        verb = _DONE[action.kind]
+        source = ""
+        if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
+            source = " (generated)" if outcome.generated else " (from cache)"
+        elapsed += _details(outcome)
+        return (
+            f"{counter} {style(verb, 'green')} {style(action.image, 'bold')} "
+            f"{action.output or ''}{style(source, 'dim')} {style(elapsed, 'dim')}"
+        )
+
+    def _clear(self) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[K")
+
+    def _status(self) -> None:
+        if not self.live or not self.running:
+            return
+        names = ", ".join(self._running_name(name) for name in list(self.running)[:3])
+        more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
+        elapsed = time.perf_counter() - self.started_at
+        self._clear()
+        self.stream.write(
+            self.style(
+                f"{self.done}/{self.total} done · {elapsed:.0f}s · working on {names}{more}", "dim"
+            )
+        )
+        self.stream.flush()
+
+    def _running_name(self, image: str) -> str:
+        if image in self.steps:
+            done, total = self.steps[image]
+            return f"{image} (step {done}/{total})"
+        if image in self.activities:
+            return f"{image} ({self.activities[image]})"
+        return image
+
+    def close(self) -> None:
+        self._clear()
+        self.stream.flush()
+
+
+def _details(outcome: Outcome) -> str:
+    """What a backend measured: load and compile costs, inference, peak memory."""
+    timings, parts = outcome.timings, []
+    if "load" in timings:
+        parts.append(f"load {timings['load']:.1f}s")
+    compiled = False
+    for key, cache in (("compile_cold", "cold"), ("compile_warm", "warm")):
+        if key in timings:
+            parts.append(f"first call with compile {timings[key]:.1f}s ({cache} cache)")
+            compiled = True
+    if "inference" in timings and not compiled:
+        parts.append(f"inference {timings['inference']:.2f}s")
+    if outcome.peak_memory is not None:
+        parts.append(f"peak GPU memory {outcome.peak_memory / (1 << 30):.1f} GiB")
+    return "".join(f", {part}" for part in parts)

@@ -1,0 +1,61 @@
+"""The diffusers backend on a CUDA GPU, with the tiny pipelines (deselected by
+default: `pytest -m gpu` on a machine with one)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nebula_build.plugin.catalog import FLUX_SCHNELL, SDXL
+from tests.backends.test_diffusers_backend import backend_for, request, tiny  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(autouse=True)
+def _needs_cuda() -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+
+
+def generate_all(tiny, root, requests, **settings):  # noqa: F811
+    async def scenario():
+        async with backend_for(tiny, root, device="cuda", **settings) as backend:
+            results = [await backend.generate(r) for r in requests]
+            return results, backend._runtime
+
+    return asyncio.run(scenario())
+
+
+def test_bfloat16_by_default_and_peak_memory_is_reported(tiny, tmp_path):  # noqa: F811
+    import torch
+
+    (result,), runtime = generate_all(tiny, tmp_path, [request(SDXL)])
+    assert runtime.dtype in (torch.bfloat16, torch.float16)
+    assert result.peak_memory and result.peak_memory > 0
+
+
+def test_compile_with_cuda_graphs_pays_once_then_replays(tiny, tmp_path):  # noqa: F811
+    requests = [request(FLUX_SCHNELL, seed=s) for s in (1, 2, 3)]
+    results, _ = generate_all(tiny, tmp_path, requests, compile=True)
+    assert {"compile_cold", "compile_warm"} & set(results[0].timings)
+    assert all(not {"compile_cold", "compile_warm"} & set(r.timings) for r in results[1:])
+    assert len({r.data for r in results}) == 3
+
+
+@pytest.mark.parametrize("offload", ["model", "sequential"])
+def test_offload_modes_generate(tiny, tmp_path, offload):  # noqa: F811
+    (result,), _ = generate_all(tiny, tmp_path, [request(SDXL)], offload=offload)
+    assert result.data
+
+
+def test_fp8_on_gpus_that_have_it(tiny, tmp_path):  # noqa: F811
+    import torch
+
+    pytest.importorskip("torchao")
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("float8 needs compute capability 8.9+")
+    (result,), _ = generate_all(tiny, tmp_path, [request(FLUX_SCHNELL)], quantize="fp8")
+    assert result.data

@@ -1,0 +1,334 @@
+"""The nebula backend against a real HTTP server on 127.0.0.1, faults included."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nebula_build.plugin.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL, SEEDREAM_DEFAULT_ID
+from tests.conftest import CANARY_KEY, image_info, nebula_manifest
+
+
+def png(size=(64, 64), color=(0, 0, 0), mode="RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+ALL_MODELS = {
+    "logo": {
+        "model": SDXL,
+        "prompt": "fox logo",
+        "negative_prompt": "text",
+        "num_steps": 30,
+        "guidance_scale": 7.5,
+        "width": 128,
+        "height": 128,
+        "output": "logo.png",
+    },
+    "plain-sdxl": {"model": SDXL, "prompt": "a lighthouse", "output": "sdxl.png"},
+    "hero": {
+        "model": FLUX_SCHNELL,
+        "prompt": "a crane",
+        "num_steps": 4,
+        "guidance_scale": 3.5,
+        "seed": 1234,
+        "output": "hero.webp",
+    },
+    "sign": {
+        "model": SEEDREAM_DEFAULT_ID,
+        "prompt": "a neon sign",
+        "guidance_scale": 2.5,
+        "output": "sign.jpg",
+    },
+    "cap": {
+        "model": FLUX_FILL,
+        "prompt": "a red cap",
+        "num_steps": 40,
+        "guidance_scale": 4.5,
+        "image": "in.png",
+        "mask": "mask.png",
+        "output": "cap.png",
+    },
+}
+
+
+def test_every_model_applies_with_exactly_its_parameters(project, run_cli, nebula_server):
+    root = project(
+        {
+            "images.toml": nebula_manifest(ALL_MODELS),
+            "in.png": png(),
+            "mask.png": png(mode="L", color=255),
+        }
+    )
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    bodies = {r.body["prompt"]: r.body for r in nebula_server.generations}
+    assert all(r.authorized for r in nebula_server.generations)
+    assert bodies["fox logo"] == {
+        "model": SDXL,
+        "prompt": "fox logo",
+        "negative_prompt": "text",
+        "num_steps": 30,
+        "guidance_scale": 7.5,
+        "width": 128,
+        "height": 128,
+    }
+    assert bodies["a lighthouse"] == {
+        "model": SDXL,
+        "prompt": "a lighthouse",
+        "negative_prompt": None,
+        "width": 64,
+        "height": 64,
+    }
+    assert bodies["a crane"] == {
+        "model": FLUX_SCHNELL,
+        "prompt": "a crane",
+        "num_steps": 4,
+        "guidance_scale": 3.5,
+        "seed": 1234,
+        "width": 64,
+        "height": 64,
+    }
+    assert bodies["a neon sign"] == {
+        "model": SEEDREAM_DEFAULT_ID,
+        "prompt": "a neon sign",
+        "guidance_scale": 2.5,
+        "width": 64,
+        "height": 64,
+    }
+    cap = bodies["a red cap"]
+    assert set(cap) == {
+        "model",
+        "prompt",
+        "num_steps",
+        "guidance_scale",
+        "image",
+        "mask",
+        "width",
+        "height",
+    }
+    for name in ("logo.png", "sdxl.png", "hero.webp", "sign.jpg", "cap.png"):
+        assert (root / name).exists()
+    assert image_info(root / "logo.png") == ("PNG", (128, 128))
+
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    assert nebula_server.generations == []  # a no-op sends nothing, seedless models included
+
+
+def test_canary_key_never_reaches_disk_or_output(project, run_cli, nebula_server):
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(4)}
+    root = project({"images.toml": nebula_manifest(images)})
+    nebula_server.add_faults("401", prompt="p3")
+    outputs = [
+        run_cli("apply"),
+        run_cli("apply", "--json"),
+        run_cli("plan", "--json"),
+        run_cli("status"),
+    ]
+    nebula_server.add_faults("500", "500", "500", "500", "500")
+    outputs.append(run_cli("apply", "--replace", "i0", "--json"))
+    for result in outputs:
+        assert CANARY_KEY not in result.out + result.err
+    touched = [p for p in root.rglob("*") if p.is_file()]
+    assert any(".nebula-build" in str(p) for p in touched)
+    for path in touched:
+        assert CANARY_KEY.encode() not in path.read_bytes(), path
+
+
+FAULTS = [
+    # (faults, survives, message in the error)
+    (["429:0"], True, None),
+    (["500"], True, None),
+    (["502", "503", "504"], True, None),
+    (["reset"], True, None),
+    (["slow:2"], True, None),  # slower than the 1 s timeout once, then fine
+    (["malformed_json"], True, None),
+    (["bad_base64"], True, None),
+    (["not_image"], True, None),
+    (["truncated_image"], True, None),
+    (["malformed_json", "not_image"], False, "malformed response"),
+    (["500"] * 5, False, "server error (HTTP 500"),
+    (["429:0"] * 5, False, "rate limited"),
+    (["401"], False, "NEBULA_API_KEY was rejected"),
+    (["402"], False, "out of credits"),
+    (["credits_message"], False, "out of credits"),
+    (["422"], False, "injected HTTP 422"),
+    (["404"], False, "HTTP 404"),
+    (["failed_status"], False, "model is overloaded"),
+]
+
+
+@pytest.mark.parametrize(
+    ("faults", "survives", "message"), FAULTS, ids=["+".join(f[0]) for f in FAULTS]
+)
+def test_fault_matrix(faults, survives, message, project, run_cli, nebula_server):
+    images = {
+        "ok": {"prompt": "fine", "output": "ok.png"},
+        "hit": {"prompt": "unlucky", "output": "hit.png"},
+    }
+    root = project({"images.toml": nebula_manifest(images, timeout=1, max_attempts=5)})
+    nebula_server.add_faults(*faults, prompt="unlucky")
+    code, out, err = run_cli("apply")
+    assert "Traceback" not in err
+    assert (root / "ok.png").exists()  # the other image is never affected
+    lock = (root / "images.lock").read_text()
+    assert "[images.ok]" in lock
+    if survives:
+        assert code == 0, err
+        assert image_info(root / "hit.png") == ("PNG", (64, 64))
+    else:
+        assert code == 1
+        assert f"hit: {message}" in err or message in err
+        assert not (root / "hit.png").exists() and "[images.hit]" not in lock
+        nebula_server.reset_counters()
+        assert run_cli("apply").code == 0  # the fault is gone: only the failed image is asked
+        assert [r.body["prompt"] for r in nebula_server.generations] == ["unlucky"]
+
+
+def test_rejected_key_stops_new_requests_and_says_so_once(project, run_cli, nebula_server):
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(6)}
+    project({"images.toml": nebula_manifest(images, concurrency=1)})
+    nebula_server.add_faults("401")
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert len(nebula_server.generations) == 1
+    assert err.count("NEBULA_API_KEY was rejected") == 2  # progress line and summary
+    assert err.count("not attempted: nebula stopped sending requests") >= 5
+
+
+def test_missing_key_is_one_error_before_any_request(project, run_cli, nebula_server, monkeypatch):
+    monkeypatch.delenv("NEBULA_API_KEY")
+    project({"images.toml": nebula_manifest({"a": {"prompt": "x", "output": "a.png"}})})
+    code, out, err = run_cli("apply")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: NEBULA_API_KEY is not set: export NEBULA_API_KEY=<your key> (from your Nebula "
+        "Block account), or build offline with --backend preview"
+    ]
+    assert nebula_server.requests == []
+    assert run_cli("plan").code == 0  # planning needs no key
+    assert run_cli("apply", "--backend", "preview").code == 0
+
+
+def test_custom_key_variable(project, run_cli, nebula_server, monkeypatch):
+    monkeypatch.delenv("NEBULA_API_KEY")
+    monkeypatch.setenv("STUDIO_NEBULA_KEY", CANARY_KEY)
+    project(
+        {
+            "images.toml": nebula_manifest(
+                {"a": {"prompt": "x", "output": "a.png"}}, api_key_env="STUDIO_NEBULA_KEY"
+            )
+        }
+    )
+    assert run_cli("apply").code == 0
+
+
+def test_wrong_size_keeps_the_original_and_delivers_the_declared_size(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_manifest({"a": {"prompt": "x", "output": "a.png"}})})
+    nebula_server.add_faults("wrong_size")
+    code, out, err = run_cli("apply")
+    assert code == 0 and "warning: a: nebula returned 128x64 for a 64x64 request" in err
+    assert image_info(root / "a.png") == ("PNG", (64, 64))
+    (cached,) = [p for p in (root / ".nebula-build/cache").glob("??/*") if p.suffix != ".json"]
+    assert image_info(cached)[1] == (128, 64)
+
+
+def test_timings_are_reported_not_locked(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"a": {"prompt": "x", "output": "a.png"}})})
+    data = json.loads(run_cli("apply", "--json").out)
+    timings = data["results"][0]["timings"]
+    assert timings["inference"] == 1.25 and timings["request"] > 0
+    assert "1.25" not in (root / "images.lock").read_text()
+
+
+@pytest.mark.slow
+def test_requests_in_flight_reach_the_bound_and_never_exceed_it(project, run_cli, nebula_server):
+    nebula_server.latency = 0.2
+    images = {f"i{n:02}": {"prompt": f"p{n}", "output": f"i{n:02}.png"} for n in range(16)}
+    project({"images.toml": nebula_manifest(images, concurrency=3)})
+    assert run_cli("apply").code == 0
+    assert nebula_server.peak_in_flight == 3
+    project(
+        {
+            "images.toml": nebula_manifest(
+                {f"j{n:02}": {"prompt": f"q{n}", "output": f"j{n:02}.png"} for n in range(16)},
+                concurrency=3,
+            )
+        }
+    )
+    nebula_server.reset_counters()
+    assert run_cli("apply", "--parallelism", "8").code == 0
+    assert nebula_server.peak_in_flight == 8
+
+
+@pytest.mark.slow
+def test_retry_after_is_honoured(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest({"a": {"prompt": "x", "output": "a.png"}})})
+    nebula_server.add_faults("429:1")
+    assert run_cli("apply").code == 0
+    first, second = nebula_server.generations
+    assert second.started - first.started >= 0.95
+
+
+@pytest.mark.slow
+def test_requests_per_minute_paces_request_starts(project, run_cli, nebula_server):
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(5)}
+    project({"images.toml": nebula_manifest(images, concurrency=5, requests_per_minute=600)})
+    assert run_cli("apply").code == 0
+    starts = sorted(r.started for r in nebula_server.generations)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.08  # 600 a minute: one every 0.1 s
+
+
+def test_models_remote_lists_the_providers_models(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest({})})
+    code, out, err = run_cli("models", "--remote")
+    assert code == 0, err
+    assert SEEDREAM_DEFAULT_ID in out and "Image" in out and "0.009" in out
+    rows = json.loads(run_cli("models", "--remote", "--json").out)
+    assert {r["model_name"] for r in rows} >= {SDXL, FLUX_SCHNELL, FLUX_FILL}
+
+
+def test_mask_size_mismatch_fails_that_image_only(project, run_cli, nebula_server):
+    images = {"cap": ALL_MODELS["cap"], "hero": ALL_MODELS["hero"]}
+    root = project(
+        {
+            "images.toml": nebula_manifest(images),
+            "in.png": png(),
+            "mask.png": png(size=(32, 32), mode="L", color=0),
+        }
+    )
+    code, _, err = run_cli("apply")
+    assert code == 1 and "the mask is 32x32 but the image is 64x64" in err
+    assert (root / "hero.webp").exists()
+    assert [r.body["prompt"] for r in nebula_server.generations] == ["a crane"]
+
+
+def test_a_real_server_with_jpeg_and_webp_answers(project, run_cli, nebula_server):
+    for fmt, name in (("jpeg", "a.jpg"), ("webp", "b.webp")):
+        nebula_server.image_format = fmt
+        root = project({"images.toml": nebula_manifest({name[0]: {"prompt": fmt, "output": name}})})
+        assert run_cli("apply").code == 0
+        assert image_info(root / name)[1] == (64, 64)
+    assert Path(root / "b.webp").read_bytes()[:4] == b"RIFF"
+
+
+def test_models_remote_with_a_rejected_key_is_one_line(
+    project, run_cli, nebula_server, monkeypatch
+):
+    monkeypatch.setenv("NEBULA_API_KEY", "ak_wrong")
+    project({"images.toml": nebula_manifest({})})
+    code, _, err = run_cli("models", "--remote")
+    assert code == 1
+    assert err.startswith("error: could not list models: NEBULA_API_KEY was rejected (HTTP 401")
+    assert "ak_wrong" not in err

@@ -1,0 +1,72 @@
+"""The preview backend: deterministic, exact size, inpainting paints the mask."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageChops, ImageDraw
+
+from nebula_build.backends.preview import render
+from nebula_build.plugin.backend import GenerationRequest
+
+
+def request(**changes) -> GenerationRequest:
+    fields = {
+        "image_name": "hero",
+        "generation_key": "k" * 64,
+        "model": "black-forest-labs/FLUX.1-schnell",
+        "prompt": "a cat",
+        "width": 320,
+        "height": 192,
+        "seed": 42,
+    }
+    return GenerationRequest(**(fields | changes))
+
+
+def decode(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+def test_same_request_same_bytes_and_exact_size():
+    first, second = render(request()), render(request())
+    assert first == second
+    assert decode(first).size == (320, 192)
+    assert decode(render(request(width=64, height=2048))).size == (64, 2048)
+
+
+def test_different_keys_look_different():
+    a = decode(render(request(generation_key="a" * 64)))
+    b = decode(render(request(generation_key="b" * 64)))
+    assert ImageChops.difference(a, b).getbbox() is not None
+
+
+def test_inpainting_paints_only_the_masked_area():
+    base = Image.new("RGB", (256, 256), (40, 120, 200))
+    mask = Image.new("L", (256, 256), 0)
+    ImageDraw.Draw(mask).rectangle((150, 150, 250, 250), fill=255)
+    encoded = []
+    for image in (base, mask):
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        encoded.append(buffer.getvalue())
+    out = decode(
+        render(
+            request(
+                model="black-forest-labs/FLUX.1-Fill-dev",
+                width=256,
+                height=256,
+                image=encoded[0],
+                mask=encoded[1],
+            )
+        )
+    )
+    assert out.getpixel((200, 200)) != (40, 120, 200)  # repainted
+    assert out.getpixel((120, 230)) == (40, 120, 200)  # untouched, away from the caption
+
+
+def test_png_size_is_read_from_its_header():
+    from nebula_build.outputs.encode import image_size
+
+    data = render(request(width=200, height=136))
+    assert image_size(data) == (200, 136) == decode(data).size

@@ -1,0 +1,117 @@
+"""Image-to-image chains: `image = "@hero"` takes another image's output as input."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from PIL import Image
+
+from nebula_build.plugin.catalog import FLUX_FILL
+from nebula_build.state.lockfile import loads
+from tests.conftest import fake_manifest, generation_log
+
+
+def mask() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def chain(hero_prompt: str = "a lighthouse", **extra: object) -> dict:
+    return {
+        "hero": {"prompt": hero_prompt, "output": "hero.png"},
+        "hero-cap": {
+            "model": FLUX_FILL,
+            "prompt": "a red cap",
+            "image": "@hero",
+            "mask": "mask.png",
+            "output": "hero-cap.png",
+            **extra,
+        },
+    }
+
+
+def test_upstream_runs_first_and_its_output_is_the_input(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    root = project({"images.toml": fake_manifest(log, chain(), delay=0.05), "mask.png": mask()})
+    code, out, _ = run_cli("plan")
+    assert "takes the output of hero" in out
+    assert json.loads(run_cli("plan", "--json").out)["actions"][1]["depends_on"] == ["hero"]
+    assert run_cli("apply").code == 0
+    assert generation_log(log) == ["hero", "hero-cap"]  # in dependency order
+    lock = loads((root / "images.lock").read_text())
+    assert lock["hero-cap"].params["image"] == f"@hero:{lock['hero'].output_key}"
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_changed_upstream_rekeys_its_dependents(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    root = project({"images.toml": fake_manifest(log, chain()), "mask.png": mask()})
+    run_cli("apply")
+    (root / "images.toml").write_text(fake_manifest(log, chain("a lighthouse, stormy")))
+    code, out, _ = run_cli("plan")
+    assert "~ hero  regenerate" in out and "~ hero-cap  regenerate" in out
+    assert "~ image: @hero (output" in out
+    assert run_cli("apply").code == 0
+    assert generation_log(log) == ["hero", "hero-cap", "hero", "hero-cap"]
+
+
+def test_a_failed_upstream_skips_its_dependents(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    images = {**chain(), "other": {"prompt": "unrelated", "output": "other.png"}}
+    root = project({"images.toml": fake_manifest(log, images, fail=("hero",)), "mask.png": mask()})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "hero-cap: skipped: it takes the output of hero, which failed" in err
+    assert (root / "other.png").exists() and not (root / "hero-cap.png").exists()
+    assert "hero-cap" not in generation_log(log)
+
+
+def test_a_cycle_is_an_error_naming_it(project, run_cli, fake_site, tmp_path):
+    images = {
+        "a": {
+            "model": FLUX_FILL,
+            "prompt": "x",
+            "image": "@b",
+            "mask": "mask.png",
+            "output": "a.png",
+        },
+        "b": {
+            "model": FLUX_FILL,
+            "prompt": "y",
+            "image": "@a",
+            "mask": "mask.png",
+            "output": "b.png",
+        },
+    }
+    project({"images.toml": fake_manifest(tmp_path / "log", images), "mask.png": mask()})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err.strip() == (
+        "error: images depend on each other in a cycle: a -> b -> a; "
+        "an image cannot take its own output as input"
+    )
+
+
+def test_unknown_upstream_is_named(project, run_cli, fake_site, tmp_path):
+    images = chain()
+    images["hero-cap"]["image"] = "@heor"
+    project({"images.toml": fake_manifest(tmp_path / "log", images), "mask.png": mask()})
+    code, _, err = run_cli("validate")
+    assert code == 1 and "images.hero-cap.image: '@heor' names no image" in err
+
+
+def test_replacing_an_upstream_redraws_its_dependents(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    project(
+        {
+            "images.toml": fake_manifest(
+                log, {**chain(), "other": {"prompt": "unrelated", "output": "other.png"}}
+            ),
+            "mask.png": mask(),
+        }
+    )
+    run_cli("apply")
+    assert run_cli("apply", "--replace", "hero").code == 0
+    assert generation_log(log)[3:] == ["hero", "hero-cap"]  # not "other"

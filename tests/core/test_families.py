@@ -1,0 +1,121 @@
+"""Families of images: matrix expansion and style presets, through plan and apply."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nebula_build.state.lockfile import loads
+from tests.conftest import fake_manifest, generation_log, image_info
+
+ENEMY = {
+    "prompt": "pixel art {kind}, {pose} pose",
+    "output": "sprites/{kind}-{pose}.png",
+    "matrix": {"kind": ["slime", "bat"], "pose": ["idle", "attack"]},
+    "seed": "{index} + 100",
+}
+
+
+def plan_json(run_cli) -> dict:
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    return {a["image"]: a for a in json.loads(out)["actions"]}
+
+
+def test_a_matrix_expands_into_addressable_images(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    root = project({"images.toml": fake_manifest(log, {"enemy": ENEMY})})
+    actions = plan_json(run_cli)
+    assert list(actions) == [
+        "enemy[slime,idle]",
+        "enemy[slime,attack]",
+        "enemy[bat,idle]",
+        "enemy[bat,attack]",
+    ]
+    assert actions["enemy[bat,attack]"]["output"] == "sprites/bat-attack.png"
+    assert run_cli("apply", "--target", "enemy[bat,idle]").code == 0
+    assert generation_log(log) == ["enemy[bat,idle]"]
+    lock = loads((root / "images.lock").read_text())
+    assert lock["enemy[bat,idle]"].params["prompt"] == "pixel art bat, idle pose"
+    assert lock["enemy[bat,idle]"].seed == 102  # index 2
+    assert '[images."enemy[bat,idle]"]' in (root / "images.lock").read_text()
+    assert run_cli("apply", "--target", "enemy[*]").code == 0
+    assert sorted(generation_log(log)) == sorted(actions)
+    assert image_info(root / "sprites/slime-attack.png") == ("PNG", (64, 64))
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_growing_a_matrix_adds_only_the_new_images(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    root = project({"images.toml": fake_manifest(log, {"enemy": ENEMY})})
+    run_cli("apply")
+    grown = {**ENEMY, "matrix": {"kind": ["slime", "bat", "ghost"], "pose": ["idle", "attack"]}}
+    (root / "images.toml").write_text(fake_manifest(log, {"enemy": grown}))
+    actions = plan_json(run_cli)
+    changed = {name for name, a in actions.items() if a["action"] != "noop"}
+    # the seed follows the index: ghost images are appended, so no existing seed moves
+    assert changed == {"enemy[ghost,idle]", "enemy[ghost,attack]"}
+
+
+def test_a_style_change_rekeys_exactly_the_images_that_use_it(
+    project, run_cli, fake_site, tmp_path
+):
+    log = tmp_path / "log"
+    images = {
+        "hero": {"prompt": "a knight", "style": "pixel", "output": "hero.png"},
+        "logo": {"prompt": "a fox", "output": "logo.png"},
+    }
+    styles = (
+        '\n[styles.pixel]\nprompt_prefix = "pixel art"\nprompt_suffix = "16-bit"\n'
+        'negative_prompt = "blurry"\nmodel = "stabilityai/stable-diffusion-xl-base-1.0"\n'
+    )
+    root = project({"images.toml": fake_manifest(log, images) + styles})
+    assert run_cli("apply").code == 0
+    lock = loads((root / "images.lock").read_text())
+    assert lock["hero"].params["prompt"] == "pixel art, a knight, 16-bit"
+    assert lock["hero"].model == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert lock["hero"].params["negative_prompt"] == "blurry"
+    (root / "images.toml").write_text(
+        fake_manifest(log, images) + styles.replace("16-bit", "32-bit")
+    )
+    actions = plan_json(run_cli)
+    assert actions["hero"]["action"] == "regenerate" and actions["logo"]["action"] == "noop"
+    assert actions["hero"]["changes"] == [
+        {
+            "field": "prompt",
+            "old": "pixel art, a knight, 16-bit",
+            "new": "pixel art, a knight, 32-bit",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (
+            {**ENEMY, "prompt": "a {kidn}"},
+            "images.enemy.prompt: unknown placeholder {kidn} (known: {kind}, {pose}, {index})",
+        ),
+        (
+            {**ENEMY, "output": "sprites/enemy.png"},
+            "images.enemy[slime,attack].output: sprites/enemy.png is also written by "
+            "images.enemy[slime,idle]",
+        ),
+        (
+            {**ENEMY, "seed": "{index} / 2"},
+            "images.enemy.seed: '{index} / 2' is not an integer expression",
+        ),
+        ({**ENEMY, "matrix": {"kind": []}}, "images.enemy.matrix: 'kind' has no values"),
+        (
+            {"prompt": "x", "output": "x.png", "style": "pxiel"},
+            "images.enemy.style: unknown style 'pxiel' (known: none declared)",
+        ),
+    ],
+)
+def test_family_mistakes_are_one_clear_line(image, message, project, run_cli, fake_site, tmp_path):
+    project({"images.toml": fake_manifest(tmp_path / "log", {"enemy": image})})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert message in err, err
+    assert "images.toml:" in err  # located in the file even for expanded images

@@ -1,0 +1,221 @@
+"""Watch mode: scripted change sets through the injectable source, plus real ones."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nebula_build.live.watch import Round, Watcher, filesystem_changes
+from nebula_build.plugin.manager import load_registry
+from nebula_build.state.lockfile import loads
+from nebula_build.state.project import Project
+from nebula_build.ui.style import Style
+from tests.conftest import backend_opens, fake_manifest, generation_log
+
+
+class Script:
+    """A change source the test drives, and a record of finished rounds."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[set[Path]] = asyncio.Queue()
+        self.rounds: list[Round] = []
+        self.round_done = asyncio.Event()
+
+    async def changes(self):
+        while True:
+            yield await self.queue.get()
+
+    def on_round(self, report: Round) -> None:
+        self.rounds.append(report)
+        self.round_done.set()
+
+    async def next_round(self, timeout: float = 10) -> Round:
+        await asyncio.wait_for(self.round_done.wait(), timeout)
+        self.round_done.clear()
+        return self.rounds[-1]
+
+
+def make_watcher(root: Path, script: Script, out: io.StringIO) -> Watcher:
+    project = Project(root, root / "images.toml")
+    return Watcher(project, load_registry(), out=out, style=Style(False), on_round=script.on_round)
+
+
+def test_rounds_follow_edits_and_survive_a_broken_manifest(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output": "b.png"}}
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        first = await script.next_round()
+        assert sorted(first.changed) == ["a", "b"]
+
+        images["a"]["prompt"] = "one, edited"
+        manifest.write_text(fake_manifest(log, images))
+        await script.queue.put({manifest})
+        second = await script.next_round()
+        assert second.changed == ["a"]
+
+        manifest.write_text(fake_manifest(log, images) + "[images.c\n")  # half-typed
+        await script.queue.put({manifest})
+        assert (await script.next_round()).error
+        await script.queue.put({manifest})  # saved again, still broken
+        assert (await script.next_round()).error
+        assert out.getvalue().count("invalid TOML") == 1  # said once, not per save
+
+        images["c"] = {"prompt": "three", "output": "c.png"}
+        manifest.write_text(fake_manifest(log, images))
+        await script.queue.put({manifest})
+        assert (await script.next_round()).changed == ["c"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert backend_opens(log) == 1  # the backend stayed open across rounds
+
+    asyncio.run(scenario())
+    assert sorted(generation_log(log)) == ["a", "a", "b", "c"]
+    assert set(loads((root / "images.lock").read_text())) == {"a", "b", "c"}
+
+
+def test_a_change_mid_round_cancels_only_the_work_it_made_obsolete(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {
+        "slow": {"prompt": "first idea", "output": "slow.png"},
+        "keep": {"prompt": "stays", "output": "keep.png"},
+    }
+    root = project({"images.toml": fake_manifest(log, images, delay=1.5)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await asyncio.sleep(0.4)  # both images are generating now
+        images["slow"]["prompt"] = "second idea"
+        manifest.write_text(fake_manifest(log, images, delay=1.5))
+        await script.queue.put({manifest})
+        first = await script.next_round()
+        assert first.cancelled == ["slow"] and first.changed == ["keep"]
+        second = await script.next_round()
+        assert second.changed == ["slow"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    lock = loads((root / "images.lock").read_text())
+    assert lock["slow"].params["prompt"] == "second idea"
+    assert lock["keep"].params["prompt"] == "stays"
+    assert not (root / ".nebula-build/journal").exists()
+
+
+@pytest.mark.slow
+def test_real_filesystem_saves_start_rounds_and_outputs_do_not(project, tmp_path):
+    root = project(
+        {
+            "images.toml": 'version = 1\n[defaults]\nbackend = "preview"\n'
+            'model = "black-forest-labs/FLUX.1-schnell"\n'
+            '[images.a]\nprompt = "x"\nwidth = 64\nheight = 64\n'
+            'output = "a.png"\n'
+        }
+    )
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await script.next_round()
+        with pytest.raises(TimeoutError):  # its own output must not start a round
+            await script.next_round(timeout=1.0)
+        # an editor's atomic save: write a temp file, rename it over the manifest
+        temp = root / ".images.toml.swp"
+        temp.write_text(manifest.read_text().replace('"x"', '"y"'))
+        saved = time.monotonic()
+        temp.replace(manifest)
+        report = await script.next_round(timeout=5)
+        assert report.changed == ["a"]
+        assert time.monotonic() - saved < 2
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_watch_once_runs_a_single_round(project, run_cli):
+    root = project(
+        {
+            "images.toml": 'version = 1\n[defaults]\nbackend = "preview"\n'
+            'model = "black-forest-labs/FLUX.1-schnell"\n'
+            '[images.a]\nprompt = "x"\nwidth = 64\nheight = 64\n'
+            'output = "a.png"\n'
+        }
+    )
+    code, out, err = run_cli("watch", "--once")
+    assert code == 0, err
+    assert "round 1: 1 done (1 generated)" in out
+    assert (root / "a.png").exists()
+    assert "round 1: up to date (1 images)" in run_cli("watch", "--once").out
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_within_a_second_and_leaves_the_lock_consistent(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(8)}
+    root = project({"images.toml": fake_manifest(log, images, delay=0.5, concurrency=2)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "watch"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while len(generation_log(log)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=10)
+    assert time.monotonic() - sent < 1.5
+    assert process.returncode == 0, err
+    assert "stopped" in out and "Traceback" not in err
+    locked = set(loads((root / "images.lock").read_text()))
+    assert locked == {p.stem for p in root.glob("*.png")}
+    assert not (root / ".nebula-build/journal").exists()
+    assert not [p for p in root.rglob("*") if ".nebula-tmp-" in p.name]
+
+
+def test_files_a_plugin_declares_are_watched(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "x", "output": "a.png"}}
+    root = project(
+        {
+            "images.toml": fake_manifest(log, images).replace(
+                "[backends.fake]", '[backends.fake]\nwatch = "styles/lora.txt"'
+            ),
+            "styles/lora.txt": "v1",
+        }
+    )
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round()
+        assert root / "styles/lora.txt" in watcher.watched_paths()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())

@@ -1,0 +1,111 @@
+"""Sprite atlases: frames match the pixels, rebuilt only when a member changes."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image, ImageChops
+
+from nebula_build.outputs.atlas import pack
+from nebula_build.outputs.schemas import FrameMap
+from nebula_build.state.lockfile import loads
+from tests.conftest import fake_manifest
+
+ENEMY = {
+    "prompt": "pixel art {kind} {pose}",
+    "output": "sprites/{kind}-{pose}.png",
+    "matrix": {"kind": ["slime", "bat"], "pose": ["idle", "attack"]},
+    "seed": "{index}",
+}
+ATLAS = '\n[atlases.enemies]\nimages = ["enemy[*]", "coin"]\noutput = "sprites/enemies.png"\n'
+
+
+def manifest(log, enemy=ENEMY) -> str:
+    images = {
+        "enemy": enemy,
+        "coin": {"prompt": "a coin", "width": 128, "height": 64, "output": "sprites/coin.png"},
+    }
+    return fake_manifest(log, images) + ATLAS
+
+
+def test_atlas_frames_match_the_member_pixels(project, run_cli, fake_site, tmp_path):
+    root = project({"images.toml": manifest(tmp_path / "log")})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    frames = FrameMap.model_validate_json((root / "sprites/enemies.json").read_text())
+    assert frames.meta.image == "enemies.png"
+    with Image.open(root / "sprites/enemies.png") as opened:
+        sheet = opened.convert("RGBA")
+        assert (frames.meta.size.w, frames.meta.size.h) == sheet.size
+        assert set(frames.frames) == {
+            "enemy[slime,idle]",
+            "enemy[slime,attack]",
+            "enemy[bat,idle]",
+            "enemy[bat,attack]",
+            "coin",
+        }
+        lock = {n: e.output for n, e in loads((root / "images.lock").read_text()).items()}
+        for name, frame in frames.frames.items():
+            box = (
+                frame.frame.x,
+                frame.frame.y,
+                frame.frame.x + frame.frame.w,
+                frame.frame.y + frame.frame.h,
+            )
+            with Image.open(root / lock[name]) as member:
+                assert (
+                    ImageChops.difference(sheet.crop(box), member.convert("RGBA")).getbbox() is None
+                ), name
+
+
+def test_atlas_is_rebuilt_only_when_a_member_changes(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    root = project({"images.toml": manifest(log)})
+    run_cli("apply")
+    sheet = root / "sprites/enemies.png"
+    first, mtime = sheet.read_bytes(), sheet.stat().st_mtime_ns
+    assert run_cli("apply").code == 0 and sheet.stat().st_mtime_ns == mtime
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    (root / "images.toml").write_text(manifest(log, {**ENEMY, "prompt": "pixel art {kind}!"}))
+    code, out, _ = run_cli("plan")
+    assert "atlas enemies  build" in out and "members change" in out
+    assert run_cli("apply").code == 0
+    assert sheet.read_bytes() != first
+
+
+def test_a_hand_edited_sheet_is_not_overwritten_without_force(
+    project, run_cli, fake_site, tmp_path
+):
+    root = project({"images.toml": manifest(tmp_path / "log")})
+    run_cli("apply")
+    (root / "sprites/enemies.png").write_bytes(b"my edit")
+    (root / "images.toml").write_text(
+        manifest(tmp_path / "log", {**ENEMY, "prompt": "other {kind} {pose}"})
+    )
+    code, _, err = run_cli("apply")
+    assert code == 1 and "atlas enemies: sprites/enemies.png changed by hand" in err
+    assert (root / "sprites/enemies.png").read_bytes() == b"my edit"
+    assert run_cli("apply", "--force").code == 0
+    assert (root / "sprites/enemies.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_atlas_member_is_a_clear_error(project, run_cli, fake_site, tmp_path):
+    project({"images.toml": manifest(tmp_path / "log").replace('"coin"]', '"coni"]')})
+    code, _, err = run_cli("validate")
+    assert code == 1 and "atlases.enemies.images: unknown image(s): coni" in err
+
+
+@pytest.mark.parametrize("padding", [0, 2, 7])
+def test_packing_never_overlaps(padding):
+    sizes = {f"s{i}": (16 + (i * 7) % 40, 8 + (i * 13) % 50) for i in range(30)}
+    positions, (width, height) = pack(sizes, padding)
+    boxes = [(x, y, x + sizes[n][0], y + sizes[n][1]) for n, (x, y) in positions.items()]
+    for i, a in enumerate(boxes):
+        assert a[2] <= width and a[3] <= height
+        for b in boxes[i + 1 :]:
+            apart = (
+                a[2] + padding <= b[0]
+                or b[2] + padding <= a[0]
+                or a[3] + padding <= b[1]
+                or b[3] + padding <= a[1]
+            )
+            assert apart

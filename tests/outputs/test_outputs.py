@@ -1,0 +1,183 @@
+"""Output options: formats, quality, resize, variants, and the asset manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nebula_build.outputs.schemas import AssetManifest
+from nebula_build.outputs.schemas import asset_manifest_schema as json_schema
+from nebula_build.state.lockfile import loads
+from tests.conftest import REPO, fake_manifest, generation_log, image_info
+
+HERO = {
+    "prompt": "a lighthouse",
+    "width": 128,
+    "height": 64,
+    "output": "static/hero.webp",
+    "widths": [32, 64, 512],
+}
+
+
+def test_variants_are_written_never_upscaled_and_listed(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    root = project(
+        {
+            "images.toml": fake_manifest(log, {"hero": HERO})
+            + '\n[assets]\nmanifest = "static/images.json"\n'
+        }
+    )
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert image_info(root / "static/hero.webp") == ("WEBP", (128, 64))
+    assert image_info(root / "static/hero-32.webp") == ("WEBP", (32, 16))
+    assert image_info(root / "static/hero-64.webp") == ("WEBP", (64, 32))
+    assert not (root / "static/hero-512.webp").exists()  # wider than the image
+    data = json.loads((root / "static/images.json").read_text())
+    AssetManifest.model_validate(data)
+    files = data["images"]["hero"]["files"]
+    assert [(f["path"], f["url"], f["width"], f["height"]) for f in files] == [
+        ("static/hero.webp", "hero.webp", 128, 64),
+        ("static/hero-32.webp", "hero-32.webp", 32, 16),
+        ("static/hero-64.webp", "hero-64.webp", 64, 32),
+    ]
+    for entry in files:
+        assert entry["bytes"] == (root / entry["path"]).stat().st_size
+        assert image_info(root / entry["path"])[1] == (entry["width"], entry["height"])
+    assert data["images"]["hero"]["alt"] == "a lighthouse"
+    assert "hero-32.webp" in (root / "images.lock").read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"quality": 40}, ("WEBP", (128, 64))),
+        ({"lossless": True}, ("WEBP", (128, 64))),
+        ({"resize": [96, 96], "fit": "contain"}, ("WEBP", (96, 96))),
+        ({"resize": [40, 20], "fit": "exact", "resample": "nearest"}, ("WEBP", (40, 20))),
+        ({"output": "static/hero.avif"}, ("AVIF", (128, 64))),
+        ({"output": "static/hero.jpg", "quality": 70}, ("JPEG", (128, 64))),
+        ({"widths": [48]}, ("WEBP", (128, 64))),
+    ],
+)
+def test_output_only_changes_reencode_from_the_cache(
+    change, expected, project, run_cli, fake_site, tmp_path
+):
+    log = tmp_path / "gen.log"
+    root = project({"images.toml": fake_manifest(log, {"hero": HERO})})
+    assert run_cli("apply").code == 0
+    before = (root / "static/hero.webp").read_bytes()
+    (root / "images.toml").write_text(fake_manifest(log, {"hero": {**HERO, **change}}))
+    code, out, _ = run_cli("plan")
+    assert "reencode" in out and "0 to generate" in out
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert generation_log(log) == ["hero"]  # nothing generated again
+    output = root / change.get("output", "static/hero.webp")
+    assert image_info(output) == expected
+    if "output" not in change:
+        assert output.read_bytes() != before or change == {"widths": [48]}
+    if change == {"widths": [48]}:
+        assert image_info(root / "static/hero-48.webp") == ("WEBP", (48, 24))
+        assert not (root / "static/hero-32.webp").exists()  # stale variants are removed
+
+
+def test_a_hand_edited_variant_is_a_conflict_and_a_missing_one_is_restored(
+    project, run_cli, fake_site, tmp_path
+):
+    log = tmp_path / "gen.log"
+    root = project({"images.toml": fake_manifest(log, {"hero": HERO})})
+    run_cli("apply")
+    (root / "static/hero-32.webp").unlink()
+    assert "variant static/hero-32.webp missing" in run_cli("plan").out
+    assert run_cli("apply").code == 0
+    assert image_info(root / "static/hero-32.webp")[1] == (32, 16)
+    (root / "static/hero-64.webp").write_bytes(b"edited")
+    code, out, _ = run_cli("plan")
+    assert "variant static/hero-64.webp changed by hand" in out
+    assert run_cli("apply").code == 1
+    assert run_cli("apply", "--force").code == 0
+    assert image_info(root / "static/hero-64.webp")[1] == (64, 32)
+    (root / "images.toml").write_text(fake_manifest(log, {}))
+    assert run_cli("apply").code == 0
+    assert not list(root.glob("static/hero*"))  # every file of a removed image goes
+    assert generation_log(log) == ["hero"]
+
+
+def test_png_passthrough_keeps_the_backend_pixels_byte_for_byte(
+    project, run_cli, fake_site, tmp_path
+):
+    from nebula_build.outputs.metadata import _chunks
+
+    log = tmp_path / "gen.log"
+    images = {
+        "a": {"prompt": "x", "output": "a.png"},
+        "b": {"prompt": "x", "seed": 2, "output": "b.png", "metadata": False},
+    }
+    root = project({"images.toml": fake_manifest(log, images)})
+    assert run_cli("apply").code == 0
+    lock = loads((root / "images.lock").read_text())
+    cache = root / ".nebula-build/cache"
+    cached = {
+        n: (cache / e.generation_key[:2] / e.generation_key).read_bytes() for n, e in lock.items()
+    }
+
+    def image_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+        return [c for c in _chunks(data) if c[0] not in (b"tEXt", b"iTXt", b"zTXt")]
+
+    assert image_chunks((root / "a.png").read_bytes()) == image_chunks(cached["a"])
+    assert (root / "b.png").read_bytes() == cached["b"]  # metadata = false: nothing added
+
+
+def test_images_with_one_spec_share_one_generation(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {
+        "a": {"prompt": "same", "output": "a.png"},
+        "b": {"prompt": "same", "output": "b.webp"},
+    }
+    root = project({"images.toml": fake_manifest(log, images, delay=0.2)})
+    assert run_cli("apply").code == 0
+    assert generation_log(log) == ["a"]
+    assert image_info(root / "b.webp") == ("WEBP", (64, 64))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"output": "a.png", "quality": 80}, "images.a.quality: PNG is lossless"),
+        ({"output": "a.jpg", "lossless": True}, "images.a.lossless: lossless applies to .webp"),
+        ({"output": "a.png", "fit": "contain"}, "images.a.fit: applies only with `resize`"),
+        ({"output": "a.png", "resize": [0, 10]}, "images.a.resize: sizes must be within"),
+        ({"output": "a.png", "widths": [10, 10]}, "images.a.widths: widths must be distinct"),
+        (
+            {"output": "a.png", "widths": [10], "variant_pattern": "{stem}.png"},
+            "images.a.variant_pattern: must contain {width}",
+        ),
+        (
+            {"output": "a.png", "widths": [10], "variant_pattern": "{name}{ext}"},
+            "images.a.variant_pattern: may use only {stem}, {width} and {ext}",
+        ),
+    ],
+)
+def test_bad_output_options_are_one_clear_line(
+    fields, message, project, run_cli, fake_site, tmp_path
+):
+    project({"images.toml": fake_manifest(tmp_path / "log", {"a": {"prompt": "x", **fields}})})
+    code, _, err = run_cli("validate")
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_variant_colliding_with_another_output_is_refused(project, run_cli, fake_site, tmp_path):
+    images = {
+        "a": {"prompt": "x", "width": 128, "output": "a.png", "widths": [64]},
+        "b": {"prompt": "y", "output": "a-64.png"},
+    }
+    project({"images.toml": fake_manifest(tmp_path / "log", images)})
+    code, _, err = run_cli("validate")
+    assert code == 1 and "a-64.png is also written by images.a" in err
+
+
+def test_committed_asset_schema_is_up_to_date():
+    committed = json.loads((REPO / "schema/assets.schema.json").read_text())
+    assert committed == json_schema()

@@ -1,0 +1,176 @@
+"""images.lock: deterministic, round-trips, snapshot, journal folding, linear rewrites."""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nebula_build.errors import LockfileError
+from nebula_build.state.lockfile import LockEntry, LockWriter, dumps, loads, read, recover, write
+from nebula_build.state.project import Project
+
+names = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
+scalars = st.one_of(
+    st.text(max_size=40),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+entries = st.builds(
+    LockEntry,
+    backend=names,
+    model=st.text(min_size=1, max_size=30),
+    output=st.text(min_size=1, max_size=30),
+    digest=st.text(max_size=64),
+    generation_key=st.text(max_size=64),
+    output_key=st.text(max_size=64),
+    params=st.dictionaries(st.text(min_size=1, max_size=12), scalars, max_size=5),
+    seed=st.none() | st.integers(0, 2**32 - 1),
+)
+
+
+@given(st.dictionaries(names, entries, max_size=5))
+def test_lock_text_round_trips_through_a_real_toml_parser(lock):
+    text = dumps(lock)
+    assert tomllib.loads(text)["version"] == 1
+    assert loads(text) == lock
+    assert dumps(loads(text)) == text
+
+
+def _entry(n: int) -> LockEntry:
+    return LockEntry(
+        backend="preview",
+        model="m",
+        output=f"{n}.png",
+        digest=f"d{n}",
+        generation_key=f"g{n}",
+        output_key=f"o{n}",
+        params={"prompt": "p"},
+        seed=n,
+    )
+
+
+def test_lock_is_sorted_with_header_and_rewritten_only_on_change(tmp_path):
+    project = Project(tmp_path, tmp_path / "images.toml")
+    assert write(project, {"b": _entry(2), "a": _entry(1)})
+    text = project.lock_path.read_text()
+    assert text.startswith("# This file is written by nebula-build: do not edit it by hand.")
+    assert text.index("[images.a]") < text.index("[images.b]")
+    mtime = project.lock_path.stat().st_mtime_ns
+    assert not write(project, {"a": _entry(1), "b": _entry(2)})
+    assert project.lock_path.stat().st_mtime_ns == mtime
+    assert not write(Project(tmp_path / "x", tmp_path / "x/images.toml"), {})
+
+
+def test_snapshot_is_used_only_while_it_matches_the_lock(tmp_path):
+    project = Project(tmp_path, tmp_path / "images.toml")
+    write(project, {"a": _entry(1)})
+    assert project.lock_snapshot_path.exists()
+    assert read(project) == {"a": _entry(1)}
+    # someone (git checkout) replaces the lock: the stale snapshot must be ignored
+    project.lock_path.write_text(dumps({"b": _entry(2)}))
+    assert read(project) == {"b": _entry(2)}
+
+
+def test_corrupt_or_future_lock_is_a_clear_error(tmp_path):
+    project = Project(tmp_path, tmp_path / "images.toml")
+    project.lock_path.write_text("version = [\n")
+    with pytest.raises(LockfileError, match="not valid TOML"):
+        read(project)
+    project.lock_path.write_text("version = 9\n")
+    with pytest.raises(LockfileError, match="version 9"):
+        read(project)
+
+
+def test_journal_left_by_a_crash_is_folded_in_and_a_torn_line_ignored(tmp_path):
+    project = Project(tmp_path, tmp_path / "images.toml")
+    write(project, {"old": _entry(0)})
+    writer = LockWriter(project, {"old": _entry(0)}, min_interval=3600)
+
+    async def record() -> None:
+        await writer.set("a", _entry(1))
+        await writer.delete("old")
+
+    asyncio.run(record())
+    assert project.lock_path.read_text().count("[images.") == 1  # not rewritten yet
+    with project.journal_path.open("ab") as journal:
+        journal.write(b'{"op": "set", "image": "torn", "ent')  # a write cut by the crash
+    writer._journal.close()  # the process "died": nothing else was written
+    entries, folded = recover(project)
+    assert folded and entries == {"a": _entry(1)}
+    assert loads(project.lock_path.read_text()) == {"a": _entry(1)}
+    assert not project.journal_path.exists()
+
+
+def test_writer_rewrites_the_lock_at_most_about_once_a_second(tmp_path):
+    project = Project(tmp_path, tmp_path / "images.toml")
+    now = [0.0]
+    writer = LockWriter(project, {}, min_interval=1.0, clock=lambda: now[0])
+    rewrites = 0
+    original = write
+
+    def counting_write(*args, **kwargs):
+        nonlocal rewrites
+        rewrites += 1
+        return original(*args, **kwargs)
+
+    from nebula_build.state import lockfile
+
+    lockfile.write = counting_write
+    try:
+
+        async def record() -> None:
+            for n in range(100):
+                now[0] += 0.05  # 20 images a second for 5 seconds
+                await writer.set(f"i{n}", _entry(n))
+
+        asyncio.run(record())
+        writer.close()
+    finally:
+        lockfile.write = original
+    assert 4 <= rewrites <= 6
+    assert len(loads(project.lock_path.read_text())) == 100
+    assert not project.journal_path.exists()
+
+
+def test_entry_with_missing_field_names_it(tmp_path):
+    with pytest.raises(LockfileError, match=r"images\.a: missing or bad field 'digest'"):
+        loads(
+            'version = 1\n[images.a]\nbackend = "p"\nmodel = "m"\noutput = "a.png"\n'
+            'generation_key = "g"\noutput_key = "o"\n'
+        )
+
+
+def test_lock_path_follows_the_manifest(tmp_path):
+    project = Project(tmp_path, tmp_path / "sub" / "site.toml")
+    assert project.lock_path == Path(tmp_path / "sub" / "images.lock")
+
+
+def test_records_arriving_together_share_one_fsync(tmp_path, monkeypatch):
+    project = Project(tmp_path, tmp_path / "images.toml")
+    writer = LockWriter(project, {}, min_interval=3600)
+    from nebula_build.state import lockfile
+
+    syncs = 0
+    real_fsync = lockfile.os.fsync
+
+    def counting_fsync(fd):
+        nonlocal syncs
+        syncs += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(lockfile.os, "fsync", counting_fsync)
+
+    async def record() -> None:
+        await asyncio.gather(*(writer.set(f"i{n}", _entry(n)) for n in range(50)))
+
+    asyncio.run(record())
+    assert 1 <= syncs < 50
+    lines = project.journal_path.read_bytes().splitlines()
+    assert len(lines) == 50  # every record is in the journal before set() returns
+    writer.close()
+    assert len(loads(project.lock_path.read_text())) == 50
