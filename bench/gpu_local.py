@@ -362,8 +362,7 @@ class Bench:
             }
         )
         steps, guidance = self.steps(model)
-        backend = DiffusersBackend(settings)
-        backend.project_root = self.scratch
+        backend = DiffusersBackend(settings, root=self.scratch)
         compile_cache: dict[str, str] = {}
 
         async def scenario() -> dict[str, Any]:

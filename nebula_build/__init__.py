@@ -1,34 +1,14 @@
 """nebula-build: generated images as declared infrastructure.
 
-The public API below is what backend plugins import.
+Backend authors import from `nebula_build.plugin`, the documented contract; its
+names, and the errors the tool raises, are also exported here. They load on
+first use, so that `import nebula_build` (every command does it) costs nothing.
 """
 
-from nebula_build.errors import (
-    ApplyError,
-    BackendError,
-    ConflictError,
-    CredentialsError,
-    DependencyCycleError,
-    LocalSetupError,
-    LockfileError,
-    ManifestError,
-    NebulaBuildError,
-    PluginError,
-    ProjectLockedError,
-    RequestRejectedError,
-    TransientBackendError,
-    UnknownBackendError,
-    UserError,
-    WeightsNotFoundError,
-)
-from nebula_build.plugin.backend import (
-    Backend,
-    BackendSettings,
-    GenerationRequest,
-    GenerationResult,
-)
-from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.plugin.hookspecs import hookimpl
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -47,6 +27,7 @@ __all__ = [
     "ManifestError",
     "ModelSupport",
     "NebulaBuildError",
+    "OutOfCreditsError",
     "PluginError",
     "ProjectLockedError",
     "RequestRejectedError",
@@ -57,3 +38,57 @@ __all__ = [
     "__version__",
     "hookimpl",
 ]
+#: the plugin contract's names come from its module; the rest are the tool's errors
+_PLUGIN_NAMES = frozenset(
+    {
+        "Backend",
+        "BackendSettings",
+        "GenerationRequest",
+        "GenerationResult",
+        "ModelSupport",
+        "hookimpl",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'nebula_build' has no attribute {name!r}")
+    home = "nebula_build.plugin" if name in _PLUGIN_NAMES else "nebula_build.errors"
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:
+    from nebula_build.errors import (
+        ApplyError,
+        ConflictError,
+        DependencyCycleError,
+        LockfileError,
+        ManifestError,
+        NebulaBuildError,
+        PluginError,
+        ProjectLockedError,
+        UnknownBackendError,
+        UserError,
+    )
+    from nebula_build.plugin import (
+        Backend,
+        BackendError,
+        BackendSettings,
+        CredentialsError,
+        GenerationRequest,
+        GenerationResult,
+        LocalSetupError,
+        ModelSupport,
+        OutOfCreditsError,
+        RequestRejectedError,
+        TransientBackendError,
+        WeightsNotFoundError,
+        hookimpl,
+    )

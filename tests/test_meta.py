@@ -41,15 +41,18 @@ def test_every_hook_is_documented_and_prefixed():
 
 
 def test_public_api_is_complete():
-    exported = set(nebula_build.__all__)
-    public = {
-        n
-        for n, v in vars(nebula_build).items()
-        if not n.startswith("_") and not inspect.ismodule(v)
+    import nebula_build.plugin as contract
+
+    for module in (nebula_build, contract):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+    defined = {
+        n for n, v in vars(contract).items() if not n.startswith("_") and not inspect.ismodule(v)
     }
-    assert public - {"annotations"} <= exported | {"__version__"}
-    for name in exported:
-        assert hasattr(nebula_build, name), name
+    assert defined <= set(contract.__all__), "nebula_build.plugin defines names it does not export"
+    needed = {"Backend", "GenerationRequest", "GenerationResult", "ModelSupport", "hookimpl"}
+    assert needed | {"OutOfCreditsError", "CredentialsError"} <= set(nebula_build.__all__)
+    assert needed <= set(contract.__all__)
 
 
 def test_plan_imports_no_image_or_network_library(tmp_path):

@@ -26,21 +26,21 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from nebula_build.errors import (
+from nebula_build.plugin import (
+    SEEDREAM_DEFAULT_ID,
+    Backend,
     BackendError,
+    BackendSettings,
     CredentialsError,
+    GenerationRequest,
+    GenerationResult,
+    ModelSupport,
     OutOfCreditsError,
     RequestRejectedError,
     TransientBackendError,
+    hookimpl,
+    nebula_models,
 )
-from nebula_build.plugin.backend import (
-    Backend,
-    BackendSettings,
-    GenerationRequest,
-    GenerationResult,
-)
-from nebula_build.plugin.catalog import SEEDREAM_DEFAULT_ID, ModelSupport, nebula_models
-from nebula_build.plugin.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     import httpx
@@ -121,7 +121,7 @@ def request_body(request: GenerationRequest, support: ModelSupport) -> dict[str,
 
 def check_inputs(request: GenerationRequest) -> None:
     """Inpainting inputs must be images, and the mask the image's size."""
-    from nebula_build.outputs.encode import verify_image
+    from nebula_build.imaging import verify_image
 
     if request.image is None or request.mask is None:
         return
@@ -234,10 +234,14 @@ class NebulaBackend(Backend):
     settings: NebulaSettings
 
     def __init__(
-        self, settings: BackendSettings, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: BackendSettings,
+        *,
+        root: Path,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         assert isinstance(settings, NebulaSettings)
-        super().__init__(settings)
+        super().__init__(settings, root=root)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._models = self.models(settings)
@@ -252,6 +256,11 @@ class NebulaBackend(Backend):
     def preflight(cls, settings: BackendSettings, root: Path) -> None:
         assert isinstance(settings, NebulaSettings)
         api_key(settings)
+
+    @classmethod
+    async def remote_models(cls, settings: BackendSettings) -> list[dict[str, Any]]:
+        assert isinstance(settings, NebulaSettings)
+        return await list_remote_models(settings)
 
     async def __aenter__(self) -> NebulaBackend:
         import httpx
@@ -361,7 +370,7 @@ class NebulaBackend(Backend):
         return self._decode(response)
 
     def _decode(self, response: httpx.Response) -> tuple[bytes, float | None, tuple[int, int]]:
-        from nebula_build.outputs.encode import verify_image
+        from nebula_build.imaging import verify_image
 
         try:
             body = response.json()

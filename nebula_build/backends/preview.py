@@ -15,14 +15,15 @@ import textwrap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from nebula_build.plugin.backend import (
+from nebula_build.plugin import (
     Backend,
     BackendSettings,
     GenerationRequest,
     GenerationResult,
+    ModelSupport,
+    hookimpl,
+    nebula_models,
 )
-from nebula_build.plugin.catalog import ModelSupport, nebula_models
-from nebula_build.plugin.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 import traceback
 from typing import TYPE_CHECKING
 
-from nebula_build.errors import ApplyError, NebulaBuildError, UserError
+from nebula_build.errors import ApplyError, NebulaBuildError
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
     from nebula_build.core.plan import Plan
-    from nebula_build.engine.apply import ApplyResult
+    from nebula_build.engine.prepare import Prepared
+    from nebula_build.engine.round import RoundResult
+    from nebula_build.ui.progress import Progress
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 
 
@@ -23,8 +24,8 @@ def cmd_validate(ctx: Context) -> int:
 
 
 def cmd_plan(ctx: Context) -> int:
-    from nebula_build.engine.prepare import current_lock, plan_for
-    from nebula_build.outputs.assetmanifest import atlas_actions
+    from nebula_build.engine.planning import plan_for
+    from nebula_build.engine.prepare import current_lock
     from nebula_build.ui.report import plan_json, plan_text
 
     prepared = prepared_project(ctx)
@@ -32,20 +33,19 @@ def cmd_plan(ctx: Context) -> int:
     plan = plan_for(
         prepared, lock, targets=ctx.args.target, replace=ctx.args.replace, force=ctx.args.force
     )
-    atlases = atlas_actions(prepared, lock, plan=plan, force=ctx.args.force)
     prepared.files.save()
     if ctx.args.json:
-        ctx.print(json.dumps(plan_json(plan, atlases), indent=2, ensure_ascii=False))
+        ctx.print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
     else:
-        ctx.print(plan_text(plan, ctx.style, atlases))
-    pending_sheets = any(a.state in ("build", "conflict") for a in atlases)
-    if ctx.args.detailed_exitcode and (plan.has_changes or pending_sheets):
+        ctx.print(plan_text(plan, ctx.style))
+    if ctx.args.detailed_exitcode and plan.has_changes:
         return ExitCode.CHANGES_PENDING
     return ExitCode.OK
 
 
 def cmd_status(ctx: Context) -> int:
-    from nebula_build.engine.prepare import current_lock, plan_for
+    from nebula_build.engine.planning import plan_for
+    from nebula_build.engine.prepare import current_lock
     from nebula_build.ui.report import plan_json, status_text
 
     prepared = prepared_project(ctx)
@@ -61,113 +61,88 @@ def cmd_status(ctx: Context) -> int:
 def cmd_apply(ctx: Context) -> int:
     import asyncio
 
-    from nebula_build.engine.execute import execute
-    from nebula_build.engine.prepare import plan_for, prepare, recovered_lock
-    from nebula_build.engine.runstate import record_failures
-    from nebula_build.outputs.assetmanifest import build_atlases
-    from nebula_build.outputs.assetmanifest import update as update_assets
+    from nebula_build.engine.round import RoundOptions, apply_round
     from nebula_build.plugin.manager import load_registry
-    from nebula_build.state.lockfile import read
     from nebula_build.state.projectlock import ProjectLock
-    from nebula_build.ui.progress import Progress
-    from nebula_build.ui.report import apply_json, summary_line
 
     args = ctx.args
     project = ctx.project()
     registry = load_registry()
+    options = RoundOptions(
+        backend=args.backend,
+        targets=args.target,
+        replace=args.replace,
+        force=args.force,
+        parallelism=args.parallelism,
+        locked=args.locked,
+        max_generations=args.max_generations,
+    )
     with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
-        lock = recovered_lock(project, ctx.notice)
-        prepared = prepare(project, registry, backend=args.backend, read_inputs=True)
-        plan = plan_for(prepared, lock, targets=args.target, replace=args.replace, force=args.force)
-        refused = _refuse_apply(ctx, plan)
-        if refused is not None:
-            return refused
-        if not plan.has_changes:
-            sheet_failures = build_atlases(prepared, lock, force=args.force)
-            update_assets(prepared, lock)
-            prepared.files.save()
-            if sheet_failures:
-                raise ApplyError({f"atlas {n}": UserError(m) for n, m in sheet_failures.items()})
-            if args.json:
-                ctx.print(json.dumps(apply_json(plan, None), indent=2))
-            else:
-                ctx.print(f"No changes: {len(plan.actions)} image(s) up to date.")
-            return ExitCode.OK
-        for name in sorted({a.spec.backend for a in plan.generations if a.spec}):
-            prepared.resolved.backend_classes[name].preflight(
-                prepared.resolved.settings[name], prepared.project.root
-            )
-        if not args.json:
-            ctx.print(summary_line(plan))
-        live = wants_color(ctx.err) and ctx.err.isatty()
-        progress = Progress(
-            ctx.err,
+        result = asyncio.run(apply_round(project, registry, options, listener=ApplyListener(ctx)))
+    return render_round(ctx, result)
+
+
+class ApplyListener:
+    """How `apply` shows a round as it runs: notes, the plan's summary, progress."""
+
+    def __init__(self, ctx: Context, *, quiet: bool | None = None) -> None:
+        self.ctx = ctx
+        self.quiet = ctx.args.quiet if quiet is None else quiet
+
+    def notice(self, message: str) -> None:
+        self.ctx.notice(message)
+
+    def starting(self, prepared: Prepared, plan: Plan) -> Progress:
+        from nebula_build.ui.progress import Progress
+        from nebula_build.ui.report import summary_line
+
+        json_output = getattr(self.ctx.args, "json", False)
+        if not json_output:
+            self.ctx.print(summary_line(plan))
+        err = self.ctx.err
+        return Progress(
+            err,
             len(plan.changes),
-            live=live,
-            style=Style(wants_color(ctx.err)),
-            quiet=args.quiet,
+            live=wants_color(err) and err.isatty(),
+            style=Style(wants_color(err)),
+            quiet=self.quiet or json_output,
         )
-        result = asyncio.run(
-            execute(prepared, plan, lock, progress=progress, parallelism=args.parallelism)
-        )
-        progress.close()
-        record_failures(project, result, prepared.specs)
-        final = read(project)  # as the run left it; atlases and the asset manifest follow it
-        sheets = build_atlases(prepared, final, force=args.force)
-        update_assets(prepared, final)
-    failures: dict[str, Exception] = dict(result.failures)
-    failures |= {f"atlas {name}": UserError(message) for name, message in sheets.items()}
-    _report_apply(ctx, plan, result, time.perf_counter() - progress.started_at, failures)
-    return ExitCode.OK
 
 
-def _refuse_apply(ctx: Context, plan: Plan) -> int | None:
-    """--locked and --max-generations: refuse before anything is spent."""
+def render_round(ctx: Context, result: RoundResult) -> int:
+    """The round's closing report and exit code; every failure ends in an ApplyError."""
     from nebula_build.ui.report import apply_json, plan_text
 
-    generations = len(plan.generations)
-    if ctx.args.locked and generations:
-        if ctx.args.json:
-            ctx.print(json.dumps(apply_json(plan, None), indent=2))
+    json_output = getattr(ctx.args, "json", False)
+    if result.refused is not None:
+        if json_output:
+            ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))
         else:
-            ctx.print(plan_text(plan, ctx.style))
-        ctx.err.write(
-            f"error: --locked: {generations} image(s) would need generating; run "
-            "`nebula-build apply` without --locked\n"
-        )
+            ctx.print(plan_text(result.plan, ctx.style))
+        ctx.err.write(f"error: {result.refused}\n")
         return ExitCode.CHANGES_PENDING
-    limit = ctx.args.max_generations
-    if limit is not None and generations > limit:
-        raise UserError(
-            f"this apply would generate {generations} image(s), more than "
-            f"--max-generations {limit}; nothing was generated"
-        )
-    return None
-
-
-def _report_apply(
-    ctx: Context, plan: Plan, result: ApplyResult, elapsed: float, failures: dict[str, Exception]
-) -> None:
-    """The closing summary; every failure ends in an ApplyError (exit 1)."""
-    from nebula_build.ui.report import apply_json
-
-    if ctx.args.json:
-        ctx.print(json.dumps(apply_json(plan, result), indent=2, ensure_ascii=False))
+    if json_output:
+        ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))
+    elif not result.plan.has_changes:
+        ctx.print(f"No changes: {len(result.plan.actions)} image(s) up to date.")
     else:
-        done = len(result.outcomes) - len(result.failures)
+        outcomes = result.applied.outcomes if result.applied else []
+        done = sum(o.ok for o in outcomes) + sum(o.ok for o in result.files)
         ctx.print(
             ctx.style(
-                f"Apply finished in {elapsed:.1f}s: {done} done "
+                f"Apply finished in {result.elapsed:.1f}s: {done} done "
                 f"({result.generated} generated), {len(result.failures)} failed.",
                 "bold",
             )
         )
+    failures = result.failures
     for name, error in failures.items():
         if not isinstance(error, NebulaBuildError | OSError):
             ctx.err.write(f"internal error while building {name} (a bug, please report it):\n")
             traceback.print_exception(error, file=ctx.err)
     if failures:
         raise ApplyError(failures)
+    return ExitCode.OK
 
 
 def cmd_gc(ctx: Context) -> int:

@@ -34,12 +34,12 @@ def cmd_models(ctx: Context) -> int:
     declared = _project_backend_settings(ctx)
     tables = {}
     for name in names:
-        cls = registry.get(name)
+        plugin = registry.get(name)
         try:  # the project's settings can add models (a fine-tune, Seedream's id)
-            settings = cls.parse_settings(declared.get(name, {}))
+            settings = plugin.parse_settings(declared.get(name, {}))
         except ValueError:  # `validate` reports it; the table shows the defaults
-            settings = cls.settings_model()
-        tables[name] = cls.models(settings)
+            settings = plugin.cls.settings_model()
+        tables[name] = plugin.models(settings)
     if ctx.args.json:
         data = {b: {m: sorted(s.params) for m, s in t.items()} for b, t in tables.items()}
         ctx.print(json.dumps(data, indent=2))
@@ -64,10 +64,17 @@ def _remote_models(ctx: Context) -> int:
     """The provider's own model list, to find ids (Seedream's) and prices."""
     import asyncio
 
-    from nebula_build.backends.nebula import NebulaSettings, list_remote_models
+    from nebula_build.plugin.manager import load_registry
 
-    settings = NebulaSettings.model_validate(_project_backend_settings(ctx).get("nebula", {}))
-    rows = asyncio.run(list_remote_models(settings))
+    plugin = load_registry().get(ctx.args.backend or "nebula", where="--backend")
+    try:
+        settings = plugin.parse_settings(_project_backend_settings(ctx).get(plugin.name, {}))
+    except ValueError:
+        raise UserError(
+            f"[backends.{plugin.name}] is not valid: `nebula-build validate` says why"
+        ) from None
+    with plugin.blame("remote_models"):
+        rows = [dict(row) for row in asyncio.run(plugin.cls.remote_models(settings))]
     if ctx.args.json:
         ctx.print(json.dumps(rows, indent=2, ensure_ascii=False))
         return ExitCode.OK
@@ -84,7 +91,7 @@ def _remote_models(ctx: Context) -> int:
 
 
 def cmd_inspect(ctx: Context) -> int:
-    from nebula_build.outputs.encode import verify_image
+    from nebula_build.imaging import verify_image
     from nebula_build.outputs.metadata import PARAMETERS_KEY, SPEC_KEY, read
 
     path = Path(ctx.args.file)

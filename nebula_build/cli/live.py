@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nebula_build.errors import UserError
+from nebula_build.errors import ApplyError, UserError
 from nebula_build.state.project import Project
 from nebula_build.ui.style import Style, wants_color
 
@@ -66,9 +66,12 @@ def cmd_watch(ctx: Context) -> int:
                 style(f"watching {project.display_manifest} and its inputs (Ctrl-C to stop)", "dim")
             )
         try:
-            asyncio.run(watcher.run(filesystem_changes(watcher), once=args.once))
+            last = asyncio.run(watcher.run(filesystem_changes(watcher), once=args.once))
         except KeyboardInterrupt:
             ctx.print("stopped")
+            return ExitCode.OK
+    if last is not None and last.result is not None and last.result.failures:
+        raise ApplyError(last.result.failures)
     return ExitCode.OK
 
 
@@ -102,7 +105,8 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
 
 
 def cmd_gallery(ctx: Context) -> int:
-    from nebula_build.engine.prepare import current_lock, plan_for
+    from nebula_build.engine.planning import plan_for
+    from nebula_build.engine.prepare import current_lock
     from nebula_build.engine.runstate import read_failures
     from nebula_build.live.gallery import cards, render
 

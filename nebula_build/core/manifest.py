@@ -28,7 +28,6 @@ from pydantic import (
 from nebula_build.core import sourcemap
 from nebula_build.errors import ManifestError, Problem
 
-MANIFEST_NAME = "images.toml"
 MAX_SEED = 2**32 - 1
 SCHEMA_VERSION = 1
 

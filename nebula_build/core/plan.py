@@ -15,7 +15,7 @@ from typing import Any
 
 from nebula_build.core.expand import select
 from nebula_build.core.spec import AssetSpec
-from nebula_build.outputs.encode import format_for
+from nebula_build.imaging import format_for
 from nebula_build.state.lockfile import LockEntry
 
 DigestOf = Callable[[str], "str | None"]
@@ -82,15 +82,63 @@ class Action:
         return self.kind is not ActionKind.NOOP
 
 
+class FileKind(StrEnum):
+    """Files made from the images' outputs rather than generated."""
+
+    ATLAS = "atlas"
+    ASSET_MANIFEST = "asset manifest"
+
+
+class FileState(StrEnum):
+    BUILD = "build"
+    NOOP = "noop"
+    #: a member has no output yet: built once it has
+    WAITING = "waiting"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class FileAction:
+    """What apply will do to one file made from the images (an atlas sheet and its
+    frame map, the asset manifest), and why. Planned with the images, built after
+    them, from the lock as the images left it."""
+
+    kind: FileKind
+    name: str
+    state: FileState
+    reason: str
+    output: str
+    #: what the file is made from (an atlas: its members' digests), recorded in it
+    key: str = ""
+    #: overwrite a file changed by hand, after backing it up (--force)
+    backup: bool = False
+
+    @property
+    def label(self) -> str:
+        """How the plan names it: "atlas enemies", "asset manifest"."""
+        return f"atlas {self.name}" if self.kind is FileKind.ATLAS else str(self.kind)
+
+    @property
+    def is_change(self) -> bool:
+        return self.state in (FileState.BUILD, FileState.CONFLICT)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """Every image's action, no-ops included, in manifest order then deletions."""
+    """Every image's action, no-ops included, in manifest order then deletions; then
+    the files made from the images."""
 
     actions: tuple[Action, ...]
+    files: tuple[FileAction, ...] = ()
 
     @property
     def changes(self) -> list[Action]:
+        """The images' actions that change something."""
         return [a for a in self.actions if a.is_change]
+
+    @property
+    def file_changes(self) -> list[FileAction]:
+        return [f for f in self.files if f.is_change]
 
     @property
     def generations(self) -> list[Action]:
@@ -98,7 +146,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(a.is_change for a in self.actions)
+        return any(a.is_change for a in self.actions) or any(f.is_change for f in self.files)
 
     def summary(self) -> dict[str, int]:
         counts = Counter(a.kind.value for a in self.actions)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from nebula_build.core.expand import ExpansionError, expand, select
 from nebula_build.core.manifest import AtlasDecl, Defaults, ImageDecl, Manifest, describe_error
-from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec
+from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec
 from nebula_build.errors import (
     DependencyCycleError,
     ManifestError,
@@ -27,18 +27,18 @@ from nebula_build.errors import (
     Problem,
     UserError,
 )
-from nebula_build.outputs.atlas import AtlasSpec
-from nebula_build.outputs.encode import FORMATS, format_for
-from nebula_build.plugin.backend import Backend, BackendSettings
+from nebula_build.imaging import FORMATS, INPUT_SUFFIXES, format_for
+from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
-from nebula_build.plugin.manager import BackendRegistry
+from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
 MAX_DELIVERED = 8192
 _LOSSY = ("jpeg", "webp", "avif")
-INPUT_FORMATS = (".png", ".jpg", ".jpeg", ".webp")
 
 DigestOf = Callable[[str], "str | None"]
+#: whether this machine can encode an output format (AVIF needs a recent Pillow)
+CanEncode = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class Resolved:
 
     specs: dict[str, AssetSpec]
     settings: dict[str, BackendSettings]
-    backend_classes: dict[str, type[Backend]]
+    backends: dict[str, BackendPlugin]
     #: `[assets] manifest`, relative to the project
     asset_manifest: str | None = None
     atlases: dict[str, AtlasSpec] = field(default_factory=dict)
@@ -60,8 +60,10 @@ class _Resolver:
         registry: BackendRegistry,
         digest_of: DigestOf,
         backend_override: str | None,
+        can_encode: CanEncode,
     ) -> None:
         self.manifest = manifest
+        self.can_encode = can_encode
         self.registry = registry
         self.digest_of = digest_of
         self.override = backend_override
@@ -69,7 +71,7 @@ class _Resolver:
         self.settings: dict[str, BackendSettings] = {}
         self.models: dict[str, Mapping[str, ModelSupport]] = {}
         self.broken_backends: set[str] = set()
-        self.classes: dict[str, type[Backend]] = {}
+        self.plugins: dict[str, BackendPlugin] = {}
         self.outputs: dict[str, str] = {}
         self.base = {**BUILTIN_DEFAULTS, **_set_fields(manifest.model.defaults)}
         self.default_style = self.base.pop("style", None)
@@ -92,22 +94,23 @@ class _Resolver:
         if name in self.broken_backends:  # its problems are reported once
             return None
         try:
-            cls = self.registry.get(name)
+            plugin = self.registry.get(name)
         except NebulaBuildError as exc:
             self.fail(loc, str(exc))
             return None
         raw = self.manifest.model.backends.get(name, {})
         try:
-            settings = cls.parse_settings(raw)
+            settings = plugin.parse_settings(raw)
         except ValidationError as exc:
             self.broken_backends.add(name)
             for error in exc.errors():
-                known = list(cls.settings_model.model_fields) if len(error["loc"]) == 1 else []
+                fields = plugin.cls.settings_model.model_fields
+                known = list(fields) if len(error["loc"]) == 1 else []
                 self.fail(("backends", name, *map(str, error["loc"])), describe_error(error, known))
             return None
-        self.classes[name] = cls
+        self.plugins[name] = plugin
         self.settings[name] = settings
-        self.models[name] = cls.models(settings)
+        self.models[name] = plugin.models(settings)
         return self.models[name]
 
     def origin(self, name: str, decl: ImageDecl, key: str) -> tuple[str, ...]:
@@ -171,7 +174,7 @@ class _Resolver:
         path = self.check_path(loc, value, "an input")
         if path is None:
             return None
-        if PurePosixPath(path).suffix.lower() not in INPUT_FORMATS:
+        if PurePosixPath(path).suffix.lower() not in INPUT_SUFFIXES:
             self.fail(loc, f"{value!r} is not a JPG, PNG or WebP file")
             return None
         digest = self.digest_of(path)
@@ -342,8 +345,11 @@ class _Resolver:
         def fail(key: str, message: str) -> None:
             self.fail(self.origin(name, decl, key), message)
 
-        if fmt == "avif" and not _pillow_writes_avif():
-            fail("output", "this Pillow cannot write AVIF; install pillow>=11.3 or use .webp")
+        if not self.can_encode(fmt):
+            fail(
+                "output",
+                f"this Pillow cannot write {fmt.upper()}; install pillow>=11.3 or use .webp",
+            )
         if "quality" in merged and fmt not in _LOSSY:
             fail("quality", f"{fmt.upper()} is lossless: quality applies to .jpg, .webp and .avif")
         if "lossless" in merged and fmt not in ("webp", "avif"):
@@ -365,13 +371,6 @@ class _Resolver:
             return
         if same or "/" in pattern:
             fail("variant_pattern", "must contain {width} and no folder")
-
-
-@cache
-def _pillow_writes_avif() -> bool:
-    from PIL import features
-
-    return bool(features.check("avif"))
 
 
 def _set_fields(fields: BaseModel) -> dict[str, Any]:
@@ -430,13 +429,14 @@ def resolve(
     digest_of: DigestOf,
     *,
     backend_override: str | None = None,
+    can_encode: CanEncode = lambda fmt: True,
 ) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together."""
-    resolver = _Resolver(manifest, registry, digest_of, backend_override)
+    resolver = _Resolver(manifest, registry, digest_of, backend_override, can_encode)
     if backend_override:
         registry.get(backend_override, where="--backend")
     for name in manifest.model.backends:
-        if name in registry.backends:  # settings of an unused plugin are checked when used
+        if name in registry.plugins:  # settings of an unused plugin are checked when used
             resolver.backend(name, ("backends", name))
     images: dict[str, ImageDecl] = {}
     for base, decl in manifest.model.images.items():
@@ -466,4 +466,4 @@ def resolve(
     }
     if resolver.problems:
         raise ManifestError(resolver.problems)
-    return Resolved(specs, resolver.settings, resolver.classes, asset_manifest, atlases)
+    return Resolved(specs, resolver.settings, resolver.plugins, asset_manifest, atlases)

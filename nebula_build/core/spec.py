@@ -12,9 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nebula_build.outputs.encode import Encoding
-from nebula_build.outputs.metadata import PARAMETERS_KEY, SPEC_KEY, parameters_text, spec_json
-
 #: Bumped when the canonical form changes, so old keys stop matching.
 KEY_SCHEME = 1
 DEFAULT_VARIANT_PATTERN = "{stem}-{width}{ext}"
@@ -123,23 +120,6 @@ class AssetSpec:
             params["metadata"] = False
         return params
 
-    def embedded(self) -> tuple[tuple[str, str], ...]:
-        """The metadata records each file carries (none with `metadata = false`)."""
-        if not self.metadata:
-            return ()
-        generation = self.generation_params()
-        record = {
-            "tool": "nebula-build",
-            "image": self.name,
-            "generation": generation,
-            "generation_key": self.generation_key,
-            "output_key": self.output_key,
-        }
-        return (
-            (PARAMETERS_KEY, parameters_text(generation, self.delivered_size)),
-            (SPEC_KEY, spec_json(record)),
-        )
-
     @property
     def delivered_size(self) -> tuple[int, int]:
         """The size of the main output file."""
@@ -166,19 +146,18 @@ class AssetSpec:
         return tuple(found)
 
     @property
-    def encoding(self) -> Encoding:
-        return Encoding(
-            self.format,
-            self.delivered_size,
-            self.fit,
-            self.resample,
-            self.quality,
-            self.lossless,
-            self.variants,
-            self.embedded(),
-        )
-
-    @property
     def paths(self) -> tuple[str, ...]:
         """Every file this image writes: the output, then its variants."""
         return (self.output, *(path for path, _, _ in self.variants))
+
+
+@dataclass(frozen=True, slots=True)
+class AtlasSpec:
+    """One resolved atlas."""
+
+    name: str
+    members: tuple[str, ...]
+    output: str
+    frames: str
+    padding: int
+    format: str

@@ -29,7 +29,7 @@ from nebula_build.errors import (
     UserError,
 )
 from nebula_build.fsutil import atomic_write, backup, is_within, sha256_bytes
-from nebula_build.outputs.encode import render
+from nebula_build.outputs.encode import encoding_for, render
 from nebula_build.plugin.backend import GenerationRequest, GenerationResult
 from nebula_build.state.cache import Store
 from nebula_build.state.fileindex import FileIndex
@@ -370,7 +370,7 @@ class Applier:
     ) -> tuple[str, dict[str, str]]:
         """Write the output and its variants; returns their digests."""
         digests = {}
-        for path, data in zip(spec.paths, render(original, spec.encoding), strict=True):
+        for path, data in zip(spec.paths, render(original, encoding_for(spec)), strict=True):
             target = self._target(path)
             if action.backup:
                 self._backup(path)

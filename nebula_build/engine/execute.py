@@ -1,6 +1,6 @@
 """Run a plan: backends opened on first use, the lock writer, the Applier.
 
-Kept apart from `workflow.py` so that commands which only plan never import
+Kept apart from `prepare.py` so that commands which only plan never import
 asyncio or the engine.
 """
 
@@ -15,6 +15,7 @@ from nebula_build.core.plan import Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.prepare import Prepared
+from nebula_build.errors import PluginError
 from nebula_build.fsutil import remove_temp_files
 from nebula_build.plugin.backend import (
     Backend,
@@ -22,6 +23,7 @@ from nebula_build.plugin.backend import (
     GenerationRequest,
     GenerationResult,
 )
+from nebula_build.plugin.manager import BackendPlugin
 from nebula_build.state.lockfile import Entries, LockWriter
 
 
@@ -37,18 +39,19 @@ class OpenBackends:
 
     Opening lazily means a plan that only restores from the cache never needs a
     backend's credentials. Watch mode keeps one of these across rounds, so a
-    local model loads once.
+    local model loads once. Every call into a backend goes through its plugin's
+    `blame`, so a third-party crash names the plugin.
     """
 
     def __init__(
         self,
-        classes: Mapping[str, type[Backend]],
+        plugins: Mapping[str, BackendPlugin],
         settings: Mapping[str, BackendSettings],
         *,
         root: Path,
     ) -> None:
         self.root = root
-        self._classes = dict(classes)
+        self._plugins = dict(plugins)
         self._settings = dict(settings)
         self._opening = asyncio.Lock()
         self.instances: dict[str, Backend] = {}
@@ -58,33 +61,47 @@ class OpenBackends:
 
     async def __aexit__(self, *exc: object) -> None:
         async with contextlib.AsyncExitStack() as stack:  # one failing close stops no other
-            for backend in self.instances.values():
-                stack.push_async_exit(backend.__aexit__)
-            self.instances.clear()
+            for name in list(self.instances):
+                stack.push_async_callback(self._close, name)
+
+    async def _close(self, name: str) -> None:
+        backend = self.instances.pop(name)
+        with self._plugins[name].blame("closing"):
+            await backend.__aexit__(None, None, None)
 
     async def update(
-        self, classes: Mapping[str, type[Backend]], settings: Mapping[str, BackendSettings]
+        self, plugins: Mapping[str, BackendPlugin], settings: Mapping[str, BackendSettings]
     ) -> None:
         """New settings from an edited manifest: a backend whose settings changed is
         closed now (freeing what it holds, a GPU's memory say) and opened again on
         its next use."""
         for name, value in settings.items():
             if self._settings.get(name) != value and name in self.instances:
-                await self.instances.pop(name).__aexit__(None, None, None)
-        self._classes.update(classes)
+                await self._close(name)
+        self._plugins.update(plugins)
         self._settings.update(settings)
 
     async def get(self, name: str) -> Backend:
         if name not in self.instances:
             async with self._opening:
                 if name not in self.instances:
-                    backend = self._classes[name](self._settings[name])
-                    backend.project_root = self.root
-                    self.instances[name] = await backend.__aenter__()
+                    plugin = self._plugins[name]
+                    backend = plugin.create(self._settings[name], self.root)
+                    with plugin.blame("opening"):
+                        self.instances[name] = await backend.__aenter__()
         return self.instances[name]
 
     async def generate(self, spec: AssetSpec, request: GenerationRequest) -> GenerationResult:
-        return await (await self.get(spec.backend)).generate(request)
+        backend = await self.get(spec.backend)
+        plugin = self._plugins[spec.backend]
+        with plugin.blame("generate"):
+            result = await backend.generate(request)
+        if not isinstance(result, GenerationResult) or not isinstance(result.data, bytes):
+            raise PluginError(
+                f"backend {plugin.name!r} from {plugin.source} returned "
+                f"{type(result).__name__}, not a GenerationResult with bytes",
+            )
+        return result
 
 
 async def execute(
@@ -114,10 +131,10 @@ async def execute(
         async with contextlib.AsyncExitStack() as stack:
             if backends is None:
                 backends = await stack.enter_async_context(
-                    OpenBackends(resolved.backend_classes, resolved.settings, root=project.root)
+                    OpenBackends(resolved.backends, resolved.settings, root=project.root)
                 )
             else:
-                await backends.update(resolved.backend_classes, resolved.settings)
+                await backends.update(resolved.backends, resolved.settings)
             applier = Applier(
                 project,
                 generate=generate or backends.generate,

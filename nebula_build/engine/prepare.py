@@ -1,20 +1,21 @@
-"""The flow of DESIGN §1, wired once for every command (and watch mode).
+"""Load a project: its manifest resolved against the backends (or taken from the spec
+cache), with views of its state, and its lock with any crashed run's journal folded in.
 
-load manifest → resolve specs (keys) → read lock → diff → plan. Running a plan
-is `execute.py`'s job, so `plan` never imports asyncio.
+The first steps of DESIGN §1, shared by every command; `planning.py` diffs, and
+`round.py` applies, so `plan` never imports asyncio.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nebula_build.core.manifest import from_bytes, read_bytes
-from nebula_build.core.plan import Plan, make_plan
 from nebula_build.core.resolve import Resolved, resolve
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import speccache
 from nebula_build.errors import ProjectLockedError
+from nebula_build.imaging import pillow_writes
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.cache import Store
 from nebula_build.state.fileindex import FileIndex
@@ -69,7 +70,9 @@ def prepare(
             return digest
 
         manifest = from_bytes(raw, project.manifest_path, project.display_manifest)
-        resolved = resolve(manifest, registry, recording, backend_override=backend)
+        resolved = resolve(
+            manifest, registry, recording, backend_override=backend, can_encode=pillow_writes
+        )
         speccache.save(project, key, resolved, used)
     return Prepared(project, resolved, files, Store(project.cache_dir), inputs)
 
@@ -93,23 +96,3 @@ def current_lock(project: Project, notice: Notice) -> Entries:
             return recovered_lock(project, notice)
     except ProjectLockedError:
         return read_with_journal(project)
-
-
-def plan_for(
-    prepared: Prepared,
-    lock: Entries,
-    *,
-    targets: Collection[str] = (),
-    replace: Collection[str] = (),
-    force: bool = False,
-) -> Plan:
-    return make_plan(
-        prepared.specs,
-        lock,
-        digest_of=prepared.files.digest,
-        has_cached=prepared.store.has,
-        known_output=prepared.store.output_digest,
-        targets=targets,
-        replace_images=replace,
-        force=force,
-    )

@@ -18,9 +18,8 @@ from typing import Any
 
 from nebula_build import __version__
 from nebula_build.core.resolve import Resolved
-from nebula_build.core.spec import AssetSpec
+from nebula_build.core.spec import AssetSpec, AtlasSpec
 from nebula_build.fsutil import atomic_write
-from nebula_build.outputs.atlas import AtlasSpec
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
 
@@ -46,9 +45,9 @@ def load(
             return None
         if any(digest_of(path) != digest for path, digest in data["inputs"].items()):
             return None
-        classes = {name: registry.get(name) for name in data["settings"]}
+        plugins = {name: registry.get(name) for name in data["settings"]}
         settings = {
-            name: classes[name].parse_settings(raw) for name, raw in data["settings"].items()
+            name: plugins[name].parse_settings(raw) for name, raw in data["settings"].items()
         }
         specs = {row[0]: AssetSpec(*row) for row in data["specs"]}
         assets = data["assets"]
@@ -57,7 +56,7 @@ def load(
         return None
     except Exception:  # a plugin's settings model changed shape: just resolve again
         return None
-    return Resolved(specs, settings, classes, assets, atlases)
+    return Resolved(specs, settings, plugins, assets, atlases)
 
 
 def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, str]) -> None:

@@ -10,22 +10,19 @@ and lets the rest finish; the next round then builds what is wanted now.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from nebula_build.core.plan import Plan
-from nebula_build.engine.apply import Applier, ApplyResult
-from nebula_build.engine.execute import OpenBackends, execute
-from nebula_build.engine.prepare import Prepared, plan_for, prepare, recovered_lock
-from nebula_build.engine.runstate import record_failures
+from nebula_build.engine.apply import Applier
+from nebula_build.engine.execute import OpenBackends
+from nebula_build.engine.planning import plan_for
+from nebula_build.engine.prepare import Prepared, prepare
+from nebula_build.engine.round import RoundOptions, RoundResult, apply_round
 from nebula_build.errors import NebulaBuildError, SupersededError
-from nebula_build.outputs.assetmanifest import build_atlases
-from nebula_build.outputs.assetmanifest import update as update_assets
 from nebula_build.plugin.manager import BackendRegistry
-from nebula_build.state.lockfile import Entries, read
 from nebula_build.state.project import Project
 from nebula_build.ui.progress import Progress
 from nebula_build.ui.style import Style
@@ -44,7 +41,9 @@ class Round:
     cancelled: list[str] = field(default_factory=list)
     error: str | None = None
     prepared: Prepared | None = None
+    #: the plan as the round left things (for the gallery)
     plan: Plan | None = None
+    result: RoundResult | None = None
 
 
 class Watcher:
@@ -80,7 +79,9 @@ class Watcher:
         """The manifest and every input file it references, as of the last good load."""
         return set(self._paths)
 
-    async def run(self, changes: Changes | None, *, once: bool = False) -> None:
+    async def run(self, changes: Changes | None, *, once: bool = False) -> Round | None:
+        """Rounds until cancelled; with `once`, a single round whose problems are raised
+        as `apply` raises them, and its report returned."""
         async with OpenBackends({}, {}, root=self.project.root) as backends:
             self._backends = backends
             dirty = asyncio.Event()
@@ -92,9 +93,9 @@ class Watcher:
                 while True:
                     await dirty.wait()
                     dirty.clear()
-                    await self.round()
+                    report = await self.round(once=once)
                     if once:
-                        return
+                        return report
             finally:
                 if consumer is not None:
                     consumer.cancel()
@@ -125,15 +126,25 @@ class Watcher:
         self.out.write(text + "\n")
         self.out.flush()
 
-    async def round(self) -> Round:
-        """Plan and apply once; a broken manifest is reported once and skipped."""
+    async def round(self, *, once: bool = False) -> Round:
+        """One apply round; a problem that stops it before any work (a broken manifest,
+        a missing key) is reported once and skipped until the next save, or raised
+        with `once`."""
         self.rounds += 1
         report = Round(self.rounds)
-        started = time.perf_counter()
+        options = RoundOptions(backend=self.backend, force=self.force, parallelism=self.parallelism)
         try:
-            lock = recovered_lock(self.project, self._say)
-            prepared = prepare(self.project, self.registry, backend=self.backend, read_inputs=True)
+            result = await apply_round(
+                self.project,
+                self.registry,
+                options,
+                listener=self,
+                backends=self._backends,
+                on_start=self._started,
+            )
         except NebulaBuildError as exc:
+            if once:
+                raise
             report.error = str(exc)
             if report.error != self._last_error:
                 for line in report.error.splitlines():
@@ -141,7 +152,32 @@ class Watcher:
                 self._say(self.style("waiting for the next save…", "dim"))
             self._last_error = report.error
             return self._publish(report)
+        finally:
+            self._applier = None
         self._last_error = None
+        self._follow(result.prepared)
+        report.prepared, report.result = result.prepared, result
+        if not result.plan.has_changes:
+            self._say(
+                self.style(
+                    f"round {report.number}: up to date ({len(result.plan.actions)} images)", "dim"
+                )
+            )
+            report.plan = result.plan
+            return self._publish(report)
+        report.elapsed = result.elapsed
+        self._summarise(report, result)
+        report.plan = plan_for(result.prepared, result.lock, force=self.force)
+        return self._publish(report)
+
+    def notice(self, message: str) -> None:
+        self._say(self.style(f"note: {message}", "yellow"))
+
+    def starting(self, prepared: Prepared, plan: Plan) -> Progress:
+        return Progress(self.out, len(plan.changes), live=False, style=self.style)
+
+    def _follow(self, prepared: Prepared) -> None:
+        """Watch the manifest, every input file it names, and what backends ask for."""
         root = self.project.root
         self._paths = {self.project.manifest_path} | {
             root / path
@@ -149,52 +185,23 @@ class Watcher:
             for path, digest in ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
             if path and digest and not digest.startswith("@")  # not another image's output
         }
-        for name, cls in prepared.resolved.backend_classes.items():
-            self._paths |= set(cls.watched_files(prepared.resolved.settings[name], root))
-        plan = plan_for(prepared, lock, force=self.force)
-        report.prepared, report.plan = prepared, plan
-        if not plan.has_changes:
-            self._update_files_about_images(prepared, lock)
-            self._say(
-                self.style(f"round {report.number}: up to date ({len(plan.actions)} images)", "dim")
-            )
-            return self._publish(report)
-        progress = Progress(self.out, len(plan.changes), live=False, style=self.style)
-        result = await execute(
-            prepared,
-            plan,
-            lock,
-            progress=progress,
-            parallelism=self.parallelism,
-            backends=self._backends,
-            on_start=self._started,
-        )
-        self._applier = None
-        record_failures(self.project, result, prepared.specs)
-        final = read(self.project)  # as the round left it
-        self._update_files_about_images(prepared, final)
-        report.elapsed = time.perf_counter() - started
-        self._summarise(report, result)
-        report.plan = plan_for(prepared, final, force=self.force)
-        return self._publish(report)
-
-    def _update_files_about_images(self, prepared: Prepared, lock: Entries) -> None:
-        """Atlases and the asset manifest follow the images the lock records."""
-        for name, message in build_atlases(prepared, lock, force=self.force).items():
-            self._say(self.style(f"atlas {name}: {message}", "red"))
-        update_assets(prepared, lock)
+        for name, plugin in prepared.resolved.backends.items():
+            self._paths |= set(plugin.watched_files(prepared.resolved.settings[name], root))
 
     def _started(self, applier: Applier) -> None:
         self._applier = applier
 
-    def _summarise(self, report: Round, result: ApplyResult) -> None:
-        for outcome in result.outcomes:
+    def _summarise(self, report: Round, result: RoundResult) -> None:
+        for outcome in result.applied.outcomes if result.applied else []:
             if outcome.ok:
                 report.changed.append(outcome.image)
             elif isinstance(outcome.error, SupersededError):
                 report.cancelled.append(outcome.image)
             else:
                 report.failed[outcome.image] = str(outcome.error)
+        for file in result.files:
+            if not file.ok:
+                report.failed[file.action.label] = file.error or "failed"
         parts = [f"{len(report.changed)} done ({result.generated} generated)"]
         if report.cancelled:
             parts.append(f"{len(report.cancelled)} superseded")

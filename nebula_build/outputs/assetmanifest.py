@@ -10,28 +10,24 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from nebula_build.core.plan import Plan
+from nebula_build.core.plan import FileAction, FileKind, FileState
 from nebula_build.core.spec import AssetSpec
-from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import FORCE_HINT
-from nebula_build.fsutil import atomic_write
-from nebula_build.outputs.atlas import AtlasAction, AtlasState
-from nebula_build.outputs.atlas import build as atlas_build
-from nebula_build.outputs.atlas import plan as atlas_plan
-from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.lockfile import LockEntry
-from nebula_build.state.project import Project
+
+DigestOf = Callable[[str], "str | None"]
+SizeOf = Callable[[str], int]
 
 
-def build(
-    project: Project,
+def content(
     target: str,
     specs: Mapping[str, AssetSpec],
     lock: Mapping[str, LockEntry],
-    files: FileIndex,
+    *,
+    digest_of: DigestOf,
+    size_of: SizeOf,
 ) -> dict[str, Any]:
     """The manifest's content: images whose files are in place as the lock records."""
     folder = posixpath.dirname(target) or "."  # project paths are always POSIX-style
@@ -42,20 +38,19 @@ def build(
             continue
         recorded = entry.files()
         sizes = [(spec.output, *spec.delivered_size)] + [(p, w, h) for p, w, h in spec.variants]
-        listed = []
-        for path, width, height in sizes:
-            if files.digest(path) != recorded.get(path):
-                continue  # missing or changed by hand: not what the lock promises
-            listed.append(
-                {
-                    "path": path,
-                    "url": posixpath.relpath(path, folder),
-                    "width": width,
-                    "height": height,
-                    "format": spec.format,
-                    "bytes": project.path_of(path).stat().st_size,
-                }
-            )
+        listed = [
+            {
+                "path": path,
+                "url": posixpath.relpath(path, folder),
+                "width": width,
+                "height": height,
+                "format": spec.format,
+                "bytes": size_of(path),
+            }
+            for path, width, height in sizes
+            # missing or changed by hand: not what the lock promises
+            if digest_of(path) == recorded.get(path)
+        ]
         if listed:
             images[name] = {
                 "alt": spec.alt or spec.prompt,
@@ -65,68 +60,23 @@ def build(
     return {"version": 1, "images": images}
 
 
-def write(
-    project: Project,
-    target: str,
-    specs: Mapping[str, AssetSpec],
-    lock: Mapping[str, LockEntry],
-    files: FileIndex,
-) -> bool:
-    """Write the asset manifest if its content changed; returns whether it did."""
-    text = (
-        json.dumps(build(project, target, specs, lock, files), indent=2, ensure_ascii=False) + "\n"
-    )
-    path = project.path_of(target)
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return False
-    except OSError:
-        pass
-    atomic_write(path, text.encode())
-    return True
+def text_of(data: Mapping[str, Any]) -> str:
+    """The file's exact text: the same content always gives the same bytes."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def update(prepared: Prepared, lock: Mapping[str, LockEntry]) -> bool:
-    """Bring `[assets] manifest` in line with the lock, if the project asks for one."""
-    target = prepared.resolved.asset_manifest
-    if target is None:
-        return False
-    return write(prepared.project, target, prepared.specs, lock, prepared.files)
+def plan_asset_manifest(target: str, *, wanted: str | None, current: str | None) -> FileAction:
+    """Whether the manifest at `target` must be written: `wanted` is its text from the
+    lock as it stands (None: images are about to change, so it will differ),
+    `current` the file's text (None: missing)."""
 
+    def act(state: FileState, reason: str) -> FileAction:
+        return FileAction(FileKind.ASSET_MANIFEST, "assets", state, reason, target)
 
-def atlas_actions(
-    prepared: Prepared,
-    lock: Mapping[str, LockEntry],
-    *,
-    plan: Plan | None = None,
-    force: bool = False,
-) -> list[AtlasAction]:
-    """What each atlas needs; with `plan`, members about to change count as changed."""
-    changing = {a.image for a in plan.changes} if plan is not None else set()
-    actions = []
-    for atlas in prepared.resolved.atlases.values():
-        action = atlas_plan(atlas, lock, prepared.files, prepared.project, force=force)
-        moving = [m for m in atlas.members if m in changing]
-        if moving and action.state in (AtlasState.NOOP, AtlasState.WAITING):
-            action = AtlasAction(
-                atlas, AtlasState.BUILD, f"members change: {', '.join(moving)}", action.key
-            )
-        actions.append(action)
-    return actions
-
-
-def build_atlases(
-    prepared: Prepared, lock: Mapping[str, LockEntry], *, force: bool = False
-) -> dict[str, str]:
-    """Build the atlases whose members changed; returns failures by atlas name."""
-    failures = {}
-    for action in atlas_actions(prepared, lock, force=force):
-        atlas = action.atlas
-        if action.state is AtlasState.CONFLICT:
-            failures[atlas.name] = f"{action.reason}; {FORCE_HINT}"
-        elif action.state is AtlasState.BUILD:
-            try:
-                atlas_build(prepared.project, atlas, lock, action.key, prepared.files, backup=force)
-            except (OSError, ValueError) as exc:
-                failures[atlas.name] = f"could not build: {exc}"
-    return failures
+    if wanted is None:
+        return act(FileState.BUILD, "images change")
+    if current is None:
+        return act(FileState.BUILD, "missing")
+    if current != wanted:
+        return act(FileState.BUILD, "does not list the images as they are")
+    return act(FileState.NOOP, "up to date")

@@ -12,44 +12,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Collection, Mapping
 from typing import Any
 
+from nebula_build.core.plan import FileAction, FileKind, FileState
+from nebula_build.core.spec import AtlasSpec
 from nebula_build.fsutil import atomic_write, sha256_bytes
 from nebula_build.fsutil import backup as backup_file
 from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.lockfile import LockEntry
 from nebula_build.state.project import Project
-
-
-@dataclass(frozen=True, slots=True)
-class AtlasSpec:
-    """One resolved atlas."""
-
-    name: str
-    members: tuple[str, ...]
-    output: str
-    frames: str
-    padding: int
-    format: str
-
-
-class AtlasState(StrEnum):
-    BUILD = "build"
-    NOOP = "noop"
-    WAITING = "waiting"
-    CONFLICT = "conflict"
-
-
-@dataclass(frozen=True, slots=True)
-class AtlasAction:
-    atlas: AtlasSpec
-    state: AtlasState
-    reason: str
-    key: str = ""
-
 
 # --- planning ---------------------------------------------------------------------
 
@@ -65,38 +37,51 @@ def members_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def plan(
+def plan_atlas(
     atlas: AtlasSpec,
     lock: Mapping[str, LockEntry],
-    files: FileIndex,
-    project: Project,
     *,
+    sheet: str | None,
+    recorded: Mapping[str, Any] | None,
+    changing: Collection[str] = (),
     force: bool = False,
-) -> AtlasAction:
+) -> FileAction:
+    """What the atlas needs, from its members in the lock, the sheet's digest on disk
+    (`sheet`) and what its frame map recorded; `changing` are images the same apply
+    is about to change."""
     key = members_key(atlas, lock)
+
+    def act(state: FileState, reason: str, *, backup: bool = False) -> FileAction:
+        return FileAction(
+            FileKind.ATLAS, atlas.name, state, reason, atlas.output, key or "", backup=backup
+        )
+
+    edited = None
+    if recorded is None and sheet is not None:
+        edited = f"{atlas.output} exists and was not written by nebula-build"
+    elif recorded is not None and sheet is not None and sheet != recorded.get("digest"):
+        edited = f"{atlas.output} changed by hand"
+    if edited is not None:
+        if not force:
+            return act(FileState.CONFLICT, edited)
+        return act(FileState.BUILD, f"{edited}; --force overwrites it", backup=True)
+    moving = [member for member in atlas.members if member in changing]
+    if moving:
+        return act(FileState.BUILD, f"members change: {', '.join(moving)}")
     if key is None:
-        missing = [m for m in atlas.members if m not in lock]
-        return AtlasAction(atlas, AtlasState.WAITING, f"waiting for {', '.join(missing)}")
-    recorded = _recorded(project, atlas)
-    sheet = files.digest(atlas.output)
+        missing = [member for member in atlas.members if member not in lock]
+        return act(FileState.WAITING, f"waiting for {', '.join(missing)}")
     if recorded is None:
-        if sheet is not None and not force:
-            return AtlasAction(
-                atlas,
-                AtlasState.CONFLICT,
-                f"{atlas.output} exists and was not written by nebula-build",
-            )
-        return AtlasAction(atlas, AtlasState.BUILD, "new atlas", key)
-    if sheet is not None and sheet != recorded.get("digest") and not force:
-        return AtlasAction(atlas, AtlasState.CONFLICT, f"{atlas.output} changed by hand")
+        return act(FileState.BUILD, "new atlas")
     if recorded.get("key") != key:
-        return AtlasAction(atlas, AtlasState.BUILD, "a member changed", key)
+        return act(FileState.BUILD, "a member changed")
     if sheet is None:
-        return AtlasAction(atlas, AtlasState.BUILD, "sheet missing", key)
-    return AtlasAction(atlas, AtlasState.NOOP, "up to date", key)
+        return act(FileState.BUILD, "sheet missing")
+    return act(FileState.NOOP, "up to date")
 
 
-def _recorded(project: Project, atlas: AtlasSpec) -> dict[str, str] | None:
+def read_recorded(project: Project, atlas: AtlasSpec) -> dict[str, str] | None:
+    """What the atlas's frame map says it was made from; None if it has no such record."""
     try:
         meta = json.loads(project.path_of(atlas.frames).read_bytes())["meta"]["nebula_build"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -21,7 +21,10 @@ import json
 import struct
 import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nebula_build.core.spec import AssetSpec
 
 PARAMETERS_KEY = "parameters"
 SPEC_KEY = "nebula-build"
@@ -30,6 +33,24 @@ _TEXT_CHUNKS = (b"tEXt", b"iTXt", b"zTXt", b"eXIf")
 _USER_COMMENT = 0x9286
 _EXIF_IFD = 0x8769
 _XMP_NS = "https://nebula-build.dev/ns/1.0/"
+
+
+def records_for(spec: AssetSpec) -> tuple[tuple[str, str], ...]:
+    """The metadata records each file of `spec` carries (none with `metadata = false`)."""
+    if not spec.metadata:
+        return ()
+    generation = spec.generation_params()
+    record = {
+        "tool": "nebula-build",
+        "image": spec.name,
+        "generation": generation,
+        "generation_key": spec.generation_key,
+        "output_key": spec.output_key,
+    }
+    return (
+        (PARAMETERS_KEY, parameters_text(generation, spec.delivered_size)),
+        (SPEC_KEY, spec_json(record)),
+    )
 
 
 def parameters_text(generation: Mapping[str, Any], size: tuple[int, int]) -> str:

@@ -1,16 +1,37 @@
-"""The backend contract: one `GenerationRequest` in, one encoded image out."""
+"""The backend contract: one `GenerationRequest` in, one encoded image out.
+
+A backend's life, as the engine drives it:
+
+1. `parse_settings(raw)` validates `[backends.<name>]` (a `settings_model`).
+2. `models(settings)` declares the models it runs and the parameters each takes;
+   `validate` and `plan` check manifests against it without opening anything.
+3. `preflight(settings, root)` runs before any work of an apply or a watch round
+   that will generate with it: raise a `BackendError` saying what to do if the
+   backend cannot run here (a key not set, weights not on disk).
+4. `Backend(settings, root=...)` then `async with backend:` opens it once per apply
+   (once per session in watch mode); `root` is the folder holding images.toml.
+5. `generate(request)` runs concurrently, up to `settings.concurrency` at a time.
+   It reports progress through `request.on_step` / `request.on_activity`, never by
+   printing, and may be cancelled (watch mode, Ctrl-C) at any await.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nebula_build.errors import RequestRejectedError
 from nebula_build.plugin.catalog import ModelSupport
+
+#: called with (steps done, steps in all) as a local model denoises; from any thread
+StepCallback = Callable[[int, int], None]
+#: called with what the backend is busy with before it can start ("loading …"); any thread
+ActivityCallback = Callable[[str], None]
 
 
 class BackendSettings(BaseModel):
@@ -25,7 +46,8 @@ class BackendSettings(BaseModel):
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """Everything a backend needs to make one image. Inputs are the exact bytes hashed
-    into the key."""
+    into the key. The parameters are those of `nebula_build.params.PARAMS`; a model
+    that does not take one gets None."""
 
     image_name: str
     generation_key: str
@@ -39,11 +61,8 @@ class GenerationRequest:
     seed: int | None = None
     image: bytes | None = None
     mask: bytes | None = None
-    #: called with (steps done, steps in all) as a local model denoises; any thread
-    on_step: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
-    #: called with what the backend is busy with before it can start ("loading …");
-    #: any thread
-    on_activity: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    on_step: StepCallback | None = field(default=None, compare=False, repr=False)
+    on_activity: ActivityCallback | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +70,7 @@ class GenerationResult:
     """The original bytes a backend produced (PNG, JPEG or WebP) and what it knows."""
 
     data: bytes
+    #: the seed the image was made with, where the backend knows it
     seed: int | None = None
     #: seconds, e.g. {"inference": 1.9, "request": 2.3}; reported, never locked
     timings: Mapping[str, float] = field(default_factory=dict)
@@ -62,19 +82,16 @@ class GenerationResult:
 
 class Backend(ABC):
     """Base class for backends. Subclasses set `name`, may set `settings_model`,
-    declare `models()` and implement `generate()`.
-
-    The engine opens a backend once per apply (or once per watch session) with
-    `async with`, then calls `generate` concurrently up to `settings.concurrency`.
-    Before opening it sets `project_root`, the folder holding images.toml.
-    """
+    declare `models()` and implement `generate()`; the module docstring gives the
+    order the engine calls them in."""
 
     name: ClassVar[str]
     settings_model: ClassVar[type[BackendSettings]] = BackendSettings
-    project_root: Path | None = None
 
-    def __init__(self, settings: BackendSettings) -> None:
+    def __init__(self, settings: BackendSettings, *, root: Path) -> None:
         self.settings = settings
+        #: the folder holding images.toml: relative paths in settings start here
+        self.root = root
 
     @classmethod
     @abstractmethod
@@ -97,6 +114,12 @@ class Backend(ABC):
         """Files whose change should make `nebula-build watch` run again (a LoRA, a
         prompt library…). None by default."""
         return []
+
+    @classmethod
+    async def remote_models(cls, settings: BackendSettings) -> Sequence[Mapping[str, Any]]:
+        """What the service behind this backend says it serves, for `nebula-build
+        models --remote` (ids, types, prices); raise BackendError if it cannot say."""
+        raise RequestRejectedError(f"backend {cls.name!r} has no remote model list")
 
     async def __aenter__(self) -> Backend:
         return self

@@ -1,95 +1,245 @@
-"""The plugin manager and a typed façade over its hooks.
+"""The plugin manager, and the typed façade the rest of the code uses instead.
 
-The manager is built by `load_registry()` on demand, never at import time.
-The rest of the code sees only `BackendRegistry`, never raw hook results.
+`load_registry()` builds the manager on demand, never at import time: the
+built-in backends by dotted name (the way pytest loads its own plugins), then
+every `nebula_build` entry point, then `check_pending()` so a misspelt hook is
+an error. The rest of the code sees `BackendRegistry` and `BackendPlugin`, never
+raw hook results, and every call into a backend's code goes through
+`BackendPlugin.blame`: a crash inside a third-party backend is reported with the
+distribution that shipped it, not as a bug in nebula-build.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+import importlib
+import inspect
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from types import ModuleType
+from pathlib import Path
+from typing import Any
 
 import pluggy
 
-from nebula_build.errors import PluginError, UnknownBackendError
+from nebula_build.errors import NebulaBuildError, PluginError, UnknownBackendError, first_line
 from nebula_build.plugin import hookspecs
-from nebula_build.plugin.backend import Backend
+from nebula_build.plugin.backend import Backend, BackendSettings
+from nebula_build.plugin.catalog import ModelSupport
 
 ENTRY_POINT_GROUP = "nebula_build"
+#: The built-in plugins, loaded by name so that nothing else imports a backend module.
+BUILTIN_PLUGINS = (
+    "nebula_build.backends.nebula",
+    "nebula_build.backends.preview",
+    "nebula_build.backends.diffusers",
+)
+BUILTIN_SOURCE = "nebula-build (built in)"
+
+
+class _Manager(pluggy.PluginManager):
+    """Takes every `nebula_build_*` function of a plugin as a hook implementation,
+    marked or not, so `check_pending()` catches a misspelt or unmarked hook."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith(hookspecs.HOOK_PREFIX):
+            candidate = inspect.getattr_static(plugin, name, None)
+            if inspect.isfunction(candidate):
+                return {}
+        return opts
 
 
 def make_plugin_manager(
     *, load_entry_points: bool = True, extra_plugins: Iterable[object] = ()
-) -> pluggy.PluginManager:
-    """A plugin manager with the built-ins, installed plugins and `extra_plugins`."""
-    from nebula_build.backends import diffusers, nebula, preview
-
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+) -> tuple[pluggy.PluginManager, dict[int, str]]:
+    """The manager with the built-ins, installed plugins and `extra_plugins`, and the
+    distribution ("name version") of each plugin by id()."""
+    pm = _Manager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for builtin in (nebula, preview, diffusers):
-        pm.register(builtin, name=builtin.__name__)
+    sources: dict[int, str] = {}
+    for dotted in BUILTIN_PLUGINS:
+        module = importlib.import_module(dotted)
+        pm.register(module, name=dotted)
+        sources[id(module)] = BUILTIN_SOURCE
     for plugin in extra_plugins:
-        pm.register(plugin)
+        _register(pm, plugin, None, repr(plugin))
+        sources[id(plugin)] = repr(plugin)
     if load_entry_points:
+        for plugin, source in _entry_point_plugins(pm):
+            sources[id(plugin)] = source
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(_unknown_hook(exc, sources)) from None
+    return pm, sources
+
+
+def _entry_point_plugins(pm: pluggy.PluginManager) -> Iterator[tuple[object, str]]:
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        dist = point.dist
+        source = f"{dist.name} {dist.version}" if dist is not None else point.value
+        where = f"{source} (entry point {point.name} = {point.value!r})"
+        if pm.has_plugin(point.name):
+            continue
         try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception as exc:  # a broken third-party plugin must not look like our bug
-            raise PluginError(f"could not load a {ENTRY_POINT_GROUP!r} plugin: {exc}") from exc
-    return pm
+            plugin = point.load()
+        except Exception as exc:  # its import failed: its error, said once, never ours
+            raise PluginError(f"{where} could not be loaded: {_said(exc)}") from exc
+        _register(pm, plugin, point.name, where)
+        yield plugin, source
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str | None, where: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"{where}: {_signature_problem(str(exc))}") from None
+    except ValueError as exc:  # the same plugin or name twice
+        raise PluginError(f"{where}: {exc}") from None
+
+
+def _signature_problem(message: str) -> str:
+    """pluggy's several-line complaint about a hook's arguments, as one line."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    hook = next((line.split("hook ", 1)[1] for line in lines if "hook " in line), "")
+    detail = lines[-1] if lines else message
+    return f"hook {hook.strip()}: {detail}".replace("  ", " ")
+
+
+def _unknown_hook(exc: pluggy.PluginValidationError, sources: Mapping[int, str]) -> str:
+    source = sources.get(id(exc.plugin), repr(exc.plugin))
+    hook = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+    hooks = [name for name in dir(hookspecs) if name.startswith(hookspecs.HOOK_PREFIX)]
+    close = difflib.get_close_matches(hook, hooks, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; the hooks are: {', '.join(hooks)}"
+    return f"{source}: {hook!r} is not a nebula-build hook{hint}"
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+@dataclass(frozen=True)
+class BackendPlugin:
+    """One backend class and the distribution that provides it. Everything the engine
+    asks of a backend goes through here."""
+
+    name: str
+    cls: type[Backend]
+    source: str
+
+    @property
+    def builtin(self) -> bool:
+        return self.source == BUILTIN_SOURCE
+
+    @contextmanager
+    def blame(self, doing: str, *, expected: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+        """Run plugin code: an exception that is not ours (nor `expected`) becomes one line
+        naming the plugin's distribution. A built-in's stray exception is our bug and
+        stays one."""
+        ours: tuple[type[Exception], ...] = (NebulaBuildError, *expected)
+        try:
+            yield
+        except ours:
+            raise
+        except Exception as exc:
+            if self.builtin:
+                raise
+            raise PluginError(
+                f"backend {self.name!r} from {self.source} failed in {doing}: {_said(exc)} "
+                "(a bug in that plugin: report it to its authors; NEBULA_BUILD_DEBUG=1 "
+                "shows the traceback)"
+            ) from exc
+
+    def parse_settings(self, raw: Mapping[str, Any]) -> BackendSettings:
+        """Validated settings; a pydantic ValidationError passes through for the caller to
+        map onto the manifest."""
+        from pydantic import ValidationError
+
+        with self.blame("parse_settings", expected=(ValidationError,)):
+            settings = self.cls.parse_settings(raw)
+        if not isinstance(settings, BackendSettings):
+            raise PluginError(f"{self.source}: {self.name}.parse_settings must return settings")
+        return settings
+
+    def models(self, settings: BackendSettings) -> Mapping[str, ModelSupport]:
+        with self.blame("models"):
+            models = self.cls.models(settings)
+        if not isinstance(models, Mapping) or not all(
+            isinstance(m, ModelSupport) for m in models.values()
+        ):
+            raise PluginError(
+                f"{self.source}: {self.name}.models must return a mapping of ModelSupport"
+            )
+        return models
+
+    def preflight(self, settings: BackendSettings, root: Path) -> None:
+        with self.blame("preflight"):
+            self.cls.preflight(settings, root)
+
+    def watched_files(self, settings: BackendSettings, root: Path) -> list[Path]:
+        with self.blame("watched_files"):
+            return [Path(path) for path in self.cls.watched_files(settings, root)]
+
+    def create(self, settings: BackendSettings, root: Path) -> Backend:
+        with self.blame("__init__"):
+            return self.cls(settings, root=root)
 
 
 @dataclass(frozen=True)
 class BackendRegistry:
-    """Backend classes by name, each with the distribution that provided it."""
+    """Every backend available here, by name."""
 
-    backends: dict[str, type[Backend]]
-    sources: dict[str, str]
+    plugins: dict[str, BackendPlugin]
 
-    def get(self, name: str, where: str = "") -> type[Backend]:
+    def get(self, name: str, where: str = "") -> BackendPlugin:
         try:
-            return self.backends[name]
+            return self.plugins[name]
         except KeyError:
-            raise UnknownBackendError(name, list(self.backends), where) from None
+            raise UnknownBackendError(name, list(self.plugins), where) from None
 
     def names(self) -> list[str]:
-        return sorted(self.backends)
+        return sorted(self.plugins)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """The distribution of each backend, by name."""
+        return {name: plugin.source for name, plugin in self.plugins.items()}
 
 
-def _distribution_of(pm: pluggy.PluginManager, plugin: object) -> str:
-    for loaded, dist in pm.list_plugin_distinfo():
-        if loaded is plugin:
-            return f"{dist.project_name} {dist.version}"
-    if isinstance(plugin, ModuleType) and plugin.__name__.startswith("nebula_build."):
-        return "nebula-build (built in)"
-    return pm.get_name(plugin) or repr(plugin)
-
-
-def registry_from(pm: pluggy.PluginManager) -> BackendRegistry:
+def registry_from(pm: pluggy.PluginManager, sources: Mapping[int, str]) -> BackendRegistry:
     """Collect every plugin's backends; duplicate or nameless ones are errors."""
-    backends: dict[str, type[Backend]] = {}
-    sources: dict[str, str] = {}
+    plugins: dict[str, BackendPlugin] = {}
     for impl in pm.hook.nebula_build_register_backends.get_hookimpls():
-        source = _distribution_of(pm, impl.plugin)
-        provided = impl.function()
+        source = sources.get(id(impl.plugin), impl.plugin_name)
+        try:
+            provided = impl.function()
+        except Exception as exc:
+            raise PluginError(
+                f"{source}: nebula_build_register_backends failed: {_said(exc)}"
+            ) from exc
         if not isinstance(provided, list | tuple):
             raise PluginError(f"{source}: nebula_build_register_backends must return a list")
         for cls in provided:
             if not (isinstance(cls, type) and issubclass(cls, Backend)):
-                raise PluginError(f"{source}: {cls!r} is not a nebula_build.Backend subclass")
+                raise PluginError(
+                    f"{source}: {cls!r} is not a nebula_build.plugin.Backend subclass"
+                )
             name = getattr(cls, "name", None)
             if not isinstance(name, str) or not name:
                 raise PluginError(f"{source}: backend {cls.__qualname__} has no name")
-            if name in backends:
+            if name in plugins:
                 raise PluginError(
-                    f"backend {name!r} is provided twice: by {sources[name]} and by {source}; "
-                    "uninstall one of them"
+                    f"backend {name!r} is provided twice: by {plugins[name].source} and by "
+                    f"{source}; uninstall one of them"
                 )
-            backends[name] = cls
-            sources[name] = source
-    return BackendRegistry(backends, sources)
+            plugins[name] = BackendPlugin(name, cls, source)
+    return BackendRegistry(plugins)
 
 
 def load_registry(*, extra_plugins: Iterable[object] = ()) -> BackendRegistry:
     """The registry of every backend available in this environment."""
-    return registry_from(make_plugin_manager(extra_plugins=extra_plugins))
+    return registry_from(*make_plugin_manager(extra_plugins=extra_plugins))

@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nebula_build.core.manifest import MANIFEST_NAME
 from nebula_build.errors import UserError
 
+MANIFEST_NAME = "images.toml"
 STATE_DIR = ".nebula-build"
 LOCK_NAME = "images.lock"
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nebula_build.core.manifest import MANIFEST_NAME
 from nebula_build.errors import UserError
-from nebula_build.state.project import STATE_DIR
+from nebula_build.state.project import MANIFEST_NAME, STATE_DIR
 
 STARTER = """\
 # Images this project generates. `nebula-build plan` shows what would change,

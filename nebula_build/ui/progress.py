@@ -10,6 +10,7 @@ from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
     from nebula_build.engine.apply import Outcome
+    from nebula_build.engine.derived import FileOutcome
 
 _DONE = {
     ActionKind.CREATE: "created",
@@ -69,6 +70,21 @@ class Progress:
         for warning in outcome.warnings:  # shown even with --quiet
             self._clear()
             self.stream.write(self.style(f"warning: {outcome.image}: {warning}", "yellow") + "\n")
+        self._status()
+        self.stream.flush()
+
+    def built(self, outcome: FileOutcome) -> None:
+        """A file made from the images (an atlas, the asset manifest) was written."""
+        if self.quiet and outcome.ok:
+            return
+        action, style = outcome.action, self.style
+        self._clear()
+        if outcome.ok:
+            self.stream.write(
+                f"{style('built', 'green')} {style(action.label, 'bold')} {action.output}\n"
+            )
+        else:
+            self.stream.write(f"{style('failed', 'red', 'bold')} {action.label}: {outcome.error}\n")
         self._status()
         self.stream.flush()
 

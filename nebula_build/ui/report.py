@@ -7,13 +7,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nebula_build.core.plan import Action, ActionKind, Plan
+from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState, Plan
 from nebula_build.plugin.catalog import OPTIONAL_PARAMS, ModelSupport
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
-    from nebula_build.engine.apply import ApplyResult, Outcome
-    from nebula_build.outputs.atlas import AtlasAction
+    from nebula_build.engine.apply import Outcome
+    from nebula_build.engine.derived import FileOutcome
+    from nebula_build.engine.round import RoundResult
 
 SYMBOLS = {
     ActionKind.CREATE: ("+", "green"),
@@ -26,6 +27,10 @@ SYMBOLS = {
     ActionKind.NOOP: (" ", "dim"),
 }
 _DIGEST_FIELDS = ("image", "mask")
+_FILE_NOUNS = {
+    FileKind.ATLAS: ("atlas", "atlases"),
+    FileKind.ASSET_MANIFEST: ("asset manifest", "asset manifests"),
+}
 
 
 def _value(field: str, value: Any) -> str:
@@ -87,6 +92,11 @@ def summary_line(plan: Plan) -> str:
         (ActionKind.NOOP, "up to date"),
     )
     parts += [f"{counts[kind]} {label}" for kind, label in labels if counts[kind]]
+    files = Counter((f.kind, f.state) for f in plan.files)
+    for kind, (one, many) in _FILE_NOUNS.items():
+        for state, label in ((FileState.BUILD, "to build"), (FileState.CONFLICT, "in conflict")):
+            if n := files[kind, state]:
+                parts.append(f"{n} {one if n == 1 else many} {label}")
     return "Plan: " + ", ".join(parts) + "."
 
 
@@ -96,30 +106,40 @@ def generation_costs(plan: Plan) -> list[str]:
     return [f"{n} × {model} on {backend}" for (backend, model), n in sorted(counts.items())]
 
 
-def atlas_lines(actions: Iterable[AtlasAction], style: Style) -> list[str]:
-    marks = {"build": ("+", "green"), "conflict": ("!", "magenta"), "waiting": (" ", "dim")}
+_FILE_MARKS = {
+    FileState.BUILD: ("+", "green"),
+    FileState.CONFLICT: ("!", "magenta"),
+    FileState.WAITING: (" ", "dim"),
+    FileState.NOOP: (" ", "dim"),
+}
+
+
+def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
+    """The files made from the images that change (or wait), like image actions."""
     lines = []
     for action in actions:
-        if action.state == "noop":
+        if action.state is FileState.NOOP:
             continue
-        symbol, color = marks[action.state.value]
+        symbol, color = _FILE_MARKS[action.state]
         lines.append(
-            f"  {style(symbol, color, 'bold')} {style('atlas ' + action.atlas.name, 'bold')}"
-            f"  {style(action.state.value, color)}  {action.atlas.output}"
+            f"  {style(symbol, color, 'bold')} {style(action.label, 'bold')}"
+            f"  {style(action.state.value, color)}  {action.output}"
         )
         lines.append(style(f"      {action.reason}", "dim"))
+        if action.backup:
+            lines.append(
+                style("      --force: the current file is backed up, then replaced", "magenta")
+            )
     return lines
 
 
-def plan_text(plan: Plan, style: Style, atlases: Iterable[AtlasAction] = ()) -> str:
-    changes = plan.changes
-    sheets = atlas_lines(atlases, style)
-    if not changes and not sheets:
+def plan_text(plan: Plan, style: Style) -> str:
+    if not plan.has_changes:
         return f"No changes: {len(plan.actions)} image(s) up to date."
     lines = ["nebula-build will perform these actions:", ""]
-    for action in changes:
+    for action in plan.changes:
         lines += action_lines(action, style)
-    lines += sheets
+    lines += file_lines(plan.files, style)
     lines += ["", style(summary_line(plan), "bold")]
     costs = generation_costs(plan)
     if costs:
@@ -153,34 +173,44 @@ def action_json(action: Action) -> dict[str, Any]:
     return data
 
 
-def plan_json(plan: Plan, atlases: Iterable[AtlasAction] = ()) -> dict[str, Any]:
+def file_json(action: FileAction) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "file": action.label,
+        "kind": action.kind.value,
+        "action": action.state.value,
+        "reason": action.reason,
+        "output": action.output,
+    }
+    if action.kind is FileKind.ATLAS:
+        data["atlas"] = action.name
+    return data
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
     return {
         "actions": [action_json(a) for a in plan.actions],
-        "atlases": [
-            {
-                "atlas": a.atlas.name,
-                "action": a.state.value,
-                "reason": a.reason,
-                "output": a.atlas.output,
-            }
-            for a in atlases
-        ],
+        "files": [file_json(f) for f in plan.files],
         "summary": plan.summary(),
         "generations": len(plan.generations),
     }
 
 
 def status_text(plan: Plan, style: Style) -> str:
-    width = max((len(a.image) for a in plan.actions), default=0)
+    """One line per image, then per file made from them: up to date, pending or conflict."""
+    rows = [(a.image, a.kind.value, a.reason, a.output or "") for a in plan.actions]
+    rows += [(f.label, f.state.value, f.reason, f.output) for f in plan.files]
+    width = max((len(name) for name, *_ in rows), default=0)
     lines = []
-    for action in plan.actions:
-        if action.kind is ActionKind.NOOP:
-            state = style("up to date", "green")
-        elif action.kind is ActionKind.CONFLICT:
-            state = style(f"conflict: {action.reason}", "magenta")
+    for name, state, reason, output in rows:
+        if state == "noop":
+            shown = style("up to date", "green")
+        elif state == "conflict":
+            shown = style(f"conflict: {reason}", "magenta")
+        elif state == "waiting":
+            shown = style(reason, "dim")
         else:
-            state = style(f"pending {action.kind.value}: {action.reason}", "yellow")
-        lines.append(f"{action.image.ljust(width)}  {state}  {style(action.output or '', 'dim')}")
+            shown = style(f"pending {state}: {reason}", "yellow")
+        lines.append(f"{name.ljust(width)}  {shown}  {style(output, 'dim')}")
     return "\n".join(lines) if lines else "No images declared."
 
 
@@ -201,13 +231,21 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     return data
 
 
-def apply_json(plan: Plan, result: ApplyResult | None) -> dict[str, Any]:
-    outcomes = result.outcomes if result else []
+def file_outcome_json(outcome: FileOutcome) -> dict[str, Any]:
+    data = file_json(outcome.action) | {"status": "ok" if outcome.ok else "failed"}
+    if outcome.error is not None:
+        data["error"] = outcome.error
+    return data
+
+
+def apply_json(result: RoundResult) -> dict[str, Any]:
+    outcomes = result.applied.outcomes if result.applied else []
     return {
         "results": [outcome_json(o) for o in outcomes],
-        "summary": plan.summary(),
-        "generated": result.generated if result else 0,
-        "failed": sorted(result.failures) if result else [],
+        "files": [file_outcome_json(o) for o in result.files],
+        "summary": result.plan.summary(),
+        "generated": result.generated,
+        "failed": sorted(result.failures),
     }
 
 

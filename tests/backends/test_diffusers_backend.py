@@ -277,11 +277,10 @@ def test_custom_model_ids_declare_their_pipeline(tiny, project, run_cli):
 def backend_for(tiny: dict[str, Path], root: Path, **settings: object):
     from nebula_build.backends.diffusers import DiffusersBackend, DiffusersSettings
 
-    backend = DiffusersBackend(
-        DiffusersSettings.model_validate({"device": "cpu", "models": folders(tiny), **settings})
+    return DiffusersBackend(
+        DiffusersSettings.model_validate({"device": "cpu", "models": folders(tiny), **settings}),
+        root=root,
     )
-    backend.project_root = root
-    return backend
 
 
 def request(model: str, seed: int = 1, **fields: object) -> GenerationRequest:

@@ -60,7 +60,9 @@ def run(handler, request: GenerationRequest, **settings):
 
     async def go():
         backend = NebulaBackend(
-            NebulaSettings(retry_backoff=0, **settings), transport=httpx.MockTransport(record)
+            NebulaSettings(retry_backoff=0, **settings),
+            root=Path.cwd(),
+            transport=httpx.MockTransport(record),
         )
         async with backend:
             return await backend.generate(request)

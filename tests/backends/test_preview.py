@@ -66,7 +66,7 @@ def test_inpainting_paints_only_the_masked_area():
 
 
 def test_png_size_is_read_from_its_header():
-    from nebula_build.outputs.encode import image_size
+    from nebula_build.imaging import image_size
 
     data = render(request(width=200, height=136))
     assert image_size(data) == (200, 136) == decode(data).size

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from nebula_build.engine.execute import execute
-from nebula_build.engine.prepare import plan_for, prepare
+from nebula_build.engine.planning import plan_for
+from nebula_build.engine.prepare import prepare
 from nebula_build.errors import CredentialsError
 from nebula_build.plugin.backend import GenerationRequest, GenerationResult
 from nebula_build.plugin.manager import load_registry

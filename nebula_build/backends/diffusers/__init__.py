@@ -14,30 +14,30 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from nebula_build.backends.diffusers.cancel import FP8_NEEDS_TORCHAO, Interrupted
-from nebula_build.backends.diffusers.kinds import KINDS, KNOWN_MODELS, KindName, PipelineKind
-from nebula_build.errors import (
-    BackendError,
-    LocalSetupError,
-    RequestRejectedError,
-    WeightsNotFoundError,
-    first_line,
+from nebula_build.backends.diffusers.cancel import Interrupted
+from nebula_build.backends.diffusers.kinds import KINDS, KNOWN_MODELS
+from nebula_build.backends.diffusers.settings import (
+    FP8_NEEDS_TORCHAO,
+    DiffusersSettings,
+    LocalModel,
+    kind_of,
 )
-from nebula_build.plugin.backend import (
+from nebula_build.errors import first_line
+from nebula_build.plugin import (
     Backend,
+    BackendError,
     BackendSettings,
     GenerationRequest,
     GenerationResult,
+    LocalSetupError,
+    ModelSupport,
+    WeightsNotFoundError,
+    hookimpl,
 )
-from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.plugin.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # asyncio and threads are imported when the backend opens: `plan` never does
     import threading
@@ -48,96 +48,6 @@ if TYPE_CHECKING:  # asyncio and threads are imported when the backend opens: `p
 
 EXTRA_HINT = "pip install 'nebula-build[local]'"
 _REQUIRED = ("torch", "diffusers", "transformers", "accelerate", "safetensors")
-
-
-class LocalModel(BaseModel):
-    """A model this project names itself: a fine-tune, a merge, a local copy."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-    path: str = Field(description="The diffusers folder (with model_index.json).")
-    pipeline: KindName = Field(description="Which pipeline runs it: sdxl, flux or flux-fill.")
-
-
-class DiffusersSettings(BackendSettings):
-    """`[backends.diffusers]`."""
-
-    model_config = ConfigDict(defer_build=True)  # built when a project uses it
-
-    concurrency: int = Field(
-        1, ge=1, le=256, description="Images queued at once; the GPU runs one at a time."
-    )
-    timeout: float = Field(
-        1800.0, gt=0, description="Seconds one generation may denoise before it gives up."
-    )
-    device: str = Field(
-        "cuda", description='"cuda", "cuda:N", "mps" (Apple silicon) or "cpu" (slow: for tests).'
-    )
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto",
-        description="auto: bfloat16 on GPUs that have it, else float16 (and on mps); "
-        "float32 on the CPU.",
-    )
-    models: dict[str, str | LocalModel] = Field(
-        default_factory=dict,
-        description="Model id -> diffusers folder (relative to images.toml's folder), or "
-        "{ path, pipeline } for a model of your own. Default: the Hugging Face cache.",
-    )
-    allow_download: bool = Field(
-        False, description="Download a model missing from disk from the Hugging Face hub."
-    )
-    compile: Literal[False, True, "regional", "max-autotune"] = Field(
-        False,
-        description="torch.compile the UNet/transformer: true (CUDA graphs), "
-        '"regional" (repeated blocks only: compiles fast) or "max-autotune" (slowest '
-        "compile, fastest images). Compiled kernels are cached under .nebula-build/.",
-    )
-    compile_cache: str = Field(
-        ".nebula-build/diffusers/inductor",
-        description="Where compiled kernels are kept (relative to images.toml's folder); "
-        "share one folder between projects to compile once.",
-    )
-    fuse_qkv: bool = Field(False, description="Fuse attention's Q, K, V projections.")
-    channels_last: bool = Field(False, description="channels_last memory for the VAE and UNet.")
-    quantize: Literal["fp8"] | None = Field(
-        None, description='"fp8": float8 transformer/UNet via torchao (Ada/Hopper GPUs).'
-    )
-    offload: Literal["model", "sequential"] | None = Field(
-        None,
-        description='Keep weights in CPU memory: "model" moves whole models to the GPU as '
-        'needed, "sequential" layer by layer (least memory, slowest).',
-    )
-    max_memory_gib: float | None = Field(
-        None,
-        gt=0,
-        description="GPU memory the loaded pipelines may hold; least recently used ones are "
-        "unloaded to stay under it. Default: what the GPU has free.",
-    )
-
-    @field_validator("compile", mode="before")
-    @classmethod
-    def _known_compile(cls, value: object) -> object:
-        if not (isinstance(value, bool) or value in ("regional", "max-autotune")):
-            raise ValueError('must be true, false, "regional" or "max-autotune"')
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if not re.fullmatch(r"cuda(:\d+)?|mps|cpu", value):
-            raise ValueError('must be "cuda", "cuda:N" (a GPU\'s index), "mps" or "cpu"')
-        return value
-
-
-def kind_of(settings: DiffusersSettings, model_id: str) -> PipelineKind:
-    declared = settings.models.get(model_id)
-    if isinstance(declared, LocalModel):
-        return KINDS[declared.pipeline]
-    if model_id in KNOWN_MODELS:
-        return KINDS[KNOWN_MODELS[model_id]]
-    raise RequestRejectedError(
-        f"the diffusers backend does not know model {model_id!r}", backend="diffusers"
-    )
 
 
 def _settings(settings: BackendSettings) -> DiffusersSettings:
@@ -175,8 +85,8 @@ class DiffusersBackend(Backend):
     name = "diffusers"
     settings_model = DiffusersSettings
 
-    def __init__(self, settings: BackendSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: BackendSettings, *, root: Path) -> None:
+        super().__init__(settings, root=root)
         self._executor: ThreadPoolExecutor | None = None
         self._runtime: Runtime | None = None
         self._cancels: set[threading.Event] = set()
@@ -208,7 +118,7 @@ class DiffusersBackend(Backend):
         settings = _settings(self.settings)
         declared = settings.models.get(model_id)
         path = declared if isinstance(declared, str | None) else declared.path
-        root = self.project_root or Path.cwd()
+        root = self.root
         try:
             return locate(model_id, path, root)
         except WeightsNotFoundError:
@@ -254,7 +164,7 @@ class DiffusersBackend(Backend):
             from nebula_build.backends.diffusers.weights import configured_path
 
             settings = _settings(self.settings)
-            root = self.project_root or Path.cwd()
+            root = self.root
             self._runtime = Runtime(
                 settings,
                 compile_cache=configured_path(settings.compile_cache, root),

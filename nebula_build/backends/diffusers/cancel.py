@@ -1,13 +1,6 @@
-"""Running the open models on this machine through Hugging Face diffusers.
-
-`kinds` and `weights` use the standard library only: `plan` and preflight read
-them without importing torch. `runtime` is where torch and diffusers come in.
-"""
+"""Stopping a generation nobody waits for any more (a newer edit, Ctrl-C)."""
 
 
 class Interrupted(Exception):
-    """Raised from a denoising step to stop a generation nobody waits for any more."""
-
-
-#: what to do when `quantize = "fp8"` is set without torchao
-FP8_NEEDS_TORCHAO = 'quantize = "fp8" needs torchao: pip install torchao'
+    """Raised from a denoising step, or before one starts, once the backend has set the
+    image's cancel event: the worker thread stops at the next step."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from nebula_build.plugin.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL, ModelSupport
+from nebula_build.plugin import FLUX_FILL, FLUX_SCHNELL, SDXL, ModelSupport
 
 KindName = Literal["sdxl", "flux", "flux-fill"]
 

@@ -23,8 +23,9 @@ import diffusers
 import torch
 import transformers
 
-from nebula_build.backends.diffusers.cancel import FP8_NEEDS_TORCHAO, Interrupted
+from nebula_build.backends.diffusers.cancel import Interrupted
 from nebula_build.backends.diffusers.kinds import PipelineKind
+from nebula_build.backends.diffusers.settings import FP8_NEEDS_TORCHAO
 from nebula_build.backends.diffusers.weights import (
     WeightsLocation,
     component_names,
@@ -33,11 +34,17 @@ from nebula_build.backends.diffusers.weights import (
     read_model_index,
     variant_of,
 )
-from nebula_build.errors import BackendError, LocalSetupError, RequestRejectedError, first_line
-from nebula_build.plugin.backend import GenerationRequest, GenerationResult
+from nebula_build.errors import first_line
+from nebula_build.plugin import (
+    BackendError,
+    GenerationRequest,
+    GenerationResult,
+    LocalSetupError,
+    RequestRejectedError,
+)
 
 if TYPE_CHECKING:
-    from nebula_build.backends.diffusers import DiffusersSettings
+    from nebula_build.backends.diffusers.settings import DiffusersSettings
 
 _GIB = 1 << 30
 #: components that are state, not weights: every pipeline gets its own

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebula_build.errors import WeightsNotFoundError
+from nebula_build.plugin import WeightsNotFoundError
 
 MODEL_INDEX = "model_index.json"
 _VARIANT = re.compile(r"\.(fp16|bf16)(-\d+-of-\d+)?\.safetensors$")

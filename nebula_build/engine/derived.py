@@ -1,0 +1,119 @@
+"""Files made from the images: atlas sheets and the asset manifest.
+
+They are planned with the images (so `plan` shows them, with reasons) and built
+after them, from the lock as the images left it, so a failed member never goes
+into a sheet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState
+from nebula_build.engine.prepare import Prepared
+from nebula_build.errors import FORCE_HINT
+from nebula_build.fsutil import atomic_write
+from nebula_build.outputs import assetmanifest
+from nebula_build.outputs.atlas import build as build_atlas
+from nebula_build.outputs.atlas import plan_atlas, read_recorded
+from nebula_build.state.lockfile import LockEntry
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutcome:
+    """What happened to one file made from the images."""
+
+    action: FileAction
+    ok: bool
+    error: str | None = None
+
+
+def plan_files(
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    images: Collection[Action] = (),
+    *,
+    force: bool = False,
+) -> tuple[FileAction, ...]:
+    """What each atlas and the asset manifest need, given the images' own actions."""
+    changing = {a.image for a in images if a.is_change and a.kind is not ActionKind.CONFLICT}
+    project, files = prepared.project, prepared.files
+    actions = [
+        plan_atlas(
+            atlas,
+            lock,
+            sheet=files.digest(atlas.output),
+            recorded=read_recorded(project, atlas),
+            changing=changing,
+            force=force,
+        )
+        for atlas in prepared.resolved.atlases.values()
+    ]
+    target = prepared.resolved.asset_manifest
+    if target is not None:
+        wanted = None if changing else _asset_manifest_text(prepared, lock)
+        actions.append(
+            assetmanifest.plan_asset_manifest(
+                target, wanted=wanted, current=_read(prepared, target)
+            )
+        )
+    return tuple(actions)
+
+
+def build_files(
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    *,
+    force: bool = False,
+    on_built: Callable[[FileOutcome], None] = lambda outcome: None,
+) -> list[FileOutcome]:
+    """Build what the files need now that the images are done; one failure stops no
+    other. Returns what was built or refused."""
+    outcomes = []
+    for action in plan_files(prepared, lock, force=force):
+        if action.state is FileState.CONFLICT:
+            outcome = FileOutcome(action, ok=False, error=f"{action.reason}; {FORCE_HINT}")
+        elif action.state is not FileState.BUILD:
+            continue
+        else:
+            outcome = _build(prepared, lock, action)
+        outcomes.append(outcome)
+        on_built(outcome)
+    return outcomes
+
+
+def _build(prepared: Prepared, lock: Mapping[str, LockEntry], action: FileAction) -> FileOutcome:
+    try:
+        if action.kind is FileKind.ATLAS:
+            atlas = prepared.resolved.atlases[action.name]
+            build_atlas(
+                prepared.project, atlas, lock, action.key, prepared.files, backup=action.backup
+            )
+        else:
+            text = _asset_manifest_text(prepared, lock)
+            atomic_write(prepared.project.path_of(action.output), text.encode())
+    except (OSError, ValueError) as exc:
+        return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
+    return FileOutcome(action, ok=True)
+
+
+def _asset_manifest_text(prepared: Prepared, lock: Mapping[str, LockEntry]) -> str:
+    target = prepared.resolved.asset_manifest
+    assert target is not None
+    project = prepared.project
+    data = assetmanifest.content(
+        target,
+        prepared.specs,
+        lock,
+        digest_of=prepared.files.digest,
+        size_of=lambda path: project.path_of(path).stat().st_size,
+    )
+    return assetmanifest.text_of(data)
+
+
+def _read(prepared: Prepared, relative: str) -> str | None:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return prepared.project.path_of(relative).read_text(encoding="utf-8")
+    return None

@@ -1,0 +1,163 @@
+"""One apply round, the same for `apply`, every `watch` round and `watch --once`.
+
+recover the journal → load → plan → refuse (--locked, --max-generations) →
+preflight → execute → record failures → atlases and the asset manifest.
+
+The caller holds the project lock and renders the `RoundResult`; problems that
+stop the round before any work (a broken manifest, a missing key, missing
+weights, too many generations) are raised, so every caller stops where `apply`
+does. Failures during the work are collected in the result, never raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nebula_build.core.plan import Plan
+from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
+from nebula_build.engine.derived import FileOutcome, build_files
+from nebula_build.engine.execute import OpenBackends, execute
+from nebula_build.engine.planning import plan_for
+from nebula_build.engine.prepare import Prepared, prepare, recovered_lock
+from nebula_build.engine.runstate import record_failures
+from nebula_build.errors import UserError
+from nebula_build.plugin.manager import BackendRegistry
+from nebula_build.state.lockfile import Entries, read
+from nebula_build.state.project import Project
+
+
+@dataclass(frozen=True)
+class RoundOptions:
+    """What the command line asked of the round."""
+
+    backend: str | None = None
+    targets: Collection[str] = ()
+    replace: Collection[str] = ()
+    force: bool = False
+    parallelism: int | None = None
+    #: generate nothing: a plan that would is refused (exit 2)
+    locked: bool = False
+    max_generations: int | None = None
+
+
+class RoundProgress(ProgressSink, Protocol):
+    """Receives the round's events: the images' (see `ProgressSink`), then each file
+    built from them."""
+
+    def built(self, outcome: FileOutcome) -> None: ...
+    def close(self) -> None: ...
+
+
+class RoundListener(Protocol):
+    """The caller's side of a round: notes to show, and the progress display once the
+    work is about to start."""
+
+    def notice(self, message: str) -> None: ...
+    def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress: ...
+
+
+@dataclass
+class RoundResult:
+    """What one round did."""
+
+    prepared: Prepared
+    plan: Plan
+    #: the lock as the round left it
+    lock: Entries
+    applied: ApplyResult | None = None
+    files: list[FileOutcome] = field(default_factory=list)
+    #: why nothing was done (--locked and something would be generated)
+    refused: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def failures(self) -> dict[str, Exception]:
+        """Every image and file that failed, by name ("atlas enemies" for a sheet)."""
+        failures = dict(self.applied.failures) if self.applied else {}
+        for outcome in self.files:
+            if not outcome.ok:
+                failures[outcome.action.label] = UserError(outcome.error or "failed")
+        return failures
+
+    @property
+    def generated(self) -> int:
+        return self.applied.generated if self.applied else 0
+
+
+async def apply_round(
+    project: Project,
+    registry: BackendRegistry,
+    options: RoundOptions,
+    *,
+    listener: RoundListener,
+    backends: OpenBackends | None = None,
+    on_start: Callable[[Applier], None] | None = None,
+    generate: GenerateFn | None = None,
+) -> RoundResult:
+    """Bring the project in line with its manifest once; the caller holds the project
+    lock. `backends` stays open across rounds (watch); `on_start` receives the Applier
+    (to cancel images); `generate` replaces the backends (tests)."""
+    started = time.perf_counter()
+    lock = recovered_lock(project, listener.notice)
+    prepared = prepare(project, registry, backend=options.backend, read_inputs=True)
+    plan = plan_for(
+        prepared, lock, targets=options.targets, replace=options.replace, force=options.force
+    )
+    result = RoundResult(prepared, plan, lock)
+    if not plan.has_changes:
+        prepared.files.save()
+        return result
+    result.refused = _refusal(plan, options)
+    if result.refused is not None:
+        return result
+    preflight(prepared, plan)
+    progress = listener.starting(prepared, plan)
+    try:
+        if plan.changes:
+            result.applied = await execute(
+                prepared,
+                plan,
+                lock,
+                progress=progress,
+                parallelism=options.parallelism,
+                generate=generate,
+                backends=backends,
+                on_start=on_start,
+            )
+            record_failures(project, result.applied, prepared.specs)
+            result.lock = read(project)
+        result.files = build_files(
+            prepared, result.lock, force=options.force, on_built=progress.built
+        )
+    finally:
+        progress.close()
+        prepared.files.save()
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def _refusal(plan: Plan, options: RoundOptions) -> str | None:
+    """--locked and --max-generations: refuse before anything is spent."""
+    generations = len(plan.generations)
+    if options.locked and generations:
+        return (
+            f"--locked: {generations} image(s) would need generating; run "
+            "`nebula-build apply` without --locked"
+        )
+    limit = options.max_generations
+    if limit is not None and generations > limit:
+        raise UserError(
+            f"this apply would generate {generations} image(s), more than "
+            f"--max-generations {limit}; nothing was generated"
+        )
+    return None
+
+
+def preflight(prepared: Prepared, plan: Plan) -> None:
+    """Ask every backend that will generate whether it can run here, before any work."""
+    resolved = prepared.resolved
+    for name in sorted({a.spec.backend for a in plan.generations if a.spec}):
+        resolved.backends[name].preflight(resolved.settings[name], prepared.project.root)
