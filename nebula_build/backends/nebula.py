@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from nebula_build.params import PARAMS
 from nebula_build.plugin import (
     SEEDREAM_DEFAULT_ID,
     Backend,
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://api.nebulablock.com/api/v1"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER = 120.0
+#: sent as null when unset, as the API's documented SDXL example does
+_SENT_AS_NULL = frozenset({"negative_prompt"})
 
 
 class NebulaSettings(BackendSettings):
@@ -97,25 +100,17 @@ def base_url(settings: NebulaSettings) -> str:
 
 
 def request_body(request: GenerationRequest, support: ModelSupport) -> dict[str, Any]:
-    """The JSON body for one image, with exactly the fields its model takes."""
-    body: dict[str, Any] = {
-        "model": request.model,
-        "prompt": request.prompt,
-        "width": request.width,
-        "height": request.height,
-    }
-    if "negative_prompt" in support.params:
-        body["negative_prompt"] = request.negative_prompt  # null when unset, as documented
-    optional = {
-        "num_steps": request.num_steps,
-        "guidance_scale": request.guidance_scale,
-        "seed": request.seed,
-    }
-    body.update({k: v for k, v in optional.items() if v is not None and k in support.params})
-    if support.inpainting:
-        assert request.image is not None and request.mask is not None
-        body["image"] = base64.b64encode(request.image).decode("ascii")
-        body["mask"] = base64.b64encode(request.mask).decode("ascii")
+    """The JSON body for one image, with exactly the parameters its model takes."""
+    body: dict[str, Any] = {"model": request.model}
+    for param in PARAMS:
+        if not support.takes(param.name):
+            continue
+        value = getattr(request, param.name)
+        if param.file:
+            assert value is not None, "an inpainting model's inputs are checked when resolved"
+            body[param.name] = base64.b64encode(value).decode("ascii")
+        elif value is not None or param.name in _SENT_AS_NULL:
+            body[param.name] = value
     return body
 
 
@@ -325,8 +320,7 @@ class NebulaBackend(Backend):
                     f"{request.width}x{request.height} request; the original is "
                     "cached and the output is resized to the declared size",
                 )
-            seed = request.seed if support.takes_seed else None
-            return GenerationResult(data, seed=seed, timings=timings, warnings=warnings)
+            return GenerationResult(data, seed=body.get("seed"), timings=timings, warnings=warnings)
 
     def _named(
         self, error: BackendError, request: GenerationRequest, attempts: int

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.manifest import ImageDecl
 from nebula_build.errors import UserError
+from nebula_build.params import MAX_SEED, TEXT
 
 if TYPE_CHECKING:
     import ast
 
-TEMPLATED = ("prompt", "negative_prompt", "output", "alt")
-MAX_SEED = 2**32 - 1
+TEMPLATED = (*TEXT, "output", "alt")
 _OPERATORS = {"Add": operator.add, "Sub": operator.sub, "Mult": operator.mul}
 
 

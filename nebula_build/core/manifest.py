@@ -27,14 +27,29 @@ from pydantic import (
 
 from nebula_build.core import sourcemap
 from nebula_build.errors import ManifestError, Problem
+from nebula_build.params import BY_NAME, MAX_SEED
 
-MAX_SEED = 2**32 - 1
 SCHEMA_VERSION = 1
 
 ImageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
 # defer_build: a `plan` served from the spec cache never validates a manifest, so it
 # should not pay to build these validators at import.
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+
+def _param(name: str) -> Any:
+    """The pydantic field of a generation parameter, as `params.PARAMS` defines it."""
+    param = BY_NAME[name]
+    constraints: dict[str, Any] = {"ge": param.minimum, "le": param.maximum}
+    if param.nonempty:
+        constraints["min_length"] = 1
+    if param.type is float:
+        constraints["allow_inf_nan"] = False
+    return Field(
+        None,
+        description=param.description,
+        **{key: value for key, value in constraints.items() if value is not None},
+    )
 
 
 class GenerationFields(BaseModel):
@@ -52,48 +67,15 @@ class GenerationFields(BaseModel):
         min_length=1,
         description="Model id, e.g. black-forest-labs/FLUX.1-schnell (see `nebula-build models`).",
     )
-    prompt: str | None = Field(None, min_length=1, description="What the image shows.")
-    negative_prompt: str | None = Field(
-        None,
-        description="What the image must not show (models that take it: SDXL).",
-    )
-    width: int | None = Field(
-        None,
-        ge=64,
-        le=2048,
-        description="Width in pixels: a multiple of 8 (16 for Fill).",
-    )
-    height: int | None = Field(
-        None,
-        ge=64,
-        le=2048,
-        description="Height in pixels: a multiple of 8 (16 for Fill).",
-    )
-    num_steps: int | None = Field(None, ge=1, le=500, description="Denoising steps.")
-    guidance_scale: float | None = Field(
-        None,
-        ge=0,
-        le=100,
-        allow_inf_nan=False,
-        description="How closely to follow the prompt.",
-    )
-    seed: int | None = Field(
-        None,
-        ge=0,
-        le=2**32 - 1,
-        description="Random seed; changing it asks for a new draw. Reproducible only on "
-        "models that take a seed.",
-    )
-    image: str | None = Field(
-        None,
-        min_length=1,
-        description="Inpainting input image: a path relative to the manifest (JPG, PNG, WebP).",
-    )
-    mask: str | None = Field(
-        None,
-        min_length=1,
-        description="Inpainting mask, same size as the image: white marks the area to repaint.",
-    )
+    prompt: str | None = _param("prompt")
+    negative_prompt: str | None = _param("negative_prompt")
+    width: int | None = _param("width")
+    height: int | None = _param("height")
+    num_steps: int | None = _param("num_steps")
+    guidance_scale: float | None = _param("guidance_scale")
+    seed: int | None = _param("seed")
+    image: str | None = _param("image")
+    mask: str | None = _param("mask")
 
 
 class OutputFields(BaseModel):

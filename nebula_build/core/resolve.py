@@ -28,11 +28,14 @@ from nebula_build.errors import (
     UserError,
 )
 from nebula_build.imaging import FORMATS, INPUT_SUFFIXES, format_for
+from nebula_build.params import BY_NAME, FILES, MAX_SIZE, MIN_SIZE, PARAMS, STRICT, Param
 from nebula_build.plugin.backend import BackendSettings
-from nebula_build.plugin.catalog import MAX_SIZE, MIN_SIZE, OPTIONAL_PARAMS, ModelSupport
+from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
+#: what every image must end up with (the sizes have built-in defaults)
+REQUIRED = tuple(param.name for param in PARAMS if param.universal)
 MAX_DELIVERED = 8192
 _LOSSY = ("jpeg", "webp", "avif")
 
@@ -228,14 +231,15 @@ class _Resolver:
             loc = self.origin(name, decl, param)
             inherited = f" (inherited by images.{name})" if loc[0] == "defaults" else ""
             self.fail(loc, f"{model_id} does not take {param}{inherited}")
-        if support.inpainting and ("image" not in merged or "mask" not in merged):
-            missing = [repr(p) for p in ("image", "mask") if p not in merged]
+        missing = [repr(key) for key in FILES if key not in merged]
+        if support.inpainting and missing:
             self.fail(
                 ("images", name),
                 f"{model_id} needs {' and '.join(missing)} (inpainting input files)",
             )
-        if "prompt" not in merged:
-            self.fail(("images", name, "prompt"), "is required")
+        for param in REQUIRED:
+            if param not in merged:
+                self.fail(("images", name, param), "is required")
         step = support.size_multiple
         for side in ("width", "height"):
             value = merged[side]
@@ -257,7 +261,7 @@ class _Resolver:
             self.check_output_options(name, decl, merged, fmt)
         inputs: dict[str, tuple[str, str] | None] = {}
         if support.inpainting:
-            for key in ("image", "mask"):
+            for key in FILES:
                 if key in merged:
                     inputs[key] = self.input(name, decl, key, merged[key])
         if any(found is None for found in inputs.values()):
@@ -266,24 +270,20 @@ class _Resolver:
         digests = {key: found[1] for key, found in inputs.items() if found}
         if len(self.problems) > start or output is None or fmt is None:
             return None
+        generation = {
+            param.name: _typed(param, merged.get(param.name)) for param in PARAMS if not param.file
+        }
+        files: dict[str, Any] = {key: paths.get(key) for key in FILES}
+        files |= {BY_NAME[key].key_field: digests.get(key) for key in FILES}
         spec = AssetSpec(
             name=name,
             backend=merged["backend"],
             model=model_id,
-            prompt=merged["prompt"],
-            width=merged["width"],
-            height=merged["height"],
             output=output,
             format=fmt,
-            negative_prompt=merged.get("negative_prompt"),
-            num_steps=merged.get("num_steps"),
-            guidance_scale=_as_float(merged.get("guidance_scale")),
-            seed=merged.get("seed"),
-            image=paths.get("image"),
-            mask=paths.get("mask"),
-            image_digest=digests.get("image"),
-            mask_digest=digests.get("mask"),
-            seed_reproducible=support.takes_seed,
+            **generation,
+            **files,
+            seed_reproducible=support.takes("seed"),
             quality=merged.get("quality"),
             lossless=merged.get("lossless"),
             resize=merged.get("resize"),
@@ -381,12 +381,13 @@ def _set_fields(fields: BaseModel) -> dict[str, Any]:
 
 @cache
 def _rejected(support: ModelSupport) -> frozenset[str]:
-    """Parameters that are an error on this model; a seed is only a note."""
-    return frozenset(OPTIONAL_PARAMS) - support.params - {"seed"}
+    """Parameters that are an error on this model (see `Param.unsupported`)."""
+    return STRICT - support.params
 
 
-def _as_float(value: float | int | None) -> float | None:
-    return None if value is None else float(value)
+def _typed(param: Param, value: Any) -> Any:
+    """TOML writes `guidance_scale = 9` as an integer; the key must not care."""
+    return float(value) if param.type is float and value is not None else value
 
 
 def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> list[str]:

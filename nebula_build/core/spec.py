@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nebula_build.params import PARAMS
+
 #: Bumped when the canonical form changes, so old keys stop matching.
 KEY_SCHEME = 1
 DEFAULT_VARIANT_PATTERN = "{stem}-{width}{ext}"
@@ -89,19 +91,8 @@ class AssetSpec:
         are omitted rather than null, so adding a new optional parameter to the
         tool does not re-key every existing image.
         """
-        params = {
-            "backend": self.backend,
-            "model": self.model,
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "width": self.width,
-            "height": self.height,
-            "num_steps": self.num_steps,
-            "guidance_scale": self.guidance_scale,
-            "seed": self.seed,
-            "image": self.image_digest,
-            "mask": self.mask_digest,
-        }
+        params = {"backend": self.backend, "model": self.model}
+        params |= {param.name: getattr(self, param.key_field) for param in PARAMS}
         return {k: v for k, v in params.items() if v is not None}
 
     def output_params(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
@@ -30,6 +30,7 @@ from nebula_build.errors import (
 )
 from nebula_build.fsutil import atomic_write, backup, is_within, sha256_bytes
 from nebula_build.outputs.encode import encoding_for, render
+from nebula_build.params import PARAMS
 from nebula_build.plugin.backend import GenerationRequest, GenerationResult
 from nebula_build.state.cache import Store
 from nebula_build.state.fileindex import FileIndex
@@ -83,19 +84,12 @@ class ApplyResult:
 
 def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
     """The backend request for a spec, with the exact input bytes that were hashed."""
+    values: dict[str, Any] = {}
+    for param in PARAMS:
+        value = getattr(spec, param.name)
+        values[param.name] = inputs.data(value) if param.file and value else value
     return GenerationRequest(
-        image_name=spec.name,
-        generation_key=spec.generation_key,
-        model=spec.model,
-        prompt=spec.prompt,
-        width=spec.width,
-        height=spec.height,
-        negative_prompt=spec.negative_prompt,
-        num_steps=spec.num_steps,
-        guidance_scale=spec.guidance_scale,
-        seed=spec.seed,
-        image=inputs.data(spec.image) if spec.image else None,
-        mask=inputs.data(spec.mask) if spec.mask else None,
+        image_name=spec.name, generation_key=spec.generation_key, model=spec.model, **values
     )
 
 
@@ -200,11 +194,7 @@ class Applier:
         assert spec is not None
         if action.in_place:
             await asyncio.to_thread(self._adopt, action, spec)
-            await self._record(
-                spec,
-                self.files.digest(spec.output) or "",
-                spec.seed if spec.seed_reproducible else None,
-            )
+            await self._record(spec, self.files.digest(spec.output) or "", None)
             return
         if kind is ActionKind.MOVE and action.entry is not None:
             async with self._io:
@@ -231,8 +221,7 @@ class Applier:
             digest, variants = await asyncio.to_thread(
                 self._persist, action, spec, original, outcome.generated
             )
-        seed = spec.seed if spec.seed_reproducible else original.seed
-        await self._record(spec, digest, seed, variants)
+        await self._record(spec, digest, original.seed, variants)
 
     async def _record(
         self,
@@ -241,6 +230,7 @@ class Applier:
         seed: int | None,
         variants: Mapping[str, str] | None = None,
     ) -> None:
+        """Record a finished image; `seed` is what the backend reported using."""
         params = spec.generation_params()
         del params["backend"], params["model"]  # the entry has them as fields
         await self.writer.set(
@@ -253,7 +243,7 @@ class Applier:
                 generation_key=spec.generation_key,
                 output_key=spec.output_key,
                 params=params,
-                seed=seed,
+                seed=None if seed == spec.seed else seed,
                 variants=dict(variants or {}),
             ),
         )

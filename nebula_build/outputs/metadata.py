@@ -23,6 +23,8 @@ import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from nebula_build.params import PARAMS
+
 if TYPE_CHECKING:
     from nebula_build.core.spec import AssetSpec
 
@@ -54,24 +56,27 @@ def records_for(spec: AssetSpec) -> tuple[tuple[str, str], ...]:
 
 
 def parameters_text(generation: Mapping[str, Any], size: tuple[int, int]) -> str:
-    """The AUTOMATIC1111-style parameters block for a generation."""
+    """The AUTOMATIC1111-style parameters block for a generation: the prompt, a line per
+    other text, then one settings line."""
     lines = [str(generation["prompt"])]
-    if generation.get("negative_prompt"):
-        lines.append(f"Negative prompt: {generation['negative_prompt']}")
-    fields = []
-    if generation.get("num_steps") is not None:
-        fields.append(f"Steps: {generation['num_steps']}")
-    fields.append("Sampler: unknown")
-    if generation.get("guidance_scale") is not None:
-        fields.append(f"CFG scale: {generation['guidance_scale']:g}")
-    if generation.get("seed") is not None:
-        fields.append(f"Seed: {generation['seed']}")
-    fields += [
-        f"Size: {size[0]}x{size[1]}",
-        f"Model: {generation['model']}",
-        f"Backend: {generation['backend']}",
+    settings: list[tuple[str, str]] = []
+    for param in PARAMS:
+        value = generation.get(param.name)
+        if param.a1111 is None or value is None or value == "":
+            continue
+        if param.type is str:
+            lines.append(f"{param.a1111}: {value}")
+        else:
+            settings.append((param.a1111, f"{value:g}" if param.type is float else str(value)))
+    # A1111 puts the sampler right after the steps; the hosted API does not say which.
+    after_steps = next((i + 1 for i, (label, _) in enumerate(settings) if label == "Steps"), 0)
+    settings.insert(after_steps, ("Sampler", "unknown"))
+    settings += [
+        ("Size", f"{size[0]}x{size[1]}"),
+        ("Model", str(generation["model"])),
+        ("Backend", str(generation["backend"])),
     ]
-    lines.append(", ".join(field.replace("\n", " ") for field in fields))
+    lines.append(", ".join(f"{label}: {value}".replace("\n", " ") for label, value in settings))
     return "\n".join(lines)
 
 

@@ -9,16 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Parameters that a model may or may not take. `prompt`, `width` and `height`
-#: are taken by every model.
-OPTIONAL_PARAMS: tuple[str, ...] = (
-    "negative_prompt",
-    "num_steps",
-    "guidance_scale",
-    "seed",
-    "image",
-    "mask",
-)
+from nebula_build.params import BY_NAME, FILES
 
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
@@ -27,27 +18,27 @@ FLUX_FILL = "black-forest-labs/FLUX.1-Fill-dev"
 #: can be overridden per project (see the nebula backend's settings).
 SEEDREAM_DEFAULT_ID = "Bytedance-Seedream-3.0"
 
-MIN_SIZE = 64
-MAX_SIZE = 2048
-
 
 @dataclass(frozen=True, slots=True)
 class ModelSupport:
-    """What one backend can do with one model."""
+    """What one backend can do with one model: which of the optional parameters
+    (`nebula_build.params.OPTIONAL`) it takes; every model takes prompt, width and
+    height."""
 
     id: str
     params: frozenset[str]
     size_multiple: int = 8
     label: str = ""
 
+    def takes(self, param: str) -> bool:
+        """Whether the model takes `param`: the one answer to "does this model take a
+        seed?" that the resolver, the plan and the backends all use."""
+        return param in self.params or BY_NAME[param].universal
+
     @property
     def inpainting(self) -> bool:
         """Whether the model repaints a masked area of an input image."""
-        return "image" in self.params
-
-    @property
-    def takes_seed(self) -> bool:
-        return "seed" in self.params
+        return all(self.takes(name) for name in FILES)
 
 
 def nebula_models(seedream_id: str = SEEDREAM_DEFAULT_ID) -> dict[str, ModelSupport]:

@@ -46,6 +46,8 @@ class LockEntry:
     generation_key: str
     output_key: str
     params: Mapping[str, Any]
+    #: the seed the backend reports it used, where that is not the declared
+    #: `params.seed` (a local backend derives one from the key when none is declared)
     seed: int | None = None
     #: responsive variants: path → digest
     variants: Mapping[str, str] = field(default_factory=dict)
@@ -68,7 +70,7 @@ class LockEntry:
             "output_key": self.output_key,
             "params": dict(self.params),
         }
-        if self.seed is not None:
+        if self.seed is not None and self.seed != self.params.get("seed"):
             data["seed"] = self.seed
         if self.variants:
             data["variants"] = dict(self.variants)
@@ -77,6 +79,8 @@ class LockEntry:
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> LockEntry:
         try:
+            params = dict(data.get("params", {}))
+            seed = data.get("seed")
             return cls(
                 backend=str(data["backend"]),
                 model=str(data["model"]),
@@ -84,9 +88,10 @@ class LockEntry:
                 digest=str(data["digest"]),
                 generation_key=str(data["generation_key"]),
                 output_key=str(data["output_key"]),
-                params=dict(data.get("params", {})),
+                params=params,
                 variants={str(k): str(v) for k, v in data.get("variants", {}).items()},
-                seed=data.get("seed"),
+                # locks before 0.2 wrote the declared seed twice
+                seed=None if seed == params.get("seed") else seed,
             )
         except (KeyError, TypeError) as exc:
             raise LockfileError(

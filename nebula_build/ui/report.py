@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState, Plan
-from nebula_build.plugin.catalog import OPTIONAL_PARAMS, ModelSupport
+from nebula_build.params import FILES, OPTIONAL
+from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ SYMBOLS = {
     ActionKind.CONFLICT: ("!", "magenta"),
     ActionKind.NOOP: (" ", "dim"),
 }
-_DIGEST_FIELDS = ("image", "mask")
 _FILE_NOUNS = {
     FileKind.ATLAS: ("atlas", "atlases"),
     FileKind.ASSET_MANIFEST: ("asset manifest", "asset manifests"),
@@ -36,7 +36,7 @@ _FILE_NOUNS = {
 def _value(field: str, value: Any) -> str:
     if value is None:
         return "(unset)"
-    if field in _DIGEST_FIELDS:
+    if field in FILES:
         text = str(value)
         if text.startswith("@"):
             upstream, _, key = text.partition(":")
@@ -250,13 +250,13 @@ def apply_json(result: RoundResult) -> dict[str, Any]:
 
 
 def models_text(tables: Mapping[str, Mapping[str, ModelSupport]], style: Style) -> str:
-    header = ["model", *OPTIONAL_PARAMS, "size"]
+    header = ["model", *OPTIONAL, "size"]
     lines = []
     for backend, models in tables.items():
         rows = [
             [
                 mid,
-                *("yes" if p in m.params else "-" for p in OPTIONAL_PARAMS),
+                *("yes" if p in m.params else "-" for p in OPTIONAL),
                 f"x{m.size_multiple}",
             ]
             for mid, m in models.items()

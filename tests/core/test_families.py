@@ -38,7 +38,8 @@ def test_a_matrix_expands_into_addressable_images(project, run_cli, fake_site, t
     assert generation_log(log) == ["enemy[bat,idle]"]
     lock = loads((root / "images.lock").read_text())
     assert lock["enemy[bat,idle]"].params["prompt"] == "pixel art bat, idle pose"
-    assert lock["enemy[bat,idle]"].seed == 102  # index 2
+    assert lock["enemy[bat,idle]"].params["seed"] == 102  # index 2, recorded once
+    assert (root / "images.lock").read_text().count("102") == 1
     assert '[images."enemy[bat,idle]"]' in (root / "images.lock").read_text()
     assert run_cli("apply", "--target", "enemy[*]").code == 0
     assert sorted(generation_log(log)) == sorted(actions)
