@@ -1,7 +1,8 @@
 """Source of a third-party backend plugin used by the tests.
 
 It is installed into a temporary site folder as its own distribution
-(`nebula-build-fake`), so it is found through the real entry-point path.
+(`nebula-build-fake`), so it is found through the real entry-point path, and
+like any third party it imports nothing of nebula-build but `nebula_build.plugin`.
 """
 
 FAKE_BACKEND_SOURCE = """
@@ -12,9 +13,25 @@ import time
 
 from pydantic import Field
 
-from nebula_build import Backend, BackendSettings, GenerationResult, RequestRejectedError, hookimpl
-from nebula_build.backends.preview import render
-from nebula_build.plugin.catalog import nebula_models
+from nebula_build.plugin import (
+    Backend,
+    BackendSettings,
+    GenerationResult,
+    RequestRejectedError,
+    hookimpl,
+    nebula_models,
+)
+
+
+def render(request):
+    # A real PNG of the requested size, its colour from the key: same request, same bytes.
+    import hashlib, io
+    from PIL import Image
+
+    color = tuple(hashlib.sha256(request.generation_key.encode()).digest()[:3])
+    buffer = io.BytesIO()
+    Image.new("RGB", (request.width, request.height), color).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 class FakeSettings(BackendSettings):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,10 +104,17 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str | None, where:
 
 def _signature_problem(message: str) -> str:
     """pluggy's several-line complaint about a hook's arguments, as one line."""
-    lines = [line for line in message.splitlines() if line.strip()]
-    hook = next((line.split("hook ", 1)[1] for line in lines if "hook " in line), "")
-    detail = lines[-1] if lines else message
-    return f"hook {hook.strip()}: {detail}".replace("  ", " ")
+    hook = re.search(r"for hook '([^']+)'", message)
+    asked = re.search(r"Argument\(s\) \{(.*?)\}", message)
+    if hook is None or asked is None:
+        return " ".join(message.split())
+    spec = getattr(hookspecs, hook[1], None)
+    offered = ", ".join(inspect.signature(spec).parameters) if spec else ""
+    wanted = asked[1].replace("'", "")
+    return (
+        f"hook {hook[1]} is called with {offered or 'no arguments'}, "
+        f"but its implementation asks for {wanted}"
+    )
 
 
 def _unknown_hook(exc: pluggy.PluginValidationError, sources: Mapping[int, str]) -> str:

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from nebula_build.plugin.backend import GenerationRequest
-from nebula_build.plugin.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL
+from nebula_build.plugin import FLUX_FILL, FLUX_SCHNELL, SDXL, GenerationRequest
 from tests.conftest import image_info
 
 MODELS = {SDXL: "sdxl", FLUX_SCHNELL: "flux", FLUX_FILL: "flux-fill"}

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from nebula_build.plugin.catalog import FLUX_SCHNELL, SDXL
+from nebula_build.plugin import FLUX_SCHNELL, SDXL
 from tests.backends.test_diffusers_backend import backend_for, request, tiny  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.gpu

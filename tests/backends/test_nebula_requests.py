@@ -20,8 +20,13 @@ from nebula_build.errors import (
     RequestRejectedError,
     TransientBackendError,
 )
-from nebula_build.plugin.backend import GenerationRequest
-from nebula_build.plugin.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL, SEEDREAM_DEFAULT_ID
+from nebula_build.plugin import (
+    FLUX_FILL,
+    FLUX_SCHNELL,
+    SDXL,
+    SEEDREAM_DEFAULT_ID,
+    GenerationRequest,
+)
 
 KEY = "ak_unit_test_key"
 

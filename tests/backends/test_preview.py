@@ -7,7 +7,7 @@ import io
 from PIL import Image, ImageChops, ImageDraw
 
 from nebula_build.backends.preview import render
-from nebula_build.plugin.backend import GenerationRequest
+from nebula_build.plugin import GenerationRequest
 
 
 def request(**changes) -> GenerationRequest:

@@ -7,7 +7,7 @@ import json
 
 from PIL import Image
 
-from nebula_build.plugin.catalog import FLUX_FILL
+from nebula_build.plugin import FLUX_FILL
 from nebula_build.state.lockfile import loads
 from tests.conftest import fake_manifest, generation_log
 

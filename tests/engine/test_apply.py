@@ -14,7 +14,7 @@ from nebula_build.engine.execute import execute
 from nebula_build.engine.planning import plan_for
 from nebula_build.engine.prepare import prepare
 from nebula_build.errors import CredentialsError
-from nebula_build.plugin.backend import GenerationRequest, GenerationResult
+from nebula_build.plugin import GenerationRequest, GenerationResult
 from nebula_build.plugin.manager import load_registry
 from nebula_build.state.lockfile import read
 from nebula_build.state.project import Project

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nebula_build.outputs.metadata import read
-from nebula_build.plugin.catalog import FLUX_SCHNELL, SDXL
+from nebula_build.plugin import FLUX_SCHNELL, SDXL
 from tests.conftest import fake_manifest
 
 LOGO = {

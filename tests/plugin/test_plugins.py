@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from nebula_build.errors import PluginError
 from nebula_build.plugin.manager import load_registry
-from tests.conftest import install_distribution
+from tests.conftest import REPO, install_distribution
 
 CLASH = """
-from nebula_build import Backend, hookimpl
-from nebula_build.plugin.catalog import nebula_models
+from nebula_build.plugin import Backend, hookimpl
+from nebula_build.plugin import nebula_models
 
 class Clash(Backend):
     name = "preview"
@@ -81,3 +83,144 @@ def test_a_broken_plugin_is_named(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     with pytest.raises(PluginError, match="oops"):
         load_registry()
+
+
+MINIMAL = (
+    'version = 1\n[defaults]\nbackend = "preview"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
+    '[images.a]\nprompt = "x"\nwidth = 64\nheight = 64\noutput = "a.png"\n'
+)
+MISSPELT = """
+from nebula_build.plugin import hookimpl
+
+@hookimpl
+def nebula_build_register_backend():
+    return []
+"""
+UNMARKED = """
+def nebula_build_register_backend():
+    return []
+"""
+WRONG_ARGUMENTS = """
+from nebula_build.plugin import hookimpl
+
+@hookimpl
+def nebula_build_register_backends(config):
+    return []
+"""
+CRASHING = """
+from nebula_build.plugin import Backend, hookimpl, nebula_models
+
+class Crash(Backend):
+    name = "crash"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        return 1 / 0
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Crash]
+"""
+
+
+@pytest.fixture
+def install(tmp_path, monkeypatch):
+    """Installs a one-module plugin distribution named nebula-<name> for this test."""
+    installed = []
+
+    def make(name: str, source: str) -> None:
+        site = tmp_path / f"site-{name}"
+        module = f"nebula_{name}"
+        install_distribution(site, f"nebula-{name}", {module: source}, {name: module})
+        monkeypatch.syspath_prepend(str(site))
+        installed.append(module)
+
+    yield make
+    for module in installed:
+        sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize("source", [MISSPELT, UNMARKED], ids=["marked", "unmarked"])
+def test_a_misspelt_hook_is_one_line_naming_the_plugin(source, install, project, run_cli):
+    install("typo", source)
+    project({"images.toml": MINIMAL})
+    code, out, err = run_cli("plan")
+    assert code == 1 and out == ""
+    assert err == (
+        "error: nebula-typo 0.1: 'nebula_build_register_backend' is not a nebula-build hook; "
+        "did you mean 'nebula_build_register_backends'?\n"
+    )
+
+
+def test_a_hook_with_the_wrong_arguments_is_one_line_naming_the_plugin(install, project, run_cli):
+    install("args", WRONG_ARGUMENTS)
+    project({"images.toml": MINIMAL})
+    code, _, err = run_cli("validate")
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("error: nebula-args 0.1 (entry point args = 'nebula_args'): ")
+    assert "nebula_build_register_backends" in err and "config" in err
+
+
+def test_a_crash_inside_a_plugin_backend_names_the_plugin_not_nebula_build(
+    install, project, run_cli
+):
+    install("crash", CRASHING)
+    root = project({"images.toml": MINIMAL.replace('"preview"', '"crash"')})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert (
+        "a: backend 'crash' from nebula-crash 0.1 failed in generate: "
+        "ZeroDivisionError: division by zero (a bug in that plugin" in err
+    )
+    assert "internal error" not in err and "Traceback" not in err
+    assert not (root / "a.png").exists()
+
+
+@pytest.mark.slow
+def test_the_documented_example_plugin_installs_with_pip_and_runs(tmp_path, project):
+    example = REPO / "examples" / "plugin-backend"
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    done = subprocess.run(
+        [*pip, "--no-index", "--target", str(site), str(example)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    manifest = (
+        'version = 1\n[defaults]\nbackend = "solid"\nmodel = "solid/flat"\n'
+        "[backends.solid]\nborder = 2\n"
+        '[images.swatch]\nprompt = "anything"\nseed = 3\nwidth = 128\nheight = 64\n'
+        'output = "swatch.png"\n'
+    )
+    root = project({"images.toml": manifest})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "nebula_build", *args]
+        return subprocess.run(
+            command, cwd=root, env=env, capture_output=True, text=True, check=False
+        )
+
+    assert cli("apply").returncode == 0
+    with Image.open(root / "swatch.png") as image:
+        assert image.size == (128, 64)
+        assert image.getpixel((64, 32)) != image.getpixel((0, 0))  # the border
+    again = cli("apply")
+    assert again.returncode == 0 and "No changes" in again.stdout
+    listed = cli("models", "--backend", "solid")
+    assert "solid/flat" in listed.stdout
+    wrong = (root / "images.toml").read_text().replace("border = 2", "boarder = 2")
+    (root / "images.toml").write_text(wrong)
+    refused = cli("validate")
+    assert refused.returncode == 1 and "did you mean 'border'" in refused.stderr
+
+
+def test_the_plugin_guide_shows_the_example_as_it_is():
+    guide = (REPO / "docs" / "plugins.md").read_text()
+    source = (REPO / "examples/plugin-backend/nebula_solid/__init__.py").read_text()
+    assert f"```python\n{source}```" in guide
