@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -43,17 +42,6 @@ def run_timed(args: list[str], cwd: Path) -> tuple[float, int, int]:
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     return elapsed, process.returncode, usage.ru_maxrss // 1024
-
-
-def median_of(args: list[str], cwd: Path, runs: int = 5) -> tuple[float, int]:
-    times, peaks = [], []
-    for _ in range(runs):
-        elapsed, code, peak = run_timed(args, cwd)
-        if code not in (0, 2):
-            raise SystemExit(f"{' '.join(args)} exited {code}")
-        times.append(elapsed)
-        peaks.append(peak)
-    return statistics.median(times), max(peaks)
 
 
 def nebula_build(*args: str) -> list[str]:

@@ -26,7 +26,6 @@ Only the CLI turns these into exit codes. Anything else escaping is a bug.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 
 class NebulaBuildError(Exception):
@@ -37,15 +36,25 @@ class UserError(NebulaBuildError):
     """Something the user can fix: printed as one line, exit code 1."""
 
 
-@dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a manifest, located as precisely as the source allows."""
+    """One thing wrong with a manifest, located as precisely as the source allows.
 
-    path: str
-    loc: str
-    message: str
-    line: int | None = None
-    column: int | None = None
+    A plain class rather than a dataclass: every command imports this module, and
+    dataclasses costs a no-op `plan` more than the rest of its start-up."""
+
+    __slots__ = ("column", "line", "loc", "message", "path")
+
+    def __init__(
+        self, path: str, loc: str, message: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        self.path = path
+        self.loc = loc
+        self.message = message
+        self.line = line
+        self.column = column
+
+    def __repr__(self) -> str:
+        return f"Problem({str(self)!r})"
 
     def __str__(self) -> str:
         where = self.path

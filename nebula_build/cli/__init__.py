@@ -7,19 +7,14 @@ errors or decides an exit code.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from nebula_build import __version__
-from nebula_build.cli.build import cmd_apply, cmd_gc, cmd_plan, cmd_status, cmd_validate
 from nebula_build.cli.context import Context, ExitCode
-from nebula_build.cli.info import cmd_init, cmd_inspect, cmd_models, cmd_schema
-from nebula_build.cli.live import cmd_gallery, cmd_watch
-from nebula_build.errors import NebulaBuildError
-from nebula_build.ui.style import Style, wants_color
 
 __all__ = ["ExitCode", "main", "main_exit"]
 
@@ -92,14 +87,14 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="SECONDS",
         help="wait this long for a running apply",
     )
-    watch.set_defaults(run=cmd_watch)
+    watch.set_defaults(run="live:cmd_watch")
 
     gallery = sub.add_parser("gallery", help="write an HTML contact sheet of every image")
     gallery.add_argument(
         "--out", metavar="DIR", help="folder for index.html (default .nebula-build/gallery)"
     )
     gallery.add_argument("--backend", metavar="NAME", help="as if run through NAME")
-    gallery.set_defaults(run=cmd_gallery)
+    gallery.set_defaults(run="live:cmd_gallery")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,11 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = sub.add_parser("init", help="write a starter images.toml")
     init.add_argument("--force", action="store_true", help="overwrite an existing manifest")
-    init.set_defaults(run=cmd_init)
+    init.set_defaults(run="info:cmd_init")
 
     validate = sub.add_parser("validate", help="check the manifest, generate nothing")
     validate.add_argument("--backend", metavar="NAME", help="validate against this backend")
-    validate.set_defaults(run=cmd_validate)
+    validate.set_defaults(run="build:cmd_validate")
 
     plan = sub.add_parser("plan", help="show what apply would change, and why")
     _targets(plan)
@@ -132,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 2 when there are changes, 0 when there are none",
     )
-    plan.set_defaults(run=cmd_plan)
+    plan.set_defaults(run="build:cmd_plan")
 
     apply = sub.add_parser("apply", help="generate what changed and update images.lock")
     _targets(apply)
@@ -161,12 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for another apply to finish",
     )
     apply.add_argument("-q", "--quiet", action="store_true", help="no line per image")
-    apply.set_defaults(run=cmd_apply)
+    apply.set_defaults(run="build:cmd_apply")
 
     status = sub.add_parser("status", help="each image: up to date, pending or conflict")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--backend", metavar="NAME", help="as if run through this backend")
-    status.set_defaults(run=cmd_status)
+    status.set_defaults(run="build:cmd_status")
 
     models = sub.add_parser("models", help="which model takes which parameter, per backend")
     models.add_argument("--backend", metavar="NAME", help="only this backend")
@@ -176,20 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask the Nebula API for its model list (ids, type, price)",
     )
-    models.set_defaults(run=cmd_models)
+    models.set_defaults(run="info:cmd_models")
 
     _add_live_commands(sub)
 
     inspect = sub.add_parser("inspect", help="show the generation metadata a file carries")
     inspect.add_argument("file", metavar="FILE", help="a PNG, JPEG, WebP or AVIF image")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect.set_defaults(run=cmd_inspect)
+    inspect.set_defaults(run="info:cmd_inspect")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of images.toml")
     schema.add_argument(
         "--assets", action="store_true", help="the schema of the asset manifest instead"
     )
-    schema.set_defaults(run=cmd_schema)
+    schema.set_defaults(run="info:cmd_schema")
 
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
     gc.add_argument("--dry-run", action="store_true", help="only say what would go")
@@ -200,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long for a running apply",
     )
-    gc.set_defaults(run=cmd_gc)
+    gc.set_defaults(run="build:cmd_gc")
     return parser
 
 
@@ -216,22 +211,44 @@ def main(
     except SystemExit as exc:
         return int(exc.code or 0)
     ctx = Context(args, out, err)
-    run: Callable[[Context], int] = args.run
     try:
-        return int(run(ctx))
-    except NebulaBuildError as exc:
-        err_style = Style(wants_color(err))
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            prefix = err_style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
-            err.write(f"{prefix}{line}\n")
-        if os.environ.get("NEBULA_BUILD_DEBUG"):
-            traceback.print_exception(exc, file=err)
-        return ExitCode.ERROR
+        return int(_command(args.run)(ctx))
     except KeyboardInterrupt:
         err.write("interrupted\n")
         return 130
     except BrokenPipeError:
         return ExitCode.OK
+    except Exception as exc:
+        # The errors module is imported only when there is an error to show: a no-op
+        # plan is answered without it.
+        from nebula_build.errors import NebulaBuildError
+
+        if not isinstance(exc, NebulaBuildError):
+            raise
+        _print_error(exc, err)
+        return ExitCode.ERROR
+
+
+def _command(name: str) -> Callable[[Context], int]:
+    """A command by "module:function" within this package, imported when it runs."""
+    module, _, function = name.partition(":")
+    command: Callable[[Context], int] = getattr(
+        importlib.import_module(f"{__name__}.{module}"), function
+    )
+    return command
+
+
+def _print_error(exc: Exception, err: TextIO) -> None:
+    from nebula_build.ui.style import Style, wants_color
+
+    style = Style(wants_color(err))
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        prefix = style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
+        err.write(f"{prefix}{line}\n")
+    if os.environ.get("NEBULA_BUILD_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc, file=err)
 
 
 def main_exit() -> None:

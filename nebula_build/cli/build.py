@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import traceback
 from typing import TYPE_CHECKING
 
+from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import ApplyError, NebulaBuildError
 from nebula_build.ui.style import Style, wants_color
 
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from nebula_build.engine.prepare import Prepared
     from nebula_build.engine.round import RoundResult
     from nebula_build.ui.progress import Progress
-from nebula_build.cli.context import Context, ExitCode, prepared_project
 
 
 def cmd_validate(ctx: Context) -> int:
@@ -24,16 +23,25 @@ def cmd_validate(ctx: Context) -> int:
 
 
 def cmd_plan(ctx: Context) -> int:
+    args = ctx.args
+    whole = not (args.json or args.target or args.replace or args.force)
+    if whole and (images := _unchanged_since_last_plan(ctx)) is not None:
+        ctx.print(f"No changes: {images} image(s) up to date.")
+        return ExitCode.OK
+    import time
+
+    from nebula_build.engine import noop
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
     from nebula_build.ui.report import plan_json, plan_text
 
+    started = time.time()
     prepared = prepared_project(ctx)
     lock = current_lock(prepared.project, ctx.notice)
-    plan = plan_for(
-        prepared, lock, targets=ctx.args.target, replace=ctx.args.replace, force=ctx.args.force
-    )
+    plan = plan_for(prepared, lock, targets=args.target, replace=args.replace, force=args.force)
     prepared.files.save()
+    if whole:
+        noop.record(prepared, plan, args.backend, started=started)
     if ctx.args.json:
         ctx.print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
     else:
@@ -41,6 +49,15 @@ def cmd_plan(ctx: Context) -> int:
     if ctx.args.detailed_exitcode and plan.has_changes:
         return ExitCode.CHANGES_PENDING
     return ExitCode.OK
+
+
+def _unchanged_since_last_plan(ctx: Context) -> int | None:
+    """The number of images, if nothing a plan reads changed since the last one that
+    found nothing to do (see engine/noop.py)."""
+    from nebula_build.engine import noop
+
+    found = noop.find_root(ctx.start, ctx.args.file)
+    return None if found is None else noop.unchanged(*found, ctx.args.backend)
 
 
 def cmd_status(ctx: Context) -> int:
@@ -138,6 +155,8 @@ def render_round(ctx: Context, result: RoundResult) -> int:
     failures = result.failures
     for name, error in failures.items():
         if not isinstance(error, NebulaBuildError | OSError):
+            import traceback
+
             ctx.err.write(f"internal error while building {name} (a bug, please report it):\n")
             traceback.print_exception(error, file=ctx.err)
     if failures:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import os
 from enum import IntEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from nebula_build.errors import UserError
-from nebula_build.state.project import Project
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
     from nebula_build.engine.prepare import Prepared
+    from nebula_build.state.project import Project
 
 
 class ExitCode(IntEnum):
@@ -22,13 +20,19 @@ class ExitCode(IntEnum):
     CHANGES_PENDING = 2
 
 
-@dataclass
 class Context:
-    """What every command gets: parsed arguments and the output streams."""
+    """What every command gets: parsed arguments and the output streams. Light on
+    purpose: a no-op `plan` is answered having loaded little more than this."""
 
-    args: argparse.Namespace
-    out: TextIO
-    err: TextIO
+    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self.err = err
+
+    @property
+    def start(self) -> str:
+        """The folder the command runs in: -C DIR, else the current one."""
+        return str(self.args.directory) if self.args.directory else os.getcwd()  # noqa: PTH109
 
     @property
     def style(self) -> Style:
@@ -38,7 +42,12 @@ class Context:
         self.err.write(Style(wants_color(self.err))(f"note: {message}", "yellow") + "\n")
 
     def project(self) -> Project:
-        start = Path(self.args.directory) if self.args.directory else Path.cwd()
+        from pathlib import Path
+
+        from nebula_build.errors import UserError
+        from nebula_build.state.project import Project
+
+        start = Path(self.start)
         if not start.is_dir():
             raise UserError(f"-C {self.args.directory}: no such folder")
         return Project.find(start, self.args.file)

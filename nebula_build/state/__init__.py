@@ -1,0 +1,7 @@
+"""What a project keeps on disk, and the one place that reads and writes it.
+
+project (where every file lives) · lockfile (images.lock, its snapshot, the
+journal) · cache (original bytes by generation key) · fileindex (digests by
+stat) · inputs (input files, read once) · projectlock (one apply at a time) ·
+scaffold (`init`). Imports the base only: state never knows what a spec is.
+"""

@@ -1,8 +1,9 @@
 """Digests of files on disk, re-hashed only when their stat changes.
 
-Like git's index: `.nebula-build/files.json` remembers (size, mtime, inode,
-digest) per path, so a no-op plan of 10k outputs costs 10k `stat` calls, not
-10k file reads.
+Like git's index: `.nebula-build/files.json` remembers (size, mtime, ctime,
+inode, digest) per path, so a no-op plan of 10k outputs costs 10k `stat` calls,
+not 10k file reads. ctime is there because nothing can set it back: a file
+rewritten with its old size and `touch -d` to its old mtime is still re-hashed.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from stat import S_ISREG
 
 from nebula_build.fsutil import atomic_write, sha256_bytes, sha256_file
 
-_Signature = tuple[int, int, int]
+_Signature = tuple[int, int, int, int]
+_FIELDS = 4
 
 
 def _signature(stat: os.stat_result) -> _Signature:
-    return (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
 class FileIndex:
@@ -29,6 +31,8 @@ class FileIndex:
         self._root = str(root)
         self.index_path = index_path
         self._entries: dict[str, list[object]] = {}
+        #: the signature each file had when this process last looked at it
+        self._seen: dict[str, _Signature] = {}
         self._dirty = False
         try:
             loaded = json.loads(index_path.read_bytes())
@@ -47,10 +51,10 @@ class FileIndex:
             return None
         if not S_ISREG(stat.st_mode):
             return None
-        signature = _signature(stat)
+        signature = self._seen[relative] = _signature(stat)
         known = self._entries.get(relative)
-        if known is not None and tuple(known[:3]) == signature:
-            return str(known[3])
+        if known is not None and tuple(known[:_FIELDS]) == signature:
+            return str(known[_FIELDS])
         digest = sha256_file(Path(path))
         self._entries[relative] = [*signature, digest]
         self._dirty = True
@@ -66,10 +70,17 @@ class FileIndex:
         digest = digest or (sha256_bytes(data) if data is not None else None)
         if digest is None:
             digest = sha256_file(self.root / relative)
-        self._entries[relative] = [*_signature(stat), digest]
+        signature = self._seen[relative] = _signature(stat)
+        self._entries[relative] = [*signature, digest]
         self._dirty = True
 
+    def seen(self) -> dict[str, tuple[int, int, int, int]]:
+        """(size, mtime, ctime, inode) of every file this process has looked at, as it
+        was then: what a no-op plan depended on, without a second stat."""
+        return dict(self._seen)
+
     def forget(self, relative: str) -> None:
+        self._seen.pop(relative, None)
         if self._entries.pop(relative, None) is not None:
             self._dirty = True
 

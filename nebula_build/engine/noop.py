@@ -1,0 +1,165 @@
+"""The no-op fast path: answer `plan` for an unchanged project without reading it.
+
+After a plan finds nothing to do, `.nebula-build/noop` records the stat
+signature (size, mtime, ctime, inode) of every file that plan depended on: the
+manifest, the lock, every input, output and variant, the atlases' sheets and
+frame maps, the asset manifest; and what else decides a plan (the nebula-build
+version, the folders Python loads packages from, `--backend`, which manifest).
+While every signature still matches, nothing the plan reads can have changed,
+so the next `plan` answers "No changes" from stats alone: no TOML, no pydantic,
+no lock, no image. ctime cannot be set back by `touch` or `rsync -t`, so an
+edited file always shows. As with git's index, a file changed in the seconds
+before the snapshot is "racy" (its next change may keep the same timestamps):
+no snapshot is written then, and the next plan takes the full path.
+
+Anything unexpected is a miss, never an error. This module imports only `os`
+and `sys`: it runs before anything else is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from nebula_build import __version__
+
+if TYPE_CHECKING:
+    from nebula_build.core.plan import Plan
+    from nebula_build.engine.prepare import Prepared
+
+FORMAT = "nebula-build no-op snapshot 1"
+SNAPSHOT = os.path.join(".nebula-build", "noop")
+JOURNAL = os.path.join(".nebula-build", "journal")
+RACY_SECONDS = 2.0
+
+
+def find_root(start: str, manifest: str | None) -> tuple[str, str] | None:
+    """(project root, manifest file name) the way the CLI finds them, with os.path only;
+    None where the full path should decide (and explain)."""
+    if not os.path.isdir(start):
+        return None
+    if manifest is not None:
+        path = os.path.join(start, manifest)
+        if os.path.islink(path):  # the lock goes beside the link's target: the full path knows
+            return None
+        path = os.path.realpath(path)
+        return os.path.dirname(path), os.path.basename(path)
+    folder = os.path.realpath(start)
+    while True:
+        if os.path.isfile(os.path.join(folder, "images.toml")):
+            return folder, "images.toml"
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _signature(path: str) -> str | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _text((stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino))
+
+
+def _text(signature: tuple[int, int, int, int]) -> str:
+    return "\t".join(map(str, signature))
+
+
+def _context(manifest: str, backend: str | None) -> str:
+    """Everything besides the project's files that decides a plan, as one line."""
+    parts = [__version__, manifest, backend or ""]
+    for entry in sys.path:  # a package installed or removed changes its folder
+        parts += [entry, _signature(entry) or "-"]
+    return "\x1f".join(parts).replace("\n", "\x1e")
+
+
+def unchanged(root: str, manifest: str, backend: str | None) -> int | None:
+    """The number of images, if the project is exactly as the last no-op plan saw it."""
+    try:
+        with open(os.path.join(root, SNAPSHOT), encoding="utf-8") as handle:
+            lines = handle.read().split("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if os.path.lexists(os.path.join(root, JOURNAL)):  # an apply is running, or crashed
+        return None
+    if len(lines) < 3 or lines[0] != FORMAT or lines[1] != _context(manifest, backend):
+        return None
+    for line in lines[3:]:
+        path, _, recorded = line.partition("\t")
+        if _signature(os.path.join(root, path)) != recorded:
+            return None
+    return int(lines[2]) if lines[2].isdigit() else None
+
+
+def snapshot(
+    root: str,
+    manifest: str,
+    backend: str | None,
+    *,
+    paths: list[str],
+    images: int,
+    now: float,
+    seen: Mapping[str, tuple[int, int, int, int]],
+) -> str | None:
+    """The snapshot's text for a no-op plan that began at `now` and read `paths`
+    (relative to `root`), or None where one cannot be trusted: a file missing, racy
+    (changed after `now - RACY_SECONDS`), or with a name that does not fit on a line.
+    `seen` are signatures the plan already took (size, mtime, ctime, inode): those
+    files are not stat-ed again."""
+    lines = [FORMAT, _context(manifest, backend), str(images)]
+    newest = now - RACY_SECONDS
+    for path in dict.fromkeys(paths):
+        if "\t" in path or "\n" in path:
+            return None
+        signature = seen.get(path)
+        if signature is None:
+            try:
+                stat = os.stat(os.path.join(root, path))
+            except OSError:
+                return None
+            signature = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        if max(signature[1], signature[2]) / 1e9 > newest:
+            return None
+        lines.append(f"{path}\t{_text(signature)}")
+    return "\n".join(lines)
+
+
+def record(prepared: Prepared, plan: Plan, backend: str | None, *, started: float) -> None:
+    """Remember a plan that found nothing to do, for the next one (or forget the last
+    snapshot, where this project cannot have one). `started` is when the plan began
+    reading: a file changed after that (or just before) makes the snapshot racy."""
+    import contextlib
+
+    from nebula_build.fsutil import atomic_write
+
+    project = prepared.project
+    root = str(project.root)
+    manifest = os.path.relpath(project.manifest_path, root)
+    paths = [manifest, os.path.relpath(project.lock_path, root)]
+    for spec in prepared.specs.values():
+        paths += spec.paths
+        paths += [path for path in (spec.image, spec.mask) if path]
+    for atlas in prepared.resolved.atlases.values():
+        paths += [atlas.output, atlas.frames]
+    if prepared.resolved.asset_manifest is not None:
+        paths.append(prepared.resolved.asset_manifest)
+    text = None
+    if not any(path.startswith("..") for path in paths) and not plan.has_changes:
+        text = snapshot(
+            root,
+            manifest,
+            backend,
+            paths=paths,
+            images=len(plan.actions),
+            now=started,
+            seen=prepared.files.seen(),
+        )
+    target = project.root / SNAPSHOT
+    with contextlib.suppress(OSError):  # the snapshot only saves time
+        if text is None:
+            target.unlink(missing_ok=True)
+        else:
+            atomic_write(target, text.encode(), durable=False)

@@ -1,0 +1,196 @@
+"""The no-op fast path: a plan of an unchanged project is answered from stats alone,
+and every change a plan would see still reaches the full path."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nebula_build.engine import noop
+from tests.conftest import REPO, fake_manifest
+
+IMAGES = {
+    "hero": {"prompt": "a lighthouse", "output": "img/hero.png", "widths": [32]},
+    "cap": {
+        "model": "black-forest-labs/FLUX.1-Fill-dev",
+        "prompt": "a cap",
+        "image": "in/photo.png",
+        "mask": "in/mask.png",
+        "output": "img/cap.png",
+    },
+}
+EXTRA = (
+    '\n[atlases.sheet]\nimages = ["hero", "cap"]\noutput = "img/sheet.png"\n'
+    '\n[assets]\nmanifest = "img/images.json"\n'
+)
+
+
+def png(color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def built(project, run_cli, fake_site, tmp_path, monkeypatch):
+    """A project applied and planned once, with a snapshot the next plan can use."""
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)  # no waiting for the racy window
+    root = project(
+        {
+            "images.toml": fake_manifest(tmp_path / "log", IMAGES) + EXTRA,
+            "in/photo.png": png((10, 20, 30)),
+            "in/mask.png": png((255, 255, 255)),
+        }
+    )
+    assert run_cli("apply").code == 0
+    assert "No changes" in run_cli("plan").out
+    assert noop.unchanged(str(root), "images.toml", None) == 2
+    return root
+
+
+def plan(run_cli) -> str:
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    return out
+
+
+def keep_size_and_mtime(path: Path, edit) -> None:
+    """Change a file's bytes but not its size or modification time: only ctime shows."""
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    edit(data)
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+
+
+def flip_last_byte(data: bytearray) -> None:
+    data[-1] ^= 1
+
+
+def test_an_unchanged_project_is_answered_from_the_snapshot(built, run_cli):
+    assert plan(run_cli) == "No changes: 2 image(s) up to date.\n"
+    code, _, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 0
+
+
+def test_a_manifest_edit_that_keeps_size_and_mtime_is_seen(built, run_cli):
+    manifest = built / "images.toml"
+    keep_size_and_mtime(
+        manifest, lambda data: data.__setitem__(data.index(b"lighthouse"), ord("L"))
+    )
+    out = plan(run_cli)
+    assert "hero  regenerate" in out and "prompt changed" in out
+
+
+def test_an_output_edited_by_hand_is_seen(built, run_cli):
+    keep_size_and_mtime(built / "img/hero.png", flip_last_byte)
+    assert "hero  conflict" in plan(run_cli)
+
+
+@pytest.mark.parametrize(
+    ("path", "seen"),
+    [
+        ("img/hero.png", "hero  restore"),
+        ("img/hero-32.png", "hero  restore"),
+        ("img/sheet.png", "atlas sheet  build"),
+        ("img/images.json", "asset manifest  build"),
+        ("images.lock", "hero  conflict"),  # no record says nebula-build wrote it
+    ],
+)
+def test_a_missing_file_is_seen(built, run_cli, path, seen):
+    (built / path).unlink()
+    assert seen in plan(run_cli)
+
+
+def test_an_edited_input_is_seen(built, run_cli):
+    (built / "in/mask.png").write_bytes(png((0, 0, 0)))
+    assert "cap  regenerate" in plan(run_cli)
+
+
+def test_an_edited_sheet_is_seen(built, run_cli):
+    keep_size_and_mtime(built / "img/sheet.png", flip_last_byte)
+    assert "atlas sheet  conflict" in plan(run_cli)
+
+
+def test_a_journal_a_backend_override_or_new_packages_take_the_full_path(built, monkeypatch):
+    assert noop.unchanged(str(built), "images.toml", "preview") is None
+    assert noop.unchanged(str(built), "other.toml", None) is None
+    journal = built / ".nebula-build/journal"
+    journal.write_text("")
+    assert noop.unchanged(str(built), "images.toml", None) is None
+    journal.unlink()
+    assert noop.unchanged(str(built), "images.toml", None) == 2
+    monkeypatch.syspath_prepend(str(built / "in"))  # as if a plugin were installed there
+    assert noop.unchanged(str(built), "images.toml", None) is None
+
+
+def test_a_plan_with_changes_or_a_racy_file_leaves_no_snapshot(built, run_cli, monkeypatch):
+    (built / "img/cap.png").unlink()
+    assert "cap  restore" in plan(run_cli)
+    assert not (built / noop.SNAPSHOT).exists()
+    assert run_cli("apply").code == 0
+    monkeypatch.setattr(noop, "RACY_SECONDS", 3600.0)
+    assert "No changes" in plan(run_cli)
+    assert not (built / noop.SNAPSHOT).exists()  # cap.png was written within the hour
+
+
+@pytest.mark.slow
+def test_the_fast_path_loads_no_manifest_parser_validator_or_image_library(tmp_path):
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "images.toml").write_text(
+        'version = 1\n[defaults]\nbackend = "preview"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
+        '[images.a]\nprompt = "x"\nwidth = 64\nheight = 64\noutput = "a.png"\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    probe = (
+        "import sys; from nebula_build.cli import main; rc = main(sys.argv[1:]); "
+        "loaded = [m for m in ('tomllib', 'pydantic', 'PIL', 'nebula_build.state.lockfile', "
+        "'nebula_build.core.manifest', 'nebula_build.plugin') if m in sys.modules]; "
+        "print(loaded); sys.exit(rc)"
+    )
+
+    def run(*args: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    run("apply")
+    time.sleep(noop.RACY_SECONDS + 0.1)
+    assert run("plan")[-1] != "[]"  # the full path, which leaves a snapshot
+    answer = run("plan", "--detailed-exitcode")
+    assert answer == ["No changes: 1 image(s) up to date.", "[]"]
+
+
+def test_a_file_edited_while_the_plan_runs_leaves_no_snapshot(built, run_cli, monkeypatch):
+    from nebula_build.engine import planning
+
+    (built / noop.SNAPSHOT).unlink()
+    real = planning.plan_for
+
+    def plan_then_edit(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        manifest = built / "images.toml"  # saved after the plan read it
+        manifest.write_text(manifest.read_text().replace("a lighthouse", "a lighthouse!"))
+        return plan
+
+    monkeypatch.setattr(planning, "plan_for", plan_then_edit)
+    assert "No changes" in plan(run_cli)
+    assert not (built / noop.SNAPSHOT).exists()
+    monkeypatch.setattr(planning, "plan_for", real)
+    assert "prompt changed" in plan(run_cli)
