@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import nebula_build, run_timed, write_manifest
 
 from nebula_build.backends.preview import render
-from nebula_build.plugin.backend import GenerationRequest
+from nebula_build.plugin import GenerationRequest
 
 
 def render_cost(samples: int = 500) -> float:

@@ -59,7 +59,7 @@ class RoundListener(Protocol):
     def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress: ...
 
 
-@dataclass
+@dataclass(repr=False)
 class RoundResult:
     """What one round did."""
 
@@ -85,6 +85,15 @@ class RoundResult:
     @property
     def generated(self) -> int:
         return self.applied.generated if self.applied else 0
+
+    def __repr__(self) -> str:
+        # Short on purpose: on Python 3.11, asyncio.run builds the repr of its main
+        # task's result when it exits, and a dataclass repr of every spec of a 10k
+        # project is a 60 MB string.
+        return (
+            f"<RoundResult: {len(self.plan.actions)} images, {self.generated} generated, "
+            f"{len(self.failures)} failed>"
+        )
 
 
 async def apply_round(
