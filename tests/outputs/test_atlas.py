@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from PIL import Image, ImageChops
 
@@ -16,6 +19,7 @@ ENEMY = {
     "matrix": {"kind": ["slime", "bat"], "pose": ["idle", "attack"]},
     "seed": "{index}",
 }
+ASSETS = '\n[assets]\nmanifest = "sprites/images.json"\n'
 ATLAS = '\n[atlases.enemies]\nimages = ["enemy[*]", "coin"]\noutput = "sprites/enemies.png"\n'
 
 
@@ -86,6 +90,61 @@ def test_a_hand_edited_sheet_is_not_overwritten_without_force(
     assert (root / "sprites/enemies.png").read_bytes() == b"my edit"
     assert run_cli("apply", "--force").code == 0
     assert (root / "sprites/enemies.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_atlases_and_the_asset_manifest_are_in_the_plan_the_apply_and_the_status(
+    project, run_cli, fake_site, tmp_path
+):
+    root = project({"images.toml": manifest(tmp_path / "log") + ASSETS})
+    code, out, _ = run_cli("plan", "--json")
+    files = {f["file"]: f for f in json.loads(out)["files"]}
+    assert files["atlas enemies"] == {
+        "file": "atlas enemies",
+        "kind": "atlas",
+        "atlas": "enemies",
+        "action": "build",
+        "reason": "members change: enemy[slime,idle], enemy[slime,attack], enemy[bat,idle], "
+        "enemy[bat,attack], coin",
+        "output": "sprites/enemies.png",
+    }
+    assert files["asset manifest"]["action"] == "build"
+    assert files["asset manifest"]["reason"] == "images change"
+    code, out, _ = run_cli("plan")
+    assert "1 atlas to build, 1 asset manifest to build." in out
+
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "built atlas enemies sprites/enemies.png" in err
+    assert "built asset manifest sprites/images.json" in err
+    assert "Apply finished" in out and "7 done (5 generated), 0 failed." in out
+    code, out, _ = run_cli("status")
+    assert re.search(r"atlas enemies +up to date +sprites/enemies.png", out)
+    assert re.search(r"asset manifest +up to date +sprites/images.json", out)
+
+    (root / "sprites/images.json").unlink()
+    code, out, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 2 and "asset manifest  build  sprites/images.json" in out and "missing" in out
+    code, out, _ = run_cli("apply", "--json")
+    result = json.loads(out)
+    assert result["results"] == []
+    assert [(f["file"], f["status"]) for f in result["files"]] == [("asset manifest", "ok")]
+    assert (root / "sprites/images.json").exists()
+
+
+def test_force_overwrites_a_hand_edited_sheet_even_when_no_member_changed(
+    project, run_cli, fake_site, tmp_path
+):
+    root = project({"images.toml": manifest(tmp_path / "log")})
+    assert run_cli("apply").code == 0
+    sheet = root / "sprites/enemies.png"
+    sheet.write_bytes(b"my edit")
+    code, _, err = run_cli("apply")
+    assert code == 1 and "sprites/enemies.png changed by hand" in err
+    code, out, err = run_cli("apply", "--force")
+    assert code == 0, err
+    assert sheet.read_bytes()[:4] == b"\x89PNG"
+    backups = list((root / ".nebula-build/backup").rglob("enemies.png"))
+    assert [b.read_bytes() for b in backups] == [b"my edit"]
 
 
 def test_unknown_atlas_member_is_a_clear_error(project, run_cli, fake_site, tmp_path):
