@@ -128,7 +128,7 @@ class ApplyListener:
 
 def render_round(ctx: Context, result: RoundResult) -> int:
     """The round's closing report and exit code; every failure ends in an ApplyError."""
-    from nebula_build.ui.report import apply_json, plan_text
+    from nebula_build.ui.report import apply_json, done_text, plan_text
 
     json_output = getattr(ctx.args, "json", False)
     if result.refused is not None:
@@ -143,12 +143,10 @@ def render_round(ctx: Context, result: RoundResult) -> int:
     elif not result.plan.has_changes:
         ctx.print(f"No changes: {len(result.plan.actions)} image(s) up to date.")
     else:
-        outcomes = result.applied.outcomes if result.applied else []
-        done = sum(o.ok for o in outcomes) + sum(o.ok for o in result.files)
         ctx.print(
             ctx.style(
-                f"Apply finished in {result.elapsed:.1f}s: {done} done "
-                f"({result.generated} generated), {len(result.failures)} failed.",
+                f"Apply finished in {result.elapsed:.1f}s: {done_text(result)}, "
+                f"{len(result.failures)} failed.",
                 "bold",
             )
         )

@@ -112,6 +112,10 @@ class FileAction:
     key: str = ""
     #: overwrite a file changed by hand, after backing it up (--force)
     backup: bool = False
+    #: the file is not there yet
+    new: bool = False
+    #: an atlas's frame map, written with its sheet
+    frames: str | None = None
 
     @property
     def label(self) -> str:

@@ -1,8 +1,8 @@
 """Load a project: its manifest resolved against the backends (or taken from the spec
 cache), with views of its state, and its lock with any crashed run's journal folded in.
 
-The first steps of DESIGN §1, shared by every command; `planning.py` diffs, and
-`round.py` applies, so `plan` never imports asyncio.
+The first steps of the flow (docs/architecture.md), shared by every command;
+`planning.py` diffs, and `round.py` applies, so `plan` never imports asyncio.
 """
 
 from __future__ import annotations

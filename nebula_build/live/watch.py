@@ -25,6 +25,7 @@ from nebula_build.errors import NebulaBuildError, SupersededError
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
 from nebula_build.ui.progress import Progress
+from nebula_build.ui.report import done_text
 from nebula_build.ui.style import Style
 
 Changes = AsyncIterator[set[Path]]
@@ -202,7 +203,7 @@ class Watcher:
         for file in result.files:
             if not file.ok:
                 report.failed[file.action.label] = file.error or "failed"
-        parts = [f"{len(report.changed)} done ({result.generated} generated)"]
+        parts = [done_text(result)]
         if report.cancelled:
             parts.append(f"{len(report.cancelled)} superseded")
         if report.failed:

@@ -71,7 +71,9 @@ def plan_asset_manifest(target: str, *, wanted: str | None, current: str | None)
     `current` the file's text (None: missing)."""
 
     def act(state: FileState, reason: str) -> FileAction:
-        return FileAction(FileKind.ASSET_MANIFEST, "assets", state, reason, target)
+        return FileAction(
+            FileKind.ASSET_MANIFEST, "assets", state, reason, target, new=current is None
+        )
 
     if wanted is None:
         return act(FileState.BUILD, "images change")

@@ -53,7 +53,15 @@ def plan_atlas(
 
     def act(state: FileState, reason: str, *, backup: bool = False) -> FileAction:
         return FileAction(
-            FileKind.ATLAS, atlas.name, state, reason, atlas.output, key or "", backup=backup
+            FileKind.ATLAS,
+            atlas.name,
+            state,
+            reason,
+            atlas.output,
+            key or "",
+            backup=backup,
+            new=sheet is None,
+            frames=atlas.frames,
         )
 
     edited = None
@@ -66,12 +74,13 @@ def plan_atlas(
             return act(FileState.CONFLICT, edited)
         return act(FileState.BUILD, f"{edited}; --force overwrites it", backup=True)
     moving = [member for member in atlas.members if member in changing]
-    if moving:
-        return act(FileState.BUILD, f"members change: {', '.join(moving)}")
+    if moving:  # built after them, from the lock as they leave it
+        reason = "new atlas" if recorded is None else f"members change: {', '.join(moving)}"
+        return act(FileState.BUILD, reason)
     if key is None:
         missing = [member for member in atlas.members if member not in lock]
         return act(FileState.WAITING, f"waiting for {', '.join(missing)}")
-    if recorded is None:
+    if recorded is None:  # and no sheet: a sheet without a record is a conflict above
         return act(FileState.BUILD, "new atlas")
     if recorded.get("key") != key:
         return act(FileState.BUILD, "a member changed")

@@ -42,7 +42,7 @@ class ModelSupport:
 
 
 def nebula_models(seedream_id: str = SEEDREAM_DEFAULT_ID) -> dict[str, ModelSupport]:
-    """The Nebula API's models, exactly as DESIGN §7's table."""
+    """The Nebula API's models, exactly as the provider's documentation gives them."""
     models = [
         ModelSupport(
             SDXL,

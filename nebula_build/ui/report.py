@@ -121,6 +121,8 @@ def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
         if action.state is FileState.NOOP:
             continue
         symbol, color = _FILE_MARKS[action.state]
+        if action.state is FileState.BUILD and not action.new:
+            symbol, color = "~", "cyan"
         lines.append(
             f"  {style(symbol, color, 'bold')} {style(action.label, 'bold')}"
             f"  {style(action.state.value, color)}  {action.output}"
@@ -175,14 +177,14 @@ def action_json(action: Action) -> dict[str, Any]:
 
 def file_json(action: FileAction) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "file": action.label,
+        "name": action.label,
         "kind": action.kind.value,
         "action": action.state.value,
         "reason": action.reason,
         "output": action.output,
     }
     if action.kind is FileKind.ATLAS:
-        data["atlas"] = action.name
+        data |= {"atlas": action.name, "frames": action.frames}
     return data
 
 
@@ -191,6 +193,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "actions": [action_json(a) for a in plan.actions],
         "files": [file_json(f) for f in plan.files],
         "summary": plan.summary(),
+        "files_summary": dict(Counter(f.state.value for f in plan.files)),
         "generations": len(plan.generations),
     }
 
@@ -236,6 +239,16 @@ def file_outcome_json(outcome: FileOutcome) -> dict[str, Any]:
     if outcome.error is not None:
         data["error"] = outcome.error
     return data
+
+
+def done_text(result: RoundResult) -> str:
+    """'5 done (3 generated), 1 file built': images first, files made from them after."""
+    outcomes = result.applied.outcomes if result.applied else []
+    text = f"{sum(o.ok for o in outcomes)} done ({result.generated} generated)"
+    built = sum(o.ok for o in result.files)
+    if built:
+        text += f", {built} file{'' if built == 1 else 's'} built"
+    return text
 
 
 def apply_json(result: RoundResult) -> dict[str, Any]:

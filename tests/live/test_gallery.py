@@ -88,7 +88,7 @@ def _chromium() -> str:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        missing = "playwright is not installed (pip install playwright)"
+        missing = "playwright is not installed (pip install -e '.[browser]')"
     if missing:
         if os.environ.get("NEBULA_BUILD_REQUIRE_BROWSER"):
             pytest.fail(missing)

@@ -97,15 +97,15 @@ def test_atlases_and_the_asset_manifest_are_in_the_plan_the_apply_and_the_status
 ):
     root = project({"images.toml": manifest(tmp_path / "log") + ASSETS})
     code, out, _ = run_cli("plan", "--json")
-    files = {f["file"]: f for f in json.loads(out)["files"]}
+    files = {f["name"]: f for f in json.loads(out)["files"]}
     assert files["atlas enemies"] == {
-        "file": "atlas enemies",
+        "name": "atlas enemies",
         "kind": "atlas",
         "atlas": "enemies",
         "action": "build",
-        "reason": "members change: enemy[slime,idle], enemy[slime,attack], enemy[bat,idle], "
-        "enemy[bat,attack], coin",
+        "reason": "new atlas",
         "output": "sprites/enemies.png",
+        "frames": "sprites/enemies.json",
     }
     assert files["asset manifest"]["action"] == "build"
     assert files["asset manifest"]["reason"] == "images change"
@@ -116,18 +116,18 @@ def test_atlases_and_the_asset_manifest_are_in_the_plan_the_apply_and_the_status
     assert code == 0, err
     assert "built atlas enemies sprites/enemies.png" in err
     assert "built asset manifest sprites/images.json" in err
-    assert "Apply finished" in out and "7 done (5 generated), 0 failed." in out
+    assert "Apply finished" in out and "5 done (5 generated), 2 files built, 0 failed." in out
     code, out, _ = run_cli("status")
     assert re.search(r"atlas enemies +up to date +sprites/enemies.png", out)
     assert re.search(r"asset manifest +up to date +sprites/images.json", out)
 
     (root / "sprites/images.json").unlink()
     code, out, _ = run_cli("plan", "--detailed-exitcode")
-    assert code == 2 and "asset manifest  build  sprites/images.json" in out and "missing" in out
+    assert code == 2 and "+ asset manifest  build  sprites/images.json" in out and "missing" in out
     code, out, _ = run_cli("apply", "--json")
     result = json.loads(out)
     assert result["results"] == []
-    assert [(f["file"], f["status"]) for f in result["files"]] == [("asset manifest", "ok")]
+    assert [(f["name"], f["status"]) for f in result["files"]] == [("asset manifest", "ok")]
     assert (root / "sprites/images.json").exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -191,13 +192,9 @@ def test_the_documented_example_plugin_installs_with_pip_and_runs(tmp_path, proj
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    manifest = (
-        'version = 1\n[defaults]\nbackend = "solid"\nmodel = "solid/flat"\n'
-        "[backends.solid]\nborder = 2\n"
-        '[images.swatch]\nprompt = "anything"\nseed = 3\nwidth = 128\nheight = 64\n'
-        'output = "swatch.png"\n'
-    )
-    root = project({"images.toml": manifest})
+    guide = (REPO / "docs" / "plugins.md").read_text()
+    manifest = next(b for b in re.findall(r"```toml\n(.*?)```", guide, re.S) if "[images." in b)
+    root = project({"images.toml": manifest})  # the guide's own manifest
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -208,13 +205,13 @@ def test_the_documented_example_plugin_installs_with_pip_and_runs(tmp_path, proj
 
     assert cli("apply").returncode == 0
     with Image.open(root / "swatch.png") as image:
-        assert image.size == (128, 64)
-        assert image.getpixel((64, 32)) != image.getpixel((0, 0))  # the border
+        assert image.size == (256, 256)
+        assert image.getpixel((128, 128)) != image.getpixel((0, 0))  # the border
     again = cli("apply")
     assert again.returncode == 0 and "No changes" in again.stdout
     listed = cli("models", "--backend", "solid")
     assert "solid/flat" in listed.stdout
-    wrong = (root / "images.toml").read_text().replace("border = 2", "boarder = 2")
+    wrong = (root / "images.toml").read_text().replace("border = 4", "boarder = 4")
     (root / "images.toml").write_text(wrong)
     refused = cli("validate")
     assert refused.returncode == 1 and "did you mean 'border'" in refused.stderr
