@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
@@ -32,16 +33,22 @@ def cmd_plan(ctx: Context) -> int:
 
     from nebula_build.engine import noop
     from nebula_build.engine.planning import plan_for
-    from nebula_build.engine.prepare import current_lock
+    from nebula_build.engine.prepare import current_lock, prepare
+    from nebula_build.plugin.manager import load_registry
     from nebula_build.ui.report import plan_json, plan_text
 
     started = time.time()
-    prepared = prepared_project(ctx)
-    lock = current_lock(prepared.project, ctx.notice)
+    project = ctx.project()
+    root = str(project.root)
+    first = [os.path.relpath(path, root) for path in (project.manifest_path, project.lock_path)]
+    observed = noop.observe(root, first)  # before reading them
+    prepared = prepare(project, load_registry(), backend=args.backend)
+    observed |= noop.observe(root, noop.read_first(prepared))
+    lock = current_lock(project, ctx.notice)
     plan = plan_for(prepared, lock, targets=args.target, replace=args.replace, force=args.force)
     prepared.files.save()
     if whole:
-        noop.record(prepared, plan, args.backend, started=started)
+        noop.record(prepared, plan, args.backend, started=started, observed=observed)
     if ctx.args.json:
         ctx.print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
     else:
@@ -108,6 +115,9 @@ class ApplyListener:
 
     def notice(self, message: str) -> None:
         self.ctx.notice(message)
+
+    def loaded(self, prepared: Prepared) -> None:
+        return None
 
     def starting(self, prepared: Prepared, plan: Plan) -> Progress:
         from nebula_build.ui.progress import Progress

@@ -35,11 +35,17 @@ def cmd_models(ctx: Context) -> int:
     tables = {}
     for name in names:
         plugin = registry.get(name)
-        try:  # the project's settings can add models (a fine-tune, Seedream's id)
-            settings = plugin.parse_settings(declared.get(name, {}))
-        except ValueError:  # `validate` reports it; the table shows the defaults
-            settings = plugin.cls.settings_model()
-        tables[name] = plugin.models(settings)
+        # the project's settings can add models (a fine-tune, Seedream's id); where they
+        # are not valid (`validate` says why) the table shows the defaults' models
+        for raw in (declared.get(name, {}), {}):
+            try:
+                settings = plugin.parse_settings(raw)
+            except ValueError:
+                continue
+            tables[name] = plugin.models(settings)
+            break
+        else:
+            ctx.notice(f"backend {name} needs settings in [backends.{name}] to list its models")
     if ctx.args.json:
         data = {b: {m: sorted(s.params) for m, s in t.items()} for b, t in tables.items()}
         ctx.print(json.dumps(data, indent=2))

@@ -96,12 +96,36 @@ class OpenBackends:
         plugin = self._plugins[spec.backend]
         with plugin.blame("generate"):
             result = await backend.generate(request)
-        if not isinstance(result, GenerationResult) or not isinstance(result.data, bytes):
+        problem = _malformed(result)
+        if problem is not None:
             raise PluginError(
-                f"backend {plugin.name!r} from {plugin.source} returned "
-                f"{type(result).__name__}, not a GenerationResult with bytes",
+                f"backend {plugin.name!r} from {plugin.source} returned {problem} "
+                "(a bug in that plugin: report it to its authors)"
             )
         return result
+
+
+def _malformed(result: object) -> str | None:
+    """What is wrong with a backend's answer, in its own shape (the bytes themselves are
+    checked where they are decoded)."""
+    if not isinstance(result, GenerationResult):
+        return f"{type(result).__name__}, not a GenerationResult"
+    if not isinstance(result.data, bytes):
+        return "data that is not bytes"
+    if result.seed is not None and (type(result.seed) is not int or result.seed < 0):
+        return f"seed {result.seed!r}, not a non-negative integer"
+    if result.peak_memory is not None and type(result.peak_memory) is not int:
+        return f"peak_memory {result.peak_memory!r}, not an integer"
+    if not isinstance(result.warnings, tuple | list) or not all(
+        isinstance(w, str) for w in result.warnings
+    ):
+        return "warnings that are not strings"
+    timings = result.timings
+    if not isinstance(timings, Mapping) or not all(
+        isinstance(k, str) and type(v) in (int, float) for k, v in timings.items()
+    ):
+        return "timings that are not {name: seconds}"
+    return None
 
 
 async def execute(

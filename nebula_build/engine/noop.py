@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 from nebula_build import __version__
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 FORMAT = "nebula-build no-op snapshot 1"
 SNAPSHOT = os.path.join(".nebula-build", "noop")
+LOCK = "images.lock"
+#: a snapshot of 100k images is about 10 MB; anything far larger is not ours
+MAX_BYTES = 256 << 20
 JOURNAL = os.path.join(".nebula-build", "journal")
 RACY_SECONDS = 2.0
 
@@ -41,8 +45,10 @@ def find_root(start: str, manifest: str | None) -> tuple[str, str] | None:
     if not os.path.isdir(start):
         return None
     if manifest is not None:
+        # Only a plain path resolves here as it does in Project.find: "x/", "./x",
+        # "a/../x" and a link (the lock goes beside its target) take the full path.
         path = os.path.join(start, manifest)
-        if os.path.islink(path):  # the lock goes beside the link's target: the full path knows
+        if os.path.normpath(manifest) != manifest or os.path.islink(path):
             return None
         path = os.path.realpath(path)
         return os.path.dirname(path), os.path.basename(path)
@@ -56,12 +62,20 @@ def find_root(start: str, manifest: str | None) -> tuple[str, str] | None:
         folder = parent
 
 
-def _signature(path: str) -> str | None:
+Signature = tuple[int, int, int, int]
+
+
+def _stat(path: str) -> Signature | None:
     try:
         stat = os.stat(path)
     except OSError:
         return None
-    return _text((stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino))
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
+def _signature(path: str) -> str | None:
+    found = _stat(path)
+    return None if found is None else _text(found)
 
 
 def _text(signature: tuple[int, int, int, int]) -> str:
@@ -78,20 +92,42 @@ def _context(manifest: str, backend: str | None) -> str:
 
 def unchanged(root: str, manifest: str, backend: str | None) -> int | None:
     """The number of images, if the project is exactly as the last no-op plan saw it."""
-    try:
-        with open(os.path.join(root, SNAPSHOT), encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
-    except (OSError, UnicodeDecodeError):
+    lines = _read(os.path.join(root, SNAPSHOT))
+    if lines is None or os.path.lexists(os.path.join(root, JOURNAL)):  # an apply runs
         return None
-    if os.path.lexists(os.path.join(root, JOURNAL)):  # an apply is running, or crashed
+    if len(lines) < 5 or lines[0] != FORMAT or lines[1] != _context(manifest, backend):
         return None
-    if len(lines) < 3 or lines[0] != FORMAT or lines[1] != _context(manifest, backend):
-        return None
+    if not (lines[3].startswith(f"{manifest}\t") and lines[4].startswith(f"{LOCK}\t")):
+        return None  # every snapshot this module writes starts with these two
     for line in lines[3:]:
         path, _, recorded = line.partition("\t")
         if _signature(os.path.join(root, path)) != recorded:
             return None
     return int(lines[2]) if lines[2].isdigit() else None
+
+
+def _read(path: str) -> list[str] | None:
+    """The snapshot's lines; only a regular file of a sane size is read."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        stat = os.fstat(descriptor)
+        if not S_ISREG(stat.st_mode) or stat.st_size > MAX_BYTES:
+            return None
+        return handle.read().decode("utf-8", "surrogateescape").split("\n")
+
+
+def observe(root: str, paths: Iterable[str]) -> dict[str, Signature]:
+    """The signatures of files about to be read, taken before reading them: a change
+    made while a plan reads them shows in the next plan, whatever the clocks say."""
+    found = {}
+    for path in paths:
+        signature = _stat(os.path.join(root, path))
+        if signature is not None:
+            found[path] = signature
+    return found
 
 
 def snapshot(
@@ -102,7 +138,7 @@ def snapshot(
     paths: list[str],
     images: int,
     now: float,
-    seen: Mapping[str, tuple[int, int, int, int]],
+    seen: Mapping[str, Signature],
 ) -> str | None:
     """The snapshot's text for a no-op plan that began at `now` and read `paths`
     (relative to `root`), or None where one cannot be trusted: a file missing, racy
@@ -127,10 +163,27 @@ def snapshot(
     return "\n".join(lines)
 
 
-def record(prepared: Prepared, plan: Plan, backend: str | None, *, started: float) -> None:
+def read_first(prepared: Prepared) -> list[str]:
+    """The files a plan reads as a whole rather than by digest (frame maps, the asset
+    manifest): `observe` them before planning."""
+    paths = [atlas.frames for atlas in prepared.resolved.atlases.values()]
+    if prepared.resolved.asset_manifest is not None:
+        paths.append(prepared.resolved.asset_manifest)
+    return paths
+
+
+def record(
+    prepared: Prepared,
+    plan: Plan,
+    backend: str | None,
+    *,
+    started: float,
+    observed: Mapping[str, Signature],
+) -> None:
     """Remember a plan that found nothing to do, for the next one (or forget the last
     snapshot, where this project cannot have one). `started` is when the plan began
-    reading: a file changed after that (or just before) makes the snapshot racy."""
+    reading, `observed` the signatures `observe` took before the plan read those
+    files; the file index has the others, as they were when hashed."""
     import contextlib
 
     from nebula_build.fsutil import atomic_write
@@ -138,7 +191,8 @@ def record(prepared: Prepared, plan: Plan, backend: str | None, *, started: floa
     project = prepared.project
     root = str(project.root)
     manifest = os.path.relpath(project.manifest_path, root)
-    paths = [manifest, os.path.relpath(project.lock_path, root)]
+    lock = os.path.relpath(project.lock_path, root)
+    paths = [manifest, lock]
     for spec in prepared.specs.values():
         paths += spec.paths
         paths += [path for path in (spec.image, spec.mask) if path]
@@ -147,7 +201,7 @@ def record(prepared: Prepared, plan: Plan, backend: str | None, *, started: floa
     if prepared.resolved.asset_manifest is not None:
         paths.append(prepared.resolved.asset_manifest)
     text = None
-    if not any(path.startswith("..") for path in paths) and not plan.has_changes:
+    if lock == LOCK and not any(p.startswith("..") for p in paths) and not plan.has_changes:
         text = snapshot(
             root,
             manifest,
@@ -155,11 +209,11 @@ def record(prepared: Prepared, plan: Plan, backend: str | None, *, started: floa
             paths=paths,
             images=len(plan.actions),
             now=started,
-            seen=prepared.files.seen(),
+            seen={**prepared.files.seen(), **observed},
         )
     target = project.root / SNAPSHOT
     with contextlib.suppress(OSError):  # the snapshot only saves time
         if text is None:
             target.unlink(missing_ok=True)
         else:
-            atomic_write(target, text.encode(), durable=False)
+            atomic_write(target, text.encode("utf-8", "surrogateescape"), durable=False)

@@ -52,10 +52,12 @@ class RoundProgress(ProgressSink, Protocol):
 
 
 class RoundListener(Protocol):
-    """The caller's side of a round: notes to show, and the progress display once the
-    work is about to start."""
+    """The caller's side of a round: notes to show, the project as soon as it is
+    loaded (watch follows its input files from then on), and the progress display
+    once the work is about to start."""
 
     def notice(self, message: str) -> None: ...
+    def loaded(self, prepared: Prepared) -> None: ...
     def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress: ...
 
 
@@ -112,6 +114,7 @@ async def apply_round(
     started = time.perf_counter()
     lock = recovered_lock(project, listener.notice)
     prepared = prepare(project, registry, backend=options.backend, read_inputs=True)
+    listener.loaded(prepared)
     plan = plan_for(
         prepared, lock, targets=options.targets, replace=options.replace, force=options.force
     )

@@ -60,7 +60,18 @@ def load(
 
 
 def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, str]) -> None:
-    data: dict[str, Any] = {
+    """Cache a resolution; one whose settings a plugin cannot write as JSON is simply
+    not cached (the cache only saves time)."""
+    try:
+        text = json.dumps(_data(key, resolved, inputs))
+    except (ValueError, TypeError):
+        return
+    with contextlib.suppress(OSError):
+        atomic_write(project.spec_cache_path, text.encode(), durable=False)
+
+
+def _data(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, Any]:
+    return {
         "key": key,
         "inputs": dict(inputs),
         "settings": {name: s.model_dump(mode="json") for name, s in resolved.settings.items()},
@@ -73,5 +84,3 @@ def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, st
             [getattr(spec, name) for name in _SPEC_FIELDS] for spec in resolved.specs.values()
         ],
     }
-    with contextlib.suppress(OSError):  # the cache only saves time
-        atomic_write(project.spec_cache_path, json.dumps(data).encode(), durable=False)

@@ -156,7 +156,6 @@ class Watcher:
         finally:
             self._applier = None
         self._last_error = None
-        self._follow(result.prepared)
         report.prepared, report.result = result.prepared, result
         if not result.plan.has_changes:
             self._say(
@@ -177,8 +176,10 @@ class Watcher:
     def starting(self, prepared: Prepared, plan: Plan) -> Progress:
         return Progress(self.out, len(plan.changes), live=False, style=self.style)
 
-    def _follow(self, prepared: Prepared) -> None:
-        """Watch the manifest, every input file it names, and what backends ask for."""
+    def loaded(self, prepared: Prepared) -> None:
+        """Watch the manifest, every input file it names, and what backends ask for,
+        from the moment the round has read them: an edit while it works starts the
+        next one."""
         root = self.project.root
         self._paths = {self.project.manifest_path} | {
             root / path

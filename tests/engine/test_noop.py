@@ -177,7 +177,7 @@ def test_the_fast_path_loads_no_manifest_parser_validator_or_image_library(tmp_p
     assert answer == ["No changes: 1 image(s) up to date.", "[]"]
 
 
-def test_a_file_edited_while_the_plan_runs_leaves_no_snapshot(built, run_cli, monkeypatch):
+def test_a_file_edited_while_the_plan_runs_is_seen_by_the_next_plan(built, run_cli, monkeypatch):
     from nebula_build.engine import planning
 
     (built / noop.SNAPSHOT).unlink()
@@ -191,6 +191,36 @@ def test_a_file_edited_while_the_plan_runs_leaves_no_snapshot(built, run_cli, mo
 
     monkeypatch.setattr(planning, "plan_for", plan_then_edit)
     assert "No changes" in plan(run_cli)
-    assert not (built / noop.SNAPSHOT).exists()
+    # whatever the clocks say: the signature recorded is the one before the plan read it
+    assert noop.unchanged(str(built), "images.toml", None) is None
     monkeypatch.setattr(planning, "plan_for", real)
     assert "prompt changed" in plan(run_cli)
+
+
+@pytest.mark.parametrize("given", ["images.toml/", "./images.toml", "x/../images.toml"])
+def test_a_manifest_path_that_resolves_differently_takes_the_full_path(given, built):
+    assert noop.find_root(str(built), "images.toml") == (str(built), "images.toml")
+    assert noop.find_root(str(built), given) is None
+
+
+def test_a_truncated_or_strange_snapshot_is_a_miss_never_a_crash(built, run_cli):
+    snapshot = built / noop.SNAPSHOT
+    lines = snapshot.read_text().split("\n")
+    snapshot.write_text("\n".join(lines[:3]))  # the context, but no files
+    manifest = built / "images.toml"
+    manifest.write_text(manifest.read_text().replace("a lighthouse", "a lamp"))
+    assert noop.unchanged(str(built), "images.toml", None) is None
+    assert "prompt changed" in plan(run_cli)
+    snapshot.unlink(missing_ok=True)
+    snapshot.symlink_to("/dev/zero")
+    assert noop.unchanged(str(built), "images.toml", None) is None
+
+
+def test_a_manifest_whose_name_is_not_utf8_still_plans(built, run_cli):
+    odd = "caf\udce9.toml"  # a byte that is not UTF-8, as Python names it
+    os.replace(built / "images.toml", built / odd)
+    assert run_cli("-f", odd, "apply").code == 0
+    code, out, err = run_cli("-f", odd, "plan")
+    assert code == 0, err
+    assert noop.unchanged(str(built), odd, None) == 2
+    assert plan(lambda *a: run_cli("-f", odd, *a)) == "No changes: 2 image(s) up to date.\n"

@@ -219,3 +219,45 @@ def test_files_a_plugin_declares_are_watched(project, fake_site, tmp_path):
             await task
 
     asyncio.run(scenario())
+
+
+def test_an_input_edited_while_the_first_round_works_starts_the_next(project, fake_site, tmp_path):
+    from PIL import Image
+
+    def png(color: tuple[int, int, int]) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 64), color).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    log = tmp_path / "gen.log"
+    cap = {
+        "model": "black-forest-labs/FLUX.1-Fill-dev",
+        "prompt": "a cap",
+        "image": "refs/base.png",
+        "mask": "refs/mask.png",
+        "output": "cap.png",
+    }
+    root = project(
+        {
+            "images.toml": fake_manifest(log, {"cap": cap}, delay=1.0),
+            "refs/base.png": png((10, 20, 30)),
+            "refs/mask.png": png((255, 255, 255)),
+        }
+    )
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await asyncio.sleep(0.5)  # round 1 is generating
+        assert root / "refs/base.png" in watcher.watched_paths()
+        (root / "refs/base.png").write_bytes(png((200, 0, 0)))
+        await script.next_round()
+        second = await script.next_round(timeout=10)
+        assert second.changed == ["cap"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert generation_log(log) == ["cap", "cap"]

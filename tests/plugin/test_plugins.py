@@ -221,3 +221,54 @@ def test_the_plugin_guide_shows_the_example_as_it_is():
     guide = (REPO / "docs" / "plugins.md").read_text()
     source = (REPO / "examples/plugin-backend/nebula_solid/__init__.py").read_text()
     assert f"```python\n{source}```" in guide
+
+
+ODD_RESULTS = """
+import io
+from PIL import Image
+from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
+
+def png():
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+class Odd(Backend):
+    name = "odd"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        if request.prompt == "seed":
+            return GenerationResult(png(), seed="forty-two")
+        if request.prompt == "memory":
+            return GenerationResult(png(), peak_memory="lots")
+        return GenerationResult(png(), warnings=(None,))
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Odd]
+"""
+
+
+@pytest.mark.parametrize(
+    ("prompt", "said"),
+    [
+        ("seed", "returned seed 'forty-two', not a non-negative integer"),
+        ("memory", "returned peak_memory 'lots', not an integer"),
+        ("warnings", "returned warnings that are not strings"),
+    ],
+)
+def test_a_malformed_result_from_a_plugin_is_one_line_naming_it(
+    prompt, said, install, project, run_cli
+):
+    install("odd", ODD_RESULTS)
+    manifest = MINIMAL.replace('"preview"', '"odd"').replace('prompt = "x"', f'prompt = "{prompt}"')
+    root = project({"images.toml": manifest})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert f"a: backend 'odd' from nebula-odd 0.1 {said}" in err
+    assert "Traceback" not in err and "internal error" not in err
+    assert not (root / "a.png").exists()
