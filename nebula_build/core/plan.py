@@ -141,10 +141,6 @@ class Plan:
         return [a for a in self.actions if a.is_change]
 
     @property
-    def file_changes(self) -> list[FileAction]:
-        return [f for f in self.files if f.is_change]
-
-    @property
     def generations(self) -> list[Action]:
         return [a for a in self.actions if a.generates]
 

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState
+from nebula_build.core.plan import Action, ActionKind, FileAction, FileState
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import FORCE_HINT
 from nebula_build.fsutil import atomic_write
@@ -39,8 +39,20 @@ def plan_files(
 ) -> tuple[FileAction, ...]:
     """What each atlas and the asset manifest need, given the images' own actions."""
     changing = {a.image for a in images if a.is_change and a.kind is not ActionKind.CONFLICT}
+    actions = _plan_atlases(prepared, lock, changing, force=force)
+    target = prepared.resolved.asset_manifest
+    if target is not None:
+        wanted = None if changing else _asset_manifest_text(prepared, lock)
+        current = _read(prepared, target)
+        actions.append(assetmanifest.plan_asset_manifest(target, wanted=wanted, current=current))
+    return tuple(actions)
+
+
+def _plan_atlases(
+    prepared: Prepared, lock: Mapping[str, LockEntry], changing: set[str], *, force: bool
+) -> list[FileAction]:
     project, files = prepared.project, prepared.files
-    actions = [
+    return [
         plan_atlas(
             atlas,
             lock,
@@ -51,15 +63,6 @@ def plan_files(
         )
         for atlas in prepared.resolved.atlases.values()
     ]
-    target = prepared.resolved.asset_manifest
-    if target is not None:
-        wanted = None if changing else _asset_manifest_text(prepared, lock)
-        actions.append(
-            assetmanifest.plan_asset_manifest(
-                target, wanted=wanted, current=_read(prepared, target)
-            )
-        )
-    return tuple(actions)
 
 
 def build_files(
@@ -72,30 +75,48 @@ def build_files(
     """Build what the files need now that the images are done; one failure stops no
     other. Returns what was built or refused."""
     outcomes = []
-    for action in plan_files(prepared, lock, force=force):
+    for action in _plan_atlases(prepared, lock, set(), force=force):
         if action.state is FileState.CONFLICT:
             outcome = FileOutcome(action, ok=False, error=f"{action.reason}; {FORCE_HINT}")
-        elif action.state is not FileState.BUILD:
-            continue
+        elif action.state is FileState.BUILD:
+            outcome = _build_atlas(prepared, lock, action)
         else:
-            outcome = _build(prepared, lock, action)
+            continue
         outcomes.append(outcome)
         on_built(outcome)
+    written = _write_asset_manifest(prepared, lock)
+    if written is not None:
+        outcomes.append(written)
+        on_built(written)
     return outcomes
 
 
-def _build(prepared: Prepared, lock: Mapping[str, LockEntry], action: FileAction) -> FileOutcome:
+def _build_atlas(
+    prepared: Prepared, lock: Mapping[str, LockEntry], action: FileAction
+) -> FileOutcome:
+    atlas = prepared.resolved.atlases[action.name]
     try:
-        if action.kind is FileKind.ATLAS:
-            atlas = prepared.resolved.atlases[action.name]
-            build_atlas(
-                prepared.project, atlas, lock, action.key, prepared.files, backup=action.backup
-            )
-        else:
-            text = _asset_manifest_text(prepared, lock)
-            atomic_write(prepared.project.path_of(action.output), text.encode())
+        build_atlas(prepared.project, atlas, lock, action.key, prepared.files, backup=action.backup)
     except (OSError, ValueError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
+    return FileOutcome(action, ok=True)
+
+
+def _write_asset_manifest(prepared: Prepared, lock: Mapping[str, LockEntry]) -> FileOutcome | None:
+    """Write the asset manifest if its content changed (computed once); None when the
+    project has none or it is already right."""
+    target = prepared.resolved.asset_manifest
+    if target is None:
+        return None
+    text = _asset_manifest_text(prepared, lock)
+    current = _read(prepared, target)
+    action = assetmanifest.plan_asset_manifest(target, wanted=text, current=current)
+    if action.state is not FileState.BUILD:
+        return None
+    try:
+        atomic_write(prepared.project.path_of(target), text.encode())
+    except OSError as exc:
+        return FileOutcome(action, ok=False, error=f"could not write {target}: {exc}")
     return FileOutcome(action, ok=True)
 
 
