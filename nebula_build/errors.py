@@ -84,6 +84,14 @@ class LockfileError(UserError):
     """images.lock (or its journal) cannot be read."""
 
 
+class UnsafePathError(UserError):
+    """A path would leave the project, touch the tool's own state, or is not a plain file."""
+
+
+class StateWriteError(UserError):
+    """A file could not be written (disk full, permissions); names the path."""
+
+
 class ConflictError(UserError):
     """An output file was changed by hand; nebula-build will not overwrite it."""
 

@@ -1,11 +1,13 @@
-"""Small filesystem helpers: digests, atomic writes, leftover temp files."""
+"""Small filesystem helpers: digests and atomic writes of the tool's own files.
+
+Project files (outputs, inputs, anything a manifest or lock names) go through
+`state.guard` instead."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import secrets
-from collections.abc import Iterable
 from pathlib import Path
 
 TEMP_MARKER = ".nebula-tmp-"
@@ -29,7 +31,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
 
     The temp file lives in the same folder (same filesystem, so the rename is
     atomic) and carries TEMP_MARKER, so a run killed mid-write leaves something
-    `remove_temp_files` recognises.
+    `state.guard.remove_temp_files` recognises.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}{TEMP_MARKER}{secrets.token_hex(4)}")
@@ -43,39 +45,3 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-
-
-def remove_temp_files(folders: Iterable[Path]) -> int:
-    """Delete temp files a killed run left in `folders`; returns how many."""
-    removed = 0
-    for folder in folders:
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for name in names:
-            if TEMP_MARKER in name and name.startswith("."):
-                (folder / name).unlink(missing_ok=True)
-                removed += 1
-    return removed
-
-
-def is_within(path: Path, root: Path) -> bool:
-    """Whether `path`, with symlinks followed, stays inside `root`."""
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def backup(root: Path, backup_root: Path, relative: str) -> None:
-    """Copy `root/relative` under `backup_root/<timestamp>/relative`, if it exists."""
-    import shutil
-    import time
-
-    source = root / relative
-    if source.is_file():
-        target = backup_root / time.strftime("%Y%m%dT%H%M%S") / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)

@@ -5,26 +5,36 @@ comes back base64-encoded in `data[0].b64_json`. One AsyncClient per apply
 (pooled, keep-alive); the engine bounds requests in flight. The POST itself is
 retried: the image's key identifies the work, so repeating it is safe.
 
-Failures map to our errors at one place (`_classify`):
-401/403 → CredentialsError (halts), 402 or "credit" → OutOfCreditsError
-(halts), 429/5xx/timeouts/resets → retried, then TransientBackendError,
-other 4xx → RequestRejectedError, malformed 2xx → retried once, then
-RequestRejectedError. The API key lives in the client's headers only: it is
-never logged, stored or put in a message.
+Failures map to our errors at one place (`status_error`):
+401/403 → CredentialsError (halts), 402 or credit/balance/quota wording →
+OutOfCreditsError (halts), 429/5xx/timeouts/resets → retried, then
+TransientBackendError, other 4xx → RequestRejectedError, malformed 2xx →
+retried once, then RequestRejectedError.
+
+The server is not trusted (DESIGN.md, section 10): the key goes only over https
+(http only to loopback) and only to the default host or one the environment
+names; every attempt has a total deadline and every answer a size cap;
+Retry-After is capped; what the server says reaches a message as one printable
+line with the key redacted.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+import math
 import os
 import random
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from nebula_build.params import PARAMS
 from nebula_build.plugin import (
@@ -42,15 +52,33 @@ from nebula_build.plugin import (
     hookimpl,
     nebula_models,
 )
+from nebula_build.text import printable, redact
 
 if TYPE_CHECKING:
     import httpx
 
 DEFAULT_BASE_URL = "https://api.nebulablock.com/api/v1"
+#: the key may be read only from a variable with this prefix (NEBULA_API_KEY_STAGING…)
+KEY_VARIABLE_PREFIX = "NEBULA_"
+SUCCESS_BODY_LIMIT = 64 * 2**20
+ERROR_BODY_LIMIT = 64 * 2**10
+MAX_JSON_DEPTH = 32
+#: the longest wait a Retry-After header gets, whatever it asks for
+MAX_RETRY_AFTER = 60.0
+LIST_MODELS_TIMEOUT = 30.0
+MESSAGE_LIMIT = 300
+
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_MAX_RETRY_AFTER = 120.0
 #: sent as null when unset, as the API's documented SDXL example does
 _SENT_AS_NULL = frozenset({"negative_prompt"})
+_OUT_OF_CREDITS = re.compile(
+    r"credit|balance|top[ -]?up|quota|insufficient funds|payment required", re.IGNORECASE
+)
+_URL_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/?#\[\]!$&'()*+,;=%@-]+")
+_KEY_VARIABLE = re.compile(rf"{KEY_VARIABLE_PREFIX}[A-Za-z0-9_]+")
+#: what an HTTP header value may hold: printable ASCII, on one line
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
+_LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 class NebulaSettings(BackendSettings):
@@ -58,23 +86,36 @@ class NebulaSettings(BackendSettings):
 
     base_url: str = Field(
         DEFAULT_BASE_URL,
-        description="API base URL; the NEBULA_BASE_URL environment variable wins over it.",
+        description="API base URL; another host than the default needs NEBULA_BASE_URL set "
+        "to it in the environment (which wins over this).",
     )
     api_key_env: str = Field(
-        "NEBULA_API_KEY", description="Environment variable that holds the API key."
+        "NEBULA_API_KEY",
+        description="Environment variable that holds the API key; its name starts with NEBULA_.",
     )
     timeout: float = Field(
-        180.0, gt=0, description="Seconds to wait for one generation (they take tens of seconds)."
+        180.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds one request may take in all, answer included "
+        "(generations take tens of seconds).",
     )
     max_attempts: int = Field(
         5, ge=1, le=20, description="Tries per image for rate limits, server errors and timeouts."
     )
     retry_backoff: float = Field(
-        1.0, ge=0, le=60, description="First retry delay in seconds; doubles each try, jittered."
+        1.0,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="First retry delay in seconds; doubles each try, jittered.",
     )
     requests_per_minute: float | None = Field(
         None,
-        gt=0,
+        ge=0.1,
+        le=1_000_000,
+        allow_inf_nan=False,
         description="Pace requests to this rate (your account tier's limit) to avoid 429s.",
     )
     seedream_model: str = Field(
@@ -83,20 +124,303 @@ class NebulaSettings(BackendSettings):
         "`nebula-build models --remote` lists the ids).",
     )
 
+    @field_validator("base_url")
+    @classmethod
+    def _key_safe_url(cls, value: str) -> str:
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem}: the API key is sent there")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _nebula_variable(cls, value: str) -> str:
+        if not _KEY_VARIABLE.fullmatch(value):
+            raise ValueError(
+                f"must name a variable starting with {KEY_VARIABLE_PREFIX} (e.g. "
+                "NEBULA_API_KEY_STAGING): images.toml may not pick which of your secrets is sent"
+            )
+        return value
+
+
+# --- where the key may go ----------------------------------------------------------
+
+
+def url_problem(url: str) -> str | None:
+    """Why the API key may not be sent to `url`, or None if it may."""
+    if not _URL_CHARACTERS.fullmatch(url):
+        return "must be a plain URL (no spaces, control or non-ASCII characters)"
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return "must not hold a user name or password"
+    try:
+        parts.port  # noqa: B018 (parsing the port is the check)
+    except ValueError:
+        return "has an invalid port"
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        return "must be an https:// URL"
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return "must be an https:// URL (plain http only to 127.0.0.1, ::1 or localhost)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_default_host(url: str) -> bool:
+    parts, default = urlsplit(url), urlsplit(DEFAULT_BASE_URL)
+    return (parts.scheme, parts.hostname, parts.port or 443) == ("https", default.hostname, 443)
+
+
+def base_url(settings: NebulaSettings) -> str:
+    """Where requests go: NEBULA_BASE_URL if set, else `base_url` when it is the default
+    host. images.toml alone cannot send the key anywhere else."""
+    chosen = os.environ.get("NEBULA_BASE_URL", "").strip()
+    if chosen:
+        problem = url_problem(chosen)
+        if problem is not None:
+            raise CredentialsError(
+                f"NEBULA_BASE_URL {problem}: the API key is sent there", backend="nebula"
+            )
+        return chosen.rstrip("/")
+    if not _is_default_host(settings.base_url):
+        raise CredentialsError(
+            f"images.toml: [backends.nebula] base_url = {settings.base_url!r} is not the "
+            f"Nebula Block API, and images.toml alone may not send {settings.api_key_env} "
+            f"to another host: set NEBULA_BASE_URL={settings.base_url} in your environment "
+            "to use it",
+            backend="nebula",
+        )
+    return settings.base_url.rstrip("/")
+
 
 def api_key(settings: NebulaSettings) -> str:
-    key = os.environ.get(settings.api_key_env, "").strip()
+    variable = settings.api_key_env
+    key = os.environ.get(variable, "").strip()
     if not key:
         raise CredentialsError(
-            f"{settings.api_key_env} is not set: export {settings.api_key_env}=<your key> "
+            f"{variable} is not set: export {variable}=<your key> "
             "(from your Nebula Block account), or build offline with --backend preview",
+            backend="nebula",
+        )
+    if not _HEADER_VALUE.fullmatch(key):
+        raise CredentialsError(
+            f"{variable} holds a character an HTTP header cannot carry (a line break, a "
+            "control or a non-ASCII character): set it to the key alone, on one line",
             backend="nebula",
         )
     return key
 
 
-def base_url(settings: NebulaSettings) -> str:
-    return (os.environ.get("NEBULA_BASE_URL") or settings.base_url).rstrip("/")
+def _client(
+    settings: NebulaSettings,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None,
+    **options: Any,
+) -> tuple[httpx.AsyncClient, tuple[str, ...]]:
+    """A client for the checked host and key, and the secrets to keep out of messages."""
+    import httpx
+
+    url, key = base_url(settings), api_key(settings)
+    client = httpx.AsyncClient(
+        base_url=url,
+        headers={"Authorization": f"Bearer {key}", "User-Agent": "nebula-build"},
+        timeout=httpx.Timeout(timeout, connect=min(30.0, timeout)),
+        follow_redirects=False,
+        transport=transport,
+        **options,
+    )
+    return client, (key,)
+
+
+# --- what the server says, bounded and made safe -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer, read within its size cap."""
+
+    status: int
+    headers: httpx.Headers
+    #: None: the body is larger than its cap and was not read
+    body: bytes | None
+
+
+async def exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    *,
+    deadline: float,
+    payload: Mapping[str, Any] | None = None,
+) -> Answer:
+    """Send one request and read its answer, all within `deadline` seconds (TimeoutError
+    past it): a body trickled a byte at a time is cut off like a silent one."""
+    import asyncio
+
+    async with (
+        asyncio.timeout(deadline),
+        client.stream(method, path, json=payload) as response,
+    ):
+        limit = SUCCESS_BODY_LIMIT if response.status_code < 300 else ERROR_BODY_LIMIT
+        return Answer(response.status_code, response.headers, await _read_capped(response, limit))
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(data: bytes) -> Any:
+    """The JSON value of `data`; ValueError saying what is wrong if it is not JSON or is
+    nested deeper than MAX_JSON_DEPTH."""
+    too_deep = f"nested deeper than {MAX_JSON_DEPTH} levels"
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(too_deep) from None
+    except ValueError:
+        raise ValueError("not JSON") from None
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise ValueError(too_deep)
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    pending = [(value, 1)] if isinstance(value, dict | list) else []
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def clean(text: str, secrets: Sequence[str], limit: int = MESSAGE_LIMIT) -> str:
+    """Text from the server fit for a message: one printable line, no secret in it."""
+    return printable(redact(printable(text, limit=limit * 4), secrets), limit=limit)
+
+
+def server_message(answer: Answer, secrets: Sequence[str]) -> str:
+    """The server's own words, short: `message` from JSON, else a text snippet."""
+    import httpx
+
+    if answer.body is None:
+        return f"an answer over {ERROR_BODY_LIMIT // 2**10} KiB, not read"
+    try:
+        body = parse_json(answer.body)
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        for value in (
+            body.get("message"),
+            error.get("message") if isinstance(error, Mapping) else error,
+            body.get("detail"),
+        ):
+            if value:
+                return clean(str(value), secrets)
+    snippet = answer.body[: MESSAGE_LIMIT * 4].decode("utf-8", "replace")
+    return clean(snippet, secrets) or httpx.codes.get_reason_phrase(answer.status)
+
+
+def means_out_of_credits(message: str) -> bool:
+    return _OUT_OF_CREDITS.search(message) is not None
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """The wait a Retry-After header asks for, at most MAX_RETRY_AFTER seconds; None
+    where there is none (or 0: then the usual backoff applies)."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER) or None
+
+
+def status_error(status: int, message: str, variable: str) -> BackendError:
+    """The error a non-2xx answer means: the one mapping for every request we send.
+    `message` is the server's, already cleaned."""
+    if status in (401, 403):
+        return CredentialsError(
+            f"{variable} was rejected (HTTP {status}: {message}); "
+            "check the key in your Nebula Block account"
+        )
+    if status == 402 or means_out_of_credits(message):
+        return OutOfCreditsError(
+            f"out of credits (HTTP {status}: {message}); top up your Nebula Block account"
+        )
+    if status == 429:
+        return TransientBackendError(
+            f"rate limited (HTTP 429: {message}); lower "
+            "[backends.nebula] requests_per_minute or concurrency"
+        )
+    if status in _RETRY_STATUSES:
+        return TransientBackendError(f"server error (HTTP {status}: {message})")
+    return RequestRejectedError(f"the API rejected the request (HTTP {status}): {message}")
+
+
+class _Retry(Exception):
+    """A failure worth another try, with the error to raise if none is left."""
+
+    def __init__(
+        self, error: BackendError, delay: float | None = None, malformed: bool = False
+    ) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.delay = delay
+        self.malformed = malformed
+
+
+#: an image as the API sent it: bytes, inference seconds (if said), (width, height)
+_Image = tuple[bytes, float | None, tuple[int, int]]
+
+
+class Pacer:
+    """Spaces request starts so they never exceed a rate (requests per minute)."""
+
+    def __init__(self, per_minute: float | None) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        import asyncio
+
+        now = time.monotonic()
+        start = max(now, self._next)
+        self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
 
 
 def request_body(request: GenerationRequest, support: ModelSupport) -> dict[str, Any]:
@@ -134,93 +458,6 @@ def check_inputs(request: GenerationRequest) -> None:
         )
 
 
-def _message(response: httpx.Response) -> str:
-    """The server's own words, short: `message` from JSON, else a text snippet."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, Mapping):
-        error = body.get("error")
-        for value in (
-            body.get("message"),
-            error.get("message") if isinstance(error, Mapping) else error,
-            body.get("detail"),
-        ):
-            if value:
-                return str(value)[:300]
-    text = " ".join(response.text.split())
-    return text[:200] or response.reason_phrase
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
-def status_error(response: httpx.Response, variable: str) -> BackendError:
-    """The error a non-2xx answer means: the one mapping for every request we send."""
-    status, message = response.status_code, _message(response)
-    if status in (401, 403):
-        return CredentialsError(
-            f"{variable} was rejected (HTTP {status}: {message}); "
-            "check the key in your Nebula Block account"
-        )
-    if status == 402 or "credit" in message.lower():
-        return OutOfCreditsError(
-            f"out of credits (HTTP {status}: {message}); top up your Nebula Block account"
-        )
-    if status == 429:
-        return TransientBackendError(
-            f"rate limited (HTTP 429: {message}); lower "
-            "[backends.nebula] requests_per_minute or concurrency"
-        )
-    if status in _RETRY_STATUSES:
-        return TransientBackendError(f"server error (HTTP {status}: {message})")
-    return RequestRejectedError(f"the API rejected the request (HTTP {status}): {message}")
-
-
-class _Retry(Exception):
-    """A failure worth another try, with the error to raise if none is left."""
-
-    def __init__(
-        self, error: BackendError, delay: float | None = None, malformed: bool = False
-    ) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.delay = delay
-        self.malformed = malformed
-
-
-class Pacer:
-    """Spaces request starts so they never exceed a rate (requests per minute)."""
-
-    def __init__(self, per_minute: float | None) -> None:
-        self.interval = 60.0 / per_minute if per_minute else 0.0
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        import asyncio
-
-        now = time.monotonic()
-        start = max(now, self._next)
-        self._next = start + self.interval
-        if start > now:
-            await asyncio.sleep(start - now)
-
-
 class NebulaBackend(Backend):
     """Generates through the hosted Nebula Block API."""
 
@@ -239,6 +476,7 @@ class NebulaBackend(Backend):
         super().__init__(settings, root=root)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._secrets: tuple[str, ...] = ()
         self._models = self.models(settings)
         self._pacer = Pacer(settings.requests_per_minute)
 
@@ -250,6 +488,7 @@ class NebulaBackend(Backend):
     @classmethod
     def preflight(cls, settings: BackendSettings, root: Path) -> None:
         assert isinstance(settings, NebulaSettings)
+        base_url(settings)
         api_key(settings)
 
     @classmethod
@@ -260,14 +499,12 @@ class NebulaBackend(Backend):
     async def __aenter__(self) -> NebulaBackend:
         import httpx
 
-        settings = self.settings
-        self._client = httpx.AsyncClient(
-            base_url=base_url(settings),
-            headers={"Authorization": f"Bearer {api_key(settings)}", "User-Agent": "nebula-build"},
-            timeout=httpx.Timeout(settings.timeout, connect=min(30.0, settings.timeout)),
+        self._client, self._secrets = _client(
+            self.settings,
+            self.settings.timeout,
+            self._transport,
             # The engine bounds requests in flight; the pool must not be the bottleneck.
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            transport=self._transport,
         )
         return self
 
@@ -277,8 +514,6 @@ class NebulaBackend(Backend):
             self._client = None
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        import asyncio
-
         support = self._models.get(request.model)
         if support is None:
             raise RequestRejectedError(
@@ -295,17 +530,13 @@ class NebulaBackend(Backend):
             await self._pacer.wait()
             started = time.perf_counter()
             try:
-                data, inference, size = await self._post(body)
+                data, inference, size = await self._attempt(body)
             except _Retry as retry:
                 if retry.malformed:
                     malformed_tries += 1
-                last = attempts >= self.settings.max_attempts or malformed_tries >= 2
-                if last:
+                if attempts >= self.settings.max_attempts or malformed_tries >= 2:
                     raise self._named(retry.error, request, attempts) from None
-                delay = retry.delay if retry.delay is not None else backoff
-                await asyncio.sleep(
-                    delay * (random.uniform(0.5, 1.0) if retry.delay is None else 1.0)
-                )
+                await self._pause(request, retry.delay, backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             except BackendError as error:
@@ -313,14 +544,21 @@ class NebulaBackend(Backend):
             timings = {"request": round(time.perf_counter() - started, 4)}
             if inference is not None:
                 timings["inference"] = inference
-            warnings: tuple[str, ...] = ()
-            if size != (request.width, request.height):
-                warnings = (
-                    f"nebula returned {size[0]}x{size[1]} for a "
-                    f"{request.width}x{request.height} request; the original is "
-                    "cached and the output is resized to the declared size",
-                )
-            return GenerationResult(data, seed=body.get("seed"), timings=timings, warnings=warnings)
+            return GenerationResult(
+                data, seed=body.get("seed"), timings=timings, warnings=_size_warnings(request, size)
+            )
+
+    @staticmethod
+    async def _pause(request: GenerationRequest, delay: float | None, backoff: float) -> None:
+        """Wait before the next try: what the server asked for (shown), else the backoff."""
+        import asyncio
+
+        if delay is None:
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            return
+        if delay >= 1 and request.on_activity is not None:
+            request.on_activity(f"waiting {delay:.0f} s (Retry-After)")
+        await asyncio.sleep(delay)
 
     def _named(
         self, error: BackendError, request: GenerationRequest, attempts: int
@@ -331,65 +569,58 @@ class NebulaBackend(Backend):
             message = f"{message} (after {attempts} attempts)"
         return type(error)(message, backend="nebula", image=request.image_name)
 
-    async def _post(self, body: Mapping[str, Any]) -> tuple[bytes, float | None, tuple[int, int]]:
+    async def _attempt(self, body: Mapping[str, Any]) -> _Image:
         import httpx
 
         assert self._client is not None, "use the backend with `async with`"
+        timeout = self.settings.timeout
         try:
-            response = await self._client.post("/images/generation", json=body)
-        except httpx.TimeoutException:
+            answer = await exchange(
+                self._client, "POST", "/images/generation", deadline=timeout, payload=body
+            )
+        except (TimeoutError, httpx.TimeoutException):
             raise _Retry(
                 TransientBackendError(
-                    f"timed out after {self.settings.timeout:g}s; raise "
+                    f"timed out after {timeout:g}s; raise "
                     "[backends.nebula] timeout if generations take longer"
                 )
             ) from None
         except httpx.TransportError as exc:
-            raise _Retry(
-                TransientBackendError(
-                    f"connection failed: {type(exc).__name__}: {exc}".rstrip(": ")
-                )
-            ) from None
-        return self._classify(response)
-
-    def _classify(self, response: httpx.Response) -> tuple[bytes, float | None, tuple[int, int]]:
-        if response.status_code >= 300:
-            error = status_error(response, self.settings.api_key_env)
+            said = clean(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
+            raise _Retry(TransientBackendError(f"connection failed: {said}")) from None
+        if answer.status >= 300:
+            error = status_error(
+                answer.status, server_message(answer, self._secrets), self.settings.api_key_env
+            )
             if isinstance(error, TransientBackendError):
-                delay = _retry_after(response)
-                if response.status_code == 429:
-                    delay = min(delay or 0, _MAX_RETRY_AFTER) or None
-                raise _Retry(error, delay=delay)
+                raise _Retry(error, delay=retry_after(answer.headers))
             raise error
-        return self._decode(response)
+        return self._decode(answer)
 
-    def _decode(self, response: httpx.Response) -> tuple[bytes, float | None, tuple[int, int]]:
+    def _decode(self, answer: Answer) -> _Image:
         from nebula_build.imaging import verify_image
 
+        if answer.body is None:
+            raise RequestRejectedError(
+                f"the answer is over {SUCCESS_BODY_LIMIT // 2**20} MiB, more than any image: "
+                "not read further"
+            )
         try:
-            body = response.json()
-        except ValueError:
+            body = parse_json(answer.body)
+        except ValueError as exc:
+            snippet = clean(answer.body[:320].decode("utf-8", "replace"), self._secrets, 80)
             raise _Retry(
-                RequestRejectedError(
-                    f"malformed response: not JSON ({' '.join(response.text.split())[:80]!r})"
-                ),
-                malformed=True,
+                RequestRejectedError(f"malformed response: {exc} ({snippet!r})"), malformed=True
             ) from None
         if not isinstance(body, Mapping):
             raise _Retry(
                 RequestRejectedError("malformed response: not a JSON object"), malformed=True
             )
-        status = body.get("status")
         items = body.get("data")
         first = items[0] if isinstance(items, list) and items else None
         encoded = first.get("b64_json") if isinstance(first, Mapping) else None
-        if status != "success" or not isinstance(encoded, str):
-            message = str(body.get("message") or "no message")[:300]
-            if "credit" in message.lower():
-                raise OutOfCreditsError(f"out of credits: {message}")
-            raise RequestRejectedError(
-                f"the API answered status {status!r} without an image: {message}"
-            )
+        if body.get("status") != "success" or not isinstance(encoded, str):
+            raise self._refusal(body)
         try:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
@@ -402,9 +633,32 @@ class NebulaBackend(Backend):
             raise _Retry(
                 RequestRejectedError(f"malformed response: {exc}"), malformed=True
             ) from None
-        timings = first.get("timings") if isinstance(first, Mapping) else None
-        inference = timings.get("inference") if isinstance(timings, Mapping) else None
-        return data, float(inference) if isinstance(inference, int | float) else None, size
+        return data, _inference_seconds(first), size
+
+    def _refusal(self, body: Mapping[str, Any]) -> BackendError:
+        """A 2xx answer without an image: the server's reason, credits included."""
+        message = clean(str(body.get("message") or "no message"), self._secrets)
+        if means_out_of_credits(message):
+            return OutOfCreditsError(f"out of credits: {message}")
+        status = clean(repr(body.get("status")), self._secrets, 40)
+        return RequestRejectedError(f"the API answered status {status} without an image: {message}")
+
+
+def _inference_seconds(item: Any) -> float | None:
+    timings = item.get("timings") if isinstance(item, Mapping) else None
+    seconds = timings.get("inference") if isinstance(timings, Mapping) else None
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+        return float(seconds) if math.isfinite(seconds) and seconds >= 0 else None
+    return None
+
+
+def _size_warnings(request: GenerationRequest, size: tuple[int, int]) -> tuple[str, ...]:
+    if size == (request.width, request.height):
+        return ()
+    return (
+        f"nebula returned {size[0]}x{size[1]} for a {request.width}x{request.height} "
+        "request; the original is cached and the output is resized to the declared size",
+    )
 
 
 async def list_remote_models(
@@ -413,26 +667,34 @@ async def list_remote_models(
     """The provider's model list (`GET {base}/serverless/models`)."""
     import httpx
 
-    async with httpx.AsyncClient(
-        base_url=base_url(settings),
-        headers={"Authorization": f"Bearer {api_key(settings)}"},
-        timeout=httpx.Timeout(30.0),
-        transport=transport,
-    ) as client:
+    client, secrets = _client(settings, LIST_MODELS_TIMEOUT, transport)
+    async with client:
         try:
-            response = await client.get("/serverless/models")
+            answer = await exchange(
+                client, "GET", "/serverless/models", deadline=LIST_MODELS_TIMEOUT
+            )
+        except (TimeoutError, httpx.TimeoutException):
+            raise TransientBackendError(
+                f"could not list models: no answer within {LIST_MODELS_TIMEOUT:g}s",
+                backend="nebula",
+            ) from None
         except httpx.HTTPError as exc:
             raise TransientBackendError(
                 f"could not list models: {type(exc).__name__}", backend="nebula"
             ) from None
-    if response.status_code >= 300:
-        error = status_error(response, settings.api_key_env)
+    if answer.status >= 300:
+        error = status_error(answer.status, server_message(answer, secrets), settings.api_key_env)
         raise type(error)(f"could not list models: {error}", backend="nebula")
-    try:
-        body = response.json()
-    except ValueError:
+    if answer.body is None:
         raise RequestRejectedError(
-            "could not list models: the answer is not JSON", backend="nebula"
+            f"could not list models: the answer is over {SUCCESS_BODY_LIMIT // 2**20} MiB",
+            backend="nebula",
+        )
+    try:
+        body = parse_json(answer.body)
+    except ValueError as exc:
+        raise RequestRejectedError(
+            f"could not list models: the answer is {exc}", backend="nebula"
         ) from None
     rows = body.get("data", body) if isinstance(body, Mapping) else body
     if isinstance(rows, Mapping):
@@ -441,7 +703,18 @@ async def list_remote_models(
         raise RequestRejectedError(
             "could not list models: unexpected answer shape", backend="nebula"
         )
-    return [dict(row) for row in rows if isinstance(row, Mapping)]
+    return [_cleaned(dict(row), secrets) for row in rows if isinstance(row, Mapping)]
+
+
+def _cleaned(value: Any, secrets: Sequence[str]) -> Any:
+    """A JSON value from the server with every string made printable and secret-free."""
+    if isinstance(value, str):
+        return clean(value, secrets, limit=500)
+    if isinstance(value, dict):
+        return {clean(str(k), secrets, limit=100): _cleaned(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(item, secrets) for item in value]
+    return value
 
 
 @hookimpl

@@ -15,6 +15,8 @@ import textwrap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from nebula_build.plugin import (
     Backend,
     BackendSettings,
@@ -165,10 +167,23 @@ def render(request: GenerationRequest) -> bytes:
     return buffer.getvalue()
 
 
+class PreviewSettings(BackendSettings):
+    """`[backends.preview]`: the common settings, with finite bounds."""
+
+    timeout: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds before one generation gives up.",
+    )
+
+
 class PreviewBackend(Backend):
     """Offline stand-ins that take exactly the parameters the hosted models take."""
 
     name = "preview"
+    settings_model = PreviewSettings
 
     @classmethod
     def models(cls, settings: BackendSettings) -> Mapping[str, ModelSupport]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from types import FrameType
+from typing import Any, TextIO
 
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
@@ -211,6 +213,7 @@ def main(
     except SystemExit as exc:
         return int(exc.code or 0)
     ctx = Context(args, out, err)
+    previous = _sigterm_as_sigint()
     try:
         return int(_command(args.run)(ctx))
     except KeyboardInterrupt:
@@ -227,6 +230,34 @@ def main(
             raise
         _print_error(exc, err)
         return ExitCode.ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_sigint() -> Callable[[int, FrameType | None], Any] | int | None:
+    """Make SIGTERM (CI cancelling a job, `docker stop`) stop a command the way Ctrl-C
+    does: finish the writes under way, fold the journal, exit 130. Returns the handler
+    to restore, or None where nothing was installed (not the main thread, or SIGTERM
+    ignored by whoever started us)."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is None or previous is signal.SIG_IGN:  # None: a handler set outside Python
+            return None
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # signals can only be handled in the main thread
+        return None
+    return previous
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Do what SIGINT would do now: asyncio.run's handler cancels the running round (its
+    writes finish, the lock is folded), Python's raises KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:  # SIGINT ignored or left to the system: still stop, through the same path
+        raise KeyboardInterrupt
 
 
 def _command(name: str) -> Callable[[Context], int]:

@@ -71,21 +71,21 @@ def _remote_models(ctx: Context) -> int:
     import asyncio
 
     from nebula_build.plugin.manager import load_registry
+    from nebula_build.text import printable
 
     plugin = load_registry().get(ctx.args.backend or "nebula", where="--backend")
     try:
         settings = plugin.parse_settings(_project_backend_settings(ctx).get(plugin.name, {}))
-    except ValueError:
-        raise UserError(
-            f"[backends.{plugin.name}] is not valid: `nebula-build validate` says why"
-        ) from None
+    except ValueError as exc:
+        raise UserError(_settings_problem(ctx, plugin.name, exc)) from None
     with plugin.blame("remote_models"):
         rows = [dict(row) for row in asyncio.run(plugin.cls.remote_models(settings))]
     if ctx.args.json:
-        ctx.print(json.dumps(rows, indent=2, ensure_ascii=False))
+        ctx.print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
         return ExitCode.OK
     columns = ("model_name", "model_type", "price", "model_alias")
-    table = [[str(row.get(c, "")) for c in columns] for row in rows]
+    # what a service says is shown as plain text: no escape sequence reaches the terminal
+    table = [[printable(str(row.get(c, "")), limit=200) for c in columns] for row in rows]
     widths = [max(len(r[i]) for r in [list(columns), *table]) for i in range(len(columns))]
     for line in [list(columns), *table]:
         ctx.print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
@@ -94,6 +94,23 @@ def _remote_models(ctx: Context) -> int:
         "[backends.nebula] seedream_model."
     )
     return ExitCode.OK
+
+
+def _settings_problem(ctx: Context, backend: str, exc: ValueError) -> str:
+    """The first problem of `[backends.<backend>]`, located in the manifest."""
+    from pydantic import ValidationError
+
+    from nebula_build.core.manifest import describe_error
+
+    try:
+        where = ctx.project().display_manifest
+    except UserError:
+        where = "images.toml"
+    if not isinstance(exc, ValidationError) or not exc.errors():
+        return f"{where}: [backends.{backend}] is not valid: `nebula-build validate` says why"
+    error = exc.errors()[0]
+    key = ".".join(map(str, error["loc"]))
+    return f"{where}: [backends.{backend}] {key}: {describe_error(error, [])}"
 
 
 def cmd_inspect(ctx: Context) -> int:

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from nebula_build.live.watch import Round
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 
+#: the gallery serves generated images; anything far larger is not one of them
+MAX_SERVED_BYTES = 256 << 20
+
 
 def cmd_watch(ctx: Context) -> int:
     import asyncio
@@ -78,6 +81,12 @@ def cmd_watch(ctx: Context) -> int:
 def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Round], None]:
     from nebula_build.engine.runstate import read_failures
     from nebula_build.live.gallery import cards, render
+    from nebula_build.state.guard import Guard
+
+    guard = Guard(project.root, reserved=project.own_files)
+
+    def read(relative: str) -> bytes:
+        return guard.read(relative, what="gallery file", limit=MAX_SERVED_BYTES)
 
     def publish(report: Round) -> None:
         if report.plan is None:
@@ -90,16 +99,14 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             # The first round builds everything: marking it all "just changed" says nothing.
             changed=report.changed if report.number > 1 else [],
         )
-        files = {
-            a.spec.output: project.path_of(a.spec.output) for a in report.plan.actions if a.spec
-        }
+        files = [a.spec.output for a in report.plan.actions if a.spec]
         html = render(
             items,
             title=f"{project.root.name} · nebula-build",
             live=True,
             round_number=report.number,
         )
-        server.publish(html, files, report.number, report.changed)
+        server.publish(html, files, report.number, report.changed, read=read)
 
     return publish
 

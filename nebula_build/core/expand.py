@@ -10,13 +10,14 @@ prompt, negative_prompt, output and alt; `seed` may be an expression of them
 from __future__ import annotations
 
 import itertools
+import math
 import operator
-import string
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nebula_build.core.manifest import ImageDecl
+from nebula_build.core.manifest import ImageDecl, shown
+from nebula_build.core.spec import check_template
 from nebula_build.errors import UserError
 from nebula_build.params import MAX_SEED, TEXT
 
@@ -44,11 +45,20 @@ class Expanded:
     decl: ImageDecl
 
 
+def count(decl: ImageDecl) -> int:
+    """How many images a declaration makes, without making them."""
+    return math.prod(len(choices) for choices in decl.matrix.values()) if decl.matrix else 1
+
+
 def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
-    """Every concrete image of a declaration (itself, without a matrix)."""
+    """Every concrete image of a declaration (itself, without a matrix). The caller
+    checks `count` first: a matrix's product can be far larger than its declaration."""
     if not decl.matrix:
         seed = decl.seed
         if isinstance(seed, str):
+            problem = check_template(seed, ())
+            if problem is not None:
+                raise ExpansionError("seed", problem)
             yield Expanded(base, base, decl.model_copy(update={"seed": _seed(seed, {})}))
         else:
             yield Expanded(base, base, decl)
@@ -57,46 +67,40 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
     for key, choices in axes:
         if not choices:
             raise ExpansionError("matrix", f"{key!r} has no values")
+    templates = {key: getattr(decl, key) for key in TEMPLATED if getattr(decl, key) is not None}
+    if isinstance(decl.seed, str):
+        templates["seed"] = decl.seed
+    known = [*decl.matrix, "index"]
+    for key, template in templates.items():
+        problem = check_template(template, known)
+        if problem is not None:
+            raise ExpansionError(key, problem)
+    seed = templates.pop("seed", None)
     for index, combination in enumerate(itertools.product(*(v for _, v in axes))):
         values: dict[str, Any] = {
             key: value for (key, _), value in zip(axes, combination, strict=True)
         }
         values["index"] = index
         name = f"{base}[{','.join(str(v) for v in combination)}]"
+        # Checked above: plain {name} placeholders only, each one known.
         update: dict[str, Any] = {
-            key: _fill(key, getattr(decl, key), values)
-            for key in TEMPLATED
-            if getattr(decl, key) is not None
+            key: template.format_map(values) for key, template in templates.items()
         }
-        if decl.seed is not None:
-            update["seed"] = _seed(decl.seed, values) if isinstance(decl.seed, str) else decl.seed
+        if seed is not None:
+            update["seed"] = _seed(seed, values)
         yield Expanded(name, base, decl.model_copy(update=update))
 
 
-def _fill(key: str, template: str, values: Mapping[str, Any]) -> str:
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-        for field in fields:
-            if field not in values:
-                raise KeyError(field)
-        return template.format_map(values)
-    except KeyError as exc:
-        known = ", ".join(f"{{{k}}}" for k in values)
-        raise ExpansionError(
-            key, f"unknown placeholder {{{exc.args[0]}}} (known: {known})"
-        ) from None
-    except (ValueError, IndexError) as exc:
-        raise ExpansionError(key, f"bad placeholder: {exc}") from None
-
-
 def _seed(expression: str, values: Mapping[str, Any]) -> int:
-    """An integer from '{index} + 100' and the like: integers with + - * only."""
+    """An integer from '{index} + 100' and the like: integers with + - * only. The
+    caller has checked its placeholders (`check_template`)."""
     import ast  # only seed expressions need it
 
-    text = _fill("seed", expression, values)
     try:
-        value = _evaluate(ast.parse(text, mode="eval").body)
-    except (SyntaxError, ValueError):
+        value = _evaluate(ast.parse(expression.format_map(values), mode="eval").body)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # RecursionError, MemoryError: a long chain of terms ("1+1+…"); the manifest
+        # caps an expression's length, but the values filled in add to it.
         raise ExpansionError(
             "seed",
             f"{expression!r} is not an integer expression (integers, placeholders, + - * only)",
@@ -130,6 +134,7 @@ def select(requested: Collection[str], known: Collection[str]) -> set[str]:
         chosen |= matches
     if unknown:
         raise UserError(
-            f"unknown image(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})"
+            f"unknown image(s): {', '.join(map(shown, unknown))} "
+            f"(known: {', '.join(sorted(known)) or 'none'})"
         )
     return chosen

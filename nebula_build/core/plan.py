@@ -20,7 +20,7 @@ from nebula_build.state.lockfile import LockEntry
 
 DigestOf = Callable[[str], "str | None"]
 HasCached = Callable[[str], bool]
-KnownOutput = Callable[[str], "str | None"]
+KnownOutput = Callable[[str], Mapping[str, str]]
 
 
 class ActionKind(StrEnum):
@@ -268,18 +268,20 @@ def _guard(action: Action, ctx: _Context) -> Action:
         return action
     spec, entry = action.spec, action.entry
     assert spec is not None
-    for path in spec.paths:
-        current = ctx.digest_of(path)
+    # What this output key wrote before (a run killed before its journal line, a lost
+    # lock): files holding exactly that are ours, not a stranger's.
+    known = {} if action.fresh else ctx.known_output(spec.output_key)
+    currents = {path: ctx.digest_of(path) for path in spec.paths}
+    if known and all(d is not None and d == known.get(p) for p, d in currents.items()):
+        what = "the file already holds" if len(currents) == 1 else "the files already hold"
+        return replace(action, in_place=True, reason=f"{action.reason} ({what} this output)")
+    for path, current in currents.items():
         recorded = _recorded(entry, path)
-        if current is None or current == recorded:
+        if current is None or current == recorded or current == known.get(path):
             continue
-        if path == spec.output:
-            known = ctx.known_output(spec.output_key)
-            if not action.fresh and not spec.variants and current == known:
-                reason = f"{action.reason} (the file already holds this output)"
-                return replace(action, in_place=True, reason=reason)
-            if action.kind is ActionKind.MOVE and entry is not None and current == entry.digest:
-                return replace(action, reason=f"{action.reason} (already moved by hand)")
+        moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
+        if path == spec.output and moved:
+            return replace(action, reason=f"{action.reason} (already moved by hand)")
         if ctx.force:
             return replace(action, backup=True)
         reason = (
@@ -338,7 +340,7 @@ def make_plan(
     *,
     digest_of: DigestOf,
     has_cached: HasCached,
-    known_output: KnownOutput = lambda output_key: None,
+    known_output: KnownOutput = lambda output_key: {},
     targets: Collection[str] = (),
     replace_images: Collection[str] = (),
     force: bool = False,

@@ -17,9 +17,19 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from nebula_build.core.expand import ExpansionError, expand, select
-from nebula_build.core.manifest import AtlasDecl, Defaults, ImageDecl, Manifest, describe_error
-from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec
+from nebula_build.core.expand import ExpansionError, count, expand, select
+from nebula_build.core.manifest import (
+    DEFAULT_MAX_IMAGES,
+    MAX_IMAGES,
+    MAX_PATH,
+    AtlasDecl,
+    Defaults,
+    ImageDecl,
+    Manifest,
+    describe_error,
+    has_control_characters,
+)
+from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
 from nebula_build.errors import (
     DependencyCycleError,
     ManifestError,
@@ -37,7 +47,11 @@ BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height"
 #: what every image must end up with (the sizes have built-in defaults)
 REQUIRED = tuple(param.name for param in PARAMS if param.universal)
 MAX_DELIVERED = 8192
+#: bytes in one file or folder name: the file system's 255, less the room a temporary
+#: file beside it takes (".<name>.nebula-tmp-<8 hex>")
+MAX_NAME_BYTES = 200
 _LOSSY = ("jpeg", "webp", "avif")
+_VARIANT_FIELDS = ("stem", "width", "ext")
 
 DigestOf = Callable[[str], "str | None"]
 #: whether this machine can encode an output format (AVIF needs a recent Pillow)
@@ -141,7 +155,21 @@ class _Resolver:
 
     def check_path(self, loc: tuple[str, ...], value: str, what: str) -> str | None:
         # String operations rather than PurePosixPath: this runs for every image.
+        if has_control_characters(value):
+            self.fail(loc, f"{what} may not contain control characters ({value!r})")
+            return None
+        if len(value) > MAX_PATH:
+            self.fail(loc, f"{what} may be at most {MAX_PATH} characters long")
+            return None
         parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
+        long = next((p for p in parts if len(p) > 50 and len(p.encode()) > MAX_NAME_BYTES), None)
+        if long is not None:
+            self.fail(
+                loc,
+                f"{what} has a file or folder name longer than {MAX_NAME_BYTES} bytes "
+                f"({long[:20]!r}… is {len(long.encode())})",
+            )
+            return None
         if value.startswith(("/", "\\", "~")) or (parts and ":" in parts[0]):
             self.fail(
                 loc, f"{what} must be a path relative to the manifest's folder, not {value!r}"
@@ -362,14 +390,22 @@ class _Resolver:
         if any(not 1 <= w <= MAX_DELIVERED for w in widths) or len(set(widths)) != len(widths):
             fail("widths", f"widths must be distinct, within 1-{MAX_DELIVERED} pixels")
         pattern = merged.get("variant_pattern", DEFAULT_VARIANT_PATTERN)
-        try:
-            same = pattern.format(stem="a", width=1, ext=".x") == pattern.format(
-                stem="a", width=2, ext=".x"
-            )
-        except (KeyError, IndexError, ValueError):
-            fail("variant_pattern", "may use only {stem}, {width} and {ext}")
+        if pattern == DEFAULT_VARIANT_PATTERN:
             return
-        if same or "/" in pattern:
+        try:
+            names = placeholders(pattern)
+        except ValueError as exc:
+            fail("variant_pattern", str(exc))
+            return
+        unknown = [f"{{{name}}}" for name in names if name not in _VARIANT_FIELDS]
+        if unknown:
+            fail(
+                "variant_pattern",
+                f"may use only {{stem}}, {{width}} and {{ext}} (not {unknown[0]})",
+            )
+        elif has_control_characters(pattern):
+            fail("variant_pattern", f"may not contain control characters ({pattern!r})")
+        elif "width" not in names or "/" in pattern or "\\" in pattern:
             fail("variant_pattern", "must contain {width} and no folder")
 
 
@@ -424,6 +460,28 @@ def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> lis
     return order
 
 
+def _too_many(
+    manifest: Manifest, base: str, decl: ImageDecl, before: int
+) -> tuple[tuple[str, ...], str]:
+    """The problem of the declaration that would take the manifest past `max_images`,
+    found before its images are made."""
+    cap = manifest.model.max_images
+    makes = count(decl)
+    how = (
+        f"set `max_images` at the top of {manifest.display_path} to allow more "
+        f"(default {DEFAULT_MAX_IMAGES}, at most {MAX_IMAGES})"
+        if before + makes <= MAX_IMAGES
+        else f"split the project: a manifest may declare at most {MAX_IMAGES}"
+    )
+    if makes > cap:
+        return ("images", base, "matrix"), (
+            f"makes {makes:,} images, more than max_images = {cap}; {how}"
+        )
+    return ("images", base), (
+        f"brings the manifest to {before + makes:,} images, more than max_images = {cap}; {how}"
+    )
+
+
 def resolve(
     manifest: Manifest,
     registry: BackendRegistry,
@@ -441,6 +499,9 @@ def resolve(
             resolver.backend(name, ("backends", name))
     images: dict[str, ImageDecl] = {}
     for base, decl in manifest.model.images.items():
+        if len(images) + count(decl) > manifest.model.max_images:
+            resolver.fail(*_too_many(manifest, base, decl, len(images)))
+            raise ManifestError(resolver.problems)
         try:
             for image in expand(base, decl):
                 resolver.bases[image.name] = base
@@ -466,5 +527,7 @@ def resolve(
         if (atlas := resolver.atlas(name, decl, specs)) is not None
     }
     if resolver.problems:
-        raise ManifestError(resolver.problems)
+        # A problem in [defaults] or a style is found once per image that inherits it.
+        unique = {str(problem): problem for problem in resolver.problems}
+        raise ManifestError(list(unique.values()))
     return Resolved(specs, resolver.settings, resolver.plugins, asset_manifest, atlases)

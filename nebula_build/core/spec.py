@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from nebula_build.params import PARAMS
@@ -29,6 +30,56 @@ def canonical_json(value: Mapping[str, Any]) -> bytes:
 
 def key_of(value: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+Template = tuple[tuple[str, str | None], ...]
+
+
+@lru_cache(maxsize=1024)
+def parse_template(template: str) -> Template:
+    """(literal text, placeholder name or None) pairs of a template such as
+    "{stem}-{width}{ext}". Only plain `{name}` placeholders: a format spec or a
+    conversion (`{width:>400000000}` asks for a 400 MB string) raises ValueError, as
+    does a stray brace."""
+    import string  # only templates need it, and each is parsed once
+
+    parts: list[tuple[str, str | None]] = []
+    for literal, field, spec, conversion in string.Formatter().parse(template):
+        if field is not None and (spec or conversion or not field.isidentifier()):
+            written = (
+                field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            )
+            raise ValueError(
+                f"{{{written}}}: only plain placeholders like {{name}}, without a format "
+                "spec or conversion"
+            )
+        parts.append((literal, field))
+    return tuple(parts)
+
+
+def placeholders(template: str) -> list[str]:
+    """The names a template uses, in order; ValueError as `parse_template`."""
+    return [name for _, name in parse_template(template) if name is not None]
+
+
+def fill(template: str, values: Mapping[str, object]) -> str:
+    """The template with each `{name}` replaced by str(values[name]); ValueError for a
+    template `parse_template` refuses, KeyError for a name `values` lacks."""
+    parse_template(template)  # once a template passes, format_map only substitutes names
+    return template.format_map(values)
+
+
+def check_template(template: str, known: Collection[str]) -> str | None:
+    """Why `template` cannot be filled from `known` names, or None if it can."""
+    try:
+        names = placeholders(template)
+    except ValueError as exc:
+        return str(exc)
+    unknown = next((name for name in names if name not in known), None)
+    if unknown is not None:
+        listed = ", ".join(f"{{{name}}}" for name in known)
+        return f"unknown placeholder {{{unknown}}} (known: {listed})"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +177,7 @@ class AssetSpec:
         for target in self.widths:
             if target >= width:
                 continue
-            file = self.variant_pattern.format(stem=stem, width=target, ext=dot + ext)
+            file = fill(self.variant_pattern, {"stem": stem, "width": target, "ext": dot + ext})
             found.append(
                 (
                     f"{folder}/{file}" if folder else file,

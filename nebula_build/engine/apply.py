@@ -15,28 +15,30 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
+from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
 from nebula_build.errors import (
     FORCE_HINT,
     BackendError,
     ConflictError,
     SkippedError,
+    StateWriteError,
     SupersededError,
-    UserError,
 )
-from nebula_build.fsutil import atomic_write, backup, is_within, sha256_bytes
+from nebula_build.fsutil import sha256_bytes
 from nebula_build.outputs.encode import encoding_for, render
 from nebula_build.params import PARAMS
 from nebula_build.plugin.backend import GenerationRequest, GenerationResult
 from nebula_build.state.cache import Store
 from nebula_build.state.fileindex import FileIndex
+from nebula_build.state.guard import Guard
 from nebula_build.state.inputs import InputSnapshot
 from nebula_build.state.lockfile import LockEntry, LockWriter
 from nebula_build.state.project import Project
+from nebula_build.state.rescue import rescue
 
 GenerateFn = Callable[[AssetSpec, GenerationRequest], Awaitable[GenerationResult]]
 _IO_CONCURRENCY = 8
@@ -107,8 +109,10 @@ class Applier:
         store: Store,
         inputs: InputSnapshot,
         progress: ProgressSink,
+        guard: Guard,
     ) -> None:
         self.project = project
+        self.guard = guard
         self.generate_fn = generate
         self.writer = writer
         self.files = files
@@ -194,7 +198,8 @@ class Applier:
         assert spec is not None
         if action.in_place:
             await asyncio.to_thread(self._adopt, action, spec)
-            await self._record(spec, self.files.digest(spec.output) or "", None)
+            variants = {path: self.files.digest(path) or "" for path in spec.paths[1:]}
+            await self._record(spec, self.files.digest(spec.output) or "", None, variants)
             return
         if kind is ActionKind.MOVE and action.entry is not None:
             async with self._io:
@@ -218,9 +223,11 @@ class Applier:
             if not outcome.generated:
                 self.progress.started(action)
             # One trip to a worker thread: keep the paid-for original, then the files.
-            digest, variants = await asyncio.to_thread(
+            digest, variants, note = await asyncio.to_thread(
                 self._persist, action, spec, original, outcome.generated
             )
+        if note is not None:
+            outcome.warnings = (*outcome.warnings, note)
         await self._record(spec, digest, original.seed, variants)
 
     async def _record(
@@ -253,11 +260,17 @@ class Applier:
     ) -> GenerationResult:
         """The generation's original bytes: from the cache, or from the backend."""
         expect_cached = action.kind not in (ActionKind.CREATE, ActionKind.REGENERATE)
+        warning = None
         if not action.fresh and (action.from_cache or expect_cached):
-            cached = await asyncio.to_thread(self.store.get, spec.generation_key)
-            if cached is not None:
-                return GenerationResult(cached.data, seed=cached.seed)
-        return await self._generate(action, spec, outcome)
+            # checked against its digest and verified like a backend's answer
+            restored, warning = await asyncio.to_thread(restore, self.store, spec)
+            if restored is not None:
+                return restored
+        try:
+            return await self._generate(action, spec, outcome)
+        finally:
+            if warning is not None:  # a bad entry is a miss, said once
+                outcome.warnings = (*outcome.warnings, warning)
 
     def _check_halted(self, backend: str) -> None:
         if backend in self._halted:
@@ -336,59 +349,86 @@ class Applier:
 
     # --- blocking file work, run in threads ---------------------------------
 
-    def _target(self, relative: str) -> Path:
-        path = self.project.path_of(relative)
-        if not is_within(path.parent, self.project.root):
-            raise UserError(
-                f"{relative}: the output path leaves the project through a "
-                "symbolic link; nebula-build only writes inside the project"
-            )
-        return path
+    def _write(self, relative: str, data: bytes) -> None:
+        try:
+            self.guard.write(relative, data)
+        except OSError as exc:
+            raise StateWriteError(f"could not write {relative}: {exc.strerror or exc}") from None
 
     def _backup(self, relative: str) -> None:
-        backup(self.project.root, self.project.backup_dir, relative)
+        self.guard.backup(relative, self.project.backup_dir, time.strftime("%Y%m%dT%H%M%S"))
 
     def _persist(
         self, action: Action, spec: AssetSpec, original: GenerationResult, generated: bool
-    ) -> tuple[str, dict[str, str]]:
+    ) -> tuple[str, dict[str, str], str | None]:
+        """Verify the original once (a restore was verified when read), keep it if it was
+        paid for now, then write the files from the verified bytes and pixels. Returns
+        the files' digests, and a warning if the cache could not keep the original."""
+        if isinstance(original, Restored):
+            verified = original.verified
+        else:
+            verified = verify_answer(original.data, spec)  # nothing unverified is kept
+        rescued = None
         if generated:
-            self.store.put(spec.generation_key, original.data, seed=original.seed)
-        return self._write_files(action, spec, original.data)
+            rescued = self._keep(spec, verified, original.seed)
+        try:
+            return (*self._write_files(action, spec, verified), rescued)
+        except StateWriteError as exc:
+            if rescued is None:
+                raise
+            raise StateWriteError(f"{exc}; {rescued}") from None
+
+    def _keep(self, spec: AssetSpec, verified: Verified, seed: int | None) -> str | None:
+        """Cache a paid generation; if the cache cannot take it (a full disk), keep it
+        outside the project instead. Returns what to tell the user then, or None."""
+        key = spec.generation_key
+        try:
+            self.store.put(key, verified.data, seed=seed, digest=verified.digest)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            try:
+                folder = rescue(key, verified.data, seed=seed, digest=verified.digest)
+            except OSError:
+                return f"could not cache the generation either ({reason}); it is lost"
+            return (
+                f"the cache could not take the generation ({reason}): it is kept in "
+                f"{folder}, and the next apply takes it from there"
+            )
+        return None
 
     def _write_files(
-        self, action: Action, spec: AssetSpec, original: bytes
+        self, action: Action, spec: AssetSpec, original: Verified
     ) -> tuple[str, dict[str, str]]:
-        """Write the output and its variants; returns their digests."""
-        digests = {}
-        for path, data in zip(spec.paths, render(original, encoding_for(spec)), strict=True):
-            target = self._target(path)
+        """Write the output and its variants from the verified original (and the pixels
+        its verification decoded, if any); returns their digests."""
+        files = render(original.data, encoding_for(spec), pixels=original.pixels)
+        rendered = dict(zip(spec.paths, files, strict=True))
+        digests = {path: sha256_bytes(data) for path, data in rendered.items()}
+        # Before any rename: a run killed between the renames and the journal line leaves
+        # files the next plan recognises as this output's, not a stranger's.
+        with contextlib.suppress(OSError):  # only a help after a crash: never a failure
+            self.store.record_output(spec.output_key, digests)
+        for path, data in rendered.items():
             if action.backup:
                 self._backup(path)
-            digest = digests[path] = sha256_bytes(data)
-            if path == spec.output:
-                # Before the rename: a run killed between the rename and its journal line
-                # leaves a file the next plan recognises as this output, not a stranger's.
-                self.store.record_output(spec.output_key, digest)
-            atomic_write(target, data)
-            self.files.record(path, digest=digest)
+            self._write(path, data)
+            self.files.record(path, digest=digests[path])
         self._remove_stale(action.entry, keep=set(spec.paths))
         main = digests.pop(spec.output)
         return main, digests
 
     def _adopt(self, action: Action, spec: AssetSpec) -> None:
-        """The file already holds this output: keep it, tidy the old ones."""
-        self._remove_stale(action.entry, keep={spec.output})
+        """The files already hold this output: keep them, tidy the old ones."""
+        self._remove_stale(action.entry, keep=set(spec.paths))
 
     def _move(self, action: Action) -> bool:
         """Rename the old file into place if it is ours and unchanged."""
         assert action.old_output and action.output and action.entry
         if self.files.digest(action.old_output) != action.entry.digest:
             return False
-        target = self._target(action.output)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.project.path_of(action.old_output).replace(target)
+        self.guard.move(action.old_output, action.output)
         self.files.forget(action.old_output)
-        self._prune_empty(self.project.path_of(action.old_output).parent)
+        self.guard.prune_empty(action.old_output.rpartition("/")[0])
         return True
 
     def _remove_stale(self, entry: LockEntry | None, keep: set[str]) -> None:
@@ -403,19 +443,9 @@ class Applier:
         """Delete a file only if it still holds the bytes nebula-build wrote there."""
         if self.files.digest(relative) != digest:
             return
-        path = self.project.path_of(relative)
-        path.unlink(missing_ok=True)
+        self.guard.remove(relative)
         self.files.forget(relative)
-        self._prune_empty(path.parent)
+        self.guard.prune_empty(relative.rpartition("/")[0])
 
     def _delete_file(self, action: Action) -> None:
         self._remove_stale(action.entry, keep=set())
-
-    def _prune_empty(self, folder: Path) -> None:
-        root = self.project.root.resolve()
-        while folder.resolve() != root and is_within(folder, root):
-            try:
-                folder.rmdir()
-            except OSError:
-                return
-            folder = folder.parent

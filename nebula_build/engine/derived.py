@@ -7,18 +7,21 @@ into a sheet.
 
 from __future__ import annotations
 
-import contextlib
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileState
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import FORCE_HINT
-from nebula_build.fsutil import atomic_write
+from nebula_build.errors import FORCE_HINT, UserError
+from nebula_build.fsutil import sha256_bytes
 from nebula_build.outputs import assetmanifest
-from nebula_build.outputs.atlas import build as build_atlas
-from nebula_build.outputs.atlas import plan_atlas, read_recorded
+from nebula_build.outputs.atlas import plan_atlas, read_recorded, record_key
+from nebula_build.outputs.atlas import render as render_atlas
 from nebula_build.state.lockfile import LockEntry
+
+#: an asset manifest far larger than 100k images' would be is not read
+_LIMIT = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,22 +47,25 @@ def plan_files(
     if target is not None:
         wanted = None if changing else _asset_manifest_text(prepared, lock)
         current = _read(prepared, target)
-        actions.append(assetmanifest.plan_asset_manifest(target, wanted=wanted, current=current))
+        actions.append(
+            assetmanifest.plan_asset_manifest(target, wanted=wanted, current=current, force=force)
+        )
     return tuple(actions)
 
 
 def _plan_atlases(
     prepared: Prepared, lock: Mapping[str, LockEntry], changing: set[str], *, force: bool
 ) -> list[FileAction]:
-    project, files = prepared.project, prepared.files
+    files = prepared.files
     return [
         plan_atlas(
             atlas,
             lock,
             sheet=files.digest(atlas.output),
-            recorded=read_recorded(project, atlas),
+            recorded=read_recorded(prepared.guard, atlas),
             changing=changing,
             force=force,
+            known_output=prepared.store.output_files,
         )
         for atlas in prepared.resolved.atlases.values()
     ]
@@ -84,7 +90,7 @@ def build_files(
             continue
         outcomes.append(outcome)
         on_built(outcome)
-    written = _write_asset_manifest(prepared, lock)
+    written = _write_asset_manifest(prepared, lock, force=force)
     if written is not None:
         outcomes.append(written)
         on_built(written)
@@ -95,14 +101,27 @@ def _build_atlas(
     prepared: Prepared, lock: Mapping[str, LockEntry], action: FileAction
 ) -> FileOutcome:
     atlas = prepared.resolved.atlases[action.name]
+    guard, files = prepared.guard, prepared.files
     try:
-        build_atlas(prepared.project, atlas, lock, action.key, prepared.files, backup=action.backup)
-    except (OSError, ValueError) as exc:
+        sheet, frames = render_atlas(guard, atlas, lock, action.key)
+        digest = sha256_bytes(sheet)
+        # Before the renames: a sheet a killed build leaves is recognised as ours.
+        prepared.store.record_output(record_key(atlas, action.key), {atlas.output: digest})
+        if action.backup:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for path in (atlas.output, atlas.frames):
+                guard.backup(path, prepared.project.backup_dir, stamp)
+        guard.write(atlas.output, sheet)
+        files.record(atlas.output, digest=digest)
+        guard.write(atlas.frames, frames)
+    except (OSError, ValueError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
     return FileOutcome(action, ok=True)
 
 
-def _write_asset_manifest(prepared: Prepared, lock: Mapping[str, LockEntry]) -> FileOutcome | None:
+def _write_asset_manifest(
+    prepared: Prepared, lock: Mapping[str, LockEntry], *, force: bool
+) -> FileOutcome | None:
     """Write the asset manifest if its content changed (computed once); None when the
     project has none or it is already right."""
     target = prepared.resolved.asset_manifest
@@ -110,12 +129,17 @@ def _write_asset_manifest(prepared: Prepared, lock: Mapping[str, LockEntry]) -> 
         return None
     text = _asset_manifest_text(prepared, lock)
     current = _read(prepared, target)
-    action = assetmanifest.plan_asset_manifest(target, wanted=text, current=current)
+    action = assetmanifest.plan_asset_manifest(target, wanted=text, current=current, force=force)
+    if action.state is FileState.CONFLICT:
+        return FileOutcome(action, ok=False, error=f"{target}: {action.reason}; {FORCE_HINT}")
     if action.state is not FileState.BUILD:
         return None
     try:
-        atomic_write(prepared.project.path_of(target), text.encode())
-    except OSError as exc:
+        if action.backup:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            prepared.guard.backup(target, prepared.project.backup_dir, stamp)
+        prepared.guard.write(target, text.encode())
+    except (OSError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not write {target}: {exc}")
     return FileOutcome(action, ok=True)
 
@@ -135,6 +159,10 @@ def _asset_manifest_text(prepared: Prepared, lock: Mapping[str, LockEntry]) -> s
 
 
 def _read(prepared: Prepared, relative: str) -> str | None:
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        return prepared.project.path_of(relative).read_text(encoding="utf-8")
-    return None
+    """The file's text; None if missing; UNREADABLE if it is there but not ours to read."""
+    try:
+        return prepared.guard.read(relative, what="asset manifest", limit=_LIMIT).decode()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError, UserError):
+        return assetmanifest.UNREADABLE

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from nebula_build.core.plan import Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import PluginError
-from nebula_build.fsutil import remove_temp_files
+from nebula_build.errors import BackendError, PluginError
 from nebula_build.plugin.backend import (
     Backend,
     BackendSettings,
@@ -25,6 +25,10 @@ from nebula_build.plugin.backend import (
 )
 from nebula_build.plugin.manager import BackendPlugin
 from nebula_build.state.lockfile import Entries, LockWriter
+from nebula_build.text import printable
+
+#: the longest message of a plugin's that is shown (one line, in the summary and the gallery)
+PLUGIN_MESSAGE_LIMIT = 1000
 
 
 def concurrency_limits(prepared: Prepared, parallelism: int | None) -> dict[str, int]:
@@ -66,7 +70,7 @@ class OpenBackends:
 
     async def _close(self, name: str) -> None:
         backend = self.instances.pop(name)
-        with self._plugins[name].blame("closing"):
+        with _printable_errors(), self._plugins[name].blame("closing"):
             await backend.__aexit__(None, None, None)
 
     async def update(
@@ -87,14 +91,14 @@ class OpenBackends:
                 if name not in self.instances:
                     plugin = self._plugins[name]
                     backend = plugin.create(self._settings[name], self.root)
-                    with plugin.blame("opening"):
+                    with _printable_errors(), plugin.blame("opening"):
                         self.instances[name] = await backend.__aenter__()
         return self.instances[name]
 
     async def generate(self, spec: AssetSpec, request: GenerationRequest) -> GenerationResult:
         backend = await self.get(spec.backend)
         plugin = self._plugins[spec.backend]
-        with plugin.blame("generate"):
+        with _printable_errors(), plugin.blame("generate"):
             result = await backend.generate(request)
         problem = _malformed(result)
         if problem is not None:
@@ -102,7 +106,25 @@ class OpenBackends:
                 f"backend {plugin.name!r} from {plugin.source} returned {problem} "
                 "(a bug in that plugin: report it to its authors)"
             )
+        return _printable_warnings(result)
+
+
+@contextlib.contextmanager
+def _printable_errors() -> Iterator[None]:
+    """A backend's error message reaches the terminal, failures.json and the gallery: as
+    one printable line, whatever the plugin (or the server behind it) put in it."""
+    try:
+        yield
+    except (BackendError, PluginError) as error:
+        error.args = (printable(str(error), limit=PLUGIN_MESSAGE_LIMIT),)
+        raise
+
+
+def _printable_warnings(result: GenerationResult) -> GenerationResult:
+    warnings = tuple(printable(w, limit=PLUGIN_MESSAGE_LIMIT) for w in result.warnings)
+    if warnings == tuple(result.warnings):
         return result
+    return dataclasses.replace(result, warnings=warnings)
 
 
 def _malformed(result: object) -> str | None:
@@ -147,8 +169,6 @@ async def execute(
     """
     project = prepared.project
     assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
-    folders = {project.path_of(a.output).parent for a in plan.actions if a.output}
-    remove_temp_files(folders | {project.root, project.state_dir})
     writer = LockWriter(project, lock)
     resolved = prepared.resolved
     try:
@@ -168,6 +188,7 @@ async def execute(
                 store=prepared.store,
                 inputs=prepared.inputs,
                 progress=progress,
+                guard=prepared.guard,
             )
             if on_start is not None:
                 on_start(applier)

@@ -3,7 +3,25 @@
 from __future__ import annotations
 
 from nebula_build.engine.prepare import Prepared
+from nebula_build.outputs.atlas import members_key, record_key
+from nebula_build.state.guard import remove_temp_files
 from nebula_build.state.lockfile import Entries
+
+
+def remove_leftovers(prepared: Prepared) -> int:
+    """Delete the temp files a killed run left: everywhere under the tool's state, and
+    in the folders the project writes to. Returns how many."""
+    project, resolved = prepared.project, prepared.resolved
+    written = [path for spec in resolved.specs.values() for path in spec.paths]
+    for atlas in resolved.atlases.values():
+        written += [atlas.output, atlas.frames]
+    if resolved.asset_manifest is not None:
+        written.append(resolved.asset_manifest)
+    folders = {project.path_of(path).parent for path in written} | {project.root}
+    # another manifest's state lives under the default's: its own applies tidy it
+    skip = () if not project.is_default else ("manifests",)
+    removed = remove_temp_files(project.state_dir, recursive=True, skip=skip)
+    return removed + sum(remove_temp_files(folder) for folder in folders)
 
 
 def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> tuple[int, int]:
@@ -18,8 +36,13 @@ def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> tupl
         removed += 1
         freed += store.size(key) if dry_run else store.remove(key)
     if not dry_run:
+        remove_leftovers(prepared)
         live_outputs = {entry.output_key for entry in lock.values()}
         live_outputs |= {spec.output_key for spec in prepared.specs.values()}
+        for atlas in prepared.resolved.atlases.values():
+            members = members_key(atlas, lock)
+            if members is not None:
+                live_outputs.add(record_key(atlas, members))
         for output_key in list(store.output_keys()):
             if output_key not in live_outputs:
                 store.remove_output(output_key)

@@ -32,11 +32,21 @@ if TYPE_CHECKING:
 
 FORMAT = "nebula-build no-op snapshot 1"
 SNAPSHOT = os.path.join(".nebula-build", "noop")
-LOCK = "images.lock"
 #: a snapshot of 100k images is about 10 MB; anything far larger is not ours
 MAX_BYTES = 256 << 20
-JOURNAL = os.path.join(".nebula-build", "journal")
 RACY_SECONDS = 2.0
+
+
+def lock_of(manifest: str) -> str:
+    """The lock of a manifest, by the rule of `state.project` (not imported: too slow)."""
+    return f"{manifest.removesuffix('.toml')}.lock"
+
+
+def state_of(manifest: str) -> str:
+    """The state folder of a manifest, by the rule of `state.project`."""
+    if manifest == "images.toml":
+        return ".nebula-build"
+    return os.path.join(".nebula-build", "manifests", manifest.removesuffix(".toml"))
 
 
 def find_root(start: str, manifest: str | None) -> tuple[str, str] | None:
@@ -92,12 +102,15 @@ def _context(manifest: str, backend: str | None) -> str:
 
 def unchanged(root: str, manifest: str, backend: str | None) -> int | None:
     """The number of images, if the project is exactly as the last no-op plan saw it."""
-    lines = _read(os.path.join(root, SNAPSHOT))
-    if lines is None or os.path.lexists(os.path.join(root, JOURNAL)):  # an apply runs
+    if os.path.islink(os.path.join(root, ".nebula-build")):
+        return None  # the full path refuses it, and says why
+    state = os.path.join(root, state_of(manifest))
+    lines = _read(os.path.join(state, "noop"))
+    if lines is None or os.path.lexists(os.path.join(state, "journal")):  # an apply runs
         return None
     if len(lines) < 5 or lines[0] != FORMAT or lines[1] != _context(manifest, backend):
         return None
-    if not (lines[3].startswith(f"{manifest}\t") and lines[4].startswith(f"{LOCK}\t")):
+    if not (lines[3].startswith(f"{manifest}\t") and lines[4].startswith(f"{lock_of(manifest)}\t")):
         return None  # every snapshot this module writes starts with these two
     for line in lines[3:]:
         path, _, recorded = line.partition("\t")
@@ -201,7 +214,7 @@ def record(
     if prepared.resolved.asset_manifest is not None:
         paths.append(prepared.resolved.asset_manifest)
     text = None
-    if lock == LOCK and not any(p.startswith("..") for p in paths) and not plan.has_changes:
+    if not any(p.startswith("..") for p in paths) and not plan.has_changes:
         text = snapshot(
             root,
             manifest,
@@ -211,7 +224,7 @@ def record(
             now=started,
             seen={**prepared.files.seen(), **observed},
         )
-    target = project.root / SNAPSHOT
+    target = project.state_dir / "noop"
     with contextlib.suppress(OSError):  # the snapshot only saves time
         if text is None:
             target.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ def plan_for(
         lock,
         digest_of=prepared.files.digest,
         has_cached=prepared.store.has,
-        known_output=prepared.store.output_digest,
+        known_output=prepared.store.output_files,
         targets=targets,
         replace_images=replace,
         force=force,

@@ -7,18 +7,19 @@ The first steps of the flow (docs/architecture.md), shared by every command;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from nebula_build.core.manifest import from_bytes, read_bytes
 from nebula_build.core.resolve import Resolved, resolve
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import speccache
-from nebula_build.errors import ProjectLockedError
+from nebula_build.errors import ProjectLockedError, UnsafePathError
 from nebula_build.imaging import pillow_writes
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.cache import Store
 from nebula_build.state.fileindex import FileIndex
+from nebula_build.state.guard import Guard
 from nebula_build.state.inputs import InputSnapshot
 from nebula_build.state.lockfile import Entries, read_with_journal, recover
 from nebula_build.state.project import Project
@@ -36,6 +37,7 @@ class Prepared:
     files: FileIndex
     store: Store
     inputs: InputSnapshot | None
+    guard: Guard
 
     @property
     def specs(self) -> dict[str, AssetSpec]:
@@ -55,8 +57,16 @@ def prepare(
     their digests come from the stat cache (plan, status).
     """
     files = FileIndex(project.root, project.file_index_path)
-    inputs = InputSnapshot(project.root) if read_inputs else None
-    digest_of = inputs.digest if inputs is not None else files.digest
+    guard = Guard(project.root, reserved=project.own_files)
+    inputs = InputSnapshot(guard) if read_inputs else None
+    unchecked = inputs.digest if inputs is not None else files.digest
+
+    def digest_of(path: str) -> str | None:
+        problem = guard.input_problem(path)
+        if problem is not None:
+            raise UnsafePathError(f"{project.display_manifest}: input {path!r} {problem}")
+        return unchecked(path)
+
     raw = read_bytes(project.manifest_path, project.display_manifest)  # read once
     key = speccache.cache_key(raw, registry, backend)
     resolved = speccache.load(project, key, registry, digest_of)
@@ -74,7 +84,44 @@ def prepare(
             manifest, registry, recording, backend_override=backend, can_encode=pillow_writes
         )
         speccache.save(project, key, resolved, used)
-    return Prepared(project, resolved, files, Store(project.cache_dir), inputs)
+    _check_paths(project, resolved, guard, folders=read_inputs)
+    return Prepared(project, resolved, files, Store(project.cache_dir), inputs, guard)
+
+
+def _declared_paths(resolved: Resolved) -> Iterator[tuple[str, str]]:
+    """(where in the manifest, path) of every file the project writes."""
+    for name, spec in resolved.specs.items():
+        yield f"images.{name}.output", spec.output
+        for path in spec.paths[1:]:
+            yield f"images.{name} (variant)", path
+    for name, atlas in resolved.atlases.items():
+        yield f"atlases.{name}.output", atlas.output
+        yield f"atlases.{name}.frames", atlas.frames
+    if resolved.asset_manifest is not None:
+        yield "assets.manifest", resolved.asset_manifest
+
+
+def _check_paths(project: Project, resolved: Resolved, guard: Guard, *, folders: bool) -> None:
+    """Refuse a manifest (or a cached resolution of one) that would write outside the
+    project, over the tool's own files or over an input; with `folders`, also one
+    whose output folders lead out through a symbolic link (before anything is paid)."""
+    declared = list(_declared_paths(resolved))
+    written = {path for _, path in declared}
+    guard.protect(
+        path
+        for spec in resolved.specs.values()
+        for path in (spec.image, spec.mask)
+        if path and path not in written
+    )
+    checked_folders: set[str] = set()
+    for where, path in declared:
+        problem = guard.problem(path)
+        folder = path.rpartition("/")[0]
+        if problem is None and folders and folder not in checked_folders:
+            checked_folders.add(folder)
+            problem = guard.folder_problem(path)
+        if problem is not None:
+            raise UnsafePathError(f"{project.display_manifest}: {where}: {path!r} {problem}")
 
 
 def recovered_lock(project: Project, notice: Notice) -> Entries:

@@ -20,6 +20,7 @@ from nebula_build.core.plan import Plan
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.derived import FileOutcome, build_files
 from nebula_build.engine.execute import OpenBackends, execute
+from nebula_build.engine.gc import remove_leftovers
 from nebula_build.engine.planning import plan_for
 from nebula_build.engine.prepare import Prepared, prepare, recovered_lock
 from nebula_build.engine.runstate import record_failures
@@ -27,6 +28,7 @@ from nebula_build.errors import UserError
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.lockfile import Entries, read
 from nebula_build.state.project import Project
+from nebula_build.state.rescue import adopt
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ async def apply_round(
     started = time.perf_counter()
     lock = recovered_lock(project, listener.notice)
     prepared = prepare(project, registry, backend=options.backend, read_inputs=True)
+    remove_leftovers(prepared)  # a killed run's temp files
+    adopt(prepared.store, {spec.generation_key for spec in prepared.specs.values()})
     listener.loaded(prepared)
     plan = plan_for(
         prepared, lock, targets=options.targets, replace=options.replace, force=options.force

@@ -3,14 +3,19 @@
 GET / is the page, /files/<output> the images it shows (and nothing else of
 the project), /events a server-sent event stream that announces each round so
 the page refreshes itself. Binds 127.0.0.1 unless told otherwise.
+
+Files are read through the project's guard (a regular file inside the project,
+never through a link out), and a request naming any other host than the one
+served is refused: a web page cannot reach the gallery by DNS rebinding.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import mimetypes
 import threading
+from collections.abc import Callable, Collection
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -18,6 +23,30 @@ from nebula_build.httpthread import BackgroundHTTPServer
 from nebula_build.live.gallery import page_data
 
 _KEEPALIVE_SECONDS = 10.0
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+ReadFile = Callable[[str], bytes]
+
+
+def _no_files(relative: str) -> bytes:
+    raise FileNotFoundError(relative)
+
+
+def host_allowed(header: str | None, bound: str) -> bool:
+    """Whether a request's Host names this server: a loopback name, the bound address,
+    or (bound to every interface) an IP address; never a DNS name a page controls."""
+    if not header:
+        return False
+    host = header.rsplit(":", 1)[0] if not header.endswith("]") else header
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES or host == bound.lower():
+        return True
+    if bound in ("0.0.0.0", "::"):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True
+    return False
 
 
 class GalleryServer(BackgroundHTTPServer):
@@ -25,7 +54,9 @@ class GalleryServer(BackgroundHTTPServer):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._html = "<!doctype html><title>nebula-build</title><p>Building…</p>"
-        self._files: dict[str, Path] = {}
+        self._files: frozenset[str] = frozenset()
+        self._read: ReadFile = _no_files
+        self.host = host
         self._round = 0
         self._changed: list[str] = []
         self._condition = threading.Condition()
@@ -42,16 +73,29 @@ class GalleryServer(BackgroundHTTPServer):
             self._condition.notify_all()
 
     def publish(
-        self, html: str, files: dict[str, Path], round_number: int, changed: list[str]
+        self,
+        html: str,
+        files: Collection[str],
+        round_number: int,
+        changed: list[str],
+        *,
+        read: ReadFile,
     ) -> None:
+        """Show a round: its page, and the project files (outputs) it may serve, read
+        with `read` (the guard's)."""
         with self._condition:
-            self._html, self._files = html, dict(files)
+            self._html, self._files, self._read = html, frozenset(files), read
             self._round, self._changed = round_number, list(changed)
             self._condition.notify_all()
 
-    def _snapshot(self) -> tuple[str, dict[str, Path], int, list[str]]:
+    def _snapshot(self) -> tuple[str, frozenset[str], int, list[str]]:
         with self._condition:
             return self._html, self._files, self._round, self._changed
+
+    def _file(self, relative: str) -> bytes:
+        with self._condition:
+            read = self._read
+        return read(relative)
 
     def _wait_for_round(self, seen: int) -> tuple[int, list[str]] | None:
         """The next round after `seen`, None on a keep-alive timeout; raises when closing."""
@@ -73,6 +117,9 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             return
 
         def do_GET(self) -> None:
+            if not host_allowed(self.headers.get("Host"), server.host):
+                self._send(403, b"unknown host", "text/plain")
+                return
             path = unquote(urlsplit(self.path).path)
             html, files, _, _ = server._snapshot()
             if path in ("/", "/index.html"):
@@ -80,13 +127,13 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/events":
                 self._events()
             elif path.startswith("/files/") and path[len("/files/") :] in files:
-                file = files[path[len("/files/") :]]
+                relative = path[len("/files/") :]
                 try:
-                    data = file.read_bytes()
-                except OSError:
-                    self._send(404, b"not generated yet", "text/plain")
+                    data = server._file(relative)
+                except Exception:  # missing, or refused by the guard: nothing to show
+                    self._send(404, b"not available", "text/plain")
                     return
-                kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+                kind = mimetypes.guess_type(relative)[0] or "application/octet-stream"
                 self._send(200, data, kind)
             else:
                 self._send(404, b"not found", "text/plain")

@@ -65,16 +65,44 @@ def text_of(data: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def plan_asset_manifest(target: str, *, wanted: str | None, current: str | None) -> FileAction:
+#: `current` for a file that exists but is not text: never ours
+UNREADABLE = "\x00unreadable"
+
+
+def is_ours(text: str) -> bool:
+    """Whether a file's text is an asset manifest (so this tool may rewrite it)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and set(data) == {"version", "images"}
+
+
+def plan_asset_manifest(
+    target: str, *, wanted: str | None, current: str | None, force: bool = False
+) -> FileAction:
     """Whether the manifest at `target` must be written: `wanted` is its text from the
     lock as it stands (None: images are about to change, so it will differ),
-    `current` the file's text (None: missing)."""
+    `current` the file's text (None: missing; UNREADABLE: not text). A file that is
+    not an asset manifest (a README, the project's own files) is never replaced
+    without --force."""
 
-    def act(state: FileState, reason: str) -> FileAction:
+    def act(state: FileState, reason: str, backup: bool = False) -> FileAction:
         return FileAction(
-            FileKind.ASSET_MANIFEST, "assets", state, reason, target, new=current is None
+            FileKind.ASSET_MANIFEST,
+            "assets",
+            state,
+            reason,
+            target,
+            new=current is None,
+            backup=backup,
         )
 
+    stranger = current is not None and (current == UNREADABLE or not is_ours(current))
+    if stranger and force:
+        return act(FileState.BUILD, "a file nebula-build did not write; --force replaces it", True)
+    if stranger:
+        return act(FileState.CONFLICT, "a file nebula-build did not write is in the way")
     if wanted is None:
         return act(FileState.BUILD, "images change")
     if current is None:

@@ -12,16 +12,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from nebula_build.core.plan import FileAction, FileKind, FileState
 from nebula_build.core.spec import AtlasSpec
-from nebula_build.fsutil import atomic_write, sha256_bytes
-from nebula_build.fsutil import backup as backup_file
-from nebula_build.state.fileindex import FileIndex
+from nebula_build.errors import UserError
+from nebula_build.fsutil import sha256_bytes
+from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import LockEntry
-from nebula_build.state.project import Project
+
+#: a frame map far larger than any sheet's could be is not ours: it is not read
+FRAME_MAP_LIMIT = 16 << 20
 
 # --- planning ---------------------------------------------------------------------
 
@@ -37,6 +39,11 @@ def members_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
+def record_key(atlas: AtlasSpec, key: str) -> str:
+    """Under which key the cache remembers the sheet built from members `key`."""
+    return hashlib.sha256(f"atlas\0{key}\0{atlas.output}".encode()).hexdigest()
+
+
 def plan_atlas(
     atlas: AtlasSpec,
     lock: Mapping[str, LockEntry],
@@ -45,10 +52,12 @@ def plan_atlas(
     recorded: Mapping[str, Any] | None,
     changing: Collection[str] = (),
     force: bool = False,
+    known_output: Callable[[str], Mapping[str, str]] = lambda key: {},
 ) -> FileAction:
     """What the atlas needs, from its members in the lock, the sheet's digest on disk
     (`sheet`) and what its frame map recorded; `changing` are images the same apply
-    is about to change."""
+    is about to change. `known_output` gives the files a build wrote for a
+    `record_key` before their renames: a sheet a killed build left is ours."""
     key = members_key(atlas, lock)
 
     def act(state: FileState, reason: str, *, backup: bool = False) -> FileAction:
@@ -65,6 +74,10 @@ def plan_atlas(
         )
 
     edited = None
+    if sheet is not None and key is not None:
+        ours = known_output(record_key(atlas, key)).get(atlas.output) == sheet
+        if ours and (recorded is None or recorded.get("key") != key):
+            return act(FileState.BUILD, "a build was interrupted")
     if recorded is None and sheet is not None:
         edited = f"{atlas.output} exists and was not written by nebula-build"
     elif recorded is not None and sheet is not None and sheet != recorded.get("digest"):
@@ -89,11 +102,12 @@ def plan_atlas(
     return act(FileState.NOOP, "up to date")
 
 
-def read_recorded(project: Project, atlas: AtlasSpec) -> dict[str, str] | None:
+def read_recorded(guard: Guard, atlas: AtlasSpec) -> dict[str, str] | None:
     """What the atlas's frame map says it was made from; None if it has no such record."""
     try:
-        meta = json.loads(project.path_of(atlas.frames).read_bytes())["meta"]["nebula_build"]
-    except (OSError, ValueError, KeyError, TypeError):
+        data = guard.read(atlas.frames, what="frame map", limit=FRAME_MAP_LIMIT)
+        meta = json.loads(data)["meta"]["nebula_build"]
+    except (OSError, UserError, ValueError, KeyError, TypeError, RecursionError):
         return None
     return meta if isinstance(meta, dict) else None
 
@@ -120,21 +134,16 @@ def pack(
     return positions, (width, y + shelf)
 
 
-def build(
-    project: Project,
-    atlas: AtlasSpec,
-    lock: Mapping[str, LockEntry],
-    key: str,
-    files: FileIndex,
-    *,
-    backup: bool = False,
-) -> None:
-    """Pack the members' current outputs; write the sheet, then the frame map."""
+def render(
+    guard: Guard, atlas: AtlasSpec, lock: Mapping[str, LockEntry], key: str
+) -> tuple[bytes, bytes]:
+    """Pack the members' current outputs: the sheet's bytes and the frame map's."""
     from PIL import Image
 
     images = {}
     for name in atlas.members:
-        with Image.open(project.path_of(lock[name].output)) as opened:
+        member = guard.read(lock[name].output, what=f"atlas member {name}")
+        with Image.open(io.BytesIO(member)) as opened:
             images[name] = opened.convert("RGBA")
     positions, size = pack({n: i.size for n, i in images.items()}, atlas.padding)
     sheet = Image.new("RGBA", size, (0, 0, 0, 0))
@@ -165,10 +174,5 @@ def build(
         "scale": "1",
         "nebula_build": {"key": key, "digest": sha256_bytes(data)},
     }
-    if backup:
-        for path in (atlas.output, atlas.frames):
-            backup_file(project.root, project.backup_dir, path)
-    atomic_write(project.path_of(atlas.output), data)
-    files.record(atlas.output, digest=sha256_bytes(data))
     text = json.dumps({"frames": frames, "meta": meta}, indent=2) + "\n"
-    atomic_write(project.path_of(atlas.frames), text.encode())
+    return data, text.encode()

@@ -58,23 +58,32 @@ def encoding_for(spec: AssetSpec) -> Encoding:
     )
 
 
-def render(original: bytes, encoding: Encoding) -> list[bytes]:
+def keeps_original(encoding: Encoding, fmt: str, size: tuple[int, int]) -> bool:
+    """Whether the main file is the original's bytes (metadata rewritten at the byte
+    level): it already has the format and size asked for and no option re-encodes it."""
+    return encoding.passthrough and fmt == encoding.format and size == encoding.size
+
+
+def needs_pixels(encoding: Encoding, fmt: str, size: tuple[int, int]) -> bool:
+    """Whether `render` decodes an original of this format and size: it does unless the
+    main file keeps the original and there are no variants."""
+    return bool(encoding.variants) or not keeps_original(encoding, fmt, size)
+
+
+def render(original: bytes, encoding: Encoding, *, pixels: PILImage | None = None) -> list[bytes]:
     """The main file, then each variant. The original bytes are written as they are
-    when they already have the format and size asked for (no re-encode, no loss)."""
-    main_as_is = (
-        encoding.passthrough
-        and sniff(original) == encoding.format
-        and image_size(original) == encoding.size
-    )
+    when they already have the format and size asked for (no re-encode, no loss).
+
+    `pixels` is the original already decoded (verification decodes it once when
+    `needs_pixels` says so); it is read, never changed. Without it, the original is
+    decoded here if needed."""
+    size = pixels.size if pixels is not None else image_size(original)
+    main_as_is = keeps_original(encoding, sniff(original) or "", size)
     if main_as_is:
         kept = png_with_text(original, dict(encoding.texts))  # metadata without re-encoding
         if not encoding.variants:
             return [kept]
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    with Image.open(io.BytesIO(original)) as opened:
-        image = opened.copy()
+    image = pixels if pixels is not None else _decode(original)
     method = _METHODS[encoding.resample]
     if image.size != encoding.size:
         image = _fit(image, encoding, method)
@@ -82,6 +91,14 @@ def render(original: bytes, encoding: Encoding) -> list[bytes]:
     for _, width, height in encoding.variants:
         files.append(_save(image.resize((width, height), method), encoding))
     return files
+
+
+def _decode(original: bytes) -> PILImage:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    with Image.open(io.BytesIO(original)) as opened:
+        return opened.copy()
 
 
 _METHODS = {"lanczos": 1, "nearest": 0}  # PIL.Image.Resampling values, without importing PIL

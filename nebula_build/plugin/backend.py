@@ -40,7 +40,13 @@ class BackendSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     concurrency: int = Field(4, ge=1, le=256, description="Images generated at once.")
-    timeout: float = Field(120.0, gt=0, description="Seconds before one generation gives up.")
+    timeout: float = Field(
+        120.0,
+        gt=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="Seconds before one generation gives up.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,17 @@ from typing import Any
 
 import pluggy
 
-from nebula_build.errors import NebulaBuildError, PluginError, UnknownBackendError, first_line
+from nebula_build.errors import (
+    BackendError,
+    NebulaBuildError,
+    PluginError,
+    UnknownBackendError,
+    first_line,
+)
 from nebula_build.plugin import hookspecs
 from nebula_build.plugin.backend import Backend, BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
+from nebula_build.text import printable
 
 ENTRY_POINT_GROUP = "nebula_build"
 #: The built-in plugins, loaded by name so that nothing else imports a backend module.
@@ -36,6 +43,8 @@ BUILTIN_PLUGINS = (
     "nebula_build.backends.diffusers",
 )
 BUILTIN_SOURCE = "nebula-build (built in)"
+#: a plugin's message is cut to this many characters: one line, never a page
+_MESSAGE_LIMIT = 1000
 
 
 class _Manager(pluggy.PluginManager):
@@ -151,13 +160,16 @@ class BackendPlugin:
         ours: tuple[type[Exception], ...] = (NebulaBuildError, *expected)
         try:
             yield
-        except ours:
+        except ours as exc:
+            if isinstance(exc, BackendError | PluginError) and exc.args:  # one printable line
+                exc.args = (printable(str(exc), limit=_MESSAGE_LIMIT), *exc.args[1:])
             raise
         except Exception as exc:
             if self.builtin:
                 raise
             raise PluginError(
-                f"backend {self.name!r} from {self.source} failed in {doing}: {_said(exc)} "
+                f"backend {self.name!r} from {self.source} failed in {doing}: "
+                f"{printable(_said(exc), limit=_MESSAGE_LIMIT)} "
                 "(a bug in that plugin: report it to its authors; NEBULA_BUILD_DEBUG=1 "
                 "shows the traceback)"
             ) from exc

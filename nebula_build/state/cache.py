@@ -1,7 +1,11 @@
 """The content cache: the original bytes of every generation, by generation key.
 
-Layout: `.nebula-build/cache/<key[:2]>/<key>` holds the bytes the backend
-returned; `<key>.json` beside it holds what the backend reported (seed used).
+Layout: `.nebula-build/cache/<key[:2]>/<key>` holds the original bytes (as the engine
+verified them); `<key>.json` beside it holds their SHA-256, the key they belong to and
+what the backend reported (seed used). `get` checks the bytes against that digest on
+every read: a corrupt, truncated or swapped entry is removed and reported, never
+returned. An entry written before digests were recorded comes back with `digest=None`,
+for the engine to verify by decoding (and record again, with its digest).
 `outputs/<output key>` remembers the digest of the file each output key
 produced, so a file already holding exactly that (a run killed between the
 rename and the journal line, a copied checkout) is recognised, not a conflict.
@@ -14,19 +18,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nebula_build.fsutil import atomic_write
+from nebula_build.fsutil import atomic_write, sha256_bytes
 
 _KEY_LENGTH = 64
+
+
+class CorruptEntryError(Exception):
+    """A cache entry whose bytes do not match its recorded digest (flipped, truncated,
+    swapped); it has been removed. The message says what was wrong, briefly."""
 
 
 @dataclass(frozen=True, slots=True)
 class CachedImage:
     data: bytes
     seed: int | None = None
+    #: the SHA-256 the bytes were checked against; None for an entry from before digests
+    digest: str | None = None
 
 
 class Store:
@@ -42,6 +53,9 @@ class Store:
         return self._path(key).is_file()
 
     def get(self, key: str) -> CachedImage | None:
+        """The entry for `key`, its bytes checked against the digest recorded with them.
+
+        Raises CorruptEntryError (after removing the entry) if they do not match."""
         path = self._path(key)
         try:
             data = path.read_bytes()
@@ -51,29 +65,63 @@ class Store:
             meta = json.loads(path.with_suffix(".json").read_bytes())
         except (OSError, ValueError):
             meta = {}
+        if not isinstance(meta, dict):
+            meta = {}
         seed = meta.get("seed")
-        return CachedImage(data, seed if isinstance(seed, int) else None)
+        seed = seed if type(seed) is int else None
+        digest = meta.get("sha256")
+        if not isinstance(digest, str):
+            return CachedImage(data, seed)  # from before digests: the caller verifies it
+        problem = None
+        if meta.get("key", key) != key:
+            problem = "it was recorded for another key"
+        elif sha256_bytes(data) != digest:
+            problem = "its bytes do not match their digest"
+        if problem is not None:
+            self.remove(key)
+            raise CorruptEntryError(problem)
+        return CachedImage(data, seed, digest)
 
-    def put(self, key: str, data: bytes, *, seed: int | None = None) -> None:
-        """Store the bytes durably (they were paid for). The metadata goes first so
-        present bytes always have it; it only says which seed was used, so it is not
-        worth an fsync of its own."""
-        path = self._path(key)
-        atomic_write(path.with_suffix(".json"), json.dumps({"seed": seed}).encode(), durable=False)
-        atomic_write(path, data)
+    def put(
+        self, key: str, data: bytes, *, seed: int | None = None, digest: str | None = None
+    ) -> str:
+        """Store the bytes durably (they were paid for); returns their digest. The
+        metadata goes first, so present bytes always have it (a crash in between reads
+        as a corrupt entry, never as other bytes); it is not worth an fsync of its own:
+        unreadable metadata reads as an entry from before digests, verified by decoding.
+        `digest` is the SHA-256 of `data` where the caller has it already."""
+        digest = self.seal(key, data, seed=seed, digest=digest)
+        atomic_write(self._path(key), data)
+        return digest
+
+    def seal(
+        self, key: str, data: bytes, *, seed: int | None = None, digest: str | None = None
+    ) -> str:
+        """Record the digest of the entry's bytes `data`, already stored (an entry from
+        before digests, now verified); returns it."""
+        digest = digest or sha256_bytes(data)
+        meta = {"key": key, "seed": seed, "sha256": digest}
+        atomic_write(self._path(key).with_suffix(".json"), json.dumps(meta).encode(), durable=False)
+        return digest
 
     def _output_path(self, output_key: str) -> Path:
         return self.root / "outputs" / output_key[:2] / output_key
 
-    def record_output(self, output_key: str, digest: str) -> None:
-        atomic_write(self._output_path(output_key), digest.encode(), durable=False)
+    def record_output(self, output_key: str, digests: Mapping[str, str]) -> None:
+        """Remember the files (path → digest) an output key writes: the main output and
+        its variants, so a set a killed run left half-written is still recognised."""
+        text = json.dumps(dict(digests), sort_keys=True)
+        atomic_write(self._output_path(output_key), text.encode(), durable=False)
 
-    def output_digest(self, output_key: str) -> str | None:
-        """The digest of the file `output_key` produced before, if known."""
+    def output_files(self, output_key: str) -> dict[str, str]:
+        """The digest of each file `output_key` wrote before (path → digest), if known."""
         try:
-            return self._output_path(output_key).read_text().strip() or None
-        except OSError:
-            return None
+            data = json.loads(self._output_path(output_key).read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return {}
+        if not isinstance(data, dict):
+            return {}  # 0.2 wrote the main output's digest alone: nothing to match it by
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
     def output_keys(self) -> Iterator[str]:
         yield from self._scan(self.root / "outputs")

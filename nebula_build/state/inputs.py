@@ -2,21 +2,23 @@
 
 The digest that enters an image's key is computed from the very bytes handed
 to the backend, so an input edited mid-run can never be recorded under the
-wrong key.
+wrong key. Every read goes through the guard: a regular file inside the project.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from nebula_build.fsutil import sha256_bytes
+from nebula_build.state.guard import Guard
 
-from nebula_build.fsutil import is_within, sha256_bytes
+#: an input far larger than any image a model takes is refused, not read
+MAX_INPUT_BYTES = 256 << 20
 
 
 class InputSnapshot:
     """Reads each input file at most once and keeps its bytes for the backend."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
         self._data: dict[str, bytes | None] = {}
 
     def digest(self, relative: str) -> str | None:
@@ -25,9 +27,8 @@ class InputSnapshot:
 
     def read(self, relative: str) -> bytes | None:
         if relative not in self._data:
-            path = self.root / relative
             try:
-                self._data[relative] = path.read_bytes() if is_within(path, self.root) else None
+                self._data[relative] = self.guard.read(relative, limit=MAX_INPUT_BYTES)
             except OSError:
                 self._data[relative] = None
         return self._data[relative]

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -23,15 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from nebula_build.errors import LockfileError
+from nebula_build.errors import LockfileError, StateWriteError
 from nebula_build.fsutil import atomic_write, sha256_bytes
-from nebula_build.state.project import Project
+from nebula_build.state.guard import path_problem
+from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
 
 LOCK_VERSION = 1
 HEADER = (
     "# This file is written by nebula-build: do not edit it by hand.\n"
     "# It records which spec made each image. Commit it with images.toml.\n"
 )
+_DIGEST = re.compile("[0-9a-f]{64}")
 _FIELDS = ("backend", "model", "output", "digest", "generation_key", "output_key", "seed")
 
 
@@ -77,27 +80,84 @@ class LockEntry:
         return data
 
     @classmethod
-    def from_dict(cls, name: str, data: Mapping[str, Any]) -> LockEntry:
-        try:
-            params = dict(data.get("params", {}))
-            seed = data.get("seed")
-            return cls(
-                backend=str(data["backend"]),
-                model=str(data["model"]),
-                output=str(data["output"]),
-                digest=str(data["digest"]),
-                generation_key=str(data["generation_key"]),
-                output_key=str(data["output_key"]),
-                params=params,
-                variants={str(k): str(v) for k, v in data.get("variants", {}).items()},
-                # locks before 0.2 wrote the declared seed twice
-                seed=None if seed == params.get("seed") else seed,
-            )
-        except (KeyError, TypeError) as exc:
+    def from_dict(cls, name: str, data: object, *, where: str = "images.lock") -> LockEntry:
+        """An entry read from a lock or a journal: untrusted, so every field is checked
+        (a path that leaves the project is never acted on)."""
+        problem = _entry_problem(data)
+        if problem is not None:
             raise LockfileError(
-                f"images.lock: images.{name}: missing or bad field {exc}; "
-                "delete the entry and re-run apply"
-            ) from None
+                f"{where}: images.{_shown(name)}: {problem}; "
+                "restore the lock from version control or delete the entry"
+            )
+        assert isinstance(data, Mapping)
+        params = dict(data.get("params", {}))
+        seed = data.get("seed")
+        return cls(
+            backend=data["backend"],
+            model=data["model"],
+            output=data["output"],
+            digest=data["digest"],
+            generation_key=data["generation_key"],
+            output_key=data["output_key"],
+            params=params,
+            variants=dict(data.get("variants", {})),
+            # locks before 0.2 wrote the declared seed twice
+            seed=None if seed == params.get("seed") else seed,
+        )
+
+
+def _shown(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in str(text))[:80]
+
+
+def _is_digest(value: object) -> bool:
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+
+
+def _is_plain(value: object, depth: int = 0) -> bool:
+    """Whether a recorded parameter is a value the lock can hold (and write back)."""
+    if depth > 8:
+        return False
+    if isinstance(value, bool | int | str):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_is_plain(v, depth + 1) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _entry_problem(data: object) -> str | None:
+    """What is wrong with one lock entry, or None."""
+    if not isinstance(data, Mapping):
+        return "is not a table"
+    for key in ("backend", "model"):
+        value = data.get(key)
+        if not isinstance(value, str) or not value.isprintable():
+            return f"`{key}` must be a name"
+    for key in ("digest", "generation_key", "output_key"):
+        if not _is_digest(data.get(key)):
+            return f"`{key}` must be a sha256 digest"
+    problem = path_problem(data.get("output"))
+    if problem is not None:
+        return f"`output` {_shown(repr(data.get('output')))} {problem}"
+    if not isinstance(data.get("params", {}), Mapping) or not _is_plain(data.get("params", {})):
+        return "`params` must be a table of plain values"
+    seed = data.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        return "`seed` must be an integer"
+    variants = data.get("variants", {})
+    if not isinstance(variants, Mapping):
+        return "`variants` must be a table"
+    for path, digest in variants.items():
+        problem = path_problem(path)
+        if problem is not None:
+            return f"variant {_shown(repr(path))} {problem}"
+        if not _is_digest(digest):
+            return f"variant {_shown(path)} must have a sha256 digest"
+    return None
 
 
 Entries = dict[str, LockEntry]
@@ -154,27 +214,58 @@ def dumps(entries: Mapping[str, LockEntry]) -> str:
     return "".join(parts)
 
 
-def loads(text: str) -> Entries:
+def loads(text: str, where: str = "images.lock") -> Entries:
     """Parse lock text; raises LockfileError naming what is wrong."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise LockfileError(
-            f"images.lock is not valid TOML ({exc}); restore it from version control or delete it"
+            f"{where} is not valid TOML ({reason}); restore it from version control or delete it"
         ) from None
-    return _entries_from(data)
+    return _entries_from(data, where)
 
 
-def _entries_from(data: Mapping[str, Any]) -> Entries:
+def _entries_from(data: Mapping[str, Any], where: str) -> Entries:
     version = data.get("version")
     if version != LOCK_VERSION:
         raise LockfileError(
-            f"images.lock has version {version!r}; this nebula-build reads version {LOCK_VERSION}"
+            f"{where} has version {_shown(repr(version))}; "
+            f"this nebula-build reads version {LOCK_VERSION}"
         )
     images = data.get("images", {})
     if not isinstance(images, Mapping):
-        raise LockfileError("images.lock: `images` must be a table")
-    return {name: LockEntry.from_dict(name, entry) for name, entry in images.items()}
+        raise LockfileError(f"{where}: `images` must be a table")
+    return {name: LockEntry.from_dict(name, entry, where=where) for name, entry in images.items()}
+
+
+def _check_own_files(project: Project, entries: Entries, where: str) -> Entries:
+    """Refuse entries that name the tool's own files: a crafted lock must never make
+    apply delete or move the manifest or the lock."""
+    own = {name.casefold() for name in project.own_files}
+    for name, entry in entries.items():
+        for path in entry.files():
+            if "/" not in path and path.casefold() in own:
+                raise LockfileError(
+                    f"{where}: images.{_shown(name)}: {path!r} is the tool's own file; "
+                    "restore the lock from version control or delete the entry"
+                )
+    return entries
+
+
+def _refuse_a_shared_lock(project: Project) -> None:
+    """Before 0.3 every manifest in a folder wrote images.lock. A manifest without a lock
+    of its own beside one that no images.toml owns is that case: say how to carry the
+    records over rather than start afresh (and find every file in conflict)."""
+    if project.is_default:
+        return
+    legacy = project.lock_path.with_name(LOCK_NAME)
+    if legacy.is_file() and not legacy.with_name(MANIFEST_NAME).exists():
+        raise LockfileError(
+            f"{project.manifest_path.name} has no lock of its own ({project.lock_path.name}) "
+            f"but {LOCK_NAME} is beside it: each manifest now has its own lock; rename "
+            f"{LOCK_NAME} to {project.lock_path.name} to keep its records"
+        )
 
 
 # --- reading, with the snapshot ---------------------------------------------
@@ -182,15 +273,25 @@ def _entries_from(data: Mapping[str, Any]) -> Entries:
 
 def read(project: Project) -> Entries:
     """The lock's entries (empty if there is no lock). Does not look at the journal."""
+    where = project.lock_path.name
     try:
         raw = project.lock_path.read_bytes()
     except FileNotFoundError:
+        _refuse_a_shared_lock(project)
         return {}
+    except IsADirectoryError:
+        raise LockfileError(f"{where} is a folder; remove it and re-run") from None
     digest = sha256_bytes(raw)
     snapshot = _read_snapshot(project.lock_snapshot_path, digest)
     if snapshot is not None:
-        return snapshot
-    entries = loads(raw.decode("utf-8"))
+        return _check_own_files(project, snapshot, where)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LockfileError(
+            f"{where} is not UTF-8 text; restore it from version control or delete it"
+        ) from None
+    entries = _check_own_files(project, loads(text, where), where)
     _write_snapshot(project, digest, entries)
     return entries
 
@@ -200,9 +301,14 @@ def _read_snapshot(path: Path, digest: str) -> Entries | None:
         data = json.loads(path.read_bytes())
         if data.get("lock_digest") != digest or data.get("version") != LOCK_VERSION:
             return None
-        # Written by us from validated entries, and bound to the lock's digest:
-        # rebuilding without field-by-field checks keeps a 10k-entry read cheap.
-        return {name: LockEntry(**entry) for name, entry in data["images"].items()}
+        # Bound to the lock's digest: rebuilding without field-by-field checks keeps a
+        # 10k-entry read cheap. The paths are still checked (it may come from a
+        # checkout); anything odd and the lock itself is parsed, with every check.
+        entries = {name: LockEntry(**entry) for name, entry in data["images"].items()}
+        for entry in entries.values():
+            if path_problem(entry.output) or any(map(path_problem, entry.variants)):
+                return None
+        return entries
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
@@ -226,7 +332,15 @@ def write(project: Project, entries: Mapping[str, LockEntry]) -> bool:
     except FileNotFoundError:
         if not entries:
             return False
-    atomic_write(project.lock_path, text)
+    except IsADirectoryError:
+        raise LockfileError(f"{project.lock_path.name} is a folder; remove it and re-run") from None
+    try:
+        atomic_write(project.lock_path, text)
+    except OSError as exc:
+        raise StateWriteError(
+            f"could not write {project.lock_path.name}: {exc.strerror or exc}; the previous "
+            "lock is intact and the journal keeps the finished images: re-run once there is room"
+        ) from None
     _write_snapshot(project, sha256_bytes(text), entries)
     return True
 
@@ -239,12 +353,17 @@ def _journal_ops(path: Path) -> Iterator[tuple[str, str, dict[str, Any] | None]]
         lines = path.read_bytes().splitlines()
     except FileNotFoundError:
         return
+    except IsADirectoryError:
+        raise LockfileError(f"{path} is a folder, not the journal; remove it and re-run") from None
     for line in lines:
         try:
             op = json.loads(line)
-            yield op["op"], op["image"], op.get("entry")
-        except (ValueError, KeyError, TypeError):
+            kind, name = op["op"], op["image"]
+            entry = op.get("entry")
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue  # a line cut short by a crash: its image was not recorded
+        if isinstance(kind, str) and isinstance(name, str):
+            yield kind, name, entry
 
 
 def replay(entries: Entries, journal: Path) -> bool:
@@ -253,7 +372,7 @@ def replay(entries: Entries, journal: Path) -> bool:
     for op, name, entry in _journal_ops(journal):
         found = True
         if op == "set" and entry is not None:
-            entries[name] = LockEntry.from_dict(name, entry)
+            entries[name] = LockEntry.from_dict(name, entry, where="the journal")
         elif op == "delete":
             entries.pop(name, None)
     return found
@@ -268,6 +387,7 @@ def recover(project: Project) -> tuple[Entries, bool]:
     if not replay(entries, project.journal_path):
         project.journal_path.unlink(missing_ok=True)
         return entries, False
+    _check_own_files(project, entries, "the journal")
     write(project, entries)
     project.journal_path.unlink(missing_ok=True)
     return entries, True
@@ -276,7 +396,8 @@ def recover(project: Project) -> tuple[Entries, bool]:
 def read_with_journal(project: Project) -> Entries:
     """The lock as it stands, including a live apply's journal, without writing."""
     entries = read(project)
-    replay(entries, project.journal_path)
+    if replay(entries, project.journal_path):
+        _check_own_files(project, entries, "the journal")
     return entries
 
 
@@ -363,8 +484,10 @@ class LockWriter:
 
     def close(self) -> None:
         """Write the final lock and remove the journal; call when no record is running."""
-        self._flush()
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        try:
+            self._flush()
+        finally:  # the journal stays on disk if the lock could not be written
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
         self.project.journal_path.unlink(missing_ok=True)

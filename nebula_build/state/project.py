@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,12 @@ from nebula_build.errors import UserError
 MANIFEST_NAME = "images.toml"
 STATE_DIR = ".nebula-build"
 LOCK_NAME = "images.lock"
+
+
+def lock_name(manifest_name: str) -> str:
+    """`images.toml` → `images.lock`, `other.toml` → `other.lock`: one lock per manifest,
+    so two manifests in one folder never record (or delete) each other's images."""
+    return f"{manifest_name.removesuffix('.toml')}.lock"
 
 
 @dataclass(frozen=True)
@@ -26,16 +33,36 @@ class Project:
         if manifest is not None:
             path = Path(manifest)
             path = path if path.is_absolute() else start / path
-            return cls(path.parent.resolve(), path.resolve())
+            return cls(path.parent.resolve(), path.resolve()).checked()
         here = start.resolve()
         for folder in (here, *here.parents):
             candidate = folder / MANIFEST_NAME
             if candidate.is_file():
-                return cls(folder, candidate)
+                return cls(folder, candidate).checked()
         raise UserError(
             f"no {MANIFEST_NAME} in {start} or any folder above it; "
             "run `nebula-build init` to start a project, or pass -f FILE"
         )
+
+    def checked(self) -> Project:
+        """This project, once its state folder is known to be a plain folder inside it:
+        a `.nebula-build` that is a link (say, committed in a pull request) would send
+        the lock's journal, the cache and every state write to wherever it points."""
+        for folder in dict.fromkeys((self.root / STATE_DIR, self.state_dir)):
+            try:
+                mode = folder.lstat().st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise UserError(f"cannot use {folder}: {exc.strerror}") from None
+            if stat.S_ISLNK(mode) or not stat.S_ISDIR(mode):
+                kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
+                shown = os.path.relpath(folder, self.root)
+                raise UserError(
+                    f"{shown} is {kind}; nebula-build keeps its state in a plain folder "
+                    f"inside the project: remove {shown} (it is rebuilt)"
+                )
+        return self
 
     @property
     def display_manifest(self) -> str:
@@ -46,12 +73,25 @@ class Project:
             return str(self.manifest_path)
 
     @property
+    def is_default(self) -> bool:
+        """Whether the manifest is `images.toml`: others get a lock and state of their own."""
+        return self.manifest_path.name == MANIFEST_NAME
+
+    @property
     def lock_path(self) -> Path:
-        return self.manifest_path.with_name(LOCK_NAME)
+        return self.manifest_path.with_name(lock_name(self.manifest_path.name))
 
     @property
     def state_dir(self) -> Path:
-        return self.root / STATE_DIR
+        if self.is_default:
+            return self.root / STATE_DIR
+        return self.root / STATE_DIR / "manifests" / self.manifest_path.name.removesuffix(".toml")
+
+    @property
+    def own_files(self) -> tuple[str, ...]:
+        """Files beside the manifest that belong to the tool: never an output."""
+        names = (self.manifest_path.name, self.lock_path.name, MANIFEST_NAME, LOCK_NAME)
+        return tuple(dict.fromkeys(names))
 
     @property
     def journal_path(self) -> Path:

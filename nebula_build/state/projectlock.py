@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from nebula_build.errors import ProjectLockedError
+from nebula_build.errors import ProjectLockedError, UserError
 
 
 def _pid_alive(pid: int) -> bool:
@@ -49,8 +49,14 @@ class ProjectLock:
         return os.read(fd, 200).decode(errors="replace").strip()
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise UserError(
+                f"cannot open the project lock {self.path}: {exc.strerror}; "
+                "remove it if it is not a plain file"
+            ) from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:

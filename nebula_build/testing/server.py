@@ -13,7 +13,19 @@ of the requested size, and injects faults so clients can be tested for real::
 Faults: "401" "402" "403" "404" "422" "500" "502" "503" "504", "429[:seconds]"
 (with Retry-After), "reset" (connection reset mid-response), "slow:<seconds>",
 "malformed_json", "bad_base64", "not_image", "truncated_image", "wrong_size",
-"failed_status", "credits_message".
+"failed_status[:message]" (a 200 without an image), "credits_message".
+
+Hostile faults, a server that does not play fair:
+
+- "trickle[:seconds]": a 200 whose body comes one byte per interval (default 0.2 s)
+- "echo[:status]": an error (default 400) whose message repeats the Authorization header
+- "huge_error[:MiB]", "huge_success[:MiB]": a 500 or 200 with a body of that size
+  (default 1 and 65), chunked: no Content-Length gives it away in advance
+- "retry_after:<value>": a 503 with `Retry-After: <value>` ("86400", "inf", an HTTP date)
+- "deep_json[:depth]": a 200 whose `data` is nested `depth` lists deep (default 100000)
+- "pixel_bomb": a small PNG whose header claims 100000x100000 pixels
+- "private_chunk[:MiB]": a real PNG carrying a private ancillary chunk (default 8 MiB)
+- "message:<status>:<text>": an error with exactly that message (escape sequences…)
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -53,6 +66,7 @@ class RecordedRequest:
 @dataclass
 class _State:
     faults: deque[str] = field(default_factory=deque)
+    list_faults: deque[str] = field(default_factory=deque)
     prompt_faults: dict[str, deque[str]] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
     in_flight: int = 0
@@ -93,6 +107,11 @@ class NebulaTestServer(BackgroundHTTPServer):
             else:
                 self._state.prompt_faults.setdefault(prompt, deque()).extend(faults)
 
+    def add_model_list_faults(self, *faults: str) -> None:
+        """Queue faults for the next model list requests (`GET …/serverless/models`)."""
+        with self._lock:
+            self._state.list_faults.extend(faults)
+
     @property
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -120,6 +139,10 @@ class NebulaTestServer(BackgroundHTTPServer):
                     return queue.popleft()
             return self._state.faults.popleft() if self._state.faults else None
 
+    def _next_list_fault(self) -> str | None:
+        with self._lock:
+            return self._state.list_faults.popleft() if self._state.list_faults else None
+
     def _enter(self, record: RecordedRequest) -> None:
         with self._lock:
             self._state.requests.append(record)
@@ -135,9 +158,10 @@ class NebulaTestServer(BackgroundHTTPServer):
             self._state.in_flight -= 1
             record.finished = time.monotonic()
 
-    def image(self, width: int, height: int, seed: int) -> bytes:
+    def image(self, width: int, height: int, seed: int, image_format: str | None = None) -> bytes:
         """A real image of the given size, cached: the server must not be the bottleneck."""
-        key = (width, height, self.image_format, seed)
+        image_format = image_format or self.image_format
+        key = (width, height, image_format, seed)
         with self._lock:
             cached = self._state.images.get(key)
         if cached is not None:
@@ -150,7 +174,7 @@ class NebulaTestServer(BackgroundHTTPServer):
             (width // 4, height // 4, width * 3 // 4, height * 3 // 4), fill=tuple(digest[3:6])
         )
         buffer = io.BytesIO()
-        image.save(buffer, {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[self.image_format])
+        image.save(buffer, {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[image_format])
         data = buffer.getvalue()
         with self._lock:
             self._state.images[key] = data
@@ -196,7 +220,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                     self._send_json(404, {"status": "failed", "message": "not found"})
                 elif not record.authorized:
                     self._send_json(401, {"status": "failed", "message": "Invalid API key"})
-                else:
+                elif not self._fault_done(server._next_list_fault(), {}):
                     models = [
                         {
                             "model_name": m,
@@ -250,7 +274,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             if server.latency:
                 time.sleep(server.latency)
             fault = server._next_fault(str(body.get("prompt", "")))
-            if fault is not None and self._fault(fault, body):
+            if self._fault_done(fault, body):
                 return
             if body.get("model") not in KNOWN_MODELS or not body.get("prompt"):
                 self._send_json(
@@ -264,22 +288,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             self._success(base64.b64encode(data).decode(), body)
 
         def _success(self, b64: str, body: dict[str, Any]) -> None:
-            self._send_json(
-                200,
-                {
-                    "model": body.get("model"),
-                    "object": "list",
-                    "data": [
-                        {
-                            "timings": {"inference": server.inference_seconds},
-                            "index": 0,
-                            "b64_json": b64,
-                        }
-                    ],
-                    "message": "Image generated successfully",
-                    "status": "success",
-                },
-            )
+            self._send_json(200, _envelope(body, b64, server.inference_seconds))
 
         def _fault(self, fault: str, body: dict[str, Any]) -> bool:
             """Act out a fault; True if the response is done."""
@@ -318,13 +327,134 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                 self._success(base64.b64encode(data[: len(data) // 2]).decode(), body)
                 return True
             if name == "failed_status":
-                self._send_json(200, {"status": "failed", "message": "model is overloaded"})
+                message = argument or "model is overloaded"
+                self._send_json(200, {"status": "failed", "message": message})
                 return True
             if name == "credits_message":
                 self._send_json(
                     400, {"status": "failed", "message": "Insufficient credits: balance $0.00"}
                 )
                 return True
-            return False
+            return self._hostile(name, argument, body)
+
+        def _fault_done(self, fault: str | None, body: dict[str, Any]) -> bool:
+            return fault is not None and self._fault(fault, body)
+
+        # --- a server that does not play fair -------------------------------------
+
+        def _hostile(self, name: str, argument: str, body: dict[str, Any]) -> bool:
+            """Act out a hostile fault; True if the response is done."""
+            actions = {
+                "trickle": self._trickle,
+                "echo": self._echo,
+                "huge_error": self._huge_error,
+                "huge_success": self._huge_success,
+                "retry_after": self._retry_after,
+                "deep_json": self._deep_json,
+                "pixel_bomb": self._pixel_bomb,
+                "private_chunk": self._private_chunk,
+                "message": self._message,
+            }
+            action = actions.get(name)
+            if action is None:
+                return False
+            action(argument, body)
+            return True
+
+        def _trickle(self, argument: str, body: dict[str, Any]) -> None:
+            interval = float(argument or 0.2)
+            image = server.image(int(body.get("width", 64)), int(body.get("height", 64)), 0)
+            data = json.dumps(_envelope(body, base64.b64encode(image).decode())).encode()
+            server._leave(self.record)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for index in range(len(data)):  # ends when the client hangs up
+                self.wfile.write(data[index : index + 1])
+                time.sleep(interval)
+
+        def _echo(self, argument: str, body: dict[str, Any]) -> None:
+            said = self.headers.get("Authorization", "")
+            message = f"request refused; you sent Authorization: {said}"
+            self._send_json(int(argument or 400), {"status": "failed", "message": message})
+
+        def _huge_error(self, argument: str, body: dict[str, Any]) -> None:
+            self._send_chunked(500, b'{"status": "failed", "message": "', argument or "1")
+
+        def _huge_success(self, argument: str, body: dict[str, Any]) -> None:
+            head = b'{"status": "success", "data": [{"b64_json": "'
+            self._send_chunked(200, head, argument or "65")
+
+        def _send_chunked(self, status: int, head: bytes, mebibytes: str) -> None:
+            """`head`, "A"s up to the size, then the JSON's end, 1 MiB a chunk."""
+            server._leave(self.record)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            block = b"A" * 2**20
+            remaining = int(float(mebibytes) * 2**20)
+            self._chunk(head)
+            while remaining > 0:  # ends early when the client hangs up
+                self._chunk(block[:remaining] if remaining < len(block) else block)
+                remaining -= len(block)
+            self._chunk(b'"}]}' if status < 300 else b'"}')
+            self.wfile.write(b"0\r\n\r\n")
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+        def _retry_after(self, argument: str, body: dict[str, Any]) -> None:
+            headers = {"Retry-After": argument or "86400"}
+            self._send_json(503, {"status": "failed", "message": "come back later"}, headers)
+
+        def _deep_json(self, argument: str, body: dict[str, Any]) -> None:
+            depth = int(argument or 100_000)
+            nested = b"[" * depth + b"]" * depth
+            self._send(200, b'{"status": "success", "data": ' + nested + b"}", "application/json")
+
+        def _pixel_bomb(self, argument: str, body: dict[str, Any]) -> None:
+            self._success(base64.b64encode(pixel_bomb_png()).decode(), body)
+
+        def _private_chunk(self, argument: str, body: dict[str, Any]) -> None:
+            size = (int(body.get("width", 64)), int(body.get("height", 64)))
+            image = server.image(*size, 0, image_format="png")
+            extra = _png_chunk(b"prVt", b"\0" * int(float(argument or 8) * 2**20))
+            iend = len(image) - 12  # the last chunk, IEND, is 12 bytes
+            data = image[:iend] + extra + image[iend:]
+            self._success(base64.b64encode(data).decode(), body)
+
+        def _message(self, argument: str, body: dict[str, Any]) -> None:
+            status, _, text = argument.partition(":")
+            self._send_json(int(status or 400), {"status": "failed", "message": text})
 
     return Handler
+
+
+def _envelope(body: dict[str, Any], b64: str, inference: float = 1.25) -> dict[str, Any]:
+    """The documented success answer around one base64 image."""
+    return {
+        "model": body.get("model"),
+        "object": "list",
+        "data": [{"timings": {"inference": inference}, "index": 0, "b64_json": b64}],
+        "message": "Image generated successfully",
+        "status": "success",
+    }
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def pixel_bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A small, well-formed PNG whose header claims `width` x `height` RGB pixels (only
+    the first row's data is there): decoding it would take width x height x 3 bytes."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    first_row = zlib.compress(b"\0" * (1 + width * 3))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", first_row)
+        + _png_chunk(b"IEND", b"")
+    )

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from nebula_build.core.plan import Action, ActionKind
+from nebula_build.text import printable
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class Progress:
 
     def activity(self, image: str, text: str) -> None:
         """What a backend is busy with for `image` before it denoises (loading…)."""
-        self.activities[image] = text
+        self.activities[image] = printable(text, limit=120)
         self._status()
 
     def finished(self, outcome: Outcome) -> None:
@@ -98,6 +99,8 @@ class Progress:
         source = ""
         if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
             source = " (generated)" if outcome.generated else " (from cache)"
+        elif outcome.generated:  # a restore whose cache entry was bad, or a re-encode
+            verb, source = "regenerated", " (generated)"
         elapsed += _details(outcome)
         return (
             f"{counter} {style(verb, 'green')} {style(action.image, 'bold')} "

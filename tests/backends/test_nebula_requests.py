@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -186,12 +187,62 @@ def test_seedream_id_is_configurable():
     assert json.loads(seen[0].content)["model"] == "bytedance/seedream-3"
 
 
-def test_base_url_from_settings_and_environment(monkeypatch):
+def test_base_url_elsewhere_needs_the_environment(monkeypatch):
+    with pytest.raises(CredentialsError) as caught:
+        run(lambda r: success(), req(FLUX_SCHNELL), base_url="https://proxy.test/v9/")
+    assert caught.value.seen == []
+    assert str(caught.value).endswith(
+        "set NEBULA_BASE_URL=https://proxy.test/v9/ in your environment to use it"
+    )
+    monkeypatch.setenv("NEBULA_BASE_URL", "https://proxy.test/v9/")
     _, seen = run(lambda r: success(), req(FLUX_SCHNELL), base_url="https://proxy.test/v9/")
     assert str(seen[0].url) == "https://proxy.test/v9/images/generation"
     monkeypatch.setenv("NEBULA_BASE_URL", "https://env.test/api")
     _, seen = run(lambda r: success(), req(FLUX_SCHNELL), base_url="https://proxy.test/v9")
     assert str(seen[0].url) == "https://env.test/api/images/generation"
+
+
+def test_another_path_on_the_default_host_needs_no_environment():
+    _, seen = run(
+        lambda r: success(), req(FLUX_SCHNELL), base_url="https://api.nebulablock.com/api/v2"
+    )
+    assert str(seen[0].url) == "https://api.nebulablock.com/api/v2/images/generation"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://attacker.test/x",
+        "http://127.0.0.1.attacker.test/",
+        "https://api.nebulablock.com@attacker.test/api/v1",
+        "https://attacker.test\\@api.nebulablock.com/",
+        "https://attacker.test/\nX-Injected: 1",
+        "ftp://api.nebulablock.com/",
+        "api.nebulablock.com/api/v1",
+    ],
+)
+def test_the_key_goes_only_over_https_or_to_loopback(url, monkeypatch):
+    with pytest.raises(ValueError, match="base_url"):
+        NebulaSettings(base_url=url)
+    monkeypatch.setenv("NEBULA_BASE_URL", url)
+    with pytest.raises(CredentialsError, match=r"^NEBULA_BASE_URL must") as caught:
+        run(lambda r: success(), req(FLUX_SCHNELL))
+    assert caught.value.seen == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/api/v1",
+        "http://127.9.9.9/",
+        "http://[::1]:8080/",
+        "http://localhost/",
+    ],
+)
+def test_plain_http_to_loopback_is_allowed(url, monkeypatch):
+    monkeypatch.setenv("NEBULA_BASE_URL", url)
+    _, seen = run(lambda r: success(), req(FLUX_SCHNELL), base_url=url)
+    assert str(seen[0].url).startswith(url.rstrip("/"))
 
 
 MAPPING = [
@@ -284,10 +335,245 @@ def test_missing_key_names_the_variable(monkeypatch):
     monkeypatch.delenv("NEBULA_API_KEY")
     with pytest.raises(CredentialsError, match="NEBULA_API_KEY is not set"):
         NebulaBackend.preflight(NebulaSettings(), Path())
-    monkeypatch.setenv("MY_KEY", KEY)
-    NebulaBackend.preflight(NebulaSettings(api_key_env="MY_KEY"), Path())
+    monkeypatch.setenv("NEBULA_API_KEY_STAGING", KEY)
+    NebulaBackend.preflight(NebulaSettings(api_key_env="NEBULA_API_KEY_STAGING"), Path())
+
+
+@pytest.mark.parametrize("variable", ["GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "NEBULA_", "NEBULA"])
+def test_the_key_variable_is_a_nebula_one(variable, monkeypatch):
+    monkeypatch.setenv(variable, KEY)
+    with pytest.raises(ValueError, match="must name a variable starting with NEBULA_"):
+        NebulaSettings(api_key_env=variable)
 
 
 def test_wrong_size_is_kept_with_a_warning():
     result, _ = run(lambda r: success((80, 64)), req(FLUX_SCHNELL))
     assert result.warnings and "80x64 for a 64x64 request" in result.warnings[0]
+
+
+# --- a server that does not play fair (issue 11) -------------------------------------
+
+
+class Endless(httpx.AsyncByteStream):
+    """A body that never ends, counting what the client pulled."""
+
+    def __init__(self, chunk: bytes = b"x" * 65536, pause: float = 0.0) -> None:
+        self.chunk, self.pause, self.pulled = chunk, pause, 0
+
+    async def __aiter__(self):
+        while True:
+            if self.pause:
+                await asyncio.sleep(self.pause)
+            self.pulled += len(self.chunk)
+            yield self.chunk
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """asyncio.sleep records what it was asked for and returns at once."""
+    asked: list[float] = []
+
+    async def sleep(delay: float, result=None):
+        asked.append(delay)
+        return result
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    return asked
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(
+    "value", ["86400", "inf", "Infinity", "1e400", "Fri, 31 Dec 9999 23:59:59 GMT"]
+)
+def test_every_retry_after_is_capped_and_shown(status, value, sleeps):
+    answers = iter([httpx.Response(status, headers={"Retry-After": value}), success()])
+    shown: list[str] = []
+    result, seen = run(lambda r: next(answers), req(FLUX_SCHNELL, on_activity=shown.append))
+    assert len(seen) == 2 and result.data.startswith(b"\x89PNG")
+    assert sleeps == [60.0]
+    assert shown == ["waiting 60 s (Retry-After)"]
+
+
+def test_a_short_retry_after_is_honoured_as_asked(sleeps):
+    answers = iter([httpx.Response(503, headers={"Retry-After": "30"}), success()])
+    shown: list[str] = []
+    run(lambda r: next(answers), req(FLUX_SCHNELL, on_activity=shown.append))
+    assert sleeps == [30.0] and shown == ["waiting 30 s (Retry-After)"]
+
+
+def test_a_trickled_answer_is_cut_off_at_the_deadline():
+    trickle = Endless(b"{", pause=0.02)
+    started = time.monotonic()
+    with pytest.raises(TransientBackendError, match=r"timed out after 0\.3s") as caught:
+        run(
+            lambda r: httpx.Response(200, stream=trickle),
+            req(FLUX_SCHNELL),
+            timeout=0.3,
+            max_attempts=2,
+        )
+    assert len(caught.value.seen) == 2
+    assert time.monotonic() - started < 2
+
+
+def test_an_error_body_is_read_only_up_to_its_cap():
+    bodies: list[Endless] = []
+
+    def handler(request):
+        bodies.append(Endless())
+        return httpx.Response(500, stream=bodies[-1])
+
+    with pytest.raises(TransientBackendError, match=r"an answer over 64 KiB, not read"):
+        run(handler, req(FLUX_SCHNELL), max_attempts=5)
+    assert len(bodies) == 5
+    assert all(body.pulled <= 2 * 65536 for body in bodies)
+
+
+def test_an_error_body_declared_too_large_is_not_read():
+    body = Endless()
+    headers = {"Content-Length": str(200 * 2**20)}
+    with pytest.raises(RequestRejectedError, match=r"HTTP 400\): an answer over 64 KiB"):
+        run(lambda r: httpx.Response(400, headers=headers, stream=body), req(FLUX_SCHNELL))
+    assert body.pulled == 0
+
+
+def test_a_success_body_over_its_cap_is_refused_and_not_retried():
+    bodies: list[Endless] = []
+
+    def handler(request):
+        bodies.append(Endless(b"A" * 2**20))
+        return httpx.Response(200, stream=bodies[-1])
+
+    with pytest.raises(RequestRejectedError, match="the answer is over 64 MiB") as caught:
+        run(handler, req(FLUX_SCHNELL))
+    assert len(caught.value.seen) == 1
+    assert bodies[0].pulled <= 65 * 2**20
+
+
+@pytest.mark.parametrize("depth", [33, 5000, 100_000])
+def test_deeply_nested_json_is_a_malformed_answer(depth):
+    nested = b'{"status": "success", "data": ' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(RequestRejectedError, match="nested deeper than 32 levels") as caught:
+        run(lambda r: httpx.Response(200, content=nested), req(FLUX_SCHNELL))
+    assert len(caught.value.seen) == 2  # malformed: retried once
+
+
+def test_deeply_nested_error_json_still_gives_the_status():
+    nested = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(RequestRejectedError, match=r"HTTP 400"):
+        run(lambda r: httpx.Response(400, content=nested), req(FLUX_SCHNELL))
+
+
+ECHOES = [
+    # (status, how the server answers with the key in it)
+    (400, lambda key: {"json": {"message": f"bad header Authorization: Bearer {key}"}}),
+    (401, lambda key: {"json": {"error": {"message": f"key {key} is unknown"}}}),
+    (500, lambda key: {"text": f"<html>Bearer {key}</html>"}),
+    (422, lambda key: {"json": {"detail": f"{key[:12]}\n{key[12:]}"}}),
+    (400, lambda key: {"json": {"message": base64.b64encode(key.encode()).decode()}}),
+    (400, lambda key: {"json": {"message": f"{key[:5]}\x1b[0m{key[5:]}"}}),
+    (200, lambda key: {"json": {"status": "failed", "message": f"no image for {key}"}}),
+]
+
+
+@pytest.mark.parametrize(("status", "answer"), ECHOES)
+def test_an_echoed_key_is_redacted(status, answer):
+    key = "ak_0123456789abcdef0123456789abcdef"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NEBULA_API_KEY", key)
+        with pytest.raises(Exception) as caught:
+            run(lambda r: httpx.Response(status, **answer(key)), req(FLUX_SCHNELL), max_attempts=2)
+    message = str(caught.value)
+    assert "[redacted]" in message
+    for fragment in (key, key[:12], key[12:20], base64.b64encode(key.encode()).decode()[:20]):
+        assert fragment not in message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ak_first\nak_second",
+        "ak_line\r\nX-Evil: 1",
+        "ak_clé",
+        "ak_\x01soh",
+        "ak_tab\tkey",
+        "ak_\x7f",
+    ],
+)
+def test_a_key_no_header_can_carry_is_one_credentials_error(value, monkeypatch):
+    monkeypatch.setenv("NEBULA_API_KEY", value)
+    with pytest.raises(CredentialsError) as caught:
+        NebulaBackend.preflight(NebulaSettings(), Path())
+    message = str(caught.value)
+    assert message.startswith("NEBULA_API_KEY holds a character an HTTP header cannot carry")
+    assert value.strip() not in message and "ak_" not in message
+    with pytest.raises(CredentialsError) as caught:
+        run(lambda r: success(), req(FLUX_SCHNELL))
+    assert caught.value.seen == [] and caught.value.halts
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Insufficient balance, please top up",
+        "Your account balance is $0.00",
+        "Please top-up to continue",
+        "Monthly quota exceeded",
+        "insufficient funds",
+        "Insufficient credits",
+    ],
+)
+@pytest.mark.parametrize("status", [200, 400, 429])
+def test_balance_and_quota_wording_means_out_of_credits(message, status):
+    body = {"status": "failed", "message": message}
+    with pytest.raises(OutOfCreditsError) as caught:
+        run(lambda r: httpx.Response(status, json=body), req(FLUX_SCHNELL))
+    assert caught.value.halts and len(caught.value.seen) == 1
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("\x1b[2J\x1b[Hall 12 images generated", "all 12 images generated"),
+        ("\x1b]0;pwned\x07window title", "window title"),
+        ("two\r\nlines\there", "two lines here"),
+        ("\x9b31mred\u202egnp.exe", "redgnp.exe"),
+        ("bell\x07 and \x00nul", "bell and nul"),
+    ],
+)
+def test_server_text_reaches_messages_as_one_printable_line(sent, shown):
+    with pytest.raises(RequestRejectedError) as caught:
+        run(lambda r: httpx.Response(400, json={"message": sent}), req(FLUX_SCHNELL))
+    assert str(caught.value) == f"the API rejected the request (HTTP 400): {shown}"
+
+
+def test_a_non_json_error_snippet_is_printable_too():
+    with pytest.raises(TransientBackendError) as caught:
+        run(
+            lambda r: httpx.Response(502, content=b"\x1b[31mbad\x1b[0m\ngateway\xff"),
+            req(FLUX_SCHNELL),
+            max_attempts=1,
+        )
+    assert str(caught.value) == "server error (HTTP 502: bad gateway\ufffd)"
+
+
+def test_non_finite_timings_are_left_out():
+    answer = success().json()
+    answer["data"][0]["timings"]["inference"] = float("inf")
+    text = json.dumps(answer).encode()  # Infinity: Python's JSON reads it
+    result, _ = run(lambda r: httpx.Response(200, content=text), req(FLUX_SCHNELL))
+    assert "inference" not in result.timings
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("timeout", float("inf")),
+        ("timeout", 1e9),
+        ("requests_per_minute", 1e-300),
+        ("requests_per_minute", float("inf")),
+    ],
+)
+def test_settings_are_finite_and_sane(setting, value):
+    with pytest.raises(ValueError, match=setting):
+        NebulaSettings(**{setting: value})

@@ -220,15 +220,16 @@ def test_missing_key_is_one_error_before_any_request(project, run_cli, nebula_se
 
 def test_custom_key_variable(project, run_cli, nebula_server, monkeypatch):
     monkeypatch.delenv("NEBULA_API_KEY")
-    monkeypatch.setenv("STUDIO_NEBULA_KEY", CANARY_KEY)
+    monkeypatch.setenv("NEBULA_API_KEY_STAGING", CANARY_KEY)
     project(
         {
             "images.toml": nebula_manifest(
-                {"a": {"prompt": "x", "output": "a.png"}}, api_key_env="STUDIO_NEBULA_KEY"
+                {"a": {"prompt": "x", "output": "a.png"}}, api_key_env="NEBULA_API_KEY_STAGING"
             )
         }
     )
     assert run_cli("apply").code == 0
+    assert all(r.authorized for r in nebula_server.generations)
 
 
 def test_wrong_size_keeps_the_original_and_delivers_the_declared_size(

@@ -74,7 +74,7 @@ def test_plan_case(case: dict[str, Any], fake_site: Path) -> None:
         if state == "ours-moved":
             return moved[path].digest
         if state == "produced":
-            return next(f"produced:{s.output_key}" for s in now.values() if s.output == path)
+            return next(f"produced:{s.output_key}:{path}" for s in now.values() if path in s.paths)
         return state
 
     cached = {
@@ -87,7 +87,12 @@ def test_plan_case(case: dict[str, Any], fake_site: Path) -> None:
         lock,
         digest_of=disk,
         has_cached=cached.__contains__,
-        known_output=lambda output_key: f"produced:{output_key}",
+        known_output=lambda key: {
+            path: f"produced:{key}:{path}"
+            for spec in now.values()
+            if spec.output_key == key
+            for path in spec.paths
+        },
         targets=options.get("targets", ()),
         replace_images=options.get("replace", ()),
         force=options.get("force", False),

@@ -102,7 +102,8 @@ def test_an_output_edited_by_hand_is_seen(built, run_cli):
         ("img/hero-32.png", "hero  restore"),
         ("img/sheet.png", "atlas sheet  build"),
         ("img/images.json", "asset manifest  build"),
-        ("images.lock", "hero  conflict"),  # no record says nebula-build wrote it
+        # the cache remembers the files this output wrote: adopted, not a conflict
+        ("images.lock", "(the files already hold this output)"),
     ],
 )
 def test_a_missing_file_is_seen(built, run_cli, path, seen):
@@ -219,8 +220,20 @@ def test_a_truncated_or_strange_snapshot_is_a_miss_never_a_crash(built, run_cli)
 def test_a_manifest_whose_name_is_not_utf8_still_plans(built, run_cli):
     odd = "caf\udce9.toml"  # a byte that is not UTF-8, as Python names it
     os.replace(built / "images.toml", built / odd)
+    code, _, err = run_cli("-f", odd, "apply")
+    assert code == 1 and "rename images.lock to caf\udce9.lock" in err
+    os.replace(built / "images.lock", built / "caf\udce9.lock")
     assert run_cli("-f", odd, "apply").code == 0
     code, out, err = run_cli("-f", odd, "plan")
     assert code == 0, err
     assert noop.unchanged(str(built), odd, None) == 2
     assert plan(lambda *a: run_cli("-f", odd, *a)) == "No changes: 2 image(s) up to date.\n"
+
+
+@pytest.mark.parametrize("name", ["images.toml", "site.toml", "caf\udce9.toml", "plain"])
+def test_the_fast_path_finds_each_manifests_lock_and_state_as_the_project_does(tmp_path, name):
+    from nebula_build.state.project import Project
+
+    project = Project(tmp_path, tmp_path / name)
+    assert noop.lock_of(name) == project.lock_path.name
+    assert tmp_path / noop.state_of(name) == project.state_dir

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -204,3 +205,43 @@ def test_serving_on_a_busy_port_is_one_clear_line(project, run_cli):
         code, _, err = run_cli("watch", "--once", "--serve", str(port))
     assert code == 1
     assert err.startswith(f"error: cannot serve the gallery on 127.0.0.1:{port}")
+
+
+def _get(url: str, host: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.slow
+def test_the_live_gallery_serves_no_link_target_and_answers_no_foreign_host(project, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0")
+    root = project({"images.toml": SITE})
+    (root / "img").mkdir()
+    (root / "img/card.jpg").symlink_to(secret)  # an output apply refuses to overwrite
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "watch", "--serve", str(port)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(url, "img/hero.webp")
+        assert _get(f"{url}files/img/hero.webp")[0] == 200
+        assert _get(f"{url}files/img/hero.webp", host=f"localhost:{port}")[0] == 200
+        status, body = _get(f"{url}files/img/card.jpg")
+        assert status == 404 and b"root:" not in body
+        for host in (f"rebind.attacker.example:{port}", "rebind.attacker.example"):
+            status, body = _get(f"{url}files/img/hero.webp", host=host)
+            assert status == 403 and body == b"unknown host"
+            assert _get(url, host=host)[0] == 403
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)

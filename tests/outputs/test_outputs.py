@@ -181,3 +181,53 @@ def test_variant_colliding_with_another_output_is_refused(project, run_cli, fake
 def test_committed_asset_schema_is_up_to_date():
     committed = json.loads((REPO / "schema/assets.schema.json").read_text())
     assert committed == json_schema()
+
+
+def _noise(size: tuple[int, int], fmt: str = "PNG") -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.effect_noise(size, 60).convert("RGB").save(buffer, fmt)
+    return buffer.getvalue()
+
+
+ENCODINGS = {
+    "png kept": ("png", (64, 64), {}),
+    "png kept, variants": ("png", (64, 64), {"variants": (("{stem}-32", 32, 32),)}),
+    "png resized": ("png", (32, 32), {}),
+    "png lossless webp": ("webp", (64, 64), {"lossless": True}),
+    "jpeg": ("jpeg", (64, 64), {"quality": 80}),
+    "contain": ("webp", (96, 48), {"fit": "contain"}),
+}
+
+
+@pytest.mark.parametrize(("fmt", "size", "options"), ENCODINGS.values(), ids=ENCODINGS.keys())
+def test_render_from_pixels_already_decoded_writes_the_same_files(fmt, size, options):
+    """Verification decodes once and hands the pixels to render; the files are those a
+    render that decodes by itself writes, and render reads them without changing them."""
+    import io
+
+    from PIL import Image
+
+    from nebula_build.outputs.encode import Encoding, keeps_original, needs_pixels, render
+
+    original = _noise((64, 64))
+    encoding = Encoding(fmt, size, texts=(("parameters", "p"), ("nebula-build", "{}")), **options)
+    with Image.open(io.BytesIO(original)) as opened:
+        pixels = opened.copy()
+    before = pixels.tobytes()
+    assert render(original, encoding, pixels=pixels) == render(original, encoding)
+    assert pixels.tobytes() == before and pixels.size == (64, 64)
+    kept = keeps_original(encoding, "png", (64, 64))
+    assert kept == (fmt == "png" and size == (64, 64))
+    assert needs_pixels(encoding, "png", (64, 64)) == (not kept or bool(encoding.variants))
+
+
+def test_a_jpeg_original_is_never_kept_as_it_is():
+    from nebula_build.outputs.encode import Encoding, keeps_original, needs_pixels
+
+    encoding = Encoding("jpeg", (64, 64))
+    assert not keeps_original(encoding, "jpeg", (64, 64))
+    assert needs_pixels(encoding, "jpeg", (64, 64))

@@ -272,3 +272,14 @@ def test_a_malformed_result_from_a_plugin_is_one_line_naming_it(
     assert f"a: backend 'odd' from nebula-odd 0.1 {said}" in err
     assert "Traceback" not in err and "internal error" not in err
     assert not (root / "a.png").exists()
+
+
+def test_a_plugins_preflight_error_is_one_printable_line():
+    from nebula_build.errors import CredentialsError
+    from nebula_build.plugin import Backend
+    from nebula_build.plugin.manager import BackendPlugin
+
+    plugin = BackendPlugin(name="hostile", cls=Backend, source="hostile 1.0")
+    with pytest.raises(CredentialsError) as caught, plugin.blame("preflight"):
+        raise CredentialsError("no key\x1b[2J\nall images generated\x07")
+    assert str(caught.value) == "no key all images generated"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import tomllib
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from nebula_build.state.lockfile import LockEntry, LockWriter, dumps, loads, rea
 from nebula_build.state.project import Project
 
 names = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
+digests = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
+paths = st.lists(names, min_size=1, max_size=3).map("/".join)
 scalars = st.one_of(
     st.text(max_size=40),
     st.integers(-(2**40), 2**40),
@@ -23,11 +26,13 @@ scalars = st.one_of(
 entries = st.builds(
     LockEntry,
     backend=names,
-    model=st.text(min_size=1, max_size=30),
-    output=st.text(min_size=1, max_size=30),
-    digest=st.text(max_size=64),
-    generation_key=st.text(max_size=64),
-    output_key=st.text(max_size=64),
+    model=st.text(
+        st.characters(categories=["L", "N", "P"], include_characters=" "), min_size=1, max_size=30
+    ),
+    output=paths,
+    digest=digests,
+    generation_key=digests,
+    output_key=digests,
     params=st.dictionaries(st.text(min_size=1, max_size=12), scalars, max_size=5),
     seed=st.none() | st.integers(0, 2**32 - 1),
 )
@@ -41,14 +46,18 @@ def test_lock_text_round_trips_through_a_real_toml_parser(lock):
     assert dumps(loads(text)) == text
 
 
+def _hex(tag: str) -> str:
+    return hashlib.sha256(tag.encode()).hexdigest()
+
+
 def _entry(n: int) -> LockEntry:
     return LockEntry(
         backend="preview",
         model="m",
         output=f"{n}.png",
-        digest=f"d{n}",
-        generation_key=f"g{n}",
-        output_key=f"o{n}",
+        digest=_hex(f"d{n}"),
+        generation_key=_hex(f"g{n}"),
+        output_key=_hex(f"o{n}"),
         params={"prompt": "p"},
         seed=n,
     )
@@ -138,16 +147,20 @@ def test_writer_rewrites_the_lock_at_most_about_once_a_second(tmp_path):
 
 
 def test_entry_with_missing_field_names_it(tmp_path):
-    with pytest.raises(LockfileError, match=r"images\.a: missing or bad field 'digest'"):
+    with pytest.raises(LockfileError, match=r"images\.a: `digest` must be a sha256 digest"):
         loads(
             'version = 1\n[images.a]\nbackend = "p"\nmodel = "m"\noutput = "a.png"\n'
-            'generation_key = "g"\noutput_key = "o"\n'
+            f'generation_key = "{_hex("g")}"\noutput_key = "{_hex("o")}"\n'
         )
 
 
-def test_lock_path_follows_the_manifest(tmp_path):
-    project = Project(tmp_path, tmp_path / "sub" / "site.toml")
-    assert project.lock_path == Path(tmp_path / "sub" / "images.lock")
+def test_each_manifest_has_its_own_lock_and_state(tmp_path):
+    default = Project(tmp_path, tmp_path / "images.toml")
+    assert default.lock_path == tmp_path / "images.lock"
+    assert default.state_dir == tmp_path / ".nebula-build"
+    other = Project(tmp_path / "sub", tmp_path / "sub" / "site.toml")
+    assert other.lock_path == Path(tmp_path / "sub" / "site.lock")
+    assert other.state_dir == tmp_path / "sub" / ".nebula-build" / "manifests" / "site"
 
 
 def test_records_arriving_together_share_one_fsync(tmp_path, monkeypatch):

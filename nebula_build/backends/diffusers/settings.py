@@ -36,7 +36,11 @@ class DiffusersSettings(BackendSettings):
         1, ge=1, le=256, description="Images queued at once; the GPU runs one at a time."
     )
     timeout: float = Field(
-        1800.0, gt=0, description="Seconds one generation may denoise before it gives up."
+        1800.0,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="Seconds one generation may denoise before it gives up.",
     )
     device: str = Field(
         "cuda", description='"cuda", "cuda:N", "mps" (Apple silicon) or "cpu" (slow: for tests).'
@@ -78,6 +82,8 @@ class DiffusersSettings(BackendSettings):
     max_memory_gib: float | None = Field(
         None,
         gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
         description="GPU memory the loaded pipelines may hold; least recently used ones are "
         "unloaded to stay under it. Default: what the GPU has free.",
     )

@@ -1,0 +1,273 @@
+"""The one gate to project files: every read, write, rename and delete of a path
+named by a manifest, a lock, a journal or a page goes through `Guard`.
+
+A path is accepted only if it is relative, clean (no `..`, no control
+characters), resolves inside the project without a symbolic link that leaves
+it, and is not the tool's own state (`.nebula-build/`, the manifest, the lock),
+version control, or a protected file (an input image). The checks are made
+twice: on the text when a path is declared or read from a lock, and again at
+the moment of the operation, walking folder by folder from the project root
+with `O_NOFOLLOW` and `dir_fd`-relative calls, so a folder swapped for a
+symbolic link after the plan is refused, not followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+from collections.abc import Collection, Iterable, Iterator
+from pathlib import Path, PurePosixPath
+
+from nebula_build.errors import UnsafePathError
+from nebula_build.fsutil import TEMP_MARKER
+
+#: top-level names a project file may never be: the tool's state and version control
+RESERVED_FOLDERS = frozenset({".nebula-build", ".git", ".hg", ".svn"})
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def path_problem(relative: object) -> str | None:
+    """What is wrong with `relative` as a project path, judged on its text alone.
+    Runs for every path of every plan: plain string tests, cheapest first."""
+    if not isinstance(relative, str) or not relative:
+        return "is not a path"
+    if _CONTROL.search(relative):
+        return "contains a control character"
+    if "\\" in relative:
+        return "contains a backslash; write paths with /"
+    if relative[0] == "/" or (relative[1:3] == ":/" and relative[0].isalpha()):
+        return "is absolute; paths are relative to the project folder"
+    parts = relative.split("/")
+    if ".." in parts:
+        return "leaves the project (`..`)"
+    if "" in parts or "." in parts:
+        return "is not in its plain form (no empty, `.` or trailing parts)"
+    if parts[0].casefold() in RESERVED_FOLDERS:
+        return f"is inside {parts[0]}/, which belongs to the tool or to version control"
+    return None
+
+
+class Guard:
+    """Checked access to the files of one project."""
+
+    def __init__(self, root: Path, *, reserved: Collection[str] = ()) -> None:
+        self.root = Path(os.path.realpath(root))
+        self._reserved = {name.casefold() for name in reserved}
+        self._protected: set[str] = set()
+
+    def protect(self, relatives: Iterable[str]) -> None:
+        """Files that are read but never written or deleted (input images)."""
+        self._protected.update(relatives)
+
+    # --- the checks -------------------------------------------------------------
+
+    def problem(self, relative: object, *, writing: bool = True) -> str | None:
+        """What is wrong with `relative`, on its text: None when it may be used."""
+        problem = path_problem(relative)
+        if problem is not None:
+            return problem
+        assert isinstance(relative, str)
+        if relative.casefold() in self._reserved:
+            return "is the tool's own file"
+        if writing and relative in self._protected:
+            return "is an input image"
+        return None
+
+    def check(self, relative: object, *, what: str, writing: bool = True) -> str:
+        problem = self.problem(relative, writing=writing)
+        if problem is not None:
+            raise UnsafePathError(f"{what} {relative!r} {problem}")
+        assert isinstance(relative, str)
+        return relative
+
+    def _real_parts(self, relative: str, *, what: str, follow_last: bool) -> list[str]:
+        """The path's parts after following the symbolic links inside the project;
+        refused if one leads out of it or into the tool's state."""
+        path = self.root / relative
+        folder = os.path.realpath(path.parent if not follow_last else path)
+        try:
+            inside = PurePosixPath(folder).relative_to(self.root)
+        except ValueError:
+            raise UnsafePathError(
+                f"{what} {relative!r} leaves the project through a symbolic link; "
+                "nebula-build only touches files inside the project"
+            ) from None
+        parts = [*inside.parts] if follow_last else [*inside.parts, path.name]
+        real = "/".join(parts)
+        if real != relative:
+            self.check(real, what=f"{what} {relative!r}, which leads to", writing=not follow_last)
+        return parts
+
+    def input_problem(self, relative: str) -> str | None:
+        """What is wrong with reading `relative` (checked before its digest is taken,
+        so plan and apply say the same); None when it is fine or simply missing."""
+        problem = self.problem(relative, writing=False)
+        if problem is not None:
+            return problem
+        real = os.path.realpath(self.root / relative)
+        try:
+            inside = PurePosixPath(real).relative_to(self.root).as_posix()
+        except ValueError:
+            return "leaves the project through a symbolic link"
+        if inside != relative and self.problem(inside, writing=False) is not None:
+            return f"leads to {inside}, {self.problem(inside, writing=False)}"
+        try:
+            mode = Path(real).stat().st_mode
+        except OSError:
+            return None
+        return None if stat.S_ISREG(mode) else "is not a regular file"
+
+    def folder_problem(self, relative: str) -> str | None:
+        """Whether the folder of output `relative` leaves the project or enters the
+        tool's state through a symbolic link (checked before paying for an image)."""
+        try:
+            self._real_parts(relative, what="output", follow_last=False)
+        except UnsafePathError as exc:
+            return str(exc)
+        return None
+
+    # --- walking folders without following links -----------------------------
+
+    @contextlib.contextmanager
+    def _folder(self, parts: list[str], *, what: str, create: bool) -> Iterator[int]:
+        """A descriptor of the folder `parts` names, opened one level at a time."""
+        fd = os.open(self.root, _DIRECTORY_FLAGS)
+        try:
+            for part in parts:
+                try:
+                    child = os.open(part, _DIRECTORY_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, dir_fd=fd)
+                    child = os.open(part, _DIRECTORY_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise UnsafePathError(
+                            f"{what}: {part} is not a plain folder (a symbolic link or a "
+                            "file appeared there); nebula-build only touches files inside "
+                            "the project"
+                        ) from None
+                    raise
+                os.close(fd)
+                fd = child
+            yield fd
+        finally:
+            os.close(fd)
+
+    # --- operations ---------------------------------------------------------------
+
+    def write(self, relative: str, data: bytes, *, durable: bool = True) -> None:
+        """Replace `relative` with `data` atomically (readers see old or new, never a part)."""
+        relative = self.check(relative, what="output")
+        parts = self._real_parts(relative, what="output", follow_last=False)
+        name = parts.pop()
+        with self._folder(parts, what=relative, create=True) as folder:
+            temp = f".{name}{TEMP_MARKER}{secrets.token_hex(4)}"
+            fd = os.open(temp, _CREATE_FLAGS, 0o644, dir_fd=folder)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    if durable:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=folder)
+                raise
+
+    def read(self, relative: str, *, what: str = "input", limit: int | None = None) -> bytes:
+        """The bytes of a regular file (never a FIFO or a device, never through a
+        link that leaves the project). Raises FileNotFoundError if it is missing."""
+        relative = self.check(relative, what=what, writing=False)
+        parts = self._real_parts(relative, what=what, follow_last=True)
+        name = parts.pop()
+        with self._folder(parts, what=relative, create=False) as folder:
+            try:
+                fd = os.open(name, _READ_FLAGS, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise UnsafePathError(f"{what} {relative!r} changed while being read") from None
+                raise
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise UnsafePathError(f"{what} {relative!r} is not a regular file")
+                if limit is not None and info.st_size > limit:
+                    raise UnsafePathError(
+                        f"{what} {relative!r} is {info.st_size} bytes, over the {limit} limit"
+                    )
+                return handle.read()
+
+    def remove(self, relative: str) -> None:
+        """Delete `relative` (a link is removed, never followed); missing is fine."""
+        relative = self.check(relative, what="file to delete")
+        parts = self._real_parts(relative, what="file to delete", follow_last=False)
+        name = parts.pop()
+        try:
+            with self._folder(parts, what=relative, create=False) as folder:
+                os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            return
+
+    def move(self, old: str, new: str) -> None:
+        """Rename `old` to `new`, both checked, without following links."""
+        old = self.check(old, what="file to move")
+        new = self.check(new, what="output")
+        old_parts = self._real_parts(old, what="file to move", follow_last=False)
+        new_parts = self._real_parts(new, what="output", follow_last=False)
+        old_name, new_name = old_parts.pop(), new_parts.pop()
+        with (
+            self._folder(old_parts, what=old, create=False) as source,
+            self._folder(new_parts, what=new, create=True) as target,
+        ):
+            os.replace(old_name, new_name, src_dir_fd=source, dst_dir_fd=target)
+
+    def prune_empty(self, relative_folder: str) -> None:
+        """Remove `relative_folder` and its parents while they are empty."""
+        parts = [p for p in relative_folder.split("/") if p]
+        while parts and path_problem("/".join(parts)) is None:
+            name = parts.pop()
+            try:
+                with self._folder(parts, what=relative_folder, create=False) as folder:
+                    os.rmdir(name, dir_fd=folder)
+            except OSError:
+                return
+
+    def backup(self, relative: str, backup_root: Path, stamp: str) -> None:
+        """Copy `relative`, if it is a regular file, under `backup_root/stamp/`."""
+        try:
+            data = self.read(relative, what="file to back up")
+        except (FileNotFoundError, NotADirectoryError, UnsafePathError):
+            return
+        target = backup_root / stamp / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def remove_temp_files(folder: Path, *, recursive: bool = False, skip: Collection[str] = ()) -> int:
+    """Delete temp files a killed run left in `folder` (and below, if `recursive`, but
+    not in its subfolders named in `skip`); links are never followed. Returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.name.startswith(".") and TEMP_MARKER in entry.name:
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                    Path(entry.path).unlink()
+                    removed += 1
+        elif recursive and entry.name not in skip and entry.is_dir(follow_symlinks=False):
+            removed += remove_temp_files(Path(entry.path), recursive=True)
+    return removed

@@ -1,0 +1,89 @@
+"""Text from outside (a server's answer, a plugin's message) made safe to show.
+
+`printable` makes one harmless line: no terminal escape sequences, no control
+characters, no bidirectional overrides. `redact` takes secrets out, whole or in
+fragments. Pure functions of the standard library: every layer may use them.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+
+REDACTED = "[redacted]"
+#: the shortest run of a secret's characters that `redact` still removes
+MIN_SECRET_FRAGMENT = 8
+
+_ESCAPE_SEQUENCE = re.compile(
+    r"""
+    (?:\x1b\[|\x9b) [0-?]* [ -/]* [@-~]?              # CSI: colours, cursor moves, clear screen
+    | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])         # OSC, DCS, SOS, PM, APC: up to their end
+      [^\x07\x1b\x9c]* (?:\x07|\x1b\\|\x9c)?
+    | \x1b [ -/]* [0-~]?                              # the other escape sequences
+    """,
+    re.VERBOSE,
+)
+_WHITESPACE = re.compile(r"[\t\n\v\f\r\x85\u2028\u2029 ]+")
+_SPACES = re.compile(r" {2,}")
+#: controls, bidirectional overrides (text shown in another order than it is) and lone
+#: surrogates (which no UTF-8 stream or file can take)
+_INVISIBLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """`text` as one line a terminal shows as it reads: escape sequences and control
+    characters removed, line breaks and tabs turned into single spaces, and at most
+    `limit` characters (cut with "…")."""
+    if limit is not None:
+        text = text[: limit * 4 + 64]  # room for what is removed; the rest is never shown
+    spaced = _WHITESPACE.sub(" ", _ESCAPE_SEQUENCE.sub("", text))
+    line = _SPACES.sub(" ", _INVISIBLE.sub("", spaced)).strip()
+    if limit is not None and len(line) > limit:
+        return line[: max(0, limit - 1)].rstrip() + "…"
+    return line
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by "[redacted]": the value itself, its base64
+    form, and any run of at least MIN_SECRET_FRAGMENT of its characters (a key cut
+    short, or split across lines, is still a key)."""
+    for secret in _forms(secrets):
+        text = text.replace(secret, REDACTED)
+        if len(secret) >= MIN_SECRET_FRAGMENT:
+            text = _redact_fragments(text, secret)
+    return text
+
+
+def _forms(secrets: Iterable[str]) -> list[str]:
+    forms: list[str] = []
+    for secret in secrets:
+        if secret:
+            encoded = base64.b64encode(secret.encode("utf-8", "replace")).decode("ascii")
+            forms += [secret, encoded.rstrip("=")]
+    return sorted(set(forms), key=len, reverse=True)
+
+
+def _redact_fragments(text: str, secret: str) -> str:
+    """Remove every stretch of `text` made of windows that occur in `secret`."""
+    size = MIN_SECRET_FRAGMENT
+    if len(text) < size:
+        return text
+    windows = {secret[i : i + size] for i in range(len(secret) - size + 1)}
+    covered = [False] * len(text)
+    found = False
+    for start in range(len(text) - size + 1):
+        if text[start : start + size] in windows:
+            covered[start : start + size] = [True] * size
+            found = True
+    if not found:
+        return text
+    pieces: list[str] = []
+    for index, char in enumerate(text):
+        if not covered[index]:
+            pieces.append(char)
+        elif index == 0 or not covered[index - 1]:
+            pieces.append(REDACTED)
+    return "".join(pieces)

@@ -1,0 +1,345 @@
+"""One trust boundary (issue 11), through the CLI: the key goes only where the user's
+environment says, a hostile server is cut off and bounded, and nothing it says reaches
+the terminal, a file or a page with the key or an escape sequence in it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nebula_build.testing.server import pixel_bomb_png
+from tests.conftest import CANARY_KEY, install_distribution, nebula_manifest
+
+ONE = {"a": {"prompt": "x", "output": "a.png"}}
+TWO = {
+    "ok": {"prompt": "fine", "output": "ok.png"},
+    "hit": {"prompt": "unlucky", "output": "hit.png"},
+}
+
+
+def manifest_with(line: str, images: dict = ONE) -> str:
+    """nebula_manifest with one TOML line (inf, nan…) in [backends.nebula], replacing the
+    setting's default there."""
+    name = line.split(" = ", maxsplit=1)[0]
+    text = nebula_manifest(images)
+    kept = [kept for kept in text.splitlines() if not kept.startswith(f"{name} = ")]
+    return "\n".join(kept).replace("[backends.nebula]", f"[backends.nebula]\n{line}") + "\n"
+
+
+def everything_written(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+# --- finding 2: the manifest cannot send a secret anywhere -------------------------
+
+
+def test_a_manifest_base_url_needs_the_environment(project, run_cli, nebula_server, monkeypatch):
+    url = nebula_server.base_url
+    monkeypatch.delenv("NEBULA_BASE_URL")
+    project({"images.toml": nebula_manifest(ONE, base_url=url)})
+    expected = (
+        f"error: images.toml: [backends.nebula] base_url = '{url}' is not the Nebula Block "
+        "API, and images.toml alone may not send NEBULA_API_KEY to another host: set "
+        f"NEBULA_BASE_URL={url} in your environment to use it"
+    )
+    for command in (["apply"], ["models", "--remote"]):
+        code, _, err = run_cli(*command)
+        assert (code, err.splitlines()) == (1, [expected])
+    assert nebula_server.requests == []
+    monkeypatch.setenv("NEBULA_BASE_URL", url)  # the user's own choice
+    assert run_cli("apply").code == 0
+    assert [r.authorized for r in nebula_server.requests] == [True]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://attacker.invalid/x", "https://api.nebulablock.com@attacker.invalid/"]
+)
+def test_a_manifest_base_url_the_key_may_not_go_to_is_refused(url, project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest(ONE, base_url=url)})
+    code, _, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("error: images.toml:")
+    assert "backends.nebula.base_url: must " in err and ": the API key is sent there" in err
+    code, _, err = run_cli("models", "--remote")
+    assert code == 1
+    assert err.startswith("error: images.toml: [backends.nebula] base_url: must ")
+    assert nebula_server.requests == []
+
+
+def test_the_manifest_cannot_pick_the_key_variable(project, run_cli, nebula_server, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", CANARY_KEY)
+    project({"images.toml": nebula_manifest(ONE, api_key_env="GITHUB_TOKEN")})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert err.splitlines() == [
+        "error: images.toml:12:1: backends.nebula.api_key_env: must name a variable starting "
+        "with NEBULA_ (e.g. NEBULA_API_KEY_STAGING): images.toml may not pick which of your "
+        'secrets is sent (got "GITHUB_TOKEN")'
+    ]
+    code, _, err = run_cli("models", "--remote")
+    assert code == 1
+    assert err.startswith("error: images.toml: [backends.nebula] api_key_env: must name")
+    assert nebula_server.requests == []
+
+
+def test_an_environment_base_url_over_plain_http_is_refused(project, run_cli, monkeypatch):
+    monkeypatch.setenv("NEBULA_API_KEY", CANARY_KEY)
+    monkeypatch.setenv("NEBULA_BASE_URL", "http://attacker.invalid/api")
+    project({"images.toml": nebula_manifest(ONE)})
+    code, _, err = run_cli("apply")
+    assert (code, err.splitlines()) == (
+        1,
+        [
+            "error: NEBULA_BASE_URL must be an https:// URL (plain http only to 127.0.0.1, "
+            "::1 or localhost): the API key is sent there"
+        ],
+    )
+
+
+# --- finding 8: deadlines -------------------------------------------------------------
+
+
+def test_a_trickled_answer_is_cut_off_at_the_timeout(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest(ONE, timeout=1, max_attempts=1)})
+    nebula_server.add_faults("trickle:0.05")
+    started = time.monotonic()
+    code, _, err = run_cli("apply")
+    assert code == 1 and "a: timed out after 1s" in err
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("value", ["86400", "inf", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_far_retry_after_is_capped(value, project, run_cli, nebula_server, monkeypatch):
+    asked: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float, result: object = None) -> object:
+        asked.append(delay)
+        return await real_sleep(min(delay, 0.01), result)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    project({"images.toml": nebula_manifest(ONE)})
+    nebula_server.add_faults(f"retry_after:{value}")
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert len(nebula_server.generations) == 2
+    assert max(asked) == 60.0
+
+
+# --- finding 9: size caps -------------------------------------------------------------
+
+
+def test_a_huge_error_body_is_not_read(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest(TWO, max_attempts=3)})
+    nebula_server.add_faults("huge_error:8", "huge_error:8", "huge_error:8", prompt="unlucky")
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "hit: server error (HTTP 500: an answer over 64 KiB, not read) (after 3 attempts)" in err
+
+
+@pytest.mark.slow
+def test_a_huge_success_body_is_refused_once(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest(TWO)})
+    nebula_server.add_faults("huge_success:65", prompt="unlucky")
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "hit: the answer is over 64 MiB, more than any image: not read further" in err
+    assert [r.body["prompt"] for r in nebula_server.generations].count("unlucky") == 1
+
+
+def test_deeply_nested_json_is_one_line(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest(TWO)})
+    nebula_server.add_faults("deep_json", "deep_json", prompt="unlucky")
+    code, _, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err
+    assert "hit: malformed response: nested deeper than 32 levels" in err
+    nebula_server.add_model_list_faults("deep_json")
+    code, _, err = run_cli("models", "--remote")
+    assert (code, err.splitlines()) == (
+        1,
+        ["error: could not list models: the answer is nested deeper than 32 levels"],
+    )
+
+
+def test_the_pixel_bomb_fault_is_a_small_png_claiming_huge_size():
+    data = pixel_bomb_png()
+    assert data.startswith(b"\x89PNG") and len(data) < 10_000
+    assert int.from_bytes(data[16:20], "big") == int.from_bytes(data[20:24], "big") == 100_000
+
+
+# --- finding 10: the key never leaks ---------------------------------------------------
+
+
+@pytest.mark.parametrize("faults", [["echo:400"], ["echo:401"], ["echo:500"] * 5, ["echo:429"] * 5])
+def test_an_echoed_key_reaches_no_output_file_or_page(faults, project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest(TWO)})
+    nebula_server.add_faults(*faults, prompt="unlucky")
+    results = [run_cli("apply"), run_cli("apply", "--json"), run_cli("status"), run_cli("gallery")]
+    assert results[0].code == 1
+    assert "you sent Authorization: Bearer [redacted]" in results[0].err
+    for result in results:
+        assert CANARY_KEY not in result.out + result.err
+    assert (root / ".nebula-build/failures.json").exists()
+    assert CANARY_KEY.encode() not in everything_written(root)
+
+
+def test_an_echoed_key_in_the_model_list_is_redacted(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest({})})
+    nebula_server.add_model_list_faults("echo:401")
+    code, _, err = run_cli("models", "--remote")
+    assert code == 1 and CANARY_KEY not in err
+    assert "Authorization: Bearer [redacted]" in err
+
+
+@pytest.mark.parametrize(
+    "key", [f"{CANARY_KEY}\nak_second_line", f"{CANARY_KEY}\r\nX-Evil: 1", "ak_clé_canary"]
+)
+@pytest.mark.parametrize("command", [["apply"], ["models", "--remote"]])
+def test_a_key_no_header_can_carry_is_one_error(
+    key, command, project, run_cli, nebula_server, monkeypatch
+):
+    monkeypatch.setenv("NEBULA_API_KEY", key)
+    project({"images.toml": nebula_manifest(ONE)})
+    code, _, err = run_cli(*command)
+    assert (code, err.splitlines()) == (
+        1,
+        [
+            "error: NEBULA_API_KEY holds a character an HTTP header cannot carry (a line "
+            "break, a control or a non-ASCII character): set it to the key alone, on one line"
+        ],
+    )
+    assert nebula_server.requests == []
+
+
+# --- finding 16: settings are finite ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backend", "line"),
+    [
+        ("nebula", "timeout = inf"),
+        ("nebula", "timeout = 1e9"),
+        ("nebula", "requests_per_minute = 1e-300"),
+        ("nebula", "requests_per_minute = inf"),
+        ("preview", "timeout = inf"),
+        ("diffusers", "timeout = inf"),
+        ("diffusers", "max_memory_gib = inf"),
+    ],
+)
+def test_settings_must_be_finite_and_sane(backend, line, project, run_cli):
+    text = nebula_manifest(ONE) + f"\n[backends.{backend}]\n{line}\n"
+    if backend == "nebula":
+        text = manifest_with(line)
+    project({"images.toml": text})
+    code, _, err = run_cli("validate")
+    name = line.split(" = ")[0]
+    assert code == 1 and f"backends.{backend}.{name}: input should be" in err
+
+
+# --- finding 17: out of credits, whatever the words -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "failed_status:Insufficient balance, please top up",
+        "message:400:Your quota is exhausted",
+        "message:500:Account balance too low",
+    ],
+)
+def test_balance_wording_halts_the_backend(fault, project, run_cli, nebula_server):
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(4)}
+    project({"images.toml": nebula_manifest(images, concurrency=1)})
+    nebula_server.add_faults(fault)
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert len(nebula_server.generations) == 1
+    assert "not attempted: nebula stopped sending requests" in err
+
+
+# --- finding 18: no escape sequence reaches the terminal ------------------------------
+
+ESCAPES = "\x1b[2J\x1b[H\x1b]0;owned\x07all 2 images generated\r\n\x1b[1A\x9b2K"
+
+
+@pytest.mark.parametrize("fault", [f"message:400:{ESCAPES}", f"failed_status:{ESCAPES}"])
+def test_server_messages_reach_the_terminal_as_plain_text(fault, project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest(TWO)})
+    nebula_server.add_faults(fault, prompt="unlucky")
+    code, out, err = run_cli("apply")
+    assert code == 1
+    assert "all 2 images generated" in err
+    for text in (out, err, json.dumps(json.loads(run_cli("apply", "--json").out))):
+        assert not any(ch in text for ch in "\x1b\x07\r\x9b")
+    failures = (root / ".nebula-build/failures.json").read_text()
+    assert not any(ch in json.loads(failures).__repr__() for ch in "\x1b\x07\r\x9b")
+
+
+HOSTILE_PLUGIN = """
+from nebula_build.plugin import (
+    Backend, GenerationResult, RequestRejectedError, hookimpl, nebula_models,
+)
+import io
+from PIL import Image
+
+
+class HostileBackend(Backend):
+    name = "hostile"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        if request.prompt == "reject":
+            raise RequestRejectedError("\\x1b[2J\\x1b[Hrefused\\nsecond line", backend="hostile")
+        if request.prompt == "crash":
+            raise ValueError("\\x1b]0;title\\x07crashed")
+        buffer = io.BytesIO()
+        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
+        return GenerationResult(buffer.getvalue(), warnings=("\\x1b[31mwarned\\x1b[0m",))
+
+
+@hookimpl
+def nebula_build_register_backends():
+    return [HostileBackend]
+"""
+
+
+def test_a_plugins_messages_reach_the_terminal_as_plain_text(
+    project, run_cli, tmp_path, monkeypatch
+):
+    site = tmp_path / "site"
+    install_distribution(
+        site,
+        "nebula-build-hostile",
+        {"nebula_hostile": HOSTILE_PLUGIN},
+        {"hostile": "nebula_hostile"},
+    )
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "nebula_hostile", raising=False)
+    lines = [
+        "version = 1",
+        "[defaults]",
+        'backend = "hostile"',
+        'model = "black-forest-labs/FLUX.1-schnell"',
+        "width = 64",
+        "height = 64",
+    ]
+    for name, prompt in (("r", "reject"), ("c", "crash"), ("w", "warn")):
+        lines += [f"[images.{name}]", f'prompt = "{prompt}"', f'output = "{name}.png"']
+    project({"images.toml": "\n".join(lines) + "\n"})
+    try:
+        code, out, err = run_cli("apply")
+    finally:
+        sys.modules.pop("nebula_hostile", None)
+    assert code == 1
+    assert "r: refused second line" in err
+    assert "title" not in err and "crashed" in err
+    assert "warning: w: warned" in err
+    assert not any(ch in out + err for ch in "\x1b\x07")

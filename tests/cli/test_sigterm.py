@@ -1,0 +1,147 @@
+"""SIGTERM (CI cancelling a job, `docker stop`) stops a command the way Ctrl-C does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nebula_build.state.lockfile import loads
+from tests.conftest import fake_manifest, generation_log
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def spawn():
+    """Starts `python -m nebula_build ARGS` in a folder; kills what is left at the end."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(root: Path, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nebula_build", *args],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def _wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+def _journal_lines(root: Path) -> int:
+    try:
+        return len((root / ".nebula-build/journal").read_bytes().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    folder = Path(f"/proc/{pid}/fd")
+    try:
+        return any(Path(os.readlink(fd)) == path for fd in folder.iterdir())
+    except OSError:  # a descriptor closed while we looked
+        return False
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_mid_apply_finishes_writes_and_folds_the_journal_like_sigint(
+    sent, project, fake_site, tmp_path, run_cli, spawn
+):
+    log = tmp_path / "gen.log"
+    images = {f"i{n:02}": {"prompt": f"p{n}", "output": f"i{n:02}.png"} for n in range(20)}
+    root = project({"images.toml": fake_manifest(log, images, delay=0.1, concurrency=2)})
+    process = spawn(root, "apply")
+    _wait_for(lambda: _journal_lines(root) >= 3)
+    process.send_signal(sent)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "interrupted"
+    assert "Traceback" not in err
+    assert not (root / ".nebula-build/journal").exists()  # folded into images.lock
+    locked = set(loads((root / "images.lock").read_text()))
+    written = {p.stem for p in root.glob("*.png")}
+    assert locked == written and 3 <= len(locked) < 20
+    # The project lock was released, not left for the next run to take over.
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert "took over" not in err and "interrupted" not in err
+    assert set(loads((root / "images.lock").read_text())) == set(images)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc")
+def test_sigterm_while_waiting_for_the_project_lock(project, fake_site, tmp_path, spawn):
+    log = tmp_path / "gen.log"
+    root = project(
+        {"images.toml": fake_manifest(log, {"a": {"prompt": "x", "output": "a.png"}}, delay=30)}
+    )
+    first = spawn(root, "apply")
+    _wait_for(log.exists)
+    second = spawn(root, "apply", "--lock-timeout", "60")
+    # Once it has the lock file open, it is waiting for the lock: plain (not async) code.
+    _wait_for(lambda: _has_open(second.pid, root / ".nebula-build/lock"))
+    second.send_signal(signal.SIGTERM)
+    _, err = second.communicate(timeout=20)
+    assert second.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    first.send_signal(signal.SIGTERM)  # the generation under way is cancelled
+    _, err = first.communicate(timeout=20)
+    assert first.returncode == 130, err
+    assert "Traceback" not in err
+
+
+def test_sigterm_stops_watch_like_ctrl_c(project, fake_site, tmp_path, spawn):
+    log = tmp_path / "gen.log"
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(8)}
+    root = project({"images.toml": fake_manifest(log, images, delay=0.5, concurrency=2)})
+    process = spawn(root, "watch")
+    _wait_for(lambda: len(generation_log(log)) >= 3)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    assert "stopped" in out and "Traceback" not in err
+    assert set(loads((root / "images.lock").read_text())) == {p.stem for p in root.glob("*.png")}
+    assert not (root / ".nebula-build/journal").exists()
+
+
+def test_main_puts_the_previous_sigterm_handler_back(project, run_cli):
+    project({"images.toml": "version = 1\n"})
+
+    def mine(signum, frame):  # pragma: no cover - never called
+        raise AssertionError
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert run_cli("validate").code == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_ignored_sigterm_stays_ignored(project, run_cli):
+    project({"images.toml": "version = 1\n"})
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        assert run_cli("validate").code == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)

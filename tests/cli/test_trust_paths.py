@@ -1,0 +1,371 @@
+"""The guarded filesystem, attacked through the CLI: a crafted lock, manifest or
+journal never touches a file outside the project or the tool's own files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nebula_build.fsutil import TEMP_MARKER
+
+PREVIEW = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+"""
+
+
+def manifest(*blocks: str) -> str:
+    return PREVIEW + "".join(f"\n{block.strip()}\n" for block in blocks)
+
+
+A = '[images.a]\nprompt = "a lighthouse"\noutput = "out/a.png"'
+
+
+def image_bytes(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file outside the project that nothing may touch."""
+    path = tmp_path / "victim" / "notes.txt"
+    path.parent.mkdir()
+    path.write_text("precious")
+    return path
+
+
+def lock_entry(name: str, output: str, digest: str, *, variants: str = "") -> str:
+    key = "ab" * 32
+    return (
+        f'\n[images.{name}]\nbackend = "preview"\nmodel = "m"\noutput = "{output}"\n'
+        f'digest = "{digest}"\ngeneration_key = "{key}"\noutput_key = "{key}"\n'
+        f"params = {{}}\n{variants}"
+    )
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["../victim/notes.txt", "{victim}", "out/../../victim/notes.txt"],
+    ids=["dotdot", "absolute", "inner-dotdot"],
+)
+def test_a_crafted_lock_never_deletes_a_file_outside_the_project(project, run_cli, victim, output):
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    crafted = output.format(victim=victim)
+    lock.write_text(lock.read_text() + lock_entry("ghost", crafted, sha(victim)))
+    for command in ("plan", "apply"):
+        code, out, err = run_cli(command)
+        assert code == 1, out
+        assert "images.lock: images.ghost" in err and "Traceback" not in err
+    assert victim.read_text() == "precious"
+
+
+def test_a_crafted_variant_in_the_lock_is_refused(project, run_cli, victim):
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    variants = f'variants = {{ "../victim/notes.txt" = "{sha(victim)}" }}\n'
+    lock.write_text(
+        lock.read_text() + lock_entry("ghost", "out/g.png", "cd" * 32, variants=variants)
+    )
+    code, _, err = run_cli("apply")
+    assert code == 1 and "images.ghost: variant '../victim/notes.txt'" in err
+    assert victim.read_text() == "precious"
+
+
+def test_a_crafted_lock_cannot_move_an_outside_file_in(project, run_cli, victim):
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    text = (root / "images.lock").read_text()
+    (root / "images.lock").write_text(
+        text.replace('output = "out/a.png"', f'output = "{victim}"').replace(
+            sha(root / "out/a.png"), sha(victim)
+        )
+    )
+    code, _, err = run_cli("apply")
+    assert code == 1 and "is absolute" in err
+    assert victim.read_text() == "precious"
+
+
+def test_a_crafted_lock_cannot_delete_the_manifest(project, run_cli):
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    lock.write_text(
+        lock.read_text() + lock_entry("ghost", "images.toml", sha(root / "images.toml"))
+    )
+    code, _, err = run_cli("apply")
+    assert code == 1 and "'images.toml' is the tool's own file" in err
+    assert (root / "images.toml").exists()
+
+
+def test_a_crafted_journal_entry_is_refused(project, run_cli, victim):
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    key = "ab" * 32
+    entry = (
+        '{"op": "set", "image": "ghost", "entry": {"backend": "preview", "model": "m", '
+        f'"output": "../victim/notes.txt", "digest": "{sha(victim)}", '
+        f'"generation_key": "{key}", "output_key": "{key}", "params": {{}}}}}}\n'
+    )
+    (root / ".nebula-build/journal").write_text(entry)
+    code, _, err = run_cli("apply")
+    assert code == 1 and "the journal: images.ghost" in err
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    "lock_text",
+    [
+        b"version = 1\n[images.a]\nparams = { x = 1979-05-27 }\n",
+        b"version = 1\n[images.a]\nbackend = \xff\n",
+        b"version = 1\n" + b"x = " + b"[" * 2000 + b"]" * 2000 + b"\n",
+        b"version = 1\nimages = 3\n",
+    ],
+    ids=["date-param", "not-utf8", "deep", "not-a-table"],
+)
+def test_a_malformed_lock_is_one_line_never_a_traceback(project, run_cli, lock_text):
+    root = project({"images.toml": manifest(A)})
+    (root / "images.lock").write_bytes(lock_text)
+    code, _, err = run_cli("plan")
+    assert code == 1 and err.startswith("error: images.lock") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["images.toml", "images.lock", ".nebula-build/lock", ".git/config"],
+)
+def test_the_asset_manifest_never_replaces_the_tools_own_files(project, run_cli, target):
+    root = project({"images.toml": manifest(A, f'[assets]\nmanifest = "{target}"')})
+    before = (root / "images.toml").read_bytes()
+    code, _, err = run_cli("apply")
+    assert code == 1 and "assets.manifest" in err, err
+    assert (root / "images.toml").read_bytes() == before
+
+
+@pytest.mark.parametrize("target", ["README.md", "logo.png"])
+def test_the_asset_manifest_is_not_written_over_a_strangers_file(project, run_cli, target):
+    root = project(
+        {
+            "images.toml": manifest(A, f'[assets]\nmanifest = "{target}"'),
+            target: b"\x89PNG not ours" if target.endswith(".png") else "# my readme\n",
+        }
+    )
+    before = (root / target).read_bytes()
+    code, out, err = run_cli("apply")
+    assert code == 1 and "a file nebula-build did not write is in the way" in out + err
+    assert (root / target).read_bytes() == before
+    assert run_cli("apply", "--force").code == 0
+    assert (root / target).read_bytes() != before
+    assert list((root / ".nebula-build/backup").rglob(target))
+
+
+def test_an_atlas_frame_map_cannot_be_the_manifest(project, run_cli):
+    atlas = '[atlases.sheet]\nimages = ["a"]\noutput = "out/sheet.png"\nframes = "images.toml"'
+    root = project({"images.toml": manifest(A, atlas)})
+    before = (root / "images.toml").read_bytes()
+    code, _, err = run_cli("apply")
+    assert code == 1 and "atlases.sheet.frames" in err
+    assert (root / "images.toml").read_bytes() == before
+
+
+def test_outputs_and_derived_files_never_go_through_a_link_out(project, run_cli, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    atlas = '[atlases.sheet]\nimages = ["a"]\noutput = "link/sheet.png"\nframes = "ok/sheet.json"'
+    for extra, where in (
+        ('[images.b]\nprompt = "b"\noutput = "link/b.png"', "images.b.output"),
+        (atlas, "atlases.sheet.output"),
+        ('[assets]\nmanifest = "link/images.json"', "assets.manifest"),
+    ):
+        root = project({"images.toml": manifest(A, extra)})
+        if not (root / "link").exists():
+            (root / "link").symlink_to(outside)
+        code, _, err = run_cli("apply")
+        assert code == 1 and where in err and "symbolic link" in err, err
+        assert not list(outside.iterdir())
+
+
+def test_a_folder_swapped_for_a_link_at_write_time_is_refused(tmp_path):
+    from nebula_build.errors import UnsafePathError
+    from nebula_build.state.guard import Guard
+
+    root, outside = tmp_path / "proj", tmp_path / "outside"
+    (root / "out").mkdir(parents=True)
+    outside.mkdir()
+    guard = Guard(root)
+    parts = guard._real_parts("out/a.png", what="output", follow_last=False)
+    (root / "out").rmdir()
+    (root / "out").symlink_to(outside)  # after the check, before the write
+    with (
+        pytest.raises(UnsafePathError, match="not a plain folder"),
+        guard._folder(parts[:-1], what="out/a.png", create=True),
+    ):
+        pass
+    assert not list(outside.iterdir())
+
+
+@pytest.mark.parametrize(
+    "output", [".nebula-build/a.png", ".nebula-build/journal/a.png", ".git/hooks/a.png"]
+)
+def test_an_output_inside_the_tools_state_is_refused(project, run_cli, output):
+    project({"images.toml": manifest(f'[images.a]\nprompt = "x"\noutput = "{output}"')})
+    for command in ("validate", "plan", "apply"):
+        code, _, err = run_cli(command)
+        assert code == 1 and "images.a.output" in err, (command, err)
+    assert run_cli("status").code in (0, 1)
+
+
+def test_an_output_over_an_input_is_refused(project, run_cli):
+    fill = (
+        '[images.fill]\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\nprompt = "x"\n'
+        'image = "in/base.png"\nmask = "in/mask.png"\noutput = "out/fill.png"\n'
+        '[images.b]\nprompt = "y"\noutput = "in/base.png"'
+    )
+    root = project(
+        {
+            "images.toml": manifest(fill),
+            "in/base.png": image_bytes(64, 64),
+            "in/mask.png": image_bytes(64, 64),
+        }
+    )
+    before = (root / "in/base.png").read_bytes()
+    code, _, err = run_cli("apply")
+    assert code == 1, err
+    assert (root / "in/base.png").read_bytes() == before
+
+
+def _input_manifest() -> str:
+    return manifest(
+        '[images.fill]\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\nprompt = "x"\n'
+        'image = "in/base.png"\nmask = "in/mask.png"\noutput = "out/fill.png"'
+    )
+
+
+def test_a_fifo_as_an_input_is_refused_without_hanging(project, tmp_path):
+    root = project({"images.toml": _input_manifest(), "in/mask.png": image_bytes(64, 64)})
+    os.mkfifo(root / "in/base.png")
+    for command in ("validate", "plan", "apply"):
+        done = subprocess.run(
+            [sys.executable, "-m", "nebula_build", command],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        assert "'in/base.png' is not a regular file" in done.stderr, done.stderr
+
+
+def test_an_input_linked_outside_the_project_is_refused_by_plan_too(project, run_cli, tmp_path):
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(image_bytes(64, 64))
+    root = project({"images.toml": _input_manifest(), "in/mask.png": image_bytes(64, 64)})
+    (root / "in/base.png").symlink_to(outside)
+    for command in ("plan", "apply"):
+        code, _, err = run_cli(command)
+        assert code == 1 and "leaves the project through a symbolic link" in err, err
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_a_state_folder_that_is_a_link_or_a_file_is_refused(project, run_cli, tmp_path, kind):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = project({"images.toml": manifest(A)})
+    if kind == "link":
+        (root / ".nebula-build").symlink_to(elsewhere)
+    else:
+        (root / ".nebula-build").write_text("x")
+    for command in ("plan", "apply", "gc"):
+        code, _, err = run_cli(command)
+        assert code == 1 and ".nebula-build is" in err and "Traceback" not in err, err
+    assert not list(elsewhere.iterdir())
+
+
+def test_a_lock_or_project_lock_that_is_a_folder_is_one_line(project, run_cli):
+    root = project({"images.toml": manifest(A)})
+    (root / "images.lock").mkdir()
+    code, _, err = run_cli("apply")
+    assert code == 1 and "images.lock is a folder" in err
+    (root / "images.lock").rmdir()
+    (root / ".nebula-build/lock").unlink(missing_ok=True)
+    (root / ".nebula-build/lock").mkdir(parents=True)
+    code, _, err = run_cli("apply")
+    assert code == 1 and "project lock" in err and err.count("\n") == 1
+
+
+def test_a_kill_between_an_output_and_its_variants_needs_no_force(project, run_cli):
+    root = project(
+        {"images.toml": manifest('[images.a]\nprompt = "x"\noutput = "out/a.png"\nwidths = [32]')}
+    )
+    assert run_cli("apply").code == 0
+    # as a kill after the main file's rename, before its variant and journal line
+    (root / "out/a-32.png").unlink()
+    (root / "images.lock").unlink()
+    code, out, _ = run_cli("plan")
+    assert code == 0 and "conflict" not in out
+    assert run_cli("apply").code == 0
+    assert (root / "out/a-32.png").exists()
+    # and a lost lock with the whole set in place adopts it as is
+    (root / "images.lock").unlink()
+    code, out, _ = run_cli("plan")
+    assert "the files already hold this output" in out
+    assert run_cli("apply").code == 0
+    assert run_cli("plan").out.startswith("No changes")
+
+
+def test_temp_files_left_anywhere_are_removed_by_apply_and_gc(project, run_cli):
+    root = project({"images.toml": manifest(A, '[assets]\nmanifest = "meta/images.json"')})
+    assert run_cli("apply").code == 0
+    shard = next(p for p in (root / ".nebula-build/cache").iterdir() if len(p.name) == 2)
+    leftovers = [
+        shard / f".{'0' * 64}{TEMP_MARKER}abcd1234",
+        root / "out" / f".a.png{TEMP_MARKER}abcd1234",
+        root / "meta" / f".images.json{TEMP_MARKER}abcd1234",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    assert run_cli("apply").code == 0
+    assert not any(path.exists() for path in leftovers)
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    assert run_cli("gc").code == 0
+    assert not any(path.exists() for path in leftovers)
+
+
+def test_a_second_manifest_in_the_folder_has_its_own_lock(project, run_cli):
+    root = project(
+        {
+            "images.toml": manifest(A),
+            "other.toml": manifest('[images.b]\nprompt = "b"\noutput = "out/b.png"'),
+        }
+    )
+    assert run_cli("apply").code == 0
+    assert run_cli("-f", "other.toml", "apply").code == 0
+    assert (root / "other.lock").exists()
+    for args in (("apply",), ("-f", "other.toml", "apply")):
+        code, out, _ = run_cli(*args)
+        assert code == 0 and "delete" not in out
+    assert (root / "out/a.png").exists() and (root / "out/b.png").exists()

@@ -1,0 +1,81 @@
+"""nebula_build.text: outside text made printable, secrets taken out."""
+
+from __future__ import annotations
+
+import base64
+import unicodedata
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nebula_build.text import REDACTED, printable, redact
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain words", "plain words"),
+        ("\x1b[2J\x1b[Hall images generated", "all images generated"),
+        ("\x1b[1;31mred\x1b[0m", "red"),
+        ("\x1b]0;a window title\x07after", "after"),
+        ("\x1b]8;;https://evil.test\x1b\\link\x1b]8;;\x1b\\", "link"),
+        ("\x1bPdevice control\x1b\\after", "after"),
+        ("\x9b2J8-bit CSI", "8-bit CSI"),
+        ("\x1b7saved\x1b8", "saved"),
+        ("line one\nline two\r\n\tindented", "line one line two indented"),
+        ("  padded   out  ", "padded out"),
+        ("bell\x07 back\x08space nul\x00 del\x7f", "bell backspace nul del"),
+        ("abc\u202edcba\u2066x\u2069", "abcdcbax"),
+        ("lone \udc80 surrogate", "lone surrogate"),
+        ("ünïcödé and 漢字 stay", "ünïcödé and 漢字 stay"),
+        ("", ""),
+    ],
+)
+def test_printable(text, shown):
+    assert printable(text) == shown
+
+
+def test_printable_cuts_at_the_limit():
+    assert printable("a" * 50, limit=10) == "a" * 9 + "…"
+    assert printable("short", limit=10) == "short"
+    assert printable("\x1b[31m" * 1000 + "visible", limit=10) == ""  # what a terminal shows
+
+
+@given(st.text())
+def test_printable_leaves_no_control_character(text):
+    line = printable(text, limit=200)
+    assert len(line) <= 200
+    assert not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in line)
+    assert "\u202e" not in line and line == line.strip()
+
+
+KEY = "ak_0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Authorization: Bearer {KEY}",
+        f"{KEY}{KEY}",
+        f"cut short: {KEY[:10]}",
+        f"cut at the start: {KEY[-9:]}",
+        f"split: {KEY[:15]} {KEY[15:]}",
+        f"encoded: {base64.b64encode(KEY.encode()).decode()}",
+    ],
+)
+def test_redact_takes_the_key_out_in_every_form(text):
+    redacted = redact(text, [KEY])
+    assert REDACTED in redacted
+    for start in range(len(KEY) - 7):
+        assert KEY[start : start + 8] not in redacted
+
+
+def test_redact_leaves_other_text_alone():
+    assert redact("no secret here: ak_other", [KEY]) == "no secret here: ak_other"
+    assert redact("text", []) == "text"
+    assert redact("text", [""]) == "text"
+
+
+def test_redact_a_short_secret_only_whole():
+    assert redact("the pin is 1234, not 12", ["1234"]) == f"the pin is {REDACTED}, not 12"
