@@ -9,10 +9,13 @@ httpx + base64 script sending the same requests to the same loopback API, in the
 3. (--sweep) 64 images of 512x512 at concurrency 1, 4, 8 and 16, as before.
 
 Every measurement alternates ours and the script (A B A B ...), --runs times each
-(default 5), and reports min / median / max. Start-up is compiled from source unless
-.pyc files exist; the header says which (PYTHONDONTWRITEBYTECODE is honoured).
+(default 5), and reports min / median / max. With --baseline DIR (another checkout, e.g.
+`git worktree add /tmp/perf-base HEAD`), that checkout's nebula-build runs too, in the
+same rotation (base, ours, script, base, ours, script ...), so a change is measured
+against what it changes under the same machine load. Start-up is compiled from source
+unless .pyc files exist; the header says which (PYTHONDONTWRITEBYTECODE is honoured).
 
-Usage: python bench/apply_throughput.py [--runs N] [--sweep]
+Usage: python bench/apply_throughput.py [--runs N] [--sweep] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -99,14 +102,21 @@ def measure(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, 
     return wall, usage.ru_utime + usage.ru_stime
 
 
+def _env(server: NebulaTestServer, repo: Path) -> dict[str, str]:
+    env = {**os.environ, "NEBULA_BASE_URL": server.base_url, "NEBULA_API_KEY": KEY}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(repo), os.environ.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
 class Bench:
-    def __init__(self, server: NebulaTestServer, scratch: Path) -> None:
+    def __init__(self, server: NebulaTestServer, scratch: Path, baseline: Path | None) -> None:
         self.server = server
         self.scratch = scratch
-        self.env = {**os.environ, "NEBULA_BASE_URL": server.base_url, "NEBULA_API_KEY": KEY}
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
-        )
+        self.env = _env(server, REPO)
+        #: the environment that runs the baseline checkout's nebula-build, if any
+        self.baseline_env = _env(server, baseline) if baseline is not None else None
         self._runs = 0
 
     def _folder(self, label: str) -> Path:
@@ -118,6 +128,13 @@ class Bench:
         manifest(root, count, size, concurrency)
         command = [sys.executable, "-m", "nebula_build", "apply", "-q"]
         return measure(command, root, self.env)
+
+    def base(self, count: int, size: int, concurrency: int) -> tuple[float, float]:
+        assert self.baseline_env is not None
+        root = self._folder("base")
+        manifest(root, count, size, concurrency)
+        command = [sys.executable, "-m", "nebula_build", "apply", "-q"]
+        return measure(command, root, self.baseline_env)
 
     def plain(self, count: int, size: int, concurrency: int) -> tuple[float, float]:
         root = self._folder("plain")
@@ -135,16 +152,14 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"min {low}  median {mid}  max {high}"
 
 
-def interleaved(
-    runs: int, a: Callable[[], float], b: Callable[[], float]
-) -> tuple[list[float], list[float]]:
-    """A B A B …: drift in the machine's speed falls on both alike."""
-    first: list[float] = []
-    second: list[float] = []
+def interleaved(runs: int, *sides: Callable[[], float]) -> list[list[float]]:
+    """A B A B … (A B C A B C … with three): drift in the machine's speed falls on all
+    alike."""
+    results: list[list[float]] = [[] for _ in sides]
     for _ in range(runs):
-        first.append(a())
-        second.append(b())
-    return first, second
+        for side, values in zip(sides, results, strict=True):
+            values.append(side())
+    return results
 
 
 def pyc_state() -> str:
@@ -164,20 +179,27 @@ def efficiency(bench: Bench, runs: int) -> None:
     count, concurrency = 512, 32
     ideal = count * LATENCY / concurrency
     bench.server.image(512, 512, 0)  # the server renders once: it must not be the bottleneck
-    ours, plain = interleaved(
-        runs,
-        lambda: bench.ours(count, 512, concurrency)[0],
-        lambda: bench.plain(count, 512, concurrency)[0],
-    )
+    sides: dict[str, Callable[[], float]] = {}
+    if bench.baseline_env is not None:
+        sides["baseline apply"] = lambda: bench.base(count, 512, concurrency)[0]
+    sides["nebula-build apply"] = lambda: bench.ours(count, 512, concurrency)[0]
+    sides["plain httpx script"] = lambda: bench.plain(count, 512, concurrency)[0]
+    walls = dict(zip(sides, interleaved(runs, *sides.values()), strict=True))
     print(
         f"\n{count} images of 512x512, latency {LATENCY * 1000:.0f} ms, concurrency {concurrency}"
     )
     print(f"(ideal {ideal:.2f} s; whole process wall, start-up included)")
-    ours_eff = [ideal / wall for wall in ours]
-    plain_eff = [ideal / wall for wall in plain]
-    print(f"  plain httpx script  wall s  {spread(plain)}   efficiency {spread(plain_eff)}")
-    print(f"  nebula-build apply  wall s  {spread(ours)}   efficiency {spread(ours_eff)}")
-    ratio = statistics.median(ours_eff) / statistics.median(plain_eff)
+    medians = {}
+    for name in ("plain httpx script", "baseline apply", "nebula-build apply"):
+        if name not in walls:
+            continue
+        effs = [ideal / wall for wall in walls[name]]
+        medians[name] = statistics.median(effs)
+        print(f"  {name:<18}  wall s  {spread(walls[name])}   efficiency {spread(effs)}")
+    plain = medians["plain httpx script"]
+    if "baseline apply" in medians:
+        print(f"  baseline median efficiency / plain: {medians['baseline apply'] / plain:.3f}")
+    ratio = medians["nebula-build apply"] / plain
     verdict = "met" if ratio >= 0.95 else "NOT met"
     print(f"  median efficiency ours / plain: {ratio:.3f}  (goal >= 0.95: {verdict})")
 
@@ -192,12 +214,18 @@ def cpu(bench: Bench, runs: int) -> None:
         _, total = run(count, 1024, concurrency)
         return (total - startup) / count
 
-    ours, plain = interleaved(runs, lambda: per_image(bench.ours), lambda: per_image(bench.plain))
+    sides: dict[str, Callable[[], float]] = {}
+    if bench.baseline_env is not None:
+        sides["baseline apply"] = lambda: per_image(bench.base)
+    sides["nebula-build apply"] = lambda: per_image(bench.ours)
+    sides["plain httpx script"] = lambda: per_image(bench.plain)
+    costs = dict(zip(sides, interleaved(runs, *sides.values()), strict=True))
     print(f"\nclient CPU per 1024x1024 PNG ({count} images, concurrency {concurrency}, latency 0;")
     print(" each run's start-up, measured with no image, excluded)")
-    print(f"  plain httpx script  ms  {spread(plain, 1000, 1)}")
-    print(f"  nebula-build apply  ms  {spread(ours, 1000, 1)}")
-    verdict = "met" if statistics.median(ours) <= 0.012 else "NOT met"
+    for name in ("plain httpx script", "baseline apply", "nebula-build apply"):
+        if name in costs:
+            print(f"  {name:<18}  ms  {spread(costs[name], 1000, 1)}")
+    verdict = "met" if statistics.median(costs["nebula-build apply"]) <= 0.012 else "NOT met"
     print(f"  goal <= 12 ms: {verdict}")
     bench.server.latency = LATENCY
 
@@ -226,14 +254,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of each side (default 5)")
     parser.add_argument("--sweep", action="store_true", help="also the concurrency sweep")
     parser.add_argument("--only", choices=("efficiency", "cpu"), help="run one measurement")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="another checkout of nebula-build to run in the same rotation (before/after)",
+    )
     args = parser.parse_args()
     print(pyc_state())
+    if args.baseline is not None:
+        print(
+            f"baseline: {args.baseline} (.pyc present: "
+            f"{'yes' if any((args.baseline / 'nebula_build').rglob('*.pyc')) else 'no'})"
+        )
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     with (
         tempfile.TemporaryDirectory() as scratch,
         NebulaTestServer(api_key=KEY, latency=LATENCY) as server,
     ):
-        bench = Bench(server, Path(scratch))
+        bench = Bench(server, Path(scratch), args.baseline)
         if args.only in (None, "efficiency"):
             efficiency(bench, args.runs)
         if args.only in (None, "cpu"):

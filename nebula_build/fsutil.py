@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 TEMP_MARKER = ".nebula-tmp-"
@@ -45,3 +46,20 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def read_regular(path: Path, *, limit: int) -> bytes | None:
+    """The bytes of the tool's own file at `path`, or None when it is missing or not a
+    plain file of a sane size (a link, a FIFO, a device, something huge): state
+    that arrived with a checkout is read only if it can be read safely."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        data = handle.read(limit + 1)
+    return data if len(data) <= limit else None

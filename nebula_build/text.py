@@ -26,10 +26,14 @@ _ESCAPE_SEQUENCE = re.compile(
 )
 _WHITESPACE = re.compile(r"[\t\n\v\f\r\x85\u2028\u2029 ]+")
 _SPACES = re.compile(r" {2,}")
-#: controls, bidirectional overrides (text shown in another order than it is) and lone
-#: surrogates (which no UTF-8 stream or file can take)
+#: controls, format characters (bidirectional overrides show text in another order than
+#: it is; zero-width ones hide inside a word, a secret included) and lone surrogates
+#: (which no UTF-8 stream or file can take)
 _INVISIBLE = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+    "[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f"
+    "\u0890\u0891\u08e2\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001-\U000e007f]"
 )
 
 

@@ -18,9 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     for name in ("NEBULA_API_KEY", "NEBULA_BASE_URL", "NEBULA_BUILD_DEBUG", "FORCE_COLOR"):
         monkeypatch.delenv(name, raising=False)
+    # the user's cache (the seal key, rescued generations) is the test's own
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "100")
 

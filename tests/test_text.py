@@ -79,3 +79,16 @@ def test_redact_leaves_other_text_alone():
 
 def test_redact_a_short_secret_only_whole():
     assert redact("the pin is 1234, not 12", ["1234"]) == f"the pin is {REDACTED}, not 12"
+
+
+def test_no_format_character_survives_so_none_can_hide_a_secret():
+    import sys
+
+    key = "ak_live_SECRET0123456789abcdef"
+    assert redact(printable("key " + "\u200b".join(key) + " end"), [key]) == "key [redacted] end"
+    hidden = [
+        hex(code)
+        for code in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code)) == "Cf" and printable(f"a{chr(code)}b") != "ab"
+    ]
+    assert hidden == []

@@ -499,6 +499,7 @@ class NebulaBackend(Backend):
     async def __aenter__(self) -> NebulaBackend:
         import httpx
 
+        _sniffio_absent_once()
         self._client, self._secrets = _client(
             self.settings,
             self.settings.timeout,
@@ -598,7 +599,11 @@ class NebulaBackend(Backend):
         return self._decode(answer)
 
     def _decode(self, answer: Answer) -> _Image:
-        from nebula_build.imaging import verify_image
+        """The image in a 2xx answer. Its structure is checked here (magic, chunks and their
+        CRCs, size limits: what a truncated or garbled answer breaks), so such an answer is
+        retried; its pixel data is proved to decode once, by the engine, in a worker thread
+        (engine/verify.py), not a second time here on the event loop."""
+        from nebula_build.imaging import examine, sniff, verify_image
 
         if answer.body is None:
             raise RequestRejectedError(
@@ -628,7 +633,9 @@ class NebulaBackend(Backend):
                 RequestRejectedError("malformed response: bad base64 in b64_json"), malformed=True
             ) from None
         try:
-            _, size = verify_image(data)
+            # an AVIF has no structure to examine: decoded here as before (the engine
+            # refuses it all the same, without a second paid try)
+            size = verify_image(data)[1] if sniff(data) == "avif" else examine(data).size
         except ValueError as exc:
             raise _Retry(
                 RequestRejectedError(f"malformed response: {exc}"), malformed=True
@@ -642,6 +649,19 @@ class NebulaBackend(Backend):
             return OutOfCreditsError(f"out of credits: {message}")
         status = clean(repr(body.get("status")), self._secrets, 40)
         return RequestRejectedError(f"the API answered status {status} without an image: {message}")
+
+
+def _sniffio_absent_once() -> None:
+    """httpcore runs `import sniffio` for every lock, event and shield it creates, several
+    times a request. Where sniffio is not installed, each of those failed imports searches
+    every sys.path folder again (tens of µs and a stat call per folder, thousands of
+    times a run). Recording its absence once (None in sys.modules, Python's own marker)
+    makes each import fail at once, with the same ModuleNotFoundError."""
+    import importlib.util
+    import sys
+
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def _inference_seconds(item: Any) -> float | None:

@@ -115,6 +115,7 @@ def cmd_gallery(ctx: Context) -> int:
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
     from nebula_build.engine.runstate import read_failures
+    from nebula_build.fsutil import atomic_write
     from nebula_build.live.gallery import cards, render
 
     prepared = prepared_project(ctx)
@@ -124,6 +125,7 @@ def cmd_gallery(ctx: Context) -> int:
     items = cards(plan, project, failures=read_failures(project), base=out)
     out.mkdir(parents=True, exist_ok=True)
     page = out / "index.html"
-    page.write_text(render(items, title=f"{project.root.name} · nebula-build"), encoding="utf-8")
+    html = render(items, title=f"{project.root.name} · nebula-build")
+    atomic_write(page, html.encode(), durable=False)  # replaces a link, never follows it
     ctx.print(f"wrote {os.path.relpath(page)} ({len(items)} images)")
     return ExitCode.OK

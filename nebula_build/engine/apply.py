@@ -29,7 +29,7 @@ from nebula_build.errors import (
     SupersededError,
 )
 from nebula_build.fsutil import sha256_bytes
-from nebula_build.outputs.encode import encoding_for, render
+from nebula_build.outputs.encode import Encoding, encoding_for, render
 from nebula_build.params import PARAMS
 from nebula_build.plugin.backend import GenerationRequest, GenerationResult
 from nebula_build.state.cache import Store
@@ -364,15 +364,16 @@ class Applier:
         """Verify the original once (a restore was verified when read), keep it if it was
         paid for now, then write the files from the verified bytes and pixels. Returns
         the files' digests, and a warning if the cache could not keep the original."""
+        encoding = encoding_for(spec)  # its metadata records take a while: made once
         if isinstance(original, Restored):
             verified = original.verified
         else:
-            verified = verify_answer(original.data, spec)  # nothing unverified is kept
+            verified = verify_answer(original.data, spec, encoding)  # nothing unverified is kept
         rescued = None
         if generated:
             rescued = self._keep(spec, verified, original.seed)
         try:
-            return (*self._write_files(action, spec, verified), rescued)
+            return (*self._write_files(action, spec, verified, encoding), rescued)
         except StateWriteError as exc:
             if rescued is None:
                 raise
@@ -397,11 +398,12 @@ class Applier:
         return None
 
     def _write_files(
-        self, action: Action, spec: AssetSpec, original: Verified
+        self, action: Action, spec: AssetSpec, original: Verified, encoding: Encoding
     ) -> tuple[str, dict[str, str]]:
         """Write the output and its variants from the verified original (and the pixels
-        its verification decoded, if any); returns their digests."""
-        files = render(original.data, encoding_for(spec), pixels=original.pixels)
+        its verification decoded, if any), encoded as `encoding` (`encoding_for(spec)`);
+        returns their digests."""
+        files = render(original.data, encoding, pixels=original.pixels)
         rendered = dict(zip(spec.paths, files, strict=True))
         digests = {path: sha256_bytes(data) for path, data in rendered.items()}
         # Before any rename: a run killed between the renames and the journal line leaves

@@ -17,7 +17,12 @@ def remove_leftovers(prepared: Prepared) -> int:
         written += [atlas.output, atlas.frames]
     if resolved.asset_manifest is not None:
         written.append(resolved.asset_manifest)
-    folders = {project.path_of(path).parent for path in written} | {project.root}
+    # a folder the guard refuses (a link out of the project) is not ours to tidy
+    folders = {
+        project.path_of(path).parent
+        for path in written
+        if prepared.guard.folder_problem(path) is None
+    } | {project.root}
     # another manifest's state lives under the default's: its own applies tidy it
     skip = () if not project.is_default else ("manifests",)
     removed = remove_temp_files(project.state_dir, recursive=True, skip=skip)

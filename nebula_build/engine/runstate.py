@@ -14,16 +14,25 @@ from collections.abc import Mapping
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.apply import ApplyResult
 from nebula_build.errors import SupersededError
-from nebula_build.fsutil import atomic_write
+from nebula_build.fsutil import atomic_write, read_regular
 from nebula_build.state.project import Project
+from nebula_build.text import printable
+
+#: a failures file far larger than 100k images' messages is not read
+_LIMIT = 64 << 20
 
 
 def read_failures(project: Project) -> dict[str, str]:
+    """The last failure of each image, as printable lines (the file may have come
+    with a checkout)."""
+    raw = read_regular(project.failures_path, limit=_LIMIT)
     try:
-        data = json.loads(project.failures_path.read_bytes())
-    except (OSError, ValueError):
+        data = json.loads(raw) if raw is not None else {}
+    except (ValueError, RecursionError):
         return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {printable(str(k), limit=200): printable(str(v), limit=2000) for k, v in data.items()}
 
 
 def record_failures(project: Project, result: ApplyResult, specs: Mapping[str, AssetSpec]) -> None:

@@ -4,7 +4,9 @@ Parsing 10k images with tomllib and validating them costs ~0.4 s; reading
 this cache costs ~30 ms. An entry is keyed by the manifest's exact bytes, the
 nebula-build version, the backend override and every installed backend (name
 and distribution), and is used only while every input file it depends on
-still has the digest it had. Anything unexpected is a miss, never an error.
+still has the digest it had. It is sealed (`state.seal`): a cache that came with
+a checkout, which could carry specs no validation ever saw, is a miss. Anything
+unexpected is a miss, never an error.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from typing import Any
 from nebula_build import __version__
 from nebula_build.core.resolve import Resolved
 from nebula_build.core.spec import AssetSpec, AtlasSpec
-from nebula_build.fsutil import atomic_write
+from nebula_build.fsutil import atomic_write, read_regular
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
+from nebula_build.state.seal import seal, unseal
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
+#: far larger than 100k images' specs: not ours
+_LIMIT = 1 << 30
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))
 
 
@@ -39,8 +44,12 @@ def load(
     project: Project, key: str, registry: BackendRegistry, digest_of: Callable[[str], str | None]
 ) -> Resolved | None:
     """The cached resolution for `key`, if it is still valid."""
+    raw = read_regular(project.spec_cache_path, limit=_LIMIT)
+    text = unseal(raw) if raw is not None else None
+    if text is None:
+        return None
     try:
-        data = json.loads(project.spec_cache_path.read_bytes())
+        data = json.loads(text)
         if data["key"] != key:
             return None
         if any(digest_of(path) != digest for path, digest in data["inputs"].items()):
@@ -52,7 +61,7 @@ def load(
         specs = {row[0]: AssetSpec(*row) for row in data["specs"]}
         assets = data["assets"]
         atlases = {row[0]: AtlasSpec(row[0], tuple(row[1]), *row[2:]) for row in data["atlases"]}
-    except (OSError, ValueError, KeyError, TypeError, LookupError):
+    except (OSError, ValueError, KeyError, TypeError, LookupError, RecursionError):
         return None
     except Exception:  # a plugin's settings model changed shape: just resolve again
         return None
@@ -66,8 +75,11 @@ def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, st
         text = json.dumps(_data(key, resolved, inputs))
     except (ValueError, TypeError):
         return
+    sealed = seal(text.encode())
+    if sealed is None:
+        return
     with contextlib.suppress(OSError):
-        atomic_write(project.spec_cache_path, text.encode(), durable=False)
+        atomic_write(project.spec_cache_path, sealed, durable=False)
 
 
 def _data(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, Any]:

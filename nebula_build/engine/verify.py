@@ -72,11 +72,11 @@ def verify(data: bytes, encoding: Encoding, *, digest: str | None = None) -> Ver
     return Verified(kept, digest, examined.format, examined.size, pixels)
 
 
-def verify_answer(data: bytes, spec: AssetSpec) -> Verified:
+def verify_answer(data: bytes, spec: AssetSpec, encoding: Encoding | None = None) -> Verified:
     """A backend's answer for `spec`, verified; a BackendError naming the backend if it
-    is not an acceptable image."""
+    is not an acceptable image. `encoding` is `encoding_for(spec)`, where the caller has it."""
     try:
-        return verify(data, encoding_for(spec))
+        return verify(data, encoding or encoding_for(spec))
     except ImageError as exc:
         raise RequestRejectedError(
             f"{spec.backend} returned bytes that are not an image: {exc}",

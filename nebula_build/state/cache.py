@@ -22,9 +22,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nebula_build.fsutil import atomic_write, sha256_bytes
+from nebula_build.fsutil import atomic_write, read_regular, sha256_bytes
+from nebula_build.imaging import MAX_BYTES
 
 _KEY_LENGTH = 64
+_META_LIMIT = 4096
 
 
 class CorruptEntryError(Exception):
@@ -49,6 +51,18 @@ class Store:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / key
 
+    def _shard_ok(self, key: str) -> bool:
+        """A shard folder that is a link (committed in a pull request, say) is not ours:
+        nothing is read, written or deleted through it."""
+        return not (self.root / key[:2]).is_symlink()
+
+    @staticmethod
+    def _own_folder(path: Path) -> None:
+        """Before writing into `path`'s folder: a link there is removed (never
+        followed); the write then makes a plain folder."""
+        if path.parent.is_symlink():
+            path.parent.unlink()
+
     def has(self, key: str) -> bool:
         return self._path(key).is_file()
 
@@ -57,13 +71,12 @@ class Store:
 
         Raises CorruptEntryError (after removing the entry) if they do not match."""
         path = self._path(key)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = read_regular(path, limit=MAX_BYTES) if self._shard_ok(key) else None
+        if data is None:
             return None
         try:
-            meta = json.loads(path.with_suffix(".json").read_bytes())
-        except (OSError, ValueError):
+            meta = json.loads(read_regular(path.with_suffix(".json"), limit=_META_LIMIT) or b"")
+        except (ValueError, RecursionError):
             meta = {}
         if not isinstance(meta, dict):
             meta = {}
@@ -91,7 +104,7 @@ class Store:
         unreadable metadata reads as an entry from before digests, verified by decoding.
         `digest` is the SHA-256 of `data` where the caller has it already."""
         digest = self.seal(key, data, seed=seed, digest=digest)
-        atomic_write(self._path(key), data)
+        atomic_write(self._path(key), data)  # seal() made the folder a plain one
         return digest
 
     def seal(
@@ -101,6 +114,7 @@ class Store:
         before digests, now verified); returns it."""
         digest = digest or sha256_bytes(data)
         meta = {"key": key, "seed": seed, "sha256": digest}
+        self._own_folder(self._path(key))
         atomic_write(self._path(key).with_suffix(".json"), json.dumps(meta).encode(), durable=False)
         return digest
 
@@ -111,13 +125,17 @@ class Store:
         """Remember the files (path → digest) an output key writes: the main output and
         its variants, so a set a killed run left half-written is still recognised."""
         text = json.dumps(dict(digests), sort_keys=True)
+        self._own_folder(self._output_path(output_key))
         atomic_write(self._output_path(output_key), text.encode(), durable=False)
 
     def output_files(self, output_key: str) -> dict[str, str]:
         """The digest of each file `output_key` wrote before (path → digest), if known."""
+        path = self._output_path(output_key)
+        if path.parent.is_symlink():
+            return {}
         try:
-            data = json.loads(self._output_path(output_key).read_bytes())
-        except (OSError, ValueError, RecursionError):
+            data = json.loads(read_regular(path, limit=_META_LIMIT) or b"")
+        except (ValueError, RecursionError):
             return {}
         if not isinstance(data, dict):
             return {}  # 0.2 wrote the main output's digest alone: nothing to match it by
@@ -127,7 +145,9 @@ class Store:
         yield from self._scan(self.root / "outputs")
 
     def remove_output(self, output_key: str) -> None:
-        self._output_path(output_key).unlink(missing_ok=True)
+        path = self._output_path(output_key)
+        if not path.parent.is_symlink():
+            path.unlink(missing_ok=True)
 
     def keys(self) -> Iterator[str]:
         yield from self._scan(self.root)
@@ -139,7 +159,7 @@ class Store:
         except FileNotFoundError:
             return
         for shard in shards:
-            if len(shard) != 2:
+            if len(shard) != 2 or (root / shard).is_symlink():
                 continue
             try:
                 names = os.listdir(root / shard)
@@ -157,6 +177,8 @@ class Store:
 
     def remove(self, key: str) -> int:
         """Delete an entry; returns the bytes freed."""
+        if not self._shard_ok(key):
+            return 0
         freed = self.size(key)
         for path in (self._path(key), self._path(key).with_suffix(".json")):
             path.unlink(missing_ok=True)

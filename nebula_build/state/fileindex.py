@@ -13,10 +13,21 @@ import os
 from pathlib import Path
 from stat import S_ISREG
 
-from nebula_build.fsutil import atomic_write, sha256_bytes, sha256_file
+from nebula_build.fsutil import atomic_write, read_regular, sha256_bytes, sha256_file
 
 _Signature = tuple[int, int, int, int]
 _FIELDS = 4
+#: an index far larger than 100k files' rows is not ours
+_LIMIT = 512 << 20
+
+
+def _is_row(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == _FIELDS + 1
+        and all(type(v) is int for v in value[:_FIELDS])
+        and isinstance(value[_FIELDS], str)
+    )
 
 
 def _signature(stat: os.stat_result) -> _Signature:
@@ -34,12 +45,13 @@ class FileIndex:
         #: the signature each file had when this process last looked at it
         self._seen: dict[str, _Signature] = {}
         self._dirty = False
+        raw = read_regular(index_path, limit=_LIMIT)
         try:
-            loaded = json.loads(index_path.read_bytes())
-            if isinstance(loaded, dict):
-                self._entries = loaded
-        except (OSError, ValueError):
-            pass
+            loaded = json.loads(raw) if raw is not None else None
+        except (ValueError, RecursionError):
+            loaded = None
+        if isinstance(loaded, dict):  # only well-formed rows: it may have come with a checkout
+            self._entries = {k: v for k, v in loaded.items() if _is_row(v)}
 
     def digest(self, relative: str) -> str | None:
         """The file's sha256, or None if it does not exist (or is not a file)."""
@@ -62,14 +74,15 @@ class FileIndex:
 
     def record(self, relative: str, data: bytes | None = None, digest: str | None = None) -> None:
         """Remember a file nebula-build just wrote (or moved) without reading it back."""
+        path = os.path.join(self._root, relative)  # noqa: PTH118 (once per file written)
         try:
-            stat = (self.root / relative).stat()
+            stat = os.stat(path)  # noqa: PTH116
         except OSError:
             self.forget(relative)
             return
         digest = digest or (sha256_bytes(data) if data is not None else None)
         if digest is None:
-            digest = sha256_file(self.root / relative)
+            digest = sha256_file(Path(path))
         signature = self._seen[relative] = _signature(stat)
         self._entries[relative] = [*signature, digest]
         self._dirty = True

@@ -249,9 +249,8 @@ class Guard:
             data = self.read(relative, what="file to back up")
         except (FileNotFoundError, NotADirectoryError, UnsafePathError):
             return
-        target = backup_root / stamp / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        backup_root.mkdir(parents=True, exist_ok=True)
+        Guard(backup_root).write(f"{stamp}/{relative}", data)  # walked like any write
 
 
 def remove_temp_files(folder: Path, *, recursive: bool = False, skip: Collection[str] = ()) -> int:

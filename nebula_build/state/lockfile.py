@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from nebula_build.errors import LockfileError, StateWriteError
-from nebula_build.fsutil import atomic_write, sha256_bytes
+from nebula_build.fsutil import atomic_write, read_regular, sha256_bytes
 from nebula_build.state.guard import path_problem
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
+from nebula_build.state.seal import seal, unseal
 
 LOCK_VERSION = 1
 HEADER = (
@@ -35,6 +36,8 @@ HEADER = (
     "# It records which spec made each image. Commit it with images.toml.\n"
 )
 _DIGEST = re.compile("[0-9a-f]{64}")
+#: a snapshot far larger than 100k entries' is not ours
+_SNAPSHOT_LIMIT = 1 << 30
 _FIELDS = ("backend", "model", "output", "digest", "generation_key", "output_key", "seed")
 
 
@@ -199,18 +202,34 @@ def _toml_key(key: str) -> str:
     return key if bare else _toml_string(key)
 
 
-def dumps(entries: Mapping[str, LockEntry]) -> str:
-    """The lock's text: header, version, then one table per image, sorted."""
+def dumps(
+    entries: Mapping[str, LockEntry], *, blocks: dict[str, tuple[LockEntry, str]] | None = None
+) -> str:
+    """The lock's text: header, version, then one table per image, sorted.
+
+    `blocks` remembers each entry's table (by name, for that very entry object): a
+    writer that rewrites the lock while it grows formats each entry once."""
     parts = [HEADER, f"version = {LOCK_VERSION}\n"]
     for name in sorted(entries):
-        data = entries[name].to_dict()
-        parts.append(f"\n[images.{_toml_key(name)}]\n")
-        parts.extend(
-            f"{field} = {_toml_value(data[field])}\n" for field in _FIELDS if field in data
-        )
-        parts.append(f"params = {_toml_value(data['params'])}\n")
-        if "variants" in data:
-            parts.append(f"variants = {_toml_value(data['variants'])}\n")
+        entry = entries[name]
+        known = blocks.get(name) if blocks is not None else None
+        if known is not None and known[0] is entry:
+            parts.append(known[1])
+            continue
+        block = _table(name, entry)
+        if blocks is not None:
+            blocks[name] = (entry, block)
+        parts.append(block)
+    return "".join(parts)
+
+
+def _table(name: str, entry: LockEntry) -> str:
+    data = entry.to_dict()
+    parts = [f"\n[images.{_toml_key(name)}]\n"]
+    parts.extend(f"{field} = {_toml_value(data[field])}\n" for field in _FIELDS if field in data)
+    parts.append(f"params = {_toml_value(data['params'])}\n")
+    if "variants" in data:
+        parts.append(f"variants = {_toml_value(data['variants'])}\n")
     return "".join(parts)
 
 
@@ -297,19 +316,20 @@ def read(project: Project) -> Entries:
 
 
 def _read_snapshot(path: Path, digest: str) -> Entries | None:
+    """The snapshot's entries if it is this lock's and was written on this account
+    (sealed: one that came with a checkout could carry entries no check ever saw)."""
+    raw = read_regular(path, limit=_SNAPSHOT_LIMIT)
+    text = unseal(raw) if raw is not None else None
+    if text is None:
+        return None
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(text)
         if data.get("lock_digest") != digest or data.get("version") != LOCK_VERSION:
             return None
-        # Bound to the lock's digest: rebuilding without field-by-field checks keeps a
-        # 10k-entry read cheap. The paths are still checked (it may come from a
-        # checkout); anything odd and the lock itself is parsed, with every check.
-        entries = {name: LockEntry(**entry) for name, entry in data["images"].items()}
-        for entry in entries.values():
-            if path_problem(entry.output) or any(map(path_problem, entry.variants)):
-                return None
-        return entries
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        # Sealed, and bound to the lock's digest: rebuilding without field-by-field
+        # checks keeps a 10k-entry read cheap.
+        return {name: LockEntry(**entry) for name, entry in data["images"].items()}
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 
 
@@ -319,13 +339,22 @@ def _write_snapshot(project: Project, digest: str, entries: Mapping[str, LockEnt
         "version": LOCK_VERSION,
         "images": {name: entry.to_dict() for name, entry in entries.items()},
     }
+    sealed = seal(json.dumps(data).encode())
+    if sealed is None:
+        return
     with contextlib.suppress(OSError):  # the snapshot only saves time; the lock is the truth
-        atomic_write(project.lock_snapshot_path, json.dumps(data).encode(), durable=False)
+        atomic_write(project.lock_snapshot_path, sealed, durable=False)
 
 
-def write(project: Project, entries: Mapping[str, LockEntry]) -> bool:
-    """Rewrite the lock atomically if its content changes; returns whether it did."""
-    text = dumps(entries).encode()
+def write(
+    project: Project,
+    entries: Mapping[str, LockEntry],
+    *,
+    blocks: dict[str, tuple[LockEntry, str]] | None = None,
+) -> bool:
+    """Rewrite the lock atomically if its content changes; returns whether it did.
+    `blocks`: see `dumps`."""
+    text = dumps(entries, blocks=blocks).encode()
     try:
         if project.lock_path.read_bytes() == text:
             return False
@@ -401,10 +430,10 @@ def read_with_journal(project: Project) -> Entries:
     return entries
 
 
-async def _to_thread(function: Callable[[list[bytes]], None], lines: list[bytes]) -> None:
+async def _to_thread(function: Callable[..., None], *args: Any) -> None:
     import asyncio
 
-    await asyncio.to_thread(function, lines)
+    await asyncio.to_thread(function, *args)
 
 
 class LockWriter:
@@ -415,7 +444,10 @@ class LockWriter:
     commit), off the event loop, so a run with many images in flight pays far
     fewer than one fsync per image. The lock is rewritten when at least
     `min_interval` seconds passed since the last rewrite *and* at least ten
-    times as long as that rewrite took, so rewrites never take over a long run.
+    times as long as that rewrite took, so rewrites never take over a long run;
+    a rewrite runs off the event loop too, in the same trip to a worker thread
+    as the journal lines committed with it, from a copy of the entries taken
+    when it was decided.
     """
 
     def __init__(
@@ -432,6 +464,8 @@ class LockWriter:
         self.clock = clock
         self._journal: IO[bytes] | None = None
         self._buffer: list[bytes] = []
+        #: each entry's TOML table, formatted once (see `dumps`)
+        self._blocks: dict[str, tuple[LockEntry, str]] = {}
         import asyncio  # here, not at the top: `plan` reads locks and must not pay for asyncio
 
         self._commit = asyncio.Lock()
@@ -451,12 +485,31 @@ class LockWriter:
         self._buffer.append(json.dumps(op, ensure_ascii=False).encode() + b"\n")
         self._pending = True
         async with self._commit:
-            if self._buffer:  # else an earlier holder already committed our line
-                lines, self._buffer = self._buffer, []
-                await _to_thread(self._write_lines, lines)
+            # else an earlier holder already committed our line
+            lines, self._buffer = self._buffer, []
+            snapshot = None
             now = self.clock()
-            if now - self._last_flush >= max(self.min_interval, 10 * self._flush_cost):
-                self._flush()
+            if self._pending and now - self._last_flush >= max(
+                self.min_interval, 10 * self._flush_cost
+            ):
+                # Every record so far is in this copy, and its line is either in `lines`
+                # or already in the journal: the journal can be emptied after the rewrite.
+                snapshot, self._pending = dict(self.entries), False
+            if not lines and snapshot is None:
+                return
+            try:
+                await _to_thread(self._commit_lines, lines, snapshot)
+            except BaseException:
+                if snapshot is not None:
+                    self._pending = True  # the lock was not rewritten: close() tries again
+                raise
+
+    def _commit_lines(self, lines: list[bytes], snapshot: Entries | None) -> None:
+        """In a worker thread, holding the commit lock: the journal lines, then the lock."""
+        if lines:
+            self._write_lines(lines)
+        if snapshot is not None:
+            self._rewrite(snapshot)
 
     def _write_lines(self, lines: list[bytes]) -> None:
         if self._journal is None:
@@ -466,21 +519,25 @@ class LockWriter:
         self._journal.flush()
         os.fsync(self._journal.fileno())
 
-    def _flush(self) -> None:
-        """Rewrite the lock from memory, then empty the journal it now contains.
+    def _rewrite(self, entries: Entries) -> None:
+        """Rewrite the lock as `entries`, then empty the journal it now contains.
 
         Called with the commit lock held (or at close), so no journal write runs
-        meanwhile. Lines still in the buffer only repeat what the lock now holds.
-        """
-        if not self._pending:
-            return
+        meanwhile. Lines still in the buffer only repeat what the lock now holds
+        or record what came after `entries` was taken: they are written after."""
         started = self.clock()
-        write(self.project, self.entries)
+        write(self.project, entries, blocks=self._blocks)
         if self._journal is not None:
             self._journal.truncate(0)
-        self._pending = False
         self._last_flush = self.clock()
         self._flush_cost = self._last_flush - started
+
+    def _flush(self) -> None:
+        """Rewrite the lock from memory if a record came since the last rewrite."""
+        if not self._pending:
+            return
+        self._rewrite(self.entries)
+        self._pending = False
 
     def close(self) -> None:
         """Write the final lock and remove the journal; call when no record is running."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from nebula_build.errors import UserError
 MANIFEST_NAME = "images.toml"
 STATE_DIR = ".nebula-build"
 LOCK_NAME = "images.lock"
+_STATE_FOLDERS = ("cache", "cache/outputs", "gallery", "backup")
+_STATE_FILES = (
+    "journal",
+    "lock",
+    "lock-snapshot.json",
+    "files.json",
+    "specs.json",
+    "failures.json",
+    "noop",
+    "gallery/index.html",
+)
 
 
 def lock_name(manifest_name: str) -> str:
@@ -45,24 +57,36 @@ class Project:
         )
 
     def checked(self) -> Project:
-        """This project, once its state folder is known to be a plain folder inside it:
-        a `.nebula-build` that is a link (say, committed in a pull request) would send
-        the lock's journal, the cache and every state write to wherever it points."""
-        for folder in dict.fromkeys((self.root / STATE_DIR, self.state_dir)):
-            try:
-                mode = folder.lstat().st_mode
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise UserError(f"cannot use {folder}: {exc.strerror}") from None
-            if stat.S_ISLNK(mode) or not stat.S_ISDIR(mode):
-                kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
-                shown = os.path.relpath(folder, self.root)
-                raise UserError(
-                    f"{shown} is {kind}; nebula-build keeps its state in a plain folder "
-                    f"inside the project: remove {shown} (it is rebuilt)"
-                )
+        """This project, once its state is known to be plain folders and files inside
+        it: a link committed in a pull request (`.nebula-build/cache -> /home/...`)
+        would send the cache, backups or the journal wherever it points, and a FIFO
+        or a link to /dev/zero would hang or exhaust a read."""
+        folders = [self.root / STATE_DIR]
+        for part in self.state_dir.relative_to(folders[0]).parts:  # manifests/<name>
+            folders.append(folders[-1] / part)
+        folders += [self.state_dir / name for name in _STATE_FOLDERS]
+        if self.is_default:
+            folders.append(self.state_dir / "manifests")
+        for folder in dict.fromkeys(folders):
+            self._check_plain(folder, stat.S_ISDIR, "a folder")
+        for file in (self.lock_path, *(self.state_dir / name for name in _STATE_FILES)):
+            self._check_plain(file, stat.S_ISREG, "a file")
         return self
+
+    def _check_plain(self, path: Path, is_kind: Callable[[int], bool], kind: str) -> None:
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise UserError(f"cannot use {path}: {exc.strerror}") from None
+        if stat.S_ISLNK(mode) or not is_kind(mode):
+            what = "a symbolic link" if stat.S_ISLNK(mode) else f"not {kind}"
+            shown = os.path.relpath(path, self.root)
+            raise UserError(
+                f"{shown} is {what}; nebula-build keeps its state in plain folders and "
+                f"files inside the project: remove {shown} (it is rebuilt)"
+            )
 
     @property
     def display_manifest(self) -> str:

@@ -308,12 +308,12 @@ def test_a_lock_or_project_lock_that_is_a_folder_is_one_line(project, run_cli):
     root = project({"images.toml": manifest(A)})
     (root / "images.lock").mkdir()
     code, _, err = run_cli("apply")
-    assert code == 1 and "images.lock is a folder" in err
+    assert code == 1 and "images.lock is not a file" in err
     (root / "images.lock").rmdir()
     (root / ".nebula-build/lock").unlink(missing_ok=True)
     (root / ".nebula-build/lock").mkdir(parents=True)
     code, _, err = run_cli("apply")
-    assert code == 1 and "project lock" in err and err.count("\n") == 1
+    assert code == 1 and ".nebula-build/lock is not a file" in err and err.count("\n") == 1
 
 
 def test_a_kill_between_an_output_and_its_variants_needs_no_force(project, run_cli):
@@ -369,3 +369,109 @@ def test_a_second_manifest_in_the_folder_has_its_own_lock(project, run_cli):
         code, out, _ = run_cli(*args)
         assert code == 0 and "delete" not in out
     assert (root / "out/a.png").exists() and (root / "out/b.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("state_path", "command"),
+    [
+        ("cache", "apply"),
+        ("cache/outputs", "apply"),
+        ("gallery", "gallery"),
+        ("gallery/index.html", "gallery"),
+        ("backup", "apply"),
+        ("manifests", "apply"),
+        ("journal", "plan"),
+        ("lock-snapshot.json", "plan"),
+        ("files.json", "plan"),
+        ("specs.json", "plan"),
+        ("failures.json", "status"),
+    ],
+)
+def test_a_link_inside_the_state_folder_is_refused(project, run_cli, tmp_path, state_path, command):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "bashrc").write_text("precious")
+    root = project({"images.toml": manifest(A)})
+    link = root / ".nebula-build" / state_path
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside / "bashrc" if "." in state_path or state_path == "journal" else outside)
+    code, _, err = run_cli(command)
+    assert code == 1 and f".nebula-build/{state_path} is a symbolic link" in err, err
+    assert sorted(p.name for p in outside.iterdir()) == ["bashrc"]
+    assert (outside / "bashrc").read_text() == "precious"
+
+
+def test_a_lock_linked_to_a_device_or_a_fifo_is_refused_without_hanging(project):
+    root = project({"images.toml": manifest(A)})
+    (root / "images.lock").symlink_to("/dev/zero")
+    os.mkfifo(root / "journal-fifo")
+    for setup in ("link", "fifo"):
+        if setup == "fifo":
+            (root / "images.lock").unlink()
+            (root / ".nebula-build").mkdir(exist_ok=True)
+            os.mkfifo(root / ".nebula-build/journal")
+        done = subprocess.run(
+            [sys.executable, "-m", "nebula_build", "plan"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name", ["files.json", "failures.json", "lock-snapshot.json"])
+@pytest.mark.parametrize("content", ["[" * 100_000 + "]" * 100_000, '{"out/a.png": 5}', "[1, 2]"])
+def test_odd_state_files_are_ignored_never_a_traceback(project, run_cli, name, content):
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    (root / ".nebula-build" / name).write_text(content)
+    for command in ("plan", "status", "gallery", "apply"):
+        code, _, err = run_cli(command)
+        assert code == 0 and "Traceback" not in err, (command, err)
+
+
+def test_a_spec_cache_from_a_checkout_is_not_believed(project, run_cli, tmp_path, monkeypatch):
+    """specs.json lets a plan skip validation: one that was not written on this account
+    (committed in a pull request, with a forged size) is a miss."""
+    from PIL import Image
+
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("plan").code == 0
+    specs = root / ".nebula-build/specs.json"
+    mac, _, text = specs.read_bytes().partition(b"\n")
+    forged = text.replace(b", 64, 64, ", b", 4000, 4000, ")
+    assert forged != text
+    for crafted in (forged, b"0" * 64 + b"\n" + forged, mac + b"\n" + forged):
+        specs.write_bytes(crafted)
+        code, _, err = run_cli("apply", "--replace", "a")
+        assert code == 0, err
+        with Image.open(root / "out/a.png") as image:
+            assert image.size == (64, 64)
+
+
+def test_a_cache_shard_linked_out_is_never_read_written_or_emptied(project, run_cli, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / ("c" * 64)
+    victim.write_text("precious")
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    cache = root / ".nebula-build/cache"
+    shard = next(p for p in cache.iterdir() if len(p.name) == 2)
+    (cache / "cc").symlink_to(outside)
+    assert run_cli("gc").code == 0
+    assert victim.read_text() == "precious"
+    # the image's own shard swapped for a link: a miss, and a plain folder again
+    for entry in shard.iterdir():
+        (outside / entry.name).write_bytes(entry.read_bytes())
+    import shutil
+
+    shutil.rmtree(shard)
+    shard.symlink_to(outside)
+    (root / "out/a.png").unlink()
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert not shard.is_symlink() and "(generated)" in err
+    assert victim.read_text() == "precious"

@@ -50,8 +50,11 @@ def test_a_corrupt_or_foreign_cache_is_ignored(project, run_cli):
     root = project({"images.toml": FILL, "in.png": png(10), "m.png": png(255)})
     run_cli("apply")
     cache = root / ".nebula-build/specs.json"
-    data = json.loads(cache.read_text())
+    seal, _, text = cache.read_bytes().partition(b"\n")
+    data = json.loads(text)
     data["specs"][0][3] = "a prompt someone slipped in"  # same key, different content
+    cache.write_bytes(seal + b"\n" + json.dumps(data).encode())  # the seal no longer fits
+    assert run_cli("plan", "--detailed-exitcode").code == 0
     data["key"] = "0" * 64
     cache.write_text(json.dumps(data))
     assert run_cli("plan", "--detailed-exitcode").code == 0

@@ -1,0 +1,62 @@
+"""Seals on the caches the tool writes for itself (resolved specs, the lock snapshot).
+
+Such a cache lets a command skip validation, so one that arrived with a checkout
+(committed under `.nebula-build/`, or crafted in a pull request) must not be
+believed. Each is sealed with an HMAC under a key private to the user
+(`~/.cache/nebula-build/state.key`, under `XDG_CACHE_HOME` when set, mode 0600):
+a cache that was not written on this account fails the seal and is simply a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+from functools import cache
+from pathlib import Path
+
+_KEY_BYTES = 32
+
+
+def key_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nebula-build" / "state.key"
+
+
+@cache
+def _key(path: Path) -> bytes | None:
+    """This account's key (made on first use); None where none can be kept."""
+    with contextlib.suppress(OSError):
+        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(path, flags), "rb") as handle:
+            data = handle.read(_KEY_BYTES + 1)
+        if len(data) == _KEY_BYTES:
+            return data
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fresh = secrets.token_bytes(_KEY_BYTES)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
+            handle.write(fresh)
+        return fresh
+    return None
+
+
+def seal(data: bytes) -> bytes | None:
+    """`data` with its seal in front (one line), or None where no key can be kept."""
+    key = _key(key_path())
+    if key is None:
+        return None
+    return hmac.new(key, data, hashlib.sha256).hexdigest().encode() + b"\n" + data
+
+
+def unseal(sealed: bytes) -> bytes | None:
+    """The data under a seal made on this account; None for anything else."""
+    key = _key(key_path())
+    mac, newline, data = sealed.partition(b"\n")
+    if key is None or not newline:
+        return None
+    expected = hmac.new(key, data, hashlib.sha256).hexdigest().encode()
+    return data if hmac.compare_digest(mac, expected) else None
