@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +37,8 @@ SCHEMA_VERSION = 1
 # must not be able to crash the tool or make it exhaust the machine's memory.
 #: tables and arrays inside each other; images.toml itself needs 5 (images.a.matrix.k)
 MAX_DEPTH = 16
+#: a manifest of 100,000 images is a few MB; anything far larger is refused unread
+MAX_MANIFEST_BYTES = 64 << 20
 #: characters in any string, wherever it is (a backend's settings included)
 MAX_STRING = 100_000
 #: characters in any key (image names, settings)
@@ -483,11 +487,25 @@ def read_bytes(path: Path, display_path: str | None = None) -> bytes:
     """The manifest file's bytes; a missing or unreadable file is a ManifestError."""
     shown = display_path or path.name
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ManifestError.single(shown, "", "file not found") from None
     except OSError as exc:
         raise ManifestError.single(shown, "", f"cannot read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ManifestError.single(shown, "", "not a regular file")
+        if info.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError.single(
+                shown, "", f"{info.st_size:,} bytes, more than a manifest may have (64 MiB)"
+            )
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(MAX_MANIFEST_BYTES)
+    except OSError as exc:
+        raise ManifestError.single(shown, "", f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def from_bytes(raw: bytes, path: Path, display_path: str | None = None) -> Manifest:

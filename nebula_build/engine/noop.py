@@ -122,14 +122,19 @@ def unchanged(root: str, manifest: str, backend: str | None) -> int | None:
 def _read(path: str) -> list[str] | None:
     """The snapshot's lines; only a regular file of a sane size is read."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
-    with os.fdopen(descriptor, "rb") as handle:
+    try:
         stat = os.fstat(descriptor)
         if not S_ISREG(stat.st_mode) or stat.st_size > MAX_BYTES:
             return None
-        return handle.read().decode("utf-8", "surrogateescape").split("\n")
+        data = os.read(descriptor, MAX_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)
+    return data.decode("utf-8", "surrogateescape").split("\n")
 
 
 def observe(root: str, paths: Iterable[str]) -> dict[str, Signature]:

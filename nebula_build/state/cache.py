@@ -147,7 +147,8 @@ class Store:
     def remove_output(self, output_key: str) -> None:
         path = self._output_path(output_key)
         if not path.parent.is_symlink():
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                path.unlink()
 
     def keys(self) -> Iterator[str]:
         yield from self._scan(self.root)
@@ -162,17 +163,23 @@ class Store:
             if len(shard) != 2 or (root / shard).is_symlink():
                 continue
             try:
-                names = os.listdir(root / shard)
-            except NotADirectoryError:
+                entries = list(os.scandir(root / shard))
+            except OSError:
                 continue
-            yield from (n for n in names if len(n) == _KEY_LENGTH and not n.startswith("."))
+            yield from (
+                e.name
+                for e in entries
+                if len(e.name) == _KEY_LENGTH
+                and not e.name.startswith(".")
+                and e.is_file(follow_symlinks=False)
+            )
 
     def size(self, key: str) -> int:
         """Bytes an entry takes (data and metadata)."""
         total = 0
         for path in (self._path(key), self._path(key).with_suffix(".json")):
-            with contextlib.suppress(FileNotFoundError):
-                total += path.stat().st_size
+            with contextlib.suppress(OSError):
+                total += path.lstat().st_size
         return total
 
     def remove(self, key: str) -> int:
@@ -181,5 +188,6 @@ class Store:
             return 0
         freed = self.size(key)
         for path in (self._path(key), self._path(key).with_suffix(".json")):
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                path.unlink()
         return freed

@@ -27,6 +27,8 @@ from nebula_build.fsutil import TEMP_MARKER
 
 #: top-level names a project file may never be: the tool's state and version control
 RESERVED_FOLDERS = frozenset({".nebula-build", ".git", ".hg", ".svn"})
+#: the deepest folder the tool makes under its state (manifests/<name>/cache/outputs/<xx>)
+_MAX_STATE_DEPTH = 8
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -255,18 +257,27 @@ class Guard:
 
 def remove_temp_files(folder: Path, *, recursive: bool = False, skip: Collection[str] = ()) -> int:
     """Delete temp files a killed run left in `folder` (and below, if `recursive`, but
-    not in its subfolders named in `skip`); links are never followed. Returns how many."""
+    not in its subfolders named in `skip`, nor deeper than the tool ever writes);
+    links are never followed. Returns how many."""
     removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        if entry.name.startswith(".") and TEMP_MARKER in entry.name:
-            with contextlib.suppress(OSError):
-                if entry.is_file(follow_symlinks=False) or entry.is_symlink():
-                    Path(entry.path).unlink()
-                    removed += 1
-        elif recursive and entry.name not in skip and entry.is_dir(follow_symlinks=False):
-            removed += remove_temp_files(Path(entry.path), recursive=True)
+    pending = [(folder, 0)]
+    while pending:
+        current, depth = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") and TEMP_MARKER in entry.name:
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                        Path(entry.path).unlink()
+                        removed += 1
+            elif (
+                recursive
+                and depth < _MAX_STATE_DEPTH
+                and entry.name not in skip
+                and entry.is_dir(follow_symlinks=False)
+            ):
+                pending.append((Path(entry.path), depth + 1))
     return removed

@@ -13,7 +13,7 @@ from nebula_build.errors import UserError
 MANIFEST_NAME = "images.toml"
 STATE_DIR = ".nebula-build"
 LOCK_NAME = "images.lock"
-_STATE_FOLDERS = ("cache", "cache/outputs", "gallery", "backup")
+_STATE_FOLDERS = ("cache", "cache/outputs", "gallery", "backup", "diffusers")
 _STATE_FILES = (
     "journal",
     "lock",
@@ -26,10 +26,43 @@ _STATE_FILES = (
 )
 
 
+def user_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/nebula-build`, or `~/.cache/nebula-build` (a relative
+    XDG_CACHE_HOME is ignored, as the XDG spec says)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", ""))
+    if not base.is_absolute():
+        base = Path.home() / ".cache"
+    return base / "nebula-build"
+
+
+def private(path: Path) -> bool:
+    """Whether `path` is this account's own and nobody else's (owner, no group or
+    other bits): what a checkout can never produce (git writes 0644 and 0755)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return (
+        info.st_uid == os.geteuid() and not info.st_mode & 0o077 and not stat.S_ISLNK(info.st_mode)
+    )
+
+
 def lock_name(manifest_name: str) -> str:
     """`images.toml` → `images.lock`, `other.toml` → `other.lock`: one lock per manifest,
     so two manifests in one folder never record (or delete) each other's images."""
     return f"{manifest_name.removesuffix('.toml')}.lock"
+
+
+def _refuse_a_linked_manifest(path: Path) -> None:
+    """A manifest that is a link would be read from, and have its lock and state
+    written beside, wherever it points (a pull request can commit such a link)."""
+    if path.is_symlink():
+        raise UserError(
+            f"{path.name} is a symbolic link; nebula-build reads a manifest and keeps its "
+            "lock beside it, in the project: pass -f with the file it points to"
+        )
+    if path.name.removesuffix(".toml") in ("", ".", ".."):
+        raise UserError(f"{path.name!r} is not a manifest name: call it <name>.toml")
 
 
 @dataclass(frozen=True)
@@ -45,11 +78,13 @@ class Project:
         if manifest is not None:
             path = Path(manifest)
             path = path if path.is_absolute() else start / path
-            return cls(path.parent.resolve(), path.resolve()).checked()
+            _refuse_a_linked_manifest(path)
+            return cls(path.parent.resolve(), path.parent.resolve() / path.name).checked()
         here = start.resolve()
         for folder in (here, *here.parents):
             candidate = folder / MANIFEST_NAME
             if candidate.is_file():
+                _refuse_a_linked_manifest(candidate)
                 return cls(folder, candidate).checked()
         raise UserError(
             f"no {MANIFEST_NAME} in {start} or any folder above it; "

@@ -10,16 +10,15 @@ verified again when restored) before it plans.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Collection
 from pathlib import Path
 
 from nebula_build.state.cache import CorruptEntryError, Store
+from nebula_build.state.project import private, user_cache_dir
 
 
 def rescue_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nebula-build" / "rescue"
+    return user_cache_dir() / "rescue"
 
 
 def rescue(key: str, data: bytes, *, seed: int | None, digest: str) -> Path:
@@ -27,6 +26,8 @@ def rescue(key: str, data: bytes, *, seed: int | None, digest: str) -> Path:
     OSError if that fails too."""
     root = rescue_root()
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not private(root):
+        raise OSError(f"{root} is not private to this account")
     Store(root).put(key, data, seed=seed, digest=digest)
     return root
 
@@ -34,7 +35,10 @@ def rescue(key: str, data: bytes, *, seed: int | None, digest: str) -> Path:
 def adopt(store: Store, keys: Collection[str]) -> int:
     """Move the rescued entries for `keys` into `store`; returns how many. Anything odd
     (a corrupt entry, still no room) leaves the entry where it is, for a later run."""
-    rescued = Store(rescue_root())
+    root = rescue_root()
+    if not root.exists() or not private(root):  # only what this account kept here
+        return 0
+    rescued = Store(root)
     wanted = set(keys)
     moved = 0
     for key in list(rescued.keys()):

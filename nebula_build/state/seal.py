@@ -17,23 +17,28 @@ import secrets
 from functools import cache
 from pathlib import Path
 
+from nebula_build.state.project import private, user_cache_dir
+
 _KEY_BYTES = 32
 
 
 def key_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nebula-build" / "state.key"
+    return user_cache_dir() / "state.key"
 
 
 @cache
 def _key(path: Path) -> bytes | None:
-    """This account's key (made on first use); None where none can be kept."""
+    """This account's key (made on first use); None where none can be kept. A key
+    file that is not private to this account (one that came with a checkout, where
+    XDG_CACHE_HOME lies inside the project) is never used: nothing is sealed then."""
     with contextlib.suppress(OSError):
         flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         with os.fdopen(os.open(path, flags), "rb") as handle:
             data = handle.read(_KEY_BYTES + 1)
-        if len(data) == _KEY_BYTES:
+        if len(data) == _KEY_BYTES and private(path):
             return data
+        if path.exists():
+            return None
     with contextlib.suppress(OSError):
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fresh = secrets.token_bytes(_KEY_BYTES)

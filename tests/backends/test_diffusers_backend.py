@@ -408,7 +408,9 @@ def test_speed_options_keep_images_valid(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_regional_compile_reports_its_first_call_and_caches_kernels_in_the_project(tiny, tmp_path):
+def test_regional_compile_reports_its_first_call_and_caches_kernels_outside_the_project(
+    tiny, tmp_path
+):
     if shutil.which("g++") is None and shutil.which("c++") is None:
         pytest.skip("torch.compile on the CPU needs a C++ compiler")
 
@@ -424,7 +426,7 @@ def test_regional_compile_reports_its_first_call_and_caches_kernels_in_the_proje
     assert compiled & set(first.timings)
     assert not compiled & set(second.timings)
     assert compiled & set(wider.timings)  # a new size compiles again, and says so
-    assert any((tmp_path / ".nebula-build/diffusers/inductor").iterdir())
+    assert any((Path(os.environ["XDG_CACHE_HOME"]) / "nebula-build/inductor").iterdir())
 
 
 def test_commands_that_do_not_generate_never_import_torch(tiny, project):
@@ -559,3 +561,13 @@ def test_without_the_local_extra_apply_says_what_to_install(project, run_cli, mo
     assert line.endswith(": pip install 'nebula-build[local]'")
     code, out, _ = run_cli("plan")  # planning needs none of it
     assert code == 0 and "+ fox" in out
+
+
+def test_a_compile_cache_inside_the_project_is_refused(tmp_path):
+    from nebula_build.backends.diffusers.weights import compile_cache_path
+    from nebula_build.plugin import LocalSetupError
+
+    with pytest.raises(LocalSetupError, match="is inside the project"):
+        compile_cache_path("evil/inductor", tmp_path)
+    assert compile_cache_path("", tmp_path).name == "inductor"
+    assert not compile_cache_path("", tmp_path).is_relative_to(tmp_path)

@@ -475,3 +475,96 @@ def test_a_cache_shard_linked_out_is_never_read_written_or_emptied(project, run_
     assert code == 0, err
     assert not shard.is_symlink() and "(generated)" in err
     assert victim.read_text() == "precious"
+
+
+def test_a_seal_key_that_came_with_the_checkout_is_never_used(project, run_cli, monkeypatch):
+    """XDG_CACHE_HOME inside the project (a CI cache pattern): a committed key (0644)
+    must not let a forged specs.json skip validation."""
+    import hmac
+    from hashlib import sha256
+
+    from PIL import Image
+
+    from nebula_build.state import seal
+
+    root = project({"images.toml": manifest(A)})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root / ".cache"))
+    seal._key.cache_clear()
+    key = b"k" * 32
+    (root / ".cache/nebula-build").mkdir(parents=True)
+    (root / ".cache/nebula-build/state.key").write_bytes(key)  # as git checks it out: 0644
+    assert run_cli("plan").code == 0
+    specs = root / ".nebula-build/specs.json"
+    assert not specs.exists()  # nothing is sealed with a key others can read
+    text = json_specs_of(root, run_cli)
+    forged = text.replace(b", 64, 64, ", b", 4000, 4000, ")
+    specs.write_bytes(hmac.new(key, forged, sha256).hexdigest().encode() + b"\n" + forged)
+    assert run_cli("apply").code == 0
+    with Image.open(root / "out/a.png") as image:
+        assert image.size == (64, 64)
+    seal._key.cache_clear()
+
+
+def json_specs_of(root: Path, run_cli) -> bytes:
+    """The spec cache's JSON as this account would seal it (written with a private key)."""
+    import shutil
+
+    from nebula_build.state import seal
+
+    (root / ".cache").rename(root / ".cache-committed")
+    seal._key.cache_clear()
+    assert run_cli("plan").code == 0
+    text = (root / ".nebula-build/specs.json").read_bytes().partition(b"\n")[2]
+    (root / ".nebula-build/specs.json").unlink()
+    shutil.rmtree(root / ".cache")
+    (root / ".cache-committed").rename(root / ".cache")
+    seal._key.cache_clear()
+    return text
+
+
+@pytest.mark.parametrize("how", ["default", "-f"])
+def test_a_manifest_that_is_a_link_is_refused(project, run_cli, tmp_path, how):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "site.toml").write_text(manifest(A))
+    name = "images.toml" if how == "default" else "other.toml"
+    root = project({})
+    (root / name).symlink_to(elsewhere / "site.toml")
+    args = ("apply",) if how == "default" else ("-f", name, "apply")
+    code, _, err = run_cli(*args)
+    assert code == 1 and f"{name} is a symbolic link" in err
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["site.toml"]
+
+
+@pytest.mark.parametrize("name", [".toml", "..toml"])
+def test_a_manifest_without_a_name_is_refused(project, run_cli, name):
+    project({name: manifest(A)})
+    code, _, err = run_cli("-f", name, "plan")
+    assert code == 1 and "is not a manifest name" in err
+
+
+def test_odd_folders_and_fifos_in_the_state_folder_are_never_a_traceback_or_a_hang(project):
+    root = project({"images.toml": manifest(A)})
+    run = [sys.executable, "-m", "nebula_build"]
+    assert subprocess.run([*run, "apply"], cwd=root, check=False, timeout=60).returncode == 0
+    state = root / ".nebula-build"
+    fd = os.open(state, os.O_RDONLY)
+    for _ in range(1100):  # deeper than any recursion limit
+        os.mkdir("a", dir_fd=fd)
+        child = os.open("a", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    shard = next(p for p in (state / "cache/outputs").iterdir())
+    record = next(shard.iterdir())
+    record.unlink()
+    record.mkdir()
+    (state / "cache/cd" / ("c" * 64)).mkdir(parents=True)
+    (state / "noop").unlink(missing_ok=True)
+    os.mkfifo(state / "noop")
+    for command in ("plan", "apply", "gc", "status"):
+        done = subprocess.run(
+            [*run, command], cwd=root, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert "Traceback" not in done.stderr, (command, done.stderr)
+        assert done.returncode in (0, 1), (command, done.stderr)

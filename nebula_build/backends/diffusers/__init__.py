@@ -161,13 +161,13 @@ class DiffusersBackend(Backend):
             _require_extra()
             _quiet_hugging_face()
             from nebula_build.backends.diffusers.runtime import Runtime
-            from nebula_build.backends.diffusers.weights import configured_path
+            from nebula_build.backends.diffusers.weights import compile_cache_path
 
             settings = _settings(self.settings)
             root = self.root
             self._runtime = Runtime(
                 settings,
-                compile_cache=configured_path(settings.compile_cache, root),
+                compile_cache=compile_cache_path(settings.compile_cache, root),
                 locate=self.locate,
                 kind_of=lambda model_id: kind_of(settings, model_id),
             )

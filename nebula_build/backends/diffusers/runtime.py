@@ -248,6 +248,7 @@ class Runtime:
                 dtype=self.dtype,
                 variant=variant,
                 local_files_only=True,
+                use_safetensors=True,  # never a pickle: a model folder may come with a checkout
                 **reused,
             )
         except (OSError, ValueError, RuntimeError) as exc:

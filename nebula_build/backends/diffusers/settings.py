@@ -65,9 +65,10 @@ class DiffusersSettings(BackendSettings):
         "compile, fastest images). Compiled kernels are cached under .nebula-build/.",
     )
     compile_cache: str = Field(
-        ".nebula-build/diffusers/inductor",
-        description="Where compiled kernels are kept (relative to images.toml's folder); "
-        "share one folder between projects to compile once.",
+        "",
+        description="Where compiled kernels are kept: outside the project (they are code "
+        "a pull request must not be able to supply). Default: "
+        "$XDG_CACHE_HOME/nebula-build/inductor, shared by every project.",
     )
     fuse_qkv: bool = Field(False, description="Fuse attention's Q, K, V projections.")
     channels_last: bool = Field(False, description="channels_last memory for the VAE and UNet.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebula_build.plugin import WeightsNotFoundError
+from nebula_build.plugin import LocalSetupError, WeightsNotFoundError
 
 MODEL_INDEX = "model_index.json"
 _VARIANT = re.compile(r"\.(fp16|bf16)(-\d+-of-\d+)?\.safetensors$")
@@ -69,6 +69,25 @@ def cached_snapshot(model_id: str, cache: Path) -> Path | None:
 def configured_path(value: str, root: Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else root / path
+
+
+def compile_cache_path(value: str, root: Path) -> Path:
+    """Where compiled kernels live. Torch loads them as code, so never inside the
+    project, where a pull request could commit a cache of its own."""
+    if not value:
+        base = Path(os.environ.get("XDG_CACHE_HOME", ""))
+        if not base.is_absolute():
+            base = Path.home() / ".cache"
+        return base / "nebula-build" / "inductor"
+    path = configured_path(value, root).resolve()
+    if path.is_relative_to(root.resolve()):
+        raise LocalSetupError(
+            f"[backends.diffusers] compile_cache = {value!r} is inside the project: compiled "
+            "kernels are code, so they are kept outside it (leave compile_cache unset for "
+            "~/.cache/nebula-build/inductor)",
+            backend="diffusers",
+        )
+    return path
 
 
 def locate(model_id: str, configured: str | None, root: Path) -> WeightsLocation:
