@@ -548,13 +548,7 @@ def test_odd_folders_and_fifos_in_the_state_folder_are_never_a_traceback_or_a_ha
     run = [sys.executable, "-m", "nebula_build"]
     assert subprocess.run([*run, "apply"], cwd=root, check=False, timeout=60).returncode == 0
     state = root / ".nebula-build"
-    fd = os.open(state, os.O_RDONLY)
-    for _ in range(1100):  # deeper than any recursion limit
-        os.mkdir("a", dir_fd=fd)
-        child = os.open("a", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = child
-    os.close(fd)
+    _chain(state, 1100)  # deeper than any recursion limit
     shard = next(p for p in (state / "cache/outputs").iterdir())
     record = next(shard.iterdir())
     record.unlink()
@@ -562,9 +556,30 @@ def test_odd_folders_and_fifos_in_the_state_folder_are_never_a_traceback_or_a_ha
     (state / "cache/cd" / ("c" * 64)).mkdir(parents=True)
     (state / "noop").unlink(missing_ok=True)
     os.mkfifo(state / "noop")
-    for command in ("plan", "apply", "gc", "status"):
-        done = subprocess.run(
-            [*run, command], cwd=root, capture_output=True, text=True, timeout=60, check=False
-        )
-        assert "Traceback" not in done.stderr, (command, done.stderr)
-        assert done.returncode in (0, 1), (command, done.stderr)
+    try:
+        for command in ("plan", "apply", "gc", "status"):
+            done = subprocess.run(
+                [*run, command], cwd=root, capture_output=True, text=True, timeout=60, check=False
+            )
+            assert "Traceback" not in done.stderr, (command, done.stderr)
+            assert done.returncode in (0, 1), (command, done.stderr)
+    finally:
+        _chain(state, 0)  # shutil.rmtree (pytest's clean-up) recurses: remove it here
+
+
+def _chain(folder: Path, depth: int) -> None:
+    """Make `folder/a/a/…` `depth` levels deep, or with 0 remove the whole chain;
+    level by level through descriptors, as no recursive tool copes with it."""
+    fds = [os.open(folder, os.O_RDONLY)]
+    try:
+        for _ in range(depth):
+            os.mkdir("a", dir_fd=fds[-1])
+            fds.append(os.open("a", os.O_RDONLY, dir_fd=fds[-1]))
+        while depth == 0 and os.path.isdir(f"/proc/self/fd/{fds[-1]}/a"):
+            fds.append(os.open("a", os.O_RDONLY, dir_fd=fds[-1]))
+        while depth == 0 and len(fds) > 1:
+            os.close(fds.pop())
+            os.rmdir("a", dir_fd=fds[-1])
+    finally:
+        for fd in fds:
+            os.close(fd)
