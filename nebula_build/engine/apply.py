@@ -198,8 +198,13 @@ class Applier:
         assert spec is not None
         if action.in_place:
             await asyncio.to_thread(self._adopt, action, spec)
-            variants = {path: self.files.digest(path) or "" for path in spec.paths[1:]}
-            await self._record(spec, self.files.digest(spec.output) or "", None, variants)
+            digests = {path: self.files.digest(path) for path in spec.paths}
+            gone = [path for path, digest in digests.items() if digest is None]
+            if gone:  # removed since the plan: nothing to record
+                raise ConflictError(f"{gone[0]} disappeared during the apply; run it again")
+            main = digests.pop(spec.output)
+            assert main is not None
+            await self._record(spec, main, None, {p: d for p, d in digests.items() if d})
             return
         if kind is ActionKind.MOVE and action.entry is not None:
             async with self._io:
