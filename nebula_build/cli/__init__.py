@@ -210,8 +210,9 @@ def main(
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    except SystemExit as exc:  # --help (0), or a usage error: argparse says 2, we say 1
+        code = int(exc.code or 0)
+        return ExitCode.ERROR if code == 2 else code
     ctx = Context(args, out, err)
     previous = _sigterm_as_sigint()
     try:

@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import fake_manifest, generation_log, image_info
 
 SITE = """
@@ -328,3 +330,15 @@ def test_progress_on_a_terminal_keeps_a_status_line(project, fake_site, tmp_path
     assert "\x1b[K" in text and "working on" in text  # the live line, redrawn in place
     assert "\x1b[32mcreated\x1b[0m" in text  # colour on a terminal
     assert text.count("created") == 3
+
+
+@pytest.mark.parametrize(
+    "argv", [["plan", "--no-such-flag"], ["no-such-command"], ["apply", "--parallelism", "x"], []]
+)
+def test_a_usage_error_exits_1_never_the_changes_pending_code(project, run_cli, argv):
+    project({})
+    assert run_cli(*argv).code == 1
+
+
+def test_help_exits_0(run_cli):
+    assert run_cli("--help").code == 0
