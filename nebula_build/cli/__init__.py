@@ -230,6 +230,10 @@ def main(
         if not isinstance(exc, NebulaBuildError):
             raise
         _print_error(exc, err)
+        if getattr(args, "json", False):
+            _print_json_error(exc, out)
+        elif os.environ.get("GITHUB_ACTIONS") == "true":
+            _annotate(exc, ctx, out)
         return ExitCode.ERROR
     finally:
         if previous is not None:
@@ -281,6 +285,30 @@ def _print_error(exc: Exception, err: TextIO) -> None:
         import traceback
 
         traceback.print_exception(exc, file=err)
+
+
+def _print_json_error(exc: Exception, out: TextIO) -> None:
+    """Under --json, the error as a JSON object on stdout, for tools that drive the CLI.
+    An apply that kept going already printed its results, failures included."""
+    import json
+
+    from nebula_build.errors import ApplyError
+    from nebula_build.ui.report import error_json
+
+    if not isinstance(exc, ApplyError):
+        out.write(json.dumps({"error": error_json(exc)}, indent=2, ensure_ascii=False) + "\n")
+
+
+def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
+    """The error as GitHub workflow commands, so it shows on the pull request's diff."""
+    from nebula_build.ui import github
+
+    try:
+        manifest: str | None = ctx.project().display_manifest
+    except Exception:  # no project to point at: the annotation goes on no file
+        manifest = None
+    for line in github.error_annotations(exc, manifest):
+        out.write(line + "\n")
 
 
 def main_exit() -> None:

@@ -53,9 +53,24 @@ def cmd_plan(ctx: Context) -> int:
         ctx.print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
     else:
         ctx.print(plan_text(plan, ctx.style))
+    _github_summary(f"nebula-build plan ({project.display_manifest})", plan)
     if ctx.args.detailed_exitcode and plan.has_changes:
         return ExitCode.CHANGES_PENDING
     return ExitCode.OK
+
+
+def _github_summary(title: str, plan: Plan, result: RoundResult | None = None) -> None:
+    """Under GitHub Actions, add the plan (and what the apply did) to the job summary."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from nebula_build.ui import github
+
+    if result is None:
+        github.append_summary(github.summary(title, plan))
+    else:
+        github.append_summary(
+            github.summary(title, plan, generated=result.generated, failures=result.failures)
+        )
 
 
 def _unchanged_since_last_plan(ctx: Context) -> int | None:
@@ -160,6 +175,9 @@ def render_round(ctx: Context, result: RoundResult) -> int:
                 "bold",
             )
         )
+    manifest = result.prepared.project.display_manifest
+    _github_summary(f"nebula-build apply ({manifest})", result.plan, result)
+    _github_warnings(ctx, result, manifest)
     failures = result.failures
     for name, error in failures.items():
         if not isinstance(error, NebulaBuildError | OSError):
@@ -170,6 +188,17 @@ def render_round(ctx: Context, result: RoundResult) -> int:
     if failures:
         raise ApplyError(failures)
     return ExitCode.OK
+
+
+def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:
+    """Under GitHub Actions, each image's warnings as annotations on the manifest."""
+    if os.environ.get("GITHUB_ACTIONS") != "true" or result.applied is None or ctx.args.json:
+        return
+    from nebula_build.ui import github
+
+    warnings = [(o.image, w) for o in result.applied.outcomes for w in o.warnings]
+    for line in github.warning_annotations(warnings, manifest):
+        ctx.print(line)
 
 
 def cmd_gc(ctx: Context) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState, Plan
+from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.ui.style import Style
@@ -288,3 +289,21 @@ def models_text(tables: Mapping[str, Mapping[str, ModelSupport]], style: Style) 
         "'seed' still asks for a new draw, but is not reproducible."
     )
     return "\n".join(lines)
+
+
+def error_json(exc: Exception) -> dict[str, Any]:
+    """An error as `--json` prints it: what the stderr line says, in fields."""
+    data: dict[str, Any] = {"kind": type(exc).__name__, "message": first_line(exc)}
+    if isinstance(exc, ManifestError):
+        data["message"] = str(exc.problems[0]) if exc.problems else data["message"]
+        data["problems"] = [
+            {
+                "file": p.path,
+                "line": p.line,
+                "column": p.column,
+                "key": p.loc,
+                "message": p.message,
+            }
+            for p in exc.problems
+        ]
+    return data

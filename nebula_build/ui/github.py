@@ -1,0 +1,127 @@
+"""GitHub Actions: errors as workflow commands (shown on the pull request's diff) and
+a Markdown summary of each plan or apply in the job's summary page.
+
+Active only where GitHub sets `GITHUB_ACTIONS=true`; the summary goes to the file
+named by `GITHUB_STEP_SUMMARY`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from nebula_build.core.plan import Plan
+from nebula_build.errors import ManifestError, first_line
+from nebula_build.text import printable
+
+
+def active() -> bool:
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def _data(text: str) -> str:
+    return printable(text).replace("%", "%25")
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def annotation(
+    level: str,
+    message: str,
+    *,
+    file: str | None = None,
+    line: int | None = None,
+    col: int | None = None,
+) -> str:
+    """One workflow command (`::error file=…,line=…::message`)."""
+    props = [
+        f"{name}={_property(str(value))}"
+        for name, value in (("file", file), ("line", line), ("col", col))
+        if value is not None
+    ]
+    head = f"::{level} {','.join(props)}" if props else f"::{level}"
+    return f"{head}::{_data(message)}"
+
+
+def error_annotations(exc: Exception, manifest: str | None) -> list[str]:
+    """An error as annotations: each manifest problem at its line, each failed image
+    on the manifest, anything else as one error."""
+    if isinstance(exc, ManifestError):
+        return [
+            annotation(
+                "error",
+                f"{p.loc}: {p.message}" if p.loc else p.message,
+                file=p.path,
+                line=p.line,
+                col=p.column,
+            )
+            for p in exc.problems
+        ]
+    failures: Mapping[str, Exception] | None = getattr(exc, "failures", None)
+    if failures:
+        return [
+            annotation("error", f"{name}: {first_line(error)}", file=manifest)
+            for name, error in failures.items()
+        ]
+    return [annotation("error", first_line(exc), file=manifest)]
+
+
+def warning_annotations(warnings: Iterable[tuple[str, str]], manifest: str | None) -> list[str]:
+    return [annotation("warning", f"{image}: {text}", file=manifest) for image, text in warnings]
+
+
+def _cell(text: object) -> str:
+    return printable(str(text)).replace("|", "\\|")
+
+
+def summary(
+    title: str,
+    plan: Plan,
+    *,
+    generated: int | None = None,
+    failures: Mapping[str, Exception] | None = None,
+) -> str:
+    """The Markdown a job summary shows for one plan (and what its apply did)."""
+    lines = [f"### {_cell(title)}", ""]
+    changes = plan.changes
+    if not changes and not any(f.is_change for f in plan.files):
+        lines.append(f"No changes: {len(plan.actions)} image(s) up to date.")
+    else:
+        lines += ["| image | action | reason | output |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"| {_cell(a.image)} | {a.kind.value} | {_cell(a.reason)} | {_cell(a.output or '')} |"
+            for a in changes
+        ]
+        lines += [
+            f"| {_cell(f.label)} | {f.state.value} | {_cell(f.reason)} | {_cell(f.output)} |"
+            for f in plan.files
+            if f.is_change
+        ]
+    models = Counter((a.spec.backend, a.spec.model) for a in plan.generations if a.spec is not None)
+    from_cache = sum(1 for a in changes if a.from_cache)
+    lines.append("")
+    if models:
+        per_model = ", ".join(f"{n} × `{m}` on {b}" for (b, m), n in sorted(models.items()))
+        lines.append(f"- **Generations:** {per_model}.")
+    lines.append(f"- **From the cache:** {from_cache}.")
+    if generated is not None:
+        lines.append(f"- **Generated in this run:** {generated}.")
+    if failures:
+        lines += ["", "**Failed:**", ""]
+        lines += [f"- {_cell(name)}: {_cell(first_line(e))}" for name, e in failures.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def append_summary(markdown: str) -> None:
+    """Add to the job summary, if this runs in a GitHub Actions step that has one."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not active() or not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as handle:  # noqa: PTH123
+            handle.write(markdown)
+    except OSError:
+        return  # a summary is a courtesy: never fail a build over it

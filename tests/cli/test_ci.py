@@ -1,0 +1,99 @@
+"""In CI: errors as GitHub workflow commands on the manifest's lines, a Markdown summary
+of each plan and apply in the job summary, and errors as JSON under --json."""
+
+from __future__ import annotations
+
+import pytest
+
+from nebula_build.ui.github import annotation
+from tests.conftest import fake_manifest
+
+SITE = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+
+[images.hero]
+prompt = "a lighthouse"
+output = "img/hero.png"
+
+[images.logo]
+prompt = "a fox"
+output = "img/logo.png"
+"""
+
+
+@pytest.fixture
+def actions(tmp_path, monkeypatch):
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    return summary
+
+
+def test_a_manifest_error_is_an_annotation_on_its_line(project, run_cli, actions):
+    project({"images.toml": SITE.replace("width = 64", "width = 65")})
+    code, out, err = run_cli("plan")
+    assert code == 1 and "error:" in err
+    assert "::error file=images.toml,line=6,col=1::defaults.width: " in out
+
+
+def test_failed_images_are_annotations_on_the_manifest(
+    project, run_cli, fake_site, actions, tmp_path
+):
+    images = {"a": {"prompt": "a", "output": "a.png"}, "b": {"prompt": "b", "output": "b.png"}}
+    project({"images.toml": fake_manifest(tmp_path / "log", images, fail=("b",))})
+    code, out, _ = run_cli("apply")
+    assert code == 1
+    assert "::error file=images.toml::b: " in out
+    assert "::error file=images.toml::a" not in out
+
+
+def test_plan_and_apply_write_the_job_summary(project, run_cli, actions):
+    project({"images.toml": SITE})
+    assert run_cli("plan").code == 0
+    assert run_cli("apply").code == 0
+    text = actions.read_text()
+    assert "### nebula-build plan (images.toml)" in text
+    assert "| hero | create | new image | img/hero.png |" in text
+    assert "- **Generations:** 2 × `black-forest-labs/FLUX.1-schnell` on preview." in text
+    assert "### nebula-build apply (images.toml)" in text
+    assert "- **Generated in this run:** 2." in text
+
+
+def test_nothing_is_written_outside_github_actions(project, run_cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    project({"images.toml": SITE.replace("width = 64", "width = 65")})
+    code, out, _ = run_cli("plan")
+    assert code == 1 and "::error" not in out
+    assert not (tmp_path / "summary.md").exists()
+
+
+def test_an_annotation_cannot_be_split_or_forged():
+    line = annotation("error", "bad\n::warning::fake 100%", file="a,b:c.toml", line=3)
+    assert line == "::error file=a%2Cb%3Ac.toml,line=3::bad ::warning::fake 100%25"
+    assert "\n" not in line
+
+
+def test_under_json_an_error_is_a_json_object_on_stdout(project, run_cli):
+    import json
+
+    project({"images.toml": SITE.replace("width = 64", "width = 65")})
+    for command in ("plan", "apply", "status"):
+        code, out, err = run_cli(command, "--json")
+        assert code == 1 and err.startswith("error: images.toml:6:1: defaults.width")
+        error = json.loads(out)["error"]
+        assert error["kind"] == "ManifestError"
+        assert error["message"] == err.removeprefix("error: ").strip()
+        assert error["problems"][0] | {"message": ""} == {
+            "file": "images.toml",
+            "line": 6,
+            "column": 1,
+            "key": "defaults.width",
+            "message": "",
+        }
