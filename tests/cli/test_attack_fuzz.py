@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from nebula_build.cli import main
+from tests.cli.test_fuzz import KEYS
 
 # --- the valid project every example starts from -------------------------------------
 
@@ -416,29 +417,7 @@ NASTY_OTHER: list[Any] = [
     "*",
 ]
 NASTY_KEYS = [
-    "backend",
-    "model",
-    "prompt",
-    "negative_prompt",
-    "width",
-    "height",
-    "num_steps",
-    "guidance_scale",
-    "seed",
-    "image",
-    "mask",
-    "output",
-    "quality",
-    "lossless",
-    "resize",
-    "fit",
-    "resample",
-    "widths",
-    "variant_pattern",
-    "metadata",
-    "style",
-    "matrix",
-    "alt",
+    *KEYS,  # every image key, and then the ones a manifest or lock has elsewhere
     "images",
     "frames",
     "padding",

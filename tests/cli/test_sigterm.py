@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from nebula_build.state.lockfile import loads
 from tests.conftest import fake_manifest, generation_log
+from tests.engine.test_crash_and_lock import _journal_lines, _wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,21 +38,6 @@ def spawn():
         if process.poll() is None:
             process.kill()
         process.communicate()
-
-
-def _wait_for(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
-
-
-def _journal_lines(root: Path) -> int:
-    try:
-        return len((root / ".nebula-build/journal").read_bytes().splitlines())
-    except FileNotFoundError:
-        return 0
 
 
 def _has_open(pid: int, path: Path) -> bool:
