@@ -314,6 +314,8 @@ def kill_at_random(trial: Trial) -> None:
     finally:
         _, trial.stderr = process.communicate(timeout=60)
         trial.exit_code = process.returncode
+        if trial.exit_code == 0:  # it ended between poll() and the signal: not killed
+            trial.killed_at = None
 
 
 # --- the checks ------------------------------------------------------------------------
