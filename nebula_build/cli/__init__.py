@@ -39,6 +39,9 @@ def _targets(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="overwrite files changed by hand (a backup is kept)"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--offline", action="store_true", help="leave the remote cache alone ([cache] remote)"
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -97,6 +100,19 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     gallery.add_argument("--backend", metavar="NAME", help="as if run through NAME")
     gallery.set_defaults(run="live:cmd_gallery")
+
+
+def _add_cache_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cache = sub.add_parser("cache", help="share generations through the remote cache")
+    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    for name, text in (
+        ("push", "upload the project's generations the remote cache lacks"),
+        ("pull", "download the generations the manifest needs from the remote cache"),
+        ("status", "how many of the manifest's generations each cache holds"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--json", action="store_true", help="machine-readable output")
+        action.set_defaults(run=f"cache:cmd_{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--assets", action="store_true", help="the schema of the asset manifest instead"
     )
     schema.set_defaults(run="info:cmd_schema")
+
+    _add_cache_commands(sub)
 
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
     gc.add_argument("--dry-run", action="store_true", help="only say what would go")

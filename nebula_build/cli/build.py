@@ -34,6 +34,7 @@ def cmd_plan(ctx: Context) -> int:
     from nebula_build.engine import noop
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock, prepare
+    from nebula_build.engine.remotecache import configured
     from nebula_build.plugin.manager import load_registry
     from nebula_build.ui.report import plan_json, plan_text
 
@@ -45,7 +46,15 @@ def cmd_plan(ctx: Context) -> int:
     prepared = prepare(project, load_registry(), backend=args.backend)
     observed |= noop.observe(root, noop.read_first(prepared))
     lock = current_lock(project, ctx.notice)
-    plan = plan_for(prepared, lock, targets=args.target, replace=args.replace, force=args.force)
+    plan = plan_for(
+        prepared,
+        lock,
+        targets=args.target,
+        replace=args.replace,
+        force=args.force,
+        remote=configured(prepared.resolved, offline=args.offline),
+        notice=ctx.notice,
+    )
     prepared.files.save()
     if whole:
         noop.record(prepared, plan, args.backend, started=started, observed=observed)
@@ -115,6 +124,7 @@ def cmd_apply(ctx: Context) -> int:
         parallelism=args.parallelism,
         locked=args.locked,
         max_generations=args.max_generations,
+        offline=args.offline,
     )
     with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
         result = asyncio.run(apply_round(project, registry, options, listener=ApplyListener(ctx)))

@@ -280,6 +280,21 @@ class AssetsSettings(BaseModel):
     )
 
 
+class CacheSettings(BaseModel):
+    """`[cache]`: where generations are shared beyond this checkout."""
+
+    model_config = _STRICT
+
+    remote: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PATH,
+        description="A remote cache on object storage shared by a team and its CI, e.g. "
+        "s3://bucket/prefix (also gs://, az://). Credentials come from the store's own "
+        "environment; NEBULA_BUILD_CACHE_REMOTE overrides this.",
+    )
+
+
 class ManifestModel(BaseModel):
     """The whole of images.toml."""
 
@@ -315,6 +330,10 @@ class ManifestModel(BaseModel):
     assets: AssetsSettings = Field(
         default_factory=AssetsSettings,
         description="Files written about the images for the site or game that uses them.",
+    )
+    cache: CacheSettings = Field(
+        default_factory=CacheSettings,
+        description="The cache of generations: a remote shared by a team and its CI.",
     )
 
 

@@ -71,11 +71,15 @@ class Action:
     fresh: bool = False
     #: the output file already holds exactly what this spec produces: only record it
     in_place: bool = False
+    #: the remote cache holds this generation: apply downloads it instead of paying
+    from_remote: bool = False
 
     @property
     def generates(self) -> bool:
         """Whether this action costs a generation."""
-        return self.kind in _GENERATING and not (self.from_cache or self.in_place)
+        return self.kind in _GENERATING and not (
+            self.from_cache or self.in_place or self.from_remote
+        )
 
     @property
     def is_change(self) -> bool:

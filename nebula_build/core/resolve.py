@@ -42,6 +42,7 @@ from nebula_build.params import BY_NAME, FILES, MAX_SIZE, MIN_SIZE, PARAMS, STRI
 from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
+from nebula_build.state.remote import url_problem
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
 #: what every image must end up with (the sizes have built-in defaults)
@@ -68,6 +69,8 @@ class Resolved:
     #: `[assets] manifest`, relative to the project
     asset_manifest: str | None = None
     atlases: dict[str, AtlasSpec] = field(default_factory=dict)
+    #: `[cache] remote`, a URL the manifest may name (checked by `state.remote`)
+    cache_remote: str | None = None
 
 
 class _Resolver:
@@ -526,8 +529,15 @@ def resolve(
         for name, decl in manifest.model.atlases.items()
         if (atlas := resolver.atlas(name, decl, specs)) is not None
     }
+    cache_remote = manifest.model.cache.remote
+    if cache_remote is not None:
+        problem = url_problem(cache_remote, from_manifest=True)
+        if problem is not None:
+            resolver.fail(("cache", "remote"), problem)
     if resolver.problems:
         # A problem in [defaults] or a style is found once per image that inherits it.
         unique = {str(problem): problem for problem in resolver.problems}
         raise ManifestError(list(unique.values()))
-    return Resolved(specs, resolver.settings, resolver.plugins, asset_manifest, atlases)
+    return Resolved(
+        specs, resolver.settings, resolver.plugins, asset_manifest, atlases, cache_remote
+    )

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
+from nebula_build.engine.remotecache import restore_remote, upload
 from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
 from nebula_build.errors import (
     FORCE_HINT,
@@ -38,6 +39,7 @@ from nebula_build.state.guard import Guard
 from nebula_build.state.inputs import InputSnapshot
 from nebula_build.state.lockfile import LockEntry, LockWriter
 from nebula_build.state.project import Project
+from nebula_build.state.remote import CONCURRENCY, Remote
 from nebula_build.state.rescue import rescue
 
 GenerateFn = Callable[[AssetSpec, GenerationRequest], Awaitable[GenerationResult]]
@@ -110,8 +112,11 @@ class Applier:
         inputs: InputSnapshot,
         progress: ProgressSink,
         guard: Guard,
+        remote: Remote | None = None,
     ) -> None:
         self.project = project
+        self.remote = remote
+        self._transfers = asyncio.Semaphore(CONCURRENCY)
         self.guard = guard
         self.generate_fn = generate
         self.writer = writer
@@ -228,12 +233,17 @@ class Applier:
             if not outcome.generated:
                 self.progress.started(action)
             # One trip to a worker thread: keep the paid-for original, then the files.
-            digest, variants, note = await asyncio.to_thread(
+            verified, digest, variants, note = await asyncio.to_thread(
                 self._persist, action, spec, original, outcome.generated
             )
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)
         await self._record(spec, digest, original.seed, variants)
+        if outcome.generated and self.remote is not None and self.remote.writable:
+            async with self._transfers:
+                note = await asyncio.to_thread(upload, self.remote, spec, verified, original.seed)
+            if note is not None:
+                outcome.warnings = (*outcome.warnings, note)
 
     async def _record(
         self,
@@ -266,11 +276,20 @@ class Applier:
         """The generation's original bytes: from the cache, or from the backend."""
         expect_cached = action.kind not in (ActionKind.CREATE, ActionKind.REGENERATE)
         warning = None
-        if not action.fresh and (action.from_cache or expect_cached):
+        if not action.fresh and (action.from_cache or action.from_remote or expect_cached):
             # checked against its digest and verified like a backend's answer
             restored, warning = await asyncio.to_thread(restore, self.store, spec)
             if restored is not None:
                 return restored
+        if action.from_remote and not action.fresh and self.remote is not None:
+            async with self._transfers:
+                self.progress.activity(action.image, "downloading from the remote cache")
+                restored, why = await asyncio.to_thread(
+                    restore_remote, self.remote, self.store, spec
+                )
+            if restored is not None:
+                return restored
+            warning = f"{why}; generated the image instead"
         try:
             return await self._generate(action, spec, outcome)
         finally:
@@ -365,10 +384,11 @@ class Applier:
 
     def _persist(
         self, action: Action, spec: AssetSpec, original: GenerationResult, generated: bool
-    ) -> tuple[str, dict[str, str], str | None]:
+    ) -> tuple[Verified, str, dict[str, str], str | None]:
         """Verify the original once (a restore was verified when read), keep it if it was
         paid for now, then write the files from the verified bytes and pixels. Returns
-        the files' digests, and a warning if the cache could not keep the original."""
+        the verified original, the files' digests, and a warning if the cache could
+        not keep the original."""
         encoding = encoding_for(spec)  # its metadata records take a while: made once
         if isinstance(original, Restored):
             verified = original.verified
@@ -378,7 +398,7 @@ class Applier:
         if generated:
             rescued = self._keep(spec, verified, original.seed)
         try:
-            return (*self._write_files(action, spec, verified, encoding), rescued)
+            return (verified, *self._write_files(action, spec, verified, encoding), rescued)
         except StateWriteError as exc:
             if rescued is None:
                 raise

@@ -25,6 +25,7 @@ from nebula_build.plugin.backend import (
 )
 from nebula_build.plugin.manager import BackendPlugin
 from nebula_build.state.lockfile import Entries, LockWriter
+from nebula_build.state.remote import Remote
 from nebula_build.text import printable
 
 #: the longest message of a plugin's that is shown (one line, in the summary and the gallery)
@@ -160,12 +161,14 @@ async def execute(
     generate: GenerateFn | None = None,
     backends: OpenBackends | None = None,
     on_start: Callable[[Applier], None] | None = None,
+    remote: Remote | None = None,
 ) -> ApplyResult:
     """Run `plan`; the caller holds the project lock. images.lock is left
     consistent whatever happens, cancellation included.
 
     `backends` keeps backends open across runs (watch mode); by default they are
-    opened for this run only. `on_start` receives the Applier (to cancel images).
+    opened for this run only. `on_start` receives the Applier (to cancel images);
+    `remote` supplies the generations the plan marked, and takes the new ones.
     """
     project = prepared.project
     assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
@@ -189,6 +192,7 @@ async def execute(
                 inputs=prepared.inputs,
                 progress=progress,
                 guard=prepared.guard,
+                remote=remote,
             )
             if on_start is not None:
                 on_start(applier)

@@ -3,12 +3,13 @@ made from the images (atlases, the asset manifest)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from nebula_build.core.plan import Plan, make_plan
 from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
 from nebula_build.state.lockfile import Entries
+from nebula_build.state.remote import Remote
 
 
 def plan_for(
@@ -18,7 +19,10 @@ def plan_for(
     targets: Collection[str] = (),
     replace: Collection[str] = (),
     force: bool = False,
+    remote: Remote | None = None,
+    notice: Callable[[str], None] = lambda message: None,
 ) -> Plan:
+    """The plan; with `remote`, the generations it holds are marked as restores from it."""
     images = make_plan(
         prepared.specs,
         lock,
@@ -29,5 +33,9 @@ def plan_for(
         replace_images=replace,
         force=force,
     )
+    if remote is not None:
+        from nebula_build.engine.remotecache import mark
+
+        images = mark(images, remote, notice)
     files = plan_files(prepared, lock, images.actions, force=force)
     return Plan(images.actions, files)

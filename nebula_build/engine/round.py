@@ -23,6 +23,7 @@ from nebula_build.engine.execute import OpenBackends, execute
 from nebula_build.engine.gc import remove_leftovers
 from nebula_build.engine.planning import plan_for
 from nebula_build.engine.prepare import Prepared, prepare, recovered_lock
+from nebula_build.engine.remotecache import configured
 from nebula_build.engine.runstate import record_failures
 from nebula_build.errors import UserError
 from nebula_build.plugin.manager import BackendRegistry
@@ -43,6 +44,8 @@ class RoundOptions:
     #: generate nothing: a plan that would is refused (exit 2)
     locked: bool = False
     max_generations: int | None = None
+    #: leave the remote cache alone (--offline)
+    offline: bool = False
 
 
 class RoundProgress(ProgressSink, Protocol):
@@ -119,8 +122,15 @@ async def apply_round(
     remove_leftovers(prepared)  # a killed run's temp files
     adopt(prepared.store, {spec.generation_key for spec in prepared.specs.values()})
     listener.loaded(prepared)
+    remote = configured(prepared.resolved, offline=options.offline)
     plan = plan_for(
-        prepared, lock, targets=options.targets, replace=options.replace, force=options.force
+        prepared,
+        lock,
+        targets=options.targets,
+        replace=options.replace,
+        force=options.force,
+        remote=remote,
+        notice=listener.notice,
     )
     result = RoundResult(prepared, plan, lock)
     if not plan.has_changes:
@@ -142,6 +152,7 @@ async def apply_round(
                 generate=generate,
                 backends=backends,
                 on_start=on_start,
+                remote=remote,
             )
             record_failures(project, result.applied, prepared.specs)
             result.lock = read(project)

@@ -26,7 +26,7 @@ from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
 from nebula_build.state.seal import seal, unseal
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 #: far larger than 100k images' specs: not ours
 _LIMIT = 1 << 30
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))
@@ -61,11 +61,14 @@ def load(
         specs = {row[0]: AssetSpec(*row) for row in data["specs"]}
         assets = data["assets"]
         atlases = {row[0]: AtlasSpec(row[0], tuple(row[1]), *row[2:]) for row in data["atlases"]}
+        remote = data["remote"]
+        if remote is not None and not isinstance(remote, str):
+            return None
     except (OSError, ValueError, KeyError, TypeError, LookupError, RecursionError):
         return None
     except Exception:  # a plugin's settings model changed shape: just resolve again
         return None
-    return Resolved(specs, settings, plugins, assets, atlases)
+    return Resolved(specs, settings, plugins, assets, atlases, remote)
 
 
 def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, str]) -> None:
@@ -88,6 +91,7 @@ def _data(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, 
         "inputs": dict(inputs),
         "settings": {name: s.model_dump(mode="json") for name, s in resolved.settings.items()},
         "assets": resolved.asset_manifest,
+        "remote": resolved.cache_remote,
         "atlases": [
             [a.name, list(a.members), a.output, a.frames, a.padding, a.format]
             for a in resolved.atlases.values()

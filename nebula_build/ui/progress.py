@@ -98,7 +98,10 @@ class Progress:
         verb = _DONE[action.kind]
         source = ""
         if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
-            source = " (generated)" if outcome.generated else " (from cache)"
+            if outcome.generated:
+                source = " (generated)"
+            else:
+                source = " (from remote cache)" if action.from_remote else " (from cache)"
         elif outcome.generated:  # a restore whose cache entry was bad, or a re-encode
             verb, source = "regenerated", " (generated)"
         elapsed += _details(outcome)

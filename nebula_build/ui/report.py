@@ -48,11 +48,12 @@ def _value(field: str, value: Any) -> str:
 
 def action_lines(action: Action, style: Style) -> list[str]:
     symbol, color = SYMBOLS[action.kind]
-    cache = (
-        " (from cache)"
-        if action.from_cache and action.kind in (ActionKind.CREATE, ActionKind.REGENERATE)
-        else ""
-    )
+    cache = ""
+    if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
+        if action.from_cache:
+            cache = " (from cache)"
+        elif action.from_remote:
+            cache = " (the remote cache has it)"
     head = (
         f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
         f"{style(action.kind.value, color)}  {action.output or ''}"
@@ -81,8 +82,12 @@ def summary_line(plan: Plan) -> str:
         for a in plan.actions
         if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE) and a.from_cache
     )
+    from_remote = sum(1 for a in plan.actions if a.from_remote)
+    cached = f"{from_cache} from cache" + (
+        f", {from_remote} from remote cache" if from_remote else ""
+    )
     parts = [
-        f"{to_generate} to generate ({from_cache} from cache)",
+        f"{to_generate} to generate ({cached})",
         f"{counts[ActionKind.DELETE]} to delete",
     ]
     labels = (
@@ -158,6 +163,7 @@ def action_json(action: Action) -> dict[str, Any]:
         "output": action.output,
         "generates": action.generates,
         "from_cache": action.from_cache,
+        "from_remote_cache": action.from_remote,
     }
     if action.spec is not None:
         data |= {

@@ -1,0 +1,119 @@
+"""`nebula-build cache push | pull | status`: the remote cache, moved explicitly."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from nebula_build.cli.context import Context, ExitCode, prepared_project
+from nebula_build.errors import UserError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from nebula_build.engine.prepare import Prepared
+    from nebula_build.engine.remotesync import Sync
+    from nebula_build.state.remote import Remote
+
+
+def _remote(ctx: Context) -> tuple[Prepared, Remote]:
+    from nebula_build.engine.remotecache import ENV_REMOTE, configured
+
+    prepared = prepared_project(ctx)
+    remote = configured(prepared.resolved)
+    if remote is None:
+        raise UserError(
+            f"{prepared.project.display_manifest}: no remote cache: set [cache] remote "
+            f"(e.g. s3://bucket/prefix) or {ENV_REMOTE}"
+        )
+    return prepared, remote
+
+
+def _progress(ctx: Context, verb: str) -> Callable[[int, int], None]:
+    """A counter on stderr, where it is a terminal."""
+    live = ctx.err.isatty() and not ctx.args.json
+
+    def show(done: int, total: int) -> None:
+        if live and total:
+            ctx.err.write(f"\r{verb} {done}/{total}")
+            if done == total:
+                ctx.err.write("\n")
+            ctx.err.flush()
+
+    return show
+
+
+def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
+    if ctx.args.json:
+        data = {
+            "remote": remote.url,
+            verb: sync.moved,
+            "present": sync.present,
+            "failed": [{"generation_key": k, "error": why} for k, why in sync.failed],
+        }
+        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        ctx.print(
+            f"{remote.url}: {verb} {sync.moved}, {sync.present} already there, "
+            f"{len(sync.failed)} failed"
+        )
+        for key, why in sync.failed:
+            ctx.err.write(f"error: {key[:12]}…: {why}\n")
+    return ExitCode.ERROR if sync.failed else ExitCode.OK
+
+
+def cmd_push(ctx: Context) -> int:
+    from nebula_build.engine.prepare import current_lock
+    from nebula_build.engine.remotesync import push
+    from nebula_build.state.remote import RemoteError
+
+    prepared, remote = _remote(ctx)
+    show = _progress(ctx, "pushing")
+    try:
+        sync = push(prepared, current_lock(prepared.project, ctx.notice), remote, show)
+    except RemoteError as exc:
+        raise UserError(str(exc)) from None
+    return _report(ctx, "pushed", sync, remote)
+
+
+def cmd_pull(ctx: Context) -> int:
+    from nebula_build.engine.remotesync import pull
+    from nebula_build.state.remote import RemoteError
+
+    prepared, remote = _remote(ctx)
+    show = _progress(ctx, "pulling")
+    try:
+        sync = pull(prepared, remote, show)
+    except RemoteError as exc:
+        raise UserError(str(exc)) from None
+    return _report(ctx, "pulled", sync, remote)
+
+
+def cmd_status(ctx: Context) -> int:
+    from nebula_build.engine.remotesync import status
+    from nebula_build.state.remote import RemoteError
+
+    prepared, remote = _remote(ctx)
+    try:
+        found = status(prepared, remote)
+    except RemoteError as exc:
+        raise UserError(str(exc)) from None
+    mode = "read-write" if remote.writable else "read-only"
+    if ctx.args.json:
+        data = {"remote": remote.url, "writable": remote.writable, **vars(found)}
+        ctx.print(json.dumps(data, indent=2))
+        return ExitCode.OK
+    ctx.print(f"remote cache: {remote.url} ({mode})")
+    ctx.print(
+        f"{found.images} image(s), {found.generations} generation(s): {found.in_local} in "
+        f"the local cache, {found.in_remote} in the remote cache"
+    )
+    if found.only_local:
+        ctx.print(f"  {found.only_local} only here: `nebula-build cache push` shares them")
+    if found.only_remote:
+        ctx.print(
+            f"  {found.only_remote} only in the remote: `nebula-build cache pull` fetches them"
+        )
+    if found.in_neither:
+        ctx.print(f"  {found.in_neither} in neither: an apply generates them")
+    return ExitCode.OK

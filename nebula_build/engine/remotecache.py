@@ -1,0 +1,125 @@
+"""The remote cache in a build: which generations a remote can supply, restoring from
+it (verified like any cached original), and uploading what was paid for.
+
+The remote comes from `NEBULA_BUILD_CACHE_REMOTE` (which wins; set but empty turns
+it off) or `[cache] remote` in the manifest; `NEBULA_BUILD_CACHE_READONLY=1` makes
+it read-only (a pull request's job). A remote that fails is a warning, then the
+build goes on as if there were none: it never fails a build that could proceed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from nebula_build.core.plan import Action, Plan
+from nebula_build.core.resolve import Resolved
+from nebula_build.core.spec import AssetSpec
+from nebula_build.engine.verify import Restored, Verified, verify
+from nebula_build.errors import UserError
+from nebula_build.imaging import ImageError
+from nebula_build.outputs.encode import encoding_for
+from nebula_build.state.cache import Store
+from nebula_build.state.remote import (
+    Remote,
+    RemoteError,
+    RemoteMismatchError,
+    RemoteRecord,
+    url_problem,
+)
+
+ENV_REMOTE = "NEBULA_BUILD_CACHE_REMOTE"
+ENV_READONLY = "NEBULA_BUILD_CACHE_READONLY"
+
+Notice = Callable[[str], None]
+
+
+def configured(resolved: Resolved, *, offline: bool = False) -> Remote | None:
+    """The project's remote cache, or None (none named, or `--offline`)."""
+    if offline:
+        return None
+    url = os.environ.get(ENV_REMOTE)
+    if url is None:
+        url = resolved.cache_remote
+    elif url:
+        problem = url_problem(url, from_manifest=False)
+        if problem is not None:
+            raise UserError(f"{ENV_REMOTE}: {problem}")
+    if not url:
+        return None
+    readonly = os.environ.get(ENV_READONLY, "").strip().lower() not in ("", "0", "false", "no")
+    return Remote(url, writable=not readonly)
+
+
+def mark(plan: Plan, remote: Remote | None, notice: Notice) -> Plan:
+    """`plan` with the generations the remote holds marked as restores from it: one
+    batched lookup for all of them. A plan that generates nothing asks nothing."""
+    wanted = {a.spec.generation_key for a in plan.actions if _could_restore(a) and a.spec}
+    if remote is None or not wanted:
+        return plan
+    try:
+        found = remote.lookup(wanted)
+    except RemoteError as exc:
+        notice(f"{exc}; planning without the remote cache")
+        return plan
+    if not found:
+        return plan
+
+    def marked(action: Action) -> Action:
+        hit = _could_restore(action) and action.spec and action.spec.generation_key in found
+        return replace(action, from_remote=True) if hit else action
+
+    return replace(plan, actions=tuple(marked(a) for a in plan.actions))
+
+
+def _could_restore(action: Action) -> bool:
+    return action.generates and not action.fresh
+
+
+def restore_remote(
+    remote: Remote, store: Store, spec: AssetSpec
+) -> tuple[Restored | None, str | None]:
+    """The original for `spec` from the remote, verified and kept in the local cache; or
+    None, with why not (nothing there, the remote failed, its entry was refused)."""
+    key = spec.generation_key
+    try:
+        fetched = remote.fetch(key)
+        if fetched is None:
+            return None, "the remote cache no longer has it"
+        record, data = fetched
+        verified = verify(data, encoding_for(spec), digest=record.sha256)
+    except RemoteError as exc:
+        return None, str(exc)
+    except (RemoteMismatchError, ImageError) as exc:
+        return None, f"the remote cache's entry was refused ({exc})"
+    with contextlib.suppress(OSError):  # only a help for the next build: this one has the bytes
+        store.put(key, verified.data, seed=record.seed, digest=verified.digest)
+    return Restored(verified.data, seed=record.seed, verified=verified), None
+
+
+def new_record(
+    key: str, *, backend: str, model: str, data: bytes, digest: str, seed: int | None
+) -> RemoteRecord:
+    """The record of an upload made now."""
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    return RemoteRecord(key, digest, len(data), model, backend, seed, created)
+
+
+def upload(remote: Remote, spec: AssetSpec, verified: Verified, seed: int | None) -> str | None:
+    """Share a paid generation; the warning to give if the remote would not take it."""
+    try:
+        record = new_record(
+            spec.generation_key,
+            backend=spec.backend,
+            model=spec.model,
+            data=verified.data,
+            digest=verified.digest,
+            seed=seed,
+        )
+        remote.push(record, verified.data)
+    except RemoteError as exc:
+        return f"{exc}; the generation is kept in the local cache only"
+    return None

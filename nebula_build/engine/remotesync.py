@@ -1,0 +1,146 @@
+"""`nebula-build cache push | pull | status`: the whole project's generations moved
+between the local cache and the remote one explicitly.
+
+Push offers every generation the manifest or the lock refers to that the local cache
+holds (its bytes checked against their digest on the way out); pull fetches what the
+manifest wants and the local cache lacks, each entry verified like any restore.
+Per-entry problems are collected, never raised: one bad entry stops no other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from nebula_build.core.spec import AssetSpec
+from nebula_build.engine.prepare import Prepared
+from nebula_build.engine.remotecache import ENV_READONLY, new_record, restore_remote
+from nebula_build.state.cache import CorruptEntryError
+from nebula_build.state.lockfile import Entries
+from nebula_build.state.remote import CONCURRENCY, Remote, RemoteError
+
+#: called with (entries done, entries in all) as a transfer goes
+OnProgress = Callable[[int, int], None]
+
+
+@dataclass
+class Sync:
+    """What a push or pull did."""
+
+    #: entries moved
+    moved: int = 0
+    #: entries the other side had already
+    present: int = 0
+    #: (generation key, why) for each entry that could not be moved
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where the project's generations are (by generation key of the manifest's images)."""
+
+    images: int
+    generations: int
+    in_local: int
+    in_remote: int
+    only_local: int
+    only_remote: int
+    in_neither: int
+
+
+def _described(prepared: Prepared, lock: Entries) -> dict[str, tuple[str, str]]:
+    """(backend, model) of every generation key the manifest or the lock refers to."""
+    keys = {e.generation_key: (e.backend, e.model) for e in lock.values()}
+    keys |= {s.generation_key: (s.backend, s.model) for s in prepared.specs.values()}
+    return keys
+
+
+def _run(items: list[str], work: Callable[[str], None], on_progress: OnProgress) -> None:
+    total = len(items)
+    on_progress(0, total)
+    with ThreadPoolExecutor(CONCURRENCY // 2) as pool:
+        for done, _ in enumerate(pool.map(work, items), start=1):
+            on_progress(done, total)
+
+
+def push(prepared: Prepared, lock: Entries, remote: Remote, on_progress: OnProgress) -> Sync:
+    """Upload every generation of the project the local cache holds and the remote lacks."""
+    if not remote.writable:
+        raise RemoteError(f"remote cache {remote.url} is read-only here ({ENV_READONLY})")
+    described = _described(prepared, lock)
+    local = [key for key in described if prepared.store.has(key)]
+    there = remote.lookup(local)
+    result = Sync(present=len(there))
+
+    def one(key: str) -> None:
+        try:
+            cached = prepared.store.get(key)
+        except CorruptEntryError as exc:
+            result.failed.append((key, f"the local entry was corrupt ({exc}); removed it"))
+            return
+        if cached is None:
+            return
+        if cached.digest is None:
+            result.failed.append((key, "the local entry predates digests: an apply records it"))
+            return
+        backend, model = described[key]
+        record = new_record(
+            key,
+            backend=backend,
+            model=model,
+            data=cached.data,
+            digest=cached.digest,
+            seed=cached.seed,
+        )
+        try:
+            pushed = remote.push(record, cached.data)
+        except RemoteError as exc:
+            result.failed.append((key, str(exc)))
+            return
+        if pushed == "uploaded":
+            result.moved += 1
+        else:
+            result.present += 1
+
+    _run([key for key in local if key not in there], one, on_progress)
+    return result
+
+
+def pull(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
+    """Download what the manifest's images need that the local cache lacks."""
+    missing: dict[str, AssetSpec] = {}
+    for spec in prepared.specs.values():
+        if not prepared.store.has(spec.generation_key):
+            missing.setdefault(spec.generation_key, spec)
+    wanted = {spec.generation_key for spec in prepared.specs.values()}
+    result = Sync(present=len(wanted) - len(missing))
+
+    def one(key: str) -> None:
+        restored, warning = restore_remote(remote, prepared.store, missing[key])
+        if restored is not None:
+            result.moved += 1
+        elif warning is not None:
+            result.failed.append((key, warning))
+
+    _run(sorted(remote.lookup(missing)), one, on_progress)
+    return result
+
+
+def status(prepared: Prepared, remote: Remote) -> Status:
+    keys = {spec.generation_key for spec in prepared.specs.values()}
+    local = {key for key in keys if prepared.store.has(key)}
+    there = remote.lookup(keys)
+    return Status(
+        images=len(prepared.specs),
+        generations=len(keys),
+        in_local=len(local),
+        in_remote=len(there),
+        only_local=len(local - there),
+        only_remote=len(there - local),
+        in_neither=len(keys - local - there),
+    )
+
+
+def failed_lines(failures: Iterable[tuple[str, str]]) -> list[str]:
+    return [f"{key[:12]}…: {why}" for key, why in failures]

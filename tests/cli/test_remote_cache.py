@@ -1,0 +1,405 @@
+"""The remote cache, through the CLI, against a real S3 API on loopback (moto's server)
+and the loopback Nebula API: a second checkout restores instead of paying, bad remote
+objects are refused, and a remote that fails never fails a build."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import nebula_manifest
+
+pytest.importorskip("moto")
+
+IMAGES = {
+    "hero": {"prompt": "a lighthouse at dusk", "output": "img/hero.png", "seed": 1},
+    "logo": {"prompt": "a red fox", "output": "img/logo.webp", "seed": 2},
+    "tile": {"prompt": "moss", "output": "img/tile.png", "seed": 3},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on loopback, for the whole test run."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(endpoint, timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("moto's S3 server did not start")
+            time.sleep(0.1)
+    yield endpoint
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture
+def remote(s3_endpoint, monkeypatch):
+    """A fresh bucket, named by NEBULA_BUILD_CACHE_REMOTE, with S3's standard variables."""
+    bucket = f"cache-{uuid.uuid4().hex[:12]}"
+    httpx.put(f"{s3_endpoint}/{bucket}").raise_for_status()
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    url = f"s3://{bucket}/team/site"
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", url)
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_READONLY", raising=False)
+    return url
+
+
+def _objects(url: str) -> list[str]:
+    import obstore
+    from obstore.store import from_url
+
+    store = from_url(url)
+    return sorted(meta["path"] for chunk in obstore.list(store) for meta in chunk)
+
+
+def _checkout(tmp_path: Path, name: str, source: Path | None = None) -> Path:
+    """A clone of the project as git would give it: the manifest and the lock only."""
+    root = tmp_path / name
+    root.mkdir()
+    if source is None:
+        (root / "images.toml").write_text(nebula_manifest(IMAGES))
+    else:
+        for file in ("images.toml", "images.lock"):
+            shutil.copy(source / file, root / file)
+    return root
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    return {spec["output"]: (root / spec["output"]).read_bytes() for spec in IMAGES.values()}
+
+
+def test_a_second_checkout_restores_from_the_remote_without_paying(
+    tmp_path, run_cli, nebula_server, remote
+):
+    first = _checkout(tmp_path, "first")
+    code, _, err = run_cli("apply", cwd=first)
+    assert code == 0, err
+    assert len(nebula_server.generations) == 3
+    assert sum(path.startswith("v1/ac/") for path in _objects(remote)) == 3
+
+    second = _checkout(tmp_path, "second", source=first)
+    nebula_server.reset_counters()
+    code, out, err = run_cli("plan", cwd=second)
+    assert code == 0, err
+    assert out.count("(the remote cache has it)") == 3
+    assert "3 from remote cache" in out
+    started = time.perf_counter()
+    code, out, err = run_cli("apply", cwd=second)
+    elapsed = time.perf_counter() - started
+    assert code == 0, err
+    assert nebula_server.requests == []  # not one request: nothing paid, no key needed
+    assert _outputs(second) == _outputs(first)
+    assert (out + err).count("(from remote cache)") == 3
+    assert "0 generated" in out
+    assert elapsed < 30
+
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=second)
+    assert code == 0, out
+
+
+def test_plan_json_says_which_images_the_remote_supplies(tmp_path, run_cli, nebula_server, remote):
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    second = _checkout(tmp_path, "second", source=first)
+    code, out, _ = run_cli("plan", "--json", cwd=second)
+    assert code == 0
+    actions = json.loads(out)["actions"]
+    assert {a["image"]: a["from_remote_cache"] for a in actions} == dict.fromkeys(IMAGES, True)
+    assert not any(a["generates"] for a in actions)
+
+
+def test_a_corrupted_remote_object_is_refused_and_regenerated(
+    tmp_path, run_cli, nebula_server, remote
+):
+    import obstore
+    from obstore.store import from_url
+
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    store = from_url(remote)
+    hero_key = tomllib.loads((first / "images.lock").read_text())["images"]["hero"][
+        "generation_key"
+    ]
+    record = json.loads(bytes(obstore.get(store, f"v1/ac/{hero_key[:2]}/{hero_key}.json").bytes()))
+    cas = f"v1/cas/{record['sha256'][:2]}/{record['sha256']}"
+    flipped = bytearray(bytes(obstore.get(store, cas).bytes()))
+    flipped[len(flipped) // 2] ^= 0xFF
+    obstore.put(store, cas, bytes(flipped))  # an attacker or a bad disk: same size, other bytes
+
+    second = _checkout(tmp_path, "second", source=first)
+    nebula_server.reset_counters()
+    code, out, err = run_cli("apply", cwd=second)
+    assert code == 0, err
+    assert "refused" in out + err and "do not match" in out + err
+    assert [r.body["prompt"] for r in nebula_server.generations] == ["a lighthouse at dusk"]
+    assert _outputs(second)["img/logo.webp"] == _outputs(first)["img/logo.webp"]
+
+
+def test_a_record_for_another_key_is_never_trusted(tmp_path, run_cli, nebula_server, remote):
+    import obstore
+    from obstore.store import from_url
+
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    store = from_url(remote)
+    lock = tomllib.loads((first / "images.lock").read_text())["images"]
+    hero, logo = lock["hero"]["generation_key"], lock["logo"]["generation_key"]
+    logo_record = bytes(obstore.get(store, f"v1/ac/{logo[:2]}/{logo}.json").bytes())
+    obstore.put(store, f"v1/ac/{hero[:2]}/{hero}.json", logo_record)  # hero → logo's bytes
+
+    second = _checkout(tmp_path, "second", source=first)
+    nebula_server.reset_counters()
+    code, out, err = run_cli("apply", cwd=second)
+    assert code == 0, err
+    assert "names another key" in out + err
+    assert len(nebula_server.generations) == 1
+    assert (second / "img/hero.png").read_bytes() == (first / "img/hero.png").read_bytes()
+
+
+def test_an_unreachable_remote_is_a_warning_and_the_build_goes_on(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    root = _checkout(tmp_path, "first")
+    code, out, err = run_cli("apply", cwd=root)
+    assert code == 0, err
+    assert "planning without the remote cache" in err
+    assert "kept in the local cache only" in out + err
+    assert len(nebula_server.generations) == 3
+
+
+def test_a_no_op_plan_and_offline_plans_never_touch_the_remote(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    root = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=root).code == 0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")  # dead now
+    code, out, err = run_cli("plan", cwd=root)
+    assert (code, err) == (0, "")
+    assert "No changes" in out
+    (root / "img/hero.png").unlink()
+    (root / ".nebula-build/cache").rename(root / "elsewhere")
+    code, out, err = run_cli("plan", "--offline", cwd=root)
+    assert code == 0
+    assert "remote" not in err
+    assert "remote cache has it" not in out
+
+
+def test_a_read_only_remote_is_read_but_never_written(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_READONLY", "1")
+    root = _checkout(tmp_path, "first")
+    code, _, err = run_cli("apply", cwd=root)
+    assert code == 0, err
+    assert _objects(remote) == []
+    code, out, err = run_cli("cache", "push", cwd=root)
+    assert code == 1
+    assert "read-only" in err
+
+
+def test_cache_push_pull_and_status_move_the_whole_project(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_READONLY", "1")
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_READONLY")
+
+    code, out, _ = run_cli("cache", "status", cwd=first)
+    assert code == 0
+    assert "3 in the local cache, 0 in the remote cache" in out
+    assert "3 only here" in out
+    code, out, err = run_cli("cache", "push", cwd=first)
+    assert code == 0, err
+    assert "pushed 3, 0 already there, 0 failed" in out
+    code, out, _ = run_cli("cache", "push", "--json", cwd=first)
+    assert json.loads(out)["pushed"] == 0
+    assert json.loads(out)["present"] == 3
+
+    second = _checkout(tmp_path, "second", source=first)
+    code, out, _ = run_cli("cache", "status", "--json", cwd=second)
+    assert json.loads(out) == {
+        "remote": remote,
+        "writable": True,
+        "images": 3,
+        "generations": 3,
+        "in_local": 0,
+        "in_remote": 3,
+        "only_local": 0,
+        "only_remote": 3,
+        "in_neither": 0,
+    }
+    code, out, err = run_cli("cache", "pull", cwd=second)
+    assert code == 0, err
+    assert "pulled 3" in out
+    nebula_server.reset_counters()
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE")  # now only the local cache
+    code, out, err = run_cli("apply", cwd=second)
+    assert code == 0, err
+    assert nebula_server.requests == []
+    assert _outputs(second) == _outputs(first)
+
+
+def test_cache_commands_without_a_remote_say_how_to_name_one(project, run_cli, monkeypatch):
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE", raising=False)
+    project({"images.toml": nebula_manifest(IMAGES)})
+    code, _, err = run_cli("cache", "status")
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "[cache] remote" in err and "NEBULA_BUILD_CACHE_REMOTE" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("file:///tmp/shared", "only be named by NEBULA_BUILD_CACHE_REMOTE"),
+        ("ftp://host/x", "must start with one of"),
+        ("s3://key:secret@bucket/x", "must not carry credentials"),
+    ],
+)
+def test_the_manifest_may_name_only_an_object_store(project, run_cli, monkeypatch, url, message):
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE", raising=False)
+    text = nebula_manifest(IMAGES) + f'\n[cache]\nremote = "{url}"\n'
+    project({"images.toml": text})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert "images.toml" in err and "cache.remote" in err and message in err
+    assert "secret" not in err or "must not carry credentials" in err
+
+
+def test_a_shared_folder_from_the_environment_works_between_checkouts(
+    tmp_path, run_cli, nebula_server, monkeypatch
+):
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", shared.as_uri())
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    second = _checkout(tmp_path, "second", source=first)
+    nebula_server.reset_counters()
+    code, _, err = run_cli("apply", cwd=second)
+    assert code == 0, err
+    assert nebula_server.requests == []
+    assert _outputs(second) == _outputs(first)
+
+
+def test_the_manifests_remote_is_used_and_the_environment_wins(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE")
+    first = _checkout(tmp_path, "first")
+    with (first / "images.toml").open("a") as manifest:
+        manifest.write(f'\n[cache]\nremote = "{remote}"\n')
+    assert run_cli("apply", cwd=first).code == 0
+    assert len(_objects(remote)) == 6
+
+    second = _checkout(tmp_path, "second", source=first)
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", "")  # set but empty: no remote
+    code, out, _ = run_cli("plan", cwd=second)
+    assert "remote cache has it" not in out
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE")
+    code, out, _ = run_cli("plan", cwd=second)
+    assert out.count("(the remote cache has it)") == 3
+
+
+def test_concurrent_pushes_of_one_key_never_clobber_each_other(remote):
+    from nebula_build.engine.remotecache import new_record
+    from nebula_build.fsutil import sha256_bytes
+    from nebula_build.state.remote import Remote
+
+    key = "ab" * 32
+    draws = [f"draw {n}".encode() * 100 for n in range(8)]
+    results: list[str] = []
+
+    def push(data: bytes) -> None:
+        record = new_record(
+            key, backend="nebula", model="m", data=data, digest=sha256_bytes(data), seed=None
+        )
+        results.append(Remote(remote, writable=True).push(record, data))
+
+    threads = [threading.Thread(target=push, args=(data,)) for data in draws]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count("uploaded") == 1
+    assert sorted(results) == ["other"] * 7 + ["uploaded"]
+    fetched = Remote(remote, writable=False).fetch(key)
+    assert fetched is not None
+    record, data = fetched
+    assert data in draws and record.sha256 == sha256_bytes(data)
+    again = new_record(key, backend="nebula", model="m", data=data, digest=record.sha256, seed=None)
+    assert Remote(remote, writable=True).push(again, data) == "present"
+
+
+@pytest.mark.parametrize(
+    ("count", "one_listing"), [(5, 4000), (200, 4000), (200, 0)], ids=["heads", "list", "ranges"]
+)
+def test_lookup_finds_exactly_the_recorded_keys(remote, monkeypatch, count, one_listing):
+    """Few keys are looked up one HEAD each, many by listing a small remote in one go
+    or a large one in ranges side by side: the same answer."""
+    import hashlib
+
+    from nebula_build.engine.remotecache import new_record
+    from nebula_build.state import remote as remote_module
+    from nebula_build.state.remote import Remote
+
+    monkeypatch.setattr(remote_module, "_ONE_LISTING", one_listing)
+    keys = [hashlib.sha256(f"key {n}".encode()).hexdigest() for n in range(count * 2)]
+    writer = Remote(remote, writable=True)
+    data = b"bytes"
+    for key in keys[::2]:
+        record = new_record(key, backend="b", model="m", data=data, digest="0" * 64, seed=None)
+        writer.push(record, data)
+    asked = [*keys, "not a key", "AB" * 32]
+    assert Remote(remote, writable=False).lookup(asked) == set(keys[::2])
+
+
+def test_lookup_in_a_shared_folder_finds_exactly_the_recorded_keys(tmp_path):
+    import hashlib
+
+    from nebula_build.engine.remotecache import new_record
+    from nebula_build.state.remote import Remote
+
+    url = (tmp_path / "shared").as_uri()
+    keys = [hashlib.sha256(f"key {n}".encode()).hexdigest() for n in range(300)]
+    writer = Remote(url, writable=True)
+    for key in keys[::3]:
+        record = new_record(key, backend="b", model="m", data=b"x", digest="0" * 64, seed=None)
+        writer.push(record, b"x")
+    assert Remote(url, writable=False).lookup(keys) == set(keys[::3])
