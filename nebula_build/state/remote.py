@@ -167,6 +167,7 @@ class Remote:
         wanted = {key for key in keys if is_key(key)}
         if not wanted:
             return set()
+        self.store  # noqa: B018 (opened once, before the threads share it)
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             if len(wanted) <= _HEAD_LIMIT:
                 found = pool.map(lambda key: key if self._exists(key) else None, wanted)
@@ -209,10 +210,6 @@ class Remote:
             if key[0] != digit:
                 return
             yield key
-
-    def keys(self) -> set[str]:
-        """Every key the remote holds a record of."""
-        return set(self._listed())
 
     # --- transfers ----------------------------------------------------------
 
