@@ -50,27 +50,30 @@ def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
             verb: sync.moved,
             "present": sync.present,
             "failed": [{"generation_key": k, "error": why} for k, why in sync.failed],
+            "skipped": [{"generation_key": k, "reason": why} for k, why in sync.skipped],
         }
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
+        skipped = f", {len(sync.skipped)} left alone" if sync.skipped else ""
         ctx.print(
-            f"{remote.url}: {verb} {sync.moved}, {sync.present} already there, "
+            f"{remote.url}: {verb} {sync.moved}, {sync.present} already there{skipped}, "
             f"{len(sync.failed)} failed"
         )
+        for key, why in sync.skipped:
+            ctx.notice(f"{key[:12]}… left alone: {why}")
         for key, why in sync.failed:
             ctx.err.write(f"error: {key[:12]}…: {why}\n")
     return ExitCode.ERROR if sync.failed else ExitCode.OK
 
 
 def cmd_push(ctx: Context) -> int:
-    from nebula_build.engine.prepare import current_lock
     from nebula_build.engine.remotesync import push
     from nebula_build.state.remote import RemoteError
 
     prepared, remote = _remote(ctx)
     show = _progress(ctx, "pushing")
     try:
-        sync = push(prepared, current_lock(prepared.project, ctx.notice), remote, show)
+        sync = push(prepared, remote, show)
     except RemoteError as exc:
         raise UserError(str(exc)) from None
     return _report(ctx, "pushed", sync, remote)
@@ -98,7 +101,7 @@ def cmd_status(ctx: Context) -> int:
         found = status(prepared, remote)
     except RemoteError as exc:
         raise UserError(str(exc)) from None
-    mode = "read-write" if remote.writable else "read-only"
+    mode = "read-write" if remote.writable else f"read-only: {remote.why_read_only}"
     if ctx.args.json:
         data = {"remote": remote.url, "writable": remote.writable, **vars(found)}
         ctx.print(json.dumps(data, indent=2))

@@ -28,6 +28,7 @@ from nebula_build.errors import (
     SkippedError,
     StateWriteError,
     SupersededError,
+    UserError,
 )
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.outputs.encode import Encoding, encoding_for, render
@@ -113,9 +114,13 @@ class Applier:
         progress: ProgressSink,
         guard: Guard,
         remote: Remote | None = None,
+        planned_only: bool = False,
     ) -> None:
         self.project = project
         self.remote = remote
+        #: generate only what the plan counted (--locked, --max-generations): a restore
+        #: that fails is that image's error, never a generation nobody agreed to pay for
+        self.planned_only = planned_only
         self._transfers = asyncio.Semaphore(CONCURRENCY)
         self.guard = guard
         self.generate_fn = generate
@@ -290,6 +295,12 @@ class Applier:
             if restored is not None:
                 return restored
             warning = f"{why}; generated the image instead"
+        if self.planned_only and not action.generates:
+            why = (warning or "its cache entry is gone").partition(";")[0]
+            raise UserError(
+                f"not generated: {why}, and this apply may only make the generations its "
+                "plan counted (--locked, --max-generations); run it again"
+            )
         try:
             return await self._generate(action, spec, outcome)
         finally:

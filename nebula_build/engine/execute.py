@@ -162,13 +162,15 @@ async def execute(
     backends: OpenBackends | None = None,
     on_start: Callable[[Applier], None] | None = None,
     remote: Remote | None = None,
+    planned_only: bool = False,
 ) -> ApplyResult:
     """Run `plan`; the caller holds the project lock. images.lock is left
     consistent whatever happens, cancellation included.
 
     `backends` keeps backends open across runs (watch mode); by default they are
     opened for this run only. `on_start` receives the Applier (to cancel images);
-    `remote` supplies the generations the plan marked, and takes the new ones.
+    `remote` supplies the generations the plan marked, and takes the new ones;
+    `planned_only` forbids generations the plan did not count (a failed restore).
     """
     project = prepared.project
     assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
@@ -193,6 +195,7 @@ async def execute(
                 progress=progress,
                 guard=prepared.guard,
                 remote=remote,
+                planned_only=planned_only,
             )
             if on_start is not None:
                 on_start(applier)

@@ -2,9 +2,11 @@
 it (verified like any cached original), and uploading what was paid for.
 
 The remote comes from `NEBULA_BUILD_CACHE_REMOTE` (which wins; set but empty turns
-it off) or `[cache] remote` in the manifest; `NEBULA_BUILD_CACHE_READONLY=1` makes
-it read-only (a pull request's job). A remote that fails is a warning, then the
-build goes on as if there were none: it never fails a build that could proceed.
+it off) or `[cache] remote` in the manifest. Writing to it is the environment's
+decision: a remote the manifest alone names is read-only (a pull request must not
+choose where paid generations are uploaded with CI's credentials), and
+`NEBULA_BUILD_CACHE_READONLY=1` makes any remote read-only. A remote that fails is a
+warning, then the build goes on as if there were none.
 """
 
 from __future__ import annotations
@@ -42,16 +44,19 @@ def configured(resolved: Resolved, *, offline: bool = False) -> Remote | None:
     if offline:
         return None
     url = os.environ.get(ENV_REMOTE)
+    why_read_only = ""
     if url is None:
         url = resolved.cache_remote
+        why_read_only = f"the manifest names it, and only {ENV_REMOTE} names a remote to write to"
     elif url:
         problem = url_problem(url, from_manifest=False)
         if problem is not None:
             raise UserError(f"{ENV_REMOTE}: {problem}")
     if not url:
         return None
-    readonly = os.environ.get(ENV_READONLY, "").strip().lower() not in ("", "0", "false", "no")
-    return Remote(url, writable=not readonly)
+    if os.environ.get(ENV_READONLY, "").strip().lower() not in ("", "0", "false", "no"):
+        why_read_only = f"{ENV_READONLY} is set"
+    return Remote(url, writable=not why_read_only, why_read_only=why_read_only)
 
 
 def mark(plan: Plan, remote: Remote | None, notice: Notice) -> Plan:

@@ -1,9 +1,10 @@
 """`nebula-build cache push | pull | status`: the whole project's generations moved
 between the local cache and the remote one explicitly.
 
-Push offers every generation the manifest or the lock refers to that the local cache
-holds (its bytes checked against their digest on the way out); pull fetches what the
-manifest wants and the local cache lacks, each entry verified like any restore.
+Push offers the generations of the manifest's images that the local cache holds, if
+this tool wrote them on this account, each verified as an image on the way out; pull
+fetches what the manifest wants and the local cache lacks, each entry verified like
+any restore.
 Per-entry problems are collected, never raised: one bad entry stops no other.
 """
 
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field
 
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.prepare import Prepared
-from nebula_build.engine.remotecache import ENV_READONLY, new_record, restore_remote
+from nebula_build.engine.remotecache import new_record, restore_remote
+from nebula_build.engine.verify import verify
+from nebula_build.imaging import ImageError
+from nebula_build.outputs.encode import encoding_for
 from nebula_build.state.cache import CorruptEntryError
-from nebula_build.state.lockfile import Entries
 from nebula_build.state.remote import CONCURRENCY, Remote, RemoteError
 
 #: called with (entries done, entries in all) as a transfer goes
@@ -34,6 +37,8 @@ class Sync:
     present: int = 0
     #: (generation key, why) for each entry that could not be moved
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: (generation key, why) for each entry left alone on purpose
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -49,13 +54,6 @@ class Status:
     in_neither: int
 
 
-def _described(prepared: Prepared, lock: Entries) -> dict[str, tuple[str, str]]:
-    """(backend, model) of every generation key the manifest or the lock refers to."""
-    keys = {e.generation_key: (e.backend, e.model) for e in lock.values()}
-    keys |= {s.generation_key: (s.backend, s.model) for s in prepared.specs.values()}
-    return keys
-
-
 def _run(items: list[str], work: Callable[[str], None], on_progress: OnProgress) -> None:
     total = len(items)
     on_progress(0, total)
@@ -64,37 +62,49 @@ def _run(items: list[str], work: Callable[[str], None], on_progress: OnProgress)
             on_progress(done, total)
 
 
-def push(prepared: Prepared, lock: Entries, remote: Remote, on_progress: OnProgress) -> Sync:
-    """Upload every generation of the project the local cache holds and the remote lacks."""
+def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
+    """Upload the generations of the manifest's images that the local cache holds and
+    the remote lacks (or holds broken: a record without its bytes is repaired). Only
+    entries this tool wrote on this account are offered (a checkout can carry cache
+    files of anyone's making), each verified as an image first: a shared cache is
+    only as good as what is put in it."""
     if not remote.writable:
-        raise RemoteError(f"remote cache {remote.url} is read-only here ({ENV_READONLY})")
-    described = _described(prepared, lock)
-    local = [key for key in described if prepared.store.has(key)]
-    there = remote.lookup(local)
+        raise RemoteError(f"remote cache {remote.url} is read-only here: {remote.why_read_only}")
+    specs: dict[str, AssetSpec] = {}
+    for spec in prepared.specs.values():
+        if prepared.store.has(spec.generation_key):
+            specs.setdefault(spec.generation_key, spec)
+    recorded = sorted(remote.lookup(specs))
+    with ThreadPoolExecutor(CONCURRENCY // 2) as pool:  # a broken entry is pushed again
+        sound = pool.map(remote.sound, recorded)
+        there = {key for key, ok in zip(recorded, sound, strict=True) if ok}
     result = Sync(present=len(there))
 
     def one(key: str) -> None:
+        spec = specs[key]
         try:
             cached = prepared.store.get(key)
         except CorruptEntryError as exc:
             result.failed.append((key, f"the local entry was corrupt ({exc}); removed it"))
             return
-        if cached is None:
+        if cached is None or cached.digest is None or not cached.ours:
+            result.skipped.append((key, "not written by nebula-build on this account"))
             return
-        if cached.digest is None:
-            result.failed.append((key, "the local entry predates digests: an apply records it"))
+        try:
+            verified = verify(cached.data, encoding_for(spec), digest=cached.digest)
+        except ImageError as exc:
+            result.failed.append((key, f"the local entry is not a sound image ({exc})"))
             return
-        backend, model = described[key]
         record = new_record(
             key,
-            backend=backend,
-            model=model,
-            data=cached.data,
-            digest=cached.digest,
+            backend=spec.backend,
+            model=spec.model,
+            data=verified.data,
+            digest=verified.digest,
             seed=cached.seed,
         )
         try:
-            pushed = remote.push(record, cached.data)
+            pushed = remote.push(record, verified.data)
         except RemoteError as exc:
             result.failed.append((key, str(exc)))
             return
@@ -103,7 +113,7 @@ def push(prepared: Prepared, lock: Entries, remote: Remote, on_progress: OnProgr
         else:
             result.present += 1
 
-    _run([key for key in local if key not in there], one, on_progress)
+    _run([key for key in specs if key not in there], one, on_progress)
     return result
 
 

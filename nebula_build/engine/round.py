@@ -153,6 +153,7 @@ async def apply_round(
                 backends=backends,
                 on_start=on_start,
                 remote=remote,
+                planned_only=options.locked or options.max_generations is not None,
             )
             record_failures(project, result.applied, prepared.specs)
             result.lock = read(project)

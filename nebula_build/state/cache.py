@@ -24,9 +24,14 @@ from pathlib import Path
 
 from nebula_build.fsutil import atomic_write, read_regular, sha256_bytes
 from nebula_build.imaging import MAX_BYTES
+from nebula_build.state.seal import tag, tagged
 
 _KEY_LENGTH = 64
 _META_LIMIT = 4096
+
+
+def _sealed(key: str, digest: str) -> bytes:
+    return f"cache entry {key} {digest}".encode()
 
 
 class CorruptEntryError(Exception):
@@ -40,6 +45,9 @@ class CachedImage:
     seed: int | None = None
     #: the SHA-256 the bytes were checked against; None for an entry from before digests
     digest: str | None = None
+    #: written by this tool on this account (its metadata carries our seal), not by
+    #: a checkout: only such entries are offered to a shared remote cache
+    ours: bool = False
 
 
 class Store:
@@ -93,27 +101,42 @@ class Store:
         if problem is not None:
             self.remove(key)
             raise CorruptEntryError(problem)
-        return CachedImage(data, seed, digest)
+        return CachedImage(data, seed, digest, tagged(_sealed(key, digest), meta.get("mac")))
 
     def put(
-        self, key: str, data: bytes, *, seed: int | None = None, digest: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        seed: int | None = None,
+        digest: str | None = None,
+        ours: bool = True,
     ) -> str:
         """Store the bytes durably (they were paid for); returns their digest. The
         metadata goes first, so present bytes always have it (a crash in between reads
         as a corrupt entry, never as other bytes); it is not worth an fsync of its own:
         unreadable metadata reads as an entry from before digests, verified by decoding.
-        `digest` is the SHA-256 of `data` where the caller has it already."""
-        digest = self.seal(key, data, seed=seed, digest=digest)
+        `digest` is the SHA-256 of `data` where the caller has it already; `ours` says
+        the bytes came from a backend or a remote through this tool, not a checkout."""
+        digest = self.seal(key, data, seed=seed, digest=digest, ours=ours)
         atomic_write(self._path(key), data)  # seal() made the folder a plain one
         return digest
 
     def seal(
-        self, key: str, data: bytes, *, seed: int | None = None, digest: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        seed: int | None = None,
+        digest: str | None = None,
+        ours: bool = False,
     ) -> str:
         """Record the digest of the entry's bytes `data`, already stored (an entry from
-        before digests, now verified); returns it."""
+        before digests, now verified); returns it. Only with `ours` is the entry
+        marked as this account's (see `CachedImage.ours`)."""
         digest = digest or sha256_bytes(data)
-        meta = {"key": key, "seed": seed, "sha256": digest}
+        mac = tag(_sealed(key, digest)) if ours else None
+        meta = {"key": key, "seed": seed, "sha256": digest, "mac": mac}
         self._own_folder(self._path(key))
         atomic_write(self._path(key).with_suffix(".json"), json.dumps(meta).encode(), durable=False)
         return digest

@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import threading
+import time
 from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.imaging import MAX_BYTES
-from nebula_build.text import printable
+from nebula_build.text import printable, redact
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, ObjectStore, RetryConfig
@@ -42,12 +46,19 @@ CONCURRENCY = 32
 _HEAD_LIMIT = 64
 #: a remote estimated to hold up to this many records is listed in one go (4 pages)
 _ONE_LISTING = 4000
+#: a listing that goes on longer than this is a remote gone wrong (100 M images would
+#: be needed for it): stop and say so
+_LIST_LIMIT = 2_000_000
+_LIST_SECONDS = 120.0
+#: after this many failed requests the remote is given up on for the rest of the run,
+#: so a hanging store costs one timeout, not one per image
+_FAILURES_BEFORE_GIVING_UP = 3
 _RECORD_LIMIT = 4096
 _KEY_LENGTH = 64
 _HEX = frozenset("0123456789abcdef")
 _CLIENT: ClientConfig = {"connect_timeout": "3s", "timeout": "30s"}
 
-Pushed = Literal["uploaded", "present", "other"]
+Pushed = Literal["uploaded", "present", "other", "repaired"]
 
 
 class RemoteError(Exception):
@@ -101,18 +112,43 @@ def is_key(text: str) -> bool:
     return len(text) == _KEY_LENGTH and set(text) <= _HEX
 
 
+#: the stores' secrets, redacted from every message (with any user:password in a URL)
+_SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_CLIENT_SECRET",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+)
+_USERINFO = re.compile(r"://[^/\s@]+@")
+
+
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return printable(text[0] if text else type(exc).__name__, limit=300)
+    lines = str(exc).strip().splitlines()
+    text = _USERINFO.sub("://[redacted]@", lines[0] if lines else type(exc).__name__)
+    text = redact(text, [os.environ.get(name, "") for name in _SECRET_VARIABLES])
+    return printable(text, limit=300)
 
 
 class Remote:
     """One remote cache, opened on first use."""
 
-    def __init__(self, url: str, *, writable: bool, store: ObjectStore | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        writable: bool,
+        why_read_only: str = "",
+        store: ObjectStore | None = None,
+    ) -> None:
         self.url = url
         self.writable = writable
+        #: what to tell someone who tries to write to a read-only remote
+        self.why_read_only = why_read_only or "it was opened read-only"
         self._store = store
+        self._failures = 0
+        self._failures_lock = threading.Lock()
 
     @property
     def store(self) -> ObjectStore:
@@ -145,14 +181,22 @@ class Remote:
 
     def _call(self, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
         """One request; any failure but "not found" is a RemoteError naming `what`."""
+        if self._failures >= _FAILURES_BEFORE_GIVING_UP:
+            raise RemoteError(f"remote cache {self.url}: gave up after repeated failures")
         try:
             return action(self.store, *args, **kwargs)
         except FileNotFoundError:
             raise
         except RemoteError:
+            self._failed()
             raise
         except Exception as exc:
+            self._failed()
             raise RemoteError(f"remote cache {self.url}: {what}: {_one_line(exc)}") from None
+
+    def _failed(self) -> None:
+        with self._failures_lock:
+            self._failures += 1
 
     # --- lookups ------------------------------------------------------------
 
@@ -174,7 +218,8 @@ class Remote:
                 return {key for key in found if key is not None}
             if urlsplit(self.url).scheme == "file":  # a folder lists in no order: walk it once
                 return wanted.intersection(self._listed())
-            if len(list(self._listed("v1/ac/00"))) * 256 <= _ONE_LISTING:
+            sample = islice(self._listed("v1/ac/00"), _ONE_LISTING // 256 + 1)
+            if sum(1 for _ in sample) * 256 <= _ONE_LISTING:
                 return wanted.intersection(self._listed())
             digits = sorted({key[0] for key in wanted})
             listed = pool.map(lambda digit: wanted.intersection(self._listed_from(digit)), digits)
@@ -194,13 +239,24 @@ class Remote:
         import obstore
 
         stream = self._call("listing", obstore.list, prefix, offset=offset, chunk_size=1000)
+        deadline, seen = time.monotonic() + _LIST_SECONDS, 0
         try:
             for chunk in stream:
+                seen += len(chunk)
+                if seen > _LIST_LIMIT or time.monotonic() > deadline:
+                    raise RemoteError(
+                        f"remote cache {self.url}: listing: over {_LIST_LIMIT:,} records or "
+                        f"{_LIST_SECONDS:g} s; stopped"
+                    )
                 for meta in chunk:
                     name = meta["path"].rpartition("/")[2]
                     if name.endswith(".json") and is_key(name[:-5]):
                         yield name[:-5]
+        except RemoteError:
+            self._failed()
+            raise
         except Exception as exc:
+            self._failed()
             raise RemoteError(f"remote cache {self.url}: listing: {_one_line(exc)}") from None
 
     def _listed_from(self, digit: str) -> Iterator[str]:
@@ -225,6 +281,7 @@ class Remote:
         try:
             data = bytes(result.bytes())
         except Exception as exc:
+            self._failed()
             raise RemoteError(f"remote cache {self.url}: downloading: {_one_line(exc)}") from None
         if len(data) > limit:
             raise RemoteMismatchError(f"{path} is over {limit} bytes")
@@ -236,6 +293,23 @@ class Remote:
         if raw is None:
             return None
         return _parse_record(key, raw)
+
+    def sound(self, key: str) -> bool:
+        """Whether the record of `key` is well formed and its bytes are there, at their
+        size (a HEAD, not a download)."""
+        import obstore
+
+        try:
+            record = self.record(key)
+        except RemoteMismatchError:
+            return False
+        if record is None:
+            return False
+        try:
+            meta = self._call("looking up", obstore.head, self._bytes_path(record.sha256))
+        except FileNotFoundError:
+            return False
+        return bool(meta["size"] == record.size)
 
     def fetch(self, key: str) -> tuple[RemoteRecord, bytes] | None:
         """The record and bytes of `key`, the bytes checked against the record's digest;
@@ -252,33 +326,42 @@ class Remote:
 
     def push(self, record: RemoteRecord, data: bytes) -> Pushed:
         """Upload one generation, write-once: "uploaded", "present" (the same result was
-        there already) or "other" (another result for the key was recorded first: kept)."""
+        there already), "other" (another sound result for the key was recorded first:
+        kept) or "repaired" (the key's record was broken: replaced by this one)."""
         if not self.writable:
-            raise RemoteError(f"remote cache {self.url} is read-only here")
+            raise RemoteError(f"remote cache {self.url} is read-only here: {self.why_read_only}")
         self._put_once(self._bytes_path(record.sha256), data)
         text = json.dumps(asdict(record), sort_keys=True).encode()
         if self._put_once(self._record_path(record.key), text):
             return "uploaded"
         try:
-            theirs = self.record(record.key)
+            theirs = self.fetch(record.key)
         except RemoteMismatchError:
-            return "other"
-        return "present" if theirs is not None and theirs.sha256 == record.sha256 else "other"
+            theirs = None
+        if theirs is None:  # a record without its bytes, or one that fails its check
+            self._call("uploading", _put, self._record_path(record.key), text, "overwrite")
+            return "repaired"
+        return "present" if theirs[0].sha256 == record.sha256 else "other"
 
     def _put_once(self, path: str, data: bytes) -> bool:
         """Put-if-absent; False when the object was there already."""
-        import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         try:
-            obstore.put(self.store, path, data, mode="create")
-        except (AlreadyExistsError, PreconditionError):
-            return False
-        except RemoteError:
+            self._call("uploading", _put, path, data, "create")
+        except RemoteError as exc:
+            if isinstance(exc.__context__, AlreadyExistsError | PreconditionError):
+                with self._failures_lock:
+                    self._failures -= 1  # the answer put-if-absent exists for
+                return False
             raise
-        except Exception as exc:
-            raise RemoteError(f"remote cache {self.url}: uploading: {_one_line(exc)}") from None
         return True
+
+
+def _put(store: ObjectStore, path: str, data: bytes, mode: Literal["create", "overwrite"]) -> None:
+    import obstore
+
+    obstore.put(store, path, data, mode=mode)
 
 
 def _parse_record(key: str, raw: bytes) -> RemoteRecord:

@@ -57,6 +57,18 @@ def seal(data: bytes) -> bytes | None:
     return hmac.new(key, data, hashlib.sha256).hexdigest().encode() + b"\n" + data
 
 
+def tag(data: bytes) -> str | None:
+    """A short seal of `data` to store beside it, or None where no key can be kept."""
+    key = _key(key_path())
+    return None if key is None else hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def tagged(data: bytes, mac: object) -> bool:
+    """Whether `mac` is this account's `tag` of `data`."""
+    expected = tag(data)
+    return expected is not None and isinstance(mac, str) and hmac.compare_digest(mac, expected)
+
+
 def unseal(sealed: bytes) -> bytes | None:
     """The data under a seal made on this account; None for anything else."""
     key = _key(key_path())

@@ -326,7 +326,14 @@ def test_the_manifests_remote_is_used_and_the_environment_wins(
     with (first / "images.toml").open("a") as manifest:
         manifest.write(f'\n[cache]\nremote = "{remote}"\n')
     assert run_cli("apply", cwd=first).code == 0
-    assert len(_objects(remote)) == 6
+    assert _objects(remote) == []  # the manifest alone names a remote to read, not to write
+    code, _, err = run_cli("cache", "push", cwd=first)
+    assert code == 1
+    assert "read-only here: the manifest names it" in err
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", remote)
+    code, out, _ = run_cli("cache", "push", cwd=first)
+    assert "pushed 3" in out
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE")
 
     second = _checkout(tmp_path, "second", source=first)
     monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", "")  # set but empty: no remote
@@ -403,3 +410,163 @@ def test_lookup_in_a_shared_folder_finds_exactly_the_recorded_keys(tmp_path):
         record = new_record(key, backend="b", model="m", data=b"x", digest="0" * 64, seed=None)
         writer.push(record, b"x")
     assert Remote(url, writable=False).lookup(keys) == set(keys[::3])
+
+
+def _break_remote_bytes(url: str) -> None:
+    """Delete every original the remote holds, leaving the records."""
+    import obstore
+    from obstore.store import from_url
+
+    store = from_url(url)
+    for path in _objects(url):
+        if path.startswith("v1/cas/"):
+            obstore.delete(store, path)
+
+
+@pytest.mark.parametrize("cap", [["--locked"], ["--max-generations", "0"]])
+def test_a_capped_apply_never_pays_for_a_restore_the_remote_failed(
+    tmp_path, run_cli, nebula_server, remote, cap
+):
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    _break_remote_bytes(remote)
+    second = _checkout(tmp_path, "second", source=first)
+    nebula_server.reset_counters()
+    code, out, err = run_cli("apply", *cap, cwd=second)
+    assert code == 1
+    assert nebula_server.generations == []
+    assert "not generated: the remote cache no longer has it" in out + err
+    assert "--locked, --max-generations" in out + err
+
+
+def test_the_manifest_alone_cannot_lift_a_cap_with_a_hostile_remote(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    """A pull request's manifest names a bucket holding records for its keys and no
+    bytes: the plan counts no generations, and the apply must still pay for none."""
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    _break_remote_bytes(remote)
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE")
+    second = _checkout(tmp_path, "second", source=first)
+    with (second / "images.toml").open("a") as manifest:
+        manifest.write(f'\n[cache]\nremote = "{remote}"\n')
+    (second / "images.lock").unlink()
+    nebula_server.reset_counters()
+    code, _, _ = run_cli("apply", "--max-generations", "0", cwd=second)
+    assert code == 1
+    assert nebula_server.generations == []
+
+
+def test_push_offers_only_entries_this_account_wrote_and_verified(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    """A pull request commits cache files for main's keys: push leaves them alone."""
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_READONLY", "1")
+    honest = _checkout(tmp_path, "honest")
+    assert run_cli("apply", cwd=honest).code == 0
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_READONLY")
+    hostile = _checkout(tmp_path, "hostile", source=honest)
+    shutil.copytree(honest / ".nebula-build/cache", hostile / ".nebula-build/cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "another-account"))
+    code, out, err = run_cli("cache", "push", cwd=hostile)
+    assert code == 0, err
+    assert "pushed 0, 0 already there, 3 left alone" in out
+    assert "not written by nebula-build on this account" in err
+    assert _objects(remote) == []
+
+
+def test_push_refuses_a_sealed_entry_that_is_not_an_image(tmp_path, run_cli, remote):
+    from nebula_build.state.cache import Store
+
+    root = _checkout(tmp_path, "first")
+    code, out, _ = run_cli("plan", "--json", "--offline", cwd=root)
+    key = json.loads(out)["actions"][0]["generation_key"]
+    Store(root / ".nebula-build/cache").put(key, b"not an image at all")
+    code, out, err = run_cli("cache", "push", cwd=root)
+    assert code == 1
+    assert "not a sound image" in err
+    assert _objects(remote) == []
+
+
+def test_push_repairs_a_record_whose_bytes_are_gone(tmp_path, run_cli, nebula_server, remote):
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    _break_remote_bytes(remote)
+    code, out, err = run_cli("cache", "push", cwd=first)
+    assert code == 0, err
+    second = _checkout(tmp_path, "second", source=first)
+    nebula_server.reset_counters()
+    assert run_cli("apply", cwd=second).code == 0
+    assert nebula_server.requests == []
+
+
+def test_a_hanging_remote_is_given_up_on_and_secrets_stay_out_of_messages(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://minio:hunter2pw@127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-access-key-value")
+    root = _checkout(tmp_path, "first")
+    code, out, err = run_cli("apply", cwd=root)
+    assert code == 0, err
+    assert "hunter2pw" not in out + err and "s3cr3t-access-key-value" not in out + err
+    assert "remote cache" in err
+
+
+def test_a_remote_stops_being_asked_after_repeated_failures(monkeypatch):
+    from nebula_build.state.remote import Remote, RemoteError
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    dead = Remote("s3://bucket/x", writable=False)
+    for _ in range(3):
+        with pytest.raises(RemoteError, match=r"remote cache s3://bucket/x: downloading: "):
+            dead.record("ab" * 32)
+    started = time.perf_counter()
+    with pytest.raises(RemoteError, match="gave up after repeated failures"):
+        dead.record("ab" * 32)
+    assert time.perf_counter() - started < 0.1
+
+
+def test_an_endless_listing_is_cut_short(remote, monkeypatch):
+    import hashlib
+
+    from nebula_build.engine.remotecache import new_record
+    from nebula_build.state import remote as remote_module
+    from nebula_build.state.remote import Remote, RemoteError
+
+    writer = Remote(remote, writable=True)
+    keys = [hashlib.sha256(f"{n}".encode()).hexdigest() for n in range(100)]
+    for key in keys[:10]:
+        writer.push(
+            new_record(key, backend="b", model="m", data=b"x", digest="0" * 64, seed=None), b"x"
+        )
+    monkeypatch.setattr(remote_module, "_LIST_LIMIT", 5)
+    with pytest.raises(RemoteError, match="over 5 records"):
+        Remote(remote, writable=False).lookup(keys)
+
+
+def test_a_checkouts_legacy_cache_entry_never_becomes_ours(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    """Entries without metadata (as 0.1 wrote them) are verified by decoding when
+    restored, and recorded again: still not this account's, so never pushed."""
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_READONLY", "1")
+    honest = _checkout(tmp_path, "honest")
+    assert run_cli("apply", cwd=honest).code == 0
+    hostile = _checkout(tmp_path, "hostile", source=honest)
+    shutil.copytree(honest / ".nebula-build/cache", hostile / ".nebula-build/cache")
+    for meta in (hostile / ".nebula-build/cache").glob("??/*.json"):
+        meta.unlink()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "another-account"))
+    nebula_server.reset_counters()
+    code, _, err = run_cli("apply", cwd=hostile)
+    assert code == 0, err
+    assert nebula_server.requests == []  # restored from the committed entries
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_READONLY")
+    code, out, _ = run_cli("cache", "push", cwd=hostile)
+    assert "pushed 0, 0 already there, 3 left alone" in out
+    assert _objects(remote) == []

@@ -26,9 +26,10 @@ def blob(store: Store, key: str) -> Path:
 def test_an_entry_reads_back_with_its_digest_and_seed(store):
     digest = store.put(KEY_A, b"original bytes", seed=7)
     assert digest == hashlib.sha256(b"original bytes").hexdigest()
-    assert store.get(KEY_A) == CachedImage(b"original bytes", 7, digest)
+    assert store.get(KEY_A) == CachedImage(b"original bytes", 7, digest, ours=True)
     meta = json.loads(blob(store, KEY_A).with_suffix(".json").read_text())
-    assert meta == {"key": KEY_A, "seed": 7, "sha256": digest}
+    assert meta == {"key": KEY_A, "seed": 7, "sha256": digest, "mac": meta["mac"]}
+    assert len(meta["mac"]) == 64
     assert store.has(KEY_A) and list(store.keys()) == [KEY_A]
 
 
