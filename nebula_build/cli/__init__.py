@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check the manifest, generate nothing")
     validate.add_argument("--backend", metavar="NAME", help="validate against this backend")
+    validate.add_argument("--json", action="store_true", help="machine-readable output")
     validate.set_defaults(run="build:cmd_validate")
 
     plan = sub.add_parser("plan", help="show what apply would change, and why")
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
     gc.add_argument("--dry-run", action="store_true", help="only say what would go")
+    gc.add_argument("--json", action="store_true", help="machine-readable output")
     gc.add_argument(
         "--lock-timeout",
         type=_seconds,

@@ -97,3 +97,31 @@ def test_under_json_an_error_is_a_json_object_on_stdout(project, run_cli):
             "key": "defaults.width",
             "message": "",
         }
+
+
+def test_validate_and_gc_report_in_json(project, run_cli):
+    import json
+
+    root = project({"images.toml": SITE})
+    code, out, _ = run_cli("validate", "--json")
+    assert code == 0
+    assert json.loads(out) == {"manifest": "images.toml", "images": 2, "valid": True}
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(SITE.replace("a fox", "a wolf"))
+    assert run_cli("apply").code == 0  # the fox's original is now unreferenced
+    code, out, _ = run_cli("gc", "--dry-run", "--json")
+    dry = json.loads(out)
+    assert code == 0 and dry["removed"] == 1 and dry["bytes"] > 0 and dry["dry_run"] is True
+    code, out, _ = run_cli("gc", "--json")
+    assert code == 0 and json.loads(out) == dry | {"dry_run": False}
+    assert json.loads(run_cli("gc", "--json").out) == {"removed": 0, "bytes": 0, "dry_run": False}
+
+
+@pytest.mark.parametrize("command", ["validate", "gc"])
+def test_validate_and_gc_errors_are_json_too(command, project, run_cli):
+    import json
+
+    project({"images.toml": SITE.replace("width = 64", "width = 65")})
+    code, out, _ = run_cli(command, "--json")
+    assert code == 1
+    assert json.loads(out)["error"]["problems"][0]["key"] == "defaults.width"
