@@ -305,11 +305,18 @@ def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
     """The error as GitHub workflow commands, so it shows on the pull request's diff."""
     from nebula_build.ui import github
 
+    source = None
     try:
-        manifest: str | None = ctx.project().display_manifest
+        project = ctx.project()
+        manifest: str | None = project.display_manifest
     except Exception:  # no project to point at: the annotation goes on no file
         manifest = None
-    for line in github.error_annotations(exc, manifest):
+    else:
+        if getattr(exc, "failures", None):  # failed images point at their declarations
+            from nebula_build.core.manifest import source_text
+
+            source = source_text(project.manifest_path)
+    for line in github.error_annotations(exc, manifest, source):
         out.write(line + "\n")
 
 

@@ -202,7 +202,12 @@ def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:
     from nebula_build.ui import github
 
     warnings = [(o.image, w) for o in result.applied.outcomes for w in o.warnings]
-    for line in github.warning_annotations(warnings, manifest):
+    if not warnings:
+        return
+    from nebula_build.core.manifest import source_text
+
+    source = source_text(result.prepared.project.manifest_path)
+    for line in github.warning_annotations(warnings, manifest, source):
         ctx.print(line)
 
 
