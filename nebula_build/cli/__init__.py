@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check the manifest, generate nothing")
     validate.add_argument("--backend", metavar="NAME", help="validate against this backend")
+    validate.add_argument("--json", action="store_true", help="machine-readable output")
     validate.set_defaults(run="build:cmd_validate")
 
     plan = sub.add_parser("plan", help="show what apply would change, and why")
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
     gc.add_argument("--dry-run", action="store_true", help="only say what would go")
+    gc.add_argument("--json", action="store_true", help="machine-readable output")
     gc.add_argument(
         "--lock-timeout",
         type=_seconds,
@@ -321,11 +323,18 @@ def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
     """The error as GitHub workflow commands, so it shows on the pull request's diff."""
     from nebula_build.ui import github
 
+    source = None
     try:
-        manifest: str | None = ctx.project().display_manifest
+        project = ctx.project()
+        manifest: str | None = project.display_manifest
     except Exception:  # no project to point at: the annotation goes on no file
         manifest = None
-    for line in github.error_annotations(exc, manifest):
+    else:
+        if getattr(exc, "failures", None):  # failed images point at their declarations
+            from nebula_build.core.manifest import source_text
+
+            source = source_text(project.manifest_path)
+    for line in github.error_annotations(exc, manifest, source):
         out.write(line + "\n")
 
 

@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 
 def cmd_validate(ctx: Context) -> int:
     prepared = prepared_project(ctx)
-    ctx.print(f"{prepared.project.display_manifest}: {len(prepared.specs)} image(s), valid")
+    manifest, images = prepared.project.display_manifest, len(prepared.specs)
+    if ctx.args.json:
+        data = {"manifest": manifest, "images": images, "valid": True}
+        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        ctx.print(f"{manifest}: {images} image(s), valid")
     return ExitCode.OK
 
 
@@ -207,7 +212,12 @@ def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:
     from nebula_build.ui import github
 
     warnings = [(o.image, w) for o in result.applied.outcomes for w in o.warnings]
-    for line in github.warning_annotations(warnings, manifest):
+    if not warnings:
+        return
+    from nebula_build.core.manifest import source_text
+
+    source = source_text(result.prepared.project.manifest_path)
+    for line in github.warning_annotations(warnings, manifest, source):
         ctx.print(line)
 
 
@@ -226,6 +236,10 @@ def cmd_gc(ctx: Context) -> int:
     ):
         lock = recovered_lock(project, ctx.notice)
         removed, freed = collect(prepared, lock, dry_run=ctx.args.dry_run)
+    if ctx.args.json:
+        data = {"removed": removed, "bytes": freed, "dry_run": ctx.args.dry_run}
+        ctx.print(json.dumps(data, indent=2))
+        return ExitCode.OK
     verb = "would remove" if ctx.args.dry_run else "removed"
     ctx.print(
         f"{verb} {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1_000_000:.1f} MB)"

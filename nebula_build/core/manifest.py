@@ -544,6 +544,15 @@ def load(path: Path, display_path: str | None = None) -> Manifest:
     return from_bytes(read_bytes(path, display_path), path, display_path)
 
 
+def source_text(path: Path) -> str | None:
+    """The manifest's text as it is now, only to point at lines (a resolution from the
+    spec cache kept none); None where it cannot be read."""
+    try:
+        return read_bytes(path).decode("utf-8", errors="replace")
+    except ManifestError:
+        return None
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of images.toml, as committed in schema/images.schema.json."""
     schema = ManifestModel.model_json_schema()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
+from nebula_build.core import sourcemap
 from nebula_build.core.plan import Plan
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.text import printable
@@ -46,9 +47,10 @@ def annotation(
     return f"{head}::{_data(message)}"
 
 
-def error_annotations(exc: Exception, manifest: str | None) -> list[str]:
-    """An error as annotations: each manifest problem at its line, each failed image
-    on the manifest, anything else as one error."""
+def error_annotations(exc: Exception, manifest: str | None, source: str | None = None) -> list[str]:
+    """An error as annotations: each manifest problem at its line, each failed image at
+    the line that declares it in `source` (the manifest's text), anything else as one
+    error on the manifest."""
     if isinstance(exc, ManifestError):
         return [
             annotation(
@@ -62,15 +64,46 @@ def error_annotations(exc: Exception, manifest: str | None) -> list[str]:
         ]
     failures: Mapping[str, Exception] | None = getattr(exc, "failures", None)
     if failures:
+        locate = _locator(source)
         return [
-            annotation("error", f"{name}: {first_line(error)}", file=manifest)
+            annotation("error", f"{name}: {first_line(error)}", file=manifest, line=line, col=col)
             for name, error in failures.items()
+            for line, col in [locate(name)]
         ]
     return [annotation("error", first_line(exc), file=manifest)]
 
 
-def warning_annotations(warnings: Iterable[tuple[str, str]], manifest: str | None) -> list[str]:
-    return [annotation("warning", f"{image}: {text}", file=manifest) for image, text in warnings]
+def warning_annotations(
+    warnings: Iterable[tuple[str, str]], manifest: str | None, source: str | None = None
+) -> list[str]:
+    """Each image's warning at the line that declares the image in `source`."""
+    locate = _locator(source)
+    return [
+        annotation("warning", f"{image}: {text}", file=manifest, line=line, col=col)
+        for image, text in warnings
+        for line, col in [locate(image)]
+    ]
+
+
+def declared_at(name: str) -> tuple[str, ...]:
+    """The manifest key that declares what a result is named after: an image's table
+    (an image of a matrix, `enemy[slime,idle]`, its declaration's), an atlas's, or
+    the asset manifest's setting."""
+    if name.startswith("atlas "):
+        return ("atlases", name.removeprefix("atlas "))
+    if name == "asset manifest":
+        return ("assets", "manifest")
+    return ("images", name.partition("[")[0])
+
+
+def _locator(source: str | None) -> Callable[[str], tuple[int | None, int | None]]:
+    """The line and column that declare a name; None where the source does not say."""
+    positions = sourcemap.key_positions(source) if source is not None else {}
+
+    def locate(name: str) -> tuple[int | None, int | None]:
+        return positions.get(declared_at(name), (None, None))
+
+    return locate
 
 
 def _cell(text: object) -> str:

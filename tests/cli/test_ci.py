@@ -42,15 +42,92 @@ def test_a_manifest_error_is_an_annotation_on_its_line(project, run_cli, actions
     assert "::error file=images.toml,line=6,col=1::defaults.width: " in out
 
 
-def test_failed_images_are_annotations_on_the_manifest(
+def test_failed_images_are_annotations_on_their_tables(
     project, run_cli, fake_site, actions, tmp_path
 ):
     images = {"a": {"prompt": "a", "output": "a.png"}, "b": {"prompt": "b", "output": "b.png"}}
-    project({"images.toml": fake_manifest(tmp_path / "log", images, fail=("b",))})
+    manifest = fake_manifest(tmp_path / "log", images, fail=("b",))
+    project({"images.toml": manifest})
     code, out, _ = run_cli("apply")
     assert code == 1
-    assert "::error file=images.toml::b: " in out
-    assert "::error file=images.toml::a" not in out
+    line = manifest.splitlines().index("[images.b]") + 1
+    assert f"::error file=images.toml,line={line},col=1::b: " in out
+    assert "::a" not in out
+
+
+NEBULA_SITE = """\
+version = 1
+
+[defaults]
+backend = "nebula"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+
+[backends.nebula]
+retry_backoff = 0.01
+
+[images.hero]
+prompt = "a lighthouse"
+output = "img/hero.png"
+
+[images.logo]
+prompt = "an unlucky fox"
+output = "img/logo.png"
+
+[images.enemy]
+prompt = "a {kind} monster"
+matrix = { kind = ["slime", "bat"] }
+output = "img/{kind}.png"
+"""
+
+
+@pytest.mark.parametrize("command", [["apply"], ["watch", "--once"]])
+def test_a_failed_image_points_at_its_line_and_a_matrix_image_at_its_declaration(
+    command, project, run_cli, nebula_server, actions
+):
+    project({"images.toml": NEBULA_SITE})
+    nebula_server.add_faults("422", prompt="unlucky")
+    nebula_server.add_faults("422", prompt="a bat monster")
+    code, out, err = run_cli(*command)
+    assert code == 1 and "2 image(s) failed" in err
+    errors = sorted(line for line in out.splitlines() if line.startswith("::error"))
+    assert [line.partition("::")[2].partition(": ")[0] for line in errors] == [
+        "error file=images.toml,line=16,col=1::logo",
+        "error file=images.toml,line=20,col=1::enemy[bat]",
+    ]
+    assert "injected HTTP 422" in errors[0]
+
+
+def test_a_warning_points_at_its_image(project, run_cli, nebula_server, actions):
+    project({"images.toml": NEBULA_SITE})
+    nebula_server.add_faults("wrong_size", prompt="a lighthouse")
+    code, out, _ = run_cli("apply")
+    assert code == 0
+    (warning,) = [line for line in out.splitlines() if line.startswith("::warning")]
+    assert warning.startswith(
+        "::warning file=images.toml,line=12,col=1::hero: nebula returned 128x64 for a 64x64"
+    )
+
+
+def test_an_image_is_located_however_it_is_declared():
+    from nebula_build.ui.github import warning_annotations
+
+    source = """version = 1
+[images]
+hero = { prompt = "x", output = "a.png" }
+[images."logo"]
+prompt = "y"
+[atlases.sheet]
+images = ["hero"]
+"""
+    warnings = [("hero", "w"), ("logo", "w"), ("atlas sheet", "w"), ("gone", "w")]
+    assert warning_annotations(warnings, "images.toml", source) == [
+        "::warning file=images.toml,line=3,col=1::hero: w",
+        "::warning file=images.toml,line=4,col=1::logo: w",
+        "::warning file=images.toml,line=6,col=1::atlas sheet: w",
+        "::warning file=images.toml::gone: w",
+    ]
 
 
 def test_plan_and_apply_write_the_job_summary(project, run_cli, actions):
@@ -97,3 +174,31 @@ def test_under_json_an_error_is_a_json_object_on_stdout(project, run_cli):
             "key": "defaults.width",
             "message": "",
         }
+
+
+def test_validate_and_gc_report_in_json(project, run_cli):
+    import json
+
+    root = project({"images.toml": SITE})
+    code, out, _ = run_cli("validate", "--json")
+    assert code == 0
+    assert json.loads(out) == {"manifest": "images.toml", "images": 2, "valid": True}
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(SITE.replace("a fox", "a wolf"))
+    assert run_cli("apply").code == 0  # the fox's original is now unreferenced
+    code, out, _ = run_cli("gc", "--dry-run", "--json")
+    dry = json.loads(out)
+    assert code == 0 and dry["removed"] == 1 and dry["bytes"] > 0 and dry["dry_run"] is True
+    code, out, _ = run_cli("gc", "--json")
+    assert code == 0 and json.loads(out) == dry | {"dry_run": False}
+    assert json.loads(run_cli("gc", "--json").out) == {"removed": 0, "bytes": 0, "dry_run": False}
+
+
+@pytest.mark.parametrize("command", ["validate", "gc"])
+def test_validate_and_gc_errors_are_json_too(command, project, run_cli):
+    import json
+
+    project({"images.toml": SITE.replace("width = 64", "width = 65")})
+    code, out, _ = run_cli(command, "--json")
+    assert code == 1
+    assert json.loads(out)["error"]["problems"][0]["key"] == "defaults.width"

@@ -1,0 +1,96 @@
+"""The exit codes are the README's table: 0 done or nothing to do, 1 error (usage
+errors included), 2 changes pending (only `plan --detailed-exitcode` and
+`apply --locked`), 130 interrupted."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nebula_build.cli import ExitCode, build_parser
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+SITE = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+
+[images.hero]
+prompt = "a lighthouse"
+output = "img/hero.png"
+"""
+
+
+def _commands() -> list[str]:
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    return sorted(sub.choices)
+
+
+def test_the_readme_has_one_table_of_exactly_these_codes():
+    text = README.read_text(encoding="utf-8")
+    assert text.count("| code | meaning |") == 1
+    table = text[text.index("| code | meaning |") :].split("\n\n", 1)[0]
+    codes = [int(code) for code in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)]
+    assert codes == [*sorted(ExitCode), 130]
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_a_bad_flag_on_any_command_is_1(command, project, run_cli, capsys):
+    project({"images.toml": SITE})
+    positional = ["x.png"] if command == "inspect" else []
+    code, out, _ = run_cli(command, *positional, "--no-such-flag")
+    assert code == ExitCode.ERROR and out == ""
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err  # argparse's
+
+
+@pytest.mark.parametrize(
+    "argv", [[], ["no-such-command"], ["-C"], ["apply", "--parallelism", "0"]], ids=str
+)
+def test_other_usage_errors_are_1(argv, project, run_cli):
+    project({"images.toml": SITE})
+    assert run_cli(*argv).code == ExitCode.ERROR
+
+
+def test_help_and_version_are_0(run_cli, capsys):
+    assert run_cli("--help").code == 0
+    assert run_cli("--version").code == 0
+
+
+def test_changes_pending_is_2_only_where_asked_for(project, run_cli):
+    project({"images.toml": SITE})
+    assert run_cli("plan").code == 0  # changes, but nobody asked
+    assert run_cli("status").code == 0
+    assert run_cli("validate").code == 0
+    assert run_cli("plan", "--detailed-exitcode").code == 2
+    assert run_cli("apply", "--locked").code == 2
+    assert run_cli("apply", "--max-generations", "0").code == 1  # a refusal is an error
+    assert run_cli("apply").code == 0
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    assert run_cli("apply", "--locked").code == 0
+    assert run_cli("apply").code == 0  # nothing to do
+
+
+def test_an_error_is_1(project, run_cli):
+    project({"images.toml": SITE.replace("width = 64", "width = 65")})
+    for command in ("validate", "plan", "status", "apply", "gc", "gallery"):
+        assert run_cli(command).code == 1, command
+
+
+def test_an_interrupted_command_is_130(project, run_cli, monkeypatch):
+    from nebula_build.cli import build
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    project({"images.toml": SITE})
+    monkeypatch.setattr(build, "cmd_apply", interrupted)
+    code, _, err = run_cli("apply")
+    assert code == 130 and err == "interrupted\n"
