@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -66,6 +66,8 @@ MAX_JSON_DEPTH = 32
 #: the longest wait a Retry-After header gets, whatever it asks for
 MAX_RETRY_AFTER = 60.0
 LIST_MODELS_TIMEOUT = 30.0
+#: seconds the price list or the balance may take before a run (at most `timeout`)
+ACCOUNT_TIMEOUT = 10.0
 MESSAGE_LIMIT = 300
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -122,6 +124,13 @@ class NebulaSettings(BackendSettings):
         SEEDREAM_DEFAULT_ID,
         description="Model id of Seedream 3.0 (the docs do not give it; "
         "`nebula-build models --remote` lists the ids).",
+    )
+
+    prices: dict[str, Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]] = Field(
+        default_factory=dict,
+        description="Price of one image per model id, in USD credits, e.g. "
+        '{ "black-forest-labs/FLUX.1-schnell" = 0.003 }: these win over the provider\'s '
+        "price list, which `apply` fetches and caches for a day.",
     )
 
     @field_validator("base_url")
@@ -464,6 +473,7 @@ class NebulaBackend(Backend):
     name = "nebula"
     settings_model = NebulaSettings
     settings: NebulaSettings
+    paid = True
 
     def __init__(
         self,
@@ -495,6 +505,21 @@ class NebulaBackend(Backend):
     async def remote_models(cls, settings: BackendSettings) -> list[dict[str, Any]]:
         assert isinstance(settings, NebulaSettings)
         return await list_remote_models(settings)
+
+    @classmethod
+    def prices(cls, settings: BackendSettings) -> Mapping[str, float]:
+        assert isinstance(settings, NebulaSettings)
+        return settings.prices
+
+    @classmethod
+    async def price_list(cls, settings: BackendSettings) -> dict[str, float]:
+        assert isinstance(settings, NebulaSettings)
+        return await model_prices(settings)
+
+    @classmethod
+    async def balance(cls, settings: BackendSettings) -> float:
+        assert isinstance(settings, NebulaSettings)
+        return await account_balance(settings)
 
     async def __aenter__(self) -> NebulaBackend:
         import httpx
@@ -682,40 +707,15 @@ def _size_warnings(request: GenerationRequest, size: tuple[int, int]) -> tuple[s
 
 
 async def list_remote_models(
-    settings: NebulaSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: NebulaSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    deadline: float = LIST_MODELS_TIMEOUT,
 ) -> list[dict[str, Any]]:
     """The provider's model list (`GET {base}/serverless/models`)."""
-    import httpx
-
-    client, secrets = _client(settings, LIST_MODELS_TIMEOUT, transport)
-    async with client:
-        try:
-            answer = await exchange(
-                client, "GET", "/serverless/models", deadline=LIST_MODELS_TIMEOUT
-            )
-        except (TimeoutError, httpx.TimeoutException):
-            raise TransientBackendError(
-                f"could not list models: no answer within {LIST_MODELS_TIMEOUT:g}s",
-                backend="nebula",
-            ) from None
-        except httpx.HTTPError as exc:
-            raise TransientBackendError(
-                f"could not list models: {type(exc).__name__}", backend="nebula"
-            ) from None
-    if answer.status >= 300:
-        error = status_error(answer.status, server_message(answer, secrets), settings.api_key_env)
-        raise type(error)(f"could not list models: {error}", backend="nebula")
-    if answer.body is None:
-        raise RequestRejectedError(
-            f"could not list models: the answer is over {SUCCESS_BODY_LIMIT // 2**20} MiB",
-            backend="nebula",
-        )
-    try:
-        body = parse_json(answer.body)
-    except ValueError as exc:
-        raise RequestRejectedError(
-            f"could not list models: the answer is {exc}", backend="nebula"
-        ) from None
+    body, secrets = await _get_json(
+        settings, "/serverless/models", "could not list models", deadline, transport
+    )
     rows = body.get("data", body) if isinstance(body, Mapping) else body
     if isinstance(rows, Mapping):
         rows = rows.get("models", [])
@@ -724,6 +724,93 @@ async def list_remote_models(
             "could not list models: unexpected answer shape", backend="nebula"
         )
     return [_cleaned(dict(row), secrets) for row in rows if isinstance(row, Mapping)]
+
+
+async def model_prices(
+    settings: NebulaSettings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> dict[str, float]:
+    """The price of one generation per model id, from the provider's model list; rows
+    without a usable price are left out."""
+    rows = await list_remote_models(
+        settings, transport=transport, deadline=account_deadline(settings)
+    )
+    prices: dict[str, float] = {}
+    for row in rows:
+        model, price = row.get("model_name"), _amount(row.get("price"))
+        if isinstance(model, str) and model and price is not None:
+            prices[model] = price
+    return prices
+
+
+async def account_balance(
+    settings: NebulaSettings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> float:
+    """The account's credit balance (`GET {base}/users/credits`, whose answer is
+    `{"data": {"available_balance": "1228.55600"}, "status": "success"}`)."""
+    what = "could not read the balance"
+    body, _ = await _get_json(
+        settings, "/users/credits", what, account_deadline(settings), transport
+    )
+    data = body.get("data") if isinstance(body, Mapping) else None
+    said = data.get("available_balance") if isinstance(data, Mapping) else None
+    balance = _amount(said, signed=True)
+    if balance is None:
+        raise RequestRejectedError(f"{what}: unexpected answer shape", backend="nebula")
+    return balance
+
+
+def account_deadline(settings: NebulaSettings) -> float:
+    """The longest an account question (prices, balance) may take before a run: short,
+    for the run waits on it."""
+    return min(ACCOUNT_TIMEOUT, settings.timeout)
+
+
+def _amount(value: Any, *, signed: bool = False) -> float | None:
+    """A price or a balance as the API writes it (a number or a decimal string), or
+    None if it is not a finite amount (of zero or more, unless `signed`)."""
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        amount = float(value)
+        return amount if math.isfinite(amount) and (signed or amount >= 0) else None
+    return None
+
+
+async def _get_json(
+    settings: NebulaSettings,
+    path: str,
+    what: str,
+    deadline: float,
+    transport: httpx.AsyncBaseTransport | None,
+) -> tuple[Any, tuple[str, ...]]:
+    """`GET {base}{path}`'s JSON answer within `deadline`, and the secrets to keep out
+    of messages; a failure is a BackendError that starts with `what`."""
+    import httpx
+
+    client, secrets = _client(settings, deadline, transport)
+    async with client:
+        try:
+            answer = await exchange(client, "GET", path, deadline=deadline)
+        except (TimeoutError, httpx.TimeoutException):
+            raise TransientBackendError(
+                f"{what}: no answer within {deadline:g}s", backend="nebula"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise TransientBackendError(f"{what}: {type(exc).__name__}", backend="nebula") from None
+    if answer.status >= 300:
+        error = status_error(answer.status, server_message(answer, secrets), settings.api_key_env)
+        raise type(error)(f"{what}: {error}", backend="nebula")
+    if answer.body is None:
+        raise RequestRejectedError(
+            f"{what}: the answer is over {SUCCESS_BODY_LIMIT // 2**20} MiB", backend="nebula"
+        )
+    try:
+        return parse_json(answer.body), secrets
+    except ValueError as exc:
+        raise RequestRejectedError(f"{what}: the answer is {exc}", backend="nebula") from None
 
 
 def _cleaned(value: Any, secrets: Sequence[str]) -> Any:

@@ -13,10 +13,13 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 __all__ = ["ExitCode", "main", "main_exit"]
 
@@ -55,6 +58,18 @@ def _seconds(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be zero or more")
+    return value
+
+
+def _amount(text: str) -> Decimal:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(text.strip().removeprefix("$").replace(",", ""))
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount: {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError("must be an amount of zero or more")
     return value
 
 
@@ -166,6 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="refuse to start if more than N images would be generated",
+    )
+    apply.add_argument(
+        "--max-cost",
+        type=_amount,
+        metavar="AMOUNT",
+        help="refuse to start if the estimated cost (USD) is over AMOUNT, or unknown",
+    )
+    apply.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do not ask before generating on a paid backend (never asked off a terminal)",
     )
     apply.add_argument(
         "--lock-timeout",

@@ -12,6 +12,7 @@ from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
     from nebula_build.core.plan import Plan
+    from nebula_build.engine.cost import Estimate
     from nebula_build.engine.prepare import Prepared
     from nebula_build.engine.round import RoundResult
     from nebula_build.ui.progress import Progress
@@ -37,6 +38,7 @@ def cmd_plan(ctx: Context) -> int:
     import time
 
     from nebula_build.engine import noop
+    from nebula_build.engine.cost import planned
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock, prepare
     from nebula_build.engine.remotecache import configured
@@ -63,27 +65,36 @@ def cmd_plan(ctx: Context) -> int:
     prepared.files.save()
     if whole:
         noop.record(prepared, plan, args.backend, started=started, observed=observed)
+    estimate = planned(prepared, plan)
     if ctx.args.json:
-        ctx.print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
+        ctx.print(json.dumps(plan_json(plan, estimate), indent=2, ensure_ascii=False))
     else:
-        ctx.print(plan_text(plan, ctx.style))
-    _github_summary(f"nebula-build plan ({project.display_manifest})", plan)
+        ctx.print(plan_text(plan, ctx.style, estimate))
+    _github_summary(f"nebula-build plan ({project.display_manifest})", plan, estimate=estimate)
     if ctx.args.detailed_exitcode and plan.has_changes:
         return ExitCode.CHANGES_PENDING
     return ExitCode.OK
 
 
-def _github_summary(title: str, plan: Plan, result: RoundResult | None = None) -> None:
+def _github_summary(
+    title: str, plan: Plan, result: RoundResult | None = None, estimate: Estimate | None = None
+) -> None:
     """Under GitHub Actions, add the plan (and what the apply did) to the job summary."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
     from nebula_build.ui import github
 
     if result is None:
-        github.append_summary(github.summary(title, plan))
+        github.append_summary(github.summary(title, plan, estimate=estimate))
     else:
         github.append_summary(
-            github.summary(title, plan, generated=result.generated, failures=result.failures)
+            github.summary(
+                title,
+                plan,
+                generated=result.generated,
+                failures=result.failures,
+                estimate=result.estimate,
+            )
         )
 
 
@@ -130,14 +141,23 @@ def cmd_apply(ctx: Context) -> int:
         locked=args.locked,
         max_generations=args.max_generations,
         offline=args.offline,
+        max_cost=args.max_cost,
     )
+    listener = ApplyListener(ctx)
     with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
-        result = asyncio.run(apply_round(project, registry, options, listener=ApplyListener(ctx)))
+        result = asyncio.run(
+            apply_round(project, registry, options, listener=listener, review=listener.review)
+        )
     return render_round(ctx, result)
 
 
+#: the most images' actions apply lists before it starts (`plan` lists them all)
+APPLY_PLAN_LIMIT = 50
+
+
 class ApplyListener:
-    """How `apply` shows a round as it runs: notes, the plan's summary, progress."""
+    """How `apply` shows a round as it runs: notes, the plan (and the question before a
+    paid run), progress."""
 
     def __init__(self, ctx: Context, *, quiet: bool | None = None) -> None:
         self.ctx = ctx
@@ -149,13 +169,35 @@ class ApplyListener:
     def loaded(self, prepared: Prepared) -> None:
         return None
 
+    def review(self, prepared: Prepared, plan: Plan, estimate: Estimate) -> bool:
+        """Print the plan before acting; on a terminal, ask before a paid run."""
+        import sys
+
+        from nebula_build.cli import confirm
+        from nebula_build.ui.report import cost_question, plan_text, summary_line
+
+        args = self.ctx.args
+        json_output = getattr(args, "json", False)
+        if self.quiet and not json_output:
+            self.ctx.print(summary_line(plan))
+        elif not json_output:
+            self.ctx.print(plan_text(plan, self.ctx.style, estimate, limit=APPLY_PLAN_LIMIT))
+        asking = confirm.wanted(
+            yes=getattr(args, "yes", False),
+            locked=getattr(args, "locked", False),
+            json_output=json_output,
+            estimate=estimate,
+            err=self.ctx.err,
+        )
+        if not asking:
+            return True
+        self.ctx.out.flush()
+        return confirm.ask(cost_question(estimate), answers=sys.stdin, err=self.ctx.err)
+
     def starting(self, prepared: Prepared, plan: Plan) -> Progress:
         from nebula_build.ui.progress import Progress
-        from nebula_build.ui.report import summary_line
 
         json_output = getattr(self.ctx.args, "json", False)
-        if not json_output:
-            self.ctx.print(summary_line(plan))
         err = self.ctx.err
         return Progress(
             err,
@@ -175,7 +217,7 @@ def render_round(ctx: Context, result: RoundResult) -> int:
         if json_output:
             ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))
         else:
-            ctx.print(plan_text(result.plan, ctx.style))
+            ctx.print(plan_text(result.plan, ctx.style, result.estimate))
         ctx.err.write(f"error: {result.refused}\n")
         return ExitCode.CHANGES_PENDING
     if json_output:

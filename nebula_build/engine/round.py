@@ -1,7 +1,9 @@
 """One apply round, the same for `apply`, every `watch` round and `watch --once`.
 
 recover the journal → load → plan → refuse (--locked, --max-generations) →
-preflight → execute → record failures → atlases and the asset manifest.
+preflight → estimate the cost (fetching a stale price list) → refuse (--max-cost,
+a balance short of the estimate) → review (apply shows the plan and may ask) →
+execute → record failures → atlases and the asset manifest.
 
 The caller holds the project lock and renders the `RoundResult`; problems that
 stop the round before any work (a broken manifest, a missing key, missing
@@ -14,9 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 
 from nebula_build.core.plan import Plan
+from nebula_build.engine import cost
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.derived import FileOutcome, build_files
 from nebula_build.engine.execute import OpenBackends, execute
@@ -46,6 +50,8 @@ class RoundOptions:
     max_generations: int | None = None
     #: leave the remote cache alone (--offline)
     offline: bool = False
+    #: refuse a run whose estimated cost is over this, or cannot be shown not to be
+    max_cost: Decimal | None = None
 
 
 class RoundProgress(ProgressSink, Protocol):
@@ -66,6 +72,11 @@ class RoundListener(Protocol):
     def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress: ...
 
 
+#: shown the plan and its cost once nothing stands in the way, before any work:
+#: False stops the round (apply's confirmation)
+Review = Callable[[Prepared, Plan, cost.Estimate], bool]
+
+
 @dataclass(repr=False)
 class RoundResult:
     """What one round did."""
@@ -78,6 +89,8 @@ class RoundResult:
     files: list[FileOutcome] = field(default_factory=list)
     #: why nothing was done (--locked and something would be generated)
     refused: str | None = None
+    #: what the plan's generations cost, as estimated before the work
+    estimate: cost.Estimate = field(default_factory=cost.Estimate)
     elapsed: float = 0.0
 
     @property
@@ -112,10 +125,12 @@ async def apply_round(
     backends: OpenBackends | None = None,
     on_start: Callable[[Applier], None] | None = None,
     generate: GenerateFn | None = None,
+    review: Review | None = None,
 ) -> RoundResult:
     """Bring the project in line with its manifest once; the caller holds the project
     lock. `backends` stays open across rounds (watch); `on_start` receives the Applier
-    (to cancel images); `generate` replaces the backends (tests)."""
+    (to cancel images); `generate` replaces the backends (tests); `review` sees the
+    plan before any work and may stop the round."""
     started = time.perf_counter()
     lock = recovered_lock(project, listener.notice)
     prepared = prepare(project, registry, backend=options.backend, read_inputs=True)
@@ -136,10 +151,16 @@ async def apply_round(
     if not plan.has_changes:
         prepared.files.save()
         return result
+    result.estimate = cost.planned(prepared, plan)
     result.refused = _refusal(plan, options)
     if result.refused is not None:
         return result
     preflight(prepared, plan)
+    result.estimate = await cost.refreshed(prepared, plan, listener.notice)
+    cost.refuse_over(result.estimate, options.max_cost)
+    await cost.check_balance(prepared, result.estimate, listener.notice)
+    if review is not None and not review(prepared, plan, result.estimate):
+        raise UserError("apply cancelled: nothing was generated")
     progress = listener.starting(prepared, plan)
     try:
         if plan.changes:
@@ -153,7 +174,9 @@ async def apply_round(
                 backends=backends,
                 on_start=on_start,
                 remote=remote,
-                planned_only=options.locked or options.max_generations is not None,
+                planned_only=options.locked
+                or options.max_generations is not None
+                or options.max_cost is not None,
             )
             record_failures(project, result.applied, prepared.specs)
             result.lock = read(project)

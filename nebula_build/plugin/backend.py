@@ -13,6 +13,13 @@ A backend's life, as the engine drives it:
 5. `generate(request)` runs concurrently, up to `settings.concurrency` at a time.
    It reports progress through `request.on_step` / `request.on_activity`, never by
    printing, and may be cancelled (watch mode, Ctrl-C) at any await.
+
+A backend whose generations cost money sets `paid = True`. The plan then estimates
+the cost from `prices(settings)` (what the manifest configures) and the provider's
+`price_list(settings)` (fetched by `apply`, cached a day); before a paid run,
+`apply` asks `balance(settings)` whether the account can pay for it, and on a
+terminal asks the user to confirm. All three are optional: a backend that does not
+implement them has no known prices and no balance to check.
 """
 
 from __future__ import annotations
@@ -93,6 +100,8 @@ class Backend(ABC):
 
     name: ClassVar[str]
     settings_model: ClassVar[type[BackendSettings]] = BackendSettings
+    #: whether each generation is billed: `apply` estimates, checks and asks first
+    paid: ClassVar[bool] = False
 
     def __init__(self, settings: BackendSettings, *, root: Path) -> None:
         self.settings = settings
@@ -126,6 +135,25 @@ class Backend(ABC):
         """What the service behind this backend says it serves, for `nebula-build
         models --remote` (ids, types, prices); raise BackendError if it cannot say."""
         raise RequestRejectedError(f"backend {cls.name!r} has no remote model list")
+
+    @classmethod
+    def prices(cls, settings: BackendSettings) -> Mapping[str, float]:
+        """The price of one generation per model id, as the settings give it (a paid
+        backend's `prices` setting); these win over the provider's list."""
+        return {}
+
+    @classmethod
+    async def price_list(cls, settings: BackendSettings) -> Mapping[str, float]:
+        """The provider's price of one generation per model id, asked by `apply` for a
+        paid backend at most once a day (the answer is cached in the project); raise
+        BackendError if the provider cannot say. None known by default."""
+        return {}
+
+    @classmethod
+    async def balance(cls, settings: BackendSettings) -> float | None:
+        """What the account can still spend, in the prices' unit, or None where the
+        service does not say; raise BackendError if asking fails."""
+        return None
 
     async def __aenter__(self) -> Backend:
         return self

@@ -204,6 +204,23 @@ class BackendPlugin:
         with self.blame("watched_files"):
             return [Path(path) for path in self.cls.watched_files(settings, root)]
 
+    @property
+    def paid(self) -> bool:
+        """Whether its generations are billed (anything but `paid = True` is not a claim)."""
+        return getattr(self.cls, "paid", False) is True
+
+    def prices(self, settings: BackendSettings) -> Mapping[str, Any]:
+        with self.blame("prices"):
+            return self.cls.prices(settings)
+
+    async def price_list(self, settings: BackendSettings) -> Mapping[str, Any]:
+        with self.blame("price_list"):
+            return await self.cls.price_list(settings)
+
+    async def balance(self, settings: BackendSettings) -> Any:
+        with self.blame("balance"):
+            return await self.cls.balance(settings)
+
     def create(self, settings: BackendSettings, root: Path) -> Backend:
         with self.blame("__init__"):
             return self.cls(settings, root=root)

@@ -22,6 +22,7 @@ _STATE_FILES = (
     "specs.json",
     "failures.json",
     "noop",
+    "prices.json",
     "gallery/index.html",
 )
 
@@ -183,6 +184,11 @@ class Project:
     @property
     def file_index_path(self) -> Path:
         return self.state_dir / "files.json"
+
+    @property
+    def price_cache_path(self) -> Path:
+        """The paid backends' price lists as last fetched, with their dates."""
+        return self.state_dir / "prices.json"
 
     @property
     def project_lock_path(self) -> Path:

@@ -1,13 +1,17 @@
 """A stand-in for the Nebula image API on 127.0.0.1, with faults on demand.
 
 It implements the documented endpoint (`POST {base}/images/generation`, bearer
-key, the `{"status": "success", "data": [{"b64_json": …}]}` envelope) and the
-model list (`GET {base}/serverless/models`), returns real PNG/JPEG/WebP images
-of the requested size, and injects faults so clients can be tested for real::
+key, the `{"status": "success", "data": [{"b64_json": …}]}` envelope), the
+model list with its prices (`GET {base}/serverless/models`, from `prices`) and
+the account balance (`GET {base}/users/credits`, from `balance`), returns real
+PNG/JPEG/WebP images of the requested size, and injects faults so clients can be
+tested for real::
 
     with NebulaTestServer(api_key="ak_test") as server:
         server.add_faults("429:1", "reset")          # the next two requests fail
         server.add_faults("500", prompt="a red cap") # only requests for this prompt
+        server.add_credits_faults("slow:5")          # the next balance answer is late
+        server.balance = "0.01000"
         ... NEBULA_BASE_URL=server.base_url ...
 
 Faults: "401" "402" "403" "404" "422" "500" "502" "503" "504", "429[:seconds]"
@@ -49,6 +53,10 @@ from nebula_build.plugin.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL, SEEDREAM_
 
 API_PREFIX = "/api/v1"
 KNOWN_MODELS = (SDXL, FLUX_SCHNELL, FLUX_FILL, SEEDREAM_DEFAULT_ID)
+MODELS_PATH = f"{API_PREFIX}/serverless/models"
+CREDITS_PATH = f"{API_PREFIX}/users/credits"
+#: the one price the API documents (SDXL's, in its model list example)
+DEFAULT_PRICE = 0.009
 
 
 @dataclass
@@ -67,6 +75,7 @@ class RecordedRequest:
 class _State:
     faults: deque[str] = field(default_factory=deque)
     list_faults: deque[str] = field(default_factory=deque)
+    credits_faults: deque[str] = field(default_factory=deque)
     prompt_faults: dict[str, deque[str]] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
     in_flight: int = 0
@@ -89,6 +98,10 @@ class NebulaTestServer(BackgroundHTTPServer):
         self.latency = latency
         self.image_format = image_format
         self.inference_seconds = inference_seconds
+        #: the model list's price per image model (a model left out has no price)
+        self.prices: dict[str, Any] = dict.fromkeys(KNOWN_MODELS, DEFAULT_PRICE)
+        #: what `GET /users/credits` says, as the API writes it (a decimal string)
+        self.balance: Any = "1228.55600"
         self._state = _State()
         self._lock = threading.Lock()
         super().__init__(_handler_for(self), poll_interval=0.02)
@@ -111,6 +124,11 @@ class NebulaTestServer(BackgroundHTTPServer):
         """Queue faults for the next model list requests (`GET …/serverless/models`)."""
         with self._lock:
             self._state.list_faults.extend(faults)
+
+    def add_credits_faults(self, *faults: str) -> None:
+        """Queue faults for the next balance requests (`GET …/users/credits`)."""
+        with self._lock:
+            self._state.credits_faults.extend(faults)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -139,9 +157,10 @@ class NebulaTestServer(BackgroundHTTPServer):
                     return queue.popleft()
             return self._state.faults.popleft() if self._state.faults else None
 
-    def _next_list_fault(self) -> str | None:
+    def _next_get_fault(self, path: str) -> str | None:
         with self._lock:
-            return self._state.list_faults.popleft() if self._state.list_faults else None
+            queue = self._state.list_faults if path == MODELS_PATH else self._state.credits_faults
+            return queue.popleft() if queue else None
 
     def _enter(self, record: RecordedRequest) -> None:
         with self._lock:
@@ -216,31 +235,44 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             self.record = record
             server._enter(record)
             try:
-                if self.path != f"{API_PREFIX}/serverless/models":
+                answers = {MODELS_PATH: self._models, CREDITS_PATH: self._credits}
+                answer = answers.get(self.path)
+                if answer is None:
                     self._send_json(404, {"status": "failed", "message": "not found"})
                 elif not record.authorized:
                     self._send_json(401, {"status": "failed", "message": "Invalid API key"})
-                elif not self._fault_done(server._next_list_fault(), {}):
-                    models = [
-                        {
-                            "model_name": m,
-                            "model_alias": m.split("/")[-1],
-                            "model_type": "Image",
-                            "price": 0.009,
-                        }
-                        for m in KNOWN_MODELS
-                    ]
-                    models.append(
-                        {
-                            "model_name": "meta-llama/Llama-3.3-70B-Instruct",
-                            "model_alias": "Llama 3.3 70B",
-                            "model_type": "Text",
-                            "price": 0.4,
-                        }
-                    )
-                    self._send_json(200, {"status": "success", "data": models})
+                elif not self._fault_done(server._next_get_fault(self.path), {}):
+                    answer()
             finally:
                 server._leave(record)
+
+        def _models(self) -> None:
+            models = [
+                {
+                    "model_name": m,
+                    "model_alias": m.split("/")[-1],
+                    "model_type": "Image",
+                    "price": price,
+                }
+                for m, price in server.prices.items()
+            ]
+            models.append(
+                {
+                    "model_name": "meta-llama/Llama-3.3-70B-Instruct",
+                    "model_alias": "Llama 3.3 70B",
+                    "model_type": "Text",
+                    "price": 0.4,
+                }
+            )
+            self._send_json(200, {"status": "success", "data": models})
+
+        def _credits(self) -> None:
+            body = {
+                "data": {"available_balance": server.balance},
+                "message": "User credit balance successfully retrieved",
+                "status": "success",
+            }
+            self._send_json(200, body)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from nebula_build.core import sourcemap
 from nebula_build.core.plan import Plan
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.text import printable
+
+if TYPE_CHECKING:
+    from nebula_build.engine.cost import Estimate
 
 
 def active() -> bool:
@@ -116,6 +120,7 @@ def summary(
     *,
     generated: int | None = None,
     failures: Mapping[str, Exception] | None = None,
+    estimate: Estimate | None = None,
 ) -> str:
     """The Markdown a job summary shows for one plan (and what its apply did)."""
     lines = [f"### {_cell(title)}", ""]
@@ -133,19 +138,46 @@ def summary(
             for f in plan.files
             if f.is_change
         ]
-    models = Counter((a.spec.backend, a.spec.model) for a in plan.generations if a.spec is not None)
     from_cache = sum(1 for a in changes if a.from_cache)
     lines.append("")
-    if models:
-        per_model = ", ".join(f"{n} × `{m}` on {b}" for (b, m), n in sorted(models.items()))
-        lines.append(f"- **Generations:** {per_model}.")
+    lines += _generations(plan, estimate)
     lines.append(f"- **From the cache:** {from_cache}.")
+    if from_remote := sum(1 for a in changes if a.from_remote):
+        lines.append(f"- **From the remote cache:** {from_remote}.")
     if generated is not None:
         lines.append(f"- **Generated in this run:** {generated}.")
     if failures:
         lines += ["", "**Failed:**", ""]
         lines += [f"- {_cell(name)}: {_cell(first_line(e))}" for name, e in failures.items()]
     return "\n".join(lines) + "\n\n"
+
+
+def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:
+    """The generations per model (at their price, where known), and the estimate."""
+    if estimate is None:
+        models = Counter((a.spec.backend, a.spec.model) for a in plan.generations if a.spec)
+        if not models:
+            return []
+        per_model = ", ".join(f"{n} × `{m}` on {b}" for (b, m), n in sorted(models.items()))
+        return [f"- **Generations:** {per_model}."]
+    from nebula_build.engine.cost import money
+
+    if not estimate.lines:
+        return []
+    parts = []
+    for line in estimate.lines:
+        part = f"{line.generations} × `{_cell(line.model)}` on {_cell(line.backend)}"
+        if line.paid:
+            part += " at an unknown price" if line.price is None else f" at {money(line.price)}"
+        parts.append(part)
+    lines = [f"- **Generations:** {', '.join(parts)}."]
+    if estimate.paid_generations:
+        total = estimate.total
+        said = "unknown" if total is None else money(total)
+        if total is None and estimate.known:
+            said = f"at least {money(estimate.known)} (some prices unknown)"
+        lines.append(f"- **Estimated cost:** {said}.")
+    return lines
 
 
 def append_summary(markdown: str) -> None:

@@ -15,6 +15,7 @@ from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
     from nebula_build.engine.apply import Outcome
+    from nebula_build.engine.cost import CostLine, Estimate
     from nebula_build.engine.derived import FileOutcome
     from nebula_build.engine.round import RoundResult
 
@@ -112,6 +113,88 @@ def generation_costs(plan: Plan) -> list[str]:
     return [f"{n} × {model} on {backend}" for (backend, model), n in sorted(counts.items())]
 
 
+def _priced(line: CostLine) -> str:
+    from nebula_build.engine.cost import money
+
+    if not line.paid:
+        return f"{line.generations} × {line.model}"
+    if line.price is None:
+        return f"{line.generations} × {line.model} at an unknown price"
+    return f"{line.generations} × {line.model} at {money(line.price)}"
+
+
+def cost_text(estimate: Estimate) -> str | None:
+    """'Generations: 3 on nebula (2 × … at $0.003, 1 × … at $0.009); estimated cost
+    $0.015.', or None when nothing is generated."""
+    from nebula_build.engine.cost import money
+
+    if not estimate.lines:
+        return None
+    backends: dict[str, list[CostLine]] = {}
+    for line in estimate.lines:
+        backends.setdefault(line.backend, []).append(line)
+    parts = []
+    for backend, lines in backends.items():
+        listed = ", ".join(_priced(line) for line in lines)
+        free = "" if lines[0].paid else ", free"
+        parts.append(f"{sum(line.generations for line in lines)} on {backend} ({listed}{free})")
+    text = "Generations: " + ", ".join(parts)
+    if estimate.paid_generations:
+        unknown = sum(line.generations for line in estimate.unknown)
+        if not unknown:
+            text += f"; estimated cost {money(estimate.known)}"
+        elif unknown == estimate.paid_generations:
+            text += "; estimated cost unknown"
+        else:
+            text += (
+                f"; estimated cost at least {money(estimate.known)} "
+                f"({unknown} generation(s) at an unknown price)"
+            )
+    return text + "."
+
+
+def cost_question(estimate: Estimate) -> str:
+    """'Generate 3 image(s) on nebula (estimated $0.027)? [y/N] '."""
+    from nebula_build.engine.cost import money
+
+    backends = " and ".join(estimate.paid_backends)
+    total = estimate.total
+    if total is not None:
+        said = f"estimated {money(total)}"
+    elif estimate.known:
+        said = f"at least {money(estimate.known)}, some prices unknown"
+    else:
+        said = "price unknown"
+    return f"Generate {estimate.paid_generations} image(s) on {backends} ({said})? [y/N] "
+
+
+def estimate_json(estimate: Estimate) -> dict[str, Any]:
+    """The estimate as `plan --json` and `apply --json` give it; amounts in USD."""
+
+    def number(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    return {
+        "currency": "USD",
+        "generations": estimate.generations,
+        "paid_generations": estimate.paid_generations,
+        "total": number(estimate.total),
+        "known": float(estimate.known),
+        "lines": [
+            {
+                "backend": line.backend,
+                "model": line.model,
+                "generations": line.generations,
+                "paid": line.paid,
+                "price": number(line.price),
+                "subtotal": number(line.subtotal),
+                "source": line.source,
+            }
+            for line in estimate.lines
+        ],
+    }
+
+
 _FILE_MARKS = {
     FileState.BUILD: ("+", "green"),
     FileState.CONFLICT: ("!", "magenta"),
@@ -141,17 +224,29 @@ def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
     return lines
 
 
-def plan_text(plan: Plan, style: Style) -> str:
+def plan_text(
+    plan: Plan, style: Style, estimate: Estimate | None = None, *, limit: int | None = None
+) -> str:
+    """The plan as `plan` prints it; with `limit`, at most that many images' actions
+    (the count of the others instead)."""
     if not plan.has_changes:
         return f"No changes: {len(plan.actions)} image(s) up to date."
     lines = ["nebula-build will perform these actions:", ""]
-    for action in plan.changes:
+    changes = plan.changes
+    for action in changes[:limit]:
         lines += action_lines(action, style)
+    if limit is not None and len(changes) > limit:
+        more = len(changes) - limit
+        lines.append(style(f"  … and {more} more image(s) (`nebula-build plan` lists them)", "dim"))
     lines += file_lines(plan.files, style)
     lines += ["", style(summary_line(plan), "bold")]
-    costs = generation_costs(plan)
-    if costs:
-        lines.append("Generations: " + ", ".join(costs) + ".")
+    said = cost_text(estimate) if estimate is not None else None
+    if said is not None:
+        lines.append(said)
+    else:
+        costs = generation_costs(plan)
+        if costs:
+            lines.append("Generations: " + ", ".join(costs) + ".")
     return "\n".join(lines)
 
 
@@ -195,14 +290,17 @@ def file_json(action: FileAction) -> dict[str, Any]:
     return data
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
-    return {
+def plan_json(plan: Plan, estimate: Estimate | None = None) -> dict[str, Any]:
+    data = {
         "actions": [action_json(a) for a in plan.actions],
         "files": [file_json(f) for f in plan.files],
         "summary": plan.summary(),
         "files_summary": dict(Counter(f.state.value for f in plan.files)),
         "generations": len(plan.generations),
     }
+    if estimate is not None:
+        data["cost"] = estimate_json(estimate)
+    return data
 
 
 def status_text(plan: Plan, style: Style) -> str:
@@ -266,6 +364,7 @@ def apply_json(result: RoundResult) -> dict[str, Any]:
         "summary": result.plan.summary(),
         "generated": result.generated,
         "failed": sorted(result.failures),
+        "cost": estimate_json(result.estimate),
     }
 
 

@@ -53,7 +53,9 @@ def test_a_manifest_base_url_needs_the_environment(project, run_cli, nebula_serv
     assert nebula_server.requests == []
     monkeypatch.setenv("NEBULA_BASE_URL", url)  # the user's own choice
     assert run_cli("apply").code == 0
-    assert [r.authorized for r in nebula_server.requests] == [True]
+    # the price list and the balance, asked before the run, then the image
+    assert [r.authorized for r in nebula_server.requests] == [True, True, True]
+    assert len(nebula_server.generations) == 1
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,6 @@ CI = Path(__file__).resolve().parents[2] / "examples" / "ci"
 GITHUB = CI / "github" / "images.yml"
 GITLAB = CI / "gitlab-ci.yml"
 
-# Flags and commands the examples use that other branches are adding (the remote
-# cache: --offline, `cache`; the cost guards: --yes, --max-cost). Once they are
-# merged, test_pending_flags_are_still_pending fails: empty this set then.
-PENDING_FLAGS = {"--yes", "--max-cost", "--offline"}
-
 _SHELL_OPERATORS = {"||", "&&", ";", "|", "then", "else", "do"}
 
 
@@ -96,20 +91,7 @@ def test_every_command_in_the_examples_parses(path):
             _, extras = parser.parse_known_args(argv)
         except SystemExit:
             pytest.fail(f"{path.name}: nebula-build {shlex.join(argv)} does not parse")
-        unknown = {word for word in extras if word.startswith("-")}
-        assert unknown <= PENDING_FLAGS, f"{path.name}: nebula-build {shlex.join(argv)}"
-
-
-def test_pending_flags_are_still_pending():
-    parser = build_parser()
-    commands = [argv for path in (GITHUB, GITLAB) for argv in _commands(path)]
-    for argv in commands:
-        _, extras = parser.parse_known_args(argv)
-        used = PENDING_FLAGS & set(argv)
-        assert used <= set(extras), (
-            f"{sorted(used - set(extras))} now exist: remove them from PENDING_FLAGS"
-        )
-    assert {word for argv in commands for word in argv} >= PENDING_FLAGS, "unused entries"
+        assert not extras, f"{path.name}: nebula-build {shlex.join(argv)}: unknown {extras}"
 
 
 def test_shell_lines_are_read_as_commands():

@@ -132,6 +132,19 @@ def test_a_second_checkout_restores_from_the_remote_without_paying(
     assert code == 0, out
 
 
+def test_the_job_summary_counts_the_remote_caches_hits(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    second = _checkout(tmp_path, "second", source=first)
+    assert run_cli("apply", cwd=second).code == 0
+    assert "- **From the remote cache:** 3." in summary.read_text()
+
+
 def test_plan_json_says_which_images_the_remote_supplies(tmp_path, run_cli, nebula_server, remote):
     first = _checkout(tmp_path, "first")
     assert run_cli("apply", cwd=first).code == 0

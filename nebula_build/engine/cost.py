@@ -1,0 +1,228 @@
+"""What a plan's generations will cost, and the checks `apply` makes before paying.
+
+Per backend and model: the generations, the price of one, the subtotal; a total
+where every paid price is known. A price comes from the manifest (the backend's
+`prices` hook) or else from the provider's price list (`engine/prices.py`); a
+backend that is not paid costs nothing. `planned` never goes to the network
+(`plan`); `refreshed` fetches a price list first where one is missing, stale or
+lacks a model (`apply`). Amounts are Decimals made from the prices as written, so
+3 × 0.1 is 0.3 and `--max-cost 0.3` lets it through. The currency is the
+provider's; Nebula bills in USD credits, so amounts are shown with `$`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from nebula_build.core.plan import Plan
+from nebula_build.core.resolve import Resolved
+from nebula_build.engine import prices
+from nebula_build.engine.prepare import Prepared
+from nebula_build.errors import NebulaBuildError, UserError, first_line
+
+#: the longest a backend may take to say the account's balance, whatever its own deadline
+BALANCE_DEADLINE = 30.0
+FREE = "free"
+CONFIGURED = "configured"
+UNKNOWN = "unknown"
+_CENT = Decimal("0.01")
+_SHOWN = Decimal("0.000001")
+
+
+def amount(value: float) -> Decimal:
+    """A float as the decimal it was written as (0.1, not 0.1000000000000000055…)."""
+    return Decimal(repr(float(value)))
+
+
+def money(value: Decimal) -> str:
+    """'$0.006', '$12.50', '$1,228.56': cents at least, more digits where there are."""
+    if value.as_tuple().exponent < -6:  # type: ignore[operator]
+        value = value.quantize(_SHOWN)
+    cents = value.quantize(_CENT)
+    return "$" + (f"{cents:,.2f}" if cents == value else f"{value.normalize():,f}")
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    """The generations of one model on one backend, and what they cost."""
+
+    backend: str
+    model: str
+    generations: int
+    paid: bool
+    #: the price of one generation; None where it is not known
+    price: Decimal | None
+    #: where the price comes from: "free", "configured", "price list of <date>", "unknown"
+    source: str
+
+    @property
+    def subtotal(self) -> Decimal | None:
+        return None if self.price is None else self.price * self.generations
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A plan's generations per backend and model, with their cost."""
+
+    lines: tuple[CostLine, ...] = ()
+
+    @property
+    def generations(self) -> int:
+        return sum(line.generations for line in self.lines)
+
+    @property
+    def paid_generations(self) -> int:
+        return sum(line.generations for line in self.lines if line.paid)
+
+    @property
+    def paid_backends(self) -> list[str]:
+        return sorted({line.backend for line in self.lines if line.paid})
+
+    @property
+    def unknown(self) -> list[CostLine]:
+        """The paid lines whose price is not known."""
+        return [line for line in self.lines if line.price is None]
+
+    @property
+    def known(self) -> Decimal:
+        """What the lines with a known price cost (a floor when some are unknown)."""
+        return sum((line.subtotal or Decimal(0) for line in self.lines), Decimal(0))
+
+    @property
+    def total(self) -> Decimal | None:
+        """The cost of the whole plan, where every price is known."""
+        return None if self.unknown else self.known
+
+    def backend_total(self, backend: str) -> Decimal | None:
+        """What one backend's generations cost, where all their prices are known."""
+        lines = [line for line in self.lines if line.backend == backend]
+        if any(line.price is None for line in lines):
+            return None
+        return sum((line.subtotal or Decimal(0) for line in lines), Decimal(0))
+
+
+def estimate(plan: Plan, resolved: Resolved, lists: Mapping[str, prices.PriceList]) -> Estimate:
+    """The cost of `plan`'s generations, from configured prices then `lists`."""
+    counts = Counter((a.spec.backend, a.spec.model) for a in plan.generations if a.spec)
+    configured: dict[str, dict[str, float]] = {}
+    lines = []
+    for (backend, model), n in sorted(counts.items()):
+        plugin = resolved.backends[backend]
+        if not plugin.paid:
+            lines.append(CostLine(backend, model, n, False, Decimal(0), FREE))
+            continue
+        if backend not in configured:
+            configured[backend] = prices.checked_prices(plugin.prices(resolved.settings[backend]))
+        listed = lists.get(backend)
+        if model in configured[backend]:
+            price, source = configured[backend][model], CONFIGURED
+        elif listed is not None and model in listed.prices:
+            price, source = listed.prices[model], f"price list of {listed.fetched.date()}"
+        else:
+            lines.append(CostLine(backend, model, n, True, None, UNKNOWN))
+            continue
+        lines.append(CostLine(backend, model, n, True, amount(price), source))
+    return Estimate(tuple(lines))
+
+
+def _paid_generations(prepared: Prepared, plan: Plan) -> bool:
+    backends = prepared.resolved.backends
+    return any(a.spec is not None and backends[a.spec.backend].paid for a in plan.generations)
+
+
+def planned(prepared: Prepared, plan: Plan) -> Estimate:
+    """The estimate from configured prices and the cached price lists (no network)."""
+    if not _paid_generations(prepared, plan):
+        return estimate(plan, prepared.resolved, {})
+    return estimate(plan, prepared.resolved, prices.load(prepared.project))
+
+
+async def refreshed(
+    prepared: Prepared,
+    plan: Plan,
+    notice: prices.Notice,
+    *,
+    when: datetime | None = None,
+) -> Estimate:
+    """The estimate, with each paid backend's price list fetched again first where a
+    price is unknown or came from a list over a day old; a list that cannot be had
+    is a warning, and its prices stay unknown."""
+    if not _paid_generations(prepared, plan):
+        return estimate(plan, prepared.resolved, {})
+    when = when or prices.now()
+    lists = prices.load(prepared.project)
+    current = estimate(plan, prepared.resolved, lists)
+    due = {
+        line.backend
+        for line in current.lines
+        if line.price is None
+        or (line.source not in (FREE, CONFIGURED) and lists[line.backend].stale(when))
+    }
+    if not due:
+        return current
+    fetched = await prices.fetch(prepared.resolved, due, notice, when=when)
+    if not fetched:
+        return current
+    lists |= fetched
+    prices.save(prepared.project, lists)
+    return estimate(plan, prepared.resolved, lists)
+
+
+def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
+    """--max-cost: refuse, before anything is spent, a run that would cost more, or
+    whose cost cannot be shown to stay under it."""
+    if max_cost is None or not estimate.paid_generations:
+        return
+    unknown = estimate.unknown
+    if unknown:
+        line = unknown[0]
+        raise UserError(
+            f"--max-cost {money(max_cost)}: the price of {line.model} on {line.backend} is "
+            "unknown, so this apply cannot be shown to stay under it (set "
+            f'[backends.{line.backend}] prices = {{ "{line.model}" = <price> }}); '
+            "nothing was generated"
+        )
+    total = estimate.known
+    if total > max_cost:
+        raise UserError(
+            f"this apply would cost an estimated {money(total)} "
+            f"({estimate.paid_generations} paid generation(s)), more than --max-cost "
+            f"{money(max_cost)}; nothing was generated"
+        )
+
+
+async def check_balance(prepared: Prepared, estimate: Estimate, notice: prices.Notice) -> None:
+    """Refuse, before anything is spent, a run that a paid backend's account cannot
+    pay for. A balance that cannot be read is a warning: the run goes on."""
+    import asyncio  # here: `plan` never loads it
+
+    resolved = prepared.resolved
+    for backend in estimate.paid_backends:
+        due = estimate.backend_total(backend)
+        if due is None or due <= 0:
+            continue
+        try:
+            async with asyncio.timeout(BALANCE_DEADLINE):
+                said = await resolved.backends[backend].balance(resolved.settings[backend])
+        except TimeoutError:
+            notice(f"{backend}: no balance within {BALANCE_DEADLINE:g}s; not checked")
+            continue
+        except NebulaBuildError as exc:
+            notice(f"{backend}: could not check the account's balance ({first_line(exc)})")
+            continue
+        if said is None:
+            continue
+        balance = prices.checked_amount(said, limit=math.inf, signed=True)
+        if balance is None:
+            notice(f"{backend}: the account's balance is not an amount; not checked")
+        elif amount(balance) < due:
+            raise UserError(
+                f"the {backend} account's balance is {money(amount(balance))}, less than "
+                f"this apply's estimated {money(due)}; nothing was generated: top up the "
+                "account, or generate fewer images (--target, --max-generations)"
+            )

@@ -1,0 +1,384 @@
+"""No surprise bills (issue 12): the plan shows generations per backend and model with
+their estimated cost; apply prints the plan, refuses a run over --max-cost or over the
+account's balance before spending anything, and on a terminal asks first."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from nebula_build.engine import prices
+from nebula_build.state.project import Project
+from tests.conftest import CANARY_KEY, nebula_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+FLUX = "black-forest-labs/FLUX.1-schnell"
+SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+TWO = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output": "b.png"}}
+PRICED = {"prices": {f'"{FLUX}"': 0.003}}  # a TOML key, quoted
+
+
+def preview(manifest: str) -> str:
+    """The manifest on the preview backend: free."""
+    return manifest.replace('backend = "nebula"', 'backend = "preview"')
+
+
+def paid_project(project, images=TWO, **settings) -> Path:
+    return project({"images.toml": nebula_manifest(images, **settings)})
+
+
+# --- the estimate in the plan ----------------------------------------------------------
+
+
+def test_configured_prices_give_the_estimate_without_asking_the_network(
+    project, run_cli, nebula_server
+):
+    images = TWO | {"c": {"prompt": "three", "output": "c.png", "backend": "preview"}}
+    paid_project(project, images, **PRICED)
+    code, out, _ = run_cli("plan")
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        f"Generations: 2 on nebula (2 × {FLUX} at $0.003), 1 on preview "
+        f"(1 × {FLUX}, free); estimated cost $0.006."
+    )
+    cost = json.loads(run_cli("plan", "--json").out)["cost"]
+    assert (cost["total"], cost["paid_generations"], cost["currency"]) == (0.006, 2, "USD")
+    assert cost["lines"][0] == {
+        "backend": "nebula",
+        "model": FLUX,
+        "generations": 2,
+        "paid": True,
+        "price": 0.003,
+        "subtotal": 0.006,
+        "source": "configured",
+    }
+    assert nebula_server.requests == []  # plan never goes to the network
+
+
+def test_a_free_backend_shows_no_cost(project, run_cli):
+    project({"images.toml": preview(nebula_manifest(TWO))})
+    out = run_cli("plan").out
+    assert out.splitlines()[-1] == f"Generations: 2 on preview (2 × {FLUX}, free)."
+    assert "cost" not in out.splitlines()[-1]
+
+
+def test_the_price_list_is_fetched_cached_with_its_date_and_reused(project, run_cli, nebula_server):
+    root = paid_project(project)
+    code, out, _ = run_cli("plan")
+    assert "at an unknown price" in out and "estimated cost unknown" in out  # nothing cached
+    nebula_server.prices[FLUX] = 0.004
+    code, out, err = run_cli("apply", "--target", "a")
+    assert code == 0, err
+    assert f"1 × {FLUX} at $0.004); estimated cost $0.004." in out
+    assert [r.path for r in nebula_server.requests].count("/api/v1/serverless/models") == 1
+    cached = prices.load(Project(root, root / "images.toml"))["nebula"]
+    assert cached.prices[FLUX] == 0.004
+    assert prices.now() - cached.fetched < timedelta(minutes=1)
+
+    nebula_server.reset_counters()
+    nebula_server.prices[FLUX] = 0.005  # not asked again within the day
+    cost = json.loads(run_cli("plan", "--json").out)["cost"]
+    assert cost["lines"][0]["price"] == 0.004
+    assert cost["lines"][0]["source"] == f"price list of {cached.fetched.date()}"
+    assert run_cli("apply").code == 0
+    assert "/api/v1/serverless/models" not in [r.path for r in nebula_server.requests]
+
+
+def test_a_price_list_over_a_day_old_is_fetched_again(project, run_cli, nebula_server):
+    root = paid_project(project)
+    state = Project(root, root / "images.toml")
+    old = prices.now() - timedelta(days=2)
+    prices.save(state, {"nebula": prices.PriceList({FLUX: 0.001}, old)})
+    assert "at $0.001" in run_cli("plan").out  # plan uses what it has
+    nebula_server.prices[FLUX] = 0.002
+    code, out, _ = run_cli("apply")
+    assert code == 0 and "at $0.002" in out
+    assert prices.load(state)["nebula"].prices[FLUX] == 0.002
+
+
+def test_a_price_cache_that_came_with_a_checkout_is_not_believed(project, run_cli, nebula_server):
+    root = paid_project(project)
+    forged = {
+        "format": 1,
+        "backends": {"nebula": {"fetched": prices.now().isoformat(), "prices": {FLUX: 0}}},
+    }
+    (root / ".nebula-build").mkdir()
+    (root / ".nebula-build/prices.json").write_text(json.dumps(forged))
+    assert "estimated cost unknown" in run_cli("plan").out
+    code, _, err = run_cli("apply", "--max-cost", "0.001")
+    assert code == 1 and "more than --max-cost $0.001" in err  # the server's $0.009 each
+    assert nebula_server.generations == []
+
+
+@pytest.mark.parametrize("fault", ["500", "echo:401", "malformed_json"])
+def test_an_unknown_price_is_a_warning_and_the_run_goes_on(fault, project, run_cli, nebula_server):
+    paid_project(project)
+    nebula_server.add_model_list_faults(fault)
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "note: nebula: could not fetch its price list" in err
+    assert "estimated cost unknown" in out
+    assert len(nebula_server.generations) == 2
+    assert CANARY_KEY not in out + err
+
+
+def test_a_model_missing_from_the_price_list_has_an_unknown_price(project, run_cli, nebula_server):
+    images = {"a": {"prompt": "one", "output": "a.png"}, "s": {"prompt": "x", "model": SDXL}}
+    images["s"]["output"] = "s.png"
+    paid_project(project, images)
+    del nebula_server.prices[SDXL]
+    code, out, _ = run_cli("apply")
+    assert code == 0
+    assert (
+        f"(1 × {FLUX} at $0.009, 1 × {SDXL} at an unknown price); estimated cost at least "
+        "$0.009 (1 generation(s) at an unknown price)."
+    ) in out
+
+
+# --- refusals before anything is spent ---------------------------------------------------
+
+
+def test_max_cost_refuses_a_run_over_it_before_any_request(project, run_cli, nebula_server):
+    root = paid_project(project, **PRICED)
+    code, out, err = run_cli("apply", "--max-cost", "0.005")
+    assert code == 1
+    assert err.splitlines() == [
+        "error: this apply would cost an estimated $0.006 (2 paid generation(s)), more "
+        "than --max-cost $0.005; nothing was generated"
+    ]
+    assert nebula_server.requests == [] and not (root / "a.png").exists()
+    assert run_cli("apply", "--max-cost", "$0.006").code == 0  # at the cap is under it
+
+
+def test_max_cost_adds_prices_as_written(project, run_cli, nebula_server):
+    images = {n: {"prompt": n, "output": f"{n}.png"} for n in "abc"}
+    paid_project(project, images, prices={f'"{FLUX}"': 0.1})
+    assert run_cli("apply", "--max-cost", "0.3").code == 0  # 3 × 0.1 is 0.3, not 0.30…04
+
+
+def test_max_cost_refuses_a_run_whose_price_is_unknown(project, run_cli, nebula_server):
+    paid_project(project)
+    nebula_server.prices.clear()
+    code, _, err = run_cli("apply", "--max-cost", "10")
+    assert code == 1
+    assert f"--max-cost $10.00: the price of {FLUX} on nebula is unknown" in err
+    assert "nothing was generated" in err and nebula_server.generations == []
+
+
+def test_max_cost_lets_free_generations_through(project, run_cli):
+    project({"images.toml": preview(nebula_manifest(TWO))})
+    assert run_cli("apply", "--max-cost", "0").code == 0
+
+
+@pytest.mark.parametrize("amount", ["-1", "nan", "inf", "lots"])
+def test_max_cost_must_be_an_amount(amount, project, run_cli):
+    project({"images.toml": nebula_manifest(TWO)})
+    assert run_cli("apply", "--max-cost", amount).code == 1
+
+
+def test_a_balance_below_the_estimate_is_refused_before_any_generation(
+    project, run_cli, nebula_server
+):
+    root = paid_project(project, **PRICED)
+    nebula_server.balance = "0.00500"
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert err.splitlines() == [
+        "error: the nebula account's balance is $0.005, less than this apply's estimated "
+        "$0.006; nothing was generated: top up the account, or generate fewer images "
+        "(--target, --max-generations)"
+    ]
+    assert [r.path for r in nebula_server.requests] == ["/api/v1/users/credits"]
+    assert not (root / "a.png").exists()
+    nebula_server.balance = "0.00600"
+    assert run_cli("apply").code == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ("500", "HTTP 500"),
+        ("slow:2", "no answer within 0.5s"),
+        ("malformed_json", "the answer is not JSON"),
+        ("echo:401", "Bearer [redacted]"),
+    ],
+)
+def test_a_balance_that_cannot_be_read_is_a_warning(fault, said, project, run_cli, nebula_server):
+    paid_project(project, timeout=0.5, **PRICED)
+    nebula_server.balance = "0"  # never seen: the answer fails
+    nebula_server.add_credits_faults(fault)
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    warning = next(line for line in err.splitlines() if "balance" in line)
+    assert warning.startswith("note: nebula: could not check the account's balance (")
+    assert said in warning
+    assert len(nebula_server.generations) == 2
+    assert CANARY_KEY not in out + err
+
+
+def test_no_balance_is_asked_when_nothing_is_paid_for(project, run_cli, nebula_server):
+    paid_project(project, prices={f'"{FLUX}"': 0})
+    assert run_cli("apply").code == 0
+    assert [r.path for r in nebula_server.requests if r.method == "GET"] == []
+
+
+# --- what apply shows ------------------------------------------------------------------
+
+
+def test_apply_prints_the_plan_before_acting(project, run_cli, nebula_server):
+    paid_project(project, **PRICED)
+    out = run_cli("apply").out
+    assert (
+        out.index("+ a  create  a.png")
+        < out.index("estimated cost $0.006")
+        < out.index("Apply finished")
+    )
+
+
+def test_apply_lists_a_big_plan_in_short(project, run_cli):
+    images = {f"i{n:03}": {"prompt": f"p{n}", "output": f"i{n:03}.png"} for n in range(60)}
+    text = preview(nebula_manifest(images))
+    root = project({"images.toml": text})
+    out = run_cli("apply", "--quiet").out
+    assert "create" not in out and out.startswith("Plan: 60 to generate")
+    (root / "images.toml").write_text(text.replace('prompt = "p', 'prompt = "q'))
+    assert "i059" in run_cli("plan").out  # plan lists every image
+    out = run_cli("apply").out
+    assert "~ i049  regenerate" in out and "i050" not in out
+    assert "… and 10 more image(s) (`nebula-build plan` lists them)" in out
+
+
+def test_apply_json_and_the_job_summary_carry_the_estimate(
+    project, run_cli, nebula_server, tmp_path, monkeypatch
+):
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    paid_project(project, **PRICED)
+    result = json.loads(run_cli("apply", "--json").out)
+    assert result["cost"]["total"] == 0.006 and result["generated"] == 2
+    text = summary.read_text()
+    assert f"- **Generations:** 2 × `{FLUX}` on nebula at $0.003." in text
+    assert "- **Estimated cost:** $0.006." in text
+
+
+# --- asking first, on a terminal ----------------------------------------------------------
+
+
+def _spawn(root: Path, *args: str) -> tuple[int, int]:
+    """`nebula-build -C root ARGS` on a new terminal (its controlling one): (pid, fd)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "nebula_build", "-C", str(root), *args]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: nothing but exec
+        os.execve(sys.executable, argv, env)
+    return pid, fd
+
+
+def _talk(pid: int, fd: int, answer: bytes | None) -> tuple[int, str]:
+    """Read what the command writes; when it asks, send `answer` (None: it must not ask).
+    Returns its exit code and everything it wrote."""
+    output, answered, deadline = b"", False, time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the terminal's other end is closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if b"[y/N] " in output and not answered:
+                assert answer is not None, f"asked when it must not: {output.decode()}"
+                os.write(fd, answer)
+                answered = True
+        else:
+            pytest.fail(f"no end within 60 s: {output.decode()}")
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode().replace("\r\n", "\n")
+
+
+def test_on_a_terminal_no_means_nothing_is_generated(project, nebula_server):
+    root = paid_project(project, **PRICED)
+    code, text = _talk(*_spawn(root, "apply"), b"n\n")
+    assert code == 1
+    assert "estimated cost $0.006." in text  # the plan came first
+    assert "Generate 2 image(s) on nebula (estimated $0.006)? [y/N] " in text
+    assert "error: apply cancelled: nothing was generated" in text
+    assert nebula_server.generations == [] and not (root / "a.png").exists()
+
+
+@pytest.mark.parametrize("answer", [b"y\n", b"YES\n"])
+def test_on_a_terminal_yes_generates(answer, project, nebula_server):
+    root = paid_project(project, **PRICED)
+    code, text = _talk(*_spawn(root, "apply"), answer)
+    assert code == 0, text
+    assert "[y/N] " in text and "Apply finished" in text
+    assert len(nebula_server.generations) == 2 and (root / "a.png").exists()
+
+
+def test_on_a_terminal_end_of_input_is_no(project, nebula_server):
+    root = paid_project(project, **PRICED)
+    code, text = _talk(*_spawn(root, "apply"), b"\x04")  # Ctrl-D
+    assert code == 1 and "nothing was generated" in text
+    assert nebula_server.generations == []
+
+
+def test_on_a_terminal_ctrl_c_at_the_question_stops_at_once(project, nebula_server):
+    root = paid_project(project, **PRICED)
+    started = time.monotonic()
+    code, text = _talk(*_spawn(root, "apply"), b"\x03")
+    assert code == 130 and "interrupted" in text
+    assert time.monotonic() - started < 30
+    assert nebula_server.generations == []
+
+
+@pytest.mark.parametrize("flag", ["-y", "--yes"])
+def test_yes_skips_the_question(flag, project, nebula_server):
+    root = paid_project(project, **PRICED)
+    code, text = _talk(*_spawn(root, "apply", flag), None)
+    assert code == 0, text
+    assert len(nebula_server.generations) == 2
+
+
+def test_locked_never_asks(project, nebula_server):
+    root = paid_project(project, **PRICED)
+    code, text = _talk(*_spawn(root, "apply", "--locked"), None)
+    assert code == 2 and "--locked" in text
+    assert nebula_server.generations == []
+
+
+def test_free_generations_are_not_asked_about(project):
+    root = project({"images.toml": preview(nebula_manifest(TWO))})
+    code, text = _talk(*_spawn(root, "apply"), None)
+    assert code == 0, text
+
+
+def test_never_asks_when_stdin_is_not_a_terminal(project, nebula_server):
+    import subprocess
+
+    root = paid_project(project, **PRICED)
+    main_fd, other_fd = pty.openpty()  # stdout and stderr are a terminal, stdin is not
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "-C", str(root), "apply"],
+        stdin=subprocess.DEVNULL,
+        stdout=other_fd,
+        stderr=other_fd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    os.close(other_fd)
+    code, text = _talk(process.pid, main_fd, None)
+    process.returncode = code  # reaped by _talk
+    assert code == 0, text
+    assert len(nebula_server.generations) == 2
