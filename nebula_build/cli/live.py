@@ -71,6 +71,8 @@ def cmd_watch(ctx: Context) -> int:
         try:
             last = asyncio.run(watcher.run(filesystem_changes(watcher), once=args.once))
         except KeyboardInterrupt:
+            if args.once:  # one round, like apply: an interrupted one exits 130
+                raise
             ctx.print("stopped")
             return ExitCode.OK
     if last is not None and last.result is not None and last.result.failures:

@@ -94,3 +94,15 @@ def test_an_interrupted_command_is_130(project, run_cli, monkeypatch):
     monkeypatch.setattr(build, "cmd_apply", interrupted)
     code, _, err = run_cli("apply")
     assert code == 130 and err == "interrupted\n"
+
+
+def test_an_interrupted_watch_once_is_130_like_apply(project, run_cli, monkeypatch):
+    from nebula_build.live import watch
+
+    async def interrupted(self, changes, *, once=False):
+        raise KeyboardInterrupt
+
+    project({"images.toml": SITE})
+    monkeypatch.setattr(watch.Watcher, "run", interrupted)
+    code, _, err = run_cli("watch", "--once")
+    assert code == 130 and err.endswith("interrupted\n")
