@@ -101,6 +101,9 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--force", action="store_true", help="overwrite files changed by hand (a backup is kept)"
     )
     watch.add_argument(
+        "--offline", action="store_true", help="leave the remote cache alone ([cache] remote)"
+    )
+    watch.add_argument(
         "--lock-timeout",
         type=_seconds,
         default=0.0,

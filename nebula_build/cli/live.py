@@ -62,6 +62,7 @@ def cmd_watch(ctx: Context) -> int:
             backend=args.backend,
             parallelism=args.parallelism,
             force=args.force,
+            offline=args.offline,
             on_round=on_round,
         )
         if not args.once:

@@ -60,6 +60,7 @@ class Watcher:
         backend: str | None = None,
         parallelism: int | None = None,
         force: bool = False,
+        offline: bool = False,
         on_round: Callable[[Round], None] | None = None,
     ) -> None:
         self.project = project
@@ -69,6 +70,7 @@ class Watcher:
         self.backend = backend
         self.parallelism = parallelism
         self.force = force
+        self.offline = offline
         self.on_round = on_round
         self.rounds = 0
         self._paths: set[Path] = {project.manifest_path}
@@ -133,7 +135,12 @@ class Watcher:
         with `once`."""
         self.rounds += 1
         report = Round(self.rounds)
-        options = RoundOptions(backend=self.backend, force=self.force, parallelism=self.parallelism)
+        options = RoundOptions(
+            backend=self.backend,
+            force=self.force,
+            parallelism=self.parallelism,
+            offline=self.offline,
+        )
         try:
             result = await apply_round(
                 self.project,

@@ -583,3 +583,19 @@ def test_a_checkouts_legacy_cache_entry_never_becomes_ours(
     code, out, _ = run_cli("cache", "push", cwd=hostile)
     assert "pushed 0, 0 already there, 3 left alone" in out
     assert _objects(remote) == []
+
+
+def test_watch_once_uses_the_remote_and_offline_leaves_it_alone(
+    tmp_path, run_cli, nebula_server, remote
+):
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    offline = _checkout(tmp_path, "offline", source=first)
+    nebula_server.reset_counters()
+    assert run_cli("watch", "--once", "--offline", cwd=offline).code == 0
+    assert len(nebula_server.generations) == 3
+    online = _checkout(tmp_path, "online", source=first)
+    nebula_server.reset_counters()
+    assert run_cli("watch", "--once", cwd=online).code == 0
+    assert nebula_server.requests == []
+    assert _outputs(online) == _outputs(first)
