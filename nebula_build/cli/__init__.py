@@ -54,6 +54,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be zero or more")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -181,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument(
         "--max-generations",
-        type=int,
+        type=_count,
         metavar="N",
         help="refuse to start if more than N images would be generated",
     )

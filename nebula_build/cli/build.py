@@ -59,7 +59,7 @@ def cmd_plan(ctx: Context) -> int:
         targets=args.target,
         replace=args.replace,
         force=args.force,
-        remote=configured(prepared.resolved, offline=args.offline),
+        remote=configured(prepared.resolved, offline=args.offline, notice=ctx.notice),
         notice=ctx.notice,
     )
     prepared.files.save()

@@ -20,7 +20,7 @@ def _remote(ctx: Context) -> tuple[Prepared, Remote]:
     from nebula_build.engine.remotecache import ENV_REMOTE, configured
 
     prepared = prepared_project(ctx)
-    remote = configured(prepared.resolved)
+    remote = configured(prepared.resolved, notice=ctx.notice)
     if remote is None:
         raise UserError(
             f"{prepared.project.display_manifest}: no remote cache: set [cache] remote "
@@ -111,8 +111,10 @@ def cmd_status(ctx: Context) -> int:
         f"{found.images} image(s), {found.generations} generation(s): {found.in_local} in "
         f"the local cache, {found.in_remote} in the remote cache"
     )
-    if found.only_local:
+    if found.only_local and remote.writable:
         ctx.print(f"  {found.only_local} only here: `nebula-build cache push` shares them")
+    elif found.only_local:
+        ctx.print(f"  {found.only_local} only here (the remote is read-only here)")
     if found.only_remote:
         ctx.print(
             f"  {found.only_remote} only in the remote: `nebula-build cache pull` fetches them"

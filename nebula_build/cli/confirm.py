@@ -1,16 +1,18 @@
 """Asking before money is spent: `apply` on a terminal, for generations on a paid backend.
 
-Asked only where someone can answer (stdin and stderr are terminals) and only
-when the run would pay: never under `--yes`, `--locked` or `--json`, never off a
-terminal (CI, a pipe), never in `watch` (which runs again on every save: asking
-each time would block the loop, and starting it is the consent). The question
-goes to stderr; anything but y or yes, end of input included, is no.
+Asked wherever someone can answer (stdin is a terminal) and only when the run
+would pay: never under `--yes`, `--locked` or `--json`, never off a terminal (CI,
+a pipe), never in `watch` (which runs again on every save: asking each time would
+block the loop, and starting it is the consent). The question goes to stderr, or
+to the terminal itself when stderr is redirected (`apply 2>log` still asks);
+anything but y or yes, end of input included, is no.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from nebula_build.engine.cost import Estimate
@@ -23,7 +25,7 @@ def wanted(*, yes: bool, locked: bool, json_output: bool, estimate: Estimate, er
     """Whether to ask before this run."""
     if yes or locked or json_output or not estimate.paid_generations:
         return False
-    return _terminal(sys.stdin) and _terminal(err)
+    return _terminal(sys.stdin)
 
 
 def ask(question: str, *, answers: TextIO, err: TextIO) -> bool:
@@ -34,17 +36,28 @@ def ask(question: str, *, answers: TextIO, err: TextIO) -> bool:
         previous: object = signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread: signals are not ours to handle
         previous = None
+    shown = err if _terminal(err) else _controlling_terminal() or err
     try:
-        err.write(question)  # once Ctrl-C stops the wait: it may come the moment this shows
-        err.flush()
+        sys.stdout.flush()  # the plan above it first, even through a pipe to tee
+        shown.write(question)  # once Ctrl-C stops the wait: it may come the moment this shows
+        shown.flush()
         _wait_for_input(answers)
         line = answers.readline()
     finally:
         if callable(previous) or isinstance(previous, int):
             signal.signal(signal.SIGINT, previous)
     if not line:
-        err.write("\n")
+        shown.write("\n")
+    if shown is not err:
+        shown.close()
     return line.strip().lower() in ("y", "yes")
+
+
+def _controlling_terminal() -> TextIO | None:
+    try:
+        return Path("/dev/tty").open("w", encoding="utf-8")
+    except OSError:
+        return None
 
 
 def _wait_for_input(stream: TextIO) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from nebula_build.core.plan import Action, Plan
+from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.resolve import Resolved
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.verify import Restored, Verified, verify
@@ -39,15 +39,19 @@ ENV_READONLY = "NEBULA_BUILD_CACHE_READONLY"
 Notice = Callable[[str], None]
 
 
-def configured(resolved: Resolved, *, offline: bool = False) -> Remote | None:
+def configured(
+    resolved: Resolved, *, offline: bool = False, notice: Notice | None = None
+) -> Remote | None:
     """The project's remote cache, or None (none named, or `--offline`)."""
     if offline:
         return None
     url = os.environ.get(ENV_REMOTE)
+    if url == "" and resolved.cache_remote and notice is not None:
+        notice(f"{ENV_REMOTE} is set but empty: the manifest's remote cache is off")
     why_read_only = ""
     if url is None:
         url = resolved.cache_remote
-        why_read_only = f"the manifest names it, and only {ENV_REMOTE} names a remote to write to"
+        why_read_only = f"the manifest names it; set {ENV_REMOTE}={url} where uploads should happen"
     elif url:
         problem = url_problem(url, from_manifest=False)
         if problem is not None:
@@ -59,6 +63,16 @@ def configured(resolved: Resolved, *, offline: bool = False) -> Remote | None:
     return Remote(url, writable=not why_read_only, why_read_only=why_read_only)
 
 
+def unshared(remote: Remote | None, generated: int) -> str | None:
+    """What to say when a run generated images a read-only remote did not take."""
+    if remote is None or remote.writable or not generated:
+        return None
+    return (
+        f"{generated} new generation(s) not uploaded: the remote cache is read-only here "
+        f"({remote.why_read_only})"
+    )
+
+
 def mark(plan: Plan, remote: Remote | None, notice: Notice) -> Plan:
     """`plan` with the generations the remote holds marked as restores from it: one
     batched lookup for all of them. A plan that generates nothing asks nothing."""
@@ -68,14 +82,21 @@ def mark(plan: Plan, remote: Remote | None, notice: Notice) -> Plan:
     try:
         found = remote.lookup(wanted)
     except RemoteError as exc:
-        notice(f"{exc}; planning without the remote cache")
+        notice(f"{exc}; building without the remote cache")
+        remote.give_up()
         return plan
     if not found:
         return plan
 
     def marked(action: Action) -> Action:
-        hit = _could_restore(action) and action.spec and action.spec.generation_key in found
-        return replace(action, from_remote=True) if hit else action
+        spec, entry = action.spec, action.entry
+        if not (_could_restore(action) and spec and spec.generation_key in found):
+            return action
+        if entry is not None and entry.generation_key == spec.generation_key:
+            # the locked generation, only missing here: a restore, as from the local cache
+            reason = action.reason.replace(" and not cached", "")
+            return replace(action, kind=ActionKind.RESTORE, reason=reason, from_remote=True)
+        return replace(action, from_remote=True)
 
     return replace(plan, actions=tuple(marked(a) for a in plan.actions))
 
@@ -114,7 +135,10 @@ def new_record(
 
 
 def upload(remote: Remote, spec: AssetSpec, verified: Verified, seed: int | None) -> str | None:
-    """Share a paid generation; the warning to give if the remote would not take it."""
+    """Share a paid generation; the warning to give if the remote would not take it (none
+    once the remote was given up on: that was said once)."""
+    if not remote.usable:
+        return None
     try:
         record = new_record(
             spec.generation_key,

@@ -27,7 +27,7 @@ from nebula_build.engine.execute import OpenBackends, execute
 from nebula_build.engine.gc import remove_leftovers
 from nebula_build.engine.planning import plan_for
 from nebula_build.engine.prepare import Prepared, prepare, recovered_lock
-from nebula_build.engine.remotecache import configured
+from nebula_build.engine.remotecache import configured, unshared
 from nebula_build.engine.runstate import record_failures
 from nebula_build.errors import UserError
 from nebula_build.plugin.manager import BackendRegistry
@@ -137,7 +137,7 @@ async def apply_round(
     remove_leftovers(prepared)  # a killed run's temp files
     adopt(prepared.store, {spec.generation_key for spec in prepared.specs.values()})
     listener.loaded(prepared)
-    remote = configured(prepared.resolved, offline=options.offline)
+    remote = configured(prepared.resolved, offline=options.offline, notice=listener.notice)
     plan = plan_for(
         prepared,
         lock,
@@ -179,6 +179,8 @@ async def apply_round(
                 or options.max_cost is not None,
             )
             record_failures(project, result.applied, prepared.specs)
+            if (note := unshared(remote, result.applied.generated)) is not None:
+                listener.notice(note)
             result.lock = read(project)
         result.files = build_files(
             prepared, result.lock, force=options.force, on_built=progress.built

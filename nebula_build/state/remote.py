@@ -124,6 +124,19 @@ _SECRET_VARIABLES = (
 _USERINFO = re.compile(r"://[^/\s@]+@")
 
 
+def _hint(exc: BaseException) -> str:
+    """What to do about the store errors people meet first, where one applies."""
+    text = str(exc)
+    if "169.254.169.254" in text:  # no credentials in the environment: the SDK asked EC2's
+        return (
+            " (no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or configure OIDC in CI)"
+        )
+    if "builder error" in text and "http://" in text:
+        return " (a plain http:// endpoint needs AWS_ALLOW_HTTP=true)"
+    return ""
+
+
 def _one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     text = _USERINFO.sub("://[redacted]@", lines[0] if lines else type(exc).__name__)
@@ -181,7 +194,7 @@ class Remote:
 
     def _call(self, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
         """One request; any failure but "not found" is a RemoteError naming `what`."""
-        if self._failures >= _FAILURES_BEFORE_GIVING_UP:
+        if not self.usable:
             raise RemoteError(f"remote cache {self.url}: gave up after repeated failures")
         try:
             return action(self.store, *args, **kwargs)
@@ -192,11 +205,23 @@ class Remote:
             raise
         except Exception as exc:
             self._failed()
-            raise RemoteError(f"remote cache {self.url}: {what}: {_one_line(exc)}") from None
+            raise RemoteError(
+                f"remote cache {self.url}: {what}: {_one_line(exc)}{_hint(exc)}"
+            ) from None
 
     def _failed(self) -> None:
         with self._failures_lock:
             self._failures += 1
+
+    def give_up(self) -> None:
+        """Ask nothing more of this remote for the rest of the run."""
+        with self._failures_lock:
+            self._failures = max(self._failures, _FAILURES_BEFORE_GIVING_UP)
+
+    @property
+    def usable(self) -> bool:
+        """False once the remote failed repeatedly (or was given up on)."""
+        return self._failures < _FAILURES_BEFORE_GIVING_UP
 
     # --- lookups ------------------------------------------------------------
 
@@ -257,7 +282,9 @@ class Remote:
             raise
         except Exception as exc:
             self._failed()
-            raise RemoteError(f"remote cache {self.url}: listing: {_one_line(exc)}") from None
+            raise RemoteError(
+                f"remote cache {self.url}: listing: {_one_line(exc)}{_hint(exc)}"
+            ) from None
 
     def _listed_from(self, digit: str) -> Iterator[str]:
         """The keys starting with the hex `digit`: one range of an object store's listing

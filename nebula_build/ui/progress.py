@@ -104,6 +104,8 @@ class Progress:
                 source = " (from remote cache)" if action.from_remote else " (from cache)"
         elif outcome.generated:  # a restore whose cache entry was bad, or a re-encode
             verb, source = "regenerated", " (generated)"
+        elif action.from_remote:
+            source = " (from remote cache)"
         elapsed += _details(outcome)
         return (
             f"{counter} {style(verb, 'green')} {style(action.image, 'bold')} "

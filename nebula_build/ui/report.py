@@ -50,11 +50,10 @@ def _value(field: str, value: Any) -> str:
 def action_lines(action: Action, style: Style) -> list[str]:
     symbol, color = SYMBOLS[action.kind]
     cache = ""
-    if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
-        if action.from_cache:
-            cache = " (from cache)"
-        elif action.from_remote:
-            cache = " (the remote cache has it)"
+    if action.from_remote:
+        cache = " (from the remote cache)"
+    elif action.from_cache and action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
+        cache = " (from cache)"
     head = (
         f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
         f"{style(action.kind.value, color)}  {action.output or ''}"
@@ -75,6 +74,11 @@ def action_lines(action: Action, style: Style) -> list[str]:
     return lines
 
 
+def _restore_label(plan: Plan) -> str:
+    remote = sum(1 for a in plan.actions if a.kind is ActionKind.RESTORE and a.from_remote)
+    return f"to restore ({remote} from remote cache)" if remote else "to restore"
+
+
 def summary_line(plan: Plan) -> str:
     counts = Counter(a.kind for a in plan.actions)
     to_generate = counts[ActionKind.CREATE] + counts[ActionKind.REGENERATE]
@@ -83,7 +87,11 @@ def summary_line(plan: Plan) -> str:
         for a in plan.actions
         if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE) and a.from_cache
     )
-    from_remote = sum(1 for a in plan.actions if a.from_remote)
+    from_remote = sum(
+        1
+        for a in plan.actions
+        if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE) and a.from_remote
+    )
     cached = f"{from_cache} from cache" + (
         f", {from_remote} from remote cache" if from_remote else ""
     )
@@ -93,7 +101,7 @@ def summary_line(plan: Plan) -> str:
     ]
     labels = (
         (ActionKind.REENCODE, "to re-encode"),
-        (ActionKind.RESTORE, "to restore"),
+        (ActionKind.RESTORE, _restore_label(plan)),
         (ActionKind.MOVE, "to move"),
         (ActionKind.CONFLICT, "in conflict"),
         (ActionKind.NOOP, "up to date"),

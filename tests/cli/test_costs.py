@@ -328,6 +328,22 @@ def test_on_a_terminal_yes_generates(answer, project, nebula_server):
     assert len(nebula_server.generations) == 2 and (root / "a.png").exists()
 
 
+def test_on_a_terminal_with_stderr_redirected_it_still_asks(project, nebula_server, tmp_path):
+    """`apply 2>log` on a terminal: the question goes to the terminal itself."""
+    root = paid_project(project, **PRICED)
+    log = tmp_path / "err.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = f"exec {sys.executable} -m nebula_build -C {root} apply 2>{log}"
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve("/bin/sh", ["/bin/sh", "-c", command], env)
+    code, text = _talk(pid, fd, b"n\n")
+    assert code == 1
+    assert "Generate 2 image(s) on nebula (estimated $0.006)? [y/N] " in text
+    assert "nothing was generated" in log.read_text()
+    assert nebula_server.generations == []
+
+
 def test_on_a_terminal_end_of_input_is_no(project, nebula_server):
     root = paid_project(project, **PRICED)
     code, text = _talk(*_spawn(root, "apply"), b"\x04")  # Ctrl-D

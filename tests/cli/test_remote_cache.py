@@ -116,8 +116,8 @@ def test_a_second_checkout_restores_from_the_remote_without_paying(
     nebula_server.reset_counters()
     code, out, err = run_cli("plan", cwd=second)
     assert code == 0, err
-    assert out.count("(the remote cache has it)") == 3
-    assert "3 from remote cache" in out
+    assert out.count("(from the remote cache)") == 3
+    assert "3 to restore (3 from remote cache)" in out
     started = time.perf_counter()
     code, out, err = run_cli("apply", cwd=second)
     elapsed = time.perf_counter() - started
@@ -153,7 +153,21 @@ def test_plan_json_says_which_images_the_remote_supplies(tmp_path, run_cli, nebu
     assert code == 0
     actions = json.loads(out)["actions"]
     assert {a["image"]: a["from_remote_cache"] for a in actions} == dict.fromkeys(IMAGES, True)
+    assert {a["action"] for a in actions} == {"restore"}  # the locked generations
     assert not any(a["generates"] for a in actions)
+
+
+def test_a_new_image_the_remote_holds_is_a_create_from_it(tmp_path, run_cli, nebula_server, remote):
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    second = _checkout(tmp_path, "second", source=first)
+    (second / "images.lock").unlink()  # a branch that added the images: no lock entry yet
+    code, out, _ = run_cli("plan", cwd=second)
+    assert out.count("new image (from the remote cache)") == 3
+    assert "3 to generate (0 from cache, 3 from remote cache)" in out
+    nebula_server.reset_counters()
+    assert run_cli("apply", cwd=second).code == 0
+    assert nebula_server.requests == []
 
 
 def test_a_corrupted_remote_object_is_refused_and_regenerated(
@@ -211,8 +225,8 @@ def test_an_unreachable_remote_is_a_warning_and_the_build_goes_on(
     root = _checkout(tmp_path, "first")
     code, out, err = run_cli("apply", cwd=root)
     assert code == 0, err
-    assert "planning without the remote cache" in err
-    assert "kept in the local cache only" in out + err
+    assert (out + err).count("building without the remote cache") == 1  # said once
+    assert "kept in the local cache only" not in out + err  # not once per image
     assert len(nebula_server.generations) == 3
 
 
@@ -230,7 +244,7 @@ def test_a_no_op_plan_and_offline_plans_never_touch_the_remote(
     code, out, err = run_cli("plan", "--offline", cwd=root)
     assert code == 0
     assert "remote" not in err
-    assert "remote cache has it" not in out
+    assert "from the remote cache" not in out
 
 
 def test_a_read_only_remote_is_read_but_never_written(
@@ -350,11 +364,12 @@ def test_the_manifests_remote_is_used_and_the_environment_wins(
 
     second = _checkout(tmp_path, "second", source=first)
     monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", "")  # set but empty: no remote
-    code, out, _ = run_cli("plan", cwd=second)
-    assert "remote cache has it" not in out
+    code, out, err = run_cli("plan", cwd=second)
+    assert "from the remote cache" not in out
+    assert "NEBULA_BUILD_CACHE_REMOTE is set but empty" in err
     monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE")
     code, out, _ = run_cli("plan", cwd=second)
-    assert out.count("(the remote cache has it)") == 3
+    assert out.count("(from the remote cache)") == 3
 
 
 def test_concurrent_pushes_of_one_key_never_clobber_each_other(remote):
@@ -599,3 +614,13 @@ def test_watch_once_uses_the_remote_and_offline_leaves_it_alone(
     assert run_cli("watch", "--once", cwd=online).code == 0
     assert nebula_server.requests == []
     assert _outputs(online) == _outputs(first)
+
+
+def test_a_plain_http_endpoint_without_allow_http_says_what_to_set(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    monkeypatch.delenv("AWS_ALLOW_HTTP")
+    root = _checkout(tmp_path, "first")
+    code, out, err = run_cli("cache", "status", cwd=root)
+    assert code == 1
+    assert "needs AWS_ALLOW_HTTP=true" in err
