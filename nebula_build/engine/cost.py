@@ -119,13 +119,24 @@ def estimate(plan: Plan, resolved: Resolved, lists: Mapping[str, prices.PriceLis
         if backend not in configured:
             configured[backend] = prices.checked_prices(plugin.prices(resolved.settings[backend]))
         listed = lists.get(backend)
-        if model in configured[backend]:
-            price, source = configured[backend][model], CONFIGURED
-        elif listed is not None and model in listed.prices:
-            price, source = listed.prices[model], f"price list of {listed.fetched.date()}"
-        else:
+        # A manifest's price can raise the provider's, never lower it (a pull request
+        # must not price a paid model at 0 to pass --max-cost), and a paid model at 0
+        # is not a price anyone can rely on: unknown.
+        known = [
+            (price, source)
+            for price, source in (
+                (configured[backend].get(model), CONFIGURED),
+                (
+                    listed.prices.get(model) if listed else None,
+                    f"price list of {listed.fetched.date()}" if listed else "",
+                ),
+            )
+            if price is not None and price > 0
+        ]
+        if not known:
             lines.append(CostLine(backend, model, n, True, None, UNKNOWN))
             continue
+        price, source = max(known, key=lambda item: item[0])
         lines.append(CostLine(backend, model, n, True, amount(price), source))
     return Estimate(tuple(lines))
 
@@ -149,19 +160,18 @@ async def refreshed(
     *,
     when: datetime | None = None,
 ) -> Estimate:
-    """The estimate, with each paid backend's price list fetched again first where a
-    price is unknown or came from a list over a day old; a list that cannot be had
-    is a warning, and its prices stay unknown."""
+    """The estimate, with each paid backend's price list fetched again first where it
+    is missing or over a day old (configured prices are checked against it); a list
+    that cannot be had is a warning, and the prices it would give stay unknown."""
     if not _paid_generations(prepared, plan):
         return estimate(plan, prepared.resolved, {})
     when = when or prices.now()
     lists = prices.load(prepared.project)
     current = estimate(plan, prepared.resolved, lists)
-    due = {
+    due = {  # configured prices too: they are checked against the provider's
         line.backend
         for line in current.lines
-        if line.price is None
-        or (line.source not in (FREE, CONFIGURED) and lists[line.backend].stale(when))
+        if line.paid and (line.backend not in lists or lists[line.backend].stale(when))
     }
     if not due:
         return current

@@ -27,7 +27,7 @@ def plan_for(
         prepared.specs,
         lock,
         digest_of=prepared.files.digest,
-        has_cached=prepared.store.has,
+        has_cached=prepared.store.has_ours,
         known_output=prepared.store.output_files,
         targets=targets,
         replace_images=replace,

@@ -74,6 +74,23 @@ class Store:
     def has(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def has_ours(self, key: str) -> bool:
+        """Whether an entry this tool wrote on this account is there (see
+        `CachedImage.ours`): what a plan may count as paid for already. Files that
+        came with a checkout count as nothing, so they cannot hide a generation from
+        the plan's count and its confirmation; apply still tries them first."""
+        if not self.has(key) or not self._shard_ok(key):
+            return False
+        try:
+            meta = json.loads(
+                read_regular(self._path(key).with_suffix(".json"), limit=_META_LIMIT) or b""
+            )
+        except (ValueError, RecursionError):
+            return False
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            return False
+        return tagged(_sealed(key, meta["sha256"]), meta.get("mac"))
+
     def get(self, key: str) -> CachedImage | None:
         """The entry for `key`, its bytes checked against the digest recorded with them.
 

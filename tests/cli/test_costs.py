@@ -26,6 +26,14 @@ TWO = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output
 PRICED = {"prices": {f'"{FLUX}"': 0.003}}  # a TOML key, quoted
 
 
+@pytest.fixture(autouse=True)
+def provider_agrees(request):
+    """The provider's list prices FLUX as PRICED does: a configured price can only
+    raise the provider's (see the tests of that), so most tests keep them equal."""
+    if "nebula_server" in request.fixturenames:
+        request.getfixturevalue("nebula_server").prices[FLUX] = 0.003
+
+
 def preview(manifest: str) -> str:
     """The manifest on the preview backend: free."""
     return manifest.replace('backend = "nebula"', 'backend = "preview"')
@@ -135,6 +143,7 @@ def test_a_model_missing_from_the_price_list_has_an_unknown_price(project, run_c
     images["s"]["output"] = "s.png"
     paid_project(project, images)
     del nebula_server.prices[SDXL]
+    nebula_server.prices[FLUX] = 0.009
     code, out, _ = run_cli("apply")
     assert code == 0
     assert (
@@ -154,7 +163,10 @@ def test_max_cost_refuses_a_run_over_it_before_any_request(project, run_cli, neb
         "error: this apply would cost an estimated $0.006 (2 paid generation(s)), more "
         "than --max-cost $0.005; nothing was generated"
     ]
-    assert nebula_server.requests == [] and not (root / "a.png").exists()
+    # the provider's price list is read (configured prices are checked against it);
+    # nothing is generated
+    assert nebula_server.generations == [] and not (root / "a.png").exists()
+    assert [r.path for r in nebula_server.requests] == ["/api/v1/serverless/models"]
     assert run_cli("apply", "--max-cost", "$0.006").code == 0  # at the cap is under it
 
 
@@ -196,7 +208,10 @@ def test_a_balance_below_the_estimate_is_refused_before_any_generation(
         "$0.006; nothing was generated: top up the account, or generate fewer images "
         "(--target, --max-generations)"
     ]
-    assert [r.path for r in nebula_server.requests] == ["/api/v1/users/credits"]
+    assert [r.path for r in nebula_server.requests] == [
+        "/api/v1/serverless/models",
+        "/api/v1/users/credits",
+    ]
     assert not (root / "a.png").exists()
     nebula_server.balance = "0.00600"
     assert run_cli("apply").code == 0
@@ -224,10 +239,24 @@ def test_a_balance_that_cannot_be_read_is_a_warning(fault, said, project, run_cl
     assert CANARY_KEY not in out + err
 
 
-def test_no_balance_is_asked_when_nothing_is_paid_for(project, run_cli, nebula_server):
-    paid_project(project, prices={f'"{FLUX}"': 0})
-    assert run_cli("apply").code == 0
-    assert [r.path for r in nebula_server.requests if r.method == "GET"] == []
+def test_a_manifest_cannot_price_a_paid_model_below_the_provider(project, run_cli, nebula_server):
+    """A pull request's manifest prices the model at 0 (or a fraction of a cent) to pass
+    --max-cost: the provider's price is checked and the higher one counts."""
+    nebula_server.prices[FLUX] = 0.009
+    for price in (0, 0.000001):
+        paid_project(project, prices={f'"{FLUX}"': price})
+        code, out, err = run_cli("apply", "--yes", "--max-cost", "0.01")
+        assert code == 1
+        assert "estimated $0.018" in err
+        assert nebula_server.generations == []
+
+
+def test_a_price_of_zero_on_a_paid_backend_is_unknown(project, run_cli, nebula_server):
+    nebula_server.prices[FLUX] = 0
+    paid_project(project)
+    code, _, err = run_cli("apply", "--yes", "--max-cost", "1")
+    assert code == 1 and "unknown" in err
+    assert nebula_server.generations == []
 
 
 # --- what apply shows ------------------------------------------------------------------
