@@ -32,6 +32,8 @@ CONFIGURED = "configured"
 UNKNOWN = "unknown"
 _CENT = Decimal("0.01")
 _SHOWN = Decimal("0.000001")
+#: far past any bill; also below what Decimal's default precision can show to the cent
+_HUGE = Decimal("1000000000000")
 
 
 def amount(value: float) -> Decimal:
@@ -41,6 +43,11 @@ def amount(value: float) -> Decimal:
 
 def money(value: Decimal) -> str:
     """'$0.006', '$12.50', '$1,228.56': cents at least, more digits where there are."""
+    if value < 0:
+        shown = money(-value)
+        return shown.replace("more than $", "less than -$") if "than" in shown else "-" + shown
+    if not value.is_finite() or value >= _HUGE:  # a server's "1e300" is not an amount
+        return "more than $" + f"{_HUGE:,f}"
     if value.as_tuple().exponent < -6:  # type: ignore[operator]
         value = value.quantize(_SHOWN)
     cents = value.quantize(_CENT)

@@ -212,3 +212,19 @@ def test_a_paid_plugins_balance(balance, code, said, paid_plugin, project, run_c
     assert (root / "a.png").exists() == (code == 0)
     cached = json.loads(root.joinpath(".nebula-build/prices.json").read_bytes().partition(b"\n")[2])
     assert cached["backends"]["meter"]["prices"] == {FLUX: 0.5}
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("-3", "-$3.00"),
+        ("1e300", "more than $1,000,000,000,000"),
+        ("-5e28", "less than -$1,000,000,000,000"),
+    ],
+)
+def test_money_never_crashes_on_a_servers_odd_amount(value, shown):
+    from decimal import Decimal
+
+    from nebula_build.engine.cost import money
+
+    assert money(Decimal(value)) == shown
