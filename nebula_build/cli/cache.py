@@ -66,30 +66,29 @@ def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
     return ExitCode.ERROR if sync.failed else ExitCode.OK
 
 
-def cmd_push(ctx: Context) -> int:
-    from nebula_build.engine.remotesync import push
+def _transfer(ctx: Context, verb: str) -> int:
+    """`cache push` or `cache pull`, with a counter and the report."""
+    from nebula_build.engine import remotesync
     from nebula_build.state.remote import RemoteError
 
     prepared, remote = _remote(ctx)
-    show = _progress(ctx, "pushing")
+    show = _progress(ctx, f"{verb}ing")
     try:
-        sync = push(prepared, remote, show)
+        if verb == "push":
+            sync = remotesync.push(prepared, remote, show)
+        else:
+            sync = remotesync.pull(prepared, remote, show)
     except RemoteError as exc:
         raise UserError(str(exc)) from None
-    return _report(ctx, "pushed", sync, remote)
+    return _report(ctx, f"{verb}ed", sync, remote)
+
+
+def cmd_push(ctx: Context) -> int:
+    return _transfer(ctx, "push")
 
 
 def cmd_pull(ctx: Context) -> int:
-    from nebula_build.engine.remotesync import pull
-    from nebula_build.state.remote import RemoteError
-
-    prepared, remote = _remote(ctx)
-    show = _progress(ctx, "pulling")
-    try:
-        sync = pull(prepared, remote, show)
-    except RemoteError as exc:
-        raise UserError(str(exc)) from None
-    return _report(ctx, "pulled", sync, remote)
+    return _transfer(ctx, "pull")
 
 
 def cmd_status(ctx: Context) -> int:
