@@ -153,13 +153,12 @@ class Remote:
         *,
         writable: bool,
         why_read_only: str = "",
-        store: ObjectStore | None = None,
     ) -> None:
         self.url = url
         self.writable = writable
         #: what to tell someone who tries to write to a read-only remote
         self.why_read_only = why_read_only or "it was opened read-only"
-        self._store = store
+        self._store: ObjectStore | None = None
         self._failures = 0
         self._failures_lock = threading.Lock()
 
@@ -192,26 +191,32 @@ class Remote:
     def _bytes_path(digest: str) -> str:
         return f"v1/cas/{digest[:2]}/{digest}"
 
-    def _call(self, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
-        """One request; any failure but "not found" is a RemoteError naming `what`."""
+    def _call(
+        self,
+        what: str,
+        action: Any,
+        *args: Any,
+        answers: tuple[type[Exception], ...] = (FileNotFoundError,),
+        **kwargs: Any,
+    ) -> Any:
+        """One request. The exceptions in `answers` are answers (not found, already
+        there) and pass through; any other failure is a RemoteError naming `what`."""
         if not self.usable:
             raise RemoteError(f"remote cache {self.url}: gave up after repeated failures")
         try:
             return action(self.store, *args, **kwargs)
-        except FileNotFoundError:
-            raise
-        except RemoteError:
-            self._failed()
+        except answers:
             raise
         except Exception as exc:
-            self._failed()
-            raise RemoteError(
-                f"remote cache {self.url}: {what}: {_one_line(exc)}{_hint(exc)}"
-            ) from None
+            raise self._failure(what, exc) from None
 
-    def _failed(self) -> None:
+    def _failure(self, what: str, exc: Exception) -> RemoteError:
+        """A failed request, counted, as one line that says what to do where it can."""
         with self._failures_lock:
             self._failures += 1
+        if isinstance(exc, RemoteError):
+            return exc
+        return RemoteError(f"remote cache {self.url}: {what}: {_one_line(exc)}{_hint(exc)}")
 
     def give_up(self) -> None:
         """Ask nothing more of this remote for the rest of the run."""
@@ -277,14 +282,8 @@ class Remote:
                     name = meta["path"].rpartition("/")[2]
                     if name.endswith(".json") and is_key(name[:-5]):
                         yield name[:-5]
-        except RemoteError:
-            self._failed()
-            raise
         except Exception as exc:
-            self._failed()
-            raise RemoteError(
-                f"remote cache {self.url}: listing: {_one_line(exc)}{_hint(exc)}"
-            ) from None
+            raise self._failure("listing", exc) from None
 
     def _listed_from(self, digit: str) -> Iterator[str]:
         """The keys starting with the hex `digit`: one range of an object store's listing
@@ -308,8 +307,7 @@ class Remote:
         try:
             data = bytes(result.bytes())
         except Exception as exc:
-            self._failed()
-            raise RemoteError(f"remote cache {self.url}: downloading: {_one_line(exc)}") from None
+            raise self._failure("downloading", exc) from None
         if len(data) > limit:
             raise RemoteMismatchError(f"{path} is over {limit} bytes")
         return data
@@ -374,14 +372,11 @@ class Remote:
         """Put-if-absent; False when the object was there already."""
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
+        there = (AlreadyExistsError, PreconditionError)
         try:
-            self._call("uploading", _put, path, data, "create")
-        except RemoteError as exc:
-            if isinstance(exc.__context__, AlreadyExistsError | PreconditionError):
-                with self._failures_lock:
-                    self._failures -= 1  # the answer put-if-absent exists for
-                return False
-            raise
+            self._call("uploading", _put, path, data, "create", answers=there)
+        except there:
+            return False
         return True
 
 
