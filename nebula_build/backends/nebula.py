@@ -401,12 +401,20 @@ class _Retry(Exception):
     """A failure worth another try, with the error to raise if none is left."""
 
     def __init__(
-        self, error: BackendError, delay: float | None = None, malformed: bool = False
+        self,
+        error: BackendError,
+        delay: float | None = None,
+        malformed: bool = False,
+        *,
+        sent: bool = True,
     ) -> None:
         super().__init__(str(error))
         self.error = error
         self.delay = delay
         self.malformed = malformed
+        #: the server may have done (and billed) the work: False for a rate limit or a
+        #: connection that never reached it
+        self.sent = sent
 
 
 #: an image as the API sent it: bytes, inference seconds (if said), (width, height)
@@ -562,6 +570,8 @@ class NebulaBackend(Backend):
                     malformed_tries += 1
                 if attempts >= self.settings.max_attempts or malformed_tries >= 2:
                     raise self._named(retry.error, request, attempts) from None
+                if retry.sent and not request.retry_after_send:
+                    raise self._named(retry.error, request, attempts, capped=True) from None
                 await self._pause(request, retry.delay, backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -587,11 +597,22 @@ class NebulaBackend(Backend):
         await asyncio.sleep(delay)
 
     def _named(
-        self, error: BackendError, request: GenerationRequest, attempts: int
+        self,
+        error: BackendError,
+        request: GenerationRequest,
+        attempts: int,
+        *,
+        capped: bool = False,
     ) -> BackendError:
-        """The error with the image named, and the attempt count where retries ran."""
+        """The error with the image named, and the attempt count where retries ran (or
+        why none did)."""
         message = str(error)
-        if isinstance(error, TransientBackendError) and attempts > 1:
+        if capped:
+            message = (
+                f"{message} (not tried again: the server may have billed it, and a capped "
+                "apply never pays twice for one image)"
+            )
+        elif isinstance(error, TransientBackendError) and attempts > 1:
             message = f"{message} (after {attempts} attempts)"
         return type(error)(message, backend="nebula", image=request.image_name)
 
@@ -604,6 +625,10 @@ class NebulaBackend(Backend):
             answer = await exchange(
                 self._client, "POST", "/images/generation", deadline=timeout, payload=body
             )
+        except httpx.ConnectTimeout:
+            raise _Retry(
+                TransientBackendError(f"could not connect within {timeout:g}s"), sent=False
+            ) from None
         except (TimeoutError, httpx.TimeoutException):
             raise _Retry(
                 TransientBackendError(
@@ -613,13 +638,17 @@ class NebulaBackend(Backend):
             ) from None
         except httpx.TransportError as exc:
             said = clean(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
-            raise _Retry(TransientBackendError(f"connection failed: {said}")) from None
+            never_sent = isinstance(exc, httpx.ConnectError)
+            raise _Retry(
+                TransientBackendError(f"connection failed: {said}"), sent=not never_sent
+            ) from None
         if answer.status >= 300:
             error = status_error(
                 answer.status, server_message(answer, self._secrets), self.settings.api_key_env
             )
             if isinstance(error, TransientBackendError):
-                raise _Retry(error, delay=retry_after(answer.headers))
+                rate_limited = answer.status == 429  # refused before any work
+                raise _Retry(error, delay=retry_after(answer.headers), sent=not rate_limited)
             raise error
         return self._decode(answer)
 

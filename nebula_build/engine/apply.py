@@ -355,6 +355,7 @@ class Applier:
             request_for(spec, self.inputs),
             on_step=self._from_thread(self.progress.step, action.image),
             on_activity=self._from_thread(self.progress.activity, action.image),
+            retry_after_send=not self.planned_only,
         )
         async with self._limits.setdefault(spec.backend, asyncio.Semaphore(1)):
             self._check_halted(spec.backend)

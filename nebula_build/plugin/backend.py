@@ -76,6 +76,12 @@ class GenerationRequest:
     mask: bytes | None = None
     on_step: StepCallback | None = field(default=None, compare=False, repr=False)
     on_activity: ActivityCallback | None = field(default=None, compare=False, repr=False)
+    #: whether a paid request that failed after reaching the server (a timeout, a cut-off
+    #: or garbled answer, a server error) may be sent again: a second try may be billed
+    #: too. False in a capped apply (--max-cost, --max-generations, --locked), which
+    #: must not pay more than its plan counted; a rate limit or a refused connection
+    #: did no work and is retried either way.
+    retry_after_send: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -427,3 +427,34 @@ def test_never_asks_when_stdin_is_not_a_terminal(project, nebula_server):
     process.returncode = code  # reaped by _talk
     assert code == 0, text
     assert len(nebula_server.generations) == 2
+
+
+# --- a capped run never pays twice for one image ---------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["500", "reset", "slow:2"])
+def test_a_capped_apply_never_sends_a_paid_request_twice(fault, project, run_cli, nebula_server):
+    """A failure after the request reached the server may have been billed: under a cap
+    it is not tried again (the manifest's max_attempts is up to 20)."""
+    paid_project(project, {"a": {"prompt": "one", "output": "a.png"}}, timeout=1, max_attempts=20)
+    nebula_server.add_faults(*[fault] * 5)
+    code, out, err = run_cli("apply", "--yes", "--max-cost", "0.01")
+    assert code == 1
+    assert len(nebula_server.generations) == 1
+    assert "never pays twice for one image" in out + err
+
+
+def test_a_capped_apply_still_waits_out_a_rate_limit(project, run_cli, nebula_server):
+    paid_project(project, {"a": {"prompt": "one", "output": "a.png"}}, max_attempts=5)
+    nebula_server.add_faults("429:0", "429:0")
+    code, _, err = run_cli("apply", "--yes", "--max-generations", "1")
+    assert code == 0, err
+    assert len(nebula_server.generations) == 3
+
+
+def test_an_uncapped_apply_retries_a_server_error(project, run_cli, nebula_server):
+    paid_project(project, {"a": {"prompt": "one", "output": "a.png"}}, max_attempts=5)
+    nebula_server.add_faults("500", "500")
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 0, err
+    assert len(nebula_server.generations) == 3
