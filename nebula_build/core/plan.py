@@ -146,7 +146,12 @@ class Plan:
 
     @property
     def generations(self) -> list[Action]:
-        return [a for a in self.actions if a.generates]
+        """The actions that cost a generation, one per generation key: images with the
+        same spec share one request (engine/apply.py), and are counted and priced once."""
+        unique = {
+            a.spec.generation_key: a for a in reversed(self.actions) if a.generates and a.spec
+        }
+        return [a for a in self.actions if a.spec and unique.get(a.spec.generation_key) is a]
 
     @property
     def has_changes(self) -> bool:

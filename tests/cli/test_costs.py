@@ -458,3 +458,14 @@ def test_an_uncapped_apply_retries_a_server_error(project, run_cli, nebula_serve
     code, _, err = run_cli("apply", "--yes")
     assert code == 0, err
     assert len(nebula_server.generations) == 3
+
+
+def test_images_sharing_a_spec_are_one_generation_in_the_count_and_the_estimate(
+    project, run_cli, nebula_server
+):
+    twins = {"a": {"prompt": "same", "output": "a.png"}, "b": {"prompt": "same", "output": "b.png"}}
+    paid_project(project, twins, **PRICED)
+    code, out, err = run_cli("apply", "--yes", "--max-generations", "1", "--max-cost", "0.003")
+    assert code == 0, err
+    assert "Generations: 1 on nebula" in out
+    assert len(nebula_server.generations) == 1
