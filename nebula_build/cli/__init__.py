@@ -140,6 +140,23 @@ def _add_cache_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action.set_defaults(run=f"cache:cmd_{name}")
 
 
+def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pick = sub.add_parser("pick", help="make another candidate draw an image's output")
+    pick.add_argument("name", metavar="NAME", help="the image")
+    pick.add_argument("index", nargs="?", type=_count, metavar="INDEX", help="the draw (0 first)")
+    step = pick.add_mutually_exclusive_group()
+    step.add_argument("--next", action="store_true", help="the draw after the picked one")
+    step.add_argument("--prev", action="store_true", help="the draw before the picked one")
+    pick.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a running apply",
+    )
+    pick.set_defaults(run="pick:cmd_pick")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nebula-build",
@@ -243,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(run="info:cmd_schema")
 
     _add_cache_commands(sub)
+
+    _add_pick_command(sub)
 
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
     gc.add_argument("--dry-run", action="store_true", help="only say what would go")

@@ -122,6 +122,22 @@ class GenerationFields(BaseModel):
     mask: str | None = _param("mask")
 
 
+class DrawFields(BaseModel):
+    """How many draws an image gets; allowed in [defaults], a style and per image."""
+
+    model_config = _STRICT
+
+    candidates: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Draws to generate for the image (default 1): all are kept in the "
+        "cache, the output is the one picked (`nebula-build pick NAME INDEX`; the first "
+        "until then). On a model that takes a seed, draw i uses a seed derived from the "
+        "image's seed and i, so the set is reproducible.",
+    )
+
+
 class OutputFields(BaseModel):
     """How the generated image becomes files; changing these never regenerates."""
 
@@ -163,7 +179,7 @@ class OutputFields(BaseModel):
     )
 
 
-class StyleDecl(GenerationFields, OutputFields):
+class StyleDecl(GenerationFields, DrawFields, OutputFields):
     """`[styles.<name>]`: a preset an image takes with `style = "<name>"`."""
 
     prompt_prefix: str | None = Field(
@@ -174,13 +190,13 @@ class StyleDecl(GenerationFields, OutputFields):
     )
 
 
-class Defaults(GenerationFields, OutputFields):
+class Defaults(GenerationFields, DrawFields, OutputFields):
     """Values every image takes unless it sets its own."""
 
     style: str | None = Field(None, min_length=1, description="Style every image takes.")
 
 
-class ImageDecl(GenerationFields, OutputFields):
+class ImageDecl(GenerationFields, DrawFields, OutputFields):
     """One image the project wants."""
 
     alt: str | None = Field(

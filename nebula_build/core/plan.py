@@ -32,9 +32,11 @@ class ActionKind(StrEnum):
     DELETE = "delete"
     CONFLICT = "conflict"
     NOOP = "noop"
+    #: one more candidate of an image, kept in the cache only (`candidates = N`)
+    DRAW = "draw"
 
 
-_GENERATING = (ActionKind.CREATE, ActionKind.REGENERATE)
+_GENERATING = (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW)
 
 
 @dataclass(frozen=True, slots=True)

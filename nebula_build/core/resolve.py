@@ -327,6 +327,7 @@ class _Resolver:
             depends_on=tuple(
                 sorted({d.split(":")[0][1:] for d in digests.values() if d.startswith("@")})
             ),
+            candidates=merged.get("candidates") or 1,
         )
         return spec if self.claim_paths(name, decl, spec) else None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -82,6 +82,12 @@ def check_template(template: str, known: Collection[str]) -> str | None:
     return None
 
 
+def derived_seed(seed: int, index: int) -> int:
+    """The seed of draw `index` of an image whose seed is `seed`."""
+    digest = hashlib.sha256(f"nebula-build draw {seed} {index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
 @dataclass(frozen=True, slots=True)
 class AssetSpec:
     """One image, fully resolved: defaults applied, backend and model checked."""
@@ -114,6 +120,9 @@ class AssetSpec:
     metadata: bool = True
     #: images whose output this one takes as input (`image = "@hero"`)
     depends_on: tuple[str, ...] = ()
+    #: how many draws the manifest asks for, and which of them this spec is (`drawn`)
+    candidates: int = 1
+    draw: int = 0
     #: computed from the fields; passed in only when restoring from the spec cache
     generation_key: str = ""
     output_key: str = ""
@@ -142,9 +151,22 @@ class AssetSpec:
         are omitted rather than null, so adding a new optional parameter to the
         tool does not re-key every existing image.
         """
-        params = {"backend": self.backend, "model": self.model}
+        params: dict[str, Any] = {"backend": self.backend, "model": self.model}
         params |= {param.name: getattr(self, param.key_field) for param in PARAMS}
+        if self.draw:
+            params["draw"] = self.draw
         return {k: v for k, v in params.items() if v is not None}
+
+    def drawn(self, index: int) -> AssetSpec:
+        """Draw `index` of this image's candidates, from the spec as declared (draw 0):
+        draw i > 0 is keyed by i and, where the model takes a seed and one is set, uses
+        a seed derived from it and i (so the set is reproducible)."""
+        if index == self.draw:
+            return self
+        seed = self.seed
+        if seed is not None and self.seed_reproducible:
+            seed = derived_seed(seed, index)
+        return replace(self, draw=index, seed=seed, generation_key="", output_key="")
 
     def output_params(self) -> dict[str, Any]:
         """Options that change the files but not the generation. Options left at their

@@ -224,6 +224,14 @@ class Applier:
                 await self._record(spec, action.entry.digest, action.entry.seed)
                 return
         original = await self._original(action, spec, outcome)
+        if kind is ActionKind.DRAW:  # a candidate: kept in the cache, no file, no entry
+            if outcome.generated:
+                verified = await asyncio.to_thread(verify_answer, original.data, spec)
+                note = await asyncio.to_thread(self._keep, spec, verified, original.seed)
+                if note is not None:
+                    outcome.warnings = (*outcome.warnings, note)
+                await self._share(spec, verified, original.seed, outcome)
+            return
         # From here on the work is paid for: it finishes and is recorded even if the
         # image is cancelled meanwhile (run() waits for it), so the lock never lies.
         finishing = asyncio.ensure_future(self._finish(action, spec, original, outcome))
@@ -244,11 +252,19 @@ class Applier:
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)
         await self._record(spec, digest, original.seed, variants)
-        if outcome.generated and self.remote is not None and self.remote.writable:
-            async with self._transfers:
-                note = await asyncio.to_thread(upload, self.remote, spec, verified, original.seed)
-            if note is not None:
-                outcome.warnings = (*outcome.warnings, note)
+        if outcome.generated:
+            await self._share(spec, verified, original.seed, outcome)
+
+    async def _share(
+        self, spec: AssetSpec, verified: Verified, seed: int | None, outcome: Outcome
+    ) -> None:
+        """Upload a paid generation to the remote cache, where there is one to write to."""
+        if self.remote is None or not self.remote.writable:
+            return
+        async with self._transfers:
+            note = await asyncio.to_thread(upload, self.remote, spec, verified, seed)
+        if note is not None:
+            outcome.warnings = (*outcome.warnings, note)
 
     async def _record(
         self,

@@ -32,7 +32,11 @@ def remove_leftovers(prepared: Prepared) -> int:
 def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> tuple[int, int]:
     """Remove unreferenced cache entries; returns (entries, bytes)."""
     keep = {entry.generation_key for entry in lock.values()}
-    keep |= {spec.generation_key for spec in prepared.specs.values()}
+    keep |= {
+        spec.drawn(index).generation_key
+        for spec in prepared.specs.values()
+        for index in range(spec.candidates)
+    }
     store = prepared.store
     removed = freed = 0
     for key in list(store.keys()):

@@ -3,9 +3,10 @@ made from the images (atlases, the asset manifest)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
-from nebula_build.core.plan import Plan, make_plan
+from nebula_build.core.plan import ActionKind, Plan, make_plan
+from nebula_build.engine import candidates
 from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
 from nebula_build.state.lockfile import Entries
@@ -21,10 +22,15 @@ def plan_for(
     force: bool = False,
     remote: Remote | None = None,
     notice: Callable[[str], None] = lambda message: None,
+    picks: Mapping[str, int] = {},
+    draws: bool = True,
 ) -> Plan:
-    """The plan; with `remote`, the generations it holds are marked as restores from it."""
+    """The plan; with `remote`, the generations it holds are marked as restores from it.
+    Each image is its picked draw (`picks` overrides the lock's); with `draws`, the
+    candidates the cache lacks are `draw` actions."""
+    chosen = candidates.picked(prepared.specs, lock, picks)
     images = make_plan(
-        prepared.specs,
+        chosen.specs,
         lock,
         digest_of=prepared.files.digest,
         has_cached=prepared.store.has_ours,
@@ -33,6 +39,13 @@ def plan_for(
         replace_images=replace,
         force=force,
     )
+    actions = candidates.with_notes(images.actions, chosen.notes)
+    if draws:
+        planned = [a.image for a in actions if a.kind is not ActionKind.DELETE]
+        actions += tuple(
+            candidates.draw_actions(prepared.specs, chosen.specs, prepared.store, planned)
+        )
+    images = Plan(actions)
     if remote is not None:
         from nebula_build.engine.remotecache import mark
 

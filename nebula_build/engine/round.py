@@ -14,7 +14,7 @@ does. Failures during the work are collected in the result, never raised.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -50,6 +50,10 @@ class RoundOptions:
     max_generations: int | None = None
     #: leave the remote cache alone (--offline)
     offline: bool = False
+    #: the draw to make each image's output, over the lock's pick (`nebula-build pick`)
+    picks: Mapping[str, int] = field(default_factory=dict)
+    #: make the candidates the cache lacks (`pick` only switches between those it has)
+    draws: bool = True
     #: refuse a run whose estimated cost is over this, or cannot be shown not to be
     max_cost: Decimal | None = None
 
@@ -146,6 +150,8 @@ async def apply_round(
         force=options.force,
         remote=remote,
         notice=listener.notice,
+        picks=options.picks,
+        draws=options.draws,
     )
     result = RoundResult(prepared, plan, lock)
     if not plan.has_changes:

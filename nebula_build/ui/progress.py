@@ -22,6 +22,7 @@ _DONE = {
     ActionKind.DELETE: "deleted",
     ActionKind.CONFLICT: "conflict",
     ActionKind.NOOP: "unchanged",
+    ActionKind.DRAW: "drew",
 }
 
 
@@ -97,7 +98,7 @@ class Progress:
             return f"{counter} {style('failed', 'red', 'bold')} {action.image}: {outcome.error}"
         verb = _DONE[action.kind]
         source = ""
-        if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
+        if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW):
             if outcome.generated:
                 source = " (generated)"
             else:
@@ -108,8 +109,9 @@ class Progress:
             source = " (from remote cache)"
         elapsed += _details(outcome)
         return (
-            f"{counter} {style(verb, 'green')} {style(action.image, 'bold')} "
-            f"{action.output or ''}{style(source, 'dim')} {style(elapsed, 'dim')}"
+            f"{counter} {style(verb, 'green')} {style(action.image, 'bold')}"
+            f"{' ' + action.output if action.output else ''}{style(source, 'dim')} "
+            f"{style(elapsed, 'dim')}"
         )
 
     def _clear(self) -> None:

@@ -28,6 +28,7 @@ SYMBOLS = {
     ActionKind.DELETE: ("-", "red"),
     ActionKind.CONFLICT: ("!", "magenta"),
     ActionKind.NOOP: (" ", "dim"),
+    ActionKind.DRAW: ("*", "green"),
 }
 _FILE_NOUNS = {
     FileKind.ATLAS: ("atlas", "atlases"),
@@ -104,6 +105,7 @@ def summary_line(plan: Plan) -> str:
         (ActionKind.RESTORE, _restore_label(plan)),
         (ActionKind.MOVE, "to move"),
         (ActionKind.CONFLICT, "in conflict"),
+        (ActionKind.DRAW, "candidate draw(s) to make"),
         (ActionKind.NOOP, "up to date"),
     )
     parts += [f"{counts[kind]} {label}" for kind, label in labels if counts[kind]]

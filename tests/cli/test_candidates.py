@@ -1,0 +1,130 @@
+"""Candidates, through the CLI and the loopback Nebula API: `candidates = N` makes N
+draws, `pick` switches the output between them for free, the lock keeps the choice."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+
+from tests.conftest import nebula_manifest
+
+HERO = {"prompt": "a lighthouse", "output": "hero.png", "seed": 7, "candidates": 3}
+
+
+def _lock(root):
+    return tomllib.loads((root / "images.lock").read_text())["images"]
+
+
+def test_three_candidates_cost_three_requests_with_derived_seeds(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    code, out, _ = run_cli("plan")
+    assert "2 candidate draw(s) to make" in out
+    assert "* hero#1  draw" in out and "* hero#2  draw" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    seeds = sorted(r.body["seed"] for r in nebula_server.generations)
+    assert len(seeds) == 3 and 7 in seeds  # draw 0 is the image as declared
+    assert "draw" not in _lock(root)["hero"]["params"]  # the first draw is the output
+    code, out, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 0, out
+    # reproducible: the same seeds again in another checkout
+    nebula_server.reset_counters()
+    shutil.rmtree(root / ".nebula-build")
+    (root / "images.lock").unlink()
+    (root / "hero.png").unlink()
+    assert run_cli("apply").code == 0
+    assert sorted(r.body["seed"] for r in nebula_server.generations) == seeds
+
+
+def test_pick_costs_nothing_and_writes_the_draw(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    first = (root / "hero.png").read_bytes()
+    nebula_server.reset_counters()
+    code, out, err = run_cli("pick", "hero", "2")
+    assert code == 0, err
+    assert "hero: draw 2 of 3 is the output (hero.png)" in out
+    assert nebula_server.requests == []
+    picked = (root / "hero.png").read_bytes()
+    assert picked != first
+    assert _lock(root)["hero"]["params"]["draw"] == 2
+    assert run_cli("plan", "--detailed-exitcode").code == 0  # the pick holds
+    assert run_cli("pick", "hero", "--next").code == 0  # 2 → 0, wrapping
+    assert (root / "hero.png").read_bytes() == first
+    assert run_cli("pick", "hero", "--prev").code == 0  # 0 → 2
+    assert (root / "hero.png").read_bytes() == picked
+    assert nebula_server.requests == []
+
+
+def test_a_pick_survives_a_new_format_and_a_new_prompt_makes_a_new_set(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "1").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace('"hero.png"', '"hero.webp"'))
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    assert nebula_server.requests == [] and _lock(root)["hero"]["params"]["draw"] == 1
+    manifest.write_text(manifest.read_text().replace("a lighthouse", "a windmill"))
+    code, out, _ = run_cli("plan")
+    assert "draw 1 was picked; this set of draws starts at draw 0" in out
+    assert "Generations: 3 on nebula" in out
+    assert run_cli("apply").code == 0
+    assert len(nebula_server.generations) == 3
+    assert "draw" not in _lock(root)["hero"]["params"]
+
+
+def test_caps_count_every_draw(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest({"hero": HERO})})
+    code, _, err = run_cli("apply", "--max-generations", "2")
+    assert code == 1 and "would generate 3 image(s)" in err
+    assert nebula_server.generations == []
+
+
+def test_a_second_checkout_with_the_shared_cache_reproduces_the_pick(
+    tmp_path, run_cli, nebula_server, monkeypatch
+):
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", (tmp_path / "shared").as_uri())
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "images.toml").write_text(nebula_manifest({"hero": HERO}))
+    assert run_cli("apply", cwd=first).code == 0
+    assert run_cli("pick", "hero", "2", cwd=first).code == 0
+    second = tmp_path / "second"
+    second.mkdir()
+    for name in ("images.toml", "images.lock"):
+        shutil.copy(first / name, second / name)
+    nebula_server.reset_counters()
+    code, _, err = run_cli("apply", cwd=second)
+    assert code == 0, err
+    assert nebula_server.requests == []
+    assert (second / "hero.png").read_bytes() == (first / "hero.png").read_bytes()
+
+
+def test_pick_says_what_is_wrong_in_one_line(project, run_cli, nebula_server):
+    project(
+        {"images.toml": nebula_manifest({"hero": HERO, "logo": {"prompt": "x", "output": "l.png"}})}
+    )
+    for argv, message in [
+        (["pick", "nope", "1"], "no image named 'nope'"),
+        (["pick", "logo", "1"], "images.logo has one draw"),
+        (["pick", "hero", "5"], "has draws 0 to 2 (got 5)"),
+        (["pick", "hero", "1"], "draw 1 of hero is not in the cache yet"),
+        (["pick", "hero"], "give the draw's INDEX, --next or --prev"),
+    ]:
+        code, _, err = run_cli(*argv)
+        assert code == 1, argv
+        assert message in err and err.count("\n") == 1, err
+    assert nebula_server.requests == []
+
+
+def test_gc_keeps_every_candidate(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    code, out, _ = run_cli("gc")
+    assert "removed 0 cache entries" in out
+    nebula_server.reset_counters()
+    assert run_cli("pick", "hero", "1").code == 0
+    assert nebula_server.requests == []
