@@ -51,7 +51,7 @@ def cards(
     result = []
     for action in plan.actions:
         spec = action.spec
-        if spec is None:  # an image removed from the manifest is not in the gallery
+        if spec is None or action.output is None:  # removed, or a candidate draw (no file)
             continue
         path = project.path_of(spec.output)
         version = action.entry.digest[:10] if action.entry else ""

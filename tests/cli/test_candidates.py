@@ -128,3 +128,14 @@ def test_gc_keeps_every_candidate(project, run_cli, nebula_server):
     nebula_server.reset_counters()
     assert run_cli("pick", "hero", "1").code == 0
     assert nebula_server.requests == []
+
+
+def test_the_gallery_shows_the_image_once(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    shutil.rmtree(root / ".nebula-build/cache")  # the draws are pending again
+    code, out, _ = run_cli("gallery")
+    assert code == 0
+    assert "(1 images)" in out
+    page = (root / ".nebula-build/gallery/index.html").read_text()
+    assert "hero#1" not in page
