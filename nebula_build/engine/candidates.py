@@ -51,7 +51,7 @@ def picked(
         if draw is None:
             draw = recorded_pick(spec, entry) or 0
             recorded = entry.params.get("draw", 0) if entry is not None else 0
-            if recorded and draw == 0 and entry is not None:
+            if type(recorded) is int and recorded and draw == 0:
                 notes[name] = f"draw {recorded} was picked; this set of draws starts at draw 0"
         chosen[name] = spec.drawn(draw) if spec.candidates > 1 or draw else spec
     return Picked(chosen, notes)
