@@ -11,7 +11,7 @@ def cmd_pick(ctx: Context) -> int:
     import asyncio
 
     from nebula_build.cli.build import ApplyListener, render_round
-    from nebula_build.engine.candidates import recorded_pick
+    from nebula_build.engine.candidates import picked, recorded_pick
     from nebula_build.engine.prepare import prepare, recovered_lock
     from nebula_build.engine.remotecache import configured
     from nebula_build.engine.round import RoundOptions, apply_round
@@ -34,6 +34,7 @@ def cmd_pick(ctx: Context) -> int:
                 f"{manifest}: images.{args.name} has one draw: set `candidates = N` to "
                 "have several to pick from"
             )
+        spec = picked(prepared.specs, lock).bases[args.name]  # its inputs' picks applied
         current = recorded_pick(spec, lock.get(args.name)) or 0
         if args.next or args.prev:
             index = (current + (1 if args.next else -1)) % count
@@ -45,16 +46,23 @@ def cmd_pick(ctx: Context) -> int:
             raise UserError(f"pick: images.{args.name} has draws 0 to {count - 1} (got {index})")
         key = spec.drawn(index).generation_key
         remote = configured(prepared.resolved, notice=ctx.notice)
-        if not prepared.store.has(key) and not (remote and key in remote.lookup([key])):
+        if not prepared.store.has_ours(key) and not (remote and key in remote.lookup([key])):
             raise UserError(
-                f"draw {index} of {args.name} is not in the cache yet: `nebula-build apply` "
-                "makes every candidate"
+                f"draw {index} of {args.name} is not in the cache here: `nebula-build apply` "
+                "makes the candidates of an image it changes, `nebula-build cache pull` "
+                "fetches them from a remote cache"
             )
-        options = RoundOptions(targets=[args.name], picks={args.name: index}, draws=False)
+        # locked: a pick never pays (a cache entry that fails its check is an error)
+        options = RoundOptions(
+            targets=[args.name], picks={args.name: index}, draws=False, locked=True
+        )
         result = asyncio.run(
             apply_round(project, registry, options, listener=ApplyListener(ctx, quiet=True))
         )
     code = render_round(ctx, result)
     if code == ExitCode.OK and not result.generated:
         ctx.print(f"{args.name}: draw {index} of {count} is the output ({spec.output})")
+        takers = [name for name, other in prepared.specs.items() if args.name in other.depends_on]
+        if takers:
+            ctx.notice(f"{', '.join(takers)} take its output: `nebula-build apply` remakes them")
     return code

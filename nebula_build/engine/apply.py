@@ -288,6 +288,7 @@ class Applier:
                 params=params,
                 seed=None if seed == spec.seed else seed,
                 variants=dict(variants or {}),
+                candidates=spec.candidates,
             ),
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 
-from nebula_build.core.plan import ActionKind, Plan, make_plan
+from nebula_build.core.plan import Plan, make_plan
 from nebula_build.engine import candidates
 from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
@@ -41,10 +41,7 @@ def plan_for(
     )
     actions = candidates.with_notes(images.actions, chosen.notes)
     if draws:
-        planned = [a.image for a in actions if a.kind is not ActionKind.DELETE]
-        actions += tuple(
-            candidates.draw_actions(prepared.specs, chosen.specs, prepared.store, planned)
-        )
+        actions += tuple(candidates.draw_actions(actions, chosen, lock, prepared.store))
     images = Plan(actions)
     if remote is not None:
         from nebula_build.engine.remotecache import mark

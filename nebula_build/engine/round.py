@@ -13,6 +13,7 @@ does. Failures during the work are collected in the result, never raised.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from nebula_build.core.plan import Plan
-from nebula_build.engine import cost
+from nebula_build.engine import candidates, cost
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.derived import FileOutcome, build_files
 from nebula_build.engine.execute import OpenBackends, execute
@@ -31,7 +32,7 @@ from nebula_build.engine.remotecache import configured, unshared
 from nebula_build.engine.runstate import record_failures
 from nebula_build.errors import UserError
 from nebula_build.plugin.manager import BackendRegistry
-from nebula_build.state.lockfile import Entries, read
+from nebula_build.state.lockfile import Entries, read, write
 from nebula_build.state.project import Project
 from nebula_build.state.rescue import adopt
 
@@ -187,7 +188,7 @@ async def apply_round(
             record_failures(project, result.applied, prepared.specs)
             if (note := unshared(remote, result.applied.generated)) is not None:
                 listener.notice(note)
-            result.lock = read(project)
+            result.lock = _with_draws_recorded(project, plan, result.applied, read(project))
         result.files = build_files(
             prepared, result.lock, force=options.force, on_built=progress.built
         )
@@ -196,6 +197,25 @@ async def apply_round(
         prepared.files.save()
     result.elapsed = time.perf_counter() - started
     return result
+
+
+def _with_draws_recorded(
+    project: Project, plan: Plan, applied: ApplyResult, lock: Entries
+) -> Entries:
+    """The lock, with the count of draws raised for images whose draws were all made
+    now (an image that was up to date: its own entry was not rewritten)."""
+    raised = {
+        name: count
+        for name, count in candidates.raised_counts(plan.actions, applied.failures).items()
+        if name in lock and lock[name].candidates < count
+    }
+    if not raised:
+        return lock
+    entries = dict(lock)
+    for name, count in raised.items():
+        entries[name] = dataclasses.replace(lock[name], candidates=count)
+    write(project, entries)
+    return read(project)
 
 
 def _refusal(plan: Plan, options: RoundOptions) -> str | None:

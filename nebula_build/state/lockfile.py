@@ -38,7 +38,18 @@ HEADER = (
 _DIGEST = re.compile("[0-9a-f]{64}")
 #: a snapshot far larger than 100k entries' is not ours
 _SNAPSHOT_LIMIT = 1 << 30
-_FIELDS = ("backend", "model", "output", "digest", "generation_key", "output_key", "seed")
+_FIELDS = (
+    "backend",
+    "model",
+    "output",
+    "digest",
+    "generation_key",
+    "output_key",
+    "seed",
+    "candidates",
+)
+#: the most draws an image may have (the manifest allows fewer)
+MAX_CANDIDATES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +68,8 @@ class LockEntry:
     seed: int | None = None
     #: responsive variants: path → digest
     variants: Mapping[str, str] = field(default_factory=dict)
+    #: how many candidate draws were made for the image (the output is the `draw` param)
+    candidates: int = 1
 
     def files(self) -> dict[str, str]:
         """Every file recorded for this image, output first: path → digest."""
@@ -80,6 +93,8 @@ class LockEntry:
             data["seed"] = self.seed
         if self.variants:
             data["variants"] = dict(self.variants)
+        if self.candidates > 1:
+            data["candidates"] = self.candidates
         return data
 
     @classmethod
@@ -106,6 +121,7 @@ class LockEntry:
             variants=dict(data.get("variants", {})),
             # locks before 0.2 wrote the declared seed twice
             seed=None if seed == params.get("seed") else seed,
+            candidates=data.get("candidates", 1),
         )
 
 
@@ -151,6 +167,9 @@ def _entry_problem(data: object) -> str | None:
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         return "`seed` must be an integer"
+    count = data.get("candidates", 1)
+    if type(count) is not int or not 1 <= count <= MAX_CANDIDATES:
+        return f"`candidates` must be an integer from 1 to {MAX_CANDIDATES}"
     variants = data.get("variants", {})
     if not isinstance(variants, Mapping):
         return "`variants` must be a table"

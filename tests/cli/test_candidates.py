@@ -6,7 +6,9 @@ from __future__ import annotations
 import shutil
 import tomllib
 
-from tests.conftest import nebula_manifest
+from nebula_build.plugin import FLUX_FILL
+from tests.conftest import fake_manifest, generation_log, nebula_manifest
+from tests.core.test_chains import mask
 
 HERO = {"prompt": "a lighthouse", "output": "hero.png", "seed": 7, "candidates": 3}
 
@@ -111,7 +113,7 @@ def test_pick_says_what_is_wrong_in_one_line(project, run_cli, nebula_server):
         (["pick", "nope", "1"], "no image named 'nope'"),
         (["pick", "logo", "1"], "images.logo has one draw"),
         (["pick", "hero", "5"], "has draws 0 to 2 (got 5)"),
-        (["pick", "hero", "1"], "draw 1 of hero is not in the cache yet"),
+        (["pick", "hero", "1"], "draw 1 of hero is not in the cache here"),
         (["pick", "hero"], "give the draw's INDEX, --next or --prev"),
     ]:
         code, _, err = run_cli(*argv)
@@ -139,3 +141,62 @@ def test_the_gallery_shows_the_image_once(project, run_cli, nebula_server):
     assert "(1 images)" in out
     page = (root / ".nebula-build/gallery/index.html").read_text()
     assert "hero#1" not in page
+
+
+def test_a_pick_reaches_the_images_that_take_its_output(project, run_cli, fake_site, tmp_path):
+    """cap is inpainted from hero's output: picking another hero makes a new cap, keyed
+    by the picked draw (never the cache entry of a cap made from another draw)."""
+    log = tmp_path / "log"
+    images = {
+        "hero": HERO,
+        "cap": {
+            "model": FLUX_FILL,
+            "prompt": "a red cap",
+            "image": "@hero",
+            "mask": "mask.png",
+            "output": "cap.png",
+            "seed": 1,
+        },
+    }
+    root = project({"images.toml": fake_manifest(log, images), "mask.png": mask()})
+    assert run_cli("apply").code == 0
+    made = len(generation_log(log))
+    code, _, err = run_cli("pick", "hero", "1")
+    assert code == 0
+    assert "cap take its output: `nebula-build apply` remakes them" in err
+    code, out, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 2 and "cap" in out
+    assert run_cli("apply").code == 0
+    assert len(generation_log(log)) == made + 1  # cap, from the picked hero
+    lock = _lock(root)
+    assert lock["cap"]["params"]["image"] == f"@hero:{lock['hero']['output_key']}"
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_checkout_without_the_cache_pays_for_no_draw(project, run_cli, nebula_server, tmp_path):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    shutil.rmtree(root / ".nebula-build")  # a fresh clone: manifest, lock and output
+    nebula_server.reset_counters()
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    assert run_cli("apply", "--locked").code == 0
+    assert nebula_server.requests == []
+
+
+def test_raising_candidates_adds_draws_and_keeps_the_others(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("candidates = 3", "candidates = 4"))
+    nebula_server.reset_counters()
+    code, out, _ = run_cli("plan")
+    assert "* hero#3  draw" in out and "hero#1" not in out
+    assert run_cli("apply").code == 0
+    assert len(nebula_server.generations) == 1
+    entry = _lock(root)["hero"]
+    assert entry["candidates"] == 4 and entry["params"]["draw"] == 2
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    manifest.write_text(manifest.read_text().replace("candidates = 4", "candidates = 2"))
+    code, out, _ = run_cli("plan")
+    assert "draw 2 was picked, beyond candidates = 2: draw 0 is the output" in out
