@@ -264,7 +264,7 @@ def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:
 
 
 def cmd_gc(ctx: Context) -> int:
-    from nebula_build.engine.gc import collect
+    from nebula_build.engine.gc import collect, unpicked_draws
     from nebula_build.engine.prepare import recovered_lock
     from nebula_build.state.projectlock import ProjectLock
 
@@ -278,12 +278,16 @@ def cmd_gc(ctx: Context) -> int:
     ):
         lock = recovered_lock(project, ctx.notice)
         removed, freed = collect(prepared, lock, dry_run=ctx.args.dry_run)
+        draws, kept = unpicked_draws(prepared, lock)
     if ctx.args.json:
         data = {"removed": removed, "bytes": freed, "dry_run": ctx.args.dry_run}
+        data |= {"candidates": {"draws": draws, "bytes": kept}}
         ctx.print(json.dumps(data, indent=2))
         return ExitCode.OK
     verb = "would remove" if ctx.args.dry_run else "removed"
     ctx.print(
         f"{verb} {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1_000_000:.1f} MB)"
     )
+    if draws:
+        ctx.print(f"kept {draws} candidate draw(s) not picked ({kept / 1_000_000:.1f} MB)")
     return ExitCode.OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nebula_build.engine import candidates
 from nebula_build.engine.prepare import Prepared
 from nebula_build.outputs.atlas import members_key, record_key
 from nebula_build.state.guard import remove_temp_files
@@ -27,6 +28,20 @@ def remove_leftovers(prepared: Prepared) -> int:
     skip = () if not project.is_default else ("manifests",)
     removed = remove_temp_files(project.state_dir, recursive=True, skip=skip)
     return removed + sum(remove_temp_files(folder) for folder in folders)
+
+
+def unpicked_draws(prepared: Prepared, lock: Entries) -> tuple[int, int]:
+    """The candidate draws the cache keeps that are not an image's output: (how many,
+    bytes), what `gc` keeps for `pick`."""
+    chosen = candidates.picked(prepared.specs, lock)
+    count = size = 0
+    for name, base in chosen.bases.items():
+        for index in range(base.candidates):
+            key = base.drawn(index).generation_key
+            if index != chosen.specs[name].draw and prepared.store.has(key):
+                count += 1
+                size += prepared.store.size(key)
+    return count, size
 
 
 def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> tuple[int, int]:

@@ -3,6 +3,7 @@ draws, `pick` switches the output between them for free, the lock keeps the choi
 
 from __future__ import annotations
 
+import json
 import shutil
 import tomllib
 
@@ -127,6 +128,9 @@ def test_gc_keeps_every_candidate(project, run_cli, nebula_server):
     assert run_cli("apply").code == 0
     code, out, _ = run_cli("gc")
     assert "removed 0 cache entries" in out
+    assert "kept 2 candidate draw(s) not picked" in out
+    data = json.loads(run_cli("gc", "--json").out)
+    assert data["candidates"]["draws"] == 2 and data["candidates"]["bytes"] > 0
     nebula_server.reset_counters()
     assert run_cli("pick", "hero", "1").code == 0
     assert nebula_server.requests == []

@@ -191,7 +191,12 @@ def test_validate_and_gc_report_in_json(project, run_cli):
     assert code == 0 and dry["removed"] == 1 and dry["bytes"] > 0 and dry["dry_run"] is True
     code, out, _ = run_cli("gc", "--json")
     assert code == 0 and json.loads(out) == dry | {"dry_run": False}
-    assert json.loads(run_cli("gc", "--json").out) == {"removed": 0, "bytes": 0, "dry_run": False}
+    assert json.loads(run_cli("gc", "--json").out) == {
+        "removed": 0,
+        "bytes": 0,
+        "dry_run": False,
+        "candidates": {"draws": 0, "bytes": 0},
+    }
 
 
 @pytest.mark.parametrize("command", ["validate", "gc"])
