@@ -36,6 +36,13 @@ def _targets(parser: argparse.ArgumentParser) -> None:
         help="regenerate this image even if unchanged: a new draw (repeatable)",
     )
     parser.add_argument(
+        "--more",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="one more candidate draw of this image, keeping the others (repeatable)",
+    )
+    parser.add_argument(
         "--backend", metavar="NAME", help="run every image through this backend (e.g. preview)"
     )
     parser.add_argument(
@@ -141,12 +148,25 @@ def _add_cache_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    pick = sub.add_parser("pick", help="make another candidate draw an image's output")
+    pick = sub.add_parser(
+        "pick", help="make another candidate draw, or an earlier generation, an image's output"
+    )
     pick.add_argument("name", metavar="NAME", help="the image")
-    pick.add_argument("index", nargs="?", type=_count, metavar="INDEX", help="the draw (0 first)")
+    pick.add_argument(
+        "index",
+        nargs="?",
+        metavar="INDEX|@K",
+        help="the draw (0 first), or @K: the K-th earlier generation (`history NAME`)",
+    )
     step = pick.add_mutually_exclusive_group()
     step.add_argument("--next", action="store_true", help="the draw after the picked one")
     step.add_argument("--prev", action="store_true", help="the draw before the picked one")
+    step.add_argument("--unpin", action="store_true", help="end a pin: the manifest decides again")
+    pick.add_argument(
+        "--pin",
+        action="store_true",
+        help="with @K: make it the output even though the manifest now declares another spec",
+    )
     pick.add_argument(
         "--lock-timeout",
         type=_seconds,
@@ -155,6 +175,11 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="wait this long for a running apply",
     )
     pick.set_defaults(run="pick:cmd_pick")
+
+    history = sub.add_parser("history", help="an image's earlier generations, newest first")
+    history.add_argument("name", metavar="NAME", help="the image")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    history.set_defaults(run="pick:cmd_history")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ def cmd_validate(ctx: Context) -> int:
 
 def cmd_plan(ctx: Context) -> int:
     args = ctx.args
-    whole = not (args.json or args.target or args.replace or args.force)
+    whole = not (args.json or args.target or args.replace or args.more or args.force)
     if whole and (images := _unchanged_since_last_plan(ctx)) is not None:
         ctx.print(f"No changes: {images} image(s) up to date.")
         return ExitCode.OK
@@ -58,6 +58,7 @@ def cmd_plan(ctx: Context) -> int:
         lock,
         targets=args.target,
         replace=args.replace,
+        more=args.more,
         force=args.force,
         remote=configured(prepared.resolved, offline=args.offline, notice=ctx.notice),
         notice=ctx.notice,
@@ -136,6 +137,7 @@ def cmd_apply(ctx: Context) -> int:
         backend=args.backend,
         targets=args.target,
         replace=args.replace,
+        more=args.more,
         force=args.force,
         parallelism=args.parallelism,
         locked=args.locked,
@@ -264,7 +266,7 @@ def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:
 
 
 def cmd_gc(ctx: Context) -> int:
-    from nebula_build.engine.gc import collect, unpicked_draws
+    from nebula_build.engine.gc import collect, kept_for_pick
     from nebula_build.engine.prepare import recovered_lock
     from nebula_build.state.projectlock import ProjectLock
 
@@ -278,16 +280,23 @@ def cmd_gc(ctx: Context) -> int:
     ):
         lock = recovered_lock(project, ctx.notice)
         removed, freed = collect(prepared, lock, dry_run=ctx.args.dry_run)
-        draws, kept = unpicked_draws(prepared, lock)
+        kept = kept_for_pick(prepared, lock)
     if ctx.args.json:
-        data = {"removed": removed, "bytes": freed, "dry_run": ctx.args.dry_run}
-        data |= {"candidates": {"draws": draws, "bytes": kept}}
+        data: dict[str, object] = {"removed": removed, "bytes": freed, "dry_run": ctx.args.dry_run}
+        data["candidates"] = {"draws": kept["draws"][0], "bytes": kept["draws"][1]}
+        data["history"] = {"generations": kept["history"][0], "bytes": kept["history"][1]}
         ctx.print(json.dumps(data, indent=2))
         return ExitCode.OK
     verb = "would remove" if ctx.args.dry_run else "removed"
     ctx.print(
         f"{verb} {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1_000_000:.1f} MB)"
     )
+    draws, size = kept["draws"]
     if draws:
-        ctx.print(f"kept {draws} candidate draw(s) not picked ({kept / 1_000_000:.1f} MB)")
+        ctx.print(f"kept {draws} candidate draw(s) not picked ({size / 1_000_000:.1f} MB)")
+    earlier, size = kept["history"]
+    if earlier:
+        ctx.print(
+            f"kept {earlier} earlier generation(s) the history lists ({size / 1_000_000:.1f} MB)"
+        )
     return ExitCode.OK

@@ -1,9 +1,27 @@
-"""`nebula-build pick NAME [INDEX | --next | --prev]`: make another of an image's
-candidate draws its output, from the cache (local or remote): zero generations."""
+"""`nebula-build pick NAME [INDEX | @K | --next | --prev | --unpin]`: make another of
+an image's candidate draws, or an earlier generation, its output, from the cache
+(local or remote): zero generations."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nebula_build.cli.context import Context, ExitCode
+from nebula_build.errors import UserError
+
+if TYPE_CHECKING:
+    from nebula_build.engine.history import Change
+
+
+def _which(text: str | None) -> tuple[int | None, int | None]:
+    """(draw, earlier generation) from `INDEX` or `@K`."""
+    if text is None:
+        return None, None
+    earlier = text.startswith("@")
+    digits = text[1:] if earlier else text
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 6:
+        raise UserError(f"pick: {text[:20]!r} is neither a draw INDEX (0, 1, …) nor @K (@1, @2, …)")
+    return (None, int(digits)) if earlier else (int(digits), None)
 
 
 def cmd_pick(ctx: Context) -> int:
@@ -18,24 +36,92 @@ def cmd_pick(ctx: Context) -> int:
     project = ctx.project()
     registry = load_registry()
     step = 1 if args.next else -1 if args.prev else 0
+    index, earlier = _which(args.index)
+    if args.pin and earlier is None:
+        raise UserError("pick: --pin is for an earlier generation: `pick NAME @K --pin`")
+    if args.unpin and (args.index is not None or step):
+        raise UserError("pick: --unpin takes no INDEX, @K, --next or --prev")
     with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
         chosen, result = asyncio.run(
             pick_draw(
                 project,
                 registry,
                 args.name,
-                index=args.index,
+                index=index,
                 step=step,
+                earlier=earlier,
+                pin=args.pin,
+                unpin=args.unpin,
                 listener=ApplyListener(ctx, quiet=True),
             )
         )
     code = render_round(ctx, result)
     if code == ExitCode.OK and not result.generated:
-        ctx.print(
-            f"{args.name}: draw {chosen.index} of {chosen.count} is the output ({chosen.output})"
-        )
+        ctx.print(f"{args.name}: {chosen.described} ({chosen.output})")
         if chosen.takers:
             ctx.notice(
                 f"{', '.join(chosen.takers)} take its output: `nebula-build apply` remakes them"
             )
     return code
+
+
+def cmd_history(ctx: Context) -> int:
+    import json
+
+    from nebula_build.cli.context import prepared_project
+    from nebula_build.engine.history import rows
+    from nebula_build.engine.prepare import current_lock
+
+    name = ctx.args.name
+    prepared = prepared_project(ctx)
+    manifest = prepared.project.display_manifest
+    if name not in prepared.specs:
+        raise UserError(f"{manifest}: no image named {name!r}")
+    entry = current_lock(prepared.project, ctx.notice).get(name)
+    if entry is None:
+        raise UserError(f"images.{name} has not been generated yet: run `nebula-build apply`")
+    listed = rows(entry, prepared.store)
+    if ctx.args.json:
+        data = {
+            "image": name,
+            "output": entry.output,
+            "pinned": entry.pin is not None,
+            "generations": [
+                {
+                    "index": row.index,
+                    "generation_key": row.generation_key,
+                    "digest": row.digest,
+                    "made": row.made,
+                    "in_cache": row.in_cache,
+                    "changes": {c.name: {"then": c.earlier, "now": c.current} for c in row.changes},
+                }
+                for row in listed
+            ],
+        }
+        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
+        return ExitCode.OK
+    earlier = len(listed) - 1
+    ctx.print(
+        f"{name} ({entry.output}): {earlier} earlier generation(s), newest first"
+        + (" · pinned to an earlier one" if entry.pin is not None else "")
+    )
+    for row in listed:
+        label = "now" if row.index == 0 else f"@{row.index}"
+        when = row.made.replace("T", " ")[:16] if row.made else "?" * 16
+        cached = "" if row.in_cache else "  (not in the cache here)"
+        ctx.print(f"  {label:<4} {when}  {row.digest[:12]}{cached}")
+        for change in row.changes:
+            ctx.print(ctx.style(f"       {_change_text(change)}", "dim"))
+    if earlier:
+        ctx.print(f"bring one back: nebula-build pick {name} @K (changes read from then to now)")
+    return ExitCode.OK
+
+
+def _change_text(change: Change) -> str:
+    from nebula_build.engine.history import word_diff
+    from nebula_build.text import printable
+
+    then, now = change.earlier, change.current
+    if isinstance(then, str) and isinstance(now, str):
+        return f"{change.name}: {printable(word_diff(then, now), 300)}"
+    return f"{change.name}: {printable(repr(then), 80)} → {printable(repr(now), 80)}"

@@ -123,6 +123,9 @@ class AssetSpec:
     #: how many draws the manifest asks for, and which of them this spec is (`drawn`)
     candidates: int = 1
     draw: int = 0
+    #: an earlier generation pinned as the output (`pick NAME @K --pin`): the
+    #: generation key of the spec the manifest declares, which the pin holds against
+    pin: str | None = None
     #: computed from the fields; passed in only when restoring from the spec cache
     generation_key: str = ""
     output_key: str = ""
@@ -167,6 +170,22 @@ class AssetSpec:
         if seed is not None and self.seed_reproducible:
             seed = derived_seed(seed, index)
         return replace(self, draw=index, seed=seed, generation_key="", output_key="")
+
+    def with_generation(self, backend: str, model: str, params: Mapping[str, Any]) -> AssetSpec:
+        """This image (its output settings) made with another generation's parameters,
+        as the lock records them: an earlier generation brought back."""
+        draw = params.get("draw", 0)
+        fields: dict[str, Any] = {param.key_field: params.get(param.name) for param in PARAMS}
+        return replace(
+            self,
+            backend=backend,
+            model=model,
+            draw=draw if type(draw) is int else 0,
+            candidates=1,
+            generation_key="",
+            output_key="",
+            **fields,
+        )
 
     def output_params(self) -> dict[str, Any]:
         """Options that change the files but not the generation. Options left at their

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
+from nebula_build.engine.history import history_after
 from nebula_build.engine.remotecache import restore_remote, upload
 from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
 from nebula_build.errors import (
@@ -276,6 +277,8 @@ class Applier:
         """Record a finished image; `seed` is what the backend reported using."""
         params = spec.generation_params()
         del params["backend"], params["model"]  # the entry has them as fields
+        before = self.writer.entries.get(spec.name)
+        same_set = before is not None and spec.generation_key in {d.key for d in before.draws}
         await self.writer.set(
             spec.name,
             LockEntry(
@@ -288,7 +291,9 @@ class Applier:
                 params=params,
                 seed=None if seed == spec.seed else seed,
                 variants=dict(variants or {}),
-                candidates=spec.candidates,
+                draws=before.draws if before is not None and same_set else (),
+                history=history_after(before, spec.generation_key, self.store),
+                pin=spec.pin,
             ),
         )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from nebula_build.core.plan import Action, ActionKind
 from nebula_build.core.spec import AssetSpec
 from nebula_build.state.cache import Store
-from nebula_build.state.lockfile import LockEntry
+from nebula_build.state.lockfile import DrawRecord, LockEntry
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,40 @@ def recorded_pick(spec: AssetSpec, entry: LockEntry | None) -> int | None:
     if type(draw) is not int or not 0 <= draw < spec.candidates:
         return None
     return draw if spec.drawn(draw).generation_key == entry.generation_key else None
+
+
+def made_draws(base: AssetSpec, entry: LockEntry | None) -> int:
+    """How many draws of `base`'s set the lock records as made (0: another set)."""
+    if entry is None or not entry.draws or entry.draws[0].key != base.generation_key:
+        return 0
+    return len(entry.draws)
+
+
+def differing(ours: Mapping[str, object], theirs: Mapping[str, object]) -> list[str]:
+    """The generation parameters two specs do not share, by name."""
+    return sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+
+
+def _pinned(base: AssetSpec, entry: LockEntry | None) -> AssetSpec | None:
+    """The earlier generation the lock pins as the output, while the manifest's spec
+    is still the one it was pinned against."""
+    if entry is None or entry.pin != base.generation_key:
+        return None
+    params = dict(entry.params)
+    spec = base.with_generation(entry.backend, entry.model, params)
+    if spec.generation_key != entry.generation_key:
+        return None
+    return replace(spec, pin=entry.pin)
+
+
+def pin_note(base: AssetSpec, pinned: AssetSpec) -> str:
+    fields = differing(base.generation_params(), pinned.generation_params())
+    verb = "differs" if len(fields) == 1 else "differ"
+    which = f" ({', '.join(fields)} {verb} from the manifest)" if fields else ""
+    return (
+        f"pinned to an earlier generation{which}: `nebula-build pick {base.name} --unpin` "
+        "ends the pin"
+    )
 
 
 def _note(spec: AssetSpec, entry: LockEntry | None) -> str | None:
@@ -73,7 +107,14 @@ def picked(
     specs: Mapping[str, AssetSpec],
     lock: Mapping[str, LockEntry],
     picks: Mapping[str, int] = {},
+    *,
+    more: Collection[str] = (),
+    pins: Mapping[str, AssetSpec] = {},
+    unpin: Collection[str] = (),
 ) -> Picked:
+    """Each image's chosen spec: `pins` (an earlier generation), `picks` (a draw), the
+    lock's pin or pick, or draw 0. An image's set of draws is as large as the manifest
+    asks or the lock records made (`more`: one more)."""
     chosen: dict[str, AssetSpec] = {}
     bases: dict[str, AssetSpec] = {}
     notes: dict[str, str] = {}
@@ -84,10 +125,24 @@ def picked(
             for upstream in spec.depends_on:  # resolution refused cycles
                 if upstream in specs:
                     choose(upstream)
-            base = bases[name] = _on_picked_inputs(spec, chosen)
+            base = _on_picked_inputs(spec, chosen)
+            entry = lock.get(name)
+            count = max(base.candidates, made_draws(base, entry)) + (1 if name in more else 0)
+            if count != base.candidates:
+                base = replace(base, candidates=count)
+            bases[name] = base
+            if name in pins:
+                chosen[name] = pins[name]
+                return chosen[name]
             draw = picks.get(name)
+            pinned = _pinned(base, entry) if draw is None and name not in unpin else None
+            if pinned is not None:
+                notes[name] = pin_note(base, pinned)
+                chosen[name] = pinned
+                return pinned
+            if entry is not None and entry.pin is not None and name not in unpin:
+                notes[name] = "the pin to an earlier generation is released: its spec changed"
             if draw is None:
-                entry = lock.get(name)
                 draw = recorded_pick(base, entry)
                 if draw is None:
                     draw = 0
@@ -117,6 +172,8 @@ def draw_actions(
         base = chosen.bases.get(name)
         if base is None or base.candidates < 2 or action.kind is ActionKind.DELETE:
             continue
+        if chosen.specs[name].pin is not None:
+            continue
         entry = lock.get(name)
         recorded = entry.candidates if entry is not None else 0
         if action.kind is ActionKind.NOOP and recorded >= base.candidates:
@@ -138,18 +195,35 @@ def draw_actions(
     return result
 
 
-def raised_counts(plan_actions: Iterable[Action], failed: Collection[str]) -> dict[str, int]:
-    """The images whose draws this run made, all of them, with their count of draws:
-    what the lock records once they are in the cache."""
-    counts: dict[str, int] = {}
-    broken: set[str] = set()
-    for action in plan_actions:
-        if action.kind is ActionKind.DRAW and action.spec is not None:
-            name = action.image.partition("#")[0]
-            counts[name] = action.spec.candidates
-            if action.image in failed:
-                broken.add(name)
-    return {name: count for name, count in counts.items() if name not in broken}
+def touched(plan_actions: Iterable[Action]) -> set[str]:
+    """The images a plan does something to (a draw counts for its image)."""
+    return {
+        action.image.partition("#")[0]
+        for action in plan_actions
+        if action.kind not in (ActionKind.NOOP, ActionKind.DELETE)
+    }
+
+
+def recorded_draws(
+    chosen: Picked, names: Iterable[str], store: Store
+) -> dict[str, tuple[DrawRecord, ...]]:
+    """For each image of `names` with candidates, every draw of its set as the cache
+    holds it (key and digest of the original), where the cache holds them all."""
+    result = {}
+    for name in names:
+        base = chosen.bases.get(name)
+        if base is None or base.candidates < 2 or chosen.specs[name].pin is not None:
+            continue
+        records = []
+        for index in range(base.candidates):
+            key = base.drawn(index).generation_key
+            digest = store.digest(key)
+            if digest is None:
+                break
+            records.append(DrawRecord(key, digest))
+        else:
+            result[name] = tuple(records)
+    return result
 
 
 def with_notes(actions: tuple[Action, ...], notes: Mapping[str, str]) -> tuple[Action, ...]:

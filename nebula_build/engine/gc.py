@@ -30,28 +30,34 @@ def remove_leftovers(prepared: Prepared) -> int:
     return removed + sum(remove_temp_files(folder) for folder in folders)
 
 
-def unpicked_draws(prepared: Prepared, lock: Entries) -> tuple[int, int]:
-    """The candidate draws the cache keeps that are not an image's output: (how many,
-    bytes), what `gc` keeps for `pick`."""
+def _for_pick(prepared: Prepared, lock: Entries) -> tuple[set[str], set[str]]:
+    """The cache keys `pick` may bring back that are not an output: the candidate
+    draws (the manifest's sets and those the lock records) and the earlier generations
+    the lock's histories name."""
     chosen = candidates.picked(prepared.specs, lock)
-    count = size = 0
-    for name, base in chosen.bases.items():
-        for index in range(base.candidates):
-            key = base.drawn(index).generation_key
-            if index != chosen.specs[name].draw and prepared.store.has(key):
-                count += 1
-                size += prepared.store.size(key)
-    return count, size
+    outputs = {entry.generation_key for entry in lock.values()}
+    draws = {draw.key for entry in lock.values() for draw in entry.draws}
+    for base in chosen.bases.values():
+        draws.update(base.drawn(index).generation_key for index in range(base.candidates))
+    history = {earlier.generation_key for entry in lock.values() for earlier in entry.history}
+    return draws - outputs, history - outputs - draws
+
+
+def kept_for_pick(prepared: Prepared, lock: Entries) -> dict[str, tuple[int, int]]:
+    """What the cache keeps for `pick` beside the outputs, by kind ("draws", "history"):
+    (entries, bytes)."""
+    store = prepared.store
+    result = {}
+    for kind, keys in zip(("draws", "history"), _for_pick(prepared, lock), strict=True):
+        present = [key for key in keys if store.has(key)]
+        result[kind] = (len(present), sum(store.size(key) for key in present))
+    return result
 
 
 def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> tuple[int, int]:
     """Remove unreferenced cache entries; returns (entries, bytes)."""
     keep = {entry.generation_key for entry in lock.values()}
-    keep |= {
-        spec.drawn(index).generation_key
-        for spec in prepared.specs.values()
-        for index in range(spec.candidates)
-    }
+    keep |= {key for keys in _for_pick(prepared, lock) for key in keys}
     store = prepared.store
     removed = freed = 0
     for key in list(store.keys()):

@@ -219,7 +219,9 @@ def record(
     if prepared.resolved.asset_manifest is not None:
         paths.append(prepared.resolved.asset_manifest)
     text = None
-    if not any(p.startswith("..") for p in paths) and not plan.has_changes:
+    # a pin is shown by every plan, so a plan with one is never skipped
+    pinned = any(a.spec is not None and a.spec.pin is not None for a in plan.actions)
+    if not any(p.startswith("..") for p in paths) and not plan.has_changes and not pinned:
         text = snapshot(
             root,
             manifest,

@@ -1,12 +1,15 @@
-"""Picking: make another of an image's candidate draws its output, from the cache
-(local or remote), for zero generations. `nebula-build pick` and the live gallery's
-click both come here; the caller holds the project lock."""
+"""Picking: make another of an image's candidate draws, or one of its earlier
+generations, its output, from the cache (local or remote), for zero generations.
+`nebula-build pick` and the live gallery's click both come here; the caller holds
+the project lock."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from nebula_build.engine.candidates import picked, recorded_pick
+from nebula_build.core.spec import AssetSpec
+from nebula_build.engine.candidates import Picked, differing, picked, recorded_pick
+from nebula_build.engine.history import earlier_spec
 from nebula_build.engine.prepare import Prepared, prepare, recovered_lock
 from nebula_build.engine.remotecache import configured
 from nebula_build.engine.round import RoundListener, RoundOptions, RoundResult, apply_round
@@ -18,38 +21,91 @@ from nebula_build.state.project import Project
 
 @dataclass(frozen=True)
 class Pick:
-    """The draw chosen for an image, and the images that take its output."""
+    """What a pick makes the output of an image, and the images that take it."""
 
     name: str
-    index: int
+    #: the draw, or None for an earlier generation or the end of a pin
+    index: int | None
     count: int
     output: str
     takers: tuple[str, ...] = ()
+    #: the earlier generation (`@K`), and whether it is pinned
+    earlier: int | None = None
+    pinned: bool = False
+
+    @property
+    def described(self) -> str:
+        if self.earlier is not None:
+            pinned = ", pinned" if self.pinned else ""
+            return f"its earlier generation @{self.earlier} is the output{pinned}"
+        if self.index is None:
+            return "the pin is removed: the manifest's spec is the output"
+        return f"draw {self.index} of {self.count} is the output"
+
+
+def _image(prepared: Prepared, lock: Entries, name: str) -> Picked:
+    if name not in prepared.specs:
+        raise UserError(f"{prepared.project.display_manifest}: no image named {name!r}")
+    return picked(prepared.specs, lock)
 
 
 def choose(
     prepared: Prepared, lock: Entries, name: str, *, index: int | None = None, step: int = 0
 ) -> Pick:
     """The draw `index` of image `name`, or the one `step` away from the picked one."""
-    manifest = prepared.project.display_manifest
-    spec = prepared.specs.get(name)
-    if spec is None:
-        raise UserError(f"{manifest}: no image named {name!r}")
-    count = spec.candidates
+    base = _image(prepared, lock, name).bases[name]  # its inputs' picks applied
+    count = base.candidates
     if count < 2:
         raise UserError(
-            f"{manifest}: images.{name} has one draw: set `candidates = N` to "
-            "have several to pick from"
+            f"{prepared.project.display_manifest}: images.{name} has one draw: set "
+            "`candidates = N` (or run `nebula-build apply --more NAME`) to have several "
+            "to pick from"
         )
-    base = picked(prepared.specs, lock).bases[name]  # its inputs' picks applied
     if step:
         index = ((recorded_pick(base, lock.get(name)) or 0) + step) % count
     elif index is None:
         raise UserError("pick: give the draw's INDEX, --next or --prev")
     if not 0 <= index < count:
         raise UserError(f"pick: images.{name} has draws 0 to {count - 1} (got {index})")
-    takers = tuple(other for other, s in prepared.specs.items() if name in s.depends_on)
-    return Pick(name, index, count, spec.output, takers)
+    return Pick(name, index, count, base.output, _takers(prepared, name))
+
+
+def _takers(prepared: Prepared, name: str) -> tuple[str, ...]:
+    return tuple(other for other, s in prepared.specs.items() if name in s.depends_on)
+
+
+def choose_earlier(
+    prepared: Prepared, lock: Entries, name: str, earlier: int, *, pin: bool
+) -> tuple[Pick, AssetSpec]:
+    """Earlier generation `earlier` (1: the newest) of `name` as the output: refused
+    when the manifest now declares another spec, unless `pin`."""
+    base = _image(prepared, lock, name).bases[name]
+    entry = lock.get(name)
+    history = entry.history if entry is not None else ()
+    if not 1 <= earlier <= len(history):
+        have = f"@1 to @{len(history)}" if history else "none"
+        raise UserError(
+            f"pick: images.{name} has no earlier generation @{earlier} (it has {have}: "
+            f"`nebula-build history {name}` lists them)"
+        )
+    spec = earlier_spec(base, history[earlier - 1])
+    if spec is None:
+        raise UserError(
+            f"pick: images.{name} @{earlier} was recorded with parameters this version "
+            "cannot remake its key from; it cannot be brought back"
+        )
+    fields = differing(base.generation_params(), spec.generation_params())
+    if fields and not pin:
+        manifest = prepared.project.display_manifest
+        raise UserError(
+            f"pick: images.{name} @{earlier} was made from another spec ({', '.join(fields)} "
+            f"differ from {manifest}): edit {manifest} to match, or pass --pin to make it "
+            "the output anyway (plan shows the pin)"
+        )
+    if fields:
+        spec = replace(spec, pin=base.generation_key)
+    chosen = Pick(name, None, 1, base.output, _takers(prepared, name), earlier, bool(fields))
+    return chosen, spec
 
 
 async def pick_draw(
@@ -60,25 +116,43 @@ async def pick_draw(
     listener: RoundListener,
     index: int | None = None,
     step: int = 0,
+    earlier: int | None = None,
+    pin: bool = False,
+    unpin: bool = False,
     offline: bool = False,
 ) -> tuple[Pick, RoundResult]:
-    """Make draw `index` (or the one `step` away) of `name` its output; refused when
-    the draw is in no cache here. The round is `locked`: a pick never pays, and a
-    cache entry that fails its check is an error, not a generation."""
+    """Make draw `index` (or the one `step` away, or the earlier generation `earlier`)
+    of `name` its output, or end its pin (`unpin`); refused when what it needs is in no
+    cache here. The round is `locked`: a pick never pays, and a cache entry that fails
+    its check is an error, not a generation."""
     lock = recovered_lock(project, listener.notice)
     prepared = prepare(project, registry)
-    chosen = choose(prepared, lock, name, index=index, step=step)
-    base = picked(prepared.specs, lock).bases[name]
-    key = base.drawn(chosen.index).generation_key
+    options = RoundOptions(targets=[name], draws=False, locked=True, offline=offline)
+    if unpin:
+        _image(prepared, lock, name)
+        entry = lock.get(name)
+        if entry is None or entry.pin is None:
+            raise UserError(f"pick: images.{name} is not pinned")
+        chosen = Pick(name, None, 1, prepared.specs[name].output, _takers(prepared, name))
+        options = replace(options, unpin={name})
+        return chosen, await apply_round(project, registry, options, listener=listener)
+    if earlier is not None:
+        chosen, spec = choose_earlier(prepared, lock, name, earlier, pin=pin)
+        options = replace(options, pins={name: spec})
+        key = spec.generation_key
+        what = f"{name} @{earlier}"
+    else:
+        chosen = choose(prepared, lock, name, index=index, step=step)
+        assert chosen.index is not None
+        options = replace(options, picks={name: chosen.index})
+        key = picked(prepared.specs, lock).bases[name].drawn(chosen.index).generation_key
+        what = f"draw {chosen.index} of {name}"
     if not prepared.store.has_ours(key):
         remote = configured(prepared.resolved, offline=offline, notice=listener.notice)
         if not (remote and key in remote.lookup([key])):
             raise UserError(
-                f"draw {chosen.index} of {name} is not in the cache here: `nebula-build apply` "
-                "makes the candidates of an image it changes, `nebula-build cache pull` "
-                "fetches them from a remote cache"
+                f"{what} is not in the cache here: `nebula-build apply` makes the "
+                "candidates of an image it changes, `nebula-build cache pull` fetches "
+                "them from a remote cache"
             )
-    options = RoundOptions(
-        targets=[name], picks={name: chosen.index}, draws=False, locked=True, offline=offline
-    )
     return chosen, await apply_round(project, registry, options, listener=listener)

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from nebula_build.core.plan import Plan
+from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, cost
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.derived import FileOutcome, build_files
@@ -55,6 +56,12 @@ class RoundOptions:
     picks: Mapping[str, int] = field(default_factory=dict)
     #: make the candidates the cache lacks (`pick` only switches between those it has)
     draws: bool = True
+    #: images to make one more draw of (`apply --more`)
+    more: Collection[str] = ()
+    #: earlier generations to make images' outputs (`pick NAME @K`)
+    pins: Mapping[str, AssetSpec] = field(default_factory=dict)
+    #: images whose pin ends (`pick NAME --unpin`)
+    unpin: Collection[str] = ()
     #: refuse a run whose estimated cost is over this, or cannot be shown not to be
     max_cost: Decimal | None = None
 
@@ -153,6 +160,9 @@ async def apply_round(
         notice=listener.notice,
         picks=options.picks,
         draws=options.draws,
+        more=options.more,
+        pins=options.pins,
+        unpin=options.unpin,
     )
     result = RoundResult(prepared, plan, lock)
     if not plan.has_changes:
@@ -188,7 +198,7 @@ async def apply_round(
             record_failures(project, result.applied, prepared.specs)
             if (note := unshared(remote, result.applied.generated)) is not None:
                 listener.notice(note)
-            result.lock = _with_draws_recorded(project, plan, result.applied, read(project))
+            result.lock = _with_draws_recorded(project, prepared, plan, options, lock)
         result.files = build_files(
             prepared, result.lock, force=options.force, on_built=progress.built
         )
@@ -200,20 +210,31 @@ async def apply_round(
 
 
 def _with_draws_recorded(
-    project: Project, plan: Plan, applied: ApplyResult, lock: Entries
+    project: Project, prepared: Prepared, plan: Plan, options: RoundOptions, before: Entries
 ) -> Entries:
-    """The lock, with the count of draws raised for images whose draws were all made
-    now (an image that was up to date: its own entry was not rewritten)."""
-    raised = {
-        name: count
-        for name, count in candidates.raised_counts(plan.actions, applied.failures).items()
-        if name in lock and lock[name].candidates < count
-    }
-    if not raised:
-        return lock
+    """The lock, with the draws of each image this round touched recorded (key and
+    digest of each) where the cache now holds its whole set; the draws are those the
+    plan was made for (from the lock `before` the round)."""
+    lock = read(project)
+    chosen = candidates.picked(
+        prepared.specs,
+        before,
+        options.picks,
+        more=options.more,
+        pins=options.pins,
+        unpin=options.unpin,
+    )
     entries = dict(lock)
-    for name, count in raised.items():
-        entries[name] = dataclasses.replace(lock[name], candidates=count)
+    for name, draws in candidates.recorded_draws(
+        chosen, candidates.touched(plan.actions), prepared.store
+    ).items():
+        entry = lock.get(name)
+        if entry is None or entry.draws == draws:
+            continue
+        if entry.generation_key in {draw.key for draw in draws}:  # the set the output is of
+            entries[name] = dataclasses.replace(entry, draws=draws)
+    if entries == lock:
+        return lock
     write(project, entries)
     return read(project)
 

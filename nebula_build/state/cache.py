@@ -79,17 +79,36 @@ class Store:
         `CachedImage.ours`): what a plan may count as paid for already. Files that
         came with a checkout count as nothing, so they cannot hide a generation from
         the plan's count and its confirmation; apply still tries them first."""
+        meta = self._meta(key)
+        return meta is not None and tagged(_sealed(key, str(meta["sha256"])), meta.get("mac"))
+
+    def _meta(self, key: str) -> dict[str, object] | None:
+        """The metadata of a present entry that records a digest, or None."""
         if not self.has(key) or not self._shard_ok(key):
-            return False
+            return None
         try:
             meta = json.loads(
                 read_regular(self._path(key).with_suffix(".json"), limit=_META_LIMIT) or b""
             )
         except (ValueError, RecursionError):
-            return False
+            return None
         if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
-            return False
-        return tagged(_sealed(key, meta["sha256"]), meta.get("mac"))
+            return None
+        return meta
+
+    def digest(self, key: str) -> str | None:
+        """The digest recorded for the entry's bytes, without reading them."""
+        meta = self._meta(key)
+        if meta is None or meta.get("key", key) != key:
+            return None
+        return str(meta["sha256"])
+
+    def made(self, key: str) -> float | None:
+        """When the entry was stored (a timestamp), if it is there."""
+        try:
+            return self._path(key).stat().st_mtime if self._shard_ok(key) else None
+        except OSError:
+            return None
 
     def get(self, key: str) -> CachedImage | None:
         """The entry for `key`, its bytes checked against the digest recorded with them.

@@ -46,10 +46,51 @@ _FIELDS = (
     "generation_key",
     "output_key",
     "seed",
-    "candidates",
+    "pin",
 )
 #: the most draws an image may have (the manifest allows fewer)
 MAX_CANDIDATES = 64
+#: how many earlier generations an image keeps in its history
+MAX_HISTORY = 20
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+@dataclass(frozen=True, slots=True)
+class DrawRecord:
+    """One candidate draw: its generation key and the SHA-256 of its original bytes."""
+
+    key: str
+    digest: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"key": self.key, "digest": self.digest}
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierGeneration:
+    """A generation an image had before its current one, kept so it can come back."""
+
+    generation_key: str
+    #: the output file's digest when it was the output
+    digest: str
+    #: when it was made (UTC, ISO 8601)
+    made: str
+    backend: str
+    model: str
+    params: Mapping[str, Any]
+
+    def generation_params(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, **self.params}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generation_key": self.generation_key,
+            "digest": self.digest,
+            "made": self.made,
+            "backend": self.backend,
+            "model": self.model,
+            "params": dict(self.params),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +109,18 @@ class LockEntry:
     seed: int | None = None
     #: responsive variants: path → digest
     variants: Mapping[str, str] = field(default_factory=dict)
-    #: how many candidate draws were made for the image (the output is the `draw` param)
-    candidates: int = 1
+    #: the candidate draws made for the image, in order (the output is the `draw` param)
+    draws: tuple[DrawRecord, ...] = ()
+    #: earlier generations, newest first
+    history: tuple[EarlierGeneration, ...] = ()
+    #: set when the output is an earlier generation pinned with `pick NAME @K --pin`:
+    #: the generation key of the manifest's spec it was pinned against
+    pin: str | None = None
+
+    @property
+    def candidates(self) -> int:
+        """How many candidate draws were made for the image."""
+        return max(1, len(self.draws))
 
     def files(self) -> dict[str, str]:
         """Every file recorded for this image, output first: path → digest."""
@@ -93,9 +144,36 @@ class LockEntry:
             data["seed"] = self.seed
         if self.variants:
             data["variants"] = dict(self.variants)
-        if self.candidates > 1:
-            data["candidates"] = self.candidates
+        if self.pin is not None:
+            data["pin"] = self.pin
+        if self.draws:
+            data["draws"] = [draw.to_dict() for draw in self.draws]
+        if self.history:
+            data["history"] = [earlier.to_dict() for earlier in self.history]
         return data
+
+    @classmethod
+    def from_checked(cls, data: Mapping[str, Any]) -> LockEntry:
+        """An entry from `to_dict`'s shape, already checked (or sealed)."""
+        params = dict(data.get("params", {}))
+        seed = data.get("seed")
+        draws = data.get("draws")
+        history = data.get("history")
+        return cls(
+            backend=data["backend"],
+            model=data["model"],
+            output=data["output"],
+            digest=data["digest"],
+            generation_key=data["generation_key"],
+            output_key=data["output_key"],
+            params=params,
+            variants=dict(data.get("variants", {})),
+            # locks before 0.2 wrote the declared seed twice
+            seed=None if seed == params.get("seed") else seed,
+            draws=tuple(DrawRecord(d["key"], d["digest"]) for d in draws) if draws else (),
+            history=tuple(_earlier(h) for h in history) if history else (),
+            pin=data.get("pin"),
+        )
 
     @classmethod
     def from_dict(cls, name: str, data: object, *, where: str = "images.lock") -> LockEntry:
@@ -108,21 +186,7 @@ class LockEntry:
                 "restore the lock from version control or delete the entry"
             )
         assert isinstance(data, Mapping)
-        params = dict(data.get("params", {}))
-        seed = data.get("seed")
-        return cls(
-            backend=data["backend"],
-            model=data["model"],
-            output=data["output"],
-            digest=data["digest"],
-            generation_key=data["generation_key"],
-            output_key=data["output_key"],
-            params=params,
-            variants=dict(data.get("variants", {})),
-            # locks before 0.2 wrote the declared seed twice
-            seed=None if seed == params.get("seed") else seed,
-            candidates=data.get("candidates", 1),
-        )
+        return cls.from_checked(data)
 
 
 def _shown(text: str) -> str:
@@ -148,28 +212,67 @@ def _is_plain(value: object, depth: int = 0) -> bool:
     return False
 
 
-def _entry_problem(data: object) -> str | None:
-    """What is wrong with one lock entry, or None."""
-    if not isinstance(data, Mapping):
-        return "is not a table"
+def _generation_problem(data: Mapping[str, Any], digests: tuple[str, ...]) -> str | None:
+    """What is wrong with the fields a generation's record shares with an entry."""
     for key in ("backend", "model"):
         value = data.get(key)
         if not isinstance(value, str) or not value.isprintable():
             return f"`{key}` must be a name"
-    for key in ("digest", "generation_key", "output_key"):
+    for key in digests:
         if not _is_digest(data.get(key)):
             return f"`{key}` must be a sha256 digest"
+    if not isinstance(data.get("params", {}), Mapping) or not _is_plain(data.get("params", {})):
+        return "`params` must be a table of plain values"
+    return None
+
+
+def _draws_problem(draws: object) -> str | None:
+    if not isinstance(draws, list) or len(draws) > MAX_CANDIDATES:
+        return f"`draws` must be a list of at most {MAX_CANDIDATES} draws"
+    for draw in draws:
+        if not (isinstance(draw, Mapping) and _is_digest(draw.get("key"))):
+            return "each of `draws` must have a sha256 `key`"
+        if not _is_digest(draw.get("digest")):
+            return "each of `draws` must have a sha256 `digest`"
+    return None
+
+
+def _history_problem(history: object) -> str | None:
+    if not isinstance(history, list) or len(history) > MAX_HISTORY:
+        return f"`history` must be a list of at most {MAX_HISTORY} generations"
+    for earlier in history:
+        if not isinstance(earlier, Mapping):
+            return "each `history` entry must be a table"
+        problem = _generation_problem(earlier, ("generation_key", "digest"))
+        if problem is None and not (
+            isinstance(earlier.get("made"), str) and _STAMP.fullmatch(earlier["made"])
+        ):
+            problem = "`made` must be a UTC time like 2026-01-31T12:00:00Z"
+        if problem is not None:
+            return f"history: {problem}"
+    return None
+
+
+def _entry_problem(data: object) -> str | None:
+    """What is wrong with one lock entry, or None."""
+    if not isinstance(data, Mapping):
+        return "is not a table"
+    problem = _generation_problem(data, ("digest", "generation_key", "output_key"))
+    if problem is not None:
+        return problem
+    if "pin" in data and not _is_digest(data["pin"]):
+        return "`pin` must be a sha256 digest"
+    problem = _draws_problem(data.get("draws", []))
+    if problem is None:
+        problem = _history_problem(data.get("history", []))
+    if problem is not None:
+        return problem
     problem = path_problem(data.get("output"))
     if problem is not None:
         return f"`output` {_shown(repr(data.get('output')))} {problem}"
-    if not isinstance(data.get("params", {}), Mapping) or not _is_plain(data.get("params", {})):
-        return "`params` must be a table of plain values"
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         return "`seed` must be an integer"
-    count = data.get("candidates", 1)
-    if type(count) is not int or not 1 <= count <= MAX_CANDIDATES:
-        return f"`candidates` must be an integer from 1 to {MAX_CANDIDATES}"
     variants = data.get("variants", {})
     if not isinstance(variants, Mapping):
         return "`variants` must be a table"
@@ -183,6 +286,17 @@ def _entry_problem(data: object) -> str | None:
 
 
 Entries = dict[str, LockEntry]
+
+
+def _earlier(data: Mapping[str, Any]) -> EarlierGeneration:
+    return EarlierGeneration(
+        data["generation_key"],
+        data["digest"],
+        data["made"],
+        data["backend"],
+        data["model"],
+        dict(data["params"]),
+    )
 
 
 # --- TOML formatting ---------------------------------------------------------
@@ -249,6 +363,15 @@ def _table(name: str, entry: LockEntry) -> str:
     parts.append(f"params = {_toml_value(data['params'])}\n")
     if "variants" in data:
         parts.append(f"variants = {_toml_value(data['variants'])}\n")
+    if "draws" in data:
+        lines = "".join(
+            f"  {{ key = {_toml_string(d['key'])}, digest = {_toml_string(d['digest'])} }},\n"
+            for d in data["draws"]
+        )
+        parts.append(f"draws = [\n{lines}]\n")
+    for earlier in data.get("history", ()):
+        parts.append(f"\n[[images.{_toml_key(name)}.history]]\n")
+        parts.extend(f"{key} = {_toml_value(value)}\n" for key, value in earlier.items())
     return "".join(parts)
 
 
@@ -347,7 +470,7 @@ def _read_snapshot(path: Path, digest: str) -> Entries | None:
             return None
         # Sealed, and bound to the lock's digest: rebuilding without field-by-field
         # checks keeps a 10k-entry read cheap.
-        return {name: LockEntry(**entry) for name, entry in data["images"].items()}
+        return {name: LockEntry.from_checked(entry) for name, entry in data["images"].items()}
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 

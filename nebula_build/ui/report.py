@@ -234,13 +234,26 @@ def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
     return lines
 
 
+def pin_lines(plan: Plan, style: Style) -> list[str]:
+    """The images whose output is an earlier generation pinned over the manifest."""
+    lines = []
+    for action in plan.actions:
+        spec = action.spec
+        if action.kind is ActionKind.NOOP and spec is not None and spec.pin is not None:
+            note = action.notes[-1] if action.notes else "pinned to an earlier generation"
+            lines.append(style(f"  = {action.image}  {note}", "yellow"))
+    return lines
+
+
 def plan_text(
     plan: Plan, style: Style, estimate: Estimate | None = None, *, limit: int | None = None
 ) -> str:
     """The plan as `plan` prints it; with `limit`, at most that many images' actions
     (the count of the others instead)."""
     if not plan.has_changes:
-        return f"No changes: {len(plan.actions)} image(s) up to date."
+        return "\n".join(
+            [f"No changes: {len(plan.actions)} image(s) up to date.", *pin_lines(plan, style)]
+        )
     lines = ["nebula-build will perform these actions:", ""]
     changes = plan.changes
     for action in changes[:limit]:
@@ -249,6 +262,7 @@ def plan_text(
         more = len(changes) - limit
         lines.append(style(f"  … and {more} more image(s) (`nebula-build plan` lists them)", "dim"))
     lines += file_lines(plan.files, style)
+    lines += pin_lines(plan, style)
     lines += ["", style(summary_line(plan), "bold")]
     said = cost_text(estimate) if estimate is not None else None
     if said is not None:
@@ -284,6 +298,8 @@ def action_json(action: Action) -> dict[str, Any]:
         data["changes"] = [{"field": c.field, "old": c.old, "new": c.new} for c in action.changes]
     if action.notes:
         data["notes"] = list(action.notes)
+    if action.spec is not None and action.spec.pin is not None:
+        data["pinned"] = True
     return data
 
 
@@ -317,11 +333,12 @@ def status_text(plan: Plan, style: Style) -> str:
     """One line per image, then per file made from them: up to date, pending or conflict."""
     rows = [(a.image, a.kind.value, a.reason, a.output or "") for a in plan.actions]
     rows += [(f.label, f.state.value, f.reason, f.output) for f in plan.files]
+    pinned = {a.image for a in plan.actions if a.spec is not None and a.spec.pin is not None}
     width = max((len(name) for name, *_ in rows), default=0)
     lines = []
     for name, state, reason, output in rows:
         if state == "noop":
-            shown = style("up to date", "green")
+            shown = style("up to date" + (" (pinned)" if name in pinned else ""), "green")
         elif state == "conflict":
             shown = style(f"conflict: {reason}", "magenta")
         elif state == "waiting":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,10 @@ def test_editing_one_prompt_changes_exactly_one_output_and_revert_costs_nothing(
     assert "(from cache)" in out and "1 to generate (1 from cache)" in out
     assert run_cli("apply").code == 0
     assert digests(root) == first_files
-    assert (root / "images.lock").read_bytes() == first_lock
+    reverted = tomllib.loads((root / "images.lock").read_text())
+    history = reverted["images"]["b"].pop("history")
+    assert reverted == tomllib.loads(first_lock.decode())
+    assert [h["params"]["prompt"] for h in history] == ["sprite b, edited"]
     assert len(generation_log(log)) == 4  # the revert generated nothing
 
 
@@ -250,12 +254,20 @@ def test_gc_keeps_what_is_referenced(project, run_cli, fake_site, tmp_path):
     run_cli("apply")
     cache = root / ".nebula-build/cache"
     assert len([p for p in cache.glob("??/*") if p.suffix != ".json"]) == 2
+    out = run_cli("gc", "--dry-run").out  # the first is in a's history
+    assert "would remove 0 cache entries" in out and "kept 1 earlier generation(s)" in out
+    images["b"] = {"prompt": "three", "output": "b.png"}
+    (root / "images.toml").write_text(fake_manifest(log, images))
+    run_cli("apply")
+    del images["b"]
+    (root / "images.toml").write_text(fake_manifest(log, images))
+    run_cli("apply")  # b and its lock entry are gone: its original is referenced no more
     assert "would remove 1 cache entry" in run_cli("gc", "--dry-run").out
     assert "removed 1 cache entry" in run_cli("gc").out
-    assert len([p for p in cache.glob("??/*") if p.suffix != ".json"]) == 1
+    assert len([p for p in cache.glob("??/*") if p.suffix != ".json"]) == 2
     (root / "a.png").unlink()
     assert run_cli("apply").code == 0
-    assert len(generation_log(log)) == 2  # restored: the live entry was kept
+    assert len(generation_log(log)) == 3  # restored: the live entry was kept
 
 
 def test_failures_keep_going_and_are_all_reported(project, run_cli, fake_site, tmp_path):

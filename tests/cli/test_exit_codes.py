@@ -45,7 +45,12 @@ def test_the_readme_has_one_table_of_exactly_these_codes():
 @pytest.mark.parametrize("command", _commands())
 def test_a_bad_flag_on_any_command_is_1(command, project, run_cli, capsys):
     project({"images.toml": SITE})
-    positional = {"inspect": ["x.png"], "cache": ["status"], "pick": ["hero"]}.get(command, [])
+    positional = {
+        "inspect": ["x.png"],
+        "cache": ["status"],
+        "pick": ["hero"],
+        "history": ["hero"],
+    }.get(command, [])
     code, out, _ = run_cli(command, *positional, "--no-such-flag")
     assert code == ExitCode.ERROR and out == ""
     assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err  # argparse's

@@ -1,0 +1,134 @@
+"""An image's history: the generations it had before its current one, newest first,
+kept in its lock entry (at most `MAX_HISTORY`) while their originals stay in the cache.
+`nebula-build history NAME` lists them; `pick NAME @K` brings one back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nebula_build.core.spec import AssetSpec
+from nebula_build.state.cache import Store
+from nebula_build.state.lockfile import MAX_HISTORY, EarlierGeneration, LockEntry
+
+
+def _stamp(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def history_after(
+    before: LockEntry | None, generation_key: str, store: Store
+) -> tuple[EarlierGeneration, ...]:
+    """The history of an image whose output becomes `generation_key`: the generation
+    it replaces goes first, unless it is a draw of the same set (the draws keep it);
+    the one coming back leaves the history."""
+    if before is None:
+        return ()
+    history = before.history
+    previous = before.generation_key
+    same_set = {draw.key for draw in before.draws}
+    if previous != generation_key and not (previous in same_set and generation_key in same_set):
+        params = dict(before.params)
+        made = store.made(previous)
+        earlier = EarlierGeneration(
+            previous,
+            before.digest,
+            _stamp(made if made is not None else time.time()),
+            before.backend,
+            before.model,
+            params,
+        )
+        history = (earlier, *history)
+    kept: list[EarlierGeneration] = []
+    for earlier in history:
+        if earlier.generation_key != generation_key and all(
+            earlier.generation_key != other.generation_key for other in kept
+        ):
+            kept.append(earlier)
+    return tuple(kept[:MAX_HISTORY])
+
+
+@dataclass(frozen=True)
+class Change:
+    """How one parameter of an earlier generation differs from the current one."""
+
+    name: str
+    earlier: object
+    current: object
+
+
+def changes(earlier: Mapping[str, object], current: Mapping[str, object]) -> list[Change]:
+    """The parameters that differ, prompt first."""
+    names = sorted(
+        (k for k in earlier.keys() | current.keys() if earlier.get(k) != current.get(k)),
+        key=lambda name: (name != "prompt", name),
+    )
+    return [Change(name, earlier.get(name), current.get(name)) for name in names]
+
+
+def word_diff(earlier: str, current: str) -> str:
+    """`current` with the words it lacks from `earlier` as [-old-] and its new ones as
+    {+new+} (git's --word-diff)."""
+    import difflib
+
+    # a lock's prompt is untrusted: the diff of two long ones is quadratic
+    old, new = earlier[:2000].split(), current[:2000].split()
+    parts: list[str] = []
+    for op, a1, a2, b1, b2 in difflib.SequenceMatcher(a=old, b=new).get_opcodes():
+        if op == "equal":
+            parts.extend(old[a1:a2])
+            continue
+        if a2 > a1:
+            parts.append("[-" + " ".join(old[a1:a2]) + "-]")
+        if b2 > b1:
+            parts.append("{+" + " ".join(new[b1:b2]) + "+}")
+    return " ".join(parts)
+
+
+def earlier_spec(base: AssetSpec, earlier: EarlierGeneration) -> AssetSpec | None:
+    """The image made as `earlier` was, with today's output settings; None when the
+    recorded parameters no longer make its key (recorded by another version)."""
+    spec = base.with_generation(earlier.backend, earlier.model, earlier.params)
+    return spec if spec.generation_key == earlier.generation_key else None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One generation as `nebula-build history` lists it: @0 is the current output."""
+
+    index: int
+    generation_key: str
+    digest: str
+    made: str | None
+    in_cache: bool
+    #: how it differs from the current output's parameters
+    changes: tuple[Change, ...]
+
+
+def rows(entry: LockEntry, store: Store) -> list[Row]:
+    """The current output, then each earlier generation, newest first."""
+    current = entry.generation_params()
+    made = store.made(entry.generation_key)
+    result = [
+        Row(
+            0,
+            entry.generation_key,
+            entry.digest,
+            _stamp(made) if made is not None else None,
+            store.has(entry.generation_key),
+            (),
+        )
+    ]
+    for index, earlier in enumerate(entry.history, start=1):
+        result.append(
+            Row(
+                index,
+                earlier.generation_key,
+                earlier.digest,
+                earlier.made,
+                store.has(earlier.generation_key),
+                tuple(changes(earlier.generation_params(), current)),
+            )
+        )
+    return result

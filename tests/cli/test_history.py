@@ -1,0 +1,236 @@
+"""History, pins and more draws, through the CLI and the loopback Nebula API: every
+image keeps its earlier generations in the lock, `history` lists them, `pick NAME @K`
+brings one back for free (refused where the manifest now declares another spec,
+unless --pin), and `apply --more` adds a draw without losing the others."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tomllib
+
+import pytest
+
+from nebula_build.state.lockfile import MAX_HISTORY
+from tests.conftest import nebula_manifest
+
+HERO = {"prompt": "a red lighthouse", "output": "hero.png", "seed": 7}
+
+
+def _lock(root):
+    return tomllib.loads((root / "images.lock").read_text())["images"]
+
+
+def _edit(root, old, new):
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace(old, new))
+
+
+def _cached(root, key):
+    return (root / ".nebula-build/cache" / key[:2] / key).read_bytes()
+
+
+def test_history_lists_earlier_generations_and_pick_brings_one_back(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    red = (root / "hero.png").read_bytes()
+    red_key = _lock(root)["hero"]["generation_key"]
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    blue = (root / "hero.png").read_bytes()
+    entry = _lock(root)["hero"]
+    assert [h["generation_key"] for h in entry["history"]] == [red_key]
+    assert entry["history"][0]["params"]["prompt"] == "a red lighthouse"
+    assert entry["history"][0]["digest"] == hashlib.sha256(red).hexdigest()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["history"][0]["made"])
+
+    code, out, err = run_cli("history", "hero")
+    assert code == 0, err
+    assert "hero (hero.png): 1 earlier generation(s), newest first" in out
+    assert re.search(r"@1 +\d{4}-\d\d-\d\d \d\d:\d\d  " + hashlib.sha256(red).hexdigest()[:12], out)
+    assert "prompt: a [-red-] {+blue+} lighthouse" in out
+    data = json.loads(run_cli("history", "hero", "--json").out)
+    assert [g["index"] for g in data["generations"]] == [0, 1]
+    assert data["generations"][1]["changes"] == {
+        "prompt": {"then": "a red lighthouse", "now": "a blue lighthouse"}
+    }
+
+    # the manifest decides the spec: an earlier one made from another is refused...
+    nebula_server.reset_counters()
+    code, _, err = run_cli("pick", "hero", "@1")
+    assert code == 1 and err.count("\n") == 1
+    assert "images.hero @1 was made from another spec (prompt differ" in err
+    assert "--pin" in err and (root / "hero.png").read_bytes() == blue
+    # ...unless pinned: the output comes back from the cache, byte for byte
+    code, out, err = run_cli("pick", "hero", "@1", "--pin")
+    assert code == 0, err
+    assert "its earlier generation @1 is the output, pinned" in out
+    assert (root / "hero.png").read_bytes() == red
+    assert nebula_server.requests == []
+    entry = _lock(root)["hero"]
+    assert entry["generation_key"] == red_key and "pin" in entry
+    assert entry["history"][0]["params"]["prompt"] == "a blue lighthouse"
+    # plan shows the pin, and it holds
+    code, out, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 0 and "= hero  pinned to an earlier generation (prompt differs" in out
+    assert "--unpin" in out
+    assert run_cli("apply").code == 0 and nebula_server.requests == []
+    assert (root / "hero.png").read_bytes() == red
+    # --unpin: the manifest decides again, for free
+    code, out, err = run_cli("pick", "hero", "--unpin")
+    assert code == 0, err
+    assert (root / "hero.png").read_bytes() == blue
+    assert "pinned" not in run_cli("plan").out and nebula_server.requests == []
+
+
+def test_an_edit_to_the_manifest_ends_a_pin(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    _edit(root, "a blue lighthouse", "a green lighthouse")
+    code, out, _ = run_cli("plan")
+    assert "the pin to an earlier generation is released" in out
+    assert run_cli("apply").code == 0
+    entry = _lock(root)["hero"]
+    assert entry["params"]["prompt"] == "a green lighthouse" and "pin" not in entry
+
+
+def test_reverting_the_manifest_brings_an_earlier_generation_back_without_a_pin(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    red = (root / "hero.png").read_bytes()
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    _edit(root, "a blue lighthouse", "a red lighthouse")
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    assert nebula_server.requests == [] and (root / "hero.png").read_bytes() == red
+    # the red one left the history (it is the output); the blue one joined it
+    history = _lock(root)["hero"]["history"]
+    assert [h["params"]["prompt"] for h in history] == ["a blue lighthouse"]
+    assert "pin" not in _lock(root)["hero"]
+
+
+def test_history_is_bounded_and_gc_keeps_what_it_lists(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    for step in range(MAX_HISTORY + 2):
+        _edit(root, f"seed = {7 + step}", f"seed = {8 + step}")
+        assert run_cli("apply").code == 0
+    history = _lock(root)["hero"]["history"]
+    assert len(history) == MAX_HISTORY
+    assert history[0]["params"]["seed"] == 7 + MAX_HISTORY + 1  # newest first
+    code, out, _ = run_cli("gc")
+    assert code == 0 and "removed 2 cache entries" in out  # the two beyond the bound
+    assert f"kept {MAX_HISTORY} earlier generation(s) the history lists" in out
+    data = json.loads(run_cli("gc", "--json").out)
+    assert data["history"]["generations"] == MAX_HISTORY and data["history"]["bytes"] > 0
+    nebula_server.reset_counters()
+    assert run_cli("pick", "hero", f"@{MAX_HISTORY}", "--pin").code == 0
+    assert nebula_server.requests == []
+
+
+def test_apply_more_adds_one_draw_and_keeps_the_others(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO | {"candidates": 2}})})
+    assert run_cli("apply").code == 0
+    first = (root / "hero.png").read_bytes()
+    nebula_server.reset_counters()
+    code, out, _ = run_cli("plan", "--more", "hero")
+    assert "* hero#2  draw" in out and "Generations: 1 on nebula" in out
+    code, _, err = run_cli("apply", "--more", "hero")
+    assert code == 0, err
+    assert len(nebula_server.generations) == 1
+    assert (root / "hero.png").read_bytes() == first  # the output is still the pick
+    draws = _lock(root)["hero"]["draws"]
+    assert len(draws) == 3
+    for draw in draws:  # each draw's key and the digest of its original, as cached
+        assert hashlib.sha256(_cached(root, draw["key"])).hexdigest() == draw["digest"]
+    assert run_cli("plan", "--detailed-exitcode").code == 0  # the third stays, unasked
+    assert run_cli("pick", "hero", "2").code == 0
+    assert len(nebula_server.generations) == 1
+    assert (root / "hero.png").read_bytes() != first
+    # one drawn image more works on an image without candidates too
+    assert run_cli("apply", "--more", "hero", "--more", "hero").code == 0
+    assert len(_lock(root)["hero"]["draws"]) == 4
+    code, _, err = run_cli("apply", "--more", "nope")
+    assert code == 1 and "--more: unknown image(s): nope" in err and err.count("\n") == 1
+
+
+def test_picking_between_draws_keeps_them_out_of_the_history(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO | {"candidates": 3}})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "1").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    assert "history" not in _lock(root)["hero"]
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    history = _lock(root)["hero"]["history"]
+    assert len(history) == 1 and history[0]["params"]["draw"] == 2
+    assert len(_lock(root)["hero"]["draws"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("forged", "message"),
+    [
+        ('made = "yesterday"', "`made` must be a UTC time"),
+        ('generation_key = "x"', "history: `generation_key` must be a sha256 digest"),
+        ('params = "x"', "history: `params` must be a table of plain values"),
+    ],
+)
+def test_a_forged_history_is_one_clear_line(project, run_cli, nebula_server, forged, message):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    field = forged.partition(" = ")[0]
+    text = re.sub(
+        rf"(\[\[images\.hero\.history\]\][^\[]*?)\n{field} = [^\n]*",
+        rf"\1\n{forged}",
+        lock.read_text(),
+    )
+    assert forged in text
+    lock.write_text(text)
+    for argv in (["plan"], ["history", "hero"], ["pick", "hero", "@1", "--pin"]):
+        code, _, err = run_cli(*argv)
+        assert code == 1 and message in err and err.count("\n") == 1, err
+
+
+def test_pick_earlier_says_what_is_wrong_in_one_line(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    for argv, message in [
+        (["pick", "hero", "@1"], "images.hero has no earlier generation @1 (it has none"),
+        (["pick", "hero", "@x"], "is neither a draw INDEX"),
+        (["pick", "hero", "1", "--pin"], "--pin is for an earlier generation"),
+        (["pick", "hero", "--unpin"], "images.hero is not pinned"),
+        (["history", "nope"], "no image named 'nope'"),
+    ]:
+        code, _, err = run_cli(*argv)
+        assert code == 1, argv
+        assert message in err and err.count("\n") == 1, err
+
+
+def test_a_pin_never_pays_for_the_generation_it_names(project, run_cli, nebula_server):
+    """A lock from a pull request chooses a pin's parameters, not the manifest: with
+    no cache holding that generation, the manifest's spec is made, never the pin's."""
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    shutil.rmtree(root / ".nebula-build")  # a checkout: the lock, no cache
+    code, out, _ = run_cli("plan")
+    assert "its pinned earlier generation is in no cache here: the pin is released" in out
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    assert [r.body["prompt"] for r in nebula_server.generations] == ["a blue lighthouse"]
+    assert "pin" not in _lock(root)["hero"]
