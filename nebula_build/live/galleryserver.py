@@ -206,6 +206,7 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
                     self.path,
                     self.headers,
                     self.rfile,
+                    client=str(self.client_address[0]),
                     token=server.token,
                     host_ok=lambda host: host_allowed(host, server.host),
                 )

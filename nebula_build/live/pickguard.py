@@ -3,6 +3,8 @@
 Every web page a browser shows can send requests to loopback, so a pick is
 accepted only when it proves it comes from the gallery's own page:
 
+- it comes from this machine: a gallery served to the network (`--host`) shows
+  its pages there, but takes picks only from loopback;
 - its Host names the gallery (no DNS rebinding), and so does its Origin, when it
   has one; a browser that says the request is cross-site (`Sec-Fetch-Site`) is
   believed;
@@ -19,6 +21,7 @@ declared, capped length.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,12 +69,16 @@ def check_pick(
     headers: Message,
     body: Body,
     *,
+    client: str,
     token: str,
     host_ok: Callable[[str | None], bool],
 ) -> PickRequest:
-    """The pick a POST asks for; raises PickRefused when it may not be made."""
+    """The pick a POST from address `client` asks for; raises PickRefused when it may
+    not be made."""
     if urlsplit(path).path != "/pick":
         raise PickRefused(404, "not found")
+    if not _loopback(client):
+        raise PickRefused(403, "picks are taken from this machine only")
     host = _single(headers, "Host")
     if not host_ok(host):
         raise PickRefused(403, "unknown host")
@@ -81,6 +88,15 @@ def check_pick(
         raise PickRefused(415, "a pick is sent as application/json")
     data = _read_body(headers, body)
     return _parse(data, token)
+
+
+def _loopback(client: str) -> bool:
+    try:
+        address = ipaddress.ip_address(client.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)
 
 
 def _same_origin(headers: Message, host: str) -> None:

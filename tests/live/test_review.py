@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tomllib
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,46 @@ def test_a_pick_waits_for_the_round_in_progress_then_shows_on_the_page(
 
     asyncio.run(scenario())
     assert picker(make_watcher(root, Script(), io.StringIO()))("a", 1)[0] == 503  # not running
+
+
+def _headers(**fields: str) -> Message:
+    message = Message()
+    for name, value in fields.items():
+        message[name.replace("_", "-")] = value
+    return message
+
+
+@pytest.mark.parametrize(
+    ("client", "headers", "status"),
+    [
+        ("192.168.1.20", {}, 403),  # served to the network: picks from this machine only
+        ("::ffff:127.0.0.1", {}, 200),
+        ("::1", {}, 200),
+        ("127.0.0.1", {"Content_Length": None}, 411),
+        ("127.0.0.1", {"Transfer_Encoding": "chunked"}, 411),
+        ("127.0.0.1", {"Host": None}, 403),
+    ],
+)
+def test_the_pick_guard(client, headers, status):
+    from nebula_build.live.pickguard import PickRefused, check_pick
+
+    body = json.dumps({"image": "hero", "index": 1, "token": "t0ken"}).encode()
+    fields = {
+        "Host": "127.0.0.1:8000",
+        "Content_Type": "application/json; charset=utf-8",
+        "Content_Length": str(len(body)),
+    } | headers
+    sent = _headers(**{name: value for name, value in fields.items() if value is not None})
+    try:
+        request = check_pick(
+            "/pick",
+            sent,
+            io.BytesIO(body),
+            client=client,
+            token="t0ken",
+            host_ok=lambda host: host == "127.0.0.1:8000",
+        )
+    except PickRefused as refused:
+        assert refused.status == status, refused.message
+    else:
+        assert status == 200 and (request.image, request.index) == ("hero", 1)
