@@ -18,6 +18,7 @@ from pathlib import Path
 from nebula_build.core.plan import Plan
 from nebula_build.engine.candidates import picked
 from nebula_build.engine.prepare import Prepared
+from nebula_build.errors import UnsafePathError
 from nebula_build.imaging import sniff
 from nebula_build.state.cache import CorruptEntryError, Store
 from nebula_build.state.guard import Guard
@@ -108,7 +109,13 @@ def copy_draws(
         if found is None:
             continue
         relative = f"{prefix}/{draw.generation_key}.{found.extension}"
-        guard.write(relative, found.data, durable=False)
+        try:
+            guard.write(relative, found.data, durable=False)
+        except UnsafePathError:
+            raise UnsafePathError(
+                f"the gallery's {folder / prefix} is not a plain folder (a symbolic link?): "
+                "remove it, or write the gallery elsewhere with --out"
+            ) from None
         copied[draw.generation_key] = relative
     _remove_stale(guard, folder, prefix, keep=set(copied.values()))
     return copied
