@@ -350,3 +350,30 @@ def test_the_pick_guard(client, headers, status):
         assert refused.status == status, refused.message
     else:
         assert status == 200 and (request.image, request.index) == ("hero", 1)
+
+
+@pytest.mark.browser
+def test_the_offline_page_gives_the_pick_command_of_a_clicked_or_stepped_candidate(
+    project, run_cli
+):
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    root = project({"images.toml": REVIEW})
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery").code == 0
+    url = (root / ".nebula-build/gallery/index.html").as_uri()
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(url)
+        page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth)")
+        page.click('[data-name="hero"] .draw[data-index="2"] .choose')
+        assert page.inner_text("#note").startswith("nebula-build pick hero 2: run it")
+        assert page.evaluate("getSelection().toString()") == "nebula-build pick hero 2"
+        page.keyboard.press("n")  # the next image: logo
+        page.keyboard.press("k")  # from its picked draw 0 back to its last, 3
+        assert page.inner_text("#note").startswith("nebula-build pick logo 3: run it")
+        assert page.locator(".card.focused").get_attribute("data-name") == "logo"
+        browser.close()
+    assert "draw" not in _lock_params(root, "hero")  # offline: nothing picked
