@@ -151,10 +151,13 @@ REVIEW_SCRIPT = """<script>
   };
 
   const stepDraw = (delta) => {
-    const card = focused && pickable(focused).length ? focused
-      : visibleCards().find((c) => pickable(c).length);
+    const card = focused || visibleCards().find((c) => pickable(c).length);
     if (!card) return;
     const draws = pickable(card);
+    if (!draws.length) {
+      say(`${card.dataset.name}: no candidates to step through`);
+      return;
+    }
     const current = card.querySelector(".draw.chosen") || card.querySelector(".draw.picked");
     const at = draws.indexOf(current);
     choose(draws[at < 0 ? 0 : (at + delta + draws.length) % draws.length]);
