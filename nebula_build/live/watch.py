@@ -194,6 +194,11 @@ class Watcher:
         that shows it; returns the line saying so. Raises what `pick_draw` raises, and
         a UserError when the pick's round fails. The images that take its output are
         made again by the round that follows, as after a save."""
+        if self.backend is not None:  # pick_draw keys the draws by the manifest's backends
+            raise UserError(
+                f"watch --backend {self.backend} shows draws the manifest does not name: "
+                "run watch without --backend to pick in the gallery"
+            )
         async with self._busy:
             try:
                 chosen, result = await pick_draw(

@@ -377,3 +377,20 @@ def test_the_offline_page_gives_the_pick_command_of_a_clicked_or_stepped_candida
         assert page.locator(".card.focused").get_attribute("data-name") == "logo"
         browser.close()
     assert "draw" not in _lock_params(root, "hero")  # offline: nothing picked
+
+
+def test_watch_with_another_backend_does_not_pick(project, fake_site, tmp_path):
+    from nebula_build.errors import UserError
+    from nebula_build.live.watch import Watcher
+    from nebula_build.plugin.manager import load_registry
+    from nebula_build.state.project import Project
+    from nebula_build.ui.style import Style
+
+    images = {"a": {"prompt": "one", "output": "a.png", "candidates": 2}}
+    root = project({"images.toml": fake_manifest(tmp_path / "gen.log", images)})
+    project_ = Project(root, root / "images.toml")
+    watcher = Watcher(
+        project_, load_registry(), out=io.StringIO(), style=Style(False), backend="preview"
+    )
+    with pytest.raises(UserError, match="run watch without --backend to pick"):
+        asyncio.run(watcher.pick("a", 1))
