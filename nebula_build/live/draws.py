@@ -56,15 +56,10 @@ def image_draws(plan: Plan, prepared: Prepared, lock: Entries) -> dict[str, tupl
         base = chosen.bases.get(action.image)
         if action.output is None or base is None or base.candidates < 2:
             continue
-        picked_index = chosen.specs[action.image].draw
+        # by key: an output that is none of the set's draws (pinned elsewhere) marks none
+        output_key = chosen.specs[action.image].generation_key
         result[action.image] = tuple(
-            Draw(
-                action.image,
-                index,
-                key,
-                index == picked_index,
-                prepared.store.has_ours(key),
-            )
+            Draw(action.image, index, key, key == output_key, prepared.store.has_ours(key))
             for index in range(base.candidates)
             for key in (base.drawn(index).generation_key,)
         )
