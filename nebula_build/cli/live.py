@@ -65,6 +65,10 @@ def cmd_watch(ctx: Context) -> int:
             offline=args.offline,
             on_round=on_round,
         )
+        if args.serve is not None:
+            from nebula_build.live.review import picker
+
+            server.accept_picks(picker(watcher))
         if not args.once:
             ctx.print(
                 style(f"watching {project.display_manifest} and its inputs (Ctrl-C to stop)", "dim")
@@ -83,6 +87,7 @@ def cmd_watch(ctx: Context) -> int:
 
 def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Round], None]:
     from nebula_build.engine.runstate import read_failures
+    from nebula_build.live.draws import image_draws, pickable, read_draw
     from nebula_build.live.gallery import cards, render
     from nebula_build.state.guard import Guard
 
@@ -92,8 +97,11 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
         return guard.read(relative, what="gallery file", limit=MAX_SERVED_BYTES)
 
     def publish(report: Round) -> None:
-        if report.plan is None:
+        if report.plan is None or report.prepared is None or report.result is None:
             return  # keep showing the last good state
+        store = report.prepared.store
+        draws = image_draws(report.plan, report.prepared, report.result.lock)
+        shown = [d.generation_key for items in draws.values() for d in items if d.cached]
         items = cards(
             report.plan,
             project,
@@ -101,6 +109,8 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             link="served",
             # The first round builds everything: marking it all "just changed" says nothing.
             changed=report.changed if report.number > 1 else [],
+            draws=draws,
+            draw_links={key: f"/draws/{key}" for key in shown},
         )
         files = [a.spec.output for a in report.plan.actions if a.spec]
         html = render(
@@ -108,8 +118,18 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             title=f"{project.root.name} · nebula-build",
             live=True,
             round_number=report.number,
+            token=server.token,
         )
-        server.publish(html, files, report.number, report.changed, read=read)
+        server.publish(
+            html,
+            files,
+            report.number,
+            report.changed,
+            read=read,
+            draws=shown,
+            read_draw=lambda key: read_draw(store, key),
+            pickable=pickable(draws),
+        )
 
     return publish
 
@@ -119,14 +139,26 @@ def cmd_gallery(ctx: Context) -> int:
     from nebula_build.engine.prepare import current_lock
     from nebula_build.engine.runstate import read_failures
     from nebula_build.fsutil import atomic_write
+    from nebula_build.live.draws import copy_draws, image_draws
     from nebula_build.live.gallery import cards, render
 
     prepared = prepared_project(ctx)
     project = prepared.project
     out = Path(ctx.args.out).resolve() if ctx.args.out else project.gallery_dir
-    plan = plan_for(prepared, current_lock(project, ctx.notice))
-    items = cards(plan, project, failures=read_failures(project), base=out)
+    lock = current_lock(project, ctx.notice)
+    plan = plan_for(prepared, lock)
+    draws = image_draws(plan, prepared, lock)
     out.mkdir(parents=True, exist_ok=True)
+    every_draw = [draw for items in draws.values() for draw in items]
+    copied = copy_draws(every_draw, prepared.store, out)
+    items = cards(
+        plan,
+        project,
+        failures=read_failures(project),
+        base=out,
+        draws=draws,
+        draw_links=copied,
+    )
     page = out / "index.html"
     html = render(items, title=f"{project.root.name} · nebula-build")
     atomic_write(page, html.encode(), durable=False)  # replaces a link, never follows it

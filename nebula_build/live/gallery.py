@@ -2,6 +2,8 @@
 
 `nebula-build gallery` writes it to `.nebula-build/gallery/index.html`;
 `nebula-build watch --serve` serves it live and refreshes it after each round.
+An image with candidates shows its draws side by side, the picked one marked: live,
+a click (or a key) picks one; offline, each shows the `pick` command to copy.
 No external resources: it works offline and from `file://`.
 """
 
@@ -15,7 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nebula_build.core.plan import ActionKind, Plan
+from nebula_build.live.draws import Draw
+from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
 from nebula_build.state.project import Project
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One draw of an image, as its card shows it."""
+
+    index: int
+    key: str
+    picked: bool
+    #: where its picture is; None when there is none here ("not made yet")
+    href: str | None
+    command: str
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,7 @@ class Card:
     prompt: str
     negative_prompt: str | None
     changed: bool
+    candidates: tuple[Candidate, ...] = ()
 
 
 def cards(
@@ -41,11 +58,14 @@ def cards(
     link: str = "relative",
     base: Path | None = None,
     changed: Iterable[str] = (),
+    draws: Mapping[str, tuple[Draw, ...]] = {},
+    draw_links: Mapping[str, str] = {},
 ) -> list[Card]:
     """Cards for every declared image, in manifest order.
 
     `link` is "relative" (from `base`, for a page written to disk) or "served"
-    (`/files/<output>?v=<digest>`, for the live server).
+    (`/files/<output>?v=<digest>`, for the live server). `draws` are the candidates
+    of the images that have some, shown from `draw_links` (by generation key).
     """
     just_changed = set(changed)
     result = []
@@ -71,20 +91,39 @@ def cards(
             details.insert(3, ("steps", str(spec.num_steps)))
         if spec.guidance_scale is not None:
             details.insert(4, ("guidance", f"{spec.guidance_scale:g}"))
+        exists = path.is_file()
         result.append(
             Card(
                 spec.name,
                 href,
-                path.is_file(),
+                exists,
                 status,
                 text,
                 tuple(details),
                 spec.prompt,
                 spec.negative_prompt,
                 spec.name in just_changed,
+                _candidates(draws.get(spec.name, ()), draw_links, href if exists else None),
             )
         )
     return result
+
+
+def _candidates(
+    draws: Iterable[Draw], links: Mapping[str, str], output: str | None
+) -> tuple[Candidate, ...]:
+    """The draws as shown: the picked one falls back to the output file when the cache
+    here lacks its bytes (a checkout with the lock and the outputs)."""
+    return tuple(
+        Candidate(
+            draw.index,
+            draw.generation_key,
+            draw.picked,
+            links.get(draw.generation_key) or (output if draw.picked else None),
+            draw.pick_command,
+        )
+        for draw in draws
+    )
 
 
 def _status(kind: ActionKind, reason: str, failure: str | None) -> tuple[str, str]:
@@ -97,8 +136,11 @@ def _status(kind: ActionKind, reason: str, failure: str | None) -> tuple[str, st
     return "pending", f"pending {kind.value}: {reason}"
 
 
-def render(items: list[Card], *, title: str, live: bool = False, round_number: int = 0) -> str:
-    """The whole page. With `live`, it listens for rounds and refreshes itself."""
+def render(
+    items: list[Card], *, title: str, live: bool = False, round_number: int = 0, token: str = ""
+) -> str:
+    """The whole page. With `live`, it listens for rounds and refreshes itself, and
+    picks with `token` (the server's, for this run)."""
     counts = {s: sum(c.status == s for c in items) for s in ("ok", "pending", "failed", "conflict")}
     summary = " · ".join(
         f'<span class="chip {s}">{n} {label}</span>'
@@ -110,8 +152,11 @@ def render(items: list[Card], *, title: str, live: bool = False, round_number: i
         )
         if n
     )
-    body = "\n".join(_card(card) for card in items) or '<p class="empty">No images declared.</p>'
+    body = "\n".join(_card(card, live=live) for card in items)
+    body = body or '<p class="empty">No images declared.</p>'
     script = _LIVE_SCRIPT if live else ""
+    reviewing = any(card.candidates for card in items)
+    token_meta = f'<meta name="nebula-build-token" content="{html.escape(token)}">' if live else ""
     return _PAGE.format(
         title=html.escape(title),
         summary=summary,
@@ -119,17 +164,34 @@ def render(items: list[Card], *, title: str, live: bool = False, round_number: i
         script=script,
         live="live" if live else "",
         round=round_number,
+        token=token_meta,
+        review_style=REVIEW_STYLE,
+        keys=_keys(live=live) if reviewing else "",
+        review_script=REVIEW_SCRIPT if reviewing else "",
     )
 
 
-def _card(card: Card) -> str:
+def _keys(*, live: bool) -> str:
+    action = "click or step to pick" if live else "click to show its pick command"
+    return (
+        '<p class="keys" aria-label="keyboard shortcuts"><kbd>n</kbd><kbd>p</kbd> image '
+        "<kbd>j</kbd><kbd>k</kbd> candidate <span>(or the arrow keys) · "
+        f"{action}</span></p>"
+    )
+
+
+def _card(card: Card, *, live: bool) -> str:
     e = html.escape
-    image = (
-        f'<a class="thumb" href="{e(card.href)}"><img src="{e(card.href)}" '
-        f'alt="{e(card.prompt)}" loading="lazy"></a>'
-        if card.exists
-        else '<div class="thumb missing">not generated yet</div>'
-    )
+    if card.candidates:
+        image = _strip(card, live=live)
+    elif card.exists:
+        image = (
+            f'<a class="thumb" href="{e(card.href)}"><img src="{e(card.href)}" '
+            f'alt="{e(card.prompt)}" loading="lazy"></a>'
+        )
+    else:
+        image = '<div class="thumb missing">not generated yet</div>'
+
     rows = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in card.details)
     negative = (
         f'<p class="negative"><b>not:</b> {e(card.negative_prompt)}</p>'
@@ -139,11 +201,47 @@ def _card(card: Card) -> str:
     changed = " changed" if card.changed else ""
     flag = '<span class="flag">just changed</span>' if card.changed else ""
     search = e(f"{card.name} {card.prompt}".lower())
+    drawn = " has-draws" if card.candidates else ""
     return (
-        f'<article class="card {card.status}{changed}" data-name="{e(card.name)}" '
-        f'data-search="{search}">{image}<div class="meta"><h2>{e(card.name)}{flag}</h2>'
+        f'<article class="card {card.status}{changed}{drawn}" id="image-{e(card.name)}" '
+        f'tabindex="-1" data-name="{e(card.name)}" data-search="{search}">{image}'
+        f'<div class="meta"><h2>{e(card.name)}{flag}</h2>'
         f'<p class="status {card.status}">{e(card.status_text)}</p>'
         f'<p class="prompt">{e(card.prompt)}</p>{negative}<dl>{rows}</dl></div></article>'
+    )
+
+
+def _strip(card: Card, *, live: bool) -> str:
+    """The card's draws side by side, the picked one marked."""
+    items = "".join(_candidate(card.name, c, live=live) for c in card.candidates)
+    count = len(card.candidates)
+    return (
+        f'<div class="draws" role="group" aria-label="{count} candidates of '
+        f'{html.escape(card.name)}" style="--count: {count}">{items}</div>'
+    )
+
+
+def _candidate(name: str, candidate: Candidate, *, live: bool) -> str:
+    e = html.escape
+    picked = " picked" if candidate.picked else ""
+    badge = '<span class="badge">picked</span>' if candidate.picked else ""
+    label = f'<span class="index">draw {candidate.index}</span>{badge}'
+    if candidate.href is None:
+        return (
+            f'<figure class="draw missing{picked}" data-index="{candidate.index}">'
+            f'<div class="shot">not made yet</div><figcaption>{label}</figcaption></figure>'
+        )
+    verb = "pick" if live else "show the command to pick"
+    copy = (
+        "" if live else '<button type="button" class="copy" title="copy the command">copy</button>'
+    )
+    command = "" if live else f'<code class="command">{e(candidate.command)}</code>'
+    return (
+        f'<figure class="draw{picked}" data-index="{candidate.index}" '
+        f'data-key="{e(candidate.key)}">'
+        f'<button type="button" class="shot choose" title="{verb} draw {candidate.index}">'
+        f'<img src="{e(candidate.href)}" alt="draw {candidate.index} of {e(name)}" '
+        f'loading="lazy"></button><figcaption>{label}{copy}</figcaption>{command}</figure>'
     )
 
 
@@ -152,7 +250,10 @@ _LIVE_SCRIPT = """<script>
   const source = new EventSource("/events");
   source.onmessage = (event) => {
     const round = JSON.parse(event.data);
-    if (round.number > Number(document.body.dataset.round || 0)) location.reload();
+    if (round.number <= Number(document.body.dataset.round || 0)) return;
+    // a pick in flight reloads once it has its answer (see the review script)
+    const wanted = new CustomEvent("nebula-build:round", { cancelable: true });
+    if (document.dispatchEvent(wanted)) location.reload();
   };
 })();
 </script>"""
@@ -163,6 +264,7 @@ _PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+{token}
 <style>
   :root {{ color-scheme: dark; --bg: #111318; --card: #1b1e26; --line: #2b303b;
           --text: #e7e9ee; --dim: #9aa3b2; --ok: #4cc38a; --pending: #e5b84b;
@@ -203,6 +305,7 @@ _PAGE = """<!doctype html>
        font-size: 12px; color: var(--dim); }}
   dt {{ color: #6f7888; }} dd {{ margin: 0; overflow-wrap: anywhere; }}
   .empty {{ color: var(--dim); }}
+{review_style}
 </style>
 </head>
 <body class="{live}" data-round="{round}">
@@ -211,6 +314,8 @@ _PAGE = """<!doctype html>
   <input id="filter" type="search" placeholder="Filter by name or prompt" autocomplete="off">
   {summary}
   <span class="live-dot">● live</span>
+  {keys}
+  <output id="note" aria-live="polite"></output>
 </header>
 <main id="cards">
 {cards}
@@ -224,6 +329,7 @@ _PAGE = """<!doctype html>
     }}
   }});
 </script>
+{review_script}
 {script}
 </body>
 </html>

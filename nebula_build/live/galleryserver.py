@@ -1,34 +1,59 @@
 """Serves the live gallery on loopback while `nebula-build watch --serve` runs.
 
 GET / is the page, /files/<output> the images it shows (and nothing else of
-the project), /events a server-sent event stream that announces each round so
-the page refreshes itself. Binds 127.0.0.1 unless told otherwise.
+the project), /draws/<generation key> the candidate draws it shows (from the
+cache, and no other entry), /events a server-sent event stream that announces
+each round so the page refreshes itself. POST /pick makes one of an image's
+draws its output. Binds 127.0.0.1 unless told otherwise.
 
 Files are read through the project's guard (a regular file inside the project,
-never through a link out), and a request naming any other host than the one
-served is refused: a web page cannot reach the gallery by DNS rebinding.
+never through a link out), draws through the cache (checked against their
+digest), and a request naming any other host than the one served is refused: a
+web page cannot reach the gallery by DNS rebinding. Any web page the browser
+shows can send requests to loopback, so a pick must prove it comes from the
+gallery's own page (see `pickguard`), and the page may not be framed.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import mimetypes
+import secrets
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from nebula_build.httpthread import BackgroundHTTPServer
+from nebula_build.live.draws import DrawBytes
 from nebula_build.live.gallery import page_data
+from nebula_build.live.pickguard import PickRefused, PickRequest, check_pick
 
 _KEEPALIVE_SECONDS = 10.0
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_PAGE_HEADERS = (
+    ("X-Frame-Options", "DENY"),  # no page may frame the gallery and steer its clicks
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    ("Referrer-Policy", "no-referrer"),
+)
 ReadFile = Callable[[str], bytes]
+ReadDraw = Callable[[str], DrawBytes | None]
+#: (status, one line) for a pick the page asked for
+PickFn = Callable[[str, int], tuple[int, str]]
 
 
 def _no_files(relative: str) -> bytes:
     raise FileNotFoundError(relative)
+
+
+def _no_draws(key: str) -> DrawBytes | None:
+    return None
+
+
+def _no_picks(name: str, index: int) -> tuple[int, str]:
+    return 503, "this gallery does not pick: run `nebula-build watch --serve`"
 
 
 def host_allowed(header: str | None, bound: str) -> bool:
@@ -56,6 +81,12 @@ class GalleryServer(BackgroundHTTPServer):
         self._html = "<!doctype html><title>nebula-build</title><p>Building…</p>"
         self._files: frozenset[str] = frozenset()
         self._read: ReadFile = _no_files
+        self._draws: frozenset[str] = frozenset()
+        self._read_draw: ReadDraw = _no_draws
+        self._pickable: dict[str, int] = {}
+        self._pick: PickFn = _no_picks
+        #: proves a pick comes from the page this run served (it is in that page only)
+        self.token = secrets.token_urlsafe(32)
         self.host = host
         self._round = 0
         self._changed: list[str] = []
@@ -80,13 +111,23 @@ class GalleryServer(BackgroundHTTPServer):
         changed: list[str],
         *,
         read: ReadFile,
+        draws: Collection[str] = (),
+        read_draw: ReadDraw = _no_draws,
+        pickable: Mapping[str, int] = {},
     ) -> None:
         """Show a round: its page, and the project files (outputs) it may serve, read
-        with `read` (the guard's)."""
+        with `read` (the guard's); the draws it shows (generation keys), read with
+        `read_draw` (the cache's); the images it may pick for, with their draw count."""
         with self._condition:
             self._html, self._files, self._read = html, frozenset(files), read
+            self._draws, self._read_draw = frozenset(draws), read_draw
+            self._pickable = dict(pickable)
             self._round, self._changed = round_number, list(changed)
             self._condition.notify_all()
+
+    def accept_picks(self, pick: PickFn) -> None:
+        """Answer POST /pick with `pick(name, index)`, called on the request's thread."""
+        self._pick = pick
 
     def _snapshot(self) -> tuple[str, frozenset[str], int, list[str]]:
         with self._condition:
@@ -96,6 +137,21 @@ class GalleryServer(BackgroundHTTPServer):
         with self._condition:
             read = self._read
         return read(relative)
+
+    def _draw(self, key: str) -> DrawBytes | None:
+        """A draw the current page shows, or None."""
+        with self._condition:
+            shown, read = key in self._draws, self._read_draw
+        return read(key) if shown else None
+
+    def _pick_for(self, request: PickRequest) -> tuple[int, str]:
+        with self._condition:
+            count, pick = self._pickable.get(request.image), self._pick
+        if count is None:
+            return 400, f"no image named {request.image[:80]!r} has candidates on this page"
+        if not 0 <= request.index < count:
+            return 400, f"{request.image} has draws 0 to {count - 1} (got {request.index})"
+        return pick(request.image, request.index)
 
     def _wait_for_round(self, seen: int) -> tuple[int, list[str]] | None:
         """The next round after `seen`, None on a keep-alive timeout; raises when closing."""
@@ -123,7 +179,7 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             path = unquote(urlsplit(self.path).path)
             html, files, _, _ = server._snapshot()
             if path in ("/", "/index.html"):
-                self._send(200, html.encode(), "text/html; charset=utf-8")
+                self._send(200, html.encode(), "text/html; charset=utf-8", _PAGE_HEADERS)
             elif path == "/events":
                 self._events()
             elif path.startswith("/files/") and path[len("/files/") :] in files:
@@ -135,14 +191,54 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
                     return
                 kind = mimetypes.guess_type(relative)[0] or "application/octet-stream"
                 self._send(200, data, kind)
+            elif path.startswith("/draws/"):
+                draw = server._draw(path[len("/draws/") :])
+                if draw is None:
+                    self._send(404, b"not found", "text/plain")
+                else:
+                    self._send(200, draw.data, draw.media_type)
             else:
                 self._send(404, b"not found", "text/plain")
 
-        def _send(self, status: int, data: bytes, kind: str) -> None:
+        def do_POST(self) -> None:
+            try:
+                request = check_pick(
+                    self.path,
+                    self.headers,
+                    self.rfile,
+                    client=str(self.client_address[0]),
+                    token=server.token,
+                    host_ok=lambda host: host_allowed(host, server.host),
+                )
+            except PickRefused as refused:
+                self.close_connection = True  # the body may be unread
+                self._answer(refused.status, refused.message)
+                return
+            try:
+                status, message = server._pick_for(request)
+            except Exception:  # a bug: the watcher's terminal shows it, the page a line
+                status, message = 500, "the pick failed: see the terminal running watch"
+            self._answer(status, message)
+
+        def _answer(self, status: int, message: str) -> None:
+            text = " ".join(message.split())  # one line, whatever came
+            body = json.dumps({"ok": status == 200, "message": text}).encode()
+            self._send(status, body, "application/json")
+
+        def _send(
+            self,
+            status: int,
+            data: bytes,
+            kind: str,
+            headers: tuple[tuple[str, str], ...] = (),
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            for name, value in headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 

@@ -4,12 +4,14 @@ The loop takes its change source as a parameter (an async iterator of path
 sets): `filesystem_changes()` watches the disk with watchfiles, tests feed
 scripted sets. A change that lands while images are generating cancels the
 work it made obsolete (an image whose key changed again, or that was removed)
-and lets the rest finish; the next round then builds what is wanted now.
+and lets the rest finish; the next round then builds what is wanted now. A pick
+from the live gallery runs between rounds, never during one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +20,11 @@ from typing import TextIO
 from nebula_build.core.plan import Plan
 from nebula_build.engine.apply import Applier
 from nebula_build.engine.execute import OpenBackends
+from nebula_build.engine.picking import pick_draw
 from nebula_build.engine.planning import plan_for
 from nebula_build.engine.prepare import Prepared, prepare
 from nebula_build.engine.round import RoundOptions, RoundResult, apply_round
-from nebula_build.errors import NebulaBuildError, SupersededError
+from nebula_build.errors import NebulaBuildError, SupersededError, UserError
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
 from nebula_build.ui.progress import Progress
@@ -77,6 +80,11 @@ class Watcher:
         self._last_error: str | None = None
         self._applier: Applier | None = None
         self._backends: OpenBackends | None = None
+        #: held by a round or a pick: they never run at once
+        self._busy = asyncio.Lock()
+        self._dirty: asyncio.Event | None = None
+        #: the loop the rounds run on, while they do (picks come from other threads)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def watched_paths(self) -> set[Path]:
         """The manifest and every input file it references, as of the last good load."""
@@ -87,19 +95,23 @@ class Watcher:
         as `apply` raises them, and its report returned."""
         async with OpenBackends({}, {}, root=self.project.root) as backends:
             self._backends = backends
-            dirty = asyncio.Event()
+            self._busy = asyncio.Lock()  # of this loop
+            dirty = self._dirty = asyncio.Event()
             dirty.set()
             consumer = None
             if not once and changes is not None:
                 consumer = asyncio.create_task(self._consume(changes, dirty))
+            self.loop = asyncio.get_running_loop()
             try:
                 while True:
                     await dirty.wait()
                     dirty.clear()
-                    report = await self.round(once=once)
+                    async with self._busy:
+                        report = await self.round(once=once)
                     if once:
                         return report
             finally:
+                self.loop = None
                 if consumer is not None:
                     consumer.cancel()
 
@@ -176,6 +188,49 @@ class Watcher:
         self._summarise(report, result)
         report.plan = plan_for(result.prepared, result.lock, force=self.force)
         return self._publish(report)
+
+    async def pick(self, name: str, index: int) -> str:
+        """Make draw `index` of `name` its output, between rounds, and publish the page
+        that shows it; returns the line saying so. Raises what `pick_draw` raises, and
+        a UserError when the pick's round fails. The images that take its output are
+        made again by the round that follows, as after a save."""
+        if self.backend is not None:  # pick_draw keys the draws by the manifest's backends
+            raise UserError(
+                f"watch --backend {self.backend} shows draws the manifest does not name: "
+                "run watch without --backend to pick in the gallery"
+            )
+        async with self._busy:
+            try:
+                chosen, result = await pick_draw(
+                    self.project,
+                    self.registry,
+                    name,
+                    index=index,
+                    listener=self,
+                    offline=self.offline,
+                )
+            except NebulaBuildError:
+                raise
+            except Exception:  # a bug: shown where watch's errors are
+                self._say(traceback.format_exc().rstrip())
+                raise
+            self.rounds += 1
+            report = Round(self.rounds, changed=[name], prepared=result.prepared, result=result)
+            report.plan = plan_for(result.prepared, result.lock, force=self.force)
+            problem = result.refused or next(iter(result.failures.values()), None)
+            message = (
+                f"{name}: draw {chosen.index} of {chosen.count} is the output ({chosen.output})"
+            )
+            if problem is None:
+                self._say(self.style(f"round {report.number}: ", "bold") + f"picked {message}")
+            else:
+                self._summarise(report, result)
+            self._publish(report)
+        if problem is not None:
+            raise UserError(f"{name}: draw {index} could not be made the output: {problem}")
+        if chosen.takers and self._dirty is not None:
+            self._dirty.set()  # they take its output: the next round makes them again
+        return message
 
     def notice(self, message: str) -> None:
         self._say(self.style(f"note: {message}", "yellow"))
