@@ -80,6 +80,8 @@ def cards(
         else:
             href = Path(os.path.relpath(path, base or project.root)).as_posix()
         status, text = _status(action.kind, action.reason, failures.get(spec.name))
+        if spec.pin is not None and action.kind is ActionKind.NOOP:
+            text = f"up to date · pinned to an earlier generation (pick {spec.name} --unpin)"
         details = [
             ("model", spec.model),
             ("backend", spec.backend),

@@ -234,3 +234,17 @@ def test_a_pin_never_pays_for_the_generation_it_names(project, run_cli, nebula_s
     assert run_cli("apply").code == 0
     assert [r.body["prompt"] for r in nebula_server.generations] == ["a blue lighthouse"]
     assert "pin" not in _lock(root)["hero"]
+
+
+def test_the_gallery_says_an_image_is_pinned(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery").code == 0
+    page = root / ".nebula-build/gallery/index.html"
+    assert "pinned" not in page.read_text()
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    assert run_cli("gallery").code == 0
+    assert "pinned to an earlier generation (pick hero --unpin)" in page.read_text()
+    assert "hero  up to date (pinned)" in run_cli("status").out
