@@ -11,7 +11,7 @@ capped, supplied by the remote cache where it has them).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from nebula_build.core.plan import Action, ActionKind
 from nebula_build.core.spec import AssetSpec
@@ -27,6 +27,10 @@ class Picked:
     specs: dict[str, AssetSpec]
     bases: dict[str, AssetSpec]
     notes: dict[str, str]
+    #: the draws of each image a plan may generate: those the manifest asks for, and
+    #: the one `--more` adds. The lock may record more made (they stay pickable), but
+    #: a lock never decides what is paid for.
+    makeable: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def recorded_pick(spec: AssetSpec, entry: LockEntry | None) -> int | None:
@@ -91,13 +95,13 @@ def _on_picked_inputs(spec: AssetSpec, chosen: Mapping[str, AssetSpec]) -> Asset
     """`spec` with its `@image` inputs keyed by the draw picked for them: the key names
     the upstream's output, and a pick changes it."""
     changed = {}
-    for field in ("image_digest", "mask_digest"):
-        value = getattr(spec, field)
+    for attribute in ("image_digest", "mask_digest"):
+        value = getattr(spec, attribute)
         if isinstance(value, str) and value.startswith("@"):
             name, _, key = value[1:].partition(":")
             upstream = chosen.get(name)
             if upstream is not None and upstream.output_key != key:
-                changed[field] = f"@{name}:{upstream.output_key}"
+                changed[attribute] = f"@{name}:{upstream.output_key}"
     if not changed:
         return spec
     return replace(spec, **changed, generation_key="", output_key="")  # type: ignore[arg-type]
@@ -118,6 +122,7 @@ def picked(
     chosen: dict[str, AssetSpec] = {}
     bases: dict[str, AssetSpec] = {}
     notes: dict[str, str] = {}
+    makeable: dict[str, tuple[int, ...]] = {}
 
     def choose(name: str) -> AssetSpec:
         if name not in chosen:
@@ -127,8 +132,10 @@ def picked(
                     choose(upstream)
             base = _on_picked_inputs(spec, chosen)
             entry = lock.get(name)
-            count = max(base.candidates, made_draws(base, entry)) + (1 if name in more else 0)
-            if count != base.candidates:
+            declared = base.candidates
+            count = max(declared, made_draws(base, entry)) + (1 if name in more else 0)
+            makeable[name] = (*range(declared), *((count - 1,) if name in more else ()))
+            if count != declared:
                 base = replace(base, candidates=count)
             bases[name] = base
             if name in pins:
@@ -153,7 +160,7 @@ def picked(
 
     for name in specs:
         choose(name)
-    return Picked({name: chosen[name] for name in specs}, bases, notes)
+    return Picked({name: chosen[name] for name in specs}, bases, notes, makeable)
 
 
 def draw_actions(
@@ -178,7 +185,7 @@ def draw_actions(
         recorded = entry.candidates if entry is not None else 0
         if action.kind is ActionKind.NOOP and recorded >= base.candidates:
             continue
-        for index in range(base.candidates):
+        for index in chosen.makeable.get(name, ()):
             if index == chosen.specs[name].draw:
                 continue
             draw = base.drawn(index)

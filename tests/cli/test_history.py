@@ -248,3 +248,27 @@ def test_the_gallery_says_an_image_is_pinned(project, run_cli, nebula_server):
     assert run_cli("gallery").code == 0
     assert "pinned to an earlier generation (pick hero --unpin)" in page.read_text()
     assert "hero  up to date (pinned)" in run_cli("status").out
+
+
+def test_a_lock_claiming_many_draws_makes_a_checkout_pay_for_none_of_them(
+    project, run_cli, nebula_server
+):
+    """The lock records the draws made, which stay pickable, but never decides what
+    is paid for: only the draws the manifest asks for are ever generated."""
+    root = project({"images.toml": nebula_manifest({"hero": HERO | {"candidates": 2}})})
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    fake = "".join(
+        f'  {{ key = "{hashlib.sha256(b"k%d" % i).hexdigest()}", '
+        f'digest = "{hashlib.sha256(b"d%d" % i).hexdigest()}" }},\n'
+        for i in range(62)
+    )
+    lock.write_text(lock.read_text().replace("\n]\n", "\n" + fake + "]\n", 1))
+    assert len(_lock(root)["hero"]["draws"]) == 64
+    shutil.rmtree(root / ".nebula-build")  # a checkout: no cache
+    (root / "hero.png").unlink()
+    code, out, _ = run_cli("plan")
+    assert "Generations: 2 on nebula" in out, out
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    assert len(nebula_server.generations) == 2
