@@ -278,7 +278,10 @@ class Applier:
         params = spec.generation_params()
         del params["backend"], params["model"]  # the entry has them as fields
         before = self.writer.entries.get(spec.name)
-        same_set = before is not None and spec.generation_key in {d.key for d in before.draws}
+        # a pin keeps the set it was made over, for --unpin to come back to
+        same_set = before is not None and (
+            spec.pin is not None or spec.generation_key in {d.key for d in before.draws}
+        )
         await self.writer.set(
             spec.name,
             LockEntry(
@@ -316,6 +319,12 @@ class Applier:
             if restored is not None:
                 return restored
             warning = f"{why}; generated the image instead"
+        if spec.pin is not None:
+            why = (warning or "its cache entry is gone").partition(";")[0]
+            raise UserError(
+                f"not generated: {why}, and a pinned earlier generation is never made "
+                f"again (the lock chose it): `nebula-build pick {spec.name} --unpin`"
+            )
         if self.planned_only and not action.generates:
             why = (warning or "its cache entry is gone").partition(";")[0]
             raise UserError(

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 
 from nebula_build.core.plan import Action, ActionKind
 from nebula_build.core.spec import AssetSpec
+from nebula_build.errors import UserError
 from nebula_build.state.cache import Store
-from nebula_build.state.lockfile import DrawRecord, LockEntry
+from nebula_build.state.lockfile import MAX_CANDIDATES, DrawRecord, LockEntry
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,27 @@ def recorded_pick(spec: AssetSpec, entry: LockEntry | None) -> int | None:
 
 
 def made_draws(base: AssetSpec, entry: LockEntry | None) -> int:
-    """How many draws of `base`'s set the lock records as made (0: another set)."""
+    """How many draws of `base`'s set the lock records as made (0: another set). Its
+    first and last keys must be the set's: the count only widens what `pick` may
+    choose from, never what a plan pays for (see `Picked.makeable`)."""
     if entry is None or not entry.draws or entry.draws[0].key != base.generation_key:
         return 0
-    return len(entry.draws)
+    last = len(entry.draws) - 1
+    if last and entry.draws[last].key != base.drawn(last).generation_key:
+        return 1
+    return min(len(entry.draws), MAX_CANDIDATES)
+
+
+def _picked_before_the_pin(base: AssetSpec, entry: LockEntry) -> int | None:
+    """The draw that was the output when the image was pinned: the newest earlier
+    generation that is a draw of `base`'s set."""
+    for earlier in entry.history:
+        draw = earlier.params.get("draw", 0)
+        if type(draw) is not int or not 0 <= draw < base.candidates:
+            continue
+        if base.drawn(draw).generation_key == earlier.generation_key:
+            return int(draw)
+    return None
 
 
 def differing(ours: Mapping[str, object], theirs: Mapping[str, object]) -> list[str]:
@@ -134,6 +152,10 @@ def picked(
             entry = lock.get(name)
             declared = base.candidates
             count = max(declared, made_draws(base, entry)) + (1 if name in more else 0)
+            if count > MAX_CANDIDATES:
+                raise UserError(
+                    f"--more: images.{name} has {MAX_CANDIDATES} draws, the most an image may have"
+                )
             makeable[name] = (*range(declared), *((count - 1,) if name in more else ()))
             if count != declared:
                 base = replace(base, candidates=count)
@@ -149,6 +171,8 @@ def picked(
                 return pinned
             if entry is not None and entry.pin is not None and name not in unpin:
                 notes[name] = "the pin to an earlier generation is released: its spec changed"
+            if draw is None and entry is not None and entry.pin is not None and name in unpin:
+                draw = _picked_before_the_pin(base, entry)
             if draw is None:
                 draw = recorded_pick(base, entry)
                 if draw is None:
@@ -182,8 +206,11 @@ def draw_actions(
         if chosen.specs[name].pin is not None:
             continue
         entry = lock.get(name)
-        recorded = entry.candidates if entry is not None else 0
-        if action.kind is ActionKind.NOOP and recorded >= base.candidates:
+        recorded = made_draws(base, entry)
+        wanted = chosen.makeable.get(name, ())
+        # a move or a new format pays for no draw: only a new output, or draws the
+        # manifest (or --more) asks for beyond those the lock records made
+        if not action.generates and recorded > max(wanted, default=-1):
             continue
         for index in chosen.makeable.get(name, ()):
             if index == chosen.specs[name].draw:

@@ -39,7 +39,28 @@ def plan_for(
             f"{prepared.project.display_manifest}: --more: unknown image(s): {', '.join(unknown)}"
         )
     chosen = candidates.picked(prepared.specs, lock, picks, more=more, pins=pins, unpin=unpin)
-    lost = _lost_pins(chosen, pins, prepared, remote)
+    for option, names in (("--more", more), ("--replace", replace)):
+        pinned = sorted(n for n in names if n in chosen.specs and chosen.specs[n].pin is not None)
+        if pinned:
+            raise UserError(
+                f"{option}: images.{pinned[0]} is pinned to an earlier generation: "
+                f"`nebula-build pick {pinned[0]} --unpin` first"
+            )
+
+    def diff(chosen: candidates.Picked) -> Plan:
+        return make_plan(
+            chosen.specs,
+            lock,
+            digest_of=prepared.files.digest,
+            has_cached=prepared.store.has_ours,
+            known_output=prepared.store.output_files,
+            targets=targets,
+            replace_images=replace,
+            force=force,
+        )
+
+    images = diff(chosen)
+    lost = _lost_pins(images, pins, remote)
     if lost:  # a pin never pays: the manifest's spec is made instead
         chosen = candidates.picked(
             prepared.specs, lock, picks, more=more, pins=pins, unpin={*unpin, *lost}
@@ -48,16 +69,7 @@ def plan_for(
             (name, "its pinned earlier generation is in no cache here: the pin is released")
             for name in lost
         )
-    images = make_plan(
-        chosen.specs,
-        lock,
-        digest_of=prepared.files.digest,
-        has_cached=prepared.store.has_ours,
-        known_output=prepared.store.output_files,
-        targets=targets,
-        replace_images=replace,
-        force=force,
-    )
+        images = diff(chosen)
     actions = candidates.with_notes(images.actions, chosen.notes)
     if draws:
         actions += tuple(candidates.draw_actions(actions, chosen, lock, prepared.store))
@@ -70,22 +82,19 @@ def plan_for(
     return Plan(images.actions, files)
 
 
-def _lost_pins(
-    chosen: candidates.Picked,
-    pins: Mapping[str, AssetSpec],
-    prepared: Prepared,
-    remote: Remote | None,
-) -> set[str]:
-    """The images the lock pins to an earlier generation that no cache here holds. The
-    lock chose those parameters, not the manifest: they are never generated."""
+def _lost_pins(images: Plan, pins: Mapping[str, AssetSpec], remote: Remote | None) -> set[str]:
+    """The images the lock pins to an earlier generation whose output must be made
+    again while no cache here holds it. The lock chose those parameters, not the
+    manifest: they are never generated."""
     lost = {
-        name
-        for name, spec in chosen.specs.items()
-        if spec.pin is not None
-        and name not in pins
-        and not prepared.store.has_ours(spec.generation_key)
+        action.image: action.spec.generation_key
+        for action in images.actions
+        if action.spec is not None
+        and action.spec.pin is not None
+        and action.image not in pins
+        and action.generates
     }
     if lost and remote is not None:
-        held = remote.lookup([chosen.specs[name].generation_key for name in lost])
-        lost = {name for name in lost if chosen.specs[name].generation_key not in held}
-    return lost
+        held = remote.lookup(lost.values())
+        return {name for name, key in lost.items() if key not in held}
+    return set(lost)

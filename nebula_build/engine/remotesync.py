@@ -1,7 +1,8 @@
 """`nebula-build cache push | pull | status`: the whole project's generations moved
 between the local cache and the remote one explicitly.
 
-Push offers the generations of the manifest's images that the local cache holds, if
+Push offers the generations of the manifest's images (each one's output, its pick
+or its pin, and every candidate draw) that the local cache holds, if
 this tool wrote them on this account, each verified as an image on the way out; pull
 fetches what the manifest wants and the local cache lacks, each entry verified like
 any restore.
@@ -15,12 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from nebula_build.core.spec import AssetSpec
+from nebula_build.engine import candidates
 from nebula_build.engine.prepare import Prepared
 from nebula_build.engine.remotecache import new_record, restore_remote
 from nebula_build.engine.verify import verify
 from nebula_build.imaging import ImageError
 from nebula_build.outputs.encode import encoding_for
 from nebula_build.state.cache import CorruptEntryError
+from nebula_build.state.lockfile import read_with_journal
 from nebula_build.state.remote import CONCURRENCY, Remote, RemoteError
 
 #: called with (entries done, entries in all) as a transfer goes
@@ -62,6 +65,16 @@ def _run(items: list[str], work: Callable[[str], None], on_progress: OnProgress)
             on_progress(done, total)
 
 
+def generations(prepared: Prepared) -> list[AssetSpec]:
+    """Every generation the project keeps: each image's output (its picked draw, or its
+    pin) and every draw of its set."""
+    chosen = candidates.picked(prepared.specs, read_with_journal(prepared.project))
+    specs = list(chosen.specs.values())
+    for base in chosen.bases.values():
+        specs += [base.drawn(index) for index in range(base.candidates)]
+    return specs
+
+
 def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
     """Upload the generations of the manifest's images that the local cache holds and
     the remote lacks (or holds broken: a record without its bytes is repaired). Only
@@ -71,7 +84,7 @@ def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
     if not remote.writable:
         raise RemoteError(f"remote cache {remote.url} is read-only here: {remote.why_read_only}")
     specs: dict[str, AssetSpec] = {}
-    for spec in prepared.specs.values():
+    for spec in generations(prepared):
         if prepared.store.has(spec.generation_key):
             specs.setdefault(spec.generation_key, spec)
     recorded = sorted(remote.lookup(specs))
@@ -120,11 +133,11 @@ def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
 def pull(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
     """Download what the manifest's images need that the local cache lacks."""
     missing: dict[str, AssetSpec] = {}
-    for spec in prepared.specs.values():
+    wanted = generations(prepared)
+    for spec in wanted:
         if not prepared.store.has(spec.generation_key):
             missing.setdefault(spec.generation_key, spec)
-    wanted = {spec.generation_key for spec in prepared.specs.values()}
-    result = Sync(present=len(wanted) - len(missing))
+    result = Sync(present=len({spec.generation_key for spec in wanted}) - len(missing))
 
     def one(key: str) -> None:
         restored, warning = restore_remote(remote, prepared.store, missing[key])
@@ -138,7 +151,7 @@ def pull(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
 
 
 def status(prepared: Prepared, remote: Remote) -> Status:
-    keys = {spec.generation_key for spec in prepared.specs.values()}
+    keys = {spec.generation_key for spec in generations(prepared)}
     local = {key for key in keys if prepared.store.has(key)}
     there = remote.lookup(keys)
     return Status(

@@ -166,6 +166,8 @@ async def apply_round(
     )
     result = RoundResult(prepared, plan, lock)
     if not plan.has_changes:
+        if options.more:  # the draw asked for was in the cache already: record it
+            result.lock = _with_draws_recorded(project, prepared, plan, options, lock)
         prepared.files.save()
         return result
     result.estimate = cost.planned(prepared, plan)
@@ -225,9 +227,8 @@ def _with_draws_recorded(
         unpin=options.unpin,
     )
     entries = dict(lock)
-    for name, draws in candidates.recorded_draws(
-        chosen, candidates.touched(plan.actions), prepared.store
-    ).items():
+    touched = candidates.touched(plan.actions) | set(options.more)
+    for name, draws in candidates.recorded_draws(chosen, touched, prepared.store).items():
         entry = lock.get(name)
         if entry is None or entry.draws == draws:
             continue

@@ -48,6 +48,8 @@ _FIELDS = (
     "seed",
     "pin",
 )
+#: the longest text a recorded parameter may hold (the manifest's limit)
+MAX_TEXT = 10_000
 #: the most draws an image may have (the manifest allows fewer)
 MAX_CANDIDATES = 64
 #: how many earlier generations an image keeps in its history
@@ -201,7 +203,9 @@ def _is_plain(value: object, depth: int = 0) -> bool:
     """Whether a recorded parameter is a value the lock can hold (and write back)."""
     if depth > 8:
         return False
-    if isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return len(value) <= MAX_TEXT  # the manifest's limit: longer was never declared
+    if isinstance(value, bool | int):
         return True
     if isinstance(value, float):
         return math.isfinite(value)

@@ -206,3 +206,60 @@ def test_raising_candidates_adds_draws_and_keeps_the_others(project, run_cli, ne
     assert run_cli("plan", "--detailed-exitcode").code == 0
     assert run_cli("pick", "hero", "3").code == 0
     assert len(nebula_server.generations) == 1
+
+
+def test_a_move_or_a_new_format_pays_for_no_draw(project, run_cli, nebula_server):
+    """A checkout with the lock and the outputs, no cache: an edit that keeps the
+    generation moves or re-encodes the output and makes no draw."""
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    shutil.rmtree(root / ".nebula-build")
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace('"hero.png"', '"art/hero.png"'))
+    code, out, _ = run_cli("plan")
+    assert "draw" not in out and "Generations" not in out, out
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0 and nebula_server.requests == []
+
+
+def test_more_records_a_draw_the_cache_had_already(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    before = (root / "images.lock").read_text()
+    assert run_cli("apply", "--more", "hero").code == 0
+    (root / "images.lock").write_text(before)  # the lock of a branch without the draw
+    nebula_server.reset_counters()
+    code, _, err = run_cli("apply", "--more", "hero")
+    assert code == 0, err
+    assert nebula_server.requests == [] and len(_lock(root)["hero"]["draws"]) == 4
+    assert run_cli("pick", "hero", "3").code == 0
+
+
+def test_more_stops_at_the_most_draws_an_image_may_have(
+    project, run_cli, nebula_server, monkeypatch
+):
+    monkeypatch.setattr("nebula_build.engine.candidates.MAX_CANDIDATES", 4)
+    project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply", "--more", "hero").code == 0
+    code, _, err = run_cli("apply", "--more", "hero")
+    assert code == 1 and "--more: images.hero has 4 draws, the most an image may have" in err
+
+
+def test_cache_push_shares_every_draw_and_the_pick(tmp_path, run_cli, nebula_server, monkeypatch):
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "images.toml").write_text(nebula_manifest({"hero": HERO}))
+    assert run_cli("apply", cwd=first).code == 0
+    assert run_cli("pick", "hero", "1", cwd=first).code == 0
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", (tmp_path / "shared").as_uri())
+    code, out, err = run_cli("cache", "push", cwd=first)
+    assert code == 0 and "3" in out, out + err
+    second = tmp_path / "second"
+    second.mkdir()
+    for name in ("images.toml", "images.lock"):
+        shutil.copy(first / name, second / name)
+    nebula_server.reset_counters()
+    assert run_cli("apply", cwd=second).code == 0
+    assert nebula_server.requests == []
+    assert (second / "hero.png").read_bytes() == (first / "hero.png").read_bytes()
+    assert run_cli("pick", "hero", "2", cwd=second).code == 0

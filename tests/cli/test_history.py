@@ -227,7 +227,8 @@ def test_a_pin_never_pays_for_the_generation_it_names(project, run_cli, nebula_s
     _edit(root, "a red lighthouse", "a blue lighthouse")
     assert run_cli("apply").code == 0
     assert run_cli("pick", "hero", "@1", "--pin").code == 0
-    shutil.rmtree(root / ".nebula-build")  # a checkout: the lock, no cache
+    shutil.rmtree(root / ".nebula-build")  # a checkout: the lock, no cache, no output
+    (root / "hero.png").unlink()
     code, out, _ = run_cli("plan")
     assert "its pinned earlier generation is in no cache here: the pin is released" in out
     nebula_server.reset_counters()
@@ -272,3 +273,84 @@ def test_a_lock_claiming_many_draws_makes_a_checkout_pay_for_none_of_them(
     nebula_server.reset_counters()
     assert run_cli("apply").code == 0
     assert len(nebula_server.generations) == 2
+
+
+def _pinned_to_red(project, run_cli, **fields):
+    """hero made red, then blue, then pinned back to red."""
+    root = project({"images.toml": nebula_manifest({"hero": HERO | fields})})
+    assert run_cli("apply").code == 0
+    red = (root / "hero.png").read_bytes()
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    return root, red
+
+
+def test_a_pin_whose_remote_entry_fails_its_check_is_never_generated(
+    project, run_cli, nebula_server, tmp_path, monkeypatch
+):
+    """plan counts the pinned generation as a restore from the remote; when the remote's
+    bytes then fail their check, apply fails the image rather than pay for parameters
+    the lock chose."""
+    root, _ = _pinned_to_red(project, run_cli)
+    red_key = _lock(root)["hero"]["generation_key"]
+    remote = tmp_path / "shared"
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", remote.as_uri())
+    assert run_cli("cache", "push").code == 0
+    record = json.loads((remote / "v1/ac" / red_key[:2] / f"{red_key}.json").read_text())
+    (remote / "v1/cas" / record["sha256"][:2] / record["sha256"]).write_bytes(b"garbage")
+    shutil.rmtree(root / ".nebula-build")
+    (root / "hero.png").unlink()
+    code, out, _ = run_cli("plan")
+    assert "(from the remote cache)" in out and "0 to generate" in out, out
+    nebula_server.reset_counters()
+    code, _, err = run_cli("apply")
+    assert code == 1 and "a pinned earlier generation is never made again" in err
+    assert nebula_server.generations == []
+
+
+def test_a_pin_holds_in_a_checkout_with_its_output_but_no_cache(project, run_cli, nebula_server):
+    root, red = _pinned_to_red(project, run_cli)
+    shutil.rmtree(root / ".nebula-build")  # the lock and the committed output
+    code, out, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 0 and "= hero  pinned" in out, out
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0 and nebula_server.requests == []
+    assert (root / "hero.png").read_bytes() == red and "pin" in _lock(root)["hero"]
+
+
+def test_unpin_comes_back_to_the_picked_draw_with_every_draw(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO | {"candidates": 3}})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    two = (root / "hero.png").read_bytes()
+    draws = _lock(root)["hero"]["draws"]
+    history = [
+        h for h in _lock(root)["hero"]["history"] if h["params"]["prompt"].startswith("a red")
+    ]
+    assert run_cli("pick", "hero", f"@{len(_lock(root)['hero']['history'])}", "--pin").code == 0
+    assert _lock(root)["hero"]["draws"] == draws and history
+    code, _, err = run_cli("apply", "--more", "hero")
+    assert code == 1 and "images.hero is pinned to an earlier generation" in err
+    code, _, err = run_cli("apply", "--replace", "hero")
+    assert code == 1 and "--replace: images.hero is pinned" in err
+    nebula_server.reset_counters()
+    assert run_cli("pick", "hero", "--unpin").code == 0
+    assert (root / "hero.png").read_bytes() == two
+    assert _lock(root)["hero"]["params"]["draw"] == 2 and _lock(root)["hero"]["draws"] == draws
+    assert nebula_server.requests == []
+
+
+def test_a_longer_text_than_a_manifest_may_hold_is_refused_in_the_lock(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text().replace('"a red lighthouse"', '"' + "x" * 10_001 + '"'))
+    code, _, err = run_cli("history", "hero")
+    assert code == 1 and "history: `params` must be a table of plain values" in err
