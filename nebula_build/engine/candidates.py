@@ -57,6 +57,11 @@ def made_draws(base: AssetSpec, entry: LockEntry | None) -> int:
     return min(len(entry.draws), MAX_CANDIDATES)
 
 
+def _plain(entry: LockEntry | None) -> bool:
+    """Whether the lock records no draws, no pick and no pin for an image."""
+    return entry is None or (not entry.draws and entry.pin is None and "draw" not in entry.params)
+
+
 def _picked_before_the_pin(base: AssetSpec, entry: LockEntry) -> int | None:
     """The draw that was the output when the image was pinned: the newest earlier
     generation that is a draw of `base`'s set."""
@@ -141,6 +146,7 @@ def picked(
     bases: dict[str, AssetSpec] = {}
     notes: dict[str, str] = {}
     makeable: dict[str, tuple[int, ...]] = {}
+    asked = {*more, *pins, *picks, *unpin}
 
     def choose(name: str) -> AssetSpec:
         if name not in chosen:
@@ -150,6 +156,10 @@ def picked(
                     choose(upstream)
             base = _on_picked_inputs(spec, chosen)
             entry = lock.get(name)
+            if base.candidates == 1 and _plain(entry) and name not in asked:
+                bases[name] = chosen[name] = base  # most images: one draw, no pick, no pin
+                makeable[name] = (0,)
+                return base
             declared = base.candidates
             count = max(declared, made_draws(base, entry)) + (1 if name in more else 0)
             if count > MAX_CANDIDATES:
