@@ -210,8 +210,9 @@ class ApplyListener:
         )
 
 
-def render_round(ctx: Context, result: RoundResult) -> int:
-    """The round's closing report and exit code; every failure ends in an ApplyError."""
+def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> int:
+    """The round's closing report and exit code; every failure ends in an ApplyError.
+    Without `summary`, no closing line when all went well (`pick` says its own)."""
     from nebula_build.ui.report import apply_json, done_text, plan_text
 
     json_output = getattr(ctx.args, "json", False)
@@ -224,6 +225,8 @@ def render_round(ctx: Context, result: RoundResult) -> int:
         return ExitCode.CHANGES_PENDING
     if json_output:
         ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))
+    elif not summary:
+        pass
     elif not result.plan.has_changes:
         ctx.print(f"No changes: {len(result.plan.actions)} image(s) up to date.")
     else:

@@ -38,7 +38,12 @@ def cmd_pick(ctx: Context) -> int:
     step = 1 if args.next else -1 if args.prev else 0
     index, earlier = _which(args.index)
     if args.pin and earlier is None:
-        raise UserError("pick: --pin is for an earlier generation: `pick NAME @K --pin`")
+        raise UserError(
+            f"pick: --pin is for an earlier generation: `nebula-build pick {args.name} @K "
+            f"--pin` (`nebula-build history {args.name}` lists them)"
+        )
+    if step and args.index is not None:
+        raise UserError("pick: give INDEX, @K, --next or --prev, not two of them")
     if args.unpin and (args.index is not None or step):
         raise UserError("pick: --unpin takes no INDEX, @K, --next or --prev")
     with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
@@ -55,12 +60,13 @@ def cmd_pick(ctx: Context) -> int:
                 listener=ApplyListener(ctx, quiet=True),
             )
         )
-    code = render_round(ctx, result)
+    code = render_round(ctx, result, summary=False)
     if code == ExitCode.OK and not result.generated:
         ctx.print(f"{args.name}: {chosen.described} ({chosen.output})")
         if chosen.takers:
+            verb, them = ("takes", "it") if len(chosen.takers) == 1 else ("take", "them")
             ctx.notice(
-                f"{', '.join(chosen.takers)} take its output: `nebula-build apply` remakes them"
+                f"{', '.join(chosen.takers)} {verb} its output: `nebula-build apply` remakes {them}"
             )
     return code
 
@@ -107,13 +113,15 @@ def cmd_history(ctx: Context) -> int:
     )
     for row in listed:
         label = "now" if row.index == 0 else f"@{row.index}"
-        when = row.made.replace("T", " ")[:16] if row.made else "?" * 16
+        when = row.made.replace("T", " ")[:16] + " UTC" if row.made else "?" * 20
         cached = "" if row.in_cache else "  (not in the cache here)"
-        ctx.print(f"  {label:<4} {when}  {row.digest[:12]}{cached}")
+        draw = row.params.get("draw")
+        of_set = f"  draw {draw}" if type(draw) is int and draw else ""
+        ctx.print(f"  {label:<4} {when}  {row.digest[:12]}{of_set}{cached}")
         for change in row.changes:
             ctx.print(ctx.style(f"       {_change_text(change)}", "dim"))
     if earlier:
-        ctx.print(f"bring one back: nebula-build pick {name} @K (changes read from then to now)")
+        ctx.print(f"bring one back: nebula-build pick {name} @K (the changes read from it to now)")
     return ExitCode.OK
 
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from nebula_build.core.expand import select
-from nebula_build.core.spec import AssetSpec
+from nebula_build.core.spec import AssetSpec, as_declared
 from nebula_build.imaging import format_for
 from nebula_build.state.lockfile import LockEntry
 
@@ -232,7 +232,7 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     if spec.name in ctx.replace:
         return act(ActionKind.REGENERATE, "replacement requested (--replace)", fresh=True)
     if entry.generation_key != spec.generation_key:
-        changes = _changes(entry.generation_params(), spec.generation_params())
+        changes = _changes(*as_declared(entry.generation_params(), spec.generation_params()))
         fields = ", ".join(c.field for c in changes) or "key scheme"
         return act(ActionKind.REGENERATE, f"{fields} changed", changes=changes, from_cache=cached())
     if entry.output_key != spec.output_key:

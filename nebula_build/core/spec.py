@@ -88,6 +88,23 @@ def derived_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def as_declared(
+    old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two generations' parameters as a person compares them: without the draw index,
+    and with a draw's derived seed shown as the seed it was derived from where the
+    other side declares that one (a pick is not an edit of the seed)."""
+    old, new = dict(old), dict(new)
+    for one, other in ((old, new), (new, old)):
+        draw = one.pop("draw", 0)
+        seed, declared = one.get("seed"), other.get("seed")
+        if type(draw) is not int or draw <= 0 or type(declared) is not int:
+            continue
+        if seed == derived_seed(declared, draw):
+            one["seed"] = declared
+    return old, new
+
+
 @dataclass(frozen=True, slots=True)
 class AssetSpec:
     """One image, fully resolved: defaults applied, backend and model checked."""

@@ -62,9 +62,9 @@ def _plain(entry: LockEntry | None) -> bool:
     return entry is None or (not entry.draws and entry.pin is None and "draw" not in entry.params)
 
 
-def _picked_before_the_pin(base: AssetSpec, entry: LockEntry) -> int | None:
-    """The draw that was the output when the image was pinned: the newest earlier
-    generation that is a draw of `base`'s set."""
+def earlier_pick(base: AssetSpec, entry: LockEntry) -> int | None:
+    """The draw of `base`'s set that was last the output, from the history: the pick
+    an image had before a pin, or before an edit that is now undone."""
     for earlier in entry.history:
         draw = earlier.params.get("draw", 0)
         if type(draw) is not int or not 0 <= draw < base.candidates:
@@ -181,14 +181,14 @@ def picked(
                 return pinned
             if entry is not None and entry.pin is not None and name not in unpin:
                 notes[name] = "the pin to an earlier generation is released: its spec changed"
-            if draw is None and entry is not None and entry.pin is not None and name in unpin:
-                draw = _picked_before_the_pin(base, entry)
             if draw is None:
                 draw = recorded_pick(base, entry)
-                if draw is None:
-                    draw = 0
-                    if (note := _note(base, entry)) is not None:
-                        notes[name] = note
+            if draw is None and entry is not None:
+                draw = earlier_pick(base, entry)
+            if draw is None:
+                draw = 0
+                if (note := _note(base, entry)) is not None:
+                    notes[name] = note
             chosen[name] = base.drawn(draw)
         return chosen[name]
 
@@ -218,13 +218,14 @@ def draw_actions(
         entry = lock.get(name)
         recorded = made_draws(base, entry)
         wanted = chosen.makeable.get(name, ())
-        # a move or a new format pays for no draw: only a new output, or draws the
-        # manifest (or --more) asks for beyond those the lock records made
-        if not action.generates and recorded > max(wanted, default=-1):
+        # Draws are made for a new set, or where the manifest (or --more) asks for more
+        # than the lock records made: a checkout without the cache, which restores,
+        # moves or even regenerates the output, pays for no draw it had already.
+        if recorded > max(wanted, default=-1):
             continue
-        for index in chosen.makeable.get(name, ()):
-            if index == chosen.specs[name].draw:
-                continue
+        for index in wanted:
+            if index < recorded or index == chosen.specs[name].draw:
+                continue  # made already (where no cache here holds it, a pick says so)
             draw = base.drawn(index)
             if not store.has_ours(draw.generation_key):
                 result.append(
@@ -249,19 +250,21 @@ def touched(plan_actions: Iterable[Action]) -> set[str]:
 
 
 def recorded_draws(
-    chosen: Picked, names: Iterable[str], store: Store
+    chosen: Picked, names: Iterable[str], store: Store, lock: Mapping[str, LockEntry]
 ) -> dict[str, tuple[DrawRecord, ...]]:
-    """For each image of `names` with candidates, every draw of its set as the cache
-    holds it (key and digest of the original), where the cache holds them all."""
+    """For each image of `names` with candidates, every draw of its set (key and digest
+    of the original), where the cache holds each one or the lock records it made."""
     result = {}
     for name in names:
         base = chosen.bases.get(name)
         if base is None or base.candidates < 2 or chosen.specs[name].pin is not None:
             continue
+        entry = lock.get(name)
+        known = {draw.key: draw.digest for draw in entry.draws} if entry is not None else {}
         records = []
         for index in range(base.candidates):
             key = base.drawn(index).generation_key
-            digest = store.digest(key)
+            digest = store.digest(key) or known.get(key)
             if digest is None:
                 break
             records.append(DrawRecord(key, digest))

@@ -7,8 +7,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from nebula_build.core.spec import AssetSpec
+from nebula_build.core.spec import AssetSpec, as_declared
 from nebula_build.state.cache import Store
 from nebula_build.state.lockfile import MAX_HISTORY, EarlierGeneration, LockEntry
 
@@ -58,8 +59,10 @@ class Change:
     current: object
 
 
-def changes(earlier: Mapping[str, object], current: Mapping[str, object]) -> list[Change]:
-    """The parameters that differ, prompt first."""
+def changes(earlier: Mapping[str, Any], current: Mapping[str, Any]) -> list[Change]:
+    """The parameters that differ, prompt first (a draw's index and derived seed are
+    not an edit: see `as_declared`)."""
+    earlier, current = as_declared(earlier, current)
     names = sorted(
         (k for k in earlier.keys() | current.keys() if earlier.get(k) != current.get(k)),
         key=lambda name: (name != "prompt", name),
@@ -104,6 +107,7 @@ class Row:
     in_cache: bool
     #: how it differs from the current output's parameters
     changes: tuple[Change, ...]
+    params: Mapping[str, Any]
 
 
 def rows(entry: LockEntry, store: Store) -> list[Row]:
@@ -118,6 +122,7 @@ def rows(entry: LockEntry, store: Store) -> list[Row]:
             _stamp(made) if made is not None else None,
             store.has(entry.generation_key),
             (),
+            entry.params,
         )
     ]
     for index, earlier in enumerate(entry.history, start=1):
@@ -129,6 +134,7 @@ def rows(entry: LockEntry, store: Store) -> list[Row]:
                 earlier.made,
                 store.has(earlier.generation_key),
                 tuple(changes(earlier.generation_params(), current)),
+                earlier.params,
             )
         )
     return result

@@ -58,7 +58,7 @@ def choose(
     if count < 2:
         raise UserError(
             f"{prepared.project.display_manifest}: images.{name} has one draw: set "
-            "`candidates = N` (or run `nebula-build apply --more NAME`) to have several "
+            f"`candidates = N` (or run `nebula-build apply --more {name}`) to have several "
             "to pick from"
         )
     if step:
@@ -83,7 +83,9 @@ def choose_earlier(
     entry = lock.get(name)
     history = entry.history if entry is not None else ()
     if not 1 <= earlier <= len(history):
-        have = f"@1 to @{len(history)}" if history else "none"
+        if not history:
+            raise UserError(f"pick: images.{name} has no earlier generation yet")
+        have = f"@1 to @{len(history)}" if len(history) > 1 else "@1 only"
         raise UserError(
             f"pick: images.{name} has no earlier generation @{earlier} (it has {have}: "
             f"`nebula-build history {name}` lists them)"
@@ -106,6 +108,17 @@ def choose_earlier(
         spec = replace(spec, pin=base.generation_key)
     chosen = Pick(name, None, 1, base.output, _takers(prepared, name), earlier, bool(fields))
     return chosen, spec
+
+
+def _draw_of_the_set(prepared: Prepared, lock: Entries, name: str, earlier: int) -> int | None:
+    """The draw of the image's current set that earlier generation `earlier` is, if any
+    (draw 0 reads as None: it is the output when nothing is picked)."""
+    entry = lock.get(name)
+    if name not in prepared.specs or entry is None or not 1 <= earlier <= len(entry.history):
+        return None
+    base = picked(prepared.specs, lock).bases[name]
+    key = entry.history[earlier - 1].generation_key
+    return next((i for i in range(1, base.candidates) if base.drawn(i).generation_key == key), None)
 
 
 async def pick_draw(
@@ -136,6 +149,8 @@ async def pick_draw(
         chosen = Pick(name, None, 1, prepared.specs[name].output, _takers(prepared, name))
         options = replace(options, unpin={name})
         return chosen, await apply_round(project, registry, options, listener=listener)
+    if earlier is not None and (draw := _draw_of_the_set(prepared, lock, name, earlier)):
+        index, earlier = draw, None  # a draw of the set the manifest declares: a plain pick
     if earlier is not None:
         chosen, spec = choose_earlier(prepared, lock, name, earlier, pin=pin)
         options = replace(options, pins={name: spec})

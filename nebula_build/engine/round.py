@@ -228,7 +228,8 @@ def _with_draws_recorded(
     )
     entries = dict(lock)
     touched = candidates.touched(plan.actions) | set(options.more)
-    for name, draws in candidates.recorded_draws(chosen, touched, prepared.store).items():
+    recorded = candidates.recorded_draws(chosen, touched, prepared.store, before)
+    for name, draws in recorded.items():
         entry = lock.get(name)
         if entry is None or entry.draws == draws:
             continue

@@ -46,7 +46,7 @@ _FIELDS = (
     "generation_key",
     "output_key",
     "seed",
-    "pin",
+    "pinned_against",
 )
 #: the longest text a recorded parameter may hold (the manifest's limit)
 MAX_TEXT = 10_000
@@ -116,7 +116,8 @@ class LockEntry:
     #: earlier generations, newest first
     history: tuple[EarlierGeneration, ...] = ()
     #: set when the output is an earlier generation pinned with `pick NAME @K --pin`:
-    #: the generation key of the manifest's spec it was pinned against
+    #: the generation key of the manifest's spec it was pinned against (written as
+    #: `pinned_against`)
     pin: str | None = None
 
     @property
@@ -147,7 +148,7 @@ class LockEntry:
         if self.variants:
             data["variants"] = dict(self.variants)
         if self.pin is not None:
-            data["pin"] = self.pin
+            data["pinned_against"] = self.pin
         if self.draws:
             data["draws"] = [draw.to_dict() for draw in self.draws]
         if self.history:
@@ -174,7 +175,7 @@ class LockEntry:
             seed=None if seed == params.get("seed") else seed,
             draws=tuple(DrawRecord(d["key"], d["digest"]) for d in draws) if draws else (),
             history=tuple(_earlier(h) for h in history) if history else (),
-            pin=data.get("pin"),
+            pin=data.get("pinned_against"),
         )
 
     @classmethod
@@ -264,8 +265,8 @@ def _entry_problem(data: object) -> str | None:
     problem = _generation_problem(data, ("digest", "generation_key", "output_key"))
     if problem is not None:
         return problem
-    if "pin" in data and not _is_digest(data["pin"]):
-        return "`pin` must be a sha256 digest"
+    if "pinned_against" in data and not _is_digest(data["pinned_against"]):
+        return "`pinned_against` must be a sha256 digest"
     problem = _draws_problem(data.get("draws", []))
     if problem is None:
         problem = _history_problem(data.get("history", []))
@@ -477,7 +478,7 @@ def _read_snapshot(path: Path, digest: str) -> Entries | None:
         return {
             # most entries have no draws or history: keyword arguments build them fastest
             name: LockEntry.from_checked(entry)
-            if "draws" in entry or "history" in entry
+            if "draws" in entry or "history" in entry or "pinned_against" in entry
             else LockEntry(**entry)
             for name, entry in data["images"].items()
         }

@@ -167,7 +167,7 @@ def test_a_pick_reaches_the_images_that_take_its_output(project, run_cli, fake_s
     made = len(generation_log(log))
     code, _, err = run_cli("pick", "hero", "1")
     assert code == 0
-    assert "cap take its output: `nebula-build apply` remakes them" in err
+    assert "cap takes its output: `nebula-build apply` remakes it" in err
     code, out, _ = run_cli("plan", "--detailed-exitcode")
     assert code == 2 and "cap" in out
     assert run_cli("apply").code == 0
@@ -263,3 +263,58 @@ def test_cache_push_shares_every_draw_and_the_pick(tmp_path, run_cli, nebula_ser
     assert nebula_server.requests == []
     assert (second / "hero.png").read_bytes() == (first / "hero.png").read_bytes()
     assert run_cli("pick", "hero", "2", cwd=second).code == 0
+
+
+def test_a_checkout_without_cache_or_outputs_pays_for_the_pick_alone(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    picked = (root / "hero.png").read_bytes()
+    shutil.rmtree(root / ".nebula-build")
+    (root / "hero.png").unlink()
+    code, out, _ = run_cli("plan")
+    assert "draw" not in out.replace("draw 2", "") and "Generations: 1 on nebula" in out, out
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    assert len(nebula_server.generations) == 1 and (root / "hero.png").read_bytes() == picked
+    # --more there: one generation, and the set's record grows by it
+    assert run_cli("apply", "--more", "hero").code == 0
+    assert len(nebula_server.generations) == 2 and len(_lock(root)["hero"]["draws"]) == 4
+
+
+def test_a_pick_is_not_an_edit_and_an_undone_edit_brings_the_pick_back(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    two = (root / "hero.png").read_bytes()
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("a lighthouse", "a windmill"))
+    code, out, _ = run_cli("plan")
+    assert "prompt changed" in out and "seed" not in out and "~ draw" not in out, out
+    assert run_cli("apply").code == 0
+    history = run_cli("history", "hero").out
+    assert "draw 2" in history and "seed" not in history, history
+    manifest.write_text(manifest.read_text().replace("a windmill", "a lighthouse"))
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    assert nebula_server.requests == [] and (root / "hero.png").read_bytes() == two
+    assert _lock(root)["hero"]["params"]["draw"] == 2
+    # pinned to the windmill, the lighthouse's draw 2 is @1: a draw of the set declared
+    # now, so a plain pick, which ends the pin
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    assert (root / "hero.png").read_bytes() != two
+    code, out, err = run_cli("pick", "hero", "@1")
+    assert code == 0, err
+    assert "draw 2 of 3 is the output" in out and (root / "hero.png").read_bytes() == two
+    assert "pinned_against" not in _lock(root)["hero"]
+
+
+def test_pick_takes_one_way_of_naming_the_draw(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    code, _, err = run_cli("pick", "hero", "1", "--next")
+    assert code == 1 and "give INDEX, @K, --next or --prev, not two of them" in err

@@ -51,7 +51,9 @@ def test_history_lists_earlier_generations_and_pick_brings_one_back(
     code, out, err = run_cli("history", "hero")
     assert code == 0, err
     assert "hero (hero.png): 1 earlier generation(s), newest first" in out
-    assert re.search(r"@1 +\d{4}-\d\d-\d\d \d\d:\d\d  " + hashlib.sha256(red).hexdigest()[:12], out)
+    assert re.search(
+        r"@1 +\d{4}-\d\d-\d\d \d\d:\d\d UTC  " + hashlib.sha256(red).hexdigest()[:12], out
+    )
     assert "prompt: a [-red-] {+blue+} lighthouse" in out
     data = json.loads(run_cli("history", "hero", "--json").out)
     assert [g["index"] for g in data["generations"]] == [0, 1]
@@ -72,7 +74,7 @@ def test_history_lists_earlier_generations_and_pick_brings_one_back(
     assert (root / "hero.png").read_bytes() == red
     assert nebula_server.requests == []
     entry = _lock(root)["hero"]
-    assert entry["generation_key"] == red_key and "pin" in entry
+    assert entry["generation_key"] == red_key and "pinned_against" in entry
     assert entry["history"][0]["params"]["prompt"] == "a blue lighthouse"
     # plan shows the pin, and it holds
     code, out, _ = run_cli("plan", "--detailed-exitcode")
@@ -98,7 +100,7 @@ def test_an_edit_to_the_manifest_ends_a_pin(project, run_cli, nebula_server):
     assert "the pin to an earlier generation is released" in out
     assert run_cli("apply").code == 0
     entry = _lock(root)["hero"]
-    assert entry["params"]["prompt"] == "a green lighthouse" and "pin" not in entry
+    assert entry["params"]["prompt"] == "a green lighthouse" and "pinned_against" not in entry
 
 
 def test_reverting_the_manifest_brings_an_earlier_generation_back_without_a_pin(
@@ -116,7 +118,7 @@ def test_reverting_the_manifest_brings_an_earlier_generation_back_without_a_pin(
     # the red one left the history (it is the output); the blue one joined it
     history = _lock(root)["hero"]["history"]
     assert [h["params"]["prompt"] for h in history] == ["a blue lighthouse"]
-    assert "pin" not in _lock(root)["hero"]
+    assert "pinned_against" not in _lock(root)["hero"]
 
 
 def test_history_is_bounded_and_gc_keeps_what_it_lists(project, run_cli, nebula_server):
@@ -208,7 +210,7 @@ def test_pick_earlier_says_what_is_wrong_in_one_line(project, run_cli, nebula_se
     project({"images.toml": nebula_manifest({"hero": HERO})})
     assert run_cli("apply").code == 0
     for argv, message in [
-        (["pick", "hero", "@1"], "images.hero has no earlier generation @1 (it has none"),
+        (["pick", "hero", "@1"], "images.hero has no earlier generation yet"),
         (["pick", "hero", "@x"], "is neither a draw INDEX"),
         (["pick", "hero", "1", "--pin"], "--pin is for an earlier generation"),
         (["pick", "hero", "--unpin"], "images.hero is not pinned"),
@@ -234,7 +236,7 @@ def test_a_pin_never_pays_for_the_generation_it_names(project, run_cli, nebula_s
     nebula_server.reset_counters()
     assert run_cli("apply").code == 0
     assert [r.body["prompt"] for r in nebula_server.generations] == ["a blue lighthouse"]
-    assert "pin" not in _lock(root)["hero"]
+    assert "pinned_against" not in _lock(root)["hero"]
 
 
 def test_the_gallery_says_an_image_is_pinned(project, run_cli, nebula_server):
@@ -316,7 +318,7 @@ def test_a_pin_holds_in_a_checkout_with_its_output_but_no_cache(project, run_cli
     assert code == 0 and "= hero  pinned" in out, out
     nebula_server.reset_counters()
     assert run_cli("apply").code == 0 and nebula_server.requests == []
-    assert (root / "hero.png").read_bytes() == red and "pin" in _lock(root)["hero"]
+    assert (root / "hero.png").read_bytes() == red and "pinned_against" in _lock(root)["hero"]
 
 
 def test_unpin_comes_back_to_the_picked_draw_with_every_draw(project, run_cli, nebula_server):
