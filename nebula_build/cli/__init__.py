@@ -182,6 +182,26 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     history.set_defaults(run="pick:cmd_history")
 
 
+def _add_gc_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
+    gc.add_argument("--dry-run", action="store_true", help="only say what would go")
+    gc.add_argument("--json", action="store_true", help="machine-readable output")
+    gc.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a running apply",
+    )
+    gc.set_defaults(run="build:cmd_gc")
+
+
+def _add_completion_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    completion = sub.add_parser("completion", help="print the shell completion script")
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="your shell")
+    completion.set_defaults(run="completion:cmd_completion")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nebula-build",
@@ -288,17 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_pick_command(sub)
 
-    gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
-    gc.add_argument("--dry-run", action="store_true", help="only say what would go")
-    gc.add_argument("--json", action="store_true", help="machine-readable output")
-    gc.add_argument(
-        "--lock-timeout",
-        type=_seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for a running apply",
-    )
-    gc.set_defaults(run="build:cmd_gc")
+    _add_gc_command(sub)
+    _add_completion_command(sub)
     return parser
 
 

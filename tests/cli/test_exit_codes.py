@@ -50,6 +50,7 @@ def test_a_bad_flag_on_any_command_is_1(command, project, run_cli, capsys):
         "cache": ["status"],
         "pick": ["hero"],
         "history": ["hero"],
+        "completion": ["bash"],
     }.get(command, [])
     code, out, _ = run_cli(command, *positional, "--no-such-flag")
     assert code == ExitCode.ERROR and out == ""

@@ -1,0 +1,80 @@
+"""`nebula-build completion bash|zsh|fish`: a shell completion script, made from the
+command line's own parser, so it never lags behind a new command or option."""
+
+from __future__ import annotations
+
+import argparse
+
+from nebula_build.cli.context import Context, ExitCode
+
+
+def cmd_completion(ctx: Context) -> int:
+    from nebula_build.cli import build_parser
+
+    parser = build_parser()
+    if ctx.args.shell == "fish":
+        ctx.print(fish_script(parser))
+    else:
+        import shtab  # bash and zsh, from the same parser
+
+        ctx.print(shtab.complete(parser, shell=ctx.args.shell).rstrip("\n"))
+    return ExitCode.OK
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _help(text: str | None) -> str:
+    return (text or "").replace("\\", "").replace("'", "\\'").replace("%%", "%")[:72]
+
+
+def _option_lines(parser: argparse.ArgumentParser, condition: str) -> list[str]:
+    lines = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+            continue
+        flags = []
+        for option in action.option_strings:
+            if option.startswith("--"):
+                flags.append(f"-l {option[2:]}")
+            elif len(option) == 2:
+                flags.append(f"-s {option[1]}")
+        if not flags:
+            continue
+        takes = " -r" if action.nargs != 0 else ""
+        choices = f" -a '{' '.join(map(str, action.choices))}'" if action.choices else ""
+        lines.append(
+            f"complete -c {parser.prog.split()[0]} -n '{condition}' {' '.join(flags)}{takes}"
+            f"{choices} -d '{_help(action.help)}'"
+        )
+    return lines
+
+
+def fish_script(parser: argparse.ArgumentParser) -> str:
+    """Completions for fish: the commands, then each command's options."""
+    prog = parser.prog
+    commands = _subcommands(parser)
+    help_of = {
+        choice.dest: choice.help
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for choice in action._choices_actions
+    }
+    lines = [
+        f"# fish completion for {prog}: {prog} completion fish | source",
+        f"complete -c {prog} -f",
+    ]
+    lines += _option_lines(parser, "__fish_use_subcommand")
+    for name in commands:
+        described = _help(help_of.get(name))
+        lines.append(f"complete -c {prog} -n '__fish_use_subcommand' -a {name} -d '{described}'")
+    for name, command in commands.items():
+        lines += _option_lines(command, f"__fish_seen_subcommand_from {name}")
+        for sub, subparser in _subcommands(command).items():
+            lines.append(f"complete -c {prog} -n '__fish_seen_subcommand_from {name}' -a {sub}")
+            lines += _option_lines(subparser, f"__fish_seen_subcommand_from {sub}")
+    return "\n".join(lines)
