@@ -34,6 +34,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_CHUNKS = (b"tEXt", b"iTXt", b"zTXt", b"eXIf")
 _USER_COMMENT = 0x9286
 _EXIF_IFD = 0x8769
+_LONG, _UNDEFINED = 4, 7  # TIFF field types
 _XMP_NS = "https://nebula-build.dev/ns/1.0/"
 
 
@@ -145,18 +146,31 @@ def save_options(texts: Mapping[str, str]) -> dict[str, Any]:
     """Pillow save() arguments that embed `texts` in a JPEG, WebP or AVIF file."""
     from xml.sax.saxutils import quoteattr
 
-    from PIL import Image
-
-    exif = Image.Exif()
     comment = b"UNICODE\0" + texts[PARAMETERS_KEY].encode("utf-16-be")
-    exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = comment
     xmp = (
         f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
         f'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
         f'xmlns:nebula="{_XMP_NS}" nebula:spec={quoteattr(texts[SPEC_KEY])}/>'
         f"</rdf:RDF></x:xmpmeta>"
     )
-    return {"exif": exif.tobytes(), "xmp": xmp.encode()}
+    return {"exif": exif_with_user_comment(comment), "xmp": xmp.encode()}
+
+
+def exif_with_user_comment(comment: bytes) -> bytes:
+    """An EXIF block whose only field is the Exif IFD's UserComment, typed UNDEFINED as
+    EXIF 2.3 section 4.6.5 requires. Pillow's `Exif` would type bytes as BYTE, and
+    sd-prompt-reader (through piexif) then reads nothing."""
+    entry = struct.Struct("<HHHII")  # an IFD of one entry: count, then tag, type, n, value
+    exif_ifd_at = 8 + entry.size + 4  # after the header, IFD0 and its next-IFD link
+    comment_at = exif_ifd_at + entry.size + 4
+    return b"".join(
+        (
+            b"Exif\0\0II*\0" + struct.pack("<I", 8),  # little-endian TIFF header
+            entry.pack(1, _EXIF_IFD, _LONG, 1, exif_ifd_at) + b"\0\0\0\0",
+            entry.pack(1, _USER_COMMENT, _UNDEFINED, len(comment), comment_at) + b"\0\0\0\0",
+            comment,
+        )
+    )
 
 
 def read(data: bytes) -> dict[str, str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+from PIL import Image
 
 from nebula_build.outputs.metadata import read
 from nebula_build.plugin import FLUX_SCHNELL, SDXL
@@ -50,6 +52,59 @@ def test_png_parameters_are_read_by_sd_parsers(project, run_cli, fake_site, tmp_
     assert logo.negative_prompts[0].value == "text, watermark"
     assert logo.parameters["cfg_scale"] == "9"
     assert "seed" not in logo.parameters  # SDXL takes no seed: none is claimed
+
+
+def _sd_prompt_reader() -> type:
+    """sd-prompt-reader's reader. It pins Pillow 10.3 and a GUI toolkit, so it is installed
+    without its dependencies (`pip install --no-deps`, as .ci/run does); its reader needs
+    only Pillow and piexif."""
+    try:
+        from sd_prompt_reader.image_data_reader import ImageDataReader
+    except ImportError:
+        message = "sd-prompt-reader is not installed (pip install --no-deps sd-prompt-reader)"
+        if os.environ.get("NEBULA_BUILD_REQUIRE_READERS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return ImageDataReader
+
+
+@pytest.mark.parametrize("output", ["hero.jpg", "hero.webp"])
+def test_exif_parameters_are_read_by_sd_prompt_reader_and_sd_parsers(
+    output, project, run_cli, fake_site, tmp_path
+):
+    from sd_parsers import ParserManager
+
+    reader = _sd_prompt_reader()
+    root = project(
+        {"images.toml": fake_manifest(tmp_path / "log", {"hero": {**HERO, "output": output}})}
+    )
+    assert run_cli("apply").code == 0
+    found = reader(str(root / output))
+    assert found.tool == "A1111 webUI" and found.positive == "a lighthouse at dusk"
+    assert found.parameter["seed"] == "1234" and found.parameter["steps"] == "4"
+    assert found.parameter["cfg"] == "3.5" and found.parameter["model"] == FLUX_SCHNELL
+    (sampler,) = ParserManager().parse(root / output).samplers
+    assert sampler.prompts[0].value == "a lighthouse at dusk"
+    assert sampler.parameters["seed"] == "1234" and sampler.parameters["steps"] == "4"
+
+
+@pytest.mark.parametrize("output", ["a.jpg", "a.webp", "a.avif"])
+def test_exif_user_comment_is_typed_undefined(output, project, run_cli, fake_site, tmp_path):
+    """EXIF 2.3 section 4.6.5: UserComment is UNDEFINED; piexif (sd-prompt-reader's EXIF
+    reader) returns such a field as bytes, a BYTE one as a tuple of numbers."""
+    import piexif
+    import piexif.helper
+
+    root = project(
+        {"images.toml": fake_manifest(tmp_path / "log", {"hero": {**HERO, "output": output}})}
+    )
+    assert run_cli("apply").code == 0
+    with Image.open(root / output) as image:
+        exif = piexif.load(image.info["exif"])
+    comment = exif["Exif"][piexif.ExifIFD.UserComment]
+    assert isinstance(comment, bytes)
+    records = read((root / output).read_bytes())
+    assert piexif.helper.UserComment.load(comment) == records["parameters"]
 
 
 @pytest.mark.parametrize("output", ["a.png", "a.jpg", "a.webp", "a.avif"])
