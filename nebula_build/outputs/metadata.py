@@ -109,17 +109,23 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def png_with_text(data: bytes, texts: Mapping[str, str]) -> bytes:
-    """The PNG with its text chunks replaced by `texts` (iTXt, UTF-8); pixels untouched."""
-    out = [_PNG_SIGNATURE]
+    """The PNG with its text chunks replaced by `texts` (iTXt, UTF-8); pixels untouched.
+
+    The text goes before the first IDAT: readers that stop at the image data (Pillow's
+    `open` before `load`, streaming readers) see it, and exiftool does not warn."""
+    out, pending = [_PNG_SIGNATURE], True
     for kind, _, raw in _raw_chunks(data):
         if kind in _TEXT_CHUNKS:
             continue
-        if kind == b"IEND":
-            for key, value in texts.items():
-                body = key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
-                out.append(_chunk(b"iTXt", body))
+        if pending and kind in (b"IDAT", b"IEND"):
+            out += (_itxt(key, value) for key, value in texts.items())
+            pending = False
         out.append(raw)  # as stored: no CRC recomputed over the pixel data
     return b"".join(out)
+
+
+def _itxt(key: str, value: str) -> bytes:
+    return _chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
 
 
 def png_texts(data: bytes) -> dict[str, str]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 
 import pytest
 from PIL import Image
 
 from nebula_build.outputs.metadata import read
 from nebula_build.plugin import FLUX_SCHNELL, SDXL
+from nebula_build.state.cache import Store
 from tests.conftest import fake_manifest
 
 LOGO = {
@@ -52,6 +54,37 @@ def test_png_parameters_are_read_by_sd_parsers(project, run_cli, fake_site, tmp_
     assert logo.negative_prompts[0].value == "text, watermark"
     assert logo.parameters["cfg_scale"] == "9"
     assert "seed" not in logo.parameters  # SDXL takes no seed: none is claimed
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, body) of each chunk, parsed here rather than by the code under test."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    chunks, offset = [], 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        chunks.append((data[offset + 4 : offset + 8], data[offset + 8 : offset + 8 + length]))
+        offset += 12 + length
+    return chunks
+
+
+def test_png_text_comes_before_the_image_data(project, run_cli, fake_site, tmp_path):
+    root = project(
+        {"images.toml": fake_manifest(tmp_path / "log", {"hero": {**HERO, "output": "a.png"}})}
+    )
+    assert run_cli("apply").code == 0
+    with Image.open(root / "a.png") as image:  # no load(): what a streaming reader sees
+        assert image.info["parameters"].startswith("a lighthouse at dusk\nSteps: 4")
+        record = json.loads(image.info["nebula-build"])
+    chunks = _png_chunks((root / "a.png").read_bytes())
+    kinds = [kind for kind, _ in chunks]
+    first_idat = kinds.index(b"IDAT")
+    assert kinds.count(b"iTXt") == 2 and kinds.index(b"iTXt") < first_idat
+    assert kinds[-1] == b"IEND" and b"iTXt" not in kinds[first_idat:]
+    original = Store(root / ".nebula-build/cache").get(record["generation_key"])
+    assert original is not None  # the backend's bytes: the file's image data is theirs
+    assert [c for c in chunks if c[0] == b"IDAT"] == [
+        c for c in _png_chunks(original.data) if c[0] == b"IDAT"
+    ]
 
 
 def _sd_prompt_reader() -> type:
