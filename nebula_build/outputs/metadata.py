@@ -7,8 +7,9 @@ Two records go into every file unless `metadata = false`:
   sd-prompt-reader and sd-parsers read. Only known fields are written, except
   `Sampler: unknown`: those readers reject a line without a sampler, and the hosted
   API does not say which one it used.
-- `nebula-build`: the canonical spec as JSON, so `nebula-build inspect` shows exactly
-  what made the file and the tool can recognise its own outputs.
+- `nebula-build`: the canonical spec as JSON (generation and output options), so
+  `nebula-build inspect` shows exactly what made the file and the tool can recognise
+  its own outputs.
 
 PNG gets them as text chunks inserted into the original bytes (no re-encode);
 JPEG, WebP and AVIF as EXIF UserComment (parameters) and XMP (the spec).
@@ -48,17 +49,19 @@ def records_for(spec: AssetSpec) -> tuple[tuple[str, str], ...]:
         "image": spec.name,
         "generation": generation,
         "generation_key": spec.generation_key,
+        "output": spec.output_params(),  # the delivered size, format, resize, variants
         "output_key": spec.output_key,
     }
     return (
-        (PARAMETERS_KEY, parameters_text(generation, spec.delivered_size)),
+        (PARAMETERS_KEY, parameters_text(generation)),
         (SPEC_KEY, spec_json(record)),
     )
 
 
-def parameters_text(generation: Mapping[str, Any], size: tuple[int, int]) -> str:
+def parameters_text(generation: Mapping[str, Any]) -> str:
     """The AUTOMATIC1111-style parameters block for a generation: the prompt, a line per
-    other text, then one settings line."""
+    other text, then one settings line. `Size` is the generated size, as in A1111 (a
+    resized file's own size is in our record's `output`)."""
     lines = [str(generation["prompt"])]
     settings: list[tuple[str, str]] = []
     for param in PARAMS:
@@ -73,7 +76,7 @@ def parameters_text(generation: Mapping[str, Any], size: tuple[int, int]) -> str
     after_steps = next((i + 1 for i, (label, _) in enumerate(settings) if label == "Steps"), 0)
     settings.insert(after_steps, ("Sampler", "unknown"))
     settings += [
-        ("Size", f"{size[0]}x{size[1]}"),
+        ("Size", f"{generation['width']}x{generation['height']}"),
         ("Model", str(generation["model"])),
         ("Backend", str(generation["backend"])),
     ]

@@ -12,7 +12,7 @@ from PIL import Image
 from nebula_build.outputs.metadata import read
 from nebula_build.plugin import FLUX_SCHNELL, SDXL
 from nebula_build.state.cache import Store
-from tests.conftest import fake_manifest
+from tests.conftest import fake_manifest, image_info
 
 LOGO = {
     "model": SDXL,
@@ -157,6 +157,21 @@ def test_our_record_round_trips_through_every_format(output, project, run_cli, f
     assert "made by nebula-build: image 'hero'" in out and "seed: 1234" in out
     data = json.loads(run_cli("inspect", output, "--json").out)
     assert data["spec"]["generation"]["seed"] == 1234 and data["width"] == 64
+
+
+@pytest.mark.parametrize("output", ["a.png", "a.webp"])
+def test_a_resized_file_says_the_generated_size_and_records_its_own(
+    output, project, run_cli, fake_site, tmp_path
+):
+    """A1111's `Size` is what was generated; the file's own size is in our record."""
+    hero = {**HERO, "width": 128, "height": 96, "resize": [64, 48], "output": output}
+    root = project({"images.toml": fake_manifest(tmp_path / "log", {"hero": hero})})
+    assert run_cli("apply").code == 0
+    assert image_info(root / output)[1] == (64, 48)
+    records = read((root / output).read_bytes())
+    assert "Size: 128x96," in records["parameters"]
+    record = json.loads(records["nebula-build"])
+    assert record["generation"]["width"] == 128 and record["output"]["size"] == [64, 48]
 
 
 @pytest.mark.parametrize("output", ["a.png", "a.jpg", "a.webp"])
