@@ -6,20 +6,61 @@ import inspect
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
 
 import nebula_build
 from nebula_build.core.manifest import Defaults, ImageDecl, ManifestModel, json_schema
 from nebula_build.plugin import hookspecs
+from nebula_build.plugin.manager import builtin_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_committed_schema_is_up_to_date():
     committed = json.loads((ROOT / "schema/images.schema.json").read_text())
-    assert committed == json_schema(), (
+    assert committed == json_schema(builtin_settings()), (
         "schema/images.schema.json is stale: run `nebula-build schema > schema/images.schema.json`"
     )
+
+
+def _schema_errors(manifest: str) -> list[str]:
+    """What an editor reading the committed schema says about `manifest`."""
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((ROOT / "schema/images.schema.json").read_text())
+    validator = Draft202012Validator(schema)
+    return [error.message for error in validator.iter_errors(tomllib.loads(manifest))]
+
+
+@pytest.mark.parametrize(
+    "path", sorted(ROOT.glob("examples/*/images.toml")), ids=lambda p: p.parent.name
+)
+def test_the_schema_accepts_every_example(path):
+    assert _schema_errors(path.read_text()) == []
+
+
+@pytest.mark.parametrize("backend", ["nebula", "preview", "diffusers"])
+def test_the_schema_rejects_a_typo_in_a_builtin_backends_settings_as_validate_does(
+    backend, project, run_cli
+):
+    manifest = (
+        f'version = 1\n[defaults]\nbackend = "{backend}"\n'
+        f"[backends.{backend}]\nconcurrency = 2\ntimout = 30\n"
+    )
+    errors = _schema_errors(manifest)
+    assert len(errors) == 1 and "'timout' was unexpected" in errors[0]
+    project({"images.toml": manifest})
+    code, _, err = run_cli("validate")
+    assert code == 1 and "timout" in err
+    fixed = manifest.replace("timout", "timeout")
+    assert _schema_errors(fixed) == []
+
+
+def test_the_schema_leaves_a_plugins_backend_settings_open():
+    assert _schema_errors('version = 1\n[backends.fake]\nlog = "x"\nanything = 1\n') == []
 
 
 def test_every_manifest_field_has_a_description():

@@ -162,11 +162,12 @@ def cmd_inspect(ctx: Context) -> int:
 
 def cmd_schema(ctx: Context) -> int:
     from nebula_build.core.manifest import json_schema
+    from nebula_build.plugin.manager import builtin_settings
 
     if ctx.args.assets:
         from nebula_build.outputs.schemas import asset_manifest_schema
 
         ctx.print(json.dumps(asset_manifest_schema(), indent=2, ensure_ascii=False))
         return ExitCode.OK
-    ctx.print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    ctx.print(json.dumps(json_schema(builtin_settings()), indent=2, ensure_ascii=False))
     return ExitCode.OK

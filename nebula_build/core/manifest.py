@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -569,9 +570,22 @@ def source_text(path: Path) -> str | None:
         return None
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of images.toml, as committed in schema/images.schema.json."""
+def json_schema(backend_settings: Mapping[str, type[BaseModel]]) -> dict[str, Any]:
+    """The JSON Schema of images.toml, as committed in schema/images.schema.json.
+
+    `backend_settings` (the built-in backends' settings models) closes their
+    `[backends.<name>]` tables, so an editor flags a typo there as `validate` does;
+    any other name is a plugin's, whose settings stay an open table."""
     schema = ManifestModel.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    closed = {}
+    for name, model in sorted(backend_settings.items()):
+        settings = model.model_json_schema(ref_template="#/$defs/{model}")
+        for def_name, definition in {**settings.pop("$defs", {}), model.__name__: settings}.items():
+            if defs.setdefault(def_name, definition) != definition:
+                raise ValueError(f"two schema definitions are named {def_name}")
+        closed[name] = {"$ref": f"#/$defs/{model.__name__}"}
+    schema["properties"]["backends"]["properties"] = closed
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://nebula-build.dev/schema/images.schema.json",

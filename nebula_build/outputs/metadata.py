@@ -7,8 +7,9 @@ Two records go into every file unless `metadata = false`:
   sd-prompt-reader and sd-parsers read. Only known fields are written, except
   `Sampler: unknown`: those readers reject a line without a sampler, and the hosted
   API does not say which one it used.
-- `nebula-build`: the canonical spec as JSON, so `nebula-build inspect` shows exactly
-  what made the file and the tool can recognise its own outputs.
+- `nebula-build`: the canonical spec as JSON (generation and output options), so
+  `nebula-build inspect` shows exactly what made the file and the tool can recognise
+  its own outputs.
 
 PNG gets them as text chunks inserted into the original bytes (no re-encode);
 JPEG, WebP and AVIF as EXIF UserComment (parameters) and XMP (the spec).
@@ -34,6 +35,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_CHUNKS = (b"tEXt", b"iTXt", b"zTXt", b"eXIf")
 _USER_COMMENT = 0x9286
 _EXIF_IFD = 0x8769
+_LONG, _UNDEFINED = 4, 7  # TIFF field types
 _XMP_NS = "https://nebula-build.dev/ns/1.0/"
 
 
@@ -47,17 +49,19 @@ def records_for(spec: AssetSpec) -> tuple[tuple[str, str], ...]:
         "image": spec.name,
         "generation": generation,
         "generation_key": spec.generation_key,
+        "output": spec.output_params(),  # the delivered size, format, resize, variants
         "output_key": spec.output_key,
     }
     return (
-        (PARAMETERS_KEY, parameters_text(generation, spec.delivered_size)),
+        (PARAMETERS_KEY, parameters_text(generation)),
         (SPEC_KEY, spec_json(record)),
     )
 
 
-def parameters_text(generation: Mapping[str, Any], size: tuple[int, int]) -> str:
+def parameters_text(generation: Mapping[str, Any]) -> str:
     """The AUTOMATIC1111-style parameters block for a generation: the prompt, a line per
-    other text, then one settings line."""
+    other text, then one settings line. `Size` is the generated size, as in A1111 (a
+    resized file's own size is in our record's `output`)."""
     lines = [str(generation["prompt"])]
     settings: list[tuple[str, str]] = []
     for param in PARAMS:
@@ -72,7 +76,7 @@ def parameters_text(generation: Mapping[str, Any], size: tuple[int, int]) -> str
     after_steps = next((i + 1 for i, (label, _) in enumerate(settings) if label == "Steps"), 0)
     settings.insert(after_steps, ("Sampler", "unknown"))
     settings += [
-        ("Size", f"{size[0]}x{size[1]}"),
+        ("Size", f"{generation['width']}x{generation['height']}"),
         ("Model", str(generation["model"])),
         ("Backend", str(generation["backend"])),
     ]
@@ -108,17 +112,23 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def png_with_text(data: bytes, texts: Mapping[str, str]) -> bytes:
-    """The PNG with its text chunks replaced by `texts` (iTXt, UTF-8); pixels untouched."""
-    out = [_PNG_SIGNATURE]
+    """The PNG with its text chunks replaced by `texts` (iTXt, UTF-8); pixels untouched.
+
+    The text goes before the first IDAT: readers that stop at the image data (Pillow's
+    `open` before `load`, streaming readers) see it, and exiftool does not warn."""
+    out, pending = [_PNG_SIGNATURE], True
     for kind, _, raw in _raw_chunks(data):
         if kind in _TEXT_CHUNKS:
             continue
-        if kind == b"IEND":
-            for key, value in texts.items():
-                body = key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
-                out.append(_chunk(b"iTXt", body))
+        if pending and kind in (b"IDAT", b"IEND"):
+            out += (_itxt(key, value) for key, value in texts.items())
+            pending = False
         out.append(raw)  # as stored: no CRC recomputed over the pixel data
     return b"".join(out)
+
+
+def _itxt(key: str, value: str) -> bytes:
+    return _chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
 
 
 def png_texts(data: bytes) -> dict[str, str]:
@@ -145,18 +155,31 @@ def save_options(texts: Mapping[str, str]) -> dict[str, Any]:
     """Pillow save() arguments that embed `texts` in a JPEG, WebP or AVIF file."""
     from xml.sax.saxutils import quoteattr
 
-    from PIL import Image
-
-    exif = Image.Exif()
     comment = b"UNICODE\0" + texts[PARAMETERS_KEY].encode("utf-16-be")
-    exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = comment
     xmp = (
         f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
         f'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
         f'xmlns:nebula="{_XMP_NS}" nebula:spec={quoteattr(texts[SPEC_KEY])}/>'
         f"</rdf:RDF></x:xmpmeta>"
     )
-    return {"exif": exif.tobytes(), "xmp": xmp.encode()}
+    return {"exif": exif_with_user_comment(comment), "xmp": xmp.encode()}
+
+
+def exif_with_user_comment(comment: bytes) -> bytes:
+    """An EXIF block whose only field is the Exif IFD's UserComment, typed UNDEFINED as
+    EXIF 2.3 section 4.6.5 requires. Pillow's `Exif` would type bytes as BYTE, and
+    sd-prompt-reader (through piexif) then reads nothing."""
+    entry = struct.Struct("<HHHII")  # an IFD of one entry: count, then tag, type, n, value
+    exif_ifd_at = 8 + entry.size + 4  # after the header, IFD0 and its next-IFD link
+    comment_at = exif_ifd_at + entry.size + 4
+    return b"".join(
+        (
+            b"Exif\0\0II*\0" + struct.pack("<I", 8),  # little-endian TIFF header
+            entry.pack(1, _EXIF_IFD, _LONG, 1, exif_ifd_at) + b"\0\0\0\0",
+            entry.pack(1, _USER_COMMENT, _UNDEFINED, len(comment), comment_at) + b"\0\0\0\0",
+            comment,
+        )
+    )
 
 
 def read(data: bytes) -> dict[str, str]:

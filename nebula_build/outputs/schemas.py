@@ -27,13 +27,18 @@ class AssetFile(BaseModel):
 
 
 class AssetImage(BaseModel):
-    """One declared image and every file made from it, largest first."""
+    """One declared image and every file made from it: its main output, then variants."""
 
     model_config = _CLOSED
 
     alt: str = Field(description="Alt text: the image's `alt`, else its prompt.")
     generation_key: str = Field(description="What made the pixels (see images.lock).")
-    files: list[AssetFile] = Field(description="The main output first, then the variants.")
+    files: list[AssetFile] = Field(
+        description=(
+            "The main output first (the `src`, `width` and `height` of an <img>), then the "
+            "variants, narrowest first: with it, every entry of a `srcset`."
+        )
+    )
 
 
 class AssetManifest(BaseModel):

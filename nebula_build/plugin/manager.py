@@ -280,3 +280,11 @@ def registry_from(pm: pluggy.PluginManager, sources: Mapping[int, str]) -> Backe
 def load_registry(*, extra_plugins: Iterable[object] = ()) -> BackendRegistry:
     """The registry of every backend available in this environment."""
     return registry_from(*make_plugin_manager(extra_plugins=extra_plugins))
+
+
+def builtin_settings() -> dict[str, type[BackendSettings]]:
+    """The settings model of each built-in backend, by name: what the committed
+    schema/images.schema.json describes (installed plugins are left out, so the file
+    does not depend on the machine that wrote it)."""
+    registry = registry_from(*make_plugin_manager(load_entry_points=False))
+    return {name: plugin.cls.settings_model for name, plugin in registry.plugins.items()}

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
 
 import pytest
+from PIL import Image
 
 from nebula_build.outputs.metadata import read
 from nebula_build.plugin import FLUX_SCHNELL, SDXL
-from tests.conftest import fake_manifest
+from nebula_build.state.cache import Store
+from tests.conftest import fake_manifest, image_info
 
 LOGO = {
     "model": SDXL,
@@ -52,6 +56,90 @@ def test_png_parameters_are_read_by_sd_parsers(project, run_cli, fake_site, tmp_
     assert "seed" not in logo.parameters  # SDXL takes no seed: none is claimed
 
 
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, body) of each chunk, parsed here rather than by the code under test."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    chunks, offset = [], 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        chunks.append((data[offset + 4 : offset + 8], data[offset + 8 : offset + 8 + length]))
+        offset += 12 + length
+    return chunks
+
+
+def test_png_text_comes_before_the_image_data(project, run_cli, fake_site, tmp_path):
+    root = project(
+        {"images.toml": fake_manifest(tmp_path / "log", {"hero": {**HERO, "output": "a.png"}})}
+    )
+    assert run_cli("apply").code == 0
+    with Image.open(root / "a.png") as image:  # no load(): what a streaming reader sees
+        assert image.info["parameters"].startswith("a lighthouse at dusk\nSteps: 4")
+        record = json.loads(image.info["nebula-build"])
+    chunks = _png_chunks((root / "a.png").read_bytes())
+    kinds = [kind for kind, _ in chunks]
+    first_idat = kinds.index(b"IDAT")
+    assert kinds.count(b"iTXt") == 2 and kinds.index(b"iTXt") < first_idat
+    assert kinds[-1] == b"IEND" and b"iTXt" not in kinds[first_idat:]
+    original = Store(root / ".nebula-build/cache").get(record["generation_key"])
+    assert original is not None  # the backend's bytes: the file's image data is theirs
+    assert [c for c in chunks if c[0] == b"IDAT"] == [
+        c for c in _png_chunks(original.data) if c[0] == b"IDAT"
+    ]
+
+
+def _sd_prompt_reader() -> type:
+    """sd-prompt-reader's reader. It pins Pillow 10.3 and a GUI toolkit, so it is installed
+    without its dependencies (`pip install --no-deps`, as .ci/run does); its reader needs
+    only Pillow and piexif."""
+    try:
+        from sd_prompt_reader.image_data_reader import ImageDataReader
+    except ImportError:
+        message = "sd-prompt-reader is not installed (pip install --no-deps sd-prompt-reader)"
+        if os.environ.get("NEBULA_BUILD_REQUIRE_READERS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return ImageDataReader
+
+
+@pytest.mark.parametrize("output", ["hero.jpg", "hero.webp"])
+def test_exif_parameters_are_read_by_sd_prompt_reader_and_sd_parsers(
+    output, project, run_cli, fake_site, tmp_path
+):
+    from sd_parsers import ParserManager
+
+    reader = _sd_prompt_reader()
+    root = project(
+        {"images.toml": fake_manifest(tmp_path / "log", {"hero": {**HERO, "output": output}})}
+    )
+    assert run_cli("apply").code == 0
+    found = reader(str(root / output))
+    assert found.tool == "A1111 webUI" and found.positive == "a lighthouse at dusk"
+    assert found.parameter["seed"] == "1234" and found.parameter["steps"] == "4"
+    assert found.parameter["cfg"] == "3.5" and found.parameter["model"] == FLUX_SCHNELL
+    (sampler,) = ParserManager().parse(root / output).samplers
+    assert sampler.prompts[0].value == "a lighthouse at dusk"
+    assert sampler.parameters["seed"] == "1234" and sampler.parameters["steps"] == "4"
+
+
+@pytest.mark.parametrize("output", ["a.jpg", "a.webp", "a.avif"])
+def test_exif_user_comment_is_typed_undefined(output, project, run_cli, fake_site, tmp_path):
+    """EXIF 2.3 section 4.6.5: UserComment is UNDEFINED; piexif (sd-prompt-reader's EXIF
+    reader) returns such a field as bytes, a BYTE one as a tuple of numbers."""
+    import piexif
+    import piexif.helper
+
+    root = project(
+        {"images.toml": fake_manifest(tmp_path / "log", {"hero": {**HERO, "output": output}})}
+    )
+    assert run_cli("apply").code == 0
+    with Image.open(root / output) as image:
+        exif = piexif.load(image.info["exif"])
+    comment = exif["Exif"][piexif.ExifIFD.UserComment]
+    assert isinstance(comment, bytes)
+    records = read((root / output).read_bytes())
+    assert piexif.helper.UserComment.load(comment) == records["parameters"]
+
+
 @pytest.mark.parametrize("output", ["a.png", "a.jpg", "a.webp", "a.avif"])
 def test_our_record_round_trips_through_every_format(output, project, run_cli, fake_site, tmp_path):
     root = project(
@@ -69,6 +157,21 @@ def test_our_record_round_trips_through_every_format(output, project, run_cli, f
     assert "made by nebula-build: image 'hero'" in out and "seed: 1234" in out
     data = json.loads(run_cli("inspect", output, "--json").out)
     assert data["spec"]["generation"]["seed"] == 1234 and data["width"] == 64
+
+
+@pytest.mark.parametrize("output", ["a.png", "a.webp"])
+def test_a_resized_file_says_the_generated_size_and_records_its_own(
+    output, project, run_cli, fake_site, tmp_path
+):
+    """A1111's `Size` is what was generated; the file's own size is in our record."""
+    hero = {**HERO, "width": 128, "height": 96, "resize": [64, 48], "output": output}
+    root = project({"images.toml": fake_manifest(tmp_path / "log", {"hero": hero})})
+    assert run_cli("apply").code == 0
+    assert image_info(root / output)[1] == (64, 48)
+    records = read((root / output).read_bytes())
+    assert "Size: 128x96," in records["parameters"]
+    record = json.loads(records["nebula-build"])
+    assert record["generation"]["width"] == 128 and record["output"]["size"] == [64, 48]
 
 
 @pytest.mark.parametrize("output", ["a.png", "a.jpg", "a.webp"])

@@ -178,6 +178,25 @@ def test_variant_colliding_with_another_output_is_refused(project, run_cli, fake
     assert code == 1 and "a-64.png is also written by images.a" in err
 
 
+def test_asset_files_are_in_the_order_the_schema_states(project, run_cli, fake_site, tmp_path):
+    """files[0] is the main output (an <img>'s src, width, height), then the variants
+    narrowest first, whatever order `widths` declares them in; the schema says so."""
+    hero = {**HERO, "widths": [96, 32, 64]}
+    root = project(
+        {
+            "images.toml": fake_manifest(tmp_path / "log", {"hero": hero})
+            + '\n[assets]\nmanifest = "static/images.json"\n'
+        }
+    )
+    assert run_cli("apply").code == 0
+    files = json.loads((root / "static/images.json").read_text())["images"]["hero"]["files"]
+    assert [f["width"] for f in files] == [128, 32, 64, 96]
+    image = json_schema()["$defs"]["AssetImage"]
+    described = image["description"] + image["properties"]["files"]["description"]
+    assert "largest first" not in described
+    assert "main output first" in described and "narrowest first" in described
+
+
 def test_committed_asset_schema_is_up_to_date():
     committed = json.loads((REPO / "schema/assets.schema.json").read_text())
     assert committed == json_schema()
