@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import TYPE_CHECKING
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import ApplyError, NebulaBuildError
+from nebula_build.text import plural, printable
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
     from nebula_build.core.plan import Plan
     from nebula_build.engine.cost import Estimate
+    from nebula_build.engine.gc import Unreferenced
     from nebula_build.engine.prepare import Prepared
     from nebula_build.engine.round import RoundResult
     from nebula_build.ui.progress import Progress
@@ -268,6 +271,23 @@ def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:
         ctx.print(line)
 
 
+def _gc_entry_json(entry: Unreferenced) -> dict[str, object]:
+    made = None if entry.made is None else _utc(entry.made)
+    return {"key": entry.key, "bytes": entry.bytes, "image": entry.image, "made": made}
+
+
+def _gc_entry_line(entry: Unreferenced) -> str:
+    """'3f2a9c1b0d4e  12.3 kB  made for hero, 2026-11-30 17:50 UTC'."""
+    what = f"made for {printable(entry.image, limit=80)}" if entry.image else "image unknown"
+    if entry.made is not None:
+        what += f", {_utc(entry.made, '%Y-%m-%d %H:%M UTC')}"
+    return f"{entry.key[:12]}  {entry.bytes / 1000:>7.1f} kB  {what}"
+
+
+def _utc(timestamp: float, form: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
+    return time.strftime(form, time.gmtime(timestamp))
+
+
 def cmd_gc(ctx: Context) -> int:
     from nebula_build.engine.gc import collect, kept_for_pick
     from nebula_build.engine.prepare import recovered_lock
@@ -282,14 +302,32 @@ def cmd_gc(ctx: Context) -> int:
         on_takeover=ctx.notice,
     ):
         lock = recovered_lock(project, ctx.notice)
-        removed, freed = collect(prepared, lock, dry_run=ctx.args.dry_run)
+        found = collect(prepared, lock, dry_run=ctx.args.dry_run)
         kept = kept_for_pick(prepared, lock)
+    removed, freed = len(found), sum(entry.bytes for entry in found)
     if ctx.args.json:
         data: dict[str, object] = {"removed": removed, "bytes": freed, "dry_run": ctx.args.dry_run}
+        data["entries"] = [_gc_entry_json(entry) for entry in found]
         data["candidates"] = {"draws": kept["draws"][0], "bytes": kept["draws"][1]}
         data["history"] = {"generations": kept["history"][0], "bytes": kept["history"][1]}
         ctx.print(json.dumps(data, indent=2))
         return ExitCode.OK
+    verb = "would remove" if ctx.args.dry_run else "removed"
+    entries = plural(removed, "cache entry", "cache entries")
+    ctx.print(
+        f"{verb} {entries} ({freed / 1_000_000:.1f} MB){':' if ctx.args.dry_run and found else ''}"
+    )
+    if ctx.args.dry_run:
+        for entry in found:
+            ctx.print(f"  {_gc_entry_line(entry)}")
+    draws, size = kept["draws"]
+    if draws:
+        ctx.print(f"kept {plural(draws, 'candidate draw')} not picked ({size / 1_000_000:.1f} MB)")
+    earlier, size = kept["history"]
+    if earlier:
+        generations = plural(earlier, "earlier generation")
+        ctx.print(f"kept {generations} the history lists ({size / 1_000_000:.1f} MB)")
+    return ExitCode.OK
     verb = "would remove" if ctx.args.dry_run else "removed"
     ctx.print(
         f"{verb} {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1_000_000:.1f} MB)"

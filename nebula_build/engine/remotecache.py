@@ -122,7 +122,7 @@ def restore_remote(
     except (RemoteMismatchError, ImageError) as exc:
         return None, f"the remote cache's entry was refused ({exc})"
     with contextlib.suppress(OSError):  # only a help for the next build: this one has the bytes
-        store.put(key, verified.data, seed=record.seed, digest=verified.digest)
+        store.put(key, verified.data, seed=record.seed, digest=verified.digest, image=spec.name)
     return Restored(verified.data, seed=record.seed, verified=verified), None
 
 

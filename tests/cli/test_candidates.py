@@ -128,7 +128,7 @@ def test_gc_keeps_every_candidate(project, run_cli, nebula_server):
     assert run_cli("apply").code == 0
     code, out, _ = run_cli("gc")
     assert "removed 0 cache entries" in out
-    assert "kept 2 candidate draw(s) not picked" in out
+    assert "kept 2 candidate draws not picked" in out
     data = json.loads(run_cli("gc", "--json").out)
     assert data["candidates"]["draws"] == 2 and data["candidates"]["bytes"] > 0
     nebula_server.reset_counters()

@@ -189,12 +189,15 @@ def test_validate_and_gc_report_in_json(project, run_cli):
     code, out, _ = run_cli("gc", "--dry-run", "--json")
     dry = json.loads(out)
     assert code == 0 and dry["removed"] == 1 and dry["bytes"] > 0 and dry["dry_run"] is True
+    [entry] = dry["entries"]
+    assert entry["image"] == "logo" and entry["bytes"] == dry["bytes"] and len(entry["key"]) == 64
     code, out, _ = run_cli("gc", "--json")
     assert code == 0 and json.loads(out) == dry | {"dry_run": False}
     assert json.loads(run_cli("gc", "--json").out) == {
         "removed": 0,
         "bytes": 0,
         "dry_run": False,
+        "entries": [],
         "candidates": {"draws": 0, "bytes": 0},
         "history": {"generations": 0, "bytes": 0},
     }
