@@ -182,6 +182,22 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     history.set_defaults(run="pick:cmd_history")
 
 
+def _add_status_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser("status", help="each image: up to date, pending or conflict")
+    status.add_argument(
+        "--target", action="append", default=[], metavar="NAME", help="only this image (repeatable)"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--backend", metavar="NAME", help="as if run through this backend")
+    status.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when all is up to date, 2 when changes are pending, "
+        "1 on a conflict or an image whose last apply failed",
+    )
+    status.set_defaults(run="build:cmd_status")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nebula-build",
@@ -256,10 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-q", "--quiet", action="store_true", help="no line per image")
     apply.set_defaults(run="build:cmd_apply")
 
-    status = sub.add_parser("status", help="each image: up to date, pending or conflict")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--backend", metavar="NAME", help="as if run through this backend")
-    status.set_defaults(run="build:cmd_status")
+    _add_status_command(sub)
 
     models = sub.add_parser("models", help="which model takes which parameter, per backend")
     models.add_argument("--backend", metavar="NAME", help="only this backend")

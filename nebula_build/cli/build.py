@@ -112,18 +112,30 @@ def _unchanged_since_last_plan(ctx: Context) -> int | None:
 
 
 def cmd_status(ctx: Context) -> int:
+    from nebula_build.core.plan import ActionKind, FileState
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
-    from nebula_build.ui.report import plan_json, status_text
+    from nebula_build.engine.runstate import read_failures
+    from nebula_build.ui.report import plan_json, status_failed, status_summary, status_text
 
     prepared = prepared_project(ctx)
-    plan = plan_for(prepared, current_lock(prepared.project, ctx.notice))
+    lock = current_lock(prepared.project, ctx.notice)
+    plan = plan_for(prepared, lock, targets=ctx.args.target)
     prepared.files.save()
+    failed = status_failed(plan, read_failures(prepared.project))
     if ctx.args.json:
-        ctx.print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
+        data = plan_json(plan) | {"failed": failed, "status": status_summary(plan, failed)}
+        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        ctx.print(status_text(plan, ctx.style))
-    return ExitCode.OK
+        ctx.print(status_text(plan, ctx.style, failed))
+    if not ctx.args.detailed_exitcode:
+        return ExitCode.OK
+    conflicts = any(a.kind is ActionKind.CONFLICT for a in plan.actions) or any(
+        f.state is FileState.CONFLICT for f in plan.files
+    )
+    if conflicts or failed:
+        return ExitCode.ERROR
+    return ExitCode.CHANGES_PENDING if plan.has_changes else ExitCode.OK
 
 
 def cmd_apply(ctx: Context) -> int:
