@@ -24,10 +24,14 @@ if TYPE_CHECKING:
 __all__ = ["ExitCode", "main", "main_exit"]
 
 
-def _targets(parser: argparse.ArgumentParser) -> None:
+def _target_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", action="append", default=[], metavar="NAME", help="only this image (repeatable)"
     )
+
+
+def _targets(parser: argparse.ArgumentParser) -> None:
+    _target_flag(parser)
     parser.add_argument(
         "--replace",
         action="append",
@@ -104,6 +108,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         default="127.0.0.1",
         help="address to serve on (default 127.0.0.1: this machine only)",
     )
+    _target_flag(watch)
     watch.add_argument("--backend", metavar="NAME", help="run every image through NAME")
     watch.add_argument(
         "--parallelism",
@@ -130,6 +135,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     gallery.add_argument(
         "--out", metavar="DIR", help="folder for index.html (default .nebula-build/gallery)"
     )
+    _target_flag(gallery)
     gallery.add_argument("--backend", metavar="NAME", help="as if run through NAME")
     gallery.set_defaults(run="live:cmd_gallery")
 
@@ -184,9 +190,7 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _add_status_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = sub.add_parser("status", help="each image: up to date, pending or conflict")
-    status.add_argument(
-        "--target", action="append", default=[], metavar="NAME", help="only this image (repeatable)"
-    )
+    _target_flag(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--backend", metavar="NAME", help="as if run through this backend")
     status.add_argument(
