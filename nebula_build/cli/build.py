@@ -28,7 +28,7 @@ def cmd_validate(ctx: Context) -> int:
         data = {"manifest": manifest, "images": images, "valid": True}
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        ctx.print(f"{manifest}: {images} image(s), valid")
+        ctx.print(f"{manifest}: {plural(images, 'image')}, valid")
     return ExitCode.OK
 
 
@@ -36,7 +36,7 @@ def cmd_plan(ctx: Context) -> int:
     args = ctx.args
     whole = not (args.json or args.target or args.replace or args.more or args.force)
     if whole and (images := _unchanged_since_last_plan(ctx)) is not None:
-        ctx.print(f"No changes: {images} image(s) up to date.")
+        ctx.print(f"No changes: {plural(images, 'image')} up to date.")
         return ExitCode.OK
     import time
 
@@ -243,7 +243,7 @@ def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> 
     elif not summary:
         pass
     elif not result.plan.has_changes:
-        ctx.print(f"No changes: {len(result.plan.actions)} image(s) up to date.")
+        ctx.print(f"No changes: {plural(len(result.plan.actions), 'image')} up to date.")
     else:
         ctx.print(
             ctx.style(

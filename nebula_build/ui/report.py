@@ -106,10 +106,13 @@ def summary_line(plan: Plan) -> str:
         (ActionKind.RESTORE, _restore_label(plan)),
         (ActionKind.MOVE, "to move"),
         (ActionKind.CONFLICT, "in conflict"),
-        (ActionKind.DRAW, "candidate draw(s) to make"),
+        (ActionKind.DRAW, "to make"),
         (ActionKind.NOOP, "up to date"),
     )
-    parts += [f"{counts[kind]} {label}" for kind, label in labels if counts[kind]]
+    for action_kind, label in labels:
+        if n := counts[action_kind]:
+            counted = plural(n, "candidate draw") if action_kind is ActionKind.DRAW else n
+            parts.append(f"{counted} {label}")
     files = Counter((f.kind, f.state) for f in plan.files)
     for kind, (one, many) in _FILE_NOUNS.items():
         for state, label in ((FileState.BUILD, "to build"), (FileState.CONFLICT, "in conflict")):
@@ -159,13 +162,13 @@ def cost_text(estimate: Estimate) -> str | None:
         else:
             text += (
                 f"; estimated cost at least {money(estimate.known)} "
-                f"({unknown} generation(s) at an unknown price)"
+                f"({plural(unknown, 'generation')} at an unknown price)"
             )
     return text + "."
 
 
 def cost_question(estimate: Estimate) -> str:
-    """'Generate 3 image(s) on nebula (estimated $0.027)? [y/N] '."""
+    """'Generate 3 images on nebula (estimated $0.027)? [y/N] '."""
     from nebula_build.engine.cost import money
 
     backends = " and ".join(estimate.paid_backends)
@@ -176,7 +179,7 @@ def cost_question(estimate: Estimate) -> str:
         said = f"at least {money(estimate.known)}, some prices unknown"
     else:
         said = "price unknown"
-    return f"Generate {estimate.paid_generations} image(s) on {backends} ({said})? [y/N] "
+    return f"Generate {plural(estimate.paid_generations, 'image')} on {backends} ({said})? [y/N] "
 
 
 def estimate_json(estimate: Estimate) -> dict[str, Any]:
@@ -253,7 +256,10 @@ def plan_text(
     (the count of the others instead)."""
     if not plan.has_changes:
         return "\n".join(
-            [f"No changes: {len(plan.actions)} image(s) up to date.", *pin_lines(plan, style)]
+            [
+                f"No changes: {plural(len(plan.actions), 'image')} up to date.",
+                *pin_lines(plan, style),
+            ]
         )
     lines = ["nebula-build will perform these actions:", ""]
     changes = plan.changes
@@ -261,7 +267,9 @@ def plan_text(
         lines += action_lines(action, style)
     if limit is not None and len(changes) > limit:
         more = len(changes) - limit
-        lines.append(style(f"  … and {more} more image(s) (`nebula-build plan` lists them)", "dim"))
+        lines.append(
+            style(f"  … and {plural(more, 'more image')} (`nebula-build plan` lists them)", "dim")
+        )
     lines += file_lines(plan.files, style)
     lines += pin_lines(plan, style)
     lines += ["", style(summary_line(plan), "bold")]

@@ -90,7 +90,7 @@ def test_a_failed_image_points_at_its_line_and_a_matrix_image_at_its_declaration
     nebula_server.add_faults("422", prompt="unlucky")
     nebula_server.add_faults("422", prompt="a bat monster")
     code, out, err = run_cli(*command)
-    assert code == 1 and "2 image(s) failed" in err
+    assert code == 1 and "2 images failed" in err
     errors = sorted(line for line in out.splitlines() if line.startswith("::error"))
     assert [line.partition("::")[2].partition(": ")[0] for line in errors] == [
         "error file=images.toml,line=16,col=1::logo",

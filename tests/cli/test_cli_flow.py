@@ -216,7 +216,7 @@ def test_locked_and_max_generations(project, run_cli):
 
 def test_directory_and_file_options_and_walking_up(project, run_cli, tmp_path):
     root = project({"site/images.toml": SITE, "site/deep/er/.keep": ""})
-    assert run_cli("-C", "site", "validate").out.startswith("site/images.toml: 3 image(s)")
+    assert run_cli("-C", "site", "validate").out.startswith("site/images.toml: 3 images")
     assert run_cli("-f", "site/images.toml", "plan", "--detailed-exitcode").code == 2
     code, out, _ = run_cli("plan", cwd=root / "site/deep/er")
     assert code == 0 and "3 to generate" in out
@@ -281,7 +281,7 @@ def test_failures_keep_going_and_are_all_reported(project, run_cli, fake_site, t
     root = project({"images.toml": fake_manifest(log, images, fail=("b", "d"))})
     code, out, err = run_cli("apply")
     assert code == 1
-    assert "2 image(s) failed" in err and "b: b refused on purpose" in err and "d:" in err
+    assert "2 images failed" in err and "b: b refused on purpose" in err and "d:" in err
     assert (root / "a.png").exists() and (root / "c.png").exists()
     assert not (root / "b.png").exists()
     lock = (root / "images.lock").read_text()
