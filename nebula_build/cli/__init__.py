@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
+from nebula_build.cli.helptext import describe_all
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pick_command(sub)
 
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
-    gc.add_argument("--dry-run", action="store_true", help="only say what would go")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would go")
     gc.add_argument("--json", action="store_true", help="machine-readable output")
     gc.add_argument(
         "--lock-timeout",
@@ -316,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for a running apply",
     )
     gc.set_defaults(run="build:cmd_gc")
+    describe_all(sub)
     return parser
 
 
