@@ -95,9 +95,9 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
 def _refuse_placeholders(decl: ImageDecl) -> None:
     """Without a matrix there is nothing to fill in: a `{kind}` is a typo, not a name.
     A stray brace stays literal text, as it always has."""
-    for key in TEMPLATED:
-        template = getattr(decl, key)
-        if template is None:
+    templates = {key: getattr(decl, key) for key in TEMPLATED} | {"seed": decl.seed}
+    for key, template in templates.items():
+        if not isinstance(template, str):
             continue
         try:
             names = placeholders(template)
@@ -106,8 +106,8 @@ def _refuse_placeholders(decl: ImageDecl) -> None:
         if names:
             raise ExpansionError(
                 key,
-                f"placeholder {{{shown(names[0])}}} in an image without a matrix "
-                "(placeholders are filled only from `matrix` keys and {index})",
+                f"placeholder {{{shown(names[0])}}} in an image without a matrix: "
+                "declare a `matrix` to fill it in, or write the text without braces",
             )
 
 

@@ -117,6 +117,10 @@ def test_a_style_change_rekeys_exactly_the_images_that_use_it(
             "images.enemy.prompt: placeholder {kind} in an image without a matrix",
         ),
         (
+            {"prompt": "a knight", "output": "images/knight.png", "seed": "{index} + 1"},
+            "images.enemy.seed: placeholder {index} in an image without a matrix",
+        ),
+        (
             {"prompt": "x", "output": "x.png", "style": "pxiel"},
             "images.enemy.style: unknown style 'pxiel' (known: none declared)",
         ),
