@@ -146,7 +146,8 @@ def cmd_gallery(ctx: Context) -> int:
 
     prepared = prepared_project(ctx)
     project = prepared.project
-    out = Path(ctx.args.out).resolve() if ctx.args.out else project.gallery_dir
+    # like every other path, relative to -C DIR
+    out = (Path(ctx.start) / ctx.args.out).resolve() if ctx.args.out else project.gallery_dir
     lock = current_lock(project, ctx.notice)
     plan = plan_for(prepared, lock, targets=ctx.args.target)
     draws = image_draws(plan, prepared, lock)

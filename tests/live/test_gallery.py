@@ -80,6 +80,15 @@ def test_gallery_target_shows_only_that_image(project, run_cli, fake_site, tmp_p
     assert "a fox logo" in page and "a lighthouse at dusk" not in page
 
 
+def test_gallery_out_is_relative_to_the_C_folder(project, run_cli, tmp_path, monkeypatch):
+    root = project({"images.toml": SITE})
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("-C", root.name, "gallery", "--out", "site-gallery")
+    assert code == 0, err
+    assert (root / "site-gallery/index.html").is_file()
+    assert not (tmp_path / "site-gallery").exists()
+
+
 def test_failures_show_in_the_gallery(project, run_cli, fake_site, tmp_path):
     log = tmp_path / "gen.log"
     root = project(
