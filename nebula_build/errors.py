@@ -125,7 +125,8 @@ class ApplyError(UserError):
 
     def __init__(self, failures: Mapping[str, Exception]) -> None:
         self.failures = dict(failures)
-        lines = [f"{len(self.failures)} image(s) failed:"]
+        count = len(self.failures)
+        lines = [f"{count} image{'' if count == 1 else 's'} failed:"]  # the base imports nothing
         lines += [f"  {name}: {error}" for name, error in sorted(self.failures.items())]
         super().__init__("\n".join(lines))
 

@@ -2,7 +2,8 @@
 
 `printable` makes one harmless line: no terminal escape sequences, no control
 characters, no bidirectional overrides. `redact` takes secrets out, whole or in
-fragments. Pure functions of the standard library: every layer may use them.
+fragments. `plural` counts things in words ("1 image", "2 images"). Pure functions
+of the standard library: every layer may use them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def printable(text: str, limit: int | None = None) -> str:
     if limit is not None and len(line) > limit:
         return line[: max(0, limit - 1)].rstrip() + "…"
     return line
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """'1 image', '3 images', '0 images'; `many` where adding an s is wrong
+    ('1 cache entry', '2 cache entries')."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

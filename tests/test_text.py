@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nebula_build.text import REDACTED, printable, redact
+from nebula_build.text import REDACTED, plural, printable, redact
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,10 @@ def test_no_format_character_survives_so_none_can_hide_a_secret():
         if unicodedata.category(chr(code)) == "Cf" and printable(f"a{chr(code)}b") != "ab"
     ]
     assert hidden == []
+
+
+def test_plural_says_one_thing_in_the_singular():
+    assert plural(1, "image") == "1 image"
+    assert plural(0, "image") == "0 images"
+    assert plural(3, "image") == "3 images"
+    assert plural(2, "cache entry", "cache entries") == "2 cache entries"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
+from nebula_build.cli.helptext import describe_all
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -24,10 +25,14 @@ if TYPE_CHECKING:
 __all__ = ["ExitCode", "main", "main_exit"]
 
 
-def _targets(parser: argparse.ArgumentParser) -> None:
+def _target_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", action="append", default=[], metavar="NAME", help="only this image (repeatable)"
     )
+
+
+def _targets(parser: argparse.ArgumentParser) -> None:
+    _target_flag(parser)
     parser.add_argument(
         "--replace",
         action="append",
@@ -104,6 +109,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         default="127.0.0.1",
         help="address to serve on (default 127.0.0.1: this machine only)",
     )
+    _target_flag(watch)
     watch.add_argument("--backend", metavar="NAME", help="run every image through NAME")
     watch.add_argument(
         "--parallelism",
@@ -130,6 +136,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     gallery.add_argument(
         "--out", metavar="DIR", help="folder for index.html (default .nebula-build/gallery)"
     )
+    _target_flag(gallery)
     gallery.add_argument("--backend", metavar="NAME", help="as if run through NAME")
     gallery.set_defaults(run="live:cmd_gallery")
 
@@ -184,7 +191,7 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _add_gc_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
-    gc.add_argument("--dry-run", action="store_true", help="only say what would go")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would go")
     gc.add_argument("--json", action="store_true", help="machine-readable output")
     gc.add_argument(
         "--lock-timeout",
@@ -200,6 +207,20 @@ def _add_completion_command(sub: argparse._SubParsersAction[argparse.ArgumentPar
     completion = sub.add_parser("completion", help="print the shell completion script")
     completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="your shell")
     completion.set_defaults(run="completion:cmd_completion")
+
+
+def _add_status_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser("status", help="each image: up to date, pending or conflict")
+    _target_flag(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--backend", metavar="NAME", help="as if run through this backend")
+    status.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when all is up to date, 2 when changes are pending, "
+        "1 on a conflict or an image whose last apply failed",
+    )
+    status.set_defaults(run="build:cmd_status")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,10 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-q", "--quiet", action="store_true", help="no line per image")
     apply.set_defaults(run="build:cmd_apply")
 
-    status = sub.add_parser("status", help="each image: up to date, pending or conflict")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--backend", metavar="NAME", help="as if run through this backend")
-    status.set_defaults(run="build:cmd_status")
+    _add_status_command(sub)
 
     models = sub.add_parser("models", help="which model takes which parameter, per backend")
     models.add_argument("--backend", metavar="NAME", help="only this backend")
@@ -310,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_gc_command(sub)
     _add_completion_command(sub)
+    describe_all(sub)
     return parser
 
 

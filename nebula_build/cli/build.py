@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import TYPE_CHECKING
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import ApplyError, NebulaBuildError
+from nebula_build.text import plural, printable
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
     from nebula_build.core.plan import Plan
     from nebula_build.engine.cost import Estimate
+    from nebula_build.engine.gc import Unreferenced
     from nebula_build.engine.prepare import Prepared
     from nebula_build.engine.round import RoundResult
     from nebula_build.ui.progress import Progress
@@ -25,7 +28,7 @@ def cmd_validate(ctx: Context) -> int:
         data = {"manifest": manifest, "images": images, "valid": True}
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        ctx.print(f"{manifest}: {images} image(s), valid")
+        ctx.print(f"{manifest}: {plural(images, 'image')}, valid")
     return ExitCode.OK
 
 
@@ -33,7 +36,7 @@ def cmd_plan(ctx: Context) -> int:
     args = ctx.args
     whole = not (args.json or args.target or args.replace or args.more or args.force)
     if whole and (images := _unchanged_since_last_plan(ctx)) is not None:
-        ctx.print(f"No changes: {images} image(s) up to date.")
+        ctx.print(f"No changes: {plural(images, 'image')} up to date.")
         return ExitCode.OK
     import time
 
@@ -109,18 +112,30 @@ def _unchanged_since_last_plan(ctx: Context) -> int | None:
 
 
 def cmd_status(ctx: Context) -> int:
+    from nebula_build.core.plan import ActionKind, FileState
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
-    from nebula_build.ui.report import plan_json, status_text
+    from nebula_build.engine.runstate import read_failures
+    from nebula_build.ui.report import plan_json, status_failed, status_summary, status_text
 
     prepared = prepared_project(ctx)
-    plan = plan_for(prepared, current_lock(prepared.project, ctx.notice))
+    lock = current_lock(prepared.project, ctx.notice)
+    plan = plan_for(prepared, lock, targets=ctx.args.target)
     prepared.files.save()
+    failed = status_failed(plan, read_failures(prepared.project))
     if ctx.args.json:
-        ctx.print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
+        data = plan_json(plan) | {"failed": failed, "status": status_summary(plan, failed)}
+        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        ctx.print(status_text(plan, ctx.style))
-    return ExitCode.OK
+        ctx.print(status_text(plan, ctx.style, failed))
+    if not ctx.args.detailed_exitcode:
+        return ExitCode.OK
+    conflicts = any(a.kind is ActionKind.CONFLICT for a in plan.actions) or any(
+        f.state is FileState.CONFLICT for f in plan.files
+    )
+    if conflicts or failed:
+        return ExitCode.ERROR
+    return ExitCode.CHANGES_PENDING if plan.has_changes else ExitCode.OK
 
 
 def cmd_apply(ctx: Context) -> int:
@@ -228,7 +243,7 @@ def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> 
     elif not summary:
         pass
     elif not result.plan.has_changes:
-        ctx.print(f"No changes: {len(result.plan.actions)} image(s) up to date.")
+        ctx.print(f"No changes: {plural(len(result.plan.actions), 'image')} up to date.")
     else:
         ctx.print(
             ctx.style(
@@ -268,6 +283,23 @@ def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:
         ctx.print(line)
 
 
+def _gc_entry_json(entry: Unreferenced) -> dict[str, object]:
+    made = None if entry.made is None else _utc(entry.made)
+    return {"key": entry.key, "bytes": entry.bytes, "image": entry.image, "made": made}
+
+
+def _gc_entry_line(entry: Unreferenced) -> str:
+    """'3f2a9c1b0d4e  12.3 kB  made for hero, 2026-11-30 17:50 UTC'."""
+    what = f"made for {printable(entry.image, limit=80)}" if entry.image else "image unknown"
+    if entry.made is not None:
+        what += f", {_utc(entry.made, '%Y-%m-%d %H:%M UTC')}"
+    return f"{entry.key[:12]}  {entry.bytes / 1000:>7.1f} kB  {what}"
+
+
+def _utc(timestamp: float, form: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
+    return time.strftime(form, time.gmtime(timestamp))
+
+
 def cmd_gc(ctx: Context) -> int:
     from nebula_build.engine.gc import collect, kept_for_pick
     from nebula_build.engine.prepare import recovered_lock
@@ -282,14 +314,32 @@ def cmd_gc(ctx: Context) -> int:
         on_takeover=ctx.notice,
     ):
         lock = recovered_lock(project, ctx.notice)
-        removed, freed = collect(prepared, lock, dry_run=ctx.args.dry_run)
+        found = collect(prepared, lock, dry_run=ctx.args.dry_run)
         kept = kept_for_pick(prepared, lock)
+    removed, freed = len(found), sum(entry.bytes for entry in found)
     if ctx.args.json:
         data: dict[str, object] = {"removed": removed, "bytes": freed, "dry_run": ctx.args.dry_run}
+        data["entries"] = [_gc_entry_json(entry) for entry in found]
         data["candidates"] = {"draws": kept["draws"][0], "bytes": kept["draws"][1]}
         data["history"] = {"generations": kept["history"][0], "bytes": kept["history"][1]}
         ctx.print(json.dumps(data, indent=2))
         return ExitCode.OK
+    verb = "would remove" if ctx.args.dry_run else "removed"
+    entries = plural(removed, "cache entry", "cache entries")
+    ctx.print(
+        f"{verb} {entries} ({freed / 1_000_000:.1f} MB){':' if ctx.args.dry_run and found else ''}"
+    )
+    if ctx.args.dry_run:
+        for entry in found:
+            ctx.print(f"  {_gc_entry_line(entry)}")
+    draws, size = kept["draws"]
+    if draws:
+        ctx.print(f"kept {plural(draws, 'candidate draw')} not picked ({size / 1_000_000:.1f} MB)")
+    earlier, size = kept["history"]
+    if earlier:
+        generations = plural(earlier, "earlier generation")
+        ctx.print(f"kept {generations} the history lists ({size / 1_000_000:.1f} MB)")
+    return ExitCode.OK
     verb = "would remove" if ctx.args.dry_run else "removed"
     ctx.print(
         f"{verb} {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1_000_000:.1f} MB)"

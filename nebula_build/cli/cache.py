@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import UserError
+from nebula_build.text import plural
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -107,7 +108,8 @@ def cmd_status(ctx: Context) -> int:
         return ExitCode.OK
     ctx.print(f"remote cache: {remote.url} ({mode})")
     ctx.print(
-        f"{found.images} image(s), {found.generations} generation(s): {found.in_local} in "
+        f"{plural(found.images, 'image')}, {plural(found.generations, 'generation')}: "
+        f"{found.in_local} in "
         f"the local cache, {found.in_remote} in the remote cache"
     )
     if found.only_local and remote.writable:

@@ -117,7 +117,8 @@ def cmd_inspect(ctx: Context) -> int:
     from nebula_build.imaging import verify_image
     from nebula_build.outputs.metadata import PARAMETERS_KEY, SPEC_KEY, read
 
-    path = Path(ctx.args.file)
+    # like every other path, relative to -C DIR (Path joins keep an absolute FILE)
+    path = Path(ctx.args.directory or "") / ctx.args.file
     try:
         data = path.read_bytes()
         fmt, (width, height) = verify_image(data)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from nebula_build.errors import ApplyError, UserError
 from nebula_build.state.project import Project
+from nebula_build.text import plural
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def cmd_watch(ctx: Context) -> int:
             parallelism=args.parallelism,
             force=args.force,
             offline=args.offline,
+            targets=args.target,
             on_round=on_round,
         )
         if args.serve is not None:
@@ -144,9 +146,10 @@ def cmd_gallery(ctx: Context) -> int:
 
     prepared = prepared_project(ctx)
     project = prepared.project
-    out = Path(ctx.args.out).resolve() if ctx.args.out else project.gallery_dir
+    # like every other path, relative to -C DIR
+    out = (Path(ctx.start) / ctx.args.out).resolve() if ctx.args.out else project.gallery_dir
     lock = current_lock(project, ctx.notice)
-    plan = plan_for(prepared, lock)
+    plan = plan_for(prepared, lock, targets=ctx.args.target)
     draws = image_draws(plan, prepared, lock)
     out.mkdir(parents=True, exist_ok=True)
     every_draw = [draw for items in draws.values() for draw in items]
@@ -162,5 +165,6 @@ def cmd_gallery(ctx: Context) -> int:
     page = out / "index.html"
     html = render(items, title=f"{project.root.name} · nebula-build")
     atomic_write(page, html.encode(), durable=False)  # replaces a link, never follows it
-    ctx.print(f"wrote {os.path.relpath(page)} ({len(items)} images)")
+    ctx.print(f"wrote {os.path.relpath(page)} ({plural(len(items), 'image')})")
+    ctx.print(f"open {page.resolve().as_uri()}")
     return ExitCode.OK

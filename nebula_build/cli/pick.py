@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from nebula_build.cli.context import Context, ExitCode
 from nebula_build.errors import UserError
+from nebula_build.text import plural
 
 if TYPE_CHECKING:
     from nebula_build.engine.history import Change
@@ -108,7 +109,7 @@ def cmd_history(ctx: Context) -> int:
         return ExitCode.OK
     earlier = len(listed) - 1
     ctx.print(
-        f"{name} ({entry.output}): {earlier} earlier generation(s), newest first"
+        f"{name} ({entry.output}): {plural(earlier, 'earlier generation')}, newest first"
         + (" · pinned to an earlier one" if entry.pin is not None else "")
     )
     for row in listed:

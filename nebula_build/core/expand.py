@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.manifest import ImageDecl, shown
-from nebula_build.core.spec import check_template
+from nebula_build.core.spec import check_template, placeholders
 from nebula_build.errors import UserError
 from nebula_build.params import MAX_SEED, TEXT
 
@@ -54,6 +54,7 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
     """Every concrete image of a declaration (itself, without a matrix). The caller
     checks `count` first: a matrix's product can be far larger than its declaration."""
     if not decl.matrix:
+        _refuse_placeholders(decl)
         seed = decl.seed
         if isinstance(seed, str):
             problem = check_template(seed, ())
@@ -89,6 +90,25 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
         if seed is not None:
             update["seed"] = _seed(seed, values)
         yield Expanded(name, base, decl.model_copy(update=update))
+
+
+def _refuse_placeholders(decl: ImageDecl) -> None:
+    """Without a matrix there is nothing to fill in: a `{kind}` is a typo, not a name.
+    A stray brace stays literal text, as it always has."""
+    templates = {key: getattr(decl, key) for key in TEMPLATED} | {"seed": decl.seed}
+    for key, template in templates.items():
+        if not isinstance(template, str):
+            continue
+        try:
+            names = placeholders(template)
+        except ValueError:
+            continue
+        if names:
+            raise ExpansionError(
+                key,
+                f"placeholder {{{shown(names[0])}}} in an image without a matrix: "
+                "declare a `matrix` to fill it in, or write the text without braces",
+            )
 
 
 def _seed(expression: str, values: Mapping[str, Any]) -> int:

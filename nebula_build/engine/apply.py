@@ -451,7 +451,7 @@ class Applier:
         outside the project instead. Returns what to tell the user then, or None."""
         key = spec.generation_key
         try:
-            self.store.put(key, verified.data, seed=seed, digest=verified.digest)
+            self.store.put(key, verified.data, seed=seed, digest=verified.digest, image=spec.name)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             try:

@@ -24,6 +24,7 @@ from nebula_build.core.resolve import Resolved
 from nebula_build.engine import prices
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import NebulaBuildError, UserError, first_line
+from nebula_build.text import plural
 
 #: the longest a backend may take to say the account's balance, whatever its own deadline
 BALANCE_DEADLINE = 30.0
@@ -208,7 +209,7 @@ def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
     if total > max_cost:
         raise UserError(
             f"this apply would cost an estimated {money(total)} "
-            f"({estimate.paid_generations} paid generation(s)), more than --max-cost "
+            f"({plural(estimate.paid_generations, 'paid generation')}), more than --max-cost "
             f"{money(max_cost)}; nothing was generated"
         )
 

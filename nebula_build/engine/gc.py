@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nebula_build.engine import candidates
 from nebula_build.engine.prepare import Prepared
 from nebula_build.outputs.atlas import members_key, record_key
@@ -54,17 +56,30 @@ def kept_for_pick(prepared: Prepared, lock: Entries) -> dict[str, tuple[int, int
     return result
 
 
-def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> tuple[int, int]:
-    """Remove unreferenced cache entries; returns (entries, bytes)."""
+@dataclass(frozen=True, slots=True)
+class Unreferenced:
+    """A cache entry nothing refers to: what gc removes (or would)."""
+
+    key: str
+    bytes: int
+    #: the image it was made for, where its metadata says (older entries do not)
+    image: str | None
+    #: when it was stored (a timestamp), where known
+    made: float | None
+
+
+def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> list[Unreferenced]:
+    """Remove unreferenced cache entries (or, with `dry_run`, only find them)."""
     keep = {entry.generation_key for entry in lock.values()}
     keep |= {key for keys in _for_pick(prepared, lock) for key in keys}
     store = prepared.store
-    removed = freed = 0
-    for key in list(store.keys()):
+    found = []
+    for key in sorted(store.keys()):
         if key in keep:
             continue
-        removed += 1
-        freed += store.size(key) if dry_run else store.remove(key)
+        image, made = store.image(key), store.made(key)
+        size = store.size(key) if dry_run else store.remove(key)
+        found.append(Unreferenced(key, size, image, made))
     if not dry_run:
         remove_leftovers(prepared)
         live_outputs = {entry.output_key for entry in lock.values()}
@@ -76,4 +91,4 @@ def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> tupl
         for output_key in list(store.output_keys()):
             if output_key not in live_outputs:
                 store.remove_output(output_key)
-    return removed, freed
+    return found

@@ -32,6 +32,7 @@ from nebula_build.state.remote import (
     RemoteRecord,
     url_problem,
 )
+from nebula_build.text import plural
 
 ENV_REMOTE = "NEBULA_BUILD_CACHE_REMOTE"
 ENV_READONLY = "NEBULA_BUILD_CACHE_READONLY"
@@ -68,7 +69,7 @@ def unshared(remote: Remote | None, generated: int) -> str | None:
     if remote is None or remote.writable or not generated:
         return None
     return (
-        f"{generated} new generation(s) not uploaded: the remote cache is read-only here "
+        f"{plural(generated, 'new generation')} not uploaded: the remote cache is read-only here "
         f"({remote.why_read_only})"
     )
 
@@ -122,7 +123,7 @@ def restore_remote(
     except (RemoteMismatchError, ImageError) as exc:
         return None, f"the remote cache's entry was refused ({exc})"
     with contextlib.suppress(OSError):  # only a help for the next build: this one has the bytes
-        store.put(key, verified.data, seed=record.seed, digest=verified.digest)
+        store.put(key, verified.data, seed=record.seed, digest=verified.digest, image=spec.name)
     return Restored(verified.data, seed=record.seed, verified=verified), None
 
 

@@ -36,6 +36,7 @@ from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.lockfile import Entries, read, write
 from nebula_build.state.project import Project
 from nebula_build.state.rescue import adopt
+from nebula_build.text import plural
 
 
 @dataclass(frozen=True)
@@ -246,13 +247,13 @@ def _refusal(plan: Plan, options: RoundOptions) -> str | None:
     generations = len(plan.generations)
     if options.locked and generations:
         return (
-            f"--locked: {generations} image(s) would need generating; run "
+            f"--locked: {plural(generations, 'image')} would need generating; run "
             "`nebula-build apply` without --locked"
         )
     limit = options.max_generations
     if limit is not None and generations > limit:
         raise UserError(
-            f"this apply would generate {generations} image(s), more than "
+            f"this apply would generate {plural(generations, 'image')}, more than "
             f"--max-generations {limit}; nothing was generated"
         )
     return None

@@ -104,9 +104,16 @@ def restore(store: Store, spec: AssetSpec) -> tuple[Restored | None, str | None]
         store.remove(key)
         return None, _corrupt(str(exc))
     if verified.data is not cached.data:  # foreign chunks an older version kept
-        store.put(key, verified.data, seed=cached.seed, digest=verified.digest, ours=cached.ours)
+        store.put(
+            key,
+            verified.data,
+            seed=cached.seed,
+            digest=verified.digest,
+            ours=cached.ours,
+            image=spec.name,
+        )
     elif cached.digest is None:
-        store.seal(key, cached.data, seed=cached.seed, digest=verified.digest)
+        store.seal(key, cached.data, seed=cached.seed, digest=verified.digest, image=spec.name)
     return Restored(verified.data, seed=cached.seed, verified=verified), None
 
 

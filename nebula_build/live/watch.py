@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -27,6 +27,7 @@ from nebula_build.engine.round import RoundOptions, RoundResult, apply_round
 from nebula_build.errors import NebulaBuildError, SupersededError, UserError
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
+from nebula_build.text import plural
 from nebula_build.ui.progress import Progress
 from nebula_build.ui.report import done_text
 from nebula_build.ui.style import Style
@@ -64,6 +65,7 @@ class Watcher:
         parallelism: int | None = None,
         force: bool = False,
         offline: bool = False,
+        targets: Collection[str] = (),
         on_round: Callable[[Round], None] | None = None,
     ) -> None:
         self.project = project
@@ -74,6 +76,8 @@ class Watcher:
         self.parallelism = parallelism
         self.force = force
         self.offline = offline
+        #: only these images (and what they need), as `apply --target` does
+        self.targets = tuple(targets)
         self.on_round = on_round
         self.rounds = 0
         self._paths: set[Path] = {project.manifest_path}
@@ -152,6 +156,7 @@ class Watcher:
             force=self.force,
             parallelism=self.parallelism,
             offline=self.offline,
+            targets=self.targets,
         )
         try:
             result = await apply_round(
@@ -177,11 +182,8 @@ class Watcher:
         self._last_error = None
         report.prepared, report.result = result.prepared, result
         if not result.plan.has_changes:
-            self._say(
-                self.style(
-                    f"round {report.number}: up to date ({len(result.plan.actions)} images)", "dim"
-                )
-            )
+            images = plural(len(result.plan.actions), "image")
+            self._say(self.style(f"round {report.number}: up to date ({images})", "dim"))
             report.plan = result.plan
             return self._publish(report)
         report.elapsed = result.elapsed

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import posixpath
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -112,6 +113,12 @@ def read_recorded(guard: Guard, atlas: AtlasSpec) -> dict[str, str] | None:
     return meta if isinstance(meta, dict) else None
 
 
+def sheet_path_from_frames(atlas: AtlasSpec) -> str:
+    """The sheet as `meta.image` names it: relative to the frame map's folder, which is
+    where Phaser and PixiJS look for it."""
+    return posixpath.relpath(atlas.output, posixpath.dirname(atlas.frames) or ".")
+
+
 # --- packing and writing -------------------------------------------------------------
 
 
@@ -168,7 +175,7 @@ def render(
     }
     meta = {
         "app": "nebula-build",
-        "image": atlas.output.rpartition("/")[2],
+        "image": sheet_path_from_frames(atlas),
         "format": "RGBA8888",
         "size": {"w": size[0], "h": size[1]},
         "scale": "1",

@@ -1,11 +1,12 @@
 """The content cache: the original bytes of every generation, by generation key.
 
 Layout: `.nebula-build/cache/<key[:2]>/<key>` holds the original bytes (as the engine
-verified them); `<key>.json` beside it holds their SHA-256, the key they belong to and
-what the backend reported (seed used). `get` checks the bytes against that digest on
-every read: a corrupt, truncated or swapped entry is removed and reported, never
-returned. An entry written before digests were recorded comes back with `digest=None`,
-for the engine to verify by decoding (and record again, with its digest).
+verified them); `<key>.json` beside it holds their SHA-256, the key they belong to,
+what the backend reported (seed used) and the image they were made for. `get` checks
+the bytes against that digest on every read: a corrupt, truncated or swapped entry is
+removed and reported, never returned. An entry written before digests were recorded
+comes back with `digest=None`, for the engine to verify by decoding (and record again,
+with its digest).
 `outputs/<output key>` remembers the digest of the file each output key
 produced, so a file already holding exactly that (a run killed between the
 rename and the journal line, a copied checkout) is recognised, not a conflict.
@@ -28,6 +29,8 @@ from nebula_build.state.seal import tag, tagged
 
 _KEY_LENGTH = 64
 _META_LIMIT = 4096
+#: an image's name as an entry's metadata keeps it: within _META_LIMIT, escaped or not
+_IMAGE_NAME_LIMIT = 256
 
 
 def _sealed(key: str, digest: str) -> bytes:
@@ -103,6 +106,13 @@ class Store:
             return None
         return str(meta["sha256"])
 
+    def image(self, key: str) -> str | None:
+        """The image the entry was made for, as its metadata says (unchecked: a label to
+        show, never to decide by); None where it does not say."""
+        meta = self._meta(key)
+        image = meta.get("image") if meta is not None else None
+        return image if isinstance(image, str) else None
+
     def made(self, key: str) -> float | None:
         """When the entry was stored (a timestamp), if it is there."""
         try:
@@ -147,14 +157,16 @@ class Store:
         seed: int | None = None,
         digest: str | None = None,
         ours: bool = True,
+        image: str | None = None,
     ) -> str:
         """Store the bytes durably (they were paid for); returns their digest. The
         metadata goes first, so present bytes always have it (a crash in between reads
         as a corrupt entry, never as other bytes); it is not worth an fsync of its own:
         unreadable metadata reads as an entry from before digests, verified by decoding.
         `digest` is the SHA-256 of `data` where the caller has it already; `ours` says
-        the bytes came from a backend or a remote through this tool, not a checkout."""
-        digest = self.seal(key, data, seed=seed, digest=digest, ours=ours)
+        the bytes came from a backend or a remote through this tool, not a checkout;
+        `image` names the image they were made for (`gc --dry-run` shows it)."""
+        digest = self.seal(key, data, seed=seed, digest=digest, ours=ours, image=image)
         atomic_write(self._path(key), data)  # seal() made the folder a plain one
         return digest
 
@@ -166,6 +178,7 @@ class Store:
         seed: int | None = None,
         digest: str | None = None,
         ours: bool = False,
+        image: str | None = None,
     ) -> str:
         """Record the digest of the entry's bytes `data`, already stored (an entry from
         before digests, now verified); returns it. Only with `ours` is the entry
@@ -173,6 +186,8 @@ class Store:
         digest = digest or sha256_bytes(data)
         mac = tag(_sealed(key, digest)) if ours else None
         meta = {"key": key, "seed": seed, "sha256": digest, "mac": mac}
+        if image is not None:
+            meta["image"] = image[:_IMAGE_NAME_LIMIT]
         self._own_folder(self._path(key))
         atomic_write(self._path(key).with_suffix(".json"), json.dumps(meta).encode(), durable=False)
         return digest

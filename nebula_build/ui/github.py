@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from nebula_build.core import sourcemap
 from nebula_build.core.plan import Plan
 from nebula_build.errors import ManifestError, first_line
-from nebula_build.text import printable
+from nebula_build.text import plural, printable
 
 if TYPE_CHECKING:
     from nebula_build.engine.cost import Estimate
@@ -126,7 +126,7 @@ def summary(
     lines = [f"### {_cell(title)}", ""]
     changes = plan.changes
     if not changes and not any(f.is_change for f in plan.files):
-        lines.append(f"No changes: {len(plan.actions)} image(s) up to date.")
+        lines.append(f"No changes: {plural(len(plan.actions), 'image')} up to date.")
     else:
         lines += ["| image | action | reason | output |", "| --- | --- | --- | --- |"]
         lines += [

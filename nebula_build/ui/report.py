@@ -11,6 +11,7 @@ from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, Fil
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
+from nebula_build.text import plural, printable
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -105,10 +106,13 @@ def summary_line(plan: Plan) -> str:
         (ActionKind.RESTORE, _restore_label(plan)),
         (ActionKind.MOVE, "to move"),
         (ActionKind.CONFLICT, "in conflict"),
-        (ActionKind.DRAW, "candidate draw(s) to make"),
+        (ActionKind.DRAW, "to make"),
         (ActionKind.NOOP, "up to date"),
     )
-    parts += [f"{counts[kind]} {label}" for kind, label in labels if counts[kind]]
+    for action_kind, label in labels:
+        if n := counts[action_kind]:
+            counted = plural(n, "candidate draw") if action_kind is ActionKind.DRAW else n
+            parts.append(f"{counted} {label}")
     files = Counter((f.kind, f.state) for f in plan.files)
     for kind, (one, many) in _FILE_NOUNS.items():
         for state, label in ((FileState.BUILD, "to build"), (FileState.CONFLICT, "in conflict")):
@@ -158,13 +162,13 @@ def cost_text(estimate: Estimate) -> str | None:
         else:
             text += (
                 f"; estimated cost at least {money(estimate.known)} "
-                f"({unknown} generation(s) at an unknown price)"
+                f"({plural(unknown, 'generation')} at an unknown price)"
             )
     return text + "."
 
 
 def cost_question(estimate: Estimate) -> str:
-    """'Generate 3 image(s) on nebula (estimated $0.027)? [y/N] '."""
+    """'Generate 3 images on nebula (estimated $0.027)? [y/N] '."""
     from nebula_build.engine.cost import money
 
     backends = " and ".join(estimate.paid_backends)
@@ -175,7 +179,7 @@ def cost_question(estimate: Estimate) -> str:
         said = f"at least {money(estimate.known)}, some prices unknown"
     else:
         said = "price unknown"
-    return f"Generate {estimate.paid_generations} image(s) on {backends} ({said})? [y/N] "
+    return f"Generate {plural(estimate.paid_generations, 'image')} on {backends} ({said})? [y/N] "
 
 
 def estimate_json(estimate: Estimate) -> dict[str, Any]:
@@ -252,7 +256,10 @@ def plan_text(
     (the count of the others instead)."""
     if not plan.has_changes:
         return "\n".join(
-            [f"No changes: {len(plan.actions)} image(s) up to date.", *pin_lines(plan, style)]
+            [
+                f"No changes: {plural(len(plan.actions), 'image')} up to date.",
+                *pin_lines(plan, style),
+            ]
         )
     lines = ["nebula-build will perform these actions:", ""]
     changes = plan.changes
@@ -260,7 +267,9 @@ def plan_text(
         lines += action_lines(action, style)
     if limit is not None and len(changes) > limit:
         more = len(changes) - limit
-        lines.append(style(f"  … and {more} more image(s) (`nebula-build plan` lists them)", "dim"))
+        lines.append(
+            style(f"  … and {plural(more, 'more image')} (`nebula-build plan` lists them)", "dim")
+        )
     lines += file_lines(plan.files, style)
     lines += pin_lines(plan, style)
     lines += ["", style(summary_line(plan), "bold")]
@@ -329,8 +338,11 @@ def plan_json(plan: Plan, estimate: Estimate | None = None) -> dict[str, Any]:
     return data
 
 
-def status_text(plan: Plan, style: Style) -> str:
-    """One line per image, then per file made from them: up to date, pending or conflict."""
+def status_text(plan: Plan, style: Style, failed: Mapping[str, str] | None = None) -> str:
+    """One line per image, then per file made from them: up to date, pending or conflict
+    (and the last apply's error where it failed); then a summary line. `failed`: the
+    last error of each image still pending (`status_failed`)."""
+    failed = failed or {}
     rows = [(a.image, a.kind.value, a.reason, a.output or "") for a in plan.actions]
     rows += [(f.label, f.state.value, f.reason, f.output) for f in plan.files]
     pinned = {a.image for a in plan.actions if a.spec is not None and a.spec.pin is not None}
@@ -345,8 +357,48 @@ def status_text(plan: Plan, style: Style) -> str:
             shown = style(reason, "dim")
         else:
             shown = style(f"pending {state}: {reason}", "yellow")
+        if name in failed:
+            shown += style(f" (last apply failed: {printable(failed[name], limit=120)})", "red")
         lines.append(f"{name.ljust(width)}  {shown}  {style(output, 'dim')}")
-    return "\n".join(lines) if lines else "No images declared."
+    if not lines:
+        return "No images declared."
+    return "\n".join([*lines, "", style(status_summary(plan, failed), "bold")])
+
+
+def status_failed(plan: Plan, failures: Mapping[str, str]) -> dict[str, str]:
+    """The last apply's error of each image that is still to be done: an image up to
+    date since (its prompt put back, the lock of a colleague's apply) failed no more."""
+    pending = {a.image for a in plan.actions if a.is_change}
+    return {name: message for name, message in failures.items() if name in pending}
+
+
+def status_summary(plan: Plan, failed: Mapping[str, str]) -> str:
+    """'Status: 3 images (2 up to date, 1 pending), 1 atlas waiting; 1 image failed in
+    the last apply.'"""
+    images = [a for a in plan.actions if a.kind is not ActionKind.DRAW]
+    parts = [_counted(plural(len(images), "image"), [a.kind.value for a in images])]
+    if draws := sum(1 for a in plan.actions if a.kind is ActionKind.DRAW):
+        parts.append(f"{plural(draws, 'candidate draw')} to make")
+    for kind, (one, many) in _FILE_NOUNS.items():
+        if files := [f for f in plan.files if f.kind is kind]:
+            parts.append(_counted(plural(len(files), one, many), [f.state for f in files]))
+    line = "Status: " + ", ".join(parts)
+    if failed:
+        line += f"; {plural(len(failed), 'image')} failed in the last apply"
+    return line + "."
+
+
+_STATUS_WORDS = {"noop": "up to date", "waiting": "waiting", "conflict": "in conflict"}
+
+
+def _counted(things: str, states: Iterable[str]) -> str:
+    """'3 images up to date', or '3 images (2 up to date, 1 pending)': how many are in
+    each state, in that order."""
+    counts = Counter(_STATUS_WORDS.get(state, "pending") for state in states)
+    order = ("up to date", "pending", "waiting", "in conflict")
+    if len(counts) == 1:
+        return f"{things} {next(iter(counts))}"
+    return f"{things} (" + ", ".join(f"{counts[w]} {w}" for w in order if counts[w]) + ")"
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def test_all_three_pipelines_apply_and_a_second_apply_is_a_no_op(tiny, project, 
 
     code, out, err = run_cli("apply")
     assert code == 0, err
-    assert "No changes: 3 image(s) up to date." in out
+    assert "No changes: 3 images up to date." in out
 
     (root / "out/fox.png").unlink()
     code, out, err = run_cli("apply", "--json")  # restored from the cache, not generated

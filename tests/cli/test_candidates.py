@@ -21,7 +21,7 @@ def _lock(root):
 def test_three_candidates_cost_three_requests_with_derived_seeds(project, run_cli, nebula_server):
     root = project({"images.toml": nebula_manifest({"hero": HERO})})
     code, out, _ = run_cli("plan")
-    assert "2 candidate draw(s) to make" in out
+    assert "2 candidate draws to make" in out
     assert "* hero#1  draw" in out and "* hero#2  draw" in out
     code, out, err = run_cli("apply")
     assert code == 0, err
@@ -82,7 +82,7 @@ def test_a_pick_survives_a_new_format_and_a_new_prompt_makes_a_new_set(
 def test_caps_count_every_draw(project, run_cli, nebula_server):
     project({"images.toml": nebula_manifest({"hero": HERO})})
     code, _, err = run_cli("apply", "--max-generations", "2")
-    assert code == 1 and "would generate 3 image(s)" in err
+    assert code == 1 and "would generate 3 images" in err
     assert nebula_server.generations == []
 
 
@@ -128,7 +128,7 @@ def test_gc_keeps_every_candidate(project, run_cli, nebula_server):
     assert run_cli("apply").code == 0
     code, out, _ = run_cli("gc")
     assert "removed 0 cache entries" in out
-    assert "kept 2 candidate draw(s) not picked" in out
+    assert "kept 2 candidate draws not picked" in out
     data = json.loads(run_cli("gc", "--json").out)
     assert data["candidates"]["draws"] == 2 and data["candidates"]["bytes"] > 0
     nebula_server.reset_counters()
@@ -142,7 +142,7 @@ def test_the_gallery_shows_the_image_once(project, run_cli, nebula_server):
     shutil.rmtree(root / ".nebula-build/cache")  # the draws are pending again
     code, out, _ = run_cli("gallery")
     assert code == 0
-    assert "(1 images)" in out
+    assert "(1 image)" in out
     page = (root / ".nebula-build/gallery/index.html").read_text()
     assert "hero#1" not in page
 

@@ -90,7 +90,7 @@ def test_a_failed_image_points_at_its_line_and_a_matrix_image_at_its_declaration
     nebula_server.add_faults("422", prompt="unlucky")
     nebula_server.add_faults("422", prompt="a bat monster")
     code, out, err = run_cli(*command)
-    assert code == 1 and "2 image(s) failed" in err
+    assert code == 1 and "2 images failed" in err
     errors = sorted(line for line in out.splitlines() if line.startswith("::error"))
     assert [line.partition("::")[2].partition(": ")[0] for line in errors] == [
         "error file=images.toml,line=16,col=1::logo",
@@ -189,12 +189,15 @@ def test_validate_and_gc_report_in_json(project, run_cli):
     code, out, _ = run_cli("gc", "--dry-run", "--json")
     dry = json.loads(out)
     assert code == 0 and dry["removed"] == 1 and dry["bytes"] > 0 and dry["dry_run"] is True
+    [entry] = dry["entries"]
+    assert entry["image"] == "logo" and entry["bytes"] == dry["bytes"] and len(entry["key"]) == 64
     code, out, _ = run_cli("gc", "--json")
     assert code == 0 and json.loads(out) == dry | {"dry_run": False}
     assert json.loads(run_cli("gc", "--json").out) == {
         "removed": 0,
         "bytes": 0,
         "dry_run": False,
+        "entries": [],
         "candidates": {"draws": 0, "bytes": 0},
         "history": {"generations": 0, "bytes": 0},
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -215,7 +216,7 @@ def test_locked_and_max_generations(project, run_cli):
 
 def test_directory_and_file_options_and_walking_up(project, run_cli, tmp_path):
     root = project({"site/images.toml": SITE, "site/deep/er/.keep": ""})
-    assert run_cli("-C", "site", "validate").out.startswith("site/images.toml: 3 image(s)")
+    assert run_cli("-C", "site", "validate").out.startswith("site/images.toml: 3 images")
     assert run_cli("-f", "site/images.toml", "plan", "--detailed-exitcode").code == 2
     code, out, _ = run_cli("plan", cwd=root / "site/deep/er")
     assert code == 0 and "3 to generate" in out
@@ -255,14 +256,18 @@ def test_gc_keeps_what_is_referenced(project, run_cli, fake_site, tmp_path):
     cache = root / ".nebula-build/cache"
     assert len([p for p in cache.glob("??/*") if p.suffix != ".json"]) == 2
     out = run_cli("gc", "--dry-run").out  # the first is in a's history
-    assert "would remove 0 cache entries" in out and "kept 1 earlier generation(s)" in out
+    assert "would remove 0 cache entries" in out and "kept 1 earlier generation the history" in out
     images["b"] = {"prompt": "three", "output": "b.png"}
     (root / "images.toml").write_text(fake_manifest(log, images))
     run_cli("apply")
     del images["b"]
     (root / "images.toml").write_text(fake_manifest(log, images))
     run_cli("apply")  # b and its lock entry are gone: its original is referenced no more
-    assert "would remove 1 cache entry" in run_cli("gc", "--dry-run").out
+    out = run_cli("gc", "--dry-run").out
+    assert "would remove 1 cache entry (" in out
+    assert re.search(
+        r"^  [0-9a-f]{12} +[0-9.]+ kB  made for b, \d{4}-\d\d-\d\d \d\d:\d\d UTC$", out, re.M
+    )
     assert "removed 1 cache entry" in run_cli("gc").out
     assert len([p for p in cache.glob("??/*") if p.suffix != ".json"]) == 2
     (root / "a.png").unlink()
@@ -276,7 +281,7 @@ def test_failures_keep_going_and_are_all_reported(project, run_cli, fake_site, t
     root = project({"images.toml": fake_manifest(log, images, fail=("b", "d"))})
     code, out, err = run_cli("apply")
     assert code == 1
-    assert "2 image(s) failed" in err and "b: b refused on purpose" in err and "d:" in err
+    assert "2 images failed" in err and "b: b refused on purpose" in err and "d:" in err
     assert (root / "a.png").exists() and (root / "c.png").exists()
     assert not (root / "b.png").exists()
     lock = (root / "images.lock").read_text()

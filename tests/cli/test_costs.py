@@ -148,7 +148,7 @@ def test_a_model_missing_from_the_price_list_has_an_unknown_price(project, run_c
     assert code == 0
     assert (
         f"(1 × {FLUX} at $0.009, 1 × {SDXL} at an unknown price); estimated cost at least "
-        "$0.009 (1 generation(s) at an unknown price)."
+        "$0.009 (1 generation at an unknown price)."
     ) in out
 
 
@@ -160,7 +160,7 @@ def test_max_cost_refuses_a_run_over_it_before_any_request(project, run_cli, neb
     code, out, err = run_cli("apply", "--max-cost", "0.005")
     assert code == 1
     assert err.splitlines() == [
-        "error: this apply would cost an estimated $0.006 (2 paid generation(s)), more "
+        "error: this apply would cost an estimated $0.006 (2 paid generations), more "
         "than --max-cost $0.005; nothing was generated"
     ]
     # the provider's price list is read (configured prices are checked against it);
@@ -282,7 +282,7 @@ def test_apply_lists_a_big_plan_in_short(project, run_cli):
     assert "i059" in run_cli("plan").out  # plan lists every image
     out = run_cli("apply").out
     assert "~ i049  regenerate" in out and "i050" not in out
-    assert "… and 10 more image(s) (`nebula-build plan` lists them)" in out
+    assert "… and 10 more images (`nebula-build plan` lists them)" in out
 
 
 def test_apply_json_and_the_job_summary_carry_the_estimate(
@@ -343,7 +343,7 @@ def test_on_a_terminal_no_means_nothing_is_generated(project, nebula_server):
     code, text = _talk(*_spawn(root, "apply"), b"n\n")
     assert code == 1
     assert "estimated cost $0.006." in text  # the plan came first
-    assert "Generate 2 image(s) on nebula (estimated $0.006)? [y/N] " in text
+    assert "Generate 2 images on nebula (estimated $0.006)? [y/N] " in text
     assert "error: apply cancelled: nothing was generated" in text
     assert nebula_server.generations == [] and not (root / "a.png").exists()
 
@@ -368,7 +368,7 @@ def test_on_a_terminal_with_stderr_redirected_it_still_asks(project, nebula_serv
         os.execve("/bin/sh", ["/bin/sh", "-c", command], env)
     code, text = _talk(pid, fd, b"n\n")
     assert code == 1
-    assert "Generate 2 image(s) on nebula (estimated $0.006)? [y/N] " in text
+    assert "Generate 2 images on nebula (estimated $0.006)? [y/N] " in text
     assert "nothing was generated" in log.read_text()
     assert nebula_server.generations == []
 

@@ -1,15 +1,17 @@
 """The exit codes are the README's table: 0 done or nothing to do, 1 error (usage
-errors included), 2 changes pending (only `plan --detailed-exitcode` and
-`apply --locked`), 130 interrupted."""
+errors included), 2 changes pending (only `plan --detailed-exitcode`,
+`status --detailed-exitcode` and `apply --locked`), 130 interrupted."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from nebula_build.cli import ExitCode, build_parser
+from tests.conftest import fake_manifest
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -76,10 +78,12 @@ def test_changes_pending_is_2_only_where_asked_for(project, run_cli):
     assert run_cli("status").code == 0
     assert run_cli("validate").code == 0
     assert run_cli("plan", "--detailed-exitcode").code == 2
+    assert run_cli("status", "--detailed-exitcode").code == 2
     assert run_cli("apply", "--locked").code == 2
     assert run_cli("apply", "--max-generations", "0").code == 1  # a refusal is an error
     assert run_cli("apply").code == 0
     assert run_cli("plan", "--detailed-exitcode").code == 0
+    assert run_cli("status", "--detailed-exitcode").code == 0
     assert run_cli("apply", "--locked").code == 0
     assert run_cli("apply").code == 0  # nothing to do
 
@@ -112,3 +116,30 @@ def test_an_interrupted_watch_once_is_130_like_apply(project, run_cli, monkeypat
     monkeypatch.setattr(watch.Watcher, "run", interrupted)
     code, _, err = run_cli("watch", "--once")
     assert code == 130 and err.endswith("interrupted\n")
+
+
+def test_status_detailed_exitcode_is_1_for_a_conflict_or_a_failed_image(
+    project, run_cli, fake_site, tmp_path
+):
+    log = tmp_path / "log"
+    images = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output": "b.png"}}
+    root = project({"images.toml": fake_manifest(log, images, fail=("b",))})
+    assert run_cli("apply").code == 1
+    code, out, _ = run_cli("status", "--detailed-exitcode")
+    assert code == 1
+    assert re.search(r"^b +pending create: .*\(last apply failed: .+\)", out, re.M)
+    assert out.endswith(
+        "Status: 2 images (1 up to date, 1 pending); 1 image failed in the last apply.\n"
+    )
+    assert run_cli("status").code == 0  # nobody asked
+    (root / "images.toml").write_text(fake_manifest(log, images))
+    assert run_cli("apply").code == 0
+    code, out, _ = run_cli("status", "--detailed-exitcode")
+    assert code == 0 and out.endswith("Status: 2 images up to date.\n")
+    (root / "a.png").write_bytes(b"my edit")
+    code, out, _ = run_cli("status", "--detailed-exitcode", "--json")
+    assert (
+        code == 1 and json.loads(out)["status"] == "Status: 2 images (1 up to date, 1 in conflict)."
+    )
+    code, out, _ = run_cli("status", "--detailed-exitcode", "--target", "b")
+    assert code == 0 and out.startswith("b  up to date")

@@ -50,7 +50,7 @@ def test_history_lists_earlier_generations_and_pick_brings_one_back(
 
     code, out, err = run_cli("history", "hero")
     assert code == 0, err
-    assert "hero (hero.png): 1 earlier generation(s), newest first" in out
+    assert "hero (hero.png): 1 earlier generation, newest first" in out
     assert re.search(
         r"@1 +\d{4}-\d\d-\d\d \d\d:\d\d UTC  " + hashlib.sha256(red).hexdigest()[:12], out
     )
@@ -132,7 +132,7 @@ def test_history_is_bounded_and_gc_keeps_what_it_lists(project, run_cli, nebula_
     assert history[0]["params"]["seed"] == 7 + MAX_HISTORY + 1  # newest first
     code, out, _ = run_cli("gc")
     assert code == 0 and "removed 2 cache entries" in out  # the two beyond the bound
-    assert f"kept {MAX_HISTORY} earlier generation(s) the history lists" in out
+    assert f"kept {MAX_HISTORY} earlier generations the history lists" in out
     data = json.loads(run_cli("gc", "--json").out)
     assert data["history"]["generations"] == MAX_HISTORY and data["history"]["bytes"] > 0
     nebula_server.reset_counters()

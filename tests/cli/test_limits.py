@@ -239,7 +239,7 @@ def test_limits_are_inclusive(project, run_cli):
     project({"images.toml": text})
     code, out, err = run_cli("validate")
     assert code == 0, err
-    assert "4 image(s), valid" in out
+    assert "4 images, valid" in out
 
 
 def test_plain_placeholders_still_work(project, run_cli):

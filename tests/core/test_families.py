@@ -111,6 +111,18 @@ def test_a_style_change_rekeys_exactly_the_images_that_use_it(
         ),
         ({**ENEMY, "matrix": {"kind": []}}, "images.enemy.matrix: 'kind' has no values"),
         (
+            {"prompt": "a knight", "output": "images/{kind}.png"},
+            "images.enemy.output: placeholder {kind} in an image without a matrix",
+        ),
+        (
+            {"prompt": "a {kind} knight", "output": "images/knight.png"},
+            "images.enemy.prompt: placeholder {kind} in an image without a matrix",
+        ),
+        (
+            {"prompt": "a knight", "output": "images/knight.png", "seed": "{index} + 1"},
+            "images.enemy.seed: placeholder {index} in an image without a matrix",
+        ),
+        (
             {"prompt": "x", "output": "x.png", "style": "pxiel"},
             "images.enemy.style: unknown style 'pxiel' (known: none declared)",
         ),
@@ -122,3 +134,12 @@ def test_family_mistakes_are_one_clear_line(image, message, project, run_cli, fa
     assert code == 1
     assert message in err, err
     assert "images.toml:" in err  # located in the file even for expanded images
+
+
+def test_a_placeholder_without_a_matrix_writes_nothing(project, run_cli, fake_site, tmp_path):
+    image = {"prompt": "a knight", "output": "images/{kind}.png"}
+    root = project({"images.toml": fake_manifest(tmp_path / "log", {"hero": image})})
+    code, out, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err
+    assert err.count("\n") == 1 and "images.hero.output: placeholder {kind}" in err
+    assert not (root / "images").exists()

@@ -43,7 +43,7 @@ def test_an_estimate_adds_prices_exactly_and_knows_what_it_does_not_know():
     estimate = Estimate((line("a", 3, "0.1"), line("b", 2, "0"), line("p", 4, "0", paid=False)))
     assert estimate.total == Decimal("0.3") and estimate.paid_generations == 5
     refuse_over(estimate, Decimal("0.3"))
-    with pytest.raises(UserError, match=r"estimated \$0.30 \(5 paid generation\(s\)\)"):
+    with pytest.raises(UserError, match=r"estimated \$0.30 \(5 paid generations\)"):
         refuse_over(estimate, Decimal("0.29"))
     partial = Estimate((line("a", 3, "0.1"), line("b", 1, None)))
     assert partial.total is None and partial.known == Decimal("0.3")

@@ -76,7 +76,7 @@ def flip_last_byte(data: bytearray) -> None:
 
 
 def test_an_unchanged_project_is_answered_from_the_snapshot(built, run_cli):
-    assert plan(run_cli) == "No changes: 2 image(s) up to date.\n"
+    assert plan(run_cli) == "No changes: 2 images up to date.\n"
     code, _, _ = run_cli("plan", "--detailed-exitcode")
     assert code == 0
 
@@ -175,7 +175,7 @@ def test_the_fast_path_loads_no_manifest_parser_validator_or_image_library(tmp_p
     time.sleep(noop.RACY_SECONDS + 0.1)
     assert run("plan")[-1] != "[]"  # the full path, which leaves a snapshot
     answer = run("plan", "--detailed-exitcode")
-    assert answer == ["No changes: 1 image(s) up to date.", "[]"]
+    assert answer == ["No changes: 1 image up to date.", "[]"]
 
 
 def test_a_file_edited_while_the_plan_runs_is_seen_by_the_next_plan(built, run_cli, monkeypatch):
@@ -227,7 +227,7 @@ def test_a_manifest_whose_name_is_not_utf8_still_plans(built, run_cli):
     code, out, err = run_cli("-f", odd, "plan")
     assert code == 0, err
     assert noop.unchanged(str(built), odd, None) == 2
-    assert plan(lambda *a: run_cli("-f", odd, *a)) == "No changes: 2 image(s) up to date.\n"
+    assert plan(lambda *a: run_cli("-f", odd, *a)) == "No changes: 2 images up to date.\n"
 
 
 @pytest.mark.parametrize("name", ["images.toml", "site.toml", "caf\udce9.toml", "plain"])

@@ -50,6 +50,7 @@ def test_static_gallery_shows_every_image_with_its_metadata(project, run_cli, fa
     assert run_cli("apply", "--target", "hero", "--target", "logo").code == 0
     code, out, _ = run_cli("gallery")
     assert code == 0 and "3 images" in out
+    assert out.endswith(f"open {(root / '.nebula-build/gallery/index.html').as_uri()}\n")
     page = (root / ".nebula-build/gallery/index.html").read_text()
     for text in (
         "a lighthouse at dusk",
@@ -68,6 +69,24 @@ def test_static_gallery_shows_every_image_with_its_metadata(project, run_cli, fa
     for link in links:
         assert (root / ".nebula-build/gallery" / link).resolve().is_file()
     assert "http://" not in page and "https://" not in page  # offline: no CDN
+
+
+def test_gallery_target_shows_only_that_image(project, run_cli, fake_site, tmp_path):
+    root = project({"images.toml": SITE})
+    code, out, err = run_cli("gallery", "--target", "logo")
+    assert code == 0, err
+    assert "(1 image)" in out
+    page = (root / ".nebula-build/gallery/index.html").read_text()
+    assert "a fox logo" in page and "a lighthouse at dusk" not in page
+
+
+def test_gallery_out_is_relative_to_the_C_folder(project, run_cli, tmp_path, monkeypatch):
+    root = project({"images.toml": SITE})
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("-C", root.name, "gallery", "--out", "site-gallery")
+    assert code == 0, err
+    assert (root / "site-gallery/index.html").is_file()
+    assert not (tmp_path / "site-gallery").exists()
 
 
 def test_failures_show_in_the_gallery(project, run_cli, fake_site, tmp_path):

@@ -166,7 +166,24 @@ def test_watch_once_runs_a_single_round(project, run_cli):
     assert code == 0, err
     assert "round 1: 1 done (1 generated)" in out
     assert (root / "a.png").exists()
-    assert "round 1: up to date (1 images)" in run_cli("watch", "--once").out
+    assert "round 1: up to date (1 image)" in run_cli("watch", "--once").out
+
+
+def test_watch_target_builds_only_that_image(project, run_cli):
+    images = "".join(
+        f'[images.{name}]\nprompt = "x"\nwidth = 64\nheight = 64\noutput = "{name}.png"\n'
+        for name in ("a", "b")
+    )
+    root = project(
+        {
+            "images.toml": 'version = 1\n[defaults]\nbackend = "preview"\n'
+            'model = "black-forest-labs/FLUX.1-schnell"\n' + images
+        }
+    )
+    code, out, err = run_cli("watch", "--once", "--target", "b")
+    assert code == 0, err
+    assert "round 1: 1 done (1 generated)" in out
+    assert (root / "b.png").exists() and not (root / "a.png").exists()
 
 
 @pytest.mark.slow

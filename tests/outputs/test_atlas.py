@@ -168,3 +168,15 @@ def test_packing_never_overlaps(padding):
                 or b[3] + padding <= a[1]
             )
             assert apart
+
+
+def test_the_sheet_is_named_relative_to_a_frame_map_in_another_folder(
+    project, run_cli, fake_site, tmp_path
+):
+    elsewhere = ATLAS + 'frames = "data/atlases/enemies.json"\n'
+    root = project({"images.toml": manifest(tmp_path / "log").replace(ATLAS, elsewhere)})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    frames = FrameMap.model_validate_json((root / "data/atlases/enemies.json").read_text())
+    assert frames.meta.image == "../../sprites/enemies.png"
+    assert (root / "data/atlases" / frames.meta.image).resolve() == root / "sprites/enemies.png"

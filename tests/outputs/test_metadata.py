@@ -207,3 +207,15 @@ def test_inspect_errors_are_one_line(project, run_cli, tmp_path):
     assert code == 1 and err.startswith("error: notes.txt: not a PNG, JPEG, WebP or AVIF image")
     code, _, err = run_cli("inspect", "missing.png")
     assert code == 1 and "cannot read" in err
+
+
+def test_inspect_reads_its_file_relative_to_the_C_folder(
+    project, run_cli, fake_site, tmp_path, monkeypatch
+):
+    image = {**HERO, "output": "art/hero.png"}
+    root = project({"images.toml": fake_manifest(tmp_path / "log", {"hero": image})})
+    assert run_cli("apply").code == 0
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("-C", root.name, "inspect", "art/hero.png")
+    assert code == 0, err
+    assert out.startswith(f"{root.name}/art/hero.png: PNG") and "image 'hero'" in out

@@ -1,0 +1,118 @@
+"""What each command's --help says above and below its flags: what it does, and one
+example to copy."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+#: command (or "cache push"...) -> (description, example command line with its comment)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": (
+        "Write a starter images.toml (and a .gitignore line for .nebula-build/) in the "
+        "current folder, or in DIR with -C.",
+        "nebula-build init && nebula-build apply --backend preview",
+    ),
+    "validate": (
+        "Check images.toml: its keys, values, placeholders, backends and models. "
+        "Generates nothing, reads no image.",
+        "nebula-build validate --backend preview",
+    ),
+    "plan": (
+        "Show what `apply` would do to each image, atlas and asset manifest, and why. "
+        "Changes nothing.",
+        "nebula-build plan --detailed-exitcode   # exit 2 when something would change",
+    ),
+    "apply": (
+        "Generate what the plan says, write the outputs, atlases and asset manifest, and "
+        "update images.lock. Images that fail do not stop the others.",
+        "nebula-build apply --backend preview --target hero",
+    ),
+    "status": (
+        "Each image, atlas and asset manifest: up to date, pending (and why), in conflict, "
+        "or failed in the last apply; then a summary line.",
+        "nebula-build status --detailed-exitcode   # 0 up to date, 2 pending, 1 conflict/failed",
+    ),
+    "models": (
+        "Which model takes which generation parameter, for each backend (or ask the "
+        "Nebula API for its model list with --remote).",
+        "nebula-build models --backend nebula",
+    ),
+    "watch": (
+        "Apply, then apply again each time images.toml or an input file is saved; "
+        "--serve shows a live gallery in the browser.",
+        "nebula-build watch --backend preview --serve",
+    ),
+    "gallery": (
+        "Write an HTML contact sheet of every image (prompt, parameters, status) and "
+        "print its file:// address.",
+        "nebula-build gallery --out site-gallery",
+    ),
+    "inspect": (
+        "Show the generation metadata an image file carries: the image, its prompt and "
+        "parameters, its generation key.",
+        "nebula-build inspect static/img/hero.webp",
+    ),
+    "schema": (
+        "Print the JSON Schema of images.toml (or, with --assets, of the asset manifest) "
+        "for editors and validators.",
+        "nebula-build schema > images.schema.json",
+    ),
+    "cache": (
+        "Share generations with your team through the remote cache ([cache] remote in "
+        "images.toml, or NEBULA_BUILD_CACHE_REMOTE).",
+        "nebula-build cache status",
+    ),
+    "cache push": (
+        "Upload the project's generations that the remote cache lacks.",
+        "nebula-build cache push",
+    ),
+    "cache pull": (
+        "Download the generations the manifest needs from the remote cache.",
+        "nebula-build cache pull",
+    ),
+    "cache status": (
+        "How many of the manifest's generations the local and the remote cache hold.",
+        "nebula-build cache status --json",
+    ),
+    "pick": (
+        "Make another candidate draw, or an earlier generation (`history NAME`), an "
+        "image's output. Generates nothing.",
+        "nebula-build pick hero 2   # the third draw of hero",
+    ),
+    "history": (
+        "An image's earlier generations, newest first, with what changed between them.",
+        "nebula-build history hero",
+    ),
+    "completion": (
+        "Print the shell completion script for bash, zsh or fish, made from this "
+        "command line's own parser.",
+        'eval "$(nebula-build completion bash)"   # in ~/.bashrc',
+    ),
+    "gc": (
+        "Remove cache entries that no image, candidate draw or history refers to; "
+        "--dry-run lists them first.",
+        "nebula-build gc --dry-run",
+    ),
+}
+
+
+def describe(parser: argparse.ArgumentParser, command: str) -> None:
+    """Give `parser` (the subcommand `command`) its description and example; a command
+    without them keeps argparse's plain help (tests/cli/test_help.py asks for them)."""
+    if command not in COMMANDS:
+        return
+    description, example = COMMANDS[command]
+    parser.description = textwrap.fill(description, width=78)
+    parser.epilog = f"example:\n  {example}"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def describe_all(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Every subcommand of `sub`, and the actions of those that have their own."""
+    for name, parser in sub.choices.items():
+        describe(parser, name)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for inner, inner_parser in action.choices.items():
+                    describe(inner_parser, f"{name} {inner}")
