@@ -258,10 +258,7 @@ class _Resolver:
                 f"(known: {', '.join(models)})",
             )
             return None
-        for param in sorted(_rejected(support).intersection(merged)):
-            loc = self.origin(name, decl, param)
-            inherited = f" (inherited by images.{name})" if loc[0] == "defaults" else ""
-            self.fail(loc, f"{model_id} does not take {param}{inherited}")
+        dropped = self.drop_inherited(name, decl, merged, model_id, support)
         missing = [repr(key) for key in FILES if key not in merged]
         if support.inpainting and missing:
             self.fail(
@@ -315,6 +312,7 @@ class _Resolver:
             **generation,
             **files,
             seed_reproducible=support.takes("seed"),
+            dropped=dropped,
             quality=merged.get("quality"),
             lossless=merged.get("lossless"),
             resize=merged.get("resize"),
@@ -330,6 +328,37 @@ class _Resolver:
             candidates=merged.get("candidates") or 1,
         )
         return spec if self.claim_paths(name, decl, spec) else None
+
+    def drop_inherited(
+        self,
+        name: str,
+        decl: ImageDecl,
+        merged: dict[str, Any],
+        model_id: str,
+        support: ModelSupport,
+    ) -> tuple[str, ...]:
+        """Leave out the parameters the model does not take that a style or [defaults]
+        set (they apply where a model takes them); one the image sets is an error."""
+        rejected = _rejected(support).intersection(merged)
+        if not rejected:
+            return ()
+        dropped = []
+        for param in sorted(rejected):
+            loc = self.origin(name, decl, param)
+            if loc[0] == "images":
+                self.fail(loc, self.not_taken(decl, model_id, param))
+            else:
+                del merged[param]
+                dropped.append(".".join(loc))
+        return tuple(dropped)
+
+    def not_taken(self, decl: ImageDecl, model_id: str, param: str) -> str:
+        """An image sets a parameter its model does not take: say where it could go."""
+        style = decl.style or self.default_style
+        where = f"in its style {style!r} or [defaults]" if style else "in a style or [defaults]"
+        return (
+            f"{model_id} does not take {param}; {where} it would apply only where a model takes it"
+        )
 
     def atlas(self, name: str, decl: AtlasDecl, specs: Mapping[str, AssetSpec]) -> AtlasSpec | None:
         loc = ("atlases", name)
