@@ -55,6 +55,9 @@ _LOSSY = ("jpeg", "webp", "avif")
 _VARIANT_FIELDS = ("stem", "width", "ext")
 
 DigestOf = Callable[[str], "str | None"]
+#: an input image's width and height from its header, what is wrong with it as an
+#: image, or None where it is not known (the core reads no file)
+InputSize = Callable[[str], "tuple[int, int] | str | None"]
 #: whether this machine can encode an output format (AVIF needs a recent Pillow)
 CanEncode = Callable[[str], bool]
 
@@ -79,10 +82,13 @@ class _Resolver:
         manifest: Manifest,
         registry: BackendRegistry,
         digest_of: DigestOf,
+        *,
         backend_override: str | None,
         can_encode: CanEncode,
+        input_size: InputSize,
     ) -> None:
         self.manifest = manifest
+        self.input_size = input_size
         self.can_encode = can_encode
         self.registry = registry
         self.digest_of = digest_of
@@ -294,6 +300,7 @@ class _Resolver:
                     inputs[key] = self.input(name, decl, key, merged[key])
         if any(found is None for found in inputs.values()):
             return None
+        self.check_inputs(name, decl, {key: found for key, found in inputs.items() if found})
         paths = {key: found[0] for key, found in inputs.items() if found}
         digests = {key: found[1] for key, found in inputs.items() if found}
         if len(self.problems) > start or output is None or fmt is None:
@@ -328,6 +335,29 @@ class _Resolver:
             candidates=merged.get("candidates") or 1,
         )
         return spec if self.claim_paths(name, decl, spec) else None
+
+    def check_inputs(
+        self, name: str, decl: ImageDecl, inputs: Mapping[str, tuple[str, str]]
+    ) -> None:
+        """Each input file is an image a model takes, and a mask is its image's size."""
+        sizes: dict[str, tuple[int, int]] = {}
+        shown: dict[str, str] = {}
+        for key, (path, digest) in inputs.items():
+            ref = digest[1:].partition(":")[0] if digest.startswith("@") else None
+            upstream = self.specs.get(ref) if ref else None
+            size = upstream.delivered_size if upstream else self.input_size(path)
+            shown[key] = f"@{ref}'s output {path}" if ref else path
+            if isinstance(size, str):
+                self.fail(self.origin(name, decl, key), f"{path} is not an image: {size}")
+            elif size is not None:
+                sizes[key] = size
+        image, mask = sizes.get("image"), sizes.get("mask")
+        if image and mask and image != mask:
+            self.fail(
+                self.origin(name, decl, "mask"),
+                f"{shown['mask']} is {_by(mask)} but the image {shown['image']} is "
+                f"{_by(image)}: a mask must be the size of its image",
+            )
 
     def drop_inherited(
         self,
@@ -454,6 +484,10 @@ def _rejected(support: ModelSupport) -> frozenset[str]:
     return STRICT - support.params
 
 
+def _by(size: tuple[int, int]) -> str:
+    return f"{size[0]}×{size[1]}"
+
+
 def _typed(param: Param, value: Any) -> Any:
     """TOML writes `guidance_scale = 9` as an integer; the key must not care."""
     return float(value) if param.type is float and value is not None else value
@@ -522,9 +556,17 @@ def resolve(
     *,
     backend_override: str | None = None,
     can_encode: CanEncode = lambda fmt: True,
+    input_size: InputSize = lambda path: None,
 ) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together."""
-    resolver = _Resolver(manifest, registry, digest_of, backend_override, can_encode)
+    resolver = _Resolver(
+        manifest,
+        registry,
+        digest_of,
+        backend_override=backend_override,
+        can_encode=can_encode,
+        input_size=input_size,
+    )
     if backend_override:
         registry.get(backend_override, where="--backend")
     for name in manifest.model.backends:

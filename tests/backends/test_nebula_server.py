@@ -300,9 +300,9 @@ def test_models_remote_lists_the_providers_models(project, run_cli, nebula_serve
     assert {r["model_name"] for r in rows} >= {SDXL, FLUX_SCHNELL, FLUX_FILL}
 
 
-def test_mask_size_mismatch_fails_that_image_only(project, run_cli, nebula_server):
+def test_mask_size_mismatch_is_refused_before_any_request(project, run_cli, nebula_server):
     images = {"cap": ALL_MODELS["cap"], "hero": ALL_MODELS["hero"]}
-    root = project(
+    project(
         {
             "images.toml": nebula_manifest(images),
             "in.png": png(),
@@ -310,9 +310,12 @@ def test_mask_size_mismatch_fails_that_image_only(project, run_cli, nebula_serve
         }
     )
     code, _, err = run_cli("apply")
-    assert code == 1 and "the mask is 32x32 but the image is 64x64" in err
-    assert (root / "hero.webp").exists()
-    assert [r.body["prompt"] for r in nebula_server.generations] == ["a crane"]
+    assert code == 1
+    assert err.strip().endswith(
+        "images.cap.mask: mask.png is 32×32 but the image in.png is 64×64: "
+        "a mask must be the size of its image"
+    )
+    assert nebula_server.requests == []
 
 
 def test_a_real_server_with_jpeg_and_webp_answers(project, run_cli, nebula_server):

@@ -126,7 +126,8 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_malformed_manifest_is_one_clear_line(name, project, run_cli):
     text, expected = CASES[name]
-    project({"images.toml": text, "m.png": b"", "in.png": b"", "in.gif": b"GIF89a"})
+    inputs = {"m.png": _png(512, 512), "in.png": _png(512, 512), "in.gif": b"GIF89a"}
+    project({"images.toml": text, **inputs})
     for command in ("plan", "validate", "apply"):
         code, out, err = run_cli(command)
         assert code == 1, (command, out, err)
