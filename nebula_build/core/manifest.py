@@ -7,7 +7,6 @@ checked when specs are resolved (`spec.py`), against the backend's declaration.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from pydantic import (
 )
 
 from nebula_build.core import sourcemap
-from nebula_build.errors import ManifestError, Problem
+from nebula_build.errors import ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 
 SCHEMA_VERSION = 1
@@ -460,8 +459,8 @@ def describe_error(error: Any, known: list[str]) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = did_you_mean(str(loc[-1]), known)
+        hint = f" (did you mean {close!r}?)" if close else ""
         return f"unknown key{hint}; expected one of: {', '.join(known)}"
     if kind == "missing":
         return "is required"

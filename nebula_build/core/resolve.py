@@ -36,6 +36,7 @@ from nebula_build.errors import (
     NebulaBuildError,
     Problem,
     UserError,
+    suggestion,
 )
 from nebula_build.imaging import FORMATS, INPUT_SUFFIXES, format_for
 from nebula_build.params import BY_NAME, FILES, MAX_SIZE, MIN_SIZE, PARAMS, STRICT, Param
@@ -261,7 +262,7 @@ class _Resolver:
             self.fail(
                 self.origin(name, decl, "model"),
                 f"unknown model {model_id!r} for backend {merged['backend']!r} "
-                f"(known: {', '.join(models)})",
+                f"(known: {', '.join(models)}){suggestion(model_id, models)}",
             )
             return None
         dropped = self.drop_inherited(name, decl, merged, model_id, support)
