@@ -198,7 +198,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="nebula-build",
         description="Generated images as declared infrastructure: images.toml -> plan -> apply.",
     )
