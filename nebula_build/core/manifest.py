@@ -528,6 +528,7 @@ def _too_deep_for_toml(manifest: Manifest) -> ManifestError:
 
 
 _DECLARED_TWICE = re.compile(r"^Cannot declare \((.*)\) twice$")
+_INLINE_EXTENDED = re.compile(r"^Cannot mutate immutable namespace \((.*)\)$")
 _DUPLICATE_INLINE_KEY = re.compile(r"^Duplicate inline table key '(.*)'$")
 
 
@@ -536,15 +537,24 @@ def _toml_problem(message: str, text: str, line: int | None) -> tuple[str, str]:
     tuples or no key: a table declared twice, a key set twice."""
     declared = _DECLARED_TWICE.match(message)
     if declared:
-        names = re.findall(r"'((?:[^'\\]|\\.)*)'", declared[1])
-        table = ".".join(names)
-        return table, "is declared twice; declare a table once, with all its keys"
+        return _dotted(declared[1]), "is declared twice; declare a table once, with all its keys"
+    extended = _INLINE_EXTENDED.match(message)
+    if extended:
+        return _dotted(extended[1]), (
+            "is an inline table ({ … }), which takes no keys from outside its braces; "
+            "write them inside, or make it a [table]"
+        )
     inline = _DUPLICATE_INLINE_KEY.match(message)
     if inline or message == "Cannot overwrite a value":
         at = sourcemap.key_at(text, line) if line is not None else ()
         key = (*at, inline[1]) if inline else at
         return ".".join(key), "is set twice; a key takes one value"
     return "", f"invalid TOML: {message}"
+
+
+def _dotted(python_tuple: str) -> str:
+    """`images.a` from tomllib's `'images', 'a'`."""
+    return ".".join(re.findall(r"'((?:[^'\\]|\\.)*)'", python_tuple))
 
 
 def _unvalidated(path: Path, display_path: str, text: str) -> Manifest:

@@ -137,6 +137,11 @@ CASES = {
         HEAD + '[images]\nhero = { prompt = "x", prompt = "y", output = "a.png" }\n',
         "images.toml:8:36: images.hero.prompt: is set twice; a key takes one value",
     ),
+    "inline table extended": (
+        HEAD + '[images]\nhero = { prompt = "x" }\nhero.output = "a.png"\n',
+        "images.toml:9:22: images.hero: is an inline table ({ … }), which takes no keys from "
+        "outside its braces; write them inside, or make it a [table]",
+    ),
     "bad backend setting": (
         HEAD + "[backends.preview]\nconcurrency = 0\n",
         "images.toml:8:1: backends.preview.concurrency: input should be greater than or equal to 1",
