@@ -56,14 +56,25 @@ def test_example_is_up_to_date_after_the_readme_set_up(name, tmp_path, run_cli):
 
 
 def ignored_by_the_example(example: Path):
-    """What a fresh clone lacks: the files the example's .gitignore names."""
-    patterns = [
+    """What a fresh clone lacks: the files the example's .gitignore names (its plain
+    patterns: a name anywhere, or a path from the example's folder), so a checkout
+    where the set-up already ran copies like a fresh one."""
+    patterns = {
         line.strip().rstrip("/")
         for line in (example / ".gitignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
-    ]
-    top_level = [pattern for pattern in patterns if "/" not in pattern]
-    return shutil.ignore_patterns(*top_level)
+    }
+    names = {pattern for pattern in patterns if "/" not in pattern}
+
+    def ignore(folder: str, entries: list[str]) -> set[str]:
+        relative = Path(folder).relative_to(example)
+        return {
+            entry
+            for entry in entries
+            if entry in names or (relative / entry).as_posix() in patterns
+        }
+
+    return ignore
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
