@@ -102,3 +102,32 @@ def test_inputs_of_every_format_a_model_takes_pass(fmt, project, run_cli):
     code, _, err = run_cli("apply")
     assert code == 0, err
     assert (root / "cap.png").exists()
+
+
+def png_with_broken_pixels(width: int, height: int) -> bytes:
+    """A PNG whose header and chunk CRCs are right but whose pixel data does not inflate."""
+    import struct
+    import zlib
+
+    data = png(width, height)
+    start = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[start : start + 4])[0]
+    garbage = b"\x78\x9c" + b"\xff" * (length - 2)
+    chunk = b"IDAT" + garbage
+    broken = struct.pack(">I", len(garbage)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return data[:start] + broken + data[start + 12 + length :]
+
+
+def test_an_input_whose_pixels_do_not_decode_names_the_image_and_key(project, run_cli):
+    root = project(
+        {
+            "images.toml": HEAD + CAP,
+            "in.png": png_with_broken_pixels(512, 512),
+            "mask.png": png(512, 512),
+        }
+    )
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "  cap: the image input is a PNG that does not decode (" in err
+    assert "BytesIO" not in err and "Traceback" not in err
+    assert not (root / "cap.png").exists()
