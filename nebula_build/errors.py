@@ -25,7 +25,7 @@ Only the CLI turns these into exit codes. Anything else escaping is a bug.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 
 class NebulaBuildError(Exception):
@@ -108,6 +108,22 @@ class ProjectLockedError(UserError):
     """Another nebula-build process holds the project lock."""
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to a mistyped `word` (case aside), if one is close enough:
+    the one "did you mean" of keys, commands, backends and models."""
+    import difflib  # only when there is a mistake to explain
+
+    by_lower = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1)
+    return by_lower[close[0]] if close else None
+
+
+def suggestion(word: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for a mistyped word, or "" where nothing is close."""
+    close = did_you_mean(word, choices)
+    return f"; did you mean {close!r}?" if close else ""
+
+
 class UnknownBackendError(UserError):
     """A backend name that no installed plugin provides."""
 
@@ -117,6 +133,7 @@ class UnknownBackendError(UserError):
         prefix = f"{where}: " if where else ""
         super().__init__(
             f"{prefix}unknown backend {name!r} (known: {', '.join(sorted(known)) or 'none'})"
+            + suggestion(name, known)
         )
 
 

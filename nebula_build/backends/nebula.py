@@ -6,10 +6,11 @@ comes back base64-encoded in `data[0].b64_json`. One AsyncClient per apply
 retried: the image's key identifies the work, so repeating it is safe.
 
 Failures map to our errors at one place (`status_error`):
-401/403 → CredentialsError (halts), 402 or credit/balance/quota wording →
-OutOfCreditsError (halts), 429/5xx/timeouts/resets → retried, then
-TransientBackendError, other 4xx → RequestRejectedError, malformed 2xx →
-retried once, then RequestRejectedError.
+402 or credit/balance/quota wording (on any status but 401) → OutOfCreditsError
+(halts), 401/403 → CredentialsError (halts), 429/5xx/timeouts/resets → retried,
+then TransientBackendError, a 404 → RequestRejectedError naming the URL and the
+documented base, other 4xx → RequestRejectedError, malformed 2xx → retried once,
+then RequestRejectedError.
 
 The server is not trusted (DESIGN.md, section 10): the key goes only over https
 (http only to loopback) and only to the default host or one the environment
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     import httpx
 
 DEFAULT_BASE_URL = "https://api.nebulablock.com/api/v1"
+#: the path every documented endpoint is under
+API_PATH = "/api/v1"
 #: the key may be read only from a variable with this prefix (NEBULA_API_KEY_STAGING…)
 KEY_VARIABLE_PREFIX = "NEBULA_"
 SUCCESS_BODY_LIMIT = 64 * 2**20
@@ -74,7 +77,14 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: sent as null when unset, as the API's documented SDXL example does
 _SENT_AS_NULL = frozenset({"negative_prompt"})
 _OUT_OF_CREDITS = re.compile(
-    r"credit|balance|top[ -]?up|quota|insufficient funds|payment required", re.IGNORECASE
+    r"credit|balance|top[ -]?up|quota|payment required|recharge|arrears"
+    r"|insufficient\W+(?:\w+\W+){0,2}funds|not enough\W+(?:\w+\W+)?(?:funds|money)",
+    re.IGNORECASE,
+)
+#: what an out-of-credits error says to do about it
+TOP_UP = (
+    "no more requests are sent; add credits to your Nebula Block account "
+    "(nebulablock.com, Billing), then run apply again: what was made is kept"
 )
 _URL_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/?#\[\]!$&'()*+,;=%@-]+")
 _KEY_VARIABLE = re.compile(rf"{KEY_VARIABLE_PREFIX}[A-Za-z0-9_]+")
@@ -261,6 +271,8 @@ class Answer:
     headers: httpx.Headers
     #: None: the body is larger than its cap and was not read
     body: bytes | None
+    #: where the request went
+    url: str = ""
 
 
 async def exchange(
@@ -280,7 +292,8 @@ async def exchange(
         client.stream(method, path, json=payload) as response,
     ):
         limit = SUCCESS_BODY_LIMIT if response.status_code < 300 else ERROR_BODY_LIMIT
-        return Answer(response.status_code, response.headers, await _read_capped(response, limit))
+        body = await _read_capped(response, limit)
+        return Answer(response.status_code, response.headers, body, str(response.url))
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
@@ -375,18 +388,21 @@ def retry_after(headers: httpx.Headers) -> float | None:
     return min(max(0.0, seconds), MAX_RETRY_AFTER) or None
 
 
-def status_error(status: int, message: str, variable: str) -> BackendError:
+def status_error(
+    status: int, message: str, variable: str, *, url: str = "", base: str = ""
+) -> BackendError:
     """The error a non-2xx answer means: the one mapping for every request we send.
-    `message` is the server's, already cleaned."""
+    `message` is the server's, already cleaned; `url` (where the request went) and
+    `base` (the base URL used) are named when they explain the answer."""
+    if status == 402 or (status != 401 and means_out_of_credits(message)):
+        return OutOfCreditsError(f"out of credits (HTTP {status}: {message}); {TOP_UP}")
     if status in (401, 403):
         return CredentialsError(
             f"{variable} was rejected (HTTP {status}: {message}); "
             "check the key in your Nebula Block account"
         )
-    if status == 402 or means_out_of_credits(message):
-        return OutOfCreditsError(
-            f"out of credits (HTTP {status}: {message}); top up your Nebula Block account"
-        )
+    if status == 404 and url:
+        return RequestRejectedError(f"HTTP 404 ({message}) from {url}: {_base_hint(base)}")
     if status == 429:
         return TransientBackendError(
             f"rate limited (HTTP 429: {message}); lower "
@@ -395,6 +411,14 @@ def status_error(status: int, message: str, variable: str) -> BackendError:
     if status in _RETRY_STATUSES:
         return TransientBackendError(f"server error (HTTP {status}: {message})")
     return RequestRejectedError(f"the API rejected the request (HTTP {status}): {message}")
+
+
+def _base_hint(base: str) -> str:
+    """What to do about a 404: the base URL is the likely mistake."""
+    documented = f"the API's documented base URL is {DEFAULT_BASE_URL}"
+    if base and not base.endswith(API_PATH):
+        return f"{documented}; did you mean NEBULA_BASE_URL={base}{API_PATH}?"
+    return f"is {base or 'the base URL'} the Nebula Block API? {documented}"
 
 
 class _Retry(Exception):
@@ -644,7 +668,11 @@ class NebulaBackend(Backend):
             ) from None
         if answer.status >= 300:
             error = status_error(
-                answer.status, server_message(answer, self._secrets), self.settings.api_key_env
+                answer.status,
+                server_message(answer, self._secrets),
+                self.settings.api_key_env,
+                url=clean(answer.url, self._secrets),
+                base=clean(str(self._client.base_url).rstrip("/"), self._secrets),
             )
             if isinstance(error, TransientBackendError):
                 rate_limited = answer.status == 429  # refused before any work
@@ -700,7 +728,7 @@ class NebulaBackend(Backend):
         """A 2xx answer without an image: the server's reason, credits included."""
         message = clean(str(body.get("message") or "no message"), self._secrets)
         if means_out_of_credits(message):
-            return OutOfCreditsError(f"out of credits: {message}")
+            return OutOfCreditsError(f"out of credits ({message}); {TOP_UP}")
         status = clean(repr(body.get("status")), self._secrets, 40)
         return RequestRejectedError(f"the API answered status {status} without an image: {message}")
 
@@ -830,7 +858,13 @@ async def _get_json(
         except httpx.HTTPError as exc:
             raise TransientBackendError(f"{what}: {type(exc).__name__}", backend="nebula") from None
     if answer.status >= 300:
-        error = status_error(answer.status, server_message(answer, secrets), settings.api_key_env)
+        error = status_error(
+            answer.status,
+            server_message(answer, secrets),
+            settings.api_key_env,
+            url=clean(answer.url, secrets),
+            base=clean(str(client.base_url).rstrip("/"), secrets),
+        )
         raise type(error)(f"{what}: {error}", backend="nebula")
     if answer.body is None:
         raise RequestRejectedError(

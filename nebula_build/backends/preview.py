@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from nebula_build.imaging import ImageError, decode
 from nebula_build.plugin import (
     Backend,
     BackendSettings,
     GenerationRequest,
     GenerationResult,
     ModelSupport,
+    RequestRejectedError,
     hookimpl,
     nebula_models,
 )
@@ -73,10 +75,16 @@ def _background(key: str, size: tuple[int, int]) -> PILImage.Image:
     return image
 
 
-def _fit(data: bytes, size: tuple[int, int], mode: str) -> PILImage.Image:
+def _fit(data: bytes, size: tuple[int, int], mode: str, key: str) -> PILImage.Image:
+    """An input (`key`: image or mask) at `size`; one that does not decode (its header
+    was checked before any work, its pixels only here) is refused by name."""
     from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(data)) as opened:
+    try:
+        opened = decode(data)
+    except ImageError as exc:
+        raise RequestRejectedError(f"the {key} input is {exc}", backend="preview") from None
+    with opened:
         return ImageOps.fit(opened.convert(mode), size, Image.Resampling.LANCZOS)
 
 
@@ -86,8 +94,8 @@ def _inpainting(request: GenerationRequest, size: tuple[int, int]) -> tuple[PILI
     from PIL import Image, ImageDraw
 
     assert request.image is not None and request.mask is not None
-    base = _fit(request.image, size, "RGB")
-    mask = _fit(request.mask, size, "L")
+    base = _fit(request.image, size, "RGB", "image")
+    mask = _fit(request.mask, size, "L", "mask")
     _, _, light, accent = _palette(request.generation_key)
     fill = Image.new("RGB", size, accent)
     stripes = ImageDraw.Draw(fill)

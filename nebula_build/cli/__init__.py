@@ -223,8 +223,23 @@ def _add_status_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     status.set_defaults(run="build:cmd_status")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a mistyped command or choice (Python 3.14's
+    `suggest_on_error`, for the versions before it)."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is not None and value not in choices:
+            from nebula_build.errors import suggestion  # only when there is a mistake
+
+            hint = suggestion(str(value), [str(choice) for choice in choices])
+            if hint:
+                raise argparse.ArgumentError(action, f"invalid choice: {value!r}{hint}")
+        super()._check_value(action, value)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="nebula-build",
         description="Generated images as declared infrastructure: images.toml -> plan -> apply.",
     )

@@ -7,7 +7,6 @@ checked when specs are resolved (`spec.py`), against the backend's declaration.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -29,7 +28,7 @@ from pydantic import (
 )
 
 from nebula_build.core import sourcemap
-from nebula_build.errors import ManifestError, Problem
+from nebula_build.errors import ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 
 SCHEMA_VERSION = 1
@@ -223,6 +222,18 @@ class ImageDecl(GenerationFields, DrawFields, OutputFields):
         description='Random seed, or with a matrix an expression such as "{index} + 100".',
     )
 
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_is_a_number_or_expression(cls, value: Any) -> Any:
+        """One error for a seed of the wrong type, not one per branch of the union."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(
+                'must be an integer, or with a matrix an expression such as "{index} + 100"'
+            )
+        return value
+
     @field_validator("seed")
     @classmethod
     def _seed_in_range(cls, value: int | str | None) -> int | str | None:
@@ -400,6 +411,38 @@ def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
     return []
 
 
+#: pydantic's names for the branches of a union, as they end an error's location
+_BRANCHES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}
+
+
+def _one_per_value(exc: ValidationError) -> list[Any]:
+    """The errors of a validation, with a value that fits no branch of a union (`int |
+    str`) reported once at its key, not once per branch under the branch's type name."""
+    errors: list[Any] = []
+    branches: dict[tuple[str | int, ...], list[Any]] = {}
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        if len(loc) > 1 and loc[-1] in _BRANCHES and error["type"].endswith(("_type", "_parsing")):
+            if loc[:-1] not in branches:
+                errors.append(loc[:-1])  # a placeholder, keeping the order
+            branches.setdefault(loc[:-1], []).append(error)
+        else:
+            errors.append(error)
+    return [
+        _union_error(item, branches[item]) if isinstance(item, tuple) else item for item in errors
+    ]
+
+
+def _union_error(loc: tuple[str | int, ...], errors: list[Any]) -> Any:
+    kinds = " or ".join(_BRANCHES[str(error["loc"][-1])] for error in errors)
+    return {
+        "loc": loc,
+        "type": "union_type",
+        "msg": f"must be {kinds}",
+        "input": errors[0]["input"],
+    }
+
+
 def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
     """A pydantic error as (key path, message a user can act on)."""
     loc = tuple(error["loc"])
@@ -417,8 +460,8 @@ def describe_error(error: Any, known: list[str]) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = did_you_mean(str(loc[-1]), known)
+        hint = f" (did you mean {close!r}?)" if close else ""
         return f"unknown key{hint}; expected one of: {', '.join(known)}"
     if kind == "missing":
         return "is required"
@@ -485,6 +528,36 @@ def _too_deep_for_toml(manifest: Manifest) -> ManifestError:
     return ManifestError([problem])
 
 
+_DECLARED_TWICE = re.compile(r"^Cannot declare \((.*)\) twice$")
+_INLINE_EXTENDED = re.compile(r"^Cannot mutate immutable namespace \((.*)\)$")
+_DUPLICATE_INLINE_KEY = re.compile(r"^Duplicate inline table key '(.*)'$")
+
+
+def _toml_problem(message: str, text: str, line: int | None) -> tuple[str, str]:
+    """(key, message) of a TOML syntax error, in our words where tomllib's name Python
+    tuples or no key: a table declared twice, a key set twice."""
+    declared = _DECLARED_TWICE.match(message)
+    if declared:
+        return _dotted(declared[1]), "is declared twice; declare a table once, with all its keys"
+    extended = _INLINE_EXTENDED.match(message)
+    if extended:
+        return _dotted(extended[1]), (
+            "is an inline table ({ … }), which takes no keys from outside its braces; "
+            "write them inside, or make it a [table]"
+        )
+    inline = _DUPLICATE_INLINE_KEY.match(message)
+    if inline or message == "Cannot overwrite a value":
+        at = sourcemap.key_at(text, line) if line is not None else ()
+        key = (*at, inline[1]) if inline else at
+        return ".".join(key), "is set twice; a key takes one value"
+    return "", f"invalid TOML: {message}"
+
+
+def _dotted(python_tuple: str) -> str:
+    """`images.a` from tomllib's `'images', 'a'`."""
+    return ".".join(re.findall(r"'((?:[^'\\]|\\.)*)'", python_tuple))
+
+
 def _unvalidated(path: Path, display_path: str, text: str) -> Manifest:
     """A stand-in for a manifest that did not validate, to locate its problems."""
     return Manifest(path, display_path, text, ManifestModel(version=1))
@@ -498,10 +571,8 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
         message = str(exc)
         found = _TOML_POSITION.search(message)
         line, column = (int(found[1]), int(found[2])) if found else (None, None)
-        message = _TOML_POSITION.sub("", message).strip()
-        raise ManifestError.single(
-            display_path, "", f"invalid TOML: {message}", line, column
-        ) from None
+        key, message = _toml_problem(_TOML_POSITION.sub("", message).strip(), text, line)
+        raise ManifestError.single(display_path, key, message, line, column) from None
     except RecursionError:
         raise _too_deep_for_toml(_unvalidated(path, display_path, text)) from None
     beyond = _beyond_limits(data)
@@ -513,7 +584,7 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
         model = ManifestModel.model_validate(data)
     except ValidationError as exc:
         manifest = _unvalidated(path, display_path, text)
-        problems = [manifest.problem(*_describe(error)) for error in exc.errors()]
+        problems = [manifest.problem(*_describe(error)) for error in _one_per_value(exc)]
         problems.sort(key=lambda p: (p.line or 0, p.column or 0))
         raise ManifestError(problems) from None
     return Manifest(path, display_path, text, model)

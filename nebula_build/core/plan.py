@@ -179,12 +179,22 @@ class _Context:
 
 
 def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
+    notes = _dropped_notes(spec)
     if spec.seed is None or spec.seed_reproducible:
-        return ()
+        return notes
     return (
+        *notes,
         f"{spec.model} does not take a seed: the seed marks a draw, "
         f"but {spec.backend} will not reproduce it",
     )
+
+
+def _dropped_notes(spec: AssetSpec) -> tuple[str, ...]:
+    """One note per image for the inherited parameters its model does not take."""
+    if not spec.dropped:
+        return ()
+    params = ", ".join(where.rpartition(".")[2] for where in spec.dropped)
+    return (f"{spec.model} does not take {params}: left out ({', '.join(spec.dropped)})",)
 
 
 def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:

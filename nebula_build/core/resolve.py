@@ -36,6 +36,7 @@ from nebula_build.errors import (
     NebulaBuildError,
     Problem,
     UserError,
+    suggestion,
 )
 from nebula_build.imaging import FORMATS, INPUT_SUFFIXES, format_for
 from nebula_build.params import BY_NAME, FILES, MAX_SIZE, MIN_SIZE, PARAMS, STRICT, Param
@@ -55,6 +56,9 @@ _LOSSY = ("jpeg", "webp", "avif")
 _VARIANT_FIELDS = ("stem", "width", "ext")
 
 DigestOf = Callable[[str], "str | None"]
+#: an input image's width and height from its header, what is wrong with it as an
+#: image, or None where it is not known (the core reads no file)
+InputSize = Callable[[str], "tuple[int, int] | str | None"]
 #: whether this machine can encode an output format (AVIF needs a recent Pillow)
 CanEncode = Callable[[str], bool]
 
@@ -79,10 +83,13 @@ class _Resolver:
         manifest: Manifest,
         registry: BackendRegistry,
         digest_of: DigestOf,
+        *,
         backend_override: str | None,
         can_encode: CanEncode,
+        input_size: InputSize,
     ) -> None:
         self.manifest = manifest
+        self.input_size = input_size
         self.can_encode = can_encode
         self.registry = registry
         self.digest_of = digest_of
@@ -255,13 +262,10 @@ class _Resolver:
             self.fail(
                 self.origin(name, decl, "model"),
                 f"unknown model {model_id!r} for backend {merged['backend']!r} "
-                f"(known: {', '.join(models)})",
+                f"(known: {', '.join(models)}){suggestion(model_id, models)}",
             )
             return None
-        for param in sorted(_rejected(support).intersection(merged)):
-            loc = self.origin(name, decl, param)
-            inherited = f" (inherited by images.{name})" if loc[0] == "defaults" else ""
-            self.fail(loc, f"{model_id} does not take {param}{inherited}")
+        dropped = self.drop_inherited(name, decl, merged, model_id, support)
         missing = [repr(key) for key in FILES if key not in merged]
         if support.inpainting and missing:
             self.fail(
@@ -297,6 +301,7 @@ class _Resolver:
                     inputs[key] = self.input(name, decl, key, merged[key])
         if any(found is None for found in inputs.values()):
             return None
+        self.check_inputs(name, decl, {key: found for key, found in inputs.items() if found})
         paths = {key: found[0] for key, found in inputs.items() if found}
         digests = {key: found[1] for key, found in inputs.items() if found}
         if len(self.problems) > start or output is None or fmt is None:
@@ -315,6 +320,7 @@ class _Resolver:
             **generation,
             **files,
             seed_reproducible=support.takes("seed"),
+            dropped=dropped,
             quality=merged.get("quality"),
             lossless=merged.get("lossless"),
             resize=merged.get("resize"),
@@ -330,6 +336,60 @@ class _Resolver:
             candidates=merged.get("candidates") or 1,
         )
         return spec if self.claim_paths(name, decl, spec) else None
+
+    def check_inputs(
+        self, name: str, decl: ImageDecl, inputs: Mapping[str, tuple[str, str]]
+    ) -> None:
+        """Each input file is an image a model takes, and a mask is its image's size."""
+        sizes: dict[str, tuple[int, int]] = {}
+        shown: dict[str, str] = {}
+        for key, (path, digest) in inputs.items():
+            ref = digest[1:].partition(":")[0] if digest.startswith("@") else None
+            upstream = self.specs.get(ref) if ref else None
+            size = upstream.delivered_size if upstream else self.input_size(path)
+            shown[key] = f"@{ref}'s output {path}" if ref else path
+            if isinstance(size, str):
+                self.fail(self.origin(name, decl, key), f"{path} is not an image: {size}")
+            elif size is not None:
+                sizes[key] = size
+        image, mask = sizes.get("image"), sizes.get("mask")
+        if image and mask and image != mask:
+            self.fail(
+                self.origin(name, decl, "mask"),
+                f"{shown['mask']} is {_by(mask)} but the image {shown['image']} is "
+                f"{_by(image)}: a mask must be the size of its image",
+            )
+
+    def drop_inherited(
+        self,
+        name: str,
+        decl: ImageDecl,
+        merged: dict[str, Any],
+        model_id: str,
+        support: ModelSupport,
+    ) -> tuple[str, ...]:
+        """Leave out the parameters the model does not take that a style or [defaults]
+        set (they apply where a model takes them); one the image sets is an error."""
+        rejected = _rejected(support).intersection(merged)
+        if not rejected:
+            return ()
+        dropped = []
+        for param in sorted(rejected):
+            loc = self.origin(name, decl, param)
+            if loc[0] == "images":
+                self.fail(loc, self.not_taken(decl, model_id, param))
+            else:
+                del merged[param]
+                dropped.append(".".join(loc))
+        return tuple(dropped)
+
+    def not_taken(self, decl: ImageDecl, model_id: str, param: str) -> str:
+        """An image sets a parameter its model does not take: say where it could go."""
+        style = decl.style or self.default_style
+        where = f"in its style {style!r} or [defaults]" if style else "in a style or [defaults]"
+        return (
+            f"{model_id} does not take {param}; {where} it would apply only where a model takes it"
+        )
 
     def atlas(self, name: str, decl: AtlasDecl, specs: Mapping[str, AssetSpec]) -> AtlasSpec | None:
         loc = ("atlases", name)
@@ -425,6 +485,10 @@ def _rejected(support: ModelSupport) -> frozenset[str]:
     return STRICT - support.params
 
 
+def _by(size: tuple[int, int]) -> str:
+    return f"{size[0]}×{size[1]}"
+
+
 def _typed(param: Param, value: Any) -> Any:
     """TOML writes `guidance_scale = 9` as an integer; the key must not care."""
     return float(value) if param.type is float and value is not None else value
@@ -493,9 +557,17 @@ def resolve(
     *,
     backend_override: str | None = None,
     can_encode: CanEncode = lambda fmt: True,
+    input_size: InputSize = lambda path: None,
 ) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together."""
-    resolver = _Resolver(manifest, registry, digest_of, backend_override, can_encode)
+    resolver = _Resolver(
+        manifest,
+        registry,
+        digest_of,
+        backend_override=backend_override,
+        can_encode=can_encode,
+        input_size=input_size,
+    )
     if backend_override:
         registry.get(backend_override, where="--backend")
     for name in manifest.model.backends:

@@ -126,6 +126,9 @@ class AssetSpec:
     image_digest: str | None = None
     mask_digest: str | None = None
     seed_reproducible: bool = True
+    #: parameters a style or [defaults] set that the model does not take, left out
+    #: of the spec, each by where it was set (`styles.pixel.negative_prompt`)
+    dropped: tuple[str, ...] = ()
     quality: int | None = None
     lossless: bool | None = None
     resize: tuple[int, int] | None = None
@@ -154,6 +157,8 @@ class AssetSpec:
             object.__setattr__(self, "widths", tuple(self.widths))
         if not isinstance(self.depends_on, tuple):
             object.__setattr__(self, "depends_on", tuple(self.depends_on))
+        if not isinstance(self.dropped, tuple):
+            object.__setattr__(self, "dropped", tuple(self.dropped))
         # Keys are computed once: plan, apply and reports read them many times.
         if self.generation_key and self.output_key:
             return

@@ -26,6 +26,7 @@ from nebula_build.errors import (
     FORCE_HINT,
     BackendError,
     ConflictError,
+    OutOfCreditsError,
     SkippedError,
     StateWriteError,
     SupersededError,
@@ -340,9 +341,10 @@ class Applier:
     def _check_halted(self, backend: str) -> None:
         if backend in self._halted:
             cause = self._halted[backend]
+            why = "out of credits" if isinstance(cause, OutOfCreditsError) else type(cause).__name__
             raise SkippedError(
                 f"not attempted: {backend} stopped sending requests after "
-                f"{cause.image or 'an earlier image'} failed ({type(cause).__name__})",
+                f"{cause.image or 'an earlier image'} failed ({why})",
                 backend=backend,
             )
 

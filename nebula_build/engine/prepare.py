@@ -60,6 +60,7 @@ def prepare(
     guard = Guard(project.root, reserved=project.own_files)
     inputs = InputSnapshot(guard) if read_inputs else None
     unchecked = inputs.digest if inputs is not None else files.digest
+    headers = inputs or InputSnapshot(guard)  # plan reads an input only to check its header
 
     def digest_of(path: str) -> str | None:
         problem = guard.input_problem(path)
@@ -81,7 +82,12 @@ def prepare(
 
         manifest = from_bytes(raw, project.manifest_path, project.display_manifest)
         resolved = resolve(
-            manifest, registry, recording, backend_override=backend, can_encode=pillow_writes
+            manifest,
+            registry,
+            recording,
+            backend_override=backend,
+            can_encode=pillow_writes,
+            input_size=headers.size,
         )
         speccache.save(project, key, resolved, used)
     _check_paths(project, resolved, guard, folders=read_inputs)

@@ -11,7 +11,6 @@ distribution that shipped it, not as a bug in nebula-build.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import re
@@ -29,6 +28,7 @@ from nebula_build.errors import (
     PluginError,
     UnknownBackendError,
     first_line,
+    suggestion,
 )
 from nebula_build.plugin import hookspecs
 from nebula_build.plugin.backend import Backend, BackendSettings
@@ -130,8 +130,7 @@ def _unknown_hook(exc: pluggy.PluginValidationError, sources: Mapping[int, str])
     source = sources.get(id(exc.plugin), repr(exc.plugin))
     hook = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
     hooks = [name for name in dir(hookspecs) if name.startswith(hookspecs.HOOK_PREFIX)]
-    close = difflib.get_close_matches(hook, hooks, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; the hooks are: {', '.join(hooks)}"
+    hint = suggestion(hook, hooks) or f"; the hooks are: {', '.join(hooks)}"
     return f"{source}: {hook!r} is not a nebula-build hook{hint}"
 
 

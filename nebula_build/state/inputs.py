@@ -8,6 +8,7 @@ wrong key. Every read goes through the guard: a regular file inside the project.
 from __future__ import annotations
 
 from nebula_build.fsutil import sha256_bytes
+from nebula_build.imaging import ImageError, examine
 from nebula_build.state.guard import Guard
 
 #: an input far larger than any image a model takes is refused, not read
@@ -33,8 +34,27 @@ class InputSnapshot:
                 self._data[relative] = None
         return self._data[relative]
 
+    def size(self, relative: str) -> tuple[int, int] | str | None:
+        """The input's width and height from its header (no pixel is decoded), what is
+        wrong with it as an image, or None when it cannot be read."""
+        data = self.read(relative)
+        if data is None:
+            return None
+        return header_size(data)
+
     def data(self, relative: str) -> bytes:
         data = self.read(relative)
         if data is None:
             raise FileNotFoundError(relative)
         return data
+
+
+def header_size(data: bytes) -> tuple[int, int] | str:
+    """The size in an input image's header, or why it is not a JPG, PNG or WebP image
+    a model can take (checked from the bytes' structure: no pixel is decoded)."""
+    if not data:
+        return "the file is empty"
+    try:
+        return examine(data).size
+    except ImageError as exc:
+        return str(exc)

@@ -17,7 +17,8 @@ version = 1
 [defaults]
 # `preview` draws offline placeholders, free and instant. Switch to "nebula"
 # (with NEBULA_API_KEY set) for real images, or to "diffusers" to run the
-# models on your own GPU (pip install 'nebula-build[local]').
+# models on your own GPU (torch for your CUDA version, then from the
+# nebula-build checkout: pip install -e '.[local]').
 backend = "preview"
 model = "black-forest-labs/FLUX.1-schnell"
 width = 1024

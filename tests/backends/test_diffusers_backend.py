@@ -558,9 +558,20 @@ def test_without_the_local_extra_apply_says_what_to_install(project, run_cli, mo
     line = err.strip()  # (where the extra is absent, torch and the rest are named too)
     assert line.startswith("error: the diffusers backend needs ") and "\n" not in line
     assert "diffusers" in line.removeprefix("error: the diffusers backend")
-    assert line.endswith(": pip install 'nebula-build[local]'")
+    assert line.endswith("from the nebula-build checkout, pip install -e '.[local]'")
+    assert "nebula-build[local]" not in line  # not published: it installs from a checkout
     code, out, _ = run_cli("plan")  # planning needs none of it
     assert code == 0 and "+ fox" in out
+
+
+def test_without_torch_apply_says_to_install_it_first(project, run_cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]})})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    line = err.strip()
+    assert "install torch for your CUDA version first (pytorch.org), then " in line
+    assert line.endswith("from the nebula-build checkout, pip install -e '.[local]'")
 
 
 def test_a_compile_cache_inside_the_project_is_refused(tmp_path):

@@ -300,9 +300,9 @@ def test_models_remote_lists_the_providers_models(project, run_cli, nebula_serve
     assert {r["model_name"] for r in rows} >= {SDXL, FLUX_SCHNELL, FLUX_FILL}
 
 
-def test_mask_size_mismatch_fails_that_image_only(project, run_cli, nebula_server):
+def test_mask_size_mismatch_is_refused_before_any_request(project, run_cli, nebula_server):
     images = {"cap": ALL_MODELS["cap"], "hero": ALL_MODELS["hero"]}
-    root = project(
+    project(
         {
             "images.toml": nebula_manifest(images),
             "in.png": png(),
@@ -310,9 +310,12 @@ def test_mask_size_mismatch_fails_that_image_only(project, run_cli, nebula_serve
         }
     )
     code, _, err = run_cli("apply")
-    assert code == 1 and "the mask is 32x32 but the image is 64x64" in err
-    assert (root / "hero.webp").exists()
-    assert [r.body["prompt"] for r in nebula_server.generations] == ["a crane"]
+    assert code == 1
+    assert err.strip().endswith(
+        "images.cap.mask: mask.png is 32×32 but the image in.png is 64×64: "
+        "a mask must be the size of its image"
+    )
+    assert nebula_server.requests == []
 
 
 def test_a_real_server_with_jpeg_and_webp_answers(project, run_cli, nebula_server):
@@ -333,3 +336,51 @@ def test_models_remote_with_a_rejected_key_is_one_line(
     assert code == 1
     assert err.startswith("error: could not list models: NEBULA_API_KEY was rejected (HTTP 401")
     assert "ak_wrong" not in err
+
+
+def test_a_base_url_without_the_api_path_names_the_url_and_the_documented_base(
+    project, run_cli, nebula_server, monkeypatch
+):
+    bare = nebula_server.base_url.removesuffix("/api/v1")
+    monkeypatch.setenv("NEBULA_BASE_URL", bare)
+    project({"images.toml": nebula_manifest({"a": {"prompt": "x", "output": "a.png"}})})
+    code, _, err = run_cli("apply", "-y")
+    assert code == 1
+    assert (
+        f"a: HTTP 404 (not found) from {bare}/images/generation: the API's documented base "
+        f"URL is https://api.nebulablock.com/api/v1; did you mean NEBULA_BASE_URL={bare}/api/v1?"
+    ) in err
+    assert CANARY_KEY not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "failed_status:Insufficient balance",
+        "message:400:Insufficient account funds",
+        "message:403:Not enough funds on the account",
+        "402",
+    ],
+)
+def test_out_of_credits_reads_as_such_and_says_how_to_top_up(
+    fault, project, run_cli, nebula_server
+):
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(3)}
+    project({"images.toml": nebula_manifest(images, concurrency=1)})
+    nebula_server.add_faults(fault)
+    code, _, err = run_cli("apply", "-y")
+    assert code == 1
+    assert len(nebula_server.generations) == 1  # no request after the answer
+    summary = [line for line in err.splitlines() if line.startswith("  i")]
+    (failed,) = [line for line in summary if ": out of credits (" in line]
+    assert failed.endswith(
+        "no more requests are sent; add credits to your Nebula Block account "
+        "(nebulablock.com, Billing), then run apply again: what was made is kept"
+    )
+    first = failed.split(":")[0].strip()
+    skipped = [line for line in summary if line is not failed]
+    assert len(skipped) == 2
+    assert all(
+        line.endswith(f"stopped sending requests after {first} failed (out of credits)")
+        for line in skipped
+    )

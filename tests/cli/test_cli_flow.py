@@ -233,6 +233,13 @@ def test_init_writes_a_project_that_builds(tmp_path, run_cli):
     assert run_cli("-C", str(tmp_path), "init").code == 1
 
 
+def test_init_says_how_to_install_the_local_extra_from_a_checkout(tmp_path, run_cli):
+    assert run_cli("-C", str(tmp_path), "init").code == 0
+    starter = (tmp_path / "images.toml").read_text()
+    assert "nebula-build[local]" not in starter  # not published on PyPI
+    assert "torch for your CUDA version" in starter and "pip install -e '.[local]'" in starter
+
+
 def test_status_models_schema(project, run_cli):
     root = project({"images.toml": SITE})
     run_cli("apply", "--target", "hero")

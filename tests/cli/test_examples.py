@@ -32,7 +32,7 @@ def test_example_builds_on_the_preview_backend(name, tmp_path, run_cli):
     )
     if (EXAMPLES / name / "assets").exists() and name == "static-site":
         shutil.copytree(EXAMPLES / name / "assets", root / "assets")
-    code, _, err = run_cli("-C", str(root), "apply", "--backend", "preview")
+    code, _, err = run_cli("-C", str(root), "apply")
     assert code == 0, err
     project = Project.find(root)
     specs = prepare(project, load_registry(), backend="preview").specs
@@ -40,7 +40,65 @@ def test_example_builds_on_the_preview_backend(name, tmp_path, run_cli):
     for spec in specs.values():
         for path, width, height in [(spec.output, *spec.delivered_size), *spec.variants]:
             assert image_info(root / path)[1] == (width, height), path
-    assert run_cli("-C", str(root), "plan", "--backend", "preview", "--detailed-exitcode").code == 0
+    assert run_cli("-C", str(root), "plan", "--detailed-exitcode").code == 0
+
+
+@pytest.mark.parametrize("name", ["static-site", "game-sprites"])
+def test_example_is_up_to_date_after_the_readme_set_up(name, tmp_path, run_cli):
+    """The set-up command names no backend: status, plan and the gallery agree with it."""
+    root = tmp_path / name
+    shutil.copytree(EXAMPLES / name, root, ignore=ignored_by_the_example(EXAMPLES / name))
+    assert run_cli("-C", str(root), "apply").code == 0
+    code, out, err = run_cli("-C", str(root), "status")
+    assert code == 0, err
+    assert "pending" not in out and "backend changed" not in out, out
+    assert run_cli("-C", str(root), "plan", "--detailed-exitcode").code == 0
+
+
+def ignored_by_the_example(example: Path):
+    """What a fresh clone lacks: the files the example's .gitignore names (its plain
+    patterns: a name anywhere, or a path from the example's folder), so a checkout
+    where the set-up already ran copies like a fresh one."""
+    patterns = {
+        line.strip().rstrip("/")
+        for line in (example / ".gitignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    names = {pattern for pattern in patterns if "/" not in pattern}
+
+    def ignore(folder: str, entries: list[str]) -> set[str]:
+        relative = Path(folder).relative_to(example)
+        return {
+            entry
+            for entry in entries
+            if entry in names or (relative / entry).as_posix() in patterns
+        }
+
+    return ignore
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_static_site_set_up_leaves_git_status_clean(tmp_path, run_cli):
+    """The README's set-up (apply, then build.py) writes only files the example ignores."""
+    root = tmp_path / "static-site"
+    shutil.copytree(
+        EXAMPLES / "static-site", root, ignore=ignored_by_the_example(EXAMPLES / "static-site")
+    )
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "clone"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    assert run_cli("-C", str(root), "apply").code == 0
+    built = subprocess.run(
+        [sys.executable, str(root / "build.py")], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    status = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert status.stdout == ""
 
 
 def test_static_site_page_is_built_from_the_asset_manifest(tmp_path, run_cli):

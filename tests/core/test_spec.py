@@ -9,6 +9,7 @@ from pathlib import Path
 import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from nebula_build.core.manifest import parse
 from nebula_build.core.resolve import resolve
@@ -112,8 +113,8 @@ def test_every_pixel_field_changes_the_generation_key_but_output_does_not():
 def test_moving_the_project_folder_never_changes_a_key(tmp_path, run_cli):
     source = tmp_path / "one"
     source.mkdir()
-    (source / "in.png").write_bytes(b"\x89PNG fake input")
-    (source / "m.png").write_bytes(b"\x89PNG fake mask")
+    Image.new("RGB", (1024, 1024), "gray").save(source / "in.png")
+    Image.new("L", (1024, 1024), 255).save(source / "m.png")
     (source / "images.toml").write_text(
         'version = 1\n[defaults]\nbackend = "preview"\n[images.cap]\n'
         'model = "black-forest-labs/FLUX.1-Fill-dev"\nprompt = "a cap"\nimage = "in.png"\n'

@@ -102,14 +102,15 @@ def test_failures_show_in_the_gallery(project, run_cli, fake_site, tmp_path):
 
 def _chromium() -> str:
     path = shutil.which("chromium") or "/usr/bin/chromium"
-    missing = None
+    absent = []
     if not Path(path).exists():
-        missing = "Debian's chromium is not installed (apt-get install chromium)"
+        absent.append("Debian's chromium (apt-get install chromium)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        missing = "playwright is not installed (pip install -e '.[browser]')"
-    if missing:
+        absent.append("playwright (pip install -e '.[browser]')")
+    if absent:
+        missing = "the browser tests need " + " and ".join(absent)  # as the README says
         if os.environ.get("NEBULA_BUILD_REQUIRE_BROWSER"):
             pytest.fail(missing)
         pytest.skip(missing)

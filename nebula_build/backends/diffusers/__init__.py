@@ -1,9 +1,10 @@
 """The `diffusers` backend: the open models on this machine's GPU.
 
 SDXL base 1.0, FLUX.1 schnell and FLUX.1 Fill dev run through Hugging Face
-diffusers from weights already on disk. Needs the optional extra::
+diffusers from weights already on disk. Needs torch for the machine's CUDA
+version (pytorch.org), then the optional extra, from a checkout::
 
-    pip install 'nebula-build[local]'
+    pip install -e '.[local]'
 
 This module stays light: torch and diffusers are imported by `local.runtime`
 on the first generation, in the backend's own worker thread, so `plan` and
@@ -46,7 +47,8 @@ if TYPE_CHECKING:  # asyncio and threads are imported when the backend opens: `p
     from nebula_build.backends.diffusers.runtime import Runtime
     from nebula_build.backends.diffusers.weights import WeightsLocation
 
-EXTRA_HINT = "pip install 'nebula-build[local]'"
+EXTRA_HINT = "from the nebula-build checkout, pip install -e '.[local]'"
+TORCH_HINT = "install torch for your CUDA version first (pytorch.org)"
 _REQUIRED = ("torch", "diffusers", "transformers", "accelerate", "safetensors")
 
 
@@ -61,9 +63,15 @@ def _require_extra() -> None:
     missing = [name for name in _REQUIRED if importlib.util.find_spec(name) is None]
     if missing:
         raise LocalSetupError(
-            f"the diffusers backend needs {', '.join(missing)}: {EXTRA_HINT}",
+            f"the diffusers backend needs {', '.join(missing)}: {_install_hint(missing)}",
             backend=DiffusersBackend.name,
         )
+
+
+def _install_hint(missing: list[str]) -> str:
+    """The extra is not on PyPI: it installs from a checkout, after a torch that
+    matches the machine's CUDA (pip's default torch may not)."""
+    return f"{TORCH_HINT}, then {EXTRA_HINT}" if "torch" in missing else EXTRA_HINT
 
 
 def _quiet_hugging_face() -> None:

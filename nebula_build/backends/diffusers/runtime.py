@@ -110,6 +110,14 @@ def module_bytes(module: torch.nn.Module) -> int:
     )
 
 
+def _quiet_library_progress_bars() -> None:
+    """diffusers' and transformers' own bars would break our progress lines."""
+    diffusers.utils.logging.disable_progress_bar()
+    # untyped where transformers is installed, Any where it is not: no ignore fits both
+    transformers_logging: Any = transformers.utils.logging
+    transformers_logging.disable_progress_bar()
+
+
 class Runtime:
     """The pipelines of one diffusers backend on one device. Not thread-safe: the
     backend calls it from its single worker thread."""
@@ -122,8 +130,7 @@ class Runtime:
         locate: Callable[[str], WeightsLocation],
         kind_of: Callable[[str], PipelineKind],
     ) -> None:
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        _quiet_library_progress_bars()
         self.settings = settings
         self.locate = locate
         self.kind_of = kind_of
