@@ -449,7 +449,7 @@ def test_a_corrupt_cache_entry_is_regenerated_with_a_warning_never_restored(
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert f"warning: a: cache entry was corrupt ({reason}); removed it and generated" in err
-    assert generation_log(log) == ["a", "b", "a"]
+    assert _in_any_order(generation_log(log), ["a", "b"], then=["a"])
     written = (root / "a.png").read_bytes()
     assert written == good  # the fake backend is deterministic: the real image is back
     lock = tomllib.loads((root / "images.lock").read_text())
@@ -458,7 +458,7 @@ def test_a_corrupt_cache_entry_is_regenerated_with_a_warning_never_restored(
     (root / "a.png").unlink()
     code, out, err = run_cli("apply")
     assert code == 0 and "warning" not in out + err
-    assert generation_log(log) == ["a", "b", "a"]
+    assert _in_any_order(generation_log(log), ["a", "b"], then=["a"])
 
 
 def test_a_corrupt_entry_is_removed_even_when_regenerating_fails(cached_pair, run_cli, tmp_path):
@@ -504,7 +504,7 @@ def test_a_sound_entry_from_before_digests_is_restored_and_sealed(cached_pair, r
     (root / "a.png").unlink()
     code, out, err = run_cli("apply")
     assert code == 0 and "warning" not in out + err
-    assert generation_log(log) == ["a", "b"]  # restored, not generated
+    assert _in_any_order(generation_log(log), ["a", "b"])  # restored, not generated
     assert (root / "a.png").read_bytes() == good
     meta = json.loads(entry_path(root, key).with_suffix(".json").read_text())
     assert meta["sha256"] == hashlib.sha256(entry_path(root, key).read_bytes()).hexdigest()
@@ -518,7 +518,7 @@ def test_an_entry_from_before_digests_with_foreign_chunks_is_stripped_once(cache
     (root / "a.png").unlink()
     code, out, err = run_cli("apply")
     assert code == 0 and "warning" not in out + err
-    assert generation_log(log) == ["a", "b"]
+    assert _in_any_order(generation_log(log), ["a", "b"])
     assert entry_path(root, key).read_bytes() == stored
     assert b"prVt" not in (root / "a.png").read_bytes()
 
@@ -537,7 +537,7 @@ def test_a_poisoned_entry_from_before_digests_is_regenerated(cached_pair, run_cl
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert "warning: a: cache entry was corrupt" in err
-    assert generation_log(log) == ["a", "b", "a"]
+    assert _in_any_order(generation_log(log), ["a", "b"], then=["a"])
     with Image.open(root / "a.png") as image:
         image.load()
 
@@ -711,3 +711,9 @@ def test_the_nebula_servers_private_chunk_never_reaches_the_file(project, run_cl
     written = (root / "a.png").read_bytes()
     assert len(written) < 100_000
     assert {kind for kind, _ in chunks(written)} <= imaging.PNG_KEPT | {b"iTXt"}
+
+
+def _in_any_order(log, first, then=()):
+    """The fake backend makes a and b side by side: their order in the log is the
+    machine's, not the tool's; what comes after them is the tool's."""
+    return sorted(log[: len(first)]) == sorted(first) and log[len(first) :] == list(then)

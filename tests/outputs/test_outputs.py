@@ -138,7 +138,7 @@ def test_images_with_one_spec_share_one_generation(project, run_cli, fake_site, 
     }
     root = project({"images.toml": fake_manifest(log, images, delay=0.2)})
     assert run_cli("apply").code == 0
-    assert generation_log(log) == ["a"]
+    assert len(generation_log(log)) == 1  # a's or b's, whichever started first
     assert image_info(root / "b.webp") == ("WEBP", (64, 64))
 
 
