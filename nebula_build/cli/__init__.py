@@ -59,6 +59,12 @@ def _targets(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _lock_timeout_flag(
+    parser: argparse.ArgumentParser, help: str = "wait this long for a running apply"
+) -> None:
+    parser.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="SECONDS", help=help)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -123,13 +129,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     watch.add_argument(
         "--offline", action="store_true", help="leave the remote cache alone ([cache] remote)"
     )
-    watch.add_argument(
-        "--lock-timeout",
-        type=_seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for a running apply",
-    )
+    _lock_timeout_flag(watch)
     watch.set_defaults(run="live:cmd_watch")
 
     gallery = sub.add_parser("gallery", help="write an HTML contact sheet of every image")
@@ -174,13 +174,7 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="with @K: make it the output even though the manifest now declares another spec",
     )
-    pick.add_argument(
-        "--lock-timeout",
-        type=_seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for a running apply",
-    )
+    _lock_timeout_flag(pick)
     pick.set_defaults(run="pick:cmd_pick")
 
     history = sub.add_parser("history", help="an image's earlier generations, newest first")
@@ -193,13 +187,7 @@ def _add_gc_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
     gc.add_argument("--dry-run", action="store_true", help="only list what would go")
     gc.add_argument("--json", action="store_true", help="machine-readable output")
-    gc.add_argument(
-        "--lock-timeout",
-        type=_seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for a running apply",
-    )
+    _lock_timeout_flag(gc)
     gc.set_defaults(run="build:cmd_gc")
 
 
@@ -302,13 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not ask before generating on a paid backend (never asked off a terminal)",
     )
-    apply.add_argument(
-        "--lock-timeout",
-        type=_seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another apply to finish",
-    )
+    _lock_timeout_flag(apply, help="wait this long for another apply to finish")
     apply.add_argument("-q", "--quiet", action="store_true", help="no line per image")
     apply.set_defaults(run="build:cmd_apply")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from nebula_build.core.spec import AssetSpec
-from nebula_build.engine.candidates import Picked, differing, picked, recorded_pick
+from nebula_build.engine.candidates import differing, picked, recorded_pick
 from nebula_build.engine.history import earlier_spec
 from nebula_build.engine.prepare import Prepared, prepare, recovered_lock
 from nebula_build.engine.remotecache import configured
@@ -43,17 +43,23 @@ class Pick:
         return f"draw {self.index} of {self.count} is the output"
 
 
-def _image(prepared: Prepared, lock: Entries, name: str) -> Picked:
+def _base(prepared: Prepared, lock: Entries, name: str) -> AssetSpec:
+    """The image's spec its draws are made from (its inputs' picks applied)."""
     if name not in prepared.specs:
         raise UserError(f"{prepared.project.display_manifest}: no image named {name!r}")
-    return picked(prepared.specs, lock)
+    return picked(prepared.specs, lock).bases[name]
 
 
 def choose(
-    prepared: Prepared, lock: Entries, name: str, *, index: int | None = None, step: int = 0
+    prepared: Prepared,
+    lock: Entries,
+    base: AssetSpec,
+    *,
+    index: int | None = None,
+    step: int = 0,
 ) -> Pick:
-    """The draw `index` of image `name`, or the one `step` away from the picked one."""
-    base = _image(prepared, lock, name).bases[name]  # its inputs' picks applied
+    """The draw `index` of image `base`, or the one `step` away from the picked one."""
+    name = base.name
     count = base.candidates
     if count < 2:
         raise UserError(
@@ -75,11 +81,11 @@ def _takers(prepared: Prepared, name: str) -> tuple[str, ...]:
 
 
 def choose_earlier(
-    prepared: Prepared, lock: Entries, name: str, earlier: int, *, pin: bool
+    prepared: Prepared, lock: Entries, base: AssetSpec, earlier: int, *, pin: bool
 ) -> tuple[Pick, AssetSpec]:
-    """Earlier generation `earlier` (1: the newest) of `name` as the output: refused
-    when the manifest now declares another spec, unless `pin`."""
-    base = _image(prepared, lock, name).bases[name]
+    """Earlier generation `earlier` (1: the newest) of image `base` as the output:
+    refused when the manifest now declares another spec, unless `pin`."""
+    name = base.name
     entry = lock.get(name)
     history = entry.history if entry is not None else ()
     if not 1 <= earlier <= len(history):
@@ -110,13 +116,12 @@ def choose_earlier(
     return chosen, spec
 
 
-def _draw_of_the_set(prepared: Prepared, lock: Entries, name: str, earlier: int) -> int | None:
+def _draw_of_the_set(lock: Entries, base: AssetSpec, earlier: int) -> int | None:
     """The draw of the image's current set that earlier generation `earlier` is, if any
     (draw 0 reads as None: it is the output when nothing is picked)."""
-    entry = lock.get(name)
-    if name not in prepared.specs or entry is None or not 1 <= earlier <= len(entry.history):
+    entry = lock.get(base.name)
+    if entry is None or not 1 <= earlier <= len(entry.history):
         return None
-    base = picked(prepared.specs, lock).bases[name]
     key = entry.history[earlier - 1].generation_key
     return next((i for i in range(1, base.candidates) if base.drawn(i).generation_key == key), None)
 
@@ -141,26 +146,26 @@ async def pick_draw(
     lock = recovered_lock(project, listener.notice)
     prepared = prepare(project, registry)
     options = RoundOptions(targets=[name], draws=False, locked=True, offline=offline)
+    base = _base(prepared, lock, name)
     if unpin:
-        _image(prepared, lock, name)
         entry = lock.get(name)
         if entry is None or entry.pin is None:
             raise UserError(f"pick: images.{name} is not pinned")
         chosen = Pick(name, None, 1, prepared.specs[name].output, _takers(prepared, name))
         options = replace(options, unpin={name})
         return chosen, await apply_round(project, registry, options, listener=listener)
-    if earlier is not None and (draw := _draw_of_the_set(prepared, lock, name, earlier)):
+    if earlier is not None and (draw := _draw_of_the_set(lock, base, earlier)):
         index, earlier = draw, None  # a draw of the set the manifest declares: a plain pick
     if earlier is not None:
-        chosen, spec = choose_earlier(prepared, lock, name, earlier, pin=pin)
+        chosen, spec = choose_earlier(prepared, lock, base, earlier, pin=pin)
         options = replace(options, pins={name: spec})
         key = spec.generation_key
         what = f"{name} @{earlier}"
     else:
-        chosen = choose(prepared, lock, name, index=index, step=step)
+        chosen = choose(prepared, lock, base, index=index, step=step)
         assert chosen.index is not None
         options = replace(options, picks={name: chosen.index})
-        key = picked(prepared.specs, lock).bases[name].drawn(chosen.index).generation_key
+        key = base.drawn(chosen.index).generation_key
         what = f"draw {chosen.index} of {name}"
     if not prepared.store.has_ours(key):
         remote = configured(prepared.resolved, offline=offline, notice=listener.notice)
