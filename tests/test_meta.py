@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -122,3 +123,34 @@ def test_python_dash_m_runs_the_cli():
         check=False,
     )
     assert done.returncode == 0 and done.stdout.startswith("nebula-build ")
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to '-'."""
+    text = heading.strip().lower()
+    return "".join(c for c in text if c.isalnum() or c in " -_").replace(" ", "-")
+
+
+def _headings(markdown: str) -> set[str]:
+    outside_code = re.sub(r"```.*?```", "", markdown, flags=re.DOTALL)
+    return {_anchor(line.lstrip("#")) for line in outside_code.splitlines() if line.startswith("#")}
+
+
+@pytest.mark.parametrize(
+    "page", [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))], ids=lambda p: p.name
+)
+def test_every_link_between_the_docs_resolves(page):
+    """The README points into docs/ and docs/ back at examples: a moved section or a
+    renamed heading must not leave a reader at a 404 or the top of a page."""
+    text = page.read_text(encoding="utf-8")
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", re.sub(r"```.*?```", "", text, flags=re.DOTALL)):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists() or (
+            anchor and linked.suffix == ".md" and anchor not in _headings(linked.read_text())
+        ):
+            broken.append(target)
+    assert broken == []
