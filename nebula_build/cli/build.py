@@ -340,16 +340,3 @@ def cmd_gc(ctx: Context) -> int:
         generations = plural(earlier, "earlier generation")
         ctx.print(f"kept {generations} the history lists ({size / 1_000_000:.1f} MB)")
     return ExitCode.OK
-    verb = "would remove" if ctx.args.dry_run else "removed"
-    ctx.print(
-        f"{verb} {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1_000_000:.1f} MB)"
-    )
-    draws, size = kept["draws"]
-    if draws:
-        ctx.print(f"kept {draws} candidate draw(s) not picked ({size / 1_000_000:.1f} MB)")
-    earlier, size = kept["history"]
-    if earlier:
-        ctx.print(
-            f"kept {earlier} earlier generation(s) the history lists ({size / 1_000_000:.1f} MB)"
-        )
-    return ExitCode.OK

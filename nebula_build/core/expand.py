@@ -154,7 +154,8 @@ def select(requested: Collection[str], known: Collection[str]) -> set[str]:
         chosen |= matches
     if unknown:
         raise UserError(
-            f"unknown image(s): {', '.join(map(shown, unknown))} "
+            f"unknown {'image' if len(unknown) == 1 else 'images'}: "
+            f"{', '.join(map(shown, unknown))} "
             f"(known: {', '.join(sorted(known)) or 'none'})"
         )
     return chosen

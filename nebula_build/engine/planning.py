@@ -36,7 +36,8 @@ def plan_for(
     unknown = sorted(set(more) - prepared.specs.keys())
     if unknown:
         raise UserError(
-            f"{prepared.project.display_manifest}: --more: unknown image(s): {', '.join(unknown)}"
+            f"{prepared.project.display_manifest}: --more: unknown "
+            f"{'image' if len(unknown) == 1 else 'images'}: {', '.join(unknown)}"
         )
     chosen = candidates.picked(prepared.specs, lock, picks, more=more, pins=pins, unpin=unpin)
     for option, names in (("--more", more), ("--replace", replace)):

@@ -5,8 +5,8 @@ Two records go into every file unless `metadata = false`:
 - `parameters`: the layout AUTOMATIC1111 made common ("prompt / Negative prompt: … /
   Steps: …, Sampler: …, CFG scale: …, Seed: …, Size: …, Model: …"), which PNG Info,
   sd-prompt-reader and sd-parsers read. Only known fields are written, except
-  `Sampler: unknown`: those readers reject a line without a sampler, and the hosted
-  API does not say which one it used.
+  `Sampler: unknown` and, where the manifest leaves the steps to the model,
+  `Steps: unknown`: those readers reject a line without them.
 - `nebula-build`: the canonical spec as JSON (generation and output options), so
   `nebula-build inspect` shows exactly what made the file and the tool can recognise
   its own outputs.
@@ -72,8 +72,11 @@ def parameters_text(generation: Mapping[str, Any]) -> str:
             lines.append(f"{param.a1111}: {value}")
         else:
             settings.append((param.a1111, f"{value:g}" if param.type is float else str(value)))
-    # A1111 puts the sampler right after the steps; the hosted API does not say which.
-    after_steps = next((i + 1 for i, (label, _) in enumerate(settings) if label == "Steps"), 0)
+    # Readers find the settings line by its leading `Steps:`; A1111 puts the sampler right
+    # after it, and the hosted API does not say which sampler it used.
+    if not any(label == "Steps" for label, _ in settings):
+        settings.insert(0, ("Steps", "unknown"))
+    after_steps = next(i + 1 for i, (label, _) in enumerate(settings) if label == "Steps")
     settings.insert(after_steps, ("Sampler", "unknown"))
     settings += [
         ("Size", f"{generation['width']}x{generation['height']}"),

@@ -163,7 +163,7 @@ def test_apply_more_adds_one_draw_and_keeps_the_others(project, run_cli, nebula_
     assert run_cli("apply", "--more", "hero", "--more", "hero").code == 0
     assert len(_lock(root)["hero"]["draws"]) == 4
     code, _, err = run_cli("apply", "--more", "nope")
-    assert code == 1 and "--more: unknown image(s): nope" in err and err.count("\n") == 1
+    assert code == 1 and "--more: unknown image: nope" in err and err.count("\n") == 1
 
 
 def test_picking_between_draws_keeps_them_out_of_the_history(project, run_cli, nebula_server):

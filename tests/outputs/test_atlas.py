@@ -150,7 +150,7 @@ def test_force_overwrites_a_hand_edited_sheet_even_when_no_member_changed(
 def test_unknown_atlas_member_is_a_clear_error(project, run_cli, fake_site, tmp_path):
     project({"images.toml": manifest(tmp_path / "log").replace('"coin"]', '"coni"]')})
     code, _, err = run_cli("validate")
-    assert code == 1 and "atlases.enemies.images: unknown image(s): coni" in err
+    assert code == 1 and "atlases.enemies.images: unknown image: coni" in err
 
 
 @pytest.mark.parametrize("padding", [0, 2, 7])

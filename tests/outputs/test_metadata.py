@@ -121,6 +121,26 @@ def test_exif_parameters_are_read_by_sd_prompt_reader_and_sd_parsers(
     assert sampler.parameters["seed"] == "1234" and sampler.parameters["steps"] == "4"
 
 
+def test_an_image_without_steps_is_still_read_by_both_readers(
+    project, run_cli, fake_site, tmp_path
+):
+    """Both readers take the settings line for part of the prompt unless it starts with
+    `Steps:`; a manifest that leaves the steps to the model says `Steps: unknown`."""
+    from sd_parsers import ParserManager
+
+    reader = _sd_prompt_reader()
+    stepless = {"model": FLUX_SCHNELL, "prompt": "a lighthouse at dusk", "seed": 7}
+    root = project(
+        {"images.toml": fake_manifest(tmp_path / "log", {"hero": {**stepless, "output": "a.png"}})}
+    )
+    assert run_cli("apply").code == 0
+    found = reader(str(root / "a.png"))
+    assert found.positive == "a lighthouse at dusk" and found.parameter["steps"] == "unknown"
+    (sampler,) = ParserManager().parse(root / "a.png").samplers
+    assert sampler.prompts[0].value == "a lighthouse at dusk"
+    assert sampler.parameters["seed"] == "7"
+
+
 @pytest.mark.parametrize("output", ["a.jpg", "a.webp", "a.avif"])
 def test_exif_user_comment_is_typed_undefined(output, project, run_cli, fake_site, tmp_path):
     """EXIF 2.3 section 4.6.5: UserComment is UNDEFINED; piexif (sd-prompt-reader's EXIF
