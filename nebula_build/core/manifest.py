@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from nebula_build.core import sourcemap
+from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 
@@ -179,7 +180,7 @@ class OutputFields(BaseModel):
     )
 
 
-class StyleDecl(GenerationFields, DrawFields, OutputFields):
+class StyleDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
     """`[styles.<name>]`: a preset an image takes with `style = "<name>"`."""
 
     prompt_prefix: str | None = Field(
@@ -190,13 +191,13 @@ class StyleDecl(GenerationFields, DrawFields, OutputFields):
     )
 
 
-class Defaults(GenerationFields, DrawFields, OutputFields):
+class Defaults(GenerationFields, DrawFields, OutputFields, SpriteFields):
     """Values every image takes unless it sets its own."""
 
     style: str | None = Field(None, min_length=1, description="Style every image takes.")
 
 
-class ImageDecl(GenerationFields, DrawFields, OutputFields):
+class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
     """One image the project wants."""
 
     alt: str | None = Field(

@@ -30,6 +30,7 @@ from nebula_build.core.manifest import (
     has_control_characters,
 )
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
+from nebula_build.core.sprite import DEFAULT_SOFTNESS, STEPS, choose_key, key_suffix, pairs
 from nebula_build.errors import (
     DependencyCycleError,
     ManifestError,
@@ -241,6 +242,7 @@ class _Resolver:
                 merged.pop("prompt_suffix", None),
             )
             merged["prompt"] = ", ".join(part for part in parts if part)
+        keyed = self.key_colour(name, decl, merged) if _SPRITE_KEYS.intersection(merged) else None
         if self.override:
             merged["backend"] = self.override
         start = len(self.problems)
@@ -334,8 +336,27 @@ class _Resolver:
                 sorted({d.split(":")[0][1:] for d in digests.values() if d.startswith("@")})
             ),
             candidates=merged.get("candidates") or 1,
+            key_color=keyed,
+            sprite=_sprite_steps(merged, keyed),
+            checks=pairs(merged["checks"].model_dump()) if "checks" in merged else (),
         )
         return spec if self.claim_paths(name, decl, spec) else None
+
+    def key_colour(self, name: str, decl: ImageDecl, merged: dict[str, Any]) -> str | None:
+        """The key colour of a transparent background, with the prompt's suffix asking
+        for it added (both shape the generation); None for an opaque image."""
+        if merged.get("background") != "transparent":
+            for option in ("key", "key_softness", "despill"):
+                if option in merged:
+                    self.fail(
+                        self.origin(name, decl, option),
+                        'applies only with background = "transparent"',
+                    )
+            return None
+        key = str(merged.get("key") or choose_key(merged.get("prompt", ""))).upper()
+        if "prompt" in merged:
+            merged["prompt"] = f"{merged['prompt']}, {key_suffix(key)}"
+        return key
 
     def check_inputs(
         self, name: str, decl: ImageDecl, inputs: Mapping[str, tuple[str, str]]
@@ -448,6 +469,7 @@ class _Resolver:
             fail("lossless", "lossless applies to .webp and .avif")
         if any(not 1 <= side <= MAX_DELIVERED for side in merged.get("resize", ())):
             fail("resize", f"sizes must be within 1-{MAX_DELIVERED} pixels")
+        self.check_sprite_options(name, decl, merged, fmt)
         if ("fit" in merged or "resample" in merged) and "resize" not in merged:
             fail("fit" if "fit" in merged else "resample", "applies only with `resize`")
         widths = merged.get("widths", [])
@@ -471,6 +493,40 @@ class _Resolver:
             fail("variant_pattern", f"may not contain control characters ({pattern!r})")
         elif "width" not in names or "/" in pattern or "\\" in pattern:
             fail("variant_pattern", "must contain {width} and no folder")
+
+    def check_sprite_options(
+        self, name: str, decl: ImageDecl, merged: dict[str, Any], fmt: str
+    ) -> None:
+        """Transparency needs a format with alpha; cleanup that changes the size leaves
+        no room for responsive widths (each width's height would depend on the pixels)."""
+        wants_alpha = merged.get("background") == "transparent"
+        checks = merged.get("checks")
+        if fmt == "jpeg" and (wants_alpha or (checks is not None and checks.alpha)):
+            key = "background" if wants_alpha else "checks"
+            self.fail(
+                self.origin(name, decl, key),
+                "a JPEG has no transparency: write the image as .png, .webp or .avif",
+            )
+        resizing = [step for step in ("trim", "pad", "extrude") if merged.get(step)]
+        if resizing and merged.get("widths"):
+            self.fail(
+                self.origin(name, decl, resizing[0]),
+                f"{resizing[0]} changes the image's size: it does not go with `widths`",
+            )
+
+
+#: the manifest keys that make an image a sprite (transparency, cleanup, checks)
+_SPRITE_KEYS = frozenset(("background", "key", "key_softness", "despill", *STEPS, "checks"))
+
+
+def _sprite_steps(merged: Mapping[str, Any], key: str | None) -> tuple[tuple[str, Any], ...]:
+    """The output steps an image asks for, as the spec stores them."""
+    # false and 0 are the defaults: left out of the key like any unset option
+    steps: dict[str, Any] = {step: merged.get(step) or None for step in STEPS}
+    if key is not None:
+        steps["key_softness"] = float(merged.get("key_softness", DEFAULT_SOFTNESS))
+        steps["despill"] = merged.get("despill", True)
+    return pairs(steps)
 
 
 def _set_fields(fields: BaseModel) -> dict[str, Any]:
