@@ -34,7 +34,7 @@ MIN_BORDER_SHARE = 0.6
 #: share of the image that must become transparent
 MIN_TRANSPARENT = 0.05
 #: passes that carry solid subject colours outward over the soft edge
-_SPREAD = 4
+_SPREAD = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +88,18 @@ def key_out(rgb: np.ndarray, keying: Keying) -> np.ndarray:
 
     key = np.asarray(keying.rgb, dtype=np.float32)
     ramp = np.clip((distance(rgb, keying.rgb) - CLEAR) / max(keying.softness, 1e-3), 0.0, 1.0)
-    solid = ramp >= 1.0
-    subject, known = _spread(rgb, solid)
+    # Far from the key is not yet solid: an edge pixel half the subject's is far too.
+    # The core is what lies two pixels inside that; the band between is measured.
+    core = _erode(_erode(ramp >= 1.0))
+    subject, known = _spread(rgb, core)
     towards = subject - key
     reach = (towards * towards).sum(axis=2)
-    edge = (ramp > 0) & ~solid & known & (reach > 1.0)
+    edge = (ramp > 0) & ~core & known & (reach > 1.0)
     projected = ((rgb - key) * towards).sum(axis=2) / np.maximum(reach, 1.0)
-    alpha = np.where(edge, np.clip(projected, 0.0, 1.0), ramp)
+    # softness scales the edge about its middle: the default keeps the measured alpha,
+    # less makes it harder (towards a cut-out), more makes it softer
+    steep = DEFAULT_SOFTNESS / max(keying.softness, 1e-3)
+    alpha = np.where(edge, np.clip(0.5 + (projected - 0.5) * steep, 0.0, 1.0), ramp)
     colour = rgb
     if keying.despill:
         visible = alpha > 0
@@ -125,6 +130,14 @@ def _spread(rgb: np.ndarray, solid: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         colour[grow] = total[grow] / count[grow][:, None]
         known = known | grow
     return colour, known
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """`mask` less every pixel with a neighbour outside it (the image's edge counts)."""
+    out = mask.copy()
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
+        out &= _shift(mask, dy, dx)
+    return out
 
 
 def _shift(array: np.ndarray, dy: int, dx: int) -> np.ndarray:
