@@ -9,6 +9,7 @@ multiples) is checked here, against the backend's declaration.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,7 +31,14 @@ from nebula_build.core.manifest import (
     has_control_characters,
 )
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
-from nebula_build.core.sprite import DEFAULT_SOFTNESS, STEPS, choose_key, key_suffix, pairs
+from nebula_build.core.sprite import (
+    DEFAULT_SOFTNESS,
+    STEPS,
+    choose_key,
+    key_suffix,
+    matrix_values,
+    pairs,
+)
 from nebula_build.errors import (
     DependencyCycleError,
     ManifestError,
@@ -428,13 +436,65 @@ class _Resolver:
         frames = self.check_path((*loc, "frames"), frames_value, "a frame map")
         if output is None or frames is None or fmt is None:
             return None
-        for key, path in (("output", output), ("frames", frames)):
+        exports = {
+            key: self.check_path((*loc, key), value, f"an atlas's {key} file")
+            for key, value in (("aseprite", decl.aseprite), ("godot", decl.godot))
+            if value is not None
+        }
+        if None in exports.values():
+            return None
+        claimed = {"output": output, "frames": frames, **exports}
+        for key, path in claimed.items():
+            assert path is not None
             other = self.outputs.setdefault(path, f"atlases.{name}")
             if other != f"atlases.{name}":
                 self.fail((*loc, key), f"{path} is also written by {other}")
                 return None
         members = tuple(n for n in self.names if n in chosen and n in specs)
-        return AtlasSpec(name, members, output, frames, decl.padding, fmt)
+        tags = self.atlas_tags(name, decl, members)
+        godot_sheet = None
+        if "godot" in exports:
+            root: str | None = "."
+            if decl.godot_root not in (None, "."):
+                root = self.check_path((*loc, "godot_root"), str(decl.godot_root), "godot_root")
+                if root is None:
+                    return None
+            godot_sheet = "res://" + posixpath.relpath(output, root)
+            if godot_sheet.startswith("res://.."):
+                self.fail((*loc, "godot_root"), f"the sheet {output} is outside {root}")
+                return None
+        return AtlasSpec(
+            name,
+            members,
+            output,
+            frames,
+            decl.padding,
+            fmt,
+            tags or (),
+            exports.get("aseprite"),
+            exports.get("godot"),
+            godot_sheet,
+            float(decl.fps),
+        )
+
+    def atlas_tags(
+        self, name: str, decl: AtlasDecl, members: tuple[str, ...]
+    ) -> tuple[tuple[str, str], ...] | None:
+        """(member, its value of the `tags` dimension) for every member."""
+        if decl.tags is None:
+            return None
+        values: dict[str, dict[str, str]] = {}
+        for base in dict.fromkeys(self.bases[member] for member in members):
+            matrix = self.manifest.model.images[base].matrix or {}
+            values |= matrix_values(base, matrix)
+        missing = [m for m in members if decl.tags not in values.get(m, {})]
+        if missing:
+            self.fail(
+                ("atlases", name, "tags"),
+                f"{missing[0]} has no matrix dimension {decl.tags!r} to tag its frame by",
+            )
+            return None
+        return tuple((member, values[member][decl.tags]) for member in members)
 
     def claim_paths(self, name: str, decl: ImageDecl, spec: AssetSpec) -> bool:
         """Every file belongs to one image; variants must stay inside the project."""

@@ -290,3 +290,37 @@ class AtlasSpec:
     frames: str
     padding: int
     format: str
+    #: (member, its value of the matrix dimension `tags` names), in member order: the
+    #: Aseprite frame tags and the Godot animations
+    tags: tuple[tuple[str, str], ...] = ()
+    #: the Aseprite JSON (array form) written beside the sheet, if any
+    aseprite: str | None = None
+    #: the Godot 4 SpriteFrames resource written beside the sheet, if any
+    godot: str | None = None
+    #: the sheet's path as Godot names it (res://…), with `godot`
+    godot_sheet: str | None = None
+    #: frames per second of the animations (Aseprite frame durations, Godot speed)
+    fps: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.members, tuple):  # from the spec cache's JSON
+            object.__setattr__(self, "members", tuple(self.members))
+        if self.tags and not isinstance(self.tags[0], tuple):
+            object.__setattr__(self, "tags", tuple(tuple(pair) for pair in self.tags))
+
+    @property
+    def exports(self) -> tuple[str, ...]:
+        """The engine files written beside the sheet and its frame map."""
+        return tuple(path for path in (self.aseprite, self.godot) if path is not None)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file the atlas writes."""
+        return (self.output, self.frames, *self.exports)
+
+    def exports_config(self) -> list[Any]:
+        """What the exports depend on besides the members (empty without exports, so
+        an atlas without them keeps its key)."""
+        if not self.exports:
+            return []
+        return [[list(pair) for pair in self.tags], *self.exports, self.godot_sheet, self.fps]

@@ -73,3 +73,16 @@ def describe_check(name: str, value: Any) -> str:
     if value is True:
         return name
     return f"{name} {value}"
+
+
+def matrix_values(base: str, matrix: dict[str, list[str | int]]) -> dict[str, dict[str, str]]:
+    """Each image a matrix makes, by name, with its value of every dimension (named the
+    way `expand` names them)."""
+    import itertools
+
+    axes = list(matrix.items())
+    found = {}
+    for combination in itertools.product(*(values for _, values in axes)):
+        name = f"{base}[{','.join(str(value) for value in combination)}]"
+        found[name] = {key: str(value) for (key, _), value in zip(axes, combination, strict=True)}
+    return found

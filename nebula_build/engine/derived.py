@@ -66,6 +66,7 @@ def _plan_atlases(
             changing=changing,
             force=force,
             known_output=prepared.store.output_files,
+            exports={path: files.digest(path) for path in atlas.exports},
         )
         for atlas in prepared.resolved.atlases.values()
     ]
@@ -103,17 +104,20 @@ def _build_atlas(
     atlas = prepared.resolved.atlases[action.name]
     guard, files = prepared.guard, prepared.files
     try:
-        sheet, frames = render_atlas(guard, atlas, lock, action.key)
+        sheet, frames, exports = render_atlas(guard, atlas, lock, action.key)
         digest = sha256_bytes(sheet)
         # Before the renames: a sheet a killed build leaves is recognised as ours.
         prepared.store.record_output(record_key(atlas, action.key), {atlas.output: digest})
         if action.backup:
             stamp = time.strftime("%Y%m%dT%H%M%S")
-            for path in (atlas.output, atlas.frames):
+            for path in atlas.paths:
                 guard.backup(path, prepared.project.backup_dir, stamp)
         guard.write(atlas.output, sheet)
         files.record(atlas.output, digest=digest)
-        guard.write(atlas.frames, frames)
+        for path, data in exports.items():
+            guard.write(path, data)
+            files.record(path, digest=sha256_bytes(data))
+        guard.write(atlas.frames, frames)  # last: it records the build (and the exports')
     except (OSError, ValueError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
     return FileOutcome(action, ok=True)

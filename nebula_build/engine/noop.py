@@ -215,7 +215,7 @@ def record(
         paths += spec.paths
         paths += [path for path in (spec.image, spec.mask) if path]
     for atlas in prepared.resolved.atlases.values():
-        paths += [atlas.output, atlas.frames]
+        paths += atlas.paths
     if prepared.resolved.asset_manifest is not None:
         paths.append(prepared.resolved.asset_manifest)
     text = None
