@@ -48,15 +48,16 @@ def run(checks: Mapping[str, Any], data: bytes, image: PILImage) -> dict[str, An
     values = {name: measure(name, data, image) for name in checks}
     failed = [name for name, limit in checks.items() if not passes(name, limit, values[name])]
     if failed:
-        shown = "; ".join(
-            f"{describe_check(name, checks[name])} (got {_shown(name, values[name])})"
+        described = "; ".join(
+            f"{describe_check(name, checks[name])} (got {shown(name, values[name])})"
             for name in failed
         )
-        raise OutputRejectedError(f"check failed: {shown}", checks=values)
+        raise OutputRejectedError(f"check failed: {described}", checks=values)
     return values
 
 
-def _shown(name: str, value: float | bool | int) -> str:
+def shown(name: str, value: float | bool | int) -> str:
+    """A measured value as a message shows it."""
     if name == "max_kb":
         return f"{value:g} KiB"
     if name == "alpha":
