@@ -355,11 +355,10 @@ class _Resolver:
         for it added (both shape the generation); None for an opaque image."""
         if merged.get("background") != "transparent":
             for option in ("key", "key_softness", "despill"):
-                if option in merged:
-                    self.fail(
-                        self.origin(name, decl, option),
-                        'applies only with background = "transparent"',
-                    )
+                where = self.origin(name, decl, option)
+                # a style's keying applies where the style's images are transparent
+                if option in merged and (where[0] == "images" or "background" not in merged):
+                    self.fail(where, 'applies only with background = "transparent"')
             return None
         key = str(merged.get("key") or choose_key(merged.get("prompt", ""))).upper()
         if "prompt" in merged:

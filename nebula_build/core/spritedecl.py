@@ -46,10 +46,11 @@ class SpriteFields(BaseModel):
 
     model_config = _STRICT
 
-    background: Literal["transparent"] | None = Field(
+    background: Literal["transparent", "opaque"] | None = Field(
         None,
         description='"transparent": keep the alpha a backend returns, else generate on a '
-        "key colour (the prompt asks for it) and make it transparent with soft edges.",
+        "key colour (the prompt asks for it) and make it transparent with soft edges; "
+        "\"opaque\" (the default) undoes a style's or [defaults]' transparency.",
     )
     key: str | None = Field(
         None,
