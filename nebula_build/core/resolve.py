@@ -33,6 +33,9 @@ from nebula_build.core.manifest import (
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
 from nebula_build.core.sprite import (
     DEFAULT_SOFTNESS,
+    MAX_PALETTE,
+    PALETTE_SUFFIX,
+    PALETTES,
     STEPS,
     choose_key,
     key_suffix,
@@ -558,6 +561,11 @@ class _Resolver:
     ) -> None:
         """Transparency needs a format with alpha; cleanup that changes the size leaves
         no room for responsive widths (each width's height would depend on the pixels)."""
+        palette = merged.get("palette")
+        if isinstance(palette, int) and not 2 <= palette <= MAX_PALETTE:
+            self.fail(self.origin(name, decl, "palette"), f"a colour count is 2-{MAX_PALETTE}")
+        elif isinstance(palette, str) and palette not in PALETTES:
+            self.palette_file(name, decl, merged, palette)
         wants_alpha = merged.get("background") == "transparent"
         checks = merged.get("checks")
         if fmt == "jpeg" and (wants_alpha or (checks is not None and checks.alpha)):
@@ -573,6 +581,23 @@ class _Resolver:
                 f"{resizing[0]} changes the image's size: it does not go with `widths`",
             )
 
+    def palette_file(self, name: str, decl: ImageDecl, merged: dict[str, Any], value: str) -> None:
+        """A palette given as a file: its path checked, its content digest recorded (it
+        enters the output key, so editing the file re-processes the image)."""
+        loc = self.origin(name, decl, "palette")
+        if not value.lower().endswith(PALETTE_SUFFIX):
+            known = ", ".join(PALETTES)
+            self.fail(loc, f"{value!r} is neither a palette name ({known}) nor a .hex file")
+            return
+        path = self.check_path(loc, value, "a palette")
+        if path is None:
+            return
+        digest = self.digest_of(path)
+        if digest is None:
+            self.fail(loc, f"file not found: {path}")
+            return
+        merged["palette"], merged["palette_digest"] = path, digest
+
 
 #: the manifest keys that make an image a sprite (transparency, cleanup, checks)
 _SPRITE_KEYS = frozenset(("background", "key", "key_softness", "despill", *STEPS, "checks"))
@@ -582,6 +607,7 @@ def _sprite_steps(merged: Mapping[str, Any], key: str | None) -> tuple[tuple[str
     """The output steps an image asks for, as the spec stores them."""
     # false and 0 are the defaults: left out of the key like any unset option
     steps: dict[str, Any] = {step: merged.get(step) or None for step in STEPS}
+    steps["palette_digest"] = merged.get("palette_digest")
     if key is not None:
         steps["key_softness"] = float(merged.get("key_softness", DEFAULT_SOFTNESS))
         steps["despill"] = merged.get("despill", True)

@@ -250,6 +250,12 @@ class AssetSpec:
         return dict(self.sprite)
 
     @property
+    def palette_file(self) -> str | None:
+        """The .hex palette file the image is quantised to, if any (an input file)."""
+        steps = dict(self.sprite)
+        return steps.get("palette") if "palette_digest" in steps else None
+
+    @property
     def delivered_size(self) -> tuple[int, int]:
         """The size of the main output file."""
         return self.resize or (self.width, self.height)

@@ -43,6 +43,27 @@ PALETTES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: what a palette file is: Lospec's .hex, one RRGGBB colour a line
+PALETTE_SUFFIX = ".hex"
+MAX_PALETTE = 256
+
+
+def palette_colours(text: str, path: str) -> tuple[str, ...]:
+    """The colours of a .hex palette file (RRGGBB, optionally with #, one a line;
+    blank lines and `;` comments skipped). ValueError naming the file and line."""
+    colours = []
+    for number, line in enumerate(text.splitlines(), 1):
+        value = line.split(";")[0].strip().removeprefix("#")
+        if not value:
+            continue
+        if len(value) != 6 or any(c not in "0123456789abcdefABCDEF" for c in value):
+            raise ValueError(f"{path}:{number}: not a colour (RRGGBB): {line[:20]!r}")
+        colours.append(value.upper())
+    if not 1 <= len(colours) <= MAX_PALETTE:
+        raise ValueError(f"{path}: a palette has 1-{MAX_PALETTE} colours (found {len(colours)})")
+    return tuple(colours)
+
+
 def choose_key(prompt: str) -> str:
     """The first key colour (#RRGGBB) that no word of the prompt rules out."""
     words = {word.strip(".,;:!?()[]\"'").lower() for word in prompt.split()}

@@ -78,10 +78,12 @@ class SpriteFields(BaseModel):
         description="Snap fake pixel art to a true grid of N×N-pixel cells (each cell one "
         "colour, its median) before any resize.",
     )
-    palette: int | Literal[tuple(PALETTES)] | None = Field(  # type: ignore[valid-type]
+    palette: int | str | None = Field(
         None,
-        description="Quantise to N colours (2-256), or to a named palette (pico8); no "
-        "dithering. Alpha is kept.",
+        description="Quantise to N colours (2-256), to a named palette ("
+        + ", ".join(PALETTES)
+        + '), or to a .hex palette file (one RRGGBB colour a line, e.g. "palettes/pico8.hex", '
+        "Lospec's format); no dithering. Alpha is kept.",
     )
     trim: bool | None = Field(
         None, description="Crop to the bounding box of the visible (non-transparent) pixels."

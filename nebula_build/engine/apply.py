@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
+from nebula_build.core.sprite import palette_colours
 from nebula_build.engine.history import history_after
 from nebula_build.engine.remotecache import restore_remote, upload
 from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
@@ -446,6 +447,8 @@ class Applier:
         of this key); one that fails an acceptance check is kept, so that loosening the
         check costs no generation, but its files are not written."""
         encoding = encoding_for(spec)  # its metadata records take a while: made once
+        if spec.palette_file is not None:  # the bytes whose digest is in the output key
+            encoding = dataclasses.replace(encoding, palette=self._palette(spec.palette_file))
         if isinstance(original, Restored):
             verified = original.verified
         else:
@@ -465,6 +468,14 @@ class Applier:
             if rescued is None:
                 raise
             raise StateWriteError(f"{exc}; {rescued}") from None
+
+    def _palette(self, path: str) -> tuple[str, ...]:
+        try:
+            return palette_colours(self.inputs.data(path).decode("utf-8", "replace"), path)
+        except FileNotFoundError:
+            raise UserError(f"palette file not found: {path}") from None
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
     def _keep(self, spec: AssetSpec, verified: Verified, seed: int | None) -> str | None:
         """Cache a paid generation; if the cache cannot take it (a full disk), keep it

@@ -213,7 +213,7 @@ def record(
     paths = [manifest, lock]
     for spec in prepared.specs.values():
         paths += spec.paths
-        paths += [path for path in (spec.image, spec.mask) if path]
+        paths += [path for path in (spec.image, spec.mask, spec.palette_file) if path]
     for atlas in prepared.resolved.atlases.values():
         paths += atlas.paths
     if prepared.resolved.asset_manifest is not None:

@@ -119,7 +119,7 @@ def _check_paths(project: Project, resolved: Resolved, guard: Guard, *, folders:
     guard.protect(
         path
         for spec in resolved.specs.values()
-        for path in (spec.image, spec.mask)
+        for path in (spec.image, spec.mask, spec.palette_file)
         if path and path not in written
     )
     checked_folders: set[str] = set()

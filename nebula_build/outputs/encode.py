@@ -43,6 +43,8 @@ class Encoding:
     steps: tuple[tuple[str, Any], ...] = ()
     #: acceptance checks on the main file, (name, limit) pairs (`outputs/checks.py`)
     checks: tuple[tuple[str, Any], ...] = ()
+    #: the colours (RRGGBB) of a palette file, read by the engine from the project
+    palette: tuple[str, ...] = ()
 
     @property
     def passthrough(self) -> bool:
@@ -58,6 +60,7 @@ class Encoding:
 def encoding_for(spec: AssetSpec) -> Encoding:
     """How `spec`'s output options turn its original into files."""
     steps = spec.steps
+    steps.pop("palette_digest", None)  # the file's colours come with `palette`
     keying = None
     if spec.key_color is not None:
         keying = Keying(spec.key_color, steps.pop("key_softness"), steps.pop("despill"))
@@ -118,7 +121,7 @@ def render_checked(
     method = _METHODS[encoding.resample]
     if image.size != encoding.size:
         image = _fit(image, encoding, method)
-    image, trim_box = after_resize(image, steps)
+    image, trim_box = after_resize(image, steps, encoding.palette)
     texts = encoding.texts + (((TRIM_KEY, trim_box),) if trim_box else ())
     main = kept if main_as_is else _save(image, encoding, texts)
     values = acceptance.run(dict(encoding.checks), main, image) if encoding.checks else {}

@@ -33,8 +33,13 @@ CLEAR = 0.12
 MIN_BORDER_SHARE = 0.6
 #: share of the image that must become transparent
 MIN_TRANSPARENT = 0.05
-#: passes that carry solid subject colours outward over the soft edge
-_SPREAD = 6
+#: how far (pixels) an edge pixel looks for the subject's solid colour
+_REACH = 6
+#: the offsets within _REACH, nearest first
+_OFFSETS = sorted(
+    ((dy, dx) for dy in range(-_REACH, _REACH + 1) for dx in range(-_REACH, _REACH + 1)),
+    key=lambda offset: offset[0] ** 2 + offset[1] ** 2,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +74,9 @@ def apply_key(image: PILImage, keying: Keying) -> PILImage:
     import numpy as np
 
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    refuse_background(rgb, keying)
-    rgba = key_out(rgb, keying)
+    far = distance(rgb, keying.rgb)
+    refuse_background(rgb, far, keying)
+    rgba = key_out(rgb, far, keying)
     return Image.fromarray(rgba, "RGBA")
 
 
@@ -82,54 +88,57 @@ def distance(rgb: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
     return difference / 255.0
 
 
-def key_out(rgb: np.ndarray, keying: Keying) -> np.ndarray:
-    """RGBA uint8 pixels of `rgb` (float32, H×W×3) with the key made transparent."""
+def key_out(rgb: np.ndarray, far: np.ndarray, keying: Keying) -> np.ndarray:
+    """RGBA uint8 pixels of `rgb` (float32, H×W×3) with the key made transparent; `far`
+    is each pixel's `distance` from the key."""
     import numpy as np
 
     key = np.asarray(keying.rgb, dtype=np.float32)
-    ramp = np.clip((distance(rgb, keying.rgb) - CLEAR) / max(keying.softness, 1e-3), 0.0, 1.0)
+    ramp = np.clip((far - CLEAR) / max(keying.softness, 1e-3), 0.0, 1.0)
     # Far from the key is not yet solid: an edge pixel half the subject's is far too.
     # The core is what lies two pixels inside that; the band between is measured.
     core = _erode(_erode(ramp >= 1.0))
-    subject, known = _spread(rgb, core)
+    alpha = ramp
+    ys, xs = np.nonzero((ramp > 0) & ~core)
+    subject, known = _nearest(rgb, core, ys, xs)
     towards = subject - key
-    reach = (towards * towards).sum(axis=2)
-    edge = (ramp > 0) & ~core & known & (reach > 1.0)
-    projected = ((rgb - key) * towards).sum(axis=2) / np.maximum(reach, 1.0)
+    reach = (towards * towards).sum(axis=1)
+    measured = known & (reach > 1.0)
+    ys, xs, towards, reach = ys[measured], xs[measured], towards[measured], reach[measured]
+    projected = ((rgb[ys, xs] - key) * towards).sum(axis=1) / reach
     # softness scales the edge about its middle: the default keeps the measured alpha,
     # less makes it harder (towards a cut-out), more makes it softer
     steep = DEFAULT_SOFTNESS / max(keying.softness, 1e-3)
-    alpha = np.where(edge, np.clip(0.5 + (projected - 0.5) * steep, 0.0, 1.0), ramp)
-    colour = rgb
-    if keying.despill:
-        visible = alpha > 0
-        share = np.where(visible, alpha, 1.0)[..., None]
-        colour = np.where(visible[..., None], key + (rgb - key) / share, rgb)
+    alpha[ys, xs] = np.clip(0.5 + (projected - 0.5) * steep, 0.0, 1.0)
     out = np.empty((*rgb.shape[:2], 4), dtype=np.uint8)
-    out[..., :3] = np.clip(np.rint(colour), 0, 255)
+    out[..., :3] = np.rint(rgb)
+    if keying.despill:  # only a partly transparent pixel holds some of the key
+        ys, xs = np.nonzero((alpha > 0) & (alpha < 1))
+        share = alpha[ys, xs][:, None]
+        out[ys, xs, :3] = np.clip(np.rint(key + (rgb[ys, xs] - key) / share), 0, 255)
     out[..., 3] = np.rint(alpha * 255)
     out[..., :3][out[..., 3] == 0] = 0  # no key colour hidden under zero alpha
     return out
 
 
-def _spread(rgb: np.ndarray, solid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The colour of the nearest solid subject pixel, carried a few pixels outward
-    from the solid area (the mean of solid neighbours), and where it is known."""
+def _nearest(
+    rgb: np.ndarray, core: np.ndarray, ys: np.ndarray, xs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel (ys, xs): the colour of the nearest core pixel within _REACH
+    pixels, and whether there is one. Only the edge's pixels are looked at: the work
+    grows with the sprite's outline, not its area."""
     import numpy as np
 
-    colour = np.where(solid[..., None], rgb, 0.0)
-    known = solid.copy()
-    for _ in range(_SPREAD):
-        total = np.zeros_like(colour)
-        count = np.zeros(known.shape, dtype=np.float32)
-        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
-            shifted_known = _shift(known, dy, dx)
-            total += np.where(shifted_known[..., None], _shift(colour, dy, dx), 0.0)
-            count += shifted_known
-        grow = ~known & (count > 0)
-        colour[grow] = total[grow] / count[grow][:, None]
-        known = known | grow
-    return colour, known
+    height, width = core.shape
+    found = np.zeros(len(ys), dtype=bool)
+    colour = np.zeros((len(ys), 3), dtype=np.float32)
+    for dy, dx in _OFFSETS:  # nearest first: the first core pixel met is the nearest
+        y = np.clip(ys + dy, 0, height - 1)
+        x = np.clip(xs + dx, 0, width - 1)
+        hit = ~found & core[y, x]
+        found |= hit
+        colour[hit] = rgb[y[hit], x[hit]]
+    return colour, found
 
 
 def _erode(mask: np.ndarray) -> np.ndarray:
@@ -156,8 +165,9 @@ def _back(size: int, step: int) -> tuple[slice, slice]:
     return slice(step, size), slice(0, size - step)
 
 
-def refuse_background(rgb: np.ndarray, keying: Keying) -> None:
-    """Raise OutputRejectedError when `rgb` is no sprite on the key colour."""
+def refuse_background(rgb: np.ndarray, far: np.ndarray, keying: Keying) -> None:
+    """Raise OutputRejectedError when `rgb` is no sprite on the key colour; `far` is
+    each pixel's `distance` from the key."""
     border = _border(rgb)
     if _checkerboard(border):
         raise OutputRejectedError(
@@ -171,7 +181,7 @@ def refuse_background(rgb: np.ndarray, keying: Keying) -> None:
             f"the key colour {keying.key} is not the background: it is {share:.0%} of the "
             f"border (needs {MIN_BORDER_SHARE:.0%}); {_another_key(keying)}"
         )
-    clear = float((distance(rgb, keying.rgb) < CLEAR).mean())
+    clear = float((far < CLEAR).mean())
     if clear < MIN_TRANSPARENT:
         raise OutputRejectedError(
             f"too little becomes transparent: {clear:.1%} of the image is the key colour "

@@ -26,12 +26,15 @@ def before_resize(image: PILImage, steps: Mapping[str, Any]) -> PILImage:
     return snap_to_grid(image, cell) if cell else image
 
 
-def after_resize(image: PILImage, steps: Mapping[str, Any]) -> tuple[PILImage, str | None]:
+def after_resize(
+    image: PILImage, steps: Mapping[str, Any], colours: tuple[str, ...] = ()
+) -> tuple[PILImage, str | None]:
     """The steps on the delivered pixels, in order; with the trim box (TRIM_KEY's value)
-    when `trim` cropped the image."""
+    when `trim` cropped the image. `colours` are a palette file's, where `palette`
+    names one."""
     palette = steps.get("palette")
     if palette:
-        image = quantise(image, palette)
+        image = quantise(image, colours or palette)
     box = None
     if steps.get("trim"):
         image, box = trim(image)
@@ -58,9 +61,9 @@ def snap_to_grid(image: PILImage, cell: int) -> PILImage:
     return small.resize((width, height), Image.Resampling.NEAREST)
 
 
-def quantise(image: PILImage, palette: int | str) -> PILImage:
-    """The colours reduced to `palette` (a count, or a named palette), no dithering;
-    the alpha channel kept as it is."""
+def quantise(image: PILImage, palette: int | str | tuple[str, ...]) -> PILImage:
+    """The colours reduced to `palette` (a count, a named palette or RRGGBB colours),
+    no dithering; the alpha channel kept as it is."""
     from PIL import Image
 
     rgba = image.convert("RGBA")
@@ -68,7 +71,8 @@ def quantise(image: PILImage, palette: int | str) -> PILImage:
     if isinstance(palette, int):
         reduced = rgb.quantize(palette, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     else:
-        colours = [int(hex_[i : i + 2], 16) for hex_ in PALETTES[palette] for i in (0, 2, 4)]
+        chosen = PALETTES[palette] if isinstance(palette, str) else palette
+        colours = [int(hex_[i : i + 2], 16) for hex_ in chosen for i in (0, 2, 4)]
         fixed = Image.new("P", (1, 1))
         fixed.putpalette(colours)
         reduced = rgb.quantize(palette=fixed, dither=Image.Dither.NONE)

@@ -155,3 +155,37 @@ def test_nebula_sprite_is_keyed_and_a_checkerboard_is_refused_and_not_cached(
     assert "(from cache)" not in out  # the refused original was not kept
     assert applied(run_cli)["generated"] == 1
     assert len(nebula_server.generations) == 3
+
+
+FOUR = "; four colours\n1a1c2c\n#5d275d\nb13e53\nFFCD75\n"
+
+
+def test_a_palette_file_is_an_input_of_the_output_not_of_the_generation(project, run_cli):
+    root = project(
+        {
+            "images.toml": manifest(background="transparent", palette="palettes/four.hex"),
+            "palettes/four.hex": FOUR,
+        }
+    )
+    assert applied(run_cli)["generated"] == 1
+    with Image.open(root / "sprites/potion.png") as image:
+        used = {(r, g, b) for _, (r, g, b, a) in image.getcolors(1 << 16) if a}
+    assert used <= {(0x1A, 0x1C, 0x2C), (0x5D, 0x27, 0x5D), (0xB1, 0x3E, 0x53), (0xFF, 0xCD, 0x75)}
+    assert run_cli("plan", "--detailed-exitcode").code == 0  # the no-op fast path
+    (root / "palettes/four.hex").write_text(FOUR.replace("FFCD75", "38B764"))
+    code, out, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 2 and "reencode" in out
+    assert applied(run_cli)["generated"] == 0
+    with Image.open(root / "sprites/potion.png") as image:
+        used = {(r, g, b) for _, (r, g, b, a) in image.getcolors(1 << 16) if a}
+    assert used <= {(0x1A, 0x1C, 0x2C), (0x5D, 0x27, 0x5D), (0xB1, 0x3E, 0x53), (0x38, 0xB7, 0x64)}
+
+    (root / "palettes/four.hex").write_text("1a1c2c\nnot-a-colour\n")
+    code, _, err = run_cli("apply")
+    assert code == 1 and "palettes/four.hex:2: not a colour (RRGGBB)" in err
+    (root / "palettes/four.hex").unlink()
+    code, _, err = run_cli("validate")
+    assert "images.potion.palette: file not found: palettes/four.hex" in err
+    (root / "images.toml").write_text(manifest(palette="nes"))
+    code, _, err = run_cli("validate")
+    assert "'nes' is neither a palette name (pico8) nor a .hex file" in err
