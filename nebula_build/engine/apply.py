@@ -36,6 +36,7 @@ from nebula_build.errors import (
 )
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.outputs.encode import encoding_for, render_checked
+from nebula_build.outputs.keying import check_original
 from nebula_build.params import PARAMS
 from nebula_build.plugin.backend import GenerationRequest, GenerationResult
 from nebula_build.state.cache import Store
@@ -237,6 +238,10 @@ class Applier:
         if kind is ActionKind.DRAW:  # a candidate: kept in the cache, no file, no entry
             if outcome.generated:
                 verified = await asyncio.to_thread(verify_answer, original.data, spec)
+                if spec.key_color is not None and verified.pixels is not None:
+                    keying = encoding_for(spec).keying
+                    assert keying is not None
+                    await asyncio.to_thread(check_original, verified.pixels, keying)
                 note = await asyncio.to_thread(self._keep, spec, verified, original.seed)
                 if note is not None:
                     outcome.warnings = (*outcome.warnings, note)

@@ -80,6 +80,18 @@ def apply_key(image: PILImage, keying: Keying) -> PILImage:
     return Image.fromarray(rgba, "RGBA")
 
 
+def check_original(image: PILImage, keying: Keying) -> None:
+    """Raise OutputRejectedError for an original no output of its key could use (the
+    same refusals as `apply_key`, without keying it): a candidate draw is checked so
+    before it is cached."""
+    if has_alpha(image):
+        return
+    import numpy as np
+
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    refuse_background(rgb, distance(rgb, keying.rgb), keying)
+
+
 def distance(rgb: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
     """Each pixel's distance from the key: its largest channel difference, 0-1."""
     import numpy as np

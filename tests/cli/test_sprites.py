@@ -189,3 +189,15 @@ def test_a_palette_file_is_an_input_of_the_output_not_of_the_generation(project,
     (root / "images.toml").write_text(manifest(palette="nes"))
     code, _, err = run_cli("validate")
     assert "'nes' is neither a palette name (pico8) nor a .hex file" in err
+
+
+def test_a_refused_candidate_draw_is_not_cached_either(project, run_cli, nebula_server):
+    project({"images.toml": nebula_sprite(background="transparent", candidates=2)})
+    nebula_server.add_faults("checkerboard")
+    code, _, err = run_cli("apply")
+    assert code == 1 and "painted checkerboard" in err
+    assert len(nebula_server.generations) == 2
+    code, out, err = run_cli("apply", "--json")
+    assert code == 0, err
+    assert json.loads(out)["generated"] == 1  # only the refused draw is asked again
+    assert len(nebula_server.generations) == 3
