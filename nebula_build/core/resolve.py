@@ -9,7 +9,6 @@ multiples) is checked here, against the backend's declaration.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,17 +30,8 @@ from nebula_build.core.manifest import (
     has_control_characters,
 )
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
-from nebula_build.core.sprite import (
-    DEFAULT_SOFTNESS,
-    MAX_PALETTE,
-    PALETTE_SUFFIX,
-    PALETTES,
-    STEPS,
-    choose_key,
-    key_suffix,
-    matrix_values,
-    pairs,
-)
+from nebula_build.core.sprite import pairs
+from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
 from nebula_build.errors import (
     DependencyCycleError,
     ManifestError,
@@ -89,7 +79,7 @@ class Resolved:
     cache_remote: str | None = None
 
 
-class _Resolver:
+class _Resolver(SpriteRules):
     def __init__(
         self,
         manifest: Manifest,
@@ -253,7 +243,7 @@ class _Resolver:
                 merged.pop("prompt_suffix", None),
             )
             merged["prompt"] = ", ".join(part for part in parts if part)
-        keyed = self.key_colour(name, decl, merged) if _SPRITE_KEYS.intersection(merged) else None
+        keyed = self.key_colour(name, decl, merged) if SPRITE_KEYS.intersection(merged) else None
         if self.override:
             merged["backend"] = self.override
         start = len(self.problems)
@@ -348,25 +338,10 @@ class _Resolver:
             ),
             candidates=merged.get("candidates") or 1,
             key_color=keyed,
-            sprite=_sprite_steps(merged, keyed),
+            sprite=sprite_steps(merged, keyed),
             checks=pairs(merged["checks"].model_dump()) if "checks" in merged else (),
         )
         return spec if self.claim_paths(name, decl, spec) else None
-
-    def key_colour(self, name: str, decl: ImageDecl, merged: dict[str, Any]) -> str | None:
-        """The key colour of a transparent background, with the prompt's suffix asking
-        for it added (both shape the generation); None for an opaque image."""
-        if merged.get("background") != "transparent":
-            for option in ("key", "key_softness", "despill"):
-                where = self.origin(name, decl, option)
-                # a style's keying applies where the style's images are transparent
-                if option in merged and (where[0] == "images" or "background" not in merged):
-                    self.fail(where, 'applies only with background = "transparent"')
-            return None
-        key = str(merged.get("key") or choose_key(merged.get("prompt", ""))).upper()
-        if "prompt" in merged:
-            merged["prompt"] = f"{merged['prompt']}, {key_suffix(key)}"
-        return key
 
     def check_inputs(
         self, name: str, decl: ImageDecl, inputs: Mapping[str, tuple[str, str]]
@@ -454,17 +429,9 @@ class _Resolver:
                 return None
         members = tuple(n for n in self.names if n in chosen and n in specs)
         tags = self.atlas_tags(name, decl, members)
-        godot_sheet = None
-        if "godot" in exports:
-            root: str | None = "."
-            if decl.godot_root not in (None, "."):
-                root = self.check_path((*loc, "godot_root"), str(decl.godot_root), "godot_root")
-                if root is None:
-                    return None
-            godot_sheet = "res://" + posixpath.relpath(output, root)
-            if godot_sheet.startswith("res://.."):
-                self.fail((*loc, "godot_root"), f"the sheet {output} is outside {root}")
-                return None
+        godot_sheet = self.godot_sheet(loc, decl, output) if "godot" in exports else None
+        if "godot" in exports and godot_sheet is None:
+            return None
         return AtlasSpec(
             name,
             members,
@@ -478,25 +445,6 @@ class _Resolver:
             godot_sheet,
             float(decl.fps),
         )
-
-    def atlas_tags(
-        self, name: str, decl: AtlasDecl, members: tuple[str, ...]
-    ) -> tuple[tuple[str, str], ...] | None:
-        """(member, its value of the `tags` dimension) for every member."""
-        if decl.tags is None:
-            return None
-        values: dict[str, dict[str, str]] = {}
-        for base in dict.fromkeys(self.bases[member] for member in members):
-            matrix = self.manifest.model.images[base].matrix or {}
-            values |= matrix_values(base, matrix)
-        missing = [m for m in members if decl.tags not in values.get(m, {})]
-        if missing:
-            self.fail(
-                ("atlases", name, "tags"),
-                f"{missing[0]} has no matrix dimension {decl.tags!r} to tag its frame by",
-            )
-            return None
-        return tuple((member, values[member][decl.tags]) for member in members)
 
     def claim_paths(self, name: str, decl: ImageDecl, spec: AssetSpec) -> bool:
         """Every file belongs to one image; variants must stay inside the project."""
@@ -555,63 +503,6 @@ class _Resolver:
             fail("variant_pattern", f"may not contain control characters ({pattern!r})")
         elif "width" not in names or "/" in pattern or "\\" in pattern:
             fail("variant_pattern", "must contain {width} and no folder")
-
-    def check_sprite_options(
-        self, name: str, decl: ImageDecl, merged: dict[str, Any], fmt: str
-    ) -> None:
-        """Transparency needs a format with alpha; cleanup that changes the size leaves
-        no room for responsive widths (each width's height would depend on the pixels)."""
-        palette = merged.get("palette")
-        if isinstance(palette, int) and not 2 <= palette <= MAX_PALETTE:
-            self.fail(self.origin(name, decl, "palette"), f"a colour count is 2-{MAX_PALETTE}")
-        elif isinstance(palette, str) and palette not in PALETTES:
-            self.palette_file(name, decl, merged, palette)
-        wants_alpha = merged.get("background") == "transparent"
-        checks = merged.get("checks")
-        if fmt == "jpeg" and (wants_alpha or (checks is not None and checks.alpha)):
-            key = "background" if wants_alpha else "checks"
-            self.fail(
-                self.origin(name, decl, key),
-                "a JPEG has no transparency: write the image as .png, .webp or .avif",
-            )
-        resizing = [step for step in ("trim", "pad", "extrude") if merged.get(step)]
-        if resizing and merged.get("widths"):
-            self.fail(
-                self.origin(name, decl, resizing[0]),
-                f"{resizing[0]} changes the image's size: it does not go with `widths`",
-            )
-
-    def palette_file(self, name: str, decl: ImageDecl, merged: dict[str, Any], value: str) -> None:
-        """A palette given as a file: its path checked, its content digest recorded (it
-        enters the output key, so editing the file re-processes the image)."""
-        loc = self.origin(name, decl, "palette")
-        if not value.lower().endswith(PALETTE_SUFFIX):
-            known = ", ".join(PALETTES)
-            self.fail(loc, f"{value!r} is neither a palette name ({known}) nor a .hex file")
-            return
-        path = self.check_path(loc, value, "a palette")
-        if path is None:
-            return
-        digest = self.digest_of(path)
-        if digest is None:
-            self.fail(loc, f"file not found: {path}")
-            return
-        merged["palette"], merged["palette_digest"] = path, digest
-
-
-#: the manifest keys that make an image a sprite (transparency, cleanup, checks)
-_SPRITE_KEYS = frozenset(("background", "key", "key_softness", "despill", *STEPS, "checks"))
-
-
-def _sprite_steps(merged: Mapping[str, Any], key: str | None) -> tuple[tuple[str, Any], ...]:
-    """The output steps an image asks for, as the spec stores them."""
-    # false and 0 are the defaults: left out of the key like any unset option
-    steps: dict[str, Any] = {step: merged.get(step) or None for step in STEPS}
-    steps["palette_digest"] = merged.get("palette_digest")
-    if key is not None:
-        steps["key_softness"] = float(merged.get("key_softness", DEFAULT_SOFTNESS))
-        steps["despill"] = merged.get("despill", True)
-    return pairs(steps)
 
 
 def _set_fields(fields: BaseModel) -> dict[str, Any]:
