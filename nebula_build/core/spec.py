@@ -250,6 +250,17 @@ class AssetSpec:
         return dict(self.sprite)
 
     @property
+    def file_size(self) -> tuple[int, int] | None:
+        """The main file's width and height: the delivered size with `pad` and `extrude`
+        added on every side; None where `trim` makes it depend on the pixels."""
+        steps = dict(self.sprite)
+        if steps.get("trim"):
+            return None
+        grow = 2 * ((steps.get("pad") or 0) + (steps.get("extrude") or 0))
+        width, height = self.delivered_size
+        return width + grow, height + grow
+
+    @property
     def palette_file(self) -> str | None:
         """The .hex palette file the image is quantised to, if any (an input file)."""
         steps = dict(self.sprite)

@@ -15,6 +15,7 @@ from nebula_build.core.plan import Action, ActionKind, FileAction, FileState
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import FORCE_HINT, UserError
 from nebula_build.fsutil import sha256_bytes
+from nebula_build.imaging import image_size
 from nebula_build.outputs import assetmanifest
 from nebula_build.outputs.atlas import plan_atlas, read_recorded, record_key
 from nebula_build.outputs.atlas import render as render_atlas
@@ -158,8 +159,17 @@ def _asset_manifest_text(prepared: Prepared, lock: Mapping[str, LockEntry]) -> s
         lock,
         digest_of=prepared.files.digest,
         size_of=lambda path: project.path_of(path).stat().st_size,
+        dimensions_of=lambda path: _dimensions(prepared, path),
     )
     return assetmanifest.text_of(data)
+
+
+def _dimensions(prepared: Prepared, relative: str) -> tuple[int, int] | None:
+    """A file's width and height from its header; None if it cannot be read as one."""
+    try:
+        return image_size(prepared.guard.read(relative, what="image", limit=_LIMIT))
+    except (OSError, UserError, ValueError):
+        return None
 
 
 def _read(prepared: Prepared, relative: str) -> str | None:

@@ -67,12 +67,16 @@ def test_transparent_preview_is_keyed_and_tuning_the_key_regenerates_nothing(pro
     assert "(#00FF00) background" in out
 
 
+ASSETS = '\n[assets]\nmanifest = "sprites/images.json"\n'
+
+
 def test_cleanup_steps_reprocess_from_the_cache(project, run_cli):
     root = project({"images.toml": manifest(background="transparent")})
     assert applied(run_cli)["generated"] == 1
     steps = {"pixel_grid": 8, "palette": 8, "trim": True, "pad": 2, "extrude": 1}
-    (root / "images.toml").write_text(manifest(background="transparent", **steps))
+    (root / "images.toml").write_text(manifest(background="transparent", **steps) + ASSETS)
     assert applied(run_cli)["generated"] == 0
+    (listed,) = json.loads((root / "sprites/images.json").read_text())["images"]["potion"]["files"]
     with Image.open(root / "sprites/potion.png") as image:
         box = image.info["nebula-build:trim"]
         left, top, width, height = map(int, box.split(","))
@@ -81,6 +85,13 @@ def test_cleanup_steps_reprocess_from_the_cache(project, run_cli):
         visible = {(r, g, b) for _, (r, g, b, a) in image.getcolors(1 << 16) if a}
         assert len(visible) <= 8
         assert image.getpixel((0, 0))[3] == 0  # the pad, outside the extruded edge
+        assert (listed["width"], listed["height"]) == image.size  # the asset manifest's
+    (root / "images.toml").write_text(manifest(background="transparent", pad=3, extrude=2) + ASSETS)
+    assert applied(run_cli)["generated"] == 0
+    (listed,) = json.loads((root / "sprites/images.json").read_text())["images"]["potion"]["files"]
+    assert (listed["width"], listed["height"]) == (138, 138)
+    with Image.open(root / "sprites/potion.png") as image:
+        assert image.size == (138, 138)
 
 
 def test_a_failed_check_fails_the_build_and_loosening_it_generates_nothing(project, run_cli):
