@@ -8,6 +8,7 @@
     │   ├── DependencyCycleError
     │   ├── ProjectLockedError        another apply holds .nebula-build/lock
     │   ├── UnknownBackendError       lists the known names
+    │   ├── OutputRejectedError       a transparency or acceptance check refused the image
     │   └── ApplyError                .failures {image: error}, raised after keep-going
     ├── PluginError                   names the plugin's distribution
     └── BackendError                  .backend .image
@@ -146,6 +147,17 @@ class ApplyError(UserError):
         lines = [f"{count} image{'' if count == 1 else 's'} failed:"]  # the base imports nothing
         lines += [f"  {name}: {error}" for name, error in sorted(self.failures.items())]
         super().__init__("\n".join(lines))
+
+
+class OutputRejectedError(UserError):
+    """An image its output steps refuse: a transparency that cannot be made from the
+    original (refused before it is cached), or an acceptance check that failed (the
+    original is cached; the files are not written). The image fails like a failed
+    generation; `checks` holds each check's measured value, where checks ran."""
+
+    def __init__(self, message: str, *, checks: Mapping[str, object] | None = None) -> None:
+        self.checks = dict(checks or {})
+        super().__init__(message)
 
 
 class PluginError(NebulaBuildError):

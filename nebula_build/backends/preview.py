@@ -107,6 +107,30 @@ def _inpainting(request: GenerationRequest, size: tuple[int, int]) -> tuple[PILI
     return Image.composite(Image.blend(base, fill, 0.75), base, mask), mask_on_top
 
 
+def _on_key(key: str, background: str, size: tuple[int, int]) -> PILImage.Image:
+    """A sprite stand-in: the preview's palette in a rounded shape with anti-aliased
+    edges, on the flat key colour the request asks for (as a model told to would)."""
+    from PIL import Image, ImageDraw
+
+    scale = 4  # drawn large and reduced: soft edges, like a model's
+    mask = Image.new("L", (size[0] * scale, size[1] * scale), 0)
+    width, height = mask.size
+    ImageDraw.Draw(mask).rounded_rectangle(
+        (width * 0.18, height * 0.12, width * 0.82, height * 0.88),
+        radius=min(width, height) * 0.22,
+        fill=255,
+    )
+    mask = mask.resize(size, Image.Resampling.BOX)
+    canvas = Image.new("RGB", size, _rgb(background))
+    canvas.paste(_background(key, size), (0, 0), mask)
+    return canvas
+
+
+def _rgb(hex_: str) -> tuple[int, int, int]:
+    value = int(hex_.lstrip("#"), 16)
+    return (value >> 16) & 255, (value >> 8) & 255, value & 255
+
+
 def _font(size: int) -> FreeTypeFont:
     from PIL import ImageFont
 
@@ -167,6 +191,9 @@ def render(request: GenerationRequest) -> bytes:
     if request.image is not None and request.mask is not None:
         image, mask_on_top = _inpainting(request, size)
         _caption(image, request, top=not mask_on_top)
+    elif request.background is not None:
+        image = _on_key(request.generation_key, request.background, size)  # no caption:
+        # its panel would reach over the key colour and stay as an opaque box
     else:
         image = _background(request.generation_key, size)
         _caption(image, request, top=False)

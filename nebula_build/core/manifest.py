@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from nebula_build.core import sourcemap
+from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 
@@ -179,7 +180,7 @@ class OutputFields(BaseModel):
     )
 
 
-class StyleDecl(GenerationFields, DrawFields, OutputFields):
+class StyleDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
     """`[styles.<name>]`: a preset an image takes with `style = "<name>"`."""
 
     prompt_prefix: str | None = Field(
@@ -190,13 +191,13 @@ class StyleDecl(GenerationFields, DrawFields, OutputFields):
     )
 
 
-class Defaults(GenerationFields, DrawFields, OutputFields):
+class Defaults(GenerationFields, DrawFields, OutputFields, SpriteFields):
     """Values every image takes unless it sets its own."""
 
     style: str | None = Field(None, min_length=1, description="Style every image takes.")
 
 
-class ImageDecl(GenerationFields, DrawFields, OutputFields):
+class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
     """One image the project wants."""
 
     alt: str | None = Field(
@@ -292,6 +293,36 @@ class AtlasDecl(BaseModel):
         "output's path with .json.",
     )
     padding: int = Field(2, ge=0, le=64, description="Pixels between frames.")
+    tags: str | None = Field(
+        None,
+        min_length=1,
+        description='A matrix dimension of the members (e.g. "pose"): one Aseprite frame '
+        "tag and one Godot animation per value of it.",
+    )
+    aseprite: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PATH,
+        description="Also write an Aseprite JSON (array form, frameTags) here, e.g. "
+        "sprites/enemies.aseprite.json: Phaser's load.aseprite + anims.createFromAseprite.",
+    )
+    godot: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PATH,
+        description="Also write a Godot 4 SpriteFrames resource here (a .tres file), one "
+        "animation per tag.",
+    )
+    godot_root: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PATH,
+        description="The Godot project's folder (where project.godot is), relative to the "
+        "manifest; res:// paths start there. Default: the manifest's folder.",
+    )
+    fps: float = Field(
+        8, gt=0, le=240, allow_inf_nan=False, description="Frames per second of the animations."
+    )
 
 
 class AssetsSettings(BaseModel):

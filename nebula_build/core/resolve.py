@@ -30,6 +30,8 @@ from nebula_build.core.manifest import (
     has_control_characters,
 )
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
+from nebula_build.core.sprite import pairs
+from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
 from nebula_build.errors import (
     DependencyCycleError,
     ManifestError,
@@ -77,7 +79,7 @@ class Resolved:
     cache_remote: str | None = None
 
 
-class _Resolver:
+class _Resolver(SpriteRules):
     def __init__(
         self,
         manifest: Manifest,
@@ -241,6 +243,7 @@ class _Resolver:
                 merged.pop("prompt_suffix", None),
             )
             merged["prompt"] = ", ".join(part for part in parts if part)
+        keyed = self.key_colour(name, decl, merged) if SPRITE_KEYS.intersection(merged) else None
         if self.override:
             merged["backend"] = self.override
         start = len(self.problems)
@@ -334,6 +337,9 @@ class _Resolver:
                 sorted({d.split(":")[0][1:] for d in digests.values() if d.startswith("@")})
             ),
             candidates=merged.get("candidates") or 1,
+            key_color=keyed,
+            sprite=sprite_steps(merged, keyed),
+            checks=pairs(merged["checks"].model_dump()) if "checks" in merged else (),
         )
         return spec if self.claim_paths(name, decl, spec) else None
 
@@ -407,13 +413,38 @@ class _Resolver:
         frames = self.check_path((*loc, "frames"), frames_value, "a frame map")
         if output is None or frames is None or fmt is None:
             return None
-        for key, path in (("output", output), ("frames", frames)):
+        exports = {
+            key: self.check_path((*loc, key), value, f"an atlas's {key} file")
+            for key, value in (("aseprite", decl.aseprite), ("godot", decl.godot))
+            if value is not None
+        }
+        if None in exports.values():
+            return None
+        claimed = {"output": output, "frames": frames, **exports}
+        for key, path in claimed.items():
+            assert path is not None
             other = self.outputs.setdefault(path, f"atlases.{name}")
             if other != f"atlases.{name}":
                 self.fail((*loc, key), f"{path} is also written by {other}")
                 return None
         members = tuple(n for n in self.names if n in chosen and n in specs)
-        return AtlasSpec(name, members, output, frames, decl.padding, fmt)
+        tags = self.atlas_tags(name, decl, members)
+        godot_sheet = self.godot_sheet(loc, decl, output) if "godot" in exports else None
+        if "godot" in exports and godot_sheet is None:
+            return None
+        return AtlasSpec(
+            name,
+            members,
+            output,
+            frames,
+            decl.padding,
+            fmt,
+            tags or (),
+            exports.get("aseprite"),
+            exports.get("godot"),
+            godot_sheet,
+            float(decl.fps),
+        )
 
     def claim_paths(self, name: str, decl: ImageDecl, spec: AssetSpec) -> bool:
         """Every file belongs to one image; variants must stay inside the project."""
@@ -448,6 +479,7 @@ class _Resolver:
             fail("lossless", "lossless applies to .webp and .avif")
         if any(not 1 <= side <= MAX_DELIVERED for side in merged.get("resize", ())):
             fail("resize", f"sizes must be within 1-{MAX_DELIVERED} pixels")
+        self.check_sprite_options(name, decl, merged, fmt)
         if ("fit" in merged or "resample" in merged) and "resize" not in merged:
             fail("fit" if "fit" in merged else "resample", "applies only with `resize`")
         widths = merged.get("widths", [])

@@ -146,6 +146,13 @@ class AssetSpec:
     #: an earlier generation pinned as the output (`pick NAME @K --pin`): the
     #: generation key of the spec the manifest declares, which the pin holds against
     pin: str | None = None
+    #: the key colour a transparent background is generated on (#RRGGBB), if any
+    key_color: str | None = None
+    #: output steps as sorted (name, value) pairs: keying (key_softness, despill) and
+    #: cleanup (pixel_grid, palette, trim, pad, extrude); see `core/sprite.py`
+    sprite: tuple[tuple[str, Any], ...] = ()
+    #: acceptance checks as sorted (name, value) pairs
+    checks: tuple[tuple[str, Any], ...] = ()
     #: computed from the fields; passed in only when restoring from the spec cache
     generation_key: str = ""
     output_key: str = ""
@@ -159,6 +166,10 @@ class AssetSpec:
             object.__setattr__(self, "depends_on", tuple(self.depends_on))
         if not isinstance(self.dropped, tuple):
             object.__setattr__(self, "dropped", tuple(self.dropped))
+        for name in ("sprite", "checks"):  # pairs come back from JSON as lists
+            value = getattr(self, name)
+            if value and not isinstance(value[0], tuple):
+                object.__setattr__(self, name, tuple(tuple(pair) for pair in value))
         # Keys are computed once: plan, apply and reports read them many times.
         if self.generation_key and self.output_key:
             return
@@ -180,6 +191,8 @@ class AssetSpec:
         params |= {param.name: getattr(self, param.key_field) for param in PARAMS}
         if self.draw:
             params["draw"] = self.draw
+        if self.key_color is not None:
+            params["key"] = self.key_color
         return {k: v for k, v in params.items() if v is not None}
 
     def drawn(self, index: int) -> AssetSpec:
@@ -198,10 +211,12 @@ class AssetSpec:
         as the lock records them: an earlier generation brought back."""
         draw = params.get("draw", 0)
         fields: dict[str, Any] = {param.key_field: params.get(param.name) for param in PARAMS}
+        key = params.get("key")
         return replace(
             self,
             backend=backend,
             model=model,
+            key_color=key if isinstance(key, str) else None,
             draw=draw if type(draw) is int else 0,
             candidates=1,
             generation_key="",
@@ -223,7 +238,33 @@ class AssetSpec:
             params["variants"] = [[path, w, h] for path, w, h in self.variants]
         if not self.metadata:
             params["metadata"] = False
+        if self.sprite:
+            params["sprite"] = [list(pair) for pair in self.sprite]
+        if self.checks:  # a new check must run: it re-processes from the cache
+            params["checks"] = [list(pair) for pair in self.checks]
         return params
+
+    @property
+    def steps(self) -> dict[str, Any]:
+        """The output steps, by name."""
+        return dict(self.sprite)
+
+    @property
+    def file_size(self) -> tuple[int, int] | None:
+        """The main file's width and height: the delivered size with `pad` and `extrude`
+        added on every side; None where `trim` makes it depend on the pixels."""
+        steps = dict(self.sprite)
+        if steps.get("trim"):
+            return None
+        grow = 2 * ((steps.get("pad") or 0) + (steps.get("extrude") or 0))
+        width, height = self.delivered_size
+        return width + grow, height + grow
+
+    @property
+    def palette_file(self) -> str | None:
+        """The .hex palette file the image is quantised to, if any (an input file)."""
+        steps = dict(self.sprite)
+        return steps.get("palette") if "palette_digest" in steps else None
 
     @property
     def delivered_size(self) -> tuple[int, int]:
@@ -266,3 +307,37 @@ class AtlasSpec:
     frames: str
     padding: int
     format: str
+    #: (member, its value of the matrix dimension `tags` names), in member order: the
+    #: Aseprite frame tags and the Godot animations
+    tags: tuple[tuple[str, str], ...] = ()
+    #: the Aseprite JSON (array form) written beside the sheet, if any
+    aseprite: str | None = None
+    #: the Godot 4 SpriteFrames resource written beside the sheet, if any
+    godot: str | None = None
+    #: the sheet's path as Godot names it (res://…), with `godot`
+    godot_sheet: str | None = None
+    #: frames per second of the animations (Aseprite frame durations, Godot speed)
+    fps: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.members, tuple):  # from the spec cache's JSON
+            object.__setattr__(self, "members", tuple(self.members))
+        if self.tags and not isinstance(self.tags[0], tuple):
+            object.__setattr__(self, "tags", tuple(tuple(pair) for pair in self.tags))
+
+    @property
+    def exports(self) -> tuple[str, ...]:
+        """The engine files written beside the sheet and its frame map."""
+        return tuple(path for path in (self.aseprite, self.godot) if path is not None)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file the atlas writes."""
+        return (self.output, self.frames, *self.exports)
+
+    def exports_config(self) -> list[Any]:
+        """What the exports depend on besides the members (empty without exports, so
+        an atlas without them keeps its key)."""
+        if not self.exports:
+            return []
+        return [[list(pair) for pair in self.tags], *self.exports, self.godot_sheet, self.fps]

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
+from nebula_build.core.sprite import palette_colours
 from nebula_build.engine.history import history_after
 from nebula_build.engine.remotecache import restore_remote, upload
 from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
@@ -27,13 +28,15 @@ from nebula_build.errors import (
     BackendError,
     ConflictError,
     OutOfCreditsError,
+    OutputRejectedError,
     SkippedError,
     StateWriteError,
     SupersededError,
     UserError,
 )
 from nebula_build.fsutil import sha256_bytes
-from nebula_build.outputs.encode import Encoding, encoding_for, render
+from nebula_build.outputs.encode import encoding_for, render_checked
+from nebula_build.outputs.keying import check_original
 from nebula_build.params import PARAMS
 from nebula_build.plugin.backend import GenerationRequest, GenerationResult
 from nebula_build.state.cache import Store
@@ -70,6 +73,8 @@ class Outcome:
     timings: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     peak_memory: int | None = None
+    #: each acceptance check's measured value, where the image has checks
+    checks: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def image(self) -> str:
@@ -96,7 +101,11 @@ def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
         value = getattr(spec, param.name)
         values[param.name] = inputs.data(value) if param.file and value else value
     return GenerationRequest(
-        image_name=spec.name, generation_key=spec.generation_key, model=spec.model, **values
+        image_name=spec.name,
+        generation_key=spec.generation_key,
+        model=spec.model,
+        background=spec.key_color,
+        **values,
     )
 
 
@@ -229,6 +238,10 @@ class Applier:
         if kind is ActionKind.DRAW:  # a candidate: kept in the cache, no file, no entry
             if outcome.generated:
                 verified = await asyncio.to_thread(verify_answer, original.data, spec)
+                if spec.key_color is not None and verified.pixels is not None:
+                    keying = encoding_for(spec).keying
+                    assert keying is not None
+                    await asyncio.to_thread(check_original, verified.pixels, keying)
                 note = await asyncio.to_thread(self._keep, spec, verified, original.seed)
                 if note is not None:
                     outcome.warnings = (*outcome.warnings, note)
@@ -248,9 +261,10 @@ class Applier:
             if not outcome.generated:
                 self.progress.started(action)
             # One trip to a worker thread: keep the paid-for original, then the files.
-            verified, digest, variants, note = await asyncio.to_thread(
+            verified, digest, variants, note, checks = await asyncio.to_thread(
                 self._persist, action, spec, original, outcome.generated
             )
+        outcome.checks = checks
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)
         await self._record(spec, digest, original.seed, variants)
@@ -428,25 +442,45 @@ class Applier:
 
     def _persist(
         self, action: Action, spec: AssetSpec, original: GenerationResult, generated: bool
-    ) -> tuple[Verified, str, dict[str, str], str | None]:
-        """Verify the original once (a restore was verified when read), keep it if it was
-        paid for now, then write the files from the verified bytes and pixels. Returns
-        the verified original, the files' digests, and a warning if the cache could
-        not keep the original."""
+    ) -> tuple[Verified, str, dict[str, str], str | None, dict[str, Any]]:
+        """Verify the original once (a restore was verified when read), render its files,
+        keep it if it was paid for now, then write the files. Returns the verified
+        original, the files' digests, a warning if the cache could not keep the
+        original, and the acceptance checks' values.
+
+        An original its transparency refuses is not kept (it is no good for any output
+        of this key); one that fails an acceptance check is kept, so that loosening the
+        check costs no generation, but its files are not written."""
         encoding = encoding_for(spec)  # its metadata records take a while: made once
+        if spec.palette_file is not None:  # the bytes whose digest is in the output key
+            encoding = dataclasses.replace(encoding, palette=self._palette(spec.palette_file))
         if isinstance(original, Restored):
             verified = original.verified
         else:
             verified = verify_answer(original.data, spec, encoding)  # nothing unverified is kept
+        try:
+            files, checks = render_checked(verified.data, encoding, pixels=verified.pixels)
+        except OutputRejectedError as exc:
+            if generated and exc.checks:
+                self._keep(spec, verified, original.seed)
+            raise
         rescued = None
         if generated:
             rescued = self._keep(spec, verified, original.seed)
         try:
-            return (verified, *self._write_files(action, spec, verified, encoding), rescued)
+            return (verified, *self._write_files(action, spec, files), rescued, checks)
         except StateWriteError as exc:
             if rescued is None:
                 raise
             raise StateWriteError(f"{exc}; {rescued}") from None
+
+    def _palette(self, path: str) -> tuple[str, ...]:
+        try:
+            return palette_colours(self.inputs.data(path).decode("utf-8", "replace"), path)
+        except FileNotFoundError:
+            raise UserError(f"palette file not found: {path}") from None
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
     def _keep(self, spec: AssetSpec, verified: Verified, seed: int | None) -> str | None:
         """Cache a paid generation; if the cache cannot take it (a full disk), keep it
@@ -467,12 +501,10 @@ class Applier:
         return None
 
     def _write_files(
-        self, action: Action, spec: AssetSpec, original: Verified, encoding: Encoding
+        self, action: Action, spec: AssetSpec, files: list[bytes]
     ) -> tuple[str, dict[str, str]]:
-        """Write the output and its variants from the verified original (and the pixels
-        its verification decoded, if any), encoded as `encoding` (`encoding_for(spec)`);
-        returns their digests."""
-        files = render(original.data, encoding, pixels=original.pixels)
+        """Write the output and its variants (`render_checked`'s files); returns their
+        digests."""
         rendered = dict(zip(spec.paths, files, strict=True))
         digests = {path: sha256_bytes(data) for path, data in rendered.items()}
         # Before any rename: a run killed between the renames and the journal line leaves

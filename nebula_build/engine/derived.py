@@ -15,6 +15,7 @@ from nebula_build.core.plan import Action, ActionKind, FileAction, FileState
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import FORCE_HINT, UserError
 from nebula_build.fsutil import sha256_bytes
+from nebula_build.imaging import image_size
 from nebula_build.outputs import assetmanifest
 from nebula_build.outputs.atlas import plan_atlas, read_recorded, record_key
 from nebula_build.outputs.atlas import render as render_atlas
@@ -66,6 +67,7 @@ def _plan_atlases(
             changing=changing,
             force=force,
             known_output=prepared.store.output_files,
+            exports={path: files.digest(path) for path in atlas.exports},
         )
         for atlas in prepared.resolved.atlases.values()
     ]
@@ -103,17 +105,20 @@ def _build_atlas(
     atlas = prepared.resolved.atlases[action.name]
     guard, files = prepared.guard, prepared.files
     try:
-        sheet, frames = render_atlas(guard, atlas, lock, action.key)
+        sheet, frames, exports = render_atlas(guard, atlas, lock, action.key)
         digest = sha256_bytes(sheet)
         # Before the renames: a sheet a killed build leaves is recognised as ours.
         prepared.store.record_output(record_key(atlas, action.key), {atlas.output: digest})
         if action.backup:
             stamp = time.strftime("%Y%m%dT%H%M%S")
-            for path in (atlas.output, atlas.frames):
+            for path in atlas.paths:
                 guard.backup(path, prepared.project.backup_dir, stamp)
         guard.write(atlas.output, sheet)
         files.record(atlas.output, digest=digest)
-        guard.write(atlas.frames, frames)
+        for path, data in exports.items():
+            guard.write(path, data)
+            files.record(path, digest=sha256_bytes(data))
+        guard.write(atlas.frames, frames)  # last: it records the build (and the exports')
     except (OSError, ValueError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
     return FileOutcome(action, ok=True)
@@ -154,8 +159,17 @@ def _asset_manifest_text(prepared: Prepared, lock: Mapping[str, LockEntry]) -> s
         lock,
         digest_of=prepared.files.digest,
         size_of=lambda path: project.path_of(path).stat().st_size,
+        dimensions_of=lambda path: _dimensions(prepared, path),
     )
     return assetmanifest.text_of(data)
+
+
+def _dimensions(prepared: Prepared, relative: str) -> tuple[int, int] | None:
+    """A file's width and height from its header; None if it cannot be read as one."""
+    try:
+        return image_size(prepared.guard.read(relative, what="image", limit=_LIMIT))
+    except (OSError, UserError, ValueError):
+        return None
 
 
 def _read(prepared: Prepared, relative: str) -> str | None:

@@ -17,7 +17,7 @@ def remove_leftovers(prepared: Prepared) -> int:
     project, resolved = prepared.project, prepared.resolved
     written = [path for spec in resolved.specs.values() for path in spec.paths]
     for atlas in resolved.atlases.values():
-        written += [atlas.output, atlas.frames]
+        written += atlas.paths
     if resolved.asset_manifest is not None:
         written.append(resolved.asset_manifest)
     # a folder the guard refuses (a link out of the project) is not ours to tidy

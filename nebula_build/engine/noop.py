@@ -213,9 +213,9 @@ def record(
     paths = [manifest, lock]
     for spec in prepared.specs.values():
         paths += spec.paths
-        paths += [path for path in (spec.image, spec.mask) if path]
+        paths += [path for path in (spec.image, spec.mask, spec.palette_file) if path]
     for atlas in prepared.resolved.atlases.values():
-        paths += [atlas.output, atlas.frames]
+        paths += atlas.paths
     if prepared.resolved.asset_manifest is not None:
         paths.append(prepared.resolved.asset_manifest)
     text = None

@@ -103,6 +103,9 @@ def _declared_paths(resolved: Resolved) -> Iterator[tuple[str, str]]:
     for name, atlas in resolved.atlases.items():
         yield f"atlases.{name}.output", atlas.output
         yield f"atlases.{name}.frames", atlas.frames
+        for key, export in (("aseprite", atlas.aseprite), ("godot", atlas.godot)):
+            if export is not None:
+                yield f"atlases.{name}.{key}", export
     if resolved.asset_manifest is not None:
         yield "assets.manifest", resolved.asset_manifest
 
@@ -116,7 +119,7 @@ def _check_paths(project: Project, resolved: Resolved, guard: Guard, *, folders:
     guard.protect(
         path
         for spec in resolved.specs.values()
-        for path in (spec.image, spec.mask)
+        for path in (spec.image, spec.mask, spec.palette_file)
         if path and path not in written
     )
     checked_folders: set[str] = set()

@@ -26,17 +26,20 @@ from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
 from nebula_build.state.seal import seal, unseal
 
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 #: far larger than 100k images' specs: not ours
 _LIMIT = 1 << 30
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))
+_ATLAS_FIELDS = tuple(f.name for f in fields(AtlasSpec))
 
 
 def cache_key(manifest: bytes, registry: BackendRegistry, backend_override: str | None) -> str:
     backends = sorted(registry.sources.items())
     # The field names are in the key: rows are stored by position, so a change to
     # AssetSpec must never decode old rows into the wrong fields.
-    context = json.dumps([CACHE_FORMAT, __version__, _SPEC_FIELDS, backend_override, backends])
+    context = json.dumps(
+        [CACHE_FORMAT, __version__, _SPEC_FIELDS, _ATLAS_FIELDS, backend_override, backends]
+    )
     return hashlib.sha256(context.encode() + b"\0" + manifest).hexdigest()
 
 
@@ -60,7 +63,7 @@ def load(
         }
         specs = {row[0]: AssetSpec(*row) for row in data["specs"]}
         assets = data["assets"]
-        atlases = {row[0]: AtlasSpec(row[0], tuple(row[1]), *row[2:]) for row in data["atlases"]}
+        atlases = {row[0]: AtlasSpec(*row) for row in data["atlases"]}
         remote = data["remote"]
         if remote is not None and not isinstance(remote, str):
             return None
@@ -93,8 +96,7 @@ def _data(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, 
         "assets": resolved.asset_manifest,
         "remote": resolved.cache_remote,
         "atlases": [
-            [a.name, list(a.members), a.output, a.frames, a.padding, a.format]
-            for a in resolved.atlases.values()
+            [getattr(atlas, name) for name in _ATLAS_FIELDS] for atlas in resolved.atlases.values()
         ],
         "specs": [
             [getattr(spec, name) for name in _SPEC_FIELDS] for spec in resolved.specs.values()

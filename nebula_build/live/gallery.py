@@ -19,6 +19,8 @@ from pathlib import Path
 from nebula_build.core.plan import ActionKind, Plan
 from nebula_build.live.draws import Draw
 from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
+from nebula_build.live.sprites import check_rows
+from nebula_build.state.guard import Guard
 from nebula_build.state.project import Project
 
 
@@ -48,6 +50,10 @@ class Card:
     negative_prompt: str | None
     changed: bool
     candidates: tuple[Candidate, ...] = ()
+    #: shown over a checkerboard: the image asks for a transparent background
+    transparent: bool = False
+    #: each acceptance check's result on the file as it is: (text, passed)
+    checks: tuple[tuple[str, bool], ...] = ()
 
 
 def cards(
@@ -68,6 +74,7 @@ def cards(
     of the images that have some, shown from `draw_links` (by generation key).
     """
     just_changed = set(changed)
+    guard = Guard(project.root)
     result = []
     for action in plan.actions:
         spec = action.spec
@@ -94,6 +101,9 @@ def cards(
         if spec.guidance_scale is not None:
             details.insert(4, ("guidance", f"{spec.guidance_scale:g}"))
         exists = path.is_file()
+        if spec.key_color is not None:
+            details.append(("background", f"transparent (keyed from {spec.key_color})"))
+        checked = check_rows(guard, spec) if exists and status == "ok" else ()
         result.append(
             Card(
                 spec.name,
@@ -106,6 +116,9 @@ def cards(
                 spec.negative_prompt,
                 spec.name in just_changed,
                 _candidates(draws.get(spec.name, ()), draw_links, href if exists else None),
+                transparent=spec.key_color is not None
+                or dict(spec.checks).get("alpha") == "required",
+                checks=checked,
             )
         )
     return result
@@ -201,6 +214,12 @@ def _card(card: Card, *, live: bool) -> str:
         else ""
     )
     changed = " changed" if card.changed else ""
+    changed += " transparent" if card.transparent else ""
+    checks = "".join(
+        f'<li class="{"pass" if ok else "fail"}">{"✓" if ok else "✗"} {e(text)}</li>'
+        for text, ok in card.checks
+    )
+    checks = f'<ul class="checks" aria-label="checks">{checks}</ul>' if checks else ""
     flag = '<span class="flag">just changed</span>' if card.changed else ""
     search = e(f"{card.name} {card.prompt}".lower())
     drawn = " has-draws" if card.candidates else ""
@@ -209,7 +228,7 @@ def _card(card: Card, *, live: bool) -> str:
         f'tabindex="-1" data-name="{e(card.name)}" data-search="{search}">{image}'
         f'<div class="meta"><h2>{e(card.name)}{flag}</h2>'
         f'<p class="status {card.status}">{e(card.status_text)}</p>'
-        f'<p class="prompt">{e(card.prompt)}</p>{negative}<dl>{rows}</dl></div></article>'
+        f'<p class="prompt">{e(card.prompt)}</p>{negative}{checks}<dl>{rows}</dl></div></article>'
     )
 
 
@@ -293,6 +312,10 @@ _PAGE = """<!doctype html>
   .card.changed {{ border-color: var(--accent); box-shadow: 0 0 0 2px var(--accent); }}
   .thumb {{ display: block; aspect-ratio: 4 / 3; overflow: hidden; background:
            repeating-conic-gradient(#252a34 0 25%, #1e222b 0 50%) 50% / 20px 20px; }}
+  .card.transparent .thumb:not(.missing), .card.transparent .draw .shot {{ background:
+           repeating-conic-gradient(#c8ccd4 0 25%, #f4f5f7 0 50%) 50% / 16px 16px; }}
+  .checks {{ list-style: none; margin: 0 0 6px; padding: 0; font-size: 12px; }}
+  .checks .pass {{ color: var(--ok); }} .checks .fail {{ color: var(--failed); }}
   .thumb img {{ width: 100%; height: 100%; object-fit: contain; display: block; }}
   .thumb.missing {{ display: grid; place-items: center; color: var(--dim); }}
   .meta {{ padding: 12px 14px 14px; }}

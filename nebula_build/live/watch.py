@@ -251,6 +251,9 @@ class Watcher:
             for path, digest in ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
             if path and digest and not digest.startswith("@")  # not another image's output
         }
+        self._paths |= {
+            root / path for spec in prepared.specs.values() if (path := spec.palette_file)
+        }
         for name, plugin in prepared.resolved.backends.items():
             self._paths |= set(plugin.watched_files(prepared.resolved.settings[name], root))
 

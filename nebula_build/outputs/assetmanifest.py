@@ -28,8 +28,11 @@ def content(
     *,
     digest_of: DigestOf,
     size_of: SizeOf,
+    dimensions_of: Callable[[str], tuple[int, int] | None] = lambda path: None,
 ) -> dict[str, Any]:
-    """The manifest's content: images whose files are in place as the lock records."""
+    """The manifest's content: images whose files are in place as the lock records.
+    `dimensions_of` reads a file's width and height where the spec cannot say (a
+    trimmed sprite)."""
     folder = posixpath.dirname(target) or "."  # project paths are always POSIX-style
     images: dict[str, Any] = {}
     for name in sorted(specs):
@@ -37,7 +40,10 @@ def content(
         if entry is None or entry.output_key != spec.output_key:
             continue
         recorded = entry.files()
-        sizes = [(spec.output, *spec.delivered_size)] + [(p, w, h) for p, w, h in spec.variants]
+        main = spec.file_size or dimensions_of(spec.output)
+        if main is None:
+            continue
+        sizes = [(spec.output, *main)] + [(p, w, h) for p, w, h in spec.variants]
         listed = [
             {
                 "path": path,

@@ -20,6 +20,8 @@ from nebula_build.core.plan import FileAction, FileKind, FileState
 from nebula_build.core.spec import AtlasSpec
 from nebula_build.errors import UserError
 from nebula_build.fsutil import sha256_bytes
+from nebula_build.outputs.engines import Placed, aseprite_json, godot_tres
+from nebula_build.outputs.sprites import TRIM_KEY
 from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import LockEntry
 
@@ -31,7 +33,7 @@ FRAME_MAP_LIMIT = 16 << 20
 
 def members_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
     """What the sheet depends on; None while a member has no output yet."""
-    parts: list[Any] = [atlas.padding, atlas.format]
+    parts: list[Any] = [atlas.padding, atlas.format, *atlas.exports_config()]
     for name in atlas.members:
         entry = lock.get(name)
         if entry is None:
@@ -54,6 +56,7 @@ def plan_atlas(
     changing: Collection[str] = (),
     force: bool = False,
     known_output: Callable[[str], Mapping[str, str]] = lambda key: {},
+    exports: Mapping[str, str | None] | None = None,
 ) -> FileAction:
     """What the atlas needs, from its members in the lock, the sheet's digest on disk
     (`sheet`) and what its frame map recorded; `changing` are images the same apply
@@ -83,6 +86,9 @@ def plan_atlas(
         edited = f"{atlas.output} exists and was not written by nebula-build"
     elif recorded is not None and sheet is not None and sheet != recorded.get("digest"):
         edited = f"{atlas.output} changed by hand"
+    for path, digest in (exports or {}).items():
+        if edited is None and digest is not None and digest != (recorded or {}).get(_export(path)):
+            edited = f"{path} was not written by nebula-build, or changed by hand since"
     if edited is not None:
         if not force:
             return act(FileState.CONFLICT, edited)
@@ -100,7 +106,15 @@ def plan_atlas(
         return act(FileState.BUILD, "a member changed")
     if sheet is None:
         return act(FileState.BUILD, "sheet missing")
+    missing = [path for path, digest in (exports or {}).items() if digest is None]
+    if missing:
+        return act(FileState.BUILD, f"{missing[0]} missing")
     return act(FileState.NOOP, "up to date")
+
+
+def _export(path: str) -> str:
+    """Under which name the frame map's record keeps an export's digest."""
+    return f"export:{path}"
 
 
 def read_recorded(guard: Guard, atlas: AtlasSpec) -> dict[str, str] | None:
@@ -143,15 +157,20 @@ def pack(
 
 def render(
     guard: Guard, atlas: AtlasSpec, lock: Mapping[str, LockEntry], key: str
-) -> tuple[bytes, bytes]:
-    """Pack the members' current outputs: the sheet's bytes and the frame map's."""
+) -> tuple[bytes, bytes, dict[str, bytes]]:
+    """Pack the members' current outputs: the sheet's bytes, the frame map's, and each
+    engine export's by path."""
     from PIL import Image
 
     images = {}
+    boxes: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
     for name in atlas.members:
         member = guard.read(lock[name].output, what=f"atlas member {name}")
         with Image.open(io.BytesIO(member)) as opened:
             images[name] = opened.convert("RGBA")
+            box = trim_box(opened.info.get(TRIM_KEY), images[name].size)
+            if box is not None:
+                boxes[name] = box
     positions, size = pack({n: i.size for n, i in images.items()}, atlas.padding)
     sheet = Image.new("RGBA", size, (0, 0, 0, 0))
     for name, image in images.items():
@@ -163,23 +182,52 @@ def render(
         **({} if atlas.format == "png" else {"lossless": True}),
     )
     data = buffer.getvalue()
-    frames = {
-        name: {
-            "frame": {"x": x, "y": y, "w": images[name].width, "h": images[name].height},
-            "rotated": False,
-            "trimmed": False,
-            "spriteSourceSize": {"x": 0, "y": 0, "w": images[name].width, "h": images[name].height},
-            "sourceSize": {"w": images[name].width, "h": images[name].height},
-        }
-        for name, (x, y) in sorted(positions.items())
-    }
+    placed = [
+        Placed(name, *positions[name], *images[name].size, *boxes.get(name, ((0, 0), None)))
+        for name in atlas.members
+    ]
+    frames = {frame.name: frame.texturepacker() for frame in sorted(placed, key=_by_name)}
+    exports = _exports(atlas, placed, size)
+    record = {"key": key, "digest": sha256_bytes(data)}
+    record |= {_export(path): sha256_bytes(blob) for path, blob in exports.items()}
     meta = {
         "app": "nebula-build",
         "image": sheet_path_from_frames(atlas),
         "format": "RGBA8888",
         "size": {"w": size[0], "h": size[1]},
         "scale": "1",
-        "nebula_build": {"key": key, "digest": sha256_bytes(data)},
+        "nebula_build": record,
     }
     text = json.dumps({"frames": frames, "meta": meta}, indent=2) + "\n"
-    return data, text.encode()
+    return data, text.encode(), exports
+
+
+def _by_name(frame: Placed) -> str:
+    return frame.name
+
+
+def _exports(atlas: AtlasSpec, placed: list[Placed], size: tuple[int, int]) -> dict[str, bytes]:
+    tags = dict(atlas.tags)
+    files = {}
+    if atlas.aseprite is not None:
+        image = posixpath.relpath(atlas.output, posixpath.dirname(atlas.aseprite) or ".")
+        files[atlas.aseprite] = aseprite_json(placed, tags, image=image, size=size, fps=atlas.fps)
+    if atlas.godot is not None:
+        assert atlas.godot_sheet is not None
+        files[atlas.godot] = godot_tres(placed, tags, sheet=atlas.godot_sheet, fps=atlas.fps)
+    return files
+
+
+def trim_box(text: object, size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """((x, y), (width, height)) of a trimmed member's pixels in its untrimmed image, from
+    the text `outputs/sprites.py` wrote in it; None for anything else (a member file is
+    read from the project: a box that does not fit its pixels is not believed)."""
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    parts = text.split(",")
+    if len(parts) != 4 or not all(part.isdigit() for part in parts):
+        return None
+    x, y, width, height = map(int, parts)
+    if x + size[0] > width or y + size[1] > height or width > 65536 or height > 65536:
+        return None
+    return (x, y), (width, height)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nebula_build.imaging import MAX_PIXELS, image_size, sniff
+from nebula_build.outputs import checks as acceptance
+from nebula_build.outputs.keying import Keying, apply_key
 from nebula_build.outputs.metadata import png_with_text, records_for, save_options
+from nebula_build.outputs.sprites import TRIM_KEY, after_resize, before_resize
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -34,6 +37,14 @@ class Encoding:
     variants: tuple[tuple[str, int, int], ...] = ()
     #: metadata records to embed; empty means strip all metadata
     texts: tuple[tuple[str, str], ...] = ()
+    #: how a transparent background is made from a key colour, if it is
+    keying: Keying | None = None
+    #: the sprite cleanup steps, (name, value) pairs (`outputs/sprites.py`)
+    steps: tuple[tuple[str, Any], ...] = ()
+    #: acceptance checks on the main file, (name, limit) pairs (`outputs/checks.py`)
+    checks: tuple[tuple[str, Any], ...] = ()
+    #: the colours (RRGGBB) of a palette file, read by the engine from the project
+    palette: tuple[str, ...] = ()
 
     @property
     def passthrough(self) -> bool:
@@ -41,11 +52,18 @@ class Encoding:
         metadata is rewritten at the byte level; other formats need an encoder for it."""
         if self.quality is not None or self.lossless:
             return False
+        if self.keying is not None or self.steps or self.checks:
+            return False
         return self.format == "png"
 
 
 def encoding_for(spec: AssetSpec) -> Encoding:
     """How `spec`'s output options turn its original into files."""
+    steps = spec.steps
+    steps.pop("palette_digest", None)  # the file's colours come with `palette`
+    keying = None
+    if spec.key_color is not None:
+        keying = Keying(spec.key_color, steps.pop("key_softness"), steps.pop("despill"))
     return Encoding(
         spec.format,
         spec.delivered_size,
@@ -55,6 +73,9 @@ def encoding_for(spec: AssetSpec) -> Encoding:
         spec.lossless,
         spec.variants,
         records_for(spec),
+        keying,
+        tuple(sorted(steps.items())),
+        spec.checks,
     )
 
 
@@ -71,26 +92,43 @@ def needs_pixels(encoding: Encoding, fmt: str, size: tuple[int, int]) -> bool:
 
 
 def render(original: bytes, encoding: Encoding, *, pixels: PILImage | None = None) -> list[bytes]:
-    """The main file, then each variant. The original bytes are written as they are
-    when they already have the format and size asked for (no re-encode, no loss).
+    """The main file, then each variant; see `render_checked`."""
+    return render_checked(original, encoding, pixels=pixels)[0]
+
+
+def render_checked(
+    original: bytes, encoding: Encoding, *, pixels: PILImage | None = None
+) -> tuple[list[bytes], dict[str, Any]]:
+    """The main file, then each variant, and each acceptance check's measured value.
+    The original bytes are written as they are when they already have the format and
+    size asked for (no re-encode, no loss).
 
     `pixels` is the original already decoded (verification decodes it once when
     `needs_pixels` says so); it is read, never changed. Without it, the original is
-    decoded here if needed."""
+    decoded here if needed. Raises OutputRejectedError when a transparency cannot be
+    made or a check fails."""
     size = pixels.size if pixels is not None else image_size(original)
     main_as_is = keeps_original(encoding, sniff(original) or "", size)
     if main_as_is:
         kept = png_with_text(original, dict(encoding.texts))  # metadata without re-encoding
         if not encoding.variants:
-            return [kept]
+            return [kept], {}
     image = pixels if pixels is not None else _decode(original)
+    steps = dict(encoding.steps)
+    if encoding.keying is not None:
+        image = apply_key(image, encoding.keying)
+    image = before_resize(image, steps)
     method = _METHODS[encoding.resample]
     if image.size != encoding.size:
         image = _fit(image, encoding, method)
-    files = [kept if main_as_is else _save(image, encoding)]
+    image, trim_box = after_resize(image, steps, encoding.palette)
+    texts = encoding.texts + (((TRIM_KEY, trim_box),) if trim_box else ())
+    main = kept if main_as_is else _save(image, encoding, texts)
+    values = acceptance.run(dict(encoding.checks), main, image) if encoding.checks else {}
+    files = [main]
     for _, width, height in encoding.variants:
-        files.append(_save(image.resize((width, height), method), encoding))
-    return files
+        files.append(_save(image.resize((width, height), method), encoding, encoding.texts))
+    return files, values
 
 
 def _decode(original: bytes) -> PILImage:
@@ -116,7 +154,7 @@ def _fit(image: PILImage, encoding: Encoding, method: int) -> PILImage:
     return ImageOps.fit(image, encoding.size, method)
 
 
-def _save(image: PILImage, encoding: Encoding) -> bytes:
+def _save(image: PILImage, encoding: Encoding, texts: tuple[tuple[str, str], ...]) -> bytes:
     fmt = encoding.format
     if fmt == "jpeg" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
@@ -130,4 +168,4 @@ def _save(image: PILImage, encoding: Encoding) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, _PIL_NAMES[fmt], **options)
     data = buffer.getvalue()
-    return png_with_text(data, dict(encoding.texts)) if fmt == "png" else data
+    return png_with_text(data, dict(texts)) if fmt == "png" else data

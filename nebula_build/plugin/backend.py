@@ -74,6 +74,10 @@ class GenerationRequest:
     seed: int | None = None
     image: bytes | None = None
     mask: bytes | None = None
+    #: the flat key colour (#RRGGBB) to paint the background with, where the manifest
+    #: asks for a transparent background (the prompt asks for it too); a backend that
+    #: can return alpha may return a transparent image instead
+    background: str | None = None
     on_step: StepCallback | None = field(default=None, compare=False, repr=False)
     on_activity: ActivityCallback | None = field(default=None, compare=False, repr=False)
     #: whether a paid request that failed after reaching the server (a timeout, a cut-off

@@ -28,6 +28,13 @@ Hostile faults, a server that does not play fair:
 - "retry_after:<value>": a 503 with `Retry-After: <value>` ("86400", "inf", an HTTP date)
 - "deep_json[:depth]": a 200 whose `data` is nested `depth` lists deep (default 100000)
 - "pixel_bomb": a small PNG whose header claims 100000x100000 pixels
+- "checkerboard": a 200 whose image is painted on a grey and white checkerboard, the
+  fake transparency a model draws when a prompt asks for a transparent background
+
+A prompt that asks for a flat background colour the way nebula-build's transparent
+sprites do ("… on a flat solid magenta (#FF00FF) background …") gets its image on that
+colour, as a model that follows the prompt would paint it.
+
 - "private_chunk[:MiB]": a real PNG carrying a private ancillary chunk (default 8 MiB)
 - "message:<status>:<text>": an error with exactly that message (escape sequences…)
 """
@@ -38,6 +45,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import socket
 import struct
 import threading
@@ -80,7 +88,7 @@ class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
-    images: dict[tuple[int, int, str, int], bytes] = field(default_factory=dict)
+    images: dict[tuple[int, int, str, int, str], bytes] = field(default_factory=dict)
 
 
 class NebulaTestServer(BackgroundHTTPServer):
@@ -177,10 +185,19 @@ class NebulaTestServer(BackgroundHTTPServer):
             self._state.in_flight -= 1
             record.finished = time.monotonic()
 
-    def image(self, width: int, height: int, seed: int, image_format: str | None = None) -> bytes:
-        """A real image of the given size, cached: the server must not be the bottleneck."""
+    def image(
+        self,
+        width: int,
+        height: int,
+        seed: int,
+        image_format: str | None = None,
+        background: str = "",
+    ) -> bytes:
+        """A real image of the given size, cached: the server must not be the bottleneck.
+        `background`: "#RRGGBB" paints it on that colour, "checkerboard" on fake
+        transparency; by default on a colour of the seed's."""
         image_format = image_format or self.image_format
-        key = (width, height, image_format, seed)
+        key = (width, height, image_format, seed, background)
         with self._lock:
             cached = self._state.images.get(key)
         if cached is not None:
@@ -188,7 +205,17 @@ class NebulaTestServer(BackgroundHTTPServer):
         from PIL import Image, ImageDraw
 
         digest = hashlib.sha256(str(seed).encode()).digest()
-        image = Image.new("RGB", (width, height), tuple(digest[:3]))
+        fill = tuple(digest[:3])
+        if background.startswith("#"):
+            fill = tuple(bytes.fromhex(background[1:]))
+        image = Image.new("RGB", (width, height), fill)
+        if background == "checkerboard":
+            squares = ImageDraw.Draw(image)
+            step = max(4, width // 16)
+            for y in range(0, height, step):
+                for x in range(0, width, step):
+                    shade = (255, 255, 255) if (x + y) // step % 2 else (204, 204, 204)
+                    squares.rectangle((x, y, x + step - 1, y + step - 1), fill=shade)
         ImageDraw.Draw(image).ellipse(
             (width // 4, height // 4, width * 3 // 4, height * 3 // 4), fill=tuple(digest[3:6])
         )
@@ -316,7 +343,10 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             width, height = int(body.get("width", 1024)), int(body.get("height", 1024))
             if fault == "wrong_size":
                 width += 64
-            data = server.image(width, height, int(body.get("seed") or 0))
+            asked = _ASKED_BACKGROUND.search(str(body["prompt"]))
+            background = "checkerboard" if fault == "checkerboard" else ""
+            background = background or (f"#{asked.group(1).upper()}" if asked else "")
+            data = server.image(width, height, int(body.get("seed") or 0), background=background)
             self._success(base64.b64encode(data).decode(), body)
 
         def _success(self, b64: str, body: dict[str, Any]) -> None:
@@ -462,6 +492,10 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             self._send_json(int(status or 400), {"status": "failed", "message": text})
 
     return Handler
+
+
+#: how a prompt asks for a flat background colour: "… (#FF00FF) background"
+_ASKED_BACKGROUND = re.compile(r"#([0-9A-Fa-f]{6})\)? background")
 
 
 def _envelope(body: dict[str, Any], b64: str, inference: float = 1.25) -> dict[str, Any]:

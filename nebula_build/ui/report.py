@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState, Plan
+from nebula_build.core.spec import AssetSpec
+from nebula_build.core.sprite import describe_check
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
@@ -63,6 +65,8 @@ def action_lines(action: Action, style: Style) -> list[str]:
     lines = [head, style(f"      {action.reason}{cache}", "dim")]
     if action.spec is not None and action.spec.depends_on:
         lines.append(style(f"      takes the output of {', '.join(action.spec.depends_on)}", "dim"))
+    if action.spec is not None:
+        lines += [style(f"      {line}", "dim") for line in _sprite_lines(action.spec)]
     for change in action.changes:
         lines.append(
             f"      {style('~', 'yellow')} {change.field}: "
@@ -73,6 +77,19 @@ def action_lines(action: Action, style: Style) -> list[str]:
             style("      --force: the current file is backed up, then replaced", "magenta")
         )
     lines += [style(f"      note: {note}", "yellow") for note in action.notes]
+    return lines
+
+
+def _sprite_lines(spec: AssetSpec) -> list[str]:
+    """What the plan says of a sprite: its key colour and its checks."""
+    lines = []
+    if spec.key_color is not None:
+        lines.append(
+            f"transparent: generated on the key colour {spec.key_color} (the prompt asks "
+            "for it), then keyed out"
+        )
+    if spec.checks:
+        lines.append("checks: " + ", ".join(describe_check(n, v) for n, v in spec.checks))
     return lines
 
 
@@ -309,6 +326,10 @@ def action_json(action: Action) -> dict[str, Any]:
         data["notes"] = list(action.notes)
     if action.spec is not None and action.spec.pin is not None:
         data["pinned"] = True
+    if action.spec is not None and action.spec.key_color is not None:
+        data["key_color"] = action.spec.key_color
+    if action.spec is not None and action.spec.checks:
+        data["checks"] = dict(action.spec.checks)
     return data
 
 
@@ -415,6 +436,9 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         data["warnings"] = list(outcome.warnings)
     if outcome.error is not None:
         data["error"] = str(outcome.error)
+    checked = outcome.checks or getattr(outcome.error, "checks", None)
+    if checked:  # each check's measured value; `checks` beside it holds the limits
+        data["check_values"] = dict(checked)
     return data
 
 

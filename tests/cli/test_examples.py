@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from nebula_build.engine.prepare import prepare
 from nebula_build.plugin.manager import load_registry
@@ -39,7 +40,11 @@ def test_example_builds_on_the_preview_backend(name, tmp_path, run_cli):
     assert specs
     for spec in specs.values():
         for path, width, height in [(spec.output, *spec.delivered_size), *spec.variants]:
-            assert image_info(root / path)[1] == (width, height), path
+            size = image_info(root / path)[1]
+            if spec.steps.get("trim"):  # cropped to the sprite: never larger
+                assert size[0] <= width and size[1] <= height, path
+            else:
+                assert size == (width, height), path
     assert run_cli("-C", str(root), "plan", "--detailed-exitcode").code == 0
 
 
@@ -138,3 +143,11 @@ def test_game_sprites_atlas_lists_every_sprite(tmp_path, run_cli):
     frames = json.loads((root / "assets/sprites/characters.json").read_text())["frames"]
     assert len(frames) == 8 and "enemy[ghost,attack]" in frames
     assert frames["potion"]["frame"]["w"] == 32
+    ghost = frames["enemy[ghost,attack]"]
+    assert ghost["trimmed"] and ghost["sourceSize"] == {"w": 64, "h": 64}
+    with Image.open(root / "assets/sprites/characters.png") as sheet:
+        assert sheet.mode == "RGBA" and sheet.getchannel("A").getextrema()[0] == 0
+    aseprite = json.loads((root / "assets/sprites/enemies.aseprite.json").read_text())
+    assert [tag["name"] for tag in aseprite["meta"]["frameTags"]] == ["idle", "attack"]
+    tres = (root / "assets/sprites/enemies.tres").read_text()
+    assert 'path="res://assets/sprites/enemies.png"' in tres

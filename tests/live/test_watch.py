@@ -278,3 +278,34 @@ def test_an_input_edited_while_the_first_round_works_starts_the_next(project, fa
 
     asyncio.run(scenario())
     assert generation_log(log) == ["cap", "cap"]
+
+
+def test_a_palette_file_is_watched_and_its_edit_reprocesses_without_generating(
+    project, fake_site, tmp_path
+):
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "x", "output": "a.png", "palette": "palettes/two.hex"}}
+    root = project(
+        {"images.toml": fake_manifest(log, images), "palettes/two.hex": "000000\nFFFFFF\n"}
+    )
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round()
+        assert root / "palettes/two.hex" in watcher.watched_paths()
+        (root / "palettes/two.hex").write_text("FF0000\n00FF00\n")
+        await script.queue.put({root / "palettes/two.hex"})
+        await script.next_round()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert generation_log(log) == ["a"]  # one generation: the edit re-processed the cache
+    from PIL import Image
+
+    with Image.open(root / "a.png") as image:
+        colours = {rgb[:3] for _, rgb in image.convert("RGBA").getcolors(1 << 16)}
+    assert colours <= {(255, 0, 0), (0, 255, 0)}

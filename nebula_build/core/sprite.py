@@ -1,0 +1,109 @@
+"""Sprite options, pure: key colours, the prompt suffix that asks for one, and the
+output steps and checks as the spec carries them.
+
+Transparency is the one sprite option that shapes the generation: a model that
+cannot return alpha is asked for a flat background of a key colour, so the key
+and its prompt suffix enter the generation key. Everything else here (how the key
+becomes alpha, cleanup, checks) is an output step: it enters the output key only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: the keys chosen automatically, in order of preference, and the words in a prompt
+#: that rule each out (a subject of that colour would be keyed away with it)
+KEYS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "#FF00FF",
+        "magenta",
+        ("magenta", "pink", "purple", "violet", "fuchsia", "lilac", "orchid", "rose"),
+    ),
+    (
+        "#00FF00",
+        "green",
+        ("green", "lime", "grass", "leaf", "leaves", "forest", "slime", "emerald", "moss"),
+    ),
+    ("#0000FF", "blue", ("blue", "sky", "water", "ocean", "sea", "ice", "sapphire", "navy")),
+)
+#: the default width of the soft edge between key and subject (a colour distance, 0-1)
+DEFAULT_SOFTNESS = 0.25
+_NAMES = {hex_: name for hex_, name, _ in KEYS}
+
+#: the output steps an image may set, in the order they run (keying comes first)
+STEPS = ("pixel_grid", "palette", "trim", "pad", "extrude")
+#: the acceptance checks an image may set
+CHECKS = ("alpha", "max_kb", "max_colors", "min_opaque", "square")
+#: the palettes a manifest may name instead of a colour count
+PALETTES: dict[str, tuple[str, ...]] = {
+    "pico8": (
+        *("000000", "1D2B53", "7E2553", "008751", "AB5236", "5F574F", "C2C3C7", "FFF1E8"),
+        *("FF004D", "FFA300", "FFEC27", "00E436", "29ADFF", "83769C", "FF77A8", "FFCCAA"),
+    ),
+}
+
+
+#: what a palette file is: Lospec's .hex, one RRGGBB colour a line
+PALETTE_SUFFIX = ".hex"
+MAX_PALETTE = 256
+
+
+def palette_colours(text: str, path: str) -> tuple[str, ...]:
+    """The colours of a .hex palette file (RRGGBB, optionally with #, one a line;
+    blank lines and `;` comments skipped). ValueError naming the file and line."""
+    colours = []
+    for number, line in enumerate(text.splitlines(), 1):
+        value = line.split(";")[0].strip().removeprefix("#")
+        if not value:
+            continue
+        if len(value) != 6 or any(c not in "0123456789abcdefABCDEF" for c in value):
+            raise ValueError(f"{path}:{number}: not a colour (RRGGBB): {line[:20]!r}")
+        colours.append(value.upper())
+    if not 1 <= len(colours) <= MAX_PALETTE:
+        raise ValueError(f"{path}: a palette has 1-{MAX_PALETTE} colours (found {len(colours)})")
+    return tuple(colours)
+
+
+def choose_key(prompt: str) -> str:
+    """The first key colour (#RRGGBB) that no word of the prompt rules out."""
+    words = {word.strip(".,;:!?()[]\"'").lower() for word in prompt.split()}
+    for hex_, _, ruled_out in KEYS:
+        if not words.intersection(ruled_out):
+            return hex_
+    return KEYS[0][0]
+
+
+def key_suffix(key: str) -> str:
+    """What the prompt adds to ask for the key colour as a flat background."""
+    name = _NAMES.get(key.upper())
+    colour = f"{name} ({key.upper()})" if name else key.upper()
+    return f"isolated on a flat solid {colour} background, no shadow, no gradient"
+
+
+def pairs(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Options as the spec stores them: sorted (name, value) pairs, unset ones left out."""
+    return tuple(sorted((name, value) for name, value in values.items() if value is not None))
+
+
+def describe_check(name: str, value: Any) -> str:
+    """A check as `plan` lists it: `max_kb ≤ 64`, `alpha required`, `square`."""
+    if name.startswith("max_"):
+        return f"{name} ≤ {value:g}" if isinstance(value, float) else f"{name} ≤ {value}"
+    if name.startswith("min_"):
+        return f"{name} ≥ {value:g}"
+    if value is True:
+        return name
+    return f"{name} {value}"
+
+
+def matrix_values(base: str, matrix: dict[str, list[str | int]]) -> dict[str, dict[str, str]]:
+    """Each image a matrix makes, by name, with its value of every dimension (named the
+    way `expand` names them)."""
+    import itertools
+
+    axes = list(matrix.items())
+    found = {}
+    for combination in itertools.product(*(values for _, values in axes)):
+        name = f"{base}[{','.join(str(value) for value in combination)}]"
+        found[name] = {key: str(value) for (key, _), value in zip(axes, combination, strict=True)}
+    return found

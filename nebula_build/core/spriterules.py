@@ -1,0 +1,144 @@
+"""The sprite rules of resolution: transparency and its key colour, palettes, the
+options that do not go together, and the tags and Godot paths of an atlas's engine
+exports. A part of `resolve._Resolver`, kept apart to keep each module to one job;
+pure like the rest of the core."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nebula_build.core.manifest import AtlasDecl, ImageDecl, Manifest
+from nebula_build.core.sprite import (
+    DEFAULT_SOFTNESS,
+    MAX_PALETTE,
+    PALETTE_SUFFIX,
+    PALETTES,
+    STEPS,
+    choose_key,
+    key_suffix,
+    matrix_values,
+    pairs,
+)
+
+
+class SpriteRules:
+    """The sprite checks of `_Resolver`, which provides what is declared here."""
+
+    manifest: Manifest
+    bases: dict[str, str]
+    digest_of: Callable[[str], str | None]
+
+    def fail(self, loc: tuple[str | int, ...], message: str) -> None:
+        raise NotImplementedError
+
+    def origin(self, name: str, decl: ImageDecl, key: str) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def check_path(self, loc: tuple[str, ...], value: str, what: str) -> str | None:
+        raise NotImplementedError
+
+    def key_colour(self, name: str, decl: ImageDecl, merged: dict[str, Any]) -> str | None:
+        """The key colour of a transparent background, with the prompt's suffix asking
+        for it added (both shape the generation); None for an opaque image."""
+        if merged.get("background") != "transparent":
+            for option in ("key", "key_softness", "despill"):
+                where = self.origin(name, decl, option)
+                # a style's keying applies where the style's images are transparent
+                if option in merged and (where[0] == "images" or "background" not in merged):
+                    self.fail(where, 'applies only with background = "transparent"')
+            return None
+        key = str(merged.get("key") or choose_key(merged.get("prompt", ""))).upper()
+        if "prompt" in merged:
+            merged["prompt"] = f"{merged['prompt']}, {key_suffix(key)}"
+        return key
+
+    def check_sprite_options(
+        self, name: str, decl: ImageDecl, merged: dict[str, Any], fmt: str
+    ) -> None:
+        """Transparency needs a format with alpha; cleanup that changes the size leaves
+        no room for responsive widths (each width's height would depend on the pixels)."""
+        palette = merged.get("palette")
+        if isinstance(palette, int) and not 2 <= palette <= MAX_PALETTE:
+            self.fail(self.origin(name, decl, "palette"), f"a colour count is 2-{MAX_PALETTE}")
+        elif isinstance(palette, str) and palette not in PALETTES:
+            self.palette_file(name, decl, merged, palette)
+        wants_alpha = merged.get("background") == "transparent"
+        checks = merged.get("checks")
+        if fmt == "jpeg" and (wants_alpha or (checks is not None and checks.alpha)):
+            key = "background" if wants_alpha else "checks"
+            self.fail(
+                self.origin(name, decl, key),
+                "a JPEG has no transparency: write the image as .png, .webp or .avif",
+            )
+        resizing = [step for step in ("trim", "pad", "extrude") if merged.get(step)]
+        if resizing and merged.get("widths"):
+            self.fail(
+                self.origin(name, decl, resizing[0]),
+                f"{resizing[0]} changes the image's size: it does not go with `widths`",
+            )
+
+    def palette_file(self, name: str, decl: ImageDecl, merged: dict[str, Any], value: str) -> None:
+        """A palette given as a file: its path checked, its content digest recorded (it
+        enters the output key, so editing the file re-processes the image)."""
+        loc = self.origin(name, decl, "palette")
+        if not value.lower().endswith(PALETTE_SUFFIX):
+            known = ", ".join(PALETTES)
+            self.fail(loc, f"{value!r} is neither a palette name ({known}) nor a .hex file")
+            return
+        path = self.check_path(loc, value, "a palette")
+        if path is None:
+            return
+        digest = self.digest_of(path)
+        if digest is None:
+            self.fail(loc, f"file not found: {path}")
+            return
+        merged["palette"], merged["palette_digest"] = path, digest
+
+    def atlas_tags(
+        self, name: str, decl: AtlasDecl, members: tuple[str, ...]
+    ) -> tuple[tuple[str, str], ...] | None:
+        """(member, its value of the `tags` dimension) for every member."""
+        if decl.tags is None:
+            return None
+        values: dict[str, dict[str, str]] = {}
+        for base in dict.fromkeys(self.bases[member] for member in members):
+            matrix = self.manifest.model.images[base].matrix or {}
+            values |= matrix_values(base, matrix)
+        missing = [m for m in members if decl.tags not in values.get(m, {})]
+        if missing:
+            self.fail(
+                ("atlases", name, "tags"),
+                f"{missing[0]} has no matrix dimension {decl.tags!r} to tag its frame by",
+            )
+            return None
+        return tuple((member, values[member][decl.tags]) for member in members)
+
+    def godot_sheet(self, loc: tuple[str, ...], decl: AtlasDecl, output: str) -> str | None:
+        """The sheet's res:// path: relative to `godot_root` (the Godot project)."""
+        root: str | None = "."
+        if decl.godot_root not in (None, "."):
+            root = self.check_path((*loc, "godot_root"), str(decl.godot_root), "godot_root")
+            if root is None:
+                return None
+        sheet = "res://" + posixpath.relpath(output, root)
+        if sheet.startswith("res://.."):
+            self.fail((*loc, "godot_root"), f"the sheet {output} is outside {root}")
+            return None
+        return sheet
+
+
+#: the manifest keys that make an image a sprite (transparency, cleanup, checks)
+SPRITE_KEYS = frozenset(("background", "key", "key_softness", "despill", *STEPS, "checks"))
+
+
+def sprite_steps(merged: Mapping[str, Any], key: str | None) -> tuple[tuple[str, Any], ...]:
+    """The output steps an image asks for, as the spec stores them."""
+    # false and 0 are the defaults: left out of the key like any unset option
+    steps: dict[str, Any] = {step: merged.get(step) or None for step in STEPS}
+    steps["palette_digest"] = merged.get("palette_digest")
+    if key is not None:
+        steps["key_softness"] = float(merged.get("key_softness", DEFAULT_SOFTNESS))
+        steps["despill"] = merged.get("despill", True)
+    return pairs(steps)

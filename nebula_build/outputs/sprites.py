@@ -1,0 +1,114 @@
+"""Sprite cleanup, the output steps that run after keying: `pixel_grid` snaps fake
+pixel art to true cells before any resize; after the resize `palette` quantises,
+`trim` crops to the visible pixels, `pad` adds transparent room and `extrude`
+repeats the edge pixels outward. Each is an output step: changing one re-processes
+the cached original, never generates. numpy is imported only where a step needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nebula_build.core.sprite import PALETTES
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+#: the PNG text chunk a trimmed file carries: "x,y,w,h", where its pixels sit in the
+#: untrimmed image of size w×h (what an atlas's spriteSourceSize and sourceSize say)
+TRIM_KEY = "nebula-build:trim"
+
+
+def before_resize(image: PILImage, steps: Mapping[str, Any]) -> PILImage:
+    """The steps that work on the generated pixels: `pixel_grid`."""
+    cell = steps.get("pixel_grid")
+    return snap_to_grid(image, cell) if cell else image
+
+
+def after_resize(
+    image: PILImage, steps: Mapping[str, Any], colours: tuple[str, ...] = ()
+) -> tuple[PILImage, str | None]:
+    """The steps on the delivered pixels, in order; with the trim box (TRIM_KEY's value)
+    when `trim` cropped the image. `colours` are a palette file's, where `palette`
+    names one."""
+    palette = steps.get("palette")
+    if palette:
+        image = quantise(image, colours or palette)
+    box = None
+    if steps.get("trim"):
+        image, box = trim(image)
+    if steps.get("pad"):
+        image = pad(image, steps["pad"])
+    if steps.get("extrude"):
+        image = extrude(image, steps["extrude"])
+    return image, box
+
+
+def snap_to_grid(image: PILImage, cell: int) -> PILImage:
+    """Each cell×cell block one colour (the median of its pixels, alpha included),
+    the image's size unchanged: fake pixel art made true before a nearest resize."""
+    import numpy as np
+    from PIL import Image
+
+    mode = "RGBA" if "A" in image.getbands() else "RGB"
+    pixels = np.asarray(image.convert(mode))
+    height, width = pixels.shape[:2]
+    rows, cols = max(1, height // cell), max(1, width // cell)
+    blocks = pixels[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell, -1)
+    medians = np.median(blocks, axis=(1, 3)).round().astype(np.uint8)
+    small = Image.fromarray(medians, mode)
+    return small.resize((width, height), Image.Resampling.NEAREST)
+
+
+def quantise(image: PILImage, palette: int | str | tuple[str, ...]) -> PILImage:
+    """The colours reduced to `palette` (a count, a named palette or RRGGBB colours),
+    no dithering; the alpha channel kept as it is."""
+    from PIL import Image
+
+    rgba = image.convert("RGBA")
+    rgb = rgba.convert("RGB")
+    if isinstance(palette, int):
+        reduced = rgb.quantize(palette, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    else:
+        chosen = PALETTES[palette] if isinstance(palette, str) else palette
+        colours = [int(hex_[i : i + 2], 16) for hex_ in chosen for i in (0, 2, 4)]
+        fixed = Image.new("P", (1, 1))
+        fixed.putpalette(colours)
+        reduced = rgb.quantize(palette=fixed, dither=Image.Dither.NONE)
+    out = reduced.convert("RGB")
+    out.putalpha(rgba.getchannel("A"))
+    return out
+
+
+def trim(image: PILImage) -> tuple[PILImage, str | None]:
+    """Cropped to its visible pixels, with the box that says where they were; an image
+    with nothing to crop (or nothing visible) is kept whole, without a box."""
+    rgba = image.convert("RGBA")
+    box = rgba.getchannel("A").getbbox()
+    if box is None or box == (0, 0, *rgba.size):
+        return rgba, None
+    left, top, _, _ = box
+    return rgba.crop(box), f"{left},{top},{rgba.width},{rgba.height}"
+
+
+def pad(image: PILImage, pixels: int) -> PILImage:
+    """`pixels` of transparency added on every side."""
+    from PIL import Image
+
+    rgba = image.convert("RGBA")
+    out = Image.new("RGBA", (rgba.width + 2 * pixels, rgba.height + 2 * pixels), (0, 0, 0, 0))
+    out.paste(rgba, (pixels, pixels))
+    return out
+
+
+def extrude(image: PILImage, pixels: int) -> PILImage:
+    """The edge pixels repeated `pixels` times outward, so texture filtering at a
+    frame's border in an atlas samples the sprite, not its neighbour."""
+    import numpy as np
+    from PIL import Image
+
+    mode = "RGBA" if "A" in image.getbands() else "RGB"
+    array = np.asarray(image.convert(mode))
+    widened = np.pad(array, ((pixels, pixels), (pixels, pixels), (0, 0)), mode="edge")
+    return Image.fromarray(widened, mode)

@@ -1,0 +1,214 @@
+"""Game sprites through the CLI: transparency on the preview backend and the Nebula
+test server, output steps that re-process with no generation, acceptance checks that
+fail the build."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+from PIL import Image
+
+from tests.conftest import nebula_manifest, toml_value
+
+PREVIEW = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 128
+height = 128
+
+[images.potion]
+prompt = "a red health potion"
+seed = 4
+output = "sprites/potion.png"
+"""
+
+
+def manifest(**fields: object) -> str:
+    return PREVIEW + "".join(f"{key} = {toml_value(value)}\n" for key, value in fields.items())
+
+
+def applied(run_cli) -> dict:
+    code, out, err = run_cli("apply", "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def corners_and_centre(path) -> tuple[list[int], int]:
+    with Image.open(path) as image:
+        assert image.mode == "RGBA"
+        width, height = image.size
+        corners = [image.getpixel(xy)[3] for xy in ((0, 0), (width - 1, height - 1))]
+        return corners, image.getpixel((width // 2, height // 2))[3]
+
+
+def test_transparent_preview_is_keyed_and_tuning_the_key_regenerates_nothing(project, run_cli):
+    root = project({"images.toml": manifest(background="transparent")})
+    code, out, _ = run_cli("plan")
+    assert "transparent: generated on the key colour #FF00FF" in out
+    assert applied(run_cli)["generated"] == 1
+    assert corners_and_centre(root / "sprites/potion.png") == ([0, 0], 255)
+    entry = tomllib.loads((root / "images.lock").read_text())["images"]["potion"]
+    assert entry["params"]["key"] == "#FF00FF"
+    assert "flat solid magenta (#FF00FF) background" in entry["params"]["prompt"]
+
+    (root / "images.toml").write_text(manifest(background="transparent", key_softness=0.05))
+    code, out, _ = run_cli("plan")
+    assert "reencode" in out
+    result = applied(run_cli)
+    assert result["generated"] == 0 and result["summary"]["reencode"] == 1
+
+    (root / "images.toml").write_text(manifest(background="transparent", key="#00FF00"))
+    code, out, _ = run_cli("plan")
+    assert "regenerate" in out and '~ key: "#FF00FF" -> "#00FF00"' in out
+    assert "(#00FF00) background" in out
+
+
+ASSETS = '\n[assets]\nmanifest = "sprites/images.json"\n'
+
+
+def test_cleanup_steps_reprocess_from_the_cache(project, run_cli):
+    root = project({"images.toml": manifest(background="transparent")})
+    assert applied(run_cli)["generated"] == 1
+    steps = {"pixel_grid": 8, "palette": 8, "trim": True, "pad": 2, "extrude": 1}
+    (root / "images.toml").write_text(manifest(background="transparent", **steps) + ASSETS)
+    assert applied(run_cli)["generated"] == 0
+    (listed,) = json.loads((root / "sprites/images.json").read_text())["images"]["potion"]["files"]
+    with Image.open(root / "sprites/potion.png") as image:
+        box = image.info["nebula-build:trim"]
+        left, top, width, height = map(int, box.split(","))
+        assert (width, height) == (128, 128) and left > 0 and top > 0
+        assert image.width < 128 and image.height < 128  # trimmed, then 3 px added a side
+        visible = {(r, g, b) for _, (r, g, b, a) in image.getcolors(1 << 16) if a}
+        assert len(visible) <= 8
+        assert image.getpixel((0, 0))[3] == 0  # the pad, outside the extruded edge
+        assert (listed["width"], listed["height"]) == image.size  # the asset manifest's
+    (root / "images.toml").write_text(manifest(background="transparent", pad=3, extrude=2) + ASSETS)
+    assert applied(run_cli)["generated"] == 0
+    (listed,) = json.loads((root / "sprites/images.json").read_text())["images"]["potion"]["files"]
+    assert (listed["width"], listed["height"]) == (138, 138)
+    with Image.open(root / "sprites/potion.png") as image:
+        assert image.size == (138, 138)
+
+
+def test_a_failed_check_fails_the_build_and_loosening_it_generates_nothing(project, run_cli):
+    checks = {"alpha": "required", "max_kb": 0.5, "square": True}
+    root = project({"images.toml": manifest(background="transparent", checks=checks)})
+    code, out, _ = run_cli("plan", "--json")
+    assert json.loads(out)["actions"][0]["checks"] == checks
+    code, out, err = run_cli("apply", "--json")
+    assert code == 1
+    result = json.loads(out)
+    assert result["generated"] == 1 and result["failed"] == ["potion"]
+    (outcome,) = result["results"]
+    assert outcome["error"].startswith("check failed: max_kb ≤ 0.5 (got ")
+    assert outcome["check_values"]["alpha"] is True
+    assert outcome["check_values"]["max_kb"] > 0.5
+    assert not (root / "sprites/potion.png").exists()
+    assert not (root / "images.lock").exists()
+
+    (root / "images.toml").write_text(
+        manifest(background="transparent", checks={**checks, "max_kb": 64})
+    )
+    result = applied(run_cli)
+    assert result["generated"] == 0
+    assert result["results"][0]["check_values"]["square"] is True
+
+
+def test_an_opaque_image_fails_an_alpha_check(project, run_cli):
+    project({"images.toml": manifest(checks={"alpha": "required", "min_opaque": 0.5})})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "potion: check failed: alpha required (got no transparent pixel)" in err
+
+
+def test_sprite_options_in_the_wrong_place_are_manifest_errors(project, run_cli):
+    project({"images.toml": manifest(key="#00FF00").replace(".png", ".jpg")})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert 'images.potion.key: applies only with background = "transparent"' in err
+    project({"images.toml": manifest(background="transparent").replace(".png", ".jpg")})
+    code, _, err = run_cli("validate")
+    assert "images.potion.background: a JPEG has no transparency" in err
+    project({"images.toml": manifest(trim=True, widths=[32])})
+    code, _, err = run_cli("validate")
+    assert "images.potion.trim: trim changes the image's size" in err
+
+
+def nebula_sprite(**fields: object) -> str:
+    potion = {"prompt": "a red potion", "seed": 4, "output": "potion.png", **fields}
+    return nebula_manifest({"potion": potion})
+
+
+def test_nebula_sprite_is_keyed_and_a_checkerboard_is_refused_and_not_cached(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_sprite(background="transparent")})
+    assert applied(run_cli)["generated"] == 1
+    assert "(#FF00FF) background" in nebula_server.generations[0].body["prompt"]
+    assert corners_and_centre(root / "potion.png") == ([0, 0], 255)
+
+    (root / "images.toml").write_text(nebula_sprite(background="transparent", despill=False))
+    assert applied(run_cli)["generated"] == 0
+    assert len(nebula_server.generations) == 1
+
+    (root / "images.toml").write_text(nebula_sprite(background="transparent", key="#0000FF"))
+    nebula_server.add_faults("checkerboard")
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "potion: the background is a painted checkerboard" in err
+    assert 'try another key (key = "#FF00FF")' in err
+    assert len(nebula_server.generations) == 2
+    code, out, _ = run_cli("plan")
+    assert "(from cache)" not in out  # the refused original was not kept
+    assert applied(run_cli)["generated"] == 1
+    assert len(nebula_server.generations) == 3
+
+
+FOUR = "; four colours\n1a1c2c\n#5d275d\nb13e53\nFFCD75\n"
+
+
+def test_a_palette_file_is_an_input_of_the_output_not_of_the_generation(project, run_cli):
+    root = project(
+        {
+            "images.toml": manifest(background="transparent", palette="palettes/four.hex"),
+            "palettes/four.hex": FOUR,
+        }
+    )
+    assert applied(run_cli)["generated"] == 1
+    with Image.open(root / "sprites/potion.png") as image:
+        used = {(r, g, b) for _, (r, g, b, a) in image.getcolors(1 << 16) if a}
+    assert used <= {(0x1A, 0x1C, 0x2C), (0x5D, 0x27, 0x5D), (0xB1, 0x3E, 0x53), (0xFF, 0xCD, 0x75)}
+    assert run_cli("plan", "--detailed-exitcode").code == 0  # the no-op fast path
+    (root / "palettes/four.hex").write_text(FOUR.replace("FFCD75", "38B764"))
+    code, out, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 2 and "reencode" in out
+    assert applied(run_cli)["generated"] == 0
+    with Image.open(root / "sprites/potion.png") as image:
+        used = {(r, g, b) for _, (r, g, b, a) in image.getcolors(1 << 16) if a}
+    assert used <= {(0x1A, 0x1C, 0x2C), (0x5D, 0x27, 0x5D), (0xB1, 0x3E, 0x53), (0x38, 0xB7, 0x64)}
+
+    (root / "palettes/four.hex").write_text("1a1c2c\nnot-a-colour\n")
+    code, _, err = run_cli("apply")
+    assert code == 1 and "palettes/four.hex:2: not a colour (RRGGBB)" in err
+    (root / "palettes/four.hex").unlink()
+    code, _, err = run_cli("validate")
+    assert "images.potion.palette: file not found: palettes/four.hex" in err
+    (root / "images.toml").write_text(manifest(palette="nes"))
+    code, _, err = run_cli("validate")
+    assert "'nes' is neither a palette name (pico8) nor a .hex file" in err
+
+
+def test_a_refused_candidate_draw_is_not_cached_either(project, run_cli, nebula_server):
+    project({"images.toml": nebula_sprite(background="transparent", candidates=2)})
+    nebula_server.add_faults("checkerboard")
+    code, _, err = run_cli("apply")
+    assert code == 1 and "painted checkerboard" in err
+    assert len(nebula_server.generations) == 2
+    code, out, err = run_cli("apply", "--json")
+    assert code == 0, err
+    assert json.loads(out)["generated"] == 1  # only the refused draw is asked again
+    assert len(nebula_server.generations) == 3

@@ -1,0 +1,51 @@
+"""The gallery shows transparent images on a checkerboard and each check's result."""
+
+from __future__ import annotations
+
+import re
+
+SPRITES = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 128
+height = 128
+background = "transparent"
+
+[images.potion]
+prompt = "a red health potion"
+seed = 4
+checks = { alpha = "required", max_kb = 64, square = true }
+output = "sprites/potion.png"
+
+[images.coin]
+prompt = "a gold coin"
+seed = 5
+checks = { max_kb = 0.25 }
+output = "sprites/coin.png"
+"""
+
+
+def card(page: str, name: str) -> str:
+    match = re.search(rf'<article class="([^"]*)" id="image-{name}".*?</article>', page, re.S)
+    assert match is not None, name
+    return match.group(0)
+
+
+def test_cards_show_transparency_and_the_checks_measured_on_the_file(project, run_cli):
+    root = project({"images.toml": SPRITES})
+    assert run_cli("apply").code == 1  # the coin's check fails
+    assert run_cli("gallery").code == 0
+    page = (root / ".nebula-build/gallery/index.html").read_text()
+    potion = card(page, "potion")
+    assert 'class="card ok transparent"' in potion
+    checks = re.findall(r'<li class="(pass|fail)">[✓✗] ([^<]*)</li>', potion)
+    assert [state for state, _ in checks] == ["pass", "pass", "pass"]
+    assert checks[0][1] == "alpha required: transparent pixels"
+    assert re.fullmatch(r"max_kb ≤ 64: [\d.]+ KiB", checks[1][1])
+    assert "background</dt><dd>transparent (keyed from #FF00FF)" in potion
+    coin = card(page, "coin")
+    assert 'class="card failed transparent"' in coin
+    assert "failed: check failed: max_kb ≤ 0.25 (got " in coin

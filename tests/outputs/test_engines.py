@@ -1,0 +1,171 @@
+"""Engine exports of an atlas, read the way the engines read them: Phaser's JSON array
+parser and `anims.createFromAseprite`, and Godot 4's text resource grammar."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from PIL import Image, ImageChops
+
+PREVIEW = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 128
+height = 128
+
+[images.enemy]
+prompt = "a {kind} monster, {pose} pose"
+matrix = { kind = ["bat", "ghost"], pose = ["idle", "attack"] }
+seed = "{index} + 100"
+background = "transparent"
+trim = true
+output = "sprites/{kind}-{pose}.png"
+
+[atlases.enemies]
+images = ["enemy[*]"]
+output = "game/sprites/enemies.png"
+tags = "pose"
+fps = 10
+aseprite = "game/sprites/enemies.aseprite.json"
+godot = "game/sprites/enemies.tres"
+godot_root = "game"
+"""
+
+
+def phaser_animations(data: dict) -> dict[str, list[str]]:
+    """What Phaser makes of the file: the texture frames its JSON array parser adds (by
+    `filename`), then createFromAseprite's animations, each frame looked up by the
+    string of its index, as Phaser does."""
+    texture = {src["filename"]: src["frame"] for src in data["frames"]}
+    animations = {}
+    for tag in data["meta"]["frameTags"]:
+        keys = []
+        for i in range(tag["from"], tag["to"] + 1):
+            key = str(i)
+            assert key in texture, f"frame {key} of tag {tag['name']} is not a texture frame"
+            assert data["frames"][i]["duration"] == 100
+            keys.append(key)
+        animations[tag["name"]] = keys
+    return animations
+
+
+def test_aseprite_export_loads_as_phaser_reads_it_and_frames_hold_the_trimmed_sprites(
+    project, run_cli
+):
+    root = project({"images.toml": PREVIEW})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    data = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())
+    assert data["meta"]["image"] == "enemies.png"
+    assert phaser_animations(data) == {"idle": ["0", "1"], "attack": ["2", "3"]}
+    names = data["meta"]["nebula_build"]["names"]
+    assert names == [f"enemy[{k},{p}]" for p in ("idle", "attack") for k in ("bat", "ghost")]
+    with Image.open(root / "game/sprites/enemies.png") as opened:
+        sheet = opened.convert("RGBA")
+    assert sheet.getchannel("A").getextrema()[0] == 0  # the sheet carries alpha
+    for index, name in enumerate(names):
+        entry = data["frames"][index]
+        kind, pose = name[6:-1].split(",")
+        with Image.open(root / f"sprites/{kind}-{pose}.png") as member:
+            x, y, w, h = (entry["frame"][k] for k in "xywh")
+            assert (w, h) == member.size and w < 128  # trimmed
+            crop = sheet.crop((x, y, x + w, y + h))
+            assert ImageChops.difference(crop, member.convert("RGBA")).getbbox() is None
+            left, top, full_w, full_h = map(int, member.info["nebula-build:trim"].split(","))
+        assert entry["trimmed"] is True
+        assert entry["sourceSize"] == {"w": full_w, "h": full_h} == {"w": 128, "h": 128}
+        assert entry["spriteSourceSize"] == {"x": left, "y": top, "w": w, "h": h}
+    frames = json.loads((root / "game/sprites/enemies.json").read_text())["frames"]
+    assert frames["enemy[bat,idle]"]["spriteSourceSize"] == data["frames"][0]["spriteSourceSize"]
+
+
+SECTION = re.compile(r"^\[(\w+)((?: \w+=(?:\"[^\"]*\"|\d+))*)\]$")
+ATTRIBUTE = re.compile(r' (\w+)=("[^"]*"|\d+)')
+
+
+def parse_tres(text: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """Godot 4's text resource format: a `[gd_resource …]` header, then `[ext_resource]`,
+    `[sub_resource]` and one `[resource]` section, each `key = value` lines; a value may
+    span lines until its brackets close. Anything else fails the test."""
+    sections: list[tuple[str, dict[str, str], dict[str, str]]] = []
+    pending: list[str] = []
+    for line in text.splitlines():
+        if pending:
+            pending.append(line)
+        elif not line:
+            continue
+        elif match := SECTION.match(line):
+            attrs = {k: v.strip('"') for k, v in ATTRIBUTE.findall(match.group(2))}
+            sections.append((match.group(1), attrs, {}))
+            continue
+        else:
+            assert " = " in line, f"not a property: {line!r}"
+            pending = [line]
+        value = "\n".join(pending)
+        if value.count("[") + value.count("{") == value.count("]") + value.count("}"):
+            key, _, rest = value.partition(" = ")
+            sections[-1][2][key] = rest
+            pending = []
+    assert not pending, "a value never closed"
+    return sections
+
+
+def test_godot_sprite_frames_follow_the_resource_grammar(project, run_cli):
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    sections = parse_tres((root / "game/sprites/enemies.tres").read_text())
+    (kind, header, _), *body = sections
+    assert (kind, header["type"], header["format"]) == ("gd_resource", "SpriteFrames", "3")
+    assert int(header["load_steps"]) == len(body)  # every resource, plus the [resource]
+    ext = [attrs for kind, attrs, _ in body if kind == "ext_resource"]
+    assert ext == [{"type": "Texture2D", "path": "res://sprites/enemies.png", "id": "1_sheet"}]
+    subs = {attrs["id"]: props for kind, attrs, props in body if kind == "sub_resource"}
+    frames = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())["frames"]
+    for index, entry in enumerate(frames):
+        props = subs[f"AtlasTexture_{index}"]
+        assert props["atlas"] == 'ExtResource("1_sheet")'
+        assert props["region"] == "Rect2({x}, {y}, {w}, {h})".format(**entry["frame"])
+        x, y = entry["spriteSourceSize"]["x"], entry["spriteSourceSize"]["y"]
+        w = entry["sourceSize"]["w"] - entry["frame"]["w"]
+        h = entry["sourceSize"]["h"] - entry["frame"]["h"]
+        assert props["margin"] == f"Rect2({x}, {y}, {w}, {h})"
+    (resource,) = [props for kind, _, props in body if kind == "resource"]
+    animations = resource["animations"]
+    assert re.findall(r'"name": &"(\w+)"', animations) == ["idle", "attack"]
+    assert animations.count('"speed": 10.0') == 2
+    used = re.findall(r'SubResource\("(\w+)"\)', animations)
+    assert used == ["AtlasTexture_0", "AtlasTexture_1", "AtlasTexture_2", "AtlasTexture_3"]
+
+
+def test_exports_are_rebuilt_from_the_cache_and_a_hand_edit_is_a_conflict(project, run_cli):
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(PREVIEW.replace('tags = "pose"', 'tags = "kind"'))
+    code, out, err = run_cli("apply", "--json")
+    assert code == 0, err
+    assert json.loads(out)["generated"] == 0
+    data = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())
+    assert [tag["name"] for tag in data["meta"]["frameTags"]] == ["bat", "ghost"]
+
+    tres = root / "game/sprites/enemies.tres"
+    tres.write_text(tres.read_text() + "; edited\n")
+    code, out, _ = run_cli("plan")
+    assert "game/sprites/enemies.tres was not written by nebula-build" in out
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
+    code, _, err = run_cli("apply")
+    assert code == 1 and "enemies.tres" in err
+    assert tres.read_text().endswith("; edited\n")
+    tres.unlink()
+    assert run_cli("apply").code == 0
+    assert '"speed": 12.0' in tres.read_text()
+
+
+def test_tags_name_a_dimension_every_member_has(project, run_cli):
+    project({"images.toml": PREVIEW.replace('tags = "pose"', 'tags = "colour"')})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert "atlases.enemies.tags: enemy[bat,idle] has no matrix dimension 'colour'" in err
