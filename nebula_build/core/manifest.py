@@ -196,6 +196,39 @@ class Defaults(GenerationFields, DrawFields, OutputFields):
     style: str | None = Field(None, min_length=1, description="Style every image takes.")
 
 
+class RowsDecl(BaseModel):
+    """`rows = { … }`: where a declaration's rows come from, when a path is not enough."""
+
+    model_config = _STRICT
+
+    file: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PATH,
+        description="A data file: .csv (with a header), .json, .jsonl; one row per record.",
+    )
+    files: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PATH,
+        description='Posts, one row each: a pattern such as "content/posts/*.md" (wildcards '
+        "in the file name only); each row has the front matter's fields, slug, path and "
+        "excerpt.",
+    )
+    front_matter: bool | None = Field(
+        None,
+        description="With `files`: read each file's front matter (YAML between --- lines "
+        "or TOML between +++ lines); the default, and the only way yet.",
+    )
+    at: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KEY,
+        description="With a .json file: the dotted path of the array of rows inside it, "
+        'e.g. "data.products".',
+    )
+
+
 class ImageDecl(GenerationFields, DrawFields, OutputFields):
     """One image the project wants."""
 
@@ -217,9 +250,36 @@ class ImageDecl(GenerationFields, DrawFields, OutputFields):
         "images are named like enemy[slime,idle]. The images of all matrices together "
         "count towards `max_images`.",
     )
+    rows: str | RowsDecl | None = Field(
+        None,
+        description="One image per row of a data file: a path (.csv, .json, .jsonl) or a "
+        "table {file, at} / {files, front_matter}. Each column is a {placeholder}; images "
+        "are named like product[<id>] after the `id` column. See docs/data.md.",
+    )
+    id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KEY,
+        description="With `rows`: the column whose value names each row's image "
+        "(product[<id>]); required, except for posts, where it defaults to slug.",
+    )
+    where: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="With `rows`: keep only the rows that pass this filter, e.g. "
+        "\"category == 'tea' and price < 10\" (comparisons, in, and/or/not).",
+    )
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_IMAGES,
+        description="With `rows`: at most this many images, the first rows that pass `where`.",
+    )
     seed: int | str | None = Field(  # type: ignore[assignment]
         None,
-        description='Random seed, or with a matrix an expression such as "{index} + 100".',
+        description="Random seed, or with a matrix or rows an expression such as "
+        '"{index} + 100" or "{seed}".',
     )
 
     @field_validator("seed", mode="before")

@@ -146,6 +146,9 @@ class AssetSpec:
     #: an earlier generation pinned as the output (`pick NAME @K --pin`): the
     #: generation key of the spec the manifest declares, which the pin holds against
     pin: str | None = None
+    #: the id of the data row the image was made from (`rows`): for the asset manifest,
+    #: never part of a key (the row's values that the image uses are)
+    row: str | None = None
     #: computed from the fields; passed in only when restoring from the spec cache
     generation_key: str = ""
     output_key: str = ""

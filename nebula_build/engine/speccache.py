@@ -26,7 +26,7 @@ from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
 from nebula_build.state.seal import seal, unseal
 
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 #: far larger than 100k images' specs: not ours
 _LIMIT = 1 << 30
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))
@@ -41,9 +41,14 @@ def cache_key(manifest: bytes, registry: BackendRegistry, backend_override: str 
 
 
 def load(
-    project: Project, key: str, registry: BackendRegistry, digest_of: Callable[[str], str | None]
+    project: Project,
+    key: str,
+    registry: BackendRegistry,
+    digest_of: Callable[[str], str | None],
+    matching: Callable[[str, str], list[str]],
 ) -> Resolved | None:
-    """The cached resolution for `key`, if it is still valid."""
+    """The cached resolution for `key`, if it is still valid: every input and data
+    file has the digest it had, and every folder of posts holds the files it held."""
     raw = read_regular(project.spec_cache_path, limit=_LIMIT)
     text = unseal(raw) if raw is not None else None
     if text is None:
@@ -53,6 +58,9 @@ def load(
         if data["key"] != key:
             return None
         if any(digest_of(path) != digest for path, digest in data["inputs"].items()):
+            return None
+        globs = [(folder, pattern, tuple(files)) for folder, pattern, files in data["globs"]]
+        if any(matching(folder, pattern) != list(files) for folder, pattern, files in globs):
             return None
         plugins = {name: registry.get(name) for name in data["settings"]}
         settings = {
@@ -64,11 +72,12 @@ def load(
         remote = data["remote"]
         if remote is not None and not isinstance(remote, str):
             return None
+        data_files = tuple(str(path) for path in data["data"])
     except (OSError, ValueError, KeyError, TypeError, LookupError, RecursionError):
         return None
     except Exception:  # a plugin's settings model changed shape: just resolve again
         return None
-    return Resolved(specs, settings, plugins, assets, atlases, remote)
+    return Resolved(specs, settings, plugins, assets, atlases, remote, data_files, tuple(globs))
 
 
 def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, str]) -> None:
@@ -92,6 +101,8 @@ def _data(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, 
         "settings": {name: s.model_dump(mode="json") for name, s in resolved.settings.items()},
         "assets": resolved.asset_manifest,
         "remote": resolved.cache_remote,
+        "data": list(resolved.data_files),
+        "globs": [[folder, pattern, list(files)] for folder, pattern, files in resolved.data_globs],
         "atlases": [
             [a.name, list(a.members), a.output, a.frames, a.padding, a.format]
             for a in resolved.atlases.values()
