@@ -248,7 +248,8 @@ class _Resolver:
             return []
         try:
             source = source_of(decl.rows)
-            if self.check_path((*loc, "rows"), source.path, "a data file") is None:
+            folder = source.path == "."  # posts in the project's own folder
+            if not folder and self.check_path((*loc, "rows"), source.path, "a data file") is None:
                 return []
             loaded = load(source, self.data)
         except ExpansionError as exc:
@@ -263,7 +264,7 @@ class _Resolver:
         for problem in loaded.problems:
             self.data_problem(base, problem)
         try:
-            made = expand_rows(base, decl, loaded.table, posts=source.pattern is not None)
+            made = expand_rows(base, decl, loaded.table, from_posts=source.pattern is not None)
         except ExpansionError as exc:
             self.fail((*loc, exc.key), str(exc))
             return []

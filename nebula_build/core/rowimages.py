@@ -30,7 +30,7 @@ from nebula_build.core.table import FORMATS, DataError, Row, Table, parse, suffi
 from nebula_build.errors import UserError, did_you_mean
 
 #: bytes in one data file (a 100,000-row catalogue is a few MB)
-MAX_DATA_BYTES = 64 << 20
+MAX_DATA_BYTES = 32 << 20
 #: bytes in one post: its front matter and first paragraph are all that is read
 MAX_POST_BYTES = 4 << 20
 #: problems reported per declaration: the first ones show what to fix
@@ -71,7 +71,9 @@ class Source:
 
     @property
     def shown(self) -> str:
-        return self.path if self.pattern is None else f"{self.path}/{self.pattern}"
+        if self.pattern is None:
+            return self.path
+        return self.pattern if self.path == "." else f"{self.path}/{self.pattern}"
 
 
 def source_of(rows: str | RowsDecl) -> Source:
@@ -150,9 +152,9 @@ class _Plan:
     where: filters.Node | None
 
 
-def _checked(base: str, decl: ImageDecl, table: Table, posts: bool) -> _Plan:
+def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Plan:
     known = table.columns
-    id_column = decl.id or ("slug" if posts else None)
+    id_column = decl.id or ("slug" if from_posts else None)
     if id_column is None:
         raise ExpansionError(
             "id",
@@ -197,11 +199,11 @@ def _listed(columns: Iterable[str]) -> str:
     return ", ".join(names[:30]) + (", …" if len(names) > 30 else "") if names else "none"
 
 
-def expand_rows(base: str, decl: ImageDecl, table: Table, *, posts: bool = False) -> RowImages:
+def expand_rows(base: str, decl: ImageDecl, table: Table, *, from_posts: bool = False) -> RowImages:
     """The images of a declaration with rows: one per row that passes `where`, at most
     `limit`, in the file's order. ExpansionError for a problem of the declaration;
     problems of rows come back in `RowImages.problems`."""
-    plan = _checked(base, decl, table, posts)
+    plan = _checked(base, decl, table, from_posts)
     made = RowImages()
     ids: dict[str, Row] = {}
     for row in table.rows:

@@ -23,6 +23,10 @@ from typing import Any
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 #: characters in one CSV field (csv's own default limit is 131,072)
 MAX_FIELD = 1 << 17
+#: rows in one data file: twice the most images a manifest may make, so a filter has
+#: room, and few enough that a file of tiny rows cannot fill the memory
+MAX_ROWS = 200_000
+_TOO_MANY = f"has more than {MAX_ROWS:,} rows, more than nebula-build reads from one file"
 
 
 class DataError(ValueError):
@@ -168,6 +172,8 @@ def _csv(path: str, text: str) -> Table:
             break
         if not fields:
             continue  # a blank line
+        if len(rows) >= MAX_ROWS:
+            raise DataError(path, _TOO_MANY, start)
         if len(fields) != width:
             raise DataError(
                 path,
@@ -229,6 +235,8 @@ def _json(path: str, text: str, at: str | None) -> Table:
             raise DataError(path, f"has no {'.'.join(map(str, [*steps, step]))!r} (from `at`)")
         steps.append(step)
         data = data[step]
+    if isinstance(data, list) and len(data) > MAX_ROWS:
+        raise DataError(path, _TOO_MANY)
     if not isinstance(data, list):
         where = f"{at!r}" if at else "the file"
         hint = "" if at else "; set `at` to the dotted path of the array inside it"
@@ -258,6 +266,8 @@ def _jsonl(path: str, text: str) -> Table:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        if len(rows) >= MAX_ROWS:
+            raise DataError(path, _TOO_MANY, number)
         item = _load_json(path, line, number - 1)
         if not isinstance(item, dict):
             raise DataError(path, "this line is not a JSON object", number, 1)

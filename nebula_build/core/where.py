@@ -107,10 +107,9 @@ def parse(text: str) -> Node:
 
 def _tokens(text: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
+    text = text.rstrip()
     position = 0
     while position < len(text):
-        if text[position:].strip() == "":
-            break
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
             shown = text[position:].lstrip()[:20]

@@ -396,3 +396,21 @@ def test_a_data_file_edited_while_the_plan_reads_it_is_seen_by_the_next(
     monkeypatch.setattr(rowimages, "parse", real)
     assert noop.unchanged(str(root), "images.toml", None) is None
     assert "product photo of Rye bread" in run_cli("plan").out
+
+
+def test_the_readme_snippet_builds_from_the_examples_data(project, run_cli):
+    import re
+    import shutil
+
+    repo = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```toml\n(.*?)```", (repo / "README.md").read_text(), re.DOTALL)
+    snippet = next(block for block in blocks if 'rows = "data/products.csv"' in block)
+    head = (
+        'version = 1\n[defaults]\nbackend = "preview"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
+    )
+    root = project({"images.toml": head + snippet})
+    for folder in ("data", "content"):
+        shutil.copytree(repo / "examples/static-site" / folder, root / folder)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "product[tea-green]  create" in out and "cover[winter-menu]  create" in out

@@ -131,3 +131,18 @@ def test_excerpt_is_the_first_paragraph_as_plain_text():
     text = "# Title\n\n![cover](c.png)\n\nThe **first** [post](u) here.\nMore.\n\nSecond.\n"
     assert excerpt(text.split("\n")) == "The first post here. More."
     assert len(excerpt(["word " * 500])) == 500
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.jsonl", "a.json"])
+def test_a_file_of_too_many_rows_is_refused(name, monkeypatch):
+    from nebula_build.core import table
+
+    monkeypatch.setattr(table, "MAX_ROWS", 3)
+    rows = [{"id": str(n)} for n in range(4)]
+    data = {
+        "a.csv": "id\n" + "".join(f"{n}\n" for n in range(4)),
+        "a.jsonl": "".join(json.dumps(row) + "\n" for row in rows),
+        "a.json": json.dumps(rows),
+    }[name]
+    with pytest.raises(DataError, match="more than 200,000 rows"):
+        parse(name, data.encode())
