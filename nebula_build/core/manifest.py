@@ -294,6 +294,17 @@ class ImageDecl(GenerationFields, DrawFields, OutputFields):
             )
         return value
 
+    @field_validator("rows", mode="before")
+    @classmethod
+    def _rows_is_a_path_or_a_table(cls, value: Any) -> Any:
+        """One error for a value of the wrong type, not one per branch of the union."""
+        if isinstance(value, str | dict | RowsDecl):
+            return value
+        raise ValueError(
+            "must be a data file's path, or a table such as "
+            '{ file = "data/x.json", at = "items" } or { files = "content/posts/*.md" }'
+        )
+
     @field_validator("seed")
     @classmethod
     def _seed_in_range(cls, value: int | str | None) -> int | str | None:
@@ -462,6 +473,8 @@ class Manifest:
 
 
 def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
+    if len(loc) == 4 and loc[0] == "images" and loc[2] == "rows":
+        return list(RowsDecl.model_fields)
     if len(loc) == 1:
         return list(ManifestModel.model_fields)
     if loc[0] == "defaults":
@@ -481,7 +494,10 @@ def _one_per_value(exc: ValidationError) -> list[Any]:
     errors: list[Any] = []
     branches: dict[tuple[str | int, ...], list[Any]] = {}
     for error in exc.errors():
-        loc = tuple(error["loc"])
+        loc = tuple(part for part in error["loc"] if part != "RowsDecl")
+        error["loc"] = loc
+        if loc[2:] == ("rows", "str") and isinstance(error.get("input"), dict):
+            continue  # `rows` takes a path or a table: a table's own errors say more
         if len(loc) > 1 and loc[-1] in _BRANCHES and error["type"].endswith(("_type", "_parsing")):
             if loc[:-1] not in branches:
                 errors.append(loc[:-1])  # a placeholder, keeping the order

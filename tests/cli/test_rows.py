@@ -249,6 +249,13 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
             "data/products.csv:1: images.product: is empty: the first line must name the columns",
         ),
         (b"sku,name\n\xff,x\n", {}, "data/products.csv:2: images.product: not UTF-8 text"),
+        (CSV, {"rows": 3}, "images.product.rows: must be a data file's path, or a table"),
+        (
+            CSV,
+            {"rows": {"file": "data/products.csv", "bogus": 1}},
+            "images.product.rows.bogus: unknown key; expected one of: file, files, front_matter",
+        ),
+        (CSV, {"rows": None}, "images.product.id: applies only with `rows`"),
     ],
 )
 def test_a_broken_row_or_declaration_is_one_clear_line(project, run_cli, data, changes, message):
