@@ -7,7 +7,9 @@ rows project's no-op plan adds at most 1.5x the CSV's own parse time (csv.reader
 over the file, measured in this process) to the written one's.
 
 Three paths, each process timed interleaved (rows, written, rows, written…) and
-reported as min / median / max of `--runs` rounds:
+reported as min / median / max of `--runs` rounds; what rows adds is the median
+of the paired differences (rows minus the written run beside it), which cancels
+the drift of a busy machine better than a difference of medians:
 - no-op: the snapshot of engine/noop.py answers from stats (the data file's
   signature is in it);
 - spec cache: the snapshot removed, so the plan loads the cached specs, checks
@@ -15,7 +17,7 @@ reported as min / median / max of `--runs` rounds:
 - full: the spec cache removed too, so the CSV is parsed and every row resolved:
   the path a plan takes after an edit to the data.
 
-Usage: python bench/rows_scale.py [--rows 10000] [--runs 5] [--keep DIR]
+Usage: python bench/rows_scale.py [--rows 10000] [--runs 15] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ def bench(base: Path, rows: int, runs: int) -> None:
             print(f"  {path:<10} {name:<8} {spread(times[path, name])}")
     median_parse = statistics.median(parse)
     for path in PATHS:
-        added = statistics.median(times[path, "rows"]) - statistics.median(times[path, "written"])
+        pairs = zip(times[path, "rows"], times[path, "written"], strict=True)
+        added = statistics.median(rows - written for rows, written in pairs)
         verdict = "goal <= 1.5x" if path == "no-op" else "for reference"
         print(
             f"  {path:<10} rows adds {added * 1000:+7.1f} ms = "
@@ -137,7 +140,7 @@ def bench(base: Path, rows: int, runs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--keep", type=Path, help="build the projects here and keep them")
     args = parser.parse_args()
     pyc = "without" if sys.flags.dont_write_bytecode else "with"

@@ -189,6 +189,7 @@ class Watcher:
             if once:
                 raise
             report.error = str(exc)
+            self._watch_declared_data()
             if report.error != self._last_error:
                 for line in report.error.splitlines():
                     self._say(self.style("error: ", "red", "bold") + line)
@@ -274,6 +275,28 @@ class Watcher:
         self._globs = {(root / folder, pattern) for folder, pattern, _ in globs}
         for name, plugin in prepared.resolved.backends.items():
             self._paths |= set(plugin.watched_files(prepared.resolved.settings[name], root))
+
+    def _watch_declared_data(self) -> None:
+        """After a round that stopped before its images (a broken row, say), watch the
+        data files the manifest names too, so that fixing one starts the next round."""
+        from nebula_build.core.expand import ExpansionError
+        from nebula_build.core.manifest import load
+        from nebula_build.core.rowimages import source_of
+
+        try:
+            declared = load(self.project.manifest_path).model.images.values()
+        except NebulaBuildError:
+            return  # the manifest itself is being edited: it is watched
+        root = self.project.root
+        for decl in declared:
+            try:
+                source = source_of(decl.rows) if decl.rows is not None else None
+            except ExpansionError:
+                continue
+            if source is not None and source.pattern is None:
+                self._paths.add(root / source.path)
+            elif source is not None and source.pattern is not None:
+                self._globs.add((root / source.path, source.pattern))
 
     def _started(self, applier: Applier) -> None:
         self._applier = applier

@@ -74,6 +74,35 @@ def test_an_edited_row_starts_a_round_that_remakes_only_its_image(project, fake_
     ]
 
 
+def test_a_data_file_broken_from_the_start_is_watched_until_fixed(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    root = project(
+        {
+            "images.toml": fake_manifest(log, IMAGES),
+            "data/products.csv": "sku,name,stock\nT-1,,4\n",
+            "posts/a.md": "---\ntitle: [broken\n---\n",
+        }
+    )
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        assert (await script.next_round()).error
+        assert root / "data/products.csv" in watcher.watched_paths()
+        assert watcher.wants(root / "posts/a.md")
+        (root / "data/products.csv").write_text(CSV)
+        (root / "posts/a.md").write_text("---\ntitle: A\n---\n")
+        await script.queue.put({root / "data/products.csv"})
+        fixed = await script.next_round()
+        assert sorted(fixed.changed) == ["cover[a]", "product[B-1]", "product[T-1]"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.slow
 def test_a_post_saved_on_disk_starts_a_round(project, tmp_path):
     manifest = fake_manifest(tmp_path / "log", {"cover": IMAGES["cover"]}).replace(
