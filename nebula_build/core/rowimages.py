@@ -47,8 +47,9 @@ class DataFiles(Protocol):
         UserError or OSError when it cannot be read."""
 
     def matching(self, folder: str, pattern: str) -> list[str]:
-        """The regular files of project folder `folder` whose names match `pattern`
-        (fnmatch), as project paths, sorted; FileNotFoundError for a missing folder."""
+        """The regular files of project folder `folder` ("." for the project's own)
+        whose names match `pattern` (fnmatch), as project paths, sorted;
+        FileNotFoundError for a missing folder."""
 
 
 @dataclass
@@ -123,8 +124,7 @@ def load(source: Source, data: DataFiles) -> Loaded:
         if source.pattern is None:
             raw = data.read(source.path, limit=MAX_DATA_BYTES)
             return Loaded(parse(source.path, raw, at=source.at), (source.path,), [])
-        folder = "" if source.path == "." else source.path
-        names = data.matching(folder, source.pattern)
+        names = data.matching(source.path, source.pattern)
         parsed, problems = [], []
         for reading in names:
             try:

@@ -41,6 +41,7 @@ class DataReader:
         return data
 
     def matching(self, folder: str, pattern: str) -> list[str]:
+        folder = "" if folder == "." else folder  # the project's own folder
         self._observe(folder or ".")
         names = self.guard.files_in(folder, limit=MAX_FOLDER_FILES)
         prefix = f"{folder}/" if folder else ""

@@ -421,3 +421,20 @@ def test_the_readme_snippet_builds_from_the_examples_data(project, run_cli):
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert "product[tea-green]  create" in out and "cover[winter-menu]  create" in out
+
+
+def test_posts_in_the_projects_own_folder_are_cached_like_any(project, run_cli, monkeypatch):
+    from nebula_build.engine import prepare as preparing
+
+    images = {"page": {"rows": {"files": "*.md"}, "prompt": "{title}", "output": "img/{slug}.png"}}
+    manifest = nebula_manifest(images).replace('backend = "nebula"', 'backend = "preview"')
+    root = project({"images.toml": manifest, "about.md": "---\ntitle: About\n---\n"})
+    assert "page[about]  create" in run_cli("plan").out
+    resolved = []
+    real = preparing.resolve
+    monkeypatch.setattr(preparing, "resolve", lambda *a, **k: resolved.append(1) or real(*a, **k))
+    assert "page[about]  create" in run_cli("plan").out
+    assert resolved == []  # answered from the spec cache
+    (root / "contact.md").write_text("---\ntitle: Contact\n---\n")
+    assert "page[contact]  create" in run_cli("plan").out
+    assert resolved == [1]
