@@ -30,7 +30,7 @@ from nebula_build.core.manifest import (
     describe_error,
     has_control_characters,
 )
-from nebula_build.core.rowimages import DataFiles, expand_rows, load, source_of
+from nebula_build.core.rowimages import DataFiles, images_from_rows, source_of
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
 from nebula_build.core.table import DataError
 from nebula_build.errors import (
@@ -251,23 +251,16 @@ class _Resolver:
             folder = source.path == "."  # posts in the project's own folder
             if not folder and self.check_path((*loc, "rows"), source.path, "a data file") is None:
                 return []
-            loaded = load(source, self.data)
+            made = images_from_rows(base, decl, source, self.data)
         except ExpansionError as exc:
             self.fail((*loc, exc.key), str(exc))
             return []
         except DataError as exc:
             self.data_problem(base, exc)
             return []
-        self.data_files.update(dict.fromkeys(loaded.files))
+        self.data_files.update(dict.fromkeys(made.files))
         if source.pattern is not None:
-            self.data_globs.append((source.path, source.pattern, loaded.files))
-        for problem in loaded.problems:
-            self.data_problem(base, problem)
-        try:
-            made = expand_rows(base, decl, loaded.table, from_posts=source.pattern is not None)
-        except ExpansionError as exc:
-            self.fail((*loc, exc.key), str(exc))
-            return []
+            self.data_globs.append((source.path, source.pattern, made.files))
         for problem in made.problems:
             self.data_problem(base, problem)
         return made.images

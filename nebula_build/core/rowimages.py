@@ -54,10 +54,11 @@ class DataFiles(Protocol):
 
 @dataclass
 class RowImages:
-    """A declaration's images, and what reading its rows found wrong."""
+    """A declaration's images, what reading its rows found wrong, the files read."""
 
     images: list[Expanded] = field(default_factory=list)
     problems: list[DataError] = field(default_factory=list)
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,17 @@ def load(source: Source, data: DataFiles) -> Loaded:
     except (UserError, OSError) as exc:
         raise ExpansionError("rows", f"cannot read {reading}: {exc}") from None
     return Loaded(posts(source.shown, parsed), tuple(names), problems)
+
+
+def images_from_rows(base: str, decl: ImageDecl, source: Source, data: DataFiles) -> RowImages:
+    """The images of declaration `base`, one per row of `source`. ExpansionError for a
+    problem of the declaration, DataError for a data file that does not parse; the
+    problems of single rows and posts come back in `RowImages.problems`."""
+    loaded = load(source, data)
+    made = expand_rows(base, decl, loaded.table, from_posts=source.pattern is not None)
+    made.problems[:0] = loaded.problems
+    made.files = loaded.files
+    return made
 
 
 @dataclass
