@@ -73,6 +73,7 @@ def test_one_edited_row_remakes_exactly_one_image(project, run_cli, nebula_serve
 
     data.write_text("\n".join(line for line in data.read_text().splitlines() if "T-2" not in line))
     assert plan_actions(run_cli)["product[T-2]"] == "delete"
+    assert "its row is gone from the data, or filtered out" in run_cli("plan").out
     nebula_server.reset_counters()
     assert run_cli("apply").code == 0
     assert nebula_server.generations == []
