@@ -6,7 +6,7 @@ images.toml. Their difference is what reading images from data costs. Goal: the
 rows project's no-op plan adds at most 1.5x the CSV's own parse time (csv.reader
 over the file, measured in this process) to the written one's.
 
-Three paths, each process timed interleaved (rows, written, rows, written…) and
+Three paths, each process timed interleaved (rows, written, written, rows…) and
 reported as min / median / max of `--runs` rounds; what rows adds is the median
 of the paired differences (rows minus the written run beside it), which cancels
 the drift of a busy machine better than a difference of medians:
@@ -112,9 +112,12 @@ def bench(base: Path, rows: int, runs: int) -> None:
     print(f"{rows:,} rows, {csv_path.stat().st_size / 1e6:.2f} MB of CSV")
     prepare(projects)
     times = {(path, name): [] for path in PATHS for name in projects}
-    for _ in range(runs):
+    for round_number in range(runs):
+        # Which project goes first alternates: the process after a full plan (which
+        # writes megabytes of caches) is slowed by the writes it follows.
+        order = list(projects.items())[:: 1 if round_number % 2 == 0 else -1]
         for path in PATHS:
-            for name, root in projects.items():
+            for name, root in order:
                 forget(root, path)
                 elapsed, code, _ = run_timed(nebula_build("plan", "--detailed-exitcode"), root)
                 if code != 0:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -30,9 +30,7 @@ from nebula_build.core.manifest import (
     describe_error,
     has_control_characters,
 )
-from nebula_build.core.rowimages import DataFiles, images_from_rows, source_of
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
-from nebula_build.core.table import DataError
 from nebula_build.errors import (
     DependencyCycleError,
     ManifestError,
@@ -47,6 +45,10 @@ from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 from nebula_build.state.remote import url_problem
+
+if TYPE_CHECKING:
+    from nebula_build.core.rowimages import DataFiles
+    from nebula_build.core.table import DataError
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
 #: what every image must end up with (the sizes have built-in defaults)
@@ -238,6 +240,10 @@ class _Resolver:
 
     def from_rows(self, base: str, decl: ImageDecl) -> list[Expanded]:
         """The images of a declaration with `rows`, each named by its row's id."""
+        # Only manifests with rows pay to import the parsers and the filter language.
+        from nebula_build.core.rowimages import images_from_rows, source_of
+        from nebula_build.core.table import DataError
+
         assert decl.rows is not None
         loc = ("images", base)
         if decl.matrix:

@@ -11,7 +11,6 @@ scalar, a list of them, or `NESTED`.
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import json
 import math
@@ -87,11 +86,11 @@ def normal(value: Any) -> Value:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
     if isinstance(value, list | tuple):
         items = tuple(normal(item) for item in value)
         return NESTED if any(isinstance(i, tuple | _Nested) for i in items) else items
+    if hasattr(value, "isoformat"):  # a date or time from YAML or TOML front matter
+        return str(value.isoformat())
     return NESTED
 
 

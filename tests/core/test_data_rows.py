@@ -146,3 +146,24 @@ def test_a_file_of_too_many_rows_is_refused(name, monkeypatch):
     }[name]
     with pytest.raises(DataError, match="more than 200,000 rows"):
         parse(name, data.encode())
+
+
+def test_a_manifest_without_rows_imports_none_of_this(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "images.toml").write_text(
+        'version = 1\n[defaults]\nbackend = "preview"\n'
+        'model = "black-forest-labs/FLUX.1-schnell"\n[images.a]\nprompt = "x"\noutput = "a.png"\n'
+    )
+    modules = ("rowimages", "table", "frontmatter", "where")
+    code = (
+        "import sys; from nebula_build.cli import main; rc = main(['plan']); "
+        f"print([m for m in {modules!r} if 'nebula_build.core.' + m in sys.modules]); "
+        "print('yaml' in sys.modules); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-2:] == ["[]", "False"]
