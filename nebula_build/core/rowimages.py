@@ -244,8 +244,8 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
             if not filters.matches(plan.where, row.values):
                 return None
         except filters.WhereError as exc:
-            column = exc.column
-            raise _fail(plan, row, column, f"where: column {column!r}: {exc}") from None
+            where = f"where: column {exc.column!r}" if exc.column else "where"
+            raise _fail(plan, row, exc.column, f"{where}: {exc}") from None
     values: dict[str, str] = {}
     for column in plan.used:
         try:
