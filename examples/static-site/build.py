@@ -2,18 +2,22 @@
 
 Each `{{ img NAME SIZES }}` becomes an <img> with src, srcset (every variant),
 sizes, width, height (no layout shift) and alt, read from static/images.json.
-Run it after `nebula-build apply`: python build.py
+`{{ products SIZES }}` and `{{ posts SIZES }}` become one card per image made
+from a row of data/products.csv or a post in content/posts/, joined to the row
+by the id the asset manifest carries. Run it after `nebula-build apply`:
+python build.py
 """
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PLACEHOLDER = re.compile(r"\{\{ img (?P<name>[\w-]+) (?P<sizes>[^}]+?) \}\}")
+PLACEHOLDER = re.compile(r"\{\{ (?P<kind>img|products|posts) (?:(?P<name>[\w-]+) )?(?P<sizes>[^}]+?) \}\}")
 
 
 def image_tag(entry: dict, sizes: str) -> str:
@@ -25,10 +29,40 @@ def image_tag(entry: dict, sizes: str) -> str:
             f'alt="{html.escape(entry["alt"])}">')
 
 
+def made_from_rows(images: dict, declaration: str) -> dict[str, dict]:
+    """The images of one `rows` declaration, by the id of the row each was made from."""
+    return {entry["row"]: entry for name, entry in images.items()
+            if name.startswith(f"{declaration}[") and "row" in entry}
+
+
+def product_cards(images: dict, sizes: str) -> str:
+    made = made_from_rows(images, "product")
+    with (HERE / "data/products.csv").open(newline="", encoding="utf-8") as file:
+        rows = [row for row in csv.DictReader(file) if row["sku"] in made]
+    return "\n      ".join(
+        f'<article class="card">{image_tag(made[row["sku"]], sizes)}'
+        f'<p>{html.escape(row["name"])} · €{row["price"]}</p></article>'
+        for row in rows
+    )
+
+
+def post_cards(images: dict, sizes: str) -> str:
+    made = made_from_rows(images, "cover")
+    return "\n      ".join(
+        f'<article class="card" id="{html.escape(slug)}">{image_tag(entry, sizes)}'
+        f'<p>{html.escape(entry["alt"])}</p></article>'
+        for slug, entry in sorted(made.items())
+    )
+
+
 def main() -> None:
     images = json.loads((HERE / "static/images.json").read_text())["images"]
 
     def fill(match: re.Match[str]) -> str:
+        if match["kind"] == "products":
+            return product_cards(images, match["sizes"])
+        if match["kind"] == "posts":
+            return post_cards(images, match["sizes"])
         name = match["name"]
         if name not in images:
             raise SystemExit(f"template.html uses {name!r}, which images.json does not list "

@@ -43,6 +43,8 @@ class Expanded:
     name: str
     base: str
     decl: ImageDecl
+    #: the id of the data row it was made from (`rows`), None otherwise
+    row: str | None = None
 
 
 def count(decl: ImageDecl) -> int:
@@ -52,7 +54,11 @@ def count(decl: ImageDecl) -> int:
 
 def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
     """Every concrete image of a declaration (itself, without a matrix). The caller
-    checks `count` first: a matrix's product can be far larger than its declaration."""
+    checks `count` first: a matrix's product can be far larger than its declaration.
+    A declaration with `rows` is expanded by `rowimages`."""
+    for key in ("id", "where", "limit"):
+        if getattr(decl, key) is not None:
+            raise ExpansionError(key, "applies only with `rows` (one image per row of a data file)")
     if not decl.matrix:
         _refuse_placeholders(decl)
         seed = decl.seed
@@ -60,7 +66,7 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
             problem = check_template(seed, ())
             if problem is not None:
                 raise ExpansionError("seed", problem)
-            yield Expanded(base, base, decl.model_copy(update={"seed": _seed(seed, {})}))
+            yield Expanded(base, base, decl.model_copy(update={"seed": seed_of(seed, {})}))
         else:
             yield Expanded(base, base, decl)
         return
@@ -88,7 +94,7 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
             key: template.format_map(values) for key, template in templates.items()
         }
         if seed is not None:
-            update["seed"] = _seed(seed, values)
+            update["seed"] = seed_of(seed, values)
         yield Expanded(name, base, decl.model_copy(update=update))
 
 
@@ -107,11 +113,11 @@ def _refuse_placeholders(decl: ImageDecl) -> None:
             raise ExpansionError(
                 key,
                 f"placeholder {{{shown(names[0])}}} in an image without a matrix: "
-                "declare a `matrix` to fill it in, or write the text without braces",
+                "declare a `matrix` or `rows` to fill it in, or write the text without braces",
             )
 
 
-def _seed(expression: str, values: Mapping[str, Any]) -> int:
+def seed_of(expression: str, values: Mapping[str, Any]) -> int:
     """An integer from '{index} + 100' and the like: integers with + - * only. The
     caller has checked its placeholders (`check_template`)."""
     import ast  # only seed expressions need it

@@ -197,6 +197,39 @@ class Defaults(GenerationFields, DrawFields, OutputFields, SpriteFields):
     style: str | None = Field(None, min_length=1, description="Style every image takes.")
 
 
+class RowsDecl(BaseModel):
+    """`rows = { … }`: where a declaration's rows come from, when a path is not enough."""
+
+    model_config = _STRICT
+
+    file: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PATH,
+        description="A data file: .csv (with a header), .json, .jsonl; one row per record.",
+    )
+    files: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PATH,
+        description='Posts, one row each: a pattern such as "content/posts/*.md" (wildcards '
+        "in the file name only); each row has the front matter's fields, slug, path and "
+        "excerpt.",
+    )
+    front_matter: bool | None = Field(
+        None,
+        description="With `files`: read each file's front matter (YAML between --- lines "
+        "or TOML between +++ lines); the default, and the only way yet.",
+    )
+    at: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KEY,
+        description="With a .json file: the dotted path of the array of rows inside it, "
+        'e.g. "data.products".',
+    )
+
+
 class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
     """One image the project wants."""
 
@@ -218,9 +251,36 @@ class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
         "images are named like enemy[slime,idle]. The images of all matrices together "
         "count towards `max_images`.",
     )
+    rows: str | RowsDecl | None = Field(
+        None,
+        description="One image per row of a data file: a path (.csv, .json, .jsonl) or a "
+        "table {file, at} / {files, front_matter}. Each column is a {placeholder}; images "
+        "are named like product[<id>] after the `id` column. See docs/data.md.",
+    )
+    id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KEY,
+        description="With `rows`: the column whose value names each row's image "
+        "(product[<id>]); required, except for posts, where it defaults to slug.",
+    )
+    where: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="With `rows`: keep only the rows that pass this filter, e.g. "
+        "\"category == 'tea' and price < 10\" (comparisons, in, and/or/not).",
+    )
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_IMAGES,
+        description="With `rows`: at most this many images, the first rows that pass `where`.",
+    )
     seed: int | str | None = Field(  # type: ignore[assignment]
         None,
-        description='Random seed, or with a matrix an expression such as "{index} + 100".',
+        description="Random seed, or with a matrix or rows an expression such as "
+        '"{index} + 100" or "{seed}".',
     )
 
     @field_validator("seed", mode="before")
@@ -234,6 +294,17 @@ class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
                 'must be an integer, or with a matrix an expression such as "{index} + 100"'
             )
         return value
+
+    @field_validator("rows", mode="before")
+    @classmethod
+    def _rows_is_a_path_or_a_table(cls, value: Any) -> Any:
+        """One error for a value of the wrong type, not one per branch of the union."""
+        if isinstance(value, str | dict | RowsDecl):
+            return value
+        raise ValueError(
+            "must be a data file's path, or a table such as "
+            '{ file = "data/x.json", at = "items" } or { files = "content/posts/*.md" }'
+        )
 
     @field_validator("seed")
     @classmethod
@@ -433,6 +504,8 @@ class Manifest:
 
 
 def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
+    if len(loc) == 4 and loc[0] == "images" and loc[2] == "rows":
+        return list(RowsDecl.model_fields)
     if len(loc) == 1:
         return list(ManifestModel.model_fields)
     if loc[0] == "defaults":
@@ -452,7 +525,10 @@ def _one_per_value(exc: ValidationError) -> list[Any]:
     errors: list[Any] = []
     branches: dict[tuple[str | int, ...], list[Any]] = {}
     for error in exc.errors():
-        loc = tuple(error["loc"])
+        loc = tuple(part for part in error["loc"] if part != "RowsDecl")
+        error["loc"] = loc
+        if loc[2:] == ("rows", "str") and isinstance(error.get("input"), dict):
+            continue  # `rows` takes a path or a table: a table's own errors say more
         if len(loc) > 1 and loc[-1] in _BRANCHES and error["type"].endswith(("_type", "_parsing")):
             if loc[:-1] not in branches:
                 errors.append(loc[:-1])  # a placeholder, keeping the order

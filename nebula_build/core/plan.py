@@ -326,14 +326,14 @@ def _guard(action: Action, ctx: _Context) -> Action:
     return action
 
 
-def _removed(name: str, entry: LockEntry, ctx: _Context) -> Action:
+def _removed(name: str, entry: LockEntry, ctx: _Context, gone: str) -> Action:
     current = ctx.digest_of(entry.output)
     if current is None:
-        reason, keep = "removed from the manifest (file already gone)", False
+        reason, keep = f"{gone} (file already gone)", False
     elif current == entry.digest:
-        reason, keep = "removed from the manifest", False
+        reason, keep = gone, False
     else:
-        reason, keep = "removed from the manifest; the file was changed by hand, so it stays", True
+        reason, keep = f"{gone}; the file was changed by hand, so it stays", True
     return Action(
         image=name,
         kind=ActionKind.DELETE,
@@ -377,9 +377,19 @@ def make_plan(
         for name, spec in specs.items()
         if wanted is None or name in wanted
     ]
+    removed = [n for n in sorted(lock) if n not in specs and (wanted is None or n in wanted)]
+    from_rows = set()
+    if removed:  # declarations with `rows`: an image of theirs left with its row
+        from_rows = {n.split("[", 1)[0] for n, s in specs.items() if s.row is not None}
     actions += [
-        _removed(name, entry, ctx)
-        for name, entry in sorted(lock.items())
-        if name not in specs and (wanted is None or name in wanted)
+        _removed(
+            name,
+            lock[name],
+            ctx,
+            "its row is gone from the data, or filtered out"
+            if name.split("[", 1)[0] in from_rows
+            else "removed from the manifest",
+        )
+        for name in removed
     ]
     return Plan(tuple(actions))

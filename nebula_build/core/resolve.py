@@ -9,15 +9,16 @@ multiples) is checked here, against the backend's declaration.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from nebula_build.core.expand import ExpansionError, count, expand, select
+from nebula_build.core.expand import Expanded, ExpansionError, count, expand, select
 from nebula_build.core.manifest import (
     DEFAULT_MAX_IMAGES,
     MAX_IMAGES,
@@ -46,6 +47,10 @@ from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 from nebula_build.state.remote import url_problem
+
+if TYPE_CHECKING:
+    from nebula_build.core.rowimages import DataFiles
+    from nebula_build.core.table import DataError
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
 #: what every image must end up with (the sizes have built-in defaults)
@@ -77,6 +82,10 @@ class Resolved:
     atlases: dict[str, AtlasSpec] = field(default_factory=dict)
     #: `[cache] remote`, a URL the manifest may name (checked by `state.remote`)
     cache_remote: str | None = None
+    #: the data files `rows` read (a catalogue, each post), relative to the project
+    data_files: tuple[str, ...] = ()
+    #: (folder, file-name pattern, the files it matched) of each set of posts
+    data_globs: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
 
 class _Resolver(SpriteRules):
@@ -89,8 +98,13 @@ class _Resolver(SpriteRules):
         backend_override: str | None,
         can_encode: CanEncode,
         input_size: InputSize,
+        data: DataFiles | None = None,
     ) -> None:
         self.manifest = manifest
+        self.data = data
+        self.data_files: dict[str, None] = {}
+        self.data_globs: list[tuple[str, str, tuple[str, ...]]] = []
+        self.rows: dict[str, str] = {}  # image made from a data row → the row's id
         self.input_size = input_size
         self.can_encode = can_encode
         self.registry = registry
@@ -226,6 +240,45 @@ class _Resolver(SpriteRules):
             return None
         return path, digest
 
+    def from_rows(self, base: str, decl: ImageDecl) -> list[Expanded]:
+        """The images of a declaration with `rows`, each named by its row's id."""
+        # Only manifests with rows pay to import the parsers and the filter language.
+        from nebula_build.core.rowimages import images_from_rows, source_of
+        from nebula_build.core.table import DataError
+
+        assert decl.rows is not None
+        loc = ("images", base)
+        if decl.matrix:
+            self.fail((*loc, "rows"), "takes its images from rows or from a matrix, not both")
+            return []
+        if self.data is None:
+            self.fail((*loc, "rows"), "rows are read only where the project's files are")
+            return []
+        try:
+            source = source_of(decl.rows)
+            folder = source.path == "."  # posts in the project's own folder
+            if not folder and self.check_path((*loc, "rows"), source.path, "a data file") is None:
+                return []
+            made = images_from_rows(base, decl, source, self.data)
+        except ExpansionError as exc:
+            self.fail((*loc, exc.key), str(exc))
+            return []
+        except DataError as exc:
+            self.data_problem(base, exc)
+            return []
+        self.data_files.update(dict.fromkeys(made.files))
+        if source.pattern is not None:
+            self.data_globs.append((source.path, source.pattern, made.files))
+        for problem in made.problems:
+            self.data_problem(base, problem)
+        return made.images
+
+    def data_problem(self, base: str, exc: DataError) -> None:
+        """A problem in a data file, shown at its line like one in the manifest."""
+        folder = posixpath.dirname(self.manifest.display_path)
+        path = posixpath.join(folder, exc.path) if folder else exc.path
+        self.problems.append(Problem(path, f"images.{base}", str(exc), exc.line, exc.column))
+
     def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
         # Runs once per image on every plan: keep the happy path free of extra work.
         style = self.style_fields(name, decl)
@@ -340,6 +393,7 @@ class _Resolver(SpriteRules):
             key_color=keyed,
             sprite=sprite_steps(merged, keyed),
             checks=pairs(merged["checks"].model_dump()) if "checks" in merged else (),
+            row=self.rows.get(name),
         )
         return spec if self.claim_paths(name, decl, spec) else None
 
@@ -561,12 +615,11 @@ def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> lis
 
 
 def _too_many(
-    manifest: Manifest, base: str, decl: ImageDecl, before: int
+    manifest: Manifest, base: str, makes: int, before: int
 ) -> tuple[tuple[str, ...], str]:
-    """The problem of the declaration that would take the manifest past `max_images`,
-    found before its images are made."""
+    """The problem of the declaration that would take the manifest past `max_images`
+    (found before a matrix's images are made)."""
     cap = manifest.model.max_images
-    makes = count(decl)
     how = (
         f"set `max_images` at the top of {manifest.display_path} to allow more "
         f"(default {DEFAULT_MAX_IMAGES}, at most {MAX_IMAGES})"
@@ -574,7 +627,8 @@ def _too_many(
         else f"split the project: a manifest may declare at most {MAX_IMAGES}"
     )
     if makes > cap:
-        return ("images", base, "matrix"), (
+        declared = manifest.model.images[base]
+        return ("images", base, "rows" if declared.rows is not None else "matrix"), (
             f"makes {makes:,} images, more than max_images = {cap}; {how}"
         )
     return ("images", base), (
@@ -590,8 +644,10 @@ def resolve(
     backend_override: str | None = None,
     can_encode: CanEncode = lambda fmt: True,
     input_size: InputSize = lambda path: None,
+    data: DataFiles | None = None,
 ) -> Resolved:
-    """Every image of the manifest as an AssetSpec; all problems raised together."""
+    """Every image of the manifest as an AssetSpec; all problems raised together.
+    `data` reads the data files of declarations with `rows`."""
     resolver = _Resolver(
         manifest,
         registry,
@@ -599,6 +655,7 @@ def resolve(
         backend_override=backend_override,
         can_encode=can_encode,
         input_size=input_size,
+        data=data,
     )
     if backend_override:
         registry.get(backend_override, where="--backend")
@@ -607,13 +664,17 @@ def resolve(
             resolver.backend(name, ("backends", name))
     images: dict[str, ImageDecl] = {}
     for base, decl in manifest.model.images.items():
-        if len(images) + count(decl) > manifest.model.max_images:
-            resolver.fail(*_too_many(manifest, base, decl, len(images)))
+        made = resolver.from_rows(base, decl) if decl.rows is not None else None
+        makes = len(made) if made is not None else count(decl)
+        if len(images) + makes > manifest.model.max_images:
+            resolver.fail(*_too_many(manifest, base, makes, len(images)))
             raise ManifestError(resolver.problems)
         try:
-            for image in expand(base, decl):
+            for image in made if made is not None else expand(base, decl):
                 resolver.bases[image.name] = base
                 images[image.name] = image.decl
+                if image.row is not None:
+                    resolver.rows[image.name] = image.row
         except ExpansionError as exc:
             resolver.fail(("images", base, exc.key), str(exc))
     resolver.names = list(images)
@@ -644,5 +705,12 @@ def resolve(
         unique = {str(problem): problem for problem in resolver.problems}
         raise ManifestError(list(unique.values()))
     return Resolved(
-        specs, resolver.settings, resolver.plugins, asset_manifest, atlases, cache_remote
+        specs,
+        resolver.settings,
+        resolver.plugins,
+        asset_manifest,
+        atlases,
+        cache_remote,
+        tuple(resolver.data_files),
+        tuple(resolver.data_globs),
     )

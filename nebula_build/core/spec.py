@@ -153,6 +153,9 @@ class AssetSpec:
     sprite: tuple[tuple[str, Any], ...] = ()
     #: acceptance checks as sorted (name, value) pairs
     checks: tuple[tuple[str, Any], ...] = ()
+    #: the id of the data row the image was made from (`rows`): for the asset manifest,
+    #: never part of a key (the row's values that the image uses are)
+    row: str | None = None
     #: computed from the fields; passed in only when restoring from the spec cache
     generation_key: str = ""
     output_key: str = ""

@@ -3,14 +3,16 @@
 After a plan finds nothing to do, `.nebula-build/noop` records the stat
 signature (size, mtime, ctime, inode) of every file that plan depended on: the
 manifest, the lock, every input, output and variant, the atlases' sheets and
-frame maps, the asset manifest; and what else decides a plan (the nebula-build
-version, the folders Python loads packages from, `--backend`, which manifest).
-While every signature still matches, nothing the plan reads can have changed,
-so the next `plan` answers "No changes" from stats alone: no TOML, no pydantic,
-no lock, no image. ctime cannot be set back by `touch` or `rsync -t`, so an
-edited file always shows. As with git's index, a file changed in the seconds
-before the snapshot is "racy" (its next change may keep the same timestamps):
-no snapshot is written then, and the next plan takes the full path.
+frame maps, the asset manifest, the data files `rows` read and the folders of
+posts (a post added or removed changes its folder's signature); and what else
+decides a plan (the nebula-build version, the folders Python loads packages
+from, `--backend`, which manifest). While every signature still matches,
+nothing the plan reads can have changed, so the next `plan` answers "No
+changes" from stats alone: no TOML, no pydantic, no lock, no image. ctime
+cannot be set back by `touch` or `rsync -t`, so an edited file always shows.
+As with git's index, a file changed in the seconds before the snapshot is
+"racy" (its next change may keep the same timestamps): no snapshot is written
+then, and the next plan takes the full path.
 
 Anything unexpected is a miss, never an error. This module imports only `os`
 and `sys`: it runs before anything else is loaded.
@@ -218,6 +220,8 @@ def record(
         paths += atlas.paths
     if prepared.resolved.asset_manifest is not None:
         paths.append(prepared.resolved.asset_manifest)
+    paths += prepared.resolved.data_files
+    paths += [folder or "." for folder, _, _ in prepared.resolved.data_globs]
     text = None
     # a pin is shown by every plan, so a plan with one is never skipped
     pinned = any(a.spec is not None and a.spec.pin is not None for a in plan.actions)
@@ -229,7 +233,7 @@ def record(
             paths=paths,
             images=len(plan.actions),
             now=started,
-            seen={**prepared.files.seen(), **observed},
+            seen={**prepared.files.seen(), **prepared.data_seen, **observed},
         )
     target = project.state_dir / "noop"
     with contextlib.suppress(OSError):  # the snapshot only saves time

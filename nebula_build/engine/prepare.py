@@ -7,8 +7,8 @@ The first steps of the flow (docs/architecture.md), shared by every command;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from nebula_build.core.manifest import from_bytes, read_bytes
 from nebula_build.core.resolve import Resolved, resolve
@@ -18,6 +18,7 @@ from nebula_build.errors import ProjectLockedError, UnsafePathError
 from nebula_build.imaging import pillow_writes
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.cache import Store
+from nebula_build.state.datafiles import DataReader, Signature
 from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.guard import Guard
 from nebula_build.state.inputs import InputSnapshot
@@ -38,6 +39,9 @@ class Prepared:
     store: Store
     inputs: InputSnapshot | None
     guard: Guard
+    #: stat signatures of the data files and folders of posts read while preparing,
+    #: taken before reading them (the spec cache's checks are in `files.seen()`)
+    data_seen: Mapping[str, Signature] = field(default_factory=dict)
 
     @property
     def specs(self) -> dict[str, AssetSpec]:
@@ -70,8 +74,10 @@ def prepare(
 
     raw = read_bytes(project.manifest_path, project.display_manifest)  # read once
     key = speccache.cache_key(raw, registry, backend)
-    resolved = speccache.load(project, key, registry, digest_of)
+    data = DataReader(guard)
+    resolved = speccache.load(project, key, registry, digest_of, data.matching)
     if resolved is None:
+        data = DataReader(guard)  # what the cache's checks listed is not what was read
         used: dict[str, str] = {}
 
         def recording(path: str) -> str | None:
@@ -88,10 +94,12 @@ def prepare(
             backend_override=backend,
             can_encode=pillow_writes,
             input_size=headers.size,
+            data=data,
         )
-        speccache.save(project, key, resolved, used)
+        speccache.save(project, key, resolved, used | data.digests)
     _check_paths(project, resolved, guard, folders=read_inputs)
-    return Prepared(project, resolved, files, Store(project.cache_dir), inputs, guard)
+    store = Store(project.cache_dir)
+    return Prepared(project, resolved, files, store, inputs, guard, data.signatures)
 
 
 def _declared_paths(resolved: Resolved) -> Iterator[tuple[str, str]]:

@@ -44,9 +44,14 @@ def cache_key(manifest: bytes, registry: BackendRegistry, backend_override: str 
 
 
 def load(
-    project: Project, key: str, registry: BackendRegistry, digest_of: Callable[[str], str | None]
+    project: Project,
+    key: str,
+    registry: BackendRegistry,
+    digest_of: Callable[[str], str | None],
+    matching: Callable[[str, str], list[str]],
 ) -> Resolved | None:
-    """The cached resolution for `key`, if it is still valid."""
+    """The cached resolution for `key`, if it is still valid: every input and data
+    file has the digest it had, and every folder of posts holds the files it held."""
     raw = read_regular(project.spec_cache_path, limit=_LIMIT)
     text = unseal(raw) if raw is not None else None
     if text is None:
@@ -56,6 +61,9 @@ def load(
         if data["key"] != key:
             return None
         if any(digest_of(path) != digest for path, digest in data["inputs"].items()):
+            return None
+        globs = [(folder, pattern, tuple(files)) for folder, pattern, files in data["globs"]]
+        if any(matching(folder, pattern) != list(files) for folder, pattern, files in globs):
             return None
         plugins = {name: registry.get(name) for name in data["settings"]}
         settings = {
@@ -67,11 +75,12 @@ def load(
         remote = data["remote"]
         if remote is not None and not isinstance(remote, str):
             return None
+        data_files = tuple(str(path) for path in data["data"])
     except (OSError, ValueError, KeyError, TypeError, LookupError, RecursionError):
         return None
     except Exception:  # a plugin's settings model changed shape: just resolve again
         return None
-    return Resolved(specs, settings, plugins, assets, atlases, remote)
+    return Resolved(specs, settings, plugins, assets, atlases, remote, data_files, tuple(globs))
 
 
 def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, str]) -> None:
@@ -95,6 +104,8 @@ def _data(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, 
         "settings": {name: s.model_dump(mode="json") for name, s in resolved.settings.items()},
         "assets": resolved.asset_manifest,
         "remote": resolved.cache_remote,
+        "data": list(resolved.data_files),
+        "globs": [[folder, pattern, list(files)] for folder, pattern, files in resolved.data_globs],
         "atlases": [
             [getattr(atlas, name) for name in _ATLAS_FIELDS] for atlas in resolved.atlases.values()
         ],

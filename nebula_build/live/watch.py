@@ -1,4 +1,5 @@
-"""`nebula-build watch`: apply, then apply again whenever the manifest or an input changes.
+"""`nebula-build watch`: apply, then apply again whenever the manifest, an input or a
+data file (`rows`) changes.
 
 The loop takes its change source as a parameter (an async iterator of path
 sets): `filesystem_changes()` watches the disk with watchfiles, tests feed
@@ -11,6 +12,7 @@ from the live gallery runs between rounds, never during one.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import traceback
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
@@ -81,6 +83,8 @@ class Watcher:
         self.on_round = on_round
         self.rounds = 0
         self._paths: set[Path] = {project.manifest_path}
+        #: (folder, file-name pattern) of each set of posts: a post added there counts
+        self._globs: set[tuple[Path, str]] = set()
         self._last_error: str | None = None
         self._applier: Applier | None = None
         self._backends: OpenBackends | None = None
@@ -91,8 +95,22 @@ class Watcher:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def watched_paths(self) -> set[Path]:
-        """The manifest and every input file it references, as of the last good load."""
+        """The manifest, every input and data file it references, as of the last good
+        load."""
         return set(self._paths)
+
+    def watched_patterns(self) -> set[tuple[Path, str]]:
+        """(folder, file-name pattern) of every set of posts, as of the last good load."""
+        return set(self._globs)
+
+    def wants(self, path: Path) -> bool:
+        """Whether a change to `path` starts a round."""
+        if path in self._paths:
+            return True
+        return any(
+            path.parent == folder and fnmatch.fnmatchcase(path.name, pattern)
+            for folder, pattern in self._globs
+        )
 
     async def run(self, changes: Changes | None, *, once: bool = False) -> Round | None:
         """Rounds until cancelled; with `once`, a single round whose problems are raised
@@ -171,6 +189,7 @@ class Watcher:
             if once:
                 raise
             report.error = str(exc)
+            self._watch_declared_data()
             if report.error != self._last_error:
                 for line in report.error.splitlines():
                     self._say(self.style("error: ", "red", "bold") + line)
@@ -241,9 +260,9 @@ class Watcher:
         return Progress(self.out, len(plan.changes), live=False, style=self.style)
 
     def loaded(self, prepared: Prepared) -> None:
-        """Watch the manifest, every input file it names, and what backends ask for,
-        from the moment the round has read them: an edit while it works starts the
-        next one."""
+        """Watch the manifest, every input and data file it names (and each folder of
+        posts, for a post added), and what backends ask for, from the moment the round
+        has read them: an edit while it works starts the next one."""
         root = self.project.root
         self._paths = {self.project.manifest_path} | {
             root / path
@@ -254,8 +273,33 @@ class Watcher:
         self._paths |= {
             root / path for spec in prepared.specs.values() if (path := spec.palette_file)
         }
+        self._paths |= {root / path for path in prepared.resolved.data_files}
+        globs = prepared.resolved.data_globs
+        self._globs = {(root / folder, pattern) for folder, pattern, _ in globs}
         for name, plugin in prepared.resolved.backends.items():
             self._paths |= set(plugin.watched_files(prepared.resolved.settings[name], root))
+
+    def _watch_declared_data(self) -> None:
+        """After a round that stopped before its images (a broken row, say), watch the
+        data files the manifest names too, so that fixing one starts the next round."""
+        from nebula_build.core.expand import ExpansionError
+        from nebula_build.core.manifest import load
+        from nebula_build.core.rowimages import source_of
+
+        try:
+            declared = load(self.project.manifest_path).model.images.values()
+        except NebulaBuildError:
+            return  # the manifest itself is being edited: it is watched
+        root = self.project.root
+        for decl in declared:
+            try:
+                source = source_of(decl.rows) if decl.rows is not None else None
+            except ExpansionError:
+                continue
+            if source is not None and source.pattern is None:
+                self._paths.add(root / source.path)
+            elif source is not None and source.pattern is not None:
+                self._globs.add((root / source.path, source.pattern))
 
     def _started(self, applier: Applier) -> None:
         self._applier = applier
@@ -300,13 +344,15 @@ async def filesystem_changes(
     """
     import watchfiles
 
-    while True:
+    def folders_of(watcher: Watcher) -> set[Path]:
         paths = watcher.watched_paths()
-        folders = {path.parent for path in paths}
-        names = {str(path) for path in paths}
+        return {path.parent for path in paths} | {f for f, _ in watcher.watched_patterns()}
 
-        def wanted(_change: watchfiles.Change, path: str, names: set[str] = names) -> bool:
-            return path in names
+    while True:
+        folders = folders_of(watcher)
+
+        def wanted(_change: watchfiles.Change, path: str) -> bool:
+            return watcher.wants(Path(path))
 
         async for batch in watchfiles.awatch(
             *folders,
@@ -316,7 +362,5 @@ async def filesystem_changes(
             debounce=debounce_ms,
         ):
             yield {Path(path) for _, path in batch}
-            if {path.parent for path in watcher.watched_paths()} != folders:
+            if folders_of(watcher) != folders:
                 break  # start again with the new set of folders
-            names.clear()  # in place: the filter above reads this very set
-            names.update(str(path) for path in watcher.watched_paths())

@@ -63,6 +63,8 @@ def content(
                 "generation_key": spec.generation_key,
                 "files": listed,
             }
+            if spec.row is not None:
+                images[name]["row"] = spec.row
     return {"version": 1, "images": images}
 
 

@@ -33,6 +33,11 @@ class AssetImage(BaseModel):
 
     alt: str = Field(description="Alt text: the image's `alt`, else its prompt.")
     generation_key: str = Field(description="What made the pixels (see images.lock).")
+    row: str | None = Field(
+        None,
+        description="For an image made from a data row (`rows`): the row's id, the value of "
+        "its `id` column, to join the image to the site's own data. Absent otherwise.",
+    )
     files: list[AssetFile] = Field(
         description=(
             "The main output first (the `src`, `width` and `height` of an <img>), then the "

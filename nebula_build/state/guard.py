@@ -210,6 +210,25 @@ class Guard:
                     )
                 return handle.read()
 
+    def files_in(self, folder: str, *, limit: int) -> list[str]:
+        """The names of the regular files in project folder `folder` ("" for the root),
+        walked without following links; links and subfolders are left out.
+        Raises FileNotFoundError if it is missing, UnsafePathError past `limit` files."""
+        parts: list[str] = []
+        if folder:
+            folder = self.check(folder, what="folder", writing=False)
+            parts = self._real_parts(folder, what="folder", follow_last=True)
+        names = []
+        with self._folder(parts, what=folder or ".", create=False) as fd, os.scandir(fd) as it:
+            for entry in it:
+                if entry.is_file(follow_symlinks=False):
+                    names.append(entry.name)
+                    if len(names) > limit:
+                        raise UnsafePathError(
+                            f"folder {folder or '.'!r} holds more than {limit:,} files"
+                        )
+        return names
+
     def remove(self, relative: str) -> None:
         """Delete `relative` (a link is removed, never followed); missing is fine."""
         relative = self.check(relative, what="file to delete")

@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -120,8 +119,17 @@ def test_static_site_page_is_built_from_the_asset_manifest(tmp_path, run_cli):
     assert done.returncode == 0, done.stderr
     page = (root / "index.html").read_text()
     assert "{{" not in page
-    declared = set(tomllib.loads((root / "images.toml").read_text())["images"])
-    assert len(re.findall(r"<img ", page)) == len(declared)
+    listed = json.loads((root / "static/images.json").read_text())["images"]
+    assert len(re.findall(r"<img ", page)) == len(listed)
+    # the product grid from data/products.csv (in stock only), the covers from the posts
+    assert [name for name in listed if name.startswith("product[")] == [
+        "product[bread-sourdough]",
+        "product[tea-black]",
+        "product[tea-green]",
+    ]
+    assert listed["product[tea-green]"]["row"] == "tea-green"
+    assert "<p>Green tea · €3.50</p>" in page and "Cinnamon bun" not in page
+    assert 'id="winter-menu"' in page and 'alt="The winter menu"' in page
     assert (
         'srcset="static/img/hero-480.webp 480w, static/img/hero-960.webp 960w, '
         'static/img/hero.webp 1344w"' in page

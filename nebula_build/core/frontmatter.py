@@ -1,0 +1,121 @@
+"""One row per post: a Markdown file's front matter, its `slug`, `path` and `excerpt`.
+
+Front matter is YAML between `---` lines (read with PyYAML's safe loader: plain
+values only, never an object of any class) or TOML between `+++` lines. `slug`
+is the file's name without its suffix and `excerpt` the first paragraph of the
+text, unless the front matter sets them; `path` is always the file's path in the
+project. Pure: the bytes come in, a row comes out.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nebula_build.core.table import DataError, Row, Table, Value, decode, normal
+
+#: characters of an excerpt made from the text (one the front matter sets is kept whole)
+MAX_EXCERPT = 500
+#: what a post adds to its front matter's fields
+DERIVED = ("slug", "path", "excerpt")
+_FENCES = {"---": "yaml", "+++": "toml"}
+_MARKUP = re.compile(r"[*_`]|!?\[([^\]]*)\]\([^)]*\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A post's row, and its front matter's lines (to point at a field)."""
+
+    row: Row
+    front: tuple[str, ...]
+
+
+def parse_post(path: str, data: bytes) -> Post:
+    """The row of one post."""
+    text = decode(path, data)
+    lines = text.split("\n")
+    fence = lines[0].rstrip() if lines else ""
+    fields: dict[str, Value] = {}
+    front: tuple[str, ...] = ()
+    body_start = 0
+    if fence in _FENCES:
+        end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in (fence, "...")), None)
+        if end is None:
+            raise DataError(path, f"the front matter opened by {fence!r} is never closed", 1)
+        front = tuple(lines[1:end])
+        raw = _load(path, _FENCES[fence], "\n".join(front))
+        fields = {str(key): normal(value) for key, value in raw.items()}
+        body_start = end + 1
+    name = path.rsplit("/", 1)[-1]
+    fields.setdefault("slug", name.rsplit(".", 1)[0] if "." in name else name)
+    fields.setdefault("excerpt", excerpt(lines[body_start:]))
+    fields["path"] = path
+    return Post(Row(fields, 1, path), front)
+
+
+def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
+    if kind == "toml":
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise DataError(path, f"the TOML front matter does not parse: {exc}", 1) from None
+        return dict(data)
+    import yaml  # only posts with YAML front matter need it
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(text, Loader=loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 2 if mark is not None else 1
+        column = mark.column + 1 if mark is not None else None
+        raise DataError(
+            path, f"the YAML front matter does not parse: {exc.problem}", line, column
+        ) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise DataError(path, f"the YAML front matter does not parse: {exc}", 1) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DataError(path, "the front matter is not a table of fields (key: value)", 2)
+    return data
+
+
+def excerpt(lines: Sequence[str]) -> str:
+    """The first paragraph of Markdown text, as plain text on one line: headings,
+    images alone on their line and markup left out, links as their text."""
+    paragraph: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if not stripped:
+            if paragraph:
+                break
+            continue
+        if not paragraph and stripped.startswith(("#", "<", "![", "```", "---")):
+            continue
+        paragraph.append(stripped)
+    text = _MARKUP.sub(lambda m: m[1] or "", " ".join(paragraph))
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_EXCERPT else text[: MAX_EXCERPT - 1].rstrip() + "…"
+
+
+def posts(pattern: str, parsed: Sequence[Post]) -> Table:
+    """The table of a folder of posts (`rows = { files = pattern }`)."""
+    columns: dict[str, None] = {}
+    for post in parsed:
+        columns.update(dict.fromkeys(post.row.values))
+    columns.update(dict.fromkeys(DERIVED))
+    front = {post.row.path: post.front for post in parsed}
+
+    def locate(row: Row, column: str | None) -> tuple[int, int | None]:
+        if column is None:
+            return row.at, None
+        setting = re.compile(rf"^\s*[\"']?{re.escape(column)}[\"']?\s*[:=]")
+        lines = front.get(row.path, ())
+        found = next((i for i, line in enumerate(lines) if setting.match(line)), None)
+        return (1, None) if found is None else (found + 2, 1)
+
+    return Table(pattern, tuple(columns), [post.row for post in parsed], locate)

@@ -1,0 +1,296 @@
+"""`rows = "data/products.csv"`: one image per row of a data file, named by its `id`.
+
+The rows come through the caller's `DataFiles` (the core reads no file itself);
+`table.py` and `frontmatter.py` parse them, `where.py` filters them. A row's
+image is the declaration with every `{column}` filled in from that row, so only
+the columns its templates use can change its key: an edit to any other column,
+or to another row, or a new order of the rows, changes nothing. `{index}` is
+not offered: a row's place in the file is not its identity. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nebula_build.core import where as filters
+from nebula_build.core.expand import TEMPLATED, Expanded, ExpansionError, seed_of
+from nebula_build.core.frontmatter import parse_post, posts
+from nebula_build.core.manifest import (
+    MAX_MATRIX_VALUE,
+    MAX_TEXT,
+    ImageDecl,
+    RowsDecl,
+    has_control_characters,
+    shown,
+)
+from nebula_build.core.spec import check_template, fill, placeholders
+from nebula_build.core.table import FORMATS, DataError, Row, Table, parse, suffix_format, text_of
+from nebula_build.errors import UserError, did_you_mean
+
+#: bytes in one data file (a 100,000-row catalogue is a few MB)
+MAX_DATA_BYTES = 32 << 20
+#: bytes in one post: its front matter and first paragraph are all that is read
+MAX_POST_BYTES = 4 << 20
+#: problems reported per declaration: the first ones show what to fix
+MAX_PROBLEMS = 10
+_WILDCARDS = frozenset("*?[")
+_TEXT_KEYS = ("prompt", "negative_prompt", "alt")
+
+
+class DataFiles(Protocol):
+    """How the core reads data files: the engine's guarded reader."""
+
+    def read(self, path: str, *, limit: int) -> bytes:
+        """The bytes of project file `path`; FileNotFoundError when it is missing,
+        UserError or OSError when it cannot be read."""
+
+    def matching(self, folder: str, pattern: str) -> list[str]:
+        """The regular files of project folder `folder` ("." for the project's own)
+        whose names match `pattern` (fnmatch), as project paths, sorted;
+        FileNotFoundError for a missing folder."""
+
+
+@dataclass
+class RowImages:
+    """A declaration's images, what reading its rows found wrong, the files read."""
+
+    images: list[Expanded] = field(default_factory=list)
+    problems: list[DataError] = field(default_factory=list)
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a declaration's rows come from."""
+
+    #: a data file, or the folder of a set of posts
+    path: str
+    #: the file-name pattern of posts (None: one data file)
+    pattern: str | None = None
+    at: str | None = None
+
+    @property
+    def shown(self) -> str:
+        if self.pattern is None:
+            return self.path
+        return self.pattern if self.path == "." else f"{self.path}/{self.pattern}"
+
+
+def source_of(rows: str | RowsDecl) -> Source:
+    """The source a `rows` value names; ExpansionError when it names none or two."""
+    if isinstance(rows, str):
+        return Source(rows)
+    if (rows.file is None) == (rows.files is None):
+        raise ExpansionError("rows", "takes either `file` (a data file) or `files` (posts)")
+    if rows.file is not None:
+        if rows.front_matter:
+            raise ExpansionError("rows", "front_matter applies to `files`, one row per post")
+        return Source(rows.file, at=rows.at)
+    assert rows.files is not None
+    if rows.front_matter is False:
+        raise ExpansionError(
+            "rows", "`files` makes one row per post from its front matter: leave front_matter true"
+        )
+    if rows.at is not None:
+        raise ExpansionError("rows", "`at` applies to a JSON `file`")
+    folder, _, name = rows.files.rpartition("/")
+    if not name or _WILDCARDS.intersection(folder):
+        raise ExpansionError(
+            "rows",
+            f"{rows.files!r}: wildcards go in the file name only, e.g. content/posts/*.md",
+        )
+    return Source(folder or ".", name)
+
+
+@dataclass
+class Loaded:
+    """A source's rows, the files they were read from, and the posts that did not parse."""
+
+    table: Table
+    files: tuple[str, ...]
+    problems: list[DataError]
+
+
+def load(source: Source, data: DataFiles) -> Loaded:
+    """The source's rows; ExpansionError when a file cannot be read, DataError when a
+    data file does not parse (a post that does not parse is one of `problems`)."""
+    if source.pattern is None and suffix_format(source.path) is None:
+        raise ExpansionError(
+            "rows", f"{source.path!r} is not a data file nebula-build reads ({', '.join(FORMATS)})"
+        )
+    reading = source.shown
+    try:
+        if source.pattern is None:
+            raw = data.read(source.path, limit=MAX_DATA_BYTES)
+            return Loaded(parse(source.path, raw, at=source.at), (source.path,), [])
+        names = data.matching(source.path, source.pattern)
+        parsed, problems = [], []
+        for reading in names:
+            try:
+                parsed.append(parse_post(reading, data.read(reading, limit=MAX_POST_BYTES)))
+            except DataError as exc:
+                problems.append(exc)
+    except FileNotFoundError:
+        raise ExpansionError("rows", f"file not found: {reading}") from None
+    except (UserError, OSError) as exc:
+        raise ExpansionError("rows", f"cannot read {reading}: {exc}") from None
+    return Loaded(posts(source.shown, parsed), tuple(names), problems)
+
+
+def images_from_rows(base: str, decl: ImageDecl, source: Source, data: DataFiles) -> RowImages:
+    """The images of declaration `base`, one per row of `source`. ExpansionError for a
+    problem of the declaration, DataError for a data file that does not parse; the
+    problems of single rows and posts come back in `RowImages.problems`."""
+    loaded = load(source, data)
+    made = expand_rows(base, decl, loaded.table, from_posts=source.pattern is not None)
+    made.problems[:0] = loaded.problems
+    made.files = loaded.files
+    return made
+
+
+@dataclass
+class _Plan:
+    """What a declaration does with each row, checked once before the rows."""
+
+    base: str
+    decl: ImageDecl
+    table: Table
+    id: str
+    templates: dict[str, str]
+    seed: str | None
+    used: tuple[str, ...]
+    where: filters.Node | None
+
+
+def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Plan:
+    known = table.columns
+    id_column = decl.id or ("slug" if from_posts else None)
+    if id_column is None:
+        raise ExpansionError(
+            "id",
+            f"is required with rows: the column that names each row's image, one of "
+            f"{_listed(known)} (never the row's place in the file)",
+        )
+    if id_column not in known:
+        raise ExpansionError("id", _no_column(table, id_column))
+    templates = {key: getattr(decl, key) for key in TEMPLATED if getattr(decl, key) is not None}
+    if isinstance(decl.seed, str):
+        templates["seed"] = decl.seed
+    placeholder_names = [name for name in known if name.isidentifier()]
+    for key, template in templates.items():
+        problem = check_template(template, placeholder_names)
+        if problem is not None:
+            raise ExpansionError(key, problem.replace("(known:", f"({table.path} has:"))
+    condition = None
+    if decl.where is not None:
+        try:
+            condition = filters.parse(decl.where)
+        except filters.WhereError as exc:
+            raise ExpansionError("where", str(exc)) from None
+        unknown = sorted(filters.columns(condition) - set(known))
+        if unknown:
+            raise ExpansionError("where", _no_column(table, unknown[0]))
+    used = {id_column}
+    for template in templates.values():
+        used.update(placeholders(template))
+    seed = templates.pop("seed", None)
+    ordered = tuple(name for name in known if name in used)
+    return _Plan(base, decl, table, id_column, templates, seed, ordered, condition)
+
+
+def _no_column(table: Table, name: str) -> str:
+    close = did_you_mean(name, table.columns)
+    hint = f"did you mean {close!r}? " if close else ""
+    return f"{table.path} has no column {name!r} ({hint}columns: {_listed(table.columns)})"
+
+
+def _listed(columns: Iterable[str]) -> str:
+    names = [shown(name, 40) for name in columns]
+    return ", ".join(names[:30]) + (", …" if len(names) > 30 else "") if names else "none"
+
+
+def expand_rows(base: str, decl: ImageDecl, table: Table, *, from_posts: bool = False) -> RowImages:
+    """The images of a declaration with rows: one per row that passes `where`, at most
+    `limit`, in the file's order. ExpansionError for a problem of the declaration;
+    problems of rows come back in `RowImages.problems`."""
+    plan = _checked(base, decl, table, from_posts)
+    made = RowImages()
+    ids: dict[str, Row] = {}
+    for row in table.rows:
+        if decl.limit is not None and len(made.images) >= decl.limit:
+            break
+        try:
+            image = _image(plan, row, ids)
+        except DataError as exc:
+            made.problems.append(exc)
+            if len(made.problems) >= MAX_PROBLEMS:
+                break
+            continue
+        if image is not None:
+            made.images.append(image)
+    return made
+
+
+def _fail(plan: _Plan, row: Row, column: str | None, message: str) -> DataError:
+    line, character = plan.table.position(row, column)
+    return DataError(row.path, message, line, character)
+
+
+def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
+    if plan.where is not None:
+        try:
+            if not filters.matches(plan.where, row.values):
+                return None
+        except filters.WhereError as exc:
+            where = f"where: column {exc.column!r}" if exc.column else "where"
+            raise _fail(plan, row, exc.column, f"{where}: {exc}") from None
+    values: dict[str, str] = {}
+    for column in plan.used:
+        try:
+            text = text_of(row.values.get(column))
+        except ValueError as exc:
+            raise _fail(plan, row, column, f"column {column!r} {exc}") from None
+        if text is None or not text.strip():
+            state = "is empty" if column in row.values else "is missing"
+            raise _fail(plan, row, column, f"column {column!r} {state} (the image uses it)")
+        values[column] = text
+    row_id = values[plan.id]
+    problem = _id_problem(row_id)
+    if problem is not None:
+        raise _fail(plan, row, plan.id, f"id column {plan.id!r}: {problem}")
+    earlier = ids.setdefault(row_id, row)
+    if earlier is not row:
+        where = f"line {plan.table.position(earlier)[0]}"
+        if earlier.path != row.path:
+            where = earlier.path
+        raise _fail(plan, row, plan.id, f"id {row_id!r} is also the id of the row at {where}")
+    filled = {key: fill(t, values) for key, t in plan.templates.items()}
+    for key in _TEXT_KEYS:
+        text = filled.get(key)
+        if text is not None and len(text) > MAX_TEXT:
+            raise _fail(
+                plan,
+                row,
+                None,
+                f"{key} is {len(text):,} characters with this row's values, more than {MAX_TEXT:,}",
+            )
+    update: dict[str, object] = dict(filled)
+    if plan.seed is not None:
+        try:
+            update["seed"] = seed_of(plan.seed, values)
+        except ExpansionError as exc:
+            raise _fail(plan, row, None, f"seed: {exc}") from None
+    decl = plan.decl.model_copy(update=update)
+    return Expanded(f"{plan.base}[{row_id}]", plan.base, decl, row=row_id)
+
+
+def _id_problem(value: str) -> str | None:
+    if len(value) > MAX_MATRIX_VALUE:
+        return f"{value[:20]!r}… is longer than {MAX_MATRIX_VALUE} characters (it names an image)"
+    if has_control_characters(value):
+        return f"{value!r} contains a control character (it names an image)"
+    if value != value.strip():
+        return f"{value!r} starts or ends with a space"
+    return None

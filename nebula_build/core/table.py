@@ -1,0 +1,331 @@
+"""A data file's rows: CSV with a header, JSON (an array of objects, or one at a
+dotted path), JSON Lines, and Markdown front matter (`frontmatter.py`).
+
+Pure: the bytes come in, rows come out, each with the line it starts on so that a
+problem names the file, the line and the column. Positions inside a row are found
+only when there is a problem to report (`Table.position`). A data file may come
+from a pull request: nothing here evaluates it, and every value is a plain
+scalar, a list of them, or `NESTED`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: suffixes of the files `rows = "…"` reads, by format
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: characters in one CSV field (csv's own default limit is 131,072)
+MAX_FIELD = 1 << 17
+#: rows in one data file: twice the most images a manifest may make, so a filter has
+#: room, and few enough that a file of tiny rows cannot fill the memory
+MAX_ROWS = 200_000
+_TOO_MANY = f"has more than {MAX_ROWS:,} rows, more than nebula-build reads from one file"
+
+
+class DataError(ValueError):
+    """A problem in a data file, at a line (and column) where one is known."""
+
+    def __init__(
+        self, path: str, message: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.column = column
+
+
+class _Nested:
+    """A value that is a table (a JSON object inside a row): no text stands for it."""
+
+    def __repr__(self) -> str:
+        return "NESTED"
+
+
+NESTED = _Nested()
+Value = str | int | float | bool | tuple[Any, ...] | _Nested | None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row: its values by column, and where it is written."""
+
+    values: dict[str, Value]
+    #: the line it starts on; in a JSON array, its index there (`Table.position`
+    #: finds the line when a problem needs it)
+    at: int
+    #: the file it is in (each post is its own file)
+    path: str
+
+
+@dataclass
+class Table:
+    """The rows of a data file (or of a folder of posts) and the columns they have."""
+
+    path: str
+    columns: tuple[str, ...]
+    rows: list[Row]
+    #: (line, column) of a cell of a row, computed when a problem is reported
+    locate: Callable[[Row, str | None], tuple[int, int | None]] = field(
+        default=lambda row, column: (row.at, None)
+    )
+
+    def position(self, row: Row, column: str | None = None) -> tuple[int, int | None]:
+        """(line, character column) of `column` in `row`, or of the row itself."""
+        return self.locate(row, column)
+
+
+def normal(value: Any) -> Value:
+    """A parsed value as a row holds it: dates as ISO text, lists as tuples."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, list | tuple):
+        items = tuple(normal(item) for item in value)
+        return NESTED if any(isinstance(i, tuple | _Nested) for i in items) else items
+    if hasattr(value, "isoformat"):  # a date or time from YAML or TOML front matter
+        return str(value.isoformat())
+    return NESTED
+
+
+def text_of(value: Value) -> str | None:
+    """The text a `{placeholder}` becomes; None for a missing value, ValueError for a
+    table or a list of them."""
+    if value is None:
+        return None
+    if isinstance(value, _Nested):
+        raise ValueError("is a table of values, not text")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ", ".join(t for item in value if (t := text_of(item)) is not None)
+    return str(value)
+
+
+def decode(path: str, data: bytes) -> str:
+    """UTF-8 text (a byte-order mark dropped); DataError at the line of a bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line) from None
+
+
+def suffix_format(path: str) -> str | None:
+    """The format of a data file by its suffix (csv, json, jsonl), None if not one."""
+    name = path.rsplit("/", 1)[-1]
+    return FORMATS.get(name[name.rfind(".") :].lower()) if "." in name else None
+
+
+def parse(path: str, data: bytes, *, at: str | None = None) -> Table:
+    """The rows of the data file `path` (its suffix says the format)."""
+    kind = suffix_format(path)
+    if kind is None:
+        raise DataError(
+            path, f"is not a data file nebula-build reads ({', '.join(FORMATS)}, or front matter)"
+        )
+    if at is not None and kind != "json":
+        raise DataError(path, "`at` picks an array inside a JSON file; this is not one")
+    text = decode(path, data)
+    if kind == "csv":
+        return _csv(path, text)
+    if kind == "jsonl":
+        return _jsonl(path, text)
+    return _json(path, text, at)
+
+
+# --- CSV -------------------------------------------------------------------------
+
+
+def _csv(path: str, text: str) -> Table:
+    csv.field_size_limit(MAX_FIELD)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise DataError(path, f"the header does not parse: {exc}", 1) from None
+    if not header:
+        raise DataError(path, "is empty: the first line must name the columns", 1)
+    header = [name.strip() for name in header]
+    seen: dict[str, int] = {}
+    for index, name in enumerate(header):
+        if name and name in seen:
+            column = _csv_column(text, 1, index)
+            raise DataError(path, f"column {name!r} is named twice in the header", 1, column)
+        seen[name] = index
+    rows: list[Row] = []
+    width = len(header)
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader, None)
+        except csv.Error as exc:
+            raise DataError(path, f"does not parse as CSV: {exc}", start) from None
+        if fields is None:
+            break
+        if not fields:
+            continue  # a blank line
+        if len(rows) >= MAX_ROWS:
+            raise DataError(path, _TOO_MANY, start)
+        if len(fields) != width:
+            raise DataError(
+                path,
+                f"this row has {len(fields)} field(s) but the header names {width} columns "
+                '(a comma inside a value needs "quotes")',
+                start,
+            )
+        rows.append(Row(dict(zip(header, fields, strict=True)), start, path))
+    columns = tuple(name for name in header if name)
+
+    def locate(row: Row, column: str | None) -> tuple[int, int | None]:
+        index = seen.get(column) if column is not None else None
+        return row.at, None if index is None else _csv_column(text, row.at, index)
+
+    return Table(path, columns, rows, locate)
+
+
+def _csv_column(text: str, line: int, index: int) -> int | None:
+    """The character column where field `index` of the record at `line` starts."""
+    lines = text.split("\n", line)
+    if len(lines) < line:
+        return None
+    record = lines[line - 1]
+    quoted = False
+    field_index = 0
+    for position, char in enumerate(record):
+        if field_index == index:
+            return position + 1
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            field_index += 1
+    return len(record) + 1 if field_index == index else None
+
+
+# --- JSON and JSON Lines ----------------------------------------------------------
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load_json(path: str, text: str, line_offset: int = 0) -> Any:
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        line, column = exc.lineno + line_offset, exc.colno
+        raise DataError(path, f"invalid JSON: {exc.msg}", line, column) from None
+    except (ValueError, RecursionError) as exc:
+        message = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise DataError(path, f"invalid JSON: {message}", line_offset + 1 or None) from None
+
+
+def _json(path: str, text: str, at: str | None) -> Table:
+    data = _load_json(path, text)
+    steps: list[str | int] = []
+    for step in at.split(".") if at else ():
+        if not isinstance(data, dict) or step not in data:
+            raise DataError(path, f"has no {'.'.join(map(str, [*steps, step]))!r} (from `at`)")
+        steps.append(step)
+        data = data[step]
+    if isinstance(data, list) and len(data) > MAX_ROWS:
+        raise DataError(path, _TOO_MANY)
+    if not isinstance(data, list):
+        where = f"{at!r}" if at else "the file"
+        hint = "" if at else "; set `at` to the dotted path of the array inside it"
+        raise DataError(path, f"{where} is not an array of objects{hint}")
+    rows: list[Row] = []
+    columns: dict[str, None] = {}
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            line, column = _line_column(text, _offset(text, [*steps, index]))
+            raise DataError(path, f"item {index} is not an object", line, column)
+        columns.update(dict.fromkeys(item))
+        rows.append(Row({k: normal(v) for k, v in item.items()}, index, path))
+
+    def locate(row: Row, column: str | None) -> tuple[int, int | None]:
+        offset = None if column is None else _offset(text, [*steps, row.at, column])
+        if offset is None:
+            offset = _offset(text, [*steps, row.at])
+        return _line_column(text, offset)
+
+    return Table(path, tuple(columns), rows, locate)
+
+
+def _jsonl(path: str, text: str) -> Table:
+    rows: list[Row] = []
+    columns: dict[str, None] = {}
+    lines = text.split("\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if len(rows) >= MAX_ROWS:
+            raise DataError(path, _TOO_MANY, number)
+        item = _load_json(path, line, number - 1)
+        if not isinstance(item, dict):
+            raise DataError(path, "this line is not a JSON object", number, 1)
+        columns.update(dict.fromkeys(item))
+        rows.append(Row({k: normal(v) for k, v in item.items()}, number, path))
+
+    def locate(row: Row, column: str | None) -> tuple[int, int | None]:
+        offset = None if column is None else _offset(lines[row.at - 1], [column])
+        return row.at, 1 if offset is None else offset + 1
+
+    return Table(path, tuple(columns), rows, locate)
+
+
+def _line_column(text: str, offset: int | None) -> tuple[int, int | None]:
+    if offset is None:
+        return 1, None
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _offset(text: str, steps: Sequence[str | int]) -> int | None:
+    """Where the value at `steps` (keys and indexes) starts in JSON `text`; None where
+    there is none. Walks the text once, skipping the values on the way."""
+    position = _skip_space(text, 0)
+    for step in steps:
+        found = _child(text, position, step)
+        if found is None:
+            return None
+        position = found
+    return position
+
+
+def _child(text: str, position: int, step: str | int) -> int | None:
+    opening = "[" if isinstance(step, int) else "{"
+    if position >= len(text) or text[position] != opening:
+        return None
+    position = _skip_space(text, position + 1)
+    index = 0
+    while position < len(text) and text[position] not in "]}":
+        if isinstance(step, str):
+            key, position = _DECODER.raw_decode(text, position)
+            position = _skip_space(text, position)
+            position = _skip_space(text, position + 1)  # the colon
+            if key == step:
+                return position
+        elif index == step:
+            return position
+        _, position = _DECODER.raw_decode(text, position)
+        position = _skip_space(text, position)
+        if position < len(text) and text[position] == ",":
+            position = _skip_space(text, position + 1)
+        index += 1
+    return None
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position

@@ -1,0 +1,441 @@
+"""Images from data (`rows`): CSV, JSON, JSON Lines and Markdown front matter, through
+the CLI, with generations counted at the Nebula test server."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import nebula_manifest
+
+CSV = """\
+sku,name,description,category,price,stock
+T-1,Green tea,a cup of green tea,tea,4.5,12
+T-2,Black tea,"a pot of black tea, steaming",tea,5,3
+B-1,Sourdough,a round loaf,bread,6,0
+"""
+
+PRODUCT = {
+    "rows": "data/products.csv",
+    "id": "sku",
+    "prompt": "product photo of {name}: {description}",
+    "output": "static/products/{sku}.png",
+}
+
+
+def prompts(server) -> list[str]:
+    return sorted(str(r.body["prompt"]) for r in server.generations)
+
+
+def plan_actions(run_cli) -> dict[str, str]:
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    return {a["image"]: a["action"] for a in json.loads(out)["actions"]}
+
+
+def test_one_edited_row_remakes_exactly_one_image(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"product": PRODUCT}), "data/products.csv": CSV})
+    data = root / "data/products.csv"
+    assert run_cli("apply").code == 0
+    assert prompts(nebula_server) == [
+        "product photo of Black tea: a pot of black tea, steaming",
+        "product photo of Green tea: a cup of green tea",
+        "product photo of Sourdough: a round loaf",
+    ]
+    assert sorted(p.name for p in (root / "static/products").iterdir()) == [
+        "B-1.png",
+        "T-1.png",
+        "T-2.png",
+    ]
+
+    nebula_server.reset_counters()
+    data.write_text(CSV.replace("a round loaf", "a crusty round loaf"))
+    assert run_cli("apply").code == 0
+    assert prompts(nebula_server) == ["product photo of Sourdough: a crusty round loaf"]
+
+    nebula_server.reset_counters()  # a column no template uses: nothing to make
+    data.write_text(CSV.replace("a round loaf", "a crusty round loaf").replace(",12", ",99"))
+    assert set(plan_actions(run_cli).values()) == {"noop"}
+    assert run_cli("apply").code == 0
+    assert nebula_server.generations == []
+
+    lines = data.read_text().splitlines()  # the same rows in another order
+    data.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    assert run_cli("apply").code == 0
+    assert nebula_server.generations == []
+
+    data.write_text(data.read_text() + "C-1,Croissant,a flaky croissant,bread,3,5\n")
+    assert run_cli("apply").code == 0
+    assert prompts(nebula_server) == ["product photo of Croissant: a flaky croissant"]
+
+    data.write_text("\n".join(line for line in data.read_text().splitlines() if "T-2" not in line))
+    assert plan_actions(run_cli)["product[T-2]"] == "delete"
+    assert "its row is gone from the data, or filtered out" in run_cli("plan").out
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    assert nebula_server.generations == []
+    assert not (root / "static/products/T-2.png").exists()
+    assert "product[T-2]" not in (root / "images.lock").read_text()
+
+
+def test_json_json_lines_and_front_matter_rows(project, run_cli, nebula_server):
+    recipes = {
+        "data": {
+            "recipes": [
+                {"slug": "soup", "title": "Tomato soup", "tags": ["red", "warm"], "serves": 2},
+                {"slug": "salad", "title": "Green salad", "tags": ["green"], "serves": 1},
+            ]
+        }
+    }
+    images = {
+        "recipe": {
+            "rows": {"file": "data/recipes.json", "at": "data.recipes"},
+            "id": "slug",
+            "prompt": "{title} for {serves}, {tags}",
+            "output": "img/recipe-{slug}.png",
+        },
+        "city": {
+            "rows": "data/cities.jsonl",
+            "id": "code",
+            "prompt": "skyline of {name}",
+            "output": "img/city-{code}.png",
+        },
+        "cover": {
+            "rows": {"files": "content/posts/*.md", "front_matter": True},
+            "prompt": "cover for {title}: {excerpt}",
+            "alt": "{title}",
+            "output": "img/cover-{slug}.png",
+        },
+    }
+    root = project(
+        {
+            "images.toml": nebula_manifest(images),
+            "data/recipes.json": json.dumps(recipes, indent=2),
+            "data/cities.jsonl": (
+                '{"code": "osl", "name": "Oslo"}\n\n{"code": "lis", "name": "Lisbon"}\n'
+            ),
+            "content/posts/hello-world.md": (
+                "---\ntitle: Hello world\ndate: 2024-01-05\n---\n# Hello\n\n"
+                "The *first* post, with [a link](https://example.org).\n"
+                "Still the first paragraph.\n\n"
+                "Second paragraph.\n"
+            ),
+            "content/posts/toml-post.md": '+++\ntitle = "In TOML"\n+++\nBody text.\n',
+            "content/posts/notes.txt": "not a post",
+        }
+    )
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert prompts(nebula_server) == [
+        "Green salad for 1, green",
+        "Tomato soup for 2, red, warm",
+        "cover for Hello world: The first post, with a link. Still the first paragraph.",
+        "cover for In TOML: Body text.",
+        "skyline of Lisbon",
+        "skyline of Oslo",
+    ]
+    lock = (root / "images.lock").read_text()
+    for name in ("recipe[soup]", "city[lis]", "cover[hello-world]", "cover[toml-post]"):
+        assert f'"{name}"' in lock
+
+
+def test_asset_manifest_carries_each_row_id(project, run_cli):
+    manifest = nebula_manifest(
+        {
+            "product": {**PRODUCT, "where": "category == 'tea'"},
+            "hero": {"prompt": "x", "output": "hero.png"},
+        }
+    )
+    manifest = manifest.replace('backend = "nebula"', 'backend = "preview"')
+    manifest += '\n[assets]\nmanifest = "static/images.json"\n'
+    root = project({"images.toml": manifest, "data/products.csv": CSV})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    images = json.loads((root / "static/images.json").read_text())["images"]
+    assert sorted(images) == ["hero", "product[T-1]", "product[T-2]"]
+    assert images["product[T-1]"]["row"] == "T-1"
+    assert "row" not in images["hero"]
+    from jsonschema import validate
+
+    schema = json.loads(Path(__file__).parents[2].joinpath("schema/assets.schema.json").read_text())
+    validate(json.loads((root / "static/images.json").read_text()), schema)
+
+
+@pytest.mark.parametrize(
+    ("where", "limit", "expected"),
+    [
+        ("category == 'tea'", None, ["T-1", "T-2"]),
+        ("price < 5 or sku in ['B-1']", None, ["B-1", "T-1"]),
+        ("not (category == 'tea') and stock > 0", None, []),
+        ("stock", None, ["T-1", "T-2"]),
+        ("'tea' in description and price >= 4.5", 1, ["T-1"]),
+        (None, 2, ["T-1", "T-2"]),
+    ],
+)
+def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
+    product = dict(PRODUCT)
+    if where is not None:
+        product["where"] = where
+    if limit is not None:
+        product["limit"] = limit
+    project({"images.toml": nebula_manifest({"product": product}), "data/products.csv": CSV})
+    assert sorted(name[8:-1] for name in plan_actions(run_cli)) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "changes", "message"),
+    [
+        (
+            CSV.replace("Black tea", ""),
+            {},
+            "data/products.csv:3:5: images.product: column 'name' is empty",
+        ),
+        (
+            CSV.replace('"a pot of black tea, steaming"', "a pot, steaming"),
+            {},
+            "data/products.csv:3: images.product: this row has 7 field(s) but the header names "
+            "6 columns",
+        ),
+        (
+            CSV.replace("B-1,", "T-1,"),
+            {},
+            "data/products.csv:4:1: images.product: id 'T-1' is also the id of the row at line 2",
+        ),
+        (CSV, {"id": None}, "images.toml:13:1: images.product.id: is required with rows"),
+        (
+            CSV,
+            {"id": "SKU"},
+            "images.product.id: data/products.csv has no column 'SKU' (did you mean 'sku'?",
+        ),
+        (
+            CSV,
+            {"prompt": "{nmae}"},
+            "images.product.prompt: unknown placeholder {nmae} (data/products.csv has: {sku}",
+        ),
+        (CSV, {"prompt": "{index}"}, "unknown placeholder {index}"),
+        (
+            CSV,
+            {"where": "category = 'tea'"},
+            """images.product.where: cannot read "= 'tea'" (at character 9)""",
+        ),
+        (
+            CSV,
+            {"where": "name > 3"},
+            "data/products.csv:2:5: images.product: where: column 'name': 'Green tea' is not a "
+            "number",
+        ),
+        (CSV, {"where": "__import__('os')"}, "images.product.where: unexpected '('"),
+        (
+            CSV,
+            {"rows": "../products.csv"},
+            "images.product.rows: a data file must stay inside the project",
+        ),
+        (
+            CSV,
+            {"rows": "data/missing.csv"},
+            "images.product.rows: file not found: data/missing.csv",
+        ),
+        (CSV, {"rows": "data/products.xlsx"}, "is not a data file nebula-build reads"),
+        (
+            CSV,
+            {"matrix": {"size": ["a"]}},
+            "images.product.rows: takes its images from rows or from a matrix",
+        ),
+        (
+            "",
+            {},
+            "data/products.csv:1: images.product: is empty: the first line must name the columns",
+        ),
+        (b"sku,name\n\xff,x\n", {}, "data/products.csv:2: images.product: not UTF-8 text"),
+        (CSV, {"rows": 3}, "images.product.rows: must be a data file's path, or a table"),
+        (
+            CSV,
+            {"rows": {"file": "data/products.csv", "bogus": 1}},
+            "images.product.rows.bogus: unknown key; expected one of: file, files, front_matter",
+        ),
+        (CSV, {"rows": None}, "images.product.id: applies only with `rows`"),
+    ],
+)
+def test_a_broken_row_or_declaration_is_one_clear_line(project, run_cli, data, changes, message):
+    product = {**PRODUCT, **{k: v for k, v in changes.items() if v is not None}}
+    for key in [k for k, v in changes.items() if v is None]:
+        del product[key]
+    files: dict[str, str | bytes] = {"images.toml": nebula_manifest({"product": product})}
+    files["data/products.csv"] = data
+    root = project(files)
+    code, out, err = run_cli("plan")
+    assert code == 1
+    assert "Traceback" not in err
+    assert message in err, err
+    assert not (root / "images.lock").exists()
+
+
+def test_json_problems_name_the_line_and_column(project, run_cli):
+    product = {**PRODUCT, "rows": "data/products.json"}
+    items = [
+        {"sku": "a", "name": "A", "description": "d"},
+        {"sku": "b", "name": "", "description": "d"},
+    ]
+    project(
+        {
+            "images.toml": nebula_manifest({"product": product}),
+            "data/products.json": json.dumps(items, indent=2),
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert "data/products.json:9:13: images.product: column 'name' is empty" in err
+    (Path("data/products.json")).write_text('[{"sku": "a", "name": "A", "description": "d"},\n 3]')
+    assert "data/products.json:2:2: images.product: item 1 is not an object" in run_cli("plan").err
+    (Path("data/products.json")).write_text('{"sku": "a"')
+    assert "data/products.json:1:12: images.product: invalid JSON" in run_cli("plan").err
+
+
+def test_a_post_without_a_title_names_the_post(project, run_cli):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "cover for {title}",
+            "output": "img/{slug}.png",
+        }
+    }
+    project(
+        {
+            "images.toml": nebula_manifest(images),
+            "posts/a.md": "---\ntitle: A\n---\nx\n",
+            "posts/b.md": "---\nauthor: me\ntitle: ''\n---\nx\n",
+            "posts/c.md": "---\ntitle: [unclosed\n---\nx\n",
+            "posts/d.md": "---\ntitle: D\n",
+        }
+    )
+    err = run_cli("plan").err
+    assert "posts/b.md:3:1: images.cover: column 'title' is empty" in err
+    assert "posts/c.md:3:1: images.cover: the YAML front matter does not parse" in err
+    assert "posts/d.md:1: images.cover: the front matter opened by '---' is never closed" in err
+
+
+def test_a_data_file_is_read_only_inside_the_project(project, run_cli, tmp_path):
+    outside = tmp_path / "outside.csv"
+    outside.write_text(CSV)
+    root = project({"images.toml": nebula_manifest({"product": PRODUCT})})
+    (root / "data").mkdir()
+    (root / "data/products.csv").symlink_to(outside)
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert "images.product.rows: cannot read data/products.csv" in err
+    assert "symbolic link" in err
+    product = {**PRODUCT, "rows": ".nebula-build/specs.json"}
+    (root / "images.toml").write_text(nebula_manifest({"product": product}))
+    code, _, err = run_cli("plan")
+    assert code == 1 and "belongs to the tool" in err
+
+
+def test_a_huge_data_file_is_refused_unread(project, run_cli, monkeypatch):
+    from nebula_build.core import rowimages
+
+    monkeypatch.setattr(rowimages, "MAX_DATA_BYTES", 100)
+    project({"images.toml": nebula_manifest({"product": PRODUCT}), "data/products.csv": CSV})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert "over the 100 limit" in err
+
+
+def test_an_edited_data_file_is_seen_by_plan_and_status(project, run_cli, monkeypatch):
+    from nebula_build.engine import noop
+
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)  # no waiting for the racy window
+    cover = {"rows": {"files": "posts/*.md"}, "prompt": "{title}", "output": "img/{slug}.png"}
+    manifest = nebula_manifest({"product": PRODUCT, "cover": cover}).replace(
+        'backend = "nebula"', 'backend = "preview"'
+    )
+    root = project(
+        {"images.toml": manifest, "data/products.csv": CSV, "posts/a.md": "---\ntitle: A\n---\n"}
+    )
+    assert run_cli("apply").code == 0
+    assert run_cli("plan").out.startswith("No changes")
+    assert run_cli("plan").out == "No changes: 4 images up to date.\n"
+    assert (root / ".nebula-build/noop").exists()
+    assert "data/products.csv\t" in (root / ".nebula-build/noop").read_text()
+
+    data = root / "data/products.csv"  # the same size and mtime: only ctime shows
+    before = data.stat()
+    data.write_text(CSV.replace("a round loaf", "a rye loaf!!"))
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert data.stat().st_size == before.st_size
+    out = run_cli("plan").out
+    assert "product[B-1]  regenerate" in out
+    assert "product photo of Sourdough: a rye loaf!!" in out
+    status = run_cli("status").out
+    assert "product[B-1]" in status and "pending regenerate" in status
+
+    (root / "data/products.csv").write_text(CSV)
+    assert run_cli("plan").out.startswith("No changes")
+    assert run_cli("plan").out.startswith("No changes")
+    (root / "posts/b.md").write_text("---\ntitle: B\n---\n")  # a new post: its folder changed
+    out = run_cli("plan").out
+    assert "cover[b]  create" in out
+    assert "cover[b]" in run_cli("status").out
+
+
+def test_a_data_file_edited_while_the_plan_reads_it_is_seen_by_the_next(
+    project, run_cli, monkeypatch
+):
+    from nebula_build.core import rowimages
+    from nebula_build.engine import noop
+
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)
+    manifest = nebula_manifest({"product": PRODUCT}).replace('"nebula"', '"preview"', 1)
+    root = project({"images.toml": manifest, "data/products.csv": CSV})
+    assert run_cli("apply").code == 0
+    (root / noop.SNAPSHOT).unlink(missing_ok=True)
+    (root / ".nebula-build/specs.json").unlink()
+    real = rowimages.parse
+
+    def parse_then_edit(*args, **kwargs):
+        table = real(*args, **kwargs)  # saved just after the plan read it
+        (root / "data/products.csv").write_text(CSV.replace("Sourdough", "Rye bread"))
+        return table
+
+    monkeypatch.setattr(rowimages, "parse", parse_then_edit)
+    assert "No changes" in run_cli("plan").out
+    monkeypatch.setattr(rowimages, "parse", real)
+    assert noop.unchanged(str(root), "images.toml", None) is None
+    assert "product photo of Rye bread" in run_cli("plan").out
+
+
+def test_the_readme_snippet_builds_from_the_examples_data(project, run_cli):
+    import re
+    import shutil
+
+    repo = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```toml\n(.*?)```", (repo / "README.md").read_text(), re.DOTALL)
+    snippet = next(block for block in blocks if 'rows = "data/products.csv"' in block)
+    head = (
+        'version = 1\n[defaults]\nbackend = "preview"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
+    )
+    root = project({"images.toml": head + snippet})
+    for folder in ("data", "content"):
+        shutil.copytree(repo / "examples/static-site" / folder, root / folder)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "product[tea-green]  create" in out and "cover[winter-menu]  create" in out
+
+
+def test_posts_in_the_projects_own_folder_are_cached_like_any(project, run_cli, monkeypatch):
+    from nebula_build.engine import prepare as preparing
+
+    images = {"page": {"rows": {"files": "*.md"}, "prompt": "{title}", "output": "img/{slug}.png"}}
+    manifest = nebula_manifest(images).replace('backend = "nebula"', 'backend = "preview"')
+    root = project({"images.toml": manifest, "about.md": "---\ntitle: About\n---\n"})
+    assert "page[about]  create" in run_cli("plan").out
+    resolved = []
+    real = preparing.resolve
+    monkeypatch.setattr(preparing, "resolve", lambda *a, **k: resolved.append(1) or real(*a, **k))
+    assert "page[about]  create" in run_cli("plan").out
+    assert resolved == []  # answered from the spec cache
+    (root / "contact.md").write_text("---\ntitle: Contact\n---\n")
+    assert "page[contact]  create" in run_cli("plan").out
+    assert resolved == [1]

@@ -1,0 +1,169 @@
+"""The pure parts of images from data: the `where` language and the data file parsers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nebula_build.core import where
+from nebula_build.core.frontmatter import excerpt, parse_post
+from nebula_build.core.table import NESTED, DataError, parse, text_of
+
+ROW = {"category": "tea", "price": "4.5", "stock": 0, "tags": ("green", "hot"), "flag": "false"}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("category == 'tea'", True),
+        ('category != "tea"', False),
+        ("price < 5", True),
+        ("price >= 4.5 and price <= 4.5", True),
+        ("price > 10 or category in ['tea', 'coffee']", True),
+        ("category not in ['tea']", False),
+        ("'green' in tags", True),
+        ("'te' in category", True),
+        ("not stock", True),
+        ("flag", False),
+        ("missing == 'x'", False),
+        ("missing != 'x'", True),
+        ("missing < 3", False),
+        ("not (price < 5 and category == 'tea')", False),
+        ("stock == 0", True),
+        ("category == true", False),
+    ],
+)
+def test_where_expressions(expression, expected):
+    assert where.matches(where.parse(expression), ROW) is expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("category = 'tea'", "cannot read"),
+        ("(price < 5", "expected ')'"),
+        ("price <", "expected a column"),
+        ("__import__('os').system('x')", "cannot read"),
+        ("price.real", "cannot read"),
+        ("[1, price]", "a list holds only"),
+        ("x" * 1001, "at most 1000"),
+        ("(" * 40 + "x" + ")" * 40, "nested more than"),
+        ("not " * 40 + "x", "nested more than"),
+    ],
+)
+def test_where_refuses_what_it_does_not_speak(expression, message):
+    with pytest.raises(where.WhereError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        where.parse(expression)
+
+
+def test_ordering_text_with_a_number_names_the_column():
+    with pytest.raises(where.WhereError) as caught:
+        where.matches(where.parse("category > 3"), ROW)
+    assert caught.value.column == "category"
+
+
+@given(st.text(max_size=60))
+def test_any_text_parses_or_is_a_where_error(text):
+    try:
+        node = where.parse(text)
+    except where.WhereError:
+        return
+    with contextlib.suppress(where.WhereError):
+        where.matches(node, ROW)
+
+
+@given(st.binary(max_size=200), st.sampled_from(["a.csv", "a.json", "a.jsonl"]))
+def test_any_bytes_parse_or_are_a_data_error(data, name):
+    try:
+        table = parse(name, data)
+    except DataError:
+        return
+    for row in table.rows:
+        for column in table.columns:
+            table.position(row, column)
+
+
+@given(st.binary(max_size=200))
+def test_any_post_parses_or_is_a_data_error(data):
+    with contextlib.suppress(DataError):
+        parse_post("p.md", b"---\n" + data)
+
+
+def test_csv_rows_know_their_lines_and_columns():
+    table = parse("p.csv", b'id,text\n1,"two\nlines"\n\n2,"a, b"\n')
+    assert [row.values for row in table.rows] == [
+        {"id": "1", "text": "two\nlines"},
+        {"id": "2", "text": "a, b"},
+    ]
+    assert [table.position(row, "text") for row in table.rows] == [(2, 3), (5, 3)]
+
+
+def test_json_values_are_plain_and_nested_tables_are_not_text():
+    data = {"rows": [{"id": 1, "on": True, "x": None, "n": {"a": 1}, "l": [1, "b"], "f": 2.5}]}
+    table = parse("p.json", json.dumps(data).encode(), at="rows")
+    row = table.rows[0].values
+    assert [text_of(row[k]) for k in ("id", "on", "x", "l", "f")] == [
+        "1",
+        "true",
+        None,
+        "1, b",
+        "2.5",
+    ]
+    assert row["n"] is NESTED
+    with pytest.raises(ValueError, match="table of values"):
+        text_of(row["n"])
+    with pytest.raises(DataError, match="NaN is not JSON"):
+        parse("p.json", b'[{"a": NaN}]')
+    with pytest.raises(DataError, match=r"has no 'rows\.list'"):
+        parse("p.json", b'{"rows": {}}', at="rows.list")
+
+
+def test_a_yaml_front_matter_cannot_build_objects():
+    with pytest.raises(DataError, match="does not parse"):
+        parse_post("p.md", b"---\nx: !!python/object/apply:os.system ['true']\n---\n")
+
+
+def test_excerpt_is_the_first_paragraph_as_plain_text():
+    text = "# Title\n\n![cover](c.png)\n\nThe **first** [post](u) here.\nMore.\n\nSecond.\n"
+    assert excerpt(text.split("\n")) == "The first post here. More."
+    assert len(excerpt(["word " * 500])) == 500
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.jsonl", "a.json"])
+def test_a_file_of_too_many_rows_is_refused(name, monkeypatch):
+    from nebula_build.core import table
+
+    monkeypatch.setattr(table, "MAX_ROWS", 3)
+    rows = [{"id": str(n)} for n in range(4)]
+    data = {
+        "a.csv": "id\n" + "".join(f"{n}\n" for n in range(4)),
+        "a.jsonl": "".join(json.dumps(row) + "\n" for row in rows),
+        "a.json": json.dumps(rows),
+    }[name]
+    with pytest.raises(DataError, match="more than 200,000 rows"):
+        parse(name, data.encode())
+
+
+def test_a_manifest_without_rows_imports_none_of_this(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "images.toml").write_text(
+        'version = 1\n[defaults]\nbackend = "preview"\n'
+        'model = "black-forest-labs/FLUX.1-schnell"\n[images.a]\nprompt = "x"\noutput = "a.png"\n'
+    )
+    modules = ("rowimages", "table", "frontmatter", "where")
+    code = (
+        "import sys; from nebula_build.cli import main; rc = main(['plan']); "
+        f"print([m for m in {modules!r} if 'nebula_build.core.' + m in sys.modules]); "
+        "print('yaml' in sys.modules); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-2:] == ["[]", "False"]

@@ -1,0 +1,127 @@
+"""Watch mode with images from data: the data files and the folders of posts are watched."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+
+from nebula_build.live.watch import filesystem_changes
+from tests.conftest import fake_manifest, generation_log
+from tests.live.test_watch import Script, make_watcher
+
+CSV = "sku,name,stock\nT-1,Green tea,4\nB-1,Sourdough,0\n"
+IMAGES = {
+    "product": {
+        "rows": "data/products.csv",
+        "id": "sku",
+        "prompt": "photo of {name}",
+        "output": "img/{sku}.png",
+    },
+    "cover": {
+        "rows": {"files": "posts/*.md"},
+        "prompt": "cover for {title}",
+        "output": "img/cover-{slug}.png",
+    },
+}
+
+
+def test_an_edited_row_starts_a_round_that_remakes_only_its_image(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    root = project(
+        {
+            "images.toml": fake_manifest(log, IMAGES),
+            "data/products.csv": CSV,
+            "posts/a.md": "---\ntitle: A\n---\n",
+        }
+    )
+    data = root / "data/products.csv"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        first = await script.next_round()
+        assert sorted(first.changed) == ["cover[a]", "product[B-1]", "product[T-1]"]
+        assert data in watcher.watched_paths()
+        assert root / "posts/a.md" in watcher.watched_paths()
+        assert watcher.wants(root / "posts/new.md")  # a post added to the folder
+        assert not watcher.wants(root / "posts/notes.txt")
+        assert not watcher.wants(root / "img/T-1.png")  # its own outputs never do
+
+        data.write_text(CSV.replace("Sourdough", "Rye bread").replace(",4", ",9"))
+        await script.queue.put({data})
+        second = await script.next_round()
+        assert second.changed == ["product[B-1]"]
+
+        data.write_text("sku,name,stock\nT-1,,4\n")  # a broken row: said, and watch goes on
+        await script.queue.put({data})
+        assert (
+            "data/products.csv:2:5: images.product: column 'name' is empty"
+            in (await script.next_round()).error
+        )
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert sorted(generation_log(log)) == [
+        "cover[a]",
+        "product[B-1]",
+        "product[B-1]",
+        "product[T-1]",
+    ]
+
+
+def test_a_data_file_broken_from_the_start_is_watched_until_fixed(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    root = project(
+        {
+            "images.toml": fake_manifest(log, IMAGES),
+            "data/products.csv": "sku,name,stock\nT-1,,4\n",
+            "posts/a.md": "---\ntitle: [broken\n---\n",
+        }
+    )
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        assert (await script.next_round()).error
+        assert root / "data/products.csv" in watcher.watched_paths()
+        assert watcher.wants(root / "posts/a.md")
+        (root / "data/products.csv").write_text(CSV)
+        (root / "posts/a.md").write_text("---\ntitle: A\n---\n")
+        await script.queue.put({root / "data/products.csv"})
+        fixed = await script.next_round()
+        assert sorted(fixed.changed) == ["cover[a]", "product[B-1]", "product[T-1]"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_a_post_saved_on_disk_starts_a_round(project, tmp_path):
+    manifest = fake_manifest(tmp_path / "log", {"cover": IMAGES["cover"]}).replace(
+        'backend = "fake"', 'backend = "preview"'
+    )
+    root = project({"images.toml": manifest, "posts/a.md": "---\ntitle: A\n---\n"})
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await script.next_round()
+        await asyncio.sleep(0.3)  # the watcher is listening
+        (root / "posts/b.md").write_text("---\ntitle: B\n---\n")
+        assert (await script.next_round(timeout=5)).changed == ["cover[b]"]
+        (root / "posts/a.md").write_text("---\ntitle: A, edited\n---\n")
+        assert (await script.next_round(timeout=5)).changed == ["cover[a]"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
