@@ -59,3 +59,18 @@ def test_fp8_on_gpus_that_have_it(tiny, tmp_path):  # noqa: F811
         pytest.skip("float8 needs compute capability 8.9+")
     (result,), _ = generate_all(tiny, tmp_path, [request(FLUX_SCHNELL)], quantize="fp8")
     assert result.data
+
+
+def test_fused_qkv_with_sequential_offload(tiny, tmp_path):  # noqa: F811
+    """Fused before the hooks move the weights to `meta`: the fused layers are real."""
+    (result,), _ = generate_all(
+        tiny, tmp_path, [request(SDXL)], fuse_qkv=True, offload="sequential"
+    )
+    assert result.data
+
+
+def test_regional_compile_with_model_offload(tiny, tmp_path):  # noqa: F811
+    requests = [request(FLUX_SCHNELL, seed=s) for s in (1, 2)]
+    results, _ = generate_all(tiny, tmp_path, requests, compile="regional", offload="model")
+    assert {"compile_cold", "compile_warm"} & set(results[0].timings)
+    assert results[1].data
