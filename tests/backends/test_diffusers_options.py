@@ -347,11 +347,11 @@ def test_auto_dtype_is_native_bf16_or_float16(device, capability, expected):
 
 
 def test_a_speed_option_failing_at_load_is_one_line_and_the_pipeline_is_released(
-    tiny, project, run_cli, monkeypatch
+    tiny, project, run_cli, monkeypatch, tmp_path
 ):
     pytest.importorskip("torch")
-    from nebula_build.backends.diffusers import runtime as runtime_module
     from nebula_build.backends.diffusers import speedups
+    from nebula_build.plugin import LocalSetupError
 
     made: list[weakref.ref] = []
 
@@ -360,18 +360,26 @@ def test_a_speed_option_failing_at_load_is_one_line_and_the_pipeline_is_released
         raise RuntimeError("no kernel for this layer\nsecond line")
 
     monkeypatch.setattr(speedups, "fuse_qkv", broken)
-    assert runtime_module.speedups is speedups
+    expected = (
+        f"model '{FLUX_SCHNELL}': fuse_qkv = true failed while loading it: RuntimeError: "
+        "no kernel for this layer; remove it from [backends.diffusers]"
+    )
+
+    async def scenario():  # the error as the engine keeps it, the backend still open
+        async with backend_for(tiny, tmp_path, fuse_qkv=True) as backend:
+            with pytest.raises(LocalSetupError) as caught:
+                await backend.generate(request(FLUX_SCHNELL))
+            gc.collect()
+            return str(caught.value), made[-1]() is None, dict(backend._runtime.pipelines)
+
+    message, released, loaded = asyncio.run(scenario())
+    assert message == expected and released and not loaded
+
     settings = {"models": folders(tiny), "fuse_qkv": True}
     root = project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]}, **settings)})
     code, _, err = run_cli("apply")
     assert code == 1 and "Traceback" not in err
-    line = next(line for line in err.splitlines() if "fuse_qkv" in line)
-    assert (
-        f"model '{FLUX_SCHNELL}': fuse_qkv = true failed while loading it: RuntimeError: "
-        "no kernel for this layer; remove it from [backends.diffusers]"
-    ) in line
-    gc.collect()
-    assert made and made[0]() is None  # the half-made pipeline was let go
+    assert expected in next(line for line in err.splitlines() if "fuse_qkv" in line)
     assert not (root / "out/fox.png").exists()
 
 

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import gc
 import io
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -334,7 +333,7 @@ class Runtime:
             try:
                 if request.model not in self.pipelines:
                     _tell(request, f"loading {request.model}")
-                loaded, load_seconds = self.pipeline(request.model)
+                loaded, load_seconds = self._pipeline_or_error(request.model)
                 result = self._run(loaded, request, cancel)
                 break
             except torch.OutOfMemoryError:
@@ -346,6 +345,16 @@ class Runtime:
         if load_seconds is None:
             return result
         return dataclasses.replace(result, timings={"load": load_seconds, **result.timings})
+
+    def _pipeline_or_error(self, model_id: str) -> tuple[LoadedPipeline, float | None]:
+        try:
+            return self.pipeline(model_id)
+        except LocalSetupError as exc:
+            message = str(exc)
+        # A fresh error, raised outside the handler so that it has no context: the
+        # first one's traceback holds the half-made pipeline, which the engine would
+        # keep alive until the apply ends.
+        raise LocalSetupError(message, backend="diffusers")
 
     def _out_of_memory(self, request: GenerationRequest) -> BackendError:
         self._free_cache()
@@ -527,11 +536,16 @@ def _toml(value: object) -> str:
 
 
 def _host_free() -> float:
-    """CPU memory available now (Linux; elsewhere unknown: no limit)."""
+    """CPU memory available now, page cache included (Linux's MemAvailable; where
+    that cannot be read: unknown, no limit)."""
     try:
-        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return float("inf")
+        with Path("/proc/meminfo").open(encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("inf")
 
 
 def _arguments(
