@@ -78,9 +78,10 @@ def run(tiny, root: Path, requests: list, look=lambda runtime: None, **settings:
         (
             {"compile": True, "offload": "model"},
             [
-                'compile = true does not work with offload = "model" (every image would fail: '
-                "a whole-model graph cannot run through the hooks that move each model to the "
-                'GPU); use compile = "regional" with offload = "model"'
+                'compile = true does not work with offload = "model": a whole-model graph '
+                "cannot run through the hooks that move each model to the GPU; use compile = "
+                '"regional" with offload = "model" (images.fox and every other image on '
+                "diffusers would fail)"
             ],
         ),
         (
@@ -110,6 +111,7 @@ def test_options_that_fail_every_image_are_refused_by_validate_one_line_each(
     for error, line in zip(errors, lines, strict=True):
         assert error.startswith("error: images.toml:")
         assert "backends.diffusers.offload: " + line in error
+        assert error.endswith("(images.fox and every other image on diffusers would fail)")
 
 
 def test_options_that_combine_validate(project, run_cli):

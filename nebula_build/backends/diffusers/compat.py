@@ -69,7 +69,7 @@ def incompatible_pairs(settings: Any) -> list[tuple[str, str]]:
                 (
                     row.second,
                     f"{row.first} = {_toml(first)} does not work with {row.second} = "
-                    f"{_toml(second)} (every image would fail: {row.why}); {row.instead}",
+                    f"{_toml(second)}: {row.why}; {row.instead}",
                 )
             )
     return problems
