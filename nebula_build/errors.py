@@ -97,6 +97,10 @@ class ConflictError(UserError):
     """An output file was changed by hand; nebula-build will not overwrite it."""
 
 
+#: the type of a pydantic error a backend's settings raise for options that do not
+#: work together: its message names the values itself, so none is shown after it
+CONFLICT = "settings_conflict"
+
 #: What to do about a conflict, wherever one is reported.
 FORCE_HINT = "re-run with --force to replace it (the old file is kept under .nebula-build/backup/)"
 

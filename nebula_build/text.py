@@ -2,8 +2,9 @@
 
 `printable` makes one harmless line: no terminal escape sequences, no control
 characters, no bidirectional overrides. `redact` takes secrets out, whole or in
-fragments. `plural` counts things in words ("1 image", "2 images"). Pure functions
-of the standard library: every layer may use them.
+fragments. `plural` counts things in words ("1 image", "2 images").
+`made_with_problem` checks a backend's provenance record (a plugin's answer, a
+lock's entry). Pure functions of the standard library: every layer may use them.
 """
 
 from __future__ import annotations
@@ -98,3 +99,22 @@ def _redact_fragments(text: str, secret: str) -> str:
         elif index == 0 or not covered[index - 1]:
             pieces.append(REDACTED)
     return "".join(pieces)
+
+
+#: a provenance record (`GenerationResult.made_with`, a lock entry's `made_with`):
+#: at most this many entries, keys like `dtype`, values one short printable line
+MADE_WITH_ENTRIES = 16
+MADE_WITH_VALUE = 200
+_MADE_WITH_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def made_with_problem(record: object) -> str | None:
+    """What is wrong with a provenance record from outside, or None."""
+    if not isinstance(record, dict) or len(record) > MADE_WITH_ENTRIES:
+        return f"must be a table of at most {MADE_WITH_ENTRIES} settings"
+    for key, value in record.items():
+        if not isinstance(key, str) or not _MADE_WITH_KEY.fullmatch(key):
+            return "has a key that is not a lowercase name"
+        if not isinstance(value, str) or len(value) > MADE_WITH_VALUE or printable(value) != value:
+            return f"`{key}` must be one printable line of at most {MADE_WITH_VALUE} characters"
+    return None

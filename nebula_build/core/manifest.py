@@ -29,7 +29,7 @@ from pydantic import (
 
 from nebula_build.core import sourcemap
 from nebula_build.core.spritedecl import SpriteFields
-from nebula_build.errors import ManifestError, Problem, did_you_mean
+from nebula_build.errors import CONFLICT, ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 
 SCHEMA_VERSION = 1
@@ -572,6 +572,8 @@ def describe_error(error: Any, known: list[str]) -> str:
         return f"unknown key{hint}; expected one of: {', '.join(known)}"
     if kind == "missing":
         return "is required"
+    if kind == CONFLICT:
+        return str(error["msg"])
     got = f" (got {_shown_value(error['input'])})" if "input" in error else ""
     message = str(error["msg"]).removeprefix("Value error, ")
     return message[0].lower() + message[1:] + got

@@ -23,6 +23,11 @@ HasCached = Callable[[str], bool]
 KnownOutput = Callable[[str], Mapping[str, str]]
 
 
+#: how a plan says that an image was made with other values of settings outside its
+#: key than its backend has now (`Backend.made_with`)
+SETTINGS_NOTE = "made with different settings"
+
+
 class ActionKind(StrEnum):
     CREATE = "create"
     REGENERATE = "regenerate"

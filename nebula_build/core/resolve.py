@@ -34,6 +34,7 @@ from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec
 from nebula_build.core.sprite import pairs
 from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
 from nebula_build.errors import (
+    CONFLICT,
     DependencyCycleError,
     ManifestError,
     NebulaBuildError,
@@ -131,7 +132,12 @@ class _Resolver(SpriteRules):
             at = ("images", self.bases[str(loc[1])], *loc[2:])  # where it is written
         self.problems.append(self.manifest.problem(loc, message, at))
 
-    def backend(self, name: str, loc: tuple[str, ...]) -> Mapping[str, ModelSupport] | None:
+    def backend(
+        self, name: str, loc: tuple[str, ...], image: str | None = None
+    ) -> Mapping[str, ModelSupport] | None:
+        """The models of backend `name`, or None (and its problems) if it cannot be
+        used. Settings that conflict (`CONFLICT`) are reported once an `image` asks
+        for the backend, naming it: they fail only the images that use it."""
         if name in self.models:
             return self.models[name]
         if name in self.broken_backends:  # its problems are reported once
@@ -145,11 +151,17 @@ class _Resolver(SpriteRules):
         try:
             settings = plugin.parse_settings(raw)
         except ValidationError as exc:
+            errors = exc.errors()
+            if image is None and all(error["type"] == CONFLICT for error in errors):
+                return None
             self.broken_backends.add(name)
-            for error in exc.errors():
+            for error in errors:
                 fields = plugin.cls.settings_model.model_fields
                 known = list(fields) if len(error["loc"]) == 1 else []
-                self.fail(("backends", name, *map(str, error["loc"])), describe_error(error, known))
+                message = describe_error(error, known)
+                if error["type"] == CONFLICT and image is not None:
+                    message += f" (images.{image} and every other image on {name} would fail)"
+                self.fail(("backends", name, *map(str, error["loc"])), message)
             return None
         self.plugins[name] = plugin
         self.settings[name] = settings
@@ -301,7 +313,7 @@ class _Resolver(SpriteRules):
             merged["backend"] = self.override
         start = len(self.problems)
         models = self.models.get(merged["backend"]) or self.backend(
-            merged["backend"], self.origin(name, decl, "backend")
+            merged["backend"], self.origin(name, decl, "backend"), name
         )
         if models is None:
             return None

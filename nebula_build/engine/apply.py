@@ -267,7 +267,8 @@ class Applier:
         outcome.checks = checks
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)
-        await self._record(spec, digest, original.seed, variants)
+        made_with = original.made_with if outcome.generated else None
+        await self._record(spec, digest, original.seed, variants, made_with)
         if outcome.generated:
             await self._share(spec, verified, original.seed, outcome)
 
@@ -288,11 +289,17 @@ class Applier:
         digest: str,
         seed: int | None,
         variants: Mapping[str, str] | None = None,
+        made_with: Mapping[str, str] | None = None,
     ) -> None:
-        """Record a finished image; `seed` is what the backend reported using."""
+        """Record a finished image; `seed` is what the backend reported using,
+        `made_with` its provenance record (None: not generated now, so the entry's
+        record stands while the generation is the same)."""
         params = spec.generation_params()
         del params["backend"], params["model"]  # the entry has them as fields
         before = self.writer.entries.get(spec.name)
+        if made_with is None:
+            same = before is not None and before.generation_key == spec.generation_key
+            made_with = before.made_with if same and before is not None else {}
         # a pin keeps the set it was made over, for --unpin to come back to
         same_set = before is not None and (
             spec.pin is not None or spec.generation_key in {d.key for d in before.draws}
@@ -312,6 +319,7 @@ class Applier:
                 draws=before.draws if before is not None and same_set else (),
                 history=history_after(before, spec.generation_key, self.store),
                 pin=spec.pin,
+                made_with=dict(made_with),
             ),
         )
 

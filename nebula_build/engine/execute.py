@@ -26,7 +26,7 @@ from nebula_build.plugin.backend import (
 from nebula_build.plugin.manager import BackendPlugin
 from nebula_build.state.lockfile import Entries, LockWriter
 from nebula_build.state.remote import Remote
-from nebula_build.text import printable
+from nebula_build.text import made_with_problem, printable
 
 #: the longest message of a plugin's that is shown (one line, in the summary and the gallery)
 PLUGIN_MESSAGE_LIMIT = 1000
@@ -148,6 +148,10 @@ def _malformed(result: object) -> str | None:
         isinstance(k, str) and type(v) in (int, float) for k, v in timings.items()
     ):
         return "timings that are not {name: seconds}"
+    made_with = result.made_with
+    problem = made_with_problem(dict(made_with) if isinstance(made_with, Mapping) else made_with)
+    if problem is not None:
+        return f"a made_with record that {problem}"
     return None
 
 

@@ -225,6 +225,10 @@ def record(
     text = None
     # a pin is shown by every plan, so a plan with one is never skipped
     pinned = any(a.spec is not None and a.spec.pin is not None for a in plan.actions)
+    # nor is one noting an image made with other settings: the note would go unsaid
+    from nebula_build.core.plan import SETTINGS_NOTE
+
+    pinned = pinned or any(SETTINGS_NOTE in note for a in plan.actions for note in a.notes)
     if not any(p.startswith("..") for p in paths) and not plan.has_changes and not pinned:
         text = snapshot(
             root,

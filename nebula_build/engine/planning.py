@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 
-from nebula_build.core.plan import Plan, make_plan
+from nebula_build.core.plan import SETTINGS_NOTE, Plan, make_plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates
 from nebula_build.engine.derived import plan_files
@@ -72,6 +72,7 @@ def plan_for(
         )
         images = diff(chosen)
     actions = candidates.with_notes(images.actions, chosen.notes)
+    actions = candidates.with_notes(actions, other_settings(prepared, images, lock))
     if draws:
         actions += tuple(candidates.draw_actions(actions, chosen, lock, prepared.store))
     images = Plan(actions)
@@ -81,6 +82,36 @@ def plan_for(
         images = mark(images, remote, notice)
     files = plan_files(prepared, lock, images.actions, force=force)
     return Plan(images.actions, files)
+
+
+def other_settings(prepared: Prepared, images: Plan, lock: Entries) -> dict[str, str]:
+    """A note for each image the plan keeps whose lock entry records other values of
+    the settings its backend records (`Backend.made_with`): not in the key, so no
+    regeneration by itself; `apply --replace` makes it again with today's."""
+    resolved = prepared.resolved
+    expected: dict[tuple[str, str], dict[str, str]] = {}
+    notes = {}
+    for action in images.actions:
+        spec, entry = action.spec, lock.get(action.image)
+        if spec is None or entry is None or action.generates or not entry.made_with:
+            continue
+        if spec.generation_key != entry.generation_key or spec.backend not in resolved.backends:
+            continue
+        key = (spec.backend, spec.model)
+        if key not in expected:
+            plugin = resolved.backends[spec.backend]
+            expected[key] = plugin.made_with(resolved.settings[spec.backend], spec.model)
+        changed = [
+            f"{name} {entry.made_with[name]}, now {value}"
+            for name, value in sorted(expected[key].items())
+            if name in entry.made_with and entry.made_with[name] != value
+        ]
+        if changed:
+            notes[action.image] = (
+                f"{SETTINGS_NOTE} ({'; '.join(changed)}): "
+                f"`nebula-build apply --replace {action.image}` makes it again"
+            )
+    return notes
 
 
 def _lost_pins(images: Plan, pins: Mapping[str, AssetSpec], remote: Remote | None) -> set[str]:

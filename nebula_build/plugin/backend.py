@@ -101,6 +101,10 @@ class GenerationResult:
     warnings: tuple[str, ...] = ()
     #: bytes of accelerator memory at the generation's peak, where the backend knows it
     peak_memory: int | None = None
+    #: what made these pixels beyond the spec, e.g. {"weights": "hf:1a2b…", "dtype":
+    #: "bfloat16"}: recorded in the lock entry as provenance, never part of a key
+    #: (lowercase names, short printable values; see `Backend.made_with`)
+    made_with: Mapping[str, str] = field(default_factory=dict)
 
 
 class Backend(ABC):
@@ -133,6 +137,13 @@ class Backend(ABC):
         """Check, before any work starts, that this backend can run (credentials,
         weights on disk…); raise a BackendError saying what to do if not. `root` is
         the folder holding images.toml."""
+
+    @classmethod
+    def made_with(cls, settings: BackendSettings, model_id: str) -> Mapping[str, str]:
+        """The part of `GenerationResult.made_with` that `settings` decide, known
+        without loading anything: `plan` notes an image whose lock entry records other
+        values ("made with different settings"). Nothing by default."""
+        return {}
 
     @classmethod
     def watched_files(cls, settings: BackendSettings, root: Path) -> list[Path]:

@@ -33,7 +33,7 @@ from nebula_build.errors import (
 from nebula_build.plugin import hookspecs
 from nebula_build.plugin.backend import Backend, BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.text import printable
+from nebula_build.text import made_with_problem, printable
 
 ENTRY_POINT_GROUP = "nebula_build"
 #: The built-in plugins, loaded by name so that nothing else imports a backend module.
@@ -194,6 +194,14 @@ class BackendPlugin:
                 f"{self.source}: {self.name}.models must return a mapping of ModelSupport"
             )
         return models
+
+    def made_with(self, settings: BackendSettings, model_id: str) -> dict[str, str]:
+        with self.blame("made_with"):
+            record = dict(self.cls.made_with(settings, model_id))
+        problem = made_with_problem(record)
+        if problem is not None:
+            raise PluginError(f"{self.source}: {self.name}.made_with: the record {problem}")
+        return record
 
     def preflight(self, settings: BackendSettings, root: Path) -> None:
         with self.blame("preflight"):

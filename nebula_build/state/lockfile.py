@@ -29,6 +29,7 @@ from nebula_build.fsutil import atomic_write, read_regular, sha256_bytes
 from nebula_build.state.guard import path_problem
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
 from nebula_build.state.seal import seal, unseal
+from nebula_build.text import made_with_problem
 
 LOCK_VERSION = 1
 HEADER = (
@@ -119,6 +120,9 @@ class LockEntry:
     #: the generation key of the manifest's spec it was pinned against (written as
     #: `pinned_against`)
     pin: str | None = None
+    #: what made the pixels beyond the params, as the backend reported it (weights'
+    #: identity, dtype, speed options that change pixels): provenance, not a key
+    made_with: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def candidates(self) -> int:
@@ -147,6 +151,8 @@ class LockEntry:
             data["seed"] = self.seed
         if self.variants:
             data["variants"] = dict(self.variants)
+        if self.made_with:
+            data["made_with"] = dict(self.made_with)
         if self.pin is not None:
             data["pinned_against"] = self.pin
         if self.draws:
@@ -176,6 +182,7 @@ class LockEntry:
             draws=tuple(DrawRecord(d["key"], d["digest"]) for d in draws) if draws else (),
             history=tuple(_earlier(h) for h in history) if history else (),
             pin=data.get("pinned_against"),
+            made_with=dict(data.get("made_with", {})),
         )
 
     @classmethod
@@ -278,6 +285,10 @@ def _entry_problem(data: object) -> str | None:
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         return "`seed` must be an integer"
+    made_with = data.get("made_with", {})
+    problem = made_with_problem(dict(made_with) if isinstance(made_with, Mapping) else made_with)
+    if problem is not None:
+        return f"`made_with` {problem}"
     variants = data.get("variants", {})
     if not isinstance(variants, Mapping):
         return "`variants` must be a table"
@@ -368,6 +379,8 @@ def _table(name: str, entry: LockEntry) -> str:
     parts.append(f"params = {_toml_value(data['params'])}\n")
     if "variants" in data:
         parts.append(f"variants = {_toml_value(data['variants'])}\n")
+    if "made_with" in data:
+        parts.append(f"made_with = {_toml_value(data['made_with'])}\n")
     if "draws" in data:
         lines = "".join(
             f"  {{ key = {_toml_string(d['key'])}, digest = {_toml_string(d['digest'])} }},\n"

@@ -7,7 +7,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState, Plan
+from nebula_build.core.plan import (
+    SETTINGS_NOTE,
+    Action,
+    ActionKind,
+    FileAction,
+    FileKind,
+    FileState,
+    Plan,
+)
 from nebula_build.core.spec import AssetSpec
 from nebula_build.core.sprite import describe_check
 from nebula_build.errors import ManifestError, first_line
@@ -266,6 +274,18 @@ def pin_lines(plan: Plan, style: Style) -> list[str]:
     return lines
 
 
+def settings_lines(plan: Plan, style: Style) -> list[str]:
+    """The images kept as they are although the lock says they were made with other
+    settings than the backend's now (not in the key: `apply --replace` redoes them)."""
+    return [
+        style(f"  ~ {action.image}  {note}", "yellow")
+        for action in plan.actions
+        if action.kind is ActionKind.NOOP
+        for note in action.notes
+        if SETTINGS_NOTE in note
+    ]
+
+
 def plan_text(
     plan: Plan, style: Style, estimate: Estimate | None = None, *, limit: int | None = None
 ) -> str:
@@ -276,6 +296,7 @@ def plan_text(
             [
                 f"No changes: {plural(len(plan.actions), 'image')} up to date.",
                 *pin_lines(plan, style),
+                *settings_lines(plan, style),
             ]
         )
     lines = ["nebula-build will perform these actions:", ""]
@@ -289,6 +310,7 @@ def plan_text(
         )
     lines += file_lines(plan.files, style)
     lines += pin_lines(plan, style)
+    lines += settings_lines(plan, style)
     lines += ["", style(summary_line(plan), "bold")]
     said = cost_text(estimate) if estimate is not None else None
     if said is not None:

@@ -33,7 +33,9 @@ def test_bfloat16_by_default_and_peak_memory_is_reported(tiny, tmp_path):  # noq
     import torch
 
     (result,), runtime = generate_all(tiny, tmp_path, [request(SDXL)])
-    assert runtime.dtype in (torch.bfloat16, torch.float16)
+    native = torch.cuda.get_device_capability() >= (8, 0)
+    assert runtime.dtype == (torch.bfloat16 if native else torch.float16)
+    assert result.made_with["dtype"] == str(runtime.dtype).removeprefix("torch.")
     assert result.peak_memory and result.peak_memory > 0
 
 
@@ -59,3 +61,57 @@ def test_fp8_on_gpus_that_have_it(tiny, tmp_path):  # noqa: F811
         pytest.skip("float8 needs compute capability 8.9+")
     (result,), _ = generate_all(tiny, tmp_path, [request(FLUX_SCHNELL)], quantize="fp8")
     assert result.data
+
+
+def test_fused_qkv_with_sequential_offload(tiny, tmp_path):  # noqa: F811
+    """Fused before the hooks move the weights to `meta`: the fused layers are real."""
+    (result,), _ = generate_all(
+        tiny, tmp_path, [request(SDXL)], fuse_qkv=True, offload="sequential"
+    )
+    assert result.data
+
+
+def test_regional_compile_with_model_offload(tiny, tmp_path):  # noqa: F811
+    requests = [request(FLUX_SCHNELL, seed=s) for s in (1, 2)]
+    results, _ = generate_all(tiny, tmp_path, requests, compile="regional", offload="model")
+    assert {"compile_cold", "compile_warm"} & set(results[0].timings)
+    assert results[1].data
+
+
+def test_compile_past_the_recompile_limit_runs_eagerly_with_cuda_graphs(tiny, tmp_path):  # noqa: F811
+    """Real inductor and CUDA graphs, with the limit lowered to 2 in the backend's
+    thread (dynamo's settings belong to the thread that reads them)."""
+    import torch
+
+    requests = [request(FLUX_SCHNELL, width=64 + 16 * n) for n in range(4)]
+
+    def limit(value: int) -> None:
+        torch._dynamo.config.recompile_limit = value
+
+    async def scenario():
+        async with backend_for(tiny, tmp_path, device="cuda", compile=True) as backend:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(backend._executor, limit, 2)
+            try:
+                return [await backend.generate(r) for r in requests]
+            finally:
+                await loop.run_in_executor(backend._executor, limit, 8)
+
+    results = asyncio.run(scenario())
+    compiled = [bool({"compile_cold", "compile_warm"} & set(r.timings)) for r in results]
+    assert compiled == [True, True, False, False]
+    assert [sum("recompile limit" in w for w in r.warnings) for r in results] == [0, 0, 1, 0]
+    assert [r.made_with["compile"] for r in results] == ["true", "true", "false", "false"]
+
+
+def test_closing_a_compiled_backend_gives_the_gpu_memory_back(tiny, tmp_path):  # noqa: F811
+    import gc
+
+    import torch
+
+    gc.collect()
+    before = torch.cuda.memory_allocated()
+    requests = [request(FLUX_SCHNELL, width=w) for w in (64, 96)]
+    generate_all(tiny, tmp_path, requests, compile=True, fuse_qkv=True)
+    gc.collect()
+    assert torch.cuda.memory_allocated() <= before + (1 << 20)

@@ -17,17 +17,19 @@ import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nebula_build.backends.diffusers.cancel import Interrupted
+from nebula_build.backends.diffusers.compat import incompatible_pairs
 from nebula_build.backends.diffusers.kinds import KINDS, KNOWN_MODELS
 from nebula_build.backends.diffusers.settings import (
     FP8_NEEDS_TORCHAO,
     DiffusersSettings,
     LocalModel,
     kind_of,
+    made_with,
 )
-from nebula_build.errors import first_line
+from nebula_build.errors import CONFLICT, first_line
 from nebula_build.plugin import (
     Backend,
     BackendError,
@@ -107,6 +109,31 @@ class DiffusersBackend(Backend):
             if isinstance(value, LocalModel):
                 supported[model_id] = KINDS[value.pipeline].support(model_id, model_id)
         return supported
+
+    @classmethod
+    def made_with(cls, settings: BackendSettings, model_id: str) -> Mapping[str, str]:
+        return made_with(_settings(settings))
+
+    @classmethod
+    def parse_settings(cls, raw: Mapping[str, Any]) -> BackendSettings:
+        """The settings, and one error for each pair of options that do not work
+        together (`compat.TABLE`)."""
+        settings = super().parse_settings(raw)
+        problems = incompatible_pairs(settings)
+        if problems:
+            from pydantic import ValidationError
+            from pydantic_core import InitErrorDetails, PydanticCustomError
+
+            details = [
+                InitErrorDetails(
+                    type=PydanticCustomError(CONFLICT, message),
+                    loc=(key,),
+                    input=getattr(settings, key),
+                )
+                for key, message in problems
+            ]
+            raise ValidationError.from_exception_data(cls.settings_model.__name__, details)
+        return settings
 
     @classmethod
     def preflight(cls, settings: BackendSettings, root: Path) -> None:

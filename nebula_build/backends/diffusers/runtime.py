@@ -6,15 +6,14 @@ on the first generation, in its worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import io
-import itertools
-import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,9 +22,15 @@ import diffusers
 import torch
 import transformers
 
+from nebula_build.backends.diffusers import compiling, speedups
 from nebula_build.backends.diffusers.cancel import Interrupted
+from nebula_build.backends.diffusers.devices import (
+    pick_device,
+    pick_dtype,
+    resident_bytes,
+)
 from nebula_build.backends.diffusers.kinds import PipelineKind
-from nebula_build.backends.diffusers.settings import FP8_NEEDS_TORCHAO
+from nebula_build.backends.diffusers.settings import FP8_NEEDS_TORCHAO, made_with
 from nebula_build.backends.diffusers.weights import (
     WeightsLocation,
     component_names,
@@ -59,55 +64,13 @@ class LoadedPipeline:
     #: component name -> fingerprint, for the components other pipelines may share
     shareable: dict[str, str]
     compiled: bool
+    #: the weights' identity: "hf:<revision>" from the Hugging Face cache, else
+    #: "files:<fingerprint>" of the folder; "unknown" for an adopted pipeline
+    weights: str = "unknown"
     #: (width, height) of the images made so far: a compiled model compiles per size
     sizes: set[tuple[int, int]] = dataclasses.field(default_factory=set)
     #: memory a generation needs beyond the weights, as last measured
     activation_bytes: int = 0
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "mps":
-        if not torch.backends.mps.is_available():
-            raise LocalSetupError(
-                'device = "mps" needs an Apple silicon Mac with a torch build that has MPS',
-                backend="diffusers",
-            )
-        return torch.device("mps")
-    if not torch.cuda.is_available():
-        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
-        raise LocalSetupError(
-            f"no CUDA GPU is visible to torch {torch.__version__} ({build}); the diffusers "
-            "backend runs on a GPU: install a CUDA build of torch, or set "
-            '[backends.diffusers] device = "cpu" to run (slowly) on the CPU',
-            backend="diffusers",
-        )
-    device = torch.device(name)
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise LocalSetupError(
-            f"[backends.diffusers] device = {name!r}, but torch sees "
-            f"{torch.cuda.device_count()} GPU(s)",
-            backend="diffusers",
-        )
-    return device
-
-
-def pick_dtype(setting: str, device: torch.device) -> torch.dtype:
-    if setting != "auto":
-        dtype: torch.dtype = getattr(torch, setting)
-        return dtype
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
-
-
-def module_bytes(module: torch.nn.Module) -> int:
-    return sum(
-        t.numel() * t.element_size() for t in itertools.chain(module.parameters(), module.buffers())
-    )
 
 
 def _quiet_library_progress_bars() -> None:
@@ -134,15 +97,13 @@ class Runtime:
         self.settings = settings
         self.locate = locate
         self.kind_of = kind_of
+        self.compile_cache = compile_cache
         self.device = pick_device(settings.device)
         self.dtype = pick_dtype(settings.dtype, self.device)
         self._check_options()
-        if settings.compile:
-            # Inductor and Triton keep compiled kernels here: the next process skips
-            # the cold compile. (Read when inductor compiles, not when torch loads.)
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache)
         self.pipelines: OrderedDict[str, LoadedPipeline] = OrderedDict()
         self.components: dict[str, Any] = {}  # fingerprint -> loaded component
+        self.budget = compiling.SizeBudget()
 
     def _check_options(self) -> None:
         settings, cuda = self.settings, self.device.type == "cuda"
@@ -166,16 +127,25 @@ class Runtime:
 
     # -- memory -------------------------------------------------------------------------
 
+    def _modules(self) -> list[torch.nn.Module]:
+        return [
+            component
+            for loaded in self.pipelines.values()
+            for component in loaded.pipe.components.values()
+            if isinstance(component, torch.nn.Module)
+        ]
+
     def held_bytes(self) -> int:
-        """Weights the loaded pipelines hold on the device, shared ones counted once."""
-        if self.settings.offload:
+        """Weights the loaded pipelines hold on the device now, shared ones counted
+        once: all of them without offload; with it, what a hook has moved there."""
+        return resident_bytes(self._modules(), self.device)
+
+    def host_bytes(self) -> int:
+        """Weights offloaded pipelines keep in CPU memory (nothing when the device is
+        the CPU: then they are all `held_bytes`)."""
+        if self.device.type == "cpu":
             return 0
-        seen: dict[int, int] = {}
-        for loaded in self.pipelines.values():
-            for component in loaded.pipe.components.values():
-                if isinstance(component, torch.nn.Module):
-                    seen.setdefault(id(component), module_bytes(component))
-        return sum(seen.values())
+        return resident_bytes(self._modules(), torch.device("cpu"))
 
     def _available(self) -> float:
         if self.settings.max_memory_gib is not None:
@@ -186,16 +156,48 @@ class Runtime:
         return float("inf")
 
     def _make_room(self, needed: int) -> None:
-        """Unload least recently used pipelines until `needed` bytes fit."""
-        while self.pipelines and self._available() < needed:
+        """Unload least recently used pipelines until `needed` bytes fit on the device
+        and, for offloaded weights, in CPU memory."""
+        host_needed = needed if self.settings.offload else 0
+        while self.pipelines and (
+            self._available() < self._on_device(needed) or _host_free() < host_needed
+        ):
             self.unload(next(iter(self.pipelines)))
         # with nothing left to unload, try anyway: an OOM says what to do
 
+    def _on_device(self, needed: int) -> int:
+        """Of a pipeline's `needed` bytes, those on the device while it runs: model
+        offload brings one model at a time (about half of FLUX or SDXL at most),
+        sequential offload one layer."""
+        if self.settings.offload == "model":
+            return needed // 2
+        if self.settings.offload == "sequential":
+            return 0
+        return needed
+
     def unload(self, model_id: str) -> None:
-        self.pipelines.pop(model_id, None)
+        loaded = self.pipelines.pop(model_id, None)
+        if loaded is not None:
+            self._release(loaded.pipe, loaded.kind, compiled=loaded.compiled)
+            del loaded
         in_use = {fp for p in self.pipelines.values() for fp in p.shareable.values()}
         for unused in set(self.components) - in_use:
             del self.components[unused]
+        self._free_cache()
+
+    def _release(self, pipe: Any, kind: PipelineKind, *, compiled: bool) -> None:
+        """Drop what keeps a pipeline's memory alive beyond its own references: the
+        compiled graphs (and their CUDA graph pools) and the offload hooks."""
+        if compiled:
+            compiling.uncompile(getattr(pipe, kind.denoiser))
+            everything = not any(p.compiled for p in self.pipelines.values())
+            compiling.reset_compiler(self.device.type == "cuda", everything=everything)
+            if everything:
+                self.budget.clear()
+        if self.settings.offload:
+            pipe.remove_all_hooks()
+
+    def _free_cache(self) -> None:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -245,9 +247,8 @@ class Runtime:
             for name in names
             if name not in reused
         )
-        if not self.settings.offload:
-            measured = max((p.activation_bytes for p in self.pipelines.values()), default=0)
-            self._make_room(needed + max(needed // 5, measured))
+        measured = max((p.activation_bytes for p in self.pipelines.values()), default=0)
+        self._make_room(needed + max(needed // 5, measured))
         pipeline_class = getattr(diffusers, kind.pipeline_class)
         try:
             pipe = pipeline_class.from_pretrained(
@@ -264,23 +265,56 @@ class Runtime:
                 f"{first_line(exc)}",
                 backend="diffusers",
             ) from exc
-        pipe.set_progress_bar_config(disable=True)
-        self._place(pipe)
         fresh = [c for n, c in pipe.components.items() if n not in reused]
-        compiled = self._optimize(pipe, kind, fresh)
+        compiled = self._set_up(model_id, pipe, kind, fresh)
         for name, fp in shareable.items():
             self.components.setdefault(fp, pipe.components[name])
-        return LoadedPipeline(model_id, kind, pipe, shareable, compiled)
+        return LoadedPipeline(model_id, kind, pipe, shareable, compiled, _identity(location))
 
     def adopt(self, model_id: str, pipe: Any) -> None:
         """Run `model_id` with a pipeline built elsewhere (a script's, a benchmark's
         random-weight one): placed and optimised as if it had been loaded here."""
         self.unload(model_id)
         kind = self.kind_of(model_id)
-        pipe.set_progress_bar_config(disable=True)
-        self._place(pipe)
-        compiled = self._optimize(pipe, kind, list(pipe.components.values()))
+        compiled = self._set_up(model_id, pipe, kind, list(pipe.components.values()))
         self.pipelines[model_id] = LoadedPipeline(model_id, kind, pipe, {}, compiled)
+
+    def _set_up(self, model_id: str, pipe: Any, kind: PipelineKind, fresh: list[Any]) -> bool:
+        """Apply the speed options and place the pipeline, in the order that lets them
+        combine: weights are rewritten before offload hooks see them, compile comes
+        last, over the hooks. Returns whether the denoiser was compiled. A failure is
+        one line naming the option, and the half-made pipeline is released."""
+        settings = self.settings
+        denoiser = getattr(pipe, kind.denoiser)
+        vae = pipe.vae if any(c is pipe.vae for c in fresh) else None
+        pipe.set_progress_bar_config(disable=True)
+        try:
+            if settings.fuse_qkv:
+                with _blame(model_id, "fuse_qkv = true"):
+                    for model in (denoiser, vae):
+                        if model is not None:
+                            speedups.fuse_qkv(model)
+            if settings.channels_last:
+                with _blame(model_id, "channels_last = true"):
+                    for model in (denoiser if kind.denoiser == "unet" else None, vae):
+                        if model is not None:
+                            speedups.channels_last(model)
+            with _blame(model_id, f'offload = "{settings.offload}"' if settings.offload else ""):
+                self._place(pipe)
+            if settings.quantize == "fp8":
+                with _blame(model_id, 'quantize = "fp8"'):
+                    speedups.quantize_fp8(denoiser)
+            if settings.compile:
+                with _blame(model_id, f"compile = {_toml(settings.compile)}"):
+                    compiling.compile_denoiser(
+                        denoiser, settings.compile, self.device.type == "cuda"
+                    )
+        except BaseException:
+            self._release(pipe, kind, compiled=bool(settings.compile))
+            del pipe, denoiser, vae, fresh
+            self._free_cache()
+            raise
+        return bool(settings.compile)
 
     def _place(self, pipe: Any) -> None:
         if self.settings.offload == "model":
@@ -289,50 +323,6 @@ class Runtime:
             pipe.enable_sequential_cpu_offload(device=self.device)
         else:
             pipe.to(self.device)
-
-    def _optimize(self, pipe: Any, kind: PipelineKind, fresh: list[Any]) -> bool:
-        """The opt-in speed-ups, applied once to each newly loaded component.
-        Returns whether the denoiser was compiled."""
-        settings = self.settings
-        denoiser = getattr(pipe, kind.denoiser)
-        vae = pipe.vae if any(c is pipe.vae for c in fresh) else None
-        if settings.fuse_qkv:
-            denoiser.fuse_qkv_projections()
-            if vae is not None:
-                vae.fuse_qkv_projections()
-        if settings.channels_last:
-            if vae is not None:
-                vae.to(memory_format=torch.channels_last)
-            if kind.denoiser == "unet":
-                denoiser.to(memory_format=torch.channels_last)
-        if settings.quantize == "fp8":
-            from torchao.quantization import (
-                Float8DynamicActivationFloat8WeightConfig,
-                PerRow,
-                quantize_,
-            )
-
-            quantize_(
-                denoiser,
-                Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
-                filter_fn=_fp8_friendly,
-            )
-        if not settings.compile:
-            return False
-        if settings.compile == "regional":
-            denoiser.compile_repeated_blocks(fullgraph=True)
-            return True
-        if settings.compile == "max-autotune":
-            mode = "max-autotune"
-            inductor = torch._inductor.config
-            inductor.conv_1x1_as_mm = True
-            inductor.coordinate_descent_tuning = True
-            inductor.coordinate_descent_check_all_directions = True
-            inductor.epilogue_fusion = False
-        else:  # CUDA graphs: the shapes of one image size are static
-            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
-        denoiser.compile(mode=mode, fullgraph=True, dynamic=False)
-        return True
 
     # -- generating ---------------------------------------------------------------------
 
@@ -343,9 +333,7 @@ class Runtime:
             try:
                 if request.model not in self.pipelines:
                     _tell(request, f"loading {request.model}")
-                loaded, load_seconds = self.pipeline(request.model)
-                if loaded.compiled and (request.width, request.height) not in loaded.sizes:
-                    _tell(request, "compiling for this size: once")
+                loaded, load_seconds = self._pipeline_or_error(request.model)
                 result = self._run(loaded, request, cancel)
                 break
             except torch.OutOfMemoryError:
@@ -358,15 +346,23 @@ class Runtime:
             return result
         return dataclasses.replace(result, timings={"load": load_seconds, **result.timings})
 
+    def _pipeline_or_error(self, model_id: str) -> tuple[LoadedPipeline, float | None]:
+        try:
+            return self.pipeline(model_id)
+        except LocalSetupError as exc:
+            message = str(exc)
+        # A fresh error, raised outside the handler so that it has no context: the
+        # first one's traceback holds the half-made pipeline, which the engine would
+        # keep alive until the apply ends.
+        raise LocalSetupError(message, backend="diffusers")
+
     def _out_of_memory(self, request: GenerationRequest) -> BackendError:
-        if self.device.type == "cuda":
-            gc.collect()
-            torch.cuda.empty_cache()
-        hint = (
-            'set offload = "sequential"'
-            if self.settings.offload == "model"
-            else 'set offload = "model" (or "sequential") in [backends.diffusers]'
-        )
+        self._free_cache()
+        hint = {
+            None: 'set offload = "model" (or "sequential") in [backends.diffusers]',
+            "model": 'set offload = "sequential"',
+            "sequential": "close other programs using the GPU",
+        }[self.settings.offload]
         return BackendError(
             f"out of GPU memory running {request.model} at {request.width}x{request.height}; "
             f"{hint}, or use a smaller size",
@@ -374,11 +370,33 @@ class Runtime:
             image=request.image_name,
         )
 
+    def _compile_plan(
+        self, loaded: LoadedPipeline, request: GenerationRequest
+    ) -> tuple[bool, tuple[str, ...]]:
+        """(whether to run this size eagerly, the warning to give) for a compiled
+        pipeline; says on the status line what is about to happen."""
+        size = (request.width, request.height)
+        denoiser = getattr(loaded.pipe, loaded.kind.denoiser)
+        if not loaded.compiled or size in loaded.sizes:
+            return False, ()
+        if self.budget.allows(denoiser, size):
+            _tell(request, "compiling for this size (once)")
+            return False, ()
+        _tell(request, "running this size without compile")
+        return True, self._limit_warning(denoiser)
+
+    def _limit_warning(self, denoiser: Any) -> tuple[str, ...]:
+        if not self.budget.first_refusal(denoiser):
+            return ()
+        return (
+            f"compile: {type(denoiser).__name__} is compiled for "
+            f"{compiling.recompile_limit()} image sizes already (torch's recompile limit); "
+            "new sizes run without compile until the backend restarts",
+        )
+
     def _run(
         self, loaded: LoadedPipeline, request: GenerationRequest, cancel: threading.Event
     ) -> GenerationResult:
-        from torch._dynamo.utils import counters
-
         kind = loaded.kind
         seed = request.seed if request.seed is not None else int(request.generation_key[:8], 16)
         steps = request.num_steps or kind.default_steps
@@ -394,75 +412,168 @@ class Runtime:
                 request.on_step(index + 1, steps)
             return tensors
 
-        arguments: dict[str, Any] = {
-            "prompt": request.prompt,
-            "width": request.width,
-            "height": request.height,
-            "num_inference_steps": steps,
-            "guidance_scale": (
-                request.guidance_scale
-                if request.guidance_scale is not None
-                else kind.default_guidance
-            ),
-            "generator": torch.Generator("cpu").manual_seed(seed),
-            "callback_on_step_end": on_step_end,
-            "output_type": "pil",
-        }
-        if kind.max_sequence_length is not None:
-            arguments["max_sequence_length"] = kind.max_sequence_length
-        if "negative_prompt" in kind.params and request.negative_prompt is not None:
-            arguments["negative_prompt"] = request.negative_prompt
-        if kind.name == "flux-fill":
-            arguments["image"], arguments["mask_image"] = _input_images(request)
+        arguments = _arguments(kind, request, steps, on_step_end)
         cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
-        misses_before = counters["inductor"]["fxgraph_cache_miss"]
+        eager, planned_warnings = self._compile_plan(loaded, request)
+        misses_before = compiling.kernel_cache_misses()
+        graphs_before = compiling.graphs_compiled()
         try:
-            with torch.inference_mode():
-                output = loaded.pipe(**arguments)
-        except TimeoutError:
-            raise BackendError(
-                f"gave up after {timeout:g}s (the backend's timeout setting)",
-                backend="diffusers",
-                image=request.image_name,
-            ) from None
-        except torch.OutOfMemoryError:
-            raise
-        except (RuntimeError, ValueError) as exc:  # from diffusers or torch: one line
-            raise BackendError(
-                f"{request.model} failed in diffusers: {type(exc).__name__}: {first_line(exc)}",
-                backend="diffusers",
-                image=request.image_name,
-            ) from exc
+            output, eager, warnings = self._call_or_fallback(loaded, arguments, seed, eager)
+            warnings = planned_warnings + warnings
+        except Exception as exc:
+            failure = self._failure(request, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
         seconds = time.perf_counter() - started
         timings = {"inference": seconds}
-        if loaded.compiled and (request.width, request.height) not in loaded.sizes:
-            cold = counters["inductor"]["fxgraph_cache_miss"] > misses_before
+        size = (request.width, request.height)
+        if compiling.graphs_compiled() > graphs_before:
+            cold = compiling.kernel_cache_misses() > misses_before
             timings["compile_cold" if cold else "compile_warm"] = seconds
-        loaded.sizes.add((request.width, request.height))
+        if loaded.compiled and not eager:
+            self.budget.record(getattr(loaded.pipe, kind.denoiser), size)
+            loaded.sizes.add(size)
         peak = None
         if cuda:
             peak = torch.cuda.max_memory_allocated(self.device)
             loaded.activation_bytes = max(loaded.activation_bytes, peak - self.held_bytes())
         buffer = io.BytesIO()
         output.images[0].save(buffer, "PNG")
-        return GenerationResult(buffer.getvalue(), seed=seed, timings=timings, peak_memory=peak)
+        return GenerationResult(
+            buffer.getvalue(),
+            seed=seed,
+            timings=timings,
+            peak_memory=peak,
+            warnings=warnings,
+            made_with=self._made_with(loaded, eager=eager),
+        )
+
+    def _made_with(self, loaded: LoadedPipeline, *, eager: bool) -> dict[str, str]:
+        """What made this image beyond its spec (see `settings.made_with`)."""
+        record = made_with(self.settings)
+        record["dtype"] = str(self.dtype).removeprefix("torch.")
+        record["weights"] = loaded.weights
+        if loaded.compiled and eager:
+            record["compile"] = "false"  # this size ran past the recompile limit
+        return record
+
+    def _call(
+        self, loaded: LoadedPipeline, arguments: dict[str, Any], seed: int, *, eager: bool
+    ) -> Any:
+        generator = torch.Generator("cpu").manual_seed(seed)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            if loaded.compiled:
+                stack.enter_context(compiling.kernel_cache(self.compile_cache))
+            if eager:
+                stack.enter_context(compiling.eagerly())
+            return loaded.pipe(**arguments, generator=generator)
+
+    def _call_or_fallback(
+        self, loaded: LoadedPipeline, arguments: dict[str, Any], seed: int, eager: bool
+    ) -> tuple[Any, bool, tuple[str, ...]]:
+        """(output, whether it ran eagerly, warnings): when dynamo refuses a new size
+        (another pipeline of this class used up its limit), the image runs eagerly."""
+        try:
+            return self._call(loaded, arguments, seed, eager=eager), eager, ()
+        except Exception as exc:
+            if not compiling.is_recompile_limit(exc):
+                raise
+        denoiser = getattr(loaded.pipe, loaded.kind.denoiser)
+        self.budget.exhaust(denoiser)
+        warnings = self._limit_warning(denoiser)
+        return self._call(loaded, arguments, seed, eager=True), True, warnings
+
+    def _failure(self, request: GenerationRequest, exc: Exception) -> Exception:
+        """What an exception from inside the pipeline becomes."""
+        if isinstance(exc, TimeoutError):
+            return BackendError(
+                f"gave up after {self.settings.timeout:g}s (the backend's timeout setting)",
+                backend="diffusers",
+                image=request.image_name,
+            )
+        if isinstance(exc, RuntimeError | ValueError) and not isinstance(
+            exc, torch.OutOfMemoryError
+        ):  # from diffusers or torch: one line
+            return BackendError(
+                f"{request.model} failed in diffusers: {type(exc).__name__}: {first_line(exc)}",
+                backend="diffusers",
+                image=request.image_name,
+            )
+        return exc
+
+
+@contextlib.contextmanager
+def _blame(model_id: str, option: str) -> Iterator[None]:
+    """An error from a speed option while a pipeline loads: one line naming it."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:  # torch, accelerate and torchao raise many kinds
+        if not option:
+            raise
+        raise LocalSetupError(
+            f"model {model_id!r}: {option} failed while loading it: "
+            f"{type(exc).__name__}: {first_line(exc)}; remove it from [backends.diffusers]",
+            backend="diffusers",
+        ) from exc
+
+
+def _identity(location: WeightsLocation) -> str:
+    """The weights' identity for the lock: the snapshot's revision in the Hugging Face
+    cache (its folder name is the commit), else a fingerprint of the folder's files."""
+    if location.path.parent.name == "snapshots":
+        return f"hf:{location.path.name}"
+    return f"files:{fingerprint(location.path)[:16]}"
+
+
+def _toml(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else f'"{value}"'
+
+
+def _host_free() -> float:
+    """CPU memory available now, page cache included (Linux's MemAvailable; where
+    that cannot be read: unknown, no limit)."""
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("inf")
+
+
+def _arguments(
+    kind: PipelineKind, request: GenerationRequest, steps: int, on_step_end: Any
+) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "prompt": request.prompt,
+        "width": request.width,
+        "height": request.height,
+        "num_inference_steps": steps,
+        "guidance_scale": (
+            request.guidance_scale if request.guidance_scale is not None else kind.default_guidance
+        ),
+        "callback_on_step_end": on_step_end,
+        "output_type": "pil",
+    }
+    if kind.max_sequence_length is not None:
+        arguments["max_sequence_length"] = kind.max_sequence_length
+    if "negative_prompt" in kind.params and request.negative_prompt is not None:
+        arguments["negative_prompt"] = request.negative_prompt
+    if kind.name == "flux-fill":
+        arguments["image"], arguments["mask_image"] = _input_images(request)
+    return arguments
 
 
 def _tell(request: GenerationRequest, activity: str) -> None:
     if request.on_activity is not None:
         request.on_activity(activity)
-
-
-def _fp8_friendly(module: torch.nn.Module, name: str) -> bool:
-    """float8 matmuls want both dimensions in multiples of 16: the few layers that
-    are not (a patch embedding) stay in bf16."""
-    return (
-        isinstance(module, torch.nn.Linear)
-        and module.in_features % 16 == 0
-        and module.out_features % 16 == 0
-    )
 
 
 def _input_images(request: GenerationRequest) -> tuple[Any, Any]:

@@ -113,3 +113,18 @@ def kind_of(settings: DiffusersSettings, model_id: str) -> PipelineKind:
     raise RequestRejectedError(
         f"the diffusers backend does not know model {model_id!r}", backend="diffusers"
     )
+
+
+def made_with(settings: DiffusersSettings) -> dict[str, str]:
+    """The settings that change an image's pixels, as the lock records them: known
+    from the settings alone (dtype "auto" is decided by the device, so it is left to
+    the runtime's record)."""
+    record = {
+        "device": settings.device.split(":")[0],
+        "quantize": settings.quantize or "none",
+        "fuse_qkv": str(settings.fuse_qkv).lower(),
+        "compile": str(settings.compile).lower(),
+    }
+    if settings.dtype != "auto":
+        record["dtype"] = settings.dtype
+    return record

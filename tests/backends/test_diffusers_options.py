@@ -1,0 +1,397 @@
+"""The diffusers backend's speed options on the CPU: compile across many sizes,
+which options combine (and in what order they are set up), memory that comes
+back on unload, the dtype `auto` picks, and failures that stay one line.
+
+Compile tests use dynamo's "eager" backend: dynamo traces, guards and counts
+recompiles exactly as with inductor, without inductor's code generation (minutes
+per graph on a small CPU). One slow test in test_diffusers_backend.py compiles
+for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import io
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import pytest
+
+from nebula_build.plugin import FLUX_SCHNELL, SDXL
+from tests.backends import test_diffusers_backend
+from tests.backends.test_diffusers_backend import (
+    THREE_IMAGES,
+    backend_for,
+    folders,
+    manifest,
+    request,
+)
+from tests.conftest import image_info
+
+tiny = test_diffusers_backend.tiny  # the saved tiny pipelines (a session fixture)
+
+
+@pytest.fixture
+def dynamo_only(monkeypatch: pytest.MonkeyPatch):
+    """compile = … traces with dynamo and runs the graphs eagerly; torch's compiler
+    state is reset after the test."""
+    import torch
+
+    from nebula_build.backends.diffusers import compiling
+
+    monkeypatch.setattr(compiling, "COMPILER_BACKEND", "eager")
+    torch.compiler.reset()
+    yield
+    torch.compiler.reset()
+
+
+@pytest.fixture
+def offload_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """accelerate's offload hooks with the CPU as the execution device: the hooks and
+    the setup order are the real ones, without a GPU to move weights to."""
+    from nebula_build.backends.diffusers.runtime import Runtime
+
+    monkeypatch.setattr(Runtime, "_check_options", lambda self: None)
+
+
+def run(tiny, root: Path, requests: list, look=lambda runtime: None, **settings: object):
+    """The results of `requests`, and what `look` found in the runtime that made
+    them before the backend closed."""
+
+    async def scenario():
+        async with backend_for(tiny, root, **settings) as backend:
+            results = [await backend.generate(r) for r in requests]
+            return results, look(backend._runtime)
+
+    return asyncio.run(scenario())
+
+
+# --- which options work together ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "lines"),
+    [
+        (
+            {"compile": True, "offload": "model"},
+            [
+                'compile = true does not work with offload = "model": a whole-model graph '
+                "cannot run through the hooks that move each model to the GPU; use compile = "
+                '"regional" with offload = "model" (images.fox and every other image on '
+                "diffusers would fail)"
+            ],
+        ),
+        (
+            {"compile": "regional", "offload": "sequential", "quantize": "fp8"},
+            [
+                'compile = "regional" does not work with offload = "sequential"',
+                'quantize = "fp8" does not work with offload = "sequential"',
+            ],
+        ),
+    ],
+)
+def test_options_that_fail_every_image_are_refused_by_validate_one_line_each(
+    project, settings, lines
+):
+    root = project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]}, **settings)})
+    code = (
+        "import sys; from nebula_build.cli import main\n"
+        "code = int(main(['validate']))\n"
+        "print(code, [m for m in ('torch', 'diffusers') if m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == "1 []", done.stderr  # refused, and torch never imported
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == len(lines), errors
+    for error, line in zip(errors, lines, strict=True):
+        assert error.startswith("error: images.toml:")
+        assert "backends.diffusers.offload: " + line in error
+        assert error.endswith("(images.fox and every other image on diffusers would fail)")
+
+
+def test_options_that_combine_validate(project, run_cli):
+    for settings in (
+        {"compile": "regional", "offload": "model"},
+        {"fuse_qkv": True, "offload": "sequential", "channels_last": True},
+        {"compile": "max-autotune", "fuse_qkv": True, "quantize": "fp8"},
+    ):
+        project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]}, **settings)})
+        code, _, err = run_cli("validate")
+        assert code == 0, (settings, err)
+
+
+def test_regional_compile_runs_over_model_offload_hooks(
+    tiny, tmp_path, dynamo_only, offload_on_the_cpu
+):
+    plain, _ = run(tiny, tmp_path, [request(FLUX_SCHNELL)])
+    (compiled,), hooked = run(
+        tiny,
+        tmp_path,
+        [request(FLUX_SCHNELL)],
+        lambda runtime: hasattr(runtime.pipelines[FLUX_SCHNELL].pipe.transformer, "_hf_hook"),
+        compile="regional",
+        offload="model",
+    )
+    assert hooked  # accelerate's hook is on the model
+    assert {"compile_cold", "compile_warm"} & set(compiled.timings)  # the blocks compiled
+    assert compiled.data == plain[0].data
+
+
+def test_fused_qkv_is_done_before_offload_hooks_and_drops_the_unfused_layers(
+    tiny, tmp_path, offload_on_the_cpu
+):
+    """Fused before the hooks are placed, so the hooks move the fused layers (with
+    sequential offload the fused weights would otherwise be made from `meta` ones;
+    that mode only runs with a GPU: tests/backends/test_diffusers_gpu.py)."""
+    from PIL import Image
+
+    def layers(runtime) -> tuple[int, int]:
+        unet = runtime.pipelines[SDXL].pipe.unet
+        fused = sum(hasattr(m, "to_qkv") or hasattr(m, "to_kv") for m in unet.modules())
+        unfused = sum(hasattr(m, "to_k") for m in unet.modules())
+        return fused, unfused
+
+    (plain,), _ = run(tiny, tmp_path, [request(SDXL)])
+    (fused,), (fused_layers, unfused_layers) = run(
+        tiny, tmp_path, [request(SDXL)], layers, fuse_qkv=True, offload="model"
+    )
+    assert fused_layers and not unfused_layers
+    import numpy as np
+
+    a = np.asarray(Image.open(io.BytesIO(plain.data)), dtype=float)
+    b = np.asarray(Image.open(io.BytesIO(fused.data)), dtype=float)
+    assert np.abs(a - b).mean() < 1.0
+
+
+# --- compile across sizes -----------------------------------------------------------------
+
+
+def test_compile_survives_twenty_sizes_in_one_watch_session(tiny, project, dynamo_only):
+    from nebula_build.backends.diffusers import compiling
+    from tests.live.test_watch import Script, make_watcher
+
+    limit = compiling.recompile_limit()
+    widths = [64 + 16 * n for n in range(20)]
+    images = {"fox": {**THREE_IMAGES["fox"], "num_steps": 1}}
+    root = project({"images.toml": manifest(images, models=folders(tiny), compile=True)})
+
+    def write(width: int) -> None:
+        images["fox"]["width"] = width
+        text = manifest(images, models=folders(tiny), compile=True)
+        (root / "images.toml").write_text(text)
+
+    async def scenario() -> str:
+        script, out = Script(), io.StringIO()
+        write(widths[0])
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        for index, width in enumerate(widths):
+            if index:
+                write(width)
+                await script.queue.put({root / "images.toml"})
+            done = await script.next_round(timeout=120)
+            assert done.changed == ["fox"] and not done.error, out.getvalue()
+            assert image_info(root / "out/fox.png") == ("PNG", (width, 64))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return out.getvalue()
+
+    out = asyncio.run(scenario())
+    assert "failed" not in out and "Traceback" not in out
+    assert out.count("first call with compile") == limit  # one per compiled size
+    assert out.count("recompile limit") == 1  # said once, when the first size runs eagerly
+    assert "new sizes run without compile" in out
+
+
+def test_a_size_seen_before_does_not_say_it_compiled(tiny, tmp_path, dynamo_only):
+    requests = [request(FLUX_SCHNELL, seed=s, width=w) for s, w in ((1, 64), (2, 80), (3, 64))]
+    results, sizes = run(
+        tiny,
+        tmp_path,
+        requests,
+        lambda runtime: runtime.pipelines[FLUX_SCHNELL].sizes,
+        compile=True,
+    )
+    compiled = [bool({"compile_cold", "compile_warm"} & set(r.timings)) for r in results]
+    assert compiled == [True, True, False]
+    assert sizes == {(64, 64), (80, 64)}
+
+
+def test_when_dynamo_refuses_a_size_the_image_runs_eagerly(tiny, tmp_path, dynamo_only):
+    """Another pipeline of the same class can use up dynamo's limit behind the
+    budget's back: the refused image runs again without compile."""
+    import torch
+
+    requests = [request(FLUX_SCHNELL, width=64 + 16 * n) for n in range(3)]
+
+    def limit(value: int) -> None:  # dynamo's settings belong to the thread that reads them
+        torch._dynamo.config.recompile_limit = value
+
+    async def scenario():
+        async with backend_for(tiny, tmp_path, compile=True) as backend:
+            worker = backend._executor
+            before = await asyncio.get_running_loop().run_in_executor(
+                worker, lambda: torch._dynamo.config.recompile_limit
+            )
+            await asyncio.get_running_loop().run_in_executor(worker, limit, 2)
+            try:
+                results = [await backend.generate(r) for r in requests[:2]]
+                backend._runtime.budget.clear()  # as if it had not counted them
+                results.append(await backend.generate(requests[2]))
+            finally:
+                await asyncio.get_running_loop().run_in_executor(worker, limit, before)
+            return results
+
+    results = asyncio.run(scenario())
+    assert results[2].data
+    assert any("recompile limit" in w for w in results[2].warnings), results
+    assert not {"compile_cold", "compile_warm"} & set(results[2].timings)
+
+
+def test_max_autotune_leaves_the_compiler_settings_of_the_process_alone(tiny, tmp_path):
+    import os
+
+    import torch._inductor.config as inductor
+
+    from nebula_build.backends.diffusers.compiling import compile_arguments
+
+    before = inductor.save_config_portable()
+    variable_before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    arguments = compile_arguments("max-autotune", cuda=True)
+    assert arguments["options"]["max_autotune"] and arguments["options"]["conv_1x1_as_mm"]
+    assert "mode" not in arguments  # torch.compile takes a mode or options, not both
+
+    async def scenario():  # loads and compiles (lazily) without running an image
+        async with backend_for(tiny, tmp_path, compile="max-autotune") as backend:
+            await asyncio.get_running_loop().run_in_executor(
+                backend._executor, backend._get_runtime().pipeline, FLUX_SCHNELL
+            )
+
+    asyncio.run(scenario())
+    assert inductor.save_config_portable() == before
+    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == variable_before
+
+
+# --- memory -------------------------------------------------------------------------------
+
+
+def test_unloading_a_compiled_fused_pipeline_gives_everything_back(tiny, tmp_path, dynamo_only):
+    from nebula_build.backends.diffusers import compiling
+
+    def unload(runtime):
+        held = runtime.held_bytes()
+        transformer = weakref.ref(runtime.pipelines[FLUX_SCHNELL].pipe.transformer)
+        graphs = compiling.graphs_compiled()
+        runtime.unload(FLUX_SCHNELL)
+        gc.collect()
+        return held, graphs, runtime.held_bytes(), transformer, dict(runtime.budget.compiled)
+
+    _, (plain_held, *_) = run(tiny, tmp_path, [request(FLUX_SCHNELL)], unload)
+    _, after = run(tiny, tmp_path, [request(FLUX_SCHNELL)], unload, fuse_qkv=True, compile=True)
+    held, graphs, held_after, transformer, budget = after
+    assert held == plain_held > 0  # the unfused copies are gone
+    assert graphs > 0 and held_after == 0
+    assert transformer() is None  # nothing (no compiled graph) keeps the weights alive
+    assert not budget  # counted afresh: dynamo's caches and counts were reset too
+
+
+def test_offloaded_pipelines_are_counted_and_evicted(
+    tiny, tmp_path, offload_on_the_cpu, monkeypatch
+):
+    from nebula_build.backends.diffusers import runtime as runtime_module
+
+    free = [float("inf")]
+    monkeypatch.setattr(runtime_module, "_host_free", lambda: free[0])
+
+    async def scenario():
+        async with backend_for(tiny, tmp_path, offload="model") as backend:
+            await backend.generate(request(SDXL))
+            runtime = backend._runtime
+            held_one = runtime.held_bytes()
+            free[0] = 0.0  # no CPU memory left for another pipeline's weights
+            await backend.generate(request(FLUX_SCHNELL))
+            return held_one, list(runtime.pipelines)
+
+    held_one, loaded = asyncio.run(scenario())
+    assert held_one > 0  # (on the CPU every weight is on the device)
+    assert loaded == [FLUX_SCHNELL]  # SDXL made room
+
+
+# --- dtype and errors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("device", "capability", "expected"),
+    [
+        ("cuda", (7, 5), "float16"),  # T4: bf16 only emulated
+        ("cuda", (7, 0), "float16"),  # V100
+        ("cuda", (8, 0), "bfloat16"),  # A100
+        ("cuda", (9, 0), "bfloat16"),  # H100
+        ("mps", None, "float16"),
+        ("cpu", None, "float32"),
+    ],
+)
+def test_auto_dtype_is_native_bf16_or_float16(device, capability, expected):
+    pytest.importorskip("torch")
+    from nebula_build.backends.diffusers.devices import auto_dtype
+
+    def asked() -> tuple[int, int]:
+        assert capability is not None, "only a CUDA device is asked"
+        return capability
+
+    assert auto_dtype(device, asked) == expected
+
+
+def test_a_speed_option_failing_at_load_is_one_line_and_the_pipeline_is_released(
+    tiny, project, run_cli, monkeypatch, tmp_path
+):
+    pytest.importorskip("torch")
+    from nebula_build.backends.diffusers import speedups
+    from nebula_build.plugin import LocalSetupError
+
+    made: list[weakref.ref] = []
+
+    def broken(model: object) -> None:
+        made.append(weakref.ref(model))
+        raise RuntimeError("no kernel for this layer\nsecond line")
+
+    monkeypatch.setattr(speedups, "fuse_qkv", broken)
+    expected = (
+        f"model '{FLUX_SCHNELL}': fuse_qkv = true failed while loading it: RuntimeError: "
+        "no kernel for this layer; remove it from [backends.diffusers]"
+    )
+
+    async def scenario():  # the error as the engine keeps it, the backend still open
+        async with backend_for(tiny, tmp_path, fuse_qkv=True) as backend:
+            with pytest.raises(LocalSetupError) as caught:
+                await backend.generate(request(FLUX_SCHNELL))
+            gc.collect()
+            return str(caught.value), made[-1]() is None, dict(backend._runtime.pipelines)
+
+    message, released, loaded = asyncio.run(scenario())
+    assert message == expected and released and not loaded
+
+    settings = {"models": folders(tiny), "fuse_qkv": True}
+    root = project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]}, **settings)})
+    code, _, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err
+    assert expected in next(line for line in err.splitlines() if "fuse_qkv" in line)
+    assert not (root / "out/fox.png").exists()
+
+
+def test_out_of_memory_with_sequential_offload_does_not_suggest_offload(
+    tiny, tmp_path, offload_on_the_cpu
+):
+    from nebula_build.backends.diffusers import DiffusersSettings
+    from nebula_build.backends.diffusers.runtime import Runtime
+
+    settings = DiffusersSettings.model_validate({"device": "cpu", "offload": "sequential"})
+    runtime = Runtime(settings, compile_cache=tmp_path, locate=None, kind_of=None)  # type: ignore[arg-type]
+    message = str(runtime._out_of_memory(request(SDXL)))
+    assert "set offload" not in message and "smaller size" in message
