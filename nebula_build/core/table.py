@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nebula_build.text import plural
+
 #: suffixes of the files `rows = "…"` reads, by format
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 #: characters in one CSV field (csv's own default limit is 131,072)
@@ -176,7 +178,7 @@ def _csv(path: str, text: str) -> Table:
         if len(fields) != width:
             raise DataError(
                 path,
-                f"this row has {len(fields)} field(s) but the header names {width} columns "
+                f"this row has {plural(len(fields), 'field')} but the header names {width} columns "
                 '(a comma inside a value needs "quotes")',
                 start,
             )

@@ -196,7 +196,7 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
         (
             CSV.replace('"a pot of black tea, steaming"', "a pot, steaming"),
             {},
-            "data/products.csv:3: images.product: this row has 7 field(s) but the header names "
+            "data/products.csv:3: images.product: this row has 7 fields but the header names "
             "6 columns",
         ),
         (

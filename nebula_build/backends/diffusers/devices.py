@@ -36,7 +36,7 @@ def pick_device(name: str) -> torch.device:
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise LocalSetupError(
             f"[backends.diffusers] device = {name!r}, but torch sees "
-            f"{torch.cuda.device_count()} GPU(s)",
+            f"{torch.cuda.device_count()} {'GPU' if torch.cuda.device_count() == 1 else 'GPUs'}",
             backend="diffusers",
         )
     return device
