@@ -66,6 +66,7 @@ DigestOf = Callable[[str], "str | None"]
 #: an input image's width and height from its header, what is wrong with it as an
 #: image, or None where it is not known (the core reads no file)
 InputSize = Callable[[str], "tuple[int, int] | str | None"]
+ReadInput = Callable[[str], "bytes | None"]
 #: whether this machine can encode an output format (AVIF needs a recent Pillow)
 CanEncode = Callable[[str], bool]
 
@@ -98,6 +99,7 @@ class _Resolver(SpriteRules):
         backend_override: str | None,
         can_encode: CanEncode,
         input_size: InputSize,
+        read_input: ReadInput,
         data: DataFiles | None = None,
     ) -> None:
         self.manifest = manifest
@@ -106,6 +108,7 @@ class _Resolver(SpriteRules):
         self.data_globs: list[tuple[str, str, tuple[str, ...]]] = []
         self.rows: dict[str, str] = {}  # image made from a data row → the row's id
         self.input_size = input_size
+        self.read_input = read_input
         self.can_encode = can_encode
         self.registry = registry
         self.digest_of = digest_of
@@ -644,6 +647,7 @@ def resolve(
     backend_override: str | None = None,
     can_encode: CanEncode = lambda fmt: True,
     input_size: InputSize = lambda path: None,
+    read_input: ReadInput = lambda path: None,
     data: DataFiles | None = None,
 ) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together.
@@ -655,6 +659,7 @@ def resolve(
         backend_override=backend_override,
         can_encode=can_encode,
         input_size=input_size,
+        read_input=read_input,
         data=data,
     )
     if backend_override:

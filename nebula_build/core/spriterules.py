@@ -20,6 +20,7 @@ from nebula_build.core.sprite import (
     key_suffix,
     matrix_values,
     pairs,
+    palette_colours,
 )
 
 
@@ -29,6 +30,8 @@ class SpriteRules:
     manifest: Manifest
     bases: dict[str, str]
     digest_of: Callable[[str], str | None]
+    #: an input file's bytes (read once with its digest), None when it cannot be read
+    read_input: Callable[[str], bytes | None]
 
     def fail(self, loc: tuple[str | int, ...], message: str) -> None:
         raise NotImplementedError
@@ -94,6 +97,13 @@ class SpriteRules:
         if digest is None:
             self.fail(loc, f"file not found: {path}")
             return
+        data = self.read_input(path)
+        if data is not None:  # a reader that cannot read leaves it to apply
+            try:
+                palette_colours(data, path)
+            except ValueError as exc:
+                self.fail(loc, str(exc))
+                return
         merged["palette"], merged["palette_digest"] = path, digest
 
     def atlas_tags(

@@ -1,0 +1,65 @@
+"""Game sprites, the review's cases: bad palette files refused before anything is paid
+for, bounded sprite options, and exports and checks that describe the delivered file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cli.test_sprites import applied, manifest, nebula_sprite
+
+SECRET = "API_TOKEN=hunter2"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (f"1a1c2c\n{SECRET}\n", "palettes/p.hex:2: not a colour (RRGGBB)"),
+        ("nope\n", "palettes/p.hex:1: not a colour (RRGGBB)"),
+        ("", "palettes/p.hex: a palette has 1-256 colours (found none)"),
+        ("; only a comment\n", "palettes/p.hex: a palette has 1-256 colours (found none)"),
+        ("000000\n" * 257, "palettes/p.hex:257: a palette has 1-256 colours (more)"),
+    ],
+)
+def test_a_bad_palette_file_is_a_manifest_error_before_any_generation(
+    project, run_cli, nebula_server, content, message
+):
+    project(
+        {
+            "images.toml": nebula_sprite(background="transparent", palette="palettes/p.hex"),
+            "palettes/p.hex": content,
+        }
+    )
+    for command in ("validate", "plan", "apply"):
+        code, out, err = run_cli(command)
+        assert code == 1, command
+        assert f"images.potion.palette: {message}" in err
+        assert len(err.strip().splitlines()) <= 2 and "Traceback" not in err
+        assert SECRET not in err + out  # a palette's content is never echoed
+    assert len(nebula_server.generations) == 0
+
+
+def test_a_huge_palette_file_is_refused_by_its_size(project, run_cli):
+    project(
+        {
+            "images.toml": manifest(palette="palettes/p.hex"),
+            "palettes/p.hex": "000000\n" * 20_000,
+        }
+    )
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert "images.potion.palette: palettes/p.hex: a palette file is at most 64 KiB" in err
+
+
+def test_a_valid_palette_still_works_and_the_no_op_plan_stays_fast(project, run_cli):
+    project(
+        {
+            "images.toml": manifest(palette="palettes/p.hex"),
+            "palettes/p.hex": "; two\n000000\n#FFFFFF\n",
+        }
+    )
+    assert applied(run_cli)["generated"] == 1
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    code, out, _ = run_cli("plan", "--json")
+    assert json.loads(out)["summary"].get("create", 0) == 0
