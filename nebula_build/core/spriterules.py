@@ -5,6 +5,7 @@ pure like the rest of the core."""
 
 from __future__ import annotations
 
+import math
 import posixpath
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -67,6 +68,7 @@ class SpriteRules:
             self.fail(self.origin(name, decl, "palette"), f"a colour count is 2-{MAX_PALETTE}")
         elif isinstance(palette, str) and palette not in PALETTES:
             self.palette_file(name, decl, merged, palette)
+        self.check_grid(name, decl, merged)
         wants_alpha = merged.get("background") == "transparent"
         checks = merged.get("checks")
         if fmt == "jpeg" and (wants_alpha or (checks is not None and checks.alpha)):
@@ -81,6 +83,21 @@ class SpriteRules:
                 self.origin(name, decl, resizing[0]),
                 f"{resizing[0]} changes the image's size: it does not go with `widths`",
             )
+
+    def check_grid(self, name: str, decl: ImageDecl, merged: dict[str, Any]) -> None:
+        """`pixel_grid` must divide the generated size: cells cut at an edge would be
+        stretched, and a cell larger than the image would make it one colour."""
+        cell, width, height = merged.get("pixel_grid"), merged["width"], merged["height"]
+        if not cell or (width % cell == 0 and height % cell == 0):
+            return
+        size = f"the generated {width}×{height} image"
+        if cell > min(width, height):
+            self.fail(self.origin(name, decl, "pixel_grid"), f"{cell} is larger than {size}")
+            return
+        common = math.gcd(width, height)
+        fits = [n for n in range(2, min(cell, common) + 1) if common % n == 0]
+        hint = f"; {fits[-1]} does" if fits else ""
+        self.fail(self.origin(name, decl, "pixel_grid"), f"{cell} does not divide {size}{hint}")
 
     def palette_file(self, name: str, decl: ImageDecl, merged: dict[str, Any], value: str) -> None:
         """A palette given as a file: its path checked, its content digest recorded (it

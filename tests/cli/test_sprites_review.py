@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from PIL import Image
 
 from tests.cli.test_sprites import applied, manifest, nebula_sprite
 
@@ -63,3 +64,30 @@ def test_a_valid_palette_still_works_and_the_no_op_plan_stays_fast(project, run_
     assert run_cli("plan", "--detailed-exitcode").code == 0
     code, out, _ = run_cli("plan", "--json")
     assert json.loads(out)["summary"].get("create", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (256, "images.potion.pixel_grid: 256 is larger than the generated 128×128 image"),
+        (48, "images.potion.pixel_grid: 48 does not divide the generated 128×128 image; 32 does"),
+    ],
+)
+def test_a_pixel_grid_that_does_not_fit_the_image_is_a_manifest_error(
+    project, run_cli, grid, message
+):
+    project({"images.toml": manifest(pixel_grid=grid)})
+    for command in ("validate", "apply"):
+        code, _, err = run_cli(command)
+        assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_a_pixel_grid_snaps_whole_cells(project, run_cli):
+    root = project({"images.toml": manifest(background="transparent", pixel_grid=32)})
+    assert applied(run_cli)["generated"] == 1
+    with Image.open(root / "sprites/potion.png") as image:
+        pixels = image.convert("RGBA").load()
+        for top in range(0, 128, 32):
+            for left in range(0, 128, 32):
+                cell = {pixels[left + x, top + y] for x in range(32) for y in range(32)}
+                assert len(cell) == 1, (left, top)
