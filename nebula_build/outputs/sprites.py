@@ -15,8 +15,9 @@ from nebula_build.core.sprite import PALETTES
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-#: the PNG text chunk a trimmed file carries: "x,y,w,h", where its pixels sit in the
-#: untrimmed image of size w×h (what an atlas's spriteSourceSize and sourceSize say)
+#: the PNG text chunk a trimmed file carries: "x,y,w,h", where the delivered file sits
+#: in the image of size w×h it would be untrimmed (padded and extruded like it): what
+#: an atlas's spriteSourceSize and sourceSize say
 TRIM_KEY = "nebula-build:trim"
 
 
@@ -42,6 +43,10 @@ def after_resize(
         image = pad(image, steps["pad"])
     if steps.get("extrude"):
         image = extrude(image, steps["extrude"])
+    if box is not None:  # the delivered file's place in the image padded untrimmed
+        grown = 2 * ((steps.get("pad") or 0) + (steps.get("extrude") or 0))
+        x, y, width, height = map(int, box.split(","))
+        box = f"{x},{y},{width + grown},{height + grown}"
     return image, box
 
 

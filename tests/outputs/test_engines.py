@@ -169,3 +169,50 @@ def test_tags_name_a_dimension_every_member_has(project, run_cli):
     code, _, err = run_cli("validate")
     assert code == 1
     assert "atlases.enemies.tags: enemy[bat,idle] has no matrix dimension 'colour'" in err
+
+
+def test_a_trimmed_and_padded_member_is_placed_back_where_the_untrimmed_one_is(project, run_cli):
+    """The frame's spriteSourceSize and sourceSize (and Godot's margin) put the delivered
+    file where it sits in the image the same steps make without `trim`."""
+    padded = PREVIEW.replace("trim = true\n", "trim = true\npad = 5\n")
+    root = project({"images.toml": padded})
+    assert run_cli("apply").code == 0
+    data = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())
+    names = data["meta"]["nebula_build"]["names"]
+    members = {}
+    for name in names:
+        kind, pose = name[6:-1].split(",")
+        with Image.open(root / f"sprites/{kind}-{pose}.png") as opened:
+            members[name] = opened.convert("RGBA")
+    subs = {
+        attrs["id"]: props
+        for kind, attrs, props in parse_tres((root / "game/sprites/enemies.tres").read_text())
+        if kind == "sub_resource"
+    }
+    (root / "images.toml").write_text(padded.replace("trim = true\n", ""))
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    for index, name in enumerate(names):
+        entry = data["frames"][index]
+        kind, pose = name[6:-1].split(",")
+        with Image.open(root / f"sprites/{kind}-{pose}.png") as opened:
+            untrimmed = opened.convert("RGBA")
+        assert entry["trimmed"] is True
+        assert entry["sourceSize"] == {"w": untrimmed.width, "h": untrimmed.height}
+        placed = Image.new("RGBA", untrimmed.size, (0, 0, 0, 0))
+        x, y = entry["spriteSourceSize"]["x"], entry["spriteSourceSize"]["y"]
+        placed.paste(members[name], (x, y))
+        assert ImageChops.difference(placed, untrimmed).getbbox() is None
+        w, h = untrimmed.width - members[name].width, untrimmed.height - members[name].height
+        assert subs[f"AtlasTexture_{index}"]["margin"] == f"Rect2({x}, {y}, {w}, {h})"
+
+
+def test_a_trimmed_member_with_a_large_pad_and_extrude_stays_trimmed(project, run_cli):
+    root = project(
+        {"images.toml": PREVIEW.replace("trim = true\n", "trim = true\npad = 200\nextrude = 64\n")}
+    )
+    assert run_cli("apply").code == 0
+    data = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())
+    for entry in data["frames"]:
+        assert entry["trimmed"] is True
+        assert entry["sourceSize"] == {"w": 128 + 528, "h": 128 + 528}
