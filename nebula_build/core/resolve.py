@@ -478,6 +478,14 @@ class _Resolver(SpriteRules):
         if None in exports.values():
             return None
         claimed = {"output": output, "frames": frames, **exports}
+        keys_of: dict[str, list[str]] = {}
+        for key, path in claimed.items():
+            keys_of.setdefault(str(path), []).append(key)
+        for path, keys in keys_of.items():
+            if len(keys) > 1:  # each rebuild would overwrite the other: a conflict forever
+                shown = " and ".join(keys)
+                self.fail((*loc, keys[-1]), f"{shown} are the same file {path}: give each its own")
+                return None
         for key, path in claimed.items():
             assert path is not None
             other = self.outputs.setdefault(path, f"atlases.{name}")

@@ -150,6 +150,11 @@ class SpriteRules:
             if root is None:
                 return None
         sheet = "res://" + posixpath.relpath(output, root)
+        if sheet == "res://.":
+            self.fail(
+                (*loc, "godot_root"), f"{root} is the sheet itself: name the Godot project's folder"
+            )
+            return None
         if sheet.startswith("res://.."):
             self.fail((*loc, "godot_root"), f"the sheet {output} is outside {root}")
             return None

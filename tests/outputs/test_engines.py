@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from PIL import Image, ImageChops
 
 PREVIEW = """\
@@ -216,3 +217,38 @@ def test_a_trimmed_member_with_a_large_pad_and_extrude_stays_trimmed(project, ru
     for entry in data["frames"]:
         assert entry["trimmed"] is True
         assert entry["sourceSize"] == {"w": 128 + 528, "h": 128 + 528}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            'aseprite = "game/sprites/enemies.json"',
+            "atlases.enemies.aseprite: frames and aseprite are the same file "
+            "game/sprites/enemies.json: give each its own",
+        ),
+        (
+            'aseprite = "game/sprites/enemies.tres"',
+            "atlases.enemies.godot: aseprite and godot are the same file "
+            "game/sprites/enemies.tres: give each its own",
+        ),
+        (
+            'aseprite = "game/sprites/enemies.png"',
+            "atlases.enemies.aseprite: output and aseprite are the same file",
+        ),
+        (
+            'aseprite = "game/sprites/enemies.aseprite.json"\n'
+            'godot_root = "game/sprites/enemies.png"',
+            "atlases.enemies.godot_root: game/sprites/enemies.png is the sheet itself",
+        ),
+    ],
+)
+def test_an_atlas_whose_own_files_collide_is_a_manifest_error(project, run_cli, line, message):
+    manifest = PREVIEW.replace('aseprite = "game/sprites/enemies.aseprite.json"', line)
+    manifest = manifest.replace(
+        'godot_root = "game"\n', "" if "godot_root" in line else 'godot_root = "game"\n'
+    )
+    project({"images.toml": manifest})
+    for command in ("validate", "plan"):
+        code, _, err = run_cli(command)
+        assert code == 1 and message in err, err
