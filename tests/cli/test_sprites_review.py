@@ -91,3 +91,26 @@ def test_a_pixel_grid_snaps_whole_cells(project, run_cli):
             for left in range(0, 128, 32):
                 cell = {pixels[left + x, top + y] for x in range(32) for y in range(32)}
                 assert len(cell) == 1, (left, top)
+
+
+def visible_colours(path) -> int:
+    with Image.open(path) as image:
+        rgba = image.convert("RGBA")
+    return len({(r, g, b) for _, (r, g, b, a) in rgba.getcolors(1 << 20) if a})
+
+
+def webp(**fields: object) -> str:
+    return manifest(**fields).replace("sprites/potion.png", "sprites/potion.webp")
+
+
+def test_checks_measure_the_delivered_file_not_the_pixels_before_encoding(project, run_cli):
+    lossy = {"background": "transparent", "palette": "pico8", "quality": 70}
+    root = project({"images.toml": webp(**lossy, checks={"max_colors": 100_000})})
+    result = applied(run_cli)
+    delivered = visible_colours(root / "sprites/potion.webp")
+    assert delivered > 16  # the lossy encoder's colours, beyond the palette's 16
+    assert result["results"][0]["check_values"]["max_colors"] == delivered
+
+    (root / "images.toml").write_text(webp(**lossy, checks={"max_colors": 16}))
+    code, out, err = run_cli("apply")
+    assert code == 1 and f"check failed: max_colors ≤ 16 (got {delivered})" in err
