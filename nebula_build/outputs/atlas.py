@@ -225,7 +225,8 @@ def trim_box(text: object, size: tuple[int, int]) -> tuple[tuple[int, int], tupl
     if not isinstance(text, str) or len(text) > 64:
         return None
     parts = text.split(",")
-    if len(parts) != 4 or not all(part.isdigit() for part in parts):
+    # ASCII digits only: str.isdigit accepts "²", which int() refuses
+    if len(parts) != 4 or not all(part.isascii() and part.isdigit() for part in parts):
         return None
     x, y, width, height = map(int, parts)
     if x + size[0] > width or y + size[1] > height or width > 65536 or height > 65536:

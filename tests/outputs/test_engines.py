@@ -252,3 +252,11 @@ def test_an_atlas_whose_own_files_collide_is_a_manifest_error(project, run_cli, 
     for command in ("validate", "plan"):
         code, _, err = run_cli(command)
         assert code == 1 and message in err, err
+
+
+def test_a_forged_trim_chunk_with_a_non_ascii_digit_is_ignored():
+    from nebula_build.outputs.atlas import trim_box
+
+    assert trim_box("0,0,²,64", (10, 10)) is None
+    assert trim_box("0,0,٣٢,64", (10, 10)) is None  # Arabic-Indic digits
+    assert trim_box("1,2,32,64", (10, 10)) == ((1, 2), (32, 64))
