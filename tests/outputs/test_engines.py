@@ -254,6 +254,16 @@ def test_an_atlas_whose_own_files_collide_is_a_manifest_error(project, run_cli, 
         assert code == 1 and message in err, err
 
 
+def test_a_sheet_over_the_side_cap_fails_the_atlas_in_one_line(project, run_cli, monkeypatch):
+    monkeypatch.setattr("nebula_build.outputs.atlas.MAX_SHEET_SIDE", 200)
+    root = project({"images.toml": PREVIEW.replace("trim = true\n", "")})  # 4 × 128² members
+    code, _, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err
+    assert "atlases.enemies: the sheet would be 258×258 pixels, over the 200 a side" in err
+    assert not (root / "game/sprites/enemies.png").exists()
+    assert (root / "sprites/bat-idle.png").exists()  # the members are built all the same
+
+
 def test_a_forged_trim_chunk_with_a_non_ascii_digit_is_ignored():
     from nebula_build.outputs.atlas import trim_box
 
