@@ -114,3 +114,14 @@ def test_checks_measure_the_delivered_file_not_the_pixels_before_encoding(projec
     (root / "images.toml").write_text(webp(**lossy, checks={"max_colors": 16}))
     code, out, err = run_cli("apply")
     assert code == 1 and f"check failed: max_colors ≤ 16 (got {delivered})" in err
+
+
+def test_a_blank_answer_on_the_key_colour_is_refused_and_not_cached(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_sprite(background="transparent")})
+    nebula_server.add_faults("blank")
+    code, _, err = run_cli("apply")
+    assert code == 1 and "potion: no subject: 0.0% of the image differs from the key" in err
+    assert not (root / "potion.png").exists()
+    assert applied(run_cli)["generated"] == 1  # the refused original was not kept
