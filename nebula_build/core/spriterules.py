@@ -77,6 +77,12 @@ class SpriteRules:
                 self.origin(name, decl, key),
                 "a JPEG has no transparency: write the image as .png, .webp or .avif",
             )
+        if fmt == "jpeg" and merged.get("pad"):
+            self.fail(
+                self.origin(name, decl, "pad"),
+                "pad adds transparent pixels and a JPEG has none (they would be black): "
+                "write the image as .png, .webp or .avif",
+            )
         resizing = [step for step in ("trim", "pad", "extrude") if merged.get(step)]
         if resizing and merged.get("widths"):
             self.fail(

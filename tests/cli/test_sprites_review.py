@@ -125,3 +125,10 @@ def test_a_blank_answer_on_the_key_colour_is_refused_and_not_cached(
     assert code == 1 and "potion: no subject: 0.0% of the image differs from the key" in err
     assert not (root / "potion.png").exists()
     assert applied(run_cli)["generated"] == 1  # the refused original was not kept
+
+
+def test_pad_on_a_jpeg_is_a_manifest_error(project, run_cli):
+    project({"images.toml": manifest(pad=4).replace(".png", ".jpg")})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert "images.potion.pad: pad adds transparent pixels and a JPEG has none" in err
