@@ -270,3 +270,12 @@ def test_a_forged_trim_chunk_with_a_non_ascii_digit_is_ignored():
     assert trim_box("0,0,²,64", (10, 10)) is None
     assert trim_box("0,0,٣٢,64", (10, 10)) is None  # Arabic-Indic digits
     assert trim_box("1,2,32,64", (10, 10)) == ((1, 2), (32, 64))
+
+
+def test_a_folder_at_an_export_path_is_named_even_under_force(project, run_cli):
+    root = project({"images.toml": PREVIEW})
+    (root / "game/sprites/enemies.aseprite.json").mkdir(parents=True)
+    for args in (("apply",), ("apply", "--force")):
+        code, _, err = run_cli(*args)
+        assert code == 1 and "Errno" not in err and "nebula-tmp" not in err
+        assert "game/sprites/enemies.aseprite.json is a folder: remove it" in err
