@@ -132,3 +132,18 @@ def test_pad_on_a_jpeg_is_a_manifest_error(project, run_cli):
     code, _, err = run_cli("validate")
     assert code == 1
     assert "images.potion.pad: pad adds transparent pixels and a JPEG has none" in err
+
+
+def test_the_gallery_shows_a_transparent_image_s_draws_keyed(project, run_cli):
+    root = project({"images.toml": manifest(background="transparent", candidates=2)})
+    assert run_cli("apply").code == 0
+    code, _, err = run_cli("gallery")
+    assert code == 0, err
+    folder = root / ".nebula-build/gallery"
+    copies = sorted((folder / "draws").iterdir())
+    assert len(copies) == 2
+    for copy in copies:
+        with Image.open(copy) as image:
+            rgba = image.convert("RGBA")
+        assert rgba.getpixel((0, 0))[3] == 0  # the key colour, keyed away
+        assert rgba.getpixel((64, 64))[3] == 255
