@@ -104,6 +104,7 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
         store = report.prepared.store
         draws = image_draws(report.plan, report.prepared, report.result.lock)
         shown = [d.generation_key for items in draws.values() for d in items if d.cached]
+        keyings = {d.generation_key: d.keying for items in draws.values() for d in items}
         items = cards(
             report.plan,
             project,
@@ -129,7 +130,7 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             report.changed,
             read=read,
             draws=shown,
-            read_draw=lambda key: read_draw(store, key),
+            read_draw=lambda key: read_draw(store, key, keyings.get(key)),
             pickable=pickable(draws),
         )
 

@@ -67,6 +67,7 @@ DigestOf = Callable[[str], "str | None"]
 #: an input image's width and height from its header, what is wrong with it as an
 #: image, or None where it is not known (the core reads no file)
 InputSize = Callable[[str], "tuple[int, int] | str | None"]
+ReadInput = Callable[[str], "bytes | None"]
 #: whether this machine can encode an output format (AVIF needs a recent Pillow)
 CanEncode = Callable[[str], bool]
 
@@ -99,6 +100,7 @@ class _Resolver(SpriteRules):
         backend_override: str | None,
         can_encode: CanEncode,
         input_size: InputSize,
+        read_input: ReadInput,
         data: DataFiles | None = None,
     ) -> None:
         self.manifest = manifest
@@ -107,6 +109,7 @@ class _Resolver(SpriteRules):
         self.data_globs: list[tuple[str, str, tuple[str, ...]]] = []
         self.rows: dict[str, str] = {}  # image made from a data row → the row's id
         self.input_size = input_size
+        self.read_input = read_input
         self.can_encode = can_encode
         self.registry = registry
         self.digest_of = digest_of
@@ -487,6 +490,14 @@ class _Resolver(SpriteRules):
         if None in exports.values():
             return None
         claimed = {"output": output, "frames": frames, **exports}
+        keys_of: dict[str, list[str]] = {}
+        for key, path in claimed.items():
+            keys_of.setdefault(str(path), []).append(key)
+        for path, keys in keys_of.items():
+            if len(keys) > 1:  # each rebuild would overwrite the other: a conflict forever
+                shown = " and ".join(keys)
+                self.fail((*loc, keys[-1]), f"{shown} are the same file {path}: give each its own")
+                return None
         for key, path in claimed.items():
             assert path is not None
             other = self.outputs.setdefault(path, f"atlases.{name}")
@@ -656,6 +667,7 @@ def resolve(
     backend_override: str | None = None,
     can_encode: CanEncode = lambda fmt: True,
     input_size: InputSize = lambda path: None,
+    read_input: ReadInput = lambda path: None,
     data: DataFiles | None = None,
 ) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together.
@@ -667,6 +679,7 @@ def resolve(
         backend_override=backend_override,
         can_encode=can_encode,
         input_size=input_size,
+        read_input=read_input,
         data=data,
     )
     if backend_override:

@@ -46,21 +46,32 @@ PALETTES: dict[str, tuple[str, ...]] = {
 #: what a palette file is: Lospec's .hex, one RRGGBB colour a line
 PALETTE_SUFFIX = ".hex"
 MAX_PALETTE = 256
+#: the largest palette file read: 256 colours with a comment on every line fit many
+#: times over; anything bigger is no palette (and is never parsed)
+MAX_PALETTE_BYTES = 64 << 10
 
 
-def palette_colours(text: str, path: str) -> tuple[str, ...]:
+def palette_colours(data: bytes, path: str) -> tuple[str, ...]:
     """The colours of a .hex palette file (RRGGBB, optionally with #, one a line;
-    blank lines and `;` comments skipped). ValueError naming the file and line."""
-    colours = []
-    for number, line in enumerate(text.splitlines(), 1):
+    blank lines and `;` comments skipped). ValueError naming the file and line, never
+    quoting the file's content (a palette may be a link to a file that holds secrets)."""
+    if len(data) > MAX_PALETTE_BYTES:
+        raise ValueError(
+            f"{path}: a palette file is at most {MAX_PALETTE_BYTES // 1024} KiB "
+            f"(this one is {len(data):,} bytes)"
+        )
+    colours: list[str] = []
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
         value = line.split(";")[0].strip().removeprefix("#")
         if not value:
             continue
         if len(value) != 6 or any(c not in "0123456789abcdefABCDEF" for c in value):
-            raise ValueError(f"{path}:{number}: not a colour (RRGGBB): {line[:20]!r}")
+            raise ValueError(f"{path}:{number}: not a colour (RRGGBB)")
+        if len(colours) == MAX_PALETTE:
+            raise ValueError(f"{path}:{number}: a palette has 1-{MAX_PALETTE} colours (more)")
         colours.append(value.upper())
-    if not 1 <= len(colours) <= MAX_PALETTE:
-        raise ValueError(f"{path}: a palette has 1-{MAX_PALETTE} colours (found {len(colours)})")
+    if not colours:
+        raise ValueError(f"{path}: a palette has 1-{MAX_PALETTE} colours (found none)")
     return tuple(colours)
 
 

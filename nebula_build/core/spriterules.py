@@ -5,6 +5,7 @@ pure like the rest of the core."""
 
 from __future__ import annotations
 
+import math
 import posixpath
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from nebula_build.core.sprite import (
     key_suffix,
     matrix_values,
     pairs,
+    palette_colours,
 )
 
 
@@ -29,6 +31,8 @@ class SpriteRules:
     manifest: Manifest
     bases: dict[str, str]
     digest_of: Callable[[str], str | None]
+    #: an input file's bytes (read once with its digest), None when it cannot be read
+    read_input: Callable[[str], bytes | None]
 
     def fail(self, loc: tuple[str | int, ...], message: str) -> None:
         raise NotImplementedError
@@ -64,6 +68,7 @@ class SpriteRules:
             self.fail(self.origin(name, decl, "palette"), f"a colour count is 2-{MAX_PALETTE}")
         elif isinstance(palette, str) and palette not in PALETTES:
             self.palette_file(name, decl, merged, palette)
+        self.check_grid(name, decl, merged)
         wants_alpha = merged.get("background") == "transparent"
         checks = merged.get("checks")
         if fmt == "jpeg" and (wants_alpha or (checks is not None and checks.alpha)):
@@ -72,12 +77,33 @@ class SpriteRules:
                 self.origin(name, decl, key),
                 "a JPEG has no transparency: write the image as .png, .webp or .avif",
             )
+        if fmt == "jpeg" and merged.get("pad"):
+            self.fail(
+                self.origin(name, decl, "pad"),
+                "pad adds transparent pixels and a JPEG has none (they would be black): "
+                "write the image as .png, .webp or .avif",
+            )
         resizing = [step for step in ("trim", "pad", "extrude") if merged.get(step)]
         if resizing and merged.get("widths"):
             self.fail(
                 self.origin(name, decl, resizing[0]),
                 f"{resizing[0]} changes the image's size: it does not go with `widths`",
             )
+
+    def check_grid(self, name: str, decl: ImageDecl, merged: dict[str, Any]) -> None:
+        """`pixel_grid` must divide the generated size: cells cut at an edge would be
+        stretched, and a cell larger than the image would make it one colour."""
+        cell, width, height = merged.get("pixel_grid"), merged["width"], merged["height"]
+        if not cell or (width % cell == 0 and height % cell == 0):
+            return
+        size = f"the generated {width}×{height} image"
+        if cell > min(width, height):
+            self.fail(self.origin(name, decl, "pixel_grid"), f"{cell} is larger than {size}")
+            return
+        common = math.gcd(width, height)
+        fits = [n for n in range(2, min(cell, common) + 1) if common % n == 0]
+        hint = f"; {fits[-1]} does" if fits else ""
+        self.fail(self.origin(name, decl, "pixel_grid"), f"{cell} does not divide {size}{hint}")
 
     def palette_file(self, name: str, decl: ImageDecl, merged: dict[str, Any], value: str) -> None:
         """A palette given as a file: its path checked, its content digest recorded (it
@@ -94,6 +120,13 @@ class SpriteRules:
         if digest is None:
             self.fail(loc, f"file not found: {path}")
             return
+        data = self.read_input(path)
+        if data is not None:  # a reader that cannot read leaves it to apply
+            try:
+                palette_colours(data, path)
+            except ValueError as exc:
+                self.fail(loc, str(exc))
+                return
         merged["palette"], merged["palette_digest"] = path, digest
 
     def atlas_tags(
@@ -123,6 +156,11 @@ class SpriteRules:
             if root is None:
                 return None
         sheet = "res://" + posixpath.relpath(output, root)
+        if sheet == "res://.":
+            self.fail(
+                (*loc, "godot_root"), f"{root} is the sheet itself: name the Godot project's folder"
+            )
+            return None
         if sheet.startswith("res://.."):
             self.fail((*loc, "godot_root"), f"the sheet {output} is outside {root}")
             return None

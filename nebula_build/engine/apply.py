@@ -457,24 +457,25 @@ class Applier:
         original, and the acceptance checks' values.
 
         An original its transparency refuses is not kept (it is no good for any output
-        of this key); one that fails an acceptance check is kept, so that loosening the
-        check costs no generation, but its files are not written."""
+        of this key); one that any other output step fails (an acceptance check, a
+        palette file) is kept, so that fixing the output costs no generation, but its
+        files are not written."""
         encoding = encoding_for(spec)  # its metadata records take a while: made once
-        if spec.palette_file is not None:  # the bytes whose digest is in the output key
-            encoding = dataclasses.replace(encoding, palette=self._palette(spec.palette_file))
         if isinstance(original, Restored):
             verified = original.verified
         else:
             verified = verify_answer(original.data, spec, encoding)  # nothing unverified is kept
+        refused = False
         try:
+            if spec.palette_file is not None:  # the bytes whose digest is in the output key
+                encoding = dataclasses.replace(encoding, palette=self._palette(spec.palette_file))
             files, checks = render_checked(verified.data, encoding, pixels=verified.pixels)
         except OutputRejectedError as exc:
-            if generated and exc.checks:
-                self._keep(spec, verified, original.seed)
+            refused = not exc.checks  # a transparency refusal: no good for this key
             raise
-        rescued = None
-        if generated:
-            rescued = self._keep(spec, verified, original.seed)
+        finally:  # whatever step fails, what was paid for is kept (unless refused)
+            keep = generated and not refused
+            rescued = self._keep(spec, verified, original.seed) if keep else None
         try:
             return (verified, *self._write_files(action, spec, files), rescued, checks)
         except StateWriteError as exc:
@@ -484,7 +485,7 @@ class Applier:
 
     def _palette(self, path: str) -> tuple[str, ...]:
         try:
-            return palette_colours(self.inputs.data(path).decode("utf-8", "replace"), path)
+            return palette_colours(self.inputs.data(path), path)
         except FileNotFoundError:
             raise UserError(f"palette file not found: {path}") from None
         except ValueError as exc:

@@ -113,12 +113,13 @@ def _build_atlas(
             stamp = time.strftime("%Y%m%dT%H%M%S")
             for path in atlas.paths:
                 guard.backup(path, prepared.project.backup_dir, stamp)
-        guard.write(atlas.output, sheet)
-        files.record(atlas.output, digest=digest)
-        for path, data in exports.items():
-            guard.write(path, data)
+        # the frame map last: it records the build (and the exports')
+        for path, data in {atlas.output: sheet, **exports, atlas.frames: frames}.items():
+            try:
+                guard.write(path, data)
+            except IsADirectoryError:
+                raise UserError(f"{path} is a folder: remove it or choose another path") from None
             files.record(path, digest=sha256_bytes(data))
-        guard.write(atlas.frames, frames)  # last: it records the build (and the exports')
     except (OSError, ValueError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
     return FileOutcome(action, ok=True)

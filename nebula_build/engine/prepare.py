@@ -94,6 +94,7 @@ def prepare(
             backend_override=backend,
             can_encode=pillow_writes,
             input_size=headers.size,
+            read_input=headers.read,
             data=data,
         )
         speccache.save(project, key, resolved, used | data.digests)

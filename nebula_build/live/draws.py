@@ -9,6 +9,7 @@ against their digest. Their type comes from their bytes, never from a name.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nebula_build.core.plan import Plan
+from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.candidates import picked
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import UnsafePathError
+from nebula_build.errors import OutputRejectedError, UnsafePathError
 from nebula_build.imaging import sniff
+from nebula_build.outputs.keying import Keying
 from nebula_build.state.cache import CorruptEntryError, Store
 from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import Entries
@@ -42,6 +45,8 @@ class Draw:
     picked: bool
     #: in the local cache, written by this tool: it can be shown and picked
     cached: bool
+    #: how a transparent image's key colour becomes alpha: the draw is shown keyed
+    keying: Keying | None = None
 
     @property
     def pick_command(self) -> str:
@@ -58,11 +63,13 @@ def image_draws(plan: Plan, prepared: Prepared, lock: Entries) -> dict[str, tupl
             continue
         # by key: an output that is none of the set's draws (pinned elsewhere) marks none
         output_key = chosen.specs[action.image].generation_key
-        result[action.image] = tuple(
-            Draw(action.image, index, key, key == output_key, prepared.store.has_ours(key))
-            for index in range(base.candidates)
-            for key in (base.drawn(index).generation_key,)
-        )
+        draws = []
+        for index in range(base.candidates):
+            drawn = base.drawn(index)
+            key = drawn.generation_key
+            cached = prepared.store.has_ours(key)
+            draws.append(Draw(action.image, index, key, key == output_key, cached, _keying(drawn)))
+        result[action.image] = tuple(draws)
     return result
 
 
@@ -73,9 +80,17 @@ class DrawBytes:
     extension: str
 
 
-def read_draw(store: Store, key: str) -> DrawBytes | None:
+def _keying(spec: AssetSpec) -> Keying | None:
+    if spec.key_color is None:
+        return None
+    steps = spec.steps
+    return Keying(spec.key_color, steps["key_softness"], steps["despill"])
+
+
+def read_draw(store: Store, key: str, keying: Keying | None = None) -> DrawBytes | None:
     """A draw's bytes from the cache, checked against their digest, if they are an
-    image a browser shows; None otherwise (missing, corrupt, unverified, other)."""
+    image a browser shows; None otherwise (missing, corrupt, unverified, other). With
+    `keying`, the draw as a transparent image shows it: keyed, as a PNG."""
     try:
         entry = store.get(key)
     except CorruptEntryError:
@@ -85,7 +100,29 @@ def read_draw(store: Store, key: str) -> DrawBytes | None:
     kind = sniff(entry.data)
     if kind not in MEDIA_TYPES:
         return None
+    if keying is not None:
+        keyed = _keyed(entry.data, keying)
+        if keyed is not None:
+            return DrawBytes(keyed, MEDIA_TYPES["png"], _EXTENSIONS["png"])
     return DrawBytes(entry.data, MEDIA_TYPES[kind], _EXTENSIONS[kind])
+
+
+def _keyed(data: bytes, keying: Keying) -> bytes | None:
+    """The draw keyed like its output, as a PNG; None where it cannot be (refused)."""
+    from PIL import Image
+
+    from nebula_build.imaging import MAX_PIXELS
+    from nebula_build.outputs.keying import apply_key
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            keyed = apply_key(opened.copy(), keying)
+    except (OutputRejectedError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+    buffer = io.BytesIO()
+    keyed.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def copy_draws(
@@ -100,7 +137,7 @@ def copy_draws(
     for draw in draws:
         if not draw.cached:
             continue
-        found = read_draw(store, draw.generation_key)
+        found = read_draw(store, draw.generation_key, draw.keying)
         if found is None:
             continue
         relative = f"{prefix}/{draw.generation_key}.{found.extension}"

@@ -136,6 +136,10 @@ def sheet_path_from_frames(atlas: AtlasSpec) -> str:
 # --- packing and writing -------------------------------------------------------------
 
 
+#: the largest side of a sheet: the largest texture most GPUs take
+MAX_SHEET_SIDE = 16384
+
+
 def pack(
     sizes: Mapping[str, tuple[int, int]], padding: int
 ) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
@@ -172,6 +176,12 @@ def render(
             if box is not None:
                 boxes[name] = box
     positions, size = pack({n: i.size for n, i in images.items()}, atlas.padding)
+    if max(size) > MAX_SHEET_SIDE:  # before the sheet's pixels are allocated
+        raise UserError(
+            f"atlases.{atlas.name}: the sheet would be {size[0]}×{size[1]} pixels, over "
+            f"the {MAX_SHEET_SIDE} a side a GPU texture takes; split the atlas or make "
+            "its members smaller (resize, pad, extrude)"
+        )
     sheet = Image.new("RGBA", size, (0, 0, 0, 0))
     for name, image in images.items():
         sheet.paste(image, positions[name])
@@ -225,7 +235,8 @@ def trim_box(text: object, size: tuple[int, int]) -> tuple[tuple[int, int], tupl
     if not isinstance(text, str) or len(text) > 64:
         return None
     parts = text.split(",")
-    if len(parts) != 4 or not all(part.isdigit() for part in parts):
+    # ASCII digits only: str.isdigit accepts "²", which int() refuses
+    if len(parts) != 4 or not all(part.isascii() and part.isdigit() for part in parts):
         return None
     x, y, width, height = map(int, parts)
     if x + size[0] > width or y + size[1] > height or width > 65536 or height > 65536:

@@ -33,6 +33,8 @@ CLEAR = 0.12
 MIN_BORDER_SHARE = 0.6
 #: share of the image that must become transparent
 MIN_TRANSPARENT = 0.05
+#: the least share of the image that must differ from the key: a subject to keep
+MIN_SUBJECT = 0.005
 #: how far (pixels) an edge pixel looks for the subject's solid colour
 _REACH = 6
 #: the offsets within _REACH, nearest first
@@ -198,6 +200,12 @@ def refuse_background(rgb: np.ndarray, far: np.ndarray, keying: Keying) -> None:
         raise OutputRejectedError(
             f"too little becomes transparent: {clear:.1%} of the image is the key colour "
             f"{keying.key} (needs {MIN_TRANSPARENT:.0%}); {_another_key(keying)}"
+        )
+    if 1 - clear < MIN_SUBJECT:
+        raise OutputRejectedError(
+            f"no subject: {1 - clear:.1%} of the image differs from the key colour "
+            f"{keying.key} (needs {MIN_SUBJECT:.1%}), nothing would stay visible; try "
+            "another seed"
         )
 
 

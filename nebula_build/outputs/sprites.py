@@ -15,8 +15,9 @@ from nebula_build.core.sprite import PALETTES
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-#: the PNG text chunk a trimmed file carries: "x,y,w,h", where its pixels sit in the
-#: untrimmed image of size w×h (what an atlas's spriteSourceSize and sourceSize say)
+#: the PNG text chunk a trimmed file carries: "x,y,w,h", where the delivered file sits
+#: in the image of size w×h it would be untrimmed (padded and extruded like it): what
+#: an atlas's spriteSourceSize and sourceSize say
 TRIM_KEY = "nebula-build:trim"
 
 
@@ -42,23 +43,34 @@ def after_resize(
         image = pad(image, steps["pad"])
     if steps.get("extrude"):
         image = extrude(image, steps["extrude"])
+    if box is not None:  # the delivered file's place in the image padded untrimmed
+        grown = 2 * ((steps.get("pad") or 0) + (steps.get("extrude") or 0))
+        x, y, width, height = map(int, box.split(","))
+        box = f"{x},{y},{width + grown},{height + grown}"
     return image, box
 
 
 def snap_to_grid(image: PILImage, cell: int) -> PILImage:
     """Each cell×cell block one colour (the median of its pixels, alpha included),
-    the image's size unchanged: fake pixel art made true before a nearest resize."""
+    the image's size unchanged: fake pixel art made true before a nearest resize.
+    The manifest asks for a cell that divides the generated size; where a backend
+    returned another size, the cells at the right and bottom edges are cut short."""
     import numpy as np
     from PIL import Image
 
     mode = "RGBA" if "A" in image.getbands() else "RGB"
     pixels = np.asarray(image.convert(mode))
     height, width = pixels.shape[:2]
-    rows, cols = max(1, height // cell), max(1, width // cell)
-    blocks = pixels[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell, -1)
-    medians = np.median(blocks, axis=(1, 3)).round().astype(np.uint8)
-    small = Image.fromarray(medians, mode)
-    return small.resize((width, height), Image.Resampling.NEAREST)
+    rows, cols = -(-height // cell), -(-width // cell)
+    if rows * cell != height or cols * cell != width:  # short edge cells: NaN-padded
+        padded = np.full((rows * cell, cols * cell, pixels.shape[2]), np.nan)
+        padded[:height, :width] = pixels
+        blocks = padded.reshape(rows, cell, cols, cell, -1)
+        medians = np.nanmedian(blocks, axis=(1, 3))
+    else:
+        medians = np.median(pixels.reshape(rows, cell, cols, cell, -1), axis=(1, 3))
+    cells = medians.round().astype(np.uint8).repeat(cell, axis=0).repeat(cell, axis=1)
+    return Image.fromarray(np.ascontiguousarray(cells[:height, :width]), mode)
 
 
 def quantise(image: PILImage, palette: int | str | tuple[str, ...]) -> PILImage:

@@ -30,6 +30,8 @@ Hostile faults, a server that does not play fair:
 - "pixel_bomb": a small PNG whose header claims 100000x100000 pixels
 - "checkerboard": a 200 whose image is painted on a grey and white checkerboard, the
   fake transparency a model draws when a prompt asks for a transparent background
+- "blank": a 200 whose image is nothing but its background (the colour the prompt
+  asks for), a model that drew no subject
 
 A prompt that asks for a flat background colour the way nebula-build's transparent
 sprites do ("… on a flat solid magenta (#FF00FF) background …") gets its image on that
@@ -88,7 +90,7 @@ class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
-    images: dict[tuple[int, int, str, int, str], bytes] = field(default_factory=dict)
+    images: dict[tuple[int, int, str, int, str, bool], bytes] = field(default_factory=dict)
 
 
 class NebulaTestServer(BackgroundHTTPServer):
@@ -192,12 +194,14 @@ class NebulaTestServer(BackgroundHTTPServer):
         seed: int,
         image_format: str | None = None,
         background: str = "",
+        *,
+        blank: bool = False,
     ) -> bytes:
         """A real image of the given size, cached: the server must not be the bottleneck.
         `background`: "#RRGGBB" paints it on that colour, "checkerboard" on fake
         transparency; by default on a colour of the seed's."""
         image_format = image_format or self.image_format
-        key = (width, height, image_format, seed, background)
+        key = (width, height, image_format, seed, background, blank)
         with self._lock:
             cached = self._state.images.get(key)
         if cached is not None:
@@ -216,9 +220,10 @@ class NebulaTestServer(BackgroundHTTPServer):
                 for x in range(0, width, step):
                     shade = (255, 255, 255) if (x + y) // step % 2 else (204, 204, 204)
                     squares.rectangle((x, y, x + step - 1, y + step - 1), fill=shade)
-        ImageDraw.Draw(image).ellipse(
-            (width // 4, height // 4, width * 3 // 4, height * 3 // 4), fill=tuple(digest[3:6])
-        )
+        if not blank:
+            ImageDraw.Draw(image).ellipse(
+                (width // 4, height // 4, width * 3 // 4, height * 3 // 4), fill=tuple(digest[3:6])
+            )
         buffer = io.BytesIO()
         image.save(buffer, {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[image_format])
         data = buffer.getvalue()
@@ -346,7 +351,8 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             asked = _ASKED_BACKGROUND.search(str(body["prompt"]))
             background = "checkerboard" if fault == "checkerboard" else ""
             background = background or (f"#{asked.group(1).upper()}" if asked else "")
-            data = server.image(width, height, int(body.get("seed") or 0), background=background)
+            seed = int(body.get("seed") or 0)
+            data = server.image(width, height, seed, background=background, blank=fault == "blank")
             self._success(base64.b64encode(data).decode(), body)
 
         def _success(self, b64: str, body: dict[str, Any]) -> None:

@@ -80,7 +80,7 @@ def test_cleanup_steps_reprocess_from_the_cache(project, run_cli):
     with Image.open(root / "sprites/potion.png") as image:
         box = image.info["nebula-build:trim"]
         left, top, width, height = map(int, box.split(","))
-        assert (width, height) == (128, 128) and left > 0 and top > 0
+        assert (width, height) == (134, 134) and left > 0 and top > 0  # padded untrimmed
         assert image.width < 128 and image.height < 128  # trimmed, then 3 px added a side
         visible = {(r, g, b) for _, (r, g, b, a) in image.getcolors(1 << 16) if a}
         assert len(visible) <= 8

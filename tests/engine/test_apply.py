@@ -166,3 +166,24 @@ def test_backend_bytes_of_another_size_are_delivered_at_the_declared_size(tmp_pa
     assert not result.failures
     with Image.open(tmp_path / "i0.png") as image:
         assert image.size == (64, 64)
+
+
+def test_an_output_step_that_fails_after_a_generation_keeps_the_original(tmp_path, monkeypatch):
+    project = write_manifest(tmp_path, many(1))
+    calls = 0
+
+    async def generate(spec, request):
+        nonlocal calls
+        calls += 1
+        return GenerationResult(png())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an output step broke")
+
+    monkeypatch.setattr("nebula_build.engine.apply.render_checked", broken)
+    result, _ = run(project, generate)
+    assert set(result.failures) == {"i0"} and calls == 1
+    monkeypatch.undo()
+    result, _ = run(project, generate)
+    assert not result.failures and calls == 1  # re-processed from the cache: not paid again
+    assert (tmp_path / "i0.png").exists()

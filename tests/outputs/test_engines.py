@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from PIL import Image, ImageChops
 
 PREVIEW = """\
@@ -169,3 +170,112 @@ def test_tags_name_a_dimension_every_member_has(project, run_cli):
     code, _, err = run_cli("validate")
     assert code == 1
     assert "atlases.enemies.tags: enemy[bat,idle] has no matrix dimension 'colour'" in err
+
+
+def test_a_trimmed_and_padded_member_is_placed_back_where_the_untrimmed_one_is(project, run_cli):
+    """The frame's spriteSourceSize and sourceSize (and Godot's margin) put the delivered
+    file where it sits in the image the same steps make without `trim`."""
+    padded = PREVIEW.replace("trim = true\n", "trim = true\npad = 5\n")
+    root = project({"images.toml": padded})
+    assert run_cli("apply").code == 0
+    data = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())
+    names = data["meta"]["nebula_build"]["names"]
+    members = {}
+    for name in names:
+        kind, pose = name[6:-1].split(",")
+        with Image.open(root / f"sprites/{kind}-{pose}.png") as opened:
+            members[name] = opened.convert("RGBA")
+    subs = {
+        attrs["id"]: props
+        for kind, attrs, props in parse_tres((root / "game/sprites/enemies.tres").read_text())
+        if kind == "sub_resource"
+    }
+    (root / "images.toml").write_text(padded.replace("trim = true\n", ""))
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    for index, name in enumerate(names):
+        entry = data["frames"][index]
+        kind, pose = name[6:-1].split(",")
+        with Image.open(root / f"sprites/{kind}-{pose}.png") as opened:
+            untrimmed = opened.convert("RGBA")
+        assert entry["trimmed"] is True
+        assert entry["sourceSize"] == {"w": untrimmed.width, "h": untrimmed.height}
+        placed = Image.new("RGBA", untrimmed.size, (0, 0, 0, 0))
+        x, y = entry["spriteSourceSize"]["x"], entry["spriteSourceSize"]["y"]
+        placed.paste(members[name], (x, y))
+        assert ImageChops.difference(placed, untrimmed).getbbox() is None
+        w, h = untrimmed.width - members[name].width, untrimmed.height - members[name].height
+        assert subs[f"AtlasTexture_{index}"]["margin"] == f"Rect2({x}, {y}, {w}, {h})"
+
+
+def test_a_trimmed_member_with_a_large_pad_and_extrude_stays_trimmed(project, run_cli):
+    root = project(
+        {"images.toml": PREVIEW.replace("trim = true\n", "trim = true\npad = 200\nextrude = 64\n")}
+    )
+    assert run_cli("apply").code == 0
+    data = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())
+    for entry in data["frames"]:
+        assert entry["trimmed"] is True
+        assert entry["sourceSize"] == {"w": 128 + 528, "h": 128 + 528}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            'aseprite = "game/sprites/enemies.json"',
+            "atlases.enemies.aseprite: frames and aseprite are the same file "
+            "game/sprites/enemies.json: give each its own",
+        ),
+        (
+            'aseprite = "game/sprites/enemies.tres"',
+            "atlases.enemies.godot: aseprite and godot are the same file "
+            "game/sprites/enemies.tres: give each its own",
+        ),
+        (
+            'aseprite = "game/sprites/enemies.png"',
+            "atlases.enemies.aseprite: output and aseprite are the same file",
+        ),
+        (
+            'aseprite = "game/sprites/enemies.aseprite.json"\n'
+            'godot_root = "game/sprites/enemies.png"',
+            "atlases.enemies.godot_root: game/sprites/enemies.png is the sheet itself",
+        ),
+    ],
+)
+def test_an_atlas_whose_own_files_collide_is_a_manifest_error(project, run_cli, line, message):
+    manifest = PREVIEW.replace('aseprite = "game/sprites/enemies.aseprite.json"', line)
+    manifest = manifest.replace(
+        'godot_root = "game"\n', "" if "godot_root" in line else 'godot_root = "game"\n'
+    )
+    project({"images.toml": manifest})
+    for command in ("validate", "plan"):
+        code, _, err = run_cli(command)
+        assert code == 1 and message in err, err
+
+
+def test_a_sheet_over_the_side_cap_fails_the_atlas_in_one_line(project, run_cli, monkeypatch):
+    monkeypatch.setattr("nebula_build.outputs.atlas.MAX_SHEET_SIDE", 200)
+    root = project({"images.toml": PREVIEW.replace("trim = true\n", "")})  # 4 × 128² members
+    code, _, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err
+    assert "atlases.enemies: the sheet would be 258×258 pixels, over the 200 a side" in err
+    assert not (root / "game/sprites/enemies.png").exists()
+    assert (root / "sprites/bat-idle.png").exists()  # the members are built all the same
+
+
+def test_a_forged_trim_chunk_with_a_non_ascii_digit_is_ignored():
+    from nebula_build.outputs.atlas import trim_box
+
+    assert trim_box("0,0,²,64", (10, 10)) is None
+    assert trim_box("0,0,٣٢,64", (10, 10)) is None  # Arabic-Indic digits
+    assert trim_box("1,2,32,64", (10, 10)) == ((1, 2), (32, 64))
+
+
+def test_a_folder_at_an_export_path_is_named_even_under_force(project, run_cli):
+    root = project({"images.toml": PREVIEW})
+    (root / "game/sprites/enemies.aseprite.json").mkdir(parents=True)
+    for args in (("apply",), ("apply", "--force")):
+        code, _, err = run_cli(*args)
+        assert code == 1 and "Errno" not in err and "nebula-tmp" not in err
+        assert "game/sprites/enemies.aseprite.json is a folder: remove it" in err
