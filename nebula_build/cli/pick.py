@@ -122,7 +122,10 @@ def cmd_history(ctx: Context) -> int:
         for change in row.changes:
             ctx.print(ctx.style(f"       {_change_text(change)}", "dim"))
     if earlier:
-        ctx.print(f"bring one back: nebula-build pick {name} @K (the changes read from it to now)")
+        ctx.print(
+            f"bring one back: nebula-build pick {name} @K --pin (the changes read from it "
+            "to now; without --pin, only one the manifest still declares)"
+        )
     return ExitCode.OK
 
 
