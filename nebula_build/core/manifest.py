@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -504,15 +505,37 @@ class Manifest:
 
 
 def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
-    if len(loc) == 4 and loc[0] == "images" and loc[2] == "rows":
-        return list(RowsDecl.model_fields)
-    if len(loc) == 1:
-        return list(ManifestModel.model_fields)
-    if loc[0] == "defaults":
-        return list(Defaults.model_fields)
-    if loc[0] == "images":
-        return list(ImageDecl.model_fields)
+    """The keys the table holding `loc`'s last key takes, found by walking the
+    manifest's model along the path (`images.hero.checks` → the checks' keys)."""
+    table: Any = ManifestModel
+    for part in loc[:-1]:
+        table = _inside(table, part)
+    return list(_tables(table)[0].model_fields) if _tables(table) else []
+
+
+def _tables(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation allows (`ChecksDecl | None` → [ChecksDecl])."""
+    if get_origin(annotation) is Annotated:
+        return _tables(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [model for arg in get_args(annotation) for model in _tables(arg)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
     return []
+
+
+def _inside(annotation: Any, part: str | int) -> Any:
+    """What a key (or index) of a value of this annotation holds; None if unknown."""
+    for model in _tables(annotation):
+        if isinstance(part, str) and part in model.model_fields:
+            return model.model_fields[part].annotation
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    for candidate in (annotation, *options):
+        if get_origin(candidate) in (dict, Mapping) and isinstance(part, str):
+            return get_args(candidate)[1]
+        if get_origin(candidate) in (list, tuple) and isinstance(part, int):
+            return get_args(candidate)[0]
+    return None
 
 
 #: pydantic's names for the branches of a union, as they end an error's location
@@ -558,6 +581,8 @@ def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
     if loc == ("version",) and error["type"] == "literal_error":
         got = json.dumps(error.get("input"), default=str)
         return loc, f"unsupported manifest version (got {got}); this nebula-build reads version 1"
+    if error["type"] == "model_type":  # a value where a table belongs: name its keys
+        return loc, describe_error(error, _known_keys((*loc, "")))
     return loc, describe_error(error, _known_keys(loc))
 
 
@@ -574,6 +599,9 @@ def describe_error(error: Any, known: list[str]) -> str:
         return "is required"
     if kind == CONFLICT:
         return str(error["msg"])
+    if kind == "model_type":
+        known_keys = f" of {', '.join(known)}" if known else ""
+        return f"must be a table{known_keys} (got {_shown_value(error.get('input'))})"
     got = f" (got {_shown_value(error['input'])})" if "input" in error else ""
     message = str(error["msg"]).removeprefix("Value error, ")
     return message[0].lower() + message[1:] + got
