@@ -144,7 +144,12 @@ def images_from_rows(base: str, decl: ImageDecl, source: Source, data: DataFiles
     problem of the declaration, DataError for a data file that does not parse; the
     problems of single rows and posts come back in `RowImages.problems`."""
     loaded = load(source, data)
-    made = expand_rows(base, decl, loaded.table, from_posts=source.pattern is not None)
+    try:
+        made = expand_rows(base, decl, loaded.table, from_posts=source.pattern is not None)
+    except ExpansionError:
+        if not loaded.problems:
+            raise
+        made = RowImages()  # the posts that do not parse first: their fields are missing
     made.problems[:0] = loaded.problems
     made.files = loaded.files
     return made
@@ -249,7 +254,7 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
     values: dict[str, str] = {}
     for column in plan.used:
         try:
-            text = text_of(row.values.get(column))
+            text = text_of(row.values.get(column), limit=MAX_TEXT)
         except ValueError as exc:
             raise _fail(plan, row, column, f"column {column!r} {exc}") from None
         if text is None or not text.strip():

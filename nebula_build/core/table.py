@@ -83,22 +83,33 @@ class Table:
 
 
 def normal(value: Any) -> Value:
-    """A parsed value as a row holds it: dates as ISO text, lists as tuples."""
+    """A parsed value as a row holds it: dates as ISO text, lists as tuples. A list
+    holding a list or a table is `NESTED`, however deep it goes (never walked)."""
+    if isinstance(value, list | tuple):
+        items = []
+        for item in value:
+            scalar = _scalar(item)
+            if scalar is NESTED:
+                return NESTED
+            items.append(scalar)
+        return tuple(items)
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> Value:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, list | tuple):
-        items = tuple(normal(item) for item in value)
-        return NESTED if any(isinstance(i, tuple | _Nested) for i in items) else items
     if hasattr(value, "isoformat"):  # a date or time from YAML or TOML front matter
         return str(value.isoformat())
     return NESTED
 
 
-def text_of(value: Value) -> str | None:
+def text_of(value: Value, limit: int | None = None) -> str | None:
     """The text a `{placeholder}` becomes; None for a missing value, ValueError for a
-    table or a list of them."""
+    table, or for a list whose text would be longer than `limit` (checked before the
+    text is made)."""
     if value is None:
         return None
     if isinstance(value, _Nested):
@@ -106,7 +117,10 @@ def text_of(value: Value) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return ", ".join(t for item in value if (t := text_of(item)) is not None)
+        texts = [t for item in value if (t := text_of(item)) is not None]
+        if limit is not None and sum(len(t) + 2 for t in texts) > limit + 2:
+            raise ValueError(f"is a list longer than {limit:,} characters as text")
+        return ", ".join(texts)
     return str(value)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import nebula_manifest
 
 
@@ -50,3 +52,107 @@ def test_a_renamed_image_keeping_its_output_keeps_its_file(project, run_cli, neb
     assert code == 0, out + err
     assert (root / "img/hero.png").read_bytes() == data
     assert set(plan_json(run_cli).values()) == {"noop"}
+
+
+def _plan_fails(run_cli, *expected: str) -> str:
+    code, out, err = run_cli("plan")
+    assert code == 1, out + err
+    assert "Traceback" not in err
+    for message in expected:
+        assert message in err, err
+    return err
+
+
+DEEP = 5000 * "[" + 5000 * "]"
+POST = {"rows": {"files": "posts/*.md"}, "prompt": "cover for {title}", "output": "img/{slug}.png"}
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("data/p.json", f'[{{"sku": "a", "name": "A", "x": {DEEP}}}]'),
+        ("data/p.jsonl", f'{{"sku": "a", "name": "A", "x": {DEEP}}}\n'),
+        ("data/p.json", '[{"sku": "a", "name": "A", "x": ' + 600 * "[" + 600 * "]" + "}]"),
+    ],
+)
+def test_deeply_nested_data_is_one_line_or_a_table(project, run_cli, name, text):
+    product = {"rows": name, "id": "sku", "prompt": "{name}", "output": "img/{sku}.png"}
+    project({"images.toml": nebula_manifest({"p": product}), name: text})
+    code, out, err = run_cli("plan")
+    assert "Traceback" not in err and "RecursionError" not in err
+    if code == 1:  # too deep for the parser: one line naming the file
+        assert f"{name}:1: images.p: invalid JSON: nested too deep" in err, err
+    else:  # a column no template uses may be a nested table
+        assert "p[a]" in out
+
+
+@pytest.mark.parametrize(
+    ("post", "message"),
+    [
+        ("---\ntitle: A\nx: " + 600 * "[" + 600 * "]" + "\n---\n", None),
+        ("+++\ntitle = 'A'\nx = " + 100 * "[" + 100 * "]" + "\n+++\n", None),
+        ("+++\ntitle = 'A'\nx = " + 5000 * "[" + 5000 * "]" + "\n+++\n", "nested too deep"),
+        ("---\ntitle: A\nx: &a [*a]\n---\n", "posts/a.md:3:8: images.cover: the YAML front "),
+    ],
+)
+def test_deep_front_matter_is_one_line_or_a_table(project, run_cli, post, message):
+    project({"images.toml": nebula_manifest({"cover": POST}), "posts/a.md": post})
+    if message is None:
+        code, out, err = run_cli("plan")
+        assert code == 0, err
+        assert "cover[a]" in out
+    else:
+        _plan_fails(run_cli, message)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(project, run_cli):
+    laughs = ["---", "title: A", 'a0: "lol"']
+    laughs += [f"a{i}: [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 11)]
+    project(
+        {
+            "images.toml": nebula_manifest({"cover": POST}),
+            "posts/a.md": "\n".join([*laughs, "---", "x"]),
+            "posts/b.md": "---\nbig: &big "
+            + "x" * 1_000_000
+            + "\ntitle: ["
+            + "*big, " * 500
+            + "*big]\n---\n",
+        }
+    )
+    _plan_fails(
+        run_cli,
+        "posts/a.md:4:6: images.cover: the YAML front matter uses an alias (*a0)",
+        "posts/b.md:3:9: images.cover: the YAML front matter uses an alias (*big)",
+    )
+
+
+def test_a_list_too_long_as_text_is_refused_before_it_is_joined(project, run_cli):
+    product = {"rows": "data/p.json", "id": "sku", "prompt": "{tags}", "output": "img/{sku}.png"}
+    rows = [{"sku": "a", "tags": ["x" * 1000] * 20}]
+    project({"images.toml": nebula_manifest({"p": product}), "data/p.json": json.dumps(rows)})
+    _plan_fails(run_cli, "images.p: column 'tags' is a list longer than 10,000 characters as text")
+
+
+@pytest.mark.parametrize(
+    ("front", "message"),
+    [
+        ("- a", "posts/b.md:2: images.cover: the front matter is not a table of fields"),
+        ("just a scalar", "posts/b.md:2: images.cover: the front matter is not a table of fields"),
+        (
+            'title: !!python/object/apply:os.system ["id"]',
+            "posts/b.md:2:8: images.cover: the YAML front matter does not parse",
+        ),
+    ],
+)
+def test_a_post_that_does_not_parse_is_reported_before_its_missing_fields(
+    project, run_cli, front, message
+):
+    project(
+        {
+            "images.toml": nebula_manifest({"cover": POST}),
+            "posts/a.md": "no front matter\n",
+            "posts/b.md": f"---\n{front}\n---\n",
+        }
+    )
+    err = _plan_fails(run_cli, message)
+    assert "unknown placeholder" not in err
