@@ -28,6 +28,7 @@ from nebula_build.core.manifest import (
 from nebula_build.core.spec import check_template, fill, placeholders
 from nebula_build.core.table import FORMATS, DataError, Row, Table, parse, suffix_format, text_of
 from nebula_build.errors import UserError, did_you_mean
+from nebula_build.text import plural
 
 #: bytes in one data file (a 100,000-row catalogue is a few MB)
 MAX_DATA_BYTES = 32 << 20
@@ -197,6 +198,15 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
         unknown = sorted(filters.columns(condition) - set(known))
         if unknown:
             raise ExpansionError("where", _no_column(table, unknown[0]))
+        work = filters.comparisons(condition) * len(table.rows)
+        if work > filters.MAX_WORK:
+            raise ExpansionError(
+                "where",
+                f"{plural(filters.comparisons(condition), 'comparison')} on each of "
+                f"{len(table.rows):,} rows is more than nebula-build evaluates "
+                f"({filters.MAX_WORK:,} in all); compare fewer times (`in [...]` is one "
+                "comparison) or read fewer rows",
+            )
     used = {id_column}
     for template in templates.values():
         used.update(placeholders(template))

@@ -156,3 +156,61 @@ def test_a_post_that_does_not_parse_is_reported_before_its_missing_fields(
     )
     err = _plan_fails(run_cli, message)
     assert "unknown placeholder" not in err
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("n > 1", ["big", "two"]),
+        ("n == 1", ["one"]),
+        ("n in [1, 3]", ["one"]),
+        (f"n == {10**400}", ["big"]),
+        (f"n in [{10**400}]", ["big"]),
+        ("n < 2.5", ["one", "two"]),
+    ],
+)
+def test_a_huge_integer_compares_as_an_integer(project, run_cli, where, expected):
+    product = {"rows": "data/p.jsonl", "id": "sku", "prompt": "{sku}", "output": "img/{sku}.png"}
+    rows = [{"sku": "big", "n": 10**400}, {"sku": "one", "n": 1}, {"sku": "two", "n": 2}]
+    project(
+        {
+            "images.toml": nebula_manifest({"p": {**product, "where": where}}),
+            "data/p.jsonl": "\n".join(json.dumps(row) for row in rows),
+        }
+    )
+    assert sorted(name[2:-1] for name in plan_json(run_cli)) == expected
+
+
+def test_a_huge_yaml_integer_compares_as_an_integer(project, run_cli):
+    cover = {**POST, "prompt": "{slug}", "where": "n > 1"}
+    project(
+        {
+            "images.toml": nebula_manifest({"cover": cover}),
+            "posts/big.md": f"---\nn: {10**400}\n---\n",
+            "posts/one.md": "---\nn: 1\n---\n",
+        }
+    )
+    assert list(plan_json(run_cli)) == ["cover[big]"]
+
+
+def test_a_filter_too_costly_for_the_rows_is_refused_at_once(project, run_cli):
+    csv = "name\n" + "".join(f"n{i}\n" for i in range(60_000))
+    slow = " or ".join(["name=='zz'"] * 70)
+    product = {"rows": "data/p.csv", "id": "name", "prompt": "{name}", "output": "img/{name}.png"}
+    project({"images.toml": nebula_manifest({"p": {**product, "where": slow}}), "data/p.csv": csv})
+    _plan_fails(
+        run_cli,
+        "images.p.where: 70 comparisons on each of 60,000 rows is more than nebula-build "
+        "evaluates (4,000,000 in all)",
+    )
+
+
+def test_a_long_in_list_is_one_lookup_per_row(project, run_cli):
+    csv = "name\n" + "".join(f"{i}\n" for i in range(60_000))
+    wanted = ",".join(str(i * 1000) for i in range(60))
+    product = {"rows": "data/p.csv", "id": "name", "prompt": "{name}", "output": "img/{name}.png"}
+    where = f"name in [{wanted}] and name not in ['1000', 2000.0]"
+    project({"images.toml": nebula_manifest({"p": {**product, "where": where}}), "data/p.csv": csv})
+    names = plan_json(run_cli)
+    assert len(names) == 58, names
+    assert "p[0]" in names and "p[1000]" not in names and "p[2000]" not in names
