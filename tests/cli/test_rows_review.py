@@ -214,3 +214,17 @@ def test_a_long_in_list_is_one_lookup_per_row(project, run_cli):
     names = plan_json(run_cli)
     assert len(names) == 58, names
     assert "p[0]" in names and "p[1000]" not in names and "p[2000]" not in names
+
+
+def test_an_unknown_placeholder_lists_a_few_of_a_million_columns(project, run_cli):
+    header = ",".join(f"c{i}" for i in range(100_000)) + ",sku," + "x" * 500
+    product = {"rows": "data/p.csv", "id": "sku", "prompt": "{nme}", "output": "img/{sku}.png"}
+    project(
+        {
+            "images.toml": nebula_manifest({"p": product}),
+            "data/p.csv": header + "\n" + ",".join(["1"] * 100_002) + "\n",
+        }
+    )
+    err = _plan_fails(run_cli, "unknown placeholder {nme} (data/p.csv has: {c0}, {c1}, ")
+    assert "{c29}, … (99,972 more))" in err
+    assert len(err) < 1000
