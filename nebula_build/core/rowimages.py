@@ -302,6 +302,8 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
 
 
 def _id_problem(value: str) -> str | None:
+    if value == "*":
+        return "'*' means every image of the declaration (`p[*]`), so it cannot name one"
     if len(value) > MAX_MATRIX_VALUE:
         return f"{value[:20]!r}… is longer than {MAX_MATRIX_VALUE} characters (it names an image)"
     if has_control_characters(value):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -228,3 +229,40 @@ def test_an_unknown_placeholder_lists_a_few_of_a_million_columns(project, run_cl
     err = _plan_fails(run_cli, "unknown placeholder {nme} (data/p.csv has: {c0}, {c1}, ")
     assert "{c29}, … (99,972 more))" in err
     assert len(err) < 1000
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "data/p.json",
+            '[\n {"sku": "a", "name": "A}"},\n {"sku": "b",\n  "name": "B", "sku": "c"}\n]',
+            "data/p.json:4:16: images.p: invalid JSON: key 'sku' appears twice in one object",
+        ),
+        (
+            "data/p.jsonl",
+            '{"sku": "a", "name": "A"}\n{"sku": "b", "name": "B", "name": "C"}\n',
+            "data/p.jsonl:2:27: images.p: invalid JSON: key 'name' appears twice in one object",
+        ),
+        ("data/p.csv", "sku,name\na,A\n*,B\n", "data/p.csv:3:1: images.p: id column 'sku': '*'"),
+    ],
+)
+def test_a_duplicate_key_or_an_id_of_star_is_refused(project, run_cli, name, text, message):
+    product = {"rows": name, "id": "sku", "prompt": "{name}", "output": "img/{sku}.png"}
+    project({"images.toml": nebula_manifest({"p": product}), name: text})
+    _plan_fails(run_cli, message)
+
+
+@pytest.mark.parametrize("blank", [b"\n\n", b"\r\n"])
+def test_blank_lines_before_a_csv_header_are_skipped(project, run_cli, blank):
+    product = {"rows": "data/p.csv", "id": "sku", "prompt": "{name}", "output": "img/{sku}.png"}
+    files = {
+        "images.toml": nebula_manifest({"p": product}),
+        "data/p.csv": blank + b"sku,name\na,A\n",
+    }
+    project(files)
+    assert plan_json(run_cli) == {"p[a]": "create"}
+    Path("data/p.csv").write_bytes(blank + b"sku,sku\na,A\n")
+    _plan_fails(
+        run_cli, f"data/p.csv:{blank.count(10) + 1}:5: images.p: column 'sku' is named twice"
+    )
