@@ -384,9 +384,11 @@ def make_plan(
     replace_images: Collection[str] = (),
     force: bool = False,
     claimed: Mapping[str, str] = {},
+    row_bases: Collection[str] = (),
 ) -> Plan:
     """The actions that bring the disk and the lock in line with `specs`. `claimed`:
-    the files made from the images (an atlas's sheet), path → what makes it."""
+    the files made from the images (an atlas's sheet), path → what makes it;
+    `row_bases`: the declarations with `rows`, even those that keep no row."""
     known = set(specs) | set(lock)
     chosen = select(targets, known)
     replaced = _with_dependents(select(replace_images, known), specs)
@@ -410,6 +412,7 @@ def make_plan(
         owners = {**claimed, **{p: n for n, s in specs.items() for p in s.paths}}
         # declarations with `rows`: an image of theirs left with its row
         from_rows = {n.split("[", 1)[0] for n, s in specs.items() if s.row is not None}
+        from_rows |= set(row_bases)
     actions += [
         _removed(
             name,

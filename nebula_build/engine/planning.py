@@ -59,6 +59,7 @@ def plan_for(
             replace_images=replace,
             force=force,
             claimed=_files_made(prepared),
+            row_bases=prepared.resolved.row_bases,
         )
 
     images = diff(chosen)

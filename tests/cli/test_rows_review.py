@@ -266,3 +266,23 @@ def test_blank_lines_before_a_csv_header_are_skipped(project, run_cli, blank):
     _plan_fails(
         run_cli, f"data/p.csv:{blank.count(10) + 1}:5: images.p: column 'sku' is named twice"
     )
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [("sku,name\na,A\nb,B\n", "name == 'none'"), ("sku,name\n", None)],
+)
+def test_every_row_gone_reads_as_rows_gone(project, run_cli, nebula_server, data, where):
+    product = {"rows": "data/p.csv", "id": "sku", "prompt": "{name}", "output": "img/{sku}.png"}
+    root = project(
+        {"images.toml": nebula_manifest({"p": product}), "data/p.csv": "sku,name\na,A\nb,B\n"}
+    )
+    assert run_cli("apply").code == 0
+    if where is not None:
+        root.joinpath("images.toml").write_text(nebula_manifest({"p": {**product, "where": where}}))
+    root.joinpath("data/p.csv").write_text(data)
+    for _ in range(2):  # resolved, then from the spec cache
+        code, out, err = run_cli("plan")
+        assert code == 0, err
+        assert out.count("its row is gone from the data, or filtered out") == 2, out
+        assert "removed from the manifest" not in out
