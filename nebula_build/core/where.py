@@ -23,7 +23,7 @@ MAX_WHERE = 1000
 #: parentheses and `not`s inside each other
 MAX_NESTING = 32
 #: comparisons over all the rows of a file (rows × `comparisons`): a few seconds
-MAX_WORK = 4_000_000
+MAX_WORK = 2_000_000
 
 _TOKEN = re.compile(
     r"""\s*(?:

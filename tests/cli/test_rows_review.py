@@ -202,7 +202,7 @@ def test_a_filter_too_costly_for_the_rows_is_refused_at_once(project, run_cli):
     _plan_fails(
         run_cli,
         "images.p.where: 70 comparisons on each of 60,000 rows is more than nebula-build "
-        "evaluates (4,000,000 in all)",
+        "evaluates (2,000,000 in all)",
     )
 
 
