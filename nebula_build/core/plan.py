@@ -74,7 +74,7 @@ class Action:
     backup: bool = False
     #: delete: the file was changed by hand, so it stays on disk
     keep_file: bool = False
-    #: delete: files of the old entry that a current image or file now writes: they stay
+    #: delete: files of the old entry that a current image now writes: they stay
     kept: frozenset[str] = frozenset()
     #: a new draw was asked for (--replace): the cache is not used
     fresh: bool = False
@@ -383,12 +383,12 @@ def make_plan(
     targets: Collection[str] = (),
     replace_images: Collection[str] = (),
     force: bool = False,
-    claimed: Mapping[str, str] = {},
     row_bases: Collection[str] = (),
 ) -> Plan:
-    """The actions that bring the disk and the lock in line with `specs`. `claimed`:
-    the files made from the images (an atlas's sheet), path → what makes it;
-    `row_bases`: the declarations with `rows`, even those that keep no row."""
+    """The actions that bring the disk and the lock in line with `specs`. `row_bases`:
+    the declarations with `rows`, even those that keep no row. A deleted image's file
+    that a current image writes stays; one an atlas or the asset manifest now writes
+    goes (they are built after the images, from scratch)."""
     known = set(specs) | set(lock)
     chosen = select(targets, known)
     replaced = _with_dependents(select(replace_images, known), specs)
@@ -409,7 +409,7 @@ def make_plan(
     from_rows = set()
     owners: dict[str, str] = {}
     if removed:
-        owners = {**claimed, **{p: n for n, s in specs.items() for p in s.paths}}
+        owners = {p: n for n, s in specs.items() for p in s.paths}
         # declarations with `rows`: an image of theirs left with its row
         from_rows = {n.split("[", 1)[0] for n, s in specs.items() if s.row is not None}
         from_rows |= set(row_bases)

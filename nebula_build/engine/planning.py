@@ -58,7 +58,6 @@ def plan_for(
             targets=targets,
             replace_images=replace,
             force=force,
-            claimed=_files_made(prepared),
             row_bases=prepared.resolved.row_bases,
         )
 
@@ -84,15 +83,6 @@ def plan_for(
         images = mark(images, remote, notice)
     files = plan_files(prepared, lock, images.actions, force=force)
     return Plan(images.actions, files)
-
-
-def _files_made(prepared: Prepared) -> dict[str, str]:
-    """The files made from the images (atlases, the asset manifest): path → what."""
-    resolved = prepared.resolved
-    made = {p: f"atlas {a.name}" for a in resolved.atlases.values() for p in a.paths}
-    if resolved.asset_manifest is not None:
-        made[resolved.asset_manifest] = "the asset manifest"
-    return made
 
 
 def other_settings(prepared: Prepared, images: Plan, lock: Entries) -> dict[str, str]:

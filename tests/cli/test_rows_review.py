@@ -286,3 +286,22 @@ def test_every_row_gone_reads_as_rows_gone(project, run_cli, nebula_server, data
         assert code == 0, err
         assert out.count("its row is gone from the data, or filtered out") == 2, out
         assert "removed from the manifest" not in out
+
+
+def test_an_atlas_may_take_the_path_of_an_image_removed(project, run_cli, nebula_server):
+    coin = {"prompt": "a coin", "output": "img/coin.png"}
+    root = project(
+        {
+            "images.toml": nebula_manifest(
+                {"a": {"prompt": "a castle", "output": "img/s.png"}, "m": coin}
+            )
+        }
+    )
+    assert run_cli("apply").code == 0
+    castle = (root / "img/s.png").read_bytes()
+    atlas = '\n[atlases.s]\nimages = ["m"]\noutput = "img/s.png"\n'
+    root.joinpath("images.toml").write_text(nebula_manifest({"m": coin}) + atlas)
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert (root / "img/s.png").read_bytes() != castle
+    assert set(plan_json(run_cli).values()) == {"noop"}
