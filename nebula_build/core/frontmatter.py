@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +62,14 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise DataError(path, f"the TOML front matter does not parse: {exc}", 1) from None
+        except RecursionError:
+            raise DataError(path, "the TOML front matter is nested too deep", 1) from None
         return dict(data)
     import yaml  # only posts with YAML front matter need it
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
+        _refuse_aliases(path, yaml.parse(text, Loader=loader))
         data = yaml.load(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -82,6 +85,23 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
     if not isinstance(data, dict):
         raise DataError(path, "the front matter is not a table of fields (key: value)", 2)
     return data
+
+
+def _refuse_aliases(path: str, events: Iterable[Any]) -> None:
+    """A post's fields have no use for YAML aliases (`*name`), and an alias repeated
+    inside what it names makes a small file stand for gigabytes of text."""
+    import yaml
+
+    for event in events:
+        if isinstance(event, yaml.AliasEvent):
+            mark = event.start_mark
+            raise DataError(
+                path,
+                f"the YAML front matter uses an alias (*{event.anchor}); "
+                "write each value out instead",
+                mark.line + 2 if mark is not None else 1,
+                mark.column + 1 if mark is not None else None,
+            )
 
 
 def excerpt(lines: Sequence[str]) -> str:

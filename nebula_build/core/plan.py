@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -74,6 +74,8 @@ class Action:
     backup: bool = False
     #: delete: the file was changed by hand, so it stays on disk
     keep_file: bool = False
+    #: delete: files of the old entry that a current image now writes: they stay
+    kept: frozenset[str] = frozenset()
     #: a new draw was asked for (--replace): the cache is not used
     fresh: bool = False
     #: the output file already holds exactly what this spec produces: only record it
@@ -181,6 +183,8 @@ class _Context:
     known_output: KnownOutput
     replace: frozenset[str]
     force: bool
+    #: the files the lock recorded for images no longer declared: path → (image, digest)
+    left: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
@@ -300,9 +304,12 @@ def _guard(action: Action, ctx: _Context) -> Action:
     currents = {path: ctx.digest_of(path) for path in spec.paths}
     if known and all(d is not None and d == known.get(p) for p, d in currents.items()):
         what = "the file already holds" if len(currents) == 1 else "the files already hold"
+        if entry is None and spec.output in ctx.left:  # a rename, a new id column
+            what = f"takes over {spec.output} from {ctx.left[spec.output][0]}: {what}"
         return replace(action, in_place=True, reason=f"{action.reason} ({what} this output)")
     for path, current in currents.items():
-        recorded = _recorded(entry, path)
+        # a file an image no longer declared wrote is ours to take over (a rename)
+        recorded = _recorded(entry, path) or ctx.left.get(path, ("", None))[1]
         if current is None or current == recorded or current == known.get(path):
             continue
         moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
@@ -331,9 +338,14 @@ def _guard(action: Action, ctx: _Context) -> Action:
     return action
 
 
-def _removed(name: str, entry: LockEntry, ctx: _Context, gone: str) -> Action:
+def _removed(
+    name: str, entry: LockEntry, ctx: _Context, gone: str, owners: Mapping[str, str]
+) -> Action:
+    kept = frozenset(path for path in entry.files() if path in owners)
     current = ctx.digest_of(entry.output)
-    if current is None:
+    if entry.output in owners:
+        reason, keep = f"{gone}; {entry.output} now belongs to {owners[entry.output]}", True
+    elif current is None:
         reason, keep = f"{gone} (file already gone)", False
     elif current == entry.digest:
         reason, keep = gone, False
@@ -346,6 +358,7 @@ def _removed(name: str, entry: LockEntry, ctx: _Context, gone: str) -> Action:
         output=entry.output,
         entry=entry,
         keep_file=keep,
+        kept=kept,
     )
 
 
@@ -370,12 +383,22 @@ def make_plan(
     targets: Collection[str] = (),
     replace_images: Collection[str] = (),
     force: bool = False,
+    row_bases: Collection[str] = (),
 ) -> Plan:
-    """The actions that bring the disk and the lock in line with `specs`."""
+    """The actions that bring the disk and the lock in line with `specs`. `row_bases`:
+    the declarations with `rows`, even those that keep no row. A deleted image's file
+    that a current image writes stays; one an atlas or the asset manifest now writes
+    goes (they are built after the images, from scratch)."""
     known = set(specs) | set(lock)
     chosen = select(targets, known)
     replaced = _with_dependents(select(replace_images, known), specs)
-    ctx = _Context(digest_of, has_cached, known_output, frozenset(replaced), force)
+    left = {
+        path: (name, digest)
+        for name in lock
+        if name not in specs
+        for path, digest in lock[name].files().items()
+    }
+    ctx = _Context(digest_of, has_cached, known_output, frozenset(replaced), force, left)
     wanted = chosen | replaced if targets else None
     actions = [
         _guard(_desired(spec, lock.get(name), ctx), ctx)
@@ -384,8 +407,12 @@ def make_plan(
     ]
     removed = [n for n in sorted(lock) if n not in specs and (wanted is None or n in wanted)]
     from_rows = set()
-    if removed:  # declarations with `rows`: an image of theirs left with its row
+    owners: dict[str, str] = {}
+    if removed:
+        owners = {p: n for n, s in specs.items() for p in s.paths}
+        # declarations with `rows`: an image of theirs left with its row
         from_rows = {n.split("[", 1)[0] for n, s in specs.items() if s.row is not None}
+        from_rows |= set(row_bases)
     actions += [
         _removed(
             name,
@@ -394,6 +421,7 @@ def make_plan(
             "its row is gone from the data, or filtered out"
             if name.split("[", 1)[0] in from_rows
             else "removed from the manifest",
+            owners,
         )
         for name in removed
     ]

@@ -88,6 +88,8 @@ class Resolved:
     data_files: tuple[str, ...] = ()
     #: (folder, file-name pattern, the files it matched) of each set of posts
     data_globs: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    #: the declarations with `rows` (an image of theirs not made is a row gone)
+    row_bases: tuple[str, ...] = ()
 
 
 class _Resolver(SpriteRules):
@@ -738,4 +740,5 @@ def resolve(
         cache_remote,
         tuple(resolver.data_files),
         tuple(resolver.data_globs),
+        tuple(base for base, decl in manifest.model.images.items() if decl.rows is not None),
     )

@@ -28,6 +28,7 @@ from nebula_build.core.manifest import (
 from nebula_build.core.spec import check_template, fill, placeholders
 from nebula_build.core.table import FORMATS, DataError, Row, Table, parse, suffix_format, text_of
 from nebula_build.errors import UserError, did_you_mean
+from nebula_build.text import plural
 
 #: bytes in one data file (a 100,000-row catalogue is a few MB)
 MAX_DATA_BYTES = 32 << 20
@@ -144,7 +145,12 @@ def images_from_rows(base: str, decl: ImageDecl, source: Source, data: DataFiles
     problem of the declaration, DataError for a data file that does not parse; the
     problems of single rows and posts come back in `RowImages.problems`."""
     loaded = load(source, data)
-    made = expand_rows(base, decl, loaded.table, from_posts=source.pattern is not None)
+    try:
+        made = expand_rows(base, decl, loaded.table, from_posts=source.pattern is not None)
+    except ExpansionError:
+        if not loaded.problems:
+            raise
+        made = RowImages()  # the posts that do not parse first: their fields are missing
     made.problems[:0] = loaded.problems
     made.files = loaded.files
     return made
@@ -192,6 +198,15 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
         unknown = sorted(filters.columns(condition) - set(known))
         if unknown:
             raise ExpansionError("where", _no_column(table, unknown[0]))
+        work = filters.comparisons(condition) * len(table.rows)
+        if work > filters.MAX_WORK:
+            raise ExpansionError(
+                "where",
+                f"{plural(filters.comparisons(condition), 'comparison')} on each of "
+                f"{len(table.rows):,} rows is more than nebula-build evaluates "
+                f"({filters.MAX_WORK:,} in all); compare fewer times (`in [...]` is one "
+                "comparison) or read fewer rows",
+            )
     used = {id_column}
     for template in templates.values():
         used.update(placeholders(template))
@@ -249,7 +264,7 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
     values: dict[str, str] = {}
     for column in plan.used:
         try:
-            text = text_of(row.values.get(column))
+            text = text_of(row.values.get(column), limit=MAX_TEXT)
         except ValueError as exc:
             raise _fail(plan, row, column, f"column {column!r} {exc}") from None
         if text is None or not text.strip():
@@ -287,6 +302,8 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
 
 
 def _id_problem(value: str) -> str | None:
+    if value == "*":
+        return "'*' means every image of the declaration (`p[*]`), so it cannot name one"
     if len(value) > MAX_MATRIX_VALUE:
         return f"{value[:20]!r}… is longer than {MAX_MATRIX_VALUE} characters (it names an image)"
     if has_control_characters(value):

@@ -77,9 +77,22 @@ def check_template(template: str, known: Collection[str]) -> str | None:
         return str(exc)
     unknown = next((name for name in names if name not in known), None)
     if unknown is not None:
-        listed = ", ".join(f"{{{name}}}" for name in known)
-        return f"unknown placeholder {{{unknown}}} (known: {listed})"
+        return f"unknown placeholder {{{_cut(unknown)}}} (known: {_listed(known)})"
     return None
+
+
+#: names an error lists, and characters of each (a data file may have a million columns)
+_LISTED, _NAME_CHARS = 30, 40
+
+
+def _cut(name: str) -> str:
+    return name if len(name) <= _NAME_CHARS else name[: _NAME_CHARS - 1] + "…"
+
+
+def _listed(names: Collection[str]) -> str:
+    shown = [f"{{{_cut(name)}}}" for _, name in zip(range(_LISTED), names, strict=False)]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f", … ({more:,} more)" if more > 0 else "") if shown else "none"
 
 
 def derived_seed(seed: int, index: int) -> int:

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,22 +84,33 @@ class Table:
 
 
 def normal(value: Any) -> Value:
-    """A parsed value as a row holds it: dates as ISO text, lists as tuples."""
+    """A parsed value as a row holds it: dates as ISO text, lists as tuples. A list
+    holding a list or a table is `NESTED`, however deep it goes (never walked)."""
+    if isinstance(value, list | tuple):
+        items = []
+        for item in value:
+            scalar = _scalar(item)
+            if scalar is NESTED:
+                return NESTED
+            items.append(scalar)
+        return tuple(items)
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> Value:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, list | tuple):
-        items = tuple(normal(item) for item in value)
-        return NESTED if any(isinstance(i, tuple | _Nested) for i in items) else items
     if hasattr(value, "isoformat"):  # a date or time from YAML or TOML front matter
         return str(value.isoformat())
     return NESTED
 
 
-def text_of(value: Value) -> str | None:
+def text_of(value: Value, limit: int | None = None) -> str | None:
     """The text a `{placeholder}` becomes; None for a missing value, ValueError for a
-    table or a list of them."""
+    table, or for a list whose text would be longer than `limit` (checked before the
+    text is made)."""
     if value is None:
         return None
     if isinstance(value, _Nested):
@@ -106,7 +118,10 @@ def text_of(value: Value) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return ", ".join(t for item in value if (t := text_of(item)) is not None)
+        texts = [t for item in value if (t := text_of(item)) is not None]
+        if limit is not None and sum(len(t) + 2 for t in texts) > limit + 2:
+            raise ValueError(f"is a list longer than {limit:,} characters as text")
+        return ", ".join(texts)
     return str(value)
 
 
@@ -150,16 +165,21 @@ def _csv(path: str, text: str) -> Table:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
+        while header == []:  # blank lines before the header are skipped like any
+            header = next(reader, None)
     except csv.Error as exc:
-        raise DataError(path, f"the header does not parse: {exc}", 1) from None
+        raise DataError(path, f"the header does not parse: {exc}", reader.line_num) from None
+    header_line = max(reader.line_num, 1)
     if not header:
         raise DataError(path, "is empty: the first line must name the columns", 1)
     header = [name.strip() for name in header]
     seen: dict[str, int] = {}
     for index, name in enumerate(header):
         if name and name in seen:
-            column = _csv_column(text, 1, index)
-            raise DataError(path, f"column {name!r} is named twice in the header", 1, column)
+            column = _csv_column(text, header_line, index)
+            raise DataError(
+                path, f"column {name!r} is named twice in the header", header_line, column
+            )
         seen[name] = index
     rows: list[Row] = []
     width = len(header)
@@ -217,12 +237,30 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {key!r} appears twice in one object")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
 def _load_json(path: str, text: str, line_offset: int = 0) -> Any:
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         line, column = exc.lineno + line_offset, exc.colno
         raise DataError(path, f"invalid JSON: {exc.msg}", line, column) from None
+    except _DuplicateKey as exc:
+        at, character = _second_key(text, exc.key)
+        raise DataError(path, f"invalid JSON: {exc}", at + line_offset, character) from None
     except (ValueError, RecursionError) as exc:
         message = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
         raise DataError(path, f"invalid JSON: {message}", line_offset + 1 or None) from None
@@ -280,6 +318,27 @@ def _jsonl(path: str, text: str) -> Table:
         return row.at, 1 if offset is None else offset + 1
 
     return Table(path, tuple(columns), rows, locate)
+
+
+_KEY_OR_BRACE = re.compile(r'("(?:[^"\\]|\\.)*")(\s*:)?|[{}]')
+
+
+def _second_key(text: str, key: str) -> tuple[int, int | None]:
+    """Where an object of (valid) JSON `text` names `key` a second time."""
+    objects: list[set[str]] = []
+    for match in _KEY_OR_BRACE.finditer(text):
+        token = match.group()
+        if token == "{":
+            objects.append(set())
+        elif token == "}":
+            if objects:
+                objects.pop()
+        elif objects and match[2]:  # a key, not a text value
+            name = json.loads(match[1])
+            if name == key and name in objects[-1]:
+                return _line_column(text, match.start())
+            objects[-1].add(name)
+    return _line_column(text, None)
 
 
 def _line_column(text: str, offset: int | None) -> tuple[int, int | None]:

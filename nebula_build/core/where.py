@@ -22,6 +22,8 @@ from typing import Any
 MAX_WHERE = 1000
 #: parentheses and `not`s inside each other
 MAX_NESTING = 32
+#: comparisons over all the rows of a file (rows × `comparisons`): a few seconds
+MAX_WORK = 2_000_000
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -91,6 +93,17 @@ def columns(node: Node) -> set[str]:
     if isinstance(node, Not):
         return columns(node.operand)
     return columns(node.left) | columns(node.right)
+
+
+def comparisons(node: Node) -> int:
+    """How many comparisons the expression makes per row, at most (`in [...]` is one)."""
+    if isinstance(node, Column | Literal):
+        return 1
+    if isinstance(node, Not):
+        return comparisons(node.operand)
+    if isinstance(node, Logic):
+        return comparisons(node.left) + comparisons(node.right)
+    return 1
 
 
 def parse(text: str) -> Node:
@@ -207,7 +220,7 @@ class _Parser:
                     raise WhereError("a list holds only 'text', numbers, true and false")
                 items.append(_literal(item_kind, self.take(item_kind)))
             self.position += 1
-            return Literal(tuple(items))
+            return Literal(Members(tuple(items)))
         got = repr(value) if kind else "the end"
         raise WhereError(f"expected a column, 'text', a number or (, found {got}")
 
@@ -227,6 +240,48 @@ def _literal(kind: str, text: str) -> Any:
 
 
 # --- evaluation -------------------------------------------------------------------
+
+
+class Members:
+    """A list written in the expression (`['a', 1]`), with what `in` looks up made
+    once: a row's value is then looked up, not compared with each item in turn."""
+
+    __slots__ = ("_numbers", "_read", "_texts", "_words", "items")
+
+    def __init__(self, items: tuple[Any, ...]) -> None:
+        self.items = items
+        self._numbers = {i for i in items if _is_number(i)}
+        # an item that is text equals a number that it reads as
+        self._read = {n for i in items if isinstance(i, str) and (n := _as_number(i)) is not None}
+        self._texts = {i for i in items if isinstance(i, str)}
+        # a true or false in the list equals the text 'true'/'false' in any case
+        self._words = {_text(i) for i in items if isinstance(i, bool)}
+
+    def holds(self, value: Any) -> bool:
+        """Whether `value` equals an item (`_equal`)."""
+        if isinstance(value, tuple | list | dict):
+            return any(_equal(value, item) for item in self.items)
+        if _is_number(value):
+            return value in self._numbers or value in self._read
+        if isinstance(value, bool):
+            word = _text(value)
+            return word in self._words or word in {t.lower() for t in self._texts}
+        if isinstance(value, str):
+            if value in self._texts or value.lower() in self._words:
+                return True
+            number = _as_number(value) if self._numbers else None
+            return number is not None and number in self._numbers
+        return any(_equal(value, item) for item in self.items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Members) and other.items == self.items
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __repr__(self) -> str:
+        return repr(self.items)
+
 
 _MISSING = object()
 
@@ -276,9 +331,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _as_number(value: Any) -> float | None:
+def _as_number(value: Any) -> float | int | None:
+    """A number as it is (an int of any size stays an int: Python compares an int with
+    a float exactly), text that reads as one as a float, else None."""
     if _is_number(value):
-        return float(value)
+        return value  # type: ignore[no-any-return]
     if isinstance(value, str):
         try:
             return float(value)
@@ -301,6 +358,8 @@ def _equal(left: Any, right: Any) -> bool:
 def _contains(container: Any, item: Any) -> bool:
     if container is _MISSING or container is None or item is _MISSING:
         return False
+    if isinstance(container, Members):
+        return container.holds(item)
     if isinstance(container, tuple | list):
         return any(_equal(item, element) for element in container)
     return _text(item) in _text(container)
@@ -308,12 +367,12 @@ def _contains(container: Any, item: Any) -> bool:
 
 def _ordered(value: Any, node: Node) -> Any:
     """A number stays a number, text stays text; a list cannot be ordered."""
-    if isinstance(value, tuple | list | dict):
+    if isinstance(value, tuple | list | dict | Members):
         raise WhereError("a list cannot be compared with < > <= >=", _column(node))
-    return float(value) if _is_number(value) else _text(value)
+    return value if _is_number(value) else _text(value)
 
 
-def _number(value: Any, node: Node) -> float:
+def _number(value: Any, node: Node) -> float | int:
     number = _as_number(value)
     if number is None:
         raise WhereError(f"{_text(value)[:40]!r} is not a number", _column(node))

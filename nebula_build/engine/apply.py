@@ -560,4 +560,4 @@ class Applier:
         self.guard.prune_empty(relative.rpartition("/")[0])
 
     def _delete_file(self, action: Action) -> None:
-        self._remove_stale(action.entry, keep=set())
+        self._remove_stale(action.entry, keep=set(action.kept))

@@ -58,6 +58,7 @@ def plan_for(
             targets=targets,
             replace_images=replace,
             force=force,
+            row_bases=prepared.resolved.row_bases,
         )
 
     images = diff(chosen)

@@ -26,7 +26,7 @@ from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
 from nebula_build.state.seal import seal, unseal
 
-CACHE_FORMAT = 5
+CACHE_FORMAT = 6
 #: far larger than 100k images' specs: not ours
 _LIMIT = 1 << 30
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))
@@ -76,11 +76,14 @@ def load(
         if remote is not None and not isinstance(remote, str):
             return None
         data_files = tuple(str(path) for path in data["data"])
+        row_bases = tuple(str(base) for base in data["row_bases"])
     except (OSError, ValueError, KeyError, TypeError, LookupError, RecursionError):
         return None
     except Exception:  # a plugin's settings model changed shape: just resolve again
         return None
-    return Resolved(specs, settings, plugins, assets, atlases, remote, data_files, tuple(globs))
+    return Resolved(
+        specs, settings, plugins, assets, atlases, remote, data_files, tuple(globs), row_bases
+    )
 
 
 def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, str]) -> None:
@@ -106,6 +109,7 @@ def _data(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, 
         "remote": resolved.cache_remote,
         "data": list(resolved.data_files),
         "globs": [[folder, pattern, list(files)] for folder, pattern, files in resolved.data_globs],
+        "row_bases": list(resolved.row_bases),
         "atlases": [
             [getattr(atlas, name) for name in _ATLAS_FIELDS] for atlas in resolved.atlases.values()
         ],

@@ -126,7 +126,7 @@ class Watcher:
             self.loop = asyncio.get_running_loop()
             try:
                 while True:
-                    await dirty.wait()
+                    await _changed(dirty, consumer)
                     dirty.clear()
                     async with self._busy:
                         report = await self.round(once=once)
@@ -138,6 +138,7 @@ class Watcher:
                     consumer.cancel()
 
     async def _consume(self, changes: Changes, dirty: asyncio.Event) -> None:
+        """Mark every change; an error watching the files ends watch (`_changed`)."""
         async for _ in changes:
             self._cancel_obsolete()
             dirty.set()
@@ -332,6 +333,25 @@ class Watcher:
         return report
 
 
+async def _changed(dirty: asyncio.Event, consumer: asyncio.Task[None] | None) -> None:
+    """Wait for the next change; UserError when watching the files failed (a round
+    would never come again)."""
+    if dirty.is_set():  # no wait: the round starts before the watch arms its folders
+        return
+    if consumer is None or consumer.done():
+        if consumer is not None and not consumer.cancelled() and consumer.exception():
+            raise UserError(f"watch stopped: cannot watch the files: {consumer.exception()}")
+        await dirty.wait()
+        return
+    waiting = asyncio.ensure_future(dirty.wait())
+    try:
+        await asyncio.wait({waiting, consumer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if not dirty.is_set():
+        await _changed(dirty, consumer)
+
+
 async def filesystem_changes(
     watcher: Watcher, *, step_ms: int = 30, debounce_ms: int = 400
 ) -> Changes:
@@ -348,11 +368,22 @@ async def filesystem_changes(
         paths = watcher.watched_paths()
         return {path.parent for path in paths} | {f for f, _ in watcher.watched_patterns()}
 
+    appeared: set[Path] = set()
     while True:
-        folders = folders_of(watcher)
+        if appeared:  # what was saved in a new folder before it was watched: one more round
+            yield appeared
+        wished = folders_of(watcher)
+        # a folder not made yet (`rows = "nodir/x.csv"`): its nearest existing parent
+        # is watched for the folder's creation, which re-arms the watch
+        missing = {folder for folder in wished if not folder.is_dir()}
+        on_the_way = {parent for folder in missing for parent in (folder, *folder.parents)}
+        folders = {_existing(folder) for folder in wished}
 
-        def wanted(_change: watchfiles.Change, path: str) -> bool:
-            return watcher.wants(Path(path))
+        def wanted(
+            _change: watchfiles.Change, path: str, on_the_way: set[Path] = on_the_way
+        ) -> bool:
+            changed = Path(path)
+            return changed in on_the_way or watcher.wants(changed)
 
         async for batch in watchfiles.awatch(
             *folders,
@@ -362,5 +393,13 @@ async def filesystem_changes(
             debounce=debounce_ms,
         ):
             yield {Path(path) for _, path in batch}
-            if folders_of(watcher) != folders:
+            appeared = {folder for folder in missing if folder.is_dir()}
+            if folders_of(watcher) != wished or appeared:
                 break  # start again with the new set of folders
+
+
+def _existing(folder: Path) -> Path:
+    """`folder`, or its nearest parent that exists."""
+    while not folder.is_dir() and folder.parent != folder:
+        folder = folder.parent
+    return folder

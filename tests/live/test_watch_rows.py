@@ -7,6 +7,7 @@ import io
 
 import pytest
 
+from nebula_build.errors import UserError
 from nebula_build.live.watch import filesystem_changes
 from tests.conftest import fake_manifest, generation_log
 from tests.live.test_watch import Script, make_watcher
@@ -123,5 +124,58 @@ def test_a_post_saved_on_disk_starts_a_round(project, tmp_path):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("rows", "made", "name"),
+    [
+        ("nodir/deeper/x.csv", "nodir/deeper/x.csv", "product[T-1]"),
+        ({"files": "content/drafts/*.md"}, "content/drafts/a.md", "product[a]"),
+    ],
+)
+def test_a_data_folder_made_after_watch_starts_is_watched(project, tmp_path, rows, made, name):
+    product = {**IMAGES["product"], "rows": rows}
+    if isinstance(rows, dict):
+        del product["id"]
+        product["output"] = "img/{slug}.png"
+    manifest = fake_manifest(tmp_path / "log", {"product": product}).replace(
+        'backend = "fake"', 'backend = "preview"'
+    )
+    root = project({"images.toml": manifest})
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        assert "file not found" in (await script.next_round()).error
+        await asyncio.sleep(0.3)  # the watcher is listening
+        (root / made).parent.mkdir(parents=True)
+        (root / made).write_text(CSV if made.endswith(".csv") else "---\nname: A\n---\n")
+        for _ in range(3):  # the folder's creation may be a round of its own
+            report = await script.next_round(timeout=5)
+            if report.changed:
+                break
+        assert name in report.changed
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_watch_fails_loudly_when_watching_the_files_fails(project, fake_site, tmp_path):
+    root = project({"images.toml": fake_manifest(tmp_path / "log", {})})
+
+    async def broken():
+        yield {root / "images.toml"}
+        raise FileNotFoundError("nodir")
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        with pytest.raises(UserError, match="watch stopped: cannot watch the files: nodir"):
+            await asyncio.wait_for(watcher.run(broken()), 10)
 
     asyncio.run(scenario())
