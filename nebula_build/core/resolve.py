@@ -126,6 +126,9 @@ class _Resolver(SpriteRules):
         self.default_style = self.base.pop("style", None)
         self.bases: dict[str, str] = {}  # expanded image name → its declaration's name
         self.names: list[str] = []  # every image, expanded, in manifest order
+        #: declarations whose images could not be made (their problem is reported):
+        #: a reference to one of them is not a second problem
+        self.unexpanded: set[str] = set()
         self.specs: dict[str, AssetSpec] = {}  # resolved so far (upstream images first)
         self.styles: dict[str, dict[str, Any]] = {
             name: _set_fields(style) for name, style in manifest.model.styles.items()
@@ -236,6 +239,8 @@ class _Resolver(SpriteRules):
         if value.startswith("@"):
             ref = value[1:]
             upstream = self.specs.get(ref)
+            if ref.split("[", 1)[0] in self.unexpanded:
+                return None  # its declaration's own problem is reported
             if ref not in self.names:
                 self.fail(loc, f"{value!r} names no image (known: {', '.join(self.names)})")
             elif upstream is not None and upstream.format not in ("png", "jpeg", "webp"):
@@ -470,8 +475,11 @@ class _Resolver(SpriteRules):
 
     def atlas(self, name: str, decl: AtlasDecl, specs: Mapping[str, AssetSpec]) -> AtlasSpec | None:
         loc = ("atlases", name)
+        requested = [n for n in decl.images if n.split("[", 1)[0] not in self.unexpanded]
+        if len(requested) < len(decl.images):
+            return None  # a member's declaration has a problem of its own, reported
         try:
-            chosen = select(decl.images, list(self.names))
+            chosen = select(requested, list(self.names))
         except UserError as exc:
             self.fail((*loc, "images"), str(exc))
             return None
@@ -691,6 +699,7 @@ def resolve(
             resolver.backend(name, ("backends", name))
     images: dict[str, ImageDecl] = {}
     for base, decl in manifest.model.images.items():
+        problems_before = len(resolver.problems)
         made = resolver.from_rows(base, decl) if decl.rows is not None else None
         makes = len(made) if made is not None else count(decl)
         if len(images) + makes > manifest.model.max_images:
@@ -704,6 +713,8 @@ def resolve(
                     resolver.rows[image.name] = image.row
         except ExpansionError as exc:
             resolver.fail(("images", base, exc.key), str(exc))
+        if len(resolver.problems) > problems_before:
+            resolver.unexpanded.add(base)
     resolver.names = list(images)
     defaults = manifest.model.defaults
     for name in dependency_order(images, defaults):
@@ -728,9 +739,7 @@ def resolve(
         if problem is not None:
             resolver.fail(("cache", "remote"), problem)
     if resolver.problems:
-        # A problem in [defaults] or a style is found once per image that inherits it.
-        unique = {str(problem): problem for problem in resolver.problems}
-        raise ManifestError(list(unique.values()))
+        raise ManifestError(_once_per_declaration(resolver.problems, resolver.bases))
     return Resolved(
         specs,
         resolver.settings,
@@ -742,3 +751,23 @@ def resolve(
         tuple(resolver.data_globs),
         tuple(base for base, decl in manifest.model.images.items() if decl.rows is not None),
     )
+
+
+def _once_per_declaration(problems: list[Problem], bases: Mapping[str, str]) -> list[Problem]:
+    """Each problem once: one in [defaults] or a style is found once per image that
+    inherits it, and one in a matrix's or rows' declaration once per image it makes
+    (300 rows, one typo: one line at the declaration, saying how many it hit)."""
+    grouped: dict[str, tuple[Problem, set[str]]] = {}
+    for found in problems:
+        name = found.loc.removeprefix("images.").split(".", 1)[0]
+        base = bases.get(name, name) if found.loc.startswith("images.") else name
+        shared = found
+        if base != name:  # an image a declaration made: say it at the declaration
+            loc = f"images.{base}" + found.loc.removeprefix(f"images.{name}")
+            message = found.message.replace(name, base)
+            shared = Problem(found.path, loc, message, found.line, found.column)
+        grouped.setdefault(str(shared), (shared, set()))[1].add(found.loc)
+    for shared, made in grouped.values():
+        if len(made) > 1:
+            shared.message += f" (for {len(made)} of its images)"
+    return [shared for shared, _ in grouped.values()]

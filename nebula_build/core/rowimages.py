@@ -188,7 +188,7 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
     for key, template in templates.items():
         problem = check_template(template, placeholder_names)
         if problem is not None:
-            raise ExpansionError(key, problem.replace("(known:", f"({table.path} has:"))
+            raise ExpansionError(key, problem.replace("known:", f"{table.path} has:"))
     condition = None
     if decl.where is not None:
         try:

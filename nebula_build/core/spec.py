@@ -13,7 +13,11 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
+from nebula_build.errors import did_you_mean
 from nebula_build.params import PARAMS
+
+#: "did you mean" compares a typo with each known name: only where there are few
+_SUGGEST_AMONG = 1000
 
 #: Bumped when the canonical form changes, so old keys stop matching.
 KEY_SCHEME = 1
@@ -77,7 +81,9 @@ def check_template(template: str, known: Collection[str]) -> str | None:
         return str(exc)
     unknown = next((name for name in names if name not in known), None)
     if unknown is not None:
-        return f"unknown placeholder {{{_cut(unknown)}}} (known: {_listed(known)})"
+        close = did_you_mean(unknown, known) if len(known) <= _SUGGEST_AMONG else None
+        hint = f"did you mean {{{close}}}? " if close else ""
+        return f"unknown placeholder {{{_cut(unknown)}}} ({hint}known: {_listed(known)})"
     return None
 
 

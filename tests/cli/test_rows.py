@@ -213,7 +213,8 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
         (
             CSV,
             {"prompt": "{nmae}"},
-            "images.product.prompt: unknown placeholder {nmae} (data/products.csv has: {sku}",
+            "images.product.prompt: unknown placeholder {nmae} (did you mean {name}? "
+            "data/products.csv has: {sku}",
         ),
         (CSV, {"prompt": "{index}"}, "unknown placeholder {index}"),
         (

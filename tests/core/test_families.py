@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from nebula_build.plugin import FLUX_FILL
 from nebula_build.state.lockfile import loads
 from tests.conftest import fake_manifest, generation_log, image_info
 
@@ -98,12 +99,13 @@ def test_a_style_change_rekeys_exactly_the_images_that_use_it(
     [
         (
             {**ENEMY, "prompt": "a {kidn}"},
-            "images.enemy.prompt: unknown placeholder {kidn} (known: {kind}, {pose}, {index})",
+            "images.enemy.prompt: unknown placeholder {kidn} (did you mean {kind}? known: "
+            "{kind}, {pose}, {index})",
         ),
         (
             {**ENEMY, "output": "sprites/enemy.png"},
-            "images.enemy[slime,attack].output: sprites/enemy.png is also written by "
-            "images.enemy[slime,idle]",
+            "images.enemy.output: sprites/enemy.png is also written by "
+            "images.enemy[slime,idle] (for 3 of its images)",
         ),
         (
             {**ENEMY, "seed": "{index} / 2"},
@@ -126,6 +128,11 @@ def test_a_style_change_rekeys_exactly_the_images_that_use_it(
             {"prompt": "x", "output": "x.png", "style": "pxiel"},
             "images.enemy.style: unknown style 'pxiel' (known: none declared)",
         ),
+        (  # a typo in a matrix's declaration is said once, at the declaration
+            {**ENEMY, "style": "pxiel"},
+            "images.enemy.style: unknown style 'pxiel' (known: none declared) "
+            "(for 4 of its images)",
+        ),
     ],
 )
 def test_family_mistakes_are_one_clear_line(image, message, project, run_cli, fake_site, tmp_path):
@@ -133,6 +140,7 @@ def test_family_mistakes_are_one_clear_line(image, message, project, run_cli, fa
     code, _, err = run_cli("validate")
     assert code == 1
     assert message in err, err
+    assert err.count("error:") == 1, err
     assert "images.toml:" in err  # located in the file even for expanded images
 
 
@@ -143,3 +151,28 @@ def test_a_placeholder_without_a_matrix_writes_nothing(project, run_cli, fake_si
     assert code == 1 and "Traceback" not in err
     assert err.count("\n") == 1 and "images.hero.output: placeholder {kind}" in err
     assert not (root / "images").exists()
+
+
+def test_a_broken_matrix_is_not_also_missing_for_the_images_that_use_it(
+    project, run_cli, fake_site, tmp_path
+):
+    """A typo in a matrix's prompt is its one problem: the chain and the atlas that name
+    its images do not report them as unknown too."""
+    manifest = fake_manifest(
+        tmp_path / "log",
+        {
+            "enemy": {**ENEMY, "prompt": "a {knd}"},
+            "hat": {
+                "model": FLUX_FILL,
+                "prompt": "a hat",
+                "image": "@enemy[slime,idle]",
+                "mask": "@enemy[bat,idle]",
+                "output": "hat.png",
+            },
+        },
+    )
+    manifest += '[atlases.enemies]\nimages = ["enemy[*]"]\noutput = "sheet.png"\n'
+    project({"images.toml": manifest})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err.count("error:") == 1 and "unknown placeholder {knd}" in err, err
