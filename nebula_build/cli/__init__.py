@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--detailed-exitcode",
         action="store_true",
-        help="exit 2 when there are changes, 0 when there are none",
+        help="exit 2 when there are changes, 0 when there are none, 1 on a conflict",
     )
     plan.set_defaults(run="build:cmd_plan")
 

@@ -75,9 +75,20 @@ def cmd_plan(ctx: Context) -> int:
     else:
         ctx.print(plan_text(plan, ctx.style, estimate))
     _github_summary(f"nebula-build plan ({project.display_manifest})", plan, estimate=estimate)
+    if ctx.args.detailed_exitcode and _in_conflict(plan):
+        return ExitCode.ERROR  # apply would refuse it: a pull request must not pass
     if ctx.args.detailed_exitcode and plan.has_changes:
         return ExitCode.CHANGES_PENDING
     return ExitCode.OK
+
+
+def _in_conflict(plan: Plan) -> bool:
+    """A file changed by hand that apply would refuse to overwrite without --force."""
+    from nebula_build.core.plan import ActionKind, FileState
+
+    return any(a.kind is ActionKind.CONFLICT for a in plan.actions) or any(
+        f.state is FileState.CONFLICT for f in plan.files
+    )
 
 
 def _github_summary(
@@ -112,7 +123,6 @@ def _unchanged_since_last_plan(ctx: Context) -> int | None:
 
 
 def cmd_status(ctx: Context) -> int:
-    from nebula_build.core.plan import ActionKind, FileState
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
     from nebula_build.engine.runstate import read_failures
@@ -130,10 +140,7 @@ def cmd_status(ctx: Context) -> int:
         ctx.print(status_text(plan, ctx.style, failed))
     if not ctx.args.detailed_exitcode:
         return ExitCode.OK
-    conflicts = any(a.kind is ActionKind.CONFLICT for a in plan.actions) or any(
-        f.state is FileState.CONFLICT for f in plan.files
-    )
-    if conflicts or failed:
+    if _in_conflict(plan) or failed:
         return ExitCode.ERROR
     return ExitCode.CHANGES_PENDING if plan.has_changes else ExitCode.OK
 

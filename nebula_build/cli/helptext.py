@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": (
         "Show what `apply` would do to each image, atlas and asset manifest, and why. "
         "Changes nothing.",
-        "nebula-build plan --detailed-exitcode   # exit 2 when something would change",
+        "nebula-build plan --detailed-exitcode   # 0 no changes, 2 changes, 1 a conflict",
     ),
     "apply": (
         "Generate what the plan says, write the outputs, atlases and asset manifest, and "

@@ -118,7 +118,7 @@ def test_an_interrupted_watch_once_is_130_like_apply(project, run_cli, monkeypat
     assert code == 130 and err.endswith("interrupted\n")
 
 
-def test_status_detailed_exitcode_is_1_for_a_conflict_or_a_failed_image(
+def test_plan_and_status_detailed_exitcode_are_1_for_a_conflict_or_a_failed_image(
     project, run_cli, fake_site, tmp_path
 ):
     log = tmp_path / "log"
@@ -141,5 +141,9 @@ def test_status_detailed_exitcode_is_1_for_a_conflict_or_a_failed_image(
     assert (
         code == 1 and json.loads(out)["status"] == "Status: 2 images (1 up to date, 1 in conflict)."
     )
+    # plan agrees: apply would refuse the hand edit, so a pull request's plan fails
+    assert run_cli("plan", "--detailed-exitcode").code == 1
+    assert run_cli("plan", "--detailed-exitcode", "--force").code == 2
+    assert run_cli("plan").code == 0  # nobody asked
     code, out, _ = run_cli("status", "--detailed-exitcode", "--target", "b")
     assert code == 0 and out.startswith("b  up to date")
