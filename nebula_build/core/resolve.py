@@ -756,18 +756,23 @@ def resolve(
 def _once_per_declaration(problems: list[Problem], bases: Mapping[str, str]) -> list[Problem]:
     """Each problem once: one in [defaults] or a style is found once per image that
     inherits it, and one in a matrix's or rows' declaration once per image it makes
-    (300 rows, one typo: one line at the declaration, saying how many it hit)."""
-    grouped: dict[str, tuple[Problem, set[str]]] = {}
+    (300 rows, one typo: one line at the declaration, saying how many it hit). A
+    problem only one of its images has stays that image's."""
+    grouped: dict[str, tuple[Problem, dict[str, Problem]]] = {}
     for found in problems:
         name = found.loc.removeprefix("images.").split(".", 1)[0]
         base = bases.get(name, name) if found.loc.startswith("images.") else name
         shared = found
-        if base != name:  # an image a declaration made: say it at the declaration
+        if base != name:  # an image a declaration made: said at the declaration
             loc = f"images.{base}" + found.loc.removeprefix(f"images.{name}")
             message = found.message.replace(name, base)
             shared = Problem(found.path, loc, message, found.line, found.column)
-        grouped.setdefault(str(shared), (shared, set()))[1].add(found.loc)
+        grouped.setdefault(str(shared), (shared, {}))[1].setdefault(found.loc, found)
+    result = []
     for shared, made in grouped.values():
-        if len(made) > 1:
+        if len(made) == 1:
+            result.append(next(iter(made.values())))
+        else:
             shared.message += f" (for {len(made)} of its images)"
-    return [shared for shared, _ in grouped.values()]
+            result.append(shared)
+    return result
