@@ -465,6 +465,10 @@ class Applier:
             verified = original.verified
         else:
             verified = verify_answer(original.data, spec, encoding)  # nothing unverified is kept
+        # Kept before the files are rendered, so that a crash meanwhile loses nothing
+        # paid for; only a transparent image waits, since its keying may refuse it.
+        kept_first = generated and spec.key_color is None
+        rescued = self._keep(spec, verified, original.seed) if kept_first else None
         refused = False
         try:
             if spec.palette_file is not None:  # the bytes whose digest is in the output key
@@ -474,8 +478,8 @@ class Applier:
             refused = not exc.checks  # a transparency refusal: no good for this key
             raise
         finally:  # whatever step fails, what was paid for is kept (unless refused)
-            keep = generated and not refused
-            rescued = self._keep(spec, verified, original.seed) if keep else None
+            if generated and not kept_first and not refused:
+                rescued = self._keep(spec, verified, original.seed)
         try:
             return (verified, *self._write_files(action, spec, files), rescued, checks)
         except StateWriteError as exc:
