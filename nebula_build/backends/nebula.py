@@ -663,8 +663,11 @@ class NebulaBackend(Backend):
         except httpx.TransportError as exc:
             said = clean(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
             never_sent = isinstance(exc, httpx.ConnectError)
+            url = self._client.base_url  # its host and port: never a password in the URL
+            host = clean(f"{url.host}:{url.port}" if url.port else url.host, self._secrets)
             raise _Retry(
-                TransientBackendError(f"connection failed: {said}"), sent=not never_sent
+                TransientBackendError(f"connection to {host} failed: {said}"),
+                sent=not never_sent,
             ) from None
         if answer.status >= 300:
             error = status_error(

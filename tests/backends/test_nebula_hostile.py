@@ -345,3 +345,18 @@ def test_a_plugins_messages_reach_the_terminal_as_plain_text(
     assert "title" not in err and "crashed" in err
     assert "warning: w: warned" in err
     assert not any(ch in out + err for ch in "\x1b\x07")
+
+
+def test_a_refused_connection_names_the_host_it_tried(project, run_cli, monkeypatch):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on once this closes
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("NEBULA_BASE_URL", f"http://127.0.0.1:{port}/api/v1")
+    monkeypatch.setenv("NEBULA_API_KEY", CANARY_KEY)
+    project({"images.toml": manifest_with("max_attempts = 1")})
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 1
+    assert f"a: connection to 127.0.0.1:{port} failed: ConnectError" in err, err
+    assert CANARY_KEY not in err
