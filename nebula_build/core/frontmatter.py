@@ -23,6 +23,7 @@ MAX_EXCERPT = 500
 DERIVED = ("slug", "path", "excerpt")
 _FENCES = {"---": "yaml", "+++": "toml"}
 _MARKUP = re.compile(r"[*_`]|!?\[([^\]]*)\]\([^)]*\)")
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,13 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
         try:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise DataError(path, f"the TOML front matter does not parse: {exc}", 1) from None
+            message = str(exc)
+            found = _TOML_POSITION.search(message)
+            line, column = (int(found[1]) + 1, int(found[2])) if found else (1, None)
+            problem = _TOML_POSITION.sub("", message)
+            raise DataError(
+                path, f"the TOML front matter does not parse: {problem}", line, column
+            ) from None
         except RecursionError:
             raise DataError(path, "the TOML front matter is nested too deep", 1) from None
         return dict(data)

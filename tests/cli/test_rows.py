@@ -318,6 +318,27 @@ def test_a_post_without_a_title_names_the_post(project, run_cli):
     assert "posts/d.md:1: images.cover: the front matter opened by '---' is never closed" in err
 
 
+def test_a_toml_front_matter_error_points_at_its_line_and_column(project, run_cli):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "cover for {title}",
+            "output": "img/{slug}.png",
+        }
+    }
+    project(
+        {
+            "images.toml": nebula_manifest(images),
+            "posts/a.md": '+++\ntitle = "A"\ndate = 2026-13-45\n+++\nx\n',
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    # line 3 of the file (the fence is line 1), where tomllib stopped
+    assert "posts/a.md:3:12: images.cover: the TOML front matter does not parse: " in err
+    assert "(at line" not in err
+
+
 def test_a_data_file_is_read_only_inside_the_project(project, run_cli, tmp_path):
     outside = tmp_path / "outside.csv"
     outside.write_text(CSV)

@@ -94,7 +94,10 @@ def _sd_prompt_reader() -> type:
     try:
         from sd_prompt_reader.image_data_reader import ImageDataReader
     except ImportError:
-        message = "sd-prompt-reader is not installed (pip install --no-deps sd-prompt-reader)"
+        message = (
+            "sd-prompt-reader is not installed "
+            "(pip install --no-deps 'sd-prompt-reader>=1.3.5,<1.4')"
+        )
         if os.environ.get("NEBULA_BUILD_REQUIRE_READERS"):
             pytest.fail(message)
         pytest.skip(message)
