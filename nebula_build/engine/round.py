@@ -65,6 +65,9 @@ class RoundOptions:
     unpin: Collection[str] = ()
     #: refuse a run whose estimated cost is over this, or cannot be shown not to be
     max_cost: Decimal | None = None
+    #: keep each image's outcome for the report (`apply --json` lists them); without,
+    #: the result holds counts, failures and warnings only, so memory stays flat
+    outcomes: bool = True
 
 
 class RoundProgress(ProgressSink, Protocol):
@@ -197,6 +200,7 @@ async def apply_round(
                 planned_only=options.locked
                 or options.max_generations is not None
                 or options.max_cost is not None,
+                keep_outcomes=options.outcomes,
             )
             record_failures(project, result.applied, prepared.specs)
             if (note := unshared(remote, result.applied.generated)) is not None:
