@@ -105,6 +105,8 @@ class ApplyResult:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     #: each image's outcome, in the plan's order (empty unless kept)
     outcomes: list[Outcome] = field(default_factory=list)
+    #: the lock as the run left it (`execute` sets it): no need to read it back
+    lock: Mapping[str, LockEntry] | None = None
 
     @property
     def done(self) -> int:

@@ -206,7 +206,9 @@ async def execute(
             )
             if on_start is not None:
                 on_start(applier)
-            return await applier.run(plan)
+            result = await applier.run(plan)
     finally:
         writer.close()
         prepared.files.save()
+    result.lock = writer.entries
+    return result

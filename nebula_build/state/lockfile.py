@@ -356,37 +356,20 @@ def _toml_key(key: str) -> str:
     return key if bare else _toml_string(key)
 
 
-def dumps(
-    entries: Mapping[str, LockEntry], *, blocks: dict[str, tuple[LockEntry, str]] | None = None
-) -> str:
-    """The lock's text: header, version, then one table per image, sorted.
-
-    `blocks` remembers each entry's table (by name, for that very entry object): a
-    writer that rewrites the lock while it grows formats each entry once."""
+def dumps(entries: Mapping[str, LockEntry]) -> str:
+    """The lock's text: header, version, then one table per image, sorted."""
     parts = [HEADER, f"version = {LOCK_VERSION}\n"]
-    parts.extend(_block(name, entries[name], blocks) for name in sorted(entries))
+    parts.extend(_table(name, entries[name]) for name in sorted(entries))
     return "".join(parts)
 
 
-def _block(name: str, entry: LockEntry, blocks: dict[str, tuple[LockEntry, str]] | None) -> str:
-    known = blocks.get(name) if blocks is not None else None
-    if known is not None and known[0] is entry:
-        return known[1]
-    block = _table(name, entry)
-    if blocks is not None:
-        blocks[name] = (entry, block)
-    return block
-
-
-def _lock_pieces(
-    entries: Mapping[str, LockEntry], blocks: dict[str, tuple[LockEntry, str]] | None
-) -> Iterator[bytes]:
+def _lock_pieces(entries: Mapping[str, LockEntry]) -> Iterator[bytes]:
     """`dumps`'s text, encoded, a few thousand entries at a time."""
     yield f"{HEADER}version = {LOCK_VERSION}\n".encode()
     names = sorted(entries)
     for start in range(0, len(names), _PIECE):
         chunk = names[start : start + _PIECE]
-        yield "".join(_block(name, entries[name], blocks) for name in chunk).encode()
+        yield "".join(_table(name, entries[name]) for name in chunk).encode()
 
 
 def _table(name: str, entry: LockEntry) -> str:
@@ -564,27 +547,20 @@ def write_streamed(
     project: Project,
     entries: Mapping[str, LockEntry],
     *,
-    blocks: dict[str, tuple[LockEntry, str]] | None = None,
     snapshot: bool = True,
 ) -> str:
     """Rewrite the lock as `entries` piece by piece, and its snapshot where `snapshot`
     (a rewrite during a run skips it: only the last one is read again); returns the
     lock's sha256."""
-    digest = _write_pieces(project, _lock_pieces(entries, blocks))
+    digest = _write_pieces(project, _lock_pieces(entries))
     if snapshot:
         _write_snapshot(project, digest, entries)
     return digest
 
 
-def write(
-    project: Project,
-    entries: Mapping[str, LockEntry],
-    *,
-    blocks: dict[str, tuple[LockEntry, str]] | None = None,
-) -> bool:
-    """Rewrite the lock atomically if its content changes; returns whether it did.
-    `blocks`: see `dumps`."""
-    text = dumps(entries, blocks=blocks).encode()
+def write(project: Project, entries: Mapping[str, LockEntry]) -> bool:
+    """Rewrite the lock atomically if its content changes; returns whether it did."""
+    text = dumps(entries).encode()
     try:
         if project.lock_path.read_bytes() == text:
             return False
@@ -694,8 +670,6 @@ class LockWriter:
         self.rewrite_seconds = 0.0
         self._journal: IO[bytes] | None = None
         self._buffer: list[bytes] = []
-        #: each entry's TOML table, formatted once (see `dumps`)
-        self._blocks: dict[str, tuple[LockEntry, str]] = {}
         import asyncio  # here, not at the top: `plan` reads locks and must not pay for asyncio
 
         self._commit = asyncio.Lock()
@@ -758,7 +732,9 @@ class LockWriter:
         meanwhile. Lines still in the buffer only repeat what the lock now holds
         or record what came after `entries` was taken: they are written after."""
         started = self.clock()
-        digest = write_streamed(self.project, entries, blocks=self._blocks, snapshot=last)
+        # Each table is formatted again at every rewrite rather than kept: keeping them
+        # would hold a second copy of the lock, and rewrites are rare (`max_share`).
+        digest = write_streamed(self.project, entries, snapshot=last)
         self._snapshot_due = None if last else digest
         if self._journal is not None:
             self._journal.truncate(0)
