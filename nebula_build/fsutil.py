@@ -73,7 +73,12 @@ def read_regular(path: Path, *, limit: int) -> bytes | None:
         if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
             return None
         with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(limit + 1)
+            # As much as the file holds, not `limit`: a read allocates what it asks for
+            # (a 1 GiB limit would ask for 1 GiB on every read of a small file).
+            wanted = min(limit, info.st_size) + 1
+            data = handle.read(wanted)
+            if len(data) == wanted <= limit:  # it grew since fstat
+                data += handle.read(limit + 1 - wanted)
     except OSError:
         return None
     finally:
