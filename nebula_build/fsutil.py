@@ -5,11 +5,14 @@ Project files (outputs, inputs, anything a manifest or lock names) go through
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 TEMP_MARKER = ".nebula-tmp-"
 _CHUNK = 1 << 20
@@ -34,11 +37,19 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     atomic) and carries TEMP_MARKER, so a run killed mid-write leaves something
     `state.guard.remove_temp_files` recognises.
     """
+    with atomic_stream(path, durable=durable) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_stream(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """`atomic_write` for a file written in pieces (a big lock need never be one string
+    in memory): what is written to the handle replaces `path` when the block ends."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}{TEMP_MARKER}{secrets.token_hex(4)}")
     try:
         with temp.open("xb") as handle:
-            handle.write(data)
+            yield handle
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -62,7 +73,12 @@ def read_regular(path: Path, *, limit: int) -> bytes | None:
         if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
             return None
         with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(limit + 1)
+            # As much as the file holds, not `limit`: a read allocates what it asks for
+            # (a 1 GiB limit would ask for 1 GiB on every read of a small file).
+            wanted = min(limit, info.st_size) + 1
+            data = handle.read(wanted)
+            if len(data) == wanted <= limit:  # it grew since fstat
+                data += handle.read(limit + 1 - wanted)
     except OSError:
         return None
     finally:

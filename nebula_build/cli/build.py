@@ -166,6 +166,7 @@ def cmd_apply(ctx: Context) -> int:
         max_generations=args.max_generations,
         offline=args.offline,
         max_cost=args.max_cost,
+        outcomes=args.json,
     )
     listener = ApplyListener(ctx)
     with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
@@ -280,7 +281,7 @@ def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:
         return
     from nebula_build.ui import github
 
-    warnings = [(o.image, w) for o in result.applied.outcomes for w in o.warnings]
+    warnings = result.applied.warnings
     if not warnings:
         return
     from nebula_build.core.manifest import source_text

@@ -4,6 +4,12 @@ The generate step is a parameter, so ordering, concurrency, keep-going and
 crash-safety are tested with a fake backend. Generations are bounded by a
 semaphore per backend; encoding and file writes run in worker threads.
 One image's failure never stops the others; every failure is returned.
+
+Memory stays flat however many images the plan has: actions are started from
+the plan a few at a time (at most `Applier.bound` images in flight), an image
+that takes another's output (`@hero`) waits outside that bound until its
+upstream is done, and each finished image leaves only counts, its failure or
+warnings (and its whole outcome only where the caller asks, `apply --json`).
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +56,10 @@ from nebula_build.state.rescue import rescue
 
 GenerateFn = Callable[[AssetSpec, GenerationRequest], Awaitable[GenerationResult]]
 _IO_CONCURRENCY = 8
+#: images in flight per slot of the backends and the file writers: enough that none of
+#: them waits for work, few enough that memory does not grow with the plan
+_IN_FLIGHT_PER_SLOT = 4
+_MIN_IN_FLIGHT = 64
 
 
 class ProgressSink(Protocol):
@@ -83,15 +93,35 @@ class Outcome:
 
 @dataclass
 class ApplyResult:
-    outcomes: list[Outcome]
+    """What a run did: counts, failures and warnings; each image's whole outcome only
+    when it was asked for (`keep_outcomes`), since a 100k-image run would hold them all."""
+
+    #: every image that failed (or was superseded), with its error
+    failures: dict[str, Exception] = field(default_factory=dict)
+    #: the images that finished well, in the order they did
+    succeeded: list[str] = field(default_factory=list)
+    generated: int = 0
+    #: (image, warning), in the order they came
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    #: each image's outcome, in the plan's order (empty unless kept)
+    outcomes: list[Outcome] = field(default_factory=list)
+    #: the lock as the run left it (`execute` sets it): no need to read it back
+    lock: Mapping[str, LockEntry] | None = None
 
     @property
-    def failures(self) -> dict[str, Exception]:
-        return {o.image: o.error for o in self.outcomes if o.error is not None}
+    def done(self) -> int:
+        """How many images finished well."""
+        return len(self.succeeded)
 
-    @property
-    def generated(self) -> int:
-        return sum(o.generated for o in self.outcomes)
+    def add(self, outcome: Outcome, *, keep: bool) -> None:
+        if outcome.error is not None:
+            self.failures[outcome.image] = outcome.error
+        elif outcome.ok:
+            self.succeeded.append(outcome.image)
+        self.generated += outcome.generated
+        self.warnings.extend((outcome.image, warning) for warning in outcome.warnings)
+        if keep:
+            self.outcomes.append(outcome)
 
 
 def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
@@ -126,12 +156,15 @@ class Applier:
         guard: Guard,
         remote: Remote | None = None,
         planned_only: bool = False,
+        keep_outcomes: bool = True,
     ) -> None:
         self.project = project
         self.remote = remote
         #: generate only what the plan counted (--locked, --max-generations): a restore
         #: that fails is that image's error, never a generation nobody agreed to pay for
         self.planned_only = planned_only
+        #: keep every image's `Outcome` in the result (`apply --json` lists them)
+        self.keep_outcomes = keep_outcomes
         self._transfers = asyncio.Semaphore(CONCURRENCY)
         self.guard = guard
         self.generate_fn = generate
@@ -141,56 +174,147 @@ class Applier:
         self.inputs = inputs
         self.progress = progress
         self._limits = {name: asyncio.Semaphore(n) for name, n in limits.items()}
+        #: the most images in flight at once (started, not finished)
+        self.bound = max(
+            _MIN_IN_FLIGHT, _IN_FLIGHT_PER_SLOT * (sum(limits.values()) + _IO_CONCURRENCY)
+        )
         self._io = asyncio.Semaphore(_IO_CONCURRENCY)
         self._halted: dict[str, BackendError] = {}
-        self._tasks: dict[str, asyncio.Task[Outcome]] = {}
-        self._actions: dict[str, Action] = {}
+        #: the plan's images not finished yet, started or not
+        self._pending: dict[str, Action] = {}
+        #: the images in flight: started, not finished
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: images waiting for an upstream in flight or not started yet, by that upstream
+        self._parked: defaultdict[str, list[Action]] = defaultdict(list)
+        #: parked images whose upstream finished: started before the plan's next ones
+        self._unparked: deque[Action] = deque()
+        self._finished = asyncio.Event()
         self._obsolete: set[str] = set()
         self._finishing: set[asyncio.Future[None]] = set()
         self._generations: dict[str, asyncio.Future[GenerationResult]] = {}
+        #: generation keys that more than one image of the plan wants: how many still do
         self._wanted: Counter[str] = Counter()
+        self._result = ApplyResult()
 
     async def run(self, plan: Plan) -> ApplyResult:
-        self._wanted = Counter(a.spec.generation_key for a in plan.changes if a.spec)
+        changes = plan.changes
+        wanted = Counter(a.spec.generation_key for a in changes if a.spec)
+        self._wanted = Counter({key: n for key, n in wanted.items() if n > 1})
+        del wanted
+        self._pending = {action.image: action for action in changes}
         try:
             async with asyncio.TaskGroup() as group:
-                for action in plan.changes:
-                    self._tasks[action.image] = group.create_task(self._run_one(action))
+                await self._feed(group, changes)
         finally:
             # Writes already under way finish and are recorded, even on Ctrl-C.
             await asyncio.gather(*self._finishing, return_exceptions=True)
-        return ApplyResult([task.result() for task in self._tasks.values()])
+        if self._result.outcomes:  # in the plan's order, as the report lists them
+            order = {action.image: n for n, action in enumerate(changes)}
+            self._result.outcomes.sort(key=lambda outcome: order[outcome.image])
+        return self._result
 
-    async def _upstream_ready(self, action: Action) -> None:
-        """Wait for the images whose output this one takes as input (`@hero`)."""
+    async def _feed(self, group: asyncio.TaskGroup, changes: Iterable[Action]) -> None:
+        """Start the plan's actions in order, never more than `bound` in flight; an image
+        whose upstream is not done waits aside (parked) without taking a place, so a
+        downstream image never holds up the upstream it waits for."""
+        upcoming = self._startable(iter(changes))
+        while True:
+            while len(self._tasks) >= self.bound:
+                await self._one_finished()
+            action = self._unparked.popleft() if self._unparked else next(upcoming, None)
+            if action is not None:
+                self._tasks[action.image] = group.create_task(self._run_one(action))
+            elif self._unparked:  # released while the plan's last actions were looked at
+                continue
+            elif self._tasks:
+                await self._one_finished()
+            else:
+                break
+        stuck = [action for parked in self._parked.values() for action in parked]
+        self._parked.clear()
+        for action in stuck:  # only a cycle, which the plan refuses, could leave any
+            self._skip(action, "its upstream never ran")
+
+    def _startable(self, actions: Iterator[Action]) -> Iterator[Action]:
+        """The plan's actions that can start now; the others are parked on the upstream
+        they wait for, or skipped when they were cancelled before starting."""
+        for action in actions:
+            if action.image in self._obsolete:
+                self._supersede(action)
+                continue
+            upstream = self._unfinished_upstream(action)
+            if upstream is None:
+                yield action
+            else:
+                self._parked[upstream].append(action)
+
+    def _unfinished_upstream(self, action: Action) -> str | None:
         for upstream in action.spec.depends_on if action.spec else ():
-            task = self._tasks.get(upstream)
-            if task is None:
-                continue  # not in this plan: its file is already in place
-            outcome = await asyncio.shield(task)
-            if not outcome.ok:
+            if upstream != action.image and upstream in self._pending:
+                return upstream
+        return None
+
+    async def _one_finished(self) -> None:
+        self._finished.clear()
+        await self._finished.wait()
+
+    def _done(self, outcome: Outcome) -> None:
+        """Count an image's outcome and release the images that waited for it."""
+        name = outcome.image
+        self._tasks.pop(name, None)
+        self._pending.pop(name, None)
+        self._result.add(outcome, keep=self.keep_outcomes)
+        self.progress.finished(outcome)
+        for waiting in self._parked.pop(name, ()):
+            if waiting.image in self._obsolete:
+                self._supersede(waiting)
+                continue
+            upstream = self._unfinished_upstream(waiting)
+            if upstream is None:
+                self._unparked.append(waiting)
+            else:
+                self._parked[upstream].append(waiting)
+        self._finished.set()
+
+    def _supersede(self, action: Action) -> None:
+        self._done(Outcome(action, ok=False, error=SupersededError("superseded by a newer edit")))
+
+    def _skip(self, action: Action, why: str) -> None:
+        self._done(
+            Outcome(action, ok=False, error=SkippedError(f"skipped: {why}", image=action.image))
+        )
+
+    def _upstream_ready(self, action: Action) -> None:
+        """The images whose output this one takes as input (`@hero`) are done: refuse to
+        run on one that failed (it was never started before they finished)."""
+        for upstream in action.spec.depends_on if action.spec else ():
+            if upstream in self._result.failures:
                 raise SkippedError(
                     f"skipped: it takes the output of {upstream}, which failed", image=action.image
                 )
 
     def running(self) -> dict[str, Action]:
-        """Images not finished yet, with the action each one is running."""
-        return {name: self._actions[name] for name, task in self._tasks.items() if not task.done()}
+        """Images not finished yet (in flight or still to start), with each one's action."""
+        return dict(self._pending)
 
     def cancel(self, images: Collection[str]) -> None:
         """Stop work a newer edit made obsolete; the rest of the run goes on."""
         for name in images:
+            if name not in self._pending:
+                continue
+            self._obsolete.add(name)  # one not started yet is superseded when it comes up
             task = self._tasks.get(name)
-            if task is not None and not task.done():
-                self._obsolete.add(name)
+            if task is not None:
                 task.cancel()
+            elif any(a.image == name for a in self._unparked):
+                self._unparked = deque(a for a in self._unparked if a.image != name)
+                self._supersede(self._pending[name])
 
-    async def _run_one(self, action: Action) -> Outcome:
+    async def _run_one(self, action: Action) -> None:
         started = time.perf_counter()
         outcome = Outcome(action, ok=True)
-        self._actions[action.image] = action
         try:
-            await self._upstream_ready(action)
+            self._upstream_ready(action)
             await self._execute(action, outcome)
         except asyncio.CancelledError:
             if action.image not in self._obsolete:
@@ -202,8 +326,7 @@ class Applier:
         except Exception as exc:  # keep going: every failure is reported at the end
             outcome.ok, outcome.error = False, exc
         outcome.elapsed = time.perf_counter() - started
-        self.progress.finished(outcome)
-        return outcome
+        self._done(outcome)
 
     async def _execute(self, action: Action, outcome: Outcome) -> None:
         kind = action.kind
@@ -402,6 +525,7 @@ class Applier:
         every result's bytes until the end would grow with the run."""
         self._wanted[key] -= 1
         if self._wanted[key] <= 0:
+            del self._wanted[key]
             self._generations.pop(key, None)
 
     async def _request(self, action: Action, spec: AssetSpec, outcome: Outcome) -> GenerationResult:

@@ -167,6 +167,7 @@ async def execute(
     on_start: Callable[[Applier], None] | None = None,
     remote: Remote | None = None,
     planned_only: bool = False,
+    keep_outcomes: bool = True,
 ) -> ApplyResult:
     """Run `plan`; the caller holds the project lock. images.lock is left
     consistent whatever happens, cancellation included.
@@ -174,7 +175,8 @@ async def execute(
     `backends` keeps backends open across runs (watch mode); by default they are
     opened for this run only. `on_start` receives the Applier (to cancel images);
     `remote` supplies the generations the plan marked, and takes the new ones;
-    `planned_only` forbids generations the plan did not count (a failed restore).
+    `planned_only` forbids generations the plan did not count (a failed restore);
+    `keep_outcomes` keeps each image's outcome in the result (see `ApplyResult`).
     """
     project = prepared.project
     assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
@@ -200,10 +202,13 @@ async def execute(
                 guard=prepared.guard,
                 remote=remote,
                 planned_only=planned_only,
+                keep_outcomes=keep_outcomes,
             )
             if on_start is not None:
                 on_start(applier)
-            return await applier.run(plan)
+            result = await applier.run(plan)
     finally:
         writer.close()
         prepared.files.save()
+    result.lock = writer.entries
+    return result

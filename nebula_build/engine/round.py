@@ -33,7 +33,7 @@ from nebula_build.engine.remotecache import configured, unshared
 from nebula_build.engine.runstate import record_failures
 from nebula_build.errors import UserError
 from nebula_build.plugin.manager import BackendRegistry
-from nebula_build.state.lockfile import Entries, read, write
+from nebula_build.state.lockfile import Entries, LockEntry, read, write
 from nebula_build.state.project import Project
 from nebula_build.state.rescue import adopt
 from nebula_build.text import plural
@@ -65,6 +65,9 @@ class RoundOptions:
     unpin: Collection[str] = ()
     #: refuse a run whose estimated cost is over this, or cannot be shown not to be
     max_cost: Decimal | None = None
+    #: keep each image's outcome for the report (`apply --json` lists them); without,
+    #: the result holds counts, failures and warnings only, so memory stays flat
+    outcomes: bool = True
 
 
 class RoundProgress(ProgressSink, Protocol):
@@ -197,11 +200,15 @@ async def apply_round(
                 planned_only=options.locked
                 or options.max_generations is not None
                 or options.max_cost is not None,
+                keep_outcomes=options.outcomes,
             )
             record_failures(project, result.applied, prepared.specs)
             if (note := unshared(remote, result.applied.generated)) is not None:
                 listener.notice(note)
-            result.lock = _with_draws_recorded(project, prepared, plan, options, lock)
+            result.lock = _with_draws_recorded(
+                project, prepared, plan, options, lock, written=result.applied.lock
+            )
+            result.applied.lock = None  # result.lock has it
         result.files = build_files(
             prepared, result.lock, force=options.force, on_built=progress.built
         )
@@ -213,12 +220,19 @@ async def apply_round(
 
 
 def _with_draws_recorded(
-    project: Project, prepared: Prepared, plan: Plan, options: RoundOptions, before: Entries
+    project: Project,
+    prepared: Prepared,
+    plan: Plan,
+    options: RoundOptions,
+    before: Entries,
+    *,
+    written: Mapping[str, LockEntry] | None = None,
 ) -> Entries:
     """The lock, with the draws of each image this round touched recorded (key and
     digest of each) where the cache now holds its whole set; the draws are those the
-    plan was made for (from the lock `before` the round)."""
-    lock = read(project)
+    plan was made for (from the lock `before` the round). `written`: the lock as the
+    run just wrote it (reading a 100k-entry lock back would hold it twice)."""
+    lock = dict(written) if written is not None else read(project)
     chosen = candidates.picked(
         prepared.specs,
         before,
@@ -227,18 +241,19 @@ def _with_draws_recorded(
         pins=options.pins,
         unpin=options.unpin,
     )
-    entries = dict(lock)
     touched = candidates.touched(plan.actions) | set(options.more)
     recorded = candidates.recorded_draws(chosen, touched, prepared.store, before)
+    changed = False
     for name, draws in recorded.items():
         entry = lock.get(name)
         if entry is None or entry.draws == draws:
             continue
         if entry.generation_key in {draw.key for draw in draws}:  # the set the output is of
-            entries[name] = dataclasses.replace(entry, draws=draws)
-    if entries == lock:
+            lock[name] = dataclasses.replace(entry, draws=draws)
+            changed = True
+    if not changed:
         return lock
-    write(project, entries)
+    write(project, lock)
     return read(project)
 
 

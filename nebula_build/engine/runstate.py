@@ -37,10 +37,10 @@ def read_failures(project: Project) -> dict[str, str]:
 
 def record_failures(project: Project, result: ApplyResult, specs: Mapping[str, AssetSpec]) -> None:
     failures = {name: message for name, message in read_failures(project).items() if name in specs}
-    for outcome in result.outcomes:
-        if outcome.ok:
-            failures.pop(outcome.image, None)
-        elif not isinstance(outcome.error, SupersededError):
-            failures[outcome.image] = str(outcome.error)
+    for name in result.succeeded:
+        failures.pop(name, None)
+    for name, error in result.failures.items():
+        if not isinstance(error, SupersededError):
+            failures[name] = str(error)
     with contextlib.suppress(OSError):
         atomic_write(project.failures_path, json.dumps(failures, indent=1).encode(), durable=False)

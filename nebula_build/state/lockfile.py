@@ -6,29 +6,32 @@ digest (`.nebula-build/lock-snapshot.json`) is read instead when it matches.
 
 While an apply runs, each finished image appends one fsync'd line to
 `.nebula-build/journal`; the lock itself is rewritten at most about once a
-second (less often when it is big), and at the end. A journal left by a killed
-run is folded into the lock by the next command (`recover`).
+second, less often when it is big (its rewrites take at most ~3% of the run),
+and at the end. A journal left by a killed run is folded into the lock by the
+next command (`recover`). The lock and its snapshot are written piece by piece,
+so a 100k-entry lock is never one string in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
 import re
 import time
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from nebula_build.errors import LockfileError, StateWriteError
-from nebula_build.fsutil import atomic_write, read_regular, sha256_bytes
+from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes
 from nebula_build.state.guard import path_problem
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
-from nebula_build.state.seal import seal, unseal
+from nebula_build.state.seal import sealer, unseal
 from nebula_build.text import made_with_problem
 
 LOCK_VERSION = 1
@@ -56,6 +59,8 @@ MAX_CANDIDATES = 64
 #: how many earlier generations an image keeps in its history
 MAX_HISTORY = 20
 _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+#: entries per piece when a lock or its snapshot is written out
+_PIECE = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,25 +356,20 @@ def _toml_key(key: str) -> str:
     return key if bare else _toml_string(key)
 
 
-def dumps(
-    entries: Mapping[str, LockEntry], *, blocks: dict[str, tuple[LockEntry, str]] | None = None
-) -> str:
-    """The lock's text: header, version, then one table per image, sorted.
-
-    `blocks` remembers each entry's table (by name, for that very entry object): a
-    writer that rewrites the lock while it grows formats each entry once."""
+def dumps(entries: Mapping[str, LockEntry]) -> str:
+    """The lock's text: header, version, then one table per image, sorted."""
     parts = [HEADER, f"version = {LOCK_VERSION}\n"]
-    for name in sorted(entries):
-        entry = entries[name]
-        known = blocks.get(name) if blocks is not None else None
-        if known is not None and known[0] is entry:
-            parts.append(known[1])
-            continue
-        block = _table(name, entry)
-        if blocks is not None:
-            blocks[name] = (entry, block)
-        parts.append(block)
+    parts.extend(_table(name, entries[name]) for name in sorted(entries))
     return "".join(parts)
+
+
+def _lock_pieces(entries: Mapping[str, LockEntry]) -> Iterator[bytes]:
+    """`dumps`'s text, encoded, a few thousand entries at a time."""
+    yield f"{HEADER}version = {LOCK_VERSION}\n".encode()
+    names = sorted(entries)
+    for start in range(0, len(names), _PIECE):
+        chunk = names[start : start + _PIECE]
+        yield "".join(_table(name, entries[name]) for name in chunk).encode()
 
 
 def _table(name: str, entry: LockEntry) -> str:
@@ -499,28 +499,68 @@ def _read_snapshot(path: Path, digest: str) -> Entries | None:
         return None
 
 
+def _snapshot_pieces(digest: str, entries: Mapping[str, LockEntry]) -> Iterator[bytes]:
+    """The snapshot's JSON, a few thousand entries at a time."""
+    yield f'{{"lock_digest": "{digest}", "version": {LOCK_VERSION}, "images": {{'.encode()
+    names = list(entries)
+    for start in range(0, len(names), _PIECE):
+        chunk = names[start : start + _PIECE]
+        text = ", ".join(f"{json.dumps(n)}: {json.dumps(entries[n].to_dict())}" for n in chunk)
+        yield (", " + text if start else text).encode()
+    yield b"}}"
+
+
 def _write_snapshot(project: Project, digest: str, entries: Mapping[str, LockEntry]) -> None:
-    data = {
-        "lock_digest": digest,
-        "version": LOCK_VERSION,
-        "images": {name: entry.to_dict() for name, entry in entries.items()},
-    }
-    sealed = seal(json.dumps(data).encode())
-    if sealed is None:
+    mac = sealer()
+    if mac is None:
         return
-    with contextlib.suppress(OSError):  # the snapshot only saves time; the lock is the truth
-        atomic_write(project.lock_snapshot_path, sealed, durable=False)
+    # the snapshot only saves time; the lock is the truth
+    with (
+        contextlib.suppress(OSError),
+        atomic_stream(project.lock_snapshot_path, durable=False) as handle,
+    ):
+        handle.write(b"0" * mac.digest_size * 2 + b"\n")  # the seal, once it is known
+        for piece in _snapshot_pieces(digest, entries):
+            mac.update(piece)
+            handle.write(piece)
+        handle.seek(0)
+        handle.write(mac.hexdigest().encode())
 
 
-def write(
+def _write_pieces(project: Project, pieces: Iterable[bytes]) -> str:
+    """Replace the lock with `pieces`, atomically; returns its sha256."""
+    digest = hashlib.sha256()
+    try:
+        with atomic_stream(project.lock_path) as handle:
+            for piece in pieces:
+                digest.update(piece)
+                handle.write(piece)
+    except OSError as exc:
+        raise StateWriteError(
+            f"could not write {project.lock_path.name}: {exc.strerror or exc}; the previous "
+            "lock is intact and the journal keeps the finished images: re-run once there is room"
+        ) from None
+    return digest.hexdigest()
+
+
+def write_streamed(
     project: Project,
     entries: Mapping[str, LockEntry],
     *,
-    blocks: dict[str, tuple[LockEntry, str]] | None = None,
-) -> bool:
-    """Rewrite the lock atomically if its content changes; returns whether it did.
-    `blocks`: see `dumps`."""
-    text = dumps(entries, blocks=blocks).encode()
+    snapshot: bool = True,
+) -> str:
+    """Rewrite the lock as `entries` piece by piece, and its snapshot where `snapshot`
+    (a rewrite during a run skips it: only the last one is read again); returns the
+    lock's sha256."""
+    digest = _write_pieces(project, _lock_pieces(entries))
+    if snapshot:
+        _write_snapshot(project, digest, entries)
+    return digest
+
+
+def write(project: Project, entries: Mapping[str, LockEntry]) -> bool:
+    """Rewrite the lock atomically if its content changes; returns whether it did."""
+    text = dumps(entries).encode()
     try:
         if project.lock_path.read_bytes() == text:
             return False
@@ -529,14 +569,7 @@ def write(
             return False
     except IsADirectoryError:
         raise LockfileError(f"{project.lock_path.name} is a folder; remove it and re-run") from None
-    try:
-        atomic_write(project.lock_path, text)
-    except OSError as exc:
-        raise StateWriteError(
-            f"could not write {project.lock_path.name}: {exc.strerror or exc}; the previous "
-            "lock is intact and the journal keeps the finished images: re-run once there is room"
-        ) from None
-    _write_snapshot(project, sha256_bytes(text), entries)
+    _write_snapshot(project, _write_pieces(project, [text]), entries)
     return True
 
 
@@ -609,11 +642,13 @@ class LockWriter:
     while a write is in progress are committed together by the next one (group
     commit), off the event loop, so a run with many images in flight pays far
     fewer than one fsync per image. The lock is rewritten when at least
-    `min_interval` seconds passed since the last rewrite *and* at least ten
-    times as long as that rewrite took, so rewrites never take over a long run;
-    a rewrite runs off the event loop too, in the same trip to a worker thread
-    as the journal lines committed with it, from a copy of the entries taken
-    when it was decided.
+    `min_interval` seconds passed since the last rewrite *and* long enough that
+    rewrites take at most `max_share` of the run (the last one took 0.3 s: not
+    before 10 s more at 3%), so a 100k-entry lock costs the run a few percent, not
+    a quadratic share; the journal keeps every record meanwhile. A rewrite runs
+    off the event loop too, in the same trip to a worker thread as the journal
+    lines committed with it, from a copy of the entries taken when it was decided;
+    only the last one (`close`) writes the lock's snapshot.
     """
 
     def __init__(
@@ -622,22 +657,27 @@ class LockWriter:
         entries: Entries,
         *,
         min_interval: float = 1.0,
+        max_share: float = 0.03,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.project = project
         self.entries = dict(entries)
         self.min_interval = min_interval
+        self.max_share = max_share
         self.clock = clock
+        #: how many times the lock was rewritten, and the seconds that took
+        self.rewrites = 0
+        self.rewrite_seconds = 0.0
         self._journal: IO[bytes] | None = None
         self._buffer: list[bytes] = []
-        #: each entry's TOML table, formatted once (see `dumps`)
-        self._blocks: dict[str, tuple[LockEntry, str]] = {}
         import asyncio  # here, not at the top: `plan` reads locks and must not pay for asyncio
 
         self._commit = asyncio.Lock()
         self._last_flush = clock()
         self._flush_cost = 0.0
         self._pending = False
+        #: the digest of a lock rewritten without its snapshot: close() writes it
+        self._snapshot_due: str | None = None
 
     async def set(self, name: str, entry: LockEntry) -> None:
         self.entries[name] = entry
@@ -656,7 +696,7 @@ class LockWriter:
             snapshot = None
             now = self.clock()
             if self._pending and now - self._last_flush >= max(
-                self.min_interval, 10 * self._flush_cost
+                self.min_interval, self._flush_cost / self.max_share
             ):
                 # Every record so far is in this copy, and its line is either in `lines`
                 # or already in the journal: the journal can be emptied after the rewrite.
@@ -685,25 +725,33 @@ class LockWriter:
         self._journal.flush()
         os.fsync(self._journal.fileno())
 
-    def _rewrite(self, entries: Entries) -> None:
+    def _rewrite(self, entries: Entries, *, last: bool = False) -> None:
         """Rewrite the lock as `entries`, then empty the journal it now contains.
 
         Called with the commit lock held (or at close), so no journal write runs
         meanwhile. Lines still in the buffer only repeat what the lock now holds
         or record what came after `entries` was taken: they are written after."""
         started = self.clock()
-        write(self.project, entries, blocks=self._blocks)
+        # Each table is formatted again at every rewrite rather than kept: keeping them
+        # would hold a second copy of the lock, and rewrites are rare (`max_share`).
+        digest = write_streamed(self.project, entries, snapshot=last)
+        self._snapshot_due = None if last else digest
         if self._journal is not None:
             self._journal.truncate(0)
         self._last_flush = self.clock()
         self._flush_cost = self._last_flush - started
+        self.rewrites += 1
+        self.rewrite_seconds += self._flush_cost
 
     def _flush(self) -> None:
-        """Rewrite the lock from memory if a record came since the last rewrite."""
-        if not self._pending:
-            return
-        self._rewrite(self.entries)
-        self._pending = False
+        """Rewrite the lock from memory if a record came since the last rewrite, and
+        write its snapshot if the last rewrite did not."""
+        if self._pending:
+            self._rewrite(self.entries, last=True)
+            self._pending = False
+        elif self._snapshot_due is not None:  # the last rewrite holds every record
+            _write_snapshot(self.project, self._snapshot_due, self.entries)
+            self._snapshot_due = None
 
     def close(self) -> None:
         """Write the final lock and remove the journal; call when no record is running."""

@@ -57,6 +57,13 @@ def seal(data: bytes) -> bytes | None:
     return hmac.new(key, data, hashlib.sha256).hexdigest().encode() + b"\n" + data
 
 
+def sealer() -> hmac.HMAC | None:
+    """For data too big to hold at once: feed it the data with `update`, and put its
+    `hexdigest()` and a newline in front, as `seal` does; None where no key can be kept."""
+    key = _key(key_path())
+    return None if key is None else hmac.new(key, digestmod=hashlib.sha256)
+
+
 def tag(data: bytes) -> str | None:
     """A short seal of `data` to store beside it, or None where no key can be kept."""
     key = _key(key_path())

@@ -473,8 +473,8 @@ def file_outcome_json(outcome: FileOutcome) -> dict[str, Any]:
 
 def done_text(result: RoundResult) -> str:
     """'5 done (3 generated), 1 file built': images first, files made from them after."""
-    outcomes = result.applied.outcomes if result.applied else []
-    text = f"{sum(o.ok for o in outcomes)} done ({result.generated} generated)"
+    done = result.applied.done if result.applied else 0
+    text = f"{done} done ({result.generated} generated)"
     built = sum(o.ok for o in result.files)
     if built:
         text += f", {built} file{'' if built == 1 else 's'} built"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import difflib
 import hashlib
 import tomllib
 from pathlib import Path
@@ -12,7 +14,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nebula_build.errors import LockfileError
-from nebula_build.state.lockfile import LockEntry, LockWriter, dumps, loads, read, recover, write
+from nebula_build.state.lockfile import (
+    LockEntry,
+    LockWriter,
+    dumps,
+    loads,
+    read,
+    recover,
+    write,
+    write_streamed,
+)
 from nebula_build.state.project import Project
 
 names = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
@@ -120,7 +131,7 @@ def test_writer_rewrites_the_lock_at_most_about_once_a_second(tmp_path):
     now = [0.0]
     writer = LockWriter(project, {}, min_interval=1.0, clock=lambda: now[0])
     rewrites = 0
-    original = write
+    original = write_streamed
 
     def counting_write(*args, **kwargs):
         nonlocal rewrites
@@ -129,7 +140,7 @@ def test_writer_rewrites_the_lock_at_most_about_once_a_second(tmp_path):
 
     from nebula_build.state import lockfile
 
-    lockfile.write = counting_write
+    lockfile.write_streamed = counting_write
     try:
 
         async def record() -> None:
@@ -140,8 +151,8 @@ def test_writer_rewrites_the_lock_at_most_about_once_a_second(tmp_path):
         asyncio.run(record())
         writer.close()
     finally:
-        lockfile.write = original
-    assert 4 <= rewrites <= 6
+        lockfile.write_streamed = original
+    assert 4 <= rewrites <= 6 and writer.rewrites == rewrites
     assert len(loads(project.lock_path.read_text())) == 100
     assert not project.journal_path.exists()
 
@@ -187,3 +198,72 @@ def test_records_arriving_together_share_one_fsync(tmp_path, monkeypatch):
     assert len(lines) == 50  # every record is in the journal before set() returns
     writer.close()
     assert len(loads(project.lock_path.read_text())) == 50
+
+
+def test_rewrites_grow_apart_as_they_get_slower_so_they_stay_a_small_share(tmp_path, monkeypatch):
+    project = Project(tmp_path, tmp_path / "images.toml")
+    now = [0.0]
+    writer = LockWriter(project, {}, min_interval=1.0, max_share=0.03, clock=lambda: now[0])
+    from nebula_build.state import lockfile
+
+    original = lockfile.write_streamed
+
+    def slow_write(*args, **kwargs):
+        now[0] += 0.5  # a big lock: each rewrite takes half a second
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lockfile, "write_streamed", slow_write)
+
+    async def record() -> None:
+        for n in range(400):
+            now[0] += 0.1  # ten images a second for 40 seconds
+            await writer.set(f"i{n}", _entry(n))
+
+    asyncio.run(record())
+    during = writer.rewrites
+    # once a second would be 40 rewrites (half the run); 3% of 40 s allows 2 or 3
+    assert 1 <= during <= 3
+    assert writer.rewrite_seconds / now[0] <= 0.05
+    writer.close()
+    assert writer.rewrites == during + 1
+    assert len(loads(project.lock_path.read_text())) == 400
+    assert not project.journal_path.exists()
+
+
+def test_the_last_rewrite_writes_the_snapshot_the_next_read_takes(tmp_path, monkeypatch):
+    project = Project(tmp_path, tmp_path / "images.toml")
+    writer = LockWriter(project, {}, min_interval=0.0)
+
+    async def record() -> None:
+        for n in range(5):
+            await writer.set(f"i{n}", _entry(n))
+
+    asyncio.run(record())
+    assert not project.lock_snapshot_path.exists()  # rewrites during the run skip it
+    writer.close()
+    from nebula_build.state import lockfile
+
+    def no_toml(*args):
+        raise AssertionError("the snapshot should have been read")
+
+    monkeypatch.setattr(lockfile, "loads", no_toml)
+    assert read(project) == {f"i{n}": _entry(n) for n in range(5)}
+
+
+def test_a_changed_image_changes_only_its_own_lines_of_the_lock():
+    entries = {f"img-{n:03}": _entry(n) for n in range(200)}
+    before = dumps(entries).splitlines()
+    changed = dict(entries)
+    changed["img-100"] = dataclasses.replace(
+        entries["img-100"], digest=_hex("new"), params={"prompt": "a new prompt", "seed": 7}
+    )
+    after = dumps(changed).splitlines()
+    diff = [
+        line
+        for line in difflib.unified_diff(before, after, lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    # one line out and one in per changed field (digest and params): a pull request's
+    # diff is a few lines per changed image, however big the lock
+    assert len(diff) == 4
+    assert {line[1:].split(" = ")[0] for line in diff} == {"digest", "params"}
