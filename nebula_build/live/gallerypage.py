@@ -261,6 +261,7 @@ PAGE = """<!doctype html>
   .pager button {{ padding: 2px 10px; border-radius: 8px; border: 1px solid var(--line);
                   background: var(--card); color: var(--text); font: inherit; cursor: pointer; }}
   .pager button:disabled {{ opacity: .4; cursor: default; }}
+  .pager[hidden] {{ display: none; }}
   footer.pager {{ justify-content: center; padding: 0 24px 32px; }}
   .chip.ok {{ color: var(--ok); }} .chip.pending {{ color: var(--pending); }}
   .chip.failed {{ color: var(--failed); }} .chip.conflict {{ color: var(--conflict); }}
