@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,7 +168,7 @@ def render(
     """The whole page: the cards as compact JSON, drawn a page at a time by its script.
     With `live`, it listens for rounds and refreshes itself, and picks with `token`
     (the server's, for this run)."""
-    counts = {s: sum(c.status == s for c in items) for s in ("ok", "pending", "failed", "conflict")}
+    counts = Counter(card.status for card in items)
     summary = "".join(
         f'<button type="button" class="chip {s}" data-status="{s}" aria-pressed="false" '
         f'title="show only these">{n:,} {label}</button>'
