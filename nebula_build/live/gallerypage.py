@@ -38,6 +38,7 @@ GALLERY_SCRIPT = """<script>
   const chips = [...document.querySelectorAll(".chip[data-status]")];
   const ranges = [...document.querySelectorAll(".pager .range")];
   const turns = [...document.querySelectorAll(".pager [data-turn]")];
+  const VIEW = `nebula-build-view:${location.pathname}`;
   let haystack = null;
   let shown = all;
   let page = 0;
@@ -158,7 +159,7 @@ GALLERY_SCRIPT = """<script>
       button.closest(".pager").hidden = shown.length <= PAGE;
     }
     try {
-      sessionStorage.setItem("nebula-build-view", JSON.stringify({
+      sessionStorage.setItem(VIEW, JSON.stringify({
         filter: filter.value, status: chips.filter(pressed).map((c) => c.dataset.status), page,
       }));
     } catch (error) {}
@@ -215,7 +216,7 @@ GALLERY_SCRIPT = """<script>
   };
 
   try {
-    const kept = JSON.parse(sessionStorage.getItem("nebula-build-view") || "null");
+    const kept = JSON.parse(sessionStorage.getItem(VIEW) || "null");
     if (kept) {
       filter.value = kept.filter || "";
       const statuses = kept.status || [];

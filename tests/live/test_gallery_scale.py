@@ -95,6 +95,16 @@ def test_an_output_that_does_not_decode_gets_no_thumbnail(project, run_cli):
     assert card(page, "hero")["thumb"] is None and card(page, "potion")["thumb"]
 
 
+def test_a_prompt_is_text_on_the_page_never_markup(project, run_cli):
+    prompt = "a sign reading </script><script>alert(1)</script> & <b>bold</b>"
+    manifest = LARGE.replace("a small icon", prompt.replace('"', '\\"'))
+    root = project({"images.toml": manifest})
+    assert run_cli("gallery", "--target", "icon").code == 0
+    page = (root / ".nebula-build/gallery/index.html").read_text()
+    assert "<script>alert" not in page and "<b>" not in page
+    assert card(page, "icon")["prompt"] == prompt  # the page's script sets it as text
+
+
 def test_the_live_gallery_serves_the_thumbnails_it_shows_and_nothing_else(project, run_cli):
     root = project({"images.toml": LARGE})
     assert run_cli("apply").code == 0
