@@ -91,12 +91,14 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
     from nebula_build.engine.runstate import read_failures
     from nebula_build.live.draws import image_draws, pickable, read_draw
     from nebula_build.live.gallery import cards, render
-    from nebula_build.live.thumblinks import thumbnail_links
-    from nebula_build.outputs.thumbnails import FOLDER
+    from nebula_build.live.thumblinks import ThumbLinks, thumbnail_links
+    from nebula_build.outputs.thumbnails import FOLDER, Made, Thumbnails
     from nebula_build.state.guard import Guard
 
     guard = Guard(project.root, reserved=project.own_files)
     state = Guard(project.state_dir)
+    folder = Thumbnails(project.state_dir)
+    shown_before: set[str] = set()  # the thumbnails the last page named
 
     def read(relative: str) -> bytes:
         return guard.read(relative, what="gallery file", limit=MAX_SERVED_BYTES)
@@ -111,7 +113,10 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
         draws = image_draws(report.plan, report.prepared, report.result.lock)
         shown = [d.generation_key for items in draws.values() for d in items if d.cached]
         keyings = {d.generation_key: d.keying for items in draws.values() for d in items}
-        thumbs = thumbnail_links(report.plan, project, link="served")
+        try:
+            thumbs = thumbnail_links(report.plan, project, report.prepared.files, link="served")
+        except Exception:  # a thumbnail is never worth a round: the grid shows the files
+            thumbs = ThumbLinks({}, Made({}, 0, 0))
         items = cards(
             report.plan,
             project,
@@ -143,6 +148,11 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             read_draw=lambda key: read_draw(store, key, keyings.get(key)),
             pickable=pickable(draws),
         )
+        # what this page no longer names goes; those of a `gallery` page stay
+        shown_now = set(thumbs.made.names.values())
+        folder.remove(shown_before - shown_now)
+        shown_before.clear()
+        shown_before.update(shown_now)
 
     return publish
 
@@ -167,7 +177,7 @@ def cmd_gallery(ctx: Context) -> int:
     out.mkdir(parents=True, exist_ok=True)
     every_draw = [draw for items in draws.values() for draw in items]
     copied = copy_draws(every_draw, prepared.store, out)
-    thumbs = thumbnail_links(plan, project, base=out)
+    thumbs = thumbnail_links(plan, project, prepared.files, base=out)
     if not ctx.args.target:  # the whole set: a thumbnail no image shows now goes
         Thumbnails(project.state_dir).prune(thumbs.made.names.values())
     items = cards(
