@@ -166,6 +166,24 @@ def test_a_pending_images_output_is_read_only_when_its_stat_changed(project, run
     assert "img/hero.png" not in read  # the file index knew its digest from its stat
 
 
+def test_gc_removes_the_thumbnails_of_outputs_the_lock_no_longer_records(project, run_cli):
+    root = project({"images.toml": LARGE})
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery").code == 0
+    before = _names(root)
+    (root / "images.toml").write_text(LARGE.replace("at dusk", "at dawn"))
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery", "--target", "hero").code == 0  # prunes nothing
+    assert len(_thumbs(root)) == 3
+    hero = card(_page(root), "hero")["thumb"].rsplit("/", 1)[1]
+    odd = root / ".nebula-build/thumbs" / ("1" * 64 + ".webp")
+    odd.mkdir()
+    code, _, err = run_cli("gc")
+    assert code == 0, err
+    assert set(_thumbs(root)) == {hero, before["potion"], odd.name}
+    assert before["hero"] not in _thumbs(root)
+
+
 def _edit_until_shown(root: Path, url: str, words: str) -> None:
     """Edit hero's prompt until the live page shows it: on a loaded machine an edit
     right after the first round can come before watch watches the files."""
