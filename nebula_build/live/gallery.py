@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from nebula_build.core.plan import ActionKind, Plan
 from nebula_build.live.draws import Draw
@@ -87,14 +88,15 @@ def cards(
     guard = Guard(project.root)
     # strings, not a Path per image: this loop runs once per image of the project
     up = Path(os.path.relpath(project.root, base or project.root)).as_posix()
-    prefix = "" if up == "." else f"{up}/"
+    prefix = "" if up == "." else f"{quote(up)}/"
     result = []
     for action in plan.actions:
         spec = action.spec
         if spec is None or action.output is None:  # removed, or a candidate draw (no file)
             continue
         version = action.entry.digest[:10] if action.entry else ""
-        href = f"/files/{spec.output}?v={version}" if link == "served" else prefix + spec.output
+        path = quote(spec.output)  # a `#` or `?` in a file name is not the URL's
+        href = f"/files/{path}?v={version}" if link == "served" else prefix + path
         status, text = _status(action.kind, action.reason, failures.get(spec.name))
         if spec.pin is not None and action.kind is ActionKind.NOOP:
             text = f"up to date · pinned to an earlier generation (pick {spec.name} --unpin)"

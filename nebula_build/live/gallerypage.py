@@ -228,10 +228,21 @@ GALLERY_SCRIPT = """<script>
     }
   } catch (error) {}
   draw();
-  const wanted = decodeURIComponent(location.hash.slice(1));
-  if (wanted.startsWith("image-") && !document.getElementById(wanted)) {
-    nebulaGallery.reveal(wanted.slice("image-".length));
-  }
+  /** Show the card a `#image-<name>` address names, on whichever page it is. */
+  const showWanted = () => {
+    let wanted;
+    try {
+      wanted = decodeURIComponent(location.hash.slice(1));
+    } catch (error) {
+      return; // not an address this page made (a malformed escape)
+    }
+    if (!wanted.startsWith("image-")) return;
+    if (!document.getElementById(wanted)) nebulaGallery.reveal(wanted.slice("image-".length));
+    const card = document.getElementById(wanted);
+    if (card) card.scrollIntoView({ block: "start" });
+  };
+  showWanted();
+  addEventListener("hashchange", showWanted);
 })();
 </script>"""
 

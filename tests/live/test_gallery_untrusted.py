@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import time
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from PIL import Image
 
 from nebula_build.live import thumblinks
 from nebula_build.state.guard import Guard
-from tests.live.pagedata import card
-from tests.live.test_gallery import _wait_for
+from tests.live.pagedata import card, page_cards
+from tests.live.test_gallery import BROWSER_ARGS, _chromium, _wait_for
 from tests.live.test_gallery_scale import LARGE, _thumbs
 from tests.live.test_review import _request, _start_watch, _stop
 
@@ -229,3 +230,43 @@ def test_the_live_gallery_prunes_what_it_no_longer_shows_and_survives_a_linked_f
     finally:
         err = _stop(process)
     assert "Traceback" not in err
+
+
+@pytest.mark.browser
+def test_image_addresses_follow_the_hash_and_file_names_with_url_characters(project, run_cli):
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    parts = [
+        'version = 1\n[defaults]\nbackend = "preview"\n'
+        'model = "black-forest-labs/FLUX.1-schnell"\nwidth = 64\nheight = 64\n'
+    ]
+    for n in range(300):
+        parts.append(f'\n[images.s{n:03}]\nprompt = "sprite {n}"\noutput = "out/s{n:03}.png"\n')
+    parts.append('\n[images.odd]\nprompt = "odd name"\noutput = "out/a#b?c.png"\n')
+    root = project({"images.toml": "".join(parts)})
+    assert run_cli("apply", "--target", "odd", "--target", "s000").code == 0
+    assert run_cli("gallery").code == 0
+    odd = card(_page(root), "odd")
+    assert re.fullmatch(r"\.\./\.\./out/a%23b%3Fc\.png", odd["href"])
+    assert len(page_cards(_page(root))) == 301
+    url = (root / PAGE).as_uri()
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url + "#image-%E0")  # a malformed escape: ignored
+        page.wait_for_selector(".card")
+        assert page.locator(".card").first.get_attribute("data-name") == "s000"
+        page.evaluate("location.hash = 'image-s250'")  # a later hash change, on page 3
+        page.wait_for_selector("#image-s250")
+        page.evaluate("location.hash = 'image-odd'")
+        page.wait_for_selector("#image-odd")
+        shown = page.eval_on_selector("#image-odd a.thumb", "a => a.href")
+        natural = page.eval_on_selector(
+            "#image-odd img", "i => i.decode().then(() => i.naturalWidth)"
+        )
+        assert natural == 64 and shown.endswith("/out/a%23b%3Fc.png")
+        browser.close()
+    assert errors == []
