@@ -91,12 +91,20 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
     from nebula_build.engine.runstate import read_failures
     from nebula_build.live.draws import image_draws, pickable, read_draw
     from nebula_build.live.gallery import cards, render
+    from nebula_build.live.thumblinks import ThumbLinks, thumbnail_links
+    from nebula_build.outputs.thumbnails import FOLDER, Made, Thumbnails
     from nebula_build.state.guard import Guard
 
     guard = Guard(project.root, reserved=project.own_files)
+    state = Guard(project.state_dir)
+    folder = Thumbnails(project.state_dir)
+    shown_before: set[str] = set()  # the thumbnails the last page named
 
     def read(relative: str) -> bytes:
         return guard.read(relative, what="gallery file", limit=MAX_SERVED_BYTES)
+
+    def read_thumb(name: str) -> bytes:
+        return state.read(f"{FOLDER}/{name}", what="thumbnail", limit=MAX_SERVED_BYTES)
 
     def publish(report: Round) -> None:
         if report.plan is None or report.prepared is None or report.result is None:
@@ -105,11 +113,16 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
         draws = image_draws(report.plan, report.prepared, report.result.lock)
         shown = [d.generation_key for items in draws.values() for d in items if d.cached]
         keyings = {d.generation_key: d.keying for items in draws.values() for d in items}
+        try:
+            thumbs = thumbnail_links(report.plan, project, report.prepared.files, link="served")
+        except Exception:  # a thumbnail is never worth a round: the grid shows the files
+            thumbs = ThumbLinks({}, Made({}, 0, 0))
         items = cards(
             report.plan,
             project,
             failures=read_failures(project),
             link="served",
+            thumbs=thumbs.links,
             # The first round builds everything: marking it all "just changed" says nothing.
             changed=report.changed if report.number > 1 else [],
             draws=draws,
@@ -129,10 +142,17 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             report.number,
             report.changed,
             read=read,
+            thumbs=thumbs.made.names.values(),
+            read_thumb=read_thumb,
             draws=shown,
             read_draw=lambda key: read_draw(store, key, keyings.get(key)),
             pickable=pickable(draws),
         )
+        # what this page no longer names goes; those of a `gallery` page stay
+        shown_now = set(thumbs.made.names.values())
+        folder.remove(shown_before - shown_now)
+        shown_before.clear()
+        shown_before.update(shown_now)
 
     return publish
 
@@ -144,6 +164,8 @@ def cmd_gallery(ctx: Context) -> int:
     from nebula_build.fsutil import atomic_write
     from nebula_build.live.draws import copy_draws, image_draws
     from nebula_build.live.gallery import cards, render
+    from nebula_build.live.thumblinks import thumbnail_links
+    from nebula_build.outputs.thumbnails import Thumbnails
 
     prepared = prepared_project(ctx)
     project = prepared.project
@@ -155,6 +177,9 @@ def cmd_gallery(ctx: Context) -> int:
     out.mkdir(parents=True, exist_ok=True)
     every_draw = [draw for items in draws.values() for draw in items]
     copied = copy_draws(every_draw, prepared.store, out)
+    thumbs = thumbnail_links(plan, project, prepared.files, base=out)
+    if not ctx.args.target:  # the whole set: a thumbnail no image shows now goes
+        Thumbnails(project.state_dir).prune(thumbs.made.names.values())
     items = cards(
         plan,
         project,
@@ -162,10 +187,15 @@ def cmd_gallery(ctx: Context) -> int:
         base=out,
         draws=draws,
         draw_links=copied,
+        thumbs=thumbs.links,
     )
     page = out / "index.html"
     html = render(items, title=f"{project.root.name} · nebula-build")
     atomic_write(page, html.encode(), durable=False)  # replaces a link, never follows it
+    made = thumbs.made
+    if made.made or made.failed:
+        failed = f"; {plural(made.failed, 'image')} could not be read" if made.failed else ""
+        ctx.print(f"made {plural(made.made, 'thumbnail')}{failed}")
     ctx.print(f"wrote {os.path.relpath(page)} ({plural(len(items), 'image')})")
     ctx.print(f"open {page.resolve().as_uri()}")
     return ExitCode.OK

@@ -1,4 +1,5 @@
-"""`nebula-build gc`: prune cache entries that no lock entry or declared image uses."""
+"""`nebula-build gc`: prune cache entries that no lock entry or declared image uses,
+and the gallery's thumbnails of outputs the lock no longer records."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from nebula_build.engine import candidates
 from nebula_build.engine.prepare import Prepared
 from nebula_build.outputs.atlas import members_key, record_key
+from nebula_build.outputs.thumbnails import Thumbnails, file_name
 from nebula_build.state.guard import remove_temp_files
 from nebula_build.state.lockfile import Entries
 
@@ -91,4 +93,8 @@ def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> list
         for output_key in list(store.output_keys()):
             if output_key not in live_outputs:
                 store.remove_output(output_key)
+        # the gallery's thumbnails of outputs the lock no longer records
+        Thumbnails(prepared.project.state_dir).prune(
+            {name for entry in lock.values() if (name := file_name(entry.digest)) is not None}
+        )
     return found

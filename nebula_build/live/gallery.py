@@ -5,6 +5,10 @@
 An image with candidates shows its draws side by side, the picked one marked: live,
 a click (or a key) picks one; offline, each shows the `pick` command to copy.
 No external resources: it works offline and from `file://`.
+
+The page carries every card as compact JSON and its script builds the cards of one
+page at a time, so 100,000 images open as fast as a hundred; the grid shows
+thumbnails (`outputs.thumbnails`), a click opens the full image.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ from __future__ import annotations
 import html
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from nebula_build.core.plan import ActionKind, Plan
 from nebula_build.live.draws import Draw
+from nebula_build.live.gallerypage import GALLERY_SCRIPT, LIVE_SCRIPT, PAGE, PAGE_SIZE
 from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
 from nebula_build.live.sprites import check_rows
 from nebula_build.state.guard import Guard
@@ -54,6 +61,8 @@ class Card:
     transparent: bool = False
     #: each acceptance check's result on the file as it is: (text, passed)
     checks: tuple[tuple[str, bool], ...] = ()
+    #: where its thumbnail is; None: the grid shows the file itself
+    thumb: str | None = None
 
 
 def cards(
@@ -66,26 +75,28 @@ def cards(
     changed: Iterable[str] = (),
     draws: Mapping[str, tuple[Draw, ...]] = {},
     draw_links: Mapping[str, str] = {},
+    thumbs: Mapping[str, str] = {},
 ) -> list[Card]:
     """Cards for every declared image, in manifest order.
 
     `link` is "relative" (from `base`, for a page written to disk) or "served"
     (`/files/<output>?v=<digest>`, for the live server). `draws` are the candidates
-    of the images that have some, shown from `draw_links` (by generation key).
+    of the images that have some, shown from `draw_links` (by generation key);
+    `thumbs` the images' thumbnails, by image name (see `thumblinks`).
     """
     just_changed = set(changed)
     guard = Guard(project.root)
+    # strings, not a Path per image: this loop runs once per image of the project
+    up = Path(os.path.relpath(project.root, base or project.root)).as_posix()
+    prefix = "" if up == "." else f"{quote(up)}/"
     result = []
     for action in plan.actions:
         spec = action.spec
         if spec is None or action.output is None:  # removed, or a candidate draw (no file)
             continue
-        path = project.path_of(spec.output)
         version = action.entry.digest[:10] if action.entry else ""
-        if link == "served":
-            href = f"/files/{spec.output}?v={version}"
-        else:
-            href = Path(os.path.relpath(path, base or project.root)).as_posix()
+        path = quote(spec.output)  # a `#` or `?` in a file name is not the URL's
+        href = f"/files/{path}?v={version}" if link == "served" else prefix + path
         status, text = _status(action.kind, action.reason, failures.get(spec.name))
         if spec.pin is not None and action.kind is ActionKind.NOOP:
             text = f"up to date · pinned to an earlier generation (pick {spec.name} --unpin)"
@@ -100,7 +111,8 @@ def cards(
             details.insert(3, ("steps", str(spec.num_steps)))
         if spec.guidance_scale is not None:
             details.insert(4, ("guidance", f"{spec.guidance_scale:g}"))
-        exists = path.is_file()
+        # up to date: the plan found the file as the lock records it
+        exists = action.kind is ActionKind.NOOP or project.path_of(spec.output).is_file()
         if spec.key_color is not None:
             details.append(("background", f"transparent (keyed from {spec.key_color})"))
         checked = check_rows(guard, spec) if exists and status == "ok" else ()
@@ -119,6 +131,7 @@ def cards(
                 transparent=spec.key_color is not None
                 or dict(spec.checks).get("alpha") == "required",
                 checks=checked,
+                thumb=thumbs.get(spec.name) if exists else None,
             )
         )
     return result
@@ -154,11 +167,13 @@ def _status(kind: ActionKind, reason: str, failure: str | None) -> tuple[str, st
 def render(
     items: list[Card], *, title: str, live: bool = False, round_number: int = 0, token: str = ""
 ) -> str:
-    """The whole page. With `live`, it listens for rounds and refreshes itself, and
-    picks with `token` (the server's, for this run)."""
-    counts = {s: sum(c.status == s for c in items) for s in ("ok", "pending", "failed", "conflict")}
-    summary = " · ".join(
-        f'<span class="chip {s}">{n} {label}</span>'
+    """The whole page: the cards as compact JSON, drawn a page at a time by its script.
+    With `live`, it listens for rounds and refreshes itself, and picks with `token`
+    (the server's, for this run)."""
+    counts = Counter(card.status for card in items)
+    summary = "".join(
+        f'<button type="button" class="chip {s}" data-status="{s}" aria-pressed="false" '
+        f'title="show only these">{n:,} {label}</button>'
         for s, n, label in (
             ("ok", counts["ok"], "up to date"),
             ("pending", counts["pending"], "pending"),
@@ -167,16 +182,15 @@ def render(
         )
         if n
     )
-    body = "\n".join(_card(card, live=live) for card in items)
-    body = body or '<p class="empty">No images declared.</p>'
-    script = _LIVE_SCRIPT if live else ""
     reviewing = any(card.candidates for card in items)
     token_meta = f'<meta name="nebula-build-token" content="{html.escape(token)}">' if live else ""
-    return _PAGE.format(
+    return PAGE.format(
         title=html.escape(title),
         summary=summary,
-        cards=body,
-        script=script,
+        data=page_json(items),
+        page_size=PAGE_SIZE,
+        gallery_script=GALLERY_SCRIPT,
+        script=LIVE_SCRIPT if live else "",
         live="live" if live else "",
         round=round_number,
         token=token_meta,
@@ -195,170 +209,45 @@ def _keys(*, live: bool) -> str:
     )
 
 
-def _card(card: Card, *, live: bool) -> str:
-    e = html.escape
-    if card.candidates:
-        image = _strip(card, live=live)
-    elif card.exists:
-        image = (
-            f'<a class="thumb" href="{e(card.href)}"><img src="{e(card.href)}" '
-            f'alt="{e(card.prompt)}" loading="lazy"></a>'
-        )
-    else:
-        image = '<div class="thumb missing">not generated yet</div>'
+def page_json(items: list[Card]) -> str:
+    """The cards as the page's script reads them (see `gallerypage`), safe inside a
+    `<script>` element: one object per card, short keys, the texts many cards share
+    (status lines, detail names and values) once in `strings`."""
+    strings: dict[str, int] = {}
 
-    rows = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in card.details)
-    negative = (
-        f'<p class="negative"><b>not:</b> {e(card.negative_prompt)}</p>'
-        if card.negative_prompt
-        else ""
-    )
-    changed = " changed" if card.changed else ""
-    changed += " transparent" if card.transparent else ""
-    checks = "".join(
-        f'<li class="{"pass" if ok else "fail"}">{"✓" if ok else "✗"} {e(text)}</li>'
-        for text, ok in card.checks
-    )
-    checks = f'<ul class="checks" aria-label="checks">{checks}</ul>' if checks else ""
-    flag = '<span class="flag">just changed</span>' if card.changed else ""
-    search = e(f"{card.name} {card.prompt}".lower())
-    drawn = " has-draws" if card.candidates else ""
-    return (
-        f'<article class="card {card.status}{changed}{drawn}" id="image-{e(card.name)}" '
-        f'tabindex="-1" data-name="{e(card.name)}" data-search="{search}">{image}'
-        f'<div class="meta"><h2>{e(card.name)}{flag}</h2>'
-        f'<p class="status {card.status}">{e(card.status_text)}</p>'
-        f'<p class="prompt">{e(card.prompt)}</p>{negative}{checks}<dl>{rows}</dl></div></article>'
-    )
+    def intern(text: str) -> int:
+        return strings.setdefault(text, len(strings))
 
-
-def _strip(card: Card, *, live: bool) -> str:
-    """The card's draws side by side, the picked one marked."""
-    items = "".join(_candidate(card.name, c, live=live) for c in card.candidates)
-    count = len(card.candidates)
-    return (
-        f'<div class="draws" role="group" aria-label="{count} candidates of '
-        f'{html.escape(card.name)}" style="--count: {count}">{items}</div>'
-    )
-
-
-def _candidate(name: str, candidate: Candidate, *, live: bool) -> str:
-    e = html.escape
-    picked = " picked" if candidate.picked else ""
-    badge = '<span class="badge">picked</span>' if candidate.picked else ""
-    label = f'<span class="index">draw {candidate.index}</span>{badge}'
-    if candidate.href is None:
-        return (
-            f'<figure class="draw missing{picked}" data-index="{candidate.index}">'
-            f'<div class="shot">not made yet</div><figcaption>{label}</figcaption></figure>'
-        )
-    verb = "pick" if live else "show the command to pick"
-    copy = (
-        "" if live else '<button type="button" class="copy" title="copy the command">copy</button>'
-    )
-    command = "" if live else f'<code class="command">{e(candidate.command)}</code>'
-    return (
-        f'<figure class="draw{picked}" data-index="{candidate.index}" '
-        f'data-key="{e(candidate.key)}">'
-        f'<button type="button" class="shot choose" title="{verb} draw {candidate.index}">'
-        f'<img src="{e(candidate.href)}" alt="draw {candidate.index} of {e(name)}" '
-        f'loading="lazy"></button><figcaption>{label}{copy}</figcaption>{command}</figure>'
-    )
-
-
-_LIVE_SCRIPT = """<script>
-(() => {
-  const source = new EventSource("/events");
-  source.onmessage = (event) => {
-    const round = JSON.parse(event.data);
-    if (round.number <= Number(document.body.dataset.round || 0)) return;
-    // a pick in flight reloads once it has its answer (see the review script)
-    const wanted = new CustomEvent("nebula-build:round", { cancelable: true });
-    if (document.dispatchEvent(wanted)) location.reload();
-  };
-})();
-</script>"""
-
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-{token}
-<style>
-  :root {{ color-scheme: dark; --bg: #111318; --card: #1b1e26; --line: #2b303b;
-          --text: #e7e9ee; --dim: #9aa3b2; --ok: #4cc38a; --pending: #e5b84b;
-          --failed: #ef6461; --conflict: #c678dd; --accent: #6ea8fe; }}
-  * {{ box-sizing: border-box; }}
-  body {{ margin: 0; background: var(--bg); color: var(--text);
-         font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; }}
-  header {{ position: sticky; top: 0; z-index: 1; display: flex; flex-wrap: wrap; gap: 12px;
-           align-items: center; padding: 14px 24px; background: #111318ee;
-           border-bottom: 1px solid var(--line); backdrop-filter: blur(6px); }}
-  h1 {{ font-size: 16px; margin: 0 12px 0 0; }}
-  input {{ flex: 1; min-width: 180px; max-width: 360px; padding: 7px 10px; border-radius: 8px;
-          border: 1px solid var(--line); background: var(--card); color: var(--text); }}
-  .chip {{ padding: 2px 8px; border-radius: 999px; background: var(--card);
-          border: 1px solid var(--line); }}
-  .chip.ok {{ color: var(--ok); }} .chip.pending {{ color: var(--pending); }}
-  .chip.failed {{ color: var(--failed); }} .chip.conflict {{ color: var(--conflict); }}
-  .live-dot {{ display: none; color: var(--ok); }} body.live .live-dot {{ display: inline; }}
-  main {{ display: grid; gap: 18px; padding: 24px;
-         grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); }}
-  .card {{ background: var(--card); border: 1px solid var(--line); border-radius: 12px;
-          overflow: hidden; display: flex; flex-direction: column; }}
-  .card[hidden] {{ display: none; }}
-  .card.changed {{ border-color: var(--accent); box-shadow: 0 0 0 2px var(--accent); }}
-  .thumb {{ display: block; aspect-ratio: 4 / 3; overflow: hidden; background:
-           repeating-conic-gradient(#252a34 0 25%, #1e222b 0 50%) 50% / 20px 20px; }}
-  .card.transparent .thumb:not(.missing), .card.transparent .draw .shot {{ background:
-           repeating-conic-gradient(#c8ccd4 0 25%, #f4f5f7 0 50%) 50% / 16px 16px; }}
-  .checks {{ list-style: none; margin: 0 0 6px; padding: 0; font-size: 12px; }}
-  .checks .pass {{ color: var(--ok); }} .checks .fail {{ color: var(--failed); }}
-  .thumb img {{ width: 100%; height: 100%; object-fit: contain; display: block; }}
-  .thumb.missing {{ display: grid; place-items: center; color: var(--dim); }}
-  .meta {{ padding: 12px 14px 14px; }}
-  h2 {{ font-size: 15px; margin: 0 0 4px; display: flex; gap: 8px; align-items: center; }}
-  .flag {{ font-size: 11px; font-weight: 600; color: #0b1220; background: var(--accent);
-          border-radius: 6px; padding: 1px 6px; }}
-  .status {{ margin: 0 0 8px; font-size: 12px; }}
-  .status.ok {{ color: var(--ok); }} .status.pending {{ color: var(--pending); }}
-  .status.failed {{ color: var(--failed); }} .status.conflict {{ color: var(--conflict); }}
-  .prompt {{ margin: 0 0 6px; }} .negative {{ margin: 0 0 6px; color: var(--dim); }}
-  dl {{ display: grid; grid-template-columns: auto 1fr; gap: 2px 10px; margin: 8px 0 0;
-       font-size: 12px; color: var(--dim); }}
-  dt {{ color: #6f7888; }} dd {{ margin: 0; overflow-wrap: anywhere; }}
-  .empty {{ color: var(--dim); }}
-{review_style}
-</style>
-</head>
-<body class="{live}" data-round="{round}">
-<header>
-  <h1>{title}</h1>
-  <input id="filter" type="search" placeholder="Filter by name or prompt" autocomplete="off">
-  {summary}
-  <span class="live-dot">● live</span>
-  {keys}
-  <output id="note" aria-live="polite"></output>
-</header>
-<main id="cards">
-{cards}
-</main>
-<script>
-  const filter = document.getElementById("filter");
-  filter.addEventListener("input", () => {{
-    const words = filter.value.toLowerCase().split(/\\s+/).filter(Boolean);
-    for (const card of document.querySelectorAll(".card")) {{
-      card.hidden = !words.every((w) => card.dataset.search.includes(w));
-    }}
-  }});
-</script>
-{review_script}
-{script}
-</body>
-</html>
-"""
+    out = []
+    for card in items:
+        item: dict[str, object] = {
+            "n": card.name,
+            "h": card.href,
+            "s": card.status,
+            "x": intern(card.status_text),
+            "p": card.prompt,
+            "d": [intern(part) for pair in card.details for part in pair],
+        }
+        if card.exists:
+            item["e"] = 1
+        if card.thumb is not None:
+            item["t"] = card.thumb
+        if card.negative_prompt:
+            item["q"] = card.negative_prompt
+        if card.changed:
+            item["c"] = 1
+        if card.transparent:
+            item["a"] = 1
+        if card.checks:
+            item["k"] = [[text, int(ok)] for text, ok in card.checks]
+        if card.candidates:
+            item["w"] = [
+                [c.index, c.key, int(c.picked), c.href, c.command] for c in card.candidates
+            ]
+        out.append(item)
+    text = json.dumps({"strings": list(strings), "cards": out}, ensure_ascii=False)
+    # JSON has `<` only inside strings, where \u003c means the same: no `</script>`
+    return text.replace("<", "\\u003c")
 
 
 def page_data(round_number: int, changed: Iterable[str]) -> str:

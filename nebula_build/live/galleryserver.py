@@ -1,10 +1,11 @@
 """Serves the live gallery on loopback while `nebula-build watch --serve` runs.
 
 GET / is the page, /files/<output> the images it shows (and nothing else of
-the project), /draws/<generation key> the candidate draws it shows (from the
-cache, and no other entry), /events a server-sent event stream that announces
-each round so the page refreshes itself. POST /pick makes one of an image's
-draws its output. Binds 127.0.0.1 unless told otherwise.
+the project), /thumbs/<name> their thumbnails, /draws/<generation key> the
+candidate draws it shows (from the cache, and no other entry), /events a
+server-sent event stream that announces each round so the page refreshes
+itself. POST /pick makes one of an image's draws its output. Binds 127.0.0.1
+unless told otherwise.
 
 Files are read through the project's guard (a regular file inside the project,
 never through a link out), draws through the cache (checked against their
@@ -81,6 +82,8 @@ class GalleryServer(BackgroundHTTPServer):
         self._html = "<!doctype html><title>nebula-build</title><p>Building…</p>"
         self._files: frozenset[str] = frozenset()
         self._read: ReadFile = _no_files
+        self._thumbs: frozenset[str] = frozenset()
+        self._read_thumb: ReadFile = _no_files
         self._draws: frozenset[str] = frozenset()
         self._read_draw: ReadDraw = _no_draws
         self._pickable: dict[str, int] = {}
@@ -111,15 +114,19 @@ class GalleryServer(BackgroundHTTPServer):
         changed: list[str],
         *,
         read: ReadFile,
+        thumbs: Collection[str] = (),
+        read_thumb: ReadFile = _no_files,
         draws: Collection[str] = (),
         read_draw: ReadDraw = _no_draws,
         pickable: Mapping[str, int] = {},
     ) -> None:
         """Show a round: its page, and the project files (outputs) it may serve, read
-        with `read` (the guard's); the draws it shows (generation keys), read with
+        with `read` (the guard's); the thumbnails it shows (file names), read with
+        `read_thumb`; the draws it shows (generation keys), read with
         `read_draw` (the cache's); the images it may pick for, with their draw count."""
         with self._condition:
             self._html, self._files, self._read = html, frozenset(files), read
+            self._thumbs, self._read_thumb = frozenset(thumbs), read_thumb
             self._draws, self._read_draw = frozenset(draws), read_draw
             self._pickable = dict(pickable)
             self._round, self._changed = round_number, list(changed)
@@ -137,6 +144,17 @@ class GalleryServer(BackgroundHTTPServer):
         with self._condition:
             read = self._read
         return read(relative)
+
+    def _thumb(self, name: str) -> bytes | None:
+        """A thumbnail the current page shows, or None."""
+        with self._condition:
+            shown, read = name in self._thumbs, self._read_thumb
+        if not shown:
+            return None
+        try:
+            return read(name)
+        except Exception:  # gone, or refused by the guard: nothing to show
+            return None
 
     def _draw(self, key: str) -> DrawBytes | None:
         """A draw the current page shows, or None."""
@@ -191,6 +209,12 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
                     return
                 kind = mimetypes.guess_type(relative)[0] or "application/octet-stream"
                 self._send(200, data, kind)
+            elif path.startswith("/thumbs/"):
+                thumb = server._thumb(path[len("/thumbs/") :])
+                if thumb is None:
+                    self._send(404, b"not found", "text/plain")
+                else:
+                    self._send(200, thumb, "image/webp")
             elif path.startswith("/draws/"):
                 draw = server._draw(path[len("/draws/") :])
                 if draw is None:

@@ -144,14 +144,20 @@ REVIEW_SCRIPT = """<script>
   });
 
   const stepImage = (delta) => {
-    const cards = visibleCards();
+    let cards = visibleCards();
     const at = cards.indexOf(focused);
-    const next = at < 0 ? 0 : Math.min(cards.length - 1, Math.max(0, at + delta));
-    focusCard(cards[next]);
+    let next = at < 0 ? 0 : at + delta;
+    // past the page's first or last card: the previous or next page of the gallery
+    if ((next < 0 || next >= cards.length) && window.nebulaGallery?.turn(delta)) {
+      cards = visibleCards();
+      next = delta > 0 ? 0 : cards.length - 1;
+    }
+    focusCard(cards[Math.min(cards.length - 1, Math.max(0, next))]);
   };
 
   const stepDraw = (delta) => {
-    const card = focused || visibleCards().find((c) => pickable(c).length);
+    const card = (focused?.isConnected && focused) ||
+      visibleCards().find((c) => pickable(c).length);
     if (!card) return;
     const draws = pickable(card);
     if (!draws.length) {

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, fake_manifest
+from tests.live.pagedata import card
 from tests.live.test_gallery import BROWSER_ARGS, _chromium, _free_port, _wait_for
 
 REVIEW = """version = 1
@@ -56,10 +57,8 @@ def _cached(root: Path, key: str) -> bytes:
     return (root / ".nebula-build/cache" / key[:2] / key).read_bytes()
 
 
-def _figures(page: str, image: str) -> list[str]:
-    card = re.search(rf'<article [^>]*data-name="{image}".*?</article>', page, re.S)
-    assert card is not None, image
-    return re.findall(r"<figure .*?</figure>", card.group(0), re.S)
+def _draws(page: str, image: str) -> list[dict[str, object]]:
+    return card(page, image)["draws"]
 
 
 def _lock_params(root: Path, image: str) -> dict[str, object]:
@@ -74,17 +73,17 @@ def test_offline_gallery_shows_each_candidate_with_its_pick_command(project, run
     assert code == 0, err
     folder = root / ".nebula-build/gallery"
     page = (folder / "index.html").read_text()
-    hero = _figures(page, "hero")
-    assert len(hero) == 3 and len(_figures(page, "logo")) == 4
-    for index, figure in enumerate(hero):
-        assert f'<code class="command">nebula-build pick hero {index}</code>' in figure
-        assert ('class="draw picked"' in figure) == (index == 2)
-        key = re.search(r'data-key="([0-9a-f]{64})"', figure).group(1)
-        src = re.search(r'<img src="([^"]+)"', figure).group(1)
-        assert src == f"draws/{key}.png"
-        assert (folder / src).read_bytes() == _cached(root, key)  # byte for byte
-    assert "<article" in page and 'data-name="card"' in page
-    assert "<figure" not in re.search(r'<article [^>]*data-name="card".*?</article>', page).group(0)
+    hero = _draws(page, "hero")
+    assert len(hero) == 3 and len(_draws(page, "logo")) == 4
+    for index, draw in enumerate(hero):
+        assert draw["index"] == index
+        assert draw["command"] == f"nebula-build pick hero {index}"
+        assert draw["picked"] == (index == 2)
+        key = draw["key"]
+        assert re.fullmatch(r"[0-9a-f]{64}", key)
+        assert draw["href"] == f"draws/{key}.png"
+        assert (folder / draw["href"]).read_bytes() == _cached(root, key)  # byte for byte
+    assert _draws(page, "card") == []
     assert "http://" not in page and "https://" not in page  # offline: nothing fetched
     assert '<p class="keys"' in page  # the keys are explained
 
@@ -94,13 +93,13 @@ def test_a_draw_the_cache_lacks_shows_as_not_made_yet(project, run_cli):
     assert run_cli("apply").code == 0
     assert run_cli("gallery").code == 0
     page = (root / ".nebula-build/gallery/index.html").read_text()
-    key = re.search(r'data-key="([0-9a-f]{64})"', _figures(page, "hero")[1]).group(1)
+    key = _draws(page, "hero")[1]["key"]
     for path in (root / ".nebula-build/cache" / key[:2]).glob(f"{key}*"):
         path.unlink()
     assert run_cli("gallery").code == 0
     page = (root / ".nebula-build/gallery/index.html").read_text()
-    missing = _figures(page, "hero")[1]
-    assert "not made yet" in missing and "<img" not in missing and "pick hero 1" not in missing
+    missing = _draws(page, "hero")[1]
+    assert missing["href"] is None and missing["key"] == key  # shown as not made yet
     copies = root / ".nebula-build/gallery/draws"
     assert not list(copies.glob(f"{key}*"))  # the copy the last page showed is gone
     assert len(list(copies.iterdir())) == 6
@@ -173,7 +172,7 @@ def test_the_pick_endpoint_takes_only_what_the_gallery_page_sends(project, run_c
         assert headers["X-Frame-Options"] == "DENY"  # no other page frames it
         page = body.decode()
         token = re.search(r'name="nebula-build-token" content="([^"]+)"', page).group(1)
-        keys = re.findall(r'data-key="([0-9a-f]{64})"', page)
+        keys = [d["key"] for name in ("hero", "logo") for d in _draws(page, name) if d["href"]]
         assert len(keys) == 7
         status, headers, body = _request(port, "GET", f"/draws/{keys[1]}")
         assert status == 200 and headers["Content-Type"] == "image/png"
@@ -219,7 +218,7 @@ def test_the_pick_endpoint_takes_only_what_the_gallery_page_sends(project, run_c
         assert _lock_params(root, "hero")["draw"] == 2
         assert (root / "img/hero.png").read_bytes() == _cached(root, keys[2])
         page = _request(port, "GET", "/")[2].decode()
-        assert re.search(r'class="draw picked" data-index="2"', page)
+        assert [d["index"] for d in _draws(page, "hero") if d["picked"]] == [2]
     finally:
         err = _stop(process)
     assert "Traceback" not in err
