@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 HEADER = """version = 1
-
+{max_images}
 [defaults]
 backend = "preview"
 model = "black-forest-labs/FLUX.1-schnell"
@@ -23,7 +23,9 @@ concurrency = 4
 
 def write_manifest(root: Path, count: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    parts = [HEADER]
+    # above 10,000 images a manifest says how many it may declare (core/manifest.py)
+    cap = f"max_images = {count}\n" if count > 10_000 else ""
+    parts = [HEADER.format(max_images=cap)]
     for n in range(count):
         parts.append(
             f'\n[images.sprite-{n:05}]\nprompt = "a tiny sprite number {n} of a fox"\n'

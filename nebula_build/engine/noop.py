@@ -14,25 +14,35 @@ As with git's index, a file changed in the seconds before the snapshot is
 "racy" (its next change may keep the same timestamps): no snapshot is written
 then, and the next plan takes the full path.
 
+The same snapshot answers `status` (its lines per image, kept as the plan saw
+them) and an `apply` with nothing to do (the folders it writes to, checked for a
+symbolic link and a killed run's temp files). It is one file read with one
+`read()`: a header, one line per file (path and signature), the folders, the
+status lines; the checks split it into lines and compare each file's signature
+as text, building no object per image.
+
 Anything unexpected is a miss, never an error. This module imports only `os`
 and `sys`: it runs before anything else is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 from nebula_build import __version__
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from nebula_build.core.plan import Plan
     from nebula_build.engine.prepare import Prepared
 
-FORMAT = "nebula-build no-op snapshot 1"
+FORMAT = "nebula-build no-op snapshot 2"
 SNAPSHOT = os.path.join(".nebula-build", "noop")
 #: a snapshot of 100k images is about 10 MB; anything far larger is not ours
 MAX_BYTES = 256 << 20
@@ -102,27 +112,103 @@ def _context(manifest: str, backend: str | None) -> str:
     return "\x1f".join(parts).replace("\n", "\x1e")
 
 
+#: one line of `status`: image (or file label), state, reason, output
+StatusRow = tuple[str, str, str, str]
+
+
 def unchanged(root: str, manifest: str, backend: str | None) -> int | None:
     """The number of images, if the project is exactly as the last no-op plan saw it."""
+    found = _verified(root, manifest, backend)
+    return None if found is None else found[0]
+
+
+def nothing_to_apply(root: str, manifest: str, backend: str | None) -> int | None:
+    """The number of images, if an apply would find nothing to do: the project is as
+    the last no-op plan saw it, and so is every folder the project writes to (no
+    temp file a killed run left, no symbolic link on the way to it)."""
+    found = _verified(root, manifest, backend)
+    if found is None:
+        return None
+    images, tail = found
+    lines = tail.split("\n", 1)
+    if not lines[0].isdigit() or len(lines) < 2:
+        return None
+    folders = lines[1].split("\n", int(lines[0]))[: int(lines[0])]
+    if not _signatures_match(root, folders):
+        return None
+    real_root = os.path.realpath(root)
+    for line in folders:
+        folder = line.partition("\t")[0]
+        if os.path.realpath(os.path.join(root, folder)) != os.path.normpath(
+            os.path.join(real_root, folder)
+        ):
+            return None  # a link: apply checks where it leads
+    return images
+
+
+def status(root: str, manifest: str, backend: str | None) -> tuple[list[StatusRow], str] | None:
+    """`status`'s lines and summary, if the project is as the last no-op plan saw it."""
+    found = _verified(root, manifest, backend)
+    if found is None:
+        return None
+    folders, _, rest = found[1].partition("\n")
+    skip = int(folders) if folders.isdigit() else 0
+    lines = rest.split("\n", skip + 1)
+    if len(lines) < skip + 2 or not lines[skip].isdigit():
+        return None
+    count = int(lines[skip])
+    rows = lines[skip + 1].split("\n")
+    if len(rows) != count + 1:
+        return None
+    table = [tuple(row.split("\t")) for row in rows[:count]]
+    if any(len(row) != 4 for row in table):
+        return None
+    return table, rows[count]  # type: ignore[return-value]
+
+
+def _verified(root: str, manifest: str, backend: str | None) -> tuple[int, str] | None:
+    """(images, the rest of the snapshot) if every file the last no-op plan read is
+    as it was."""
     if os.path.islink(os.path.join(root, ".nebula-build")):
         return None  # the full path refuses it, and says why
     state = os.path.join(root, state_of(manifest))
-    lines = _read(os.path.join(state, "noop"))
-    if lines is None or os.path.lexists(os.path.join(state, "journal")):  # an apply runs
+    text = _read(os.path.join(state, "noop"))
+    if text is None or os.path.lexists(os.path.join(state, "journal")):  # an apply runs
         return None
-    if len(lines) < 5 or lines[0] != FORMAT or lines[1] != _context(manifest, backend):
+    head = text.split("\n", 4)
+    if len(head) < 5 or head[0] != FORMAT or head[1] != _context(manifest, backend):
         return None
-    if not (lines[3].startswith(f"{manifest}\t") and lines[4].startswith(f"{lock_of(manifest)}\t")):
+    if not (head[2].isdigit() and head[3].isdigit()):
+        return None
+    count = int(head[3])
+    lines = head[4].split("\n", count)
+    if len(lines) != count + 1 or count < 2:
+        return None
+    files = lines[:count]
+    if not (files[0].startswith(f"{manifest}\t") and files[1].startswith(f"{lock_of(manifest)}\t")):
         return None  # every snapshot this module writes starts with these two
-    for line in lines[3:]:
+    if not _signatures_match(root, files):
+        return None
+    return int(head[2]), lines[count]
+
+
+def _signatures_match(root: str, lines: Sequence[str]) -> bool:
+    """Whether each "path\tsignature" line still holds; the hot loop of a no-op plan."""
+    prefix = os.path.join(root, "")
+    stat = os.stat
+    for line in lines:
         path, _, recorded = line.partition("\t")
-        if _signature(os.path.join(root, path)) != recorded:
-            return None
-    return int(lines[2]) if lines[2].isdigit() else None
+        try:
+            found = stat(prefix + path)
+        except OSError:
+            return False
+        if recorded != f"{found.st_size}\t{found.st_mtime_ns}\t{found.st_ctime_ns}\t{found.st_ino}":
+            return False
+    return True
 
 
-def _read(path: str) -> list[str] | None:
-    """The snapshot's lines; only a regular file of a sane size is read."""
+def _read(path: str) -> str | None:
+    """The snapshot's text; only a regular file of a sane size is read."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -136,7 +222,7 @@ def _read(path: str) -> list[str] | None:
         return None
     finally:
         os.close(descriptor)
-    return data.decode("utf-8", "surrogateescape").split("\n")
+    return data.decode("utf-8", "surrogateescape")
 
 
 def observe(root: str, paths: Iterable[str]) -> dict[str, Signature]:
@@ -159,28 +245,60 @@ def snapshot(
     images: int,
     now: float,
     seen: Mapping[str, Signature],
+    folders: Iterable[str] = (),
+    status: tuple[Sequence[StatusRow], str] | None = None,
 ) -> str | None:
     """The snapshot's text for a no-op plan that began at `now` and read `paths`
     (relative to `root`), or None where one cannot be trusted: a file missing, racy
     (changed after `now - RACY_SECONDS`), or with a name that does not fit on a line.
     `seen` are signatures the plan already took (size, mtime, ctime, inode): those
-    files are not stat-ed again."""
-    lines = [FORMAT, _context(manifest, backend), str(images)]
+    files are not stat-ed again. `folders` are those the project writes to (for
+    `apply`), `status` the lines and summary `status` shows (each part is left out,
+    and its command takes the full path, where it cannot be trusted)."""
     newest = now - RACY_SECONDS
+    files = []
     for path in dict.fromkeys(paths):
-        if "\t" in path or "\n" in path:
+        if not _fits(path):
             return None
-        signature = seen.get(path)
-        if signature is None:
-            try:
-                stat = os.stat(os.path.join(root, path))
-            except OSError:
-                return None
-            signature = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        signature = seen.get(path) or _stat(os.path.join(root, path))
+        if signature is None or max(signature[1], signature[2]) / 1e9 > newest:
+            return None
+        files.append(f"{path}\t{_text(signature)}")
+    lines = [FORMAT, _context(manifest, backend), str(images), str(len(files)), *files]
+    tidy = _tidy_folders(root, folders, newest)
+    lines += ["-"] if tidy is None else [str(len(tidy)), *tidy]
+    if status is None or not all(_fits(part) for row in status[0] for part in row):
+        lines.append("-")
+    else:
+        lines += [str(len(status[0])), *("\t".join(row) for row in status[0]), status[1]]
+    return "\n".join(lines)
+
+
+def _fits(text: str) -> bool:
+    return "\t" not in text and "\n" not in text
+
+
+def _tidy_folders(root: str, folders: Iterable[str], newest: float) -> list[str] | None:
+    """Each folder's line, if none holds a killed run's temp file (which apply would
+    delete) or changed after `newest`; a temp file made later changes its signature."""
+    from nebula_build.fsutil import TEMP_MARKER
+
+    lines = []
+    for folder in sorted(set(folders)):
+        path = os.path.join(root, folder)
+        signature = _stat(path)  # before looking inside
+        if not _fits(folder) or signature is None:
+            return None
         if max(signature[1], signature[2]) / 1e9 > newest:
             return None
-        lines.append(f"{path}\t{_text(signature)}")
-    return "\n".join(lines)
+        try:
+            with os.scandir(path) as entries:
+                if any(TEMP_MARKER in entry.name for entry in entries):
+                    return None
+        except OSError:
+            return None
+        lines.append(f"{folder}\t{_text(signature)}")
+    return lines
 
 
 def read_first(prepared: Prepared) -> list[str]:
@@ -199,27 +317,27 @@ def record(
     *,
     started: float,
     observed: Mapping[str, Signature],
+    status: tuple[Sequence[StatusRow], str] | None = None,
 ) -> None:
     """Remember a plan that found nothing to do, for the next one (or forget the last
     snapshot, where this project cannot have one). `started` is when the plan began
     reading, `observed` the signatures `observe` took before the plan read those
-    files; the file index has the others, as they were when hashed."""
-    import contextlib
-
+    files; the file index has the others, as they were when hashed. `status`: the
+    lines and summary `status` would show for this plan."""
     from nebula_build.fsutil import atomic_write
 
     project = prepared.project
     root = str(project.root)
     manifest = os.path.relpath(project.manifest_path, root)
     lock = os.path.relpath(project.lock_path, root)
-    paths = [manifest, lock]
-    for spec in prepared.specs.values():
-        paths += spec.paths
-        paths += [path for path in (spec.image, spec.mask, spec.palette_file) if path]
+    written = [path for spec in prepared.specs.values() for path in spec.paths]
     for atlas in prepared.resolved.atlases.values():
-        paths += atlas.paths
+        written += atlas.paths
     if prepared.resolved.asset_manifest is not None:
-        paths.append(prepared.resolved.asset_manifest)
+        written.append(prepared.resolved.asset_manifest)
+    paths = [manifest, lock, *written]
+    for spec in prepared.specs.values():
+        paths += [path for path in (spec.image, spec.mask, spec.palette_file) if path]
     paths += prepared.resolved.data_files
     paths += [folder or "." for folder, _, _ in prepared.resolved.data_globs]
     text = None
@@ -238,10 +356,19 @@ def record(
             images=len(plan.actions),
             now=started,
             seen={**prepared.files.seen(), **prepared.data_seen, **observed},
+            folders={path.rpartition("/")[0] or "." for path in written},
+            status=status,
         )
-    target = project.state_dir / "noop"
+    if text is None:
+        forget(project.state_dir)
+        return
     with contextlib.suppress(OSError):  # the snapshot only saves time
-        if text is None:
-            target.unlink(missing_ok=True)
-        else:
-            atomic_write(target, text.encode("utf-8", "surrogateescape"), durable=False)
+        atomic_write(
+            project.state_dir / "noop", text.encode("utf-8", "surrogateescape"), durable=False
+        )
+
+
+def forget(state_dir: Path) -> None:
+    """Remove the snapshot: the next plan takes the full path."""
+    with contextlib.suppress(OSError):
+        (state_dir / "noop").unlink(missing_ok=True)

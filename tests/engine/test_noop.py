@@ -237,3 +237,138 @@ def test_the_fast_path_finds_each_manifests_lock_and_state_as_the_project_does(t
     project = Project(tmp_path, tmp_path / name)
     assert noop.lock_of(name) == project.lock_path.name
     assert tmp_path / noop.state_of(name) == project.state_dir
+
+
+# --- status and apply with nothing to do take the same path --------------------
+
+
+def full_path_only(monkeypatch) -> None:
+    """Make the full paths of status and apply fail, so an answer proves the snapshot."""
+    from nebula_build.cli import build
+    from nebula_build.engine import round as round_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("took the full path")
+
+    monkeypatch.setattr(build, "prepared_project", refuse)
+    monkeypatch.setattr(round_module, "apply_round", refuse)
+
+
+def full_path_answers(run_cli, root: Path, *args: str):
+    """The answer of the full path: the same command with the snapshot set aside."""
+    snapshot = root / noop.SNAPSHOT
+    kept = snapshot.read_bytes()
+    snapshot.unlink()
+    try:
+        return run_cli(*args)
+    finally:
+        snapshot.write_bytes(kept)
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_status_of_an_unchanged_project_matches_the_full_path_byte_for_byte(
+    built, run_cli, monkeypatch, color
+):
+    if color:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        monkeypatch.setenv("FORCE_COLOR", "1")
+    full = full_path_answers(run_cli, built, "status", "--detailed-exitcode")
+    assert full.code == 0 and "Status: 2 images up to date, 1 atlas up to date" in full.out
+    full_path_only(monkeypatch)
+    assert run_cli("status", "--detailed-exitcode") == full
+    assert ("\x1b[" in full.out) is color
+
+
+def test_apply_with_nothing_to_do_matches_the_full_path_byte_for_byte(built, run_cli, monkeypatch):
+    for args in (["apply"], ["apply", "-q", "--locked"]):
+        full = full_path_answers(run_cli, built, *args)
+        assert (full.code, full.out, full.err) == (0, "No changes: 2 images up to date.\n", "")
+        with monkeypatch.context() as patched:
+            full_path_only(patched)
+            assert run_cli(*args) == full
+
+
+EDITS = {
+    "manifest": lambda root: keep_size_and_mtime(
+        root / "images.toml", lambda data: data.__setitem__(data.index(b"lighthouse"), ord("L"))
+    ),
+    "input": lambda root: (root / "in/mask.png").write_bytes(png((0, 0, 0))),
+    "output": lambda root: keep_size_and_mtime(root / "img/hero-32.png", flip_last_byte),
+    "lock": lambda root: keep_size_and_mtime(
+        root / "images.lock", lambda data: data.__setitem__(data.index(b"hero"), ord("H"))
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+@pytest.mark.parametrize("command", ["status", "apply"])
+def test_an_edit_to_any_input_makes_status_and_apply_take_the_full_path(
+    built, run_cli, command, edit
+):
+    EDITS[edit](built)
+    code, out, err = run_cli(command)
+    assert "up to date.\n" not in out.splitlines(keepends=True)[-1], (out, err)
+
+
+def test_status_json_and_targets_keep_the_full_path(built, run_cli, monkeypatch):
+    full_path_only(monkeypatch)
+    with pytest.raises(AssertionError, match="took the full path"):
+        run_cli("status", "--json")
+    with pytest.raises(AssertionError, match="took the full path"):
+        run_cli("status", "--target", "hero")
+    with pytest.raises(AssertionError, match="took the full path"):
+        run_cli("apply", "--target", "hero")
+
+
+def test_apply_takes_the_full_path_to_sweep_a_killed_runs_temp_file(built, run_cli):
+    leftover = built / "img" / ".hero.png.nebula-tmp-1234"
+    leftover.write_bytes(b"half an image")
+    assert noop.unchanged(str(built), "images.toml", None) == 2  # plan need not look
+    assert noop.nothing_to_apply(str(built), "images.toml", None) is None
+    assert run_cli("apply").out == "No changes: 2 images up to date.\n"
+    assert not leftover.exists()
+
+
+def test_a_snapshot_taken_beside_a_temp_file_never_answers_apply(built, run_cli):
+    (built / noop.SNAPSHOT).unlink()
+    leftover = built / "img" / ".hero.png.nebula-tmp-1234"
+    leftover.write_bytes(b"half an image")
+    os.utime(built / "img", ns=(0, 0))  # old enough to be trusted, were it not for the file
+    assert "No changes" in plan(run_cli)
+    assert noop.unchanged(str(built), "images.toml", None) == 2
+    assert noop.nothing_to_apply(str(built), "images.toml", None) is None
+
+
+def test_an_output_folder_moved_behind_a_link_makes_apply_take_the_full_path(
+    built, run_cli, tmp_path
+):
+    elsewhere = tmp_path / "elsewhere"
+    os.replace(built / "img", elsewhere)  # the files keep their signatures
+    (built / "img").symlink_to(elsewhere)
+    assert noop.unchanged(str(built), "images.toml", None) == 2
+    assert noop.nothing_to_apply(str(built), "images.toml", None) is None
+    code, _, err = run_cli("apply")
+    assert code == 1 and "symbolic link" in err
+
+
+def test_a_plan_that_says_a_note_leaves_no_snapshot(built, run_cli, monkeypatch):
+    from nebula_build.engine import planning
+
+    real = planning.plan_for
+
+    def noting(*args, **kwargs):
+        kwargs["notice"]("the remote cache is not reachable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(planning, "plan_for", noting)
+    (built / noop.SNAPSHOT).unlink()
+    code, out, err = run_cli("plan")
+    assert code == 0 and "No changes" in out and "not reachable" in err
+    assert not (built / noop.SNAPSHOT).exists()  # the next plan says it again
+
+
+def test_under_github_actions_every_command_takes_the_full_path(built, run_cli, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(built / "summary.md"))
+    assert "No changes" in plan(run_cli)
+    assert "nebula-build plan" in (built / "summary.md").read_text()
