@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -19,6 +20,19 @@ height = 64
 [backends.preview]
 concurrency = 4
 """
+
+
+#: the floor a no-op plan is measured against: a Python process that parses the
+#: manifest with tomllib and stats every output (argv[1]: the manifest)
+FLOOR = """
+import os, sys, tomllib
+with open(sys.argv[1], "rb") as handle:
+    images = tomllib.load(handle)["images"]
+for image in images.values():
+    os.stat(image["output"])
+"""
+#: engine/noop.py: files changed this recently get no snapshot
+RACY_SECONDS = 2.0
 
 
 def write_manifest(root: Path, count: int) -> Path:
@@ -48,3 +62,9 @@ def run_timed(args: list[str], cwd: Path) -> tuple[float, int, int]:
 
 def nebula_build(*args: str) -> list[str]:
     return [sys.executable, "-m", "nebula_build", *args]
+
+
+def spread(times: list[float]) -> str:
+    """'min / median / max ms' of some timings in seconds."""
+    ms = [t * 1000 for t in times]
+    return f"{min(ms):7.1f} / {statistics.median(ms):7.1f} / {max(ms):7.1f} ms"
