@@ -27,7 +27,6 @@ and `sys`: it runs before anything else is loaded.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -324,6 +323,8 @@ def record(
     reading, `observed` the signatures `observe` took before the plan read those
     files; the file index has the others, as they were when hashed. `status`: the
     lines and summary `status` would show for this plan."""
+    import contextlib
+
     from nebula_build.fsutil import atomic_write
 
     project = prepared.project
@@ -370,5 +371,7 @@ def record(
 
 def forget(state_dir: Path) -> None:
     """Remove the snapshot: the next plan takes the full path."""
+    import contextlib
+
     with contextlib.suppress(OSError):
         (state_dir / "noop").unlink(missing_ok=True)
