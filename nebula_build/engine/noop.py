@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 FORMAT = "nebula-build no-op snapshot 2"
 SNAPSHOT = os.path.join(".nebula-build", "noop")
-#: a snapshot of 100k images is about 10 MB; anything far larger is not ours
+#: a snapshot of 100k images is about 13 MB; anything far larger is not ours
 MAX_BYTES = 256 << 20
 RACY_SECONDS = 2.0
 
