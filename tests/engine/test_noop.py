@@ -176,6 +176,9 @@ def test_the_fast_path_loads_no_manifest_parser_validator_or_image_library(tmp_p
     assert run("plan")[-1] != "[]"  # the full path, which leaves a snapshot
     answer = run("plan", "--detailed-exitcode")
     assert answer == ["No changes: 1 image up to date.", "[]"]
+    # status and apply with nothing to do too (a.png's folder is the project's own)
+    assert run("status", "--detailed-exitcode")[-3:] == ["", "Status: 1 image up to date.", "[]"]
+    assert run("apply") == ["No changes: 1 image up to date.", "[]"]
 
 
 def test_a_file_edited_while_the_plan_runs_is_seen_by_the_next_plan(built, run_cli, monkeypatch):
