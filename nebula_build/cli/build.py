@@ -62,6 +62,7 @@ def cmd_plan(ctx: Context) -> int:
     observed = noop.observe(root, first)  # before reading them
     prepared = prepare(project, load_registry(), backend=args.backend)
     observed |= noop.observe(root, noop.read_first(prepared))
+    asked = noop.consulted(prepared.store)
     lock = current_lock(project, notice)
     plan = plan_for(
         prepared,
@@ -74,7 +75,8 @@ def cmd_plan(ctx: Context) -> int:
         notice=notice,
     )
     prepared.files.save()
-    if whole and not notices:  # a note the fast path would not repeat: never skipped
+    # a note the fast path would not repeat, or an answer from the cache: never skipped
+    if whole and not notices and not asked:
         status = (status_rows(plan), status_summary(plan, {}))
         noop.record(prepared, plan, args.backend, started=started, observed=observed, status=status)
     elif whole:
