@@ -6,7 +6,10 @@ a preview project and measures, in this order:
 - first apply: wall, per-image cost, peak memory
 - no-op plan, status and apply (the snapshot of engine/noop.py), interleaved with
   the floor (a Python process that parses the manifest with tomllib and stats
-  every output) round after round: min / median / max of --runs, peak memory
+  every output; mostly the parse, which the snapshot skips by design) round
+  after round, the order rotated each round (whichever runs first warms the
+  page cache for the others): min / median / max of --runs, peak memory; each
+  answer is checked to say there is nothing to do, not only by its exit code
 - full plan after an edit (one image's prompt changed each round)
 - lock read (cold: the TOML; warm: the sealed snapshot) and rewrite, timed in
   this process with state/lockfile.py, per entry; the periodic rewrite's share
@@ -34,7 +37,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import FLOOR, RACY_SECONDS, nebula_build, run_timed, spread, write_manifest
+from _common import (
+    FLOOR,
+    PEAK_CAVEAT,
+    RACY_SECONDS,
+    nebula_build,
+    run_output,
+    run_timed,
+    spread,
+    write_manifest,
+)
 
 BENCH = Path(__file__).parent
 
@@ -50,6 +62,8 @@ NOOP_COMMANDS = {
     "status": nebula_build("status", "--detailed-exitcode"),
     "apply": nebula_build("apply", "-q"),
 }
+#: what each no-op answer's last line must say (the floor prints nothing)
+NOOP_SAYS = {"floor": "", "plan": "No changes", "status": "up to date", "apply": "No changes"}
 
 
 def section(title: str) -> None:
@@ -66,7 +80,10 @@ def first_apply(count: int, root: Path) -> float | None:
     wall, code, peak = run_timed(nebula_build("apply", "-q"), root)
     if code != 0:
         raise SystemExit(f"the first apply of {count} images exited {code}")
-    print(f"    wall {wall:7.1f} s   per image {wall / count * 1000:6.2f} ms   peak {peak} MB")
+    print(
+        f"    wall {wall:7.1f} s   per image {wall / count * 1000:6.2f} ms   "
+        f"peak {peak} MB{PEAK_CAVEAT}"
+    )
     return wall / count
 
 
@@ -78,17 +95,20 @@ def noop_commands(root: Path, runs: int) -> None:
         raise SystemExit("the warm-up plan left no snapshot")
     times: dict[str, list[float]] = {name: [] for name in NOOP_COMMANDS}
     peaks = dict.fromkeys(NOOP_COMMANDS, 0)
-    for _ in range(runs):
-        for name, command in NOOP_COMMANDS.items():
-            elapsed, code, peak = run_timed(command, root)
-            if code != 0:
-                raise SystemExit(f"no-op {name} exited {code}")
+    names = list(NOOP_COMMANDS)
+    for round_number in range(runs):
+        turn = round_number % len(names)
+        for name in names[turn:] + names[:turn]:
+            elapsed, code, peak, out = run_output(NOOP_COMMANDS[name], root)
+            last = out.rstrip("\n").rpartition("\n")[2]
+            if code != 0 or NOOP_SAYS[name] not in last:
+                raise SystemExit(f"no-op {name} exited {code} saying {last!r}")
             times[name].append(elapsed)
             peaks[name] = max(peaks[name], peak)
     floor = statistics.median(times["floor"])
     for name, values in times.items():
         ratio = "" if name == "floor" else f"   {statistics.median(values) / floor:.2f}x floor"
-        print(f"    {name:<7} {spread(values)}   peak {peaks[name]:4d} MB{ratio}")
+        print(f"    {name:<7} {spread(values)}   peak {peaks[name]:4d} MB{ratio}{PEAK_CAVEAT}")
 
 
 def plan_after_edit(root: Path, runs: int) -> None:
@@ -106,7 +126,7 @@ def plan_after_edit(root: Path, runs: int) -> None:
             peak = max(peak, used)
     finally:
         manifest.write_text(original)
-    print(f"    plan    {spread(times)}   peak {peak:4d} MB")
+    print(f"    plan    {spread(times)}   peak {peak:4d} MB{PEAK_CAVEAT}")
 
 
 def lock_times(root: Path, runs: int) -> tuple[float, float]:

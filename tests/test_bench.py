@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
-from _common import run_timed
+from _common import nebula_build, run_output, run_timed
 
 
 @pytest.mark.skipif(shutil.which("time") is None, reason="GNU time reads the child's peak")
@@ -27,7 +27,7 @@ def test_a_childs_peak_memory_is_its_own_not_the_benchmarks(tmp_path):
 @pytest.mark.slow
 def test_scale_bench_prints_every_figure_beside_its_goal(tmp_path):
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench/scale.py"), "--sizes", "20", "--runs", "1"],
+        [sys.executable, str(REPO / "bench/scale.py"), "--sizes", "20", "--runs", "2"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -41,3 +41,13 @@ def test_scale_bench_prints_every_figure_beside_its_goal(tmp_path):
         assert figure in out, figure
     assert "x floor" in out and "goal" in out
     assert "not measured (bench/gallery_scale.py missing)" in out
+
+
+def test_the_benchmarks_run_the_cli_as_a_user_does_and_read_its_output(tmp_path):
+    """Not `python -m` (the project's folder would join sys.path and the no-op
+    snapshot's context); the output is there to check what a command answered."""
+    command = nebula_build("plan")
+    assert "-m" not in command
+    (tmp_path / "images.toml").write_text("version = 1\n")
+    _, code, _, out = run_output(command, tmp_path)
+    assert code == 0 and "No changes: 0 images up to date." in out
