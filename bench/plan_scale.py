@@ -24,22 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import nebula_build, run_timed, write_manifest
+from _common import FLOOR, RACY_SECONDS, nebula_build, run_timed, spread, write_manifest
 
-FLOOR = """
-import os, sys, tomllib
-with open(sys.argv[1], "rb") as handle:
-    images = tomllib.load(handle)["images"]
-for image in images.values():
-    os.stat(image["output"])
-"""
 IMPORTS = "from nebula_build.cli import main"
-RACY_SECONDS = 2.0  # engine/noop.py: files changed this recently get no snapshot
-
-
-def spread(times: list[float]) -> str:
-    ms = [t * 1000 for t in times]
-    return f"{min(ms):7.1f} / {statistics.median(ms):7.1f} / {max(ms):7.1f} ms"
 
 
 def bench(count: int, root: Path, runs: int) -> None:

@@ -46,16 +46,24 @@ def cmd_plan(ctx: Context) -> int:
     from nebula_build.engine.prepare import current_lock, prepare
     from nebula_build.engine.remotecache import configured
     from nebula_build.plugin.manager import load_registry
-    from nebula_build.ui.report import plan_json, plan_text
+    from nebula_build.ui.report import plan_json, plan_text, status_summary
+    from nebula_build.ui.statuslines import status_rows
 
     started = time.time()
+    notices: list[str] = []
+
+    def notice(message: str) -> None:
+        notices.append(message)
+        ctx.notice(message)
+
     project = ctx.project()
     root = str(project.root)
     first = [os.path.relpath(path, root) for path in (project.manifest_path, project.lock_path)]
     observed = noop.observe(root, first)  # before reading them
     prepared = prepare(project, load_registry(), backend=args.backend)
     observed |= noop.observe(root, noop.read_first(prepared))
-    lock = current_lock(project, ctx.notice)
+    asked = noop.consulted(prepared.store)
+    lock = current_lock(project, notice)
     plan = plan_for(
         prepared,
         lock,
@@ -63,12 +71,16 @@ def cmd_plan(ctx: Context) -> int:
         replace=args.replace,
         more=args.more,
         force=args.force,
-        remote=configured(prepared.resolved, offline=args.offline, notice=ctx.notice),
-        notice=ctx.notice,
+        remote=configured(prepared.resolved, offline=args.offline, notice=notice),
+        notice=notice,
     )
     prepared.files.save()
-    if whole:
-        noop.record(prepared, plan, args.backend, started=started, observed=observed)
+    # a note the fast path would not repeat, or an answer from the cache: never skipped
+    if whole and not notices and not asked:
+        status = (status_rows(plan), status_summary(plan, {}))
+        noop.record(prepared, plan, args.backend, started=started, observed=observed, status=status)
+    elif whole:
+        noop.forget(project.state_dir)
     estimate = planned(prepared, plan)
     if ctx.args.json:
         ctx.print(json.dumps(plan_json(plan, estimate), indent=2, ensure_ascii=False))
@@ -118,11 +130,35 @@ def _unchanged_since_last_plan(ctx: Context) -> int | None:
     found nothing to do (see engine/noop.py)."""
     from nebula_build.engine import noop
 
-    found = noop.find_root(ctx.start, ctx.args.file)
+    found = _fast_path_root(ctx)
     return None if found is None else noop.unchanged(*found, ctx.args.backend)
 
 
+def _fast_path_root(ctx: Context) -> tuple[str, str] | None:
+    """(project root, manifest) where the no-op snapshot may answer: never under
+    GitHub Actions, whose job summary only the full path writes."""
+    from nebula_build.engine import noop
+
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        return None
+    return noop.find_root(ctx.start, ctx.args.file)
+
+
+def _status_since_last_plan(ctx: Context) -> str | None:
+    """`status` of a project unchanged since the last plan that found nothing to do:
+    what the full path prints, from the snapshot's lines."""
+    from nebula_build.engine import noop
+    from nebula_build.ui.statuslines import status_lines
+
+    found = _fast_path_root(ctx)
+    kept = None if found is None else noop.status(*found, ctx.args.backend)
+    return None if kept is None else status_lines(kept[0], kept[1], ctx.style)
+
+
 def cmd_status(ctx: Context) -> int:
+    if not (ctx.args.json or ctx.args.target) and (text := _status_since_last_plan(ctx)):
+        ctx.print(text)
+        return ExitCode.OK  # nothing pending, in conflict or failed
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
     from nebula_build.engine.runstate import read_failures
@@ -145,7 +181,25 @@ def cmd_status(ctx: Context) -> int:
     return ExitCode.CHANGES_PENDING if plan.has_changes else ExitCode.OK
 
 
+def _nothing_to_apply(ctx: Context) -> int | None:
+    """apply's exit code where the no-op snapshot shows there is nothing to do (after
+    printing what the full path prints then); None where the full path must decide."""
+    from nebula_build.engine import noop
+
+    args = ctx.args
+    if getattr(args, "json", False) or args.target or args.replace or args.more or args.force:
+        return None
+    found = _fast_path_root(ctx)
+    images = None if found is None else noop.nothing_to_apply(*found, args.backend)
+    if images is None:
+        return None
+    ctx.print(f"No changes: {plural(images, 'image')} up to date.")
+    return ExitCode.OK
+
+
 def cmd_apply(ctx: Context) -> int:
+    if (nothing_done := _nothing_to_apply(ctx)) is not None:
+        return nothing_done
     import asyncio
 
     from nebula_build.engine.round import RoundOptions, apply_round

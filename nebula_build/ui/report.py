@@ -21,7 +21,8 @@ from nebula_build.core.sprite import describe_check
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.text import plural, printable
+from nebula_build.text import plural
+from nebula_build.ui.statuslines import status_lines, status_rows
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -386,26 +387,9 @@ def status_text(plan: Plan, style: Style, failed: Mapping[str, str] | None = Non
     (and the last apply's error where it failed); then a summary line. `failed`: the
     last error of each image still pending (`status_failed`)."""
     failed = failed or {}
-    rows = [(a.image, a.kind.value, a.reason, a.output or "") for a in plan.actions]
-    rows += [(f.label, f.state.value, f.reason, f.output) for f in plan.files]
     pinned = {a.image for a in plan.actions if a.spec is not None and a.spec.pin is not None}
-    width = max((len(name) for name, *_ in rows), default=0)
-    lines = []
-    for name, state, reason, output in rows:
-        if state == "noop":
-            shown = style("up to date" + (" (pinned)" if name in pinned else ""), "green")
-        elif state == "conflict":
-            shown = style(f"conflict: {reason}", "magenta")
-        elif state == "waiting":
-            shown = style(reason, "dim")
-        else:
-            shown = style(f"pending {state}: {reason}", "yellow")
-        if name in failed:
-            shown += style(f" (last apply failed: {printable(failed[name], limit=120)})", "red")
-        lines.append(f"{name.ljust(width)}  {shown}  {style(output, 'dim')}")
-    if not lines:
-        return "No images declared."
-    return "\n".join([*lines, "", style(status_summary(plan, failed), "bold")])
+    summary = status_summary(plan, failed)
+    return status_lines(status_rows(plan), summary, style, pinned=pinned, failed=failed)
 
 
 def status_failed(plan: Plan, failures: Mapping[str, str]) -> dict[str, str]:

@@ -176,6 +176,9 @@ def test_the_fast_path_loads_no_manifest_parser_validator_or_image_library(tmp_p
     assert run("plan")[-1] != "[]"  # the full path, which leaves a snapshot
     answer = run("plan", "--detailed-exitcode")
     assert answer == ["No changes: 1 image up to date.", "[]"]
+    # status and apply with nothing to do too (a.png's folder is the project's own)
+    assert run("status", "--detailed-exitcode")[-3:] == ["", "Status: 1 image up to date.", "[]"]
+    assert run("apply") == ["No changes: 1 image up to date.", "[]"]
 
 
 def test_a_file_edited_while_the_plan_runs_is_seen_by_the_next_plan(built, run_cli, monkeypatch):
@@ -237,3 +240,303 @@ def test_the_fast_path_finds_each_manifests_lock_and_state_as_the_project_does(t
     project = Project(tmp_path, tmp_path / name)
     assert noop.lock_of(name) == project.lock_path.name
     assert tmp_path / noop.state_of(name) == project.state_dir
+
+
+# --- status and apply with nothing to do take the same path --------------------
+
+
+def full_path_only(monkeypatch) -> None:
+    """Make the full paths of status and apply fail, so an answer proves the snapshot."""
+    from nebula_build.cli import build
+    from nebula_build.engine import round as round_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("took the full path")
+
+    monkeypatch.setattr(build, "prepared_project", refuse)
+    monkeypatch.setattr(round_module, "apply_round", refuse)
+
+
+def full_path_answers(run_cli, root: Path, *args: str):
+    """The answer of the full path: the same command with the snapshot set aside."""
+    snapshot = root / noop.SNAPSHOT
+    kept = snapshot.read_bytes()
+    snapshot.unlink()
+    try:
+        return run_cli(*args)
+    finally:
+        snapshot.write_bytes(kept)
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_status_of_an_unchanged_project_matches_the_full_path_byte_for_byte(
+    built, run_cli, monkeypatch, color
+):
+    if color:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        monkeypatch.setenv("FORCE_COLOR", "1")
+    full = full_path_answers(run_cli, built, "status", "--detailed-exitcode")
+    assert full.code == 0 and "Status: 2 images up to date, 1 atlas up to date" in full.out
+    full_path_only(monkeypatch)
+    assert run_cli("status", "--detailed-exitcode") == full
+    assert ("\x1b[" in full.out) is color
+
+
+def test_apply_with_nothing_to_do_matches_the_full_path_byte_for_byte(built, run_cli, monkeypatch):
+    for args in (["apply"], ["apply", "-q", "--locked"]):
+        full = full_path_answers(run_cli, built, *args)
+        assert (full.code, full.out, full.err) == (0, "No changes: 2 images up to date.\n", "")
+        with monkeypatch.context() as patched:
+            full_path_only(patched)
+            assert run_cli(*args) == full
+
+
+EDITS = {
+    "manifest": lambda root: keep_size_and_mtime(
+        root / "images.toml", lambda data: data.__setitem__(data.index(b"lighthouse"), ord("L"))
+    ),
+    "input": lambda root: (root / "in/mask.png").write_bytes(png((0, 0, 0))),
+    "output": lambda root: keep_size_and_mtime(root / "img/hero-32.png", flip_last_byte),
+    "lock": lambda root: keep_size_and_mtime(
+        root / "images.lock", lambda data: data.__setitem__(data.index(b"hero"), ord("H"))
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+@pytest.mark.parametrize("command", ["status", "apply"])
+def test_an_edit_to_any_input_makes_status_and_apply_take_the_full_path(
+    built, run_cli, command, edit
+):
+    EDITS[edit](built)
+    code, out, err = run_cli(command)
+    assert "up to date.\n" not in out.splitlines(keepends=True)[-1], (out, err)
+
+
+def test_status_json_and_targets_keep_the_full_path(built, run_cli, monkeypatch):
+    full_path_only(monkeypatch)
+    with pytest.raises(AssertionError, match="took the full path"):
+        run_cli("status", "--json")
+    with pytest.raises(AssertionError, match="took the full path"):
+        run_cli("status", "--target", "hero")
+    with pytest.raises(AssertionError, match="took the full path"):
+        run_cli("apply", "--target", "hero")
+
+
+def test_apply_takes_the_full_path_to_sweep_a_killed_runs_temp_file(built, run_cli):
+    leftover = built / "img" / ".hero.png.nebula-tmp-1234"
+    leftover.write_bytes(b"half an image")
+    # its folder changed: plan too takes the full path (once, while the file is there)
+    assert noop.unchanged(str(built), "images.toml", None) is None
+    assert noop.nothing_to_apply(str(built), "images.toml", None) is None
+    assert run_cli("apply").out == "No changes: 2 images up to date.\n"
+    assert not leftover.exists()
+
+
+def test_a_snapshot_taken_beside_a_temp_file_never_answers_apply(built, run_cli):
+    (built / noop.SNAPSHOT).unlink()
+    leftover = built / "img" / ".hero.png.nebula-tmp-1234"
+    leftover.write_bytes(b"half an image")
+    os.utime(built / "img", ns=(0, 0))  # old enough to be trusted, were it not for the file
+    assert "No changes" in plan(run_cli)
+    assert (built / noop.SNAPSHOT).exists()  # its folders left out: the next plan re-records
+    assert noop.unchanged(str(built), "images.toml", None) is None
+    assert noop.nothing_to_apply(str(built), "images.toml", None) is None
+
+
+def test_an_output_folder_moved_behind_a_link_makes_apply_take_the_full_path(
+    built, run_cli, tmp_path
+):
+    elsewhere = tmp_path / "elsewhere"
+    os.replace(built / "img", elsewhere)  # the files keep their signatures
+    (built / "img").symlink_to(elsewhere)
+    assert noop.unchanged(str(built), "images.toml", None) is None
+    assert noop.nothing_to_apply(str(built), "images.toml", None) is None
+    code, _, err = run_cli("apply")
+    assert code == 1 and "symbolic link" in err
+
+
+def test_a_plan_that_says_a_note_leaves_no_snapshot(built, run_cli, monkeypatch):
+    from nebula_build.engine import planning
+
+    real = planning.plan_for
+
+    def noting(*args, **kwargs):
+        kwargs["notice"]("the remote cache is not reachable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(planning, "plan_for", noting)
+    (built / noop.SNAPSHOT).unlink()
+    code, out, err = run_cli("plan")
+    assert code == 0 and "No changes" in out and "not reachable" in err
+    assert not (built / noop.SNAPSHOT).exists()  # the next plan says it again
+
+
+def test_under_github_actions_every_command_takes_the_full_path(built, run_cli, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(built / "summary.md"))
+    assert "No changes" in plan(run_cli)
+    assert "nebula-build plan" in (built / "summary.md").read_text()
+
+
+# --- review findings: what the snapshot cannot see takes the full path ------------
+
+
+def in_process_only(root: Path) -> None:
+    """The project's folder is not on sys.path (as with `python -m`, where its signature
+    would join the context and hide what these tests look for)."""
+    assert not any(os.path.realpath(entry or ".") == str(root) for entry in sys.path)
+
+
+def test_a_plan_that_asked_the_cache_about_a_draw_leaves_no_snapshot(
+    project, run_cli, monkeypatch, tmp_path
+):
+    import re
+
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)
+    root = project(
+        {
+            "images.toml": 'version = 1\n[defaults]\nbackend = "preview"\n'
+            'model = "black-forest-labs/FLUX.1-schnell"\n[images.hero]\nprompt = "x"\n'
+            'width = 64\nheight = 64\ncandidates = 2\noutput = "hero.png"\n'
+        }
+    )
+    in_process_only(root)
+    assert run_cli("apply", "-q").code == 0
+    lock = root / "images.lock"
+    draw = re.findall(r'\{ key = "([0-9a-f]+)"', lock.read_text())[1]
+    lock.write_text(re.sub(r"draws = \[\n(.*\n)*?\]\n", "", lock.read_text()))
+    assert "No changes" in plan(run_cli)  # the cache holds the draw the lock forgot
+    assert "No changes" in plan(run_cli)
+    assert not (root / noop.SNAPSHOT).exists()  # that answer came from the cache
+    os.replace(root / ".nebula-build/cache" / draw[:2], tmp_path / "moved")
+    assert "hero#1  draw" in plan(run_cli)
+    assert run_cli("status", "--detailed-exitcode").code == 2
+
+
+@pytest.mark.parametrize("folder", ["in", ".nebula-build/cache"])
+@pytest.mark.parametrize("command", ["plan", "status", "apply"])
+def test_a_folder_swapped_for_a_link_takes_the_full_path(built, run_cli, tmp_path, folder, command):
+    in_process_only(built)
+    elsewhere = tmp_path / "outside" / folder
+    elsewhere.parent.mkdir(parents=True)
+    os.replace(built / folder, elsewhere)  # the files keep their signatures
+    (built / folder).symlink_to(elsewhere)
+    code, out, err = run_cli(command)
+    assert (code, out) == (1, ""), err
+    assert "symbolic link" in err and "Traceback" not in err
+
+
+def test_apply_while_another_run_holds_the_project_takes_the_full_path(built, run_cli):
+    from nebula_build.state.projectlock import ProjectLock
+
+    in_process_only(built)
+    with ProjectLock(built / ".nebula-build/lock", command="gc"):
+        code, out, err = run_cli("apply")
+    assert (code, out) == (1, "") and "another nebula-build is running" in err
+    assert run_cli("apply").out == "No changes: 2 images up to date.\n"
+
+
+def test_apply_after_a_killed_run_takes_over_its_lock_on_the_full_path(built, run_cli):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (built / ".nebula-build/lock").write_text(f"pid {dead} (apply)\n")
+    code, out, err = run_cli("apply")
+    assert code == 0 and "took over the project lock" in err
+    assert out == "No changes: 2 images up to date.\n"
+
+
+def mutations(text: str, seed: int) -> str:
+    import random
+
+    chance = random.Random(seed)
+    lines = text.split("\n")
+    for _ in range(chance.randint(1, 3)):
+        at = chance.randrange(len(lines))
+        choice = chance.randrange(6)
+        if choice == 0:
+            lines[at] = "²"
+        elif choice == 1:
+            lines[at] = str(chance.randint(0, 20))
+        elif choice == 2:
+            del lines[at]
+        elif choice == 3:
+            lines.insert(at, lines[chance.randrange(len(lines))])
+        elif choice == 4:
+            lines[at] = "-"
+        elif lines[at]:
+            spot = chance.randrange(len(lines[at]))
+            lines[at] = lines[at][:spot] + chance.choice("²\t\n0-x") + lines[at][spot + 1 :]
+    return "\n".join(lines)
+
+
+def test_a_mangled_snapshot_never_crashes_nor_hides_a_change(built, run_cli):
+    snapshot = built / noop.SNAPSHOT
+    real = snapshot.read_text()
+    root = str(built)
+    answers = (noop.unchanged, noop.nothing_to_apply, noop.status)
+    for seed in range(300):  # the project as the snapshot saw it: any answer, no crash
+        snapshot.write_text(mutations(real, seed))
+        for answer in answers:
+            answer(root, "images.toml", None)
+    manifest = built / "images.toml"
+    manifest.write_text(manifest.read_text().replace("a lighthouse", "a lamp"))
+    for seed in range(300):  # a change: never "nothing to do"
+        snapshot.write_text(mutations(real, seed))
+        assert all(answer(root, "images.toml", None) is None for answer in answers), seed
+    lines = real.split("\n")
+    lines[3] = "²"  # the file count
+    snapshot.write_text("\n".join(lines))
+    for command in ("plan", "status", "apply"):
+        code, out, err = run_cli(command)
+        assert "Traceback" not in err and "prompt changed" in out, (command, err)
+
+
+def test_a_remote_cache_variable_takes_the_full_path(built, run_cli, monkeypatch):
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", "ftp://x")
+    for command in ("plan", "status", "apply"):
+        code, out, err = run_cli(command)
+        if command != "status":  # status does not ask for the remote
+            assert code == 1 and "NEBULA_BUILD_CACHE_REMOTE" in err, (command, err)
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", "")
+    assert noop.nothing_to_apply(str(built), "images.toml", None) is None
+
+
+@pytest.mark.parametrize("where", [".", ".nebula-build", ".nebula-build/cache/outputs"])
+def test_apply_sweeps_a_killed_runs_temp_file_wherever_the_full_path_would(built, run_cli, where):
+    in_process_only(built)
+    leftover = built / where / ".files.json.nebula-tmp-1234"
+    leftover.write_bytes(b"half a file")
+    assert run_cli("apply").out == "No changes: 2 images up to date.\n"
+    assert not leftover.exists()
+
+
+def test_apply_takes_the_full_path_while_a_rescued_generation_waits(built, run_cli, monkeypatch):
+    from nebula_build.state.rescue import rescue_root
+
+    (rescue_root() / "ab").mkdir(parents=True)
+    full_path_only(monkeypatch)
+    with pytest.raises(AssertionError, match="took the full path"):
+        run_cli("apply")
+
+
+def test_a_folder_changed_after_the_snapshot_makes_plan_record_a_fresh_one(built, run_cli):
+    in_process_only(built)
+    (built / "img" / ".DS_Store").write_bytes(b"")
+    assert noop.nothing_to_apply(str(built), "images.toml", None) is None
+    assert "No changes" in plan(run_cli)
+    assert noop.nothing_to_apply(str(built), "images.toml", None) == 2  # apply is fast again
+
+
+def test_the_state_folders_checked_are_the_projects(tmp_path):
+    from nebula_build.fsutil import TEMP_MARKER
+    from nebula_build.state import guard, project
+
+    assert noop.STATE_FOLDERS == project._STATE_FOLDERS
+    assert noop.STATE_FILES == project._STATE_FILES
+    assert noop.STATE_DEPTH == guard._MAX_STATE_DEPTH
+    assert noop.TEMP_MARKER == TEMP_MARKER

@@ -1,0 +1,55 @@
+"""`status`'s lines, from a plan or from the rows the no-op snapshot kept of one.
+
+Light on purpose: `status` of an unchanged project prints from here without
+loading the plan's types (see engine/noop.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from nebula_build.text import printable
+from nebula_build.ui.style import Style
+
+if TYPE_CHECKING:
+    from nebula_build.core.plan import Plan
+
+#: image (or file label), state, reason, output
+Row = tuple[str, str, str, str]
+
+
+def status_rows(plan: Plan) -> list[Row]:
+    """One row per image, then per file made from them."""
+    rows = [(a.image, a.kind.value, a.reason, a.output or "") for a in plan.actions]
+    rows += [(f.label, f.state.value, f.reason, f.output) for f in plan.files]
+    return rows
+
+
+def status_lines(
+    rows: Sequence[Row],
+    summary: str,
+    style: Style,
+    *,
+    pinned: Collection[str] = (),
+    failed: Mapping[str, str] | None = None,
+) -> str:
+    """Each row as up to date, pending, waiting or conflict (and the last apply's
+    error where it failed), then the summary line."""
+    failed = failed or {}
+    width = max((len(name) for name, *_ in rows), default=0)
+    lines = []
+    for name, state, reason, output in rows:
+        if state == "noop":
+            shown = style("up to date" + (" (pinned)" if name in pinned else ""), "green")
+        elif state == "conflict":
+            shown = style(f"conflict: {reason}", "magenta")
+        elif state == "waiting":
+            shown = style(reason, "dim")
+        else:
+            shown = style(f"pending {state}: {reason}", "yellow")
+        if name in failed:
+            shown += style(f" (last apply failed: {printable(failed[name], limit=120)})", "red")
+        lines.append(f"{name.ljust(width)}  {shown}  {style(output, 'dim')}")
+    if not lines:
+        return "No images declared."
+    return "\n".join([*lines, "", style(summary, "bold")])
