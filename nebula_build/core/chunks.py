@@ -26,6 +26,9 @@ from pydantic import ValidationError
 from nebula_build.core.manifest import ImageDecl, Manifest, ManifestModel, beyond_limits
 
 _IMAGE_HEADER = re.compile(r"\[images\.([A-Za-z0-9_-]+)(?:\.[A-Za-z0-9_-]+)*\][ \t]*(?:#.*)?")
+#: a line that starts with "[" (a header, or an array's element), and one indented
+_BRACKET_LINE = re.compile(r"^\[.*$", re.MULTILINE)
+_INDENTED_BRACKET = re.compile(r"^[ \t]+\[", re.MULTILINE)
 _OTHER_HEADER = re.compile(r"\[([A-Za-z0-9_-]+)(?:\.[A-Za-z0-9_-]+)*\][ \t]*(?:#.*)?")
 
 
@@ -59,44 +62,46 @@ class Reparsed:
 
 def cut(text: str) -> Cut | None:
     """The text cut at its table headers, or None where that is not provably safe."""
-    if '"""' in text or "'''" in text:
+    if '"""' in text or "'''" in text or _INDENTED_BRACKET.search(text):
         return None
-    rest: list[list[str]] = [[]]
-    images: dict[str, list[str]] = {}
-    current: list[str] = rest[0]
-    name: str | None = None
-    for line in text.splitlines(keepends=True):
-        stripped = line.lstrip()
-        if not stripped.startswith("["):
-            current.append(line)
-            continue
-        if stripped is not line:  # an indented header, or an array's element: be safe
+    rest: list[str] = []
+    images: dict[str, str] = {}
+    start, name = 0, None
+    for line in _BRACKET_LINE.finditer(text):
+        piece = text[start : line.start()]
+        if name is None:
+            rest.append(_trimmed(piece))
+        elif name in images:  # its tables are not written together
             return None
-        header = line.rstrip("\r\n")
+        else:
+            images[name] = _trimmed(piece)
+        header = line[0].rstrip("\r")
         found = _IMAGE_HEADER.fullmatch(header)
         if found is not None:
-            if found[1] != name:
-                if found[1] in images:  # its tables are not written together
-                    return None
-                name = found[1]
-                current = images[name] = []
+            if found[1] == name:  # a sub-table of the same image: one chunk, from its
+                del images[found[1]]  # first header
+                continue
+            name = found[1]
         else:
             other = _OTHER_HEADER.fullmatch(header)
             if other is None or other[1] == "images":
                 return None
-            name, current = None, []
-            rest.append(current)
-        current.append(line)
-    return Cut(
-        "".join(map(_trimmed, rest)),
-        {name: _trimmed(lines) for name, lines in images.items()},
-    )
+            name = None
+        start = line.start()
+    piece = text[start:]
+    if name is None:
+        rest.append(_trimmed(piece))
+    elif name in images:
+        return None
+    else:
+        images[name] = _trimmed(piece)
+    return Cut("".join(rest), images)
 
 
-def _trimmed(lines: list[str]) -> str:
-    """A table's lines without the blank ones that end it (what separates tables is
+def _trimmed(piece: str) -> str:
+    """A table's text without the blank lines that end it (what separates tables is
     no part of either)."""
-    text = "".join(lines).rstrip()
+    text = piece.rstrip()
     return text + "\n" if text else ""
 
 
