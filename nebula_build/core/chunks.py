@@ -135,35 +135,138 @@ def parse_image(name: str, chunk: str) -> ImageDecl | None:
 def reparse(previous: Parsed, text: str, path: Path, display_path: str) -> Reparsed | None:
     """The manifest of `text`, parsing only the image chunks that differ from
     `previous`'s; None where the whole text must be parsed (a change outside the
-    image tables, a cut that is not safe, a problem in a changed chunk)."""
-    before = previous.cut
-    if before is None:
+    image tables, a cut that is not safe, a problem in a changed chunk).
+
+    Only the span of `text` that differs from the previous text is looked at,
+    widened to whole chunks: the rest of the text is the previous text's, which
+    was cut safely."""
+    if previous.cut is None:
         return None
-    now = cut(text)
-    if now is None or now.rest != before.rest:
+    old = previous.manifest.text
+    region = _changed_region(old, text)
+    if region is None:
         return None
+    start, end, old_end = region
+    before, now = cut(old[start:old_end]), cut(text[start:end])
+    if before is None or now is None or before.rest or now.rest:
+        return None  # a change to a table that is not an image's
     old_images = previous.manifest.model.images
-    images: dict[str, ImageDecl] = {}
     changed: set[str] = set()
     added: set[str] = set()
+    decls: dict[str, ImageDecl] = {}
     for name, chunk in now.images.items():
         if before.images.get(name) == chunk:
-            images[name] = old_images[name]
+            decls[name] = old_images[name]
             continue
+        if name not in before.images and name in old_images:
+            return None  # declared twice: the whole parse says so
         decl = parse_image(name, chunk)
         if decl is None:
             return None
-        images[name] = decl
+        decls[name] = decl
         (changed if name in before.images else added).add(name)
     removed = frozenset(before.images.keys() - now.images.keys())
-    kept = [name for name in images if name in old_images]
-    reordered = kept != [name for name in old_images if name in images]
-    if not changed and not added and not removed and not reordered:
-        model = previous.manifest.model
+    reordered = [n for n in decls if n in before.images] != [n for n in before.images if n in decls]
+    if list(decls) == list(before.images):
+        images = dict(old_images)
+        images.update((name, decls[name]) for name in changed)
     else:
+        order = list(old_images)
+        first = order.index(next(iter(before.images)))
+        order[first : first + len(before.images)] = list(decls)
+        images = {name: decls[name] if name in decls else old_images[name] for name in order}
+    if changed or added or removed or reordered:
         model = previous.manifest.model.model_copy(update={"images": images})
+    else:
+        model = previous.manifest.model
     manifest = Manifest(path, display_path, text, model)
-    return Reparsed(Parsed(manifest, now), frozenset(changed), frozenset(added), removed, reordered)
+    return Reparsed(
+        Parsed(manifest, _CUT), frozenset(changed), frozenset(added), removed, reordered
+    )
+
+
+#: the cut of a text known to be safe, without its pieces (`reparse` reads the text)
+_CUT = Cut("", {})
+_BLOCK = 1 << 16
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """How many characters `a` and `b` start with alike (compared a block at a time)."""
+    limit, start = min(len(a), len(b)), 0
+    while start < limit and a[start : start + _BLOCK] == b[start : start + _BLOCK]:
+        start += _BLOCK
+    end = min(start + _BLOCK, limit)
+    while start < end and a[start] == b[start]:
+        start += 1
+    return min(start, limit)
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    """How many characters `a` and `b` end with alike, at most `limit`."""
+    size = 0
+    while size < limit:
+        step = min(_BLOCK, limit - size)
+        if a[len(a) - size - step : len(a) - size] != b[len(b) - size - step : len(b) - size]:
+            break
+        size += step
+    end = min(size + _BLOCK, limit)
+    while size < end and a[len(a) - size - 1] == b[len(b) - size - 1]:
+        size += 1
+    return size
+
+
+def _header_name(text: str, at: int) -> str | None:
+    """The image of the header line at `at` ("" for another table's header)."""
+    line_end = text.find("\n", at)
+    line = text[at : len(text) if line_end < 0 else line_end].rstrip("\r")
+    found = _IMAGE_HEADER.fullmatch(line)
+    return found[1] if found is not None else ""
+
+
+def _header_before(text: str, at: int) -> int:
+    """Where the last header line that starts before `at` starts; -1 if none."""
+    found = text.rfind("\n[", 0, max(at - 1, 0))
+    if found >= 0:
+        return found + 1
+    return 0 if text.startswith("[") and at > 0 else -1
+
+
+def _changed_region(old: str, new: str) -> tuple[int, int, int] | None:
+    """(start, end in `new`, end in `old`) of the whole image chunks holding every
+    difference between the texts, or None where they are not all inside images'
+    chunks (or the texts are alike)."""
+    if old == new:
+        return None
+    prefix = _common_prefix(old, new)
+    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
+    # back to an image's first header whose line is wholly before the change
+    start = _header_before(new, prefix + 1)
+    while start >= 0:
+        line_end = new.find("\n", start)
+        name = _header_name(new, start)
+        if not name:
+            return None  # the change is in another table, or the keys at the top
+        earlier = _header_before(new, start)
+        if 0 <= line_end < prefix and (earlier < 0 or _header_name(new, earlier) != name):
+            break
+        start = earlier
+    if start < 0:
+        return None
+    # forward to the next chunk's first header, wholly in the unchanged end
+    end = new.find("\n[", len(new) - suffix)
+    while end >= 0:
+        at = end + 1
+        name = _header_name(new, at)
+        earlier_new = _header_name(new, _header_before(new, at))
+        earlier_old = _header_name(old, _header_before(old, at - len(new) + len(old)))
+        if name == "" or name not in (earlier_new, earlier_old):
+            break
+        end = new.find("\n[", at)
+    stop = len(new) if end < 0 else end + 1
+    region = new[start:stop]
+    if '"""' in region or "'''" in region or _INDENTED_BRACKET.search(region):
+        return None
+    return start, stop, stop - len(new) + len(old)
 
 
 def parsed(manifest: Manifest) -> Parsed:

@@ -48,26 +48,56 @@ class Rebuilt:
     resolved_again: tuple[str, ...]
     #: the image that writes each file (the next edit's `owners`)
     owners: dict[str, str]
+    #: the images that take each image's output (the next edit's `takers`)
+    takers: dict[str, frozenset[str]]
 
 
 def _plain(decl: ImageDecl | None) -> bool:
     return decl is not None and not decl.matrix and decl.rows is None
 
 
-def _takers(specs: Mapping[str, AssetSpec], names: Collection[str]) -> set[str]:
-    """Every image that takes the output of one of `names`, at any depth."""
-    by_upstream: dict[str, list[str]] = {}
+def taker_index(specs: Mapping[str, AssetSpec]) -> dict[str, frozenset[str]]:
+    """The images that take each image's output directly (`@name`)."""
+    index: dict[str, set[str]] = {}
     for name, spec in specs.items():
         for upstream in spec.depends_on:
-            by_upstream.setdefault(upstream, []).append(name)
+            index.setdefault(upstream, set()).add(name)
+    return {upstream: frozenset(names) for upstream, names in index.items()}
+
+
+def _takers(index: Mapping[str, frozenset[str]], names: Collection[str]) -> set[str]:
+    """Every image that takes the output of one of `names`, at any depth."""
     found: set[str] = set()
-    todo = [name for name in names if name in by_upstream]
+    todo = [name for name in names if name in index]
     while todo:
-        for taker in by_upstream.get(todo.pop(), ()):
+        for taker in index.get(todo.pop(), ()):
             if taker not in found:
                 found.add(taker)
                 todo.append(taker)
     return found
+
+
+def _reindexed(
+    index: Mapping[str, frozenset[str]],
+    before: Mapping[str, AssetSpec],
+    gone: Collection[str],
+    made: Mapping[str, AssetSpec],
+) -> dict[str, frozenset[str]]:
+    """`index` with the edges of the `gone` images' previous specs replaced by
+    those of the `made` ones."""
+    result = dict(index)
+    for name in gone:
+        spec = before.get(name)
+        for upstream in spec.depends_on if spec is not None else ():
+            left = result.get(upstream, frozenset()) - {name}
+            if left:
+                result[upstream] = left
+            else:
+                result.pop(upstream, None)
+    for name, spec in made.items():
+        for upstream in spec.depends_on:
+            result[upstream] = result.get(upstream, frozenset()) | {name}
+    return result
 
 
 def _claimed_elsewhere(resolved: Resolved) -> set[str]:
@@ -92,11 +122,13 @@ def resolve_edit(
     input_size: InputSize = lambda path: None,
     read_input: ReadInput = lambda path: None,
     owners: Mapping[str, str] | None = None,
+    takers: Mapping[str, frozenset[str]] | None = None,
 ) -> Rebuilt | None:
     """The resolution of `manifest`, whose images differ from `before` (the
     declarations `previous` was resolved from) only as `edit` says; None where the
     whole manifest must be resolved. `owners` is the image that writes each file in
-    `previous` (the last `Rebuilt.owners`; found from the specs where None)."""
+    `previous` (the last `Rebuilt.owners`; found from the specs where None), and
+    `takers` its `taker_index` (likewise)."""
     images = manifest.model.images
     if len(images) > manifest.model.max_images:
         return None
@@ -111,11 +143,12 @@ def resolve_edit(
     if (edit.added or edit.removed) and previous.atlases:
         return None  # an atlas's pattern may take an image added or lose one removed
     in_atlases = {member for atlas in previous.atlases.values() for member in atlas.members}
-    takers = _takers(specs, [*edit.changed, *edit.removed])
-    if takers & set(edit.removed) or takers - images.keys():
+    index = taker_index(specs) if takers is None else takers
+    taking = _takers(index, [*edit.changed, *edit.removed])
+    if taking & set(edit.removed) or taking - images.keys():
         return None
-    again = {*touched, *takers}
-    if again & in_atlases or any(not _plain(images.get(n)) for n in takers):
+    again = {*touched, *taking}
+    if again & in_atlases or any(not _plain(images.get(n)) for n in taking):
         return None
     try:
         order = dependency_order({name: images[name] for name in again}, manifest.model.defaults)
@@ -136,7 +169,9 @@ def resolve_edit(
     else:
         names = list(specs)
     resolver.names = names
-    resolver.specs = {name: spec for name, spec in specs.items() if name not in edit.removed}
+    resolver.specs = dict(specs)
+    for name in edit.removed:
+        del resolver.specs[name]
     made: dict[str, AssetSpec] = {}
     for name in order:
         try:
@@ -168,7 +203,8 @@ def resolve_edit(
     new_specs = resolver.specs
     if edit.added or edit.removed:
         new_specs = {name: new_specs[name] for name in names}
-    return Rebuilt(replace(previous, specs=new_specs), tuple(order), claims)
+    index = _reindexed(index, specs, gone, made)
+    return Rebuilt(replace(previous, specs=new_specs), tuple(order), claims, index)
 
 
 def _claims(specs: Mapping[str, AssetSpec]) -> dict[str, str]:

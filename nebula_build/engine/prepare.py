@@ -43,6 +43,8 @@ class Loaded:
     inputs: Mapping[str, str]
     #: the image that writes each file (None: found from the specs when needed)
     owners: Mapping[str, str] | None = None
+    #: the images that take each image's output (likewise)
+    takers: Mapping[str, frozenset[str]] | None = None
     #: images whose files changed on disk since (watch): planned again with the edit
     recheck: frozenset[str] = frozenset()
 
@@ -202,10 +204,13 @@ def _edited(
         input_size=headers.size,
         read_input=headers.read,
         owners=previous.owners,
+        takers=previous.takers,
     )
     if rebuilt is None:
         return None
-    loaded = Loaded(edit.parsed, rebuilt.resolved, previous.backend, used, rebuilt.owners)
+    loaded = Loaded(
+        edit.parsed, rebuilt.resolved, previous.backend, used, rebuilt.owners, rebuilt.takers
+    )
     return loaded, frozenset(rebuilt.resolved_again), edit.removed
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nebula_build.core.chunks import cut, parse_rest, parsed, reparse
-from nebula_build.core.incremental import Edit, resolve_edit
+from nebula_build.core.incremental import Edit, resolve_edit, taker_index
 from nebula_build.core.manifest import parse
 from nebula_build.core.resolve import Resolved, resolve
 from nebula_build.errors import ManifestError, NebulaBuildError
@@ -32,7 +32,13 @@ prompt_suffix = "{suffix}"
 
 
 def _image(name: str, fields: dict[str, object]) -> str:
-    body = "".join(f"{key} = {json.dumps(value)}\n" for key, value in fields.items())
+    """An image's table; a table value is written as its sub-table, after it."""
+    plain = {key: value for key, value in fields.items() if not isinstance(value, dict)}
+    body = "".join(f"{key} = {json.dumps(value)}\n" for key, value in plain.items())
+    for key, table in fields.items():
+        if isinstance(table, dict):
+            rows = "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+            body += f"\n[images.{name}.{key}]\n{rows}"
     return f"\n[images.{name}]\n{body}"
 
 
@@ -118,7 +124,7 @@ def test_incremental_parse_and_resolve_equal_the_whole_path(sequence):
     model, resolved = _full(text)
     assert isinstance(resolved, Resolved)
     last = parsed(parse(text, PATH, "images.toml"))
-    last_resolved, owners = resolved, None
+    last_resolved, owners, takers = resolved, None, None
     for edit in sequence:
         apply_edit(state, edit)
         text = render(state)
@@ -126,7 +132,12 @@ def test_incremental_parse_and_resolve_equal_the_whole_path(sequence):
         again = reparse(last, text, PATH, "images.toml")
         if again is None:  # the whole path: start again from it, as prepare does
             if isinstance(whole, Resolved):
-                last, last_resolved, owners = parsed(parse(text, PATH, "images.toml")), whole, None
+                last, last_resolved, owners, takers = (
+                    parsed(parse(text, PATH, "images.toml")),
+                    whole,
+                    None,
+                    None,
+                )
             continue
         assert again.parsed.manifest.model == model
         change = Edit(again.changed, again.added, again.removed)
@@ -138,19 +149,22 @@ def test_incremental_parse_and_resolve_equal_the_whole_path(sequence):
             registry=REGISTRY,
             digest_of=lambda path: None,
             owners=owners,
+            takers=takers,
         )
         if rebuilt is None:
             if isinstance(whole, Resolved):
-                last, last_resolved, owners = again.parsed, whole, None
+                last, last_resolved, owners, takers = again.parsed, whole, None, None
             continue
         assert isinstance(whole, Resolved), whole  # a problem is never resolved alone
         assert rebuilt.resolved == whole
         assert list(rebuilt.resolved.specs) == list(whole.specs)
         assert rebuilt.owners == {p: n for n, s in whole.specs.items() for p in s.paths}
+        assert rebuilt.takers == taker_index(whole.specs)
         assert set(rebuilt.resolved_again) <= {*change.changed, *change.added} | {
             n for n, s in whole.specs.items() if set(s.depends_on) & set(rebuilt.resolved_again)
         }
-        last, last_resolved, owners = again.parsed, rebuilt.resolved, rebuilt.owners
+        last, last_resolved = again.parsed, rebuilt.resolved
+        owners, takers = rebuilt.owners, rebuilt.takers
 
 
 def _manifest(count: int) -> str:
