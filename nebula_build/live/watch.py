@@ -250,7 +250,8 @@ class Watcher:
         self._last_error = None
         report.prepared, report.result = result.prepared, result
         if not result.plan.has_changes:
-            images = plural(len(result.plan.actions), "image")
+            planned = result.plan.actions if result.prepared.changed_only is None else ()
+            images = plural(len(planned) or len(result.prepared.specs), "image")
             self._say(self.style(f"round {report.number}: up to date ({images})", "dim"))
             report.plan = result.plan
             return self._publish(report)

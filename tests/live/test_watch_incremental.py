@@ -87,14 +87,24 @@ def test_an_edit_in_a_large_project_remakes_only_its_image(
         fixed = await script.next_round()
         assert fixed.changed == ["s0005"] and resolved == ["s0005"]
 
-        # a rename and a removal: still only what changed
+        # a comment: its image is planned alone, and found up to date
+        manifest.write_text(
+            fake_manifest(log, images).replace("[images.s0010]\n", "[images.s0010]\n# hi\n")
+        )
+        await script.queue.put({manifest})
+        noted = await script.next_round()
+        assert noted.changed == [] and noted.prepared.changed_only == {"s0010"}
+        assert out.getvalue().splitlines()[-1].endswith(f"up to date ({COUNT} images)")
+
+        # a rename and a removal (and the comment gone): still only what changed
+        resolved.clear()
         images["s1300"] = images.pop("s0007")
         del images["s0008"]
         manifest.write_text(fake_manifest(log, images))
         await script.queue.put({manifest})
         renamed = await script.next_round()
         assert sorted(renamed.changed) == ["s0007", "s0008", "s1300"]  # s0007's file stays
-        assert resolved[-1:] == ["s1300"]
+        assert sorted(resolved) == ["s0010", "s1300"]
         assert not (root / "out/0/s0008.png").exists()
 
         state = watcher._loaded
