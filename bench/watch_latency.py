@@ -130,9 +130,10 @@ def measure(images: int, edits: int, size: int, root: Path | None = None) -> lis
             text = manifest_text(images, size, edited, take)
             saved = time.perf_counter()
             manifest.write_text(text)
-            wait_for_change(output, before)
+            wait_for_change(output, before, timeout=max(30, images / 1000))
             latencies.append(time.perf_counter() - saved)
-            _wait_for_round(lines, timeout=30)  # the round has finished (lock written)
+            # the round has finished (lock written)
+            _wait_for_round(lines, timeout=max(30, images / 1000))
             time.sleep(0.2)
     finally:
         watch.terminate()

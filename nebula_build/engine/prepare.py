@@ -151,7 +151,7 @@ def prepare(
             data=data,
         )
         speccache.save(project, key, resolved, used | data.digests)
-        if not resolved.data_files and not resolved.data_globs:
+        if incremental and not resolved.data_files and not resolved.data_globs:
             loaded = Loaded(parsed(manifest), resolved, backend, used)
     _check_paths(project, resolved, guard, folders=read_inputs)
     store = Store(project.cache_dir)

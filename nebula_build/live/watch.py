@@ -439,16 +439,22 @@ async def filesystem_changes(
     """Saves to the watched files, as watchfiles reports them.
 
     Folders are watched (editors save by writing a temp file and renaming it), and
-    events are kept only for the watched paths, so the outputs nebula-build writes
-    never start a round. A burst of events within `step_ms` of each other is one
-    change set. The folders are re-read when the manifest adds an input elsewhere.
+    events are kept only for the watched paths and the images' own files, which
+    never start a round (`Watcher.written_by`). A burst of events within `step_ms`
+    of each other is one change set. The folders are re-read when the manifest adds
+    an input elsewhere or a round writes into a new folder (checked every second).
     """
     import watchfiles
 
     def folders_of(watcher: Watcher) -> set[Path]:
         paths = watcher.watched_paths()
-        folders = {path.parent for path in paths} | {f for f, _ in watcher.watched_patterns()}
-        return folders | watcher.output_folders()
+        return {path.parent for path in paths} | {f for f, _ in watcher.watched_patterns()}
+
+    def armed(watcher: Watcher) -> set[Path]:
+        """The folders to watch: an output folder not made yet through its parent."""
+        return {_existing(folder) for folder in folders_of(watcher)} | {
+            _existing(folder) for folder in watcher.output_folders()
+        }
 
     appeared: set[Path] = set()
     while True:
@@ -456,10 +462,11 @@ async def filesystem_changes(
             yield appeared
         wished = folders_of(watcher)
         # a folder not made yet (`rows = "nodir/x.csv"`): its nearest existing parent
-        # is watched for the folder's creation, which re-arms the watch
+        # is watched for the folder's creation, which re-arms the watch (one the
+        # images write into is re-armed without a round, by the check every second)
         missing = {folder for folder in wished if not folder.is_dir()}
         on_the_way = {parent for folder in missing for parent in (folder, *folder.parents)}
-        folders = {_existing(folder) for folder in wished}
+        folders = armed(watcher)
 
         def wanted(
             _change: watchfiles.Change, path: str, on_the_way: set[Path] = on_the_way
@@ -477,10 +484,13 @@ async def filesystem_changes(
             recursive=False,
             step=step_ms,
             debounce=debounce_ms,
+            rust_timeout=1000,
+            yield_on_timeout=True,  # a round may have added folders of outputs: re-arm
         ):
-            yield {Path(path) for _, path in batch}
+            if batch:
+                yield {Path(path) for _, path in batch}
             appeared = {folder for folder in missing if folder.is_dir()}
-            if folders_of(watcher) != wished or appeared:
+            if folders_of(watcher) != wished or appeared or armed(watcher) != folders:
                 break  # start again with the new set of folders
 
 

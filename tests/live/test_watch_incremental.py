@@ -11,6 +11,7 @@ from nebula_build.core import resolve as resolve_module
 from nebula_build.core.manifest import load
 from nebula_build.core.resolve import resolve
 from nebula_build.errors import ManifestError
+from nebula_build.live.watch import filesystem_changes
 from nebula_build.plugin.manager import load_registry
 from tests.conftest import fake_manifest, generation_log
 from tests.live.test_watch import Script, make_watcher
@@ -135,6 +136,37 @@ def test_an_edit_to_defaults_resolves_everything_again(project, fake_site, tmp_p
         second = await script.next_round(timeout=60)
         assert len(second.changed) == 30
         assert second.prepared is not None and second.prepared.changed_only is None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_an_output_deleted_by_hand_is_made_again_by_the_next_edit_round(
+    project, fake_site, tmp_path
+):
+    log = tmp_path / "gen.log"
+    images = dict(list(_images().items())[:3])
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+    deleted = root / "out/0/s0001.png"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await script.next_round(timeout=30)
+        await asyncio.sleep(2.5)  # the folder the round made is watched within a second
+        deleted.unlink()
+        await asyncio.sleep(1.5)
+        assert len(script.rounds) == 1  # a deletion starts no round of its own
+        images["s0002"]["prompt"] = "sprite 2, edited"
+        manifest.write_text(fake_manifest(log, images))
+        report = await script.next_round(timeout=10)
+        assert sorted(report.changed) == ["s0001", "s0002"]
+        assert report.prepared is not None and report.prepared.changed_only is not None
+        assert deleted.exists()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
