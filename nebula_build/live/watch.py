@@ -96,6 +96,8 @@ class Watcher:
         #: images whose files changed on disk since the last round (planned with the
         #: next edit, as a whole round would)
         self._recheck: set[str] = set()
+        #: the images the running round planned (None: all), once it has loaded
+        self._planning: frozenset[str] | _NotLoaded | None = _NOT_LOADED
         self._applier: Applier | None = None
         self._backends: OpenBackends | None = None
         #: held by a round or a pick: they never run at once
@@ -223,6 +225,7 @@ class Watcher:
         previous = self._loaded
         if previous is not None and self._recheck:
             previous = dataclasses.replace(previous, recheck=frozenset(self._recheck))
+        self._planning = _NOT_LOADED
         try:
             result = await apply_round(
                 self.project,
@@ -235,6 +238,7 @@ class Watcher:
                 incremental=not once,
             )
         except NebulaBuildError as exc:
+            self._left_undone(None)
             if once:
                 raise
             report.error = str(exc)
@@ -249,6 +253,7 @@ class Watcher:
             self._applier = None
         self._last_error = None
         report.prepared, report.result = result.prepared, result
+        self._left_undone(result)
         if not result.plan.has_changes:
             planned = result.plan.actions if result.prepared.changed_only is None else ()
             images = plural(len(planned) or len(result.prepared.specs), "image")
@@ -260,6 +265,22 @@ class Watcher:
         if self.on_round is not None:  # the whole plan, for the gallery
             report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
         return self._publish(report)
+
+    def _left_undone(self, result: RoundResult | None) -> None:
+        """Plan again, with the next edit, what this round planned and did not finish
+        (`result` None or refused: nothing; else the images whose action failed, was
+        cancelled or never ran): the next round's text is compared with this one's."""
+        planned = self._planning
+        if isinstance(planned, _NotLoaded):
+            return  # stopped before the manifest loaded: the baseline did not move
+        if result is None or result.refused is not None:
+            if planned is None:
+                self._loaded = None  # the next round resolves and plans the whole
+            else:
+                self._recheck |= planned
+            return
+        done = {o.image for o in result.applied.outcomes if o.ok} if result.applied else set()
+        self._recheck |= {action.image for action in result.plan.changes} - done
 
     async def pick(self, name: str, index: int) -> str:
         """Make draw `index` of `name` its output, between rounds, and publish the page
@@ -319,6 +340,7 @@ class Watcher:
         root = self.project.root
         only = prepared.changed_only
         self._loaded = prepared.loaded
+        self._planning = only
         if only is None:
             self._recheck.clear()
         else:
@@ -405,6 +427,13 @@ class Watcher:
         if self.on_round is not None:
             self.on_round(report)
         return report
+
+
+class _NotLoaded:
+    """A round that has not loaded the manifest (yet)."""
+
+
+_NOT_LOADED = _NotLoaded()
 
 
 def _whole(prepared: Prepared) -> Prepared:
