@@ -27,6 +27,8 @@ from nebula_build.core.manifest import ImageDecl, Manifest, ManifestModel, beyon
 
 _IMAGE_HEADER = re.compile(r"\[images\.([A-Za-z0-9_-]+)(?:\.[A-Za-z0-9_-]+)*\][ \t]*(?:#.*)?")
 #: a line that starts with "[" (a header, or an array's element), and one indented
+_LONE_CR = re.compile(r"\r(?!\n)")
+_TOML_WHITESPACE = " \t\r\n"  # a "\r" only before "\n" (`_LONE_CR`)
 _BRACKET_LINE = re.compile(r"^\[.*$", re.MULTILINE)
 _INDENTED_BRACKET = re.compile(r"^[ \t]+\[", re.MULTILINE)
 _OTHER_HEADER = re.compile(r"\[([A-Za-z0-9_-]+)(?:\.[A-Za-z0-9_-]+)*\][ \t]*(?:#.*)?")
@@ -63,6 +65,8 @@ class Reparsed:
 def cut(text: str) -> Cut | None:
     """The text cut at its table headers, or None where that is not provably safe."""
     if '"""' in text or "'''" in text or _INDENTED_BRACKET.search(text):
+        return None
+    if _LONE_CR.search(text):  # invalid TOML: the whole parse says where
         return None
     rest: list[str] = []
     images: dict[str, str] = {}
@@ -101,7 +105,7 @@ def cut(text: str) -> Cut | None:
 def _trimmed(piece: str) -> str:
     """A table's text without the blank lines that end it (what separates tables is
     no part of either)."""
-    text = piece.rstrip()
+    text = piece.rstrip(_TOML_WHITESPACE)  # other whitespace is no TOML: kept, refused
     return text + "\n" if text else ""
 
 

@@ -138,6 +138,8 @@ def resolve_edit(
     if not all(_plain(images.get(n)) for n in touched):
         return None
     specs = previous.specs
+    if len(specs) + len(edit.added) - len(edit.removed) > manifest.model.max_images:
+        return None  # matrices expanded, as the whole resolve counts (it says which)
     if any(name in specs for name in edit.added) or any(n not in specs for n in edit.changed):
         return None
     if (edit.added or edit.removed) and previous.atlases:
