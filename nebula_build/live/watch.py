@@ -259,6 +259,8 @@ class Watcher:
             images = plural(len(planned) or len(result.prepared.specs), "image")
             self._say(self.style(f"round {report.number}: up to date ({images})", "dim"))
             report.plan = result.plan
+            if self.on_round is not None and result.prepared.changed_only is not None:
+                report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
             return self._publish(report)
         report.elapsed = result.elapsed
         self._summarise(report, result)

@@ -209,3 +209,27 @@ def test_an_edit_superseded_then_undone_is_made(project, fake_site, tmp_path, mo
             await task
 
     asyncio.run(scenario())
+
+
+def test_the_gallery_gets_every_image_after_an_edit_round_with_nothing_to_do(
+    project, fake_site, tmp_path
+):
+    log = tmp_path / "gen.log"
+    images = _images("abcd")
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        task = asyncio.create_task(make_watcher(root, script, out).run(script.changes()))
+        await script.next_round(timeout=30)
+        text = fake_manifest(log, images).replace("[images.c]\n", "[images.c]\n# x\n")
+        nothing = await _save(script, manifest, text)
+        assert "up to date" in out.getvalue()
+        assert nothing.plan is not None
+        assert sorted(action.image for action in nothing.plan.actions) == list("abcd")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
