@@ -180,7 +180,7 @@ def _edited(
         edit = reparse(previous.parsed, text, project.manifest_path, project.display_manifest)
         if edit is None or edit.reordered:
             return None
-    if any(digest_of(path) != digest for path, digest in previous.inputs.items()):
+    if not all(_unchanged(path, digest, digest_of) for path, digest in previous.inputs.items()):
         return None
     if edit is None:
         return replace(previous, recheck=frozenset()), frozenset(), frozenset()
@@ -212,6 +212,15 @@ def _edited(
         edit.parsed, rebuilt.resolved, previous.backend, used, rebuilt.owners, rebuilt.takers
     )
     return loaded, frozenset(rebuilt.resolved_again), edit.removed
+
+
+def _unchanged(path: str, digest: str, digest_of: Callable[[str], str | None]) -> bool:
+    """Whether an input the last resolution read is as it was (one unsafe now: no,
+    and the whole path says whether an image still reads it)."""
+    try:
+        return digest_of(path) == digest
+    except UnsafePathError:
+        return False
 
 
 def _declared_paths(

@@ -75,3 +75,41 @@ def test_max_images_counts_a_matrix_expanded_in_an_edit(project, fake_site, tmp_
     assert made == []
     assert edited.error is not None and "max_images = 5" in edited.error
     assert "max_images = 5" in _whole_refuses(root)
+
+
+def test_an_input_no_image_reads_any_more_never_blocks_an_edit(project, fake_site, tmp_path):
+    from PIL import Image
+
+    log = tmp_path / "gen.log"
+    images = _images("ab")
+    fill = {"model": "black-forest-labs/FLUX.1-Fill-dev", "mask": "in/mask.png"}
+    images["c"] = {"prompt": "c", "output": "out/c.png", "image": "in/x.png", **fill}
+    root = project({"images.toml": fake_manifest(log, images)})
+    (root / "in").mkdir()
+    for name in ("x.png", "mask.png"):
+        Image.new("RGB", (64, 64)).save(root / "in" / name)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not the project's")
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        task = asyncio.create_task(make_watcher(root, script, out).run(script.changes()))
+        await script.next_round(timeout=30)
+        images["c"] = {"prompt": "c2", "output": "out/c.png"}  # in/x.png is read no more
+        manifest.write_text(fake_manifest(log, images))
+        await script.queue.put({manifest})
+        await script.next_round(timeout=30)
+        (root / "in/x.png").unlink()
+        (root / "in/x.png").symlink_to(outside)
+        images["b"]["prompt"] = "b2"
+        manifest.write_text(fake_manifest(log, images))
+        await script.queue.put({manifest})
+        edited = await script.next_round(timeout=30)
+        assert edited.error is None
+        assert edited.changed == ["b"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
