@@ -138,6 +138,25 @@ class Watcher:
     def output_folders(self) -> set[Path]:
         return set(self._output_folders)
 
+    def working(self) -> bool:
+        """Whether a round or a pick is running (its images are being written)."""
+        return self._busy.locked()
+
+    def missing_outputs(self, folders: Collection[Path]) -> set[Path]:
+        """The files the images write into `folders` that are not there."""
+        root = self.project.root
+        within = set()
+        for folder in folders:
+            try:
+                within.add(folder.relative_to(root).as_posix())
+            except ValueError:
+                continue
+        return {
+            root / path
+            for path in self._owners
+            if path.rpartition("/")[0] in within and not (root / path).exists()
+        }
+
     async def run(self, changes: Changes | None, *, once: bool = False) -> Round | None:
         """Rounds until cancelled; with `once`, a single round whose problems are raised
         as `apply` raises them, and its report returned."""
@@ -473,7 +492,9 @@ async def filesystem_changes(
     events are kept only for the watched paths and the images' own files, which
     never start a round (`Watcher.written_by`). A burst of events within `step_ms`
     of each other is one change set. The folders are re-read when the manifest adds
-    an input elsewhere or a round writes into a new folder (checked every second).
+    an input elsewhere or a round writes into a new folder (checked every second);
+    the images' files missing from a newly watched folder once no round runs count
+    as deleted (the next round plans them again).
     """
     import watchfiles
 
@@ -488,6 +509,9 @@ async def filesystem_changes(
         }
 
     appeared: set[Path] = set()
+    #: output folders watched since the last look for files deleted before they were
+    unseen: set[Path] = set()
+    folders: set[Path] = set()
     while True:
         if appeared:  # what was saved in a new folder before it was watched: one more round
             yield appeared
@@ -497,7 +521,8 @@ async def filesystem_changes(
         # images write into is re-armed without a round, by the check every second)
         missing = {folder for folder in wished if not folder.is_dir()}
         on_the_way = {parent for folder in missing for parent in (folder, *folder.parents)}
-        folders = armed(watcher)
+        before, folders = folders, armed(watcher)
+        unseen |= (folders - before) & watcher.output_folders()
 
         def wanted(
             _change: watchfiles.Change, path: str, on_the_way: set[Path] = on_the_way
@@ -520,6 +545,10 @@ async def filesystem_changes(
         ):
             if batch:
                 yield {Path(path) for _, path in batch}
+            if unseen and not watcher.working():  # deleted before its folder was watched
+                missing, unseen = watcher.missing_outputs(unseen), set()
+                if missing:
+                    yield missing
             appeared = {folder for folder in missing if folder.is_dir()}
             if folders_of(watcher) != wished or appeared or armed(watcher) != folders:
                 break  # start again with the new set of folders

@@ -233,3 +233,32 @@ def test_the_gallery_gets_every_image_after_an_edit_round_with_nothing_to_do(
             await task
 
     asyncio.run(scenario())
+
+
+def test_an_output_deleted_before_its_new_folder_is_watched_is_made_again(
+    project, fake_site, tmp_path
+):
+    from nebula_build.live.watch import filesystem_changes
+
+    log = tmp_path / "gen.log"
+    images = {name: {"prompt": name, "output": f"out/sub/{name}.png"} for name in "ab"}
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await script.next_round(timeout=30)
+        (root / "out/sub/a.png").unlink()  # before the watch re-arms with out/sub
+        await asyncio.sleep(2.5)
+        images["b"]["prompt"] = "b2"
+        manifest.write_text(fake_manifest(log, images))
+        edited = await script.next_round(timeout=15)
+        assert sorted(edited.changed) == ["a", "b"]
+        assert (root / "out/sub/a.png").exists()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
