@@ -180,7 +180,7 @@ def test_an_edit_superseded_then_undone_is_made(project, fake_site, tmp_path, mo
     original = nebula_fake.FakeBackend.generate
 
     async def slow(self, request):  # type: ignore[no-untyped-def]
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2)
         return await original(self, request)
 
     async def scenario() -> None:
@@ -188,21 +188,21 @@ def test_an_edit_superseded_then_undone_is_made(project, fake_site, tmp_path, mo
         task = asyncio.create_task(make_watcher(root, script, out).run(script.changes()))
         await script.next_round(timeout=30)
         monkeypatch.setattr(nebula_fake.FakeBackend, "generate", slow)
-        images["b"]["prompt"] = "b-v2"
+        images["a"]["prompt"], images["b"]["prompt"] = "a-v2", "b-v2"
         wanted = fake_manifest(log, images)
         manifest.write_text(wanted)
         await script.queue.put({manifest})
-        await asyncio.sleep(0.7)  # b-v2 is being made
+        await asyncio.sleep(0.7)  # a-v2 and b-v2 are being made
         images["b"]["prompt"] = "b-v3"
         manifest.write_text(fake_manifest(log, images))
         await script.queue.put({manifest})  # b-v2 is obsolete: cancelled
-        await asyncio.sleep(0.05)
-        manifest.write_text(wanted)  # undone
+        await asyncio.sleep(0.1)
+        manifest.write_text(wanted)  # undone while a-v2 is still being made
         await script.queue.put({manifest})
-        for _ in range(3):
-            if not pending(root):
-                break
-            await script.next_round(timeout=30)
+        second = await script.next_round(timeout=30)
+        assert second.cancelled == ["b"]
+        third = await script.next_round(timeout=30)  # the text of the second, again
+        assert third.changed == ["b"]
         assert pending(root) == []
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
