@@ -101,6 +101,11 @@ def measure(root: Path, runs: int, *, write: bool = True) -> dict[str, list[floa
     return figures
 
 
+def page_open(root: Path, images: int, runs: int) -> list[float]:
+    """bench/scale.py's section: seconds from navigation to the first painted cards."""
+    return measure(root, runs)["open"]
+
+
 def _row(name: str, values: list[float], unit: str, goal: str) -> str:
     low, mid, high = min(values), statistics.median(values), max(values)
     return f"{name:<28} {low:8.3f} {mid:8.3f} {high:8.3f} {unit:<3} {goal}"

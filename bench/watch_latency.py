@@ -141,6 +141,12 @@ def measure(images: int, edits: int, size: int, root: Path | None = None) -> lis
     return latencies
 
 
+def edit_latency(root: Path, images: int, runs: int) -> list[float]:
+    """bench/scale.py's section: one-prompt edits (at least 20) in the project of
+    `images` 64x64 images that bench/_common.py's write_manifest built at `root`."""
+    return measure(images, max(runs, 20), 64, root)
+
+
 def measure_steps(images: int, edits: int, whole_edits: int = 3) -> tuple[list[float], list[float]]:
     """(seconds of the whole parse + resolve of the first `whole_edits` edits, seconds
     of the chunked ones of each of `edits`) for one-prompt edits of a manifest of
