@@ -75,10 +75,13 @@ class FileIndex:
             return None
         if not S_ISREG(stat.st_mode):
             return None
-        signature = self._seen[relative] = _signature(stat)
+        signature = _signature(stat)
         known = self._entries.get(relative)
-        if known is not None and tuple(known[:_FIELDS]) == signature:
+        if known is not None and (recorded := tuple(known[:_FIELDS])) == signature:
+            # equal to `signature`, and holding the row's numbers rather than copies of them
+            self._seen[relative] = recorded
             return str(known[_FIELDS])
+        self._seen[relative] = signature
         digest = sha256_file(Path(path))
         self._entries[relative] = [*signature, digest]
         self._dirty = True

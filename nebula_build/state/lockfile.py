@@ -512,11 +512,15 @@ def _read_snapshot(path: Path, digest: str) -> Entries | None:
         ):
             return None
         entries: dict[str, LockEntry] = {}
+        shared: dict[str, str] = {}  # the backend and model most entries repeat, kept once
         while (start := end + 1) < len(raw):
             end = raw.index(b"\n", start)
             # Sealed, and bound to the lock's digest: rebuilding without field-by-field
             # checks keeps a 10k-entry read cheap.
             for name, entry in json.loads(raw[start:end]).items():
+                for column in ("backend", "model"):
+                    if type(value := entry.get(column)) is str:
+                        entry[column] = shared.setdefault(value, value)
                 # most entries have no draws or history: keyword arguments build them fastest
                 entries[name] = (
                     LockEntry.from_checked(entry)
