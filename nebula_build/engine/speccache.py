@@ -11,26 +11,39 @@ unexpected is a miss, never an error.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
 from typing import Any
 
 from nebula_build import __version__
 from nebula_build.core.resolve import Resolved
 from nebula_build.core.spec import AssetSpec, AtlasSpec
-from nebula_build.fsutil import atomic_write, read_regular
+from nebula_build.fsutil import atomic_stream, read_regular
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
-from nebula_build.state.seal import seal, unseal
+from nebula_build.state.seal import sealed_from, sealer
 
-CACHE_FORMAT = 6
+CACHE_FORMAT = 7
 #: far larger than 100k images' specs: not ours
 _LIMIT = 1 << 30
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))
 _ATLAS_FIELDS = tuple(f.name for f in fields(AtlasSpec))
+#: text columns most images share a value of: each value is kept once when loading
+_SHARED_COLUMNS = tuple(
+    _SPEC_FIELDS.index(name)
+    for name in (
+        "backend",
+        "model",
+        "format",
+        "negative_prompt",
+        "fit",
+        "resample",
+        "variant_pattern",
+    )
+)
 
 
 def cache_key(manifest: bytes, registry: BackendRegistry, backend_override: str | None) -> str:
@@ -53,11 +66,12 @@ def load(
     """The cached resolution for `key`, if it is still valid: every input and data
     file has the digest it had, and every folder of posts holds the files it held."""
     raw = read_regular(project.spec_cache_path, limit=_LIMIT)
-    text = unseal(raw) if raw is not None else None
-    if text is None:
+    start = sealed_from(raw) if raw is not None else None
+    if raw is None or start is None:
         return None
     try:
-        data = json.loads(text)
+        head_end = raw.index(b"\n", start)
+        data = json.loads(raw[start:head_end])
         if data["key"] != key:
             return None
         if any(digest_of(path) != digest for path, digest in data["inputs"].items()):
@@ -69,7 +83,7 @@ def load(
         settings = {
             name: plugins[name].parse_settings(raw) for name, raw in data["settings"].items()
         }
-        specs = {row[0]: AssetSpec(*row) for row in data["specs"]}
+        specs = _specs(raw, head_end + 1)
         assets = data["assets"]
         atlases = {row[0]: AtlasSpec(*row) for row in data["atlases"]}
         remote = data["remote"]
@@ -86,21 +100,64 @@ def load(
     )
 
 
+def _specs(raw: bytes, start: int) -> dict[str, AssetSpec]:
+    """The specs stored from `start` on, a line of rows at a time (the whole file as
+    one JSON tree would be several times the specs' own size). The values most images
+    share (backend, model, format, ...) are kept once, as they are after resolving."""
+    specs: dict[str, AssetSpec] = {}
+    shared: dict[str, str] = {}
+    while start < len(raw):
+        end = raw.index(b"\n", start)
+        for row in json.loads(raw[start:end]):
+            for index in _SHARED_COLUMNS:
+                if type(value := row[index]) is str:  # never 1 for True, or 1.0 for 1
+                    row[index] = shared.setdefault(value, value)
+            specs[row[0]] = AssetSpec(*row)
+        start = end + 1
+    return specs
+
+
 def save(project: Project, key: str, resolved: Resolved, inputs: Mapping[str, str]) -> None:
     """Cache a resolution; one whose settings a plugin cannot write as JSON is simply
-    not cached (the cache only saves time)."""
+    not cached (the cache only saves time).
+
+    Written in batches of rows, never as one string: at 100k images the file is ~45 MB,
+    and its text, its bytes and the sealed copy together used to be the plan's peak."""
+    mac = sealer()
+    if mac is None:
+        return
     try:
-        text = json.dumps(_data(key, resolved, inputs))
+        head = json.dumps(_head(key, resolved, inputs))
     except (ValueError, TypeError):
         return
-    sealed = seal(text.encode())
-    if sealed is None:
+    try:
+        with atomic_stream(project.spec_cache_path, durable=False) as handle:
+            handle.write(_UNSEALED)
+            for piece in _pieces(head, resolved):
+                mac.update(piece)
+                handle.write(piece)
+            handle.seek(0)
+            handle.write(mac.hexdigest().encode())
+    except (OSError, ValueError, TypeError):
         return
-    with contextlib.suppress(OSError):
-        atomic_write(project.spec_cache_path, sealed, durable=False)
 
 
-def _data(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, Any]:
+#: where the seal goes once the data has been written (seal.unseal reads a hex line)
+_UNSEALED = b"0" * 64 + b"\n"
+_ROWS_PER_LINE = 1000
+
+
+def _pieces(head: str, resolved: Resolved) -> Iterator[bytes]:
+    """The cache's text in pieces: `head` on a line, then the specs' rows, a JSON array
+    of up to _ROWS_PER_LINE of them on each line."""
+    yield head.encode() + b"\n"
+    specs = iter(resolved.specs.values())
+    while batch := list(itertools.islice(specs, _ROWS_PER_LINE)):
+        rows = [[getattr(spec, name) for name in _SPEC_FIELDS] for spec in batch]
+        yield json.dumps(rows).encode() + b"\n"
+
+
+def _head(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, Any]:
     return {
         "key": key,
         "inputs": dict(inputs),
@@ -112,8 +169,5 @@ def _data(key: str, resolved: Resolved, inputs: Mapping[str, str]) -> dict[str, 
         "row_bases": list(resolved.row_bases),
         "atlases": [
             [getattr(atlas, name) for name in _ATLAS_FIELDS] for atlas in resolved.atlases.values()
-        ],
-        "specs": [
-            [getattr(spec, name) for name in _SPEC_FIELDS] for spec in resolved.specs.values()
         ],
     }

@@ -34,6 +34,17 @@ def _signature(stat: os.stat_result) -> _Signature:
     return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
+def _read(index_path: Path) -> dict[str, list[object]]:
+    raw = read_regular(index_path, limit=_LIMIT)
+    try:
+        loaded = json.loads(raw) if raw is not None else None
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(loaded, dict):
+        return {}
+    return {k: v for k, v in loaded.items() if _is_row(v)}  # it may have come with a checkout
+
+
 class FileIndex:
     """Digest of project files by relative path, backed by a stat cache."""
 
@@ -41,17 +52,18 @@ class FileIndex:
         self.root = root
         self._root = str(root)
         self.index_path = index_path
-        self._entries: dict[str, list[object]] = {}
+        self._rows: dict[str, list[object]] | None = None
         #: the signature each file had when this process last looked at it
         self._seen: dict[str, _Signature] = {}
         self._dirty = False
-        raw = read_regular(index_path, limit=_LIMIT)
-        try:
-            loaded = json.loads(raw) if raw is not None else None
-        except (ValueError, RecursionError):
-            loaded = None
-        if isinstance(loaded, dict):  # only well-formed rows: it may have come with a checkout
-            self._entries = {k: v for k, v in loaded.items() if _is_row(v)}
+
+    @property
+    def _entries(self) -> dict[str, list[object]]:
+        """The index's rows, read on first use: at 100k files they take ~80 MB, which
+        a plan then finds free again once the manifest it parsed first is let go."""
+        if self._rows is None:
+            self._rows = _read(self.index_path)
+        return self._rows
 
     def digest(self, relative: str) -> str | None:
         """The file's sha256, or None if it does not exist (or is not a file)."""
@@ -63,10 +75,13 @@ class FileIndex:
             return None
         if not S_ISREG(stat.st_mode):
             return None
-        signature = self._seen[relative] = _signature(stat)
+        signature = _signature(stat)
         known = self._entries.get(relative)
-        if known is not None and tuple(known[:_FIELDS]) == signature:
+        if known is not None and (recorded := tuple(known[:_FIELDS])) == signature:
+            # equal to `signature`, and holding the row's numbers rather than copies of them
+            self._seen[relative] = recorded
             return str(known[_FIELDS])
+        self._seen[relative] = signature
         digest = sha256_file(Path(path))
         self._entries[relative] = [*signature, digest]
         self._dirty = True

@@ -25,13 +25,13 @@ import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from nebula_build.errors import LockfileError, StateWriteError
-from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes
+from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
 from nebula_build.state.guard import path_problem
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
-from nebula_build.state.seal import sealer, unseal
+from nebula_build.state.seal import sealed_from, sealer
 from nebula_build.text import made_with_problem
 
 LOCK_VERSION = 1
@@ -453,61 +453,94 @@ def _refuse_a_shared_lock(project: Project) -> None:
 def read(project: Project) -> Entries:
     """The lock's entries (empty if there is no lock). Does not look at the journal."""
     where = project.lock_path.name
-    try:
-        raw = project.lock_path.read_bytes()
-    except FileNotFoundError:
-        _refuse_a_shared_lock(project)
+    digest = _from_lock(project, sha256_file)  # a 100k-entry lock need not be held
+    if digest is None:
         return {}
-    except IsADirectoryError:
-        raise LockfileError(f"{where} is a folder; remove it and re-run") from None
-    digest = sha256_bytes(raw)
     snapshot = _read_snapshot(project.lock_snapshot_path, digest)
     if snapshot is not None:
         return _check_own_files(project, snapshot, where)
+    raw = _from_lock(project, Path.read_bytes)
+    if raw is None:
+        return {}
+    digest = sha256_bytes(raw)  # what was parsed, should the lock have changed since
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise LockfileError(
             f"{where} is not UTF-8 text; restore it from version control or delete it"
         ) from None
+    del raw
     entries = _check_own_files(project, loads(text, where), where)
     _write_snapshot(project, digest, entries)
     return entries
 
 
+_T = TypeVar("_T")
+
+
+def _from_lock(project: Project, reading: Callable[[Path], _T]) -> _T | None:
+    """`reading` of the lock file; None where there is no lock."""
+    try:
+        return reading(project.lock_path)
+    except FileNotFoundError:
+        _refuse_a_shared_lock(project)
+        return None
+    except IsADirectoryError:
+        raise LockfileError(f"{project.lock_path.name} is a folder; remove it and re-run") from None
+
+
+#: the snapshot's layout: a line saying whose it is, then lines of up to _PIECE entries
+_SNAPSHOT_LAYOUT = 2
+
+
 def _read_snapshot(path: Path, digest: str) -> Entries | None:
     """The snapshot's entries if it is this lock's and was written on this account
-    (sealed: one that came with a checkout could carry entries no check ever saw)."""
+    (sealed: one that came with a checkout could carry entries no check ever saw).
+    Read a line of entries at a time: at 100k entries the file as one JSON tree
+    would be several times the entries' own size."""
     raw = read_regular(path, limit=_SNAPSHOT_LIMIT)
-    text = unseal(raw) if raw is not None else None
-    if text is None:
+    start = sealed_from(raw) if raw is not None else None
+    if raw is None or start is None:
         return None
     try:
-        data = json.loads(text)
-        if data.get("lock_digest") != digest or data.get("version") != LOCK_VERSION:
+        end = raw.index(b"\n", start)
+        head = json.loads(raw[start:end])
+        if (
+            head.get("lock_digest") != digest
+            or head.get("version") != LOCK_VERSION
+            or head.get("layout") != _SNAPSHOT_LAYOUT
+        ):
             return None
-        # Sealed, and bound to the lock's digest: rebuilding without field-by-field
-        # checks keeps a 10k-entry read cheap.
-        return {
-            # most entries have no draws or history: keyword arguments build them fastest
-            name: LockEntry.from_checked(entry)
-            if "draws" in entry or "history" in entry or "pinned_against" in entry
-            else LockEntry(**entry)
-            for name, entry in data["images"].items()
-        }
+        entries: dict[str, LockEntry] = {}
+        shared: dict[str, str] = {}  # the backend and model most entries repeat, kept once
+        while (start := end + 1) < len(raw):
+            end = raw.index(b"\n", start)
+            # Sealed, and bound to the lock's digest: rebuilding without field-by-field
+            # checks keeps a 10k-entry read cheap.
+            for name, entry in json.loads(raw[start:end]).items():
+                for column in ("backend", "model"):
+                    if type(value := entry.get(column)) is str:
+                        entry[column] = shared.setdefault(value, value)
+                # most entries have no draws or history: keyword arguments build them fastest
+                entries[name] = (
+                    LockEntry.from_checked(entry)
+                    if "draws" in entry or "history" in entry or "pinned_against" in entry
+                    else LockEntry(**entry)
+                )
+        return entries
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 
 
 def _snapshot_pieces(digest: str, entries: Mapping[str, LockEntry]) -> Iterator[bytes]:
-    """The snapshot's JSON, a few thousand entries at a time."""
-    yield f'{{"lock_digest": "{digest}", "version": {LOCK_VERSION}, "images": {{'.encode()
+    """The snapshot's lines: whose it is, then a JSON object of up to _PIECE entries
+    on each line."""
+    head = {"lock_digest": digest, "version": LOCK_VERSION, "layout": _SNAPSHOT_LAYOUT}
+    yield json.dumps(head).encode() + b"\n"
     names = list(entries)
     for start in range(0, len(names), _PIECE):
         chunk = names[start : start + _PIECE]
-        text = ", ".join(f"{json.dumps(n)}: {json.dumps(entries[n].to_dict())}" for n in chunk)
-        yield (", " + text if start else text).encode()
-    yield b"}}"
+        yield json.dumps({n: entries[n].to_dict() for n in chunk}).encode() + b"\n"
 
 
 def _write_snapshot(project: Project, digest: str, entries: Mapping[str, LockEntry]) -> None:

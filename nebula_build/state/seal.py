@@ -76,6 +76,17 @@ def tagged(data: bytes, mac: object) -> bool:
     return expected is not None and isinstance(mac, str) and hmac.compare_digest(mac, expected)
 
 
+def sealed_from(sealed: bytes) -> int | None:
+    """Where the data under a seal made on this account starts in `sealed` (after the
+    seal's line); None for anything else. `unseal` without copying the data."""
+    key = _key(key_path())
+    newline = sealed.find(b"\n")
+    if key is None or newline < 0:
+        return None
+    expected = hmac.new(key, memoryview(sealed)[newline + 1 :], hashlib.sha256).hexdigest()
+    return newline + 1 if hmac.compare_digest(sealed[:newline], expected.encode()) else None
+
+
 def unseal(sealed: bytes) -> bytes | None:
     """The data under a seal made on this account; None for anything else."""
     key = _key(key_path())
