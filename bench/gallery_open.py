@@ -101,6 +101,17 @@ def measure(root: Path, runs: int, *, write: bool = True) -> dict[str, list[floa
     return figures
 
 
+def unavailable() -> str | None:
+    """Why the page cannot be opened here, if it cannot (bench/scale.py says so)."""
+    import importlib.util
+
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed: pip install -e '.[browser]'"
+    if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
+        return "no chromium (apt-get install chromium)"
+    return None
+
+
 def page_open(root: Path, images: int, runs: int) -> list[float]:
     """bench/scale.py's section: seconds from navigation to the first painted cards."""
     return measure(root, runs)["open"]

@@ -180,14 +180,12 @@ def _default(cls: type, name: str) -> float:
 def companions(root: Path, count: int, runs: int) -> None:
     for label, module, function, goal in COMPANIONS:
         section(f"{label} (goal: {goal})")
-        if not (BENCH / f"{module}.py").exists():
-            print(f"    not measured (bench/{module}.py missing)")
+        companion = importlib.import_module(module)
+        unavailable = getattr(companion, "unavailable", lambda: None)()
+        if unavailable is not None:
+            print(f"    not measured ({unavailable})")
             continue
-        measure = getattr(importlib.import_module(module), function, None)
-        if measure is None:
-            print(f"    not measured (bench/{module}.py has no {function}())")
-            continue
-        print(f"    {spread(measure(root, count, runs))}")
+        print(f"    {spread(getattr(companion, function)(root, count, runs))}")
 
 
 def bench(count: int, root: Path, runs: int) -> dict[str, float | None]:
