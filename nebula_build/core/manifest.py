@@ -619,7 +619,7 @@ _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 _TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep (tables and arrays inside each other)"
 
 
-def _beyond_limits(data: dict[str, Any]) -> tuple[tuple[str | int, ...], str] | None:
+def beyond_limits(data: dict[str, Any]) -> tuple[tuple[str | int, ...], str] | None:
     """(key path, message) of the first thing in parsed TOML that is nested too deep,
     or a string or key that is too long; None if there is none.
 
@@ -712,7 +712,7 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
         raise ManifestError.single(display_path, key, message, line, column) from None
     except RecursionError:
         raise _too_deep_for_toml(_unvalidated(path, display_path, text)) from None
-    beyond = _beyond_limits(data)
+    beyond = beyond_limits(data)
     if beyond is not None:
         loc, message = beyond
         manifest = _unvalidated(path, display_path, text)

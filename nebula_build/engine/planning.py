@@ -32,14 +32,21 @@ def plan_for(
 ) -> Plan:
     """The plan; with `remote`, the generations it holds are marked as restores from it.
     Each image is its picked draw (`picks` overrides the lock's); with `draws`, the
-    candidates the cache lacks are `draw` actions."""
-    unknown = sorted(set(more) - prepared.specs.keys())
+    candidates the cache lacks are `draw` actions. After an edit resolved alone
+    (`prepared.changed_only`, watch) and nothing else asked, only the images it may
+    have changed are planned (with the images they take outputs from)."""
+    every_lock = lock
+    specs = prepared.specs
+    only = prepared.changed_only
+    if only is not None and not (targets or replace or more or picks or pins or unpin):
+        specs, lock = _view(specs, lock, only)
+    unknown = sorted(set(more) - specs.keys())
     if unknown:
         raise UserError(
             f"{prepared.project.display_manifest}: --more: unknown "
             f"{'image' if len(unknown) == 1 else 'images'}: {', '.join(unknown)}"
         )
-    chosen = candidates.picked(prepared.specs, lock, picks, more=more, pins=pins, unpin=unpin)
+    chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin=unpin)
     for option, names in (("--more", more), ("--replace", replace)):
         pinned = sorted(n for n in names if n in chosen.specs and chosen.specs[n].pin is not None)
         if pinned:
@@ -64,9 +71,7 @@ def plan_for(
     images = diff(chosen)
     lost = _lost_pins(images, pins, remote)
     if lost:  # a pin never pays: the manifest's spec is made instead
-        chosen = candidates.picked(
-            prepared.specs, lock, picks, more=more, pins=pins, unpin={*unpin, *lost}
-        )
+        chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin={*unpin, *lost})
         chosen.notes.update(
             (name, "its pinned earlier generation is in no cache here: the pin is released")
             for name in lost
@@ -81,8 +86,29 @@ def plan_for(
         from nebula_build.engine.remotecache import mark
 
         images = mark(images, remote, notice)
-    files = plan_files(prepared, lock, images.actions, force=force)
+    files = plan_files(prepared, every_lock, images.actions, force=force)
     return Plan(images.actions, files)
+
+
+def _view(
+    specs: Mapping[str, AssetSpec], lock: Entries, names: Collection[str]
+) -> tuple[dict[str, AssetSpec], Entries]:
+    """The specs and lock entries of `names` and of every image whose output they take
+    (at any depth), in manifest order."""
+    wanted = {name for name in names if name in specs}
+    todo = list(wanted)
+    while todo:
+        for upstream in specs[todo.pop()].depends_on:
+            if upstream in specs and upstream not in wanted:
+                wanted.add(upstream)
+                todo.append(upstream)
+    if len(wanted) * 8 > len(specs):  # a large part: order the whole
+        view = {name: spec for name, spec in specs.items() if name in wanted}
+    else:
+        order = {name: index for index, name in enumerate(specs)} if len(wanted) > 1 else {}
+        view = {name: specs[name] for name in sorted(wanted, key=lambda n: order.get(n, 0))}
+    entries = {name: lock[name] for name in (*view, *names) if name in lock}
+    return view, entries
 
 
 def other_settings(prepared: Prepared, images: Plan, lock: Entries) -> dict[str, str]:

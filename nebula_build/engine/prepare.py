@@ -7,9 +7,11 @@ The first steps of the flow (docs/architecture.md), shared by every command;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 
+from nebula_build.core.chunks import Parsed, parsed, reparse
+from nebula_build.core.incremental import Edit, resolve_edit
 from nebula_build.core.manifest import from_bytes, read_bytes
 from nebula_build.core.resolve import Resolved, resolve
 from nebula_build.core.spec import AssetSpec
@@ -30,6 +32,24 @@ Notice = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class Loaded:
+    """What the next edit's `prepare` starts from (watch): the manifest, its
+    resolution, and what that resolution read."""
+
+    parsed: Parsed
+    resolved: Resolved
+    backend: str | None
+    #: digest of each input file the resolution read (an edit to one: resolve all)
+    inputs: Mapping[str, str]
+    #: the image that writes each file (None: found from the specs when needed)
+    owners: Mapping[str, str] | None = None
+    #: the images that take each image's output (likewise)
+    takers: Mapping[str, frozenset[str]] | None = None
+    #: images whose files changed on disk since (watch): planned again with the edit
+    recheck: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A project's manifest resolved against its backends, with the state views."""
 
@@ -42,6 +62,12 @@ class Prepared:
     #: stat signatures of the data files and folders of posts read while preparing,
     #: taken before reading them (the spec cache's checks are in `files.seen()`)
     data_seen: Mapping[str, Signature] = field(default_factory=dict)
+    #: what the next edit can start from (None where the spec cache answered)
+    loaded: Loaded | None = None
+    #: the images an edit to `previous` may have changed (see `prepare`): resolved
+    #: again, removed, or named by `previous.recheck`; the plan looks at these
+    #: alone. None where every image was resolved (or taken from the spec cache).
+    changed_only: frozenset[str] | None = None
 
     @property
     def specs(self) -> dict[str, AssetSpec]:
@@ -54,11 +80,18 @@ def prepare(
     *,
     backend: str | None = None,
     read_inputs: bool = False,
+    previous: Loaded | None = None,
+    incremental: bool = False,
 ) -> Prepared:
     """Load and resolve the manifest (or take the resolution from the spec cache).
 
     With `read_inputs`, input files are read into memory once (apply); without,
-    their digests come from the stat cache (plan, status).
+    their digests come from the stat cache (plan, status). With `previous` (the
+    last round's `Prepared.loaded`, in watch), an edit to some images' tables is
+    parsed and resolved for those images only (`changed_only`); anything else takes
+    the whole path. With `incremental` (watch), `loaded` is always set where the
+    manifest allows edits to be resolved alone (the spec cache is not read: it keeps
+    no parse).
     """
     files = FileIndex(project.root, project.file_index_path)
     guard = Guard(project.root, reserved=project.own_files)
@@ -73,9 +106,29 @@ def prepare(
         return unchecked(path)
 
     raw = read_bytes(project.manifest_path, project.display_manifest)  # read once
+    if previous is not None and previous.backend == backend:
+        quick = _edited(project, registry, raw, previous, digest_of, headers=headers)
+        if quick is not None:
+            edited, touched, removed = quick
+            changed_only = touched | removed | previous.recheck
+            _check_paths(
+                project,
+                edited.resolved,
+                guard,
+                folders=read_inputs,
+                only=touched,
+                owners=edited.owners or {},
+            )
+            store = Store(project.cache_dir)
+            return Prepared(
+                project, edited.resolved, files, store, inputs, guard, {}, edited, changed_only
+            )
     key = speccache.cache_key(raw, registry, backend)
     data = DataReader(guard)
-    resolved = speccache.load(project, key, registry, digest_of, data.matching)
+    resolved = None
+    if previous is None and not incremental:
+        resolved = speccache.load(project, key, registry, digest_of, data.matching)
+    loaded: Loaded | None = None
     if resolved is None:
         data = DataReader(guard)  # what the cache's checks listed is not what was read
         used: dict[str, str] = {}
@@ -98,17 +151,82 @@ def prepare(
             data=data,
         )
         speccache.save(project, key, resolved, used | data.digests)
+        if incremental and not resolved.data_files and not resolved.data_globs:
+            loaded = Loaded(parsed(manifest), resolved, backend, used)
     _check_paths(project, resolved, guard, folders=read_inputs)
     store = Store(project.cache_dir)
-    return Prepared(project, resolved, files, store, inputs, guard, data.signatures)
+    return Prepared(project, resolved, files, store, inputs, guard, data.signatures, loaded)
 
 
-def _declared_paths(resolved: Resolved) -> Iterator[tuple[str, str]]:
-    """(where in the manifest, path) of every file the project writes."""
-    for name, spec in resolved.specs.items():
+def _edited(
+    project: Project,
+    registry: BackendRegistry,
+    raw: bytes,
+    previous: Loaded,
+    digest_of: Callable[[str], str | None],
+    *,
+    headers: InputSnapshot,
+) -> tuple[Loaded, frozenset[str], frozenset[str]] | None:
+    """(what the next edit starts from, the images resolved again, those removed)
+    where `raw` differs from `previous` only in images' tables and no input file it
+    read changed; None where the whole path must run (it also reports problems)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text == previous.parsed.manifest.text:
+        edit = None
+    else:
+        edit = reparse(previous.parsed, text, project.manifest_path, project.display_manifest)
+        if edit is None or edit.reordered:
+            return None
+    if any(digest_of(path) != digest for path, digest in previous.inputs.items()):
+        return None
+    if edit is None:
+        return replace(previous, recheck=frozenset()), frozenset(), frozenset()
+    used = dict(previous.inputs)
+
+    def recording(path: str) -> str | None:
+        digest = digest_of(path)
+        if digest is not None:
+            used[path] = digest
+        return digest
+
+    rebuilt = resolve_edit(
+        previous.resolved,
+        previous.parsed.manifest.model.images,
+        edit.parsed.manifest,
+        Edit(edit.changed, edit.added, edit.removed),
+        registry=registry,
+        digest_of=recording,
+        backend_override=previous.backend,
+        can_encode=pillow_writes,
+        input_size=headers.size,
+        read_input=headers.read,
+        owners=previous.owners,
+        takers=previous.takers,
+    )
+    if rebuilt is None:
+        return None
+    loaded = Loaded(
+        edit.parsed, rebuilt.resolved, previous.backend, used, rebuilt.owners, rebuilt.takers
+    )
+    return loaded, frozenset(rebuilt.resolved_again), edit.removed
+
+
+def _declared_paths(
+    resolved: Resolved, only: Collection[str] | None = None
+) -> Iterator[tuple[str, str]]:
+    """(where in the manifest, path) of every file the project writes (with `only`,
+    every file those images write)."""
+    specs = resolved.specs
+    for name in specs if only is None else only:
+        spec = specs[name]
         yield f"images.{name}.output", spec.output
         for path in spec.paths[1:]:
             yield f"images.{name} (variant)", path
+    if only is not None:
+        return
     for name, atlas in resolved.atlases.items():
         yield f"atlases.{name}.output", atlas.output
         yield f"atlases.{name}.frames", atlas.frames
@@ -119,17 +237,27 @@ def _declared_paths(resolved: Resolved) -> Iterator[tuple[str, str]]:
         yield "assets.manifest", resolved.asset_manifest
 
 
-def _check_paths(project: Project, resolved: Resolved, guard: Guard, *, folders: bool) -> None:
+def _check_paths(
+    project: Project,
+    resolved: Resolved,
+    guard: Guard,
+    *,
+    folders: bool,
+    only: Collection[str] | None = None,
+    owners: Mapping[str, str] = {},
+) -> None:
     """Refuse a manifest (or a cached resolution of one) that would write outside the
     project, over the tool's own files or over an input; with `folders`, also one
-    whose output folders lead out through a symbolic link (before anything is paid)."""
-    declared = list(_declared_paths(resolved))
+    whose output folders lead out through a symbolic link (before anything is paid).
+    With `only`, the files of those images alone are checked (the others were, by
+    the round before; `owners` holds every image's files)."""
+    declared = list(_declared_paths(resolved, only))
     written = {path for _, path in declared}
     guard.protect(
         path
         for spec in resolved.specs.values()
         for path in (spec.image, spec.mask, spec.palette_file)
-        if path and path not in written
+        if path and path not in written and path not in owners
     )
     checked_folders: set[str] = set()
     for where, path in declared:

@@ -28,7 +28,7 @@ from nebula_build.engine.derived import FileOutcome, build_files
 from nebula_build.engine.execute import OpenBackends, execute
 from nebula_build.engine.gc import remove_leftovers
 from nebula_build.engine.planning import plan_for
-from nebula_build.engine.prepare import Prepared, prepare, recovered_lock
+from nebula_build.engine.prepare import Loaded, Prepared, prepare, recovered_lock
 from nebula_build.engine.remotecache import configured, unshared
 from nebula_build.engine.runstate import record_failures
 from nebula_build.errors import UserError
@@ -142,16 +142,30 @@ async def apply_round(
     on_start: Callable[[Applier], None] | None = None,
     generate: GenerateFn | None = None,
     review: Review | None = None,
+    previous: Loaded | None = None,
+    incremental: bool = False,
 ) -> RoundResult:
     """Bring the project in line with its manifest once; the caller holds the project
     lock. `backends` stays open across rounds (watch); `on_start` receives the Applier
     (to cancel images); `generate` replaces the backends (tests); `review` sees the
-    plan before any work and may stop the round."""
+    plan before any work and may stop the round. `previous` and `incremental`: see
+    `prepare` (watch resolves and plans an edit's images alone)."""
     started = time.perf_counter()
     lock = recovered_lock(project, listener.notice)
-    prepared = prepare(project, registry, backend=options.backend, read_inputs=True)
-    remove_leftovers(prepared)  # a killed run's temp files
-    adopt(prepared.store, {spec.generation_key for spec in prepared.specs.values()})
+    prepared = prepare(
+        project,
+        registry,
+        backend=options.backend,
+        read_inputs=True,
+        previous=previous,
+        incremental=incremental,
+    )
+    only = prepared.changed_only
+    if only is None:  # else the round before tidied, and this process holds the project
+        remove_leftovers(prepared)  # a killed run's temp files
+    specs = prepared.specs
+    keys = (specs[name] for name in (specs if only is None else only) if name in specs)
+    adopt(prepared.store, {spec.generation_key for spec in keys})
     listener.loaded(prepared)
     remote = configured(prepared.resolved, offline=options.offline, notice=listener.notice)
     plan = plan_for(

@@ -12,6 +12,7 @@ from the live gallery runs between rounds, never during one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import traceback
 from collections.abc import AsyncIterator, Callable, Collection
@@ -24,7 +25,7 @@ from nebula_build.engine.apply import Applier
 from nebula_build.engine.execute import OpenBackends
 from nebula_build.engine.picking import pick_draw
 from nebula_build.engine.planning import plan_for
-from nebula_build.engine.prepare import Prepared, prepare
+from nebula_build.engine.prepare import Loaded, Prepared, prepare
 from nebula_build.engine.round import RoundOptions, RoundResult, apply_round
 from nebula_build.errors import NebulaBuildError, SupersededError, UserError
 from nebula_build.plugin.manager import BackendRegistry
@@ -86,6 +87,15 @@ class Watcher:
         #: (folder, file-name pattern) of each set of posts: a post added there counts
         self._globs: set[tuple[Path, str]] = set()
         self._last_error: str | None = None
+        #: the last good load: the next edit is parsed, resolved and planned alone
+        self._loaded: Loaded | None = None
+        #: each file the images write (relative, POSIX) → its image
+        self._owners: dict[str, str] = {}
+        #: the folders those files are in
+        self._output_folders: set[Path] = set()
+        #: images whose files changed on disk since the last round (planned with the
+        #: next edit, as a whole round would)
+        self._recheck: set[str] = set()
         self._applier: Applier | None = None
         self._backends: OpenBackends | None = None
         #: held by a round or a pick: they never run at once
@@ -111,6 +121,20 @@ class Watcher:
             path.parent == folder and fnmatch.fnmatchcase(path.name, pattern)
             for folder, pattern in self._globs
         )
+
+    def written_by(self, path: Path) -> str | None:
+        """The image that writes `path`, if one does (a change to it starts no round,
+        but the next round plans that image again: deleted or edited by hand)."""
+        if path.parent not in self._output_folders:
+            return None
+        try:
+            relative = path.relative_to(self.project.root).as_posix()
+        except ValueError:
+            return None
+        return self._owners.get(relative)
+
+    def output_folders(self) -> set[Path]:
+        return set(self._output_folders)
 
     async def run(self, changes: Changes | None, *, once: bool = False) -> Round | None:
         """Rounds until cancelled; with `once`, a single round whose problems are raised
@@ -139,16 +163,35 @@ class Watcher:
 
     async def _consume(self, changes: Changes, dirty: asyncio.Event) -> None:
         """Mark every change; an error watching the files ends watch (`_changed`)."""
-        async for _ in changes:
+        async for paths in changes:
+            if not self._starts_a_round(paths):
+                continue  # only files the images write: checked by the next round
             self._cancel_obsolete()
             dirty.set()
+
+    def _starts_a_round(self, paths: set[Path]) -> bool:
+        """Whether a change set starts a round; the images whose files it holds are
+        planned again by the next round (changes to them alone start none)."""
+        starts = False
+        for path in paths:
+            owner = None if self.wants(path) else self.written_by(path)
+            if owner is not None:
+                self._recheck.add(owner)
+            elif path not in self._output_folders or self.wants(path):
+                starts = True
+        return starts
 
     def _cancel_obsolete(self) -> None:
         applier = self._applier
         if applier is None:
             return
         try:
-            wanted = prepare(self.project, self.registry, backend=self.backend).specs
+            wanted = prepare(
+                self.project,
+                self.registry,
+                backend=self.backend,
+                previous=self._loaded,
+            ).specs
         except NebulaBuildError:
             return  # a half-typed manifest says nothing about what is obsolete
         obsolete = [
@@ -177,6 +220,9 @@ class Watcher:
             offline=self.offline,
             targets=self.targets,
         )
+        previous = self._loaded
+        if previous is not None and self._recheck:
+            previous = dataclasses.replace(previous, recheck=frozenset(self._recheck))
         try:
             result = await apply_round(
                 self.project,
@@ -185,6 +231,8 @@ class Watcher:
                 listener=self,
                 backends=self._backends,
                 on_start=self._started,
+                previous=None if once else previous,
+                incremental=not once,
             )
         except NebulaBuildError as exc:
             if once:
@@ -202,13 +250,15 @@ class Watcher:
         self._last_error = None
         report.prepared, report.result = result.prepared, result
         if not result.plan.has_changes:
-            images = plural(len(result.plan.actions), "image")
+            planned = result.plan.actions if result.prepared.changed_only is None else ()
+            images = plural(len(planned) or len(result.prepared.specs), "image")
             self._say(self.style(f"round {report.number}: up to date ({images})", "dim"))
             report.plan = result.plan
             return self._publish(report)
         report.elapsed = result.elapsed
         self._summarise(report, result)
-        report.plan = plan_for(result.prepared, result.lock, force=self.force)
+        if self.on_round is not None:  # the whole plan, for the gallery
+            report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
         return self._publish(report)
 
     async def pick(self, name: str, index: int) -> str:
@@ -238,7 +288,7 @@ class Watcher:
                 raise
             self.rounds += 1
             report = Round(self.rounds, changed=[name], prepared=result.prepared, result=result)
-            report.plan = plan_for(result.prepared, result.lock, force=self.force)
+            report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
             problem = result.refused or next(iter(result.failures.values()), None)
             message = (
                 f"{name}: draw {chosen.index} of {chosen.count} is the output ({chosen.output})"
@@ -263,17 +313,41 @@ class Watcher:
     def loaded(self, prepared: Prepared) -> None:
         """Watch the manifest, every input and data file it names (and each folder of
         posts, for a post added), and what backends ask for, from the moment the round
-        has read them: an edit while it works starts the next one."""
+        has read them: an edit while it works starts the next one. After an edit
+        resolved alone, only its images' files are added (one no image reads any more
+        is still watched: a change to it starts a round with nothing to do)."""
         root = self.project.root
-        self._paths = {self.project.manifest_path} | {
+        only = prepared.changed_only
+        self._loaded = prepared.loaded
+        if only is None:
+            self._recheck.clear()
+        else:
+            self._recheck -= only
+        specs = prepared.specs
+        names = specs.keys() if only is None else (n for n in only if n in specs)
+        touched = [specs[name] for name in names]
+        owners = prepared.loaded.owners if prepared.loaded else None
+        if owners is not None:
+            self._owners = dict(owners) if only is None else self._owners
+        if owners is None or only is not None:
+            if only is None:
+                self._owners = {}
+            self._owners.update((path, spec.name) for spec in touched for path in spec.paths)
+        if only is None:
+            self._output_folders = {(root / path).parent for path in self._owners}
+        else:
+            self._output_folders |= {(root / path).parent for s in touched for path in s.paths}
+        paths = {
             root / path
-            for spec in prepared.specs.values()
+            for spec in touched
             for path, digest in ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
             if path and digest and not digest.startswith("@")  # not another image's output
         }
-        self._paths |= {
-            root / path for spec in prepared.specs.values() if (path := spec.palette_file)
-        }
+        paths |= {root / path for spec in touched if (path := spec.palette_file)}
+        if only is not None:
+            self._paths |= paths
+            return
+        self._paths = {self.project.manifest_path} | paths
         self._paths |= {root / path for path in prepared.resolved.data_files}
         globs = prepared.resolved.data_globs
         self._globs = {(root / folder, pattern) for folder, pattern, _ in globs}
@@ -333,6 +407,13 @@ class Watcher:
         return report
 
 
+def _whole(prepared: Prepared) -> Prepared:
+    """`prepared` planned whole (the gallery shows every image)."""
+    if prepared.changed_only is None:
+        return prepared
+    return dataclasses.replace(prepared, changed_only=None)
+
+
 async def _changed(dirty: asyncio.Event, consumer: asyncio.Task[None] | None) -> None:
     """Wait for the next change; UserError when watching the files failed (a round
     would never come again)."""
@@ -358,9 +439,10 @@ async def filesystem_changes(
     """Saves to the watched files, as watchfiles reports them.
 
     Folders are watched (editors save by writing a temp file and renaming it), and
-    events are kept only for the watched paths, so the outputs nebula-build writes
-    never start a round. A burst of events within `step_ms` of each other is one
-    change set. The folders are re-read when the manifest adds an input elsewhere.
+    events are kept only for the watched paths and the images' own files, which
+    never start a round (`Watcher.written_by`). A burst of events within `step_ms`
+    of each other is one change set. The folders are re-read when the manifest adds
+    an input elsewhere or a round writes into a new folder (checked every second).
     """
     import watchfiles
 
@@ -368,22 +450,33 @@ async def filesystem_changes(
         paths = watcher.watched_paths()
         return {path.parent for path in paths} | {f for f, _ in watcher.watched_patterns()}
 
+    def armed(watcher: Watcher) -> set[Path]:
+        """The folders to watch: an output folder not made yet through its parent."""
+        return {_existing(folder) for folder in folders_of(watcher)} | {
+            _existing(folder) for folder in watcher.output_folders()
+        }
+
     appeared: set[Path] = set()
     while True:
         if appeared:  # what was saved in a new folder before it was watched: one more round
             yield appeared
         wished = folders_of(watcher)
         # a folder not made yet (`rows = "nodir/x.csv"`): its nearest existing parent
-        # is watched for the folder's creation, which re-arms the watch
+        # is watched for the folder's creation, which re-arms the watch (one the
+        # images write into is re-armed without a round, by the check every second)
         missing = {folder for folder in wished if not folder.is_dir()}
         on_the_way = {parent for folder in missing for parent in (folder, *folder.parents)}
-        folders = {_existing(folder) for folder in wished}
+        folders = armed(watcher)
 
         def wanted(
             _change: watchfiles.Change, path: str, on_the_way: set[Path] = on_the_way
         ) -> bool:
             changed = Path(path)
-            return changed in on_the_way or watcher.wants(changed)
+            return (
+                changed in on_the_way
+                or watcher.wants(changed)
+                or watcher.written_by(changed) is not None
+            )
 
         async for batch in watchfiles.awatch(
             *folders,
@@ -391,10 +484,13 @@ async def filesystem_changes(
             recursive=False,
             step=step_ms,
             debounce=debounce_ms,
+            rust_timeout=1000,
+            yield_on_timeout=True,  # a round may have added folders of outputs: re-arm
         ):
-            yield {Path(path) for _, path in batch}
+            if batch:
+                yield {Path(path) for _, path in batch}
             appeared = {folder for folder in missing if folder.is_dir()}
-            if folders_of(watcher) != wished or appeared:
+            if folders_of(watcher) != wished or appeared or armed(watcher) != folders:
                 break  # start again with the new set of folders
 
 

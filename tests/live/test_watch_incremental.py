@@ -1,0 +1,174 @@
+"""Watch on a large project: an edit resolves, plans and makes only its images."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+
+from nebula_build.core import resolve as resolve_module
+from nebula_build.core.manifest import load
+from nebula_build.core.resolve import resolve
+from nebula_build.errors import ManifestError
+from nebula_build.live.watch import filesystem_changes
+from nebula_build.plugin.manager import load_registry
+from tests.conftest import fake_manifest, generation_log
+from tests.live.test_watch import Script, make_watcher
+
+COUNT = 1200
+
+
+def _images() -> dict[str, dict[str, object]]:
+    return {
+        f"s{n:04}": {"prompt": f"sprite {n}", "seed": n, "output": f"out/{n // 100}/s{n:04}.png"}
+        for n in range(COUNT)
+    }
+
+
+def test_an_edit_in_a_large_project_remakes_only_its_image(
+    project, fake_site, tmp_path, monkeypatch
+):
+    log = tmp_path / "gen.log"
+    images = _images()
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+    resolved: list[str] = []
+    original = resolve_module._Resolver.resolve
+
+    def counting(self, name, decl):  # type: ignore[no-untyped-def]
+        resolved.append(name)
+        return original(self, name, decl)
+
+    monkeypatch.setattr(resolve_module._Resolver, "resolve", counting)
+
+    def save(name: str, prompt: str) -> None:
+        images[name]["prompt"] = prompt
+        manifest.write_text(fake_manifest(log, images))
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        first = await script.next_round(timeout=120)
+        assert len(first.changed) == COUNT and len(resolved) == COUNT
+
+        resolved.clear()
+        made = len(generation_log(log))
+        save("s0600", "sprite 600, at dusk")
+        await script.queue.put({manifest})
+        second = await script.next_round()
+        assert second.changed == ["s0600"] and resolved == ["s0600"]
+        assert generation_log(log)[made:] == ["s0600"]
+        assert second.prepared is not None and second.prepared.changed_only == {"s0600"}
+
+        # deleted by hand: no round of its own, made again by the next one (from the cache)
+        (root / "out/3/s0300.png").unlink()
+        await script.queue.put({root / "out/3/s0300.png"})
+        await asyncio.sleep(0.3)
+        assert len(script.rounds) == 2
+        resolved.clear()
+        save("s0900", "sprite 900, in the rain")
+        await script.queue.put({manifest})
+        third = await script.next_round()
+        assert sorted(third.changed) == ["s0300", "s0900"] and resolved == ["s0900"]
+        assert (root / "out/3/s0300.png").exists()
+        assert generation_log(log)[made:] == ["s0600", "s0900"]
+
+        # a broken edit says what the whole path says; the next good one recovers
+        manifest.write_text(fake_manifest(log, images).replace('"sprite 5"', '"sprite 5'))
+        await script.queue.put({manifest})
+        broken = await script.next_round()
+        with pytest.raises(ManifestError) as whole:
+            load(manifest)
+        assert broken.error == str(whole.value)
+        resolved.clear()
+        save("s0005", "sprite 5, fixed")
+        await script.queue.put({manifest})
+        fixed = await script.next_round()
+        assert fixed.changed == ["s0005"] and resolved == ["s0005"]
+
+        # a comment: its image is planned alone, and found up to date
+        manifest.write_text(
+            fake_manifest(log, images).replace("[images.s0010]\n", "[images.s0010]\n# hi\n")
+        )
+        await script.queue.put({manifest})
+        noted = await script.next_round()
+        assert noted.changed == [] and noted.prepared.changed_only == {"s0010"}
+        assert out.getvalue().splitlines()[-1].endswith(f"up to date ({COUNT} images)")
+
+        # a rename and a removal (and the comment gone): still only what changed
+        resolved.clear()
+        images["s1300"] = images.pop("s0007")
+        del images["s0008"]
+        manifest.write_text(fake_manifest(log, images))
+        await script.queue.put({manifest})
+        renamed = await script.next_round()
+        assert sorted(renamed.changed) == ["s0007", "s0008", "s1300"]  # s0007's file stays
+        assert sorted(resolved) == ["s0010", "s1300"]
+        assert not (root / "out/0/s0008.png").exists()
+
+        state = watcher._loaded
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        monkeypatch.setattr(resolve_module._Resolver, "resolve", original)
+        assert state is not None
+        assert state.resolved == resolve(load(manifest), load_registry(), lambda path: None)
+
+    asyncio.run(scenario())
+    assert generation_log(log)[COUNT:] == ["s0600", "s0900", "s0005"]  # s1300: s0007's
+
+
+def test_an_edit_to_defaults_resolves_everything_again(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = dict(list(_images().items())[:30])
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round(timeout=60)
+        manifest.write_text(fake_manifest(log, images).replace("width = 64", "width = 128"))
+        await script.queue.put({manifest})
+        second = await script.next_round(timeout=60)
+        assert len(second.changed) == 30
+        assert second.prepared is not None and second.prepared.changed_only is None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_an_output_deleted_by_hand_is_made_again_by_the_next_edit_round(
+    project, fake_site, tmp_path
+):
+    log = tmp_path / "gen.log"
+    images = dict(list(_images().items())[:3])
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+    deleted = root / "out/0/s0001.png"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await script.next_round(timeout=30)
+        await asyncio.sleep(2.5)  # the folder the round made is watched within a second
+        deleted.unlink()
+        await asyncio.sleep(1.5)
+        assert len(script.rounds) == 1  # a deletion starts no round of its own
+        images["s0002"]["prompt"] = "sprite 2, edited"
+        manifest.write_text(fake_manifest(log, images))
+        report = await script.next_round(timeout=10)
+        assert sorted(report.changed) == ["s0001", "s0002"]
+        assert report.prepared is not None and report.prepared.changed_only is not None
+        assert deleted.exists()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
