@@ -4,6 +4,11 @@ Like git's index: `.nebula-build/files.json` remembers (size, mtime, ctime,
 inode, digest) per path, so a no-op plan of 10k outputs costs 10k `stat` calls,
 not 10k file reads. ctime is there because nothing can set it back: a file
 rewritten with its old size and `touch -d` to its old mtime is still re-hashed.
+
+A process that asks to (`retain`: watch) keeps the index in memory between
+loads, while neither file changed on disk, and saves a round's few changed rows
+by appending them to `.nebula-build/files-journal` (folded into files.json once
+it grows past a quarter of the index), so a round's index costs O(changed).
 """
 
 from __future__ import annotations
@@ -19,6 +24,45 @@ _Signature = tuple[int, int, int, int]
 _FIELDS = 4
 #: an index far larger than 100k files' rows is not ours
 _LIMIT = 512 << 20
+JOURNAL_NAME = "files-journal"
+#: journal rows kept before they are folded into the index, at least
+_JOURNAL_ROWS = 1000
+
+_Rows = dict[str, list[object]]
+#: (the index's signature, its journal's) → its rows and how many journal rows it has
+_held: dict[Path, tuple[tuple[_Signature | None, _Signature | None], _Rows, int]] = {}
+_retained: set[Path] = set()
+
+
+def retain(index_path: Path) -> None:
+    """Keep the index at `index_path` in memory between loads in this process."""
+    _retained.add(index_path)
+
+
+def _file_signature(path: Path) -> _Signature | None:
+    try:
+        return _signature(os.stat(path))  # noqa: PTH116
+    except OSError:
+        return None
+
+
+def _replayed(rows: _Rows, journal: bytes) -> int:
+    """Fold the journal's lines into `rows`; returns how many there were. A line cut
+    short by a crash is skipped: its file is only hashed again."""
+    count = 0
+    for line in journal.splitlines():
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if not (isinstance(row, list) and row and isinstance(row[0], str)):
+            continue
+        count += 1
+        if len(row) == 1:
+            rows.pop(row[0], None)
+        elif _is_row(row[1:]):
+            rows[row[0]] = row[1:]
+    return count
 
 
 def _is_row(value: object) -> bool:
@@ -45,13 +89,33 @@ class FileIndex:
         #: the signature each file had when this process last looked at it
         self._seen: dict[str, _Signature] = {}
         self._dirty = False
-        raw = read_regular(index_path, limit=_LIMIT)
+        #: paths whose rows changed since the last save
+        self._changed: set[str] = set()
+        self.journal_path = index_path.with_name(JOURNAL_NAME)
+        self._journal_rows = 0
+        signatures = self._signatures()
+        held = _held.get(index_path)
+        if held is not None and held[0] == signatures and None not in signatures[:1]:
+            self._entries, self._journal_rows = dict(held[1]), held[2]
+            return
+        self._load()
+        if index_path in _retained and self._signatures() == signatures:
+            _held[index_path] = (signatures, dict(self._entries), self._journal_rows)
+
+    def _signatures(self) -> tuple[_Signature | None, _Signature | None]:
+        return _file_signature(self.index_path), _file_signature(self.journal_path)
+
+    def _load(self) -> None:
+        raw = read_regular(self.index_path, limit=_LIMIT)
         try:
             loaded = json.loads(raw) if raw is not None else None
         except (ValueError, RecursionError):
             loaded = None
         if isinstance(loaded, dict):  # only well-formed rows: it may have come with a checkout
             self._entries = {k: v for k, v in loaded.items() if _is_row(v)}
+        journal = read_regular(self.journal_path, limit=_LIMIT)
+        if journal:
+            self._journal_rows = _replayed(self._entries, journal)
 
     def digest(self, relative: str) -> str | None:
         """The file's sha256, or None if it does not exist (or is not a file)."""
@@ -70,6 +134,7 @@ class FileIndex:
         digest = sha256_file(Path(path))
         self._entries[relative] = [*signature, digest]
         self._dirty = True
+        self._changed.add(relative)
         return digest
 
     def record(self, relative: str, data: bytes | None = None, digest: str | None = None) -> None:
@@ -86,6 +151,7 @@ class FileIndex:
         signature = self._seen[relative] = _signature(stat)
         self._entries[relative] = [*signature, digest]
         self._dirty = True
+        self._changed.add(relative)
 
     def seen(self) -> dict[str, tuple[int, int, int, int]]:
         """(size, mtime, ctime, inode) of every file this process has looked at, as it
@@ -96,13 +162,43 @@ class FileIndex:
         self._seen.pop(relative, None)
         if self._entries.pop(relative, None) is not None:
             self._dirty = True
+            self._changed.add(relative)
 
     def save(self) -> None:
-        """Persist the index if it changed; losing it only costs re-hashing."""
+        """Persist the index if it changed; losing it only costs re-hashing. A retained
+        index whose files are as it left them appends its changed rows to the journal."""
         if not self._dirty:
             return
+        retained = self.index_path in _retained
+        held = _held.get(self.index_path)
+        rows = self._journal_rows + len(self._changed)
         try:
-            atomic_write(self.index_path, json.dumps(self._entries).encode(), durable=False)
+            if (
+                retained
+                and held is not None
+                and held[0] == self._signatures()
+                and rows <= max(_JOURNAL_ROWS, len(self._entries) // 4)
+            ):
+                self._append(sorted(self._changed))
+                self._journal_rows = rows
+            else:
+                atomic_write(self.index_path, json.dumps(self._entries).encode(), durable=False)
+                self.journal_path.unlink(missing_ok=True)
+                self._journal_rows = 0
         except OSError:
+            _held.pop(self.index_path, None)
             return
         self._dirty = False
+        self._changed.clear()
+        if retained:
+            _held[self.index_path] = (self._signatures(), dict(self._entries), self._journal_rows)
+
+    def _append(self, paths: list[str]) -> None:
+        lines = "".join(
+            json.dumps([path, *row] if (row := self._entries.get(path)) is not None else [path])
+            + "\n"
+            for path in paths
+        )
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(self.journal_path, flags, 0o644), "ab") as journal:
+            journal.write(lines.encode())
