@@ -176,6 +176,7 @@ class FileIndex:
             if (
                 retained
                 and held is not None
+                and held[0][0] is not None  # else the first save writes the index
                 and held[0] == self._signatures()
                 and rows <= max(_JOURNAL_ROWS, len(self._entries) // 4)
             ):
