@@ -477,7 +477,7 @@ class _Held:
 _retained: set[Path] = set()
 _held: dict[Path, _Held] = {}
 #: seconds the lock must stay unchanged before a retained one's snapshot is written
-SNAPSHOT_QUIET = 1.0
+SNAPSHOT_QUIET = 5.0
 
 
 def retain(project: Project) -> None:
@@ -517,26 +517,28 @@ def read(project: Project) -> Entries:
     if held is not None:
         return dict(held.entries)
     before = _signature(project.lock_path)
-    entries = read_from_disk(project)
+    entries, formatted = read_from_disk(project)
     if before is not None and _signature(project.lock_path) == before:
-        _hold(project, entries, None)
+        _hold(project, entries, formatted)
     return entries
 
 
-def read_from_disk(project: Project) -> Entries:
-    """The lock's entries as images.lock (or its snapshot) holds them."""
+def read_from_disk(project: Project) -> tuple[Entries, bytes | None]:
+    """The lock's entries as images.lock (or its snapshot) holds them, and its bytes
+    where its snapshot says the tool formatted them (a splice may start from them)."""
     where = project.lock_path.name
     try:
         raw = project.lock_path.read_bytes()
     except FileNotFoundError:
         _refuse_a_shared_lock(project)
-        return {}
+        return {}, None
     except IsADirectoryError:
         raise LockfileError(f"{where} is a folder; remove it and re-run") from None
     digest = sha256_bytes(raw)
     snapshot = _read_snapshot(project.lock_snapshot_path, digest)
     if snapshot is not None:
-        return _check_own_files(project, snapshot, where)
+        entries, formatted = snapshot
+        return _check_own_files(project, entries, where), raw if formatted else None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -544,13 +546,14 @@ def read_from_disk(project: Project) -> Entries:
             f"{where} is not UTF-8 text; restore it from version control or delete it"
         ) from None
     entries = _check_own_files(project, loads(text, where), where)
-    _write_snapshot(project, digest, entries)
-    return entries
+    _write_snapshot(project, digest, entries, formatted=False)
+    return entries, None
 
 
-def _read_snapshot(path: Path, digest: str) -> Entries | None:
+def _read_snapshot(path: Path, digest: str) -> tuple[Entries, bool] | None:
     """The snapshot's entries if it is this lock's and was written on this account
-    (sealed: one that came with a checkout could carry entries no check ever saw)."""
+    (sealed: one that came with a checkout could carry entries no check ever saw),
+    and whether the tool formatted the lock's bytes from them."""
     raw = read_regular(path, limit=_SNAPSHOT_LIMIT)
     text = unseal(raw) if raw is not None else None
     if text is None:
@@ -561,20 +564,27 @@ def _read_snapshot(path: Path, digest: str) -> Entries | None:
             return None
         # Sealed, and bound to the lock's digest: rebuilding without field-by-field
         # checks keeps a 10k-entry read cheap.
-        return {
+        entries = {
             # most entries have no draws or history: keyword arguments build them fastest
             name: LockEntry.from_checked(entry)
             if "draws" in entry or "history" in entry or "pinned_against" in entry
             else LockEntry(**entry)
             for name, entry in data["images"].items()
         }
+        return entries, data.get("formatted") is True
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 
 
-def _snapshot_pieces(digest: str, entries: Mapping[str, LockEntry]) -> Iterator[bytes]:
-    """The snapshot's JSON, a few thousand entries at a time."""
-    yield f'{{"lock_digest": "{digest}", "version": {LOCK_VERSION}, "images": {{'.encode()
+def _snapshot_pieces(
+    digest: str, entries: Mapping[str, LockEntry], formatted: bool
+) -> Iterator[bytes]:
+    """The snapshot's JSON, a few thousand entries at a time; `formatted`: the lock's
+    bytes are `dumps(entries)`'s (the tool wrote them)."""
+    yield (
+        f'{{"lock_digest": "{digest}", "version": {LOCK_VERSION}, '
+        f'"formatted": {json.dumps(formatted)}, "images": {{'
+    ).encode()
     names = list(entries)
     for start in range(0, len(names), _PIECE):
         chunk = names[start : start + _PIECE]
@@ -583,7 +593,9 @@ def _snapshot_pieces(digest: str, entries: Mapping[str, LockEntry]) -> Iterator[
     yield b"}}"
 
 
-def _write_snapshot(project: Project, digest: str, entries: Mapping[str, LockEntry]) -> None:
+def _write_snapshot(
+    project: Project, digest: str, entries: Mapping[str, LockEntry], *, formatted: bool = True
+) -> None:
     mac = sealer()
     if mac is None:
         return
@@ -593,7 +605,7 @@ def _write_snapshot(project: Project, digest: str, entries: Mapping[str, LockEnt
         atomic_stream(project.lock_snapshot_path, durable=False) as handle,
     ):
         handle.write(b"0" * mac.digest_size * 2 + b"\n")  # the seal, once it is known
-        for piece in _snapshot_pieces(digest, entries):
+        for piece in _snapshot_pieces(digest, entries, formatted):
             mac.update(piece)
             handle.write(piece)
         handle.seek(0)

@@ -34,7 +34,7 @@ def test_an_edit_round_reads_no_lock_and_writes_only_what_changed(
     real_read, real_table = lockfile.read_from_disk, lockfile._table
     real_write = fileindex.atomic_write
 
-    def counted_read(p: Project) -> lockfile.Entries:
+    def counted_read(p: Project) -> tuple[lockfile.Entries, bytes | None]:
         reads.append(p.lock_path.name)
         return real_read(p)
 

@@ -8,7 +8,7 @@ import hashlib
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nebula_build.state import lockfile
@@ -46,6 +46,11 @@ def _entry(n: int, prompt: str = "p") -> LockEntry:
     )
 
 
+@pytest.fixture(autouse=True)
+def quick_snapshots(monkeypatch):
+    monkeypatch.setattr(lockfile, "SNAPSHOT_QUIET", 0.0)
+
+
 @pytest.fixture
 def retained(tmp_path, monkeypatch):
     """A retained project whose disk reads are counted; forgotten afterwards."""
@@ -53,7 +58,7 @@ def retained(tmp_path, monkeypatch):
     reads: list[int] = []
     real = lockfile.read_from_disk
 
-    def counted(p: Project) -> lockfile.Entries:
+    def counted(p: Project) -> tuple[lockfile.Entries, bytes | None]:
         reads.append(1)
         return real(p)
 
@@ -71,7 +76,9 @@ ops = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(ops, min_size=1, max_size=4))
 def test_a_spliced_lock_equals_a_full_rewrite_after_any_edits(tmp_path_factory, edits):
     root = tmp_path_factory.mktemp("lock")
@@ -119,6 +126,25 @@ def test_a_round_of_edits_reads_the_lock_once_and_formats_only_what_changed(reta
         assert project.lock_path.read_bytes() == dumps(lock).encode()
     assert reads == []
     assert len(formatted) == 6  # the two changed tables of each round, no others
+
+
+def test_a_lock_another_command_wrote_is_spliced_from_its_snapshot(retained, monkeypatch):
+    project, reads = retained
+    entries = {f"i{n}": _entry(n) for n in range(30)}
+    lockfile._retained.discard(project.lock_path)
+    lockfile.write_streamed(project, entries)  # `apply`: formatted, with its snapshot
+    lockfile._held.clear()
+    retain(project)  # then watch starts
+    lock = read(project)
+    assert reads == [1]
+    formatted: list[str] = []
+    real_table = lockfile._table
+    monkeypatch.setattr(lockfile, "_table", lambda n, e: formatted.append(n) or real_table(n, e))
+    lock["i3"] = _entry(3, prompt="again")
+    write(project, lock)
+    assert formatted == ["i3"]
+    monkeypatch.undo()
+    assert project.lock_path.read_bytes() == dumps(lock).encode()
 
 
 def test_a_lock_changed_on_disk_is_read_again(retained):
