@@ -21,6 +21,7 @@ round, by a background thread.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -692,6 +693,17 @@ _snapshots_due: dict[Path, tuple[Project, str, Entries, float]] = {}
 _snapshot_guard = threading.Lock()
 #: the thread writing them, while there are some
 _snapshot_worker: list[threading.Thread] = []
+#: held while one is written; `_closing` is set once the process is ending
+_snapshot_writing = threading.Lock()
+_closing: list[bool] = []
+
+
+@atexit.register
+def _end_snapshots() -> None:
+    """A process that ends drops the snapshots not started (they only save a later
+    read time) and waits for the one being written, so no temp file is left."""
+    with _snapshot_writing:
+        _closing.append(True)
 
 
 def _snapshot_later(project: Project, digest: str, entries: Entries) -> None:
@@ -700,7 +712,10 @@ def _snapshot_later(project: Project, digest: str, entries: Entries) -> None:
     with _snapshot_guard:
         _snapshots_due[project.lock_path] = (project, digest, entries, time.monotonic())
         if not _snapshot_worker:
-            worker = threading.Thread(target=_write_due_snapshots, name="lock-snapshot")
+            # a daemon: Ctrl-C ends watch without waiting for the quiet period
+            worker = threading.Thread(
+                target=_write_due_snapshots, name="lock-snapshot", daemon=True
+            )
             _snapshot_worker.append(worker)
             worker.start()
 
@@ -719,8 +734,11 @@ def _write_due_snapshots() -> None:
             time.sleep(wait)
             continue
         held = _held.get(path)
-        if held is None or held.entries is entries:  # else a newer write asked again
-            _write_snapshot(project, digest, entries)
+        with _snapshot_writing:
+            if _closing:
+                return
+            if held is None or held.entries is entries:  # else a newer write asked again
+                _write_snapshot(project, digest, entries)
 
 
 def wait_for_snapshots() -> None:
