@@ -11,6 +11,10 @@ The first round applies every image (minutes at 100k): `--root DIR` keeps the
 project there, so a later run starts from its lock and only waits for a no-op
 round.
 
+Each edit's whole round (as watch reports it: through the lock, the file index
+and the draws recorded, after the output is in place) is printed too: the next
+edit waits for it.
+
 `--steps` times, in this process, what an edit costs before any file is
 written: the whole parse + resolution of the edited manifest against the
 chunked parse + resolution of the edited image alone (`core.chunks`,
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import queue
+import re
 import statistics
 import subprocess
 import sys
@@ -99,10 +104,13 @@ def _wait_for_round(lines: queue.Queue[str], timeout: float) -> str:
             return line
 
 
-def measure(images: int, edits: int, size: int, root: Path | None = None) -> list[float]:
-    """Seconds from each of `edits` saves of one prompt to its new output file, with
-    `watch` running over a project of `images` images of `size`² (preview backend).
-    With `root`, the project is kept there (a second call starts from its lock)."""
+def measure(
+    images: int, edits: int, size: int, root: Path | None = None
+) -> tuple[list[float], list[float]]:
+    """Seconds from each of `edits` saves of one prompt to its new output file, and
+    seconds of each of those rounds as watch reports them, with `watch` running over
+    a project of `images` images of `size`² (preview backend). With `root`, the
+    project is kept there (a second call starts from its lock)."""
     if root is None:
         with tempfile.TemporaryDirectory() as scratch:
             return measure(images, edits, size, Path(scratch))
@@ -119,7 +127,7 @@ def measure(images: int, edits: int, size: int, root: Path | None = None) -> lis
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_lines, args=(watch.stdout, lines), daemon=True).start()
-    latencies = []
+    latencies, rounds = [], []
     try:
         first = _wait_for_round(lines, timeout=max(60, images * 0.05))
         if first.startswith("error"):
@@ -133,12 +141,17 @@ def measure(images: int, edits: int, size: int, root: Path | None = None) -> lis
             wait_for_change(output, before, timeout=max(30, images / 1000))
             latencies.append(time.perf_counter() - saved)
             # the round has finished (lock written)
-            _wait_for_round(lines, timeout=max(30, images / 1000))
+            line = _wait_for_round(lines, timeout=max(30, images / 1000))
+            if (took := _ROUND_TIME.search(line)) is not None:
+                rounds.append(float(took.group(1)))
             time.sleep(0.2)
     finally:
         watch.terminate()
         watch.wait()
-    return latencies
+    return latencies, rounds
+
+
+_ROUND_TIME = re.compile(r" in (\d+\.\d+)s$")
 
 
 def edit_latency(root: Path, images: int, runs: int) -> list[float]:
@@ -215,10 +228,11 @@ def main() -> None:
             f"whole ({len(whole)} edits) {_figures(whole)}; chunked {_figures(chunked)}"
         )
         return
-    latencies = measure(args.images, args.edits, args.size, args.root)
+    latencies, rounds = measure(args.images, args.edits, args.size, args.root)
     print(
         f"{args.images:,} images, {args.edits} edits, {args.size}x{args.size} preview: "
         f"{_figures(latencies)} (goal: median <= 300 ms)"
+        + (f"; whole rounds {_figures(rounds)}" if rounds else "")
     )
 
 

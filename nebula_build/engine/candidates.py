@@ -138,10 +138,12 @@ def picked(
     more: Collection[str] = (),
     pins: Mapping[str, AssetSpec] = {},
     unpin: Collection[str] = (),
+    only: Collection[str] | None = None,
 ) -> Picked:
     """Each image's chosen spec: `pins` (an earlier generation), `picks` (a draw), the
     lock's pin or pick, or draw 0. An image's set of draws is as large as the manifest
-    asks or the lock records made (`more`: one more)."""
+    asks or the lock records made (`more`: one more). `only`: just these images (and
+    those they take inputs from), not all of `specs`."""
     chosen: dict[str, AssetSpec] = {}
     bases: dict[str, AssetSpec] = {}
     notes: dict[str, str] = {}
@@ -192,6 +194,11 @@ def picked(
             chosen[name] = base.drawn(draw)
         return chosen[name]
 
+    if only is not None:
+        for name in only:
+            if name in specs:
+                choose(name)
+        return Picked(chosen, bases, notes, makeable)
     for name in specs:
         choose(name)
     return Picked({name: chosen[name] for name in specs}, bases, notes, makeable)

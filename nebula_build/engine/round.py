@@ -33,7 +33,8 @@ from nebula_build.engine.remotecache import configured, unshared
 from nebula_build.engine.runstate import record_failures
 from nebula_build.errors import UserError
 from nebula_build.plugin.manager import BackendRegistry
-from nebula_build.state.lockfile import Entries, LockEntry, read, write
+from nebula_build.state import fileindex
+from nebula_build.state.lockfile import Entries, LockEntry, read, retain, write
 from nebula_build.state.project import Project
 from nebula_build.state.rescue import adopt
 from nebula_build.text import plural
@@ -151,6 +152,9 @@ async def apply_round(
     plan before any work and may stop the round. `previous` and `incremental`: see
     `prepare` (watch resolves and plans an edit's images alone)."""
     started = time.perf_counter()
+    if incremental:  # watch: the lock and file index stay in memory between rounds
+        retain(project)
+        fileindex.retain(project.file_index_path)
     lock = recovered_lock(project, listener.notice)
     prepared = prepare(
         project,
@@ -246,7 +250,9 @@ def _with_draws_recorded(
     digest of each) where the cache now holds its whole set; the draws are those the
     plan was made for (from the lock `before` the round). `written`: the lock as the
     run just wrote it (reading a 100k-entry lock back would hold it twice)."""
-    lock = dict(written) if written is not None else read(project)
+    touched = candidates.touched(plan.actions) | set(options.more)
+    if not touched:
+        return dict(written) if written is not None else read(project)
     chosen = candidates.picked(
         prepared.specs,
         before,
@@ -254,8 +260,9 @@ def _with_draws_recorded(
         more=options.more,
         pins=options.pins,
         unpin=options.unpin,
+        only=touched,
     )
-    touched = candidates.touched(plan.actions) | set(options.more)
+    lock = dict(written) if written is not None else read(project)
     recorded = candidates.recorded_draws(chosen, touched, prepared.store, before)
     changed = False
     for name, draws in recorded.items():

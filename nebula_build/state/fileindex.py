@@ -4,6 +4,11 @@ Like git's index: `.nebula-build/files.json` remembers (size, mtime, ctime,
 inode, digest) per path, so a no-op plan of 10k outputs costs 10k `stat` calls,
 not 10k file reads. ctime is there because nothing can set it back: a file
 rewritten with its old size and `touch -d` to its old mtime is still re-hashed.
+
+A process that asks to (`retain`: watch) keeps the index in memory between
+loads, while neither file changed on disk, and saves a round's few changed rows
+by appending them to `.nebula-build/files-journal` (folded into files.json once
+it grows past a quarter of the index), so a round's index costs O(changed).
 """
 
 from __future__ import annotations
@@ -19,6 +24,45 @@ _Signature = tuple[int, int, int, int]
 _FIELDS = 4
 #: an index far larger than 100k files' rows is not ours
 _LIMIT = 512 << 20
+JOURNAL_NAME = "files-journal"
+#: journal rows kept before they are folded into the index, at least
+_JOURNAL_ROWS = 1000
+
+_Rows = dict[str, list[object]]
+#: (the index's signature, its journal's) → its rows and how many journal rows it has
+_held: dict[Path, tuple[tuple[_Signature | None, _Signature | None], _Rows, int]] = {}
+_retained: set[Path] = set()
+
+
+def retain(index_path: Path) -> None:
+    """Keep the index at `index_path` in memory between loads in this process."""
+    _retained.add(index_path)
+
+
+def _file_signature(path: Path) -> _Signature | None:
+    try:
+        return _signature(os.stat(path))  # noqa: PTH116
+    except OSError:
+        return None
+
+
+def _replayed(rows: _Rows, journal: bytes) -> int:
+    """Fold the journal's lines into `rows`; returns how many there were. A line cut
+    short by a crash is skipped: its file is only hashed again."""
+    count = 0
+    for line in journal.splitlines():
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if not (isinstance(row, list) and row and isinstance(row[0], str)):
+            continue
+        count += 1
+        if len(row) == 1:
+            rows.pop(row[0], None)
+        elif _is_row(row[1:]):
+            rows[row[0]] = row[1:]
+    return count
 
 
 def _is_row(value: object) -> bool:
@@ -34,17 +78,6 @@ def _signature(stat: os.stat_result) -> _Signature:
     return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
-def _read(index_path: Path) -> dict[str, list[object]]:
-    raw = read_regular(index_path, limit=_LIMIT)
-    try:
-        loaded = json.loads(raw) if raw is not None else None
-    except (ValueError, RecursionError):
-        return {}
-    if not isinstance(loaded, dict):
-        return {}
-    return {k: v for k, v in loaded.items() if _is_row(v)}  # it may have come with a checkout
-
-
 class FileIndex:
     """Digest of project files by relative path, backed by a stat cache."""
 
@@ -56,14 +89,45 @@ class FileIndex:
         #: the signature each file had when this process last looked at it
         self._seen: dict[str, _Signature] = {}
         self._dirty = False
+        #: paths whose rows changed since the last save
+        self._changed: set[str] = set()
+        self.journal_path = index_path.with_name(JOURNAL_NAME)
+        self._journal_rows = 0
 
     @property
     def _entries(self) -> dict[str, list[object]]:
         """The index's rows, read on first use: at 100k files they take ~80 MB, which
         a plan then finds free again once the manifest it parsed first is let go."""
         if self._rows is None:
-            self._rows = _read(self.index_path)
+            self._rows = self._loaded()
         return self._rows
+
+    def _loaded(self) -> _Rows:
+        signatures = self._signatures()
+        held = _held.get(self.index_path)
+        if held is not None and held[0] == signatures and None not in signatures[:1]:
+            self._journal_rows = held[2]
+            return dict(held[1])
+        rows = self._load()
+        if self.index_path in _retained and self._signatures() == signatures:
+            _held[self.index_path] = (signatures, dict(rows), self._journal_rows)
+        return rows
+
+    def _signatures(self) -> tuple[_Signature | None, _Signature | None]:
+        return _file_signature(self.index_path), _file_signature(self.journal_path)
+
+    def _load(self) -> _Rows:
+        raw = read_regular(self.index_path, limit=_LIMIT)
+        try:
+            loaded = json.loads(raw) if raw is not None else None
+        except (ValueError, RecursionError):
+            loaded = None
+        # only well-formed rows: it may have come with a checkout
+        rows = {k: v for k, v in loaded.items() if _is_row(v)} if isinstance(loaded, dict) else {}
+        journal = read_regular(self.journal_path, limit=_LIMIT)
+        if journal:
+            self._journal_rows = _replayed(rows, journal)
+        return rows
 
     def digest(self, relative: str) -> str | None:
         """The file's sha256, or None if it does not exist (or is not a file)."""
@@ -85,6 +149,7 @@ class FileIndex:
         digest = sha256_file(Path(path))
         self._entries[relative] = [*signature, digest]
         self._dirty = True
+        self._changed.add(relative)
         return digest
 
     def record(self, relative: str, data: bytes | None = None, digest: str | None = None) -> None:
@@ -101,6 +166,7 @@ class FileIndex:
         signature = self._seen[relative] = _signature(stat)
         self._entries[relative] = [*signature, digest]
         self._dirty = True
+        self._changed.add(relative)
 
     def seen(self) -> dict[str, tuple[int, int, int, int]]:
         """(size, mtime, ctime, inode) of every file this process has looked at, as it
@@ -111,13 +177,44 @@ class FileIndex:
         self._seen.pop(relative, None)
         if self._entries.pop(relative, None) is not None:
             self._dirty = True
+            self._changed.add(relative)
 
     def save(self) -> None:
-        """Persist the index if it changed; losing it only costs re-hashing."""
+        """Persist the index if it changed; losing it only costs re-hashing. A retained
+        index whose files are as it left them appends its changed rows to the journal."""
         if not self._dirty:
             return
+        retained = self.index_path in _retained
+        held = _held.get(self.index_path)
+        rows = self._journal_rows + len(self._changed)
         try:
-            atomic_write(self.index_path, json.dumps(self._entries).encode(), durable=False)
+            if (
+                retained
+                and held is not None
+                and held[0][0] is not None  # else the first save writes the index
+                and held[0] == self._signatures()
+                and rows <= max(_JOURNAL_ROWS, len(self._entries) // 4)
+            ):
+                self._append(sorted(self._changed))
+                self._journal_rows = rows
+            else:
+                atomic_write(self.index_path, json.dumps(self._entries).encode(), durable=False)
+                self.journal_path.unlink(missing_ok=True)
+                self._journal_rows = 0
         except OSError:
+            _held.pop(self.index_path, None)
             return
         self._dirty = False
+        self._changed.clear()
+        if retained:
+            _held[self.index_path] = (self._signatures(), dict(self._entries), self._journal_rows)
+
+    def _append(self, paths: list[str]) -> None:
+        lines = "".join(
+            json.dumps([path, *row] if (row := self._entries.get(path)) is not None else [path])
+            + "\n"
+            for path in paths
+        )
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(self.journal_path, flags, 0o644), "ab") as journal:
+            journal.write(lines.encode())

@@ -10,16 +10,25 @@ second, less often when it is big (its rewrites take at most ~3% of the run),
 and at the end. A journal left by a killed run is folded into the lock by the
 next command (`recover`). The lock and its snapshot are written piece by piece,
 so a 100k-entry lock is never one string in memory.
+
+A process that asks to (`retain`: watch) keeps the lock it last read or wrote in
+memory, with the file's stat signature: a read is then a copy of a dict unless
+images.lock changed on disk, and a rewrite splices the changed tables into the
+bytes it wrote last (`locksplice`), so an edit round's lock costs O(changed).
+Its snapshot is written once the lock has been quiet for a moment, off the
+round, by a background thread.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import math
 import os
 import re
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,6 +39,7 @@ from typing import IO, Any, TypeVar
 from nebula_build.errors import LockfileError, StateWriteError
 from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
 from nebula_build.state.guard import path_problem
+from nebula_build.state.locksplice import splice
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
 from nebula_build.state.seal import sealed_from, sealer
 from nebula_build.text import made_with_problem
@@ -450,18 +460,88 @@ def _refuse_a_shared_lock(project: Project) -> None:
 # --- reading, with the snapshot ---------------------------------------------
 
 
+_Signature = tuple[int, int, int, int]
+
+
+@dataclass
+class _Held:
+    """The lock as this process last read or wrote it (where it is `retain`ed)."""
+
+    signature: _Signature | None
+    #: never changed in place: readers get copies
+    entries: Entries
+    #: its bytes, where the tool wrote them (a splice needs the canonical layout)
+    text: bytes | None = None
+    names: list[str] = field(default_factory=list)
+
+
+_retained: set[Path] = set()
+_held: dict[Path, _Held] = {}
+#: seconds the lock must stay unchanged before a retained one's snapshot is written
+SNAPSHOT_QUIET = 5.0
+
+
+def retain(project: Project) -> None:
+    """Keep `project`'s lock in memory between reads and writes in this process: a
+    long-lived one (watch) then reads it once and rewrites it in O(changed)."""
+    _retained.add(project.lock_path)
+
+
+def _signature(path: Path) -> _Signature | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+def _hold(project: Project, entries: Mapping[str, LockEntry], text: bytes | None) -> None:
+    if project.lock_path in _retained:
+        names = sorted(entries) if text is not None else []
+        _held[project.lock_path] = _Held(_signature(project.lock_path), dict(entries), text, names)
+
+
+def _still_held(project: Project) -> _Held | None:
+    """The held lock, if images.lock is still the file it was read from or written as."""
+    held = _held.get(project.lock_path)
+    if held is None:
+        return None
+    if held.signature is not None and _signature(project.lock_path) == held.signature:
+        return held
+    del _held[project.lock_path]
+    return None
+
+
 def read(project: Project) -> Entries:
     """The lock's entries (empty if there is no lock). Does not look at the journal."""
+    held = _still_held(project)
+    if held is not None:
+        return dict(held.entries)
+    before = _signature(project.lock_path)
+    entries, formatted = read_from_disk(project)
+    if before is not None and _signature(project.lock_path) == before:
+        _hold(project, entries, formatted)
+    return entries
+
+
+def read_from_disk(project: Project) -> tuple[Entries, bytes | None]:
+    """The lock's entries as images.lock (or its snapshot) holds them, and its bytes
+    where its snapshot says the tool formatted them (a splice may start from them)."""
     where = project.lock_path.name
     digest = _from_lock(project, sha256_file)  # a 100k-entry lock need not be held
     if digest is None:
-        return {}
+        return {}, None
     snapshot = _read_snapshot(project.lock_snapshot_path, digest)
     if snapshot is not None:
-        return _check_own_files(project, snapshot, where)
+        entries, formatted = snapshot
+        entries = _check_own_files(project, entries, where)
+        if not (formatted and project.lock_path in _retained):
+            return entries, None
+        raw = _from_lock(project, Path.read_bytes)  # a splice starts from its bytes
+        return entries, raw if raw is not None and sha256_bytes(raw) == digest else None
     raw = _from_lock(project, Path.read_bytes)
     if raw is None:
-        return {}
+        return {}, None
     digest = sha256_bytes(raw)  # what was parsed, should the lock have changed since
     try:
         text = raw.decode("utf-8")
@@ -471,8 +551,8 @@ def read(project: Project) -> Entries:
         ) from None
     del raw
     entries = _check_own_files(project, loads(text, where), where)
-    _write_snapshot(project, digest, entries)
-    return entries
+    _write_snapshot(project, digest, entries, formatted=False)
+    return entries, None
 
 
 _T = TypeVar("_T")
@@ -493,11 +573,12 @@ def _from_lock(project: Project, reading: Callable[[Path], _T]) -> _T | None:
 _SNAPSHOT_LAYOUT = 2
 
 
-def _read_snapshot(path: Path, digest: str) -> Entries | None:
+def _read_snapshot(path: Path, digest: str) -> tuple[Entries, bool] | None:
     """The snapshot's entries if it is this lock's and was written on this account
-    (sealed: one that came with a checkout could carry entries no check ever saw).
-    Read a line of entries at a time: at 100k entries the file as one JSON tree
-    would be several times the entries' own size."""
+    (sealed: one that came with a checkout could carry entries no check ever saw),
+    and whether the tool formatted the lock's bytes from them. Read a line of
+    entries at a time: at 100k entries the file as one JSON tree would be several
+    times the entries' own size."""
     raw = read_regular(path, limit=_SNAPSHOT_LIMIT)
     start = sealed_from(raw) if raw is not None else None
     if raw is None or start is None:
@@ -527,15 +608,23 @@ def _read_snapshot(path: Path, digest: str) -> Entries | None:
                     if "draws" in entry or "history" in entry or "pinned_against" in entry
                     else LockEntry(**entry)
                 )
-        return entries
+        return entries, head.get("formatted") is True
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 
 
-def _snapshot_pieces(digest: str, entries: Mapping[str, LockEntry]) -> Iterator[bytes]:
+def _snapshot_pieces(
+    digest: str, entries: Mapping[str, LockEntry], formatted: bool
+) -> Iterator[bytes]:
     """The snapshot's lines: whose it is, then a JSON object of up to _PIECE entries
-    on each line."""
-    head = {"lock_digest": digest, "version": LOCK_VERSION, "layout": _SNAPSHOT_LAYOUT}
+    on each line; `formatted`: the lock's bytes are `dumps(entries)`'s (the tool
+    wrote them)."""
+    head = {
+        "lock_digest": digest,
+        "version": LOCK_VERSION,
+        "layout": _SNAPSHOT_LAYOUT,
+        "formatted": formatted,
+    }
     yield json.dumps(head).encode() + b"\n"
     names = list(entries)
     for start in range(0, len(names), _PIECE):
@@ -543,7 +632,9 @@ def _snapshot_pieces(digest: str, entries: Mapping[str, LockEntry]) -> Iterator[
         yield json.dumps({n: entries[n].to_dict() for n in chunk}).encode() + b"\n"
 
 
-def _write_snapshot(project: Project, digest: str, entries: Mapping[str, LockEntry]) -> None:
+def _write_snapshot(
+    project: Project, digest: str, entries: Mapping[str, LockEntry], *, formatted: bool = True
+) -> None:
     mac = sealer()
     if mac is None:
         return
@@ -553,7 +644,7 @@ def _write_snapshot(project: Project, digest: str, entries: Mapping[str, LockEnt
         atomic_stream(project.lock_snapshot_path, durable=False) as handle,
     ):
         handle.write(b"0" * mac.digest_size * 2 + b"\n")  # the seal, once it is known
-        for piece in _snapshot_pieces(digest, entries):
+        for piece in _snapshot_pieces(digest, entries, formatted):
             mac.update(piece)
             handle.write(piece)
         handle.seek(0)
@@ -585,24 +676,136 @@ def write_streamed(
     """Rewrite the lock as `entries` piece by piece, and its snapshot where `snapshot`
     (a rewrite during a run skips it: only the last one is read again); returns the
     lock's sha256."""
+    if project.lock_path in _retained:
+        return _write_retained(project, entries, snapshot=snapshot)
     digest = _write_pieces(project, _lock_pieces(entries))
     if snapshot:
         _write_snapshot(project, digest, entries)
     return digest
 
 
+def _spliced(held: _Held, entries: Mapping[str, LockEntry]) -> bytes | None:
+    """The held lock's bytes with the tables of the entries that differ from it
+    replaced, or None where that is no cheaper than formatting them all."""
+    if held.text is None:
+        return None
+    before = held.entries
+    changed: dict[str, str | None] = dict.fromkeys(before.keys() - entries.keys())
+    changed.update(
+        (name, _table(name, entry))
+        for name, entry in entries.items()
+        if before.get(name) is not entry and before.get(name) != entry
+    )
+    if len(changed) > max(64, len(entries) // 8):
+        return None
+    if not changed:
+        return held.text
+    try:
+        return splice(held.text, held.names, changed, _marker)
+    except ValueError:
+        return None
+
+
+def _marker(name: str) -> bytes:
+    return f"\n[images.{_toml_key(name)}]\n".encode()
+
+
+def _write_retained(project: Project, entries: Mapping[str, LockEntry], *, snapshot: bool) -> str:
+    """`write_streamed` for a retained lock: spliced where the file is the one held."""
+    held = _still_held(project)
+    text = _spliced(held, entries) if held is not None else None
+    return _write_held(project, entries, text or b"".join(_lock_pieces(entries)), snapshot)
+
+
+def _write_held(
+    project: Project, entries: Mapping[str, LockEntry], text: bytes, snapshot: bool
+) -> str:
+    digest = _write_pieces(project, [text])
+    _hold(project, entries, text)
+    if snapshot:
+        _snapshot_later(project, digest, _held[project.lock_path].entries)
+    return digest
+
+
+_snapshots_due: dict[Path, tuple[Project, str, Entries, float]] = {}
+_snapshot_guard = threading.Lock()
+#: the thread writing them, while there are some
+_snapshot_worker: list[threading.Thread] = []
+#: held while one is written; `_closing` is set once the process is ending
+_snapshot_writing = threading.Lock()
+_closing: list[bool] = []
+
+
+@atexit.register
+def _end_snapshots() -> None:
+    """A process that ends drops the snapshots not started (they only save a later
+    read time) and waits for the one being written, so no temp file is left."""
+    with _snapshot_writing:
+        _closing.append(True)
+
+
+def _snapshot_later(project: Project, digest: str, entries: Entries) -> None:
+    """Write a retained lock's snapshot once it has been quiet for `SNAPSHOT_QUIET`
+    seconds, in a background thread (a later rewrite replaces the request)."""
+    with _snapshot_guard:
+        _snapshots_due[project.lock_path] = (project, digest, entries, time.monotonic())
+        if not _snapshot_worker:
+            # a daemon: Ctrl-C ends watch without waiting for the quiet period
+            worker = threading.Thread(
+                target=_write_due_snapshots, name="lock-snapshot", daemon=True
+            )
+            _snapshot_worker.append(worker)
+            worker.start()
+
+
+def _write_due_snapshots() -> None:
+    while True:
+        with _snapshot_guard:
+            if not _snapshots_due:
+                _snapshot_worker.clear()
+                return
+            path, (project, digest, entries, asked) = next(iter(_snapshots_due.items()))
+            wait = asked + SNAPSHOT_QUIET - time.monotonic()
+            if wait <= 0:
+                del _snapshots_due[path]
+        if wait > 0:
+            time.sleep(wait)
+            continue
+        held = _held.get(path)
+        with _snapshot_writing:
+            if _closing:
+                return
+            if held is None or held.entries is entries:  # else a newer write asked again
+                _write_snapshot(project, digest, entries)
+
+
+def wait_for_snapshots() -> None:
+    """Return once every snapshot asked for is written (tests, and a process that ends)."""
+    for worker in list(_snapshot_worker):
+        worker.join()
+
+
 def write(project: Project, entries: Mapping[str, LockEntry]) -> bool:
     """Rewrite the lock atomically if its content changes; returns whether it did."""
+    held = _still_held(project) if project.lock_path in _retained else None
+    if held is not None and (text := _spliced(held, entries)) is not None:
+        if text is not held.text:
+            _write_held(project, entries, text, snapshot=True)
+        return text is not held.text
     text = dumps(entries).encode()
     try:
         if project.lock_path.read_bytes() == text:
+            _hold(project, entries, text)
             return False
     except FileNotFoundError:
         if not entries:
             return False
     except IsADirectoryError:
         raise LockfileError(f"{project.lock_path.name} is a folder; remove it and re-run") from None
-    _write_snapshot(project, _write_pieces(project, [text]), entries)
+    if project.lock_path in _retained:
+        _write_held(project, entries, text, snapshot=True)
+    else:
+        _write_snapshot(project, _write_pieces(project, [text]), entries)
     return True
 
 
@@ -783,7 +986,10 @@ class LockWriter:
             self._rewrite(self.entries, last=True)
             self._pending = False
         elif self._snapshot_due is not None:  # the last rewrite holds every record
-            _write_snapshot(self.project, self._snapshot_due, self.entries)
+            if self.project.lock_path in _retained:
+                _snapshot_later(self.project, self._snapshot_due, dict(self.entries))
+            else:
+                _write_snapshot(self.project, self._snapshot_due, self.entries)
             self._snapshot_due = None
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ _STATE_FILES = (
     "lock",
     "lock-snapshot.json",
     "files.json",
+    "files-journal",
     "specs.json",
     "failures.json",
     "noop",
