@@ -59,6 +59,7 @@ STATE_FILES = (
     "lock",
     "lock-snapshot.json",
     "files.json",
+    "files-journal",
     "specs.json",
     "failures.json",
     "noop",
