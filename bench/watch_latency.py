@@ -157,7 +157,7 @@ _ROUND_TIME = re.compile(r" in (\d+\.\d+)s$")
 def edit_latency(root: Path, images: int, runs: int) -> list[float]:
     """bench/scale.py's section: one-prompt edits (at least 20) in the project of
     `images` 64x64 images that bench/_common.py's write_manifest built at `root`."""
-    return measure(images, max(runs, 20), 64, root)
+    return measure(images, max(runs, 20), 64, root)[0]
 
 
 def measure_steps(images: int, edits: int, whole_edits: int = 3) -> tuple[list[float], list[float]]:

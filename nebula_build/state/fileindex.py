@@ -209,8 +209,21 @@ class FileIndex:
         if retained:
             _held[self.index_path] = (self._signatures(), dict(self._entries), self._journal_rows)
 
+    def _torn(self) -> bool:
+        """Whether the journal ends inside a line (a killed run's): the next rows then
+        start on a line of their own, not glued to it."""
+        try:
+            fd = os.open(self.journal_path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        finally:
+            os.close(fd)
+
     def _append(self, paths: list[str]) -> None:
-        lines = "".join(
+        lines = ("\n" if self._torn() else "") + "".join(
             json.dumps([path, *row] if (row := self._entries.get(path)) is not None else [path])
             + "\n"
             for path in paths

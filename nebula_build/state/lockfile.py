@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from nebula_build import __version__
 from nebula_build.errors import LockfileError, StateWriteError
 from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
 from nebula_build.state.guard import path_problem
@@ -495,10 +496,24 @@ def _signature(path: Path) -> _Signature | None:
     return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
-def _hold(project: Project, entries: Mapping[str, LockEntry], text: bytes | None) -> None:
+def _hold(
+    project: Project,
+    entries: Mapping[str, LockEntry],
+    text: bytes | None,
+    signature: _Signature | None,
+) -> None:
+    """Keep the lock in memory as `signature` (the stat of the very bytes read or
+    written: a file edited meanwhile must not be taken for them)."""
     if project.lock_path in _retained:
         names = sorted(entries) if text is not None else []
-        _held[project.lock_path] = _Held(_signature(project.lock_path), dict(entries), text, names)
+        _held[project.lock_path] = _Held(signature, dict(entries), text, names)
+
+
+def _written_signature(project: Project, text: bytes) -> _Signature | None:
+    """The stat of the lock just written as `text`, or None where it is not that
+    file any more (an edit landed since: nothing is held then)."""
+    signature = _signature(project.lock_path)
+    return signature if signature is not None and signature[0] == len(text) else None
 
 
 def _still_held(project: Project) -> _Held | None:
@@ -508,7 +523,7 @@ def _still_held(project: Project) -> _Held | None:
         return None
     if held.signature is not None and _signature(project.lock_path) == held.signature:
         return held
-    del _held[project.lock_path]
+    _held.pop(project.lock_path, None)
     return None
 
 
@@ -520,7 +535,7 @@ def read(project: Project) -> Entries:
     before = _signature(project.lock_path)
     entries, formatted = read_from_disk(project)
     if before is not None and _signature(project.lock_path) == before:
-        _hold(project, entries, formatted)
+        _hold(project, entries, formatted, before)
     return entries
 
 
@@ -608,7 +623,7 @@ def _read_snapshot(path: Path, digest: str) -> tuple[Entries, bool] | None:
                     if "draws" in entry or "history" in entry or "pinned_against" in entry
                     else LockEntry(**entry)
                 )
-        return entries, head.get("formatted") is True
+        return entries, head.get("formatted") is True and head.get("tool") == __version__
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 
@@ -624,6 +639,8 @@ def _snapshot_pieces(
         "version": LOCK_VERSION,
         "layout": _SNAPSHOT_LAYOUT,
         "formatted": formatted,
+        # a later release may format a table differently: its splice starts afresh
+        "tool": __version__,
     }
     yield json.dumps(head).encode() + b"\n"
     names = list(entries)
@@ -721,7 +738,11 @@ def _write_held(
     project: Project, entries: Mapping[str, LockEntry], text: bytes, snapshot: bool
 ) -> str:
     digest = _write_pieces(project, [text])
-    _hold(project, entries, text)
+    signature = _written_signature(project, text)
+    if signature is None:
+        _held.pop(project.lock_path, None)
+        return digest
+    _hold(project, entries, text, signature)
     if snapshot:
         _snapshot_later(project, digest, _held[project.lock_path].entries)
     return digest
@@ -738,10 +759,19 @@ _closing: list[bool] = []
 
 @atexit.register
 def _end_snapshots() -> None:
-    """A process that ends drops the snapshots not started (they only save a later
-    read time) and waits for the one being written, so no temp file is left."""
+    """A process that ends writes the snapshots still due whose lock is unchanged
+    (the next command would otherwise parse the whole lock again) and waits for the
+    one being written, so no temp file is left."""
     with _snapshot_writing:
         _closing.append(True)
+        with _snapshot_guard:
+            due = list(_snapshots_due.items())
+            _snapshots_due.clear()
+        for path, (project, digest, entries, _) in due:
+            held = _held.get(path)
+            if held is not None and held.entries is entries and _still_held(project):
+                with contextlib.suppress(Exception):  # only a read cache
+                    _write_snapshot(project, digest, entries)
 
 
 def _snapshot_later(project: Project, digest: str, entries: Entries) -> None:
@@ -794,8 +824,10 @@ def write(project: Project, entries: Mapping[str, LockEntry]) -> bool:
         return text is not held.text
     text = dumps(entries).encode()
     try:
+        before = _signature(project.lock_path)
         if project.lock_path.read_bytes() == text:
-            _hold(project, entries, text)
+            if before is not None and _signature(project.lock_path) == before:
+                _hold(project, entries, text, before)
             return False
     except FileNotFoundError:
         if not entries:
@@ -987,7 +1019,9 @@ class LockWriter:
             self._pending = False
         elif self._snapshot_due is not None:  # the last rewrite holds every record
             if self.project.lock_path in _retained:
-                _snapshot_later(self.project, self._snapshot_due, dict(self.entries))
+                held = _still_held(self.project)
+                if held is not None:  # the entries its bytes were written from
+                    _snapshot_later(self.project, self._snapshot_due, held.entries)
             else:
                 _write_snapshot(self.project, self._snapshot_due, self.entries)
             self._snapshot_due = None

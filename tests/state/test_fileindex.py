@@ -121,3 +121,26 @@ def test_an_index_changed_on_disk_is_read_again(files):
     index.save()
     index_path.write_text(json.dumps({"other.png": [1, 2, 3, 4, "0" * 64]}))
     assert FileIndex(root, index_path)._entries.keys() == {"other.png"}
+
+
+def test_rows_appended_after_a_torn_journal_line_are_kept(files):
+    """A run killed mid-append leaves half a line: the next rows start a line of their
+    own, so a fresh process still reads them."""
+    root, index_path = files
+    fileindex.retain(index_path)
+    index = FileIndex(root, index_path)
+    _hashed(index, range(3))
+    index.save()
+    (root / "f1.png").write_bytes(b"changed")
+    index.digest("f1.png")
+    index.save()
+    journal = index_path.with_name(JOURNAL_NAME)
+    with journal.open("ab") as handle:
+        handle.write(b'["f2.png", 1, 2')  # cut short
+    (root / "f3.png").write_bytes(b"changed too")
+    index = FileIndex(root, index_path)
+    index.digest("f3.png")
+    index.save()
+    fileindex._held.pop(index_path, None)
+    rows = FileIndex(root, index_path)._entries
+    assert rows["f3.png"][-1] == FileIndex(root, root / "other.json").digest("f3.png")

@@ -217,3 +217,25 @@ def test_a_crash_after_the_splice_before_the_journal_is_emptied_loses_nothing(re
     entries, _ = recover(project)
     assert entries == {"a": _entry(1), "b": _entry(2)}
     assert project.lock_path.read_bytes() == dumps(entries).encode()
+
+
+def test_a_hand_edit_landing_as_watch_writes_is_not_taken_for_watchs_own(retained, monkeypatch):
+    """The held signature is the stat of the bytes written, taken before the names are
+    sorted: an edit landing meanwhile is read again, never spliced over."""
+    project, _ = retained
+    write(project, {"a": _entry(1), "b": _entry(2)})
+    real_hold = lockfile._hold
+
+    def edit_by_hand_first(*args: object) -> None:
+        monkeypatch.setattr(lockfile, "_hold", real_hold)
+        edited = lockfile.loads(project.lock_path.read_text())
+        del edited["b"]
+        edited["c"] = _entry(3)
+        project.lock_path.write_text(dumps(edited))
+        real_hold(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lockfile, "_hold", edit_by_hand_first)
+    write(project, {"a": _entry(1, "new"), "b": _entry(2)})
+    assert sorted(read(project)) == ["a", "c"]
+    write(project, {**read(project), "a": _entry(1, "newer")})
+    assert sorted(lockfile.loads(project.lock_path.read_text())) == ["a", "c"]
