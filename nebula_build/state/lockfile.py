@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from nebula_build import __version__
 from nebula_build.errors import LockfileError, StateWriteError
 from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
 from nebula_build.state.guard import path_problem
@@ -46,6 +45,9 @@ from nebula_build.state.seal import sealed_from, sealer
 from nebula_build.text import made_with_problem
 
 LOCK_VERSION = 1
+#: how `dumps` lays out a table: bump it with any change to that layout (a watch
+#: splices new tables into bytes written by the release that wrote the snapshot)
+TABLE_FORMAT = 1
 HEADER = (
     "# This file is written by nebula-build: do not edit it by hand.\n"
     "# It records which spec made each image. Commit it with images.toml.\n"
@@ -623,7 +625,7 @@ def _read_snapshot(path: Path, digest: str) -> tuple[Entries, bool] | None:
                     if "draws" in entry or "history" in entry or "pinned_against" in entry
                     else LockEntry(**entry)
                 )
-        return entries, head.get("formatted") is True and head.get("tool") == __version__
+        return entries, head.get("formatted") is True and head.get("tables") == TABLE_FORMAT
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 
@@ -639,8 +641,8 @@ def _snapshot_pieces(
         "version": LOCK_VERSION,
         "layout": _SNAPSHOT_LAYOUT,
         "formatted": formatted,
-        # a later release may format a table differently: its splice starts afresh
-        "tool": __version__,
+        # a release that formats a table differently bumps it: its splice starts afresh
+        "tables": TABLE_FORMAT,
     }
     yield json.dumps(head).encode() + b"\n"
     names = list(entries)
