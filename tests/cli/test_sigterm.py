@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,31 @@ def test_sigterm_stops_watch_like_ctrl_c(project, fake_site, tmp_path, spawn):
     assert "stopped" in out and "Traceback" not in err
     assert set(loads((root / "images.lock").read_text())) == {p.stem for p in root.glob("*.png")}
     assert not (root / ".nebula-build/journal").exists()
+
+
+def test_watch_stopped_soon_after_a_round_leaves_the_snapshot_of_its_last_lock(
+    project, fake_site, tmp_path, spawn
+):
+    """The lock's snapshot waits for a quiet spell while watch runs; stopping before
+    it came must not leave the snapshot of an older lock (the next command would
+    parse the whole lock again)."""
+    log = tmp_path / "gen.log"
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(3)}
+    root = project({"images.toml": fake_manifest(log, images)})
+    process = spawn(root, "watch")
+    _wait_for(lambda: len(generation_log(log)) >= 3 and (root / "images.lock").exists())
+    time.sleep(0.5)
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace('"p1"', '"p1, again"'))
+    _wait_for(lambda: len(generation_log(log)) >= 4)
+    lock = root / "images.lock"
+    _wait_for(lambda: "p1, again" in lock.read_text())
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    snapshot = (root / ".nebula-build/lock-snapshot.json").read_bytes()
+    assert hashlib.sha256(lock.read_bytes()).hexdigest().encode() in snapshot
 
 
 def test_main_puts_the_previous_sigterm_handler_back(project, run_cli):
