@@ -310,3 +310,24 @@ def test_a_parameter_the_image_sets_is_one_error_for_its_declaration(project, ru
             "'pixel' or [defaults] it would apply only where a model takes it "
             "(for 6 of its images)"
         ], err
+
+
+def test_problems_in_several_images_and_tables_are_all_reported_in_order(project, run_cli):
+    project(
+        {
+            "images.toml": HEAD + '[images.a]\nprompt = "x"\noutput = "a.png"\n'
+            '[images.b]\nprompt = "y"\nsed = 4\noutput = "b.png"\n'
+            '[images."c d"]\nprompt = "z"\noutput = "c.png"\n'
+            '[images.e]\nprompt = "w"\n'
+            '[assets]\nmanfest = "a.json"\n'
+        }
+    )
+    code, _, err = run_cli("validate")
+    assert code == 1
+    lines = err.splitlines()
+    assert [line.split(": ")[2] for line in lines] == [
+        "images.b.sed",
+        "images.c d",
+        "images.e.output",
+        "assets.manfest",
+    ], err
