@@ -39,6 +39,8 @@ class FakeSettings(BackendSettings):
     fail: list[str] = Field(default_factory=list, description="images that fail")
     log: str = Field("", description="file that gets one JSON line per generation")
     watch: str = Field("", description="a file watch mode should follow")
+    provenance: dict[str, str] = Field(default_factory=dict, description="the made_with record")
+    derive_seed: bool = Field(False, description="report a seed from the key where none is set")
 
 
 class FakeBackend(Backend):
@@ -69,7 +71,11 @@ class FakeBackend(Backend):
         if request.image_name in settings.fail:
             raise RequestRejectedError(f"{request.image_name} refused on purpose",
                                        backend="fake", image=request.image_name)
-        return GenerationResult(await asyncio.to_thread(render, request), seed=request.seed)
+        seed = request.seed
+        if seed is None and settings.derive_seed:
+            seed = int(request.generation_key[:8], 16)
+        data = await asyncio.to_thread(render, request)
+        return GenerationResult(data, seed=seed, made_with=settings.provenance)
 
 
 @hookimpl

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nebula_build.errors import UserError
+from nebula_build.text import printable
 
 if TYPE_CHECKING:
     pass
@@ -127,7 +128,7 @@ def cmd_inspect(ctx: Context) -> int:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     except ValueError as exc:
         raise UserError(f"{path}: {exc}") from None
-    spec = json.loads(records[SPEC_KEY]) if SPEC_KEY in records else None
+    spec = _our_record(records.get(SPEC_KEY))
     if ctx.args.json:
         ctx.print(
             json.dumps(
@@ -146,19 +147,50 @@ def cmd_inspect(ctx: Context) -> int:
         return ExitCode.OK
     ctx.print(f"{path}: {fmt.upper()} {width}x{height}, {len(data):,} bytes")
     if spec is not None:
-        ctx.print(ctx.style(f"made by nebula-build: image {spec.get('image')!r}", "green"))
-        for key, value in sorted(spec.get("generation", {}).items()):
-            ctx.print(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
-        ctx.print(f"  generation key: {spec.get('generation_key')}")
+        _print_our_record(ctx, spec)
+    elif SPEC_KEY in records:
+        ctx.print(f"{SPEC_KEY}: not a record this tool wrote (not a JSON object)")
     if PARAMETERS_KEY in records:
         ctx.print("parameters:")
-        ctx.print("  " + records[PARAMETERS_KEY].replace("\n", "\n  "))
-    others = sorted(set(records) - {PARAMETERS_KEY, SPEC_KEY})
-    for key in others:
-        ctx.print(f"{key}: {records[key][:200]}")
+        for line in records[PARAMETERS_KEY].splitlines():
+            ctx.print("  " + printable(line))
+    for key in sorted(set(records) - {PARAMETERS_KEY, SPEC_KEY}):
+        ctx.print(f"{printable(key, 80)}: {printable(records[key], 200)}")
     if not records:
         ctx.print("no generation metadata")
     return ExitCode.OK
+
+
+def _our_record(text: str | None) -> dict[str, Any] | None:
+    """The `nebula-build` record, if it is a JSON object (the file is untrusted)."""
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _print_our_record(ctx: Context, record: dict[str, Any]) -> None:
+    """What made the file, from our record: every value made one printable line."""
+
+    def shown(value: object) -> str:
+        return printable(json.dumps(value, ensure_ascii=False), 300)
+
+    image = printable(str(record.get("image")), 200)
+    ctx.print(ctx.style(f"made by nebula-build: image {image!r}", "green"))
+    generation = record.get("generation")
+    for key, value in sorted(generation.items() if isinstance(generation, dict) else ()):
+        ctx.print(f"  {printable(str(key), 80)}: {shown(value)}")
+    ctx.print(f"  generation key: {shown(record.get('generation_key'))}")
+    seed = record.get("seed")
+    if seed is not None and not (isinstance(generation, dict) and seed == generation.get("seed")):
+        ctx.print(f"  seed used: {shown(seed)}")
+    made_with = record.get("made_with")
+    if isinstance(made_with, dict) and made_with:
+        settings = ", ".join(f"{key} {value}" for key, value in sorted(made_with.items()))
+        ctx.print(f"  made with: {printable(settings, 600)}")
 
 
 def cmd_schema(ctx: Context) -> int:

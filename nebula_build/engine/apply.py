@@ -365,10 +365,10 @@ class Applier:
                     keying = encoding_for(spec).keying
                     assert keying is not None
                     await asyncio.to_thread(check_original, verified.pixels, keying)
-                note = await asyncio.to_thread(self._keep, spec, verified, original.seed)
+                note = await asyncio.to_thread(self._keep, spec, verified, original)
                 if note is not None:
                     outcome.warnings = (*outcome.warnings, note)
-                await self._share(spec, verified, original.seed, outcome)
+                await self._share(spec, verified, original, outcome)
             return
         # From here on the work is paid for: it finishes and is recorded even if the
         # image is cancelled meanwhile (run() waits for it), so the lock never lies.
@@ -380,6 +380,8 @@ class Applier:
     async def _finish(
         self, action: Action, spec: AssetSpec, original: GenerationResult, outcome: Outcome
     ) -> None:
+        if not outcome.generated and not original.made_with:
+            original = dataclasses.replace(original, made_with=self._locked_made_with(spec))
         async with self._io:
             if not outcome.generated:
                 self.progress.started(action)
@@ -390,19 +392,28 @@ class Applier:
         outcome.checks = checks
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)
-        made_with = original.made_with if outcome.generated else None
-        await self._record(spec, digest, original.seed, variants, made_with)
+        await self._record(spec, digest, original.seed, variants, original.made_with)
         if outcome.generated:
-            await self._share(spec, verified, original.seed, outcome)
+            await self._share(spec, verified, original, outcome)
+
+    def _locked_made_with(self, spec: AssetSpec) -> Mapping[str, str]:
+        """The provenance the lock records for this generation: what a cache entry from
+        before entries kept one had (the same key, so the same generation)."""
+        before = self.writer.entries.get(spec.name)
+        if before is None or before.generation_key != spec.generation_key:
+            return {}
+        return before.made_with
 
     async def _share(
-        self, spec: AssetSpec, verified: Verified, seed: int | None, outcome: Outcome
+        self, spec: AssetSpec, verified: Verified, original: GenerationResult, outcome: Outcome
     ) -> None:
         """Upload a paid generation to the remote cache, where there is one to write to."""
         if self.remote is None or not self.remote.writable:
             return
         async with self._transfers:
-            note = await asyncio.to_thread(upload, self.remote, spec, verified, seed)
+            note = await asyncio.to_thread(
+                upload, self.remote, spec, verified, original.seed, original.made_with
+            )
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)
 
@@ -584,7 +595,8 @@ class Applier:
         of this key); one that any other output step fails (an acceptance check, a
         palette file) is kept, so that fixing the output costs no generation, but its
         files are not written."""
-        encoding = encoding_for(spec)  # its metadata records take a while: made once
+        # its metadata records take a while: made once
+        encoding = encoding_for(spec, seed=original.seed, made_with=original.made_with)
         if isinstance(original, Restored):
             verified = original.verified
         else:
@@ -592,7 +604,7 @@ class Applier:
         # Kept before the files are rendered, so that a crash meanwhile loses nothing
         # paid for; only a transparent image waits, since its keying may refuse it.
         kept_first = generated and spec.key_color is None
-        rescued = self._keep(spec, verified, original.seed) if kept_first else None
+        rescued = self._keep(spec, verified, original) if kept_first else None
         refused = False
         try:
             if spec.palette_file is not None:  # the bytes whose digest is in the output key
@@ -603,7 +615,7 @@ class Applier:
             raise
         finally:  # whatever step fails, what was paid for is kept (unless refused)
             if generated and not kept_first and not refused:
-                rescued = self._keep(spec, verified, original.seed)
+                rescued = self._keep(spec, verified, original)
         try:
             return (verified, *self._write_files(action, spec, files), rescued, checks)
         except StateWriteError as exc:
@@ -619,16 +631,27 @@ class Applier:
         except ValueError as exc:
             raise UserError(str(exc)) from None
 
-    def _keep(self, spec: AssetSpec, verified: Verified, seed: int | None) -> str | None:
-        """Cache a paid generation; if the cache cannot take it (a full disk), keep it
-        outside the project instead. Returns what to tell the user then, or None."""
+    def _keep(self, spec: AssetSpec, verified: Verified, original: GenerationResult) -> str | None:
+        """Cache a paid generation with its provenance; if the cache cannot take it (a
+        full disk), keep it outside the project instead. Returns what to tell the user
+        then, or None."""
         key = spec.generation_key
+        seed, made_with = original.seed, original.made_with
         try:
-            self.store.put(key, verified.data, seed=seed, digest=verified.digest, image=spec.name)
+            self.store.put(
+                key,
+                verified.data,
+                seed=seed,
+                digest=verified.digest,
+                image=spec.name,
+                made_with=made_with,
+            )
         except OSError as exc:
             reason = exc.strerror or str(exc)
             try:
-                folder = rescue(key, verified.data, seed=seed, digest=verified.digest)
+                folder = rescue(
+                    key, verified.data, seed=seed, digest=verified.digest, made_with=made_with
+                )
             except OSError:
                 return f"could not cache the generation either ({reason}); it is lost"
             return (

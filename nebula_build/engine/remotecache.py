@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -123,19 +123,43 @@ def restore_remote(
     except (RemoteMismatchError, ImageError) as exc:
         return None, f"the remote cache's entry was refused ({exc})"
     with contextlib.suppress(OSError):  # only a help for the next build: this one has the bytes
-        store.put(key, verified.data, seed=record.seed, digest=verified.digest, image=spec.name)
-    return Restored(verified.data, seed=record.seed, verified=verified), None
+        store.put(
+            key,
+            verified.data,
+            seed=record.seed,
+            digest=verified.digest,
+            image=spec.name,
+            made_with=record.made_with,
+        )
+    restored = Restored(
+        verified.data, seed=record.seed, made_with=dict(record.made_with), verified=verified
+    )
+    return restored, None
 
 
 def new_record(
-    key: str, *, backend: str, model: str, data: bytes, digest: str, seed: int | None
+    key: str,
+    *,
+    backend: str,
+    model: str,
+    data: bytes,
+    digest: str,
+    seed: int | None,
+    made_with: Mapping[str, str] | None = None,
 ) -> RemoteRecord:
     """The record of an upload made now."""
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    return RemoteRecord(key, digest, len(data), model, backend, seed, created)
+    record = dict(made_with or {})
+    return RemoteRecord(key, digest, len(data), model, backend, seed, created, record)
 
 
-def upload(remote: Remote, spec: AssetSpec, verified: Verified, seed: int | None) -> str | None:
+def upload(
+    remote: Remote,
+    spec: AssetSpec,
+    verified: Verified,
+    seed: int | None,
+    made_with: Mapping[str, str],
+) -> str | None:
     """Share a paid generation; the warning to give if the remote would not take it (none
     once the remote was given up on: that was said once)."""
     if not remote.usable:
@@ -148,6 +172,7 @@ def upload(remote: Remote, spec: AssetSpec, verified: Verified, seed: int | None
             data=verified.data,
             digest=verified.digest,
             seed=seed,
+            made_with=made_with,
         )
         remote.push(record, verified.data)
     except RemoteError as exc:

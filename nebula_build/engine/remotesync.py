@@ -115,6 +115,7 @@ def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
             data=verified.data,
             digest=verified.digest,
             seed=cached.seed,
+            made_with=cached.made_with,
         )
         try:
             pushed = remote.push(record, verified.data)

@@ -111,10 +111,21 @@ def restore(store: Store, spec: AssetSpec) -> tuple[Restored | None, str | None]
             digest=verified.digest,
             ours=cached.ours,
             image=spec.name,
+            made_with=cached.made_with,
         )
     elif cached.digest is None:
-        store.seal(key, cached.data, seed=cached.seed, digest=verified.digest, image=spec.name)
-    return Restored(verified.data, seed=cached.seed, verified=verified), None
+        store.seal(
+            key,
+            cached.data,
+            seed=cached.seed,
+            digest=verified.digest,
+            image=spec.name,
+            made_with=cached.made_with,
+        )
+    restored = Restored(
+        verified.data, seed=cached.seed, made_with=dict(cached.made_with), verified=verified
+    )
+    return restored, None
 
 
 def _corrupt(reason: str) -> str:

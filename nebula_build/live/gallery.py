@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from nebula_build.core.plan import ActionKind, Plan
@@ -29,6 +30,10 @@ from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
 from nebula_build.live.sprites import check_rows
 from nebula_build.state.guard import Guard
 from nebula_build.state.project import Project
+
+if TYPE_CHECKING:
+    from nebula_build.core.spec import AssetSpec
+    from nebula_build.state.lockfile import LockEntry
 
 
 @dataclass(frozen=True)
@@ -104,9 +109,13 @@ def cards(
             ("model", spec.model),
             ("backend", spec.backend),
             ("size", f"{spec.width} × {spec.height}"),
-            ("seed", "—" if spec.seed is None else str(spec.seed)),
+            ("seed", _seed(spec, action.entry)),
             ("output", spec.output),
         ]
+        if action.entry is not None and action.entry.generation_key == spec.generation_key:
+            made_with = ", ".join(f"{k} {v}" for k, v in sorted(action.entry.made_with.items()))
+            if made_with:
+                details.append(("made with", made_with))
         if spec.num_steps is not None:
             details.insert(3, ("steps", str(spec.num_steps)))
         if spec.guidance_scale is not None:
@@ -152,6 +161,15 @@ def _candidates(
         )
         for draw in draws
     )
+
+
+def _seed(spec: AssetSpec, entry: LockEntry | None) -> str:
+    """The declared seed, else the one the backend derived for this generation."""
+    if spec.seed is not None:
+        return str(spec.seed)
+    if entry is not None and entry.seed is not None and entry.generation_key == spec.generation_key:
+        return f"{entry.seed} (derived)"
+    return "—"
 
 
 def _status(kind: ActionKind, reason: str, failure: str | None) -> tuple[str, str]:

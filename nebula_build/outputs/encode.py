@@ -6,6 +6,7 @@ Pillow is imported inside the functions: `plan` never decodes an image.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +58,11 @@ class Encoding:
         return self.format == "png"
 
 
-def encoding_for(spec: AssetSpec) -> Encoding:
-    """How `spec`'s output options turn its original into files."""
+def encoding_for(
+    spec: AssetSpec, *, seed: int | None = None, made_with: Mapping[str, str] | None = None
+) -> Encoding:
+    """How `spec`'s output options turn its original into files; `seed` and `made_with`
+    are the generation's provenance, embedded with the spec (`records_for`)."""
     steps = spec.steps
     steps.pop("palette_digest", None)  # the file's colours come with `palette`
     keying = None
@@ -72,7 +76,7 @@ def encoding_for(spec: AssetSpec) -> Encoding:
         spec.quality,
         spec.lossless,
         spec.variants,
-        records_for(spec),
+        records_for(spec, seed=seed, made_with=made_with),
         keying,
         tuple(sorted(steps.items())),
         spec.checks,

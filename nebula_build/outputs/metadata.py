@@ -7,7 +7,8 @@ Two records go into every file unless `metadata = false`:
   sd-prompt-reader and sd-parsers read. Only known fields are written, except
   `Sampler: unknown` and, where the manifest leaves the steps to the model,
   `Steps: unknown`: those readers reject a line without them.
-- `nebula-build`: the canonical spec as JSON (generation and output options), so
+- `nebula-build`: the canonical spec as JSON (generation and output options), the seed
+  the backend used and its `made_with` record (weights, dtype, speed options), so
   `nebula-build inspect` shows exactly what made the file and the tool can recognise
   its own outputs.
 
@@ -39,12 +40,19 @@ _LONG, _UNDEFINED = 4, 7  # TIFF field types
 _XMP_NS = "https://nebula-build.dev/ns/1.0/"
 
 
-def records_for(spec: AssetSpec) -> tuple[tuple[str, str], ...]:
-    """The metadata records each file of `spec` carries (none with `metadata = false`)."""
+def records_for(
+    spec: AssetSpec, *, seed: int | None = None, made_with: Mapping[str, str] | None = None
+) -> tuple[tuple[str, str], ...]:
+    """The metadata records each file of `spec` carries (none with `metadata = false`).
+
+    `seed` is the seed the backend reports it used (a local backend derives one where
+    the spec has none) and `made_with` its provenance record: the weights and the
+    settings that change pixels. Both come from the generation (or its cache entry),
+    so a file made again from the cache says what the first one said."""
     if not spec.metadata:
         return ()
     generation = spec.generation_params()
-    record = {
+    record: dict[str, Any] = {
         "tool": "nebula-build",
         "image": spec.name,
         "generation": generation,
@@ -52,8 +60,13 @@ def records_for(spec: AssetSpec) -> tuple[tuple[str, str], ...]:
         "output": spec.output_params(),  # the delivered size, format, resize, variants
         "output_key": spec.output_key,
     }
+    if seed is not None:
+        record["seed"] = seed
+    if made_with:
+        record["made_with"] = dict(made_with)
+    used = generation if seed is None else {**generation, "seed": seed}
     return (
-        (PARAMETERS_KEY, parameters_text(generation)),
+        (PARAMETERS_KEY, parameters_text(used)),
         (SPEC_KEY, spec_json(record)),
     )
 

@@ -2,7 +2,8 @@
 
 Layout: `.nebula-build/cache/<key[:2]>/<key>` holds the original bytes (as the engine
 verified them); `<key>.json` beside it holds their SHA-256, the key they belong to,
-what the backend reported (seed used) and the image they were made for. `get` checks
+what the backend reported (the seed used, its `made_with` record) and the image they
+were made for: a restore embeds the same provenance as the first encode did. `get` checks
 the bytes against that digest on every read: a corrupt, truncated or swapped entry is
 removed and reported, never returned. An entry written before digests were recorded
 comes back with `digest=None`, for the engine to verify by decoding (and record again,
@@ -20,15 +21,17 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nebula_build.fsutil import atomic_write, read_regular, sha256_bytes
 from nebula_build.imaging import MAX_BYTES
 from nebula_build.state.seal import tag, tagged
+from nebula_build.text import made_with_problem
 
 _KEY_LENGTH = 64
-_META_LIMIT = 4096
+#: room for the longest record `made_with_problem` allows, every character escaped
+_META_LIMIT = 32 * 1024
 #: an image's name as an entry's metadata keeps it: within _META_LIMIT, escaped or not
 _IMAGE_NAME_LIMIT = 256
 
@@ -51,6 +54,14 @@ class CachedImage:
     #: written by this tool on this account (its metadata carries our seal), not by
     #: a checkout: only such entries are offered to a shared remote cache
     ours: bool = False
+    #: the backend's provenance record (`GenerationResult.made_with`); empty where the
+    #: entry has none or an invalid one
+    made_with: Mapping[str, str] = field(default_factory=dict)
+
+
+def _made_with(meta: Mapping[str, object]) -> dict[str, str]:
+    record = meta.get("made_with", {})
+    return dict(record) if isinstance(record, dict) and made_with_problem(record) is None else {}
 
 
 class Store:
@@ -136,9 +147,10 @@ class Store:
             meta = {}
         seed = meta.get("seed")
         seed = seed if type(seed) is int else None
+        made_with = _made_with(meta)
         digest = meta.get("sha256")
-        if not isinstance(digest, str):
-            return CachedImage(data, seed)  # from before digests: the caller verifies it
+        if not isinstance(digest, str):  # from before digests: the caller verifies it
+            return CachedImage(data, seed, made_with=made_with)
         problem = None
         if meta.get("key", key) != key:
             problem = "it was recorded for another key"
@@ -147,7 +159,8 @@ class Store:
         if problem is not None:
             self.remove(key)
             raise CorruptEntryError(problem)
-        return CachedImage(data, seed, digest, tagged(_sealed(key, digest), meta.get("mac")))
+        ours = tagged(_sealed(key, digest), meta.get("mac"))
+        return CachedImage(data, seed, digest, ours, made_with)
 
     def put(
         self,
@@ -158,6 +171,7 @@ class Store:
         digest: str | None = None,
         ours: bool = True,
         image: str | None = None,
+        made_with: Mapping[str, str] | None = None,
     ) -> str:
         """Store the bytes durably (they were paid for); returns their digest. The
         metadata goes first, so present bytes always have it (a crash in between reads
@@ -165,8 +179,11 @@ class Store:
         unreadable metadata reads as an entry from before digests, verified by decoding.
         `digest` is the SHA-256 of `data` where the caller has it already; `ours` says
         the bytes came from a backend or a remote through this tool, not a checkout;
-        `image` names the image they were made for (`gc --dry-run` shows it)."""
-        digest = self.seal(key, data, seed=seed, digest=digest, ours=ours, image=image)
+        `image` names the image they were made for (`gc --dry-run` shows it);
+        `made_with` is the backend's provenance record."""
+        digest = self.seal(
+            key, data, seed=seed, digest=digest, ours=ours, image=image, made_with=made_with
+        )
         atomic_write(self._path(key), data)  # seal() made the folder a plain one
         return digest
 
@@ -179,15 +196,18 @@ class Store:
         digest: str | None = None,
         ours: bool = False,
         image: str | None = None,
+        made_with: Mapping[str, str] | None = None,
     ) -> str:
         """Record the digest of the entry's bytes `data`, already stored (an entry from
         before digests, now verified); returns it. Only with `ours` is the entry
         marked as this account's (see `CachedImage.ours`)."""
         digest = digest or sha256_bytes(data)
         mac = tag(_sealed(key, digest)) if ours else None
-        meta = {"key": key, "seed": seed, "sha256": digest, "mac": mac}
+        meta: dict[str, object] = {"key": key, "seed": seed, "sha256": digest, "mac": mac}
         if image is not None:
             meta["image"] = image[:_IMAGE_NAME_LIMIT]
+        if made_with:
+            meta["made_with"] = dict(made_with)
         self._own_folder(self._path(key))
         atomic_write(self._path(key).with_suffix(".json"), json.dumps(meta).encode(), durable=False)
         return digest

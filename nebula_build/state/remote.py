@@ -24,15 +24,15 @@ import os
 import re
 import threading
 import time
-from collections.abc import Collection, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.imaging import MAX_BYTES
-from nebula_build.text import printable, redact
+from nebula_build.text import made_with_problem, printable, redact
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, ObjectStore, RetryConfig
@@ -53,7 +53,8 @@ _LIST_SECONDS = 120.0
 #: after this many failed requests the remote is given up on for the rest of the run,
 #: so a hanging store costs one timeout, not one per image
 _FAILURES_BEFORE_GIVING_UP = 3
-_RECORD_LIMIT = 4096
+#: room for the longest `made_with` record, every character escaped
+_RECORD_LIMIT = 32 * 1024
 _KEY_LENGTH = 64
 _HEX = frozenset("0123456789abcdef")
 _CLIENT: ClientConfig = {"connect_timeout": "3s", "timeout": "30s"}
@@ -81,6 +82,8 @@ class RemoteRecord:
     seed: int | None
     #: when it was uploaded, ISO 8601 in UTC
     created: str
+    #: the backend's provenance record (`GenerationResult.made_with`)
+    made_with: Mapping[str, str] = field(default_factory=dict)
 
 
 def url_problem(url: str, *, from_manifest: bool) -> str | None:
@@ -401,7 +404,11 @@ def _parse_record(key: str, raw: bytes) -> RemoteRecord:
         raise RemoteMismatchError("its record has no valid size")
     if seed is not None and (type(seed) is not int or seed < 0):
         raise RemoteMismatchError("its record has an invalid seed")
+    made_with = data.get("made_with", {})
+    problem = made_with_problem(made_with)
+    if problem is not None:
+        raise RemoteMismatchError(f"its record's `made_with` {problem}")
     if not all(isinstance(t, str) and len(t) <= 300 for t in texts):
         raise RemoteMismatchError("its record is malformed")
     model, backend, created = (printable(str(t)) for t in texts)
-    return RemoteRecord(key, digest, size, model, backend, seed, created)
+    return RemoteRecord(key, digest, size, model, backend, seed, created, dict(made_with))

@@ -10,7 +10,7 @@ verified again when restored) before it plans.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from nebula_build.state.cache import CorruptEntryError, Store
@@ -21,14 +21,21 @@ def rescue_root() -> Path:
     return user_cache_dir() / "rescue"
 
 
-def rescue(key: str, data: bytes, *, seed: int | None, digest: str) -> Path:
+def rescue(
+    key: str,
+    data: bytes,
+    *,
+    seed: int | None,
+    digest: str,
+    made_with: Mapping[str, str] | None = None,
+) -> Path:
     """Keep a generation outside the project; returns the folder it went to. Raises
     OSError if that fails too."""
     root = rescue_root()
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not private(root):
         raise OSError(f"{root} is not private to this account")
-    Store(root).put(key, data, seed=seed, digest=digest)
+    Store(root).put(key, data, seed=seed, digest=digest, made_with=made_with)
     return root
 
 
@@ -49,7 +56,13 @@ def adopt(store: Store, keys: Collection[str]) -> int:
             if entry is None or entry.digest is None:
                 continue
             if not store.has(key):
-                store.put(key, entry.data, seed=entry.seed, digest=entry.digest)
+                store.put(
+                    key,
+                    entry.data,
+                    seed=entry.seed,
+                    digest=entry.digest,
+                    made_with=entry.made_with,
+                )
             rescued.remove(key)
             moved += 1
     return moved

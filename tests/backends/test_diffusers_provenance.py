@@ -4,9 +4,11 @@ noted by `plan`, and `apply --replace` makes the image again."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tomllib
 
+from nebula_build.outputs.metadata import SPEC_KEY, read
 from nebula_build.plugin import FLUX_SCHNELL
 from tests.backends import test_diffusers_backend
 from tests.backends.test_diffusers_backend import THREE_IMAGES, folders, manifest
@@ -36,6 +38,8 @@ def test_the_lock_records_the_weights_the_settings_and_the_derived_seed(tiny, pr
     }
     assert made_with["weights"].startswith("files:") and len(made_with["weights"]) == 22
     assert isinstance(entry["seed"], int)  # no seed declared: the one derived is recorded
+    embedded = json.loads(read((root / entry["output"]).read_bytes())[SPEC_KEY])
+    assert embedded["made_with"] == made_with and embedded["seed"] == entry["seed"]
     lock = (root / "images.lock").read_text()
     assert sum(line.startswith("made_with = {") for line in lock.splitlines()) == 1  # one line
 
