@@ -22,10 +22,28 @@ if TYPE_CHECKING:
 
 
 def cmd_validate(ctx: Context) -> int:
+    from nebula_build.core.manifest import load
+    from nebula_build.core.resolve import idle_conflicts
+    from nebula_build.plugin.manager import load_registry
+
     prepared = prepared_project(ctx)
-    manifest, images = prepared.project.display_manifest, len(prepared.specs)
+    project = prepared.project
+    manifest, images = project.display_manifest, len(prepared.specs)
+    registry = load_registry()
+    used = {spec.backend for spec in prepared.specs.values()}
+    text = project.manifest_path.read_text(encoding="utf-8", errors="replace")
+    warnings = []
+    if any(name in text for name in set(registry.plugins) - used):  # else: parsed once
+        warnings = idle_conflicts(load(project.manifest_path, manifest), registry, used)
+    for warning in warnings:
+        ctx.warn(str(warning))
     if ctx.args.json:
-        data = {"manifest": manifest, "images": images, "valid": True}
+        data = {
+            "manifest": manifest,
+            "images": images,
+            "valid": True,
+            "warnings": [str(warning) for warning in warnings],
+        }
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         ctx.print(f"{manifest}: {plural(images, 'image')}, valid")

@@ -41,6 +41,9 @@ class Context:
     def notice(self, message: str) -> None:
         self.err.write(Style(wants_color(self.err))(f"note: {message}", "yellow") + "\n")
 
+    def warn(self, message: str) -> None:
+        self.err.write(Style(wants_color(self.err))(f"warning: {message}", "yellow") + "\n")
+
     def project(self) -> Project:
         from pathlib import Path
 

@@ -10,7 +10,7 @@ multiples) is checked here, against the backend's declaration.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import PurePosixPath
@@ -751,6 +751,30 @@ def resolve(
         tuple(resolver.data_globs),
         tuple(base for base, decl in manifest.model.images.items() if decl.rows is not None),
     )
+
+
+def idle_conflicts(
+    manifest: Manifest, registry: BackendRegistry, used: Collection[str]
+) -> list[Problem]:
+    """Options that do not work together (`CONFLICT`) in the settings of a backend no
+    image uses: not an error (they fail only the images that use the backend), but
+    `validate` says so before the first such image does."""
+    problems = []
+    for name, raw in manifest.model.backends.items():
+        if name in used or name not in registry.plugins:
+            continue
+        try:
+            registry.get(name).parse_settings(raw)
+        except ValidationError as exc:
+            for error in exc.errors():
+                if error["type"] == CONFLICT:
+                    message = describe_error(error, [])
+                    message += f" (no image uses {name} yet; the first that does will fail)"
+                    loc = ("backends", name, *map(str, error["loc"]))
+                    problems.append(manifest.problem(loc, message))
+        except NebulaBuildError:
+            continue
+    return problems
 
 
 def _once_per_declaration(problems: list[Problem], bases: Mapping[str, str]) -> list[Problem]:

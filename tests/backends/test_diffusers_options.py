@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import json
 import subprocess
 import sys
 import weakref
@@ -112,6 +113,25 @@ def test_options_that_fail_every_image_are_refused_by_validate_one_line_each(
         assert error.startswith("error: images.toml:")
         assert "backends.diffusers.offload: " + line in error
         assert error.endswith("(images.fox and every other image on diffusers would fail)")
+
+
+def test_options_that_conflict_where_no_image_uses_the_backend_are_a_warning(project, run_cli):
+    """Not an error (no image fails), but `validate` says so before the first image on
+    the backend does; with such an image it is the error above."""
+    fox = {**THREE_IMAGES["fox"], "backend": "preview"}
+    root = project({"images.toml": manifest({"fox": fox}, compile=True, offload="model")})
+    code, out, err = run_cli("validate")
+    assert code == 0 and out == "images.toml: 1 image, valid\n"
+    (warning,) = err.splitlines()
+    assert warning.startswith("warning: images.toml:")
+    assert "backends.diffusers.offload: compile = true does not work with offload" in warning
+    assert warning.endswith("(no image uses diffusers yet; the first that does will fail)")
+    code, out, _ = run_cli("validate", "--json")
+    assert code == 0 and json.loads(out)["warnings"] == [warning.removeprefix("warning: ")]
+
+    (root / "images.toml").write_text(manifest({"fox": fox}, compile="regional", offload="model"))
+    code, out, err = run_cli("validate")
+    assert code == 0 and err == ""
 
 
 def test_options_that_combine_validate(project, run_cli):
