@@ -12,12 +12,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileState
+from nebula_build.core.spec import AtlasSpec
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import FORCE_HINT, UserError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.imaging import image_size
 from nebula_build.outputs import assetmanifest
-from nebula_build.outputs.atlas import plan_atlas, read_recorded, record_key
+from nebula_build.outputs.atlas import plan_atlas, read_recorded, record_key, recorded_exports
 from nebula_build.outputs.atlas import render as render_atlas
 from nebula_build.state.lockfile import LockEntry
 
@@ -105,10 +106,15 @@ def _build_atlas(
     atlas = prepared.resolved.atlases[action.name]
     guard, files = prepared.guard, prepared.files
     try:
+        dropped = _dropped_exports(prepared, atlas)
         sheet, frames, exports = render_atlas(guard, atlas, lock, action.key)
         digest = sha256_bytes(sheet)
-        # Before the renames: a sheet a killed build leaves is recognised as ours.
-        prepared.store.record_output(record_key(atlas, action.key), {atlas.output: digest})
+        written = {path: sha256_bytes(blob) for path, blob in exports.items()}
+        # Before the renames: a sheet a killed build leaves is recognised as ours (and
+        # the exports, so that one dropped from the manifest later can be removed).
+        prepared.store.record_output(
+            record_key(atlas, action.key), {atlas.output: digest, **written}
+        )
         if action.backup:
             stamp = time.strftime("%Y%m%dT%H%M%S")
             for path in atlas.paths:
@@ -120,9 +126,39 @@ def _build_atlas(
             except IsADirectoryError:
                 raise UserError(f"{path} is a folder: remove it or choose another path") from None
             files.record(path, digest=sha256_bytes(data))
+        for path in dropped:
+            guard.remove(path)
+            files.forget(path)
+            guard.prune_empty(path.rpartition("/")[0])
     except (OSError, ValueError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
     return FileOutcome(action, ok=True)
+
+
+def _dropped_exports(prepared: Prepared, atlas: AtlasSpec) -> list[str]:
+    """Exports the atlas's last build wrote that the manifest no longer asks for, to
+    remove with this build: only where the file still holds what that build wrote,
+    as both the frame map and this machine's cache record it (a frame map from a
+    pull request alone deletes nothing), and no other output claims the path."""
+    recorded = read_recorded(prepared.guard, atlas)
+    before = recorded_exports(recorded)
+    if recorded is None or not before:
+        return []
+    ours = prepared.store.output_files(record_key(atlas, str(recorded.get("key"))))
+    resolved = prepared.resolved
+    candidates = [
+        path
+        for path, digest in before.items()
+        if path not in atlas.paths
+        and ours.get(path) == digest
+        and prepared.files.digest(path) == digest
+    ]
+    if not candidates:
+        return []
+    claimed = {path for spec in resolved.specs.values() for path in spec.paths}
+    claimed |= {path for other in resolved.atlases.values() for path in other.paths}
+    claimed.add(resolved.asset_manifest or "")
+    return [path for path in candidates if path not in claimed]
 
 
 def _write_asset_manifest(

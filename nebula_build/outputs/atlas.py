@@ -31,9 +31,18 @@ FRAME_MAP_LIMIT = 16 << 20
 # --- planning ---------------------------------------------------------------------
 
 
+def _options(atlas: AtlasSpec) -> list[Any]:
+    return [atlas.padding, atlas.format, *atlas.exports_config()]
+
+
+def options_key(atlas: AtlasSpec) -> str:
+    """What the atlas's files depend on besides its members (recorded, to say which)."""
+    return hashlib.sha256(json.dumps(_options(atlas)).encode()).hexdigest()
+
+
 def members_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
     """What the sheet depends on; None while a member has no output yet."""
-    parts: list[Any] = [atlas.padding, atlas.format, *atlas.exports_config()]
+    parts: list[Any] = _options(atlas)
     for name in atlas.members:
         entry = lock.get(name)
         if entry is None:
@@ -103,7 +112,7 @@ def plan_atlas(
     if recorded is None:  # and no sheet: a sheet without a record is a conflict above
         return act(FileState.BUILD, "new atlas")
     if recorded.get("key") != key:
-        return act(FileState.BUILD, "a member changed")
+        return act(FileState.BUILD, _why_rebuilt(atlas, recorded))
     if sheet is None:
         return act(FileState.BUILD, "sheet missing")
     missing = [path for path, digest in (exports or {}).items() if digest is None]
@@ -112,9 +121,35 @@ def plan_atlas(
     return act(FileState.NOOP, "up to date")
 
 
+def _why_rebuilt(atlas: AtlasSpec, recorded: Mapping[str, Any]) -> str:
+    """Why an atlas whose members key changed is built again, as far as its record
+    tells (a record from before `options` were recorded says less)."""
+    before = recorded_exports(recorded)
+    dropped = [path for path in before if path not in atlas.paths]
+    if dropped:
+        return f"export {dropped[0]} removed from the manifest: its file goes too"
+    added = [path for path in atlas.exports if path not in before]
+    if added:
+        return f"new export {added[0]}"
+    options = recorded.get("options")
+    if options is not None and options != options_key(atlas):
+        return "its options changed"
+    return "a member changed"
+
+
 def _export(path: str) -> str:
     """Under which name the frame map's record keeps an export's digest."""
     return f"export:{path}"
+
+
+def recorded_exports(recorded: Mapping[str, Any] | None) -> dict[str, str]:
+    """The exports the last build wrote (path → digest), as its record says."""
+    prefix = _export("")
+    return {
+        name[len(prefix) :]: digest
+        for name, digest in (recorded or {}).items()
+        if name.startswith(prefix) and isinstance(digest, str) and len(name) > len(prefix)
+    }
 
 
 def read_recorded(guard: Guard, atlas: AtlasSpec) -> dict[str, str] | None:
@@ -198,7 +233,7 @@ def render(
     ]
     frames = {frame.name: frame.texturepacker() for frame in sorted(placed, key=_by_name)}
     exports = _exports(atlas, placed, size)
-    record = {"key": key, "digest": sha256_bytes(data)}
+    record = {"key": key, "digest": sha256_bytes(data), "options": options_key(atlas)}
     record |= {_export(path): sha256_bytes(blob) for path, blob in exports.items()}
     meta = {
         "app": "nebula-build",

@@ -279,3 +279,54 @@ def test_a_folder_at_an_export_path_is_named_even_under_force(project, run_cli):
         code, _, err = run_cli(*args)
         assert code == 1 and "Errno" not in err and "nebula-tmp" not in err
         assert "game/sprites/enemies.aseprite.json is a folder: remove it" in err
+
+
+def test_an_export_dropped_from_the_manifest_goes_with_the_rebuild(project, run_cli):
+    """Before, the old file stayed and plan said "a member changed"."""
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    tres = root / "game/sprites/enemies.tres"
+    assert tres.is_file()
+
+    (root / "images.toml").write_text(PREVIEW.replace('godot = "game/sprites/enemies.tres"\n', ""))
+    code, out, _ = run_cli("plan")
+    assert code == 0
+    reason = "export game/sprites/enemies.tres removed from the manifest: its file goes too"
+    assert reason in out
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert not tres.exists() and (root / "game/sprites/enemies.aseprite.json").is_file()
+    assert run_cli("plan").out.startswith("No changes")
+
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
+    assert "its options changed" not in run_cli("plan").out  # the godot export is back first
+    assert "new export game/sprites/enemies.tres" in run_cli("plan").out
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 8"))
+    assert "its options changed" in run_cli("plan").out
+
+
+def test_a_dropped_export_changed_by_hand_or_only_in_a_frame_map_is_kept(project, run_cli):
+    """Only a file that still holds what this machine's build wrote is removed: one edited
+    by hand stays, and a frame map from a pull request that names another file (with its
+    digest) deletes nothing."""
+    import hashlib
+
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    tres = root / "game/sprites/enemies.tres"
+    tres.write_text(tres.read_text() + "; my note\n")
+    (root / "images.toml").write_text(PREVIEW.replace('godot = "game/sprites/enemies.tres"\n', ""))
+    assert run_cli("apply").code == 0
+    assert tres.read_text().endswith("; my note\n")
+
+    frames = root / "game/sprites/enemies.json"
+    data = json.loads(frames.read_text())
+    victim = root / "images.toml"
+    digest = hashlib.sha256(victim.read_bytes()).hexdigest()
+    data["meta"]["nebula_build"]["export:images.toml"] = digest
+    data["meta"]["nebula_build"]["key"] = "0" * 64  # so that the atlas is built again
+    frames.write_text(json.dumps(data))
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert victim.is_file()
