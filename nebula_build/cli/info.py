@@ -183,7 +183,7 @@ def _print_our_record(ctx: Context, record: dict[str, Any]) -> None:
     generation = record.get("generation")
     for key, value in sorted(generation.items() if isinstance(generation, dict) else ()):
         ctx.print(f"  {printable(str(key), 80)}: {shown(value)}")
-    ctx.print(f"  generation key: {shown(record.get('generation_key'))}")
+    ctx.print(f"  generation key: {printable(str(record.get('generation_key')), 100)}")
     seed = record.get("seed")
     if seed is not None and not (isinstance(generation, dict) and seed == generation.get("seed")):
         ctx.print(f"  seed used: {shown(seed)}")
