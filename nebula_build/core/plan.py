@@ -21,6 +21,8 @@ from nebula_build.state.lockfile import LockEntry
 DigestOf = Callable[[str], "str | None"]
 HasCached = Callable[[str], bool]
 KnownOutput = Callable[[str], Mapping[str, str]]
+#: the output options an output key was recorded with, where known
+OutputParams = Callable[[str], "Mapping[str, object] | None"]
 
 
 #: how a plan says that an image was made with other values of settings outside its
@@ -171,6 +173,40 @@ class Plan:
         return {kind.value: counts.get(kind.value, 0) for kind in ActionKind}
 
 
+def _output_fields(params: Mapping[str, object] | None) -> dict[str, Any] | None:
+    """Output options as fields to compare (each sprite step and check on its own);
+    None for a record that is not one this tool wrote (it comes from a file)."""
+    if params is None or not _plain(params):
+        return None
+    fields = {k: v for k, v in params.items() if k not in ("sprite", "checks", "format")}
+    for group, prefix in (("sprite", ""), ("checks", "checks.")):
+        pairs = params.get(group, [])
+        if not isinstance(pairs, list):
+            return None
+        for pair in pairs:
+            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+                return None
+            fields[prefix + pair[0]] = pair[1]
+    return fields
+
+
+def _plain(value: object, depth: int = 0) -> bool:
+    """JSON of short printable strings, numbers and booleans, shallowly nested."""
+    if isinstance(value, bool | int | float) or value is None:
+        return True
+    if isinstance(value, str):
+        return len(value) <= 300 and value.isprintable()
+    if depth > 3:
+        return False
+    if isinstance(value, list):
+        return len(value) <= 64 and all(_plain(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return len(value) <= 64 and all(
+            _plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items()
+        )
+    return False
+
+
 def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
     keys = sorted(set(old) | set(new))
     return tuple(Change(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k))
@@ -185,6 +221,7 @@ class _Context:
     force: bool
     #: the files the lock recorded for images no longer declared: path → (image, digest)
     left: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    output_params: OutputParams = lambda output_key: None
 
 
 def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
@@ -255,10 +292,13 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         fields = ", ".join(c.field for c in changes) or "key scheme"
         return act(ActionKind.REGENERATE, f"{fields} changed", changes=changes, from_cache=cached())
     if entry.output_key != spec.output_key:
-        changes = _changes(
-            {"output": entry.output, "format": format_for(entry.output)},
-            {"output": spec.output, "format": spec.format},
-        )
+        old = {"output": entry.output, "format": format_for(entry.output)}
+        new = {"output": spec.output, "format": spec.format}
+        recorded = _output_fields(ctx.output_params(entry.output_key))
+        if recorded is not None:  # this machine wrote the old files: it can say more
+            old |= recorded
+            new |= _output_fields(spec.output_params()) or {}
+        changes = _changes(old, new)
         fields = ", ".join(c.field for c in changes) or "output options"
         return act(ActionKind.REENCODE, f"{fields} changed", changes=changes)
     if moved:
@@ -380,6 +420,7 @@ def make_plan(
     digest_of: DigestOf,
     has_cached: HasCached,
     known_output: KnownOutput = lambda output_key: {},
+    output_params: OutputParams = lambda output_key: None,
     targets: Collection[str] = (),
     replace_images: Collection[str] = (),
     force: bool = False,
@@ -398,7 +439,9 @@ def make_plan(
         if name not in specs
         for path, digest in lock[name].files().items()
     }
-    ctx = _Context(digest_of, has_cached, known_output, frozenset(replaced), force, left)
+    ctx = _Context(
+        digest_of, has_cached, known_output, frozenset(replaced), force, left, output_params
+    )
     wanted = chosen | replaced if targets else None
     actions = [
         _guard(_desired(spec, lock.get(name), ctx), ctx)

@@ -670,7 +670,7 @@ class Applier:
         # Before any rename: a run killed between the renames and the journal line leaves
         # files the next plan recognises as this output's, not a stranger's.
         with contextlib.suppress(OSError):  # only a help after a crash: never a failure
-            self.store.record_output(spec.output_key, digests)
+            self.store.record_output(spec.output_key, digests, spec.output_params())
         for path, data in rendered.items():
             if action.backup:
                 self._backup(path)

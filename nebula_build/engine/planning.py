@@ -62,6 +62,7 @@ def plan_for(
             digest_of=prepared.files.digest,
             has_cached=prepared.store.has_ours,
             known_output=prepared.store.output_files,
+            output_params=prepared.store.output_params,
             targets=targets,
             replace_images=replace,
             force=force,

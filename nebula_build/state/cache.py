@@ -215,15 +215,24 @@ class Store:
     def _output_path(self, output_key: str) -> Path:
         return self.root / "outputs" / output_key[:2] / output_key
 
-    def record_output(self, output_key: str, digests: Mapping[str, str]) -> None:
+    def record_output(
+        self,
+        output_key: str,
+        digests: Mapping[str, str],
+        params: Mapping[str, object] | None = None,
+    ) -> None:
         """Remember the files (path → digest) an output key writes: the main output and
-        its variants, so a set a killed run left half-written is still recognised."""
-        text = json.dumps(dict(digests), sort_keys=True)
+        its variants, so a set a killed run left half-written is still recognised; and
+        the output options that key stands for (`AssetSpec.output_params`), so that
+        `plan` can say which of them changed."""
+        record: dict[str, object] = {"files": dict(digests)}
+        if params is not None:
+            record["params"] = dict(params)
         self._own_folder(self._output_path(output_key))
+        text = json.dumps(record, sort_keys=True)
         atomic_write(self._output_path(output_key), text.encode(), durable=False)
 
-    def output_files(self, output_key: str) -> dict[str, str]:
-        """The digest of each file `output_key` wrote before (path → digest), if known."""
+    def _output_record(self, output_key: str) -> dict[str, object]:
         path = self._output_path(output_key)
         if path.parent.is_symlink():
             return {}
@@ -233,7 +242,22 @@ class Store:
             return {}
         if not isinstance(data, dict):
             return {}  # 0.2 wrote the main output's digest alone: nothing to match it by
-        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+        if not isinstance(data.get("files"), dict):
+            return {"files": data}  # written before options were recorded: files alone
+        return data
+
+    def output_files(self, output_key: str) -> dict[str, str]:
+        """The digest of each file `output_key` wrote before (path → digest), if known."""
+        files = self._output_record(output_key).get("files")
+        if not isinstance(files, dict):
+            return {}
+        return {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}
+
+    def output_params(self, output_key: str) -> dict[str, object] | None:
+        """The output options `output_key` was recorded with (unchecked: a plan shows
+        them after checking), or None where it is not known."""
+        params = self._output_record(output_key).get("params")
+        return params if isinstance(params, dict) else None
 
     def output_keys(self) -> Iterator[str]:
         yield from self._scan(self.root / "outputs")
