@@ -10,6 +10,7 @@ lock's entry). Pure functions of the standard library: every layer may use them.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterable
 
@@ -108,6 +109,11 @@ MADE_WITH_VALUE = 200
 _MADE_WITH_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
+#: a record's size as JSON with every non-ASCII character escaped (as the cache and
+#: the remote cache store it): within their limits, whatever the characters
+MADE_WITH_BYTES = 4096
+
+
 def made_with_problem(record: object) -> str | None:
     """What is wrong with a provenance record from outside, or None."""
     if not isinstance(record, dict) or len(record) > MADE_WITH_ENTRIES:
@@ -117,4 +123,6 @@ def made_with_problem(record: object) -> str | None:
             return "has a key that is not a lowercase name"
         if not isinstance(value, str) or len(value) > MADE_WITH_VALUE or printable(value) != value:
             return f"`{key}` must be one printable line of at most {MADE_WITH_VALUE} characters"
+    if len(json.dumps(record)) > MADE_WITH_BYTES:
+        return f"must take at most {MADE_WITH_BYTES} bytes as JSON"
     return None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import ApplyError, NebulaBuildError
@@ -22,32 +23,44 @@ if TYPE_CHECKING:
 
 
 def cmd_validate(ctx: Context) -> int:
-    from nebula_build.core.manifest import load
-    from nebula_build.core.resolve import idle_conflicts
-    from nebula_build.plugin.manager import load_registry
-
     prepared = prepared_project(ctx)
-    project = prepared.project
-    manifest, images = project.display_manifest, len(prepared.specs)
-    registry = load_registry()
-    used = {spec.backend for spec in prepared.specs.values()}
-    text = project.manifest_path.read_text(encoding="utf-8", errors="replace")
-    warnings = []
-    if any(name in text for name in set(registry.plugins) - used):  # else: parsed once
-        warnings = idle_conflicts(load(project.manifest_path, manifest), registry, used)
+    manifest, images = prepared.project.display_manifest, len(prepared.specs)
+    # under --backend every image uses the one named: no backend's settings lie idle
+    warnings = [] if ctx.args.backend else _idle_conflicts(prepared)
     for warning in warnings:
-        ctx.warn(str(warning))
+        ctx.warn(warning)
     if ctx.args.json:
-        data = {
-            "manifest": manifest,
-            "images": images,
-            "valid": True,
-            "warnings": [str(warning) for warning in warnings],
-        }
+        data = {"manifest": manifest, "images": images, "valid": True, "warnings": warnings}
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         ctx.print(f"{manifest}: {plural(images, 'image')}, valid")
     return ExitCode.OK
+
+
+def _idle_conflicts(prepared: Prepared) -> list[str]:
+    """Conflicting options in the settings of backends no image uses, located. The
+    `[backends]` tables come from the text outside the image tables where it can be
+    cut safely (the spec cache spared the whole parse); else from the whole parse."""
+    from nebula_build.core import chunks
+    from nebula_build.core.manifest import load
+    from nebula_build.core.resolve import idle_conflicts
+    from nebula_build.plugin.manager import load_registry
+
+    project = prepared.project
+    text = project.manifest_path.read_text(encoding="utf-8", errors="replace")
+    cut = chunks.cut(text)
+    rest = chunks.parse_rest(cut.rest) if cut is not None else None
+    manifest = None
+    if rest is None:
+        manifest = load(project.manifest_path, project.display_manifest)
+        backends: Mapping[str, Any] = manifest.model.backends
+    else:
+        backends = rest.get("backends", {}) if isinstance(rest.get("backends"), dict) else {}
+    used = {spec.backend for spec in prepared.specs.values()}
+    found = idle_conflicts(backends, load_registry(), used)
+    if found and manifest is None:  # its problems say where they are written
+        manifest = load(project.manifest_path, project.display_manifest)
+    return [str(manifest.problem(loc, message)) for loc, message in found] if manifest else []
 
 
 def cmd_plan(ctx: Context) -> int:

@@ -141,7 +141,7 @@ def cmd_inspect(ctx: Context) -> int:
                     "spec": spec,
                 },
                 indent=2,
-                ensure_ascii=False,
+                ensure_ascii=True,  # the records are the file's: no raw control or bidi
             )
         )
         return ExitCode.OK
@@ -165,11 +165,15 @@ def _our_record(text: str | None) -> dict[str, Any] | None:
     """The `nebula-build` record, if it is a JSON object (the file is untrusted)."""
     if text is None:
         return None
-    try:
-        record = json.loads(text)
+    try:  # NaN and Infinity are no JSON: a record with them is not ours
+        record = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _print_our_record(ctx: Context, record: dict[str, Any]) -> None:

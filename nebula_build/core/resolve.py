@@ -754,14 +754,15 @@ def resolve(
 
 
 def idle_conflicts(
-    manifest: Manifest, registry: BackendRegistry, used: Collection[str]
-) -> list[Problem]:
-    """Options that do not work together (`CONFLICT`) in the settings of a backend no
-    image uses: not an error (they fail only the images that use the backend), but
-    `validate` says so before the first such image does."""
-    problems = []
-    for name, raw in manifest.model.backends.items():
-        if name in used or name not in registry.plugins:
+    backends: Mapping[str, Any], registry: BackendRegistry, used: Collection[str]
+) -> list[tuple[tuple[str, ...], str]]:
+    """Options that do not work together (`CONFLICT`) in the settings (`[backends]`, as
+    written) of a backend no image uses, each as (where, message): not an error (they
+    fail only the images that use the backend), but `validate` says so before the
+    first such image does."""
+    found = []
+    for name, raw in backends.items():
+        if name in used or name not in registry.plugins or not isinstance(raw, Mapping):
             continue
         try:
             registry.get(name).parse_settings(raw)
@@ -770,11 +771,10 @@ def idle_conflicts(
                 if error["type"] == CONFLICT:
                     message = describe_error(error, [])
                     message += f" (no image uses {name} yet; the first that does will fail)"
-                    loc = ("backends", name, *map(str, error["loc"]))
-                    problems.append(manifest.problem(loc, message))
+                    found.append((("backends", name, *map(str, error["loc"])), message))
         except NebulaBuildError:
             continue
-    return problems
+    return found
 
 
 def _once_per_declaration(problems: list[Problem], bases: Mapping[str, str]) -> list[Problem]:

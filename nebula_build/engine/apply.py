@@ -348,7 +348,10 @@ class Applier:
                 raise ConflictError(f"{gone[0]} disappeared during the apply; run it again")
             main = digests.pop(spec.output)
             assert main is not None
-            await self._record(spec, main, None, {p: d for p, d in digests.items() if d})
+            # the files are this generation's: its cache entry says what made them
+            seed, made_with = self.store.provenance(spec.generation_key)
+            variants = {p: d for p, d in digests.items() if d}
+            await self._record(spec, main, seed, variants, made_with or None)
             return
         if kind is ActionKind.MOVE and action.entry is not None:
             async with self._io:

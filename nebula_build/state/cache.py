@@ -30,8 +30,8 @@ from nebula_build.state.seal import tag, tagged
 from nebula_build.text import made_with_problem
 
 _KEY_LENGTH = 64
-#: room for the longest record `made_with_problem` allows, every character escaped
-_META_LIMIT = 32 * 1024
+#: room for the largest `made_with` record (`MADE_WITH_BYTES`) and an image's name
+_META_LIMIT = 16 * 1024
 #: an image's name as an entry's metadata keeps it: within _META_LIMIT, escaped or not
 _IMAGE_NAME_LIMIT = 256
 
@@ -57,6 +57,11 @@ class CachedImage:
     #: the backend's provenance record (`GenerationResult.made_with`); empty where the
     #: entry has none or an invalid one
     made_with: Mapping[str, str] = field(default_factory=dict)
+
+
+def _seed(meta: Mapping[str, object]) -> int | None:
+    seed = meta.get("seed")
+    return seed if type(seed) is int and 0 <= seed < 1 << 64 else None
 
 
 def _made_with(meta: Mapping[str, object]) -> dict[str, str]:
@@ -124,6 +129,14 @@ class Store:
         image = meta.get("image") if meta is not None else None
         return image if isinstance(image, str) else None
 
+    def provenance(self, key: str) -> tuple[int | None, dict[str, str]]:
+        """The seed and `made_with` record the entry was stored with, without reading its
+        bytes (None and empty where there is no entry or it does not say)."""
+        meta = self._meta(key)
+        if meta is None or meta.get("key", key) != key:
+            return None, {}
+        return _seed(meta), _made_with(meta)
+
     def made(self, key: str) -> float | None:
         """When the entry was stored (a timestamp), if it is there."""
         try:
@@ -145,9 +158,7 @@ class Store:
             meta = {}
         if not isinstance(meta, dict):
             meta = {}
-        seed = meta.get("seed")
-        seed = seed if type(seed) is int else None
-        made_with = _made_with(meta)
+        seed, made_with = _seed(meta), _made_with(meta)
         digest = meta.get("sha256")
         if not isinstance(digest, str):  # from before digests: the caller verifies it
             return CachedImage(data, seed, made_with=made_with)

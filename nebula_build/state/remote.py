@@ -53,8 +53,8 @@ _LIST_SECONDS = 120.0
 #: after this many failed requests the remote is given up on for the rest of the run,
 #: so a hanging store costs one timeout, not one per image
 _FAILURES_BEFORE_GIVING_UP = 3
-#: room for the longest `made_with` record, every character escaped
-_RECORD_LIMIT = 32 * 1024
+#: room for the largest `made_with` record (`MADE_WITH_BYTES`)
+_RECORD_LIMIT = 16 * 1024
 _KEY_LENGTH = 64
 _HEX = frozenset("0123456789abcdef")
 _CLIENT: ClientConfig = {"connect_timeout": "3s", "timeout": "30s"}

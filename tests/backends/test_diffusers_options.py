@@ -134,6 +134,34 @@ def test_options_that_conflict_where_no_image_uses_the_backend_are_a_warning(pro
     assert code == 0 and err == ""
 
 
+def test_validate_answered_by_the_spec_cache_does_not_parse_the_manifest_again(
+    project, run_cli, monkeypatch
+):
+    """The idle-settings check reads `[backends]` from the text outside the image
+    tables; the whole parse (seconds at 100,000 images) only locates a conflict."""
+    from nebula_build.core import manifest as manifest_module
+
+    fox = {**THREE_IMAGES["fox"], "backend": "preview"}
+    project({"images.toml": "# nebula and diffusers, in a comment\n" + manifest({"fox": fox})})
+    assert run_cli("validate").code == 0  # fills the spec cache
+
+    def parse_again(*args, **kwargs):
+        raise AssertionError("the manifest was parsed again")
+
+    monkeypatch.setattr(manifest_module, "load", parse_again)
+    code, out, err = run_cli("validate")
+    assert code == 0 and err == "", err
+
+
+def test_validate_under_another_backend_does_not_call_the_declared_one_idle(project, run_cli):
+    """`--backend preview` moves every image off diffusers for this run: its settings
+    are not idle, and the conflict is not reported as "no image uses diffusers yet"."""
+    project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]}, compile=True, offload="model")})
+    code, _, err = run_cli("validate", "--backend", "preview")
+    assert "no image uses diffusers yet" not in err
+    assert run_cli("validate").code == 1  # as written, every image would fail
+
+
 def test_options_that_combine_validate(project, run_cli):
     for settings in (
         {"compile": "regional", "offload": "model"},

@@ -18,9 +18,15 @@ MADE_WITH = {"weights": "files:0123456789abcdef", "dtype": "bfloat16", "compile"
 FOX = {"prompt": "a red fox", "output": "img/fox.png"}  # no seed: the backend derives one
 
 
-def manifest(log: Path, images: dict[str, dict[str, object]] | None = None) -> str:
+def manifest(
+    log: Path,
+    images: dict[str, dict[str, object]] | None = None,
+    provenance: dict[str, str] = MADE_WITH,
+) -> str:
     text = fake_manifest(log, images or {"fox": FOX})
-    record = ", ".join(f"{key} = {json.dumps(value)}" for key, value in MADE_WITH.items())
+    record = ", ".join(
+        f"{key} = {json.dumps(value, ensure_ascii=False)}" for key, value in provenance.items()
+    )
     return text.replace(
         "concurrency = 4\n", f"concurrency = 4\nderive_seed = true\nprovenance = {{ {record} }}\n"
     )
@@ -152,6 +158,67 @@ def test_inspect_shows_a_crafted_file_safely(project, run_cli, tmp_path):
         assert "\x1b" not in out and "\x9b" not in out and "\x07" not in out, name
         assert "Traceback" not in err
     assert "not a record this tool wrote" in run_cli("inspect", "list.png").out
+
+
+def test_inspect_json_of_a_crafted_file_is_strict_json_without_raw_controls(project, run_cli):
+    """Lone surrogates, NaN and C1 or bidirectional controls: `--json` prints strict
+    JSON in ASCII (before: a traceback, bare NaN, raw U+009B)."""
+    import io
+
+    from PIL import Image
+
+    from nebula_build.outputs.metadata import png_with_text
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    crafted = {
+        "surrogate.png": {SPEC_KEY: '{"image": "\\ud800x"}'},
+        "nan.png": {SPEC_KEY: '{"seed": NaN, "generation": {"steps": Infinity}}'},
+        "c1.png": {PARAMETERS_KEY: "\x9b2J\u202egnp.exe", SPEC_KEY: '{"image": "\x9b"}'},
+    }
+    root = project({})
+    for name, texts in crafted.items():
+        (root / name).write_bytes(png_with_text(buffer.getvalue(), texts))
+        code, out, err = run_cli("inspect", "--json", name)
+        assert code == 0 and "Traceback" not in err, (name, err)
+        assert out.isascii(), name
+
+        json.loads(out, parse_constant=_refuse_constant)
+    assert json.loads(run_cli("inspect", "--json", "nan.png").out)["spec"] is None
+
+
+def _refuse_constant(constant: str) -> None:
+    raise AssertionError(f"{constant} in the output")
+
+
+def test_a_record_too_large_once_escaped_is_refused_where_it_comes_from(
+    project, run_cli, fake_site, tmp_path
+):
+    """16 values of 200 characters outside the BMP pass a count of characters but take
+    38 KB as escaped JSON: more than a cache entry's metadata holds, so a restore lost
+    the seed and the record. Now the backend's answer is refused, one line."""
+    record = {f"k{i}": "\U0001f98a" * 200 for i in range(16)}
+    project({"images.toml": manifest(tmp_path / "log", provenance=record)})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "must take at most 4096 bytes as JSON" in err and "Traceback" not in err
+
+
+def test_files_adopted_in_place_keep_their_seed_and_record_in_the_lock(
+    project, run_cli, fake_site, tmp_path
+):
+    """The lock is lost (or the image renamed): the files are this generation's, and the
+    new entry takes the seed and the record from its cache entry (before: none)."""
+    log = tmp_path / "log"
+    root = project({"images.toml": manifest(log)})
+    assert run_cli("apply").code == 0
+    before = locked(root)
+    (root / "images.lock").unlink()
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert len(generation_log(log)) == 1
+    assert locked(root)["seed"] == before["seed"]
+    assert locked(root)["made_with"] == MADE_WITH
 
 
 def test_the_remote_cache_carries_the_record_between_checkouts(
