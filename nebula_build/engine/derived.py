@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileState
 from nebula_build.core.spec import AtlasSpec
@@ -59,19 +61,22 @@ def _plan_atlases(
     prepared: Prepared, lock: Mapping[str, LockEntry], changing: set[str], *, force: bool
 ) -> list[FileAction]:
     files = prepared.files
-    return [
-        plan_atlas(
+    actions = []
+    for atlas in prepared.resolved.atlases.values():
+        recorded = read_recorded(prepared.guard, atlas)
+        action = plan_atlas(
             atlas,
             lock,
             sheet=files.digest(atlas.output),
-            recorded=read_recorded(prepared.guard, atlas),
+            recorded=recorded,
             changing=changing,
             force=force,
             known_output=prepared.store.output_files,
             exports={path: files.digest(path) for path in atlas.exports},
+            dropped=dropped_exports(prepared, atlas, recorded),
         )
-        for atlas in prepared.resolved.atlases.values()
-    ]
+        actions.append(action)
+    return actions
 
 
 def build_files(
@@ -104,9 +109,9 @@ def _build_atlas(
     prepared: Prepared, lock: Mapping[str, LockEntry], action: FileAction
 ) -> FileOutcome:
     atlas = prepared.resolved.atlases[action.name]
-    guard, files = prepared.guard, prepared.files
+    guard = prepared.guard
     try:
-        dropped = _dropped_exports(prepared, atlas)
+        dropped = dropped_exports(prepared, atlas, read_recorded(guard, atlas))
         sheet, frames, exports = render_atlas(guard, atlas, lock, action.key)
         digest = sha256_bytes(sheet)
         written = {path: sha256_bytes(blob) for path, blob in exports.items()}
@@ -119,46 +124,84 @@ def _build_atlas(
             stamp = time.strftime("%Y%m%dT%H%M%S")
             for path in atlas.paths:
                 guard.backup(path, prepared.project.backup_dir, stamp)
-        # the frame map last: it records the build (and the exports')
-        for path, data in {atlas.output: sheet, **exports, atlas.frames: frames}.items():
-            try:
-                guard.write(path, data)
-            except IsADirectoryError:
-                raise UserError(f"{path} is a folder: remove it or choose another path") from None
-            files.record(path, digest=sha256_bytes(data))
-        for path in dropped:
-            guard.remove(path)
-            files.forget(path)
-            guard.prune_empty(path.rpartition("/")[0])
+        for path, data in {atlas.output: sheet, **exports}.items():
+            _write(prepared, path, data)
+        # before the frame map, which stops naming them: a build killed in between is
+        # built again, and removes them then
+        _remove_dropped(prepared, dropped, written=[atlas.output, *exports])
+        _write(prepared, atlas.frames, frames)  # last: it records the build
     except (OSError, ValueError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
     return FileOutcome(action, ok=True)
 
 
-def _dropped_exports(prepared: Prepared, atlas: AtlasSpec) -> list[str]:
-    """Exports the atlas's last build wrote that the manifest no longer asks for, to
-    remove with this build: only where the file still holds what that build wrote,
-    as both the frame map and this machine's cache record it (a frame map from a
-    pull request alone deletes nothing), and no other output claims the path."""
-    recorded = read_recorded(prepared.guard, atlas)
+def _write(prepared: Prepared, path: str, data: bytes) -> None:
+    try:
+        prepared.guard.write(path, data)
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder: remove it or choose another path") from None
+    prepared.files.record(path, digest=sha256_bytes(data))
+
+
+def dropped_exports(
+    prepared: Prepared, atlas: AtlasSpec, recorded: Mapping[str, Any] | None
+) -> list[str]:
+    """Exports the atlas's last build wrote (`recorded`, its frame map's record) that
+    the manifest no longer asks for and that go with this build: only where the file
+    still holds what that build wrote, as both the frame map and this machine's cache
+    record it (a frame map from a pull request alone deletes nothing), and where
+    nothing the manifest writes or reads claims the path."""
     before = recorded_exports(recorded)
     if recorded is None or not before:
         return []
+    gone = {path: digest for path, digest in before.items() if path not in atlas.paths}
+    if not gone:
+        return []
     ours = prepared.store.output_files(record_key(atlas, str(recorded.get("key"))))
-    resolved = prepared.resolved
     candidates = [
         path
-        for path, digest in before.items()
-        if path not in atlas.paths
-        and ours.get(path) == digest
-        and prepared.files.digest(path) == digest
+        for path, digest in gone.items()
+        if ours.get(path) == digest and prepared.files.digest(path) == digest
     ]
     if not candidates:
         return []
+    resolved = prepared.resolved
     claimed = {path for spec in resolved.specs.values() for path in spec.paths}
+    claimed |= {
+        path
+        for spec in resolved.specs.values()
+        for path in (spec.image, spec.mask, spec.palette_file)
+        if path
+    }
     claimed |= {path for other in resolved.atlases.values() for path in other.paths}
-    claimed.add(resolved.asset_manifest or "")
-    return [path for path in candidates if path not in claimed]
+    claimed |= {resolved.asset_manifest or "", *resolved.data_files}
+    folders = [folder for folder, _, _ in resolved.data_globs]
+    return [
+        path
+        for path in candidates
+        if path not in claimed
+        and not any(folder in ("", ".") or path.startswith(f"{folder}/") for folder in folders)
+    ]
+
+
+def _remove_dropped(prepared: Prepared, dropped: list[str], *, written: list[str]) -> None:
+    """Remove the dropped exports, unless one is another name of a file just written (a
+    link in the path, a case-insensitive disk): checked on the disk, not by name."""
+    project, guard = prepared.project, prepared.guard
+    for path in dropped:
+        target = project.path_of(path)
+        if any(_same_file(target, project.path_of(other)) for other in written):
+            continue
+        guard.remove(path)
+        prepared.files.forget(path)
+        guard.prune_empty(path.rpartition("/")[0])
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
 
 
 def _write_asset_manifest(

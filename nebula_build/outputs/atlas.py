@@ -24,6 +24,7 @@ from nebula_build.outputs.engines import Placed, aseprite_json, godot_tres
 from nebula_build.outputs.sprites import TRIM_KEY
 from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import LockEntry
+from nebula_build.text import printable
 
 #: a frame map far larger than any sheet's could be is not ours: it is not read
 FRAME_MAP_LIMIT = 16 << 20
@@ -66,12 +67,16 @@ def plan_atlas(
     force: bool = False,
     known_output: Callable[[str], Mapping[str, str]] = lambda key: {},
     exports: Mapping[str, str | None] | None = None,
+    dropped: Collection[str] = (),
 ) -> FileAction:
     """What the atlas needs, from its members in the lock, the sheet's digest on disk
     (`sheet`) and what its frame map recorded; `changing` are images the same apply
     is about to change. `known_output` gives the files a build wrote for a
-    `record_key` before their renames: a sheet a killed build left is ours."""
+    `record_key` before their renames: a sheet a killed build left is ours (with the
+    exports on disk, each of which must be that build's too). `dropped`: the exports
+    the last build wrote that the build removes (`derived.dropped_exports`)."""
     key = members_key(atlas, lock)
+    exports = exports or {}
 
     def act(state: FileState, reason: str, *, backup: bool = False) -> FileAction:
         return FileAction(
@@ -88,14 +93,21 @@ def plan_atlas(
 
     edited = None
     if sheet is not None and key is not None:
-        ours = known_output(record_key(atlas, key)).get(atlas.output) == sheet
-        if ours and (recorded is None or recorded.get("key") != key):
+        known = known_output(record_key(atlas, key))
+        ours = known.get(atlas.output) == sheet and all(
+            digest is None or known.get(path) == digest for path, digest in exports.items()
+        )
+        if ours and recorded is not None and recorded.get("key") != key:
+            if recorded.get("digest") == sheet:  # the same sheet: options went and came back
+                return act(FileState.BUILD, _why_rebuilt(atlas, recorded, dropped))
+            return act(FileState.BUILD, "a build was interrupted")
+        if ours and recorded is None:
             return act(FileState.BUILD, "a build was interrupted")
     if recorded is None and sheet is not None:
         edited = f"{atlas.output} exists and was not written by nebula-build"
     elif recorded is not None and sheet is not None and sheet != recorded.get("digest"):
         edited = f"{atlas.output} changed by hand"
-    for path, digest in (exports or {}).items():
+    for path, digest in exports.items():
         if edited is None and digest is not None and digest != (recorded or {}).get(_export(path)):
             edited = f"{path} was not written by nebula-build, or changed by hand since"
     if edited is not None:
@@ -112,22 +124,29 @@ def plan_atlas(
     if recorded is None:  # and no sheet: a sheet without a record is a conflict above
         return act(FileState.BUILD, "new atlas")
     if recorded.get("key") != key:
-        return act(FileState.BUILD, _why_rebuilt(atlas, recorded))
+        return act(FileState.BUILD, _why_rebuilt(atlas, recorded, dropped))
     if sheet is None:
         return act(FileState.BUILD, "sheet missing")
-    missing = [path for path, digest in (exports or {}).items() if digest is None]
+    missing = [path for path, digest in exports.items() if digest is None]
     if missing:
         return act(FileState.BUILD, f"{missing[0]} missing")
     return act(FileState.NOOP, "up to date")
 
 
-def _why_rebuilt(atlas: AtlasSpec, recorded: Mapping[str, Any]) -> str:
+def _why_rebuilt(atlas: AtlasSpec, recorded: Mapping[str, Any], dropped: Collection[str]) -> str:
     """Why an atlas whose members key changed is built again, as far as its record
-    tells (a record from before `options` were recorded says less)."""
+    (from the frame map: untrusted, shown printable) tells; a record from before
+    `options` were recorded says less."""
     before = recorded_exports(recorded)
-    dropped = [path for path in before if path not in atlas.paths]
-    if dropped:
-        return f"export {dropped[0]} removed from the manifest: its file goes too"
+    gone = [path for path in before if path not in atlas.paths]
+    if gone:
+        shown = printable(gone[0], 200)
+        if gone[0] in dropped:
+            return f"export {shown} removed from the manifest: its file goes too"
+        return (
+            f"export {shown} removed from the manifest; its file stays (changed since "
+            "it was written, or not written by this machine)"
+        )
     added = [path for path in atlas.exports if path not in before]
     if added:
         return f"new export {added[0]}"

@@ -306,27 +306,112 @@ def test_an_export_dropped_from_the_manifest_goes_with_the_rebuild(project, run_
     assert "its options changed" in run_cli("plan").out
 
 
-def test_a_dropped_export_changed_by_hand_or_only_in_a_frame_map_is_kept(project, run_cli):
-    """Only a file that still holds what this machine's build wrote is removed: one edited
-    by hand stays, and a frame map from a pull request that names another file (with its
-    digest) deletes nothing."""
-    import hashlib
+NO_GODOT = PREVIEW.replace('godot = "game/sprites/enemies.tres"\n', "")
 
+
+def test_a_dropped_export_changed_by_hand_stays_and_is_never_overwritten(project, run_cli):
+    """Kept when dropped, with plan saying so; adding the export back is then a conflict
+    (before: "a build was interrupted", and the edit was overwritten without a backup)."""
     root = project({"images.toml": PREVIEW})
     assert run_cli("apply").code == 0
     tres = root / "game/sprites/enemies.tres"
     tres.write_text(tres.read_text() + "; my note\n")
-    (root / "images.toml").write_text(PREVIEW.replace('godot = "game/sprites/enemies.tres"\n', ""))
+    (root / "images.toml").write_text(NO_GODOT)
+    out = run_cli("plan").out
+    assert "export game/sprites/enemies.tres removed from the manifest; its file stays" in out
     assert run_cli("apply").code == 0
     assert tres.read_text().endswith("; my note\n")
 
+    (root / "images.toml").write_text(PREVIEW)
+    code, out, err = run_cli("apply")
+    assert code == 1 and "changed by hand" in err
+    assert tres.read_text().endswith("; my note\n")
+    code, _, err = run_cli("apply", "--force")
+    assert code == 0, err
+    backups = list((root / ".nebula-build/backup").rglob("enemies.tres"))
+    assert len(backups) == 1 and backups[0].read_text().endswith("; my note\n")
+
+
+def test_an_export_dropped_and_added_back_untouched_is_named_as_new(project, run_cli):
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(NO_GODOT)
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(PREVIEW)
+    assert "new export game/sprites/enemies.tres" in run_cli("plan").out
+    assert run_cli("apply").code == 0
+    assert (root / "game/sprites/enemies.tres").is_file()
+
+
+def test_a_frame_map_from_elsewhere_deletes_nothing_and_says_nothing_raw(project, run_cli):
+    """A pull request's frame map names a project file (with its true digest) and a path
+    with a terminal escape and a workflow command: nothing is deleted, nothing raw is
+    printed."""
+    import hashlib
+
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
     frames = root / "game/sprites/enemies.json"
     data = json.loads(frames.read_text())
     victim = root / "images.toml"
-    digest = hashlib.sha256(victim.read_bytes()).hexdigest()
-    data["meta"]["nebula_build"]["export:images.toml"] = digest
-    data["meta"]["nebula_build"]["key"] = "0" * 64  # so that the atlas is built again
+    record = data["meta"]["nebula_build"]
+    record["export:x\x1b[2J\n::error file=images.toml::INJECTED\n"] = "ab" * 32
+    record["export:images.toml"] = hashlib.sha256(victim.read_bytes()).hexdigest()
     frames.write_text(json.dumps(data))
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
+    code, out, err = run_cli("plan")
+    assert "atlas enemies  build" in out
+    assert "\x1b" not in out and not any(line.startswith("::") for line in out.splitlines())
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert victim.is_file()
+
+
+def test_an_export_moved_to_another_name_of_the_same_file_is_not_deleted(project, run_cli):
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    (root / "game/alias").symlink_to("sprites")
+    moved = PREVIEW.replace(
+        'godot = "game/sprites/enemies.tres"', 'godot = "game/alias/enemies.tres"'
+    )
+    (root / "images.toml").write_text(moved)
+    code, _, err = run_cli("apply", "--force")
+    assert code == 0, err
+    assert (root / "game/sprites/enemies.tres").is_file()
+
+
+def test_a_dropped_export_the_manifest_reads_as_data_is_kept(project, run_cli):
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    rows = (
+        '\n[images.frame]\nprompt = "frame {filename}"\nseed = 1\n'
+        'rows = { file = "game/sprites/enemies.aseprite.json", at = "frames" }\n'
+        'id = "filename"\noutput = "frames/{filename}.png"\n'
+    )
+    no_aseprite = PREVIEW.replace('aseprite = "game/sprites/enemies.aseprite.json"\n', "")
+    (root / "images.toml").write_text(no_aseprite + rows)
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "game/sprites/enemies.aseprite.json").is_file()
+
+
+def test_a_build_stopped_before_its_frame_map_removes_the_dropped_export_next_time(
+    project, run_cli, monkeypatch
+):
+    from nebula_build.engine import derived
+
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(NO_GODOT)
+
+    def stopped(*args, **kwargs):
+        raise OSError("stopped here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(derived, "_remove_dropped", stopped)
+        assert run_cli("apply").code == 1
+    assert (root / "game/sprites/enemies.tres").is_file()
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert not (root / "game/sprites/enemies.tres").exists()
+    assert run_cli("plan").out.startswith("No changes")
