@@ -21,6 +21,7 @@ from nebula_build.core.spec import AtlasSpec
 from nebula_build.errors import UserError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.outputs.engines import Placed, aseprite_json, godot_tres
+from nebula_build.outputs.metadata import xmp_records
 from nebula_build.outputs.sprites import TRIM_KEY
 from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import LockEntry
@@ -226,7 +227,7 @@ def render(
         member = guard.read(lock[name].output, what=f"atlas member {name}")
         with Image.open(io.BytesIO(member)) as opened:
             images[name] = opened.convert("RGBA")
-            box = trim_box(opened.info.get(TRIM_KEY), images[name].size)
+            box = trim_box(_trim_text(opened.info), images[name].size)
             if box is not None:
                 boxes[name] = box
     positions, size = pack({n: i.size for n, i in images.items()}, atlas.padding)
@@ -280,6 +281,13 @@ def _exports(atlas: AtlasSpec, placed: list[Placed], size: tuple[int, int]) -> d
         assert atlas.godot_sheet is not None
         files[atlas.godot] = godot_tres(placed, tags, sheet=atlas.godot_sheet, fps=atlas.fps)
     return files
+
+
+def _trim_text(info: Mapping[Any, Any]) -> object:
+    """A member's trim box as written: a PNG text chunk, or XMP in WebP, JPEG, AVIF."""
+    if TRIM_KEY in info:
+        return info[TRIM_KEY]
+    return xmp_records(info["xmp"]).get(TRIM_KEY) if info.get("xmp") else None
 
 
 def trim_box(text: object, size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]] | None:

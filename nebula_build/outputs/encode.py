@@ -169,8 +169,8 @@ def _save(image: PILImage, encoding: Encoding, texts: tuple[tuple[str, str], ...
         options["quality"] = encoding.quality or _DEFAULT_QUALITY[fmt]
     if encoding.lossless:
         options["lossless"] = True
-    if encoding.texts and fmt != "png":
-        options |= save_options(dict(encoding.texts))
+    if texts and fmt != "png":
+        options |= save_options(dict(texts))
     buffer = io.BytesIO()
     image.save(buffer, _PIL_NAMES[fmt], **options)
     data = buffer.getvalue()

@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from nebula_build.outputs.sprites import TRIM_KEY
 from nebula_build.params import PARAMS
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ _USER_COMMENT = 0x9286
 _EXIF_IFD = 0x8769
 _LONG, _UNDEFINED = 4, 7  # TIFF field types
 _XMP_NS = "https://nebula-build.dev/ns/1.0/"
+#: the records that go into XMP, by their attribute there
+_XMP_ATTRIBUTES = {SPEC_KEY: "spec", TRIM_KEY: "trim"}
 
 
 def records_for(
@@ -168,17 +171,26 @@ def png_texts(data: bytes) -> dict[str, str]:
 
 
 def save_options(texts: Mapping[str, str]) -> dict[str, Any]:
-    """Pillow save() arguments that embed `texts` in a JPEG, WebP or AVIF file."""
+    """Pillow save() arguments that embed `texts` in a JPEG, WebP or AVIF file: the
+    parameters as EXIF, our spec and a trimmed sprite's box (`TRIM_KEY`) as XMP."""
     from xml.sax.saxutils import quoteattr
 
-    comment = b"UNICODE\0" + texts[PARAMETERS_KEY].encode("utf-16-be")
-    xmp = (
-        f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
-        f'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
-        f'xmlns:nebula="{_XMP_NS}" nebula:spec={quoteattr(texts[SPEC_KEY])}/>'
-        f"</rdf:RDF></x:xmpmeta>"
+    options: dict[str, Any] = {}
+    if PARAMETERS_KEY in texts:
+        comment = b"UNICODE\0" + texts[PARAMETERS_KEY].encode("utf-16-be")
+        options["exif"] = exif_with_user_comment(comment)
+    attributes = "".join(
+        f" nebula:{name}={quoteattr(texts[key])}"
+        for key, name in _XMP_ATTRIBUTES.items()
+        if key in texts
     )
-    return {"exif": exif_with_user_comment(comment), "xmp": xmp.encode()}
+    if attributes:
+        options["xmp"] = (
+            f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+            f'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+            f'xmlns:nebula="{_XMP_NS}"{attributes}/></rdf:RDF></x:xmpmeta>'
+        ).encode()
+    return options
 
 
 def exif_with_user_comment(comment: bytes) -> bytes:
@@ -213,24 +225,26 @@ def read(data: bytes) -> dict[str, str]:
             found[PARAMETERS_KEY] = comment
         xmp = image.info.get("xmp")
     if xmp:
-        spec = _xmp_spec(xmp if isinstance(xmp, bytes) else str(xmp).encode())
-        if spec is not None:
-            found[SPEC_KEY] = spec
+        found |= xmp_records(xmp)
     return found
 
 
-def _xmp_spec(xmp: bytes) -> str | None:
+def xmp_records(xmp: object) -> dict[str, str]:
+    """Our records in an XMP packet (Pillow's `info["xmp"]`), by record name."""
     from xml.etree import ElementTree
 
+    data = xmp if isinstance(xmp, bytes) else str(xmp).encode()
     try:
-        root = ElementTree.fromstring(xmp.strip(b"\0"))
+        root = ElementTree.fromstring(data.strip(b"\0"))
     except ElementTree.ParseError:
-        return None
+        return {}
+    found: dict[str, str] = {}
     for element in root.iter():
-        value = element.attrib.get(f"{{{_XMP_NS}}}spec")
-        if value is not None:
-            return value
-    return None
+        for key, name in _XMP_ATTRIBUTES.items():
+            value = element.attrib.get(f"{{{_XMP_NS}}}{name}")
+            if value is not None and key not in found:
+                found[key] = value
+    return found
 
 
 def spec_json(record: Mapping[str, Any]) -> str:

@@ -415,3 +415,26 @@ def test_a_build_stopped_before_its_frame_map_removes_the_dropped_export_next_ti
     assert code == 0, err
     assert not (root / "game/sprites/enemies.tres").exists()
     assert run_cli("plan").out.startswith("No changes")
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+def test_a_trimmed_webp_member_keeps_its_box_in_the_atlas(project, run_cli, metadata):
+    """The trim box goes into XMP where the format has no PNG text chunks (before, a
+    trimmed `.webp` member showed as untrimmed), with `metadata = false` too."""
+    webp = PREVIEW.replace(
+        'output = "sprites/{kind}-{pose}.png"', 'output = "sprites/{kind}-{pose}.webp"'
+    )
+    if not metadata:
+        webp = webp.replace("trim = true\n", "trim = true\nmetadata = false\n")
+    root = project({"images.toml": webp})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    data = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())
+    for entry in data["frames"]:
+        assert entry["trimmed"] is True
+        assert entry["sourceSize"] == {"w": 128, "h": 128}
+        assert entry["frame"]["w"] < 128
+    code, out, _ = run_cli("inspect", "--json", "sprites/bat-idle.webp")
+    records = json.loads(out)["metadata"]
+    assert "nebula-build:trim" in records
+    assert ("nebula-build" in records) is metadata and ("parameters" in records) is metadata
