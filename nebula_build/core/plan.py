@@ -7,6 +7,8 @@ printed is exactly what apply will do.
 
 from __future__ import annotations
 
+import math
+import re
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -173,12 +175,21 @@ class Plan:
         return {kind.value: counts.get(kind.value, 0) for kind in ActionKind}
 
 
+#: the output options `AssetSpec.output_params` records, beside `sprite` and `checks`
+_OUTPUT_OPTIONS = frozenset(
+    ("size", "quality", "lossless", "fit", "resample", "variants", "metadata")
+)
+_STEP_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
 def _output_fields(params: Mapping[str, object] | None) -> dict[str, Any] | None:
     """Output options as fields to compare (each sprite step and check on its own);
-    None for a record that is not one this tool wrote (it comes from a file)."""
+    None for a record that is not one `output_params` makes."""
     if params is None or not _plain(params):
         return None
-    fields = {k: v for k, v in params.items() if k not in ("sprite", "checks", "format")}
+    if not set(params) <= _OUTPUT_OPTIONS | {"format", "sprite", "checks"}:
+        return None
+    fields = {k: v for k, v in params.items() if k in _OUTPUT_OPTIONS}
     for group, prefix in (("sprite", ""), ("checks", "checks.")):
         pairs = params.get(group, [])
         if not isinstance(pairs, list):
@@ -186,14 +197,20 @@ def _output_fields(params: Mapping[str, object] | None) -> dict[str, Any] | None
         for pair in pairs:
             if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
                 return None
+            if not _STEP_NAME.fullmatch(pair[0]) or pair[0] in _OUTPUT_OPTIONS:
+                return None
             fields[prefix + pair[0]] = pair[1]
     return fields
 
 
 def _plain(value: object, depth: int = 0) -> bool:
-    """JSON of short printable strings, numbers and booleans, shallowly nested."""
-    if isinstance(value, bool | int | float) or value is None:
+    """JSON of short printable strings, finite numbers and booleans, shallowly nested."""
+    if isinstance(value, bool) or value is None:
         return True
+    if isinstance(value, int):
+        return abs(value) < 1 << 53
+    if isinstance(value, float):
+        return math.isfinite(value)
     if isinstance(value, str):
         return len(value) <= 300 and value.isprintable()
     if depth > 3:

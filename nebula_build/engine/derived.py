@@ -24,6 +24,8 @@ from nebula_build.outputs.atlas import plan_atlas, read_recorded, record_key, re
 from nebula_build.outputs.atlas import render as render_atlas
 from nebula_build.state.lockfile import LockEntry
 
+#: the file names an export has (Aseprite JSON, a Godot resource): nothing else is removed
+_EXPORT_SUFFIXES = (".json", ".tres")
 #: an asset manifest far larger than 100k images' would be is not read
 _LIMIT = 256 << 20
 
@@ -154,7 +156,11 @@ def dropped_exports(
     before = recorded_exports(recorded)
     if recorded is None or not before:
         return []
-    gone = {path: digest for path, digest in before.items() if path not in atlas.paths}
+    gone = {
+        path: digest
+        for path, digest in before.items()
+        if path not in atlas.paths and path.endswith(_EXPORT_SUFFIXES)
+    }
     if not gone:
         return []
     ours = prepared.store.output_files(record_key(atlas, str(recorded.get("key"))))

@@ -41,6 +41,8 @@ _LONG, _UNDEFINED = 4, 7  # TIFF field types
 _XMP_NS = "https://nebula-build.dev/ns/1.0/"
 #: the records that go into XMP, by their attribute there
 _XMP_ATTRIBUTES = {SPEC_KEY: "spec", TRIM_KEY: "trim"}
+#: an XMP packet larger than ours could be is not read
+_XMP_LIMIT = 1 << 20
 
 
 def records_for(
@@ -234,9 +236,11 @@ def xmp_records(xmp: object) -> dict[str, str]:
     from xml.etree import ElementTree
 
     data = xmp if isinstance(xmp, bytes) else str(xmp).encode()
-    try:
+    if len(data) > _XMP_LIMIT:
+        return {}
+    try:  # the file's: an unknown encoding named in it is a LookupError
         root = ElementTree.fromstring(data.strip(b"\0"))
-    except ElementTree.ParseError:
+    except (ElementTree.ParseError, ValueError, LookupError, RecursionError):
         return {}
     found: dict[str, str] = {}
     for element in root.iter():

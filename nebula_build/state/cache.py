@@ -10,7 +10,9 @@ comes back with `digest=None`, for the engine to verify by decoding (and record 
 with its digest).
 `outputs/<output key>` remembers the digest of the file each output key
 produced, so a file already holding exactly that (a run killed between the
-rename and the journal line, a copied checkout) is recognised, not a conflict.
+rename and the journal line, a copied checkout) is recognised, not a conflict,
+and the output options the key stands for, so `plan` can say which changed.
+It is sealed (`state/seal.py`): one this account did not write counts for nothing.
 Reverting a prompt, moving an output or changing its format reads from here
 instead of paying for a new generation.
 """
@@ -32,12 +34,18 @@ from nebula_build.text import made_with_problem
 _KEY_LENGTH = 64
 #: room for the largest `made_with` record (`MADE_WITH_BYTES`) and an image's name
 _META_LIMIT = 16 * 1024
+#: an output key's record: its files and options (variants' paths in both)
+_OUTPUT_RECORD_LIMIT = 256 * 1024
 #: an image's name as an entry's metadata keeps it: within _META_LIMIT, escaped or not
 _IMAGE_NAME_LIMIT = 256
 
 
 def _sealed(key: str, digest: str) -> bytes:
     return f"cache entry {key} {digest}".encode()
+
+
+def _sealed_output(output_key: str, record: Mapping[str, object]) -> bytes:
+    return f"output {output_key} ".encode() + json.dumps(record, sort_keys=True).encode()
 
 
 class CorruptEntryError(Exception):
@@ -235,27 +243,29 @@ class Store:
         """Remember the files (path → digest) an output key writes: the main output and
         its variants, so a set a killed run left half-written is still recognised; and
         the output options that key stands for (`AssetSpec.output_params`), so that
-        `plan` can say which of them changed."""
+        `plan` can say which of them changed. Sealed like the entries: a record that
+        came with a checkout is no witness to anything."""
         record: dict[str, object] = {"files": dict(digests)}
         if params is not None:
             record["params"] = dict(params)
+        record["mac"] = tag(_sealed_output(output_key, record))
         self._own_folder(self._output_path(output_key))
         text = json.dumps(record, sort_keys=True)
         atomic_write(self._output_path(output_key), text.encode(), durable=False)
 
     def _output_record(self, output_key: str) -> dict[str, object]:
+        """The record of `output_key` if this account wrote it, else empty."""
         path = self._output_path(output_key)
         if path.parent.is_symlink():
             return {}
         try:
-            data = json.loads(read_regular(path, limit=_META_LIMIT) or b"")
+            data = json.loads(read_regular(path, limit=_OUTPUT_RECORD_LIMIT) or b"")
         except (ValueError, RecursionError):
             return {}
         if not isinstance(data, dict):
-            return {}  # 0.2 wrote the main output's digest alone: nothing to match it by
-        if not isinstance(data.get("files"), dict):
-            return {"files": data}  # written before options were recorded: files alone
-        return data
+            return {}
+        mac = data.pop("mac", None)
+        return data if tagged(_sealed_output(output_key, data), mac) else {}
 
     def output_files(self, output_key: str) -> dict[str, str]:
         """The digest of each file `output_key` wrote before (path → digest), if known."""
@@ -265,8 +275,8 @@ class Store:
         return {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}
 
     def output_params(self, output_key: str) -> dict[str, object] | None:
-        """The output options `output_key` was recorded with (unchecked: a plan shows
-        them after checking), or None where it is not known."""
+        """The output options `output_key` was recorded with on this account, or None
+        where that is not known."""
         params = self._output_record(output_key).get("params")
         return params if isinstance(params, dict) else None
 

@@ -182,7 +182,12 @@ def test_validate_and_gc_report_in_json(project, run_cli):
     root = project({"images.toml": SITE})
     code, out, _ = run_cli("validate", "--json")
     assert code == 0
-    assert json.loads(out) == {"manifest": "images.toml", "images": 2, "valid": True}
+    assert json.loads(out) == {
+        "manifest": "images.toml",
+        "images": 2,
+        "valid": True,
+        "warnings": [],
+    }
     assert run_cli("apply").code == 0
     (root / "images.toml").write_text(SITE.split("[images.logo]", maxsplit=1)[0])
     assert run_cli("apply").code == 0  # the logo's original is now unreferenced

@@ -344,27 +344,37 @@ def test_an_export_dropped_and_added_back_untouched_is_named_as_new(project, run
 
 
 def test_a_frame_map_from_elsewhere_deletes_nothing_and_says_nothing_raw(project, run_cli):
-    """A pull request's frame map names a project file (with its true digest) and a path
-    with a terminal escape and a workflow command: nothing is deleted, nothing raw is
-    printed."""
+    """A pull request's frame map names project files (with their true digests), and the
+    cache's record of the build is crafted to agree, as a committed `.nebula-build/`
+    could: nothing is deleted (the record is not this account's), and a path with a
+    terminal escape and a workflow command is not printed raw."""
     import hashlib
 
-    root = project({"images.toml": PREVIEW})
+    root = project({"images.toml": PREVIEW, "docs/notes.json": "{}", "docs/notes.txt": "mine"})
     assert run_cli("apply").code == 0
     frames = root / "game/sprites/enemies.json"
     data = json.loads(frames.read_text())
-    victim = root / "images.toml"
     record = data["meta"]["nebula_build"]
     record["export:x\x1b[2J\n::error file=images.toml::INJECTED\n"] = "ab" * 32
-    record["export:images.toml"] = hashlib.sha256(victim.read_bytes()).hexdigest()
+    victims = [root / "docs/notes.json", root / "docs/notes.txt"]
+    for victim in victims:
+        digest = hashlib.sha256(victim.read_bytes()).hexdigest()
+        record[f"export:{victim.relative_to(root).as_posix()}"] = digest
     frames.write_text(json.dumps(data))
+    for path in (root / ".nebula-build/cache/outputs").rglob("*"):
+        crafted = json.loads(path.read_text()) if path.is_file() else {}
+        if "game/sprites/enemies.png" in crafted.get("files", {}):
+            for victim in victims:
+                name = victim.relative_to(root).as_posix()
+                crafted["files"][name] = record[f"export:{name}"]
+            path.write_text(json.dumps(crafted))
     (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
     code, out, err = run_cli("plan")
-    assert "atlas enemies  build" in out
+    assert "atlas enemies  build" in out and "its file goes too" not in out
     assert "\x1b" not in out and not any(line.startswith("::") for line in out.splitlines())
     code, out, err = run_cli("apply")
     assert code == 0, err
-    assert victim.is_file()
+    assert all(victim.is_file() for victim in victims)
 
 
 def test_an_export_moved_to_another_name_of_the_same_file_is_not_deleted(project, run_cli):
@@ -438,3 +448,21 @@ def test_a_trimmed_webp_member_keeps_its_box_in_the_atlas(project, run_cli, meta
     records = json.loads(out)["metadata"]
     assert "nebula-build:trim" in records
     assert ("nebula-build" in records) is metadata and ("parameters" in records) is metadata
+
+
+def test_a_member_with_a_crafted_xmp_packet_fails_nothing(project, run_cli):
+    """An XMP packet naming an unknown encoding raised LookupError out of the atlas
+    build and `inspect` (a traceback); it now reads as no records."""
+    webp = PREVIEW.replace(
+        'output = "sprites/{kind}-{pose}.png"', 'output = "sprites/{kind}-{pose}.webp"'
+    )
+    root = project({"images.toml": webp})
+    assert run_cli("apply").code == 0
+    member = root / "sprites/bat-idle.webp"
+    with Image.open(member) as opened:
+        opened.save(member, "WEBP", xmp=b'<?xml version="1.0" encoding="bogus-enc"?><a/>')
+    code, out, err = run_cli("inspect", "sprites/bat-idle.webp")
+    assert code == 0 and "Traceback" not in err
+    (root / "game/sprites/enemies.png").unlink()
+    code, out, err = run_cli("apply", "--force")
+    assert "Traceback" not in err
