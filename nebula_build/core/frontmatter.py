@@ -2,7 +2,8 @@
 
 Front matter is YAML between `---` lines (read with PyYAML's safe loader: plain
 values only, never an object of any class) or TOML between `+++` lines. `slug`
-is the file's name without its suffix and `excerpt` the first paragraph of the
+is the file's name without its suffix (its folder's name for a page bundle's
+`index.md` or `_index.md`) and `excerpt` the first paragraph of the
 text, unless the front matter sets them; `path` is always the file's path in the
 project. Pure: the bytes come in, a row comes out.
 """
@@ -21,6 +22,9 @@ from nebula_build.core.table import DataError, Row, Table, Value, decode, normal
 MAX_EXCERPT = 500
 #: what a post adds to its front matter's fields
 DERIVED = ("slug", "path", "excerpt")
+#: the file of a page bundle (Hugo's `index.md`) or of a section (`_index.md`): named
+#: after its folder
+BUNDLE_FILES = frozenset({"index", "_index"})
 _FENCES = {"---": "yaml", "+++": "toml"}
 _MARKUP = re.compile(r"[*_`]|!?\[([^\]]*)\]\([^)]*\)")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
@@ -50,11 +54,21 @@ def parse_post(path: str, data: bytes) -> Post:
         raw = _load(path, _FENCES[fence], "\n".join(front))
         fields = {str(key): normal(value) for key, value in raw.items()}
         body_start = end + 1
-    name = path.rsplit("/", 1)[-1]
-    fields.setdefault("slug", name.rsplit(".", 1)[0] if "." in name else name)
+    fields.setdefault("slug", slug_of(path))
     fields.setdefault("excerpt", excerpt(lines[body_start:]))
     fields["path"] = path
     return Post(Row(fields, 1, path), front)
+
+
+def slug_of(path: str) -> str:
+    """The file's name without its suffix; for a page bundle's `index.md` or a
+    section's `_index.md`, the name of its folder (`posts/hello/index.md`: hello),
+    as Hugo names them."""
+    folder, _, name = path.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    if stem in BUNDLE_FILES and folder:
+        return folder.rpartition("/")[2]
+    return stem
 
 
 def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:

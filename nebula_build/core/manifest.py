@@ -213,9 +213,10 @@ class RowsDecl(BaseModel):
         None,
         min_length=1,
         max_length=MAX_PATH,
-        description='Posts, one row each: a pattern such as "content/posts/*.md" (wildcards '
-        "in the file name only); each row has the front matter's fields, slug, path and "
-        "excerpt.",
+        description='Posts, one row each: a pattern such as "content/posts/*.md", '
+        '"content/**/*.md" (** for any number of folders) or "content/posts/*/index.md" '
+        "(page bundles, named after their folder); each row has the front matter's "
+        "fields, slug, path and excerpt.",
     )
     front_matter: bool | None = Field(
         None,

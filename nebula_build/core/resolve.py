@@ -86,7 +86,7 @@ class Resolved:
     cache_remote: str | None = None
     #: the data files `rows` read (a catalogue, each post), relative to the project
     data_files: tuple[str, ...] = ()
-    #: (folder, file-name pattern, the files it matched) of each set of posts
+    #: (folder, the pattern below it, the files it matched) of each set of posts
     data_globs: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     #: the declarations with `rows` (an image of theirs not made is a row gone)
     row_bases: tuple[str, ...] = ()

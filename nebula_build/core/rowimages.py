@@ -28,6 +28,7 @@ from nebula_build.core.manifest import (
 from nebula_build.core.spec import check_template, fill, placeholders
 from nebula_build.core.table import FORMATS, DataError, Row, Table, parse, suffix_format, text_of
 from nebula_build.errors import UserError, did_you_mean
+from nebula_build.state import globs
 from nebula_build.text import plural
 
 #: bytes in one data file (a 100,000-row catalogue is a few MB)
@@ -36,7 +37,6 @@ MAX_DATA_BYTES = 32 << 20
 MAX_POST_BYTES = 4 << 20
 #: problems reported per declaration: the first ones show what to fix
 MAX_PROBLEMS = 10
-_WILDCARDS = frozenset("*?[")
 _TEXT_KEYS = ("prompt", "negative_prompt", "alt")
 
 
@@ -48,9 +48,10 @@ class DataFiles(Protocol):
         UserError or OSError when it cannot be read."""
 
     def matching(self, folder: str, pattern: str) -> list[str]:
-        """The regular files of project folder `folder` ("." for the project's own)
-        whose names match `pattern` (fnmatch), as project paths, sorted;
-        FileNotFoundError for a missing folder."""
+        """The regular files below project folder `folder` ("." for the project's own)
+        that `pattern` matches (`state.globs`: wildcards in any part, `**` for any
+        number of folders), as project paths, sorted; FileNotFoundError for a
+        missing folder."""
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Source:
 
     #: a data file, or the folder of a set of posts
     path: str
-    #: the file-name pattern of posts (None: one data file)
+    #: the pattern of posts below `path`, from its first wildcard on (None: one data file)
     pattern: str | None = None
     at: str | None = None
 
@@ -96,13 +97,11 @@ def source_of(rows: str | RowsDecl) -> Source:
         )
     if rows.at is not None:
         raise ExpansionError("rows", "`at` applies to a JSON `file`")
-    folder, _, name = rows.files.rpartition("/")
-    if not name or _WILDCARDS.intersection(folder):
-        raise ExpansionError(
-            "rows",
-            f"{rows.files!r}: wildcards go in the file name only, e.g. content/posts/*.md",
-        )
-    return Source(folder or ".", name)
+    try:
+        folder, pattern = globs.split(rows.files)
+    except globs.GlobError as exc:
+        raise ExpansionError("rows", str(exc)) from None
+    return Source(folder or ".", pattern)
 
 
 @dataclass
@@ -277,10 +276,7 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
         raise _fail(plan, row, plan.id, f"id column {plan.id!r}: {problem}")
     earlier = ids.setdefault(row_id, row)
     if earlier is not row:
-        where = f"line {plan.table.position(earlier)[0]}"
-        if earlier.path != row.path:
-            where = earlier.path
-        raise _fail(plan, row, plan.id, f"id {row_id!r} is also the id of the row at {where}")
+        raise _fail(plan, row, plan.id, _duplicate(plan, row_id, earlier, row))
     filled = {key: fill(t, values) for key, t in plan.templates.items()}
     for key in _TEXT_KEYS:
         text = filled.get(key)
@@ -299,6 +295,17 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
             raise _fail(plan, row, None, f"seed: {exc}") from None
     decl = plan.decl.model_copy(update=update)
     return Expanded(f"{plan.base}[{row_id}]", plan.base, decl, row=row_id)
+
+
+def _duplicate(plan: _Plan, row_id: str, earlier: Row, row: Row) -> str:
+    """Why a row's id is refused: another row has it (two posts named alike in two
+    folders, say: `2025/hello.md` and `2026/hello.md`)."""
+    if earlier.path == row.path:
+        return f"id {row_id!r} is also the id of the row at line {plan.table.position(earlier)[0]}"
+    hint = ""
+    if plan.id == "slug" and plan.decl.id is None:
+        hint = " (set `slug` in one's front matter, or take `id` from another field)"
+    return f"id {row_id!r} is also the id of the row at {earlier.path}{hint}"
 
 
 def _id_problem(value: str) -> str | None:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from nebula_build.engine.prepare import Prepared
     from nebula_build.state.cache import Store
 
-FORMAT = "nebula-build no-op snapshot 3"
+FORMAT = "nebula-build no-op snapshot 4"
 SNAPSHOT = os.path.join(".nebula-build", "noop")
 #: a snapshot of 100k images is about 13 MB; anything far larger is not ours
 MAX_BYTES = 256 << 20
@@ -536,7 +536,10 @@ def record(
     for spec in prepared.specs.values():
         paths += [path for path in (spec.image, spec.mask, spec.palette_file) if path]
     paths += prepared.resolved.data_files
-    paths += [folder or "." for folder, _, _ in prepared.resolved.data_globs]
+    # every folder the patterns of posts walked, as walked by this plan: a post added,
+    # removed or renamed in any of them (a new subfolder too) changes one's signature
+    walked = [*prepared.data_folders, *(f or "." for f, _, _ in prepared.resolved.data_globs)]
+    paths += walked
     text = None
     # a pin is shown by every plan, so a plan with one is never skipped
     pinned = any(a.spec is not None and a.spec.pin is not None for a in plan.actions)
@@ -555,7 +558,7 @@ def record(
             seen={**prepared.files.seen(), **prepared.data_seen, **observed},
             folders={path.rpartition("/")[0] or "." for path in written}
             | set(state_folders(root, manifest)),
-            read_folders=[folder for folder, _, _ in prepared.resolved.data_globs],
+            read_folders=walked,
             status=status,
         )
     if text is None:

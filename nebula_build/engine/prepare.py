@@ -68,6 +68,10 @@ class Prepared:
     #: again, removed, or named by `previous.recheck`; the plan looks at these
     #: alone. None where every image was resolved (or taken from the spec cache).
     changed_only: frozenset[str] | None = None
+    #: every folder the patterns of posts walked ("." for the project's own), as they
+    #: were walked this time: each is observed in `data_seen`, and a post added to
+    #: any of them is a change (the no-op plan, watch)
+    data_folders: tuple[str, ...] = ()
 
     @property
     def specs(self) -> dict[str, AssetSpec]:
@@ -155,7 +159,17 @@ def prepare(
             loaded = Loaded(parsed(manifest), resolved, backend, used)
     _check_paths(project, resolved, guard, folders=read_inputs)
     store = Store(project.cache_dir)
-    return Prepared(project, resolved, files, store, inputs, guard, data.signatures, loaded)
+    return Prepared(
+        project,
+        resolved,
+        files,
+        store,
+        inputs,
+        guard,
+        data.signatures,
+        loaded,
+        data_folders=tuple(data.folders),
+    )
 
 
 def _edited(

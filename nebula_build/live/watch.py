@@ -12,8 +12,8 @@ from the live gallery runs between rounds, never during one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import fnmatch
 import traceback
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ from nebula_build.engine.prepare import Loaded, Prepared, prepare
 from nebula_build.engine.round import RoundOptions, RoundResult, apply_round
 from nebula_build.errors import NebulaBuildError, SupersededError, UserError
 from nebula_build.plugin.manager import BackendRegistry
+from nebula_build.state import globs
 from nebula_build.state.project import Project
 from nebula_build.text import plural
 from nebula_build.ui.progress import Progress
@@ -84,8 +85,11 @@ class Watcher:
         self.on_round = on_round
         self.rounds = 0
         self._paths: set[Path] = {project.manifest_path}
-        #: (folder, file-name pattern) of each set of posts: a post added there counts
+        #: (folder, the pattern below it) of each set of posts: a post added there counts
         self._globs: set[tuple[Path, str]] = set()
+        #: every folder those patterns walked: each is watched, so a post added to any
+        #: (or a subfolder made where the pattern looks) starts a round
+        self._post_folders: set[Path] = set()
         self._last_error: str | None = None
         #: the last good load: the next edit is parsed, resolved and planned alone
         self._loaded: Loaded | None = None
@@ -112,17 +116,25 @@ class Watcher:
         return set(self._paths)
 
     def watched_patterns(self) -> set[tuple[Path, str]]:
-        """(folder, file-name pattern) of every set of posts, as of the last good load."""
+        """(folder, the pattern below it) of every set of posts, as of the last good load."""
         return set(self._globs)
 
+    def post_folders(self) -> set[Path]:
+        """Every folder the patterns of posts walked (and each pattern's own folder)."""
+        return self._post_folders | {folder for folder, _ in self._globs}
+
     def wants(self, path: Path) -> bool:
-        """Whether a change to `path` starts a round."""
+        """Whether a change to `path` starts a round: a watched file, a post a pattern
+        matches, a folder it walked (removed or renamed), or a new folder where it
+        looks for posts."""
         if path in self._paths:
             return True
-        return any(
-            path.parent == folder and fnmatch.fnmatchcase(path.name, pattern)
-            for folder, pattern in self._globs
-        )
+        folders = self.post_folders()
+        if path in folders:
+            return True
+        if path.parent not in folders:
+            return False
+        return any(_wanted_by(path, folder, pattern) for folder, pattern in self._globs)
 
     def written_by(self, path: Path) -> str | None:
         """The image that writes `path`, if one does (a change to it starts no round,
@@ -392,8 +404,9 @@ class Watcher:
             return
         self._paths = {self.project.manifest_path} | paths
         self._paths |= {root / path for path in prepared.resolved.data_files}
-        globs = prepared.resolved.data_globs
-        self._globs = {(root / folder, pattern) for folder, pattern, _ in globs}
+        walked = prepared.resolved.data_globs
+        self._globs = {(root / folder, pattern) for folder, pattern, _ in walked}
+        self._post_folders = {root / folder for folder in prepared.data_folders}
         for name, plugin in prepared.resolved.backends.items():
             self._paths |= set(plugin.watched_files(prepared.resolved.settings[name], root))
 
@@ -418,6 +431,18 @@ class Watcher:
                 self._paths.add(root / source.path)
             elif source is not None and source.pattern is not None:
                 self._globs.add((root / source.path, source.pattern))
+                self._post_folders |= self._walked(source.path, source.pattern)
+
+    def _walked(self, folder: str, pattern: str) -> set[Path]:
+        """The folders a pattern of posts walks now (as far as it gets: a round that
+        failed may have failed there)."""
+        from nebula_build.state.datafiles import DataReader
+        from nebula_build.state.guard import Guard
+
+        reader = DataReader(Guard(self.project.root, reserved=self.project.own_files))
+        with contextlib.suppress(NebulaBuildError, OSError):
+            reader.matching(folder, pattern)
+        return {self.project.root / walked for walked in reader.folders}
 
     def _started(self, applier: Applier) -> None:
         self._applier = applier
@@ -500,7 +525,7 @@ async def filesystem_changes(
 
     def folders_of(watcher: Watcher) -> set[Path]:
         paths = watcher.watched_paths()
-        return {path.parent for path in paths} | {f for f, _ in watcher.watched_patterns()}
+        return {path.parent for path in paths} | watcher.post_folders()
 
     def armed(watcher: Watcher) -> set[Path]:
         """The folders to watch: an output folder not made yet through its parent."""
@@ -523,6 +548,9 @@ async def filesystem_changes(
         on_the_way = {parent for folder in missing for parent in (folder, *folder.parents)}
         before, folders = folders, armed(watcher)
         unseen |= (folders - before) & watcher.output_folders()
+        # folders of posts watched from now on (a subfolder made since): once they are
+        # armed, one more round reads what was saved in them before
+        fresh = (folders - before) & watcher.post_folders() if before else set()
 
         def wanted(
             _change: watchfiles.Change, path: str, on_the_way: set[Path] = on_the_way
@@ -545,6 +573,9 @@ async def filesystem_changes(
         ):
             if batch:
                 yield {Path(path) for _, path in batch}
+            if fresh:
+                yield fresh
+                fresh = set()
             if unseen and not watcher.working():  # deleted before its folder was watched
                 missing, unseen = watcher.missing_outputs(unseen), set()
                 if missing:
@@ -552,6 +583,19 @@ async def filesystem_changes(
             appeared = {folder for folder in missing if folder.is_dir()}
             if folders_of(watcher) != wished or appeared or armed(watcher) != folders:
                 break  # start again with the new set of folders
+
+
+def _wanted_by(path: Path, folder: Path, pattern: str) -> bool:
+    """Whether `path`, changed in a folder the pattern walked, is a post it matches or
+    a folder (not a link) it would walk."""
+    try:
+        relative = path.relative_to(folder).parts
+        parts = globs.checked_parts(pattern)
+    except (ValueError, globs.GlobError):
+        return False
+    if globs.matches(parts, relative):
+        return True
+    return globs.may_hold(parts, relative) and path.is_dir() and not path.is_symlink()
 
 
 def _existing(folder: Path) -> Path:

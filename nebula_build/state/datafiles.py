@@ -10,15 +10,30 @@ shows in the next one.
 
 from __future__ import annotations
 
-import fnmatch
+from dataclasses import dataclass
 
 from nebula_build.errors import UnsafePathError
 from nebula_build.fsutil import sha256_bytes
-from nebula_build.state.guard import Guard
+from nebula_build.state import globs
+from nebula_build.state.guard import Guard, Listing, Signature
 
-#: files in one folder of posts: more than any site has, far fewer than fill memory
+#: files in one folder of posts, and posts one pattern matches: more than any site
+#: has, far fewer than fill memory
 MAX_FOLDER_FILES = 200_000
-Signature = tuple[int, int, int, int]
+#: folders one pattern walks (`content/**/*.md`), and how deep below where it starts
+MAX_GLOB_FOLDERS = 10_000
+MAX_GLOB_DEPTH = 32
+
+__all__ = ["DataReader", "Signature"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A folder a walk has still to read: its parts below the pattern's folder, and
+    the pattern's states there."""
+
+    below: tuple[str, ...]
+    states: globs.States
 
 
 class DataReader:
@@ -30,6 +45,8 @@ class DataReader:
         self.digests: dict[str, str] = {}
         #: (size, mtime, ctime, inode) of each file and folder, taken before reading it
         self.signatures: dict[str, Signature] = {}
+        #: each folder a pattern of posts walked ("." for the project's own), in order
+        self.folders: dict[str, None] = {}
 
     def read(self, path: str, *, limit: int) -> bytes:
         problem = self.guard.input_problem(path)
@@ -41,11 +58,45 @@ class DataReader:
         return data
 
     def matching(self, folder: str, pattern: str) -> list[str]:
-        folder = "" if folder == "." else folder  # the project's own folder
-        self._observe(folder or ".")
-        names = self.guard.files_in(folder, limit=MAX_FOLDER_FILES)
-        prefix = f"{folder}/" if folder else ""
-        return sorted(prefix + name for name in names if fnmatch.fnmatchcase(name, pattern))
+        """The regular files below project folder `folder` ("." for the project's own)
+        that `pattern` (`state.globs`) matches, as project paths, sorted. Each folder
+        walked is observed before it is read; links are never followed."""
+        base = "" if folder == "." else folder
+        parts = globs.checked_parts(pattern)
+        found: list[str] = []
+        pending = [_Pending((), globs.start(parts))]
+        walked = 0
+        while pending:
+            step = pending.pop()
+            walked += 1
+            _check_walk(base, step.below, walked)
+            listing = self._list(base, step.below)
+            if listing is None:
+                continue  # removed since its parent was read: the parent's signature shows it
+            here = _joined(base, *step.below)
+            prefix = f"{here}/" if here else ""
+            found += (prefix + n for n in listing.files if globs.names_file(parts, step.states, n))
+            if len(found) > MAX_FOLDER_FILES:
+                raise UnsafePathError(f"the pattern matches more than {MAX_FOLDER_FILES:,} files")
+            for name in sorted(listing.folders, reverse=True):
+                states = globs.descend(parts, step.states, name)
+                if states:
+                    pending.append(_Pending((*step.below, name), states))
+        return sorted(found)
+
+    def _list(self, base: str, below: tuple[str, ...]) -> Listing | None:
+        """The listing of a folder a walk reaches, recorded; None where a subfolder
+        went missing since its parent was read (a missing `base` raises)."""
+        try:
+            listing = self.guard.listing(base, below, limit=MAX_FOLDER_FILES)
+        except FileNotFoundError:
+            if not below:
+                raise
+            return None
+        path = _joined(base, *below) or "."
+        self.signatures[path] = listing.signature
+        self.folders[path] = None
+        return listing
 
     def _observe(self, path: str) -> None:
         try:
@@ -53,3 +104,22 @@ class DataReader:
         except OSError:
             return
         self.signatures[path] = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
+def _joined(*parts: str) -> str:
+    """The project path of `parts` ("" for the project's own folder)."""
+    return "/".join(part for part in parts if part)
+
+
+def _check_walk(base: str, below: tuple[str, ...], walked: int) -> None:
+    """A walk stays bounded, whatever folders a pull request adds."""
+    if walked > MAX_GLOB_FOLDERS:
+        raise UnsafePathError(
+            f"the pattern walks more than {MAX_GLOB_FOLDERS:,} folders; start it in the "
+            "posts' own folder (content/posts/**/*.md rather than **/*.md)"
+        )
+    if len(below) > MAX_GLOB_DEPTH:
+        raise UnsafePathError(
+            f"the pattern reaches a folder more than {MAX_GLOB_DEPTH} deep "
+            f"({_joined(base, *below)}); name the folders it looks in"
+        )

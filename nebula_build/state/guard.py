@@ -19,7 +19,8 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from nebula_build.errors import UnsafePathError
@@ -33,6 +34,20 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+#: (size, mtime, ctime, inode): what changes when a file is edited or a folder's
+#: entries are added, removed or renamed
+Signature = tuple[int, int, int, int]
+
+
+@dataclass
+class Listing:
+    """What a folder held when it was read, and its signature from just before."""
+
+    signature: Signature = (0, 0, 0, 0)
+    files: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
 
 
 def path_problem(relative: object) -> str | None:
@@ -210,24 +225,35 @@ class Guard:
                     )
                 return handle.read()
 
-    def files_in(self, folder: str, *, limit: int) -> list[str]:
-        """The names of the regular files in project folder `folder` ("" for the root),
-        walked without following links; links and subfolders are left out.
-        Raises FileNotFoundError if it is missing, UnsafePathError past `limit` files."""
+    def listing(self, folder: str, below: Sequence[str] = (), *, limit: int) -> Listing:
+        """The regular files and plain subfolders of project folder `folder` ("" for
+        the root), then of its subfolder `below` (names a walk found), with the
+        folder's stat signature taken before reading it. `folder` may be reached
+        through a link inside the project, as an input may; `below` never through a
+        link. FileNotFoundError if it is missing, UnsafePathError past `limit`
+        files and folders, or where a link stands in `below`."""
         parts: list[str] = []
         if folder:
             folder = self.check(folder, what="folder", writing=False)
             parts = self._real_parts(folder, what="folder", follow_last=True)
-        names = []
-        with self._folder(parts, what=folder or ".", create=False) as fd, os.scandir(fd) as it:
-            for entry in it:
-                if entry.is_file(follow_symlinks=False):
-                    names.append(entry.name)
-                    if len(names) > limit:
+        shown = "/".join(filter(None, (folder, *below))) or "."
+        found = Listing()
+        with self._folder([*parts, *below], what=shown, create=False) as fd:
+            info = os.fstat(fd)  # before reading: an entry added later changes it
+            found.signature = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        found.files.append(entry.name)
+                    elif entry.is_dir(follow_symlinks=False):
+                        found.folders.append(entry.name)
+                    else:
+                        continue  # a link, a FIFO, a socket: never read
+                    if len(found.files) + len(found.folders) > limit:
                         raise UnsafePathError(
-                            f"folder {folder or '.'!r} holds more than {limit:,} files"
+                            f"folder {shown!r} holds more than {limit:,} files and folders"
                         )
-        return names
+        return found
 
     def remove(self, relative: str) -> None:
         """Delete `relative` (a link is removed, never followed); missing is fine."""

@@ -179,3 +179,118 @@ def test_watch_fails_loudly_when_watching_the_files_fails(project, fake_site, tm
             await asyncio.wait_for(watcher.run(broken()), 10)
 
     asyncio.run(scenario())
+
+
+NESTED = {
+    "cover": {
+        "rows": {"files": "content/**/*.md"},
+        "prompt": "cover for {title}",
+        "output": "img/cover-{slug}.png",
+    }
+}
+
+
+def test_posts_in_subfolders_are_watched_and_a_new_subfolder_starts_a_round(
+    project, fake_site, tmp_path
+):
+    log = tmp_path / "gen.log"
+    root = project(
+        {
+            "images.toml": fake_manifest(log, NESTED),
+            "content/2025/a.md": "---\ntitle: A\n---\n",
+            "content/.drafts/x.md": "---\ntitle: X\n---\n",
+        }
+    )
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        assert (await script.next_round()).changed == ["cover[a]"]
+        assert {root / "content", root / "content/2025"} <= watcher.post_folders()
+        assert root / "content/.drafts" not in watcher.post_folders()
+        assert watcher.wants(root / "content/2025/new.md")  # a post added in a subfolder
+        assert watcher.wants(root / "content/top.md")  # `**` matching no folder
+        assert not watcher.wants(root / "content/2025/notes.txt")
+        assert not watcher.wants(root / "content/.drafts/y.md")  # hidden: not walked
+        assert not watcher.wants(root / "content/.drafts")
+
+        (root / "content/2027/spring").mkdir(parents=True)  # a new subfolder, two deep
+        (root / "content/2027/spring/b.md").write_text("---\ntitle: B\n---\n")
+        assert watcher.wants(root / "content/2027")  # what watchfiles reports of it
+        await script.queue.put({root / "content/2027"})
+        assert (await script.next_round()).changed == ["cover[b]"]
+        assert root / "content/2027/spring" in watcher.post_folders()
+
+        (root / "content/2027/spring/b.md").write_text("---\ntitle: [broken\n---\n")
+        await script.queue.put({root / "content/2027/spring/b.md"})
+        assert "content/2027/spring/b.md:3:1: images.cover" in (await script.next_round()).error
+        assert watcher.wants(root / "content/2027/spring/b.md")  # watched until fixed
+        (root / "content/2027/spring/b.md").write_text("---\ntitle: B, edited\n---\n")
+        await script.queue.put({root / "content/2027/spring/b.md"})
+        assert (await script.next_round()).changed == ["cover[b]"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_a_post_in_a_subfolder_broken_from_the_start_is_watched(project, fake_site, tmp_path):
+    root = project(
+        {
+            "images.toml": fake_manifest(tmp_path / "log", NESTED),
+            "content/2026/06/a.md": "---\ntitle: [broken\n---\n",
+        }
+    )
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        assert (await script.next_round()).error
+        assert root / "content/2026/06" in watcher.post_folders()
+        assert watcher.wants(root / "content/2026/06/a.md")
+        (root / "content/2026/06/a.md").write_text("---\ntitle: A\n---\n")
+        await script.queue.put({root / "content/2026/06/a.md"})
+        assert (await script.next_round()).changed == ["cover[a]"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_a_page_bundle_saved_on_disk_in_a_new_folder_starts_a_round(project, tmp_path):
+    bundle = {**NESTED["cover"], "rows": {"files": "content/posts/*/index.md"}}
+    manifest = fake_manifest(tmp_path / "log", {"cover": bundle}).replace(
+        'backend = "fake"', 'backend = "preview"'
+    )
+    root = project({"images.toml": manifest, "content/posts/a/index.md": "---\ntitle: A\n---\n"})
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        assert (await script.next_round()).changed == ["cover[a]"]
+        await asyncio.sleep(0.3)  # the watcher is listening
+        (root / "content/posts/new-post").mkdir()
+        (root / "content/posts/new-post/index.md").write_text("---\ntitle: New\n---\n")
+        for _ in range(3):  # the folder's creation may be a round of its own
+            report = await script.next_round(timeout=5)
+            if report.changed:
+                break
+        assert report.changed == ["cover[new-post]"]
+        for _ in range(3):  # the new folder is watched from now on
+            await asyncio.sleep(1.5)
+            (root / "content/posts/new-post/index.md").write_text("---\ntitle: Edited\n---\n")
+            report = await script.next_round(timeout=5)
+            if report.changed:
+                break
+        assert report.changed == ["cover[new-post]"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
