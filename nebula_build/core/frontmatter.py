@@ -38,8 +38,9 @@ class Post:
     front: tuple[str, ...]
 
 
-def parse_post(path: str, data: bytes) -> Post:
-    """The row of one post."""
+def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
+    """The row of one post; `base` is the folder its pattern starts from (see
+    `slug_of`)."""
     text = decode(path, data)
     lines = text.split("\n")
     fence = lines[0].rstrip() if lines else ""
@@ -54,19 +55,21 @@ def parse_post(path: str, data: bytes) -> Post:
         raw = _load(path, _FENCES[fence], "\n".join(front))
         fields = {str(key): normal(value) for key, value in raw.items()}
         body_start = end + 1
-    fields.setdefault("slug", slug_of(path))
+    fields.setdefault("slug", slug_of(path, base))
     fields.setdefault("excerpt", excerpt(lines[body_start:]))
     fields["path"] = path
     return Post(Row(fields, 1, path), front)
 
 
-def slug_of(path: str) -> str:
+def slug_of(path: str, base: str = ".") -> str:
     """The file's name without its suffix; for a page bundle's `index.md` or a
-    section's `_index.md`, the name of its folder (`posts/hello/index.md`: hello),
-    as Hugo names them."""
+    section's `_index.md` in a folder below `base` (where the pattern's wildcards
+    start), the name of its folder (`posts/*/index.md` matching
+    `posts/hello/index.md`: hello), as Hugo names them. An `index.md` right in
+    `base` (`posts/*.md`) keeps its own name, as it always had."""
     folder, _, name = path.rpartition("/")
     stem = name.rsplit(".", 1)[0] if "." in name else name
-    if stem in BUNDLE_FILES and folder:
+    if stem in BUNDLE_FILES and folder and folder != base.strip("/"):
         return folder.rpartition("/")[2]
     return stem
 

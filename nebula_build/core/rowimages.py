@@ -129,7 +129,8 @@ def load(source: Source, data: DataFiles) -> Loaded:
         parsed, problems = [], []
         for reading in names:
             try:
-                parsed.append(parse_post(reading, data.read(reading, limit=MAX_POST_BYTES)))
+                post = data.read(reading, limit=MAX_POST_BYTES)
+                parsed.append(parse_post(reading, post, base=source.path))
             except DataError as exc:
                 problems.append(exc)
     except FileNotFoundError:

@@ -94,7 +94,20 @@ def test_a_page_bundle_is_named_after_its_folder(project, run_cli):
     (Path("images.toml")).write_text(manifest("content/**/_index.md"))
     Path("content/_index.md").write_text(post("Home"))
     Path("content/posts/_index.md").write_text(post("Posts"))
-    assert paths(run_cli) == ["cover[content]", "cover[posts]"]
+    assert paths(run_cli) == ["cover[_index]", "cover[posts]"]  # in the base: its own name
+
+
+def test_an_index_post_right_in_a_plain_folder_keeps_its_name(project, run_cli):
+    """`posts/*.md` named `posts/index.md` "index" before folders took wildcards; the
+    bundle rule applies only below the pattern's first wildcard, so it still does."""
+    project(
+        {
+            "images.toml": manifest("posts/*.md"),
+            "posts/index.md": post("Blog"),
+            "posts/hello.md": post("Hello"),
+        }
+    )
+    assert sorted(paths(run_cli)) == ["cover[hello]", "cover[index]"]
 
 
 def test_two_posts_with_one_slug_are_one_clear_line(project, run_cli):
