@@ -49,12 +49,13 @@ def checked_parts(pattern: str) -> Parts:
     if problem is not None:
         raise GlobError(f"{pattern!r} {problem}")
     parts = tuple(pattern.split("/"))
-    for part in parts:
+    for index, part in enumerate(parts):
         if part.casefold() in RESERVED_FOLDERS:
             raise GlobError(
                 f"{pattern!r} names {part}/, which belongs to the tool or to version control"
             )
-        if ANY_DEPTH in part and part != ANY_DEPTH:
+        # in the file name, `**` is `*` as it always was (`posts/**.md`)
+        if ANY_DEPTH in part and part != ANY_DEPTH and index < len(parts) - 1:
             raise GlobError(
                 f"{pattern!r}: `**` stands for any number of folders, so it is a whole "
                 f"part of the pattern ({_EXAMPLE})"

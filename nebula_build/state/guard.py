@@ -66,9 +66,20 @@ def path_problem(relative: object) -> str | None:
         return "leaves the project (`..`)"
     if "" in parts or "." in parts:
         return "is not in its plain form (no empty, `.` or trailing parts)"
-    if parts[0].casefold() in RESERVED_FOLDERS:
-        return f"is inside {parts[0]}/, which belongs to the tool or to version control"
+    # at any depth: a nested checkout's .git holds its credentials too
+    reserved = next((part for part in parts if part.casefold() in RESERVED_FOLDERS), None)
+    if reserved is not None:
+        return f"is inside {reserved}/, which belongs to the tool or to version control"
     return None
+
+
+def _utf8(name: str) -> bool:
+    """Whether a name read from the disk is text (not bytes Python carried through)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Guard:
@@ -243,6 +254,8 @@ class Guard:
             found.signature = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
             with os.scandir(fd) as entries:
                 for entry in entries:
+                    if not entry.name.isprintable() or not _utf8(entry.name):
+                        continue  # a name no manifest can write, nor a prompt take
                     if entry.is_file(follow_symlinks=False):
                         found.files.append(entry.name)
                     elif entry.is_dir(follow_symlinks=False):

@@ -158,7 +158,7 @@ def test_links_are_never_followed(project, run_cli, tmp_path):
         ("content/*/../../*.md", "'content/*/../../*.md' leaves the project (`..`)"),
         ("/etc/*.md", "is absolute; paths are relative to the project folder"),
         (".nebula-build/**/*.md", "is inside .nebula-build/, which belongs to the tool"),
-        ("content/.nebula-build/*.md", "names .nebula-build/, which belongs to the tool"),
+        ("content/.nebula-build/*.md", "is inside .nebula-build/, which belongs to the tool"),
         ("content/a**/*.md", "`**` stands for any number of folders, so it is a whole part"),
         ("content/**", "ends in `**`: its last part names the files (content/**/*.md)"),
     ],
@@ -275,3 +275,34 @@ def test_the_walk_is_bounded(project, run_cli, monkeypatch):
     monkeypatch.setattr(datafiles, "MAX_FOLDER_FILES", 4)
     code, _, err = run_cli("plan")
     assert code == 1 and "folder 'content' holds more than 4 files" in err, err
+
+
+def test_a_link_in_the_fixed_part_never_reaches_a_nested_checkouts_git(project, run_cli):
+    """A pull request adds a link to a nested checkout's .git (where CI keeps a token)
+    and a pattern through it: before, the config's text showed in plan's output."""
+    leaky = manifest("content/*", prompt="cover {excerpt}", output="img/{excerpt}.png")
+    root = project({"images.toml": leaky})
+    git = root / "vendor/lib/.git"
+    git.mkdir(parents=True)
+    (git / "config").write_text("[http]\n\textraheader = AUTHORIZATION: basic SECRETTOKEN\n")
+    (root / "content").symlink_to("vendor/lib/.git")
+    code, out, err = run_cli("plan")
+    assert code == 1 and "SECRETTOKEN" not in out + err
+    assert ".git/" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_folder_name_that_is_not_text_is_skipped(project, run_cli):
+    """Before: a traceback (surrogates in the canonical JSON of the spec)."""
+    root = project(
+        {"images.toml": manifest("content/*/index.md"), "content/ok/index.md": post("Ok")}
+    )
+    odd = os.path.join(os.fsencode(root / "content"), b"\xff")
+    os.mkdir(odd)
+    with open(os.path.join(odd, b"index.md"), "w") as file:
+        file.write(post("Odd"))
+    assert paths(run_cli) == ["cover[ok]"]
+
+
+def test_two_stars_in_the_file_name_match_as_one_as_before(project, run_cli):
+    project({"images.toml": manifest("posts/**.md"), "posts/a.md": post("A")})
+    assert paths(run_cli) == ["cover[a]"]
