@@ -29,11 +29,13 @@ _OPERATORS = {"Add": operator.add, "Sub": operator.sub, "Mult": operator.mul}
 
 
 class ExpansionError(ValueError):
-    """A problem with one key of one declaration."""
+    """A problem with one key of one declaration (`at`: the keys inside it, if any:
+    ("columns", "name") of `rows`)."""
 
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, at: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.key = key
+        self.at = at
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ checked when specs are resolved (`spec.py`), against the backend's declaration.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -20,11 +21,14 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -198,6 +202,50 @@ class Defaults(GenerationFields, DrawFields, OutputFields, SpriteFields):
     style: str | None = Field(None, min_length=1, description="Style every image takes.")
 
 
+#: entries in `rows.columns` or `rows.defaults`: far more than any data file needs named
+MAX_ROW_NAMES = 1000
+#: words of the `where` language: a column named so could not be read there
+_WHERE_WORDS = frozenset({"and", "or", "not", "in", "true", "false"})
+
+
+def _placeholder_name(name: str) -> str:
+    """A name `rows.columns` gives a column: one a template, `id` and `where` can all use."""
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(
+            f"{shown(name)!r} is not a placeholder name (letters, digits and _, not starting "
+            "with a digit); the placeholder comes first: "
+            'columns = { product_name = "Product Name" }'
+        )
+    if name in _WHERE_WORDS:
+        raise ValueError(f"{name!r} is a word of `where`, so it cannot name a column there")
+    return name
+
+
+def _plain_value(value: Any) -> Any:
+    """A default a row takes: text, a number, true/false, or a list of these, as a
+    template or `where` reads a data file's values (never a table, a date or NaN)."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, str | int | float | bool):
+            raise ValueError("must be text, a number, true or false, or a list of these")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("must be a finite number")
+    if sum(len(str(item)) + 2 for item in items) > MAX_TEXT + 2:
+        raise ValueError(f"may be at most {MAX_TEXT:,} characters as text")
+    return value
+
+
+ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY)]
+PlaceholderName = Annotated[
+    str,
+    StringConstraints(max_length=MAX_KEY),
+    AfterValidator(_placeholder_name),  # its own message: what a placeholder name is
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}),
+]
+Scalar = str | int | float | bool
+DefaultValue = Annotated[Scalar | list[Scalar], BeforeValidator(_plain_value)]
+
+
 class RowsDecl(BaseModel):
     """`rows = { … }`: where a declaration's rows come from, when a path is not enough."""
 
@@ -230,6 +278,20 @@ class RowsDecl(BaseModel):
         description="With a .json file: the dotted path of the array of rows inside it, "
         'e.g. "data.products".',
     )
+    columns: dict[PlaceholderName, ColumnName] | None = Field(
+        None,
+        max_length=MAX_ROW_NAMES,
+        description='Placeholder names for columns, e.g. { name = "Product Name", price = '
+        '"unit-price" }: {name} in a template, `id` and `where` read the column "Product '
+        "Name\". A name may not be another column's.",
+    )
+    defaults: dict[ColumnName, DefaultValue] | None = Field(
+        None,
+        max_length=MAX_ROW_NAMES,
+        description='Values for optional columns, e.g. { subtitle = "", stock = 0 }: a row '
+        "that lacks the column, or has it empty, takes this value in templates and `where`. "
+        "A key is a column (a name from `columns` too); not the `id`.",
+    )
 
 
 class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
@@ -256,8 +318,10 @@ class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
     rows: str | RowsDecl | None = Field(
         None,
         description="One image per row of a data file: a path (.csv, .json, .jsonl) or a "
-        "table {file, at} / {files, front_matter}. Each column is a {placeholder}; images "
-        "are named like product[<id>] after the `id` column. See docs/data.md.",
+        "table {file, at} / {files, front_matter}, either with `columns` (placeholder "
+        "names for headers) and `defaults` (values for optional columns). Each column is a "
+        "{placeholder}; images are named like product[<id>] after the `id` column. See "
+        "docs/data.md.",
     )
     id: str | None = Field(
         None,
@@ -578,6 +642,9 @@ def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
     """A pydantic error as (key path, message a user can act on)."""
     loc = tuple(error["loc"])
     if loc and loc[-1] == "[key]":
+        if loc[-4:-2] in (("rows", "columns"), ("rows", "defaults")):
+            named = {key: value for key, value in error.items() if key != "input"}
+            return loc[:-1], describe_error(named, [])  # the message names the key
         return loc[:-1], "image names may contain only letters, digits, '-' and '_'"
     if loc == ("version",) and error["type"] == "literal_error":
         got = json.dumps(error.get("input"), default=str)

@@ -283,7 +283,7 @@ class _Resolver(SpriteRules):
                 return []
             made = images_from_rows(base, decl, source, self.data)
         except ExpansionError as exc:
-            self.fail((*loc, exc.key), str(exc))
+            self.fail((*loc, exc.key, *exc.at), str(exc))
             return []
         except DataError as exc:
             self.data_problem(base, exc)

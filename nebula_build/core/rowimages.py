@@ -10,7 +10,8 @@ not offered: a row's place in the file is not its identity. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,9 +26,19 @@ from nebula_build.core.manifest import (
     has_control_characters,
     shown,
 )
+from nebula_build.core.rowcolumns import Columns, columns_of, listed, no_column
 from nebula_build.core.spec import check_template, fill, placeholders
-from nebula_build.core.table import FORMATS, DataError, Row, Table, parse, suffix_format, text_of
-from nebula_build.errors import UserError, did_you_mean
+from nebula_build.core.table import (
+    FORMATS,
+    DataError,
+    Row,
+    Table,
+    Value,
+    parse,
+    suffix_format,
+    text_of,
+)
+from nebula_build.errors import UserError
 from nebula_build.state import globs
 from nebula_build.text import plural
 
@@ -163,67 +174,102 @@ class _Plan:
     base: str
     decl: ImageDecl
     table: Table
+    columns: Columns
     id: str
     templates: dict[str, str]
     seed: str | None
     used: tuple[str, ...]
     where: filters.Node | None
+    #: a row's values under the names the declaration reads, defaults filled in
+    view: Callable[[Row], Mapping[str, Value]]
 
 
 def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Plan:
-    known = table.columns
+    assert decl.rows is not None
+    columns = columns_of(decl.rows, table)
+    known = columns.names
     id_column = decl.id or ("slug" if from_posts else None)
     if id_column is None:
         raise ExpansionError(
             "id",
             f"is required with rows: the column that names each row's image, one of "
-            f"{_listed(known)} (never the row's place in the file)",
+            f"{listed(known)} (never the row's place in the file)",
         )
-    if id_column not in known:
-        raise ExpansionError("id", _no_column(table, id_column))
+    if id_column not in columns.sources:
+        raise ExpansionError("id", no_column(table, id_column, known))
     templates = {key: getattr(decl, key) for key in TEMPLATED if getattr(decl, key) is not None}
     if isinstance(decl.seed, str):
         templates["seed"] = decl.seed
-    placeholder_names = [name for name in known if name.isidentifier()]
-    for key, template in templates.items():
-        problem = check_template(template, placeholder_names)
-        if problem is not None:
-            raise ExpansionError(key, problem.replace("known:", f"{table.path} has:"))
-    condition = None
-    if decl.where is not None:
-        try:
-            condition = filters.parse(decl.where)
-        except filters.WhereError as exc:
-            raise ExpansionError("where", str(exc)) from None
-        unknown = sorted(filters.columns(condition) - set(known))
-        if unknown:
-            raise ExpansionError("where", _no_column(table, unknown[0]))
-        work = filters.comparisons(condition) * len(table.rows)
-        if work > filters.MAX_WORK:
-            raise ExpansionError(
-                "where",
-                f"{plural(filters.comparisons(condition), 'comparison')} on each of "
-                f"{len(table.rows):,} rows is more than nebula-build evaluates "
-                f"({filters.MAX_WORK:,} in all); compare fewer times (`in [...]` is one "
-                "comparison) or read fewer rows",
-            )
+    _check_templates(templates, table, columns)
+    condition = _condition(decl, table, columns) if decl.where is not None else None
     used = {id_column}
     for template in templates.values():
         used.update(placeholders(template))
+    read = used | (filters.columns(condition) if condition is not None else set())
+    columns.check_defaults(read, id_column)
     seed = templates.pop("seed", None)
     ordered = tuple(name for name in known if name in used)
-    return _Plan(base, decl, table, id_column, templates, seed, ordered, condition)
+    view = columns.reader([name for name in known if name in read])
+    return _Plan(base, decl, table, columns, id_column, templates, seed, ordered, condition, view)
 
 
-def _no_column(table: Table, name: str) -> str:
-    close = did_you_mean(name, table.columns)
-    hint = f"did you mean {close!r}? " if close else ""
-    return f"{table.path} has no column {name!r} ({hint}columns: {_listed(table.columns)})"
+def _check_templates(templates: dict[str, str], table: Table, columns: Columns) -> None:
+    """ExpansionError for a template that uses a name the declaration does not know."""
+    placeholder_names = [name for name in columns.names if name.isidentifier()]
+    for key, template in templates.items():
+        unnamed = _unnamed_column(template, columns)
+        if unnamed is not None:
+            raise ExpansionError(
+                key,
+                f"{{{shown(unnamed)}}}: {table.path}'s column {shown(unnamed)!r} needs a "
+                f"placeholder name: rows = {{ …, columns = {{ {_suggested(unnamed)} = "
+                f'"{shown(unnamed)}" }} }}',
+            )
+        problem = check_template(template, placeholder_names)
+        if problem is not None:
+            raise ExpansionError(key, problem.replace("known:", f"{table.path} has:"))
 
 
-def _listed(columns: Iterable[str]) -> str:
-    names = [shown(name, 40) for name in columns]
-    return ", ".join(names[:30]) + (", …" if len(names) > 30 else "") if names else "none"
+def _unnamed_column(template: str, columns: Columns) -> str | None:
+    """A column the template names by a header that is not a placeholder name
+    (`{Product Name}`), if it does: `rows.columns` can name it."""
+    import string
+
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template)]
+    except ValueError:
+        return None  # check_template says what is wrong with it
+    return next(
+        (f for f in fields if f and f in columns.data_columns and not f.isidentifier()), None
+    )
+
+
+def _suggested(column: str) -> str:
+    """A placeholder name for a header such as "Product Name": product_name."""
+    name = re.sub(r"\W+", "_", column.strip().lower(), flags=re.ASCII).strip("_")
+    return name if name.isidentifier() else f"column_{name}".rstrip("_")
+
+
+def _condition(decl: ImageDecl, table: Table, columns: Columns) -> filters.Node:
+    """The declaration's `where`, parsed and checked against the names it may read."""
+    assert decl.where is not None
+    try:
+        condition = filters.parse(decl.where)
+    except filters.WhereError as exc:
+        raise ExpansionError("where", str(exc)) from None
+    unknown = sorted(filters.columns(condition) - set(columns.sources))
+    if unknown:
+        raise ExpansionError("where", no_column(table, unknown[0], columns.names))
+    work = filters.comparisons(condition) * len(table.rows)
+    if work > filters.MAX_WORK:
+        raise ExpansionError(
+            "where",
+            f"{plural(filters.comparisons(condition), 'comparison')} on each of "
+            f"{len(table.rows):,} rows is more than nebula-build evaluates "
+            f"({filters.MAX_WORK:,} in all); compare fewer times (`in [...]` is one "
+            "comparison) or read fewer rows",
+        )
+    return condition
 
 
 def expand_rows(base: str, decl: ImageDecl, table: Table, *, from_posts: bool = False) -> RowImages:
@@ -248,29 +294,24 @@ def expand_rows(base: str, decl: ImageDecl, table: Table, *, from_posts: bool = 
     return made
 
 
-def _fail(plan: _Plan, row: Row, column: str | None, message: str) -> DataError:
+def _fail(plan: _Plan, row: Row, name: str | None, message: str) -> DataError:
+    column = plan.columns.source(name) if name is not None else None
+    if column is not None and column not in plan.columns.data_columns:
+        column = None  # a column only a default gives: the row itself is at fault
     line, character = plan.table.position(row, column)
     return DataError(row.path, message, line, character)
 
 
 def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
+    seen = plan.view(row)
     if plan.where is not None:
         try:
-            if not filters.matches(plan.where, row.values):
+            if not filters.matches(plan.where, seen):
                 return None
         except filters.WhereError as exc:
             where = f"where: column {exc.column!r}" if exc.column else "where"
             raise _fail(plan, row, exc.column, f"{where}: {exc}") from None
-    values: dict[str, str] = {}
-    for column in plan.used:
-        try:
-            text = text_of(row.values.get(column), limit=MAX_TEXT)
-        except ValueError as exc:
-            raise _fail(plan, row, column, f"column {column!r} {exc}") from None
-        if text is None or not text.strip():
-            state = "is empty" if column in row.values else "is missing"
-            raise _fail(plan, row, column, f"column {column!r} {state} (the image uses it)")
-        values[column] = text
+    values = _values(plan, row, seen)
     row_id = values[plan.id]
     problem = _id_problem(row_id)
     if problem is not None:
@@ -279,6 +320,8 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
     if earlier is not row:
         raise _fail(plan, row, plan.id, _duplicate(plan, row_id, earlier, row))
     filled = {key: fill(t, values) for key, t in plan.templates.items()}
+    if "prompt" in filled and not filled["prompt"].strip():
+        raise _fail(plan, row, None, "prompt is empty with this row's values (and defaults)")
     for key in _TEXT_KEYS:
         text = filled.get(key)
         if text is not None and len(text) > MAX_TEXT:
@@ -296,6 +339,23 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
             raise _fail(plan, row, None, f"seed: {exc}") from None
     decl = plan.decl.model_copy(update=update)
     return Expanded(f"{plan.base}[{row_id}]", plan.base, decl, row=row_id)
+
+
+def _values(plan: _Plan, row: Row, seen: Mapping[str, Value]) -> dict[str, str]:
+    """The text of each placeholder the row's image uses; DataError for a value that
+    is missing or empty (and has no default), or is not text."""
+    values: dict[str, str] = {}
+    for name in plan.used:
+        try:
+            text = text_of(seen.get(name), limit=MAX_TEXT)
+        except ValueError as exc:
+            raise _fail(plan, row, name, f"column {plan.columns.described(name)} {exc}") from None
+        if text is None or (not text.strip() and not plan.columns.optional(name)):
+            state = "is empty" if plan.columns.source(name) in row.values else "is missing"
+            message = f"column {plan.columns.described(name)} {state} (the image uses it)"
+            raise _fail(plan, row, name, message)
+        values[name] = text
+    return values
 
 
 def _duplicate(plan: _Plan, row_id: str, earlier: Row, row: Row) -> str:

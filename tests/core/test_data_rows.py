@@ -167,3 +167,43 @@ def test_a_manifest_without_rows_imports_none_of_this(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-2:] == ["[]", "False"]
+
+
+def _columns(table_text: str, **rows: object):
+    from nebula_build.core.manifest import RowsDecl
+    from nebula_build.core.rowcolumns import columns_of
+
+    table = parse("data/t.csv", table_text.encode())
+    return table, columns_of(RowsDecl.model_validate({"file": "data/t.csv", **rows}), table)
+
+
+def test_a_row_is_read_as_is_when_nothing_is_named_or_defaulted():
+    table, columns = _columns("sku,name\na,A\n", defaults={"other": "x"})
+    row = table.rows[0]
+    assert columns.reader(["sku", "name"])(row) is row.values  # no copy per row
+    assert columns.reader(["sku", "other"])(row) == {"sku": "a", "other": "x"}
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [("Tea", "Tea"), ("", "none"), ("   ", "none"), ("0", "0"), ("false", "false")],
+)
+def test_a_default_fills_in_only_a_missing_or_blank_value(cell, expected):
+    table, columns = _columns(
+        f"sku,Product Name\na,{cell}\n",
+        columns={"name": "Product Name"},
+        defaults={"name": "none"},
+    )
+    view = columns.reader(["sku", "name"])(table.rows[0])
+    assert view == {"sku": "a", "name": expected}
+    assert columns.described("name") == "'Product Name' (as 'name')"
+
+
+def test_a_list_default_and_a_missing_json_value():
+    from nebula_build.core.manifest import RowsDecl
+    from nebula_build.core.rowcolumns import columns_of
+
+    table = parse("data/t.json", b'[{"id": "a", "tags": null}, {"id": "b", "tags": []}]')
+    rows = RowsDecl.model_validate({"file": "data/t.json", "defaults": {"tags": ["x", 1]}})
+    read = columns_of(rows, table).reader(["tags"])
+    assert [text_of(read(row)["tags"]) for row in table.rows] == ["x, 1", "x, 1"]

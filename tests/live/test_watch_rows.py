@@ -294,3 +294,57 @@ def test_a_page_bundle_saved_on_disk_in_a_new_folder_starts_a_round(project, tmp
             await task
 
     asyncio.run(scenario())
+
+
+def test_editing_columns_and_defaults_starts_a_round_that_remakes_only_what_they_change(
+    project, fake_site, tmp_path
+):
+    log = tmp_path / "gen.log"
+    product = {**IMAGES["product"], "where": "name"}  # the way round an empty name
+    root = project(
+        {
+            "images.toml": fake_manifest(log, {"product": product}),
+            "data/products.csv": CSV + "C-1,,2\n",
+        }
+    )
+    manifest = root / "images.toml"
+
+    async def edit(script: Script, fields: dict[str, object]) -> object:
+        manifest.write_text(fake_manifest(log, {"product": {**IMAGES["product"], **fields}}))
+        await script.queue.put({manifest})
+        return await script.next_round()
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        assert sorted((await script.next_round()).changed) == ["product[B-1]", "product[T-1]"]
+
+        rows = {"file": "data/products.csv", "defaults": {"name": "a loaf"}}
+        assert (await edit(script, {"rows": rows})).changed == ["product[C-1]"]
+
+        rows = {**rows, "columns": {"label": "name"}, "defaults": {"label": "a loaf"}}
+        renamed = await edit(script, {"rows": rows, "prompt": "photo of {label}"})
+        assert renamed.changed == [] and not renamed.error  # the same values: nothing
+
+        rows = {**rows, "defaults": {"label": "a bun"}}
+        assert (await edit(script, {"rows": rows, "prompt": "photo of {label}"})).changed == [
+            "product[C-1]"
+        ]
+
+        rows = {**rows, "columns": {"label": "nmae"}}
+        broken = await edit(script, {"rows": rows, "prompt": "photo of {label}"})
+        assert "images.product.rows.columns.label: data/products.csv has no column 'nmae'" in (
+            broken.error
+        )
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert sorted(generation_log(log)) == [
+        "product[B-1]",
+        "product[C-1]",
+        "product[C-1]",
+        "product[T-1]",
+    ]
