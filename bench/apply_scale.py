@@ -89,13 +89,9 @@ def run(
 
 
 def project(root: Path, count: int) -> None:
-    """`count` images; a manifest of more than 10,000 says so (`max_images`)."""
-    manifest = write_manifest(root, count)
-    if count > 10_000:
-        text = manifest.read_text()
-        manifest.write_text(
-            text.replace("version = 1\n", f"version = 1\nmax_images = {count}\n", 1)
-        )
+    """`count` images; a manifest of more than 10,000 says so (`max_images`, which
+    `write_manifest` sets)."""
+    write_manifest(root, count)
 
 
 def fresh(root: Path) -> None:

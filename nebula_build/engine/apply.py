@@ -49,7 +49,7 @@ from nebula_build.state.cache import Store
 from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.guard import Guard
 from nebula_build.state.inputs import InputSnapshot
-from nebula_build.state.lockfile import LockEntry, LockWriter
+from nebula_build.state.lockfile import NONE_RECORDED, LockEntry, LockWriter, recorded
 from nebula_build.state.project import Project
 from nebula_build.state.remote import CONCURRENCY, Remote
 from nebula_build.state.rescue import rescue
@@ -122,6 +122,19 @@ class ApplyResult:
         self.warnings.extend((outcome.image, warning) for warning in outcome.warnings)
         if keep:
             self.outcomes.append(outcome)
+
+
+#: generation parameters a lock entry keeps as fields of its own
+_ENTRY_FIELDS = frozenset({"backend", "model"})
+
+
+def _entry_params(spec: AssetSpec) -> dict[str, Any]:
+    """The generation parameters a lock entry records: the spec's, less the backend and
+    the model (the entry has them as fields). Built at its own size: a dict that had
+    those keys deleted keeps their room, and a 100k-image lock holds one per entry."""
+    return {
+        name: value for name, value in spec.generation_params().items() if name not in _ENTRY_FIELDS
+    }
 
 
 def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
@@ -431,12 +444,10 @@ class Applier:
         """Record a finished image; `seed` is what the backend reported using,
         `made_with` its provenance record (None: not generated now, so the entry's
         record stands while the generation is the same)."""
-        params = spec.generation_params()
-        del params["backend"], params["model"]  # the entry has them as fields
         before = self.writer.entries.get(spec.name)
         if made_with is None:
             same = before is not None and before.generation_key == spec.generation_key
-            made_with = before.made_with if same and before is not None else {}
+            made_with = before.made_with if same and before is not None else NONE_RECORDED
         # a pin keeps the set it was made over, for --unpin to come back to
         same_set = before is not None and (
             spec.pin is not None or spec.generation_key in {d.key for d in before.draws}
@@ -450,13 +461,13 @@ class Applier:
                 digest=digest,
                 generation_key=spec.generation_key,
                 output_key=spec.output_key,
-                params=params,
+                params=_entry_params(spec),
                 seed=None if seed == spec.seed else seed,
-                variants=dict(variants or {}),
+                variants=recorded(variants),
                 draws=before.draws if before is not None and same_set else (),
                 history=history_after(before, spec.generation_key, self.store),
                 pin=spec.pin,
-                made_with=dict(made_with),
+                made_with=recorded(made_with),
             ),
         )
 

@@ -26,6 +26,7 @@ from nebula_build.engine import candidates, cost
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.derived import FileOutcome, build_files
 from nebula_build.engine.execute import OpenBackends, execute
+from nebula_build.engine.freememory import release_freed_memory
 from nebula_build.engine.gc import remove_leftovers
 from nebula_build.engine.planning import plan_for
 from nebula_build.engine.prepare import Loaded, Prepared, prepare, recovered_lock
@@ -205,6 +206,8 @@ async def apply_round(
     progress = listener.starting(prepared, plan)
     try:
         if plan.changes:
+            if only is None:  # the whole manifest was loaded: give back what that freed
+                release_freed_memory()
             result.applied = await execute(
                 prepared,
                 plan,

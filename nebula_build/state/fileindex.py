@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from stat import S_ISREG
+from typing import cast
 
-from nebula_build.fsutil import atomic_write, read_regular, sha256_bytes, sha256_file
+from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
 
 _Signature = tuple[int, int, int, int]
 _FIELDS = 4
@@ -27,8 +29,13 @@ _LIMIT = 512 << 20
 JOURNAL_NAME = "files-journal"
 #: journal rows kept before they are folded into the index, at least
 _JOURNAL_ROWS = 1000
+#: rows per piece when the index is written out
+_PIECE = 5000
 
-_Rows = dict[str, list[object]]
+#: (size, mtime, ctime, inode, digest): a list as read from JSON, a tuple once
+#: recorded here (a third smaller; both are written the same)
+_Row = Sequence[object]
+_Rows = dict[str, _Row]
 #: (the index's signature, its journal's) → its rows and how many journal rows it has
 _held: dict[Path, tuple[tuple[_Signature | None, _Signature | None], _Rows, int]] = {}
 _retained: set[Path] = set()
@@ -78,6 +85,11 @@ def _signature(stat: os.stat_result) -> _Signature:
     return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
+def _signature_of(row: _Row) -> _Signature:
+    """The (size, mtime, ctime, inode) a row starts with: integers (`_is_row`)."""
+    return cast(_Signature, tuple(row[:_FIELDS]))
+
+
 class FileIndex:
     """Digest of project files by relative path, backed by a stat cache."""
 
@@ -85,17 +97,19 @@ class FileIndex:
         self.root = root
         self._root = str(root)
         self.index_path = index_path
-        self._rows: dict[str, list[object]] | None = None
-        #: the signature each file had when this process last looked at it
-        self._seen: dict[str, _Signature] = {}
+        self._rows: _Rows | None = None
+        #: the row each file had when this process last looked at it: its signature
+        #: (the first four fields), kept as the row itself rather than a copy of them
+        self._seen: _Rows = {}
         self._dirty = False
-        #: paths whose rows changed since the last save
-        self._changed: set[str] = set()
+        #: paths whose rows changed since the last save, where a save may append them to
+        #: the journal (a retained index); None: the next save writes the whole index
+        self._changed: set[str] | None = None
         self.journal_path = index_path.with_name(JOURNAL_NAME)
         self._journal_rows = 0
 
     @property
-    def _entries(self) -> dict[str, list[object]]:
+    def _entries(self) -> _Rows:
         """The index's rows, read on first use: at 100k files they take ~80 MB, which
         a plan then finds free again once the manifest it parsed first is let go."""
         if self._rows is None:
@@ -103,6 +117,7 @@ class FileIndex:
         return self._rows
 
     def _loaded(self) -> _Rows:
+        self._changed = set() if self.index_path in _retained else None
         signatures = self._signatures()
         held = _held.get(self.index_path)
         if held is not None and held[0] == signatures and None not in signatures[:1]:
@@ -141,15 +156,12 @@ class FileIndex:
             return None
         signature = _signature(stat)
         known = self._entries.get(relative)
-        if known is not None and (recorded := tuple(known[:_FIELDS])) == signature:
-            # equal to `signature`, and holding the row's numbers rather than copies of them
-            self._seen[relative] = recorded
+        if known is not None and tuple(known[:_FIELDS]) == signature:
+            self._seen[relative] = known
             return str(known[_FIELDS])
-        self._seen[relative] = signature
         digest = sha256_file(Path(path))
-        self._entries[relative] = [*signature, digest]
-        self._dirty = True
-        self._changed.add(relative)
+        self._seen[relative] = self._entries[relative] = (*signature, digest)
+        self._changed_row(relative)
         return digest
 
     def record(self, relative: str, data: bytes | None = None, digest: str | None = None) -> None:
@@ -163,21 +175,23 @@ class FileIndex:
         digest = digest or (sha256_bytes(data) if data is not None else None)
         if digest is None:
             digest = sha256_file(Path(path))
-        signature = self._seen[relative] = _signature(stat)
-        self._entries[relative] = [*signature, digest]
+        self._seen[relative] = self._entries[relative] = (*_signature(stat), digest)
+        self._changed_row(relative)
+
+    def _changed_row(self, relative: str) -> None:
         self._dirty = True
-        self._changed.add(relative)
+        if self._changed is not None:
+            self._changed.add(relative)
 
     def seen(self) -> dict[str, tuple[int, int, int, int]]:
         """(size, mtime, ctime, inode) of every file this process has looked at, as it
         was then: what a no-op plan depended on, without a second stat."""
-        return dict(self._seen)
+        return {path: _signature_of(row) for path, row in self._seen.items()}
 
     def forget(self, relative: str) -> None:
         self._seen.pop(relative, None)
         if self._entries.pop(relative, None) is not None:
-            self._dirty = True
-            self._changed.add(relative)
+            self._changed_row(relative)
 
     def save(self) -> None:
         """Persist the index if it changed; losing it only costs re-hashing. A retained
@@ -186,26 +200,29 @@ class FileIndex:
             return
         retained = self.index_path in _retained
         held = _held.get(self.index_path)
-        rows = self._journal_rows + len(self._changed)
+        changed = self._changed
+        rows = self._journal_rows + len(changed or ())
         try:
             if (
                 retained
+                and changed is not None
                 and held is not None
                 and held[0][0] is not None  # else the first save writes the index
                 and held[0] == self._signatures()
                 and rows <= max(_JOURNAL_ROWS, len(self._entries) // 4)
             ):
-                self._append(sorted(self._changed))
+                self._append(sorted(changed))
                 self._journal_rows = rows
             else:
-                atomic_write(self.index_path, json.dumps(self._entries).encode(), durable=False)
+                with atomic_stream(self.index_path, durable=False) as handle:
+                    handle.writelines(_index_pieces(self._entries))
                 self.journal_path.unlink(missing_ok=True)
                 self._journal_rows = 0
         except OSError:
             _held.pop(self.index_path, None)
             return
         self._dirty = False
-        self._changed.clear()
+        self._changed = set() if retained else None
         if retained:
             _held[self.index_path] = (self._signatures(), dict(self._entries), self._journal_rows)
 
@@ -231,3 +248,14 @@ class FileIndex:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         with os.fdopen(os.open(self.journal_path, flags, 0o644), "ab") as journal:
             journal.write(lines.encode())
+
+
+def _index_pieces(rows: _Rows) -> Iterator[bytes]:
+    """`json.dumps(rows)`, encoded, a few thousand rows at a time: at 100k files the
+    whole text and its bytes would be ~30 MB at the end of an apply, its peak."""
+    names = list(rows)
+    yield b"{"
+    for start in range(0, len(names), _PIECE):
+        chunk = {name: rows[name] for name in names[start : start + _PIECE]}
+        yield (", " if start else "").encode() + json.dumps(chunk)[1:-1].encode()
+    yield b"}"

@@ -32,7 +32,7 @@ def test_an_edit_round_reads_no_lock_and_writes_only_what_changed(
     formatted: list[str] = []
     index_writes: list[str] = []
     real_read, real_table = lockfile.read_from_disk, lockfile._table
-    real_write = fileindex.atomic_write
+    real_stream = fileindex.atomic_stream
 
     def counted_read(p: Project) -> tuple[lockfile.Entries, bytes | None]:
         reads.append(p.lock_path.name)
@@ -42,13 +42,13 @@ def test_an_edit_round_reads_no_lock_and_writes_only_what_changed(
         formatted.append(name)
         return real_table(name, entry)
 
-    def counted_write(path, data, **kw):  # type: ignore[no-untyped-def]
+    def counted_stream(path, **kw):  # type: ignore[no-untyped-def]
         index_writes.append(path.name)
-        return real_write(path, data, **kw)
+        return real_stream(path, **kw)
 
     monkeypatch.setattr(lockfile, "read_from_disk", counted_read)
     monkeypatch.setattr(lockfile, "_table", counted_table)
-    monkeypatch.setattr(fileindex, "atomic_write", counted_write)
+    monkeypatch.setattr(fileindex, "atomic_stream", counted_stream)
 
     async def scenario() -> None:
         script = Script()
@@ -82,4 +82,4 @@ def test_an_edit_round_reads_no_lock_and_writes_only_what_changed(
     assert lockfile.read(state) == lockfile.loads(text)  # from the snapshot written when idle
     index = FileIndex(root, state.file_index_path)
     assert index.digest("out/10/s1000.png") == index._entries["out/10/s1000.png"][4]
-    assert index._changed == set()  # the journal's rows were current: nothing re-hashed
+    assert not index._dirty  # the journal's rows were current: nothing re-hashed

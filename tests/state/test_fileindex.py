@@ -144,3 +144,26 @@ def test_rows_appended_after_a_torn_journal_line_are_kept(files):
     fileindex._held.pop(index_path, None)
     rows = FileIndex(root, index_path)._entries
     assert rows["f3.png"][-1] == FileIndex(root, root / "other.json").digest("f3.png")
+
+
+def test_the_index_is_written_in_pieces_as_one_json_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(fileindex, "_PIECE", 3)
+    index_path = tmp_path / "files.json"
+    index = FileIndex(tmp_path, index_path)
+    for n in range(8):
+        (tmp_path / f"é{n}.png").write_bytes(bytes([n]))
+        index.record(f"é{n}.png", data=bytes([n]))
+    index.save()
+    rows = {path: list(row) for path, row in index._entries.items()}
+    assert index_path.read_bytes() == json.dumps(rows).encode()
+
+
+def test_seen_gives_the_signatures_of_the_rows_looked_at(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"a")
+    (tmp_path / "b.png").write_bytes(b"b")
+    index = FileIndex(tmp_path, tmp_path / "files.json")
+    index.digest("a.png")
+    index.record("b.png", data=b"b")
+    assert index.seen() == {
+        name: tuple(_row(tmp_path / name, "")[:4]) for name in ("a.png", "b.png")
+    }

@@ -267,3 +267,22 @@ def test_a_changed_image_changes_only_its_own_lines_of_the_lock():
     # diff is a few lines per changed image, however big the lock
     assert len(diff) == 4
     assert {line[1:].split(" = ")[0] for line in diff} == {"digest", "params"}
+
+
+def test_an_entry_without_variants_or_a_record_shares_one_empty_mapping():
+    from nebula_build.state.lockfile import NONE_RECORDED, LockEntry
+
+    fields = {
+        "backend": "preview",
+        "model": "m",
+        "output": "out/a.png",
+        "digest": "0" * 64,
+        "generation_key": "1" * 64,
+        "output_key": "2" * 64,
+        "params": {"prompt": "a"},
+    }
+    entry = LockEntry.from_checked(fields)
+    assert entry.variants is NONE_RECORDED and entry.made_with is NONE_RECORDED
+    assert LockEntry(**fields).variants is NONE_RECORDED
+    assert entry == LockEntry(**fields, variants={}, made_with={})
+    assert entry.to_dict() == fields
