@@ -88,25 +88,31 @@ class Columns:
                 "default would give every row without one the same name",
                 at=("defaults", self.default_keys[id_column]),
             )
+        # A column the data lacks is read only under its own name (`columns` names
+        # only columns the data has): no scan of every column per default.
+        reading = set(read)
         for column, key in self.default_keys.items():
             if column in self.data_columns:
                 continue  # a column rows have: the default fills in the ones that lack it
-            readers = {name for name, source in self.sources.items() if source == column}
-            if not readers & set(read):
+            if column not in reading:
                 close = _close(column, sorted(self.data_columns))
                 hint = f" (did you mean {close!r}?)" if close else ""
                 raise ExpansionError(
                     "rows",
-                    f"{self.path} has no column {shown(column)!r}{hint}, and no template, `id` "
+                    f"{self.path} has no column '{shown(column)}'{hint}, and no template, `id` "
                     "or `where` reads it",
                     at=("defaults", key),
                 )
 
 
 def _blank(value: object) -> bool:
-    """Missing or empty, as a default fills it in: nothing, only spaces, or []."""
-    if value is _ABSENT or value is None or value == ():
+    """Missing or empty, as a default fills it in: nothing, only spaces, or a list
+    whose items all are (`[]`, `[null]`, `[""]`: what a template would show as
+    nothing)."""
+    if value is _ABSENT or value is None:
         return True
+    if isinstance(value, tuple):
+        return all(_blank(item) for item in value)
     return isinstance(value, str) and not value.strip()
 
 
@@ -125,7 +131,7 @@ def columns_of(rows: str | RowsDecl, table: Table) -> Columns:
         if column in default_keys:
             raise ExpansionError(
                 "rows",
-                f"{shown(column)!r} has a default already (defaults.{default_keys[column]})",
+                f"'{shown(column)}' has a default already (defaults.{default_keys[column]})",
                 at=("defaults", key),
             )
         defaults[column] = normal(value)
@@ -142,7 +148,7 @@ def _check_name(table: Table, data_columns: Collection[str], name: str, column: 
     if name in data_columns and column != name:
         raise ExpansionError(
             "rows",
-            f"{table.path} has a column {name!r} too: give {shown(column)!r} another name "
+            f"{table.path} has a column {name!r} too: give '{shown(column)}' another name "
             f"(or use {{{name}}} for the column {name!r})",
             at=("columns", name),
         )
@@ -156,7 +162,7 @@ def no_column(table: Table, name: str, known: Iterable[str] | None = None) -> st
     names = list(table.columns if known is None else known)
     close = _close(name, names)
     hint = f"did you mean {close!r}? " if close else ""
-    return f"{table.path} has no column {shown(name)!r} ({hint}columns: {listed(names)})"
+    return f"{table.path} has no column '{shown(name)}' ({hint}columns: {listed(names)})"
 
 
 def _close(name: str, names: Collection[str]) -> str | None:

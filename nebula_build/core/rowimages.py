@@ -219,11 +219,17 @@ def _check_templates(templates: dict[str, str], table: Table, columns: Columns) 
     for key, template in templates.items():
         unnamed = _unnamed_column(template, columns)
         if unnamed is not None:
+            named = next(
+                (n for n, c in columns.sources.items() if c == unnamed and n.isidentifier()), None
+            )
+            how = (
+                f"is named {{{named}}} by `columns`: write that"
+                if named is not None
+                else f"needs a placeholder name: rows = {{ …, columns = "
+                f'{{ {_suggested(unnamed)} = "{shown(unnamed)}" }} }}'
+            )
             raise ExpansionError(
-                key,
-                f"{{{shown(unnamed)}}}: {table.path}'s column {shown(unnamed)!r} needs a "
-                f"placeholder name: rows = {{ …, columns = {{ {_suggested(unnamed)} = "
-                f'"{shown(unnamed)}" }} }}',
+                key, f"{{{shown(unnamed)}}}: {table.path}'s column {shown(unnamed)!r} {how}"
             )
         problem = check_template(template, placeholder_names)
         if problem is not None:

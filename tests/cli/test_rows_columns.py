@@ -450,3 +450,58 @@ def test_the_docs_example_builds(project, run_cli):
         "product[T-1]": "Green tea, product photo",
         "cover[a]": "A , bright, editorial photo",
     }
+
+
+def test_a_list_of_only_empty_items_takes_the_default(project, run_cli):
+    """`[null]` or `[""]` (a YAML list with one empty entry) shows as nothing: it takes
+    the default as `[]` does (before: it became empty text, and `where` dropped it)."""
+    rows = [
+        {"sku": "A", "tags": []},
+        {"sku": "B", "tags": [None]},
+        {"sku": "C", "tags": [""]},
+        {"sku": "G", "tags": [" ", None]},
+        {"sku": "H", "tags": ["tea"]},
+    ]
+    image = {
+        "rows": {"file": "data/t.json", "defaults": {"tags": "generic"}},
+        "id": "sku",
+        "prompt": "photo {sku}, tags: [{tags}]",
+        "output": "img/{sku}.png",
+    }
+    root = project({"images.toml": manifest({"p": image}), "data/t.json": json.dumps(rows)})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    prompts = {name: params["prompt"] for name, params in locked(root).items()}
+    assert prompts == {
+        "p[A]": "photo A, tags: [generic]",
+        "p[B]": "photo B, tags: [generic]",
+        "p[C]": "photo C, tags: [generic]",
+        "p[G]": "photo G, tags: [generic]",
+        "p[H]": "photo H, tags: [tea]",
+    }
+
+
+def test_a_control_character_in_a_column_name_is_escaped_once(project, run_cli):
+    image = {
+        "rows": {"file": "data/t.json", "defaults": {"a\u0000": "x"}},
+        "id": "sku",
+        "prompt": "photo {sku}",
+        "output": "img/{sku}.png",
+    }
+    project({"images.toml": manifest({"p": image}), "data/t.json": '[{"sku": "A"}]'})
+    code, _, err = run_cli("plan")
+    assert code == 1 and "'a\\x00'" in err and "\\\\x00" not in err
+
+
+def test_a_header_used_where_columns_names_it_points_to_the_name(project, run_cli):
+    image = {
+        "rows": {"file": "data/t.json", "columns": {"nm": "Product Name"}},
+        "id": "sku",
+        "prompt": "photo of {Product Name}",
+        "output": "img/{sku}.png",
+    }
+    data = '[{"sku": "A", "Product Name": "Tea"}]'
+    project({"images.toml": manifest({"p": image}), "data/t.json": data})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert "column 'Product Name' is named {nm} by `columns`: write that" in err
