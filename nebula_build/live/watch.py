@@ -537,6 +537,7 @@ async def filesystem_changes(
     #: output folders watched since the last look for files deleted before they were
     unseen: set[Path] = set()
     folders: set[Path] = set()
+    polling = False  # the system's limit on watches was reached: ask by polling
     while True:
         if appeared:  # what was saved in a new folder before it was watched: one more round
             yield appeared
@@ -562,27 +563,38 @@ async def filesystem_changes(
                 or watcher.written_by(changed) is not None
             )
 
-        async for batch in watchfiles.awatch(
-            *folders,
-            watch_filter=wanted,
-            recursive=False,
-            step=step_ms,
-            debounce=debounce_ms,
-            rust_timeout=1000,
-            yield_on_timeout=True,  # a round may have added folders of outputs: re-arm
-        ):
-            if batch:
-                yield {Path(path) for _, path in batch}
-            if fresh:
-                yield fresh
-                fresh = set()
-            if unseen and not watcher.working():  # deleted before its folder was watched
-                missing, unseen = watcher.missing_outputs(unseen), set()
-                if missing:
-                    yield missing
-            appeared = {folder for folder in missing if folder.is_dir()}
-            if folders_of(watcher) != wished or appeared or armed(watcher) != folders:
-                break  # start again with the new set of folders
+        try:
+            async for batch in watchfiles.awatch(
+                *folders,
+                watch_filter=wanted,
+                recursive=False,
+                step=step_ms,
+                debounce=debounce_ms,
+                rust_timeout=1000,
+                yield_on_timeout=True,  # a round may have added folders of outputs: re-arm
+                force_polling=True if polling else None,
+            ):
+                if batch:
+                    yield {Path(path) for _, path in batch}
+                if fresh:
+                    yield fresh
+                    fresh = set()
+                if unseen and not watcher.working():  # deleted before its folder was watched
+                    missing, unseen = watcher.missing_outputs(unseen), set()
+                    if missing:
+                        yield missing
+                appeared = {folder for folder in missing if folder.is_dir()}
+                if folders_of(watcher) != wished or appeared or armed(watcher) != folders:
+                    break  # start again with the new set of folders
+        except OSError as exc:
+            if polling or "watch limit" not in str(exc):
+                raise
+            polling = True  # the same folders, armed again and polled
+            watcher.notice(
+                f"the system's limit on watched folders is reached ({len(folders_of(watcher))} "
+                "wanted here): watching by polling instead, a little slower; raise "
+                "fs.inotify.max_user_watches for events again"
+            )
 
 
 def _wanted_by(path: Path, folder: Path, pattern: str) -> bool:

@@ -348,3 +348,41 @@ def test_editing_columns_and_defaults_starts_a_round_that_remakes_only_what_they
         "product[C-1]",
         "product[T-1]",
     ]
+
+
+def test_past_the_systems_limit_on_watches_watch_polls_instead(project, tmp_path, monkeypatch):
+    """A `**` over many folders can pass inotify's limit (8,192 watches on older
+    systems): watchfiles then raises OSError, which ended watch. It now says so once
+    and watches by polling."""
+    import watchfiles
+
+    real = watchfiles.awatch
+    asked: list[object] = []
+
+    def limited(*paths, force_polling=None, **options):
+        asked.append(force_polling)
+        if not force_polling:
+            raise OSError("OS file watch limit reached. about [...]")
+        return real(*paths, force_polling=True, poll_delay_ms=50, **options)
+
+    monkeypatch.setattr(watchfiles, "awatch", limited)
+    manifest = fake_manifest(tmp_path / "log", {"cover": IMAGES["cover"]}).replace(
+        'backend = "fake"', 'backend = "preview"'
+    )
+    root = project({"images.toml": manifest, "posts/a.md": "---\ntitle: A\n---\n"})
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await script.next_round()
+        await asyncio.sleep(0.5)  # the watcher is polling
+        (root / "posts/b.md").write_text("---\ntitle: B\n---\n")
+        assert (await script.next_round(timeout=5)).changed == ["cover[b]"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert out.getvalue().count("limit on watched folders is reached") == 1
+        assert asked[0] is None and asked[1] is True
+
+    asyncio.run(scenario())
