@@ -115,34 +115,32 @@ def _build_atlas(
     try:
         dropped = dropped_exports(prepared, atlas, read_recorded(guard, atlas))
         sheet, frames, exports = render_atlas(guard, atlas, lock, action.key)
-        digest = sha256_bytes(sheet)
-        written = {path: sha256_bytes(blob) for path, blob in exports.items()}
+        files = {atlas.output: sheet, **exports}
+        digests = {path: sha256_bytes(data) for path, data in files.items()}
         # Before the renames: a sheet a killed build leaves is recognised as ours (and
         # the exports, so that one dropped from the manifest later can be removed).
-        prepared.store.record_output(
-            record_key(atlas, action.key), {atlas.output: digest, **written}
-        )
+        prepared.store.record_output(record_key(atlas, action.key), digests)
         if action.backup:
             stamp = time.strftime("%Y%m%dT%H%M%S")
             for path in atlas.paths:
                 guard.backup(path, prepared.project.backup_dir, stamp)
-        for path, data in {atlas.output: sheet, **exports}.items():
-            _write(prepared, path, data)
+        for path, data in files.items():
+            _write(prepared, path, data, digests[path])
         # before the frame map, which stops naming them: a build killed in between is
         # built again, and removes them then
-        _remove_dropped(prepared, dropped, written=[atlas.output, *exports])
-        _write(prepared, atlas.frames, frames)  # last: it records the build
+        _remove_dropped(prepared, dropped, written=list(files))
+        _write(prepared, atlas.frames, frames, sha256_bytes(frames))  # last: records the build
     except (OSError, ValueError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
     return FileOutcome(action, ok=True)
 
 
-def _write(prepared: Prepared, path: str, data: bytes) -> None:
+def _write(prepared: Prepared, path: str, data: bytes, digest: str) -> None:
     try:
         prepared.guard.write(path, data)
     except IsADirectoryError:
         raise UserError(f"{path} is a folder: remove it or choose another path") from None
-    prepared.files.record(path, digest=sha256_bytes(data))
+    prepared.files.record(path, digest=digest)
 
 
 def dropped_exports(
