@@ -16,9 +16,11 @@ from nebula_build.core.resolve import resolve
 from nebula_build.core.spec import AssetSpec
 from nebula_build.plugin.manager import load_registry
 
+#: text without braces: `{name}` is a placeholder, an error in an image without rows
+_TEXT = st.characters(blacklist_characters="{}")
 FIELDS = {
-    "prompt": st.text(min_size=1, max_size=30),
-    "negative_prompt": st.text(max_size=20),
+    "prompt": st.text(_TEXT, min_size=1, max_size=30),
+    "negative_prompt": st.text(_TEXT, max_size=20),
     "num_steps": st.integers(1, 80),
     "guidance_scale": st.floats(0, 30, allow_nan=False).map(lambda f: round(f, 2)),
     "width": st.sampled_from([64, 512, 1024]),
