@@ -72,32 +72,65 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
         else:
             yield Expanded(base, base, decl)
         return
-    axes = list(decl.matrix.items())
-    for key, choices in axes:
-        if not choices:
-            raise ExpansionError("matrix", f"{key!r} has no values")
-    templates = {key: getattr(decl, key) for key in TEMPLATED if getattr(decl, key) is not None}
-    if isinstance(decl.seed, str):
-        templates["seed"] = decl.seed
+    check_axes(decl.matrix)
+    templates = templates_of(decl)
     known = [*decl.matrix, "index"]
     for key, template in templates.items():
         problem = check_template(template, known)
         if problem is not None:
             raise ExpansionError(key, problem)
     seed = templates.pop("seed", None)
-    for index, combination in enumerate(itertools.product(*(v for _, v in axes))):
-        values: dict[str, Any] = {
-            key: value for (key, _), value in zip(axes, combination, strict=True)
-        }
-        values["index"] = index
-        name = f"{base}[{','.join(str(v) for v in combination)}]"
+    for label, values in combinations(decl.matrix):
         # Checked above: plain {name} placeholders only, each one known.
         update: dict[str, Any] = {
             key: template.format_map(values) for key, template in templates.items()
         }
         if seed is not None:
             update["seed"] = seed_of(seed, values)
-        yield Expanded(name, base, decl.model_copy(update=update))
+        yield Expanded(f"{base}[{label}]", base, decl.model_copy(update=update))
+
+
+def check_axes(matrix: Mapping[str, list[str | int]]) -> None:
+    """ExpansionError for a dimension without values (the product would be empty)."""
+    for key, choices in matrix.items():
+        if not choices:
+            raise ExpansionError("matrix", f"{key!r} has no values")
+
+
+def check_output_axes(output: str, matrix: Mapping[str, list[str | int]]) -> None:
+    """ExpansionError for an output path that leaves out a key with several values: the
+    images that differ only there would all write one file (said once, rather than once
+    per row). The caller has checked the template."""
+    used = placeholders(output)
+    if "index" in used:
+        return
+    for key, choices in matrix.items():
+        if key not in used and len({str(choice) for choice in choices}) > 1:
+            raise ExpansionError(
+                "output",
+                f"does not use {{{key}}}: the images that differ only in {key!r} would all "
+                f"write one file; put {{{key}}} in the path",
+            )
+
+
+def templates_of(decl: ImageDecl) -> dict[str, str]:
+    """The keys a declaration fills in (a seed expression among them), by key."""
+    templates = {key: getattr(decl, key) for key in TEMPLATED if getattr(decl, key) is not None}
+    if isinstance(decl.seed, str):
+        templates["seed"] = decl.seed
+    return templates
+
+
+def combinations(matrix: Mapping[str, list[str | int]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each combination of a matrix, in declaration order: its part of the image's name
+    ("slime,idle") and its values, `index` (its place in the product) included."""
+    axes = list(matrix.items())
+    for index, combination in enumerate(itertools.product(*(v for _, v in axes))):
+        values: dict[str, Any] = {
+            key: value for (key, _), value in zip(axes, combination, strict=True)
+        }
+        values["index"] = index
+        yield ",".join(str(v) for v in combination), values
 
 
 def _refuse_placeholders(decl: ImageDecl) -> None:
@@ -151,12 +184,15 @@ def _evaluate(node: ast.expr) -> int:
 
 def select(requested: Collection[str], known: Collection[str]) -> set[str]:
     """Image names for --target/--replace: a name, a matrix's base name (all of its
-    images) or `base[*]`; an unknown one is an error listing the known names."""
+    images), `base[*]`, or a `*` in place of one value (`product[*,thumb]`: every
+    row's thumb); an unknown one is an error listing the known names."""
     chosen: set[str] = set()
     unknown = []
     for name in requested:
         base = name.removesuffix("[*]")
         matches = {n for n in known if n == name or n.split("[", 1)[0] == base}
+        if not matches:
+            matches = _wildcard_matches(name, known)
         if not matches:
             unknown.append(name)
         chosen |= matches
@@ -167,3 +203,24 @@ def select(requested: Collection[str], known: Collection[str]) -> set[str]:
             f"(known: {', '.join(sorted(known)) or 'none'})"
         )
     return chosen
+
+
+def _wildcard_matches(pattern: str, known: Collection[str]) -> set[str]:
+    """The names `base[a,*]` stands for: those of `base` with as many values, each the
+    pattern's or any where it has `*`."""
+    base, bracket, inside = pattern.partition("[")
+    if not bracket or not inside.endswith("]"):
+        return set()
+    parts = inside[:-1].split(",")
+    if "*" not in parts:
+        return set()
+    prefix = f"{base}["
+    found = set()
+    for name in known:
+        if name.startswith(prefix) and name.endswith("]"):
+            values = name[len(prefix) : -1].split(",")
+            if len(values) == len(parts) and all(
+                want in ("*", value) for want, value in zip(parts, values, strict=True)
+            ):
+                found.add(name)
+    return found

@@ -312,8 +312,9 @@ class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
         None,
         description='Expand into one image per combination, e.g. {kind = ["slime", '
         '"bat"]}; {kind} and {index} work in prompt, negative_prompt, output and alt; '
-        "images are named like enemy[slime,idle]. The images of all matrices together "
-        "count towards `max_images`.",
+        "images are named like enemy[slime,idle]. With `rows` too, each row makes every "
+        "combination: product[<id>,hero]. The images of all matrices together count "
+        "towards `max_images`.",
     )
     rows: str | RowsDecl | None = Field(
         None,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from nebula_build.core.expand import Expanded, ExpansionError, count, expand, select
+from nebula_build.core.expand import ExpansionError, count, expand, select
 from nebula_build.core.manifest import (
     DEFAULT_MAX_IMAGES,
     MAX_IMAGES,
@@ -30,6 +30,7 @@ from nebula_build.core.manifest import (
     describe_error,
     has_control_characters,
 )
+from nebula_build.core.manifest import shown as shown_name
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
 from nebula_build.core.sprite import pairs
 from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
@@ -50,7 +51,7 @@ from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 from nebula_build.state.remote import url_problem
 
 if TYPE_CHECKING:
-    from nebula_build.core.rowimages import DataFiles
+    from nebula_build.core.rowimages import DataFiles, RowImages
     from nebula_build.core.table import DataError
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
@@ -262,38 +263,36 @@ class _Resolver(SpriteRules):
             return None
         return path, digest
 
-    def from_rows(self, base: str, decl: ImageDecl) -> list[Expanded]:
-        """The images of a declaration with `rows`, each named by its row's id."""
+    def from_rows(self, base: str, decl: ImageDecl, budget: int) -> RowImages:
+        """The images of a declaration with `rows`, each named by its row's id (and its
+        matrix's values); none, only counted, where they are more than `budget`."""
         # Only manifests with rows pay to import the parsers and the filter language.
-        from nebula_build.core.rowimages import images_from_rows, source_of
+        from nebula_build.core.rowimages import RowImages, images_from_rows, source_of
         from nebula_build.core.table import DataError
 
         assert decl.rows is not None
         loc = ("images", base)
-        if decl.matrix:
-            self.fail((*loc, "rows"), "takes its images from rows or from a matrix, not both")
-            return []
         if self.data is None:
             self.fail((*loc, "rows"), "rows are read only where the project's files are")
-            return []
+            return RowImages()
         try:
             source = source_of(decl.rows)
             folder = source.path == "."  # posts in the project's own folder
             if not folder and self.check_path((*loc, "rows"), source.path, "a data file") is None:
-                return []
-            made = images_from_rows(base, decl, source, self.data)
+                return RowImages()
+            made = images_from_rows(base, decl, source, self.data, budget=budget)
         except ExpansionError as exc:
             self.fail((*loc, exc.key, *exc.at), str(exc))
-            return []
+            return RowImages()
         except DataError as exc:
             self.data_problem(base, exc)
-            return []
+            return RowImages()
         self.data_files.update(dict.fromkeys(made.files))
         if source.pattern is not None:
             self.data_globs.append((source.path, source.pattern, made.files))
         for problem in made.problems:
             self.data_problem(base, problem)
-        return made.images
+        return made
 
     def data_problem(self, base: str, exc: DataError) -> None:
         """A problem in a data file, shown at its line like one in the manifest."""
@@ -648,10 +647,10 @@ def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> lis
 
 
 def _too_many(
-    manifest: Manifest, base: str, makes: int, before: int
+    manifest: Manifest, base: str, makes: int, before: int, rows: int | None = None
 ) -> tuple[tuple[str, ...], str]:
     """The problem of the declaration that would take the manifest past `max_images`
-    (found before a matrix's images are made)."""
+    (found before a matrix's images are made; `rows`: the rows a matrix multiplies)."""
     cap = manifest.model.max_images
     how = (
         f"set `max_images` at the top of {manifest.display_path} to allow more "
@@ -661,11 +660,23 @@ def _too_many(
     )
     if makes > cap:
         declared = manifest.model.images[base]
-        return ("images", base, "rows" if declared.rows is not None else "matrix"), (
-            f"makes {makes:,} images, more than max_images = {cap}; {how}"
+        product = ""
+        if rows:
+            product = f" ({rows:,} rows × {count(declared):,} combinations of the matrix)"
+        return ("images", base, "matrix" if declared.matrix else "rows"), (
+            f"makes {makes:,} images{product}, more than max_images = {cap}; {how}"
         )
     return ("images", base), (
         f"brings the manifest to {before + makes:,} images, more than max_images = {cap}; {how}"
+    )
+
+
+def _named_twice(name: str) -> str:
+    """Two combinations of a matrix make the same name: a value listed twice, or values
+    with commas that join alike (["a,b", "a"] × ["c", "b,c"])."""
+    return (
+        f"makes two images named {shown_name(name)}: list each value once, and write values "
+        "without commas where they could join alike"
     )
 
 
@@ -700,13 +711,18 @@ def resolve(
     images: dict[str, ImageDecl] = {}
     for base, decl in manifest.model.images.items():
         problems_before = len(resolver.problems)
-        made = resolver.from_rows(base, decl) if decl.rows is not None else None
-        makes = len(made) if made is not None else count(decl)
-        if len(images) + makes > manifest.model.max_images:
-            resolver.fail(*_too_many(manifest, base, makes, len(images)))
+        budget = manifest.model.max_images - len(images)
+        made = resolver.from_rows(base, decl, budget) if decl.rows is not None else None
+        makes = made.count if made is not None else count(decl)
+        if makes > budget:
+            rows = made.rows if made is not None and decl.matrix else None
+            resolver.fail(*_too_many(manifest, base, makes, len(images), rows))
             raise ManifestError(resolver.problems)
         try:
-            for image in made if made is not None else expand(base, decl):
+            for image in made.images if made is not None else expand(base, decl):
+                if image.name in resolver.bases:
+                    resolver.fail(("images", base, "matrix"), _named_twice(image.name))
+                    break
                 resolver.bases[image.name] = base
                 images[image.name] = image.decl
                 if image.row is not None:

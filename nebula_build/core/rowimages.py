@@ -5,7 +5,12 @@ The rows come through the caller's `DataFiles` (the core reads no file itself);
 image is the declaration with every `{column}` filled in from that row, so only
 the columns its templates use can change its key: an edit to any other column,
 or to another row, or a new order of the rows, changes nothing. `{index}` is
-not offered: a row's place in the file is not its identity. Pure: no I/O.
+not offered: a row's place in the file is not its identity.
+
+With a `matrix` too, each row kept makes one image per combination of the
+matrix (product[tea-green,hero]): `where` and `limit` choose the rows, the
+templates read the row's columns and the matrix's keys alike, and `{index}` is
+the combination's place in the matrix, the same for every row. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -16,7 +21,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from nebula_build.core import where as filters
-from nebula_build.core.expand import TEMPLATED, Expanded, ExpansionError, seed_of
+from nebula_build.core.expand import (
+    Expanded,
+    ExpansionError,
+    check_axes,
+    check_output_axes,
+    combinations,
+    count,
+    seed_of,
+    templates_of,
+)
 from nebula_build.core.frontmatter import parse_post, posts
 from nebula_build.core.manifest import (
     MAX_MATRIX_VALUE,
@@ -72,6 +86,11 @@ class RowImages:
     images: list[Expanded] = field(default_factory=list)
     problems: list[DataError] = field(default_factory=list)
     files: tuple[str, ...] = ()
+    #: how many images the rows kept make (with a matrix: rows × combinations), counted
+    #: before any is made; none is made when they are more than the caller allows
+    count: int = 0
+    #: the rows kept, when they are fewer than `count` (a matrix multiplies them)
+    rows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +170,18 @@ def load(source: Source, data: DataFiles) -> Loaded:
     return Loaded(posts(source.shown, parsed), tuple(names), problems)
 
 
-def images_from_rows(base: str, decl: ImageDecl, source: Source, data: DataFiles) -> RowImages:
-    """The images of declaration `base`, one per row of `source`. ExpansionError for a
-    problem of the declaration, DataError for a data file that does not parse; the
-    problems of single rows and posts come back in `RowImages.problems`."""
+def images_from_rows(
+    base: str, decl: ImageDecl, source: Source, data: DataFiles, *, budget: int | None = None
+) -> RowImages:
+    """The images of declaration `base`, one per row of `source` (and combination of its
+    matrix), none where they are more than `budget`. ExpansionError for a problem of
+    the declaration, DataError for a data file that does not parse; the problems of
+    single rows and posts come back in `RowImages.problems`."""
     loaded = load(source, data)
     try:
-        made = expand_rows(base, decl, loaded.table, from_posts=source.pattern is not None)
+        made = expand_rows(
+            base, decl, loaded.table, from_posts=source.pattern is not None, budget=budget
+        )
     except ExpansionError:
         if not loaded.problems:
             raise
@@ -182,6 +206,17 @@ class _Plan:
     where: filters.Node | None
     #: a row's values under the names the declaration reads, defaults filled in
     view: Callable[[Row], Mapping[str, Value]]
+    #: the images each row makes: 1, or the number of combinations of the matrix
+    per_row: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A row that passed `where`: its id and the text of each column its image uses."""
+
+    row: Row
+    id: str
+    values: dict[str, str]
 
 
 def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Plan:
@@ -197,25 +232,81 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
         )
     if id_column not in columns.sources:
         raise ExpansionError("id", no_column(table, id_column, known))
-    templates = {key: getattr(decl, key) for key in TEMPLATED if getattr(decl, key) is not None}
-    if isinstance(decl.seed, str):
-        templates["seed"] = decl.seed
-    _check_templates(templates, table, columns)
+    templates = templates_of(decl)
+    matrix = decl.matrix or {}
+    if matrix:
+        _check_matrix(matrix, table, columns, templates)
+    _check_templates(templates, table, columns, [*matrix, "index"] if matrix else [])
+    if matrix:
+        check_output_axes(decl.output, matrix)
     condition = _condition(decl, table, columns) if decl.where is not None else None
     used = {id_column}
     for template in templates.values():
         used.update(placeholders(template))
+    used -= {*matrix, "index"} if matrix else set()  # the matrix fills those in
     read = used | (filters.columns(condition) if condition is not None else set())
     columns.check_defaults(read, id_column)
     seed = templates.pop("seed", None)
     ordered = tuple(name for name in known if name in used)
     view = columns.reader([name for name in known if name in read])
-    return _Plan(base, decl, table, columns, id_column, templates, seed, ordered, condition, view)
+    return _Plan(
+        base,
+        decl,
+        table,
+        columns,
+        id_column,
+        templates,
+        seed,
+        ordered,
+        condition,
+        view,
+        per_row=count(decl),
+    )
 
 
-def _check_templates(templates: dict[str, str], table: Table, columns: Columns) -> None:
-    """ExpansionError for a template that uses a name the declaration does not know."""
+def _check_matrix(
+    matrix: Mapping[str, list[str | int]],
+    table: Table,
+    columns: Columns,
+    templates: Mapping[str, str],
+) -> None:
+    """ExpansionError for a matrix beside rows that would make a placeholder or a name
+    ambiguous: a key that is also a column, `{index}` where a column is named so, a
+    value with a comma (it separates the parts of product[<id>,<value>])."""
+    check_axes(matrix)
+    for key, choices in matrix.items():
+        if key in columns.sources:
+            raise ExpansionError(
+                "matrix",
+                f"{key!r} is also {table.path}'s column {columns.described(key)}: {{{key}}} "
+                "would read either; give the matrix key another name",
+                at=(key,),
+            )
+        comma = next((c for c in choices if isinstance(c, str) and "," in c), None)
+        if comma is not None:
+            raise ExpansionError(
+                "matrix",
+                f"{comma!r} has a comma, which separates the row's id and the matrix's "
+                "values in an image's name (product[<id>,<value>]): write it without one",
+                at=(key,),
+            )
+    if "index" in columns.sources:
+        for key, template in templates.items():
+            if "index" in placeholders(template):
+                raise ExpansionError(
+                    key,
+                    f"{{index}} is the combination's place in the matrix, but {table.path} has "
+                    f"a column {columns.described('index')} too: {{index}} would read either",
+                )
+
+
+def _check_templates(
+    templates: dict[str, str], table: Table, columns: Columns, matrix: list[str]
+) -> None:
+    """ExpansionError for a template that uses a name the declaration does not know
+    (`matrix`: the matrix's keys and `index`, beside rows)."""
     placeholder_names = [name for name in columns.names if name.isidentifier()]
+    placeholder_names += matrix
     for key, template in templates.items():
         unnamed = _unnamed_column(template, columns)
         if unnamed is not None:
@@ -233,7 +324,8 @@ def _check_templates(templates: dict[str, str], table: Table, columns: Columns) 
             )
         problem = check_template(template, placeholder_names)
         if problem is not None:
-            raise ExpansionError(key, problem.replace("known:", f"{table.path} has:"))
+            has = f"{table.path} and the matrix have:" if matrix else f"{table.path} has:"
+            raise ExpansionError(key, problem.replace("known:", has))
 
 
 def _unnamed_column(template: str, columns: Columns) -> str | None:
@@ -264,6 +356,12 @@ def _condition(decl: ImageDecl, table: Table, columns: Columns) -> filters.Node:
     except filters.WhereError as exc:
         raise ExpansionError("where", str(exc)) from None
     unknown = sorted(filters.columns(condition) - set(columns.sources))
+    if unknown and unknown[0] in (decl.matrix or {}):
+        raise ExpansionError(
+            "where",
+            f"{unknown[0]!r} is a key of the matrix: `where` chooses rows, and each row kept "
+            "makes every combination of the matrix (declare the values you want)",
+        )
     if unknown:
         raise ExpansionError("where", no_column(table, unknown[0], columns.names))
     work = filters.comparisons(condition) * len(table.rows)
@@ -278,26 +376,54 @@ def _condition(decl: ImageDecl, table: Table, columns: Columns) -> filters.Node:
     return condition
 
 
-def expand_rows(base: str, decl: ImageDecl, table: Table, *, from_posts: bool = False) -> RowImages:
-    """The images of a declaration with rows: one per row that passes `where`, at most
-    `limit`, in the file's order. ExpansionError for a problem of the declaration;
-    problems of rows come back in `RowImages.problems`."""
+def expand_rows(
+    base: str,
+    decl: ImageDecl,
+    table: Table,
+    *,
+    from_posts: bool = False,
+    budget: int | None = None,
+) -> RowImages:
+    """The images of a declaration with rows: one per row that passes `where` (times
+    the combinations of a matrix), at most `limit` rows, in the file's order; none
+    where they are more than `budget` (`RowImages.count` says how many). ExpansionError
+    for a problem of the declaration; problems of rows come back in
+    `RowImages.problems`."""
     plan = _checked(base, decl, table, from_posts)
-    made = RowImages()
+    kept, problems = _kept(plan)
+    made = RowImages(count=len(kept) * plan.per_row, rows=len(kept))
+    if budget is not None and made.count > budget:
+        return made  # counted, never made: a matrix may multiply the rows a billion times
+    for position, item in kept:
+        try:
+            made.images.extend(_images(plan, item))
+        except DataError as exc:
+            problems.append((position, exc))
+    problems.sort(key=lambda found: found[0])
+    made.problems = [exc for _, exc in problems[:MAX_PROBLEMS]]
+    return made
+
+
+def _kept(plan: _Plan) -> tuple[list[tuple[int, _Kept]], list[tuple[int, DataError]]]:
+    """The rows that pass `where`, at most `limit`, each with its place in the table,
+    and the problems of rows (each with its place), at most MAX_PROBLEMS."""
+    kept: list[tuple[int, _Kept]] = []
+    problems: list[tuple[int, DataError]] = []
     ids: dict[str, Row] = {}
-    for row in table.rows:
-        if decl.limit is not None and len(made.images) >= decl.limit:
+    limit = plan.decl.limit
+    for position, row in enumerate(plan.table.rows):
+        if limit is not None and len(kept) >= limit:
             break
         try:
-            image = _image(plan, row, ids)
+            item = _keep(plan, row, ids)
         except DataError as exc:
-            made.problems.append(exc)
-            if len(made.problems) >= MAX_PROBLEMS:
+            problems.append((position, exc))
+            if len(problems) >= MAX_PROBLEMS:
                 break
             continue
-        if image is not None:
-            made.images.append(image)
-    return made
+        if item is not None:
+            kept.append((position, item))
+    return kept, problems
 
 
 def _fail(plan: _Plan, row: Row, name: str | None, message: str) -> DataError:
@@ -308,7 +434,8 @@ def _fail(plan: _Plan, row: Row, name: str | None, message: str) -> DataError:
     return DataError(row.path, message, line, character)
 
 
-def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
+def _keep(plan: _Plan, row: Row, ids: dict[str, Row]) -> _Kept | None:
+    """The row, if it passes `where`; DataError for a value or an id it cannot have."""
     seen = plan.view(row)
     if plan.where is not None:
         try:
@@ -319,32 +446,64 @@ def _image(plan: _Plan, row: Row, ids: dict[str, Row]) -> Expanded | None:
             raise _fail(plan, row, exc.column, f"{where}: {exc}") from None
     values = _values(plan, row, seen)
     row_id = values[plan.id]
-    problem = _id_problem(row_id)
+    problem = _id_problem(row_id, matrix=bool(plan.decl.matrix))
     if problem is not None:
         raise _fail(plan, row, plan.id, f"id column {plan.id!r}: {problem}")
     earlier = ids.setdefault(row_id, row)
     if earlier is not row:
         raise _fail(plan, row, plan.id, _duplicate(plan, row_id, earlier, row))
+    return _Kept(row, row_id, values)
+
+
+def _images(plan: _Plan, kept: _Kept) -> list[Expanded]:
+    """The row's image, or with a matrix its image of each combination."""
+    if not plan.decl.matrix:
+        decl = _filled(plan, kept, kept.values)
+        return [Expanded(f"{plan.base}[{kept.id}]", plan.base, decl, row=kept.id)]
+    made = []
+    for label, combination in combinations(plan.decl.matrix):
+        decl = _filled(plan, kept, {**kept.values, **combination}, combination)
+        made.append(Expanded(f"{plan.base}[{kept.id},{label}]", plan.base, decl, row=kept.id))
+    return made
+
+
+def _filled(
+    plan: _Plan,
+    kept: _Kept,
+    values: Mapping[str, object],
+    combination: Mapping[str, object] | None = None,
+) -> ImageDecl:
+    """The declaration with `values` filled in; DataError (at the row) for a prompt that
+    comes out empty or too long, or a seed that is no seed."""
     filled = {key: fill(t, values) for key, t in plan.templates.items()}
     if "prompt" in filled and not filled["prompt"].strip():
-        raise _fail(plan, row, None, "prompt is empty with this row's values (and defaults)")
+        whose = _whose(combination)
+        raise _fail(plan, kept.row, None, f"prompt is empty with {whose} (and defaults)")
     for key in _TEXT_KEYS:
         text = filled.get(key)
         if text is not None and len(text) > MAX_TEXT:
             raise _fail(
                 plan,
-                row,
+                kept.row,
                 None,
-                f"{key} is {len(text):,} characters with this row's values, more than {MAX_TEXT:,}",
+                f"{key} is {len(text):,} characters with {_whose(combination)}, "
+                f"more than {MAX_TEXT:,}",
             )
     update: dict[str, object] = dict(filled)
     if plan.seed is not None:
         try:
             update["seed"] = seed_of(plan.seed, values)
         except ExpansionError as exc:
-            raise _fail(plan, row, None, f"seed: {exc}") from None
-    decl = plan.decl.model_copy(update=update)
-    return Expanded(f"{plan.base}[{row_id}]", plan.base, decl, row=row_id)
+            raise _fail(plan, kept.row, None, f"seed: {exc}") from None
+    return plan.decl.model_copy(update=update)
+
+
+def _whose(combination: Mapping[str, object] | None) -> str:
+    """Whose values a filled-in template has, for a message."""
+    if combination is None:
+        return "this row's values"
+    chosen = ", ".join(f"{k} = {v!r}" for k, v in combination.items() if k != "index")
+    return f"this row's values and the matrix's {chosen}"
 
 
 def _values(plan: _Plan, row: Row, seen: Mapping[str, Value]) -> dict[str, str]:
@@ -375,9 +534,14 @@ def _duplicate(plan: _Plan, row_id: str, earlier: Row, row: Row) -> str:
     return f"id {row_id!r} is also the id of the row at {earlier.path}{hint}"
 
 
-def _id_problem(value: str) -> str | None:
+def _id_problem(value: str, *, matrix: bool) -> str | None:
     if value == "*":
         return "'*' means every image of the declaration (`p[*]`), so it cannot name one"
+    if matrix and "," in value:
+        return (
+            f"{value!r} has a comma, which separates the id from the matrix's values in an "
+            "image's name (product[<id>,<value>]): take `id` from a column without commas"
+        )
     if len(value) > MAX_MATRIX_VALUE:
         return f"{value[:20]!r}… is longer than {MAX_MATRIX_VALUE} characters (it names an image)"
     if has_control_characters(value):

@@ -9,6 +9,7 @@ becomes alpha, cleanup, checks) is an output step: it enters the output key only
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 #: the keys chosen automatically, in order of preference, and the words in a prompt
@@ -117,4 +118,17 @@ def matrix_values(base: str, matrix: dict[str, list[str | int]]) -> dict[str, di
     for combination in itertools.product(*(values for _, values in axes)):
         name = f"{base}[{','.join(str(value) for value in combination)}]"
         found[name] = {key: str(value) for (key, _), value in zip(axes, combination, strict=True)}
+    return found
+
+
+def rows_matrix_values(
+    base: str, matrix: dict[str, list[str | int]], names: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """Each of `names`, images of a declaration with rows and a matrix
+    (product[<id>,<value>,…]), with its value of every dimension: neither the id nor
+    a value has a comma there (`rowimages` refuses them)."""
+    found = {}
+    for name in names:
+        parts = name[len(base) + 1 : -1].split(",")[1:]
+        found[name] = dict(zip(matrix, parts, strict=True))
     return found

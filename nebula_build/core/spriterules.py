@@ -22,6 +22,7 @@ from nebula_build.core.sprite import (
     matrix_values,
     pairs,
     palette_colours,
+    rows_matrix_values,
 )
 
 
@@ -137,8 +138,13 @@ class SpriteRules:
             return None
         values: dict[str, dict[str, str]] = {}
         for base in dict.fromkeys(self.bases[member] for member in members):
-            matrix = self.manifest.model.images[base].matrix or {}
-            values |= matrix_values(base, matrix)
+            declared = self.manifest.model.images[base]
+            matrix = declared.matrix or {}
+            if declared.rows is not None and matrix:
+                of_base = (m for m in members if self.bases[m] == base)
+                values |= rows_matrix_values(base, matrix, of_base)
+            else:
+                values |= matrix_values(base, matrix)
         missing = [m for m in members if decl.tags not in values.get(m, {})]
         if missing:
             self.fail(

@@ -242,8 +242,8 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
         (CSV, {"rows": "data/products.xlsx"}, "is not a data file nebula-build reads"),
         (
             CSV,
-            {"matrix": {"size": ["a"]}},
-            "images.product.rows: takes its images from rows or from a matrix",
+            {"matrix": {"size": []}},
+            "images.product.matrix: 'size' has no values",
         ),
         (
             "",

@@ -207,3 +207,48 @@ def test_a_list_default_and_a_missing_json_value():
     rows = RowsDecl.model_validate({"file": "data/t.json", "defaults": {"tags": ["x", 1]}})
     read = columns_of(rows, table).reader(["tags"])
     assert [text_of(read(row)["tags"]) for row in table.rows] == ["x, 1", "x, 1"]
+
+
+def test_rows_times_a_matrix_are_counted_before_any_image_is_made():
+    from nebula_build.core.manifest import ImageDecl
+    from nebula_build.core.rowimages import expand_rows
+
+    table = parse("d.csv", b"sku,name\nA,x\nB,y\nC,z\n")
+    decl = ImageDecl.model_validate(
+        {
+            "rows": "d.csv",
+            "id": "sku",
+            "limit": 2,
+            "matrix": {f"k{i}": list(range(10)) for i in range(9)},
+            "prompt": "{name} {k0}",
+            "output": "o/{sku}-{index}.png",
+        }
+    )
+    made = expand_rows("p", decl, table, budget=100_000)
+    assert (made.count, made.rows, made.images) == (2 * 10**9, 2, [])  # limit counts rows
+    small = decl.model_copy(update={"matrix": {"k0": [1, 2], "k1": ["a"]}})
+    names = [image.name for image in expand_rows("p", small, table, budget=4).images]
+    assert names == ["p[A,1,a]", "p[A,2,a]", "p[B,1,a]", "p[B,2,a]"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [
+        ("p[*,a]", {"p[A,a]", "p[B,a]"}),
+        ("p[B,*]", {"p[B,a]", "p[B,b]"}),
+        ("p[*,*]", {"p[A,a]", "p[A,b]", "p[B,a]", "p[B,b]"}),
+        ("p[*]", {"p[A,a]", "p[A,b]", "p[B,a]", "p[B,b]"}),
+        ("q[*,a]", None),  # another declaration's names are never matched by prefix
+        ("p[*,a,b]", None),  # as many parts as the names have
+    ],
+)
+def test_a_star_stands_for_one_value(requested, expected):
+    from nebula_build.core.expand import select
+    from nebula_build.errors import UserError
+
+    known = ["p[A,a]", "p[A,b]", "p[B,a]", "p[B,b]", "pq[A,a]", "q"]
+    if expected is None:
+        with pytest.raises(UserError, match="unknown image"):
+            select([requested], known)
+    else:
+        assert select([requested], known) == expected

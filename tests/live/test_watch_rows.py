@@ -386,3 +386,50 @@ def test_past_the_systems_limit_on_watches_watch_polls_instead(project, tmp_path
         assert asked[0] is None and asked[1] is True
 
     asyncio.run(scenario())
+
+
+def test_an_edited_row_of_rows_with_a_matrix_remakes_only_its_images(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    product = {
+        **IMAGES["product"],
+        "matrix": {"shot": ["hero", "thumb"]},
+        "prompt": "{shot} photo of {name}",
+        "output": "img/{sku}-{shot}.png",
+    }
+    root = project(
+        {"images.toml": fake_manifest(log, {"product": product}), "data/products.csv": CSV}
+    )
+    data = root / "data/products.csv"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        first = await script.next_round()
+        assert sorted(first.changed) == [
+            "product[B-1,hero]",
+            "product[B-1,thumb]",
+            "product[T-1,hero]",
+            "product[T-1,thumb]",
+        ]
+        data.write_text(CSV.replace("Sourdough", "Rye bread").replace(",4", ",9"))
+        await script.queue.put({data})
+        second = await script.next_round()
+        assert sorted(second.changed) == ["product[B-1,hero]", "product[B-1,thumb]"]
+
+        data.write_text(CSV.replace("T-1,", '"T,1",'))  # a comma in an id: said, watch goes on
+        await script.queue.put({data})
+        assert "id column 'sku': 'T,1' has a comma" in (await script.next_round()).error
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert sorted(generation_log(log)) == [
+        "product[B-1,hero]",
+        "product[B-1,hero]",
+        "product[B-1,thumb]",
+        "product[B-1,thumb]",
+        "product[T-1,hero]",
+        "product[T-1,thumb]",
+    ]
