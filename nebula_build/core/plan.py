@@ -430,6 +430,20 @@ def _with_dependents(names: set[str], specs: Mapping[str, AssetSpec]) -> set[str
         grown |= more
 
 
+def _with_upstreams(names: set[str], specs: Mapping[str, AssetSpec]) -> set[str]:
+    """A targeted image needs the images whose output it takes (at any depth) made
+    first, as Terraform's -target takes a resource's dependencies along."""
+    grown = set(names)
+    todo = list(grown)
+    while todo:
+        spec = specs.get(todo.pop())
+        for upstream in spec.depends_on if spec is not None else ():
+            if upstream not in grown:
+                grown.add(upstream)
+                todo.append(upstream)
+    return grown
+
+
 def make_plan(
     specs: Mapping[str, AssetSpec],
     lock: Mapping[str, LockEntry],
@@ -459,7 +473,7 @@ def make_plan(
     ctx = _Context(
         digest_of, has_cached, known_output, frozenset(replaced), force, left, output_params
     )
-    wanted = chosen | replaced if targets else None
+    wanted = _with_upstreams(chosen, specs) | replaced if targets else None
     actions = [
         _guard(_desired(spec, lock.get(name), ctx), ctx)
         for name, spec in specs.items()

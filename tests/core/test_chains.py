@@ -115,3 +115,16 @@ def test_replacing_an_upstream_redraws_its_dependents(project, run_cli, fake_sit
     run_cli("apply")
     assert run_cli("apply", "--replace", "hero").code == 0
     assert generation_log(log)[3:] == ["hero", "hero-cap"]  # not "other"
+
+
+def test_a_target_takes_its_upstream_along(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    images = {**chain(), "other": {"prompt": "unrelated", "output": "other.png"}}
+    root = project({"images.toml": fake_manifest(log, images), "mask.png": mask()})
+    code, out, _ = run_cli("plan", "--target", "hero-cap")
+    assert "+ hero  create" in out and "+ hero-cap  create" in out and "other" not in out
+    code, _, err = run_cli("apply", "--target", "hero-cap")
+    assert code == 0, err
+    assert generation_log(log) == ["hero", "hero-cap"]
+    assert not (root / "other.png").exists()
+    assert run_cli("plan", "--target", "hero-cap", "--detailed-exitcode").code == 0
