@@ -254,10 +254,22 @@ def cmd_apply(ctx: Context) -> int:
         outcomes=args.json,
     )
     listener = ApplyListener(ctx)
-    with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
-        result = asyncio.run(
-            apply_round(project, registry, options, listener=listener, review=listener.review)
+    try:
+        with ProjectLock(
+            project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice
+        ):
+            result = asyncio.run(
+                apply_round(project, registry, options, listener=listener, review=listener.review)
+            )
+    except KeyboardInterrupt:
+        progress = listener.progress
+        if progress is None:
+            raise
+        ctx.err.write(
+            f"interrupted with {progress.done} of {plural(progress.total, 'image')} finished "
+            "(what they made is kept); `nebula-build apply` again does the rest\n"
         )
+        return 130
     return render_round(ctx, result)
 
 
@@ -272,6 +284,8 @@ class ApplyListener:
     def __init__(self, ctx: Context, *, quiet: bool | None = None) -> None:
         self.ctx = ctx
         self.quiet = ctx.args.quiet if quiet is None else quiet
+        #: the run's progress once it started (None while it loads and plans)
+        self.progress: Progress | None = None
 
     def notice(self, message: str) -> None:
         self.ctx.notice(message)
@@ -309,13 +323,14 @@ class ApplyListener:
 
         json_output = getattr(self.ctx.args, "json", False)
         err = self.ctx.err
-        return Progress(
+        self.progress = Progress(
             err,
             len(plan.changes),
             live=wants_color(err) and err.isatty(),
             style=Style(wants_color(err)),
             quiet=self.quiet or json_output,
         )
+        return self.progress
 
 
 def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> int:
