@@ -155,7 +155,12 @@ def load(source: Source, data: DataFiles) -> Loaded:
         if source.pattern is None:
             raw = data.read(source.path, limit=MAX_DATA_BYTES)
             return Loaded(parse(source.path, raw, at=source.at), (source.path,), [])
-        names = data.matching(source.path, source.pattern)
+        try:
+            names = data.matching(source.path, source.pattern)
+        except FileNotFoundError:
+            raise ExpansionError(
+                "rows", f"folder not found: {source.path} (where {reading} starts)"
+            ) from None
         parsed, problems = [], []
         for reading in names:
             try:

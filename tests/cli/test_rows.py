@@ -239,6 +239,12 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
             {"rows": "data/missing.csv"},
             "images.product.rows: file not found: data/missing.csv",
         ),
+        (
+            CSV,
+            {"rows": {"files": "content/posts/*.md"}},
+            "images.product.rows: folder not found: content/posts "
+            "(where content/posts/*.md starts)",
+        ),
         (CSV, {"rows": "data/products.xlsx"}, "is not a data file nebula-build reads"),
         (
             CSV,
