@@ -4,7 +4,10 @@ After a plan finds nothing to do, `.nebula-build/noop` records the stat
 signature (size, mtime, ctime, inode) of every file that plan depended on: the
 manifest, the lock, every input, output and variant, the atlases' sheets and
 frame maps, the asset manifest, the data files `rows` read and the folders of
-posts (a post added or removed changes its folder's signature); and what else
+posts (a post added or removed changes its folder's signature); outside the
+project, what the plan's on-disk values read (`engine.ondisk`: a local model's
+`refs/main` or folder, by absolute path, and the paths it looked for and did not
+find) and the environment variables that chose them; and what else
 decides a plan (the nebula-build version, the folders Python loads packages
 from, `--backend`, which manifest). While every signature still matches,
 nothing the plan reads can have changed, so the next `plan` answers "No
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
     from nebula_build.engine.prepare import Prepared
     from nebula_build.state.cache import Store
 
-FORMAT = "nebula-build no-op snapshot 4"
+FORMAT = "nebula-build no-op snapshot 5"
 SNAPSHOT = os.path.join(".nebula-build", "noop")
 #: a snapshot of 100k images is about 13 MB; anything far larger is not ours
 MAX_BYTES = 256 << 20
@@ -64,6 +67,7 @@ STATE_FILES = (
     "failures.json",
     "noop",
     "prices.json",
+    "made-with.json",
     "gallery/index.html",
 )
 #: the variables that change what a plan or an apply does: set → the full path
@@ -236,9 +240,15 @@ def _verified(root: str, manifest: str, backend: str | None) -> tuple[int, str] 
     parents = _section(files[1])
     if parents is None or parents[0] is None:
         return None
+    outside = _section(parents[1])
+    environment = None if outside is None else _section(outside[1])
+    if outside is None or outside[0] is None or environment is None or environment[0] is None:
+        return None
     if not (_signatures_match(root, files[0]) and _plain_folders(root, parents[0])):
         return None
-    return images, parents[1]
+    if not (_environment_matches(environment[0]) and _outside_matches(outside[0])):
+        return None
+    return images, environment[1]
 
 
 def _plain_state(root: str, manifest: str) -> bool:
@@ -341,6 +351,27 @@ def _signatures_match(root: str, lines: Sequence[str]) -> bool:
     return True
 
 
+def _outside_matches(lines: Sequence[str]) -> bool:
+    """Whether each "absolute path\tsignature" line still holds, "-" for a path that
+    was missing and must still be."""
+    for line in lines:
+        path, _, recorded = line.partition("\t")
+        found = _signature(path) if os.path.isabs(path) else None
+        if (found or "-") != recorded:
+            return False
+    return True
+
+
+def _environment_matches(lines: Sequence[str]) -> bool:
+    """Whether each "NAME\t=value" line (or "NAME\t-", unset) still holds."""
+    for line in lines:
+        name, _, recorded = line.partition("\t")
+        value = os.environ.get(name)
+        if recorded != ("-" if value is None else f"={value}"):
+            return False
+    return True
+
+
 def _read(path: str) -> str | None:
     """The snapshot's text; only a regular file of a sane size is read."""
     try:
@@ -382,6 +413,8 @@ def snapshot(
     folders: Iterable[str] = (),
     read_folders: Iterable[str] = (),
     status: tuple[Sequence[StatusRow], str] | None = None,
+    outside: Mapping[str, Signature | None] = {},
+    environment: Mapping[str, str | None] = {},
 ) -> str | None:
     """The snapshot's text for a no-op plan that began at `now` and read `paths`
     (relative to `root`), or None where one cannot be trusted: a file missing, racy
@@ -391,7 +424,9 @@ def snapshot(
     posts'): they and the folders above each path must stay plain folders, never a
     link. `folders` are those apply writes to or tidies, `status` the lines and
     summary `status` shows (each part is left out, and its command takes the full
-    path, where it cannot be trusted)."""
+    path, where it cannot be trusted). `outside` are absolute paths the plan looked
+    at (a local model's weights) with their signatures, None for one missing, and
+    `environment` the variables that decided where it looked."""
     newest = now - RACY_SECONDS
     files = []
     for path in dict.fromkeys(paths):
@@ -406,6 +441,13 @@ def snapshot(
     if not all(_fits(folder) for folder in parents):
         return None
     lines += [str(len(parents)), *parents]
+    watched = _outside_lines(outside, newest)
+    variables = [
+        f"{name}\t{'-' if value is None else '=' + value}" for name, value in environment.items()
+    ]
+    if watched is None or not all(_fits(f"{n}{v}") for n, v in environment.items()):
+        return None
+    lines += [str(len(watched)), *watched, str(len(variables)), *variables]
     tidy = _tidy_folders(root, folders, newest)
     lines += ["-"] if tidy is None else [str(len(tidy)), *tidy]
     if status is None or not all(_fits(part) for row in status[0] for part in row):
@@ -413,6 +455,18 @@ def snapshot(
     else:
         lines += [str(len(status[0])), *("\t".join(row) for row in status[0]), status[1]]
     return "\n".join(lines)
+
+
+def _outside_lines(outside: Mapping[str, Signature | None], newest: float) -> list[str] | None:
+    """A line per absolute path, or None where one cannot be trusted (racy, odd)."""
+    lines = []
+    for path, signature in sorted(outside.items()):
+        if not (_fits(path) and os.path.isabs(path)):
+            return None
+        if signature is not None and max(signature[1], signature[2]) / 1e9 > newest:
+            return None
+        lines.append(f"{path}\t{'-' if signature is None else _text(signature)}")
+    return lines
 
 
 def _ancestors(paths: Iterable[str], folders: Iterable[str]) -> list[str]:
@@ -547,7 +601,9 @@ def record(
     from nebula_build.core.plan import SETTINGS_NOTE
 
     pinned = pinned or any(SETTINGS_NOTE in note for a in plan.actions for note in a.notes)
-    if not any(p.startswith("..") for p in paths) and not plan.has_changes and not pinned:
+    # a value outside the project that could not be read: no telling when it changes
+    known = prepared.outside.complete
+    if known and not any(p.startswith("..") for p in paths) and not plan.has_changes and not pinned:
         text = snapshot(
             root,
             manifest,
@@ -560,6 +616,8 @@ def record(
             | set(state_folders(root, manifest)),
             read_folders=walked,
             status=status,
+            outside=prepared.outside.signatures,
+            environment=prepared.outside.environment,
         )
     if text is None:
         forget(project.state_dir)

@@ -7,10 +7,11 @@ from collections.abc import Callable, Collection, Mapping
 
 from nebula_build.core.plan import SETTINGS_NOTE, Plan, make_plan
 from nebula_build.core.spec import AssetSpec
-from nebula_build.engine import candidates
+from nebula_build.engine import candidates, ondisk
 from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import UserError
+from nebula_build.plugin import OnDisk
 from nebula_build.state.lockfile import Entries
 from nebula_build.state.remote import Remote
 
@@ -114,24 +115,21 @@ def _view(
 
 def other_settings(prepared: Prepared, images: Plan, lock: Entries) -> dict[str, str]:
     """A note for each image the plan keeps whose lock entry records other values of
-    the settings its backend records (`Backend.made_with`): not in the key, so no
-    regeneration by itself; `apply --replace` makes it again with today's."""
-    resolved = prepared.resolved
-    expected: dict[tuple[str, str], dict[str, str]] = {}
+    the settings its backend records (`Backend.made_with`) or of what files outside
+    the project decide (`Backend.made_with_on_disk`: the weights): not in the key, so
+    no regeneration by itself; `apply --replace` makes it again with today's."""
+    now = _MadeWithNow(prepared)
     notes = {}
     for action in images.actions:
         spec, entry = action.spec, lock.get(action.image)
         if spec is None or entry is None or action.generates or not entry.made_with:
             continue
-        if spec.generation_key != entry.generation_key or spec.backend not in resolved.backends:
+        if spec.generation_key != entry.generation_key:
             continue
-        key = (spec.backend, spec.model)
-        if key not in expected:
-            plugin = resolved.backends[spec.backend]
-            expected[key] = plugin.made_with(resolved.settings[spec.backend], spec.model)
+        expected = now.values(spec.backend, spec.model, entry.made_with.keys())
         changed = [
-            f"{name} {entry.made_with[name]}, now {value}"
-            for name, value in sorted(expected[key].items())
+            f"{name} {_shown(entry.made_with[name])}, now {_shown(value)}"
+            for name, value in sorted(expected.items())
             if name in entry.made_with and entry.made_with[name] != value
         ]
         if changed:
@@ -139,7 +137,52 @@ def other_settings(prepared: Prepared, images: Plan, lock: Entries) -> dict[str,
                 f"{SETTINGS_NOTE} ({'; '.join(changed)}): "
                 f"`nebula-build apply --replace {action.image}` makes it again"
             )
+    now.save()
     return notes
+
+
+class _MadeWithNow:
+    """What each backend says would make an image of a model now: its settings'
+    part, and the on-disk part the lock entries ask about, each found once."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self._resolved = prepared.resolved
+        self._root = prepared.project.root
+        self._on_disk = ondisk.Values(prepared.project, prepared.outside)
+        self._settings: dict[tuple[str, str], dict[str, str]] = {}
+        self._found: dict[tuple[str, str], Mapping[str, OnDisk]] = {}
+        self._asked: set[tuple[str, str, str]] = set()
+
+    def values(self, backend: str, model: str, names: Collection[str]) -> dict[str, str]:
+        """The values known now, of the settings and of those of `names` on disk."""
+        if backend not in self._resolved.backends:
+            return {}
+        key = (backend, model)
+        if key not in self._settings:
+            plugin = self._resolved.backends[backend]
+            settings = self._resolved.settings[backend]
+            self._settings[key] = dict(plugin.made_with(settings, model))
+            try:
+                self._found[key] = plugin.made_with_on_disk(settings, model, self._root)
+            except OSError:
+                self._found[key] = {}
+                self._on_disk.unreadable()
+        values = self._settings[key]
+        for name in self._found[key].keys() & set(names):
+            if (backend, model, name) not in self._asked:
+                self._asked.add((backend, model, name))
+                found = self._on_disk.value(backend, model, name, self._found[key][name])
+                if found is not None:
+                    values[name] = found
+        return values
+
+    def save(self) -> None:
+        self._on_disk.save()
+
+
+def _shown(value: str) -> str:
+    """A value as a note shows it: a long one (a revision) by its start."""
+    return value if len(value) <= 24 else value[:15] + "…"
 
 
 def _lost_pins(images: Plan, pins: Mapping[str, AssetSpec], remote: Remote | None) -> set[str]:

@@ -16,6 +16,7 @@ from nebula_build.core.manifest import from_bytes, read_bytes
 from nebula_build.core.resolve import Resolved, resolve
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import speccache
+from nebula_build.engine.ondisk import Outside
 from nebula_build.errors import ProjectLockedError, UnsafePathError
 from nebula_build.imaging import pillow_writes
 from nebula_build.plugin.manager import BackendRegistry
@@ -72,6 +73,9 @@ class Prepared:
     #: were walked this time: each is observed in `data_seen`, and a post added to
     #: any of them is a change (the no-op plan, watch)
     data_folders: tuple[str, ...] = ()
+    #: what the plan found outside the project (a local model's weights, see
+    #: `engine.ondisk`): the no-op snapshot watches it
+    outside: Outside = field(default_factory=Outside)
 
     @property
     def specs(self) -> dict[str, AssetSpec]:

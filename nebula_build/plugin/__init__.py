@@ -32,7 +32,8 @@ What is here:
   validated settings, the project root, a `preflight` call), is in `Backend`'s
   module, `nebula_build.plugin.backend`.
 - `GenerationRequest`, `GenerationResult`, and the progress callbacks a request
-  carries (`StepCallback`, `ActivityCallback`).
+  carries (`StepCallback`, `ActivityCallback`); `OnDisk`, what files outside the
+  project say of how an image would be made (`Backend.made_with_on_disk`).
 - `ModelSupport`: what a backend declares per model. `nebula_models()` and the
   model ids are the hosted Nebula API's table, for backends that mirror it.
 - The errors a backend raises: `BackendError` and its kinds. `CredentialsError`,
@@ -59,6 +60,7 @@ from nebula_build.plugin.backend import (
     BackendSettings,
     GenerationRequest,
     GenerationResult,
+    OnDisk,
     StepCallback,
 )
 from nebula_build.plugin.catalog import (
@@ -85,6 +87,7 @@ __all__ = [
     "GenerationResult",
     "LocalSetupError",
     "ModelSupport",
+    "OnDisk",
     "OutOfCreditsError",
     "RequestRejectedError",
     "StepCallback",

@@ -107,6 +107,24 @@ class GenerationResult:
     made_with: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class OnDisk:
+    """A `made_with` value that files outside the project decide (a local model's
+    weights), as `plan` can learn it without loading anything: see
+    `Backend.made_with_on_disk`."""
+
+    #: absolute paths of everything the value depends on: the files it reads, the
+    #: folders it lists (an entry added or removed changes a folder's signature) and
+    #: the paths it looked for and did not find (one appearing is a change)
+    paths: tuple[str, ...]
+    #: computes the value from those files, or None where they are not there (a
+    #: machine without the weights: nothing is noted). The engine keeps the answer
+    #: while the stat signatures of `paths` hold, so it may read megabytes.
+    compute: Callable[[], str | None]
+    #: the environment variables that decided where it looks (HF_HOME…)
+    environment: tuple[str, ...] = ()
+
+
 class Backend(ABC):
     """Base class for backends. Subclasses set `name`, may set `settings_model`,
     declare `models()` and implement `generate()`; the module docstring gives the
@@ -143,6 +161,17 @@ class Backend(ABC):
         """The part of `GenerationResult.made_with` that `settings` decide, known
         without loading anything: `plan` notes an image whose lock entry records other
         values ("made with different settings"). Nothing by default."""
+        return {}
+
+    @classmethod
+    def made_with_on_disk(
+        cls, settings: BackendSettings, model_id: str, root: Path
+    ) -> Mapping[str, OnDisk]:
+        """The part of `GenerationResult.made_with` that files outside the project
+        decide (e.g. {"weights": …}), found without loading anything: `plan` notes an
+        image whose lock entry records another value, as for `made_with`, and its
+        no-op fast path watches each value's `paths`. Only the values an image's lock
+        entry records are computed. Nothing by default."""
         return {}
 
     @classmethod

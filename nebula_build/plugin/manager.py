@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from nebula_build.errors import (
     suggestion,
 )
 from nebula_build.plugin import hookspecs
-from nebula_build.plugin.backend import Backend, BackendSettings
+from nebula_build.plugin.backend import Backend, BackendSettings, OnDisk
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.text import made_with_problem, printable
 
@@ -203,6 +203,32 @@ class BackendPlugin:
             raise PluginError(f"{self.source}: {self.name}.made_with: the record {problem}")
         return record
 
+    def made_with_on_disk(
+        self, settings: BackendSettings, model_id: str, root: Path
+    ) -> Mapping[str, OnDisk]:
+        """What files outside the project decide; OSError passes through (a file that
+        cannot be read: nothing is known)."""
+        with self.blame("made_with_on_disk", expected=(OSError,)):
+            found = self.cls.made_with_on_disk(settings, model_id, root)
+        if not isinstance(found, Mapping) or not all(
+            isinstance(name, str) and _well_formed(value) for name, value in found.items()
+        ):
+            raise PluginError(
+                f"{self.source}: {self.name}.made_with_on_disk must return a mapping of OnDisk"
+            )
+        return {
+            name: replace(value, compute=self._blamed(value.compute))
+            for name, value in found.items()
+        }
+
+    def _blamed(self, compute: Callable[[], str | None]) -> Callable[[], str | None]:
+        def blamed() -> str | None:
+            with self.blame("made_with_on_disk", expected=(OSError,)):
+                value = compute()
+            return value if isinstance(value, str) else None
+
+        return blamed
+
     def preflight(self, settings: BackendSettings, root: Path) -> None:
         with self.blame("preflight"):
             self.cls.preflight(settings, root)
@@ -231,6 +257,15 @@ class BackendPlugin:
     def create(self, settings: BackendSettings, root: Path) -> Backend:
         with self.blame("__init__"):
             return self.cls(settings, root=root)
+
+
+def _well_formed(value: object) -> bool:
+    return (
+        isinstance(value, OnDisk)
+        and all(isinstance(path, str) for path in value.paths)
+        and all(isinstance(name, str) for name in value.environment)
+        and callable(value.compute)
+    )
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ _STATE_FILES = (
     "failures.json",
     "noop",
     "prices.json",
+    "made-with.json",
     "gallery/index.html",
 )
 
@@ -190,6 +191,12 @@ class Project:
     def price_cache_path(self) -> Path:
         """The paid backends' price lists as last fetched, with their dates."""
         return self.state_dir / "prices.json"
+
+    @property
+    def made_with_cache_path(self) -> Path:
+        """What files outside the project said of how images would be made (a local
+        model's weights), keyed by those files' stat signatures (`engine.ondisk`)."""
+        return self.state_dir / "made-with.json"
 
     @property
     def project_lock_path(self) -> Path:

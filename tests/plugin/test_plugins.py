@@ -283,3 +283,65 @@ def test_a_plugins_preflight_error_is_one_printable_line():
     with pytest.raises(CredentialsError) as caught, plugin.blame("preflight"):
         raise CredentialsError("no key\x1b[2J\nall images generated\x07")
     assert str(caught.value) == "no key all images generated"
+
+
+ON_DISK = """
+import io, os
+from PIL import Image
+from nebula_build.plugin import Backend, GenerationResult, OnDisk, hookimpl, nebula_models
+
+def weights():
+    with open(os.environ["ON_DISK_FILE"]) as file:
+        text = file.read()
+    return 1 / 0 if text == "crash" else text
+
+class Local(Backend):
+    name = "local"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    @classmethod
+    def made_with_on_disk(cls, settings, model_id, root):
+        return {"weights": OnDisk((os.environ["ON_DISK_FILE"],), weights, ("ON_DISK_FILE",))}
+
+    async def generate(self, request):
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 64)).save(buffer, "PNG")
+        return GenerationResult(buffer.getvalue(), made_with={"weights": weights()})
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Local]
+"""
+
+
+def test_a_plugins_weights_on_disk_are_noted_and_its_crash_is_named(
+    install, project, run_cli, monkeypatch, tmp_path
+):
+    from nebula_build.engine import noop, ondisk
+
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(ondisk, "RACY_SECONDS", 0.0)
+    install("local", ON_DISK)
+    weights = tmp_path / "weights.txt"
+    weights.write_text("v1")
+    monkeypatch.setenv("ON_DISK_FILE", str(weights))
+    root = project({"images.toml": MINIMAL.replace('"preview"', '"local"')})
+    assert run_cli("apply").code == 0
+    assert run_cli("plan").out == "No changes: 1 image up to date.\n"
+    assert noop.unchanged(str(root), "images.toml", None) == 1
+
+    weights.write_text("v2")
+    assert noop.unchanged(str(root), "images.toml", None) is None
+    code, out, _ = run_cli("plan")
+    assert code == 0 and "~ a  made with different settings (weights v1, now v2)" in out
+
+    weights.write_text("crash")
+    code, out, err = run_cli("plan")
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        "error: backend 'local' from nebula-local 0.1 failed in made_with_on_disk: "
+        "ZeroDivisionError: division by zero (a bug in that plugin"
+    )

@@ -38,6 +38,7 @@ from nebula_build.plugin import (
     GenerationResult,
     LocalSetupError,
     ModelSupport,
+    OnDisk,
     WeightsNotFoundError,
     hookimpl,
 )
@@ -113,6 +114,18 @@ class DiffusersBackend(Backend):
     @classmethod
     def made_with(cls, settings: BackendSettings, model_id: str) -> Mapping[str, str]:
         return made_with(_settings(settings))
+
+    @classmethod
+    def made_with_on_disk(
+        cls, settings: BackendSettings, model_id: str, root: Path
+    ) -> Mapping[str, OnDisk]:
+        """The weights' identity (`weights.identity`): the Hugging Face cache's
+        revision (refs/main), or the fingerprint of the folder the settings give."""
+        from nebula_build.backends.diffusers.weights import on_disk
+
+        declared = _settings(settings).models.get(model_id)
+        path = declared if isinstance(declared, str | None) else declared.path
+        return {"weights": on_disk(model_id, path, root)}
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any]) -> BackendSettings:

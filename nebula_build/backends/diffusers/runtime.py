@@ -36,6 +36,7 @@ from nebula_build.backends.diffusers.weights import (
     component_names,
     estimated_bytes,
     fingerprint,
+    identity,
     read_model_index,
     variant_of,
 )
@@ -269,7 +270,7 @@ class Runtime:
         compiled = self._set_up(model_id, pipe, kind, fresh)
         for name, fp in shareable.items():
             self.components.setdefault(fp, pipe.components[name])
-        return LoadedPipeline(model_id, kind, pipe, shareable, compiled, _identity(location))
+        return LoadedPipeline(model_id, kind, pipe, shareable, compiled, identity(location.path))
 
     def adopt(self, model_id: str, pipe: Any) -> None:
         """Run `model_id` with a pipeline built elsewhere (a script's, a benchmark's
@@ -521,14 +522,6 @@ def _blame(model_id: str, option: str) -> Iterator[None]:
             f"{type(exc).__name__}: {first_line(exc)}; remove it from [backends.diffusers]",
             backend="diffusers",
         ) from exc
-
-
-def _identity(location: WeightsLocation) -> str:
-    """The weights' identity for the lock: the snapshot's revision in the Hugging Face
-    cache (its folder name is the commit), else a fingerprint of the folder's files."""
-    if location.path.parent.name == "snapshots":
-        return f"hf:{location.path.name}"
-    return f"files:{fingerprint(location.path)[:16]}"
 
 
 def _toml(value: object) -> str:

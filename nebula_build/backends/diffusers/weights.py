@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebula_build.plugin import LocalSetupError, WeightsNotFoundError
+from nebula_build.plugin import LocalSetupError, OnDisk, WeightsNotFoundError
 
 MODEL_INDEX = "model_index.json"
 _VARIANT = re.compile(r"\.(fp16|bf16)(-\d+-of-\d+)?\.safetensors$")
@@ -28,6 +28,11 @@ _PROVENANCE_KEYS = frozenset(
     {"_name_or_path", "name_or_path", "_commit_hash", "_diffusers_version", "transformers_version"}
 )
 _SAMPLE_BYTES = 1 << 16
+#: what `hf_hub_cache` reads (HOME through Path.home), and a configured "~/…" path
+HF_VARIABLES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME")
+#: a model folder holds a few dozen files; a folder with more is not one (a manifest
+#: from a pull request may name any folder: `plan` must not walk a whole disk)
+MAX_FOLDER_ENTRIES = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,76 @@ def cached_snapshot(model_id: str, cache: Path) -> Path | None:
         return None
     complete = [p for p in snapshots.iterdir() if (p / MODEL_INDEX).is_file()]
     return max(complete, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def identity(folder: Path) -> str:
+    """The weights' identity for the lock: the snapshot's revision in the Hugging Face
+    cache (its folder name is the commit), else a fingerprint of the folder's files."""
+    if folder.parent.name == "snapshots":
+        return f"hf:{folder.name}"
+    return f"files:{fingerprint(folder)[:16]}"
+
+
+def on_disk(model_id: str, configured: str | None, root: Path) -> OnDisk:
+    """The identity `identity` would give the weights `locate` finds, for `plan`: the
+    paths it depends on, and how to compute it (None where the weights are not on
+    disk). A configured folder's fingerprint reads sampled bytes of every file; the
+    engine keeps it while their signatures hold."""
+    if configured is None:
+        cache = hf_hub_cache()
+        return OnDisk(
+            tuple(map(str, snapshot_paths(model_id, cache))),
+            lambda: _cached_identity(model_id, cache),
+            HF_VARIABLES,
+        )
+    folder = configured_path(configured, root)
+    listed = _listing(folder) if folder.parent.name != "snapshots" else []
+    paths = [folder / MODEL_INDEX, *(listed or [folder])]
+    return OnDisk(tuple(map(str, paths)), lambda: _folder_identity(folder), HF_VARIABLES)
+
+
+def snapshot_paths(model_id: str, cache: Path) -> list[Path]:
+    """Every path `cached_snapshot` looks at, found or not: a change to any of them
+    may change its answer."""
+    repo = cache / ("models--" + model_id.replace("/", "--"))
+    ref = repo / "refs" / "main"
+    paths = [ref]
+    if ref.is_file():
+        paths.append(repo / "snapshots" / ref.read_text().strip() / MODEL_INDEX)
+        if paths[-1].is_file():
+            return paths
+    snapshots = repo / "snapshots"
+    paths.append(snapshots)
+    if snapshots.is_dir():
+        for snapshot in sorted(snapshots.iterdir()):
+            paths += [snapshot, snapshot / MODEL_INDEX]
+    return paths
+
+
+def _cached_identity(model_id: str, cache: Path) -> str | None:
+    snapshot = cached_snapshot(model_id, cache)
+    return None if snapshot is None else identity(snapshot)
+
+
+def _folder_identity(folder: Path) -> str | None:
+    if not (folder / MODEL_INDEX).is_file():
+        return None
+    if folder.parent.name != "snapshots" and _listing(folder) is None:
+        return None  # not a model folder
+    return identity(folder)
+
+
+def _listing(folder: Path) -> list[Path] | None:
+    """The folder and everything `fingerprint` walks in it, or None where there is
+    no model there (no model_index.json, or more entries than a model has)."""
+    if not (folder / MODEL_INDEX).is_file():
+        return None
+    found = [folder]
+    for path in folder.rglob("*"):
+        found.append(path)
+        if len(found) > MAX_FOLDER_ENTRIES:
+            return None
+    return found
 
 
 def configured_path(value: str, root: Path) -> Path:
