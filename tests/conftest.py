@@ -10,11 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from nebula_build.cli import main
 from tests.fake_backend import FAKE_BACKEND_SOURCE
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A loaded machine (CI's, or ours with two cores) makes drawing examples slow; that
+# says nothing about the code under test, so it fails no property test.
+settings.register_profile(
+    "loaded-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("loaded-machine")
 
 
 @pytest.fixture(autouse=True)

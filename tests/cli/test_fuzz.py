@@ -73,7 +73,9 @@ def toml(value: object) -> str:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(KEYS), VALUES), max_size=8),

@@ -77,7 +77,9 @@ ops = st.lists(
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(st.lists(ops, min_size=1, max_size=4))
 def test_a_spliced_lock_equals_a_full_rewrite_after_any_edits(tmp_path_factory, edits):
