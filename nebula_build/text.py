@@ -4,7 +4,8 @@
 characters, no bidirectional overrides. `redact` takes secrets out, whole or in
 fragments. `plural` counts things in words ("1 image", "2 images").
 `made_with_problem` checks a backend's provenance record (a plugin's answer, a
-lock's entry). Pure functions of the standard library: every layer may use them.
+lock's entry); `model_id_problem` checks a model id from a manifest. Pure functions
+of the standard library: every layer may use them.
 """
 
 from __future__ import annotations
@@ -100,6 +101,20 @@ def _redact_fragments(text: str, secret: str) -> str:
         elif index == 0 or not covered[index - 1]:
             pieces.append(REDACTED)
     return "".join(pieces)
+
+
+#: a model id: a letter or digit, then letters, digits and `._/:+@-`. Enough for every
+#: provider's ids (`black-forest-labs/FLUX.1-schnell`, `Bytedance-Seedream-3.0-2K`,
+#: `org/model@rev`), and no id can start a line a CI runner reads as a command
+#: (`::warning`, `##[error]`) or break out of a job summary's Markdown.
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:+@-]{0,199}")
+
+
+def model_id_problem(model: str) -> str | None:
+    """What is wrong with a model id from a manifest, or None."""
+    if MODEL_ID.fullmatch(model):
+        return None
+    return "a model id is 1-200 letters, digits and . _ / : + @ -, starting with a letter or digit"
 
 
 #: a provenance record (`GenerationResult.made_with`, a lock entry's `made_with`):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nebula_build.text import REDACTED, plural, printable, redact
+from nebula_build.text import REDACTED, model_id_problem, plural, printable, redact
 
 
 @pytest.mark.parametrize(
@@ -99,3 +99,42 @@ def test_plural_says_one_thing_in_the_singular():
     assert plural(0, "image") == "0 images"
     assert plural(3, "image") == "3 images"
     assert plural(2, "cache entry", "cache entries") == "2 cache entries"
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "black-forest-labs/FLUX.1-schnell",
+        "black-forest-labs/FLUX.1-Fill-dev",
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        "Bytedance-Seedream-3.0",
+        "Bytedance-Seedream-3.0-2K",
+        "bytedance/seedream-3",
+        "studio/castle-lora-merged",
+        "org/model@main",
+        "llava:13b",
+        "m",
+    ],
+)
+def test_every_real_model_id_is_a_model_id(model):
+    assert model_id_problem(model) is None
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "",
+        "x\n::warning title=INJ::INJECTED",
+        "::add-mask::x",
+        "##[error]x",
+        "-flag",
+        "a`b",
+        "a b",
+        "<img src=x>",
+        "a|b",
+        "x" * 201,
+        "ｆｕｌｌ",
+    ],
+)
+def test_a_model_id_has_a_safe_alphabet(model):
+    assert model_id_problem(model) is not None

@@ -36,6 +36,7 @@ from nebula_build.core import sourcemap
 from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
+from nebula_build.text import model_id_problem
 
 SCHEMA_VERSION = 1
 
@@ -126,6 +127,14 @@ class GenerationFields(BaseModel):
     seed: int | None = _param("seed")
     image: str | None = _param("image")
     mask: str | None = _param("mask")
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_an_id(cls, value: str | None) -> str | None:
+        """A model id is printed in CI logs and summaries: only a safe alphabet."""
+        if value is not None and (problem := model_id_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
 
 
 class DrawFields(BaseModel):

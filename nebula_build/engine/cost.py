@@ -1,11 +1,14 @@
 """What a plan's generations will cost, and the checks `apply` makes before paying.
 
 Per backend and model: the generations, the price of one, the subtotal; a total
-where every paid price is known. A price comes from the manifest (the backend's
-`prices` hook) or else from the provider's price list (`engine/prices.py`); a
-backend that is not paid costs nothing. `planned` never goes to the network
-(`plan`); `refreshed` fetches a price list first where one is missing, stale or
-lacks a model (`apply`). Amounts are Decimals made from the prices as written, so
+where every paid price is known. A price comes from the provider's price list
+(`engine/prices.py`), from `NEBULA_BUILD_PRICES` in the environment, or from the
+manifest (the backend's `prices` hook); the highest wins, and a backend that is not
+paid costs nothing. The manifest may come from a pull request, so its price alone
+is an estimate, never enough for `--max-cost`: it needs the provider's list or the
+environment to confirm a price. `planned` never goes to the network (`plan`);
+`refreshed` fetches a price list first where one is missing, stale or lacks a model
+(`apply`). Amounts are Decimals made from the prices as written, so
 3 × 0.1 is 0.3 and `--max-cost 0.3` lets it through. The currency is the
 provider's; Nebula bills in USD credits, so amounts are shown with `$`.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -30,6 +33,7 @@ from nebula_build.text import plural
 BALANCE_DEADLINE = 30.0
 FREE = "free"
 CONFIGURED = "configured"
+TRUSTED = prices.TRUSTED_ENV
 UNKNOWN = "unknown"
 _CENT = Decimal("0.01")
 _SHOWN = Decimal("0.000001")
@@ -65,8 +69,12 @@ class CostLine:
     paid: bool
     #: the price of one generation; None where it is not known
     price: Decimal | None
-    #: where the price comes from: "free", "configured", "price list of <date>", "unknown"
+    #: where the price comes from: "free", "configured" (the manifest), "price list of
+    #: <date>", "NEBULA_BUILD_PRICES" (the environment), "unknown"
     source: str
+    #: whether the provider's list or the environment vouches for a price (free ones
+    #: too): a price the manifest alone gives is not enough for --max-cost
+    confirmed: bool = True
 
     @property
     def subtotal(self) -> Decimal | None:
@@ -97,6 +105,11 @@ class Estimate:
         return [line for line in self.lines if line.price is None]
 
     @property
+    def unconfirmed(self) -> list[CostLine]:
+        """The paid lines whose price only the manifest gives."""
+        return [line for line in self.lines if line.price is not None and not line.confirmed]
+
+    @property
     def known(self) -> Decimal:
         """What the lines with a known price cost (a floor when some are unknown)."""
         return sum((line.subtotal or Decimal(0) for line in self.lines), Decimal(0))
@@ -114,8 +127,14 @@ class Estimate:
         return sum((line.subtotal or Decimal(0) for line in lines), Decimal(0))
 
 
-def estimate(plan: Plan, resolved: Resolved, lists: Mapping[str, prices.PriceList]) -> Estimate:
-    """The cost of `plan`'s generations, from configured prices then `lists`."""
+def estimate(
+    plan: Plan,
+    resolved: Resolved,
+    lists: Mapping[str, prices.PriceList],
+    trusted: Mapping[str, float] | None = None,
+) -> Estimate:
+    """The cost of `plan`'s generations, from `lists`, the `trusted` prices (model id →
+    price, from the environment) and the configured ones."""
     counts = Counter((a.spec.backend, a.spec.model) for a in plan.generations if a.spec)
     configured: dict[str, dict[str, float]] = {}
     lines = []
@@ -127,26 +146,31 @@ def estimate(plan: Plan, resolved: Resolved, lists: Mapping[str, prices.PriceLis
         if backend not in configured:
             configured[backend] = prices.checked_prices(plugin.prices(resolved.settings[backend]))
         listed = lists.get(backend)
-        # A manifest's price can raise the provider's, never lower it (a pull request
-        # must not price a paid model at 0 to pass --max-cost), and a paid model at 0
-        # is not a price anyone can rely on: unknown.
-        known = [
-            (price, source)
-            for price, source in (
-                (configured[backend].get(model), CONFIGURED),
-                (
-                    listed.prices.get(model) if listed else None,
-                    f"price list of {listed.fetched.date()}" if listed else "",
-                ),
-            )
-            if price is not None and price > 0
-        ]
-        if not known:
-            lines.append(CostLine(backend, model, n, True, None, UNKNOWN))
-            continue
-        price, source = max(known, key=lambda item: item[0])
-        lines.append(CostLine(backend, model, n, True, amount(price), source))
+        candidates = (  # on a tie, the first: a source that confirms the price
+            (listed.prices.get(model) if listed else None, _listed(listed)),
+            ((trusted or {}).get(model), TRUSTED),
+            (configured[backend].get(model), CONFIGURED),
+        )
+        lines.append(_priced(backend, model, n, candidates))
     return Estimate(tuple(lines))
+
+
+def _listed(listed: prices.PriceList | None) -> str:
+    return f"price list of {listed.fetched.date()}" if listed else ""
+
+
+def _priced(
+    backend: str, model: str, n: int, candidates: Iterable[tuple[float | None, str]]
+) -> CostLine:
+    """The line at the highest of the prices given. A manifest's price can raise the
+    provider's, never lower it (a pull request must not price a paid model at 0 to
+    pass --max-cost), and a paid model at 0 is not a price anyone can rely on: unknown."""
+    known = [(price, source) for price, source in candidates if price is not None and price > 0]
+    if not known:
+        return CostLine(backend, model, n, True, None, UNKNOWN)
+    price, source = max(known, key=lambda item: item[0])
+    confirmed = any(source != CONFIGURED for _, source in known)
+    return CostLine(backend, model, n, True, amount(price), source, confirmed)
 
 
 def _paid_generations(prepared: Prepared, plan: Plan) -> bool:
@@ -155,10 +179,11 @@ def _paid_generations(prepared: Prepared, plan: Plan) -> bool:
 
 
 def planned(prepared: Prepared, plan: Plan) -> Estimate:
-    """The estimate from configured prices and the cached price lists (no network)."""
+    """The estimate from the cached price lists, NEBULA_BUILD_PRICES and configured
+    prices (no network)."""
     if not _paid_generations(prepared, plan):
         return estimate(plan, prepared.resolved, {})
-    return estimate(plan, prepared.resolved, prices.load(prepared.project))
+    return estimate(plan, prepared.resolved, prices.load(prepared.project), prices.trusted())
 
 
 async def refreshed(
@@ -169,17 +194,19 @@ async def refreshed(
     when: datetime | None = None,
 ) -> Estimate:
     """The estimate, with each paid backend's price list fetched again first where it
-    is missing or over a day old (configured prices are checked against it); a list
-    that cannot be had is a warning, and the prices it would give stay unknown."""
+    is missing, over a day old, or lacks a model the plan generates with (then at most
+    once an hour: a model the provider does not price must not cost a request on every
+    apply). Configured prices are checked against it; a list that cannot be had is a
+    warning, and the prices it would give stay unknown or unconfirmed."""
     if not _paid_generations(prepared, plan):
         return estimate(plan, prepared.resolved, {})
     when = when or prices.now()
-    lists = prices.load(prepared.project)
-    current = estimate(plan, prepared.resolved, lists)
+    lists, trusted = prices.load(prepared.project), prices.trusted()
+    current = estimate(plan, prepared.resolved, lists, trusted)
     due = {  # configured prices too: they are checked against the provider's
         line.backend
         for line in current.lines
-        if line.paid and (line.backend not in lists or lists[line.backend].stale(when))
+        if line.paid and _list_due(lists.get(line.backend), line.model, when)
     }
     if not due:
         return current
@@ -188,7 +215,14 @@ async def refreshed(
         return current
     lists |= fetched
     prices.save(prepared.project, lists)
-    return estimate(plan, prepared.resolved, lists)
+    return estimate(plan, prepared.resolved, lists, trusted)
+
+
+def _list_due(listed: prices.PriceList | None, model: str, when: datetime) -> bool:
+    """Whether a backend's price list is to be fetched again for `model`."""
+    if listed is None or listed.stale(when):
+        return True
+    return model not in listed.prices and listed.older_than(prices.MISSING_RETRY, when)
 
 
 def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
@@ -201,9 +235,16 @@ def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
         line = unknown[0]
         raise UserError(
             f"--max-cost {money(max_cost)}: the price of {line.model} on {line.backend} is "
-            "unknown, so this apply cannot be shown to stay under it (set "
-            f'[backends.{line.backend}] prices = {{ "{line.model}" = <price> }}); '
+            f"unknown, so this apply cannot be shown to stay under it ({_vouch(line)}); "
             "nothing was generated"
+        )
+    unconfirmed = estimate.unconfirmed
+    if unconfirmed:
+        line = unconfirmed[0]
+        raise UserError(
+            f"--max-cost {money(max_cost)}: the price of {line.model} on {line.backend} comes "
+            "only from the manifest, which --max-cost does not trust, and the provider's "
+            f"price list does not confirm it ({_vouch(line)}); nothing was generated"
         )
     total = estimate.known
     if total > max_cost:
@@ -212,6 +253,11 @@ def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
             f"({plural(estimate.paid_generations, 'paid generation')}), more than --max-cost "
             f"{money(max_cost)}; nothing was generated"
         )
+
+
+def _vouch(line: CostLine) -> str:
+    """How to give a price --max-cost trusts."""
+    return f'set {TRUSTED}="{line.model}=<price>" in the environment'
 
 
 async def check_balance(prepared: Prepared, estimate: Estimate, notice: prices.Notice) -> None:

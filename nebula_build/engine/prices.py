@@ -2,12 +2,14 @@
 each was fetched.
 
 `plan` reads the cache only and never goes to the network; `apply` fetches a paid
-backend's list again when it will generate with it and a price is missing or the
-list is over a day old (`engine/cost.py` decides). The cache is state the tool
-writes for itself, so it is sealed (`state.seal`): one that came with a checkout
-(prices of 0, to slip a run under --max-cost) is ignored. What a backend answers
-and what the cache holds are checked alike: a mapping of model ids to finite
-amounts, bounded in size.
+backend's list again when it will generate with it and the list is missing, over a
+day old, or over an hour old and lacks a model (`engine/cost.py` decides).
+`NEBULA_BUILD_PRICES` in the environment gives prices the user vouches for.
+
+The cache is state the tool writes for itself, so it is sealed (`state.seal`): one
+that came with a checkout (prices of 0, to slip a run under --max-cost) is ignored.
+What a backend answers and what the cache holds are checked alike: a mapping of
+model ids to finite amounts, bounded in size.
 """
 
 from __future__ import annotations
@@ -15,19 +17,25 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nebula_build.core.resolve import Resolved
-from nebula_build.errors import NebulaBuildError, first_line
+from nebula_build.errors import NebulaBuildError, UserError, first_line
 from nebula_build.fsutil import atomic_write, read_regular
 from nebula_build.state.project import Project
 from nebula_build.state.seal import seal, unseal
+from nebula_build.text import model_id_problem, printable
 
 CACHE_FORMAT = 1
 MAX_AGE = timedelta(days=1)
+#: how often a list that lacks a model the plan uses is fetched again
+MISSING_RETRY = timedelta(hours=1)
+#: prices the environment vouches for: "model=0.003 other/model=0.01"
+TRUSTED_ENV = "NEBULA_BUILD_PRICES"
 #: the longest a backend may take to give its price list, whatever its own deadline
 FETCH_DEADLINE = 30.0
 MAX_MODELS = 10_000
@@ -47,7 +55,11 @@ class PriceList:
     fetched: datetime
 
     def stale(self, now: datetime) -> bool:
-        return not timedelta(0) <= now - self.fetched <= MAX_AGE
+        return self.older_than(MAX_AGE, now)
+
+    def older_than(self, age: timedelta, now: datetime) -> bool:
+        """Fetched over `age` ago (or in the future: a clock put back)."""
+        return not timedelta(0) <= now - self.fetched <= age
 
 
 def checked_amount(value: Any, *, limit: float = math.inf, signed: bool = False) -> float | None:
@@ -73,6 +85,29 @@ def checked_prices(raw: Any) -> dict[str, float]:
         if isinstance(model, str) and 0 < len(model) <= MAX_MODEL_ID and price is not None:
             prices[model] = price
     return prices
+
+
+def trusted() -> dict[str, float]:
+    """Model id → price from NEBULA_BUILD_PRICES ("model=0.003 other/model=0.01",
+    commas or spaces between); a malformed entry is a UserError."""
+    found = {}
+    for entry in os.environ.get(TRUSTED_ENV, "").replace(",", " ").split():
+        model, _, value = entry.rpartition("=")
+        price = _number(value)
+        if model_id_problem(model) is not None or price is None or price <= 0:
+            raise UserError(
+                f"{TRUSTED_ENV}: {printable(entry, limit=80)!r} is not MODEL=PRICE, a model "
+                'id and a price above 0 in USD (such as "black-forest-labs/FLUX.1-schnell=0.003")'
+            )
+        found[model] = price
+    return found
+
+
+def _number(text: str) -> float | None:
+    try:
+        return checked_amount(float(text), limit=MAX_PRICE)
+    except ValueError:
+        return None
 
 
 def now() -> datetime:

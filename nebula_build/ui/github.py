@@ -110,8 +110,31 @@ def _locator(source: str | None) -> Callable[[str], tuple[int | None, int | None
     return locate
 
 
-def _cell(text: object) -> str:
-    return printable(str(text)).replace("|", "\\|")
+#: what GitHub's Markdown reads as syntax inside a line: emphasis, code, links and
+#: images (`[`, `]`, `!`), table cells, strikethrough, math (`$`), mentions. Each is
+#: escaped with a backslash, as CommonMark allows any ASCII punctuation to be; `(`
+#: `)` `.` `-` `/` need not be (no link without `[`, no list mid-line).
+_MARKDOWN_SYNTAX = frozenset("\\`*_[]!|~$@")
+#: HTML (raw tags, autolinks in `<…>`, entities) becomes text
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def markdown_text(text: object) -> str:
+    """`text` as one line of literal Markdown (a table cell, a list item): no HTML,
+    link, image, code span, emphasis or `|` that ends the cell, whatever it holds."""
+    return "".join(
+        _HTML.get(char) or ("\\" + char if char in _MARKDOWN_SYNTAX else char)
+        for char in printable(str(text))
+    )
+
+
+def _code(text: object) -> str:
+    """`text` in a monospace span, its content literal (a backtick cannot end it)."""
+    return f"<code>{markdown_text(text)}</code>"
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(markdown_text(cell) for cell in cells) + " |"
 
 
 def summary(
@@ -123,20 +146,15 @@ def summary(
     estimate: Estimate | None = None,
 ) -> str:
     """The Markdown a job summary shows for one plan (and what its apply did)."""
-    lines = [f"### {_cell(title)}", ""]
+    lines = [f"### {markdown_text(title)}", ""]
     changes = plan.changes
     if not changes and not any(f.is_change for f in plan.files):
         lines.append(f"No changes: {plural(len(plan.actions), 'image')} up to date.")
     else:
         lines += ["| image | action | reason | output |", "| --- | --- | --- | --- |"]
+        lines += [_row(a.image, a.kind.value, a.reason, a.output or "") for a in changes]
         lines += [
-            f"| {_cell(a.image)} | {a.kind.value} | {_cell(a.reason)} | {_cell(a.output or '')} |"
-            for a in changes
-        ]
-        lines += [
-            f"| {_cell(f.label)} | {f.state.value} | {_cell(f.reason)} | {_cell(f.output)} |"
-            for f in plan.files
-            if f.is_change
+            _row(f.label, f.state.value, f.reason, f.output) for f in plan.files if f.is_change
         ]
     from_cache = sum(1 for a in changes if a.from_cache)
     lines.append("")
@@ -148,7 +166,10 @@ def summary(
         lines.append(f"- **Generated in this run:** {generated}.")
     if failures:
         lines += ["", "**Failed:**", ""]
-        lines += [f"- {_cell(name)}: {_cell(first_line(e))}" for name, e in failures.items()]
+        lines += [
+            f"- {markdown_text(name)}: {markdown_text(first_line(e))}"
+            for name, e in failures.items()
+        ]
     return "\n".join(lines) + "\n\n"
 
 
@@ -158,17 +179,22 @@ def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:
         models = Counter((a.spec.backend, a.spec.model) for a in plan.generations if a.spec)
         if not models:
             return []
-        per_model = ", ".join(f"{n} × `{m}` on {b}" for (b, m), n in sorted(models.items()))
+        per_model = ", ".join(
+            f"{n} × {_code(m)} on {markdown_text(b)}" for (b, m), n in sorted(models.items())
+        )
         return [f"- **Generations:** {per_model}."]
     from nebula_build.engine.cost import money
+    from nebula_build.ui.report import price_origin
 
     if not estimate.lines:
         return []
     parts = []
     for line in estimate.lines:
-        part = f"{line.generations} × `{_cell(line.model)}` on {_cell(line.backend)}"
-        if line.paid:
-            part += " at an unknown price" if line.price is None else f" at {money(line.price)}"
+        part = f"{line.generations} × {_code(line.model)} on {markdown_text(line.backend)}"
+        if line.paid and line.price is None:
+            part += " at an unknown price"
+        elif line.paid and line.price is not None:
+            part += " at " + markdown_text(money(line.price) + price_origin(line))
         parts.append(part)
     lines = [f"- **Generations:** {', '.join(parts)}."]
     if estimate.paid_generations:
@@ -176,7 +202,7 @@ def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:
         said = "unknown" if total is None else money(total)
         if total is None and estimate.known:
             said = f"at least {money(estimate.known)} (some prices unknown)"
-        lines.append(f"- **Estimated cost:** {said}.")
+        lines.append(f"- **Estimated cost:** {markdown_text(said)}.")  # `$`: math on GitHub
     return lines
 
 

@@ -71,7 +71,8 @@ class Progress:
             self.stream.write(self._line(outcome) + "\n")
         for warning in outcome.warnings:  # shown even with --quiet
             self._clear()
-            self.stream.write(self.style(f"warning: {outcome.image}: {warning}", "yellow") + "\n")
+            said = f"warning: {outcome.image}: {printable(warning)}"
+            self.stream.write(self.style(said, "yellow") + "\n")
         self._status()
         self.stream.flush()
 
@@ -86,7 +87,8 @@ class Progress:
                 f"{style('built', 'green')} {style(action.label, 'bold')} {action.output}\n"
             )
         else:
-            self.stream.write(f"{style('failed', 'red', 'bold')} {action.label}: {outcome.error}\n")
+            failed = style("failed", "red", "bold")
+            self.stream.write(f"{failed} {action.label}: {printable(str(outcome.error))}\n")
         self._status()
         self.stream.flush()
 
@@ -95,7 +97,8 @@ class Progress:
         elapsed = f"{outcome.elapsed:.2f}s"
         counter = style(f"[{self.done}/{self.total}]", "dim")
         if not outcome.ok:
-            return f"{counter} {style('failed', 'red', 'bold')} {action.image}: {outcome.error}"
+            error = printable(str(outcome.error))
+            return f"{counter} {style('failed', 'red', 'bold')} {action.image}: {error}"
         verb = _DONE[action.kind]
         source = ""
         if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW):
@@ -110,7 +113,7 @@ class Progress:
         elapsed += _details(outcome)
         return (
             f"{counter} {style(verb, 'green')} {style(action.image, 'bold')}"
-            f"{' ' + action.output if action.output else ''}{style(source, 'dim')} "
+            f"{' ' + printable(action.output) if action.output else ''}{style(source, 'dim')} "
             f"{style(elapsed, 'dim')}"
         )
 

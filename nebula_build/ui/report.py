@@ -21,7 +21,7 @@ from nebula_build.core.sprite import describe_check
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.text import plural
+from nebula_build.text import plural, printable
 from nebula_build.ui.statuslines import status_lines, status_rows
 from nebula_build.ui.style import Style
 
@@ -69,9 +69,9 @@ def action_lines(action: Action, style: Style) -> list[str]:
         cache = " (from cache)"
     head = (
         f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
-        f"{style(action.kind.value, color)}  {action.output or ''}"
+        f"{style(action.kind.value, color)}  {printable(action.output or '')}"
     )
-    lines = [head, style(f"      {action.reason}{cache}", "dim")]
+    lines = [head, style(f"      {printable(action.reason)}{cache}", "dim")]
     if action.spec is not None and action.spec.depends_on:
         lines.append(style(f"      takes the output of {', '.join(action.spec.depends_on)}", "dim"))
     if action.spec is not None:
@@ -85,7 +85,7 @@ def action_lines(action: Action, style: Style) -> list[str]:
         lines.append(
             style("      --force: the current file is backed up, then replaced", "magenta")
         )
-    lines += [style(f"      note: {note}", "yellow") for note in action.notes]
+    lines += [style(f"      note: {printable(note)}", "yellow") for note in action.notes]
     return lines
 
 
@@ -150,17 +150,29 @@ def summary_line(plan: Plan) -> str:
 def generation_costs(plan: Plan) -> list[str]:
     """'3 × FLUX.1-schnell on nebula' for each model that will be billed a generation."""
     counts = Counter((a.spec.backend, a.spec.model) for a in plan.generations if a.spec)
-    return [f"{n} × {model} on {backend}" for (backend, model), n in sorted(counts.items())]
+    return [
+        f"{n} × {printable(model)} on {printable(backend)}"
+        for (backend, model), n in sorted(counts.items())
+    ]
+
+
+def price_origin(line: CostLine) -> str:
+    """' per the manifest' after a price that is not the provider's list's."""
+    from nebula_build.engine.cost import CONFIGURED, TRUSTED
+
+    origins = {CONFIGURED: "the manifest", TRUSTED: TRUSTED}
+    return f" per {origins[line.source]}" if line.source in origins else ""
 
 
 def _priced(line: CostLine) -> str:
     from nebula_build.engine.cost import money
 
+    model = printable(line.model)
     if not line.paid:
-        return f"{line.generations} × {line.model}"
+        return f"{line.generations} × {model}"
     if line.price is None:
-        return f"{line.generations} × {line.model} at an unknown price"
-    return f"{line.generations} × {line.model} at {money(line.price)}"
+        return f"{line.generations} × {model} at an unknown price"
+    return f"{line.generations} × {model} at {money(line.price)}{price_origin(line)}"
 
 
 def cost_text(estimate: Estimate) -> str | None:
@@ -177,7 +189,8 @@ def cost_text(estimate: Estimate) -> str | None:
     for backend, lines in backends.items():
         listed = ", ".join(_priced(line) for line in lines)
         free = "" if lines[0].paid else ", free"
-        parts.append(f"{sum(line.generations for line in lines)} on {backend} ({listed}{free})")
+        count = sum(line.generations for line in lines)
+        parts.append(f"{count} on {printable(backend)} ({listed}{free})")
     text = "Generations: " + ", ".join(parts)
     if estimate.paid_generations:
         unknown = sum(line.generations for line in estimate.unknown)
@@ -229,6 +242,7 @@ def estimate_json(estimate: Estimate) -> dict[str, Any]:
                 "price": number(line.price),
                 "subtotal": number(line.subtotal),
                 "source": line.source,
+                "confirmed": line.confirmed,
             }
             for line in estimate.lines
         ],
@@ -253,10 +267,10 @@ def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
         if action.state is FileState.BUILD and not action.new:
             symbol, color = "~", "cyan"
         lines.append(
-            f"  {style(symbol, color, 'bold')} {style(action.label, 'bold')}"
-            f"  {style(action.state.value, color)}  {action.output}"
+            f"  {style(symbol, color, 'bold')} {style(printable(action.label), 'bold')}"
+            f"  {style(action.state.value, color)}  {printable(action.output)}"
         )
-        lines.append(style(f"      {action.reason}", "dim"))
+        lines.append(style(f"      {printable(action.reason)}", "dim"))
         if action.backup:
             lines.append(
                 style("      --force: the current file is backed up, then replaced", "magenta")
@@ -271,7 +285,7 @@ def pin_lines(plan: Plan, style: Style) -> list[str]:
         spec = action.spec
         if action.kind is ActionKind.NOOP and spec is not None and spec.pin is not None:
             note = action.notes[-1] if action.notes else "pinned to an earlier generation"
-            lines.append(style(f"  = {action.image}  {note}", "yellow"))
+            lines.append(style(f"  = {action.image}  {printable(note)}", "yellow"))
     return lines
 
 
@@ -279,7 +293,7 @@ def settings_lines(plan: Plan, style: Style) -> list[str]:
     """The images kept as they are although the lock says they were made with other
     settings than the backend's now (not in the key: `apply --replace` redoes them)."""
     return [
-        style(f"  ~ {action.image}  {note}", "yellow")
+        style(f"  ~ {action.image}  {printable(note)}", "yellow")
         for action in plan.actions
         if action.kind is ActionKind.NOOP
         for note in action.notes
@@ -483,7 +497,7 @@ def models_text(tables: Mapping[str, Mapping[str, ModelSupport]], style: Style) 
     for backend, models in tables.items():
         rows = [
             [
-                mid,
+                printable(mid),
                 *("yes" if p in m.params else "-" for p in OPTIONAL),
                 f"x{m.size_multiple}",
             ]
@@ -491,7 +505,7 @@ def models_text(tables: Mapping[str, Mapping[str, ModelSupport]], style: Style) 
         ]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines += [
-            style(f"backend {backend}", "bold"),
+            style(f"backend {printable(backend)}", "bold"),
             "  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
         ]
         lines += [

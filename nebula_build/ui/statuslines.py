@@ -42,14 +42,14 @@ def status_lines(
         if state == "noop":
             shown = style("up to date" + (" (pinned)" if name in pinned else ""), "green")
         elif state == "conflict":
-            shown = style(f"conflict: {reason}", "magenta")
+            shown = style(f"conflict: {printable(reason)}", "magenta")
         elif state == "waiting":
-            shown = style(reason, "dim")
+            shown = style(printable(reason), "dim")
         else:
-            shown = style(f"pending {state}: {reason}", "yellow")
+            shown = style(f"pending {state}: {printable(reason)}", "yellow")
         if name in failed:
             shown += style(f" (last apply failed: {printable(failed[name], limit=120)})", "red")
-        lines.append(f"{name.ljust(width)}  {shown}  {style(output, 'dim')}")
+        lines.append(f"{name.ljust(width)}  {shown}  {style(printable(output), 'dim')}")
     if not lines:
         return "No images declared."
     return "\n".join([*lines, "", style(summary, "bold")])

@@ -137,7 +137,9 @@ def test_plan_and_apply_write_the_job_summary(project, run_cli, actions):
     text = actions.read_text()
     assert "### nebula-build plan (images.toml)" in text
     assert "| hero | create | new image | img/hero.png |" in text
-    assert "- **Generations:** 2 × `black-forest-labs/FLUX.1-schnell` on preview." in text
+    assert (
+        "- **Generations:** 2 × <code>black-forest-labs/FLUX.1-schnell</code> on preview."
+    ) in text
     assert "### nebula-build apply (images.toml)" in text
     assert "- **Generated in this run:** 2." in text
 

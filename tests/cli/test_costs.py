@@ -54,7 +54,7 @@ def test_configured_prices_give_the_estimate_without_asking_the_network(
     code, out, _ = run_cli("plan")
     assert code == 0
     assert out.splitlines()[-1] == (
-        f"Generations: 2 on nebula (2 × {FLUX} at $0.003), 1 on preview "
+        f"Generations: 2 on nebula (2 × {FLUX} at $0.003 per the manifest), 1 on preview "
         f"(1 × {FLUX}, free); estimated cost $0.006."
     )
     cost = json.loads(run_cli("plan", "--json").out)["cost"]
@@ -67,6 +67,7 @@ def test_configured_prices_give_the_estimate_without_asking_the_network(
         "price": 0.003,
         "subtotal": 0.006,
         "source": "configured",
+        "confirmed": False,  # only the manifest says so: an estimate, not for --max-cost
     }
     assert nebula_server.requests == []  # plan never goes to the network
 
@@ -259,6 +260,107 @@ def test_a_price_of_zero_on_a_paid_backend_is_unknown(project, run_cli, nebula_s
     assert nebula_server.generations == []
 
 
+# --- a price --max-cost trusts -----------------------------------------------------------
+
+
+def _unconfirmed(how: str, nebula_server) -> None:
+    """Leave the provider's list unable to confirm FLUX's price."""
+    if how == "the list fails":
+        nebula_server.add_model_list_faults("500")
+    else:
+        del nebula_server.prices[FLUX]
+
+
+@pytest.mark.parametrize("how", ["the list fails", "the list lacks it"])
+def test_max_cost_does_not_trust_a_price_only_the_manifest_gives(
+    how, project, run_cli, nebula_server
+):
+    """A pull request prices the model at a fraction of a cent where the provider's list
+    cannot say otherwise: under --max-cost that price is not enough, nothing is paid."""
+    paid_project(project, prices={f'"{FLUX}"': 0.000001})
+    _unconfirmed(how, nebula_server)
+    code, _, err = run_cli("apply", "--yes", "--max-cost", "0.01")
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        f"error: --max-cost $0.01: the price of {FLUX} on nebula comes only from the "
+        "manifest, which --max-cost does not trust, and the provider's price list does not "
+        f'confirm it (set NEBULA_BUILD_PRICES="{FLUX}=<price>" in the environment); '
+        "nothing was generated"
+    )
+    assert nebula_server.generations == []
+
+
+@pytest.mark.parametrize("how", ["the list fails", "the list lacks it"])
+def test_max_cost_trusts_a_price_from_the_environment(
+    how, project, run_cli, nebula_server, monkeypatch
+):
+    paid_project(project, prices={f'"{FLUX}"': 0.000001})
+    _unconfirmed(how, nebula_server)
+    monkeypatch.setenv("NEBULA_BUILD_PRICES", f"{FLUX}=0.009, {SDXL}=0.02")
+    code, out, err = run_cli("apply", "--yes", "--max-cost", "0.01")
+    assert code == 1 and "estimated $0.018" in err  # the environment's price counts
+    assert nebula_server.generations == []
+    code, out, err = run_cli("apply", "--yes", "--max-cost", "0.02")
+    assert code == 0, err
+    assert f"2 × {FLUX} at $0.009 per NEBULA_BUILD_PRICES" in out
+    assert len(nebula_server.generations) == 2
+
+
+def test_an_environment_price_cannot_lower_the_providers(
+    project, run_cli, nebula_server, monkeypatch
+):
+    nebula_server.prices[FLUX] = 0.009
+    paid_project(project)
+    monkeypatch.setenv("NEBULA_BUILD_PRICES", f"{FLUX}=0.001")
+    code, _, err = run_cli("apply", "--yes", "--max-cost", "0.01")
+    assert code == 1 and "estimated $0.018" in err
+    assert nebula_server.generations == []
+
+
+@pytest.mark.parametrize("value", [FLUX, f"{FLUX}=0", f"{FLUX}=lots", "x`y=0.1", f"{FLUX}=inf"])
+def test_a_malformed_environment_price_is_one_line(value, project, run_cli, monkeypatch):
+    paid_project(project)
+    monkeypatch.setenv("NEBULA_BUILD_PRICES", value)
+    code, out, err = run_cli("plan")
+    assert code == 1
+    assert err.startswith("error: NEBULA_BUILD_PRICES: ") and len(err.splitlines()) == 1
+    assert "is not MODEL=PRICE" in err
+
+
+def test_plan_shows_a_manifest_price_as_an_estimate_and_says_so(project, run_cli):
+    paid_project(project, prices={f'"{FLUX}"': 0.004})
+    out = run_cli("plan").out
+    assert f"(2 × {FLUX} at $0.004 per the manifest); estimated cost $0.008." in out
+
+
+def test_a_price_list_that_lacks_a_model_is_fetched_again_at_most_hourly(
+    project, run_cli, nebula_server
+):
+    images = {"s": {"prompt": "x", "model": SDXL, "output": "s.png"}}
+    root = paid_project(project, images)
+    state = Project(root, root / "images.toml")
+    listed = "/api/v1/serverless/models"
+    nebula_server.prices[SDXL] = 0.02
+    # a list from two hours ago, before the provider priced SDXL: fetched again
+    prices.save(
+        state, {"nebula": prices.PriceList({FLUX: 0.003}, prices.now() - timedelta(hours=2))}
+    )
+    code, out, err = run_cli("apply", "--max-cost", "1")
+    assert code == 0, err
+    assert f"1 × {SDXL} at $0.02" in out
+    assert [r.path for r in nebula_server.requests].count(listed) == 1
+    # a list of ten minutes ago that lacks it: not asked again on every apply
+    (root / "images.toml").write_text(nebula_manifest({"t": images["s"] | {"prompt": "y"}}))
+    prices.save(
+        state, {"nebula": prices.PriceList({FLUX: 0.003}, prices.now() - timedelta(minutes=10))}
+    )
+    nebula_server.reset_counters()
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert f"1 × {SDXL} at an unknown price" in out
+    assert listed not in [r.path for r in nebula_server.requests]
+
+
 # --- what apply shows ------------------------------------------------------------------
 
 
@@ -295,8 +397,8 @@ def test_apply_json_and_the_job_summary_carry_the_estimate(
     result = json.loads(run_cli("apply", "--json").out)
     assert result["cost"]["total"] == 0.006 and result["generated"] == 2
     text = summary.read_text()
-    assert f"- **Generations:** 2 × `{FLUX}` on nebula at $0.003." in text
-    assert "- **Estimated cost:** $0.006." in text
+    assert f"- **Generations:** 2 × <code>{FLUX}</code> on nebula at \\$0.003." in text
+    assert "- **Estimated cost:** \\$0.006." in text  # `$…$` is math on GitHub
 
 
 # --- asking first, on a terminal ----------------------------------------------------------

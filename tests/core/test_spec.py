@@ -16,8 +16,9 @@ from nebula_build.core.resolve import resolve
 from nebula_build.core.spec import AssetSpec
 from nebula_build.plugin.manager import load_registry
 
-#: text without braces: `{name}` is a placeholder, an error in an image without rows
-_TEXT = st.characters(blacklist_characters="{}")
+#: text without braces: `{name}` is a placeholder, an error in an image without rows;
+#: and without lone surrogates, which no TOML file can hold
+_TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="{}")
 FIELDS = {
     "prompt": st.text(_TEXT, min_size=1, max_size=30),
     "negative_prompt": st.text(_TEXT, max_size=20),

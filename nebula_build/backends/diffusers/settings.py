@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nebula_build.backends.diffusers.kinds import KINDS, KNOWN_MODELS, KindName, PipelineKind
 from nebula_build.plugin import BackendSettings, RequestRejectedError
+from nebula_build.text import model_id_problem
 
 #: what to do when `quantize = "fp8"` is set without torchao
 FP8_NEEDS_TORCHAO = 'quantize = "fp8" needs torchao: pip install torchao'
@@ -94,6 +95,14 @@ class DiffusersSettings(BackendSettings):
     def _known_compile(cls, value: object) -> object:
         if not (isinstance(value, bool) or value in ("regional", "max-autotune")):
             raise ValueError('must be true, false, "regional" or "max-autotune"')
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _model_ids(cls, value: dict[str, str | LocalModel]) -> dict[str, str | LocalModel]:
+        for model in value:
+            if (problem := model_id_problem(model)) is not None:
+                raise ValueError(f"keys are model ids: {problem}")
         return value
 
     @field_validator("device")
