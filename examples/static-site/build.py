@@ -55,8 +55,16 @@ def post_cards(images: dict, sizes: str) -> str:
     )
 
 
+def read_asset_manifest() -> dict:
+    manifest = HERE / "static/images.json"
+    if not manifest.is_file():
+        raise SystemExit(f"{manifest} does not exist yet: run `nebula-build apply` first, "
+                         "then `python build.py`")
+    return json.loads(manifest.read_text())["images"]
+
+
 def main() -> None:
-    images = json.loads((HERE / "static/images.json").read_text())["images"]
+    images = read_asset_manifest()
 
     def fill(match: re.Match[str]) -> str:
         if match["kind"] == "products":

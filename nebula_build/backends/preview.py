@@ -153,6 +153,8 @@ def _wrap(text: str, font: FreeTypeFont, width: float, max_lines: int) -> list[s
 
 
 def _caption(image: PILImage.Image, request: GenerationRequest, *, top: bool) -> None:
+    """The name, prompt and details on a panel; over an input image (a chain's upstream
+    preview, which carries its own caption) the panel is opaque so no text shows through."""
     from PIL import Image, ImageDraw
 
     width, height = image.size
@@ -176,7 +178,7 @@ def _caption(image: PILImage.Image, request: GenerationRequest, *, top: bool) ->
     draw.rounded_rectangle(
         (margin, panel_top, width - margin, panel_top + panel_height),
         radius=margin // 2,
-        fill=(10, 12, 20, 165),
+        fill=(10, 12, 20, 255 if request.image is not None else 165),
     )
     y = panel_top + margin // 2
     for text, size, color in lines:

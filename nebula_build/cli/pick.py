@@ -11,7 +11,7 @@ from nebula_build.errors import UserError
 from nebula_build.text import plural
 
 if TYPE_CHECKING:
-    from nebula_build.engine.history import Change
+    from nebula_build.engine.history import Change, Row
 
 
 def _which(text: str | None) -> tuple[int | None, int | None]:
@@ -122,11 +122,20 @@ def cmd_history(ctx: Context) -> int:
         for change in row.changes:
             ctx.print(ctx.style(f"       {_change_text(change)}", "dim"))
     if earlier:
-        ctx.print(
-            f"bring one back: nebula-build pick {name} @K --pin (the changes read from it "
-            "to now; without --pin, only one the manifest still declares)"
-        )
+        _print_how_to_bring_back(ctx, name, manifest, listed)
     return ExitCode.OK
+
+
+def _print_how_to_bring_back(ctx: Context, name: str, manifest: str, listed: list[Row]) -> None:
+    if any(row.changes for row in listed):
+        ctx.print(
+            ctx.style("       [-…-] is in that generation, {+…+} in the current output", "dim")
+        )
+    ctx.print(
+        f"bring one back: nebula-build pick {name} @K (one made from what {manifest} declares "
+        f"now), or pick {name} @K --pin (one made from something else: kept until {manifest} "
+        "changes)"
+    )
 
 
 def _change_text(change: Change) -> str:

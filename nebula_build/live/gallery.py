@@ -36,9 +36,13 @@ if TYPE_CHECKING:
     from nebula_build.state.lockfile import LockEntry
 
 
+#: the index of the candidate that is an earlier generation pinned as the output
+PINNED = -1
+
+
 @dataclass(frozen=True)
 class Candidate:
-    """One draw of an image, as its card shows it."""
+    """One draw of an image, as its card shows it (or its pinned output: `PINNED`)."""
 
     index: int
     key: str
@@ -125,6 +129,9 @@ def cards(
         if spec.key_color is not None:
             details.append(("background", f"transparent (keyed from {spec.key_color})"))
         checked = check_rows(guard, spec) if exists and status == "ok" else ()
+        candidates = _candidates(draws.get(spec.name, ()), draw_links, href if exists else None)
+        if candidates and spec.pin is not None and exists:
+            candidates = (_pinned(spec, href), *candidates)
         result.append(
             Card(
                 spec.name,
@@ -136,7 +143,7 @@ def cards(
                 spec.prompt,
                 spec.negative_prompt,
                 spec.name in just_changed,
-                _candidates(draws.get(spec.name, ()), draw_links, href if exists else None),
+                candidates,
                 transparent=spec.key_color is not None
                 or dict(spec.checks).get("alpha") == "required",
                 checks=checked,
@@ -160,6 +167,14 @@ def _candidates(
             draw.pick_command,
         )
         for draw in draws
+    )
+
+
+def _pinned(spec: AssetSpec, href: str) -> Candidate:
+    """The output an earlier generation pinned (none of the set's draws), shown first
+    and marked as the output; its command ends the pin."""
+    return Candidate(
+        PINNED, spec.generation_key, True, href, f"nebula-build pick {spec.name} --unpin"
     )
 
 

@@ -51,10 +51,11 @@ GALLERY_SCRIPT = """<script>
   };
 
   const drawFigure = (card, [index, key, picked, href, command]) => {
+    const pinned = index < 0;  // an earlier generation pinned as the output
     const figure = el("figure", "draw" + (picked ? " picked" : "") + (href ? "" : " missing"));
     figure.dataset.index = index;
-    const label = [el("span", "index", `draw ${index}`)];
-    if (picked) label.push(el("span", "badge", "picked"));
+    const label = [el("span", "index", pinned ? "pinned" : `draw ${index}`)];
+    if (picked) label.push(el("span", "badge", pinned ? "output" : "picked"));
     const caption = el("figcaption");
     if (!href) {
       figure.append(el("div", "shot", "not made yet"), caption);
@@ -63,12 +64,17 @@ GALLERY_SCRIPT = """<script>
     }
     figure.dataset.key = key;
     const live = document.body.classList.contains("live");
-    const shot = el("button", "shot choose");
-    shot.type = "button";
-    shot.title = `${live ? "pick" : "show the command to pick"} draw ${index}`;
+    const shot = pinned ? el("a", "shot") : el("button", "shot choose");
+    if (pinned) {
+      shot.href = href;
+      shot.title = "the earlier generation pinned as the output: open it";
+    } else {
+      shot.type = "button";
+      shot.title = `${live ? "pick" : "show the command to pick"} draw ${index}`;
+    }
     const img = el("img");
     img.src = href;
-    img.alt = `draw ${index} of ${card.n}`;
+    img.alt = pinned ? `${card.n}, pinned` : `draw ${index} of ${card.n}`;
     img.loading = "lazy";
     shot.append(img);
     caption.append(...label);

@@ -20,16 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from nebula_build.core.plan import Plan
-from nebula_build.engine.apply import Applier
+from nebula_build.core.plan import Action, ActionKind, Plan
+from nebula_build.engine.apply import Applier, Outcome
+from nebula_build.engine.derived import FileOutcome
 from nebula_build.engine.execute import OpenBackends
 from nebula_build.engine.picking import pick_draw
 from nebula_build.engine.planning import plan_for
 from nebula_build.engine.prepare import Loaded, Prepared, prepare
-from nebula_build.engine.round import RoundOptions, RoundResult, apply_round
+from nebula_build.engine.round import RoundOptions, RoundProgress, RoundResult, apply_round
 from nebula_build.errors import NebulaBuildError, SupersededError, UserError
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state import globs
+from nebula_build.state.fileindex import FileIndex
+from nebula_build.state.lockfile import Entries
 from nebula_build.state.project import Project
 from nebula_build.text import plural
 from nebula_build.ui.progress import Progress
@@ -48,6 +51,8 @@ class Round:
     changed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
+    #: images whose file was changed by hand: kept, not overwritten (without --force)
+    conflicts: list[str] = field(default_factory=list)
     error: str | None = None
     prepared: Prepared | None = None
     #: the plan as the round left things (for the gallery)
@@ -97,9 +102,17 @@ class Watcher:
         self._owners: dict[str, str] = {}
         #: the folders those files are in
         self._output_folders: set[Path] = set()
-        #: images whose files changed on disk since the last round (planned with the
-        #: next edit, as a whole round would)
+        #: images whose files changed on disk since the last round (planned by the next)
         self._recheck: set[str] = set()
+        #: the lock as the last round or pick left it, and the file index it used: what
+        #: each file the images write should hold (a round's own writes are in both)
+        self._recorded: Entries = {}
+        self._files: FileIndex | None = None
+        #: the images' files (relative, POSIX → image) changed while a round or pick
+        #: ran: compared with the lock it leaves once it ends
+        self._suspects: dict[str, str] = {}
+        #: images whose conflict (a file changed by hand) was said: said once, not per round
+        self._conflicts_said: set[str] = set()
         #: the images the running round planned (None: all), once it has loaded
         self._planning: frozenset[str] | _NotLoaded | None = _NOT_LOADED
         self._applier: Applier | None = None
@@ -189,6 +202,7 @@ class Watcher:
                         report = await self.round(once=once)
                     if once:
                         return report
+                    self._check_suspects()
             finally:
                 self.loop = None
                 if consumer is not None:
@@ -203,16 +217,45 @@ class Watcher:
             dirty.set()
 
     def _starts_a_round(self, paths: set[Path]) -> bool:
-        """Whether a change set starts a round; the images whose files it holds are
-        planned again by the next round (changes to them alone start none)."""
+        """Whether a change set starts a round. The images whose files it holds are
+        planned again by the next round; a file deleted or edited by hand starts one
+        (it restores the file from the cache, or shows the conflict), the round's own
+        writes do not."""
         starts = False
         for path in paths:
             owner = None if self.wants(path) else self.written_by(path)
             if owner is not None:
                 self._recheck.add(owner)
+                starts |= self._changed_by_hand(path, owner)
             elif path not in self._output_folders or self.wants(path):
                 starts = True
         return starts
+
+    def _changed_by_hand(self, path: Path, owner: str) -> bool:
+        """Whether `owner`'s file at `path` no longer holds what the lock records; one
+        changed while a round works is checked once it ends (it may be the round's)."""
+        relative = path.relative_to(self.project.root).as_posix()
+        if self.working():
+            self._suspects[relative] = owner
+            return False
+        return self._differs(relative, owner)
+
+    def _differs(self, relative: str, owner: str) -> bool:
+        if owner in self._conflicts_said:
+            return True  # the user is resolving it: plan it again
+        entry = self._recorded.get(owner)
+        recorded = entry.files().get(relative) if entry is not None else None
+        if recorded is None or self._files is None:
+            return False  # never made: nothing to restore or to keep
+        return self._files.digest(relative) != recorded  # stat-cached for our own writes
+
+    def _check_suspects(self) -> None:
+        """After a round or pick: start the next round if a file changed while it ran
+        is not what it left (deleted or edited by hand meanwhile)."""
+        suspects, self._suspects = self._suspects, {}
+        changed = any(self._differs(path, owner) for path, owner in suspects.items())
+        if changed and self._dirty is not None:
+            self._dirty.set()
 
     def _cancel_obsolete(self) -> None:
         applier = self._applier
@@ -284,6 +327,10 @@ class Watcher:
             self._applier = None
         self._last_error = None
         report.prepared, report.result = result.prepared, result
+        self._recorded, self._files = result.lock, result.prepared.files
+        self._conflicts_said -= {
+            a.image for a in result.plan.actions if a.kind is not ActionKind.CONFLICT
+        }
         self._left_undone(result)
         if not result.plan.has_changes:
             planned = result.plan.actions if result.prepared.changed_only is None else ()
@@ -341,6 +388,7 @@ class Watcher:
                 self._say(traceback.format_exc().rstrip())
                 raise
             self.rounds += 1
+            self._recorded, self._files = result.lock, result.prepared.files
             report = Round(self.rounds, changed=[name], prepared=result.prepared, result=result)
             report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
             problem = result.refused or next(iter(result.failures.values()), None)
@@ -352,6 +400,7 @@ class Watcher:
             else:
                 self._summarise(report, result)
             self._publish(report)
+        self._check_suspects()
         if problem is not None:
             raise UserError(f"{name}: draw {index} could not be made the output: {problem}")
         if chosen.takers and self._dirty is not None:
@@ -361,8 +410,22 @@ class Watcher:
     def notice(self, message: str) -> None:
         self._say(self.style(f"note: {message}", "yellow"))
 
-    def starting(self, prepared: Prepared, plan: Plan) -> Progress:
-        return Progress(self.out, len(plan.changes), live=False, style=self.style)
+    def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress:
+        progress = Progress(self.out, len(plan.changes), live=False, style=self.style)
+        return _ConflictsOnce(progress, self)
+
+    def conflict(self, outcome: Outcome) -> None:
+        """Say once that an image's file was changed by hand and is kept."""
+        image = outcome.action.image
+        if image in self._conflicts_said:
+            return
+        self._conflicts_said.add(image)
+        self._say(
+            self.style("conflict: ", "magenta", "bold")
+            + f"{image}: {outcome.action.output}: {outcome.action.reason}: kept, not "
+            "overwritten; delete it to have it made again, or restart watch with --force "
+            "to replace it (a copy goes to .nebula-build/backup/)"
+        )
 
     def loaded(self, prepared: Prepared) -> None:
         """Watch the manifest, every input and data file it names (and each folder of
@@ -451,6 +514,8 @@ class Watcher:
         for outcome in result.applied.outcomes if result.applied else []:
             if outcome.ok:
                 report.changed.append(outcome.image)
+            elif outcome.action.kind is ActionKind.CONFLICT:
+                report.conflicts.append(outcome.image)
             elif isinstance(outcome.error, SupersededError):
                 report.cancelled.append(outcome.image)
             else:
@@ -461,6 +526,8 @@ class Watcher:
         parts = [done_text(result)]
         if report.cancelled:
             parts.append(f"{len(report.cancelled)} superseded")
+        if report.conflicts:
+            parts.append(self.style(f"{len(report.conflicts)} in conflict", "magenta"))
         if report.failed:
             parts.append(self.style(f"{len(report.failed)} failed", "red"))
         self._say(
@@ -473,6 +540,37 @@ class Watcher:
         if self.on_round is not None:
             self.on_round(report)
         return report
+
+
+class _ConflictsOnce:
+    """The round's progress, where a file changed by hand is the watcher's to say
+    (once, not as a failure every round that plans it)."""
+
+    def __init__(self, progress: Progress, watcher: Watcher) -> None:
+        self._progress = progress
+        self._watcher = watcher
+
+    def started(self, action: Action) -> None:
+        self._progress.started(action)
+
+    def step(self, image: str, done: int, total: int) -> None:
+        self._progress.step(image, done, total)
+
+    def activity(self, image: str, text: str) -> None:
+        self._progress.activity(image, text)
+
+    def finished(self, outcome: Outcome) -> None:
+        if outcome.ok or outcome.action.kind is not ActionKind.CONFLICT:
+            self._progress.finished(outcome)
+            return
+        self._progress.done += 1
+        self._watcher.conflict(outcome)
+
+    def built(self, outcome: FileOutcome) -> None:
+        self._progress.built(outcome)
+
+    def close(self) -> None:
+        self._progress.close()
 
 
 class _NotLoaded:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw
 
@@ -70,3 +71,48 @@ def test_png_size_is_read_from_its_header():
 
     data = render(request(width=200, height=136))
     assert image_size(data) == (200, 136) == decode(data).size
+
+
+CHAIN = """
+    version = 1
+    [defaults]
+    backend = "preview"
+    model = "black-forest-labs/FLUX.1-schnell"
+    width = 256
+    height = 256
+    [images.enemy]
+    prompt = "{prompt}"
+    seed = 100
+    output = "enemy.png"
+    [images.enemy-hat]
+    model = "black-forest-labs/FLUX.1-Fill-dev"
+    prompt = "a tiny crown"
+    image = "@enemy"
+    mask = "crown.png"
+    output = "enemy-hat.png"
+"""
+
+
+def test_chained_caption_hides_the_upstream_caption(project, run_cli):
+    """The caption panel of an image-to-image preview is opaque: the upstream preview's
+    own caption (its name, prompt, seed) does not show through it."""
+    mask = Image.new("L", (256, 256), 0)
+    ImageDraw.Draw(mask).rectangle((60, 10, 200, 90), fill=255)  # on top: caption below
+    buffer = io.BytesIO()
+    mask.save(buffer, "PNG")
+    root = project(
+        {"images.toml": CHAIN.format(prompt="a slime monster"), "crown.png": buffer.getvalue()}
+    )
+    panels = []
+    for prompt in ("a slime monster", "a bat with a very long upstream prompt"):
+        (root / "images.toml").write_text(CHAIN.format(prompt=prompt), encoding="utf-8")
+        assert run_cli("apply").code == 0
+        panels.append(caption_panel(root / "enemy-hat.png"))
+    # Same name, prompt and model on an opaque panel: identical, whatever lies beneath.
+    assert ImageChops.difference(*panels).getbbox() is None
+
+
+def caption_panel(path: Path) -> Image.Image:
+    """The inside of the bottom caption panel of a 256 x 256 preview, corners left out."""
+    with Image.open(path) as image:
+        return image.convert("RGB").crop((32, 256 - 16 - 56, 256 - 32, 256 - 16 - 6))

@@ -159,3 +159,21 @@ def test_game_sprites_atlas_lists_every_sprite(tmp_path, run_cli):
     assert [tag["name"] for tag in aseprite["meta"]["frameTags"]] == ["idle", "attack"]
     tres = (root / "assets/sprites/enemies.tres").read_text()
     assert 'path="res://assets/sprites/enemies.png"' in tres
+
+
+def test_static_site_build_before_apply_says_to_apply_first(tmp_path):
+    root = tmp_path / "static-site"
+    shutil.copytree(
+        EXAMPLES / "static-site",
+        root,
+        ignore=shutil.ignore_patterns(".nebula-build", "images.lock", "static", "index.html"),
+    )
+    done = subprocess.run(
+        [sys.executable, str(root / "build.py")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"{root / 'static/images.json'} does not exist yet: "
+        "run `nebula-build apply` first, then `python build.py`"
+    ]
+    assert not (root / "index.html").exists()

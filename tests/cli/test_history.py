@@ -15,6 +15,7 @@ import pytest
 
 from nebula_build.state.lockfile import MAX_HISTORY
 from tests.conftest import nebula_manifest
+from tests.live.pagedata import card as card_of
 
 HERO = {"prompt": "a red lighthouse", "output": "hero.png", "seed": 7}
 
@@ -246,7 +247,7 @@ def test_the_gallery_says_an_image_is_pinned(project, run_cli, nebula_server):
     assert run_cli("apply").code == 0
     assert run_cli("gallery").code == 0
     page = root / ".nebula-build/gallery/index.html"
-    assert "pinned" not in page.read_text()
+    assert "pinned" not in card_of(page.read_text(), "hero")["status_text"]
     assert run_cli("pick", "hero", "@1", "--pin").code == 0
     assert run_cli("gallery").code == 0
     assert "pinned to an earlier generation (pick hero --unpin)" in page.read_text()
@@ -356,3 +357,57 @@ def test_a_longer_text_than_a_manifest_may_hold_is_refused_in_the_lock(
     lock.write_text(lock.read_text().replace('"a red lighthouse"', '"' + "x" * 10_001 + '"'))
     code, _, err = run_cli("history", "hero")
     assert code == 1 and "history: `params` must be a table of plain values" in err
+
+
+PREVIEW_DRAWS = """version = 1
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 128
+height = 96
+
+[images.hero]
+prompt = "a lighthouse at dusk"
+seed = 42
+candidates = 3
+output = "hero.png"
+"""
+
+
+def _pinned_draw_two(project, run_cli):
+    """Draw 2 of the dusk set picked, the prompt changed to dawn, then dusk's draw 2
+    pinned back: the newcomer's walkthrough."""
+    root = project({"images.toml": PREVIEW_DRAWS})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    _edit(root, "dusk", "dawn")
+    assert run_cli("apply").code == 0
+    return root
+
+
+def test_history_says_how_to_read_it_and_bring_one_back(project, run_cli):
+    _pinned_draw_two(project, run_cli)
+    code, out, _ = run_cli("history", "hero")
+    assert code == 0
+    assert out.splitlines()[-3:] == [
+        "       prompt: a lighthouse at [-dusk-] {+dawn+}",
+        "       [-…-] is in that generation, {+…+} in the current output",
+        "bring one back: nebula-build pick hero @K (one made from what images.toml declares "
+        "now), or pick hero @K --pin (one made from something else: kept until images.toml "
+        "changes)",
+    ]
+
+
+def test_the_gallery_shows_the_pinned_output_before_the_draws_of_the_set(project, run_cli):
+    root = _pinned_draw_two(project, run_cli)
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    assert run_cli("gallery").code == 0
+    hero = card_of((root / ".nebula-build/gallery/index.html").read_text(), "hero")
+    assert hero["prompt"] == "a lighthouse at dusk"  # the pinned spec, with its own seed
+    pinned, *draws = hero["draws"]
+    assert pinned["index"] == -1 and pinned["picked"]
+    assert (
+        pinned["href"] == "../../hero.png" and pinned["command"] == "nebula-build pick hero --unpin"
+    )
+    assert pinned["key"] == _lock(root)["hero"]["generation_key"]
+    assert [d["index"] for d in draws] == [0, 1, 2] and not any(d["picked"] for d in draws)

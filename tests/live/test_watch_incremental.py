@@ -62,17 +62,18 @@ def test_an_edit_in_a_large_project_remakes_only_its_image(
         assert generation_log(log)[made:] == ["s0600"]
         assert second.prepared is not None and second.prepared.changed_only == {"s0600"}
 
-        # deleted by hand: no round of its own, made again by the next one (from the cache)
+        # deleted by hand: a round of its own plans that image alone, restores it
+        resolved.clear()
         (root / "out/3/s0300.png").unlink()
         await script.queue.put({root / "out/3/s0300.png"})
-        await asyncio.sleep(0.3)
-        assert len(script.rounds) == 2
-        resolved.clear()
+        restored = await script.next_round()
+        assert restored.changed == ["s0300"] and resolved == []
+        assert restored.prepared is not None and restored.prepared.changed_only == {"s0300"}
+        assert (root / "out/3/s0300.png").exists()
         save("s0900", "sprite 900, in the rain")
         await script.queue.put({manifest})
         third = await script.next_round()
-        assert sorted(third.changed) == ["s0300", "s0900"] and resolved == ["s0900"]
-        assert (root / "out/3/s0300.png").exists()
+        assert third.changed == ["s0900"] and resolved == ["s0900"]
         assert generation_log(log)[made:] == ["s0600", "s0900"]
 
         # a broken edit says what the whole path says; the next good one recovers
@@ -143,13 +144,10 @@ def test_an_edit_to_defaults_resolves_everything_again(project, fake_site, tmp_p
     asyncio.run(scenario())
 
 
-def test_an_output_deleted_by_hand_is_made_again_by_the_next_edit_round(
-    project, fake_site, tmp_path
-):
+def test_an_output_deleted_by_hand_is_restored_by_a_round_of_its_own(project, fake_site, tmp_path):
     log = tmp_path / "gen.log"
     images = dict(list(_images().items())[:3])
     root = project({"images.toml": fake_manifest(log, images)})
-    manifest = root / "images.toml"
     deleted = root / "out/0/s0001.png"
 
     async def scenario() -> None:
@@ -158,15 +156,15 @@ def test_an_output_deleted_by_hand_is_made_again_by_the_next_edit_round(
         task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
         await script.next_round(timeout=30)
         await asyncio.sleep(2.5)  # the folder the round made is watched within a second
+        made = len(generation_log(log))
         deleted.unlink()
-        await asyncio.sleep(1.5)
-        assert len(script.rounds) == 1  # a deletion starts no round of its own
-        images["s0002"]["prompt"] = "sprite 2, edited"
-        manifest.write_text(fake_manifest(log, images))
         report = await script.next_round(timeout=10)
-        assert sorted(report.changed) == ["s0001", "s0002"]
-        assert report.prepared is not None and report.prepared.changed_only is not None
-        assert deleted.exists()
+        assert report.changed == ["s0001"] and deleted.exists()
+        assert report.prepared is not None and report.prepared.changed_only == {"s0001"}
+        assert len(generation_log(log)) == made  # from the cache
+        assert "restored s0001" in out.getvalue()
+        with pytest.raises(TimeoutError):  # the restored file is ours: no round for it
+            await script.next_round(timeout=1.5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

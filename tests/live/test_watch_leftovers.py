@@ -243,7 +243,6 @@ def test_an_output_deleted_before_its_new_folder_is_watched_is_made_again(
     log = tmp_path / "gen.log"
     images = {name: {"prompt": name, "output": f"out/sub/{name}.png"} for name in "ab"}
     root = project({"images.toml": fake_manifest(log, images)})
-    manifest = root / "images.toml"
 
     async def scenario() -> None:
         script, out = Script(), io.StringIO()
@@ -251,11 +250,8 @@ def test_an_output_deleted_before_its_new_folder_is_watched_is_made_again(
         task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
         await script.next_round(timeout=30)
         (root / "out/sub/a.png").unlink()  # before the watch re-arms with out/sub
-        await asyncio.sleep(2.5)
-        images["b"]["prompt"] = "b2"
-        manifest.write_text(fake_manifest(log, images))
-        edited = await script.next_round(timeout=15)
-        assert sorted(edited.changed) == ["a", "b"]
+        restored = await script.next_round(timeout=15)  # once it has: a round of its own
+        assert restored.changed == ["a"]
         assert (root / "out/sub/a.png").exists()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
