@@ -79,6 +79,17 @@ def differing(ours: Mapping[str, object], theirs: Mapping[str, object]) -> list[
     return sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
 
 
+def changed_since(base: AssetSpec, earlier: AssetSpec) -> list[str]:
+    """What the manifest changed since `earlier` was made, as a user would say it: an
+    earlier draw is compared with the same draw of today's spec, so its draw number
+    and derived seed are not reported as changes (unless nothing else differs)."""
+    whole = differing(base.generation_params(), earlier.generation_params())
+    if not whole or earlier.draw == base.draw:
+        return whole
+    same_draw = base.drawn(earlier.draw).generation_params()
+    return differing(same_draw, earlier.generation_params()) or whole
+
+
 def _pinned(base: AssetSpec, entry: LockEntry | None) -> AssetSpec | None:
     """The earlier generation the lock pins as the output, while the manifest's spec
     is still the one it was pinned against."""
@@ -92,7 +103,7 @@ def _pinned(base: AssetSpec, entry: LockEntry | None) -> AssetSpec | None:
 
 
 def pin_note(base: AssetSpec, pinned: AssetSpec) -> str:
-    fields = differing(base.generation_params(), pinned.generation_params())
+    fields = changed_since(base, pinned)
     verb = "differs" if len(fields) == 1 else "differ"
     which = f" ({', '.join(fields)} {verb} from the manifest)" if fields else ""
     return (

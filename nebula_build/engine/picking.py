@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from nebula_build.core.spec import AssetSpec
-from nebula_build.engine.candidates import differing, picked, recorded_pick
+from nebula_build.engine.candidates import changed_since, differing, picked, recorded_pick
 from nebula_build.engine.history import earlier_spec
 from nebula_build.engine.prepare import Prepared, prepare, recovered_lock
 from nebula_build.engine.remotecache import configured
@@ -105,9 +105,11 @@ def choose_earlier(
     fields = differing(base.generation_params(), spec.generation_params())
     if fields and not pin:
         manifest = prepared.project.display_manifest
+        changed = changed_since(base, spec)
+        verb = "differs" if len(changed) == 1 else "differ"
         raise UserError(
-            f"pick: images.{name} @{earlier} was made from another spec ({', '.join(fields)} "
-            f"differ from {manifest}): edit {manifest} to match, or pass --pin to make it "
+            f"pick: images.{name} @{earlier} was made from another spec ({', '.join(changed)} "
+            f"{verb} from {manifest}): edit {manifest} to match, or pass --pin to make it "
             "the output anyway (plan shows the pin)"
         )
     if fields:

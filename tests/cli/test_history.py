@@ -178,6 +178,14 @@ def test_picking_between_draws_keeps_them_out_of_the_history(project, run_cli, n
     history = _lock(root)["hero"]["history"]
     assert len(history) == 1 and history[0]["params"]["draw"] == 2
     assert len(_lock(root)["hero"]["draws"]) == 3
+    # the earlier pick differs from today's spec by its prompt only: its draw number
+    # and derived seed are the same draw's of today's set
+    code, _, err = run_cli("pick", "hero", "@1")
+    assert code == 1
+    assert "@1 was made from another spec (prompt differs from images.toml)" in err
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    out = run_cli("plan").out
+    assert "pinned to an earlier generation (prompt differs from the manifest)" in out
 
 
 @pytest.mark.parametrize(
