@@ -86,6 +86,8 @@ def _redact_fragments(text: str, secret: str) -> str:
     if len(text) < size:
         return text
     windows = {secret[i : i + size] for i in range(len(secret) - size + 1)}
+    if not any(window in text for window in windows):
+        return text  # the usual case, found at C speed: no character-by-character walk
     covered = [False] * len(text)
     found = False
     for start in range(len(text) - size + 1):

@@ -14,25 +14,29 @@ then RequestRejectedError.
 
 The server is not trusted (DESIGN.md, section 10): the key goes only over https
 (http only to loopback) and only to the default host or one the environment
-names; every attempt has a total deadline and every answer a size cap;
-Retry-After is capped; what the server says reaches a message as one printable
-line with the key redacted.
+names; every attempt has a total deadline and every answer a size cap, counted
+unpacked (answers are asked for uncompressed and read raw: see `Inflater`), with
+one byte budget for all answers in flight (`ByteBudget`); Retry-After is capped;
+what the server says reaches a message as one printable line with the key redacted.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import os
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -65,6 +69,15 @@ API_PATH = "/api/v1"
 KEY_VARIABLE_PREFIX = "NEBULA_"
 SUCCESS_BODY_LIMIT = 64 * 2**20
 ERROR_BODY_LIMIT = 64 * 2**10
+#: the most bytes of image answers one backend holds at once, decoded, across all its
+#: requests in flight (an answer waits for room before it is read): 4 answers at the cap
+ANSWER_BUDGET = 256 * 2**20
+#: an account answer (model list, prices, balance): a few hundred rows in practice
+ACCOUNT_BODY_LIMIT = 4 * 2**20
+#: the most rows a model list may have; more is refused, not cleaned
+MAX_MODEL_ROWS = 10_000
+#: the most content codings an answer may be wrapped in ("gzip, gzip" is two)
+MAX_CODINGS = 2
 MAX_JSON_DEPTH = 32
 #: the longest wait a Retry-After header gets, whatever it asks for
 MAX_RETRY_AFTER = 60.0
@@ -91,6 +104,11 @@ _KEY_VARIABLE = re.compile(rf"{KEY_VARIABLE_PREFIX}[A-Za-z0-9_]+")
 #: what an HTTP header value may hold: printable ASCII, on one line
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
 _LOOPBACK_NAMES = frozenset({"localhost"})
+#: a model id: what the provider's ids look like, nothing a terminal, a CI log or a
+#: markdown page reads as markup ("black-forest-labs/FLUX.1-schnell")
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:+-]{0,199}")
+#: the zlib window bits for each content coding we can unpack
+_CODINGS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 
 
 class NebulaSettings(BackendSettings):
@@ -143,6 +161,18 @@ class NebulaSettings(BackendSettings):
         "price list, which `apply` fetches and caches for a day.",
     )
 
+    @field_validator("seedream_model")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        return checked_model_id(value)
+
+    @field_validator("prices")
+    @classmethod
+    def _priced_model_ids(cls, value: dict[str, float]) -> dict[str, float]:
+        for model in value:
+            checked_model_id(model)
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _key_safe_url(cls, value: str) -> str:
@@ -160,6 +190,16 @@ class NebulaSettings(BackendSettings):
                 "NEBULA_API_KEY_STAGING): images.toml may not pick which of your secrets is sent"
             )
         return value
+
+
+def checked_model_id(value: str) -> str:
+    """`value` if it is a plausible model id; ValueError saying what one is if not."""
+    if not MODEL_ID.fullmatch(value):
+        raise ValueError(
+            "must be a model id: 1 to 200 letters, digits and . _ / : + - (starting with a "
+            "letter or digit), e.g. black-forest-labs/FLUX.1-schnell"
+        )
+    return value
 
 
 # --- where the key may go ----------------------------------------------------------
@@ -251,7 +291,12 @@ def _client(
     url, key = base_url(settings), api_key(settings)
     client = httpx.AsyncClient(
         base_url=url,
-        headers={"Authorization": f"Bearer {key}", "User-Agent": "nebula-build"},
+        # identity: a compressed answer would be unpacked before its size is known
+        headers={
+            "Authorization": f"Bearer {key}",
+            "User-Agent": "nebula-build",
+            "Accept-Encoding": "identity",
+        },
         timeout=httpx.Timeout(timeout, connect=min(30.0, timeout)),
         follow_redirects=False,
         transport=transport,
@@ -273,6 +318,11 @@ class Answer:
     body: bytes | None
     #: where the request went
     url: str = ""
+    #: why the body could not be read (corrupt or unasked-for compression); body is b""
+    malformed: str | None = None
+
+
+_T = TypeVar("_T")
 
 
 async def exchange(
@@ -282,32 +332,192 @@ async def exchange(
     *,
     deadline: float,
     payload: Mapping[str, Any] | None = None,
-) -> Answer:
+    limit: int = SUCCESS_BODY_LIMIT,
+    budget: ByteBudget | None = None,
+    then: Callable[[Answer], _T],
+) -> _T:
     """Send one request and read its answer, all within `deadline` seconds (TimeoutError
-    past it): a body trickled a byte at a time is cut off like a silent one."""
+    past it): a body trickled a byte at a time is cut off like a silent one. A 2xx body
+    over `limit` bytes (an error's over ERROR_BODY_LIMIT), decoded, is not read. With a
+    `budget`, the body waits for room in it, and holds that room while `then` digests
+    the answer."""
     import asyncio
 
     async with (
         asyncio.timeout(deadline),
         client.stream(method, path, json=payload) as response,
     ):
-        limit = SUCCESS_BODY_LIMIT if response.status_code < 300 else ERROR_BODY_LIMIT
-        body = await _read_capped(response, limit)
-        return Answer(response.status_code, response.headers, body, str(response.url))
+        cap = limit if response.status_code < 300 else ERROR_BODY_LIMIT
+        room = budget.room(_room_needed(response.headers, cap)) if budget else _no_room()
+        async with room:
+            try:
+                body, malformed = await _read_capped(response, cap), None
+            except MalformedAnswer as exc:
+                body, malformed = b"", str(exc)
+            url = str(response.url)
+            return then(Answer(response.status_code, response.headers, body, url, malformed))
+
+
+@contextlib.asynccontextmanager
+async def _no_room() -> AsyncIterator[None]:
+    yield
+
+
+def _room_needed(headers: httpx.Headers, cap: int) -> int:
+    """The bytes an answer may take once read: its declared length when it is sent as
+    is, else (compressed, or of unknown length) its cap."""
+    declared = headers.get("content-length", "")
+    if not _content_codings(headers) and declared.isdigit():
+        return min(int(declared), cap)
+    return cap
+
+
+class MalformedAnswer(ValueError):
+    """A body that cannot be read: compressed in a way we did not ask for, or corrupt."""
+
+
+class _TooLarge(Exception):
+    """A body past its cap, decoded."""
+
+
+def _content_codings(headers: httpx.Headers) -> list[str]:
+    """The answer's content codings, in the order they were applied ("identity" left out)."""
+    codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
+    return [c for c in codings if c not in ("", "identity")]
+
+
+class Inflater:
+    """Unpacks gzip or deflate layers as the bytes arrive, never past `limit` bytes
+    out of any layer: a few KiB that unpack to gigabytes stop at the cap."""
+
+    def __init__(self, codings: Sequence[str], limit: int) -> None:
+        if len(codings) > MAX_CODINGS:
+            raise MalformedAnswer(f"compressed {len(codings)} times over")
+        for coding in codings:
+            if coding not in _CODINGS:
+                name = printable(coding, limit=40)
+                raise MalformedAnswer(f"compressed as {name!r}, which was not asked for")
+        self._names = list(reversed(codings))  # the last applied comes off first
+        self._layers = [zlib.decompressobj(_CODINGS[name]) for name in self._names]
+        self._made = [0] * len(self._layers)
+        self._limit = limit
+
+    def feed(self, data: bytes) -> bytes:
+        """What `data` unpacks to so far; _TooLarge past the limit."""
+        for index, layer in enumerate(self._layers):
+            if not data:
+                return b""
+            data = self._unpack(index, layer.decompress, data)
+        return data
+
+    def end(self) -> bytes:
+        """The rest, once every byte was fed; MalformedAnswer if a layer is cut short."""
+        data = b""
+        for index, layer in enumerate(self._layers):
+            if data:
+                data = self._unpack(index, layer.decompress, data)
+            data += self._unpack(index, _flushing(layer), b"")
+            if not layer.eof:
+                raise MalformedAnswer(f"{self._names[index]} data cut short")
+        return data
+
+    def _unpack(self, index: int, step: Callable[[bytes, int], bytes], data: bytes) -> bytes:
+        room = self._limit - self._made[index] + 1  # never 0: that would mean no limit
+        try:
+            out = step(data, room)
+        except zlib.error as exc:
+            name = self._names[index]
+            said = printable(str(exc), limit=80)
+            raise MalformedAnswer(f"corrupt {name} data ({said})") from None
+        self._made[index] += len(out)
+        if self._made[index] > self._limit:
+            raise _TooLarge
+        return out
+
+
+def _flushing(layer: Any) -> Callable[[bytes, int], bytes]:
+    """A layer's last bytes, as an unpacking step (what is fed was all consumed)."""
+    return lambda _data, _room: bytes(layer.flush())
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, unpacked, or None past `limit` bytes (raw or unpacked): the raw bytes are
+    read, so a compressed one is unpacked here, within the cap, never by httpx."""
+    if response.is_stream_consumed:  # an answer made in memory (a test's mock transport)
+        return response.content if len(response.content) <= limit else None
+    codings = _content_codings(response.headers)
+    inflater = Inflater(codings, limit) if codings else None
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = bytearray()
+    received = 0
+    try:
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > limit:
+                return None
+            body += inflater.feed(chunk) if inflater else chunk
+            if len(body) > limit:
+                return None
+        if inflater:
+            body += inflater.end()
+    except _TooLarge:
+        return None
+    return bytes(body) if len(body) <= limit else None
+
+
+class ByteBudget:
+    """Bytes that concurrent answers may hold at once. An answer takes its room before
+    it is read, all at once (so no two answers each hold half of what both need), and
+    waits its turn when there is none; room is given first come, first served."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._waiting: deque[tuple[int, Any]] = deque()
+
+    @contextlib.asynccontextmanager
+    async def room(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self.total)
+        await self._take(size)
+        try:
+            yield
+        finally:
+            self._give_back(size)
+
+    async def _take(self, size: int) -> None:
+        import asyncio
+
+        if not self._waiting and self.used + size <= self.total:
+            self.used += size
+            return
+        granted = asyncio.get_running_loop().create_future()
+        self._waiting.append((size, granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._give_back(size)  # granted as it was cancelled
+            else:
+                self._wake()  # a smaller answer behind it may fit now
+            raise
+
+    def _give_back(self, size: int) -> None:
+        self.used -= size
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting:
+            size, granted = self._waiting[0]
+            if granted.done():
+                self._waiting.popleft()
+                continue
+            if self.used + size > self.total:
+                return
+            self._waiting.popleft()
+            self.used += size
+            granted.set_result(None)
 
 
 def parse_json(data: bytes) -> Any:
@@ -345,6 +555,8 @@ def server_message(answer: Answer, secrets: Sequence[str]) -> str:
     """The server's own words, short: `message` from JSON, else a text snippet."""
     import httpx
 
+    if answer.malformed is not None:
+        return f"an answer that could not be read: {answer.malformed}"
     if answer.body is None:
         return f"an answer over {ERROR_BODY_LIMIT // 2**10} KiB, not read"
     try:
@@ -521,6 +733,7 @@ class NebulaBackend(Backend):
         self._secrets: tuple[str, ...] = ()
         self._models = self.models(settings)
         self._pacer = Pacer(settings.requests_per_minute)
+        self._budget = ByteBudget(ANSWER_BUDGET)
 
     @classmethod
     def models(cls, settings: BackendSettings) -> Mapping[str, ModelSupport]:
@@ -590,6 +803,7 @@ class NebulaBackend(Backend):
             try:
                 data, inference, size = await self._attempt(body)
             except _Retry as retry:
+                _forget_frames(retry)
                 if retry.malformed:
                     malformed_tries += 1
                 if attempts >= self.settings.max_attempts or malformed_tries >= 2:
@@ -600,6 +814,7 @@ class NebulaBackend(Backend):
                 backoff = min(backoff * 2, 30.0)
                 continue
             except BackendError as error:
+                _forget_frames(error)
                 raise self._named(error, request, attempts) from None
             timings = {"request": round(time.perf_counter() - started, 4)}
             if inference is not None:
@@ -646,8 +861,14 @@ class NebulaBackend(Backend):
         assert self._client is not None, "use the backend with `async with`"
         timeout = self.settings.timeout
         try:
-            answer = await exchange(
-                self._client, "POST", "/images/generation", deadline=timeout, payload=body
+            return await exchange(
+                self._client,
+                "POST",
+                "/images/generation",
+                deadline=timeout,
+                payload=body,
+                budget=self._budget,
+                then=self._answered,
             )
         except httpx.ConnectTimeout:
             raise _Retry(
@@ -660,6 +881,11 @@ class NebulaBackend(Backend):
                     "[backends.nebula] timeout if generations take longer"
                 )
             ) from None
+        except httpx.DecodingError:  # not raised while raw bytes are read; kept if ever
+            raise _Retry(
+                RequestRejectedError("malformed response: its compression is corrupt"),
+                malformed=True,
+            ) from None
         except httpx.TransportError as exc:
             said = clean(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
             never_sent = isinstance(exc, httpx.ConnectError)
@@ -669,6 +895,10 @@ class NebulaBackend(Backend):
                 TransientBackendError(f"connection to {host} failed: {said}"),
                 sent=not never_sent,
             ) from None
+
+    def _answered(self, answer: Answer) -> _Image:
+        """The image in `answer`, or the error (or retry) it means."""
+        assert self._client is not None, "use the backend with `async with`"
         if answer.status >= 300:
             error = status_error(
                 answer.status,
@@ -690,6 +920,10 @@ class NebulaBackend(Backend):
         (engine/verify.py), not a second time here on the event loop."""
         from nebula_build.imaging import examine, sniff, verify_image
 
+        if answer.malformed is not None:
+            raise _Retry(
+                RequestRejectedError(f"malformed response: {answer.malformed}"), malformed=True
+            )
         if answer.body is None:
             raise RequestRejectedError(
                 f"the answer is over {SUCCESS_BODY_LIMIT // 2**20} MiB, more than any image: "
@@ -736,6 +970,14 @@ class NebulaBackend(Backend):
         return RequestRejectedError(f"the API answered status {status} without an image: {message}")
 
 
+def _forget_frames(error: BaseException) -> None:
+    """Drop the frames `error` went through: their locals hold the answer it was raised
+    over (up to 64 MiB), and the error we raise next keeps it as its context, for as
+    long as the run keeps the failure."""
+    error.__traceback__ = None
+    error.__context__ = None
+
+
 def _sniffio_absent_once() -> None:
     """httpcore runs `import sniffio` for every lock, event and shield it creates, several
     times a request. Where sniffio is not installed, each of those failed imports searches
@@ -772,32 +1014,43 @@ async def list_remote_models(
     transport: httpx.AsyncBaseTransport | None = None,
     deadline: float = LIST_MODELS_TIMEOUT,
 ) -> list[dict[str, Any]]:
-    """The provider's model list (`GET {base}/serverless/models`)."""
-    body, secrets = await _get_json(
-        settings, "/serverless/models", "could not list models", deadline, transport
-    )
+    """The provider's model list (`GET {base}/serverless/models`), every string in it
+    made printable and secret-free."""
+    rows, secrets = await _model_rows(settings, deadline, transport)
+    return [_cleaned(row, secrets) for row in rows]
+
+
+async def _model_rows(
+    settings: NebulaSettings, deadline: float, transport: httpx.AsyncBaseTransport | None
+) -> tuple[list[Mapping[str, Any]], tuple[str, ...]]:
+    """The model list's rows as the server sent them (at most MAX_MODEL_ROWS), and the
+    secrets to keep out of what is shown of them."""
+    what = "could not list models"
+    body, secrets = await _get_json(settings, "/serverless/models", what, deadline, transport)
     rows = body.get("data", body) if isinstance(body, Mapping) else body
     if isinstance(rows, Mapping):
         rows = rows.get("models", [])
     if not isinstance(rows, list):
+        raise RequestRejectedError(f"{what}: unexpected answer shape", backend="nebula")
+    if len(rows) > MAX_MODEL_ROWS:
         raise RequestRejectedError(
-            "could not list models: unexpected answer shape", backend="nebula"
+            f"{what}: the answer lists {len(rows)} models, more than {MAX_MODEL_ROWS}",
+            backend="nebula",
         )
-    return [_cleaned(dict(row), secrets) for row in rows if isinstance(row, Mapping)]
+    return [row for row in rows if isinstance(row, Mapping)], secrets
 
 
 async def model_prices(
     settings: NebulaSettings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> dict[str, float]:
     """The price of one generation per model id, from the provider's model list; rows
-    without a usable price are left out."""
-    rows = await list_remote_models(
-        settings, transport=transport, deadline=account_deadline(settings)
-    )
+    without a usable price, or whose model_name is no model id, are left out (nothing
+    else in a row is read, so nothing else needs cleaning)."""
+    rows, _ = await _model_rows(settings, account_deadline(settings), transport)
     prices: dict[str, float] = {}
     for row in rows:
         model, price = row.get("model_name"), _amount(row.get("price"))
-        if isinstance(model, str) and model and price is not None:
+        if isinstance(model, str) and MODEL_ID.fullmatch(model) and price is not None:
             prices[model] = price
     return prices
 
@@ -853,7 +1106,9 @@ async def _get_json(
     client, secrets = _client(settings, deadline, transport)
     async with client:
         try:
-            answer = await exchange(client, "GET", path, deadline=deadline)
+            answer = await exchange(
+                client, "GET", path, deadline=deadline, limit=ACCOUNT_BODY_LIMIT, then=_as_is
+            )
         except (TimeoutError, httpx.TimeoutException):
             raise TransientBackendError(
                 f"{what}: no answer within {deadline:g}s", backend="nebula"
@@ -869,9 +1124,13 @@ async def _get_json(
             base=clean(str(client.base_url).rstrip("/"), secrets),
         )
         raise type(error)(f"{what}: {error}", backend="nebula")
+    if answer.malformed is not None:
+        raise RequestRejectedError(
+            f"{what}: the answer could not be read: {answer.malformed}", backend="nebula"
+        )
     if answer.body is None:
         raise RequestRejectedError(
-            f"{what}: the answer is over {SUCCESS_BODY_LIMIT // 2**20} MiB", backend="nebula"
+            f"{what}: the answer is over {ACCOUNT_BODY_LIMIT // 2**20} MiB", backend="nebula"
         )
     try:
         return parse_json(answer.body), secrets
@@ -879,10 +1138,14 @@ async def _get_json(
         raise RequestRejectedError(f"{what}: the answer is {exc}", backend="nebula") from None
 
 
+def _as_is(answer: Answer) -> Answer:
+    return answer
+
+
 def _cleaned(value: Any, secrets: Sequence[str]) -> Any:
     """A JSON value from the server with every string made printable and secret-free."""
     if isinstance(value, str):
-        return clean(value, secrets, limit=500)
+        return clean(value, secrets, limit=200)
     if isinstance(value, dict):
         return {clean(str(k), secrets, limit=100): _cleaned(v, secrets) for k, v in value.items()}
     if isinstance(value, list):

@@ -128,6 +128,19 @@ def _printable_warnings(result: GenerationResult) -> GenerationResult:
     return dataclasses.replace(result, warnings=warnings)
 
 
+#: a seed is below 2**63: what a TOML integer (images.lock) and a signed 64-bit field hold
+SEED_END = 2**63
+
+
+def _shown(value: object) -> str:
+    """`value` for a message: short, whatever its size (an int of 5000 digits has no repr
+    under Python's default limit)."""
+    if type(value) is int and value.bit_length() > 64:
+        power = f"2**{value.bit_length() - 1}"
+        return f"-{power} or less" if value < 0 else f"{power} or more"
+    return printable(repr(value), limit=40)
+
+
 def _malformed(result: object) -> str | None:
     """What is wrong with a backend's answer, in its own shape (the bytes themselves are
     checked where they are decoded)."""
@@ -135,10 +148,12 @@ def _malformed(result: object) -> str | None:
         return f"{type(result).__name__}, not a GenerationResult"
     if not isinstance(result.data, bytes):
         return "data that is not bytes"
-    if result.seed is not None and (type(result.seed) is not int or result.seed < 0):
-        return f"seed {result.seed!r}, not a non-negative integer"
+    if result.seed is not None and (
+        type(result.seed) is not int or not 0 <= result.seed < SEED_END
+    ):
+        return f"seed {_shown(result.seed)}, not an integer from 0 to 2**63 - 1"
     if result.peak_memory is not None and type(result.peak_memory) is not int:
-        return f"peak_memory {result.peak_memory!r}, not an integer"
+        return f"peak_memory {_shown(result.peak_memory)}, not an integer"
     if not isinstance(result.warnings, tuple | list) or not all(
         isinstance(w, str) for w in result.warnings
     ):

@@ -4,7 +4,8 @@ Every original an image is made from passes here: a backend's answer (in
 `Applier._persist`, before `Store.put`) and a cache entry (in `Applier._original`,
 after `Store.get` checked it against its digest). Verification accepts a PNG, JPEG or
 WebP within the size limits of `imaging`, strips the chunks and segments the tool does
-not carry over (`imaging.examine`), and proves the pixel data decodes, decoding it at
+not carry over (`imaging.examine`), turns pixels in a mode a PNG cannot hold (CMYK…)
+into an RGB PNG, and proves the pixel data decodes, decoding it at
 most once per image: when the files need the pixels (a resize, another format,
 variants) the decoded image is kept for `render`; when the main file is the original
 itself, a PNG's compressed stream is checked without building an image.
@@ -69,7 +70,26 @@ def verify(data: bytes, encoding: Encoding, *, digest: str | None = None) -> Ver
         check_png_pixels(kept, digest=digest)
     else:  # only a PNG is ever kept as it is; decode anything else all the same
         pixels = decode(kept)
+    if pixels is not None and pixels.mode not in WRITABLE_MODES:
+        return _as_rgb(pixels)
     return Verified(kept, digest, examined.format, examined.size, pixels)
+
+
+#: the pixel modes every output format takes (JPEG, WebP and AVIF convert the others
+#: when written; a PNG cannot hold CMYK, YCbCr or LAB)
+WRITABLE_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16", "I;16B"})
+
+
+def _as_rgb(pixels: PILImage) -> Verified:
+    """An original in a mode no PNG holds (a CMYK JPEG, say) as a lossless RGB(A) PNG:
+    what is cached is then an image every output can be written from."""
+    import io
+
+    converted = pixels.convert("RGBA" if pixels.mode in ("PA", "La", "RGBa") else "RGB")
+    buffer = io.BytesIO()
+    converted.save(buffer, "PNG")
+    data = buffer.getvalue()
+    return Verified(data, sha256_bytes(data), "png", converted.size, converted)
 
 
 def verify_answer(data: bytes, spec: AssetSpec, encoding: Encoding | None = None) -> Verified:

@@ -39,11 +39,20 @@ colour, as a model that follows the prompt would paint it.
 
 - "private_chunk[:MiB]": a real PNG carrying a private ancillary chunk (default 8 MiB)
 - "message:<status>:<text>": an error with exactly that message (escape sequences…)
+- "gzip_bomb[:MiB]": a 200 sent `Content-Encoding: gzip, gzip` whose few KiB unpack to
+  that many MiB of zeros (default 256), whatever the request asked for
+- "gzip": a real answer, gzipped although the client asked for none (a misbehaving proxy)
+- "bad_gzip": a 200 that says `Content-Encoding: gzip` over bytes that are not gzip
+- "encoded:<coding>": a real answer labelled with that content coding ("br"), not applied
+- "cmyk": a 200 whose image is a CMYK JPEG (a PNG cannot hold its pixels as they are)
+- "many_models[:count]": a model list with that many rows (default 20000)
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import gzip
 import hashlib
 import io
 import json
@@ -79,6 +88,8 @@ class RecordedRequest:
     body: dict[str, Any]
     started: float
     finished: float = 0.0
+    #: the request's Accept-Encoding header, as sent
+    accept_encoding: str = ""
 
 
 @dataclass
@@ -264,6 +275,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             record = RecordedRequest("GET", self.path, self._authorized(), {}, time.monotonic())
+            record.accept_encoding = self.headers.get("Accept-Encoding", "")
             self.record = record
             server._enter(record)
             try:
@@ -319,6 +331,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                 self._authorized(),
                 body if isinstance(body, dict) else {},
                 time.monotonic(),
+                accept_encoding=self.headers.get("Accept-Encoding", ""),
             )
             self.record = record
             server._enter(record)
@@ -422,6 +435,12 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                 "pixel_bomb": self._pixel_bomb,
                 "private_chunk": self._private_chunk,
                 "message": self._message,
+                "gzip_bomb": self._gzip_bomb,
+                "gzip": self._gzip,
+                "bad_gzip": self._bad_gzip,
+                "encoded": self._encoded,
+                "cmyk": self._cmyk,
+                "many_models": self._many_models,
             }
             action = actions.get(name)
             if action is None:
@@ -497,7 +516,51 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             status, _, text = argument.partition(":")
             self._send_json(int(status or 400), {"status": "failed", "message": text})
 
+        def _gzip_bomb(self, argument: str, body: dict[str, Any]) -> None:
+            headers = {"Content-Encoding": "gzip, gzip"}
+            self._send(200, gzip_bomb(int(argument or 256)), "application/json", headers)
+
+        def _gzip(self, argument: str, body: dict[str, Any]) -> None:
+            self._send_encoded("gzip", gzip.compress(self._real_answer(body), mtime=0))
+
+        def _bad_gzip(self, argument: str, body: dict[str, Any]) -> None:
+            self._send_encoded("gzip", b"not gzip at all")
+
+        def _encoded(self, argument: str, body: dict[str, Any]) -> None:
+            self._send_encoded(argument, self._real_answer(body))
+
+        def _send_encoded(self, coding: str, data: bytes) -> None:
+            self._send(200, data, "application/json", {"Content-Encoding": coding})
+
+        def _real_answer(self, body: dict[str, Any]) -> bytes:
+            image = server.image(int(body.get("width", 64)), int(body.get("height", 64)), 0)
+            return json.dumps(_envelope(body, base64.b64encode(image).decode())).encode()
+
+        def _cmyk(self, argument: str, body: dict[str, Any]) -> None:
+            from PIL import Image
+
+            size = (int(body.get("width", 64)), int(body.get("height", 64)))
+            buffer = io.BytesIO()
+            Image.new("CMYK", size, (0, 255, 255, 0)).save(buffer, "JPEG")
+            self._success(base64.b64encode(buffer.getvalue()).decode(), body)
+
+        def _many_models(self, argument: str, body: dict[str, Any]) -> None:
+            rows = [
+                {"model_name": f"m{n}", "model_type": "Image", "price": 0.01}
+                for n in range(int(argument or 20_000))
+            ]
+            self._send_json(200, {"status": "success", "data": rows})
+
     return Handler
+
+
+@functools.cache
+def gzip_bomb(mebibytes: int) -> bytes:
+    """`mebibytes` MiB of zeros, gzipped twice: about a thousandth of it, then a few KiB."""
+    inner = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(2**20)
+    data = b"".join(inner.compress(block) for _ in range(mebibytes)) + inner.flush()
+    return gzip.compress(data, mtime=0)
 
 
 #: how a prompt asks for a flat background colour: "… (#FF00FF) background"

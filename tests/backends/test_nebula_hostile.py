@@ -360,3 +360,209 @@ def test_a_refused_connection_names_the_host_it_tried(project, run_cli, monkeypa
     assert code == 1
     assert f"a: connection to 127.0.0.1:{port} failed: ConnectError" in err, err
     assert CANARY_KEY not in err
+
+
+# --- the second review: compression, budgets, modes, seeds, model ids --------------
+
+
+PEAK_SCRIPT = """
+import sys
+from nebula_build.cli import main
+code = main(sys.argv[1:])
+# VmHWM: this process's own peak (ru_maxrss would count the parent it was spawned from)
+peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(f"PEAK_KIB {peak.split()[1]}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def peak_run(root: Path, *args: str) -> tuple[int, str, int]:
+    """The CLI in a process of its own: exit code, stderr, and its peak memory in MiB."""
+    import os
+    import subprocess
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("measures memory through /proc (Linux)")
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, *args],
+        check=False,
+        cwd=root,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    err, _, peak = done.stderr.rpartition("PEAK_KIB ")
+    return done.returncode, err, int(peak) // 1024
+
+
+def test_answers_are_asked_for_uncompressed(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest(ONE)})
+    assert run_cli("apply", "--yes").code == 0
+    assert run_cli("models", "--remote").code == 0
+    assert {r.accept_encoding for r in nebula_server.requests} == {"identity"}
+
+
+@pytest.mark.slow
+def test_a_compressed_bomb_stops_at_the_cap_unpacked(project, nebula_server):
+    root = project({"images.toml": nebula_manifest(ONE, max_attempts=1)})
+    nebula_server.add_model_list_faults("gzip_bomb:512")
+    nebula_server.add_faults("gzip_bomb:512")
+    code, err, peak = peak_run(root, "apply", "--yes")
+    assert code == 1 and "Traceback" not in err
+    assert "a: the answer is over 64 MiB, more than any image: not read further" in err
+    assert "could not list models: the answer is over 4 MiB" in err
+    # 1 GiB unpacked in all: read as it came, the process held gigabytes
+    assert peak < 400, f"peak {peak} MiB"
+
+
+def test_a_compressed_answer_is_unpacked_and_kept(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest(ONE)})
+    nebula_server.add_faults("gzip")
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 0, err
+    assert (root / "a.png").is_file() and len(nebula_server.generations) == 1
+
+
+def test_a_corrupt_compressed_answer_is_a_malformed_one(project, run_cli, nebula_server):
+    """Billed, maybe, but unreadable: tried once more, like any malformed answer."""
+    root = project({"images.toml": nebula_manifest(TWO)})
+    nebula_server.add_faults("bad_gzip", "bad_gzip", prompt="unlucky")
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 1 and "Traceback" not in err and "internal error" not in err
+    assert "hit: malformed response: corrupt gzip data (Error -3 while decompressing" in err
+    assert (root / "ok.png").is_file()
+    nebula_server.add_faults("bad_gzip", prompt="unlucky")
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 0, err
+    assert (root / "hit.png").is_file()
+
+
+def test_an_answer_in_an_unasked_coding_is_malformed(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest(ONE)})
+    nebula_server.add_faults("encoded:br", "encoded:gzip, gzip, gzip")
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 1
+    assert "a: malformed response: compressed 3 times over" in err
+    nebula_server.add_faults("encoded:br")
+    nebula_server.add_model_list_faults("encoded:br")
+    code, _, err = run_cli("models", "--remote")
+    assert err.splitlines() == [
+        "error: could not list models: the answer could not be read: compressed as 'br', "
+        "which was not asked for"
+    ]
+
+
+def test_a_long_model_list_is_refused_not_cleaned(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest(ONE)})
+    nebula_server.add_model_list_faults("many_models:20000")
+    code, _, err = run_cli("models", "--remote")
+    assert err.splitlines() == [
+        "error: could not list models: the answer lists 20000 models, more than 10000"
+    ]
+    nebula_server.add_model_list_faults("huge_success:5")
+    code, _, err = run_cli("models", "--remote")
+    assert err.splitlines() == ["error: could not list models: the answer is over 4 MiB"]
+
+
+@pytest.mark.slow
+def test_concurrent_large_answers_share_one_budget(project, nebula_server):
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(16)}
+    root = project({"images.toml": nebula_manifest(images, concurrency=16, max_attempts=1)})
+    nebula_server.add_faults(*["huge_success:60"] * 16)
+    code, err, peak = peak_run(root, "apply", "--yes")
+    assert code == 1 and "i15: malformed response: not a PNG, JPEG or WebP file" in err, err
+    # 16 answers of 60 MiB read at once held gigabytes; 256 MiB of answers at a time
+    assert peak < 750, f"peak {peak} MiB"
+
+
+def test_a_cmyk_answer_is_cached_as_rgb(project, run_cli, nebula_server):
+    from PIL import Image
+
+    images = {"a": {"prompt": "x", "output": "a.png"}, "b": {"prompt": "y", "output": "b.webp"}}
+    root = project({"images.toml": nebula_manifest(images)})
+    nebula_server.add_faults("cmyk", "cmyk")
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 0, err
+    with Image.open(root / "a.png") as image:
+        assert image.mode == "RGB" and image.getpixel((0, 0))[0] > 200  # red stays red
+    (root / "a.png").unlink()
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 0, err
+    assert (root / "a.png").is_file() and len(nebula_server.generations) == 2
+
+
+SEED_PLUGIN = """
+import io
+from PIL import Image
+from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
+
+
+class SeedBackend(Backend):
+    name = "seeder"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        buffer = io.BytesIO()
+        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
+        return GenerationResult(buffer.getvalue(), seed=eval(request.prompt))
+
+
+@hookimpl
+def nebula_build_register_backends():
+    return [SeedBackend]
+"""
+
+
+def test_a_plugin_seed_outside_64_bits_is_refused(project, run_cli, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    install_distribution(site, "nebula-build-seeder", {"seeder": SEED_PLUGIN}, {"s": "seeder"})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "seeder", raising=False)
+    lines = ['version = 1\n[defaults]\nbackend = "seeder"', "width = 64\nheight = 64"]
+    lines.append('model = "black-forest-labs/FLUX.1-schnell"')
+    seeds = {"big": "2**64", "huge": "10**5000", "top": "2**63 - 1"}
+    for name, seed in seeds.items():
+        lines.append(f'[images.{name}]\nprompt = "{seed}"\noutput = "{name}.png"')
+    root = project({"images.toml": "\n".join(lines) + "\n"})
+    try:
+        code, _, err = run_cli("apply", "--yes")
+    finally:
+        sys.modules.pop("seeder", None)
+    assert code == 1 and "Traceback" not in err and "internal error" not in err
+    refused = "returned seed {}, not an integer from 0 to 2**63 - 1"
+    assert (
+        f"big: backend 'seeder' from nebula-build-seeder 0.1 {refused.format('2**64 or more')}"
+        in err
+    )
+    assert (
+        f"huge: backend 'seeder' from nebula-build-seeder 0.1 {refused.format('2**16609 or more')}"
+        in err
+    )
+    assert "seed = 9223372036854775807" in (root / "images.lock").read_text()
+    assert (
+        "top" in (root / "images.lock").read_text()
+        and "big" not in (root / "images.lock").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('seedream_model = "x\\n::warning title=INJ::INJECTED_FROM_PR\\n"', "seedream_model"),
+        ('seedream_model = "x`<img src=y>"', "seedream_model"),
+        ('prices = { "a\\nb" = 0.1 }', "prices"),
+    ],
+)
+def test_a_model_id_must_be_an_id(line, key, project, run_cli, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    project({"images.toml": manifest_with(line)})
+    code, out, err = run_cli("plan")
+    assert code == 1
+    assert not [line for line in out.splitlines() if line.startswith("::warning")]
+    (message,) = err.splitlines()
+    assert message.startswith("error: images.toml") and key in message, message
+    assert "must be a model id" in message
