@@ -57,7 +57,7 @@ from nebula_build.plugin import (
     hookimpl,
     nebula_models,
 )
-from nebula_build.text import printable, redact
+from nebula_build.text import MODEL_ID, model_id_problem, printable, redact
 
 if TYPE_CHECKING:
     import httpx
@@ -104,9 +104,6 @@ _KEY_VARIABLE = re.compile(rf"{KEY_VARIABLE_PREFIX}[A-Za-z0-9_]+")
 #: what an HTTP header value may hold: printable ASCII, on one line
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
 _LOOPBACK_NAMES = frozenset({"localhost"})
-#: a model id: what the provider's ids look like, nothing a terminal, a CI log or a
-#: markdown page reads as markup ("black-forest-labs/FLUX.1-schnell")
-MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:+-]{0,199}")
 #: the zlib window bits for each content coding we can unpack
 _CODINGS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 
@@ -194,11 +191,9 @@ class NebulaSettings(BackendSettings):
 
 def checked_model_id(value: str) -> str:
     """`value` if it is a plausible model id; ValueError saying what one is if not."""
-    if not MODEL_ID.fullmatch(value):
-        raise ValueError(
-            "must be a model id: 1 to 200 letters, digits and . _ / : + - (starting with a "
-            "letter or digit), e.g. black-forest-labs/FLUX.1-schnell"
-        )
+    problem = model_id_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}, e.g. black-forest-labs/FLUX.1-schnell")
     return value
 
 

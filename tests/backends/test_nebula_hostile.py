@@ -565,4 +565,4 @@ def test_a_model_id_must_be_an_id(line, key, project, run_cli, monkeypatch):
     assert not [line for line in out.splitlines() if line.startswith("::warning")]
     (message,) = err.splitlines()
     assert message.startswith("error: images.toml") and key in message, message
-    assert "must be a model id" in message
+    assert "a model id is 1-200 letters" in message
