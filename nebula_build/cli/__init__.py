@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
@@ -335,6 +335,10 @@ def main(
     """Run the CLI; returns the exit code instead of exiting."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if os.environ.get("GITHUB_ACTIONS") == "true":  # its runner obeys commands in our output
+        from nebula_build.ui.runnerlog import RunnerLog
+
+        out, err = cast(TextIO, RunnerLog(out)), cast(TextIO, RunnerLog(err))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -430,6 +434,7 @@ def _print_json_error(exc: Exception, out: TextIO) -> None:
 def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
     """The error as GitHub workflow commands, so it shows on the pull request's diff."""
     from nebula_build.ui import github
+    from nebula_build.ui.runnerlog import write_command
 
     source = None
     try:
@@ -443,7 +448,7 @@ def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
 
             source = source_text(project.manifest_path)
     for line in github.error_annotations(exc, manifest, source):
-        out.write(line + "\n")
+        write_command(out, line)
 
 
 def main_exit() -> None:

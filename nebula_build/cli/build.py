@@ -387,8 +387,10 @@ def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:
     from nebula_build.core.manifest import source_text
 
     source = source_text(result.prepared.project.manifest_path)
+    from nebula_build.ui.runnerlog import write_command
+
     for line in github.warning_annotations(warnings, manifest, source):
-        ctx.print(line)
+        write_command(ctx.out, line)
 
 
 def _gc_entry_json(entry: Unreferenced) -> dict[str, object]:
