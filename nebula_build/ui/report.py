@@ -63,10 +63,11 @@ def _value(field: str, value: Any) -> str:
 def action_lines(action: Action, style: Style) -> list[str]:
     symbol, color = SYMBOLS[action.kind]
     cache = ""
+    made = action.kind in (ActionKind.CREATE, ActionKind.REGENERATE)
     if action.from_remote:
-        cache = " (from the remote cache)"
-    elif action.from_cache and action.kind in (ActionKind.CREATE, ActionKind.REGENERATE):
-        cache = " (from cache)"
+        cache = " (from the remote cache, no generation)" if made else " (from the remote cache)"
+    elif action.from_cache and made:
+        cache = " (from cache, no generation)"
     head = (
         f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
         f"{style(action.kind.value, color)}  {printable(action.output or '')}"
@@ -109,24 +110,15 @@ def _restore_label(plan: Plan) -> str:
 
 def summary_line(plan: Plan) -> str:
     counts = Counter(a.kind for a in plan.actions)
-    to_generate = counts[ActionKind.CREATE] + counts[ActionKind.REGENERATE]
-    from_cache = sum(
-        1
-        for a in plan.actions
-        if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE) and a.from_cache
-    )
-    from_remote = sum(
-        1
-        for a in plan.actions
-        if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE) and a.from_remote
-    )
-    cached = f"{from_cache} from cache" + (
-        f", {from_remote} from remote cache" if from_remote else ""
-    )
-    parts = [
-        f"{to_generate} to generate ({cached})",
-        f"{counts[ActionKind.DELETE]} to delete",
-    ]
+    made = [a for a in plan.actions if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE)]
+    from_remote = sum(1 for a in made if a.from_remote)
+    from_cache = sum(1 for a in made if a.from_cache and not a.from_remote)
+    parts = [f"{len(made) - from_cache - from_remote} to generate"]
+    if from_cache:
+        parts.append(f"{from_cache} from cache")
+    if from_remote:
+        parts.append(f"{from_remote} from remote cache")
+    parts.append(f"{counts[ActionKind.DELETE]} to delete")
     labels = (
         (ActionKind.REENCODE, "to re-encode"),
         (ActionKind.RESTORE, _restore_label(plan)),
@@ -289,6 +281,22 @@ def pin_lines(plan: Plan, style: Style) -> list[str]:
     return lines
 
 
+def conflict_lines(plan: Plan, style: Style) -> list[str]:
+    """What to do about files changed by hand, which apply never overwrites unasked."""
+    if not any(a.kind is ActionKind.CONFLICT for a in plan.actions) and not any(
+        f.state is FileState.CONFLICT for f in plan.files
+    ):
+        return []
+    return [
+        "",
+        style(
+            "A file changed by hand is kept: `nebula-build apply --force` replaces it (the "
+            "old one goes to .nebula-build/backup/); to keep your edit, move it elsewhere.",
+            "yellow",
+        ),
+    ]
+
+
 def settings_lines(plan: Plan, style: Style) -> list[str]:
     """The images kept as they are although the lock says they were made with other
     settings than the backend's now (not in the key: `apply --replace` redoes them)."""
@@ -326,6 +334,7 @@ def plan_text(
     lines += file_lines(plan.files, style)
     lines += pin_lines(plan, style)
     lines += settings_lines(plan, style)
+    lines += conflict_lines(plan, style)
     lines += ["", style(summary_line(plan), "bold")]
     said = cost_text(estimate) if estimate is not None else None
     if said is not None:

@@ -95,7 +95,7 @@ def test_editing_one_prompt_changes_exactly_one_output_and_revert_costs_nothing(
     images["b"]["prompt"] = "sprite b"
     (root / "images.toml").write_text(fake_manifest(log, images))
     code, out, _ = run_cli("plan")
-    assert "(from cache)" in out and "1 to generate (1 from cache)" in out
+    assert "(from cache, no generation)" in out and "0 to generate, 1 from cache," in out
     assert run_cli("apply").code == 0
     assert digests(root) == first_files
     reverted = tomllib.loads((root / "images.lock").read_text())
@@ -127,6 +127,7 @@ def test_hand_edited_output_needs_force_and_is_backed_up(project, run_cli):
     hero.write_bytes(b"my own edit")
     code, out, _ = run_cli("plan")
     assert "conflict" in out and "changed by hand" in out
+    assert "A file changed by hand is kept: `nebula-build apply --force` replaces it" in out
     code, out, err = run_cli("apply")
     assert code == 1 and "--force" in err
     assert hero.read_bytes() == b"my own edit"

@@ -63,7 +63,7 @@ def test_an_output_that_cannot_be_written_is_one_line_and_the_image_stays_cached
     assert not (root / "out/a.png").exists()
     disk_full_for("\0never")  # space is back
     _, out, _ = run_cli("plan")
-    assert "(from cache)" in out  # the paid generation was kept
+    assert "(from cache, no generation)" in out  # the paid generation was kept
     assert run_cli("apply").code == 0
     assert (root / "out/a.png").exists()
 

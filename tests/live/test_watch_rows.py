@@ -149,7 +149,7 @@ def test_a_data_folder_made_after_watch_starts_is_watched(project, tmp_path, row
         script, out = Script(), io.StringIO()
         watcher = make_watcher(root, script, out)
         task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
-        assert "file not found" in (await script.next_round()).error
+        assert "not found" in (await script.next_round()).error
         await asyncio.sleep(0.3)  # the watcher is listening
         (root / made).parent.mkdir(parents=True)
         (root / made).write_text(CSV if made.endswith(".csv") else "---\nname: A\n---\n")
