@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.plan import (
@@ -60,7 +60,26 @@ def _value(field: str, value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def action_lines(action: Action, style: Style) -> list[str]:
+#: a note the same for this many images of one plan is said once, after them
+SHARED_NOTE = 3
+
+
+def shared_notes(actions: Iterable[Action]) -> dict[str, list[str]]:
+    """Each note that many images share (a model leaving out an inherited parameter,
+    for every image of a matrix), with the images it is about."""
+    about: dict[str, list[str]] = {}
+    for action in actions:
+        for note in action.notes:
+            about.setdefault(note, []).append(action.image)
+    return {note: images for note, images in about.items() if len(images) >= SHARED_NOTE}
+
+
+def shared_note_line(note: str, images: list[str], style: Style) -> str:
+    named = ", ".join(images[:2]) + (", …" if len(images) > 2 else "")
+    return style(f"  note for {len(images)} images ({named}): {printable(note)}", "yellow")
+
+
+def action_lines(action: Action, style: Style, shared: Collection[str] = frozenset()) -> list[str]:
     symbol, color = SYMBOLS[action.kind]
     cache = ""
     made = action.kind in (ActionKind.CREATE, ActionKind.REGENERATE)
@@ -70,8 +89,10 @@ def action_lines(action: Action, style: Style) -> list[str]:
         cache = " (from cache, no generation)"
     head = (
         f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
-        f"{style(action.kind.value, color)}  {printable(action.output or '')}"
+        f"{style(action.kind.value, color)}"
     )
+    if action.output:
+        head += f"  {printable(action.output)}"
     lines = [head, style(f"      {printable(action.reason)}{cache}", "dim")]
     if action.spec is not None and action.spec.depends_on:
         lines.append(style(f"      takes the output of {', '.join(action.spec.depends_on)}", "dim"))
@@ -86,7 +107,11 @@ def action_lines(action: Action, style: Style) -> list[str]:
         lines.append(
             style("      --force: the current file is backed up, then replaced", "magenta")
         )
-    lines += [style(f"      note: {printable(note)}", "yellow") for note in action.notes]
+    lines += [
+        style(f"      note: {printable(note)}", "yellow")
+        for note in action.notes
+        if note not in shared
+    ]
     return lines
 
 
@@ -324,8 +349,12 @@ def plan_text(
         )
     lines = ["nebula-build will perform these actions:", ""]
     changes = plan.changes
-    for action in changes[:limit]:
-        lines += action_lines(action, style)
+    shown = changes[:limit]
+    shared = shared_notes(shown)
+    for action in shown:
+        lines += action_lines(action, style, shared)
+    if shared:
+        lines += ["", *(shared_note_line(note, images, style) for note, images in shared.items())]
     if limit is not None and len(changes) > limit:
         more = len(changes) - limit
         lines.append(

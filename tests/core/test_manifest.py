@@ -249,17 +249,21 @@ def _png(width: int, height: int) -> bytes:
 
 def test_the_readme_styles_snippet_builds_with_the_default_model(project, run_cli):
     """A style's negative_prompt applies where the model takes it: FLUX.1 schnell
-    leaves it out, with one note per image, and nothing fails."""
+    leaves it out, with one note for the six images, and nothing fails."""
     project({"images.toml": HEAD + _readme_styles_snippet(), "masks/crown.png": _png(512, 512)})
     code, _, err = run_cli("validate")
     assert code == 0, err
     code, out, err = run_cli("plan")
     assert code == 0, err
     note = (
-        "note: black-forest-labs/FLUX.1-schnell does not take negative_prompt: "
-        "left out (styles.pixel.negative_prompt)"
+        "  note for 6 images (enemy[slime,idle], enemy[slime,attack], …): "
+        "black-forest-labs/FLUX.1-schnell does not take negative_prompt: "
+        "left out (styles.pixel.negative_prompt)\n"
     )
-    assert out.count(note) == 6, out
+    assert out.count(note) == 1 and out.count("does not take") == 1, out
+    data = json.loads(run_cli("plan", "--json").out)
+    notes = [note for action in data["actions"] for note in action.get("notes", [])]
+    assert sum("does not take negative_prompt" in note for note in notes) == 6
     code, _, err = run_cli("apply")
     assert code == 0, err
 
