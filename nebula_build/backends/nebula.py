@@ -455,7 +455,9 @@ class Pacer:
     machine) would otherwise let every waiter whose slot had passed go at once, a burst
     the server's rate limit counts against us."""
 
-    def __init__(self, per_minute: float | None, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, per_minute: float | None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.interval = 60.0 / per_minute if per_minute else 0.0
         self.clock = clock
         self._last: float | None = None
