@@ -60,6 +60,8 @@ from nebula_build.plugin import (
 from nebula_build.text import MODEL_ID, model_id_problem, printable, redact
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
 DEFAULT_BASE_URL = "https://api.nebulablock.com/api/v1"
@@ -653,22 +655,35 @@ _Image = tuple[bytes, float | None, tuple[int, int]]
 
 
 class Pacer:
-    """Spaces request starts so they never exceed a rate (requests per minute)."""
+    """Spaces request starts at least `interval` apart (a rate in requests per minute).
 
-    def __init__(self, per_minute: float | None) -> None:
+    Each start is measured from the moment the previous request was let go, not from the
+    slot it was given in advance: a waiter woken late (a busy event loop, a loaded
+    machine) would otherwise let every waiter whose slot had passed go at once, a burst
+    the server's rate limit counts against us."""
+
+    def __init__(
+        self, per_minute: float | None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.interval = 60.0 / per_minute if per_minute else 0.0
-        self._next = 0.0
+        self.clock = clock
+        self._last: float | None = None
+        self._turn: asyncio.Lock | None = None
 
     async def wait(self) -> None:
+        """Return when a request may start; the caller sends it before its next await."""
         if not self.interval:
             return
         import asyncio
 
-        now = time.monotonic()
-        start = max(now, self._next)
-        self._next = start + self.interval
-        if start > now:
-            await asyncio.sleep(start - now)
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        async with self._turn:  # one waiter at a time, in arrival order
+            while (
+                self._last is not None and (left := self._last + self.interval - self.clock()) > 0
+            ):
+                await asyncio.sleep(left)
+            self._last = self.clock()
 
 
 def request_body(request: GenerationRequest, support: ModelSupport) -> dict[str, Any]:

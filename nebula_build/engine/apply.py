@@ -208,8 +208,12 @@ class Applier:
         #: generation keys that more than one image of the plan wants: how many still do
         self._wanted: Counter[str] = Counter()
         self._result = ApplyResult()
+        #: backend slots held by images whose paid original is not cached yet, by image
+        self._unkept: dict[str, asyncio.Semaphore] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, plan: Plan) -> ApplyResult:
+        self._loop = asyncio.get_running_loop()
         changes = plan.changes
         wanted = Counter(a.spec.generation_key for a in changes if a.spec)
         self._wanted = Counter({key: n for key, n in wanted.items() if n > 1})
@@ -338,6 +342,8 @@ class Applier:
             outcome.ok, outcome.error = False, SupersededError("superseded by a newer edit")
         except Exception as exc:  # keep going: every failure is reported at the end
             outcome.ok, outcome.error = False, exc
+        finally:
+            self._release(action.image)  # kept or not, this image is done with its slot
         outcome.elapsed = time.perf_counter() - started
         self._done(outcome)
 
@@ -561,15 +567,21 @@ class Applier:
             on_activity=self._from_thread(self.progress.activity, action.image),
             retry_after_send=not self.planned_only,
         )
-        async with self._limits.setdefault(spec.backend, asyncio.Semaphore(1)):
+        slot = self._limits.setdefault(spec.backend, asyncio.Semaphore(1))
+        await slot.acquire()
+        try:
             self._check_halted(spec.backend)
             self.progress.started(action)
-            try:
-                result = await self.generate_fn(spec, request)
-            except BackendError as exc:
-                if exc.halts:  # every later request would fail the same way
-                    self._halted.setdefault(spec.backend, exc)
-                raise
+            result = await self.generate_fn(spec, request)
+        except BaseException as exc:
+            slot.release()
+            if isinstance(exc, BackendError) and exc.halts:  # every later request would fail
+                self._halted.setdefault(spec.backend, exc)
+            raise
+        # Paid for: the slot stays taken until the original is cached (`_keep`), so a
+        # crash loses at most the generations in flight, never a queue of answers
+        # waiting for a file writer.
+        self._unkept[action.image] = slot
         outcome.generated = True
         outcome.timings = result.timings
         outcome.warnings = result.warnings
@@ -672,7 +684,16 @@ class Applier:
                 f"the cache could not take the generation ({reason}): it is kept in "
                 f"{folder}, and the next apply takes it from there"
             )
+        finally:  # in a worker thread: the backend's next request may start now
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._release, spec.name)
         return None
+
+    def _release(self, image: str) -> None:
+        """Give back the backend slot an image held while its original was not cached."""
+        slot = self._unkept.pop(image, None)
+        if slot is not None:
+            slot.release()
 
     def _write_files(
         self, action: Action, spec: AssetSpec, files: list[bytes]

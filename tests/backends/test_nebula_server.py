@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import itertools
 import json
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from nebula_build.backends import nebula
 from nebula_build.plugin import FLUX_FILL, FLUX_SCHNELL, SDXL, SEEDREAM_DEFAULT_ID
 from tests.conftest import CANARY_KEY, image_info, nebula_manifest
 
@@ -281,14 +285,55 @@ def test_retry_after_is_honoured(project, run_cli, nebula_server):
     assert second.started - first.started >= 0.95
 
 
+class RecordingClock:
+    """time.monotonic, remembering its last reading: the one a Pacer let a request go at."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self) -> float:
+        self.last = time.monotonic()
+        return self.last
+
+
 @pytest.mark.slow
-def test_requests_per_minute_paces_request_starts(project, run_cli, nebula_server):
+def test_requests_per_minute_paces_request_starts(project, run_cli, nebula_server, monkeypatch):
+    # Measured where the client sends each request, the moment the pacer let it go; the
+    # server's arrival times add thread scheduling that no client can pace.
+    clock, sent = RecordingClock(), []
+    monkeypatch.setattr(nebula, "Pacer", functools.partial(nebula.Pacer, clock=clock))
+    real_exchange = nebula.exchange
+
+    async def exchange(client, method, path, **options):
+        if path.endswith("/images/generation"):
+            sent.append(clock.last)  # no await since the pacer's release: this is it
+        return await real_exchange(client, method, path, **options)
+
+    monkeypatch.setattr(nebula, "exchange", exchange)
     images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(5)}
     project({"images.toml": nebula_manifest(images, concurrency=5, requests_per_minute=600)})
     assert run_cli("apply").code == 0
-    starts = sorted(r.started for r in nebula_server.generations)
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.08  # 600 a minute: one every 0.1 s
+    assert len(nebula_server.generations) == len(sent) == 5
+    assert min(b - a for a, b in itertools.pairwise(sent)) >= 0.1  # 600 a minute
+
+
+def test_a_late_wake_does_not_let_waiting_requests_go_in_a_burst():
+    clock = RecordingClock()
+    pacer = nebula.Pacer(600, clock=clock)  # one every 0.1 s
+    starts: list[float] = []
+
+    async def request() -> None:
+        await pacer.wait()
+        starts.append(clock.last)
+
+    async def go() -> None:
+        waiting = [asyncio.create_task(request()) for _ in range(4)]
+        await asyncio.sleep(0)  # the first one went, the others wait their turn
+        time.sleep(0.35)  # the event loop is busy past the slots the others had
+        await asyncio.gather(*waiting)
+
+    asyncio.run(go())
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= pacer.interval
 
 
 def test_models_remote_lists_the_providers_models(project, run_cli, nebula_server):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from nebula_build.engine.prepare import prepare
 from nebula_build.errors import CredentialsError
 from nebula_build.plugin import GenerationRequest, GenerationResult
 from nebula_build.plugin.manager import load_registry
+from nebula_build.state.cache import Store
 from nebula_build.state.lockfile import read
 from nebula_build.state.project import Project
 
@@ -88,6 +90,32 @@ def test_in_flight_generations_reach_the_bound_and_never_exceed_it(
     result, _ = run(project, generate, parallelism)
     assert not result.failures and result.generated == 12
     assert peak == bound
+
+
+def test_a_request_starts_only_once_the_original_paid_before_it_is_cached(tmp_path, monkeypatch):
+    """A crash loses at most the generations in flight: a backend slot stays taken until
+    the original it paid for is in the cache, not given back while it waits for a writer."""
+    project = write_manifest(tmp_path, many(4), concurrency=1)
+    paid: list[str] = []
+    cached: list[str] = []
+    uncached_at_start: list[set[str]] = []
+    real_put = Store.put
+
+    def slow_put(self, key, data, **options):
+        time.sleep(0.05)  # a loaded disk: the writers are behind the backend
+        digest = real_put(self, key, data, **options)
+        cached.append(key)
+        return digest
+
+    async def generate(spec, request):
+        uncached_at_start.append(set(paid) - set(cached))
+        paid.append(spec.generation_key)
+        return GenerationResult(png())
+
+    monkeypatch.setattr(Store, "put", slow_put)
+    result, _ = run(project, generate)
+    assert not result.failures and result.generated == 4
+    assert uncached_at_start == [set()] * 4
 
 
 def test_one_failure_never_stops_the_others(tmp_path):

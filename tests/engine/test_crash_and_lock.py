@@ -50,11 +50,14 @@ def test_sigkill_mid_apply_loses_no_finished_image(project, fake_site, tmp_path,
     _wait_for(lambda: _journal_lines(root) >= 5)
     process.send_signal(signal.SIGKILL)
     process.communicate()
+    # A lock rewrite (about once a second) empties the journal: the kill may land just
+    # after one, when the lock holds every finished image and there is nothing to fold.
+    journaled = _journal_lines(root) > 0
 
     finished = {p.stem for p in (root / "out").glob("*.png")}
     assert 5 <= len(finished) < 30
     code, out, err = run_cli("plan")
-    assert "interrupted apply" in err
+    assert ("interrupted apply" in err) == journaled
     locked = set(loads((root / "images.lock").read_text()))
     # Every recorded image is on disk. Images renamed into place whose journal line was
     # not written yet are on disk but unrecorded: the next apply recognises them.
