@@ -29,6 +29,9 @@ from nebula_build.state.project import Project
 from nebula_build.state.seal import seal, unseal
 
 FORMAT = 1
+#: what reading files a manifest names may raise besides OSError: a NUL in a path
+#: (ValueError), `~nosuchuser` (RuntimeError), a config nested past Python's limit
+UNREADABLE = (OSError, ValueError, RuntimeError, RecursionError)
 RACY_SECONDS = 2.0  # `noop.RACY_SECONDS` (not imported: noop's plan reaches this module)
 #: size, mtime, ctime, inode (`noop.Signature`)
 Signature = tuple[int, int, int, int]
@@ -71,7 +74,7 @@ class Values:
             return memo[key]
         try:
             value = found.compute()
-        except OSError:
+        except UNREADABLE:
             self._outside.complete = False
             return None
         if value is None or not _printable(value):
@@ -129,7 +132,7 @@ def _key(backend: str, model: str, name: str, signatures: Mapping[str, Signature
 def _stat(path: str) -> Signature | None:
     try:
         found = Path(path).stat()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in a path a manifest gave
         return None
     return (found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino)
 

@@ -164,7 +164,7 @@ class _MadeWithNow:
             self._settings[key] = dict(plugin.made_with(settings, model))
             try:
                 self._found[key] = plugin.made_with_on_disk(settings, model, self._root)
-            except OSError:
+            except ondisk.UNREADABLE:
                 self._found[key] = {}
                 self._on_disk.unreadable()
         values = self._settings[key]

@@ -224,7 +224,40 @@ def test_a_folder_too_large_for_a_model_is_not_walked(
         (folder / f"extra-{index}.bin").write_bytes(b"x")
     monkeypatch.setattr(weights, "MAX_FOLDER_ENTRIES", 4)
     assert plan(run_cli) == "No changes: 1 image up to date.\n"  # unknown: no note
-    assert noop.unchanged(str(root), "images.toml", None) == 1
+    # nothing says a change below it leaves the identity alone: no fast path
+    assert noop.unchanged(str(root), "images.toml", None) is None
+
+
+@pytest.mark.parametrize(
+    "configured",
+    ["models/fl\\u0000ux", "~no-such-user-here/flux", "models/deep"],
+    ids=["NUL", "unknown-user", "deep-config"],
+)
+def test_a_hostile_model_folder_is_no_note_and_no_traceback(
+    stand_in, project, run_cli, tmp_path, configured
+):
+    folder = model_folder(tmp_path / "models" / "flux")
+    root = project({"images.toml": manifest(FOX, models={FLUX_SCHNELL: str(folder)})})
+    assert run_cli("apply").code == 0
+    deep = model_folder(root / "models" / "deep")
+    (deep / "transformer" / "config.json").write_text("[" * 200_000)
+    text = (root / "images.toml").read_text().replace(str(folder), configured)
+    (root / "images.toml").write_text(text)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "Traceback" not in err
+    # another folder (its config read by its sampled bytes) is other weights
+    assert ("made with different settings" in out) == (configured == "models/deep")
+
+
+def test_a_link_to_a_proc_file_is_not_read(tmp_path):
+    """/proc says 0 bytes for files whose reads may block or differ on every read."""
+    linked = model_folder(tmp_path / "linked")
+    weight = linked / "transformer" / "diffusion_pytorch_model.safetensors"
+    weight.unlink()
+    weight.symlink_to("/proc/self/stat")
+    empty = model_folder(tmp_path / "empty", weight=b"")
+    assert weights.fingerprint(linked) == weights.fingerprint(empty)
 
 
 tiny = test_diffusers_backend.tiny

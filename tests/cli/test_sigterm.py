@@ -74,7 +74,7 @@ def test_sigterm_mid_apply_finishes_writes_and_folds_the_journal_like_sigint(
     locked = set(loads((root / "images.lock").read_text()))
     written = {p.stem for p in root.glob("*.png")}
     assert locked == written and 3 <= len(locked) < 20
-    assert 3 <= int(said.group(1)) < 20
+    assert int(said.group(1)) <= len(locked)  # a finished image is recorded first
     # The project lock was released, not left for the next run to take over.
     code, _, err = run_cli("apply")
     assert code == 0, err

@@ -256,7 +256,7 @@ def nebula_build_register_backends():
 @pytest.mark.parametrize(
     ("prompt", "said"),
     [
-        ("seed", "returned seed 'forty-two', not a non-negative integer"),
+        ("seed", "returned seed 'forty-two', not an integer from 0 to 2**63 - 1"),
         ("memory", "returned peak_memory 'lots', not an integer"),
         ("warnings", "returned warnings that are not strings"),
     ],

@@ -124,7 +124,9 @@ def _folder_identity(folder: Path) -> str | None:
     if not (folder / MODEL_INDEX).is_file():
         return None
     if folder.parent.name != "snapshots" and _listing(folder) is None:
-        return None  # not a model folder
+        # more entries than a model has: not walked, so nothing here can say that a
+        # change under it leaves the identity alone (the no-op snapshot is left out)
+        raise OSError(f"{folder}: more than {MAX_FOLDER_ENTRIES} entries")
     return identity(folder)
 
 
@@ -300,7 +302,7 @@ def fingerprint(folder: Path) -> str:
 def _settings_digest(path: Path) -> bytes:
     try:
         data = json.loads(path.read_bytes())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
         return _sampled_digest(path)
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in _PROVENANCE_KEYS}
@@ -310,9 +312,11 @@ def _settings_digest(path: Path) -> bytes:
 def _sampled_digest(path: Path) -> bytes:
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
+    if not size:  # nothing to read in a real file (a /proc one says 0 and may block)
+        return digest.digest()
     with path.open("rb") as file:
         if size <= _SAMPLES * _SAMPLE_BYTES * 2:
-            digest.update(file.read())
+            digest.update(file.read(_SAMPLES * _SAMPLE_BYTES * 2))
         else:
             for index in range(_SAMPLES + 1):
                 file.seek((size - _SAMPLE_BYTES) * index // _SAMPLES)
