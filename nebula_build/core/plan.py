@@ -473,7 +473,7 @@ def make_plan(
     ctx = _Context(
         digest_of, has_cached, known_output, frozenset(replaced), force, left, output_params
     )
-    wanted = _with_upstreams(chosen, specs) | replaced if targets else None
+    wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [
         _guard(_desired(spec, lock.get(name), ctx), ctx)
         for name, spec in specs.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 
+from nebula_build.core.expand import select
 from nebula_build.core.plan import SETTINGS_NOTE, Plan, make_plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, ondisk
@@ -48,7 +49,9 @@ def plan_for(
             f"{'image' if len(unknown) == 1 else 'images'}: {', '.join(unknown)}"
         )
     chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin=unpin)
-    for option, names in (("--more", more), ("--replace", replace)):
+    # `--replace product` or `product[*,thumb]` names a pinned image as surely as its name
+    replaced = select(replace, specs.keys() | lock.keys()) if replace else set()
+    for option, names in (("--more", more), ("--replace", replaced)):
         pinned = sorted(n for n in names if n in chosen.specs and chosen.specs[n].pin is not None)
         if pinned:
             raise UserError(

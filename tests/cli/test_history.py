@@ -419,3 +419,24 @@ def test_the_gallery_shows_the_pinned_output_before_the_draws_of_the_set(project
     )
     assert pinned["key"] == _lock(root)["hero"]["generation_key"]
     assert [d["index"] for d in draws] == [0, 1, 2] and not any(d["picked"] for d in draws)
+
+
+@pytest.mark.parametrize("named", ["hero", "hero[*]", "hero[*,b]"])
+def test_replace_by_a_pattern_does_not_release_a_pin(project, run_cli, nebula_server, named):
+    images = {
+        "hero": {
+            "prompt": "a red {kind} {v}",
+            "matrix": {"kind": ["lighthouse", "boat"], "v": ["a", "b"]},
+            "output": "{kind}-{v}.png",
+            "seed": 7,
+        }
+    }
+    root = project({"images.toml": nebula_manifest(images)})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red", "a blue")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero[boat,b]", "@1", "--pin").code == 0
+    code, _, err = run_cli("plan", "--replace", named)
+    assert code == 1
+    assert "--replace: images.hero[boat,b] is pinned to an earlier generation" in err
+    assert "pinned_against" in _lock(root)["hero[boat,b]"]

@@ -128,3 +128,12 @@ def test_a_target_takes_its_upstream_along(project, run_cli, fake_site, tmp_path
     assert generation_log(log) == ["hero", "hero-cap"]
     assert not (root / "other.png").exists()
     assert run_cli("plan", "--target", "hero-cap", "--detailed-exitcode").code == 0
+
+
+def test_an_image_replace_brings_in_takes_its_upstream_along(project, run_cli, fake_site, tmp_path):
+    log = tmp_path / "log"
+    images = {**chain(), "other": {"prompt": "unrelated", "output": "other.png"}}
+    project({"images.toml": fake_manifest(log, images), "mask.png": mask()})
+    code, _, err = run_cli("apply", "--target", "other", "--replace", "hero-cap")
+    assert code == 0, err
+    assert sorted(generation_log(log)) == ["hero", "hero-cap", "other"]
