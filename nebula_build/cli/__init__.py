@@ -335,10 +335,20 @@ def main(
     """Run the CLI; returns the exit code instead of exiting."""
     out = out or sys.stdout
     err = err or sys.stderr
-    if os.environ.get("GITHUB_ACTIONS") == "true":  # its runner obeys commands in our output
-        from nebula_build.ui.runnerlog import RunnerLog
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return _main(argv, out, err)
+    # The runner obeys workflow commands in a step's output, whoever wrote them.
+    from nebula_build.ui.runnerlog import RunnerLog
 
-        out, err = cast(TextIO, RunnerLog(out)), cast(TextIO, RunnerLog(err))
+    logs = [s if isinstance(s, RunnerLog) else RunnerLog(s) for s in (out, err)]
+    try:
+        return _main(argv, cast(TextIO, logs[0]), cast(TextIO, logs[1]))
+    finally:
+        for log in logs:
+            log.finish()
+
+
+def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -453,4 +463,8 @@ def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
 
 def main_exit() -> None:
     """Console-script entry point."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":  # a traceback or a warning too
+        from nebula_build.ui.runnerlog import guard_process_streams
+
+        guard_process_streams()
     sys.exit(main())

@@ -13,57 +13,67 @@ Standard library only: the no-op fast path writes through it too.
 
 from __future__ import annotations
 
+import atexit
 import re
-from typing import TextIO
+import sys
+from typing import TextIO, cast
 
 #: `::` where the runner would read it: at the start of a line, after any spaces
-_AFTER_LINE_BREAK = re.compile(r"([\r\n][^\S\r\n]*)::")
-_AT_START = re.compile(r"\A([^\S\r\n]*)::")
-_LINE_BREAK = re.compile(r"[\r\n]")
+_COMMAND_START = re.compile(r"(\A|[\r\n])([^\S\r\n]*)::")
 #: `##[` becomes `#\u0023[`: shown as it is in text, and in JSON output (where `#`
 #: is only ever inside a string) the same string once parsed
 _OLD_FORM = "##["
 _OLD_FORM_SAFE = "#\\u0023["
 
 
+def neutralised(lines: str) -> str:
+    """Whole lines (`lines` starts where a line starts) with no workflow command."""
+    return _COMMAND_START.sub(r"\1\2: :", lines).replace(_OLD_FORM, _OLD_FORM_SAFE)
+
+
 class RunnerLog:
     """A text stream that writes to `stream` with no workflow command in it but the
-    ones written with `command()`. Everything else is passed to `stream`."""
+    ones written with `command()`. It passes on whole lines only, so a command split
+    across writes is seen whole; the end of an unfinished line waits for its line
+    break, `finish()`, or a `flush()` to a terminal (which is not the runner's log).
+    Everything else is passed to `stream`."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._blank = True  # the line being written holds only spaces so far
-        self._hashes = 0  # the `#` that end what was written on this line (at most 2)
+        self._unfinished = ""
 
     def write(self, text: str) -> int:
-        self._stream.write(self._neutralised(text))
+        whole = self._unfinished + text
+        end = max(whole.rfind("\n"), whole.rfind("\r")) + 1
+        self._unfinished = whole[end:]
+        if end:
+            self._stream.write(neutralised(whole[:end]))
         return len(text)
+
+    def writelines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._unfinished and self._stream.isatty():
+            self._stream.write(self._unfinished)
+            self._unfinished = ""
+        self._stream.flush()
+
+    def finish(self) -> None:
+        """Write the unfinished line, as a line of its own."""
+        if self._unfinished:
+            self._stream.write(neutralised(self._unfinished) + "\n")
+            self._unfinished = ""
+        self._stream.flush()
 
     def command(self, line: str) -> None:
         """Write a workflow command of our own, on a line of its own."""
-        if not self._blank:
-            self._stream.write("\n")
+        self.finish()
         self._stream.write(line + "\n")
-        self._blank, self._hashes = True, 0
 
-    def __getattr__(self, name: str) -> object:  # flush, isatty, fileno…
+    def __getattr__(self, name: str) -> object:  # isatty, fileno, encoding…
         return getattr(self._stream, name)
-
-    def _neutralised(self, text: str) -> str:
-        if not text:
-            return text
-        if self._hashes and text.startswith("[" if self._hashes >= 2 else "#["):
-            text = "\\u0023" + text  # the `##[` a write before began
-        if self._blank:
-            text = _AT_START.sub(r"\1: :", text)
-        text = _AFTER_LINE_BREAK.sub(r"\1: :", text).replace(_OLD_FORM, _OLD_FORM_SAFE)
-        last = _LINE_BREAK.split(text)[-1]
-        broken = len(last) != len(text)
-        self._blank = (broken or self._blank) and not last.strip()
-        trailing = len(last) - len(last.rstrip("#"))
-        continued = self._hashes if trailing == len(last) and not broken else 0
-        self._hashes = min(2, trailing + continued)
-        return text
 
 
 def write_command(stream: TextIO, line: str) -> None:
@@ -72,3 +82,19 @@ def write_command(stream: TextIO, line: str) -> None:
         stream.command(line)
     else:
         stream.write(line + "\n")
+
+
+def guarded(stream: TextIO) -> TextIO:
+    """`stream` through a RunnerLog (once), finished when the process exits."""
+    if isinstance(stream, RunnerLog):
+        return cast(TextIO, stream)
+    log = RunnerLog(stream)
+    atexit.register(log.finish)
+    return cast(TextIO, log)
+
+
+def guard_process_streams() -> None:
+    """Route sys.stdout and sys.stderr through RunnerLog: what Python itself prints
+    (a traceback, a warning, a library's log) is neutralised too."""
+    sys.stdout = guarded(sys.stdout)
+    sys.stderr = guarded(sys.stderr)

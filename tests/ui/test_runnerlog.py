@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -52,6 +54,9 @@ def _through(*writes: str) -> str:
         ("x #", "#[error]split\n"),
         ("x ##", "[error]split\n"),
         ("x ", "#", "#", "[error]one at a time\n"),
+        ("a##", "#[error]x\n"),
+        (":", ":error::x\n"),
+        ("\r", "\n::error::after a split line break\n"),
     ],
 )
 def test_no_line_reads_as_a_workflow_command(writes):
@@ -90,3 +95,24 @@ def test_text_from_a_pull_request_cannot_command_the_runner(project, run_cli, mo
     code, out, err = run_cli("plan")
     assert code == 1
     assert re.search(r"^::error file=images.toml,line=3", out, re.M)
+
+
+def test_what_python_itself_prints_is_neutralised_too(tmp_path):
+    """A traceback, a warning: under GitHub Actions the process's own streams go
+    through RunnerLog, and an unfinished last line is written at exit."""
+    script = (
+        "from nebula_build.ui.runnerlog import guard_process_streams\n"
+        "guard_process_streams()\n"
+        "import sys, warnings\n"
+        "sys.stdout.writelines(['ok\\n', '::warning::', 'w\\n'])\n"
+        "warnings.warn('\\n::error::from a warning')\n"
+        "sys.stderr.write('::notice::unfinished')\n"
+        "raise RuntimeError('\\n##[error]from a traceback')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.returncode == 1
+    assert "from a traceback" in done.stderr and "unfinished" in done.stderr
+    assert "from a warning" in done.stderr and done.stdout.startswith("ok\n")
+    assert _commands(done.stdout) == [] and _commands(done.stderr) == []
