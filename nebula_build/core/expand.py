@@ -12,13 +12,12 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.manifest import ImageDecl, shown
 from nebula_build.core.spec import check_template, placeholders
-from nebula_build.errors import UserError
 from nebula_build.params import MAX_SEED, TEXT
 
 if TYPE_CHECKING:
@@ -47,6 +46,9 @@ class Expanded:
     decl: ImageDecl
     #: the id of the data row it was made from (`rows`), None otherwise
     row: str | None = None
+    #: the values its name's brackets join (the row's id first, then the matrix's):
+    #: what a `*` in a selection stands for, as values may contain commas
+    parts: tuple[str, ...] = ()
 
 
 def count(decl: ImageDecl) -> int:
@@ -80,27 +82,44 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
         if problem is not None:
             raise ExpansionError(key, problem)
     seed = templates.pop("seed", None)
-    for label, values in combinations(decl.matrix):
+    for parts, values in combinations(decl.matrix):
         # Checked above: plain {name} placeholders only, each one known.
         update: dict[str, Any] = {
             key: template.format_map(values) for key, template in templates.items()
         }
         if seed is not None:
             update["seed"] = seed_of(seed, values)
-        yield Expanded(f"{base}[{label}]", base, decl.model_copy(update=update))
+        name = f"{base}[{','.join(parts)}]"
+        yield Expanded(name, base, decl.model_copy(update=update), parts=parts)
 
 
 def check_axes(matrix: Mapping[str, list[str | int]]) -> None:
-    """ExpansionError for a dimension without values (the product would be empty)."""
+    """ExpansionError for a dimension without values (the product would be empty), a
+    key named `index` ({index} is the combination's place), a value `*` (`m[*]` would
+    be both that image's name and the wildcard)."""
     for key, choices in matrix.items():
+        if key == "index":
+            raise ExpansionError(
+                "matrix",
+                "'index' is taken: {index} is the combination's place in the matrix; "
+                "give the key another name",
+                at=(key,),
+            )
         if not choices:
             raise ExpansionError("matrix", f"{key!r} has no values")
+        if "*" in choices:
+            raise ExpansionError(
+                "matrix",
+                "'*' cannot be a value: in an image's name it means any value "
+                "(enemy[*,idle]); write it as a word",
+                at=(key,),
+            )
 
 
 def check_output_axes(output: str, matrix: Mapping[str, list[str | int]]) -> None:
     """ExpansionError for an output path that leaves out a key with several values: the
     images that differ only there would all write one file (said once, rather than once
-    per row). The caller has checked the template."""
+    per image). The caller has checked the template."""
     used = placeholders(output)
     if "index" in used:
         return
@@ -121,16 +140,19 @@ def templates_of(decl: ImageDecl) -> dict[str, str]:
     return templates
 
 
-def combinations(matrix: Mapping[str, list[str | int]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each combination of a matrix, in declaration order: its part of the image's name
-    ("slime,idle") and its values, `index` (its place in the product) included."""
+def combinations(
+    matrix: Mapping[str, list[str | int]],
+) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
+    """Each combination of a matrix, in declaration order: its values as text, as the
+    image's name joins them (("slime", "idle") in enemy[slime,idle]), and as the
+    templates read them, `index` (its place in the product) included."""
     axes = list(matrix.items())
     for index, combination in enumerate(itertools.product(*(v for _, v in axes))):
         values: dict[str, Any] = {
             key: value for (key, _), value in zip(axes, combination, strict=True)
         }
         values["index"] = index
-        yield ",".join(str(v) for v in combination), values
+        yield tuple(str(v) for v in combination), values
 
 
 def _refuse_placeholders(decl: ImageDecl) -> None:
@@ -180,47 +202,3 @@ def _evaluate(node: ast.expr) -> int:
         operation = _OPERATORS[type(node.op).__name__]
         return int(operation(_evaluate(node.left), _evaluate(node.right)))
     raise ValueError("unsupported")
-
-
-def select(requested: Collection[str], known: Collection[str]) -> set[str]:
-    """Image names for --target/--replace: a name, a matrix's base name (all of its
-    images), `base[*]`, or a `*` in place of one value (`product[*,thumb]`: every
-    row's thumb); an unknown one is an error listing the known names."""
-    chosen: set[str] = set()
-    unknown = []
-    for name in requested:
-        base = name.removesuffix("[*]")
-        matches = {n for n in known if n == name or n.split("[", 1)[0] == base}
-        if not matches:
-            matches = _wildcard_matches(name, known)
-        if not matches:
-            unknown.append(name)
-        chosen |= matches
-    if unknown:
-        raise UserError(
-            f"unknown {'image' if len(unknown) == 1 else 'images'}: "
-            f"{', '.join(map(shown, unknown))} "
-            f"(known: {', '.join(sorted(known)) or 'none'})"
-        )
-    return chosen
-
-
-def _wildcard_matches(pattern: str, known: Collection[str]) -> set[str]:
-    """The names `base[a,*]` stands for: those of `base` with as many values, each the
-    pattern's or any where it has `*`."""
-    base, bracket, inside = pattern.partition("[")
-    if not bracket or not inside.endswith("]"):
-        return set()
-    parts = inside[:-1].split(",")
-    if "*" not in parts:
-        return set()
-    prefix = f"{base}["
-    found = set()
-    for name in known:
-        if name.startswith(prefix) and name.endswith("]"):
-            values = name[len(prefix) : -1].split(",")
-            if len(values) == len(parts) and all(
-                want in ("*", value) for want, value in zip(parts, values, strict=True)
-            ):
-                found.add(name)
-    return found

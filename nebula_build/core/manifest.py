@@ -60,6 +60,8 @@ MAX_PATH = 1024
 MAX_SEED_EXPRESSION = 200
 #: characters in a matrix value (each becomes part of an image's name)
 MAX_MATRIX_VALUE = 128
+#: entries in an atlas's `images` (a matrix's name or `enemy[*]` stands for all of it)
+MAX_ATLAS_ENTRIES = 1000
 #: images a manifest may declare, matrices expanded, unless `max_images` says more
 DEFAULT_MAX_IMAGES = 10_000
 #: the most `max_images` may allow
@@ -427,6 +429,7 @@ class AtlasDecl(BaseModel):
 
     images: list[str] = Field(
         min_length=1,
+        max_length=MAX_ATLAS_ENTRIES,
         description='Members: image names, a matrix\'s name, or "enemy[*]" for all of it.',
     )
     output: str = Field(

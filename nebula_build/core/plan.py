@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from nebula_build.core.expand import select
+from nebula_build.core.selection import select
 from nebula_build.core.spec import AssetSpec, as_declared
 from nebula_build.imaging import format_for
 from nebula_build.state.lockfile import LockEntry
@@ -462,8 +462,9 @@ def make_plan(
     that a current image writes stays; one an atlas or the asset manifest now writes
     goes (they are built after the images, from scratch)."""
     known = set(specs) | set(lock)
-    chosen = select(targets, known)
-    replaced = _with_dependents(select(replace_images, known), specs)
+    parts = {name: spec.parts for name, spec in specs.items() if spec.parts}
+    chosen = select(targets, known, parts)
+    replaced = _with_dependents(select(replace_images, known, parts), specs)
     left = {
         path: (name, digest)
         for name in lock

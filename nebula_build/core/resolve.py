@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from nebula_build.core.expand import ExpansionError, count, expand, select
+from nebula_build.core.expand import ExpansionError, count, expand
 from nebula_build.core.manifest import (
     DEFAULT_MAX_IMAGES,
     MAX_IMAGES,
@@ -31,6 +31,7 @@ from nebula_build.core.manifest import (
     has_control_characters,
 )
 from nebula_build.core.manifest import shown as shown_name
+from nebula_build.core.selection import select
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
 from nebula_build.core.sprite import pairs
 from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
@@ -111,6 +112,7 @@ class _Resolver(SpriteRules):
         self.data_files: dict[str, None] = {}
         self.data_globs: list[tuple[str, str, tuple[str, ...]]] = []
         self.rows: dict[str, str] = {}  # image made from a data row → the row's id
+        self.parts: dict[str, tuple[str, ...]] = {}  # expanded image → its name's values
         self.input_size = input_size
         self.read_input = read_input
         self.can_encode = can_encode
@@ -415,6 +417,7 @@ class _Resolver(SpriteRules):
             sprite=sprite_steps(merged, keyed),
             checks=pairs(merged["checks"].model_dump()) if "checks" in merged else (),
             row=self.rows.get(name),
+            parts=self.parts.get(name, ()),
         )
         return spec if self.claim_paths(name, decl, spec) else None
 
@@ -478,7 +481,7 @@ class _Resolver(SpriteRules):
         if len(requested) < len(decl.images):
             return None  # a member's declaration has a problem of its own, reported
         try:
-            chosen = select(requested, list(self.names))
+            chosen = select(requested, self.names, self.parts)
         except UserError as exc:
             self.fail((*loc, "images"), str(exc))
             return None
@@ -727,8 +730,10 @@ def resolve(
                 images[image.name] = image.decl
                 if image.row is not None:
                     resolver.rows[image.name] = image.row
+                if image.parts:
+                    resolver.parts[image.name] = image.parts
         except ExpansionError as exc:
-            resolver.fail(("images", base, exc.key), str(exc))
+            resolver.fail(("images", base, exc.key, *exc.at), str(exc))
         if len(resolver.problems) > problems_before:
             resolver.unexpanded.add(base)
     resolver.names = list(images)

@@ -396,6 +396,8 @@ def expand_rows(
     `RowImages.problems`."""
     plan = _checked(base, decl, table, from_posts)
     kept, problems = _kept(plan)
+    if len(kept) > 1:
+        _check_output_tells_rows_apart(plan)
     made = RowImages(count=len(kept) * plan.per_row, rows=len(kept))
     if budget is not None and made.count > budget:
         return made  # counted, never made: a matrix may multiply the rows a billion times
@@ -407,6 +409,18 @@ def expand_rows(
     problems.sort(key=lambda found: found[0])
     made.problems = [exc for _, exc in problems[:MAX_PROBLEMS]]
     return made
+
+
+def _check_output_tells_rows_apart(plan: _Plan) -> None:
+    """ExpansionError for an output path without a column (`img/{index}.png`): every
+    row's images would write the same files (said once, rather than once per image)."""
+    if set(placeholders(plan.decl.output)) <= {*(plan.decl.matrix or {}), "index"}:
+        raise ExpansionError(
+            "output",
+            f"uses no column of the rows: every row's {'images' if plan.decl.matrix else 'image'} "
+            f"would write the same {'files' if plan.decl.matrix else 'file'}; put a column "
+            f"in the path{f' ({{{plan.id}}})' if plan.id.isidentifier() else ''}",
+        )
 
 
 def _kept(plan: _Plan) -> tuple[list[tuple[int, _Kept]], list[tuple[int, DataError]]]:
@@ -464,11 +478,13 @@ def _images(plan: _Plan, kept: _Kept) -> list[Expanded]:
     """The row's image, or with a matrix its image of each combination."""
     if not plan.decl.matrix:
         decl = _filled(plan, kept, kept.values)
-        return [Expanded(f"{plan.base}[{kept.id}]", plan.base, decl, row=kept.id)]
+        return [Expanded(f"{plan.base}[{kept.id}]", plan.base, decl, kept.id, (kept.id,))]
     made = []
-    for label, combination in combinations(plan.decl.matrix):
+    for values, combination in combinations(plan.decl.matrix):
         decl = _filled(plan, kept, {**kept.values, **combination}, combination)
-        made.append(Expanded(f"{plan.base}[{kept.id},{label}]", plan.base, decl, row=kept.id))
+        parts = (kept.id, *values)
+        name = f"{plan.base}[{','.join(parts)}]"
+        made.append(Expanded(name, plan.base, decl, kept.id, parts))
     return made
 
 

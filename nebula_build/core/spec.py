@@ -175,6 +175,9 @@ class AssetSpec:
     #: the id of the data row the image was made from (`rows`): for the asset manifest,
     #: never part of a key (the row's values that the image uses are)
     row: str | None = None
+    #: the values its name's brackets join, as expansion made them (enemy[slime,idle]:
+    #: ("slime", "idle")): what a `*` in --target or an atlas matches; never part of a key
+    parts: tuple[str, ...] = ()
     #: computed from the fields; passed in only when restoring from the spec cache
     generation_key: str = ""
     output_key: str = ""
@@ -188,6 +191,8 @@ class AssetSpec:
             object.__setattr__(self, "depends_on", tuple(self.depends_on))
         if not isinstance(self.dropped, tuple):
             object.__setattr__(self, "dropped", tuple(self.dropped))
+        if not isinstance(self.parts, tuple):
+            object.__setattr__(self, "parts", tuple(self.parts))
         for name in ("sprite", "checks"):  # pairs come back from JSON as lists
             value = getattr(self, name)
             if value and not isinstance(value[0], tuple):

@@ -243,7 +243,7 @@ def test_rows_times_a_matrix_are_counted_before_any_image_is_made():
     ],
 )
 def test_a_star_stands_for_one_value(requested, expected):
-    from nebula_build.core.expand import select
+    from nebula_build.core.selection import select
     from nebula_build.errors import UserError
 
     known = ["p[A,a]", "p[A,b]", "p[B,a]", "p[B,b]", "pq[A,a]", "q"]

@@ -1,0 +1,90 @@
+"""Which images a selection names: --target, --replace and an atlas's `images`.
+
+A name, a declaration's name (all of its images), `base[*]`, or a `*` in place of one
+value (`product[*,thumb]`: every row's thumb). A `*` matches the values expansion
+recorded for each image, never its name split at commas: a matrix value or a row's
+id may contain one. An image only the lock still knows (no longer declared) has no
+recorded values; its name is split at commas.
+
+The names are indexed once per call, so the cost stays about one pass over them
+however many patterns there are (an untrusted atlas may list thousands). Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from functools import cached_property
+
+from nebula_build.core.manifest import shown
+from nebula_build.errors import UserError
+
+Parts = tuple[str, ...]
+
+
+def select(
+    requested: Collection[str], known: Iterable[str], parts: Mapping[str, Parts] | None = None
+) -> set[str]:
+    """The images `requested` names among `known`; `parts`: each image's values, as
+    expansion recorded them. An unknown pattern is an error listing the known names."""
+    index = _Index(known, parts or {})
+    chosen: set[str] = set()
+    unknown = []
+    for pattern in dict.fromkeys(requested):  # each once, in the order given
+        matches = index.matching(pattern)
+        if not matches:
+            unknown.append(pattern)
+        chosen |= matches
+    if unknown:
+        raise UserError(
+            f"unknown {'image' if len(unknown) == 1 else 'images'}: "
+            f"{', '.join(map(shown, unknown))} "
+            f"(known: {', '.join(sorted(index.names)) or 'none'})"
+        )
+    return chosen
+
+
+class _Index:
+    """The known names by declaration, and by the value at each place of their name."""
+
+    def __init__(self, known: Iterable[str], parts: Mapping[str, Parts]) -> None:
+        self.names = set(known)
+        self.parts = parts
+        self.by_base: dict[str, set[str]] = {}
+        for name in self.names:
+            self.by_base.setdefault(name.partition("[")[0], set()).add(name)
+
+    def matching(self, pattern: str) -> set[str]:
+        """The names `pattern` stands for (empty: none)."""
+        if pattern in self.names:
+            return {pattern} | self.by_base.get(pattern, set())
+        base = pattern.removesuffix("[*]")
+        if base in self.by_base:
+            return self.by_base[base]
+        base, bracket, inside = pattern.partition("[")
+        if not bracket or not inside.endswith("]"):
+            return set()
+        wanted = inside[:-1].split(",")
+        if "*" not in wanted:
+            return set()
+        fixed = [(place, value) for place, value in enumerate(wanted) if value != "*"]
+        if not fixed:
+            return self._values.get((base, len(wanted)), {}).get((-1, ""), set())
+        found = [self._values.get((base, len(wanted)), {}).get(f, set()) for f in fixed]
+        found.sort(key=len)
+        return found[0].intersection(*found[1:])
+
+    @cached_property
+    def _values(self) -> dict[tuple[str, int], dict[tuple[int, str], set[str]]]:
+        """(declaration, how many values) → (place, value) → the names with that value
+        there; (-1, "") → all of them. Built when a pattern first has a `*`."""
+        values: dict[tuple[str, int], dict[tuple[int, str], set[str]]] = {}
+        for name in self.names:
+            base, bracket, inside = name.partition("[")
+            if not bracket:
+                continue
+            own = self.parts.get(name) or tuple(inside.removesuffix("]").split(","))
+            places = values.setdefault((base, len(own)), {})
+            places.setdefault((-1, ""), set()).add(name)
+            for place, value in enumerate(own):
+                places.setdefault((place, value), set()).add(name)
+        return values

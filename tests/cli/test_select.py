@@ -1,0 +1,140 @@
+"""Selecting images by name: --target, --replace and an atlas's `images`, through the
+CLI: a `*` matches the values each image was made from, and a hostile atlas stays cheap."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.cli.test_rows import CSV
+from tests.cli.test_rows_matrix import SHOTS, preview
+
+KEY = "e40164619ad0f1e2faabff4fbb2da4e9b617d5d760714c4262e0925f8565e3e7"
+COMMAS = {
+    "matrix": {"k": ["a,b", "c"], "s": [1, 2]},
+    "prompt": "{k} {s}",
+    "output": "m/{index}.png",
+}
+
+
+def chosen(run_cli, *args: str) -> list[str]:
+    code, out, err = run_cli("plan", "--json", *args)
+    assert code == 0, err
+    return [a["image"] for a in json.loads(out)["actions"] if a["image"].startswith("m[")]
+
+
+def refused(run_cli, *args: str) -> str:
+    code, _, err = run_cli(*args)
+    assert code == 1
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def atlas(*images: str) -> str:
+    listed = ", ".join(json.dumps(image) for image in images)
+    return f'\n[atlases.sheet]\nimages = [{listed}]\noutput = "sheet.png"\n'
+
+
+def test_a_star_matches_values_that_have_a_comma(project, run_cli):
+    root = project({"images.toml": preview({"m": COMMAS}) + atlas("m[*,1]")})
+    assert chosen(run_cli, "--replace", "m[*,1]", "--target", "m[*,1]") == ["m[a,b,1]", "m[c,1]"]
+    assert chosen(run_cli, "--target", "m[c,*]") == ["m[c,1]", "m[c,2]"]
+    assert "unknown image: m[a,*,1]" in refused(run_cli, "plan", "--target", "m[a,*,1]")
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    frames = json.loads((root / "sheet.json").read_text())["frames"]
+    assert sorted(frames) == ["m[a,b,1]", "m[c,1]"]  # no frame lost
+
+
+def test_a_star_never_splits_a_rows_id(project, run_cli):
+    posts = {"rows": "data/p.csv", "id": "id", "prompt": "{id}", "output": "p/{n}.png"}
+    project({"images.toml": preview({"p": posts}), "data/p.csv": 'id,n\n"c,d",1\ne,2\n'})
+    for pattern in ("p[c,*]", "p[*,d]"):
+        assert f"unknown image: {pattern}" in refused(run_cli, "plan", "--target", pattern)
+    code, out, err = run_cli("plan", "--json", "--target", "p[*]")
+    assert code == 0, err
+    assert [a["image"] for a in json.loads(out)["actions"]] == ["p[c,d]", "p[e]"]
+
+
+def test_keys_and_names_are_unchanged(project, run_cli):
+    enemy = {"matrix": {"kind": ["slime"], "pose": ["idle"]}, "prompt": "a {kind}, {pose}"}
+    project({"images.toml": preview({"enemy": {**enemy, "output": "e/{kind}-{pose}.png"}})})
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    (action,) = json.loads(out)["actions"]
+    assert action["image"] == "enemy[slime,idle]"
+    assert action["generation_key"] == KEY  # as main made it, before values were recorded
+
+
+MANY = 1000  # the most an atlas lists: each one a pattern with a `*`
+PATTERNS = [f"m[*,v{i}]" for i in range(MANY)]
+WIDE = {
+    "matrix": {"k": ["a", "b", "c", "d"], "v": [f"v{i}" for i in range(MANY)]},
+    "prompt": "{k}{v}",
+}
+
+
+def test_an_atlas_of_many_wildcards_costs_about_one_pass(project, run_cli):
+    """Each pattern used to scan and split every name: 1,000 of them (500 twice) over
+    4,000 images took seconds; now they cost about what one does."""
+    m = {**WIDE, "output": "m/{k}-{v}.png"}
+    project({"images.toml": preview({"m": m}) + atlas(*PATTERNS[:1])})
+    started = time.perf_counter()
+    assert run_cli("validate").code == 0
+    one = time.perf_counter() - started
+    project({"images.toml": preview({"m": m}) + atlas(*PATTERNS[:500], *PATTERNS[:500])})
+    started = time.perf_counter()
+    code, _, err = run_cli("validate")
+    assert code == 0, err
+    assert time.perf_counter() - started < one + 1.0
+
+
+def test_an_atlas_lists_at_most_1000_entries(project, run_cli):
+    project(
+        {
+            "images.toml": preview({"m": {**WIDE, "output": "m/{k}-{v}.png"}})
+            + atlas(*PATTERNS, "m[*]")
+        }
+    )
+    err = refused(run_cli, "validate")
+    assert "images.toml" in err
+    assert "atlases.sheet.images: list should have at most 1000 items" in err, err
+
+
+@pytest.mark.parametrize(
+    ("matrix", "message"),
+    [
+        ({"index": ["x", "y"]}, "images.m.matrix.index: 'index' is taken"),
+        ({"kind": ["x", "*"]}, "images.m.matrix.kind: '*' cannot be a value"),
+    ],
+)
+def test_a_matrix_key_or_value_the_names_need_is_refused(project, run_cli, matrix, message):
+    m = {"matrix": matrix, "prompt": "thing {index}", "output": "m/{index}.png"}
+    project({"images.toml": preview({"m": m})})
+    assert message in refused(run_cli, "plan")
+    product = {**SHOTS, "matrix": matrix, "output": "img/{sku}-{index}.png"}
+    project({"images.toml": preview({"m": product}), "data/products.csv": CSV})
+    assert message in refused(run_cli, "plan")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"output": "img/{index}.png"}, "every row's images would write the same files"),
+        ({"output": "img/{shot}.png"}, "every row's images would write the same files"),
+        ({"matrix": None, "output": "img/x.png"}, "every row's image would write the same file"),
+    ],
+)
+def test_an_output_that_uses_no_column_beside_rows_is_one_error(project, run_cli, changes, message):
+    product = {k: v for k, v in {**SHOTS, **changes}.items() if v is not None}
+    if "matrix" not in product:
+        product["prompt"], product["seed"] = "photo of {name}", 7
+    project({"images.toml": preview({"product": product}), "data/products.csv": CSV})
+    err = refused(run_cli, "plan")
+    assert f"images.product.output: uses no column of the rows: {message}" in err, err
+    assert "put a column in the path ({sku})" in err
+    project({"images.toml": preview({"product": {**product, "limit": 1}})})
+    assert run_cli("plan").code == 0  # one row: nothing to tell apart
