@@ -5,6 +5,7 @@
     │   ├── ManifestError             one or more problems, each with path, line, column, key
     │   ├── LockfileError
     │   ├── ConflictError             an output changed by hand since the lock
+    │   │   └── ChangedMeanwhileError     … after the plan looked at it: .path
     │   ├── DependencyCycleError
     │   ├── ProjectLockedError        another apply holds .nebula-build/lock
     │   ├── UnknownBackendError       lists the known names
@@ -95,6 +96,14 @@ class StateWriteError(UserError):
 
 class ConflictError(UserError):
     """An output file was changed by hand; nebula-build will not overwrite it."""
+
+
+class ChangedMeanwhileError(ConflictError):
+    """A file was changed by hand after the plan looked at it, before it was replaced."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 #: the type of a pydantic error a backend's settings raise for options that do not

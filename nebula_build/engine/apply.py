@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
@@ -32,6 +33,7 @@ from nebula_build.engine.verify import Restored, Verified, restore, verify_answe
 from nebula_build.errors import (
     FORCE_HINT,
     BackendError,
+    ChangedMeanwhileError,
     ConflictError,
     OutOfCreditsError,
     OutputRejectedError,
@@ -170,8 +172,16 @@ class Applier:
         remote: Remote | None = None,
         planned_only: bool = False,
         keep_outcomes: bool = True,
+        force: bool = False,
+        lock: Mapping[str, LockEntry] | None = None,
     ) -> None:
         self.project = project
+        #: --force: a file changed by hand since the plan is backed up and overwritten
+        self.force = force
+        #: the lock the plan was made from (the writer's entries change as images finish)
+        self._planned_lock = lock if lock is not None else dict(writer.entries)
+        #: path → digest of every file that lock records, built on the first mismatch
+        self._recorded_files: dict[str, str] | None = None
         self.remote = remote
         #: generate only what the plan counted (--locked, --max-generations): a restore
         #: that fails is that image's error, never a generation nobody agreed to pay for
@@ -365,6 +375,12 @@ class Applier:
             gone = [path for path, digest in digests.items() if digest is None]
             if gone:  # removed since the plan: nothing to record
                 raise ConflictError(f"{gone[0]} disappeared during the apply; run it again")
+            known = self.store.output_files(spec.output_key)  # what the plan found there
+            edited = [path for path, digest in digests.items() if digest != known.get(path)]
+            if edited:  # never recorded as this output's: the next plan says it
+                raise ChangedMeanwhileError(
+                    f"{edited[0]}: changed by hand during the apply; not recorded", path=edited[0]
+                )
             main = digests.pop(spec.output)
             assert main is not None
             # the files are this generation's: its cache entry says what made them
@@ -600,9 +616,9 @@ class Applier:
 
     # --- blocking file work, run in threads ---------------------------------
 
-    def _write(self, relative: str, data: bytes) -> None:
+    def _write(self, relative: str, data: bytes, unchanged: Callable[[], None]) -> None:
         try:
-            self.guard.write(relative, data)
+            self.guard.write(relative, data, unchanged=unchanged)
         except OSError as exc:
             raise StateWriteError(f"could not write {relative}: {exc.strerror or exc}") from None
 
@@ -644,9 +660,11 @@ class Applier:
                 rescued = self._keep(spec, verified, original)
         try:
             return (verified, *self._write_files(action, spec, files), rescued, checks)
-        except StateWriteError as exc:
+        except (StateWriteError, ChangedMeanwhileError) as exc:
             if rescued is None:
                 raise
+            if isinstance(exc, ChangedMeanwhileError):
+                raise ChangedMeanwhileError(f"{exc}; {rescued}", path=exc.path) from None
             raise StateWriteError(f"{exc}; {rescued}") from None
 
     def _palette(self, path: str) -> tuple[str, ...]:
@@ -706,14 +724,55 @@ class Applier:
         # files the next plan recognises as this output's, not a stranger's.
         with contextlib.suppress(OSError):  # only a help after a crash: never a failure
             self.store.record_output(spec.output_key, digests, spec.output_params())
+        if not self.force:  # none is written when one changed since the plan
+            for path in rendered:
+                self._check_unchanged(action, spec, path)
         for path, data in rendered.items():
             if action.backup:
                 self._backup(path)
-            self._write(path, data)
+            self._write(path, data, functools.partial(self._check_unchanged, action, spec, path))
             self.files.record(path, digest=digests[path])
         self._remove_stale(action.entry, keep=set(spec.paths))
         main = digests.pop(spec.output)
         return main, digests
+
+    def _check_unchanged(self, action: Action, spec: AssetSpec, path: str) -> None:
+        """Refuse to replace `path` unless it still holds what the plan accepted there:
+        nothing, or bytes nebula-build wrote (`_ours`). A stat against the file index;
+        the file is hashed only when its stat changed. With --force a file changed
+        since is backed up, as a conflict the plan saw would be (`action.backup`)."""
+        if action.backup:  # backed up just before the write, whatever it holds
+            return
+        current = self.files.digest(path)
+        if current is None or self._ours(action, spec, path, current):
+            return
+        if self.force:
+            self._backup(path)
+            return
+        raise ChangedMeanwhileError(
+            f"{path}: changed by hand during the apply; not overwritten: {FORCE_HINT}", path=path
+        )
+
+    def _ours(self, action: Action, spec: AssetSpec, path: str, current: str) -> bool:
+        """Whether `current` is a digest the plan accepts at `path` (`core.plan._guard`):
+        the one this image's entry records there, the one the lock records for the
+        image that wrote the path before (a rename), or this output's own bytes left by
+        a killed run. The last two are looked up only when the first does not match."""
+        entry = action.entry
+        if entry is not None:
+            recorded = entry.digest if entry.output == path else entry.variants.get(path)
+            # the second: an output moved by hand (a move the plan lets through)
+            if current == recorded or (path == spec.output and current == entry.digest):
+                return True
+        if self._recorded_files is None:
+            self._recorded_files = {
+                file: digest
+                for locked in self._planned_lock.values()
+                for file, digest in locked.files().items()
+            }
+        if self._recorded_files.get(path) == current:
+            return True
+        return not action.fresh and self.store.output_files(spec.output_key).get(path) == current
 
     def _adopt(self, action: Action, spec: AssetSpec) -> None:
         """The files already hold this output: keep them, tidy the old ones."""
@@ -721,9 +780,10 @@ class Applier:
 
     def _move(self, action: Action) -> bool:
         """Rename the old file into place if it is ours and unchanged."""
-        assert action.old_output and action.output and action.entry
+        assert action.old_output and action.output and action.entry and action.spec
         if self.files.digest(action.old_output) != action.entry.digest:
             return False
+        self._check_unchanged(action, action.spec, action.output)
         self.guard.move(action.old_output, action.output)
         self.files.forget(action.old_output)
         self.guard.prune_empty(action.old_output.rpartition("/")[0])

@@ -16,7 +16,7 @@ from typing import Any
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileState
 from nebula_build.core.spec import AtlasSpec
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import FORCE_HINT, UserError
+from nebula_build.errors import FORCE_HINT, ChangedMeanwhileError, ConflictError, UserError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.imaging import image_size
 from nebula_build.outputs import assetmanifest
@@ -62,22 +62,34 @@ def plan_files(
 def _plan_atlases(
     prepared: Prepared, lock: Mapping[str, LockEntry], changing: set[str], *, force: bool
 ) -> list[FileAction]:
+    return [action for action, _ in _planned_atlases(prepared, lock, changing, force=force)]
+
+
+#: the digest of each file an atlas writes (sheet, exports) as its plan saw it
+_Seen = dict[str, str | None]
+
+
+def _planned_atlases(
+    prepared: Prepared, lock: Mapping[str, LockEntry], changing: set[str], *, force: bool
+) -> list[tuple[FileAction, _Seen]]:
     files = prepared.files
     actions = []
     for atlas in prepared.resolved.atlases.values():
         recorded = read_recorded(prepared.guard, atlas)
+        exports = {path: files.digest(path) for path in atlas.exports}
+        sheet = files.digest(atlas.output)
         action = plan_atlas(
             atlas,
             lock,
-            sheet=files.digest(atlas.output),
+            sheet=sheet,
             recorded=recorded,
             changing=changing,
             force=force,
             known_output=prepared.store.output_files,
-            exports={path: files.digest(path) for path in atlas.exports},
+            exports=exports,
             dropped=dropped_exports(prepared, atlas, recorded),
         )
-        actions.append(action)
+        actions.append((action, {atlas.output: sheet, **exports}))
     return actions
 
 
@@ -91,11 +103,11 @@ def build_files(
     """Build what the files need now that the images are done; one failure stops no
     other. Returns what was built or refused."""
     outcomes = []
-    for action in _plan_atlases(prepared, lock, set(), force=force):
+    for action, seen in _planned_atlases(prepared, lock, set(), force=force):
         if action.state is FileState.CONFLICT:
             outcome = FileOutcome(action, ok=False, error=f"{action.reason}; {FORCE_HINT}")
         elif action.state is FileState.BUILD:
-            outcome = _build_atlas(prepared, lock, action)
+            outcome = _build_atlas(prepared, lock, action, seen, force=force)
         else:
             continue
         outcomes.append(outcome)
@@ -108,7 +120,12 @@ def build_files(
 
 
 def _build_atlas(
-    prepared: Prepared, lock: Mapping[str, LockEntry], action: FileAction
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    action: FileAction,
+    seen: _Seen,
+    *,
+    force: bool,
 ) -> FileOutcome:
     atlas = prepared.resolved.atlases[action.name]
     guard = prepared.guard
@@ -125,19 +142,52 @@ def _build_atlas(
             for path in atlas.paths:
                 guard.backup(path, prepared.project.backup_dir, stamp)
         for path, data in files.items():
-            _write(prepared, path, data, digests[path])
+            unchanged = None
+            if not action.backup:  # else backed up above, whatever it holds now
+
+                def unchanged(path: str = path) -> None:
+                    _check_unchanged(prepared, path, seen[path], force=force)
+
+                unchanged()  # before any file is written, and again before each rename
+            _write(prepared, path, data, digests[path], unchanged)
         # before the frame map, which stops naming them: a build killed in between is
         # built again, and removes them then
         _remove_dropped(prepared, dropped, written=list(files))
         _write(prepared, atlas.frames, frames, sha256_bytes(frames))  # last: records the build
+    except ConflictError as exc:
+        return FileOutcome(action, ok=False, error=str(exc))
     except (OSError, ValueError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
     return FileOutcome(action, ok=True)
 
 
-def _write(prepared: Prepared, path: str, data: bytes, digest: str) -> None:
+def _check_unchanged(prepared: Prepared, path: str, seen: str | None, *, force: bool) -> None:
+    """Refuse to replace a file changed since the build was planned (a stat against the
+    file index; hashed only if its stat changed); with --force, back it up first."""
+    current = prepared.files.digest(path)
+    if current is not None and current != seen:
+        _changed_since_planned(prepared, path, force=force)
+
+
+def _changed_since_planned(prepared: Prepared, path: str, *, force: bool) -> None:
+    """A conflict, or with --force a backup of the file before it is replaced."""
+    if not force:
+        raise ChangedMeanwhileError(
+            f"{path}: changed by hand during the apply; {FORCE_HINT}", path=path
+        )
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    prepared.guard.backup(path, prepared.project.backup_dir, stamp)
+
+
+def _write(
+    prepared: Prepared,
+    path: str,
+    data: bytes,
+    digest: str,
+    unchanged: Callable[[], None] | None = None,
+) -> None:
     try:
-        prepared.guard.write(path, data)
+        prepared.guard.write(path, data, unchanged=unchanged)
     except IsADirectoryError:
         raise UserError(f"{path} is a folder: remove it or choose another path") from None
     prepared.files.record(path, digest=digest)
@@ -227,7 +277,14 @@ def _write_asset_manifest(
         if action.backup:
             stamp = time.strftime("%Y%m%dT%H%M%S")
             prepared.guard.backup(target, prepared.project.backup_dir, stamp)
-        prepared.guard.write(target, text.encode())
+
+        def unchanged() -> None:  # still the text planned over, just before the rename
+            if not action.backup and _read(prepared, target) not in (None, current):
+                _changed_since_planned(prepared, target, force=force)
+
+        prepared.guard.write(target, text.encode(), unchanged=unchanged)
+    except ConflictError as exc:
+        return FileOutcome(action, ok=False, error=str(exc))
     except (OSError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not write {target}: {exc}")
     return FileOutcome(action, ok=True)

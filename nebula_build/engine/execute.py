@@ -183,6 +183,7 @@ async def execute(
     remote: Remote | None = None,
     planned_only: bool = False,
     keep_outcomes: bool = True,
+    force: bool = False,
 ) -> ApplyResult:
     """Run `plan`; the caller holds the project lock. images.lock is left
     consistent whatever happens, cancellation included.
@@ -191,7 +192,8 @@ async def execute(
     opened for this run only. `on_start` receives the Applier (to cancel images);
     `remote` supplies the generations the plan marked, and takes the new ones;
     `planned_only` forbids generations the plan did not count (a failed restore);
-    `keep_outcomes` keeps each image's outcome in the result (see `ApplyResult`).
+    `keep_outcomes` keeps each image's outcome in the result (see `ApplyResult`);
+    `force` backs up and overwrites a file changed by hand while the plan ran.
     """
     project = prepared.project
     assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
@@ -218,6 +220,8 @@ async def execute(
                 remote=remote,
                 planned_only=planned_only,
                 keep_outcomes=keep_outcomes,
+                force=force,
+                lock=lock,
             )
             if on_start is not None:
                 on_start(applier)

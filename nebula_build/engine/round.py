@@ -222,6 +222,7 @@ async def apply_round(
                 or options.max_generations is not None
                 or options.max_cost is not None,
                 keep_outcomes=options.outcomes,
+                force=options.force,
             )
             record_failures(project, result.applied, prepared.specs)
             if (note := unshared(remote, result.applied.generated)) is not None:

@@ -28,7 +28,12 @@ from nebula_build.engine.picking import pick_draw
 from nebula_build.engine.planning import plan_for
 from nebula_build.engine.prepare import Loaded, Prepared, prepare
 from nebula_build.engine.round import RoundOptions, RoundProgress, RoundResult, apply_round
-from nebula_build.errors import NebulaBuildError, SupersededError, UserError
+from nebula_build.errors import (
+    ChangedMeanwhileError,
+    NebulaBuildError,
+    SupersededError,
+    UserError,
+)
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state import globs
 from nebula_build.state.fileindex import FileIndex
@@ -330,7 +335,7 @@ class Watcher:
         self._recorded, self._files = result.lock, result.prepared.files
         self._conflicts_said -= {
             a.image for a in result.plan.actions if a.kind is not ActionKind.CONFLICT
-        }
+        } - _changed_meanwhile(result)
         self._left_undone(result)
         if not result.plan.has_changes:
             planned = result.plan.actions if result.prepared.changed_only is None else ()
@@ -420,9 +425,11 @@ class Watcher:
         if image in self._conflicts_said:
             return
         self._conflicts_said.add(image)
+        path, reason = outcome.action.output, outcome.action.reason
+        if isinstance(outcome.error, ChangedMeanwhileError):  # the plan did not see it
+            path, reason = outcome.error.path, "changed by hand while the round ran"
         self._say(
-            self.style("conflict: ", "magenta", "bold")
-            + f"{image}: {outcome.action.output}: {outcome.action.reason}: kept, not "
+            self.style("conflict: ", "magenta", "bold") + f"{image}: {path}: {reason}: kept, not "
             "overwritten; delete it to have it made again, or restart watch with --force "
             "to replace it (a copy goes to .nebula-build/backup/)"
         )
@@ -514,7 +521,7 @@ class Watcher:
         for outcome in result.applied.outcomes if result.applied else []:
             if outcome.ok:
                 report.changed.append(outcome.image)
-            elif outcome.action.kind is ActionKind.CONFLICT:
+            elif _is_conflict(outcome):
                 report.conflicts.append(outcome.image)
             elif isinstance(outcome.error, SupersededError):
                 report.cancelled.append(outcome.image)
@@ -542,6 +549,19 @@ class Watcher:
         return report
 
 
+def _changed_meanwhile(result: RoundResult) -> set[str]:
+    """The images a round kept because their file changed by hand after its plan."""
+    failures = result.applied.failures if result.applied is not None else {}
+    return {name for name, error in failures.items() if isinstance(error, ChangedMeanwhileError)}
+
+
+def _is_conflict(outcome: Outcome) -> bool:
+    """A file changed by hand, whether the plan saw it or the write found it."""
+    return outcome.action.kind is ActionKind.CONFLICT or isinstance(
+        outcome.error, ChangedMeanwhileError
+    )
+
+
 class _ConflictsOnce:
     """The round's progress, where a file changed by hand is the watcher's to say
     (once, not as a failure every round that plans it)."""
@@ -560,7 +580,7 @@ class _ConflictsOnce:
         self._progress.activity(image, text)
 
     def finished(self, outcome: Outcome) -> None:
-        if outcome.ok or outcome.action.kind is not ActionKind.CONFLICT:
+        if outcome.ok or not _is_conflict(outcome):
             self._progress.finished(outcome)
             return
         self._progress.done += 1

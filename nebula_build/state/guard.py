@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -193,8 +193,18 @@ class Guard:
 
     # --- operations ---------------------------------------------------------------
 
-    def write(self, relative: str, data: bytes, *, durable: bool = True) -> None:
-        """Replace `relative` with `data` atomically (readers see old or new, never a part)."""
+    def write(
+        self,
+        relative: str,
+        data: bytes,
+        *,
+        durable: bool = True,
+        unchanged: Callable[[], None] | None = None,
+    ) -> None:
+        """Replace `relative` with `data` atomically (readers see old or new, never a part).
+        `unchanged` runs once the new bytes are on disk, just before the rename, and
+        raises to leave the file as it is (a hand edit since the plan looked at it): the
+        window between that check and the rename is a stat and a rename wide."""
         relative = self.check(relative, what="output")
         parts = self._real_parts(relative, what="output", follow_last=False)
         name = parts.pop()
@@ -207,6 +217,8 @@ class Guard:
                     if durable:
                         handle.flush()
                         os.fsync(handle.fileno())
+                if unchanged is not None:
+                    unchanged()
                 os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
             except BaseException:
                 with contextlib.suppress(OSError):
