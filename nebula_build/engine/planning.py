@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 
-from nebula_build.core.expand import select
 from nebula_build.core.plan import SETTINGS_NOTE, Plan, make_plan
+from nebula_build.core.selection import select
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, ondisk
 from nebula_build.engine.derived import plan_files
@@ -50,7 +50,11 @@ def plan_for(
         )
     chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin=unpin)
     # `--replace product` or `product[*,thumb]` names a pinned image as surely as its name
-    replaced = select(replace, specs.keys() | lock.keys()) if replace else set()
+    replaced = (
+        select(replace, specs.keys() | lock.keys(), {n: s.parts for n, s in specs.items()})
+        if replace
+        else set()
+    )
     for option, names in (("--more", more), ("--replace", replaced)):
         pinned = sorted(n for n in names if n in chosen.specs and chosen.specs[n].pin is not None)
         if pinned:
