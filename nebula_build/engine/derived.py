@@ -37,6 +37,8 @@ class FileOutcome:
     action: FileAction
     ok: bool
     error: str | None = None
+    #: the file was changed by hand (before the plan or since) and is kept
+    conflict: bool = False
 
 
 def plan_files(
@@ -105,7 +107,9 @@ def build_files(
     outcomes = []
     for action, seen in _planned_atlases(prepared, lock, set(), force=force):
         if action.state is FileState.CONFLICT:
-            outcome = FileOutcome(action, ok=False, error=f"{action.reason}; {FORCE_HINT}")
+            outcome = FileOutcome(
+                action, ok=False, error=f"{action.reason}; {FORCE_HINT}", conflict=True
+            )
         elif action.state is FileState.BUILD:
             outcome = _build_atlas(prepared, lock, action, seen, force=force)
         else:
@@ -155,7 +159,7 @@ def _build_atlas(
         _remove_dropped(prepared, dropped, written=list(files))
         _write(prepared, atlas.frames, frames, sha256_bytes(frames))  # last: records the build
     except ConflictError as exc:
-        return FileOutcome(action, ok=False, error=str(exc))
+        return FileOutcome(action, ok=False, error=str(exc), conflict=True)
     except (OSError, ValueError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
     return FileOutcome(action, ok=True)
@@ -270,7 +274,8 @@ def _write_asset_manifest(
     current = _read(prepared, target)
     action = assetmanifest.plan_asset_manifest(target, wanted=text, current=current, force=force)
     if action.state is FileState.CONFLICT:
-        return FileOutcome(action, ok=False, error=f"{target}: {action.reason}; {FORCE_HINT}")
+        error = f"{target}: {action.reason}; {FORCE_HINT}"
+        return FileOutcome(action, ok=False, error=error, conflict=True)
     if action.state is not FileState.BUILD:
         return None
     try:
@@ -284,7 +289,7 @@ def _write_asset_manifest(
 
         prepared.guard.write(target, text.encode(), unchanged=unchanged)
     except ConflictError as exc:
-        return FileOutcome(action, ok=False, error=str(exc))
+        return FileOutcome(action, ok=False, error=str(exc), conflict=True)
     except (OSError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not write {target}: {exc}")
     return FileOutcome(action, ok=True)

@@ -105,8 +105,13 @@ class Watcher:
         self._loaded: Loaded | None = None
         #: each file the images write (relative, POSIX) → its image
         self._owners: dict[str, str] = {}
-        #: the folders those files are in
+        #: the folders those files are in, and the files made from the images
         self._output_folders: set[Path] = set()
+        #: each file made from the images (an atlas's sheet, frame map and exports, the
+        #: asset manifest; relative, POSIX) → its stat as the last round or pick left it
+        self._derived: dict[str, _Stat | None] = {}
+        #: those of them changed while a round or pick ran: built again if then missing
+        self._derived_suspects: set[str] = set()
         #: images whose files changed on disk since the last round (planned by the next)
         self._recheck: set[str] = set()
         #: the lock as the last round or pick left it, and the file index it used: what
@@ -118,6 +123,8 @@ class Watcher:
         self._suspects: dict[str, str] = {}
         #: images whose conflict (a file changed by hand) was said: said once, not per round
         self._conflicts_said: set[str] = set()
+        #: the same for the files made from the images ("atlas sheet")
+        self._file_conflicts_said: set[str] = set()
         #: the images the running round planned (None: all), once it has loaded
         self._planning: frozenset[str] | _NotLoaded | None = _NOT_LOADED
         self._applier: Applier | None = None
@@ -154,16 +161,23 @@ class Watcher:
             return False
         return any(_wanted_by(path, folder, pattern) for folder, pattern in self._globs)
 
+    def made_from_images(self, path: Path) -> bool:
+        """Whether `path` is a file made from the images (an atlas's, the asset manifest)."""
+        return path.parent in self._output_folders and self._relative(path) in self._derived
+
+    def _relative(self, path: Path) -> str | None:
+        try:
+            return path.relative_to(self.project.root).as_posix()
+        except ValueError:
+            return None
+
     def written_by(self, path: Path) -> str | None:
         """The image that writes `path`, if one does (a change to it starts no round,
         but the next round plans that image again: deleted or edited by hand)."""
         if path.parent not in self._output_folders:
             return None
-        try:
-            relative = path.relative_to(self.project.root).as_posix()
-        except ValueError:
-            return None
-        return self._owners.get(relative)
+        relative = self._relative(path)
+        return None if relative is None else self._owners.get(relative)
 
     def output_folders(self) -> set[Path]:
         return set(self._output_folders)
@@ -205,6 +219,7 @@ class Watcher:
                     dirty.clear()
                     async with self._busy:
                         report = await self.round(once=once)
+                        self._note_derived()
                     if once:
                         return report
                     self._check_suspects()
@@ -232,6 +247,8 @@ class Watcher:
             if owner is not None:
                 self._recheck.add(owner)
                 starts |= self._changed_by_hand(path, owner)
+            elif self.made_from_images(path):
+                starts |= self._derived_changed(path)
             elif path not in self._output_folders or self.wants(path):
                 starts = True
         return starts
@@ -244,6 +261,21 @@ class Watcher:
             self._suspects[relative] = owner
             return False
         return self._differs(relative, owner)
+
+    def _derived_changed(self, path: Path) -> bool:
+        """Whether a file made from the images is not as the last round left it (deleted
+        or edited by hand: the next round builds it again, or shows the conflict); one
+        changed while a round works is checked once it ends."""
+        relative = path.relative_to(self.project.root).as_posix()
+        if self.working():
+            self._derived_suspects.add(relative)
+            return False
+        return _stat(path) != self._derived.get(relative)
+
+    def _note_derived(self) -> None:
+        """Remember the files made from the images as a round or pick leaves them."""
+        root = self.project.root
+        self._derived = {relative: _stat(root / relative) for relative in self._derived}
 
     def _differs(self, relative: str, owner: str) -> bool:
         if owner in self._conflicts_said:
@@ -259,6 +291,9 @@ class Watcher:
         is not what it left (deleted or edited by hand meanwhile)."""
         suspects, self._suspects = self._suspects, {}
         changed = any(self._differs(path, owner) for path, owner in suspects.items())
+        derived, self._derived_suspects = self._derived_suspects, set()
+        root = self.project.root
+        changed |= any(_stat(root / path) is None for path in derived if path in self._derived)
         if changed and self._dirty is not None:
             self._dirty.set()
 
@@ -336,6 +371,7 @@ class Watcher:
         self._conflicts_said -= {
             a.image for a in result.plan.actions if a.kind is not ActionKind.CONFLICT
         } - _changed_meanwhile(result)
+        self._file_conflicts_said &= {file.action.label for file in result.files if file.conflict}
         self._left_undone(result)
         if not result.plan.has_changes:
             planned = result.plan.actions if result.prepared.changed_only is None else ()
@@ -377,35 +413,38 @@ class Watcher:
                 f"watch --backend {self.backend} shows draws the manifest does not name: "
                 "run watch without --backend to pick in the gallery"
             )
-        async with self._busy:
-            try:
-                chosen, result = await pick_draw(
-                    self.project,
-                    self.registry,
-                    name,
-                    index=index,
-                    listener=self,
-                    offline=self.offline,
+        try:
+            async with self._busy:
+                try:
+                    chosen, result = await pick_draw(
+                        self.project,
+                        self.registry,
+                        name,
+                        index=index,
+                        listener=self,
+                        offline=self.offline,
+                    )
+                except NebulaBuildError:
+                    raise
+                except Exception:  # a bug: shown where watch's errors are
+                    self._say(traceback.format_exc().rstrip())
+                    raise
+                self.rounds += 1
+                self._recorded, self._files = result.lock, result.prepared.files
+                report = Round(self.rounds, changed=[name], prepared=result.prepared, result=result)
+                report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
+                problem = result.refused or next(iter(result.failures.values()), None)
+                message = (
+                    f"{name}: draw {chosen.index} of {chosen.count} is the output ({chosen.output})"
                 )
-            except NebulaBuildError:
-                raise
-            except Exception:  # a bug: shown where watch's errors are
-                self._say(traceback.format_exc().rstrip())
-                raise
-            self.rounds += 1
-            self._recorded, self._files = result.lock, result.prepared.files
-            report = Round(self.rounds, changed=[name], prepared=result.prepared, result=result)
-            report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
-            problem = result.refused or next(iter(result.failures.values()), None)
-            message = (
-                f"{name}: draw {chosen.index} of {chosen.count} is the output ({chosen.output})"
-            )
-            if problem is None:
-                self._say(self.style(f"round {report.number}: ", "bold") + f"picked {message}")
-            else:
-                self._summarise(report, result)
-            self._publish(report)
-        self._check_suspects()
+                if problem is None:
+                    self._say(self.style(f"round {report.number}: ", "bold") + f"picked {message}")
+                else:
+                    self._summarise(report, result)
+                self._publish(report)
+                self._note_derived()
+        finally:  # a pick that failed may have written some files too
+            self._check_suspects()
         if problem is not None:
             raise UserError(f"{name}: draw {index} could not be made the output: {problem}")
         if chosen.takers and self._dirty is not None:
@@ -434,6 +473,19 @@ class Watcher:
             "to replace it (a copy goes to .nebula-build/backup/)"
         )
 
+    def file_conflict(self, outcome: FileOutcome) -> None:
+        """Say once that a file made from the images was changed by hand and is kept."""
+        label = outcome.action.label
+        if label in self._file_conflicts_said:
+            return
+        self._file_conflicts_said.add(label)
+        self._say(
+            self.style("conflict: ", "magenta", "bold")
+            + f"{label}: {outcome.action.output}: changed by hand: kept, not overwritten; "
+            "delete it to have it built again, or restart watch with --force to replace it "
+            "(a copy goes to .nebula-build/backup/)"
+        )
+
     def loaded(self, prepared: Prepared) -> None:
         """Watch the manifest, every input and data file it names (and each folder of
         posts, for a post added), and what backends ask for, from the moment the round
@@ -458,10 +510,15 @@ class Watcher:
             if only is None:
                 self._owners = {}
             self._owners.update((path, spec.name) for spec in touched for path in spec.paths)
+        resolved = prepared.resolved
+        derived = {path for atlas in resolved.atlases.values() for path in atlas.paths}
+        derived |= {resolved.asset_manifest} if resolved.asset_manifest else set()
+        self._derived = {path: self._derived.get(path) for path in derived}
         if only is None:
             self._output_folders = {(root / path).parent for path in self._owners}
         else:
             self._output_folders |= {(root / path).parent for s in touched for path in s.paths}
+        self._output_folders |= {(root / path).parent for path in derived}
         paths = {
             root / path
             for spec in touched
@@ -528,7 +585,9 @@ class Watcher:
             else:
                 report.failed[outcome.image] = str(outcome.error)
         for file in result.files:
-            if not file.ok:
+            if file.conflict:
+                report.conflicts.append(file.action.label)
+            elif not file.ok:
                 report.failed[file.action.label] = file.error or "failed"
         parts = [done_text(result)]
         if report.cancelled:
@@ -587,7 +646,10 @@ class _ConflictsOnce:
         self._watcher.conflict(outcome)
 
     def built(self, outcome: FileOutcome) -> None:
-        self._progress.built(outcome)
+        if outcome.conflict:
+            self._watcher.file_conflict(outcome)
+        else:
+            self._progress.built(outcome)
 
     def close(self) -> None:
         self._progress.close()
@@ -679,6 +741,7 @@ async def filesystem_changes(
                 changed in on_the_way
                 or watcher.wants(changed)
                 or watcher.written_by(changed) is not None
+                or watcher.made_from_images(changed)
             )
 
         try:
@@ -726,6 +789,18 @@ def _wanted_by(path: Path, folder: Path, pattern: str) -> bool:
     if globs.matches(parts, relative):
         return True
     return globs.may_hold(parts, relative) and path.is_dir() and not path.is_symlink()
+
+
+#: what a stat says of a file: (inode, size, modified ns)
+_Stat = tuple[int, int, int]
+
+
+def _stat(path: Path) -> _Stat | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 def _existing(folder: Path) -> Path:
