@@ -351,7 +351,7 @@ def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> 
     elif not summary:
         pass
     elif not result.plan.has_changes:
-        ctx.print(f"No changes: {plural(len(result.plan.actions), 'image')} up to date.")
+        ctx.print(plan_text(result.plan, ctx.style))  # with its pins and settings notes
     else:
         ctx.print(
             ctx.style(

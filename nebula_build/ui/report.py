@@ -326,11 +326,8 @@ def settings_lines(plan: Plan, style: Style) -> list[str]:
     """The images kept as they are although the lock says they were made with other
     settings than the backend's now (not in the key: `apply --replace` redoes them)."""
     return [
-        style(f"  ~ {action.image}  {printable(note)}", "yellow")
-        for action in plan.actions
-        if action.kind is ActionKind.NOOP
-        for note in action.notes
-        if SETTINGS_NOTE in note
+        style(f"  ~ {image}  {printable(note)}", "yellow")
+        for image, note in _settings(plan).items()
     ]
 
 
@@ -441,7 +438,19 @@ def status_text(plan: Plan, style: Style, failed: Mapping[str, str] | None = Non
     failed = failed or {}
     pinned = {a.image for a in plan.actions if a.spec is not None and a.spec.pin is not None}
     summary = status_summary(plan, failed)
-    return status_lines(status_rows(plan), summary, style, pinned=pinned, failed=failed)
+    rows = status_rows(plan)
+    return status_lines(rows, summary, style, pinned=pinned, failed=failed, notes=_settings(plan))
+
+
+def _settings(plan: Plan) -> dict[str, str]:
+    """The note of each image kept although made with other settings (`settings_lines`)."""
+    return {
+        action.image: note
+        for action in plan.actions
+        if action.kind is ActionKind.NOOP
+        for note in action.notes
+        if SETTINGS_NOTE in note
+    }
 
 
 def status_failed(plan: Plan, failures: Mapping[str, str]) -> dict[str, str]:

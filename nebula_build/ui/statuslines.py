@@ -32,10 +32,11 @@ def status_lines(
     *,
     pinned: Collection[str] = (),
     failed: Mapping[str, str] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> str:
     """Each row as up to date, pending, waiting or conflict (and the last apply's
     error where it failed), then the summary line."""
-    failed = failed or {}
+    failed, notes = failed or {}, notes or {}
     width = max((len(name) for name, *_ in rows), default=0)
     lines = []
     for name, state, reason, output in rows:
@@ -50,6 +51,8 @@ def status_lines(
         if name in failed:
             shown += style(f" (last apply failed: {printable(failed[name], limit=120)})", "red")
         lines.append(f"{name.ljust(width)}  {shown}  {style(printable(output), 'dim')}")
+        if name in notes:  # made with other settings than the backend's now
+            lines.append(style(f"{' ' * width}  ~ {printable(notes[name])}", "yellow"))
     if not lines:
         return "No images declared."
     return "\n".join([*lines, "", style(summary, "bold")])

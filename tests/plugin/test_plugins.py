@@ -337,6 +337,13 @@ def test_a_plugins_weights_on_disk_are_noted_and_its_crash_is_named(
     assert noop.unchanged(str(root), "images.toml", None) is None
     code, out, _ = run_cli("plan")
     assert code == 0 and "~ a  made with different settings (weights v1, now v2)" in out
+    code, out, _ = run_cli("status")  # said where status says a is up to date
+    assert code == 0 and out.startswith(
+        "a  up to date  a.png\n   ~ made with different settings (weights v1, now v2): "
+        "`nebula-build apply --replace a` makes it again\n"
+    )
+    code, out, _ = run_cli("apply")  # nothing to do, and still the reason to --replace
+    assert code == 0 and "~ a  made with different settings (weights v1, now v2)" in out
 
     weights.write_text("crash")
     code, out, err = run_cli("plan")
