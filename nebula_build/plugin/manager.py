@@ -33,7 +33,7 @@ from nebula_build.errors import (
 from nebula_build.plugin import hookspecs
 from nebula_build.plugin.backend import Backend, BackendSettings, OnDisk
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.text import made_with_problem, printable
+from nebula_build.text import made_with_problem, model_id_problem, printable
 
 ENTRY_POINT_GROUP = "nebula_build"
 #: The built-in plugins, loaded by name so that nothing else imports a backend module.
@@ -193,6 +193,11 @@ class BackendPlugin:
             raise PluginError(
                 f"{self.source}: {self.name}.models must return a mapping of ModelSupport"
             )
+        for model in models:  # shown in `models`, plans, errors and CI's log
+            problem = model_id_problem(model) if isinstance(model, str) else "not text"
+            if problem is not None:
+                shown = printable(repr(model), limit=80)
+                raise PluginError(f"{self.source}: {self.name}.models: {shown}: {problem}")
         return models
 
     def made_with(self, settings: BackendSettings, model_id: str) -> dict[str, str]:

@@ -352,3 +352,33 @@ def test_a_plugins_weights_on_disk_are_noted_and_its_crash_is_named(
         "error: backend 'local' from nebula-local 0.1 failed in made_with_on_disk: "
         "ZeroDivisionError: division by zero (a bug in that plugin"
     )
+
+
+HOSTILE_MODELS = """
+from nebula_build.plugin import Backend, ModelSupport, hookimpl
+
+class Hostile(Backend):
+    name = "hostile"
+
+    @classmethod
+    def models(cls, settings):
+        model = "::error::pwned\\n##[warning]x"
+        return {model: ModelSupport(model, frozenset({"seed"}))}
+
+    async def generate(self, request):
+        raise NotImplementedError
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Hostile]
+"""
+
+
+@pytest.mark.parametrize("command", ["models", "validate"])
+def test_a_plugins_model_id_is_checked_as_a_manifests_is(install, project, run_cli, command):
+    install("hostile", HOSTILE_MODELS)
+    project({"images.toml": MINIMAL.replace('"preview"', '"hostile"')})
+    code, out, err = run_cli(command)
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("error: nebula-hostile 0.1: hostile.models: '::error::pwned")
+    assert "a model id is 1-200 letters" in err
