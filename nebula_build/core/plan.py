@@ -86,6 +86,9 @@ class Action:
     in_place: bool = False
     #: the remote cache holds this generation: apply downloads it instead of paying
     from_remote: bool = False
+    #: each file it writes as the plan found it (path, digest or None) where the plan
+    #: accepted replacing it: apply refuses one changed since (a hand edit meanwhile)
+    found: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def generates(self) -> bool:
@@ -359,11 +362,13 @@ def _guard(action: Action, ctx: _Context) -> Action:
     # lock): files holding exactly that are ours, not a stranger's.
     known = {} if action.fresh else ctx.known_output(spec.output_key)
     currents = {path: ctx.digest_of(path) for path in spec.paths}
+    found = tuple(currents.items())
     if known and all(d is not None and d == known.get(p) for p, d in currents.items()):
         what = "the file already holds" if len(currents) == 1 else "the files already hold"
         if entry is None and spec.output in ctx.left:  # a rename, a new id column
             what = f"takes over {spec.output} from {ctx.left[spec.output][0]}: {what}"
-        return replace(action, in_place=True, reason=f"{action.reason} ({what} this output)")
+        reason = f"{action.reason} ({what} this output)"
+        return replace(action, in_place=True, reason=reason, found=found)
     for path, current in currents.items():
         # a file an image no longer declared wrote is ours to take over (a rename)
         recorded = _recorded(entry, path) or ctx.left.get(path, ("", None))[1]
@@ -371,7 +376,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
             continue
         moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
         if path == spec.output and moved:
-            return replace(action, reason=f"{action.reason} (already moved by hand)")
+            return replace(action, reason=f"{action.reason} (already moved by hand)", found=found)
         if ctx.force:
             return replace(action, backup=True)
         reason = (
@@ -392,7 +397,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
             entry=entry,
             resolution=action,
         )
-    return action
+    return replace(action, found=found)
 
 
 def _removed(
@@ -461,7 +466,7 @@ def make_plan(
     the declarations with `rows`, even those that keep no row. A deleted image's file
     that a current image writes stays; one an atlas or the asset manifest now writes
     goes (they are built after the images, from scratch)."""
-    known = set(specs) | set(lock)
+    known = [*specs, *(name for name in lock if name not in specs)]
     parts = {name: spec.parts for name, spec in specs.items() if spec.parts}
     chosen = select(targets, known, parts)
     replaced = _with_dependents(select(replace_images, known, parts), specs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from nebula_build.core.manifest import (
     has_control_characters,
 )
 from nebula_build.core.manifest import shown as shown_name
-from nebula_build.core.selection import select
+from nebula_build.core.selection import Selection, known_names
 from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
 from nebula_build.core.sprite import pairs
 from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
@@ -136,6 +136,16 @@ class _Resolver(SpriteRules):
         self.styles: dict[str, dict[str, Any]] = {
             name: _set_fields(style) for name, style in manifest.model.styles.items()
         }
+
+    @cached_property
+    def order(self) -> dict[str, int]:
+        """Each image's place in the manifest (once `names` is final)."""
+        return {name: place for place, name in enumerate(self.names)}
+
+    @cached_property
+    def selection(self) -> Selection:
+        """Selects among the images, indexed once for every atlas."""
+        return Selection(self.names, self.parts)
 
     def fail(self, loc: tuple[str | int, ...], message: str) -> None:
         at = None
@@ -244,8 +254,8 @@ class _Resolver(SpriteRules):
             upstream = self.specs.get(ref)
             if ref.split("[", 1)[0] in self.unexpanded:
                 return None  # its declaration's own problem is reported
-            if ref not in self.names:
-                self.fail(loc, f"{value!r} names no image (known: {', '.join(self.names)})")
+            if ref not in self.order:
+                self.fail(loc, f"{value!r} names no image (known: {known_names(self.names)})")
             elif upstream is not None and upstream.format not in ("png", "jpeg", "webp"):
                 self.fail(
                     loc, f"{value!r}: its output {upstream.output} is not a JPG, PNG or WebP file"
@@ -481,7 +491,7 @@ class _Resolver(SpriteRules):
         if len(requested) < len(decl.images):
             return None  # a member's declaration has a problem of its own, reported
         try:
-            chosen = select(requested, self.names, self.parts)
+            chosen = self.selection(requested)
         except UserError as exc:
             self.fail((*loc, "images"), str(exc))
             return None
@@ -516,7 +526,7 @@ class _Resolver(SpriteRules):
             if other != f"atlases.{name}":
                 self.fail((*loc, key), f"{path} is also written by {other}")
                 return None
-        members = tuple(n for n in self.names if n in chosen and n in specs)
+        members = tuple(sorted((n for n in chosen if n in specs), key=self.order.__getitem__))
         tags = self.atlas_tags(name, decl, members)
         godot_sheet = self.godot_sheet(loc, decl, output) if "godot" in exports else None
         if "godot" in exports and godot_sheet is None:

@@ -412,15 +412,19 @@ def expand_rows(
 
 
 def _check_output_tells_rows_apart(plan: _Plan) -> None:
-    """ExpansionError for an output path without a column (`img/{index}.png`): every
-    row's images would write the same files (said once, rather than once per image)."""
-    if set(placeholders(plan.decl.output)) <= {*(plan.decl.matrix or {}), "index"}:
-        raise ExpansionError(
-            "output",
-            f"uses no column of the rows: every row's {'images' if plan.decl.matrix else 'image'} "
-            f"would write the same {'files' if plan.decl.matrix else 'file'}; put a column "
-            f"in the path{f' ({{{plan.id}}})' if plan.id.isidentifier() else ''}",
-        )
+    """ExpansionError for an output path without a column (`img/{index}.png` beside a
+    matrix): every row's images would write the same files (said once, rather than
+    once per image). Without a matrix, `{index}` is a column like any other."""
+    matrix = plan.decl.matrix or {}
+    if set(placeholders(plan.decl.output)) - {*matrix, *(("index",) if matrix else ())}:
+        return
+    images, files = ("images", "files") if matrix else ("image", "file")
+    column = f" ({{{plan.id}}})" if plan.id.isidentifier() else ""
+    raise ExpansionError(
+        "output",
+        f"uses no column of the rows: every row's {images} would write the same {files}; "
+        f"put a column in the path{column}",
+    )
 
 
 def _kept(plan: _Plan) -> tuple[list[tuple[int, _Kept]], list[tuple[int, DataError]]]:

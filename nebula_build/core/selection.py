@@ -6,12 +6,14 @@ recorded for each image, never its name split at commas: a matrix value or a row
 id may contain one. An image only the lock still knows (no longer declared) has no
 recorded values; its name is split at commas.
 
-The names are indexed once per call, so the cost stays about one pass over them
-however many patterns there are (an untrusted atlas may list thousands). Pure.
+The names are indexed once (a `Selection` serves every atlas of a manifest), so the
+cost stays about one pass over them however many patterns and atlases there are (an
+untrusted manifest may list thousands). Pure.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterable, Mapping
 from functools import cached_property
 
@@ -20,27 +22,48 @@ from nebula_build.errors import UserError
 
 Parts = tuple[str, ...]
 
+#: known names an error lists (a manifest may declare 100,000)
+LISTED = 20
+
 
 def select(
     requested: Collection[str], known: Iterable[str], parts: Mapping[str, Parts] | None = None
 ) -> set[str]:
     """The images `requested` names among `known`; `parts`: each image's values, as
-    expansion recorded them. An unknown pattern is an error listing the known names."""
-    index = _Index(known, parts or {})
-    chosen: set[str] = set()
-    unknown = []
-    for pattern in dict.fromkeys(requested):  # each once, in the order given
-        matches = index.matching(pattern)
-        if not matches:
-            unknown.append(pattern)
-        chosen |= matches
-    if unknown:
-        raise UserError(
-            f"unknown {'image' if len(unknown) == 1 else 'images'}: "
-            f"{', '.join(map(shown, unknown))} "
-            f"(known: {', '.join(sorted(index.names)) or 'none'})"
-        )
-    return chosen
+    expansion recorded them. An unknown pattern is an error listing known names."""
+    return Selection(known, parts or {})(requested) if requested else set()
+
+
+def known_names(names: Collection[str]) -> str:
+    """'a, b, c', or the first LISTED of many (in the order given) and how many more."""
+    first = list(itertools.islice(names, LISTED))
+    more = len(names) - len(first)
+    return ", ".join(first) + (f", … ({more:,} more)" if more > 0 else "") if first else "none"
+
+
+class Selection:
+    """Selects among one set of names, indexed once for every request."""
+
+    def __init__(self, known: Iterable[str], parts: Mapping[str, Parts]) -> None:
+        self._known = list(dict.fromkeys(known))  # in the order given, for errors
+        self._index = _Index(self._known, parts)
+
+    def __call__(self, requested: Collection[str]) -> set[str]:
+        chosen: set[str] = set()
+        unknown = []
+        for pattern in dict.fromkeys(requested):  # each once, in the order given
+            matches = self._index.matching(pattern)
+            if not matches:
+                unknown.append(pattern)
+            chosen |= matches
+        if unknown:
+            raise UserError(
+                f"unknown {'image' if len(unknown) == 1 else 'images'}: "
+                f"{', '.join(map(shown, unknown[:LISTED]))}"
+                f"{f', … ({len(unknown) - LISTED:,} more)' if len(unknown) > LISTED else ''} "
+                f"(known: {known_names(self._known)})"
+            )
+        return chosen
 
 
 class _Index:

@@ -375,8 +375,8 @@ class Applier:
             gone = [path for path, digest in digests.items() if digest is None]
             if gone:  # removed since the plan: nothing to record
                 raise ConflictError(f"{gone[0]} disappeared during the apply; run it again")
-            known = self.store.output_files(spec.output_key)  # what the plan found there
-            edited = [path for path, digest in digests.items() if digest != known.get(path)]
+            found = dict(action.found)  # what the plan found there
+            edited = [path for path, digest in digests.items() if digest != found.get(path)]
             if edited:  # never recorded as this output's: the next plan says it
                 raise ChangedMeanwhileError(
                     f"{edited[0]}: changed by hand during the apply; not recorded", path=edited[0]
@@ -755,9 +755,12 @@ class Applier:
 
     def _ours(self, action: Action, spec: AssetSpec, path: str, current: str) -> bool:
         """Whether `current` is a digest the plan accepts at `path` (`core.plan._guard`):
-        the one this image's entry records there, the one the lock records for the
-        image that wrote the path before (a rename), or this output's own bytes left by
-        a killed run. The last two are looked up only when the first does not match."""
+        the one it found there and let through, the one this image's entry records
+        there, the one the lock records for the image that wrote the path before (a
+        rename), or this output's own bytes left by a killed run. The last two are
+        looked up only when the others do not match."""
+        if (path, current) in action.found:  # as the plan found it, and let it through
+            return True
         entry = action.entry
         if entry is not None:
             recorded = entry.digest if entry.output == path else entry.variants.get(path)

@@ -7,6 +7,7 @@ into a sheet.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -145,15 +146,15 @@ def _build_atlas(
             stamp = time.strftime("%Y%m%dT%H%M%S")
             for path in atlas.paths:
                 guard.backup(path, prepared.project.backup_dir, stamp)
-        for path, data in files.items():
-            unchanged = None
-            if not action.backup:  # else backed up above, whatever it holds now
-
-                def unchanged(path: str = path) -> None:
-                    _check_unchanged(prepared, path, seen[path], force=force)
-
-                unchanged()  # before any file is written, and again before each rename
-            _write(prepared, path, data, digests[path], unchanged)
+        checks: dict[str, Callable[[], None]] = {}
+        if not action.backup:  # else backed up above, whatever they hold now
+            for path in files:  # every file before any is written
+                checks[path] = functools.partial(
+                    _check_unchanged, prepared, path, seen[path], force=force
+                )
+                checks[path]()
+        for path, data in files.items():  # and each again just before its rename
+            _write(prepared, path, data, digests[path], checks.get(path))
         # before the frame map, which stops naming them: a build killed in between is
         # built again, and removes them then
         _remove_dropped(prepared, dropped, written=list(files))

@@ -51,7 +51,11 @@ def plan_for(
     chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin=unpin)
     # `--replace product` or `product[*,thumb]` names a pinned image as surely as its name
     replaced = (
-        select(replace, specs.keys() | lock.keys(), {n: s.parts for n, s in specs.items()})
+        select(
+            replace,
+            [*specs, *(name for name in lock if name not in specs)],
+            {name: spec.parts for name, spec in specs.items()},
+        )
         if replace
         else set()
     )

@@ -5,6 +5,7 @@ generation log, which says the plan is made and the image is being generated."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from nebula_build.state.lockfile import loads
+from tests.cli.test_rows_matrix import preview
 from tests.conftest import fake_manifest, generation_log
 from tests.engine.test_crash_and_lock import _wait_for
 
@@ -135,3 +137,24 @@ def test_with_force_a_file_edited_during_the_apply_is_backed_up(
     assert not edited.read_bytes().endswith(HAND)
     backups = list((root / ".nebula-build/backup").rglob("b.png"))
     assert len(backups) == 1 and backups[0].read_bytes().endswith(HAND)
+
+
+def test_renaming_a_declaration_whose_images_share_a_spec_is_no_conflict(project, run_cli):
+    """A matrix whose value only picks the folder: every image has one output key, and
+    each write replaces the key's record of its files with its own paths. The image
+    taken over in place is checked against the record's bytes, not its paths."""
+    hero = {
+        "prompt": "a lighthouse at dusk",
+        "seed": 7,
+        "matrix": {"lang": [f"l{i}" for i in range(100)]},
+        "output": "img/{lang}/hero.png",
+    }
+    root = project({"images.toml": preview({"hero": hero})})
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 0, err
+    (root / "images.toml").write_text(preview({"banner": hero}))
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 0 and "changed by hand" not in err, err
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert {a["action"] for a in json.loads(out)["actions"]} == {"noop"}, out

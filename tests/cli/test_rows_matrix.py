@@ -294,7 +294,7 @@ def test_a_star_in_place_of_one_value_selects_across_a_matrix(project, run_cli):
     ]
     code, _, err = run_cli("plan", "--target", "enemy[*,sleep]")
     assert code == 1
-    assert "unknown image: enemy[*,sleep] (known: enemy[bat,attack]" in err
+    assert "unknown image: enemy[*,sleep] (known: enemy[slime,idle], enemy[slime,attack]" in err
 
 
 def test_the_docs_example_builds(project, run_cli):

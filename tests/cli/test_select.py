@@ -138,3 +138,43 @@ def test_an_output_that_uses_no_column_beside_rows_is_one_error(project, run_cli
     assert "put a column in the path ({sku})" in err
     project({"images.toml": preview({"product": {**product, "limit": 1}})})
     assert run_cli("plan").code == 0  # one row: nothing to tell apart
+
+
+def test_without_a_matrix_a_column_named_index_tells_rows_apart(project, run_cli):
+    card = {"rows": "data/cards.csv", "id": "name", "prompt": "a card of {name}", "seed": 3}
+    files = {"data/cards.csv": "name,index\nace,1\nking,2\n"}
+    project({"images.toml": preview({"card": {**card, "output": "c/{index}.png"}}), **files})
+    code, _, err = run_cli("validate")
+    assert code == 0, err
+
+
+def atlases(patterns: list[str]) -> str:
+    return "".join(
+        f'\n[atlases.s{i}]\nimages = ["{pattern}"]\noutput = "s/{i}.png"\n'
+        for i, pattern in enumerate(patterns)
+    )
+
+
+def test_many_atlases_cost_about_one_pass_too(project, run_cli):
+    """The names are indexed once per manifest, not once per atlas: 500 atlases of one
+    wildcard each over 4,000 images took seconds."""
+    m = {**WIDE, "output": "m/{k}-{v}.png"}
+    project({"images.toml": preview({"m": m}) + atlases(PATTERNS[:1])})
+    started = time.perf_counter()
+    assert run_cli("validate").code == 0
+    one = time.perf_counter() - started
+    project({"images.toml": preview({"m": m}) + atlases(PATTERNS[:500])})
+    started = time.perf_counter()
+    code, _, err = run_cli("validate")
+    assert code == 0, err
+    assert time.perf_counter() - started < one + 1.0
+
+
+def test_an_unknown_name_lists_a_few_known_ones(project, run_cli):
+    m = {**WIDE, "output": "m/{k}-{v}.png"}
+    project({"images.toml": preview({"m": m}) + atlases([f"nope{i}" for i in range(30)])})
+    code, _, err = run_cli("validate")
+    assert code == 1 and len(err.splitlines()) == 30
+    assert len(err) < 30 * 1000, len(err)  # each line about 400 bytes: not 4,000 names
+    assert "unknown image: nope0 (known: m[a,v0], m[a,v1], m[a,v2], " in err
+    assert ", … (3,980 more))" in err

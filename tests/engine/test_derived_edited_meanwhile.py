@@ -84,3 +84,36 @@ def test_an_asset_manifest_edited_before_its_write_is_not_overwritten(
         assert code == 1, err
         assert target.read_bytes().endswith(HAND)
         assert "sprites/images.json: changed by hand during the apply" in err
+
+
+EXPORTED = '\n[atlases.sheet]\nimages = ["a", "b"]\noutput = "sprites/sheet.png"\n' + (
+    'aseprite = "sprites/sheet.aseprite.json"\n'
+)
+
+
+def test_an_export_edited_while_the_sheet_renders_leaves_the_whole_atlas(
+    project, run_cli, fake_site, tmp_path, monkeypatch
+):
+    """Every file of the atlas is checked before any is written: the sheet is not
+    replaced under a frame map that still names the old one."""
+
+    def manifest(prompt: str) -> str:
+        images = {n: {"prompt": f"{prompt} {n}", "output": f"sprites/{n}.png"} for n in "ab"}
+        return fake_manifest(tmp_path / "log", images) + EXPORTED
+
+    root = project({"images.toml": manifest("first")})
+    assert run_cli("apply").code == 0
+    atlas = [root / f"sprites/{name}" for name in ("sheet.png", "sheet.json")]
+    before = [path.read_bytes() for path in atlas]
+    export = root / "sprites/sheet.aseprite.json"
+    (root / "images.toml").write_text(manifest("second"))
+    render = derived.render_atlas
+    monkeypatch.setattr(derived, "render_atlas", _editing(export, render))
+    code, _, err = run_cli("apply")
+    assert code == 1, err
+    assert "sprites/sheet.aseprite.json: changed by hand during the apply" in err
+    assert export.read_bytes().endswith(HAND)
+    assert [path.read_bytes() for path in atlas] == before
+    monkeypatch.setattr(derived, "render_atlas", render)
+    code, out, err = run_cli("plan")
+    assert "sheet.png changed by hand" not in out + err
