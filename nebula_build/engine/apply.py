@@ -424,9 +424,15 @@ class Applier:
             if not outcome.generated:
                 self.progress.started(action)
             # One trip to a worker thread: keep the paid-for original, then the files.
-            verified, digest, variants, note, checks = await asyncio.to_thread(
-                self._persist, action, spec, original, outcome.generated
-            )
+            try:
+                verified, digest, variants, note, checks = await asyncio.to_thread(
+                    self._persist, action, spec, original, outcome.generated
+                )
+            except ChangedMeanwhileError:  # kept, not written: shared all the same
+                if outcome.generated:
+                    verified = await asyncio.to_thread(verify_answer, original.data, spec)
+                    await self._share(spec, verified, original, outcome)
+                raise
         outcome.checks = checks
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)

@@ -629,3 +629,29 @@ def test_a_plain_http_endpoint_without_allow_http_says_what_to_set(
     code, out, err = run_cli("cache", "status", cwd=root)
     assert code == 1
     assert "needs AWS_ALLOW_HTTP=true" in err
+
+
+def test_a_generation_kept_from_a_hand_edit_is_still_shared(
+    tmp_path, run_cli, nebula_server, remote, monkeypatch
+):
+    """hero's file appears by hand while its generation is written: the file is kept,
+    and what was paid for goes to the remote cache as the others do."""
+    from nebula_build.engine import apply
+
+    first = _checkout(tmp_path, "first")
+    render = apply.render_checked
+
+    def editing(data, encoding, **kwargs):
+        rendered = render(data, encoding, **kwargs)
+        hero = first / "img/hero.png"
+        if not hero.exists():
+            hero.parent.mkdir(parents=True, exist_ok=True)
+            hero.write_bytes(b"made by hand meanwhile")
+        return rendered
+
+    monkeypatch.setattr(apply, "render_checked", editing)
+    code, _, err = run_cli("apply", cwd=first)
+    assert code == 1 and "img/hero.png: changed by hand during the apply" in err, err
+    assert (first / "img/hero.png").read_bytes() == b"made by hand meanwhile"
+    assert len(nebula_server.generations) == 3
+    assert sum(path.startswith("v1/ac/") for path in _objects(remote)) == 3
