@@ -376,7 +376,8 @@ def _guard(action: Action, ctx: _Context) -> Action:
             continue
         moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
         if path == spec.output and moved:
-            return replace(action, reason=f"{action.reason} (already moved by hand)", found=found)
+            # the paths after this one are not looked at: apply checks them on its own
+            return replace(action, reason=f"{action.reason} (already moved by hand)")
         if ctx.force:
             return replace(action, backup=True)
         reason = (
