@@ -292,10 +292,18 @@ class Watcher:
         suspects, self._suspects = self._suspects, {}
         changed = any(self._differs(path, owner) for path, owner in suspects.items())
         derived, self._derived_suspects = self._derived_suspects, set()
-        root = self.project.root
-        changed |= any(_stat(root / path) is None for path in derived if path in self._derived)
+        changed |= any(self._derived_changed_meanwhile(path) for path in derived)
         if changed and self._dirty is not None:
             self._dirty.set()
+
+    def _derived_changed_meanwhile(self, relative: str) -> bool:
+        """Whether a file made from the images, changed while a round or pick ran, is
+        gone or not as the round wrote it (a hand edit after its build)."""
+        if relative not in self._derived:
+            return False
+        if _stat(self.project.root / relative) is None:
+            return True
+        return self._files is not None and bool(self._files.changed_since_seen(relative))
 
     def _cancel_obsolete(self) -> None:
         applier = self._applier

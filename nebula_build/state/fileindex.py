@@ -188,6 +188,18 @@ class FileIndex:
         was then: what a no-op plan depended on, without a second stat."""
         return {path: _signature_of(row) for path, row in self._seen.items()}
 
+    def changed_since_seen(self, relative: str) -> bool | None:
+        """Whether the file is not as this process last looked at it or wrote it (gone,
+        or another stat); None where it never did."""
+        row = self._seen.get(relative)
+        if row is None:
+            return None
+        try:
+            stat = os.stat(os.path.join(self._root, relative))  # noqa: PTH116, PTH118
+        except OSError:
+            return True
+        return _signature(stat) != _signature_of(row)
+
     def forget(self, relative: str) -> None:
         self._seen.pop(relative, None)
         if self._entries.pop(relative, None) is not None:

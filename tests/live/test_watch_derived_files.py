@@ -129,3 +129,33 @@ def test_a_derived_file_edited_by_hand_is_a_conflict_said_once(project):
     assert [line for line in lines if line.startswith("built atlas")] == [
         "built atlas sheet sheets/sheet.png"
     ] * 2
+
+
+def test_a_sheet_edited_after_its_round_built_it_is_said_at_once(project):
+    """An edit that lands while the round still works, after the sheet was written:
+    the round's end finds the sheet is not as it wrote it and starts the next one."""
+    import asyncio
+    import io
+
+    from tests.live.test_watch import Script, make_watcher
+
+    root = project({"images.toml": ATLAS})
+    sheet = root / "sheets/sheet.png"
+
+    async def scenario() -> list[str]:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round()
+        async with watcher._busy:  # as if the round still ran
+            sheet.write_bytes(sheet.read_bytes() + b"by hand")
+            await script.queue.put({sheet})
+            await asyncio.sleep(0.2)
+        watcher._check_suspects()  # what the end of a round does
+        second = await script.next_round()
+        assert second.conflicts == ["atlas sheet"]
+        task.cancel()
+        return out.getvalue().splitlines()
+
+    lines = asyncio.run(scenario())
+    assert any(line.startswith("conflict: atlas sheet: sheets/sheet.png") for line in lines)
