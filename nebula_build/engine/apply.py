@@ -420,19 +420,19 @@ class Applier:
     ) -> None:
         if not outcome.generated and not original.made_with:
             original = dataclasses.replace(original, made_with=self._locked_made_with(spec))
-        async with self._io:
-            if not outcome.generated:
-                self.progress.started(action)
-            # One trip to a worker thread: keep the paid-for original, then the files.
-            try:
+        try:
+            async with self._io:
+                if not outcome.generated:
+                    self.progress.started(action)
+                # One trip to a worker thread: keep the paid-for original, then the files.
                 verified, digest, variants, note, checks = await asyncio.to_thread(
                     self._persist, action, spec, original, outcome.generated
                 )
-            except ChangedMeanwhileError:  # kept, not written: shared all the same
-                if outcome.generated:
-                    verified = await asyncio.to_thread(verify_answer, original.data, spec)
-                    await self._share(spec, verified, original, outcome)
-                raise
+        except ChangedMeanwhileError:  # kept, not written: shared all the same
+            if outcome.generated:
+                verified = await asyncio.to_thread(verify_answer, original.data, spec)
+                await self._share(spec, verified, original, outcome)
+            raise
         outcome.checks = checks
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)
@@ -752,7 +752,7 @@ class Applier:
         current = self.files.digest(path)
         if current is None or self._ours(action, spec, path, current):
             return
-        if self.force:
+        if self.force:  # checked once: `_write_files` looks first only without --force
             self._backup(path)
             return
         raise ChangedMeanwhileError(

@@ -135,7 +135,8 @@ def _build_atlas(
     atlas = prepared.resolved.atlases[action.name]
     guard = prepared.guard
     try:
-        dropped = dropped_exports(prepared, atlas, read_recorded(guard, atlas))
+        recorded = read_recorded(guard, atlas)
+        dropped = dropped_exports(prepared, atlas, recorded)
         sheet, frames, exports = render_atlas(guard, atlas, lock, action.key)
         files = {atlas.output: sheet, **exports}
         digests = {path: sha256_bytes(data) for path, data in files.items()}
@@ -150,14 +151,14 @@ def _build_atlas(
         if not action.backup:  # else backed up above, whatever they hold now
             for path in files:  # every file before any is written
                 checks[path] = functools.partial(
-                    _check_unchanged, prepared, path, seen[path], force=force
+                    _check_unchanged, prepared, path, seen, force=force
                 )
                 checks[path]()
         for path, data in files.items():  # and each again just before its rename
             _write(prepared, path, data, digests[path], checks.get(path))
         # before the frame map, which stops naming them: a build killed in between is
         # built again, and removes them then
-        _remove_dropped(prepared, dropped, written=list(files))
+        _remove_dropped(prepared, dropped, recorded_exports(recorded), written=list(files))
         _write(prepared, atlas.frames, frames, sha256_bytes(frames))  # last: records the build
     except ConflictError as exc:
         return FileOutcome(action, ok=False, error=str(exc), conflict=True)
@@ -166,12 +167,14 @@ def _build_atlas(
     return FileOutcome(action, ok=True)
 
 
-def _check_unchanged(prepared: Prepared, path: str, seen: str | None, *, force: bool) -> None:
+def _check_unchanged(prepared: Prepared, path: str, seen: _Seen, *, force: bool) -> None:
     """Refuse to replace a file changed since the build was planned (a stat against the
-    file index; hashed only if its stat changed); with --force, back it up first."""
+    file index; hashed only if its stat changed); with --force, back it up first (once:
+    what was backed up counts as seen)."""
     current = prepared.files.digest(path)
-    if current is not None and current != seen:
+    if current is not None and current != seen[path]:
         _changed_since_planned(prepared, path, force=force)
+        seen[path] = current
 
 
 def _changed_since_planned(prepared: Prepared, path: str, *, force: bool) -> None:
@@ -243,11 +246,16 @@ def dropped_exports(
     ]
 
 
-def _remove_dropped(prepared: Prepared, dropped: list[str], *, written: list[str]) -> None:
-    """Remove the dropped exports, unless one is another name of a file just written (a
-    link in the path, a case-insensitive disk): checked on the disk, not by name."""
+def _remove_dropped(
+    prepared: Prepared, dropped: list[str], built: Mapping[str, str], *, written: list[str]
+) -> None:
+    """Remove the dropped exports, unless one changed since the last build wrote it
+    (`built`: a hand edit while this one ran, which stays) or is another name of a file
+    just written (a link in the path, a case-insensitive disk: checked on the disk)."""
     project, guard = prepared.project, prepared.guard
     for path in dropped:
+        if prepared.files.digest(path) != built.get(path):
+            continue
         target = project.path_of(path)
         if any(_same_file(target, project.path_of(other)) for other in written):
             continue

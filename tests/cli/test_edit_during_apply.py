@@ -158,3 +158,33 @@ def test_renaming_a_declaration_whose_images_share_a_spec_is_no_conflict(project
     code, out, err = run_cli("plan", "--json")
     assert code == 0, err
     assert {a["action"] for a in json.loads(out)["actions"]} == {"noop"}, out
+
+
+def test_with_force_a_file_edited_during_the_apply_is_backed_up_once(
+    project, fake_site, tmp_path, run_cli, monkeypatch
+):
+    """With --force a file is looked at once, just before its rename: one copy, even
+    where the stamps of two looks would differ."""
+    import itertools
+
+    from nebula_build.engine import apply
+
+    log = tmp_path / "gen.log"
+    root = project({"images.toml": _manifest(log, "first")})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(_manifest(log, "second"))
+    edited, render = root / "out/b.png", apply.render_checked
+
+    def editing(data, encoding, **kwargs):
+        if not edited.read_bytes().endswith(HAND):
+            with edited.open("ab") as handle:
+                handle.write(HAND)
+        return render(data, encoding, **kwargs)
+
+    monkeypatch.setattr(apply, "render_checked", editing)
+    ticks = itertools.count()  # each stamp a second later, as on a slow disk
+    monkeypatch.setattr(apply.time, "strftime", lambda *_: f"20260101T0000{next(ticks):02d}")
+    code, _, err = run_cli("apply", "--force")
+    assert code == 0, err
+    backups = list((root / ".nebula-build/backup").rglob("b.png"))
+    assert len(backups) == 1 and backups[0].read_bytes().endswith(HAND)

@@ -117,3 +117,32 @@ def test_an_export_edited_while_the_sheet_renders_leaves_the_whole_atlas(
     monkeypatch.setattr(derived, "render_atlas", render)
     code, out, err = run_cli("plan")
     assert "sheet.png changed by hand" not in out + err
+
+
+def test_a_dropped_export_edited_while_the_sheet_renders_stays(
+    project, run_cli, fake_site, tmp_path, monkeypatch
+):
+    def manifest(export: bool) -> str:
+        images = {n: {"prompt": f"p {n}", "output": f"sprites/{n}.png"} for n in "ab"}
+        return fake_manifest(tmp_path / "log", images) + (EXPORTED if export else FILES)
+
+    root = project({"images.toml": manifest(True)})
+    assert run_cli("apply").code == 0
+    export = root / "sprites/sheet.aseprite.json"
+    (root / "images.toml").write_text(manifest(False))
+    monkeypatch.setattr(derived, "render_atlas", _editing(export, derived.render_atlas))
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert export.read_bytes().endswith(HAND)  # the manifest dropped it; the hand kept it
+
+
+def test_force_backs_up_an_edited_sheet_once(built, run_cli, monkeypatch):
+    import itertools
+
+    sheet = built / "sprites/sheet.png"
+    monkeypatch.setattr(derived, "render_atlas", _editing(sheet, derived.render_atlas))
+    ticks = itertools.count()  # each stamp a second later, as on a slow disk
+    monkeypatch.setattr(derived.time, "strftime", lambda *_: f"20260101T0000{next(ticks):02d}")
+    code, _, err = run_cli("apply", "--force")
+    assert code == 0, err
+    assert len(list((built / ".nebula-build/backup").rglob("sheet.png"))) == 1
