@@ -30,11 +30,13 @@ def _manifest(log: Path, prompt: str, *, delay: float = 0.0) -> str:
     return fake_manifest(log, images, delay=delay, concurrency=1)
 
 
-def _apply_editing(root: Path, log: Path, edit: Path, before: int) -> tuple[int, str]:
+def _apply_editing(
+    root: Path, log: Path, edit: Path, before: int, *options: str
+) -> tuple[int, str]:
     """Run `apply` in a process of its own; once the backend starts generating the
     image whose file is `edit` (the plan is made), change that file by hand."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "nebula_build", "apply", "--yes"],
+        [sys.executable, "-m", "nebula_build", "apply", "--yes", *options],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -117,23 +119,8 @@ def test_with_force_a_file_edited_during_the_apply_is_backed_up(
     edited = root / "out/b.png"
     first = generation_log(log)
     (root / "images.toml").write_text(_manifest(log, "second", delay=1.5))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nebula_build", "apply", "--yes", "--force"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_for(lambda: "b" in generation_log(log)[len(first) :])
-        with edited.open("ab") as handle:
-            handle.write(HAND)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
+    code, err = _apply_editing(root, log, edited, len(first), "--force")
+    assert code == 0, err
     assert not edited.read_bytes().endswith(HAND)
     backups = list((root / ".nebula-build/backup").rglob("b.png"))
     assert len(backups) == 1 and backups[0].read_bytes().endswith(HAND)

@@ -4,15 +4,12 @@ round's own writes start none."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
 
 from tests.live.test_watch_hand_edits import SITE, _until
+from tests.live.watching import watching
 
 ATLAS = (
     SITE.replace('output = "images/banner.jpg"', 'output = "images/banner.png"')
@@ -31,20 +28,9 @@ manifest = "data/images.json"
 @pytest.mark.parametrize("deleted", ["sheets/sheet.png", "sheets/sheet.json", "data/images.json"])
 def test_watch_builds_a_deleted_derived_file_again(project, deleted):
     root = project({"images.toml": ATLAS})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nebula_build", "watch"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    assert process.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
-    reader.start()
     target = root / deleted
-    try:
-        _until(lambda: any(line.startswith("round 1:") for line in list(lines)), "round 1")
+    with watching(root) as run:
+        _until(lambda: run.printed("round 1:"), "round 1")
         assert target.exists()
         time.sleep(1.5)  # the folders are watched within a second of the round
         first = target.read_bytes()
@@ -52,12 +38,8 @@ def test_watch_builds_a_deleted_derived_file_again(project, deleted):
         _until(target.exists, f"{deleted} built again")
         assert target.read_bytes() == first
         time.sleep(1.5)  # time for a round its own writes would start, if they did
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=20)
-        reader.join(timeout=5)
-    out = "".join(lines)
-    assert process.returncode == 0, err
+    out, err = run.out, run.err
+    assert run.returncode == 0, err
     rounds = [line.split(":")[0] for line in out.splitlines() if line.startswith("round ")]
     assert rounds == ["round 1", "round 2"], out
     assert "Traceback" not in err

@@ -1,0 +1,50 @@
+"""`nebula-build watch` in a process of its own, its output read line by line as it
+prints, for tests that change files while it runs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Watching:
+    lines: list[str] = field(default_factory=list)
+    #: set once watch stopped (Ctrl-C)
+    returncode: int | None = None
+    err: str = ""
+
+    def printed(self, start: str) -> bool:
+        return any(line.startswith(start) for line in list(self.lines))
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+
+@contextmanager
+def watching(root: Path) -> Iterator[Watching]:
+    """Watch `root` while the block runs; then Ctrl-C it and wait for its end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "watch"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run = Watching()
+    reader = threading.Thread(target=lambda: run.lines.extend(process.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        yield run
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, run.err = process.communicate(timeout=20)
+        reader.join(timeout=5)
+        run.returncode = process.returncode
