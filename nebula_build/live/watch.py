@@ -110,7 +110,7 @@ class Watcher:
         #: each file made from the images (an atlas's sheet, frame map and exports, the
         #: asset manifest; relative, POSIX) → its stat as the last round or pick left it
         self._derived: dict[str, _Stat | None] = {}
-        #: those of them changed while a round or pick ran: built again if then missing
+        #: those of them changed while a round or pick ran: looked at once it ends
         self._derived_suspects: set[str] = set()
         #: images whose files changed on disk since the last round (planned by the next)
         self._recheck: set[str] = set()
