@@ -54,18 +54,24 @@ def _apply_editing(
     return process.returncode, err
 
 
-def test_a_file_edited_during_an_apply_is_a_conflict_not_overwritten(
-    project, fake_site, tmp_path, run_cli
-):
+@pytest.fixture
+def changed(project, fake_site, tmp_path, run_cli) -> tuple[Path, Path, int]:
+    """A project applied once, then its prompts changed (slow generations ahead): its
+    root, the generation log and how many generations that log had."""
     log = tmp_path / "gen.log"
     root = project({"images.toml": _manifest(log, "first")})
     code, _, err = run_cli("apply")
     assert code == 0, err
-    edited = root / "out/b.png"
-    first = generation_log(log)
+    first = len(generation_log(log))
     (root / "images.toml").write_text(_manifest(log, "second", delay=1.5))
+    return root, log, first
 
-    code, err = _apply_editing(root, log, edited, before=len(first))
+
+def test_a_file_edited_during_an_apply_is_a_conflict_not_overwritten(changed, run_cli):
+    root, log, first = changed
+    edited = root / "out/b.png"
+
+    code, err = _apply_editing(root, log, edited, before=first)
 
     assert code == 1, err
     assert edited.read_bytes().endswith(HAND)  # the hand edit is there
@@ -109,17 +115,10 @@ def test_a_file_made_by_hand_where_an_apply_creates_one_is_a_conflict(
     assert "b" not in loads((root / "images.lock").read_text())
 
 
-def test_with_force_a_file_edited_during_the_apply_is_backed_up(
-    project, fake_site, tmp_path, run_cli
-):
-    log = tmp_path / "gen.log"
-    root = project({"images.toml": _manifest(log, "first")})
-    code, _, err = run_cli("apply")
-    assert code == 0, err
+def test_with_force_a_file_edited_during_the_apply_is_backed_up(changed):
+    root, log, first = changed
     edited = root / "out/b.png"
-    first = generation_log(log)
-    (root / "images.toml").write_text(_manifest(log, "second", delay=1.5))
-    code, err = _apply_editing(root, log, edited, len(first), "--force")
+    code, err = _apply_editing(root, log, edited, first, "--force")
     assert code == 0, err
     assert not edited.read_bytes().endswith(HAND)
     backups = list((root / ".nebula-build/backup").rglob("b.png"))
