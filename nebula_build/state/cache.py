@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,9 @@ _KEY_LENGTH = 64
 _META_LIMIT = 16 * 1024
 #: an output key's record: its files and options (variants' paths in both)
 _OUTPUT_RECORD_LIMIT = 256 * 1024
+#: files an output key's record keeps from earlier writes: images that share one spec
+#: share its key, and each writes its own paths
+_OUTPUT_RECORD_FILES = 256
 #: an image's name as an entry's metadata keeps it: within _META_LIMIT, escaped or not
 _IMAGE_NAME_LIMIT = 256
 
@@ -79,6 +83,9 @@ def _made_with(meta: Mapping[str, object]) -> dict[str, str]:
 
 class Store:
     """A content-addressed folder of generation results."""
+
+    #: `record_output` reads, merges and writes a record; apply's workers share one
+    _records_lock = threading.Lock()
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -244,14 +251,29 @@ class Store:
         its variants, so a set a killed run left half-written is still recognised; and
         the output options that key stands for (`AssetSpec.output_params`), so that
         `plan` can say which of them changed. Sealed like the entries: a record that
-        came with a checkout is no witness to anything."""
-        record: dict[str, object] = {"files": dict(digests)}
-        if params is not None:
-            record["params"] = dict(params)
-        record["mac"] = tag(_sealed_output(output_key, record))
-        self._own_folder(self._output_path(output_key))
-        text = json.dumps(record, sort_keys=True)
-        atomic_write(self._output_path(output_key), text.encode(), durable=False)
+        came with a checkout is no witness to anything. Images that share one spec share
+        its output key: the files the others wrote are kept beside these (the newest
+        `_OUTPUT_RECORD_FILES`), so a killed run's files are recognised whichever of
+        them it wrote last."""
+        with self._records_lock:
+            earlier = [
+                (path, digest)
+                for path, digest in self.output_files(output_key).items()
+                if path not in digests
+            ]
+            room = max(0, _OUTPUT_RECORD_FILES - len(digests))
+            kept = earlier[-room:] if room else []
+            while True:
+                record: dict[str, object] = {"files": dict(kept) | dict(digests)}
+                if params is not None:
+                    record["params"] = dict(params)
+                record["mac"] = tag(_sealed_output(output_key, record))
+                text = json.dumps(record)  # in order: the oldest files go first
+                if len(text) <= _OUTPUT_RECORD_LIMIT or not kept:
+                    break
+                kept = kept[len(kept) // 2 + 1 :]  # long paths: fewer of the older ones
+            self._own_folder(self._output_path(output_key))
+            atomic_write(self._output_path(output_key), text.encode(), durable=False)
 
     def _output_record(self, output_key: str) -> dict[str, object]:
         """The record of `output_key` if this account wrote it, else empty."""

@@ -336,6 +336,25 @@ def test_a_kill_between_an_output_and_its_variants_needs_no_force(project, run_c
     assert run_cli("plan").out.startswith("No changes")
 
 
+def test_a_lost_lock_over_images_that_share_a_spec_needs_no_force(project, run_cli):
+    """One spec, one output key: the record of what it wrote kept only the last image's
+    file, and the others read as files nebula-build did not write."""
+    same = 'prompt = "one spec"\nseed = 3'
+    root = project(
+        {
+            "images.toml": manifest(
+                *(f'[images.{n}]\n{same}\noutput = "out/{n}.png"' for n in ("a", "b", "c"))
+            )
+        }
+    )
+    assert run_cli("apply").code == 0
+    (root / "images.lock").unlink()  # as a kill before any journal line
+    code, out, _ = run_cli("plan")
+    assert code == 0 and "conflict" not in out and out.count("already hold") == 3, out
+    assert run_cli("apply").code == 0
+    assert run_cli("plan").out.startswith("No changes")
+
+
 def test_temp_files_left_anywhere_are_removed_by_apply_and_gc(project, run_cli):
     root = project({"images.toml": manifest(A, '[assets]\nmanifest = "meta/images.json"')})
     assert run_cli("apply").code == 0

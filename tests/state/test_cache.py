@@ -116,3 +116,24 @@ def test_metadata_files_are_not_keys_and_count_in_the_size(store):
     assert store.size(KEY_A) == 5 + meta
     assert store.remove(KEY_A) == 5 + meta
     assert not store.has(KEY_A)
+
+
+def test_an_output_record_keeps_the_files_of_every_image_that_shares_it(store):
+    """Images with one spec share its output key, and each writes its own paths."""
+    store.record_output(KEY_A, {"out/a.png": "1" * 64}, {"format": "png"})
+    store.record_output(KEY_A, {"out/b.png": "2" * 64}, {"format": "png"})
+    store.record_output(KEY_A, {"out/a.png": "3" * 64}, {"format": "png"})
+    assert store.output_files(KEY_A) == {"out/b.png": "2" * 64, "out/a.png": "3" * 64}
+    assert store.output_params(KEY_A) == {"format": "png"}
+
+
+def test_an_output_record_keeps_the_newest_files_within_its_limits(store):
+    for n in range(300):
+        store.record_output(KEY_A, {f"out/{n}.png": f"{n:064}"})
+    files = store.output_files(KEY_A)
+    assert len(files) == 256 and "out/299.png" in files and "out/43.png" not in files
+    long = "deep/" * 250  # 1,250 characters: 256 such paths are over the read limit
+    for n in range(300):
+        store.record_output(KEY_B, {f"{long}{n}.png": f"{n:064}"})
+    files = store.output_files(KEY_B)
+    assert 100 < len(files) < 256 and f"{long}299.png" in files
