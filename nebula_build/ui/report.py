@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -308,18 +309,21 @@ def pin_lines(plan: Plan, style: Style) -> list[str]:
 
 def conflict_lines(plan: Plan, style: Style) -> list[str]:
     """What to do about files changed by hand, which apply never overwrites unasked."""
-    if not any(a.kind is ActionKind.CONFLICT for a in plan.actions) and not any(
-        f.state is FileState.CONFLICT for f in plan.files
-    ):
+    images = [a.image for a in plan.actions if a.kind is ActionKind.CONFLICT]
+    if not images and not any(f.state is FileState.CONFLICT for f in plan.files):
         return []
-    return [
-        "",
-        style(
-            "A file changed by hand is kept: `nebula-build apply --force` replaces it (the "
-            "old one goes to .nebula-build/backup/); to keep your edit, move it elsewhere.",
-            "yellow",
-        ),
-    ]
+    text = (
+        "A file changed by hand is kept: `nebula-build apply --force` replaces it (the "
+        "old one goes to .nebula-build/backup/); to keep your edit, move it elsewhere."
+    )
+    if len(images) > 1:
+        first = printable(shlex.quote(images[0]))
+        text = (
+            "Files changed by hand are kept: `nebula-build apply --force` replaces them (the "
+            "old ones go to .nebula-build/backup/), `nebula-build apply --force --target "
+            f"{first}` only {first}'s; to keep an edit, move the file elsewhere."
+        )
+    return ["", style(text, "yellow")]
 
 
 def settings_lines(plan: Plan, style: Style) -> list[str]:

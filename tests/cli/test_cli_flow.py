@@ -137,6 +137,20 @@ def test_hand_edited_output_needs_force_and_is_backed_up(project, run_cli):
     assert [b.read_bytes() for b in backups] == [b"my own edit"]
 
 
+def test_with_several_hand_edits_the_plan_says_how_to_replace_one(project, run_cli):
+    root = project({"images.toml": SITE})
+    run_cli("apply")
+    for name in ("static/hero.webp", "static/card.jpg"):
+        (root / name).write_bytes(b"my own edit")
+    code, out, _ = run_cli("plan")
+    assert "`nebula-build apply --force --target hero` only hero's" in out, out
+    assert run_cli("apply", "--force", "--target", "hero").code == 0
+    assert (root / "static/hero.webp").read_bytes() != b"my own edit"
+    assert (root / "static/card.jpg").read_bytes() == b"my own edit"
+    code, out, _ = run_cli("plan")
+    assert "! card" in out and "A file changed by hand is kept" in out
+
+
 def test_foreign_file_in_the_way_is_a_conflict(project, run_cli):
     root = project({"images.toml": SITE, "static/logo.png": b"designer's logo"})
     code, _, err = run_cli("apply")
