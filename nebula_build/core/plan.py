@@ -506,4 +506,39 @@ def make_plan(
         )
         for name in removed
     ]
-    return Plan(tuple(actions))
+    return Plan(tuple(_with_removals(action, ctx) for action in actions))
+
+
+#: files a note on what an action removes names one by one
+_NAMED_REMOVALS = 5
+
+
+def _with_removals(action: Action, ctx: _Context) -> Action:
+    """Say which files apply removes beside the one the action names: files the lock
+    records for the image that it no longer writes (a variant dropped, every file of
+    a deleted image) and that still hold what it wrote there."""
+    entry = action.entry
+    if entry is None or not entry.variants:
+        return action
+    if action.kind is ActionKind.DELETE:
+        keep = action.kept | {entry.output}
+    elif action.spec is not None and action.kind not in (ActionKind.NOOP, ActionKind.CONFLICT):
+        keep = frozenset(action.spec.paths)
+    else:
+        return action
+    removed = [
+        path
+        for path, digest in entry.variants.items()
+        if path not in keep and ctx.digest_of(path) == digest
+    ]
+    if not removed:
+        return action
+    named = ", ".join(removed[:_NAMED_REMOVALS])
+    if len(removed) > _NAMED_REMOVALS:
+        named += f" and {len(removed) - _NAMED_REMOVALS} more"
+    note = (
+        f"also removes {named}"
+        if action.kind is ActionKind.DELETE
+        else (f"removes {named}, which it no longer writes")
+    )
+    return replace(action, notes=(*action.notes, note))

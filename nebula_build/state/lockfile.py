@@ -39,6 +39,7 @@ from typing import IO, Any, TypeVar
 
 from nebula_build.errors import LockfileError, StateWriteError
 from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
+from nebula_build.imaging import format_for
 from nebula_build.state.guard import path_problem
 from nebula_build.state.locksplice import splice
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
@@ -310,9 +311,13 @@ def _entry_problem(data: object) -> str | None:
         problem = _history_problem(data.get("history", []))
     if problem is not None:
         return problem
-    problem = path_problem(data.get("output"))
+    output = data.get("output")
+    problem = path_problem(output)
     if problem is not None:
-        return f"`output` {_shown(repr(data.get('output')))} {problem}"
+        return f"`output` {_shown(repr(output))} {problem}"
+    assert isinstance(output, str)
+    if format_for(output) is None:
+        return f"`output` {_shown(output)} is not an image file (.png, .webp, .jpg, .avif)"
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         return "`seed` must be an integer"
@@ -329,6 +334,11 @@ def _entry_problem(data: object) -> str | None:
             return f"variant {_shown(repr(path))} {problem}"
         if not _is_digest(digest):
             return f"variant {_shown(path)} must have a sha256 digest"
+        # as `variant_pattern` makes them: beside the output, in its format
+        if path.rpartition("/")[0] != output.rpartition("/")[0]:
+            return f"variant {_shown(path)} is not in the folder of {_shown(output)}"
+        if format_for(path) != format_for(output):
+            return f"variant {_shown(path)} is not in the format of {_shown(output)}"
     return None
 
 

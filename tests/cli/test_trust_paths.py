@@ -94,6 +94,60 @@ def test_a_crafted_variant_in_the_lock_is_refused(project, run_cli, victim):
     assert victim.read_text() == "precious"
 
 
+@pytest.mark.parametrize(
+    ("output", "variant", "said"),
+    [
+        ("out/g.png", "rows.csv", "variant rows.csv is not in the folder of out/g.png"),
+        ("g.png", "other.lock", "variant other.lock is not in the format of g.png"),
+        ("notes.txt", None, "`output` notes.txt is not an image file"),
+    ],
+    ids=["variant-elsewhere", "variant-not-an-image", "output-not-an-image"],
+)
+def test_a_crafted_lock_cannot_delete_a_project_file_the_plan_does_not_show(
+    project, run_cli, output, variant, said
+):
+    """A removed image's variants were deleted, if their bytes matched, whatever they
+    were (its rows file, another manifest's lock), and `plan` named only its output."""
+    root = project(
+        {
+            "images.toml": manifest(A),
+            "rows.csv": "sku,desc\na,apple\n",
+            "other.lock": "# another manifest's\n",
+            "notes.txt": "notes\n",
+        }
+    )
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    target = root / (variant or output)
+    variants = f'variants = {{ "{variant}" = "{sha(target)}" }}\n' if variant else ""
+    digest = "cd" * 32 if variant else sha(target)
+    lock.write_text(lock.read_text() + lock_entry("ghost", output, digest, variants=variants))
+    for command in ("plan", "apply"):
+        code, _, err = run_cli(command)
+        assert code == 1 and f"images.lock: images.ghost: {said}" in err, err
+    assert target.exists()
+
+
+def test_the_plan_names_every_file_an_apply_removes(project, run_cli):
+    root = project(
+        {
+            "images.toml": manifest(
+                '[images.a]\nprompt = "a"\noutput = "out/a.png"\nwidths = [16, 32]',
+                '[images.b]\nprompt = "b"\noutput = "out/b.png"\nwidths = [16]',
+            )
+        }
+    )
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(
+        manifest('[images.a]\nprompt = "a"\noutput = "out/a.png"\nwidths = [16]')
+    )
+    code, out, _ = run_cli("plan")
+    assert "note: removes out/a-32.png, which it no longer writes" in out, out
+    assert "note: also removes out/b-16.png" in out
+    assert run_cli("apply").code == 0
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["a-16.png", "a.png"]
+
+
 def test_a_crafted_lock_cannot_move_an_outside_file_in(project, run_cli, victim):
     root = project({"images.toml": manifest(A)})
     assert run_cli("apply").code == 0
@@ -116,7 +170,7 @@ def test_a_crafted_lock_cannot_delete_the_manifest(project, run_cli):
         lock.read_text() + lock_entry("ghost", "images.toml", sha(root / "images.toml"))
     )
     code, _, err = run_cli("apply")
-    assert code == 1 and "'images.toml' is the tool's own file" in err
+    assert code == 1 and "`output` images.toml is not an image file" in err
     assert (root / "images.toml").exists()
 
 

@@ -28,7 +28,10 @@ from nebula_build.state.project import Project
 
 names = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
 digests = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
-paths = st.lists(names, min_size=1, max_size=3).map("/".join)
+paths = st.tuples(
+    st.lists(names, min_size=1, max_size=3).map("/".join),
+    st.sampled_from([".png", ".webp", ".jpg", ".jpeg", ".avif", ".PNG"]),
+).map("".join)
 scalars = st.one_of(
     st.text(max_size=40),
     st.integers(-(2**40), 2**40),
