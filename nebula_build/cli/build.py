@@ -360,6 +360,7 @@ def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> 
                 "bold",
             )
         )
+        _say_backups(ctx, result.prepared)
     manifest = result.prepared.project.display_manifest
     _github_summary(f"nebula-build apply ({manifest})", result.plan, result)
     _github_warnings(ctx, result, manifest)
@@ -373,6 +374,17 @@ def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> 
     if failures:
         raise ApplyError(failures)
     return ExitCode.OK
+
+
+def _say_backups(ctx: Context, prepared: Prepared) -> None:
+    """Where the files `--force` replaced went."""
+    backups = prepared.guard.backups
+    if not backups:
+        return
+    project = prepared.project
+    runs = {project.backup_dir / path.relative_to(project.backup_dir).parts[0] for path in backups}
+    folders = ", ".join(f"{run.relative_to(project.root)}/" for run in sorted(runs))
+    ctx.print(f"{plural(len(backups), 'replaced file')} backed up in {folders}")
 
 
 def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:

@@ -413,7 +413,7 @@ def _removed(
     elif current == entry.digest:
         reason, keep = gone, False
     else:
-        reason, keep = f"{gone}; the file was changed by hand, so it stays", True
+        reason, keep = f"{gone}; {entry.output} was changed by hand, so it stays", True
     return Action(
         image=name,
         kind=ActionKind.DELETE,

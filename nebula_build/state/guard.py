@@ -89,6 +89,8 @@ class Guard:
         self.root = Path(os.path.realpath(root))
         self._reserved = {name.casefold() for name in reserved}
         self._protected: set[str] = set()
+        #: the copies `backup` made, in the order it made them
+        self.backups: list[Path] = []
 
     def protect(self, relatives: Iterable[str]) -> None:
         """Files that are read but never written or deleted (input images)."""
@@ -323,6 +325,7 @@ class Guard:
             return
         backup_root.mkdir(parents=True, exist_ok=True)
         Guard(backup_root).write(f"{stamp}/{relative}", data)  # walked like any write
+        self.backups.append(backup_root / stamp / relative)
 
 
 def remove_temp_files(folder: Path, *, recursive: bool = False, skip: Collection[str] = ()) -> int:

@@ -99,11 +99,18 @@ class Progress:
         if not outcome.ok:
             error = printable(str(outcome.error))
             return f"{counter} {style('failed', 'red', 'bold')} {action.image}: {error}"
+        if action.kind is ActionKind.DELETE and action.keep_file:
+            return (
+                f"{counter} {style('dropped', 'green')} {style(action.image, 'bold')} from the "
+                f"lock ({printable(action.reason)}) {style(elapsed, 'dim')}"
+            )
         verb = _DONE[action.kind]
         source = ""
         if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW):
             if outcome.generated:
                 source = " (generated)"
+            elif action.in_place:
+                source = " (the file already held it)"
             else:
                 source = " (from remote cache)" if action.from_remote else " (from cache)"
         elif outcome.generated:  # a restore whose cache entry was bad, or a re-encode

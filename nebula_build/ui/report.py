@@ -86,13 +86,13 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
     made = action.kind in (ActionKind.CREATE, ActionKind.REGENERATE)
     if action.from_remote:
         cache = " (from the remote cache, no generation)" if made else " (from the remote cache)"
-    elif action.from_cache and made:
+    elif action.from_cache and made and not action.in_place:
         cache = " (from cache, no generation)"
     head = (
         f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
         f"{style(action.kind.value, color)}"
     )
-    if action.output:
+    if action.output and not action.keep_file:  # a kept file: its reason names it
         head += f"  {printable(action.output)}"
     lines = [head, style(f"      {printable(action.reason)}{cache}", "dim")]
     if action.spec is not None and action.spec.depends_on:

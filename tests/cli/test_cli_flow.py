@@ -131,10 +131,26 @@ def test_hand_edited_output_needs_force_and_is_backed_up(project, run_cli):
     code, out, err = run_cli("apply")
     assert code == 1 and "--force" in err
     assert hero.read_bytes() == b"my own edit"
-    assert run_cli("apply", "--force").code == 0
-    assert hero.read_bytes() != b"my own edit"
+    code, out, _ = run_cli("apply", "--force")
+    assert code == 0 and hero.read_bytes() != b"my own edit"
     backups = list((root / ".nebula-build/backup").rglob("hero.webp"))
     assert [b.read_bytes() for b in backups] == [b"my own edit"]
+    folder = backups[0].relative_to(root).parents[1]
+    assert f"1 replaced file backed up in {folder}/\n" in out, out
+
+
+def test_a_renamed_image_is_dropped_from_the_lock_and_its_file_kept(project, run_cli):
+    root = project({"images.toml": SITE})
+    run_cli("apply")
+    (root / "images.toml").write_text(SITE.replace("[images.hero]", "[images.banner]"))
+    code, out, _ = run_cli("plan")
+    assert "  - hero  delete\n      removed from the manifest; static/hero.webp now belongs" in out
+    assert "takes over static/hero.webp from hero: the file already holds this output)\n" in out
+    code, _, err = run_cli("apply")
+    assert code == 0 and "deleted hero" not in err, err
+    assert "dropped hero from the lock (removed from the manifest; static/hero.webp now" in err
+    assert "created banner static/hero.webp (the file already held it)" in err
+    assert (root / "static/hero.webp").exists()
 
 
 def test_with_several_hand_edits_the_plan_says_how_to_replace_one(project, run_cli):
