@@ -105,6 +105,24 @@ class Columns:
                 )
 
 
+    def check_misspelt_default(self, unknown: str, reader: str, read: Collection[str]) -> None:
+        """ExpansionError where the template `reader` reads an unknown name `unknown`
+        close to the key of a default that nothing reads: one of the two is misspelt
+        (`defaults = { subtilte = "" }` with `{subtitle}` in the prompt, or the other
+        way round), and the error names both."""
+        for column, key in self.default_keys.items():
+            if column in self.data_columns or column in read:
+                continue
+            if did_you_mean(column, [unknown]) == unknown:
+                raise ExpansionError(
+                    "rows",
+                    f"{self.path} has no column '{shown(column)}' and nothing reads it, while "
+                    f"{reader} reads {{{shown(unknown)}}}, which nothing gives: one of the two "
+                    "is misspelt",
+                    at=("defaults", key),
+                )
+
+
 def _blank(value: object) -> bool:
     """Missing or empty, as a default fills it in: nothing, only spaces, or a list
     whose items all are (`[]`, `[null]`, `[""]`: what a template would show as

@@ -15,6 +15,7 @@ the combination's place in the matrix, the same for every row. Pure: no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -241,7 +242,9 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
     matrix = decl.matrix or {}
     if matrix:
         _check_matrix(matrix, table, columns, templates)
-    _check_templates(templates, table, columns, [*matrix, "index"] if matrix else [])
+    _check_templates(
+        templates, table, columns, [*matrix, "index"] if matrix else [], decl.where or ""
+    )
     if matrix:
         check_output_axes(decl.output, matrix)
     condition = _condition(decl, table, columns) if decl.where is not None else None
@@ -306,12 +309,23 @@ def _check_matrix(
 
 
 def _check_templates(
-    templates: dict[str, str], table: Table, columns: Columns, matrix: list[str]
+    templates: dict[str, str], table: Table, columns: Columns, matrix: list[str], where: str
 ) -> None:
     """ExpansionError for a template that uses a name the declaration does not know
-    (`matrix`: the matrix's keys and `index`, beside rows)."""
+    (`matrix`: the matrix's keys and `index`, beside rows), or for the default whose
+    key misspells it."""
     placeholder_names = [name for name in columns.names if name.isidentifier()]
     placeholder_names += matrix
+    reads: dict[str, list[str]] = {}
+    for key, template in templates.items():
+        with contextlib.suppress(ValueError):  # check_template says what is wrong
+            reads[key] = placeholders(template)
+    read = {name for names in reads.values() for name in names}
+    maybe_read = read | set(re.findall(r"\w+", where))  # before `where` is parsed
+    for key, names in reads.items():
+        for unknown in names:
+            if unknown not in placeholder_names:
+                columns.check_misspelt_default(unknown, key, maybe_read)
     for key, template in templates.items():
         unnamed = _unnamed_column(template, columns)
         if unnamed is not None:

@@ -261,6 +261,19 @@ def test_an_empty_default_makes_a_column_optional_but_never_a_prompt_blank(proje
             "images.product.rows.defaults.subtilte: data/products.csv has no column "
             "'subtilte' (did you mean 'subtitle'?), and no template, `id` or `where` reads it",
         ),
+        (  # the template's name is not "did you mean" the misspelt default's
+            {"defaults": {"moood": "calm"}},
+            {"prompt": "photo of {name}, {mood}"},
+            "images.product.rows.defaults.moood: data/products.csv has no column 'moood' and "
+            "nothing reads it, while prompt reads {mood}, which nothing gives: one of the two "
+            "is misspelt",
+        ),
+        (
+            {"defaults": {"mood": "calm"}},
+            {"alt": "{name}, {moood}"},
+            "images.product.rows.defaults.mood: data/products.csv has no column 'mood' and "
+            "nothing reads it, while alt reads {moood}, which nothing gives",
+        ),
         (
             {},
             {"prompt": "photo of {Product Name}"},
