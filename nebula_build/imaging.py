@@ -165,6 +165,7 @@ def _examine_png(data: bytes) -> Examined:
     kept: list[bytes | memoryview] = [data[:8]]
     view = memoryview(data)
     size: tuple[int, int] | None = None
+    color = palette = 0  # the colour type, and the PLTE chunks seen
     idat_run = 0  # 0 before the first IDAT, 1 inside the run, 2 after it
     stripped = False
     while True:
@@ -184,7 +185,10 @@ def _examine_png(data: bytes) -> Examined:
             if kind == b"IHDR":
                 if size is not None:
                     raise ImageError("a PNG with two IHDR chunks")
-                size = _png_header(data[offset + 8 : stop - 4])
+                size, color = _png_header(data[offset + 8 : stop - 4]), data[offset + 17]
+            elif kind == b"PLTE":
+                _check_palette(length, color, palette, idat_run)
+                palette += 1
             elif kind == b"IDAT":
                 if idat_run == 2:
                     raise ImageError("a PNG whose IDAT chunks are not consecutive")
@@ -200,9 +204,25 @@ def _examine_png(data: bytes) -> Examined:
     assert size is not None
     if not idat_run:
         raise ImageError("a PNG without pixel data (no IDAT chunk)")
+    if color == 3 and not palette:
+        raise ImageError("a palette PNG without its palette (no PLTE chunk)")
     if not stripped and offset == end:
         return Examined("png", size, data)
     return Examined("png", size, b"".join(kept))
+
+
+def _check_palette(length: int, color: int, seen: int, idat_run: int) -> None:
+    """A PLTE chunk where decoders take one (libpng and browsers refuse the file
+    otherwise): one at most, before the pixel data, of 1 to 256 colours of 3 bytes,
+    and never in a greyscale PNG (colour types 0 and 4), which the PNG spec forbids."""
+    if color in (0, 4):
+        raise ImageError("a greyscale PNG with a palette (PLTE chunk), which PNG forbids")
+    if seen:
+        raise ImageError("a PNG with two PLTE chunks")
+    if idat_run:
+        raise ImageError("a PNG whose palette (PLTE chunk) comes after its pixel data")
+    if length % 3 or not 3 <= length <= 256 * 3:
+        raise ImageError(f"a PNG whose palette is {length} bytes, not 1 to 256 colours of 3")
 
 
 def _chunk_name(kind: bytes) -> str:

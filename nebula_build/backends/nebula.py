@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import json
 import math
 import os
 import random
@@ -41,6 +40,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from nebula_build.backends.jsonparse import parse_json
 from nebula_build.params import PARAMS
 from nebula_build.plugin import (
     SEEDREAM_DEFAULT_ID,
@@ -80,7 +80,13 @@ ACCOUNT_BODY_LIMIT = 4 * 2**20
 MAX_MODEL_ROWS = 10_000
 #: the most content codings an answer may be wrapped in ("gzip, gzip" is two)
 MAX_CODINGS = 2
-MAX_JSON_DEPTH = 32
+#: the most JSON values an image answer may hold: it needs a handful (status, data,
+#: b64_json, timings…), and each costs memory and time to parse (backends/jsonparse.py)
+IMAGE_JSON_VALUES = 256
+#: an account answer's: MAX_MODEL_ROWS rows of up to 64 fields each
+ACCOUNT_JSON_VALUES = 64 * MAX_MODEL_ROWS
+#: an error's (within ERROR_BODY_LIMIT)
+ERROR_JSON_VALUES = 4096
 #: the longest wait a Retry-After header gets, whatever it asks for
 MAX_RETRY_AFTER = 60.0
 LIST_MODELS_TIMEOUT = 30.0
@@ -517,32 +523,6 @@ class ByteBudget:
             granted.set_result(None)
 
 
-def parse_json(data: bytes) -> Any:
-    """The JSON value of `data`; ValueError saying what is wrong if it is not JSON or is
-    nested deeper than MAX_JSON_DEPTH."""
-    too_deep = f"nested deeper than {MAX_JSON_DEPTH} levels"
-    try:
-        value = json.loads(data)
-    except RecursionError:
-        raise ValueError(too_deep) from None
-    except ValueError:
-        raise ValueError("not JSON") from None
-    if _deeper_than(value, MAX_JSON_DEPTH):
-        raise ValueError(too_deep)
-    return value
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    pending = [(value, 1)] if isinstance(value, dict | list) else []
-    while pending:
-        item, depth = pending.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
 def clean(text: str, secrets: Sequence[str], limit: int = MESSAGE_LIMIT) -> str:
     """Text from the server fit for a message: one printable line, no secret in it."""
     return printable(redact(printable(text, limit=limit * 4), secrets), limit=limit)
@@ -557,7 +537,7 @@ def server_message(answer: Answer, secrets: Sequence[str]) -> str:
     if answer.body is None:
         return f"an answer over {ERROR_BODY_LIMIT // 2**10} KiB, not read"
     try:
-        body = parse_json(answer.body)
+        body = parse_json(answer.body, values=ERROR_JSON_VALUES)
     except ValueError:
         body = None
     if isinstance(body, Mapping):
@@ -940,7 +920,7 @@ class NebulaBackend(Backend):
                 "not read further"
             )
         try:
-            body = parse_json(answer.body)
+            body = parse_json(answer.body, values=IMAGE_JSON_VALUES)
         except ValueError as exc:
             snippet = clean(answer.body[:320].decode("utf-8", "replace"), self._secrets, 80)
             raise _Retry(
@@ -1054,13 +1034,20 @@ async def model_prices(
     settings: NebulaSettings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> dict[str, float]:
     """The price of one generation per model id, from the provider's model list; rows
-    without a usable price, or whose model_name is no model id, are left out (nothing
-    else in a row is read, so nothing else needs cleaning)."""
-    rows, _ = await _model_rows(settings, account_deadline(settings), transport)
+    without a usable price, or whose model_name is no model id or holds a secret (a
+    server that echoes the key as a model's name), are left out: the ids are kept in
+    `.nebula-build/prices.json`. Nothing else in a row is read, so nothing else needs
+    cleaning."""
+    rows, secrets = await _model_rows(settings, account_deadline(settings), transport)
     prices: dict[str, float] = {}
     for row in rows:
         model, price = row.get("model_name"), _amount(row.get("price"))
-        if isinstance(model, str) and MODEL_ID.fullmatch(model) and price is not None:
+        if (
+            isinstance(model, str)
+            and MODEL_ID.fullmatch(model)
+            and price is not None
+            and redact(model, secrets) == model
+        ):
             prices[model] = price
     return prices
 
@@ -1143,7 +1130,7 @@ async def _get_json(
             f"{what}: the answer is over {ACCOUNT_BODY_LIMIT // 2**20} MiB", backend="nebula"
         )
     try:
-        return parse_json(answer.body), secrets
+        return parse_json(answer.body, values=ACCOUNT_JSON_VALUES), secrets
     except ValueError as exc:
         raise RequestRejectedError(f"{what}: the answer is {exc}", backend="nebula") from None
 

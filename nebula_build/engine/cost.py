@@ -39,6 +39,10 @@ _CENT = Decimal("0.01")
 _SHOWN = Decimal("0.000001")
 #: far past any bill; also below what Decimal's default precision can show to the cent
 _HUGE = Decimal("1000000000000")
+#: the least a provider's list may price a paid image at and be believed: below it (a
+#: server's 1e-300, shown as $0.00) the price is unknown, and --max-cost needs another
+PRICE_FLOOR = Decimal("0.0001")
+_THE_LIST = "the provider's price list"
 
 
 def amount(value: float) -> Decimal:
@@ -75,6 +79,8 @@ class CostLine:
     #: whether the provider's list or the environment vouches for a price (free ones
     #: too): a price the manifest alone gives is not enough for --max-cost
     confirmed: bool = True
+    #: the provider's list's price where it is below PRICE_FLOOR, and so not believed
+    doubted: float | None = None
 
     @property
     def subtotal(self) -> Decimal | None:
@@ -146,12 +152,14 @@ def estimate(
         if backend not in configured:
             configured[backend] = prices.checked_prices(plugin.prices(resolved.settings[backend]))
         listed = lists.get(backend)
+        price = listed.prices.get(model) if listed else None
+        doubted = price if price is not None and amount(price) < PRICE_FLOOR else None
         candidates = (  # on a tie, the first: a source that confirms the price
-            (listed.prices.get(model) if listed else None, _listed(listed)),
+            (None if doubted is not None else price, _listed(listed)),
             ((trusted or {}).get(model), TRUSTED),
             (configured[backend].get(model), CONFIGURED),
         )
-        lines.append(_priced(backend, model, n, candidates))
+        lines.append(_priced(backend, model, n, candidates, doubted))
     return Estimate(tuple(lines))
 
 
@@ -160,17 +168,22 @@ def _listed(listed: prices.PriceList | None) -> str:
 
 
 def _priced(
-    backend: str, model: str, n: int, candidates: Iterable[tuple[float | None, str]]
+    backend: str,
+    model: str,
+    n: int,
+    candidates: Iterable[tuple[float | None, str]],
+    doubted: float | None,
 ) -> CostLine:
     """The line at the highest of the prices given. A manifest's price can raise the
     provider's, never lower it (a pull request must not price a paid model at 0 to
-    pass --max-cost), and a paid model at 0 is not a price anyone can rely on: unknown."""
+    pass --max-cost), and a paid model at 0 is not a price anyone can rely on: unknown.
+    `doubted`: the provider's price, left out of `candidates` for being under the floor."""
     known = [(price, source) for price, source in candidates if price is not None and price > 0]
     if not known:
-        return CostLine(backend, model, n, True, None, UNKNOWN)
+        return CostLine(backend, model, n, True, None, UNKNOWN, doubted=doubted)
     price, source = max(known, key=lambda item: item[0])
     confirmed = any(source != CONFIGURED for _, source in known)
-    return CostLine(backend, model, n, True, amount(price), source, confirmed)
+    return CostLine(backend, model, n, True, amount(price), source, confirmed, doubted)
 
 
 def _paid_generations(prepared: Prepared, plan: Plan) -> bool:
@@ -235,8 +248,8 @@ def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
         line = unknown[0]
         raise UserError(
             f"--max-cost {money(max_cost)}: the price of {line.model} on {line.backend} is "
-            f"unknown, so this apply cannot be shown to stay under it ({_vouch(line)}); "
-            "nothing was generated"
+            f"unknown{_doubt(line, _THE_LIST)}, so this apply "
+            f"cannot be shown to stay under it ({_vouch(line)}); nothing was generated"
         )
     unconfirmed = estimate.unconfirmed
     if unconfirmed:
@@ -244,7 +257,8 @@ def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
         raise UserError(
             f"--max-cost {money(max_cost)}: the price of {line.model} on {line.backend} comes "
             "only from the manifest, which --max-cost does not trust, and the provider's "
-            f"price list does not confirm it ({_vouch(line)}); nothing was generated"
+            f"price list does not confirm it{_doubt(line, 'it')} ({_vouch(line)}); nothing was "
+            "generated"
         )
     total = estimate.known
     if total > max_cost:
@@ -253,6 +267,15 @@ def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
             f"({plural(estimate.paid_generations, 'paid generation')}), more than --max-cost "
             f"{money(max_cost)}; nothing was generated"
         )
+
+
+def _doubt(line: CostLine, who: str) -> str:
+    """': {who} says 1e-300, under $0.0001 an image, which --max-cost does not believe'
+    where the provider's price is not believed for being under the floor; else ''."""
+    if line.doubted is None:
+        return ""
+    floor, said = money(PRICE_FLOOR), f"{line.doubted:g}"
+    return f": {who} says {said}, under {floor} an image, which --max-cost does not believe"
 
 
 def _vouch(line: CostLine) -> str:

@@ -23,10 +23,14 @@ Hostile faults, a server that does not play fair:
 
 - "trickle[:seconds]": a 200 whose body comes one byte per interval (default 0.2 s)
 - "echo[:status]": an error (default 400) whose message repeats the Authorization header
+- "echo_model": a model list that also prices, as model ids, the key from the
+  Authorization header and an id with most of the key in it (a list fault)
 - "huge_error[:MiB]", "huge_success[:MiB]": a 500 or 200 with a body of that size
   (default 1 and 65), chunked: no Content-Length gives it away in advance
 - "retry_after:<value>": a 503 with `Retry-After: <value>` ("86400", "inf", an HTTP date)
 - "deep_json[:depth]": a 200 whose `data` is nested `depth` lists deep (default 100000)
+- "json_bomb[:MiB]": a 200 whose `data` is a list of empty lists, `[[],[],…]`, that
+  many MiB in all (default 64, just under the image answer's cap): a few bytes a list
 - "pixel_bomb": a small PNG whose header claims 100000x100000 pixels
 - "checkerboard": a 200 whose image is painted on a grey and white checkerboard, the
   fake transparency a model draws when a prompt asks for a transparent background
@@ -290,7 +294,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             finally:
                 server._leave(record)
 
-        def _models(self) -> None:
+        def _models(self, extra: tuple[dict[str, Any], ...] = ()) -> None:
             models = [
                 {
                     "model_name": m,
@@ -308,7 +312,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                     "price": 0.4,
                 }
             )
-            self._send_json(200, {"status": "success", "data": models})
+            self._send_json(200, {"status": "success", "data": [*models, *extra]})
 
         def _credits(self) -> None:
             body = {
@@ -428,10 +432,12 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             actions = {
                 "trickle": self._trickle,
                 "echo": self._echo,
+                "echo_model": self._echo_model,
                 "huge_error": self._huge_error,
                 "huge_success": self._huge_success,
                 "retry_after": self._retry_after,
                 "deep_json": self._deep_json,
+                "json_bomb": self._json_bomb,
                 "pixel_bomb": self._pixel_bomb,
                 "private_chunk": self._private_chunk,
                 "message": self._message,
@@ -492,6 +498,11 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
         def _chunk(self, data: bytes) -> None:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
+        def _echo_model(self, argument: str, body: dict[str, Any]) -> None:
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            names = (key, f"echo/{key[2:-2]}-v2")  # the key, and a fragment of it in an id
+            self._models(tuple({"model_name": n, "price": 0.5} for n in names))
+
         def _retry_after(self, argument: str, body: dict[str, Any]) -> None:
             headers = {"Retry-After": argument or "86400"}
             self._send_json(503, {"status": "failed", "message": "come back later"}, headers)
@@ -500,6 +511,12 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             depth = int(argument or 100_000)
             nested = b"[" * depth + b"]" * depth
             self._send(200, b'{"status": "success", "data": ' + nested + b"}", "application/json")
+
+        def _json_bomb(self, argument: str, body: dict[str, Any]) -> None:
+            head, tail = b'{"status":"success","data":[', b"[]]}"
+            size = int(float(argument or 64) * 2**20) - len(head) - len(tail)
+            lists = b"[]," * (size // 3)
+            self._send(200, head + lists + tail, "application/json")
 
         def _pixel_bomb(self, argument: str, body: dict[str, Any]) -> None:
             self._success(base64.b64encode(pixel_bomb_png()).decode(), body)

@@ -156,7 +156,7 @@ def test_a_huge_success_body_is_refused_once(project, run_cli, nebula_server):
 
 def test_deeply_nested_json_is_one_line(project, run_cli, nebula_server):
     project({"images.toml": nebula_manifest(TWO)})
-    nebula_server.add_faults("deep_json", "deep_json", prompt="unlucky")
+    nebula_server.add_faults("deep_json:100", "deep_json:100", prompt="unlucky")
     code, _, err = run_cli("apply")
     assert code == 1 and "Traceback" not in err
     assert "hit: malformed response: nested deeper than 32 levels" in err
@@ -166,6 +166,46 @@ def test_deeply_nested_json_is_one_line(project, run_cli, nebula_server):
         1,
         ["error: could not list models: the answer is nested deeper than 32 levels"],
     )
+
+
+def test_a_json_bomb_is_refused_without_stalling_the_other_requests(
+    project, run_cli, nebula_server
+):
+    """16 MiB of `[],[],…` (under the cap) parsed on the event loop took seconds and a
+    gigabyte, long enough for the other image's deadline to pass: it was paid twice."""
+    project({"images.toml": nebula_manifest(TWO, timeout=2)})
+    nebula_server.add_faults("json_bomb:16", "json_bomb:16", prompt="unlucky")
+    started = time.monotonic()
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 1
+    assert "hit: malformed response: made of more than 256 JSON values" in err, err
+    assert time.monotonic() - started < 2
+    sent = [r.body["prompt"] for r in nebula_server.generations]
+    assert sorted(sent) == ["fine", "unlucky", "unlucky"]  # a malformed answer: once more
+
+
+def test_a_json_bomb_in_the_model_list_is_refused(project, run_cli, nebula_server):
+    project({"images.toml": nebula_manifest(ONE)})
+    nebula_server.add_model_list_faults("json_bomb:3")
+    code, _, err = run_cli("models", "--remote")
+    assert (code, err.splitlines()) == (
+        1,
+        ["error: could not list models: the answer is made of more than 640,000 JSON values"],
+    )
+    nebula_server.add_model_list_faults("many_models:10000")
+    assert run_cli("models", "--remote").code == 0  # the longest list allowed still reads
+
+
+@pytest.mark.slow
+def test_a_json_bomb_at_the_cap_is_refused_in_memory_of_its_size(project, nebula_server):
+    root = project({"images.toml": nebula_manifest(ONE, timeout=5, max_attempts=1)})
+    nebula_server.add_faults("json_bomb:64")
+    started = time.monotonic()
+    code, err, peak = peak_run(root, "apply", "--yes")
+    assert code == 1 and "a: malformed response: made of more than 256 JSON values" in err, err
+    # it took 17 s and 3.2 GB, past the 5 s deadline
+    assert time.monotonic() - started < 5
+    assert peak < 400, f"peak {peak} MiB"
 
 
 def test_the_pixel_bomb_fault_is_a_small_png_claiming_huge_size():
@@ -188,6 +228,19 @@ def test_an_echoed_key_reaches_no_output_file_or_page(faults, project, run_cli, 
         assert CANARY_KEY not in result.out + result.err
     assert (root / ".nebula-build/failures.json").exists()
     assert CANARY_KEY.encode() not in everything_written(root)
+
+
+def test_a_key_echoed_as_a_model_name_reaches_no_file(project, run_cli, nebula_server):
+    """The price list keeps model ids in .nebula-build/prices.json: a row named after
+    the key (or holding part of it) is left out, and the other prices are kept."""
+    root = project({"images.toml": nebula_manifest(TWO)})
+    nebula_server.add_model_list_faults("echo_model")
+    code, out, err = run_cli("apply", "--yes")
+    assert code == 0, err
+    assert "at $0.009" in out  # the price list was read
+    assert (root / ".nebula-build/prices.json").is_file()
+    assert CANARY_KEY[2:-2].encode() not in everything_written(root)
+    assert CANARY_KEY not in out + err
 
 
 def test_an_echoed_key_in_the_model_list_is_redacted(project, run_cli, nebula_server):

@@ -449,10 +449,19 @@ def test_a_success_body_over_its_cap_is_refused_and_not_retried():
     assert bodies[0].pulled <= 65 * 2**20
 
 
-@pytest.mark.parametrize("depth", [33, 5000, 100_000])
-def test_deeply_nested_json_is_a_malformed_answer(depth):
+@pytest.mark.parametrize(
+    ("depth", "said"),
+    [
+        (33, "nested deeper than 32 levels"),
+        (200, "nested deeper than 32 levels"),
+        # more arrays than an image answer holds: refused before it is parsed
+        (5000, "made of more than 256 JSON values"),
+        (100_000, "made of more than 256 JSON values"),
+    ],
+)
+def test_deeply_nested_json_is_a_malformed_answer(depth, said):
     nested = b'{"status": "success", "data": ' + b"[" * depth + b"]" * depth + b"}"
-    with pytest.raises(RequestRejectedError, match="nested deeper than 32 levels") as caught:
+    with pytest.raises(RequestRejectedError, match=said) as caught:
         run(lambda r: httpx.Response(200, content=nested), req(FLUX_SCHNELL))
     assert len(caught.value.seen) == 2  # malformed: retried once
 

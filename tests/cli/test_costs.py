@@ -260,6 +260,42 @@ def test_a_price_of_zero_on_a_paid_backend_is_unknown(project, run_cli, nebula_s
     assert nebula_server.generations == []
 
 
+@pytest.mark.parametrize("price", [1e-300, 0.00009])
+def test_a_listed_price_under_a_hundredth_of_a_cent_is_unknown_to_max_cost(
+    price, project, run_cli, nebula_server, monkeypatch
+):
+    """A server prices the model at 1e-300 (shown as $0.00) to slip any run under
+    --max-cost: under the floor, the list's price is not believed; the environment's is."""
+    nebula_server.prices[FLUX] = price
+    paid_project(project)
+    code, _, err = run_cli("apply", "--yes", "--max-cost", "0.01")
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        f"error: --max-cost $0.01: the price of {FLUX} on nebula is unknown: the provider's "
+        f"price list says {price:g}, under $0.0001 an image, which --max-cost does not "
+        "believe, so this apply cannot be shown to stay under it "
+        f'(set NEBULA_BUILD_PRICES="{FLUX}=<price>" in the environment); nothing was generated'
+    )
+    assert f"2 × {FLUX} at an unknown price" in run_cli("plan").out  # not $0.00
+    paid_project(project, prices={f'"{FLUX}"': 0.001})  # the manifest alone: still not enough
+    code, _, err = run_cli("apply", "--yes", "--max-cost", "0.01")
+    assert code == 1 and "comes only from the manifest" in err
+    assert f"does not confirm it: it says {price:g}, under $0.0001 an image" in err
+    assert nebula_server.generations == []
+    monkeypatch.setenv("NEBULA_BUILD_PRICES", f"{FLUX}=0.003")
+    code, _, err = run_cli("apply", "--yes", "--max-cost", "0.01")
+    assert code == 0, err
+    assert len(nebula_server.generations) == 2
+
+
+def test_a_listed_price_at_the_floor_is_believed(project, run_cli, nebula_server):
+    nebula_server.prices[FLUX] = 0.0001
+    paid_project(project)
+    code, _, err = run_cli("apply", "--yes", "--max-cost", "0.01")
+    assert code == 0, err
+    assert len(nebula_server.generations) == 2
+
+
 # --- a price --max-cost trusts -----------------------------------------------------------
 
 

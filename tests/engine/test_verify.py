@@ -110,6 +110,17 @@ def bomb_png(side: int) -> bytes:
     return raw_png(side, side, rows, depth=1, color=0)
 
 
+def palette_png(*, color: int = 3, palette=(b"PLTE", bytes(range(9))), at: int = 1) -> bytes:
+    """A 64x64 PNG of colour type `color`, with the `palette` chunk(s) put at index
+    `at` among its chunks (IHDR, IDAT, IEND); None: no palette."""
+    channels = {0: 1, 2: 3, 3: 1}[color]
+    rows = (b"\x00" + b"\x02" * 64 * channels) * 64
+    parts = [(b"IHDR", ihdr(64, 64, color=color)), (b"IDAT", zlib.compress(rows)), (b"IEND", b"")]
+    if palette is not None:
+        parts[at:at] = [palette] if isinstance(palette[0], bytes) else list(palette)
+    return build_png(parts)
+
+
 def jpeg_segments(data: bytes) -> list[int]:
     """The markers of a JPEG's segments up to its first scan."""
     markers, offset = [], 2
@@ -245,6 +256,32 @@ BAD_ANSWERS = {
     "bad filter, resized": (
         raw_png(4, 2, b"\x09" + bytes(12) + b"\x00" + bytes(12)),
         "a PNG that does not decode (unrecognized data stream contents",
+    ),
+    # libpng and browsers refuse these: a palette must come, once, before the pixels
+    "no palette": (palette_png(palette=None), "a palette PNG without its palette (no PLTE"),
+    "palette after the pixels": (
+        palette_png(at=2),
+        "a PNG whose palette (PLTE chunk) comes after its pixel data",
+    ),
+    "palette after an RGB PNG's pixels": (
+        palette_png(color=2, at=2),
+        "a PNG whose palette (PLTE chunk) comes after its pixel data",
+    ),
+    "palette of 8 bytes": (
+        palette_png(palette=(b"PLTE", bytes(8))),
+        "a PNG whose palette is 8 bytes, not 1 to 256 colours of 3",
+    ),
+    "palette of 257 colours": (
+        palette_png(palette=(b"PLTE", bytes(771))),
+        "a PNG whose palette is 771 bytes, not 1 to 256 colours of 3",
+    ),
+    "two palettes": (
+        palette_png(palette=[(b"PLTE", bytes(9)), (b"PLTE", bytes(9))]),
+        "a PNG with two PLTE chunks",
+    ),
+    "greyscale with a palette": (
+        palette_png(color=0),
+        "a greyscale PNG with a palette (PLTE chunk), which PNG forbids",
     ),
     "side": (bomb_png(16400), "a PNG of 16400x16400 pixels: over the limit of 16384 pixels a side"),
     "bomb": (bomb_png(12000), "a PNG of 12000x12000 pixels: over the limit of 64 megapixels"),
@@ -604,6 +641,21 @@ def test_every_kind_of_png_pillow_writes_passes(mode):
     examined = examine(data)
     assert examined.data is data and examined.size == (37, 23)
     check_png_pixels(data)
+
+
+@pytest.mark.parametrize("colours", [1, 2, 16, 256])
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_every_palette_png_pillow_writes_passes(colours, bits):
+    image = Image.new("P", (37, 23))
+    image.putpalette(bytes(i % 256 for i in range(3 * colours)))
+    image.info["transparency"] = 0
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", bits=bits)
+    data = buffer.getvalue()
+    assert data[25] == 3  # colour type 3: a palette
+    assert examine(data).size == (37, 23)
+    # a suggested palette before an RGB PNG's pixels is allowed
+    assert examine(palette_png(color=2)).size == (64, 64)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 5), (9, 17), (33, 2)])
