@@ -104,7 +104,6 @@ class Columns:
                     at=("defaults", key),
                 )
 
-
     def check_misspelt_default(self, unknown: str, reader: str, read: Collection[str]) -> None:
         """ExpansionError where the template `reader` reads an unknown name `unknown`
         close to the key of a default that nothing reads: one of the two is misspelt
