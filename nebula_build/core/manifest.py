@@ -674,8 +674,9 @@ def describe_error(error: Any, known: list[str]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         close = did_you_mean(str(loc[-1]), known)
-        hint = f" (did you mean {close!r}?)" if close else ""
-        return f"unknown key{hint}; expected one of: {', '.join(known)}"
+        if close:  # the list only where there is no better guess
+            return f"unknown key (did you mean {close!r}?)"
+        return f"unknown key; expected one of: {', '.join(known)}"
     if kind == "missing":
         return "is required"
     if kind == CONFLICT:
