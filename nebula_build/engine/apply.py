@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import shlex
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
@@ -522,7 +523,7 @@ class Applier:
             why = (warning or "its cache entry is gone").partition(";")[0]
             raise UserError(
                 f"not generated: {why}, and a pinned earlier generation is never made "
-                f"again (the lock chose it): `nebula-build pick {spec.name} --unpin`"
+                f"again (the lock chose it): `nebula-build pick {shlex.quote(spec.name)} --unpin`"
             )
         if self.planned_only and not action.generates:
             why = (warning or "its cache entry is gone").partition(";")[0]

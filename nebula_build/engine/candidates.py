@@ -10,6 +10,7 @@ capped, supplied by the remote cache where it has them).
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -106,9 +107,9 @@ def pin_note(base: AssetSpec, pinned: AssetSpec) -> str:
     fields = changed_since(base, pinned)
     verb = "differs" if len(fields) == 1 else "differ"
     which = f" ({', '.join(fields)} {verb} from the manifest)" if fields else ""
+    name = shlex.quote(base.name)
     return (
-        f"pinned to an earlier generation{which}: `nebula-build pick {base.name} --unpin` "
-        "ends the pin"
+        f"pinned to an earlier generation{which}: `nebula-build pick {name} --unpin` ends the pin"
     )
 
 

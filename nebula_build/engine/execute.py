@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -130,6 +131,8 @@ def _printable_warnings(result: GenerationResult) -> GenerationResult:
 
 #: a seed is below 2**63: what a TOML integer (images.lock) and a signed 64-bit field hold
 SEED_END = 2**63
+#: a byte count (peak_memory) is below 2**63 too: what a signed 64-bit field holds
+BYTES_END = 2**63
 
 
 def _shown(value: object) -> str:
@@ -152,8 +155,10 @@ def _malformed(result: object) -> str | None:
         type(result.seed) is not int or not 0 <= result.seed < SEED_END
     ):
         return f"seed {_shown(result.seed)}, not an integer from 0 to 2**63 - 1"
-    if result.peak_memory is not None and type(result.peak_memory) is not int:
-        return f"peak_memory {_shown(result.peak_memory)}, not an integer"
+    if result.peak_memory is not None and (
+        type(result.peak_memory) is not int or not 0 <= result.peak_memory < BYTES_END
+    ):
+        return f"peak_memory {_shown(result.peak_memory)}, not an integer from 0 to 2**63 - 1"
     if not isinstance(result.warnings, tuple | list) or not all(
         isinstance(w, str) for w in result.warnings
     ):
@@ -163,6 +168,12 @@ def _malformed(result: object) -> str | None:
         isinstance(k, str) and type(v) in (int, float) for k, v in timings.items()
     ):
         return "timings that are not {name: seconds}"
+    for name, seconds in timings.items():
+        # NaN compares false, so it is refused with inf, -0.5 and an int too big for a float
+        if not 0 <= seconds <= sys.float_info.max:
+            return (
+                f"timing {_shown(name)} of {_shown(seconds)}, not a finite number of seconds from 0"
+            )
     made_with = result.made_with
     problem = made_with_problem(dict(made_with) if isinstance(made_with, Mapping) else made_with)
     if problem is not None:

@@ -3,6 +3,7 @@ made from the images (atlases, the asset manifest)."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Collection, Mapping
 
 from nebula_build.core.plan import SETTINGS_NOTE, Plan, make_plan
@@ -64,7 +65,7 @@ def plan_for(
         if pinned:
             raise UserError(
                 f"{option}: images.{pinned[0]} is pinned to an earlier generation: "
-                f"`nebula-build pick {pinned[0]} --unpin` first"
+                f"`nebula-build pick {shlex.quote(pinned[0])} --unpin` first"
             )
 
     def diff(chosen: candidates.Picked) -> Plan:
@@ -146,7 +147,7 @@ def other_settings(prepared: Prepared, images: Plan, lock: Entries) -> dict[str,
         if changed:
             notes[action.image] = (
                 f"{SETTINGS_NOTE} ({'; '.join(changed)}): "
-                f"`nebula-build apply --replace {action.image}` makes it again"
+                f"`nebula-build apply --replace {shlex.quote(action.image)}` makes it again"
             )
     now.save()
     return notes

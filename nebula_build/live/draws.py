@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ class Draw:
 
     @property
     def pick_command(self) -> str:
-        return f"nebula-build pick {self.image} {self.index}"
+        return f"nebula-build pick {shlex.quote(self.image)} {self.index}"
 
 
 def image_draws(plan: Plan, prepared: Prepared, lock: Entries) -> dict[str, tuple[Draw, ...]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -108,7 +109,8 @@ def cards(
         href = f"/files/{path}?v={version}" if link == "served" else prefix + path
         status, text = _status(action.kind, action.reason, failures.get(spec.name))
         if spec.pin is not None and action.kind is ActionKind.NOOP:
-            text = f"up to date · pinned to an earlier generation (pick {spec.name} --unpin)"
+            unpin = f"pick {shlex.quote(spec.name)} --unpin"
+            text = f"up to date · pinned to an earlier generation ({unpin})"
         details = [
             ("model", spec.model),
             ("backend", spec.backend),
@@ -173,9 +175,8 @@ def _candidates(
 def _pinned(spec: AssetSpec, href: str) -> Candidate:
     """The output an earlier generation pinned (none of the set's draws), shown first
     and marked as the output; its command ends the pin."""
-    return Candidate(
-        PINNED, spec.generation_key, True, href, f"nebula-build pick {spec.name} --unpin"
-    )
+    command = f"nebula-build pick {shlex.quote(spec.name)} --unpin"
+    return Candidate(PINNED, spec.generation_key, True, href, command)
 
 
 def _seed(spec: AssetSpec, entry: LockEntry | None) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import nebula_manifest
+from tests.live.pagedata import card
 
 
 def plan_json(run_cli) -> dict[str, str]:
@@ -305,3 +308,80 @@ def test_an_atlas_may_take_the_path_of_an_image_removed(project, run_cli, nebula
     assert code == 0, out + err
     assert (root / "img/s.png").read_bytes() != castle
     assert set(plan_json(run_cli).values()) == {"noop"}
+
+
+# An id from the data is part of the image's name: a command shown with that name must
+# give the name back to a shell as one word, and run nothing of it.
+EVIL = "j[x;touch PWNED;]"
+EVIL_ROWS = {"rows": "data/j.json", "id": "id", "prompt": "{name}", "output": "img/{file}.png"}
+
+
+def _evil_project(project, *, candidates: int = 2) -> Path:
+    rows = [{"id": "x;touch PWNED;", "name": "a lighthouse", "file": "a"}]
+    declaration = {**EVIL_ROWS, "candidates": candidates}
+    return project(
+        {"images.toml": nebula_manifest({"j": declaration}), "data/j.json": json.dumps(rows)}
+    )
+
+
+def _commands(text: str) -> list[list[str]]:
+    """Each `nebula-build …` command a message shows, as a shell splits it."""
+    return [shlex.split(command) for command in re.findall(r"`(nebula-build [^`]*)`", text)]
+
+
+def test_a_draws_pick_command_in_the_gallery_quotes_an_image_name_from_data(
+    project, run_cli, nebula_server
+):
+    root = _evil_project(project)
+    assert run_cli("apply").code == 0
+    code, _, err = run_cli("gallery")
+    assert code == 0, err
+    page = (root / ".nebula-build/gallery/index.html").read_text()
+    commands = [draw["command"] for draw in card(page, EVIL)["draws"]]
+    assert commands == [f"nebula-build pick '{EVIL}' 0", f"nebula-build pick '{EVIL}' 1"]
+    assert [shlex.split(c) for c in commands] == [
+        ["nebula-build", "pick", EVIL, "0"],
+        ["nebula-build", "pick", EVIL, "1"],
+    ]
+
+
+def test_commands_shown_for_a_pinned_image_quote_its_name_from_data(
+    project, run_cli, nebula_server
+):
+    root = _evil_project(project)
+    assert run_cli("apply").code == 0
+    data = root / "data/j.json"
+    data.write_text(data.read_text().replace("a lighthouse", "a windmill"))
+    assert run_cli("apply").code == 0
+    unpin = ["nebula-build", "pick", EVIL, "--unpin"]
+
+    code, out, err = run_cli("history", EVIL)
+    assert code == 0, err
+    assert f"bring one back: nebula-build pick '{EVIL}' @K" in out
+    assert f"or pick '{EVIL}' @K --pin" in out
+    code, _, err = run_cli("pick", EVIL, "@5")
+    assert code == 1
+    assert ["nebula-build", "history", EVIL] in _commands(err)
+    code, _, err = run_cli("pick", EVIL, "--pin")
+    assert code == 1
+    assert ["nebula-build", "pick", EVIL, "@K", "--pin"] in _commands(err)
+
+    assert run_cli("pick", EVIL, "@1", "--pin").code == 0
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert unpin in _commands(out)
+    code, _, err = run_cli("apply", "--replace", EVIL)
+    assert code == 1
+    assert unpin in _commands(err)
+    assert run_cli("gallery").code == 0
+    shown = card((root / ".nebula-build/gallery/index.html").read_text(), EVIL)
+    assert shlex.split(shown["draws"][0]["command"]) == unpin
+    assert f"(pick '{EVIL}' --unpin)" in shown["status_text"]
+    assert not (root / "PWNED").exists()
+
+
+def test_the_hint_to_make_more_draws_quotes_an_image_name_from_data(project, run_cli):
+    _evil_project(project, candidates=1)
+    code, _, err = run_cli("pick", EVIL, "1")
+    assert code == 1
+    assert ["nebula-build", "apply", "--more", EVIL] in _commands(err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -245,6 +246,14 @@ class Odd(Backend):
             return GenerationResult(png(), seed="forty-two")
         if request.prompt == "memory":
             return GenerationResult(png(), peak_memory="lots")
+        if request.prompt == "negative memory":
+            return GenerationResult(png(), peak_memory=-1)
+        if request.prompt == "nan":
+            return GenerationResult(png(), timings={"inference": float("nan")})
+        if request.prompt == "inf":
+            return GenerationResult(png(), timings={"load": float("inf")})
+        if request.prompt == "negative time":
+            return GenerationResult(png(), timings={"inference": -0.5})
         return GenerationResult(png(), warnings=(None,))
 
 @hookimpl
@@ -258,6 +267,10 @@ def nebula_build_register_backends():
     [
         ("seed", "returned seed 'forty-two', not an integer from 0 to 2**63 - 1"),
         ("memory", "returned peak_memory 'lots', not an integer"),
+        ("negative memory", "returned peak_memory -1, not an integer from 0 to 2**63 - 1"),
+        ("nan", "returned timing 'inference' of nan, not a finite number of seconds from 0"),
+        ("inf", "returned timing 'load' of inf, not a finite number of seconds from 0"),
+        ("negative time", "returned timing 'inference' of -0.5, not a finite number of"),
         ("warnings", "returned warnings that are not strings"),
     ],
 )
@@ -272,6 +285,19 @@ def test_a_malformed_result_from_a_plugin_is_one_line_naming_it(
     assert f"a: backend 'odd' from nebula-odd 0.1 {said}" in err
     assert "Traceback" not in err and "internal error" not in err
     assert not (root / "a.png").exists()
+
+
+def test_apply_json_stays_json_when_a_plugin_times_an_image_as_nan(install, project, run_cli):
+    install("odd", ODD_RESULTS)
+    project({"images.toml": MINIMAL.replace('"preview"', '"odd"').replace('"x"', '"nan"')})
+    code, out, _ = run_cli("apply", "--json")
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    (result,) = json.loads(out, parse_constant=refuse)["results"]
+    assert code == 1 and result["status"] == "failed" and "timings" not in result
+    assert "timing 'inference' of nan" in result["error"]
 
 
 def test_a_plugins_preflight_error_is_one_printable_line():
