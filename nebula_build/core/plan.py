@@ -494,19 +494,46 @@ def make_plan(
         # declarations with `rows`: an image of theirs left with its row
         from_rows = {n.split("[", 1)[0] for n, s in specs.items() if s.row is not None}
         from_rows |= set(row_bases)
+    renamed = _renamed_rows(removed, specs) if from_rows else {}
     actions += [
         _removed(
             name,
             lock[name],
             ctx,
-            "its row is gone from the data, or filtered out"
-            if name.split("[", 1)[0] in from_rows
-            else "removed from the manifest",
+            renamed.get(name)
+            or (
+                "its row is gone from the data, or filtered out"
+                if name.split("[", 1)[0] in from_rows
+                else "removed from the manifest"
+            ),
             owners,
         )
         for name in removed
     ]
     return Plan(tuple(_with_removals(action, ctx) for action in actions))
+
+
+def _renamed_rows(removed: Collection[str], specs: Mapping[str, AssetSpec]) -> dict[str, str]:
+    """Why an image of a row that is still there left: its declaration gained a matrix
+    (product[tea] → product[tea,hero]), lost one, or lost one of its values."""
+    rows: dict[tuple[str, str], AssetSpec] = {}  # (declaration, row id) → an image of it
+    for name, spec in specs.items():
+        if spec.row is not None:
+            rows.setdefault((name.split("[", 1)[0], spec.row), spec)
+    reasons = {}
+    for name in removed:
+        base, _, inside = name.partition("[")
+        values = inside[:-1].split(",") if inside.endswith("]") else []
+        now = rows.get((base, values[0])) if values else None
+        if now is None:
+            continue
+        if len(values) == 1 and len(now.parts) > 1:
+            reasons[name] = f"its declaration now has a matrix: its row makes {now.name} …"
+        elif len(values) > 1 and len(now.parts) == 1:
+            reasons[name] = f"its declaration no longer has a matrix: its row makes {now.name}"
+        elif len(values) > 1:
+            reasons[name] = "its matrix no longer has these values"
+    return reasons
 
 
 #: files a note on what an action removes names one by one

@@ -323,3 +323,23 @@ def test_the_docs_example_builds(project, run_cli):
     }
     assert params["cover[a,tall]"]["prompt"] == "a harbour, editorial photo, tall framing"
     assert (root / "static/img/covers/a-square.webp").is_file()
+
+
+def test_a_matrix_added_removed_or_narrowed_says_why_images_go(project, run_cli):
+    plain = {k: v for k, v in SHOTS.items() if k not in ("matrix", "seed")}
+    plain.update(prompt="photo of {name}", output="img/{sku}.png")
+    root = project({"images.toml": preview({"product": plain}), "data/products.csv": CSV})
+    assert run_cli("apply").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(preview({"product": SHOTS}))
+    out = run_cli("plan").out
+    assert "row is gone" not in out
+    assert "its declaration now has a matrix: its row makes product[T-1,hero] …" in out, out
+    assert run_cli("apply").code == 0
+    manifest.write_text(preview({"product": {**SHOTS, "matrix": {"shot": ["hero"]}}}))
+    out = run_cli("plan").out
+    assert out.count("its matrix no longer has these values") == 2, out
+    assert run_cli("apply").code == 0
+    manifest.write_text(preview({"product": plain}))
+    out = run_cli("plan").out
+    assert "its declaration no longer has a matrix: its row makes product[T-2]" in out, out
