@@ -189,11 +189,8 @@ def resolve_edit(
     claims = _claims(specs) if owners is None else owners
     gone = {*edit.removed, *again}
     taken = _claimed_elsewhere(previous)
-    for spec in made.values():
-        for path in spec.paths:
-            owner = claims.get(path)
-            if path in taken or (owner is not None and owner not in gone):
-                return None
+    if not _claimable(made, claims, gone, taken, specs):
+        return None
     claims = dict(claims)
     for name in gone:
         if name in specs:
@@ -202,11 +199,55 @@ def resolve_edit(
                     del claims[path]
     for name, spec in made.items():
         claims.update(dict.fromkeys(spec.paths, name))
+    if any(read.path in claims or read.path in taken for read in resolver.reads):
+        return None  # an input written over: the whole path says where
     new_specs = resolver.specs
     if edit.added or edit.removed:
         new_specs = {name: new_specs[name] for name in names}
     index = _reindexed(index, specs, gone, made)
     return Rebuilt(replace(previous, specs=new_specs), tuple(order), claims, index)
+
+
+def _claimable(
+    made: Mapping[str, AssetSpec],
+    claims: Mapping[str, str],
+    gone: Collection[str],
+    taken: Collection[str],
+    specs: Mapping[str, AssetSpec],
+) -> bool:
+    """Whether the files of the images resolved again are theirs to write: no other
+    image's, no atlas's or asset manifest's, none clashing (`_clashes`)."""
+    for spec in made.values():
+        for path in spec.paths:
+            owner = claims.get(path)
+            if path in taken or (owner is not None and owner not in gone):
+                return False
+    fresh = {path for name, spec in made.items() for path in spec.paths if claims.get(path) != name}
+    return not fresh or not _clashes(fresh, claims.keys() | set(taken), specs)
+
+
+def _clashes(fresh: set[str], written: Collection[str], specs: Mapping[str, AssetSpec]) -> bool:
+    """Whether a file newly written is inside another written file, holds one, or is
+    read as an input (`core.written`; the whole path says where). Runs only when an
+    edit writes a new path, never for a prompt edit."""
+    for path in fresh:
+        folder = path.rpartition("/")[0]
+        while folder:
+            if folder in written or folder in fresh:
+                return True
+            folder = folder.rpartition("/")[0]
+    folders = tuple(f"{path}/" for path in fresh)
+    if any(path.startswith(folders) for path in written):
+        return True
+    for spec in specs.values():
+        if spec.image is None and spec.mask is None and not spec.sprite:
+            continue  # most images read no file
+        inputs = ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
+        if spec.palette_file in fresh or any(
+            path in fresh and not (digest or "").startswith("@") for path, digest in inputs
+        ):
+            return True
+    return False
 
 
 def _claims(specs: Mapping[str, AssetSpec]) -> dict[str, str]:

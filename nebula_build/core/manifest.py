@@ -191,8 +191,8 @@ class OutputFields(BaseModel):
         None,
         min_length=1,
         max_length=MAX_PATH,
-        description="File name of each variant from {stem}, {width} and {ext}; "
-        "default '{stem}-{width}{ext}'.",
+        description="File name of each variant from {stem}, {width} and {ext}, ending "
+        "with the output's extension; default '{stem}-{width}{ext}'.",
     )
 
 

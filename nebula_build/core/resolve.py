@@ -32,9 +32,16 @@ from nebula_build.core.manifest import (
 )
 from nebula_build.core.manifest import shown as shown_name
 from nebula_build.core.selection import Selection, known_names
-from nebula_build.core.spec import DEFAULT_VARIANT_PATTERN, AssetSpec, AtlasSpec, placeholders
+from nebula_build.core.spec import (
+    DEFAULT_VARIANT_PATTERN,
+    AssetSpec,
+    AtlasSpec,
+    fill,
+    placeholders,
+)
 from nebula_build.core.sprite import pairs
 from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
+from nebula_build.core.written import Read, inside_another, read_too
 from nebula_build.errors import (
     CONFLICT,
     DependencyCycleError,
@@ -52,7 +59,7 @@ from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 from nebula_build.state.remote import url_problem
 
 if TYPE_CHECKING:
-    from nebula_build.core.rowimages import DataFiles, RowImages
+    from nebula_build.core.rowimages import DataFiles, RowImages, Source
     from nebula_build.core.table import DataError
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
@@ -124,7 +131,11 @@ class _Resolver(SpriteRules):
         self.models: dict[str, Mapping[str, ModelSupport]] = {}
         self.broken_backends: set[str] = set()
         self.plugins: dict[str, BackendPlugin] = {}
-        self.outputs: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}  # file written → the image (or atlas) writing it
+        #: where the manifest names each file no image writes (atlases, asset manifest)
+        self.derived: dict[str, tuple[str, ...]] = {}
+        #: the files and patterns of posts the manifest reads (none is ever written)
+        self.reads: list[Read] = []
         self.base = {**BUILTIN_DEFAULTS, **_set_fields(manifest.model.defaults)}
         self.default_style = self.base.pop("style", None)
         self.bases: dict[str, str] = {}  # expanded image name → its declaration's name
@@ -289,8 +300,7 @@ class _Resolver(SpriteRules):
             return RowImages()
         try:
             source = source_of(decl.rows)
-            folder = source.path == "."  # posts in the project's own folder
-            if not folder and self.check_path((*loc, "rows"), source.path, "a data file") is None:
+            if not self.reading(base, source):
                 return RowImages()
             made = images_from_rows(base, decl, source, self.data, budget=budget)
         except ExpansionError as exc:
@@ -305,6 +315,21 @@ class _Resolver(SpriteRules):
         for problem in made.problems:
             self.data_problem(base, problem)
         return made
+
+    def reading(self, base: str, source: Source) -> bool:
+        """Record what a declaration's `rows` read (never to be written); False where
+        its path is not one (the problem is reported)."""
+        path: str | None = source.path  # "." : posts in the project's own folder
+        if path != ".":
+            path = self.check_path(("images", base, "rows"), source.path, "a data file")
+        if path is None:
+            return False
+        if source.pattern is None:
+            self.reads.append(Read(f"images.{base} as its rows", path))
+        else:
+            reader = f"images.{base} as a post ({source.shown})"
+            self.reads.append(Read(reader, path, tuple(source.pattern.split("/"))))
+        return True
 
     def data_problem(self, base: str, exc: DataError) -> None:
         """A problem in a data file, shown at its line like one in the manifest."""
@@ -392,6 +417,9 @@ class _Resolver(SpriteRules):
             return None
         self.check_inputs(name, decl, {key: found for key, found in inputs.items() if found})
         paths = {key: found[0] for key, found in inputs.items() if found}
+        for key, found in inputs.items():
+            if found and not found[1].startswith("@"):  # `@name`: an output, written
+                self.reads.append(Read(f"images.{name} as its {key}", found[0]))
         digests = {key: found[1] for key, found in inputs.items() if found}
         if len(self.problems) > start or output is None or fmt is None:
             return None
@@ -522,10 +550,11 @@ class _Resolver(SpriteRules):
                 return None
         for key, path in claimed.items():
             assert path is not None
-            other = self.outputs.setdefault(path, f"atlases.{name}")
-            if other != f"atlases.{name}":
-                self.fail((*loc, key), f"{path} is also written by {other}")
+            if path in self.outputs:
+                self.fail((*loc, key), f"{path} is also written by {self.writer(path)}")
                 return None
+            self.outputs[path] = f"atlases.{name}"
+            self.derived[path] = (*loc, key)
         members = tuple(sorted((n for n in chosen if n in specs), key=self.order.__getitem__))
         tags = self.atlas_tags(name, decl, members)
         godot_sheet = self.godot_sheet(loc, decl, output) if "godot" in exports else None
@@ -560,6 +589,47 @@ class _Resolver(SpriteRules):
                 self.fail(("images", name, key), f"{path} is also written by images.{other}")
                 ok = False
         return ok
+
+    def asset_manifest(self) -> str | None:
+        """`[assets] manifest`, checked and claimed like any file written."""
+        loc = ("assets", "manifest")
+        value = self.manifest.model.assets.manifest
+        path = None if value is None else self.check_path(loc, value, "the asset manifest")
+        if path is not None and path in self.outputs:
+            self.fail(loc, f"{path} is also written by {self.writer(path)}")
+        elif path is not None:
+            self.outputs[path] = "[assets]"
+            self.derived[path] = loc
+        return path
+
+    def written_at(self, path: str) -> tuple[str, ...]:
+        """Where the manifest names a file it writes."""
+        if path in self.derived:
+            return self.derived[path]
+        name = self.outputs[path]
+        spec = self.specs.get(name)
+        return ("images", name, "widths" if spec and spec.output != path else "output")
+
+    def writer(self, path: str) -> str:
+        """What writes a file, as a message names it (`images.a`, `atlases.enemies`)."""
+        loc = self.written_at(path)
+        return "[assets] manifest" if loc[0] == "assets" else f"{loc[0]}.{loc[1]}"
+
+    def check_written(self) -> None:
+        """No file is written inside another, nor over one the manifest reads (both
+        would fail or loop only once paid for); time linear in the files written."""
+        for path, file in inside_another(self.outputs):
+            self.fail(
+                self.written_at(path),
+                f"{path} is inside {file}, which {self.writer(file)} writes as a file: "
+                "give one of them another path",
+            )
+        for path, read in read_too(self.outputs, self.reads):
+            self.fail(
+                self.written_at(path),
+                f"{path} is read by {read.reader}: a file the manifest reads is never "
+                "written; write this one elsewhere",
+            )
 
     def check_output_options(
         self, name: str, decl: ImageDecl, merged: dict[str, Any], fmt: str
@@ -602,6 +672,17 @@ class _Resolver(SpriteRules):
             fail("variant_pattern", f"may not contain control characters ({pattern!r})")
         elif "width" not in names or "/" in pattern or "\\" in pattern:
             fail("variant_pattern", "must contain {width} and no folder")
+        else:
+            self.check_variant_suffix(decl.output, pattern, fail)
+
+    @staticmethod
+    def check_variant_suffix(output: str, pattern: str, fail: Callable[[str, str], None]) -> None:
+        """A variant's name ends with its output's extension: the extension is what
+        says which format a file holds (`{stem}-{width}.html` would be PNG bytes)."""
+        stem, _, ext = output.replace("\\", "/").rpartition("/")[2].rpartition(".")
+        variant = fill(pattern, {"stem": stem, "width": 1, "ext": f".{ext}"})
+        if variant.rpartition(".")[2].lower() != ext.lower():
+            fail("variant_pattern", f"must end with the output's extension .{ext} (use {{ext}})")
 
 
 def _set_fields(fields: BaseModel) -> dict[str, Any]:
@@ -753,17 +834,13 @@ def resolve(
         if spec is not None:
             resolver.specs[name] = spec
     specs = {name: resolver.specs[name] for name in images if name in resolver.specs}
-    assets = manifest.model.assets.manifest
-    asset_manifest = None
-    if assets is not None:
-        asset_manifest = resolver.check_path(("assets", "manifest"), assets, "the asset manifest")
-        if asset_manifest is not None and asset_manifest in resolver.outputs:
-            resolver.fail(("assets", "manifest"), f"{asset_manifest} is also an image's output")
+    asset_manifest = resolver.asset_manifest()
     atlases = {
         name: atlas
         for name, decl in manifest.model.atlases.items()
         if (atlas := resolver.atlas(name, decl, specs)) is not None
     }
+    resolver.check_written()
     cache_remote = manifest.model.cache.remote
     if cache_remote is not None:
         problem = url_problem(cache_remote, from_manifest=True)

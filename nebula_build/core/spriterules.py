@@ -24,6 +24,7 @@ from nebula_build.core.sprite import (
     palette_colours,
     rows_matrix_values,
 )
+from nebula_build.core.written import Read
 
 
 class SpriteRules:
@@ -32,6 +33,8 @@ class SpriteRules:
     manifest: Manifest
     bases: dict[str, str]
     digest_of: Callable[[str], str | None]
+    #: the files the manifest reads, never written (`core.written`)
+    reads: list[Read]
     #: an input file's bytes (read once with its digest), None when it cannot be read
     read_input: Callable[[str], bytes | None]
 
@@ -129,6 +132,7 @@ class SpriteRules:
                 self.fail(loc, str(exc))
                 return
         merged["palette"], merged["palette_digest"] = path, digest
+        self.reads.append(Read(f"images.{name} as its palette", path))
 
     def atlas_tags(
         self, name: str, decl: AtlasDecl, members: tuple[str, ...]

@@ -286,6 +286,7 @@ def _check_paths(
         for path in (spec.image, spec.mask, spec.palette_file)
         if path and path not in written and path not in owners
     )
+    guard.protect(resolved.data_files, what="a data file (rows)")  # `core.written` refuses them
     checked_folders: set[str] = set()
     for where, path in declared:
         problem = guard.problem(path)

@@ -102,17 +102,19 @@ def names_file(parts: Parts, states: States, name: str) -> bool:
 
 def matches(parts: Parts, relative: Sequence[str]) -> bool:
     """Whether the file at `relative` (its parts below the pattern's folder) matches."""
-    states = _states_at(parts, relative[:-1])
+    states = states_at(parts, relative[:-1])
     return bool(relative) and names_file(parts, states, relative[-1])
 
 
 def may_hold(parts: Parts, relative: Sequence[str]) -> bool:
     """Whether the folder at `relative` (below the pattern's folder) is one a walk
     enters: a file in it, or below it, may match."""
-    return bool(_states_at(parts, relative))
+    return bool(states_at(parts, relative))
 
 
-def _states_at(parts: Parts, folders: Sequence[str]) -> States:
+def states_at(parts: Parts, folders: Sequence[str]) -> States:
+    """The states in the folder at `folders` (below the pattern's folder): empty when
+    no file in it, or below it, can match."""
     states = start(parts)
     for name in folders:
         states = descend(parts, states, name)

@@ -4,10 +4,10 @@ named by a manifest, a lock, a journal or a page goes through `Guard`.
 A path is accepted only if it is relative, clean (no `..`, no control
 characters), resolves inside the project without a symbolic link that leaves
 it, and is not the tool's own state (`.nebula-build/`, the manifest, the lock),
-version control, or a protected file (an input image). The checks are made
-twice: on the text when a path is declared or read from a lock, and again at
-the moment of the operation, walking folder by folder from the project root
-with `O_NOFOLLOW` and `dir_fd`-relative calls, so a folder swapped for a
+version control, or a protected file (an input image, a data file). The checks
+are made twice: on the text when a path is declared or read from a lock, and
+again at the moment of the operation, walking folder by folder from the project
+root with `O_NOFOLLOW` and `dir_fd`-relative calls, so a folder swapped for a
 symbolic link after the plan is refused, not followed.
 """
 
@@ -88,13 +88,13 @@ class Guard:
     def __init__(self, root: Path, *, reserved: Collection[str] = ()) -> None:
         self.root = Path(os.path.realpath(root))
         self._reserved = {name.casefold() for name in reserved}
-        self._protected: set[str] = set()
+        self._protected: dict[str, str] = {}  # file → what it is
         #: the copies `backup` made, in the order it made them
         self.backups: list[Path] = []
 
-    def protect(self, relatives: Iterable[str]) -> None:
-        """Files that are read but never written or deleted (input images)."""
-        self._protected.update(relatives)
+    def protect(self, relatives: Iterable[str], *, what: str = "an input image") -> None:
+        """Files that are read but never written or deleted (input images, data files)."""
+        self._protected.update(dict.fromkeys(relatives, what))
 
     # --- the checks -------------------------------------------------------------
 
@@ -107,7 +107,7 @@ class Guard:
         if relative.casefold() in self._reserved:
             return "is the tool's own file"
         if writing and relative in self._protected:
-            return "is an input image"
+            return f"is {self._protected[relative]}"
         return None
 
     def check(self, relative: object, *, what: str, writing: bool = True) -> str:

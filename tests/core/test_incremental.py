@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nebula_build.core.chunks import cut, parse_rest, parsed, reparse
@@ -59,14 +59,22 @@ def _full(text: str) -> tuple[object, Resolved | str]:
     except ManifestError as exc:
         return None, str(exc)
     try:
-        return manifest.model, resolve(manifest, REGISTRY, lambda path: None)
+        return manifest.model, resolve(manifest, REGISTRY, _digest)
     except NebulaBuildError as exc:
         return manifest.model, str(exc)
 
 
+def _digest(path: str) -> str | None:
+    """The one input file there is: a chain's mask (which an image may write over)."""
+    return "0" * 64 if path == "mask.png" else None
+
+
 names = st.sampled_from([f"img-{n}" for n in range(8)])
 prompts = st.sampled_from(["a fox", "a cat", "a {broken", "", "a boat"])
-outputs = st.sampled_from([f"out/{n}.png" for n in range(6)] + ["out/x.bmp", "../out.png"])
+outputs = st.sampled_from(
+    [f"out/{n}.png" for n in range(6)]
+    + ["out/x.bmp", "../out.png", "out/1.png/2.png", "out/1.png/x/3.png", "mask.png"]
+)
 edits = st.one_of(
     st.tuples(st.just("prompt"), names, prompts),
     st.tuples(st.just("output"), names, outputs),
@@ -118,6 +126,9 @@ def start() -> dict[str, object]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(edits, min_size=1, max_size=8))
+@example([("output", "img-0", "mask.png"), ("chain", "img-1", "img-2")])
+@example([("chain", "img-1", "img-2"), ("output", "img-0", "mask.png")])
+@example([("output", "img-0", "out/1.png/x/3.png")])
 def test_incremental_parse_and_resolve_equal_the_whole_path(sequence):
     state = start()
     text = render(state)
@@ -147,7 +158,7 @@ def test_incremental_parse_and_resolve_equal_the_whole_path(sequence):
             again.parsed.manifest,
             change,
             registry=REGISTRY,
-            digest_of=lambda path: None,
+            digest_of=_digest,
             owners=owners,
             takers=takers,
         )

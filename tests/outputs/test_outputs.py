@@ -158,6 +158,20 @@ def test_images_with_one_spec_share_one_generation(project, run_cli, fake_site, 
             {"output": "a.png", "widths": [10], "variant_pattern": "{name}{ext}"},
             "images.a.variant_pattern: may use only {stem}, {width} and {ext}",
         ),
+        *(
+            (
+                {"output": "o/a.png", "widths": [32], "variant_pattern": pattern},
+                "images.a.variant_pattern: must end with the output's extension .png (use {ext})",
+            )
+            for pattern in (
+                "{stem}-{width}.html",
+                "{stem}-{width}.toml",
+                "{stem}-{width}.lock",
+                "{stem}-{width}.jpg",
+                "{stem}-{width}{ext}.bak",
+                "{stem}{ext}-{width}",
+            )
+        ),
     ],
 )
 def test_bad_output_options_are_one_clear_line(
@@ -166,6 +180,20 @@ def test_bad_output_options_are_one_clear_line(
     project({"images.toml": fake_manifest(tmp_path / "log", {"a": {"prompt": "x", **fields}})})
     code, _, err = run_cli("validate")
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("output", "pattern", "variant"),
+    [("a.png", "{stem}@{width}.png", "a@32.png"), ("a.PNG", "{width}-{stem}.png", "32-a.png")],
+)
+def test_a_variant_may_spell_its_outputs_extension_out(
+    output, pattern, variant, project, run_cli, fake_site, tmp_path
+):
+    image = {"prompt": "x", "output": output, "widths": [32], "variant_pattern": pattern}
+    root = project({"images.toml": fake_manifest(tmp_path / "log", {"a": image})})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert image_info(root / variant) == ("PNG", (32, 32))
 
 
 def test_variant_colliding_with_another_output_is_refused(project, run_cli, fake_site, tmp_path):
