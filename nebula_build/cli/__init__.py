@@ -226,6 +226,19 @@ class _Parser(argparse.ArgumentParser):
         super()._check_value(action, value)
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The parser of the command `args` are for (of its ACTION, under `cache`)."""
+    for dest in ("command", "cache_command"):
+        commands = next(
+            (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        name = getattr(args, dest, None)
+        if commands is None or name not in commands.choices:
+            break
+        parser = commands.choices[name]
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = _Parser(
         prog="nebula-build",
@@ -351,7 +364,9 @@ def main(
 def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:  # said with the command's usage, not the top level's
+            _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as exc:  # --help (0), or a usage error: argparse says 2, we say 1
         code = int(exc.code or 0)
         return ExitCode.ERROR if code == 2 else code

@@ -367,7 +367,11 @@ class Watcher:
             self._watch_declared_data()
             if report.error != self._last_error:
                 for line in report.error.splitlines():
-                    self._say(self.style("error: ", "red", "bold") + line)
+                    self._say(
+                        self.style(f"round {report.number}: ", "bold")
+                        + self.style("error: ", "red", "bold")
+                        + line
+                    )
                 self._say(self.style("waiting for the next save…", "dim"))
             self._last_error = report.error
             return self._publish(report)

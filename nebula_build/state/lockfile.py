@@ -435,8 +435,12 @@ def loads(text: str, where: str = "images.lock") -> Entries:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        # "Invalid statement (at line 59, column 1)": the place first, then what is wrong
+        place = re.search(r" \(at line (\d+), column (\d+)\)$", reason)
+        if place is not None:
+            reason = f"line {place[1]}, column {place[2]}: {reason[: place.start()]}"
         raise LockfileError(
-            f"{where} is not valid TOML ({reason}); restore it from version control or delete it"
+            f"{where} is not valid TOML: {reason}; restore it from version control or delete it"
         ) from None
     return _entries_from(data, where)
 

@@ -76,7 +76,7 @@ class ProjectLock:
                         else f"gave up after {self.timeout:g}s"
                     )
                     raise ProjectLockedError(
-                        f"another nebula-build is running in this project ({holder}); {hint}"
+                        f"another nebula-build is running in this project: {holder}; {hint}"
                     ) from None
                 time.sleep(0.05)
         previous = self._holder(fd)

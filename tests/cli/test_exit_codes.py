@@ -56,7 +56,10 @@ def test_a_bad_flag_on_any_command_is_1(command, project, run_cli, capsys):
     }.get(command, [])
     code, out, _ = run_cli(command, *positional, "--no-such-flag")
     assert code == ExitCode.ERROR and out == ""
-    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err  # argparse's
+    said = capsys.readouterr().err  # argparse's, with the command's own usage
+    usage = " ".join(["nebula-build", command, *(positional if command == "cache" else [])])
+    assert f"{usage}: error: unrecognized arguments: --no-such-flag" in said, said
+    assert said.startswith(f"usage: {usage} [-h]")
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,7 @@ def test_rounds_follow_edits_and_survive_a_broken_manifest(project, fake_site, t
         await script.queue.put({manifest})  # saved again, still broken
         assert (await script.next_round()).error
         assert out.getvalue().count("invalid TOML") == 1  # said once, not per save
+        assert "round 3: error: images.toml:" in out.getvalue()  # numbered like the others
 
         images["c"] = {"prompt": "three", "output": "c.png"}
         manifest.write_text(fake_manifest(log, images))

@@ -102,7 +102,10 @@ def test_snapshot_is_used_only_while_it_matches_the_lock(tmp_path):
 def test_corrupt_or_future_lock_is_a_clear_error(tmp_path):
     project = Project(tmp_path, tmp_path / "images.toml")
     project.lock_path.write_text("version = [\n")
-    with pytest.raises(LockfileError, match="not valid TOML"):
+    with pytest.raises(LockfileError, match=r"not valid TOML: Invalid value \(at end of"):
+        read(project)
+    project.lock_path.write_text("version = 1\n[images.a\n")
+    with pytest.raises(LockfileError, match="not valid TOML: line 2, column 10: Expected ']'"):
         read(project)
     project.lock_path.write_text("version = 9\n")
     with pytest.raises(LockfileError, match="version 9"):
