@@ -154,3 +154,25 @@ def test_every_link_between_the_docs_resolves(page):
         ):
             broken.append(target)
     assert broken == []
+
+
+def test_the_readme_command_table_names_every_option():
+    """Each row of the README's command table lists every option its command takes."""
+    import argparse
+
+    from nebula_build.cli import build_parser
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `nebula-build (\w+)[^|]*\| (.*) \|$", text, re.MULTILINE)
+    table = dict(rows)
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = []
+    for command, parser in sub.choices.items():
+        parsers = [parser]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += action.choices.values()
+        for option in {o for p in parsers for a in p._actions for o in a.option_strings}:
+            if option not in ("-h", "--help") and f"`{option}" not in table.get(command, ""):
+                missing.append(f"{command} {option}")
+    assert missing == []

@@ -3,7 +3,8 @@
 Each image has exactly the requested size and shows its name, prompt, model,
 seed and size over a palette derived from the generation key: the same key
 always gives the same bytes. Inpainting previews paint the masked area of the
-input image. For layout work, tests, CI without credits, and first runs.
+input image; a sprite's stand-in is a shape on the key colour, labelled inside.
+For layout work, tests, CI without credits, and first runs.
 """
 
 from __future__ import annotations
@@ -107,22 +108,31 @@ def _inpainting(request: GenerationRequest, size: tuple[int, int]) -> tuple[PILI
     return Image.composite(Image.blend(base, fill, 0.75), base, mask), mask_on_top
 
 
-def _on_key(key: str, background: str, size: tuple[int, int]) -> PILImage.Image:
+def _on_key(request: GenerationRequest, background: str, size: tuple[int, int]) -> PILImage.Image:
     """A sprite stand-in: the preview's palette in a rounded shape with anti-aliased
-    edges, on the flat key colour the request asks for (as a model told to would)."""
+    edges, on the flat key colour the request asks for (as a model told to would). The
+    caption stays inside the shape, so the key colour around it keys out as before."""
     from PIL import Image, ImageDraw
 
     scale = 4  # drawn large and reduced: soft edges, like a model's
     mask = Image.new("L", (size[0] * scale, size[1] * scale), 0)
     width, height = mask.size
+    radius = min(width, height) * 0.22
     ImageDraw.Draw(mask).rounded_rectangle(
-        (width * 0.18, height * 0.12, width * 0.82, height * 0.88),
-        radius=min(width, height) * 0.22,
-        fill=255,
+        (width * 0.18, height * 0.12, width * 0.82, height * 0.88), radius=radius, fill=255
     )
     mask = mask.resize(size, Image.Resampling.BOX)
     canvas = Image.new("RGB", size, _rgb(background))
-    canvas.paste(_background(key, size), (0, 0), mask)
+    canvas.paste(_background(request.generation_key, size), (0, 0), mask)
+    # The rectangle inside the rounded one (its corners on the arcs), and a pixel more.
+    inset = radius / scale * (1 - 0.5**0.5) + 1
+    box = (
+        round(size[0] * 0.18 + inset),
+        round(size[1] * 0.12 + inset),
+        round(size[0] * 0.82 - inset),
+        round(size[1] * 0.88 - inset),
+    )
+    _caption(canvas, request, top=False, box=box, within=mask)
     return canvas
 
 
@@ -152,12 +162,22 @@ def _wrap(text: str, font: FreeTypeFont, width: float, max_lines: int) -> list[s
     return lines
 
 
-def _caption(image: PILImage.Image, request: GenerationRequest, *, top: bool) -> None:
-    """The name, prompt and details on a panel; over an input image (a chain's upstream
-    preview, which carries its own caption) the panel is opaque so no text shows through."""
-    from PIL import Image, ImageDraw
+def _caption(
+    image: PILImage.Image,
+    request: GenerationRequest,
+    *,
+    top: bool,
+    box: tuple[int, int, int, int] | None = None,
+    within: PILImage.Image | None = None,
+) -> None:
+    """The name, prompt and details on a panel inside `box` (the whole image unless
+    given), drawn only where `within` (a mask) is; over an input image (a chain's
+    upstream preview, which carries its own caption) the panel is opaque so no text
+    shows through."""
+    from PIL import Image, ImageChops, ImageDraw
 
-    width, height = image.size
+    left, upper, right, lower = box or (0, 0, *image.size)
+    width, height = right - left, lower - upper
     unit = min(width, height)
     if unit < 96:  # too small for legible text: the palette alone identifies it
         return
@@ -165,26 +185,27 @@ def _caption(image: PILImage.Image, request: GenerationRequest, *, top: bool) ->
     title_size, body_size = max(10, unit // 12), max(8, unit // 26)
     max_lines = max(1, (height // 3) // (body_size + body_size // 3))
     prompt = _wrap(request.prompt, _font(body_size), width - 4 * margin, max_lines)
-    details = [request.model.split("/")[-1], f"{width} x {height}"]
+    details = [request.model.split("/")[-1], "{} x {}".format(*image.size)]
     if request.seed is not None:
         details.append(f"seed {request.seed}")
     lines = [(request.image_name, title_size, (255, 255, 255))]
     lines += [(text, body_size, (235, 235, 240)) for text in prompt]
     lines += [("  ·  ".join(details), max(7, body_size * 4 // 5), (200, 205, 215))]
     panel_height = sum(size + size // 3 for _, size, _ in lines) + margin
-    panel_top = margin if top else height - panel_height - margin
+    panel_top = upper + (margin if top else height - panel_height - margin)
     overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     draw.rounded_rectangle(
-        (margin, panel_top, width - margin, panel_top + panel_height),
+        (left + margin, panel_top, right - margin, panel_top + panel_height),
         radius=margin // 2,
         fill=(10, 12, 20, 255 if request.image is not None else 165),
     )
     y = panel_top + margin // 2
     for text, size, color in lines:
-        draw.text((2 * margin, y), text, font=_font(size), fill=(*color, 255))
+        draw.text((left + 2 * margin, y), text, font=_font(size), fill=(*color, 255))
         y += size + size // 3
-    image.paste(overlay, (0, 0), overlay)
+    alpha = overlay.getchannel("A")
+    image.paste(overlay, (0, 0), alpha if within is None else ImageChops.darker(alpha, within))
 
 
 def render(request: GenerationRequest) -> bytes:
@@ -194,8 +215,7 @@ def render(request: GenerationRequest) -> bytes:
         image, mask_on_top = _inpainting(request, size)
         _caption(image, request, top=not mask_on_top)
     elif request.background is not None:
-        image = _on_key(request.generation_key, request.background, size)  # no caption:
-        # its panel would reach over the key colour and stay as an opaque box
+        image = _on_key(request, request.background, size)
     else:
         image = _background(request.generation_key, size)
         _caption(image, request, top=False)
@@ -217,7 +237,8 @@ class PreviewSettings(BackendSettings):
 
 
 class PreviewBackend(Backend):
-    """Offline stand-ins that take exactly the parameters the hosted models take."""
+    """Offline stand-ins that take the parameters the hosted models take, and a seed
+    on every model."""
 
     name = "preview"
     settings_model = PreviewSettings

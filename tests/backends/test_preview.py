@@ -66,6 +66,29 @@ def test_inpainting_paints_only_the_masked_area():
     assert out.getpixel((120, 230)) == (40, 120, 200)  # untouched, away from the caption
 
 
+def test_a_sprite_stand_in_is_labelled_inside_its_shape_and_keys_out_the_same():
+    """A `background = "transparent"` stand-in shows its name and prompt like any
+    preview, on the shape only: the key colour around it is untouched, so the keying
+    (and the frames of an atlas) come out as without the label."""
+    from nebula_build.outputs.keying import Keying, apply_key
+
+    def sprite(name: str, prompt: str) -> Image.Image:
+        changes = {"width": 256, "height": 256, "background": "#FF00FF"}
+        return decode(render(request(image_name=name, prompt=prompt, **changes)))
+
+    slime, bat = sprite("enemy[slime,idle]", "a slime"), sprite("enemy[bat,idle]", "a bat")
+    label = ImageChops.difference(slime, bat).getbbox()
+    assert label is not None  # the same key, so the same palette: only the text differs
+    left, upper, right, lower = label
+    assert left > 256 * 0.18 and right < 256 * 0.82 and upper > 256 * 0.12 and lower < 256 * 0.88
+    border = [slime.getpixel((x, y)) for x in range(256) for y in (0, 255)]
+    assert set(border) == {(255, 0, 255)}
+    alphas = [apply_key(image, Keying("#FF00FF")).getchannel("A") for image in (slime, bat)]
+    assert ImageChops.difference(*alphas).getbbox() is None
+    inside = alphas[0].crop(label).getextrema()
+    assert inside == (255, 255)  # the text and its panel stay opaque
+
+
 def test_png_size_is_read_from_its_header():
     from nebula_build.imaging import image_size
 
