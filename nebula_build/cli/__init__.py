@@ -177,7 +177,9 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _lock_timeout_flag(pick)
     pick.set_defaults(run="pick:cmd_pick")
 
-    history = sub.add_parser("history", help="an image's earlier generations, newest first")
+    history = sub.add_parser(
+        "history", help="an image's earlier generations, the last one replaced first"
+    )
     history.add_argument("name", metavar="NAME", help="the image")
     history.add_argument("--json", action="store_true", help="machine-readable output")
     history.set_defaults(run="pick:cmd_history")

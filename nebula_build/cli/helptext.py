@@ -81,7 +81,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nebula-build pick hero 2   # the third draw of hero",
     ),
     "history": (
-        "An image's earlier generations, newest first, with what changed between them.",
+        "An image's earlier generations, the last one replaced first, with what changed "
+        "between them.",
         "nebula-build history hero",
     ),
     "completion": (

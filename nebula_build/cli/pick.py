@@ -111,12 +111,13 @@ def cmd_history(ctx: Context) -> int:
         return ExitCode.OK
     earlier = len(listed) - 1
     ctx.print(
-        f"{name} ({entry.output}): {plural(earlier, 'earlier generation')}, newest first"
-        + (" · pinned to an earlier one" if entry.pin is not None else "")
+        f"{name} ({entry.output}): {plural(earlier, 'earlier generation')}, the last one "
+        "replaced first" + (" · pinned to an earlier one" if entry.pin is not None else "")
     )
     for row in listed:
         label = "now" if row.index == 0 else f"@{row.index}"
-        when = row.made.replace("T", " ")[:16] + " UTC" if row.made else "?" * 20
+        # when it was made, which a generation back from the cache keeps
+        when = "made " + row.made.replace("T", " ")[:16] + " UTC" if row.made else "?" * 25
         cached = "" if row.in_cache else "  (not in the cache here)"
         draw = row.params.get("draw")
         of_set = f"  draw {draw}" if type(draw) is int and draw else ""

@@ -51,9 +51,9 @@ def test_history_lists_earlier_generations_and_pick_brings_one_back(
 
     code, out, err = run_cli("history", "hero")
     assert code == 0, err
-    assert "hero (hero.png): 1 earlier generation, newest first" in out
+    assert "hero (hero.png): 1 earlier generation, the last one replaced first" in out
     assert re.search(
-        r"@1 +\d{4}-\d\d-\d\d \d\d:\d\d UTC  " + hashlib.sha256(red).hexdigest()[:12], out
+        r"@1 +made \d{4}-\d\d-\d\d \d\d:\d\d UTC  " + hashlib.sha256(red).hexdigest()[:12], out
     )
     assert "prompt: a [-red-] {+blue+} lighthouse" in out
     data = json.loads(run_cli("history", "hero", "--json").out)
