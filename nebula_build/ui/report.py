@@ -99,7 +99,13 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
         lines.append(style(f"      takes the output of {', '.join(action.spec.depends_on)}", "dim"))
     if action.spec is not None:
         lines += [style(f"      {line}", "dim") for line in _sprite_lines(action.spec)]
-    for change in action.changes:
+    instead = action.resolution
+    if action.kind is ActionKind.CONFLICT and instead and instead.kind is not ActionKind.RESTORE:
+        # what else is pending for it, which the conflict holds back
+        lines.append(
+            style(f"      with --force: {instead.kind.value} ({printable(instead.reason)})", "dim")
+        )
+    for change in action.changes or (instead.changes if instead else ()):
         lines.append(
             f"      {style('~', 'yellow')} {change.field}: "
             f"{_value(change.field, change.old)} -> {_value(change.field, change.new)}"
@@ -394,6 +400,8 @@ def action_json(action: Action) -> dict[str, Any]:
         }
     if action.old_output:
         data["old_output"] = action.old_output
+    if action.kind is ActionKind.CONFLICT and action.resolution is not None:
+        data["with_force"] = action_json(action.resolution)
     if action.spec is not None and action.spec.depends_on:
         data["depends_on"] = list(action.spec.depends_on)
     if action.changes:

@@ -153,6 +153,19 @@ def test_a_renamed_image_is_dropped_from_the_lock_and_its_file_kept(project, run
     assert (root / "static/hero.webp").exists()
 
 
+def test_a_conflict_still_shows_what_else_is_pending_for_the_image(project, run_cli):
+    root = project({"images.toml": SITE})
+    run_cli("apply")
+    (root / "static/hero.webp").write_bytes(b"my own edit")
+    (root / "images.toml").write_text(SITE.replace("at dusk", "at dawn"))
+    code, out, _ = run_cli("plan")
+    assert "! hero  conflict  static/hero.webp\n      output file changed by hand\n" in out
+    assert "      with --force: regenerate (prompt changed)\n      ~ prompt: " in out, out
+    data = json.loads(run_cli("plan", "--json").out)
+    hero = next(a for a in data["actions"] if a["image"] == "hero")
+    assert hero["with_force"]["action"] == "regenerate" and hero["with_force"]["generates"]
+
+
 def test_with_several_hand_edits_the_plan_says_how_to_replace_one(project, run_cli):
     root = project({"images.toml": SITE})
     run_cli("apply")
