@@ -58,6 +58,8 @@ def _value(field: str, value: Any) -> str:
             upstream, _, key = text.partition(":")
             return f"{upstream} (output {key[:12]}…)"
         return f"sha256:{text[:12]}…"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)  # `max_kb = 8` is read as 8.0: shown as written
     return json.dumps(value, ensure_ascii=False)
 
 

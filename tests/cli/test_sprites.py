@@ -116,6 +116,10 @@ def test_a_failed_check_fails_the_build_and_loosening_it_generates_nothing(proje
     result = applied(run_cli)
     assert result["generated"] == 0
     assert result["results"][0]["check_values"]["square"] is True
+    (root / "images.toml").write_text(
+        manifest(background="transparent", checks={**checks, "max_kb": 48})
+    )
+    assert "~ checks.max_kb: 64 -> 48\n" in run_cli("plan").out  # as written, not 64.0
 
 
 def test_an_opaque_image_fails_an_alpha_check(project, run_cli):
