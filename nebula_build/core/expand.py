@@ -201,4 +201,7 @@ def _evaluate(node: ast.expr) -> int:
     if isinstance(node, ast.BinOp) and type(node.op).__name__ in _OPERATORS:
         operation = _OPERATORS[type(node.op).__name__]
         return int(operation(_evaluate(node.left), _evaluate(node.right)))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _evaluate(node.operand)  # "-5": its range is what is wrong with it
+        return -value if isinstance(node.op, ast.USub) else value
     raise ValueError("unsupported")

@@ -111,6 +111,10 @@ def test_a_style_change_rekeys_exactly_the_images_that_use_it(
             {**ENEMY, "seed": "{index} / 2"},
             "images.enemy.seed: '{index} / 2' is not an integer expression",
         ),
+        (  # a minus sign is an integer's: what is wrong is the range
+            {**ENEMY, "seed": "{index} - 3 * -1 - 10"},
+            "images.enemy.seed: '{index} - 3 * -1 - 10' gives -7, outside 0-4294967295",
+        ),
         ({**ENEMY, "matrix": {"kind": []}}, "images.enemy.matrix: 'kind' has no values"),
         (
             {"prompt": "a knight", "output": "images/{kind}.png"},
