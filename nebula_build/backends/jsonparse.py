@@ -24,6 +24,10 @@ def parse_json(data: bytes, *, values: int) -> Any:
     """The JSON value of `data`; ValueError saying what is wrong if it is not JSON, is
     nested deeper than MAX_JSON_DEPTH, or is made of more than `values` values (arrays,
     objects, and what commas separate) outside its strings."""
+    # json.loads would take UTF-16 and UTF-32 too, whose bytes the count misreads (a
+    # character can hold a byte 0x22): JSON between systems is UTF-8 (RFC 8259)
+    if json.detect_encoding(data) not in ("utf-8", "utf-8-sig"):
+        raise ValueError("not JSON in UTF-8")
     if _values_over(data, values):
         raise ValueError(f"made of more than {values:,} JSON values")
     too_deep = f"nested deeper than {MAX_JSON_DEPTH} levels"

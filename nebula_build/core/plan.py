@@ -86,6 +86,9 @@ class Action:
     in_place: bool = False
     #: the remote cache holds this generation: apply downloads it instead of paying
     from_remote: bool = False
+    #: files apply removes beside `output` (its old variants or output, and each file
+    #: of a deleted image): they hold what nebula-build wrote there
+    removes: tuple[str, ...] = ()
     #: each file it writes as the plan found it (path, digest or None) where the plan
     #: accepted replacing it: apply refuses one changed since (a hand edit meanwhile)
     found: tuple[tuple[str, str | None], ...] = ()
@@ -494,7 +497,7 @@ def make_plan(
         # declarations with `rows`: an image of theirs left with its row
         from_rows = {n.split("[", 1)[0] for n, s in specs.items() if s.row is not None}
         from_rows |= set(row_bases)
-    renamed = _renamed_rows(removed, specs) if from_rows else {}
+    renamed = _renamed_rows(removed, specs, lock) if from_rows else {}
     actions += [
         _removed(
             name,
@@ -513,9 +516,13 @@ def make_plan(
     return Plan(tuple(_with_removals(action, ctx) for action in actions))
 
 
-def _renamed_rows(removed: Collection[str], specs: Mapping[str, AssetSpec]) -> dict[str, str]:
+def _renamed_rows(
+    removed: Collection[str], specs: Mapping[str, AssetSpec], lock: Mapping[str, object]
+) -> dict[str, str]:
     """Why an image of a row that is still there left: its declaration gained a matrix
-    (product[tea] → product[tea,hero]), lost one, or lost one of its values."""
+    (product[tea] → product[tea,hero], new to the lock), lost one, or lost one of its
+    values. A row's id may hold commas where there is no matrix: a name is matched
+    against the rows there are, never split and believed."""
     rows: dict[tuple[str, str], AssetSpec] = {}  # (declaration, row id) → an image of it
     for name, spec in specs.items():
         if spec.row is not None:
@@ -523,49 +530,45 @@ def _renamed_rows(removed: Collection[str], specs: Mapping[str, AssetSpec]) -> d
     reasons = {}
     for name in removed:
         base, _, inside = name.partition("[")
-        values = inside[:-1].split(",") if inside.endswith("]") else []
-        now = rows.get((base, values[0])) if values else None
+        if not inside.endswith("]"):
+            continue
+        inside = inside[:-1]
+        now = rows.get((base, inside))
+        if now is not None:  # the row's whole id: it had no matrix
+            if len(now.parts) > 1 and now.name not in lock:
+                reasons[name] = f"its declaration now has a matrix: its row makes {now.name} …"
+            continue
+        commas = [i for i, c in enumerate(inside) if c == ","]
+        now = next((rows[k] for i in commas if (k := (base, inside[:i])) in rows), None)
         if now is None:
             continue
-        if len(values) == 1 and len(now.parts) > 1:
-            reasons[name] = f"its declaration now has a matrix: its row makes {now.name} …"
-        elif len(values) > 1 and len(now.parts) == 1:
+        if len(now.parts) == 1 and now.name not in lock:
             reasons[name] = f"its declaration no longer has a matrix: its row makes {now.name}"
-        elif len(values) > 1:
+        elif len(now.parts) > 1:  # with a matrix, an id has no comma
             reasons[name] = "its matrix no longer has these values"
     return reasons
 
 
-#: files a note on what an action removes names one by one
-_NAMED_REMOVALS = 5
-
-
 def _with_removals(action: Action, ctx: _Context) -> Action:
-    """Say which files apply removes beside the one the action names: files the lock
-    records for the image that it no longer writes (a variant dropped, every file of
-    a deleted image) and that still hold what it wrote there."""
+    """Name the files apply removes beside the one the action names (`removes`): files
+    the lock records for the image that it no longer writes (a variant dropped, an
+    output moved while it is made again, every file of a deleted image) and that
+    still hold what it wrote there."""
     entry = action.entry
-    if entry is None or not entry.variants:
+    if entry is None:
         return action
     if action.kind is ActionKind.DELETE:
         keep = action.kept | {entry.output}
+    elif action.kind is ActionKind.MOVE and action.spec is not None:
+        keep = frozenset(action.spec.paths) | {entry.output}  # renamed, not removed
     elif action.spec is not None and action.kind not in (ActionKind.NOOP, ActionKind.CONFLICT):
         keep = frozenset(action.spec.paths)
     else:
         return action
-    removed = [
-        path
-        for path, digest in entry.variants.items()
-        if path not in keep and ctx.digest_of(path) == digest
-    ]
-    if not removed:
-        return action
-    named = ", ".join(removed[:_NAMED_REMOVALS])
-    if len(removed) > _NAMED_REMOVALS:
-        named += f" and {len(removed) - _NAMED_REMOVALS} more"
-    note = (
-        f"also removes {named}"
-        if action.kind is ActionKind.DELETE
-        else (f"removes {named}, which it no longer writes")
+    files = entry.files()
+    if len(files) == 1 and entry.output in keep:
+        return action  # the common case: not a stat more
+    removes = tuple(
+        path for path, digest in files.items() if path not in keep and ctx.digest_of(path) == digest
     )
-    return replace(action, notes=(*action.notes, note))
+    return replace(action, removes=removes) if removes else action

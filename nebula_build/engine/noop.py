@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from nebula_build.engine.prepare import Prepared
     from nebula_build.state.cache import Store
 
-FORMAT = "nebula-build no-op snapshot 5"
+FORMAT = "nebula-build no-op snapshot 6"
 SNAPSHOT = os.path.join(".nebula-build", "noop")
 #: a snapshot of 100k images is about 13 MB; anything far larger is not ours
 MAX_BYTES = 256 << 20

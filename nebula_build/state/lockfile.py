@@ -613,8 +613,10 @@ def _from_lock(project: Project, reading: Callable[[Path], _T]) -> _T | None:
         raise LockfileError(f"{project.lock_path.name} is a folder; remove it and re-run") from None
 
 
-#: the snapshot's layout: a line saying whose it is, then lines of up to _PIECE entries
-_SNAPSHOT_LAYOUT = 2
+#: the snapshot's layout: a line saying whose it is, then lines of up to _PIECE entries;
+#: raised too when `_entry_problem` refuses more (3: an entry's files are images beside
+#: its output), since a snapshot's entries are not checked again
+_SNAPSHOT_LAYOUT = 3
 
 
 def _read_snapshot(path: Path, digest: str) -> tuple[Entries, bool] | None:

@@ -31,6 +31,8 @@ Hostile faults, a server that does not play fair:
 - "deep_json[:depth]": a 200 whose `data` is nested `depth` lists deep (default 100000)
 - "json_bomb[:MiB]": a 200 whose `data` is a list of empty lists, `[[],[],…]`, that
   many MiB in all (default 64, just under the image answer's cap): a few bytes a list
+- "json_bomb_utf16[:MiB]": the same in UTF-16 (default 16 MiB), with a character
+  whose bytes hold a quote before the lists
 - "pixel_bomb": a small PNG whose header claims 100000x100000 pixels
 - "checkerboard": a 200 whose image is painted on a grey and white checkerboard, the
   fake transparency a model draws when a prompt asks for a transparent background
@@ -438,6 +440,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                 "retry_after": self._retry_after,
                 "deep_json": self._deep_json,
                 "json_bomb": self._json_bomb,
+                "json_bomb_utf16": self._json_bomb_utf16,
                 "pixel_bomb": self._pixel_bomb,
                 "private_chunk": self._private_chunk,
                 "message": self._message,
@@ -517,6 +520,13 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             size = int(float(argument or 64) * 2**20) - len(head) - len(tail)
             lists = b"[]," * (size // 3)
             self._send(200, head + lists + tail, "application/json")
+
+        def _json_bomb_utf16(self, argument: str, body: dict[str, Any]) -> None:
+            # U+2241 is the bytes 41 22 in UTF-16-LE: a quote to a count of the raw bytes
+            text = '{"status":"success","data":["\u2241",' + "[]," * int(
+                float(argument or 16) * 2**20 / 6
+            )
+            self._send(200, (text + '"\u2241"]}').encode("utf-16-le"), "application/json")
 
         def _pixel_bomb(self, argument: str, body: dict[str, Any]) -> None:
             self._success(base64.b64encode(pixel_bomb_png()).decode(), body)

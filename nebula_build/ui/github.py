@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from nebula_build.core import sourcemap
-from nebula_build.core.plan import Plan
+from nebula_build.core.plan import Action, Plan
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.text import plural, printable
 
@@ -137,6 +137,15 @@ def _row(*cells: object) -> str:
     return "| " + " | ".join(markdown_text(cell) for cell in cells) + " |"
 
 
+def _reason(action: Action) -> str:
+    """The reason cell: with what else the action removes, which a reviewer must see."""
+    if not action.removes:
+        return action.reason
+    from nebula_build.ui.report import removal_text
+
+    return f"{action.reason}; {removal_text(action)}"
+
+
 def summary(
     title: str,
     plan: Plan,
@@ -152,7 +161,7 @@ def summary(
         lines.append(f"No changes: {plural(len(plan.actions), 'image')} up to date.")
     else:
         lines += ["| image | action | reason | output |", "| --- | --- | --- | --- |"]
-        lines += [_row(a.image, a.kind.value, a.reason, a.output or "") for a in changes]
+        lines += [_row(a.image, a.kind.value, _reason(a), a.output or "") for a in changes]
         lines += [
             _row(f.label, f.state.value, f.reason, f.output) for f in plan.files if f.is_change
         ]

@@ -112,6 +112,8 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
             f"      {style('~', 'yellow')} {change.field}: "
             f"{_value(change.field, change.old)} -> {_value(change.field, change.new)}"
         )
+    if action.removes:
+        lines.append(style(f"      {removal_text(action)}", "yellow"))
     if action.backup:
         lines.append(
             style("      --force: the current file is backed up, then replaced", "magenta")
@@ -122,6 +124,20 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
         if note not in shared
     ]
     return lines
+
+
+#: files the note on what an action removes names one by one
+_NAMED_REMOVALS = 5
+
+
+def removal_text(action: Action) -> str:
+    """What an action removes beside its output: "also removes out/b-16.png"."""
+    named = ", ".join(printable(path) for path in action.removes[:_NAMED_REMOVALS])
+    if len(action.removes) > _NAMED_REMOVALS:
+        named += f" and {len(action.removes) - _NAMED_REMOVALS} more"
+    if action.kind is ActionKind.DELETE:
+        return f"also removes {named}"
+    return f"removes {named}, which it no longer writes"
 
 
 def _sprite_lines(spec: AssetSpec) -> list[str]:
@@ -404,6 +420,8 @@ def action_json(action: Action) -> dict[str, Any]:
         data["old_output"] = action.old_output
     if action.kind is ActionKind.CONFLICT and action.resolution is not None:
         data["with_force"] = action_json(action.resolution)
+    if action.removes:
+        data["removes"] = list(action.removes)
     if action.spec is not None and action.spec.depends_on:
         data["depends_on"] = list(action.spec.depends_on)
     if action.changes:

@@ -343,3 +343,19 @@ def test_a_matrix_added_removed_or_narrowed_says_why_images_go(project, run_cli)
     manifest.write_text(preview({"product": plain}))
     out = run_cli("plan").out
     assert "its declaration no longer has a matrix: its row makes product[T-2]" in out, out
+
+
+def test_a_row_whose_id_has_a_comma_is_gone_not_renamed(project, run_cli):
+    """Without a matrix an id may hold a comma: product[a,b] is its row's image, not
+    product[a]'s with a matrix value."""
+    plain = {"rows": "data/p.csv", "id": "sku", "prompt": "{name}", "output": "img/{f}.png"}
+    root = project(
+        {
+            "images.toml": preview({"product": plain}),
+            "data/p.csv": 'sku,name,f\n"a,b",tea,ab\na,coffee,a\n',
+        }
+    )
+    assert run_cli("apply").code == 0
+    (root / "data/p.csv").write_text("sku,name,f\na,coffee,a\n")
+    out = run_cli("plan").out
+    assert "- product[a,b]  delete  img/ab.png\n      its row is gone from the data" in out, out

@@ -4,6 +4,7 @@ journal never touches a file outside the project or the tool's own files."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -128,6 +129,29 @@ def test_a_crafted_lock_cannot_delete_a_project_file_the_plan_does_not_show(
     assert target.exists()
 
 
+def test_a_lock_snapshot_from_a_release_with_fewer_checks_is_not_believed(
+    project, run_cli, monkeypatch
+):
+    """The lock's sealed snapshot skips the entry checks: one an older release wrote
+    (before variants had to lie beside their output) let a crafted lock through."""
+    from nebula_build.state import lockfile
+
+    root = project({"images.toml": manifest(A), "rows.csv": "sku\na\n"})
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    variants = f'variants = {{ "rows.csv" = "{sha(root / "rows.csv")}" }}\n'
+    lock.write_text(
+        lock.read_text() + lock_entry("ghost", "out/g.png", "cd" * 32, variants=variants)
+    )
+    with monkeypatch.context() as older:
+        older.setattr(lockfile, "_SNAPSHOT_LAYOUT", 2)
+        older.setattr(lockfile, "_entry_problem", lambda data: None)
+        assert run_cli("plan").code == 0  # the older release reads it, and seals it
+    code, _, err = run_cli("apply")
+    assert code == 1 and "variant rows.csv is not in the folder of out/g.png" in err, err
+    assert (root / "rows.csv").exists()
+
+
 def test_the_plan_names_every_file_an_apply_removes(project, run_cli):
     root = project(
         {
@@ -142,10 +166,32 @@ def test_the_plan_names_every_file_an_apply_removes(project, run_cli):
         manifest('[images.a]\nprompt = "a"\noutput = "out/a.png"\nwidths = [16]')
     )
     code, out, _ = run_cli("plan")
-    assert "note: removes out/a-32.png, which it no longer writes" in out, out
-    assert "note: also removes out/b-16.png" in out
+    assert "      removes out/a-32.png, which it no longer writes\n" in out, out
+    assert "      also removes out/b-16.png\n" in out
     assert run_cli("apply").code == 0
     assert sorted(p.name for p in (root / "out").iterdir()) == ["a-16.png", "a.png"]
+
+
+def test_a_crafted_lock_output_an_apply_removes_is_named_by_the_plan_and_summary(
+    project, run_cli, monkeypatch, tmp_path
+):
+    """A lock entry's output moved to a committed image (its digest forged) while the
+    prompt changes: apply removed it, and the plan named only the new output."""
+    root = project({"images.toml": manifest(A), "docs/logo.png": image_bytes(8, 8)})
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    text = lock.read_text().replace('output = "out/a.png"', 'output = "docs/logo.png"')
+    lock.write_text(text.replace(sha(root / "out/a.png"), sha(root / "docs/logo.png")))
+    (root / "images.toml").write_text(manifest(A.replace("a lighthouse", "a windmill")))
+    (root / "out/a.png").unlink()  # the pull request deletes it too
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, out, _ = run_cli("plan")
+    assert "      removes docs/logo.png, which it no longer writes\n" in out, out
+    assert "removes docs/logo.png, which it no longer writes" in summary.read_text()
+    data = json.loads(run_cli("plan", "--json").out)
+    assert data["actions"][0]["removes"] == ["docs/logo.png"]
 
 
 def test_a_crafted_lock_cannot_move_an_outside_file_in(project, run_cli, victim):
