@@ -227,24 +227,30 @@ def _claimable(
 
 
 def _clashes(fresh: set[str], written: Collection[str], specs: Mapping[str, AssetSpec]) -> bool:
-    """Whether a file newly written is inside another written file, holds one, or is
-    read as an input (`core.written`; the whole path says where). Runs only when an
-    edit writes a new path, never for a prompt edit."""
-    for path in fresh:
+    """Whether a file newly written is another's in other case, inside another written
+    file, holds one, or is read as an input (`core.written`, where case does not tell
+    files apart either; the whole path says where). Runs only when an edit writes a
+    new path, never for a prompt edit."""
+    folded = {path.casefold() for path in written}
+    if any(path.casefold() in folded and path not in written for path in fresh):
+        return True
+    new = {path.casefold() for path in fresh}
+    for path in new:
         folder = path.rpartition("/")[0]
         while folder:
-            if folder in written or folder in fresh:
+            if folder in folded or folder in new:
                 return True
             folder = folder.rpartition("/")[0]
-    folders = tuple(f"{path}/" for path in fresh)
-    if any(path.startswith(folders) for path in written):
+    folders = tuple(f"{path}/" for path in new)
+    if any(path.startswith(folders) for path in folded):
         return True
     for spec in specs.values():
         if spec.image is None and spec.mask is None and not spec.sprite:
             continue  # most images read no file
         inputs = ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
-        if spec.palette_file in fresh or any(
-            path in fresh and not (digest or "").startswith("@") for path, digest in inputs
+        if (spec.palette_file or "").casefold() in new or any(
+            path is not None and path.casefold() in new and not (digest or "").startswith("@")
+            for path, digest in inputs
         ):
             return True
     return False

@@ -41,7 +41,7 @@ from nebula_build.core.spec import (
 )
 from nebula_build.core.sprite import pairs
 from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
-from nebula_build.core.written import Read, inside_another, read_too
+from nebula_build.core.written import Read, casefolded, inside_another, read_too
 from nebula_build.errors import (
     CONFLICT,
     DependencyCycleError,
@@ -616,19 +616,32 @@ class _Resolver(SpriteRules):
         return "[assets] manifest" if loc[0] == "assets" else f"{loc[0]}.{loc[1]}"
 
     def check_written(self) -> None:
-        """No file is written inside another, nor over one the manifest reads (both
-        would fail or loop only once paid for); time linear in the files written."""
-        for path, file in inside_another(self.outputs):
+        """No two files written differ only in case, none is written inside another,
+        nor over one the manifest reads (each would fail, or loop, only once paid for,
+        on macOS and Windows, where case does not tell files apart); time linear in
+        the files written."""
+        folded: dict[str, str] = {}  # casefolded → the path as written
+        for path in self.outputs:
+            other = folded.setdefault(path.casefold(), path)
+            if other != path:
+                self.fail(
+                    self.written_at(path),
+                    f"{path} is also written by {self.writer(other)}, as {other}: paths that "
+                    "differ only in case are one file on macOS and Windows",
+                )
+        for inner, outer in inside_another(folded):
+            path, file = folded[inner], folded[outer]
             self.fail(
                 self.written_at(path),
                 f"{path} is inside {file}, which {self.writer(file)} writes as a file: "
                 "give one of them another path",
             )
-        for path, read in read_too(self.outputs, self.reads):
+        reads = [casefolded(read) for read in self.reads]
+        for path, read in read_too(folded, reads):
             self.fail(
-                self.written_at(path),
-                f"{path} is read by {read.reader}: a file the manifest reads is never "
-                "written; write this one elsewhere",
+                self.written_at(folded[path]),
+                f"{folded[path]} is read by {read.reader}: a file the manifest reads is "
+                "never written; write this one elsewhere",
             )
 
     def check_output_options(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from nebula_build.state import globs
 
-__all__ = ["Read", "inside_another", "read_too"]
+__all__ = ["Read", "casefolded", "inside_another", "read_too"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,13 @@ class Read:
     path: str
     #: the parts of the pattern below `path` (None: one file)
     pattern: tuple[str, ...] | None = None
+
+
+def casefolded(read: Read) -> Read:
+    """`read` with its path and pattern casefolded, to compare with casefolded paths
+    written (on macOS and Windows, `Posts/0.md` is a post of `posts/*.md`)."""
+    pattern = None if read.pattern is None else tuple(p.casefold() for p in read.pattern)
+    return Read(read.reader, read.path.casefold(), pattern)
 
 
 def inside_another(written: Collection[str]) -> Iterator[tuple[str, str]]:

@@ -88,13 +88,14 @@ class Guard:
     def __init__(self, root: Path, *, reserved: Collection[str] = ()) -> None:
         self.root = Path(os.path.realpath(root))
         self._reserved = {name.casefold() for name in reserved}
-        self._protected: dict[str, str] = {}  # file → what it is
+        self._protected: dict[str, str] = {}  # file, casefolded → what it is
         #: the copies `backup` made, in the order it made them
         self.backups: list[Path] = []
 
     def protect(self, relatives: Iterable[str], *, what: str = "an input image") -> None:
-        """Files that are read but never written or deleted (input images, data files)."""
-        self._protected.update(dict.fromkeys(relatives, what))
+        """Files that are read but never written or deleted (input images, data files),
+        in any case: on macOS and Windows `Data/p.csv` is `data/p.csv`."""
+        self._protected.update(dict.fromkeys((r.casefold() for r in relatives), what))
 
     # --- the checks -------------------------------------------------------------
 
@@ -104,10 +105,11 @@ class Guard:
         if problem is not None:
             return problem
         assert isinstance(relative, str)
-        if relative.casefold() in self._reserved:
+        folded = relative.casefold()
+        if folded in self._reserved:
             return "is the tool's own file"
-        if writing and relative in self._protected:
-            return f"is {self._protected[relative]}"
+        if writing and folded in self._protected:
+            return f"is {self._protected[folded]}"
         return None
 
     def check(self, relative: object, *, what: str, writing: bool = True) -> str:

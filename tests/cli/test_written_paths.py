@@ -83,6 +83,16 @@ FILES = {
             [],
             "images.a.widths: img/x/a-32.png is read by images.cover as a post (img/**/*-32.png)",
         ),
+        (  # on macOS and Windows, Data/p.csv is data/p.csv
+            {"product": PRODUCT},
+            ['[assets]\nmanifest = "Data/P.csv"'],
+            "assets.manifest: Data/P.csv is read by images.product as its rows",
+        ),
+        (
+            {"cover": COVER},
+            ['[assets]\nmanifest = "Posts/0.MD"'],
+            "assets.manifest: Posts/0.MD is read by images.cover as a post (posts/*.md)",
+        ),
     ],
 )
 def test_a_file_the_rows_read_is_never_written(images, tables, message, project, run_cli):
@@ -161,6 +171,20 @@ def test_an_input_image_is_never_written_even_by_another_image(project, run_cli)
                 '[assets]\nmanifest = "o/s.json/assets.json"',
             ],
             "assets.manifest: o/s.json/assets.json is inside o/s.json, which atlases.s writes",
+        ),
+        (
+            {
+                "a": {"prompt": "x", "output": "o/a.png"},
+                "b": {"prompt": "y", "output": "O/A.png/b.png"},
+            },
+            [],
+            "images.b.output: O/A.png/b.png is inside o/a.png, which images.a writes as a file",
+        ),
+        (
+            {"a": {"prompt": "x", "output": "o/a.png"}, "b": {"prompt": "y", "output": "O/A.png"}},
+            [],
+            "images.b.output: O/A.png is also written by images.a, as o/a.png: paths that differ "
+            "only in case are one file on macOS and Windows",
         ),
     ],
 )

@@ -74,6 +74,7 @@ prompts = st.sampled_from(["a fox", "a cat", "a {broken", "", "a boat"])
 outputs = st.sampled_from(
     [f"out/{n}.png" for n in range(6)]
     + ["out/x.bmp", "../out.png", "out/1.png/2.png", "out/1.png/x/3.png", "mask.png"]
+    + ["OUT/1.PNG", "Out/1.png/4.png", "Mask.png"]  # the same files, on macOS and Windows
 )
 edits = st.one_of(
     st.tuples(st.just("prompt"), names, prompts),
@@ -129,6 +130,9 @@ def start() -> dict[str, object]:
 @example([("output", "img-0", "mask.png"), ("chain", "img-1", "img-2")])
 @example([("chain", "img-1", "img-2"), ("output", "img-0", "mask.png")])
 @example([("output", "img-0", "out/1.png/x/3.png")])
+@example([("output", "img-0", "OUT/1.PNG")])
+@example([("output", "img-0", "Out/1.png/4.png")])
+@example([("chain", "img-1", "img-2"), ("output", "img-0", "Mask.png")])
 def test_incremental_parse_and_resolve_equal_the_whole_path(sequence):
     state = start()
     text = render(state)
