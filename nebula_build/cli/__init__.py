@@ -260,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing manifest")
     init.set_defaults(run="info:cmd_init")
 
+    images = sub.add_parser("list", help="the images the manifest declares, one per line")
+    images.add_argument(
+        "patterns",
+        nargs="*",
+        metavar="NAME",
+        help="only these: an image, a declaration, or a pattern such as 'enemy[*,idle]'",
+    )
+    images.add_argument("--json", action="store_true", help="machine-readable output")
+    images.set_defaults(run="info:cmd_list")
+
     validate = sub.add_parser("validate", help="check the manifest, generate nothing")
     validate.add_argument("--backend", metavar="NAME", help="validate against this backend")
     validate.add_argument("--json", action="store_true", help="machine-readable output")

@@ -4,8 +4,15 @@ command line's own parser, so it never lags behind a new command or option."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Collection
 
 from nebula_build.cli.context import Context, ExitCode
+
+#: what completes an image's name: the manifest's images where the shell is
+LIST_IMAGES = "nebula-build list 2>/dev/null"
+#: the arguments that take an image's name (in every command that has them)
+_IMAGE_OPTIONS = ("target", "replace", "more", "patterns")
+_IMAGE_POSITIONALS = {"pick": "name", "history": "name"}
 
 
 def cmd_completion(ctx: Context) -> int:
@@ -17,8 +24,20 @@ def cmd_completion(ctx: Context) -> int:
     else:
         import shtab  # bash and zsh, from the same parser
 
+        for action in image_arguments(parser):
+            action.complete = shtab.cmd(LIST_IMAGES)  # type: ignore[attr-defined]
         ctx.print(shtab.complete(parser, shell=ctx.args.shell).rstrip("\n"))
     return ExitCode.OK
+
+
+def image_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The arguments that take image names: `nebula-build list` completes them."""
+    return [
+        action
+        for name, command in _subcommands(parser).items()
+        for action in command._actions
+        if action.dest in _IMAGE_OPTIONS or _IMAGE_POSITIONALS.get(name) == action.dest
+    ]
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -32,7 +51,9 @@ def _help(text: str | None) -> str:
     return (text or "").replace("\\", "").replace("'", "\\'").replace("%%", "%")[:72]
 
 
-def _option_lines(parser: argparse.ArgumentParser, condition: str) -> list[str]:
+def _option_lines(
+    parser: argparse.ArgumentParser, condition: str, images: Collection[argparse.Action] = ()
+) -> list[str]:
     lines = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
@@ -47,6 +68,8 @@ def _option_lines(parser: argparse.ArgumentParser, condition: str) -> list[str]:
             continue
         takes = " -r" if action.nargs != 0 else ""
         choices = f" -a '{' '.join(map(str, action.choices))}'" if action.choices else ""
+        if action in images:
+            choices = f" -a '({LIST_IMAGES})'"
         lines.append(
             f"complete -c {parser.prog.split()[0]} -n '{condition}' {' '.join(flags)}{takes}"
             f"{choices} -d '{_help(action.help)}'"
@@ -72,8 +95,12 @@ def fish_script(parser: argparse.ArgumentParser) -> str:
     for name in commands:
         described = _help(help_of.get(name))
         lines.append(f"complete -c {prog} -n '__fish_use_subcommand' -a {name} -d '{described}'")
+    images = image_arguments(parser)
     for name, command in commands.items():
-        lines += _option_lines(command, f"__fish_seen_subcommand_from {name}")
+        seen = f"__fish_seen_subcommand_from {name}"
+        lines += _option_lines(command, seen, images)
+        if any(a in images and not a.option_strings for a in command._actions):
+            lines.append(f"complete -c {prog} -n '{seen}' -a '({LIST_IMAGES})'")
         for sub, subparser in _subcommands(command).items():
             lines.append(f"complete -c {prog} -n '__fish_seen_subcommand_from {name}' -a {sub}")
             lines += _option_lines(subparser, f"__fish_seen_subcommand_from {sub}")

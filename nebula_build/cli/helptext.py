@@ -13,6 +13,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "current folder, or in DIR with -C.",
         "nebula-build init && nebula-build apply --backend preview",
     ),
+    "list": (
+        "The images images.toml declares, one name per line, in its order: what --target, "
+        "--replace, pick and history take (shell completion reads it).",
+        "nebula-build list 'enemy[*,idle]'",
+    ),
     "validate": (
         "Check images.toml: its keys, values, placeholders, backends and models. "
         "Generates nothing, reads no image.",

@@ -1,4 +1,4 @@
-"""The commands that inform or set up: init, models, inspect, schema."""
+"""The commands that inform or set up: init, list, models, inspect, schema."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from nebula_build.text import printable
 
 if TYPE_CHECKING:
     pass
-from nebula_build.cli.context import Context, ExitCode
+from nebula_build.cli.context import Context, ExitCode, prepared_project
 
 
 def cmd_init(ctx: Context) -> int:
@@ -21,6 +21,33 @@ def cmd_init(ctx: Context) -> int:
     for line in init_project(folder, force=ctx.args.force):
         ctx.print(line)
     ctx.print("next: nebula-build plan, then nebula-build apply")
+    return ExitCode.OK
+
+
+def cmd_list(ctx: Context) -> int:
+    """The images the manifest declares (those the patterns select), one per line."""
+    from nebula_build.core.selection import select
+
+    specs = prepared_project(ctx).specs
+    names = list(specs)
+    if ctx.args.patterns:
+        parts = {name: spec.parts for name, spec in specs.items() if spec.parts}
+        chosen = select(ctx.args.patterns, names, parts)
+        names = [name for name in names if name in chosen]
+    if ctx.args.json:
+        images = [
+            {
+                "name": name,
+                "output": specs[name].output,
+                "backend": specs[name].backend,
+                "model": specs[name].model,
+            }
+            for name in names
+        ]
+        ctx.print(json.dumps({"images": images}, indent=2, ensure_ascii=False))
+    else:
+        for name in names:
+            ctx.print(printable(name))
     return ExitCode.OK
 
 

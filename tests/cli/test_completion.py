@@ -3,22 +3,28 @@ and option completes; bash's is run for real."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from nebula_build.cli import build_parser
 
 
-def _complete_in_bash(script, words):
+def _complete_in_bash(script, words, **run):
     line = " ".join(words)
     program = (
-        f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+        f"source {script}; COMP_WORDS=({' '.join(map(shlex.quote, words))}); "
+        f"COMP_CWORD={len(words) - 1}; "
         f'COMP_LINE="{line}"; COMP_POINT={len(line)}; _shtab_nebula_build; '
         'printf "%s\\n" "${COMPREPLY[@]}"'
     )
-    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["bash", "-c", program], capture_output=True, text=True, check=True, **run
+    )
     return done.stdout.split()
 
 
@@ -50,3 +56,42 @@ def test_fish_and_zsh_name_every_command(run_cli):
 def test_an_unknown_shell_is_one_line(run_cli, capsys):
     code, _, _ = run_cli("completion", "tcsh-ish")
     assert code == 1 and "invalid choice: 'tcsh-ish'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completes_image_names_from_the_manifest(run_cli, project, tmp_path):
+    images = (
+        '[images.enemy]\nprompt = "a {kind}"\nmatrix = { kind = ["slime", "bat"] }\n'
+        'output = "e/{kind}.png"\n[images.potion]\nprompt = "a potion"\noutput = "p.png"\n'
+    )
+    root = project(
+        {
+            "images.toml": 'version = 1\n[defaults]\nbackend = "preview"\n'
+            'model = "black-forest-labs/FLUX.1-schnell"\nwidth = 64\nheight = 64\n' + images
+        }
+    )
+    assert run_cli("list").out.splitlines() == ["enemy[slime]", "enemy[bat]", "potion"]
+    assert run_cli("list", "enemy").out.splitlines() == ["enemy[slime]", "enemy[bat]"]
+    script = tmp_path / "nebula-build.bash"
+    script.write_text(run_cli("completion", "bash").out)
+    shim = tmp_path / "bin" / "nebula-build"  # as `pip install` puts it on the PATH
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m nebula_build "$@"\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}
+    run = {"cwd": root, "env": env}
+    assert _complete_in_bash(script, ["nebula-build", "pick", "en"], **run) == [
+        "enemy[slime]",
+        "enemy[bat]",
+    ]
+    assert _complete_in_bash(script, ["nebula-build", "apply", "--target", "po"], **run) == [
+        "potion"
+    ]
+    assert len(_complete_in_bash(script, ["nebula-build", "history", ""], **run)) == 3
+
+
+def test_fish_and_zsh_complete_image_names_too(run_cli):
+    fish = run_cli("completion", "fish").out
+    assert "-n '__fish_seen_subcommand_from apply' -l target -r -a '(nebula-build list" in fish
+    assert "-n '__fish_seen_subcommand_from pick' -a '(nebula-build list 2>/dev/null)'" in fish
+    assert "nebula-build list 2>/dev/null" in run_cli("completion", "zsh").out
