@@ -10,6 +10,27 @@ from nebula_build.cli.context import Context, ExitCode
 
 #: what completes an image's name: the manifest's images where the shell is
 LIST_IMAGES = "nebula-build list 2>/dev/null"
+#: the shell functions that offer them. A name comes from the project (a data row's
+#: id): each is offered as it is, never expanded (bash's `compgen -W` and a zsh
+#: `(…)` list both expand the words they are given, `$(…)` included)
+_IMAGES_FUNCTION = "_nebula_build_images"
+_PREAMBLE = {
+    "bash": f"""
+{_IMAGES_FUNCTION}() {{
+  local name
+  while IFS= read -r name; do
+    [[ "$name" == "$1"* ]] && printf '%s\\n' "$name"
+  done < <({LIST_IMAGES})
+}}
+""",
+    "zsh": f"""
+{_IMAGES_FUNCTION}() {{
+  local -a names
+  names=("${{(@f)$({LIST_IMAGES})}}")
+  compadd -a names
+}}
+""",
+}
 #: the arguments that take an image's name (in every command that has them)
 _IMAGE_OPTIONS = ("target", "replace", "more", "patterns")
 _IMAGE_POSITIONALS = {"pick": "name", "history": "name"}
@@ -25,8 +46,9 @@ def cmd_completion(ctx: Context) -> int:
         import shtab  # bash and zsh, from the same parser
 
         for action in image_arguments(parser):
-            action.complete = shtab.cmd(LIST_IMAGES)  # type: ignore[attr-defined]
-        ctx.print(shtab.complete(parser, shell=ctx.args.shell).rstrip("\n"))
+            action.complete = {"bash": _IMAGES_FUNCTION, "zsh": _IMAGES_FUNCTION}  # type: ignore[attr-defined]
+        script = shtab.complete(parser, shell=ctx.args.shell, preamble=_PREAMBLE[ctx.args.shell])
+        ctx.print(script.rstrip("\n"))
     return ExitCode.OK
 
 

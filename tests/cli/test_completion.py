@@ -58,36 +58,70 @@ def test_an_unknown_shell_is_one_line(run_cli, capsys):
     assert code == 1 and "invalid choice: 'tcsh-ish'" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-def test_bash_completes_image_names_from_the_manifest(run_cli, project, tmp_path):
+ROWS = "sku,name\n$(touch PWNED),tea\n`touch PWNED2`,coffee\n"
+
+
+@pytest.fixture
+def named(project, tmp_path):
+    """A project whose image names come from data, some of them shell code, and the
+    environment a shell runs in with `nebula-build` on its PATH (as pip puts it)."""
     images = (
         '[images.enemy]\nprompt = "a {kind}"\nmatrix = { kind = ["slime", "bat"] }\n'
         'output = "e/{kind}.png"\n[images.potion]\nprompt = "a potion"\noutput = "p.png"\n'
+        '[images.row]\nrows = "rows.csv"\nid = "sku"\nprompt = "{name}"\noutput = "r/{name}.png"\n'
     )
     root = project(
         {
             "images.toml": 'version = 1\n[defaults]\nbackend = "preview"\n'
-            'model = "black-forest-labs/FLUX.1-schnell"\nwidth = 64\nheight = 64\n' + images
+            'model = "black-forest-labs/FLUX.1-schnell"\nwidth = 64\nheight = 64\n' + images,
+            "rows.csv": ROWS,
         }
     )
-    assert run_cli("list").out.splitlines() == ["enemy[slime]", "enemy[bat]", "potion"]
-    assert run_cli("list", "enemy").out.splitlines() == ["enemy[slime]", "enemy[bat]"]
-    script = tmp_path / "nebula-build.bash"
-    script.write_text(run_cli("completion", "bash").out)
-    shim = tmp_path / "bin" / "nebula-build"  # as `pip install` puts it on the PATH
+    shim = tmp_path / "bin" / "nebula-build"
     shim.parent.mkdir()
     shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m nebula_build "$@"\n')
     shim.chmod(0o755)
     env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}
-    run = {"cwd": root, "env": env}
-    assert _complete_in_bash(script, ["nebula-build", "pick", "en"], **run) == [
-        "enemy[slime]",
-        "enemy[bat]",
-    ]
-    assert _complete_in_bash(script, ["nebula-build", "apply", "--target", "po"], **run) == [
-        "potion"
-    ]
-    assert len(_complete_in_bash(script, ["nebula-build", "history", ""], **run)) == 3
+    return root, {"cwd": root, "env": env}
+
+
+NAMES = ["enemy[slime]", "enemy[bat]", "potion", "row[$(touch PWNED)]", "row[`touch PWNED2`]"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completes_image_names_from_the_manifest_and_never_runs_them(run_cli, named, tmp_path):
+    root, run = named
+    assert run_cli("list").out.splitlines() == NAMES
+    assert run_cli("list", "enemy").out.splitlines() == ["enemy[slime]", "enemy[bat]"]
+    script = tmp_path / "nebula-build.bash"
+    script.write_text(run_cli("completion", "bash").out)
+    words = ["nebula-build", "pick", "en"]
+    assert _complete_in_bash(script, words, **run) == ["enemy[slime]", "enemy[bat]"]
+    words = ["nebula-build", "apply", "--target", "po"]
+    assert _complete_in_bash(script, words, **run) == ["potion"]
+    offered = _complete_in_bash(script, ["nebula-build", "history", "r"], **run)
+    assert offered == ["row[$(touch", "PWNED)]", "row[`touch", "PWNED2`]"]  # split by .split()
+    assert not (root / "PWNED").exists() and not (root / "PWNED2").exists()
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="needs zsh")
+def test_zsh_offers_image_names_as_they_are_and_never_runs_them(run_cli, named):
+    """The function the zsh script completes names with, run with a compadd that
+    prints what it is given."""
+    root, run = named
+    script = run_cli("completion", "zsh").out
+    assert (
+        ":NAME:_nebula_build_images" in script
+        and "$(nebula-build list" not in script.split("# End Custom Preamble")[1]
+    )
+    function = script[script.index("_nebula_build_images() {") :]
+    function = function[: function.index("\n}\n") + 3]
+    program = f"compadd() {{ print -rl -- ${{(P)2}} }}\n{function}\n_nebula_build_images"
+    done = subprocess.run(
+        ["zsh", "-c", program], check=False, capture_output=True, text=True, **run
+    )
+    assert done.stdout.splitlines() == NAMES, done.stderr
+    assert not (root / "PWNED").exists() and not (root / "PWNED2").exists()
 
 
 def test_fish_and_zsh_complete_image_names_too(run_cli):
