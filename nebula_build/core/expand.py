@@ -189,7 +189,9 @@ def seed_of(expression: str, values: Mapping[str, Any]) -> int:
             f"{expression!r} is not an integer expression (integers, placeholders, + - * only)",
         ) from None
     if not 0 <= value <= MAX_SEED:
-        raise ExpansionError("seed", f"{expression!r} gives {value}, outside 0-{MAX_SEED}")
+        # a row's values may make it too long to print (and str() refuses 4,300 digits)
+        gives = str(value) if value.bit_length() < 128 else f"a number of {value.bit_length()} bits"
+        raise ExpansionError("seed", f"{expression!r} gives {gives}, outside 0-{MAX_SEED}")
     return value
 
 

@@ -467,3 +467,17 @@ def test_posts_in_the_projects_own_folder_are_cached_like_any(project, run_cli, 
     (root / "contact.md").write_text("---\ntitle: Contact\n---\n")
     assert "page[contact]  create" in run_cli("plan").out
     assert resolved == [1]
+
+
+def test_a_seed_too_large_to_print_from_a_row_is_one_line(project, run_cli):
+    """A value of 4,000 digits squared: printing it raised Python's own limit."""
+    product = {**PRODUCT, "rows": "data/n.csv", "seed": "{n} * {n}", "prompt": "x"}
+    project(
+        {
+            "images.toml": nebula_manifest({"product": product}),
+            "data/n.csv": "sku,n\nT-1," + "9" * 4000 + "\n",
+        }
+    )
+    code, _, err = run_cli("validate")
+    assert code == 1 and "Traceback" not in err
+    assert "seed: '{n} * {n}' gives a number of 26576 bits, outside 0-4294967295" in err, err
