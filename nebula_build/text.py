@@ -143,3 +143,15 @@ def made_with_problem(record: object) -> str | None:
     if len(json.dumps(record)) > MADE_WITH_BYTES:
         return f"must take at most {MADE_WITH_BYTES} bytes as JSON"
     return None
+
+
+def file_key(path: str) -> str:
+    """`path` as macOS and Windows tell files apart: in Unicode's composed form (NFC:
+    an accent typed two ways is one file on macOS), each character lower-cased where
+    that keeps it one character (as NTFS: `ß` is not `ss`, `ﬁ` not `fi`)."""
+    if path.isascii():
+        return path.lower()
+    import unicodedata  # only for a name outside ASCII
+
+    text = unicodedata.normalize("NFC", path)
+    return "".join(low if len(low := char.lower()) == 1 else char for char in text)

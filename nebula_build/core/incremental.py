@@ -27,8 +27,10 @@ from nebula_build.core.resolve import (
     dependency_order,
 )
 from nebula_build.core.spec import AssetSpec
+from nebula_build.core.written import Read
 from nebula_build.errors import DependencyCycleError
 from nebula_build.plugin.manager import BackendRegistry
+from nebula_build.text import file_key
 
 
 @dataclass(frozen=True)
@@ -199,13 +201,22 @@ def resolve_edit(
                     del claims[path]
     for name, spec in made.items():
         claims.update(dict.fromkeys(spec.paths, name))
-    if any(read.path in claims or read.path in taken for read in resolver.reads):
-        return None  # an input written over: the whole path says where
+    if _written_over(resolver.reads, claims.keys() | taken):
+        return None  # the whole path says where
     new_specs = resolver.specs
     if edit.added or edit.removed:
         new_specs = {name: new_specs[name] for name in names}
     index = _reindexed(index, specs, gone, made)
     return Rebuilt(replace(previous, specs=new_specs), tuple(order), claims, index)
+
+
+def _written_over(reads: Collection[Read], written: Collection[str]) -> bool:
+    """Whether a file the images resolved again read is written, case aside (as on
+    macOS and Windows)."""
+    if not reads:
+        return False
+    keys = {file_key(path) for path in written}
+    return any(file_key(read.path) in keys for read in reads)
 
 
 def _claimable(
@@ -231,10 +242,12 @@ def _clashes(fresh: set[str], written: Collection[str], specs: Mapping[str, Asse
     file, holds one, or is read as an input (`core.written`, where case does not tell
     files apart either; the whole path says where). Runs only when an edit writes a
     new path, never for a prompt edit."""
-    folded = {path.casefold() for path in written}
-    if any(path.casefold() in folded and path not in written for path in fresh):
-        return True
-    new = {path.casefold() for path in fresh}
+    folded = {file_key(path) for path in written}
+    new = {file_key(path) for path in fresh}
+    if len(new) < len(fresh) or any(
+        file_key(path) in folded and path not in written for path in fresh
+    ):
+        return True  # two new files, or a new one and an old, that are one file there
     for path in new:
         folder = path.rpartition("/")[0]
         while folder:
@@ -248,8 +261,8 @@ def _clashes(fresh: set[str], written: Collection[str], specs: Mapping[str, Asse
         if spec.image is None and spec.mask is None and not spec.sprite:
             continue  # most images read no file
         inputs = ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
-        if (spec.palette_file or "").casefold() in new or any(
-            path is not None and path.casefold() in new and not (digest or "").startswith("@")
+        if file_key(spec.palette_file or "") in new or any(
+            path is not None and file_key(path) in new and not (digest or "").startswith("@")
             for path, digest in inputs
         ):
             return True

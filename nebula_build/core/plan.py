@@ -557,6 +557,8 @@ def _with_removals(action: Action, ctx: _Context) -> Action:
     entry = action.entry
     if entry is None:
         return action
+    if action.kind is ActionKind.CONFLICT and action.resolution is not None:
+        return replace(action, resolution=_with_removals(action.resolution, ctx))  # --force's
     if action.kind is ActionKind.DELETE:
         keep = action.kept | {entry.output}
     elif action.kind is ActionKind.MOVE and action.spec is not None:

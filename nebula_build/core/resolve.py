@@ -41,7 +41,7 @@ from nebula_build.core.spec import (
 )
 from nebula_build.core.sprite import pairs
 from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
-from nebula_build.core.written import Read, casefolded, inside_another, read_too
+from nebula_build.core.written import Read, as_one_file, inside_another, read_too
 from nebula_build.errors import (
     CONFLICT,
     DependencyCycleError,
@@ -57,6 +57,7 @@ from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 from nebula_build.state.remote import url_problem
+from nebula_build.text import file_key
 
 if TYPE_CHECKING:
     from nebula_build.core.rowimages import DataFiles, RowImages, Source
@@ -620,14 +621,14 @@ class _Resolver(SpriteRules):
         nor over one the manifest reads (each would fail, or loop, only once paid for,
         on macOS and Windows, where case does not tell files apart); time linear in
         the files written."""
-        folded: dict[str, str] = {}  # casefolded → the path as written
+        folded: dict[str, str] = {}  # `file_key` → the path as written
         for path in self.outputs:
-            other = folded.setdefault(path.casefold(), path)
+            other = folded.setdefault(file_key(path), path)
             if other != path:
                 self.fail(
                     self.written_at(path),
                     f"{path} is also written by {self.writer(other)}, as {other}: paths that "
-                    "differ only in case are one file on macOS and Windows",
+                    "differ only in case (or Unicode form) are one file on macOS and Windows",
                 )
         for inner, outer in inside_another(folded):
             path, file = folded[inner], folded[outer]
@@ -636,7 +637,7 @@ class _Resolver(SpriteRules):
                 f"{path} is inside {file}, which {self.writer(file)} writes as a file: "
                 "give one of them another path",
             )
-        reads = [casefolded(read) for read in self.reads]
+        reads = [as_one_file(read) for read in self.reads]
         for path, read in read_too(folded, reads):
             self.fail(
                 self.written_at(folded[path]),

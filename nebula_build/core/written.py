@@ -15,8 +15,9 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from nebula_build.state import globs
+from nebula_build.text import file_key
 
-__all__ = ["Read", "casefolded", "inside_another", "read_too"]
+__all__ = ["Read", "as_one_file", "inside_another", "read_too"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +32,11 @@ class Read:
     pattern: tuple[str, ...] | None = None
 
 
-def casefolded(read: Read) -> Read:
-    """`read` with its path and pattern casefolded, to compare with casefolded paths
-    written (on macOS and Windows, `Posts/0.md` is a post of `posts/*.md`)."""
-    pattern = None if read.pattern is None else tuple(p.casefold() for p in read.pattern)
-    return Read(read.reader, read.path.casefold(), pattern)
+def as_one_file(read: Read) -> Read:
+    """`read` with its path and pattern as `text.file_key` keys them, to compare with
+    written paths keyed so (on macOS and Windows `Posts/0.md` is a post of `posts/*.md`)."""
+    pattern = None if read.pattern is None else tuple(map(file_key, read.pattern))
+    return Read(read.reader, file_key(read.path), pattern)
 
 
 def inside_another(written: Collection[str]) -> Iterator[tuple[str, str]]:

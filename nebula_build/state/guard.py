@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from nebula_build.errors import UnsafePathError
 from nebula_build.fsutil import TEMP_MARKER
+from nebula_build.text import file_key
 
 #: top-level names a project file may never be: the tool's state and version control
 RESERVED_FOLDERS = frozenset({".nebula-build", ".git", ".hg", ".svn"})
@@ -88,14 +89,14 @@ class Guard:
     def __init__(self, root: Path, *, reserved: Collection[str] = ()) -> None:
         self.root = Path(os.path.realpath(root))
         self._reserved = {name.casefold() for name in reserved}
-        self._protected: dict[str, str] = {}  # file, casefolded → what it is
+        self._protected: dict[str, str] = {}  # file, as `file_key` keys it → what it is
         #: the copies `backup` made, in the order it made them
         self.backups: list[Path] = []
 
     def protect(self, relatives: Iterable[str], *, what: str = "an input image") -> None:
         """Files that are read but never written or deleted (input images, data files),
         in any case: on macOS and Windows `Data/p.csv` is `data/p.csv`."""
-        self._protected.update(dict.fromkeys((r.casefold() for r in relatives), what))
+        self._protected.update(dict.fromkeys(map(file_key, relatives), what))
 
     # --- the checks -------------------------------------------------------------
 
@@ -105,11 +106,10 @@ class Guard:
         if problem is not None:
             return problem
         assert isinstance(relative, str)
-        folded = relative.casefold()
-        if folded in self._reserved:
+        if relative.casefold() in self._reserved:
             return "is the tool's own file"
-        if writing and folded in self._protected:
-            return f"is {self._protected[folded]}"
+        if writing and self._protected and (key := file_key(relative)) in self._protected:
+            return f"is {self._protected[key]}"
         return None
 
     def check(self, relative: object, *, what: str, writing: bool = True) -> str:

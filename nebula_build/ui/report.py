@@ -114,6 +114,8 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
         )
     if action.removes:
         lines.append(style(f"      {removal_text(action)}", "yellow"))
+    elif action.kind is ActionKind.CONFLICT and instead and instead.removes:
+        lines.append(style(f"      with --force, {removal_text(instead)}", "yellow"))
     if action.backup:
         lines.append(
             style("      --force: the current file is backed up, then replaced", "magenta")

@@ -166,6 +166,22 @@ def test_a_conflict_still_shows_what_else_is_pending_for_the_image(project, run_
     assert hero["with_force"]["action"] == "regenerate" and hero["with_force"]["generates"]
 
 
+def test_a_conflict_names_what_force_would_remove(project, run_cli):
+    site = SITE.replace(
+        'output = "static/hero.webp"', 'output = "static/hero.webp"\nwidths = [64, 32]'
+    )
+    root = project({"images.toml": site})
+    run_cli("apply")
+    (root / "static/hero.webp").write_bytes(b"my own edit")
+    (root / "images.toml").write_text(site.replace("widths = [64, 32]", "widths = [64]"))
+    out = run_cli("plan").out
+    assert "      with --force, removes static/hero-32.webp, which it no longer writes\n" in out
+    data = json.loads(run_cli("plan", "--json").out)
+    hero = next(a for a in data["actions"] if a["image"] == "hero")
+    assert hero["with_force"]["removes"] == ["static/hero-32.webp"]
+    assert "removes" not in hero  # without --force, nothing is
+
+
 def test_with_several_hand_edits_the_plan_says_how_to_replace_one(project, run_cli):
     root = project({"images.toml": SITE})
     run_cli("apply")

@@ -184,7 +184,15 @@ def test_an_input_image_is_never_written_even_by_another_image(project, run_cli)
             {"a": {"prompt": "x", "output": "o/a.png"}, "b": {"prompt": "y", "output": "O/A.png"}},
             [],
             "images.b.output: O/A.png is also written by images.a, as o/a.png: paths that differ "
-            "only in case are one file on macOS and Windows",
+            "only in case (or Unicode form) are one file on macOS and Windows",
+        ),
+        (  # é composed, and e with a combining accent: one name on macOS
+            {
+                "a": {"prompt": "x", "output": "o/caf\u00e9.png"},
+                "b": {"prompt": "y", "output": "o/cafe\u0301.png"},
+            },
+            [],
+            "images.b.output: o/cafe\u0301.png is also written by images.a, as o/caf\u00e9.png",
         ),
     ],
 )
@@ -193,6 +201,20 @@ def test_a_file_written_where_another_is_a_folder_is_refused(
 ):
     root = project({"images.toml": preview(images, *tables)})
     refused_before_anything_is_made(run_cli, root, message)
+
+
+def test_names_that_only_full_case_folding_joins_are_two_files(project, run_cli):
+    """`ß` is not `ss`, nor `ﬁ` `fi`, to NTFS or APFS: both pairs are written."""
+    images = {
+        "a": {"prompt": "x", "output": "o/stra\u00dfe.png"},
+        "b": {"prompt": "y", "output": "o/strasse.png"},
+        "c": {"prompt": "z", "output": "o/\ufb01le.png"},
+        "d": {"prompt": "w", "output": "o/file.png"},
+    }
+    root = project({"images.toml": preview(images)})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert len(list((root / "o").iterdir())) == 4
 
 
 def test_written_files_in_many_folders_side_by_side_are_fine(project, run_cli):

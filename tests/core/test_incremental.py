@@ -182,6 +182,39 @@ def test_incremental_parse_and_resolve_equal_the_whole_path(sequence):
         owners, takers = rebuilt.owners, rebuilt.takers
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("out/new.png", "out/NEW.png"), ("out/caf\u00e9.png", "out/cafe\u0301.png")],
+    ids=["case", "unicode-form"],
+)
+def test_two_new_files_that_are_one_file_on_macos_take_the_whole_path(first, second):
+    """One edit that gives two images new paths that differ only in case (or in how an
+    accent is encoded): each is new, so neither clashed with the files before."""
+    state = start()
+    text = render(state)
+    _, resolved = _full(text)
+    assert isinstance(resolved, Resolved)
+    last = parsed(parse(text, PATH, "images.toml"))
+    images = state["images"]
+    assert isinstance(images, dict)
+    images["img-0"]["output"], images["img-1"]["output"] = first, second
+    text = render(state)
+    _, whole = _full(text)
+    assert isinstance(whole, str) and "are one file on macOS and Windows" in whole, whole
+    again = reparse(last, text, PATH, "images.toml")
+    assert again is not None
+    edit = Edit(again.changed, again.added, again.removed)
+    rebuilt = resolve_edit(
+        resolved,
+        last.manifest.model.images,
+        again.parsed.manifest,
+        edit,
+        registry=REGISTRY,
+        digest_of=_digest,
+    )
+    assert rebuilt is None
+
+
 def _manifest(count: int) -> str:
     state = start()
     state["images"] = {
