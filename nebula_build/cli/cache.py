@@ -17,15 +17,20 @@ if TYPE_CHECKING:
     from nebula_build.state.remote import Remote
 
 
+def _how_to_name_one() -> str:
+    from nebula_build.engine.remotecache import ENV_REMOTE
+
+    return f"set [cache] remote (e.g. s3://bucket/prefix) or {ENV_REMOTE}"
+
+
 def _remote(ctx: Context) -> tuple[Prepared, Remote]:
-    from nebula_build.engine.remotecache import ENV_REMOTE, configured
+    from nebula_build.engine.remotecache import configured
 
     prepared = prepared_project(ctx)
     remote = configured(prepared.resolved, notice=ctx.notice)
     if remote is None:
         raise UserError(
-            f"{prepared.project.display_manifest}: no remote cache: set [cache] remote "
-            f"(e.g. s3://bucket/prefix) or {ENV_REMOTE}"
+            f"{prepared.project.display_manifest}: no remote cache: {_how_to_name_one()}"
         )
     return prepared, remote
 
@@ -93,24 +98,32 @@ def cmd_pull(ctx: Context) -> int:
 
 
 def cmd_status(ctx: Context) -> int:
+    """Where the project's generations are: the local cache, and the remote if any."""
+    from nebula_build.engine.remotecache import configured
     from nebula_build.engine.remotesync import status
     from nebula_build.state.remote import RemoteError
 
-    prepared, remote = _remote(ctx)
+    prepared = prepared_project(ctx)
+    remote = configured(prepared.resolved, notice=ctx.notice)
     try:
         found = status(prepared, remote)
     except RemoteError as exc:
         raise UserError(str(exc)) from None
-    mode = "read-write" if remote.writable else f"read-only: {remote.why_read_only}"
     if ctx.args.json:
-        data = {"remote": remote.url, "writable": remote.writable, **vars(found)}
-        ctx.print(json.dumps(data, indent=2))
+        url, writable = (remote.url, remote.writable) if remote else (None, False)
+        ctx.print(json.dumps({"remote": url, "writable": writable, **vars(found)}, indent=2))
         return ExitCode.OK
+    counts = f"{plural(found.images, 'image')}, {plural(found.generations, 'generation')}"
+    if remote is None:
+        ctx.print(f"no remote cache: {_how_to_name_one()} to share generations")
+        ctx.print(f"{counts}: {found.in_local} in the local cache")
+        if found.in_neither:
+            ctx.print(f"  {found.in_neither} not in it: an apply generates them")
+        return ExitCode.OK
+    mode = "read-write" if remote.writable else f"read-only: {remote.why_read_only}"
     ctx.print(f"remote cache: {remote.url} ({mode})")
     ctx.print(
-        f"{plural(found.images, 'image')}, {plural(found.generations, 'generation')}: "
-        f"{found.in_local} in "
-        f"the local cache, {found.in_remote} in the remote cache"
+        f"{counts}: {found.in_local} in the local cache, {found.in_remote} in the remote cache"
     )
     if found.only_local and remote.writable:
         ctx.print(f"  {found.only_local} only here: `nebula-build cache push` shares them")

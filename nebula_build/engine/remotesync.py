@@ -151,10 +151,11 @@ def pull(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
     return result
 
 
-def status(prepared: Prepared, remote: Remote) -> Status:
+def status(prepared: Prepared, remote: Remote | None) -> Status:
+    """Where the project's generations are: here, in `remote` (None: there is none)."""
     keys = {spec.generation_key for spec in generations(prepared)}
     local = {key for key in keys if prepared.store.has(key)}
-    there = remote.lookup(keys)
+    there = remote.lookup(keys) if remote is not None else set()
     return Status(
         images=len(prepared.specs),
         generations=len(keys),

@@ -303,13 +303,23 @@ def test_cache_push_pull_and_status_move_the_whole_project(
     assert _outputs(second) == _outputs(first)
 
 
-def test_cache_commands_without_a_remote_say_how_to_name_one(project, run_cli, monkeypatch):
+def test_cache_commands_without_a_remote_say_how_to_name_one(
+    project, run_cli, monkeypatch, nebula_server
+):
     monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE", raising=False)
     project({"images.toml": nebula_manifest(IMAGES)})
-    code, _, err = run_cli("cache", "status")
-    assert code == 1
-    assert err.count("\n") == 1
-    assert "[cache] remote" in err and "NEBULA_BUILD_CACHE_REMOTE" in err
+    for verb in ("push", "pull"):
+        code, _, err = run_cli("cache", verb)
+        assert code == 1 and err.count("\n") == 1
+        assert "[cache] remote" in err and "NEBULA_BUILD_CACHE_REMOTE" in err
+    code, out, _ = run_cli("cache", "status")  # what there is here, and how to share it
+    assert code == 0
+    assert out.startswith("no remote cache: set [cache] remote (e.g. s3://bucket/prefix) or ")
+    assert f"{len(IMAGES)} images, {len(IMAGES)} generations: 0 in the local cache\n" in out, out
+    assert run_cli("apply").code == 0
+    assert f"generations: {len(IMAGES)} in the local cache\n" in run_cli("cache", "status").out
+    data = json.loads(run_cli("cache", "status", "--json").out)
+    assert data["remote"] is None and data["in_local"] == len(IMAGES)
 
 
 @pytest.mark.parametrize(
