@@ -139,6 +139,9 @@ class FileAction:
     new: bool = False
     #: an atlas's frame map, written with its sheet
     frames: str | None = None
+    #: files the build removes (an atlas's exports dropped from the manifest): they
+    #: hold what its last build wrote there
+    removes: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:

@@ -208,7 +208,8 @@ def dropped_exports(
     the manifest no longer asks for and that go with this build: only where the file
     still holds what that build wrote, as both the frame map and this machine's cache
     record it (a frame map from a pull request alone deletes nothing), and where
-    nothing the manifest writes or reads claims the path."""
+    nothing the manifest writes or reads claims the path. The plan names them
+    (`FileAction.removes`), so this is what the build removes."""
     before = recorded_exports(recorded)
     if recorded is None or not before:
         return []
@@ -238,11 +239,14 @@ def dropped_exports(
     claimed |= {path for other in resolved.atlases.values() for path in other.paths}
     claimed |= {resolved.asset_manifest or "", *resolved.data_files}
     folders = [folder for folder, _, _ in resolved.data_globs]
+    project = prepared.project
     return [
         path
         for path in candidates
         if path not in claimed
         and not any(folder in ("", ".") or path.startswith(f"{folder}/") for folder in folders)
+        # another name of a file the atlas writes (a link, a case-insensitive disk)
+        and not any(_same_file(project.path_of(path), project.path_of(p)) for p in atlas.paths)
     ]
 
 

@@ -90,6 +90,8 @@ def plan_atlas(
             backup=backup,
             new=sheet is None,
             frames=atlas.frames,
+            # whatever the reason for the build, it removes them (engine/derived.py)
+            removes=tuple(dropped) if state is FileState.BUILD else (),
         )
 
     edited = None
@@ -141,13 +143,7 @@ def _why_rebuilt(atlas: AtlasSpec, recorded: Mapping[str, Any], dropped: Collect
     before = recorded_exports(recorded)
     gone = [path for path in before if path not in atlas.paths]
     if gone:
-        shown = printable(gone[0], 200)
-        if gone[0] in dropped:
-            return f"export {shown} removed from the manifest: its file goes too"
-        return (
-            f"export {shown} removed from the manifest; its file stays (changed since "
-            "it was written, or not written by this machine)"
-        )
+        return _exports_gone(gone, dropped)
     added = [path for path in atlas.exports if path not in before]
     if added:
         return f"new export {added[0]}"
@@ -155,6 +151,32 @@ def _why_rebuilt(atlas: AtlasSpec, recorded: Mapping[str, Any], dropped: Collect
     if options is not None and options != options_key(atlas):
         return "its options changed"
     return "a member changed"
+
+
+#: exports a reason names one by one (a crafted frame map can name many)
+_NAMED_EXPORTS = 3
+_STAYS = "changed since written, not written by this machine, or another name of a file it writes"
+
+
+def _exports_gone(gone: list[str], dropped: Collection[str]) -> str:
+    """'2 exports removed from the manifest' (the plan names the files the build removes
+    under it, `FileAction.removes`), and which of their files stay."""
+    stays = [path for path in gone if path not in dropped]
+    head = "export" if len(gone) == 1 else f"{len(gone)} exports"
+    if not stays:
+        return f"{head} removed from the manifest"
+    if len(stays) == len(gone):
+        files = "its file stays" if len(gone) == 1 else "their files stay"
+        return f"{head} {_named(gone)} removed from the manifest; {files} ({_STAYS})"
+    verb = "stays" if len(stays) == 1 else "stay"
+    return f"{head} removed from the manifest; {_named(stays)} {verb} ({_STAYS})"
+
+
+def _named(paths: list[str]) -> str:
+    named = ", ".join(printable(path, 200) for path in paths[:_NAMED_EXPORTS])
+    if len(paths) > _NAMED_EXPORTS:
+        named += f" and {len(paths) - _NAMED_EXPORTS} more"
+    return named
 
 
 def _export(path: str) -> str:

@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from nebula_build.core import sourcemap
-from nebula_build.core.plan import Action, Plan
+from nebula_build.core.plan import Plan
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.text import plural, printable
+from nebula_build.ui.statuslines import reason_line
 
 if TYPE_CHECKING:
     from nebula_build.engine.cost import Estimate
@@ -137,15 +138,6 @@ def _row(*cells: object) -> str:
     return "| " + " | ".join(markdown_text(cell) for cell in cells) + " |"
 
 
-def _reason(action: Action) -> str:
-    """The reason cell: with what else the action removes, which a reviewer must see."""
-    if not action.removes:
-        return action.reason
-    from nebula_build.ui.report import removal_text
-
-    return f"{action.reason}; {removal_text(action)}"
-
-
 def summary(
     title: str,
     plan: Plan,
@@ -161,10 +153,9 @@ def summary(
         lines.append(f"No changes: {plural(len(plan.actions), 'image')} up to date.")
     else:
         lines += ["| image | action | reason | output |", "| --- | --- | --- | --- |"]
-        lines += [_row(a.image, a.kind.value, _reason(a), a.output or "") for a in changes]
-        lines += [
-            _row(f.label, f.state.value, f.reason, f.output) for f in plan.files if f.is_change
-        ]
+        lines += [_row(a.image, a.kind.value, reason_line(a), a.output or "") for a in changes]
+        files = [f for f in plan.files if f.is_change]
+        lines += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
     from_cache = sum(1 for a in changes if a.from_cache)
     lines.append("")
     lines += _generations(plan, estimate)

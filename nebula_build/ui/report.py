@@ -23,7 +23,7 @@ from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.text import plural, printable
-from nebula_build.ui.statuslines import status_lines, status_rows
+from nebula_build.ui.statuslines import removal_text, status_lines, status_rows
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -126,20 +126,6 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
         if note not in shared
     ]
     return lines
-
-
-#: files the note on what an action removes names one by one
-_NAMED_REMOVALS = 5
-
-
-def removal_text(action: Action) -> str:
-    """What an action removes beside its output: "also removes out/b-16.png"."""
-    named = ", ".join(printable(path) for path in action.removes[:_NAMED_REMOVALS])
-    if len(action.removes) > _NAMED_REMOVALS:
-        named += f" and {len(action.removes) - _NAMED_REMOVALS} more"
-    if action.kind is ActionKind.DELETE:
-        return f"also removes {named}"
-    return f"removes {named}, which it no longer writes"
 
 
 def _sprite_lines(spec: AssetSpec) -> list[str]:
@@ -315,6 +301,8 @@ def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
             f"  {style(action.state.value, color)}  {printable(action.output)}"
         )
         lines.append(style(f"      {printable(action.reason)}", "dim"))
+        if action.removes:
+            lines.append(style(f"      {removal_text(action)}", "yellow"))
         if action.backup:
             lines.append(
                 style("      --force: the current file is backed up, then replaced", "magenta")
@@ -449,6 +437,8 @@ def file_json(action: FileAction) -> dict[str, Any]:
     }
     if action.kind is FileKind.ATLAS:
         data |= {"atlas": action.name, "frames": action.frames}
+    if action.removes:
+        data["removes"] = list(action.removes)
     return data
 
 

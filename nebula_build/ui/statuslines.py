@@ -12,17 +12,43 @@ from nebula_build.text import printable
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
-    from nebula_build.core.plan import Plan
+    from nebula_build.core.plan import Action, FileAction, Plan
 
 #: image (or file label), state, reason, output
 Row = tuple[str, str, str, str]
 
 
 def status_rows(plan: Plan) -> list[Row]:
-    """One row per image, then per file made from them."""
-    rows = [(a.image, a.kind.value, a.reason, a.output or "") for a in plan.actions]
-    rows += [(f.label, f.state.value, f.reason, f.output) for f in plan.files]
+    """One row per image, then per file made from them; a reason says what else the
+    action removes."""
+    rows = [(a.image, a.kind.value, reason_line(a), a.output or "") for a in plan.actions]
+    rows += [(f.label, f.state.value, reason_line(f), f.output) for f in plan.files]
     return rows
+
+
+#: files the note on what an action removes names one by one
+_NAMED_REMOVALS = 5
+
+
+def removal_text(action: Action | FileAction) -> str:
+    """What an action removes beside its output: "also removes out/b-16.png" for a
+    deleted image; else "removes …, which it no longer writes"."""
+    from nebula_build.core.plan import ActionKind  # loaded with any action
+
+    named = ", ".join(printable(path) for path in action.removes[:_NAMED_REMOVALS])
+    if len(action.removes) > _NAMED_REMOVALS:
+        named += f" and {len(action.removes) - _NAMED_REMOVALS} more"
+    if action.kind is ActionKind.DELETE:
+        return f"also removes {named}"
+    return f"removes {named}, which it no longer writes"
+
+
+def reason_line(action: Action | FileAction) -> str:
+    """The reason, with what else the action removes, on one line: for the job summary's
+    reason cell and `status`, where a reviewer must see it too."""
+    if not action.removes:
+        return action.reason
+    return f"{action.reason}; {removal_text(action)}"
 
 
 def status_lines(

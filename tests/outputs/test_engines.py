@@ -291,8 +291,8 @@ def test_an_export_dropped_from_the_manifest_goes_with_the_rebuild(project, run_
     (root / "images.toml").write_text(PREVIEW.replace('godot = "game/sprites/enemies.tres"\n', ""))
     code, out, _ = run_cli("plan")
     assert code == 0
-    reason = "export game/sprites/enemies.tres removed from the manifest: its file goes too"
-    assert reason in out
+    reason = "export removed from the manifest\n      removes game/sprites/enemies.tres, which"
+    assert reason in out, out
     code, _, err = run_cli("apply")
     assert code == 0, err
     assert not tres.exists() and (root / "game/sprites/enemies.aseprite.json").is_file()
@@ -307,6 +307,67 @@ def test_an_export_dropped_from_the_manifest_goes_with_the_rebuild(project, run_
 
 
 NO_GODOT = PREVIEW.replace('godot = "game/sprites/enemies.tres"\n', "")
+
+
+NO_EXPORTS = NO_GODOT.replace('aseprite = "game/sprites/enemies.aseprite.json"\n', "")
+DROPPED = ["game/sprites/enemies.aseprite.json", "game/sprites/enemies.tres"]
+REMOVES_LINE = f"removes {', '.join(DROPPED)}, which it no longer writes"
+
+
+def project_files(root) -> set[str]:
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and ".nebula-build" not in p.parts
+    }
+
+
+def planned_atlas(run_cli, monkeypatch, tmp_path) -> tuple[str, str, dict]:
+    """The plan's text, the job summary it writes, and the atlas's action in --json."""
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    data = json.loads(run_cli("plan", "--json").out)
+    monkeypatch.delenv("GITHUB_ACTIONS")
+    return out, summary.read_text(), data["files"][0]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "reason"),
+    [
+        (  # the members' prompt edited too: the atlas is rebuilt for them
+            NO_EXPORTS.replace("a {kind} monster", "a {kind} creature"),
+            "members change: "
+            + ", ".join(f"enemy[{k},{p}]" for k in ("bat", "ghost") for p in ("idle", "attack")),
+        ),
+        (
+            NO_EXPORTS,
+            "2 exports removed from the manifest",
+        ),
+    ],
+    ids=["members-change", "exports-only"],
+)
+def test_every_export_a_rebuild_removes_is_named_by_the_plan_json_and_summary(
+    project, run_cli, monkeypatch, tmp_path, manifest, reason
+):
+    """Before, the plan named one dropped export at most, and only when the exports were
+    the reason for the build; apply removed both all the same."""
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    before = project_files(root)
+    (root / "images.toml").write_text(manifest)
+
+    out, summary, atlas = planned_atlas(run_cli, monkeypatch, tmp_path)
+    assert f"      {reason}\n" in out, out
+    assert f"\n      {REMOVES_LINE}\n" in out, out
+    assert atlas["removes"] == DROPPED
+    assert f"; {REMOVES_LINE} |" in summary, summary
+    assert f"pending build: {reason}; {REMOVES_LINE}" in run_cli("status").out
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert project_files(root) == before - set(DROPPED)
 
 
 def test_a_dropped_export_changed_by_hand_stays_and_is_never_overwritten(project, run_cli):
@@ -370,7 +431,7 @@ def test_a_frame_map_from_elsewhere_deletes_nothing_and_says_nothing_raw(project
             path.write_text(json.dumps(crafted))
     (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
     code, out, err = run_cli("plan")
-    assert "atlas enemies  build" in out and "its file goes too" not in out
+    assert "atlas enemies  build" in out and "removes" not in out
     assert "\x1b" not in out and not any(line.startswith("::") for line in out.splitlines())
     code, out, err = run_cli("apply")
     assert code == 0, err
