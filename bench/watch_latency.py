@@ -130,7 +130,7 @@ def measure(
     latencies, rounds = [], []
     try:
         first = _wait_for_round(lines, timeout=max(60, images * 0.05))
-        if first.startswith("error"):
+        if _ERROR.match(first):
             raise SystemExit(f"watch: {first.strip()}")
         time.sleep(0.5)  # let the first round settle
         for take in range(1, edits + 1):
@@ -152,6 +152,8 @@ def measure(
 
 
 _ROUND_TIME = re.compile(r" in (\d+\.\d+)s$")
+#: a round that failed: "round 2: error: …" (before, a bare "error: …")
+_ERROR = re.compile(r"(round \d+: )?error")
 
 
 def edit_latency(root: Path, images: int, runs: int) -> list[float]:
