@@ -12,14 +12,16 @@ from nebula_build.cli.context import Context, ExitCode
 LIST_IMAGES = "nebula-build list 2>/dev/null"
 #: the shell functions that offer them. A name comes from the project (a data row's
 #: id): each is offered as it is, never expanded (bash's `compgen -W` and a zsh
-#: `(…)` list both expand the words they are given, `$(…)` included)
+#: `(…)` list both expand the words they are given, `$(…)` included), and inserted
+#: quoted (bash inserts a function's words as they are; zsh's compadd quotes them)
 _IMAGES_FUNCTION = "_nebula_build_images"
 _PREAMBLE = {
     "bash": f"""
 {_IMAGES_FUNCTION}() {{
-  local name
+  local name quoted
   while IFS= read -r name; do
-    [[ "$name" == "$1"* ]] && printf '%s\\n' "$name"
+    printf -v quoted '%q' "$name"
+    [[ "$name" == "$1"* || "$quoted" == "$1"* ]] && printf '%s\\n' "$quoted"
   done < <({LIST_IMAGES})
 }}
 """,

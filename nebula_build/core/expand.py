@@ -174,13 +174,23 @@ def _refuse_placeholders(decl: ImageDecl) -> None:
             )
 
 
+#: a seed expression, its placeholders filled in: 100 times what an integer seed takes
+MAX_SEED_TEXT = 1_000
+
+
 def seed_of(expression: str, values: Mapping[str, Any]) -> int:
     """An integer from '{index} + 100' and the like: integers with + - * only. The
     caller has checked its placeholders (`check_template`)."""
     import ast  # only seed expressions need it
 
+    filled = expression.format_map(values)
+    if len(filled) > MAX_SEED_TEXT:  # a row's values could make one cost minutes
+        raise ExpansionError(
+            "seed",
+            f"{expression!r} is over {MAX_SEED_TEXT:,} characters with its values filled in",
+        )
     try:
-        value = _evaluate(ast.parse(expression.format_map(values), mode="eval").body)
+        value = _evaluate(ast.parse(filled, mode="eval").body)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         # RecursionError, MemoryError: a long chain of terms ("1+1+…"); the manifest
         # caps an expression's length, but the values filled in add to it.

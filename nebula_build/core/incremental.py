@@ -30,7 +30,7 @@ from nebula_build.core.spec import AssetSpec
 from nebula_build.core.written import Read
 from nebula_build.errors import DependencyCycleError
 from nebula_build.plugin.manager import BackendRegistry
-from nebula_build.text import file_key
+from nebula_build.text import file_key, file_keys
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def _written_over(reads: Collection[Read], written: Collection[str]) -> bool:
     macOS and Windows)."""
     if not reads:
         return False
-    keys = {file_key(path) for path in written}
+    keys = file_keys(written)
     return any(file_key(read.path) in keys for read in reads)
 
 
@@ -242,8 +242,8 @@ def _clashes(fresh: set[str], written: Collection[str], specs: Mapping[str, Asse
     file, holds one, or is read as an input (`core.written`, where case does not tell
     files apart either; the whole path says where). Runs only when an edit writes a
     new path, never for a prompt edit."""
-    folded = {file_key(path) for path in written}
-    new = {file_key(path) for path in fresh}
+    folded = file_keys(written)
+    new = file_keys(fresh)
     if len(new) < len(fresh) or any(
         file_key(path) in folded and path not in written for path in fresh
     ):

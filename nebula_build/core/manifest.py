@@ -36,7 +36,7 @@ from nebula_build.core import sourcemap
 from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
-from nebula_build.text import model_id_problem
+from nebula_build.text import model_id_problem, printable
 
 SCHEMA_VERSION = 1
 
@@ -79,6 +79,18 @@ def has_control_characters(text: str) -> bool:
     """Whether `text` holds a control character (0x00-0x1f, 0x7f): never part of a path
     or a name, and a NUL in a path crashes the call that uses it."""
     return _CONTROL.search(text) is not None
+
+
+#: why a name is refused that `shows_as_it_is` says no to
+UNSHOWN = (
+    "has characters a terminal does not show as they are (invisible, a line break, two spaces)"
+)
+
+
+def shows_as_it_is(text: str) -> bool:
+    """Whether `text` is on a terminal what it is: an image's name must be, or no one
+    could type the name they see (`--target`, `pick`), and a name could hide a part."""
+    return printable(text) == text
 
 
 def shown(text: str, limit: int = 60) -> str:
@@ -411,6 +423,10 @@ class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
                     raise ValueError(
                         f"{key!r}: {choice!r} contains a control character (a value becomes "
                         "part of an image's name)"
+                    )
+                if not shows_as_it_is(choice):
+                    raise ValueError(
+                        f"{key!r}: {choice!r} {UNSHOWN} (a value becomes part of an image's name)"
                     )
         return value
 

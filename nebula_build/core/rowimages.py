@@ -36,10 +36,12 @@ from nebula_build.core.frontmatter import parse_post, posts
 from nebula_build.core.manifest import (
     MAX_MATRIX_VALUE,
     MAX_TEXT,
+    UNSHOWN,
     ImageDecl,
     RowsDecl,
     has_control_characters,
     shown,
+    shows_as_it_is,
 )
 from nebula_build.core.rowcolumns import Columns, columns_of, listed, no_column
 from nebula_build.core.spec import check_template, fill, placeholders
@@ -587,4 +589,6 @@ def _id_problem(value: str, *, matrix: bool) -> str | None:
         return f"{value!r} contains a control character (it names an image)"
     if value != value.strip():
         return f"{value!r} starts or ends with a space"
+    if not shows_as_it_is(value):
+        return f"{value!r} {UNSHOWN} (it names an image)"
     return None

@@ -90,8 +90,9 @@ def plan_atlas(
             backup=backup,
             new=sheet is None,
             frames=atlas.frames,
-            # whatever the reason for the build, it removes them (engine/derived.py)
-            removes=tuple(dropped) if state is FileState.BUILD else (),
+            # whatever the reason for the build, it removes them (engine/derived.py); a
+            # conflict, under --force
+            removes=tuple(dropped) if state in (FileState.BUILD, FileState.CONFLICT) else (),
         )
 
     edited = None

@@ -23,7 +23,7 @@ from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.text import plural, printable
-from nebula_build.ui.statuslines import removal_text, status_lines, status_rows
+from nebula_build.ui.statuslines import removal_note, status_lines, status_rows
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -112,10 +112,8 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
             f"      {style('~', 'yellow')} {change.field}: "
             f"{_value(change.field, change.old)} -> {_value(change.field, change.new)}"
         )
-    if action.removes:
-        lines.append(style(f"      {removal_text(action)}", "yellow"))
-    elif action.kind is ActionKind.CONFLICT and instead and instead.removes:
-        lines.append(style(f"      with --force, {removal_text(instead)}", "yellow"))
+    if (note := removal_note(action)) is not None:
+        lines.append(style(f"      {note}", "yellow"))
     if action.backup:
         lines.append(
             style("      --force: the current file is backed up, then replaced", "magenta")
@@ -301,8 +299,8 @@ def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
             f"  {style(action.state.value, color)}  {printable(action.output)}"
         )
         lines.append(style(f"      {printable(action.reason)}", "dim"))
-        if action.removes:
-            lines.append(style(f"      {removal_text(action)}", "yellow"))
+        if (note := removal_note(action)) is not None:
+            lines.append(style(f"      {note}", "yellow"))
         if action.backup:
             lines.append(
                 style("      --force: the current file is backed up, then replaced", "magenta")

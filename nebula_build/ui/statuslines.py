@@ -43,12 +43,26 @@ def removal_text(action: Action | FileAction) -> str:
     return f"removes {named}, which it no longer writes"
 
 
+def removal_note(action: Action | FileAction) -> str | None:
+    """What an action removes beside its output, as the plan says it under the action;
+    for a conflict, what `--force` would remove. None where it removes nothing."""
+    from nebula_build.core.plan import ActionKind, FileState  # loaded with any action
+
+    if action.kind is ActionKind.CONFLICT:
+        instead = action.resolution
+        return f"with --force, {removal_text(instead)}" if instead and instead.removes else None
+    if not action.removes:
+        return None
+    if getattr(action, "state", None) is FileState.CONFLICT:
+        return f"with --force, {removal_text(action)}"
+    return removal_text(action)
+
+
 def reason_line(action: Action | FileAction) -> str:
     """The reason, with what else the action removes, on one line: for the job summary's
     reason cell and `status`, where a reviewer must see it too."""
-    if not action.removes:
-        return action.reason
-    return f"{action.reason}; {removal_text(action)}"
+    note = removal_note(action)
+    return action.reason if note is None else f"{action.reason}; {note}"
 
 
 def status_lines(

@@ -180,6 +180,8 @@ def test_a_conflict_names_what_force_would_remove(project, run_cli):
     hero = next(a for a in data["actions"] if a["image"] == "hero")
     assert hero["with_force"]["removes"] == ["static/hero-32.webp"]
     assert "removes" not in hero  # without --force, nothing is
+    said = "output file changed by hand; with --force, removes static/hero-32.webp, which it"
+    assert said in run_cli("status").out
 
 
 def test_with_several_hand_edits_the_plan_says_how_to_replace_one(project, run_cli):

@@ -25,7 +25,7 @@ def _complete_in_bash(script, words, **run):
     done = subprocess.run(
         ["bash", "-c", program], capture_output=True, text=True, check=True, **run
     )
-    return done.stdout.split()
+    return done.stdout.splitlines()
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -96,11 +96,16 @@ def test_bash_completes_image_names_from_the_manifest_and_never_runs_them(run_cl
     script = tmp_path / "nebula-build.bash"
     script.write_text(run_cli("completion", "bash").out)
     words = ["nebula-build", "pick", "en"]
-    assert _complete_in_bash(script, words, **run) == ["enemy[slime]", "enemy[bat]"]
+    assert _complete_in_bash(script, words, **run) == ["enemy\\[slime\\]", "enemy\\[bat\\]"]
     words = ["nebula-build", "apply", "--target", "po"]
     assert _complete_in_bash(script, words, **run) == ["potion"]
+    words = ["nebula-build", "pick", "enemy\\[s"]  # what was typed, quoted already
+    assert _complete_in_bash(script, words, **run) == ["enemy\\[slime\\]"]
     offered = _complete_in_bash(script, ["nebula-build", "history", "r"], **run)
-    assert offered == ["row[$(touch", "PWNED)]", "row[`touch", "PWNED2`]"]  # split by .split()
+    # inserted as they are offered, then run: each is one argument, its name exactly
+    line = "printf '%s\\n' " + " ".join(offered)
+    done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True, **run)
+    assert done.stdout.splitlines() == NAMES[3:]
     assert not (root / "PWNED").exists() and not (root / "PWNED2").exists()
 
 

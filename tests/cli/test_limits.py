@@ -48,6 +48,10 @@ CASES = {
         HEAD + image('seed = "' + "+".join(["{index}"] * 300) + '"\nmatrix = { k = [1, 2] }'),
         "images.a.seed: a seed expression may be at most 200 characters",
     ),
+    "a matrix value a terminal shows otherwise": (
+        HEAD + image('matrix = { k = ["c\\u202ed"] }', output="a{k}.png"),
+        "images.a.matrix: 'k': 'c\\u202ed' has characters a terminal does not show as they are",
+    ),
     "NUL in an output path": (
         HEAD + image("", output="a\\u0000.png"),
         "images.toml:10:1: images.a.output: output may not contain control characters "

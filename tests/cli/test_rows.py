@@ -470,14 +470,37 @@ def test_posts_in_the_projects_own_folder_are_cached_like_any(project, run_cli, 
 
 
 def test_a_seed_too_large_to_print_from_a_row_is_one_line(project, run_cli):
-    """A value of 4,000 digits squared: printing it raised Python's own limit."""
+    """A value of hundreds of digits squared: printing it raised Python's own limit
+    (4,300 digits); a longer one is refused before it is computed (600 factors of
+    4,000 digits each took 26 s)."""
     product = {**PRODUCT, "rows": "data/n.csv", "seed": "{n} * {n}", "prompt": "x"}
+    big = "9" * 450
+    project(
+        {"images.toml": nebula_manifest({"product": product}), "data/n.csv": f"sku,n\nT-1,{big}\n"}
+    )
+    code, _, err = run_cli("validate")
+    bits = (int(big) ** 2).bit_length()
+    assert code == 1 and "Traceback" not in err
+    assert f"seed: '{{n}} * {{n}}' gives a number of {bits} bits, outside 0-4294967295" in err
+    product["seed"] = "{n}"
+    factors = "*".join(["9" * 40] * 30)
     project(
         {
             "images.toml": nebula_manifest({"product": product}),
-            "data/n.csv": "sku,n\nT-1," + "9" * 4000 + "\n",
+            "data/n.csv": f"sku,n\nT-1,{factors}\n",
         }
     )
     code, _, err = run_cli("validate")
-    assert code == 1 and "Traceback" not in err
-    assert "seed: '{n} * {n}' gives a number of 26576 bits, outside 0-4294967295" in err, err
+    assert code == 1 and "seed: '{n}' is over 1,000 characters with its values filled in" in err
+
+
+@pytest.mark.parametrize("row_id", ["a  b", "x\u2028y", "zw\u200bj", "rtl\u202eevil"])
+def test_an_id_a_terminal_shows_otherwise_is_refused(project, run_cli, row_id):
+    """`list` and completion would offer a name no one could type back (`a b`), or
+    one that hides a part of it."""
+    rows = json.dumps([{"sku": row_id, "name": "tea"}])
+    product = {**PRODUCT, "rows": "data/p.json", "prompt": "{name}", "output": "img/{name}.png"}
+    project({"images.toml": nebula_manifest({"product": product}), "data/p.json": rows})
+    code, _, err = run_cli("validate")
+    assert code == 1 and "has characters a terminal does not show as they are" in err, err
+    assert err.count("\n") == 1

@@ -370,6 +370,29 @@ def test_every_export_a_rebuild_removes_is_named_by_the_plan_json_and_summary(
     assert project_files(root) == before - set(DROPPED)
 
 
+def test_an_atlas_conflict_names_the_exports_force_would_remove(
+    project, run_cli, monkeypatch, tmp_path
+):
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    before = project_files(root)
+    (root / "images.toml").write_text(NO_EXPORTS)
+    sheet = root / "game/sprites/enemies.png"
+    sheet.write_bytes(sheet.read_bytes() + b"edit")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, out, _ = run_cli("plan")
+    monkeypatch.delenv("GITHUB_ACTIONS")
+    assert f"\n      with --force, {REMOVES_LINE}\n" in out, out
+    assert f"; with --force, {REMOVES_LINE} |" in summary.read_text()
+    assert json.loads(run_cli("plan", "--json").out)["files"][0]["removes"] == DROPPED
+    assert run_cli("apply").code == 1
+    assert project_files(root) == before  # nothing removed without --force
+    assert run_cli("apply", "--force").code == 0
+    assert project_files(root) == before - set(DROPPED)
+
+
 def test_a_dropped_export_changed_by_hand_stays_and_is_never_overwritten(project, run_cli):
     """Kept when dropped, with plan saying so; adding the export back is then a conflict
     (before: "a build was interrupted", and the edit was overwritten without a backup)."""
