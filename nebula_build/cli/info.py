@@ -46,8 +46,8 @@ def cmd_list(ctx: Context) -> int:
         ]
         ctx.print(json.dumps({"images": images}, indent=2, ensure_ascii=False))
     else:
-        for name in names:
-            ctx.print(printable(name))
+        for name in names:  # as they are, to be typed back: names show as they are
+            ctx.print(name)
     return ExitCode.OK
 
 

@@ -87,10 +87,17 @@ UNSHOWN = (
 )
 
 
+#: invisible characters that belong in words (joiners in emoji and Persian, the soft
+#: hyphen): not what `shows_as_it_is` refuses
+_IN_WORDS = str.maketrans("", "", "\u200c\u200d\u00ad")
+
+
 def shows_as_it_is(text: str) -> bool:
     """Whether `text` is on a terminal what it is: an image's name must be, or no one
-    could type the name they see (`--target`, `pick`), and a name could hide a part."""
-    return printable(text) == text
+    could type the name they see (`--target`, `pick`), and a name could hide a part
+    (a bidirectional override, a zero-width space, a line break, two spaces)."""
+    plain = text.translate(_IN_WORDS)
+    return printable(plain) == plain
 
 
 def shown(text: str, limit: int = 60) -> str:
@@ -422,6 +429,11 @@ class ImageDecl(GenerationFields, DrawFields, OutputFields, SpriteFields):
                 if has_control_characters(choice):
                     raise ValueError(
                         f"{key!r}: {choice!r} contains a control character (a value becomes "
+                        "part of an image's name)"
+                    )
+                if choice != choice.strip():
+                    raise ValueError(
+                        f"{key!r}: {choice!r} starts or ends with a space (a value becomes "
                         "part of an image's name)"
                     )
                 if not shows_as_it_is(choice):

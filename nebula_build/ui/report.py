@@ -435,7 +435,9 @@ def file_json(action: FileAction) -> dict[str, Any]:
     }
     if action.kind is FileKind.ATLAS:
         data |= {"atlas": action.name, "frames": action.frames}
-    if action.removes:
+    if action.removes and action.state is FileState.CONFLICT:  # as an image's conflict
+        data["with_force"] = {"removes": list(action.removes)}
+    elif action.removes:
         data["removes"] = list(action.removes)
     return data
 

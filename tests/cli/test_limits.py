@@ -52,6 +52,10 @@ CASES = {
         HEAD + image('matrix = { k = ["c\\u202ed"] }', output="a{k}.png"),
         "images.a.matrix: 'k': 'c\\u202ed' has characters a terminal does not show as they are",
     ),
+    "a matrix value that starts with a space": (
+        HEAD + image('matrix = { k = [" big"] }', output="a{k}.png"),
+        "images.a.matrix: 'k': ' big' starts or ends with a space",
+    ),
     "NUL in an output path": (
         HEAD + image("", output="a\\u0000.png"),
         "images.toml:10:1: images.a.output: output may not contain control characters "

@@ -504,3 +504,12 @@ def test_an_id_a_terminal_shows_otherwise_is_refused(project, run_cli, row_id):
     code, _, err = run_cli("validate")
     assert code == 1 and "has characters a terminal does not show as they are" in err, err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("row_id", ["👩\u200d💻", "می\u200cخواهم", "co\u00adop", "café", "日本"])
+def test_ids_whose_invisible_characters_belong_in_the_word_are_kept(project, run_cli, row_id):
+    rows = json.dumps([{"sku": row_id, "name": "tea"}])
+    product = {**PRODUCT, "rows": "data/p.json", "prompt": "{name}", "output": "img/{name}.png"}
+    project({"images.toml": nebula_manifest({"product": product}), "data/p.json": rows})
+    code, out, err = run_cli("list")
+    assert code == 0 and out.splitlines() == [f"product[{row_id}]"], err
