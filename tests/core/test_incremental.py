@@ -156,16 +156,7 @@ def test_incremental_parse_and_resolve_equal_the_whole_path(sequence):
             continue
         assert again.parsed.manifest.model == model
         change = Edit(again.changed, again.added, again.removed)
-        rebuilt = resolve_edit(
-            last_resolved,
-            last.manifest.model.images,
-            again.parsed.manifest,
-            change,
-            registry=REGISTRY,
-            digest_of=_digest,
-            owners=owners,
-            takers=takers,
-        )
+        rebuilt = _resolve_edit(last, last_resolved, again, owners=owners, takers=takers)
         if rebuilt is None:
             if isinstance(whole, Resolved):
                 last, last_resolved, owners, takers = again.parsed, whole, None, None
@@ -203,16 +194,22 @@ def test_two_new_files_that_are_one_file_on_macos_take_the_whole_path(first, sec
     assert isinstance(whole, str) and "are one file on macOS and Windows" in whole, whole
     again = reparse(last, text, PATH, "images.toml")
     assert again is not None
-    edit = Edit(again.changed, again.added, again.removed)
-    rebuilt = resolve_edit(
+    assert _resolve_edit(last, resolved, again) is None
+
+
+def _resolve_edit(last, resolved, again, **known):
+    """`resolve_edit` of what `reparse` found changed since `last` (resolved as
+    `resolved`); `known`: the owners and takers of the edit before."""
+    change = Edit(again.changed, again.added, again.removed)
+    return resolve_edit(
         resolved,
         last.manifest.model.images,
         again.parsed.manifest,
-        edit,
+        change,
         registry=REGISTRY,
         digest_of=_digest,
+        **known,
     )
-    assert rebuilt is None
 
 
 def _manifest(count: int) -> str:
