@@ -570,10 +570,11 @@ def _with_removals(action: Action, ctx: _Context) -> Action:
         keep = frozenset(action.spec.paths)
     else:
         return action
-    files = entry.files()
-    if len(files) == 1 and entry.output in keep:
+    if not entry.variants and entry.output in keep:
         return action  # the common case: not a stat more
     removes = tuple(
-        path for path, digest in files.items() if path not in keep and ctx.digest_of(path) == digest
+        path
+        for path, digest in entry.files().items()
+        if path not in keep and ctx.digest_of(path) == digest
     )
     return replace(action, removes=removes) if removes else action
