@@ -8,31 +8,174 @@ from collections.abc import Collection
 
 from nebula_build.cli.context import Context, ExitCode
 
-#: what completes an image's name: the manifest's images where the shell is
-LIST_IMAGES = "nebula-build list 2>/dev/null"
+#: what completes an image's name: the manifest's images, the one `-C DIR` and `-f FILE`
+#: typed before the command name (as `nebula-build` will read them)
+LIST_IMAGES = {
+    "bash": 'nebula-build "${manifest[@]}" list 2>/dev/null',
+    "zsh": "nebula-build $manifest list 2>/dev/null",
+    "fish": "nebula-build $manifest list 2>/dev/null",
+}
 #: the shell functions that offer them. A name comes from the project (a data row's
 #: id): each is offered as it is, never expanded (bash's `compgen -W` and a zsh
 #: `(…)` list both expand the words they are given, `$(…)` included), and inserted
-#: quoted (bash inserts a function's words as they are; zsh's compadd quotes them)
+#: so that it stays one argument, its name exactly: quoted as the word was begun
+#: ('…', "…" or bare), after `--` if it begins with '-'. The words typed before are
+#: read the same way, never run: a `-C "$(…)"` names no manifest.
 _IMAGES_FUNCTION = "_nebula_build_images"
-_PREAMBLE = {
-    "bash": f"""
-{_IMAGES_FUNCTION}() {{
-  local name quoted
-  while IFS= read -r name; do
-    printf -v quoted '%q' "$name"
-    [[ "$name" == "$1"* || "$quoted" == "$1"* ]] && printf '%s\\n' "$quoted"
-  done < <({LIST_IMAGES})
-}}
-""",
-    "zsh": f"""
-{_IMAGES_FUNCTION}() {{
-  local -a names
-  names=("${{(@f)$({LIST_IMAGES})}}")
-  compadd -a names
-}}
-""",
+_BASH_PREAMBLE = r"""
+# the text a word on the line stands for, found without running anything: quotes and
+# backslashes removed, a leading ~ is $HOME; none for $… and `… (only running tells)
+_nebula_build_dequote() {
+  local word=$1 text= quote= home= char i
+  [[ $word == '~' || $word == '~/'* ]] && home=$HOME word=${word:1}
+  for (( i = 0; i < ${#word}; i++ )); do
+    char=${word:i:1}
+    if [[ $quote == "'" && $char != "'" ]]; then
+      text+=$char
+    elif [[ $char == "'" && $quote != '"' || $char == '"' && $quote != "'" ]]; then
+      [[ -n $quote ]] && quote= || quote=$char
+    elif [[ $char == '\' ]]; then
+      (( i += 1 ))
+      [[ $quote == '"' && ${word:i:1} != [\$\`\"\\] ]] && text+='\'
+      text+=${word:i:1}
+    elif [[ $char == [\$\`] ]]; then
+      return 1
+    else
+      text+=$char
+    fi
+  done
+  printf '%s' "$home$text"
 }
+
+# a name written to go on after the quote the word was begun with ('…', "…" or none)
+_nebula_build_quote() {
+  local name=$1 quote=$2 text= char i
+  [[ -z $quote ]] && { printf '%q' "$name"; return; }
+  for (( i = 0; i < ${#name}; i++ )); do
+    char=${name:i:1}
+    case $quote$char in
+      "''") text+="'\\''" ;;
+      '"'[\$\`\"\\]) text+="\\$char" ;;
+      '"!') text+="\"'!'\"" ;;
+      *) text+=$char ;;
+    esac
+  done
+  printf '%s' "$text"
+}
+
+# -C DIR and -f FILE as typed before the command, as options for `nebula-build list`.
+# COMP_WORDS splits at = and : too: the parts with no space between are one word.
+_nebula_build_manifest() {
+  local line=${COMP_LINE:0:COMP_POINT} rest option value i
+  local -a words=()
+  for (( i = 0; i < COMP_CWORD; i++ )); do
+    rest=${line#"${line%%[![:space:]]*}"}
+    if (( i > 0 && ${#rest} == ${#line} )); then
+      words[-1]+=${COMP_WORDS[i]}
+    else
+      words+=("${COMP_WORDS[i]}")
+    fi
+    line=${rest:${#COMP_WORDS[i]}}
+  done
+  manifest=()
+  for (( i = 1; i < ${#words[@]}; i++ )); do
+    case ${words[i]} in
+      -C|-f) option=${words[i]} value=${words[i+1]-} && (( i += 1 )) ;;
+      -C*|-f*) option=${words[i]:0:2} value=${words[i]:2} && value=${value#=} ;;
+      -*) continue ;;
+      *) break ;;
+    esac
+    value=$(_nebula_build_dequote "$value") || return 1
+    manifest+=("$option=$value")
+  done
+}
+
+_nebula_build_images() {
+  local word=${COMP_WORDS[COMP_CWORD]} before=${COMP_WORDS[COMP_CWORD-1]}
+  local quote= after_dashes= typed name
+  local -a manifest
+  _nebula_build_manifest || return 0
+  [[ $word == [\'\"]* ]] && quote=${word:0:1}
+  typed=$(_nebula_build_dequote "$word") || return 0
+  [[ " ${COMP_WORDS[*]:1:COMP_CWORD-1} " == *" -- "* ]] && after_dashes=1
+  while IFS= read -r name; do
+    [[ $name == "$typed"* ]] || continue
+    if [[ $name == -* && -z $after_dashes ]]; then
+      # else the CLI takes it for an option; an option's value can only be --OPTION=NAME
+      [[ -z $quote && ! " IMAGE_OPTIONS " == *" $before "* ]] || continue
+      printf -- '-- %q\n' "$name"
+    else
+      _nebula_build_quote "$name" "$quote"
+      echo
+    fi
+  done < <(LIST_IMAGES)
+}
+"""
+_ZSH_PREAMBLE = r"""
+# -C DIR and -f FILE as typed before the command ($BUFFER: _arguments narrows $words
+# to the command's), unquoted but never run: none for $… and `…
+_nebula_build_manifest() {
+  local -a typed=("${(@z)LBUFFER}")
+  local option value home i
+  manifest=()
+  for (( i = 2; i < $#typed; i++ )); do
+    case $typed[i] in
+      (-C|-f) option=$typed[i] value=$typed[i+1] && (( i += 1 )) ;;
+      (-C*|-f*) option=${typed[i][1,2]} value=${${typed[i]:2}#=} ;;
+      (-*) continue ;;
+      (*) break ;;
+    esac
+    [[ $value == *[\$\`]* ]] && return 1
+    home=
+    [[ $value == \~ || $value == \~/* ]] && home=$HOME value=${value:1}
+    manifest+=("$option=$home${(Q)value}")
+  done
+}
+
+_nebula_build_images() {
+  local -a manifest names dashed
+  _nebula_build_manifest || return 0
+  names=(${(f)"$(LIST_IMAGES)"})
+  if (( ! ${words[(Ie)--]} )); then
+    # else the CLI takes it for an option; an option's value can only be --OPTION=NAME
+    dashed=(${(M)names:#-*})
+    names=(${names:#-*})
+    (( $#dashed )) && [[ -z $compstate[quote] && " IMAGE_OPTIONS " != *" $words[CURRENT-1] "* ]] &&
+      compadd -P '-- ' -a dashed
+  fi
+  compadd -a names
+}
+"""
+_FISH_FUNCTION = r"""
+# the images of the manifest that -C DIR and -f FILE typed before the command name
+# (tokens unquoted, never run: none for $… and (…)); a name that begins with '-'
+# after -- or as --OPTION=NAME, else the CLI takes it for an option
+function _nebula_build_images
+    set -l manifest
+    set -l typed (commandline -opc)
+    set -e typed[1]
+    while set -q typed[1]
+        switch $typed[1]
+            case -C -f
+                set -a manifest $typed[1]=$typed[2]
+                set -e typed[1]
+            case '-C*' '-f*'
+                set -a manifest (string replace -r '^(-.)=?' '$1=' -- $typed[1])
+            case '-*'
+            case '*'
+                break
+        end
+        set -e typed[1]
+    end
+    string match -qr '[$(]' -- $manifest; and return
+    set manifest (string replace -r '^(-.=)~(?=/|$)' "\$1$HOME" -- $manifest)
+    set -l names (LIST_IMAGES)
+    if not contains -- -- (commandline -opc); and not string match -q -- '--*=*' (commandline -ct)
+        set names (string match -v -- '-*' $names)
+    end
+    string join \n -- $names
+end
+"""
 #: the arguments that take an image's name (in every command that has them)
 _IMAGE_OPTIONS = ("target", "replace", "more", "patterns")
 _IMAGE_POSITIONALS = {"pick": "name", "history": "name"}
@@ -49,9 +192,35 @@ def cmd_completion(ctx: Context) -> int:
 
         for action in image_arguments(parser):
             action.complete = {"bash": _IMAGES_FUNCTION, "zsh": _IMAGES_FUNCTION}  # type: ignore[attr-defined]
-        script = shtab.complete(parser, shell=ctx.args.shell, preamble=_PREAMBLE[ctx.args.shell])
+        preamble = _functions(ctx.args.shell, parser)
+        script = shtab.complete(parser, shell=ctx.args.shell, preamble=preamble)
+        if ctx.args.shell == "bash":
+            script = script.replace(
+                _BASH_OPTIONS_ONLY, _BASH_OPTIONS_ONLY + _BASH_OPTIONS_OR_DASHED, 1
+            )
         ctx.print(script.rstrip("\n"))
     return ExitCode.OK
+
+
+#: shtab's bash offers only options for a word that begins with '-' where a name goes:
+#: the names that begin with '-' are offered too (written after `--`)
+_BASH_OPTIONS_ONLY = """
+    while IFS= read -r line; do COMPREPLY+=("$line"); done < <(
+      compgen -W "${current_option_strings[*]}" -- "$completing_word")
+"""
+_BASH_OPTIONS_OR_DASHED = f"""\
+    # and the image names that begin with '-', written after --
+    [[ $current_action_compgen == {_IMAGES_FUNCTION} ]] &&
+      while IFS= read -r line; do COMPREPLY+=("$line"); done < <({_IMAGES_FUNCTION})
+"""
+
+
+def _functions(shell: str, parser: argparse.ArgumentParser) -> str:
+    """The shell's functions that complete image names."""
+    text = {"bash": _BASH_PREAMBLE, "zsh": _ZSH_PREAMBLE, "fish": _FISH_FUNCTION}[shell]
+    options = " ".join(o for a in image_arguments(parser) for o in a.option_strings)
+    image_options = " ".join(dict.fromkeys(options.split()))
+    return text.replace("LIST_IMAGES", LIST_IMAGES[shell]).replace("IMAGE_OPTIONS", image_options)
 
 
 def image_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
@@ -93,7 +262,7 @@ def _option_lines(
         takes = " -r" if action.nargs != 0 else ""
         choices = f" -a '{' '.join(map(str, action.choices))}'" if action.choices else ""
         if action in images:
-            choices = f" -a '({LIST_IMAGES})'"
+            choices = f" -a '({_IMAGES_FUNCTION})'"
         lines.append(
             f"complete -c {parser.prog.split()[0]} -n '{condition}' {' '.join(flags)}{takes}"
             f"{choices} -d '{_help(action.help)}'"
@@ -113,6 +282,7 @@ def fish_script(parser: argparse.ArgumentParser) -> str:
     }
     lines = [
         f"# fish completion for {prog}: {prog} completion fish | source",
+        _functions("fish", parser).strip("\n"),
         f"complete -c {prog} -f",
     ]
     lines += _option_lines(parser, "__fish_use_subcommand")
@@ -124,7 +294,7 @@ def fish_script(parser: argparse.ArgumentParser) -> str:
         seen = f"__fish_seen_subcommand_from {name}"
         lines += _option_lines(command, seen, images)
         if any(a in images and not a.option_strings for a in command._actions):
-            lines.append(f"complete -c {prog} -n '{seen}' -a '({LIST_IMAGES})'")
+            lines.append(f"complete -c {prog} -n '{seen}' -a '({_IMAGES_FUNCTION})'")
         for sub, subparser in _subcommands(command).items():
             lines.append(f"complete -c {prog} -n '__fish_seen_subcommand_from {name}' -a {sub}")
             lines += _option_lines(subparser, f"__fish_seen_subcommand_from {sub}")

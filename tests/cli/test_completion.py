@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from nebula_build.cli import build_parser
+from tests.cli.shell_session import complete_line
 
 
 def _complete_in_bash(script, words, **run):
@@ -119,9 +120,11 @@ def test_zsh_offers_image_names_as_they_are_and_never_runs_them(run_cli, named):
         ":NAME:_nebula_build_images" in script
         and "$(nebula-build list" not in script.split("# End Custom Preamble")[1]
     )
-    function = script[script.index("_nebula_build_images() {") :]
-    function = function[: function.index("\n}\n") + 3]
-    program = f"compadd() {{ print -rl -- ${{(P)2}} }}\n{function}\n_nebula_build_images"
+    functions = script.split("# Custom Preamble")[1].split("# End Custom Preamble")[0]
+    program = (
+        f"compadd() {{ print -rl -- ${{(P)${{@[-1]}}}} }}\n{functions}\n"
+        "LBUFFER='nebula-build pick ' words=(nebula-build pick '') CURRENT=3 _nebula_build_images"
+    )
     done = subprocess.run(
         ["zsh", "-c", program], check=False, capture_output=True, text=True, **run
     )
@@ -131,6 +134,100 @@ def test_zsh_offers_image_names_as_they_are_and_never_runs_them(run_cli, named):
 
 def test_fish_and_zsh_complete_image_names_too(run_cli):
     fish = run_cli("completion", "fish").out
-    assert "-n '__fish_seen_subcommand_from apply' -l target -r -a '(nebula-build list" in fish
-    assert "-n '__fish_seen_subcommand_from pick' -a '(nebula-build list 2>/dev/null)'" in fish
-    assert "nebula-build list 2>/dev/null" in run_cli("completion", "zsh").out
+    assert "-n '__fish_seen_subcommand_from apply' -l target -r -a '(_nebula_build_images)'" in fish
+    assert "-n '__fish_seen_subcommand_from pick' -a '(_nebula_build_images)'" in fish
+    assert "nebula-build $manifest list 2>/dev/null" in fish
+    assert "nebula-build $manifest list 2>/dev/null" in run_cli("completion", "zsh").out
+
+
+SHELLS = [
+    pytest.param(
+        shell, marks=pytest.mark.skipif(shutil.which(shell) is None, reason=f"needs {shell}")
+    )
+    for shell in ("bash", "zsh", "fish")
+]
+
+
+def _typed(run_cli, shell, typed, run, tmp_path):
+    """The line `shell` shows after `typed`, TABs and all."""
+    script = tmp_path / f"nebula-build.{shell}"
+    script.write_text(run_cli("completion", shell).out)
+    return complete_line(shell, script, typed, **run)
+
+
+def _entered(shell, line, run):
+    """What `line` prints, run by `shell` as when Enter is pressed."""
+    done = subprocess.run([shell, "-c", line], check=False, capture_output=True, text=True, **run)
+    return done.stdout.splitlines()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("opened", ["'", '"'])
+def test_a_name_begun_after_a_quote_completes_and_stays_one_argument(
+    run_cli, named, tmp_path, shell, opened
+):
+    root, run = named
+    line = _typed(run_cli, shell, f"nebula-build list {opened}en\t", run, tmp_path)
+    assert line == f"nebula-build list {opened}enemy["  # two names: their common part
+    dollar = "$" if opened == "'" else "\\$"
+    line = _typed(run_cli, shell, f"nebula-build list {opened}row[{dollar}\t", run, tmp_path)
+    assert line.startswith(f"nebula-build list {opened}row[") and line.endswith(" ")
+    assert _entered(shell, line, run) == ["row[$(touch PWNED)]"]
+    if opened == "'":
+        line = _typed(run_cli, shell, "nebula-build list 'row[`\t", run, tmp_path)
+        assert _entered(shell, line, run) == ["row[`touch PWNED2`]"], line
+    assert not (root / "PWNED").exists() and not (root / "PWNED2").exists()
+
+
+@pytest.fixture
+def other(named, tmp_path):
+    """A second project next to `named`'s, with an image whose name begins with '-'."""
+    images = (
+        '[images."-dash"]\nprompt = "a dash"\noutput = "d.png"\n'
+        '[images.elixir]\nprompt = "an elixir"\noutput = "e.png"\n'
+    )
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "images.toml").write_text(
+        'version = 1\n[defaults]\nbackend = "preview"\n'
+        'model = "black-forest-labs/FLUX.1-schnell"\nwidth = 64\nheight = 64\n' + images
+    )
+    return folder
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_name_that_begins_with_a_dash_is_completed_where_the_cli_takes_it(
+    run_cli, named, other, tmp_path, shell
+):
+    _, run = named
+    run = {**run, "cwd": other}
+    line = _typed(run_cli, shell, "nebula-build list -d\t", run, tmp_path)
+    if shell == "fish":  # fish escapes what it inserts: `-- ` cannot go in with the name
+        assert line == "nebula-build list -d"
+    else:
+        assert line == "nebula-build list -- -dash "
+        assert _entered(shell, line, run) == ["-dash"]
+    if shell != "zsh":  # zsh's _arguments completes no argument after a typed --
+        line = _typed(run_cli, shell, "nebula-build list -- -d\t", run, tmp_path)
+        assert (line, _entered(shell, line, run)) == ("nebula-build list -- -dash ", ["-dash"])
+    # never inserted where the CLI would take it for an option
+    line = _typed(run_cli, shell, "nebula-build apply --target -d\t", run, tmp_path)
+    assert line == "nebula-build apply --target -d"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_names_come_from_the_manifest_the_line_names_and_nothing_typed_runs(
+    run_cli, named, other, tmp_path, shell
+):
+    root, run = named
+    run = {**run, "env": {**run["env"], "HOME": str(root)}}
+    for typed in ("-C ../other", "-C '../other'", "-f ../other/images.toml", "-C ~/../other"):
+        line = _typed(run_cli, shell, f"nebula-build {typed} history el\t", run, tmp_path)
+        assert line == f"nebula-build {typed} history elixir ", typed
+    line = _typed(run_cli, shell, "nebula-build -C ../other apply --more el\t", run, tmp_path)
+    assert line == "nebula-build -C ../other apply --more elixir "
+    typed = 'nebula-build -C "$(touch PWNED)" history \t'
+    assert _typed(run_cli, shell, typed, run, tmp_path) == typed[:-1]
+    typed = "nebula-build -f `touch PWNED2`/images.toml history \t"
+    assert _typed(run_cli, shell, typed, run, tmp_path) == typed[:-1]
+    assert not (root / "PWNED").exists() and not (root / "PWNED2").exists()
