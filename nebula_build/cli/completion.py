@@ -71,7 +71,7 @@ _nebula_build_manifest() {
   for (( i = 0; i < COMP_CWORD; i++ )); do
     rest=${line#"${line%%[![:space:]]*}"}
     if (( i > 0 && ${#rest} == ${#line} )); then
-      words[-1]+=${COMP_WORDS[i]}
+      words[${#words[@]}-1]+=${COMP_WORDS[i]}
     else
       words+=("${COMP_WORDS[i]}")
     fi
@@ -97,11 +97,12 @@ _nebula_build_images() {
   _nebula_build_manifest || return 0
   [[ $word == [\'\"]* ]] && quote=${word:0:1}
   typed=$(_nebula_build_dequote "$word") || return 0
-  [[ " ${COMP_WORDS[*]:1:COMP_CWORD-1} " == *" -- "* ]] && after_dashes=1
+  # after -- or in --OPTION=NAME, a name that begins with '-' is not taken for an option
+  [[ " ${COMP_WORDS[*]:1:COMP_CWORD-1} " == *" -- "* || $before == = ]] && after_dashes=1
   while IFS= read -r name; do
     [[ $name == "$typed"* ]] || continue
     if [[ $name == -* && -z $after_dashes ]]; then
-      # else the CLI takes it for an option; an option's value can only be --OPTION=NAME
+      # --OPTION -NAME would not do: only --OPTION=NAME says it
       [[ -z $quote && ! " IMAGE_OPTIONS " == *" $before "* ]] || continue
       printf -- '-- %q\n' "$name"
     else
@@ -109,6 +110,18 @@ _nebula_build_images() {
       echo
     fi
   done < <(LIST_IMAGES)
+}
+
+# shtab's function, and names for --OPTION=NAME (COMP_WORDS: --OPTION, =, NAME)
+_nebula_build() {
+  if [[ ${COMP_WORDS[COMP_CWORD-1]} == = &&
+        " IMAGE_OPTIONS " == *" ${COMP_WORDS[COMP_CWORD-2]} "* ]]; then
+    local line
+    COMPREPLY=()
+    while IFS= read -r line; do COMPREPLY+=("$line"); done < <(_nebula_build_images)
+  else
+    _shtab_nebula_build "$@"
+  fi
 }
 """
 _ZSH_PREAMBLE = r"""
@@ -133,11 +146,12 @@ _nebula_build_manifest() {
 }
 
 _nebula_build_images() {
-  local -a manifest names dashed
+  local -a manifest names dashed before=(${(z)${LBUFFER% *}})
   _nebula_build_manifest || return 0
   names=(${(f)"$(LIST_IMAGES)"})
-  if (( ! ${words[(Ie)--]} )); then
-    # else the CLI takes it for an option; an option's value can only be --OPTION=NAME
+  # after -- or in --OPTION=NAME, a name that begins with '-' is not taken for an option
+  if (( ! ${before[(Ie)--]} )) && [[ $IPREFIX != *= ]]; then
+    # --OPTION -NAME would not do: only --OPTION=NAME says it
     dashed=(${(M)names:#-*})
     names=(${names:#-*})
     (( $#dashed )) && [[ -z $compstate[quote] && " IMAGE_OPTIONS " != *" $words[CURRENT-1] "* ]] &&
@@ -197,7 +211,11 @@ def cmd_completion(ctx: Context) -> int:
         if ctx.args.shell == "bash":
             script = script.replace(
                 _BASH_OPTIONS_ONLY, _BASH_OPTIONS_ONLY + _BASH_OPTIONS_OR_DASHED, 1
+            ).replace(
+                _BASH_REGISTERED, _BASH_REGISTERED.replace("_shtab_nebula_build", "_nebula_build")
             )
+        if ctx.args.shell == "zsh":
+            script = _zsh_values_joined(script, parser)
         ctx.print(script.rstrip("\n"))
     return ExitCode.OK
 
@@ -208,11 +226,25 @@ _BASH_OPTIONS_ONLY = """
     while IFS= read -r line; do COMPREPLY+=("$line"); done < <(
       compgen -W "${current_option_strings[*]}" -- "$completing_word")
 """
+_BASH_REGISTERED = "complete -o bashdefault -F _shtab_nebula_build nebula-build"
 _BASH_OPTIONS_OR_DASHED = f"""\
     # and the image names that begin with '-', written after --
     [[ $current_action_compgen == {_IMAGES_FUNCTION} ]] &&
       while IFS= read -r line; do COMPREPLY+=("$line"); done < <({_IMAGES_FUNCTION})
 """
+
+
+def _zsh_values_joined(script: str, parser: argparse.ArgumentParser) -> str:
+    """Specs that let _arguments read `-CDIR`, `-fFILE`, `--target=NAME` and `--` as
+    argparse does (shtab's say only `-C DIR`, `--target NAME`, and take `--` for an
+    argument): what comes after them completes."""
+    script = script.replace("_arguments -C -s ", "_arguments -S -C -s ")  # -- as argparse
+    for option in ("-C", "-f"):
+        script = script.replace(f'"{option}[', f'"{option}+[')
+    for action in image_arguments(parser):
+        for option in action.option_strings:
+            script = script.replace(f'"*{option}[', f'"*{option}=[')
+    return script
 
 
 def _functions(shell: str, parser: argparse.ArgumentParser) -> str:

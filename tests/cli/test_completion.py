@@ -207,12 +207,14 @@ def test_a_name_that_begins_with_a_dash_is_completed_where_the_cli_takes_it(
     else:
         assert line == "nebula-build list -- -dash "
         assert _entered(shell, line, run) == ["-dash"]
-    if shell != "zsh":  # zsh's _arguments completes no argument after a typed --
-        line = _typed(run_cli, shell, "nebula-build list -- -d\t", run, tmp_path)
-        assert (line, _entered(shell, line, run)) == ("nebula-build list -- -dash ", ["-dash"])
-    # never inserted where the CLI would take it for an option
-    line = _typed(run_cli, shell, "nebula-build apply --target -d\t", run, tmp_path)
-    assert line == "nebula-build apply --target -d"
+    line = _typed(run_cli, shell, "nebula-build list -- -d\t", run, tmp_path)
+    assert (line, _entered(shell, line, run)) == ("nebula-build list -- -dash ", ["-dash"])
+    # an option's value: --target -dash would be two options, --target=-dash is the name
+    line = _typed(run_cli, shell, "nebula-build plan --target -d\t", run, tmp_path)
+    assert line == "nebula-build plan --target -d"
+    line = _typed(run_cli, shell, "nebula-build plan --target=-d\t", run, tmp_path)
+    assert line == "nebula-build plan --target=-dash "
+    assert "Plan: 1 to generate, 0 to delete." in _entered(shell, line, run)
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -221,7 +223,14 @@ def test_names_come_from_the_manifest_the_line_names_and_nothing_typed_runs(
 ):
     root, run = named
     run = {**run, "env": {**run["env"], "HOME": str(root)}}
-    for typed in ("-C ../other", "-C '../other'", "-f ../other/images.toml", "-C ~/../other"):
+    for typed in (
+        "-C ../other",
+        "-C '../other'",
+        "-C../other",
+        "-C=../other",
+        "-f ../other/images.toml",
+        "-C ~/../other",
+    ):
         line = _typed(run_cli, shell, f"nebula-build {typed} history el\t", run, tmp_path)
         assert line == f"nebula-build {typed} history elixir ", typed
     line = _typed(run_cli, shell, "nebula-build -C ../other apply --more el\t", run, tmp_path)
