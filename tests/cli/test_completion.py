@@ -180,7 +180,7 @@ def test_a_name_begun_after_a_quote_completes_and_stays_one_argument(
 
 
 @pytest.fixture
-def other(named, tmp_path):
+def other(tmp_path):
     """A second project next to `named`'s, with an image whose name begins with '-'."""
     images = (
         '[images."-dash"]\nprompt = "a dash"\noutput = "d.png"\n'
@@ -235,8 +235,9 @@ def test_names_come_from_the_manifest_the_line_names_and_nothing_typed_runs(
         assert line == f"nebula-build {typed} history elixir ", typed
     line = _typed(run_cli, shell, "nebula-build -C ../other apply --more el\t", run, tmp_path)
     assert line == "nebula-build -C ../other apply --more elixir "
-    typed = 'nebula-build -C "$(touch PWNED)" history \t'
+    # neither run nor read as the current folder's manifest (which has `potion`)
+    typed = 'nebula-build -C "$(touch PWNED)" history po\t'
     assert _typed(run_cli, shell, typed, run, tmp_path) == typed[:-1]
-    typed = "nebula-build -f `touch PWNED2`/images.toml history \t"
+    typed = "nebula-build -f `touch PWNED2`/images.toml history po\t"
     assert _typed(run_cli, shell, typed, run, tmp_path) == typed[:-1]
     assert not (root / "PWNED").exists() and not (root / "PWNED2").exists()
