@@ -226,6 +226,8 @@ def test_names_come_from_the_manifest_the_line_names_and_nothing_typed_runs(
     for typed in (
         "-C ../other",
         "-C '../other'",
+        '-C "../ot"her',
+        "-C ../ot\\her",
         "-C../other",
         "-C=../other",
         "-f ../other/images.toml",
