@@ -103,7 +103,7 @@ _nebula_build_images() {
     [[ $name == "$typed"* ]] || continue
     if [[ $name == -* && -z $after_dashes ]]; then
       # --OPTION -NAME would not do: only --OPTION=NAME says it
-      [[ -z $quote && ! " IMAGE_OPTIONS " == *" $before "* ]] || continue
+      [[ -z $quote && " IMAGE_OPTIONS " != *" $before "* ]] || continue
       printf -- '-- %q\n' "$name"
     else
       _nebula_build_quote "$name" "$quote"
@@ -250,9 +250,10 @@ def _zsh_values_joined(script: str, parser: argparse.ArgumentParser) -> str:
 def _functions(shell: str, parser: argparse.ArgumentParser) -> str:
     """The shell's functions that complete image names."""
     text = {"bash": _BASH_PREAMBLE, "zsh": _ZSH_PREAMBLE, "fish": _FISH_FUNCTION}[shell]
-    options = " ".join(o for a in image_arguments(parser) for o in a.option_strings)
-    image_options = " ".join(dict.fromkeys(options.split()))
-    return text.replace("LIST_IMAGES", LIST_IMAGES[shell]).replace("IMAGE_OPTIONS", image_options)
+    options = dict.fromkeys(o for a in image_arguments(parser) for o in a.option_strings)
+    return text.replace("LIST_IMAGES", LIST_IMAGES[shell]).replace(
+        "IMAGE_OPTIONS", " ".join(options)
+    )
 
 
 def image_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
