@@ -4,7 +4,8 @@
 characters, no bidirectional overrides. `redact` takes secrets out, whole or in
 fragments. `plural` counts things in words ("1 image", "2 images").
 `made_with_problem` checks a backend's provenance record (a plugin's answer, a
-lock's entry); `model_id_problem` checks a model id from a manifest. Pure functions
+lock's entry); `model_id_problem` checks a model id from a manifest. `shell_option`
+and `shell_operands` write an image's name into a command shown to run. Pure functions
 of the standard library: every layer may use them.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shlex
 from collections.abc import Iterable
 
 REDACTED = "[redacted]"
@@ -160,3 +162,17 @@ def file_key(path: str) -> str:
 def file_keys(paths: Iterable[str]) -> set[str]:
     """`file_key` of each path: the same, a pass over 100,000 paths in about 14 ms."""
     return {path.lower() if path.isascii() else file_key(path) for path in paths}
+
+
+def shell_option(option: str, value: str) -> str:
+    """`option VALUE` for a command shown to run: the value shell-quoted, and joined
+    with `=` when it begins with '-' (`--more -x` takes `-x` for an option)."""
+    return f"{option}{'=' if value.startswith('-') else ' '}{shlex.quote(value)}"
+
+
+def shell_operands(*operands: object) -> str:
+    """The last words of a command shown to run: each shell-quoted, after `--` when
+    one begins with '-' (else it is taken for an option)."""
+    words = [str(operand) for operand in operands]
+    dashes = ["--"] if any(word.startswith("-") for word in words) else []
+    return " ".join(dashes + [shlex.quote(word) for word in words])

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
+import shlex
 import unicodedata
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from nebula_build.text import REDACTED, model_id_problem, plural, printable, redact
+from nebula_build.text import (
+    REDACTED,
+    model_id_problem,
+    plural,
+    printable,
+    redact,
+    shell_operands,
+    shell_option,
+)
 
 
 @pytest.mark.parametrize(
@@ -138,3 +148,16 @@ def test_every_real_model_id_is_a_model_id(model):
 )
 def test_a_model_id_has_a_safe_alphabet(model):
     assert model_id_problem(model) is not None
+
+
+@given(st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1))
+def test_a_name_shown_in_a_command_reaches_argparse_whole(name):
+    assume(name != "--")  # argparse reads `--more=--` as no value at all
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--more")
+    parser.add_argument("-x", action="store_true")  # a short option a name could resemble
+    parser.add_argument("name")
+    parser.add_argument("index", nargs="?")
+    line = f"{shell_option('--more', name)} {shell_operands(name, '@1')}"
+    args = parser.parse_args(shlex.split(line))
+    assert (args.more, args.name, args.index) == (name, name, "@1")

@@ -4,12 +4,11 @@ an image's candidate draws, or an earlier generation, its output, from the cache
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING
 
 from nebula_build.cli.context import Context, ExitCode
 from nebula_build.errors import UserError
-from nebula_build.text import plural
+from nebula_build.text import plural, shell_operands
 
 if TYPE_CHECKING:
     from nebula_build.engine.history import Change, Row
@@ -40,10 +39,10 @@ def cmd_pick(ctx: Context) -> int:
     step = 1 if args.next else -1 if args.prev else 0
     index, earlier = _which(args.index)
     if args.pin and earlier is None:
-        quoted = shlex.quote(args.name)
+        name = shell_operands(args.name)
         raise UserError(
-            f"pick: --pin is for an earlier generation: `nebula-build pick {quoted} @K "
-            f"--pin` (`nebula-build history {quoted}` lists them)"
+            f"pick: --pin is for an earlier generation: `nebula-build pick --pin {name} @K` "
+            f"(`nebula-build history {name}` lists them)"
         )
     if step and args.index is not None:
         raise UserError("pick: give INDEX, @K, --next or --prev, not two of them")
@@ -134,10 +133,10 @@ def _print_how_to_bring_back(ctx: Context, name: str, manifest: str, listed: lis
         ctx.print(
             ctx.style("       [-…-] is in that generation, {+…+} in the current output", "dim")
         )
-    quoted = shlex.quote(name)
+    operands = shell_operands(name, "@K")
     ctx.print(
-        f"bring one back: nebula-build pick {quoted} @K (one made from what {manifest} declares "
-        f"now), or pick {quoted} @K --pin (one made from something else: kept until {manifest} "
+        f"bring one back: nebula-build pick {operands} (one made from what {manifest} declares "
+        f"now), or pick --pin {operands} (one made from something else: kept until {manifest} "
         "changes)"
     )
 

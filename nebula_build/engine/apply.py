@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import shlex
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
@@ -56,6 +55,7 @@ from nebula_build.state.lockfile import NONE_RECORDED, LockEntry, LockWriter, re
 from nebula_build.state.project import Project
 from nebula_build.state.remote import CONCURRENCY, Remote
 from nebula_build.state.rescue import rescue
+from nebula_build.text import shell_operands
 
 GenerateFn = Callable[[AssetSpec, GenerationRequest], Awaitable[GenerationResult]]
 _IO_CONCURRENCY = 8
@@ -523,7 +523,8 @@ class Applier:
             why = (warning or "its cache entry is gone").partition(";")[0]
             raise UserError(
                 f"not generated: {why}, and a pinned earlier generation is never made "
-                f"again (the lock chose it): `nebula-build pick {shlex.quote(spec.name)} --unpin`"
+                "again (the lock chose it): "
+                f"`nebula-build pick --unpin {shell_operands(spec.name)}`"
             )
         if self.planned_only and not action.generates:
             why = (warning or "its cache entry is gone").partition(";")[0]

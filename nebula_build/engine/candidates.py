@@ -10,7 +10,6 @@ capped, supplied by the remote cache where it has them).
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -19,6 +18,7 @@ from nebula_build.core.spec import AssetSpec
 from nebula_build.errors import UserError
 from nebula_build.state.cache import Store
 from nebula_build.state.lockfile import MAX_CANDIDATES, DrawRecord, LockEntry
+from nebula_build.text import shell_operands
 
 
 @dataclass(frozen=True)
@@ -107,10 +107,8 @@ def pin_note(base: AssetSpec, pinned: AssetSpec) -> str:
     fields = changed_since(base, pinned)
     verb = "differs" if len(fields) == 1 else "differ"
     which = f" ({', '.join(fields)} {verb} from the manifest)" if fields else ""
-    name = shlex.quote(base.name)
-    return (
-        f"pinned to an earlier generation{which}: `nebula-build pick {name} --unpin` ends the pin"
-    )
+    unpin = f"nebula-build pick --unpin {shell_operands(base.name)}"
+    return f"pinned to an earlier generation{which}: `{unpin}` ends the pin"
 
 
 def _note(spec: AssetSpec, entry: LockEntry | None) -> str | None:

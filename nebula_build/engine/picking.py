@@ -5,7 +5,6 @@ the project lock."""
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, replace
 
 from nebula_build.core.spec import AssetSpec
@@ -18,6 +17,7 @@ from nebula_build.errors import UserError
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.lockfile import Entries
 from nebula_build.state.project import Project
+from nebula_build.text import shell_operands, shell_option
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ def choose(
     if count < 2:
         raise UserError(
             f"{prepared.project.display_manifest}: images.{name} has one draw: set "
-            f"`candidates = N` (or run `nebula-build apply --more {shlex.quote(name)}`) to have "
-            "several to pick from"
+            f"`candidates = N` (or run `nebula-build apply {shell_option('--more', name)}`) "
+            "to have several to pick from"
         )
     if step:
         index = ((recorded_pick(base, lock.get(name)) or 0) + step) % count
@@ -95,7 +95,7 @@ def choose_earlier(
         have = f"@1 to @{len(history)}" if len(history) > 1 else "@1 only"
         raise UserError(
             f"pick: images.{name} has no earlier generation @{earlier} (it has {have}: "
-            f"`nebula-build history {shlex.quote(name)}` lists them)"
+            f"`nebula-build history {shell_operands(name)}` lists them)"
         )
     spec = earlier_spec(base, history[earlier - 1])
     if spec is None:

@@ -3,7 +3,6 @@ made from the images (atlases, the asset manifest)."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Collection, Mapping
 
 from nebula_build.core.plan import SETTINGS_NOTE, Plan, make_plan
@@ -16,6 +15,7 @@ from nebula_build.errors import UserError
 from nebula_build.plugin import OnDisk
 from nebula_build.state.lockfile import Entries
 from nebula_build.state.remote import Remote
+from nebula_build.text import shell_operands, shell_option
 
 
 def plan_for(
@@ -65,7 +65,7 @@ def plan_for(
         if pinned:
             raise UserError(
                 f"{option}: images.{pinned[0]} is pinned to an earlier generation: "
-                f"`nebula-build pick {shlex.quote(pinned[0])} --unpin` first"
+                f"`nebula-build pick --unpin {shell_operands(pinned[0])}` first"
             )
 
     def diff(chosen: candidates.Picked) -> Plan:
@@ -147,7 +147,7 @@ def other_settings(prepared: Prepared, images: Plan, lock: Entries) -> dict[str,
         if changed:
             notes[action.image] = (
                 f"{SETTINGS_NOTE} ({'; '.join(changed)}): "
-                f"`nebula-build apply --replace {shlex.quote(action.image)}` makes it again"
+                f"`nebula-build apply {shell_option('--replace', action.image)}` makes it again"
             )
     now.save()
     return notes

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from nebula_build.outputs.keying import Keying
 from nebula_build.state.cache import CorruptEntryError, Store
 from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import Entries
+from nebula_build.text import shell_operands
 
 #: the types a browser shows, by the name `imaging.sniff` gives them
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -51,7 +51,7 @@ class Draw:
 
     @property
     def pick_command(self) -> str:
-        return f"nebula-build pick {shlex.quote(self.image)} {self.index}"
+        return f"nebula-build pick {shell_operands(self.image, self.index)}"
 
 
 def image_draws(plan: Plan, prepared: Prepared, lock: Entries) -> dict[str, tuple[Draw, ...]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
 from nebula_build.live.sprites import check_rows
 from nebula_build.state.guard import Guard
 from nebula_build.state.project import Project
+from nebula_build.text import shell_operands
 
 if TYPE_CHECKING:
     from nebula_build.core.spec import AssetSpec
@@ -109,7 +109,7 @@ def cards(
         href = f"/files/{path}?v={version}" if link == "served" else prefix + path
         status, text = _status(action.kind, action.reason, failures.get(spec.name))
         if spec.pin is not None and action.kind is ActionKind.NOOP:
-            unpin = f"pick {shlex.quote(spec.name)} --unpin"
+            unpin = f"pick --unpin {shell_operands(spec.name)}"
             text = f"up to date · pinned to an earlier generation ({unpin})"
         details = [
             ("model", spec.model),
@@ -175,7 +175,7 @@ def _candidates(
 def _pinned(spec: AssetSpec, href: str) -> Candidate:
     """The output an earlier generation pinned (none of the set's draws), shown first
     and marked as the output; its command ends the pin."""
-    command = f"nebula-build pick {shlex.quote(spec.name)} --unpin"
+    command = f"nebula-build pick --unpin {shell_operands(spec.name)}"
     return Candidate(PINNED, spec.generation_key, True, href, command)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from nebula_build.core.sprite import describe_check
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.text import plural, printable
+from nebula_build.text import plural, printable, shell_option
 from nebula_build.ui.statuslines import removal_note, status_lines, status_rows
 from nebula_build.ui.style import Style
 
@@ -329,11 +328,12 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
         "old one goes to .nebula-build/backup/); to keep your edit, move it elsewhere."
     )
     if len(images) > 1:
-        first = printable(shlex.quote(images[0]))
+        first = printable(images[0])
+        target = printable(shell_option("--target", images[0]))
         text = (
             "Files changed by hand are kept: `nebula-build apply --force` replaces them (the "
-            "old ones go to .nebula-build/backup/), `nebula-build apply --force --target "
-            f"{first}` only {first}'s; to keep an edit, move the file elsewhere."
+            f"old ones go to .nebula-build/backup/), `nebula-build apply --force {target}` "
+            f"only {first}'s; to keep an edit, move the file elsewhere."
         )
     return ["", style(text, "yellow")]
 

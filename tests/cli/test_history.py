@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import tomllib
 
@@ -258,7 +259,7 @@ def test_the_gallery_says_an_image_is_pinned(project, run_cli, nebula_server):
     assert "pinned" not in card_of(page.read_text(), "hero")["status_text"]
     assert run_cli("pick", "hero", "@1", "--pin").code == 0
     assert run_cli("gallery").code == 0
-    assert "pinned to an earlier generation (pick hero --unpin)" in page.read_text()
+    assert "pinned to an earlier generation (pick --unpin hero)" in page.read_text()
     assert "hero  up to date (pinned)" in run_cli("status").out
 
 
@@ -401,7 +402,7 @@ def test_history_says_how_to_read_it_and_bring_one_back(project, run_cli):
         "       prompt: a lighthouse at [-dusk-] {+dawn+}",
         "       [-…-] is in that generation, {+…+} in the current output",
         "bring one back: nebula-build pick hero @K (one made from what images.toml declares "
-        "now), or pick hero @K --pin (one made from something else: kept until images.toml "
+        "now), or pick --pin hero @K (one made from something else: kept until images.toml "
         "changes)",
     ]
 
@@ -415,7 +416,7 @@ def test_the_gallery_shows_the_pinned_output_before_the_draws_of_the_set(project
     pinned, *draws = hero["draws"]
     assert pinned["index"] == -1 and pinned["picked"]
     assert (
-        pinned["href"] == "../../hero.png" and pinned["command"] == "nebula-build pick hero --unpin"
+        pinned["href"] == "../../hero.png" and pinned["command"] == "nebula-build pick --unpin hero"
     )
     assert pinned["key"] == _lock(root)["hero"]["generation_key"]
     assert [d["index"] for d in draws] == [0, 1, 2] and not any(d["picked"] for d in draws)
@@ -440,3 +441,35 @@ def test_replace_by_a_pattern_does_not_release_a_pin(project, run_cli, nebula_se
     assert code == 1
     assert "--replace: images.hero[boat,b] is pinned to an earlier generation" in err
     assert "pinned_against" in _lock(root)["hero[boat,b]"]
+
+
+def _run_shown(run_cli, command):
+    """Run a command a message shows, as the shell would split it."""
+    return run_cli(*shlex.split(command.replace("@K", "@1"))[1:])
+
+
+def test_commands_shown_for_a_name_that_begins_with_a_dash_run_as_shown(
+    project, run_cli, nebula_server
+):
+    dash = {**HERO, "output": "dash.png"}
+    root = project({"images.toml": nebula_manifest({"-dash": dash})})
+    assert run_cli("apply").code == 0
+    # `--more -dash` would take the name for an option: `--more=-dash`
+    code, _, err = run_cli("pick", "--", "-dash", "1")
+    assert code == 1 and "`nebula-build apply --more=-dash`" in err, err
+    assert _run_shown(run_cli, "nebula-build apply --more=-dash").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    code, _, err = run_cli("pick", "--", "-dash", "@9")
+    assert code == 1 and "`nebula-build history -- -dash` lists them" in err, err
+    code, out, err = _run_shown(run_cli, "nebula-build history -- -dash")
+    assert code == 0, err
+    assert "bring one back: nebula-build pick -- -dash @K (" in out
+    assert "or pick --pin -- -dash @K (" in out
+    code, out, err = _run_shown(run_cli, "nebula-build pick --pin -- -dash @K")
+    assert code == 0 and "pinned" in out, err
+    code, out, err = run_cli("plan")
+    assert "`nebula-build pick --unpin -- -dash` ends the pin" in out, out
+    code, out, err = _run_shown(run_cli, "nebula-build pick --unpin -- -dash")
+    assert code == 0, err
+    assert "pinned_against" not in _lock(root)["-dash"]

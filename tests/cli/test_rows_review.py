@@ -353,18 +353,18 @@ def test_commands_shown_for_a_pinned_image_quote_its_name_from_data(
     data = root / "data/j.json"
     data.write_text(data.read_text().replace("a lighthouse", "a windmill"))
     assert run_cli("apply").code == 0
-    unpin = ["nebula-build", "pick", EVIL, "--unpin"]
+    unpin = ["nebula-build", "pick", "--unpin", EVIL]
 
     code, out, err = run_cli("history", EVIL)
     assert code == 0, err
     assert f"bring one back: nebula-build pick '{EVIL}' @K" in out
-    assert f"or pick '{EVIL}' @K --pin" in out
+    assert f"or pick --pin '{EVIL}' @K" in out
     code, _, err = run_cli("pick", EVIL, "@5")
     assert code == 1
     assert ["nebula-build", "history", EVIL] in _commands(err)
     code, _, err = run_cli("pick", EVIL, "--pin")
     assert code == 1
-    assert ["nebula-build", "pick", EVIL, "@K", "--pin"] in _commands(err)
+    assert ["nebula-build", "pick", "--pin", EVIL, "@K"] in _commands(err)
 
     assert run_cli("pick", EVIL, "@1", "--pin").code == 0
     code, out, err = run_cli("plan")
@@ -376,7 +376,7 @@ def test_commands_shown_for_a_pinned_image_quote_its_name_from_data(
     assert run_cli("gallery").code == 0
     shown = card((root / ".nebula-build/gallery/index.html").read_text(), EVIL)
     assert shlex.split(shown["draws"][0]["command"]) == unpin
-    assert f"(pick '{EVIL}' --unpin)" in shown["status_text"]
+    assert f"(pick --unpin '{EVIL}')" in shown["status_text"]
     assert not (root / "PWNED").exists()
 
 
