@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -579,3 +580,44 @@ def test_a_compile_cache_inside_the_project_is_refused(tmp_path):
         compile_cache_path("evil/inductor", tmp_path)
     assert compile_cache_path("", tmp_path).name == "inductor"
     assert not compile_cache_path("", tmp_path).is_relative_to(tmp_path)
+
+
+def _committed_sdxl(tiny: dict[str, Path], project: Callable[..., Path]) -> Path:
+    """A project whose SDXL weights are a folder committed with it (a pull request's)."""
+    images = {"castle": THREE_IMAGES["castle"]}
+    root = project({"images.toml": manifest(images, models={SDXL: "m"})})
+    shutil.copytree(tiny[SDXL], root / "m")
+    return root
+
+
+def _safetensors(header: bytes, length: int | None = None) -> bytes:
+    """A file that starts as safetensors do: the header's length, the header, data."""
+    return (len(header) if length is None else length).to_bytes(8, "little") + header + bytes(64)
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        _safetensors(b"{}", 1 << 62),  # read as said: a MemoryError
+        _safetensors(b"{}", 10_000),  # past the end of the file
+        _safetensors(b"[]"),
+        _safetensors(b'{"w": {"dtype": "F32", "shape": ["1", "2"]}}'),
+        _safetensors(b'{"w": {"dtype": "F32", "shape": 3}}'),
+        _safetensors(b'{"w": {"dtype": "F32", "shape": [' + b"1," * 16 + b"1]}}"),
+        _safetensors(b'{"w": {"dtype": "F32", "shape": [' + b"[" * 100_000 + b"]}}"),
+        b"\x01",
+    ],
+    ids=["huge", "past-end", "list", "text-dims", "no-list", "17-dims", "deep", "short"],
+)
+def test_a_safetensors_header_that_lies_is_one_line_naming_the_file(
+    tiny, project, run_cli, weights
+):
+    root = _committed_sdxl(tiny, project)
+    (root / "m/unet/diffusion_pytorch_model.safetensors").write_bytes(weights)
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "Traceback" not in err and "internal error" not in err
+    assert (
+        f"failed castle: model '{SDXL}': {root}/m/unet/diffusion_pytorch_model.safetensors" in err
+    )
+    assert "is not a safetensors file (" in err

@@ -32,6 +32,7 @@ from nebula_build.backends.diffusers.devices import (
 from nebula_build.backends.diffusers.kinds import PipelineKind
 from nebula_build.backends.diffusers.settings import FP8_NEEDS_TORCHAO, made_with
 from nebula_build.backends.diffusers.weights import (
+    NotAModelFolderError,
     WeightsLocation,
     component_names,
     estimated_bytes,
@@ -243,11 +244,14 @@ class Runtime:
         reused = {n: self.components[fp] for n, fp in shareable.items() if fp in self.components}
         variant = variant_of(location.path / kind.denoiser, half=self.dtype != torch.float32)
         itemsize = torch.empty((), dtype=self.dtype).element_size()
-        needed = sum(
-            estimated_bytes(location.path / name, variant, itemsize)
-            for name in names
-            if name not in reused
-        )
+        try:
+            needed = sum(
+                estimated_bytes(location.path / name, variant, itemsize)
+                for name in names
+                if name not in reused
+            )
+        except NotAModelFolderError as exc:
+            raise RequestRejectedError(f"model {model_id!r}: {exc}", backend="diffusers") from None
         measured = max((p.activation_bytes for p in self.pipelines.values()), default=0)
         self._make_room(needed + max(needed // 5, measured))
         pipeline_class = getattr(diffusers, kind.pipeline_class)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import struct
@@ -33,6 +34,14 @@ HF_VARIABLES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_H
 #: a model folder holds a few dozen files; a folder with more is not one (a manifest
 #: from a pull request may name any folder: `plan` must not walk a whole disk)
 MAX_FOLDER_ENTRIES = 2000
+#: safetensors' own limit on a file's JSON header (its MAX_HEADER_SIZE)
+MAX_HEADER_BYTES = 100_000_000
+#: a weight tensor has a few dimensions; a header listing thousands is not a model's
+_MAX_DIMENSIONS = 16
+
+
+class NotAModelFolderError(ValueError):
+    """A model folder holds something no saved pipeline holds (one line, no model id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,19 +276,51 @@ def estimated_bytes(folder: Path, variant: str | None, itemsize: int) -> int:
         if path.suffix != ".safetensors":
             total += path.stat().st_size
             continue
-        with path.open("rb") as file:
-            (length,) = struct.unpack("<Q", file.read(8))
-            header = json.loads(file.read(length))
-        for name, tensor in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for dim in tensor["shape"]:
-                count *= dim
-            dtype = tensor["dtype"]
+        for dtype, shape in _tensors(path):
             floating = dtype.startswith(("F", "BF"))
-            total += count * (itemsize if floating else _ITEMSIZE.get(dtype, 1))
+            total += math.prod(shape) * (itemsize if floating else _ITEMSIZE.get(dtype, 1))
     return total
+
+
+def _tensors(path: Path) -> list[tuple[str, list[int]]]:
+    """(dtype, shape) of each tensor a safetensors file's header lists; the header's
+    length (its first 8 bytes) is checked against the file before anything is read."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        prefix = file.read(8)
+        length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else None
+        if length is None or length > min(size - 8, MAX_HEADER_BYTES):
+            raise NotAModelFolderError(
+                f"{path} is not a safetensors file (its header length is not within the "
+                f"file and {MAX_HEADER_BYTES:,} bytes)"
+            )
+        raw = file.read(length)
+    try:
+        header = json.loads(raw)
+    except (ValueError, RecursionError):
+        header = None
+    if not isinstance(header, dict):
+        raise NotAModelFolderError(
+            f"{path} is not a safetensors file (its header is no JSON object)"
+        )
+    tensors = []
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = tensor.get("dtype") if isinstance(tensor, dict) else None
+        shape = tensor.get("shape") if isinstance(tensor, dict) else None
+        if not (
+            isinstance(dtype, str)
+            and isinstance(shape, list)
+            and len(shape) <= _MAX_DIMENSIONS
+            and all(type(dim) is int and dim >= 0 for dim in shape)
+        ):
+            raise NotAModelFolderError(
+                f"{path} is not a safetensors file (a tensor in its header has no valid "
+                "dtype and shape)"
+            )
+        tensors.append((dtype, shape))
+    return tensors
 
 
 def fingerprint(folder: Path) -> str:
