@@ -621,3 +621,21 @@ def test_a_safetensors_header_that_lies_is_one_line_naming_the_file(
         f"failed castle: model '{SDXL}': {root}/m/unet/diffusion_pytorch_model.safetensors" in err
     )
     assert "is not a safetensors file (" in err
+
+
+def test_a_component_linked_to_a_large_folder_is_not_walked(tiny, project, run_cli, tmp_path):
+    """A component folder linked to / (or the home folder) would have every file on the
+    disk sampled before the pipeline loads: hours, and reads of everything readable."""
+    root = _committed_sdxl(tiny, project)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(root / "m/text_encoder_2", elsewhere)
+    for index in range(21):
+        (elsewhere / f"{index}").mkdir()
+        for file in range(100):
+            (elsewhere / f"{index}/{file}").touch()
+    shutil.rmtree(root / "m/text_encoder_2")
+    (root / "m/text_encoder_2").symlink_to(elsewhere)
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "Traceback" not in err and "internal error" not in err
+    assert f"model '{SDXL}': {root}/m/text_encoder_2 holds more than 2,000 entries" in err

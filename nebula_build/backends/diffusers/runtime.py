@@ -234,17 +234,20 @@ class Runtime:
                 backend="diffusers",
             )
         names = component_names(index)
-        shareable = {}
-        if not self.settings.offload:  # offload hooks belong to one pipeline
-            shareable = {
-                name: fingerprint(location.path / name)
-                for name in names
-                if name not in _NEVER_SHARED and name != kind.denoiser
-            }
-        reused = {n: self.components[fp] for n, fp in shareable.items() if fp in self.components}
-        variant = variant_of(location.path / kind.denoiser, half=self.dtype != torch.float32)
-        itemsize = torch.empty((), dtype=self.dtype).element_size()
         try:
+            weights = identity(location.path)
+            shareable = {}
+            if not self.settings.offload:  # offload hooks belong to one pipeline
+                shareable = {
+                    name: fingerprint(location.path / name)
+                    for name in names
+                    if name not in _NEVER_SHARED and name != kind.denoiser
+                }
+            reused = {
+                n: self.components[fp] for n, fp in shareable.items() if fp in self.components
+            }
+            variant = variant_of(location.path / kind.denoiser, half=self.dtype != torch.float32)
+            itemsize = torch.empty((), dtype=self.dtype).element_size()
             needed = sum(
                 estimated_bytes(location.path / name, variant, itemsize)
                 for name in names
@@ -274,7 +277,7 @@ class Runtime:
         compiled = self._set_up(model_id, pipe, kind, fresh)
         for name, fp in shareable.items():
             self.components.setdefault(fp, pipe.components[name])
-        return LoadedPipeline(model_id, kind, pipe, shareable, compiled, identity(location.path))
+        return LoadedPipeline(model_id, kind, pipe, shareable, compiled, weights)
 
     def adopt(self, model_id: str, pipe: Any) -> None:
         """Run `model_id` with a pipeline built elsewhere (a script's, a benchmark's

@@ -132,11 +132,12 @@ def _cached_identity(model_id: str, cache: Path) -> str | None:
 def _folder_identity(folder: Path) -> str | None:
     if not (folder / MODEL_INDEX).is_file():
         return None
-    if folder.parent.name != "snapshots" and _listing(folder) is None:
+    try:
+        return identity(folder)
+    except NotAModelFolderError as exc:
         # more entries than a model has: not walked, so nothing here can say that a
         # change under it leaves the identity alone (the no-op snapshot is left out)
-        raise OSError(f"{folder}: more than {MAX_FOLDER_ENTRIES} entries")
-    return identity(folder)
+        raise OSError(str(exc)) from None
 
 
 def _listing(folder: Path) -> list[Path] | None:
@@ -144,11 +145,22 @@ def _listing(folder: Path) -> list[Path] | None:
     no model there (no model_index.json, or more entries than a model has)."""
     if not (folder / MODEL_INDEX).is_file():
         return None
-    found = [folder]
+    try:
+        return [folder, *_walk(folder)]
+    except NotAModelFolderError:
+        return None
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Everything under `folder` (links to folders are not followed below it), at most
+    MAX_FOLDER_ENTRIES: a component folder linked to / would be the whole disk."""
+    found = []
     for path in folder.rglob("*"):
         found.append(path)
         if len(found) > MAX_FOLDER_ENTRIES:
-            return None
+            raise NotAModelFolderError(
+                f"{folder} holds more than {MAX_FOLDER_ENTRIES:,} entries: no model's folder does"
+            )
     return found
 
 
@@ -329,7 +341,7 @@ def fingerprint(folder: Path) -> str:
     JSON configs by their settings, not by the paths and versions that saved them.
     Equal fingerprints mean one loaded copy can serve both pipelines."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in _walk(folder) if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
         if path.suffix == ".json" and path.stat().st_size < _SMALL_JSON:
             digest.update(_settings_digest(path))
