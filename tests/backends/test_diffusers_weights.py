@@ -260,6 +260,18 @@ def test_a_link_to_a_proc_file_is_not_read(tmp_path):
     assert weights.fingerprint(linked) == weights.fingerprint(empty)
 
 
+def test_a_config_linked_to_a_proc_file_is_not_read_by_plan(stand_in, project, run_cli):
+    """A JSON config is read for its settings, but one that says 0 bytes is not read at
+    all: a link to /proc/kmsg would block `plan` (as root), /proc/self/mem fails."""
+    root = project({"images.toml": manifest(FOX, models={FLUX_SCHNELL: "m"})})
+    model_folder(root / "m")
+    assert run_cli("apply").code == 0
+    config = root / "m" / "transformer" / "config.json"
+    config.unlink()
+    config.symlink_to("/proc/self/mem")  # any read at its start is an error
+    assert "made with different settings (weights files:" in plan(run_cli)
+
+
 tiny = test_diffusers_backend.tiny
 
 

@@ -343,7 +343,7 @@ def fingerprint(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in _walk(folder) if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        if path.suffix == ".json" and path.stat().st_size < _SMALL_JSON:
+        if path.suffix == ".json" and 0 < path.stat().st_size < _SMALL_JSON:
             digest.update(_settings_digest(path))
         elif path.is_symlink() and path.resolve().parent.name == "blobs":
             digest.update(path.resolve().name.encode())
