@@ -639,3 +639,21 @@ def test_a_component_linked_to_a_large_folder_is_not_walked(tiny, project, run_c
     assert code == 1
     assert "Traceback" not in err and "internal error" not in err
     assert f"model '{SDXL}': {root}/m/text_encoder_2 holds more than 2,000 entries" in err
+
+
+def test_a_compile_cache_elsewhere_in_the_checkout_is_refused(tiny, project, run_cli, tmp_path):
+    """A manifest in a folder of the repository: `../kernels` is outside the project
+    but a pull request commits it all the same, and torch runs the Python wrappers
+    and loads the libraries it finds there."""
+    (tmp_path / ".git").mkdir()  # tmp_path is the checkout, the project one folder of it
+    images = {"castle": THREE_IMAGES["castle"]}
+    settings = {"models": folders(tiny), "compile_cache": "../kernels"}
+    root = project({"images.toml": manifest(images, **settings)})
+    assert root.parent == tmp_path
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert (
+        "[backends.diffusers] compile_cache = '../kernels' is inside the checkout that holds "
+        f"the project ({tmp_path})"
+    ) in err
+    assert not (root / "out/castle.png").exists()

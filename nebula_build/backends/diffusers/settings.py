@@ -63,12 +63,13 @@ class DiffusersSettings(BackendSettings):
         False,
         description="torch.compile the UNet/transformer: true (CUDA graphs), "
         '"regional" (repeated blocks only: compiles fast) or "max-autotune" (slowest '
-        "compile, fastest images). Compiled kernels are cached under .nebula-build/.",
+        "compile, fastest images). Compiled kernels are cached in compile_cache.",
     )
     compile_cache: str = Field(
         "",
-        description="Where compiled kernels are kept: outside the project (they are code "
-        "a pull request must not be able to supply). Default: "
+        description="Where compiled kernels are kept: outside the project and the git "
+        "checkout that holds it (they are code a pull request must not be able to supply). "
+        "Default: "
         "$XDG_CACHE_HOME/nebula-build/inductor, shared by every project.",
     )
     fuse_qkv: bool = Field(False, description="Fuse attention's Q, K, V projections.")

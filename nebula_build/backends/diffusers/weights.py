@@ -171,16 +171,21 @@ def configured_path(value: str, root: Path) -> Path:
 
 def compile_cache_path(value: str, root: Path) -> Path:
     """Where compiled kernels live. Torch loads them as code, so never inside the
-    project, where a pull request could commit a cache of its own."""
+    project nor the git checkout that holds it (a manifest in a folder of the
+    repository), where a pull request could commit a cache of its own."""
     if not value:
         base = Path(os.environ.get("XDG_CACHE_HOME", ""))
         if not base.is_absolute():
             base = Path.home() / ".cache"
         return base / "nebula-build" / "inductor"
     path = configured_path(value, root).resolve()
-    if path.is_relative_to(root.resolve()):
+    project = root.resolve()
+    checkout = next((p for p in (project, *project.parents) if (p / ".git").exists()), project)
+    if path.is_relative_to(checkout):  # the project, or the repository it is a folder of
+        inside = path.is_relative_to(project)
+        where = "the project" if inside else f"the checkout that holds the project ({checkout})"
         raise LocalSetupError(
-            f"[backends.diffusers] compile_cache = {value!r} is inside the project: compiled "
+            f"[backends.diffusers] compile_cache = {value!r} is inside {where}: compiled "
             "kernels are code, so they are kept outside it (leave compile_cache unset for "
             "~/.cache/nebula-build/inductor)",
             backend="diffusers",
