@@ -77,14 +77,16 @@ def cmd_history(ctx: Context) -> int:
     import json
 
     from nebula_build.cli.context import prepared_project
+    from nebula_build.core.selection import not_one_image
     from nebula_build.engine.history import rows
     from nebula_build.engine.prepare import current_lock
 
     name = ctx.args.name
     prepared = prepared_project(ctx)
     manifest = prepared.project.display_manifest
-    if name not in prepared.specs:
-        raise UserError(f"{manifest}: no image named {name!r}")
+    parts = {known: spec.parts for known, spec in prepared.specs.items()}
+    if (why := not_one_image(name, prepared.specs, parts)) is not None:
+        raise UserError(f"{manifest}: {why}")
     entry = current_lock(prepared.project, ctx.notice).get(name)
     if entry is None:
         raise UserError(f"images.{name} has not been generated yet: run `nebula-build apply`")

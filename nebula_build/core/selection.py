@@ -14,16 +14,20 @@ untrusted manifest may list thousands). Pure.
 from __future__ import annotations
 
 import itertools
+import shlex
 from collections.abc import Collection, Iterable, Mapping
 from functools import cached_property
 
 from nebula_build.core.manifest import shown
-from nebula_build.errors import UserError
+from nebula_build.errors import UserError, did_you_mean
+from nebula_build.text import plural
 
 Parts = tuple[str, ...]
 
 #: known names an error lists (a manifest may declare 100,000)
 LISTED = 20
+#: "did you mean" compares a mistyped name with each known one: only where there are few
+SUGGEST_AMONG = 1000
 
 
 def select(
@@ -39,6 +43,27 @@ def known_names(names: Collection[str]) -> str:
     first = list(itertools.islice(names, LISTED))
     more = len(names) - len(first)
     return ", ".join(first) + (f", … ({more:,} more)" if more > 0 else "") if first else "none"
+
+
+def not_one_image(
+    name: str, known: Collection[str], parts: Mapping[str, Parts] | None = None
+) -> str | None:
+    """Why `name` is not the name of one image among `known` (`pick` and `history` take
+    one), or None where it is: a declaration or a pattern says which images it stands
+    for, an unknown name which names there are."""
+    if name in known:
+        return None
+    matches = _Index(known, parts or {}).matching(name)
+    if not matches:
+        close = did_you_mean(name, known) if len(known) <= SUGGEST_AMONG else None
+        hint = f"did you mean {shlex.quote(close)}? " if close else ""
+        return f"no image named {name!r} ({hint}known: {known_names(known)})"
+    ordered = [known_name for known_name in known if known_name in matches]
+    verb = "declares" if "[" not in name else "matches"
+    return (
+        f"no image named {name!r}: it {verb} {plural(len(ordered), 'image')} "
+        f"({known_names(ordered)}); name one, as in {shlex.quote(ordered[0])}"
+    )
 
 
 class Selection:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from nebula_build.core.selection import not_one_image
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.candidates import changed_since, differing, picked, recorded_pick
 from nebula_build.engine.history import earlier_spec
@@ -46,9 +47,13 @@ class Pick:
 
 def _base(prepared: Prepared, lock: Entries, name: str) -> AssetSpec:
     """The image's spec its draws are made from (its inputs' picks applied)."""
-    if name not in prepared.specs:
-        raise UserError(f"{prepared.project.display_manifest}: no image named {name!r}")
+    if (why := not_one_image(name, prepared.specs, _parts(prepared))) is not None:
+        raise UserError(f"{prepared.project.display_manifest}: {why}")
     return picked(prepared.specs, lock).bases[name]
+
+
+def _parts(prepared: Prepared) -> dict[str, tuple[str, ...]]:
+    return {name: spec.parts for name, spec in prepared.specs.items()}
 
 
 def choose(

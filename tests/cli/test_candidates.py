@@ -8,6 +8,7 @@ import shutil
 import tomllib
 
 from nebula_build.plugin import FLUX_FILL
+from tests.cli.test_rows_matrix import preview
 from tests.conftest import fake_manifest, generation_log, nebula_manifest
 from tests.core.test_chains import mask
 
@@ -243,6 +244,30 @@ def test_more_stops_at_the_most_draws_an_image_may_have(
     assert run_cli("apply", "--more", "hero").code == 0
     code, _, err = run_cli("apply", "--more", "hero")
     assert code == 1 and "--more: images.hero has 4 draws, the most an image may have" in err
+
+
+POSES = {
+    "prompt": "a knight, {pose} pose",
+    "matrix": {"pose": ["idle", "walk"]},
+    "output": "hero/{pose}.png",
+}
+
+
+def test_pick_and_history_say_which_images_a_declaration_names(project, run_cli):
+    project({"images.toml": preview({"hero": POSES | {"candidates": 2}})})
+    assert run_cli("apply").code == 0
+    named = "no image named 'hero': it declares 2 images (hero[idle], hero[walk]); name one"
+    for argv, message in [
+        (["history", "hero"], f"{named}, as in 'hero[idle]'"),
+        (["pick", "hero", "1"], f"{named}, as in 'hero[idle]'"),
+        (["pick", "hero[*]", "--next"], "it matches 2 images (hero[idle], hero[walk])"),
+        (["history", "hero[idel]"], "no image named 'hero[idel]' (did you mean 'hero[idle]'?"),
+        (["pick", "nope", "1"], "no image named 'nope' (known: hero[idle], hero[walk])"),
+    ]:
+        code, _, err = run_cli(*argv)
+        assert code == 1, argv
+        assert message in err and err.count("\n") == 1, err
+    assert run_cli("pick", "hero[walk]", "1").code == 0
 
 
 def test_cache_push_shares_every_draw_and_the_pick(tmp_path, run_cli, nebula_server, monkeypatch):
