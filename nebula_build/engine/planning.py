@@ -43,12 +43,7 @@ def plan_for(
     only = prepared.changed_only
     if only is not None and not (targets or replace or more or picks or pins or unpin):
         specs, lock = _view(specs, lock, only)
-    unknown = sorted(set(more) - specs.keys())
-    if unknown:
-        raise UserError(
-            f"{prepared.project.display_manifest}: --more: unknown "
-            f"{'image' if len(unknown) == 1 else 'images'}: {', '.join(unknown)}"
-        )
+    more = more_images(prepared, more)
     chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin=unpin)
     # `--replace product` or `product[*,thumb]` names a pinned image as surely as its name
     replaced = (
@@ -102,6 +97,18 @@ def plan_for(
         images = mark(images, remote, notice)
     files = plan_files(prepared, every_lock, images.actions, force=force)
     return Plan(images.actions, files)
+
+
+def more_images(prepared: Prepared, more: Collection[str]) -> frozenset[str]:
+    """The images `--more` asks one more draw of: each NAME an image, a declaration or a
+    pattern (`enemy[*,idle]`), as for --target and --replace."""
+    if not more:
+        return frozenset()
+    specs = prepared.specs
+    try:
+        return frozenset(select(more, specs, {name: spec.parts for name, spec in specs.items()}))
+    except UserError as exc:
+        raise UserError(f"{prepared.project.display_manifest}: --more: {exc}") from None
 
 
 def _view(

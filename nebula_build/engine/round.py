@@ -28,7 +28,7 @@ from nebula_build.engine.derived import FileOutcome, build_files
 from nebula_build.engine.execute import OpenBackends, execute
 from nebula_build.engine.freememory import release_freed_memory
 from nebula_build.engine.gc import remove_leftovers
-from nebula_build.engine.planning import plan_for
+from nebula_build.engine.planning import more_images, plan_for
 from nebula_build.engine.prepare import Loaded, Prepared, prepare, recovered_lock
 from nebula_build.engine.remotecache import configured, unshared
 from nebula_build.engine.runstate import record_failures
@@ -165,6 +165,8 @@ async def apply_round(
         previous=previous,
         incremental=incremental,
     )
+    # every use below (the draws recorded after the run too) sees the images it names
+    options = dataclasses.replace(options, more=more_images(prepared, options.more))
     only = prepared.changed_only
     if only is None:  # else the round before tidied, and this process holds the project
         remove_leftovers(prepared)  # a killed run's temp files

@@ -253,6 +253,21 @@ POSES = {
 }
 
 
+def test_more_takes_a_declaration_or_a_pattern_as_replace_does(project, run_cli):
+    root = project({"images.toml": preview({"hero": POSES})})
+    assert run_cli("apply").code == 0
+    code, out, err = run_cli("plan", "--more", "hero")  # had been "unknown image: hero"
+    assert code == 0, err
+    assert "* hero[idle]#1  draw" in out and "* hero[walk]#1  draw" in out
+    code, _, err = run_cli("apply", "--more", "hero[*]")
+    assert code == 0, err
+    assert [len(_lock(root)[name]["draws"]) for name in ("hero[idle]", "hero[walk]")] == [2, 2]
+    assert run_cli("pick", "hero[walk]", "1").code == 0
+    code, _, err = run_cli("apply", "--more", "heroo")
+    assert code == 1 and err.count("\n") == 1, err
+    assert "--more: unknown image: heroo (known: hero[idle], hero[walk])" in err
+
+
 def test_pick_and_history_say_which_images_a_declaration_names(project, run_cli):
     project({"images.toml": preview({"hero": POSES | {"candidates": 2}})})
     assert run_cli("apply").code == 0
