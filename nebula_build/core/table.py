@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nebula_build.text import plural
+from nebula_build.text import plural, printable
 
 #: suffixes of the files `rows = "…"` reads, by format
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -125,11 +125,17 @@ def text_of(value: Value, limit: int | None = None) -> str | None:
     return str(value)
 
 
+#: the byte-order marks of UTF-16 (a spreadsheet's "Unicode text" starts with one)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def decode(path: str, data: bytes) -> str:
     """UTF-8 text (a byte-order mark dropped); DataError at the line of a bad byte."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if data.startswith(_UTF16_BOMS):
+            raise DataError(path, "is UTF-16 text, not UTF-8: save it as UTF-8", 1) from None
         line = data.count(b"\n", 0, exc.start) + 1
         raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line) from None
 
@@ -173,6 +179,7 @@ def _csv(path: str, text: str) -> Table:
     if not header:
         raise DataError(path, "is empty: the first line must name the columns", 1)
     header = [name.strip() for name in header]
+    _check_separator(path, header, header_line)
     seen: dict[str, int] = {}
     for index, name in enumerate(header):
         if name and name in seen:
@@ -210,6 +217,25 @@ def _csv(path: str, text: str) -> Table:
         return row.at, None if index is None else _csv_column(text, row.at, index)
 
     return Table(path, columns, rows, locate)
+
+
+#: what a spreadsheet separates fields by where it does not use commas
+_OTHER_SEPARATORS = {";": "';'", "\t": "tabs"}
+
+
+def _check_separator(path: str, header: list[str], line: int) -> None:
+    """Refuse a header read as one column that another separator splits (a CSV saved
+    with semicolons, as spreadsheets do in many languages, or tabs)."""
+    if len(header) != 1:
+        return
+    for separator, named in _OTHER_SEPARATORS.items():
+        if separator in header[0]:
+            raise DataError(
+                path,
+                f"the header is one column, '{printable(header[0], 60)}': its fields are separated "
+                f"by {named}, and a CSV file's by commas (save it as comma-separated CSV)",
+                line,
+            )
 
 
 def _csv_column(text: str, line: int, index: int) -> int | None:

@@ -257,6 +257,24 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
             "data/products.csv:1: images.product: is empty: the first line must name the columns",
         ),
         (b"sku,name\n\xff,x\n", {}, "data/products.csv:2: images.product: not UTF-8 text"),
+        (
+            CSV.encode("utf-16"),  # a spreadsheet's "Unicode text"
+            {},
+            "data/products.csv:1: images.product: is UTF-16 text, not UTF-8: save it as UTF-8",
+        ),
+        (
+            CSV.replace(",", ";"),  # a spreadsheet's CSV in many languages
+            {},
+            "data/products.csv:1: images.product: the header is one column, "
+            "'sku;name;description;category;price;stock': its fields are separated by ';', "
+            "and a CSV file's by commas (save it as comma-separated CSV)",
+        ),
+        (
+            CSV.replace(",", "\t"),
+            {},
+            "data/products.csv:1: images.product: the header is one column, "
+            "'sku name description category price stock': its fields are separated by tabs",
+        ),
         (CSV, {"rows": 3}, "images.product.rows: must be a data file's path, or a table"),
         (
             CSV,
