@@ -243,12 +243,22 @@ def _placeholder_name(name: str) -> str:
     if not name.isidentifier() or not name.isascii():
         raise ValueError(
             f"{shown(name)!r} is not a placeholder name (letters, digits and _, not starting "
-            "with a digit); the placeholder comes first: "
-            'columns = { product_name = "Product Name" }'
+            f"with a digit); the placeholder comes first: {_columns_example(name)}"
         )
     if name in _WHERE_WORDS:
         raise ValueError(f"{name!r} is a word of `where`, so it cannot name a column there")
     return name
+
+
+def _columns_example(header: str) -> str:
+    """`columns = { item_name = "Item Name" }`: the entry that names the column `header`
+    (the one written the wrong way round, as a rule), or a made-up one."""
+    name = re.sub(r"[^a-z0-9]+", "_", header.lower()).strip("_")
+    if not (header.isascii() and header.isprintable() and len(header) <= 60):
+        name = ""
+    if not name.isidentifier() or name in _WHERE_WORDS:
+        name, header = "product_name", "Product Name"
+    return f"columns = {{ {name} = {json.dumps(header)} }}"
 
 
 def _plain_value(value: Any) -> Any:

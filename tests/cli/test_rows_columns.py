@@ -197,6 +197,13 @@ def test_an_empty_default_makes_a_column_optional_but_never_a_prompt_blank(proje
             'placeholder comes first: columns = { product_name = "Product Name" }\n',
         ),
         (
+            {"columns": {"SKU Code": "sku"}},  # the column's own name in the hint
+            {},
+            "images.toml:13:1: images.product.rows.columns.SKU Code: 'SKU Code' is not a "
+            "placeholder name (letters, digits and _, not starting with a digit); the "
+            'placeholder comes first: columns = { sku_code = "SKU Code" }\n',
+        ),
+        (
             {"columns": {"in": "Product Name"}},
             {},
             "images.product.rows.columns.in: 'in' is a word of `where`",
