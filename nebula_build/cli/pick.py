@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from nebula_build.cli.context import Context, ExitCode
 from nebula_build.errors import UserError
-from nebula_build.text import plural, shell_operands
+from nebula_build.text import plural, printable, shell_operands
 
 if TYPE_CHECKING:
     from nebula_build.engine.history import Change, Row
@@ -65,6 +65,9 @@ def cmd_pick(ctx: Context) -> int:
     code = render_round(ctx, result, summary=False)
     if code == ExitCode.OK and not result.generated:
         ctx.print(f"{args.name}: {chosen.described} ({chosen.output})")
+        built = [outcome.action for outcome in result.files if outcome.ok]
+        if built:  # the sheets and the asset manifest the new output goes into
+            ctx.print(f"rebuilt {', '.join(f'{a.label} ({printable(a.output)})' for a in built)}")
         if chosen.takers:
             verb, them = ("takes", "it") if len(chosen.takers) == 1 else ("take", "them")
             ctx.notice(

@@ -285,6 +285,20 @@ def test_pick_and_history_say_which_images_a_declaration_names(project, run_cli)
     assert run_cli("pick", "hero[walk]", "1").code == 0
 
 
+def test_pick_says_which_atlas_it_rebuilt(project, run_cli):
+    sheet = '\n[atlases.hero]\nimages = ["hero"]\noutput = "sheet.png"\n'
+    root = project({"images.toml": preview({"hero": POSES | {"candidates": 2}}) + sheet})
+    assert run_cli("apply").code == 0
+    before = (root / "sheet.png").read_bytes()
+    code, out, err = run_cli("pick", "hero[walk]", "1")
+    assert code == 0, err
+    assert out.splitlines() == [
+        "hero[walk]: draw 1 of 2 is the output (hero/walk.png)",
+        "rebuilt atlas hero (sheet.png)",
+    ]
+    assert (root / "sheet.png").read_bytes() != before
+
+
 def test_cache_push_shares_every_draw_and_the_pick(tmp_path, run_cli, nebula_server, monkeypatch):
     first = tmp_path / "first"
     first.mkdir()
