@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import posixpath
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from nebula_build.core.plan import FileAction, FileKind, FileState
@@ -43,9 +43,23 @@ def options_key(atlas: AtlasSpec) -> str:
 
 
 def members_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
-    """What the sheet depends on; None while a member has no output yet."""
+    """What the sheet depends on; None while a member has no output yet. The sheet and
+    its frame map place the members by size and name, so their order (a data file's
+    rows re-sorted) counts only where an engine export lists the frames in it."""
+    return _members_key(atlas, lock, atlas.members if atlas.exports else sorted(atlas.members))
+
+
+def _in_order_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
+    """The members key as 0.3 and earlier recorded it, in the members' order: a
+    sheet recorded so is up to date while its members are as they were."""
+    return _members_key(atlas, lock, atlas.members)
+
+
+def _members_key(
+    atlas: AtlasSpec, lock: Mapping[str, LockEntry], members: Sequence[str]
+) -> str | None:
     parts: list[Any] = _options(atlas)
-    for name in atlas.members:
+    for name in members:
         entry = lock.get(name)
         if entry is None:
             return None
@@ -127,7 +141,7 @@ def plan_atlas(
         return act(FileState.WAITING, f"waiting for {', '.join(missing)}")
     if recorded is None:  # and no sheet: a sheet without a record is a conflict above
         return act(FileState.BUILD, "new atlas")
-    if recorded.get("key") != key:
+    if recorded.get("key") != key and recorded.get("key") != _in_order_key(atlas, lock):
         return act(FileState.BUILD, _why_rebuilt(atlas, recorded, dropped))
     if sheet is None:
         return act(FileState.BUILD, "sheet missing")

@@ -81,6 +81,28 @@ def test_one_edited_row_remakes_exactly_one_image(project, run_cli, nebula_serve
     assert "product[T-2]" not in (root / "images.lock").read_text()
 
 
+def test_rows_sorted_another_way_leave_an_atlas_as_it_is(project, run_cli):
+    """The sheet and its frame map place frames by size and name: a data file sorted
+    anew changes neither, so the plan has nothing to do; an Aseprite export lists its
+    frames in the rows' order, so an atlas with one is built again."""
+    sheet = '\n[atlases.{0}]\nimages = ["product"]\noutput = "{0}.png"\n'
+    manifest = nebula_manifest({"product": PRODUCT}).replace('"nebula"', '"preview"')
+    manifest += sheet.format("plain") + sheet.format("anim")
+    root = project({"images.toml": manifest + 'aseprite = "anim.aseprite.json"\n'})
+    (root / "data").mkdir()
+    (root / "data/products.csv").write_text(CSV)
+    assert run_cli("apply").code == 0
+    plain = (root / "plain.png").read_bytes(), (root / "plain.json").read_bytes()
+    lines = CSV.splitlines()
+    (root / "data/products.csv").write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "atlas plain" not in out and "~ atlas anim  build" in out, out
+    assert run_cli("apply").code == 0
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    assert ((root / "plain.png").read_bytes(), (root / "plain.json").read_bytes()) == plain
+
+
 def test_json_json_lines_and_front_matter_rows(project, run_cli, nebula_server):
     recipes = {
         "data": {
