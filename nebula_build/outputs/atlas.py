@@ -134,7 +134,11 @@ def plan_atlas(
         return act(FileState.BUILD, f"{edited}; --force overwrites it", backup=True)
     moving = [member for member in atlas.members if member in changing]
     if moving:  # built after them, from the lock as they leave it
-        reason = "new atlas" if recorded is None else f"members change: {', '.join(moving)}"
+        if recorded is None:
+            return act(FileState.BUILD, "new atlas")
+        reason = f"members change: {', '.join(moving)}"
+        if (why := _why_rebuilt(atlas, recorded, dropped)) != _A_MEMBER_CHANGED:
+            reason += f"; {why}"  # a new export is a new file: the plan names it
         return act(FileState.BUILD, reason)
     if key is None:
         missing = [member for member in atlas.members if member not in lock]
@@ -165,7 +169,10 @@ def _why_rebuilt(atlas: AtlasSpec, recorded: Mapping[str, Any], dropped: Collect
     options = recorded.get("options")
     if options is not None and options != options_key(atlas):
         return "its options changed"
-    return "a member changed"
+    return _A_MEMBER_CHANGED
+
+
+_A_MEMBER_CHANGED = "a member changed"
 
 
 #: exports a reason names one by one (a crafted frame map can name many)

@@ -309,6 +309,21 @@ def test_an_export_dropped_from_the_manifest_goes_with_the_rebuild(project, run_
 NO_GODOT = PREVIEW.replace('godot = "game/sprites/enemies.tres"\n', "")
 
 
+def test_a_new_export_beside_a_member_that_changes_is_named_in_the_plan(project, run_cli):
+    root = project({"images.toml": NO_GODOT})
+    assert run_cli("apply").code == 0
+    edited = PREVIEW.replace('"a {kind} monster', '"a small {kind} monster')
+    (root / "images.toml").write_text(edited)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    reason = (
+        "members change: enemy[bat,idle], enemy[bat,attack], enemy[ghost,idle], "
+        "enemy[ghost,attack]; new export game/sprites/enemies.tres\n"
+    )
+    assert reason in out, out
+    assert run_cli("apply").code == 0 and (root / "game/sprites/enemies.tres").is_file()
+
+
 NO_EXPORTS = NO_GODOT.replace('aseprite = "game/sprites/enemies.aseprite.json"\n', "")
 DROPPED = ["game/sprites/enemies.aseprite.json", "game/sprites/enemies.tres"]
 REMOVES_LINE = f"removes {', '.join(DROPPED)}, which it no longer writes"
@@ -340,7 +355,8 @@ def planned_atlas(run_cli, monkeypatch, tmp_path) -> tuple[str, str, dict]:
         (  # the members' prompt edited too: the atlas is rebuilt for them
             NO_EXPORTS.replace("a {kind} monster", "a {kind} creature"),
             "members change: "
-            + ", ".join(f"enemy[{k},{p}]" for k in ("bat", "ghost") for p in ("idle", "attack")),
+            + ", ".join(f"enemy[{k},{p}]" for k in ("bat", "ghost") for p in ("idle", "attack"))
+            + "; 2 exports removed from the manifest",
         ),
         (
             NO_EXPORTS,
