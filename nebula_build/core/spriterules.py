@@ -25,6 +25,8 @@ from nebula_build.core.sprite import (
     rows_matrix_values,
 )
 from nebula_build.core.written import Read
+from nebula_build.errors import did_you_mean
+from nebula_build.text import printable
 
 
 class SpriteRules:
@@ -153,7 +155,8 @@ class SpriteRules:
         if missing:
             self.fail(
                 ("atlases", name, "tags"),
-                f"{missing[0]} has no matrix dimension {decl.tags!r} to tag its frame by",
+                f"{missing[0]} has no matrix dimension {decl.tags!r} to tag its frame by "
+                f"{_dimensions(decl.tags, values.get(missing[0], {}))}",
             )
             return None
         return tuple((member, values[member][decl.tags]) for member in members)
@@ -190,3 +193,12 @@ def sprite_steps(merged: Mapping[str, Any], key: str | None) -> tuple[tuple[str,
         steps["key_softness"] = float(merged.get("key_softness", DEFAULT_SOFTNESS))
         steps["despill"] = merged.get("despill", True)
     return pairs(steps)
+
+
+def _dimensions(tags: str, values: Mapping[str, str]) -> str:
+    """'(its dimensions: kind, pose; did you mean 'pose'?)', or that it has none."""
+    if not values:
+        return "(it has no matrix)"
+    close = did_you_mean(tags, values)
+    hint = f"; did you mean {close!r}?" if close else ""
+    return f"(its dimensions: {', '.join(printable(key, 60) for key in values)}{hint})"

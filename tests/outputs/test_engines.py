@@ -169,7 +169,12 @@ def test_tags_name_a_dimension_every_member_has(project, run_cli):
     project({"images.toml": PREVIEW.replace('tags = "pose"', 'tags = "colour"')})
     code, _, err = run_cli("validate")
     assert code == 1
-    assert "atlases.enemies.tags: enemy[bat,idle] has no matrix dimension 'colour'" in err
+    assert (
+        "atlases.enemies.tags: enemy[bat,idle] has no matrix dimension 'colour' to tag its "
+        "frame by (its dimensions: kind, pose)\n"
+    ) in err
+    project({"images.toml": PREVIEW.replace('tags = "pose"', 'tags = "poses"')})
+    assert "(its dimensions: kind, pose; did you mean 'pose'?)" in run_cli("validate").err
 
 
 def test_a_trimmed_and_padded_member_is_placed_back_where_the_untrimmed_one_is(project, run_cli):
