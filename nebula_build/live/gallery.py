@@ -53,6 +53,11 @@ class Candidate:
     command: str
 
 
+#: the longest side of a file the grid enlarges with crisp pixels (pixel art stays
+#: pixel art; a larger file, a photo's thumbnail, is smoothed as it is scaled)
+SMALL = 128
+
+
 @dataclass(frozen=True)
 class Card:
     """One image as the gallery shows it."""
@@ -69,6 +74,8 @@ class Card:
     candidates: tuple[Candidate, ...] = ()
     #: shown over a checkerboard: the image asks for a transparent background
     transparent: bool = False
+    #: a file of at most SMALL pixels a side (a sprite), shown enlarged with crisp pixels
+    small: bool = False
     #: each acceptance check's result on the file as it is: (text, passed)
     checks: tuple[tuple[str, bool], ...] = ()
     #: where its thumbnail is; None: the grid shows the file itself
@@ -114,7 +121,7 @@ def cards(
         details = [
             ("model", spec.model),
             ("backend", spec.backend),
-            ("size", f"{spec.width} × {spec.height}"),
+            ("size", _size(spec)),
             ("seed", _seed(spec, action.entry)),
             ("output", spec.output),
         ]
@@ -148,6 +155,7 @@ def cards(
                 candidates,
                 transparent=spec.key_color is not None
                 or dict(spec.checks).get("alpha") == "required",
+                small=max(spec.file_size or spec.delivered_size) <= SMALL,
                 checks=checked,
                 thumb=thumbs.get(spec.name) if exists else None,
             )
@@ -177,6 +185,19 @@ def _pinned(spec: AssetSpec, href: str) -> Candidate:
     and marked as the output; its command ends the pin."""
     command = f"nebula-build pick --unpin {shell_operands(spec.name)}"
     return Candidate(PINNED, spec.generation_key, True, href, command)
+
+
+def _size(spec: AssetSpec) -> str:
+    """The file's size, and the generated one where the output steps change it (a sprite
+    resized to 64 × 64 from 512 × 512): what an engine gets is what a card says first."""
+    generated = f"{spec.width} × {spec.height}"
+    file = spec.file_size
+    if file is None:  # trimmed: the visible pixels decide
+        width, height = spec.delivered_size
+        return f"trimmed from {width} × {height} (generated {generated})"
+    if file == (spec.width, spec.height):
+        return generated
+    return f"{file[0]} × {file[1]} (generated {generated})"
 
 
 def _seed(spec: AssetSpec, entry: LockEntry | None) -> str:
@@ -272,6 +293,8 @@ def page_json(items: list[Card]) -> str:
             item["c"] = 1
         if card.transparent:
             item["a"] = 1
+        if card.small:
+            item["m"] = 1
         if card.checks:
             item["k"] = [[text, int(ok)] for text, ok in card.checks]
         if card.candidates:

@@ -91,7 +91,7 @@ GALLERY_SCRIPT = """<script>
 
   const build = (card) => {
     const article = el("article", `card ${card.s}` + (card.c ? " changed" : "") +
-      (card.a ? " transparent" : "") + (card.w ? " has-draws" : ""));
+      (card.a ? " transparent" : "") + (card.m ? " small" : "") + (card.w ? " has-draws" : ""));
     article.id = `image-${card.n}`;
     article.tabIndex = -1;
     article.dataset.name = card.n;
@@ -297,6 +297,7 @@ PAGE = """<!doctype html>
   .checks {{ list-style: none; margin: 0 0 6px; padding: 0; font-size: 12px; }}
   .checks .pass {{ color: var(--ok); }} .checks .fail {{ color: var(--failed); }}
   .thumb img {{ width: 100%; height: 100%; object-fit: contain; display: block; }}
+  .card.small .thumb img {{ image-rendering: pixelated; }}
   .thumb.missing {{ display: grid; place-items: center; color: var(--dim); }}
   .meta {{ padding: 12px 14px 14px; }}
   h2 {{ font-size: 15px; margin: 0 0 4px; display: flex; gap: 8px; align-items: center; }}

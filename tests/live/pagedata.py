@@ -31,6 +31,7 @@ def page_cards(page: str) -> list[dict[str, Any]]:
                 "details": dict(zip(pairs[::2], pairs[1::2], strict=True)),
                 "changed": bool(item.get("c")),
                 "transparent": bool(item.get("a")),
+                "small": bool(item.get("m")),
                 "checks": [(text, bool(ok)) for text, ok in item.get("k", [])],
                 "draws": [
                     {"index": i, "key": k, "picked": bool(p), "href": h, "command": c}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.live.pagedata import card
+import pytest
+
+from tests.live.pagedata import card, page_cards
 
 SPRITES = """\
 version = 1
@@ -45,3 +47,70 @@ def test_cards_show_transparency_and_the_checks_measured_on_the_file(project, ru
     coin = card(page, "coin")
     assert coin["status"] == "failed" and coin["transparent"]
     assert coin["status_text"].startswith("failed: check failed: max_kb ≤ 0.25 (got ")
+
+
+RESIZED = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 512
+height = 512
+background = "transparent"
+
+[images.knight]
+prompt = "a knight"
+resize = [48, 48]
+pad = 2
+output = "sprites/knight.png"
+
+[images.gem]
+prompt = "a gem"
+resize = [32, 32]
+trim = true
+output = "icons/gem.png"
+
+[images.castle]
+prompt = "a castle"
+background = "opaque"
+output = "bg/castle.png"
+"""
+
+
+def test_a_sprite_card_says_the_size_of_its_file(project, run_cli):
+    """A 48 × 48 sprite made from a 512 × 512 generation had said "512 × 512"."""
+    root = project({"images.toml": RESIZED})
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery").code == 0
+    page = (root / ".nebula-build/gallery/index.html").read_text()
+    knight, gem, castle = page_cards(page)
+    assert knight["details"]["size"] == "52 × 52 (generated 512 × 512)"
+    assert gem["details"]["size"] == "trimmed from 32 × 32 (generated 512 × 512)"
+    assert castle["details"]["size"] == "512 × 512"
+    assert [c["small"] for c in (knight, gem, castle)] == [True, True, False]
+
+
+@pytest.mark.browser
+def test_a_small_sprite_is_enlarged_with_crisp_pixels(project, run_cli):
+    """The grid had smoothed a 32 px sprite as it enlarged it: pixel art shown blurred."""
+    from tests.live.test_gallery import BROWSER_ARGS, _chromium
+
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    root = project({"images.toml": RESIZED})
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery").code == 0
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto((root / ".nebula-build/gallery/index.html").as_uri())
+        page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth)")
+        rendering = page.eval_on_selector_all(
+            ".card .thumb img",
+            "imgs => imgs.map(i => [i.closest('.card').dataset.name, "
+            "getComputedStyle(i).imageRendering])",
+        )
+        browser.close()
+    assert rendering == [["knight", "pixelated"], ["gem", "pixelated"], ["castle", "auto"]]
