@@ -199,7 +199,7 @@ def cmd_status(ctx: Context) -> int:
     lock = current_lock(prepared.project, ctx.notice)
     plan = plan_for(prepared, lock, targets=ctx.args.target)
     prepared.files.save()
-    failed = status_failed(plan, read_failures(prepared.project))
+    failed = status_failed(plan, read_failures(prepared.project, prepared.specs))
     if ctx.args.json:
         data = plan_json(plan) | {"failed": failed, "status": status_summary(plan, failed)}
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))

@@ -120,7 +120,7 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
         items = cards(
             report.plan,
             project,
-            failures=read_failures(project),
+            failures=read_failures(project, report.prepared.specs),
             link="served",
             thumbs=thumbs.links,
             # The first round builds everything: marking it all "just changed" says nothing.
@@ -183,7 +183,7 @@ def cmd_gallery(ctx: Context) -> int:
     items = cards(
         plan,
         project,
-        failures=read_failures(project),
+        failures=read_failures(project, prepared.specs),
         base=out,
         draws=draws,
         draw_links=copied,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nebula_build.cli import ExitCode, build_parser
-from tests.conftest import fake_manifest
+from tests.conftest import fake_manifest, nebula_manifest
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -119,6 +119,26 @@ def test_an_interrupted_watch_once_is_130_like_apply(project, run_cli, monkeypat
     monkeypatch.setattr(watch.Watcher, "run", interrupted)
     code, _, err = run_cli("watch", "--once")
     assert code == 130 and err.endswith("interrupted\n")
+
+
+def test_a_failure_counts_no_more_once_the_manifest_declares_the_image_otherwise(project, run_cli):
+    """A check that failed, then was put back (apply: nothing to do), had left the image
+    "failed in the last apply" with that check's message: the next edit of its prompt
+    made `status --detailed-exitcode` 1, not 2."""
+    sprite = {"prompt": "a potion", "output": "potion.png", "checks": {"max_kb": 64}}
+    manifest = nebula_manifest({"potion": sprite}).replace('"nebula"', '"preview"')
+    root = project({"images.toml": manifest})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(manifest.replace("max_kb = 64", "max_kb = 0.1"))
+    assert run_cli("apply").code == 1
+    code, out, _ = run_cli("status", "--detailed-exitcode")
+    assert code == 1 and "(last apply failed: check failed: max_kb ≤ 0.1" in out, out
+    (root / "images.toml").write_text(manifest)
+    assert run_cli("apply").code == 0  # nothing to do: the file is as the lock says
+    (root / "images.toml").write_text(manifest.replace("a potion", "a red potion"))
+    code, out, _ = run_cli("status", "--detailed-exitcode")
+    assert code == 2, out
+    assert "last apply failed" not in out and "failed in the last apply" not in out, out
 
 
 def test_plan_and_status_detailed_exitcode_are_1_for_a_conflict_or_a_failed_image(
