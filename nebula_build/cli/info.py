@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +16,18 @@ from nebula_build.cli.context import Context, ExitCode, prepared_project
 
 
 def cmd_init(ctx: Context) -> int:
-    from nebula_build.state.scaffold import init_project
+    from nebula_build.state.scaffold import enclosing_manifest, init_project
 
     folder = Path(ctx.args.directory or ".")
+    above = enclosing_manifest(folder)
     for line in init_project(folder, force=ctx.args.force):
         ctx.print(line)
+    if above is not None:  # a subfolder of a project, most likely by mistake
+        other = os.path.relpath(above, folder.resolve())
+        ctx.notice(
+            f"{other} is a project above this folder: commands run here now read the new "
+            f"images.toml instead (-f {other} reads that one)"
+        )
     ctx.print("next: nebula-build plan, then nebula-build apply")
     return ExitCode.OK
 

@@ -55,3 +55,12 @@ def init_project(folder: Path, *, force: bool = False) -> list[str]:
         gitignore.write_text(f"{existing}{separator}{STATE_DIR}/\n", encoding="utf-8")
         done.append(f"added {STATE_DIR}/ to {gitignore}")
     return done
+
+
+def enclosing_manifest(folder: Path) -> Path | None:
+    """The images.toml of a project `folder` is inside, if any: the one commands run in
+    the folder used until a manifest was written there."""
+    for parent in folder.resolve().parents:
+        if (parent / MANIFEST_NAME).is_file():
+            return parent / MANIFEST_NAME
+    return None

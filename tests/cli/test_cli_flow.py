@@ -297,6 +297,18 @@ def test_init_writes_a_project_that_builds(tmp_path, run_cli):
     assert run_cli("-C", str(tmp_path), "init").code == 1
 
 
+def test_init_in_a_subfolder_of_a_project_says_it_starts_another_one(project, run_cli):
+    root = project({"images.toml": SITE, "data/items.csv": "id\n"})
+    code, out, err = run_cli("init", cwd=root / "data")
+    assert code == 0 and "wrote images.toml" in out
+    assert err == (
+        "note: ../images.toml is a project above this folder: commands run here now read "
+        "the new images.toml instead (-f ../images.toml reads that one)\n"
+    )
+    assert run_cli("-f", "../images.toml", "validate", cwd=root / "data").code == 0
+    assert run_cli("-C", str(root), "init", "--force").err == ""  # nothing above the root
+
+
 def test_init_says_how_to_install_the_local_extra_from_a_checkout(tmp_path, run_cli):
     assert run_cli("-C", str(tmp_path), "init").code == 0
     starter = (tmp_path / "images.toml").read_text()
