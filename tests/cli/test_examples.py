@@ -20,6 +20,25 @@ from tests.conftest import image_info
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+README = EXAMPLES.parent / "README.md"
+
+
+def test_the_readmes_game_sprite_builds_as_written(project, run_cli):
+    """Copied into a project on the preview backend, the README's potion had failed its
+    own max_kb check (21.6 KiB at 1024 × 1024)."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Game sprites") :]
+    sprite = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert sprite is not None
+    head = 'version = 1\n[defaults]\nbackend = "preview"\n'
+    head += 'model = "black-forest-labs/FLUX.1-schnell"\n\n'
+    root = project({"images.toml": head + sprite.group(1)})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    with Image.open(root / "sprites/potion.png") as potion:
+        assert potion.mode == "RGBA" and potion.getchannel("A").getextrema()[0] == 0
+
+
 @pytest.mark.parametrize("name", ["static-site", "game-sprites"])
 def test_example_builds_on_the_preview_backend(name, tmp_path, run_cli):
     root = tmp_path / name
