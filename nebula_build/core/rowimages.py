@@ -81,6 +81,10 @@ class DataFiles(Protocol):
         number of folders), as project paths, sorted; FileNotFoundError for a
         missing folder."""
 
+    def near(self, path: str) -> str | None:
+        """The file beside missing project file `path` whose name is closest to its
+        name (a typo), if one is close."""
+
 
 @dataclass
 class RowImages:
@@ -172,7 +176,9 @@ def load(source: Source, data: DataFiles) -> Loaded:
             except DataError as exc:
                 problems.append(exc)
     except FileNotFoundError:
-        raise ExpansionError("rows", f"file not found: {reading}") from None
+        near = data.near(source.path) if source.pattern is None else None
+        hint = f" (did you mean {near}?)" if near else ""
+        raise ExpansionError("rows", f"file not found: {reading}{hint}") from None
     except (UserError, OSError) as exc:
         raise ExpansionError("rows", f"cannot read {reading}: {exc}") from None
     return Loaded(posts(source.shown, parsed), tuple(names), problems)

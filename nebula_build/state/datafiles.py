@@ -10,9 +10,10 @@ shows in the next one.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
-from nebula_build.errors import UnsafePathError
+from nebula_build.errors import UnsafePathError, UserError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.state import globs
 from nebula_build.state.guard import Guard, Listing, Signature
@@ -20,6 +21,8 @@ from nebula_build.state.guard import Guard, Listing, Signature
 #: files in one folder of posts, and posts one pattern matches: more than any site
 #: has, far fewer than fill memory
 MAX_FOLDER_FILES = 200_000
+#: the files a typo is compared with: a data folder holds a few
+_MAX_NEAR = 10_000
 #: folders one pattern walks (`content/**/*.md`), and how deep below where it starts
 MAX_GLOB_FOLDERS = 10_000
 MAX_GLOB_DEPTH = 32
@@ -83,6 +86,17 @@ class DataReader:
                 if states:
                     pending.append(_Pending((*step.below, name), states))
         return sorted(found)
+
+    def near(self, path: str) -> str | None:
+        """The file beside missing `path` whose name is closest to its name (a typo),
+        if one is close."""
+        folder, _, name = path.rpartition("/")
+        try:
+            files = self.guard.listing(folder, limit=_MAX_NEAR).files
+        except (OSError, UserError):
+            return None
+        close = difflib.get_close_matches(name, files, n=1)
+        return _joined(folder, close[0]) if close else None
 
     def _list(self, base: str, below: tuple[str, ...]) -> Listing | None:
         """The listing of a folder a walk reaches, recorded; None where a subfolder

@@ -263,6 +263,12 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
         ),
         (
             CSV,
+            {"rows": "data/product.csv"},
+            "images.product.rows: file not found: data/product.csv "
+            "(did you mean data/products.csv?)",
+        ),
+        (
+            CSV,
             {"rows": {"files": "content/posts/*.md"}},
             "images.product.rows: folder not found: content/posts "
             "(where content/posts/*.md starts)",
