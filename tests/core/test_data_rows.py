@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from nebula_build.core import where
-from nebula_build.core.frontmatter import excerpt, parse_post
+from nebula_build.core.frontmatter import excerpt, parse_post, plain
 from nebula_build.core.table import NESTED, DataError, parse, text_of
 
 ROW = {"category": "tea", "price": "4.5", "stock": 0, "tags": ("green", "hot"), "flag": "false"}
@@ -131,6 +132,16 @@ def test_excerpt_is_the_first_paragraph_as_plain_text():
     text = "# Title\n\n![cover](c.png)\n\nThe **first** [post](u) here.\nMore.\n\nSecond.\n"
     assert excerpt(text.split("\n")) == "The first post here. More."
     assert len(excerpt(["word " * 500])) == 500
+
+
+#: how excerpts were made before `plain`, which must make the same (an excerpt in a
+#: prompt is part of the image's key)
+_REGEX_MARKUP = re.compile(r"[*_`]|!?\[([^\]]*)\]\([^)]*\)")
+
+
+@given(st.text(alphabet="[]()!*_` ab", max_size=24))
+def test_plain_text_is_what_the_regular_expression_made(text):
+    assert plain(text) == _REGEX_MARKUP.sub(lambda m: m[1] or "", text)
 
 
 @pytest.mark.parametrize("name", ["a.csv", "a.jsonl", "a.json"])
