@@ -10,6 +10,7 @@ project. Pure: the bytes come in, a row comes out.
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +26,8 @@ DERIVED = ("slug", "path", "excerpt")
 #: the file of a page bundle (Hugo's `index.md`) or of a section (`_index.md`): named
 #: after its folder
 BUNDLE_FILES = frozenset({"index", "_index"})
+#: characters of a number in YAML front matter (`_yaml_loader`)
+MAX_NUMBER = 4_300
 _FENCES = {"---": "yaml", "+++": "toml"}
 _EMPHASIS = frozenset("*_`")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
@@ -88,10 +91,14 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
             ) from None
         except RecursionError:
             raise DataError(path, "the TOML front matter is nested too deep", 1) from None
+        except ValueError:  # Python reads no integer of more than 4,300 digits
+            raise DataError(
+                path, "the TOML front matter does not parse: an integer is too long", 1
+            ) from None
         return dict(data)
     import yaml  # only posts with YAML front matter need it
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = _yaml_loader()
     try:
         _refuse_aliases(path, yaml.parse(text, Loader=loader))
         data = yaml.load(text, Loader=loader)
@@ -109,6 +116,33 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
     if not isinstance(data, dict):
         raise DataError(path, "the front matter is not a table of fields (key: value)", 2)
     return data
+
+
+@functools.cache
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader, with numbers of at most MAX_NUMBER characters: Python
+    reads no longer integer, and a sexagesimal one (`1:30:00`, YAML 1.1's minutes
+    and seconds) costs time with the square of its length (4 MB of one took minutes)."""
+    import yaml
+    from yaml.constructor import ConstructorError, SafeConstructor
+
+    loader: Any = type("FrontMatterLoader", (getattr(yaml, "CSafeLoader", yaml.SafeLoader),), {})
+    for kind, construct in (
+        ("int", SafeConstructor.construct_yaml_int),
+        ("float", SafeConstructor.construct_yaml_float),
+    ):
+
+        def number(self: Any, node: Any, construct: Any = construct) -> Any:
+            if len(node.value) > MAX_NUMBER:
+                problem = f"a number of {len(node.value):,} characters, more than {MAX_NUMBER:,}"
+                raise ConstructorError(None, None, problem, node.start_mark)
+            try:
+                return construct(self, node)
+            except (ValueError, OverflowError):  # 1:2:…:3.5 beyond a float's range
+                raise ConstructorError(None, None, "a number too large", node.start_mark) from None
+
+        loader.add_constructor(f"tag:yaml.org,2002:{kind}", number)
+    return loader
 
 
 def _refuse_aliases(path: str, events: Iterable[Any]) -> None:

@@ -400,6 +400,38 @@ def test_a_post_of_brackets_is_read_in_linear_time(project, run_cli, nebula_serv
     ]
 
 
+def test_a_number_too_long_in_front_matter_is_one_line(project, run_cli):
+    """Python reads no integer of more than 4,300 digits (a traceback), a sexagesimal
+    float (YAML 1.1's 1:30.5) can overflow (another), and a sexagesimal integer's
+    value costs time with the square of its length: 4 MB of `59:` took minutes."""
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "cover for {title}",
+            "output": "img/{slug}.png",
+        }
+    }
+    sexagesimal = ":".join(["59"] * 100_000)
+    project(
+        {
+            "images.toml": nebula_manifest(images),
+            "posts/a.md": f"---\ntitle: A\nviews: {'1' * 5000}\n---\nx\n",
+            "posts/b.md": f'+++\ntitle = "B"\nviews = {"1" * 5000}\n+++\nx\n',
+            "posts/c.md": f"---\ntitle: C\nlength: {sexagesimal}\n---\nx\n",
+            "posts/d.md": f"---\ntitle: D\nlength: {sexagesimal[:899]}.5\n---\nx\n",
+            "posts/e.md": f"---\ntitle: E\nviews: {'1' * 4300}\n---\nx\n",
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1 and "Traceback" not in err
+    does_not_parse = "images.cover: the YAML front matter does not parse:"
+    assert f"posts/a.md:3:8: {does_not_parse} a number of 5,000 characters, more than 4,300" in err
+    assert "posts/b.md:1: images.cover: the TOML front matter does not parse: an integer" in err
+    assert f"posts/c.md:3:9: {does_not_parse} a number of 299,999 characters" in err
+    assert f"posts/d.md:3:9: {does_not_parse} a number too large" in err
+    assert "posts/e.md" not in err
+
+
 def test_a_toml_front_matter_error_points_at_its_line_and_column(project, run_cli):
     images = {
         "cover": {
