@@ -122,11 +122,15 @@ def text_of(value: Value, limit: int | None = None) -> str | None:
         if limit is not None and sum(len(t) + 2 for t in texts) > limit + 2:
             raise ValueError(f"is a list longer than {limit:,} characters as text")
         return ", ".join(texts)
+    if isinstance(value, int) and value.bit_length() > _MAX_INTEGER_BITS:
+        raise ValueError("is an integer too long to write as text (over 4,200 digits)")
     return str(value)
 
 
 #: the byte-order marks of UTF-16 (a spreadsheet's "Unicode text" starts with one)
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+#: Python writes no integer of more than 4,300 digits as text (10**4300 has 14,284 bits)
+_MAX_INTEGER_BITS = 14_000
 
 
 def decode(path: str, data: bytes) -> str:

@@ -420,6 +420,7 @@ def test_a_number_too_long_in_front_matter_is_one_line(project, run_cli):
             "posts/c.md": f"---\ntitle: C\nlength: {sexagesimal}\n---\nx\n",
             "posts/d.md": f"---\ntitle: D\nlength: {sexagesimal[:899]}.5\n---\nx\n",
             "posts/e.md": f"---\ntitle: E\nviews: {'1' * 4300}\n---\nx\n",
+            "posts/f.md": f"---\ntitle: 0x{'f' * 4000}\n---\nx\n",
         }
     )
     code, _, err = run_cli("plan")
@@ -430,6 +431,8 @@ def test_a_number_too_long_in_front_matter_is_one_line(project, run_cli):
     assert f"posts/c.md:3:9: {does_not_parse} a number of 299,999 characters" in err
     assert f"posts/d.md:3:9: {does_not_parse} a number too large" in err
     assert "posts/e.md" not in err
+    too_long = "column 'title' is an integer too long to write as text (over 4,200 digits)"
+    assert f"posts/f.md:2:1: images.cover: {too_long}" in err
 
 
 def test_a_toml_front_matter_error_points_at_its_line_and_column(project, run_cli):
