@@ -113,7 +113,7 @@ def parse_rest(text: str) -> dict[str, Any] | None:
     """The rest's TOML, if it parses and says nothing of images."""
     try:
         data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError):
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError):
         return None
     return None if "images" in data else data
 
@@ -123,7 +123,7 @@ def parse_image(name: str, chunk: str) -> ImageDecl | None:
     problem (the whole parse reports it)."""
     try:
         data = tomllib.loads(chunk)
-    except (tomllib.TOMLDecodeError, RecursionError):
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError):
         return None
     if list(data) != ["images"] or list(data["images"]) != [name]:
         return None

@@ -50,6 +50,12 @@ MAX_MANIFEST_BYTES = 64 << 20
 MAX_STRING = 100_000
 #: characters in any key (image names, settings)
 MAX_KEY = 256
+#: digits in any integer: a seed takes 10; Python prints none of more than 4,300
+#: (a message or a JSON record of one was a traceback)
+MAX_DIGITS = 300
+_MAX_INTEGER: int = 10**MAX_DIGITS
+#: an integer Python does not read (`tomllib` raises ValueError, not its own error)
+_LONG_INTEGER = re.compile(r"(?:=|\[|,)[ \t]*[+-]?([0-9_]{4301,})")
 #: characters in a prompt, negative prompt, alt text or prompt prefix/suffix: far more
 #: than any model reads (CLIP takes 77 tokens, T5 512), and small enough that a
 #: matrix of MAX_IMAGES images cannot fill the memory with copies of it
@@ -759,12 +765,29 @@ def beyond_limits(data: dict[str, Any]) -> tuple[tuple[str | int, ...], str] | N
                 if len(loc) >= MAX_DEPTH - 1:
                     return (*loc, key), _TOO_DEEP
                 stack.append(((*loc, key), value))
+            elif kind is int and not -_MAX_INTEGER < value < _MAX_INTEGER:
+                return (*loc, key), f"an integer may be at most {MAX_DIGITS} digits long"
             elif kind is str and len(value) > MAX_STRING:
                 return (*loc, key), (
                     f"a string may be at most {MAX_STRING:,} characters long "
                     f"(this one has {len(value):,})"
                 )
     return None
+
+
+def _too_long_for_toml(manifest: Manifest) -> ManifestError:
+    """tomllib read an integer Python refuses to (more than 4,300 digits): say where."""
+    text = manifest.text
+    found = _LONG_INTEGER.search(text)
+    line = column = None
+    if found is not None:
+        line = text.count("\n", 0, found.start(1)) + 1
+        column = found.start(1) - text.rfind("\n", 0, found.start(1))
+    key = sourcemap.key_at(text, line) if line is not None else ()
+    problem = manifest.problem(key, f"an integer may be at most {MAX_DIGITS} digits long")
+    if problem.line is None:
+        problem.line, problem.column = line, column
+    return ManifestError([problem])
 
 
 def _named(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
@@ -832,6 +855,8 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
         raise ManifestError.single(display_path, key, message, line, column) from None
     except RecursionError:
         raise _too_deep_for_toml(_unvalidated(path, display_path, text)) from None
+    except ValueError:
+        raise _too_long_for_toml(_unvalidated(path, display_path, text)) from None
     beyond = beyond_limits(data)
     if beyond is not None:
         loc, message = beyond

@@ -69,6 +69,10 @@ _FIELDS = (
 )
 #: the longest text a recorded parameter may hold (the manifest's limit)
 MAX_TEXT = 10_000
+#: digits in a recorded integer (the manifest's limit: more was never declared, and
+#: Python prints none of more than 4,300)
+MAX_DIGITS = 300
+_MAX_INTEGER: int = 10**MAX_DIGITS
 #: the most draws an image may have (the manifest allows fewer)
 MAX_CANDIDATES = 64
 #: how many earlier generations an image keeps in its history
@@ -246,7 +250,7 @@ def _is_plain(value: object, depth: int = 0) -> bool:
     if isinstance(value, str):
         return len(value) <= MAX_TEXT  # the manifest's limit: longer was never declared
     if isinstance(value, bool | int):
-        return True
+        return -_MAX_INTEGER < value < _MAX_INTEGER
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, list):
@@ -321,6 +325,8 @@ def _entry_problem(data: object) -> str | None:
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         return "`seed` must be an integer"
+    if seed is not None and not -_MAX_INTEGER < seed < _MAX_INTEGER:
+        return f"`seed` must be an integer of at most {MAX_DIGITS} digits"
     made_with = data.get("made_with", {})
     problem = made_with_problem(dict(made_with) if isinstance(made_with, Mapping) else made_with)
     if problem is not None:
@@ -433,8 +439,12 @@ def loads(text: str, where: str = "images.lock") -> Entries:
     """Parse lock text; raises LockfileError naming what is wrong."""
     try:
         data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
+        reason = str(exc)
+        if isinstance(exc, RecursionError):
+            reason = "nested too deeply"
+        elif not isinstance(exc, tomllib.TOMLDecodeError):  # Python's own limit
+            reason = "an integer has more than 4,300 digits"
         # "Invalid statement (at line 59, column 1)": the place first, then what is wrong
         place = re.search(r" \(at line (\d+), column (\d+)\)$", reason)
         if place is not None:

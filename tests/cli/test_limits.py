@@ -212,6 +212,18 @@ CASES = {
         HEAD + image("", output="img/" + "é" * 101 + ".png"),
         "images.a.output: output has a file or folder name longer than 200 bytes",
     ),
+    "an integer of 5,000 digits (Python reads none past 4,300)": (
+        HEAD + image(f"seed = {'1' * 5000}"),
+        "images.toml:11:1: images.a.seed: an integer may be at most 300 digits long",
+    ),
+    "a hexadecimal integer Python cannot print": (
+        HEAD + image(f"seed = 0x{'f' * 5000}"),
+        "images.toml:11:1: images.a.seed: an integer may be at most 300 digits long",
+    ),
+    "a 5,000-digit integer in a backend's settings": (
+        HEAD + f"[backends.preview]\nx = [1, -{'9' * 5000}]\n",
+        "images.toml:8:1: backends.preview.x: an integer may be at most 300 digits long",
+    ),
     "a path past 1024 characters": (
         HEAD + image("", output="a/" * 600 + "a.png"),
         "images.a.output: string should have at most 1024 characters",

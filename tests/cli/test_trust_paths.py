@@ -253,6 +253,35 @@ def test_a_malformed_lock_is_one_line_never_a_traceback(project, run_cli, lock_t
 
 
 @pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("params = { ", f"params = {{ x = {'1' * 5000}, "),
+            "an integer has more than 4,300 digits",
+        ),
+        (("params = { ", f"params = {{ x = 0x{'f' * 5000}, "), "`params` must be a table of plain"),
+        (
+            ("params = ", f"seed = 0x{'f' * 5000}\nparams = "),
+            "`seed` must be an integer of at most",
+        ),
+    ],
+    ids=["decimal-param", "hexadecimal-param", "hexadecimal-seed"],
+)
+def test_an_integer_python_cannot_print_in_the_lock_is_one_line(project, run_cli, edit, expected):
+    """A crafted lock's integer of thousands of digits was a traceback: tomllib raises
+    Python's own ValueError past 4,300 digits, and a hexadecimal one read fine but
+    could not be written back (the snapshot, --json)."""
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text().replace(*edit, 1))
+    for command in ("plan", "status"):
+        code, _, err = run_cli(command)
+        assert code == 1 and err.startswith("error: images.lock") and err.count("\n") == 1, err
+        assert expected in err
+
+
+@pytest.mark.parametrize(
     "target",
     ["images.toml", "images.lock", ".nebula-build/lock", ".git/config"],
 )

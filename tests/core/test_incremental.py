@@ -282,3 +282,8 @@ def test_an_edit_outside_the_image_tables_or_a_broken_chunk_takes_the_whole_path
     with pytest.raises(ManifestError, match="invalid TOML"):
         parse(broken, PATH, "images.toml")
     assert reparse(last, text.replace('prompt = "thing 1"', "promt = 1"), PATH, "x") is None
+    # an integer Python does not read (watch's round reparses an edited chunk)
+    huge = text.replace('prompt = "thing 1"', f'prompt = "thing 1"\nseed = {"1" * 5000}')
+    assert reparse(last, huge, PATH, "images.toml") is None
+    with pytest.raises(ManifestError, match="an integer may be at most 300 digits long"):
+        parse(huge, PATH, "images.toml")
