@@ -60,7 +60,7 @@ from nebula_build.state.remote import url_problem
 from nebula_build.text import file_key
 
 if TYPE_CHECKING:
-    from nebula_build.core.rowimages import DataFiles, RowImages, Source
+    from nebula_build.core.rowimages import DataFiles, RowImages, Source, Sources
     from nebula_build.core.table import DataError
 
 BUILTIN_DEFAULTS: dict[str, Any] = {"backend": "nebula", "width": 1024, "height": 1024}
@@ -117,6 +117,8 @@ class _Resolver(SpriteRules):
     ) -> None:
         self.manifest = manifest
         self.data = data
+        #: each source's rows, read once however many declarations read it
+        self.sources: Sources | None = None
         self.data_files: dict[str, None] = {}
         self.data_globs: list[tuple[str, str, tuple[str, ...]]] = []
         self.rows: dict[str, str] = {}  # image made from a data row → the row's id
@@ -291,7 +293,7 @@ class _Resolver(SpriteRules):
         """The images of a declaration with `rows`, each named by its row's id (and its
         matrix's values); none, only counted, where they are more than `budget`."""
         # Only manifests with rows pay to import the parsers and the filter language.
-        from nebula_build.core.rowimages import RowImages, images_from_rows, source_of
+        from nebula_build.core.rowimages import RowImages, Sources, images_from_rows, source_of
         from nebula_build.core.table import DataError
 
         assert decl.rows is not None
@@ -303,7 +305,9 @@ class _Resolver(SpriteRules):
             source = source_of(decl.rows)
             if not self.reading(base, source):
                 return RowImages()
-            made = images_from_rows(base, decl, source, self.data, budget=budget)
+            if self.sources is None:
+                self.sources = Sources(self.data)
+            made = images_from_rows(base, decl, source, self.sources, budget=budget)
         except ExpansionError as exc:
             self.fail((*loc, exc.key, *exc.at), str(exc))
             return RowImages()

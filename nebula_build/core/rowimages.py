@@ -184,14 +184,37 @@ def load(source: Source, data: DataFiles) -> Loaded:
     return Loaded(posts(source.shown, parsed), tuple(names), problems)
 
 
+class Sources:
+    """The rows of each source one resolve read: a data file (or a pattern of posts)
+    that several declarations read is read and parsed once, and so is its problem (a
+    manifest of 20 declarations of one 23 MB file took 10 s, of thousands, hours)."""
+
+    def __init__(self, data: DataFiles) -> None:
+        self.data = data
+        self._loaded: dict[Source, Loaded | ExpansionError | DataError] = {}
+
+    def load(self, source: Source) -> Loaded:
+        """`load(source)`, once."""
+        found = self._loaded.get(source)
+        if found is None:
+            try:
+                found = load(source, self.data)
+            except (ExpansionError, DataError) as exc:
+                found = exc
+            self._loaded[source] = found
+        if isinstance(found, Loaded):
+            return found
+        raise found.with_traceback(None)
+
+
 def images_from_rows(
-    base: str, decl: ImageDecl, source: Source, data: DataFiles, *, budget: int | None = None
+    base: str, decl: ImageDecl, source: Source, sources: Sources, *, budget: int | None = None
 ) -> RowImages:
     """The images of declaration `base`, one per row of `source` (and combination of its
     matrix), none where they are more than `budget`. ExpansionError for a problem of
     the declaration, DataError for a data file that does not parse; the problems of
     single rows and posts come back in `RowImages.problems`."""
-    loaded = load(source, data)
+    loaded = sources.load(source)
     try:
         made = expand_rows(
             base, decl, loaded.table, from_posts=source.pattern is not None, budget=budget

@@ -371,6 +371,55 @@ def test_a_post_without_a_title_names_the_post(project, run_cli):
     assert "posts/d.md:1: images.cover: the front matter opened by '---' is never closed" in err
 
 
+def test_a_source_many_declarations_read_is_parsed_once(project, run_cli, monkeypatch):
+    """Each declaration parsed its rows again: 20 declarations of one 23 MB JSON file
+    took 10 s, and a manifest of thousands (each `limit = 1`) would have held CI for
+    hours. A file, a pattern of posts, and a file that does not parse are read once."""
+    from nebula_build.core import rowimages
+
+    calls: list[str] = []
+
+    def counted(original):
+        def parse(path, *args, **kwargs):
+            calls.append(path)
+            return original(path, *args, **kwargs)
+
+        return parse
+
+    monkeypatch.setattr(rowimages, "parse", counted(rowimages.parse))
+    monkeypatch.setattr(rowimages, "parse_post", counted(rowimages.parse_post))
+    images = {}
+    for n in range(30):
+        images[f"p{n}"] = {**PRODUCT, "limit": 1, "output": f"static/{n}/{{sku}}.png"}
+        images[f"c{n}"] = {
+            "rows": {"files": "posts/*.md"},
+            "prompt": f"cover {n} for {{title}}",
+            "output": f"img/{n}/{{slug}}.png",
+        }
+    project(
+        {
+            "images.toml": nebula_manifest(images),
+            "data/products.csv": CSV,
+            "posts/a.md": "---\ntitle: A\n---\nx\n",
+            "posts/b.md": "---\ntitle: B\n---\nx\n",
+        }
+    )
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["actions"]) == 30 * 3
+    assert sorted(calls) == ["data/products.csv", "posts/a.md", "posts/b.md"]
+    calls.clear()
+    Path("data/products.csv").write_text("sku,name\n")
+    Path("posts/b.md").write_text("---\ntitle: [B\n---\n")
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert sorted(calls) == ["data/products.csv", "posts/a.md", "posts/b.md"]
+    assert err.count("images.toml:") == 30  # each product declaration: no column 'description'
+    assert (
+        err.count("posts/b.md:3:1: ") == 30
+    )  # each cover declaration: the post that does not parse
+
+
 def test_a_post_of_brackets_is_read_in_linear_time(project, run_cli, nebula_server):
     """Every post's excerpt is made, used or not, and a regular expression looked for
     the `]` of each `[` to the end of the paragraph: 80,000 `[` took 15 s, and a post
