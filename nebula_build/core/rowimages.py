@@ -32,7 +32,7 @@ from nebula_build.core.expand import (
     seed_of,
     templates_of,
 )
-from nebula_build.core.frontmatter import parse_post, posts
+from nebula_build.core.frontmatter import Post, parse_post, posts
 from nebula_build.core.manifest import (
     MAX_MATRIX_VALUE,
     MAX_TEXT,
@@ -48,10 +48,13 @@ from nebula_build.core.spec import check_template, fill, placeholders
 from nebula_build.core.table import (
     FORMATS,
     DataError,
+    Document,
     Row,
     Table,
     Value,
+    json_document,
     parse,
+    rows_at,
     suffix_format,
     text_of,
 )
@@ -150,61 +153,87 @@ class Loaded:
     problems: list[DataError]
 
 
-def load(source: Source, data: DataFiles) -> Loaded:
-    """The source's rows; ExpansionError when a file cannot be read, DataError when a
-    data file does not parse (a post that does not parse is one of `problems`)."""
-    if source.pattern is None and suffix_format(source.path) is None:
-        raise ExpansionError(
-            "rows", f"{source.path!r} is not a data file nebula-build reads ({', '.join(FORMATS)})"
-        )
-    reading = source.shown
-    try:
-        if source.pattern is None:
-            raw = data.read(source.path, limit=MAX_DATA_BYTES)
-            return Loaded(parse(source.path, raw, at=source.at), (source.path,), [])
-        try:
-            names = data.matching(source.path, source.pattern)
-        except FileNotFoundError:
-            raise ExpansionError(
-                "rows", f"folder not found: {source.path} (where {reading} starts)"
-            ) from None
-        parsed, problems = [], []
-        for reading in names:
-            try:
-                post = data.read(reading, limit=MAX_POST_BYTES)
-                parsed.append(parse_post(reading, post, base=source.path))
-            except DataError as exc:
-                problems.append(exc)
-    except FileNotFoundError:
-        near = data.near(source.path) if source.pattern is None else None
-        hint = f" (did you mean {near}?)" if near else ""
-        raise ExpansionError("rows", f"file not found: {reading}{hint}") from None
-    except (UserError, OSError) as exc:
-        raise ExpansionError("rows", f"cannot read {reading}: {exc}") from None
-    return Loaded(posts(source.shown, parsed), tuple(names), problems)
-
-
 class Sources:
-    """The rows of each source one resolve read: a data file (or a pattern of posts)
-    that several declarations read is read and parsed once, and so is its problem (a
-    manifest of 20 declarations of one 23 MB file took 10 s, of thousands, hours)."""
+    """What one resolve read: each source's rows, each JSON file and each post, read
+    and parsed once however many declarations read them, and so are their problems
+    (20 declarations of one 23 MB file, each with `limit = 1`, took 10 s; thousands,
+    or as many `at` in it or patterns of the same posts, would have taken hours)."""
 
     def __init__(self, data: DataFiles) -> None:
         self.data = data
         self._loaded: dict[Source, Loaded | ExpansionError | DataError] = {}
+        self._documents: dict[str, Document | DataError] = {}
+        self._posts: dict[tuple[str, str], Post | DataError] = {}
 
     def load(self, source: Source) -> Loaded:
-        """`load(source)`, once."""
+        """The source's rows; ExpansionError when a file cannot be read, DataError when
+        a data file does not parse (a post that does not parse is one of `problems`)."""
         found = self._loaded.get(source)
         if found is None:
             try:
-                found = load(source, self.data)
+                found = self._load(source)
             except (ExpansionError, DataError) as exc:
                 found = exc
             self._loaded[source] = found
         if isinstance(found, Loaded):
             return found
         raise found.with_traceback(None)
+
+    def _load(self, source: Source) -> Loaded:
+        if source.pattern is None and suffix_format(source.path) is None:
+            raise ExpansionError(
+                "rows",
+                f"{source.path!r} is not a data file nebula-build reads ({', '.join(FORMATS)})",
+            )
+        reading = source.shown
+        try:
+            if source.pattern is None:
+                return Loaded(self._table(source.path, source.at), (source.path,), [])
+            try:
+                names = self.data.matching(source.path, source.pattern)
+            except FileNotFoundError:
+                raise ExpansionError(
+                    "rows", f"folder not found: {source.path} (where {reading} starts)"
+                ) from None
+            parsed, problems = [], []
+            for reading in names:
+                try:
+                    parsed.append(self._post(reading, source.path))
+                except DataError as exc:
+                    problems.append(exc)
+        except FileNotFoundError:
+            near = self.data.near(source.path) if source.pattern is None else None
+            hint = f" (did you mean {near}?)" if near else ""
+            raise ExpansionError("rows", f"file not found: {reading}{hint}") from None
+        except (UserError, OSError) as exc:
+            raise ExpansionError("rows", f"cannot read {reading}: {exc}") from None
+        return Loaded(posts(source.shown, parsed), tuple(names), problems)
+
+    def _table(self, path: str, at: str | None) -> Table:
+        if suffix_format(path) != "json":
+            return parse(path, self.data.read(path, limit=MAX_DATA_BYTES), at=at)
+        found = self._documents.get(path)
+        if found is None:
+            try:
+                found = json_document(path, self.data.read(path, limit=MAX_DATA_BYTES))
+            except DataError as exc:
+                found = exc
+            self._documents[path] = found
+        if isinstance(found, DataError):
+            raise found.with_traceback(None)
+        return rows_at(found, at)
+
+    def _post(self, path: str, base: str) -> Post:
+        found = self._posts.get((path, base))
+        if found is None:
+            try:
+                found = parse_post(path, self.data.read(path, limit=MAX_POST_BYTES), base=base)
+            except DataError as exc:
+                found = exc
+            self._posts[(path, base)] = found
+        if isinstance(found, DataError):
+            raise found.with_traceback(None)
+        return found
 
 
 def images_from_rows(

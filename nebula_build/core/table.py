@@ -159,12 +159,25 @@ def parse(path: str, data: bytes, *, at: str | None = None) -> Table:
         )
     if at is not None and kind != "json":
         raise DataError(path, "`at` picks an array inside a JSON file; this is not one")
+    if kind == "json":
+        return rows_at(json_document(path, data), at)
     text = decode(path, data)
-    if kind == "csv":
-        return _csv(path, text)
-    if kind == "jsonl":
-        return _jsonl(path, text)
-    return _json(path, text, at)
+    return _csv(path, text) if kind == "csv" else _jsonl(path, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A JSON data file, parsed: `rows_at` picks the array of each `at` in it."""
+
+    path: str
+    text: str
+    value: Any
+
+
+def json_document(path: str, data: bytes) -> Document:
+    """The JSON data file `path`, parsed."""
+    text = decode(path, data)
+    return Document(path, text, _load_json(path, text))
 
 
 # --- CSV -------------------------------------------------------------------------
@@ -296,8 +309,9 @@ def _load_json(path: str, text: str, line_offset: int = 0) -> Any:
         raise DataError(path, f"invalid JSON: {message}", line_offset + 1 or None) from None
 
 
-def _json(path: str, text: str, at: str | None) -> Table:
-    data = _load_json(path, text)
+def rows_at(document: Document, at: str | None = None) -> Table:
+    """The rows of a JSON data file: its top-level array, or the one at `at`."""
+    path, text, data = document.path, document.text, document.value
     steps: list[str | int] = []
     for step in at.split(".") if at else ():
         if not isinstance(data, dict) or step not in data:

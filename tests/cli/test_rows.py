@@ -374,7 +374,8 @@ def test_a_post_without_a_title_names_the_post(project, run_cli):
 def test_a_source_many_declarations_read_is_parsed_once(project, run_cli, monkeypatch):
     """Each declaration parsed its rows again: 20 declarations of one 23 MB JSON file
     took 10 s, and a manifest of thousands (each `limit = 1`) would have held CI for
-    hours. A file, a pattern of posts, and a file that does not parse are read once."""
+    hours. A file, a JSON file read at several `at`, the posts of several patterns, and
+    a file that does not parse are each read once."""
     from nebula_build.core import rowimages
 
     calls: list[str] = []
@@ -386,38 +387,47 @@ def test_a_source_many_declarations_read_is_parsed_once(project, run_cli, monkey
 
         return parse
 
-    monkeypatch.setattr(rowimages, "parse", counted(rowimages.parse))
-    monkeypatch.setattr(rowimages, "parse_post", counted(rowimages.parse_post))
+    for name in ("parse", "parse_post", "json_document"):
+        monkeypatch.setattr(rowimages, name, counted(getattr(rowimages, name)))
     images = {}
     for n in range(30):
         images[f"p{n}"] = {**PRODUCT, "limit": 1, "output": f"static/{n}/{{sku}}.png"}
+        images[f"j{n}"] = {
+            **PRODUCT,
+            "rows": {"file": "data/export.json", "at": f"part{n % 3}"},
+            "output": f"static/j{n}/{{sku}}.png",
+        }
         images[f"c{n}"] = {
-            "rows": {"files": "posts/*.md"},
+            "rows": {"files": "posts/" + ["*", "?", "[ab]"][n % 3] + ".md"},
             "prompt": f"cover {n} for {{title}}",
             "output": f"img/{n}/{{slug}}.png",
         }
+    row = {"sku": "J-1", "name": "Jam", "description": "a jar of jam"}
     project(
         {
             "images.toml": nebula_manifest(images),
             "data/products.csv": CSV,
+            "data/export.json": json.dumps({f"part{n}": [row] for n in range(3)}),
             "posts/a.md": "---\ntitle: A\n---\nx\n",
             "posts/b.md": "---\ntitle: B\n---\nx\n",
         }
     )
+    read_once = ["data/export.json", "data/products.csv", "posts/a.md", "posts/b.md"]
     code, out, err = run_cli("plan", "--json")
     assert code == 0, err
-    assert len(json.loads(out)["actions"]) == 30 * 3
-    assert sorted(calls) == ["data/products.csv", "posts/a.md", "posts/b.md"]
+    assert len(json.loads(out)["actions"]) == 30 * 4
+    assert sorted(calls) == read_once
     calls.clear()
     Path("data/products.csv").write_text("sku,name\n")
+    Path("data/export.json").write_text('{"part0": [')
     Path("posts/b.md").write_text("---\ntitle: [B\n---\n")
     code, _, err = run_cli("plan")
     assert code == 1
-    assert sorted(calls) == ["data/products.csv", "posts/a.md", "posts/b.md"]
-    assert err.count("images.toml:") == 30  # each product declaration: no column 'description'
-    assert (
-        err.count("posts/b.md:3:1: ") == 30
-    )  # each cover declaration: the post that does not parse
+    assert sorted(calls) == read_once
+    # each declaration still says what is wrong with its rows
+    assert err.count("images.toml:") == 30  # no column 'description'
+    assert err.count("data/export.json:1:12: ") == 30
+    assert err.count("posts/b.md:3:1: ") == 30
 
 
 def test_a_post_of_brackets_is_read_in_linear_time(project, run_cli, nebula_server):
