@@ -66,6 +66,10 @@ from nebula_build.text import plural
 MAX_DATA_BYTES = 32 << 20
 #: bytes in one post: its front matter and first paragraph are all that is read
 MAX_POST_BYTES = 4 << 20
+#: bytes of data one resolve parses, its data files and its posts' front matter
+#: together, each once: two of the largest data files. A table holds up to 32 times
+#: its bytes in memory (a CSV of empty fields), and YAML front matter costs 1.4 s a MB
+MAX_DATA_READ = 64 << 20
 #: problems reported per declaration: the first ones show what to fix
 MAX_PROBLEMS = 10
 _TEXT_KEYS = ("prompt", "negative_prompt", "alt")
@@ -164,6 +168,8 @@ class Sources:
         self._loaded: dict[Source, Loaded | ExpansionError | DataError] = {}
         self._documents: dict[str, Document | DataError] = {}
         self._posts: dict[tuple[str, str], Post | DataError] = {}
+        #: bytes parsed so far (MAX_DATA_READ)
+        self.parsed = 0
 
     def load(self, source: Source) -> Loaded:
         """The source's rows; ExpansionError when a file cannot be read, DataError when
@@ -211,11 +217,11 @@ class Sources:
 
     def _table(self, path: str, at: str | None) -> Table:
         if suffix_format(path) != "json":
-            return parse(path, self.data.read(path, limit=MAX_DATA_BYTES), at=at)
+            return parse(path, self._read(path, MAX_DATA_BYTES), at=at)
         found = self._documents.get(path)
         if found is None:
             try:
-                found = json_document(path, self.data.read(path, limit=MAX_DATA_BYTES))
+                found = json_document(path, self._read(path, MAX_DATA_BYTES))
             except DataError as exc:
                 found = exc
             self._documents[path] = found
@@ -223,14 +229,34 @@ class Sources:
             raise found.with_traceback(None)
         return rows_at(found, at)
 
+    def _read(self, path: str, limit: int) -> bytes:
+        data = self.data.read(path, limit=limit)
+        self.parsed += len(data)
+        self._check_parsed(path)
+        return data
+
+    def _check_parsed(self, path: str) -> None:
+        if self.parsed > MAX_DATA_READ:
+            raise ExpansionError(
+                "rows",
+                f"reading {path}, the rows of this manifest come to more than "
+                f"{MAX_DATA_READ >> 20} MiB of data files and front matter: more than "
+                "nebula-build reads for one manifest",
+            )
+
     def _post(self, path: str, base: str) -> Post:
         found = self._posts.get((path, base))
         if found is None:
+            self._check_parsed(path)
+            raw = self.data.read(path, limit=MAX_POST_BYTES)
             try:
-                found = parse_post(path, self.data.read(path, limit=MAX_POST_BYTES), base=base)
+                found = parse_post(path, raw, base=base)
+                self.parsed += sum(len(line) + 1 for line in found.front)
             except DataError as exc:
                 found = exc
+                self.parsed += len(raw)  # where its front matter ends may be unknown
             self._posts[(path, base)] = found
+            self._check_parsed(path)
         if isinstance(found, DataError):
             raise found.with_traceback(None)
         return found

@@ -541,6 +541,48 @@ def test_a_huge_data_file_is_refused_unread(project, run_cli, monkeypatch):
     assert "over the 100 limit" in err
 
 
+def test_the_data_one_manifest_reads_is_bounded_in_all(project, run_cli, monkeypatch):
+    """Each file was bounded, not what they came to together: a CSV of empty fields
+    holds 32 times its size in memory (31 MB, 98 KB in git, took 1 GB), YAML front
+    matter costs 1.4 s a MB, and a pull request can add as many files as it likes. A
+    file many declarations read counts once; a post counts its front matter."""
+    from nebula_build.core import rowimages
+
+    monkeypatch.setattr(rowimages, "MAX_DATA_READ", 1 << 20)
+    rows = "sku,name,description\n" + "".join(f"T-{n},tea,a cup of tea\n" for n in range(22_000))
+    assert 1 << 19 < len(rows) < 1 << 20
+    images = {f"p{n}": {**PRODUCT, "limit": 1, "output": f"s/{n}/{{sku}}.png"} for n in range(9)}
+    images["other"] = {**PRODUCT, "rows": "data/other.csv", "limit": 1}
+    images["cover"] = {
+        "rows": {"files": "posts/*.md"},
+        "prompt": "cover for {title}",
+        "output": "img/{slug}.png",
+    }
+    front = "".join(f"k{n}: v\n" for n in range(60_000))
+    files = {
+        "images.toml": nebula_manifest(images),
+        "data/products.csv": rows,
+        "data/other.csv": "sku,name,description\nT-1,tea,green\n",
+        "posts/a.md": "---\ntitle: A\n---\nx\n",
+    }
+    project(files)
+    code, _, err = run_cli("plan")
+    assert code == 0, err
+    project({**files, "data/other.csv": rows, "posts/b.md": f"---\ntitle: B\n{front}---\nx\n"})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err.count("\n") == 2, err
+    assert (
+        "images.other.rows: reading data/other.csv, the rows of this manifest come to more "
+        "than 1 MiB of data files and front matter: more than nebula-build reads" in err
+    )
+    assert "images.cover.rows: reading posts/a.md, the rows of this manifest" in err
+    project({**files, "posts/b.md": f"---\ntitle: B\n{front}---\nx\n"})
+    code, _, err = run_cli("plan")
+    assert code == 1 and err.count("\n") == 1, err
+    assert "images.cover.rows: reading posts/b.md, the rows of this manifest" in err
+
+
 def test_an_edited_data_file_is_seen_by_plan_and_status(project, run_cli, monkeypatch):
     from nebula_build.engine import noop
 
