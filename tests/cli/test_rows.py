@@ -583,6 +583,31 @@ def test_the_data_one_manifest_reads_is_bounded_in_all(project, run_cli, monkeyp
     assert "images.cover.rows: reading posts/b.md, the rows of this manifest" in err
 
 
+def test_the_rows_all_declarations_go_through_are_bounded(project, run_cli, monkeypatch):
+    """`where` was bounded per declaration, and a declaration that keeps no row makes
+    no image: 20 declarations of one 190,000-row file, each with ten comparisons,
+    took 31 s, and a manifest of thousands would have held CI for hours."""
+    from nebula_build.core import rowimages
+
+    monkeypatch.setattr(rowimages, "MAX_ROW_STEPS", 20)
+    where = {"where": "price > 1 and stock > 0"}
+    images = {
+        "p0": {**PRODUCT, "output": "s/0/{sku}.png"},  # 3 rows, 1 step each
+        "p1": {**PRODUCT, **where, "output": "s/1/{sku}.png"},  # 3 steps each: 12 in all
+        "p2": {**PRODUCT, **where, "output": "s/2/{sku}.png"},
+    }
+    project({"images.toml": nebula_manifest(images), "data/products.csv": CSV})
+    code, _, err = run_cli("plan")
+    assert code == 1 and err.count("\n") == 1, err
+    assert (
+        "images.p2.where: 3 rows at 3 steps each (a row and each comparison) bring the rows "
+        "of this manifest past 20 steps in all: read the rows in fewer declarations" in err
+    )
+    del images["p2"]
+    project({"images.toml": nebula_manifest(images), "data/products.csv": CSV})
+    assert run_cli("plan").code == 0
+
+
 def test_an_edited_data_file_is_seen_by_plan_and_status(project, run_cli, monkeypatch):
     from nebula_build.engine import noop
 
