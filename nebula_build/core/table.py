@@ -10,6 +10,7 @@ scalar, a list of them, or `NESTED`.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
@@ -200,7 +201,7 @@ def _csv(path: str, text: str) -> Table:
     seen: dict[str, int] = {}
     for index, name in enumerate(header):
         if name and name in seen:
-            column = _csv_column(text, header_line, index)
+            column = _Places(text).csv_field(header_line, index)
             raise DataError(
                 path, f"column {name!r} is named twice in the header", header_line, column
             )
@@ -229,9 +230,11 @@ def _csv(path: str, text: str) -> Table:
         rows.append(Row(dict(zip(header, fields, strict=True)), start, path))
     columns = tuple(name for name in header if name)
 
+    places = _Places(text)
+
     def locate(row: Row, column: str | None) -> tuple[int, int | None]:
         index = seen.get(column) if column is not None else None
-        return row.at, None if index is None else _csv_column(text, row.at, index)
+        return row.at, None if index is None else places.csv_field(row.at, index)
 
     return Table(path, columns, rows, locate)
 
@@ -253,24 +256,6 @@ def _check_separator(path: str, header: list[str], line: int) -> None:
                 f"by {named}, and a CSV file's by commas (save it as comma-separated CSV)",
                 line,
             )
-
-
-def _csv_column(text: str, line: int, index: int) -> int | None:
-    """The character column where field `index` of the record at `line` starts."""
-    lines = text.split("\n", line)
-    if len(lines) < line:
-        return None
-    record = lines[line - 1]
-    quoted = False
-    field_index = 0
-    for position, char in enumerate(record):
-        if field_index == index:
-            return position + 1
-        if char == '"':
-            quoted = not quoted
-        elif char == "," and not quoted:
-            field_index += 1
-    return len(record) + 1 if field_index == index else None
 
 
 # --- JSON and JSON Lines ----------------------------------------------------------
@@ -333,11 +318,13 @@ def rows_at(document: Document, at: str | None = None) -> Table:
         columns.update(dict.fromkeys(item))
         rows.append(Row({k: normal(v) for k, v in item.items()}, index, path))
 
+    places = _Places(text, steps)
+
     def locate(row: Row, column: str | None) -> tuple[int, int | None]:
-        offset = None if column is None else _offset(text, [*steps, row.at, column])
+        offset = None if column is None else places.key(row.at, column)
         if offset is None:
-            offset = _offset(text, [*steps, row.at])
-        return _line_column(text, offset)
+            offset = places.item(row.at)
+        return places.line_column(offset)
 
     return Table(path, tuple(columns), rows, locate)
 
@@ -357,8 +344,15 @@ def _jsonl(path: str, text: str) -> Table:
         columns.update(dict.fromkeys(item))
         rows.append(Row({k: normal(v) for k, v in item.items()}, number, path))
 
+    places: dict[int, _Places] = {}
+
     def locate(row: Row, column: str | None) -> tuple[int, int | None]:
-        offset = None if column is None else _offset(lines[row.at - 1], [column])
+        if column is None:
+            return row.at, 1
+        line = places.get(row.at)
+        if line is None:
+            line = places[row.at] = _Places(lines[row.at - 1])
+        offset = line.key(None, column)
         return row.at, 1 if offset is None else offset + 1
 
     return Table(path, tuple(columns), rows, locate)
@@ -405,6 +399,98 @@ def _offset(text: str, steps: Sequence[str | int]) -> int | None:
             return None
         position = found
     return position
+
+
+class _Places:
+    """Where things are in a data file's text, each walk made once and kept: a problem
+    is located for each declaration that reads its row, and walking the text again
+    for each (from its start, or along a 3 MB line) took minutes for a thousand."""
+
+    def __init__(self, text: str, steps: Sequence[str | int] = ()) -> None:
+        self.text = text
+        #: the keys and indexes of the array of rows (JSON's `at`)
+        self.steps = steps
+        self._newlines: list[int] | None = None
+        self._items: list[int] | None = None
+        self._keys: dict[int | None, dict[str, int]] = {}
+        self._fields: dict[int, list[int]] = {}
+
+    def line_column(self, offset: int | None) -> tuple[int, int | None]:
+        """(line, column) of a character of the text."""
+        if offset is None:
+            return 1, None
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer("\n", self.text)]
+        line = bisect.bisect_left(self._newlines, offset)
+        return line + 1, offset - (self._newlines[line - 1] + 1 if line else 0) + 1
+
+    def item(self, index: int) -> int | None:
+        """Where item `index` of the array of rows starts."""
+        if self._items is None:
+            start = _offset(self.text, self.steps)
+            self._items = [] if start is None else [*_children(self.text, start, "[").values()]
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def key(self, index: int | None, key: str) -> int | None:
+        """Where the value of `key` in item `index` starts (in the text's own object
+        where `index` is None: a line of JSON Lines)."""
+        keys = self._keys.get(index)
+        if keys is None:
+            start = _skip_space(self.text, 0) if index is None else self.item(index)
+            found = {} if start is None else _children(self.text, start, "{")
+            keys = self._keys[index] = {k: v for k, v in found.items() if isinstance(k, str)}
+        return keys.get(key)
+
+    def csv_field(self, line: int, index: int) -> int | None:
+        """The character column where field `index` of the record at `line` starts."""
+        starts = self._fields.get(line)
+        if starts is None:
+            if self._newlines is None:
+                self._newlines = [m.start() for m in re.finditer("\n", self.text)]
+            if line > len(self._newlines) + 1:
+                return None
+            begin = self._newlines[line - 2] + 1 if line > 1 else 0
+            end = self._newlines[line - 1] if line <= len(self._newlines) else len(self.text)
+            starts = self._fields[line] = _field_starts(self.text[begin:end])
+        return starts[index] + 1 if index < len(starts) else None
+
+
+def _field_starts(record: str) -> list[int]:
+    """Where each field of a CSV record starts (a comma inside quotes separates none)."""
+    starts = [0]
+    quoted = False
+    for match in _QUOTE_OR_COMMA.finditer(record):
+        if match[0] == '"':
+            quoted = not quoted
+        elif not quoted:
+            starts.append(match.end())
+    return starts
+
+
+_QUOTE_OR_COMMA = re.compile('[",]')
+
+
+def _children(text: str, position: int, opening: str) -> dict[str | int, int]:
+    """Where each item of the array (or the value of each key of the object) that
+    starts at `position` starts, by index (or key); {} where none starts there."""
+    found: dict[str | int, int] = {}
+    if position >= len(text) or text[position] != opening:
+        return found
+    position = _skip_space(text, position + 1)
+    index = 0
+    while position < len(text) and text[position] not in "]}":
+        name: str | int = index
+        if opening == "{":
+            name, position = _DECODER.raw_decode(text, position)
+            position = _skip_space(text, position)
+            position = _skip_space(text, position + 1)  # the colon
+        found.setdefault(name, position)
+        _, position = _DECODER.raw_decode(text, position)
+        position = _skip_space(text, position)
+        if position < len(text) and text[position] == ",":
+            position = _skip_space(text, position + 1)
+        index += 1
+    return found
 
 
 def _child(text: str, position: int, step: str | int) -> int | None:

@@ -608,6 +608,61 @@ def test_the_rows_all_declarations_go_through_are_bounded(project, run_cli, monk
     assert run_cli("plan").code == 0
 
 
+def _long_lines_csv() -> str:
+    """10 rows of 1,000 columns of 1,000 characters: each id problem is at the end of
+    a 1 MB line."""
+    header = ",".join(f"c{n}" for n in range(1000))
+    row = ",".join(["x" * 1000] * 1000)
+    return header + "\n" + f"{row}\n" * 10
+
+
+def _late_rows_json() -> str:
+    """100,000 rows that `n > 5` leaves out, then 10 that share an id."""
+    rows = [{"sku": f"s{n}", "n": 0} for n in range(100_000)]
+    rows += [{"sku": "same", "n": 9}] * 11
+    return json.dumps(rows)
+
+
+@pytest.mark.parametrize(
+    ("data", "declaration", "problem", "declarations", "seconds"),
+    [
+        (
+            "data/r.csv",
+            {"id": "c999", "output": "s/{c0}.png"},
+            "data/r.csv:2:1000000: images.p0: id column 'c999'",
+            60,
+            5,
+        ),
+        (
+            "data/r.json",
+            {"where": "n > 5"},
+            "data/r.json:1:2688925: images.p0: id 'same'",
+            30,
+            15,  # their 3,000,000 rows take 4 s of it
+        ),
+    ],
+    ids=["csv-long-lines", "json-late-rows"],
+)
+def test_a_problem_many_declarations_share_is_located_once(
+    project, run_cli, data, declaration, problem, declarations, seconds
+):
+    """A row's problem is reported by each declaration that reads the row, and each
+    found it again: along its 1 MB line of CSV (60 declarations took 23 s), or from
+    the start of the JSON array (30 declarations, 43 s); a thousand, many minutes."""
+    product = {**PRODUCT, "rows": data, "prompt": "x", **declaration}
+    images = {
+        f"p{n}": {**product, "output": product["output"].replace("s/", f"s/{n}/")}
+        for n in range(declarations)
+    }
+    text = _long_lines_csv() if data.endswith(".csv") else _late_rows_json()
+    project({"images.toml": nebula_manifest(images), data: text})
+    started = time.perf_counter()
+    code, _, err = run_cli("plan")
+    assert time.perf_counter() - started < seconds
+    assert code == 1 and problem in err, err[:500]
+    assert err.count("\n") == declarations * 10
+
+
 def test_an_edited_data_file_is_seen_by_plan_and_status(project, run_cli, monkeypatch):
     from nebula_build.engine import noop
 

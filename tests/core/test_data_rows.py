@@ -144,6 +144,29 @@ def test_plain_text_is_what_the_regular_expression_made(text):
     assert plain(text) == _REGEX_MARKUP.sub(lambda m: m[1] or "", text)
 
 
+def _field_column(record: str, index: int) -> int | None:
+    """How a CSV field's column was found before positions were kept (one walk each)."""
+    quoted, field_index = False, 0
+    for position, char in enumerate(record):
+        if field_index == index:
+            return position + 1
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            field_index += 1
+    return len(record) + 1 if field_index == index else None
+
+
+@given(st.lists(st.text(alphabet='a,"', max_size=12), min_size=1, max_size=4))
+def test_a_csv_field_is_located_where_it_always_was(lines):
+    from nebula_build.core.table import _Places
+
+    places = _Places("\n".join(lines))
+    for line, record in enumerate(lines, 1):
+        for index in range(record.count(",") + 2):
+            assert places.csv_field(line, index) == _field_column(record, index)
+
+
 @pytest.mark.parametrize("name", ["a.csv", "a.jsonl", "a.json"])
 def test_a_file_of_too_many_rows_is_refused(name, monkeypatch):
     from nebula_build.core import table
