@@ -663,6 +663,28 @@ def test_a_problem_many_declarations_share_is_located_once(
     assert err.count("\n") == declarations * 10
 
 
+def test_a_post_field_many_declarations_miss_is_located_once(project, run_cli):
+    """Each declaration that found a post's field empty looked for its line again, along
+    the whole front matter: 60 declarations of 10 posts of 400,000 comment lines took
+    28 s, a thousand, many minutes."""
+    front = "#\n" * 400_000 + "title: ''\n"
+    posts = {f"posts/{n}.md": f"---\n{front}---\nx\n" for n in range(10)}
+    images = {
+        f"c{n}": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": f"cover {n} for {{title}}",
+            "output": f"img/{n}/{{slug}}.png",
+        }
+        for n in range(60)
+    }
+    project({"images.toml": nebula_manifest(images), **posts})
+    started = time.perf_counter()
+    code, _, err = run_cli("plan")
+    assert time.perf_counter() - started < 8
+    assert code == 1 and err.count("\n") == 60 * 10
+    assert "posts/3.md:400002:1: images.c59: column 'title' is empty" in err
+
+
 def test_an_edited_data_file_is_seen_by_plan_and_status(project, run_cli, monkeypatch):
     from nebula_build.engine import noop
 

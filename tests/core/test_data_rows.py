@@ -167,6 +167,21 @@ def test_a_csv_field_is_located_where_it_always_was(lines):
             assert places.csv_field(line, index) == _field_column(record, index)
 
 
+@given(
+    st.lists(st.text(alphabet=" \t'a:=\"b", max_size=8), max_size=5),
+    st.text(alphabet=" 'a:=\"b", min_size=1, max_size=3),
+)
+def test_a_posts_field_is_located_where_it_always_was(front, column):
+    from nebula_build.core.frontmatter import Post
+    from nebula_build.core.table import Row
+
+    setting = re.compile(rf"^\s*[\"']?{re.escape(column)}[\"']?\s*[:=]")
+    before = next((i for i, line in enumerate(front) if setting.match(line)), None)
+    found = Post(Row({}, 1, "p.md"), tuple(front)).setting_line(column)
+    plain = column == column.strip() and not set(column) & set("\"':=")
+    assert found == (before if plain else None)
+
+
 @pytest.mark.parametrize("name", ["a.csv", "a.jsonl", "a.json"])
 def test_a_file_of_too_many_rows_is_refused(name, monkeypatch):
     from nebula_build.core import table
