@@ -39,6 +39,9 @@ class Post:
 
     row: Row
     front: tuple[str, ...]
+    #: the characters of the post read: its front matter, and up to the end of the
+    #: first paragraph of its text where the excerpt is made from it
+    read: int = 0
     #: the line (0 the first) of the front matter that sets each plain key, found
     #: when a problem first needs one (`setting_line`)
     settings: dict[str, int] = field(default_factory=dict, compare=False)
@@ -73,9 +76,13 @@ def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
         fields = {str(key): normal(value) for key, value in raw.items()}
         body_start = end + 1
     fields.setdefault("slug", slug_of(path, base))
-    fields.setdefault("excerpt", excerpt(lines[body_start:]))
+    read = sum(len(line) + 1 for line in lines[:body_start])
+    if "excerpt" not in fields:
+        paragraph, visited = _first_paragraph(lines[body_start:])
+        fields["excerpt"] = _excerpt_of(paragraph)
+        read += visited
     fields["path"] = path
-    return Post(Row(fields, 1, path), front)
+    return Post(Row(fields, 1, path), front, read=read)
 
 
 def slug_of(path: str, base: str = ".") -> str:
@@ -179,8 +186,16 @@ def _refuse_aliases(path: str, events: Iterable[Any]) -> None:
 def excerpt(lines: Sequence[str]) -> str:
     """The first paragraph of Markdown text, as plain text on one line: headings,
     images alone on their line and markup left out, links as their text."""
+    return _excerpt_of(_first_paragraph(lines)[0])
+
+
+def _first_paragraph(lines: Sequence[str]) -> tuple[list[str], int]:
+    """The lines of the first paragraph, stripped, and the characters of the lines
+    looked at to find it."""
     paragraph: list[str] = []
+    visited = 0
     for line in lines:
+        visited += len(line) + 1
         stripped = line.strip()
         if not stripped:
             if paragraph:
@@ -189,6 +204,10 @@ def excerpt(lines: Sequence[str]) -> str:
         if not paragraph and stripped.startswith(("#", "<", "![", "```", "---")):
             continue
         paragraph.append(stripped)
+    return paragraph, visited
+
+
+def _excerpt_of(paragraph: list[str]) -> str:
     text = " ".join(plain(" ".join(paragraph)).split())
     return text if len(text) <= MAX_EXCERPT else text[: MAX_EXCERPT - 1].rstrip() + "…"
 

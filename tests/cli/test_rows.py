@@ -574,13 +574,22 @@ def test_the_data_one_manifest_reads_is_bounded_in_all(project, run_cli, monkeyp
     assert err.count("\n") == 2, err
     assert (
         "images.other.rows: reading data/other.csv, the rows of this manifest come to more "
-        "than 1 MiB of data files and front matter: more than nebula-build reads" in err
+        "than 1 MiB of data files and posts: more than nebula-build reads" in err
     )
     assert "images.cover.rows: reading posts/a.md, the rows of this manifest" in err
     project({**files, "posts/b.md": f"---\ntitle: B\n{front}---\nx\n"})
     code, _, err = run_cli("plan")
     assert code == 1 and err.count("\n") == 1, err
     assert "images.cover.rows: reading posts/b.md, the rows of this manifest" in err
+    # the text up to the end of the first paragraph counts, unless the post sets its
+    # excerpt (which is all that is read from the text)
+    long_paragraph = "---\ntitle: B\n---\n\n# Heading\n\n" + "*" * 600_000 + "\n\nmore\n"
+    project({**files, "posts/b.md": long_paragraph})
+    code, _, err = run_cli("plan")
+    assert code == 1 and "images.cover.rows: reading posts/b.md" in err
+    long_paragraph = long_paragraph.replace("title: B", "title: B\nexcerpt: short")
+    project({**files, "posts/b.md": long_paragraph})
+    assert run_cli("plan").code == 0
 
 
 def test_the_rows_all_declarations_go_through_are_bounded(project, run_cli, monkeypatch):
