@@ -17,6 +17,7 @@ from typing import Any
 
 from nebula_build.core.selection import select
 from nebula_build.core.spec import AssetSpec, as_declared
+from nebula_build.core.sprite import ADDED_STEPS
 from nebula_build.imaging import format_for
 from nebula_build.state.lockfile import LockEntry
 
@@ -325,6 +326,9 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
             old |= recorded
             new |= _output_fields(spec.output_params()) or {}
         changes = _changes(old, new)
+        added = _added_step(spec, entry.output_key)
+        if added is not None:
+            return act(ActionKind.REENCODE, ADDED_STEPS[added], changes=changes)
         fields = ", ".join(c.field for c in changes) or "output options"
         return act(ActionKind.REENCODE, f"{fields} changed", changes=changes)
     if moved:
@@ -347,6 +351,19 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
             return act(ActionKind.RESTORE, f"{what} missing")
         return act(ActionKind.REGENERATE, f"{what} missing and not cached")
     return base
+
+
+def _added_step(spec: AssetSpec, recorded_key: str) -> str | None:
+    """The step this version of the tool adds to `spec` that is all that differs from
+    the output the lock recorded (its key is the spec's without the step), if one is:
+    any machine can tell so, not only the one that wrote the files."""
+    for step in ADDED_STEPS:
+        without = tuple(pair for pair in spec.sprite if pair[0] != step)
+        if len(without) == len(spec.sprite):
+            continue
+        if replace(spec, sprite=without, output_key="").output_key == recorded_key:
+            return step
+    return None
 
 
 def _recorded(entry: LockEntry | None, path: str) -> str | None:

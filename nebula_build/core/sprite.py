@@ -33,6 +33,18 @@ _NAMES = {hex_: name for hex_, name, _ in KEYS}
 
 #: the output steps an image may set, in the order they run (keying comes first)
 STEPS = ("pixel_grid", "palette", "trim", "pad", "extrude")
+#: the step a transparent image gets where it is resampled smoothly (a lanczos
+#: `resize` or `widths`): alpha under this is cleared, and a transparent pixel's
+#: colour made (0, 0, 0). Resampling rings: it leaves a halo of near-invisible pixels
+#: (alpha 1-3, with any colour) that `trim` would keep and `max_colors` count
+ALPHA_FLOOR_STEP = "alpha_floor"
+ALPHA_FLOOR = 8
+#: what `plan` says of an output re-made only because the tool now adds a step
+ADDED_STEPS = {
+    ALPHA_FLOOR_STEP: (
+        "now clears the halo of near-invisible pixels its resize leaves around a transparent sprite"
+    ),
+}
 #: the acceptance checks an image may set
 CHECKS = ("alpha", "max_kb", "max_colors", "min_opaque", "square")
 #: the palettes a manifest may name instead of a colour count

@@ -12,6 +12,8 @@ from typing import Any
 
 from nebula_build.core.manifest import AtlasDecl, ImageDecl, Manifest
 from nebula_build.core.sprite import (
+    ALPHA_FLOOR,
+    ALPHA_FLOOR_STEP,
     DEFAULT_SOFTNESS,
     MAX_PALETTE,
     PALETTE_SUFFIX,
@@ -192,7 +194,17 @@ def sprite_steps(merged: Mapping[str, Any], key: str | None) -> tuple[tuple[str,
     if key is not None:
         steps["key_softness"] = float(merged.get("key_softness", DEFAULT_SOFTNESS))
         steps["despill"] = merged.get("despill", True)
+        if _resampled_smoothly(merged):
+            steps[ALPHA_FLOOR_STEP] = ALPHA_FLOOR
     return pairs(steps)
+
+
+def _resampled_smoothly(merged: Mapping[str, Any]) -> bool:
+    """Whether a file of the image is resampled with a filter that rings (lanczos): it
+    has a `resize` (to its own size too: a backend may return another) or `widths`."""
+    if merged.get("resample", "lanczos") == "nearest":
+        return False
+    return merged.get("resize") is not None or bool(merged.get("widths"))
 
 
 def _dimensions(tags: str, values: Mapping[str, str]) -> str:

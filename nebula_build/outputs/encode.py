@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nebula_build.core.sprite import ALPHA_FLOOR_STEP
 from nebula_build.imaging import MAX_PIXELS, image_size, sniff
 from nebula_build.outputs import checks as acceptance
 from nebula_build.outputs.keying import Keying, apply_key
 from nebula_build.outputs.metadata import png_with_text, records_for, save_options
-from nebula_build.outputs.sprites import TRIM_KEY, after_resize, before_resize
+from nebula_build.outputs.sprites import TRIM_KEY, after_resize, before_resize, clear_halo
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -132,8 +133,12 @@ def render_checked(
     if encoding.checks:  # measured on the delivered file: a lossy encoder adds colours
         values = acceptance.run(dict(encoding.checks), main, _decode(main))
     files = [main]
+    floor = steps.get(ALPHA_FLOOR_STEP)
     for _, width, height in encoding.variants:
-        files.append(_save(image.resize((width, height), method), encoding, encoding.texts))
+        variant = image.resize((width, height), method)
+        files.append(
+            _save(clear_halo(variant, floor) if floor else variant, encoding, encoding.texts)
+        )
     return files, values
 
 

@@ -1,8 +1,10 @@
 """Sprite cleanup, the output steps that run after keying: `pixel_grid` snaps fake
-pixel art to true cells before any resize; after the resize `palette` quantises,
-`trim` crops to the visible pixels, `pad` adds transparent room and `extrude`
-repeats the edge pixels outward. Each is an output step: changing one re-processes
-the cached original, never generates. numpy is imported only where a step needs it.
+pixel art to true cells before any resize; after the resize `alpha_floor` clears a
+transparent image's resampling halo (the tool sets it, never the manifest),
+`palette` quantises, `trim` crops to the visible pixels, `pad` adds transparent room
+and `extrude` repeats the edge pixels outward. Each is an output step: changing one
+re-processes the cached original, never generates. numpy is imported only where a
+step needs it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nebula_build.core.sprite import PALETTES
+from nebula_build.core.sprite import ALPHA_FLOOR_STEP, PALETTES
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -33,9 +35,14 @@ def after_resize(
     """The steps on the delivered pixels, in order; with the trim box (TRIM_KEY's value)
     when `trim` cropped the image. `colours` are a palette file's, where `palette`
     names one."""
+    floor = steps.get(ALPHA_FLOOR_STEP)
+    if floor:
+        image = clear_halo(image, floor)
     palette = steps.get("palette")
     if palette:
         image = quantise(image, colours or palette)
+        if floor:  # the palette's colour for (0, 0, 0) under zero alpha: made neutral again
+            image = clear_halo(image, floor)
     box = None
     if steps.get("trim"):
         image, box = trim(image)
@@ -48,6 +55,26 @@ def after_resize(
         x, y, width, height = map(int, box.split(","))
         box = f"{x},{y},{width + grown},{height + grown}"
     return image, box
+
+
+def clear_halo(image: PILImage, floor: int) -> PILImage:
+    """`image` less the halo a smooth resample leaves around a transparent subject.
+
+    Pillow resamples RGBA premultiplied by alpha (no colour bleeds in from the
+    transparent pixels) and clamps the result to 0-255, but the lanczos filter's
+    lobes still reach past the subject's edge: a ring of pixels of alpha 1-3 whose
+    colour, divided by that alpha again, is anything. Alpha under `floor` becomes 0,
+    and every fully transparent pixel (0, 0, 0, 0): it compresses well and bleeds no
+    colour into a neighbour when a GPU filters the texture. Pillow only, no numpy."""
+    from PIL import Image
+
+    if image.mode != "RGBA":
+        return image
+    alpha = image.getchannel("A").point([0] * floor + list(range(floor, 256)))
+    out = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    out.paste(image, mask=alpha.point([0] + [255] * 255))  # a binary mask: exact copy
+    out.putalpha(alpha)
+    return out
 
 
 def snap_to_grid(image: PILImage, cell: int) -> PILImage:

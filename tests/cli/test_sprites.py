@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import tomllib
 
+import pytest
 from PIL import Image
 
 from tests.conftest import nebula_manifest, toml_value
@@ -216,3 +217,105 @@ def test_a_refused_candidate_draw_is_not_cached_either(project, run_cli, nebula_
     assert code == 0, err
     assert json.loads(out)["generated"] == 1  # only the refused draw is asked again
     assert len(nebula_server.generations) == 3
+
+
+RESIZED = {"background": "transparent", "resize": [32, 32]}
+
+
+def faint_and_subject(path) -> tuple[int, tuple[int, int, int, int] | None, set]:
+    """How many pixels are near-invisible (0 < alpha < 8), the box of the visible
+    ones (alpha ≥ 8), and the colours of the fully transparent ones."""
+    with Image.open(path) as image:
+        pixels = list(image.convert("RGBA").get_flattened_data())
+        visible = image.getchannel("A").point([0] * 8 + [255] * 248)
+        faint = sum(1 for *_, alpha in pixels if 0 < alpha < 8)
+        return faint, visible.getbbox(), {pixel for pixel in pixels if pixel[3] == 0}
+
+
+def test_a_resized_transparent_sprite_has_no_halo_and_trims_to_its_subject(project, run_cli):
+    root = project({"images.toml": manifest(**RESIZED)})
+    assert applied(run_cli)["generated"] == 1
+    faint, subject, clear = faint_and_subject(root / "sprites/potion.png")
+    assert faint == 0  # the lanczos resize rang: alpha 1-3 around the potion
+    assert clear == {(0, 0, 0, 0)}
+    left, top, right, bottom = subject
+
+    (root / "images.toml").write_text(manifest(**RESIZED, trim=True))
+    assert applied(run_cli)["generated"] == 0
+    with Image.open(root / "sprites/potion.png") as image:
+        assert image.info["nebula-build:trim"] == f"{left},{top},32,32"
+        assert image.size == (right - left, bottom - top)
+
+
+def test_the_responsive_widths_of_a_transparent_sprite_have_no_halo(project, run_cli):
+    root = project({"images.toml": manifest(background="transparent", widths=[48])})
+    assert applied(run_cli)["generated"] == 1
+    faint, _, clear = faint_and_subject(root / "sprites/potion-48.png")
+    assert faint == 0 and clear == {(0, 0, 0, 0)}
+
+
+def test_max_colors_of_a_resized_sprite_counts_only_its_visible_colours(project, run_cli):
+    root = project({"images.toml": manifest(**RESIZED, palette="pico8", checks={"max_colors": 16})})
+    (outcome,) = applied(run_cli)["results"]
+    with Image.open(root / "sprites/potion.png") as image:
+        colours = {(r, g, b) for _, (r, g, b, a) in image.getcolors(1 << 16) if a >= 8}
+        faint = {(r, g, b, a) for _, (r, g, b, a) in image.getcolors(1 << 16) if 0 < a < 8}
+    assert outcome["check_values"]["max_colors"] == len(colours)
+    assert faint == set()  # pico8's (255, 119, 168) under alpha 1, and others
+
+
+#: the output keys and digests of images the halo's clearing leaves alone, as the
+#: version before it made them (the lock's output_key and digest)
+UNCHANGED = {
+    "opaque, resized": (
+        {"resize": [32, 32]},
+        "a5259e611e6e937b0842cec24c823eab83ee71b2b140c120c18c6377b9a1e92e",
+        "d540104d6cd26fac1322957e90c81152d144598f39babd30ab87f8fe494df3af",
+    ),
+    "transparent, not resized": (
+        {"background": "transparent"},
+        "86a5a21ed050e958f3e3beae9271e0ca0bb17e92fe77e701c8ca960564a862bd",
+        "8044354f0ca7e6247942c619682612bf723348770fc35fb92e1c154aee8985be",
+    ),
+    "transparent, resized nearest": (
+        {**RESIZED, "resample": "nearest"},
+        "a5089ce9d474dc6c4a4ee0c8fac1684c667580a2c9219a50daa30e3ddff8c6f4",
+        "610dc3cbdabdb4588e3781d8625c09aa02f834d290e4bae915522016a1afc304",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNCHANGED)
+def test_images_not_resized_smoothly_keep_their_bytes_and_output_key(project, run_cli, case):
+    fields, output_key, digest = UNCHANGED[case]
+    root = project({"images.toml": manifest(**fields)})
+    assert applied(run_cli)["generated"] == 1
+    entry = tomllib.loads((root / "images.lock").read_text())["images"]["potion"]
+    assert (entry["output_key"], entry["digest"]) == (output_key, digest)
+
+
+#: the output key of `manifest(**RESIZED, trim=True)` as the version that left the
+#: halo made it
+HALOED_KEY = "2aeee13fd2f3f11ef6a0dea19d4418f7d4e43b7658fcb729c4eb08b0358197bb"
+
+
+def test_an_existing_resized_sprite_is_remade_from_the_cache_and_plan_says_why(project, run_cli):
+    tile = (
+        '\n[images.tile]\nprompt = "a stone floor tile"\nresize = [32, 32]\noutput = "tile.png"\n'
+    )
+    root = project({"images.toml": manifest(**RESIZED, trim=True) + tile})
+    assert applied(run_cli)["generated"] == 2
+    lock = root / "images.lock"
+    entry = tomllib.loads(lock.read_text())["images"]["potion"]
+    lock.write_text(lock.read_text().replace(entry["output_key"], HALOED_KEY))
+
+    code, out, _ = run_cli("plan")
+    assert code == 0
+    assert (
+        "potion  reencode  sprites/potion.png\n      now clears the halo of near-invisible "
+        "pixels its resize leaves around a transparent sprite" in out
+    )
+    assert "tile" not in out  # opaque: up to date
+    result = applied(run_cli)
+    assert result["generated"] == 0 and result["summary"]["reencode"] == 1
+    assert tomllib.loads(lock.read_text())["images"]["potion"]["output_key"] == entry["output_key"]
