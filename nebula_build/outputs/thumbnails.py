@@ -12,7 +12,7 @@ and AVIF are decoded (sniffed, then opened as that format only), only when the
 header's size is the one the spec asks for, and only when the bytes read are the
 digest the thumbnail is filed under. Any failure making one (a file that does not
 decode, a full disk) is "no thumbnail", never an error. Transparent images keep
-their alpha.
+their alpha, less the halo the downscale leaves (`outputs.sprites.clear_halo`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from nebula_build.core.sprite import ALPHA_FLOOR
 from nebula_build.imaging import MAX_BYTES, ImageError, check_size, sniff
+from nebula_build.outputs.sprites import clear_halo
 from nebula_build.state.guard import Guard
 from nebula_build.state.seal import tag
 
@@ -189,6 +191,8 @@ def thumbnail(data: bytes, size: tuple[int, int], *, exact: bool = True) -> byte
     except Exception as exc:  # Pillow's many ways of saying "not an image"
         raise ImageError(f"does not decode ({type(exc).__name__})") from None
     small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    if alpha:  # on the gallery's checkerboard as a resized sprite is delivered: no halo
+        small = clear_halo(small, ALPHA_FLOOR)
     buffer = io.BytesIO()
     small.save(buffer, "WEBP", quality=_QUALITY, method=4)
     return buffer.getvalue()

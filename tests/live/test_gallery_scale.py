@@ -201,3 +201,14 @@ def test_a_large_gallery_builds_one_page_of_cards_and_filters_every_card(
     shots = os.environ.get("NEBULA_BUILD_SCREENSHOTS")
     if shots:
         (Path(shots) / "large-gallery.png").write_bytes((tmp_path / "large.png").read_bytes())
+
+
+def test_a_transparent_thumbnail_has_no_halo_on_the_checkerboard(project, run_cli):
+    root = project({"images.toml": LARGE})
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery").code == 0
+    page = (root / ".nebula-build/gallery/index.html").read_text()
+    with Image.open(root / ".nebula-build/gallery" / card(page, "potion")["thumb"]) as thumb:
+        alphas = thumb.getchannel("A").histogram()
+    assert sum(alphas[1:8]) == 0  # the downscale's ring of alpha 1-7, cleared as a resize's
+    assert alphas[0] and sum(alphas[8:])
