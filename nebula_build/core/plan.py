@@ -47,6 +47,8 @@ class ActionKind(StrEnum):
 
 
 _GENERATING = (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW)
+#: what the reason of an output made again says where its original is not cached
+NOT_CACHED = " (its original is not cached)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +312,13 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     def cached() -> bool:  # a stat per call: only asked where the answer matters
         return ctx.has_cached(spec.generation_key)
 
+    def reencode(reason: str, **extra: Any) -> Action:
+        """Made again from the cached original; where this machine's cache does not
+        have it, a generation (counted, priced, or restored from a remote cache)."""
+        if cached():
+            return act(ActionKind.REENCODE, reason, **extra)
+        return act(ActionKind.REGENERATE, reason + NOT_CACHED, **extra)
+
     if entry is None:
         return act(ActionKind.CREATE, "new image", from_cache=cached())
     if spec.name in ctx.replace:
@@ -328,12 +337,12 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         changes = _changes(old, new)
         added = _added_step(spec, entry.output_key)
         if added is not None:
-            return act(ActionKind.REENCODE, ADDED_STEPS[added], changes=changes)
+            return reencode(ADDED_STEPS[added], changes=changes)
         fields = ", ".join(c.field for c in changes) or "output options"
-        return act(ActionKind.REENCODE, f"{fields} changed", changes=changes)
+        return reencode(f"{fields} changed", changes=changes)
     if moved:
         if spec.variants or entry.variants:  # the variants' names follow the output's
-            return act(ActionKind.REENCODE, f"output moved from {moved}")
+            return reencode(f"output moved from {moved}")
         return act(ActionKind.MOVE, f"output moved from {moved}")
     states = {path: ctx.digest_of(path) for path in spec.paths}
     edited = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]

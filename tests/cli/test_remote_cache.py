@@ -355,6 +355,40 @@ def test_a_shared_folder_from_the_environment_works_between_checkouts(
     assert _outputs(second) == _outputs(first)
 
 
+def test_an_output_change_in_a_checkout_with_its_files_is_restored_not_paid_for(
+    tmp_path, run_cli, nebula_server, monkeypatch
+):
+    """A game keeps its sprites in git: a fresh runner has the files and the lock but no
+    cache. An output option changed there needs the original, which the plan counts
+    and the remote supplies; it is never a generation the plan did not announce."""
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", (tmp_path / "shared").as_uri())
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    second = _checkout(tmp_path, "second", source=first)
+    shutil.copytree(first / "img", second / "img")
+    changed = {**IMAGES, "logo": {**IMAGES["logo"], "quality": 50}}
+    (second / "images.toml").write_text(nebula_manifest(changed))
+    nebula_server.reset_counters()
+    code, out, err = run_cli("plan", cwd=second)
+    assert code == 0, err
+    assert (
+        "logo  restore  img/logo.webp\n      output options changed (from the remote cache)" in out
+    )
+    assert "Plan: 0 to generate" in out and "not cached" not in out
+    code, out, err = run_cli("apply", cwd=second)
+    assert code == 0, err
+    assert nebula_server.requests == [] and "0 generated" in out
+
+    monkeypatch.delenv("NEBULA_BUILD_CACHE_REMOTE")
+    third = _checkout(tmp_path, "third", source=first)
+    shutil.copytree(first / "img", third / "img")
+    (third / "images.toml").write_text(nebula_manifest(changed))
+    code, out, _ = run_cli("plan", cwd=third)
+    assert "logo  regenerate  img/logo.webp" in out
+    assert "output options changed (its original is not cached)" in out
+    assert "Plan: 1 to generate" in out
+
+
 def test_the_manifests_remote_is_used_and_the_environment_wins(
     tmp_path, run_cli, nebula_server, remote, monkeypatch
 ):
