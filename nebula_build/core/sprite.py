@@ -39,10 +39,16 @@ STEPS = ("pixel_grid", "palette", "trim", "pad", "extrude")
 #: (alpha 1-3, with any colour) that `trim` would keep and `max_colors` count
 ALPHA_FLOOR_STEP = "alpha_floor"
 ALPHA_FLOOR = 8
+#: the step a transparent image gets where `palette` is a colour count: the colours
+#: are chosen from its visible pixels only (its transparent ones had taken one)
+VISIBLE_PALETTE_STEP = "palette_visible"
 #: what `plan` says of an output re-made only because the tool now adds a step
 ADDED_STEPS = {
     ALPHA_FLOOR_STEP: (
         "now clears the halo of near-invisible pixels its resize leaves around a transparent sprite"
+    ),
+    VISIBLE_PALETTE_STEP: (
+        "now gives every colour of its palette to visible pixels (its transparent ones took one)"
     ),
 }
 #: the acceptance checks an image may set

@@ -19,6 +19,7 @@ from nebula_build.core.sprite import (
     PALETTE_SUFFIX,
     PALETTES,
     STEPS,
+    VISIBLE_PALETTE_STEP,
     choose_key,
     key_suffix,
     matrix_values,
@@ -196,6 +197,8 @@ def sprite_steps(merged: Mapping[str, Any], key: str | None) -> tuple[tuple[str,
         steps["despill"] = merged.get("despill", True)
         if _resampled_smoothly(merged):
             steps[ALPHA_FLOOR_STEP] = ALPHA_FLOOR
+        if isinstance(merged.get("palette"), int):
+            steps[VISIBLE_PALETTE_STEP] = True
     return pairs(steps)
 
 

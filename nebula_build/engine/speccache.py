@@ -26,7 +26,7 @@ from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
 from nebula_build.state.seal import sealed_from, sealer
 
-CACHE_FORMAT = 10
+CACHE_FORMAT = 11
 #: far larger than 100k images' specs: not ours
 _LIMIT = 1 << 30
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))

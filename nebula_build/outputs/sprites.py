@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nebula_build.core.sprite import ALPHA_FLOOR_STEP, PALETTES
+from nebula_build.core.sprite import ALPHA_FLOOR_STEP, PALETTES, VISIBLE_PALETTE_STEP
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -40,7 +40,7 @@ def after_resize(
         image = clear_halo(image, floor)
     palette = steps.get("palette")
     if palette:
-        image = quantise(image, colours or palette)
+        image = quantise(image, colours or palette, visible=bool(steps.get(VISIBLE_PALETTE_STEP)))
         if floor:  # the palette's colour for (0, 0, 0) under zero alpha: made neutral again
             image = clear_halo(image, floor)
     box = None
@@ -100,14 +100,22 @@ def snap_to_grid(image: PILImage, cell: int) -> PILImage:
     return Image.fromarray(np.ascontiguousarray(cells[:height, :width]), mode)
 
 
-def quantise(image: PILImage, palette: int | str | tuple[str, ...]) -> PILImage:
+def quantise(
+    image: PILImage, palette: int | str | tuple[str, ...], *, visible: bool = False
+) -> PILImage:
     """The colours reduced to `palette` (a count, a named palette or RRGGBB colours),
-    no dithering; the alpha channel kept as it is."""
+    no dithering; the alpha channel kept as it is. With `visible`, a count's colours
+    are chosen from the visible pixels only: the transparent ones take none."""
     from PIL import Image
 
     rgba = image.convert("RGBA")
     rgb = rgba.convert("RGB")
-    if isinstance(palette, int):
+    if isinstance(palette, int) and visible and rgba.getchannel("A").getextrema()[0] == 0:
+        colours = _visible_colours(rgba, palette)
+        fixed = Image.new("P", (1, 1))
+        fixed.putpalette(colours)
+        reduced = rgb.quantize(palette=fixed, dither=Image.Dither.NONE)
+    elif isinstance(palette, int):
         reduced = rgb.quantize(palette, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     else:
         chosen = PALETTES[palette] if isinstance(palette, str) else palette
@@ -118,6 +126,23 @@ def quantise(image: PILImage, palette: int | str | tuple[str, ...]) -> PILImage:
     out = reduced.convert("RGB")
     out.putalpha(rgba.getchannel("A"))
     return out
+
+
+def _visible_colours(rgba: PILImage, count: int) -> list[int]:
+    """Up to `count` colours (R, G, B flattened) that median cut finds among the
+    visible pixels of `rgba`, as it would among all of an opaque image's."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(rgba)
+    shown = pixels[pixels[..., 3] > 0][:, :3]
+    if not len(shown):
+        return [0, 0, 0]
+    strip = Image.fromarray(np.ascontiguousarray(shown.reshape(1, -1, 3)), "RGB")
+    chosen = strip.quantize(count, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette = chosen.getpalette() or []
+    used = [index for index, share in enumerate(chosen.histogram()) if share]
+    return [palette[3 * index + channel] for index in used for channel in range(3)]
 
 
 def trim(image: PILImage) -> tuple[PILImage, str | None]:

@@ -277,6 +277,11 @@ UNCHANGED = {
         "86a5a21ed050e958f3e3beae9271e0ca0bb17e92fe77e701c8ca960564a862bd",
         "8044354f0ca7e6247942c619682612bf723348770fc35fb92e1c154aee8985be",
     ),
+    "transparent, a named palette": (
+        {"background": "transparent", "palette": "pico8"},
+        "3ea0e24c4aff881232441e40cae496f0a0c4320edeeb0a487f036c04445ee736",
+        "b22b4081afa83eff54b3dbb2449d627e4742c345095d14166fd71fb88bfad169",
+    ),
     "transparent, resized nearest": (
         {**RESIZED, "resample": "nearest"},
         "a5089ce9d474dc6c4a4ee0c8fac1684c667580a2c9219a50daa30e3ddff8c6f4",
@@ -319,3 +324,28 @@ def test_an_existing_resized_sprite_is_remade_from_the_cache_and_plan_says_why(p
     result = applied(run_cli)
     assert result["generated"] == 0 and result["summary"]["reencode"] == 1
     assert tomllib.loads(lock.read_text())["images"]["potion"]["output_key"] == entry["output_key"]
+
+
+#: the output key of `manifest(background="transparent", palette=8)` as the version
+#: before `palette_visible` made it (its transparent pixels took a colour)
+PALETTE_SHARED_KEY = "3283cecc21b3e25fa3cbc4e3c99384b9708cf51e52a0c74e9993de8a4b60b5f0"
+
+
+def test_a_transparent_sprites_palette_gives_every_colour_to_visible_pixels(project, run_cli):
+    root = project({"images.toml": manifest(background="transparent", palette=8)})
+    assert applied(run_cli)["generated"] == 1
+    with Image.open(root / "sprites/potion.png") as image:
+        pixels = image.convert("RGBA").getcolors(1 << 16)
+    assert len({(r, g, b) for _, (r, g, b, a) in pixels if a}) == 8  # it had been 7
+
+    lock = root / "images.lock"
+    entry = tomllib.loads(lock.read_text())["images"]["potion"]
+    lock.write_text(lock.read_text().replace(entry["output_key"], PALETTE_SHARED_KEY))
+    code, out, _ = run_cli("plan")
+    assert code == 0
+    assert (
+        "potion  reencode  sprites/potion.png\n      now gives every colour of its palette "
+        "to visible pixels (its transparent ones took one)" in out
+    )
+    result = applied(run_cli)
+    assert result["generated"] == 0 and result["summary"]["reencode"] == 1
