@@ -121,6 +121,8 @@ class FileState(StrEnum):
     #: a member has no output yet: built once it has
     WAITING = "waiting"
     CONFLICT = "conflict"
+    #: an atlas gone from the manifest: the files its last build wrote go
+    DELETE = "delete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +144,9 @@ class FileAction:
     new: bool = False
     #: an atlas's frame map, written with its sheet
     frames: str | None = None
-    #: files the build removes (an atlas's exports dropped from the manifest): they
-    #: hold what its last build wrote there
+    #: files the build removes (an atlas's exports dropped from the manifest, its old
+    #: files once moved; every file of a deleted atlas): they hold what its last build
+    #: wrote there
     removes: tuple[str, ...] = ()
 
     @property
@@ -153,7 +156,7 @@ class FileAction:
 
     @property
     def is_change(self) -> bool:
-        return self.state in (FileState.BUILD, FileState.CONFLICT)
+        return self.state in (FileState.BUILD, FileState.CONFLICT, FileState.DELETE)
 
 
 @dataclass(frozen=True)

@@ -7,23 +7,33 @@ into a sheet.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebula_build.core.plan import Action, ActionKind, FileAction, FileState
+from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState
 from nebula_build.core.spec import AtlasSpec
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import FORCE_HINT, ChangedMeanwhileError, ConflictError, UserError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.imaging import image_size
 from nebula_build.outputs import assetmanifest
-from nebula_build.outputs.atlas import plan_atlas, read_recorded, record_key, recorded_exports
+from nebula_build.outputs.atlas import (
+    FRAME_MAP_LIMIT,
+    plan_atlas,
+    read_recorded,
+    record_key,
+    recorded_exports,
+)
 from nebula_build.outputs.atlas import render as render_atlas
-from nebula_build.state.lockfile import LockEntry
+from nebula_build.state.atlasrecords import AtlasRecord
+from nebula_build.state.lockfile import LockEntry, read_atlases, write_atlases
+from nebula_build.text import printable
 
 #: the file names an export has (Aseprite JSON, a Godot resource): nothing else is removed
 _EXPORT_SUFFIXES = (".json", ".tres")
@@ -48,10 +58,13 @@ def plan_files(
     images: Collection[Action] = (),
     *,
     force: bool = False,
+    deleting: bool = True,
 ) -> tuple[FileAction, ...]:
-    """What each atlas and the asset manifest need, given the images' own actions."""
+    """What each atlas and the asset manifest need, given the images' own actions;
+    `deleting`: an atlas gone from the manifest is deleted (not under --target, as an
+    image gone is not unless named)."""
     changing = {a.image for a in images if a.is_change and a.kind is not ActionKind.CONFLICT}
-    actions = _plan_atlases(prepared, lock, changing, force=force)
+    actions = _plan_atlases(prepared, lock, changing, force=force, deleting=deleting)
     target = prepared.resolved.asset_manifest
     if target is not None:
         wanted = None if changing else _asset_manifest_text(prepared, lock)
@@ -63,9 +76,15 @@ def plan_files(
 
 
 def _plan_atlases(
-    prepared: Prepared, lock: Mapping[str, LockEntry], changing: set[str], *, force: bool
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    changing: set[str],
+    *,
+    force: bool,
+    deleting: bool,
 ) -> list[FileAction]:
-    return [action for action, _ in _planned_atlases(prepared, lock, changing, force=force)]
+    planned = _planned_atlases(prepared, lock, changing, force=force, deleting=deleting)
+    return [action for action, _ in planned]
 
 
 #: the digest of each file an atlas writes (sheet, exports) as its plan saw it
@@ -73,14 +92,22 @@ _Seen = dict[str, str | None]
 
 
 def _planned_atlases(
-    prepared: Prepared, lock: Mapping[str, LockEntry], changing: set[str], *, force: bool
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    changing: set[str],
+    *,
+    force: bool,
+    deleting: bool,
 ) -> list[tuple[FileAction, _Seen]]:
     files = prepared.files
     actions = []
+    records = read_atlases(prepared.project)
     for atlas in prepared.resolved.atlases.values():
         recorded = read_recorded(prepared.guard, atlas)
         exports = {path: files.digest(path) for path in atlas.exports}
         sheet = files.digest(atlas.output)
+        dropped = dropped_exports(prepared, atlas, recorded)
+        old, kept = _moved_files(prepared, lock, atlas, records.get(atlas.name))
         action = plan_atlas(
             atlas,
             lock,
@@ -90,10 +117,135 @@ def _planned_atlases(
             force=force,
             known_output=prepared.store.output_files,
             exports=exports,
-            dropped=dropped_exports(prepared, atlas, recorded),
+            dropped=[*dropped, *(path for path in old if path not in dropped)],
         )
+        if old or kept:
+            action = _with_old_files(action, old, kept)
         actions.append((action, {atlas.output: sheet, **exports}))
+    if deleting:
+        actions += [
+            (_deleted(prepared, lock, name, record), {})
+            for name, record in sorted(records.items())
+            if name not in prepared.resolved.atlases
+        ]
     return actions
+
+
+_KEPT = "changed by hand since nebula-build wrote it, or not its file"
+
+
+def _kept(paths: list[str]) -> str:
+    named = ", ".join(printable(path, 200) for path in paths)
+    return f"{named} {'stays' if len(paths) == 1 else 'stay'} ({_KEPT})"
+
+
+def _moved_files(
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    atlas: AtlasSpec,
+    record: AtlasRecord | None,
+) -> tuple[list[str], list[str]]:
+    """The files the atlas's last build wrote (as the lock records them) that it no
+    longer writes (moved, or an export dropped): those its build removes, and those
+    that stay because they changed since."""
+    if record is None:
+        return [], []
+    gone = [
+        path
+        for path in sorted(record.files, key=lambda path: path != record.output)
+        if path not in atlas.paths
+    ]
+    if not gone:
+        return [], []
+    return _old_files(prepared, lock, record, gone, writing=atlas.paths)
+
+
+def _with_old_files(action: FileAction, removes: list[str], kept: list[str]) -> FileAction:
+    """The atlas's action, built where it is up to date but old files of it are left,
+    naming those that stay (an export's reason may have named it already)."""
+    reason = action.reason
+    if action.state is FileState.NOOP and removes:
+        action = dataclasses.replace(action, state=FileState.BUILD, removes=tuple(removes))
+        reason = "its old files go"
+    if kept := [path for path in kept if path not in reason]:
+        reason += f"; {_kept(kept)}"
+    return dataclasses.replace(action, reason=reason)
+
+
+def _deleted(
+    prepared: Prepared, lock: Mapping[str, LockEntry], name: str, record: AtlasRecord
+) -> FileAction:
+    """An atlas gone from the manifest: its last build's files go, those changed since
+    stay, named."""
+    paths = sorted(record.files, key=lambda path: path != record.output)  # the sheet first
+    removes, kept = _old_files(prepared, lock, record, paths, writing=())
+    reason = "removed from the manifest"
+    if kept:
+        reason += f"; {_kept(kept)}"
+    return FileAction(
+        FileKind.ATLAS,
+        name,
+        FileState.DELETE,
+        reason,
+        record.output,
+        removes=tuple(removes),
+    )
+
+
+def _old_files(
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    record: AtlasRecord,
+    paths: list[str],
+    *,
+    writing: Collection[str],
+) -> tuple[list[str], list[str]]:
+    """Of `paths`, files an atlas's last build wrote (`record`, from the lock: untrusted),
+    those that go and those that stay because they changed since (or are not the
+    tool's). A file goes only where it still holds the digest recorded, reads as a
+    file nebula-build writes for an atlas, and nothing the manifest writes or reads
+    (nor an image the lock records) claims it; one missing or claimed is left alone."""
+    files = prepared.files
+    present = [path for path in paths if files.digest(path) is not None]
+    if not present:
+        return [], []
+    claimed, folders = _claimed(prepared)
+    claimed |= {path for entry in lock.values() for path in entry.files()}
+    project = prepared.project
+    removes, kept = [], []
+    for path in present:
+        if path in claimed or any(
+            folder in ("", ".") or path.startswith(f"{folder}/") for folder in folders
+        ):
+            continue
+        if any(_same_file(project.path_of(path), project.path_of(p)) for p in writing):
+            continue
+        if files.digest(path) == record.files[path] and _written_by_us(prepared, path, record):
+            removes.append(path)
+        else:
+            kept.append(path)
+    return removes, kept
+
+
+def _written_by_us(prepared: Prepared, path: str, record: AtlasRecord) -> bool:
+    """Whether a file of the record reads as one nebula-build writes for an atlas: the
+    sheet is an image (checked with the record), a frame map or an Aseprite export is
+    JSON with `meta.app` "nebula-build", a Godot export a SpriteFrames resource. A
+    lock from a pull request that names another JSON file, digest and all, removes
+    nothing."""
+    if path == record.output:
+        return True
+    try:
+        data = prepared.guard.read(path, what="atlas file", limit=FRAME_MAP_LIMIT)
+    except (OSError, UserError):
+        return False
+    if path.endswith(".tres"):
+        return data.startswith(b'[gd_resource type="SpriteFrames"')
+    try:
+        meta = json.loads(data)["meta"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return False
+    return isinstance(meta, dict) and meta.get("app") == "nebula-build"
 
 
 def build_files(
@@ -101,22 +253,34 @@ def build_files(
     lock: Mapping[str, LockEntry],
     *,
     force: bool = False,
+    deleting: bool = True,
     on_built: Callable[[FileOutcome], None] = lambda outcome: None,
 ) -> list[FileOutcome]:
     """Build what the files need now that the images are done; one failure stops no
-    other. Returns what was built or refused."""
+    other. Returns what was built or refused. The lock then records what each atlas
+    wrote (`[atlases.NAME]`)."""
     outcomes = []
-    for action, seen in _planned_atlases(prepared, lock, set(), force=force):
+    before = read_atlases(prepared.project)
+    records = dict(before)
+    for action, seen in _planned_atlases(prepared, lock, set(), force=force, deleting=deleting):
         if action.state is FileState.CONFLICT:
             outcome = FileOutcome(
                 action, ok=False, error=f"{action.reason}; {FORCE_HINT}", conflict=True
             )
         elif action.state is FileState.BUILD:
-            outcome = _build_atlas(prepared, lock, action, seen, force=force)
+            outcome, record = _build_atlas(prepared, lock, action, seen, records, force=force)
+            if record is not None:
+                records[action.name] = record
+        elif action.state is FileState.DELETE:
+            outcome = _delete_atlas(prepared, action, records.pop(action.name))
         else:
+            if action.state is FileState.NOOP:
+                _record_as_built(prepared, prepared.resolved.atlases[action.name], records)
             continue
         outcomes.append(outcome)
         on_built(outcome)
+    if records != before:
+        write_atlases(prepared.project, records)
     written = _write_asset_manifest(prepared, lock, force=force)
     if written is not None:
         outcomes.append(written)
@@ -124,14 +288,41 @@ def build_files(
     return outcomes
 
 
+def _record_as_built(prepared: Prepared, atlas: AtlasSpec, records: dict[str, AtlasRecord]) -> None:
+    """Record an atlas that is up to date as its frame map says it was built (a lock from
+    before atlases were recorded, or a build stopped before the lock was written)."""
+    recorded = read_recorded(prepared.guard, atlas)
+    frames = prepared.files.digest(atlas.frames)
+    sheet = None if recorded is None else recorded.get("digest")
+    if recorded is None or frames is None or not isinstance(sheet, str):
+        return
+    exports = recorded_exports(recorded)
+    files = {atlas.output: sheet, atlas.frames: frames}
+    files |= {path: exports[path] for path in atlas.exports if path in exports}
+    record = AtlasRecord(atlas.output, files)
+    if records.get(atlas.name) != record:
+        records[atlas.name] = record
+
+
+def _delete_atlas(prepared: Prepared, action: FileAction, record: AtlasRecord) -> FileOutcome:
+    """Remove the files the plan named, each where it still holds what the atlas's last
+    build wrote; the lock stops recording the atlas."""
+    try:
+        _remove_dropped(prepared, list(action.removes), record.files, written=[])
+    except (OSError, UserError) as exc:
+        return FileOutcome(action, ok=False, error=f"could not remove {action.output}: {exc}")
+    return FileOutcome(action, ok=True)
+
+
 def _build_atlas(
     prepared: Prepared,
     lock: Mapping[str, LockEntry],
     action: FileAction,
     seen: _Seen,
+    records: Mapping[str, AtlasRecord],
     *,
     force: bool,
-) -> FileOutcome:
+) -> tuple[FileOutcome, AtlasRecord | None]:
     atlas = prepared.resolved.atlases[action.name]
     guard = prepared.guard
     try:
@@ -159,12 +350,18 @@ def _build_atlas(
         # before the frame map, which stops naming them: a build killed in between is
         # built again, and removes them then
         _remove_dropped(prepared, dropped, recorded_exports(recorded), written=list(files))
+        record = records.get(atlas.name)
+        if record is not None:  # moved, or exports dropped: as the lock recorded them
+            old = [path for path in action.removes if path not in dropped]
+            _remove_dropped(prepared, old, record.files, written=[*files, atlas.frames])
         _write(prepared, atlas.frames, frames, sha256_bytes(frames))  # last: records the build
     except ConflictError as exc:
-        return FileOutcome(action, ok=False, error=str(exc), conflict=True)
+        return FileOutcome(action, ok=False, error=str(exc), conflict=True), None
     except (OSError, ValueError, UserError) as exc:
-        return FileOutcome(action, ok=False, error=f"could not build {action.output}: {exc}")
-    return FileOutcome(action, ok=True)
+        error = f"could not build {action.output}: {exc}"
+        return FileOutcome(action, ok=False, error=error), None
+    built = AtlasRecord(atlas.output, {**digests, atlas.frames: sha256_bytes(frames)})
+    return FileOutcome(action, ok=True), built
 
 
 def _check_unchanged(prepared: Prepared, path: str, seen: _Seen, *, force: bool) -> None:
@@ -228,6 +425,21 @@ def dropped_exports(
     ]
     if not candidates:
         return []
+    claimed, folders = _claimed(prepared)
+    project = prepared.project
+    return [
+        path
+        for path in candidates
+        if path not in claimed
+        and not any(folder in ("", ".") or path.startswith(f"{folder}/") for folder in folders)
+        # another name of a file the atlas writes (a link, a case-insensitive disk)
+        and not any(_same_file(project.path_of(path), project.path_of(p)) for p in atlas.paths)
+    ]
+
+
+def _claimed(prepared: Prepared) -> tuple[set[str], list[str]]:
+    """The files the manifest writes or reads, and the folders its posts are read from:
+    never removed as a file an atlas no longer writes."""
     resolved = prepared.resolved
     claimed = {path for spec in resolved.specs.values() for path in spec.paths}
     claimed |= {
@@ -238,16 +450,7 @@ def dropped_exports(
     }
     claimed |= {path for other in resolved.atlases.values() for path in other.paths}
     claimed |= {resolved.asset_manifest or "", *resolved.data_files}
-    folders = [folder for folder, _, _ in resolved.data_globs]
-    project = prepared.project
-    return [
-        path
-        for path in candidates
-        if path not in claimed
-        and not any(folder in ("", ".") or path.startswith(f"{folder}/") for folder in folders)
-        # another name of a file the atlas writes (a link, a case-insensitive disk)
-        and not any(_same_file(project.path_of(path), project.path_of(p)) for p in atlas.paths)
-    ]
+    return claimed, [folder for folder, _, _ in resolved.data_globs]
 
 
 def _remove_dropped(

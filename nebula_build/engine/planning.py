@@ -95,7 +95,7 @@ def plan_for(
         from nebula_build.engine.remotecache import mark
 
         images = mark(images, remote, notice)
-    files = plan_files(prepared, every_lock, images.actions, force=force)
+    files = plan_files(prepared, every_lock, images.actions, force=force, deleting=not targets)
     return Plan(images.actions, files)
 
 

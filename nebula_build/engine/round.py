@@ -234,7 +234,11 @@ async def apply_round(
             )
             result.applied.lock = None  # result.lock has it
         result.files = build_files(
-            prepared, result.lock, force=options.force, on_built=progress.built
+            prepared,
+            result.lock,
+            force=options.force,
+            deleting=not options.targets,
+            on_built=progress.built,
         )
     finally:
         progress.close()

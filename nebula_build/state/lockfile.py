@@ -40,11 +40,13 @@ from typing import IO, Any, TypeVar
 from nebula_build.errors import LockfileError, StateWriteError
 from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
 from nebula_build.imaging import format_for
+from nebula_build.state import atlasrecords
+from nebula_build.state.atlasrecords import AtlasRecord
 from nebula_build.state.guard import path_problem
 from nebula_build.state.locksplice import splice
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
 from nebula_build.state.seal import sealed_from, sealer
-from nebula_build.text import made_with_problem
+from nebula_build.text import made_with_problem, printable
 
 LOCK_VERSION = 1
 #: how `dumps` lays out a table: bump it with any change to that layout (a watch
@@ -398,16 +400,17 @@ def _toml_key(key: str) -> str:
     return key if bare else _toml_string(key)
 
 
-def dumps(entries: Mapping[str, LockEntry]) -> str:
-    """The lock's text: header, version, then one table per image, sorted."""
-    parts = [HEADER, f"version = {LOCK_VERSION}\n"]
+def dumps(entries: Mapping[str, LockEntry], atlases: str = "") -> str:
+    """The lock's text: header, version, the atlases' records (`atlases`: their
+    tables' text), then one table per image, sorted."""
+    parts = [HEADER, f"version = {LOCK_VERSION}\n", atlases]
     parts.extend(_table(name, entries[name]) for name in sorted(entries))
     return "".join(parts)
 
 
-def _lock_pieces(entries: Mapping[str, LockEntry]) -> Iterator[bytes]:
+def _lock_pieces(entries: Mapping[str, LockEntry], atlases: bytes = b"") -> Iterator[bytes]:
     """`dumps`'s text, encoded, a few thousand entries at a time."""
-    yield f"{HEADER}version = {LOCK_VERSION}\n".encode()
+    yield f"{HEADER}version = {LOCK_VERSION}\n".encode() + atlases
     names = sorted(entries)
     for start in range(0, len(names), _PIECE):
         chunk = names[start : start + _PIECE]
@@ -736,7 +739,7 @@ def write_streamed(
     lock's sha256."""
     if project.lock_path in _retained:
         return _write_retained(project, entries, snapshot=snapshot)
-    digest = _write_pieces(project, _lock_pieces(entries))
+    digest = _write_pieces(project, _lock_pieces(entries, _atlas_section(project)))
     if snapshot:
         _write_snapshot(project, digest, entries)
     return digest
@@ -772,7 +775,9 @@ def _write_retained(project: Project, entries: Mapping[str, LockEntry], *, snaps
     """`write_streamed` for a retained lock: spliced where the file is the one held."""
     held = _still_held(project)
     text = _spliced(held, entries) if held is not None else None
-    return _write_held(project, entries, text or b"".join(_lock_pieces(entries)), snapshot)
+    if text is None:
+        text = b"".join(_lock_pieces(entries, _atlas_section(project)))
+    return _write_held(project, entries, text, snapshot)
 
 
 def _write_held(
@@ -856,14 +861,23 @@ def wait_for_snapshots() -> None:
         worker.join()
 
 
-def write(project: Project, entries: Mapping[str, LockEntry]) -> bool:
-    """Rewrite the lock atomically if its content changes; returns whether it did."""
+def write(
+    project: Project,
+    entries: Mapping[str, LockEntry],
+    *,
+    atlases: Mapping[str, AtlasRecord] | None = None,
+) -> bool:
+    """Rewrite the lock atomically if its content changes; returns whether it did.
+    The atlases' records are `atlases`, or those the lock holds where None."""
+    if atlases is not None:
+        _held.pop(project.lock_path, None)  # a splice keeps the records it holds
     held = _still_held(project) if project.lock_path in _retained else None
     if held is not None and (text := _spliced(held, entries)) is not None:
         if text is not held.text:
             _write_held(project, entries, text, snapshot=True)
         return text is not held.text
-    text = dumps(entries).encode()
+    section = _atlas_section(project) if atlases is None else _atlas_tables(atlases).encode()
+    text = dumps(entries, section.decode()).encode()
     try:
         before = _signature(project.lock_path)
         if project.lock_path.read_bytes() == text:
@@ -936,6 +950,85 @@ def read_with_journal(project: Project) -> Entries:
     if replay(entries, project.journal_path):
         _check_own_files(project, entries, "the journal")
     return entries
+
+
+# --- the atlases' records ---------------------------------------------------
+# Written before the images' tables, so a splice of those keeps them as they are and
+# reading them costs the lock's first bytes, not a parse of every image.
+
+_FIRST_IMAGE = re.compile(rb"\n\[\[?images\.")
+_FIRST_ATLAS = b"\n[atlases."
+#: bytes read at a time until the first image's table
+_HEAD_CHUNK = 1 << 16
+#: the records of a lock's atlases far beyond any manifest's are not read
+_HEAD_LIMIT = 16 << 20
+
+
+def _head(project: Project) -> bytes:
+    """The lock's bytes before its first image table (all of it if it has none)."""
+    try:
+        handle = project.lock_path.open("rb")
+    except (FileNotFoundError, NotADirectoryError):
+        return b""
+    except IsADirectoryError:
+        raise LockfileError(f"{project.lock_path.name} is a folder; remove it and re-run") from None
+    with handle:
+        head = b""
+        while chunk := handle.read(_HEAD_CHUNK):
+            head += chunk
+            if (found := _FIRST_IMAGE.search(head)) is not None:
+                return head[: found.start() + 1]
+            if len(head) > _HEAD_LIMIT:
+                raise LockfileError(
+                    f"{project.lock_path.name}: `atlases` is far too large; restore the lock "
+                    "from version control or delete it"
+                )
+    return head
+
+
+def _atlas_section(project: Project) -> bytes:
+    """The atlases' tables as the lock on disk holds them, to write back unchanged."""
+    head = _head(project)
+    start = head.find(_FIRST_ATLAS)
+    return b"" if start < 0 else head[start:].rstrip(b"\n") + b"\n"
+
+
+def _atlas_tables(atlases: Mapping[str, AtlasRecord]) -> str:
+    return "".join(atlasrecords.table(name, atlases[name]) for name in sorted(atlases))
+
+
+def read_atlases(project: Project) -> dict[str, AtlasRecord]:
+    """What each atlas's last build wrote, as the lock records it (none in a lock from
+    0.3 or earlier). Untrusted: a record that names anything but its sheet, frame map and
+    exports inside the project, or the tool's own files, is refused in one line."""
+    where = project.lock_path.name
+    try:
+        data = tomllib.loads(_head(project).decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return {}  # a broken lock: reading its images says what is wrong with it
+    tables = data.get("atlases", {})
+    if not isinstance(tables, Mapping):
+        raise LockfileError(f"{where}: `atlases` must be a table")
+    own = {name.casefold() for name in project.own_files}
+    records = {}
+    for name, table in tables.items():
+        problem = atlasrecords.record_problem(table)
+        if problem is None:
+            mine = [path for path in table["files"] if "/" not in path and path.casefold() in own]
+            if mine:
+                problem = f"{printable(mine[0], 200)} is the tool's own file"
+        if problem is not None:
+            raise LockfileError(
+                f"{where}: atlases.{_shown(name)}: {problem}; "
+                "restore the lock from version control or delete the entry"
+            )
+        records[name] = atlasrecords.from_checked(table)
+    return records
+
+
+def write_atlases(project: Project, atlases: Mapping[str, AtlasRecord]) -> bool:
+    """Record `atlases` in the lock, its images as they are; returns whether it changed."""
+    return write(project, read(project), atlases=atlases)
 
 
 async def _to_thread(function: Callable[..., None], *args: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from nebula_build.core.plan import Action, ActionKind
+from nebula_build.core.plan import Action, ActionKind, FileState
 from nebula_build.text import printable
 from nebula_build.ui.style import Style
 
@@ -83,8 +83,9 @@ class Progress:
         action, style = outcome.action, self.style
         self._clear()
         if outcome.ok:
+            verb = "removed" if action.state is FileState.DELETE else "built"
             self.stream.write(
-                f"{style('built', 'green')} {style(action.label, 'bold')} {action.output}\n"
+                f"{style(verb, 'green')} {style(action.label, 'bold')} {action.output}\n"
             )
         else:
             failed = style("failed", "red", "bold")

@@ -168,7 +168,11 @@ def summary_line(plan: Plan) -> str:
             parts.append(f"{counted} {label}")
     files = Counter((f.kind, f.state) for f in plan.files)
     for kind, (one, many) in _FILE_NOUNS.items():
-        for state, label in ((FileState.BUILD, "to build"), (FileState.CONFLICT, "in conflict")):
+        for state, label in (
+            (FileState.BUILD, "to build"),
+            (FileState.DELETE, "to delete"),
+            (FileState.CONFLICT, "in conflict"),
+        ):
             if n := files[kind, state]:
                 parts.append(f"{n} {one if n == 1 else many} {label}")
     return "Plan: " + ", ".join(parts) + "."
@@ -279,6 +283,7 @@ def estimate_json(estimate: Estimate) -> dict[str, Any]:
 _FILE_MARKS = {
     FileState.BUILD: ("+", "green"),
     FileState.CONFLICT: ("!", "magenta"),
+    FileState.DELETE: ("-", "red"),
     FileState.WAITING: (" ", "dim"),
     FileState.NOOP: (" ", "dim"),
 }
@@ -544,9 +549,11 @@ def done_text(result: RoundResult) -> str:
     """'5 done (3 generated), 1 file built': images first, files made from them after."""
     done = result.applied.done if result.applied else 0
     text = f"{done} done ({result.generated} generated)"
-    built = sum(o.ok for o in result.files)
+    built = sum(o.ok and o.action.state is not FileState.DELETE for o in result.files)
     if built:
         text += f", {built} file{'' if built == 1 else 's'} built"
+    if removed := sum(o.ok and o.action.state is FileState.DELETE for o in result.files):
+        text += f", {removed} {'atlas' if removed == 1 else 'atlases'} removed"
     return text
 
 

@@ -32,14 +32,17 @@ _NAMED_REMOVALS = 5
 
 def removal_text(action: Action | FileAction) -> str:
     """What an action removes beside its output: "also removes out/b-16.png" for a
-    deleted image; else "removes …, which it no longer writes"."""
-    from nebula_build.core.plan import ActionKind  # loaded with any action
+    deleted image, "removes …" for a deleted atlas (each of its files); else "removes
+    …, which it no longer writes"."""
+    from nebula_build.core.plan import ActionKind, FileState  # loaded with any action
 
     named = ", ".join(printable(path) for path in action.removes[:_NAMED_REMOVALS])
     if len(action.removes) > _NAMED_REMOVALS:
         named += f" and {len(action.removes) - _NAMED_REMOVALS} more"
     if action.kind is ActionKind.DELETE:
         return f"also removes {named}"
+    if getattr(action, "state", None) is FileState.DELETE:
+        return f"removes {named}"
     return f"removes {named}, which it no longer writes"
 
 

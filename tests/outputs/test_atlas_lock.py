@@ -1,0 +1,255 @@
+"""An atlas moved or gone from the manifest takes the files its last build wrote with it,
+as images.lock records them, and the plan names each; the lock is untrusted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+HERO = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+
+[images.hero]
+prompt = "a hero, {pose} pose"
+matrix = { pose = ["idle", "run"] }
+output = "sprites/hero-{pose}.png"
+
+[images.coin]
+prompt = "a coin"
+output = "sprites/coin.png"
+
+[atlases.hero]
+images = ["hero[*]"]
+output = "atlas/hero.png"
+"""
+
+ITEMS = """
+[atlases.items]
+images = ["coin"]
+output = "game/items.png"
+aseprite = "game/items.aseprite.json"
+godot = "game/items.tres"
+"""
+ITEM_FILES = ["game/items.png", "game/items.aseprite.json", "game/items.json", "game/items.tres"]
+ITEMS_REMOVED = f"removes {', '.join(ITEM_FILES)}"
+
+
+def project_files(root) -> set[str]:
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and ".nebula-build" not in p.parts
+    }
+
+
+def applied(project, run_cli, manifest: str, **files: str):
+    root = project({"images.toml": manifest, **files})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    return root
+
+
+def test_a_moved_atlas_removes_its_old_files_with_the_rebuild(project, run_cli):
+    """Before, `atlas/hero.png` and `atlas/hero.json` stayed, unnamed: an engine
+    still imported them."""
+    root = applied(project, run_cli, HERO)
+    before = project_files(root)
+    (root / "images.toml").write_text(HERO.replace('"atlas/hero.png"', '"assets/atlas/hero.png"'))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "+ atlas hero  build  assets/atlas/hero.png\n      new atlas\n" in out, out
+    assert "      removes atlas/hero.png, atlas/hero.json, which it no longer writes\n" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    moved = {"assets/atlas/hero.png", "assets/atlas/hero.json"}
+    assert project_files(root) == before - {"atlas/hero.png", "atlas/hero.json"} | moved
+    assert not (root / "atlas").exists()
+    assert run_cli("plan").out.startswith("No changes")
+    lock = (root / "images.lock").read_bytes()
+    code, out, _ = run_cli("apply")
+    assert code == 0 and out.startswith("No changes")
+    assert (root / "images.lock").read_bytes() == lock
+
+
+def test_a_deleted_atlas_removes_its_sheet_frame_map_and_exports(
+    project, run_cli, monkeypatch, tmp_path
+):
+    """Before: `No changes`, and all four files stayed."""
+    root = applied(project, run_cli, HERO + ITEMS)
+    before = project_files(root)
+    assert set(ITEM_FILES) <= before
+    (root / "images.toml").write_text(HERO)
+
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, out, err = run_cli("plan")
+    monkeypatch.delenv("GITHUB_ACTIONS")
+    assert code == 0, err
+    expected = (
+        "  - atlas items  delete  game/items.png\n"
+        "      removed from the manifest\n"
+        f"      {ITEMS_REMOVED}\n"
+    )
+    assert expected in out, out
+    assert "1 atlas to delete" in out
+    assert f"| atlas items | delete | removed from the manifest; {ITEMS_REMOVED} |" in (
+        summary.read_text()
+    )
+    files = json.loads(run_cli("plan", "--json").out)["files"]
+    (atlas,) = (f for f in files if f.get("atlas") == "items")
+    assert (atlas["action"], atlas["atlas"], atlas["removes"]) == ("delete", "items", ITEM_FILES)
+    assert f"pending delete: removed from the manifest; {ITEMS_REMOVED}" in run_cli("status").out
+
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "removed atlas items game/items.png" in out + err and "1 atlas removed" in out
+    assert project_files(root) == before - set(ITEM_FILES)
+    assert "atlases.items" not in (root / "images.lock").read_text()
+    assert "atlases.hero" in (root / "images.lock").read_text()
+    lock = (root / "images.lock").read_bytes()
+    code, out, _ = run_cli("apply")
+    assert code == 0 and out.startswith("No changes")
+    assert (root / "images.lock").read_bytes() == lock
+
+
+def test_an_old_sheet_edited_by_hand_is_kept_and_named(project, run_cli):
+    root = applied(project, run_cli, HERO + ITEMS)
+    sheet = root / "game/items.png"
+    sheet.write_bytes(sheet.read_bytes() + b"edit")
+    edited = sheet.read_bytes()
+    (root / "images.toml").write_text(HERO)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    kept = "game/items.png stays (changed by hand since nebula-build wrote it, or not its file)"
+    assert f"      removed from the manifest; {kept}\n" in out, out
+    assert f"removes {', '.join(ITEM_FILES[1:])}\n" in out
+    assert run_cli("apply", "--force").code == 0  # not even with --force
+    assert sheet.read_bytes() == edited
+    assert not any((root / path).exists() for path in ITEM_FILES[1:])
+    assert run_cli("plan").out.startswith("No changes")  # the lock forgot the atlas
+
+
+def test_a_moved_atlas_keeps_an_old_frame_map_edited_by_hand(project, run_cli):
+    root = applied(project, run_cli, HERO)
+    frames = root / "atlas/hero.json"
+    frames.write_text(frames.read_text() + " ")
+    (root / "images.toml").write_text(HERO.replace('"atlas/hero.png"', '"assets/hero.png"'))
+    code, out, _ = run_cli("plan")
+    assert "new atlas; atlas/hero.json stays (changed by hand" in out, out
+    assert "removes atlas/hero.png, which it no longer writes" in out
+    assert run_cli("apply").code == 0
+    assert frames.is_file() and not (root / "atlas/hero.png").exists()
+
+
+def test_a_deleted_atlas_waits_under_target_as_a_deleted_image_does(project, run_cli):
+    root = applied(project, run_cli, HERO + ITEMS)
+    (root / "images.toml").write_text(HERO.replace('"a coin"', '"a gold coin"'))
+    code, out, err = run_cli("apply", "--target", "coin")
+    assert code == 0, err
+    assert all((root / path).is_file() for path in ITEM_FILES)
+    assert "atlas items  delete" in run_cli("plan").out
+    assert run_cli("apply").code == 0
+    assert not any((root / path).exists() for path in ITEM_FILES)
+
+
+def _with_atlas_record(root, table: str) -> None:
+    """The lock as a pull request could send it: `table` before the images' tables."""
+    lock = root / "images.lock"
+    head, images = lock.read_text().split("\n[images.", 1)
+    lock.write_text(f"{head}\n{table}\n[images.{images}")
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            '{ "a/b.png" = "%s", "../outside.json" = "%s" }',
+            "file '../outside.json' leaves the project",
+        ),
+        ('{ "a/b.png" = "%s", "notes.txt" = "%s" }', "file notes.txt is not a .json or .tres"),
+        ('{ "a/b.png" = "%s", "images.toml" = "%s" }', "file images.toml is not a .json"),
+        ('{ "a/b.png" = "nope" }', "file a/b.png must have a sha256 digest"),
+    ],
+    ids=["outside", "not-atlas-file", "manifest", "digest"],
+)
+def test_a_hostile_atlas_record_in_the_lock_is_refused_in_one_line(
+    project, run_cli, files, message
+):
+    root = applied(project, run_cli, HERO)
+    files = files.replace("%s", "0" * 64)
+    _with_atlas_record(root, f'[atlases.evil]\noutput = "a/b.png"\nfiles = {files}\n')
+    code, out, err = run_cli("plan")
+    assert code == 1 and "Traceback" not in err
+    assert f"images.lock: atlases.evil: {message}" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_lock_naming_files_it_must_not_remove_removes_none(project, run_cli):
+    """Each file named with its true digest: another image's output, the asset
+    manifest, a data file, a JSON file nebula-build did not write, the lock's own
+    manifest under another atlas's name; none goes."""
+    manifest = HERO + '\n[assets]\nmanifest = "assets.json"\n'
+    root = applied(project, run_cli, manifest, **{"package.json": '{"name": "game"}'})
+    victims = ["sprites/coin.png", "assets.json", "package.json"]
+    named = ", ".join(f'"{path}" = "{_digest(root / path)}"' for path in victims)
+    _with_atlas_record(
+        root, f'[atlases.gone]\noutput = "sprites/coin.png"\nfiles = {{ {named} }}\n'
+    )
+    before = {path: (root / path).read_bytes() for path in project_files(root)}
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "atlas gone  delete" in out and "removes" not in out, out
+    assert "package.json stays" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert {path: (root / path).read_bytes() for path in before if path != "images.lock"} == {
+        path: data for path, data in before.items() if path != "images.lock"
+    }
+    assert "atlases.gone" not in (root / "images.lock").read_text()
+
+
+def test_a_lock_without_atlas_records_works_and_records_them_at_the_next_apply(project, run_cli):
+    """A lock from before atlases were recorded: its atlas is up to date, and is
+    recorded once an apply has something to do."""
+    root = applied(project, run_cli, HERO)
+    lock = root / "images.lock"
+    head, images = lock.read_text().split("\n[images.", 1)
+    lock.write_text(head.split("\n[atlases.", 1)[0] + "\n[images." + images)
+    assert run_cli("plan").out.startswith("No changes")
+    (root / "images.toml").write_text(HERO.replace('"a coin"', '"a gold coin"'))
+    assert run_cli("apply").code == 0
+    assert '[atlases.hero]\noutput = "atlas/hero.png"' in lock.read_text()
+
+
+def test_a_fresh_checkout_removes_a_dropped_export_the_lock_records(project, run_cli):
+    """Before, a checkout without this machine's cache (CI) kept a dropped export:
+    `its file stays (… not written by this machine …)`."""
+    import shutil
+
+    root = applied(project, run_cli, HERO + ITEMS)
+    shutil.rmtree(root / ".nebula-build")
+    (root / "images.toml").write_text(HERO + ITEMS.replace('godot = "game/items.tres"\n', ""))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    expected = (
+        "      export removed from the manifest\n"
+        "      removes game/items.tres, which it no longer writes\n"
+    )
+    assert expected in out, out
+    assert run_cli("apply").code == 0
+    assert not (root / "game/items.tres").exists()
+    assert (root / "game/items.aseprite.json").is_file()
+    assert run_cli("plan").out.startswith("No changes")
