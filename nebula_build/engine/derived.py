@@ -31,8 +31,8 @@ from nebula_build.outputs.atlas import (
     recorded_exports,
 )
 from nebula_build.outputs.atlas import render as render_atlas
-from nebula_build.state.atlasrecords import AtlasRecord
-from nebula_build.state.lockfile import LockEntry, read_atlases, write_atlases
+from nebula_build.state.derivedrecords import AtlasRecord, Made
+from nebula_build.state.lockfile import LockEntry, read_made, write_made
 from nebula_build.text import printable
 
 #: the file names an export has (Aseprite JSON, a Godot resource): nothing else is removed
@@ -64,26 +64,34 @@ def plan_files(
     `deleting`: an atlas gone from the manifest is deleted (not under --target, as an
     image gone is not unless named)."""
     changing = {a.image for a in images if a.is_change and a.kind is not ActionKind.CONFLICT}
-    actions = _plan_atlases(prepared, lock, changing, force=force, deleting=deleting)
+    made = read_made(prepared.project)
+    actions = _plan_atlases(prepared, lock, made, changing, force=force, deleting=deleting)
     target = prepared.resolved.asset_manifest
-    if target is not None:
-        wanted = None if changing else _asset_manifest_text(prepared, lock)
-        current = _read(prepared, target)
-        actions.append(
-            assetmanifest.plan_asset_manifest(target, wanted=wanted, current=current, force=force)
-        )
+    wanted = None if changing or target is None else _asset_manifest_text(prepared, lock)
+    action = _asset_manifest_action(
+        prepared,
+        lock,
+        made.asset_manifest,
+        wanted=wanted,
+        current=None if target is None else _read(prepared, target),
+        force=force,
+        deleting=deleting,
+    )
+    if action is not None:
+        actions.append(action)
     return tuple(actions)
 
 
 def _plan_atlases(
     prepared: Prepared,
     lock: Mapping[str, LockEntry],
+    made: Made,
     changing: set[str],
     *,
     force: bool,
     deleting: bool,
 ) -> list[FileAction]:
-    planned = _planned_atlases(prepared, lock, changing, force=force, deleting=deleting)
+    planned = _planned_atlases(prepared, lock, made, changing, force=force, deleting=deleting)
     return [action for action, _ in planned]
 
 
@@ -94,6 +102,7 @@ _Seen = dict[str, str | None]
 def _planned_atlases(
     prepared: Prepared,
     lock: Mapping[str, LockEntry],
+    made: Made,
     changing: set[str],
     *,
     force: bool,
@@ -101,7 +110,7 @@ def _planned_atlases(
 ) -> list[tuple[FileAction, _Seen]]:
     files = prepared.files
     actions = []
-    records = read_atlases(prepared.project)
+    records = made.atlases
     for atlas in prepared.resolved.atlases.values():
         recorded = read_recorded(prepared.guard, atlas)
         exports = {path: files.digest(path) for path in atlas.exports}
@@ -202,11 +211,31 @@ def _old_files(
 ) -> tuple[list[str], list[str]]:
     """Of `paths`, files an atlas's last build wrote (`record`, from the lock: untrusted),
     those that go and those that stay because they changed since (or are not the
-    tool's). A file goes only where it still holds the digest recorded, reads as a
-    file nebula-build writes for an atlas, and nothing the manifest writes or reads
-    (nor an image the lock records) claims it; one missing or claimed is left alone."""
+    tool's)."""
+    return _sorted_out(
+        prepared,
+        lock,
+        {path: record.files[path] for path in paths},
+        writing=writing,
+        ours=functools.partial(_written_by_us, prepared, record=record),
+    )
+
+
+def _sorted_out(
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    recorded: Mapping[str, str],
+    *,
+    writing: Collection[str],
+    ours: Callable[[str], bool],
+) -> tuple[list[str], list[str]]:
+    """Of the files `recorded` (path → digest, as the lock records what the tool wrote:
+    untrusted), those that go and those that stay because they changed since (or do
+    not read as the tool's: `ours`). A file goes only where it still holds the digest
+    recorded, reads as the tool's, and nothing the manifest writes or reads (nor an
+    image the lock records) claims it; one missing or claimed is left alone."""
     files = prepared.files
-    present = [path for path in paths if files.digest(path) is not None]
+    present = [path for path in recorded if files.digest(path) is not None]
     if not present:
         return [], []
     claimed, folders = _claimed(prepared)
@@ -220,14 +249,14 @@ def _old_files(
             continue
         if any(_same_file(project.path_of(path), project.path_of(p)) for p in writing):
             continue
-        if files.digest(path) == record.files[path] and _written_by_us(prepared, path, record):
+        if files.digest(path) == recorded[path] and ours(path):
             removes.append(path)
         else:
             kept.append(path)
     return removes, kept
 
 
-def _written_by_us(prepared: Prepared, path: str, record: AtlasRecord) -> bool:
+def _written_by_us(prepared: Prepared, path: str, *, record: AtlasRecord) -> bool:
     """Whether a file of the record reads as one nebula-build writes for an atlas: the
     sheet is an image (checked with the record), a frame map or an Aseprite export is
     JSON with `meta.app` "nebula-build", a Godot export a SpriteFrames resource. A
@@ -260,9 +289,10 @@ def build_files(
     other. Returns what was built or refused. The lock then records what each atlas
     wrote (`[atlases.NAME]`)."""
     outcomes = []
-    before = read_atlases(prepared.project)
-    records = dict(before)
-    for action, seen in _planned_atlases(prepared, lock, set(), force=force, deleting=deleting):
+    before = read_made(prepared.project)
+    records = dict(before.atlases)
+    planned = _planned_atlases(prepared, lock, before, set(), force=force, deleting=deleting)
+    for action, seen in planned:
         if action.state is FileState.CONFLICT:
             outcome = FileOutcome(
                 action, ok=False, error=f"{action.reason}; {FORCE_HINT}", conflict=True
@@ -279,12 +309,15 @@ def build_files(
             continue
         outcomes.append(outcome)
         on_built(outcome)
-    if records != before:
-        write_atlases(prepared.project, records)
-    written = _write_asset_manifest(prepared, lock, force=force)
+    written, asset_manifest = _build_asset_manifest(
+        prepared, lock, before.asset_manifest, force=force, deleting=deleting
+    )
     if written is not None:
         outcomes.append(written)
         on_built(written)
+    made = Made(records, asset_manifest)
+    if made != before:
+        write_made(prepared.project, made)
     return outcomes
 
 
@@ -478,22 +511,95 @@ def _same_file(one: Path, other: Path) -> bool:
         return False
 
 
-def _write_asset_manifest(
-    prepared: Prepared, lock: Mapping[str, LockEntry], *, force: bool
-) -> FileOutcome | None:
-    """Write the asset manifest if its content changed (computed once); None when the
-    project has none or it is already right."""
+def _asset_manifest_action(
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    old: tuple[str, str] | None,
+    *,
+    wanted: str | None,
+    current: str | None,
+    force: bool,
+    deleting: bool,
+) -> FileAction | None:
+    """What the asset manifest needs: `wanted` is its text from the lock as it stands
+    (None: images are about to change), `current` the file's (`_read`); `old` the one
+    written last, as the lock records it (path, digest), which goes once the manifest
+    moves it or drops it."""
     target = prepared.resolved.asset_manifest
     if target is None:
-        return None
-    text = _asset_manifest_text(prepared, lock)
-    current = _read(prepared, target)
-    action = assetmanifest.plan_asset_manifest(target, wanted=text, current=current, force=force)
+        if old is None or not deleting:
+            return None
+        removes, kept = _old_asset_manifest(prepared, lock, old, writing=())
+        reason = "removed from the manifest" + (f"; {_kept(kept)}" if kept else "")
+        return FileAction(
+            FileKind.ASSET_MANIFEST, "assets", FileState.DELETE, reason, old[0], removes=removes
+        )
+    action = assetmanifest.plan_asset_manifest(target, wanted=wanted, current=current, force=force)
+    if old is None or old[0] == target:
+        return action
+    removes, kept = _old_asset_manifest(prepared, lock, old, writing=(target,))
+    reason = action.reason
+    if action.state is FileState.NOOP and removes:
+        action = dataclasses.replace(action, state=FileState.BUILD)
+        reason = "its old file goes"
+    if kept:
+        reason += f"; {_kept(kept)}"
+    if action.state not in (FileState.BUILD, FileState.CONFLICT):
+        removes = ()
+    return dataclasses.replace(action, reason=reason, removes=removes)
+
+
+def _old_asset_manifest(
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    old: tuple[str, str],
+    *,
+    writing: Collection[str],
+) -> tuple[tuple[str, ...], list[str]]:
+    """The asset manifest written last, as the lock records it: whether it goes (it
+    still holds what was written and reads as an asset manifest) or stays."""
+
+    def ours(path: str) -> bool:
+        text = _read(prepared, path)
+        return text is not None and assetmanifest.is_ours(text)
+
+    removes, kept = _sorted_out(prepared, lock, dict([old]), writing=writing, ours=ours)
+    return tuple(removes), kept
+
+
+def _build_asset_manifest(
+    prepared: Prepared,
+    lock: Mapping[str, LockEntry],
+    old: tuple[str, str] | None,
+    *,
+    force: bool,
+    deleting: bool,
+) -> tuple[FileOutcome | None, tuple[str, str] | None]:
+    """Write the asset manifest if its content changed (computed once) and remove the
+    one written last where it moved or went; returns what happened (None when nothing
+    did) and what the lock is to record of it."""
+    target = prepared.resolved.asset_manifest
+    text = None if target is None else _asset_manifest_text(prepared, lock)
+    current = None if target is None else _read(prepared, target)
+    action = _asset_manifest_action(
+        prepared, lock, old, wanted=text, current=current, force=force, deleting=deleting
+    )
+    if action is None:
+        return None, old
+    if action.state is FileState.DELETE:
+        assert old is not None
+        try:
+            _remove_dropped(prepared, list(action.removes), dict([old]), written=[])
+        except (OSError, UserError) as exc:
+            return FileOutcome(action, ok=False, error=f"could not remove {old[0]}: {exc}"), old
+        return FileOutcome(action, ok=True), None
+    assert target is not None and text is not None
+    written = (target, sha256_bytes(text.encode()))
+    if action.state is FileState.NOOP:
+        return None, written
     if action.state is FileState.CONFLICT:
         error = f"{target}: {action.reason}; {FORCE_HINT}"
-        return FileOutcome(action, ok=False, error=error, conflict=True)
-    if action.state is not FileState.BUILD:
-        return None
+        return FileOutcome(action, ok=False, error=error, conflict=True), old
     try:
         if action.backup:
             stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -504,11 +610,13 @@ def _write_asset_manifest(
                 _changed_since_planned(prepared, target, force=force)
 
         prepared.guard.write(target, text.encode(), unchanged=unchanged)
+        if old is not None:
+            _remove_dropped(prepared, list(action.removes), dict([old]), written=[target])
     except ConflictError as exc:
-        return FileOutcome(action, ok=False, error=str(exc), conflict=True)
+        return FileOutcome(action, ok=False, error=str(exc), conflict=True), old
     except (OSError, UserError) as exc:
-        return FileOutcome(action, ok=False, error=f"could not write {target}: {exc}")
-    return FileOutcome(action, ok=True)
+        return FileOutcome(action, ok=False, error=f"could not write {target}: {exc}"), old
+    return FileOutcome(action, ok=True), written
 
 
 def _asset_manifest_text(prepared: Prepared, lock: Mapping[str, LockEntry]) -> str:

@@ -40,8 +40,8 @@ from typing import IO, Any, TypeVar
 from nebula_build.errors import LockfileError, StateWriteError
 from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
 from nebula_build.imaging import format_for
-from nebula_build.state import atlasrecords
-from nebula_build.state.atlasrecords import AtlasRecord
+from nebula_build.state import derivedrecords
+from nebula_build.state.derivedrecords import Made
 from nebula_build.state.guard import path_problem
 from nebula_build.state.locksplice import splice
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
@@ -739,7 +739,7 @@ def write_streamed(
     lock's sha256."""
     if project.lock_path in _retained:
         return _write_retained(project, entries, snapshot=snapshot)
-    digest = _write_pieces(project, _lock_pieces(entries, _atlas_section(project)))
+    digest = _write_pieces(project, _lock_pieces(entries, _made_section(project)))
     if snapshot:
         _write_snapshot(project, digest, entries)
     return digest
@@ -776,7 +776,7 @@ def _write_retained(project: Project, entries: Mapping[str, LockEntry], *, snaps
     held = _still_held(project)
     text = _spliced(held, entries) if held is not None else None
     if text is None:
-        text = b"".join(_lock_pieces(entries, _atlas_section(project)))
+        text = b"".join(_lock_pieces(entries, _made_section(project)))
     return _write_held(project, entries, text, snapshot)
 
 
@@ -865,18 +865,19 @@ def write(
     project: Project,
     entries: Mapping[str, LockEntry],
     *,
-    atlases: Mapping[str, AtlasRecord] | None = None,
+    made: Made | None = None,
 ) -> bool:
     """Rewrite the lock atomically if its content changes; returns whether it did.
-    The atlases' records are `atlases`, or those the lock holds where None."""
-    if atlases is not None:
+    The records of the files made from the images are `made`, or those the lock
+    holds where None."""
+    if made is not None:
         _held.pop(project.lock_path, None)  # a splice keeps the records it holds
     held = _still_held(project) if project.lock_path in _retained else None
     if held is not None and (text := _spliced(held, entries)) is not None:
         if text is not held.text:
             _write_held(project, entries, text, snapshot=True)
         return text is not held.text
-    section = _atlas_section(project) if atlases is None else _atlas_tables(atlases).encode()
+    section = _made_section(project) if made is None else derivedrecords.tables(made).encode()
     text = dumps(entries, section.decode()).encode()
     try:
         before = _signature(project.lock_path)
@@ -952,15 +953,14 @@ def read_with_journal(project: Project) -> Entries:
     return entries
 
 
-# --- the atlases' records ---------------------------------------------------
+# --- the records of the files made from the images -------------------------
 # Written before the images' tables, so a splice of those keeps them as they are and
 # reading them costs the lock's first bytes, not a parse of every image.
 
 _FIRST_IMAGE = re.compile(rb"\n\[\[?images\.")
-_FIRST_ATLAS = b"\n[atlases."
 #: bytes read at a time until the first image's table
 _HEAD_CHUNK = 1 << 16
-#: the records of a lock's atlases far beyond any manifest's are not read
+#: records of a lock far beyond any manifest's are not read
 _HEAD_LIMIT = 16 << 20
 
 
@@ -976,59 +976,69 @@ def _head(project: Project) -> bytes:
         head = b""
         while chunk := handle.read(_HEAD_CHUNK):
             head += chunk
-            if (found := _FIRST_IMAGE.search(head)) is not None:
+            if (
+                found := _FIRST_IMAGE.search(head, max(0, len(head) - len(chunk) - 16))
+            ) is not None:
                 return head[: found.start() + 1]
             if len(head) > _HEAD_LIMIT:
                 raise LockfileError(
-                    f"{project.lock_path.name}: `atlases` is far too large; restore the lock "
-                    "from version control or delete it"
+                    f"{project.lock_path.name}: the tables before `images` are far too "
+                    "large; restore the lock from version control or delete it"
                 )
     return head
 
 
-def _atlas_section(project: Project) -> bytes:
-    """The atlases' tables as the lock on disk holds them, to write back unchanged."""
+def _made_section(project: Project) -> bytes:
+    """The records' tables as the lock on disk holds them, to write back unchanged."""
     head = _head(project)
-    start = head.find(_FIRST_ATLAS)
+    start = head.find(b"\n[")
     return b"" if start < 0 else head[start:].rstrip(b"\n") + b"\n"
 
 
-def _atlas_tables(atlases: Mapping[str, AtlasRecord]) -> str:
-    return "".join(atlasrecords.table(name, atlases[name]) for name in sorted(atlases))
-
-
-def read_atlases(project: Project) -> dict[str, AtlasRecord]:
-    """What each atlas's last build wrote, as the lock records it (none in a lock from
-    0.3 or earlier). Untrusted: a record that names anything but its sheet, frame map and
-    exports inside the project, or the tool's own files, is refused in one line."""
+def read_made(project: Project) -> Made:
+    """What the lock records of the files made from the images (nothing in a lock from
+    0.3 or earlier). Untrusted: an atlas's record that names anything but its sheet,
+    frame map and exports inside the project, or the tool's own files, is refused in
+    one line, as is an `[assets]` table naming a path outside it."""
     where = project.lock_path.name
     try:
         data = tomllib.loads(_head(project).decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
-        return {}  # a broken lock: reading its images says what is wrong with it
+        return Made({})  # a broken lock: reading its images says what is wrong with it
     tables = data.get("atlases", {})
     if not isinstance(tables, Mapping):
         raise LockfileError(f"{where}: `atlases` must be a table")
     own = {name.casefold() for name in project.own_files}
+
+    def refuse(key: str, problem: str) -> LockfileError:
+        return LockfileError(
+            f"{where}: {key}: {problem}; restore the lock from version control or delete the entry"
+        )
+
     records = {}
     for name, table in tables.items():
-        problem = atlasrecords.record_problem(table)
+        problem = derivedrecords.record_problem(table)
         if problem is None:
             mine = [path for path in table["files"] if "/" not in path and path.casefold() in own]
             if mine:
                 problem = f"{printable(mine[0], 200)} is the tool's own file"
         if problem is not None:
-            raise LockfileError(
-                f"{where}: atlases.{_shown(name)}: {problem}; "
-                "restore the lock from version control or delete the entry"
-            )
-        records[name] = atlasrecords.from_checked(table)
-    return records
+            raise refuse(f"atlases.{_shown(name)}", problem)
+        records[name] = derivedrecords.from_checked(table)
+    assets = data.get("assets")
+    if assets is None:
+        return Made(records)
+    problem = derivedrecords.asset_manifest_problem(assets)
+    if problem is None and "/" not in assets["manifest"] and assets["manifest"].casefold() in own:
+        problem = f"{printable(assets['manifest'], 200)} is the tool's own file"
+    if problem is not None:
+        raise refuse("assets", problem)
+    return Made(records, (assets["manifest"], assets["digest"]))
 
 
-def write_atlases(project: Project, atlases: Mapping[str, AtlasRecord]) -> bool:
-    """Record `atlases` in the lock, its images as they are; returns whether it changed."""
-    return write(project, read(project), atlases=atlases)
+def write_made(project: Project, made: Made) -> bool:
+    """Record `made` in the lock, its images as they are; returns whether it changed."""
+    return write(project, read(project), made=made)
 
 
 async def _to_thread(function: Callable[..., None], *args: Any) -> None:

@@ -553,7 +553,7 @@ def done_text(result: RoundResult) -> str:
     if built:
         text += f", {built} file{'' if built == 1 else 's'} built"
     if removed := sum(o.ok and o.action.state is FileState.DELETE for o in result.files):
-        text += f", {removed} {'atlas' if removed == 1 else 'atlases'} removed"
+        text += f", {removed} file{'' if removed == 1 else 's'} removed"
     return text
 
 

@@ -111,7 +111,7 @@ def test_a_deleted_atlas_removes_its_sheet_frame_map_and_exports(
 
     code, out, err = run_cli("apply")
     assert code == 0, err
-    assert "removed atlas items game/items.png" in out + err and "1 atlas removed" in out
+    assert "removed atlas items game/items.png" in out + err and "1 file removed" in out
     assert project_files(root) == before - set(ITEM_FILES)
     assert "atlases.items" not in (root / "images.lock").read_text()
     assert "atlases.hero" in (root / "images.lock").read_text()
@@ -253,3 +253,56 @@ def test_a_fresh_checkout_removes_a_dropped_export_the_lock_records(project, run
     assert not (root / "game/items.tres").exists()
     assert (root / "game/items.aseprite.json").is_file()
     assert run_cli("plan").out.startswith("No changes")
+
+
+ASSETS = HERO + '\n[assets]\nmanifest = "web/assets.json"\n'
+
+
+def test_a_moved_asset_manifest_removes_the_old_file_with_the_new_build(project, run_cli):
+    """Before, web/assets.json stayed beside the new one, listing the images still."""
+    root = applied(project, run_cli, ASSETS)
+    (root / "images.toml").write_text(ASSETS.replace("web/assets.json", "site/assets.json"))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    expected = (
+        "  + asset manifest  build  site/assets.json\n"
+        "      missing\n"
+        "      removes web/assets.json, which it no longer writes\n"
+    )
+    assert expected in out, out
+    assert run_cli("apply").code == 0
+    assert (root / "site/assets.json").is_file() and not (root / "web").exists()
+    code, out, _ = run_cli("apply")
+    assert code == 0 and out.startswith("No changes")
+
+
+def test_a_dropped_asset_manifest_is_deleted_and_one_edited_by_hand_stays(project, run_cli):
+    root = applied(project, run_cli, ASSETS)
+    (root / "images.toml").write_text(HERO)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    expected = (
+        "  - asset manifest  delete  web/assets.json\n"
+        "      removed from the manifest\n"
+        "      removes web/assets.json\n"
+    )
+    assert expected in out, out
+    data = json.loads(run_cli("plan", "--json").out)["files"]
+    assert {"action": "delete", "removes": ["web/assets.json"]}.items() <= data[-1].items()
+
+    edited = root / "web/assets.json"
+    edited.write_text(edited.read_text().replace('"version": 1', '"version": 1 '))
+    code, out, _ = run_cli("plan")
+    assert "removed from the manifest; web/assets.json stays (changed by hand" in out, out
+    assert run_cli("apply").code == 0
+    assert edited.is_file()
+    assert "[assets]" not in (root / "images.lock").read_text()
+    assert run_cli("plan").out.startswith("No changes")
+
+
+def test_an_asset_manifest_record_outside_the_project_is_refused_in_one_line(project, run_cli):
+    root = applied(project, run_cli, HERO)
+    _with_atlas_record(root, f'[assets]\nmanifest = "../x.json"\ndigest = "{"0" * 64}"\n')
+    code, _, err = run_cli("plan")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "images.lock: assets: `manifest` '../x.json' leaves the project" in err, err

@@ -1,8 +1,9 @@
-"""What each atlas's last build wrote, as images.lock records it (`[atlases.NAME]`).
+"""The files made from the images that images.lock records: what each atlas's last
+build wrote (`[atlases.NAME]`) and the asset manifest written last (`[assets]`).
 
-The lock is committed, so a fresh checkout knows the files an atlas wrote even once
-the atlas is moved or gone from the manifest, and its old files can go. A lock from
-a pull request is untrusted: a record names at most one image (the sheet) and
+The lock is committed, so a fresh checkout knows those files even once the manifest
+moves them or stops naming them, and the old ones can go. A lock from a pull
+request is untrusted: an atlas's record names one image (the sheet) and otherwise
 JSON or Godot text files (the frame map and engine exports), every path inside the
 project, each with the digest it was written with; a file is removed only where it
 still holds that digest, and never one the manifest writes or reads
@@ -27,6 +28,15 @@ TEXT_SUFFIXES = (".json", ".tres")
 #: a sheet, its frame map and two exports
 MAX_FILES = 4
 _DIGEST = re.compile("[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """What the lock records of the files made from the images."""
+
+    atlases: Mapping[str, AtlasRecord]
+    #: the asset manifest written last: (path, digest)
+    asset_manifest: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +73,31 @@ def record_problem(data: object) -> str | None:
     return None
 
 
+def asset_manifest_problem(data: object) -> str | None:
+    """What is wrong with the `[assets]` table read from a lock, or None."""
+    if not isinstance(data, Mapping):
+        return "is not a table"
+    path, digest = data.get("manifest"), data.get("digest")
+    problem = path_problem(path)
+    if problem is not None:
+        return f"`manifest` {printable(repr(path), 200)} {problem}"
+    if not (isinstance(digest, str) and _DIGEST.fullmatch(digest)):
+        return "`digest` must be a sha256 digest"
+    return None
+
+
 def from_checked(data: Mapping[str, Any]) -> AtlasRecord:
     return AtlasRecord(data["output"], dict(data["files"]))
+
+
+def tables(made: Made) -> str:
+    """The records as the lock writes them, before the images' tables."""
+    parts = []
+    if made.asset_manifest is not None:
+        path, digest = made.asset_manifest
+        parts.append(f"\n[assets]\nmanifest = {_string(path)}\ndigest = {_string(digest)}\n")
+    parts += [table(name, made.atlases[name]) for name in sorted(made.atlases)]
+    return "".join(parts)
 
 
 def table(name: str, record: AtlasRecord) -> str:
