@@ -241,3 +241,28 @@ def test_a_hand_edit_landing_as_watch_writes_is_not_taken_for_watchs_own(retaine
     assert sorted(read(project)) == ["a", "c"]
     write(project, {**read(project), "a": _entry(1, "newer")})
     assert sorted(lockfile.loads(project.lock_path.read_text())) == ["a", "c"]
+
+
+def test_the_records_of_atlases_and_the_asset_manifest_survive_splices_and_rewrites(retained):
+    """A watch splices image tables into the lock it wrote last, and an apply's
+    journal rewrites it whole: either keeps what `write_made` recorded."""
+    from nebula_build.state.derivedrecords import AtlasRecord, Made
+
+    project, _ = retained
+    entries = {name: _entry(n) for n, name in enumerate(NAMES)}
+    write(project, entries)
+    made = Made({"hero": AtlasRecord("a/h.png", {"a/h.png": _hex("s"), "a/h.json": _hex("f")})})
+    made = dataclasses.replace(made, asset_manifest=("web/assets.json", _hex("m")))
+    assert lockfile.write_made(project, made)
+    for n, name in enumerate(["new", "a", "zz"]):  # spliced: the lock is held
+        entries = {**entries, name: _entry(n, prompt="again")}
+        write(project, entries)
+        assert lockfile.read_made(project) == made
+        assert read(project) == entries
+    lockfile._held.pop(project.lock_path, None)  # rewritten whole, from the disk's records
+    entries.pop("a")
+    lockfile.write_streamed(project, entries)
+    assert lockfile.read_made(project) == made and read(project) == entries
+    assert lockfile.write_made(project, Made({}))
+    assert "[atlases" not in project.lock_path.read_text()
+    assert "[assets]" not in project.lock_path.read_text() and read(project) == entries
