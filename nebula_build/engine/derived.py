@@ -141,11 +141,21 @@ def _planned_atlases(
 
 
 _KEPT = "changed by hand since nebula-build wrote it, or not its file"
+_CLAIMED = "the manifest writes or reads {}"
+#: a file that stays, and why
+_Kept = list[tuple[str, str]]
 
 
-def _kept(paths: list[str]) -> str:
-    named = ", ".join(printable(path, 200) for path in paths)
-    return f"{named} {'stays' if len(paths) == 1 else 'stay'} ({_KEPT})"
+def _kept(kept: _Kept) -> str:
+    """'a.png, a.json stay (why); b.png stays (why)', one clause per reason."""
+    clauses = []
+    for why in dict.fromkeys(why for _, why in kept):
+        paths = [path for path, reason in kept if reason == why]
+        named = ", ".join(printable(path, 200) for path in paths)
+        one = len(paths) == 1
+        because = why.format("it" if one else "them")
+        clauses.append(f"{named} {'stays' if one else 'stay'} ({because})")
+    return "; ".join(clauses)
 
 
 def _moved_files(
@@ -153,7 +163,7 @@ def _moved_files(
     lock: Mapping[str, LockEntry],
     atlas: AtlasSpec,
     record: AtlasRecord | None,
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], _Kept]:
     """The files the atlas's last build wrote (as the lock records them) that it no
     longer writes (moved, or an export dropped): those its build removes, and those
     that stay because they changed since."""
@@ -169,14 +179,14 @@ def _moved_files(
     return _old_files(prepared, lock, record, gone, writing=atlas.paths)
 
 
-def _with_old_files(action: FileAction, removes: list[str], kept: list[str]) -> FileAction:
+def _with_old_files(action: FileAction, removes: list[str], kept: _Kept) -> FileAction:
     """The atlas's action, built where it is up to date but old files of it are left,
     naming those that stay (an export's reason may have named it already)."""
     reason = action.reason
     if action.state is FileState.NOOP and removes:
         action = dataclasses.replace(action, state=FileState.BUILD, removes=tuple(removes))
         reason = "its old files go"
-    if kept := [path for path in kept if path not in reason]:
+    if kept := [(path, why) for path, why in kept if path not in reason]:
         reason += f"; {_kept(kept)}"
     return dataclasses.replace(action, reason=reason)
 
@@ -208,7 +218,7 @@ def _old_files(
     paths: list[str],
     *,
     writing: Collection[str],
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], _Kept]:
     """Of `paths`, files an atlas's last build wrote (`record`, from the lock: untrusted),
     those that go and those that stay because they changed since (or are not the
     tool's)."""
@@ -228,7 +238,7 @@ def _sorted_out(
     *,
     writing: Collection[str],
     ours: Callable[[str], bool],
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], _Kept]:
     """Of the files `recorded` (path → digest, as the lock records what the tool wrote:
     untrusted), those that go and those that stay because they changed since (or do
     not read as the tool's: `ours`). A file goes only where it still holds the digest
@@ -241,18 +251,19 @@ def _sorted_out(
     claimed, folders = _claimed(prepared)
     claimed |= {path for entry in lock.values() for path in entry.files()}
     project = prepared.project
-    removes, kept = [], []
+    removes: list[str] = []
+    kept: _Kept = []
     for path in present:
         if path in claimed or any(
             folder in ("", ".") or path.startswith(f"{folder}/") for folder in folders
         ):
-            continue
-        if any(_same_file(project.path_of(path), project.path_of(p)) for p in writing):
-            continue
-        if files.digest(path) == recorded[path] and ours(path):
+            kept.append((path, _CLAIMED))
+        elif any(_same_file(project.path_of(path), project.path_of(p)) for p in writing):
+            continue  # another name of a file written now
+        elif files.digest(path) == recorded[path] and ours(path):
             removes.append(path)
         else:
-            kept.append(path)
+            kept.append((path, _KEPT))
     return removes, kept
 
 
@@ -555,7 +566,7 @@ def _old_asset_manifest(
     old: tuple[str, str],
     *,
     writing: Collection[str],
-) -> tuple[tuple[str, ...], list[str]]:
+) -> tuple[tuple[str, ...], _Kept]:
     """The asset manifest written last, as the lock records it: whether it goes (it
     still holds what was written and reads as an asset manifest) or stays."""
 

@@ -82,7 +82,12 @@ class Progress:
             return
         action, style = outcome.action, self.style
         self._clear()
-        if outcome.ok:
+        if outcome.ok and action.state is FileState.DELETE and not action.removes:
+            self.stream.write(
+                f"{style('dropped', 'green')} {style(action.label, 'bold')} from the lock "
+                f"({printable(action.reason)})\n"
+            )
+        elif outcome.ok:
             verb = "removed" if action.state is FileState.DELETE else "built"
             self.stream.write(
                 f"{style(verb, 'green')} {style(action.label, 'bold')} {action.output}\n"

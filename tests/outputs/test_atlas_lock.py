@@ -111,7 +111,7 @@ def test_a_deleted_atlas_removes_its_sheet_frame_map_and_exports(
 
     code, out, err = run_cli("apply")
     assert code == 0, err
-    assert "removed atlas items game/items.png" in out + err and "1 file removed" in out
+    assert "removed atlas items game/items.png" in out + err and "4 files removed" in out
     assert project_files(root) == before - set(ITEM_FILES)
     assert "atlases.items" not in (root / "images.lock").read_text()
     assert "atlases.hero" in (root / "images.lock").read_text()
@@ -159,6 +159,28 @@ def test_a_deleted_atlas_waits_under_target_as_a_deleted_image_does(project, run
     assert "atlas items  delete" in run_cli("plan").out
     assert run_cli("apply").code == 0
     assert not any((root / path).exists() for path in ITEM_FILES)
+
+
+def test_a_renamed_atlas_keeps_the_files_it_still_writes(project, run_cli):
+    root = applied(project, run_cli, HERO)
+    before = {path: (root / path).read_bytes() for path in project_files(root)}
+    (root / "images.toml").write_text(HERO.replace("[atlases.hero]", "[atlases.heroes]"))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    stay = "atlas/hero.png, atlas/hero.json stay (the manifest writes or reads them)"
+    assert (
+        f"  - atlas hero  delete  atlas/hero.png\n      removed from the manifest; {stay}\n" in out
+    )
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "dropped atlas hero from the lock" in err + out
+    after = {path: (root / path).read_bytes() for path in project_files(root)}
+    ours = {"images.lock", "images.toml"}
+    assert {p: d for p, d in after.items() if p not in ours} == {
+        p: d for p, d in before.items() if p not in ours
+    }
+    assert "[atlases.heroes]" in after["images.lock"].decode()
+    assert run_cli("plan").out.startswith("No changes")
 
 
 def _with_atlas_record(root, table: str) -> None:
@@ -212,7 +234,8 @@ def test_a_lock_naming_files_it_must_not_remove_removes_none(project, run_cli):
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert "atlas gone  delete" in out and "removes" not in out, out
-    assert "package.json stays" in out
+    assert "sprites/coin.png, assets.json stay (the manifest writes or reads them)" in out
+    assert "package.json stays (changed by hand since nebula-build wrote it, or not its" in out
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert {path: (root / path).read_bytes() for path in before if path != "images.lock"} == {
