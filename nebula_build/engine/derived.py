@@ -33,7 +33,7 @@ from nebula_build.outputs.atlas import (
 from nebula_build.outputs.atlas import render as render_atlas
 from nebula_build.state.derivedrecords import AtlasRecord, Made
 from nebula_build.state.lockfile import LockEntry, read_made, write_made
-from nebula_build.text import printable
+from nebula_build.text import file_key, file_keys, printable
 
 #: the file names an export has (Aseprite JSON, a Godot resource): nothing else is removed
 _EXPORT_SUFFIXES = (".json", ".tres")
@@ -250,12 +250,16 @@ def _sorted_out(
         return [], []
     claimed, folders = _claimed(prepared)
     claimed |= {path for entry in lock.values() for path in entry.files()}
+    # as macOS and Windows compare names: `Out/Hero.png` there is `out/hero.png`
+    claimed_keys = file_keys(claimed)
+    folder_keys = [file_key(folder) for folder in folders]
     project = prepared.project
     removes: list[str] = []
     kept: _Kept = []
     for path in present:
-        if path in claimed or any(
-            folder in ("", ".") or path.startswith(f"{folder}/") for folder in folders
+        key = file_key(path)
+        if key in claimed_keys or any(
+            folder in ("", ".") or key.startswith(f"{folder}/") for folder in folder_keys
         ):
             kept.append((path, _CLAIMED))
         elif any(_same_file(project.path_of(path), project.path_of(p)) for p in writing):
