@@ -116,7 +116,8 @@ def _planned_atlases(
         exports = {path: files.digest(path) for path in atlas.exports}
         sheet = files.digest(atlas.output)
         dropped = dropped_exports(prepared, atlas, recorded)
-        old, kept = _moved_files(prepared, lock, atlas, records.get(atlas.name))
+        record = records.get(atlas.name)
+        old, kept = _moved_files(prepared, lock, atlas, record)
         action = plan_atlas(
             atlas,
             lock,
@@ -127,6 +128,7 @@ def _planned_atlases(
             known_output=prepared.store.output_files,
             exports=exports,
             dropped=[*dropped, *(path for path in old if path not in dropped)],
+            written_before=_written_before(prepared, record, {atlas.output: sheet, **exports}),
         )
         if old or kept:
             action = _with_old_files(action, old, kept)
@@ -138,6 +140,23 @@ def _planned_atlases(
             if name not in prepared.resolved.atlases
         ]
     return actions
+
+
+def _written_before(
+    prepared: Prepared, record: AtlasRecord | None, on_disk: Mapping[str, str | None]
+) -> list[str]:
+    """The atlas's files (path → digest on disk) that hold what its last build wrote
+    there, as the lock records it and as only nebula-build writes it (`_written_by_us`:
+    a lock naming another JSON file, digest and all, vouches for nothing)."""
+    if record is None:
+        return []
+    return [
+        path
+        for path, digest in on_disk.items()
+        if digest is not None
+        and record.files.get(path) == digest
+        and _written_by_us(prepared, path, record=record)
+    ]
 
 
 _KEPT = "changed by hand since nebula-build wrote it, or not its file"

@@ -83,13 +83,16 @@ def plan_atlas(
     known_output: Callable[[str], Mapping[str, str]] = lambda key: {},
     exports: Mapping[str, str | None] | None = None,
     dropped: Collection[str] = (),
+    written_before: Collection[str] = (),
 ) -> FileAction:
     """What the atlas needs, from its members in the lock, the sheet's digest on disk
     (`sheet`) and what its frame map recorded; `changing` are images the same apply
     is about to change. `known_output` gives the files a build wrote for a
     `record_key` before their renames: a sheet a killed build left is ours (with the
     exports on disk, each of which must be that build's too). `dropped`: the exports
-    the last build wrote that the build removes (`derived.dropped_exports`)."""
+    the last build wrote that the build removes (`derived.dropped_exports`).
+    `written_before`: files of the atlas that hold what its last build wrote there as
+    the lock records it, where the frame map cannot say (it moved): no conflict."""
     key = members_key(atlas, lock)
     exports = exports or {}
 
@@ -121,12 +124,14 @@ def plan_atlas(
             return act(FileState.BUILD, "a build was interrupted")
         if ours and recorded is None:
             return act(FileState.BUILD, "a build was interrupted")
-    if recorded is None and sheet is not None:
+    if recorded is None and sheet is not None and atlas.output not in written_before:
         edited = f"{atlas.output} exists and was not written by nebula-build"
     elif recorded is not None and sheet is not None and sheet != recorded.get("digest"):
         edited = f"{atlas.output} changed by hand"
     for path, digest in exports.items():
-        if edited is None and digest is not None and digest != (recorded or {}).get(_export(path)):
+        if path in written_before or edited is not None or digest is None:
+            continue
+        if digest != (recorded or {}).get(_export(path)):
             edited = f"{path} was not written by nebula-build, or changed by hand since"
     if edited is not None:
         if not force:

@@ -329,3 +329,42 @@ def test_an_asset_manifest_record_outside_the_project_is_refused_in_one_line(pro
     code, _, err = run_cli("plan")
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "images.lock: assets: `manifest` '../x.json' leaves the project" in err, err
+
+
+def test_a_moved_sheet_rewrites_the_exports_that_stay_where_they_were(project, run_cli):
+    """Before: the Aseprite export, which names the sheet, read as "not written by
+    nebula-build" once the sheet moved (its frame map moved with it): a conflict."""
+    root = applied(project, run_cli, HERO + ITEMS)
+    moved = (HERO + ITEMS).replace('output = "game/items.png"', 'output = "game/sheets/items.png"')
+    (root / "images.toml").write_text(moved)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "+ atlas items  build  game/sheets/items.png\n      new atlas\n" in out, out
+    assert "removes game/items.png, game/items.json, which it no longer writes" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    exported = json.loads((root / "game/items.aseprite.json").read_text())
+    assert exported["meta"]["image"] == "sheets/items.png"
+    assert not (root / "game/items.png").exists() and not (root / "game/items.json").exists()
+    assert run_cli("plan").out.startswith("No changes")
+
+
+def test_a_lock_vouches_for_no_file_nebula_build_did_not_write(project, run_cli):
+    """A pull request names a JSON file of the project as an export and its lock says
+    the atlas wrote it, digest and all: still a conflict, the file kept."""
+    root = applied(project, run_cli, HERO + ITEMS, **{"config.json": '{"port": 8080}'})
+    lock = root / "images.lock"
+    exported = _digest(root / "game/items.aseprite.json")
+    lock.write_text(
+        lock.read_text().replace(
+            f'"game/items.aseprite.json" = "{exported}"',
+            f'"config.json" = "{_digest(root / "config.json")}"',
+        )
+    )
+    hostile = (HERO + ITEMS).replace('"game/items.aseprite.json"', '"config.json"')
+    (root / "images.toml").write_text(hostile.replace('"game/items.png"', '"game/s/items.png"'))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "! atlas items  conflict" in out and "config.json was not written by nebula-build" in out
+    assert run_cli("apply").code == 1
+    assert (root / "config.json").read_text() == '{"port": 8080}'
