@@ -87,10 +87,16 @@ class Progress:
                 f"{style('dropped', 'green')} {style(action.label, 'bold')} from the lock "
                 f"({printable(action.reason)})\n"
             )
-        elif outcome.ok:
-            verb = "removed" if action.state is FileState.DELETE else "built"
+        elif outcome.ok and action.state is FileState.DELETE:
             self.stream.write(
-                f"{style(verb, 'green')} {style(action.label, 'bold')} {action.output}\n"
+                f"{style('removed', 'green')} {style(action.label, 'bold')} {action.output}\n"
+            )
+        elif outcome.ok:
+            # the files of its last build it no longer writes (an export dropped, moved)
+            removed = f"; removed {', '.join(action.removes)}" if action.removes else ""
+            self.stream.write(
+                f"{style('built', 'green')} {style(action.label, 'bold')} {action.output}"
+                f"{printable(removed)}\n"
             )
         else:
             failed = style("failed", "red", "bold")

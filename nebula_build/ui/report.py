@@ -552,8 +552,7 @@ def done_text(result: RoundResult) -> str:
     built = sum(o.ok and o.action.state is not FileState.DELETE for o in result.files)
     if built:
         text += f", {built} file{'' if built == 1 else 's'} built"
-    deleted = (o.action for o in result.files if o.ok and o.action.state is FileState.DELETE)
-    if removed := sum(len(action.removes) for action in deleted):
+    if removed := sum(len(o.action.removes) for o in result.files if o.ok):
         text += f", {removed} file{'' if removed == 1 else 's'} removed"
     return text
 
