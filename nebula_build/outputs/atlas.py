@@ -174,10 +174,31 @@ def _why_rebuilt(atlas: AtlasSpec, recorded: Mapping[str, Any], dropped: Collect
     options = recorded.get("options")
     if options is not None and options != options_key(atlas):
         return "its options changed"
-    return _A_MEMBER_CHANGED
+    return _members_changed(atlas, recorded.get(_MEMBERS)) or _A_MEMBER_CHANGED
 
 
 _A_MEMBER_CHANGED = "a member changed"
+#: the members a frame map's frames name (`read_recorded`), beside its record
+_MEMBERS = "members"
+
+
+def _members_changed(atlas: AtlasSpec, before: object) -> str | None:
+    """'item[shield] left; item[axe] joined', from the members the last build's frame
+    map names (untrusted: shown printable, a few by name)."""
+    if not isinstance(before, list):
+        return None
+    was = {name for name in before if isinstance(name, str)}
+    left = sorted(was - set(atlas.members))
+    joined = [name for name in atlas.members if name not in was]
+    said = [f"{_some(left)} left"] if left else []
+    said += [f"{_some(joined)} joined"] if joined else []
+    return "; ".join(said) or None
+
+
+def _some(names: list[str]) -> str:
+    shown = ", ".join(printable(name, 80) for name in names[:_NAMED_EXPORTS])
+    more = len(names) - _NAMED_EXPORTS
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 #: exports a reason names one by one (a crafted frame map can name many)
@@ -221,14 +242,18 @@ def recorded_exports(recorded: Mapping[str, Any] | None) -> dict[str, str]:
     }
 
 
-def read_recorded(guard: Guard, atlas: AtlasSpec) -> dict[str, str] | None:
+def read_recorded(guard: Guard, atlas: AtlasSpec) -> dict[str, Any] | None:
     """What the atlas's frame map says it was made from; None if it has no such record."""
     try:
         data = guard.read(atlas.frames, what="frame map", limit=FRAME_MAP_LIMIT)
-        meta = json.loads(data)["meta"]["nebula_build"]
+        written = json.loads(data)
+        meta = written["meta"]["nebula_build"]
     except (OSError, UserError, ValueError, KeyError, TypeError, RecursionError):
         return None
-    return meta if isinstance(meta, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    frames = written.get("frames")
+    return {**meta, _MEMBERS: list(frames)} if isinstance(frames, dict) else meta
 
 
 def sheet_path_from_frames(atlas: AtlasSpec) -> str:

@@ -370,3 +370,13 @@ def test_a_lock_vouches_for_no_file_nebula_build_did_not_write(project, run_cli)
     assert "! atlas items  conflict" in out and "config.json was not written by nebula-build" in out
     assert run_cli("apply").code == 1
     assert (root / "config.json").read_text() == '{"port": 8080}'
+
+
+def test_an_atlas_a_member_left_says_which(project, run_cli):
+    """Before: "a member changed", with no word of which (a row deleted, a value
+    dropped from a matrix)."""
+    root = applied(project, run_cli, HERO)
+    (root / "images.toml").write_text(HERO.replace('["idle", "run"]', '["idle"]'))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "~ atlas hero  build  atlas/hero.png\n      hero[run] left\n" in out, out
