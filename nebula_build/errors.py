@@ -27,7 +27,7 @@ Only the CLI turns these into exit codes. Anything else escaping is a bug.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 
 class NebulaBuildError(Exception):
@@ -154,10 +154,22 @@ class UnknownBackendError(UserError):
 class ApplyError(UserError):
     """Raised after apply kept going past failures; lists every one."""
 
-    def __init__(self, failures: Mapping[str, Exception]) -> None:
+    def __init__(self, failures: Mapping[str, Exception], files: Collection[str] = ()) -> None:
+        """`files`: the names in `failures` that are files made from the images (an
+        atlas, the asset manifest), not images."""
         self.failures = dict(failures)
-        count = len(self.failures)
-        lines = [f"{count} image{'' if count == 1 else 's'} failed:"]  # the base imports nothing
+        images = len(self.failures) - len(files)
+        atlases = sum(1 for label in files if label.startswith("atlas "))
+        counted = [
+            f"{n} {noun if n == 1 else many}"  # the base imports nothing: no text.plural
+            for n, noun, many in (
+                (images, "image", "images"),
+                (atlases, "atlas", "atlases"),
+                (len(files) - atlases, "asset manifest", "asset manifests"),
+            )
+            if n
+        ]
+        lines = [f"{' and '.join(counted)} failed:"]
         lines += [f"  {name}: {error}" for name, error in sorted(self.failures.items())]
         super().__init__("\n".join(lines))
 

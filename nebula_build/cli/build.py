@@ -372,7 +372,7 @@ def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> 
             ctx.err.write(f"internal error while building {name} (a bug, please report it):\n")
             traceback.print_exception(error, file=ctx.err)
     if failures:
-        raise ApplyError(failures)
+        raise ApplyError(failures, files=[o.action.label for o in result.files if not o.ok])
     return ExitCode.OK
 
 

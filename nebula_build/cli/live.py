@@ -83,7 +83,8 @@ def cmd_watch(ctx: Context) -> int:
             ctx.print("stopped")
             return ExitCode.OK
     if last is not None and last.result is not None and last.result.failures:
-        raise ApplyError(last.result.failures)
+        files = [o.action.label for o in last.result.files if not o.ok]
+        raise ApplyError(last.result.failures, files=files)
     return ExitCode.OK
 
 

@@ -159,6 +159,12 @@ def _written_before(
     ]
 
 
+def _some(names: list[str]) -> str:
+    """'a, b, c and 2 more': a few names of many."""
+    shown = ", ".join(names[:3])
+    return f"{shown} and {len(names) - 3} more" if len(names) > 3 else shown
+
+
 _KEPT = "changed by hand since nebula-build wrote it, or not its file"
 _CLAIMED = "the manifest writes or reads {}"
 #: a file that stays, and why
@@ -317,11 +323,13 @@ def build_files(
     *,
     force: bool = False,
     deleting: bool = True,
+    failed: Collection[str] = (),
     on_built: Callable[[FileOutcome], None] = lambda outcome: None,
 ) -> list[FileOutcome]:
     """Build what the files need now that the images are done; one failure stops no
-    other. Returns what was built or refused. The lock then records what each atlas
-    wrote (`[atlases.NAME]`)."""
+    other. Returns what was built or refused, and the atlases that wait for a member
+    that `failed` in this run. The lock then records what each atlas wrote
+    (`[atlases.NAME]`)."""
     outcomes = []
     before = read_made(prepared.project)
     records = dict(before.atlases)
@@ -337,6 +345,11 @@ def build_files(
                 records[action.name] = record
         elif action.state is FileState.DELETE:
             outcome = _delete_atlas(prepared, action, records.pop(action.name))
+        elif action.state is FileState.WAITING and (
+            lost := [m for m in prepared.resolved.atlases[action.name].members if m in failed]
+        ):
+            error = f"not built: {_some(lost)} failed"
+            outcome = FileOutcome(action, ok=False, error=error)
         else:
             if action.state is FileState.NOOP:
                 _record_as_built(prepared, prepared.resolved.atlases[action.name], records)

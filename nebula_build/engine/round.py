@@ -238,6 +238,7 @@ async def apply_round(
             result.lock,
             force=options.force,
             deleting=not options.targets,
+            failed=result.applied.failures if result.applied else (),
             on_built=progress.built,
         )
     finally:

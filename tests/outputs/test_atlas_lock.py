@@ -380,3 +380,17 @@ def test_an_atlas_a_member_left_says_which(project, run_cli):
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert "~ atlas hero  build  atlas/hero.png\n      hero[run] left\n" in out, out
+
+
+def test_an_atlas_whose_members_failed_says_it_was_not_built(project, run_cli):
+    """Before: the plan said "1 atlas to build" and apply said nothing of it."""
+    failing = HERO.replace(
+        'output = "sprites/hero-{pose}.png"\n',
+        'output = "sprites/hero-{pose}.png"\nchecks = { max_kb = 0.1 }\n',
+    )
+    root = project({"images.toml": failing})
+    code, out, err = run_cli("apply")
+    assert code == 1
+    assert "failed atlas hero: not built: hero[idle], hero[run] failed\n" in err, err
+    assert "error: 2 images and 1 atlas failed:\n" in err
+    assert not (root / "atlas").exists()
