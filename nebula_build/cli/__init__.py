@@ -443,11 +443,22 @@ def _command(name: str) -> Callable[[Context], int]:
     return command
 
 
+#: a manifest's problems shown one by one: the rest are counted (a generated manifest
+#: can have thousands, each as the one before)
+_SHOWN_PROBLEMS = 50
+
+
 def _print_error(exc: Exception, err: TextIO) -> None:
+    from nebula_build.errors import ManifestError
     from nebula_build.ui.style import Style, wants_color
 
     style = Style(wants_color(err))
-    for line in str(exc).splitlines() or [type(exc).__name__]:
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    if isinstance(exc, ManifestError) and len(exc.problems) > _SHOWN_PROBLEMS:
+        more = len(exc.problems) - _SHOWN_PROBLEMS
+        lines = [str(problem) for problem in exc.problems[:_SHOWN_PROBLEMS]]
+        lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists all)")
+    for line in lines:
         prefix = style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
         err.write(f"{prefix}{line}\n")
     if os.environ.get("NEBULA_BUILD_DEBUG"):
