@@ -14,7 +14,7 @@ import functools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nebula_build.core.table import DataError, Row, Table, Value, decode, normal
@@ -45,6 +45,8 @@ class Post:
     #: the line (0 the first) of the front matter that sets each plain key, found
     #: when a problem first needs one (`setting_line`)
     settings: dict[str, int] = field(default_factory=dict, compare=False)
+    #: the front matter sets `slug` (else the file's path names it, `slug_of`)
+    slug_given: bool = False
 
     def setting_line(self, column: str) -> int | None:
         """The line (0 the first) of the front matter that sets `column`, if it is a
@@ -56,6 +58,15 @@ class Post:
         if "" not in self.settings:  # no key is "": it marks the walk made
             self.settings.update(_settings(self.front), **{"": -1})
         return self.settings.get(column)
+
+    def under(self, base: str) -> Post:
+        """The post as a pattern starting at folder `base` reads it: the same row, but
+        for the slug `slug_of` gives a page bundle's file below another folder."""
+        slug = slug_of(self.row.path, base)
+        if self.slug_given or self.row.values.get("slug") == slug:
+            return self
+        row = self.row
+        return replace(self, row=Row({**row.values, "slug": slug}, row.at, row.path))
 
 
 def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
@@ -75,6 +86,7 @@ def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
         raw = _load(path, _FENCES[fence], "\n".join(front))
         fields = {str(key): normal(value) for key, value in raw.items()}
         body_start = end + 1
+    slug_given = "slug" in fields
     fields.setdefault("slug", slug_of(path, base))
     read = sum(len(line) + 1 for line in lines[:body_start])
     if "excerpt" not in fields:
@@ -82,7 +94,7 @@ def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
         fields["excerpt"] = _excerpt_of(paragraph)
         read += visited
     fields["path"] = path
-    return Post(Row(fields, 1, path), front, read=read)
+    return Post(Row(fields, 1, path), front, read=read, slug_given=slug_given)
 
 
 def slug_of(path: str, base: str = ".") -> str:

@@ -172,7 +172,8 @@ class Sources:
         self.data = data
         self._loaded: dict[Source, Loaded | ExpansionError | DataError] = {}
         self._documents: dict[str, Document | DataError] = {}
-        self._posts: dict[tuple[str, str], Post | DataError] = {}
+        #: each post as the first pattern that matched it read it (`Post.under`)
+        self._posts: dict[str, Post | DataError] = {}
         #: bytes parsed so far (MAX_DATA_READ)
         self.parsed = 0
         #: steps the declarations so far take going through their rows (MAX_ROW_STEPS)
@@ -268,7 +269,7 @@ class Sources:
             )
 
     def _post(self, path: str, base: str) -> Post:
-        found = self._posts.get((path, base))
+        found = self._posts.get(path)
         if found is None:
             self._check_parsed(path)
             raw = self.data.read(path, limit=MAX_POST_BYTES)
@@ -278,11 +279,11 @@ class Sources:
             except DataError as exc:
                 found = exc
                 self.parsed += len(raw)  # where its front matter ends may be unknown
-            self._posts[(path, base)] = found
+            self._posts[path] = found
             self._check_parsed(path)
         if isinstance(found, DataError):
             raise found.with_traceback(None)
-        return found
+        return found.under(base)
 
 
 def images_from_rows(

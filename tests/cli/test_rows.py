@@ -592,6 +592,42 @@ def test_the_data_one_manifest_reads_is_bounded_in_all(project, run_cli, monkeyp
     assert run_cli("plan").code == 0
 
 
+def test_a_post_two_patterns_read_from_other_folders_counts_once(project, run_cli, monkeypatch):
+    """`posts/*.md` starts at posts/, `**/*.md` at the project: the same post, with the
+    slug each names it by (a page bundle's folder, or not), is parsed once and its
+    front matter counts once towards the data a manifest reads."""
+    from nebula_build.core import rowimages
+
+    monkeypatch.setattr(rowimages, "MAX_DATA_READ", 1 << 20)
+    front = "".join(f"k{n}: v\n" for n in range(60_000))  # 590 KB: twice is past 1 MiB
+    cover = {"prompt": "cover for {title}", "output": "img/{slug}.png"}
+    images = {
+        "cover": {**cover, "rows": {"files": "posts/*.md"}},
+        "all": {**cover, "rows": {"files": "**/*.md"}, "output": "all/{slug}.png"},
+        "bundle": {**cover, "rows": {"files": "posts/*/index.md"}, "output": "b/{slug}.png"},
+        "inside": {**cover, "rows": {"files": "posts/hello/*.md"}, "output": "i/{slug}.png"},
+        "given": {**cover, "rows": {"files": "posts/own/*.md"}, "output": "g/{slug}.png"},
+    }
+    project(
+        {
+            "images.toml": nebula_manifest(images),
+            "posts/big.md": f"---\ntitle: Big\n{front}---\nx\n",
+            "posts/hello/index.md": "---\ntitle: Hello\n---\n",
+            "posts/own/index.md": "---\ntitle: Own\nslug: mine\n---\n",
+        }
+    )
+    assert sorted(plan_actions(run_cli)) == [
+        "all[big]",
+        "all[hello]",
+        "all[mine]",
+        "bundle[hello]",
+        "bundle[mine]",
+        "cover[big]",
+        "given[mine]",
+        "inside[index]",
+    ]
+
+
 def test_the_rows_all_declarations_go_through_are_bounded(project, run_cli, monkeypatch):
     """`where` was bounded per declaration, and a declaration that keeps no row makes
     no image: 20 declarations of one 190,000-row file, each with ten comparisons,
