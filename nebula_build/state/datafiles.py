@@ -21,8 +21,10 @@ from nebula_build.state.guard import Guard, Listing, Signature
 #: files in one folder of posts, and posts one pattern matches: more than any site
 #: has, far fewer than fill memory
 MAX_FOLDER_FILES = 200_000
-#: the files a typo is compared with: a data folder holds a few
-_MAX_NEAR = 10_000
+#: the names a typo is compared with in one plan, in all: a data folder holds a few,
+#: and "did you mean" takes some 1 ms a name for long names alike (a folder of 10,000
+#: of them, empty files a pull request adds for nothing, took 10 s a missing file)
+_MAX_NEAR = 1_000
 #: folders one pattern walks (`content/**/*.md`), and how deep below where it starts
 MAX_GLOB_FOLDERS = 10_000
 MAX_GLOB_DEPTH = 32
@@ -50,6 +52,8 @@ class DataReader:
         self.signatures: dict[str, Signature] = {}
         #: each folder a pattern of posts walked ("." for the project's own), in order
         self.folders: dict[str, None] = {}
+        #: the names `near` may still compare a typo with (_MAX_NEAR)
+        self.near_left = _MAX_NEAR
 
     def read(self, path: str, *, limit: int) -> bytes:
         problem = self.guard.input_problem(path)
@@ -89,12 +93,15 @@ class DataReader:
 
     def near(self, path: str) -> str | None:
         """The file beside missing `path` whose name is closest to its name (a typo),
-        if one is close."""
+        if one is close; None, unlooked for, past _MAX_NEAR names compared in all."""
         folder, _, name = path.rpartition("/")
+        if self.near_left <= 0:
+            return None
         try:
-            files = self.guard.listing(folder, limit=_MAX_NEAR).files
+            files = self.guard.listing(folder, limit=self.near_left).files
         except (OSError, UserError):
             return None
+        self.near_left -= len(files)
         close = difflib.get_close_matches(name, files, n=1)
         return _joined(folder, close[0]) if close else None
 

@@ -592,6 +592,45 @@ def test_the_data_one_manifest_reads_is_bounded_in_all(project, run_cli, monkeyp
     assert run_cli("plan").code == 0
 
 
+def test_did_you_mean_for_missing_data_files_compares_few_names_in_all(
+    project, run_cli, monkeypatch
+):
+    """ "did you mean" compares the missing name with each file beside it, some 1 ms
+    apiece for long names alike: 20 declarations naming missing files in a folder of
+    10,000 such names (empty files cost a pull request nothing) took 3 minutes, and
+    thousands would hold CI for hours. A plan compares 1,000 names in all; the
+    first typos still get their hint."""
+    import difflib
+
+    compared = 0
+    set_seq1 = difflib.SequenceMatcher.set_seq1
+
+    def counting(self, a):
+        nonlocal compared
+        compared += 1
+        set_seq1(self, a)
+
+    monkeypatch.setattr(difflib.SequenceMatcher, "set_seq1", counting)
+    files = {f"data/many/item{n:04}.csv": "" for n in range(1_500)}
+    images = {
+        "product": {**PRODUCT, "rows": "data/product.csv"},
+        **{
+            f"p{n}": {
+                **PRODUCT,
+                "rows": f"data/many/itme{n:04}.csv",
+                "output": f"s/{n}/{{sku}}.png",
+            }
+            for n in range(10)
+        },
+    }
+    project({"images.toml": nebula_manifest(images), "data/products.csv": CSV, **files})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert "file not found: data/product.csv (did you mean data/products.csv?)" in err
+    assert "images.p0.rows: file not found: data/many/itme0000.csv\n" in err
+    assert 0 < compared <= 1_000
+
+
 def test_a_post_two_patterns_read_from_other_folders_counts_once(project, run_cli, monkeypatch):
     """`posts/*.md` starts at posts/, `**/*.md` at the project: the same post, with the
     slug each names it by (a page bundle's folder, or not), is parsed once and its
