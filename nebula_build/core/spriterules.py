@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nebula_build.core.manifest import AtlasDecl, ImageDecl, Manifest
+from nebula_build.core.selection import LISTED, known_names
 from nebula_build.core.sprite import (
     ALPHA_FLOOR,
     ALPHA_FLOOR_STEP,
@@ -211,9 +212,11 @@ def _resampled_smoothly(merged: Mapping[str, Any]) -> bool:
 
 
 def _dimensions(tags: str, values: Mapping[str, str]) -> str:
-    """'(its dimensions: kind, pose; did you mean 'pose'?)', or that it has none."""
+    """'(its dimensions: kind, pose; did you mean 'pose'?)', or that it has none: the
+    first LISTED of a matrix of many (thousands of one-value dimensions, each atlas's
+    error listing them all and comparing each with the typo, made 40 MB of errors)."""
     if not values:
         return "(it has no matrix)"
-    close = did_you_mean(tags, values)
+    close = did_you_mean(tags, values) if len(values) <= LISTED else None
     hint = f"; did you mean {close!r}?" if close else ""
-    return f"(its dimensions: {', '.join(printable(key, 60) for key in values)}{hint})"
+    return f"(its dimensions: {known_names([printable(key, 60) for key in values])}{hint})"
