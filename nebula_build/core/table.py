@@ -197,7 +197,7 @@ def _csv(path: str, text: str) -> Table:
     if not header:
         raise DataError(path, "is empty: the first line must name the columns", 1)
     header = [name.strip() for name in header]
-    _check_separator(path, header, header_line)
+    separator = _other_separator(header)
     seen: dict[str, int] = {}
     for index, name in enumerate(header):
         if name and name in seen:
@@ -218,6 +218,8 @@ def _csv(path: str, text: str) -> Table:
             break
         if not fields:
             continue  # a blank line
+        if separator is not None and not rows:
+            _check_separator(path, header[0], separator, fields, header_line)
         if len(rows) >= MAX_ROWS:
             raise DataError(path, _TOO_MANY, start)
         if len(fields) != width:
@@ -228,6 +230,8 @@ def _csv(path: str, text: str) -> Table:
                 start,
             )
         rows.append(Row(dict(zip(header, fields, strict=True)), start, path))
+    if separator is not None and not rows:
+        _check_separator(path, header[0], separator, None, header_line)
     columns = tuple(name for name in header if name)
 
     places = _Places(text)
@@ -243,19 +247,32 @@ def _csv(path: str, text: str) -> Table:
 _OTHER_SEPARATORS = {";": "';'", "\t": "tabs"}
 
 
-def _check_separator(path: str, header: list[str], line: int) -> None:
-    """Refuse a header read as one column that another separator splits (a CSV saved
-    with semicolons, as spreadsheets do in many languages, or tabs)."""
+def _other_separator(header: list[str]) -> str | None:
+    """The separator that splits a header read as one column, if one does."""
     if len(header) != 1:
+        return None
+    return next((sep for sep in _OTHER_SEPARATORS if sep in header[0]), None)
+
+
+def _check_separator(
+    path: str, header: str, separator: str, first: list[str] | None, line: int
+) -> None:
+    """Refuse a header read as one column that `separator` splits (a CSV saved with
+    semicolons, as spreadsheets do in many languages, or tabs) where the first record
+    (None: there is none) splits alike: a column named with a ';' is one like any."""
+    if (
+        first is not None
+        and len(first) == 1
+        and first[0].count(separator) != header.count(separator)
+    ):
         return
-    for separator, named in _OTHER_SEPARATORS.items():
-        if separator in header[0]:
-            raise DataError(
-                path,
-                f"the header is one column, '{printable(header[0], 60)}': its fields are separated "
-                f"by {named}, and a CSV file's by commas (save it as comma-separated CSV)",
-                line,
-            )
+    raise DataError(
+        path,
+        f"the header is one column, '{printable(header, 60)}': its fields are separated "
+        f"by {_OTHER_SEPARATORS[separator]}, and a CSV file's by commas (save it as "
+        "comma-separated CSV)",
+        line,
+    )
 
 
 # --- JSON and JSON Lines ----------------------------------------------------------

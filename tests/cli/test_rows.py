@@ -327,6 +327,31 @@ def test_a_broken_row_or_declaration_is_one_clear_line(project, run_cli, data, c
     assert not (root / "images.lock").exists()
 
 
+def test_a_one_column_csv_whose_header_has_a_semicolon_is_read(project, run_cli):
+    """A header read as one column that ';' splits is a spreadsheet's export only when
+    its rows split alike: one column named with a ';' is a column like any other."""
+    scenes = {
+        "rows": {"file": "data/scenes.csv", "columns": {"scene": "scene (subject; light)"}},
+        "id": "scene",
+        "prompt": "{scene}",
+        "output": "img/{scene}.png",
+    }
+    files = {
+        "images.toml": nebula_manifest({"scenes": scenes}),
+        "data/scenes.csv": "scene (subject; light)\nharbour-dawn\nforest; dusk\n",
+    }
+    project(files)
+    assert plan_actions(run_cli) == {
+        "scenes[harbour-dawn]": "create",
+        "scenes[forest; dusk]": "create",
+    }
+    project({**files, "data/scenes.csv": "scene;light\nharbour;dawn\nforest;dusk\n"})
+    code, _, err = run_cli("plan")
+    assert code == 1 and "its fields are separated by ';'" in err
+    project({**files, "data/scenes.csv": "scene;light\n"})
+    assert "its fields are separated by ';'" in run_cli("plan").err
+
+
 def test_json_problems_name_the_line_and_column(project, run_cli):
     product = {**PRODUCT, "rows": "data/products.json"}
     items = [
