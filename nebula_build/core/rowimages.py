@@ -294,7 +294,10 @@ def images_from_rows(
     the declaration, DataError for a data file that does not parse; the problems of
     single rows and posts come back in `RowImages.problems`."""
     loaded = sources.load(source)
-    sources.go_through(len(loaded.table.rows), decl.where)
+    rows = len(loaded.table.rows)
+    if decl.where is None and decl.limit is not None:
+        rows = min(rows, decl.limit + MAX_PROBLEMS)  # where `_kept` stops
+    sources.go_through(rows, decl.where)
     try:
         made = expand_rows(
             base, decl, loaded.table, from_posts=source.pattern is not None, budget=budget

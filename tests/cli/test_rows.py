@@ -719,6 +719,20 @@ def test_the_rows_all_declarations_go_through_are_bounded(project, run_cli, monk
     assert run_cli("plan").code == 0
 
 
+def test_a_limit_without_where_counts_the_rows_it_reads(project, run_cli, monkeypatch):
+    """Without `where`, a declaration reads at most `limit` rows (and the problems it
+    reports): 50 declarations of 5 products each from a 200,000-row catalogue had
+    been refused as 10,000,000 steps."""
+    from nebula_build.core import rowimages
+
+    monkeypatch.setattr(rowimages, "MAX_ROW_STEPS", 100)
+    catalogue = "sku,name,description\n" + "".join(f"S-{n},tea {n},a cup\n" for n in range(30))
+    images = {f"p{n}": {**PRODUCT, "limit": 1, "output": f"s/{n}/{{sku}}.png"} for n in range(6)}
+    project({"images.toml": nebula_manifest(images), "data/products.csv": catalogue})
+    code, _, err = run_cli("plan")
+    assert code == 0, err  # 6 × 30 rows were 180 steps; each reads 1 (and 10 it reports)
+
+
 def _long_lines_csv() -> str:
     """10 rows of 1,000 columns of 1,000 characters: each id problem is at the end of
     a 1 MB line."""
