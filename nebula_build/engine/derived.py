@@ -29,6 +29,7 @@ from nebula_build.outputs.atlas import (
     read_recorded,
     record_key,
     recorded_exports,
+    some_names,
 )
 from nebula_build.outputs.atlas import render as render_atlas
 from nebula_build.state.derivedrecords import AtlasRecord, Made
@@ -157,12 +158,6 @@ def _written_before(
         and record.files.get(path) == digest
         and _written_by_us(prepared, path, record=record)
     ]
-
-
-def _some(names: list[str]) -> str:
-    """'a, b, c and 2 more': a few names of many."""
-    shown = ", ".join(names[:3])
-    return f"{shown} and {len(names) - 3} more" if len(names) > 3 else shown
 
 
 _KEPT = "changed by hand since nebula-build wrote it, or not its file"
@@ -348,7 +343,7 @@ def build_files(
         elif action.state is FileState.WAITING and (
             lost := [m for m in prepared.resolved.atlases[action.name].members if m in failed]
         ):
-            error = f"not built: {_some(lost)} failed"
+            error = f"not built: {some_names(lost)} failed"
             outcome = FileOutcome(action, ok=False, error=error)
         else:
             if action.state is FileState.NOOP:

@@ -190,12 +190,13 @@ def _members_changed(atlas: AtlasSpec, before: object) -> str | None:
     was = {name for name in before if isinstance(name, str)}
     left = sorted(was - set(atlas.members))
     joined = [name for name in atlas.members if name not in was]
-    said = [f"{_some(left)} left"] if left else []
-    said += [f"{_some(joined)} joined"] if joined else []
+    said = [f"{some_names(left)} left"] if left else []
+    said += [f"{some_names(joined)} joined"] if joined else []
     return "; ".join(said) or None
 
 
-def _some(names: list[str]) -> str:
+def some_names(names: list[str]) -> str:
+    """'a, b, c and 2 more': a few names of many, each shown printable."""
     shown = ", ".join(printable(name, 80) for name in names[:_NAMED_EXPORTS])
     more = len(names) - _NAMED_EXPORTS
     return f"{shown} and {more} more" if more > 0 else shown
