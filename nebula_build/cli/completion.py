@@ -47,19 +47,17 @@ _nebula_build_dequote() {
   printf '%s' "$home$text"
 }
 
-# a name written to go on after the quote the word was begun with ('…', "…" or none)
+# a name written to go on after the quote the word was begun with ('…', "…" or none);
+# replaced whole, not a character at a time: a project may have thousands of names
 _nebula_build_quote() {
-  local name=$1 quote=$2 text= char i
-  [[ -z $quote ]] && { printf '%q' "$name"; return; }
-  for (( i = 0; i < ${#name}; i++ )); do
-    char=${name:i:1}
-    case $quote$char in
-      "''") text+="'\\''" ;;
-      '"'[\$\`\"\\]) text+="\\$char" ;;
-      '"!') text+="\"'!'\"" ;;
-      *) text+=$char ;;
-    esac
-  done
+  local name=$1 quote=$2 text
+  case $quote in
+    "'") text=${name//"'"/"'\''"} ;;
+    '"')
+      text=${name//\\/\\\\} text=${text//\$/\\\$} text=${text//\`/\\\`}
+      text=${text//\"/\\\"} text=${text//!/\"\'!\'\"} ;;
+    *) printf '%q' "$name"; return ;;
+  esac
   printf '%s' "$text"
 }
 
