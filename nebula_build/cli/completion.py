@@ -61,11 +61,12 @@ _nebula_build_quote() {
   printf '%s' "$text"
 }
 
-# -C DIR and -f FILE as typed before the command, as options for `nebula-build list`.
-# COMP_WORDS splits at = and : too: the parts with no space between are one word.
+# the words before the one completed, in the caller's `words` (COMP_WORDS splits at =
+# and : too: the parts with no space between are one word), and -C DIR and -f FILE as
+# typed before the command, in its `manifest`, as options for `nebula-build list`
 _nebula_build_manifest() {
   local line=${COMP_LINE:0:COMP_POINT} rest option value i
-  local -a words=()
+  words=()
   for (( i = 0; i < COMP_CWORD; i++ )); do
     rest=${line#"${line%%[![:space:]]*}"}
     if (( i > 0 && ${#rest} == ${#line} )); then
@@ -91,12 +92,14 @@ _nebula_build_manifest() {
 _nebula_build_images() {
   local word=${COMP_WORDS[COMP_CWORD]} before=${COMP_WORDS[COMP_CWORD-1]}
   local quote= after_dashes= typed name
-  local -a manifest
+  local -a manifest words
   _nebula_build_manifest || return 0
   [[ $word == [\'\"]* ]] && quote=${word:0:1}
   typed=$(_nebula_build_dequote "$word") || return 0
   # after -- or in --OPTION=NAME, a name that begins with '-' is not taken for an option
-  [[ " ${COMP_WORDS[*]:1:COMP_CWORD-1} " == *" -- "* || $before == = ]] && after_dashes=1
+  # (a word -- itself: not "a -- b", nor --more=--)
+  [[ $before == = ]] && after_dashes=1
+  for name in "${words[@]:1}"; do [[ $name == -- ]] && after_dashes=1; done
   while IFS= read -r name; do
     [[ $name == "$typed"* ]] || continue
     if [[ $name == -* && -z $after_dashes ]]; then

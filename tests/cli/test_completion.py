@@ -243,6 +243,21 @@ def test_a_name_that_begins_with_a_dash_is_completed_where_the_cli_takes_it(
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+def test_a_dash_dash_inside_a_word_does_not_end_the_options(run_cli, named, other, tmp_path, shell):
+    """`-C "my -- project"` is a folder's name, not `--`: a name that begins with '-'
+    still goes in after `--`, not where the CLI would take it for an option."""
+    _, run = named
+    spaced = other.rename(other.with_name("my -- project"))
+    run = {**run, "cwd": spaced.parent}
+    for typed in ('-C "my -- project" pick', "-C 'my -- project' apply --target"):
+        line = _typed(run_cli, shell, f"nebula-build {typed} -d\t", run, tmp_path)
+        if shell == "fish" or "--target" in typed:  # as in a line without the folder
+            assert line == f"nebula-build {typed} -d"
+        else:
+            assert line == f"nebula-build {typed} -- -dash "
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_names_come_from_the_manifest_the_line_names_and_nothing_typed_runs(
     run_cli, named, other, tmp_path, shell
 ):
