@@ -65,7 +65,7 @@ _nebula_build_quote() {
 # and : too: the parts with no space between are one word), and -C DIR and -f FILE as
 # typed before the command, in its `manifest`, as options for `nebula-build list`
 _nebula_build_manifest() {
-  local line=${COMP_LINE:0:COMP_POINT} rest option value i
+  local line=${COMP_LINE:0:COMP_POINT} rest option value joined i
   words=()
   for (( i = 0; i < COMP_CWORD; i++ )); do
     rest=${line#"${line%%[![:space:]]*}"}
@@ -79,12 +79,14 @@ _nebula_build_manifest() {
   manifest=()
   for (( i = 1; i < ${#words[@]}; i++ )); do
     case ${words[i]} in
-      -C|-f) option=${words[i]} value=${words[i+1]-} && (( i += 1 )) ;;
-      -C*|-f*) option=${words[i]:0:2} value=${words[i]:2} && value=${value#=} ;;
+      -C|-f) option=${words[i]} value=${words[i+1]-} joined= && (( i += 1 )) ;;
+      -C*|-f*) option=${words[i]:0:2} value=${words[i]} joined=1 ;;
       -*) continue ;;
       *) break ;;
     esac
     value=$(_nebula_build_dequote "$value") || return 1
+    # -CDIR, -C=DIR: unquoted whole (a ~ after -C is no home), then the option taken off
+    [[ -n $joined ]] && value=${value:2} && value=${value#=}
     manifest+=("$option=$value")
   done
 }
@@ -130,19 +132,22 @@ _ZSH_PREAMBLE = r"""
 # to the command's), unquoted but never run: none for $… and `…
 _nebula_build_manifest() {
   local -a typed=("${(@z)LBUFFER}")
-  local option value home i
+  local option value home joined i
   manifest=()
   for (( i = 2; i < $#typed; i++ )); do
     case $typed[i] in
-      (-C|-f) option=$typed[i] value=$typed[i+1] && (( i += 1 )) ;;
-      (-C*|-f*) option=${typed[i][1,2]} value=${${typed[i]:2}#=} ;;
+      (-C|-f) option=$typed[i] value=$typed[i+1] joined= && (( i += 1 )) ;;
+      (-C*|-f*) option=${typed[i][1,2]} value=$typed[i] joined=1 ;;
       (-*) continue ;;
       (*) break ;;
     esac
     [[ $value == *[\$\`]* ]] && return 1
     home=
     [[ $value == \~ || $value == \~/* ]] && home=$HOME value=${value:1}
-    manifest+=("$option=$home${(Q)value}")
+    value=$home${(Q)value}
+    # -CDIR, -C=DIR: unquoted whole (a ~ after -C is no home), then the option taken off
+    [[ -n $joined ]] && value=${${value:2}#=}
+    manifest+=("$option=$value")
   done
 }
 
@@ -171,8 +176,8 @@ function _nebula_build_images
     set -e typed[1]
     while set -q typed[1]
         switch $typed[1]
-            case -C -f
-                set -a manifest $typed[1]=$typed[2]
+            case -C -f  # a ~ only here, at the start of a word, is home
+                set -a manifest $typed[1]=(string replace -r '^~(?=/|$)' $HOME -- $typed[2])
                 set -e typed[1]
             case '-C*' '-f*'
                 set -a manifest (string replace -r '^(-.)=?' '$1=' -- $typed[1])
@@ -183,7 +188,6 @@ function _nebula_build_images
         set -e typed[1]
     end
     string match -qr '[$(]' -- $manifest; and return
-    set manifest (string replace -r '^(-.=)~(?=/|$)' "\$1$HOME" -- $manifest)
     set -l names (LIST_IMAGES)
     if not contains -- -- (commandline -opc); and not string match -q -- '--*=*' (commandline -ct)
         set names (string match -v -- '-*' $names)

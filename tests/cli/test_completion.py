@@ -263,6 +263,7 @@ def test_names_come_from_the_manifest_the_line_names_and_nothing_typed_runs(
 ):
     root, run = named
     run = {**run, "env": {**run["env"], "HOME": str(root)}}
+    shutil.copytree(other, root / "~")  # what -C~ names: the shell makes no home of it
     for typed in (
         "-C ../other",
         "-C '../other'",
@@ -270,8 +271,12 @@ def test_names_come_from_the_manifest_the_line_names_and_nothing_typed_runs(
         "-C ../ot\\her",
         "-C../other",
         "-C=../other",
+        "-C'=../other'",
         "-f ../other/images.toml",
         "-C ~/../other",
+        "-C~",
+        "-C=~",
+        "-f~/images.toml",
     ):
         line = _typed(run_cli, shell, f"nebula-build {typed} history el\t", run, tmp_path)
         assert line == f"nebula-build {typed} history elixir ", typed
