@@ -18,22 +18,25 @@ LIST_IMAGES = {
 #: the shell functions that offer them. A name comes from the project (a data row's
 #: id): each is offered as it is, never expanded (bash's `compgen -W` and a zsh
 #: `(…)` list both expand the words they are given, `$(…)` included), and inserted
-#: so that it stays one argument, its name exactly: quoted as the word was begun
-#: ('…', "…" or bare), after `--` if it begins with '-'. The words typed before are
+#: so that it stays one argument, its name exactly: quoted for the quote the word is
+#: open in ('…', "…" or none), after `--` if it begins with '-'. The words typed before are
 #: read the same way, never run: a `-C "$(…)"` names no manifest.
 _IMAGES_FUNCTION = "_nebula_build_images"
 _BASH_PREAMBLE = r"""
 # the text a word on the line stands for, found without running anything: quotes and
-# backslashes removed, a leading ~ is $HOME; none for $… and `… (only running tells)
+# backslashes removed, a leading ~ is $HOME; none for $… and `… (only running tells).
+# In the caller's `text`; and if the word ends inside a quote, its `quote` and the
+# text `opened` before it (readline completes what follows that quote, keeps the rest)
 _nebula_build_dequote() {
-  local word=$1 text= quote= home= char i
-  [[ $word == '~' || $word == '~/'* ]] && home=$HOME word=${word:1}
+  local word=$1 char i
+  text= quote= opened=
+  [[ $word == '~' || $word == '~/'* ]] && text=$HOME word=${word:1}
   for (( i = 0; i < ${#word}; i++ )); do
     char=${word:i:1}
     if [[ $quote == "'" && $char != "'" ]]; then
       text+=$char
     elif [[ $char == "'" && $quote != '"' || $char == '"' && $quote != "'" ]]; then
-      [[ -n $quote ]] && quote= || quote=$char
+      [[ -n $quote ]] && quote= opened= || quote=$char opened=$text
     elif [[ $char == '\' ]]; then
       (( i += 1 ))
       [[ $quote == '"' && ${word:i:1} != [\$\`\"\\] ]] && text+='\'
@@ -44,10 +47,9 @@ _nebula_build_dequote() {
       text+=$char
     fi
   done
-  printf '%s' "$home$text"
 }
 
-# a name written to go on after the quote the word was begun with ('…', "…" or none);
+# a name written to go on after the quote the word is open in ('…', "…" or none);
 # replaced whole, not a character at a time: a project may have thousands of names
 _nebula_build_quote() {
   local name=$1 quote=$2 text
@@ -58,6 +60,8 @@ _nebula_build_quote() {
       text=${text//\"/\\\"} text=${text//!/\"\'!\'\"} ;;
     *) printf '%q' "$name"; return ;;
   esac
+  # readline takes a match that begins with the quote for the word's own, in its place
+  [[ $text == "$quote"* ]] && text=$quote$text
   printf '%s' "$text"
 }
 
@@ -65,7 +69,7 @@ _nebula_build_quote() {
 # and : too: the parts with no space between are one word), and -C DIR and -f FILE as
 # typed before the command, in its `manifest`, as options for `nebula-build list`
 _nebula_build_manifest() {
-  local line=${COMP_LINE:0:COMP_POINT} rest option value joined i
+  local line=${COMP_LINE:0:COMP_POINT} rest option value joined text quote opened i
   words=()
   for (( i = 0; i < COMP_CWORD; i++ )); do
     rest=${line#"${line%%[![:space:]]*}"}
@@ -84,8 +88,9 @@ _nebula_build_manifest() {
       -*) continue ;;
       *) break ;;
     esac
-    value=$(_nebula_build_dequote "$value") || return 1
+    _nebula_build_dequote "$value" || return 1
     # -CDIR, -C=DIR: unquoted whole (a ~ after -C is no home), then the option taken off
+    value=$text
     [[ -n $joined ]] && value=${value:2} && value=${value#=}
     manifest+=("$option=$value")
   done
@@ -93,23 +98,22 @@ _nebula_build_manifest() {
 
 _nebula_build_images() {
   local word=${COMP_WORDS[COMP_CWORD]} before=${COMP_WORDS[COMP_CWORD-1]}
-  local quote= after_dashes= typed name
+  local after_dashes= text quote opened name
   local -a manifest words
   _nebula_build_manifest || return 0
-  [[ $word == [\'\"]* ]] && quote=${word:0:1}
-  typed=$(_nebula_build_dequote "$word") || return 0
+  _nebula_build_dequote "$word" || return 0
   # after -- or in --OPTION=NAME, a name that begins with '-' is not taken for an option
   # (a word -- itself: not "a -- b", nor --more=--)
   [[ $before == = ]] && after_dashes=1
   for name in "${words[@]:1}"; do [[ $name == -- ]] && after_dashes=1; done
   while IFS= read -r name; do
-    [[ $name == "$typed"* ]] || continue
+    [[ $name == "$text"* ]] || continue
     if [[ $name == -* && -z $after_dashes ]]; then
       # --OPTION -NAME would not do: only --OPTION=NAME says it
       [[ -z $quote && " IMAGE_OPTIONS " != *" $before "* ]] || continue
       printf -- '-- %q\n' "$name"
     else
-      _nebula_build_quote "$name" "$quote"
+      _nebula_build_quote "${name:${#opened}}" "$quote"
       echo
     fi
   done < <(LIST_IMAGES)

@@ -204,6 +204,21 @@ def test_bash_completes_after_a_quote_as_quickly_as_a_bare_word_among_thousands_
     assert took["'"] < 2 * took[""], took
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("typed", ["row[it'", 'row[it"', "'row[it'\\''s", 'r"o"w[it'])
+def test_a_quote_opened_or_closed_inside_the_word_leaves_the_name_exact(
+    run_cli, named, tmp_path, shell, typed
+):
+    """Bash completes what follows the quote a word is open in and keeps what comes
+    before it: only the rest of the name goes in, quoted for that quote."""
+    root, run = named
+    (root / "rows.csv").write_text("sku,name\nit's $(touch PWNED),tea\n")
+    line = _typed(run_cli, shell, f"nebula-build list {typed}\t", run, tmp_path)
+    if shell == "bash" or line != f"nebula-build list {typed}":  # zsh completes none of some
+        assert _entered(shell, line, run) == ["row[it's $(touch PWNED)]"], line
+    assert not (root / "PWNED").exists()
+
+
 @pytest.fixture
 def other(tmp_path):
     """A second project next to `named`'s, with an image whose name begins with '-'."""
