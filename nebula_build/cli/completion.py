@@ -121,6 +121,12 @@ _nebula_build_images() {
 
 # shtab's function, and names for --OPTION=NAME (COMP_WORDS: --OPTION, =, NAME)
 _nebula_build() {
+  if [[ ${COMP_WORDS[COMP_CWORD]} == = &&
+        " IMAGE_OPTIONS " == *" ${COMP_WORDS[COMP_CWORD-1]} "* ]]; then
+    # --OPTION= with no NAME begun: the = is the word, and what follows it is empty
+    local -a COMP_WORDS=("${COMP_WORDS[@]}" '')
+    local COMP_CWORD=$(( COMP_CWORD + 1 ))
+  fi
   if [[ ${COMP_WORDS[COMP_CWORD-1]} == = &&
         " IMAGE_OPTIONS " == *" ${COMP_WORDS[COMP_CWORD-2]} "* ]]; then
     local line
@@ -303,8 +309,8 @@ def _option_lines(
             continue
         takes = " -r" if action.nargs != 0 else ""
         choices = f" -a '{' '.join(map(str, action.choices))}'" if action.choices else ""
-        if action in images:
-            choices = f" -a '({_IMAGES_FUNCTION})'"
+        if action in images:  # -x: the names alone, no file names offered with them
+            takes, choices = " -x", f" -a '({_IMAGES_FUNCTION})'"
         lines.append(
             f"complete -c {parser.prog.split()[0]} -n '{condition}' {' '.join(flags)}{takes}"
             f"{choices} -d '{_help(action.help)}'"

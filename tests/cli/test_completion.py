@@ -135,7 +135,7 @@ def test_zsh_offers_image_names_as_they_are_and_never_runs_them(run_cli, named):
 
 def test_fish_and_zsh_complete_image_names_too(run_cli):
     fish = run_cli("completion", "fish").out
-    assert "-n '__fish_seen_subcommand_from apply' -l target -r -a '(_nebula_build_images)'" in fish
+    assert "-n '__fish_seen_subcommand_from apply' -l target -x -a '(_nebula_build_images)'" in fish
     assert "-n '__fish_seen_subcommand_from pick' -a '(_nebula_build_images)'" in fish
     assert "nebula-build $manifest list 2>/dev/null" in fish
     assert "nebula-build $manifest list 2>/dev/null" in run_cli("completion", "zsh").out
@@ -270,6 +270,19 @@ def test_a_dash_dash_inside_a_word_does_not_end_the_options(run_cli, named, othe
             assert line == f"nebula-build {typed} -d"
         else:
             assert line == f"nebula-build {typed} -- -dash "
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_an_option_and_its_equals_sign_complete_a_name(run_cli, named, other, tmp_path, shell):
+    """`--target=` with no name begun yet (bash's word is the `=` itself); fish offers
+    the names alone, not the file names here with them."""
+    _, run = named
+    manifest = other / "images.toml"
+    dash = '[images."-dash"]\nprompt = "a dash"\noutput = "d.png"\n'
+    manifest.write_text(manifest.read_text().replace(dash, ""))  # elixir alone
+    for typed in ("plan --target=", "apply --more=", "plan --target "):
+        line = _typed(run_cli, shell, f"nebula-build -C ../other {typed}\t", run, tmp_path)
+        assert line == f"nebula-build -C ../other {typed}elixir "
 
 
 @pytest.mark.parametrize("shell", SHELLS)
