@@ -161,11 +161,11 @@ def _unchanged_since_last_plan(ctx: Context) -> int | None:
     found nothing to do (see engine/noop.py)."""
     from nebula_build.engine import noop
 
-    found = _fast_path_root(ctx)
+    found = fast_path_root(ctx)
     return None if found is None else noop.unchanged(*found, ctx.args.backend)
 
 
-def _fast_path_root(ctx: Context) -> tuple[str, str] | None:
+def fast_path_root(ctx: Context) -> tuple[str, str] | None:
     """(project root, manifest) where the no-op snapshot may answer: never under
     GitHub Actions, whose job summary only the full path writes."""
     from nebula_build.engine import noop
@@ -181,7 +181,7 @@ def _status_since_last_plan(ctx: Context) -> str | None:
     from nebula_build.engine import noop
     from nebula_build.ui.statuslines import status_lines
 
-    found = _fast_path_root(ctx)
+    found = fast_path_root(ctx)
     kept = None if found is None else noop.status(*found, ctx.args.backend)
     return None if kept is None else status_lines(kept[0], kept[1], ctx.style)
 
@@ -220,7 +220,7 @@ def _nothing_to_apply(ctx: Context) -> int | None:
     args = ctx.args
     if getattr(args, "json", False) or args.target or args.replace or args.more or args.force:
         return None
-    found = _fast_path_root(ctx)
+    found = fast_path_root(ctx)
     images = None if found is None else noop.nothing_to_apply(*found, args.backend)
     if images is None:
         return None
