@@ -82,7 +82,7 @@ def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
         end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in (fence, "...")), None)
         if end is None:
             raise DataError(path, f"the front matter opened by {fence!r} is never closed", 1)
-        front = tuple(lines[1:end])
+        front = tuple(line.removesuffix("\r") for line in lines[1:end])  # CRLF, as on Windows
         raw = _load(path, _FENCES[fence], "\n".join(front))
         fields = {str(key): normal(value) for key, value in raw.items()}
         body_start = end + 1

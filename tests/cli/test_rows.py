@@ -542,6 +542,30 @@ def test_a_toml_front_matter_error_points_at_its_line_and_column(project, run_cl
     assert "(at line" not in err
 
 
+def test_posts_saved_with_windows_line_endings_change_no_image(project, run_cli, nebula_server):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "cover for {title}: {excerpt}",
+            "output": "img/{slug}.png",
+        }
+    }
+    posts = {
+        "posts/toml.md": '+++\ntitle = "In TOML"\ntags = ["a"]\n+++\nBody of the TOML post.\n',
+        "posts/yaml.md": "---\ntitle: In YAML\n---\nBody of the YAML post.\n\nMore.\n",
+    }
+    root = project({"images.toml": nebula_manifest(images), **posts})
+    assert run_cli("apply").code == 0
+    nebula_server.reset_counters()
+    for name, text in posts.items():  # a checkout on Windows (git's autocrlf)
+        (root / name).write_bytes(text.replace("\n", "\r\n").encode())
+    code, _, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert set(plan_actions(run_cli).values()) == {"noop"}
+    assert run_cli("apply").code == 0
+    assert nebula_server.generations == []
+
+
 def test_a_data_file_is_read_only_inside_the_project(project, run_cli, tmp_path):
     outside = tmp_path / "outside.csv"
     outside.write_text(CSV)
