@@ -10,9 +10,11 @@ For layout work, tests, CI without credits, and first runs.
 from __future__ import annotations
 
 import colorsys
+import functools
 import hashlib
 import io
 import textwrap
+import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -149,6 +151,27 @@ def _font(size: int) -> FreeTypeFont:
     return font
 
 
+@functools.lru_cache(maxsize=4096)
+def _has_glyph(char: str) -> bool:
+    """Whether the default font draws `char` as itself rather than as its empty
+    box (it holds little more than ASCII)."""
+    font = _font(20)
+    return char.isspace() or bytes(font.getmask(char)) != bytes(font.getmask(_NO_GLYPH))
+
+
+_NO_GLYPH = "\U0010fffd"  # a private-use character no font draws
+
+
+def _drawable(text: str) -> str:
+    """`text` in characters the font has: an accented letter as its base letter
+    (Café as Cafe), anything else it lacks as `?`, never as empty boxes."""
+    return "".join(char if _has_glyph(char) else _base_letters(char) for char in text)
+
+
+def _base_letters(char: str) -> str:
+    return "".join(part for part in unicodedata.normalize("NFKD", char) if _has_glyph(part)) or "?"
+
+
 def _wrap(text: str, font: FreeTypeFont, width: float, max_lines: int) -> list[str]:
     lines: list[str] = []
     for word in text.split():
@@ -184,11 +207,11 @@ def _caption(
     margin = unit // 16
     title_size, body_size = max(10, unit // 12), max(8, unit // 26)
     max_lines = max(1, (height // 3) // (body_size + body_size // 3))
-    prompt = _wrap(request.prompt, _font(body_size), width - 4 * margin, max_lines)
+    prompt = _wrap(_drawable(request.prompt), _font(body_size), width - 4 * margin, max_lines)
     details = [request.model.split("/")[-1], "{} x {}".format(*image.size)]
     if request.seed is not None:
         details.append(f"seed {request.seed}")
-    lines = [(request.image_name, title_size, (255, 255, 255))]
+    lines = [(_drawable(request.image_name), title_size, (255, 255, 255))]
     lines += [(text, body_size, (235, 235, 240)) for text in prompt]
     lines += [("  ·  ".join(details), max(7, body_size * 4 // 5), (200, 205, 215))]
     panel_height = sum(size + size // 3 for _, size, _ in lines) + margin

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageChops, ImageDraw
 
 from nebula_build.backends.preview import render
@@ -40,6 +41,20 @@ def test_different_keys_look_different():
     a = decode(render(request(generation_key="a" * 64)))
     b = decode(render(request(generation_key="b" * 64)))
     assert ImageChops.difference(a, b).getbbox() is not None
+
+
+@pytest.mark.parametrize(
+    ("written", "drawn"),
+    [
+        ("Café crème à Paris, Ünïcödé", "Cafe creme a Paris, Unicode"),
+        ("東京の夜 🚀 at night", "???? ? at night"),
+    ],
+)
+def test_letters_the_font_lacks_are_drawn_as_text_never_as_empty_boxes(written, drawn):
+    caption = {"width": 640, "height": 320}
+    assert render(request(prompt=written, **caption)) == render(request(prompt=drawn, **caption))
+    named = render(request(image_name="cover[café]", **caption))
+    assert named == render(request(image_name="cover[cafe]", **caption))
 
 
 def test_inpainting_paints_only_the_masked_area():
