@@ -149,13 +149,24 @@ def summary(
     """The Markdown a job summary shows for one plan (and what its apply did)."""
     lines = [f"### {markdown_text(title)}", ""]
     changes = plan.changes
+    changed: list[str] = []  # each field that differs, as the plan shows it under the image
     if not changes and not any(f.is_change for f in plan.files):
         lines.append(f"No changes: {plural(len(plan.actions), 'image')} up to date.")
     else:
+        from nebula_build.ui.report import cache_note, change_line
+
         lines += ["| image | action | reason | output |", "| --- | --- | --- | --- |"]
-        lines += [_row(a.image, a.kind.value, reason_line(a), a.output or "") for a in changes]
+        lines += [
+            _row(a.image, a.kind.value, reason_line(a) + cache_note(a), a.output or "")
+            for a in changes
+        ]
         files = [f for f in plan.files if f.is_change]
         lines += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
+        changed = [
+            f"- {markdown_text(a.image)}: {markdown_text(change_line(c))}"
+            for a in changes
+            for c in a.changes or (a.resolution.changes if a.resolution else ())
+        ]
     from_cache = sum(1 for a in changes if a.from_cache)
     lines.append("")
     lines += _generations(plan, estimate)
@@ -170,6 +181,8 @@ def summary(
             f"- {markdown_text(name)}: {markdown_text(first_line(e))}"
             for name, e in failures.items()
         ]
+    if changed:
+        lines += ["", "**What changed:**", "", *changed]
     return "\n".join(lines) + "\n\n"
 
 

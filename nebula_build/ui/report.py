@@ -11,6 +11,7 @@ from nebula_build.core.plan import (
     SETTINGS_NOTE,
     Action,
     ActionKind,
+    Change,
     FileAction,
     FileKind,
     FileState,
@@ -81,14 +82,27 @@ def shared_note_line(note: str, images: list[str], style: Style) -> str:
     return style(f"  note for {len(images)} images ({named}): {printable(note)}", "yellow")
 
 
-def action_lines(action: Action, style: Style, shared: Collection[str] = frozenset()) -> list[str]:
-    symbol, color = SYMBOLS[action.kind]
-    cache = ""
+def cache_note(action: Action) -> str:
+    """What the plan adds to a reason where the cache spares a generation: " (from
+    cache, no generation)"; else ""."""
     made = action.kind in (ActionKind.CREATE, ActionKind.REGENERATE)
     if action.from_remote:
-        cache = " (from the remote cache, no generation)" if made else " (from the remote cache)"
-    elif action.from_cache and made and not action.in_place:
-        cache = " (from cache, no generation)"
+        return " (from the remote cache, no generation)" if made else " (from the remote cache)"
+    if action.from_cache and made and not action.in_place:
+        return " (from cache, no generation)"
+    return ""
+
+
+def change_line(change: Change) -> str:
+    """One changed field, old -> new, as the plan shows it under the action."""
+    return (
+        f"{change.field}: {_value(change.field, change.old)} -> {_value(change.field, change.new)}"
+    )
+
+
+def action_lines(action: Action, style: Style, shared: Collection[str] = frozenset()) -> list[str]:
+    symbol, color = SYMBOLS[action.kind]
+    cache = cache_note(action)
     head = (
         f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
         f"{style(action.kind.value, color)}"
@@ -107,10 +121,7 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
             style(f"      with --force: {instead.kind.value} ({printable(instead.reason)})", "dim")
         )
     for change in action.changes or (instead.changes if instead else ()):
-        lines.append(
-            f"      {style('~', 'yellow')} {change.field}: "
-            f"{_value(change.field, change.old)} -> {_value(change.field, change.new)}"
-        )
+        lines.append(f"      {style('~', 'yellow')} {change_line(change)}")
     if (note := removal_note(action)) is not None:
         lines.append(style(f"      {note}", "yellow"))
     if action.backup:

@@ -144,6 +144,27 @@ def test_plan_and_apply_write_the_job_summary(project, run_cli, actions):
     assert "- **Generated in this run:** 2." in text
 
 
+def test_the_job_summary_shows_a_reviewer_what_changed_and_what_comes_from_the_cache(
+    project, run_cli, actions
+):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(
+        SITE.replace('prompt = "a lighthouse"', 'prompt = "a <b>red</b> lighthouse | at dusk"')
+        .replace("img/logo.png", "img/brand.png")
+        .replace("[images.logo]", "[images.brand]")
+    )
+    actions.unlink()
+    assert run_cli("plan", "--detailed-exitcode").code == 2
+    text = actions.read_text()
+    assert "| brand | create | new image (from cache, no generation) | img/brand.png |" in text
+    assert "| hero | regenerate | prompt changed | img/hero.png |" in text
+    assert (
+        '- hero: prompt: "a lighthouse" -&gt; "a &lt;b&gt;red&lt;/b&gt; lighthouse \\| at dusk"'
+    ) in text
+
+
 def test_nothing_is_written_outside_github_actions(project, run_cli, tmp_path, monkeypatch):
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
