@@ -201,6 +201,12 @@ def excerpt(lines: Sequence[str]) -> str:
     return _excerpt_of(_first_paragraph(lines)[0])
 
 
+#: lines that are no paragraph's text: Hugo's shortcodes (`{{< figure … >}}`,
+#: `{{% notice %}}`), Jekyll's Liquid tags (`{% include … %}`) and HTML comments
+#: (Hugo's summary divider `<!--more-->`, which may follow the summary's last line)
+_OWN_LINES = ("{{<", "{{%", "{%", "<!--")
+
+
 def _first_paragraph(lines: Sequence[str]) -> tuple[list[str], int]:
     """The lines of the first paragraph, stripped, and the characters of the lines
     looked at to find it."""
@@ -210,6 +216,10 @@ def _first_paragraph(lines: Sequence[str]) -> tuple[list[str], int]:
         visited += len(line) + 1
         stripped = line.strip()
         if not stripped:
+            if paragraph:
+                break
+            continue
+        if stripped.startswith(_OWN_LINES):  # a template's tag or a comment ends a paragraph
             if paragraph:
                 break
             continue

@@ -566,6 +566,38 @@ def test_posts_saved_with_windows_line_endings_change_no_image(project, run_cli,
     assert nebula_server.generations == []
 
 
+def test_an_excerpt_leaves_out_hugo_and_jekyll_tags_and_ends_at_a_summary_divider(
+    project, run_cli, nebula_server
+):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "{excerpt}",
+            "output": "img/{slug}.png",
+        }
+    }
+    project(
+        {
+            "images.toml": nebula_manifest(images),
+            "posts/hugo.md": (
+                '---\ntitle: H\n---\n{{< figure src="harbour.jpg" >}}\n\n'
+                "Boats in a harbour at sunset.\n"
+            ),
+            "posts/notice.md": "---\ntitle: N\n---\n{{% notice %}}\nA notice.\n{{% /notice %}}\n",
+            "posts/jekyll.md": "---\ntitle: J\n---\n{% include figure.html %}\nA jekyll post.\n",
+            "posts/more.md": "---\ntitle: M\n---\nGulls over the pier.\n<!--more-->\nThe rest.\n",
+        }
+    )
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert prompts(nebula_server) == [
+        "A jekyll post.",
+        "A notice.",
+        "Boats in a harbour at sunset.",
+        "Gulls over the pier.",
+    ]
+
+
 def test_a_data_file_is_read_only_inside_the_project(project, run_cli, tmp_path):
     outside = tmp_path / "outside.csv"
     outside.write_text(CSV)
