@@ -136,11 +136,16 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
         _refuse_aliases(path, yaml.parse(text, Loader=loader))
         data = yaml.load(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
+        mark, problem, opened = exc.problem_mark, str(exc.problem), exc.context_mark
+        if opened is not None and (mark is None or mark.index >= len(text.rstrip())):
+            # stopped at the end by what never closed: point at where that opened
+            mark, problem = opened, f"{problem}, {exc.context} that starts here"
+        elif opened is not None:
+            problem += f", {exc.context} that starts at {opened.line + 2}:{opened.column + 1}"
         line = mark.line + 2 if mark is not None else 1
         column = mark.column + 1 if mark is not None else None
         raise DataError(
-            path, f"the YAML front matter does not parse: {exc.problem}", line, column
+            path, f"the YAML front matter does not parse: {problem}", line, column
         ) from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise DataError(path, f"the YAML front matter does not parse: {exc}", 1) from None

@@ -389,11 +389,25 @@ def test_a_post_without_a_title_names_the_post(project, run_cli):
             "posts/b.md": "---\nauthor: me\ntitle: ''\n---\nx\n",
             "posts/c.md": "---\ntitle: [unclosed\n---\nx\n",
             "posts/d.md": "---\ntitle: D\n",
+            "posts/e.md": '---\ntitle: "unclosed\ndate: 2026-01-02\n---\nx\n',
+            "posts/f.md": "---\ntags: [a, b\ntitle: F\n---\nx\n",
         }
     )
     err = run_cli("plan").err
     assert "posts/b.md:3:1: images.cover: column 'title' is empty" in err
-    assert "posts/c.md:3:1: images.cover: the YAML front matter does not parse" in err
+    # where the bracket or quote that never closes opened, not the closing fence
+    assert (
+        "posts/c.md:2:8: images.cover: the YAML front matter does not parse: "
+        "did not find expected ',' or ']', while parsing a flow sequence that starts here"
+    ) in err
+    assert (
+        "posts/e.md:2:8: images.cover: the YAML front matter does not parse: "
+        "found unexpected end of stream, while scanning a quoted scalar that starts here"
+    ) in err
+    assert (
+        "posts/f.md:3:6: images.cover: the YAML front matter does not parse: "
+        "did not find expected ',' or ']', while parsing a flow sequence that starts at 2:7"
+    ) in err
     assert "posts/d.md:1: images.cover: the front matter opened by '---' is never closed" in err
 
 
