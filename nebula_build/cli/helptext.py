@@ -44,8 +44,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nebula-build models --backend nebula",
     ),
     "watch": (
-        "Apply, then apply again each time images.toml or an input file is saved; "
-        "--serve shows a live gallery in the browser.",
+        "Apply, then apply again each time images.toml, an input image or a data file "
+        "it reads (a CSV, a post) is saved, or a post is added; --serve shows a live "
+        "gallery in the browser.",
         "nebula-build watch --backend preview --serve",
     ),
     "gallery": (
