@@ -7,13 +7,14 @@ named by `GITHUB_STEP_SUMMARY`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from nebula_build.core import sourcemap
-from nebula_build.core.plan import Plan
+from nebula_build.core.plan import Action, Plan
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.text import plural, printable
 from nebula_build.ui.statuslines import reason_line
@@ -153,7 +154,7 @@ def summary(
     if not changes and not any(f.is_change for f in plan.files):
         lines.append(f"No changes: {plural(len(plan.actions), 'image')} up to date.")
     else:
-        from nebula_build.ui.report import cache_note, change_line
+        from nebula_build.ui.report import cache_note
 
         lines += ["| image | action | reason | output |", "| --- | --- | --- | --- |"]
         lines += [
@@ -163,9 +164,9 @@ def summary(
         files = [f for f in plan.files if f.is_change]
         lines += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
         changed = [
-            f"- {markdown_text(a.image)}: {markdown_text(change_line(c))}"
+            f"- {markdown_text(a.image)}: {markdown_text(line)}"
             for a in changes
-            for c in a.changes or (a.resolution.changes if a.resolution else ())
+            for line in _changed_lines(a)
         ]
     from_cache = sum(1 for a in changes if a.from_cache)
     lines.append("")
@@ -184,6 +185,18 @@ def summary(
     if changed:
         lines += ["", "**What changed:**", "", *changed]
     return "\n".join(lines) + "\n\n"
+
+
+def _changed_lines(action: Action) -> list[str]:
+    """Each field that differs, old -> new; for a new image that costs a generation,
+    its prompt (filled in from its row, which the pull request may have written)."""
+    from nebula_build.core.plan import ActionKind
+    from nebula_build.ui.report import change_line
+
+    if action.kind is ActionKind.CREATE and action.generates and action.spec is not None:
+        return [f"prompt: {json.dumps(action.spec.prompt, ensure_ascii=False)}"]
+    instead = action.resolution
+    return [change_line(c) for c in action.changes or (instead.changes if instead else ())]
 
 
 def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:

@@ -404,6 +404,9 @@ def plan_text(
     return "\n".join(lines)
 
 
+_MAKES_PIXELS = (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW)
+
+
 def action_json(action: Action) -> dict[str, Any]:
     data: dict[str, Any] = {
         "image": action.image,
@@ -420,6 +423,8 @@ def action_json(action: Action) -> dict[str, Any]:
             "model": action.spec.model,
             "generation_key": action.spec.generation_key,
         }
+    if action.spec is not None and action.kind in _MAKES_PIXELS:
+        data["prompt"] = action.spec.prompt  # filled in from its row: read before paying
     if action.old_output:
         data["old_output"] = action.old_output
     if action.kind is ActionKind.CONFLICT and action.resolution is not None:

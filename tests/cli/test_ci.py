@@ -3,6 +3,8 @@ of each plan and apply in the job summary, and errors as JSON under --json."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nebula_build.ui.github import annotation
@@ -163,6 +165,25 @@ def test_the_job_summary_shows_a_reviewer_what_changed_and_what_comes_from_the_c
     assert (
         '- hero: prompt: "a lighthouse" -&gt; "a &lt;b&gt;red&lt;/b&gt; lighthouse \\| at dusk"'
     ) in text
+
+
+def test_a_new_post_shows_its_filled_in_prompt_before_anything_is_paid(project, run_cli, actions):
+    manifest = SITE + (
+        '\n[images.cover]\nrows = { files = "posts/*.md" }\n'
+        'prompt = "{title}: {excerpt}"\noutput = "img/{slug}.png"\n'
+    )
+    root = project({"images.toml": manifest, "posts/a.md": "---\ntitle: A\n---\nOld harbour.\n"})
+    assert run_cli("apply").code == 0
+    (root / "posts/b.md").write_text("---\ntitle: B <i>x</i>\n---\nA lighthouse at dusk.\n")
+    actions.unlink()
+    code, out, _ = run_cli("plan", "--json")
+    assert code == 0
+    by_image = {a["image"]: a for a in json.loads(out)["actions"]}
+    assert by_image["cover[b]"]["prompt"] == "B <i>x</i>: A lighthouse at dusk."
+    assert "prompt" not in by_image["cover[a]"]  # up to date: nothing to pay for
+    assert '- cover\\[b\\]: prompt: "B &lt;i&gt;x&lt;/i&gt;: A lighthouse at dusk."' in (
+        actions.read_text()
+    )
 
 
 def test_nothing_is_written_outside_github_actions(project, run_cli, tmp_path, monkeypatch):
