@@ -169,7 +169,29 @@ def _drawable(text: str) -> str:
 
 
 def _base_letters(char: str) -> str:
+    if char in _SPELLED:
+        return _SPELLED[char]
     return "".join(part for part in unicodedata.normalize("NFKD", char) if _has_glyph(part)) or "?"
+
+
+#: letters and marks with no base letter to fall back on, as they are spelled in ASCII
+_SPELLED = {
+    "—": "-",
+    "–": "-",
+    "ß": "ss",
+    "æ": "ae",
+    "Æ": "AE",
+    "ø": "o",
+    "Ø": "O",
+    "œ": "oe",
+    "Œ": "OE",
+    "ł": "l",
+    "Ł": "L",
+    "đ": "d",
+    "Đ": "D",
+    "€": "EUR",
+    "£": "GBP",
+}
 
 
 def _wrap(text: str, font: FreeTypeFont, width: float, max_lines: int) -> list[str]:

@@ -48,6 +48,7 @@ def test_different_keys_look_different():
     [
         ("Café crème à Paris, Ünïcödé", "Cafe creme a Paris, Unicode"),
         ("東京の夜 🚀 at night", "???? ? at night"),
+        ("Straße — Ærøskøbing – €5", "Strasse - AEroskobing - EUR5"),
     ],
 )
 def test_letters_the_font_lacks_are_drawn_as_text_never_as_empty_boxes(written, drawn):
