@@ -183,8 +183,15 @@ def summary(
             for name, e in failures.items()
         ]
     if changed:
-        lines += ["", "**What changed:**", "", *changed]
+        lines += ["", "**What changed:**", "", *changed[:_SHOWN_CHANGES]]
+        if len(changed) > _SHOWN_CHANGES:  # a job summary holds 1 MiB at most
+            more = len(changed) - _SHOWN_CHANGES
+            lines.append(f"- … and {more:,} more (`nebula-build plan --json` lists all)")
     return "\n".join(lines) + "\n\n"
+
+
+#: the changed fields and new prompts a job summary lists one by one
+_SHOWN_CHANGES = 200
 
 
 def _changed_lines(action: Action) -> list[str]:

@@ -186,6 +186,20 @@ def test_a_new_post_shows_its_filled_in_prompt_before_anything_is_paid(project, 
     )
 
 
+def test_the_job_summary_lists_two_hundred_changes_and_counts_the_rest(project, run_cli, actions):
+    """A job summary holds 1 MiB: 10,000 new posts' prompts would not fit."""
+    manifest = SITE + (
+        '\n[images.cover]\nrows = { files = "posts/*.md" }\n'
+        'prompt = "{title}"\noutput = "img/{slug}.png"\n'
+    )
+    posts = {f"posts/{n:03}.md": f"---\ntitle: post {n}\n---\n" for n in range(250)}
+    project({"images.toml": manifest, **posts})
+    assert run_cli("plan").code == 0
+    changed = actions.read_text().split("**What changed:**\n\n")[1].strip().splitlines()
+    assert len(changed) == 201 and all(line.startswith("- ") for line in changed)
+    assert changed[-1] == "- … and 52 more (`nebula-build plan --json` lists all)"  # 252 new
+
+
 def test_nothing_is_written_outside_github_actions(project, run_cli, tmp_path, monkeypatch):
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
