@@ -224,7 +224,7 @@ def test_posts_in_subfolders_are_watched_and_a_new_subfolder_starts_a_round(
 
         (root / "content/2027/spring/b.md").write_text("---\ntitle: [broken\n---\n")
         await script.queue.put({root / "content/2027/spring/b.md"})
-        assert "content/2027/spring/b.md:3:1: images.cover" in (await script.next_round()).error
+        assert "content/2027/spring/b.md:2:8: images.cover" in (await script.next_round()).error
         assert watcher.wants(root / "content/2027/spring/b.md")  # watched until fixed
         (root / "content/2027/spring/b.md").write_text("---\ntitle: B, edited\n---\n")
         await script.queue.put({root / "content/2027/spring/b.md"})
