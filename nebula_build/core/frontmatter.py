@@ -208,8 +208,10 @@ def excerpt(lines: Sequence[str]) -> str:
 
 #: lines that are no paragraph's text: Hugo's shortcodes (`{{< figure … >}}`,
 #: `{{% notice %}}`), Jekyll's Liquid tags (`{% include … %}`) and HTML comments
-#: (Hugo's summary divider `<!--more-->`, which may follow the summary's last line)
-_OWN_LINES = ("{{<", "{{%", "{%", "<!--")
+#: (Hugo's summary divider `<!--more-->`, which may follow the summary's last line),
+#: each with what closes it: the lines up to that one are no text either (a shortcode
+#: whose parameters go on over several lines, a comment of several lines)
+_OWN_LINES = {"{{<": ">}}", "{{%": "%}}", "{%": "%}", "<!--": "-->"}
 
 
 def _first_paragraph(lines: Sequence[str]) -> tuple[list[str], int]:
@@ -217,16 +219,23 @@ def _first_paragraph(lines: Sequence[str]) -> tuple[list[str], int]:
     looked at to find it."""
     paragraph: list[str] = []
     visited = 0
+    closing = None  # what ends a tag or comment that goes on over the next lines
     for line in lines:
         visited += len(line) + 1
         stripped = line.strip()
+        if closing is not None:
+            closing = None if closing in stripped else closing
+            continue
         if not stripped:
             if paragraph:
                 break
             continue
-        if stripped.startswith(_OWN_LINES):  # a template's tag or a comment ends a paragraph
+        opener = next((o for o in _OWN_LINES if stripped.startswith(o)), None)
+        if opener is not None:  # a template's tag or a comment ends a paragraph
             if paragraph:
                 break
+            if _OWN_LINES[opener] not in stripped[len(opener) :]:
+                closing = _OWN_LINES[opener]
             continue
         if not paragraph and stripped.startswith(("#", "<", "![", "```", "---")):
             continue

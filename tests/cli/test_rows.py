@@ -612,6 +612,41 @@ def test_an_excerpt_leaves_out_hugo_and_jekyll_tags_and_ends_at_a_summary_divide
     ]
 
 
+def test_an_excerpt_leaves_out_a_shortcode_or_comment_over_several_lines(
+    project, run_cli, nebula_server
+):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "{excerpt}",
+            "output": "img/{slug}.png",
+        }
+    }
+    project(
+        {
+            "images.toml": nebula_manifest(images),
+            "posts/figure.md": (
+                '---\ntitle: F\n---\n{{< figure src="harbour.jpg"\n'
+                '    alt="A harbour" >}}\n\nBoats in a harbour at sunset.\n'
+            ),
+            "posts/comment.md": (
+                "---\ntitle: C\n---\n<!--\ndraft: add a photo\n-->\nGulls over the pier.\n"
+            ),
+            "posts/liquid.md": (
+                "---\ntitle: L\n---\nA jekyll post.\n{% include figure.html\n"
+                '   src="x.png" %}\nThe rest.\n'
+            ),
+        }
+    )
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert prompts(nebula_server) == [
+        "A jekyll post.",
+        "Boats in a harbour at sunset.",
+        "Gulls over the pier.",
+    ]
+
+
 def test_a_data_file_is_read_only_inside_the_project(project, run_cli, tmp_path):
     outside = tmp_path / "outside.csv"
     outside.write_text(CSV)
