@@ -7,6 +7,7 @@ printed is exactly what apply will do.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -338,9 +339,9 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
             old |= recorded
             new |= _output_fields(spec.output_params()) or {}
         changes = _changes(old, new)
-        added = _added_step(spec, entry.output_key)
-        if added is not None:
-            return reencode(ADDED_STEPS[added], changes=changes)
+        added = _added_steps(spec, entry.output_key)
+        if added:
+            return reencode("; ".join(ADDED_STEPS[step] for step in added), changes=changes)
         fields = ", ".join(c.field for c in changes) or "output options"
         return reencode(f"{fields} changed", changes=changes)
     if moved:
@@ -365,17 +366,18 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     return base
 
 
-def _added_step(spec: AssetSpec, recorded_key: str) -> str | None:
-    """The step this version of the tool adds to `spec` that is all that differs from
-    the output the lock recorded (its key is the spec's without the step), if one is:
-    any machine can tell so, not only the one that wrote the files."""
-    for step in ADDED_STEPS:
-        without = tuple(pair for pair in spec.sprite if pair[0] != step)
-        if len(without) == len(spec.sprite):
-            continue
-        if replace(spec, sprite=without, output_key="").output_key == recorded_key:
-            return step
-    return None
+def _added_steps(spec: AssetSpec, recorded_key: str) -> tuple[str, ...]:
+    """The steps this version of the tool adds to `spec` that are all that differs from
+    the output the lock recorded (its key is the spec's without them), if any: any
+    machine can tell so, not only the one that wrote the files. A transparent sprite
+    resized with a palette count gets both at once."""
+    present = [step for step in ADDED_STEPS if any(pair[0] == step for pair in spec.sprite)]
+    for count in range(1, len(present) + 1):
+        for steps in itertools.combinations(present, count):
+            without = tuple(pair for pair in spec.sprite if pair[0] not in steps)
+            if replace(spec, sprite=without, output_key="").output_key == recorded_key:
+                return steps
+    return ()
 
 
 def _recorded(entry: LockEntry | None, path: str) -> str | None:

@@ -349,3 +349,25 @@ def test_a_transparent_sprites_palette_gives_every_colour_to_visible_pixels(proj
     )
     result = applied(run_cli)
     assert result["generated"] == 0 and result["summary"]["reencode"] == 1
+
+
+#: the output key of `manifest(**RESIZED, palette=8)` as the version before both
+#: `alpha_floor` and `palette_visible` made it
+BEFORE_BOTH_KEY = "c154fe206cc8ea8e597c51b28194024a6b205001a1e46699a4c2480cdbe3248f"
+
+
+def test_a_sprite_that_gets_both_new_steps_is_told_both(project, run_cli):
+    root = project({"images.toml": manifest(**RESIZED, palette=8)})
+    assert applied(run_cli)["generated"] == 1
+    lock = root / "images.lock"
+    entry = tomllib.loads(lock.read_text())["images"]["potion"]
+    lock.write_text(lock.read_text().replace(entry["output_key"], BEFORE_BOTH_KEY))
+
+    code, out, _ = run_cli("plan")
+
+    assert code == 0
+    assert (
+        "potion  reencode  sprites/potion.png\n      now clears the halo of near-invisible "
+        "pixels its resize leaves around a transparent sprite; now gives every colour of its "
+        "palette to visible pixels (its transparent ones took one)" in out
+    ), out
