@@ -164,7 +164,7 @@ def summary(
         files = [f for f in plan.files if f.is_change]
         lines += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
         changed = [
-            f"- {markdown_text(a.image)}: {markdown_text(line)}"
+            f"- {markdown_text(a.image)}: {markdown_text(printable(line, _LONGEST_CHANGE))}"
             for a in changes
             for line in _changed_lines(a)
         ]
@@ -183,15 +183,33 @@ def summary(
             for name, e in failures.items()
         ]
     if changed:
-        lines += ["", "**What changed:**", "", *changed[:_SHOWN_CHANGES]]
-        if len(changed) > _SHOWN_CHANGES:  # a job summary holds 1 MiB at most
-            more = len(changed) - _SHOWN_CHANGES
+        shown = _listed(changed)
+        lines += ["", "**What changed:**", "", *shown]
+        if len(changed) > len(shown):
+            more = len(changed) - len(shown)
             lines.append(f"- … and {more:,} more (`nebula-build plan --json` lists all)")
     return "\n".join(lines) + "\n\n"
 
 
-#: the changed fields and new prompts a job summary lists one by one
+#: the changed fields and new prompts a job summary lists one by one, at most, and
+#: their bytes in all: GitHub drops a job summary past 1 MiB (a pull request's rows
+#: may fill prompts of any length)
 _SHOWN_CHANGES = 200
+_CHANGES_BYTES = 256 << 10
+#: the characters of one changed field or prompt shown (`plan --json` has them all)
+_LONGEST_CHANGE = 1_000
+
+
+def _listed(changed: list[str]) -> list[str]:
+    """The first of `changed` that fit in _SHOWN_CHANGES lines and _CHANGES_BYTES."""
+    shown: list[str] = []
+    size = 0
+    for line in changed[:_SHOWN_CHANGES]:
+        size += len(line.encode()) + 1
+        if size > _CHANGES_BYTES:
+            break
+        shown.append(line)
+    return shown
 
 
 def _changed_lines(action: Action) -> list[str]:

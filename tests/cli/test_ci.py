@@ -200,6 +200,30 @@ def test_the_job_summary_lists_two_hundred_changes_and_counts_the_rest(project, 
     assert changed[-1] == "- … and 52 more (`nebula-build plan --json` lists all)"  # 252 new
 
 
+def test_the_job_summary_stays_under_a_mebibyte_with_long_prompts(project, run_cli, actions):
+    """GitHub drops a job summary past 1 MiB: 200 prompts of a pull request's posts, of
+    any length, must not reach it."""
+    manifest = SITE + (
+        '\n[images.cover]\nrows = { files = "posts/*.md" }\n'
+        'prompt = "{title}"\noutput = "img/{slug}.png"\n'
+    )
+    long_title = "<b>a lighthouse</b> at dusk, " * 300  # 9,000 characters: under 10,000
+    posts = {f"posts/{n:03}.md": f"---\ntitle: {long_title}{n}\n---\n" for n in range(190)}
+    project({"images.toml": manifest, **posts})
+
+    assert run_cli("plan").code == 0
+
+    summary = actions.read_bytes()
+    assert len(summary) < 1 << 20, len(summary)
+    changed = summary.decode().split("**What changed:**\n\n")[1].strip().splitlines()
+    first = next(line for line in changed if line.startswith("- cover\\[000\\]: "))
+    assert first.startswith('- cover\\[000\\]: prompt: "&lt;b&gt;a lighthouse&lt;/b&gt; at')
+    assert first.endswith("…") and len(first) < 3_000  # plan --json has it all
+    assert changed[-1].startswith("- … and ") and changed[-1].endswith(
+        " more (`nebula-build plan --json` lists all)"
+    )
+
+
 def test_nothing_is_written_outside_github_actions(project, run_cli, tmp_path, monkeypatch):
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
