@@ -157,12 +157,17 @@ def summary(
         from nebula_build.ui.report import cache_note
 
         lines += ["| image | action | reason | output |", "| --- | --- | --- | --- |"]
-        lines += [
+        rows = [
             _row(a.image, a.kind.value, reason_line(a) + cache_note(a), a.output or "")
             for a in changes
         ]
         files = [f for f in plan.files if f.is_change]
-        lines += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
+        rows += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
+        shown_rows = _listed(rows, _SHOWN_ROWS, _ROWS_BYTES)
+        lines += shown_rows
+        if len(rows) > len(shown_rows):
+            more = len(rows) - len(shown_rows)
+            lines.append(f"| … and {more:,} more | | | `nebula-build plan --json` lists all |")
         changed = [
             f"- {markdown_text(a.image)}: {markdown_text(printable(line, _LONGEST_CHANGE))}"
             for a in changes
@@ -183,7 +188,7 @@ def summary(
             for name, e in failures.items()
         ]
     if changed:
-        shown = _listed(changed)
+        shown = _listed(changed, _SHOWN_CHANGES, _CHANGES_BYTES)
         lines += ["", "**What changed:**", "", *shown]
         if len(changed) > len(shown):
             more = len(changed) - len(shown)
@@ -191,22 +196,24 @@ def summary(
     return "\n".join(lines) + "\n\n"
 
 
-#: the changed fields and new prompts a job summary lists one by one, at most, and
-#: their bytes in all: GitHub drops a job summary past 1 MiB (a pull request's rows
-#: may fill prompts of any length)
+#: GitHub drops a job summary past 1 MiB: the table's rows, and the changed fields
+#: and new prompts (a pull request's rows may fill them at any length), are listed one
+#: by one up to these counts and bytes, and the rest counted
+_SHOWN_ROWS = 1_000
+_ROWS_BYTES = 256 << 10
 _SHOWN_CHANGES = 200
 _CHANGES_BYTES = 256 << 10
 #: the characters of one changed field or prompt shown (`plan --json` has them all)
 _LONGEST_CHANGE = 1_000
 
 
-def _listed(changed: list[str]) -> list[str]:
-    """The first of `changed` that fit in _SHOWN_CHANGES lines and _CHANGES_BYTES."""
+def _listed(lines: list[str], count: int, budget: int) -> list[str]:
+    """The first of `lines`, at most `count` of them and `budget` bytes in all."""
     shown: list[str] = []
     size = 0
-    for line in changed[:_SHOWN_CHANGES]:
+    for line in lines[:count]:
         size += len(line.encode()) + 1
-        if size > _CHANGES_BYTES:
+        if size > budget:
             break
         shown.append(line)
     return shown

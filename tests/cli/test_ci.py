@@ -224,6 +224,30 @@ def test_the_job_summary_stays_under_a_mebibyte_with_long_prompts(project, run_c
     )
 
 
+@pytest.mark.slow
+def test_the_job_summary_of_ten_thousand_new_posts_stays_under_a_mebibyte(
+    project, run_cli, actions
+):
+    """Its table had a row per change: 10,000 new posts made 1.4 MB, which GitHub drops
+    whole, the estimated cost with it."""
+    manifest = SITE + (
+        '\n[images.cover]\nrows = { files = "posts/*.md" }\n'
+        'prompt = "{title}"\noutput = "static/images/covers/{slug}.webp"\n'
+    )
+    slug = "a-fairly-typical-blog-post-slug"
+    posts = {f"posts/{slug}-{n:05}.md": f"---\ntitle: post {n}\n---\n" for n in range(9_990)}
+    project({"images.toml": manifest, **posts})
+
+    assert run_cli("plan").code == 0
+
+    summary = actions.read_text()
+    assert len(summary.encode()) < 512 << 10, len(summary.encode())
+    rows = [line for line in summary.splitlines() if line.startswith("| ")]
+    assert rows[2].startswith("| hero | create | new image |")
+    assert rows[-1] == "| … and 8,992 more | | | `nebula-build plan --json` lists all |"
+    assert "- **Estimated cost:**" in summary or "- **Generations:**" in summary
+
+
 def test_nothing_is_written_outside_github_actions(project, run_cli, tmp_path, monkeypatch):
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
