@@ -182,11 +182,15 @@ def summary(
     if generated is not None:
         lines.append(f"- **Generated in this run:** {generated}.")
     if failures:
-        lines += ["", "**Failed:**", ""]
-        lines += [
-            f"- {markdown_text(name)}: {markdown_text(first_line(e))}"
+        failed = [
+            f"- {markdown_text(name)}: {markdown_text(printable(first_line(e), _LONGEST_CHANGE))}"
             for name, e in failures.items()
         ]
+        shown_failed = _listed(failed, _SHOWN_CHANGES, _CHANGES_BYTES)
+        lines += ["", "**Failed:**", "", *shown_failed]
+        if len(failed) > len(shown_failed):
+            more = len(failed) - len(shown_failed)
+            lines.append(f"- … and {more:,} more (`nebula-build status` lists them)")
     if changed:
         shown = _listed(changed, _SHOWN_CHANGES, _CHANGES_BYTES)
         lines += ["", "**What changed:**", "", *shown]

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from nebula_build.ui.github import markdown_text
+from nebula_build.core.plan import Plan
+from nebula_build.errors import UserError
+from nebula_build.ui.github import markdown_text, summary
 from tests.conftest import nebula_manifest
 
 INJECTED = "x\n::warning title=INJ::INJECTED_FROM_PR\n"
@@ -110,3 +112,15 @@ def test_markdown_text_leaves_no_markup(hostile):
 def test_markdown_text_keeps_ordinary_text_readable():
     assert markdown_text("black-forest-labs/FLUX.1-schnell") == "black-forest-labs/FLUX.1-schnell"
     assert markdown_text("img/hero (v2).png") == "img/hero (v2).png"
+
+
+def test_the_failures_of_a_job_summary_stay_far_under_a_mebibyte():
+    """GitHub drops a summary past 1 MiB: 3,000 images out of credits, each with a long
+    reason from a server, had listed every one."""
+    failures = {f"cover[{n}]": UserError("out of credits " + "x" * 2000) for n in range(3000)}
+    text = summary("apply", Plan(actions=[]), failures=failures)
+    assert len(text.encode()) < 300 << 10
+    failed = text.split("**Failed:**\n\n")[1].strip().splitlines()
+    assert (
+        len(failed) == 201 and failed[-1] == "- … and 2,800 more (`nebula-build status` lists them)"
+    )
