@@ -34,6 +34,7 @@ from nebula_build.outputs.atlas import (
 from nebula_build.outputs.atlas import render as render_atlas
 from nebula_build.state.derivedrecords import AtlasRecord, Made
 from nebula_build.state.lockfile import LockEntry, read_made, write_made
+from nebula_build.state.project import Project
 from nebula_build.text import file_key, file_keys, printable
 
 #: the file names an export has (Aseprite JSON, a Godot resource): nothing else is removed
@@ -276,6 +277,7 @@ def _sorted_out(
     project = prepared.project
     removes: list[str] = []
     kept: _Kept = []
+    claimed_files: set[tuple[int, int]] | None = None  # stat'ed once, if anything would go
     for path in present:
         key = file_key(path)
         if key in claimed_keys or any(
@@ -285,10 +287,32 @@ def _sorted_out(
         elif any(_same_file(project.path_of(path), project.path_of(p)) for p in writing):
             continue  # another name of a file written now
         elif files.digest(path) == recorded[path] and ours(path):
-            removes.append(path)
+            if claimed_files is None:
+                claimed_files = _identities(project, claimed)
+            if _identity(project.path_of(path)) in claimed_files:
+                kept.append((path, _CLAIMED))  # its name runs through a link to one
+            else:
+                removes.append(path)
         else:
             kept.append((path, _KEPT))
     return removes, kept
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file `path` names, links followed (device, inode); None if there is none."""
+    try:
+        info = path.stat()
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _identities(project: Project, paths: Collection[str]) -> set[tuple[int, int]]:
+    """The files `paths` name: a lock's record may name one of them by another name
+    (through a folder link inside the project, or a hard link), which the names'
+    text alone does not show."""
+    identities = (_identity(project.path_of(path)) for path in paths if path)
+    return {identity for identity in identities if identity is not None}
 
 
 def _written_by_us(prepared: Prepared, path: str, *, record: AtlasRecord) -> bool:

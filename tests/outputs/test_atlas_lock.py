@@ -394,3 +394,24 @@ def test_an_atlas_whose_members_failed_says_it_was_not_built(project, run_cli):
     assert "failed atlas hero: not built: hero[idle], hero[run] failed\n" in err, err
     assert "error: 2 images and 1 atlas failed:\n" in err
     assert not (root / "atlas").exists()
+
+
+def test_a_lock_naming_an_image_through_a_folder_link_removes_nothing(project, run_cli):
+    """A pull request adds `alias` (a link to `sprites/`) and a record of a deleted
+    atlas whose sheet is `alias/coin.png`, with coin's digest: another image's output
+    by another name. Before, the plan said it goes and apply deleted sprites/coin.png."""
+    root = applied(project, run_cli, HERO)
+    (root / "alias").symlink_to("sprites", target_is_directory=True)
+    coin = _digest(root / "sprites/coin.png")
+    _with_atlas_record(
+        root,
+        f'[atlases.gone]\noutput = "alias/coin.png"\nfiles = {{ "alias/coin.png" = "{coin}" }}\n',
+    )
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "alias/coin.png stays (the manifest writes or reads it)" in out, out
+    assert "removes" not in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert _digest(root / "sprites/coin.png") == coin
+    assert "atlases.gone" not in (root / "images.lock").read_text()
