@@ -121,12 +121,13 @@ _MARKDOWN_SYNTAX = frozenset("\\`*_[]!|~$@")
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
-def markdown_text(text: object) -> str:
+def markdown_text(text: object, limit: int | None = None) -> str:
     """`text` as one line of literal Markdown (a table cell, a list item): no HTML,
-    link, image, code span, emphasis or `|` that ends the cell, whatever it holds."""
+    link, image, code span, emphasis or `|` that ends the cell, whatever it holds;
+    at most `limit` characters of it (cut with "…")."""
     return "".join(
         _HTML.get(char) or ("\\" + char if char in _MARKDOWN_SYNTAX else char)
-        for char in printable(str(text))
+        for char in printable(str(text), limit)
     )
 
 
@@ -136,7 +137,37 @@ def _code(text: object) -> str:
 
 
 def _row(*cells: object) -> str:
-    return "| " + " | ".join(markdown_text(cell) for cell in cells) + " |"
+    return "| " + " | ".join(markdown_text(cell, _SHOWN_CHARS) for cell in cells) + " |"
+
+
+#: GitHub drops a step's whole summary past 1 MiB, so a pull request's manifest (long
+#: prompts, paths, 10,000 images) could hide it, cost and all: each part of it has a
+#: share of that, each cell and line at most `_SHOWN_CHARS` characters (an escaped
+#: character takes up to 5, `&amp;`)
+_TABLE_BYTES = 480 << 10
+_FAILED_BYTES = 128 << 10
+_CHANGED_BYTES = 256 << 10
+_SHOWN_CHARS = 500
+#: the changed fields and new prompts listed one by one
+_SHOWN_CHANGES = 200
+_LISTS_ALL = "(`nebula-build plan --json` lists all)"
+
+
+def _fitting(
+    lines: list[str], budget: int, *, most: int | None = None, listed: str = _LISTS_ALL
+) -> list[str]:
+    """The first of `lines` that fit in `budget` bytes (and `most` lines), then a line
+    counting the rest and saying where they are `listed`."""
+    kept: list[str] = []
+    used = 0
+    for line in lines[:most]:
+        used += len(line.encode()) + 1
+        if used > budget:
+            break
+        kept.append(line)
+    if len(kept) < len(lines):
+        kept.append(f"- … and {len(lines) - len(kept):,} more {listed}")
+    return kept
 
 
 def summary(
@@ -163,13 +194,12 @@ def summary(
         ]
         files = [f for f in plan.files if f.is_change]
         rows += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
-        shown_rows = _listed(rows, _SHOWN_ROWS, _ROWS_BYTES)
-        lines += shown_rows
-        if len(rows) > len(shown_rows):
-            more = len(rows) - len(shown_rows)
-            lines.append(f"| … and {more:,} more | | | `nebula-build plan --json` lists all |")
+        table = _fitting(rows, _TABLE_BYTES)
+        if len(table) > len(rows):  # a list item ends the table: a blank line first
+            table[-1:] = ["", table[-1]]
+        lines += table
         changed = [
-            f"- {markdown_text(a.image)}: {markdown_text(printable(line, _LONGEST_CHANGE))}"
+            f"- {markdown_text(a.image, _SHOWN_CHARS)}: {markdown_text(line, _SHOWN_CHARS)}"
             for a in changes
             for line in _changed_lines(a)
         ]
@@ -182,45 +212,16 @@ def summary(
     if generated is not None:
         lines.append(f"- **Generated in this run:** {generated}.")
     if failures:
+        lines += ["", "**Failed:**", ""]
         failed = [
-            f"- {markdown_text(name)}: {markdown_text(printable(first_line(e), _LONGEST_CHANGE))}"
+            f"- {markdown_text(name, _SHOWN_CHARS)}: {markdown_text(first_line(e), _SHOWN_CHARS)}"
             for name, e in failures.items()
         ]
-        shown_failed = _listed(failed, _SHOWN_CHANGES, _CHANGES_BYTES)
-        lines += ["", "**Failed:**", "", *shown_failed]
-        if len(failed) > len(shown_failed):
-            more = len(failed) - len(shown_failed)
-            lines.append(f"- … and {more:,} more (`nebula-build status` lists them)")
+        lines += _fitting(failed, _FAILED_BYTES, listed="(the log lists all)")
     if changed:
-        shown = _listed(changed, _SHOWN_CHANGES, _CHANGES_BYTES)
-        lines += ["", "**What changed:**", "", *shown]
-        if len(changed) > len(shown):
-            more = len(changed) - len(shown)
-            lines.append(f"- … and {more:,} more (`nebula-build plan --json` lists all)")
+        lines += ["", "**What changed:**", ""]
+        lines += _fitting(changed, _CHANGED_BYTES, most=_SHOWN_CHANGES)
     return "\n".join(lines) + "\n\n"
-
-
-#: GitHub drops a job summary past 1 MiB: the table's rows, and the changed fields
-#: and new prompts (a pull request's rows may fill them at any length), are listed one
-#: by one up to these counts and bytes, and the rest counted
-_SHOWN_ROWS = 1_000
-_ROWS_BYTES = 256 << 10
-_SHOWN_CHANGES = 200
-_CHANGES_BYTES = 256 << 10
-#: the characters of one changed field or prompt shown (`plan --json` has them all)
-_LONGEST_CHANGE = 1_000
-
-
-def _listed(lines: list[str], count: int, budget: int) -> list[str]:
-    """The first of `lines`, at most `count` of them and `budget` bytes in all."""
-    shown: list[str] = []
-    size = 0
-    for line in lines[:count]:
-        size += len(line.encode()) + 1
-        if size > budget:
-            break
-        shown.append(line)
-    return shown
 
 
 def _changed_lines(action: Action) -> list[str]:
@@ -241,8 +242,8 @@ def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:
         models = Counter((a.spec.backend, a.spec.model) for a in plan.generations if a.spec)
         if not models:
             return []
-        per_model = ", ".join(
-            f"{n} × {_code(m)} on {markdown_text(b)}" for (b, m), n in sorted(models.items())
+        per_model = _some(
+            [f"{n} × {_code(m)} on {markdown_text(b)}" for (b, m), n in sorted(models.items())]
         )
         return [f"- **Generations:** {per_model}."]
     from nebula_build.engine.cost import money
@@ -258,7 +259,7 @@ def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:
         elif line.paid and line.price is not None:
             part += " at " + markdown_text(money(line.price) + price_origin(line))
         parts.append(part)
-    lines = [f"- **Generations:** {', '.join(parts)}."]
+    lines = [f"- **Generations:** {_some(parts)}."]
     if estimate.paid_generations:
         total = estimate.total
         said = "unknown" if total is None else money(total)
@@ -266,6 +267,18 @@ def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:
             said = f"at least {money(estimate.known)} (some prices unknown)"
         lines.append(f"- **Estimated cost:** {markdown_text(said)}.")  # `$`: math on GitHub
     return lines
+
+
+#: the generations per model a job summary names (a manifest may give each image its own)
+_MODELS_BYTES = 32 << 10
+
+
+def _some(parts: list[str]) -> str:
+    """`parts` joined with commas, as many as fit in `_MODELS_BYTES`, then how many more."""
+    shown = _fitting(parts, _MODELS_BYTES, listed="")
+    if len(shown) < len(parts):
+        shown[-1] = shown[-1].removeprefix("- ").rstrip() + " models"
+    return ", ".join(shown)
 
 
 def append_summary(markdown: str) -> None:

@@ -322,3 +322,22 @@ def test_validate_and_gc_errors_are_json_too(command, project, run_cli):
     code, out, _ = run_cli(command, "--json")
     assert code == 1
     assert json.loads(out)["error"]["problems"][0]["key"] == "defaults.width"
+
+
+def test_a_job_summary_stays_under_github_s_limit_whatever_the_prompts(project, run_cli, actions):
+    """GitHub drops a step's summary past 1 MiB, so a pull request whose 250 new images
+    each have a 9,000-character prompt of `<` (each `&lt;` on the page) and a long
+    output path hid the whole summary, cost included: it is cut to fit, and says so."""
+    names = ", ".join(f'"{n:03}"' for n in range(250))
+    long = "/".join(["d" * 180] * 5)
+    manifest = SITE + (
+        f'\n[images.spam]\nmatrix = {{ n = [{names}] }}\nprompt = "{{n}} {"<" * 9000}"\n'
+        f'output = "img/{long}/{{n}}.png"\n'
+    )
+    project({"images.toml": manifest})
+    code, _, err = run_cli("plan")
+    assert code == 0, err
+    text = actions.read_text()
+    assert len(text.encode()) < 1 << 20, len(text.encode())
+    assert "- **Generations:** 252 × <code>black" in text
+    assert "(`nebula-build plan --json` lists all)" in text.split("**What changed:**")[1]
