@@ -34,7 +34,6 @@ from nebula_build.outputs.atlas import (
 from nebula_build.outputs.atlas import render as render_atlas
 from nebula_build.state.derivedrecords import AtlasRecord, Made
 from nebula_build.state.lockfile import LockEntry, read_made, write_made
-from nebula_build.state.project import Project
 from nebula_build.text import file_key, file_keys, printable
 
 #: the file names an export has (Aseprite JSON, a Godot resource): nothing else is removed
@@ -113,13 +112,14 @@ def _planned_atlases(
     files = prepared.files
     actions = []
     records = made.atlases
+    claims = _Claims(prepared, lock)
     for atlas in prepared.resolved.atlases.values():
         recorded = read_recorded(prepared.guard, atlas)
         exports = {path: files.digest(path) for path in atlas.exports}
         sheet = files.digest(atlas.output)
         dropped = dropped_exports(prepared, atlas, recorded)
         record = records.get(atlas.name)
-        old, kept = _moved_files(prepared, lock, atlas, record)
+        old, kept = _moved_files(prepared, claims, atlas, record)
         action = plan_atlas(
             atlas,
             lock,
@@ -137,7 +137,7 @@ def _planned_atlases(
         actions.append((action, {atlas.output: sheet, **exports}))
     if deleting:
         actions += [
-            (_deleted(prepared, lock, name, record), {})
+            (_deleted(prepared, claims, name, record), {})
             for name, record in sorted(records.items())
             if name not in prepared.resolved.atlases
         ]
@@ -181,7 +181,7 @@ def _kept(kept: _Kept) -> str:
 
 def _moved_files(
     prepared: Prepared,
-    lock: Mapping[str, LockEntry],
+    claims: _Claims,
     atlas: AtlasSpec,
     record: AtlasRecord | None,
 ) -> tuple[list[str], _Kept]:
@@ -197,7 +197,7 @@ def _moved_files(
     ]
     if not gone:
         return [], []
-    return _old_files(prepared, lock, record, gone, writing=atlas.paths)
+    return _old_files(prepared, claims, record, gone, writing=atlas.paths)
 
 
 def _with_old_files(action: FileAction, removes: list[str], kept: _Kept) -> FileAction:
@@ -212,13 +212,11 @@ def _with_old_files(action: FileAction, removes: list[str], kept: _Kept) -> File
     return dataclasses.replace(action, reason=reason)
 
 
-def _deleted(
-    prepared: Prepared, lock: Mapping[str, LockEntry], name: str, record: AtlasRecord
-) -> FileAction:
+def _deleted(prepared: Prepared, claims: _Claims, name: str, record: AtlasRecord) -> FileAction:
     """An atlas gone from the manifest: its last build's files go, those changed since
     stay, named."""
     paths = sorted(record.files, key=lambda path: path != record.output)  # the sheet first
-    removes, kept = _old_files(prepared, lock, record, paths, writing=())
+    removes, kept = _old_files(prepared, claims, record, paths, writing=())
     reason = "removed from the manifest"
     if kept:
         reason += f"; {_kept(kept)}"
@@ -234,7 +232,7 @@ def _deleted(
 
 def _old_files(
     prepared: Prepared,
-    lock: Mapping[str, LockEntry],
+    claims: _Claims,
     record: AtlasRecord,
     paths: list[str],
     *,
@@ -245,16 +243,56 @@ def _old_files(
     tool's)."""
     return _sorted_out(
         prepared,
-        lock,
+        claims,
         {path: record.files[path] for path in paths},
         writing=writing,
         ours=functools.partial(_written_by_us, prepared, record=record),
     )
 
 
+class _Claims:
+    """What no old file of an atlas or asset manifest may be, worked out once per plan
+    and only if a recorded file is there (a lock may hold 100,000 records): the files
+    the manifest writes or reads and those the lock records for an image, by name as
+    macOS and Windows compare names (`Out/Hero.png` there is `out/hero.png`) and,
+    where one would go, as files: a record may name one through a folder link inside
+    the project, or a hard link."""
+
+    def __init__(self, prepared: Prepared, lock: Mapping[str, LockEntry]) -> None:
+        self._prepared = prepared
+        self._lock = lock
+
+    @functools.cached_property
+    def _claimed(self) -> tuple[set[str], list[str]]:
+        claimed, folders = _claimed(self._prepared)
+        claimed |= {path for entry in self._lock.values() for path in entry.files()}
+        return claimed, [file_key(folder) for folder in folders]
+
+    @functools.cached_property
+    def _keys(self) -> set[str]:
+        return file_keys(self._claimed[0])
+
+    @functools.cached_property
+    def _files(self) -> set[tuple[int, int]]:
+        project = self._prepared.project
+        identities = (_identity(project.path_of(path)) for path in self._claimed[0] if path)
+        return {identity for identity in identities if identity is not None}
+
+    def names(self, path: str) -> bool:
+        """Whether `path` is a claimed file's name, or in a folder posts are read from."""
+        key = file_key(path)
+        return key in self._keys or any(
+            folder in ("", ".") or key.startswith(f"{folder}/") for folder in self._claimed[1]
+        )
+
+    def holds(self, path: str) -> bool:
+        """Whether the file `path` names (links followed) is a claimed file."""
+        return _identity(self._prepared.project.path_of(path)) in self._files
+
+
 def _sorted_out(
     prepared: Prepared,
-    lock: Mapping[str, LockEntry],
+    claims: _Claims,
     recorded: Mapping[str, str],
     *,
     writing: Collection[str],
@@ -264,32 +302,21 @@ def _sorted_out(
     untrusted), those that go and those that stay because they changed since (or do
     not read as the tool's: `ours`). A file goes only where it still holds the digest
     recorded, reads as the tool's, and nothing the manifest writes or reads (nor an
-    image the lock records) claims it; one missing or claimed is left alone."""
+    image the lock records) claims it, by name or as a file; one missing or claimed
+    is left alone."""
     files = prepared.files
-    present = [path for path in recorded if files.digest(path) is not None]
-    if not present:
-        return [], []
-    claimed, folders = _claimed(prepared)
-    claimed |= {path for entry in lock.values() for path in entry.files()}
-    # as macOS and Windows compare names: `Out/Hero.png` there is `out/hero.png`
-    claimed_keys = file_keys(claimed)
-    folder_keys = [file_key(folder) for folder in folders]
     project = prepared.project
     removes: list[str] = []
     kept: _Kept = []
-    claimed_files: set[tuple[int, int]] | None = None  # stat'ed once, if anything would go
-    for path in present:
-        key = file_key(path)
-        if key in claimed_keys or any(
-            folder in ("", ".") or key.startswith(f"{folder}/") for folder in folder_keys
-        ):
+    for path in recorded:
+        if files.digest(path) is None:
+            continue
+        if claims.names(path):
             kept.append((path, _CLAIMED))
         elif any(_same_file(project.path_of(path), project.path_of(p)) for p in writing):
             continue  # another name of a file written now
         elif files.digest(path) == recorded[path] and ours(path):
-            if claimed_files is None:
-                claimed_files = _identities(project, claimed)
-            if _identity(project.path_of(path)) in claimed_files:
+            if claims.holds(path):
                 kept.append((path, _CLAIMED))  # its name runs through a link to one
             else:
                 removes.append(path)
@@ -305,14 +332,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return info.st_dev, info.st_ino
-
-
-def _identities(project: Project, paths: Collection[str]) -> set[tuple[int, int]]:
-    """The files `paths` name: a lock's record may name one of them by another name
-    (through a folder link inside the project, or a hard link), which the names'
-    text alone does not show."""
-    identities = (_identity(project.path_of(path)) for path in paths if path)
-    return {identity for identity in identities if identity is not None}
 
 
 def _written_by_us(prepared: Prepared, path: str, *, record: AtlasRecord) -> bool:
@@ -595,7 +614,7 @@ def _asset_manifest_action(
     if target is None:
         if old is None or not deleting:
             return None
-        removes, kept = _old_asset_manifest(prepared, lock, old, writing=())
+        removes, kept = _old_asset_manifest(prepared, _Claims(prepared, lock), old, writing=())
         reason = "removed from the manifest" + (f"; {_kept(kept)}" if kept else "")
         return FileAction(
             FileKind.ASSET_MANIFEST, "assets", FileState.DELETE, reason, old[0], removes=removes
@@ -603,7 +622,8 @@ def _asset_manifest_action(
     action = assetmanifest.plan_asset_manifest(target, wanted=wanted, current=current, force=force)
     if old is None or old[0] == target:
         return action
-    removes, kept = _old_asset_manifest(prepared, lock, old, writing=(target,))
+    claims = _Claims(prepared, lock)
+    removes, kept = _old_asset_manifest(prepared, claims, old, writing=(target,))
     reason = action.reason
     if action.state is FileState.NOOP and removes:
         action = dataclasses.replace(action, state=FileState.BUILD)
@@ -617,7 +637,7 @@ def _asset_manifest_action(
 
 def _old_asset_manifest(
     prepared: Prepared,
-    lock: Mapping[str, LockEntry],
+    claims: _Claims,
     old: tuple[str, str],
     *,
     writing: Collection[str],
@@ -629,7 +649,7 @@ def _old_asset_manifest(
         text = _read(prepared, path)
         return text is not None and assetmanifest.is_ours(text)
 
-    removes, kept = _sorted_out(prepared, lock, dict([old]), writing=writing, ours=ours)
+    removes, kept = _sorted_out(prepared, claims, dict([old]), writing=writing, ours=ours)
     return tuple(removes), kept
 
 
