@@ -163,6 +163,7 @@ def _written_before(
 
 _KEPT = "changed by hand since nebula-build wrote it, or not its file"
 _CLAIMED = "the manifest writes or reads {}"
+_OUTSIDE = "a link leads out of the project to {}"
 #: a file that stays, and why
 _Kept = list[tuple[str, str]]
 
@@ -318,6 +319,8 @@ def _sorted_out(
         elif files.digest(path) == recorded[path] and ours(path):
             if claims.holds(path):
                 kept.append((path, _CLAIMED))  # its name runs through a link to one
+            elif prepared.guard.folder_problem(path) is not None:
+                kept.append((path, _OUTSIDE))  # the guard would refuse to remove it
             else:
                 removes.append(path)
         else:

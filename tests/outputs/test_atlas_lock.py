@@ -440,3 +440,25 @@ def test_many_atlas_records_cost_one_look_at_the_manifest(project, run_cli, monk
     assert code == 0, err
     assert out.count("removes hand.png") == 50, out
     assert len(looks) == 1, len(looks)
+
+
+def test_a_lock_naming_a_file_outside_through_a_link_plans_to_keep_it(project, run_cli, tmp_path):
+    """A pull request adds `ext`, a link to a folder outside the project, and a record
+    of a deleted atlas naming a sheet there with its digest. Before, plan said it
+    goes and apply then failed on it (the guard refuses); now plan says it stays."""
+    root = applied(project, run_cli, HERO)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.png").write_bytes((root / "sprites/coin.png").read_bytes())
+    (root / "ext").symlink_to(outside, target_is_directory=True)
+    sheet = _digest(outside / "x.png")
+    _with_atlas_record(
+        root, f'[atlases.gone]\noutput = "ext/x.png"\nfiles = {{ "ext/x.png" = "{sheet}" }}\n'
+    )
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "ext/x.png stays (a link leads out of the project to it)" in out, out
+    assert "removes" not in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (outside / "x.png").read_bytes() == (root / "sprites/coin.png").read_bytes()
