@@ -462,3 +462,26 @@ def test_a_lock_naming_a_file_outside_through_a_link_plans_to_keep_it(project, r
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert (outside / "x.png").read_bytes() == (root / "sprites/coin.png").read_bytes()
+
+
+def test_an_image_made_in_the_apply_is_not_removed_as_an_old_atlas_file(project, run_cli, tmp_path):
+    """The plan cannot name a file that is not there yet: a record naming
+    `alias/gem.png` (a link to `sprites/`) with the digest the new image `gem` will
+    have made apply, which plans the atlases again once the images are written,
+    remove gem's output though the plan never said so."""
+    gem = '\n[images.gem]\nprompt = "a gem"\noutput = "sprites/gem.png"\n'
+    made = applied(project, run_cli, HERO + gem)
+    gem_digest = _digest(made / "sprites/gem.png")
+    root = made.parent / "second"
+    root.mkdir()
+    (root / "images.toml").write_text(HERO)
+    assert run_cli("apply", cwd=root).code == 0
+    (root / "images.toml").write_text(HERO + gem)
+    (root / "alias").symlink_to("sprites", target_is_directory=True)
+    files = f'{{ "alias/gem.png" = "{gem_digest}" }}'
+    _with_atlas_record(root, f'[atlases.gone]\noutput = "alias/gem.png"\nfiles = {files}\n')
+    code, out, err = run_cli("plan")
+    assert code == 0 and "atlas gone  delete" in out and "removes" not in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert _digest(root / "sprites/gem.png") == gem_digest, out
