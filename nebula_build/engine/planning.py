@@ -11,11 +11,11 @@ from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, ondisk
 from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import UserError
+from nebula_build.errors import LockfileError, UserError
 from nebula_build.plugin import OnDisk
-from nebula_build.state.lockfile import Entries
+from nebula_build.state.lockfile import Entries, LockEntry
 from nebula_build.state.remote import Remote
-from nebula_build.text import shell_operands, shell_option
+from nebula_build.text import file_key, printable, shell_operands, shell_option
 
 
 def plan_for(
@@ -40,6 +40,8 @@ def plan_for(
     have changed are planned (with the images they take outputs from)."""
     every_lock = lock
     specs = prepared.specs
+    if prepared.changed_only is None:  # a watch round: its first plan checked the lock
+        refuse_other_names(prepared, lock)
     only = prepared.changed_only
     if only is not None and not (targets or replace or more or picks or pins or unpin):
         specs, lock = _view(specs, lock, only)
@@ -220,3 +222,52 @@ def _lost_pins(images: Plan, pins: Mapping[str, AssetSpec], remote: Remote | Non
         held = remote.lookup(lost.values())
         return {name for name, key in lost.items() if key not in held}
     return set(lost)
+
+
+def refuse_other_names(prepared: Prepared, lock: Mapping[str, LockEntry]) -> None:
+    """Refuse, in one line, a lock entry naming under another name (through a folder
+    link inside the project) a file another image writes or reads: a pull request's
+    `alias/coin.png`, `alias` leading to `sprites/`, would have the plan delete or
+    move coin's output, as the names differ. One realpath per folder; nothing more
+    where no folder is a link."""
+    specs = prepared.specs.values()
+    named = {spec.output.rpartition("/")[0] for spec in specs}
+    named |= {p.rpartition("/")[0] for s in specs for p in (s.image, s.mask, s.palette_file) if p}
+    named |= {p.rpartition("/")[0] for s in specs if s.widths for p, _, _ in s.variants}
+    # a lock's variants are beside its output (`state.lockfile` checks)
+    named |= {entry.output.rpartition("/")[0] for entry in lock.values()}
+    folders = {folder: prepared.guard.real_folder(folder) for folder in named}
+    if all(found == folder for folder, found in folders.items()):
+        return
+    claimed = {
+        path: image
+        for image, spec in prepared.specs.items()
+        for path in (*spec.paths, spec.image, spec.mask, spec.palette_file)
+        if path
+    }
+    recorded = [(path, image) for image, entry in lock.items() for path in entry.files()]
+    for path in (*claimed, *(path for path, _ in recorded)):
+        folder = path.rpartition("/")[0]
+        if folder not in folders:
+            folders[folder] = prepared.guard.real_folder(folder)
+
+    def real(path: str) -> str | None:
+        folder, _, name = path.rpartition("/")
+        found = folders[folder]
+        return None if found is None else f"{found}/{name}" if found else name
+
+    owners: dict[str, tuple[str, str]] = {}  # the file, as a key → (image, its name)
+    for path, image in claimed.items():
+        if (found := real(path)) is not None:
+            owners.setdefault(file_key(found), (image, path))
+    for path, image in recorded:
+        found = real(path)
+        owner = None if found is None else owners.get(file_key(found))
+        if owner is None or owner[0] == image or file_key(owner[1]) == file_key(path):
+            continue
+        raise LockfileError(
+            f"{prepared.project.lock_path.name}: images.{printable(image, 80)}: "
+            f"{printable(path, 200)} is {printable(owner[1], 200)} of "
+            f"{printable(owner[0], 80)} under another name (a link); restore the lock "
+            "from version control or delete the entry"
+        )

@@ -156,6 +156,16 @@ class Guard:
             return None
         return None if stat.S_ISREG(mode) else "is not a regular file"
 
+    def real_folder(self, folder: str) -> str | None:
+        """`folder` ("" for the project's) with the symbolic links in it followed, as a
+        project path ("" for the project's); None where one leads out of the project."""
+        real = os.path.realpath(self.root / folder)
+        try:
+            inside = PurePosixPath(real).relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+        return "" if inside == "." else inside
+
     def folder_problem(self, relative: str) -> str | None:
         """Whether the folder of output `relative` leaves the project or enters the
         tool's state through a symbolic link (checked before paying for an image)."""

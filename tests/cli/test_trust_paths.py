@@ -731,3 +731,36 @@ def _chain(folder: Path, depth: int) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_a_lock_entry_naming_another_image_s_file_through_a_link_is_refused(project, run_cli):
+    """A pull request adds `alias` (a link to `img/`) and a lock entry for an image the
+    manifest does not declare, its output `alias/logo.png` with logo's digest. The
+    names differ, so the plan deleted it, and apply deleted img/logo.png, another
+    image's output. Now the entry is refused in one line."""
+    root = project(
+        {
+            "images.toml": manifest(
+                '[images.hero]\nprompt = "a hero"\noutput = "img/hero.png"',
+                '[images.logo]\nprompt = "a fox"\noutput = "img/logo.png"',
+            )
+        }
+    )
+    assert run_cli("apply").code == 0
+    logo = (root / "img/logo.png").read_bytes()
+    (root / "alias").symlink_to("img", target_is_directory=True)
+    lock = (root / "images.lock").read_text()
+    table = lock[lock.index("[images.logo]") :].split("\n[", 1)[0]
+    evil = table.replace("[images.logo]", "[images.evil]")
+    evil = evil.replace('"img/logo.png"', '"alias/logo.png"')
+    assert hashlib.sha256(logo).hexdigest() in evil
+    (root / "images.lock").write_text(f"{lock}\n{evil}\n")
+    for command in ("plan", "apply"):
+        code, _, err = run_cli(command)
+        assert code == 1 and "Traceback" not in err, err
+        assert (
+            "images.lock: images.evil: alias/logo.png is img/logo.png of logo under another "
+            "name (a link); restore the lock" in err
+        ), err
+        assert len(err.strip().splitlines()) == 1, err
+    assert (root / "img/logo.png").read_bytes() == logo
