@@ -195,7 +195,7 @@ def summary(
         files = [f for f in plan.files if f.is_change]
         rows += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
         table = _fitting(rows, _TABLE_BYTES)
-        if len(table) > len(rows):  # a list item ends the table: a blank line first
+        if table and not table[-1].startswith("| "):  # the count: a blank line ends the table
             table[-1:] = ["", table[-1]]
         lines += table
         changed = [
