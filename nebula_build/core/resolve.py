@@ -9,8 +9,9 @@ multiples) is checked here, against the backend's declaration.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import PurePosixPath
@@ -119,6 +120,9 @@ class _Resolver(SpriteRules):
         self.data = data
         #: each source's rows, read once however many declarations read it
         self.sources: Sources | None = None
+        #: how many declarations still to resolve read each source (`count_readers`):
+        #: what the last one read is let go, not kept to the end of the resolve
+        self.readers: dict[Source, int] = {}
         self.data_files: dict[str, None] = {}
         self.data_globs: list[tuple[str, str, tuple[str, ...]]] = []
         self.rows: dict[str, str] = {}  # image made from a data row → the row's id
@@ -307,7 +311,10 @@ class _Resolver(SpriteRules):
                 return RowImages()
             if self.sources is None:
                 self.sources = Sources(self.data)
-            made = images_from_rows(base, decl, source, self.sources, budget=budget)
+            try:
+                made = images_from_rows(base, decl, source, self.sources, budget=budget)
+            finally:
+                self.done_reading(source)
         except ExpansionError as exc:
             self.fail((*loc, exc.key, *exc.at), str(exc))
             return RowImages()
@@ -320,6 +327,26 @@ class _Resolver(SpriteRules):
         for problem in made.problems:
             self.data_problem(base, problem)
         return made
+
+    def count_readers(self, decls: Iterable[ImageDecl]) -> None:
+        """Count the declarations that read each source, before any is resolved."""
+        from nebula_build.core.rowimages import source_of
+
+        for decl in decls:
+            if decl.rows is not None:
+                with contextlib.suppress(ExpansionError):  # said when it is resolved
+                    source = source_of(decl.rows)
+                    self.readers[source] = self.readers.get(source, 0) + 1
+
+    def done_reading(self, source: Source) -> None:
+        """One declaration of `source` resolved: after the last, what it alone read goes
+        (a table of millions of rows that a `limit` kept five of)."""
+        left = self.readers.get(source)
+        if left is None or self.sources is None:
+            return
+        self.readers[source] = left - 1
+        if left == 1:
+            self.sources.release(source, {s for s, n in self.readers.items() if n})
 
     def reading(self, base: str, source: Source) -> bool:
         """Record what a declaration's `rows` read (never to be written); False where
@@ -821,6 +848,8 @@ def resolve(
         if name in registry.plugins:  # settings of an unused plugin are checked when used
             resolver.backend(name, ("backends", name))
     images: dict[str, ImageDecl] = {}
+    if any(decl.rows is not None for decl in manifest.model.images.values()):
+        resolver.count_readers(manifest.model.images.values())
     for base, decl in manifest.model.images.items():
         problems_before = len(resolver.problems)
         budget = manifest.model.max_images - len(images)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -178,6 +178,16 @@ class Sources:
         self.parsed = 0
         #: steps the declarations so far take going through their rows (MAX_ROW_STEPS)
         self.steps = 0
+
+    def release(self, source: Source, still_read: Collection[Source]) -> None:
+        """Let go of what `source` read that none of the sources `still_read` reads: its
+        rows, its JSON document, the posts of the last pattern."""
+        self._loaded.pop(source, None)
+        if source.pattern is None:
+            if not any(other.path == source.path for other in still_read):
+                self._documents.pop(source.path, None)
+        elif not any(other.pattern is not None for other in still_read):
+            self._posts.clear()
 
     def load(self, source: Source) -> Loaded:
         """The source's rows; ExpansionError when a file cannot be read, DataError when
