@@ -386,15 +386,18 @@ def build_files(
                 records[action.name] = record
         elif action.state is FileState.DELETE:
             outcome = _delete_atlas(prepared, action, records.pop(action.name))
-        elif action.state is FileState.WAITING and (
-            lost := [m for m in prepared.resolved.atlases[action.name].members if m in failed]
-        ):
-            error = f"not built: {some_names(lost)} failed"
-            outcome = FileOutcome(action, ok=False, error=error)
         else:
+            atlas = prepared.resolved.atlases[action.name]
             if action.state is FileState.NOOP:
-                _record_as_built(prepared, prepared.resolved.atlases[action.name], records)
-            continue
+                _record_as_built(prepared, atlas, records)
+            lost = [member for member in atlas.members if member in failed]
+            if not lost:
+                continue
+            # its plan said it would be built with them: say why it was not
+            error = f"not built: {some_names(lost)} failed"
+            if action.state is FileState.NOOP:
+                error = f"not rebuilt: {some_names(lost)} failed; the sheet keeps its last build"
+            outcome = FileOutcome(action, ok=False, error=error)
         outcomes.append(outcome)
         on_built(outcome)
     written, asset_manifest = _build_asset_manifest(

@@ -396,6 +396,23 @@ def test_an_atlas_whose_members_failed_says_it_was_not_built(project, run_cli):
     assert not (root / "atlas").exists()
 
 
+def test_an_atlas_whose_members_failed_again_says_it_keeps_its_last_build(project, run_cli):
+    """Before: the plan said the atlas would be built with its members; their new
+    generations failed, and apply said nothing of the atlas."""
+    root = applied(project, run_cli, HERO)
+    sheet = (root / "atlas/hero.png").read_bytes()
+    failing = HERO.replace(
+        'prompt = "a hero, {pose} pose"\n', 'prompt = "a hero, {pose}"\nchecks = { max_kb = 0.1 }\n'
+    )
+    (root / "images.toml").write_text(failing)
+    assert "~ atlas hero  build" in run_cli("plan").out
+    code, _, err = run_cli("apply")
+    assert code == 1
+    expected = "failed atlas hero: not rebuilt: hero[idle], hero[run] failed; the sheet keeps"
+    assert expected in err, err
+    assert (root / "atlas/hero.png").read_bytes() == sheet
+
+
 def test_a_lock_naming_an_image_through_a_folder_link_removes_nothing(project, run_cli):
     """A pull request adds `alias` (a link to `sprites/`) and a record of a deleted
     atlas whose sheet is `alias/coin.png`, with coin's digest: another image's output
