@@ -229,7 +229,8 @@ def refuse_other_names(prepared: Prepared, lock: Mapping[str, LockEntry]) -> Non
     link inside the project) a file another image writes or reads: a pull request's
     `alias/coin.png`, `alias` leading to `sprites/`, would have the plan delete or
     move coin's output, as the names differ. One realpath per folder; nothing more
-    where no folder is a link."""
+    where no folder is a link. An entry whose folder a link leads out of the project
+    is refused too: the plan would read (hash) a file outside it."""
     specs = prepared.specs.values()
     named = {spec.output.rpartition("/")[0] for spec in specs}
     named |= {p.rpartition("/")[0] for s in specs for p in (s.image, s.mask, s.palette_file) if p}
@@ -239,6 +240,13 @@ def refuse_other_names(prepared: Prepared, lock: Mapping[str, LockEntry]) -> Non
     folders = {folder: prepared.guard.real_folder(folder) for folder in named}
     if all(found == folder for folder, found in folders.items()):
         return
+    for image, entry in lock.items():
+        if folders[entry.output.rpartition("/")[0]] is None:
+            raise LockfileError(
+                f"{prepared.project.lock_path.name}: images.{printable(image, 80)}: "
+                f"{printable(entry.output, 200)} is outside the project (a link leads out "
+                "of it); restore the lock from version control or delete the entry"
+            )
     claimed = {
         path: image
         for image, spec in prepared.specs.items()

@@ -764,3 +764,24 @@ def test_a_lock_entry_naming_another_image_s_file_through_a_link_is_refused(proj
         ), err
         assert len(err.strip().splitlines()) == 1, err
     assert (root / "img/logo.png").read_bytes() == logo
+
+
+def test_a_lock_entry_behind_a_link_out_of_the_project_is_refused(project, run_cli, tmp_path):
+    """A pull request adds `ext`, a link out of the project, and a lock entry whose
+    output is a file there: the plan hashed that file (a large one stalled it, and the
+    plan told whether it held a digest the pull request named). Now refused."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"not yours")
+    root = project(
+        {"images.toml": manifest('[images.hero]\nprompt = "a hero"\noutput = "hero.png"')}
+    )
+    assert run_cli("apply").code == 0
+    (root / "ext").symlink_to(outside, target_is_directory=True)
+    lock = (root / "images.lock").read_text()
+    table = lock[lock.index("[images.hero]") :].split("\n[", 1)[0]
+    evil = table.replace("[images.hero]", "[images.evil]").replace('"hero.png"', '"ext/secret.png"')
+    (root / "images.lock").write_text(f"{lock}\n{evil}\n")
+    code, _, err = run_cli("plan")
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "images.lock: images.evil: ext/secret.png is outside the project (a link" in err
