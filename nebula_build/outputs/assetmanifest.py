@@ -12,6 +12,7 @@ import json
 import posixpath
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from nebula_build.core.plan import FileAction, FileKind, FileState
 from nebula_build.core.spec import AssetSpec
@@ -47,7 +48,8 @@ def content(
         listed = [
             {
                 "path": path,
-                "url": posixpath.relpath(path, folder),
+                # a URL: `srcset` splits at spaces and commas, `#` and `?` end a path
+                "url": quote(posixpath.relpath(path, folder)),
                 "width": width,
                 "height": height,
                 "format": spec.format,

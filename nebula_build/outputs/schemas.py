@@ -19,7 +19,10 @@ class AssetFile(BaseModel):
     model_config = _CLOSED
 
     path: str = Field(description="Path relative to the folder of images.toml.")
-    url: str = Field(description="Path relative to the folder of this JSON file.")
+    url: str = Field(
+        description="Path relative to the folder of this JSON file, as a URL: "
+        "percent-encoded (a space is %20), so it can go into src and srcset as it is."
+    )
     width: int = Field(description="Width in pixels.")
     height: int = Field(description="Height in pixels.")
     format: Literal["png", "jpeg", "webp", "avif"] = Field(description="Image format.")

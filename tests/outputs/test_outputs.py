@@ -49,6 +49,29 @@ def test_variants_are_written_never_upscaled_and_listed(project, run_cli, fake_s
     assert "hero-32.webp" in (root / "images.lock").read_text()
 
 
+def test_a_url_in_the_asset_manifest_is_percent_encoded(project, run_cli, fake_site, tmp_path):
+    """A post named "My First Post.md" made `img/My First Post.webp`: its url went into
+    a srcset as it was, which splits at the space. Its path stays the file's name."""
+    log = tmp_path / "gen.log"
+    hero = {**HERO, "output": "static/My First Post, café #1.webp", "widths": [32]}
+    root = project(
+        {
+            "images.toml": fake_manifest(log, {"hero": hero})
+            + '\n[assets]\nmanifest = "static/images.json"\n'
+        }
+    )
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    files = json.loads((root / "static/images.json").read_text())["images"]["hero"]["files"]
+    assert [(f["path"], f["url"]) for f in files] == [
+        ("static/My First Post, café #1.webp", "My%20First%20Post%2C%20caf%C3%A9%20%231.webp"),
+        (
+            "static/My First Post, café #1-32.webp",
+            "My%20First%20Post%2C%20caf%C3%A9%20%231-32.webp",
+        ),
+    ]
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
