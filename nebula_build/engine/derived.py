@@ -66,7 +66,8 @@ def plan_files(
     image gone is not unless named)."""
     changing = {a.image for a in images if a.is_change and a.kind is not ActionKind.CONFLICT}
     made = read_made(prepared.project)
-    actions = _plan_atlases(prepared, lock, made, changing, force=force, deleting=deleting)
+    planned = _planned_atlases(prepared, lock, made, changing, force=force, deleting=deleting)
+    actions = [action for action, _ in planned]
     target = prepared.resolved.asset_manifest
     wanted = None if changing or target is None else _asset_manifest_text(prepared, lock)
     action = _asset_manifest_action(
@@ -81,19 +82,6 @@ def plan_files(
     if action is not None:
         actions.append(action)
     return tuple(actions)
-
-
-def _plan_atlases(
-    prepared: Prepared,
-    lock: Mapping[str, LockEntry],
-    made: Made,
-    changing: set[str],
-    *,
-    force: bool,
-    deleting: bool,
-) -> list[FileAction]:
-    planned = _planned_atlases(prepared, lock, made, changing, force=force, deleting=deleting)
-    return [action for action, _ in planned]
 
 
 #: the digest of each file an atlas writes (sheet, exports) as its plan saw it

@@ -580,9 +580,8 @@ def test_posts_saved_with_windows_line_endings_change_no_image(project, run_cli,
     assert nebula_server.generations == []
 
 
-def test_an_excerpt_leaves_out_hugo_and_jekyll_tags_and_ends_at_a_summary_divider(
-    project, run_cli, nebula_server
-):
+def _excerpt_prompts(project, run_cli, server, posts: dict[str, str]) -> list[str]:
+    """The prompts `apply` sends for covers prompted by each post's excerpt alone."""
     images = {
         "cover": {
             "rows": {"files": "posts/*.md"},
@@ -590,21 +589,25 @@ def test_an_excerpt_leaves_out_hugo_and_jekyll_tags_and_ends_at_a_summary_divide
             "output": "img/{slug}.png",
         }
     }
-    project(
-        {
-            "images.toml": nebula_manifest(images),
-            "posts/hugo.md": (
-                '---\ntitle: H\n---\n{{< figure src="harbour.jpg" >}}\n\n'
-                "Boats in a harbour at sunset.\n"
-            ),
-            "posts/notice.md": "---\ntitle: N\n---\n{{% notice %}}\nA notice.\n{{% /notice %}}\n",
-            "posts/jekyll.md": "---\ntitle: J\n---\n{% include figure.html %}\nA jekyll post.\n",
-            "posts/more.md": "---\ntitle: M\n---\nGulls over the pier.\n<!--more-->\nThe rest.\n",
-        }
-    )
+    project({"images.toml": nebula_manifest(images), **posts})
     code, _, err = run_cli("apply")
     assert code == 0, err
-    assert prompts(nebula_server) == [
+    return prompts(server)
+
+
+def test_an_excerpt_leaves_out_hugo_and_jekyll_tags_and_ends_at_a_summary_divider(
+    project, run_cli, nebula_server
+):
+    posts = {
+        "posts/hugo.md": (
+            '---\ntitle: H\n---\n{{< figure src="harbour.jpg" >}}\n\n'
+            "Boats in a harbour at sunset.\n"
+        ),
+        "posts/notice.md": "---\ntitle: N\n---\n{{% notice %}}\nA notice.\n{{% /notice %}}\n",
+        "posts/jekyll.md": "---\ntitle: J\n---\n{% include figure.html %}\nA jekyll post.\n",
+        "posts/more.md": "---\ntitle: M\n---\nGulls over the pier.\n<!--more-->\nThe rest.\n",
+    }
+    assert _excerpt_prompts(project, run_cli, nebula_server, posts) == [
         "A jekyll post.",
         "A notice.",
         "Boats in a harbour at sunset.",
@@ -615,32 +618,20 @@ def test_an_excerpt_leaves_out_hugo_and_jekyll_tags_and_ends_at_a_summary_divide
 def test_an_excerpt_leaves_out_a_shortcode_or_comment_over_several_lines(
     project, run_cli, nebula_server
 ):
-    images = {
-        "cover": {
-            "rows": {"files": "posts/*.md"},
-            "prompt": "{excerpt}",
-            "output": "img/{slug}.png",
-        }
+    posts = {
+        "posts/figure.md": (
+            '---\ntitle: F\n---\n{{< figure src="harbour.jpg"\n'
+            '    alt="A harbour" >}}\n\nBoats in a harbour at sunset.\n'
+        ),
+        "posts/comment.md": (
+            "---\ntitle: C\n---\n<!--\ndraft: add a photo\n-->\nGulls over the pier.\n"
+        ),
+        "posts/liquid.md": (
+            "---\ntitle: L\n---\nA jekyll post.\n{% include figure.html\n"
+            '   src="x.png" %}\nThe rest.\n'
+        ),
     }
-    project(
-        {
-            "images.toml": nebula_manifest(images),
-            "posts/figure.md": (
-                '---\ntitle: F\n---\n{{< figure src="harbour.jpg"\n'
-                '    alt="A harbour" >}}\n\nBoats in a harbour at sunset.\n'
-            ),
-            "posts/comment.md": (
-                "---\ntitle: C\n---\n<!--\ndraft: add a photo\n-->\nGulls over the pier.\n"
-            ),
-            "posts/liquid.md": (
-                "---\ntitle: L\n---\nA jekyll post.\n{% include figure.html\n"
-                '   src="x.png" %}\nThe rest.\n'
-            ),
-        }
-    )
-    code, _, err = run_cli("apply")
-    assert code == 0, err
-    assert prompts(nebula_server) == [
+    assert _excerpt_prompts(project, run_cli, nebula_server, posts) == [
         "A jekyll post.",
         "Boats in a harbour at sunset.",
         "Gulls over the pier.",
