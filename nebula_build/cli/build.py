@@ -73,11 +73,12 @@ def cmd_plan(ctx: Context) -> int:
 
     from nebula_build.engine import noop
     from nebula_build.engine.cost import planned
+    from nebula_build.engine.lockmerge import settled
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock, prepare
     from nebula_build.engine.remotecache import configured
     from nebula_build.plugin.manager import load_registry
-    from nebula_build.ui.report import plan_json, plan_text, status_summary
+    from nebula_build.ui.report import lock_merge_json, plan_json, plan_text, status_summary
     from nebula_build.ui.statuslines import status_rows
 
     started = time.time()
@@ -94,7 +95,7 @@ def cmd_plan(ctx: Context) -> int:
     prepared = prepare(project, load_registry(), backend=args.backend)
     observed |= noop.observe(root, noop.read_first(prepared))
     asked = noop.consulted(prepared.store)
-    lock = current_lock(project, notice)
+    lock, merge = settled(prepared, current_lock(project, notice), notice)
     plan = plan_for(
         prepared,
         lock,
@@ -114,7 +115,8 @@ def cmd_plan(ctx: Context) -> int:
         noop.forget(project.state_dir)
     estimate = planned(prepared, plan)
     if ctx.args.json:
-        ctx.print(json.dumps(plan_json(plan, estimate), indent=2, ensure_ascii=False))
+        data = plan_json(plan, estimate) | {"lock_merge": lock_merge_json(merge)}
+        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         ctx.print(plan_text(plan, ctx.style, estimate))
     _github_summary(f"nebula-build plan ({project.display_manifest})", plan, estimate=estimate)
@@ -190,18 +192,29 @@ def cmd_status(ctx: Context) -> int:
     if not (ctx.args.json or ctx.args.target) and (text := _status_since_last_plan(ctx)):
         ctx.print(text)
         return ExitCode.OK  # nothing pending, in conflict or failed
+    from nebula_build.engine.lockmerge import settled
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
     from nebula_build.engine.runstate import read_failures
-    from nebula_build.ui.report import plan_json, status_failed, status_summary, status_text
+    from nebula_build.ui.report import (
+        lock_merge_json,
+        plan_json,
+        status_failed,
+        status_summary,
+        status_text,
+    )
 
     prepared = prepared_project(ctx)
-    lock = current_lock(prepared.project, ctx.notice)
+    lock, merge = settled(prepared, current_lock(prepared.project, ctx.notice), ctx.notice)
     plan = plan_for(prepared, lock, targets=ctx.args.target)
     prepared.files.save()
     failed = status_failed(plan, read_failures(prepared.project, prepared.specs))
     if ctx.args.json:
-        data = plan_json(plan) | {"failed": failed, "status": status_summary(plan, failed)}
+        data = plan_json(plan) | {
+            "failed": failed,
+            "status": status_summary(plan, failed),
+            "lock_merge": lock_merge_json(merge),
+        }
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         ctx.print(status_text(plan, ctx.style, failed))
@@ -424,6 +437,7 @@ def _utc(timestamp: float, form: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
 
 def cmd_gc(ctx: Context) -> int:
     from nebula_build.engine.gc import collect, kept_for_pick
+    from nebula_build.engine.lockmerge import refuse_while_merged
     from nebula_build.engine.prepare import recovered_lock
     from nebula_build.state.projectlock import ProjectLock
 
@@ -436,6 +450,7 @@ def cmd_gc(ctx: Context) -> int:
         on_takeover=ctx.notice,
     ):
         lock = recovered_lock(project, ctx.notice)
+        refuse_while_merged(prepared, "gc")
         found = collect(prepared, lock, dry_run=ctx.args.dry_run)
         kept = kept_for_pick(prepared, lock)
     removed, freed = len(found), sum(entry.bytes for entry in found)

@@ -159,6 +159,7 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
 
 
 def cmd_gallery(ctx: Context) -> int:
+    from nebula_build.engine.lockmerge import settled
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
     from nebula_build.engine.runstate import read_failures
@@ -172,7 +173,7 @@ def cmd_gallery(ctx: Context) -> int:
     project = prepared.project
     # like every other path, relative to -C DIR
     out = (Path(ctx.start) / ctx.args.out).resolve() if ctx.args.out else project.gallery_dir
-    lock = current_lock(project, ctx.notice)
+    lock, _ = settled(prepared, current_lock(project, ctx.notice), ctx.notice)
     plan = plan_for(prepared, lock, targets=ctx.args.target)
     draws = image_draws(plan, prepared, lock)
     out.mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,7 @@ def cmd_history(ctx: Context) -> int:
     from nebula_build.cli.context import prepared_project
     from nebula_build.core.selection import not_one_image
     from nebula_build.engine.history import rows
+    from nebula_build.engine.lockmerge import settled
     from nebula_build.engine.prepare import current_lock
 
     name = ctx.args.name
@@ -90,7 +91,8 @@ def cmd_history(ctx: Context) -> int:
     parts = {known: spec.parts for known, spec in prepared.specs.items()}
     if (why := not_one_image(name, prepared.specs, parts)) is not None:
         raise UserError(f"{manifest}: {why}")
-    entry = current_lock(prepared.project, ctx.notice).get(name)
+    lock, _ = settled(prepared, current_lock(prepared.project, ctx.notice), ctx.notice)
+    entry = lock.get(name)
     if entry is None:
         raise UserError(f"images.{name} has not been generated yet: run `nebula-build apply`")
     listed = rows(entry, prepared.store)

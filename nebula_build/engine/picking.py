@@ -11,6 +11,7 @@ from nebula_build.core.selection import not_one_image
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.candidates import changed_since, differing, picked, recorded_pick
 from nebula_build.engine.history import earlier_spec
+from nebula_build.engine.lockmerge import settled
 from nebula_build.engine.prepare import Prepared, prepare, recovered_lock
 from nebula_build.engine.remotecache import configured
 from nebula_build.engine.round import RoundListener, RoundOptions, RoundResult, apply_round
@@ -153,6 +154,7 @@ async def pick_draw(
     its check is an error, not a generation."""
     lock = recovered_lock(project, listener.notice)
     prepared = prepare(project, registry)
+    lock, _ = settled(prepared, lock, lambda message: None)  # the apply round says it
     options = RoundOptions(targets=[name], draws=False, locked=True, offline=offline)
     base = _base(prepared, lock, name)
     if unpin:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates
+from nebula_build.engine.lockmerge import settled
 from nebula_build.engine.prepare import Prepared
 from nebula_build.engine.remotecache import new_record, restore_remote
 from nebula_build.engine.verify import verify
@@ -68,7 +69,8 @@ def _run(items: list[str], work: Callable[[str], None], on_progress: OnProgress)
 def generations(prepared: Prepared) -> list[AssetSpec]:
     """Every generation the project keeps: each image's output (its picked draw, or its
     pin) and every draw of its set."""
-    chosen = candidates.picked(prepared.specs, read_with_journal(prepared.project))
+    lock, _ = settled(prepared, read_with_journal(prepared.project), lambda message: None)
+    chosen = candidates.picked(prepared.specs, lock)
     specs = list(chosen.specs.values())
     for base in chosen.bases.values():
         specs += [base.drawn(index) for index in range(base.candidates)]

@@ -28,6 +28,7 @@ from nebula_build.engine.derived import FileOutcome, build_files
 from nebula_build.engine.execute import OpenBackends, execute
 from nebula_build.engine.freememory import release_freed_memory
 from nebula_build.engine.gc import remove_leftovers
+from nebula_build.engine.lockmerge import settled
 from nebula_build.engine.planning import more_images, plan_for
 from nebula_build.engine.prepare import Loaded, Prepared, prepare, recovered_lock
 from nebula_build.engine.remotecache import configured, unshared
@@ -165,6 +166,8 @@ async def apply_round(
         previous=previous,
         incremental=incremental,
     )
+    # a lock a merge left conflict markers in is written resolved, whatever else happens
+    lock, _ = settled(prepared, lock, listener.notice, write=True)
     # every use below (the draws recorded after the run too) sees the images it names
     options = dataclasses.replace(options, more=more_images(prepared, options.more))
     only = prepared.changed_only

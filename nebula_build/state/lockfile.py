@@ -40,9 +40,9 @@ from typing import IO, Any, TypeVar
 from nebula_build.errors import LockfileError, StateWriteError
 from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
 from nebula_build.imaging import format_for
-from nebula_build.state import derivedrecords
+from nebula_build.state import conflicts, derivedrecords
 from nebula_build.state.derivedrecords import Made
-from nebula_build.state.guard import path_problem
+from nebula_build.state.guard import Guard, path_problem
 from nebula_build.state.locksplice import splice
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
 from nebula_build.state.seal import sealed_from, sealer
@@ -438,10 +438,61 @@ def _table(name: str, entry: LockEntry) -> str:
     return "".join(parts)
 
 
+@dataclass(frozen=True)
+class Merged:
+    """A lock read from text with git's conflict markers in it: the union of its two
+    sides (`read` gives "ours" for an image both record differently)."""
+
+    ours: int
+    theirs: int
+    #: the images both sides record, differently: (ours, theirs)
+    contested: Mapping[str, tuple[LockEntry, LockEntry]]
+
+
 def loads(text: str, where: str = "images.lock") -> Entries:
     """Parse lock text; raises LockfileError naming what is wrong."""
+    return loads_merged(text, where)[0]
+
+
+def loads_merged(text: str, where: str = "images.lock") -> tuple[Entries, Merged | None]:
+    """Parse lock text, reading both sides where a merge left git's conflict markers in
+    it (each side checked as a whole lock); raises LockfileError naming what is wrong."""
     try:
-        data = tomllib.loads(text)
+        data = _toml(text, where)
+    except LockfileError:
+        split = _sides(text, where)  # markers never make valid TOML: only look then
+        if split is None:
+            raise
+        ours, theirs = (_entries_from(_toml(side, w), w) for side, w in _labelled(split, where))
+        entries = theirs | ours
+        contested = {
+            name: (ours[name], theirs[name])
+            for name in ours.keys() & theirs.keys()
+            if ours[name] != theirs[name]
+        }
+        return entries, Merged(len(ours), len(theirs), contested)
+    return _entries_from(data, where), None
+
+
+def _sides(text: str, where: str) -> tuple[str, str] | None:
+    """The text of each side of the conflicts in `text`, or None where it has none."""
+    try:
+        return conflicts.sides(text)
+    except conflicts.MarkerError as exc:
+        raise LockfileError(
+            f"{where}:{exc.line}: {exc.problem}: git's merge conflict markers are not whole "
+            "conflicts; resolve the lock by hand or restore it from version control"
+        ) from None
+
+
+def _labelled(split: tuple[str, str], where: str) -> Iterator[tuple[str, str]]:
+    yield split[0], f"{where} (ours)"
+    yield split[1], f"{where} (theirs)"
+
+
+def _toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
         reason = str(exc)
         if isinstance(exc, RecursionError):
@@ -455,7 +506,6 @@ def loads(text: str, where: str = "images.lock") -> Entries:
         raise LockfileError(
             f"{where} is not valid TOML: {reason}; restore it from version control or delete it"
         ) from None
-    return _entries_from(data, where)
 
 
 def _entries_from(data: Mapping[str, Any], where: str) -> Entries:
@@ -520,6 +570,8 @@ class _Held:
 
 _retained: set[Path] = set()
 _held: dict[Path, _Held] = {}
+#: the lock with merge conflicts this process read last, by path: its stat, what it held
+_merged: dict[Path, tuple[_Signature | None, Merged]] = {}
 #: seconds the lock must stay unchanged before a retained one's snapshot is written
 SNAPSHOT_QUIET = 5.0
 
@@ -581,10 +633,21 @@ def read(project: Project) -> Entries:
     return entries
 
 
+def merged(project: Project) -> Merged | None:
+    """What the lock's two sides held, where the lock as it is now has git's conflict
+    markers in it and was read by this process; None otherwise."""
+    found = _merged.get(project.lock_path)
+    if found is None or found[0] is None or _signature(project.lock_path) != found[0]:
+        return None
+    return found[1]
+
+
 def read_from_disk(project: Project) -> tuple[Entries, bytes | None]:
     """The lock's entries as images.lock (or its snapshot) holds them, and its bytes
     where its snapshot says the tool formatted them (a splice may start from them)."""
     where = project.lock_path.name
+    _merged.pop(project.lock_path, None)
+    before = _signature(project.lock_path)
     digest = _from_lock(project, sha256_file)  # a 100k-entry lock need not be held
     if digest is None:
         return {}, None
@@ -607,8 +670,12 @@ def read_from_disk(project: Project) -> tuple[Entries, bytes | None]:
             f"{where} is not UTF-8 text; restore it from version control or delete it"
         ) from None
     del raw
-    entries = _check_own_files(project, loads(text, where), where)
-    _write_snapshot(project, digest, entries, formatted=False)
+    entries, conflicted = loads_merged(text, where)
+    entries = _check_own_files(project, entries, where)
+    if conflicted is not None:  # no snapshot: every read must see the conflict
+        _merged[project.lock_path] = (before, conflicted)
+    else:
+        _write_snapshot(project, digest, entries, formatted=False)
     return entries, None
 
 
@@ -989,8 +1056,11 @@ def _head(project: Project) -> bytes:
 
 
 def _made_section(project: Project) -> bytes:
-    """The records' tables as the lock on disk holds them, to write back unchanged."""
+    """The records' tables as the lock on disk holds them, to write back unchanged
+    (resolved, where a merge left conflict markers in them)."""
     head = _head(project)
+    if conflicts.first_marker(head.decode("utf-8", "replace")) is not None:
+        return derivedrecords.tables(read_made(project)).encode()
     start = head.find(b"\n[")
     return b"" if start < 0 else head[start:].rstrip(b"\n") + b"\n"
 
@@ -1001,10 +1071,66 @@ def read_made(project: Project) -> Made:
     frame map and exports inside the project, or the tool's own files, is refused in
     one line, as is an `[assets]` table naming a path outside it."""
     where = project.lock_path.name
+    head = _head(project)
     try:
-        data = tomllib.loads(_head(project).decode("utf-8"))
+        data = tomllib.loads(head.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
-        return Made({})  # a broken lock: reading its images says what is wrong with it
+        if conflicts.first_marker(head.decode("utf-8", "replace")) is None:
+            return Made({})  # a broken lock: reading its images says what is wrong with it
+        return _merged_made(project)
+    return _made_from(project, data, where)
+
+
+def _merged_made(project: Project) -> Made:
+    """The records of both sides of a lock a merge left conflict markers in (the whole
+    lock is read: a conflict may run from the records into the images' tables). A
+    record both sides hold differently is the one whose files are on disk as it says,
+    else the one "ours" holds."""
+    where = project.lock_path.name
+    raw = _from_lock(project, Path.read_bytes) or b""
+    try:
+        split = _sides(raw.decode("utf-8"), where)
+    except UnicodeDecodeError:
+        return Made({})  # reading its images says what is wrong with it
+    if split is None:
+        return Made({})
+    ours, theirs = (_made_from(project, _toml(side, w), w) for side, w in _labelled(split, where))
+    guard = Guard(project.root, reserved=project.own_files)
+    atlases = dict(theirs.atlases)
+    for name, record in ours.atlases.items():
+        other = atlases.get(name)
+        if other is None or not _only_second_on_disk(guard, record.files, other.files):
+            atlases[name] = record
+    assets = ours.asset_manifest or theirs.asset_manifest
+    if (
+        ours.asset_manifest is not None
+        and theirs.asset_manifest is not None
+        and _only_second_on_disk(guard, dict([ours.asset_manifest]), dict([theirs.asset_manifest]))
+    ):
+        assets = theirs.asset_manifest
+    return Made(atlases, assets)
+
+
+def _only_second_on_disk(guard: Guard, first: Mapping[str, str], second: Mapping[str, str]) -> bool:
+    """Whether the files of `second`, and not those of `first`, are on disk as recorded."""
+    return first != second and _on_disk(guard, second) and not _on_disk(guard, first)
+
+
+def _on_disk(guard: Guard, files: Mapping[str, str]) -> bool:
+    """Whether each file is inside the project (no link out) and holds its digest."""
+    for path, digest in files.items():
+        if guard.input_problem(path) is not None:
+            return False
+        try:
+            if sha256_file(guard.root / path) != digest:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _made_from(project: Project, data: Mapping[str, Any], where: str) -> Made:
+    """The records in a lock's parsed text, each checked."""
     tables = data.get("atlases", {})
     if not isinstance(tables, Mapping):
         raise LockfileError(f"{where}: `atlases` must be a table")

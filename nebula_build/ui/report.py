@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from nebula_build.engine.apply import Outcome
     from nebula_build.engine.cost import CostLine, Estimate
     from nebula_build.engine.derived import FileOutcome
+    from nebula_build.engine.lockmerge import LockMerge
     from nebula_build.engine.round import RoundResult
 
 SYMBOLS = {
@@ -474,6 +475,20 @@ def plan_json(plan: Plan, estimate: Estimate | None = None) -> dict[str, Any]:
     if estimate is not None:
         data["cost"] = estimate_json(estimate)
     return data
+
+
+def lock_merge_json(merge: LockMerge | None) -> dict[str, Any] | None:
+    """`lock_merge` of `plan --json` and `status --json`: what the two sides of a lock
+    with merge conflicts held (null where it has none)."""
+    if merge is None:
+        return None
+    return {
+        "lock": merge.lock,
+        "ours": merge.ours,
+        "theirs": merge.theirs,
+        "contested": sorted(merge.contested),
+        "message": merge.line(written=False),
+    }
 
 
 def status_text(plan: Plan, style: Style, failed: Mapping[str, str] | None = None) -> str:

@@ -1,0 +1,309 @@
+"""A team's `git merge` leaves conflict markers in images.lock: every command reads
+both sides, `apply` writes the lock resolved, and `images.toml` (or a data file) with
+markers left in it is one line naming where."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nebula_build.engine import noop
+from nebula_build.state.lockfile import loads
+
+BASE = """
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+
+[images.hero]
+prompt = "a lighthouse"
+seed = 1
+output = "images/hero.png"
+"""
+CAT = '\n[images.a]\nprompt = "a cat"\nseed = 2\noutput = "images/a.png"\n'
+DOG = '\n[images.b]\nprompt = "a dog"\nseed = 3\noutput = "images/b.png"\n'
+#: the two branches' versions of hero
+RED = BASE.replace("a lighthouse", "a red lighthouse")
+BLUE = BASE.replace("a lighthouse", "a blue lighthouse")
+MERGED_NOTE = (
+    "note: images.lock had merge conflicts: read both sides (2 + 2 entries); "
+    "apply writes it resolved, then git add images.lock\n"
+)
+
+
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def commit(root: Path, message: str) -> None:
+    assert git(root, "add", "-A").returncode == 0
+    done = git(root, "commit", "--allow-empty", "-qm", message)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def repo(project, run_cli):
+    """A project applied and committed on `main`, with `.nebula-build/` ignored."""
+
+    def make(manifest: str = BASE, files: dict[str, str | bytes] | None = None) -> Path:
+        root = project({"images.toml": manifest, ".gitignore": ".nebula-build/\n", **(files or {})})
+        assert git(root, "init", "-q", "-b", "main").returncode == 0
+        git(root, "config", "user.email", "a@b")
+        git(root, "config", "user.name", "a")
+        assert run_cli("apply", "-q").code == 0
+        commit(root, "base")
+        return root
+
+    return make
+
+
+def branch_and_merge(root: Path, run_cli, theirs: str, ours: str) -> None:
+    """On `feat`, the manifest `theirs` applied and committed; back on `main`, `ours`;
+    then `git merge feat`, which must leave images.lock in conflict."""
+    assert git(root, "checkout", "-qb", "feat").returncode == 0
+    (root / "images.toml").write_text(theirs, encoding="utf-8")
+    assert run_cli("apply", "-q").code == 0
+    commit(root, "theirs")
+    assert git(root, "checkout", "-q", "main").returncode == 0
+    (root / "images.toml").write_text(ours, encoding="utf-8")
+    assert run_cli("apply", "-q").code == 0
+    commit(root, "ours")
+    merged = git(root, "merge", "feat")
+    assert merged.returncode == 1, merged.stdout
+    assert "CONFLICT (content): Merge conflict in images.lock" in merged.stdout
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def finish_merge(root: Path, run_cli) -> dict:
+    """`apply`, then `git add` and commit: the lock read back has no markers."""
+    applied = run_cli("apply")
+    assert applied.code == 0, applied.err
+    assert "images.lock had merge conflicts" in applied.err
+    assert "wrote it resolved; git add images.lock to finish the merge" in applied.err
+    text = (root / "images.lock").read_text(encoding="utf-8")
+    assert "<<<<<<<" not in text and ">>>>>>>" not in text
+    commit(root, "merge")
+    again = run_cli("plan")
+    assert again.code == 0 and again.err == "", again.err
+    return loads(text)
+
+
+@pytest.mark.parametrize("style", ["merge", "diff3", "zdiff3"])
+def test_both_sides_add_images(repo, run_cli, style):
+    root = repo()
+    git(root, "config", "merge.conflictStyle", style)
+    branch_and_merge(root, run_cli, theirs=BASE + CAT, ours=BASE + DOG)
+    lock_text = (root / "images.lock").read_text(encoding="utf-8")
+    assert ("|||||||" in lock_text) is (style != "merge")
+    (root / "images.toml").write_text(BASE + DOG + CAT, encoding="utf-8")
+
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert planned.err == MERGED_NOTE
+    assert "No changes: 3 images up to date." in planned.out
+    status = run_cli("status")
+    assert status.err == MERGED_NOTE and "a     up to date" in status.out
+    data = json.loads(run_cli("plan", "--json").out)
+    assert data["lock_merge"] == {
+        "lock": "images.lock",
+        "ours": 2,
+        "theirs": 2,
+        "contested": [],
+        "message": MERGED_NOTE.removeprefix("note: ").strip(),
+    }
+    assert (root / "images.lock").read_text(encoding="utf-8") == lock_text  # plan writes nothing
+
+    entries = finish_merge(root, run_cli)
+    assert sorted(entries) == ["a", "b", "hero"]
+    for name in entries:
+        assert entries[name].digest == sha256(root / entries[name].output)
+    assert json.loads(run_cli("plan", "--json").out)["lock_merge"] is None
+
+
+@pytest.mark.parametrize("kept", ["ours", "theirs"])
+def test_both_sides_changed_the_same_image(repo, run_cli, kept):
+    """The PNG conflicts too: git leaves "ours" in the working tree. The entry that made
+    it is kept, whichever prompt the merged manifest keeps: never "changed by hand"."""
+    root = repo()
+    ours, theirs = RED, BLUE
+    branch_and_merge(root, run_cli, theirs=theirs, ours=ours)
+    made_by_ours = sha256(root / "images/hero.png")
+    (root / "images.toml").write_text(ours if kept == "ours" else theirs, encoding="utf-8")
+
+    planned = run_cli("plan", "--json")
+    assert planned.code == 0, planned.err
+    data = json.loads(planned.out)
+    assert data["lock_merge"]["contested"] == ["hero"]
+    assert "(1 + 1 entries)" in data["lock_merge"]["message"]
+    [hero] = data["actions"]
+    assert hero["action"] == ("noop" if kept == "ours" else "regenerate"), hero
+
+    entries = finish_merge(root, run_cli)
+    assert entries["hero"].params["prompt"] == f"a {'red' if kept == 'ours' else 'blue'} lighthouse"
+    assert entries["hero"].digest == sha256(root / "images/hero.png")
+    assert (entries["hero"].digest == made_by_ours) is (kept == "ours")
+
+
+SHEET = """
+[atlases.{name}]
+images = ["{image}"]
+output = "sheets/{name}.png"
+"""
+
+
+def test_atlas_records_on_both_sides(repo, run_cli):
+    root = repo()
+    branch_and_merge(
+        root,
+        run_cli,
+        theirs=BASE + CAT + SHEET.format(name="cats", image="a"),
+        ours=BASE + DOG + SHEET.format(name="dogs", image="b"),
+    )
+    head = (root / "images.lock").read_text(encoding="utf-8").partition("[images.")[0]
+    assert "<<<<<<<" in head and "[atlases." in head
+    manifest = BASE + DOG + CAT + SHEET.format(name="dogs", image="b")
+    (root / "images.toml").write_text(manifest + SHEET.format(name="cats", image="a"), "utf-8")
+
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert "No changes: 3 images up to date." in planned.out, planned.out
+
+    finish_merge(root, run_cli)
+    lock = (root / "images.lock").read_text(encoding="utf-8")
+    assert "[atlases.cats]" in lock and "[atlases.dogs]" in lock
+    # the other branch's sheet is the lock's: dropping its atlas removes it
+    (root / "images.toml").write_text(manifest, encoding="utf-8")
+    assert "sheets/cats.png" in run_cli("plan").out
+    assert run_cli("apply", "-q").code == 0
+    assert not (root / "sheets/cats.png").exists() and (root / "sheets/dogs.png").exists()
+
+
+def entry_table(lock: str, name: str) -> str:
+    """The text of one image's table in a lock."""
+    start = lock.index(f"\n[images.{name}]\n")
+    end = lock.find("\n[", start + 1)
+    return lock[start : end if end >= 0 else len(lock)]
+
+
+def test_a_conflicted_lock_makes_apply_remove_nothing_the_plan_does_not_name(repo, run_cli):
+    """Crafted sides (a pull request can commit markers): "theirs" records hero's
+    output under another name, and hero itself at a file of the user's with that file's
+    digest. Both are kept as files; what the plan names is all apply does."""
+    root = repo(files={"notes/keep.png": b"the user's own file"})
+    lock = (root / "images.lock").read_text(encoding="utf-8")
+    hero = entry_table(lock, "hero")
+    ghost = hero.replace("[images.hero]", "[images.ghost]")
+    moved = hero.replace('"images/hero.png"', '"notes/keep.png"').replace(
+        sha256(root / "images/hero.png"), sha256(root / "notes/keep.png")
+    )
+    theirs = ghost + moved
+    crafted = lock.replace(hero, f"\n<<<<<<< HEAD{hero}=======\n{theirs}>>>>>>> feat\n")
+    (root / "images.lock").write_text(crafted, encoding="utf-8")
+    files = {path: path.read_bytes() for path in root.rglob("*.png")}
+
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert "(1 + 2 entries)" in planned.err
+    assert "ghost  delete" in planned.out
+    assert "images/hero.png now belongs to hero" in planned.out
+    assert "keep.png" not in planned.out
+
+    entries = finish_merge(root, run_cli)
+    assert {path: path.read_bytes() for path in root.rglob("*.png")} == files
+    assert sorted(entries) == ["hero"] and entries["hero"].output == "images/hero.png"
+
+
+def test_each_side_is_checked_as_a_whole_lock(repo, run_cli):
+    root = repo()
+    lock = (root / "images.lock").read_text(encoding="utf-8")
+    hero = entry_table(lock, "hero")
+    outside = hero.replace("[images.hero]", "[images.evil]").replace(
+        '"images/hero.png"', '"../outside.png"'
+    )
+    crafted = lock.replace(hero, f"\n<<<<<<< HEAD{hero}=======\n{hero}{outside}>>>>>>> feat\n")
+    (root / "images.lock").write_text(crafted, encoding="utf-8")
+
+    code, out, err = run_cli("apply")
+    assert code == 1 and out == ""
+    assert err.startswith("error: images.lock (theirs): images.evil: `output` '../outside.png'")
+    assert err.count("\n") == 1
+    assert (root / "images.lock").read_text(encoding="utf-8") == crafted
+
+
+@pytest.mark.parametrize(
+    ("markers", "line", "problem"),
+    [
+        ("<<<<<<< HEAD\n{hero}", 5, "the conflict opened here has no `>>>>>>>`"),
+        ("<<<<<<< HEAD\n<<<<<<< HEAD\n{hero}=======\n>>>>>>> feat\n", 6, "a conflict opens"),
+        ("{hero}=======\n{hero}>>>>>>> feat\n", 13, "`=======` outside a conflict"),
+        ("<<<<<<< HEAD\n{hero}>>>>>>> feat\n", 14, "`>>>>>>>` without `=======` before it"),
+    ],
+)
+def test_unbalanced_markers_are_one_line(repo, run_cli, markers, line, problem):
+    root = repo()
+    lock = (root / "images.lock").read_text(encoding="utf-8")
+    hero = entry_table(lock, "hero").lstrip("\n")
+    (root / "images.lock").write_text(lock.replace(hero, markers.format(hero=hero)), "utf-8")
+
+    for command in ("plan", "status", "apply"):
+        code, out, err = run_cli(command)
+        assert code == 1 and out == ""
+        assert err.startswith(f"error: images.lock:{line}: {problem}"), err
+        assert err.count("\n") == 1
+
+
+def test_the_no_op_fast_path_does_not_answer_for_a_conflicted_lock(repo, run_cli, monkeypatch):
+    """A plan with nothing to do keeps a snapshot that answers the next plan and apply
+    from stats alone: never for a lock with conflicts, which apply must write."""
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)  # no waiting for the racy window
+    root = repo()
+    assert run_cli("plan").out.startswith("No changes")  # the snapshot
+    branch_and_merge(root, run_cli, theirs=BASE + CAT, ours=BASE + DOG)
+    (root / "images.toml").write_text(BASE + DOG + CAT, encoding="utf-8")
+
+    for _ in range(2):
+        planned = run_cli("plan")
+        assert planned.code == 0 and planned.err == MERGED_NOTE
+        assert not (root / ".nebula-build/noop").exists()
+    assert run_cli("status").err == MERGED_NOTE
+    finish_merge(root, run_cli)
+    assert run_cli("plan").out.startswith("No changes")
+    assert (root / ".nebula-build/noop").exists()
+
+
+def test_gc_waits_for_the_merge(repo, run_cli):
+    """The side not kept for an image would lose its cache entry: gc is refused until
+    apply has written the lock resolved."""
+    root = repo()
+    ours, theirs = RED, BLUE
+    branch_and_merge(root, run_cli, theirs=theirs, ours=ours)
+    (root / "images.toml").write_text(ours, encoding="utf-8")
+    cache = sorted((root / ".nebula-build/cache").rglob("*"))
+
+    code, out, err = run_cli("gc")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: gc: images.lock has merge conflicts; run `nebula-build apply` to write it "
+        "resolved (then git add images.lock), then gc again\n"
+    )
+    assert sorted((root / ".nebula-build/cache").rglob("*")) == cache
+    finish_merge(root, run_cli)
+    assert run_cli("gc").code == 0
