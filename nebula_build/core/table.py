@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nebula_build.state.conflicts import opened_conflict
 from nebula_build.text import plural, printable
 
 #: suffixes of the files `rows = "…"` reads, by format
@@ -135,14 +136,22 @@ _MAX_INTEGER_BITS = 14_000
 
 
 def decode(path: str, data: bytes) -> str:
-    """UTF-8 text (a byte-order mark dropped); DataError at the line of a bad byte."""
+    """UTF-8 text (a byte-order mark dropped); DataError at the line of a bad byte, or of
+    a merge conflict git left in it."""
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if data.startswith(_UTF16_BOMS):
             raise DataError(path, "is UTF-16 text, not UTF-8: save it as UTF-8", 1) from None
         line = data.count(b"\n", 0, exc.start) + 1
         raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line) from None
+    conflict = opened_conflict(text)
+    if conflict is not None:
+        line, marker = conflict
+        raise DataError(
+            path, f"unresolved merge conflict ({marker}); resolve it, then run again", line
+        )
+    return text
 
 
 def suffix_format(path: str) -> str | None:

@@ -8,6 +8,8 @@ both sides changed.
 
 from __future__ import annotations
 
+import re
+
 from nebula_build.text import printable
 
 OPEN, BASE, SEPARATOR, CLOSE = "<<<<<<<", "|||||||", "=======", ">>>>>>>"
@@ -43,6 +45,23 @@ def first_marker(text: str) -> tuple[int, str] | None:
         if _marker(line) is not None:
             return number, printable(line.strip(), 80)
     return None
+
+
+_OPENING = re.compile(r"^<{7}(?:[ \r][^\n]*)?$", re.MULTILINE)
+_CLOSING = re.compile(r"^>{7}(?:[ \r][^\n]*)?$", re.MULTILINE)
+
+
+def opened_conflict(text: str) -> tuple[int, str] | None:
+    """(line number, the marker's line as shown) of the first `<<<<<<<` that a
+    `>>>>>>>` closes later, or None: a data file or a post may hold a line of `=======`
+    (a Markdown heading's underline), never a whole conflict. Costs a substring search
+    where there is none."""
+    if "<<<<<<<" not in text:
+        return None
+    found = _OPENING.search(text)
+    if found is None or _CLOSING.search(text, found.end()) is None:
+        return None
+    return text.count("\n", 0, found.start()) + 1, printable(found[0].strip(), 80)
 
 
 def sides(text: str) -> tuple[str, str] | None:

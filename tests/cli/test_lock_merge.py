@@ -307,3 +307,17 @@ def test_gc_waits_for_the_merge(repo, run_cli):
     assert sorted((root / ".nebula-build/cache").rglob("*")) == cache
     finish_merge(root, run_cli)
     assert run_cli("gc").code == 0
+
+
+def test_a_manifest_left_in_conflict_is_one_line(repo, run_cli):
+    root = repo()
+    branch_and_merge(root, run_cli, theirs=BASE + CAT, ours=BASE + DOG)
+    line = (root / "images.toml").read_text(encoding="utf-8").splitlines().index("<<<<<<< HEAD")
+
+    for command in ("plan", "apply", "validate"):
+        code, out, err = run_cli(command)
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: images.toml:{line + 1}: unresolved merge conflict (<<<<<<< HEAD); "
+            "resolve it, then run again\n"
+        )

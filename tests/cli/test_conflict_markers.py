@@ -1,0 +1,66 @@
+"""A data file a manifest reads (CSV, JSON, JSON Lines, a post's front matter) with a
+merge conflict git left in it is one line naming the file and the line, not rows made
+from its markers."""
+
+from __future__ import annotations
+
+import pytest
+
+MANIFEST = """
+    version = 1
+    [defaults]
+    backend = "preview"
+    model = "black-forest-labs/FLUX.1-schnell"
+    width = 64
+    height = 64
+    [images.item]
+    rows = {rows}
+    prompt = "{{prompt}}"
+    output = "images/{{{name}}}.png"
+    """
+CONFLICT = "<<<<<<< HEAD\n{ours}=======\n{theirs}>>>>>>> feat\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "rows", "name", "ours", "theirs"),
+    [
+        ("data/items.csv", '"data/items.csv"', "id", "x,a cat\n", "x,a dog\n"),
+        ("data/items.jsonl", '"data/items.jsonl"', "id", '{"id": "x", "prompt": "a cat"}\n', ""),
+    ],
+)
+def test_a_data_file_left_in_conflict_is_one_line(project, run_cli, path, rows, name, ours, theirs):
+    header = "id,prompt\n" if path.endswith(".csv") else ""
+    project(
+        {
+            "images.toml": MANIFEST.format(rows=rows, name=name),
+            path: header + CONFLICT.format(ours=ours, theirs=theirs),
+        }
+    )
+    code, out, err = run_cli("plan")
+    assert (code, out) == (1, "")
+    line = 2 if header else 1
+    assert err == (
+        f"error: {path}:{line}: images.item: unresolved merge conflict (<<<<<<< HEAD); "
+        "resolve it, then run again\n"
+    )
+
+
+def test_a_post_left_in_conflict_is_one_line_and_a_heading_underline_is_none(project, run_cli):
+    root = project(
+        {
+            "images.toml": MANIFEST.format(rows='{ files = "posts/*.md" }', name="slug"),
+            "posts/a.md": "---\n"
+            + CONFLICT.format(ours="prompt: a cat\n", theirs="prompt: a dog\n")
+            + "---\nTitle\n=======\n",
+        }
+    )
+    code, out, err = run_cli("plan")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: posts/a.md:2: images.item: unresolved merge conflict (<<<<<<< HEAD); "
+        "resolve it, then run again\n"
+    )
+    (root / "posts/a.md").write_text("---\nprompt: a cat\n---\nTitle\n=======\n", "utf-8")
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert "item[a]  create  images/a.png" in planned.out
