@@ -673,6 +673,9 @@ def read_from_disk(project: Project) -> tuple[Entries, bytes | None]:
     entries, conflicted = loads_merged(text, where)
     entries = _check_own_files(project, entries, where)
     if conflicted is not None:  # no snapshot: every read must see the conflict
+        for side, label in ((0, "ours"), (1, "theirs")):  # the entries not kept too
+            sides = {name: pair[side] for name, pair in conflicted.contested.items()}
+            _check_own_files(project, sides, f"{where} ({label})")
         _merged[project.lock_path] = (before, conflicted)
     else:
         _write_snapshot(project, digest, entries, formatted=False)

@@ -155,6 +155,9 @@ def test_both_sides_changed_the_same_image(repo, run_cli, kept):
     assert "(1 + 1 entries)" in data["lock_merge"]["message"]
     [hero] = data["actions"]
     assert hero["action"] == ("noop" if kept == "ours" else "regenerate"), hero
+    history = run_cli("history", "hero", "--json")
+    assert history.code == 0 and "images.lock had merge conflicts" in history.err
+    assert json.loads(history.out)["output"] == "images/hero.png"
 
     entries = finish_merge(root, run_cli)
     assert entries["hero"].params["prompt"] == f"a {'red' if kept == 'ours' else 'blue'} lighthouse"
