@@ -122,8 +122,8 @@ def cmd_plan(ctx: Context) -> int:
     _github_summary(f"nebula-build plan ({project.display_manifest})", plan, estimate=estimate)
     if ctx.args.detailed_exitcode and _in_conflict(plan):
         return ExitCode.ERROR  # apply would refuse it: a pull request must not pass
-    if ctx.args.detailed_exitcode and plan.has_changes:
-        return ExitCode.CHANGES_PENDING
+    if ctx.args.detailed_exitcode and (plan.has_changes or merge is not None):
+        return ExitCode.CHANGES_PENDING  # apply would write the lock resolved
     return ExitCode.OK
 
 
@@ -222,7 +222,8 @@ def cmd_status(ctx: Context) -> int:
         return ExitCode.OK
     if _in_conflict(plan) or failed:
         return ExitCode.ERROR
-    return ExitCode.CHANGES_PENDING if plan.has_changes else ExitCode.OK
+    pending = plan.has_changes or merge is not None  # apply would write the lock resolved
+    return ExitCode.CHANGES_PENDING if pending else ExitCode.OK
 
 
 def _nothing_to_apply(ctx: Context) -> int | None:

@@ -129,6 +129,9 @@ def test_both_sides_add_images(repo, run_cli, style):
         "contested": [],
         "message": MERGED_NOTE.removeprefix("note: ").strip(),
     }
+    # apply would change a committed file: pending, for CI
+    assert run_cli("plan", "--detailed-exitcode").code == 2
+    assert run_cli("status", "--detailed-exitcode").code == 2
     assert (root / "images.lock").read_text(encoding="utf-8") == lock_text  # plan writes nothing
 
     entries = finish_merge(root, run_cli)
@@ -136,6 +139,7 @@ def test_both_sides_add_images(repo, run_cli, style):
     for name in entries:
         assert entries[name].digest == sha256(root / entries[name].output)
     assert json.loads(run_cli("plan", "--json").out)["lock_merge"] is None
+    assert run_cli("plan", "--detailed-exitcode").code == 0
 
 
 @pytest.mark.parametrize("kept", ["ours", "theirs"])
