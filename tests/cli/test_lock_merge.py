@@ -92,9 +92,10 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def finish_merge(root: Path, run_cli) -> dict:
-    """`apply`, then `git add` and commit: the lock read back has no markers."""
-    applied = run_cli("apply")
+def finish_merge(root: Path, run_cli, *options: str) -> tuple[dict, str]:
+    """`apply` (and its output), then `git add` and commit: the lock read back has no
+    markers."""
+    applied = run_cli("apply", *options)
     assert applied.code == 0, applied.err
     assert "images.lock had merge conflicts" in applied.err
     assert "wrote it resolved; git add images.lock to finish the merge" in applied.err
@@ -103,7 +104,7 @@ def finish_merge(root: Path, run_cli) -> dict:
     commit(root, "merge")
     again = run_cli("plan")
     assert again.code == 0 and again.err == "", again.err
-    return loads(text)
+    return loads(text), applied.out
 
 
 @pytest.mark.parametrize("style", ["merge", "diff3", "zdiff3"])
@@ -134,7 +135,7 @@ def test_both_sides_add_images(repo, run_cli, style):
     assert run_cli("status", "--detailed-exitcode").code == 2
     assert (root / "images.lock").read_text(encoding="utf-8") == lock_text  # plan writes nothing
 
-    entries = finish_merge(root, run_cli)
+    entries, _ = finish_merge(root, run_cli)
     assert sorted(entries) == ["a", "b", "hero"]
     for name in entries:
         assert entries[name].digest == sha256(root / entries[name].output)
@@ -142,31 +143,45 @@ def test_both_sides_add_images(repo, run_cli, style):
     assert run_cli("plan", "--detailed-exitcode").code == 0
 
 
-@pytest.mark.parametrize("kept", ["ours", "theirs"])
-def test_both_sides_changed_the_same_image(repo, run_cli, kept):
-    """The PNG conflicts too: git leaves "ours" in the working tree. The entry that made
-    it is kept, whichever prompt the merged manifest keeps: never "changed by hand"."""
+@pytest.mark.parametrize(
+    ("manifest", "working_tree", "action"),
+    [
+        ("ours", "ours", "noop"),  # git leaves ours of a binary file
+        ("theirs", "ours", "regenerate"),  # from the cache: no generation
+        ("theirs", "theirs", "noop"),  # `git checkout --theirs images/hero.png`
+        ("theirs", None, "restore"),  # no file: the entry the manifest's keys name
+    ],
+)
+def test_both_sides_changed_the_same_image(repo, run_cli, manifest, working_tree, action):
+    """The PNG conflicts too. The entry kept is the one that made the file on disk,
+    whichever prompt the merged manifest keeps: never "changed by hand"; with no file,
+    the one the manifest declares."""
     root = repo()
-    ours, theirs = RED, BLUE
-    branch_and_merge(root, run_cli, theirs=theirs, ours=ours)
-    made_by_ours = sha256(root / "images/hero.png")
-    (root / "images.toml").write_text(ours if kept == "ours" else theirs, encoding="utf-8")
+    branch_and_merge(root, run_cli, theirs=BLUE, ours=RED)
+    hero = root / "images/hero.png"
+    if working_tree == "theirs":
+        assert git(root, "checkout", "--theirs", "images/hero.png").returncode == 0
+    elif working_tree is None:
+        hero.unlink()
+    (root / "images.toml").write_text(RED if manifest == "ours" else BLUE, encoding="utf-8")
 
     planned = run_cli("plan", "--json")
     assert planned.code == 0, planned.err
     data = json.loads(planned.out)
     assert data["lock_merge"]["contested"] == ["hero"]
     assert "(1 + 1 entries)" in data["lock_merge"]["message"]
-    [hero] = data["actions"]
-    assert hero["action"] == ("noop" if kept == "ours" else "regenerate"), hero
+    assert [(a["image"], a["action"]) for a in data["actions"]] == [("hero", action)]
     history = run_cli("history", "hero", "--json")
     assert history.code == 0 and "images.lock had merge conflicts" in history.err
     assert json.loads(history.out)["output"] == "images/hero.png"
 
-    entries = finish_merge(root, run_cli)
-    assert entries["hero"].params["prompt"] == f"a {'red' if kept == 'ours' else 'blue'} lighthouse"
-    assert entries["hero"].digest == sha256(root / "images/hero.png")
-    assert (entries["hero"].digest == made_by_ours) is (kept == "ours")
+    entries, applied = finish_merge(root, run_cli, "--json")
+    assert json.loads(applied)["generated"] == 0
+    assert (
+        entries["hero"].params["prompt"]
+        == f"a {'red' if manifest == 'ours' else 'blue'} lighthouse"
+    )
+    assert entries["hero"].digest == sha256(hero)
 
 
 SHEET = """
@@ -203,6 +218,30 @@ def test_atlas_records_on_both_sides(repo, run_cli):
     assert not (root / "sheets/cats.png").exists() and (root / "sheets/dogs.png").exists()
 
 
+def test_both_sides_rebuilt_the_same_atlas(repo, run_cli):
+    """Each branch changed hero, so each rebuilt the atlas of it. The user checked out
+    "theirs" of the files and dropped the atlas: its files on disk are those theirs
+    records, so they go, rather than stay as "changed by hand"."""
+    sheet = SHEET.format(name="heroes", image="hero")
+    root = repo(BASE + sheet)
+    branch_and_merge(root, run_cli, theirs=BLUE + sheet, ours=RED + sheet)
+    for path in ("images/hero.png", "sheets/heroes.png", "sheets/heroes.json"):
+        assert git(root, "checkout", "--theirs", path).returncode == 0
+    (root / "images.toml").write_text(BLUE, encoding="utf-8")
+
+    planned = run_cli("plan", "--json")
+    assert planned.code == 0, planned.err
+    data = json.loads(planned.out)
+    assert [(a["image"], a["action"]) for a in data["actions"]] == [("hero", "noop")]
+    [atlas] = data["files"]
+    assert (atlas["atlas"], atlas["action"]) == ("heroes", "delete")
+    assert sorted(atlas["removes"]) == ["sheets/heroes.json", "sheets/heroes.png"], atlas
+
+    finish_merge(root, run_cli)
+    assert not (root / "sheets/heroes.png").exists()
+    assert "[atlases." not in (root / "images.lock").read_text(encoding="utf-8")
+
+
 def entry_table(lock: str, name: str) -> str:
     """The text of one image's table in a lock."""
     start = lock.index(f"\n[images.{name}]\n")
@@ -233,7 +272,7 @@ def test_a_conflicted_lock_makes_apply_remove_nothing_the_plan_does_not_name(rep
     assert "images/hero.png now belongs to hero" in planned.out
     assert "keep.png" not in planned.out
 
-    entries = finish_merge(root, run_cli)
+    entries, _ = finish_merge(root, run_cli)
     assert {path: path.read_bytes() for path in root.rglob("*.png")} == files
     assert sorted(entries) == ["hero"] and entries["hero"].output == "images/hero.png"
 
