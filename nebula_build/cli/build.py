@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
-from nebula_build.errors import ApplyError, NebulaBuildError
+from nebula_build.errors import ApplyError, NebulaBuildError, first_line
 from nebula_build.text import plural, printable
 from nebula_build.ui.style import Style, wants_color
 
@@ -158,6 +158,17 @@ def _github_summary(
         )
 
 
+def _github_refusal(title: str, refused: RoundResult, why: str) -> None:
+    """Under GitHub Actions, the plan a guard refused to start, and why, in the job
+    summary: a failed job's summary must not be empty."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from nebula_build.ui import github
+
+    plan, estimate = refused.plan, refused.estimate
+    github.append_summary(github.summary(title, plan, estimate=estimate, refused=why))
+
+
 def _unchanged_since_last_plan(ctx: Context) -> int | None:
     """The number of images, if nothing a plan reads changed since the last one that
     found nothing to do (see engine/noop.py)."""
@@ -273,8 +284,20 @@ def cmd_apply(ctx: Context) -> int:
             project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice
         ):
             result = asyncio.run(
-                apply_round(project, registry, options, listener=listener, review=listener.review)
+                apply_round(
+                    project,
+                    registry,
+                    options,
+                    listener=listener,
+                    review=listener.review,
+                    on_plan=listener.plan_made,
+                )
             )
+    except NebulaBuildError as error:
+        if listener.planned is not None:  # a guard refused the plan before any work
+            title = f"nebula-build apply ({project.display_manifest})"
+            _github_refusal(title, listener.planned, first_line(error))
+        raise
     except KeyboardInterrupt:
         progress = listener.progress
         if progress is None:
@@ -300,6 +323,11 @@ class ApplyListener:
         self.quiet = ctx.args.quiet if quiet is None else quiet
         #: the run's progress once it started (None while it loads and plans)
         self.progress: Progress | None = None
+        #: the round once its plan, with changes, is estimated
+        self.planned: RoundResult | None = None
+
+    def plan_made(self, planned: RoundResult) -> None:
+        self.planned = planned
 
     def notice(self, message: str) -> None:
         self.ctx.notice(message)
@@ -359,6 +387,9 @@ def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> 
         else:
             ctx.print(plan_text(result.plan, ctx.style, result.estimate))
         ctx.err.write(f"error: {result.refused}\n")
+        manifest = result.prepared.project.display_manifest
+        _github_refusal(f"nebula-build apply ({manifest})", result, result.refused)
+        _github_error(ctx, result.refused, manifest)
         return ExitCode.CHANGES_PENDING
     if json_output:
         ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))
@@ -399,6 +430,17 @@ def _say_backups(ctx: Context, prepared: Prepared) -> None:
     runs = {project.backup_dir / path.relative_to(project.backup_dir).parts[0] for path in backups}
     folders = ", ".join(f"{run.relative_to(project.root)}/" for run in sorted(runs))
     ctx.print(f"{plural(len(backups), 'replaced file')} backed up in {folders}")
+
+
+def _github_error(ctx: Context, message: str, manifest: str) -> None:
+    """Under GitHub Actions, an error that ends the run without raising, as an annotation
+    on the manifest (raised ones are annotated where they are caught)."""
+    if os.environ.get("GITHUB_ACTIONS") != "true" or getattr(ctx.args, "json", False):
+        return
+    from nebula_build.ui import github
+    from nebula_build.ui.runnerlog import write_command
+
+    write_command(ctx.out, github.annotation("error", message, file=manifest))
 
 
 def _github_warnings(ctx: Context, result: RoundResult, manifest: str) -> None:

@@ -145,14 +145,18 @@ async def apply_round(
     on_start: Callable[[Applier], None] | None = None,
     generate: GenerateFn | None = None,
     review: Review | None = None,
+    on_plan: Callable[[RoundResult], None] | None = None,
     previous: Loaded | None = None,
     incremental: bool = False,
 ) -> RoundResult:
     """Bring the project in line with its manifest once; the caller holds the project
     lock. `backends` stays open across rounds (watch); `on_start` receives the Applier
     (to cancel images); `generate` replaces the backends (tests); `review` sees the
-    plan before any work and may stop the round. `previous` and `incremental`: see
-    `prepare` (watch resolves and plans an edit's images alone)."""
+    plan before any work and may stop the round. `on_plan` receives the result as soon
+    as a plan with changes is estimated, before the guards that may refuse it (so a
+    refusal can still be reported with its plan); the result is filled in as the round
+    goes on. `previous` and `incremental`: see `prepare` (watch resolves and plans an
+    edit's images alone)."""
     started = time.perf_counter()
     if incremental:  # watch: the lock and file index stay in memory between rounds
         retain(project)
@@ -199,6 +203,8 @@ async def apply_round(
         prepared.files.save()
         return result
     result.estimate = cost.planned(prepared, plan)
+    if on_plan is not None:
+        on_plan(result)
     result.refused = _refusal(plan, options)
     if result.refused is not None:
         return result

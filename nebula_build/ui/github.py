@@ -177,9 +177,13 @@ def summary(
     generated: int | None = None,
     failures: Mapping[str, Exception] | None = None,
     estimate: Estimate | None = None,
+    refused: str | None = None,
 ) -> str:
-    """The Markdown a job summary shows for one plan (and what its apply did)."""
+    """The Markdown a job summary shows for one plan (and what its apply did, or why
+    it `refused` to start)."""
     lines = [f"### {markdown_text(title)}", ""]
+    if refused is not None:
+        lines += [f"**Stopped before any generation:** {markdown_text(refused, _SHOWN_CHARS)}", ""]
     changes = plan.changes
     changed: list[str] = []  # each field that differs, as the plan shows it under the image
     if not changes and not any(f.is_change for f in plan.files):

@@ -146,6 +146,31 @@ def test_plan_and_apply_write_the_job_summary(project, run_cli, actions):
     assert "- **Generated in this run:** 2." in text
 
 
+@pytest.mark.parametrize(
+    ("manifest", "flags", "exit_code", "why"),
+    [
+        (SITE, ["--max-generations", "1"], 1, "this apply would generate 2 images, more than"),
+        (SITE, ["--locked"], 2, "--locked: 2 images would need generating"),
+        (NEBULA_SITE, [], 1, "NEBULA\\_API\\_KEY is not set"),
+    ],
+    ids=["max-generations", "locked", "no-key"],
+)
+def test_an_apply_stopped_before_any_generation_says_why_in_the_job_summary(
+    manifest, flags, exit_code, why, project, run_cli, actions
+):
+    project({"images.toml": manifest})
+    code, out, _ = run_cli("apply", *flags)
+    assert code == exit_code
+    assert out.count("::error file=images.toml::") == 1
+    text = actions.read_text()
+    assert text.startswith(
+        "### nebula-build apply (images.toml)\n\n**Stopped before any generation:** "
+    )
+    assert why in text
+    assert "| hero | create | new image | img/hero.png |" in text
+    assert "Generated in this run" not in text
+
+
 def test_the_job_summary_shows_a_reviewer_what_changed_and_what_comes_from_the_cache(
     project, run_cli, actions
 ):
