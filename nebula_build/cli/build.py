@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
@@ -119,7 +119,8 @@ def cmd_plan(ctx: Context) -> int:
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         ctx.print(plan_text(plan, ctx.style, estimate))
-    _github_summary(f"nebula-build plan ({project.display_manifest})", plan, estimate=estimate)
+    title = f"nebula-build plan ({project.display_manifest})"
+    _github_summary(title, plan, estimate=estimate, notes=notices)
     if ctx.args.detailed_exitcode and _in_conflict(plan):
         return ExitCode.ERROR  # apply would refuse it: a pull request must not pass
     if ctx.args.detailed_exitcode and (plan.has_changes or merge is not None):
@@ -137,15 +138,20 @@ def _in_conflict(plan: Plan) -> bool:
 
 
 def _github_summary(
-    title: str, plan: Plan, result: RoundResult | None = None, estimate: Estimate | None = None
+    title: str,
+    plan: Plan,
+    result: RoundResult | None = None,
+    estimate: Estimate | None = None,
+    notes: Sequence[str] = (),
 ) -> None:
-    """Under GitHub Actions, add the plan (and what the apply did) to the job summary."""
+    """Under GitHub Actions, add the plan (and what the apply did), with the notes the
+    run printed, to the job summary."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
     from nebula_build.ui import github
 
     if result is None:
-        github.append_summary(github.summary(title, plan, estimate=estimate))
+        github.append_summary(github.summary(title, plan, estimate=estimate, notes=notes))
     else:
         github.append_summary(
             github.summary(
@@ -154,11 +160,12 @@ def _github_summary(
                 generated=result.generated,
                 failures=result.failures,
                 estimate=result.estimate,
+                notes=notes,
             )
         )
 
 
-def _github_refusal(title: str, refused: RoundResult, why: str) -> None:
+def _github_refusal(title: str, refused: RoundResult, why: str, notes: Sequence[str] = ()) -> None:
     """Under GitHub Actions, the plan a guard refused to start, and why, in the job
     summary: a failed job's summary must not be empty."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
@@ -166,7 +173,8 @@ def _github_refusal(title: str, refused: RoundResult, why: str) -> None:
     from nebula_build.ui import github
 
     plan, estimate = refused.plan, refused.estimate
-    github.append_summary(github.summary(title, plan, estimate=estimate, refused=why))
+    summary = github.summary(title, plan, estimate=estimate, refused=why, notes=notes)
+    github.append_summary(summary)
 
 
 def _unchanged_since_last_plan(ctx: Context) -> int | None:
@@ -296,7 +304,7 @@ def cmd_apply(ctx: Context) -> int:
     except NebulaBuildError as error:
         if listener.planned is not None:  # a guard refused the plan before any work
             title = f"nebula-build apply ({project.display_manifest})"
-            _github_refusal(title, listener.planned, first_line(error))
+            _github_refusal(title, listener.planned, first_line(error), listener.notes)
         raise
     except KeyboardInterrupt:
         progress = listener.progress
@@ -307,7 +315,7 @@ def cmd_apply(ctx: Context) -> int:
             "(what they made is kept); `nebula-build apply` again does the rest\n"
         )
         return 130
-    return render_round(ctx, result)
+    return render_round(ctx, result, notes=listener.notes)
 
 
 #: the most images' actions apply lists before it starts (`plan` lists them all)
@@ -325,11 +333,14 @@ class ApplyListener:
         self.progress: Progress | None = None
         #: the round once its plan, with changes, is estimated
         self.planned: RoundResult | None = None
+        #: the notes printed so far, for the job summary
+        self.notes: list[str] = []
 
     def plan_made(self, planned: RoundResult) -> None:
         self.planned = planned
 
     def notice(self, message: str) -> None:
+        self.notes.append(message)
         self.ctx.notice(message)
 
     def loaded(self, prepared: Prepared) -> None:
@@ -375,9 +386,12 @@ class ApplyListener:
         return self.progress
 
 
-def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> int:
+def render_round(
+    ctx: Context, result: RoundResult, *, summary: bool = True, notes: Sequence[str] = ()
+) -> int:
     """The round's closing report and exit code; every failure ends in an ApplyError.
-    Without `summary`, no closing line when all went well (`pick` says its own)."""
+    Without `summary`, no closing line when all went well (`pick` says its own).
+    `notes`: those the round printed, for the job summary."""
     from nebula_build.ui.report import apply_json, done_text, plan_text
 
     json_output = getattr(ctx.args, "json", False)
@@ -388,7 +402,7 @@ def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> 
             ctx.print(plan_text(result.plan, ctx.style, result.estimate))
         ctx.err.write(f"error: {result.refused}\n")
         manifest = result.prepared.project.display_manifest
-        _github_refusal(f"nebula-build apply ({manifest})", result, result.refused)
+        _github_refusal(f"nebula-build apply ({manifest})", result, result.refused, notes)
         _github_error(ctx, result.refused, manifest)
         return ExitCode.CHANGES_PENDING
     if json_output:
@@ -407,7 +421,7 @@ def render_round(ctx: Context, result: RoundResult, *, summary: bool = True) -> 
         )
         _say_backups(ctx, result.prepared)
     manifest = result.prepared.project.display_manifest
-    _github_summary(f"nebula-build apply ({manifest})", result.plan, result)
+    _github_summary(f"nebula-build apply ({manifest})", result.plan, result, notes=notes)
     _github_warnings(ctx, result, manifest)
     failures = result.failures
     for name, error in failures.items():

@@ -39,7 +39,14 @@ class Context:
         return Style(wants_color(self.out))
 
     def notice(self, message: str) -> None:
+        """A note on stderr; under GitHub Actions also a notice annotation, so a remote
+        cache that failed or a balance that could not be read shows on the run's page."""
         self.err.write(Style(wants_color(self.err))(f"note: {message}", "yellow") + "\n")
+        if os.environ.get("GITHUB_ACTIONS") == "true" and not getattr(self.args, "json", False):
+            from nebula_build.ui.github import annotation
+            from nebula_build.ui.runnerlog import write_command
+
+            write_command(self.out, annotation("notice", message))
 
     def warn(self, message: str) -> None:
         self.err.write(Style(wants_color(self.err))(f"warning: {message}", "yellow") + "\n")

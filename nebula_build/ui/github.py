@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nebula_build.core import sourcemap
@@ -145,6 +145,7 @@ def _row(*cells: object) -> str:
 #: share of that, each cell and line at most `_SHOWN_CHARS` characters (an escaped
 #: character takes up to 5, `&amp;`)
 _TABLE_BYTES = 480 << 10
+_NOTES_BYTES = 16 << 10
 _FAILED_BYTES = 128 << 10
 _CHANGED_BYTES = 256 << 10
 _SHOWN_CHARS = 500
@@ -178,9 +179,11 @@ def summary(
     failures: Mapping[str, Exception] | None = None,
     estimate: Estimate | None = None,
     refused: str | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The Markdown a job summary shows for one plan (and what its apply did, or why
-    it `refused` to start)."""
+    it `refused` to start), with the `notes` the run printed (a remote cache that
+    failed makes the count of generations larger than it will be)."""
     lines = [f"### {markdown_text(title)}", ""]
     if refused is not None:
         lines += [f"**Stopped before any generation:** {markdown_text(refused, _SHOWN_CHARS)}", ""]
@@ -215,6 +218,10 @@ def summary(
         lines.append(f"- **From the remote cache:** {from_remote}.")
     if generated is not None:
         lines.append(f"- **Generated in this run:** {generated}.")
+    if notes:
+        lines += ["", "**Notes:**", ""]
+        noted = [f"- {markdown_text(note, _SHOWN_CHARS)}" for note in notes]
+        lines += _fitting(noted, _NOTES_BYTES, listed="(the log lists all)")
     if failures:
         lines += ["", "**Failed:**", ""]
         failed = [

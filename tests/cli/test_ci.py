@@ -8,7 +8,7 @@ import json
 import pytest
 
 from nebula_build.ui.github import _LISTS_ALL, annotation
-from tests.conftest import fake_manifest
+from tests.conftest import CANARY_KEY, fake_manifest
 
 SITE = """\
 version = 1
@@ -169,6 +169,21 @@ def test_an_apply_stopped_before_any_generation_says_why_in_the_job_summary(
     assert why in text
     assert "| hero | create | new image | img/hero.png |" in text
     assert "Generated in this run" not in text
+
+
+def test_a_note_of_the_apply_is_a_notice_and_in_the_job_summary_without_the_key(
+    project, run_cli, nebula_server, actions
+):
+    project({"images.toml": NEBULA_SITE})
+    nebula_server.add_credits_faults("echo:401")  # an answer that repeats the key
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    (notice,) = [line for line in out.splitlines() if line.startswith("::notice")]
+    assert notice.startswith("::notice::nebula: could not check the account's balance (")
+    text = actions.read_text()
+    assert "**Notes:**\n\n- nebula: could not check the account's balance (" in text
+    assert "Bearer \\[redacted\\]" in text
+    assert CANARY_KEY not in out + err + text
 
 
 def test_the_job_summary_shows_a_reviewer_what_changed_and_what_comes_from_the_cache(

@@ -230,6 +230,25 @@ def test_an_unreachable_remote_is_a_warning_and_the_build_goes_on(
     assert len(nebula_server.generations) == 3
 
 
+def test_under_github_actions_an_unreachable_remote_shows_on_the_run_and_in_the_summary(
+    tmp_path, run_cli, remote, monkeypatch
+):
+    """A pull request's plan whose cache role is misconfigured counts as generations what
+    the remote holds: the reviewer must see why, not only the job log."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, out, err = run_cli("plan", "--detailed-exitcode", cwd=_checkout(tmp_path, "pr"))
+    assert code == 2, err
+    (notice,) = [line for line in out.splitlines() if line.startswith("::notice")]
+    assert notice.startswith(f"::notice::remote cache {remote}")
+    assert notice.endswith("building without the remote cache")
+    text = summary.read_text()
+    assert "\n**Notes:**\n\n- remote cache s3://" in text
+    assert "building without the remote cache" in text
+
+
 def test_a_no_op_plan_and_offline_plans_never_touch_the_remote(
     tmp_path, run_cli, nebula_server, remote, monkeypatch
 ):
