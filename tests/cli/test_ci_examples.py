@@ -3,7 +3,9 @@ nebula-build command in them parses with the real command line."""
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,91 @@ def test_every_command_in_the_examples_parses(path):
 def test_shell_lines_are_read_as_commands():
     script = "pip install nebula-build\nx=0\nnebula-build plan --json || code=$?  # note\n"
     assert list(nebula_commands(script)) == [["plan", "--json"]]
+
+
+def _github_step(job: dict[Any, Any], name: str) -> dict[Any, Any]:
+    return next(step for step in job["steps"] if step.get("name") == name)
+
+
+def test_a_queued_github_apply_starts_from_the_lock_the_run_before_committed():
+    """A run that waited behind another checks out main as it is then: from the commit
+    that started it, it would pay for the other run's images again and its own commit
+    would conflict on images.lock."""
+    workflow = _load(GITHUB)
+    apply = workflow["jobs"]["apply"]
+    checkout = next(s for s in apply["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["ref"] == "${{ github.ref_name }}"
+    assert apply["concurrency"]["cancel-in-progress"] is False
+
+
+def test_the_github_workflow_keeps_the_key_and_the_prices_out_of_a_pull_request_s_reach():
+    workflow = _load(GITHUB)
+    apply = workflow["jobs"]["apply"]
+    assert apply["environment"] == "images"  # a branch other than main cannot deploy to it
+    assert workflow["env"]["NEBULA_BUILD_PRICES"] == "${{ vars.NEBULA_BUILD_PRICES }}"
+    assert "${{" not in "".join(_github_scripts(workflow))  # no expression pasted into a shell
+
+
+SITE = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+
+[assets]
+manifest = "static/images.json"
+
+[images.hero]
+prompt = "a lighthouse"
+output = "static/img/hero.png"
+
+[images.logo]
+prompt = "a fox"
+output = "static/img/logo.png"
+"""
+
+
+def _git(cwd: Path, *args: str) -> str:
+    import subprocess
+
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_github_commit_step_commits_everything_the_apply_wrote_and_no_cache(
+    tmp_path, run_cli, monkeypatch
+):
+    import subprocess
+
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    _git(tmp_path, "clone", "-q", str(origin), str(work))
+    (work / "images.toml").write_text(SITE, encoding="utf-8")
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "dev")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "dev@example.com")
+    _git(work, "add", "images.toml")
+    _git(work, "commit", "-q", "-m", "manifest")
+    _git(work, "push", "-q", "origin", "main")
+    assert run_cli("apply", cwd=work).code == 0
+    assert (work / ".nebula-build").is_dir()  # and no .gitignore names it
+
+    commit = _github_step(_load(GITHUB)["jobs"]["apply"], "Commit the images")
+    assert commit["if"] == "${{ !cancelled() }}"  # what a partly failed apply made is kept
+    done = subprocess.run(
+        ["bash", "-e", "-c", commit["run"]],
+        cwd=work,
+        env={**os.environ, "GITHUB_SHA": _git(work, "rev-parse", "HEAD").strip()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pushed = _git(origin, "show", "--name-only", "--format=%s", "main").split()
+    assert "[skip" in pushed and "ci]" in pushed
+    assert {"images.lock", "static/images.json", "static/img/hero.png"} <= set(pushed)
+    assert not any(name.startswith(".nebula-build") for name in pushed)
