@@ -83,6 +83,19 @@ def test_the_gitlab_pipeline_plans_merge_requests_and_applies_the_default_branch
     assert "CI_DEFAULT_BRANCH" in pipeline["apply"]["rules"][0]["if"]
 
 
+def test_the_gitlab_apply_starts_from_the_branch_s_tip_and_keeps_the_lock():
+    pipeline = _load(GITLAB)
+    assert "slim" not in pipeline["default"]["image"]  # pip needs git for a git URL
+    apply = pipeline["apply"]
+    script = "\n".join(apply["script"])
+    assert script.index('git checkout --quiet -B "$CI_DEFAULT_BRANCH" FETCH_HEAD') < script.index(
+        "nebula-build apply"
+    )
+    assert "|| code=$?" in script and apply["script"][-1] == 'exit "$code"'
+    assert "[skip ci]" in script
+    assert apply["artifacts"] == {"when": "always", "paths": ["images.lock", "static/"]}
+
+
 @pytest.mark.parametrize("path", [GITHUB, GITLAB], ids=["github", "gitlab"])
 def test_every_command_in_the_examples_parses(path):
     commands = _commands(path)
@@ -154,8 +167,9 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@pytest.mark.parametrize("ignored", [True, False], ids=["cache-ignored", "cache-not-ignored"])
 def test_the_github_commit_step_commits_everything_the_apply_wrote_and_no_cache(
-    tmp_path, run_cli, monkeypatch
+    ignored, tmp_path, run_cli, monkeypatch
 ):
     import subprocess
 
@@ -163,14 +177,15 @@ def test_the_github_commit_step_commits_everything_the_apply_wrote_and_no_cache(
     _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
     _git(tmp_path, "clone", "-q", str(origin), str(work))
     (work / "images.toml").write_text(SITE, encoding="utf-8")
+    (work / ".gitignore").write_text(".nebula-build/\n" if ignored else "", encoding="utf-8")
     for role in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{role}_NAME", "dev")
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "dev@example.com")
-    _git(work, "add", "images.toml")
+    _git(work, "add", "images.toml", ".gitignore")
     _git(work, "commit", "-q", "-m", "manifest")
     _git(work, "push", "-q", "origin", "main")
     assert run_cli("apply", cwd=work).code == 0
-    assert (work / ".nebula-build").is_dir()  # and no .gitignore names it
+    assert (work / ".nebula-build").is_dir()
 
     commit = _github_step(_load(GITHUB)["jobs"]["apply"], "Commit the images")
     assert commit["if"] == "${{ !cancelled() }}"  # what a partly failed apply made is kept
