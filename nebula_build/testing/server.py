@@ -120,6 +120,7 @@ class NebulaTestServer(BackgroundHTTPServer):
         latency: float = 0.0,
         image_format: str = "png",
         inference_seconds: float = 1.25,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
@@ -131,7 +132,7 @@ class NebulaTestServer(BackgroundHTTPServer):
         self.balance: Any = "1228.55600"
         self._state = _State()
         self._lock = threading.Lock()
-        super().__init__(_handler_for(self), poll_interval=0.02)
+        super().__init__(_handler_for(self), port=port, poll_interval=0.02)
 
     @property
     def base_url(self) -> str:
