@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from nebula_build.engine.gc import Unreferenced
     from nebula_build.engine.prepare import Prepared
     from nebula_build.engine.round import RoundResult
+    from nebula_build.state.project import Project
     from nebula_build.ui.progress import Progress
 
 
@@ -121,20 +122,54 @@ def cmd_plan(ctx: Context) -> int:
         ctx.print(plan_text(plan, ctx.style, estimate))
     title = f"nebula-build plan ({project.display_manifest})"
     _github_summary(title, plan, estimate=estimate, notes=notices)
-    if ctx.args.detailed_exitcode and _in_conflict(plan):
-        return ExitCode.ERROR  # apply would refuse it: a pull request must not pass
+    if ctx.args.detailed_exitcode and (conflicts := _conflicts(plan)):
+        # apply would refuse them: a pull request must not pass, and must say why
+        _say_conflicts(ctx, conflicts, project)
+        return ExitCode.ERROR
     if ctx.args.detailed_exitcode and (plan.has_changes or merge is not None):
         return ExitCode.CHANGES_PENDING  # apply would write the lock resolved
     return ExitCode.OK
 
 
-def _in_conflict(plan: Plan) -> bool:
-    """A file changed by hand that apply would refuse to overwrite without --force."""
+def _conflicts(plan: Plan) -> dict[str, str]:
+    """The files changed by hand that apply would refuse to overwrite without --force,
+    by the image, atlas or asset manifest they are the output of."""
     from nebula_build.core.plan import ActionKind, FileState
 
-    return any(a.kind is ActionKind.CONFLICT for a in plan.actions) or any(
-        f.state is FileState.CONFLICT for f in plan.files
+    found = {a.image: a.output or "" for a in plan.actions if a.kind is ActionKind.CONFLICT}
+    found |= {f.label: f.output for f in plan.files if f.state is FileState.CONFLICT}
+    return found
+
+
+def _in_conflict(plan: Plan) -> bool:
+    """A file changed by hand that apply would refuse to overwrite without --force."""
+    return bool(_conflicts(plan))
+
+
+def _say_conflicts(ctx: Context, conflicts: Mapping[str, str], project: Project) -> None:
+    """Why `plan --detailed-exitcode` exits 1: an error line, and under GitHub Actions
+    an annotation on the line that declares each output changed by hand."""
+    files = ", ".join(printable(output, limit=200) for output in list(conflicts.values())[:5])
+    more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+    them = "it" if len(conflicts) == 1 else "them"
+    ctx.err.write(
+        f"error: {plural(len(conflicts), 'output')} changed by hand ({files}{more}), which "
+        f"apply would refuse to overwrite: restore {them}, or replace {them} with "
+        "`nebula-build apply --force` (which keeps a backup)\n"
     )
+    if os.environ.get("GITHUB_ACTIONS") != "true" or ctx.args.json:
+        return
+    from nebula_build.core.manifest import source_text
+    from nebula_build.ui import github
+    from nebula_build.ui.runnerlog import write_command
+
+    messages = [
+        (name, f"{output}: output file changed by hand; apply would refuse to overwrite it")
+        for name, output in conflicts.items()
+    ]
+    source = source_text(project.manifest_path)
+    for line in github.image_annotations("error", messages, project.display_manifest, source):
+        write_command(ctx.out, line)
 
 
 def _github_summary(

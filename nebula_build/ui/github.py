@@ -83,10 +83,18 @@ def warning_annotations(
     warnings: Iterable[tuple[str, str]], manifest: str | None, source: str | None = None
 ) -> list[str]:
     """Each image's warning at the line that declares the image in `source`."""
+    return image_annotations("warning", warnings, manifest, source)
+
+
+def image_annotations(
+    level: str, messages: Iterable[tuple[str, str]], manifest: str | None, source: str | None
+) -> list[str]:
+    """Each (image, text) at the line that declares the image (an atlas, the asset
+    manifest: their table or key) in `source`."""
     locate = _locator(source)
     return [
-        annotation("warning", f"{image}: {text}", file=manifest, line=line, col=col)
-        for image, text in warnings
+        annotation(level, f"{image}: {text}", file=manifest, line=line, col=col)
+        for image, text in messages
         for line, col in [locate(image)]
     ]
 

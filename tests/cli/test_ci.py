@@ -186,6 +186,28 @@ def test_a_note_of_the_apply_is_a_notice_and_in_the_job_summary_without_the_key(
     assert CANARY_KEY not in out + err + text
 
 
+def test_a_plan_failed_by_a_hand_edit_says_why_on_the_image_s_line(project, run_cli, actions):
+    """`plan --detailed-exitcode` fails a pull request that edits an output by hand: the
+    job's log and the diff must say so, not only the exit code."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    (root / "img/logo.png").write_bytes(b"my edit")
+    code, out, err = run_cli("plan", "--detailed-exitcode")
+    assert code == 1
+    assert err == (
+        "error: 1 output changed by hand (img/logo.png), which apply would refuse to "
+        "overwrite: restore it, or replace it with `nebula-build apply --force` "
+        "(which keeps a backup)\n"
+    )
+    line = SITE.splitlines().index("[images.logo]") + 1
+    (annotation,) = [line for line in out.splitlines() if line.startswith("::")]
+    assert annotation == (
+        f"::error file=images.toml,line={line},col=1::logo: img/logo.png: output file "
+        "changed by hand; apply would refuse to overwrite it"
+    )
+    assert "| logo | conflict | output file changed by hand | img/logo.png |" in actions.read_text()
+
+
 def test_the_job_summary_shows_a_reviewer_what_changed_and_what_comes_from_the_cache(
     project, run_cli, actions
 ):
