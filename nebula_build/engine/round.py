@@ -158,29 +158,9 @@ async def apply_round(
     goes on. `previous` and `incremental`: see `prepare` (watch resolves and plans an
     edit's images alone)."""
     started = time.perf_counter()
-    if incremental:  # watch: the lock and file index stay in memory between rounds
-        retain(project)
-        fileindex.retain(project.file_index_path)
-    lock = recovered_lock(project, listener.notice)
-    prepared = prepare(
-        project,
-        registry,
-        backend=options.backend,
-        read_inputs=True,
-        previous=previous,
-        incremental=incremental,
+    prepared, lock, options = _loaded(
+        project, registry, options, listener, previous=previous, incremental=incremental
     )
-    # a lock a merge left conflict markers in is written resolved, whatever else happens
-    lock, _ = settled(prepared, lock, listener.notice, write=True)
-    # every use below (the draws recorded after the run too) sees the images it names
-    options = dataclasses.replace(options, more=more_images(prepared, options.more))
-    only = prepared.changed_only
-    if only is None:  # else the round before tidied, and this process holds the project
-        remove_leftovers(prepared)  # a killed run's temp files
-    specs = prepared.specs
-    keys = (specs[name] for name in (specs if only is None else only) if name in specs)
-    adopt(prepared.store, {spec.generation_key for spec in keys})
-    listener.loaded(prepared)
     remote = configured(prepared.resolved, offline=options.offline, notice=listener.notice)
     plan = plan_for(
         prepared,
@@ -217,7 +197,9 @@ async def apply_round(
     progress = listener.starting(prepared, plan)
     try:
         if plan.changes:
-            if only is None:  # the whole manifest was loaded: give back what that freed
+            if (
+                prepared.changed_only is None
+            ):  # the whole manifest was loaded: give back what that freed
                 release_freed_memory()
             result.applied = await execute(
                 prepared,
@@ -255,6 +237,43 @@ async def apply_round(
         prepared.files.save()
     result.elapsed = time.perf_counter() - started
     return result
+
+
+def _loaded(
+    project: Project,
+    registry: BackendRegistry,
+    options: RoundOptions,
+    listener: RoundListener,
+    *,
+    previous: Loaded | None,
+    incremental: bool,
+) -> tuple[Prepared, Entries, RoundOptions]:
+    """The project prepared for a round, its lock (a journal folded in, a merge's
+    conflicts written resolved) and the options with the images `--more` names."""
+    if incremental:  # watch: the lock and file index stay in memory between rounds
+        retain(project)
+        fileindex.retain(project.file_index_path)
+    lock = recovered_lock(project, listener.notice)
+    prepared = prepare(
+        project,
+        registry,
+        backend=options.backend,
+        read_inputs=True,
+        previous=previous,
+        incremental=incremental,
+    )
+    # a lock a merge left conflict markers in is written resolved, whatever else happens
+    lock, _ = settled(prepared, lock, listener.notice, write=True)
+    # every use below (the draws recorded after the run too) sees the images it names
+    options = dataclasses.replace(options, more=more_images(prepared, options.more))
+    only = prepared.changed_only
+    if only is None:  # else the round before tidied, and this process holds the project
+        remove_leftovers(prepared)  # a killed run's temp files
+    specs = prepared.specs
+    keys = (specs[name] for name in (specs if only is None else only) if name in specs)
+    adopt(prepared.store, {spec.generation_key for spec in keys})
+    listener.loaded(prepared)
+    return prepared, lock, options
 
 
 def _with_draws_recorded(
