@@ -54,7 +54,8 @@ def settled(
 ) -> tuple[Entries, LockMerge | None]:
     """The lock with each image both sides of a merge conflict record differently
     settled (see the module), and what the merge held; None where the lock has no
-    conflict markers. With `write` (apply), the lock is written resolved."""
+    conflict markers. With `write` (apply, holding the project lock), the lock is
+    written resolved and a killed apply's journal, folded into `lock`, emptied."""
     project = prepared.project
     merged = lockfile.merged(project)
     if merged is None:
@@ -66,6 +67,7 @@ def settled(
     note = LockMerge(project.lock_path.name, merged.ours, merged.theirs, tuple(merged.contested))
     if write:
         lockfile.write(project, resolved)
+        project.journal_path.unlink(missing_ok=True)  # a killed apply's: folded in above
     notice(note.line(written=write))
     return resolved, note
 

@@ -1001,7 +1001,9 @@ def replay(entries: Entries, journal: Path) -> bool:
 
 
 def recover(project: Project) -> tuple[Entries, bool]:
-    """The lock with any leftover journal folded in and written back.
+    """The lock with any leftover journal folded in and written back; a lock with
+    merge conflicts is not written (nor the journal emptied) until each image both
+    sides record is settled (`engine.lockmerge`).
 
     Call it only while holding the project lock. Returns (entries, folded).
     """
@@ -1010,6 +1012,8 @@ def recover(project: Project) -> tuple[Entries, bool]:
         project.journal_path.unlink(missing_ok=True)
         return entries, False
     _check_own_files(project, entries, "the journal")
+    if merged(project) is not None:
+        return entries, True
     write(project, entries)
     project.journal_path.unlink(missing_ok=True)
     return entries, True

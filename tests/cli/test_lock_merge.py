@@ -367,3 +367,28 @@ def test_a_manifest_left_in_conflict_is_one_line(repo, run_cli):
             f"error: images.toml:{line + 1}: unresolved merge conflict (<<<<<<< HEAD); "
             "resolve it, then run again\n"
         )
+
+
+def test_a_killed_apply_s_journal_waits_for_the_merge_to_be_settled(repo, run_cli):
+    """A journal left by a killed apply beside a conflicted lock: plan folds it in
+    without writing the lock, the contested image is still settled by the file on
+    disk, and apply writes the lock resolved and empties the journal."""
+    root = repo()
+    branch_and_merge(root, run_cli, theirs=BLUE, ours=RED)
+    assert git(root, "checkout", "--theirs", "images/hero.png").returncode == 0
+    (root / "images.toml").write_text(BLUE, encoding="utf-8")
+    journal = root / ".nebula-build/journal"
+    journal.write_text('{"op": "delete", "image": "gone"}\n', encoding="utf-8")
+    lock_text = (root / "images.lock").read_text(encoding="utf-8")
+
+    planned = run_cli("plan", "--json")
+    assert planned.code == 0, planned.err
+    assert "images.lock had merge conflicts" in planned.err
+    data = json.loads(planned.out)
+    assert data["lock_merge"]["contested"] == ["hero"]
+    assert [(a["image"], a["action"]) for a in data["actions"]] == [("hero", "noop")]
+    assert (root / "images.lock").read_text(encoding="utf-8") == lock_text  # plan writes nothing
+
+    entries, _ = finish_merge(root, run_cli)
+    assert entries["hero"].params["prompt"] == "a blue lighthouse"
+    assert not journal.exists()
