@@ -72,7 +72,7 @@ class Post:
 def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
     """The row of one post; `base` is the folder its pattern starts from (see
     `slug_of`)."""
-    text = decode(path, data)
+    text = decode(path, data, markdown=True)
     lines = text.split("\n")
     fence = lines[0].rstrip() if lines else ""
     fields: dict[str, Value] = {}

@@ -135,9 +135,9 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _MAX_INTEGER_BITS = 14_000
 
 
-def decode(path: str, data: bytes) -> str:
+def decode(path: str, data: bytes, *, markdown: bool = False) -> str:
     """UTF-8 text (a byte-order mark dropped); DataError at the line of a bad byte, or of
-    a merge conflict git left in it."""
+    a merge conflict git left in it (in `markdown`, outside its fenced code blocks)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -145,7 +145,7 @@ def decode(path: str, data: bytes) -> str:
             raise DataError(path, "is UTF-16 text, not UTF-8: save it as UTF-8", 1) from None
         line = data.count(b"\n", 0, exc.start) + 1
         raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line) from None
-    conflict = opened_conflict(text)
+    conflict = opened_conflict(text, markdown=markdown)
     if conflict is not None:
         line, marker = conflict
         raise DataError(

@@ -47,21 +47,43 @@ def first_marker(text: str) -> tuple[int, str] | None:
     return None
 
 
-_OPENING = re.compile(r"^<{7}(?:[ \r][^\n]*)?$", re.MULTILINE)
-_CLOSING = re.compile(r"^>{7}(?:[ \r][^\n]*)?$", re.MULTILINE)
+#: a Markdown code fence's opening line: its backticks or tildes
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 
 
-def opened_conflict(text: str) -> tuple[int, str] | None:
+def opened_conflict(text: str, *, markdown: bool = False) -> tuple[int, str] | None:
     """(line number, the marker's line as shown) of the first `<<<<<<<` that a
-    `>>>>>>>` closes later, or None: a data file or a post may hold a line of `=======`
-    (a Markdown heading's underline), never a whole conflict. Costs a substring search
-    where there is none."""
-    if "<<<<<<<" not in text:
+    `=======` and then a `>>>>>>>` follow, or None: a data file or a post may hold a
+    line of `=======` (a Markdown heading's underline), never a whole conflict. With
+    `markdown`, lines in fenced code blocks are the post's content (a post about git
+    may show a conflict). Costs a substring search where there is none."""
+    if OPEN not in text:
         return None
-    found = _OPENING.search(text)
-    if found is None or _CLOSING.search(text, found.end()) is None:
-        return None
-    return text.count("\n", 0, found.start()) + 1, printable(found[0].strip(), 80)
+    opened: tuple[int, str] | None = None
+    separated = False
+    fence = ""  # the open code block's fence
+    for number, line in enumerate(text.split("\n"), 1):
+        if markdown and fence:
+            fence = "" if _closes(line, fence) else fence
+            continue
+        if markdown and (opening := _FENCE.match(line)) is not None:
+            fence = opening[1]
+            continue
+        marker = _marker(line)
+        if marker == OPEN:
+            opened, separated = (number, printable(line.strip(), 80)), False
+        elif marker == SEPARATOR and opened is not None:
+            separated = True
+        elif marker == CLOSE and separated:
+            return opened
+    return None
+
+
+def _closes(line: str, fence: str) -> bool:
+    """Whether `line` closes the code block `fence` opened: as many of its character or
+    more, alone on the line."""
+    closing = line.strip()
+    return len(closing) >= len(fence) and closing == fence[0] * len(closing)
 
 
 def sides(text: str) -> tuple[str, str] | None:

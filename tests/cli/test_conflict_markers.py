@@ -64,3 +64,22 @@ def test_a_post_left_in_conflict_is_one_line_and_a_heading_underline_is_none(pro
     planned = run_cli("plan")
     assert planned.code == 0, planned.err
     assert "item[a]  create  images/a.png" in planned.out
+
+
+def test_a_post_about_merge_conflicts_is_read(project, run_cli):
+    """A post may show git's markers in a fenced code block, or lines that start like
+    two of them: that is its content, not a conflict left in it."""
+    example = "```\n" + CONFLICT.format(ours="a cat\n", theirs="a dog\n") + "```\n"
+    project(
+        {
+            "images.toml": MANIFEST.format(rows='{ files = "posts/*.md" }', name="slug"),
+            "posts/a.md": "---\nprompt: a merge\n---\nResolving a conflict.\n\n" + example,
+            "posts/b.md": "---\nprompt: a rebase\n---\n~~~diff\n" + example + "~~~\n",
+            "posts/c.md": "---\nprompt: arrows\n---\n<<<<<<< before\n\n>>>>>>> after\n",
+        }
+    )
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert "item[a]  create  images/a.png" in planned.out
+    assert "item[b]  create  images/b.png" in planned.out
+    assert "item[c]  create  images/c.png" in planned.out
