@@ -36,7 +36,7 @@ from nebula_build.core import sourcemap
 from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
-from nebula_build.state.conflicts import first_marker
+from nebula_build.state.conflicts import marker_on
 from nebula_build.text import model_id_problem, printable
 
 SCHEMA_VERSION = 1
@@ -849,17 +849,18 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        marker = first_marker(text)  # markers are never valid TOML: only look then
+        message = str(exc)
+        found = _TOML_POSITION.search(message)
+        line, column = (int(found[1]), int(found[2])) if found else (None, None)
+        # outside a string a marker is never valid TOML: the parse stops at the first
+        marker = marker_on(text, line) if line is not None else None
         if marker is not None:
             raise ManifestError.single(
                 display_path,
                 "",
-                f"unresolved merge conflict ({marker[1]}); resolve it, then run again",
-                marker[0],
+                f"unresolved merge conflict ({marker}); resolve it, then run again",
+                line,
             ) from None
-        message = str(exc)
-        found = _TOML_POSITION.search(message)
-        line, column = (int(found[1]), int(found[2])) if found else (None, None)
         key, message = _toml_problem(_TOML_POSITION.sub("", message).strip(), text, line)
         raise ManifestError.single(display_path, key, message, line, column) from None
     except RecursionError:

@@ -47,6 +47,17 @@ def first_marker(text: str) -> tuple[int, str] | None:
     return None
 
 
+def marker_on(text: str, number: int) -> str | None:
+    """The conflict marker line `number` of `text` starts with, as shown, or None."""
+    start = 0
+    for _ in range(number - 1):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return None
+    line = text[start:].partition("\n")[0]
+    return printable(line.strip(), 80) if _marker(line) is not None else None
+
+
 #: a Markdown code fence's opening line: its backticks or tildes
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 

@@ -83,3 +83,25 @@ def test_a_post_about_merge_conflicts_is_read(project, run_cli):
     assert "item[a]  create  images/a.png" in planned.out
     assert "item[b]  create  images/b.png" in planned.out
     assert "item[c]  create  images/c.png" in planned.out
+
+
+def test_a_prompt_that_shows_conflict_markers_is_no_conflict(project, run_cli):
+    """A multi-line prompt may hold lines like git's markers: the manifest is read, and
+    an error elsewhere in it is that error, not "unresolved merge conflict"."""
+    prompt = 'prompt = """\na cover for a post about git:\n' + CONFLICT.format(
+        ours="ours\n", theirs="theirs\n"
+    )
+    manifest = MANIFEST.replace('prompt = "{{prompt}}"', prompt + '"""').replace(
+        "rows = {rows}\n", ""
+    )
+    root = project({"images.toml": manifest.format(name="x").replace("{x}", "item")})
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert "item  create  images/item.png" in planned.out
+
+    text = (root / "images.toml").read_text(encoding="utf-8")
+    (root / "images.toml").write_text(text.replace("height = 64", "height = 64 64"), "utf-8")
+    code, out, err = run_cli("plan")
+    assert (code, out) == (1, "")
+    assert err.startswith("error: images.toml:6:17: invalid TOML"), err
+    assert "merge conflict" not in err
