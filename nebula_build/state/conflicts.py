@@ -2,13 +2,16 @@
 
 A conflict is `<<<<<<< ours`, the lines of one side, optionally `||||||| base` and the
 base's lines (diff3 and zdiff3 styles), `=======`, the lines of the other side, and
-`>>>>>>> theirs`, each marker at the start of a line. The base is dropped: it is what
-both sides changed.
+`>>>>>>> theirs`, each marker at the start of a line (longer where the file's
+`conflict-marker-size` attribute says so, the same length in one conflict). The base is
+dropped: it is what both sides changed. Lines end at `\n` alone, as git and TOML read
+them (not at U+2028 or U+0085, which a prompt may hold).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from nebula_build.text import printable
 
@@ -25,15 +28,24 @@ class MarkerError(ValueError):
         self.problem = problem
 
 
-def _marker(line: str) -> str | None:
-    """The marker `line` starts with (followed by a space or the end of the line)."""
+def _marker(line: str) -> tuple[str, int] | None:
+    """The marker `line` starts with and its length (7, or more), followed by a space or
+    the end of the line (`=======` alone)."""
     head = line[:7]
     if head not in _MARKERS:
         return None
-    rest = line[7:].rstrip("\r\n")
+    size = len(line) - len(line.lstrip(head[0]))
+    rest = line[size:].rstrip("\r\n")
     if head == SEPARATOR:
-        return head if not rest else None
-    return head if not rest or rest[0] == " " else None
+        return (head, size) if not rest else None
+    return (head, size) if not rest or rest[0] == " " else None
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of `text`, each with its `\n`."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
 
 def first_marker(text: str) -> tuple[int, str] | None:
@@ -41,7 +53,7 @@ def first_marker(text: str) -> tuple[int, str] | None:
     `text`, or None where it has none."""
     if not any(marker in text for marker in _MARKERS):
         return None
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if _marker(line) is not None:
             return number, printable(line.strip(), 80)
     return None
@@ -71,7 +83,7 @@ def opened_conflict(text: str, *, markdown: bool = False) -> tuple[int, str] | N
     if OPEN not in text:
         return None
     opened: tuple[int, str] | None = None
-    separated = False
+    separated, size = False, 0
     fence = ""  # the open code block's fence
     for number, line in enumerate(text.split("\n"), 1):
         if markdown and fence:
@@ -80,13 +92,16 @@ def opened_conflict(text: str, *, markdown: bool = False) -> tuple[int, str] | N
         if markdown and (opening := _FENCE.match(line)) is not None:
             fence = opening[1]
             continue
-        marker = _marker(line)
-        if marker == OPEN:
-            opened, separated = (number, printable(line.strip(), 80)), False
-        elif marker == SEPARATOR and opened is not None:
-            separated = True
-        elif marker == CLOSE and separated:
-            return opened
+        found = _marker(line)
+        if found is None:
+            continue
+        if found[0] == OPEN:
+            opened, separated, size = (number, printable(line.strip(), 80)), False, found[1]
+        elif opened is not None and found[1] == size:
+            if found[0] == SEPARATOR:
+                separated = True
+            elif found[0] == CLOSE and separated:
+                return opened
     return None
 
 
@@ -97,30 +112,50 @@ def _closes(line: str, fence: str) -> bool:
     return len(closing) >= len(fence) and closing == fence[0] * len(closing)
 
 
-def sides(text: str) -> tuple[str, str] | None:
-    """(the text with "ours", the text with "theirs") of a file with git's conflict
-    markers; None where it has none. Raises MarkerError for markers that are not
-    whole conflicts."""
+@dataclass(frozen=True)
+class Side:
+    """One side's text, and the line of the file each of its lines is."""
+
+    text: str
+    lines: list[int]
+
+    def line(self, number: int) -> int:
+        """The line of the file the side's line `number` is (past its end: after it)."""
+        if 0 < number <= len(self.lines):
+            return self.lines[number - 1]
+        return (self.lines[-1] if self.lines else 0) + number - len(self.lines)
+
+
+def sides(text: str) -> tuple[Side, Side] | None:
+    """("ours", "theirs") of a file with git's conflict markers; None where it has
+    none. Raises MarkerError for markers that are not whole conflicts."""
     ours: list[str] = []
     theirs: list[str] = []
+    ours_lines: list[int] = []
+    theirs_lines: list[int] = []
     inside: str | None = None  # the last marker of the conflict being read
-    opened = 0
+    opened = size = 0
     found = False
-    for number, line in enumerate(text.splitlines(keepends=True), 1):
-        marker = _marker(line)
-        if marker is None:
+    for number, line in enumerate(_lines(text), 1):
+        seen = _marker(line)
+        if seen is not None and inside is not None and seen[1] != size:
+            seen = None  # a marker of another length inside a conflict is a line of it
+        if seen is None:
             if inside is None or inside == OPEN:
                 ours.append(line)
+                ours_lines.append(number)
             if inside is None or inside == SEPARATOR:
                 theirs.append(line)
+                theirs_lines.append(number)
             continue
+        marker, length = seen
         found = True
         if marker == OPEN:
             if inside is not None:
                 raise MarkerError(
                     number, f"a conflict opens inside the one opened on line {opened}"
                 )
-            opened = number
+            opened, size = number, length
         elif marker == BASE and inside != OPEN:
             raise MarkerError(number, f"`{BASE}` outside a conflict's first side")
         elif marker == SEPARATOR and inside not in (OPEN, BASE):
@@ -130,4 +165,6 @@ def sides(text: str) -> tuple[str, str] | None:
         inside = None if marker == CLOSE else marker
     if inside is not None:
         raise MarkerError(opened, f"the conflict opened here has no `{CLOSE}`")
-    return ("".join(ours), "".join(theirs)) if found else None
+    if not found:
+        return None
+    return Side("".join(ours), ours_lines), Side("".join(theirs), theirs_lines)

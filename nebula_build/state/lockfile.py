@@ -463,7 +463,7 @@ def loads_merged(text: str, where: str = "images.lock") -> tuple[Entries, Merged
         split = _sides(text, where)  # markers never make valid TOML: only look then
         if split is None:
             raise
-        ours, theirs = (_entries_from(_toml(side, w), w) for side, w in _labelled(split, where))
+        ours, theirs = (_entries_from(data, w) for data, w in _parsed(split, where))
         entries = theirs | ours
         contested = {
             name: (ours[name], theirs[name])
@@ -474,7 +474,7 @@ def loads_merged(text: str, where: str = "images.lock") -> tuple[Entries, Merged
     return _entries_from(data, where), None
 
 
-def _sides(text: str, where: str) -> tuple[str, str] | None:
+def _sides(text: str, where: str) -> tuple[conflicts.Side, conflicts.Side] | None:
     """The text of each side of the conflicts in `text`, or None where it has none."""
     try:
         return conflicts.sides(text)
@@ -485,12 +485,16 @@ def _sides(text: str, where: str) -> tuple[str, str] | None:
         ) from None
 
 
-def _labelled(split: tuple[str, str], where: str) -> Iterator[tuple[str, str]]:
-    yield split[0], f"{where} (ours)"
-    yield split[1], f"{where} (theirs)"
+def _parsed(
+    split: tuple[conflicts.Side, conflicts.Side], where: str
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each side's TOML, and where it is from ("images.lock (ours)")."""
+    for side, label in zip(split, ("ours", "theirs"), strict=True):
+        yield _toml(side.text, f"{where} ({label})", side.line), f"{where} ({label})"
 
 
-def _toml(text: str, where: str) -> dict[str, Any]:
+def _toml(text: str, where: str, line: Callable[[int], int] | None = None) -> dict[str, Any]:
+    """`text` parsed; `line`: the file's line of each of its lines (a side's)."""
     try:
         return tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
@@ -502,7 +506,8 @@ def _toml(text: str, where: str) -> dict[str, Any]:
         # "Invalid statement (at line 59, column 1)": the place first, then what is wrong
         place = re.search(r" \(at line (\d+), column (\d+)\)$", reason)
         if place is not None:
-            reason = f"line {place[1]}, column {place[2]}: {reason[: place.start()]}"
+            number = int(place[1]) if line is None else line(int(place[1]))
+            reason = f"line {number}, column {place[2]}: {reason[: place.start()]}"
         raise LockfileError(
             f"{where} is not valid TOML: {reason}; restore it from version control or delete it"
         ) from None
@@ -1101,7 +1106,7 @@ def _merged_made(project: Project) -> Made:
         return Made({})  # reading its images says what is wrong with it
     if split is None:
         return Made({})
-    ours, theirs = (_made_from(project, _toml(side, w), w) for side, w in _labelled(split, where))
+    ours, theirs = (_made_from(project, data, w) for data, w in _parsed(split, where))
     guard = Guard(project.root, reserved=project.own_files)
     atlases = dict(theirs.atlases)
     for name, record in ours.atlases.items():

@@ -392,3 +392,59 @@ def test_a_killed_apply_s_journal_waits_for_the_merge_to_be_settled(repo, run_cl
     entries, _ = finish_merge(root, run_cli)
     assert entries["hero"].params["prompt"] == "a blue lighthouse"
     assert not journal.exists()
+
+
+def test_a_side_that_does_not_parse_names_the_lock_s_line(repo, run_cli):
+    root = repo()
+    lock = (root / "images.lock").read_text(encoding="utf-8")
+    hero = entry_table(lock, "hero")
+    broken = hero.replace('backend = "preview"', 'backend = = "preview"')
+    crafted = lock.replace(hero, f"\n<<<<<<< HEAD{hero}=======\n{broken}>>>>>>> feat\n")
+    (root / "images.lock").write_text(crafted, encoding="utf-8")
+    line = crafted.splitlines().index('backend = = "preview"') + 1
+
+    code, out, err = run_cli("plan")
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        f"error: images.lock (theirs) is not valid TOML: line {line}, column 11: Invalid value;"
+    ), err
+
+
+def test_markers_of_git_s_conflict_marker_size(repo, run_cli):
+    """`images.lock conflict-marker-size=9` in .gitattributes: git's markers are nine
+    characters long, and are read as its seven-character ones are."""
+    root = repo(files={".gitattributes": "images.lock conflict-marker-size=9\n"})
+    branch_and_merge(root, run_cli, theirs=BASE + CAT, ours=BASE + DOG)
+    assert "\n<<<<<<<<< HEAD\n" in (root / "images.lock").read_text(encoding="utf-8")
+    (root / "images.toml").write_text(BASE + DOG + CAT, encoding="utf-8")
+
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert planned.err == MERGED_NOTE
+    assert "No changes: 3 images up to date." in planned.out
+    entries, _ = finish_merge(root, run_cli)
+    assert sorted(entries) == ["a", "b", "hero"]
+
+
+def test_lines_are_split_where_git_splits_them(repo, run_cli):
+    """A prompt may hold U+0085 or U+2028, which Python's splitlines takes for line
+    breaks: git and TOML do not, so neither a marker nor a line number comes of it."""
+    manifest = BASE.replace("a lighthouse", "a lighthouse\u0085=======\u2028>>>>>>> x")
+    root = repo(manifest)
+    lock = (root / "images.lock").read_text(encoding="utf-8")
+    hero = entry_table(lock, "hero")
+    ghost = hero.replace("[images.hero]", "[images.ghost]")
+    (root / "images.lock").write_text(
+        lock.replace(hero, f"\n<<<<<<< HEAD{hero}=======\n{hero}{ghost}>>>>>>> feat\n"), "utf-8"
+    )
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert "(1 + 2 entries)" in planned.err
+    assert "ghost  delete" in planned.out
+
+    unclosed = lock.replace(hero, f"\n<<<<<<< HEAD{hero}")
+    (root / "images.lock").write_text(unclosed, encoding="utf-8")
+    line = unclosed.split("\n").index("<<<<<<< HEAD") + 1
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err.startswith(f"error: images.lock:{line}: the conflict opened here has no"), err
