@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISLNK, S_ISREG
 from typing import cast
 
 from nebula_build.fsutil import atomic_stream, read_regular, sha256_bytes, sha256_file
@@ -90,6 +90,10 @@ def _signature_of(row: _Row) -> _Signature:
     return cast(_Signature, tuple(row[:_FIELDS]))
 
 
+#: what `FileIndex.digest` gives for a link out of the project: no sha256 equals it
+LEADS_OUT = "a link out of the project"
+
+
 class FileIndex:
     """Digest of project files by relative path, backed by a stat cache."""
 
@@ -145,11 +149,18 @@ class FileIndex:
         return rows
 
     def digest(self, relative: str) -> str | None:
-        """The file's sha256, or None if it does not exist (or is not a file)."""
-        # Plain strings and os.stat: this runs once per image on every plan.
+        """The file's sha256, or None if it does not exist (or is not a file); LEADS_OUT,
+        which equals no digest, for a link out of the project: a pull request's link
+        must not have a plan hash a file outside it, nor tell whether that file holds a
+        digest the lock names (it is a file that is not nebula-build's)."""
+        # Plain strings and os.lstat: this runs once per image on every plan.
         path = os.path.join(self._root, relative)  # noqa: PTH118
         try:
-            stat = os.stat(path)  # noqa: PTH116
+            stat = os.lstat(path)
+            if S_ISLNK(stat.st_mode):
+                if not _inside(os.path.realpath(path), self._root):
+                    return LEADS_OUT
+                stat = os.stat(path)  # noqa: PTH116
         except OSError:
             return None
         if not S_ISREG(stat.st_mode):
@@ -271,3 +282,8 @@ def _index_pieces(rows: _Rows) -> Iterator[bytes]:
         chunk = {name: rows[name] for name in names[start : start + _PIECE]}
         yield (", " if start else "").encode() + json.dumps(chunk)[1:-1].encode()
     yield b"}"
+
+
+def _inside(real: str, root: str) -> bool:
+    """Whether the real path `real` is in the folder `root` (itself real)."""
+    return real.startswith(root.rstrip(os.sep) + os.sep)

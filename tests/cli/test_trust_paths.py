@@ -785,3 +785,32 @@ def test_a_lock_entry_behind_a_link_out_of_the_project_is_refused(project, run_c
     code, _, err = run_cli("plan")
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "images.lock: images.evil: ext/secret.png is outside the project (a link" in err
+
+
+def test_a_lock_entry_whose_file_is_a_link_out_of_the_project_is_not_read(
+    project, run_cli, tmp_path
+):
+    """The same with the file itself a link out of the project, `secret.png`: the plan
+    hashed what it leads to, and said "delete secret.png" where that held the digest
+    the entry named, "changed by hand" where not. Now it is never read."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"not yours")
+    root = project(
+        {"images.toml": manifest('[images.hero]\nprompt = "a hero"\noutput = "hero.png"')}
+    )
+    assert run_cli("apply").code == 0
+    (root / "secret.png").symlink_to(outside / "secret.png")
+    lock = (root / "images.lock").read_text()
+    table = lock[lock.index("[images.hero]") :].split("\n[", 1)[0]
+    digest = table.split('digest = "')[1][:64]
+    plans = []
+    for named in (hashlib.sha256(b"not yours").hexdigest(), "0" * 64):
+        evil = table.replace("[images.hero]", "[images.evil]").replace('"hero.png"', '"secret.png"')
+        (root / "images.lock").write_text(f"{lock}\n{evil.replace(digest, named)}\n")
+        planned = run_cli("plan")
+        assert planned.code == 0, planned.err
+        plans.append(planned.out)
+    assert plans[0] == plans[1], plans
+    assert run_cli("apply").code == 0
+    assert (outside / "secret.png").read_bytes() == b"not yours"
