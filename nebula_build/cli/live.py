@@ -34,7 +34,7 @@ def cmd_watch(ctx: Context) -> int:
     registry = load_registry()
     style = Style(wants_color(ctx.out))
     with contextlib.ExitStack() as stack:
-        stack.enter_context(
+        project_lock = stack.enter_context(
             ProjectLock(
                 project.project_lock_path,
                 timeout=args.lock_timeout,
@@ -66,6 +66,7 @@ def cmd_watch(ctx: Context) -> int:
             offline=args.offline,
             targets=args.target,
             on_round=on_round,
+            project_lock=project_lock,
         )
         if args.serve is not None:
             from nebula_build.live.review import picker

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import traceback
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
@@ -39,12 +40,16 @@ from nebula_build.state import globs
 from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.lockfile import Entries
 from nebula_build.state.project import Project
+from nebula_build.state.projectlock import ProjectLock
 from nebula_build.text import plural
 from nebula_build.ui.progress import Progress
 from nebula_build.ui.report import done_text
 from nebula_build.ui.style import Style
 
 Changes = AsyncIterator[set[Path]]
+
+#: seconds between looks at whether the project lock file is still there
+LOCK_CHECK_S = 1.0
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Watcher:
         offline: bool = False,
         targets: Collection[str] = (),
         on_round: Callable[[Round], None] | None = None,
+        project_lock: ProjectLock | None = None,
     ) -> None:
         self.project = project
         self.registry = registry
@@ -93,6 +99,11 @@ class Watcher:
         #: only these images (and what they need), as `apply --target` does
         self.targets = tuple(targets)
         self.on_round = on_round
+        #: held for as long as watch runs: locked again should `.nebula-build/` go
+        self.project_lock = project_lock
+        self._relocking = asyncio.Lock()
+        #: why the project could not be locked again, as said last
+        self._lock_problem: str | None = None
         self.rounds = 0
         self._paths: set[Path] = {project.manifest_path}
         #: (folder, the pattern below it) of each set of posts: a post added there counts
@@ -209,15 +220,18 @@ class Watcher:
             self._busy = asyncio.Lock()  # of this loop
             dirty = self._dirty = asyncio.Event()
             dirty.set()
-            consumer = None
+            consumer = keeper = None
             if not once and changes is not None:
                 consumer = asyncio.create_task(self._consume(changes, dirty))
+            if not once and self.project_lock is not None:
+                keeper = asyncio.create_task(self._keep_project_lock())
             self.loop = asyncio.get_running_loop()
             try:
                 while True:
                     await _changed(dirty, consumer)
                     dirty.clear()
                     async with self._busy:
+                        await self._hold_project_lock()
                         report = await self.round(once=once)
                         self._note_derived()
                     if once:
@@ -225,8 +239,40 @@ class Watcher:
                     self._check_suspects()
             finally:
                 self.loop = None
-                if consumer is not None:
-                    consumer.cancel()
+                for task in (consumer, keeper):
+                    if task is not None:
+                        task.cancel()
+
+    async def _keep_project_lock(self) -> None:
+        """Lock the project again soon after its lock file is removed, not only at the
+        next round: a command started meanwhile would run alongside watch."""
+        while True:
+            await asyncio.sleep(LOCK_CHECK_S)
+            await self._hold_project_lock()
+
+    async def _hold_project_lock(self) -> None:
+        """Lock the project again where its lock file was removed, waiting for a
+        command that locked it meanwhile."""
+        lock = self.project_lock
+        async with self._relocking:
+            if lock is None or not lock.lost():
+                return
+            if self._lock_problem is None:
+                where = os.path.relpath(lock.path, self.project.root)
+                self.notice(f"{where} was removed: locking the project again")
+            try:
+                holder = lock.try_regain()
+                if holder is not None:
+                    self.notice(f"waiting for {holder}, which locked the project meanwhile")
+                while holder is not None:
+                    await asyncio.sleep(0.05)
+                    holder = lock.try_regain()
+            except NebulaBuildError as exc:  # a folder made read-only: the next look tries again
+                if str(exc) != self._lock_problem:
+                    self.notice(str(exc))
+                self._lock_problem = str(exc)
+                return
+            self._lock_problem = None
 
     async def _consume(self, changes: Changes, dirty: asyncio.Event) -> None:
         """Mark every change; an error watching the files ends watch (`_changed`)."""
@@ -427,6 +473,7 @@ class Watcher:
             )
         try:
             async with self._busy:
+                await self._hold_project_lock()
                 try:
                     chosen, result = await pick_draw(
                         self.project,

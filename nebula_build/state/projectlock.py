@@ -28,6 +28,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _locked(fd: int) -> bool:
+    """Whether this process now holds the flock of `fd` (False: another one does)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 class ProjectLock:
     """Exclusive lock on a project; a context manager."""
 
@@ -50,23 +59,10 @@ class ProjectLock:
         return os.read(fd, 200).decode(errors="replace").strip()
 
     def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-        except OSError as exc:
-            raise UserError(
-                f"cannot open the project lock {self.path}: {exc.strerror}; "
-                "remove it if it is not a plain file"
-            ) from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise UserError(f"the project lock {self.path} is not a plain file; remove it")
         deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
+        fd = self._open()
+        while not _locked(fd) or not self._is_at_path(fd):
+            if self._is_at_path(fd):  # held by another process
                 if time.monotonic() >= deadline:
                     holder = self._holder(fd) or "another process"
                     os.close(fd)
@@ -79,6 +75,58 @@ class ProjectLock:
                         f"another nebula-build is running in this project: {holder}; {hint}"
                     ) from None
                 time.sleep(0.05)
+            else:  # removed or replaced since it was opened: the one there now counts
+                os.close(fd)
+                fd = self._open()
+        self._claim(fd)
+
+    def lost(self) -> bool:
+        """Whether the lock file is no longer the one this process locked (removed or
+        replaced, by `rm -rf .nebula-build` say): another command could lock the
+        project then, and run alongside."""
+        return self._fd is not None and not self._is_at_path(self._fd)
+
+    def try_regain(self) -> str | None:
+        """Lock the project again once `lost`, without waiting: None once locked, else
+        who locked it meanwhile."""
+        if self._fd is not None:
+            os.close(self._fd)  # an flock on a file no other process can open any more
+            self._fd = None
+        fd = self._open()
+        if not _locked(fd):
+            holder = self._holder(fd) or "another process"
+            os.close(fd)
+            return holder
+        if not self._is_at_path(fd):  # replaced again meanwhile: the next look locks it
+            os.close(fd)
+            return "another process"
+        self._claim(fd)
+        return None
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as exc:
+            raise UserError(
+                f"cannot open the project lock {self.path}: {exc.strerror}; "
+                "remove it if it is not a plain file"
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UserError(f"the project lock {self.path} is not a plain file; remove it")
+        return fd
+
+    def _is_at_path(self, fd: int) -> bool:
+        try:
+            on_disk = os.lstat(self.path)
+        except OSError:
+            return False
+        held = os.fstat(fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+    def _claim(self, fd: int) -> None:
+        """Write this process into the lock file just locked."""
         previous = self._holder(fd)
         if previous and self.on_takeover is not None:
             pid = previous.split()[1] if previous.startswith("pid ") else ""

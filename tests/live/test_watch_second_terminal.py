@@ -1,0 +1,30 @@
+"""Watch and the commands of a second terminal: watch holds the project lock for as
+long as it runs, even once `.nebula-build/` is removed under it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.live.test_watch_hand_edits import SITE, _until
+from tests.live.watching import watching
+
+
+@pytest.mark.slow
+def test_apply_is_refused_after_the_state_folder_is_removed_under_watch(project, run_cli):
+    root = project({"images.toml": SITE})
+    with watching(root) as run:
+        _until(lambda: run.printed("round 1:"), "round 1")
+        shutil.rmtree(root / ".nebula-build")  # "clear the cache"
+
+        def refused() -> bool:
+            code, out, err = run_cli("apply")
+            return (code, out) == (1, "") and "is running in this project: pid" in err
+
+        _until(refused, "apply refused again")  # an apply alongside watch loses lock entries
+        assert run.printed("note: .nebula-build/lock was removed: locking the project again")
+        (root / "images.toml").write_text(SITE.replace("seed = 42", "seed = 43"))
+        _until(lambda: run.printed("round 2:"), "round 2")
+    assert run.returncode == 0, run.err
+    assert "Traceback" not in run.err
