@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from nebula_build.core.plan import Plan
+from nebula_build.core.plan import ActionKind, FileState, Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, cost
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
@@ -33,7 +33,7 @@ from nebula_build.engine.planning import more_images, plan_for
 from nebula_build.engine.prepare import Loaded, Prepared, prepare, recovered_lock
 from nebula_build.engine.remotecache import configured, unshared
 from nebula_build.engine.runstate import record_failures
-from nebula_build.errors import UserError
+from nebula_build.errors import SupersededError, UserError
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state import fileindex
 from nebula_build.state.lockfile import Entries, LockEntry, read, retain, write
@@ -148,6 +148,7 @@ async def apply_round(
     on_plan: Callable[[RoundResult], None] | None = None,
     previous: Loaded | None = None,
     incremental: bool = False,
+    before_removing: Callable[[], Awaitable[bool]] | None = None,
 ) -> RoundResult:
     """Bring the project in line with its manifest once; the caller holds the project
     lock. `backends` stays open across rounds (watch); `on_start` receives the Applier
@@ -156,7 +157,9 @@ async def apply_round(
     as a plan with changes is estimated, before the guards that may refuse it (so a
     refusal can still be reported with its plan); the result is filled in as the round
     goes on. `previous` and `incremental`: see `prepare` (watch resolves and plans an
-    edit's images alone)."""
+    edit's images alone). `before_removing` is awaited before a plan that removes
+    images or files, and False stops the round with a SupersededError (watch: a newer
+    save came, the one read was only part of it)."""
     started = time.perf_counter()
     prepared, lock, options = _loaded(
         project, registry, options, listener, previous=previous, incremental=incremental
@@ -182,6 +185,8 @@ async def apply_round(
             result.lock = _with_draws_recorded(project, prepared, plan, options, lock)
         prepared.files.save()
         return result
+    if before_removing is not None and _removes(plan) and not await before_removing():
+        raise SupersededError("the manifest changed again before what it dropped was removed")
     result.estimate = cost.planned(prepared, plan)
     if on_plan is not None:
         on_plan(result)
@@ -315,6 +320,13 @@ def _with_draws_recorded(
         return lock
     write(project, lock)
     return read(project)
+
+
+def _removes(plan: Plan) -> bool:
+    """Whether the plan removes an image's files or a file made from the images."""
+    return any(a.kind is ActionKind.DELETE for a in plan.actions) or any(
+        f.state is FileState.DELETE for f in plan.files
+    )
 
 
 def _refusal(plan: Plan, options: RoundOptions) -> str | None:

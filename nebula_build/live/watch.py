@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import os
 import traceback
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -50,6 +51,12 @@ Changes = AsyncIterator[set[Path]]
 
 #: seconds between looks at whether the project lock file is still there
 LOCK_CHECK_S = 1.0
+#: a save is often several writes seen apart (truncate then write; rename away then
+#: write anew): seconds without a change before what it made obsolete is cancelled
+SETTLE_S = 0.3
+#: and before a round removes what the manifest dropped, or says its error (a newer
+#: change within them: the round read part of a save, and stops without a word)
+WHOLE_S = 1.0
 
 
 @dataclass
@@ -143,6 +150,9 @@ class Watcher:
         #: held by a round or a pick: they never run at once
         self._busy = asyncio.Lock()
         self._dirty: asyncio.Event | None = None
+        #: when the last change that starts a round came (the loop's clock)
+        self._last_change = -math.inf
+        self._canceller: asyncio.Task[None] | None = None
         #: the loop the rounds run on, while they do (picks come from other threads)
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -239,7 +249,7 @@ class Watcher:
                     self._check_suspects()
             finally:
                 self.loop = None
-                for task in (consumer, keeper):
+                for task in (consumer, keeper, self._canceller):
                     if task is not None:
                         task.cancel()
 
@@ -279,8 +289,34 @@ class Watcher:
         async for paths in changes:
             if not self._starts_a_round(paths):
                 continue  # only files the images write: checked by the next round
-            self._cancel_obsolete()
+            self._last_change = asyncio.get_running_loop().time()
+            if self._canceller is None or self._canceller.done():
+                self._canceller = asyncio.create_task(self._cancel_once_settled())
             dirty.set()
+
+    async def _settled(self) -> None:
+        """Wait until no change has come for `SETTLE_S`."""
+        loop = asyncio.get_running_loop()
+        while (left := self._last_change + SETTLE_S - loop.time()) > 0:
+            await asyncio.sleep(left)
+
+    async def _cancel_once_settled(self) -> None:
+        """Cancel what the save made obsolete once it is whole: an empty or half-written
+        manifest seen between its writes would cancel images it still declares."""
+        await self._settled()
+        self._cancel_obsolete()
+
+    def _no_newer_save(self, began: float) -> Callable[[], Awaitable[bool]]:
+        """Whether no change came within `WHOLE_S` of the one at `began`, after which a
+        round read the files: else it read part of a save."""
+
+        async def settled_unchanged() -> bool:
+            loop = asyncio.get_running_loop()
+            while self._last_change == began and (left := began + WHOLE_S - loop.time()) > 0:
+                await asyncio.sleep(min(left, 0.05))
+            return self._last_change == began
+
+        return settled_unchanged
 
     def _starts_a_round(self, paths: set[Path]) -> bool:
         """Whether a change set starts a round. The images whose files it holds are
@@ -394,6 +430,7 @@ class Watcher:
         if previous is not None and self._recheck:
             previous = dataclasses.replace(previous, recheck=frozenset(self._recheck))
         self._planning = _NOT_LOADED
+        unchanged = self._no_newer_save(self._last_change)
         try:
             result = await apply_round(
                 self.project,
@@ -404,13 +441,21 @@ class Watcher:
                 on_start=self._started,
                 previous=None if once else previous,
                 incremental=not once,
+                before_removing=None if once else unchanged,
             )
+        except SupersededError:  # what it read was part of a save: the next round reads it
+            self._left_undone(None)
+            self.rounds -= 1
+            return report
         except NebulaBuildError as exc:
             self._left_undone(None)
             if once:
                 raise
             report.error = str(exc)
             self._watch_declared_data()
+            if not await unchanged():  # an empty or half-written save: said by no one
+                self.rounds -= 1
+                return report
             if report.error != self._last_error:
                 for line in report.error.splitlines():
                     self._say(

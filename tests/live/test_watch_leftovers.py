@@ -13,7 +13,7 @@ import pytest
 from nebula_build.engine.planning import plan_for
 from nebula_build.engine.prepare import current_lock, prepare
 from nebula_build.errors import RequestRejectedError, UserError
-from nebula_build.live.watch import Round
+from nebula_build.live.watch import SETTLE_S, Round
 from nebula_build.plugin.manager import load_registry
 from nebula_build.state.project import Project
 from tests.conftest import fake_manifest, generation_log
@@ -195,8 +195,8 @@ def test_an_edit_superseded_then_undone_is_made(project, fake_site, tmp_path, mo
         await asyncio.sleep(0.7)  # a-v2 and b-v2 are being made
         images["b"]["prompt"] = "b-v3"
         manifest.write_text(fake_manifest(log, images))
-        await script.queue.put({manifest})  # b-v2 is obsolete: cancelled
-        await asyncio.sleep(0.1)
+        await script.queue.put({manifest})  # b-v2 is obsolete: cancelled once it settles
+        await asyncio.sleep(SETTLE_S + 0.2)
         manifest.write_text(wanted)  # undone while a-v2 is still being made
         await script.queue.put({manifest})
         second = await script.next_round(timeout=30)

@@ -1,0 +1,65 @@
+"""Watch and the way editors save: a save written in pieces is one round, which
+never says an error the last piece fixes nor removes what the save keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fake_manifest, generation_log
+from tests.live.test_watch import Script, make_watcher
+
+
+def _truncate_then_write(manifest: Path, text: str) -> list[Path | str]:
+    """VS Code: truncate, then write (a large file may land in two writes, the first
+    a manifest that parses with image b missing)."""
+    return ["", text[: text.index("[images.b]")], text]
+
+
+def _rename_away_then_write(manifest: Path, text: str) -> list[Path | str]:
+    """Vim (backupcopy=no): the manifest is renamed to its backup, written anew, and
+    the backup removed; for a moment there is no manifest."""
+    return [manifest.with_name("images.toml~"), text]
+
+
+@pytest.mark.parametrize("save", [_truncate_then_write, _rename_away_then_write])
+def test_a_save_written_in_pieces_is_one_round_that_removes_nothing(
+    project, fake_site, tmp_path, save
+):
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output": "b.png"}}
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round()
+        images["a"]["prompt"] = "one, edited"
+        for piece in save(manifest, fake_manifest(log, images)):
+            if isinstance(piece, Path):
+                manifest.replace(piece)
+            else:
+                manifest.write_text(piece)
+            await script.queue.put({manifest})
+            await asyncio.sleep(0.05)
+        manifest.with_name("images.toml~").unlink(missing_ok=True)
+        report = await script.next_round()
+        assert (report.number, report.error, report.changed) == (2, None, ["a"])
+        with contextlib.suppress(TimeoutError):  # a piece seen after the round read the
+            await script.next_round(timeout=1.0)  # whole save finds nothing to do
+        assert [(r.error, r.changed) for r in script.rounds[2:]] in ([], [(None, [])])
+        assert (root / "b.png").exists()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert "error" not in out.getvalue() and "deleted" not in out.getvalue()
+
+    asyncio.run(scenario())
+    generated = generation_log(log)
+    assert sorted(generated[:2]) == ["a", "b"] and generated[2:] == ["a"]  # b never again
