@@ -37,6 +37,17 @@ def _locked(fd: int) -> bool:
     return True
 
 
+def _hint(holder: str, timeout: float) -> str:
+    if timeout:
+        return f"gave up after {timeout:g}s"
+    if holder.endswith("(watch)"):  # it never ends by itself: waiting is no answer
+        return (
+            "it applies each save itself; stop it first (Ctrl-C where it runs), or pass "
+            "--lock-timeout SECONDS to wait for it to stop"
+        )
+    return "wait for it, or pass --lock-timeout SECONDS to wait"
+
+
 class ProjectLock:
     """Exclusive lock on a project; a context manager."""
 
@@ -66,11 +77,7 @@ class ProjectLock:
                 if time.monotonic() >= deadline:
                     holder = self._holder(fd) or "another process"
                     os.close(fd)
-                    hint = (
-                        "wait for it, or pass --lock-timeout SECONDS to wait"
-                        if not self.timeout
-                        else f"gave up after {self.timeout:g}s"
-                    )
+                    hint = _hint(holder, self.timeout)
                     raise ProjectLockedError(
                         f"another nebula-build is running in this project: {holder}; {hint}"
                     ) from None

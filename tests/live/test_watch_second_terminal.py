@@ -28,3 +28,17 @@ def test_apply_is_refused_after_the_state_folder_is_removed_under_watch(project,
         _until(lambda: run.printed("round 2:"), "round 2")
     assert run.returncode == 0, run.err
     assert "Traceback" not in run.err
+
+
+@pytest.mark.slow
+def test_a_command_refused_while_watch_runs_says_to_stop_watch(project, run_cli):
+    root = project({"images.toml": SITE})
+    with watching(root) as run:
+        _until(lambda: run.printed("round 1:"), "round 1")
+        for command in (["apply"], ["gc"], ["pick", "hero", "0"]):
+            code, out, err = run_cli(*command)
+            assert (code, out) == (1, ""), err
+            assert err.count("\n") == 1 and "(watch); it applies each save itself" in err
+            assert "stop it first (Ctrl-C where it runs)" in err
+        assert run_cli("plan").code == 0  # reading commands run alongside
+    assert run.returncode == 0, run.err
