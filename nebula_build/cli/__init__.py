@@ -7,9 +7,11 @@ errors or decides an exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -383,7 +385,7 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         code = int(exc.code or 0)
         return ExitCode.ERROR if code == 2 else code
     ctx = Context(args, out, err)
-    previous = _sigterm_as_sigint()
+    previous = _stops_as_sigint()
     try:
         return int(_command(args.run)(ctx))
     except KeyboardInterrupt:
@@ -405,23 +407,39 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
             _annotate(exc, ctx, out)
         return ExitCode.ERROR
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _sigterm_as_sigint() -> Callable[[int, FrameType | None], Any] | int | None:
-    """Make SIGTERM (CI cancelling a job, `docker stop`) stop a command the way Ctrl-C
-    does: finish the writes under way, fold the journal, exit 130. Returns the handler
-    to restore, or None where nothing was installed (not the main thread, or SIGTERM
-    ignored by whoever started us)."""
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-        if previous is None or previous is signal.SIG_IGN:  # None: a handler set outside Python
-            return None
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # signals can only be handled in the main thread
-        return None
+def _stops_as_sigint() -> dict[int, Any]:
+    """Make SIGTERM (CI cancelling a job, `docker stop`) and SIGHUP (the terminal
+    closed, watch's usual end) stop a command the way Ctrl-C does: finish the writes
+    under way, fold the journal, exit 130. Returns the handlers to restore: none where
+    nothing was installed (not the main thread, or the signal ignored by whoever
+    started us, as `nohup` does)."""
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            handler = signal.getsignal(signum)
+            if handler is None or handler is signal.SIG_IGN:  # None: set outside Python
+                continue
+            signal.signal(signum, _on_sighup if signum == signal.SIGHUP else _on_sigterm)
+        except ValueError:  # signals can only be handled in the main thread
+            break
+        previous[signum] = handler
     return previous
+
+
+def _on_sighup(signum: int, frame: FrameType | None) -> None:
+    """The terminal closed: what is printed to it from now on has nowhere to go, and
+    must not fail the writes that finish on the way out."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            if stat.S_ISCHR(os.fstat(fd).st_mode):  # a terminal: hung up, isatty says no
+                os.dup2(devnull, fd)
+    os.close(devnull)
+    _on_sigterm(signum, frame)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -117,6 +117,20 @@ def test_sigterm_stops_watch_like_ctrl_c(project, fake_site, tmp_path, spawn):
     assert not (root / ".nebula-build/journal").exists()
 
 
+def test_closing_the_terminal_stops_watch_like_ctrl_c(project, fake_site, tmp_path, spawn):
+    log = tmp_path / "gen.log"
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(8)}
+    root = project({"images.toml": fake_manifest(log, images, delay=0.5, concurrency=2)})
+    process = spawn(root, "watch")
+    _wait_for(lambda: len(generation_log(log)) >= 3)
+    process.send_signal(signal.SIGHUP)
+    out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    assert "stopped" in out and "Traceback" not in err
+    assert set(loads((root / "images.lock").read_text())) == {p.stem for p in root.glob("*.png")}
+    assert not (root / ".nebula-build/journal").exists()  # folded, not left for recovery
+
+
 def test_watch_stopped_soon_after_a_round_leaves_the_snapshot_of_its_last_lock(
     project, fake_site, tmp_path, spawn
 ):
