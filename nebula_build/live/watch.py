@@ -883,15 +883,16 @@ async def filesystem_changes(
 
 
 def _wanted_by(path: Path, folder: Path, pattern: str) -> bool:
-    """Whether `path`, changed in a folder the pattern walked, is a post it matches or
-    a folder (not a link) it would walk."""
+    """Whether `path`, changed in a folder the pattern walked, is a post it matches
+    (one removed, or a file: a link is never read, as Emacs's lock `.#post.md` is
+    not) or a folder (not a link) it would walk."""
     try:
         relative = path.relative_to(folder).parts
         parts = globs.checked_parts(pattern)
     except (ValueError, globs.GlobError):
         return False
     if globs.matches(parts, relative):
-        return True
+        return not path.is_symlink()
     return globs.may_hold(parts, relative) and path.is_dir() and not path.is_symlink()
 
 

@@ -128,6 +128,33 @@ def test_a_post_saved_on_disk_starts_a_round(project, tmp_path):
     asyncio.run(scenario())
 
 
+def test_an_editors_lock_link_beside_the_posts_starts_no_round(project, tmp_path):
+    manifest = fake_manifest(tmp_path / "log", {"cover": IMAGES["cover"]}).replace(
+        'backend = "fake"', 'backend = "preview"'
+    )
+    root = project({"images.toml": manifest, "posts/a.md": "---\ntitle: A\n---\n"})
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await script.next_round()
+        await asyncio.sleep(0.3)  # the watcher is listening
+        lock = root / "posts/.#a.md"  # Emacs, at the first keystroke: a dangling link
+        lock.symlink_to("someone@host.4242:1700000000")
+        with pytest.raises(TimeoutError):  # never read as a post: nothing to do
+            await script.next_round(timeout=1.5)
+        (root / "posts/a.md").write_text("---\ntitle: A, edited\n---\n")
+        lock.unlink()  # saved: the lock goes
+        assert (await script.next_round(timeout=5)).changed == ["cover[a]"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert "error" not in out.getvalue()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize(
     ("rows", "made", "name"),
     [
