@@ -833,6 +833,8 @@ async def filesystem_changes(
         on_the_way = {parent for folder in missing for parent in (folder, *folder.parents)}
         before, folders = folders, armed(watcher)
         unseen |= (folders - before) & watcher.output_folders()
+        # a folder of outputs renamed or removed whole: no event named its files
+        unseen |= {folder for folder in before & watcher.output_folders() if not folder.is_dir()}
         # folders of posts watched from now on (a subfolder made since): once they are
         # armed, one more round reads what was saved in them before
         fresh = (folders - before) & watcher.post_folders() if before else set()

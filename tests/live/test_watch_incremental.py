@@ -170,3 +170,31 @@ def test_an_output_deleted_by_hand_is_restored_by_a_round_of_its_own(project, fa
             await task
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("away", ["renamed", "trashed"])
+def test_a_folder_of_outputs_renamed_or_trashed_is_made_again(project, fake_site, tmp_path, away):
+    log = tmp_path / "gen.log"
+    images = {name: {"prompt": name, "output": f"out/{name}.png"} for name in "ab"}
+    root = project({"images.toml": fake_manifest(log, images)})
+    folder = root / "out"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await script.next_round(timeout=30)
+        await asyncio.sleep(2.5)  # the folder the round made is watched within a second
+        if away == "renamed":
+            folder.rename(root / "out-old")
+        else:  # a file manager's trash: moved out of the project whole
+            folder.rename(tmp_path / "trash")
+        report = await script.next_round(timeout=10)
+        assert sorted(report.changed) == ["a", "b"]
+        assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png"]
+        assert len(generation_log(log)) == 2  # from the cache
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
