@@ -307,12 +307,15 @@ class Watcher:
         self._cancel_obsolete()
 
     def _no_newer_save(self, began: float) -> Callable[[], Awaitable[bool]]:
-        """Whether no change came within `WHOLE_S` of the one at `began`, after which a
-        round read the files: else it read part of a save."""
+        """Whether no change came within `WHOLE_S` of the one at `began` (and
+        `SETTLE_S` of the question), after which a round read the files: else it read
+        part of a save."""
 
         async def settled_unchanged() -> bool:
             loop = asyncio.get_running_loop()
-            while self._last_change == began and (left := began + WHOLE_S - loop.time()) > 0:
+            # a round that started late still hears of writes just after it read
+            until = max(began + WHOLE_S, loop.time() + SETTLE_S)
+            while self._last_change == began and (left := until - loop.time()) > 0:
                 await asyncio.sleep(min(left, 0.05))
             return self._last_change == began
 

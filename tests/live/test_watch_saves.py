@@ -49,11 +49,13 @@ def test_a_save_written_in_pieces_is_one_round_that_removes_nothing(
             await script.queue.put({manifest})
             await asyncio.sleep(0.05)
         manifest.with_name("images.toml~").unlink(missing_ok=True)
-        report = await script.next_round()
-        assert (report.number, report.error, report.changed) == (2, None, ["a"])
-        with contextlib.suppress(TimeoutError):  # a piece seen after the round read the
-            await script.next_round(timeout=1.0)  # whole save finds nothing to do
-        assert [(r.error, r.changed) for r in script.rounds[2:]] in ([], [(None, [])])
+        while not any(r.changed for r in script.rounds[1:]):
+            await script.next_round()
+        with contextlib.suppress(TimeoutError):
+            await script.next_round(timeout=1.5)
+        done = [(r.number, r.error, r.changed) for r in script.rounds[1:]]
+        # a piece seen after a round read the whole save: a round with nothing to do
+        assert done in ([(2, None, ["a"])], [(2, None, ["a"]), (3, None, [])])
         assert (root / "b.png").exists()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
