@@ -200,15 +200,20 @@ def _github_summary(
         )
 
 
-def _github_refusal(title: str, refused: RoundResult, why: str, notes: Sequence[str] = ()) -> None:
-    """Under GitHub Actions, the plan a guard refused to start, and why, in the job
-    summary: a failed job's summary must not be empty."""
+def _github_refusal(
+    title: str, refused: RoundResult, why: str, notes: Sequence[str] = (), *, started: bool = False
+) -> None:
+    """Under GitHub Actions, the plan a guard refused to start (or an error stopped
+    once it had `started` generating), and why, in the job summary: a failed job's
+    summary must not be empty."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
     from nebula_build.ui import github
 
     plan, estimate = refused.plan, refused.estimate
-    summary = github.summary(title, plan, estimate=estimate, refused=why, notes=notes)
+    summary = github.summary(
+        title, plan, estimate=estimate, refused=why, started=started, notes=notes
+    )
     github.append_summary(summary)
 
 
@@ -337,9 +342,11 @@ def cmd_apply(ctx: Context) -> int:
                 )
             )
     except NebulaBuildError as error:
-        if listener.planned is not None:  # a guard refused the plan before any work
+        if listener.planned is not None:  # a guard refused the plan, or the run failed
             title = f"nebula-build apply ({project.display_manifest})"
-            _github_refusal(title, listener.planned, first_line(error), listener.notes)
+            started = listener.progress is not None  # images may have been made, and paid
+            why = first_line(error)
+            _github_refusal(title, listener.planned, why, listener.notes, started=started)
         raise
     except KeyboardInterrupt:
         progress = listener.progress

@@ -187,14 +187,17 @@ def summary(
     failures: Mapping[str, Exception] | None = None,
     estimate: Estimate | None = None,
     refused: str | None = None,
+    started: bool = False,
     notes: Sequence[str] = (),
 ) -> str:
     """The Markdown a job summary shows for one plan (and what its apply did, or why
-    it `refused` to start), with the `notes` the run printed (a remote cache that
-    failed makes the count of generations larger than it will be)."""
+    it `refused` to start, or stopped once it had `started` generating), with the
+    `notes` the run printed (a remote cache that failed makes the count of
+    generations larger than it will be)."""
     lines = [f"### {markdown_text(title)}", ""]
     if refused is not None:
-        lines += [f"**Stopped before any generation:** {markdown_text(refused, _SHOWN_CHARS)}", ""]
+        stopped = "Stopped after generating began" if started else "Stopped before any generation"
+        lines += [f"**{stopped}:** {markdown_text(refused, _SHOWN_CHARS)}", ""]
     changes = plan.changes
     changed: list[str] = []  # each field that differs, as the plan shows it under the image
     if not changes and not any(f.is_change for f in plan.files):

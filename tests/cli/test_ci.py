@@ -3,7 +3,9 @@ of each plan and apply in the job summary, and errors as JSON under --json."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import pytest
 
@@ -169,6 +171,28 @@ def test_an_apply_stopped_before_any_generation_says_why_in_the_job_summary(
     assert why in text
     assert "| hero | create | new image | img/hero.png |" in text
     assert "Generated in this run" not in text
+
+
+def test_an_apply_stopped_after_it_generated_does_not_say_before_any_generation(
+    project, run_cli, actions, monkeypatch
+):
+    """The images were made (and paid for) when the lock could not be written: the
+    summary must not tell whoever reads it that nothing was generated."""
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:  # a full disk, once the lock has to land
+        if "images.lock" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    project({"images.toml": SITE})
+    monkeypatch.setattr(os, "fsync", fsync)
+    code, _, err = run_cli("apply")
+    assert code == 1 and "could not write images.lock: No space left on device" in err
+    text = actions.read_text()
+    assert "before any generation" not in text
+    assert "**Stopped after generating began:** could not write images.lock: " in text
+    assert "| hero | create | new image | img/hero.png |" in text
 
 
 def test_a_note_of_the_apply_is_a_notice_and_in_the_job_summary_without_the_key(
