@@ -94,6 +94,10 @@ def test_the_gitlab_apply_starts_from_the_branch_s_tip_and_keeps_the_lock():
     assert "|| code=$?" in script and apply["script"][-1] == 'exit "$code"'
     assert "[skip ci]" in script
     assert apply["artifacts"] == {"when": "always", "paths": ["images.lock", "static/"]}
+    # the cache is left out as the GitHub step, which is run below, leaves it out
+    github = _github_step(_load(GITHUB)["jobs"]["apply"], "Commit the images")["run"]
+    (unstage,) = [line.strip() for line in github.splitlines() if "git rm" in line]
+    assert unstage in script
 
 
 @pytest.mark.parametrize("path", [GITHUB, GITLAB], ids=["github", "gitlab"])
@@ -167,25 +171,33 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-@pytest.mark.parametrize("ignored", [True, False], ids=["cache-ignored", "cache-not-ignored"])
+@pytest.mark.parametrize(
+    ("ignored", "folder"),
+    [(True, ""), (False, ""), (False, "site")],
+    ids=["cache-ignored", "cache-not-ignored", "in-a-subfolder"],
+)
 def test_the_github_commit_step_commits_everything_the_apply_wrote_and_no_cache(
-    ignored, tmp_path, run_cli, monkeypatch
+    ignored, folder, tmp_path, run_cli, monkeypatch
 ):
+    """The header's `-C path/to/site` puts the cache in that folder: the commit step,
+    run at the repository's root, must leave it out there too."""
     import subprocess
 
     origin, work = tmp_path / "origin.git", tmp_path / "work"
     _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
     _git(tmp_path, "clone", "-q", str(origin), str(work))
-    (work / "images.toml").write_text(SITE, encoding="utf-8")
+    site = work / folder
+    site.mkdir(exist_ok=True)
+    (site / "images.toml").write_text(SITE, encoding="utf-8")
     (work / ".gitignore").write_text(".nebula-build/\n" if ignored else "", encoding="utf-8")
     for role in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{role}_NAME", "dev")
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "dev@example.com")
-    _git(work, "add", "images.toml", ".gitignore")
+    _git(work, "add", ".")
     _git(work, "commit", "-q", "-m", "manifest")
     _git(work, "push", "-q", "origin", "main")
-    assert run_cli("apply", cwd=work).code == 0
-    assert (work / ".nebula-build").is_dir()
+    assert run_cli("-C", folder or ".", "apply", cwd=work).code == 0
+    assert (site / ".nebula-build").is_dir()
 
     commit = _github_step(_load(GITHUB)["jobs"]["apply"], "Commit the images")
     assert commit["if"] == "${{ !cancelled() }}"  # what a partly failed apply made is kept
@@ -200,5 +212,6 @@ def test_the_github_commit_step_commits_everything_the_apply_wrote_and_no_cache(
     assert done.returncode == 0, done.stderr
     pushed = _git(origin, "show", "--name-only", "--format=%s", "main").split()
     assert "[skip" in pushed and "ci]" in pushed
-    assert {"images.lock", "static/images.json", "static/img/hero.png"} <= set(pushed)
-    assert not any(name.startswith(".nebula-build") for name in pushed)
+    made = {"images.lock", "static/images.json", "static/img/hero.png"}
+    assert {str(Path(folder, name)) for name in made} <= set(pushed)
+    assert not any(".nebula-build" in Path(name).parts for name in pushed)
