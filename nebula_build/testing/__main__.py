@@ -12,7 +12,19 @@ import signal
 import sys
 import threading
 
-from nebula_build.testing.server import NebulaTestServer
+from nebula_build.testing.server import NebulaTestServer, fault_problem
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text}: not a port (0-65535)")
+    return int(text)
+
+
+def _fault(text: str) -> str:
+    if (problem := fault_problem(text)) is not None:
+        raise argparse.ArgumentTypeError(f"{text}: {problem}")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,10 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example: python -m nebula_build.testing --port 8790 --key ak_test "
         "--fault 500 --balance 0.01",
     )
-    parser.add_argument("--port", type=int, default=0, help="the port (default: any free one)")
+    parser.add_argument("--port", type=_port, default=0, help="the port (default: any free one)")
     parser.add_argument("--key", default="ak_test", help="the API key it accepts")
     parser.add_argument(
         "--fault",
+        type=_fault,
         action="append",
         default=[],
         metavar="FAULT",

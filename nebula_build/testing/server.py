@@ -69,6 +69,7 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -82,6 +83,77 @@ MODELS_PATH = f"{API_PREFIX}/serverless/models"
 CREDITS_PATH = f"{API_PREFIX}/users/credits"
 #: the one price the API documents (SDXL's, in its model list example)
 DEFAULT_PRICE = 0.009
+
+
+def _amount(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def _status(text: str) -> int:
+    if not 100 <= int(text) <= 599:
+        raise ValueError(text)
+    return int(text)
+
+
+def _message_status(argument: str) -> int:
+    """The status of "message:<status>:<text>"."""
+    return _status(argument.partition(":")[0] or "400")
+
+
+#: each fault by name, and how the server reads what follows its ":" (None: as text,
+#: or not at all); an HTTP status ("500", "429:2") is a fault too
+FAULT_ARGUMENTS: dict[str, Callable[[str], object] | None] = {
+    "reset": None,
+    "slow": _amount,
+    "malformed_json": None,
+    "bad_base64": None,
+    "not_image": None,
+    "truncated_image": None,
+    "wrong_size": None,
+    "failed_status": None,
+    "credits_message": None,
+    "checkerboard": None,
+    "blank": None,
+    "trickle": _amount,
+    "echo": _status,
+    "echo_model": None,
+    "huge_error": _amount,
+    "huge_success": _amount,
+    "retry_after": None,
+    "deep_json": int,
+    "json_bomb": _amount,
+    "json_bomb_utf16": _amount,
+    "pixel_bomb": None,
+    "private_chunk": _amount,
+    "message": _message_status,
+    "gzip_bomb": int,
+    "gzip": None,
+    "bad_gzip": None,
+    "encoded": None,
+    "cmyk": None,
+    "many_models": int,
+}
+
+
+def fault_problem(fault: str) -> str | None:
+    """Why the server cannot act out `fault`, or None: a misspelt one would be served
+    as a success, and a number it cannot read fails the request with a traceback."""
+    name, _, argument = fault.partition(":")
+    if name.isdigit():
+        return None if 100 <= int(name) <= 599 else "not an HTTP status (100-599)"
+    if name not in FAULT_ARGUMENTS:
+        return "not a fault this server knows (see nebula_build/testing/server.py)"
+    read = FAULT_ARGUMENTS[name]
+    try:
+        if read is not None and argument:
+            read(argument)
+    except ValueError:
+        wanted = "an HTTP status" if read in (_status, _message_status) else "a number"
+        return f"{name} takes {wanted} after the colon, not {argument!r}"
+    return None
 
 
 @dataclass

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import nebula_manifest
 
 IMAGES = {
@@ -61,3 +63,29 @@ def test_a_port_in_use_is_one_line():
             assert second.stderr.count("\n") == 1
         finally:
             first.send_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--fault", "5OO"),
+        ("--fault", "timeout"),
+        ("--fault", "slow:x"),
+        ("--fault", "777"),
+        ("--fault", "message:abc:text"),
+        ("--port", "99999"),
+        ("--port", "-1"),
+    ],
+)
+def test_a_fault_or_port_it_cannot_serve_is_refused_before_it_starts(option, value):
+    """A misspelt fault was served as a success, so a dry run passed where the pipeline
+    meant to see an image fail; a bad number failed the request with a traceback on the
+    server's side, and a port out of range was a traceback."""
+    command = [sys.executable, "-m", "nebula_build.testing", option, value]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert done.stdout == ""  # no NEBULA_BASE_URL: nothing is served
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(
+        f"python -m nebula_build.testing: error: argument {option}: {value}: "
+    )
