@@ -215,3 +215,21 @@ def test_the_github_commit_step_commits_everything_the_apply_wrote_and_no_cache(
     made = {"images.lock", "static/images.json", "static/img/hero.png"}
     assert {str(Path(folder, name)) for name in made} <= set(pushed)
     assert not any(".nebula-build" in Path(name).parts for name in pushed)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_fork_s_plan_job_says_why_it_cannot_install_nebula_build():
+    """GitHub passes no configuration variables to a pull request from a fork, so
+    `vars.NEBULA_BUILD_INSTALL` is empty there although the repository sets it: the
+    install step must say so, not only that the variable is unset."""
+    import subprocess
+
+    workflow = _load(GITHUB)
+    assert workflow["env"]["NEBULA_BUILD_INSTALL"] == "${{ vars.NEBULA_BUILD_INSTALL }}"
+    install = _github_step(workflow["jobs"]["plan"], "Install nebula-build")
+    fork = {**os.environ, "NEBULA_BUILD_INSTALL": ""}  # what `vars.…` is for a fork
+    done = subprocess.run(
+        ["bash", "-e", "-c", install["run"]], env=fork, capture_output=True, text=True, check=False
+    )
+    assert done.returncode != 0
+    assert "a pull request from a fork gets no variables" in done.stderr
