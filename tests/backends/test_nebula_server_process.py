@@ -3,9 +3,13 @@ pipeline starts to dry-run its paid path, driven through the real CLI."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +93,49 @@ def test_a_fault_or_port_it_cannot_serve_is_refused_before_it_starts(option, val
     assert done.stderr.splitlines()[-1].startswith(
         f"python -m nebula_build.testing: error: argument {option}: {value}: "
     )
+
+
+def _documented_dry_run() -> str:
+    """The shell block of docs/ci.md's "Dry-run the paid path"."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ci.md").read_text(encoding="utf-8")
+    section = text.split("## Dry-run the paid path", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_documented_dry_run_waits_for_a_slow_server(project, tmp_path):
+    """On a busy runner the server takes a while to start: the documented lines must
+    not send the apply to a port nobody listens on yet (its price list then fails,
+    and --max-cost refuses an unknown price)."""
+    slow = tmp_path / "slow-bin"
+    slow.mkdir()
+    (slow / "python").write_text(f'#!/bin/sh\nsleep 2\nexec "{sys.executable}" "$@"\n')
+    (slow / "python").chmod(0o755)
+    root = project({"images.toml": nebula_manifest(IMAGES, concurrency=1)})
+    script = _documented_dry_run().replace("8790", str(_free_port()))
+    env = {**os.environ, "PATH": f"{slow}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("NEBULA_BASE_URL", None)
+    log = tmp_path / "step.log"
+    with log.open("w") as output:  # a file, not a pipe the server would hold open
+        step = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=root,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            step.wait(60)
+        finally:  # the server too, had the lines left it running
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(step.pid, signal.SIGTERM)
+    text = log.read_text()
+    assert "could not fetch its price list" not in text
+    assert "1 image failed" in text and "HTTP 500" in text  # the --fault asked for
+    assert "Traceback" not in text
