@@ -233,3 +233,53 @@ def test_a_fork_s_plan_job_says_why_it_cannot_install_nebula_build():
     )
     assert done.returncode != 0
     assert "a pull request from a fork gets no variables" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_gitlab_commit_back_commits_the_images_and_not_the_job_s_pip_cache(
+    tmp_path, run_cli, monkeypatch
+):
+    """GitLab's own Python template puts pip's cache in the checkout
+    (`PIP_CACHE_DIR: $CI_PROJECT_DIR/.cache/pip`): a pipeline that has it commits
+    what the apply made, never the wheels its install left there."""
+    import subprocess
+
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    _git(tmp_path, "clone", "-q", str(origin), str(work))
+    (work / "images.toml").write_text(SITE, encoding="utf-8")
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "dev")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "dev@example.com")
+    _git(work, "add", ".")
+    _git(work, "commit", "-q", "-m", "manifest")
+    _git(work, "push", "-q", "origin", "main")
+    push_url = "https://oauth2:glpat-test@gitlab.example/group/site.git"
+    _git(work, "config", f"url.{origin}.insteadOf", push_url)  # the push goes to origin
+    wheel = work / ".cache" / "pip" / "wheels" / "nebula_build-1.0-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True)
+    wheel.write_bytes(b"PK\x03\x04")  # what `pip install` left in the checkout
+    assert run_cli("apply", cwd=work).code == 0
+
+    script = _load(GITLAB)["apply"]["script"]
+    (commit_back,) = [line for line in script if "IMAGES_PUSH_TOKEN" in line]
+    ci = {
+        "IMAGES_PUSH_TOKEN": "glpat-test",
+        "CI_SERVER_HOST": "gitlab.example",
+        "CI_PROJECT_PATH": "group/site",
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_COMMIT_SHORT_SHA": "abc1234",
+    }
+    done = subprocess.run(
+        ["bash", "-e", "-c", commit_back],
+        cwd=work,
+        env={**os.environ, **ci},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pushed = _git(origin, "show", "--name-only", "--format=%s", "main").split()
+    assert "[skip" in pushed and "ci]" in pushed
+    assert {"images.lock", "static/images.json", "static/img/hero.png"} <= set(pushed)
+    assert not [name for name in pushed if name.startswith((".cache", ".nebula-build"))]
