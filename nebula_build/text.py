@@ -49,11 +49,26 @@ def printable(text: str, limit: int | None = None) -> str:
     `limit` characters (cut with "…")."""
     if limit is not None:
         text = text[: limit * 4 + 64]  # room for what is removed; the rest is never shown
-    spaced = _WHITESPACE.sub(" ", _ESCAPE_SEQUENCE.sub("", text))
-    line = _SPACES.sub(" ", _INVISIBLE.sub("", spaced)).strip()
+    if _plain(text):  # most text (every path `status` lists): nothing to remove
+        line = text
+    else:
+        spaced = _WHITESPACE.sub(" ", _ESCAPE_SEQUENCE.sub("", text))
+        line = _SPACES.sub(" ", _INVISIBLE.sub("", spaced)).strip()
     if limit is not None and len(line) > limit:
         return line[: max(0, limit - 1)].rstrip() + "…"
     return line
+
+
+def _plain(text: str) -> bool:
+    """Whether `text` is already one printable line: visible ASCII and single spaces
+    between words, which `printable` would return as it is."""
+    return (
+        text.isascii()
+        and text.isprintable()
+        and "  " not in text
+        and not text.startswith(" ")
+        and not text.endswith(" ")
+    )
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:

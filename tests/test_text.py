@@ -8,7 +8,7 @@ import shlex
 import unicodedata
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from nebula_build.text import (
@@ -58,6 +58,18 @@ def test_printable_leaves_no_control_character(text):
     assert len(line) <= 200
     assert not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in line)
     assert "\u202e" not in line and line == line.strip()
+
+
+@given(st.text(alphabet=st.sampled_from("ab /.-_\t\x1b[0m"), max_size=60))
+@example("out/01/sprite-01000.png")
+@example("two  spaces")
+@example(" leading and trailing ")
+@example("a\tb")
+@example("\x1b[31mred")
+def test_printable_answers_plain_text_as_the_full_cleaning_does(text):
+    # a NUL in front takes the full path (the NUL is removed) whatever the text is
+    assert printable(text) == printable("\x00" + text)
+    assert printable(text, limit=5) == printable("\x00" + text, limit=5)
 
 
 KEY = "ak_0123456789abcdef0123456789abcdef"
