@@ -231,24 +231,29 @@ def _verified(root: str, manifest: str, backend: str | None) -> tuple[int, str] 
     if len(head) < 4 or head[0] != FORMAT or head[1] != _context(manifest, backend):
         return None
     images = _count(head[2])
-    files = _section(head[3])
-    if images is None or files is None or files[0] is None or len(files[0]) < 2:
+    found = _section(head[3])
+    files = None if found is None else found[0]
+    if images is None or found is None or files is None or len(files) < 2:
         return None
-    first, second = files[0][:2]
+    rest = found[1]
+    first, second = files[:2]
     if not (first.startswith(f"{manifest}\t") and second.startswith(f"{lock_of(manifest)}\t")):
         return None  # every snapshot this module writes starts with these two
-    parents = _section(files[1])
-    if parents is None or parents[0] is None:
+    # each section's rest is a copy of the snapshot's tail (the status rows: 5 MB at
+    # 100,000 images), so only the last one is kept
+    sections: list[list[str]] = []
+    for _ in ("parents", "outside", "environment"):
+        found = _section(rest)
+        if found is None or found[0] is None:
+            return None
+        sections.append(found[0])
+        rest = found[1]
+    parents, outside, environment = sections
+    if not (_signatures_match(root, files) and _plain_folders(root, parents)):
         return None
-    outside = _section(parents[1])
-    environment = None if outside is None else _section(outside[1])
-    if outside is None or outside[0] is None or environment is None or environment[0] is None:
+    if not (_environment_matches(environment) and _outside_matches(outside)):
         return None
-    if not (_signatures_match(root, files[0]) and _plain_folders(root, parents[0])):
-        return None
-    if not (_environment_matches(environment[0]) and _outside_matches(outside[0])):
-        return None
-    return images, environment[1]
+    return images, rest
 
 
 def _plain_state(root: str, manifest: str) -> bool:
