@@ -36,7 +36,7 @@ from nebula_build.core import sourcemap
 from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
-from nebula_build.state.conflicts import marker_on
+from nebula_build.state.conflicts import marker_on, opened_conflict
 from nebula_build.text import model_id_problem, printable
 
 SCHEMA_VERSION = 1
@@ -867,6 +867,17 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
         raise _too_deep_for_toml(_unvalidated(path, display_path, text)) from None
     except ValueError:
         raise _too_long_for_toml(_unvalidated(path, display_path, text)) from None
+    # a conflict inside a multi-line string (both branches edited one prompt) is valid
+    # TOML, and would be paid for with git's markers in the prompt
+    conflict = opened_conflict(text)
+    if conflict is not None:
+        raise ManifestError.single(
+            display_path,
+            "",
+            f"unresolved merge conflict inside a string ({conflict[1]}); resolve it, then "
+            "run again (a prompt that shows git's markers writes `<` as \\u003c)",
+            conflict[0],
+        )
     beyond = beyond_limits(data)
     if beyond is not None:
         loc, message = beyond

@@ -85,9 +85,11 @@ def test_a_post_about_merge_conflicts_is_read(project, run_cli):
     assert "item[c]  create  images/c.png" in planned.out
 
 
-def test_a_prompt_that_shows_conflict_markers_is_no_conflict(project, run_cli):
-    """A multi-line prompt may hold lines like git's markers: the manifest is read, and
-    an error elsewhere in it is that error, not "unresolved merge conflict"."""
+def test_a_conflict_inside_a_multi_line_prompt_is_one_line(project, run_cli):
+    """Both branches edited one multi-line prompt: git's markers sit inside the string,
+    the TOML is valid, and the image would be paid for with them in its prompt. An
+    error elsewhere in the file is still that error; a prompt that shows markers
+    escaped is read."""
     prompt = 'prompt = """\na cover for a post about git:\n' + CONFLICT.format(
         ours="ours\n", theirs="theirs\n"
     )
@@ -95,9 +97,12 @@ def test_a_prompt_that_shows_conflict_markers_is_no_conflict(project, run_cli):
         "rows = {rows}\n", ""
     )
     root = project({"images.toml": manifest.format(name="x").replace("{x}", "item")})
-    planned = run_cli("plan")
-    assert planned.code == 0, planned.err
-    assert "item  create  images/item.png" in planned.out
+    code, out, err = run_cli("plan")
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "error: images.toml:10: unresolved merge conflict inside a string (<<<<<<< HEAD)"
+    ), err
+    assert len(err.splitlines()) == 1
 
     text = (root / "images.toml").read_text(encoding="utf-8")
     (root / "images.toml").write_text(text.replace("height = 64", "height = 64 64"), "utf-8")
@@ -105,3 +110,9 @@ def test_a_prompt_that_shows_conflict_markers_is_no_conflict(project, run_cli):
     assert (code, out) == (1, "")
     assert err.startswith("error: images.toml:6:17: invalid TOML"), err
     assert "merge conflict" not in err
+
+    escaped = text.replace("<<<<<<< HEAD", "\\u003c<<<<<< HEAD")
+    (root / "images.toml").write_text(escaped, "utf-8")
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert "item  create  images/item.png" in planned.out
