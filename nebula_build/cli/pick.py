@@ -48,7 +48,12 @@ def cmd_pick(ctx: Context) -> int:
         raise UserError("pick: give INDEX, @K, --next or --prev, not two of them")
     if args.unpin and (args.index is not None or step):
         raise UserError("pick: --unpin takes no INDEX, @K, --next or --prev")
-    with ProjectLock(project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice):
+    with ProjectLock(
+        project.project_lock_path,
+        timeout=args.lock_timeout,
+        command="pick",
+        on_takeover=ctx.notice,
+    ):
         chosen, result = asyncio.run(
             pick_draw(
                 project,

@@ -37,17 +37,6 @@ def _locked(fd: int) -> bool:
     return True
 
 
-def _hint(holder: str, timeout: float) -> str:
-    if timeout:
-        return f"gave up after {timeout:g}s"
-    if holder.endswith("(watch)"):  # it never ends by itself: waiting is no answer
-        return (
-            "it applies each save itself; stop it first (Ctrl-C where it runs), or pass "
-            "--lock-timeout SECONDS to wait for it to stop"
-        )
-    return "wait for it, or pass --lock-timeout SECONDS to wait"
-
-
 class ProjectLock:
     """Exclusive lock on a project; a context manager."""
 
@@ -69,6 +58,25 @@ class ProjectLock:
         os.lseek(fd, 0, os.SEEK_SET)
         return os.read(fd, 200).decode(errors="replace").strip()
 
+    def _refusal(self, holder: str) -> str:
+        """Why this command cannot run now, and what to do about it."""
+        if holder.endswith("(watch)"):
+            # watch holds the project until it stops: waiting for it never ends
+            instead = (
+                ", or click the draw in its page (watch --serve)" if self.command == "pick" else ""
+            )
+            wait = "" if self.timeout else ", or pass --lock-timeout SECONDS to wait until it stops"
+            pid = holder.removesuffix(" (watch)")
+            return (
+                f"nebula-build watch is running in this project ({pid}) and applies each "
+                f"save itself: stop it first (Ctrl-C where it runs){instead}{wait}"
+            )
+        if self.timeout:
+            hint = f"gave up after {self.timeout:g}s"
+        else:
+            hint = "wait for it, or pass --lock-timeout SECONDS to wait"
+        return f"another nebula-build is running in this project: {holder}; {hint}"
+
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
         fd = self._open()
@@ -77,10 +85,7 @@ class ProjectLock:
                 if time.monotonic() >= deadline:
                     holder = self._holder(fd) or "another process"
                     os.close(fd)
-                    hint = _hint(holder, self.timeout)
-                    raise ProjectLockedError(
-                        f"another nebula-build is running in this project: {holder}; {hint}"
-                    ) from None
+                    raise ProjectLockedError(self._refusal(holder)) from None
                 time.sleep(0.05)
             else:  # removed or replaced since it was opened: the one there now counts
                 os.close(fd)

@@ -372,3 +372,22 @@ def test_pick_takes_one_way_of_naming_the_draw(project, run_cli, nebula_server):
     assert run_cli("apply").code == 0
     code, _, err = run_cli("pick", "hero", "1", "--next")
     assert code == 1 and "give INDEX, @K, --next or --prev, not two of them" in err
+
+
+def test_pick_while_watch_runs_says_to_stop_it_or_pick_in_its_page(project, run_cli):
+    from nebula_build.state.projectlock import ProjectLock
+
+    root = project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    with ProjectLock(root / ".nebula-build/lock", command="watch"):
+        code, out, err = run_cli("pick", "hero", "1")
+        # waiting for a watch never ends: "wait for it" was no advice
+        assert (code, out) == (1, "") and err.count("\n") == 1
+        assert "nebula-build watch is running in this project (pid " in err
+        assert "stop it first (Ctrl-C where it runs), or click the draw in its page" in err
+        assert "wait for it" not in err
+        code, _, err = run_cli("apply", "--lock-timeout", "0.1")
+        assert (
+            code == 1 and "applies each save itself: stop it first (Ctrl-C where it runs)\n" in err
+        )
+    assert run_cli("pick", "hero", "1").code == 0

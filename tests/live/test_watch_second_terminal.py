@@ -20,7 +20,7 @@ def test_apply_is_refused_after_the_state_folder_is_removed_under_watch(project,
 
         def refused() -> bool:
             code, out, err = run_cli("apply")
-            return (code, out) == (1, "") and "is running in this project: pid" in err
+            return (code, out) == (1, "") and "watch is running in this project (pid" in err
 
         _until(refused, "apply refused again")  # an apply alongside watch loses lock entries
         assert run.printed("note: .nebula-build/lock was removed: locking the project again")
@@ -38,7 +38,7 @@ def test_a_command_refused_while_watch_runs_says_to_stop_watch(project, run_cli)
         for command in (["apply"], ["gc"], ["pick", "hero", "0"]):
             code, out, err = run_cli(*command)
             assert (code, out) == (1, ""), err
-            assert err.count("\n") == 1 and "(watch); it applies each save itself" in err
+            assert err.count("\n") == 1 and "and applies each save itself" in err
             assert "stop it first (Ctrl-C where it runs)" in err
         assert run_cli("plan").code == 0  # reading commands run alongside
     assert run.returncode == 0, run.err
