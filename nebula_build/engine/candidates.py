@@ -58,9 +58,31 @@ def made_draws(base: AssetSpec, entry: LockEntry | None) -> int:
     return min(len(entry.draws), MAX_CANDIDATES)
 
 
+def remembered_draws(base: AssetSpec, entry: LockEntry | None) -> int:
+    """How many draws of `base`'s set the history shows were made: an earlier output
+    that was draw k of this set (picked among the draws `--more` made, before an edit
+    now undone) keeps draws 0 to k pickable, as they were."""
+    if entry is None:
+        return 0
+    count = 0
+    for earlier in entry.history:
+        draw = earlier.params.get("draw", 0)
+        if type(draw) is not int or not count <= draw < MAX_CANDIDATES:
+            continue
+        if base.drawn(draw).generation_key == earlier.generation_key:
+            count = draw + 1
+    return count
+
+
 def _plain(entry: LockEntry | None) -> bool:
-    """Whether the lock records no draws, no pick and no pin for an image."""
-    return entry is None or (not entry.draws and entry.pin is None and "draw" not in entry.params)
+    """Whether the lock records no draws, no pick and no pin for an image, now or in
+    its history."""
+    return entry is None or (
+        not entry.draws
+        and entry.pin is None
+        and "draw" not in entry.params
+        and not any("draw" in earlier.params for earlier in entry.history)
+    )
 
 
 def earlier_pick(base: AssetSpec, entry: LockEntry) -> int | None:
@@ -173,7 +195,8 @@ def picked(
                 makeable[name] = (0,)
                 return base
             declared = base.candidates
-            count = max(declared, made_draws(base, entry)) + (1 if name in more else 0)
+            made = max(made_draws(base, entry), remembered_draws(base, entry))
+            count = max(declared, made) + (1 if name in more else 0)
             if count > MAX_CANDIDATES:
                 raise UserError(
                     f"--more: images.{name} has {MAX_CANDIDATES} draws, the most an image may have"

@@ -473,3 +473,26 @@ def test_commands_shown_for_a_name_that_begins_with_a_dash_run_as_shown(
     code, out, err = _run_shown(run_cli, "nebula-build pick --unpin -- -dash")
     assert code == 0, err
     assert "pinned_against" not in _lock(root)["-dash"]
+
+
+def test_undoing_an_edit_brings_back_a_pick_among_more_draws(project, run_cli, nebula_server):
+    root = project({"images.toml": nebula_manifest({"hero": HERO | {"candidates": 2}})})
+    assert run_cli("apply").code == 0
+    assert run_cli("apply", "--more", "hero").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    picked = (root / "hero.png").read_bytes()
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    _edit(root, "a blue lighthouse", "a red lighthouse")
+    nebula_server.reset_counters()
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    # draw 2, the one --more made, had been lost: draw 0 came back, draw 2 unpickable
+    assert nebula_server.requests == [] and (root / "hero.png").read_bytes() == picked
+    assert _lock(root)["hero"]["params"]["draw"] == 2
+    assert len(_lock(root)["hero"]["draws"]) == 3
+    assert run_cli("pick", "hero", "0").code == 0
+    code, out, err = run_cli("pick", "hero", "2")
+    assert code == 0, err
+    assert "hero: draw 2 of 3 is the output" in out
+    assert nebula_server.requests == [] and (root / "hero.png").read_bytes() == picked
