@@ -136,14 +136,20 @@ def pin_note(base: AssetSpec, pinned: AssetSpec) -> str:
 def _note(spec: AssetSpec, entry: LockEntry | None) -> str | None:
     """Why the lock's pick no longer holds, if it does not."""
     recorded = entry.params.get("draw", 0) if entry is not None else 0
-    if type(recorded) is not int or not recorded:
+    if type(recorded) is not int or not recorded or entry is None:
         return None
-    if recorded >= spec.candidates:
+    if (
+        0 < recorded < MAX_CANDIDATES
+        and spec.drawn(recorded).generation_key == entry.generation_key
+    ):
         return (
-            f"draw {recorded} was picked, beyond candidates = {spec.candidates}: "
-            "draw 0 is the output"
+            f"draw {recorded} was picked, beyond the {spec.candidates} draws this image has "
+            "now: draw 0 is the output"
         )
-    return f"draw {recorded} was picked; this set of draws starts at draw 0"
+    return (
+        f"draw {recorded} was picked before this change: draw 0 of the new draws is the "
+        f"output until you pick another; undoing the change brings draw {recorded} back"
+    )
 
 
 def _on_picked_inputs(spec: AssetSpec, chosen: Mapping[str, AssetSpec]) -> AssetSpec:

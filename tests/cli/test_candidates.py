@@ -73,7 +73,7 @@ def test_a_pick_survives_a_new_format_and_a_new_prompt_makes_a_new_set(
     assert nebula_server.requests == [] and _lock(root)["hero"]["params"]["draw"] == 1
     manifest.write_text(manifest.read_text().replace("a lighthouse", "a windmill"))
     code, out, _ = run_cli("plan")
-    assert "draw 1 was picked; this set of draws starts at draw 0" in out
+    assert "draw 1 was picked before this change: draw 0 of the new draws is the output" in out
     assert "Generations: 3 on nebula" in out
     assert run_cli("apply").code == 0
     assert len(nebula_server.generations) == 3
@@ -391,3 +391,19 @@ def test_pick_while_watch_runs_says_to_stop_it_or_pick_in_its_page(project, run_
             code == 1 and "applies each save itself: stop it first (Ctrl-C where it runs)\n" in err
         )
     assert run_cli("pick", "hero", "1").code == 0
+
+
+def test_a_new_set_says_the_pick_among_more_draws_waits_for_an_undo(project, run_cli):
+    root = project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    assert run_cli("apply", "--more", "hero").code == 0
+    assert run_cli("pick", "hero", "3").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("a lighthouse", "a windmill"))
+    code, out, _ = run_cli("plan")
+    # the prompt made a new set: the pick is not "beyond candidates = 3"
+    assert "beyond candidates" not in out
+    assert (
+        "note: draw 3 was picked before this change: draw 0 of the new draws is the output "
+        "until you pick another; undoing the change brings draw 3 back"
+    ) in out
