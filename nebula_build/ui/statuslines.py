@@ -21,9 +21,20 @@ Row = tuple[str, str, str, str]
 def status_rows(plan: Plan) -> list[Row]:
     """One row per image, then per file made from them; a reason says what else the
     action removes."""
-    rows = [(a.image, a.kind.value, reason_line(a), a.output or "") for a in plan.actions]
+    rows = [(a.image, a.kind.value, _reason(a), a.output or "") for a in plan.actions]
     rows += [(f.label, f.state.value, reason_line(f), f.output) for f in plan.files]
     return rows
+
+
+#: an up-to-date image with candidates says which draw is its output
+_PICKED = "up to date (draw "
+
+
+def _reason(action: Action) -> str:
+    spec = action.spec
+    if action.is_change or spec is None or spec.candidates < 2 or spec.pin is not None:
+        return reason_line(action)
+    return f"{_PICKED}{spec.draw} of {spec.candidates})"
 
 
 #: files the note on what an action removes names one by one
@@ -83,7 +94,9 @@ def status_lines(
     width = max((len(name) for name, *_ in rows), default=0)
     lines = []
     for name, state, reason, output in rows:
-        if state == "noop":
+        if state == "noop" and reason.startswith(_PICKED):
+            shown = style(printable(reason), "green")
+        elif state == "noop":
             shown = style("up to date" + (" (pinned)" if name in pinned else ""), "green")
         elif state == "conflict":
             shown = style(f"conflict: {printable(reason)}", "magenta")

@@ -407,3 +407,24 @@ def test_a_new_set_says_the_pick_among_more_draws_waits_for_an_undo(project, run
         "note: draw 3 was picked before this change: draw 0 of the new draws is the output "
         "until you pick another; undoing the change brings draw 3 back"
     ) in out
+
+
+def test_status_says_which_draw_is_the_output(project, run_cli, monkeypatch):
+    from nebula_build.engine import noop
+
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)  # no waiting for the racy window
+    root = project(
+        {
+            "images.toml": preview(
+                {"hero": HERO, "icon": {"prompt": "a crane", "output": "icon.png"}}
+            )
+        }
+    )
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    code, out, _ = run_cli("status")
+    assert code == 0 and "hero  up to date (draw 2 of 3)  hero.png" in out
+    assert "icon  up to date  icon.png" in out  # one draw: nothing to say
+    assert run_cli("plan").code == 0  # status from here on reads the no-op snapshot
+    assert (root / noop.SNAPSHOT).exists()
+    assert "hero  up to date (draw 2 of 3)  hero.png" in run_cli("status").out
