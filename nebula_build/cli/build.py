@@ -254,6 +254,7 @@ def cmd_status(ctx: Context) -> int:
     from nebula_build.engine.lockmerge import settled
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
+    from nebula_build.engine.remotecache import configured
     from nebula_build.engine.runstate import read_failures
     from nebula_build.ui.report import (
         lock_merge_json,
@@ -265,7 +266,9 @@ def cmd_status(ctx: Context) -> int:
 
     prepared = prepared_project(ctx)
     lock, merge = settled(prepared, current_lock(prepared.project, ctx.notice), ctx.notice)
-    plan = plan_for(prepared, lock, targets=ctx.args.target)
+    # as plan does: what the remote cache holds is restored, not generated
+    remote = configured(prepared.resolved, notice=ctx.notice)
+    plan = plan_for(prepared, lock, targets=ctx.args.target, remote=remote, notice=ctx.notice)
     prepared.files.save()
     failed = status_failed(plan, read_failures(prepared.project, prepared.specs))
     if ctx.args.json:

@@ -498,7 +498,7 @@ def status_text(plan: Plan, style: Style, failed: Mapping[str, str] | None = Non
     failed = failed or {}
     pinned = {a.image for a in plan.actions if a.spec is not None and a.spec.pin is not None}
     summary = status_summary(plan, failed)
-    rows = status_rows(plan)
+    rows = status_rows(plan, cache_note)
     return status_lines(rows, summary, style, pinned=pinned, failed=failed, notes=_settings(plan))
 
 

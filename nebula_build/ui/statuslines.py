@@ -5,7 +5,7 @@ loading the plan's types (see engine/noop.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nebula_build.text import printable
@@ -18,10 +18,10 @@ if TYPE_CHECKING:
 Row = tuple[str, str, str, str]
 
 
-def status_rows(plan: Plan) -> list[Row]:
+def status_rows(plan: Plan, spared: Callable[[Action], str] = lambda action: "") -> list[Row]:
     """One row per image, then per file made from them; a reason says what else the
-    action removes."""
-    rows = [(a.image, a.kind.value, _reason(a), a.output or "") for a in plan.actions]
+    action removes, and `spared` where a cache spares its generation."""
+    rows = [(a.image, a.kind.value, _reason(a, spared), a.output or "") for a in plan.actions]
     rows += [(f.label, f.state.value, reason_line(f), f.output) for f in plan.files]
     return rows
 
@@ -30,9 +30,13 @@ def status_rows(plan: Plan) -> list[Row]:
 _PICKED = "up to date (draw "
 
 
-def _reason(action: Action) -> str:
+def _reason(action: Action, spared: Callable[[Action], str]) -> str:
+    """Why the image is pending, with where it comes from when no generation is paid
+    for; for an up-to-date image with candidates, which draw is its output."""
     spec = action.spec
-    if action.is_change or spec is None or spec.candidates < 2 or spec.pin is not None:
+    if action.is_change:
+        return reason_line(action) + spared(action)
+    if spec is None or spec.candidates < 2 or spec.pin is not None:
         return reason_line(action)
     return f"{_PICKED}{spec.draw} of {spec.candidates})"
 

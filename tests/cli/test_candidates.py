@@ -428,3 +428,23 @@ def test_status_says_which_draw_is_the_output(project, run_cli, monkeypatch):
     assert run_cli("plan").code == 0  # status from here on reads the no-op snapshot
     assert (root / noop.SNAPSHOT).exists()
     assert "hero  up to date (draw 2 of 3)  hero.png" in run_cli("status").out
+
+
+def test_a_teammates_status_says_the_shared_cache_has_the_picked_draw(
+    project, run_cli, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", (tmp_path / "shared").as_uri())
+    root = project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    mate = tmp_path / "mate"  # a clone: the manifest and the lock, no outputs, no cache
+    mate.mkdir()
+    for file in ("images.toml", "images.lock"):
+        shutil.copy(root / file, mate / file)
+    code, out, err = run_cli("status", cwd=mate)
+    # had been "pending regenerate: output file missing and not cached"
+    assert code == 0, err
+    assert "hero  pending restore: output file missing (from the remote cache)  hero.png" in out
+    assert run_cli("apply", "--locked", cwd=mate).code == 0
+    assert (mate / "hero.png").read_bytes() == (root / "hero.png").read_bytes()
+    assert "hero  up to date (draw 2 of 3)  hero.png" in run_cli("status", cwd=mate).out
