@@ -148,8 +148,8 @@ def _print_how_to_bring_back(ctx: Context, name: str, manifest: str, listed: lis
     operands = shell_operands(name, "@K")
     ctx.print(
         f"bring one back: nebula-build pick {operands} (one made from what {manifest} declares "
-        f"now), or pick --pin {operands} (one made from something else: kept until {manifest} "
-        "changes)"
+        f"now), or nebula-build pick --pin {operands} (one made from something else: kept "
+        f"until {manifest} changes)"
     )
 
 

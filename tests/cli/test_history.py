@@ -402,8 +402,8 @@ def test_history_says_how_to_read_it_and_bring_one_back(project, run_cli):
         "       prompt: a lighthouse at [-dusk-] {+dawn+}",
         "       [-…-] is in that generation, {+…+} in the current output",
         "bring one back: nebula-build pick hero @K (one made from what images.toml declares "
-        "now), or pick --pin hero @K (one made from something else: kept until images.toml "
-        "changes)",
+        "now), or nebula-build pick --pin hero @K (one made from something else: kept until "
+        "images.toml changes)",
     ]
 
 
@@ -465,7 +465,7 @@ def test_commands_shown_for_a_name_that_begins_with_a_dash_run_as_shown(
     code, out, err = _run_shown(run_cli, "nebula-build history -- -dash")
     assert code == 0, err
     assert "bring one back: nebula-build pick -- -dash @K (" in out
-    assert "or pick --pin -- -dash @K (" in out
+    assert "or nebula-build pick --pin -- -dash @K (" in out
     code, out, err = _run_shown(run_cli, "nebula-build pick --pin -- -dash @K")
     assert code == 0 and "pinned" in out, err
     code, out, err = run_cli("plan")

@@ -358,7 +358,7 @@ def test_commands_shown_for_a_pinned_image_quote_its_name_from_data(
     code, out, err = run_cli("history", EVIL)
     assert code == 0, err
     assert f"bring one back: nebula-build pick '{EVIL}' @K" in out
-    assert f"or pick --pin '{EVIL}' @K" in out
+    assert f"or nebula-build pick --pin '{EVIL}' @K" in out
     code, _, err = run_cli("pick", EVIL, "@5")
     assert code == 1
     assert ["nebula-build", "history", EVIL] in _commands(err)
