@@ -496,3 +496,18 @@ def test_undoing_an_edit_brings_back_a_pick_among_more_draws(project, run_cli, n
     assert code == 0, err
     assert "hero: draw 2 of 3 is the output" in out
     assert nebula_server.requests == [] and (root / "hero.png").read_bytes() == picked
+
+
+def test_apply_says_an_image_brought_back_from_the_cache_cost_no_generation(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue one")
+    assert run_cli("apply").code == 0
+    _edit(root, "a blue one", "a red lighthouse")
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    # had been "regenerated hero hero.png (from cache)": read as a generation paid for
+    assert "updated hero hero.png (from cache, no generation)" in err
+    assert "regenerated" not in err
