@@ -48,6 +48,8 @@ class Draw:
     cached: bool
     #: how a transparent image's key colour becomes alpha: the draw is shown keyed
     keying: Keying | None = None
+    #: the seed it was made with, where the image declares one
+    seed: int | None = None
 
     @property
     def pick_command(self) -> str:
@@ -69,7 +71,11 @@ def image_draws(plan: Plan, prepared: Prepared, lock: Entries) -> dict[str, tupl
             drawn = base.drawn(index)
             key = drawn.generation_key
             cached = prepared.store.has_ours(key)
-            draws.append(Draw(action.image, index, key, key == output_key, cached, _keying(drawn)))
+            picked_now = key == output_key
+            keying = _keying(drawn)
+            draws.append(
+                Draw(action.image, index, key, picked_now, cached, keying, seed=drawn.seed)
+            )
         result[action.image] = tuple(draws)
     return result
 

@@ -51,6 +51,8 @@ class Candidate:
     #: where its picture is; None when there is none here ("not made yet")
     href: str | None
     command: str
+    #: the seed it was made with, where the image declares one
+    seed: int | None = None
 
 
 #: the longest side of a file the grid enlarges with crisp pixels (pixel art stays
@@ -175,6 +177,7 @@ def _candidates(
             draw.picked,
             links.get(draw.generation_key) or (output if draw.picked else None),
             draw.pick_command,
+            draw.seed,
         )
         for draw in draws
     )
@@ -184,7 +187,7 @@ def _pinned(spec: AssetSpec, href: str) -> Candidate:
     """The output an earlier generation pinned (none of the set's draws), shown first
     and marked as the output; its command ends the pin."""
     command = f"nebula-build pick --unpin {shell_operands(spec.name)}"
-    return Candidate(PINNED, spec.generation_key, True, href, command)
+    return Candidate(PINNED, spec.generation_key, True, href, command, spec.seed)
 
 
 def _size(spec: AssetSpec) -> str:
@@ -202,6 +205,8 @@ def _size(spec: AssetSpec) -> str:
 
 def _seed(spec: AssetSpec, entry: LockEntry | None) -> str:
     """The declared seed, else the one the backend derived for this generation."""
+    if spec.seed is not None and spec.draw:
+        return f"{spec.seed} (draw {spec.draw})"  # not the declared one: the draw's own
     if spec.seed is not None:
         return str(spec.seed)
     if entry is not None and entry.seed is not None and entry.generation_key == spec.generation_key:
@@ -299,7 +304,7 @@ def page_json(items: list[Card]) -> str:
             item["k"] = [[text, int(ok)] for text, ok in card.checks]
         if card.candidates:
             item["w"] = [
-                [c.index, c.key, int(c.picked), c.href, c.command] for c in card.candidates
+                [c.index, c.key, int(c.picked), c.href, c.command, c.seed] for c in card.candidates
             ]
         out.append(item)
     text = json.dumps({"strings": list(strings), "cards": out}, ensure_ascii=False)

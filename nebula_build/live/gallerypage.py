@@ -50,12 +50,13 @@ GALLERY_SCRIPT = """<script>
     return node;
   };
 
-  const drawFigure = (card, [index, key, picked, href, command]) => {
+  const drawFigure = (card, [index, key, picked, href, command, seed]) => {
     const pinned = index < 0;  // an earlier generation pinned as the output
     const figure = el("figure", "draw" + (picked ? " picked" : "") + (href ? "" : " missing"));
     figure.dataset.index = index;
     const label = [el("span", "index", pinned ? "pinned" : `draw ${index}`)];
     if (picked) label.push(el("span", "badge", pinned ? "output" : "picked"));
+    if (seed !== null && seed !== undefined) label.push(el("span", "seed", `seed ${seed}`));
     const caption = el("figcaption");
     if (!href) {
       figure.append(el("div", "shot", "not made yet"), caption);

@@ -40,6 +40,7 @@ REVIEW_STYLE = """
                      margin-top: 5px; white-space: nowrap;
                      font-size: 12px; color: var(--dim); }
   .draw.picked figcaption { color: var(--text); font-weight: 600; }
+  .draw figcaption .seed { color: var(--dim); font-weight: 400; }
   .badge { font-size: 11px; font-weight: 600; color: #0b1220; background: var(--ok);
            border-radius: 6px; padding: 0 6px; }
   .command { display: block; margin-top: 3px; user-select: all; color: var(--text);

@@ -34,8 +34,8 @@ def page_cards(page: str) -> list[dict[str, Any]]:
                 "small": bool(item.get("m")),
                 "checks": [(text, bool(ok)) for text, ok in item.get("k", [])],
                 "draws": [
-                    {"index": i, "key": k, "picked": bool(p), "href": h, "command": c}
-                    for i, k, p, h, c in item.get("w", [])
+                    {"index": i, "key": k, "picked": bool(p), "href": h, "command": c, "seed": s}
+                    for i, k, p, h, c, s in item.get("w", [])
                 ],
             }
         )

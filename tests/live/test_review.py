@@ -378,6 +378,33 @@ def test_the_offline_page_gives_the_pick_command_of_a_clicked_or_stepped_candida
     assert "draw" not in _lock_params(root, "hero")  # offline: nothing picked
 
 
+@pytest.mark.browser
+def test_each_draw_shows_the_seed_it_was_made_with(project, run_cli):
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    root = project({"images.toml": REVIEW})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    assert run_cli("gallery").code == 0
+    lock = tomllib.loads((root / "images.lock").read_text())["images"]["hero"]
+    picked_seed = lock["params"]["seed"]
+    assert picked_seed != 42  # draw 2's seed is derived from the declared one
+    url = (root / ".nebula-build/gallery/index.html").as_uri()
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(url)
+        hero = '[data-name="hero"]'
+        captions = page.locator(f"{hero} .draw figcaption").all_inner_texts()
+        # the card said "seed 42"... for draw 2; no draw said which seed it was made with
+        assert "seed 42" in captions[0] and f"seed {picked_seed}" in captions[2]
+        assert page.inner_text(f"{hero} dl").count(f"{picked_seed} (draw 2)") == 1
+        logo = page.locator('[data-name="logo"] .draw figcaption').all_inner_texts()
+        assert not any("seed" in caption for caption in logo)  # no seed declared: none shown
+        browser.close()
+
+
 def test_watch_with_another_backend_does_not_pick(project, fake_site, tmp_path):
     from nebula_build.errors import UserError
     from nebula_build.live.watch import Watcher
