@@ -2,7 +2,8 @@
 between the local cache and the remote one explicitly.
 
 Push offers the generations of the manifest's images (each one's output, its pick
-or its pin, and every candidate draw) that the local cache holds, if
+or its pin, every candidate draw, and the earlier generations its history lists, for
+a teammate's `pick NAME @K`) that the local cache holds, if
 this tool wrote them on this account, each verified as an image on the way out; pull
 fetches what the manifest wants and the local cache lacks, each entry verified like
 any restore.
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates
+from nebula_build.engine.history import earlier_spec
 from nebula_build.engine.lockmerge import settled
 from nebula_build.engine.prepare import Prepared
 from nebula_build.engine.remotecache import new_record, restore_remote
@@ -66,14 +68,19 @@ def _run(items: list[str], work: Callable[[str], None], on_progress: OnProgress)
             on_progress(done, total)
 
 
-def generations(prepared: Prepared) -> list[AssetSpec]:
+def generations(prepared: Prepared, *, earlier: bool = False) -> list[AssetSpec]:
     """Every generation the project keeps: each image's output (its picked draw, or its
-    pin) and every draw of its set."""
+    pin) and every draw of its set; with `earlier`, the earlier generations each
+    image's history lists too (what `pick NAME @K` brings back)."""
     lock, _ = settled(prepared, read_with_journal(prepared.project), lambda message: None)
     chosen = candidates.picked(prepared.specs, lock)
     specs = list(chosen.specs.values())
-    for base in chosen.bases.values():
+    for name, base in chosen.bases.items():
         specs += [base.drawn(index) for index in range(base.candidates)]
+        entry = lock.get(name)
+        if earlier and entry is not None:
+            made = (earlier_spec(base, generation) for generation in entry.history)
+            specs += [spec for spec in made if spec is not None]
     return specs
 
 
@@ -86,7 +93,7 @@ def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
     if not remote.writable:
         raise RemoteError(f"remote cache {remote.url} is read-only here: {remote.why_read_only}")
     specs: dict[str, AssetSpec] = {}
-    for spec in generations(prepared):
+    for spec in generations(prepared, earlier=True):
         if prepared.store.has(spec.generation_key):
             specs.setdefault(spec.generation_key, spec)
     recorded = sorted(remote.lookup(specs))

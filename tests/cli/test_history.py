@@ -511,3 +511,25 @@ def test_apply_says_an_image_brought_back_from_the_cache_cost_no_generation(
     # had been "regenerated hero hero.png (from cache)": read as a generation paid for
     assert "updated hero hero.png (from cache, no generation)" in err
     assert "regenerated" not in err
+
+
+def test_cache_push_shares_the_history_a_teammate_brings_back(
+    project, run_cli, nebula_server, tmp_path, monkeypatch
+):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    red = (root / "hero.png").read_bytes()
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", (tmp_path / "shared").as_uri())
+    code, out, err = run_cli("cache", "push")
+    assert code == 0, err
+    assert "pushed 2, 0 already there, 0 failed" in out  # had been 1: the output only
+    mate = tmp_path / "mate"  # a clone: the manifest and the lock
+    mate.mkdir()
+    for file in ("images.toml", "images.lock"):
+        shutil.copy(root / file, mate / file)
+    nebula_server.reset_counters()
+    code, out, err = run_cli("pick", "hero", "@1", "--pin", cwd=mate)
+    assert code == 0, err  # had been "hero @1 is not in the cache here"
+    assert nebula_server.requests == [] and (mate / "hero.png").read_bytes() == red
