@@ -19,6 +19,7 @@ from nebula_build.errors import UserError
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.lockfile import Entries
 from nebula_build.state.project import Project
+from nebula_build.state.remote import Remote
 from nebula_build.text import shell_operands, shell_option
 
 
@@ -180,9 +181,35 @@ async def pick_draw(
     if not prepared.store.has_ours(key):
         remote = configured(prepared.resolved, offline=offline, notice=listener.notice)
         if not (remote and key in remote.lookup([key])):
-            raise UserError(
-                f"{what} is not in the cache here: `nebula-build apply` makes the "
-                "candidates of an image it changes, `nebula-build cache pull` fetches "
-                "them from a remote cache"
-            )
+            raise UserError(_not_here(what, _made_elsewhere(lock, name, key), remote))
     return chosen, await apply_round(project, registry, options, listener=listener)
+
+
+def _made_elsewhere(lock: Entries, name: str, key: str) -> bool:
+    """Whether the lock records generation `key` of image `name` as made: a draw of its
+    set, or an earlier generation its history lists."""
+    entry = lock.get(name)
+    if entry is None:
+        return False
+    return any(draw.key == key for draw in entry.draws) or any(
+        earlier.generation_key == key for earlier in entry.history
+    )
+
+
+def _not_here(what: str, made: bool, remote: Remote | None) -> str:
+    """Why a pick cannot be made from any cache here, and what brings it."""
+    if not made:
+        return (
+            f"{what} is not in the cache here: `nebula-build apply` makes the candidates "
+            "of an image it changes, `nebula-build cache pull` fetches them from a remote cache"
+        )
+    if remote is None:
+        return (
+            f"{what} is not in the cache here: it was made in another checkout (the lock "
+            "records it); name the team's shared cache (NEBULA_BUILD_CACHE_REMOTE, or "
+            "[cache] remote in images.toml), then `nebula-build cache pull` fetches it"
+        )
+    return (
+        f"{what} is not in the cache here, nor in the remote cache {remote.url}: "
+        "`nebula-build cache push` in the checkout that made it shares it"
+    )

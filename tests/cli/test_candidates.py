@@ -448,3 +448,29 @@ def test_a_teammates_status_says_the_shared_cache_has_the_picked_draw(
     assert run_cli("apply", "--locked", cwd=mate).code == 0
     assert (mate / "hero.png").read_bytes() == (root / "hero.png").read_bytes()
     assert "hero  up to date (draw 2 of 3)  hero.png" in run_cli("status", cwd=mate).out
+
+
+def test_a_teammate_without_the_draws_is_told_to_fetch_them_not_to_apply(
+    project, run_cli, tmp_path, monkeypatch
+):
+    root = project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    mate = tmp_path / "mate"  # a clone: the manifest, the lock and the outputs
+    mate.mkdir()
+    for file in ("images.toml", "images.lock", "hero.png"):
+        shutil.copy(root / file, mate / file)
+    assert run_cli("apply", cwd=mate).out == "No changes: 1 image up to date.\n"
+    code, _, err = run_cli("pick", "hero", "1", cwd=mate)
+    # had been "`nebula-build apply` makes the candidates ...": apply changes nothing here
+    assert code == 1 and err.count("\n") == 1
+    assert "draw 1 of hero is not in the cache here: it was made in another checkout" in err
+    assert "NEBULA_BUILD_CACHE_REMOTE" in err and "`nebula-build cache pull` fetches it" in err
+    assert "apply" not in err
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", shared.as_uri())
+    code, _, err = run_cli("pick", "hero", "1", cwd=mate)
+    assert code == 1 and f"nor in the remote cache {shared.as_uri()}" in err
+    assert "`nebula-build cache push` in the checkout that made it shares it" in err
+    assert run_cli("cache", "push", cwd=root).code == 0
+    code, out, err = run_cli("pick", "hero", "1", cwd=mate)
+    assert code == 0, err
