@@ -61,6 +61,30 @@ def _targets(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _markdown_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="also write the plan as Markdown to FILE (from -C DIR), for a pull or merge "
+        "request comment",
+    )
+    parser.add_argument(
+        "--markdown-limit",
+        type=_markdown_limit,
+        metavar="CHARS",
+        help="at most CHARS characters in that file (default 65536: a GitHub comment)",
+    )
+
+
+def _markdown_limit(text: str) -> int:
+    from nebula_build.cli.markdownfile import LEAST_LIMIT
+
+    value = int(text)
+    if value < LEAST_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be at least {LEAST_LIMIT}")
+    return value
+
+
 def _lock_timeout_flag(
     parser: argparse.ArgumentParser, help: str = "wait this long for a running apply"
 ) -> None:
@@ -201,6 +225,18 @@ def _add_completion_command(sub: argparse._SubParsersAction[argparse.ArgumentPar
     completion.set_defaults(run="completion:cmd_completion")
 
 
+def _add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = sub.add_parser("plan", help="show what apply would change, and why")
+    _targets(plan)
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when there are changes, 0 when there are none, 1 on a conflict",
+    )
+    _markdown_flags(plan)
+    plan.set_defaults(run="build:cmd_plan")
+
+
 def _add_status_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = sub.add_parser("status", help="each image: up to date, pending or conflict")
     _target_flag(status)
@@ -277,14 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="machine-readable output")
     validate.set_defaults(run="build:cmd_validate")
 
-    plan = sub.add_parser("plan", help="show what apply would change, and why")
-    _targets(plan)
-    plan.add_argument(
-        "--detailed-exitcode",
-        action="store_true",
-        help="exit 2 when there are changes, 0 when there are none, 1 on a conflict",
-    )
-    plan.set_defaults(run="build:cmd_plan")
+    _add_plan_command(sub)
 
     apply = sub.add_parser("apply", help="generate what changed and update images.lock")
     _targets(apply)
@@ -319,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _lock_timeout_flag(apply, help="wait this long for another apply to finish")
     apply.add_argument("-q", "--quiet", action="store_true", help="no line per image")
+    _markdown_flags(apply)
     apply.set_defaults(run="build:cmd_apply")
 
     _add_status_command(sub)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from nebula_build.cli import markdownfile
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import ApplyError, NebulaBuildError, first_line
 from nebula_build.text import plural, printable
@@ -67,7 +68,9 @@ def _idle_conflicts(prepared: Prepared) -> list[str]:
 def cmd_plan(ctx: Context) -> int:
     args = ctx.args
     whole = not (args.json or args.target or args.replace or args.more or args.force)
-    if whole and (images := _unchanged_since_last_plan(ctx)) is not None:
+    # the snapshot that answers a plan with nothing to do has no plan to write out
+    quick = whole and not args.markdown
+    if quick and (images := _unchanged_since_last_plan(ctx)) is not None:
         ctx.print(f"No changes: {plural(images, 'image')} up to date.")
         return ExitCode.OK
     import time
@@ -90,6 +93,7 @@ def cmd_plan(ctx: Context) -> int:
         ctx.notice(message)
 
     project = ctx.project()
+    markdownfile.refuse_project_files(ctx, project)
     root = str(project.root)
     first = [os.path.relpath(path, root) for path in (project.manifest_path, project.lock_path)]
     observed = noop.observe(root, first)  # before reading them
@@ -107,6 +111,7 @@ def cmd_plan(ctx: Context) -> int:
         remote=configured(prepared.resolved, offline=args.offline, notice=notice),
         notice=notice,
     )
+    markdownfile.refuse_outputs(ctx, project, plan)
     prepared.files.save()
     # a note the fast path would not repeat, or an answer from the cache: never skipped
     if whole and not notices and not asked:
@@ -121,7 +126,7 @@ def cmd_plan(ctx: Context) -> int:
     else:
         ctx.print(plan_text(plan, ctx.style, estimate))
     title = f"nebula-build plan ({project.display_manifest})"
-    _github_summary(title, plan, estimate=estimate, notes=notices)
+    _summarize(ctx, title, plan, estimate=estimate, notes=notices)
     if ctx.args.detailed_exitcode and (conflicts := _conflicts(plan)):
         # apply would refuse them: a pull request must not pass, and must say why
         _say_conflicts(ctx, conflicts, project)
@@ -172,49 +177,60 @@ def _say_conflicts(ctx: Context, conflicts: Mapping[str, str], project: Project)
         write_command(ctx.out, line)
 
 
-def _github_summary(
+def _summarize(
+    ctx: Context,
     title: str,
     plan: Plan,
+    *,
     result: RoundResult | None = None,
     estimate: Estimate | None = None,
     notes: Sequence[str] = (),
 ) -> None:
-    """Under GitHub Actions, add the plan (and what the apply did), with the notes the
-    run printed, to the job summary."""
-    if os.environ.get("GITHUB_ACTIONS") != "true":
-        return
-    from nebula_build.ui import github
-
+    """The plan (and what the apply did), with the notes the run printed, in the job
+    summary under GitHub Actions and in the `--markdown` file."""
     if result is None:
-        github.append_summary(github.summary(title, plan, estimate=estimate, notes=notes))
+        _write_summaries(ctx, title, plan, estimate=estimate, notes=notes)
     else:
-        github.append_summary(
-            github.summary(
-                title,
-                plan,
-                generated=result.generated,
-                failures=result.failures,
-                estimate=result.estimate,
-                notes=notes,
-            )
+        _write_summaries(
+            ctx,
+            title,
+            plan,
+            generated=result.generated,
+            failures=result.failures,
+            estimate=result.estimate,
+            notes=notes,
         )
 
 
-def _github_refusal(
-    title: str, refused: RoundResult, why: str, notes: Sequence[str] = (), *, started: bool = False
+def _summarize_refusal(
+    ctx: Context,
+    title: str,
+    refused: RoundResult,
+    why: str,
+    notes: Sequence[str] = (),
+    *,
+    started: bool = False,
 ) -> None:
-    """Under GitHub Actions, the plan a guard refused to start (or an error stopped
-    once it had `started` generating), and why, in the job summary: a failed job's
-    summary must not be empty."""
-    if os.environ.get("GITHUB_ACTIONS") != "true":
+    """The plan a guard refused to start (or an error stopped once it had `started`
+    generating), and why, in the job summary and the `--markdown` file: a failed
+    job's summary must not be empty, nor its comment keep the plan before."""
+    plan, estimate = refused.plan, refused.estimate
+    _write_summaries(ctx, title, plan, estimate=estimate, refused=why, started=started, notes=notes)
+
+
+def _write_summaries(ctx: Context, title: str, plan: Plan, **details: Any) -> None:
+    on_github = os.environ.get("GITHUB_ACTIONS") == "true"
+    if not on_github and markdownfile.requested(ctx) is None:
         return
     from nebula_build.ui import github
 
-    plan, estimate = refused.plan, refused.estimate
-    summary = github.summary(
-        title, plan, estimate=estimate, refused=why, started=started, notes=notes
-    )
-    github.append_summary(summary)
+    if on_github:
+        github.append_summary(github.summary(title, plan, **details))
+    if markdownfile.requested(ctx) is not None:
+        budget, listed = markdownfile.limit(ctx), markdownfile.LISTED
+        markdownfile.write(
+            ctx, github.summary(title, plan, budget=budget, listed=listed, **details)
+        )
 
 
 def _unchanged_since_last_plan(ctx: Context) -> int | None:
@@ -305,7 +321,7 @@ def _nothing_to_apply(ctx: Context) -> int | None:
 
 
 def cmd_apply(ctx: Context) -> int:
-    if (nothing_done := _nothing_to_apply(ctx)) is not None:
+    if not ctx.args.markdown and (nothing_done := _nothing_to_apply(ctx)) is not None:
         return nothing_done
     import asyncio
 
@@ -315,6 +331,7 @@ def cmd_apply(ctx: Context) -> int:
 
     args = ctx.args
     project = ctx.project()
+    markdownfile.refuse_project_files(ctx, project)
     registry = load_registry()
     options = RoundOptions(
         backend=args.backend,
@@ -349,7 +366,12 @@ def cmd_apply(ctx: Context) -> int:
             title = f"nebula-build apply ({project.display_manifest})"
             started = listener.progress is not None  # images may have been made, and paid
             why = first_line(error)
-            _github_refusal(title, listener.planned, why, listener.notes, started=started)
+            try:
+                _summarize_refusal(
+                    ctx, title, listener.planned, why, listener.notes, started=started
+                )
+            except NebulaBuildError as unwritten:  # the error that stopped it comes first
+                ctx.warn(str(unwritten))
         raise
     except KeyboardInterrupt:
         progress = listener.progress
@@ -382,6 +404,7 @@ class ApplyListener:
         self.notes: list[str] = []
 
     def plan_made(self, planned: RoundResult) -> None:
+        markdownfile.refuse_outputs(self.ctx, planned.prepared.project, planned.plan)
         self.planned = planned
 
     def notice(self, message: str) -> None:
@@ -440,6 +463,7 @@ def render_round(
     from nebula_build.ui.report import apply_json, done_text, plan_text
 
     json_output = getattr(ctx.args, "json", False)
+    markdownfile.refuse_outputs(ctx, result.prepared.project, result.plan)
     if result.refused is not None:
         if json_output:
             ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))
@@ -447,7 +471,7 @@ def render_round(
             ctx.print(plan_text(result.plan, ctx.style, result.estimate))
         ctx.err.write(f"error: {result.refused}\n")
         manifest = result.prepared.project.display_manifest
-        _github_refusal(f"nebula-build apply ({manifest})", result, result.refused, notes)
+        _summarize_refusal(ctx, f"nebula-build apply ({manifest})", result, result.refused, notes)
         _github_error(ctx, result.refused, manifest)
         return ExitCode.CHANGES_PENDING
     if json_output:
@@ -466,7 +490,7 @@ def render_round(
         )
         _say_backups(ctx, result.prepared)
     manifest = result.prepared.project.display_manifest
-    _github_summary(f"nebula-build apply ({manifest})", result.plan, result, notes=notes)
+    _summarize(ctx, f"nebula-build apply ({manifest})", result.plan, result=result, notes=notes)
     _github_warnings(ctx, result, manifest)
     failures = result.failures
     for name, error in failures.items():

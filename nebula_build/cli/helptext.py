@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "plan": (
         "Show what `apply` would do to each image, atlas and asset manifest, and why. "
-        "Changes nothing.",
+        "Changes nothing. --markdown FILE also writes it as Markdown, sized for a pull or "
+        "merge request comment (docs/ci.md).",
         "nebula-build plan --detailed-exitcode   # 0 no changes, 2 changes, 1 a conflict",
     ),
     "apply": (

@@ -152,6 +152,7 @@ def _row(*cells: object) -> str:
 #: prompts, paths, 10,000 images) could hide it, cost and all: each part of it has a
 #: share of that, each cell and line at most `_SHOWN_CHARS` characters (an escaped
 #: character takes up to 5, `&amp;`)
+SUMMARY_BYTES = 1 << 20
 _TABLE_BYTES = 480 << 10
 _NOTES_BYTES = 16 << 10
 _FAILED_BYTES = 128 << 10
@@ -189,12 +190,16 @@ def summary(
     refused: str | None = None,
     started: bool = False,
     notes: Sequence[str] = (),
+    budget: int = SUMMARY_BYTES,
+    listed: str = _LISTS_ALL,
 ) -> str:
     """The Markdown a job summary shows for one plan (and what its apply did, or why
     it `refused` to start, or stopped once it had `started` generating), with the
     `notes` the run printed (a remote cache that failed makes the count of
-    generations larger than it will be)."""
-    lines = [f"### {markdown_text(title)}", ""]
+    generations larger than it will be). At most `budget` bytes (so as many
+    characters, or fewer): each part gets its share of it, and says where the lines
+    cut from it are `listed`."""
+    lines = [f"### {markdown_text(title, _SHOWN_CHARS)}", ""]
     if refused is not None:
         stopped = "Stopped after generating began" if started else "Stopped before any generation"
         lines += [f"**{stopped}:** {markdown_text(refused, _SHOWN_CHARS)}", ""]
@@ -212,7 +217,7 @@ def summary(
         ]
         files = [f for f in plan.files if f.is_change]
         rows += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
-        table = _fitting(rows, _TABLE_BYTES)
+        table = _fitting(rows, _share(_TABLE_BYTES, budget), listed=listed)
         if table and not table[-1].startswith("| "):  # the count: a blank line ends the table
             table[-1:] = ["", table[-1]]
         lines += table
@@ -223,7 +228,7 @@ def summary(
         ]
     from_cache = sum(1 for a in changes if a.from_cache)
     lines.append("")
-    lines += _generations(plan, estimate)
+    lines += _generations(plan, estimate, _share(_MODELS_BYTES, budget))
     lines.append(f"- **From the cache:** {from_cache}.")
     if from_remote := sum(1 for a in changes if a.from_remote):
         lines.append(f"- **From the remote cache:** {from_remote}.")
@@ -232,18 +237,35 @@ def summary(
     if notes:
         lines += ["", "**Notes:**", ""]
         noted = [f"- {markdown_text(note, _SHOWN_CHARS)}" for note in notes]
-        lines += _fitting(noted, _NOTES_BYTES, listed="(the log lists all)")
+        lines += _fitting(noted, _share(_NOTES_BYTES, budget), listed="(the log lists all)")
     if failures:
         lines += ["", "**Failed:**", ""]
         failed = [
             f"- {markdown_text(name, _SHOWN_CHARS)}: {markdown_text(first_line(e), _SHOWN_CHARS)}"
             for name, e in failures.items()
         ]
-        lines += _fitting(failed, _FAILED_BYTES, listed="(the log lists all)")
+        lines += _fitting(failed, _share(_FAILED_BYTES, budget), listed="(the log lists all)")
     if changed:
         lines += ["", "**What changed:**", ""]
-        lines += _fitting(changed, _CHANGED_BYTES, most=_SHOWN_CHANGES)
-    return "\n".join(lines) + "\n\n"
+        changed_budget = _share(_CHANGED_BYTES, budget)
+        lines += _fitting(changed, changed_budget, most=_SHOWN_CHANGES, listed=listed)
+    return _cut("\n".join(lines) + "\n\n", budget, listed)
+
+
+def _share(part: int, budget: int) -> int:
+    """A part's share of `budget`: what it has of the 1 MiB of a job summary."""
+    return part * budget // SUMMARY_BYTES
+
+
+def _cut(text: str, budget: int, listed: str) -> str:
+    """`text` if it fits in `budget` bytes; else its first whole lines that do, then a
+    line saying it was cut (a small budget, filled by the parts every summary has)."""
+    if len(text.encode()) <= budget:
+        return text
+    end = f"\n\n… cut to {budget:,} bytes {listed}\n\n"
+    room = budget - len(end.encode())
+    kept = text.encode()[: max(room, 0)].decode(errors="ignore")
+    return kept.rpartition("\n")[0] + end
 
 
 def _changed_lines(action: Action) -> list[str]:
@@ -258,14 +280,16 @@ def _changed_lines(action: Action) -> list[str]:
     return [change_line(c) for c in action.changes or (instead.changes if instead else ())]
 
 
-def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:
-    """The generations per model (at their price, where known), and the estimate."""
+def _generations(plan: Plan, estimate: Estimate | None, budget: int) -> list[str]:
+    """The generations per model (at their price, where known, named in at most
+    `budget` bytes), and the estimate."""
     if estimate is None:
         models = Counter((a.spec.backend, a.spec.model) for a in plan.generations if a.spec)
         if not models:
             return []
         per_model = _some(
-            [f"{n} × {_code(m)} on {markdown_text(b)}" for (b, m), n in sorted(models.items())]
+            [f"{n} × {_code(m)} on {markdown_text(b)}" for (b, m), n in sorted(models.items())],
+            budget,
         )
         return [f"- **Generations:** {per_model}."]
     from nebula_build.engine.cost import money
@@ -281,7 +305,7 @@ def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:
         elif line.paid and line.price is not None:
             part += " at " + markdown_text(money(line.price) + price_origin(line))
         parts.append(part)
-    lines = [f"- **Generations:** {_some(parts)}."]
+    lines = [f"- **Generations:** {_some(parts, budget)}."]
     if estimate.paid_generations:
         total = estimate.total
         said = "unknown" if total is None else money(total)
@@ -295,9 +319,9 @@ def _generations(plan: Plan, estimate: Estimate | None) -> list[str]:
 _MODELS_BYTES = 32 << 10
 
 
-def _some(parts: list[str]) -> str:
-    """`parts` joined with commas, as many as fit in `_MODELS_BYTES`, then how many more."""
-    shown = _fitting(parts, _MODELS_BYTES, listed="")
+def _some(parts: list[str], budget: int) -> str:
+    """`parts` joined with commas, as many as fit in `budget` bytes, then how many more."""
+    shown = _fitting(parts, budget, listed="")
     if len(shown) < len(parts):
         shown[-1] = shown[-1].removeprefix("- ").rstrip() + " models"
     return ", ".join(shown)
