@@ -72,7 +72,8 @@ def _markdown_flags(parser: argparse.ArgumentParser) -> None:
         "--markdown-limit",
         type=_markdown_limit,
         metavar="CHARS",
-        help="at most CHARS characters in that file (default 65536: a GitHub comment)",
+        help="at most CHARS characters in that file (default 65000: a GitHub comment, "
+        "with room for a line of yours)",
     )
 
 

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from nebula_build.core.plan import Plan
     from nebula_build.state.project import Project
 
-#: GitHub's limit on a comment's body, in characters (GitLab's on a note: 1,000,000)
-DEFAULT_LIMIT = 65_536
+#: GitHub's limit on a comment's body is 65,536 characters (GitLab's on a note:
+#: 1,000,000), less room for what a script adds (the line it finds its comment by)
+DEFAULT_LIMIT = 65_000
 #: the least `--markdown-limit` takes: room for the parts every plan has
 LEAST_LIMIT = 10_000
 #: where the lines a comment leaves out are, said where it cuts
