@@ -3,10 +3,14 @@ nebula-build command in them parses with the real command line."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shlex
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +287,234 @@ def test_the_gitlab_commit_back_commits_the_images_and_not_the_job_s_pip_cache(
     assert "[skip" in pushed and "ci]" in pushed
     assert {"images.lock", "static/images.json", "static/img/hero.png"} <= set(pushed)
     assert not [name for name in pushed if name.startswith((".cache", ".nebula-build"))]
+
+
+MARKER = "<!-- nebula-build plan -->"
+
+
+@contextlib.contextmanager
+def _api(answer: Callable[[str, str], tuple[int, Any, dict[str, str]]]) -> Iterator[Any]:
+    """A loopback HTTP server standing for GitHub's or GitLab's API: each request is
+    recorded (method, path, headers, JSON body) and answered by `answer(method, path)`."""
+    requests: list[tuple[str, str, dict[str, str], Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def serve(self) -> None:
+            sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            requests.append(
+                (self.command, self.path, dict(self.headers), json.loads(sent) if sent else None)
+            )
+            status, data, headers = answer(self.command, self.path)
+            payload = json.dumps(data).encode()
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = serve
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _no_proxy() -> dict[str, str]:
+    """The environment without a proxy: the loopback server is asked directly."""
+    return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+
+def _run_script(script: str, cwd: Path, env: dict[str, str]) -> Any:
+    import subprocess
+
+    return subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env={**_no_proxy(), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _gitlab_note_script() -> str:
+    (script,) = [line for line in _load(GITLAB)["plan"]["script"] if "IMAGES_NOTE_TOKEN" in line]
+    return script
+
+
+def _gitlab(url: str, token: str = "glpat-note") -> dict[str, str]:
+    return {
+        "IMAGES_NOTE_TOKEN": token,
+        "CI_API_V4_URL": f"{url}/api/v4",
+        "CI_PROJECT_ID": "42",
+        "CI_MERGE_REQUEST_IID": "9",
+        "CI_JOB_URL": "https://gitlab.example/group/site/-/jobs/1",
+    }
+
+
+def _gitlab_notes(pages: list[list[dict[str, Any]]]) -> Callable[..., Any]:
+    """GitLab's answers: the token's user is 7; the merge request's notes in `pages`."""
+
+    def answer(method: str, path: str) -> tuple[int, Any, dict[str, str]]:
+        if path == "/api/v4/user":
+            return 200, {"id": 7, "username": "project_42_bot"}, {}
+        if method == "GET" and path.startswith("/api/v4/projects/42/merge_requests/9/notes?"):
+            page = int(path.rpartition("page=")[2])
+            following = str(page + 1) if page < len(pages) else ""
+            return 200, pages[page - 1], {"X-Next-Page": following}
+        return (201 if method == "POST" else 200), {"id": 100}, {}
+
+    return answer
+
+
+def _note(id: int, author: int, body: str) -> dict[str, Any]:
+    return {"id": id, "author": {"id": author}, "body": body, "system": False}
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_gitlab_plan_posts_one_note_on_the_merge_request(tmp_path, project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("plan", "--detailed-exitcode", "--markdown", "plan.md").code == 2
+    plan = (root / "plan.md").read_text()
+    theirs = _note(1, 3, f"{MARKER}\nquoted by a reviewer")  # not the token's: left alone
+    with _api(_gitlab_notes([[theirs], []])) as (url, requests):
+        done = _run_script(_gitlab_note_script(), root, _gitlab(url))
+    assert done.returncode == 0, done.stderr
+    assert "the plan is on the merge request" in done.stdout
+    posts = [(m, p, body) for m, p, _, body in requests if m != "GET"]
+    assert posts == [
+        ("POST", "/api/v4/projects/42/merge_requests/9/notes", {"body": f"{MARKER}\n{plan}"})
+    ]
+    assert all(headers["Private-Token"] == "glpat-note" for _, _, headers, _ in requests)
+    assert "| hero | create | new image | static/img/hero.png |" in plan
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_gitlab_plan_updates_its_own_note_found_on_a_later_page(tmp_path, project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("plan", "--markdown", "plan.md").code == 0
+    others = [_note(n, 3, "looks good") for n in range(1, 101)]
+    pages = [others, [_note(200, 7, f"{MARKER}\nthe plan before")]]
+    with _api(_gitlab_notes(pages)) as (url, requests):
+        done = _run_script(_gitlab_note_script(), root, _gitlab(url))
+    assert done.returncode == 0, done.stderr
+    (put,) = [(m, p) for m, p, _, _ in requests if m != "GET"]
+    assert put == ("PUT", "/api/v4/projects/42/merge_requests/9/notes/200")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_gitlab_note_says_the_plan_failed_when_it_wrote_nothing(tmp_path):
+    with _api(_gitlab_notes([[]])) as (url, requests):
+        done = _run_script(_gitlab_note_script(), tmp_path, _gitlab(url))
+    assert done.returncode == 0, done.stderr
+    (body,) = [body for m, _, _, body in requests if m == "POST"]
+    assert body["body"].startswith(f"{MARKER}\n### nebula-build plan\n\nThe plan failed ")
+    assert "(https://gitlab.example/group/site/-/jobs/1)" in body["body"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_without_the_note_token_the_gitlab_plan_says_why_and_passes(tmp_path):
+    """A merge request from a fork never gets the project's variables."""
+    done = _run_script(_gitlab_note_script(), tmp_path, {"IMAGES_NOTE_TOKEN": ""})
+    assert done.returncode == 0, done.stderr
+    assert "IMAGES_NOTE_TOKEN is not set (a merge request from a fork never gets it)" in (
+        done.stdout
+    )
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_gitlab_api_error_is_one_line_and_does_not_fail_the_plan(tmp_path):
+    with _api(lambda method, path: (403, {"message": "403 Forbidden"}, {})) as (url, _):
+        done = _run_script(_gitlab_note_script(), tmp_path, _gitlab(url))
+    assert done.returncode == 0
+    assert "HTTP Error 403: Forbidden" in done.stderr and "Traceback" not in done.stderr
+    assert "glpat-note" not in done.stdout + done.stderr
+    assert "could not post the plan on the merge request" in done.stdout
+
+
+def test_the_gitlab_plan_job_writes_the_plan_and_keeps_its_exit_code():
+    script = _load(GITLAB)["plan"]["script"]
+    assert script[0] == "rm -f plan.md"  # a plan that fails posts no plan before it
+    assert "nebula-build plan --detailed-exitcode --markdown plan.md || code=$?" in script
+    assert script[-1] == 'exit "$code"'
+
+
+def _github_with_the_comment_step() -> str:
+    """The GitHub workflow with its optional comment step and permission uncommented."""
+    lines = GITHUB.read_text(encoding="utf-8").splitlines()
+    start = lines.index("      # - name: Comment the plan")
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("      #   "))
+    for index in range(start, end):
+        lines[index] = lines[index].replace("      # ", "      ", 1)
+    (permission,) = [i for i, line in enumerate(lines) if "# pull-requests: write" in line]
+    lines[permission] = lines[permission].replace("# pull-requests", "pull-requests", 1)
+    return "\n".join(lines) + "\n"
+
+
+def test_the_github_comment_step_uncommented_is_a_valid_step_of_the_plan_job():
+    workflow = yaml.safe_load(_github_with_the_comment_step())
+    plan = workflow["jobs"]["plan"]
+    assert plan["permissions"]["pull-requests"] == "write"
+    assert "pull-requests" not in workflow["permissions"]  # that job's only
+    assert "pull-requests" not in workflow["jobs"]["apply"]["permissions"]
+    step = _github_step(plan, "Comment the plan")
+    assert plan["steps"][-1] is step
+    assert "!cancelled()" in step["if"]  # a conflict (exit 1) is commented too
+    assert "head.repo.full_name == github.repository" in step["if"]  # a fork's is read-only
+    assert "${{" not in step["run"]
+    assert "pull-requests" not in _load(GITHUB)["jobs"]["plan"]["permissions"]  # opt-in
+
+
+@pytest.mark.skipif(
+    not (shutil.which("bash") and shutil.which("curl") and shutil.which("jq")),
+    reason="needs bash, curl and jq (GitHub's runners have them)",
+)
+@pytest.mark.parametrize("existing", [False, True], ids=["first-push", "next-push"])
+def test_the_github_comment_step_keeps_one_sticky_comment(existing, tmp_path, project, run_cli):
+    root = project({"images.toml": SITE})
+    temp = tmp_path / "runner-temp"
+    temp.mkdir()
+    assert run_cli("plan", "--markdown", str(temp / "plan.md")).code == 0
+    plan = (temp / "plan.md").read_text()
+    comments = [
+        {"id": 1, "user": {"login": "someone"}, "body": f"{MARKER}\nquoted"},
+        {"id": 2, "user": {"login": "github-actions[bot]"}, "body": "another bot comment"},
+    ]
+    if existing:
+        comments.append({"id": 3, "user": {"login": "github-actions[bot]"}, "body": MARKER})
+
+    def answer(method: str, path: str) -> tuple[int, Any, dict[str, str]]:
+        if method == "GET":
+            return 200, comments, {}
+        return (200 if method == "PATCH" else 201), {"id": 3}, {}
+
+    step = _github_step(
+        yaml.safe_load(_github_with_the_comment_step())["jobs"]["plan"], "Comment the plan"
+    )
+    with _api(answer) as (url, requests):
+        env = {
+            "GITHUB_API_URL": url,
+            "GITHUB_REPOSITORY": "owner/site",
+            "GH_TOKEN": "ghs-token",
+            "PR_NUMBER": "5",
+            "RUNNER_TEMP": str(temp),
+        }
+        done = _run_script(step["run"], root, env)
+    assert done.returncode == 0, done.stderr
+    assert requests[0][:2] == ("GET", "/repos/owner/site/issues/5/comments?per_page=100")
+    (write,) = requests[1:]
+    if existing:
+        assert write[:2] == ("PATCH", "/repos/owner/site/issues/comments/3")
+    else:
+        assert write[:2] == ("POST", "/repos/owner/site/issues/5/comments")
+    assert write[3] == {"body": f"{MARKER}\n{plan}"}
+    assert all(r[2]["Authorization"] == "Bearer ghs-token" for r in requests)
