@@ -10,6 +10,7 @@ import re
 import pytest
 
 from tests.cli.test_ci import SITE
+from tests.conftest import fake_manifest
 from tests.ui.test_github import _UNESCAPED, HOSTILE_CELL
 
 ROW_HERO = "| hero | create | new image | img/hero.png |"
@@ -220,3 +221,13 @@ def test_a_file_that_cannot_be_written_is_one_line_and_leaves_nothing_behind(pro
     assert code == 1
     assert err == "error: --markdown plan.md: cannot write it: Is a directory\n"
     assert sorted(p.name for p in root.iterdir()) == [".nebula-build", "images.toml", "plan.md"]
+
+
+def test_an_apply_with_failed_images_lists_them(project, run_cli, fake_site, tmp_path):
+    images = {"a": {"prompt": "a", "output": "a.png"}, "b": {"prompt": "b", "output": "b.png"}}
+    root = project({"images.toml": fake_manifest(tmp_path / "log", images, fail=("b",))})
+    code, _, _ = run_cli("apply", "--markdown", "apply.md")
+    assert code == 1
+    text = (root / "apply.md").read_text()
+    assert "- **Generated in this run:** 1." in text
+    assert "**Failed:**\n\n- b: " in text

@@ -122,3 +122,19 @@ def test_the_failures_of_a_job_summary_stay_far_under_a_mebibyte():
     assert len(text.encode()) < 300 << 10
     failed = text.split("**Failed:**\n\n")[1].strip().splitlines()
     assert failed[-1] == f"- … and {3000 - (len(failed) - 1):,} more (the log lists all)"
+
+
+def test_a_summary_is_cut_to_its_budget_whatever_the_parts_every_summary_has():
+    """A small budget (a comment's) is kept when the title, the reason and the notes
+    alone would fill it: the text is cut after a whole line, and says so."""
+    text = summary(
+        "<" * 600,
+        Plan(actions=()),
+        refused="&" * 600,
+        notes=["<" * 600] * 10,
+        budget=4000,
+        listed="(the job log lists all)",
+    )
+    assert len(text.encode()) <= 4000
+    assert text.startswith("### &lt;&lt;")
+    assert text.endswith("\n\n… cut to 4,000 bytes (the job log lists all)\n\n")
