@@ -64,6 +64,7 @@ def _targets(parser: argparse.ArgumentParser) -> None:
 def _markdown_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--markdown",
+        type=_file_name,
         metavar="FILE",
         help="also write the plan as Markdown to FILE (from -C DIR), for a pull or merge "
         "request comment",
@@ -75,6 +76,12 @@ def _markdown_flags(parser: argparse.ArgumentParser) -> None:
         help="at most CHARS characters in that file (default 65000: a GitHub comment, "
         "with room for a line of yours)",
     )
+
+
+def _file_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a file")
+    return text
 
 
 def _markdown_limit(text: str) -> int:

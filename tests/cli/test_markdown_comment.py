@@ -128,6 +128,12 @@ def test_a_small_limit_is_kept_whatever_the_parts_every_plan_has(project, run_cl
     assert run_cli("plan", "--markdown-limit", "9999").code == 1  # too small for any plan
 
 
+def test_an_empty_file_name_is_refused_not_ignored(project, run_cli, capsys):
+    project({"images.toml": SITE})
+    assert run_cli("plan", "--markdown", "").code == 1
+    assert capsys.readouterr().err.endswith("error: argument --markdown: must name a file\n")
+
+
 def test_a_pull_request_s_names_prompts_and_paths_are_text_in_the_file(
     project, run_cli, monkeypatch
 ):
