@@ -111,7 +111,7 @@ def cmd_plan(ctx: Context) -> int:
         remote=configured(prepared.resolved, offline=args.offline, notice=notice),
         notice=notice,
     )
-    markdownfile.refuse_outputs(ctx, project, plan)
+    markdownfile.refuse_outputs(ctx, project, plan, prepared.resolved)
     prepared.files.save()
     # a note the fast path would not repeat, or an answer from the cache: never skipped
     if whole and not notices and not asked:
@@ -404,7 +404,9 @@ class ApplyListener:
         self.notes: list[str] = []
 
     def plan_made(self, planned: RoundResult) -> None:
-        markdownfile.refuse_outputs(self.ctx, planned.prepared.project, planned.plan)
+        markdownfile.refuse_outputs(
+            self.ctx, planned.prepared.project, planned.plan, planned.prepared.resolved
+        )
         self.planned = planned
 
     def notice(self, message: str) -> None:
@@ -463,7 +465,7 @@ def render_round(
     from nebula_build.ui.report import apply_json, done_text, plan_text
 
     json_output = getattr(ctx.args, "json", False)
-    markdownfile.refuse_outputs(ctx, result.prepared.project, result.plan)
+    markdownfile.refuse_outputs(ctx, result.prepared.project, result.plan, result.prepared.resolved)
     if result.refused is not None:
         if json_output:
             ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))

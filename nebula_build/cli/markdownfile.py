@@ -7,13 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nebula_build.core.written import Read, as_one_file, read_too
 from nebula_build.errors import UserError
 from nebula_build.state.project import STATE_DIR
-from nebula_build.text import printable
+from nebula_build.text import file_key, printable
 
 if TYPE_CHECKING:
     from nebula_build.cli.context import Context
     from nebula_build.core.plan import Plan
+    from nebula_build.core.resolve import Resolved
     from nebula_build.state.project import Project
 
 #: GitHub's limit on a comment's body is 65,536 characters (GitLab's on a note:
@@ -46,9 +48,10 @@ def refuse_project_files(ctx: Context, project: Project) -> None:
         _refuse(ctx, f"inside {STATE_DIR}/, where nebula-build keeps its state")
 
 
-def refuse_outputs(ctx: Context, project: Project, plan: Plan) -> None:
+def refuse_outputs(ctx: Context, project: Project, plan: Plan, resolved: Resolved) -> None:
     """Refuse a `--markdown` file that an image, an atlas or the asset manifest writes
-    (or wrote): before apply generates anything."""
+    (or wrote), or that the manifest reads (a post `rows` would find next time): before
+    apply generates anything."""
     path = requested(ctx)
     if path is None:
         return
@@ -56,6 +59,13 @@ def refuse_outputs(ctx: Context, project: Project, plan: Plan) -> None:
         relative = path.resolve().relative_to(project.root).as_posix()
     except ValueError:
         return  # outside the project: no output is there
+    reads = [Read("the manifest as rows", path) for path in resolved.data_files]
+    reads += [
+        Read(f"the manifest as a post ({pattern})", folder, tuple(pattern.split("/")))
+        for folder, pattern, _ in resolved.data_globs
+    ]
+    for _, read in read_too({file_key(relative)}, (as_one_file(read) for read in reads)):
+        _refuse(ctx, f"read by {read.reader}")
     for action in plan.actions:
         written = (action.output, action.old_output, *action.removes)
         if action.spec is not None:

@@ -237,3 +237,22 @@ def test_an_apply_with_failed_images_lists_them(project, run_cli, fake_site, tmp
     text = (root / "apply.md").read_text()
     assert "- **Generated in this run:** 1." in text
     assert "**Failed:**\n\n- b: " in text
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_a_file_the_rows_would_read_as_a_post_is_refused(command, project, run_cli):
+    """`plan.md` beside posts that `rows` finds as `*.md` would be the next plan's post:
+    a new image, paid for, from the plan itself."""
+    manifest = SITE + (
+        '\n[images.cover]\nrows = { files = "*.md" }\n'
+        'prompt = "{title}: {excerpt}"\noutput = "img/{slug}.png"\n'
+    )
+    root = project({"images.toml": manifest, "a.md": "---\ntitle: A\n---\nOld harbour.\n"})
+    code, _, err = run_cli(command, "--markdown", "plan.md")
+    assert (code, err) == (
+        1,
+        "error: --markdown plan.md: that is read by the manifest as a post (*.md); "
+        "name another file\n",
+    )
+    assert not (root / "plan.md").exists() and not (root / "img").exists()
+    assert run_cli(command, "--markdown", "plan.markdown").code in (0, 2)
