@@ -278,7 +278,7 @@ def draw_actions(
                     Action(
                         image=f"{name}#{index}",
                         kind=ActionKind.DRAW,
-                        reason=f"candidate {index} of {base.candidates}",
+                        reason=f"draw {index} ({base.candidates} candidates)",
                         output=None,
                         spec=draw,
                     )

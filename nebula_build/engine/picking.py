@@ -44,7 +44,7 @@ class Pick:
             return f"its earlier generation @{self.earlier} is the output{pinned}"
         if self.index is None:
             return "the pin is removed: the manifest's spec is the output"
-        return f"draw {self.index} of {self.count} is the output"
+        return f"draw {self.index} ({self.count} candidates) is the output"
 
 
 def _base(prepared: Prepared, lock: Entries, name: str) -> AssetSpec:

@@ -26,8 +26,9 @@ def status_rows(plan: Plan, spared: Callable[[Action], str] = lambda action: "")
     return rows
 
 
-#: an up-to-date image with candidates says which draw is its output
-_PICKED = "up to date (draw "
+#: an up-to-date image with candidates says which draw is its output, numbered as
+#: `pick NAME K` takes it (from 0)
+_PICKED = "up to date: draw "
 
 
 def _reason(action: Action, spared: Callable[[Action], str]) -> str:
@@ -38,7 +39,7 @@ def _reason(action: Action, spared: Callable[[Action], str]) -> str:
         return reason_line(action) + spared(action)
     if spec is None or spec.candidates < 2 or spec.pin is not None:
         return reason_line(action)
-    return f"{_PICKED}{spec.draw} of {spec.candidates})"
+    return f"{_PICKED}{spec.draw} ({spec.candidates} candidates)"
 
 
 #: files the note on what an action removes names one by one

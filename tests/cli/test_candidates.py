@@ -47,7 +47,7 @@ def test_pick_costs_nothing_and_writes_the_draw(project, run_cli, nebula_server)
     nebula_server.reset_counters()
     code, out, err = run_cli("pick", "hero", "2")
     assert code == 0, err
-    assert "hero: draw 2 of 3 is the output (hero.png)" in out
+    assert "hero: draw 2 (3 candidates) is the output (hero.png)" in out
     assert nebula_server.requests == []
     picked = (root / "hero.png").read_bytes()
     assert picked != first
@@ -293,7 +293,7 @@ def test_pick_says_which_atlas_it_rebuilt(project, run_cli):
     code, out, err = run_cli("pick", "hero[walk]", "1")
     assert code == 0, err
     assert out.splitlines() == [
-        "hero[walk]: draw 1 of 2 is the output (hero/walk.png)",
+        "hero[walk]: draw 1 (2 candidates) is the output (hero/walk.png)",
         "rebuilt atlas hero (sheet.png)",
     ]
     assert (root / "sheet.png").read_bytes() != before
@@ -363,7 +363,7 @@ def test_a_pick_is_not_an_edit_and_an_undone_edit_brings_the_pick_back(
     assert (root / "hero.png").read_bytes() != two
     code, out, err = run_cli("pick", "hero", "@1")
     assert code == 0, err
-    assert "draw 2 of 3 is the output" in out and (root / "hero.png").read_bytes() == two
+    assert "draw 2 (3 candidates) is the output" in out and (root / "hero.png").read_bytes() == two
     assert "pinned_against" not in _lock(root)["hero"]
 
 
@@ -423,11 +423,11 @@ def test_status_says_which_draw_is_the_output(project, run_cli, monkeypatch):
     assert run_cli("apply").code == 0
     assert run_cli("pick", "hero", "2").code == 0
     code, out, _ = run_cli("status")
-    assert code == 0 and "hero  up to date (draw 2 of 3)  hero.png" in out
+    assert code == 0 and "hero  up to date: draw 2 (3 candidates)  hero.png" in out
     assert "icon  up to date  icon.png" in out  # one draw: nothing to say
     assert run_cli("plan").code == 0  # status from here on reads the no-op snapshot
     assert (root / noop.SNAPSHOT).exists()
-    assert "hero  up to date (draw 2 of 3)  hero.png" in run_cli("status").out
+    assert "hero  up to date: draw 2 (3 candidates)  hero.png" in run_cli("status").out
 
 
 def test_a_teammates_status_says_the_shared_cache_has_the_picked_draw(
@@ -447,7 +447,7 @@ def test_a_teammates_status_says_the_shared_cache_has_the_picked_draw(
     assert "hero  pending restore: output file missing (from the remote cache)  hero.png" in out
     assert run_cli("apply", "--locked", cwd=mate).code == 0
     assert (mate / "hero.png").read_bytes() == (root / "hero.png").read_bytes()
-    assert "hero  up to date (draw 2 of 3)  hero.png" in run_cli("status", cwd=mate).out
+    assert "hero  up to date: draw 2 (3 candidates)  hero.png" in run_cli("status", cwd=mate).out
 
 
 def test_a_teammate_without_the_draws_is_told_to_fetch_them_not_to_apply(
@@ -474,3 +474,20 @@ def test_a_teammate_without_the_draws_is_told_to_fetch_them_not_to_apply(
     assert run_cli("cache", "push", cwd=root).code == 0
     code, out, err = run_cli("pick", "hero", "1", cwd=mate)
     assert code == 0, err
+
+
+def test_plan_status_and_pick_number_the_draws_as_pick_takes_them(project, run_cli):
+    root = project({"images.toml": preview({"hero": HERO | {"candidates": 4}})})
+    code, out, _ = run_cli("plan")
+    # had been "candidate 3 of 4" for the last of draws 0 to 3: read as the third
+    assert "candidate 3 of 4" not in out
+    assert "* hero#3  draw\n      draw 3 (4 candidates)" in out
+    assert run_cli("apply").code == 0
+    assert run_cli("apply", "--more", "hero").code == 0
+    code, out, err = run_cli("pick", "hero", "4")
+    assert code == 0 and "hero: draw 4 (5 candidates) is the output (hero.png)" in out, err
+    assert "hero  up to date: draw 4 (5 candidates)  hero.png" in run_cli("status").out
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("a lighthouse", "a windmill"))
+    out = run_cli("status").out
+    assert "hero#3  pending draw: draw 3 (4 candidates)" in out

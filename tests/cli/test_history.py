@@ -494,7 +494,7 @@ def test_undoing_an_edit_brings_back_a_pick_among_more_draws(project, run_cli, n
     assert run_cli("pick", "hero", "0").code == 0
     code, out, err = run_cli("pick", "hero", "2")
     assert code == 0, err
-    assert "hero: draw 2 of 3 is the output" in out
+    assert "hero: draw 2 (3 candidates) is the output" in out
     assert nebula_server.requests == [] and (root / "hero.png").read_bytes() == picked
 
 
