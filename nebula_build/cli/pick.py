@@ -12,6 +12,7 @@ from nebula_build.text import plural, printable, shell_operands
 
 if TYPE_CHECKING:
     from nebula_build.engine.history import Change, Row
+    from nebula_build.state.lockfile import LockEntry
 
 
 def _which(text: str | None) -> tuple[int | None, int | None]:
@@ -109,6 +110,7 @@ def cmd_history(ctx: Context) -> int:
             "generations": [
                 {
                     "index": row.index,
+                    "draw": _draw(row),
                     "generation_key": row.generation_key,
                     "digest": row.digest,
                     "made": row.made,
@@ -130,14 +132,29 @@ def cmd_history(ctx: Context) -> int:
         # when it was made, which a generation back from the cache keeps
         when = "made " + row.made.replace("T", " ")[:16] + " UTC" if row.made else "?" * 25
         cached = "" if row.in_cache else "  (not in the cache here)"
-        draw = row.params.get("draw")
-        of_set = f"  draw {draw}" if type(draw) is int and draw else ""
-        ctx.print(f"  {label:<4} {when}  {row.digest[:12]}{of_set}{cached}")
+        ctx.print(f"  {label:<4} {when}  {row.digest[:12]}{_of_set(row, entry)}{cached}")
         for change in row.changes:
             ctx.print(ctx.style(f"       {_change_text(change)}", "dim"))
     if earlier:
         _print_how_to_bring_back(ctx, name, manifest, listed)
     return ExitCode.OK
+
+
+def _draw(row: Row) -> int | None:
+    """The draw of its set a generation was (0 where it was the only one)."""
+    draw = row.params.get("draw", 0)
+    return draw if type(draw) is int else None
+
+
+def _of_set(row: Row, entry: LockEntry) -> str:
+    """Which draw of its set a generation was; for the output of an image with
+    candidates, draw 0 too, and how many there are (numbered as `pick` takes them)."""
+    draw = _draw(row)
+    if draw is None:
+        return ""
+    if row.index == 0 and entry.pin is None and entry.candidates > 1:
+        return f"  draw {draw} ({entry.candidates} candidates)"
+    return f"  draw {draw}" if draw else ""
 
 
 def _print_how_to_bring_back(ctx: Context, name: str, manifest: str, listed: list[Row]) -> None:

@@ -15,6 +15,7 @@ import tomllib
 import pytest
 
 from nebula_build.state.lockfile import MAX_HISTORY
+from tests.cli.test_rows_matrix import preview
 from tests.conftest import nebula_manifest
 from tests.live.pagedata import card as card_of
 
@@ -533,3 +534,20 @@ def test_cache_push_shares_the_history_a_teammate_brings_back(
     code, out, err = run_cli("pick", "hero", "@1", "--pin", cwd=mate)
     assert code == 0, err  # had been "hero @1 is not in the cache here"
     assert nebula_server.requests == [] and (mate / "hero.png").read_bytes() == red
+
+
+def test_history_says_which_draw_is_the_output(project, run_cli):
+    root = project({"images.toml": preview({"hero": HERO | {"candidates": 3}})})
+    assert run_cli("apply").code == 0
+    code, out, err = run_cli("history", "hero")
+    assert code == 0, err
+    # had been "now  made … 9f6e76a96eab": draw 0 went unsaid
+    assert re.search(r"  now  made .* UTC  [0-9a-f]{12}  draw 0 \(3 candidates\)\n", out), out
+    assert run_cli("pick", "hero", "2").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    out = run_cli("history", "hero").out
+    assert re.search(r"  now  .*  draw 0 \(3 candidates\)\n", out), out
+    assert re.search(r"  @1   .*  draw 2\n", out), out  # the draw it was of its own set
+    data = json.loads(run_cli("history", "hero", "--json").out)
+    assert [g["draw"] for g in data["generations"]] == [0, 2]
