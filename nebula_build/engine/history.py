@@ -22,8 +22,9 @@ def history_after(
     before: LockEntry | None, generation_key: str, store: Store
 ) -> tuple[EarlierGeneration, ...]:
     """The history of an image whose output becomes `generation_key`: the generation
-    it replaces goes first, unless it is a draw of the same set (the draws keep it);
-    the one coming back leaves the history."""
+    it replaces goes first, unless it is a draw of the same set (the draws keep it).
+    One coming back from the history trades places with it, so every other one keeps
+    its number (`pick NAME @K`, then @K again, goes back)."""
     if before is None:
         return ()
     history = before.history
@@ -40,7 +41,12 @@ def history_after(
             before.model,
             params,
         )
-        history = (earlier, *history)
+        keys = [other.generation_key for other in history]
+        if generation_key in keys:
+            at = keys.index(generation_key)
+            history = (*history[:at], earlier, *history[at + 1 :])
+        else:
+            history = (earlier, *history)
     kept: list[EarlierGeneration] = []
     for earlier in history:
         if earlier.generation_key != generation_key and all(

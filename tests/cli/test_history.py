@@ -551,3 +551,26 @@ def test_history_says_which_draw_is_the_output(project, run_cli):
     assert re.search(r"  @1   .*  draw 2\n", out), out  # the draw it was of its own set
     data = json.loads(run_cli("history", "hero", "--json").out)
     assert [g["draw"] for g in data["generations"]] == [0, 2]
+
+
+def test_a_generation_brought_back_leaves_the_others_their_number(project, run_cli):
+    root = project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    for old, new in (("red", "blue"), ("blue", "green"), ("green", "white")):
+        _edit(root, f"a {old} lighthouse", f"a {new} lighthouse")
+        assert run_cli("apply").code == 0
+
+    def numbered():
+        data = json.loads(run_cli("history", "hero", "--json").out)
+        return {g["index"]: g["generation_key"] for g in data["generations"]}
+
+    before = numbered()  # now: white; @1 green, @2 blue, @3 red
+    code, out, err = run_cli("pick", "--pin", "hero", "@2")
+    assert code == 0, err
+    after = numbered()
+    # had been @1 white, @2 green: green, named @1 a moment ago, had become @2
+    assert after == {0: before[2], 1: before[1], 2: before[0], 3: before[3]}
+    code, out, err = run_cli("pick", "hero", "@2")  # the same @2 goes back
+    assert code == 0, err
+    assert numbered() == before
+    assert "pinned_against" not in _lock(root)["hero"]
