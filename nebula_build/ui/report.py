@@ -440,6 +440,9 @@ def action_json(action: Action) -> dict[str, Any]:
         data["notes"] = list(action.notes)
     if action.spec is not None and action.spec.pin is not None:
         data["pinned"] = True
+    elif action.spec is not None and action.spec.candidates > 1:
+        # which draw is the output (`pick NAME K` takes the same number), of how many
+        data |= {"draw": action.spec.draw, "candidates": action.spec.candidates}
     if action.spec is not None and action.spec.key_color is not None:
         data["key_color"] = action.spec.key_color
     if action.spec is not None and action.spec.checks:

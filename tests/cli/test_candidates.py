@@ -491,3 +491,17 @@ def test_plan_status_and_pick_number_the_draws_as_pick_takes_them(project, run_c
     manifest.write_text(manifest.read_text().replace("a lighthouse", "a windmill"))
     out = run_cli("status").out
     assert "hero#3  pending draw: draw 3 (4 candidates)" in out
+
+
+def test_status_json_says_which_draw_is_the_output(project, run_cli):
+    project(
+        {"images.toml": preview({"hero": HERO, "icon": {"prompt": "a crane", "output": "i.png"}})}
+    )
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    code, out, err = run_cli("status", "--json")
+    assert code == 0, err
+    actions = {a["image"]: a for a in json.loads(out)["actions"]}
+    # the text said "draw 2 (3 candidates)", the JSON nothing of it
+    assert (actions["hero"]["draw"], actions["hero"]["candidates"]) == (2, 3)
+    assert "draw" not in actions["icon"] and "candidates" not in actions["icon"]
