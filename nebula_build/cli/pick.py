@@ -101,7 +101,8 @@ def cmd_history(ctx: Context) -> int:
     entry = lock.get(name)
     if entry is None:
         raise UserError(f"images.{name} has not been generated yet: run `nebula-build apply`")
-    listed = rows(entry, prepared.store)
+    seed = prepared.specs[name].seed
+    listed = rows(entry, prepared.store, () if seed is None else (seed,))
     if ctx.args.json:
         data = {
             "image": name,

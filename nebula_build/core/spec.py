@@ -108,19 +108,22 @@ def derived_seed(seed: int, index: int) -> int:
 
 
 def as_declared(
-    old: Mapping[str, Any], new: Mapping[str, Any]
+    old: Mapping[str, Any], new: Mapping[str, Any], declared: Collection[int] = ()
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Two generations' parameters as a person compares them: without the draw index,
     and with a draw's derived seed shown as the seed it was derived from where the
-    other side declares that one (a pick is not an edit of the seed)."""
+    other side declares that one, or `declared` holds it (the manifest's: two draws
+    of sets that share it). A pick is not an edit of the seed."""
     old, new = dict(old), dict(new)
+    draws = {id(one): one.pop("draw", 0) for one in (old, new)}
     for one, other in ((old, new), (new, old)):
-        draw = one.pop("draw", 0)
-        seed, declared = one.get("seed"), other.get("seed")
-        if type(draw) is not int or draw <= 0 or type(declared) is not int:
+        draw, seed = draws[id(one)], one.get("seed")
+        if type(draw) is not int or draw <= 0:
             continue
-        if seed == derived_seed(declared, draw):
-            one["seed"] = declared
+        for source in (other.get("seed"), *declared):
+            if type(source) is int and seed == derived_seed(source, draw):
+                one["seed"] = source
+                break
     return old, new
 
 

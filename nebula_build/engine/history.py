@@ -5,7 +5,7 @@ kept in its lock entry (at most `MAX_HISTORY`) while their originals stay in the
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,10 +65,12 @@ class Change:
     current: object
 
 
-def changes(earlier: Mapping[str, Any], current: Mapping[str, Any]) -> list[Change]:
+def changes(
+    earlier: Mapping[str, Any], current: Mapping[str, Any], declared: Collection[int] = ()
+) -> list[Change]:
     """The parameters that differ, prompt first (a draw's index and derived seed are
-    not an edit: see `as_declared`)."""
-    earlier, current = as_declared(earlier, current)
+    not an edit: see `as_declared`, and `declared`, the seeds they may derive from)."""
+    earlier, current = as_declared(earlier, current, declared)
     names = sorted(
         (k for k in earlier.keys() | current.keys() if earlier.get(k) != current.get(k)),
         key=lambda name: (name != "prompt", name),
@@ -116,8 +118,9 @@ class Row:
     params: Mapping[str, Any]
 
 
-def rows(entry: LockEntry, store: Store) -> list[Row]:
-    """The current output, then each earlier generation, newest first."""
+def rows(entry: LockEntry, store: Store, declared: Collection[int] = ()) -> list[Row]:
+    """The current output, then each earlier generation, newest first; `declared`: the
+    seed the manifest declares (draws of its sets show it, not their derived ones)."""
     current = entry.generation_params()
     made = store.made(entry.generation_key)
     result = [
@@ -139,7 +142,7 @@ def rows(entry: LockEntry, store: Store) -> list[Row]:
                 earlier.digest,
                 earlier.made,
                 store.has(earlier.generation_key),
-                tuple(changes(earlier.generation_params(), current)),
+                tuple(changes(earlier.generation_params(), current, declared)),
                 earlier.params,
             )
         )

@@ -574,3 +574,20 @@ def test_a_generation_brought_back_leaves_the_others_their_number(project, run_c
     assert code == 0, err
     assert numbered() == before
     assert "pinned_against" not in _lock(root)["hero"]
+
+
+def test_history_shows_no_seed_edit_between_draws_of_one_declared_seed(project, run_cli):
+    root = project({"images.toml": preview({"hero": HERO | {"candidates": 3}})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "1").code == 0
+    code, out, err = run_cli("history", "hero")
+    assert code == 0, err
+    # draw 2 of one set against draw 1 of the next, both of seed 7: had shown
+    # "seed: 1383123169 → 3469464724", an edit nobody made
+    assert "seed" not in out
+    assert "prompt: a [-red-] {+blue+} lighthouse" in out
+    data = json.loads(run_cli("history", "hero", "--json").out)
+    assert list(data["generations"][1]["changes"]) == ["prompt"]
