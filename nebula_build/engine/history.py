@@ -42,11 +42,13 @@ def history_after(
             params,
         )
         keys = [other.generation_key for other in history]
-        if generation_key in keys:
-            at = keys.index(generation_key)
-            history = (*history[:at], earlier, *history[at + 1 :])
-        else:
+        at = keys.index(generation_key) if generation_key in keys else None
+        # the last output of a set stays before its other draws: an unpin, or an undone
+        # edit, comes back to the draw picked last (see candidates.earlier_pick)
+        if at is None or any(_same_set(earlier, other) for other in history[:at]):
             history = (earlier, *history)
+        else:
+            history = (*history[:at], earlier, *history[at + 1 :])
     kept: list[EarlierGeneration] = []
     for earlier in history:
         if earlier.generation_key != generation_key and all(
@@ -54,6 +56,17 @@ def history_after(
         ):
             kept.append(earlier)
     return tuple(kept[:MAX_HISTORY])
+
+
+def _same_set(one: EarlierGeneration, other: EarlierGeneration) -> bool:
+    """Whether two generations may be draws of one set: alike but for the draw and its
+    seed (two sets that differ only by their seed count as one: the old order stands)."""
+    if (one.backend, one.model) != (other.backend, other.model):
+        return False
+    ignored = ("draw", "seed")
+    return {k: v for k, v in one.params.items() if k not in ignored} == {
+        k: v for k, v in other.params.items() if k not in ignored
+    }
 
 
 @dataclass(frozen=True)

@@ -591,3 +591,19 @@ def test_history_shows_no_seed_edit_between_draws_of_one_declared_seed(project, 
     assert "prompt: a [-red-] {+blue+} lighthouse" in out
     data = json.loads(run_cli("history", "hero", "--json").out)
     assert list(data["generations"][1]["changes"]) == ["prompt"]
+
+
+def test_unpin_comes_back_to_the_draw_picked_last_after_numbers_kept(project, run_cli):
+    root = project({"images.toml": preview({"hero": HERO | {"candidates": 3}})})
+    assert run_cli("apply").code == 0
+    for old, new in (("red", "blue"), ("blue", "green")):
+        _edit(root, f"a {old} lighthouse", f"a {new} lighthouse")
+        assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "1").code == 0  # green: draw 1; @1 blue, @2 red
+    assert run_cli("pick", "--pin", "hero", "@1").code == 0  # draw 1 takes @1
+    assert run_cli("pick", "hero", "2").code == 0  # the pin ends: green's draw 2
+    # red is @3, after green's draw 1: draw 2 must not be put after it in its place
+    assert run_cli("pick", "--pin", "hero", "@3").code == 0
+    code, out, err = run_cli("pick", "--unpin", "hero")
+    assert code == 0, err
+    assert _lock(root)["hero"]["params"]["draw"] == 2
