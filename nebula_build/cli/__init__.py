@@ -251,6 +251,9 @@ def _add_status_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--backend", metavar="NAME", help="as if run through this backend")
     status.add_argument(
+        "--offline", action="store_true", help="leave the remote cache alone ([cache] remote)"
+    )
+    status.add_argument(
         "--detailed-exitcode",
         action="store_true",
         help="exit 0 when all is up to date, 2 when changes are pending, "

@@ -283,7 +283,7 @@ def cmd_status(ctx: Context) -> int:
     prepared = prepared_project(ctx)
     lock, merge = settled(prepared, current_lock(prepared.project, ctx.notice), ctx.notice)
     # as plan does: what the remote cache holds is restored, not generated
-    remote = configured(prepared.resolved, notice=ctx.notice)
+    remote = configured(prepared.resolved, offline=ctx.args.offline, notice=ctx.notice)
     plan = plan_for(prepared, lock, targets=ctx.args.target, remote=remote, notice=ctx.notice)
     prepared.files.save()
     failed = status_failed(plan, read_failures(prepared.project, prepared.specs))
