@@ -148,7 +148,7 @@ async def apply_round(
     on_plan: Callable[[RoundResult], None] | None = None,
     previous: Loaded | None = None,
     incremental: bool = False,
-    before_removing: Callable[[], Awaitable[bool]] | None = None,
+    before_removing: Callable[[frozenset[str]], Awaitable[bool]] | None = None,
 ) -> RoundResult:
     """Bring the project in line with its manifest once; the caller holds the project
     lock. `backends` stays open across rounds (watch); `on_start` receives the Applier
@@ -157,9 +157,9 @@ async def apply_round(
     as a plan with changes is estimated, before the guards that may refuse it (so a
     refusal can still be reported with its plan); the result is filled in as the round
     goes on. `previous` and `incremental`: see `prepare` (watch resolves and plans an
-    edit's images alone). `before_removing` is awaited before a plan that removes
-    images or files, and False stops the round with a SupersededError (watch: a newer
-    save came, the one read was only part of it)."""
+    edit's images alone). `before_removing` is awaited with what a plan removes (the
+    images, then the files) before it removes anything, and False stops the round with
+    a SupersededError (watch: a newer save came, the one read was only part of it)."""
     started = time.perf_counter()
     prepared, lock, options = _loaded(
         project, registry, options, listener, previous=previous, incremental=incremental
@@ -185,7 +185,8 @@ async def apply_round(
             result.lock = _with_draws_recorded(project, prepared, plan, options, lock)
         prepared.files.save()
         return result
-    if before_removing is not None and _removes(plan) and not await before_removing():
+    removed = _removed(plan) if before_removing is not None else frozenset()
+    if before_removing is not None and removed and not await before_removing(removed):
         raise SupersededError("the manifest changed again before what it dropped was removed")
     result.estimate = cost.planned(prepared, plan)
     if on_plan is not None:
@@ -322,11 +323,11 @@ def _with_draws_recorded(
     return read(project)
 
 
-def _removes(plan: Plan) -> bool:
-    """Whether the plan removes an image's files or a file made from the images."""
-    return any(a.kind is ActionKind.DELETE for a in plan.actions) or any(
-        f.state is FileState.DELETE for f in plan.files
-    )
+def _removed(plan: Plan) -> frozenset[str]:
+    """The images whose files the plan removes, and the files made from the images it
+    removes."""
+    images = {a.image for a in plan.actions if a.kind is ActionKind.DELETE}
+    return frozenset(images | {f.output for f in plan.files if f.state is FileState.DELETE})
 
 
 def _refusal(plan: Plan, options: RoundOptions) -> str | None:

@@ -153,6 +153,9 @@ class Watcher:
         #: when the last change that starts a round came (the loop's clock)
         self._last_change = -math.inf
         self._canceller: asyncio.Task[None] | None = None
+        #: what the rounds stopped by newer changes were about to do (remove these
+        #: images and files, or say this error), and when the first of them read it
+        self._superseded: tuple[frozenset[str] | str, float] | None = None
         #: the loop the rounds run on, while they do (picks come from other threads)
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -306,18 +309,27 @@ class Watcher:
         await self._settled()
         self._cancel_obsolete()
 
-    def _no_newer_save(self, began: float) -> Callable[[], Awaitable[bool]]:
+    def _no_newer_save(self, began: float) -> Callable[[frozenset[str] | str], Awaitable[bool]]:
         """Whether no change came within `WHOLE_S` of the one at `began` (and
         `SETTLE_S` of the question), after which a round read the files: else it read
-        part of a save."""
+        part of a save. A round that reads what rounds stopped this way read `WHOLE_S`
+        before goes on at once: files rewritten without a pause (a script, an autosave)
+        would stop every round, and what reads alike a second apart is no piece."""
+        loop = asyncio.get_running_loop()
+        read_at = loop.time()
+        seen, self._superseded = self._superseded, None
 
-        async def settled_unchanged() -> bool:
-            loop = asyncio.get_running_loop()
+        async def settled_unchanged(about: frozenset[str] | str) -> bool:
+            if seen is not None and seen[0] == about and read_at - seen[1] >= WHOLE_S:
+                return True
             # a round that started late still hears of writes just after it read
             until = max(began + WHOLE_S, loop.time() + SETTLE_S)
             while self._last_change == began and (left := until - loop.time()) > 0:
                 await asyncio.sleep(min(left, 0.05))
-            return self._last_change == began
+            if self._last_change == began:
+                return True
+            self._superseded = seen if seen is not None and seen[0] == about else (about, read_at)
+            return False
 
         return settled_unchanged
 
@@ -456,7 +468,7 @@ class Watcher:
                 raise
             report.error = str(exc)
             self._watch_declared_data()
-            if not await unchanged():  # an empty or half-written save: said by no one
+            if not await unchanged(report.error):  # an empty or half-written save: unsaid
                 self.rounds -= 1
                 return report
             if report.error != self._last_error:

@@ -65,3 +65,40 @@ def test_a_save_written_in_pieces_is_one_round_that_removes_nothing(
     asyncio.run(scenario())
     generated = generation_log(log)
     assert sorted(generated[:2]) == ["a", "b"] and generated[2:] == ["a"]  # b never again
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_a_file_rewritten_without_pause_still_has_its_removal_and_its_error(
+    project, fake_site, tmp_path, broken
+):
+    """A script or an autosave that writes the manifest again every half second never
+    leaves a second of quiet: what it dropped is removed, and its error said, anyway."""
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output": "b.png"}}
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> str:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round()
+        del images["b"]
+        text = fake_manifest(log, images) + ("[images.c\n" if broken else "")
+        for _ in range(16):  # 8 s
+            manifest.write_text(text)
+            await script.queue.put({manifest})
+            await asyncio.sleep(0.5)
+            if (not broken and not (root / "b.png").exists()) or "error" in out.getvalue():
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return out.getvalue()
+
+    printed = asyncio.run(scenario())
+    if broken:
+        assert printed.count("invalid TOML") == 1
+        assert (root / "b.png").exists()
+    else:
+        assert not (root / "b.png").exists() and "error" not in printed
