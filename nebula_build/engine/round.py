@@ -149,6 +149,7 @@ async def apply_round(
     previous: Loaded | None = None,
     incremental: bool = False,
     before_removing: Callable[[frozenset[str]], Awaitable[bool]] | None = None,
+    before_paying: Callable[[frozenset[str]], Awaitable[bool]] | None = None,
 ) -> RoundResult:
     """Bring the project in line with its manifest once; the caller holds the project
     lock. `backends` stays open across rounds (watch); `on_start` receives the Applier
@@ -159,7 +160,9 @@ async def apply_round(
     goes on. `previous` and `incremental`: see `prepare` (watch resolves and plans an
     edit's images alone). `before_removing` is awaited with what a plan removes (the
     images, then the files) before it removes anything, and False stops the round with
-    a SupersededError (watch: a newer save came, the one read was only part of it)."""
+    a SupersededError (watch: a newer save came, the one read was only part of it);
+    `before_paying` likewise, with the generation keys, before a plan that a paid
+    backend generates (a seed cut short by a save in pieces is a paid image)."""
     started = time.perf_counter()
     prepared, lock, options = _loaded(
         project, registry, options, listener, previous=previous, incremental=incremental
@@ -189,6 +192,10 @@ async def apply_round(
     if before_removing is not None and removed and not await before_removing(removed):
         raise SupersededError("the manifest changed again before what it dropped was removed")
     result.estimate = cost.planned(prepared, plan)
+    if before_paying is not None and result.estimate.paid_generations:
+        keys = frozenset(a.spec.generation_key for a in plan.generations if a.spec)
+        if not await before_paying(keys):
+            raise SupersededError("the manifest changed again before its images were generated")
     if on_plan is not None:
         on_plan(result)
     result.refused = _refusal(plan, options)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import traceback
@@ -309,21 +310,24 @@ class Watcher:
         await self._settled()
         self._cancel_obsolete()
 
-    def _no_newer_save(self, began: float) -> Callable[[frozenset[str] | str], Awaitable[bool]]:
+    def _no_newer_save(self, began: float) -> Callable[..., Awaitable[bool]]:
         """Whether no change came within `WHOLE_S` of the one at `began` (and
         `SETTLE_S` of the question), after which a round read the files: else it read
-        part of a save. A round that reads what rounds stopped this way read `WHOLE_S`
-        before goes on at once: files rewritten without a pause (a script, an autosave)
-        would stop every round, and what reads alike a second apart is no piece."""
+        part of a save. With `within=SETTLE_S` (before paying for images): no change
+        within `SETTLE_S` of the one at `began`. A round that reads what rounds stopped
+        this way read `WHOLE_S` before goes on at once: files rewritten without a pause
+        (a script, an autosave) would stop every round, and what reads alike a second
+        apart is no piece."""
         loop = asyncio.get_running_loop()
         read_at = loop.time()
         seen, self._superseded = self._superseded, None
 
-        async def settled_unchanged(about: frozenset[str] | str) -> bool:
+        async def settled_unchanged(about: frozenset[str] | str, within: float = WHOLE_S) -> bool:
             if seen is not None and seen[0] == about and read_at - seen[1] >= WHOLE_S:
                 return True
-            # a round that started late still hears of writes just after it read
-            until = max(began + WHOLE_S, loop.time() + SETTLE_S)
+            until = began + within
+            if within >= WHOLE_S:  # a round that started late still hears of writes after it read
+                until = max(until, loop.time() + SETTLE_S)
             while self._last_change == began and (left := until - loop.time()) > 0:
                 await asyncio.sleep(min(left, 0.05))
             if self._last_change == began:
@@ -457,6 +461,7 @@ class Watcher:
                 previous=None if once else previous,
                 incremental=not once,
                 before_removing=None if once else unchanged,
+                before_paying=None if once else functools.partial(unchanged, within=SETTLE_S),
             )
         except SupersededError:  # what it read was part of a save: the next round reads it
             self._left_undone(None)

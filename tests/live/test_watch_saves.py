@@ -102,3 +102,41 @@ def test_a_file_rewritten_without_pause_still_has_its_removal_and_its_error(
         assert (root / "b.png").exists()
     else:
         assert not (root / "b.png").exists() and "error" not in printed
+
+
+def test_a_paid_image_is_not_generated_for_a_value_a_save_cut_short(
+    project, fake_site, tmp_path, monkeypatch
+):
+    """The first piece of a save can parse with a value cut short (`seed = 4` of
+    `seed = 42`): on a paid backend, that image is never paid for."""
+    import nebula_fake
+
+    monkeypatch.setattr(nebula_fake.FakeBackend, "paid", True)
+    log = tmp_path / "gen.log"
+    images: dict[str, dict[str, object]] = {"a": {"prompt": "one", "output": "a.png", "seed": 7}}
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round()
+        images["a"]["seed"] = 42
+        text = fake_manifest(log, images)
+        for piece in (text[: text.index("seed = 42") + len("seed = 4")], text):
+            manifest.write_text(piece)
+            await script.queue.put({manifest})
+            await asyncio.sleep(0.05)
+        assert (await script.next_round()).changed == ["a"]
+        with contextlib.suppress(TimeoutError):
+            await script.next_round(timeout=1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert "error" not in out.getvalue()
+
+    asyncio.run(scenario())
+    assert generation_log(log) == ["a", "a"]  # seed 7, then 42: never 4
+    lock = (root / "images.lock").read_text()
+    assert "seed = 42," in lock and "seed = 4," not in lock
