@@ -100,10 +100,9 @@ class ProjectLock:
 
     def try_regain(self) -> str | None:
         """Lock the project again once `lost`, without waiting: None once locked, else
-        who locked it meanwhile."""
-        if self._fd is not None:
-            os.close(self._fd)  # an flock on a file no other process can open any more
-            self._fd = None
+        who locked it meanwhile. The file lost stays open until then (its flock, on a
+        file no other process can open any more, stops no one): a lock file that
+        cannot be made raises, and the lock is still `lost` at the next look."""
         fd = self._open()
         if not _locked(fd):
             holder = self._holder(fd) or "another process"
@@ -112,6 +111,8 @@ class ProjectLock:
         if not self._is_at_path(fd):  # replaced again meanwhile: the next look locks it
             os.close(fd)
             return "another process"
+        if self._fd is not None:
+            os.close(self._fd)
         self._claim(fd)
         return None
 
