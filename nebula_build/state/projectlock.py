@@ -117,9 +117,22 @@ class ProjectLock:
         return None
 
     def _open(self) -> int:
+        """The lock file, opened inside its folder: never through a link to a folder
+        elsewhere (`.nebula-build` replaced while watch runs)."""
+        folder = self.path.parent
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            folder.mkdir(parents=True, exist_ok=True)
+            if folder.is_symlink():
+                raise UserError(
+                    f"{folder} is a symbolic link; nebula-build keeps its state in plain "
+                    f"folders and files inside the project: remove {folder.name} (it is rebuilt)"
+                )
+            folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                fd = os.open(self.path.name, flags, 0o644, dir_fd=folder_fd)
+            finally:
+                os.close(folder_fd)
         except OSError as exc:
             raise UserError(
                 f"cannot open the project lock {self.path}: {exc.strerror}; "

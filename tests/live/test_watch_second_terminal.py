@@ -4,6 +4,7 @@ long as it runs, even once `.nebula-build/` is removed under it."""
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 
@@ -45,16 +46,27 @@ def test_a_command_refused_while_watch_runs_says_to_stop_watch(project, run_cli)
 
 
 @pytest.mark.slow
-def test_watch_locks_the_project_again_once_its_state_folder_can_be_made_again(project, run_cli):
-    """`.nebula-build` replaced by a file: watch says once that it cannot lock the
-    project, and locks it again as soon as the file is gone."""
+@pytest.mark.parametrize("replaced_by", ["a file", "a symbolic link"])
+def test_watch_locks_the_project_again_once_its_state_folder_can_be_made_again(
+    project, run_cli, tmp_path, replaced_by
+):
+    """`.nebula-build` replaced by a file, or by a link to a folder elsewhere: watch
+    says once that it cannot lock the project (and writes nothing through the link),
+    and locks it again as soon as it is gone."""
     root = project({"images.toml": SITE})
-    state = root / ".nebula-build"
+    state, elsewhere = root / ".nebula-build", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    said = "not a plain file" if replaced_by == "a file" else "is a symbolic link"
     with watching(root) as run:
         _until(lambda: run.printed("round 1:"), "round 1")
         shutil.rmtree(state)
-        state.write_text("not a folder\n")
-        _until(lambda: run.printed("note: cannot open the project lock"), "the problem said")
+        if replaced_by == "a file":
+            state.write_text("not a folder\n")
+        else:
+            state.symlink_to(elsewhere, target_is_directory=True)
+        _until(lambda: said in run.out, "the problem said")
+        time.sleep(1.5)  # a look or two more
+        assert list(elsewhere.iterdir()) == []
         state.unlink()
 
         def refused() -> bool:
@@ -63,5 +75,5 @@ def test_watch_locks_the_project_again_once_its_state_folder_can_be_made_again(p
 
         _until(refused, "apply refused again")
     assert run.returncode == 0, run.err
-    assert run.out.count("cannot open the project lock") == 1
+    assert run.out.count(said) == 1
     assert "Traceback" not in run.err
