@@ -350,9 +350,14 @@ class Watcher:
                 starts |= self._changed_by_hand(path, owner)
             elif self.made_from_images(path):
                 starts |= self._derived_changed(path)
-            elif path not in self._output_folders or self.wants(path):
+            elif path not in self._output_folders or self.wants(path) or self._holds_read(path):
                 starts = True
         return starts
+
+    def _holds_read(self, folder: Path) -> bool:
+        """Whether a file the rounds read (a data file, an input) lies in `folder`, a
+        folder of outputs too: renamed back, say, it is read again."""
+        return any(path.is_relative_to(folder) for path in self._paths)
 
     def _changed_by_hand(self, path: Path, owner: str) -> bool:
         """Whether `owner`'s file at `path` no longer holds what the lock records; one

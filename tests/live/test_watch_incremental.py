@@ -198,3 +198,45 @@ def test_a_folder_of_outputs_renamed_or_trashed_is_made_again(project, fake_site
             await task
 
     asyncio.run(scenario())
+
+
+def test_a_folder_of_outputs_and_data_renamed_and_back_reads_the_data_again(
+    project, fake_site, tmp_path
+):
+    """Outputs beside the data file they are made from: the folder renamed away says
+    the data is missing, and renamed back is read again (nothing is generated)."""
+    log = tmp_path / "gen.log"
+    images = {
+        "product": {
+            "rows": "assets/products.csv",
+            "id": "sku",
+            "prompt": "{name}, product photo",
+            "output": "assets/{sku}.png",
+        }
+    }
+    root = project(
+        {
+            "images.toml": fake_manifest(log, images),
+            "assets/products.csv": "sku,name\ntea,green tea\ncake,lemon cake\n",
+        }
+    )
+    folder = root / "assets"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
+        await script.next_round(timeout=30)
+        await asyncio.sleep(2.5)  # the folder the round wrote into is watched within a second
+        folder.rename(root / "assets-old")
+        assert "file not found: assets/products.csv" in (await script.next_round(timeout=10)).error
+        (root / "assets-old").rename(folder)
+        report = await script.next_round(timeout=10)
+        assert report.error is None and report.changed == []
+        assert sorted(p.name for p in folder.iterdir()) == ["cake.png", "products.csv", "tea.png"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert len(generation_log(log)) == 2
