@@ -863,6 +863,7 @@ async def filesystem_changes(
         # folders of posts watched from now on (a subfolder made since): once they are
         # armed, one more round reads what was saved in them before
         fresh = (folders - before) & watcher.post_folders() if before else set()
+        identities = {folder: _identity(folder) for folder in folders}
 
         def wanted(
             _change: watchfiles.Change, path: str, on_the_way: set[Path] = on_the_way
@@ -896,7 +897,18 @@ async def filesystem_changes(
                     if missing:
                         yield missing
                 appeared = {folder for folder in missing if folder.is_dir()}
-                if folders_of(watcher) != wished or appeared or armed(watcher) != folders:
+                # a folder replaced under its watch (renamed away and made anew, a mount
+                # point unmounted): the watch follows the one that went
+                replaced = {f for f, identity in identities.items() if _identity(f) != identity}
+                unseen |= replaced & watcher.output_folders()
+                if replaced - watcher.output_folders():
+                    yield replaced - watcher.output_folders()
+                if (
+                    folders_of(watcher) != wished
+                    or appeared
+                    or replaced
+                    or armed(watcher) != folders
+                ):
                     break  # start again with the new set of folders
         except OSError as exc:
             if polling or "watch limit" not in str(exc):
@@ -933,6 +945,15 @@ def _stat(path: Path) -> _Stat | None:
     except OSError:
         return None
     return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """Which folder is at `folder` now (None: none is)."""
+    try:
+        found = folder.stat()
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino)
 
 
 def _existing(folder: Path) -> Path:

@@ -172,8 +172,10 @@ def test_an_output_deleted_by_hand_is_restored_by_a_round_of_its_own(project, fa
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("away", ["renamed", "trashed"])
+@pytest.mark.parametrize("away", ["renamed", "trashed", "replaced"])
 def test_a_folder_of_outputs_renamed_or_trashed_is_made_again(project, fake_site, tmp_path, away):
+    """Replaced: renamed away and made anew at once (a mount point unmounted is the
+    same to the watch: the folder it armed is no longer at that path)."""
     log = tmp_path / "gen.log"
     images = {name: {"prompt": name, "output": f"out/{name}.png"} for name in "ab"}
     root = project({"images.toml": fake_manifest(log, images)})
@@ -187,8 +189,11 @@ def test_a_folder_of_outputs_renamed_or_trashed_is_made_again(project, fake_site
         await asyncio.sleep(2.5)  # the folder the round made is watched within a second
         if away == "renamed":
             folder.rename(root / "out-old")
-        else:  # a file manager's trash: moved out of the project whole
+        elif away == "trashed":  # a file manager's trash: moved out of the project whole
             folder.rename(tmp_path / "trash")
+        else:
+            folder.rename(root / "out-old")
+            folder.mkdir()
         report = await script.next_round(timeout=10)
         assert sorted(report.changed) == ["a", "b"]
         assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png"]
