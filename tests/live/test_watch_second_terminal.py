@@ -71,7 +71,7 @@ def test_watch_locks_the_project_again_once_its_state_folder_can_be_made_again(
 
         def refused() -> bool:
             code, out, err = run_cli("apply")
-            return (code, out) == (1, "") and "is running in this project: pid" in err
+            return (code, out) == (1, "") and "watch is running in this project (pid" in err
 
         _until(refused, "apply refused again")
     assert run.returncode == 0, run.err
