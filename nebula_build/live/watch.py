@@ -563,9 +563,7 @@ class Watcher:
                 report = Round(self.rounds, changed=[name], prepared=result.prepared, result=result)
                 report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
                 problem = result.refused or next(iter(result.failures.values()), None)
-                message = (
-                    f"{name}: draw {chosen.index} of {chosen.count} is the output ({chosen.output})"
-                )
+                message = f"{name}: {chosen.described} ({chosen.output})"
                 if problem is None:
                     self._say(self.style(f"round {report.number}: ", "bold") + f"picked {message}")
                 else:

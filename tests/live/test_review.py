@@ -214,7 +214,10 @@ def test_the_pick_endpoint_takes_only_what_the_gallery_page_sends(project, run_c
 
         status, answer = _pick(port, good, Origin=origin, Sec_Fetch_Site="same-origin")
         assert status == 200, answer
-        assert answer == {"ok": True, "message": "hero: draw 2 of 3 is the output (img/hero.png)"}
+        assert answer == {
+            "ok": True,
+            "message": "hero: draw 2 (3 candidates) is the output (img/hero.png)",
+        }
         assert _lock_params(root, "hero")["draw"] == 2
         assert (root / "img/hero.png").read_bytes() == _cached(root, keys[2])
         page = _request(port, "GET", "/")[2].decode()
@@ -257,7 +260,7 @@ def test_clicking_a_candidate_in_the_live_gallery_picks_it(project, run_cli, tmp
             assert (root / "img/hero.png").read_bytes() == _cached(root, key)
             assert _lock_params(root, "hero")["draw"] == 2
             note = page.inner_text("#note")
-            assert note == "hero: draw 2 of 3 is the output (img/hero.png)"
+            assert note == "hero: draw 2 (3 candidates) is the output (img/hero.png)"
             assert page.locator(".card.focused").get_attribute("data-name") == "hero"
             page.mouse.move(0, 0)
             page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
@@ -295,11 +298,11 @@ def test_a_pick_waits_for_the_round_in_progress_then_shows_on_the_page(
         await asyncio.sleep(0.2)  # b is generating
         pick = picker(watcher)
         status, message = await asyncio.to_thread(pick, "a", 2)
-        assert (status, message) == (200, "a: draw 2 of 3 is the output (a.png)")
+        assert (status, message) == (200, "a: draw 2 (3 candidates) is the output (a.png)")
         assert [r.changed for r in script.rounds[1:]] == [["b"], ["a"]]  # after, not during
         assert script.rounds[-1].plan is not None
         assert _lock_params(root, "a")["draw"] == 2
-        assert "round 3: picked a: draw 2 of 3" in out.getvalue()
+        assert "round 3: picked a: draw 2 (3 candidates)" in out.getvalue()
         status, message = await asyncio.to_thread(pick, "nowhere", 0)
         assert status == 409 and "no image named 'nowhere'" in message
         task.cancel()
