@@ -227,7 +227,7 @@ def _write_summaries(ctx: Context, title: str, plan: Plan, **details: Any) -> No
     if on_github:
         github.append_summary(github.summary(title, plan, **details))
     if markdownfile.requested(ctx) is not None:
-        budget, listed = markdownfile.limit(ctx), markdownfile.LISTED
+        budget, listed = markdownfile.limit(ctx), markdownfile.listed(ctx)
         markdownfile.write(
             ctx, github.summary(title, plan, budget=budget, listed=listed, **details)
         )

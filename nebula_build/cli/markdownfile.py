@@ -25,6 +25,8 @@ DEFAULT_LIMIT = 65_000
 LEAST_LIMIT = 10_000
 #: where the lines a comment leaves out are, said where it cuts
 LISTED = "(the job log lists all)"
+#: ... where `apply -q` left them out of the job log too
+LISTED_ELSEWHERE = "(`nebula-build plan --json` lists all)"
 
 
 def requested(ctx: Context) -> Path | None:
@@ -97,6 +99,11 @@ def write(ctx: Context, markdown: str) -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise UserError(f"--markdown {_named(ctx)}: cannot write it: {reason}") from None
+
+
+def listed(ctx: Context) -> str:
+    """Where the lines the file leaves out can be read."""
+    return LISTED_ELSEWHERE if getattr(ctx.args, "quiet", False) else LISTED
 
 
 def limit(ctx: Context) -> int:

@@ -128,6 +128,15 @@ def test_a_small_limit_is_kept_whatever_the_parts_every_plan_has(project, run_cl
     assert run_cli("plan", "--markdown-limit", "9999").code == 1  # too small for any plan
 
 
+def test_a_quiet_apply_does_not_say_its_job_log_lists_all(project, run_cli):
+    """`apply -q` prints no line per image: what the file leaves out is in `plan --json`."""
+    root = project({"images.toml": _many(300)})
+    assert run_cli("apply", "-q", "--markdown", "apply.md", "--markdown-limit", "10000").code == 0
+    text = (root / "apply.md").read_text()
+    assert "(the job log lists all)" not in text
+    assert "(`nebula-build plan --json` lists all)" in text
+
+
 def test_an_empty_file_name_is_refused_not_ignored(project, run_cli, capsys):
     project({"images.toml": SITE})
     assert run_cli("plan", "--markdown", "").code == 1
