@@ -891,9 +891,9 @@ async def filesystem_changes(
                     yield fresh
                     fresh = set()
                 if unseen and not watcher.working():  # deleted before its folder was watched
-                    missing, unseen = watcher.missing_outputs(unseen), set()
-                    if missing:
-                        yield missing
+                    deleted, unseen = watcher.missing_outputs(unseen), set()
+                    if deleted:
+                        yield deleted
                 appeared = {folder for folder in missing if folder.is_dir()}
                 # a folder replaced under its watch (renamed away and made anew, a mount
                 # point unmounted): the watch follows the one that went
