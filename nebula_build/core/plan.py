@@ -25,6 +25,8 @@ from nebula_build.state.lockfile import LockEntry
 DigestOf = Callable[[str], "str | None"]
 HasCached = Callable[[str], bool]
 KnownOutput = Callable[[str], Mapping[str, str]]
+#: whether nebula-build wrote these bytes (by digest) to this path before, on this account
+WroteBefore = Callable[[str, str], bool]
 #: the output options an output key was recorded with, where known
 OutputParams = Callable[[str], "Mapping[str, object] | None"]
 
@@ -255,6 +257,7 @@ class _Context:
     #: the files the lock recorded for images no longer declared: path → (image, digest)
     left: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     output_params: OutputParams = lambda output_key: None
+    wrote_before: WroteBefore = lambda path, digest: False
 
 
 def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
@@ -349,7 +352,11 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
             return reencode(f"output moved from {moved}")
         return act(ActionKind.MOVE, f"output moved from {moved}")
     states = {path: ctx.digest_of(path) for path in spec.paths}
-    edited = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]
+    other = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]
+    # an output of another spec that nebula-build wrote (the lock went back, as with
+    # `git checkout -- .` after watch's rounds) is not a hand edit
+    earlier = [p for p in other if ctx.wrote_before(p, str(states[p]))]
+    edited = [p for p in other if p not in earlier]
     missing = [p for p, d in states.items() if d is None]
     if edited:
         what = "output file" if edited[0] == spec.output else f"variant {edited[0]}"
@@ -363,6 +370,12 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         if cached():
             return act(ActionKind.RESTORE, f"{what} missing")
         return act(ActionKind.REGENERATE, f"{what} missing and not cached")
+    if earlier:
+        what = "output file" if earlier[0] == spec.output else f"variant {earlier[0]}"
+        reason = f"{what} holds another output nebula-build wrote, not this one"
+        if cached():
+            return act(ActionKind.RESTORE, reason)
+        return act(ActionKind.REGENERATE, reason + NOT_CACHED)
     return base
 
 
@@ -410,6 +423,8 @@ def _guard(action: Action, ctx: _Context) -> Action:
         # a file an image no longer declared wrote is ours to take over (a rename)
         recorded = _recorded(entry, path) or ctx.left.get(path, ("", None))[1]
         if current is None or current == recorded or current == known.get(path):
+            continue
+        if ctx.wrote_before(path, current):
             continue
         moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
         if path == spec.output and moved:
@@ -495,6 +510,7 @@ def make_plan(
     has_cached: HasCached,
     known_output: KnownOutput = lambda output_key: {},
     output_params: OutputParams = lambda output_key: None,
+    wrote_before: WroteBefore = lambda path, digest: False,
     targets: Collection[str] = (),
     replace_images: Collection[str] = (),
     force: bool = False,
@@ -515,7 +531,14 @@ def make_plan(
         for path, digest in lock[name].files().items()
     }
     ctx = _Context(
-        digest_of, has_cached, known_output, frozenset(replaced), force, left, output_params
+        digest_of,
+        has_cached,
+        known_output,
+        frozenset(replaced),
+        force,
+        left,
+        output_params,
+        wrote_before,
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [

@@ -93,6 +93,11 @@ def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> list
         for output_key in list(store.output_keys()):
             if output_key not in live_outputs:
                 store.remove_output(output_key)
+        live_files = {d for entry in lock.values() for d in entry.files().values()}
+        live_files |= {earlier.digest for entry in lock.values() for earlier in entry.history}
+        for digest in list(store.written_digests()):
+            if digest not in live_files:
+                store.forget_written(digest)
         # the gallery's thumbnails of outputs the lock no longer records
         Thumbnails(prepared.project.state_dir).prune(
             {name for entry in lock.values() if (name := file_name(entry.digest)) is not None}

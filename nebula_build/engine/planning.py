@@ -73,6 +73,7 @@ def plan_for(
             has_cached=prepared.store.has_ours,
             known_output=prepared.store.output_files,
             output_params=prepared.store.output_params,
+            wrote_before=prepared.store.wrote_before,
             targets=targets,
             replace_images=replace,
             force=force,

@@ -13,6 +13,9 @@ produced, so a file already holding exactly that (a run killed between the
 rename and the journal line, a copied checkout) is recognised, not a conflict,
 and the output options the key stands for, so `plan` can say which changed.
 It is sealed (`state/seal.py`): one this account did not write counts for nothing.
+`written/<digest>` is the other way round: the paths a file of those bytes was written
+to, so a file an earlier spec wrote (the lock went back: `git checkout -- .` after a
+few watch rounds) is known as nebula-build's, not a hand edit. Sealed the same way.
 Reverting a prompt, moving an output or changing its format reads from here
 instead of paying for a new generation.
 """
@@ -42,6 +45,10 @@ _OUTPUT_RECORD_LIMIT = 256 * 1024
 _OUTPUT_RECORD_FILES = 256
 #: an image's name as an entry's metadata keeps it: within _META_LIMIT, escaped or not
 _IMAGE_NAME_LIMIT = 256
+#: the paths a `written/<digest>` record keeps (the newest): one set of bytes is
+#: written to more than one path only by images that share a spec
+_WRITTEN_PATHS = 16
+_WRITTEN_LIMIT = 64 * 1024
 
 
 def _sealed(key: str, digest: str) -> bytes:
@@ -50,6 +57,10 @@ def _sealed(key: str, digest: str) -> bytes:
 
 def _sealed_output(output_key: str, record: Mapping[str, object]) -> bytes:
     return f"output {output_key} ".encode() + json.dumps(record, sort_keys=True).encode()
+
+
+def _sealed_written(digest: str, paths: list[str]) -> bytes:
+    return f"written {digest} ".encode() + json.dumps(paths).encode()
 
 
 class CorruptEntryError(Exception):
@@ -274,6 +285,54 @@ class Store:
                 kept = kept[len(kept) // 2 + 1 :]  # long paths: fewer of the older ones
             self._own_folder(self._output_path(output_key))
             atomic_write(self._output_path(output_key), text.encode(), durable=False)
+            for path, digest in digests.items():
+                self._record_written(path, digest)
+
+    def _written_path(self, digest: str) -> Path:
+        return self.root / "written" / digest[:2] / digest
+
+    def _record_written(self, path: str, digest: str) -> None:
+        if len(digest) != _KEY_LENGTH or not digest.isalnum():
+            return
+        if (self.root / "written").is_symlink():  # came with a checkout: not followed
+            return
+        earlier = [other for other in self._written_paths(digest) if other != path]
+        paths = [*earlier[-(_WRITTEN_PATHS - 1) :], path]
+        text = json.dumps({"paths": paths, "mac": tag(_sealed_written(digest, paths))})
+        if len(text) > _WRITTEN_LIMIT:
+            return
+        self._own_folder(self._written_path(digest))
+        atomic_write(self._written_path(digest), text.encode(), durable=False)
+
+    def _written_paths(self, digest: str) -> list[str]:
+        """The paths this account wrote files of `digest` to, newest last."""
+        record = self._written_path(digest)
+        if record.parent.is_symlink() or record.parent.parent.is_symlink():
+            return []
+        try:
+            data = json.loads(read_regular(record, limit=_WRITTEN_LIMIT) or b"")
+        except (ValueError, RecursionError, OSError):
+            return []
+        paths = data.get("paths") if isinstance(data, dict) else None
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            return []
+        return paths if tagged(_sealed_written(digest, paths), data.get("mac")) else []
+
+    def wrote_before(self, path: str, digest: str) -> bool:
+        """Whether nebula-build wrote a file of `digest` to `path` on this account (for
+        any spec, at any time since the cache was last collected)."""
+        if len(digest) != _KEY_LENGTH or not digest.isalnum():
+            return False
+        return path in self._written_paths(digest)
+
+    def written_digests(self) -> Iterator[str]:
+        yield from self._scan(self.root / "written")
+
+    def forget_written(self, digest: str) -> None:
+        path = self._written_path(digest)
+        if not path.parent.is_symlink():
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                path.unlink()
 
     def _output_record(self, output_key: str) -> dict[str, object]:
         """The record of `output_key` if this account wrote it, else empty."""

@@ -13,7 +13,15 @@ from nebula_build.errors import UserError
 MANIFEST_NAME = "images.toml"
 STATE_DIR = ".nebula-build"
 LOCK_NAME = "images.lock"
-_STATE_FOLDERS = ("cache", "cache/outputs", "gallery", "backup", "diffusers", "thumbs")
+_STATE_FOLDERS = (
+    "cache",
+    "cache/outputs",
+    "cache/written",
+    "gallery",
+    "backup",
+    "diffusers",
+    "thumbs",
+)
 _STATE_FILES = (
     "journal",
     "lock",

@@ -524,6 +524,7 @@ def test_a_second_manifest_in_the_folder_has_its_own_lock(project, run_cli):
     [
         ("cache", "apply"),
         ("cache/outputs", "apply"),
+        ("cache/written", "apply"),
         ("gallery", "gallery"),
         ("gallery/index.html", "gallery"),
         ("backup", "apply"),

@@ -1,0 +1,79 @@
+"""A file that holds an output nebula-build wrote for an earlier spec, once the lock
+went back to another (`git checkout -- .` after a few `watch` or `apply` rounds), is
+the tool's to replace, not a hand edit; bytes it never wrote there still are one."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.test_cli_flow import SITE, digests
+
+HERO = "a flying cat over a neon city at dusk"
+
+
+def _rounds(root, run_cli, *prompts: str) -> None:
+    """Apply each prompt of the hero in turn (as watch does on each save)."""
+    for prompt in prompts:
+        manifest = (root / "images.toml").read_text()
+        (root / "images.toml").write_text(manifest.replace(HERO, prompt, 1))
+        assert run_cli("apply").code == 0
+        (root / "images.toml").write_text(manifest)
+
+
+def test_going_back_to_the_committed_lock_restores_the_file_without_a_conflict(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    committed, first = (root / "images.lock").read_text(), digests(root)
+    _rounds(root, run_cli, "a flying cat, blue", "a flying cat, green")
+    assert digests(root)["static/hero.webp"] != first["static/hero.webp"]
+    (root / "images.lock").write_text(committed)  # `git checkout -- images.lock images.toml`
+
+    code, out, _ = run_cli("plan")
+    assert code == 0 and "conflict" not in out, out
+    assert "< hero  restore  static/hero.webp" in out
+    assert "output file holds another output nebula-build wrote, not this one" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert digests(root) == first
+    assert not (root / ".nebula-build/backup").exists()
+    assert run_cli("plan").out.startswith("No changes")
+
+
+def test_bytes_nebula_build_wrote_to_another_path_are_still_a_hand_edit(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    hero = root / "static/hero.webp"
+    card = (root / "static/card.jpg").read_bytes()
+    hero.write_bytes(card)  # copied over by hand: written by nebula-build, elsewhere
+    code, out, _ = run_cli("plan")
+    assert "! hero  conflict  static/hero.webp" in out and "changed by hand" in out
+    assert run_cli("apply").code == 1 and hero.read_bytes() == card
+
+
+def test_a_record_that_came_with_a_checkout_vouches_for_nothing(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    committed = (root / "images.lock").read_text()
+    _rounds(root, run_cli, "a flying cat, blue")
+    records = sorted((root / ".nebula-build/cache/written").glob("*/*"))
+    assert records
+    for record in records:  # as a pull request would commit them: the seal is lost
+        data = json.loads(record.read_text())
+        record.write_text(json.dumps({"paths": data["paths"], "mac": "0" * 64}))
+    (root / "images.lock").write_text(committed)
+    code, out, _ = run_cli("plan")
+    assert "! hero  conflict  static/hero.webp" in out and "changed by hand" in out
+
+
+def test_gc_forgets_the_files_the_lock_no_longer_names(project, run_cli):
+    root = project({"images.toml": SITE})
+    _rounds(root, run_cli, "a flying cat, blue")
+    assert run_cli("apply").code == 0  # the first prompt: blue's stays in the history
+    written = root / ".nebula-build/cache/written"
+    assert len(list(written.glob("*/*"))) == 4
+    assert run_cli("gc").code == 0
+    assert len(list(written.glob("*/*"))) == 4
+    (root / "images.toml").write_text(SITE.split("[images.hero]")[0])  # no image left
+    assert run_cli("apply").code == 0
+    assert run_cli("gc").code == 0
+    assert len(list(written.glob("*/*"))) == 0
