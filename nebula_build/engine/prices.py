@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nebula_build.core.resolve import Resolved
-from nebula_build.errors import NebulaBuildError, UserError, first_line
+from nebula_build.errors import CredentialsError, NebulaBuildError, UserError, first_line
 from nebula_build.fsutil import atomic_write, read_regular
 from nebula_build.state.project import Project
 from nebula_build.state.seal import seal, unseal
@@ -150,6 +150,11 @@ def save(project: Project, lists: Mapping[str, PriceList]) -> None:
         atomic_write(project.price_cache_path, sealed, durable=False)
 
 
+def key_refused(backend: str, exc: CredentialsError) -> UserError:
+    """The run stopped before generating: the account refused the credentials."""
+    return UserError(f"{backend}: {first_line(exc)}; nothing was generated")
+
+
 async def fetch(
     resolved: Resolved, names: Iterable[str], notice: Notice, *, when: datetime
 ) -> dict[str, PriceList]:
@@ -167,6 +172,8 @@ async def fetch(
         except TimeoutError:
             notice(f"{name}: no price list within {FETCH_DEADLINE:g}s; its prices are unknown")
             continue
+        except CredentialsError as exc:  # every generation would be refused the same
+            raise key_refused(name, exc) from None
         except (NebulaBuildError, ValueError) as exc:
             notice(f"{name}: could not fetch its price list ({first_line(exc)})")
             continue

@@ -199,7 +199,7 @@ def test_a_note_of_the_apply_is_a_notice_and_in_the_job_summary_without_the_key(
     project, run_cli, nebula_server, actions
 ):
     project({"images.toml": NEBULA_SITE})
-    nebula_server.add_credits_faults("echo:401")  # an answer that repeats the key
+    nebula_server.add_credits_faults("echo")  # an answer that repeats the key
     code, out, err = run_cli("apply")
     assert code == 0, err
     (notice,) = [line for line in out.splitlines() if line.startswith("::notice")]
@@ -207,6 +207,20 @@ def test_a_note_of_the_apply_is_a_notice_and_in_the_job_summary_without_the_key(
     text = actions.read_text()
     assert "**Notes:**\n\n- nebula: could not check the account's balance (" in text
     assert "Bearer \\[redacted\\]" in text
+    assert CANARY_KEY not in out + err + text
+
+
+def test_a_rejected_key_stops_the_apply_and_says_why_in_the_job_summary(
+    project, run_cli, nebula_server, actions
+):
+    project({"images.toml": NEBULA_SITE})
+    nebula_server.add_credits_faults("echo:401")
+    code, out, err = run_cli("apply")
+    assert code == 1 and "NEBULA_API_KEY was rejected" in err
+    text = actions.read_text()
+    assert "NEBULA\\_API\\_KEY was rejected" in text and "nothing was generated" in text
+    assert "Bearer \\[redacted\\]" in text
+    assert nebula_server.generations == []
     assert CANARY_KEY not in out + err + text
 
 

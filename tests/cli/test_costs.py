@@ -127,7 +127,7 @@ def test_a_price_cache_that_came_with_a_checkout_is_not_believed(project, run_cl
     assert nebula_server.generations == []
 
 
-@pytest.mark.parametrize("fault", ["500", "echo:401", "malformed_json"])
+@pytest.mark.parametrize("fault", ["500", "malformed_json"])
 def test_an_unknown_price_is_a_warning_and_the_run_goes_on(fault, project, run_cli, nebula_server):
     paid_project(project)
     nebula_server.add_model_list_faults(fault)
@@ -224,7 +224,6 @@ def test_a_balance_below_the_estimate_is_refused_before_any_generation(
         ("500", "HTTP 500"),
         ("slow:2", "no answer within 0.5s"),
         ("malformed_json", "the answer is not JSON"),
-        ("echo:401", "Bearer [redacted]"),
     ],
 )
 def test_a_balance_that_cannot_be_read_is_a_warning(fault, said, project, run_cli, nebula_server):
@@ -607,3 +606,24 @@ def test_images_sharing_a_spec_are_one_generation_in_the_count_and_the_estimate(
     assert code == 0, err
     assert "Generations: 1 on nebula" in out
     assert len(nebula_server.generations) == 1
+
+
+@pytest.mark.parametrize("asked", ["price list", "balance"])
+def test_a_key_the_account_rejects_stops_the_run_before_any_generation(
+    asked, project, run_cli, nebula_server
+):
+    """The price list or the balance, asked before generating, is refused the key: one
+    line, nothing sent to be generated (it had been a note, then a failure per image)."""
+    if asked == "price list":
+        paid_project(project)
+        nebula_server.add_model_list_faults("echo:401")
+    else:
+        paid_project(project, **PRICED)
+        nebula_server.add_credits_faults("echo:401")
+    code, out, err = run_cli("apply")
+    assert code == 1
+    assert err.startswith("error: nebula: ") and err.count("\n") == 1, err
+    assert "NEBULA_API_KEY was rejected (HTTP 401" in err and "Bearer [redacted]" in err
+    assert err.endswith("; nothing was generated\n")
+    assert nebula_server.generations == []
+    assert CANARY_KEY not in out + err
