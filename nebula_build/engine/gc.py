@@ -93,11 +93,12 @@ def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> list
         for output_key in list(store.output_keys()):
             if output_key not in live_outputs:
                 store.remove_output(output_key)
-        live_files = {d for entry in lock.values() for d in entry.files().values()}
-        live_files |= {earlier.digest for entry in lock.values() for earlier in entry.history}
-        for digest in list(store.written_digests()):
-            if digest not in live_files:
-                store.forget_written(digest)
+        live_files = {pair for entry in lock.values() for pair in entry.files().items()}
+        live_files |= {(e.output, h.digest) for e in lock.values() for h in e.history}
+        live_markers = store.written_marker_names(live_files)
+        for marker in list(store.written_markers()):
+            if marker not in live_markers:
+                store.forget_written(marker)
         # the gallery's thumbnails of outputs the lock no longer records
         Thumbnails(prepared.project.state_dir).prune(
             {name for entry in lock.values() if (name := file_name(entry.digest)) is not None}

@@ -56,7 +56,15 @@ SNAPSHOT = os.path.join(".nebula-build", "noop")
 MAX_BYTES = 256 << 20
 RACY_SECONDS = 2.0
 #: the state folders and files `Project.checked()` refuses as links (not imported: too slow)
-STATE_FOLDERS = ("cache", "cache/outputs", "gallery", "backup", "diffusers", "thumbs")
+STATE_FOLDERS = (
+    "cache",
+    "cache/outputs",
+    "cache/written",
+    "gallery",
+    "backup",
+    "diffusers",
+    "thumbs",
+)
 STATE_FILES = (
     "journal",
     "lock",

@@ -13,9 +13,9 @@ produced, so a file already holding exactly that (a run killed between the
 rename and the journal line, a copied checkout) is recognised, not a conflict,
 and the output options the key stands for, so `plan` can say which changed.
 It is sealed (`state/seal.py`): one this account did not write counts for nothing.
-`written/<digest>` is the other way round: the paths a file of those bytes was written
-to, so a file an earlier spec wrote (the lock went back: `git checkout -- .` after a
-few watch rounds) is known as nebula-build's, not a hand edit. Sealed the same way.
+`written/` is the other way round: an empty file per (path, digest) nebula-build wrote,
+named by its seal, so a file an earlier spec wrote (the lock went back: `git checkout
+-- .` after a few watch rounds) is known as nebula-build's, not a hand edit.
 Reverting a prompt, moving an output or changing its format reads from here
 instead of paying for a new generation.
 """
@@ -25,8 +25,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +46,6 @@ _OUTPUT_RECORD_LIMIT = 256 * 1024
 _OUTPUT_RECORD_FILES = 256
 #: an image's name as an entry's metadata keeps it: within _META_LIMIT, escaped or not
 _IMAGE_NAME_LIMIT = 256
-#: the paths a `written/<digest>` record keeps (the newest): one set of bytes is
-#: written to more than one path only by images that share a spec
-_WRITTEN_PATHS = 16
-_WRITTEN_LIMIT = 64 * 1024
 
 
 def _sealed(key: str, digest: str) -> bytes:
@@ -57,10 +54,6 @@ def _sealed(key: str, digest: str) -> bytes:
 
 def _sealed_output(output_key: str, record: Mapping[str, object]) -> bytes:
     return f"output {output_key} ".encode() + json.dumps(record, sort_keys=True).encode()
-
-
-def _sealed_written(digest: str, paths: list[str]) -> bytes:
-    return f"written {digest} ".encode() + json.dumps(paths).encode()
 
 
 class CorruptEntryError(Exception):
@@ -285,54 +278,47 @@ class Store:
                 kept = kept[len(kept) // 2 + 1 :]  # long paths: fewer of the older ones
             self._own_folder(self._output_path(output_key))
             atomic_write(self._output_path(output_key), text.encode(), durable=False)
-            for path, digest in digests.items():
-                self._record_written(path, digest)
+        for path, digest in digests.items():
+            self._record_written(path, digest)
 
-    def _written_path(self, digest: str) -> Path:
-        return self.root / "written" / digest[:2] / digest
+    def _written_marker(self, path: str, digest: str) -> Path | None:
+        """The marker that nebula-build wrote `digest` to `path`: an empty file named by
+        its seal, so one that came with a checkout names nothing this account checks."""
+        name = tag(f"written {digest} {path}".encode())
+        return None if name is None else self.root / "written" / name[:2] / name
 
     def _record_written(self, path: str, digest: str) -> None:
-        if len(digest) != _KEY_LENGTH or not digest.isalnum():
+        marker = self._written_marker(path, digest)
+        if marker is None or (self.root / "written").is_symlink():
             return
-        if (self.root / "written").is_symlink():  # came with a checkout: not followed
-            return
-        earlier = [other for other in self._written_paths(digest) if other != path]
-        paths = [*earlier[-(_WRITTEN_PATHS - 1) :], path]
-        text = json.dumps({"paths": paths, "mac": tag(_sealed_written(digest, paths))})
-        if len(text) > _WRITTEN_LIMIT:
-            return
-        self._own_folder(self._written_path(digest))
-        atomic_write(self._written_path(digest), text.encode(), durable=False)
-
-    def _written_paths(self, digest: str) -> list[str]:
-        """The paths this account wrote files of `digest` to, newest last."""
-        record = self._written_path(digest)
-        if record.parent.is_symlink() or record.parent.parent.is_symlink():
-            return []
-        try:
-            data = json.loads(read_regular(record, limit=_WRITTEN_LIMIT) or b"")
-        except (ValueError, RecursionError, OSError):
-            return []
-        paths = data.get("paths") if isinstance(data, dict) else None
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-            return []
-        return paths if tagged(_sealed_written(digest, paths), data.get("mac")) else []
+        self._own_folder(marker)
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(marker, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644))
 
     def wrote_before(self, path: str, digest: str) -> bool:
         """Whether nebula-build wrote a file of `digest` to `path` on this account (for
         any spec, at any time since the cache was last collected)."""
-        if len(digest) != _KEY_LENGTH or not digest.isalnum():
+        marker = self._written_marker(path, digest)
+        if marker is None or (self.root / "written").is_symlink():
             return False
-        return path in self._written_paths(digest)
+        try:
+            return stat.S_ISREG(marker.lstat().st_mode) and not marker.parent.is_symlink()
+        except OSError:
+            return False
 
-    def written_digests(self) -> Iterator[str]:
+    def written_markers(self) -> Iterator[str]:
         yield from self._scan(self.root / "written")
 
-    def forget_written(self, digest: str) -> None:
-        path = self._written_path(digest)
+    def forget_written(self, marker: str) -> None:
+        path = self.root / "written" / marker[:2] / marker
         if not path.parent.is_symlink():
             with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
                 path.unlink()
+
+    def written_marker_names(self, files: Iterable[tuple[str, str]]) -> set[str]:
+        """The markers' names of these (path, digest) pairs."""
+        return {m.name for p, d in files if (m := self._written_marker(p, d)) is not None}
 
     def _output_record(self, output_key: str) -> dict[str, object]:
         """The record of `output_key` if this account wrote it, else empty."""
