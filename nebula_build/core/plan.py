@@ -27,6 +27,8 @@ HasCached = Callable[[str], bool]
 KnownOutput = Callable[[str], Mapping[str, str]]
 #: whether nebula-build wrote these bytes (by digest) to this path before, on this account
 WroteBefore = Callable[[str, str], bool]
+#: the image other than the one named whose output a path is (see `_holder`), or None
+HeldBy = Callable[[str, str], "str | None"]
 #: the output options an output key was recorded with, where known
 OutputParams = Callable[[str], "Mapping[str, object] | None"]
 
@@ -258,6 +260,28 @@ class _Context:
     left: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     output_params: OutputParams = lambda output_key: None
     wrote_before: WroteBefore = lambda path, digest: False
+    held_by: HeldBy = lambda path, image: None
+
+
+def _holder(
+    specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry], digest_of: DigestOf
+) -> HeldBy:
+    """Which other image a path is the output of: one that declares it and whose own
+    lock entry records what the file holds. A lock (a pull request's, a merge's side)
+    may record another image's file as an image's own: apply must not take it."""
+    declared: dict[str, str] = {}
+
+    def held_by(path: str, image: str) -> str | None:
+        if not declared:  # asked only for a file an image leaves: most plans never do
+            declared.update((p, name) for name, spec in specs.items() for p in spec.paths)
+        other = declared.get(path)
+        entry = lock.get(other) if other is not None and other != image else None
+        if entry is None:
+            return None
+        current = digest_of(path)
+        return other if current in (entry.digest, *entry.variants.values()) else None
+
+    return held_by
 
 
 def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
@@ -350,6 +374,11 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     if moved:
         if spec.variants or entry.variants:  # the variants' names follow the output's
             return reencode(f"output moved from {moved}")
+        if (holder := ctx.held_by(moved, spec.name)) is not None:
+            why = f"the lock records it at {moved}, which is the output of {holder}"
+            if cached():
+                return act(ActionKind.RESTORE, why)
+            return act(ActionKind.REGENERATE, why + NOT_CACHED)
         return act(ActionKind.MOVE, f"output moved from {moved}")
     states = {path: ctx.digest_of(path) for path in spec.paths}
     other = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]
@@ -539,6 +568,7 @@ def make_plan(
         left,
         output_params,
         wrote_before,
+        _holder(specs, lock, digest_of),
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [
@@ -629,6 +659,8 @@ def _with_removals(action: Action, ctx: _Context) -> Action:
     removes = tuple(
         path
         for path, digest in entry.files().items()
-        if path not in keep and ctx.digest_of(path) == digest
+        if path not in keep
+        and ctx.digest_of(path) == digest
+        and ctx.held_by(path, action.image) is None
     )
     return replace(action, removes=removes) if removes else action

@@ -740,7 +740,7 @@ class Applier:
                 self._backup(path)
             self._write(path, data, functools.partial(self._check_unchanged, action, spec, path))
             self.files.record(path, digest=digests[path])
-        self._remove_stale(action.entry, keep=set(spec.paths))
+        self._remove_planned(action)
         main = digests.pop(spec.output)
         return main, digests
 
@@ -787,7 +787,7 @@ class Applier:
 
     def _adopt(self, action: Action, spec: AssetSpec) -> None:
         """The files already hold this output: keep them, tidy the old ones."""
-        self._remove_stale(action.entry, keep=set(spec.paths))
+        self._remove_planned(action)
 
     def _move(self, action: Action) -> bool:
         """Rename the old file into place if it is ours and unchanged."""
@@ -799,6 +799,16 @@ class Applier:
         self.files.forget(action.old_output)
         self.guard.prune_empty(action.old_output.rpartition("/")[0])
         return True
+
+    def _remove_planned(self, action: Action) -> None:
+        """Remove the files the plan said this image no longer writes (`removes`): never
+        one it did not name, such as another image's output a lock records as this
+        image's too."""
+        if action.entry is None:
+            return
+        recorded = action.entry.files()
+        for path in action.removes:
+            self._remove_if_ours(path, recorded[path])
 
     def _remove_stale(self, entry: LockEntry | None, keep: set[str]) -> None:
         """Remove files the lock recorded for this image that it no longer writes."""

@@ -277,6 +277,41 @@ def test_a_conflicted_lock_makes_apply_remove_nothing_the_plan_does_not_name(rep
     assert sorted(entries) == ["hero"] and entries["hero"].output == "images/hero.png"
 
 
+@pytest.mark.parametrize("conflicted", [True, False], ids=["merge-conflict", "plain-lock"])
+@pytest.mark.parametrize("prompt", ["a lighthouse", "a tall lighthouse"])
+def test_a_lock_that_records_another_image_s_output_never_takes_it(
+    repo, run_cli, conflicted, prompt
+):
+    """A pull request's lock (one side of a conflict, or the whole lock) records hero's
+    output at images/a.png, image a's, with a's digest, and deletes hero's file. Apply
+    had moved a's file to hero's path (or, hero's prompt edited, removed it as hero's
+    old output) while the plan said a was up to date."""
+    root = repo(BASE + CAT)
+    lock = (root / "images.lock").read_text(encoding="utf-8")
+    hero = entry_table(lock, "hero")
+    stolen = hero.replace('"images/hero.png"', '"images/a.png"').replace(
+        sha256(root / "images/hero.png"), sha256(root / "images/a.png")
+    )
+    crafted = f"\n<<<<<<< HEAD{hero}=======\n{stolen}>>>>>>> feat\n" if conflicted else stolen
+    (root / "images.lock").write_text(lock.replace(hero, crafted), encoding="utf-8")
+    (root / "images/hero.png").unlink()
+    (root / "images.toml").write_text(
+        (BASE + CAT).replace("a lighthouse", prompt), encoding="utf-8"
+    )
+    cat = (root / "images/a.png").read_bytes()
+
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    assert "move" not in planned.out and "removes" not in planned.out
+    assert "1 up to date" in planned.out
+    applied = run_cli("apply")
+    assert applied.code == 0, applied.err
+    assert (root / "images/a.png").read_bytes() == cat
+    assert (root / "images/hero.png").read_bytes() != cat
+    again = run_cli("plan")
+    assert again.code == 0 and "No changes: 2 images up to date." in again.out
+
+
 def test_each_side_is_checked_as_a_whole_lock(repo, run_cli):
     root = repo()
     lock = (root / "images.lock").read_text(encoding="utf-8")
