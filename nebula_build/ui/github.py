@@ -121,17 +121,20 @@ def _locator(source: str | None) -> Callable[[str], tuple[int | None, int | None
 
 
 #: what GitHub's Markdown reads as syntax inside a line: emphasis, code, links and
-#: images (`[`, `]`, `!`), table cells, strikethrough, math (`$`), mentions. Each is
-#: escaped with a backslash, as CommonMark allows any ASCII punctuation to be; `(`
-#: `)` `.` `-` `/` need not be (no link without `[`, no list mid-line).
-_MARKDOWN_SYNTAX = frozenset("\\`*_[]!|~$@")
-#: HTML (raw tags, autolinks in `<…>`, entities) becomes text
-_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: images (`[`, `]`, `!`), table cells, strikethrough, math (`$`). Each is escaped
+#: with a backslash, as CommonMark allows any ASCII punctuation to be; `(` `)` `.` `-`
+#: `/` need not be (no link without `[`, no list mid-line).
+_MARKDOWN_SYNTAX = frozenset("\\`*_[]!|~$")
+#: HTML (raw tags, autolinks in `<…>`, entities) becomes text. A mention (`@org/team`)
+#: is found in the rendered text, after the backslash is gone: GitHub and GitLab would
+#: notify whoever a pull request names. An empty comment after `@` shows nothing and
+#: leaves no name next to it.
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "@<!-- -->"}
 
 
 def markdown_text(text: object, limit: int | None = None) -> str:
     """`text` as one line of literal Markdown (a table cell, a list item): no HTML,
-    link, image, code span, emphasis or `|` that ends the cell, whatever it holds;
+    link, image, code span, emphasis, mention or `|` that ends the cell, whatever it holds;
     at most `limit` characters of it (cut with "…")."""
     return "".join(
         _HTML.get(char) or ("\\" + char if char in _MARKDOWN_SYNTAX else char)
@@ -151,7 +154,7 @@ def _row(*cells: object) -> str:
 #: GitHub drops a step's whole summary past 1 MiB, so a pull request's manifest (long
 #: prompts, paths, 10,000 images) could hide it, cost and all: each part of it has a
 #: share of that, each cell and line at most `_SHOWN_CHARS` characters (an escaped
-#: character takes up to 5, `&amp;`)
+#: character takes up to 9, `@<!-- -->`)
 SUMMARY_BYTES = 1 << 20
 _TABLE_BYTES = 480 << 10
 _NOTES_BYTES = 16 << 10

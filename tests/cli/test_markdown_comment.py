@@ -4,6 +4,7 @@ GitHub's 65,536 characters, with nothing a pull request writes read as markup.""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.cli.test_ci import SITE
 from tests.conftest import fake_manifest
-from tests.ui.test_github import _UNESCAPED, HOSTILE_CELL
+from tests.ui.test_github import _UNESCAPED, HOSTILE_CELL, MENTION_BREAK
 
 ROW_HERO = "| hero | create | new image | img/hero.png |"
 
@@ -166,15 +167,41 @@ def test_a_pull_request_s_names_prompts_and_paths_are_text_in_the_file(
     assert code == 0, err
     assert "\x1b[" in out  # coloured where a terminal would be
     text = (root / "plan.md").read_text()
-    assert "\x1b" not in text and "<!--" not in text and "<script" not in text
-    assert "<" not in text.replace("<code>", "").replace("</code>", "")
+    assert "\x1b" not in text and "<script" not in text
+    assert "<!-- nebula-build plan -->" not in text  # the line a script finds its comment by
+    tags = ("<code>", "</code>", "<!-- -->")
+    assert "<" not in functools.reduce(lambda text, tag: text.replace(tag, ""), tags, text)
     row = next(line for line in text.splitlines() if line.startswith("| c\\["))
     cells = re.split(r"(?<!\\)\|", row)[1:-1]
     assert len(cells) == 4  # the value's `|` ends no cell
     (prompt,) = [line for line in text.splitlines() if line.startswith("- c\\[")]
     for part in (cells[0], cells[3], prompt):
-        assert _UNESCAPED.search(part) is None, part
-    assert "\\@team" in prompt and "&lt;script&gt;" in prompt
+        assert _UNESCAPED.search(part.replace(MENTION_BREAK, "")) is None, part
+    assert "@<!-- -->team" in prompt and "&lt;script&gt;" in prompt
+
+
+def test_a_pull_request_s_mention_pings_nobody(project, run_cli, monkeypatch, tmp_path):
+    """GitHub and GitLab find mentions in the rendered text, where `\\@` has become
+    `@`: a prompt naming a team had it notified by the bot's comment."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    manifest = """\
+    version = 1
+    [defaults]
+    backend = "preview"
+    model = "black-forest-labs/FLUX.1-schnell"
+    width = 64
+    height = 64
+    [images.a]
+    prompt = "ping @acme/everyone and @root, mail ops@acme.example"
+    output = "a.png"
+    """
+    root = project({"images.toml": manifest})
+    code, _, err = run_cli("plan", "--markdown", "plan.md")
+    assert code == 0, err
+    for text in ((root / "plan.md").read_text(), (tmp_path / "summary.md").read_text()):
+        assert "ping @<!-- -->acme/everyone and @<!-- -->root" in text
+        assert re.search(r"@[\\\w]", text) is None
 
 
 @pytest.mark.parametrize("command", ["plan", "apply"])
