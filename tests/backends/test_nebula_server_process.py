@@ -139,3 +139,32 @@ def test_the_documented_dry_run_waits_for_a_slow_server(project, tmp_path):
     assert "could not fetch its price list" not in text
     assert "1 image failed" in text and "HTTP 500" in text  # the --fault asked for
     assert "Traceback" not in text
+
+
+def test_the_documented_dry_run_leaves_the_team_s_remote_cache_alone(project, tmp_path):
+    """A job's remote cache (the GitHub example sets it for every job) had been filled
+    with the stand-in's placeholders under the real images' keys: every later paid
+    apply restored them from the remote cache, for free and without a word."""
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    root = project({"images.toml": nebula_manifest(IMAGES, concurrency=1)})
+    script = _documented_dry_run().replace("8790", str(_free_port()))
+    env = {**os.environ, "NEBULA_BUILD_CACHE_REMOTE": remote.as_uri()}
+    env.pop("NEBULA_BASE_URL", None)
+    log = tmp_path / "step.log"
+    with log.open("w") as output:
+        step = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=root,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            step.wait(60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(step.pid, signal.SIGTERM)
+    assert "1 done (1 generated)" in log.read_text()  # the other image: the --fault
+    assert list(remote.rglob("*")) == []
