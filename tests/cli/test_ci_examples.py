@@ -478,23 +478,28 @@ def test_the_github_comment_step_uncommented_is_a_valid_step_of_the_plan_job():
     not (shutil.which("bash") and shutil.which("curl") and shutil.which("jq")),
     reason="needs bash, curl and jq (GitHub's runners have them)",
 )
-@pytest.mark.parametrize("existing", [False, True], ids=["first-push", "next-push"])
+@pytest.mark.parametrize(
+    "existing", [None, 0, 1], ids=["first-push", "next-push", "past-100-comments"]
+)
 def test_the_github_comment_step_keeps_one_sticky_comment(existing, tmp_path, project, run_cli):
+    """`existing`: on which page of 100 comments its own comment is, if any."""
     root = project({"images.toml": SITE})
     temp = tmp_path / "runner-temp"
     temp.mkdir()
     assert run_cli("plan", "--markdown", str(temp / "plan.md")).code == 0
     plan = (temp / "plan.md").read_text()
-    comments = [
-        {"id": 1, "user": {"login": "someone"}, "body": f"{MARKER}\nquoted"},
-        {"id": 2, "user": {"login": "github-actions[bot]"}, "body": "another bot comment"},
+    pages: list[list[dict[str, Any]]] = [
+        [{"id": 1, "user": {"login": "someone"}, "body": f"{MARKER}\nquoted"}]
+        + [{"id": 2, "user": {"login": "github-actions[bot]"}, "body": "another"}] * 99,
+        [{"id": 4, "user": {"login": "someone"}, "body": "a late review"}],
     ]
-    if existing:
-        comments.append({"id": 3, "user": {"login": "github-actions[bot]"}, "body": MARKER})
+    if existing is not None:
+        pages[existing].append({"id": 3, "user": {"login": "github-actions[bot]"}, "body": MARKER})
 
     def answer(method: str, path: str) -> tuple[int, Any, dict[str, str]]:
         if method == "GET":
-            return 200, comments, {}
+            page = int(path.rpartition("&page=")[2])
+            return 200, pages[page - 1] if page <= len(pages) else [], {}
         return (200 if method == "PATCH" else 201), {"id": 3}, {}
 
     step = _github_step(
@@ -510,9 +515,12 @@ def test_the_github_comment_step_keeps_one_sticky_comment(existing, tmp_path, pr
         }
         done = _run_script(step["run"], root, env)
     assert done.returncode == 0, done.stderr
-    assert requests[0][:2] == ("GET", "/repos/owner/site/issues/5/comments?per_page=100")
-    (write,) = requests[1:]
-    if existing:
+    reads = [r[1] for r in requests if r[0] == "GET"]
+    asked = {None: 3, 0: 1, 1: 2}[existing]  # pages asked for: until the comment or the end
+    listing = "/repos/owner/site/issues/5/comments?per_page=100&page="
+    assert reads == [f"{listing}{page}" for page in range(1, asked + 1)]
+    (write,) = requests[asked:]
+    if existing is not None:
         assert write[:2] == ("PATCH", "/repos/owner/site/issues/comments/3")
     else:
         assert write[:2] == ("POST", "/repos/owner/site/issues/5/comments")
