@@ -125,21 +125,27 @@ def _locator(source: str | None) -> Callable[[str], tuple[int | None, int | None
 #: with a backslash, as CommonMark allows any ASCII punctuation to be; `(` `)` `.` `-`
 #: `/` need not be (no link without `[`, no list mid-line).
 _MARKDOWN_SYNTAX = frozenset("\\`*_[]!|~$")
-#: HTML (raw tags, autolinks in `<…>`, entities) becomes text. A mention (`@org/team`)
-#: is found in the rendered text, after the backslash is gone: GitHub and GitLab would
-#: notify whoever a pull request names. An empty comment after `@` shows nothing and
-#: leaves no name next to it.
-_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "@<!-- -->"}
+#: HTML (raw tags, autolinks in `<…>`, entities) becomes text
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: Mentions (`@org/team`) and references (`#12` and `org/repo#12` on GitHub, also
+#: `!12 ~label %milestone $12 &12` on GitLab) are found in the rendered text, after a
+#: backslash is gone: a pull request's text would notify a team, or put "mentioned
+#: this" on another project's issue. An empty comment after the sign shows nothing and
+#: leaves no name or number next to it.
+_REFERENCE_SIGNS = frozenset("@#!~%$&")
+_BREAK = "<!-- -->"
+
+
+def _literal(char: str) -> str:
+    text = _HTML.get(char) or ("\\" + char if char in _MARKDOWN_SYNTAX else char)
+    return text + _BREAK if char in _REFERENCE_SIGNS else text
 
 
 def markdown_text(text: object, limit: int | None = None) -> str:
     """`text` as one line of literal Markdown (a table cell, a list item): no HTML,
-    link, image, code span, emphasis, mention or `|` that ends the cell, whatever it holds;
-    at most `limit` characters of it (cut with "…")."""
-    return "".join(
-        _HTML.get(char) or ("\\" + char if char in _MARKDOWN_SYNTAX else char)
-        for char in printable(str(text), limit)
-    )
+    link, image, code span, emphasis, mention, reference or `|` that ends the cell,
+    whatever it holds; at most `limit` characters of it (cut with "…")."""
+    return "".join(_literal(char) for char in printable(str(text), limit))
 
 
 def _code(text: object) -> str:
@@ -154,7 +160,7 @@ def _row(*cells: object) -> str:
 #: GitHub drops a step's whole summary past 1 MiB, so a pull request's manifest (long
 #: prompts, paths, 10,000 images) could hide it, cost and all: each part of it has a
 #: share of that, each cell and line at most `_SHOWN_CHARS` characters (an escaped
-#: character takes up to 9, `@<!-- -->`)
+#: character takes up to 13, `&amp;<!-- -->`)
 SUMMARY_BYTES = 1 << 20
 _TABLE_BYTES = 480 << 10
 _NOTES_BYTES = 16 << 10

@@ -16,8 +16,10 @@ INJECTED = "x\n::warning title=INJ::INJECTED_FROM_PR\n"
 HOSTILE_CELL = "<b>bold</b>|`tick`![i](https://evil.example/i.png)"
 #: what GitHub's Markdown would read as syntax if it were not preceded by a backslash
 _UNESCAPED = re.compile(r"(?<!\\)[`!\[\]|*_~$]")
-#: what follows each `@`, so that no mention is found in the text GitHub renders
+#: what follows each `@` (and `#`, and GitLab's reference signs), so that no mention
+#: or reference is found in the text GitHub or GitLab renders
 MENTION_BREAK = "<!-- -->"
+REFERENCE_SIGNS = "@#!~%$&"
 
 
 @pytest.fixture
@@ -86,7 +88,7 @@ def test_the_job_summary_shows_a_hostile_value_as_text(project, run_cli, actions
     row = next(line for line in actions.read_text().splitlines() if line.startswith("| c\\["))
     cells = re.split(r"(?<!\\)\|", row)[1:-1]
     assert len(cells) == 4  # image, action, reason, output: the value's `|` ends none
-    for cell in (cells[0], cells[3]):
+    for cell in (cells[0].replace(MENTION_BREAK, ""), cells[3].replace(MENTION_BREAK, "")):
         assert "<" not in cell and "&lt;b&gt;bold&lt;/b&gt;" in cell
         assert _UNESCAPED.search(cell) is None, cell
 
@@ -100,11 +102,15 @@ def test_the_job_summary_shows_a_hostile_value_as_text(project, run_cli, actions
         "a\\|b `` code `` \\`",
         "line\n## heading\n| --- |",
         "&lt;b&gt; &#60;script&#62;",
+        "fixes #12, see acme/site#3 and !4 ~bug %v1 $5 &6",
     ],
 )
 def test_markdown_text_leaves_no_markup(hostile):
     text = markdown_text(hostile)
-    assert text.count(MENTION_BREAK) == hostile.count("@")
+    assert text.count(MENTION_BREAK) == sum(hostile.count(sign) for sign in REFERENCE_SIGNS)
+    shown = re.sub(r"\\(.)", r"\1", text)  # as rendered, but for the breaks
+    shown = shown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    assert re.search(r"[@#!~%$&]\w", shown) is None, shown  # each sign broken off
     text = text.replace(MENTION_BREAK, "")  # what GitHub shows
     assert "\n" not in text and "<" not in text and ">" not in text
     assert _UNESCAPED.search(text) is None, text
