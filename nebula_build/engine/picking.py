@@ -148,11 +148,13 @@ async def pick_draw(
     pin: bool = False,
     unpin: bool = False,
     offline: bool = False,
+    shown: str | None = None,
 ) -> tuple[Pick, RoundResult]:
     """Make draw `index` (or the one `step` away, or the earlier generation `earlier`)
     of `name` its output, or end its pin (`unpin`); refused when what it needs is in no
-    cache here. The round is `locked`: a pick never pays, and a cache entry that fails
-    its check is an error, not a generation."""
+    cache here, or when draw `index` is not the generation `shown` (a page showed the
+    draws of a spec the manifest no longer declares). The round is `locked`: a pick
+    never pays, and a cache entry that fails its check is an error, not a generation."""
     lock = recovered_lock(project, listener.notice)
     prepared = prepare(project, registry)
     lock, _ = settled(prepared, lock, lambda message: None)  # the apply round says it
@@ -178,6 +180,11 @@ async def pick_draw(
         options = replace(options, picks={name: chosen.index})
         key = base.drawn(chosen.index).generation_key
         what = f"draw {chosen.index} of {name}"
+        if shown is not None and key != shown:
+            raise UserError(
+                f"{name}: the page showed draws of what {prepared.project.display_manifest} "
+                "declared before it changed: pick again among the draws it shows now"
+            )
     if not prepared.store.has_ours(key):
         remote = configured(prepared.resolved, offline=offline, notice=listener.notice)
         if not (remote and key in remote.lookup([key])):

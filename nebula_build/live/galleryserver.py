@@ -41,8 +41,8 @@ _PAGE_HEADERS = (
 )
 ReadFile = Callable[[str], bytes]
 ReadDraw = Callable[[str], DrawBytes | None]
-#: (status, one line) for a pick the page asked for
-PickFn = Callable[[str, int], tuple[int, str]]
+#: (status, one line) for a pick the page asked for: image, draw index, the draw's key
+PickFn = Callable[[str, int, str], tuple[int, str]]
 
 
 def _no_files(relative: str) -> bytes:
@@ -53,7 +53,7 @@ def _no_draws(key: str) -> DrawBytes | None:
     return None
 
 
-def _no_picks(name: str, index: int) -> tuple[int, str]:
+def _no_picks(name: str, index: int, key: str) -> tuple[int, str]:
     return 503, "this gallery does not pick: run `nebula-build watch --serve`"
 
 
@@ -133,7 +133,7 @@ class GalleryServer(BackgroundHTTPServer):
             self._condition.notify_all()
 
     def accept_picks(self, pick: PickFn) -> None:
-        """Answer POST /pick with `pick(name, index)`, called on the request's thread."""
+        """Answer POST /pick with `pick(name, index, key)`, called on the request's thread."""
         self._pick = pick
 
     def _snapshot(self) -> tuple[str, frozenset[str], int, list[str]]:
@@ -169,7 +169,7 @@ class GalleryServer(BackgroundHTTPServer):
             return 400, f"no image named {request.image[:80]!r} has candidates on this page"
         if not 0 <= request.index < count:
             return 400, f"{request.image} has draws 0 to {count - 1} (got {request.index})"
-        return pick(request.image, request.index)
+        return pick(request.image, request.index, request.key)
 
     def _wait_for_round(self, seen: int) -> tuple[int, list[str]] | None:
         """The next round after `seen`, None on a keep-alive timeout; raises when closing."""

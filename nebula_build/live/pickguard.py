@@ -12,7 +12,8 @@ accepted only when it proves it comes from the gallery's own page:
   a script on another site can only after a CORS preflight, which is never
   answered;
 - it carries the run's token, which is only in the page the gallery served;
-- it is small, and names an image and a draw index.
+- it is small, and names an image, a draw index and the draw's generation key (the
+  page may show draws the manifest, edited since, no longer declares).
 
 The checks that cost nothing come first; the body is read last, and only its
 declared, capped length.
@@ -23,15 +24,17 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from typing import Protocol
 from urllib.parse import urlsplit
 
-#: a pick is three short fields; anything much larger is not one
+#: a pick is four short fields; anything much larger is not one
 MAX_BODY_BYTES = 4096
 _SAME_SITE = frozenset({"same-origin", "none"})
+_GENERATION_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 class Body(Protocol):
@@ -42,10 +45,12 @@ class Body(Protocol):
 
 @dataclass(frozen=True)
 class PickRequest:
-    """A pick the page asked for: draw `index` of image `image`."""
+    """A pick the page asked for: draw `index` of image `image`, which the page showed
+    as the generation `key`."""
 
     image: str
     index: int
+    key: str
 
 
 class PickRefused(Exception):
@@ -125,7 +130,7 @@ def _parse(data: bytes, token: str) -> PickRequest:
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise PickRefused(400, "the pick is not JSON") from None
     if not isinstance(fields, dict):
-        raise PickRefused(400, 'a pick is {"image": NAME, "index": N, "token": …}')
+        raise PickRefused(400, 'a pick is {"image": NAME, "index": N, "key": …, "token": …}')
     given = fields.get("token")
     if not isinstance(given, str) or not hmac.compare_digest(
         given.encode("utf-8", "surrogatepass"), token.encode()
@@ -136,4 +141,7 @@ def _parse(data: bytes, token: str) -> PickRequest:
         raise PickRefused(400, "the pick names no image")
     if type(index) is not int:
         raise PickRefused(400, f"the pick's index must be a whole number (got {index!r:.40})")
-    return PickRequest(image, index)
+    key = fields.get("key")
+    if not isinstance(key, str) or not _GENERATION_KEY.fullmatch(key):
+        raise PickRefused(400, "the pick names no draw the page showed: reload the page")
+    return PickRequest(image, index, key)

@@ -18,15 +18,16 @@ PICK_TIMEOUT_SECONDS = 120.0
 
 def picker(
     watcher: Watcher, *, timeout: float = PICK_TIMEOUT_SECONDS
-) -> Callable[[str, int], tuple[int, str]]:
-    """`pick(name, index) -> (status, line)` for the gallery server's threads."""
+) -> Callable[[str, int, str], tuple[int, str]]:
+    """`pick(name, index, key) -> (status, line)` for the gallery server's threads: `key`
+    is the generation key of the draw the page showed."""
 
-    def pick(name: str, index: int) -> tuple[int, str]:
+    def pick(name: str, index: int, key: str) -> tuple[int, str]:
         loop = watcher.loop
         if loop is None or loop.is_closed():
             return 503, "watch is not running a round loop yet: try again in a moment"
         try:
-            future = asyncio.run_coroutine_threadsafe(watcher.pick(name, index), loop)
+            future = asyncio.run_coroutine_threadsafe(watcher.pick(name, index, shown=key), loop)
         except RuntimeError:  # the loop closed in between
             return 503, "watch has stopped"
         try:

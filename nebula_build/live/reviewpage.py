@@ -120,7 +120,7 @@ REVIEW_SCRIPT = """<script>
       const response = await fetch("/pick", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ image, index, token }),
+        body: JSON.stringify({ image, index, key: draw.dataset.key, token }),
       });
       const answer = await response.json();
       say(answer.message, !answer.ok);

@@ -531,9 +531,11 @@ class Watcher:
         done = {o.image for o in result.applied.outcomes if o.ok} if result.applied else set()
         self._recheck |= {action.image for action in result.plan.changes} - done
 
-    async def pick(self, name: str, index: int) -> str:
+    async def pick(self, name: str, index: int, *, shown: str | None = None) -> str:
         """Make draw `index` of `name` its output, between rounds, and publish the page
-        that shows it; returns the line saying so. Raises what `pick_draw` raises, and
+        that shows it; returns the line saying so. `shown`: the draw's generation key
+        as the page showed it (refused if the manifest now declares another). Raises
+        what `pick_draw` raises, and
         a UserError when the pick's round fails. The images that take its output are
         made again by the round that follows, as after a save."""
         if self.backend is not None:  # pick_draw keys the draws by the manifest's backends
@@ -550,6 +552,7 @@ class Watcher:
                         self.registry,
                         name,
                         index=index,
+                        shown=shown,
                         listener=self,
                         offline=self.offline,
                     )

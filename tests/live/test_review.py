@@ -181,7 +181,7 @@ def test_the_pick_endpoint_takes_only_what_the_gallery_page_sends(project, run_c
         for path in (f"/draws/{foreign}", "/draws/../images.lock", f"/draws/{keys[1]}x"):
             assert _request(port, "GET", path)[0] == 404, path
 
-        good = {"image": "hero", "index": 2, "token": token}
+        good = {"image": "hero", "index": 2, "key": keys[2], "token": token}
         origin = f"http://127.0.0.1:{port}"
         refused = [
             (403, {**good, "token": "not-the-token"}, {}),
@@ -201,6 +201,8 @@ def test_the_pick_endpoint_takes_only_what_the_gallery_page_sends(project, run_c
             (400, {**good, "index": -1}, {}),
             (400, {**good, "index": "2"}, {}),
             (400, {**good, "index": True}, {}),
+            (400, {name: value for name, value in good.items() if name != "key"}, {}),
+            (400, {**good, "key": keys[2].upper()}, {}),
             (400, [good], {}),
             (413, {**good, "padding": "x" * 5000}, {}),
         ]
@@ -222,6 +224,42 @@ def test_the_pick_endpoint_takes_only_what_the_gallery_page_sends(project, run_c
         assert (root / "img/hero.png").read_bytes() == _cached(root, keys[2])
         page = _request(port, "GET", "/")[2].decode()
         assert [d["index"] for d in _draws(page, "hero") if d["picked"]] == [2]
+    finally:
+        err = _stop(process)
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_click_on_a_draw_the_manifest_no_longer_declares_picks_nothing(project, run_cli):
+    root = project({"images.toml": REVIEW})
+    assert run_cli("apply").code == 0
+    process, port = _start_watch(root)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_for(url, "up to date")
+        page = _request(port, "GET", "/")[2].decode()
+        token = re.search(r'name="nebula-build-token" content="([^"]+)"', page).group(1)
+        shown = _draws(page, "hero")[2]["key"]
+        manifest = root / "images.toml"
+        manifest.write_text(REVIEW.replace("a lighthouse at dusk", "a lighthouse at dawn"))
+        _wait_for(url, "a lighthouse at dawn")  # the new draws are made; the page not reloaded
+        before = (root / "img/hero.png").read_bytes()
+        # the click on what the page showed: draw 2 of the dusk set
+        status, answer = _pick(port, {"image": "hero", "index": 2, "key": shown, "token": token})
+        assert (status, answer["ok"]) == (409, False), answer
+        assert answer["message"] == (
+            "hero: the page showed draws of what images.toml declared before it changed: "
+            "pick again among the draws it shows now"
+        )
+        assert "draw" not in _lock_params(root, "hero")
+        assert (root / "img/hero.png").read_bytes() == before
+        page = _request(port, "GET", "/")[2].decode()
+        now = _draws(page, "hero")[2]["key"]
+        assert now != shown
+        status, answer = _pick(port, {"image": "hero", "index": 2, "key": now, "token": token})
+        assert status == 200, answer
+        assert _lock_params(root, "hero")["draw"] == 2
+        assert _lock_params(root, "hero")["prompt"] == "a lighthouse at dawn"
     finally:
         err = _stop(process)
     assert "Traceback" not in err
@@ -297,18 +335,20 @@ def test_a_pick_waits_for_the_round_in_progress_then_shows_on_the_page(
         await script.queue.put({manifest})
         await asyncio.sleep(0.2)  # b is generating
         pick = picker(watcher)
-        status, message = await asyncio.to_thread(pick, "a", 2)
+        key = tomllib.loads((root / "images.lock").read_text())["images"]["a"]["draws"][2]["key"]
+        status, message = await asyncio.to_thread(pick, "a", 2, key)
         assert (status, message) == (200, "a: draw 2 (3 candidates) is the output (a.png)")
         assert [r.changed for r in script.rounds[1:]] == [["b"], ["a"]]  # after, not during
         assert script.rounds[-1].plan is not None
         assert _lock_params(root, "a")["draw"] == 2
         assert "round 3: picked a: draw 2 (3 candidates)" in out.getvalue()
-        status, message = await asyncio.to_thread(pick, "nowhere", 0)
+        status, message = await asyncio.to_thread(pick, "nowhere", 0, key)
         assert status == 409 and "no image named 'nowhere'" in message
         task.cancel()
 
     asyncio.run(scenario())
-    assert picker(make_watcher(root, Script(), io.StringIO()))("a", 1)[0] == 503  # not running
+    not_running = picker(make_watcher(root, Script(), io.StringIO()))
+    assert not_running("a", 1, "0" * 64)[0] == 503
 
 
 def _headers(**fields: str) -> Message:
@@ -332,7 +372,7 @@ def _headers(**fields: str) -> Message:
 def test_the_pick_guard(client, headers, status):
     from nebula_build.live.pickguard import PickRefused, check_pick
 
-    body = json.dumps({"image": "hero", "index": 1, "token": "t0ken"}).encode()
+    body = json.dumps({"image": "hero", "index": 1, "key": "a" * 64, "token": "t0ken"}).encode()
     fields = {
         "Host": "127.0.0.1:8000",
         "Content_Type": "application/json; charset=utf-8",
@@ -351,7 +391,11 @@ def test_the_pick_guard(client, headers, status):
     except PickRefused as refused:
         assert refused.status == status, refused.message
     else:
-        assert status == 200 and (request.image, request.index) == ("hero", 1)
+        assert status == 200 and (request.image, request.index, request.key) == (
+            "hero",
+            1,
+            "a" * 64,
+        )
 
 
 @pytest.mark.browser
