@@ -60,17 +60,19 @@ def made_draws(base: AssetSpec, entry: LockEntry | None) -> int:
 
 def remembered_draws(base: AssetSpec, entry: LockEntry | None) -> int:
     """How many draws of `base`'s set the history shows were made: an earlier output
-    that was draw k of this set (picked among the draws `--more` made, before an edit
-    now undone) keeps draws 0 to k pickable, as they were."""
+    that was draw k of this set, before an edit now undone, keeps pickable the draws
+    its set had made then (`--more`'s too), and draws 0 to k in any case."""
     if entry is None:
         return 0
     count = 0
     for earlier in entry.history:
         draw = earlier.params.get("draw", 0)
-        if type(draw) is not int or not count <= draw < MAX_CANDIDATES:
+        if type(draw) is not int or not 0 <= draw < MAX_CANDIDATES:
+            continue
+        if max(draw + 1, earlier.draws) <= count:
             continue
         if base.drawn(draw).generation_key == earlier.generation_key:
-            count = draw + 1
+            count = max(draw + 1, min(earlier.draws, MAX_CANDIDATES))
     return count
 
 

@@ -40,6 +40,7 @@ def history_after(
             before.backend,
             before.model,
             params,
+            len(before.draws) if previous in same_set else 0,
         )
         keys = [other.generation_key for other in history]
         at = keys.index(generation_key) if generation_key in keys else None

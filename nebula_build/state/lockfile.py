@@ -119,12 +119,15 @@ class EarlierGeneration:
     backend: str
     model: str
     params: Mapping[str, Any]
+    #: how many draws its set had made when it was the output (0: not a draw of a set);
+    #: they stay pickable when the set comes back
+    draws: int = 0
 
     def generation_params(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, **self.params}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "generation_key": self.generation_key,
             "digest": self.digest,
             "made": self.made,
@@ -132,6 +135,9 @@ class EarlierGeneration:
             "model": self.model,
             "params": dict(self.params),
         }
+        if self.draws:
+            data["draws"] = self.draws
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +304,9 @@ def _history_problem(history: object) -> str | None:
             isinstance(earlier.get("made"), str) and _STAMP.fullmatch(earlier["made"])
         ):
             problem = "`made` must be a UTC time like 2026-01-31T12:00:00Z"
+        draws = earlier.get("draws", 0)
+        if problem is None and (type(draws) is not int or not 0 <= draws <= MAX_CANDIDATES):
+            problem = f"`draws` must be a whole number from 0 to {MAX_CANDIDATES}"
         if problem is not None:
             return f"history: {problem}"
     return None
@@ -361,6 +370,7 @@ def _earlier(data: Mapping[str, Any]) -> EarlierGeneration:
         data["backend"],
         data["model"],
         dict(data["params"]),
+        data.get("draws", 0),
     )
 
 

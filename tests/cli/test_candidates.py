@@ -409,6 +409,31 @@ def test_a_new_set_says_the_pick_among_more_draws_waits_for_an_undo(project, run
     ) in out
 
 
+def test_an_undone_edit_keeps_the_draws_more_made_whichever_was_picked(
+    project, run_cli, nebula_server
+):
+    root = project({"images.toml": nebula_manifest({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    assert run_cli("apply", "--more", "hero").code == 0
+    assert run_cli("apply", "--more", "hero").code == 0
+    assert run_cli("pick", "hero", "4").code == 0
+    four = (root / "hero.png").read_bytes()
+    assert run_cli("pick", "hero", "1").code == 0  # a draw the manifest asks for
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("a lighthouse", "a windmill"))
+    assert run_cli("apply").code == 0
+    manifest.write_text(manifest.read_text().replace("a windmill", "a lighthouse"))
+    assert run_cli("apply").code == 0
+    assert "hero  up to date: draw 1 (5 candidates)" in run_cli("status").out
+    assert run_cli("gc").code == 0  # the two paid draws --more made stay in the cache
+    nebula_server.reset_counters()
+    code, out, err = run_cli("pick", "hero", "4")
+    # they had been forgotten: "has draws 0 to 2", and gc removed them
+    assert code == 0, err
+    assert "draw 4 (5 candidates) is the output" in out
+    assert (root / "hero.png").read_bytes() == four and nebula_server.requests == []
+
+
 def test_status_says_which_draw_is_the_output(project, run_cli, monkeypatch):
     from nebula_build.engine import noop
 
