@@ -129,6 +129,13 @@ def cmd_status(ctx: Context) -> int:
         ctx.print(f"  {found.only_local} only here: `nebula-build cache push` shares them")
     elif found.only_local:
         ctx.print(f"  {found.only_local} only here (the remote is read-only here)")
+    if found.earlier_only_local:
+        earlier = plural(found.earlier_only_local, "earlier generation")
+        if remote.writable:
+            them = "it" if found.earlier_only_local == 1 else "them"
+            ctx.print(f"  {earlier} only here: `nebula-build cache push` shares {them}")
+        else:
+            ctx.print(f"  {earlier} only here (the remote is read-only here)")
     if found.only_remote:
         ctx.print(
             f"  {found.only_remote} only in the remote: `nebula-build cache pull` fetches them"

@@ -58,6 +58,9 @@ class Status:
     only_local: int
     only_remote: int
     in_neither: int
+    #: the earlier generations the histories list (for `pick NAME @K`) that the local
+    #: cache holds and the remote lacks: `push` shares them too
+    earlier_only_local: int = 0
 
 
 def _run(items: list[str], work: Callable[[str], None], on_progress: OnProgress) -> None:
@@ -72,16 +75,24 @@ def generations(prepared: Prepared, *, earlier: bool = False) -> list[AssetSpec]
     """Every generation the project keeps: each image's output (its picked draw, or its
     pin) and every draw of its set; with `earlier`, the earlier generations each
     image's history lists too (what `pick NAME @K` brings back)."""
+    wanted, listed = _kept(prepared)
+    return wanted + listed if earlier else wanted
+
+
+def _kept(prepared: Prepared) -> tuple[list[AssetSpec], list[AssetSpec]]:
+    """(each image's output and every draw of its set, the earlier generations each
+    image's history lists)."""
     lock, _ = settled(prepared, read_with_journal(prepared.project), lambda message: None)
     chosen = candidates.picked(prepared.specs, lock)
     specs = list(chosen.specs.values())
+    listed: list[AssetSpec] = []
     for name, base in chosen.bases.items():
         specs += [base.drawn(index) for index in range(base.candidates)]
         entry = lock.get(name)
-        if earlier and entry is not None:
+        if entry is not None:
             made = (earlier_spec(base, generation) for generation in entry.history)
-            specs += [spec for spec in made if spec is not None]
-    return specs
+            listed += [spec for spec in made if spec is not None]
+    return specs, listed
 
 
 def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
@@ -162,9 +173,16 @@ def pull(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
 
 def status(prepared: Prepared, remote: Remote | None) -> Status:
     """Where the project's generations are: here, in `remote` (None: there is none)."""
-    keys = {spec.generation_key for spec in generations(prepared)}
+    wanted, listed = _kept(prepared)
+    keys = {spec.generation_key for spec in wanted}
     local = {key for key in keys if prepared.store.has(key)}
-    there = remote.lookup(keys) if remote is not None else set()
+    earlier = {spec.generation_key for spec in listed} - keys
+    earlier_local = {key for key in earlier if prepared.store.has(key)}
+    if remote is None:
+        there, earlier_there = set[str](), earlier_local
+    else:
+        found = remote.lookup(keys | earlier_local)
+        there, earlier_there = found & keys, found & earlier_local
     return Status(
         images=len(prepared.specs),
         generations=len(keys),
@@ -173,6 +191,7 @@ def status(prepared: Prepared, remote: Remote | None) -> Status:
         only_local=len(local - there),
         only_remote=len(there - local),
         in_neither=len(keys - local - there),
+        earlier_only_local=len(earlier_local - earlier_there),
     )
 
 

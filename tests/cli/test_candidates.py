@@ -319,6 +319,27 @@ def test_cache_push_shares_every_draw_and_the_pick(tmp_path, run_cli, nebula_ser
     assert run_cli("pick", "hero", "2", cwd=second).code == 0
 
 
+def test_cache_status_counts_the_earlier_generations_push_shares(
+    tmp_path, run_cli, nebula_server, monkeypatch
+):
+    root = tmp_path / "first"
+    root.mkdir()
+    (root / "images.toml").write_text(nebula_manifest({"hero": HERO}))
+    assert run_cli("apply", cwd=root).code == 0  # made before the team shared a cache
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("a lighthouse", "a windmill"))
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", (tmp_path / "shared").as_uri())
+    assert run_cli("apply", cwd=root).code == 0  # uploads the windmill's draws
+    code, out, _ = run_cli("cache", "status", cwd=root)
+    # it had said nothing was only here, and push then uploaded the lighthouse
+    assert "  1 earlier generation only here: `nebula-build cache push` shares it" in out, out
+    data = json.loads(run_cli("cache", "status", "--json", cwd=root).out)
+    assert (data["only_local"], data["earlier_only_local"]) == (0, 1)
+    code, out, _ = run_cli("cache", "push", cwd=root)
+    assert "pushed 1," in out
+    assert "earlier generation" not in run_cli("cache", "status", cwd=root).out
+
+
 def test_a_checkout_without_cache_or_outputs_pays_for_the_pick_alone(
     project, run_cli, nebula_server
 ):

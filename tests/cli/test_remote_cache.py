@@ -310,6 +310,7 @@ def test_cache_push_pull_and_status_move_the_whole_project(
         "only_local": 0,
         "only_remote": 3,
         "in_neither": 0,
+        "earlier_only_local": 0,
     }
     code, out, err = run_cli("cache", "pull", cwd=second)
     assert code == 0, err
