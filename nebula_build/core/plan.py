@@ -29,6 +29,8 @@ KnownOutput = Callable[[str], Mapping[str, str]]
 WroteBefore = Callable[[str, str], bool]
 #: the image other than the one named whose output a path is (see `_holder`), or None
 HeldBy = Callable[[str, str], "str | None"]
+#: the other image whose file the lock records a path's digest as (see `_recorder`)
+RecordedFor = Callable[[str, str, str], "str | None"]
 #: the output options an output key was recorded with, where known
 OutputParams = Callable[[str], "Mapping[str, object] | None"]
 
@@ -261,6 +263,29 @@ class _Context:
     output_params: OutputParams = lambda output_key: None
     wrote_before: WroteBefore = lambda path, digest: False
     held_by: HeldBy = lambda path, image: None
+    recorded_for: RecordedFor = lambda path, digest, image: None
+
+    def earlier_output(self, path: str, digest: str, image: str) -> bool:
+        """Whether the file at `path` holds bytes nebula-build wrote there for an earlier
+        spec, and not another image's file the lock still records (two images swapping
+        outputs: taking it would lose that image's file)."""
+        return self.wrote_before(path, digest) and self.recorded_for(path, digest, image) is None
+
+
+def _recorder(lock: Mapping[str, LockEntry]) -> RecordedFor:
+    """Which other image the lock records a file of this digest at a path for."""
+    recorded: dict[str, list[tuple[str, str]]] = {}
+
+    def recorded_for(path: str, digest: str, image: str) -> str | None:
+        if not recorded:  # asked only for a file nebula-build wrote before
+            for name, entry in lock.items():
+                for file, file_digest in entry.files().items():
+                    recorded.setdefault(file, []).append((name, file_digest))
+        return next(
+            (name for name, d in recorded.get(path, ()) if name != image and d == digest), None
+        )
+
+    return recorded_for
 
 
 def _holder(
@@ -384,7 +409,7 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     other = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]
     # an output of another spec that nebula-build wrote (the lock went back, as with
     # `git checkout -- .` after watch's rounds) is not a hand edit
-    earlier = [p for p in other if ctx.wrote_before(p, str(states[p]))]
+    earlier = [p for p in other if ctx.earlier_output(p, str(states[p]), spec.name)]
     edited = [p for p in other if p not in earlier]
     missing = [p for p, d in states.items() if d is None]
     if edited:
@@ -453,7 +478,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
         recorded = _recorded(entry, path) or ctx.left.get(path, ("", None))[1]
         if current is None or current == recorded or current == known.get(path):
             continue
-        if ctx.wrote_before(path, current):
+        if ctx.earlier_output(path, current, spec.name):
             continue
         moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
         if path == spec.output and moved:
@@ -464,7 +489,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
         reason = (
             "changed by hand"
             if recorded is not None
-            else "a file nebula-build did not write is in the way"
+            else _in_the_way(ctx.recorded_for(path, current, spec.name))
         )
         if path == spec.output:
             reason = "output file changed by hand" if recorded is not None else reason
@@ -480,6 +505,12 @@ def _guard(action: Action, ctx: _Context) -> Action:
             resolution=action,
         )
     return replace(action, found=found)
+
+
+def _in_the_way(owner: str | None) -> str:
+    if owner is None:
+        return "a file nebula-build did not write is in the way"
+    return f"the file in the way is {owner}'s output: move one image at a time"
 
 
 def _removed(
@@ -569,6 +600,7 @@ def make_plan(
         output_params,
         wrote_before,
         _holder(specs, lock, digest_of),
+        _recorder(lock),
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [

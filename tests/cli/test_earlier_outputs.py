@@ -74,3 +74,21 @@ def test_gc_forgets_the_files_the_lock_no_longer_names(project, run_cli):
     assert run_cli("apply").code == 0
     assert run_cli("gc").code == 0
     assert len(list(written.glob("*/*"))) == 0
+
+
+def test_two_images_swapping_outputs_lose_neither_file(project, run_cli):
+    """Each file is one nebula-build wrote to that path, but the lock records it as the
+    other image's: moving over it would lose it (one file left, both wrong)."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    before = digests(root)
+    manifest = (root / "images.toml").read_text()
+    swapped = manifest.replace('"static/hero.webp"', '"static/TMP"')
+    swapped = swapped.replace('"static/card.jpg"', '"static/hero.webp"')
+    (root / "images.toml").write_text(swapped.replace('"static/TMP"', '"static/card.jpg"'))
+
+    code, out, _ = run_cli("plan")
+    assert "! hero  conflict  static/card.jpg" in out, out
+    assert "the file in the way is card's output: move one image at a time" in out
+    assert run_cli("apply").code == 1
+    assert digests(root) == before
