@@ -14,6 +14,7 @@
     ├── PluginError                   names the plugin's distribution
     └── BackendError                  .backend .image
         ├── CredentialsError          says which variable to set
+        │   └── AccessDeniedError     a 403: the key is known, this request not allowed
         ├── TransientBackendError     timeouts, 429, 5xx: retried
         ├── RequestRejectedError      other 4xx, bad payloads: not retried
         │   └── OutOfCreditsError     stops further requests (like CredentialsError)
@@ -205,6 +206,11 @@ class CredentialsError(BackendError):
     """Missing or rejected credentials; the message names the variable to set."""
 
     halts = True
+
+
+class AccessDeniedError(CredentialsError):
+    """The key was read but this request is not allowed (HTTP 403): every generation
+    refused so halts, but an account page (prices, balance) refused so may be all."""
 
 
 class LocalSetupError(BackendError):

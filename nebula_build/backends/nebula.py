@@ -7,10 +7,10 @@ retried: the image's key identifies the work, so repeating it is safe.
 
 Failures map to our errors at one place (`status_error`):
 402 or credit/balance/quota wording (on any status but 401) → OutOfCreditsError
-(halts), 401/403 → CredentialsError (halts), 429/5xx/timeouts/resets → retried,
-then TransientBackendError, a 404 → RequestRejectedError naming the URL and the
-documented base, other 4xx → RequestRejectedError, malformed 2xx → retried once,
-then RequestRejectedError.
+(halts), 401 → CredentialsError and 403 → AccessDeniedError (both halt),
+429/5xx/timeouts/resets → retried, then TransientBackendError, a 404 →
+RequestRejectedError naming the URL and the documented base, other 4xx →
+RequestRejectedError, malformed 2xx → retried once, then RequestRejectedError.
 
 The server is not trusted (DESIGN.md, section 10): the key goes only over https
 (http only to loopback) and only to the default host or one the environment
@@ -44,6 +44,7 @@ from nebula_build.backends.jsonparse import parse_json
 from nebula_build.params import PARAMS
 from nebula_build.plugin import (
     SEEDREAM_DEFAULT_ID,
+    AccessDeniedError,
     Backend,
     BackendError,
     BackendSettings,
@@ -586,7 +587,8 @@ def status_error(
     if status == 402 or (status != 401 and means_out_of_credits(message)):
         return OutOfCreditsError(f"out of credits (HTTP {status}: {message}); {TOP_UP}")
     if status in (401, 403):
-        return CredentialsError(
+        rejected = CredentialsError if status == 401 else AccessDeniedError
+        return rejected(
             f"{variable} was rejected (HTTP {status}: {message}); "
             "check the key in your Nebula Block account"
         )

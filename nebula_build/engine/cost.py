@@ -26,7 +26,7 @@ from nebula_build.core.plan import Plan
 from nebula_build.core.resolve import Resolved
 from nebula_build.engine import prices
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import CredentialsError, NebulaBuildError, UserError, first_line
+from nebula_build.errors import NebulaBuildError, UserError, first_line
 from nebula_build.text import plural
 
 #: the longest a backend may take to say the account's balance, whatever its own deadline
@@ -299,9 +299,9 @@ async def check_balance(prepared: Prepared, estimate: Estimate, notice: prices.N
         except TimeoutError:
             notice(f"{backend}: no balance within {BALANCE_DEADLINE:g}s; not checked")
             continue
-        except CredentialsError as exc:
-            raise prices.key_refused(backend, exc) from None
         except NebulaBuildError as exc:
+            if prices.refuses_every_generation(exc):
+                raise prices.key_refused(backend, exc) from None
             notice(f"{backend}: could not check the account's balance ({first_line(exc)})")
             continue
         if said is None:

@@ -24,7 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nebula_build.core.resolve import Resolved
-from nebula_build.errors import CredentialsError, NebulaBuildError, UserError, first_line
+from nebula_build.errors import (
+    AccessDeniedError,
+    CredentialsError,
+    NebulaBuildError,
+    UserError,
+    first_line,
+)
 from nebula_build.fsutil import atomic_write, read_regular
 from nebula_build.state.project import Project
 from nebula_build.state.seal import seal, unseal
@@ -150,7 +156,13 @@ def save(project: Project, lists: Mapping[str, PriceList]) -> None:
         atomic_write(project.price_cache_path, sealed, durable=False)
 
 
-def key_refused(backend: str, exc: CredentialsError) -> UserError:
+def refuses_every_generation(exc: Exception) -> bool:
+    """Whether an account page's answer (prices, balance) means that the key is not
+    valid at all (a missing key, a 401), not that this page is not allowed (a 403)."""
+    return isinstance(exc, CredentialsError) and not isinstance(exc, AccessDeniedError)
+
+
+def key_refused(backend: str, exc: Exception) -> UserError:
     """The run stopped before generating: the account refused the credentials."""
     return UserError(f"{backend}: {first_line(exc)}; nothing was generated")
 
@@ -172,9 +184,9 @@ async def fetch(
         except TimeoutError:
             notice(f"{name}: no price list within {FETCH_DEADLINE:g}s; its prices are unknown")
             continue
-        except CredentialsError as exc:  # every generation would be refused the same
-            raise key_refused(name, exc) from None
         except (NebulaBuildError, ValueError) as exc:
+            if refuses_every_generation(exc):
+                raise key_refused(name, exc) from None
             notice(f"{name}: could not fetch its price list ({first_line(exc)})")
             continue
         if prices:

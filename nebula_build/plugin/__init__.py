@@ -36,8 +36,11 @@ What is here:
   project say of how an image would be made (`Backend.made_with_on_disk`).
 - `ModelSupport`: what a backend declares per model. `nebula_models()` and the
   model ids are the hosted Nebula API's table, for backends that mirror it.
-- The errors a backend raises: `BackendError` and its kinds. `CredentialsError`,
+- The errors a backend raises: `BackendError` and its kinds. `CredentialsError`
+  (and `AccessDeniedError`, a key known but not allowed the request),
   `OutOfCreditsError` and `LocalSetupError` stop further requests to the backend;
+  a `CredentialsError` from `price_list` or `balance` stops a paid run before it
+  generates, an `AccessDeniedError` there is a note;
   `TransientBackendError` means worth retrying; `RequestRejectedError` means not.
   Any other exception escaping a backend is reported as a bug in the plugin,
   naming its distribution.
@@ -46,6 +49,7 @@ What is here:
 """
 
 from nebula_build.errors import (
+    AccessDeniedError,
     BackendError,
     CredentialsError,
     LocalSetupError,
@@ -78,6 +82,7 @@ __all__ = [
     "FLUX_SCHNELL",
     "SDXL",
     "SEEDREAM_DEFAULT_ID",
+    "AccessDeniedError",
     "ActivityCallback",
     "Backend",
     "BackendError",

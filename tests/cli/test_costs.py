@@ -127,7 +127,7 @@ def test_a_price_cache_that_came_with_a_checkout_is_not_believed(project, run_cl
     assert nebula_server.generations == []
 
 
-@pytest.mark.parametrize("fault", ["500", "malformed_json"])
+@pytest.mark.parametrize("fault", ["500", "malformed_json", "403"])
 def test_an_unknown_price_is_a_warning_and_the_run_goes_on(fault, project, run_cli, nebula_server):
     paid_project(project)
     nebula_server.add_model_list_faults(fault)
@@ -224,6 +224,7 @@ def test_a_balance_below_the_estimate_is_refused_before_any_generation(
         ("500", "HTTP 500"),
         ("slow:2", "no answer within 0.5s"),
         ("malformed_json", "the answer is not JSON"),
+        ("403", "NEBULA_API_KEY was rejected (HTTP 403"),  # this page, not the key
     ],
 )
 def test_a_balance_that_cannot_be_read_is_a_warning(fault, said, project, run_cli, nebula_server):
@@ -432,8 +433,8 @@ def test_apply_json_and_the_job_summary_carry_the_estimate(
     result = json.loads(run_cli("apply", "--json").out)
     assert result["cost"]["total"] == 0.006 and result["generated"] == 2
     text = summary.read_text()
-    assert f"- **Generations:** 2 × <code>{FLUX}</code> on nebula at \\$0.003." in text
-    assert "- **Estimated cost:** \\$0.006." in text  # `$…$` is math on GitHub
+    assert f"- **Generations:** 2 × <code>{FLUX}</code> on nebula at \\$<!-- -->0.003." in text
+    assert "- **Estimated cost:** \\$<!-- -->0.006." in text  # `$…$` is math on GitHub
 
 
 # --- asking first, on a terminal ----------------------------------------------------------
