@@ -114,6 +114,9 @@ class Watcher:
         self._lock_problem: str | None = None
         self.rounds = 0
         self._paths: set[Path] = {project.manifest_path}
+        #: each watched file's stat as the rounds read it: a save no event reported
+        #: (made before the files were watched, or while they were armed again) differs
+        self._as_read: dict[Path, _Stat | None] = {}
         #: (folder, the pattern below it) of each set of posts: a post added there counts
         self._globs: set[tuple[Path, str]] = set()
         #: every folder those patterns walked: each is watched, so a post added to any
@@ -168,6 +171,15 @@ class Watcher:
     def watched_patterns(self) -> set[tuple[Path, str]]:
         """(folder, the pattern below it) of every set of posts, as of the last good load."""
         return set(self._globs)
+
+    def unheard(self) -> set[Path]:
+        """The watched files changed since a round read them, as no event said: saves
+        made while no watch was armed (watch starting, its folders armed again)."""
+        return {path for path, read in self._as_read.items() if _stat(path) != read}
+
+    def _reading(self, paths: Collection[Path]) -> None:
+        """A round reads these now (or did just now)."""
+        self._as_read.update((path, _stat(path)) for path in paths)
 
     def post_folders(self) -> set[Path]:
         """Every folder the patterns of posts walked (and each pattern's own folder)."""
@@ -291,6 +303,7 @@ class Watcher:
     async def _consume(self, changes: Changes, dirty: asyncio.Event) -> None:
         """Mark every change; an error watching the files ends watch (`_changed`)."""
         async for paths in changes:
+            self._reading(paths & self._as_read.keys())
             if not self._starts_a_round(paths):
                 continue  # only files the images write: checked by the next round
             self._last_change = asyncio.get_running_loop().time()
@@ -657,6 +670,7 @@ class Watcher:
         }
         paths |= {root / path for spec in touched if (path := spec.palette_file)}
         if only is not None:
+            self._reading(paths - self._paths)
             self._paths |= paths
             return
         self._paths = {self.project.manifest_path} | paths
@@ -666,6 +680,8 @@ class Watcher:
         self._post_folders = {root / folder for folder in prepared.data_folders}
         for name, plugin in prepared.resolved.backends.items():
             self._paths |= set(plugin.watched_files(prepared.resolved.settings[name], root))
+        self._as_read = {}
+        self._reading(self._paths)
 
     def _watch_declared_data(self) -> None:
         """After a round that stopped before its images (a broken row, say), watch the
@@ -685,6 +701,7 @@ class Watcher:
             except ExpansionError:
                 continue
             if source is not None and source.pattern is None:
+                self._reading({root / source.path} - self._paths)
                 self._paths.add(root / source.path)
             elif source is not None and source.pattern is not None:
                 self._globs.add((root / source.path, source.pattern))
@@ -844,6 +861,8 @@ async def filesystem_changes(
         }
 
     appeared: set[Path] = set()
+    #: whether saves may have gone unheard (no watch armed) since the files were read
+    look_again = True
     #: output folders watched since the last look for files deleted before they were
     unseen: set[Path] = set()
     folders: set[Path] = set()
@@ -888,11 +907,12 @@ async def filesystem_changes(
                 yield_on_timeout=True,  # a round may have added folders of outputs: re-arm
                 force_polling=True if polling else None,
             ):
-                if batch:
-                    yield {Path(path) for _, path in batch}
-                if fresh:
-                    yield fresh
-                    fresh = set()
+                heard = {Path(path) for _, path in batch} | fresh
+                if look_again:  # armed now: what was saved before it was
+                    heard |= watcher.unheard()
+                look_again, fresh = False, set()
+                if heard:
+                    yield heard
                 if unseen and not watcher.working():  # deleted before its folder was watched
                     deleted, unseen = watcher.missing_outputs(unseen), set()
                     if deleted:
@@ -910,6 +930,7 @@ async def filesystem_changes(
                     or replaced
                     or armed(watcher) != folders
                 ):
+                    look_again = True
                     break  # start again with the new set of folders
         except OSError as exc:
             if polling or "watch limit" not in str(exc):

@@ -245,3 +245,31 @@ def test_a_folder_of_outputs_and_data_renamed_and_back_reads_the_data_again(
 
     asyncio.run(scenario())
     assert len(generation_log(log)) == 2
+
+
+def test_a_save_made_before_the_files_are_watched_is_heard(project, fake_site, tmp_path):
+    """Watch arms its watches beside its first round: a save in between (the page
+    says "up to date", the user saves at once) had no event and was never applied."""
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "one", "output": "a.png"}}
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round(timeout=30)  # the first round read the manifest
+        images["a"]["prompt"] = "one, edited"
+        manifest.write_text(fake_manifest(log, images))  # no watch armed yet
+        changes = filesystem_changes(watcher)
+        heard = await asyncio.wait_for(anext(changes), timeout=5)
+        assert heard == {manifest}
+        with pytest.raises(TimeoutError):  # heard once: the next look finds it as read
+            await asyncio.wait_for(anext(changes), timeout=1.5)
+        await changes.aclose()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
