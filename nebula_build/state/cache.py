@@ -294,7 +294,8 @@ class Store:
         self._own_folder(marker)
         with contextlib.suppress(OSError):
             marker.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(marker, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644))
+            flags = os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # a FIFO: no wait
+            os.close(os.open(marker, flags, 0o644))
 
     def wrote_before(self, path: str, digest: str) -> bool:
         """Whether nebula-build wrote a file of `digest` to `path` on this account (for
