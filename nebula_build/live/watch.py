@@ -548,9 +548,8 @@ class Watcher:
         """Make draw `index` of `name` its output, between rounds, and publish the page
         that shows it; returns the line saying so. `shown`: the draw's generation key
         as the page showed it (refused if the manifest now declares another). Raises
-        what `pick_draw` raises, and
-        a UserError when the pick's round fails. The images that take its output are
-        made again by the round that follows, as after a save."""
+        what `pick_draw` raises, and a UserError when the pick's round fails. The images
+        that take its output are made again by the round that follows, as after a save."""
         if self.backend is not None:  # pick_draw keys the draws by the manifest's backends
             raise UserError(
                 f"watch --backend {self.backend} shows draws the manifest does not name: "
