@@ -222,14 +222,14 @@ def _write_summaries(ctx: Context, title: str, plan: Plan, **details: Any) -> No
     on_github = os.environ.get("GITHUB_ACTIONS") == "true"
     if not on_github and markdownfile.requested(ctx) is None:
         return
-    from nebula_build.ui import github
+    from nebula_build.ui import github, markdown
 
     if on_github:
-        github.append_summary(github.summary(title, plan, **details))
+        github.append_summary(markdown.summary(title, plan, **details))
     if markdownfile.requested(ctx) is not None:
         budget, listed = markdownfile.limit(ctx), markdownfile.listed(ctx)
         markdownfile.write(
-            ctx, github.summary(title, plan, budget=budget, listed=listed, **details)
+            ctx, markdown.summary(title, plan, budget=budget, listed=listed, **details)
         )
 
 

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from nebula_build.ui.github import _LISTS_ALL, annotation
+from nebula_build.ui.github import annotation
+from nebula_build.ui.markdown import _LISTS_ALL
 from tests.conftest import CANARY_KEY, fake_manifest
 
 SITE = """\

@@ -9,7 +9,7 @@ import pytest
 
 from nebula_build.core.plan import Plan
 from nebula_build.errors import UserError
-from nebula_build.ui.github import markdown_text, summary
+from nebula_build.ui.markdown import markdown_text, summary
 from tests.conftest import nebula_manifest
 
 INJECTED = "x\n::warning title=INJ::INJECTED_FROM_PR\n"
