@@ -64,6 +64,24 @@ def test_the_schema_leaves_a_plugins_backend_settings_open():
     assert _schema_errors('version = 1\n[backends.fake]\nlog = "x"\nanything = 1\n') == []
 
 
+@pytest.mark.parametrize(
+    ("files", "errors"),
+    [
+        ('"posts/*.md"', 0),
+        ('["posts/*.md", "posts/*/index.md"]', 0),
+        ("[]", 1),  # as validate says: names no pattern
+        ('["posts/*.md", "posts/*.md"]', 1),  # the same pattern twice
+        ('["posts/*.md", 3]', 1),
+    ],
+)
+def test_the_schema_takes_one_pattern_of_posts_or_a_list_as_validate_does(files, errors):
+    manifest = (
+        'version = 1\n[images.cover]\nprompt = "{title}"\noutput = "img/{slug}.png"\n'
+        f"rows = {{ files = {files} }}\n"
+    )
+    assert len(_schema_errors(manifest)) == errors
+
+
 def test_every_manifest_field_has_a_description():
     for model in (ManifestModel, Defaults, ImageDecl):
         for name, field in model.model_fields.items():

@@ -31,7 +31,7 @@ class ExpansionError(ValueError):
     """A problem with one key of one declaration (`at`: the keys inside it, if any:
     ("columns", "name") of `rows`)."""
 
-    def __init__(self, key: str, message: str, at: tuple[str, ...] = ()) -> None:
+    def __init__(self, key: str, message: str, at: tuple[str | int, ...] = ()) -> None:
         super().__init__(message)
         self.key = key
         self.at = at

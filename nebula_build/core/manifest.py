@@ -25,8 +25,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -293,6 +295,46 @@ Scalar = str | int | float | bool
 DefaultValue = Annotated[Scalar | list[Scalar], BeforeValidator(_plain_value)]
 
 
+#: patterns of posts one declaration's `files` may list
+MAX_PATTERNS = 32
+_EXAMPLE_PATTERN = '"content/posts/*.md"'
+PatternText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH)]
+#: the branches of `files`, as pydantic names them in an error's location
+_ONE_PATTERN, _PATTERNS = "one pattern", "patterns"
+
+
+def _one_or_more_patterns(value: Any) -> Any:
+    """One error for `files` of the wrong type, not one per branch of the union."""
+    if isinstance(value, list) and not value:
+        raise ValueError(f"names no pattern: give one, such as {_EXAMPLE_PATTERN}")
+    if isinstance(value, list) and len(value) > MAX_PATTERNS:
+        raise ValueError(f"lists {len(value):,} patterns, more than {MAX_PATTERNS}")
+    if not isinstance(value, str | list):
+        raise ValueError(f"must be a pattern such as {_EXAMPLE_PATTERN}, or a list of them")
+    return value
+
+
+Patterns = Annotated[
+    Annotated[PatternText, Tag(_ONE_PATTERN)] | Annotated[list[PatternText], Tag(_PATTERNS)],
+    Discriminator(lambda value: _PATTERNS if isinstance(value, list) else _ONE_PATTERN),
+    BeforeValidator(_one_or_more_patterns),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_PATH},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1, "maxLength": MAX_PATH},
+                    "minItems": 1,
+                    "maxItems": MAX_PATTERNS,
+                    "uniqueItems": True,
+                },
+            ]
+        }
+    ),
+]
+
+
 class RowsDecl(BaseModel):
     """`rows = { … }`: where a declaration's rows come from, when a path is not enough."""
 
@@ -304,14 +346,13 @@ class RowsDecl(BaseModel):
         max_length=MAX_PATH,
         description="A data file: .csv (with a header), .json, .jsonl; one row per record.",
     )
-    files: str | None = Field(
+    files: Patterns | None = Field(
         None,
-        min_length=1,
-        max_length=MAX_PATH,
         description='Posts, one row each: a pattern such as "content/posts/*.md", '
         '"content/**/*.md" (** for any number of folders) or "content/posts/*/index.md" '
-        "(page bundles, named after their folder); each row has the front matter's "
-        "fields, slug, path and excerpt.",
+        "(page bundles, named after their folder), or a list of them (each file once, in "
+        "the order of their paths); each row has the front matter's fields, slug, path "
+        "and excerpt.",
     )
     front_matter: bool | None = Field(
         None,
@@ -671,7 +712,7 @@ def _one_per_value(exc: ValidationError) -> list[Any]:
     errors: list[Any] = []
     branches: dict[tuple[str | int, ...], list[Any]] = {}
     for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if part != "RowsDecl")
+        loc = _without_branches(error["loc"])
         error["loc"] = loc
         if loc[2:] == ("rows", "str") and isinstance(error.get("input"), dict):
             continue  # `rows` takes a path or a table: a table's own errors say more
@@ -684,6 +725,17 @@ def _one_per_value(exc: ValidationError) -> list[Any]:
     return [
         _union_error(item, branches[item]) if isinstance(item, tuple) else item for item in errors
     ]
+
+
+def _without_branches(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """An error's location as the manifest writes it: without the branches of `rows`
+    (a table) and of its `files` (a pattern, or a list of them) that pydantic adds."""
+    kept: list[str | int] = []
+    for part in loc:
+        if part == "RowsDecl" or (kept[-1:] == ["files"] and part in (_ONE_PATTERN, _PATTERNS)):
+            continue
+        kept.append(part)
+    return tuple(kept)
 
 
 def _union_error(loc: tuple[str | int, ...], errors: list[Any]) -> Any:

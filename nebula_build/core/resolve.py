@@ -230,7 +230,7 @@ class _Resolver(SpriteRules):
             return None
         return self.styles[style]
 
-    def check_path(self, loc: tuple[str, ...], value: str, what: str) -> str | None:
+    def check_path(self, loc: tuple[str | int, ...], value: str, what: str) -> str | None:
         # String operations rather than PurePosixPath: this runs for every image.
         if has_control_characters(value):
             self.fail(loc, f"{what} may not contain control characters ({value!r})")
@@ -297,7 +297,7 @@ class _Resolver(SpriteRules):
         """The images of a declaration with `rows`, each named by its row's id (and its
         matrix's values); none, only counted, where they are more than `budget`."""
         # Only manifests with rows pay to import the parsers and the filter language.
-        from nebula_build.core.rowimages import RowImages, Sources, images_from_rows, source_of
+        from nebula_build.core.rowimages import RowImages, Sources, images_from_rows, sources_of
         from nebula_build.core.table import DataError
 
         assert decl.rows is not None
@@ -306,15 +306,17 @@ class _Resolver(SpriteRules):
             self.fail((*loc, "rows"), "rows are read only where the project's files are")
             return RowImages()
         try:
-            source = source_of(decl.rows)
-            if not self.reading(base, source):
+            found = sources_of(decl.rows)
+            readable = [self.reading(base, source) for source in found]  # each one said
+            if not all(readable):
                 return RowImages()
             if self.sources is None:
                 self.sources = Sources(self.data)
             try:
-                made = images_from_rows(base, decl, source, self.sources, budget=budget)
+                made = images_from_rows(base, decl, found, self.sources, budget=budget)
             finally:
-                self.done_reading(source)
+                for source in found:
+                    self.done_reading(source)
         except ExpansionError as exc:
             self.fail((*loc, exc.key, *exc.at), str(exc))
             return RowImages()
@@ -322,21 +324,20 @@ class _Resolver(SpriteRules):
             self.data_problem(base, exc)
             return RowImages()
         self.data_files.update(dict.fromkeys(made.files))
-        if source.pattern is not None:
-            self.data_globs.append((source.path, source.pattern, made.files))
+        self.data_globs.extend(made.matched)
         for problem in made.problems:
             self.data_problem(base, problem)
         return made
 
     def count_readers(self, decls: Iterable[ImageDecl]) -> None:
         """Count the declarations that read each source, before any is resolved."""
-        from nebula_build.core.rowimages import source_of
+        from nebula_build.core.rowimages import sources_of
 
         for decl in decls:
             if decl.rows is not None:
                 with contextlib.suppress(ExpansionError):  # said when it is resolved
-                    source = source_of(decl.rows)
-                    self.readers[source] = self.readers.get(source, 0) + 1
+                    for source in sources_of(decl.rows):
+                        self.readers[source] = self.readers.get(source, 0) + 1
 
     def done_reading(self, source: Source) -> None:
         """One declaration of `source` resolved: after the last, what it alone read goes
@@ -353,7 +354,8 @@ class _Resolver(SpriteRules):
         its path is not one (the problem is reported)."""
         path: str | None = source.path  # "." : posts in the project's own folder
         if path != ".":
-            path = self.check_path(("images", base, "rows"), source.path, "a data file")
+            loc = ("images", base, "rows", *source.written_at)
+            path = self.check_path(loc, source.path, "a data file")
         if path is None:
             return False
         if source.pattern is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -105,6 +105,8 @@ class RowImages:
     images: list[Expanded] = field(default_factory=list)
     problems: list[DataError] = field(default_factory=list)
     files: tuple[str, ...] = ()
+    #: (folder, the pattern below it, the files it matched) of each pattern of posts
+    matched: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     #: how many images the rows kept make (with a matrix: rows × combinations), counted
     #: before any is made; none is made when they are more than the caller allows
     count: int = 0
@@ -114,13 +116,16 @@ class RowImages:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a declaration's rows come from."""
+    """Where a declaration's rows come from: a data file, or one pattern of posts."""
 
     #: a data file, or the folder of a set of posts
     path: str
     #: the pattern of posts below `path`, from its first wildcard on (None: one data file)
     pattern: str | None = None
     at: str | None = None
+    #: where `rows` writes it, below `rows` (("files", 1): the second of a list of
+    #: patterns); not part of what it is, so two declarations share what it read
+    written_at: tuple[str | int, ...] = field(default=(), compare=False)
 
     @property
     def shown(self) -> str:
@@ -129,16 +134,17 @@ class Source:
         return self.pattern if self.path == "." else f"{self.path}/{self.pattern}"
 
 
-def source_of(rows: str | RowsDecl) -> Source:
-    """The source a `rows` value names; ExpansionError when it names none or two."""
+def sources_of(rows: str | RowsDecl) -> tuple[Source, ...]:
+    """The sources a `rows` value names: a data file, or each pattern of posts of
+    `files`; ExpansionError when it names none, or a file and posts."""
     if isinstance(rows, str):
-        return Source(rows)
+        return (Source(rows),)
     if (rows.file is None) == (rows.files is None):
         raise ExpansionError("rows", "takes either `file` (a data file) or `files` (posts)")
     if rows.file is not None:
         if rows.front_matter:
             raise ExpansionError("rows", "front_matter applies to `files`, one row per post")
-        return Source(rows.file, at=rows.at)
+        return (Source(rows.file, at=rows.at),)
     assert rows.files is not None
     if rows.front_matter is False:
         raise ExpansionError(
@@ -146,11 +152,27 @@ def source_of(rows: str | RowsDecl) -> Source:
         )
     if rows.at is not None:
         raise ExpansionError("rows", "`at` applies to a JSON `file`")
+    if isinstance(rows.files, str):
+        return (_pattern_source(rows.files, ()),)
+    found: dict[Source, int] = {}
+    for index, pattern in enumerate(rows.files):
+        source = _pattern_source(pattern, ("files", index))
+        if source in found:
+            raise ExpansionError(
+                "rows",
+                f"{pattern!r} is files.{found[source]} again: list each pattern once",
+                at=source.written_at,
+            )
+        found[source] = index
+    return tuple(found)
+
+
+def _pattern_source(pattern: str, written_at: tuple[str | int, ...]) -> Source:
     try:
-        folder, pattern = globs.split(rows.files)
+        folder, below = globs.split(pattern)
     except globs.GlobError as exc:
-        raise ExpansionError("rows", str(exc)) from None
-    return Source(folder or ".", pattern)
+        raise ExpansionError("rows", str(exc), at=written_at) from None
+    return Source(folder or ".", below, written_at=written_at)
 
 
 @dataclass
@@ -160,6 +182,8 @@ class Loaded:
     table: Table
     files: tuple[str, ...]
     problems: list[DataError]
+    #: a pattern's posts, as it reads them (none for a data file)
+    posts: tuple[Post, ...] = ()
 
 
 class Sources:
@@ -231,7 +255,7 @@ class Sources:
             raise ExpansionError("rows", f"file not found: {reading}{hint}") from None
         except (UserError, OSError) as exc:
             raise ExpansionError("rows", f"cannot read {reading}: {exc}") from None
-        return Loaded(posts(source.shown, parsed), tuple(names), problems)
+        return Loaded(posts(source.shown, parsed), tuple(names), problems, tuple(parsed))
 
     def _table(self, path: str, at: str | None) -> Table:
         if suffix_format(path) != "json":
@@ -297,28 +321,80 @@ class Sources:
 
 
 def images_from_rows(
-    base: str, decl: ImageDecl, source: Source, sources: Sources, *, budget: int | None = None
+    base: str,
+    decl: ImageDecl,
+    found: Sequence[Source],
+    sources: Sources,
+    *,
+    budget: int | None = None,
 ) -> RowImages:
-    """The images of declaration `base`, one per row of `source` (and combination of its
-    matrix), none where they are more than `budget`. ExpansionError for a problem of
-    the declaration, DataError for a data file that does not parse; the problems of
-    single rows and posts come back in `RowImages.problems`."""
-    loaded = sources.load(source)
+    """The images of declaration `base`, one per row of its sources `found` (a data
+    file, or each pattern of posts: `sources_of`), and combination of its matrix; none
+    where they are more than `budget`. ExpansionError for a problem of the declaration,
+    DataError for a data file that does not parse; the problems of single rows and
+    posts come back in `RowImages.problems`."""
+    each = [_loaded(source, sources) for source in found]
+    loaded = each[0] if len(each) == 1 else _together(found, each)
     rows = len(loaded.table.rows)
     if decl.where is None and decl.limit is not None:
         rows = min(rows, decl.limit + MAX_PROBLEMS)  # where `_kept` stops
     sources.go_through(rows, decl.where)
+    from_posts = found[0].pattern is not None
     try:
-        made = expand_rows(
-            base, decl, loaded.table, from_posts=source.pattern is not None, budget=budget
-        )
+        made = expand_rows(base, decl, loaded.table, from_posts=from_posts, budget=budget)
     except ExpansionError:
         if not loaded.problems:
             raise
         made = RowImages()  # the posts that do not parse first: their fields are missing
     made.problems[:0] = loaded.problems
     made.files = loaded.files
+    if from_posts:
+        made.matched = tuple(
+            (source.path, source.pattern or "", part.files)
+            for source, part in zip(found, each, strict=True)
+        )
     return made
+
+
+def _loaded(source: Source, sources: Sources) -> Loaded:
+    """`sources.load(source)`, its problems said where `rows` writes the source."""
+    try:
+        return sources.load(source)
+    except ExpansionError as exc:
+        if not source.written_at:
+            raise
+        raise ExpansionError(exc.key, str(exc), at=(*source.written_at, *exc.at)) from None
+
+
+def _together(found: Sequence[Source], each: Sequence[Loaded]) -> Loaded:
+    """The posts of several patterns as one table: each file once, as the first pattern
+    that matches it reads it (its slug may depend on where the pattern starts), in the
+    order of their paths; ExpansionError for more posts in all than one pattern may
+    match."""
+    from nebula_build.state import datafiles  # its limit, read when it applies
+
+    read: dict[str, Post] = {}
+    problems: dict[str, DataError] = {}
+    for part in each:
+        for post in part.posts:
+            read.setdefault(post.row.path, post)
+        for problem in part.problems:
+            problems.setdefault(problem.path, problem)
+    shown = " + ".join(source.shown for source in found)
+    if len(read) + len(problems) > datafiles.MAX_FOLDER_FILES:
+        raise ExpansionError(
+            "rows",
+            f"{shown} match more than {datafiles.MAX_FOLDER_FILES:,} posts in all",
+            at=("files",),
+        )
+    ordered = [read[path] for path in sorted(read)]
+    files = tuple(sorted({path for part in each for path in part.files}))
+    return Loaded(
+        posts(shown, ordered),
+        files,
+        [problems[path] for path in sorted(problems)],
+        tuple(ordered),
+    )
 
 
 @dataclass

@@ -687,7 +687,7 @@ class Watcher:
         data files the manifest names too, so that fixing one starts the next round."""
         from nebula_build.core.expand import ExpansionError
         from nebula_build.core.manifest import load
-        from nebula_build.core.rowimages import source_of
+        from nebula_build.core.rowimages import sources_of
 
         try:
             declared = load(self.project.manifest_path).model.images.values()
@@ -696,15 +696,16 @@ class Watcher:
         root = self.project.root
         for decl in declared:
             try:
-                source = source_of(decl.rows) if decl.rows is not None else None
+                found = sources_of(decl.rows) if decl.rows is not None else ()
             except ExpansionError:
                 continue
-            if source is not None and source.pattern is None:
-                self._reading({root / source.path} - self._paths)
-                self._paths.add(root / source.path)
-            elif source is not None and source.pattern is not None:
-                self._globs.add((root / source.path, source.pattern))
-                self._post_folders |= self._walked(source.path, source.pattern)
+            for source in found:
+                if source.pattern is None:
+                    self._reading({root / source.path} - self._paths)
+                    self._paths.add(root / source.path)
+                else:
+                    self._globs.add((root / source.path, source.pattern))
+                    self._post_folders |= self._walked(source.path, source.pattern)
 
     def _walked(self, folder: str, pattern: str) -> set[Path]:
         """The folders a pattern of posts walks now (as far as it gets: a round that

@@ -160,6 +160,7 @@ def test_an_editors_lock_link_beside_the_posts_starts_no_round(project, tmp_path
     [
         ("nodir/deeper/x.csv", "nodir/deeper/x.csv", "product[T-1]"),
         ({"files": "content/drafts/*.md"}, "content/drafts/a.md", "product[a]"),
+        ({"files": ["content/*.md", "content/drafts/*.md"]}, "content/drafts/a.md", "product[a]"),
     ],
 )
 def test_a_data_folder_made_after_watch_starts_is_watched(project, tmp_path, rows, made, name):
@@ -256,6 +257,57 @@ def test_posts_in_subfolders_are_watched_and_a_new_subfolder_starts_a_round(
         (root / "content/2027/spring/b.md").write_text("---\ntitle: B, edited\n---\n")
         await script.queue.put({root / "content/2027/spring/b.md"})
         assert (await script.next_round()).changed == ["cover[b]"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+HUGO = {
+    "cover": {
+        "rows": {"files": ["content/posts/*.md", "content/posts/*/index.md"]},
+        "prompt": "cover for {title}",
+        "output": "img/cover-{slug}.png",
+    }
+}
+
+
+def test_the_posts_of_every_pattern_are_watched(project, fake_site, tmp_path):
+    root = project(
+        {
+            "images.toml": fake_manifest(tmp_path / "log", HUGO),
+            "content/posts/a.md": "---\ntitle: A\n---\n",
+            "content/posts/b/index.md": "---\ntitle: B\n---\n",
+        }
+    )
+    posts = root / "content/posts"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        assert sorted((await script.next_round()).changed) == ["cover[a]", "cover[b]"]
+        assert {posts, posts / "b"} <= watcher.post_folders()
+        assert watcher.wants(posts / "new.md")  # the first pattern's
+        assert watcher.wants(posts / "b/index.md")  # the second's
+        assert not watcher.wants(posts / "b/photo.md")  # neither pattern's
+
+        (posts / "b/index.md").write_text("---\ntitle: B, edited\n---\n")
+        await script.queue.put({posts / "b/index.md"})
+        assert (await script.next_round()).changed == ["cover[b]"]
+
+        (posts / "c").mkdir()  # a new page bundle
+        (posts / "c/index.md").write_text("---\ntitle: C\n---\n")
+        assert watcher.wants(posts / "c")  # what watchfiles reports of it
+        await script.queue.put({posts / "c"})
+        assert (await script.next_round()).changed == ["cover[c]"]
+        assert posts / "c" in watcher.post_folders()
+
+        (posts / "a.md").unlink()  # the first pattern's post removed
+        await script.queue.put({posts / "a.md"})
+        await script.next_round()
+        assert not (root / "img/cover-a.png").exists()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
