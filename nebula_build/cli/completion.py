@@ -65,29 +65,43 @@ _nebula_build_quote() {
   printf '%s' "$text"
 }
 
-# the words before the one completed, in the caller's `words` (COMP_WORDS splits at =
-# and : too: the parts with no space between are one word), and -C DIR and -f FILE as
-# typed before the command, in its `manifest`, as options for `nebula-build list`
-_nebula_build_manifest() {
-  local line=${COMP_LINE:0:COMP_POINT} rest option value joined text quote opened i
-  words=()
-  for (( i = 0; i < COMP_CWORD; i++ )); do
+# the words of the line up to the one completed, as the command gets them, in the
+# caller's `words` (COMP_WORDS splits at COMP_WORDBREAKS, = and : among them: the parts
+# with no space between are one word); and in its `kept`, the part of the last word
+# that readline keeps: it completes only what follows the last of those, unquoted
+_nebula_build_words() {
+  local line=${COMP_LINE:0:COMP_POINT} rest part i
+  local breaks=${COMP_WORDBREAKS-@><=;|&(:}  # unset: readline keeps bash's own
+  breaks=${breaks//[\"\' $'\t\n']}
+  words=() kept=
+  for (( i = 0; i <= COMP_CWORD; i++ )); do
+    part=${COMP_WORDS[i]}
     rest=${line#"${line%%[![:space:]]*}"}
     if (( i > 0 && ${#rest} == ${#line} )); then
-      words[${#words[@]}-1]+=${COMP_WORDS[i]}
+      kept=${words[${#words[@]}-1]}
+      words[${#words[@]}-1]+=$part
     else
-      words+=("${COMP_WORDS[i]}")
+      kept= words+=("$part")
     fi
-    line=${rest:${#COMP_WORDS[i]}}
+    line=${rest:${#part}}
   done
+  # a word that ends in : or = is completed after it
+  [[ -n $part && -n $breaks && $part != *[!"$breaks"]* ]] && kept=${words[${#words[@]}-1]}
+}
+
+# -C DIR and -f FILE as typed before the command, in the caller's `manifest`, as options
+# for `nebula-build list`
+_nebula_build_manifest() {
+  local option value joined text quote opened i
   manifest=()
-  for (( i = 1; i < ${#words[@]}; i++ )); do
+  for (( i = 1; i < ${#words[@]} - 1; i++ )); do
     case ${words[i]} in
       -C|-f) option=${words[i]} value=${words[i+1]-} joined= && (( i += 1 )) ;;
       -C*|-f*) option=${words[i]:0:2} value=${words[i]} joined=1 ;;
       -*) continue ;;
       *) break ;;
     esac
+    (( i < ${#words[@]} - 1 )) || value=
     _nebula_build_dequote "$value" || return 1
     # -CDIR, -C=DIR: unquoted whole (a ~ after -C is no home), then the option taken off
     value=$text
@@ -96,45 +110,59 @@ _nebula_build_manifest() {
   done
 }
 
+# the names for the last of the caller's `words`, each as `kept` and what goes after it
 _nebula_build_images() {
-  local word=${COMP_WORDS[COMP_CWORD]} before=${COMP_WORDS[COMP_CWORD-1]}
-  local after_dashes= text quote opened name
-  local -a manifest words
+  local word=${words[${#words[@]}-1]} before=${words[${#words[@]}-2]}
+  local option= after_dashes= lead= text quote opened name typed
+  local -a manifest
   _nebula_build_manifest || return 0
-  _nebula_build_dequote "$word" || return 0
   # after -- or in --OPTION=NAME, a name that begins with '-' is not taken for an option
   # (a word -- itself: not "a -- b", nor --more=--)
-  [[ $before == = ]] && after_dashes=1
-  for name in "${words[@]:1}"; do [[ $name == -- ]] && after_dashes=1; done
+  [[ $word == --*=* && " IMAGE_OPTIONS " == *" ${word%%=*} "* ]] && option=${word%%=*}=
+  [[ -n $option ]] && after_dashes=1
+  for name in "${words[@]:1:${#words[@]}-2}"; do [[ $name == -- ]] && after_dashes=1; done
+  _nebula_build_dequote "${word#"$option"}" || return 0
+  typed=$text
+  if [[ -z $quote ]]; then  # readline replaces what follows `kept`: the rest of the name
+    if (( ${#kept} < ${#option} )); then
+      lead=${option:${#kept}}
+    else
+      _nebula_build_dequote "${kept#"$option"}" && opened=$text
+    fi
+  fi
   while IFS= read -r name; do
-    [[ $name == "$text"* ]] || continue
+    [[ $name == "$typed"* ]] || continue
     if [[ $name == -* && -z $after_dashes ]]; then
       # --OPTION -NAME would not do: only --OPTION=NAME says it
-      [[ -z $quote && " IMAGE_OPTIONS " != *" $before "* ]] || continue
+      [[ -z $quote$kept && " IMAGE_OPTIONS " != *" $before "* ]] || continue
       printf -- '-- %q\n' "$name"
     else
+      printf '%s' "$kept$lead"
       _nebula_build_quote "${name:${#opened}}" "$quote"
       echo
     fi
   done < <(LIST_IMAGES)
 }
 
-# shtab's function, and names for --OPTION=NAME (COMP_WORDS: --OPTION, =, NAME)
+# shtab's function, given the words as argparse reads them, and names for --OPTION=NAME
 _nebula_build() {
-  if [[ ${COMP_WORDS[COMP_CWORD]} == = &&
-        " IMAGE_OPTIONS " == *" ${COMP_WORDS[COMP_CWORD-1]} "* ]]; then
-    # --OPTION= with no NAME begun: the = is the word, and what follows it is empty
-    local -a COMP_WORDS=("${COMP_WORDS[@]}" '')
-    local COMP_CWORD=$(( COMP_CWORD + 1 ))
-  fi
-  if [[ ${COMP_WORDS[COMP_CWORD-1]} == = &&
-        " IMAGE_OPTIONS " == *" ${COMP_WORDS[COMP_CWORD-2]} "* ]]; then
-    local line
-    COMPREPLY=()
-    while IFS= read -r line; do COMPREPLY+=("$line"); done < <(_nebula_build_images)
+  local -a words argv
+  local kept word i
+  _nebula_build_words
+  COMPREPLY=()
+  word=${words[${#words[@]}-1]}
+  if [[ $word == --*=* && " IMAGE_OPTIONS " == *" ${word%%=*} "* ]]; then
+    while IFS= read -r word; do COMPREPLY+=("$word"); done < <(_nebula_build_images)
   else
+    for word in "${words[@]:0:${#words[@]}-1}"; do  # --OPTION=VALUE: two words
+      [[ $word == --*=* ]] && argv+=("${word%%=*}" "${word#*=}") || argv+=("$word")
+    done
+    local -a COMP_WORDS=("${argv[@]}" "${words[${#words[@]}-1]}")
+    local COMP_CWORD=${#argv[@]}
     _shtab_nebula_build "$@"
   fi
+  # readline replaces only what follows `kept`
+  for i in "${!COMPREPLY[@]}"; do COMPREPLY[i]=${COMPREPLY[i]#"$kept"}; done
 }
 """
 _ZSH_PREAMBLE = r"""

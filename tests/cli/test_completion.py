@@ -20,7 +20,7 @@ def _complete_in_bash(script, words, **run):
     program = (
         f"source {script}; COMP_WORDS=({' '.join(map(shlex.quote, words))}); "
         f"COMP_CWORD={len(words) - 1}; "
-        f'COMP_LINE="{line}"; COMP_POINT={len(line)}; _shtab_nebula_build; '
+        f'COMP_LINE="{line}"; COMP_POINT={len(line)}; _nebula_build; '
         'printf "%s\\n" "${COMPREPLY[@]}"'
     )
     done = subprocess.run(
@@ -209,6 +209,32 @@ def test_a_quote_opened_or_closed_inside_the_word_leaves_the_name_exact(
     line = _typed(run_cli, shell, f"nebula-build list {typed}\t", run, tmp_path)
     if shell == "bash" or line != f"nebula-build list {typed}":  # zsh completes none of some
         assert _entered(shell, line, run) == ["row[it's $(touch PWNED)]"], line
+    assert not (root / "PWNED").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_name_with_a_colon_or_an_equals_sign_completes_past_it(run_cli, named, tmp_path, shell):
+    """Bash splits a word at the : and = of COMP_WORDBREAKS and readline completes only
+    what follows the last one: the rest of the name goes in, and nothing typed runs.
+    (`\\[`, as zsh takes a bare `[` for a subscript or a glob.)"""
+    root, run = named
+    rows = "sku,name\nwa:ter,a\ngr:ass,b\ngr:avel,c\nk=v,d\nx:$(touch PWNED),e\n"
+    (root / "rows.csv").write_text(rows)
+    for typed, completed in (
+        ("history row\\[wa:", "history row\\[wa:ter\\] "),
+        ("history row\\[wa:t", "history row\\[wa:ter\\] "),
+        ("history row\\[gr:", "history row\\[gr:a"),  # two names: their common part
+        ("history row\\[gr:av", "history row\\[gr:avel\\] "),
+        ("history row\\[k=", "history row\\[k=v\\] "),
+        ("apply --target=row\\[wa:", "apply --target=row\\[wa:ter\\] "),
+        ("apply --target row\\[k=", "apply --target row\\[k=v\\] "),
+        ("history row\\[x:", "history row\\[x:\\$\\(touch\\ PWNED\\)\\] "),
+    ):
+        line = _typed(run_cli, shell, f"nebula-build {typed}\t", run, tmp_path)
+        assert line == f"nebula-build {completed}", typed
+    for typed in ("row\\[x:", "row'[x:'", "'row[x:"):
+        line = _typed(run_cli, shell, f"nebula-build list {typed}\t", run, tmp_path)
+        assert _entered(shell, line, run) == ["row[x:$(touch PWNED)]"], line
     assert not (root / "PWNED").exists()
 
 
