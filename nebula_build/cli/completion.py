@@ -278,16 +278,29 @@ _BASH_OPTIONS_OR_DASHED = f"""\
 
 
 def _zsh_values_joined(script: str, parser: argparse.ArgumentParser) -> str:
-    """Specs that let _arguments read `-CDIR`, `-fFILE`, `--target=NAME` and `--` as
-    argparse does (shtab's say only `-C DIR`, `--target NAME`, and take `--` for an
-    argument): what comes after them completes."""
+    """Specs that let _arguments read `-CDIR`, `-fFILE`, `--target=NAME`,
+    `--lock-timeout=S` and `--` as argparse does (shtab's say only `-C DIR`,
+    `--target NAME`, and take `--` for an argument): what comes after them completes."""
     script = script.replace("_arguments -C -s ", "_arguments -S -C -s ")  # -- as argparse
     for option in ("-C", "-f"):
         script = script.replace(f'"{option}[', f'"{option}+[')
-    for action in image_arguments(parser):
-        for option in action.option_strings:
-            script = script.replace(f'"*{option}[', f'"*{option}=[')
+    for option in _long_options_with_values(parser):
+        script = script.replace(f'"{option}[', f'"{option}=[')
+        script = script.replace(f'"*{option}[', f'"*{option}=[')
     return script
+
+
+def _long_options_with_values(parser: argparse.ArgumentParser) -> set[str]:
+    parsers = [parser, *_subcommands(parser).values()]
+    parsers += [sub for command in parsers[1:] for sub in _subcommands(command).values()]
+    return {
+        option
+        for command in parsers
+        for action in command._actions
+        if action.nargs != 0
+        for option in action.option_strings
+        if option.startswith("--")
+    }
 
 
 def _functions(shell: str, parser: argparse.ArgumentParser) -> str:

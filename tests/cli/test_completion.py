@@ -238,6 +238,18 @@ def test_a_name_with_a_colon_or_an_equals_sign_completes_past_it(run_cli, named,
     assert not (root / "PWNED").exists()
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+def test_an_option_and_its_value_in_one_word_leave_the_name_after_them(
+    run_cli, named, tmp_path, shell
+):
+    """`--lock-timeout=5` is one option with its value, as argparse reads it: the word
+    after it is the image's name, not the draw's number."""
+    _, run = named
+    for typed in ("pick --lock-timeout=5", "history --json"):
+        line = _typed(run_cli, shell, f"nebula-build {typed} po\t", run, tmp_path)
+        assert line == f"nebula-build {typed} potion ", typed
+
+
 @pytest.fixture
 def other(tmp_path):
     """A second project next to `named`'s, with an image whose name begins with '-'."""
