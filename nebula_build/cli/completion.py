@@ -201,7 +201,11 @@ _nebula_build_images() {
     (( $#dashed )) && [[ -z $compstate[quote] && " IMAGE_OPTIONS " != *" $words[CURRENT-1] "* ]] &&
       compadd -P '-- ' -a dashed
   fi
-  compadd -a names
+  # a word that ends in a quote: zsh puts the name before that quote, and its space
+  # too (inside the quote, in the name); without one, the cursor goes after the quote
+  local -a no_space
+  [[ -n $QISUFFIX ]] && no_space=(-S '')
+  compadd "${no_space[@]}" -a names
 }
 """
 _FISH_FUNCTION = r"""

@@ -213,6 +213,24 @@ def test_a_quote_opened_or_closed_inside_the_word_leaves_the_name_exact(
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("typed", ["'row[it'\\''", "'po'", '"po"', "'row[it'\\''s $'"])
+def test_a_name_completed_in_a_word_that_ends_in_a_quote_leaves_no_space_inside_it(
+    run_cli, named, tmp_path, shell, typed
+):
+    """zsh takes a word's last quote for the one that closes the name's quote (the one
+    `'\\''` reopens too), and put the space it adds before it: in the name, at its end.
+    No space goes in now, and the cursor goes after the quote."""
+    root, run = named
+    (root / "rows.csv").write_text("sku,name\nit's $(touch PWNED),tea\n")
+    line = _typed(run_cli, shell, f"nebula-build list {typed}\t", run, tmp_path)
+    assert line != f"nebula-build list {typed}"
+    assert not line.endswith(" '") and not line.endswith(' "'), line
+    name = "potion" if "po" in typed else "row[it's $(touch PWNED)]"
+    assert _entered(shell, line, run) == [name], line
+    assert not (root / "PWNED").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_a_name_with_a_colon_or_an_equals_sign_completes_past_it(run_cli, named, tmp_path, shell):
     """Bash splits a word at the : and = of COMP_WORDBREAKS and readline completes only
     what follows the last one: the rest of the name goes in, and nothing typed runs.
