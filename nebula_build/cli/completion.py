@@ -210,9 +210,8 @@ _nebula_build_images() {
 """
 _FISH_FUNCTION = r"""
 # the images of the manifest that -C DIR and -f FILE typed before the command name
-# (tokens unquoted, never run: none for $… and (…)); a name that begins with '-'
-# after -- or as --OPTION=NAME, else the CLI takes it for an option
-function _nebula_build_images
+# (tokens unquoted, never run: none for $… and (…))
+function _nebula_build_names
     set -l manifest
     set -l typed (commandline -opc)
     set -e typed[1]
@@ -230,11 +229,36 @@ function _nebula_build_images
         set -e typed[1]
     end
     string match -qr '[$(]' -- $manifest; and return
-    set -l names (LIST_IMAGES)
-    if not contains -- -- (commandline -opc); and not string match -q -- '--*=*' (commandline -ct)
-        set names (string match -v -- '-*' $names)
+    LIST_IMAGES
+end
+
+# whether a name that begins with '-' goes in as it is: after -- or as --OPTION=NAME,
+# else the CLI takes it for an option. (fish escapes the space of `-- NAME`: that is
+# one argument, and no name)
+function _nebula_build_dashed_as_they_are
+    contains -- -- (commandline -opc); or string match -q -- '--*=*' (commandline -ct)
+end
+
+# the names an option's value or an argument can be; with `--`, where an argument goes,
+# the -- to type before a name that begins with '-'
+function _nebula_build_images
+    set -l names (_nebula_build_names)
+    if _nebula_build_dashed_as_they_are
+        string join \n -- $names
+        return
     end
-    string join \n -- $names
+    string match -v -- '-*' $names
+    if contains -- -- $argv; and string match -q -- '-*' (commandline -ct)
+        string match -q -- '-*' $names; and printf '%s\t%s\n' -- 'before a name that begins with -'
+    end
+end
+
+# where an option goes: --OPTION=NAME for the names that begin with '-'
+function _nebula_build_dashed
+    string match -q -- '-*' (commandline -ct); or return
+    _nebula_build_dashed_as_they_are; and return
+    set -l dashed (string match -- '-*' (_nebula_build_names))
+    set -q dashed[1]; and string join \n -- $argv[1]=$dashed
 end
 """
 #: the arguments that take an image's name (in every command that has them)
@@ -386,8 +410,18 @@ def fish_script(parser: argparse.ArgumentParser) -> str:
     for name, command in commands.items():
         seen = f"__fish_seen_subcommand_from {name}"
         lines += _option_lines(command, seen, images)
+        # fish offers these for a word that begins with '-' after an option that
+        # requires a value too: not there
+        values = " ".join(
+            o for a in command._actions if a.nargs not in (0, "?", "*") for o in a.option_strings
+        )
+        seen_here = f"{seen}; and not __fish_prev_arg_in {values}" if values else seen
         if any(a in images and not a.option_strings for a in command._actions):
-            lines.append(f"complete -c {prog} -n '{seen}' -a '({_IMAGES_FUNCTION})'")
+            lines.append(f"complete -c {prog} -n '{seen_here}' -a '({_IMAGES_FUNCTION} --)'")
+        options = [o for a in command._actions if a in images for o in a.option_strings]
+        if options:  # --target=-NAME, where `-NAME` is typed
+            dashed = f"(_nebula_build_dashed {options[0]})"
+            lines.append(f"complete -c {prog} -n '{seen_here}' -a '{dashed}'")
         for sub, subparser in _subcommands(command).items():
             lines.append(f"complete -c {prog} -n '__fish_seen_subcommand_from {name}' -a {sub}")
             lines += _option_lines(subparser, f"__fish_seen_subcommand_from {sub}")

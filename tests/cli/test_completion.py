@@ -135,7 +135,8 @@ def test_zsh_offers_image_names_as_they_are_and_never_runs_them(run_cli, named):
 def test_fish_and_zsh_complete_image_names_too(run_cli):
     fish = run_cli("completion", "fish").out
     assert "-n '__fish_seen_subcommand_from apply' -l target -x -a '(_nebula_build_images)'" in fish
-    assert "-n '__fish_seen_subcommand_from pick' -a '(_nebula_build_images)'" in fish
+    pick = "-n '__fish_seen_subcommand_from pick; and not __fish_prev_arg_in --lock-timeout'"
+    assert f"{pick} -a '(_nebula_build_images --)'" in fish
     assert "nebula-build $manifest list 2>/dev/null" in fish
     assert "nebula-build $manifest list 2>/dev/null" in run_cli("completion", "zsh").out
 
@@ -304,6 +305,30 @@ def test_a_name_that_begins_with_a_dash_is_completed_where_the_cli_takes_it(
     line = _typed(run_cli, shell, "nebula-build plan --target=-d\t", run, tmp_path)
     assert line == "nebula-build plan --target=-dash "
     assert "Plan: 1 to generate, 0 to delete." in _entered(shell, line, run)
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="needs fish")
+def test_fish_offers_a_name_that_begins_with_a_dash_in_the_forms_it_can_insert(
+    run_cli, named, other, tmp_path
+):
+    """fish escapes the space of `-- NAME` (one argument, no name): where an option goes
+    it offers `--target=NAME`, and where a name goes, the `--` to type before it."""
+    _, run = named
+    run = {**run, "cwd": other}
+    for typed in ("status -d", "plan -d", "plan --target=elixir -d"):
+        line = _typed(run_cli, "fish", f"nebula-build {typed}\t", run, tmp_path)
+        assert line == f"nebula-build {typed.rpartition(' ')[0]} --target=-dash ", typed
+    assert "Plan: 2 to generate, 0 to delete." in _entered("fish", line, run)
+    for typed, offered in (
+        ("pick -", "--\tbefore a name that begins with -"),
+        ("list --", "--\tbefore a name that begins with -"),
+        ("history -- -", "-dash"),
+    ):
+        program = f"source {tmp_path / 'nebula-build.fish'}; complete -C 'nebula-build {typed}'"
+        done = subprocess.run(
+            ["fish", "-c", program], check=True, capture_output=True, text=True, **run
+        )
+        assert offered in done.stdout.splitlines(), (typed, done.stdout)
 
 
 @pytest.mark.parametrize("shell", SHELLS)
