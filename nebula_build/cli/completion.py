@@ -49,20 +49,21 @@ _nebula_build_dequote() {
   done
 }
 
-# a name written to go on after the quote the word is open in ('…', "…" or none);
-# replaced whole, not a character at a time: a project may have thousands of names
+# a line: the text `kept` ($3), then a name written to go on after the quote the word
+# is open in ('…', "…" or none); replaced whole, not a character at a time, in one
+# printf: a project may have thousands of names
 _nebula_build_quote() {
-  local name=$1 quote=$2 text
+  local name=$1 quote=$2 kept=$3 text
   case $quote in
     "'") text=${name//"'"/"'\''"} ;;
     '"')
       text=${name//\\/\\\\} text=${text//\$/\\\$} text=${text//\`/\\\`}
       text=${text//\"/\\\"} text=${text//!/\"\'!\'\"} ;;
-    *) printf '%q' "$name"; return ;;
+    *) printf '%s%q\n' "$kept" "$name"; return ;;
   esac
   # readline takes a match that begins with the quote for the word's own, in its place
   [[ $text == "$quote"* ]] && text=$quote$text
-  printf '%s' "$text"
+  printf '%s%s\n' "$kept" "$text"
 }
 
 # the words of the line up to the one completed, as the command gets them, in the
@@ -137,9 +138,7 @@ _nebula_build_images() {
       [[ -z $quote$kept && " IMAGE_OPTIONS " != *" $before "* ]] || continue
       printf -- '-- %q\n' "$name"
     else
-      printf '%s' "$kept$lead"
-      _nebula_build_quote "${name:${#opened}}" "$quote"
-      echo
+      _nebula_build_quote "${name:${#opened}}" "$quote" "$kept$lead"
     fi
   done < <(LIST_IMAGES)
 }
@@ -147,7 +146,7 @@ _nebula_build_images() {
 # shtab's function, given the words as argparse reads them, and names for --OPTION=NAME
 _nebula_build() {
   local -a words argv
-  local kept word i
+  local kept word
   _nebula_build_words
   COMPREPLY=()
   word=${words[${#words[@]}-1]}
@@ -162,7 +161,8 @@ _nebula_build() {
     _shtab_nebula_build "$@"
   fi
   # readline replaces only what follows `kept`
-  for i in "${!COMPREPLY[@]}"; do COMPREPLY[i]=${COMPREPLY[i]#"$kept"}; done
+  [[ -n $kept ]] && COMPREPLY=("${COMPREPLY[@]#"$kept"}")
+  return 0
 }
 """
 _ZSH_PREAMBLE = r"""
