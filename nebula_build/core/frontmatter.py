@@ -1,7 +1,8 @@
 """One row per post: a Markdown file's front matter, its `slug`, `path` and `excerpt`.
 
 Front matter is YAML between `---` lines (read with PyYAML's safe loader: plain
-values only, never an object of any class) or TOML between `+++` lines. `slug`
+values only, never an object of any class) or TOML between `+++` lines; front
+matter in another language (Hugo's JSON, Eleventy's `---json`) is refused. `slug`
 is the file's name without its suffix (its folder's name for a page bundle's
 `index.md` or `_index.md`) and `excerpt` the first paragraph of the
 text, unless the front matter sets them; `path` is always the file's path in the
@@ -29,6 +30,9 @@ BUNDLE_FILES = frozenset({"index", "_index"})
 #: characters of a number in YAML front matter (`_yaml_loader`)
 MAX_NUMBER = 4_300
 _FENCES = {"---": "yaml", "+++": "toml"}
+#: the first line of front matter in a language not read: Hugo's JSON (`{` and a
+#: key, or `{` alone) and Eleventy's `---json` or `---js`
+_OTHER_FRONT_MATTER = re.compile(r'\{\s*(?:"|\}|$)|---[A-Za-z][\w-]*$')
 _EMPHASIS = frozenset("*_`")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 
@@ -86,6 +90,15 @@ def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
         raw = _load(path, _FENCES[fence], "\n".join(front))
         fields = {str(key): normal(value) for key, value in raw.items()}
         body_start = end + 1
+    elif _OTHER_FRONT_MATTER.match(fence):  # else its fields would be the post's text
+        opened_by = fence if fence.startswith("---") else "{"
+        raise DataError(
+            path,
+            f"the front matter opened by {opened_by!r} is not YAML or TOML, the two "
+            "nebula-build reads: write it as YAML between '---' lines or as TOML between "
+            "'+++' lines",
+            1,
+        )
     slug_given = "slug" in fields
     fields.setdefault("slug", slug_of(path, base))
     read = sum(len(line) + 1 for line in lines[:body_start])

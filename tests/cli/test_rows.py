@@ -556,6 +556,61 @@ def test_a_toml_front_matter_error_points_at_its_line_and_column(project, run_cl
     assert "(at line" not in err
 
 
+@pytest.mark.parametrize(
+    ("post", "opened_by"),
+    [
+        ('{\n  "title": "Hugo",\n  "scene": "a kite"\n}\n\nThe text.\n', "{"),  # Hugo's
+        ('{"title": "One line", "scene": "a kite"}\nThe text.\n', "{"),
+        ('---json\n{\n  "title": "Eleventy"\n}\n---\nThe text.\n', "---json"),
+        ("---js\n{ title: 'Eleventy' }\n---\nThe text.\n", "---js"),
+    ],
+)
+def test_front_matter_in_another_language_is_one_line_not_the_posts_text(
+    project, run_cli, post, opened_by
+):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "{excerpt}, editorial photo",
+            "output": "img/{slug}.png",
+        }
+    }
+    root = project({"images.toml": nebula_manifest(images), "posts/a.md": post})
+    code, out, err = run_cli("plan")
+    # it had been the post's text: the JSON was the excerpt, so the prompt to pay for
+    assert code == 1, out
+    assert err == (
+        f"error: posts/a.md:1: images.cover: the front matter opened by {opened_by!r} is "
+        "not YAML or TOML, the two nebula-build reads: write it as YAML between '---' "
+        "lines or as TOML between '+++' lines\n"
+    )
+    assert not (root / "images.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{{< figure src="a.png" >}}\nThe text.\n',  # a shortcode, no front matter
+        "{% include note.html %}\nThe text.\n",
+        "{/* an MDX comment */}\nThe text.\n",
+        "---\ntitle: A\n---\nThe text.\n\n{\n",
+        "----\n\nThe text.\n",
+    ],
+)
+def test_a_post_that_only_starts_like_other_front_matter_is_read_as_before(project, run_cli, text):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "cover: {excerpt}",
+            "output": "img/{slug}.png",
+        }
+    }
+    project({"images.toml": nebula_manifest(images), "posts/a.md": text})
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert json.loads(out)["actions"][0]["prompt"].endswith("The text.")
+
+
 def test_posts_saved_with_windows_line_endings_change_no_image(project, run_cli, nebula_server):
     images = {
         "cover": {
