@@ -447,7 +447,7 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
     )
     if matrix:
         check_output_axes(decl.output, matrix)
-    condition = _condition(decl, table, columns) if decl.where is not None else None
+    condition = _condition(decl, table, columns, from_posts) if decl.where is not None else None
     used = {id_column}
     for template in templates.values():
         used.update(placeholders(template))
@@ -567,7 +567,7 @@ def _suggested(column: str) -> str:
     return name if name.isidentifier() else f"column_{name}".rstrip("_")
 
 
-def _condition(decl: ImageDecl, table: Table, columns: Columns) -> filters.Node:
+def _condition(decl: ImageDecl, table: Table, columns: Columns, from_posts: bool) -> filters.Node:
     """The declaration's `where`, parsed and checked against the names it may read."""
     assert decl.where is not None
     try:
@@ -582,7 +582,13 @@ def _condition(decl: ImageDecl, table: Table, columns: Columns) -> filters.Node:
             "makes every combination of the matrix (declare the values you want)",
         )
     if unknown:
-        raise ExpansionError("where", no_column(table, unknown[0], columns.names))
+        message = no_column(table, unknown[0], columns.names)
+        if from_posts:  # `not draft` once the last draft is published
+            message += (
+                "; for a field only some posts set, give it a default: "
+                f"rows = {{ …, defaults = {{ {unknown[0]} = false }} }}"
+            )
+        raise ExpansionError("where", message)
     work = filters.comparisons(condition) * len(table.rows)
     if work > filters.MAX_WORK:
         raise ExpansionError(

@@ -411,6 +411,40 @@ def test_a_post_without_a_title_names_the_post(project, run_cli):
     assert "posts/d.md:1: images.cover: the front matter opened by '---' is never closed" in err
 
 
+def test_publishing_the_last_draft_says_how_to_keep_where_not_draft(project, run_cli):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "where": "not draft",
+            "prompt": "cover for {title}",
+            "output": "img/{slug}.png",
+        }
+    }
+    root = project(
+        {
+            "images.toml": nebula_manifest(images),
+            "posts/a.md": "---\ntitle: A\ndate: 2026-01-02\n---\nx\n",
+            "posts/b.md": "---\ntitle: B\ndraft: true\n---\nx\n",
+        }
+    )
+    assert run_cli("plan").code == 0
+    (root / "posts/b.md").write_text("---\ntitle: B\n---\nx\n")  # published
+    code, _, err = run_cli("plan")
+    assert code == 1
+    # it had said only "did you mean 'date'?"
+    assert err == (
+        "error: images.toml:15:1: images.cover.where: posts/*.md has no column 'draft' "
+        "(did you mean 'date'? columns: title, date, slug, excerpt, path); for a field "
+        "only some posts set, give it a default: rows = { …, defaults = { draft = false } }\n"
+    )
+    text = (root / "images.toml").read_text()
+    old = 'files = "posts/*.md"'
+    (root / "images.toml").write_text(text.replace(old, f"{old}, defaults = {{ draft = false }}"))
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert [a["image"] for a in json.loads(out)["actions"]] == ["cover[a]", "cover[b]"]
+
+
 def test_a_source_many_declarations_read_is_parsed_once(project, run_cli, monkeypatch):
     """Each declaration parsed its rows again: 20 declarations of one 23 MB JSON file
     took 10 s, and a manifest of thousands (each `limit = 1`) would have held CI for
