@@ -124,10 +124,14 @@ def cmd_history(ctx: Context) -> int:
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
         return ExitCode.OK
     earlier = len(listed) - 1
-    ctx.print(
-        f"{name} ({entry.output}): {plural(earlier, 'earlier generation')}, the last one "
-        "replaced first" + (" · pinned to an earlier one" if entry.pin is not None else "")
+    listing = (
+        f"{plural(earlier, 'earlier generation')}, the last one replaced first"
+        if earlier
+        else "no earlier generation yet (an apply that replaces the output keeps the one it "
+        "replaced here)"
     )
+    pinned = " · pinned to an earlier one" if entry.pin is not None else ""
+    ctx.print(f"{name} ({entry.output}): {listing}{pinned}")
     for row in listed:
         label = "now" if row.index == 0 else f"@{row.index}"
         # when it was made, which a generation back from the cache keeps

@@ -408,6 +408,19 @@ def test_history_says_how_to_read_it_and_bring_one_back(project, run_cli):
     ]
 
 
+def test_history_of_a_first_generation_says_there_is_none_earlier_yet(project, run_cli):
+    project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    code, out, err = run_cli("history", "hero")
+    assert code == 0, err
+    # it had said "0 earlier generations, the last one replaced first"
+    assert out.splitlines()[0] == (
+        "hero (hero.png): no earlier generation yet (an apply that replaces the output "
+        "keeps the one it replaced here)"
+    )
+    assert len(out.splitlines()) == 2 and out.splitlines()[1].startswith("  now  made ")
+
+
 def test_the_gallery_shows_the_pinned_output_before_the_draws_of_the_set(project, run_cli):
     root = _pinned_draw_two(project, run_cli)
     assert run_cli("pick", "hero", "@1", "--pin").code == 0
