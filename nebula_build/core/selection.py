@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable, Mapping
 from functools import cached_property
 
 from nebula_build.core.manifest import shown
-from nebula_build.errors import UserError, did_you_mean
+from nebula_build.errors import UserError, did_you_mean, suggestion
 from nebula_build.text import plural
 
 Parts = tuple[str, ...]
@@ -86,9 +86,15 @@ class Selection:
                 f"unknown {'image' if len(unknown) == 1 else 'images'}: "
                 f"{', '.join(map(shown, unknown[:LISTED]))}"
                 f"{f', … ({len(unknown) - LISTED:,} more)' if len(unknown) > LISTED else ''} "
-                f"(known: {known_names(self._known)})"
+                f"(known: {known_names(self._known)}){self._suggestion(unknown)}"
             )
         return chosen
+
+    def _suggestion(self, unknown: list[str]) -> str:
+        """`; did you mean 'hero'?` for one mistyped name among a few known ones."""
+        if len(unknown) != 1 or len(self._known) > SUGGEST_AMONG:
+            return ""
+        return suggestion(unknown[0], self._known)
 
 
 class _Index:

@@ -196,3 +196,17 @@ def test_an_unknown_name_lists_a_few_known_ones(project, run_cli):
     assert len(err) < 30 * 1000, len(err)  # each line about 400 bytes: not 4,000 names
     assert "unknown image: nope0 (known: m[a,v0], m[a,v1], m[a,v2], " in err
     assert ", … (3,980 more))" in err
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "status", "gallery", "list"])
+def test_a_mistyped_target_says_which_name_was_meant(project, run_cli, command):
+    images = {name: {"prompt": name, "output": f"{name}.png"} for name in ("hero", "icon")}
+    project({"images.toml": preview(images)})
+    option = [] if command == "list" else ["--target"]
+    # it had listed the known names without pointing at the one meant, as `pick` does
+    assert refused(run_cli, command, *option, "herp") == (
+        "error: unknown image: herp (known: hero, icon); did you mean 'hero'?\n"
+    )
+    assert refused(run_cli, command, *option, "zzz") == (
+        "error: unknown image: zzz (known: hero, icon)\n"
+    )
