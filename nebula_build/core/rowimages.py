@@ -443,7 +443,12 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
     if matrix:
         _check_matrix(matrix, table, columns, templates)
     _check_templates(
-        templates, table, columns, [*matrix, "index"] if matrix else [], decl.where or ""
+        templates,
+        table,
+        columns,
+        [*matrix, "index"] if matrix else [],
+        decl.where or "",
+        no_posts=from_posts and not table.rows,
     )
     if matrix:
         check_output_axes(decl.output, matrix)
@@ -509,11 +514,18 @@ def _check_matrix(
 
 
 def _check_templates(
-    templates: dict[str, str], table: Table, columns: Columns, matrix: list[str], where: str
+    templates: dict[str, str],
+    table: Table,
+    columns: Columns,
+    matrix: list[str],
+    where: str,
+    *,
+    no_posts: bool = False,
 ) -> None:
     """ExpansionError for a template that uses a name the declaration does not know
     (`matrix`: the matrix's keys and `index`, beside rows), or for the default whose
-    key misspells it."""
+    key misspells it. `no_posts`: a pattern of posts that matches none yet, whose
+    front matter would have given fields."""
     placeholder_names = [name for name in columns.names if name.isidentifier()]
     placeholder_names += matrix
     reads: dict[str, list[str]] = {}
@@ -544,6 +556,8 @@ def _check_templates(
         problem = check_template(template, placeholder_names)
         if problem is not None:
             has = f"{table.path} and the matrix have:" if matrix else f"{table.path} has:"
+            if no_posts:  # a new site's empty posts folder: the first post gives the fields
+                has = f"{table.path} matches no post yet, whose front matter gives fields; known:"
             raise ExpansionError(key, problem.replace("known:", has))
 
 

@@ -1180,3 +1180,26 @@ def test_what_only_finished_declarations_read_is_let_go(project, run_cli, monkey
     )
     assert run_cli("plan").code == 0
     assert held == [("data/b.json", ["data/products.csv"], []), ("data/products.csv", [], [])]
+
+
+def test_a_pattern_that_matches_no_post_yet_says_so(project, run_cli):
+    images = {
+        "cover": {
+            "rows": {"files": "content/posts/*.md"},
+            "prompt": "{scene}, editorial photo",
+            "output": "img/{slug}.png",
+        }
+    }
+    root = project({"images.toml": nebula_manifest(images), "content/posts/.keep": ""})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    # it had said the folder "has" {slug}, {path} and {excerpt}, as if the posts lacked it
+    assert err == (
+        "error: images.toml:15:1: images.cover.prompt: unknown placeholder {scene} "
+        "(content/posts/*.md matches no post yet, whose front matter gives fields; known: "
+        "{slug}, {path}, {excerpt})\n"
+    )
+    (root / "content/posts/first.md").write_text("---\nscene: a kite\n---\nx\n")
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert [a["image"] for a in json.loads(out)["actions"]] == ["cover[first]"]
