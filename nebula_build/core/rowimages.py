@@ -777,9 +777,20 @@ def _values(plan: _Plan, row: Row, seen: Mapping[str, Value]) -> dict[str, str]:
         if text is None or (not text.strip() and not plan.columns.optional(name)):
             state = "is empty" if plan.columns.source(name) in row.values else "is missing"
             message = f"column {plan.columns.described(name)} {state} (the image uses it)"
+            if state == "is missing" and _is_section_page(row.path):
+                message += (
+                    "; a section's _index.md is no post: `[!_]*.md` in place of `*.md` "
+                    "in the pattern leaves it out"
+                )
             raise _fail(plan, row, name, message)
         values[name] = text
     return values
+
+
+def _is_section_page(path: str) -> bool:
+    """Hugo's list page of a section (`content/posts/_index.md`), which `*.md` matches
+    beside the posts: the first plan of a Hugo site meets it."""
+    return path.rpartition("/")[2].rsplit(".", 1)[0] == "_index"
 
 
 def _duplicate(plan: _Plan, row_id: str, earlier: Row, row: Row) -> str:

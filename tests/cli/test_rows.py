@@ -1203,3 +1203,34 @@ def test_a_pattern_that_matches_no_post_yet_says_so(project, run_cli):
     code, out, err = run_cli("plan", "--json")
     assert code == 0, err
     assert [a["image"] for a in json.loads(out)["actions"]] == ["cover[first]"]
+
+
+def test_hugos_section_page_says_how_to_leave_it_out(project, run_cli):
+    images = {
+        "cover": {
+            "rows": {"files": ["content/posts/*.md", "content/posts/*/index.md"]},
+            "prompt": "{scene}, editorial photo",
+            "output": "img/{slug}.png",
+        }
+    }
+    root = project(
+        {
+            "images.toml": nebula_manifest(images),
+            "content/posts/_index.md": "---\ntitle: Posts\n---\n",
+            "content/posts/spring.md": "---\nscene: blossoms\n---\nx\n",
+            "content/posts/kite/index.md": "---\nscene: a kite\n---\nx\n",
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    # it had said only that the column is missing
+    assert err == (
+        "error: content/posts/_index.md:1: images.cover: column 'scene' is missing (the "
+        "image uses it); a section's _index.md is no post: `[!_]*.md` in place of `*.md` "
+        "in the pattern leaves it out\n"
+    )
+    text = (root / "images.toml").read_text()
+    (root / "images.toml").write_text(text.replace("content/posts/*.md", "content/posts/[!_]*.md"))
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert [a["image"] for a in json.loads(out)["actions"]] == ["cover[kite]", "cover[spring]"]
