@@ -264,12 +264,24 @@ class _Context:
     wrote_before: WroteBefore = lambda path, digest: False
     held_by: HeldBy = lambda path, image: None
     recorded_for: RecordedFor = lambda path, digest, image: None
+    #: the paths of `left` by the digest the lock records there
+    left_by_digest: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def earlier_output(self, path: str, digest: str, image: str) -> bool:
         """Whether the file at `path` holds bytes nebula-build wrote there for an earlier
         spec, and not another image's file the lock still records (two images swapping
         outputs: taking it would lose that image's file)."""
         return self.wrote_before(path, digest) and self.recorded_for(path, digest, image) is None
+
+    def moved_here(self, path: str, digest: str) -> bool:
+        """Whether the file at `path` is the file of an image no longer declared, moved
+        here by hand (a Hugo page bundle's folder renamed, its cover inside): the bytes
+        nebula-build wrote at the path the lock records, where they are no more. A copy
+        leaves them there, and stays a hand edit."""
+        return any(
+            old != path and self.wrote_before(old, digest) and self.digest_of(old) is None
+            for old in self.left_by_digest.get(digest, ())
+        )
 
 
 def _recorder(lock: Mapping[str, LockEntry]) -> RecordedFor:
@@ -478,7 +490,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
         recorded = _recorded(entry, path) or ctx.left.get(path, ("", None))[1]
         if current is None or current == recorded or current == known.get(path):
             continue
-        if ctx.earlier_output(path, current, spec.name):
+        if ctx.earlier_output(path, current, spec.name) or ctx.moved_here(path, current):
             continue
         moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
         if path == spec.output and moved:
@@ -601,6 +613,7 @@ def make_plan(
         wrote_before,
         _holder(specs, lock, digest_of),
         _recorder(lock),
+        _by_digest(left),
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [
@@ -633,6 +646,13 @@ def make_plan(
         for name in removed
     ]
     return Plan(tuple(_with_removals(action, ctx) for action in actions))
+
+
+def _by_digest(left: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    paths: dict[str, list[str]] = {}
+    for path, (_, digest) in left.items():
+        paths.setdefault(digest, []).append(path)
+    return {digest: tuple(found) for digest, found in paths.items()}
 
 
 def _renamed_rows(

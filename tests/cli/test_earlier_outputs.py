@@ -92,3 +92,58 @@ def test_two_images_swapping_outputs_lose_neither_file(project, run_cli):
     assert "the file in the way is card's output: move one image at a time" in out
     assert run_cli("apply").code == 1
     assert digests(root) == before
+
+
+BUNDLES = """\
+version = 1
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+[images.cover]
+rows = { files = "content/posts/*/index.md" }
+prompt = "{scene}, editorial photo"
+output = "content/posts/{slug}/cover.webp"
+widths = [32]
+"""
+
+
+def _bundles(project, run_cli):
+    root = project(
+        {
+            "images.toml": BUNDLES,
+            "content/posts/sea/index.md": "---\nscene: the sea\n---\nx\n",
+            "content/posts/kite/index.md": "---\nscene: a kite\n---\nx\n",
+        }
+    )
+    assert run_cli("apply").code == 0
+    return root
+
+
+def test_a_page_bundle_renamed_with_its_cover_inside_takes_no_force(project, run_cli):
+    root = _bundles(project, run_cli)
+    posts = root / "content/posts"
+    (posts / "sea").rename(posts / "ocean")  # the cover and its variant move with it
+    code, out, _ = run_cli("plan")
+    # it had been "a file nebula-build did not write is in the way", for both files
+    assert code == 0 and "conflict" not in out, out
+    assert "+ cover[ocean]  create  content/posts/ocean/cover.webp" in out
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert not (root / ".nebula-build/backup").exists()
+    assert run_cli("plan").out.startswith("No changes")
+    code, out, _ = run_cli("inspect", "content/posts/ocean/cover.webp")
+    assert "image 'cover[ocean]'" in out
+
+
+def test_a_bundle_copied_with_its_cover_keeps_the_copy_a_hand_edit(project, run_cli):
+    import shutil
+
+    root = _bundles(project, run_cli)
+    posts = root / "content/posts"
+    shutil.copytree(posts / "sea", posts / "ocean")
+    (posts / "sea/index.md").unlink()  # the post is gone, its cover still there
+    code, out, _ = run_cli("plan")
+    assert "! cover[ocean]  conflict  content/posts/ocean/cover.webp" in out, out
+    assert run_cli("apply").code == 1
