@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from nebula_build.backends.jsonparse import parse_json
+from nebula_build.jsonparse import parse_json
 from nebula_build.params import PARAMS
 from nebula_build.plugin import (
     SEEDREAM_DEFAULT_ID,
@@ -82,7 +82,7 @@ MAX_MODEL_ROWS = 10_000
 #: the most content codings an answer may be wrapped in ("gzip, gzip" is two)
 MAX_CODINGS = 2
 #: the most JSON values an image answer may hold: it needs a handful (status, data,
-#: b64_json, timings…), and each costs memory and time to parse (backends/jsonparse.py)
+#: b64_json, timings…), and each costs memory and time to parse (jsonparse.py)
 IMAGE_JSON_VALUES = 256
 #: an account answer's: MAX_MODEL_ROWS rows of up to 64 fields each
 ACCOUNT_JSON_VALUES = 64 * MAX_MODEL_ROWS

@@ -1,4 +1,4 @@
-"""JSON from a server that is not trusted, parsed within bounds.
+"""JSON that is not trusted (a server's answer, a saved plan), parsed within bounds.
 
 `json.loads` makes a Python object for every value, and a list or a dict costs far
 more than the two bytes of `[]` that ask for it: 64 MiB of `[],[],…` takes gigabytes
