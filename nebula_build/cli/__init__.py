@@ -241,6 +241,13 @@ def _add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="exit 2 when there are changes, 0 when there are none, 1 on a conflict",
     )
+    plan.add_argument(
+        "--out",
+        type=_file_name,
+        metavar="FILE",
+        help="also save the plan to FILE (from -C DIR), for `apply --plan FILE` to carry out "
+        "exactly",
+    )
     _markdown_flags(plan)
     plan.set_defaults(run="build:cmd_plan")
 
@@ -356,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--yes",
         action="store_true",
         help="do not ask before generating on a paid backend (never asked off a terminal)",
+    )
+    apply.add_argument(
+        "--plan",
+        type=_file_name,
+        metavar="FILE",
+        help="apply only if the plan is still the one `plan --out FILE` saved (from -C DIR), "
+        "with the same options; else generate nothing",
     )
     _lock_timeout_flag(apply, help="wait this long for another apply to finish")
     apply.add_argument("-q", "--quiet", action="store_true", help="no line per image")

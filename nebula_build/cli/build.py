@@ -15,6 +15,7 @@ from nebula_build.text import plural, printable
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
+    from nebula_build.cli.savedplan import SavedPlan
     from nebula_build.core.plan import Plan
     from nebula_build.engine.cost import Estimate
     from nebula_build.engine.gc import Unreferenced
@@ -69,12 +70,13 @@ def cmd_plan(ctx: Context) -> int:
     args = ctx.args
     whole = not (args.json or args.target or args.replace or args.more or args.force)
     # the snapshot that answers a plan with nothing to do has no plan to write out
-    quick = whole and not args.markdown
+    quick = whole and not args.markdown and not args.out
     if quick and (images := _unchanged_since_last_plan(ctx)) is not None:
         ctx.print(f"No changes: {plural(images, 'image')} up to date.")
         return ExitCode.OK
     import time
 
+    from nebula_build.cli import savedplan
     from nebula_build.engine import noop
     from nebula_build.engine.cost import planned
     from nebula_build.engine.lockmerge import settled
@@ -127,6 +129,7 @@ def cmd_plan(ctx: Context) -> int:
         ctx.print(plan_text(plan, ctx.style, estimate))
     title = f"nebula-build plan ({project.display_manifest})"
     _summarize(ctx, title, plan, estimate=estimate, notes=notices)
+    savedplan.write(ctx, plan, estimate)
     if ctx.args.detailed_exitcode and (conflicts := _conflicts(plan)):
         # apply would refuse them: a pull request must not pass, and must say why
         _say_conflicts(ctx, conflicts, project)
@@ -321,15 +324,20 @@ def _nothing_to_apply(ctx: Context) -> int | None:
 
 
 def cmd_apply(ctx: Context) -> int:
-    if not ctx.args.markdown and (nothing_done := _nothing_to_apply(ctx)) is not None:
+    # a saved plan is compared with the plan made now, whatever the snapshot says
+    full = ctx.args.markdown or ctx.args.plan
+    if not full and (nothing_done := _nothing_to_apply(ctx)) is not None:
         return nothing_done
     import asyncio
+    from functools import partial
 
+    from nebula_build.cli import savedplan
     from nebula_build.engine.round import RoundOptions, apply_round
     from nebula_build.plugin.manager import load_registry
     from nebula_build.state.projectlock import ProjectLock
 
     args = ctx.args
+    saved = savedplan.requested(ctx)  # before any work: it can only refuse
     project = ctx.project()
     markdownfile.refuse_project_files(ctx, project)
     registry = load_registry()
@@ -346,7 +354,8 @@ def cmd_apply(ctx: Context) -> int:
         max_cost=args.max_cost,
         outcomes=args.json,
     )
-    listener = ApplyListener(ctx)
+    listener = ApplyListener(ctx, saved=saved)
+    check_plan = None if saved is None else partial(savedplan.check, saved)
     try:
         with ProjectLock(
             project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice
@@ -359,10 +368,12 @@ def cmd_apply(ctx: Context) -> int:
                     listener=listener,
                     review=listener.review,
                     on_plan=listener.plan_made,
+                    check_plan=check_plan,
                 )
             )
     except NebulaBuildError as error:
         if listener.planned is not None:  # a guard refused the plan, or the run failed
+            listener.estimated(listener.planned.estimate)
             title = f"nebula-build apply ({project.display_manifest})"
             started = listener.progress is not None  # images may have been made, and paid
             why = first_line(error)
@@ -393,8 +404,13 @@ class ApplyListener:
     """How `apply` shows a round as it runs: notes, the plan (and the question before a
     paid run), progress."""
 
-    def __init__(self, ctx: Context, *, quiet: bool | None = None) -> None:
+    def __init__(
+        self, ctx: Context, *, quiet: bool | None = None, saved: SavedPlan | None = None
+    ) -> None:
         self.ctx = ctx
+        #: the plan `apply --plan` carries out, whose estimate the round's is compared with
+        self.saved = saved
+        self._cost_compared = False
         self.quiet = ctx.args.quiet if quiet is None else quiet
         #: the run's progress once it started (None while it loads and plans)
         self.progress: Progress | None = None
@@ -413,6 +429,16 @@ class ApplyListener:
         self.notes.append(message)
         self.ctx.notice(message)
 
+    def estimated(self, estimate: Estimate) -> None:
+        """Say once where the estimate moved since the saved plan (new prices)."""
+        from nebula_build.cli.savedplan import cost_note
+
+        if self.saved is None or self._cost_compared:
+            return
+        self._cost_compared = True
+        if (note := cost_note(self.saved, estimate)) is not None:
+            self.notice(note)
+
     def loaded(self, prepared: Prepared) -> None:
         return None
 
@@ -425,6 +451,7 @@ class ApplyListener:
 
         args = self.ctx.args
         json_output = getattr(args, "json", False)
+        self.estimated(estimate)
         if self.quiet and not json_output:
             self.ctx.print(summary_line(plan))
         elif not json_output:
@@ -477,7 +504,7 @@ def render_round(
         _github_error(ctx, result.refused, manifest)
         return ExitCode.CHANGES_PENDING
     if json_output:
-        ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))
+        ctx.print(json.dumps(_applied_json(ctx, result), indent=2, ensure_ascii=False))
     elif not summary:
         pass
     elif not result.plan.has_changes:
@@ -504,6 +531,16 @@ def render_round(
     if failures:
         raise ApplyError(failures, files=[o.action.label for o in result.files if not o.ok])
     return ExitCode.OK
+
+
+def _applied_json(ctx: Context, result: RoundResult) -> dict[str, Any]:
+    """`apply --json`: with the saved plan it carried out (`--plan`), as named."""
+    from nebula_build.ui.report import apply_json
+
+    data = apply_json(result)
+    if plan := getattr(ctx.args, "plan", None):
+        data["plan"] = plan
+    return data
 
 
 def _say_backups(ctx: Context, prepared: Prepared) -> None:

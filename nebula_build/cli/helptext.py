@@ -26,12 +26,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": (
         "Show what `apply` would do to each image, atlas and asset manifest, and why. "
         "Changes nothing. --markdown FILE also writes it as Markdown, sized for a pull or "
-        "merge request comment (docs/ci.md).",
+        "merge request comment; --out FILE saves it for `apply --plan FILE` (docs/ci.md).",
         "nebula-build plan --detailed-exitcode   # 0 no changes, 2 changes, 1 a conflict",
     ),
     "apply": (
         "Generate what the plan says, write the outputs, atlases and asset manifest, and "
-        "update images.lock. Images that fail do not stop the others.",
+        "update images.lock. Images that fail do not stop the others. --plan FILE: only "
+        "if the plan is still the one `plan --out FILE` saved, else nothing.",
         "nebula-build apply --backend preview --target hero",
     ),
     "status": (

@@ -1,6 +1,8 @@
 """`plan --markdown FILE` and `apply --markdown FILE`: the job summary's Markdown in a
 file, sized for a pull or merge request comment, for any CI (GitLab has no job summary)
-or a bot to post."""
+or a bot to post. Where a file a command writes beside its outputs may go is decided
+here for each option that names one (`plan --out FILE` too, see cli/savedplan.py):
+`option` is the option's name as argparse keeps it."""
 
 from __future__ import annotations
 
@@ -27,78 +29,96 @@ LEAST_LIMIT = 10_000
 LISTED = "(the job log lists all)"
 #: ... where `apply -q` left them out of the job log too
 LISTED_ELSEWHERE = "(`nebula-build plan --json` lists all)"
+#: the options that name a file a command writes beside its outputs
+WRITTEN = ("markdown", "out")
 
 
-def requested(ctx: Context) -> Path | None:
+def requested(ctx: Context, option: str = "markdown") -> Path | None:
     """The file `--markdown` names, from the folder the command runs in (`-C DIR`)."""
-    name = getattr(ctx.args, "markdown", None)
+    name = getattr(ctx.args, option, None)
     return None if not name else Path(ctx.start) / name
 
 
 def refuse_project_files(ctx: Context, project: Project) -> None:
-    """Refuse, before any work, a `--markdown` file the tool keeps: the manifest, the
-    lock, anything in its state folder."""
-    path = requested(ctx)
-    if path is None:
-        return
-    resolved = path.resolve()
+    """Refuse, before any work, a `--markdown` or `--out` file the tool keeps (the
+    manifest, the lock, anything in its state folder), or both naming one file."""
+    named = {option: path.resolve() for option in WRITTEN if (path := requested(ctx, option))}
+    for option, path in named.items():
+        _refuse_kept(ctx, project, option, path)
+    if len(named) > 1 and len(set(named.values())) == 1:
+        raise UserError(f"{named_file(ctx, 'out')}: --markdown writes that file too")
+
+
+def _refuse_kept(ctx: Context, project: Project, option: str, resolved: Path) -> None:
     if resolved in (project.manifest_path, project.lock_path) or any(
         resolved == project.root / name for name in project.own_files
     ):
-        _refuse(ctx, f"{resolved.name}, which nebula-build reads and keeps")
+        _refuse(ctx, option, f"{resolved.name}, which nebula-build reads and keeps")
     if resolved.is_relative_to(project.root / STATE_DIR):
-        _refuse(ctx, f"inside {STATE_DIR}/, where nebula-build keeps its state")
+        _refuse(ctx, option, f"inside {STATE_DIR}/, where nebula-build keeps its state")
 
 
 def refuse_outputs(ctx: Context, project: Project, plan: Plan, resolved: Resolved) -> None:
-    """Refuse a `--markdown` file that an image, an atlas or the asset manifest writes
-    (or wrote), or that the manifest reads (a post `rows` would find next time): before
-    apply generates anything."""
-    path = requested(ctx)
-    if path is None:
-        return
+    """Refuse a `--markdown` or `--out` file that an image, an atlas or the asset
+    manifest writes (or wrote), or that the manifest reads (a post `rows` would find
+    next time): before apply generates anything."""
+    for option in WRITTEN:
+        path = requested(ctx, option)
+        if path is not None and (relative := _in_project(project, path)) is not None:
+            _refuse_output(ctx, option, relative, plan, resolved)
+
+
+def _in_project(project: Project, path: Path) -> str | None:
+    """`path` relative to the project's root; None outside it, where no output is."""
     try:
-        relative = path.resolve().relative_to(project.root).as_posix()
+        return path.resolve().relative_to(project.root).as_posix()
     except ValueError:
-        return  # outside the project: no output is there
+        return None
+
+
+def _refuse_output(
+    ctx: Context, option: str, relative: str, plan: Plan, resolved: Resolved
+) -> None:
     reads = [Read("the manifest as rows", path) for path in resolved.data_files]
     reads += [
         Read(f"the manifest as a post ({pattern})", folder, tuple(pattern.split("/")))
         for folder, pattern, _ in resolved.data_globs
     ]
     for _, read in read_too({file_key(relative)}, (as_one_file(read) for read in reads)):
-        _refuse(ctx, f"read by {read.reader}")
+        _refuse(ctx, option, f"read by {read.reader}")
     for action in plan.actions:
         written = (action.output, action.old_output, *action.removes)
         if action.spec is not None:
             written += action.spec.paths
         if relative in written:
-            _refuse(ctx, f"the output of image {action.image}")
+            _refuse(ctx, option, f"the output of image {action.image}")
     for file in plan.files:
         if relative in (file.output, file.frames, *file.removes):
-            _refuse(ctx, f"the output of {file.label}")
+            _refuse(ctx, option, f"the output of {file.label}")
 
 
-def _refuse(ctx: Context, what: str) -> None:
-    raise UserError(f"--markdown {_named(ctx)}: that is {what}; name another file")
+def _refuse(ctx: Context, option: str, what: str) -> None:
+    raise UserError(f"{named_file(ctx, option)}: that is {what}; name another file")
 
 
-def _named(ctx: Context) -> str:
-    return printable(str(ctx.args.markdown), limit=200)
+def named_file(ctx: Context, option: str = "markdown") -> str:
+    """The option and the file it names, as an error shows them: `--markdown plan.md`."""
+    name = printable(str(getattr(ctx.args, option)), limit=200)
+    return f"--{option.replace('_', '-')} {name}"
 
 
-def write(ctx: Context, markdown: str) -> None:
-    """Replace the `--markdown` file with `markdown`, whole or not at all."""
+def write(ctx: Context, text: str, option: str = "markdown") -> None:
+    """Replace the `--markdown` file with `text`, whole or not at all."""
     from nebula_build.fsutil import atomic_write
 
-    path = requested(ctx)
+    path = requested(ctx, option)
     if path is None:
         return
     try:
-        atomic_write(path, markdown.encode(), durable=False)
+        atomic_write(path, text.encode(), durable=False)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise UserError(f"--markdown {_named(ctx)}: cannot write it: {reason}") from None
+        raise UserError(f"{named_file(ctx, option)}: cannot write it: {reason}") from None
 
 
 def listed(ctx: Context) -> str:

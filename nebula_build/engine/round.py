@@ -150,6 +150,7 @@ async def apply_round(
     incremental: bool = False,
     before_removing: Callable[[frozenset[str]], Awaitable[bool]] | None = None,
     before_paying: Callable[[frozenset[str]], Awaitable[bool]] | None = None,
+    check_plan: Callable[[Plan], None] | None = None,
 ) -> RoundResult:
     """Bring the project in line with its manifest once; the caller holds the project
     lock. `backends` stays open across rounds (watch); `on_start` receives the Applier
@@ -162,7 +163,9 @@ async def apply_round(
     images, then the files) before it removes anything, and False stops the round with
     a SupersededError (watch: a newer save came, the one read was only part of it);
     `before_paying` likewise, with the generation keys, before a plan that a paid
-    backend generates (a seed cut short by a save in pieces is a paid image)."""
+    backend generates (a seed cut short by a save in pieces is a paid image).
+    `check_plan` sees the plan before anything is written, and may stop the round by
+    raising (`apply --plan`: a saved plan that is no longer the plan)."""
     started = time.perf_counter()
     prepared, lock, options = _loaded(
         project, registry, options, listener, previous=previous, incremental=incremental
@@ -182,6 +185,8 @@ async def apply_round(
         pins=options.pins,
         unpin=options.unpin,
     )
+    if check_plan is not None:
+        check_plan(plan)
     result = RoundResult(prepared, plan, lock)
     if not plan.has_changes:
         if options.more:  # the draw asked for was in the cache already: record it

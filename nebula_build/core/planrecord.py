@@ -1,0 +1,250 @@
+"""What a saved plan records of a `Plan`, and how a plan made later differs from it.
+
+A saved plan (`plan --out FILE`) holds a line per image (name, action, key, output,
+reason) and per file made from the images, for a reader and for naming a difference,
+and a digest over everything apply would act on (each key, file it writes, removes or
+keeps, whether a cache makes it), which decides: two plans are the same where their
+lines and their digest are. The lines keep a short key so that a plan of 100k images
+stays a few MiB; the digest holds the whole keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nebula_build.core.plan import Action, ActionKind, FileAction, FileState, Plan
+from nebula_build.text import plural, printable
+
+#: hex digits of an output key a line keeps: the digest holds the whole key
+KEY_CHARS = 16
+
+#: how a difference says what a plan does to an image
+_DONE = {
+    ActionKind.CREATE.value: "created",
+    ActionKind.REGENERATE.value: "regenerated",
+    ActionKind.REENCODE.value: "re-encoded",
+    ActionKind.RESTORE.value: "restored",
+    ActionKind.MOVE.value: "moved",
+    ActionKind.DELETE.value: "deleted",
+    ActionKind.CONFLICT.value: "in conflict",
+    ActionKind.NOOP.value: "up to date",
+    ActionKind.DRAW.value: "drawn",
+}
+#: ... and to a file made from the images
+_FILE_DONE = {
+    FileState.BUILD.value: "built",
+    FileState.NOOP.value: "up to date",
+    FileState.WAITING.value: "waiting for its images",
+    FileState.CONFLICT.value: "in conflict",
+    FileState.DELETE.value: "deleted",
+}
+ACTION_KINDS = frozenset(_DONE)
+FILE_STATES = frozenset(_FILE_DONE)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionLine:
+    """An image's line: what the plan does to it, with which key, to which file, why."""
+
+    image: str
+    kind: str
+    key: str
+    output: str | None
+    reason: str
+
+    def row(self) -> list[str | None]:
+        return [self.image, self.kind, self.key, self.output, self.reason]
+
+
+@dataclass(frozen=True, slots=True)
+class FileLine:
+    """A file's line (an atlas, the asset manifest): what the plan does to it, and why."""
+
+    label: str
+    state: str
+    output: str
+    reason: str
+
+    def row(self) -> list[str]:
+        return [self.label, self.state, self.output, self.reason]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    """What a saved plan holds of a plan's actions."""
+
+    actions: tuple[ActionLine, ...]
+    files: tuple[FileLine, ...]
+    #: sha256 over every detail apply acts on (see `_action_detail`)
+    digest: str
+
+
+def record(plan: Plan) -> PlanRecord:
+    """The record of `plan`."""
+    return PlanRecord(
+        actions=tuple(_action_line(action) for action in plan.actions),
+        files=tuple(FileLine(f.label, f.state.value, f.output, f.reason) for f in plan.files),
+        digest=_digest(plan),
+    )
+
+
+def _full_key(action: Action) -> str:
+    keyed = action.spec or action.entry
+    return keyed.output_key if keyed is not None else ""
+
+
+def _action_line(action: Action) -> ActionLine:
+    key = _full_key(action)[:KEY_CHARS]
+    return ActionLine(action.image, action.kind.value, key, action.output, action.reason)
+
+
+def _digest(plan: Plan) -> str:
+    """sha256 over the details of each action, then of each file: one compact JSON line
+    each, hashed as it is made, so a plan of 100k images is never held twice."""
+    digest = hashlib.sha256()
+    details = itertools.chain(
+        (_action_detail(action) for action in plan.actions),
+        ["files"],
+        (_file_detail(file) for file in plan.files),
+    )
+    for detail in details:
+        digest.update(json.dumps(detail, separators=(",", ":")).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _action_detail(action: Action) -> list[Any]:
+    """Everything of an action that changes what apply writes, removes, keeps or pays
+    for; not its wording (reason, notes), which follows from these."""
+    spec, entry = action.spec, action.entry
+    return [
+        action.image,
+        action.kind.value,
+        None if spec is None else [spec.generation_key, spec.output_key],
+        None if entry is None else [entry.generation_key, entry.output_key, entry.digest],
+        action.output,
+        action.old_output,
+        action.removes,
+        sorted(action.kept),
+        action.found,
+        [action.generates, action.from_cache, action.from_remote, action.in_place],
+        [action.fresh, action.backup, action.keep_file],
+        None if action.resolution is None else _action_detail(action.resolution),
+    ]
+
+
+def _file_detail(file: FileAction) -> list[Any]:
+    return [
+        file.kind.value,
+        file.name,
+        file.state.value,
+        file.output,
+        file.key,
+        file.backup,
+        file.new,
+        file.frames,
+        file.removes,
+    ]
+
+
+Line = ActionLine | FileLine
+
+
+def differences(saved: PlanRecord, now: PlanRecord) -> list[str]:
+    """What differs between the plan `saved` records and the one made `now`, one phrase
+    each, the first as the plan lists it: empty where they are the same plan."""
+    found = _differing(saved.actions, now.actions, _action_change)
+    found += _differing(saved.files, now.files, _file_change)
+    if not found and (saved.digest != now.digest or len(saved.actions) != len(now.actions)):
+        found.append(
+            "the plan now differs in what its lines do not show (a whole key, a file it "
+            "removes or keeps, or an original a cache holds)"
+        )
+    return found
+
+
+def other_project(saved: PlanRecord, now: PlanRecord) -> bool:
+    """Whether no image of the saved plan is in the plan made now, though both have some:
+    a plan saved for another project (or another manifest)."""
+    names = {line.image for line in now.actions}
+    return bool(saved.actions and names) and not any(line.image in names for line in saved.actions)
+
+
+def _differing(
+    saved: Sequence[Line], now: Sequence[Line], change: Callable[[str, Any, Any], str | None]
+) -> list[str]:
+    before = {_name(line): line for line in saved}
+    after = {_name(line): line for line in now}
+    names = [*after, *(name for name in before if name not in after)]
+    said = (change(name, before.get(name), after.get(name)) for name in names)
+    return [phrase for phrase in said if phrase is not None]
+
+
+def _name(line: Line) -> str:
+    return line.image if isinstance(line, ActionLine) else line.label
+
+
+def _shown(text: str | None) -> str:
+    return printable(text or "", limit=120)
+
+
+def _action_change(name: str, saved: ActionLine | None, now: ActionLine | None) -> str | None:
+    if saved == now:
+        return None
+    return _change(
+        _shown(name),
+        None if saved is None else (_DONE[saved.kind], saved.output, saved.reason),
+        None if now is None else (_DONE[now.kind], now.output, now.reason),
+        same_key=saved is None or now is None or saved.key == now.key,
+    )
+
+
+def _file_change(name: str, saved: FileLine | None, now: FileLine | None) -> str | None:
+    if saved == now:
+        return None
+    return _change(
+        _shown(name),
+        None if saved is None else (_FILE_DONE[saved.state], saved.output, saved.reason),
+        None if now is None else (_FILE_DONE[now.state], now.output, now.reason),
+        same_key=True,
+    )
+
+
+#: what a line says an image or a file is made: done (a participle), output, reason
+Done = tuple[str, "str | None", str]
+
+
+def _change(name: str, saved: Done | None, now: Done | None, *, same_key: bool) -> str:
+    """'hero would now be regenerated (prompt changed), the saved plan had it up to date'."""
+    if now is None:
+        assert saved is not None
+        return f"{name} is no longer planned, the saved plan had it {_said(saved)}"
+    done = f"{name} would now be {_said(now)}"
+    if saved is None:
+        return f"{done}, the saved plan does not list it"
+    if saved[0] != now[0]:
+        return f"{done}, the saved plan had it {_said(saved)}"
+    if not same_key:
+        return f"{done} from another spec than the saved plan's"
+    if saved[1] != now[1]:
+        return f"{done} at {_shown(now[1])}, the saved plan at {_shown(saved[1])}"
+    return f"{done}, the saved plan had it {_said(saved)}"
+
+
+def _said(done: Done) -> str:
+    """'regenerated (prompt changed)', 'up to date'."""
+    participle, _, reason = done
+    if participle == "up to date" or not reason or reason == participle:
+        return participle
+    return f"{participle} ({_shown(reason)})"
+
+
+def stale_line(found: Sequence[str]) -> str:
+    """The first difference, and how many more."""
+    more = len(found) - 1
+    return found[0] + (f" (and {plural(more, 'more difference')})" if more else "")

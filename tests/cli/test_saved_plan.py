@@ -1,0 +1,495 @@
+"""`plan --out FILE` and `apply --plan FILE`: apply does exactly the plan that was
+reviewed, or nothing (Terraform's saved plan). The file is untrusted input: it can
+only make apply refuse, in one line, never make it do more."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.cli.test_ci_examples import _github_scripts, _gitlab_scripts, nebula_commands
+from tests.conftest import fake_manifest, generation_log
+
+SITE = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+
+[images.hero]
+prompt = "a lighthouse"
+output = "img/hero.png"
+
+[images.logo]
+prompt = "a fox"
+output = "img/logo.png"
+
+[images.product]
+rows = "data/products.csv"
+id = "sku"
+prompt = "{name}, product photo"
+output = "img/products/{sku}.png"
+"""
+PRODUCTS = "sku,name\ntea,green tea\nbun,cinnamon bun\n"
+#: the most `apply --plan` reads
+MAX_BYTES = 32 * 2**20
+STALE = re.compile(r"error: plan\.json is stale: .+; run plan again\n")
+
+
+def site(project) -> Path:
+    return project({"images.toml": SITE, "data/products.csv": PRODUCTS})
+
+
+#: what `.nebula-build/` holds that a plan may rewrite: memos of what it read
+MEMOS = ("specs.json", "files", "noop", "lock")
+
+
+def state(root: Path) -> dict[str, bytes]:
+    """Every file of the project but the saved plan and the memos: the manifest, its
+    data, the outputs, the lock, the cache and the journal."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+        and path.name != "plan.json"
+        and not (path.parent.name == ".nebula-build" and path.name.startswith(MEMOS))
+    }
+
+
+def one_error_line(err: str) -> bool:
+    return err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+# --- the review-then-apply guarantee -------------------------------------------------
+
+
+def test_apply_generates_exactly_the_images_of_the_saved_plan(project, run_cli, fake_site):
+    root = project({})
+    images = {"hero": {"prompt": "a lighthouse", "output": "hero.png"}}
+    images |= {"logo": {"prompt": "a fox", "output": "logo.png"}}
+    (root / "images.toml").write_text(fake_manifest(root / "log", images))
+    assert run_cli("apply", "--target", "hero").code == 0
+    code, out, err = run_cli("plan", "--detailed-exitcode", "--out", "plan.json")
+    assert code == 2, err
+    assert "+ logo  create  logo.png" in out  # printed as ever
+    saved = json.loads((root / "plan.json").read_text())
+    assert (saved["format"], saved["version"]) == ("nebula-build-plan", 1)
+    assert [row[:2] for row in saved["actions"]] == [["hero", "noop"], ["logo", "create"]]
+    assert saved["actions"][1][3:] == ["logo.png", "new image"]
+    assert saved["options"] == {
+        "target": [],
+        "replace": [],
+        "more": [],
+        "force": False,
+        "backend": None,
+        "offline": False,
+    }
+    code, out, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 0, err
+    assert generation_log(root / "log") == ["hero", "logo"]  # logo alone, once
+    code, out, err = run_cli("apply", "--plan", "plan.json")  # the plan is done: it moved
+    assert code == 1 and STALE.fullmatch(err)
+    assert "logo would now be up to date, the saved plan had it created (new image)" in err
+
+
+def _edit_manifest(root: Path) -> None:
+    text = (root / "images.toml").read_text()
+    (root / "images.toml").write_text(text.replace("a lighthouse", "a lighthouse at night"))
+
+
+def _edit_lock(root: Path) -> None:
+    lock = (root / "images.lock").read_text()
+    start = lock.index("[images.hero]")
+    end = lock.index("\n[", start + 1)
+    (root / "images.lock").write_text(lock[:start] + lock[end + 1 :])
+
+
+def _edit_output(root: Path) -> None:
+    (root / "img/hero.png").write_bytes(b"touched up by hand")
+
+
+def _edit_data(root: Path) -> None:
+    (root / "data/products.csv").write_text(PRODUCTS.replace("green tea", "white tea"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (_edit_manifest, "hero would now be regenerated (prompt changed), the saved plan had "),
+        (_edit_lock, "hero would now be "),
+        (_edit_output, "hero would now be in conflict (output file changed by hand), "),
+        (_edit_data, "product[tea] would now be regenerated (prompt changed), the saved plan "),
+    ],
+    ids=["manifest", "lock", "output", "data"],
+)
+def test_a_change_after_the_plan_makes_apply_refuse_and_write_nothing(edit, said, project, run_cli):
+    root = site(project)
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(SITE.replace('"a fox"', '"a red fox"'))
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    edit(root)
+    before = state(root)
+    code, out, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 1 and STALE.fullmatch(err), err
+    assert said in err
+    assert "logo" not in out and "Apply finished" not in out
+    assert state(root) == before  # outputs, lock and cache as they were
+
+
+def test_a_plan_saved_in_another_project_is_refused(project, run_cli, tmp_path):
+    root = site(project)
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "images.toml").write_text(
+        SITE.split("[images.hero]", maxsplit=1)[0]
+        + ('[images.banner]\nprompt = "a banner"\noutput = "banner.png"\n')
+    )
+    code, _, err = run_cli("-C", str(other), "apply", "--plan", str(root / "plan.json"))
+    assert code == 1
+    assert err == (
+        f"error: {root / 'plan.json'} was saved for another project: none of its 4 images "
+        "is in this manifest; run plan here\n"
+    )
+    assert sorted(p.name for p in other.iterdir()) == [".nebula-build", "images.toml"]
+
+
+@pytest.mark.parametrize(
+    ("planned", "applied", "said"),
+    [
+        (["--replace", "hero"], [], "was saved with --replace hero"),
+        ([], ["--force"], "was saved without --force"),
+        (["--target", "hero"], ["--target", "logo"], "was saved with --target hero"),
+        (["--backend", "preview"], [], "was saved with --backend preview"),
+        ([], ["--offline"], "was saved without --offline"),
+    ],
+)
+def test_other_options_than_the_plan_s_are_refused(planned, applied, said, project, run_cli):
+    root = site(project)
+    assert run_cli("plan", "--out", "plan.json", *planned).code == 0
+    code, _, err = run_cli("apply", "--plan", "plan.json", *applied)
+    assert (code, err) == (1, f"error: plan.json {said}; apply it with the same options\n")
+    assert not (root / "img").exists() and not (root / "images.lock").exists()
+
+
+def test_the_same_options_in_another_order_apply(project, run_cli):
+    root = site(project)
+    planned = ["--target", "hero", "--target", "logo", "--replace", "logo"]
+    assert run_cli("plan", "--out", "plan.json", *planned).code == 0
+    applied = ["--replace", "logo", "--target", "logo", "--target", "hero"]
+    code, _, err = run_cli("apply", "--plan", "plan.json", *applied)
+    assert code == 0, err
+    assert sorted(p.name for p in (root / "img").iterdir()) == ["hero.png", "logo.png"]
+
+
+def test_nothing_to_do_applies_nothing_and_says_so(project, run_cli):
+    root = site(project)
+    assert run_cli("apply").code == 0
+    assert run_cli("plan").code == 0  # the next ones may be answered from the snapshot
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    assert [row[1] for row in json.loads((root / "plan.json").read_text())["actions"]] == [
+        "noop"
+    ] * 4
+    code, out, err = run_cli("apply", "--plan", "plan.json")
+    assert (code, out, err) == (0, "No changes: 4 images up to date.\n", "")
+
+
+def test_locked_and_plan_both_hold(project, run_cli):
+    root = site(project)
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    code, _, err = run_cli("apply", "--locked", "--plan", "plan.json")
+    assert code == 2 and "--locked: 4 images would need generating" in err
+    _edit_manifest(root)
+    code, _, err = run_cli("apply", "--locked", "--plan", "plan.json")
+    assert code == 1 and STALE.fullmatch(err)
+    assert not (root / "img").exists()
+
+
+def test_apply_json_names_the_plan_it_applied(project, run_cli):
+    site(project)
+    assert run_cli("plan", "--json", "--out", "plan.json").code == 0
+    code, out, err = run_cli("apply", "--json", "--plan", "plan.json")
+    assert code == 0, err
+    assert json.loads(out)["plan"] == "plan.json"
+    code, out, _ = run_cli("apply", "--json")
+    assert "plan" not in json.loads(out)
+
+
+def test_out_works_with_json_detailed_exitcode_markdown_and_c(project, run_cli):
+    root = project({"site/images.toml": SITE, "site/data/products.csv": PRODUCTS})
+    flags = ["--json", "--detailed-exitcode", "--markdown", "plan.md", "--out", "plan.json"]
+    code, out, err = run_cli("-C", "site", "plan", *flags)
+    assert code == 2, err
+    assert json.loads(out)["summary"]["create"] == 4
+    assert (root / "site/plan.md").read_text().startswith("### nebula-build plan")
+    assert json.loads((root / "site/plan.json").read_text())["generations"] == 4
+    assert not (root / "plan.json").exists()
+    code, _, err = run_cli("-C", "site", "apply", "--plan", "plan.json")
+    assert code == 0, err
+
+
+# --- a new price list -----------------------------------------------------------------
+
+FLUX = "black-forest-labs/FLUX.1-schnell"
+
+
+def test_new_prices_are_a_note_with_both_figures_and_max_cost_still_holds(
+    project, run_cli, nebula_server, monkeypatch
+):
+    from tests.conftest import nebula_manifest
+
+    images = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output": "b.png"}}
+    root = project({"images.toml": nebula_manifest(images)})
+    nebula_server.prices[FLUX] = 0.003
+    monkeypatch.setenv("NEBULA_BUILD_PRICES", f"{FLUX}=0.003")
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    monkeypatch.setenv("NEBULA_BUILD_PRICES", f"{FLUX}=0.004")
+    code, _, err = run_cli("apply", "--yes", "--plan", "plan.json", "--max-cost", "0.007")
+    assert code == 1
+    note = (
+        "note: the estimated cost moved since plan.json was saved (the prices changed, not "
+        "the plan): $0.006 then, $0.008 now\n"
+    )
+    assert note in err and "error: " in err and nebula_server.generations == []
+    code, _, err = run_cli("apply", "--yes", "--plan", "plan.json", "--max-cost", "0.01")
+    assert code == 0, err
+    assert note in err and len(nebula_server.generations) == 2
+    assert (root / "a.png").exists()
+
+
+# --- where --out may write -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [
+        ("images.toml", "images.toml, which nebula-build reads and keeps"),
+        ("images.lock", "images.lock, which nebula-build reads and keeps"),
+        (".nebula-build/plan.json", "inside .nebula-build/, where nebula-build keeps its state"),
+        ("img/hero.png", "the output of image hero"),
+        ("data/products.csv", "read by the manifest as rows"),
+    ],
+)
+def test_out_is_refused_on_a_file_the_project_owns(path, what, project, run_cli):
+    root = site(project)
+    before = state(root)
+    code, out, err = run_cli("plan", "--out", path)
+    assert (code, out) == (1, "")
+    assert err == f"error: --out {path}: that is {what}; name another file\n"
+    assert state(root) == before
+
+
+def test_out_and_markdown_on_one_file_is_refused(project, run_cli):
+    root = site(project)
+    code, _, err = run_cli("plan", "--out", "plan.json", "--markdown", "./plan.json")
+    assert (code, err) == (1, "error: --out plan.json: --markdown writes that file too\n")
+    assert not (root / "plan.json").exists()
+
+
+def test_out_that_cannot_be_written_is_one_line(project, run_cli):
+    root = site(project)
+    (root / "plan.json").mkdir()
+    code, _, err = run_cli("plan", "--out", "plan.json")
+    assert (code, err) == (1, "error: --out plan.json: cannot write it: Is a directory\n")
+
+
+# --- the file is untrusted -----------------------------------------------------------
+
+
+def _saved(run_cli, root: Path) -> dict:
+    assert run_cli("plan", "--out", "plan.json").code in (0, 2)
+    return json.loads((root / "plan.json").read_text())
+
+
+def _with(saved: dict, **fields: object) -> str:
+    return json.dumps(saved | fields)
+
+
+@pytest.mark.parametrize(
+    ("contents", "said"),
+    [
+        ("", "plan.json is not a saved plan (not JSON); save one with `nebula-build plan --out`"),
+        ("\udcff", "plan.json is not a saved plan (not JSON)"),
+        ("[1, 2", "plan.json is not a saved plan (not JSON)"),
+        ("[]", 'plan.json is not a saved plan (no "format": "nebula-build-plan")'),
+        ("[" * 100_000 + "]" * 100_000, "(nested deeper than 32 levels)"),
+        ("[" + "[]," * 1_000_000 + "0]", "(made of more than 2,000,000 JSON values)"),
+        ('{"format": "terraform"}', 'plan.json is not a saved plan (no "format"'),
+        ("1" * 5000, "plan.json is not a saved plan (not JSON)"),
+        ("\ufeff" + json.dumps({"format": "nebula-build-plan", "version": 1}), '"options"'),
+        (
+            {"version": 2},
+            "plan.json is a saved plan of format version 2, which this nebula-build does not "
+            "read (it reads 1); run plan again",
+        ),
+        ({"version": True}, "plan.json is a saved plan of format version true, "),
+        ({"version": "1"}, 'plan.json is a saved plan of format version "1", '),
+        ({"actions": {"hero": "noop"}}, '("actions" is not a list); run plan again'),
+        ({"actions": [["hero", "noop"]]}, '("actions" item 1 is not [image, action, key, '),
+        ({"actions": [["a", "launch", "k", None, "r"]]}, '("actions" item 1 is not '),
+        ({"files": [[1, 2, 3, 4]]}, '("files" item 1 is not [name, action, output, reason])'),
+        ({"options": []}, '("options" is not an object)'),
+        ({"options": {"force": "yes"}}, '("options" has no valid "target")'),
+        ({"digest": 7}, '("digest" is not a string)'),
+        ({"cost": {"total": "NaN"}}, '("cost" has no valid "total")'),
+        ({"cost": {"total": 1e308}}, '("cost" has no valid "total")'),
+    ],
+)
+def test_a_file_that_is_not_a_saved_plan_is_one_line(contents, said, project, run_cli):
+    root = site(project)
+    if isinstance(contents, dict):
+        contents = _with(_saved(run_cli, root), **contents)
+    (root / "plan.json").write_bytes(contents.encode("utf-8", "surrogateescape"))
+    code, out, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 1 and one_error_line(err), err
+    assert said in err
+    assert not (root / "img").exists() and not (root / "images.lock").exists()
+
+
+def test_a_truncated_plan_is_one_line(project, run_cli):
+    root = site(project)
+    _saved(run_cli, root)
+    text = (root / "plan.json").read_bytes()
+    (root / "plan.json").write_bytes(text[: len(text) // 2])
+    code, _, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 1 and one_error_line(err)
+    assert err.startswith("error: plan.json is not a saved plan (not JSON)")
+
+
+def test_a_huge_file_is_refused_unread(project, run_cli):
+    root = site(project)
+    with (root / "plan.json").open("wb") as handle:
+        handle.truncate(MAX_BYTES + 1)  # sparse: nothing to write
+    code, _, err = run_cli("apply", "--plan", "plan.json")
+    assert (code, err) == (
+        1,
+        "error: plan.json: more than 32 MiB, larger than any saved plan; is it the right file?\n",
+    )
+
+
+def test_a_missing_file_or_a_folder_is_one_line(project, run_cli):
+    root = site(project)
+    code, _, err = run_cli("apply", "--plan", "plan.json")
+    assert (code, err) == (
+        1,
+        "error: plan.json: no such file; save a plan with `nebula-build plan --out plan.json`\n",
+    )
+    (root / "plan.json").mkdir()
+    code, _, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 1 and one_error_line(err) and "plan.json" in err
+
+
+def test_what_the_file_says_is_printed_as_plain_text(project, run_cli):
+    root = site(project)
+    saved = _saved(run_cli, root)
+    hostile = "\x1b]0;owned\x07x\n::error::forged"
+    rows = [*saved["actions"], [hostile, "create", "0" * 16, "x.png", "\x1b[2Jwhy"]]
+    (root / "plan.json").write_text(_with(saved, actions=rows))
+    code, _, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 1 and one_error_line(err) and "\x1b" not in err and "\x07" not in err
+    assert "x ::error::forged is no longer planned" in err
+    options = saved["options"] | {"replace": [hostile]}
+    (root / "plan.json").write_text(_with(saved, options=options))
+    code, _, err = run_cli("apply", "--plan", "plan.json", "--replace", "hero")
+    assert code == 1 and one_error_line(err) and "\x1b" not in err
+    assert err == "error: plan.json was saved with --replace x ::error::forged; apply it " + (
+        "with the same options\n"
+    )
+
+
+def test_a_forged_plan_cannot_make_apply_do_what_the_disk_does_not_say(project, run_cli):
+    """A file that lists only what the reviewer would accept, for a project whose
+    manifest asks for more: apply compares the plan it makes now and refuses."""
+    root = site(project)
+    saved = _saved(run_cli, root)
+    only_hero = [row for row in saved["actions"] if row[0] == "hero"]
+    (root / "plan.json").write_text(_with(saved, actions=only_hero))
+    code, _, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 1 and STALE.fullmatch(err)
+    assert "logo would now be created (new image), the saved plan does not list it" in err
+    # every line kept but one key changed: the digest still holds the whole plan
+    rows = [[*row[:2], "f" * 16, *row[3:]] if row[0] == "hero" else row for row in saved["actions"]]
+    (root / "plan.json").write_text(_with(saved, actions=rows))
+    assert STALE.fullmatch(run_cli("apply", "--plan", "plan.json").err)
+    (root / "plan.json").write_text(_with(saved, digest="0" * 64))
+    err = run_cli("apply", "--plan", "plan.json").err
+    assert STALE.fullmatch(err) and "what its lines do not show" in err
+    assert not (root / "img").exists()
+
+
+def _mutated() -> st.SearchStrategy[object]:
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    return st.recursive(
+        leaves,
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner),
+        max_leaves=20,
+    )
+
+
+FIELDS = ["format", "version", "options", "actions", "files", "digest", "cost", "summary"]
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.binary(max_size=300).map(lambda data: ("bytes", data)),
+        st.tuples(st.sampled_from(FIELDS), _mutated()).map(lambda change: ("field", change)),
+        st.tuples(st.integers(0, 2000), st.binary(max_size=20)).map(lambda cut: ("cut", cut)),
+    )
+)
+def test_any_file_is_applied_unchanged_or_refused_in_one_line(project, run_cli, fuzz):
+    root = project({"images.toml": SITE, "data/products.csv": PRODUCTS})
+    if not (root / "images.lock").exists():
+        assert run_cli("apply").code == 0
+    text = _with(_saved(run_cli, root)).encode()
+    how, change = fuzz
+    if how == "bytes":
+        data = change
+    elif how == "field":
+        key, value = change
+        data = json.dumps(json.loads(text) | {key: value}).encode()
+    else:
+        at, inserted = change
+        data = text[:at] + inserted + text[at + len(inserted) :]
+    (root / "plan.json").write_bytes(data)
+    before = state(root)
+    code, _, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 0 or (code == 1 and one_error_line(err)), err
+    assert state(root) == before  # nothing to do, whatever the file says
+
+
+# --- the documented commands ---------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "ci.md"
+
+
+def _section_commands() -> list[list[str]]:
+    """The nebula-build commands of the section's GitLab jobs and GitHub steps, in order."""
+    yaml = pytest.importorskip("yaml")
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("## Apply exactly what was reviewed", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```yaml\n(.*?)```", section, re.DOTALL):
+        data = yaml.safe_load(block)
+        scripts = _github_scripts(data) if "jobs" in data else _gitlab_scripts(data)
+        commands += [argv for script in scripts for argv in nebula_commands(script)]
+    return commands
+
+
+def test_the_docs_commands_run_as_written(project, run_cli, monkeypatch):
+    commands = _section_commands()
+    assert [argv[0] for argv in commands] == ["plan", "apply"] * 2  # GitLab, GitHub
+    root = site(project)
+    monkeypatch.setenv("NEBULA_API_KEY", "unused by the preview backend")
+    for argv in commands:
+        code, _, err = run_cli(*argv)
+        assert code in (0, 2), (argv, err)
+    assert (root / "img/hero.png").exists()
