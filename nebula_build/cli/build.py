@@ -205,6 +205,18 @@ def _summarize(
         )
 
 
+def _summarize_stop(ctx: Context, listener: ApplyListener, why: str, manifest: str) -> None:
+    """Why an apply stopped, with its plan, in the job summary and the `--markdown` file:
+    a guard refused the plan, the run failed, or the saved plan (`--plan`) moved."""
+    title = f"nebula-build apply ({manifest})"
+    if listener.planned is not None:
+        listener.estimated(listener.planned.estimate)
+        started = listener.progress is not None  # images may have been made, and paid
+        _summarize_refusal(ctx, title, listener.planned, why, listener.notes, started=started)
+    elif listener.compared is not None:
+        _write_summaries(ctx, title, listener.compared, refused=why, notes=listener.notes)
+
+
 def _summarize_refusal(
     ctx: Context,
     title: str,
@@ -329,7 +341,6 @@ def cmd_apply(ctx: Context) -> int:
     if not full and (nothing_done := _nothing_to_apply(ctx)) is not None:
         return nothing_done
     import asyncio
-    from functools import partial
 
     from nebula_build.cli import savedplan
     from nebula_build.engine.round import RoundOptions, apply_round
@@ -355,7 +366,6 @@ def cmd_apply(ctx: Context) -> int:
         outcomes=args.json,
     )
     listener = ApplyListener(ctx, saved=saved)
-    check_plan = None if saved is None else partial(savedplan.check, saved)
     try:
         with ProjectLock(
             project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice
@@ -368,21 +378,14 @@ def cmd_apply(ctx: Context) -> int:
                     listener=listener,
                     review=listener.review,
                     on_plan=listener.plan_made,
-                    check_plan=check_plan,
+                    check_plan=None if saved is None else listener.check_saved,
                 )
             )
     except NebulaBuildError as error:
-        if listener.planned is not None:  # a guard refused the plan, or the run failed
-            listener.estimated(listener.planned.estimate)
-            title = f"nebula-build apply ({project.display_manifest})"
-            started = listener.progress is not None  # images may have been made, and paid
-            why = first_line(error)
-            try:
-                _summarize_refusal(
-                    ctx, title, listener.planned, why, listener.notes, started=started
-                )
-            except NebulaBuildError as unwritten:  # the error that stopped it comes first
-                ctx.warn(str(unwritten))
+        try:
+            _summarize_stop(ctx, listener, first_line(error), project.display_manifest)
+        except NebulaBuildError as unwritten:  # the error that stopped it comes first
+            ctx.warn(str(unwritten))
         raise
     except KeyboardInterrupt:
         progress = listener.progress
@@ -410,6 +413,8 @@ class ApplyListener:
         self.ctx = ctx
         #: the plan `apply --plan` carries out, whose estimate the round's is compared with
         self.saved = saved
+        #: the plan made now that the saved one was compared with
+        self.compared: Plan | None = None
         self._cost_compared = False
         self.quiet = ctx.args.quiet if quiet is None else quiet
         #: the run's progress once it started (None while it loads and plans)
@@ -428,6 +433,14 @@ class ApplyListener:
     def notice(self, message: str) -> None:
         self.notes.append(message)
         self.ctx.notice(message)
+
+    def check_saved(self, plan: Plan) -> None:
+        """Refuse a plan made now that is not the saved one."""
+        from nebula_build.cli.savedplan import check
+
+        if self.saved is not None:
+            self.compared = plan
+            check(self.saved, plan)
 
     def estimated(self, estimate: Estimate) -> None:
         """Say once where the estimate moved since the saved plan (new prices)."""

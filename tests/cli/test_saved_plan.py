@@ -144,6 +144,32 @@ def test_a_change_after_the_plan_makes_apply_refuse_and_write_nothing(edit, said
     assert state(root) == before  # outputs, lock and cache as they were
 
 
+def test_a_stale_plan_says_why_in_the_markdown_file_and_the_job_summary(
+    project, run_cli, tmp_path, monkeypatch
+):
+    """The comment and the summary of an apply a moved plan stopped must not keep the
+    plan before, nor be empty."""
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    root = site(project)
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    (root / "apply.md").write_text("the comment of the last apply")
+    _edit_manifest(root)
+    code, out, _ = run_cli("apply", "--plan", "plan.json", "--markdown", "apply.md")
+    assert code == 1
+    assert "::error file=images.toml::plan.json is stale: hero would now be created" in out
+    why = (
+        "plan.json is stale: hero would now be created (new image) from another spec than "
+        "the saved plan's; run plan again"
+    )
+    assert f"::error file=images.toml::{why}" in out
+    stopped = f"### nebula-build apply (images.toml)\n\n**Stopped before any generation:** {why}"
+    assert (root / "apply.md").read_text().startswith(stopped + "\n\n| image | action |")
+    assert stopped in summary.read_text()  # after the plan's
+    assert not (root / "img").exists()
+
+
 def test_a_plan_saved_in_another_project_is_refused(project, run_cli, tmp_path):
     root = site(project)
     assert run_cli("plan", "--out", "plan.json").code == 0
