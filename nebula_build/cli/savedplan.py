@@ -100,12 +100,12 @@ def contents(plan: Plan, estimate: Estimate, options: dict[str, Any]) -> str:
         "digest": saved.digest,
     }
     parts = [f"  {json.dumps(key)}: {_dumped(value)}" for key, value in header.items()]
-    rows_of: dict[str, list[Any]] = {
-        "actions": [line.row() for line in saved.actions],
-        "files": [line.row() for line in saved.files],
+    rows_of: dict[str, tuple[tuple[str | None, ...], ...]] = {
+        "actions": saved.actions,
+        "files": saved.files,
     }
     for key, rows in rows_of.items():
-        listed = ",\n".join(f"    {_dumped(row)}" for row in rows)
+        listed = ",\n".join(f"    {_dumped(row)}" for row in rows)  # a tuple is a list
         parts.append(f'  "{key}": [\n{listed}\n  ]' if rows else f'  "{key}": []')
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
