@@ -530,7 +530,7 @@ class Applier:
             why = (warning or "its cache entry is gone").partition(";")[0]
             raise UserError(
                 f"not generated: {why}, and this apply may only make the generations its "
-                "plan counted (--locked, --max-generations, --max-cost); run it again"
+                "plan counted (--plan, --locked, --max-generations, --max-cost); run it again"
             )
         try:
             return await self._generate(action, spec, outcome)

@@ -165,7 +165,9 @@ async def apply_round(
     `before_paying` likewise, with the generation keys, before a plan that a paid
     backend generates (a seed cut short by a save in pieces is a paid image).
     `check_plan` sees the plan before anything is written, and may stop the round by
-    raising (`apply --plan`: a saved plan that is no longer the plan)."""
+    raising (`apply --plan`: a saved plan that is no longer the plan); with it, the
+    round makes only the generations the plan counts (a cache entry found corrupt at
+    its restore fails that image instead of paying for it)."""
     started = time.perf_counter()
     prepared, lock, options = _loaded(
         project, registry, options, listener, previous=previous, incremental=incremental
@@ -229,9 +231,11 @@ async def apply_round(
                 backends=backends,
                 on_start=on_start,
                 remote=remote,
+                # a reviewed plan (apply --plan) pays for what it counted, never a miss
                 planned_only=options.locked
                 or options.max_generations is not None
-                or options.max_cost is not None,
+                or options.max_cost is not None
+                or check_plan is not None,
                 keep_outcomes=options.outcomes,
                 force=options.force,
             )

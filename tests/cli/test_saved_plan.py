@@ -100,6 +100,34 @@ def test_apply_generates_exactly_the_images_of_the_saved_plan(project, run_cli, 
     assert "logo would now be up to date, the saved plan had it created (new image)" in err
 
 
+def _corrupt_cache(root: Path) -> None:
+    """Every original and encoded output the project's cache holds, garbled."""
+    for path in (root / ".nebula-build/cache").rglob("*"):
+        if path.is_file() and len(path.name) == 64:
+            path.write_bytes(b"garbled")
+
+
+def test_an_image_the_plan_restores_is_never_paid_for_when_its_cache_entry_is_bad(
+    project, run_cli, fake_site
+):
+    """The plan counted no generation; an entry found corrupt as it is read is a miss,
+    which a plain apply generates: a reviewed plan fails that image instead."""
+    root = project({})
+    images = {"hero": {"prompt": "a lighthouse", "output": "hero.png"}}
+    (root / "images.toml").write_text(fake_manifest(root / "log", images))
+    assert run_cli("apply").code == 0
+    (root / "hero.png").unlink()
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    assert json.loads((root / "plan.json").read_text())["generations"] == 0
+    _corrupt_cache(root)  # as the plan counts it, the entry is still there
+    code, out, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 1
+    assert generation_log(root / "log") == ["hero"]  # the first apply's, alone
+    assert "hero: not generated: cache entry was corrupt" in err
+    assert "may only make the generations its plan counted (--plan, " in err
+    assert not (root / "hero.png").exists()
+
+
 def _edit_manifest(root: Path) -> None:
     text = (root / "images.toml").read_text()
     (root / "images.toml").write_text(text.replace("a lighthouse", "a lighthouse at night"))
