@@ -113,7 +113,7 @@ def cmd_plan(ctx: Context) -> int:
         remote=configured(prepared.resolved, offline=args.offline, notice=notice),
         notice=notice,
     )
-    markdownfile.refuse_outputs(ctx, project, plan, prepared.resolved)
+    markdownfile.refuse_outputs(ctx, project, plan, prepared.resolved, lock)
     prepared.files.save()
     # a note the fast path would not repeat, or an answer from the cache: never skipped
     if whole and not notices and not asked:
@@ -425,8 +425,9 @@ class ApplyListener:
         self.notes: list[str] = []
 
     def plan_made(self, planned: RoundResult) -> None:
+        prepared = planned.prepared
         markdownfile.refuse_outputs(
-            self.ctx, planned.prepared.project, planned.plan, planned.prepared.resolved
+            self.ctx, prepared.project, planned.plan, prepared.resolved, planned.lock
         )
         self.planned = planned
 
@@ -505,7 +506,8 @@ def render_round(
     from nebula_build.ui.report import apply_json, done_text, plan_text
 
     json_output = getattr(ctx.args, "json", False)
-    markdownfile.refuse_outputs(ctx, result.prepared.project, result.plan, result.prepared.resolved)
+    prepared = result.prepared
+    markdownfile.refuse_outputs(ctx, prepared.project, result.plan, prepared.resolved, result.lock)
     if result.refused is not None:
         if json_output:
             ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))

@@ -6,6 +6,7 @@ here for each option that names one (`plan --out FILE` too, see cli/savedplan.py
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from nebula_build.cli.context import Context
     from nebula_build.core.plan import Plan
     from nebula_build.core.resolve import Resolved
+    from nebula_build.state.lockfile import Entries
     from nebula_build.state.project import Project
 
 #: GitHub's limit on a comment's body is 65,536 characters (GitLab's on a note:
@@ -58,14 +60,17 @@ def _refuse_kept(ctx: Context, project: Project, option: str, resolved: Path) ->
         _refuse(ctx, option, f"inside {STATE_DIR}/, where nebula-build keeps its state")
 
 
-def refuse_outputs(ctx: Context, project: Project, plan: Plan, resolved: Resolved) -> None:
+def refuse_outputs(
+    ctx: Context, project: Project, plan: Plan, resolved: Resolved, lock: Entries
+) -> None:
     """Refuse a `--markdown` or `--out` file that an image, an atlas or the asset
-    manifest writes (or wrote), or that the manifest reads (a post `rows` would find
-    next time): before apply generates anything."""
+    manifest writes (or wrote), or that the manifest reads (an image's input, a post
+    `rows` would find next time): before apply generates anything. Every image of the
+    manifest and the lock counts, not only those the plan lists (`--target`)."""
     for option in WRITTEN:
         path = requested(ctx, option)
         if path is not None and (relative := _in_project(project, path)) is not None:
-            _refuse_output(ctx, option, relative, plan, resolved)
+            _refuse_output(ctx, option, relative, plan, resolved, lock=lock)
 
 
 def _in_project(project: Project, path: Path) -> str | None:
@@ -77,24 +82,49 @@ def _in_project(project: Project, path: Path) -> str | None:
 
 
 def _refuse_output(
-    ctx: Context, option: str, relative: str, plan: Plan, resolved: Resolved
+    ctx: Context, option: str, relative: str, plan: Plan, resolved: Resolved, *, lock: Entries
 ) -> None:
     reads = [Read("the manifest as rows", path) for path in resolved.data_files]
     reads += [
         Read(f"the manifest as a post ({pattern})", folder, tuple(pattern.split("/")))
         for folder, pattern, _ in resolved.data_globs
     ]
-    for _, read in read_too({file_key(relative)}, (as_one_file(read) for read in reads)):
+    named = file_key(relative)
+    for _, read in read_too({named}, (as_one_file(read) for read in reads)):
         _refuse(ctx, option, f"read by {read.reader}")
+    for owner, paths in _written(plan, resolved, lock):
+        if _names(paths, named):
+            _refuse(ctx, option, f"the output of {printable(owner, limit=120)}")
+    for image, spec in resolved.specs.items():
+        if _names((spec.image, spec.mask, spec.palette_file), named):
+            _refuse(ctx, option, f"an input of image {printable(image, limit=120)}")
+
+
+def _names(paths: Sequence[str | None], named: str) -> bool:
+    """Whether one of `paths` is the file `named` (a `file_key`)."""
+    return any(path and file_key(path) == named for path in paths)
+
+
+def _written(
+    plan: Plan, resolved: Resolved, lock: Entries
+) -> Iterator[tuple[str, Sequence[str | None]]]:
+    """(owner, the files it writes or wrote) of each image and file made from them."""
     for action in plan.actions:
-        written = (action.output, action.old_output, *action.removes)
-        if action.spec is not None:
-            written += action.spec.paths
-        if relative in written:
-            _refuse(ctx, option, f"the output of image {action.image}")
+        spec_paths = action.spec.paths if action.spec is not None else ()
+        yield (
+            f"image {action.image}",
+            (action.output, action.old_output, *action.removes, *spec_paths),
+        )
     for file in plan.files:
-        if relative in (file.output, file.frames, *file.removes):
-            _refuse(ctx, option, f"the output of {file.label}")
+        yield file.label, (file.output, file.frames, *file.removes)
+    for image, spec in resolved.specs.items():
+        yield f"image {image}", spec.paths
+    for name, atlas in resolved.atlases.items():
+        yield f"atlas {name}", atlas.paths
+    if resolved.asset_manifest is not None:
+        yield "asset manifest", (resolved.asset_manifest,)
+    for image, entry in lock.items():
+        yield f"image {image}", tuple(entry.files())
 
 
 def _refuse(ctx: Context, option: str, what: str) -> None:

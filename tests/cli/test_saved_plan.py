@@ -341,6 +341,61 @@ def test_out_is_refused_on_a_file_the_project_owns(path, what, project, run_cli)
     assert state(root) == before
 
 
+INPUTS_AND_ATLAS = """
+[images.hat]
+model = "black-forest-labs/FLUX.1-Fill-dev"
+prompt = "a hat"
+image = "in/portrait.png"
+mask = "in/mask.png"
+output = "img/hat.png"
+
+[atlases.icons]
+images = ["hero", "logo"]
+output = "img/icons.png"
+godot = "img/icons.tres"
+"""
+
+
+def _png(mode: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    data = io.BytesIO()
+    Image.new(mode, (64, 64)).save(data, "PNG")
+    return data.getvalue()
+
+
+@pytest.mark.parametrize("option", ["--out", "--markdown"])
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [
+        ("img/logo.png", "the output of image logo"),
+        ("in/mask.png", "an input of image hat"),
+        ("img/icons.tres", "the output of atlas icons"),
+    ],
+)
+def test_out_is_refused_on_a_file_of_an_image_the_plan_does_not_list(
+    option, path, what, project, run_cli
+):
+    """Under --target the plan lists one image; the files of the others (an input, an
+    atlas's export) are the project's all the same."""
+    root = project(
+        {
+            "images.toml": SITE + INPUTS_AND_ATLAS,
+            "data/products.csv": PRODUCTS,
+            "in/portrait.png": _png("RGB"),
+            "in/mask.png": _png("L"),
+        }
+    )
+    assert run_cli("apply").code == 0
+    before = state(root)
+    code, out, err = run_cli("plan", "--target", "hero", option, path)
+    assert (code, out) == (1, "")
+    assert err == f"error: {option} {path}: that is {what}; name another file\n"
+    assert state(root) == before
+
+
 def test_out_and_markdown_on_one_file_is_refused(project, run_cli):
     root = site(project)
     code, _, err = run_cli("plan", "--out", "plan.json", "--markdown", "./plan.json")
