@@ -27,6 +27,7 @@ from nebula_build.core.planrecord import (
     ActionLine,
     FileLine,
     PlanRecord,
+    carried_out,
     differences,
     other_project,
     record,
@@ -306,8 +307,23 @@ def check(saved: SavedPlan, plan: Plan) -> None:
             "this manifest; run plan here"
         )
     found = differences(saved.record, now)
-    if found:
-        raise UserError(f"{saved.name} is stale: {stale_line(found)}; run plan again")
+    if not found:
+        return
+    carried = carried_out(saved.record, now)
+    if carried is not None and not carried.left:
+        raise UserError(
+            f"{saved.name} was applied already: its {plural(carried.done, 'change')} "
+            f"{'is' if carried.done == 1 else 'are'} done, and nothing is left of it to do; "
+            "run plan again for a new plan"
+        )
+    if carried is not None:
+        done = plural(carried.done + carried.left, "change")
+        raise UserError(
+            f"{saved.name} was partly applied already: {carried.done} of its {done} "
+            f"{'is' if carried.done == 1 else 'are'} done (an earlier apply stopped or "
+            "failed before the rest); run plan again"
+        )
+    raise UserError(f"{saved.name} is stale: {stale_line(found)}; run plan again")
 
 
 def cost_note(saved: SavedPlan, estimate: Estimate) -> str | None:

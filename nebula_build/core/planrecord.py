@@ -163,6 +163,74 @@ def differences(saved: PlanRecord, now: PlanRecord) -> list[str]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Carried:
+    """How far a saved plan was carried out already: of the changes it lists, those
+    done and those the plan made now still lists as it did."""
+
+    done: int
+    left: int
+
+
+def carried_out(saved: PlanRecord, now: PlanRecord) -> Carried | None:
+    """Where the plan made `now` is what carrying out `saved` leaves (some of its
+    changes done: an image up to date with the key and output it planned, a file
+    built, a deletion gone, a candidate drawn; the others as it listed them, and
+    nothing else), how many were done and are left; None where anything else moved,
+    or none of its changes is done."""
+    later = {line.image for line in saved.actions if line.kind == ActionKind.DRAW.value}
+    states = _carried(saved.actions, now.actions, _action_carried, _drawn_again(later))
+    states += _carried(saved.files, now.files, _file_carried, lambda name: False)
+    if None in states or "done" not in states:
+        return None
+    return Carried(states.count("done"), states.count("left"))
+
+
+def _drawn_again(drawn: set[str]) -> Callable[[str], bool]:
+    """Whether a line the saved plan lacks is the next draw of an image it drew
+    (`--more` asks one more each time)."""
+    bases = {name.rpartition("#")[0] for name in drawn}
+    return lambda name: "#" in name and name.rpartition("#")[0] in bases
+
+
+def _carried(
+    saved: Sequence[Line],
+    now: Sequence[Line],
+    state: Callable[[Any, Any], str | None],
+    new_is_next: Callable[[str], bool],
+) -> list[str | None]:
+    """Per line: "same" (no change, as saved), "left" (a change still planned as
+    saved), "done" (a change carried out), None (anything else)."""
+    after = {_name(line): line for line in now}
+    states = [state(line, after.get(_name(line))) for line in saved]
+    before = {_name(line) for line in saved}
+    states += [None for name in after if name not in before and not new_is_next(name)]
+    return states
+
+
+def _action_carried(saved: ActionLine, now: ActionLine | None) -> str | None:
+    noop = ActionKind.NOOP.value
+    if now == saved:
+        return "same" if saved.kind == noop else "left"
+    if saved.kind in (ActionKind.DELETE.value, ActionKind.DRAW.value):
+        return "done" if now is None else None
+    planned = saved.kind not in (noop, ActionKind.CONFLICT.value)
+    if planned and now is not None and now.kind == noop and now[2:4] == saved[2:4]:
+        return "done"
+    return None
+
+
+def _file_carried(saved: FileLine, now: FileLine | None) -> str | None:
+    if now == saved:
+        return "same" if saved.state == FileState.NOOP.value else "left"
+    if saved.state == FileState.DELETE.value:
+        return "done" if now is None else None
+    built = saved.state in (FileState.BUILD.value, FileState.WAITING.value)
+    if built and now is not None and now.state == FileState.NOOP.value:
+        return "done" if now.output == saved.output else None
+    return None
+
+
 def other_project(saved: PlanRecord, now: PlanRecord) -> bool:
     """Whether no image of the saved plan is in the plan made now, though both have some:
     a plan saved for another project (or another manifest)."""

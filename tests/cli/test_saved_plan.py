@@ -95,9 +95,38 @@ def test_apply_generates_exactly_the_images_of_the_saved_plan(project, run_cli, 
     code, out, err = run_cli("apply", "--plan", "plan.json")
     assert code == 0, err
     assert generation_log(root / "log") == ["hero", "logo"]  # logo alone, once
-    code, out, err = run_cli("apply", "--plan", "plan.json")  # the plan is done: it moved
-    assert code == 1 and STALE.fullmatch(err)
-    assert "logo would now be up to date, the saved plan had it created (new image)" in err
+    code, out, err = run_cli("apply", "--plan", "plan.json")  # the plan is done
+    assert (code, err) == (
+        1,
+        "error: plan.json was applied already: its 1 change is done, and nothing is left of "
+        "it to do; run plan again for a new plan\n",
+    )
+
+
+def test_a_plan_applied_in_part_or_drawn_says_so_not_stale(project, run_cli, fake_site):
+    """An apply that failed an image leaves the rest of its plan to do; a candidate
+    drawn (`--more`) is not a new draw to make: both say what became of the plan."""
+    root = project({})
+    images = {"hero": {"prompt": "a lighthouse", "output": "hero.png"}}
+    images |= {"logo": {"prompt": "a fox", "output": "logo.png"}}
+    (root / "images.toml").write_text(fake_manifest(root / "log", images, fail=("logo",)))
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    (root / "plan.json").rename(root / "first.json")
+    assert run_cli("apply", "--plan", "first.json").code == 1  # logo failed
+    code, _, err = run_cli("apply", "--plan", "first.json")
+    assert (code, err) == (
+        1,
+        "error: first.json was partly applied already: 1 of its 2 changes is done (an "
+        "earlier apply stopped or failed before the rest); run plan again\n",
+    )
+    (root / "images.toml").write_text(fake_manifest(root / "log", images))
+    assert run_cli("apply").code == 0
+    assert run_cli("plan", "--more", "hero", "--out", "plan.json").code == 0
+    assert run_cli("apply", "--more", "hero", "--plan", "plan.json").code == 0
+    assert generation_log(root / "log") == ["hero", "logo", "logo", "hero"]
+    code, _, err = run_cli("apply", "--more", "hero", "--plan", "plan.json")  # no new draw
+    assert code == 1 and err.startswith("error: plan.json was applied already: its 1 change")
+    assert generation_log(root / "log") == ["hero", "logo", "logo", "hero"]
 
 
 def _corrupt_cache(root: Path) -> None:
