@@ -6,6 +6,7 @@ here for each option that names one (`plan --out FILE` too, see cli/savedplan.py
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,9 +47,22 @@ def refuse_project_files(ctx: Context, project: Project) -> None:
     manifest, the lock, anything in its state folder), or both naming one file."""
     named = {option: path.resolve() for option in WRITTEN if (path := requested(ctx, option))}
     for option, path in named.items():
+        _refuse_linked_out(ctx, project, option)
         _refuse_kept(ctx, project, option, path)
     if len(named) > 1 and len(set(named.values())) == 1:
         raise UserError(f"{named_file(ctx, 'out')}: --markdown writes that file too")
+
+
+def _refuse_linked_out(ctx: Context, project: Project, option: str) -> None:
+    """Refuse a file named inside the project whose folder a link leads out of it: a
+    link a pull request committed (`reports -> ~/.ssh`) must not choose where the
+    command writes."""
+    start = Path(ctx.start).resolve()
+    named = Path(os.path.normpath(start / getattr(ctx.args, option)))
+    if named.is_relative_to(project.root) and not named.parent.resolve().is_relative_to(
+        project.root
+    ):
+        _refuse(ctx, option, "in a folder a link leads out of the project")
 
 
 def _refuse_kept(ctx: Context, project: Project, option: str, resolved: Path) -> None:

@@ -425,6 +425,23 @@ def test_out_is_refused_on_a_file_of_an_image_the_plan_does_not_list(
     assert state(root) == before
 
 
+@pytest.mark.parametrize("option", ["--out", "--markdown"])
+def test_out_through_a_link_out_of_the_project_is_refused(option, project, run_cli, tmp_path):
+    """A folder link a pull request commits must not choose where the plan is written."""
+    root = site(project)
+    outside = tmp_path / "home"
+    outside.mkdir()
+    (root / "reports").symlink_to(outside)
+    code, out, err = run_cli("plan", option, "reports/authorized_keys")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {option} reports/authorized_keys: that is in a folder a link leads out of "
+        "the project; name another file\n"
+    )
+    assert list(outside.iterdir()) == []
+    assert run_cli("plan", option, str(outside / "plan.txt")).code == 0  # named outside: yours
+
+
 def test_out_and_markdown_on_one_file_is_refused(project, run_cli):
     root = site(project)
     code, _, err = run_cli("plan", "--out", "plan.json", "--markdown", "./plan.json")
