@@ -273,12 +273,13 @@ class _Context:
         outputs: taking it would lose that image's file)."""
         return self.wrote_before(path, digest) and self.recorded_for(path, digest, image) is None
 
-    def moved_here(self, path: str, digest: str) -> bool:
+    def moved_here(self, path: str, digest: str, image: str) -> bool:
         """Whether the file at `path` is the file of an image no longer declared, moved
         here by hand (a Hugo page bundle's folder renamed, its cover inside): the bytes
         nebula-build wrote at the path the lock records, where they are no more. A copy
-        leaves them there, and stays a hand edit."""
-        return any(
+        leaves them there, and stays a hand edit; a file the lock records as another
+        image's stays that image's (a lock may name any path for an image it invents)."""
+        return self.recorded_for(path, digest, image) is None and any(
             old != path and self.wrote_before(old, digest) and self.digest_of(old) is None
             for old in self.left_by_digest.get(digest, ())
         )
@@ -490,7 +491,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
         recorded = _recorded(entry, path) or ctx.left.get(path, ("", None))[1]
         if current is None or current == recorded or current == known.get(path):
             continue
-        if ctx.earlier_output(path, current, spec.name) or ctx.moved_here(path, current):
+        if ctx.earlier_output(path, current, spec.name) or ctx.moved_here(path, current, spec.name):
             continue
         moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
         if path == spec.output and moved:

@@ -147,3 +147,43 @@ def test_a_bundle_copied_with_its_cover_keeps_the_copy_a_hand_edit(project, run_
     code, out, _ = run_cli("plan")
     assert "! cover[ocean]  conflict  content/posts/ocean/cover.webp" in out, out
     assert run_cli("apply").code == 1
+
+
+SWAP = """\
+version = 1
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+[images.a]
+prompt = "apple"
+output = "out/a2.png"
+[images.b]
+prompt = "banana"
+output = "out/b2.png"
+"""
+
+
+def test_a_lock_naming_where_two_swapped_files_were_before_loses_neither(project, run_cli):
+    """A pull request's lock may add an entry, for an image no longer declared, at
+    each path the two files were moved from: the files look moved there by hand (a
+    page bundle renamed), but each is still the other image's."""
+    root = project({"images.toml": SWAP.replace("a2.png", "a.png").replace("b2.png", "b.png")})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(SWAP)  # each moved once: out/a.png, out/b.png gone
+    assert run_cli("apply").code == 0
+    files = {p.name: p.read_bytes() for p in (root / "out").iterdir()}
+    lock = (root / "images.lock").read_text()
+    for name, was in (("a", "out/a.png"), ("b", "out/b.png")):
+        entry = lock.split(f"[images.{name}]", 1)[1].split("[images.", 1)[0]
+        now = f"out/{name}2.png"
+        lock += f"\n[images.old-{name}]" + entry.replace(f'"{now}"', f'"{was}"')
+    (root / "images.lock").write_text(lock)
+    swapped = SWAP.replace("out/a2.png", "TMP").replace("out/b2.png", "out/a2.png")
+    (root / "images.toml").write_text(swapped.replace("TMP", "out/b2.png"))
+
+    code, out, _ = run_cli("plan")
+    assert "the file in the way is b's output: move one image at a time" in out, out
+    assert run_cli("apply").code == 1
+    assert {p.name: p.read_bytes() for p in (root / "out").iterdir()} == files
