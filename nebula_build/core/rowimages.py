@@ -367,15 +367,17 @@ def _loaded(source: Source, sources: Sources) -> Loaded:
 
 
 def _together(found: Sequence[Source], each: Sequence[Loaded]) -> Loaded:
-    """The posts of several patterns as one table: each file once, as the first pattern
-    that matches it reads it (its slug may depend on where the pattern starts), in the
-    order of their paths; ExpansionError for more posts in all than one pattern may
-    match."""
+    """The posts of several patterns as one table: each file once, in the order of their
+    paths, as the pattern that starts in the deepest folder reads it (a section's
+    `_index.md` is `_index` to one starting in its folder, `posts` to one above it), so
+    that the order of the list names nothing; ExpansionError for more posts in all than
+    one pattern may match."""
     from nebula_build.state import datafiles  # its limit, read when it applies
 
     read: dict[str, Post] = {}
     problems: dict[str, DataError] = {}
-    for part in each:
+    deepest_first = sorted(zip(found, each, strict=True), key=lambda pair: -_depth(pair[0]))
+    for _, part in deepest_first:
         for post in part.posts:
             read.setdefault(post.row.path, post)
         for problem in part.problems:
@@ -395,6 +397,11 @@ def _together(found: Sequence[Source], each: Sequence[Loaded]) -> Loaded:
         [problems[path] for path in sorted(problems)],
         tuple(ordered),
     )
+
+
+def _depth(source: Source) -> int:
+    """How many folders below the project's own a pattern starts in."""
+    return 0 if source.path == "." else source.path.count("/") + 1
 
 
 @dataclass

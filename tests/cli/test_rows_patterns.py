@@ -227,3 +227,22 @@ def test_the_docs_hugo_example_builds(project, run_cli):
     assert code == 0, err
     assert locked(root)["cover[hello]"]["prompt"] == "a harbour, editorial photo"
     assert (root / "static/img/covers/spring.webp").is_file()
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_reordering_the_patterns_renames_no_post(project, run_cli, order):
+    """The section's `_index.md` is `_index` to the pattern that starts in its folder
+    and `posts` to one that reaches it from above: the list's order must not choose,
+    or moving a pattern up would make every such post's image again."""
+    patterns = ["content/**/_index.md", "content/posts/*.md"][::order]
+    root = project(
+        {
+            "images.toml": manifest(patterns),
+            "content/posts/_index.md": post("Section"),
+            "content/posts/hello.md": post("Hello"),
+        }
+    )
+    assert planned(run_cli) == {"cover[_index]": "create", "cover[hello]": "create"}
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(manifest(patterns[::-1]))
+    assert run_cli("plan").out.startswith("No changes")
