@@ -693,7 +693,12 @@ class Watcher:
             declared = load(self.project.manifest_path).model.images.values()
         except NebulaBuildError:
             return  # the manifest itself is being edited: it is watched
+        from nebula_build.state.datafiles import DataReader
+        from nebula_build.state.guard import Guard
+
         root = self.project.root
+        # one reader: the patterns of a list walk the same folders, each read once
+        reader = DataReader(Guard(root, reserved=self.project.own_files))
         for decl in declared:
             try:
                 found = sources_of(decl.rows) if decl.rows is not None else ()
@@ -705,18 +710,10 @@ class Watcher:
                     self._paths.add(root / source.path)
                 else:
                     self._globs.add((root / source.path, source.pattern))
-                    self._post_folders |= self._walked(source.path, source.pattern)
-
-    def _walked(self, folder: str, pattern: str) -> set[Path]:
-        """The folders a pattern of posts walks now (as far as it gets: a round that
-        failed may have failed there)."""
-        from nebula_build.state.datafiles import DataReader
-        from nebula_build.state.guard import Guard
-
-        reader = DataReader(Guard(self.project.root, reserved=self.project.own_files))
-        with contextlib.suppress(NebulaBuildError, OSError):
-            reader.matching(folder, pattern)
-        return {self.project.root / walked for walked in reader.folders}
+                    # as far as it gets: a round that failed may have failed there
+                    with contextlib.suppress(NebulaBuildError, OSError):
+                        reader.matching(source.path, source.pattern)
+        self._post_folders |= {root / walked for walked in reader.folders}
 
     def _started(self, applier: Applier) -> None:
         self._applier = applier

@@ -16,6 +16,7 @@ path counts. Pure: no I/O.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 from collections.abc import Iterable, Sequence
 
 from nebula_build.state.guard import RESERVED_FOLDERS, path_problem
@@ -62,7 +63,11 @@ def checked_parts(pattern: str) -> Parts:
             )
     if parts[-1] == ANY_DEPTH:
         raise GlobError(f"{pattern!r} ends in `**`: its last part names the files ({_EXAMPLE})")
-    return parts
+    # `**/**` is `**`: one state, not one per `**` at every folder (337 of them in a
+    # pattern took 2 s a walk, 32 such patterns 22 s)
+    return parts[:1] + tuple(
+        part for before, part in itertools.pairwise(parts) if not part == before == ANY_DEPTH
+    )
 
 
 def has_wildcard(part: str) -> bool:

@@ -246,3 +246,28 @@ def test_reordering_the_patterns_renames_no_post(project, run_cli, order):
     assert run_cli("apply").code == 0
     (root / "images.toml").write_text(manifest(patterns[::-1]))
     assert run_cli("plan").out.startswith("No changes")
+
+
+def test_the_patterns_of_a_list_read_each_folder_once(project, run_cli, monkeypatch):
+    """Each pattern reading every folder again: 32 over 10,000 folders took 23 s."""
+    from nebula_build.state.guard import Guard
+
+    patterns = ["content/**/*.md", "content/**/index.md", "content/posts/**/*.md"]
+    project(
+        {
+            "images.toml": manifest(patterns),
+            "content/posts/hello.md": post("Hello"),
+            "content/posts/bundle/index.md": post("Bundle"),
+            "content/about/team/index.md": post("Team"),
+        }
+    )
+    listed: list[str] = []
+    listing = Guard.listing
+
+    def counted(self, folder, below=(), *, limit):
+        listed.append("/".join((folder, *below)))
+        return listing(self, folder, below, limit=limit)
+
+    monkeypatch.setattr(Guard, "listing", counted)
+    assert set(planned(run_cli)) == {"cover[hello]", "cover[bundle]", "cover[team]"}
+    assert sorted(listed) == sorted(set(listed)), listed
