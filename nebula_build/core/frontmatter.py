@@ -1,8 +1,9 @@
 """One row per post: a Markdown file's front matter, its `slug`, `path` and `excerpt`.
 
 Front matter is YAML between `---` lines (read with PyYAML's safe loader: plain
-values only, never an object of any class) or TOML between `+++` lines; front
-matter in another language (Hugo's JSON, Eleventy's `---json`) is refused. `slug`
+values only, never an object of any class) or TOML between `+++` lines, or either
+named after its opening `---` (`---yaml`, `---toml`); front matter in another
+language (Hugo's JSON, Eleventy's `---json`) is refused. `slug`
 is the file's name without its suffix (its folder's name for a page bundle's
 `index.md` or `_index.md`) and `excerpt` the first paragraph of the
 text, unless the front matter sets them; `path` is always the file's path in the
@@ -30,9 +31,13 @@ BUNDLE_FILES = frozenset({"index", "_index"})
 #: characters of a number in YAML front matter (`_yaml_loader`)
 MAX_NUMBER = 4_300
 _FENCES = {"---": "yaml", "+++": "toml"}
+#: front matter that names its language after `---`, closed by `---` (gray-matter's,
+#: which Eleventy reads: `---yaml`, `--- json`)
+_NAMED_FENCE = re.compile(r"---\s*([A-Za-z][\w-]*)")
+_NAMED_LANGUAGES = {"yaml": "yaml", "yml": "yaml", "toml": "toml"}
 #: the first line of front matter in a language not read: Hugo's JSON (`{` and a
-#: key, or `{` alone) and Eleventy's `---json` or `---js`
-_OTHER_FRONT_MATTER = re.compile(r'\{\s*(?:"|\}|$)|---[A-Za-z][\w-]*$')
+#: key, or `{` alone); a language `_NAMED_FENCE` names but `_NAMED_LANGUAGES` does not
+_JSON_FRONT_MATTER = re.compile(r'\{\s*(?:"|\}|$)')
 _EMPHASIS = frozenset("*_`")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 
@@ -82,15 +87,17 @@ def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
     fields: dict[str, Value] = {}
     front: tuple[str, ...] = ()
     body_start = 0
-    if fence in _FENCES:
-        end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in (fence, "...")), None)
+    language, closing = _opened_by(fence)
+    if language is not None:
+        closes = (closing, "...") if language == "yaml" else (closing,)
+        end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in closes), None)
         if end is None:
             raise DataError(path, f"the front matter opened by {fence!r} is never closed", 1)
         front = tuple(line.removesuffix("\r") for line in lines[1:end])  # CRLF, as on Windows
-        raw = _load(path, _FENCES[fence], "\n".join(front))
+        raw = _load(path, language, "\n".join(front))
         fields = {str(key): normal(value) for key, value in raw.items()}
         body_start = end + 1
-    elif _OTHER_FRONT_MATTER.match(fence):  # else its fields would be the post's text
+    elif closing:  # else its fields would be the post's text
         opened_by = fence if fence.startswith("---") else "{"
         raise DataError(
             path,
@@ -108,6 +115,18 @@ def parse_post(path: str, data: bytes, *, base: str = ".") -> Post:
         read += visited
     fields["path"] = path
     return Post(Row(fields, 1, path), front, read=read, slug_given=slug_given)
+
+
+def _opened_by(fence: str) -> tuple[str | None, str]:
+    """The language of the front matter a post's first line opens and the line that
+    closes it; (None, what would close it) for front matter in a language not read,
+    (None, "") for a post without front matter."""
+    if fence in _FENCES:
+        return _FENCES[fence], fence
+    named = _NAMED_FENCE.fullmatch(fence)
+    if named is not None:
+        return _NAMED_LANGUAGES.get(named[1].lower()), "---"
+    return None, "}" if _JSON_FRONT_MATTER.match(fence) else ""
 
 
 def slug_of(path: str, base: str = ".") -> str:

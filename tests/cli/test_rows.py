@@ -645,6 +645,48 @@ def test_a_post_that_only_starts_like_other_front_matter_is_read_as_before(proje
     assert json.loads(out)["actions"][0]["prompt"].endswith("The text.")
 
 
+@pytest.mark.parametrize(
+    "post",
+    [
+        "---yaml\nscene: a kite\n---\nThe text.\n",  # Eleventy's, gray-matter's
+        "---YML\r\nscene: a kite\r\n---\r\nThe text.\r\n",
+        "--- yaml\nscene: a kite\n---\nThe text.\n",
+        '---toml\nscene = "a kite"\n---\nThe text.\n',
+        '+++\nscene = """a kite\n...\n"""\n+++\nThe text.\n',  # `...` ends YAML only
+    ],
+)
+def test_front_matter_that_names_yaml_or_toml_is_read(project, run_cli, post):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "{scene}, editorial photo",
+            "output": "img/{slug}.png",
+        }
+    }
+    project({"images.toml": nebula_manifest(images), "posts/a.md": post})
+    code, out, err = run_cli("plan", "--json")
+    # it had been "the front matter opened by '---yaml' is not YAML or TOML"
+    assert code == 0, err
+    assert json.loads(out)["actions"][0]["prompt"].startswith("a kite")
+
+
+def test_front_matter_named_after_a_space_is_one_line_not_the_posts_text(project, run_cli):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "{excerpt}, editorial photo",
+            "output": "img/{slug}.png",
+        }
+    }
+    post = '--- json\n{"title": "Eleventy", "scene": "a kite"}\n---\nThe text.\n'
+    project({"images.toml": nebula_manifest(images), "posts/a.md": post})
+    code, out, err = run_cli("plan")
+    # it had been the post's text: the JSON was the excerpt, so the prompt to pay for
+    assert code == 1, out
+    assert err.startswith("error: posts/a.md:1: images.cover: the front matter opened by")
+    assert "opened by '--- json' is not YAML or TOML" in err and err.count("\n") == 1
+
+
 def test_posts_saved_with_windows_line_endings_change_no_image(project, run_cli, nebula_server):
     images = {
         "cover": {
