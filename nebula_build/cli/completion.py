@@ -149,6 +149,8 @@ _nebula_build() {
   local kept word
   _nebula_build_words
   COMPREPLY=()
+  # no command before the word (a COMP_WORDBREAKS without a space): none to offer
+  (( ${#words[@]} > 1 )) || return 0
   word=${words[${#words[@]}-1]}
   if [[ $word == --*=* && " IMAGE_OPTIONS " == *" ${word%%=*} "* ]]; then
     while IFS= read -r word; do COMPREPLY+=("$word"); done < <(_nebula_build_images)

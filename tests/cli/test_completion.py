@@ -257,6 +257,18 @@ def test_a_name_with_a_colon_or_an_equals_sign_completes_past_it(run_cli, named,
     assert not (root / "PWNED").exists()
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completes_nothing_where_comp_wordbreaks_has_no_space(run_cli, named, tmp_path):
+    """What comes before the : is one word then, with no command before the one
+    completed: the TAB hung bash, shtab's loop over the words before it never ending."""
+    root, run = named
+    (root / "rows.csv").write_text("sku,name\nwa:ter,a\n")
+    script = tmp_path / "nebula-build.bash"
+    script.write_text("COMP_WORDBREAKS=:\n" + run_cli("completion", "bash").out)
+    line = complete_line("bash", script, "nebula-build history row\\[wa:\t", **run)
+    assert line == "nebula-build history row\\[wa:"
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_an_option_and_its_value_in_one_word_leave_the_name_after_them(
     run_cli, named, tmp_path, shell
