@@ -66,19 +66,21 @@ _nebula_build_quote() {
   printf '%s%s\n' "$kept" "$text"
 }
 
-# the words of the line up to the one completed, as the command gets them, in the
-# caller's `words` (COMP_WORDS splits at COMP_WORDBREAKS, = and : among them: the parts
-# with no space between are one word); and in its `kept`, the part of the last word
-# that readline keeps: it completes only what follows the last of those, unquoted
+# the words of the line up to the cursor, as the command gets them, in the caller's
+# `words` (COMP_WORDS splits at COMP_WORDBREAKS, = and : among them: the parts with no
+# space between are one word); and in its `kept`, the part of the last word that
+# readline keeps: it completes only what follows the last of those, unquoted, up to the
+# cursor (a TAB before the : of `row:wa` completes `row`: COMP_CWORD names the `:`)
 _nebula_build_words() {
   local line=${COMP_LINE:0:COMP_POINT} rest part i
   local breaks=${COMP_WORDBREAKS-@><=;|&(:}  # unset: readline keeps bash's own
   breaks=${breaks//[\"\' $'\t\n']}
   words=() kept=
   for (( i = 0; i <= COMP_CWORD; i++ )); do
-    part=${COMP_WORDS[i]}
     rest=${line#"${line%%[![:space:]]*}"}
+    part=${COMP_WORDS[i]:0:${#rest}}
     if (( i > 0 && ${#rest} == ${#line} )); then
+      [[ -z $part ]] && break
       kept=${words[${#words[@]}-1]}
       words[${#words[@]}-1]+=$part
     else

@@ -257,6 +257,24 @@ def test_a_name_with_a_colon_or_an_equals_sign_completes_past_it(run_cli, named,
     assert not (root / "PWNED").exists()
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "typed", ["history row\\[wa:", "history row\\[wa:t", "apply --target=row\\[wa:"]
+)
+def test_a_tab_with_the_cursor_before_a_colon_keeps_the_name_typed(
+    run_cli, named, tmp_path, shell, typed
+):
+    """Ctrl-B moves the cursor back before the : of `row\\[wa:`, where bash's COMP_CWORD
+    names the `:`: what went in replaced `row\\[wa` with the rest of the name, `ter\\]`.
+    Now bash completes the text before the cursor and keeps what follows it, as zsh and
+    fish keep the name typed."""
+    root, run = named
+    (root / "rows.csv").write_text("sku,name\nwa:ter,a\n")
+    back = "\x02" * (len(typed) - typed.rindex(":"))
+    line = _typed(run_cli, shell, f"nebula-build {typed}{back}\t", run, tmp_path)
+    assert line.startswith(f"nebula-build {typed.partition(':')[0]}:ter\\]"), line
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_bash_completes_nothing_where_comp_wordbreaks_has_no_space(run_cli, named, tmp_path):
     """What comes before the : is one word then, with no command before the one
