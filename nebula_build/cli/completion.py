@@ -90,6 +90,8 @@ _nebula_build_words() {
   done
   # a word that ends in : or = is completed after it
   [[ -n $part && -n $breaks && $part != *[!"$breaks"]* ]] && kept=${words[${#words[@]}-1]}
+  # but a @ stays in the text readline completes (its own, for host names): not kept
+  kept=${kept%@}
 }
 
 # -C DIR and -f FILE as typed before the command, in the caller's `manifest`, as options

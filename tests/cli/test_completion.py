@@ -259,6 +259,27 @@ def test_a_name_with_a_colon_or_an_equals_sign_completes_past_it(run_cli, named,
 
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize(
+    ("typed", "completed"),
+    [
+        ("history row\\[icon@", "history row\\[icon@2x\\] "),
+        ("history row\\[icon@2", "history row\\[icon@2x\\] "),
+        ("history row\\[@", "history row\\[@x\\] "),
+        ("plan --target=row\\[@", "plan --target=row\\[@x\\] "),
+    ],
+)
+def test_a_name_with_an_at_sign_completes_with_it(
+    run_cli, named, tmp_path, shell, typed, completed
+):
+    """Bash splits a word at its @ too, but readline completes the text from the @ on,
+    not after it: `icon@2`, TAB, went in as `icon2x`, the @ lost, a name not typed."""
+    root, run = named
+    (root / "rows.csv").write_text("sku,name\nicon@2x,a\n@x,b\n")
+    line = _typed(run_cli, shell, f"nebula-build {typed}\t", run, tmp_path)
+    assert line == f"nebula-build {completed}"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
     "typed", ["history row\\[wa:", "history row\\[wa:t", "apply --target=row\\[wa:"]
 )
 def test_a_tab_with_the_cursor_before_a_colon_keeps_the_name_typed(
