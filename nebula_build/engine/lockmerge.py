@@ -7,19 +7,49 @@ output holds the digest it records (git leaves "ours" of a binary file in the wo
 tree); where neither or both do, the one whose keys are the manifest's now, then the
 one naming the output the manifest declares, else "ours". Whichever is kept, the
 plan shows what apply does with it: an entry never makes apply touch a file the plan
-does not name.
+does not name. The side not kept loses nothing: its output joins the kept entry's
+history (or, a draw of the same set, stays one of its draws), and where it was a pick
+or a generation the plan does not bring back, the commands say which image lost it
+and the `pick` that brings it back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from nebula_build.core.spec import AssetSpec
+from nebula_build.engine import candidates
+from nebula_build.engine.history import history_after
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import UserError
 from nebula_build.state import lockfile
-from nebula_build.state.lockfile import Entries, LockEntry
+from nebula_build.state.cache import Store
+from nebula_build.state.lockfile import MAX_HISTORY, DrawRecord, Entries, LockEntry
+from nebula_build.text import printable, shell_operands
+
+SIDES = ("ours", "theirs")
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An image's output that the side of the merge not kept had made it."""
+
+    image: str
+    #: "ours" or "theirs"
+    side: str
+    #: what each side's output was ("draw 1", "output 1b3645b6b871"): kept, dropped
+    kept: str
+    dropped: str
+    #: the command that makes it the output again
+    command: str
+
+    def line(self, lock: str) -> str:
+        other = SIDES[1 - SIDES.index(self.side)]
+        return (
+            f"{lock}: {printable(self.image)}: the merge kept {other} ({self.kept}), not "
+            f"{self.side} ({self.dropped}): `{self.command}` brings {self.side} back"
+        )
 
 
 @dataclass(frozen=True)
@@ -31,6 +61,12 @@ class LockMerge:
     theirs: int
     #: the images both sides recorded differently
     contested: tuple[str, ...]
+    #: the outputs of the side not kept that the plan does not bring back
+    dropped: tuple[Dropped, ...] = ()
+
+    def lines(self, *, written: bool) -> list[str]:
+        """The note on the merge, then one per output dropped."""
+        return [self.line(written=written), *(one.line(self.lock) for one in self.dropped)]
 
     def line(self, *, written: bool) -> str:
         counts = f"read both sides ({self.ours} + {self.theirs} entries)"
@@ -61,15 +97,90 @@ def settled(
     if merged is None:
         return lock, None
     resolved = dict(lock)
+    others: dict[str, tuple[str, LockEntry]] = {}
     for name, sides in merged.contested.items():
         if resolved.get(name) in sides:  # else a journal recorded it since
-            resolved[name] = _chosen(prepared, prepared.specs.get(name), sides)
-    note = LockMerge(project.lock_path.name, merged.ours, merged.theirs, tuple(merged.contested))
+            kept = _chosen(prepared, prepared.specs.get(name), sides)
+            side = 1 if kept is sides[0] else 0
+            resolved[name] = _joined(kept, sides[side], prepared.store)
+            others[name] = (SIDES[side], sides[side])
+    dropped = _dropped(prepared, resolved, others)
+    note = LockMerge(
+        project.lock_path.name, merged.ours, merged.theirs, tuple(merged.contested), dropped
+    )
     if write:
         lockfile.write(project, resolved)
         project.journal_path.unlink(missing_ok=True)  # a killed apply's: folded in above
-    notice(note.line(written=write))
+    for line in note.lines(written=write):
+        notice(line)
     return resolved, note
+
+
+def _joined(kept: LockEntry, other: LockEntry, store: Store) -> LockEntry:
+    """`kept` with what `other` (the side not kept) made: its output first in the
+    history, then its history after kept's own; the draws of their set, where both
+    are draws of one set, as many as either made."""
+    history = history_after(other, kept.generation_key, store)
+    first = 1 if history and history[0].generation_key == other.generation_key else 0
+    joined = [*history[:first], *kept.history, *history[first:]]
+    seen: set[str] = {kept.generation_key}
+    unique = []
+    for earlier in joined:
+        if earlier.generation_key not in seen:
+            seen.add(earlier.generation_key)
+            unique.append(earlier)
+    return replace(
+        kept, history=tuple(unique[:MAX_HISTORY]), draws=_more_draws(kept.draws, other.draws)
+    )
+
+
+def _more_draws(
+    kept: tuple[DrawRecord, ...], other: tuple[DrawRecord, ...]
+) -> tuple[DrawRecord, ...]:
+    """The longer of two records of one set's draws (one side ran `--more`)."""
+    shorter, longer = sorted((kept, other), key=len)
+    return longer if shorter and longer[: len(shorter)] == shorter else kept
+
+
+def _dropped(
+    prepared: Prepared, resolved: Entries, others: Mapping[str, tuple[str, LockEntry]]
+) -> tuple[Dropped, ...]:
+    """The outputs of the sides not kept that the plan does not make the output again,
+    each with the `pick` that does."""
+    names = [n for n, (_, e) in others.items() if e.generation_key != resolved[n].generation_key]
+    declared = [name for name in names if name in prepared.specs]
+    if not declared:
+        return ()
+    chosen = candidates.picked(prepared.specs, resolved, only=declared)
+    found = []
+    for name in sorted(declared):
+        side, entry = others[name]
+        if chosen.specs[name].generation_key == entry.generation_key:
+            continue  # the plan makes it the output: it says so
+        command = _bringing_back(chosen.bases[name], resolved[name], entry.generation_key)
+        if command is not None:
+            found.append(Dropped(name, side, _output(resolved[name]), _output(entry), command))
+    return tuple(found)
+
+
+def _output(entry: LockEntry) -> str:
+    """An entry's output as a person tells it from the other side's: its draw, or the
+    start of its digest (as `history` shows it)."""
+    draw = entry.params.get("draw")
+    return f"draw {draw}" if type(draw) is int and entry.draws else f"output {entry.digest[:12]}"
+
+
+def _bringing_back(base: AssetSpec, entry: LockEntry, key: str) -> str | None:
+    """The `pick` that makes generation `key` the output of `base`'s image: a draw of
+    the set the manifest declares, or an earlier generation, pinned (it was made
+    from another spec)."""
+    draw = next((i for i in range(base.candidates) if base.drawn(i).generation_key == key), None)
+    if draw is not None:
+        return f"nebula-build pick {shell_operands(base.name, draw)}"
+    keys = [earlier.generation_key for earlier in entry.history]
+    if key not in keys:
+        return None
+    return f"nebula-build pick --pin {shell_operands(base.name, f'@{keys.index(key) + 1}')}"
 
 
 def _chosen(prepared: Prepared, spec: AssetSpec | None, sides: Sequence[LockEntry]) -> LockEntry:

@@ -490,6 +490,10 @@ def lock_merge_json(merge: LockMerge | None) -> dict[str, Any] | None:
         "ours": merge.ours,
         "theirs": merge.theirs,
         "contested": sorted(merge.contested),
+        "dropped": [
+            {"image": one.image, "side": one.side, "output": one.dropped, "command": one.command}
+            for one in merge.dropped
+        ],
         "message": merge.line(written=False),
     }
 

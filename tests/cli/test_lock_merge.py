@@ -128,6 +128,7 @@ def test_both_sides_add_images(repo, run_cli, style):
         "ours": 2,
         "theirs": 2,
         "contested": [],
+        "dropped": [],
         "message": MERGED_NOTE.removeprefix("note: ").strip(),
     }
     # apply would change a committed file: pending, for CI
@@ -182,6 +183,59 @@ def test_both_sides_changed_the_same_image(repo, run_cli, manifest, working_tree
         == f"a {'red' if manifest == 'ours' else 'blue'} lighthouse"
     )
     assert entries["hero"].digest == sha256(hero)
+
+
+def test_both_sides_picked_another_draw_says_which_pick_was_dropped(repo, run_cli):
+    """Each branch picked its own draw: the merge keeps one, and says which image lost
+    which pick, and the `pick` that brings it back."""
+    three = BASE.replace("seed = 1\n", "seed = 1\ncandidates = 3\n")
+    root = repo(three)
+    assert git(root, "checkout", "-qb", "feat").returncode == 0
+    assert run_cli("pick", "hero", "1").code == 0
+    theirs = sha256(root / "images/hero.png")
+    commit(root, "theirs")
+    assert git(root, "checkout", "-q", "main").returncode == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    commit(root, "ours")
+    assert git(root, "merge", "feat").returncode == 1
+
+    dropped = (
+        "note: images.lock: hero: the merge kept ours (draw 2), not theirs (draw 1): "
+        "`nebula-build pick hero 1` brings theirs back\n"
+    )
+    planned = run_cli("plan", "--json")
+    assert planned.code == 0, planned.err
+    assert planned.err.endswith(dropped), planned.err
+    assert json.loads(planned.out)["lock_merge"]["dropped"] == [
+        {
+            "image": "hero",
+            "side": "theirs",
+            "output": "draw 1",
+            "command": "nebula-build pick hero 1",
+        }
+    ]
+    finish_merge(root, run_cli)
+    assert run_cli("pick", "hero", "1").code == 0
+    assert sha256(root / "images/hero.png") == theirs
+
+
+def test_the_output_of_the_side_not_kept_stays_in_the_history(repo, run_cli):
+    """Both branches changed the prompt: the one kept is the output, the other's is its
+    first earlier generation, which gc keeps and `pick --pin` brings back for free."""
+    root = repo()
+    branch_and_merge(root, run_cli, theirs=BLUE, ours=RED)
+    (root / "images.toml").write_text(RED, encoding="utf-8")
+    planned = run_cli("plan")
+    assert planned.err.endswith("`nebula-build pick --pin hero @1` brings theirs back\n"), (
+        planned.err
+    )
+    finish_merge(root, run_cli)
+    history = json.loads(run_cli("history", "hero", "--json").out)
+    assert history["generations"][1]["changes"]["prompt"]["then"] == "a blue lighthouse"
+    assert run_cli("gc").code == 0
+    picked = run_cli("pick", "--pin", "hero", "@1")
+    assert picked.code == 0, picked.err
+    assert "a blue lighthouse" in run_cli("inspect", "images/hero.png").out
 
 
 SHEET = """
