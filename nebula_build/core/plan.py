@@ -38,6 +38,9 @@ OutputParams = Callable[[str], "Mapping[str, object] | None"]
 #: how a plan says that an image was made with other values of settings outside its
 #: key than its backend has now (`Backend.made_with`)
 SETTINGS_NOTE = "made with different settings"
+#: the note on an image whose lock records a pin its spec no longer holds to: the next
+#: apply writes the lock without it, even where nothing else changes
+PIN_RELEASED = "the pin to an earlier generation is released: its spec changed"
 
 
 class ActionKind(StrEnum):

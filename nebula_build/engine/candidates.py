@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from nebula_build.core.plan import Action, ActionKind
+from nebula_build.core.plan import PIN_RELEASED, Action, ActionKind
 from nebula_build.core.spec import AssetSpec
 from nebula_build.errors import UserError
 from nebula_build.state.cache import Store
@@ -223,7 +223,7 @@ def picked(
                 chosen[name] = pinned
                 return pinned
             if entry is not None and entry.pin is not None and name not in unpin:
-                notes[name] = "the pin to an earlier generation is released: its spec changed"
+                notes[name] = PIN_RELEASED
             if draw is None:
                 draw = recorded_pick(base, entry)
             if draw is None and entry is not None:
@@ -243,6 +243,22 @@ def picked(
     for name in specs:
         choose(name)
     return Picked({name: chosen[name] for name in specs}, bases, notes, makeable)
+
+
+def released_pins(specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry]) -> set[str]:
+    """The images of `specs` whose lock entry records a pin that the manifest's spec no
+    longer holds to, while the output is already what the manifest asks for: an edit
+    ended the pin, and undoing the edit must not bring it back."""
+    pinned = [name for name in specs if (entry := lock.get(name)) is not None and entry.pin]
+    if not pinned:
+        return set()
+    chosen = picked(specs, lock, only=pinned)
+    return {
+        name
+        for name in pinned
+        if chosen.specs[name].pin is None
+        and chosen.specs[name].generation_key == lock[name].generation_key
+    }
 
 
 def draw_actions(

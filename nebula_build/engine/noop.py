@@ -611,9 +611,11 @@ def record(
     # a pin is shown by every plan, so a plan with one is never skipped
     pinned = any(a.spec is not None and a.spec.pin is not None for a in plan.actions)
     # nor is one noting an image made with other settings: the note would go unsaid
-    from nebula_build.core.plan import SETTINGS_NOTE
+    from nebula_build.core.plan import PIN_RELEASED, SETTINGS_NOTE
 
-    pinned = pinned or any(SETTINGS_NOTE in note for a in plan.actions for note in a.notes)
+    pinned = pinned or any(
+        SETTINGS_NOTE in note or note == PIN_RELEASED for a in plan.actions for note in a.notes
+    )
     # a value outside the project that could not be read: no telling when it changes
     known = prepared.outside.complete
     if known and not any(p.startswith("..") for p in paths) and not plan.has_changes and not pinned:

@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.plan import (
+    PIN_RELEASED,
     SETTINGS_NOTE,
     Action,
     ActionKind,
@@ -325,13 +326,18 @@ def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
 
 
 def pin_lines(plan: Plan, style: Style) -> list[str]:
-    """The images whose output is an earlier generation pinned over the manifest."""
+    """The images whose output is an earlier generation pinned over the manifest, and
+    those whose pin an edit ended while their output stays."""
     lines = []
     for action in plan.actions:
         spec = action.spec
-        if action.kind is ActionKind.NOOP and spec is not None and spec.pin is not None:
+        if action.kind is not ActionKind.NOOP or spec is None:
+            continue
+        if spec.pin is not None:
             note = action.notes[-1] if action.notes else "pinned to an earlier generation"
             lines.append(style(f"  = {action.image}  {printable(note)}", "yellow"))
+        elif PIN_RELEASED in action.notes:  # apply writes the lock without it
+            lines.append(style(f"  = {action.image}  {PIN_RELEASED}", "yellow"))
     return lines
 
 

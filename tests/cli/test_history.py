@@ -106,6 +106,28 @@ def test_an_edit_to_the_manifest_ends_a_pin(project, run_cli, nebula_server):
     assert entry["params"]["prompt"] == "a green lighthouse" and "pinned_against" not in entry
 
 
+def test_an_edit_that_declares_the_pinned_spec_ends_the_pin_for_good(project, run_cli):
+    """The manifest is edited to the pinned generation's prompt: the output stays, the
+    pin ends. Editing back brings back the manifest's image, not the pin (it had)."""
+    root = project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    blue = (root / "hero.png").read_bytes()
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    _edit(root, "a blue lighthouse", "a red lighthouse")
+    code, out, _ = run_cli("plan")
+    assert code == 0 and out.startswith("No changes"), out
+    assert "= hero  the pin to an earlier generation is released: its spec changed" in out
+    assert run_cli("apply").code == 0
+    assert "pinned_against" not in _lock(root)["hero"]
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "hero.png").read_bytes() == blue
+    assert "pinned" not in run_cli("status").out
+
+
 def test_reverting_the_manifest_brings_an_earlier_generation_back_without_a_pin(
     project, run_cli, nebula_server
 ):
