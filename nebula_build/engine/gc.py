@@ -37,13 +37,17 @@ def remove_leftovers(prepared: Prepared) -> int:
 def _for_pick(prepared: Prepared, lock: Entries) -> tuple[set[str], set[str]]:
     """The cache keys `pick` may bring back that are not an output: the candidate
     draws (the manifest's sets and those the lock records) and the earlier generations
-    the lock's histories name."""
+    the lock's histories name, with every draw of a set one of them was picked from
+    (undoing the edit that replaced the set brings them all back)."""
     chosen = candidates.picked(prepared.specs, lock)
     outputs = {entry.generation_key for entry in lock.values()}
     draws = {draw.key for entry in lock.values() for draw in entry.draws}
     for base in chosen.bases.values():
         draws.update(base.drawn(index).generation_key for index in range(base.candidates))
     history = {earlier.generation_key for entry in lock.values() for earlier in entry.history}
+    history.update(
+        key for entry in lock.values() for earlier in entry.history for key in earlier.draw_keys
+    )
     return draws - outputs, history - outputs - draws
 
 

@@ -41,6 +41,7 @@ def history_after(
             before.model,
             params,
             len(before.draws) if previous in same_set else 0,
+            tuple(draw.key for draw in before.draws) if previous in same_set else (),
         )
         keys = [other.generation_key for other in history]
         at = keys.index(generation_key) if generation_key in keys else None

@@ -122,6 +122,9 @@ class EarlierGeneration:
     #: how many draws its set had made when it was the output (0: not a draw of a set);
     #: they stay pickable when the set comes back
     draws: int = 0
+    #: the generation keys of those draws (written as `draw_keys`): `gc` keeps them
+    #: while the history lists the set (older locks do not record them)
+    draw_keys: tuple[str, ...] = ()
 
     def generation_params(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, **self.params}
@@ -137,6 +140,8 @@ class EarlierGeneration:
         }
         if self.draws:
             data["draws"] = self.draws
+        if self.draw_keys:
+            data["draw_keys"] = list(self.draw_keys)
         return data
 
 
@@ -307,6 +312,11 @@ def _history_problem(history: object) -> str | None:
         draws = earlier.get("draws", 0)
         if problem is None and (type(draws) is not int or not 0 <= draws <= MAX_CANDIDATES):
             problem = f"`draws` must be a whole number from 0 to {MAX_CANDIDATES}"
+        keys = earlier.get("draw_keys", [])
+        if problem is None and not (
+            isinstance(keys, list) and len(keys) <= MAX_CANDIDATES and all(map(_is_digest, keys))
+        ):
+            problem = f"`draw_keys` must be a list of at most {MAX_CANDIDATES} sha256 keys"
         if problem is not None:
             return f"history: {problem}"
     return None
@@ -371,6 +381,7 @@ def _earlier(data: Mapping[str, Any]) -> EarlierGeneration:
         data["model"],
         dict(data["params"]),
         data.get("draws", 0),
+        tuple(data.get("draw_keys", ())),
     )
 
 

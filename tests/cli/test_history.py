@@ -534,6 +534,27 @@ def test_undoing_an_edit_brings_back_a_pick_among_more_draws(project, run_cli, n
     assert nebula_server.requests == [] and (root / "hero.png").read_bytes() == picked
 
 
+def test_gc_keeps_every_draw_of_a_set_the_history_lists(project, run_cli, nebula_server):
+    """A set replaced by an edit is listed in the history ("draw 2"): gc keeps all of
+    its draws, so undoing the edit brings back the set and its pick without paying."""
+    root = project({"images.toml": nebula_manifest({"hero": HERO | {"candidates": 2}})})
+    assert run_cli("apply").code == 0
+    assert run_cli("apply", "--more", "hero").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    code, out, err = run_cli("gc")
+    assert code == 0, err
+    assert "removed 0 cache entries" in out
+    assert "kept 3 earlier generations the history lists" in out
+    _edit(root, "a blue lighthouse", "a red lighthouse")
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    for draw in ("0", "1", "2"):
+        assert run_cli("pick", "hero", draw).code == 0
+    assert nebula_server.requests == []
+
+
 def test_apply_says_an_image_brought_back_from_the_cache_cost_no_generation(
     project, run_cli, nebula_server
 ):
