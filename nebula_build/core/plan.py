@@ -21,6 +21,7 @@ from nebula_build.core.spec import AssetSpec, as_declared
 from nebula_build.core.sprite import ADDED_STEPS
 from nebula_build.imaging import format_for
 from nebula_build.state.lockfile import LockEntry
+from nebula_build.text import shell_operands
 
 DigestOf = Callable[[str], "str | None"]
 HasCached = Callable[[str], bool]
@@ -443,10 +444,22 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     if earlier:
         what = "output file" if earlier[0] == spec.output else f"variant {earlier[0]}"
         reason = f"{what} holds another output nebula-build wrote, not this one"
+        reason += _kept_by(spec.name, entry, str(states[earlier[0]]))
+        # put back from git on purpose, maybe: a copy is kept, as of a hand edit --force replaces
         if cached():
-            return act(ActionKind.RESTORE, reason)
-        return act(ActionKind.REGENERATE, reason + NOT_CACHED)
+            return act(ActionKind.RESTORE, reason, backup=True)
+        return act(ActionKind.REGENERATE, reason + NOT_CACHED, backup=True)
     return base
+
+
+def _kept_by(name: str, entry: LockEntry, digest: str) -> str:
+    """How to keep a file that holds an earlier generation of image `name` the history
+    lists (`git checkout OLD -- FILE`) as its output, rather than have it replaced."""
+    found = [i for i, earlier in enumerate(entry.history, 1) if earlier.digest == digest]
+    if not found:
+        return ""
+    pick = f"nebula-build pick --pin {shell_operands(name, f'@{found[0]}')}"
+    return f" (its earlier generation @{found[0]}: `{pick}` keeps it)"
 
 
 def _added_steps(spec: AssetSpec, recorded_key: str) -> tuple[str, ...]:

@@ -128,7 +128,10 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
         lines.append(style(f"      {note}", "yellow"))
     if action.backup:
         lines.append(
-            style("      --force: the current file is backed up, then replaced", "magenta")
+            style(
+                "      the current file is backed up (.nebula-build/backup/), then replaced",
+                "magenta",
+            )
         )
     lines += [
         style(f"      note: {printable(note)}", "yellow")

@@ -30,11 +30,41 @@ def test_going_back_to_the_committed_lock_restores_the_file_without_a_conflict(p
     assert code == 0 and "conflict" not in out, out
     assert "< hero  restore  static/hero.webp" in out
     assert "output file holds another output nebula-build wrote, not this one" in out
+    assert "the current file is backed up (.nebula-build/backup/), then replaced" in out
+    green = (root / "static/hero.webp").read_bytes()
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert digests(root) == first
-    assert not (root / ".nebula-build/backup").exists()
+    # the lock no longer lists the green one, so gc would have lost its only copy
+    backups = list((root / ".nebula-build/backup").rglob("hero.webp"))
+    assert [backup.read_bytes() for backup in backups] == [green]
     assert run_cli("plan").out.startswith("No changes")
+
+
+def test_a_file_put_back_from_git_is_backed_up_and_can_be_kept(project, run_cli):
+    """`git checkout OLD -- static/hero.webp`: the file holds an earlier generation the
+    history lists. The plan says how to keep it; apply keeps a copy before replacing."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    hero = root / "static/hero.webp"
+    old = hero.read_bytes()
+    _rounds(root, run_cli, "a flying cat, blue")
+    (root / "images.toml").write_text(SITE.replace(HERO, "a flying cat, blue", 1))
+    assert run_cli("plan").out.startswith("No changes")
+    hero.write_bytes(old)  # put back from git history, on purpose
+
+    code, out, _ = run_cli("plan")
+    assert code == 0 and "conflict" not in out, out
+    assert (
+        "output file holds another output nebula-build wrote, not this one (its earlier "
+        "generation @1: `nebula-build pick --pin hero @1` keeps it)"
+    ) in out
+    assert run_cli("apply").code == 0
+    assert hero.read_bytes() != old
+    backups = list((root / ".nebula-build/backup").rglob("hero.webp"))
+    assert [backup.read_bytes() for backup in backups] == [old]
+    assert run_cli("pick", "--pin", "hero", "@1").code == 0
+    assert hero.read_bytes() == old
 
 
 def test_bytes_nebula_build_wrote_to_another_path_are_still_a_hand_edit(project, run_cli):
