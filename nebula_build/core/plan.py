@@ -34,6 +34,10 @@ HeldBy = Callable[[str, str], "str | None"]
 RecordedFor = Callable[[str, str, str], "str | None"]
 #: the output options an output key was recorded with, where known
 OutputParams = Callable[[str], "Mapping[str, object] | None"]
+#: whether the file at a path, holding these bytes (by digest), is one nebula-build wrote
+#: for this lock entry's output: a lock (a pull request's) may record any file it can
+#: hash as an image's, so only such a file is removed or moved away
+Vouched = Callable[[str, str, LockEntry], bool]
 
 
 #: how a plan says that an image was made with other values of settings outside its
@@ -60,6 +64,13 @@ class ActionKind(StrEnum):
 _GENERATING = (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW)
 #: what the reason of an output made again says where its original is not cached
 NOT_CACHED = " (its original is not cached)"
+
+
+#: why a file a lock entry records stays where nothing shows nebula-build wrote it
+NOT_VOUCHED = (
+    "it does not carry the record nebula-build writes into the files it makes; "
+    "delete it by hand if it is not needed"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +101,8 @@ class Action:
     resolution: Action | None = None
     #: overwrite a file changed by hand, after backing it up (--force)
     backup: bool = False
-    #: delete: the file was changed by hand, so it stays on disk
+    #: delete: the file was changed by hand (or nothing shows nebula-build wrote it), so
+    #: it stays on disk; move: the old file is copied, and stays, for the same reason
     keep_file: bool = False
     #: delete: files of the old entry that a current image now writes: they stay
     kept: frozenset[str] = frozenset()
@@ -103,6 +115,9 @@ class Action:
     #: files apply removes beside `output` (its old variants or output, and each file
     #: of a deleted image): they hold what nebula-build wrote there
     removes: tuple[str, ...] = ()
+    #: files the lock records for it that it would remove but nothing shows nebula-build
+    #: wrote (`Vouched`): they stay where they are
+    stays: tuple[str, ...] = ()
     #: each file it writes as the plan found it (path, digest or None) where the plan
     #: accepted replacing it: apply refuses one changed since (a hand edit meanwhile)
     found: tuple[tuple[str, str | None], ...] = ()
@@ -270,6 +285,7 @@ class _Context:
     recorded_for: RecordedFor = lambda path, digest, image: None
     #: the paths of `left` by the digest the lock records there
     left_by_digest: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    vouched: Vouched = lambda path, digest, entry: False
 
     def earlier_output(self, path: str, digest: str, image: str) -> bool:
         """Whether the file at `path` holds bytes nebula-build wrote there for an earlier
@@ -421,6 +437,9 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
             if cached():
                 return act(ActionKind.RESTORE, why)
             return act(ActionKind.REGENERATE, why + NOT_CACHED)
+        if ctx.digest_of(moved) == entry.digest and not ctx.vouched(moved, entry.digest, entry):
+            why = f"output copied from {moved}, which stays: {NOT_VOUCHED}"
+            return act(ActionKind.MOVE, why, keep_file=True)
         return act(ActionKind.MOVE, f"output moved from {moved}")
     states = {path: ctx.digest_of(path) for path in spec.paths}
     other = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]
@@ -551,6 +570,8 @@ def _removed(
         reason, keep = f"{gone}; {entry.output} now belongs to {owners[entry.output]}", True
     elif current is None:
         reason, keep = f"{gone} (file already gone)", False
+    elif current == entry.digest and not ctx.vouched(entry.output, current, entry):
+        reason, keep = f"{gone}; {entry.output} stays: {NOT_VOUCHED}", True
     elif current == entry.digest:
         reason, keep = gone, False
     else:
@@ -600,6 +621,7 @@ def make_plan(
     known_output: KnownOutput = lambda output_key: {},
     output_params: OutputParams = lambda output_key: None,
     wrote_before: WroteBefore = lambda path, digest: False,
+    vouched: Vouched = lambda path, digest, entry: False,
     targets: Collection[str] = (),
     replace_images: Collection[str] = (),
     force: bool = False,
@@ -608,7 +630,9 @@ def make_plan(
     """The actions that bring the disk and the lock in line with `specs`. `row_bases`:
     the declarations with `rows`, even those that keep no row. A deleted image's file
     that a current image writes stays; one an atlas or the asset manifest now writes
-    goes (they are built after the images, from scratch)."""
+    goes (they are built after the images, from scratch). A file the lock records is
+    removed or moved away only where `vouched` says nebula-build wrote it for that
+    entry; otherwise it stays, and the action says so."""
     known = [*specs, *(name for name in lock if name not in specs)]
     parts = {name: spec.parts for name, spec in specs.items() if spec.parts}
     chosen = select(targets, known, parts)
@@ -631,6 +655,7 @@ def make_plan(
         _holder(specs, lock, digest_of),
         _recorder(lock),
         _by_digest(left),
+        vouched,
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [
@@ -709,7 +734,7 @@ def _with_removals(action: Action, ctx: _Context) -> Action:
     """Name the files apply removes beside the one the action names (`removes`): files
     the lock records for the image that it no longer writes (a variant dropped, an
     output moved while it is made again, every file of a deleted image) and that
-    still hold what it wrote there."""
+    still hold what it wrote there; those nothing shows it wrote stay (`stays`)."""
     entry = action.entry
     if entry is None:
         return action
@@ -725,11 +750,14 @@ def _with_removals(action: Action, ctx: _Context) -> Action:
         return action
     if not entry.variants and entry.output in keep:
         return action  # the common case: not a stat more
-    removes = tuple(
+    files = entry.files()
+    left = [
         path
-        for path, digest in entry.files().items()
+        for path, digest in files.items()
         if path not in keep
         and ctx.digest_of(path) == digest
         and ctx.held_by(path, action.image) is None
-    )
-    return replace(action, removes=removes) if removes else action
+    ]
+    removes = tuple(path for path in left if ctx.vouched(path, files[path], entry))
+    stays = tuple(path for path in left if path not in removes)
+    return replace(action, removes=removes, stays=stays) if left else action

@@ -125,6 +125,7 @@ def _action_detail(action: Action) -> list[Any]:
         action.output,
         action.old_output,
         action.removes,
+        *([action.stays] if action.stays else []),  # only where some: digests stay as they were
         sorted(action.kept),
         action.found,
         [action.generates, action.from_cache, action.from_remote, action.in_place],

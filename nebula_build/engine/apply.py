@@ -790,10 +790,20 @@ class Applier:
         self._remove_planned(action)
 
     def _move(self, action: Action) -> bool:
-        """Rename the old file into place if it is ours and unchanged."""
+        """Rename the old file into place if it is ours and unchanged; copy it where the
+        plan could not tell it is ours (`keep_file`): that file stays."""
         assert action.old_output and action.output and action.entry and action.spec
-        if self.files.digest(action.old_output) != action.entry.digest:
+        digest = action.entry.digest
+        if self.files.digest(action.old_output) != digest:
             return False
+        if action.keep_file:
+            data = self.guard.read(action.old_output, what="file to copy")
+            if sha256_bytes(data) != digest:  # changed since it was hashed
+                return False
+            check = functools.partial(self._check_unchanged, action, action.spec, action.output)
+            self._write(action.output, data, check)
+            self.files.record(action.output, digest=digest)
+            return True
         self._check_unchanged(action, action.spec, action.output)
         self.guard.move(action.old_output, action.output)
         self.files.forget(action.old_output)
@@ -810,14 +820,6 @@ class Applier:
         for path in action.removes:
             self._remove_if_ours(path, recorded[path])
 
-    def _remove_stale(self, entry: LockEntry | None, keep: set[str]) -> None:
-        """Remove files the lock recorded for this image that it no longer writes."""
-        if entry is None:
-            return
-        for path, digest in entry.files().items():
-            if path not in keep:
-                self._remove_if_ours(path, digest)
-
     def _remove_if_ours(self, relative: str, digest: str) -> None:
         """Delete a file only if it still holds the bytes nebula-build wrote there."""
         if self.files.digest(relative) != digest:
@@ -827,4 +829,9 @@ class Applier:
         self.guard.prune_empty(relative.rpartition("/")[0])
 
     def _delete_file(self, action: Action) -> None:
-        self._remove_stale(action.entry, keep=set(action.kept))
+        """Remove the files of an image no longer declared that the plan said it removes:
+        its output unless it stays (`keep_file`), and `removes`."""
+        assert action.entry is not None
+        if not action.keep_file:
+            self._remove_if_ours(action.entry.output, action.entry.digest)
+        self._remove_planned(action)

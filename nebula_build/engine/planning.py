@@ -11,6 +11,7 @@ from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, ondisk
 from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
+from nebula_build.engine.vouching import vouching
 from nebula_build.errors import LockfileError, UserError
 from nebula_build.plugin import OnDisk
 from nebula_build.state.lockfile import Entries, LockEntry
@@ -65,6 +66,8 @@ def plan_for(
                 f"`nebula-build pick --unpin {shell_operands(pinned[0])}` first"
             )
 
+    vouched = vouching(prepared.guard, prepared.store)
+
     def diff(chosen: candidates.Picked) -> Plan:
         return make_plan(
             chosen.specs,
@@ -74,6 +77,7 @@ def plan_for(
             known_output=prepared.store.output_files,
             output_params=prepared.store.output_params,
             wrote_before=prepared.store.wrote_before,
+            vouched=vouched,
             targets=targets,
             replace_images=replace,
             force=force,

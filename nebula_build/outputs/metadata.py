@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from nebula_build.jsonparse import parse_json
 from nebula_build.outputs.sprites import TRIM_KEY
 from nebula_build.params import PARAMS
 
@@ -43,6 +44,8 @@ _XMP_NS = "https://nebula-build.dev/ns/1.0/"
 _XMP_ATTRIBUTES = {SPEC_KEY: "spec", TRIM_KEY: "trim"}
 #: an XMP packet larger than ours could be is not read
 _XMP_LIMIT = 1 << 20
+#: the JSON values our record can hold (a spec with many variants and sprite steps)
+_RECORD_VALUES = 10_000
 
 
 def records_for(
@@ -253,3 +256,61 @@ def xmp_records(xmp: object) -> dict[str, str]:
 
 def spec_json(record: Mapping[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def written_for(data: bytes, output_key: str) -> bool:
+    """Whether `data` carries the record nebula-build writes into every file of an output
+    (`records_for`), naming `output_key`: the mark of a file it wrote for that output,
+    which travels with the file into a fresh checkout. Read within bounds, never
+    decoded: the file may be anyone's."""
+    record = _spec_record(data)
+    return (
+        isinstance(record, dict)
+        and record.get("tool") == "nebula-build"
+        and record.get("output_key") == output_key
+    )
+
+
+def _spec_record(data: bytes) -> object:
+    text = _png_spec_text(data) if data.startswith(_PNG_SIGNATURE) else _xmp_spec_text(data)
+    if text is None:
+        return None
+    try:
+        return parse_json(text.encode(), values=_RECORD_VALUES)
+    except ValueError:
+        return None
+
+
+def _png_spec_text(data: bytes) -> str | None:
+    """Our record's text in a PNG: an uncompressed iTXt chunk before the pixel data, as
+    `png_with_text` writes it. The chunks are walked, not copied."""
+    offset = len(_PNG_SIGNATURE)
+    prefix = SPEC_KEY.encode("latin-1") + b"\0\0\0\0\0"
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        start = offset + 8
+        if kind == b"iTXt" and length <= _XMP_LIMIT and data.startswith(prefix, start):
+            try:
+                return data[start + len(prefix) : start + length].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        offset = start + length + 4
+    return None
+
+
+def _xmp_spec_text(data: bytes) -> str | None:
+    """Our record's text in the XMP packet of a JPEG, WebP or AVIF file."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a file's oddities say only that it is not ours
+        try:
+            with Image.open(io.BytesIO(data), formats=("JPEG", "WEBP", "AVIF")) as image:
+                xmp = image.info.get("xmp")
+        except Exception:  # any file Pillow cannot open is not ours
+            return None
+    return xmp_records(xmp).get(SPEC_KEY) if xmp else None

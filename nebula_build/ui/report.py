@@ -109,7 +109,8 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
         f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
         f"{style(action.kind.value, color)}"
     )
-    if action.output and not action.keep_file:  # a kept file: its reason names it
+    if action.output and not (action.keep_file and action.kind is ActionKind.DELETE):
+        # a deleted image's file that stays: its reason names it
         head += f"  {printable(action.output)}"
     lines = [head, style(f"      {printable(action.reason)}{cache}", "dim")]
     if action.spec is not None and action.spec.depends_on:
@@ -441,6 +442,8 @@ def action_json(action: Action) -> dict[str, Any]:
         data["with_force"] = action_json(action.resolution)
     if action.removes:
         data["removes"] = list(action.removes)
+    if action.stays:
+        data["stays"] = list(action.stays)
     if action.spec is not None and action.spec.depends_on:
         data["depends_on"] = list(action.spec.depends_on)
     if action.changes:

@@ -64,7 +64,31 @@ def removal_text(action: Action | FileAction) -> str:
 
 def removal_note(action: Action | FileAction) -> str | None:
     """What an action removes beside its output, as the plan says it under the action;
-    for a conflict, what `--force` would remove. None where it removes nothing."""
+    for a conflict, what `--force` would remove; then the files the lock records for it
+    that stay, as nothing shows nebula-build wrote them. None where there is neither."""
+    note = _removals(action)
+    stays = _stays(action)
+    if stays is None:
+        return note
+    return stays if note is None else f"{note}; {stays}"
+
+
+def _stays(action: Action | FileAction) -> str | None:
+    from nebula_build.core.plan import NOT_VOUCHED  # loaded with any action
+
+    stays: tuple[str, ...] = getattr(action, "stays", ())
+    resolution = getattr(action, "resolution", None)  # a conflict's: what --force does
+    if not stays and resolution is not None:
+        stays = resolution.stays
+    if not stays:
+        return None
+    named = ", ".join(printable(path) for path in stays[:_NAMED_REMOVALS])
+    if len(stays) > _NAMED_REMOVALS:
+        named += f" and {len(stays) - _NAMED_REMOVALS} more"
+    return f"keeps {named}: {NOT_VOUCHED}"
+
+
+def _removals(action: Action | FileAction) -> str | None:
     from nebula_build.core.plan import ActionKind, FileState  # loaded with any action
 
     if action.kind is ActionKind.CONFLICT:

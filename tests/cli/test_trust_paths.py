@@ -172,11 +172,12 @@ def test_the_plan_names_every_file_an_apply_removes(project, run_cli):
     assert sorted(p.name for p in (root / "out").iterdir()) == ["a-16.png", "a.png"]
 
 
-def test_a_crafted_lock_output_an_apply_removes_is_named_by_the_plan_and_summary(
+def test_a_crafted_lock_output_is_kept_and_the_plan_and_summary_say_so(
     project, run_cli, monkeypatch, tmp_path
 ):
     """A lock entry's output moved to a committed image (its digest forged) while the
-    prompt changes: apply removed it, and the plan named only the new output."""
+    prompt changes: apply removed it (the plan named it, since the last review); it
+    carries no record that nebula-build wrote it, so it stays, and the plan says so."""
     root = project({"images.toml": manifest(A), "docs/logo.png": image_bytes(8, 8)})
     assert run_cli("apply").code == 0
     lock = root / "images.lock"
@@ -187,11 +188,16 @@ def test_a_crafted_lock_output_an_apply_removes_is_named_by_the_plan_and_summary
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    keeps = "keeps docs/logo.png: it does not carry the record nebula-build writes"
     code, out, _ = run_cli("plan")
-    assert "      removes docs/logo.png, which it no longer writes\n" in out, out
-    assert "removes docs/logo.png, which it no longer writes" in summary.read_text()
+    assert f"      {keeps}" in out, out
+    assert "removes docs/logo.png" not in out
+    assert keeps in summary.read_text()
     data = json.loads(run_cli("plan", "--json").out)
-    assert data["actions"][0]["removes"] == ["docs/logo.png"]
+    assert "removes" not in data["actions"][0]
+    assert data["actions"][0]["stays"] == ["docs/logo.png"]
+    assert run_cli("apply").code == 0
+    assert (root / "docs/logo.png").read_bytes() == image_bytes(8, 8)
 
 
 def test_a_crafted_lock_cannot_move_an_outside_file_in(project, run_cli, victim):
