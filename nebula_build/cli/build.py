@@ -364,6 +364,7 @@ def cmd_apply(ctx: Context) -> int:
         offline=args.offline,
         max_cost=args.max_cost,
         outcomes=args.json,
+        applied_plan=None if saved is None else saved.record.digest,
     )
     listener = ApplyListener(ctx, saved=saved)
     try:

@@ -309,7 +309,13 @@ def check(saved: SavedPlan, plan: Plan) -> None:
     found = differences(saved.record, now)
     if not found:
         return
-    carried = carried_out(saved.record, now)
+    # the images whose entry this plan's apply wrote: done, even where made as they were
+    applied = {
+        action.image
+        for action in plan.actions
+        if action.entry is not None and action.entry.applied_plan == saved.record.digest
+    }
+    carried = carried_out(saved.record, now, applied)
     if carried is not None and not carried.left:
         raise UserError(
             f"{saved.name} was applied already: its {plural(carried.done, 'change')} "

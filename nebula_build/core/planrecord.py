@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileState, Plan
+from nebula_build.state.lockfile import LockEntry
 from nebula_build.text import plural, printable
 
 #: hex digits of an output key a line keeps: the digest holds the whole key
@@ -121,7 +122,7 @@ def _action_detail(action: Action) -> list[Any]:
         action.image,
         action.kind.value,
         None if spec is None else [spec.generation_key, spec.output_key],
-        None if entry is None else [entry.generation_key, entry.output_key, entry.digest],
+        None if entry is None else _entry_detail(entry),
         action.output,
         action.old_output,
         action.removes,
@@ -132,6 +133,14 @@ def _action_detail(action: Action) -> list[Any]:
         [action.fresh, action.backup, action.keep_file],
         None if action.resolution is None else _action_detail(action.resolution),
     ]
+
+
+def _entry_detail(entry: LockEntry) -> list[Any]:
+    """The lock entry's part: a plan saved after a saved plan's apply differs from it,
+    even where that apply remade the files as they were (`--replace` of a seeded
+    image); the applied plan only where recorded, so other digests stay as they were."""
+    detail = [entry.generation_key, entry.output_key, entry.digest]
+    return detail if entry.applied_plan is None else [*detail, entry.applied_plan]
 
 
 def _file_detail(file: FileAction) -> list[Any]:
@@ -173,14 +182,23 @@ class Carried:
     left: int
 
 
-def carried_out(saved: PlanRecord, now: PlanRecord) -> Carried | None:
+def carried_out(
+    saved: PlanRecord, now: PlanRecord, applied: Collection[str] = frozenset()
+) -> Carried | None:
     """Where the plan made `now` is what carrying out `saved` leaves (some of its
-    changes done: an image up to date with the key and output it planned, a file
-    built, a deletion gone, a candidate drawn; the others as it listed them, and
-    nothing else), how many were done and are left; None where anything else moved,
-    or none of its changes is done."""
+    changes done: an image up to date with the key and output it planned, or whose
+    lock entry that plan's apply wrote (`applied`: a `--replace` remade as it was
+    plans the same again), a file built, a deletion gone, a candidate drawn; the others
+    as it listed them, and nothing else), how many were done and are left; None where
+    anything else moved, or none of its changes is done."""
     later = {line.image for line in saved.actions if line.kind == ActionKind.DRAW.value}
-    states = _carried(saved.actions, now.actions, _action_carried, _drawn_again(later))
+
+    def action_carried(line: ActionLine, after: ActionLine | None) -> str | None:
+        if line.image in applied and line.kind != ActionKind.NOOP.value:
+            return "done"
+        return _action_carried(line, after)
+
+    states = _carried(saved.actions, now.actions, action_carried, _drawn_again(later))
     states += _carried(saved.files, now.files, _file_carried, lambda name: False)
     if None in states or "done" not in states:
         return None

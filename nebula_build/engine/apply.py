@@ -175,8 +175,12 @@ class Applier:
         keep_outcomes: bool = True,
         force: bool = False,
         lock: Mapping[str, LockEntry] | None = None,
+        applied_plan: str | None = None,
     ) -> None:
         self.project = project
+        #: the digest of the saved plan carried out (`apply --plan`), kept in each entry
+        #: written, so that applying it again is known as such (`LockEntry.applied_plan`)
+        self.applied_plan = applied_plan
         #: --force: a file changed by hand since the plan is backed up and overwritten
         self.force = force
         #: the lock the plan was made from (the writer's entries change as images finish)
@@ -497,6 +501,7 @@ class Applier:
                 history=history_after(before, spec.generation_key, self.store),
                 pin=spec.pin,
                 made_with=recorded(made_with),
+                applied_plan=self.applied_plan,
             ),
         )
 

@@ -195,6 +195,7 @@ async def execute(
     planned_only: bool = False,
     keep_outcomes: bool = True,
     force: bool = False,
+    applied_plan: str | None = None,
 ) -> ApplyResult:
     """Run `plan`; the caller holds the project lock. images.lock is left
     consistent whatever happens, cancellation included.
@@ -204,7 +205,8 @@ async def execute(
     `remote` supplies the generations the plan marked, and takes the new ones;
     `planned_only` forbids generations the plan did not count (a failed restore);
     `keep_outcomes` keeps each image's outcome in the result (see `ApplyResult`);
-    `force` backs up and overwrites a file changed by hand while the plan ran.
+    `force` backs up and overwrites a file changed by hand while the plan ran;
+    `applied_plan` is the digest of the saved plan carried out, kept in each entry.
     """
     project = prepared.project
     assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
@@ -233,6 +235,7 @@ async def execute(
                 keep_outcomes=keep_outcomes,
                 force=force,
                 lock=lock,
+                applied_plan=applied_plan,
             )
             if on_start is not None:
                 on_start(applier)

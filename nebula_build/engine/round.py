@@ -71,6 +71,9 @@ class RoundOptions:
     #: keep each image's outcome for the report (`apply --json` lists them); without,
     #: the result holds counts, failures and warnings only, so memory stays flat
     outcomes: bool = True
+    #: the digest of the saved plan carried out (`apply --plan`): each entry written
+    #: keeps it (`LockEntry.applied_plan`)
+    applied_plan: str | None = None
 
 
 class RoundProgress(ProgressSink, Protocol):
@@ -239,6 +242,7 @@ async def apply_round(
                 or check_plan is not None,
                 keep_outcomes=options.outcomes,
                 force=options.force,
+                applied_plan=options.applied_plan,
             )
             record_failures(project, result.applied, prepared.specs)
             if (note := unshared(remote, result.applied.generated)) is not None:

@@ -68,6 +68,7 @@ _FIELDS = (
     "output_key",
     "seed",
     "pinned_against",
+    "applied_plan",
 )
 #: the longest text a recorded parameter may hold (the manifest's limit)
 MAX_TEXT = 10_000
@@ -172,6 +173,9 @@ class LockEntry:
     #: what made the pixels beyond the params, as the backend reported it (weights'
     #: identity, dtype, speed options that change pixels): provenance, not a key
     made_with: Mapping[str, str] = field(default_factory=_none_recorded)
+    #: the digest of the saved plan whose `apply --plan` wrote this entry: a plan that
+    #: remakes it as it was (`--replace` of a seeded image) is then known as applied
+    applied_plan: str | None = None
 
     @property
     def candidates(self) -> int:
@@ -204,6 +208,8 @@ class LockEntry:
             data["made_with"] = dict(self.made_with)
         if self.pin is not None:
             data["pinned_against"] = self.pin
+        if self.applied_plan is not None:
+            data["applied_plan"] = self.applied_plan
         if self.draws:
             data["draws"] = [draw.to_dict() for draw in self.draws]
         if self.history:
@@ -232,6 +238,7 @@ class LockEntry:
             history=tuple(_earlier(h) for h in history) if history else (),
             pin=data.get("pinned_against"),
             made_with=recorded(data.get("made_with")),
+            applied_plan=data.get("applied_plan"),
         )
 
     @classmethod
@@ -329,8 +336,9 @@ def _entry_problem(data: object) -> str | None:
     problem = _generation_problem(data, ("digest", "generation_key", "output_key"))
     if problem is not None:
         return problem
-    if "pinned_against" in data and not _is_digest(data["pinned_against"]):
-        return "`pinned_against` must be a sha256 digest"
+    for key in ("pinned_against", "applied_plan"):
+        if key in data and not _is_digest(data[key]):
+            return f"`{key}` must be a sha256 digest"
     problem = _draws_problem(data.get("draws", []))
     if problem is None:
         problem = _history_problem(data.get("history", []))

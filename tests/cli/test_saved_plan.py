@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,58 @@ def test_apply_generates_exactly_the_images_of_the_saved_plan(project, run_cli, 
         "error: plan.json was applied already: its 1 change is done, and nothing is left of "
         "it to do; run plan again for a new plan\n",
     )
+
+
+def test_a_saved_replace_of_a_seeded_image_is_paid_once_however_often_applied(
+    project, run_cli, fake_site
+):
+    """A deterministic draw made again (`--replace` of a seeded image) left the lock as
+    it was: applying the saved plan again paid again. The entries it wrote name it, in
+    the lock a CI job commits, so a fresh checkout knows it too."""
+    root = project({})
+    images = {"hero": {"prompt": "a lighthouse", "seed": 7, "output": "hero.png"}}
+    images |= {"logo": {"prompt": "a fox", "seed": 8, "output": "logo.png"}}
+    (root / "images.toml").write_text(fake_manifest(root / "log", images))
+    assert run_cli("apply").code == 0
+    options = ("--replace", "hero")
+    assert run_cli("plan", *options, "--out", "plan.json").code == 0
+    assert run_cli("apply", *options, "--plan", "plan.json").code == 0
+    assert generation_log(root / "log") == ["hero", "logo", "hero"]
+    shutil.rmtree(root / ".nebula-build")  # the next job's fresh checkout
+    code, _, err = run_cli("apply", *options, "--plan", "plan.json")
+    assert (code, err) == (
+        1,
+        "error: plan.json was applied already: its 1 change is done, and nothing is left of "
+        "it to do; run plan again for a new plan\n",
+    )
+    assert generation_log(root / "log") == ["hero", "logo", "hero"]
+    assert run_cli("plan").out.startswith("No changes")
+    assert run_cli("plan", *options, "--out", "again.json").code == 0  # asked anew: paid
+    assert run_cli("apply", *options, "--plan", "again.json").code == 0
+    assert generation_log(root / "log") == ["hero", "logo", "hero", "hero"]
+    code, _, err = run_cli("apply", *options, "--plan", "plan.json")
+    assert code == 1 and STALE.fullmatch(err), err
+
+
+def test_a_saved_replace_applied_in_part_says_so_and_pays_for_none_again(
+    project, run_cli, fake_site
+):
+    root = project({})
+    images = {"hero": {"prompt": "a lighthouse", "seed": 7, "output": "hero.png"}}
+    images |= {"logo": {"prompt": "a fox", "seed": 8, "output": "logo.png"}}
+    (root / "images.toml").write_text(fake_manifest(root / "log", images))
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(fake_manifest(root / "log", images, fail=("logo",)))
+    options = ("--replace", "hero", "--replace", "logo")
+    assert run_cli("plan", *options, "--out", "plan.json").code == 0
+    assert run_cli("apply", *options, "--plan", "plan.json").code == 1  # logo failed
+    code, _, err = run_cli("apply", *options, "--plan", "plan.json")
+    assert (code, err) == (
+        1,
+        "error: plan.json was partly applied already: 1 of its 2 changes is done (an "
+        "earlier apply stopped or failed before the rest); run plan again\n",
+    )
+    assert generation_log(root / "log").count("hero") == 2
 
 
 def test_a_plan_applied_in_part_or_drawn_says_so_not_stale(project, run_cli, fake_site):
