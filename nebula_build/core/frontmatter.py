@@ -17,9 +17,13 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.table import DataError, Row, Table, Value, decode, normal
+from nebula_build.text import printable
+
+if TYPE_CHECKING:
+    from yaml import MarkedYAMLError
 
 #: characters of an excerpt made from the text (one the front matter sets is kept whole)
 MAX_EXCERPT = 500
@@ -40,6 +44,9 @@ _NAMED_LANGUAGES = {"yaml": "yaml", "yml": "yaml", "toml": "toml"}
 _JSON_FRONT_MATTER = re.compile(r'\{\s*(?:"|\}|$)')
 _EMPHASIS = frozenset("*_`")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
+#: how tomllib says a key is set twice; where, it says at the end of the value
+_TOML_SET_TWICE = "Cannot overwrite a value"
+_TOML_KEY_LINE = re.compile(r"\s*([A-Za-z0-9_\-.\"' ]+?)\s*=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +158,9 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
             found = _TOML_POSITION.search(message)
             line, column = (int(found[1]) + 1, int(found[2])) if found else (1, None)
             problem = _TOML_POSITION.sub("", message)
+            if problem.startswith(_TOML_SET_TWICE) and (twice := _toml_key_set(text, line)):
+                key, line = twice
+                raise DataError(path, f"the TOML front matter sets {key!r} twice", line) from None
             raise DataError(
                 path, f"the TOML front matter does not parse: {problem}", line, column
             ) from None
@@ -167,6 +177,10 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
     try:
         _refuse_aliases(path, yaml.parse(text, Loader=loader))
         data = yaml.load(text, Loader=loader)
+    except _set_twice_error() as exc:
+        mark = exc.problem_mark
+        line, column = (mark.line + 2, mark.column + 1) if mark is not None else (1, None)
+        raise DataError(path, f"the YAML front matter {exc.problem}", line, column) from None
     except yaml.MarkedYAMLError as exc:
         mark, problem, opened = exc.problem_mark, str(exc.problem), exc.context_mark
         if opened is not None and (mark is None or mark.index >= len(text.rstrip())):
@@ -186,6 +200,21 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
     if not isinstance(data, dict):
         raise DataError(path, "the front matter is not a table of fields (key: value)", 2)
     return data
+
+
+def _toml_key_set(text: str, line: int | None = None) -> tuple[str, int] | None:
+    """The key set on the post's `line` (its front matter's last where tomllib gives no
+    line), or on the nearest line above it that sets one (a value of several lines),
+    with that line; None where no line sets a key."""
+    lines = text.split("\n")
+    last = len(lines) if line is None or line == 1 else min(line - 1, len(lines))
+    while last > 0 and not lines[last - 1].strip():
+        last -= 1  # tomllib's "end of document"
+    for index in range(last - 1, -1, -1):
+        found = _TOML_KEY_LINE.match(lines[index])
+        if found is not None:
+            return printable(found[1], 80), index + 2
+    return None
 
 
 @functools.cache
@@ -212,7 +241,35 @@ def _yaml_loader() -> Any:
                 raise ConstructorError(None, None, "a number too large", node.start_mark) from None
 
         loader.add_constructor(f"tag:yaml.org,2002:{kind}", number)
+    loader.add_constructor("tag:yaml.org,2002:map", _mapping_once)
     return loader
+
+
+def _mapping_once(constructor: Any, node: Any) -> Any:
+    """A YAML mapping whose keys are each set once: PyYAML keeps the last of a key
+    set twice, so a field edited in one place and left in another (a second `title:`
+    further down) would say one thing and make the prompt of another."""
+    from yaml.constructor import SafeConstructor
+    from yaml.nodes import ScalarNode
+
+    first: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # a key that is no scalar is refused as unhashable by PyYAML
+        key, start = constructor.construct_object(key_node), key_node.start_mark
+        mark = first.setdefault(key, start)
+        if mark is not start and mark is not None:
+            problem = f"sets {printable(str(key), 80)!r} twice (first on line {mark.line + 2})"
+            raise _set_twice_error()(None, None, problem, start)
+    return SafeConstructor.construct_yaml_map(constructor, node)
+
+
+@functools.cache
+def _set_twice_error() -> type[MarkedYAMLError]:
+    """The error of a key set twice: a class made once PyYAML is imported."""
+    from yaml.constructor import ConstructorError
+
+    return type("SetTwiceError", (ConstructorError,), {})
 
 
 def _refuse_aliases(path: str, events: Iterable[Any]) -> None:

@@ -411,6 +411,46 @@ def test_a_post_without_a_title_names_the_post(project, run_cli):
     assert "posts/d.md:1: images.cover: the front matter opened by '---' is never closed" in err
 
 
+@pytest.mark.parametrize(
+    ("post", "said"),
+    [
+        (
+            "---\ntitle: A\ndate: 2026-01-02\ntitle: B\n---\nx\n",
+            "4:1: {} the YAML front matter sets 'title' twice (first on line 2)",
+        ),
+        (
+            "---\ntitle: A\ncover:\n  alt: a\n  alt: b\n---\n",
+            "5:3: {} the YAML front matter sets 'alt' twice (first on line 4)",
+        ),
+        (
+            '+++\ntitle = "A"\ntitle = "B"\ndraft = false\n+++\n',
+            "3: {} the TOML front matter sets 'title' twice",
+        ),
+        (
+            '+++\ntitle = "A"\ndraft = false\ntitle = """\nB\n"""\n+++\n',
+            "4: {} the TOML front matter sets 'title' twice",
+        ),
+    ],
+    ids=["yaml", "yaml-nested", "toml", "toml-multiline"],
+)
+def test_a_key_set_twice_in_front_matter_is_one_error_naming_the_post_line_and_key(
+    project, run_cli, post, said
+):
+    """YAML's last value of a key set twice won: the prompt paid for used one title
+    while the post showed the other."""
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "cover for {title}",
+            "output": "img/{slug}.png",
+        }
+    }
+    project({"images.toml": nebula_manifest(images), "posts/a.md": post})
+    code, out, err = run_cli("plan")
+    assert code == 1, out
+    assert err == f"error: posts/a.md:{said.format('images.cover:')}\n"
+
+
 def test_publishing_the_last_draft_says_how_to_keep_where_not_draft(project, run_cli):
     images = {
         "cover": {
