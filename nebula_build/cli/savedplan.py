@@ -198,7 +198,7 @@ def _not_saved(name: str, why: str) -> UserError:
 def _checked(name: str, top: dict[str, Any]) -> SavedPlan:
     options = _field(name, top, "options", dict, "an object")
     for option in PLANNING_OPTIONS:
-        if not _option_fits(option, options.get(option)):
+        if option not in options or not _option_fits(option, options[option]):
             raise _malformed(name, f'"options" has no valid "{option}"')
     actions = _rows(name, top, "actions", _action_row, "[image, action, key, output, reason]")
     files = _rows(name, top, "files", _file_row, "[name, action, output, reason]")

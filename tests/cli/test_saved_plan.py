@@ -613,6 +613,19 @@ def test_what_the_file_says_is_printed_as_plain_text(project, run_cli):
     )
 
 
+@pytest.mark.parametrize("option", ["backend", "offline", "replace"])
+def test_a_plan_without_an_option_is_refused_in_one_line(project, run_cli, option):
+    root = site(project)
+    saved = _saved(run_cli, root)
+    options = {key: value for key, value in saved["options"].items() if key != option}
+    (root / "plan.json").write_text(_with(saved, options=options))
+    before = state(root)
+    code, _, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 1 and one_error_line(err), err
+    assert f'"options" has no valid "{option}"' in err
+    assert state(root) == before
+
+
 def test_a_forged_plan_cannot_make_apply_do_what_the_disk_does_not_say(project, run_cli):
     """A file that lists only what the reviewer would accept, for a project whose
     manifest asks for more: apply compares the plan it makes now and refuses."""
