@@ -18,12 +18,13 @@ import functools
 import math
 import os
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from nebula_build.core.plan import Action, ActionKind, Plan
+from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.apply import Applier, Outcome
 from nebula_build.engine.derived import FileOutcome
 from nebula_build.engine.execute import OpenBackends
@@ -150,6 +151,9 @@ class Watcher:
         #: the images the running round planned (None: all), once it has loaded
         self._planning: frozenset[str] | _NotLoaded | None = _NOT_LOADED
         self._applier: Applier | None = None
+        #: the generation key the manifest declared for each image the running round
+        #: works on (None: not declared, a deletion), as the round planned it
+        self._declared: dict[str, str | None] = {}
         self._backends: OpenBackends | None = None
         #: held by a round or a pick: they never run at once
         self._busy = asyncio.Lock()
@@ -437,11 +441,14 @@ class Watcher:
             ).specs
         except NebulaBuildError:
             return  # a half-typed manifest says nothing about what is obsolete
+        # Compared as declared, not with the running action's spec: a picked draw, a
+        # candidate draw (`hero#2`) or a pin is made from another spec than the
+        # manifest's, and is obsolete only when the manifest's changed.
+        now = _declared_keys(wanted, applier.running().values())
         obsolete = [
             name
             for name, action in applier.running().items()
-            if action.spec is not None
-            and (name not in wanted or wanted[name].generation_key != action.spec.generation_key)
+            if action.spec is not None and now[_base(name)] != self._declared.get(_base(name))
         ]
         if obsolete:
             applier.cancel(obsolete)
@@ -597,6 +604,7 @@ class Watcher:
         self._say(self.style(f"note: {message}", "yellow"))
 
     def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress:
+        self._declared = _declared_keys(prepared.specs, plan.changes)
         progress = Progress(self.out, len(plan.changes), live=False, style=self.style)
         return _ConflictsOnce(progress, self)
 
@@ -804,6 +812,23 @@ class _NotLoaded:
 
 
 _NOT_LOADED = _NotLoaded()
+
+
+def _base(image: str) -> str:
+    """The image a plan's action is about (`hero#2`, a candidate draw: `hero`)."""
+    return image.partition("#")[0]
+
+
+def _declared_keys(
+    specs: Mapping[str, AssetSpec], actions: Iterable[Action]
+) -> dict[str, str | None]:
+    """The generation key the manifest declares for each image the actions are about
+    (None where it declares none: a deletion)."""
+    declared = {}
+    for action in actions:
+        spec = specs.get(_base(action.image))
+        declared[_base(action.image)] = None if spec is None else spec.generation_key
+    return declared
 
 
 def _whole(prepared: Prepared) -> Prepared:

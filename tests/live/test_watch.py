@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import signal
 import subprocess
 import sys
@@ -310,3 +311,68 @@ def test_a_palette_file_is_watched_and_its_edit_reprocesses_without_generating(
     with Image.open(root / "a.png") as image:
         colours = {rgb[:3] for _, rgb in image.convert("RGBA").getcolors(1 << 16)}
     assert colours <= {(255, 0, 0), (0, 255, 0)}
+
+
+def test_a_save_mid_round_leaves_candidate_draws_in_flight_alone(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output": "b.png"}}
+    root = project({"images.toml": fake_manifest(log, images, delay=1.5)})
+    manifest = root / "images.toml"
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await script.next_round()
+        images["a"]["candidates"] = 3  # two more draws of a: each a paid generation
+        manifest.write_text(fake_manifest(log, images, delay=1.5))
+        await script.queue.put({manifest})
+        await asyncio.sleep(0.4)  # a#1 and a#2 are generating now
+        images["b"]["prompt"] = "two, edited"  # nothing to do with a
+        manifest.write_text(fake_manifest(log, images, delay=1.5))
+        await script.queue.put({manifest})
+        drawn = await script.next_round()
+        assert drawn.cancelled == [], out.getvalue()
+        assert (await script.next_round()).changed == ["b"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert sorted(generation_log(log)) == ["a", "a", "a", "b", "b"]  # no draw paid twice
+
+
+def test_a_save_mid_round_leaves_a_picked_draw_being_made_alone(
+    project, fake_site, run_cli, tmp_path
+):
+    log = tmp_path / "gen.log"
+    images = {
+        "a": {"prompt": "one", "candidates": 2, "output": "a.png"},
+        "b": {"prompt": "two", "output": "b.png"},
+    }
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "a", "1").code == 0
+    shutil.rmtree(root / ".nebula-build/cache")  # a checkout without the cache
+    (root / "a.png").unlink()
+    manifest.write_text(fake_manifest(log, images, delay=1.5))
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        await asyncio.sleep(0.4)  # draw 1 of a, the picked one, is generating
+        images["b"]["prompt"] = "two, edited"
+        manifest.write_text(fake_manifest(log, images, delay=1.5))
+        await script.queue.put({manifest})
+        first = await script.next_round()
+        assert first.cancelled == [] and first.changed == ["a"], out.getvalue()
+        assert (await script.next_round()).changed == ["b"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert generation_log(log).count("a") == 3  # its two draws, then the picked one once
+    assert loads((root / "images.lock").read_text())["a"].params["draw"] == 1
