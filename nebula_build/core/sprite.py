@@ -110,6 +110,14 @@ def key_suffix(key: str) -> str:
     return f"isolated on a flat solid {colour} background, no shadow, no gradient"
 
 
+def without_key_suffix(prompt: str, key: str | None) -> str:
+    """`prompt` as the manifest asks for it: without what a transparent image's prompt
+    adds to ask for its key colour, which the delivered file no longer shows."""
+    if key is None:
+        return prompt
+    return prompt.removesuffix(f", {key_suffix(key)}")
+
+
 def pairs(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """Options as the spec stores them: sorted (name, value) pairs, unset ones left out."""
     return tuple(sorted((name, value) for name, value in values.items() if value is not None))

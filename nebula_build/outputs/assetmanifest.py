@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from nebula_build.core.plan import FileAction, FileKind, FileState
 from nebula_build.core.spec import AssetSpec
+from nebula_build.core.sprite import without_key_suffix
 from nebula_build.state.lockfile import LockEntry
 
 DigestOf = Callable[[str], "str | None"]
@@ -61,7 +62,7 @@ def content(
         ]
         if listed:
             images[name] = {
-                "alt": spec.alt or spec.prompt,
+                "alt": spec.alt or without_key_suffix(spec.prompt, spec.key_color),
                 "generation_key": spec.generation_key,
                 "files": listed,
             }

@@ -1,0 +1,40 @@
+"""A game developer's first day through the CLI: what the asset manifest, the plan and
+the manifest's errors say about sprites, atlases and their engine exports."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import toml_value
+
+GAME = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 128
+height = 128
+
+[assets]
+manifest = "game/assets/assets.json"
+
+[images.potion]
+prompt = "a red health potion"
+seed = 4
+output = "game/assets/potion.png"
+"""
+
+
+def manifest(**fields: object) -> str:
+    return GAME + "".join(f"{key} = {toml_value(value)}\n" for key, value in fields.items())
+
+
+def test_a_transparent_sprites_alt_text_is_its_prompt_without_the_key_colour(project, run_cli):
+    root = project({"images.toml": manifest(background="transparent")})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    listed = json.loads((root / "game/assets/assets.json").read_text())["images"]["potion"]
+    assert listed["alt"] == "a red health potion"  # its background is transparent now
+    lock = (root / "images.lock").read_text()
+    assert "a red health potion, isolated on a flat solid magenta (#FF00FF)" in lock
