@@ -64,7 +64,12 @@ def plan_files(
     """What each atlas and the asset manifest need, given the images' own actions;
     `deleting`: an atlas gone from the manifest is deleted (not under --target, as an
     image gone is not unless named)."""
-    changing = {a.image for a in images if a.is_change and a.kind is not ActionKind.CONFLICT}
+    # a candidate draw is kept in the cache only: no file changes, none is listed
+    changing = {
+        a.image
+        for a in images
+        if a.is_change and a.kind not in (ActionKind.CONFLICT, ActionKind.DRAW)
+    }
     made = read_made(prepared.project)
     planned = _planned_atlases(prepared, lock, made, changing, force=force, deleting=deleting)
     actions = [action for action, _ in planned]

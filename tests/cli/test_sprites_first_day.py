@@ -38,3 +38,15 @@ def test_a_transparent_sprites_alt_text_is_its_prompt_without_the_key_colour(pro
     assert listed["alt"] == "a red health potion"  # its background is transparent now
     lock = (root / "images.lock").read_text()
     assert "a red health potion, isolated on a flat solid magenta (#FF00FF)" in lock
+
+
+def test_more_candidate_draws_leave_the_asset_manifest_alone(project, run_cli):
+    root = project({"images.toml": manifest()})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(manifest(candidates=3))
+    code, out, _ = run_cli("plan")
+    assert "2 candidate draws to make" in out
+    assert "asset manifest" not in out  # draws stay in the cache: it lists none of them
+    code, out, _ = run_cli("apply")
+    assert code == 0 and "asset manifest" not in out
+    assert run_cli("plan").out.startswith("No changes")
