@@ -82,23 +82,48 @@ class SpriteRules:
         wants_alpha = merged.get("background") == "transparent"
         checks = merged.get("checks")
         if fmt == "jpeg" and (wants_alpha or (checks is not None and checks.alpha)):
-            key = "background" if wants_alpha else "checks"
-            self.fail(
-                self.origin(name, decl, key),
+            self.clash(
+                name,
+                decl,
+                "background" if wants_alpha else "checks",
                 "a JPEG has no transparency: write the image as .png, .webp or .avif",
             )
         if fmt == "jpeg" and merged.get("pad"):
-            self.fail(
-                self.origin(name, decl, "pad"),
+            self.clash(
+                name,
+                decl,
+                "pad",
                 "pad adds transparent pixels and a JPEG has none (they would be black): "
                 "write the image as .png, .webp or .avif",
             )
         resizing = [step for step in ("trim", "pad", "extrude") if merged.get(step)]
         if resizing and merged.get("widths"):
-            self.fail(
-                self.origin(name, decl, resizing[0]),
+            self.clash(
+                name,
+                decl,
+                resizing[0],
                 f"{resizing[0]} changes the image's size: it does not go with `widths`",
+                at=self.origin(name, decl, "widths"),
             )
+
+    def clash(
+        self,
+        name: str,
+        decl: ImageDecl,
+        key: str,
+        message: str,
+        at: tuple[str, ...] | None = None,
+    ) -> None:
+        """`key` does not go with this image's own output (or `at`): said at `key` where
+        the image sets it, else at the image's output, naming the style or [defaults]
+        that sets it (shared by images it suits), so the message names the image."""
+        where = self.origin(name, decl, key)
+        if where[0] == "images":
+            self.fail(where, message)
+            return
+        source = "[defaults]" if where[0] == "defaults" else f"{where[0]}.{where[1]}"
+        loc = at if at is not None and at[0] == "images" else ("images", name, "output")
+        self.fail(loc, f"{message} (its {key} is set in {source})")
 
     def check_grid(self, name: str, decl: ImageDecl, merged: dict[str, Any]) -> None:
         """`pixel_grid` must divide the generated size: cells cut at an edge would be

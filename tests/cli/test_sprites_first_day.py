@@ -50,3 +50,18 @@ def test_more_candidate_draws_leave_the_asset_manifest_alone(project, run_cli):
     code, out, _ = run_cli("apply")
     assert code == 0 and "asset manifest" not in out
     assert run_cli("plan").out.startswith("No changes")
+
+
+def test_a_jpeg_in_a_transparent_style_names_the_image_not_only_the_style(project, run_cli):
+    style = '[styles.sprite]\nbackground = "transparent"\n'
+    images = (
+        '[images.sword]\nstyle = "sprite"\nprompt = "a sword"\noutput = "game/sword.png"\n'
+        '[images.shield]\nstyle = "sprite"\nprompt = "a shield"\noutput = "game/shield.jpg"\n'
+    )
+    project({"images.toml": GAME.replace("[images.potion]", style + images + "[images.potion]")})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err == (
+        "error: images.toml:21:1: images.shield.output: a JPEG has no transparency: write the "
+        "image as .png, .webp or .avif (its background is set in styles.sprite)\n"
+    )
