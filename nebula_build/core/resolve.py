@@ -591,8 +591,9 @@ class _Resolver(SpriteRules):
             self.derived[path] = (*loc, key)
         members = tuple(sorted((n for n in chosen if n in specs), key=self.order.__getitem__))
         tags = self.atlas_tags(name, decl, members)
-        godot_sheet = self.godot_sheet(loc, decl, output) if "godot" in exports else None
-        if "godot" in exports and godot_sheet is None:
+        godot = exports.get("godot")
+        godot_sheet = self.godot_sheet(loc, decl, output, godot) if godot is not None else None
+        if godot is not None and godot_sheet is None:
             return None
         return AtlasSpec(
             name,

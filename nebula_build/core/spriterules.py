@@ -190,8 +190,19 @@ class SpriteRules:
             return None
         return tuple((member, values[member][decl.tags]) for member in members)
 
-    def godot_sheet(self, loc: tuple[str, ...], decl: AtlasDecl, output: str) -> str | None:
-        """The sheet's res:// path: relative to `godot_root` (the Godot project)."""
+    def godot_sheet(
+        self, loc: tuple[str, ...], decl: AtlasDecl, output: str, resource: str
+    ) -> str | None:
+        """The sheet's res:// path: relative to `godot_root` (the Godot project), which
+        holds the sheet and the `.tres` resource that names it."""
+        if not resource.lower().endswith(".tres"):
+            suffix = posixpath.splitext(resource)[1] or "no extension"
+            self.fail(
+                (*loc, "godot"),
+                f"Godot reads a text resource only from a .tres file (got {suffix}): "
+                "end the path with .tres",
+            )
+            return None
         root: str | None = "."
         if decl.godot_root not in (None, "."):
             root = self.check_path((*loc, "godot_root"), str(decl.godot_root), "godot_root")
@@ -205,6 +216,13 @@ class SpriteRules:
             return None
         if sheet.startswith("res://.."):
             self.fail((*loc, "godot_root"), f"the sheet {output} is outside {root}")
+            return None
+        if posixpath.relpath(resource, root).startswith(".."):
+            self.fail(
+                (*loc, "godot"),
+                f"{resource} is outside the Godot project {root} (godot_root), which loads "
+                "only its own files: put it in that folder",
+            )
             return None
         return sheet
 

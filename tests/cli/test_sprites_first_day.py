@@ -65,3 +65,39 @@ def test_a_jpeg_in_a_transparent_style_names_the_image_not_only_the_style(projec
         "error: images.toml:21:1: images.shield.output: a JPEG has no transparency: write the "
         "image as .png, .webp or .avif (its background is set in styles.sprite)\n"
     )
+
+
+KNIGHT = """
+[images.knight]
+prompt = "a knight, {anim} frame {frame}"
+matrix = { anim = ["idle", "walk"], frame = ["0", "1"] }
+output = "game/assets/knight/{anim}_{frame}.png"
+
+[atlases.knight]
+images = ["knight[*]"]
+output = "game/assets/knight.png"
+tags = "anim"
+godot_root = "game"
+"""
+
+
+def test_a_godot_export_godot_cannot_load_is_a_manifest_error(project, run_cli):
+    root = project({"images.toml": GAME + KNIGHT + 'godot = "game/assets/knight.res"\n'})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err == (
+        "error: images.toml:27:1: atlases.knight.godot: Godot reads a text resource only "
+        "from a .tres file (got .res): end the path with .tres\n"
+    )
+    (root / "images.toml").write_text(GAME + KNIGHT + 'godot = "knight.tres"\n')
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err == (
+        "error: images.toml:27:1: atlases.knight.godot: knight.tres is outside the Godot "
+        "project game (godot_root), which loads only its own files: put it in that folder\n"
+    )
+    (root / "images.toml").write_text(GAME + KNIGHT + 'godot = "game/assets/knight.tres"\n')
+    assert run_cli("apply").code == 0
+    resource = (root / "game/assets/knight.tres").read_text()
+    assert 'path="res://assets/knight.png"' in resource
+    assert '"name": &"idle"' in resource and '"name": &"walk"' in resource
