@@ -147,8 +147,8 @@ def _sprite_lines(spec: AssetSpec) -> list[str]:
     lines = []
     if spec.key_color is not None:
         lines.append(
-            f"transparent: generated on the key colour {spec.key_color} (the prompt asks "
-            "for it), then keyed out"
+            f"transparent: generated on the key colour {spec.key_color} (a suffix added to "
+            "the prompt asks for it), then keyed out"
         )
     if spec.checks:
         lines.append("checks: " + ", ".join(describe_check(n, v) for n, v in spec.checks))

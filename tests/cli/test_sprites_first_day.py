@@ -101,3 +101,13 @@ def test_a_godot_export_godot_cannot_load_is_a_manifest_error(project, run_cli):
     resource = (root / "game/assets/knight.tres").read_text()
     assert 'path="res://assets/knight.png"' in resource
     assert '"name": &"idle"' in resource and '"name": &"walk"' in resource
+
+
+def test_the_plan_says_a_suffix_asks_for_the_key_colour(project, run_cli):
+    project({"images.toml": manifest(background="transparent")})
+    code, out, _ = run_cli("plan")
+    assert code == 0
+    assert (
+        "      transparent: generated on the key colour #FF00FF (a suffix added to the prompt "
+        "asks for it), then keyed out\n"
+    ) in out
