@@ -32,7 +32,7 @@ DEFAULT_SOFTNESS = 0.25
 _NAMES = {hex_: name for hex_, name, _ in KEYS}
 
 #: the output steps an image may set, in the order they run (keying comes first)
-STEPS = ("pixel_grid", "palette", "trim", "pad", "extrude")
+STEPS = ("pixel_grid", "palette", "trim", "extrude", "pad")
 #: the step a transparent image gets where it is resampled smoothly (a lanczos
 #: `resize` or `widths`): alpha under this is cleared, and a transparent pixel's
 #: colour made (0, 0, 0). Resampling rings: it leaves a halo of near-invisible pixels
@@ -42,6 +42,9 @@ ALPHA_FLOOR = 8
 #: the step a transparent image gets where `palette` is a colour count: the colours
 #: are chosen from its visible pixels only (its transparent ones had taken one)
 VISIBLE_PALETTE_STEP = "palette_visible"
+#: the step an image with both `extrude` and `pad` gets: its edge is repeated, then
+#: the padding added around it (extruding the padding had repeated transparent pixels)
+EXTRUDE_FIRST_STEP = "extrude_before_pad"
 #: what `plan` says of an output re-made only because the tool now adds a step
 ADDED_STEPS = {
     ALPHA_FLOOR_STEP: (
@@ -49,6 +52,9 @@ ADDED_STEPS = {
     ),
     VISIBLE_PALETTE_STEP: (
         "now gives every colour of its palette to visible pixels (its transparent ones took one)"
+    ),
+    EXTRUDE_FIRST_STEP: (
+        "now repeats its edge pixels inside its padding (`extrude` had repeated the padding)"
     ),
 }
 #: the acceptance checks an image may set

@@ -16,6 +16,7 @@ from nebula_build.core.sprite import (
     ALPHA_FLOOR,
     ALPHA_FLOOR_STEP,
     DEFAULT_SOFTNESS,
+    EXTRUDE_FIRST_STEP,
     MAX_PALETTE,
     PALETTE_SUFFIX,
     PALETTES,
@@ -236,6 +237,8 @@ def sprite_steps(merged: Mapping[str, Any], key: str | None) -> tuple[tuple[str,
     # false and 0 are the defaults: left out of the key like any unset option
     steps: dict[str, Any] = {step: merged.get(step) or None for step in STEPS}
     steps["palette_digest"] = merged.get("palette_digest")
+    if steps["extrude"] and steps["pad"]:
+        steps[EXTRUDE_FIRST_STEP] = True
     if key is not None:
         steps["key_softness"] = float(merged.get("key_softness", DEFAULT_SOFTNESS))
         steps["despill"] = merged.get("despill", True)

@@ -1,8 +1,8 @@
 """Sprite cleanup, the output steps that run after keying: `pixel_grid` snaps fake
 pixel art to true cells before any resize; after the resize `alpha_floor` clears a
 transparent image's resampling halo (the tool sets it, never the manifest),
-`palette` quantises, `trim` crops to the visible pixels, `pad` adds transparent room
-and `extrude` repeats the edge pixels outward. Each is an output step: changing one
+`palette` quantises, `trim` crops to the visible pixels, `extrude` repeats the edge
+pixels outward and `pad` adds transparent room around them. Each is an output step: changing one
 re-processes the cached original, never generates. numpy is imported only where a
 step needs it.
 """
@@ -46,10 +46,10 @@ def after_resize(
     box = None
     if steps.get("trim"):
         image, box = trim(image)
-    if steps.get("pad"):
-        image = pad(image, steps["pad"])
     if steps.get("extrude"):
         image = extrude(image, steps["extrude"])
+    if steps.get("pad"):
+        image = pad(image, steps["pad"])
     if box is not None:  # the delivered file's place in the image padded untrimmed
         grown = 2 * ((steps.get("pad") or 0) + (steps.get("extrude") or 0))
         x, y, width, height = map(int, box.split(","))

@@ -371,3 +371,26 @@ def test_a_sprite_that_gets_both_new_steps_is_told_both(project, run_cli):
         "pixels its resize leaves around a transparent sprite; now gives every colour of its "
         "palette to visible pixels (its transparent ones took one)" in out
     ), out
+
+
+#: the output key of `manifest(background="transparent", trim=True, extrude=2, pad=3)`
+#: as the version that padded before extruding made it
+PADDED_FIRST_KEY = "b55df8a310699f60d528c69af9375ad11ff2ff81438a2ea9ef33c9f69b13fff4"
+
+
+def test_a_sprite_padded_before_it_was_extruded_is_reprocessed_for_free(project, run_cli):
+    root = project({"images.toml": manifest(background="transparent", trim=True, extrude=2, pad=3)})
+    assert applied(run_cli)["generated"] == 1
+    lock = root / "images.lock"
+    entry = tomllib.loads(lock.read_text())["images"]["potion"]
+    lock.write_text(lock.read_text().replace(entry["output_key"], PADDED_FIRST_KEY))
+
+    code, out, _ = run_cli("plan")
+
+    assert code == 0
+    assert (
+        "potion  reencode  sprites/potion.png\n      now repeats its edge pixels inside its "
+        "padding (`extrude` had repeated the padding)" in out
+    ), out
+    result = applied(run_cli)
+    assert result["generated"] == 0 and result["summary"]["reencode"] == 1

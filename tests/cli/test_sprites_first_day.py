@@ -111,3 +111,29 @@ def test_the_plan_says_a_suffix_asks_for_the_key_colour(project, run_cli):
         "      transparent: generated on the key colour #FF00FF (a suffix added to the prompt "
         "asks for it), then keyed out\n"
     ) in out
+
+
+def test_extrude_repeats_the_sprites_edge_inside_its_padding(project, run_cli):
+    """Against texture bleeding the edge pixels are repeated, then the padding added
+    around them: extruding the padding repeated only transparent pixels."""
+    from PIL import Image
+
+    fields = {"background": "transparent", "trim": True, "extrude": 2, "pad": 3}
+    root = project({"images.toml": manifest(**fields)})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    with Image.open(root / "game/assets/potion.png") as opened:
+        alpha = opened.convert("RGBA").getchannel("A")
+    width, height = alpha.size
+
+    def row(y: int) -> list[int]:
+        return [alpha.getpixel((x, y)) for x in range(5, width - 5)]
+
+    def column(x: int) -> list[int]:
+        return [alpha.getpixel((x, y)) for y in range(5, height - 5)]
+
+    for depth in (0, 2):
+        assert not any(row(depth)) and not any(row(height - 1 - depth))
+        assert not any(column(depth)) and not any(column(width - 1 - depth))
+    assert any(row(5)) and row(3) == row(4) == row(5)  # the edge, repeated twice outward
+    assert any(column(5)) and column(3) == column(4) == column(5)
