@@ -137,3 +137,15 @@ def test_extrude_repeats_the_sprites_edge_inside_its_padding(project, run_cli):
         assert not any(column(depth)) and not any(column(width - 1 - depth))
     assert any(row(5)) and row(3) == row(4) == row(5)  # the edge, repeated twice outward
     assert any(column(5)) and column(3) == column(4) == column(5)
+
+
+def test_images_sharing_one_generation_are_counted_so_in_the_plan(project, run_cli):
+    icons = manifest() + (
+        '\n[images.potion_2x]\nprompt = "a red health potion"\nseed = 4\n'
+        'output = "game/assets/potion@2x.png"\nresize = [256, 256]\n'
+    )
+    project({"images.toml": icons})
+    code, out, _ = run_cli("plan")
+    assert code == 0
+    assert "Plan: 2 to generate in 1 generation, 0 to delete, 1 asset manifest" in out
+    assert "Generations: 1 on preview" in out
