@@ -49,8 +49,9 @@ def content(
         listed = [
             {
                 "path": path,
-                # a URL: `srcset` splits at spaces and commas, `#` and `?` end a path
-                "url": quote(posixpath.relpath(path, folder)),
+                # a URL: `srcset` splits at spaces and commas, `#` and `?` end a path;
+                # `@` may stand in one (`icon@2x.png`, as an engine reads it)
+                "url": quote(posixpath.relpath(path, folder), safe="/@"),
                 "width": width,
                 "height": height,
                 "format": spec.format,

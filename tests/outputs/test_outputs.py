@@ -72,6 +72,25 @@ def test_a_url_in_the_asset_manifest_is_percent_encoded(project, run_cli, fake_s
     ]
 
 
+def test_an_icon_at_2x_keeps_its_at_sign_in_the_asset_manifests_url(
+    project, run_cli, fake_site, tmp_path
+):
+    """`@` may stand in a URL's path (RFC 3986 pchar): an engine reading the url as a
+    path finds `icon@2x.png`, not `icon%402x.png`."""
+    log = tmp_path / "gen.log"
+    icon = {**HERO, "output": "static/icons/potion@2x.png"}
+    root = project(
+        {
+            "images.toml": fake_manifest(log, {"potion": icon})
+            + '\n[assets]\nmanifest = "static/images.json"\n'
+        }
+    )
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    files = json.loads((root / "static/images.json").read_text())["images"]["potion"]["files"]
+    assert files[0]["url"] == "icons/potion@2x.png"
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
