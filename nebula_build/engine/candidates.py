@@ -14,10 +14,10 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from nebula_build.core.plan import PIN_RELEASED, Action, ActionKind
-from nebula_build.core.spec import AssetSpec
+from nebula_build.core.spec import AssetSpec, derived_seed
 from nebula_build.errors import UserError
 from nebula_build.state.cache import Store
-from nebula_build.state.lockfile import MAX_CANDIDATES, DrawRecord, LockEntry
+from nebula_build.state.lockfile import MAX_CANDIDATES, DrawRecord, EarlierGeneration, LockEntry
 from nebula_build.text import shell_operands
 
 
@@ -74,6 +74,32 @@ def remembered_draws(base: AssetSpec, entry: LockEntry | None) -> int:
         if base.drawn(draw).generation_key == earlier.generation_key:
             count = max(draw + 1, min(earlier.draws, MAX_CANDIDATES))
     return count
+
+
+def set_draw_keys(spec: AssetSpec | None, earlier: EarlierGeneration) -> tuple[str, ...]:
+    """The generation keys of the draws of the set `earlier` was picked from: as the
+    history records them or, in a lock written before it did, as `spec`'s image draws
+    that set again (where its seed is none, or the one `spec` declares; else none)."""
+    if earlier.draw_keys or not earlier.draws or spec is None:
+        return earlier.draw_keys
+    picked = spec.with_generation(earlier.backend, earlier.model, earlier.params)
+    first = _first_draw(spec, picked)
+    if picked.generation_key != earlier.generation_key or first is None:
+        return ()
+    return tuple(first.drawn(i).generation_key for i in range(min(earlier.draws, MAX_CANDIDATES)))
+
+
+def _first_draw(spec: AssetSpec, picked: AssetSpec) -> AssetSpec | None:
+    """Draw 0 of `picked`'s set; None where its seed was derived from one other than
+    the seed `spec` declares (a draw's seed does not tell the set's)."""
+    if picked.draw == 0:
+        return picked
+    seed = picked.seed
+    if seed is not None and picked.seed_reproducible:
+        if spec.seed is None or derived_seed(spec.seed, picked.draw) != seed:
+            return None
+        seed = spec.seed
+    return replace(picked, draw=0, seed=seed, generation_key="", output_key="")
 
 
 def _plain(entry: LockEntry | None) -> bool:

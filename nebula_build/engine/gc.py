@@ -45,9 +45,9 @@ def _for_pick(prepared: Prepared, lock: Entries) -> tuple[set[str], set[str]]:
     for base in chosen.bases.values():
         draws.update(base.drawn(index).generation_key for index in range(base.candidates))
     history = {earlier.generation_key for entry in lock.values() for earlier in entry.history}
-    history.update(
-        key for entry in lock.values() for earlier in entry.history for key in earlier.draw_keys
-    )
+    for name, entry in lock.items():
+        for earlier in entry.history:
+            history.update(candidates.set_draw_keys(prepared.specs.get(name), earlier))
     return draws - outputs, history - outputs - draws
 
 

@@ -555,6 +555,34 @@ def test_gc_keeps_every_draw_of_a_set_the_history_lists(project, run_cli, nebula
     assert nebula_server.requests == []
 
 
+@pytest.mark.parametrize("pick", ["0", "2"])
+def test_gc_keeps_every_draw_of_a_set_an_older_lock_lists_in_the_history(
+    project, run_cli, nebula_server, pick
+):
+    """A lock written before the history recorded its sets' draw keys (`draw_keys`)
+    lists a set by its pick and count only: gc keeps the draws that set had made, so
+    undoing the edit still costs no generation."""
+    root = project({"images.toml": nebula_manifest({"hero": HERO | {"candidates": 2}})})
+    assert run_cli("apply").code == 0
+    assert run_cli("apply", "--more", "hero").code == 0
+    assert run_cli("pick", "hero", pick).code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    older = re.sub(r"(?m)^draw_keys = \[[^\]]*\]\n", "", lock.read_text())
+    assert older != lock.read_text() and "draw_keys" not in older
+    lock.write_text(older)
+    code, out, err = run_cli("gc")
+    assert code == 0, err
+    assert "removed 0 cache entries" in out
+    _edit(root, "a blue lighthouse", "a red lighthouse")
+    nebula_server.reset_counters()
+    assert run_cli("apply").code == 0
+    for draw in ("0", "1", "2"):
+        assert run_cli("pick", "hero", draw).code == 0
+    assert nebula_server.requests == []
+
+
 def test_apply_says_an_image_brought_back_from_the_cache_cost_no_generation(
     project, run_cli, nebula_server
 ):
