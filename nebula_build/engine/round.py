@@ -196,7 +196,7 @@ async def apply_round(
     if not plan.has_changes:
         if options.more:  # the draw asked for was in the cache already: record it
             result.lock = _with_draws_recorded(project, prepared, plan, options, lock)
-        result.lock = _with_pins_released(project, prepared, result.lock)
+        result.lock = _with_pins_released(project, prepared, plan, result.lock)
         prepared.files.save()
         return result
     removed = _removed(plan) if before_removing is not None else frozenset()
@@ -251,7 +251,7 @@ async def apply_round(
                 project, prepared, plan, options, lock, written=result.applied.lock
             )
             result.applied.lock = None  # result.lock has it
-        result.lock = _with_pins_released(project, prepared, result.lock)
+        result.lock = _with_pins_released(project, prepared, plan, result.lock)
         result.files = build_files(
             prepared,
             result.lock,
@@ -345,15 +345,13 @@ def _with_draws_recorded(
     return read(project)
 
 
-def _with_pins_released(project: Project, prepared: Prepared, lock: Entries) -> Entries:
+def _with_pins_released(project: Project, prepared: Prepared, plan: Plan, lock: Entries) -> Entries:
     """The lock without the pins an edit ended where the output stayed what it was (the
-    manifest now declares the pinned generation's spec), written so."""
-    only = prepared.changed_only  # watch: only an edited image's pin can end
-    specs = (
-        prepared.specs
-        if only is None
-        else {n: prepared.specs[n] for n in only if n in prepared.specs}
-    )
+    manifest now declares the pinned generation's spec), written so: of the images the
+    plan shows (`--target`: not the others; watch: an edited image's only)."""
+    only = prepared.changed_only
+    planned = {a.image for a in plan.actions if only is None or a.image in only}
+    specs = {name: prepared.specs[name] for name in planned if name in prepared.specs}
     released = candidates.released_pins(specs, lock)
     if not released:
         return lock

@@ -128,6 +128,24 @@ def test_an_edit_that_declares_the_pinned_spec_ends_the_pin_for_good(project, ru
     assert "pinned" not in run_cli("status").out
 
 
+
+def test_apply_of_one_target_leaves_another_images_ended_pin_to_its_own_plan(project, run_cli):
+    """`apply --target logo` plans logo alone: hero's lock entry, which that plan does
+    not show, is not rewritten either."""
+    logo = {**HERO, "output": "logo.png", "prompt": "a green leaf"}
+    root = project({"images.toml": preview({"hero": HERO, "logo": logo})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    _edit(root, "a blue lighthouse", "a red lighthouse")
+    code, out, err = run_cli("apply", "--target", "logo")
+    assert code == 0, err
+    assert "hero" not in out
+    assert "pinned_against" in _lock(root)["hero"]
+    assert run_cli("apply").code == 0
+    assert "pinned_against" not in _lock(root)["hero"]
+
 def test_reverting_the_manifest_brings_an_earlier_generation_back_without_a_pin(
     project, run_cli, nebula_server
 ):
