@@ -128,7 +128,6 @@ def test_an_edit_that_declares_the_pinned_spec_ends_the_pin_for_good(project, ru
     assert "pinned" not in run_cli("status").out
 
 
-
 def test_apply_of_one_target_leaves_another_images_ended_pin_to_its_own_plan(project, run_cli):
     """`apply --target logo` plans logo alone: hero's lock entry, which that plan does
     not show, is not rewritten either."""
@@ -145,6 +144,7 @@ def test_apply_of_one_target_leaves_another_images_ended_pin_to_its_own_plan(pro
     assert "pinned_against" in _lock(root)["hero"]
     assert run_cli("apply").code == 0
     assert "pinned_against" not in _lock(root)["hero"]
+
 
 def test_reverting_the_manifest_brings_an_earlier_generation_back_without_a_pin(
     project, run_cli, nebula_server
