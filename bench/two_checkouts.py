@@ -72,7 +72,10 @@ def main() -> None:
     moto, port = start_moto()
     first_times, second_times, paid = [], [], []
     try:
-        with NebulaTestServer(api_key=KEY, latency=args.latency) as server:
+        # answers as the real API does: its images are to be shared
+        with NebulaTestServer(
+            api_key=KEY, latency=args.latency, marks_placeholders=False
+        ) as server:
             os.environ.update(
                 NEBULA_BASE_URL=server.base_url,
                 NEBULA_API_KEY=KEY,

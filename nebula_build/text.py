@@ -4,9 +4,10 @@
 characters, no bidirectional overrides. `redact` takes secrets out, whole or in
 fragments. `plural` counts things in words ("1 image", "2 images").
 `made_with_problem` checks a backend's provenance record (a plugin's answer, a
-lock's entry); `model_id_problem` checks a model id from a manifest. `shell_option`
-and `shell_operands` write an image's name into a command shown to run. Pure functions
-of the standard library: every layer may use them.
+lock's entry) and `made_by_stand_in` reads its placeholder mark; `model_id_problem`
+checks a model id from a manifest. `shell_option` and `shell_operands` write an
+image's name into a command shown to run. Pure functions of the standard library:
+every layer may use them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import base64
 import json
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 REDACTED = "[redacted]"
 #: the shortest run of a secret's characters that `redact` still removes
@@ -160,6 +161,17 @@ def made_with_problem(record: object) -> str | None:
     if len(json.dumps(record)) > MADE_WITH_BYTES:
         return f"must take at most {MADE_WITH_BYTES} bytes as JSON"
     return None
+
+
+#: the `made_with` entry of an image a stand-in for a service made (the loopback API of
+#: `python -m nebula_build.testing`): a placeholder with the real image's key
+STAND_IN_SERVER = ("server", "stand-in")
+
+
+def made_by_stand_in(made_with: object) -> bool:
+    """Whether a provenance record marks a stand-in's placeholder (`STAND_IN_SERVER`)."""
+    name, value = STAND_IN_SERVER
+    return isinstance(made_with, Mapping) and made_with.get(name) == value
 
 
 def file_key(path: str) -> str:

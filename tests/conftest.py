@@ -176,10 +176,12 @@ CANARY_KEY = "ak_canary_7f3e9b1d_must_never_leak"
 
 @pytest.fixture
 def nebula_server(monkeypatch: pytest.MonkeyPatch):
-    """The loopback Nebula API, with NEBULA_BASE_URL and a canary NEBULA_API_KEY set."""
+    """The loopback Nebula API, with NEBULA_BASE_URL and a canary NEBULA_API_KEY set.
+    It answers as the real API does (its images are no placeholders): the paid path's
+    tests see what a real run does with what it made (`marks_placeholders`)."""
     from nebula_build.testing import NebulaTestServer
 
-    with NebulaTestServer(api_key=CANARY_KEY) as server:
+    with NebulaTestServer(api_key=CANARY_KEY, marks_placeholders=False) as server:
         monkeypatch.setenv("NEBULA_BASE_URL", server.base_url)
         monkeypatch.setenv("NEBULA_API_KEY", CANARY_KEY)
         yield server

@@ -58,7 +58,8 @@ from nebula_build.plugin import (
     hookimpl,
     nebula_models,
 )
-from nebula_build.text import MODEL_ID, model_id_problem, printable, redact
+from nebula_build.plugin.catalog import STAND_IN_ANSWER
+from nebula_build.text import MODEL_ID, STAND_IN_SERVER, model_id_problem, printable, redact
 
 if TYPE_CHECKING:
     import asyncio
@@ -263,6 +264,14 @@ def base_url(settings: NebulaSettings) -> str:
             backend="nebula",
         )
     return settings.base_url.rstrip("/")
+
+
+def may_be_stand_in() -> bool:
+    """Whether requests go to a loopback host (NEBULA_BASE_URL): the only place the
+    stand-in for the API listens. Never raises: a URL the key may not go to is no host."""
+    chosen = os.environ.get("NEBULA_BASE_URL", "").strip()
+    host = urlsplit(chosen).hostname if chosen and url_problem(chosen) is None else None
+    return host is not None and _is_loopback(host)
 
 
 def api_key(settings: NebulaSettings) -> str:
@@ -632,8 +641,9 @@ class _Retry(Exception):
         self.sent = sent
 
 
-#: an image as the API sent it: bytes, inference seconds (if said), (width, height)
-_Image = tuple[bytes, float | None, tuple[int, int]]
+#: an image as the API sent it: bytes, inference seconds (if said), (width, height),
+#: and whether the loopback stand-in made it (`STAND_IN_ANSWER`): a placeholder
+_Image = tuple[bytes, float | None, tuple[int, int], bool]
 
 
 class Pacer:
@@ -733,6 +743,13 @@ class NebulaBackend(Backend):
         return nebula_models(seedream)
 
     @classmethod
+    def made_with(cls, settings: BackendSettings, model_id: str) -> Mapping[str, str]:
+        """`server = "stand-in"` where NEBULA_BASE_URL is on loopback, where the stand-in
+        for the API (`python -m nebula_build.testing`) may answer: there, and only there,
+        its placeholders are taken as the images they stand for."""
+        return dict([STAND_IN_SERVER]) if may_be_stand_in() else {}
+
+    @classmethod
     def preflight(cls, settings: BackendSettings, root: Path) -> None:
         assert isinstance(settings, NebulaSettings)
         base_url(settings)
@@ -793,7 +810,7 @@ class NebulaBackend(Backend):
             await self._pacer.wait()
             started = time.perf_counter()
             try:
-                data, inference, size = await self._attempt(body)
+                data, inference, size, stand_in = await self._attempt(body)
             except _Retry as retry:
                 _forget_frames(retry)
                 if retry.malformed:
@@ -812,7 +829,11 @@ class NebulaBackend(Backend):
             if inference is not None:
                 timings["inference"] = inference
             return GenerationResult(
-                data, seed=body.get("seed"), timings=timings, warnings=_size_warnings(request, size)
+                data,
+                seed=body.get("seed"),
+                timings=timings,
+                warnings=_size_warnings(request, size),
+                made_with=dict([STAND_IN_SERVER]) if stand_in else {},
             )
 
     @staticmethod
@@ -951,7 +972,8 @@ class NebulaBackend(Backend):
             raise _Retry(
                 RequestRejectedError(f"malformed response: {exc}"), malformed=True
             ) from None
-        return data, _inference_seconds(first), size
+        field, value = STAND_IN_ANSWER
+        return data, _inference_seconds(first), size, body.get(field) == value
 
     def _refusal(self, body: Mapping[str, Any]) -> BackendError:
         """A 2xx answer without an image: the server's reason, credits included."""

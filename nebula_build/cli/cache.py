@@ -57,6 +57,7 @@ def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
             "present": sync.present,
             "failed": [{"generation_key": k, "error": why} for k, why in sync.failed],
             "skipped": [{"generation_key": k, "reason": why} for k, why in sync.skipped],
+            "placeholders": sync.placeholders,
         }
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
@@ -67,6 +68,11 @@ def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
         )
         for key, why in sync.skipped:
             ctx.notice(f"{key[:12]}… left alone: {why}")
+        if sync.placeholders:
+            from nebula_build.engine.remotecache import PLACEHOLDERS_STAY_LOCAL
+
+            placeholders = plural(sync.placeholders, "placeholder")
+            ctx.notice(f"{placeholders} not pushed: {PLACEHOLDERS_STAY_LOCAL}")
         for key, why in sync.failed:
             ctx.err.write(f"error: {key[:12]}…: {why}\n")
     return ExitCode.ERROR if sync.failed else ExitCode.OK

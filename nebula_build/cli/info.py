@@ -9,7 +9,7 @@ from typing import Any
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import UserError
-from nebula_build.text import printable
+from nebula_build.text import made_by_stand_in, printable
 
 
 def cmd_init(ctx: Context) -> int:
@@ -247,6 +247,10 @@ def _print_our_record(ctx: Context, record: dict[str, Any]) -> None:
     if isinstance(made_with, dict) and made_with:
         settings = ", ".join(f"{key} {value}" for key, value in sorted(made_with.items()))
         ctx.print(f"  made with: {printable(settings, 600)}")
+    if made_by_stand_in(made_with):
+        from nebula_build.core.plan import PLACEHOLDER_REASON
+
+        ctx.print(ctx.style(f"  {PLACEHOLDER_REASON} (a dry run)", "yellow"))
 
 
 def cmd_schema(ctx: Context) -> int:

@@ -43,6 +43,14 @@ Vouched = Callable[[str, str, LockEntry], bool]
 #: how a plan says that an image was made with other values of settings outside its
 #: key than its backend has now (`Backend.made_with`)
 SETTINGS_NOTE = "made with different settings"
+#: why an image is made again whose lock entry records a placeholder the stand-in for
+#: the API made (a dry run), in a run that cannot reach a stand-in (`engine.standins`)
+PLACEHOLDER_REASON = "a placeholder the stand-in for the API made, not the real image"
+#: the note on such an image that a run that may reach a stand-in keeps
+PLACEHOLDER_NOTE = (
+    "a placeholder the stand-in for the API made: kept while NEBULA_BASE_URL is on "
+    "loopback; an apply against the real API makes it again"
+)
 #: the note on an image whose lock records a pin its spec no longer holds to: the next
 #: apply writes the lock without it, even where nothing else changes
 PIN_RELEASED = "the pin to an earlier generation is released: its spec changed"
@@ -286,6 +294,8 @@ class _Context:
     #: the paths of `left` by the digest the lock records there
     left_by_digest: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     vouched: Vouched = lambda path, digest, entry: False
+    #: the images whose lock entry records a placeholder this run may not keep
+    placeholders: frozenset[str] = frozenset()
 
     def earlier_output(self, path: str, digest: str, image: str) -> bool:
         """Whether the file at `path` holds bytes nebula-build wrote there for an earlier
@@ -369,6 +379,7 @@ def _desired(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         and entry.output_key == spec.output_key
         and entry.output == spec.output
         and spec.name not in ctx.replace
+        and spec.name not in ctx.placeholders
         and ctx.digest_of(spec.output) == entry.digest
         and all(ctx.digest_of(path) == digest for path, digest in entry.variants.items())
     ):
@@ -416,6 +427,8 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         changes = _changes(*as_declared(entry.generation_params(), spec.generation_params()))
         fields = ", ".join(c.field for c in changes) or "key scheme"
         return act(ActionKind.REGENERATE, f"{fields} changed", changes=changes, from_cache=cached())
+    if spec.name in ctx.placeholders:  # a hand edit of its file is still a conflict (_guard)
+        return act(ActionKind.REGENERATE, PLACEHOLDER_REASON)
     if entry.output_key != spec.output_key:
         old = {"output": entry.output, "format": format_for(entry.output)}
         new = {"output": spec.output, "format": spec.format}
@@ -512,7 +525,9 @@ def _guard(action: Action, ctx: _Context) -> Action:
     assert spec is not None
     # What this output key wrote before (a run killed before its journal line, a lost
     # lock): files holding exactly that are ours, not a stranger's.
-    known = {} if action.fresh else ctx.known_output(spec.output_key)
+    # a placeholder's files are what its output key wrote, and are to be made again
+    fresh = action.fresh or spec.name in ctx.placeholders
+    known = {} if fresh else ctx.known_output(spec.output_key)
     currents = {path: ctx.digest_of(path) for path in spec.paths}
     found = tuple(currents.items())
     if known and all(d is not None and d == known.get(p) for p, d in currents.items()):
@@ -626,13 +641,15 @@ def make_plan(
     replace_images: Collection[str] = (),
     force: bool = False,
     row_bases: Collection[str] = (),
+    placeholders: Collection[str] = (),
 ) -> Plan:
     """The actions that bring the disk and the lock in line with `specs`. `row_bases`:
     the declarations with `rows`, even those that keep no row. A deleted image's file
     that a current image writes stays; one an atlas or the asset manifest now writes
     goes (they are built after the images, from scratch). A file the lock records is
     removed or moved away only where `vouched` says nebula-build wrote it for that
-    entry; otherwise it stays, and the action says so."""
+    entry; otherwise it stays, and the action says so. `placeholders`: the images
+    whose lock entry records a placeholder the run may not keep: made again."""
     known = [*specs, *(name for name in lock if name not in specs)]
     parts = {name: spec.parts for name, spec in specs.items() if spec.parts}
     chosen = select(targets, known, parts)
@@ -656,6 +673,7 @@ def make_plan(
         _recorder(lock),
         _by_digest(left),
         vouched,
+        frozenset(placeholders),
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [

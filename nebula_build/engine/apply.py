@@ -55,7 +55,7 @@ from nebula_build.state.lockfile import NONE_RECORDED, LockEntry, LockWriter, re
 from nebula_build.state.project import Project
 from nebula_build.state.remote import CONCURRENCY, Remote
 from nebula_build.state.rescue import rescue
-from nebula_build.text import shell_operands
+from nebula_build.text import made_by_stand_in, shell_operands
 
 GenerateFn = Callable[[AssetSpec, GenerationRequest], Awaitable[GenerationResult]]
 _IO_CONCURRENCY = 8
@@ -104,6 +104,8 @@ class ApplyResult:
     #: the images that finished well, in the order they did
     succeeded: list[str] = field(default_factory=list)
     generated: int = 0
+    #: generations a stand-in for the API made that the remote cache was not given
+    placeholders: int = 0
     #: (image, warning), in the order they came
     warnings: list[tuple[str, str]] = field(default_factory=list)
     #: each image's outcome, in the plan's order (empty unless kept)
@@ -456,8 +458,12 @@ class Applier:
     async def _share(
         self, spec: AssetSpec, verified: Verified, original: GenerationResult, outcome: Outcome
     ) -> None:
-        """Upload a paid generation to the remote cache, where there is one to write to."""
+        """Upload a paid generation to the remote cache, where there is one to write to;
+        never a stand-in's placeholder, which has the real image's key."""
         if self.remote is None or not self.remote.writable:
+            return
+        if made_by_stand_in(original.made_with):
+            self._result.placeholders += 1
             return
         async with self._transfers:
             note = await asyncio.to_thread(
@@ -513,7 +519,8 @@ class Applier:
         if not action.fresh:  # the plan counts only our own entries: try any (a miss is a stat)
             # checked against its digest and verified like a backend's answer
             restored, warning = await asyncio.to_thread(restore, self.store, spec)
-            if restored is not None:
+            # a placeholder the plan did not count as cached is a miss here too
+            if restored is not None and not self.store.placeholder(restored.made_with):
                 return restored
         if action.from_remote and not action.fresh and self.remote is not None:
             async with self._transfers:

@@ -610,11 +610,14 @@ def record(
     text = None
     # a pin is shown by every plan, so a plan with one is never skipped
     pinned = any(a.spec is not None and a.spec.pin is not None for a in plan.actions)
-    # nor is one noting an image made with other settings: the note would go unsaid
-    from nebula_build.core.plan import PIN_RELEASED, SETTINGS_NOTE
+    # nor is one noting an image made with other settings: the note would go unsaid;
+    # nor one keeping a stand-in's placeholder, which a run elsewhere makes again
+    from nebula_build.core.plan import PIN_RELEASED, PLACEHOLDER_NOTE, SETTINGS_NOTE
 
     pinned = pinned or any(
-        SETTINGS_NOTE in note or note == PIN_RELEASED for a in plan.actions for note in a.notes
+        SETTINGS_NOTE in note or note in (PIN_RELEASED, PLACEHOLDER_NOTE)
+        for a in plan.actions
+        for note in a.notes
     )
     # a value outside the project that could not be read: no telling when it changes
     known = prepared.outside.complete

@@ -4,8 +4,17 @@ made from the images (atlases, the asset manifest)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
 
-from nebula_build.core.plan import SETTINGS_NOTE, Plan, make_plan
+from nebula_build.core.plan import (
+    PLACEHOLDER_NOTE,
+    PLACEHOLDER_REASON,
+    SETTINGS_NOTE,
+    Action,
+    ActionKind,
+    Plan,
+    make_plan,
+)
 from nebula_build.core.selection import select
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, ondisk
@@ -16,7 +25,7 @@ from nebula_build.errors import LockfileError, UserError
 from nebula_build.plugin import OnDisk
 from nebula_build.state.lockfile import Entries, LockEntry
 from nebula_build.state.remote import Remote
-from nebula_build.text import file_key, printable, shell_operands, shell_option
+from nebula_build.text import file_key, made_by_stand_in, printable, shell_operands, shell_option
 
 
 def plan_for(
@@ -67,6 +76,8 @@ def plan_for(
             )
 
     vouched = vouching(prepared.guard, prepared.store)
+    refused = prepared.store.placeholder
+    placeholders = {n for n, e in lock.items() if e.made_with and refused(e.made_with)}
 
     def diff(chosen: candidates.Picked) -> Plan:
         return make_plan(
@@ -82,9 +93,11 @@ def plan_for(
             replace_images=replace,
             force=force,
             row_bases=prepared.resolved.row_bases,
+            placeholders=placeholders,
         )
 
     images = diff(chosen)
+    images = Plan(_placeholders_not_adopted(images.actions, prepared))
     lost = _lost_pins(images, pins, remote)
     if lost:  # a pin never pays: the manifest's spec is made instead
         chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin={*unpin, *lost})
@@ -92,9 +105,10 @@ def plan_for(
             (name, "its pinned earlier generation is in no cache here: the pin is released")
             for name in lost
         )
-        images = diff(chosen)
+        images = Plan(_placeholders_not_adopted(diff(chosen).actions, prepared))
     actions = candidates.with_notes(images.actions, chosen.notes)
     actions = candidates.with_notes(actions, other_settings(prepared, images, lock))
+    actions = candidates.with_notes(actions, kept_placeholders(images, lock))
     if draws:
         actions += tuple(candidates.draw_actions(actions, chosen, lock, prepared.store))
     images = Plan(actions)
@@ -165,6 +179,39 @@ def other_settings(prepared: Prepared, images: Plan, lock: Entries) -> dict[str,
             )
     now.save()
     return notes
+
+
+def _placeholders_not_adopted(
+    actions: tuple[Action, ...], prepared: Prepared
+) -> tuple[Action, ...]:
+    """The actions, where one would record as its image the files a placeholder this run
+    may not keep left (a lock lost after a dry run) made again instead."""
+
+    def placeholder(action: Action) -> bool:
+        if not action.in_place or action.spec is None:
+            return False
+        _, made_with = prepared.store.provenance(action.spec.generation_key)
+        return prepared.store.placeholder(made_with)
+
+    return tuple(
+        replace(action, in_place=False, from_cache=False, reason=PLACEHOLDER_REASON)
+        if placeholder(action)
+        else action
+        for action in actions
+    )
+
+
+def kept_placeholders(images: Plan, lock: Entries) -> dict[str, str]:
+    """A note for each image the plan keeps whose lock entry records a placeholder the
+    stand-in for the API made (a run that may reach the stand-in keeps them)."""
+    return {
+        action.image: PLACEHOLDER_NOTE
+        for action in images.actions
+        if action.kind is not ActionKind.DELETE
+        and not action.generates
+        and (entry := lock.get(action.image)) is not None
+        and made_by_stand_in(entry.made_with)
+    }
 
 
 class _MadeWithNow:

@@ -17,6 +17,7 @@ from nebula_build.core.resolve import Resolved, resolve
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import speccache
 from nebula_build.engine.ondisk import Outside
+from nebula_build.engine.standins import StandIns
 from nebula_build.errors import ProjectLockedError, UnsafePathError
 from nebula_build.imaging import pillow_writes
 from nebula_build.plugin.manager import BackendRegistry
@@ -127,7 +128,7 @@ def prepare(
                 only=touched,
                 owners=edited.owners or {},
             )
-            store = Store(project.cache_dir)
+            store = Store(project.cache_dir, placeholder=StandIns(edited.resolved).refused)
             return Prepared(
                 project, edited.resolved, files, store, inputs, guard, {}, edited, changed_only
             )
@@ -162,7 +163,7 @@ def prepare(
         if incremental and not resolved.data_files and not resolved.data_globs:
             loaded = Loaded(parsed(manifest), resolved, backend, used)
     _check_paths(project, resolved, guard, folders=read_inputs)
-    store = Store(project.cache_dir)
+    store = Store(project.cache_dir, placeholder=StandIns(resolved).refused)
     return Prepared(
         project,
         resolved,

@@ -32,7 +32,7 @@ from nebula_build.state.remote import (
     RemoteRecord,
     url_problem,
 )
-from nebula_build.text import plural
+from nebula_build.text import made_by_stand_in, plural
 
 ENV_REMOTE = "NEBULA_BUILD_CACHE_REMOTE"
 ENV_READONLY = "NEBULA_BUILD_CACHE_READONLY"
@@ -64,14 +64,28 @@ def configured(
     return Remote(url, writable=not why_read_only, why_read_only=why_read_only)
 
 
-def unshared(remote: Remote | None, generated: int) -> str | None:
-    """What to say when a run generated images a read-only remote did not take."""
-    if remote is None or remote.writable or not generated:
-        return None
-    return (
-        f"{plural(generated, 'new generation')} not uploaded: the remote cache is read-only here "
-        f"({remote.why_read_only})"
-    )
+#: why a stand-in's generations are never uploaded (`cache push` says it too)
+PLACEHOLDERS_STAY_LOCAL = (
+    "made by the stand-in for the API (a dry run), they would be taken for the real "
+    "images: they stay in the local cache only"
+)
+
+
+def unshared(remote: Remote | None, generated: int, placeholders: int = 0) -> list[str]:
+    """What to say when a run generated images a read-only remote did not take, or
+    placeholders a stand-in for the API made, which no remote takes."""
+    if remote is None:
+        return []
+    if not remote.writable:
+        if not generated:
+            return []
+        return [
+            f"{plural(generated, 'new generation')} not uploaded: the remote cache is "
+            f"read-only here ({remote.why_read_only})"
+        ]
+    if not placeholders:
+        return []
+    return [f"{plural(placeholders, 'placeholder')} not uploaded: {PLACEHOLDERS_STAY_LOCAL}"]
 
 
 def mark(plan: Plan, remote: Remote | None, notice: Notice) -> Plan:
@@ -117,6 +131,8 @@ def restore_remote(
         if fetched is None:
             return None, "the remote cache no longer has it"
         record, data = fetched
+        if made_by_stand_in(record.made_with):  # never uploaded by this version
+            return None, "the remote cache's entry was refused (a stand-in's placeholder)"
         verified = verify(data, encoding_for(spec), digest=record.sha256)
     except RemoteError as exc:
         return None, str(exc)
@@ -161,8 +177,9 @@ def upload(
     made_with: Mapping[str, str],
 ) -> str | None:
     """Share a paid generation; the warning to give if the remote would not take it (none
-    once the remote was given up on: that was said once)."""
-    if not remote.usable:
+    once the remote was given up on: that was said once). A stand-in's placeholder is
+    never shared (the caller counts it, for `placeholders_unshared`)."""
+    if not remote.usable or made_by_stand_in(made_with):
         return None
     try:
         record = new_record(

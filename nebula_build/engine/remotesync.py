@@ -28,6 +28,7 @@ from nebula_build.outputs.encode import encoding_for
 from nebula_build.state.cache import CorruptEntryError
 from nebula_build.state.lockfile import read_with_journal
 from nebula_build.state.remote import CONCURRENCY, Remote, RemoteError
+from nebula_build.text import made_by_stand_in
 
 #: called with (entries done, entries in all) as a transfer goes
 OnProgress = Callable[[int, int], None]
@@ -45,6 +46,8 @@ class Sync:
     failed: list[tuple[str, str]] = field(default_factory=list)
     #: (generation key, why) for each entry left alone on purpose
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: entries a stand-in for the API made, never pushed (`PLACEHOLDERS_STAY_LOCAL`)
+    placeholders: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
     the remote lacks (or holds broken: a record without its bytes is repaired). Only
     entries this tool wrote on this account are offered (a checkout can carry cache
     files of anyone's making), each verified as an image first: a shared cache is
-    only as good as what is put in it."""
+    only as good as what is put in it. A stand-in's placeholder is never offered."""
     if not remote.writable:
         raise RemoteError(f"remote cache {remote.url} is read-only here: {remote.why_read_only}")
     specs: dict[str, AssetSpec] = {}
@@ -122,6 +125,9 @@ def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
             return
         if cached is None or cached.digest is None or not cached.ours:
             result.skipped.append((key, "not written by nebula-build on this account"))
+            return
+        if made_by_stand_in(cached.made_with):
+            result.placeholders += 1
             return
         try:
             verified = verify(cached.data, encoding_for(spec), digest=cached.digest)

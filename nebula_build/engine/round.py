@@ -245,7 +245,8 @@ async def apply_round(
                 applied_plan=options.applied_plan,
             )
             record_failures(project, result.applied, prepared.specs)
-            if (note := unshared(remote, result.applied.generated)) is not None:
+            applied = result.applied
+            for note in unshared(remote, applied.generated, applied.placeholders):
                 listener.notice(note)
             result.lock = _with_draws_recorded(
                 project, prepared, plan, options, lock, written=result.applied.lock

@@ -17,6 +17,10 @@ FLUX_FILL = "black-forest-labs/FLUX.1-Fill-dev"
 #: The documentation does not give Seedream's id; this guess is unverified and
 #: can be overridden per project (see the nebula backend's settings).
 SEEDREAM_DEFAULT_ID = "Bytedance-Seedream-3.0"
+#: the field, and its value, that the loopback stand-in for the API
+#: (`nebula_build.testing`) adds to each image answer, and the real API never sends:
+#: its images are placeholders, and the nebula backend records them as such
+STAND_IN_ANSWER = ("served_by", "nebula-build stand-in")
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,14 +85,23 @@ def _made_with(meta: Mapping[str, object]) -> dict[str, str]:
     return dict(record) if isinstance(record, dict) and made_with_problem(record) is None else {}
 
 
+def _never(made_with: Mapping[str, str]) -> bool:
+    return False
+
+
 class Store:
     """A content-addressed folder of generation results."""
 
     #: `record_output` reads, merges and writes a record; apply's workers share one
     _records_lock = threading.Lock()
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, placeholder: Callable[[Mapping[str, str]], bool] | None = None
+    ) -> None:
         self.root = root
+        #: whether an entry's `made_with` marks a placeholder this run may not take for
+        #: the image (a stand-in's, in a real apply): such an entry is not `has_ours`
+        self.placeholder = placeholder or _never
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -116,9 +125,13 @@ class Store:
         """Whether an entry this tool wrote on this account is there (see
         `CachedImage.ours`): what a plan may count as paid for already. Files that
         came with a checkout count as nothing, so they cannot hide a generation from
-        the plan's count and its confirmation; apply still tries them first."""
+        the plan's count and its confirmation; apply still tries them first. Nor does
+        an entry `placeholder` refuses."""
         meta = self._meta(key)
-        return meta is not None and tagged(_sealed(key, str(meta["sha256"])), meta.get("mac"))
+        if meta is None or not tagged(_sealed(key, str(meta["sha256"])), meta.get("mac")):
+            return False
+        made_with = meta.get("made_with")
+        return not (isinstance(made_with, dict) and self.placeholder(made_with))
 
     def _meta(self, key: str) -> dict[str, object] | None:
         """The metadata of a present entry that records a digest, or None."""

@@ -1,7 +1,10 @@
 """A stand-in for the Nebula image API on 127.0.0.1, with faults on demand.
 
 It implements the documented endpoint (`POST {base}/images/generation`, bearer
-key, the `{"status": "success", "data": [{"b64_json": …}]}` envelope), the
+key, the `{"status": "success", "data": [{"b64_json": …}]}` envelope, plus a
+`"served_by": "nebula-build stand-in"` field the real API never sends, unless
+`marks_placeholders` is False: the nebula backend records each image as a
+placeholder, never shared or taken for the real one), the
 model list with its prices (`GET {base}/serverless/models`, from `prices`) and
 the account balance (`GET {base}/users/credits`, from `balance`), returns real
 PNG/JPEG/WebP images of the requested size, and injects faults so clients can be
@@ -75,7 +78,13 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from nebula_build.httpthread import BackgroundHTTPServer
-from nebula_build.plugin.catalog import FLUX_FILL, FLUX_SCHNELL, SDXL, SEEDREAM_DEFAULT_ID
+from nebula_build.plugin.catalog import (
+    FLUX_FILL,
+    FLUX_SCHNELL,
+    SDXL,
+    SEEDREAM_DEFAULT_ID,
+    STAND_IN_ANSWER,
+)
 
 API_PREFIX = "/api/v1"
 KNOWN_MODELS = (SDXL, FLUX_SCHNELL, FLUX_FILL, SEEDREAM_DEFAULT_ID)
@@ -193,6 +202,7 @@ class NebulaTestServer(BackgroundHTTPServer):
         image_format: str = "png",
         inference_seconds: float = 1.25,
         port: int = 0,
+        marks_placeholders: bool = True,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
@@ -202,6 +212,10 @@ class NebulaTestServer(BackgroundHTTPServer):
         self.prices: dict[str, Any] = dict.fromkeys(KNOWN_MODELS, DEFAULT_PRICE)
         #: what `GET /users/credits` says, as the API writes it (a decimal string)
         self.balance: Any = "1228.55600"
+        #: mark each image answer as the stand-in's (`STAND_IN_ANSWER`), so that
+        #: nebula-build records its images as placeholders; False answers exactly as
+        #: the real API does (a test of what a paid run does with what it made)
+        self.marks_placeholders = marks_placeholders
         self._state = _State()
         self._lock = threading.Lock()
         super().__init__(_handler_for(self), port=port, poll_interval=0.02)
@@ -249,6 +263,14 @@ class NebulaTestServer(BackgroundHTTPServer):
             self._state.peak_in_flight = 0
 
     # --- used by the handler ----------------------------------------------------
+
+    def envelope(self, body: dict[str, Any], b64: str) -> dict[str, Any]:
+        """The success answer around one base64 image, marked where it is to be."""
+        answer = _envelope(body, b64, self.inference_seconds)
+        if self.marks_placeholders:
+            field, value = STAND_IN_ANSWER
+            answer[field] = value
+        return answer
 
     def _next_fault(self, prompt: str) -> str | None:
         with self._lock:
@@ -448,7 +470,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             self._success(base64.b64encode(data).decode(), body)
 
         def _success(self, b64: str, body: dict[str, Any]) -> None:
-            self._send_json(200, _envelope(body, b64, server.inference_seconds))
+            self._send_json(200, server.envelope(body, b64))
 
         def _fault(self, fault: str, body: dict[str, Any]) -> bool:
             """Act out a fault; True if the response is done."""
@@ -533,7 +555,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
         def _trickle(self, argument: str, body: dict[str, Any]) -> None:
             interval = float(argument or 0.2)
             image = server.image(int(body.get("width", 64)), int(body.get("height", 64)), 0)
-            data = json.dumps(_envelope(body, base64.b64encode(image).decode())).encode()
+            data = json.dumps(server.envelope(body, base64.b64encode(image).decode())).encode()
             server._leave(self.record)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -634,7 +656,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
 
         def _real_answer(self, body: dict[str, Any]) -> bytes:
             image = server.image(int(body.get("width", 64)), int(body.get("height", 64)), 0)
-            return json.dumps(_envelope(body, base64.b64encode(image).decode())).encode()
+            return json.dumps(server.envelope(body, base64.b64encode(image).decode())).encode()
 
         def _cmyk(self, argument: str, body: dict[str, Any]) -> None:
             from PIL import Image

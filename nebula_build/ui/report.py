@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.plan import (
     PIN_RELEASED,
+    PLACEHOLDER_NOTE,
     SETTINGS_NOTE,
     Action,
     ActionKind,
@@ -371,11 +372,20 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
 
 def settings_lines(plan: Plan, style: Style) -> list[str]:
     """The images kept as they are although the lock says they were made with other
-    settings than the backend's now (not in the key: `apply --replace` redoes them)."""
-    return [
+    settings than the backend's now (not in the key: `apply --replace` redoes them),
+    or by the stand-in for the API (said once for many)."""
+    notes = _settings(plan)
+    placeholders = [image for image, note in notes.items() if note == PLACEHOLDER_NOTE]
+    if len(placeholders) < SHARED_NOTE:
+        placeholders = []
+    lines = [
         style(f"  ~ {image}  {printable(note)}", "yellow")
-        for image, note in _settings(plan).items()
+        for image, note in notes.items()
+        if not (placeholders and note == PLACEHOLDER_NOTE)
     ]
+    if placeholders:
+        lines.append(shared_note_line(PLACEHOLDER_NOTE, placeholders, style))
+    return lines
 
 
 def plan_text(
@@ -526,13 +536,14 @@ def status_text(plan: Plan, style: Style, failed: Mapping[str, str] | None = Non
 
 
 def _settings(plan: Plan) -> dict[str, str]:
-    """The note of each image kept although made with other settings (`settings_lines`)."""
+    """The note of each image kept although made with other settings, or by the
+    stand-in for the API (`settings_lines`)."""
     return {
         action.image: note
         for action in plan.actions
         if action.kind is ActionKind.NOOP
         for note in action.notes
-        if SETTINGS_NOTE in note
+        if SETTINGS_NOTE in note or note == PLACEHOLDER_NOTE
     }
 
 

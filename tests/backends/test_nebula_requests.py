@@ -586,3 +586,35 @@ def test_non_finite_timings_are_left_out():
 def test_settings_are_finite_and_sane(setting, value):
     with pytest.raises(ValueError, match=setting):
         NebulaSettings(**{setting: value})
+
+
+def test_an_answer_the_stand_in_marked_is_recorded_as_a_placeholder():
+    def marked(request: httpx.Request) -> httpx.Response:
+        answer = success()
+        return httpx.Response(200, json={**answer.json(), "served_by": "nebula-build stand-in"})
+
+    result, _ = run(marked, req(FLUX_SCHNELL))
+    assert result.made_with == {"server": "stand-in"}
+    result, _ = run(lambda request: success(), req(FLUX_SCHNELL))
+    assert result.made_with == {}
+
+
+@pytest.mark.parametrize(
+    ("base", "stand_in"),
+    [
+        (None, False),
+        ("https://api.nebulablock.com/api/v1", False),
+        ("https://proxy.example.com/api/v1", False),
+        ("http://127.0.0.1:8790/api/v1", True),
+        ("http://localhost:8790/api/v1", True),
+        ("http://[::1]:8790/api/v1", True),
+        ("http://10.0.0.1:8790/api/v1", False),  # refused anyway: the key goes over https
+    ],
+)
+def test_only_a_loopback_base_url_may_be_the_stand_in(monkeypatch, base, stand_in):
+    if base is None:
+        monkeypatch.delenv("NEBULA_BASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("NEBULA_BASE_URL", base)
+    expected = {"server": "stand-in"} if stand_in else {}
+    assert NebulaBackend.made_with(NebulaSettings(), FLUX_SCHNELL) == expected

@@ -166,5 +166,8 @@ def test_the_documented_dry_run_leaves_the_team_s_remote_cache_alone(project, tm
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(step.pid, signal.SIGTERM)
-    assert "1 done (1 generated)" in log.read_text()  # the other image: the --fault
+    text = log.read_text()
+    assert "1 done (1 generated)" in text  # the other image: the --fault
+    assert "note: 1 placeholder not uploaded: made by the stand-in for the API" in text
     assert list(remote.rglob("*")) == []
+    assert "--offline" not in script  # the job's own apply line, as it is

@@ -1,0 +1,42 @@
+"""Placeholders a stand-in for the API made (`text.made_by_stand_in`: the loopback
+server of `python -m nebula_build.testing`, for a dry run of the paid path).
+
+They carry the real images' keys, so nothing but their provenance tells them apart.
+They are never shared through the remote cache, and they are taken for the images
+they stand for only by a run that may reach a stand-in itself: one whose backend
+says its generations now would be marked so too (`Backend.made_with`; nebula's
+does where NEBULA_BASE_URL is on loopback). Anywhere else (the real apply after a
+dry run in the same checkout) the plan makes each one again, and no cache entry of
+one counts as the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+
+from nebula_build.core.resolve import Resolved
+from nebula_build.text import made_by_stand_in
+
+
+class StandIns:
+    """Which placeholders this run may take for the images they stand for."""
+
+    def __init__(self, resolved: Resolved) -> None:
+        self._resolved = resolved
+
+    @cached_property
+    def accepted(self) -> bool:
+        """Whether a backend of the project would make placeholders now: asked once,
+        and only when a placeholder turns up."""
+        backends, settings = self._resolved.backends, self._resolved.settings
+        used = {(spec.backend, spec.model) for spec in self._resolved.specs.values()}
+        return any(
+            made_by_stand_in(backends[backend].made_with(settings[backend], model))
+            for backend, model in sorted(used)
+            if backend in backends
+        )
+
+    def refused(self, made_with: Mapping[str, str]) -> bool:
+        """Whether `made_with` marks a placeholder this run may not take for an image."""
+        return made_by_stand_in(made_with) and not self.accepted

@@ -1,0 +1,203 @@
+"""The dry run of the paid path (docs/ci.md): the loopback stand-in for the API makes
+placeholders under the real images' keys. They never reach the remote cache, and a
+real run never takes one for the image it stands for."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from nebula_build.engine import noop
+from tests.conftest import nebula_manifest
+
+IMAGES = {
+    "hero": {"prompt": "a lighthouse at dusk", "output": "img/hero.png", "seed": 1},
+    "logo": {"prompt": "a red fox", "output": "img/logo.webp", "seed": 2},
+    "tile": {"prompt": "moss", "output": "img/tile.png", "seed": 3},
+}
+REASON = "a placeholder the stand-in for the API made, not the real image"
+UPLOAD_NOTE = (
+    "note: 3 placeholders not uploaded: made by the stand-in for the API (a dry run), they "
+    "would be taken for the real images: they stay in the local cache only"
+)
+
+
+@pytest.fixture
+def shared(tmp_path, monkeypatch) -> Path:
+    """A remote cache every job can write to, as the GitHub example sets it."""
+    folder = tmp_path / "shared"
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", folder.as_uri())
+    return folder
+
+
+@pytest.fixture
+def stand_in(nebula_server):
+    """The stand-in as `python -m nebula_build.testing` serves it: its answers marked."""
+    nebula_server.marks_placeholders = True
+    return nebula_server
+
+
+def _checkout(tmp_path: Path, name: str, source: Path | None = None) -> Path:
+    root = tmp_path / name
+    root.mkdir()
+    if source is None:
+        (root / "images.toml").write_text(nebula_manifest(IMAGES))
+    else:
+        for file in ("images.toml", "images.lock"):
+            shutil.copy(source / file, root / file)
+    return root
+
+
+def _records(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.json")) if folder.exists() else []
+
+
+def _real_api(server, monkeypatch) -> None:
+    """From now on, a run against the real API: no stand-in can answer it."""
+    monkeypatch.setattr(
+        "nebula_build.backends.nebula.may_be_stand_in", lambda: False, raising=False
+    )
+    server.marks_placeholders = False
+    server.reset_counters()
+
+
+def _made_with(root: Path) -> dict[str, object]:
+    lock = tomllib.loads((root / "images.lock").read_text())
+    return {name: entry.get("made_with", {}) for name, entry in lock["images"].items()}
+
+
+def test_a_dry_run_uploads_no_placeholder_to_the_remote_cache(tmp_path, run_cli, stand_in, shared):
+    first = _checkout(tmp_path, "first")
+    code, out, err = run_cli("apply", "--yes", "--max-generations", "50", cwd=first)
+    assert code == 0, err
+    assert len(stand_in.generations) == 3
+    assert _records(shared) == []
+    assert err.count("not uploaded") == 1 and UPLOAD_NOTE in err
+    assert _made_with(first) == {key: {"server": "stand-in"} for key in IMAGES}
+    code, out, _ = run_cli("inspect", "img/hero.png", cwd=first)
+    assert code == 0 and "made with: server stand-in" in out
+    assert f"{REASON} (a dry run)" in out
+
+    second = _checkout(tmp_path, "second", source=first)
+    code, out, err = run_cli("plan", cwd=second)
+    assert code == 0, err
+    assert "remote cache" not in out
+
+
+def test_cache_push_keeps_a_dry_runs_placeholders_local(tmp_path, run_cli, stand_in, shared):
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", "--offline", cwd=first).code == 0
+    code, out, err = run_cli("cache", "push", cwd=first)
+    assert code == 0, err
+    assert "pushed 0, 0 already there, 0 failed" in out
+    note = (
+        "note: 3 placeholders not pushed: made by the stand-in for the API (a dry run), they "
+        "would be taken for the real images: they stay in the local cache only\n"
+    )
+    assert err == note
+    assert _records(shared) == []
+    code, out, _ = run_cli("cache", "push", "--json", cwd=first)
+    assert code == 0 and json.loads(out)["placeholders"] == 3
+
+
+def test_a_real_apply_after_a_dry_run_in_the_same_checkout_makes_every_image_again(
+    tmp_path, run_cli, stand_in, shared, monkeypatch
+):
+    root = _checkout(tmp_path, "site")
+    assert run_cli("apply", cwd=root).code == 0
+    placeholders = {path: (root / path).read_bytes() for path in ("img/hero.png",)}
+    _real_api(stand_in, monkeypatch)
+
+    code, out, err = run_cli("plan", "--detailed-exitcode", cwd=root)
+    assert code == 2, err
+    assert out.count("regenerate  img/") == 3 and out.count(REASON) == 3
+    assert "Plan: 3 to generate" in out
+    code, out, _ = run_cli("status", cwd=root)
+    assert out.count(REASON) == 3
+    code, out, err = run_cli("apply", cwd=root)
+    assert code == 0, err
+    assert len(stand_in.generations) == 3  # none restored from the cache
+    assert _made_with(root) == {key: {} for key in IMAGES}
+    assert (root / "img/hero.png").read_bytes() != placeholders["img/hero.png"]
+    assert len(_records(shared)) == 3  # the real images are shared
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root)
+    assert code == 0 and out.startswith("No changes: 3 images up to date.")
+
+
+def test_a_real_apply_takes_no_placeholder_from_the_local_cache(
+    tmp_path, run_cli, stand_in, monkeypatch
+):
+    """The dry run's lock and files were thrown away (`git checkout .`), its cache was not."""
+    root = _checkout(tmp_path, "site")
+    assert run_cli("apply", cwd=root).code == 0
+    (root / "images.lock").unlink()
+    shutil.rmtree(root / "img")
+    _real_api(stand_in, monkeypatch)
+
+    code, out, err = run_cli("plan", cwd=root)
+    assert code == 0, err
+    assert "from cache" not in out and "Plan: 3 to generate" in out
+    code, out, err = run_cli("apply", cwd=root)
+    assert code == 0, err
+    assert len(stand_in.generations) == 3
+    assert _made_with(root) == {key: {} for key in IMAGES}
+
+
+def test_a_run_that_may_reach_the_stand_in_keeps_its_placeholders_and_says_so(
+    tmp_path, run_cli, stand_in, monkeypatch
+):
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)  # a no-op snapshot could be taken at once
+    root = _checkout(tmp_path, "site")
+    assert run_cli("apply", cwd=root).code == 0
+    note = (
+        "note for 3 images (hero, logo, …): a placeholder the stand-in for the API made: "
+        "kept while NEBULA_BASE_URL is on loopback; an apply against the real API makes it again"
+    )
+    for _ in range(2):  # nor is the second one answered from a snapshot, without the note
+        code, out, err = run_cli("plan", cwd=root)
+        assert code == 0, err
+        assert out.startswith("No changes: 3 images up to date.") and note in out
+    code, out, _ = run_cli("status", cwd=root)
+    assert out.count("a placeholder the stand-in for the API made") == 3
+
+    _real_api(stand_in, monkeypatch)
+    code, out, _ = run_cli("plan", cwd=root)
+    assert out.count(REASON) == 3 and "Plan: 3 to generate" in out
+
+
+def test_a_remote_entry_marked_as_a_placeholder_is_refused(
+    tmp_path, run_cli, nebula_server, shared
+):
+    first = _checkout(tmp_path, "first")
+    assert run_cli("apply", cwd=first).code == 0
+    for path in _records(shared):
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "made_with": {"server": "stand-in"}}))
+    second = _checkout(tmp_path, "second", source=first)
+    nebula_server.reset_counters()
+    code, out, err = run_cli("apply", cwd=second)
+    assert code == 0, err
+    assert len(nebula_server.generations) == 3
+    assert (out + err).count("(a stand-in's placeholder); generated the image instead") == 3
+
+
+def test_a_real_plan_does_not_adopt_a_placeholders_file_the_lock_lost(
+    tmp_path, run_cli, stand_in, monkeypatch
+):
+    root = _checkout(tmp_path, "site")
+    assert run_cli("apply", cwd=root).code == 0
+    (root / "images.lock").unlink()  # the files stay
+    _real_api(stand_in, monkeypatch)
+
+    code, out, err = run_cli("plan", cwd=root)
+    assert code == 0, err
+    assert "already holds" not in out and out.count(REASON) == 3
+    assert "Plan: 3 to generate" in out
+    code, out, err = run_cli("apply", cwd=root)
+    assert code == 0, err
+    assert len(stand_in.generations) == 3
+    assert _made_with(root) == {key: {} for key in IMAGES}
