@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 MAX_JSON_DEPTH = 32
-#: the bytes `_values_over` keeps: a string's quote and the marks that start a value
+#: the bytes `values_over` keeps: a string's quote and the marks that start a value
 _MARKS = b'"[{,'
 _NOT_MARKS = bytes(byte for byte in range(256) if byte not in _MARKS)
 
@@ -28,7 +28,7 @@ def parse_json(data: bytes, *, values: int) -> Any:
     # character can hold a byte 0x22): JSON between systems is UTF-8 (RFC 8259)
     if json.detect_encoding(data) not in ("utf-8", "utf-8-sig"):
         raise ValueError("not JSON in UTF-8")
-    if _values_over(data, values):
+    if values_over(data, values):
         raise ValueError(f"made of more than {values:,} JSON values")
     too_deep = f"nested deeper than {MAX_JSON_DEPTH} levels"
     try:
@@ -42,7 +42,7 @@ def parse_json(data: bytes, *, values: int) -> Any:
     return value
 
 
-def _values_over(data: bytes, limit: int) -> bool:
+def values_over(data: bytes, limit: int) -> bool:
     """Whether `data` starts more than `limit` values outside its strings. Where it
     has fewer marks than that, strings included, no closer look is needed (an image's
     base64 has none); else the marks in strings are set aside, at C speed and in

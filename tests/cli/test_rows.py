@@ -835,6 +835,46 @@ def test_a_huge_data_file_is_refused_unread(project, run_cli, monkeypatch):
     assert "over the 100 limit" in err
 
 
+def test_json_of_too_many_values_is_refused_before_it_is_parsed(project, run_cli, monkeypatch):
+    """Each JSON value costs tens of bytes once parsed: 32 MiB of `[],[],…` took 7.6 s
+    and 900 MB before its rows were counted. The values are counted first (4,000,000
+    at most, 200,000 rows of 19 columns), in JSON Lines too, where one line can hold
+    them all; nothing is parsed."""
+    from nebula_build.core import table
+
+    parsed: list[int] = []
+    load = table._load_json
+    monkeypatch.setattr(
+        table,
+        "_load_json",
+        lambda path, text, *rest: parsed.append(len(text)) or load(path, text, *rest),
+    )
+    values = ",".join(["[]"] * 2_000_001)  # and the commas between them
+    images = {
+        "product": {**PRODUCT, "rows": "data/p.json"},
+        "line": {**PRODUCT, "rows": "data/q.jsonl", "output": "s/{sku}.png"},
+        "inside": {**PRODUCT, "rows": {"file": "data/r.json", "at": "a"}, "output": "r/{sku}.png"},
+    }
+    project(
+        {
+            "images.toml": nebula_manifest(images),
+            "data/p.json": f"[{values}]",
+            "data/q.jsonl": f'{{"sku": "T-1", "x": [{values}]}}\n',
+            "data/r.json": f'{{"a": [], "b": [{values}]}}',
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    too_many = (
+        "is made of more than 4,000,000 JSON values (arrays, objects, and what commas "
+        "separate), more than nebula-build reads from one file"
+    )
+    for path, image in (("p.json", "product"), ("q.jsonl", "line"), ("r.json", "inside")):
+        assert f"error: data/{path}: images.{image}: {too_many}\n" in err
+    assert err.count("\n") == 3, err
+    assert parsed == []
+
+
 def test_the_data_one_manifest_reads_is_bounded_in_all(project, run_cli, monkeypatch):
     """Each file was bounded, not what they came to together: a CSV of empty fields
     holds 32 times its size in memory (31 MB, 98 KB in git, took 1 GB), YAML front
