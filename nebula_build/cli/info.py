@@ -168,14 +168,14 @@ def _settings_problem(ctx: Context, backend: str, exc: ValueError) -> str:
 
 def cmd_inspect(ctx: Context) -> int:
     from nebula_build.imaging import verify_image
-    from nebula_build.outputs.metadata import PARAMETERS_KEY, SPEC_KEY, read
+    from nebula_build.outputs.metadata import PARAMETERS_KEY, SPEC_KEY, read_records
 
     # like every other path, relative to -C DIR (Path joins keep an absolute FILE)
     path = Path(ctx.args.directory or "") / ctx.args.file
     try:
         data = path.read_bytes()
         fmt, (width, height) = verify_image(data)
-        records = read(data)
+        records, unread = read_records(data)
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     except ValueError as exc:
@@ -191,6 +191,7 @@ def cmd_inspect(ctx: Context) -> int:
                     "height": height,
                     "metadata": records,
                     "spec": spec,
+                    "unread": unread,
                 },
                 indent=2,
                 ensure_ascii=True,  # the records are the file's: no raw control or bidi
@@ -208,7 +209,9 @@ def cmd_inspect(ctx: Context) -> int:
             ctx.print("  " + printable(line))
     for key in sorted(set(records) - {PARAMETERS_KEY, SPEC_KEY}):
         ctx.print(f"{printable(key, 80)}: {printable(records[key], 200)}")
-    if not records:
+    for line in unread:
+        ctx.print(printable(line, 200))
+    if not records and not unread:
         ctx.print("no generation metadata")
     return ExitCode.OK
 

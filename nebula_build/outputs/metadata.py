@@ -44,6 +44,9 @@ _XMP_NS = "https://nebula-build.dev/ns/1.0/"
 _XMP_ATTRIBUTES = {SPEC_KEY: "spec", TRIM_KEY: "trim"}
 #: an XMP packet larger than ours could be is not read
 _XMP_LIMIT = 1 << 20
+#: bytes of one PNG text chunk read, unpacked (ours are a few KB); and of all of them
+MAX_TEXT = 1 << 20
+MAX_TEXTS = 16 << 20
 #: the JSON values our record can hold (a spec with many variants and sprite steps)
 _RECORD_VALUES = 10_000
 
@@ -155,21 +158,70 @@ def _itxt(key: str, value: str) -> bytes:
     return _chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
 
 
-def png_texts(data: bytes) -> dict[str, str]:
-    texts = {}
+def png_text_chunks(data: bytes) -> tuple[dict[str, str], list[str]]:
+    """The text chunks of a PNG (tEXt, zTXt, iTXt) by keyword, and a line for each one
+    left unread: cut short, corrupt, or longer than MAX_TEXT once unpacked. The file
+    may be anyone's: a chunk of 1 MB can unpack to a gigabyte."""
+    texts: dict[str, str] = {}
+    unread: list[str] = []
+    budget = MAX_TEXTS
     for kind, body in _chunks(data):
-        if kind == b"tEXt":
-            key, _, value = body.partition(b"\0")
-            texts[key.decode("latin-1")] = value.decode("latin-1")
-        elif kind == b"iTXt":
-            key, _, rest = body.partition(b"\0")
-            compressed, rest = rest[0], rest[2:]
-            _language, _, rest = rest.partition(b"\0")
-            _translated, _, value = rest.partition(b"\0")
-            if compressed:
-                value = zlib.decompress(value)
-            texts[key.decode("latin-1")] = value.decode("utf-8")
-    return texts
+        if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+            continue
+        key, _, rest = body.partition(b"\0")
+        name = key.decode("latin-1")
+        try:
+            value = _text_of(kind, rest, budget)
+        except ValueError as exc:
+            unread.append(f"{name}: {exc}, not read")
+            continue
+        budget -= len(value)
+        texts[name] = value
+    return texts, unread
+
+
+def _text_of(kind: bytes, rest: bytes, budget: int) -> str:
+    """The text of a chunk after its keyword; ValueError saying why it cannot be read."""
+    if kind == b"tEXt":
+        return _bounded(rest, budget).decode("latin-1")
+    if kind == b"zTXt":
+        if rest[:1] != b"\0":
+            raise ValueError("a zTXt chunk cut short or of an unknown compression")
+        return _unpacked(rest[1:], budget).decode("latin-1")
+    if len(rest) < 2 or rest[1] != 0:
+        raise ValueError("an iTXt chunk cut short or of an unknown compression")
+    compressed, rest = rest[0], rest[2:]
+    _language, _, rest = rest.partition(b"\0")
+    _translated, _, value = rest.partition(b"\0")
+    value = _unpacked(value, budget) if compressed else _bounded(value, budget)
+    return value.decode("utf-8", errors="replace")
+
+
+def _bounded(value: bytes, budget: int) -> bytes:
+    if len(value) > min(MAX_TEXT, budget):
+        raise ValueError(_too_long(budget))
+    return value
+
+
+def _unpacked(value: bytes, budget: int) -> bytes:
+    """`value` unpacked (zlib), at most MAX_TEXT and `budget` bytes of it made."""
+    limit = min(MAX_TEXT, budget)
+    unpacker = zlib.decompressobj()
+    try:
+        text = unpacker.decompress(value, limit + 1)
+    except zlib.error:
+        raise ValueError("a compressed text that does not unpack") from None
+    if len(text) > limit:
+        raise ValueError(_too_long(budget))
+    if not unpacker.eof:
+        raise ValueError("a compressed text cut short")
+    return text
+
+
+def _too_long(budget: int) -> str:
+    if budget < MAX_TEXT:
+        return f"a text past the {MAX_TEXTS >> 20} MiB of text read from one file"
+    return f"a text longer than {MAX_TEXT >> 20} MiB"
 
 
 # --- JPEG, WebP, AVIF: EXIF and XMP through Pillow --------------------------------
@@ -217,21 +269,36 @@ def exif_with_user_comment(comment: bytes) -> bytes:
 
 def read(data: bytes) -> dict[str, str]:
     """The metadata records an image carries (`parameters`, `nebula-build`, others)."""
+    return read_records(data)[0]
+
+
+def read_records(data: bytes) -> tuple[dict[str, str], list[str]]:
+    """The metadata records an image carries, and a line for each one left unread (a
+    PNG text chunk that is corrupt or too long: `png_text_chunks`)."""
     if data.startswith(_PNG_SIGNATURE):
-        return png_texts(data)
+        return png_text_chunks(data)
+    import warnings
+
     from PIL import Image
 
     found: dict[str, str] = {}
-    with Image.open(io.BytesIO(data)) as image:
-        comment = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
-        if isinstance(comment, bytes) and comment.startswith(b"UNICODE\0"):
-            found[PARAMETERS_KEY] = comment[8:].decode("utf-16-be", errors="replace")
-        elif isinstance(comment, str):
-            found[PARAMETERS_KEY] = comment
-        xmp = image.info.get("xmp")
+    unread: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns of each oddity of a file's EXIF
+        with Image.open(io.BytesIO(data)) as image:
+            xmp = image.info.get("xmp")
+            try:
+                comment = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+            except Exception:  # Pillow's TIFF reader raises SyntaxError, struct.error…
+                comment = None
+                unread.append("EXIF: corrupt, not read")
+    if isinstance(comment, bytes) and comment.startswith(b"UNICODE\0"):
+        found[PARAMETERS_KEY] = comment[8:].decode("utf-16-be", errors="replace")
+    elif isinstance(comment, str):
+        found[PARAMETERS_KEY] = comment
     if xmp:
         found |= xmp_records(xmp)
-    return found
+    return found, unread
 
 
 def xmp_records(xmp: object) -> dict[str, str]:

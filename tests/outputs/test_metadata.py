@@ -232,6 +232,91 @@ def test_inspect_errors_are_one_line(project, run_cli, tmp_path):
     assert code == 1 and "cannot read" in err
 
 
+def _png_with_chunks(*chunks: tuple[bytes, bytes]) -> bytes:
+    """An 8x8 PNG with `chunks` (type, body) before its pixel data."""
+    import io
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    pixels = data.index(b"IDAT") - 4
+    stored = b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks
+    )
+    return data[:pixels] + stored + data[pixels:]
+
+
+def test_inspect_reads_text_chunks_within_bounds(project, run_cli):
+    """A PNG's compressed text chunk is unpacked to at most 1 MiB, and 16 MiB for all
+    of them: a 64 KB chunk that unpacks to 64 MiB is one line, not 64 MiB of memory
+    (1 MB took 2 GB and 4 s). A chunk cut short or corrupt is one line too, where it
+    had been a traceback (IndexError, zlib.error); zTXt is read like iTXt."""
+    import tracemalloc
+    import zlib
+
+    bomb = zlib.compress(b"a" * (64 << 20), 9)
+    just_under = zlib.compress(b"b" * ((1 << 20) - 1), 9)
+    crafted = {
+        "itxt.png": [(b"iTXt", b"comment\0\x01\0\0\0" + bomb), (b"tEXt", b"Software\0paint")],
+        "ztxt.png": [(b"zTXt", b"comment\0\0" + bomb)],
+        "corrupt.png": [(b"iTXt", b"comment\0\x01\0\0\0not zlib")],
+        "cut.png": [(b"iTXt", b"comment")],
+        "many.png": [(b"zTXt", b"k%d\0\0" % n + just_under) for n in range(17)],
+        "fine.png": [(b"zTXt", b"note\0\0" + zlib.compress(b"made by hand"))],
+    }
+    root = project({})
+    for name, chunks in crafted.items():
+        (root / name).write_bytes(_png_with_chunks(*chunks))
+    tracemalloc.start()
+    try:
+        results = {name: run_cli("inspect", name) for name in crafted}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 << 20, f"{peak / 2**20:.0f} MiB"
+    for name, (code, _, err) in results.items():
+        assert code == 0 and err == "", (name, err)
+    assert "comment: a text longer than 1 MiB, not read\n" in results["itxt.png"].out
+    assert "Software: paint\n" in results["itxt.png"].out
+    assert "comment: a text longer than 1 MiB, not read\n" in results["ztxt.png"].out
+    assert "comment: a compressed text that does not unpack, not read" in results["corrupt.png"].out
+    assert "comment: an iTXt chunk cut short" in results["cut.png"].out
+    assert "k16: a text past the 16 MiB of text read from one file, not read" in (
+        results["many.png"].out
+    )
+    assert "k15: a text past" not in results["many.png"].out
+    assert "note: made by hand\n" in results["fine.png"].out
+    shown = json.loads(run_cli("inspect", "--json", "ztxt.png").out)
+    assert shown["metadata"] == {}
+    assert shown["unread"] == ["comment: a text longer than 1 MiB, not read"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "at", "value", "said"),
+    [
+        ("WEBP", 9, b"\x6a", "EXIF: corrupt, not read\n"),  # the TIFF header's magic number
+        ("JPEG", 38, b"\xff\xff\xff", "no generation metadata\n"),  # the comment's length
+    ],
+)
+def test_inspect_of_a_file_whose_exif_is_corrupt_says_so(fmt, at, value, said, project, run_cli):
+    """EXIF that Pillow's TIFF reader refuses (a WebP's was a SyntaxError traceback) or
+    warns about (printed as Python warnings) is one line, or none."""
+    import io
+
+    from nebula_build.outputs.metadata import exif_with_user_comment
+
+    exif = bytearray(exif_with_user_comment(b"UNICODE\0" + "fox".encode("utf-16-be")))
+    exif[at : at + len(value)] = value
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, fmt, exif=bytes(exif))
+    project({"bad.img": buffer.getvalue()})
+    code, out, err = run_cli("inspect", "bad.img")
+    assert (code, err) == (0, "")
+    assert said in out
+
+
 def test_inspect_reads_its_file_relative_to_the_C_folder(
     project, run_cli, fake_site, tmp_path, monkeypatch
 ):
