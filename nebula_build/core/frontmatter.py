@@ -34,6 +34,9 @@ DERIVED = ("slug", "path", "excerpt")
 BUNDLE_FILES = frozenset({"index", "_index"})
 #: characters of a number in YAML front matter (`_yaml_loader`)
 MAX_NUMBER = 4_300
+#: values (scalars, lists and tables) in a post's YAML front matter, counted as it is
+#: read: each costs hundreds of bytes parsed, and 4 MiB of `[],[],…` took 20 s and 1 GB
+MAX_YAML_VALUES = 200_000
 _FENCES = {"---": "yaml", "+++": "toml"}
 #: front matter that names its language after `---`, closed by `---` (gray-matter's,
 #: which Eleventy reads: `---yaml`, `--- json`)
@@ -274,10 +277,22 @@ def _set_twice_error() -> type[MarkedYAMLError]:
 
 def _refuse_aliases(path: str, events: Iterable[Any]) -> None:
     """A post's fields have no use for YAML aliases (`*name`), and an alias repeated
-    inside what it names makes a small file stand for gigabytes of text."""
+    inside what it names makes a small file stand for gigabytes of text; nor for more
+    than MAX_YAML_VALUES values."""
     import yaml
 
+    values = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+    count = 0
     for event in events:
+        count += isinstance(event, values)
+        if count > MAX_YAML_VALUES:
+            mark = event.start_mark
+            raise DataError(
+                path,
+                f"the YAML front matter holds more than {MAX_YAML_VALUES:,} values, more "
+                "than nebula-build reads from a post",
+                mark.line + 2 if mark is not None else 1,
+            )
         if isinstance(event, yaml.AliasEvent):
             mark = event.start_mark
             raise DataError(

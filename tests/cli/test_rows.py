@@ -875,6 +875,26 @@ def test_json_of_too_many_values_is_refused_before_it_is_parsed(project, run_cli
     assert parsed == []
 
 
+def test_yaml_front_matter_of_too_many_values_is_refused_as_it_is_read(project, run_cli):
+    """Each YAML value costs hundreds of bytes parsed: a 4 MiB post of `[],[],…` took
+    20 s and 1 GB. Its values are counted as they are read, 200,000 at most."""
+    many = ", ".join(["1"] * 199_990)  # and keys, the title, the list and the table
+    cover = {"rows": {"files": "posts/*.md"}, "prompt": "cover for {title}", "output": "{slug}.png"}
+    project(
+        {
+            "images.toml": nebula_manifest({"cover": cover}),
+            "posts/a.md": f"---\ntitle: A\nx: [{many}]\n---\nhello\n",
+            "posts/b.md": f"---\ntitle: B\nx: [{many}, {many}]\n---\nhello\n",
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == (
+        "error: posts/b.md:3: images.cover: the YAML front matter holds more than 200,000 "
+        "values, more than nebula-build reads from a post\n"
+    )
+
+
 def test_the_data_one_manifest_reads_is_bounded_in_all(project, run_cli, monkeypatch):
     """Each file was bounded, not what they came to together: a CSV of empty fields
     holds 32 times its size in memory (31 MB, 98 KB in git, took 1 GB), YAML front
