@@ -38,6 +38,9 @@ OutputParams = Callable[[str], "Mapping[str, object] | None"]
 #: for this lock entry's output: a lock (a pull request's) may record any file it can
 #: hash as an image's, so only such a file is removed or moved away
 Vouched = Callable[[str, str, LockEntry], bool]
+#: who else records a file: the lock of another manifest in the folder ("other.lock
+#: records it as b's"), or None; such a file is not this lock's to remove or move away
+RecordedElsewhere = Callable[[str], "str | None"]
 
 
 #: how a plan says that an image was made with other values of settings outside its
@@ -124,8 +127,10 @@ class Action:
     #: of a deleted image): they hold what nebula-build wrote there
     removes: tuple[str, ...] = ()
     #: files the lock records for it that it would remove but nothing shows nebula-build
-    #: wrote (`Vouched`): they stay where they are
+    #: wrote (`Vouched`), or another manifest's lock records: they stay where they are
     stays: tuple[str, ...] = ()
+    #: the files of `stays` another manifest's lock records, with who (`RecordedElsewhere`)
+    stays_elsewhere: tuple[tuple[str, str], ...] = ()
     #: each file it writes as the plan found it (path, digest or None) where the plan
     #: accepted replacing it: apply refuses one changed since (a hand edit meanwhile)
     found: tuple[tuple[str, str | None], ...] = ()
@@ -296,6 +301,16 @@ class _Context:
     vouched: Vouched = lambda path, digest, entry: False
     #: the images whose lock entry records a placeholder this run may not keep
     placeholders: frozenset[str] = frozenset()
+    elsewhere: RecordedElsewhere = lambda path: None
+
+    def why_it_stays(self, path: str, digest: str, entry: LockEntry) -> str | None:
+        """Why a file the lock records for `entry`, holding what it records, is not
+        removed or moved away: another manifest's lock records it, or nothing shows
+        nebula-build wrote it for that entry; None where it may go."""
+        recorded = self.elsewhere(path)
+        if recorded is not None:
+            return recorded
+        return None if self.vouched(path, digest, entry) else NOT_VOUCHED
 
     def earlier_output(self, path: str, digest: str, image: str) -> bool:
         """Whether the file at `path` holds bytes nebula-build wrote there for an earlier
@@ -450,9 +465,12 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
             if cached():
                 return act(ActionKind.RESTORE, why)
             return act(ActionKind.REGENERATE, why + NOT_CACHED)
-        if ctx.digest_of(moved) == entry.digest and not ctx.vouched(moved, entry.digest, entry):
-            why = f"output copied from {moved}, which stays: {NOT_VOUCHED}"
-            return act(ActionKind.MOVE, why, keep_file=True)
+        if ctx.digest_of(moved) == entry.digest and (
+            stays := ctx.why_it_stays(moved, entry.digest, entry)
+        ):
+            return act(
+                ActionKind.MOVE, f"output copied from {moved}, which stays: {stays}", keep_file=True
+            )
         return act(ActionKind.MOVE, f"output moved from {moved}")
     states = {path: ctx.digest_of(path) for path in spec.paths}
     other = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]
@@ -585,8 +603,8 @@ def _removed(
         reason, keep = f"{gone}; {entry.output} now belongs to {owners[entry.output]}", True
     elif current is None:
         reason, keep = f"{gone} (file already gone)", False
-    elif current == entry.digest and not ctx.vouched(entry.output, current, entry):
-        reason, keep = f"{gone}; {entry.output} stays: {NOT_VOUCHED}", True
+    elif current == entry.digest and (stays := ctx.why_it_stays(entry.output, current, entry)):
+        reason, keep = f"{gone}; {entry.output} stays: {stays}", True
     elif current == entry.digest:
         reason, keep = gone, False
     else:
@@ -637,6 +655,7 @@ def make_plan(
     output_params: OutputParams = lambda output_key: None,
     wrote_before: WroteBefore = lambda path, digest: False,
     vouched: Vouched = lambda path, digest, entry: False,
+    elsewhere: RecordedElsewhere = lambda path: None,
     targets: Collection[str] = (),
     replace_images: Collection[str] = (),
     force: bool = False,
@@ -648,8 +667,9 @@ def make_plan(
     that a current image writes stays; one an atlas or the asset manifest now writes
     goes (they are built after the images, from scratch). A file the lock records is
     removed or moved away only where `vouched` says nebula-build wrote it for that
-    entry; otherwise it stays, and the action says so. `placeholders`: the images
-    whose lock entry records a placeholder the run may not keep: made again."""
+    entry and no other manifest's lock records it (`elsewhere`); otherwise it stays,
+    and the action says so. `placeholders`: the images whose lock entry records a
+    placeholder the run may not keep: made again."""
     known = [*specs, *(name for name in lock if name not in specs)]
     parts = {name: spec.parts for name, spec in specs.items() if spec.parts}
     chosen = select(targets, known, parts)
@@ -674,6 +694,7 @@ def make_plan(
         _by_digest(left),
         vouched,
         frozenset(placeholders),
+        elsewhere,
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [
@@ -752,7 +773,8 @@ def _with_removals(action: Action, ctx: _Context) -> Action:
     """Name the files apply removes beside the one the action names (`removes`): files
     the lock records for the image that it no longer writes (a variant dropped, an
     output moved while it is made again, every file of a deleted image) and that
-    still hold what it wrote there; those nothing shows it wrote stay (`stays`)."""
+    still hold what it wrote there; those nothing shows it wrote, and those another
+    manifest's lock records, stay (`stays`)."""
     entry = action.entry
     if entry is None:
         return action
@@ -776,6 +798,14 @@ def _with_removals(action: Action, ctx: _Context) -> Action:
         and ctx.digest_of(path) == digest
         and ctx.held_by(path, action.image) is None
     ]
-    removes = tuple(path for path in left if ctx.vouched(path, files[path], entry))
-    stays = tuple(path for path in left if path not in removes)
-    return replace(action, removes=removes, stays=stays) if left else action
+    if not left:
+        return action
+    why = {path: ctx.why_it_stays(path, files[path], entry) for path in left}
+    return replace(
+        action,
+        removes=tuple(path for path in left if why[path] is None),
+        stays=tuple(path for path in left if why[path] is not None),
+        stays_elsewhere=tuple(
+            (path, reason) for path, reason in why.items() if reason and reason != NOT_VOUCHED
+        ),
+    )

@@ -25,6 +25,7 @@ from nebula_build.errors import LockfileError, UserError
 from nebula_build.plugin import OnDisk
 from nebula_build.state.lockfile import Entries, LockEntry
 from nebula_build.state.remote import Remote
+from nebula_build.state.siblings import recorded_elsewhere
 from nebula_build.text import file_key, made_by_stand_in, printable, shell_operands, shell_option
 
 
@@ -78,6 +79,7 @@ def plan_for(
     vouched = vouching(prepared.guard, prepared.store)
     refused = prepared.store.placeholder
     placeholders = {n for n, e in lock.items() if e.made_with and refused(e.made_with)}
+    elsewhere = recorded_elsewhere(prepared.project)
 
     def diff(chosen: candidates.Picked) -> Plan:
         return make_plan(
@@ -89,6 +91,7 @@ def plan_for(
             output_params=prepared.store.output_params,
             wrote_before=prepared.store.wrote_before,
             vouched=vouched,
+            elsewhere=elsewhere,
             targets=targets,
             replace_images=replace,
             force=force,

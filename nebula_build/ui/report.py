@@ -25,7 +25,7 @@ from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.text import plural, printable, shell_option
-from nebula_build.ui.statuslines import removal_note, status_lines, status_rows
+from nebula_build.ui.statuslines import removal_note, status_lines, status_rows, stays_reasons
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -458,6 +458,7 @@ def action_json(action: Action) -> dict[str, Any]:
         data["removes"] = list(action.removes)
     if action.stays:
         data["stays"] = list(action.stays)
+        data["stays_because"] = stays_reasons(action)
     if action.spec is not None and action.spec.depends_on:
         data["depends_on"] = list(action.spec.depends_on)
     if action.changes:

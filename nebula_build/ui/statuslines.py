@@ -74,18 +74,34 @@ def removal_note(action: Action | FileAction) -> str | None:
 
 
 def _stays(action: Action | FileAction) -> str | None:
+    """ "keeps out/a-16.png: <why>", one clause per reason (`stays_reasons`)."""
+    reasons = stays_reasons(action)
+    if not reasons:
+        return None
+    grouped: dict[str, list[str]] = {}
+    for path, why in reasons.items():
+        grouped.setdefault(why, []).append(path)
+    return "; ".join(f"keeps {_named(paths)}: {why}" for why, paths in grouped.items())
+
+
+def stays_reasons(action: Action | FileAction) -> dict[str, str]:
+    """Each file the lock records for the image that stays where an apply would have
+    removed it, with why; for a conflict, those of what `--force` would do."""
     from nebula_build.core.plan import NOT_VOUCHED  # loaded with any action
 
     stays: tuple[str, ...] = getattr(action, "stays", ())
-    resolution = getattr(action, "resolution", None)  # a conflict's: what --force does
+    elsewhere = dict(getattr(action, "stays_elsewhere", ()))
+    resolution = getattr(action, "resolution", None)
     if not stays and resolution is not None:
-        stays = resolution.stays
-    if not stays:
-        return None
-    named = ", ".join(printable(path) for path in stays[:_NAMED_REMOVALS])
-    if len(stays) > _NAMED_REMOVALS:
-        named += f" and {len(stays) - _NAMED_REMOVALS} more"
-    return f"keeps {named}: {NOT_VOUCHED}"
+        stays, elsewhere = resolution.stays, dict(resolution.stays_elsewhere)
+    return {path: elsewhere.get(path, NOT_VOUCHED) for path in stays}
+
+
+def _named(paths: Sequence[str]) -> str:
+    named = ", ".join(printable(path) for path in paths[:_NAMED_REMOVALS])
+    if len(paths) > _NAMED_REMOVALS:
+        named += f" and {len(paths) - _NAMED_REMOVALS} more"
+    return named
 
 
 def _removals(action: Action | FileAction) -> str | None:

@@ -1,0 +1,161 @@
+"""A lock never removes or moves away a file the lock of another manifest in the folder
+records: a pull request's `images.lock` entry copied from `other.lock` names a file
+nebula-build really wrote, record and all, but it is other.toml's to remove."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+PREVIEW = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+"""
+
+A = '[images.a]\nprompt = "a lighthouse"\noutput = "out/a.png"\n'
+B = '[images.b]\nprompt = "a boat"\noutput = "out/b.png"\n'
+STAYS = "out/b.png stays: other.lock records it as b's"
+
+
+def manifest(*blocks: str) -> str:
+    return PREVIEW + "".join(f"\n{block}" for block in blocks)
+
+
+def two_manifests(project, run_cli, a: str = A, b: str = B) -> Path:
+    """images.toml (image a) and other.toml (image b) in one folder, both applied."""
+    root = project({"images.toml": manifest(a), "other.toml": manifest(b)})
+    assert run_cli("apply").code == 0
+    assert run_cli("-f", "other.toml", "apply").code == 0
+    return root
+
+
+def fresh_checkout(root: Path) -> None:
+    """What a CI job starts from: the committed files, none of the tool's state."""
+    shutil.rmtree(root / ".nebula-build")
+
+
+def recorded(lock: str, key: str) -> str:
+    found = re.search(rf'^{key} = "([^"]*)"$', lock, re.MULTILINE)
+    assert found is not None
+    return found[1]
+
+
+def with_b_recorded_for_a(root: Path, *keys: str) -> None:
+    """images.lock's entry of a names b's output (and these of b's keys) as its own."""
+    lock, other = root / "images.lock", (root / "other.lock").read_text()
+    text = lock.read_text()
+    for key in ("output", "digest", *keys):
+        text = text.replace(recorded(text, key), recorded(other, key))
+    lock.write_text(text)
+
+
+def test_an_entry_copied_from_another_manifests_lock_never_deletes_its_file(project, run_cli):
+    root = two_manifests(project, run_cli)
+    b = (root / "out/b.png").read_bytes()
+    copied = (root / "other.lock").read_text().partition("[images.b]")[2]
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text() + "\n[images.zz]" + copied)
+    fresh_checkout(root)
+    code, out, err = run_cli("plan", "--markdown", "plan.md")
+    assert code == 0, err
+    assert f"removed from the manifest; {STAYS}" in out
+    assert STAYS in (root / "plan.md").read_text()
+    plan = json.loads(run_cli("plan", "--json").out)
+    deleted = next(action for action in plan["actions"] if action["image"] == "zz")
+    assert STAYS in deleted["reason"]
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "out/b.png").read_bytes() == b
+    assert "[images.zz]" not in lock.read_text()
+    assert run_cli("plan").out.startswith("No changes")
+    assert run_cli("-f", "other.toml", "plan").out.startswith("No changes")
+
+
+def test_an_old_output_another_manifests_lock_records_stays_beside_a_regenerate(project, run_cli):
+    root = two_manifests(project, run_cli)
+    b = (root / "out/b.png").read_bytes()
+    with_b_recorded_for_a(root, "output_key")
+    fresh_checkout(root)
+    (root / "out/a.png").unlink()  # outputs made in CI, not committed
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "keeps out/b.png: other.lock records it as b's" in out
+    plan = json.loads(run_cli("plan", "--json").out)
+    action = next(action for action in plan["actions"] if action["image"] == "a")
+    assert action["stays_because"] == {"out/b.png": "other.lock records it as b's"}
+    assert "removes" not in action
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "out/b.png").read_bytes() == b
+    assert (root / "out/a.png").exists()
+
+
+def test_an_output_another_manifests_lock_records_is_copied_not_moved(project, run_cli):
+    same = B.replace("[images.b]", "[images.a]")  # one spec, two outputs: one output key
+    root = two_manifests(project, run_cli, a=same.replace("out/b.png", "out/a.png"), b=same)
+    b = (root / "out/b.png").read_bytes()
+    with_b_recorded_for_a(root)
+    fresh_checkout(root)
+    (root / "out/a.png").unlink()
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "output copied from out/b.png, which stays: other.lock records it as a's" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "out/b.png").read_bytes() == b
+    assert (root / "out/a.png").read_bytes() == b
+    assert run_cli("-f", "other.toml", "plan").out.startswith("No changes")
+
+
+def test_a_conflicted_lock_beside_protects_the_files_of_both_its_sides(project, run_cli):
+    root = two_manifests(project, run_cli)
+    other = root / "other.lock"
+    head, _, table = other.read_text().partition("[images.b]\n")
+    other.write_text(  # one side records b, the other side nothing
+        f"{head}<<<<<<< HEAD\n=======\n[images.b]\n{table}>>>>>>> branch\n"
+    )
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text() + "\n[images.zz]\n" + table)
+    fresh_checkout(root)
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert STAYS in out + err
+    assert (root / "out/b.png").exists()
+
+
+@pytest.mark.parametrize(
+    "beside", [{}, {"Cargo.toml": "[package]\n", "Cargo.lock": "version = 3\n"}], ids=["", "cargo"]
+)
+def test_an_image_really_removed_is_still_deleted_beside_another_manifest(project, run_cli, beside):
+    root = two_manifests(project, run_cli, a=A + "\n" + B.replace("b", "c"))
+    for name, text in beside.items():
+        (root / name).write_text(text)
+    (root / "images.toml").write_text(manifest(A))
+    fresh_checkout(root)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "stays" not in out
+    assert run_cli("apply").code == 0
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["a.png", "b.png"]
+
+
+def test_a_plan_that_removes_nothing_reads_no_other_lock(project, run_cli, monkeypatch):
+    root = two_manifests(project, run_cli)
+    (root / "images.toml").write_text(manifest(A, B.replace("b", "c")))
+
+    def refused(project: object) -> dict[str, str]:
+        raise AssertionError("another manifest's lock was read")
+
+    monkeypatch.setattr("nebula_build.state.siblings.recorded_beside", refused)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "new image" in out
