@@ -34,6 +34,7 @@ from nebula_build.outputs.atlas import (
 from nebula_build.outputs.atlas import render as render_atlas
 from nebula_build.state.derivedrecords import AtlasRecord, Made
 from nebula_build.state.lockfile import LockEntry, read_made, write_made
+from nebula_build.state.siblings import Recorded, recorded_elsewhere
 from nebula_build.text import file_key, file_keys, printable
 
 #: the file names an export has (Aseprite JSON, a Godot resource): nothing else is removed
@@ -255,6 +256,7 @@ class _Claims:
     def __init__(self, prepared: Prepared, lock: Mapping[str, LockEntry]) -> None:
         self._prepared = prepared
         self._lock = lock
+        self._recorded_beside = recorded_elsewhere(prepared.project)
 
     @functools.cached_property
     def _claimed(self) -> tuple[set[str], list[str]]:
@@ -282,6 +284,20 @@ class _Claims:
     def holds(self, path: str) -> bool:
         """Whether the file `path` names (links followed) is a claimed file."""
         return _identity(self._prepared.project.path_of(path)) in self._files
+
+    def elsewhere(self, path: str) -> str | None:
+        """Why `path` stays where another manifest's lock records it (a `_Kept` reason:
+        "other.lock records {} as atlas boats's"), or None: a lock may copy another
+        lock's record, and the files it names are nebula-build's, but not its own."""
+        found = self._recorded_beside(path)
+        if found is None:
+            return None
+        return Recorded(_literal(found.lock), _literal(found.owner)).says("{}")
+
+
+def _literal(text: str) -> str:
+    """`text` as `str.format` keeps it (a `_Kept` reason is formatted)."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _sorted_out(
@@ -312,6 +328,8 @@ def _sorted_out(
         elif files.digest(path) == recorded[path] and ours(path):
             if claims.holds(path):
                 kept.append((path, _CLAIMED))  # its name runs through a link to one
+            elif (elsewhere := claims.elsewhere(path)) is not None:
+                kept.append((path, elsewhere))
             elif prepared.guard.folder_problem(path) is not None:
                 kept.append((path, _OUTSIDE))  # the guard would refuse to remove it
             else:

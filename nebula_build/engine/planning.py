@@ -79,7 +79,11 @@ def plan_for(
     vouched = vouching(prepared.guard, prepared.store)
     refused = prepared.store.placeholder
     placeholders = {n for n, e in lock.items() if e.made_with and refused(e.made_with)}
-    elsewhere = recorded_elsewhere(prepared.project)
+    recorded = recorded_elsewhere(prepared.project)
+
+    def elsewhere(path: str) -> str | None:
+        found = recorded(path)
+        return None if found is None else found.says()
 
     def diff(chosen: candidates.Picked) -> Plan:
         return make_plan(

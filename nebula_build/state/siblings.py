@@ -10,69 +10,110 @@ where a plan would remove or move a file, each lock once.
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from nebula_build.errors import LockfileError
 from nebula_build.fsutil import read_regular
-from nebula_build.state.lockfile import LockEntry, loads_merged
+from nebula_build.state import conflicts
 from nebula_build.state.project import Project, lock_name
 from nebula_build.text import file_key, printable
 
 #: a lock larger than this (a 100k-entry one is about 60 MiB) is not read for this
 _LOCK_LIMIT = 256 << 20
 
-__all__ = ["recorded_beside", "recorded_elsewhere"]
+__all__ = ["Recorded", "RecordedBeside", "recorded_elsewhere"]
 
 
-def recorded_elsewhere(project: Project) -> Callable[[str], str | None]:
-    """Who else records a file (`recorded_beside`), or None; the locks are read at the
-    first question, so a plan that removes and moves nothing reads none."""
-    found: dict[str, str] | None = None
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """Who else records a file: a lock beside this one, as one of its manifest's
+    images, atlases or its asset manifest."""
 
-    def recorded(path: str) -> str | None:
+    lock: str
+    #: "b", "atlas boats", "the asset manifest"
+    owner: str
+
+    def says(self, it: str = "it") -> str:
+        """ "other.lock records it as b's"."""
+        return f"{self.lock} records {it} as {self.owner}'s"
+
+
+#: who else records a file (a project path), or None
+RecordedBeside = Callable[[str], "Recorded | None"]
+
+
+def recorded_elsewhere(project: Project) -> RecordedBeside:
+    """Who else records a file: the lock of another manifest in the folder (both sides
+    of one a merge left conflict markers in), or None. The locks are read at the first
+    question, so a plan that removes and moves nothing reads none."""
+    found: dict[str, Recorded] | None = None
+
+    def recorded(path: str) -> Recorded | None:
         nonlocal found
         if found is None:
-            found = recorded_beside(project)
+            found = _recorded_beside(project)
         return found.get(file_key(path))
 
     return recorded
 
 
-def recorded_beside(project: Project) -> dict[str, str]:
-    """Each file (as `text.file_key` keys it) that the lock of another manifest in the
-    project's folder records, both sides of a merge's conflict, with who records it:
-    "other.lock records it as b's". A lock that cannot be read is left out: it
-    protects nothing, as it would protect nothing from its own manifest's plan."""
-    found: dict[str, str] = {}
-    for lock, entries in _sibling_locks(project):
-        for name, entry in entries:
-            for path in entry.files():
-                found.setdefault(file_key(path), f"{lock} records it as {printable(name, 80)}'s")
+def _recorded_beside(project: Project) -> dict[str, Recorded]:
+    """Each file (as `text.file_key` keys it) the other manifests' locks record. A lock,
+    or a table of it, that cannot be read is left out: it protects nothing, and its
+    own manifest's commands say what is wrong with it."""
+    found: dict[str, Recorded] = {}
+    for lock in _sibling_lock_names(project):
+        raw = read_regular(project.root / lock, limit=_LOCK_LIMIT)
+        try:
+            text = None if raw is None else raw.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        for data in _sides(text or ""):
+            for path, owner in _files(data):
+                found.setdefault(file_key(path), Recorded(lock, owner))
     return found
 
 
-def _sibling_locks(project: Project) -> Iterator[tuple[str, Iterator[tuple[str, LockEntry]]]]:
-    """Each other manifest's lock beside this one's (`X.lock` where `X.toml` is), with
-    its entries."""
-    for name in _sibling_lock_names(project):
-        raw = read_regular(project.root / name, limit=_LOCK_LIMIT)
-        if raw is None:
-            continue
-        try:
-            entries, merged = loads_merged(raw.decode("utf-8"), name)
-        except (LockfileError, UnicodeDecodeError):
-            continue
-        theirs: Mapping[str, tuple[LockEntry, LockEntry]] = merged.contested if merged else {}
-        yield name, _with_sides(entries, theirs)
+def _sides(text: str) -> list[dict[str, Any]]:
+    """The lock's tables; each side's, where a merge left conflict markers in it."""
+    try:
+        return [tomllib.loads(text)]
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError):
+        pass
+    try:
+        split = conflicts.sides(text)
+        return [] if split is None else [tomllib.loads(side.text) for side in split]
+    except (conflicts.MarkerError, tomllib.TOMLDecodeError, RecursionError, ValueError):
+        return []
 
 
-def _with_sides(
-    entries: Mapping[str, LockEntry], contested: Mapping[str, tuple[LockEntry, LockEntry]]
-) -> Iterator[tuple[str, LockEntry]]:
-    yield from entries.items()
-    for name, (ours, theirs) in contested.items():
-        yield name, ours
-        yield name, theirs
+def _files(data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Each file a lock's tables record, with whose it is."""
+    images, atlases, assets = (data.get(key) for key in ("images", "atlases", "assets"))
+    for name, entry in _tables(images):
+        owner = printable(name, 80)
+        yield from ((path, owner) for path in _strings([entry.get("output")]))
+        yield from ((path, owner) for path in _strings(_keys(entry.get("variants"))))
+    for name, record in _tables(atlases):
+        owner = f"atlas {printable(name, 80)}"
+        yield from ((path, owner) for path in _strings(_keys(record.get("files"))))
+    if isinstance(assets, Mapping):
+        yield from ((path, "the asset manifest") for path in _strings([assets.get("manifest")]))
+
+
+def _tables(value: object) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    if isinstance(value, Mapping):
+        yield from ((k, v) for k, v in value.items() if isinstance(v, Mapping))
+
+
+def _keys(value: object) -> list[object]:
+    return list(value) if isinstance(value, Mapping) else []
+
+
+def _strings(values: list[object]) -> Iterator[str]:
+    return (value for value in values if isinstance(value, str))
 
 
 def _sibling_lock_names(project: Project) -> list[str]:

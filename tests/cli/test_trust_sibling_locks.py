@@ -155,7 +155,63 @@ def test_a_plan_that_removes_nothing_reads_no_other_lock(project, run_cli, monke
     def refused(project: object) -> dict[str, str]:
         raise AssertionError("another manifest's lock was read")
 
-    monkeypatch.setattr("nebula_build.state.siblings.recorded_beside", refused)
+    monkeypatch.setattr("nebula_build.state.siblings._recorded_beside", refused)
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert "new image" in out
+
+
+ATLAS = """
+[images.c]
+prompt = "a coat"
+output = "out/c.png"
+
+[atlases.boats]
+images = ["b", "c"]
+output = "sheets/boats.png"
+godot = "sheets/boats.tres"
+"""
+
+
+def with_records_copied(root: Path, table: str, name: str | None = None) -> None:
+    """images.lock gains other.lock's record of the files made from its images."""
+    other = (root / "other.lock").read_text()
+    copied = other[other.index(f"[{table}") : other.index("[images.")]
+    if name is not None:
+        copied = copied.replace(f"[{table}]", f"[{name}]")
+    lock = root / "images.lock"
+    text = lock.read_text()
+    at = text.index("[images.a]")
+    lock.write_text(text[:at] + copied + text[at:])
+
+
+def test_an_atlas_record_copied_from_another_manifests_lock_never_deletes_its_files(
+    project, run_cli
+):
+    root = two_manifests(project, run_cli, b=B + ATLAS)
+    sheets = {path.name: path.read_bytes() for path in (root / "sheets").iterdir()}
+    with_records_copied(root, "atlases.boats", "atlases.zz")
+    fresh_checkout(root)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "stay (other.lock records them as atlas boats's)" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert {path.name: path.read_bytes() for path in (root / "sheets").iterdir()} == sheets
+    assert run_cli("plan").out.startswith("No changes")
+
+
+def test_an_asset_manifest_record_copied_from_another_manifests_lock_never_deletes_it(
+    project, run_cli
+):
+    assets = '[assets]\nmanifest = "static/images.json"\n'
+    root = two_manifests(project, run_cli, b=B + assets)
+    written = (root / "static/images.json").read_bytes()
+    with_records_copied(root, "assets")
+    fresh_checkout(root)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "static/images.json stays (other.lock records it as the asset manifest's)" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "static/images.json").read_bytes() == written
