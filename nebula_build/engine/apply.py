@@ -449,11 +449,13 @@ class Applier:
 
     def _locked_made_with(self, spec: AssetSpec) -> Mapping[str, str]:
         """The provenance the lock records for this generation: what a cache entry from
-        before entries kept one had (the same key, so the same generation)."""
+        before entries kept one had (the same key, so the same generation). Never a
+        stand-in's mark: a placeholder's cache entry carries its own, so what came
+        from a cache without it is the real image."""
         before = self.writer.entries.get(spec.name)
         if before is None or before.generation_key != spec.generation_key:
             return {}
-        return before.made_with
+        return {} if made_by_stand_in(before.made_with) else before.made_with
 
     async def _share(
         self, spec: AssetSpec, verified: Verified, original: GenerationResult, outcome: Outcome

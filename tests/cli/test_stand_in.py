@@ -201,3 +201,29 @@ def test_a_real_plan_does_not_adopt_a_placeholders_file_the_lock_lost(
     assert code == 0, err
     assert len(stand_in.generations) == 3
     assert _made_with(root) == {key: {} for key in IMAGES}
+
+
+def test_a_real_image_restored_from_the_remote_cache_is_recorded_as_the_real_one(
+    tmp_path, run_cli, stand_in, shared, monkeypatch
+):
+    """A dry run offline, then a real apply beside the team's remote cache: the real
+    images come from there, for free, and are recorded as what they are."""
+    stand_in.marks_placeholders = False
+    team = _checkout(tmp_path, "team")
+    assert run_cli("apply", cwd=team).code == 0
+    stand_in.marks_placeholders = True
+    dev = _checkout(tmp_path, "dev")
+    assert run_cli("apply", "--offline", cwd=dev).code == 0
+    _real_api(stand_in, monkeypatch)
+
+    code, out, err = run_cli("plan", cwd=dev)
+    assert code == 0, err
+    assert "Plan: 0 to generate, 0 to delete, 3 to restore (3 from remote cache)." in out
+    assert run_cli("apply", cwd=dev).code == 0
+    assert stand_in.generations == []
+    assert _made_with(dev) == {key: {} for key in IMAGES}
+    assert (dev / "img/hero.png").read_bytes() == (team / "img/hero.png").read_bytes()
+    code, out, _ = run_cli("inspect", "img/hero.png", cwd=dev)
+    assert code == 0 and "stand-in" not in out
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=dev)
+    assert code == 0 and out.startswith("No changes: 3 images up to date.")
