@@ -443,7 +443,8 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         fields = ", ".join(c.field for c in changes) or "key scheme"
         return act(ActionKind.REGENERATE, f"{fields} changed", changes=changes, from_cache=cached())
     if spec.name in ctx.placeholders:  # a hand edit of its file is still a conflict (_guard)
-        return act(ActionKind.REGENERATE, PLACEHOLDER_REASON)
+        # the cache counts no placeholder: what it holds under the key is the real image
+        return act(ActionKind.RESTORE if cached() else ActionKind.REGENERATE, PLACEHOLDER_REASON)
     if entry.output_key != spec.output_key:
         old = {"output": entry.output, "format": format_for(entry.output)}
         new = {"output": spec.output, "format": spec.format}

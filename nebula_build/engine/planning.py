@@ -115,7 +115,7 @@ def plan_for(
         images = Plan(_placeholders_not_adopted(diff(chosen).actions, prepared))
     actions = candidates.with_notes(images.actions, chosen.notes)
     actions = candidates.with_notes(actions, other_settings(prepared, images, lock))
-    actions = candidates.with_notes(actions, kept_placeholders(images, lock))
+    actions = candidates.with_notes(actions, kept_placeholders(images, lock, placeholders))
     if draws:
         actions += tuple(candidates.draw_actions(actions, chosen, lock, prepared.store))
     images = Plan(actions)
@@ -208,14 +208,16 @@ def _placeholders_not_adopted(
     )
 
 
-def kept_placeholders(images: Plan, lock: Entries) -> dict[str, str]:
+def kept_placeholders(images: Plan, lock: Entries, refused: Collection[str]) -> dict[str, str]:
     """A note for each image the plan keeps whose lock entry records a placeholder the
-    stand-in for the API made (a run that may reach the stand-in keeps them)."""
+    stand-in for the API made (a run that may reach the stand-in keeps them); none
+    for the `refused` ones, which the plan replaces, from a cache or not."""
     return {
         action.image: PLACEHOLDER_NOTE
         for action in images.actions
         if action.kind is not ActionKind.DELETE
         and not action.generates
+        and action.image not in refused
         and (entry := lock.get(action.image)) is not None
         and made_by_stand_in(entry.made_with)
     }

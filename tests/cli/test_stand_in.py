@@ -5,6 +5,7 @@ real run never takes one for the image it stands for."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tomllib
 from pathlib import Path
@@ -226,4 +227,29 @@ def test_a_real_image_restored_from_the_remote_cache_is_recorded_as_the_real_one
     code, out, _ = run_cli("inspect", "img/hero.png", cwd=dev)
     assert code == 0 and "stand-in" not in out
     code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=dev)
+    assert code == 0 and out.startswith("No changes: 3 images up to date.")
+
+
+def test_a_lock_claiming_placeholders_costs_nothing_where_the_cache_holds_the_images(
+    tmp_path, run_cli, nebula_server, monkeypatch
+):
+    """A pull request's lock marks every image a placeholder: the images this machine's
+    cache holds are restored, not priced, and the lock says what they are again."""
+    root = _checkout(tmp_path, "site")
+    assert run_cli("apply", cwd=root).code == 0
+    lock = root / "images.lock"
+    claim = 'params = {\\1}\nmade_with = { server = "stand-in" }\n'
+    lock.write_text(re.sub(r"params = \{(.*)\}\n", claim, lock.read_text()))
+    assert _made_with(root) == {key: {"server": "stand-in"} for key in IMAGES}
+    _real_api(nebula_server, monkeypatch)
+
+    code, out, err = run_cli("plan", cwd=root)
+    assert code == 0, err
+    assert out.count(REASON) == 3
+    assert "Plan: 0 to generate, 0 to delete, 3 to restore." in out
+    assert "kept while" not in out
+    assert run_cli("apply", "--max-cost", "0.001", "--yes", cwd=root).code == 0
+    assert nebula_server.generations == []
+    assert _made_with(root) == {key: {} for key in IMAGES}
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root)
     assert code == 0 and out.startswith("No changes: 3 images up to date.")
