@@ -828,12 +828,13 @@ class NebulaBackend(Backend):
             timings = {"request": round(time.perf_counter() - started, 4)}
             if inference is not None:
                 timings["inference"] = inference
+            made_with, marked_elsewhere = _stand_in_record(stand_in)
             return GenerationResult(
                 data,
                 seed=body.get("seed"),
                 timings=timings,
-                warnings=_size_warnings(request, size),
-                made_with=dict([STAND_IN_SERVER]) if stand_in else {},
+                warnings=(*_size_warnings(request, size), *marked_elsewhere),
+                made_with=made_with,
             )
 
     @staticmethod
@@ -1011,6 +1012,24 @@ def _inference_seconds(item: Any) -> float | None:
     if isinstance(seconds, int | float) and not isinstance(seconds, bool):
         return float(seconds) if math.isfinite(seconds) and seconds >= 0 else None
     return None
+
+
+#: the warning on an answer marked as the stand-in's from a server not on loopback
+MARKED_OFF_LOOPBACK = (
+    "the server marked this image as a placeholder of the stand-in for the API "
+    "(`served_by`), but NEBULA_BASE_URL is not on loopback, where the stand-in listens: "
+    "recorded as the real image (a dry run points NEBULA_BASE_URL at 127.0.0.1)"
+)
+
+
+def _stand_in_record(marked: bool) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The `made_with` of an answer, and its warning. A mark counts only on loopback: a
+    placeholder elsewhere would be made again, and paid for, by every apply."""
+    if not marked:
+        return {}, ()
+    if may_be_stand_in():
+        return dict([STAND_IN_SERVER]), ()
+    return {}, (MARKED_OFF_LOOPBACK,)
 
 
 def _size_warnings(request: GenerationRequest, size: tuple[int, int]) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from nebula_build.backends.nebula import NebulaBackend, NebulaSettings
+from nebula_build.backends.nebula import MARKED_OFF_LOOPBACK, NebulaBackend, NebulaSettings
 from nebula_build.errors import (
     CredentialsError,
     OutOfCreditsError,
@@ -588,15 +588,19 @@ def test_settings_are_finite_and_sane(setting, value):
         NebulaSettings(**{setting: value})
 
 
-def test_an_answer_the_stand_in_marked_is_recorded_as_a_placeholder():
+def test_an_answer_the_stand_in_marked_is_recorded_as_a_placeholder(monkeypatch):
     def marked(request: httpx.Request) -> httpx.Response:
         answer = success()
         return httpx.Response(200, json={**answer.json(), "served_by": "nebula-build stand-in"})
 
+    monkeypatch.setenv("NEBULA_BASE_URL", "http://127.0.0.1:8790/api/v1")
     result, _ = run(marked, req(FLUX_SCHNELL))
-    assert result.made_with == {"server": "stand-in"}
+    assert result.made_with == {"server": "stand-in"} and result.warnings == ()
     result, _ = run(lambda request: success(), req(FLUX_SCHNELL))
     assert result.made_with == {}
+    monkeypatch.setenv("NEBULA_BASE_URL", "https://proxy.example.com/api/v1")
+    result, _ = run(marked, req(FLUX_SCHNELL))
+    assert result.made_with == {} and result.warnings == (MARKED_OFF_LOOPBACK,)
 
 
 @pytest.mark.parametrize(

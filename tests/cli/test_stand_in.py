@@ -253,3 +253,22 @@ def test_a_lock_claiming_placeholders_costs_nothing_where_the_cache_holds_the_im
     assert _made_with(root) == {key: {} for key in IMAGES}
     code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root)
     assert code == 0 and out.startswith("No changes: 3 images up to date.")
+
+
+def test_a_server_off_loopback_that_marks_its_answers_is_not_paid_again_by_every_apply(
+    tmp_path, run_cli, stand_in, shared, monkeypatch
+):
+    """Only the loopback stand-in makes placeholders: a server elsewhere (a proxy) that
+    adds the mark has made the real images, shared and kept."""
+    _real_api(stand_in, monkeypatch)
+    stand_in.marks_placeholders = True
+    root = _checkout(tmp_path, "site")
+    code, out, err = run_cli("apply", cwd=root)
+    assert code == 0, err
+    warning = "recorded as the real image"
+    assert (out + err).count(warning) == 3 and "not uploaded" not in err
+    assert _made_with(root) == {key: {} for key in IMAGES}
+    assert len(_records(shared)) == 3
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root)
+    assert code == 0 and out.startswith("No changes: 3 images up to date.")
+    assert len(stand_in.generations) == 3
