@@ -157,12 +157,19 @@ def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
     return result
 
 
+def _held(prepared: Prepared, key: str) -> bool:
+    """Whether the local cache holds a generation this run may take: a stand-in's
+    placeholder that a real run makes again is no more than a miss."""
+    store = prepared.store
+    return store.has(key) and not store.placeholder(store.provenance(key)[1])
+
+
 def pull(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
     """Download what the manifest's images need that the local cache lacks."""
     missing: dict[str, AssetSpec] = {}
     wanted = generations(prepared)
     for spec in wanted:
-        if not prepared.store.has(spec.generation_key):
+        if not _held(prepared, spec.generation_key):
             missing.setdefault(spec.generation_key, spec)
     result = Sync(present=len({spec.generation_key for spec in wanted}) - len(missing))
 
@@ -181,7 +188,7 @@ def status(prepared: Prepared, remote: Remote | None) -> Status:
     """Where the project's generations are: here, in `remote` (None: there is none)."""
     wanted, listed = _kept(prepared)
     keys = {spec.generation_key for spec in wanted}
-    local = {key for key in keys if prepared.store.has(key)}
+    local = {key for key in keys if _held(prepared, key)}
     earlier = {spec.generation_key for spec in listed} - keys
     earlier_local = {key for key in earlier if prepared.store.has(key)}
     if remote is None:

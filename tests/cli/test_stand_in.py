@@ -272,3 +272,26 @@ def test_a_server_off_loopback_that_marks_its_answers_is_not_paid_again_by_every
     code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root)
     assert code == 0 and out.startswith("No changes: 3 images up to date.")
     assert len(stand_in.generations) == 3
+
+
+def test_cache_pull_in_a_real_run_fetches_the_images_a_dry_run_left_placeholders_of(
+    tmp_path, run_cli, stand_in, shared, monkeypatch
+):
+    stand_in.marks_placeholders = False
+    team = _checkout(tmp_path, "team")
+    assert run_cli("apply", cwd=team).code == 0
+    stand_in.marks_placeholders = True
+    dev = _checkout(tmp_path, "dev")
+    assert run_cli("apply", "--offline", cwd=dev).code == 0
+    _real_api(stand_in, monkeypatch)
+
+    code, out, err = run_cli("cache", "status", cwd=dev)
+    assert code == 0, err
+    assert "0 in the local cache, 3 in the remote cache" in out
+    code, out, err = run_cli("cache", "pull", cwd=dev)
+    assert code == 0, err
+    assert "pulled 3, 0 already there, 0 failed" in out
+    code, out, err = run_cli("apply", "--offline", cwd=dev)
+    assert code == 0, err
+    assert "3 to restore" in out and stand_in.generations == []
+    assert _made_with(dev) == {key: {} for key in IMAGES}
