@@ -52,7 +52,8 @@ PLACEHOLDER_REASON = "a placeholder the stand-in for the API made, not the real 
 #: the note on such an image that a run that may reach a stand-in keeps
 PLACEHOLDER_NOTE = (
     "a placeholder the stand-in for the API made: kept while NEBULA_BASE_URL is on "
-    "loopback; an apply against the real API makes it again"
+    "loopback, even through a proxy to the real API (`nebula-build apply --replace NAME` "
+    "makes it for real); an apply elsewhere makes it again"
 )
 #: the note on an image whose lock records a pin its spec no longer holds to: the next
 #: apply writes the lock without it, even where nothing else changes

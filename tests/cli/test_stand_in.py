@@ -156,7 +156,8 @@ def test_a_run_that_may_reach_the_stand_in_keeps_its_placeholders_and_says_so(
     assert run_cli("apply", cwd=root).code == 0
     note = (
         "note for 3 images (hero, logo, …): a placeholder the stand-in for the API made: "
-        "kept while NEBULA_BASE_URL is on loopback; an apply against the real API makes it again"
+        "kept while NEBULA_BASE_URL is on loopback, even through a proxy to the real API "
+        "(`nebula-build apply --replace NAME` makes it for real); an apply elsewhere makes it again"
     )
     for _ in range(2):  # nor is the second one answered from a snapshot, without the note
         code, out, err = run_cli("plan", cwd=root)
@@ -165,9 +166,13 @@ def test_a_run_that_may_reach_the_stand_in_keeps_its_placeholders_and_says_so(
     code, out, _ = run_cli("status", cwd=root)
     assert out.count("a placeholder the stand-in for the API made") == 3
 
+    stand_in.marks_placeholders = False  # a proxy on loopback to the real API
+    assert run_cli("apply", "--replace", "hero", cwd=root).code == 0
+    assert _made_with(root)["hero"] == {}
+
     _real_api(stand_in, monkeypatch)
     code, out, _ = run_cli("plan", cwd=root)
-    assert out.count(REASON) == 3 and "Plan: 3 to generate" in out
+    assert out.count(REASON) == 2 and "Plan: 2 to generate" in out
 
 
 def test_a_remote_entry_marked_as_a_placeholder_is_refused(
