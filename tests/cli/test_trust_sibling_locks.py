@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -215,3 +217,39 @@ def test_an_asset_manifest_record_copied_from_another_manifests_lock_never_delet
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert (root / "static/images.json").read_bytes() == written
+
+
+def parsed_by_siblings(monkeypatch) -> list[int]:
+    """The length of each text the reading of the locks beside hands to the TOML parser."""
+    sizes: list[int] = []
+
+    def loads(text: str) -> dict[str, object]:
+        sizes.append(len(text))
+        return tomllib.loads(text)
+
+    parser = SimpleNamespace(loads=loads, TOMLDecodeError=tomllib.TOMLDecodeError)
+    monkeypatch.setattr("nebula_build.state.siblings.tomllib", parser)
+    return sizes
+
+
+@pytest.mark.parametrize("conflicted", [False, True], ids=["", "conflicted"])
+def test_a_lock_beside_is_read_by_the_lines_that_name_files(
+    project, run_cli, monkeypatch, conflicted
+):
+    root = two_manifests(project, run_cli)
+    other = root / "other.lock"
+    head, _, table = other.read_text().partition("[images.b]\n")
+    junk = "junk = [" + "[]," * 300_000 + "]\n"  # 900 KB: 1.3 s and 30 MB parsed whole
+    head = head.replace("version = 1\n", f"version = 1\n{junk}")
+    if conflicted:
+        other.write_text(f"{head}<<<<<<< HEAD\n=======\n[images.b]\n{table}>>>>>>> branch\n")
+    else:
+        other.write_text(f"{head}[images.b]\n{table}")
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text() + "\n[images.zz]\n" + table)
+    fresh_checkout(root)
+    sizes = parsed_by_siblings(monkeypatch)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert STAYS in out
+    assert 0 < max(sizes) < 1000
