@@ -4,9 +4,10 @@ Several manifests may share a folder (`images.toml` and `other.toml`, each with 
 lock). A lock is untrusted (a pull request's): an entry copied from `other.lock` into
 `images.lock` names a file nebula-build really wrote, record and all, so only the
 other lock can say that file is not this manifest's to remove or move away. Read only
-where a plan would remove or move a file, each lock once, and of each only the lines
-that name files, as nebula-build writes them: a 10,000-entry lock is about 4 MiB of
-TOML, 1.5 s to parse whole, 0.2 s so.
+where a plan would remove or move a file, each lock once per process until it changes
+(watch plans every round), and of each only the lines that name files, as nebula-build
+writes them: a 10,000-entry lock is about 4 MiB of TOML, 1.5 s to parse whole, 0.2 s
+so.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ class Recorded:
 #: who else records a file (a project path), or None
 RecordedBeside = Callable[[str], "Recorded | None"]
 
+_Signature = tuple[int, int, int, int]
+#: what the locks of the folder last asked about record, by path: (its stat, by
+#: `file_key` who records each file)
+_read: dict[Path, tuple[_Signature, dict[str, Recorded]]] = {}
+
 
 def recorded_elsewhere(project: Project) -> RecordedBeside:
     """Who else records a file: the lock of another manifest in the folder (both sides
@@ -87,10 +93,12 @@ def _recorded_beside(project: Project) -> dict[str, Recorded]:
     or a table of it, that cannot be read is left out: it protects nothing, and its
     own manifest's commands say what is wrong with it; so is one read past what is
     left of the `_Budget` (thousands of locks cost no more than one)."""
+    global _read
     found: dict[str, Recorded] = {}
+    held, _read = _read, {}  # only this folder's locks, as they are now, stay held
     budget = _Budget()
     for lock in _sibling_lock_names(project):
-        for key, recorded in _recorded_in(project.root / lock, budget).items():
+        for key, recorded in _recorded_in(project.root / lock, held, budget).items():
             found.setdefault(key, recorded)
     return found
 
@@ -104,14 +112,31 @@ class _Budget:
     marks: int = _MARKS_LIMIT
 
 
-def _recorded_in(path: Path, budget: _Budget) -> dict[str, Recorded]:
-    """The files the lock at `path` records."""
+def _recorded_in(
+    path: Path, held: Mapping[Path, tuple[_Signature, dict[str, Recorded]]], budget: _Budget
+) -> dict[str, Recorded]:
+    """The files the lock at `path` records, read again only where it changed since
+    `held` (its size, times and inode)."""
+    before = _signature(path)
+    if before is not None and path in held and held[path][0] == before:
+        _read[path] = held[path]
+        return held[path][1]
     text = _naming_lines(read_regular(path, limit=_LOCK_LIMIT) or b"", budget)
     found: dict[str, Recorded] = {}
     for data in _sides(text or ""):
         for file, owner in _files(data):
             found.setdefault(file_key(file), Recorded(path.name, owner))
+    if before is not None and _signature(path) == before:
+        _read[path] = (before, found)
     return found
+
+
+def _signature(path: Path) -> _Signature | None:
+    try:
+        info = path.stat(follow_symlinks=False)
+    except OSError:
+        return None
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
 def _naming_lines(raw: bytes, budget: _Budget) -> str | None:

@@ -253,3 +253,21 @@ def test_a_lock_beside_is_read_by_the_lines_that_name_files(
     assert code == 0, err
     assert STAYS in out
     assert 0 < max(sizes) < 1000
+
+
+def test_a_lock_beside_is_read_again_only_once_it_changed(project, run_cli, monkeypatch):
+    root = two_manifests(project, run_cli, b=B + B.replace("b", "c"))
+    copied = (root / "other.lock").read_text().partition("[images.b]")[2]
+    copied = copied.partition("[images.c]")[0]
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text() + "\n[images.zz]" + copied)
+    sizes = parsed_by_siblings(monkeypatch)
+    for _ in range(3):  # as watch plans each round
+        assert STAYS in run_cli("plan").out
+    assert len(sizes) == 1
+    other = root / "other.lock"  # a pull brings other.lock without b
+    other.write_text(other.read_text().replace("[images.b]" + copied, ""))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "stays" not in out  # other.lock no longer records out/b.png
+    assert len(sizes) == 2
