@@ -10,7 +10,8 @@ import textwrap
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": (
         "Write a starter images.toml (and a .gitignore line for .nebula-build/) in the "
-        "current folder, or in DIR with -C.",
+        "current folder, or in DIR with -C; -f FILE writes that manifest instead (a "
+        "second one beside images.toml, with its own lock).",
         "nebula-build init && nebula-build apply --backend preview",
     ),
     "list": (

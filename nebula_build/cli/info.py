@@ -9,15 +9,17 @@ from typing import Any
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import UserError
-from nebula_build.text import made_by_stand_in, printable
+from nebula_build.text import made_by_stand_in, printable, shell_option
 
 
 def cmd_init(ctx: Context) -> int:
+    from nebula_build.state.project import MANIFEST_NAME
     from nebula_build.state.scaffold import enclosing_manifest, init_project
 
     folder = Path(ctx.args.directory or ".")
-    above = enclosing_manifest(folder)
-    for line in init_project(folder, force=ctx.args.force):
+    named = ctx.args.file  # -f FILE: that manifest, relative to -C DIR like every path
+    above = None if named else enclosing_manifest(folder)
+    for line in init_project(folder / (named or MANIFEST_NAME), force=ctx.args.force):
         ctx.print(line)
     if above is not None:  # a subfolder of a project, most likely by mistake
         other = os.path.relpath(above, folder.resolve())
@@ -25,7 +27,8 @@ def cmd_init(ctx: Context) -> int:
             f"{other} is a project above this folder: commands run here now read the new "
             f"images.toml instead (-f {other} reads that one)"
         )
-    ctx.print("next: nebula-build plan, then nebula-build apply")
+    command = f"nebula-build {shell_option('-f', named)}" if named else "nebula-build"
+    ctx.print(f"next: {command} plan, then {command} apply")
     return ExitCode.OK
 
 

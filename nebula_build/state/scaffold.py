@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from nebula_build.errors import UserError
-from nebula_build.state.project import MANIFEST_NAME, STATE_DIR
+from nebula_build.state.project import MANIFEST_NAME, STATE_DIR, lock_name
 
 STARTER = """\
 # Images this project generates. `nebula-build plan` shows what would change,
-# `nebula-build apply` makes it so. Commit this file and images.lock.
+# `nebula-build apply` makes it so. Commit this file and {lock}.
 # Editor completion: `nebula-build schema > images.schema.json`, then put
 # `#:schema ./images.schema.json` on the first line.
 version = 1
@@ -40,13 +40,14 @@ output = "images/icon.webp"
 """
 
 
-def init_project(folder: Path, *, force: bool = False) -> list[str]:
-    """Write a starter images.toml and ignore `.nebula-build/`; returns what it did."""
-    manifest = folder / MANIFEST_NAME
+def init_project(manifest: Path, *, force: bool = False) -> list[str]:
+    """Write a starter manifest (images.toml, or the file -f names) and ignore
+    `.nebula-build/` beside it; returns what it did."""
     if manifest.exists() and not force:
         raise UserError(f"{manifest} already exists; pass --force to overwrite it")
+    folder = manifest.parent
     folder.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(STARTER, encoding="utf-8")
+    manifest.write_text(STARTER.format(lock=lock_name(manifest.name)), encoding="utf-8")
     done = [f"wrote {manifest}"]
     gitignore = folder / ".gitignore"
     existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""

@@ -297,6 +297,23 @@ def test_init_writes_a_project_that_builds(tmp_path, run_cli):
     assert run_cli("-C", str(tmp_path), "init").code == 1
 
 
+def test_init_writes_the_manifest_that_f_names_beside_another(project, run_cli):
+    root = project({"images.toml": SITE})
+    declared = (root / "images.toml").read_text()
+    code, out, err = run_cli("-f", "other.toml", "init")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == "wrote other.toml"
+    assert out.splitlines()[-1] == (
+        "next: nebula-build -f other.toml plan, then nebula-build -f other.toml apply"
+    )
+    assert "Commit this file and other.lock." in (root / "other.toml").read_text()
+    assert (root / "images.toml").read_text() == declared
+    assert run_cli("-f", "other.toml", "apply").code == 0
+    assert (root / "other.lock").is_file() and not (root / "images.lock").exists()
+    code, _, err = run_cli("-f", "other.toml", "init")
+    assert code == 1 and err == "error: other.toml already exists; pass --force to overwrite it\n"
+
+
 def test_init_in_a_subfolder_of_a_project_says_it_starts_another_one(project, run_cli):
     root = project({"images.toml": SITE, "data/items.csv": "id\n"})
     code, out, err = run_cli("init", cwd=root / "data")
