@@ -83,8 +83,11 @@ def test_a_pick_survives_a_new_format_and_a_new_prompt_makes_a_new_set(
 def test_caps_count_every_draw(project, run_cli, nebula_server):
     project({"images.toml": nebula_manifest({"hero": HERO})})
     code, _, err = run_cli("apply", "--max-generations", "2")
-    assert code == 1 and "would generate 3 images" in err
+    assert code == 1
+    assert "would generate 1 image and 2 candidate draws, more than --max-generations 2" in err
     assert nebula_server.generations == []
+    code, _, err = run_cli("apply", "--locked")
+    assert code == 2 and "--locked: 1 image and 2 candidate draws would need generating" in err
 
 
 def test_a_second_checkout_with_the_shared_cache_reproduces_the_pick(

@@ -149,3 +149,20 @@ def test_images_sharing_one_generation_are_counted_so_in_the_plan(project, run_c
     assert code == 0
     assert "Plan: 2 to generate in 1 generation, 0 to delete, 1 asset manifest" in out
     assert "Generations: 1 on preview" in out
+
+
+def test_the_caps_count_images_sharing_one_generation_as_the_plan_does(project, run_cli):
+    icons = manifest() + (
+        '\n[images.potion_2x]\nprompt = "a red health potion"\nseed = 4\n'
+        'output = "game/assets/potion@2x.png"\nresize = [256, 256]\n'
+    )
+    project({"images.toml": icons})
+    code, _, err = run_cli("apply", "--max-generations", "0")
+    assert code == 1 and err == (
+        "error: this apply would generate 2 images in 1 generation, more than "
+        "--max-generations 0; nothing was generated\n"
+    )
+    code, _, err = run_cli("apply", "--locked")
+    assert code == 2
+    assert "--locked: 2 images in 1 generation would need generating" in err
+    assert run_cli("apply", "--max-generations", "1").code == 0
