@@ -572,7 +572,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
         reason = (
             "changed by hand"
             if recorded is not None
-            else _in_the_way(ctx.recorded_for(path, current, spec.name))
+            else _in_the_way(ctx.recorded_for(path, current, spec.name), ctx.elsewhere(path))
         )
         if path == spec.output:
             reason = "output file changed by hand" if recorded is not None else reason
@@ -590,10 +590,17 @@ def _guard(action: Action, ctx: _Context) -> Action:
     return replace(action, found=found)
 
 
-def _in_the_way(owner: str | None) -> str:
-    if owner is None:
-        return "a file nebula-build did not write is in the way"
-    return f"the file in the way is {owner}'s output: move one image at a time"
+def _in_the_way(owner: str | None, elsewhere: str | None) -> str:
+    """Why a file not recorded for this image is in its way: another image's output
+    (`owner`), a file another manifest's lock records (`elsewhere`), or a stranger."""
+    if owner is not None:
+        return f"the file in the way is {owner}'s output: move one image at a time"
+    if elsewhere is not None:
+        return (
+            f"the file in the way is another manifest's ({elsewhere}): give this image "
+            "another output"
+        )
+    return "a file nebula-build did not write is in the way"
 
 
 def _removed(

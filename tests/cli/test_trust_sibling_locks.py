@@ -271,3 +271,21 @@ def test_a_lock_beside_is_read_again_only_once_it_changed(project, run_cli, monk
     assert code == 0, err
     assert "stays" not in out  # other.lock no longer records out/b.png
     assert len(sizes) == 2
+
+
+def test_an_image_whose_output_another_manifest_wrote_says_whose_file_is_in_its_way(
+    project, run_cli
+):
+    root = two_manifests(project, run_cli)
+    b = (root / "out/b.png").read_bytes()
+    (root / "images.toml").write_text(manifest(A, B))  # b copied into this manifest too
+    code, out, _ = run_cli("plan")
+    assert code == 0
+    assert (
+        "the file in the way is another manifest's (other.lock records it as b's): give "
+        "this image another output"
+    ) in out
+    assert "nebula-build did not write" not in out
+    code, _, err = run_cli("apply")
+    assert code == 1 and "out/b.png: the file in the way is another manifest's" in err
+    assert (root / "out/b.png").read_bytes() == b
