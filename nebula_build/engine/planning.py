@@ -58,16 +58,10 @@ def plan_for(
         specs, lock = _view(specs, lock, only)
     more = more_images(prepared, more)
     chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin=unpin)
+    if not all(name in prepared.specs or name in every_lock for name in targets):
+        named(prepared, every_lock, "--target", targets)
     # `--replace product` or `product[*,thumb]` names a pinned image as surely as its name
-    replaced = (
-        select(
-            replace,
-            [*specs, *(name for name in lock if name not in specs)],
-            {name: spec.parts for name, spec in specs.items()},
-        )
-        if replace
-        else set()
-    )
+    replaced = named(prepared, every_lock, "--replace", replace)
     for option, names in (("--more", more), ("--replace", replaced)):
         pinned = sorted(n for n in names if n in chosen.specs and chosen.specs[n].pin is not None)
         if pinned:
@@ -125,6 +119,20 @@ def plan_for(
         images = mark(images, remote, notice)
     files = plan_files(prepared, every_lock, images.actions, force=force, deleting=not targets)
     return Plan(images.actions, files)
+
+
+def named(prepared: Prepared, lock: Entries, option: str, names: Collection[str]) -> set[str]:
+    """The images `option` (--target, --replace) names among those declared and those
+    only the lock still knows; an unknown one is an error naming the manifest and the
+    option, as for --more."""
+    if not names:
+        return set()
+    specs = prepared.specs
+    known = [*specs, *(name for name in lock if name not in specs)]
+    try:
+        return select(names, known, {name: spec.parts for name, spec in specs.items()})
+    except UserError as exc:
+        raise UserError(f"{prepared.project.display_manifest}: {option}: {exc}") from None
 
 
 def more_images(prepared: Prepared, more: Collection[str]) -> frozenset[str]:

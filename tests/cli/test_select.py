@@ -203,10 +203,22 @@ def test_a_mistyped_target_says_which_name_was_meant(project, run_cli, command):
     images = {name: {"prompt": name, "output": f"{name}.png"} for name in ("hero", "icon")}
     project({"images.toml": preview(images)})
     option = [] if command == "list" else ["--target"]
+    # an option's names the manifest and the option, as --more does: it had said only
+    # "unknown image: zzz", with nothing to show another manifest was meant (-f FILE)
+    said = "" if command == "list" else "images.toml: --target: "
     # it had listed the known names without pointing at the one meant, as `pick` does
     assert refused(run_cli, command, *option, "herp") == (
-        "error: unknown image: herp (known: hero, icon); did you mean 'hero'?\n"
+        f"error: {said}unknown image: herp (known: hero, icon); did you mean 'hero'?\n"
     )
     assert refused(run_cli, command, *option, "zzz") == (
-        "error: unknown image: zzz (known: hero, icon)\n"
+        f"error: {said}unknown image: zzz (known: hero, icon)\n"
+    )
+
+
+def test_a_mistyped_replace_names_the_manifest_and_the_option(project, run_cli):
+    images = {name: {"prompt": name, "output": f"{name}.png"} for name in ("hero", "icon")}
+    project({"images.toml": preview(images), "other.toml": preview(images)})
+    assert refused(run_cli, "-f", "other.toml", "apply", "--replace", "herp") == (
+        "error: other.toml: --replace: unknown image: herp (known: hero, icon); "
+        "did you mean 'hero'?\n"
     )
