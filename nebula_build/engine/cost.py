@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -27,7 +27,7 @@ from nebula_build.core.resolve import Resolved
 from nebula_build.engine import prices
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import NebulaBuildError, UserError, first_line
-from nebula_build.text import plural
+from nebula_build.text import made_by_stand_in, plural
 
 #: the longest a backend may take to say the account's balance, whatever its own deadline
 BALANCE_DEADLINE = 30.0
@@ -196,7 +196,30 @@ def planned(prepared: Prepared, plan: Plan) -> Estimate:
     prices (no network)."""
     if not _paid_generations(prepared, plan):
         return estimate(plan, prepared.resolved, {})
-    return estimate(plan, prepared.resolved, prices.load(prepared.project), prices.trusted())
+    lists = _usable(prepared, plan, prices.load(prepared.project))
+    return estimate(plan, prepared.resolved, lists, prices.trusted())
+
+
+def _usable(
+    prepared: Prepared, plan: Plan, lists: Mapping[str, prices.PriceList]
+) -> dict[str, prices.PriceList]:
+    """The cached lists this run may price with, each marked as fetched where a stand-in
+    for the API may answer or not (`PriceList.stand_in`): a dry run's list is the
+    stand-in's own, and priced with, the real run after it would trust it for a day."""
+    here = _stand_ins(prepared, plan)
+    return {name: listed for name, listed in lists.items() if listed.stand_in == (name in here)}
+
+
+def _stand_ins(prepared: Prepared, plan: Plan) -> set[str]:
+    """The backends of the plan's generations that say a stand-in for the API may
+    answer them now (`Backend.made_with`)."""
+    resolved = prepared.resolved
+    used = {(a.spec.backend, a.spec.model) for a in plan.generations if a.spec is not None}
+    return {
+        backend
+        for backend, model in used
+        if made_by_stand_in(resolved.backends[backend].made_with(resolved.settings[backend], model))
+    }
 
 
 async def refreshed(
@@ -214,7 +237,7 @@ async def refreshed(
     if not _paid_generations(prepared, plan):
         return estimate(plan, prepared.resolved, {})
     when = when or prices.now()
-    lists, trusted = prices.load(prepared.project), prices.trusted()
+    lists, trusted = _usable(prepared, plan, prices.load(prepared.project)), prices.trusted()
     current = estimate(plan, prepared.resolved, lists, trusted)
     due = {  # configured prices too: they are checked against the provider's
         line.backend
@@ -226,7 +249,8 @@ async def refreshed(
     fetched = await prices.fetch(prepared.resolved, due, notice, when=when)
     if not fetched:
         return current
-    lists |= fetched
+    here = _stand_ins(prepared, plan)
+    lists |= {name: replace(listed, stand_in=name in here) for name, listed in fetched.items()}
     prices.save(prepared.project, lists)
     return estimate(plan, prepared.resolved, lists, trusted)
 

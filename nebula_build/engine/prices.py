@@ -59,6 +59,9 @@ class PriceList:
 
     prices: Mapping[str, float]
     fetched: datetime
+    #: fetched where a stand-in for the API may answer (a dry run): its prices are its
+    #: own, and serve no run that cannot reach one (`cost._usable`)
+    stand_in: bool = False
 
     def stale(self, now: datetime) -> bool:
         return self.older_than(MAX_AGE, now)
@@ -134,7 +137,8 @@ def load(project: Project) -> dict[str, PriceList]:
         for name, entry in data["backends"].items():
             fetched = datetime.fromisoformat(entry["fetched"])
             if fetched.tzinfo is not None:
-                lists[str(name)] = PriceList(checked_prices(entry["prices"]), fetched)
+                stand_in = entry.get("stand_in", False) is True
+                lists[str(name)] = PriceList(checked_prices(entry["prices"]), fetched, stand_in)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return {}
     return lists
@@ -145,7 +149,11 @@ def save(project: Project, lists: Mapping[str, PriceList]) -> None:
     data = {
         "format": CACHE_FORMAT,
         "backends": {
-            name: {"fetched": entry.fetched.isoformat(), "prices": dict(entry.prices)}
+            name: {
+                "fetched": entry.fetched.isoformat(),
+                "prices": dict(entry.prices),
+                **({"stand_in": True} if entry.stand_in else {}),
+            }
             for name, entry in sorted(lists.items())
         },
     }

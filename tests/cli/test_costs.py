@@ -24,6 +24,9 @@ FLUX = "black-forest-labs/FLUX.1-schnell"
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 TWO = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output": "b.png"}}
 PRICED = {"prices": {f'"{FLUX}"': 0.003}}  # a TOML key, quoted
+#: a list cached for the loopback server: fetched where a stand-in for the API may
+#: answer (`PriceList.stand_in`), as every list these tests fetch is
+ON_LOOPBACK = True
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +108,7 @@ def test_a_price_list_over_a_day_old_is_fetched_again(project, run_cli, nebula_s
     root = paid_project(project)
     state = Project(root, root / "images.toml")
     old = prices.now() - timedelta(days=2)
-    prices.save(state, {"nebula": prices.PriceList({FLUX: 0.001}, old)})
+    prices.save(state, {"nebula": prices.PriceList({FLUX: 0.001}, old, ON_LOOPBACK)})
     assert "at $0.001" in run_cli("plan").out  # plan uses what it has
     nebula_server.prices[FLUX] = 0.002
     code, out, _ = run_cli("apply")
@@ -379,7 +382,8 @@ def test_a_price_list_that_lacks_a_model_is_fetched_again_at_most_hourly(
     nebula_server.prices[SDXL] = 0.02
     # a list from two hours ago, before the provider priced SDXL: fetched again
     prices.save(
-        state, {"nebula": prices.PriceList({FLUX: 0.003}, prices.now() - timedelta(hours=2))}
+        state,
+        {"nebula": prices.PriceList({FLUX: 0.003}, prices.now() - timedelta(hours=2), ON_LOOPBACK)},
     )
     code, out, err = run_cli("apply", "--max-cost", "1")
     assert code == 0, err
@@ -388,7 +392,12 @@ def test_a_price_list_that_lacks_a_model_is_fetched_again_at_most_hourly(
     # a list of ten minutes ago that lacks it: not asked again on every apply
     (root / "images.toml").write_text(nebula_manifest({"t": images["s"] | {"prompt": "y"}}))
     prices.save(
-        state, {"nebula": prices.PriceList({FLUX: 0.003}, prices.now() - timedelta(minutes=10))}
+        state,
+        {
+            "nebula": prices.PriceList(
+                {FLUX: 0.003}, prices.now() - timedelta(minutes=10), ON_LOOPBACK
+            )
+        },
     )
     nebula_server.reset_counters()
     code, out, err = run_cli("apply")

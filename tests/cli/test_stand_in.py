@@ -300,3 +300,22 @@ def test_cache_pull_in_a_real_run_fetches_the_images_a_dry_run_left_placeholders
     assert code == 0, err
     assert "3 to restore" in out and stand_in.generations == []
     assert _made_with(dev) == {key: {} for key in IMAGES}
+
+
+def test_a_real_run_after_a_dry_run_does_not_price_with_the_stand_ins_list(
+    tmp_path, run_cli, stand_in, monkeypatch
+):
+    """The stand-in's prices are its own: cached, a real `--max-cost` would have trusted
+    them for a day."""
+    root = _checkout(tmp_path, "first")
+    stand_in.prices = dict.fromkeys(stand_in.prices, 0.111)
+    code, _, err = run_cli("apply", "--yes", cwd=root)
+    assert code == 0, err
+    _real_api(stand_in, monkeypatch)
+    stand_in.prices = dict.fromkeys(stand_in.prices, 0.002)
+    code, out, err = run_cli("plan", cwd=root)
+    assert code == 0, err
+    assert "0.111" not in out  # the plan reads the cache only: no list is known yet
+    code, out, err = run_cli("apply", "--yes", "--max-cost", "0.05", cwd=root)
+    assert code == 0, err
+    assert "0.111" not in out + err and "$0.006" in out + err
