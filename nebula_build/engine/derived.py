@@ -18,6 +18,7 @@ from typing import Any
 
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState
 from nebula_build.core.spec import AtlasSpec
+from nebula_build.engine import candidates
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import FORCE_HINT, ChangedMeanwhileError, ConflictError, UserError
 from nebula_build.fsutil import sha256_bytes
@@ -728,7 +729,8 @@ def _asset_manifest_text(prepared: Prepared, lock: Mapping[str, LockEntry]) -> s
     project = prepared.project
     data = assetmanifest.content(
         target,
-        prepared.specs,
+        # each image as its output is: the draw picked, the pin, or made from a picked input
+        candidates.picked(prepared.specs, lock).specs,
         lock,
         digest_of=prepared.files.digest,
         size_of=lambda path: project.path_of(path).stat().st_size,

@@ -556,3 +556,30 @@ def test_status_json_says_which_draw_is_the_output(project, run_cli):
     # the text said "draw 2 (3 candidates)", the JSON nothing of it
     assert (actions["hero"]["draw"], actions["hero"]["candidates"]) == (2, 3)
     assert "draw" not in actions["icon"] and "candidates" not in actions["icon"]
+
+
+def _asset_manifest_images(root):
+    return json.loads((root / "static/images.json").read_text())["images"]
+
+
+def test_a_picked_draw_and_the_image_made_from_it_stay_in_the_asset_manifest(project, run_cli):
+    chained = {
+        "prompt": "a crown",
+        "model": FLUX_FILL,
+        "image": "@hero",
+        "mask": "mask.png",
+        "output": "hero-crowned.png",
+    }
+    manifest = preview({"hero": HERO, "crowned": chained})
+    root = project({"images.toml": manifest + '\n[assets]\nmanifest = "static/images.json"\n'})
+    (root / "mask.png").write_bytes(mask())
+    assert run_cli("apply").code == 0
+    assert sorted(_asset_manifest_images(root)) == ["crowned", "hero"]
+    code, out, err = run_cli("pick", "hero", "2")
+    assert code == 0, err
+    assert run_cli("apply").code == 0  # the crowned image is made again from draw 2
+    listed = _asset_manifest_images(root)
+    assert sorted(listed) == ["crowned", "hero"]  # had dropped both: the site lost them
+    assert listed["hero"]["files"][0]["bytes"] == (root / "hero.png").stat().st_size
+    code, out, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 0, out
