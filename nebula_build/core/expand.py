@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.manifest import ImageDecl, shown
-from nebula_build.core.spec import check_template, placeholders
+from nebula_build.core.spec import check_template, foreign_template, placeholders
 from nebula_build.params import MAX_SEED, TEXT
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
     templates = templates_of(decl)
     known = [*decl.matrix, "index"]
     for key, template in templates.items():
-        problem = check_template(template, known)
+        problem = check_template(template, known) or foreign_template(template, known)
         if problem is not None:
             raise ExpansionError(key, problem)
     seed = templates.pop("seed", None)

@@ -44,7 +44,7 @@ from nebula_build.core.manifest import (
     shows_as_it_is,
 )
 from nebula_build.core.rowcolumns import Columns, columns_of, listed, no_column
-from nebula_build.core.spec import check_template, fill, placeholders
+from nebula_build.core.spec import check_template, fill, foreign_template, placeholders
 from nebula_build.core.table import (
     FORMATS,
     DataError,
@@ -561,6 +561,7 @@ def _check_templates(
                 key, f"{{{shown(unnamed)}}}: {table.path}'s column {shown(unnamed)!r} {how}"
             )
         problem = check_template(template, placeholder_names)
+        problem = problem or foreign_template(template, placeholder_names)
         if problem is not None:
             has = f"{table.path} and the matrix have:" if matrix else f"{table.path} has:"
             if no_posts:  # a new site's empty posts folder: the first post gives the fields

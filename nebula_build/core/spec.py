@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -15,6 +16,7 @@ from typing import Any
 
 from nebula_build.errors import did_you_mean
 from nebula_build.params import PARAMS
+from nebula_build.text import printable
 
 #: "did you mean" compares a typo with each known name: only where there are few
 _SUGGEST_AMONG = 1000
@@ -85,6 +87,35 @@ def check_template(template: str, known: Collection[str]) -> str | None:
         hint = f"did you mean {{{close}}}? " if close else ""
         return f"unknown placeholder {{{_cut(unknown)}}} ({hint}known: {_listed(known)})"
     return None
+
+
+#: `{{ .Params.scene }}`, `{{ page.title }}`: Hugo's, Jinja's or Liquid's placeholders
+_DOUBLE_BRACES = re.compile(r"\{\{(.{0,200}?)\}\}")
+
+
+def foreign_template(template: str, known: Collection[str]) -> str | None:
+    """Why a `{{ … }}` in a template of rows or a matrix is refused, or None: filling
+    it in would make it a literal `{ … }`, so a site's `{{ .Params.scene }}` became the
+    same text in every post's prompt (one image for all) instead of an error. A
+    `variant_pattern` keeps `{{` as a brace."""
+    found = _DOUBLE_BRACES.search(template)
+    if found is None:
+        return None
+    written = printable(found[0], 80)
+    last_word = re.findall(r"\w+", found[1])[-1:]
+    name = _known_as(last_word[0], known) if last_word else None
+    how = f": write {{{name}}}" if name else f" (known: {_listed(known)})"
+    return (
+        f"{written} is another template language's (Hugo, Jinja, Liquid): here a "
+        f"placeholder is one pair of braces around a name{how}"
+    )
+
+
+def _known_as(word: str, known: Collection[str]) -> str | None:
+    """The known name `word` stands for (Hugo's `.Title` is the front matter's `title`)."""
+    if word in known:
+        return word
+    return next((name for name in known if name.lower() == word.lower()), None)
 
 
 #: names an error lists, and characters of each (a data file may have a million columns)

@@ -374,6 +374,65 @@ def test_json_problems_name_the_line_and_column(project, run_cli):
     assert "data/products.json:1:12: images.product: invalid JSON" in run_cli("plan").err
 
 
+@pytest.mark.parametrize(
+    ("key", "template", "message"),
+    [
+        (
+            "prompt",
+            "{{ .Params.scene }}, editorial photo",
+            "images.toml:15:1: images.cover.prompt: {{ .Params.scene }} is another template "
+            "language's (Hugo, Jinja, Liquid): here a placeholder is one pair of braces around "
+            "a name: write {scene}",
+        ),
+        (
+            "alt",
+            "{{ page.title }}",
+            "images.cover.alt: {{ page.title }} is another template language's (Hugo, Jinja, "
+            "Liquid): here a placeholder is one pair of braces around a name: write {title}",
+        ),
+        (
+            "alt",
+            "{{.Summary}}",
+            "images.cover.alt: {{.Summary}} is another template language's (Hugo, Jinja, "
+            "Liquid): here a placeholder is one pair of braces around a name (posts/*.md has: "
+            "{title}, {scene}, {slug}, {excerpt}, {path})",
+        ),
+    ],
+)
+def test_a_hugo_or_liquid_template_is_one_error_not_the_same_literal_prompt_for_every_post(
+    project, run_cli, key, template, message
+):
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "{scene}",
+            "output": "img/{slug}.png",
+        }
+    }
+    images["cover"][key] = template
+    project(
+        {
+            "images.toml": nebula_manifest(images),
+            "posts/a.md": "---\ntitle: A\nscene: boats\n---\nx\n",
+            "posts/b.md": "---\ntitle: B\nscene: soup\n---\nx\n",
+        }
+    )
+    code, out, err = run_cli("plan")
+    assert code == 1, out  # had planned every post with "{ .Params.scene }, editorial photo"
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_doubled_brace_in_a_matrix_template_is_refused_too(project, run_cli):
+    images = {"icon": {"prompt": "{{ kind }} icon", "matrix": {"kind": ["a", "b"]}}}
+    images["icon"]["output"] = "img/{kind}.png"
+    project({"images.toml": nebula_manifest(images)})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert "images.icon.prompt: {{ kind }} is another template language's" in err
+    assert err.rstrip().endswith("one pair of braces around a name: write {kind}")
+
+
 def test_a_post_without_a_title_names_the_post(project, run_cli):
     images = {
         "cover": {
