@@ -17,6 +17,7 @@ from urllib.parse import quote
 from nebula_build.core.plan import FileAction, FileKind, FileState
 from nebula_build.core.spec import AssetSpec
 from nebula_build.core.sprite import without_key_suffix
+from nebula_build.state import conflicts
 from nebula_build.state.lockfile import LockEntry
 
 DigestOf = Callable[[str], "str | None"]
@@ -82,7 +83,24 @@ UNREADABLE = "\x00unreadable"
 
 
 def is_ours(text: str) -> bool:
-    """Whether a file's text is an asset manifest (so this tool may rewrite it)."""
+    """Whether a file's text is an asset manifest (so this tool may rewrite it), or
+    git's merge of two, with conflict markers (`merged`)."""
+    return _reads_as_ours(text) or merged(text)
+
+
+def merged(text: str) -> bool:
+    """Whether `text` is what `git merge` leaves of two asset manifests that both
+    branches rebuilt: conflict markers, each side an asset manifest."""
+    if conflicts.OPEN not in text:
+        return False
+    try:
+        split = conflicts.sides(text)
+    except conflicts.MarkerError:
+        return False
+    return split is not None and all(_reads_as_ours(side.text) for side in split)
+
+
+def _reads_as_ours(text: str) -> bool:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
@@ -115,6 +133,8 @@ def plan_asset_manifest(
         return act(FileState.BUILD, "a file nebula-build did not write; --force replaces it", True)
     if stranger:
         return act(FileState.CONFLICT, "a file nebula-build did not write is in the way")
+    if current is not None and merged(current):
+        return act(FileState.BUILD, "git left merge conflict markers in it")
     if wanted is None:
         return act(FileState.BUILD, "images change")
     if current is None:

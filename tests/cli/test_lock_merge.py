@@ -537,3 +537,24 @@ def test_lines_are_split_where_git_splits_them(repo, run_cli):
     code, _, err = run_cli("plan")
     assert code == 1
     assert err.startswith(f"error: images.lock:{line}: the conflict opened here has no"), err
+
+
+def test_an_asset_manifest_git_merged_with_markers_is_built_again(repo, run_cli):
+    assets = '[assets]\nmanifest = "images.json"\n\n'
+    with_assets = BASE.replace("[images.hero]", assets + "[images.hero]")
+    root = repo(with_assets)
+    branch_and_merge(root, run_cli, theirs=with_assets + CAT, ours=with_assets + DOG)
+    assert "<<<<<<<" in (root / "images.json").read_text(encoding="utf-8")
+    (root / "images.toml").write_text(with_assets + DOG + CAT, encoding="utf-8")
+
+    planned = run_cli("plan")
+    assert planned.code == 0, planned.err
+    # had been a conflict, "a file nebula-build did not write is in the way", and
+    # `apply` failed on it until --force
+    assert "asset manifest  build  images.json" in planned.out
+    assert "git left merge conflict markers in it" in planned.out
+    assert "conflict" not in planned.out.replace("merge conflict markers", "")
+    finish_merge(root, run_cli)
+    listed = json.loads((root / "images.json").read_text(encoding="utf-8"))["images"]
+    assert sorted(listed) == ["a", "b", "hero"]
+    assert not (root / ".nebula-build/backup").exists()
