@@ -878,6 +878,11 @@ def _toml_problem(message: str, text: str, line: int | None) -> tuple[str, str]:
             "is an inline table ({ … }), which takes no keys from outside its braces; "
             "write them inside, or make it a [table]"
         )
+    if message == "Unescaped '\\' in a string" and line is not None:
+        return ".".join(sourcemap.key_at(text, line)), (
+            'a \\ in a "…" string starts an escape in TOML: write paths with / '
+            "(static/img/hero.png), as on every system, or in '…' quotes"
+        )
     inline = _DUPLICATE_INLINE_KEY.match(message)
     if inline or message == "Cannot overwrite a value":
         at = sourcemap.key_at(text, line) if line is not None else ()

@@ -66,3 +66,16 @@ def test_a_mistyped_model_id_says_did_you_mean(written, meant, project, run_cli)
     line = err.strip()
     assert f"defaults.model: unknown model {written!r} for backend 'preview'" in line
     assert line.endswith(f"; did you mean {meant!r}?")
+
+
+@pytest.mark.parametrize("output", ["static\\img\\hero.png", "C:\\site\\hero.png"])
+def test_a_windows_path_in_double_quotes_says_to_write_slashes(output, project, run_cli):
+    project({"images.toml": HEAD + HERO.replace('"hero.png"', f'"{output}"')})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    where, _, said = err.partition(": images.hero.output: ")
+    assert where.startswith("error: images.toml:9:")  # where tomllib stopped
+    assert said == (
+        'a \\ in a "…" string starts an escape in TOML: write paths with / '
+        "(static/img/hero.png), as on every system, or in '…' quotes\n"
+    )  # had been only "invalid TOML: Unescaped '\\' in a string"
