@@ -97,8 +97,9 @@ def foreign_template(template: str, known: Collection[str]) -> str | None:
     """Why a `{{ … }}` in a template of rows or a matrix is refused, or None: filling
     it in would make it a literal `{ … }`, so a site's `{{ .Params.scene }}` became the
     same text in every post's prompt (one image for all) instead of an error. A
-    `variant_pattern` keeps `{{` as a brace."""
-    found = _DOUBLE_BRACES.search(template)
+    `{{word}}` that names no field stays the escape of a literal brace, as does any
+    `{{` in a `variant_pattern`."""
+    found = next((m for m in _DOUBLE_BRACES.finditer(template) if _foreign(m[1], known)), None)
     if found is None:
         return None
     written = printable(found[0], 80)
@@ -109,6 +110,13 @@ def foreign_template(template: str, known: Collection[str]) -> str | None:
         f"{written} is another template language's (Hugo, Jinja, Liquid): here a "
         f"placeholder is one pair of braces around a name{how}"
     )
+
+
+def _foreign(inside: str, known: Collection[str]) -> bool:
+    """Whether `{{inside}}` is another language's placeholder, not the escape of a
+    literal `{inside}` (`{{literal}}`): spaced (`{{ x }}`), dotted (`{{ .Title }}`),
+    or naming a field the data has (`{{title}}`)."""
+    return inside != inside.strip() or "." in inside or inside in known
 
 
 def _known_as(word: str, known: Collection[str]) -> str | None:

@@ -391,6 +391,12 @@ def test_json_problems_name_the_line_and_column(project, run_cli):
             "Liquid): here a placeholder is one pair of braces around a name: write {title}",
         ),
         (
+            "prompt",
+            "{{scene}} at dawn",  # Handlebars: no spaces, but the data has the field
+            "images.cover.prompt: {{scene}} is another template language's (Hugo, Jinja, "
+            "Liquid): here a placeholder is one pair of braces around a name: write {scene}",
+        ),
+        (
             "alt",
             "{{.Summary}}",
             "images.cover.alt: {{.Summary}} is another template language's (Hugo, Jinja, "
