@@ -134,9 +134,17 @@ def cmd_plan(ctx: Context) -> int:
         # apply would refuse them: a pull request must not pass, and must say why
         _say_conflicts(ctx, conflicts, project)
         return ExitCode.ERROR
-    if ctx.args.detailed_exitcode and (plan.has_changes or merge is not None):
-        return ExitCode.CHANGES_PENDING  # apply would write the lock resolved
+    if ctx.args.detailed_exitcode and _pending(plan, merge is not None):
+        return ExitCode.CHANGES_PENDING
     return ExitCode.OK
+
+
+def _pending(plan: Plan, merged: bool) -> bool:
+    """Whether apply would change anything, the committed lock alone included: write it
+    resolved (a lock with merge conflicts, `merged`), or without an ended pin."""
+    from nebula_build.ui.report import pins_released
+
+    return plan.has_changes or merged or bool(pins_released(plan))
 
 
 def _conflicts(plan: Plan) -> dict[str, str]:
@@ -315,8 +323,7 @@ def cmd_status(ctx: Context) -> int:
         return ExitCode.OK
     if _in_conflict(plan) or failed:
         return ExitCode.ERROR
-    pending = plan.has_changes or merge is not None  # apply would write the lock resolved
-    return ExitCode.CHANGES_PENDING if pending else ExitCode.OK
+    return ExitCode.CHANGES_PENDING if _pending(plan, merge is not None) else ExitCode.OK
 
 
 def _nothing_to_apply(ctx: Context) -> int | None:
@@ -523,8 +530,8 @@ def render_round(
         ctx.print(json.dumps(_applied_json(ctx, result), indent=2, ensure_ascii=False))
     elif not summary:
         pass
-    elif not result.plan.has_changes:
-        ctx.print(plan_text(result.plan, ctx.style))  # with its pins and settings notes
+    elif not result.plan.has_changes:  # with its pins and settings notes
+        ctx.print(plan_text(result.plan, ctx.style, lock_written=True))
     else:
         ctx.print(
             ctx.style(

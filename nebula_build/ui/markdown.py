@@ -113,8 +113,12 @@ def summary(
         lines += [f"**{stopped}:** {markdown_text(refused, _SHOWN_CHARS)}", ""]
     changes = plan.changes
     changed: list[str] = []  # each field that differs, as the plan shows it under the image
+    from nebula_build.ui.report import lock_changes
+
+    lock = lock_changes(plan, written=generated is not None)
     if not changes and not any(f.is_change for f in plan.files):
-        lines.append(f"No changes: {plural(len(plan.actions), 'image')} up to date.")
+        nothing = "No changes to the images" if lock is not None else "No changes"
+        lines.append(f"{nothing}: {plural(len(plan.actions), 'image')} up to date.")
     else:
         from nebula_build.ui.report import cache_note
 
@@ -136,6 +140,8 @@ def summary(
         ]
     from_cache = sum(1 for a in changes if a.from_cache)
     lines.append("")
+    if lock is not None:
+        lines += [f"**Lock:** {markdown_text(lock, _SHOWN_CHARS)}.", ""]
     lines += _generations(plan, estimate, _share(_MODELS_BYTES, budget))
     lines.append(f"- **From the cache:** {from_cache}.")
     if from_remote := sum(1 for a in changes if a.from_remote):

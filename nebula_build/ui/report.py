@@ -350,6 +350,34 @@ def pin_lines(plan: Plan, style: Style) -> list[str]:
     return lines
 
 
+def pins_released(plan: Plan) -> list[str]:
+    """The images whose pin an edit ended while their output stays: apply changes
+    nothing of theirs but the lock, which it writes without the pin."""
+    return [a.image for a in plan.actions if a.kind is ActionKind.NOOP and PIN_RELEASED in a.notes]
+
+
+def lock_changes(plan: Plan, *, written: bool = False) -> str | None:
+    """What apply writes to the lock that no image's action shows ("apply writes the
+    lock without 1 pin (hero)"), or, once `written`, what it wrote; None where nothing."""
+    released = pins_released(plan)
+    if not released:
+        return None
+    named = ", ".join(printable(name, limit=80) for name in released[:3])
+    if len(released) > 3:
+        named += f" and {len(released) - 3} more"
+    pins = f"{plural(len(released), 'pin')} ({named})"
+    return f"written without {pins}" if written else f"apply writes the lock without {pins}"
+
+
+def lock_changes_json(plan: Plan) -> dict[str, Any] | None:
+    """`lock_changes` of `plan --json` and `status --json` (null where apply would
+    write nothing to the lock that the actions do not show)."""
+    message = lock_changes(plan)
+    if message is None:
+        return None
+    return {"pins_released": pins_released(plan), "message": message}
+
+
 def conflict_lines(plan: Plan, style: Style) -> list[str]:
     """What to do about files changed by hand, which apply never overwrites unasked."""
     images = [a.image for a in plan.actions if a.kind is ActionKind.CONFLICT]
@@ -389,16 +417,26 @@ def settings_lines(plan: Plan, style: Style) -> list[str]:
 
 
 def plan_text(
-    plan: Plan, style: Style, estimate: Estimate | None = None, *, limit: int | None = None
+    plan: Plan,
+    style: Style,
+    estimate: Estimate | None = None,
+    *,
+    limit: int | None = None,
+    lock_written: bool = False,
 ) -> str:
     """The plan as `plan` prints it; with `limit`, at most that many images' actions
-    (the count of the others instead)."""
+    (the count of the others instead). `lock_written`: apply has carried it out, and
+    what it wrote to the lock alone is said as done."""
+    lock = lock_changes(plan, written=lock_written)
+    lock_lines = [style(f"Lock: {lock}.", "bold")] if lock is not None else []
     if not plan.has_changes:
+        nothing = "No changes to the images" if lock is not None else "No changes"
         return "\n".join(
             [
-                f"No changes: {plural(len(plan.actions), 'image')} up to date.",
+                f"{nothing}: {plural(len(plan.actions), 'image')} up to date.",
                 *pin_lines(plan, style),
                 *settings_lines(plan, style),
+                *lock_lines,
             ]
         )
     lines = ["nebula-build will perform these actions:", ""]
@@ -418,7 +456,7 @@ def plan_text(
     lines += pin_lines(plan, style)
     lines += settings_lines(plan, style)
     lines += conflict_lines(plan, style)
-    lines += ["", style(summary_line(plan), "bold")]
+    lines += ["", style(summary_line(plan), "bold"), *lock_lines]
     said = cost_text(estimate) if estimate is not None else None
     if said is not None:
         lines.append(said)
@@ -501,6 +539,7 @@ def plan_json(plan: Plan, estimate: Estimate | None = None) -> dict[str, Any]:
         "summary": plan.summary(),
         "files_summary": dict(Counter(f.state.value for f in plan.files)),
         "generations": len(plan.generations),
+        "lock_changes": lock_changes_json(plan),
     }
     if estimate is not None:
         data["cost"] = estimate_json(estimate)

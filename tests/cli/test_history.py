@@ -128,6 +128,35 @@ def test_an_edit_that_declares_the_pinned_spec_ends_the_pin_for_good(project, ru
     assert "pinned" not in run_cli("status").out
 
 
+def test_a_pin_an_edit_ended_is_a_pending_change_to_the_lock(project, run_cli):
+    """Only the lock changes (apply writes it without the pin): `plan
+    --detailed-exitcode` exits 2 and says so in one line, as `--json` and `status` do."""
+    root = project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    _edit(root, "a blue lighthouse", "a red lighthouse")
+    code, out, err = run_cli("plan", "--detailed-exitcode")
+    assert code == 2, err
+    assert out.startswith("No changes to the images: 1 image up to date."), out
+    assert "Lock: apply writes the lock without 1 pin (hero)." in out
+    code, out, _ = run_cli("plan", "--json", "--detailed-exitcode")
+    assert code == 2
+    assert json.loads(out)["lock_changes"] == {
+        "pins_released": ["hero"],
+        "message": "apply writes the lock without 1 pin (hero)",
+    }
+    assert run_cli("status", "--detailed-exitcode").code == 2
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "Lock: written without 1 pin (hero)." in out
+    assert "pinned_against" not in _lock(root)["hero"]
+    code, out, _ = run_cli("plan", "--detailed-exitcode")
+    assert code == 0 and out.startswith("No changes: 1 image up to date."), out
+    assert json.loads(run_cli("plan", "--json").out)["lock_changes"] is None
+
+
 def test_apply_of_one_target_leaves_another_images_ended_pin_to_its_own_plan(project, run_cli):
     """`apply --target logo` plans logo alone: hero's lock entry, which that plan does
     not show, is not rewritten either."""
