@@ -49,11 +49,11 @@ SETTINGS_NOTE = "made with different settings"
 #: why an image is made again whose lock entry records a placeholder the stand-in for
 #: the API made (a dry run), in a run that cannot reach a stand-in (`engine.standins`)
 PLACEHOLDER_REASON = "a placeholder the stand-in for the API made, not the real image"
-#: the note on such an image that a run that may reach a stand-in keeps
+#: how the note on such an image that a run that may reach a stand-in keeps begins (the
+#: rest names the command that makes it for real: `engine.standins.kept_note`)
 PLACEHOLDER_NOTE = (
     "a placeholder the stand-in for the API made: kept while NEBULA_BASE_URL is on "
-    "loopback, even through a proxy to the real API (`nebula-build apply --replace NAME` "
-    "makes it for real); an apply elsewhere makes it again"
+    "loopback, even through a proxy to the real API"
 )
 #: the note on an image whose lock records a pin its spec no longer holds to: the next
 #: apply writes the lock without it, even where nothing else changes

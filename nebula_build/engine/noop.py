@@ -615,7 +615,7 @@ def record(
     from nebula_build.core.plan import PIN_RELEASED, PLACEHOLDER_NOTE, SETTINGS_NOTE
 
     pinned = pinned or any(
-        SETTINGS_NOTE in note or note in (PIN_RELEASED, PLACEHOLDER_NOTE)
+        SETTINGS_NOTE in note or note == PIN_RELEASED or note.startswith(PLACEHOLDER_NOTE)
         for a in plan.actions
         for note in a.notes
     )

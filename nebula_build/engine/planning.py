@@ -7,7 +7,6 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from nebula_build.core.plan import (
-    PLACEHOLDER_NOTE,
     PLACEHOLDER_REASON,
     SETTINGS_NOTE,
     Action,
@@ -20,6 +19,7 @@ from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, ondisk
 from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
+from nebula_build.engine.standins import kept_note
 from nebula_build.engine.vouching import vouching
 from nebula_build.errors import LockfileError, UserError
 from nebula_build.plugin import OnDisk
@@ -221,7 +221,7 @@ def kept_placeholders(images: Plan, lock: Entries, refused: Collection[str]) -> 
     stand-in for the API made (a run that may reach the stand-in keeps them); none
     for the `refused` ones, which the plan replaces, from a cache or not."""
     return {
-        action.image: PLACEHOLDER_NOTE
+        action.image: kept_note([action.image])
         for action in images.actions
         if action.kind is not ActionKind.DELETE
         and not action.generates

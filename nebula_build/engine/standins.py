@@ -12,11 +12,28 @@ one counts as the image.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 
+from nebula_build.core.plan import PLACEHOLDER_NOTE
 from nebula_build.core.resolve import Resolved
-from nebula_build.text import made_by_stand_in
+from nebula_build.text import made_by_stand_in, shell_option
+
+#: the most images whose names a note's command lists (`--replace` each)
+NAMED_IN_COMMAND = 5
+
+
+def kept_note(images: Sequence[str]) -> str:
+    """The note on placeholders a run keeps, with the command that makes them for real:
+    "… (`nebula-build apply --replace hero` makes it for real); …"."""
+    options = [shell_option("--replace", name) for name in images[:NAMED_IN_COMMAND]]
+    how = "`nebula-build apply " + " ".join(options)
+    if len(images) > NAMED_IN_COMMAND:
+        how += " …`, a --replace for each,"
+    else:
+        how += "`"
+    it = "it" if len(images) == 1 else "them"
+    return f"{PLACEHOLDER_NOTE} ({how} makes {it} for real); an apply elsewhere makes {it} again"
 
 
 class StandIns:

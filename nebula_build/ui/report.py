@@ -402,17 +402,19 @@ def settings_lines(plan: Plan, style: Style) -> list[str]:
     """The images kept as they are although the lock says they were made with other
     settings than the backend's now (not in the key: `apply --replace` redoes them),
     or by the stand-in for the API (said once for many)."""
+    from nebula_build.engine.standins import kept_note
+
     notes = _settings(plan)
-    placeholders = [image for image, note in notes.items() if note == PLACEHOLDER_NOTE]
+    placeholders = [image for image, note in notes.items() if note.startswith(PLACEHOLDER_NOTE)]
     if len(placeholders) < SHARED_NOTE:
         placeholders = []
     lines = [
         style(f"  ~ {image}  {printable(note)}", "yellow")
         for image, note in notes.items()
-        if not (placeholders and note == PLACEHOLDER_NOTE)
+        if not (placeholders and note.startswith(PLACEHOLDER_NOTE))
     ]
     if placeholders:
-        lines.append(shared_note_line(PLACEHOLDER_NOTE, placeholders, style))
+        lines.append(shared_note_line(kept_note(placeholders), placeholders, style))
     return lines
 
 
@@ -583,7 +585,7 @@ def _settings(plan: Plan) -> dict[str, str]:
         for action in plan.actions
         if action.kind is ActionKind.NOOP
         for note in action.notes
-        if SETTINGS_NOTE in note or note == PLACEHOLDER_NOTE
+        if SETTINGS_NOTE in note or note.startswith(PLACEHOLDER_NOTE)
     }
 
 

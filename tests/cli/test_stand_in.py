@@ -157,7 +157,8 @@ def test_a_run_that_may_reach_the_stand_in_keeps_its_placeholders_and_says_so(
     note = (
         "note for 3 images (hero, logo, …): a placeholder the stand-in for the API made: "
         "kept while NEBULA_BASE_URL is on loopback, even through a proxy to the real API "
-        "(`nebula-build apply --replace NAME` makes it for real); an apply elsewhere makes it again"
+        "(`nebula-build apply --replace hero --replace logo --replace tile` makes them for "
+        "real); an apply elsewhere makes them again"
     )
     for _ in range(2):  # nor is the second one answered from a snapshot, without the note
         code, out, err = run_cli("plan", cwd=root)
@@ -165,6 +166,11 @@ def test_a_run_that_may_reach_the_stand_in_keeps_its_placeholders_and_says_so(
         assert out.startswith("No changes: 3 images up to date.") and note in out
     code, out, _ = run_cli("status", cwd=root)
     assert out.count("a placeholder the stand-in for the API made") == 3
+    # each image's own line names it in the command, never a word to fill in
+    assert "(`nebula-build apply --replace logo` makes it for real)" in out
+    assert "NAME" not in out
+    notes = [a["notes"] for a in json.loads(run_cli("plan", "--json", cwd=root).out)["actions"]]
+    assert "`nebula-build apply --replace tile` makes it for real" in notes[2][0]
 
     stand_in.marks_placeholders = False  # a proxy on loopback to the real API
     assert run_cli("apply", "--replace", "hero", cwd=root).code == 0
