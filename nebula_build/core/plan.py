@@ -21,7 +21,7 @@ from nebula_build.core.spec import AssetSpec, as_declared
 from nebula_build.core.sprite import ADDED_STEPS
 from nebula_build.imaging import format_for
 from nebula_build.state.lockfile import LockEntry
-from nebula_build.text import shell_operands
+from nebula_build.text import plural, shell_operands
 
 DigestOf = Callable[[str], "str | None"]
 HasCached = Callable[[str], bool]
@@ -199,6 +199,35 @@ class FileAction:
         return self.state in (FileState.BUILD, FileState.CONFLICT, FileState.DELETE)
 
 
+@dataclass(frozen=True, slots=True)
+class Generating:
+    """The images and candidate draws a plan's generations make, and how many
+    generations make them: every count of them (the summary line, `--locked`,
+    `--max-generations`, apply's question) words them here, so none drifts."""
+
+    images: int
+    draws: int
+    generations: int
+
+    @property
+    def shared(self) -> str:
+        """How many generations make them where that is fewer than there are (images of
+        one spec share theirs): " in 1 generation"; else ""."""
+        if self.generations < self.images + self.draws:
+            return f" in {plural(self.generations, 'generation')}"
+        return ""
+
+    def said(self) -> str:
+        """What they make, in words: "3 images", "2 images in 1 generation", "1 image
+        and 2 candidate draws"."""
+        parts = [plural(self.images, "image")] if self.images else []
+        if self.draws:
+            parts.append(plural(self.draws, "candidate draw"))
+        if not parts:
+            return plural(self.generations, "generation")
+        return " and ".join(parts) + self.shared
+
+
 @dataclass(frozen=True)
 class Plan:
     """Every image's action, no-ops included, in manifest order then deletions; then
@@ -224,6 +253,16 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return any(a.is_change for a in self.actions) or any(f.is_change for f in self.files)
+
+    def generating(self, *, draws: bool = True) -> Generating:
+        """What the plan's generations make, and in how many generations (images of one
+        spec share one); with `draws`, the candidate draws counted beside the images."""
+        made = [a for a in self.actions if a.generates and a.spec is not None]
+        if not draws:
+            made = [a for a in made if a.kind is not ActionKind.DRAW]
+        drawn = sum(1 for a in made if a.kind is ActionKind.DRAW)
+        keys = {a.spec.generation_key for a in made if a.spec is not None}
+        return Generating(len(made) - drawn, drawn, len(keys))
 
     def summary(self) -> dict[str, int]:
         counts = Counter(a.kind.value for a in self.actions)

@@ -39,7 +39,6 @@ from nebula_build.state import fileindex
 from nebula_build.state.lockfile import Entries, LockEntry, read, retain, write
 from nebula_build.state.project import Project
 from nebula_build.state.rescue import adopt
-from nebula_build.text import plural
 
 
 @dataclass(frozen=True)
@@ -373,31 +372,16 @@ def _refusal(plan: Plan, options: RoundOptions) -> str | None:
     generations = len(plan.generations)
     if options.locked and generations:
         return (
-            f"--locked: {_generating(plan)} would need generating; run "
+            f"--locked: {plan.generating().said()} would need generating; run "
             "`nebula-build apply` without --locked"
         )
     limit = options.max_generations
     if limit is not None and generations > limit:
         raise UserError(
-            f"this apply would generate {_generating(plan)}, more than "
+            f"this apply would generate {plan.generating().said()}, more than "
             f"--max-generations {limit}; nothing was generated"
         )
     return None
-
-
-def _generating(plan: Plan) -> str:
-    """What the plan's generations make, as its summary counts them: "3 images", "2
-    images in 1 generation" (one spec), "1 image and 2 candidate draws"."""
-    made = [a for a in plan.actions if a.generates and a.kind is not ActionKind.DRAW]
-    draws = sum(1 for a in plan.actions if a.generates and a.kind is ActionKind.DRAW)
-    generations = len(plan.generations)
-    parts = [plural(len(made), "image")] if made else []
-    if draws:
-        parts.append(plural(draws, "candidate draw"))
-    said = " and ".join(parts) or plural(generations, "generation")
-    if parts and len(made) + draws != generations:
-        said += f" in {plural(generations, 'generation')}"
-    return said
 
 
 def preflight(prepared: Prepared, plan: Plan) -> None:

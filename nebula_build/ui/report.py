@@ -166,11 +166,8 @@ def summary_line(plan: Plan) -> str:
     made = [a for a in plan.actions if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE)]
     from_remote = sum(1 for a in made if a.from_remote)
     from_cache = sum(1 for a in made if a.from_cache and not a.from_remote)
-    generating = [a for a in made if a.generates and a.spec is not None]
-    parts = [f"{len(made) - from_cache - from_remote} to generate"]
-    shared = len({a.spec.generation_key for a in generating if a.spec is not None})
-    if shared < len(generating):  # images of one spec share its generation
-        parts[0] += f" in {plural(shared, 'generation')}"
+    generating = plan.generating(draws=False)  # the draws have their own count
+    parts = [f"{generating.images} to generate{generating.shared}"]
     if from_cache:
         parts.append(f"{from_cache} from cache")
     if from_remote:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nebula_build.core.manifest import parse
-from nebula_build.core.plan import make_plan
+from nebula_build.core.plan import Generating, make_plan
 from nebula_build.core.resolve import resolve
 from nebula_build.core.spec import AssetSpec
 from nebula_build.plugin.manager import load_registry
@@ -111,3 +111,21 @@ def test_plan_case(case: dict[str, Any], fake_site: Path) -> None:
             assert any(expected["note"] in note for note in action.notes)
         if "backup" in expected:
             assert action.backup == expected["backup"]
+
+
+@pytest.mark.parametrize(
+    ("counts", "said"),
+    [
+        ((3, 0, 3), "3 images"),
+        ((2, 0, 1), "2 images in 1 generation"),
+        ((1, 2, 3), "1 image and 2 candidate draws"),
+        ((2, 1, 2), "2 images and 1 candidate draw in 2 generations"),
+        ((0, 0, 0), "0 generations"),
+    ],
+)
+def test_generating_words_what_the_generations_make(counts: tuple[int, int, int], said: str):
+    """The one wording of the summary line, --locked, --max-generations and apply's
+    question: images of one spec share a generation, and that is said."""
+    assert Generating(*counts).said() == said
+    shared = Generating(*counts).shared
+    assert shared == ("" if counts[2] == counts[0] + counts[1] else said[said.index(" in ") :])
