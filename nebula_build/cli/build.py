@@ -488,7 +488,7 @@ class ApplyListener:
         if not asking:
             return True
         self.ctx.out.flush()
-        return confirm.ask(cost_question(estimate), answers=sys.stdin, err=self.ctx.err)
+        return confirm.ask(cost_question(plan, estimate), answers=sys.stdin, err=self.ctx.err)
 
     def starting(self, prepared: Prepared, plan: Plan) -> Progress:
         from nebula_build.ui.progress import Progress

@@ -256,10 +256,14 @@ def cost_text(estimate: Estimate) -> str | None:
     return text + "."
 
 
-def cost_question(estimate: Estimate) -> str:
-    """'Generate 3 images on nebula (estimated $0.027)? [y/N] '."""
+def cost_question(plan: Plan, estimate: Estimate) -> str:
+    """'Generate 3 images on nebula (estimated $0.027)? [y/N] ', or '… 2 images in 1
+    generation …' where images of one spec share theirs: what the paid backends make,
+    counted as the plan's summary line counts it."""
     from nebula_build.engine.cost import money
 
+    paid = set(estimate.paid_backends)
+    bought = Plan(tuple(a for a in plan.actions if a.spec is not None and a.spec.backend in paid))
     backends = " and ".join(estimate.paid_backends)
     total = estimate.total
     if total is not None:
@@ -268,7 +272,7 @@ def cost_question(estimate: Estimate) -> str:
         said = f"at least {money(estimate.known)}, some prices unknown"
     else:
         said = "price unknown"
-    return f"Generate {plural(estimate.paid_generations, 'image')} on {backends} ({said})? [y/N] "
+    return f"Generate {bought.generating().said()} on {backends} ({said})? [y/N] "
 
 
 def estimate_json(estimate: Estimate) -> dict[str, Any]:

@@ -495,6 +495,26 @@ def test_on_a_terminal_no_means_nothing_is_generated(project, nebula_server):
     assert nebula_server.generations == [] and not (root / "a.png").exists()
 
 
+def test_on_a_terminal_the_question_counts_images_and_the_generations_they_share(
+    project, nebula_server
+):
+    """Two images of one spec are one paid generation: the question says both, as the
+    plan's summary line does, not "2 images" for the two generations of three images."""
+    same = {"prompt": "one", "seed": 1}
+    images = {
+        "a": {**same, "output": "a.png"},
+        "b": {**same, "output": "b.png"},
+        "c": {"prompt": "two", "seed": 2, "output": "c.png"},
+        "d": {"prompt": "free", "output": "d.png", "backend": "preview"},
+    }
+    root = paid_project(project, images, **PRICED)
+    code, text = _talk(*_spawn(root, "apply"), b"n\n")
+    assert code == 1
+    assert "Plan: 4 to generate in 3 generations, 0 to delete." in text
+    assert "Generate 3 images in 2 generations on nebula (estimated $0.006)? [y/N] " in text
+    assert nebula_server.generations == []
+
+
 @pytest.mark.parametrize("answer", [b"y\n", b"YES\n"])
 def test_on_a_terminal_yes_generates(answer, project, nebula_server):
     root = paid_project(project, **PRICED)
