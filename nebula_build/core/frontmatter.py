@@ -249,22 +249,36 @@ def _yaml_loader() -> Any:
 
 
 def _mapping_once(constructor: Any, node: Any) -> Any:
-    """A YAML mapping whose keys are each set once: PyYAML keeps the last of a key
-    set twice, so a field edited in one place and left in another (a second `title:`
-    further down) would say one thing and make the prompt of another."""
+    """A YAML mapping whose keys are each set once, each the text written: PyYAML keeps
+    the last of a key set twice, so a field edited in one place and left in another (a
+    second `title:` further down) would say one thing and make the prompt of another;
+    and YAML 1.1 reads `true:` as the boolean True (a field named "True") and `1:` as
+    1, which Python takes for the same key (`1:` and `yes:` had been "'True' set
+    twice"). A field is named as the post writes it."""
     from yaml.constructor import SafeConstructor
     from yaml.nodes import ScalarNode
 
-    first: dict[Any, Any] = {}
-    for key_node, _ in node.value:
+    first: dict[str, Any] = {}
+    for index, (key_node, value_node) in enumerate(node.value):
         if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
             continue  # a key that is no scalar is refused as unhashable by PyYAML
-        key, start = constructor.construct_object(key_node), key_node.start_mark
+        key, start = key_node.value, key_node.start_mark
         mark = first.setdefault(key, start)
         if mark is not start and mark is not None:
-            problem = f"sets {printable(str(key), 80)!r} twice (first on line {mark.line + 2})"
+            problem = f"sets {printable(key, 80)!r} twice (first on line {mark.line + 2})"
             raise _set_twice_error()(None, None, problem, start)
+        node.value[index] = (_as_text(key_node), value_node)
     return SafeConstructor.construct_yaml_map(constructor, node)
+
+
+def _as_text(key: Any) -> Any:
+    """A scalar key node read as the text written (`1`, `true`, `2026-01-02`)."""
+    from yaml.nodes import ScalarNode
+
+    return ScalarNode(_STR, key.value, key.start_mark, key.end_mark, key.style)
+
+
+_STR = "tag:yaml.org,2002:str"
 
 
 @functools.cache

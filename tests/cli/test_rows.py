@@ -487,6 +487,10 @@ def test_a_post_without_a_title_names_the_post(project, run_cli):
             "---\ntitle: A\ncover:\n  alt: a\n  alt: b\n---\n",
             "5:3: {} the YAML front matter sets 'alt' twice (first on line 4)",
         ),
+        (  # one key written plain and quoted: the same field
+            "---\ntitle: A\n1: a\n'1': b\n---\n",
+            "4:1: {} the YAML front matter sets '1' twice (first on line 3)",
+        ),
         (
             '+++\ntitle = "A"\ntitle = "B"\ndraft = false\n+++\n',
             "3: {} the TOML front matter sets 'title' twice",
@@ -496,7 +500,7 @@ def test_a_post_without_a_title_names_the_post(project, run_cli):
             "4: {} the TOML front matter sets 'title' twice",
         ),
     ],
-    ids=["yaml", "yaml-nested", "toml", "toml-multiline"],
+    ids=["yaml", "yaml-nested", "yaml-quoted", "toml", "toml-multiline"],
 )
 def test_a_key_set_twice_in_front_matter_is_one_error_naming_the_post_line_and_key(
     project, run_cli, post, said
@@ -514,6 +518,24 @@ def test_a_key_set_twice_in_front_matter_is_one_error_naming_the_post_line_and_k
     code, out, err = run_cli("plan")
     assert code == 1, out
     assert err == f"error: posts/a.md:{said.format('images.cover:')}\n"
+
+
+def test_yaml_front_matter_keys_are_fields_named_as_written(project, run_cli):
+    """YAML 1.1 reads `true:` and `yes:` as the boolean True, and `1:` as 1, which
+    Python takes for the same key: a post setting two of them had been refused with
+    "sets 'True' twice", and `true:` alone was a field named "True"."""
+    images = {
+        "cover": {
+            "rows": {"files": "posts/*.md"},
+            "prompt": "{title}: {true}, {True}, {yes}, {on}",
+            "output": "img/{slug}.png",
+        }
+    }
+    post = "---\ntitle: A\n1: one\ntrue: two\nTrue: three\nyes: four\non: five\n---\nx\n"
+    project({"images.toml": nebula_manifest(images), "posts/a.md": post})
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert json.loads(out)["actions"][0]["prompt"] == "A: two, three, four, five"
 
 
 def test_publishing_the_last_draft_says_how_to_keep_where_not_draft(project, run_cli):
