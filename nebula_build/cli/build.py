@@ -141,10 +141,11 @@ def cmd_plan(ctx: Context) -> int:
 
 def _pending(plan: Plan, merged: bool) -> bool:
     """Whether apply would change anything, the committed lock alone included: write it
-    resolved (a lock with merge conflicts, `merged`), or without an ended pin."""
-    from nebula_build.ui.report import pins_released
+    resolved (a lock with merge conflicts, `merged`), without an ended pin, or with a
+    draw the cache holds (`--more`)."""
+    from nebula_build.ui.report import lock_changes
 
-    return plan.has_changes or merged or bool(pins_released(plan))
+    return plan.has_changes or merged or lock_changes(plan) is not None
 
 
 def _conflicts(plan: Plan) -> dict[str, str]:

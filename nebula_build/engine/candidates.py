@@ -363,6 +363,34 @@ def recorded_draws(
     return result
 
 
+#: the note on an image whose one more draw (`--more`) a cache holds already: the
+#: lock records it, and nothing else changes
+DRAW_RECORDED = "its next draw is in the cache already: apply records it in the lock"
+
+
+def draws_to_record(
+    actions: Iterable[Action],
+    chosen: Picked,
+    store: Store,
+    lock: Mapping[str, LockEntry],
+    more: Collection[str],
+) -> dict[str, str]:
+    """A note (`DRAW_RECORDED`) for each image of `more` that apply only records a draw
+    of, since the cache holds it (the lock of a branch without it): nothing else
+    changes for it, and the plan must still say that the lock will."""
+    actions = list(actions)
+    drawn = touched(actions)
+    names = [a.image for a in actions if a.kind is ActionKind.NOOP and a.image in more]
+    recorded = recorded_draws(chosen, [name for name in names if name not in drawn], store, lock)
+    return {
+        name: DRAW_RECORDED
+        for name, draws in recorded.items()
+        if (entry := lock.get(name)) is not None
+        and entry.draws != draws
+        and entry.generation_key in {draw.key for draw in draws}
+    }
+
+
 def with_notes(actions: tuple[Action, ...], notes: Mapping[str, str]) -> tuple[Action, ...]:
     if not notes:
         return actions

@@ -112,6 +112,9 @@ def plan_for(
     actions = candidates.with_notes(actions, kept_placeholders(images, lock, placeholders))
     if draws:
         actions += tuple(candidates.draw_actions(actions, chosen, lock, prepared.store))
+    if more:
+        to_record = candidates.draws_to_record(actions, chosen, prepared.store, lock, more)
+        actions = candidates.with_notes(actions, to_record)
     images = Plan(actions)
     if remote is not None:
         from nebula_build.engine.remotecache import mark

@@ -354,20 +354,38 @@ def pin_lines(plan: Plan, style: Style) -> list[str]:
 def pins_released(plan: Plan) -> list[str]:
     """The images whose pin an edit ended while their output stays: apply changes
     nothing of theirs but the lock, which it writes without the pin."""
-    return [a.image for a in plan.actions if a.kind is ActionKind.NOOP and PIN_RELEASED in a.notes]
+    return _noted(plan, PIN_RELEASED)
+
+
+def draws_recorded(plan: Plan) -> list[str]:
+    """The images of `--more` whose next draw the cache holds: apply changes nothing of
+    theirs but the lock, which it writes with the draw."""
+    from nebula_build.engine.candidates import DRAW_RECORDED
+
+    return _noted(plan, DRAW_RECORDED)
+
+
+def _noted(plan: Plan, note: str) -> list[str]:
+    return [a.image for a in plan.actions if a.kind is ActionKind.NOOP and note in a.notes]
 
 
 def lock_changes(plan: Plan, *, written: bool = False) -> str | None:
     """What apply writes to the lock that no image's action shows ("apply writes the
     lock without 1 pin (hero)"), or, once `written`, what it wrote; None where nothing."""
-    released = pins_released(plan)
-    if not released:
+    parts = []
+    if released := pins_released(plan):
+        parts.append(f"without {plural(len(released), 'pin')} ({_listed(released)})")
+    if recorded := draws_recorded(plan):
+        parts.append(f"with {plural(len(recorded), 'draw')} the cache holds ({_listed(recorded)})")
+    if not parts:
         return None
-    named = ", ".join(printable(name, limit=80) for name in released[:3])
-    if len(released) > 3:
-        named += f" and {len(released) - 3} more"
-    pins = f"{plural(len(released), 'pin')} ({named})"
-    return f"written without {pins}" if written else f"apply writes the lock without {pins}"
+    return ("written " if written else "apply writes the lock ") + " and ".join(parts)
+
+
+def _listed(images: list[str]) -> str:
+    """'hero, logo, bg and 2 more'."""
+    named = ", ".join(printable(name, limit=80) for name in images[:3])
+    return named + (f" and {len(images) - 3} more" if len(images) > 3 else "")
 
 
 def lock_changes_json(plan: Plan) -> dict[str, Any] | None:
@@ -376,7 +394,11 @@ def lock_changes_json(plan: Plan) -> dict[str, Any] | None:
     message = lock_changes(plan)
     if message is None:
         return None
-    return {"pins_released": pins_released(plan), "message": message}
+    return {
+        "pins_released": pins_released(plan),
+        "draws_recorded": draws_recorded(plan),
+        "message": message,
+    }
 
 
 def conflict_lines(plan: Plan, style: Style) -> list[str]:

@@ -233,8 +233,16 @@ def test_more_records_a_draw_the_cache_had_already(project, run_cli, nebula_serv
     assert run_cli("apply", "--more", "hero").code == 0
     (root / "images.lock").write_text(before)  # the lock of a branch without the draw
     nebula_server.reset_counters()
-    code, _, err = run_cli("apply", "--more", "hero")
+    # only the lock changes: the plan says so, and is a change pending
+    code, out, _ = run_cli("plan", "--more", "hero", "--detailed-exitcode")
+    assert code == 2, out
+    assert out.startswith("No changes to the images: 1 image up to date."), out
+    assert "Lock: apply writes the lock with 1 draw the cache holds (hero)." in out
+    data = json.loads(run_cli("plan", "--more", "hero", "--json").out)
+    assert data["lock_changes"]["draws_recorded"] == ["hero"]
+    code, out, err = run_cli("apply", "--more", "hero")
     assert code == 0, err
+    assert "Lock: written with 1 draw the cache holds (hero)." in out
     assert nebula_server.requests == [] and len(_lock(root)["hero"]["draws"]) == 4
     assert run_cli("pick", "hero", "3").code == 0
 

@@ -145,6 +145,7 @@ def test_a_pin_an_edit_ended_is_a_pending_change_to_the_lock(project, run_cli):
     assert code == 2
     assert json.loads(out)["lock_changes"] == {
         "pins_released": ["hero"],
+        "draws_recorded": [],
         "message": "apply writes the lock without 1 pin (hero)",
     }
     assert run_cli("status", "--detailed-exitcode").code == 2
