@@ -597,7 +597,9 @@ def status_text(plan: Plan, style: Style, failed: Mapping[str, str] | None = Non
     pinned = {a.image for a in plan.actions if a.spec is not None and a.spec.pin is not None}
     summary = status_summary(plan, failed)
     rows = status_rows(plan, cache_note)
-    return status_lines(rows, summary, style, pinned=pinned, failed=failed, notes=_settings(plan))
+    text = status_lines(rows, summary, style, pinned=pinned, failed=failed, notes=_settings(plan))
+    lock = lock_changes(plan)
+    return text if lock is None else text + "\n" + style(f"Lock: {lock}.", "bold")
 
 
 def _settings(plan: Plan) -> dict[str, str]:

@@ -148,7 +148,8 @@ def test_a_pin_an_edit_ended_is_a_pending_change_to_the_lock(project, run_cli):
         "draws_recorded": [],
         "message": "apply writes the lock without 1 pin (hero)",
     }
-    assert run_cli("status", "--detailed-exitcode").code == 2
+    code, out, _ = run_cli("status", "--detailed-exitcode")
+    assert code == 2 and out.endswith("Lock: apply writes the lock without 1 pin (hero).\n"), out
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert "Lock: written without 1 pin (hero)." in out
