@@ -79,10 +79,8 @@ NOT_CACHED = " (its original is not cached)"
 
 
 #: why a file a lock entry records stays where nothing shows nebula-build wrote it
-NOT_VOUCHED = (
-    "it does not carry the record nebula-build writes into the files it makes; "
-    "delete it by hand if it is not needed"
-)
+RECORD = "the record nebula-build writes into the files it makes"
+NOT_VOUCHED = f"it does not carry {RECORD}; delete it by hand if it is not needed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +340,8 @@ class _Context:
     #: the images whose lock entry records a placeholder this run may not keep
     placeholders: frozenset[str] = frozenset()
     elsewhere: RecordedElsewhere = lambda path: None
+    #: the lock's entries, by image
+    entries: Mapping[str, LockEntry] = field(default_factory=dict)
 
     def why_it_stays(self, path: str, digest: str, entry: LockEntry) -> str | None:
         """Why a file the lock records for `entry`, holding what it records, is not
@@ -575,10 +575,13 @@ def _recorded(entry: LockEntry | None, path: str) -> str | None:
 
 
 def _guard(action: Action, ctx: _Context) -> Action:
-    """Turn a write over a file nebula-build did not write into a conflict."""
+    """Turn a write over a file nebula-build did not write into a conflict. One over a
+    file that only the lock says it wrote (a lock may name a logo drawn by hand by its
+    digest) is backed up first, and the reason says so: the `vouched` test, as for a
+    removal, but the write still happens (a fresh checkout's `metadata = false`)."""
     if action.kind in (ActionKind.NOOP, ActionKind.CONFLICT, ActionKind.DELETE):
         if action.kind is ActionKind.CONFLICT and ctx.force and action.resolution:
-            return replace(action.resolution, backup=True)
+            return _copy_kept(action.resolution, _theirs(action.resolution, ctx))
         return action
     spec, entry = action.spec, action.entry
     assert spec is not None
@@ -595,10 +598,16 @@ def _guard(action: Action, ctx: _Context) -> Action:
             what = f"takes over {spec.output} from {ctx.left[spec.output][0]}: {what}"
         reason = f"{action.reason} ({what} this output)"
         return replace(action, in_place=True, reason=reason, found=found)
+    # the files only the lock says are this image's, which nothing shows are: why each
+    claimed: dict[str, str] = {}
     for path, current in currents.items():
+        if current is None or current == known.get(path):
+            continue
         # a file an image no longer declared wrote is ours to take over (a rename)
-        recorded = _recorded(entry, path) or ctx.left.get(path, ("", None))[1]
-        if current is None or current == recorded or current == known.get(path):
+        recorder, recorded = _recording(entry, path, ctx)
+        if current == recorded and recorder is not None:
+            if (why := ctx.why_it_stays(path, current, recorder)) is not None:
+                claimed[path] = why
             continue
         if ctx.earlier_output(path, current, spec.name) or ctx.moved_here(path, current, spec.name):
             continue
@@ -607,7 +616,9 @@ def _guard(action: Action, ctx: _Context) -> Action:
             # the paths after this one are not looked at: apply checks them on its own
             return replace(action, reason=f"{action.reason} (already moved by hand)")
         if ctx.force:
-            return replace(action, backup=True)
+            if (elsewhere := ctx.elsewhere(path)) is not None:
+                claimed[path] = elsewhere
+            return _copy_kept(action, claimed)
         reason = (
             "changed by hand"
             if recorded is not None
@@ -626,7 +637,63 @@ def _guard(action: Action, ctx: _Context) -> Action:
             entry=entry,
             resolution=action,
         )
-    return replace(action, found=found)
+    checked = replace(action, found=found)
+    return _copy_kept(checked, claimed) if claimed else checked
+
+
+def _theirs(action: Action, ctx: _Context) -> dict[str, str]:
+    """The files another manifest's lock records among those `action` writes over: who
+    records each (asked only of what --force overwrites)."""
+    paths = action.spec.paths if action.spec is not None else ()
+    found = {path: ctx.elsewhere(path) for path in paths if ctx.digest_of(path) is not None}
+    return {path: why for path, why in found.items() if why is not None}
+
+
+def _recording(
+    entry: LockEntry | None, path: str, ctx: _Context
+) -> tuple[LockEntry | None, str | None]:
+    """The lock entry that records a file at `path` for this image (its own, or that of
+    the image no longer declared whose file it takes over), and the digest recorded."""
+    recorded = _recorded(entry, path)
+    if recorded is not None:
+        return entry, recorded
+    left = ctx.left.get(path)
+    if left is None:
+        return None, None
+    return ctx.entries.get(left[0]), left[1]
+
+
+def _copy_kept(action: Action, claimed: Mapping[str, str]) -> Action:
+    """The action, backing up the files it writes over first; its reason says why, for
+    the files the lock alone says are this image's (`claimed`: path → why not)."""
+    if not claimed:
+        return replace(action, backup=True)
+    unrecorded = [path for path, why in claimed.items() if why == NOT_VOUCHED]
+    clauses = [
+        f"{path} is another manifest's ({why})"
+        for path, why in claimed.items()
+        if why != NOT_VOUCHED
+    ]
+    if unrecorded:
+        metadata = action.spec is None or action.spec.metadata
+        clauses.insert(0, _unrecorded(unrecorded, metadata=metadata))
+    kept = "a copy is kept" if len(claimed) == 1 else "copies are kept"
+    reason = f"{action.reason} ({'; '.join(clauses)}: {kept} in .nebula-build/backup/)"
+    return replace(action, backup=True, reason=reason)
+
+
+def _unrecorded(paths: list[str], *, metadata: bool) -> str:
+    """That nothing shows nebula-build wrote these files, in the words of the option that
+    leaves its record out of them (`metadata = false`) where the image sets it."""
+    named = ", ".join(paths)
+    one = len(paths) == 1
+    if metadata:
+        return f"{named} {'does' if one else 'do'} not carry {RECORD}"
+    it = "it" if one else "them"
+    return (
+        f"{named} {'carries' if one else 'carry'} no record of what wrote {it} "
+        f"(metadata = false), and this checkout did not write {it}"
+    )
 
 
 def _in_the_way(owner: str | None, elsewhere: str | None) -> str:
@@ -743,6 +810,7 @@ def make_plan(
         vouched,
         frozenset(placeholders),
         elsewhere,
+        lock,
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [
