@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState
+from nebula_build.core.plan import RECORD, Action, ActionKind, FileAction, FileKind, FileState
 from nebula_build.core.spec import AtlasSpec
 from nebula_build.engine import candidates
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import FORCE_HINT, ChangedMeanwhileError, ConflictError, UserError
 from nebula_build.fsutil import sha256_bytes
-from nebula_build.imaging import image_size
+from nebula_build.imaging import MAX_BYTES, image_size
 from nebula_build.outputs import assetmanifest
 from nebula_build.outputs.atlas import (
     FRAME_MAP_LIMIT,
@@ -33,6 +33,7 @@ from nebula_build.outputs.atlas import (
     some_names,
 )
 from nebula_build.outputs.atlas import render as render_atlas
+from nebula_build.outputs.metadata import written_as_sheet
 from nebula_build.state.derivedrecords import AtlasRecord, Made
 from nebula_build.state.lockfile import LockEntry, read_made, write_made
 from nebula_build.state.siblings import Recorded, recorded_elsewhere
@@ -112,6 +113,7 @@ def _planned_atlases(
         recorded = read_recorded(prepared.guard, atlas)
         exports = {path: files.digest(path) for path in atlas.exports}
         sheet = files.digest(atlas.output)
+        on_disk = {atlas.output: sheet, atlas.frames: files.digest(atlas.frames), **exports}
         dropped = dropped_exports(prepared, atlas, recorded)
         record = records.get(atlas.name)
         old, kept = _moved_files(prepared, claims, atlas, record)
@@ -125,8 +127,10 @@ def _planned_atlases(
             known_output=prepared.store.output_files,
             exports=exports,
             dropped=[*dropped, *(path for path in old if path not in dropped)],
-            written_before=_written_before(prepared, record, {atlas.output: sheet, **exports}),
+            written_before=_written_before(prepared, record, on_disk),
+            frames=on_disk[atlas.frames],
         )
+        action = _copy_kept(prepared, action, {atlas.output: sheet, **exports})
         if old or kept:
             action = _with_old_files(action, old, kept)
         actions.append((action, {atlas.output: sheet, **exports}))
@@ -154,6 +158,37 @@ def _written_before(
         and record.files.get(path) == digest
         and _written_by_us(prepared, path, record=record)
     ]
+
+
+def _copy_kept(
+    prepared: Prepared, action: FileAction, on_disk: Mapping[str, str | None]
+) -> FileAction:
+    """An atlas build that writes over a sheet or an export nothing shows nebula-build
+    wrote (only a frame map or the lock, both a pull request's, says so: a logo drawn
+    by hand, by its digest) backs it up first, and its reason says so."""
+    if action.state is not FileState.BUILD or action.backup:
+        return action
+    unvouched = [
+        path
+        for path, digest in on_disk.items()
+        if digest is not None
+        and not prepared.store.wrote_before(path, digest)
+        and not (
+            _sheet_ours(prepared, path, digest)
+            if path == action.output
+            else _export_ours(prepared, path)
+        )
+    ]
+    if not unvouched:
+        return action
+    one = len(unvouched) == 1
+    named = ", ".join(printable(path, 200) for path in unvouched)
+    kept = "a copy is kept" if one else "copies are kept"
+    reason = (
+        f"{action.reason} ({named} {'does' if one else 'do'} not carry {RECORD}: {kept} "
+        "in .nebula-build/backup/)"
+    )
+    return dataclasses.replace(action, backup=True, reason=reason)
 
 
 _KEPT = "changed by hand since nebula-build wrote it, or not its file"
@@ -326,15 +361,17 @@ def _sorted_out(
             kept.append((path, _CLAIMED))
         elif any(_same_file(project.path_of(path), project.path_of(p)) for p in writing):
             continue  # another name of a file written now
-        elif files.digest(path) == recorded[path] and ours(path):
+        elif files.digest(path) == recorded[path]:
             if claims.holds(path):
                 kept.append((path, _CLAIMED))  # its name runs through a link to one
             elif (elsewhere := claims.elsewhere(path)) is not None:
                 kept.append((path, elsewhere))
             elif prepared.guard.folder_problem(path) is not None:
                 kept.append((path, _OUTSIDE))  # the guard would refuse to remove it
-            else:
+            elif ours(path):
                 removes.append(path)
+            else:
+                kept.append((path, _KEPT))
         else:
             kept.append((path, _KEPT))
     return removes, kept
@@ -356,7 +393,25 @@ def _written_by_us(prepared: Prepared, path: str, *, record: AtlasRecord) -> boo
     lock from a pull request that names another JSON file, digest and all, removes
     nothing."""
     if path == record.output:
+        return _sheet_ours(prepared, path, record.files[path])
+    return _export_ours(prepared, path)
+
+
+def _sheet_ours(prepared: Prepared, path: str, digest: str) -> bool:
+    """Whether the sheet at `path`, holding `digest`, is one nebula-build built there:
+    this checkout's cache marks it, or it carries the record a build writes into its
+    sheet. A lock (a pull request's) may name a logo drawn by hand as a sheet."""
+    if prepared.store.wrote_before(path, digest):
         return True
+    try:
+        data = prepared.guard.read(path, what="atlas sheet", limit=MAX_BYTES)
+    except (OSError, UserError):
+        return False
+    return sha256_bytes(data) == digest and written_as_sheet(data, path)
+
+
+def _export_ours(prepared: Prepared, path: str) -> bool:
+    """Whether the frame map or export at `path` reads as one nebula-build writes."""
     try:
         data = prepared.guard.read(path, what="atlas file", limit=FRAME_MAP_LIMIT)
     except (OSError, UserError):

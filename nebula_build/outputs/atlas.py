@@ -21,7 +21,7 @@ from nebula_build.core.spec import AtlasSpec
 from nebula_build.errors import UserError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.outputs.engines import Placed, aseprite_json, godot_tres
-from nebula_build.outputs.metadata import xmp_records
+from nebula_build.outputs.metadata import png_with_text, save_options, sheet_texts, xmp_records
 from nebula_build.outputs.sprites import TRIM_KEY
 from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import LockEntry
@@ -84,6 +84,7 @@ def plan_atlas(
     exports: Mapping[str, str | None] | None = None,
     dropped: Collection[str] = (),
     written_before: Collection[str] = (),
+    frames: str | None = None,
 ) -> FileAction:
     """What the atlas needs, from its members in the lock, the sheet's digest on disk
     (`sheet`) and what its frame map recorded; `changing` are images the same apply
@@ -92,7 +93,9 @@ def plan_atlas(
     exports on disk, each of which must be that build's too). `dropped`: the exports
     the last build wrote that the build removes (`derived.dropped_exports`).
     `written_before`: files of the atlas that hold what its last build wrote there as
-    the lock records it, where the frame map cannot say (it moved): no conflict."""
+    the lock records it, where the frame map cannot say (it moved): no conflict.
+    `frames`: the digest of the file at the frame map's path, if there is one: one that
+    is no frame map of nebula-build's is never written over without --force."""
     key = members_key(atlas, lock)
     exports = exports or {}
 
@@ -126,6 +129,8 @@ def plan_atlas(
             return act(FileState.BUILD, "a build was interrupted")
     if recorded is None and sheet is not None and atlas.output not in written_before:
         edited = f"{atlas.output} exists and was not written by nebula-build"
+    elif recorded is None and frames is not None and atlas.frames not in written_before:
+        edited = f"{atlas.frames} exists and was not written by nebula-build"
     elif recorded is not None and sheet is not None and sheet != recorded.get("digest"):
         edited = f"{atlas.output} changed by hand"
     for path, digest in exports.items():
@@ -316,12 +321,13 @@ def render(
     for name, image in images.items():
         sheet.paste(image, positions[name])
     buffer = io.BytesIO()
-    sheet.save(
-        buffer,
-        "PNG" if atlas.format == "png" else "WEBP",
-        **({} if atlas.format == "png" else {"lossless": True}),
-    )
-    data = buffer.getvalue()
+    texts = sheet_texts(atlas.name, atlas.output)  # what vouches for it in a fresh checkout
+    if atlas.format == "png":
+        sheet.save(buffer, "PNG")
+        data = png_with_text(buffer.getvalue(), texts)
+    else:
+        sheet.save(buffer, "WEBP", lossless=True, **save_options(texts))
+        data = buffer.getvalue()
     placed = [
         Placed(name, *positions[name], *images[name].size, *boxes.get(name, ((0, 0), None)))
         for name in atlas.members

@@ -338,6 +338,23 @@ def written_for(data: bytes, output_key: str) -> bool:
     )
 
 
+def sheet_texts(atlas: str, sheet: str) -> dict[str, str]:
+    """The record an atlas's sheet carries: whose sheet it is, and where it was built,
+    so a fresh checkout knows it as nebula-build's (`written_as_sheet`)."""
+    return {SPEC_KEY: spec_json({"tool": "nebula-build", "atlas": atlas, "sheet": sheet})}
+
+
+def written_as_sheet(data: bytes, sheet: str) -> bool:
+    """Whether `data` carries the record nebula-build writes into an atlas's sheet built
+    at `sheet` (`sheet_texts`). Read within bounds, never decoded."""
+    record = _spec_record(data)
+    return (
+        isinstance(record, dict)
+        and record.get("tool") == "nebula-build"
+        and record.get("sheet") == sheet
+    )
+
+
 def _spec_record(data: bytes) -> object:
     text = _png_spec_text(data) if data.startswith(_PNG_SIGNATURE) else _xmp_spec_text(data)
     if text is None:

@@ -4,6 +4,7 @@ as images.lock records them, and the plan names each; the lock is untrusted."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import pytest
@@ -455,7 +456,8 @@ def test_many_atlas_records_cost_one_look_at_the_manifest(project, run_cli, monk
     monkeypatch.setattr(derived, "_claimed", lambda prepared: looks.append(1) or claimed(prepared))
     code, out, err = run_cli("plan")
     assert code == 0, err
-    assert out.count("removes hand.png") == 50, out
+    # a file drawn by hand, whatever the lock says: no record, no marker
+    assert out.count("hand.png stays (changed by hand since nebula-build wrote it") == 50, out
     assert len(looks) == 1, len(looks)
 
 
@@ -502,3 +504,118 @@ def test_an_image_made_in_the_apply_is_not_removed_as_an_old_atlas_file(project,
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert _digest(root / "sprites/gem.png") == gem_digest, out
+
+
+def _drawn_by_hand() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _sheet_record(atlas: str, sheet: str, digest: str) -> str:
+    return f'[atlases.{atlas}]\noutput = "{sheet}"\nfiles = {{ "{sheet}" = "{digest}" }}\n'
+
+
+def test_a_lock_atlas_record_naming_a_file_drawn_by_hand_as_its_sheet_never_deletes_it(
+    project, run_cli
+):
+    """Before: `removes assets/logo.png`, and apply deleted the logo in a fresh checkout."""
+    import shutil
+
+    logo = _drawn_by_hand()
+    root = applied(project, run_cli, HERO, **{"assets/logo.png": logo})
+    digest = hashlib.sha256(logo).hexdigest()
+    _with_atlas_record(root, _sheet_record("gone", "assets/logo.png", digest))
+    shutil.rmtree(root / ".nebula-build")
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "removes assets/logo.png" not in out, out
+    assert "assets/logo.png stays (changed by hand since nebula-build wrote it, or not" in out
+    assert run_cli("apply").code == 0
+    assert (root / "assets/logo.png").read_bytes() == logo
+
+
+def test_a_lock_atlas_record_naming_a_file_drawn_by_hand_keeps_a_build_from_it(project, run_cli):
+    """Before: `new atlas`, and the build wrote its sheet over the logo, no copy kept;
+    now the conflict it is without the lock's record."""
+    import shutil
+
+    logo = _drawn_by_hand()
+    root = applied(project, run_cli, HERO, **{"assets/logo.png": logo})
+    digest = hashlib.sha256(logo).hexdigest()
+    (root / "images.toml").write_text(
+        HERO + '\n[atlases.items]\nimages = ["coin"]\noutput = "assets/logo.png"\n'
+    )
+    _with_atlas_record(root, _sheet_record("items", "assets/logo.png", digest))
+    shutil.rmtree(root / ".nebula-build")
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "assets/logo.png exists and was not written by nebula-build" in out, out
+    assert run_cli("apply").code == 1
+    assert (root / "assets/logo.png").read_bytes() == logo
+
+
+def test_a_frame_map_path_over_a_file_nebula_build_did_not_write_is_a_conflict(project, run_cli):
+    """Before: `new atlas`, and the build wrote its frame map over config.json."""
+    root = applied(project, run_cli, HERO, **{"config.json": '{"port": 8080}'})
+    (root / "images.toml").write_text(
+        HERO
+        + '\n[atlases.items]\nimages = ["coin"]\noutput = "game/items.png"\n'
+        + 'frames = "config.json"\n'
+    )
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "! atlas items  conflict" in out, out
+    assert "config.json exists and was not written by nebula-build" in out
+    assert run_cli("apply").code == 1
+    assert (root / "config.json").read_text() == '{"port": 8080}'
+    assert run_cli("apply", "--force").code == 0
+    backups = list((root / ".nebula-build/backup").rglob("config.json"))
+    assert [p.read_text() for p in backups] == ['{"port": 8080}']
+
+
+def test_a_fresh_checkout_removes_and_rebuilds_atlases_as_before(project, run_cli):
+    """A sheet nebula-build built carries its record, as an image does: in a fresh
+    checkout it goes with its atlas, and is rebuilt without a copy."""
+    import shutil
+
+    root = applied(project, run_cli, HERO + ITEMS)
+    shutil.rmtree(root / ".nebula-build")
+    (root / "images.toml").write_text(HERO.replace('"a coin"', '"a gold coin"') + ITEMS)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "backup" not in out, out
+    assert run_cli("apply").code == 0
+    assert not (root / ".nebula-build/backup").exists()
+    shutil.rmtree(root / ".nebula-build")
+    (root / "images.toml").write_text(HERO)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert f"      {ITEMS_REMOVED}\n" in out, out
+    assert run_cli("apply").code == 0
+    assert not any((root / path).exists() for path in ITEM_FILES)
+
+
+def test_a_frame_map_naming_a_file_drawn_by_hand_as_its_sheet_has_it_backed_up(project, run_cli):
+    """A pull request commits a frame map whose record gives the logo's digest as the
+    sheet's: the build still happens, after a copy."""
+    logo = _drawn_by_hand()
+    record = {"digest": hashlib.sha256(logo).hexdigest(), "key": "0" * 64}
+    frames = json.dumps({"frames": {}, "meta": {"app": "nebula-build", "nebula_build": record}})
+    root = applied(project, run_cli, HERO, **{"assets/logo.png": logo, "assets/logo.json": frames})
+    (root / "images.toml").write_text(
+        HERO + '\n[atlases.items]\nimages = ["coin"]\noutput = "assets/logo.png"\n'
+    )
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    kept = (
+        "(assets/logo.png does not carry the record nebula-build writes into the files it "
+        "makes: a copy is kept in .nebula-build/backup/)"
+    )
+    assert kept in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    backups = list((root / ".nebula-build/backup").rglob("logo.png"))
+    assert [p.read_bytes() for p in backups] == [logo]
