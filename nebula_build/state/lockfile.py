@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import stat
 import threading
 import time
 import tomllib
@@ -47,6 +48,7 @@ from nebula_build.state.locksplice import splice
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
 from nebula_build.state.seal import sealed_from, sealer
 from nebula_build.text import made_with_problem, printable
+from nebula_build.tomlparse import values_over, weight
 
 LOCK_VERSION = 1
 #: how `dumps` lays out a table: bump it with any change to that layout (a watch
@@ -69,6 +71,21 @@ _FIELDS = (
     "seed",
     "pinned_against",
     "applied_plan",
+)
+#: the most bytes a lock may have: a 100,000-image lock whose every image has three
+#: earlier generations (150-character prompts, a tenth with four candidates) is 246 MiB
+MAX_LOCK_BYTES = 1 << 30
+#: what a lock parsed in one piece may ask for (`tomlparse.weight`): 5 s and 130 MB of
+#: tomllib at most. A 10,000-image lock weighs 450,000 (2.3 million with that history);
+#: a heavier one is parsed a few thousand of its image tables at a time.
+MAX_WHOLE_WEIGHT = 1_000_000
+#: what one image's tables may ask for: 20 earlier generations of 64 draws weigh 3,100
+MAX_TABLE_WEIGHT = 16_384
+#: what the image tables parsed at once may ask for together
+_BATCH_WEIGHT = 65_536
+#: the header of an image's table as `_table` writes it
+_IMAGE_TABLE = re.compile(
+    r'^\[images\.(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*")\][ \t]*\r?$', re.MULTILINE
 )
 #: the longest text a recorded parameter may hold (the manifest's limit)
 MAX_TEXT = 10_000
@@ -487,20 +504,90 @@ def loads_merged(text: str, where: str = "images.lock") -> tuple[Entries, Merged
     """Parse lock text, reading both sides where a merge left git's conflict markers in
     it (each side checked as a whole lock); raises LockfileError naming what is wrong."""
     try:
-        data = _toml(text, where)
+        return _parse(text, where), None
     except LockfileError:
         split = _sides(text, where)  # markers never make valid TOML: only look then
         if split is None:
             raise
-        ours, theirs = (_entries_from(data, w) for data, w in _parsed(split, where))
-        entries = theirs | ours
-        contested = {
-            name: (ours[name], theirs[name])
-            for name in ours.keys() & theirs.keys()
-            if ours[name] != theirs[name]
-        }
-        return entries, Merged(len(ours), len(theirs), contested)
-    return _entries_from(data, where), None
+    labelled = [f"{where} ({label})" for label in ("ours", "theirs")]
+    ours, theirs = (
+        _parse(side.text, label, side.line) for side, label in zip(split, labelled, strict=True)
+    )
+    entries = theirs | ours
+    contested = {
+        name: (ours[name], theirs[name])
+        for name in ours.keys() & theirs.keys()
+        if ours[name] != theirs[name]
+    }
+    return entries, Merged(len(ours), len(theirs), contested)
+
+
+def _parse(text: str, where: str, line: Callable[[int], int] | None = None) -> Entries:
+    """The entries of lock text (`line`: the file's line of each of its lines, a
+    side's), parsed whole where it asks for little, else a batch of its image tables
+    at a time, as nebula-build writes them: a table past MAX_TABLE_WEIGHT is refused
+    before it is parsed, and no more than a batch is ever held as TOML."""
+    if not values_over(text, MAX_WHOLE_WEIGHT):
+        return _entries_from(_toml(text, where, line), where)
+    starts = [found.start() for found in _IMAGE_TABLE.finditer(text)]
+    if not starts or values_over(text[: starts[0]], MAX_WHOLE_WEIGHT):
+        raise _not_laid_out(where)
+    entries = _entries_from(_toml(text[: starts[0]], where, line), where)
+    if entries:  # image tables before the first header found: not the tool's layout
+        raise _not_laid_out(where)
+    ends = [*starts[1:], len(text)]
+    first, total, count = starts[0], 0, 0
+    for start, end in zip(starts, ends, strict=True):
+        table = text[start:end]
+        size = weight(table)
+        if size > MAX_TABLE_WEIGHT and values_over(table, MAX_TABLE_WEIGHT):
+            header = printable(text[start : text.find("\n", start)].strip(), 120)
+            raise LockfileError(
+                f"{where}: {header}: asks for more than {MAX_TABLE_WEIGHT:,} TOML values "
+                "(a table counting 8), more than an image's record ever holds; restore the "
+                "lock from version control or delete the entry"
+            )
+        if count and total + size > _BATCH_WEIGHT:
+            _add_tables(entries, text, (first, start, count), where, line)
+            first, total, count = start, 0, 0
+        total, count = total + min(size, MAX_TABLE_WEIGHT), count + 1
+    _add_tables(entries, text, (first, len(text), count), where, line)
+    return entries
+
+
+def _add_tables(
+    entries: Entries,
+    text: str,
+    batch: tuple[int, int, int],
+    where: str,
+    line: Callable[[int], int] | None,
+) -> None:
+    """Add the entries of `text[start:end]`, which holds `count` image tables."""
+    start, end, count = batch
+
+    def file_line(number: int) -> int:
+        number += text.count("\n", 0, start)
+        return number if line is None else line(number)
+
+    data = _toml(text[start:end], where, file_line)
+    images = data.get("images")
+    if list(data) != ["images"] or not isinstance(images, Mapping) or len(images) != count:
+        raise _not_laid_out(where)
+    for name, entry in images.items():
+        if name in entries:
+            raise LockfileError(
+                f"{where}: images.{_shown(name)} is recorded twice; restore the lock from "
+                "version control or delete one of its tables"
+            )
+        entries[name] = LockEntry.from_dict(name, entry, where=where)
+
+
+def _not_laid_out(where: str) -> LockfileError:
+    return LockfileError(
+        f"{where} asks for more than {MAX_WHOLE_WEIGHT:,} TOML values (a table counting 8) "
+        "and is not laid out as nebula-build writes a lock, one [images.NAME] table per "
+        "image; restore it from version control or delete it"
+    )
 
 
 def _sides(text: str, where: str) -> tuple[conflicts.Side, conflicts.Side] | None:
@@ -514,12 +601,17 @@ def _sides(text: str, where: str) -> tuple[conflicts.Side, conflicts.Side] | Non
         ) from None
 
 
-def _parsed(
+def _heads(
     split: tuple[conflicts.Side, conflicts.Side], where: str
 ) -> Iterator[tuple[dict[str, Any], str]]:
-    """Each side's TOML, and where it is from ("images.lock (ours)")."""
+    """Each side's TOML before its first image table, and where it is from ("images.lock
+    (ours)")."""
     for side, label in zip(split, ("ours", "theirs"), strict=True):
-        yield _toml(side.text, f"{where} ({label})", side.line), f"{where} ({label})"
+        first = _IMAGE_TABLE.search(side.text)
+        head = side.text if first is None else side.text[: first.start()]
+        if values_over(head, MAX_WHOLE_WEIGHT):
+            raise _head_too_large(where)
+        yield _toml(head, f"{where} ({label})", side.line), f"{where} ({label})"
 
 
 def _toml(text: str, where: str, line: Callable[[int], int] | None = None) -> dict[str, Any]:
@@ -691,9 +783,9 @@ def read_from_disk(project: Project) -> tuple[Entries, bytes | None]:
         entries = _check_own_files(project, entries, where)
         if not (formatted and project.lock_path in _retained):
             return entries, None
-        raw = _from_lock(project, Path.read_bytes)  # a splice starts from its bytes
+        raw = _from_lock(project, _lock_bytes)  # a splice starts from its bytes
         return entries, raw if raw is not None and sha256_bytes(raw) == digest else None
-    raw = _from_lock(project, Path.read_bytes)
+    raw = _from_lock(project, _lock_bytes)
     if raw is None:
         return {}, None
     digest = sha256_bytes(raw)  # what was parsed, should the lock have changed since
@@ -720,14 +812,48 @@ _T = TypeVar("_T")
 
 
 def _from_lock(project: Project, reading: Callable[[Path], _T]) -> _T | None:
-    """`reading` of the lock file; None where there is no lock."""
+    """`reading` of the lock file, once its size is known to be within MAX_LOCK_BYTES;
+    None where there is no lock."""
+    path = project.lock_path
     try:
-        return reading(project.lock_path)
+        info = path.stat()
+    except FileNotFoundError:
+        _refuse_a_shared_lock(project)
+        return None
+    except OSError as exc:
+        raise LockfileError(f"{path.name}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise LockfileError(f"{path.name} is a folder; remove it and re-run")
+    if not stat.S_ISREG(info.st_mode):
+        raise LockfileError(f"{path.name} is not a regular file; remove it and re-run")
+    if info.st_size > MAX_LOCK_BYTES:
+        raise _too_large(path.name, info.st_size)
+    try:
+        return reading(path)
     except FileNotFoundError:
         _refuse_a_shared_lock(project)
         return None
     except IsADirectoryError:
-        raise LockfileError(f"{project.lock_path.name} is a folder; remove it and re-run") from None
+        raise LockfileError(f"{path.name} is a folder; remove it and re-run") from None
+
+
+def _too_large(where: str, size: int) -> LockfileError:
+    return LockfileError(
+        f"{where}: {size:,} bytes, more than a lock may have ({MAX_LOCK_BYTES >> 20:,} MiB); "
+        "restore it from version control or delete it"
+    )
+
+
+def _lock_bytes(path: Path) -> bytes:
+    """The lock's bytes, at most MAX_LOCK_BYTES of them (it may grow after its stat)."""
+    with path.open("rb") as handle:
+        # what the file holds and a byte more: a read allocates what it asks for
+        raw = handle.read(min(os.fstat(handle.fileno()).st_size, MAX_LOCK_BYTES) + 1)
+        if len(raw) <= MAX_LOCK_BYTES:
+            raw += handle.read(MAX_LOCK_BYTES + 1 - len(raw))
+    if len(raw) > MAX_LOCK_BYTES:
+        raise _too_large(path.name, len(raw))
+    return raw
 
 
 #: the snapshot's layout: a line saying whose it is, then lines of up to _PIECE entries;
@@ -985,7 +1111,8 @@ def write(
     text = dumps(entries, section.decode()).encode()
     try:
         before = _signature(project.lock_path)
-        if project.lock_path.read_bytes() == text:
+        # a lock of another size differs: never read whole for that
+        if (before is None or before[0] == len(text)) and project.lock_path.read_bytes() == text:
             if before is not None and _signature(project.lock_path) == before:
                 _hold(project, entries, text, before)
             return False
@@ -1089,11 +1216,15 @@ def _head(project: Project) -> bytes:
             ) is not None:
                 return head[: found.start() + 1]
             if len(head) > _HEAD_LIMIT:
-                raise LockfileError(
-                    f"{project.lock_path.name}: the tables before `images` are far too "
-                    "large; restore the lock from version control or delete it"
-                )
+                raise _head_too_large(project.lock_path.name)
     return head
+
+
+def _head_too_large(where: str) -> LockfileError:
+    return LockfileError(
+        f"{where}: the tables before `images` are far too large; restore the lock from "
+        "version control or delete it"
+    )
 
 
 def _made_section(project: Project) -> bytes:
@@ -1113,6 +1244,8 @@ def read_made(project: Project) -> Made:
     one line, as is an `[assets]` table naming a path outside it."""
     where = project.lock_path.name
     head = _head(project)
+    if values_over(head.decode("utf-8", "replace"), MAX_WHOLE_WEIGHT):
+        raise _head_too_large(where)
     try:
         data = tomllib.loads(head.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
@@ -1128,14 +1261,14 @@ def _merged_made(project: Project) -> Made:
     record both sides hold differently is the one whose files are on disk as it says,
     else the one "ours" holds."""
     where = project.lock_path.name
-    raw = _from_lock(project, Path.read_bytes) or b""
+    raw = _from_lock(project, _lock_bytes) or b""
     try:
         split = _sides(raw.decode("utf-8"), where)
     except UnicodeDecodeError:
         return Made({})  # reading its images says what is wrong with it
     if split is None:
         return Made({})
-    ours, theirs = (_made_from(project, data, w) for data, w in _parsed(split, where))
+    ours, theirs = (_made_from(project, data, w) for data, w in _heads(split, where))
     guard = Guard(project.root, reserved=project.own_files)
     atlases = dict(theirs.atlases)
     for name, record in ours.atlases.items():

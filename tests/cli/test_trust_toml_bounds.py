@@ -1,0 +1,118 @@
+"""A pull request's lock and manifest are read within bounds: a file past its size, or
+one that asks tomllib for more values than any real one holds (64 MiB of `[t1]`,
+`[t2]`, … took 95 s and 5.8 GB), is one line naming the file, refused before it is
+parsed; a real lock of any size is still read, a batch of its tables at a time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from nebula_build.state import lockfile
+
+PREVIEW = """\
+version = 1
+
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+"""
+IMAGE = '\n[images.a]\nprompt = "a lighthouse"\noutput = "out/a.png"\n'
+LOCK_HEAD = "version = 1\n"
+COMMANDS = ("plan", "apply", "status")
+
+
+def entry(name: str, n: int) -> str:
+    digest = f"{n:064x}"
+    return (
+        f'\n[images.{name}]\nbackend = "preview"\nmodel = "m"\noutput = "out/{name}.png"\n'
+        f'digest = "{digest}"\ngeneration_key = "{digest}"\noutput_key = "{digest}"\n'
+        'params = { prompt = "a, b, c.", seed = 1 }\n'
+    )
+
+
+def one_line_error(run_cli, command: str) -> str:
+    started = time.perf_counter()
+    code, out, err = run_cli(command)
+    elapsed = time.perf_counter() - started
+    lines = err.splitlines()
+    assert code == 1, (command, out[:500], err[:2000])
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[:2000]
+    assert "Traceback" not in err
+    assert elapsed < 20, (command, elapsed)
+    return lines[0]
+
+
+def test_a_lock_past_its_size_is_refused_before_it_is_read(project, run_cli, monkeypatch):
+    monkeypatch.setattr(lockfile, "MAX_LOCK_BYTES", 1 << 20)
+    root = project({"images.toml": PREVIEW + IMAGE, "images.lock": LOCK_HEAD})
+    with (root / "images.lock").open("a") as handle:
+        handle.truncate((1 << 20) + 1)  # sparse: nothing to read
+    for command in COMMANDS:
+        line = one_line_error(run_cli, command)
+        assert "images.lock: 1,048,577 bytes, more than a lock may have (1 MiB)" in line
+
+
+#: each asks tomllib for millions of values in a few MiB
+CRAFTED = {
+    "tables": "".join(f"[t{n}]\n" for n in range(400_000)),
+    "arrays": "x = [" + "[]," * 1_000_000 + "]\n",
+    "dotted keys": "".join(f"k{n}.v = 1\n" for n in range(300_000)),
+}
+
+
+@pytest.mark.parametrize("form", list(CRAFTED))
+def test_a_lock_that_asks_for_millions_of_values_is_refused_unparsed(form, project, run_cli):
+    project({"images.toml": PREVIEW + IMAGE, "images.lock": LOCK_HEAD + CRAFTED[form]})
+    for command in COMMANDS:
+        line = one_line_error(run_cli, command)
+        assert "images.lock asks for more than 1,000,000 TOML values" in line
+        assert "not laid out as nebula-build writes a lock" in line
+
+
+@pytest.fixture
+def light_whole(monkeypatch):
+    """A lock parsed whole may weigh 20,000: 2,000 entries weigh more."""
+    monkeypatch.setattr(lockfile, "MAX_WHOLE_WEIGHT", 20_000)
+
+
+def test_an_image_table_that_asks_for_too_many_values_names_the_image(
+    project, run_cli, light_whole
+):
+    tables = "".join(entry(f"i{n}", n) for n in range(2_000))
+    crafted = "\n[images.bad]\nx = [" + "[]," * 20_000 + "]\n"
+    project({"images.toml": PREVIEW + IMAGE, "images.lock": LOCK_HEAD + tables + crafted})
+    line = one_line_error(run_cli, "plan")
+    assert "images.lock: [images.bad]: asks for more than 16,384 TOML values" in line
+
+
+def test_a_large_lock_as_nebula_build_writes_it_is_read_a_batch_of_tables_at_a_time(
+    project, run_cli, light_whole
+):
+    """Entries that weigh more than a lock parsed whole may are still read, every entry
+    checked (the last one's problem is found), a problem's line is the file's."""
+    tables = "".join(entry(f"i{n:05}", n) for n in range(2_000))
+    lock = LOCK_HEAD + tables
+    root = project({"images.toml": PREVIEW + IMAGE, "images.lock": lock})
+    code, out, err = run_cli("status")
+    assert code != 1, err[:2000]
+    outside = lock.replace('output = "out/i01999.png"', 'output = "/x.png"')
+    (root / "images.lock").write_text(outside)
+    line = one_line_error(run_cli, "plan")
+    assert "images.lock: images.i01999: `output` '/x.png'" in line
+    broken = lock.replace("seed = 1 }\n\n[images.i01500]", "seed = 1 }\n\n[images.i01500]\n=")
+    (root / "images.lock").write_text(broken)
+    line = one_line_error(run_cli, "plan")
+    expected_line = broken[: broken.index("\n=\n")].count("\n") + 2
+    assert f"images.lock is not valid TOML: line {expected_line}, column 1" in line
+
+
+def test_an_image_recorded_twice_in_a_large_lock_is_one_line(project, run_cli, light_whole):
+    tables = "".join(entry(f"i{n:05}", n) for n in range(2_000))
+    lock = LOCK_HEAD + tables + entry("i00000", 1)
+    project({"images.toml": PREVIEW + IMAGE, "images.lock": lock})
+    line = one_line_error(run_cli, "plan")
+    assert "images.lock: images.i00000 is recorded twice" in line
