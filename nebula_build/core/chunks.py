@@ -23,7 +23,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nebula_build.core.manifest import ImageDecl, Manifest, ManifestModel, beyond_limits
+from nebula_build.core.manifest import (
+    MAX_MANIFEST_WEIGHT,
+    ImageDecl,
+    Manifest,
+    ManifestModel,
+    beyond_limits,
+)
+from nebula_build.tomlparse import values_over
 
 _IMAGE_HEADER = re.compile(r"\[images\.([A-Za-z0-9_-]+)(?:\.[A-Za-z0-9_-]+)*\][ \t]*(?:#.*)?")
 #: a line that starts with "[" (a header, or an array's element), and one indented
@@ -111,6 +118,8 @@ def _trimmed(piece: str) -> str:
 
 def parse_rest(text: str) -> dict[str, Any] | None:
     """The rest's TOML, if it parses and says nothing of images."""
+    if values_over(text, MAX_MANIFEST_WEIGHT):
+        return None
     try:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError, ValueError):
@@ -121,6 +130,8 @@ def parse_rest(text: str) -> dict[str, Any] | None:
 def parse_image(name: str, chunk: str) -> ImageDecl | None:
     """One image's chunk, validated as the whole manifest validates it; None for any
     problem (the whole parse reports it)."""
+    if values_over(chunk, MAX_MANIFEST_WEIGHT):
+        return None
     try:
         data = tomllib.loads(chunk)
     except (tomllib.TOMLDecodeError, RecursionError, ValueError):

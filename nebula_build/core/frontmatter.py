@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.table import DataError, Row, Table, Value, decode, normal
 from nebula_build.text import printable
+from nebula_build.tomlparse import values_over
 
 if TYPE_CHECKING:
     from yaml import MarkedYAMLError
@@ -37,6 +38,9 @@ MAX_NUMBER = 4_300
 #: values (scalars, lists and tables) in a post's YAML front matter, counted as it is
 #: read: each costs hundreds of bytes parsed, and 4 MiB of `[],[],…` took 20 s and 1 GB
 MAX_YAML_VALUES = 200_000
+#: what TOML front matter may ask tomllib for (`tomlparse.weight`: a value 1, a table
+#: 8), counted before it is parsed: 4 MiB of `[t1]`, `[t2]`, … would take gigabytes
+MAX_TOML_WEIGHT = 200_000
 _FENCES = {"---": "yaml", "+++": "toml"}
 #: front matter that names its language after `---`, closed by `---` (gray-matter's,
 #: which Eleventy reads: `---yaml`, `--- json`)
@@ -154,6 +158,13 @@ def slug_of(path: str, base: str = ".") -> str:
 
 def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
     if kind == "toml":
+        if values_over(text, MAX_TOML_WEIGHT):
+            raise DataError(
+                path,
+                f"the TOML front matter asks for more than {MAX_TOML_WEIGHT:,} values (a "
+                "table counting 8), more than nebula-build reads from a post",
+                1,
+            )
         try:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

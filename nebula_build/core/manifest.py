@@ -40,6 +40,7 @@ from nebula_build.errors import CONFLICT, ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 from nebula_build.state.conflicts import marker_on, opened_conflict
 from nebula_build.text import model_id_problem, printable
+from nebula_build.tomlparse import values_over
 
 SCHEMA_VERSION = 1
 
@@ -49,6 +50,10 @@ SCHEMA_VERSION = 1
 MAX_DEPTH = 16
 #: a manifest of 100,000 images is a few MB; anything far larger is refused unread
 MAX_MANIFEST_BYTES = 64 << 20
+#: what tomllib may be asked for (`tomlparse.weight`: a value 1, a table 8), counted
+#: before it parses: 100,000 images written out one table each, with eight keys, weigh
+#: 3.2 million; 64 MiB of `[t1]`, `[t2]`, … (67 million) took 95 s and 5.8 GB
+MAX_MANIFEST_WEIGHT = 8_000_000
 #: characters in any string, wherever it is (a backend's settings included)
 MAX_STRING = 100_000
 #: characters in any key (image names, settings)
@@ -903,6 +908,14 @@ def _unvalidated(path: Path, display_path: str, text: str) -> Manifest:
 
 def parse(text: str, path: Path, display_path: str) -> Manifest:
     """Validate manifest text; every problem becomes one line of a ManifestError."""
+    if values_over(text, MAX_MANIFEST_WEIGHT):
+        raise ManifestError.single(
+            display_path,
+            "",
+            f"asks for more than {MAX_MANIFEST_WEIGHT:,} TOML values (a table counting 8), "
+            "more than a manifest of 100,000 images needs; declare fewer images, or make "
+            "them with a matrix or rows",
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -968,7 +981,10 @@ def read_bytes(path: Path, display_path: str | None = None) -> bytes:
                 shown, "", f"{info.st_size:,} bytes, more than a manifest may have (64 MiB)"
             )
         with os.fdopen(os.dup(fd), "rb") as handle:
-            return handle.read(MAX_MANIFEST_BYTES)
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:  # it grew since fstat
+            raise ManifestError.single(shown, "", "more bytes than a manifest may have (64 MiB)")
+        return raw
     except OSError as exc:
         raise ManifestError.single(shown, "", f"cannot read: {exc.strerror}") from None
     finally:

@@ -116,3 +116,37 @@ def test_an_image_recorded_twice_in_a_large_lock_is_one_line(project, run_cli, l
     project({"images.toml": PREVIEW + IMAGE, "images.lock": lock})
     line = one_line_error(run_cli, "plan")
     assert "images.lock: images.i00000 is recorded twice" in line
+
+
+@pytest.mark.parametrize("form", list(CRAFTED))
+def test_a_manifest_that_asks_for_millions_of_values_is_refused_unparsed(form, project, run_cli):
+    crafted = CRAFTED[form] * 3  # past 8,000,000
+    if form == "arrays":
+        crafted = "x = [" + "[]," * 1_000_000 + "]\n"  # 9,000,000: a value and a table each
+    project({"images.toml": PREVIEW + crafted + IMAGE})
+    for command in ("validate", *COMMANDS):
+        line = one_line_error(run_cli, command)
+        assert line.startswith("error: images.toml: asks for more than 8,000,000 TOML values")
+
+
+def test_toml_front_matter_of_too_many_values_is_refused_before_it_is_parsed(project, run_cli):
+    """YAML front matter was counted as it was read; TOML front matter was parsed whole:
+    4 MiB of `[t1]`, `[t2]`, … asks tomllib for gigabytes."""
+    tables = "".join(f"[t{n}]\n" for n in range(30_000))  # 240,000
+    manifest = (
+        PREVIEW
+        + '\n[images.cover]\nrows = { files = "posts/*.md" }\nprompt = "cover for {title}"\n'
+        'output = "{slug}.png"\n'
+    )
+    project(
+        {
+            "images.toml": manifest,
+            "posts/a.md": '+++\ntitle = "A"\n+++\nhello\n',
+            "posts/b.md": f'+++\ntitle = "B"\n{tables}+++\nhello\n',
+        }
+    )
+    line = one_line_error(run_cli, "plan")
+    assert line == (
+        "error: posts/b.md:1: images.cover: the TOML front matter asks for more than 200,000 "
+        "values (a table counting 8), more than nebula-build reads from a post"
+    )
