@@ -527,10 +527,14 @@ def _parse(text: str, where: str, line: Callable[[int], int] | None = None) -> E
     side's), parsed whole where it asks for little, else a batch of its image tables
     at a time, as nebula-build writes them: a table past MAX_TABLE_WEIGHT is refused
     before it is parsed, and no more than a batch is ever held as TOML."""
-    if not values_over(text, MAX_WHOLE_WEIGHT):
+    if weight(text) <= MAX_WHOLE_WEIGHT:
         return _entries_from(_toml(text, where, line), where)
     starts = [found.start() for found in _IMAGE_TABLE.finditer(text)]
-    if not starts or values_over(text[: starts[0]], MAX_WHOLE_WEIGHT):
+    if not starts:  # the marks may be in its strings: only then are they set aside
+        if values_over(text, MAX_WHOLE_WEIGHT):
+            raise _not_laid_out(where)
+        return _entries_from(_toml(text, where, line), where)
+    if values_over(text[: starts[0]], MAX_WHOLE_WEIGHT):
         raise _not_laid_out(where)
     entries = _entries_from(_toml(text[: starts[0]], where, line), where)
     if entries:  # image tables before the first header found: not the tool's layout
@@ -592,6 +596,8 @@ def _not_laid_out(where: str) -> LockfileError:
 
 def _sides(text: str, where: str) -> tuple[conflicts.Side, conflicts.Side] | None:
     """The text of each side of the conflicts in `text`, or None where it has none."""
+    if conflicts.first_marker(text) is None:  # no line by line walk of text without one
+        return None
     try:
         return conflicts.sides(text)
     except conflicts.MarkerError as exc:

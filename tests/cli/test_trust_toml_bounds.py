@@ -150,3 +150,16 @@ def test_toml_front_matter_of_too_many_values_is_refused_before_it_is_parsed(pro
         "error: posts/b.md:1: images.cover: the TOML front matter asks for more than 200,000 "
         "values (a table counting 8), more than nebula-build reads from a post"
     )
+
+
+def test_a_lock_without_conflict_markers_is_not_walked_for_them(project, run_cli, monkeypatch):
+    """The walk for git's markers keeps a string per line: 64 MiB of `[t1]`, `[t2]`, …
+    took 980 MB for it, after the count had refused the lock."""
+    from nebula_build.state import conflicts
+
+    def walked(text: str) -> None:
+        raise AssertionError("walked line by line")
+
+    monkeypatch.setattr(conflicts, "sides", walked)
+    project({"images.toml": PREVIEW + IMAGE, "images.lock": LOCK_HEAD + CRAFTED["tables"]})
+    assert "asks for more than 1,000,000 TOML values" in one_line_error(run_cli, "plan")
