@@ -120,15 +120,22 @@ def summary(
         nothing = "No changes to the images" if lock is not None else "No changes"
         lines.append(f"{nothing}: {plural(len(plan.actions), 'image')} up to date.")
     else:
-        from nebula_build.ui.report import cache_note
+        from nebula_build.ui.report import backup_note, cache_note
 
         lines += ["| image | action | reason | output |", "| --- | --- | --- | --- |"]
         rows = [
-            _row(a.image, a.kind.value, reason_line(a) + cache_note(a), a.output or "")
+            _row(
+                a.image,
+                a.kind.value,
+                reason_line(a) + cache_note(a) + backup_note(a),
+                a.output or "",
+            )
             for a in changes
         ]
         files = [f for f in plan.files if f.is_change]
-        rows += [_row(f.label, f.state.value, reason_line(f), f.output) for f in files]
+        rows += [
+            _row(f.label, f.state.value, reason_line(f) + backup_note(f), f.output) for f in files
+        ]
         table = _fitting(rows, _share(_TABLE_BYTES, budget), listed=listed)
         if table and not table[-1].startswith("| "):  # the count: a blank line ends the table
             table[-1:] = ["", table[-1]]

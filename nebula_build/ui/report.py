@@ -129,18 +129,25 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
     if (note := removal_note(action)) is not None:
         lines.append(style(f"      {note}", "yellow"))
     if action.backup:
-        lines.append(
-            style(
-                "      the current file is backed up (.nebula-build/backup/), then replaced",
-                "magenta",
-            )
-        )
+        lines.append(style(f"      {BACKED_UP}", "magenta"))
     lines += [
         style(f"      note: {printable(note)}", "yellow")
         for note in action.notes
         if note not in shared
     ]
     return lines
+
+
+#: what the plan says under an action that keeps a copy of the file it replaces
+BACKED_UP = "the current file is backed up (.nebula-build/backup/), then replaced"
+
+
+def backup_note(action: Action | FileAction) -> str:
+    """What a one-line reason (a job summary's cell) adds where the action keeps a copy
+    of the file it replaces and its reason does not say so already; else ""."""
+    if not action.backup or ".nebula-build/backup/" in action.reason:
+        return ""
+    return f"; {BACKED_UP}"
 
 
 def _sprite_lines(spec: AssetSpec) -> list[str]:
@@ -504,6 +511,7 @@ def action_json(action: Action) -> dict[str, Any]:
         "generates": action.generates,
         "from_cache": action.from_cache,
         "from_remote_cache": action.from_remote,
+        "backup": action.backup,
     }
     if action.spec is not None:
         data |= {
@@ -516,7 +524,8 @@ def action_json(action: Action) -> dict[str, Any]:
     if action.old_output:
         data["old_output"] = action.old_output
     if action.kind is ActionKind.CONFLICT and action.resolution is not None:
-        data["with_force"] = action_json(action.resolution)
+        # --force keeps a copy of every file it writes over (core/plan.py `_guard`)
+        data["with_force"] = action_json(action.resolution) | {"backup": True}
     if action.removes:
         data["removes"] = list(action.removes)
     if action.stays:
@@ -547,11 +556,12 @@ def file_json(action: FileAction) -> dict[str, Any]:
         "action": action.state.value,
         "reason": action.reason,
         "output": action.output,
+        "backup": action.backup,
     }
     if action.kind is FileKind.ATLAS:
         data |= {"atlas": action.name, "frames": action.frames}
     if action.removes and action.state is FileState.CONFLICT:  # as an image's conflict
-        data["with_force"] = {"removes": list(action.removes)}
+        data["with_force"] = {"removes": list(action.removes), "backup": True}
     elif action.removes:
         data["removes"] = list(action.removes)
     return data
