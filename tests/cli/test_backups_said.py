@@ -1,6 +1,6 @@
 """Every form of the plan says which files apply copies under .nebula-build/backup/
 before it replaces them: the text, `--json` (`"backup"`), `--markdown` and the job
-summary."""
+summary; and says "--force:" only where --force is why."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tests.cli.test_earlier_outputs import HERO, _rounds
 from tests.outputs.test_atlas_lock import HERO as SPRITES
 
 BACKED_UP = "the current file is backed up (.nebula-build/backup/), then replaced"
+FORCED = "--force: the current file is backed up, then replaced"
 
 
 def _put_back_from_git(project, run_cli):
@@ -109,6 +110,29 @@ def test_markdown_does_not_say_a_copy_twice(project, run_cli, tmp_path):
     assert code == 0, err
     (row,) = [line for line in (tmp_path / "plan.md").read_text().splitlines() if "items" in line]
     assert row.count(".nebula-build/backup/") == 1, row
+
+
+def test_a_file_backed_up_without_force_is_not_said_to_be_by_force(project, run_cli):
+    """A sheet only its frame map vouches for is backed up with no --force given.
+    Before: "--force: the current file is backed up, then replaced" under it."""
+    _sheet_only_its_frame_map_vouches_for(project, run_cli)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "--force" not in out, out
+    assert f"a copy is kept in .nebula-build/backup/)\n      {BACKED_UP}\n" in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "--force" not in out, out
+
+
+def test_a_file_force_replaces_is_still_said_to_be_by_force(project, run_cli):
+    _hand_edited_sprites(project, run_cli)
+    code, out, err = run_cli("plan", "--force")
+    assert code == 0, err
+    assert f"atlas/hero.png changed by hand; --force overwrites it\n      {FORCED}\n" in out, out
+    code, out, err = run_cli("apply", "--force")
+    assert code == 0, err
+    assert FORCED in out
 
 
 def test_an_unchanged_project_backs_nothing_up(project, run_cli):
