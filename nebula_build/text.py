@@ -1,8 +1,9 @@
 """Text from outside (a server's answer, a plugin's message) made safe to show.
 
 `printable` makes one harmless line: no terminal escape sequences, no control
-characters, no bidirectional overrides. `redact` takes secrets out, whole or in
-fragments. `plural` counts things in words ("1 image", "2 images").
+characters, no bidirectional overrides; `quoted` puts one in quotes, as typed.
+`redact` takes secrets out, whole or in fragments. `plural` counts things in words
+("1 image", "2 images").
 `made_with_problem` checks a backend's provenance record (a plugin's answer, a
 lock's entry) and `made_by_stand_in` reads its placeholder mark; `model_id_problem`
 checks a model id from a manifest. `shell_option` and `shell_operands` write an
@@ -58,6 +59,16 @@ def printable(text: str, limit: int | None = None) -> str:
     if limit is not None and len(line) > limit:
         return line[: max(0, limit - 1)].rstrip() + "…"
     return line
+
+
+def quoted(text: str, limit: int | None = None) -> str:
+    """`text` in quotes as a message shows a value from a manifest: as written (a
+    Windows path `C:\\site\\x.png` with the backslashes typed, not the doubled ones of
+    `repr`), made one printable line (`printable`); in double quotes where it holds a
+    single one and no double one, as `repr` chooses."""
+    line = printable(text, limit)
+    quote = '"' if "'" in line and '"' not in line else "'"
+    return f"{quote}{line}{quote}"
 
 
 def _plain(text: str) -> bool:

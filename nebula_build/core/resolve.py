@@ -58,7 +58,7 @@ from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 from nebula_build.state.remote import url_problem
-from nebula_build.text import file_key
+from nebula_build.text import file_key, quoted
 
 if TYPE_CHECKING:
     from nebula_build.core.rowimages import DataFiles, RowImages, Source, Sources
@@ -249,11 +249,11 @@ class _Resolver(SpriteRules):
             return None
         if value.startswith(("/", "\\", "~")) or (parts and ":" in parts[0]):
             self.fail(
-                loc, f"{what} must be a path relative to the manifest's folder, not {value!r}"
+                loc, f"{what} must be a path relative to the manifest's folder, not {quoted(value)}"
             )
             return None
         if ".." in parts:
-            self.fail(loc, f"{what} must stay inside the project ({value!r} uses '..')")
+            self.fail(loc, f"{what} must stay inside the project ({quoted(value)} uses '..')")
             return None
         if not parts:
             self.fail(loc, f"{what} must name a file")
@@ -285,7 +285,7 @@ class _Resolver(SpriteRules):
         if path is None:
             return None
         if PurePosixPath(path).suffix.lower() not in INPUT_SUFFIXES:
-            self.fail(loc, f"{value!r} is not a JPG, PNG or WebP file")
+            self.fail(loc, f"{quoted(value)} is not a JPG, PNG or WebP file")
             return None
         digest = self.digest_of(path)
         if digest is None:

@@ -60,7 +60,7 @@ from nebula_build.core.table import (
 )
 from nebula_build.errors import UserError
 from nebula_build.state import globs
-from nebula_build.text import plural
+from nebula_build.text import plural, quoted
 
 #: bytes in one data file (a 100,000-row catalogue is a few MB)
 MAX_DATA_BYTES = 32 << 20
@@ -160,7 +160,7 @@ def sources_of(rows: str | RowsDecl) -> tuple[Source, ...]:
         if source in found:
             raise ExpansionError(
                 "rows",
-                f"{pattern!r} is files.{found[source]} again: list each pattern once",
+                f"{quoted(pattern)} is files.{found[source]} again: list each pattern once",
                 at=source.written_at,
             )
         found[source] = index
@@ -231,7 +231,8 @@ class Sources:
         if source.pattern is None and suffix_format(source.path) is None:
             raise ExpansionError(
                 "rows",
-                f"{source.path!r} is not a data file nebula-build reads ({', '.join(FORMATS)})",
+                f"{quoted(source.path)} is not a data file nebula-build reads "
+                f"({', '.join(FORMATS)})",
             )
         reading = source.shown
         try:

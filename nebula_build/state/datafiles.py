@@ -17,6 +17,7 @@ from nebula_build.errors import UnsafePathError, UserError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.state import globs
 from nebula_build.state.guard import Guard, Listing, Signature
+from nebula_build.text import quoted
 
 #: files in one folder of posts, and posts one pattern matches: more than any site
 #: has, far fewer than fill memory
@@ -65,7 +66,7 @@ class DataReader:
     def read(self, path: str, *, limit: int) -> bytes:
         problem = self.guard.input_problem(path)
         if problem is not None:
-            raise UnsafePathError(f"data file {path!r} {problem}")
+            raise UnsafePathError(f"data file {quoted(path)} {problem}")
         self._observe(path)
         data = self.guard.read(path, what="data file", limit=limit)
         self.digests[path] = sha256_bytes(data)

@@ -20,6 +20,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 
 from nebula_build.state.guard import RESERVED_FOLDERS, path_problem
+from nebula_build.text import quoted
 
 WILDCARDS = frozenset("*?[")
 #: a whole part that stands for any number of folders
@@ -48,21 +49,23 @@ def checked_parts(pattern: str) -> Parts:
     """The parts of `pattern`, checked; GlobError naming what is wrong."""
     problem = path_problem(pattern)
     if problem is not None:
-        raise GlobError(f"{pattern!r} {problem}")
+        raise GlobError(f"{quoted(pattern)} {problem}")
     parts = tuple(pattern.split("/"))
     for index, part in enumerate(parts):
         if part.casefold() in RESERVED_FOLDERS:
             raise GlobError(
-                f"{pattern!r} names {part}/, which belongs to the tool or to version control"
+                f"{quoted(pattern)} names {part}/, which belongs to the tool or to version control"
             )
         # in the file name, `**` is `*` as it always was (`posts/**.md`)
         if ANY_DEPTH in part and part != ANY_DEPTH and index < len(parts) - 1:
             raise GlobError(
-                f"{pattern!r}: `**` stands for any number of folders, so it is a whole "
+                f"{quoted(pattern)}: `**` stands for any number of folders, so it is a whole "
                 f"part of the pattern ({_EXAMPLE})"
             )
     if parts[-1] == ANY_DEPTH:
-        raise GlobError(f"{pattern!r} ends in `**`: its last part names the files ({_EXAMPLE})")
+        raise GlobError(
+            f"{quoted(pattern)} ends in `**`: its last part names the files ({_EXAMPLE})"
+        )
     # `**/**` is `**`: one state, not one per `**` at every folder (337 of them in a
     # pattern took 2 s a walk, 32 such patterns 22 s)
     return parts[:1] + tuple(
