@@ -134,6 +134,9 @@ class _Resolver(SpriteRules):
         self.digest_of = digest_of
         self.override = backend_override
         self.problems: list[Problem] = []
+        #: a problem of an image a declaration made, as the declaration's template has
+        #: it (`'../x/{sku}.png' uses '..'`, not `'../x/tea.png'`): said once for them all
+        self.said_as_written: dict[Problem, str] = {}
         self.settings: dict[str, BackendSettings] = {}
         self.models: dict[str, Mapping[str, ModelSupport]] = {}
         self.broken_backends: set[str] = set()
@@ -230,35 +233,23 @@ class _Resolver(SpriteRules):
             return None
         return self.styles[style]
 
-    def check_path(self, loc: tuple[str | int, ...], value: str, what: str) -> str | None:
-        # String operations rather than PurePosixPath: this runs for every image.
-        if has_control_characters(value):
-            self.fail(loc, f"{what} may not contain control characters ({value!r})")
-            return None
-        if len(value) > MAX_PATH:
-            self.fail(loc, f"{what} may be at most {MAX_PATH} characters long")
-            return None
-        parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
-        long = next((p for p in parts if len(p) > 50 and len(p.encode()) > MAX_NAME_BYTES), None)
-        if long is not None:
-            self.fail(
-                loc,
-                f"{what} has a file or folder name longer than {MAX_NAME_BYTES} bytes "
-                f"({long[:20]!r}… is {len(long.encode())})",
-            )
-            return None
-        if value.startswith(("/", "\\", "~")) or (parts and ":" in parts[0]):
-            self.fail(
-                loc, f"{what} must be a path relative to the manifest's folder, not {quoted(value)}"
-            )
-            return None
-        if ".." in parts:
-            self.fail(loc, f"{what} must stay inside the project ({quoted(value)} uses '..')")
-            return None
-        if not parts:
-            self.fail(loc, f"{what} must name a file")
-            return None
-        return "/".join(parts)
+    def check_path(
+        self, loc: tuple[str | int, ...], value: str, what: str, *, output_of: str | None = None
+    ) -> str | None:
+        """`value` as the project names it (`a/b.png`), or None (and a problem).
+        `output_of`: the image whose output `value` is. Where a declaration's template
+        filled it in and the template itself has the problem, the problem is said of the
+        template too (`said_as_written`), so that its images make one line."""
+        path, problem = _checked_path(value, what)
+        if problem is None:
+            return path
+        self.fail(loc, problem)
+        base = self.bases.get(output_of) if output_of is not None else None
+        if base is not None:
+            written = _checked_path(self.manifest.model.images[base].output, what)[1]
+            if written is not None:
+                self.said_as_written[self.problems[-1]] = written
+        return None
 
     def input(self, name: str, decl: ImageDecl, key: str, value: str) -> tuple[str, str] | None:
         """(path, digest) of an input: a file, or `@image`, another image's output.
@@ -432,7 +423,7 @@ class _Resolver(SpriteRules):
                     f"must be a multiple of {step} within {MIN_SIZE}-{MAX_SIZE} for "
                     f"{model_id} (got {value})",
                 )
-        output = self.check_path(("images", name, "output"), decl.output, "output")
+        output = self.check_path(("images", name, "output"), decl.output, "output", output_of=name)
         fmt = format_for(decl.output)
         if output is not None and fmt is None:
             self.fail(
@@ -733,6 +724,29 @@ class _Resolver(SpriteRules):
             fail("variant_pattern", f"must end with the output's extension .{ext} (use {{ext}})")
 
 
+def _checked_path(value: str, what: str) -> tuple[str | None, str | None]:
+    """(`value` as the project names it, None), or (None, what is wrong with it)."""
+    # String operations rather than PurePosixPath: this runs for every image.
+    if has_control_characters(value):
+        return None, f"{what} may not contain control characters ({value!r})"
+    if len(value) > MAX_PATH:
+        return None, f"{what} may be at most {MAX_PATH} characters long"
+    parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
+    long = next((p for p in parts if len(p) > 50 and len(p.encode()) > MAX_NAME_BYTES), None)
+    if long is not None:
+        return None, (
+            f"{what} has a file or folder name longer than {MAX_NAME_BYTES} bytes "
+            f"({long[:20]!r}… is {len(long.encode())})"
+        )
+    if value.startswith(("/", "\\", "~")) or (parts and ":" in parts[0]):
+        return None, f"{what} must be a path relative to the manifest's folder, not {quoted(value)}"
+    if ".." in parts:
+        return None, f"{what} must stay inside the project ({quoted(value)} uses '..')"
+    if not parts:
+        return None, f"{what} must name a file"
+    return "/".join(parts), None
+
+
 def _set_fields(fields: BaseModel) -> dict[str, Any]:
     """The fields the manifest wrote out (never None: TOML has no null)."""
     values = fields.__dict__
@@ -897,7 +911,9 @@ def resolve(
         if problem is not None:
             resolver.fail(("cache", "remote"), problem)
     if resolver.problems:
-        raise ManifestError(_once_per_declaration(resolver.problems, resolver.bases))
+        raise ManifestError(
+            _once_per_declaration(resolver.problems, resolver.bases, resolver.said_as_written)
+        )
     return Resolved(
         specs,
         resolver.settings,
@@ -935,10 +951,13 @@ def idle_conflicts(
     return found
 
 
-def _once_per_declaration(problems: list[Problem], bases: Mapping[str, str]) -> list[Problem]:
+def _once_per_declaration(
+    problems: list[Problem], bases: Mapping[str, str], as_written: Mapping[Problem, str]
+) -> list[Problem]:
     """Each problem once: one in [defaults] or a style is found once per image that
     inherits it, and one in a matrix's or rows' declaration once per image it makes
-    (300 rows, one typo: one line at the declaration, saying how many it hit). A
+    (300 rows, one typo: one line at the declaration, saying how many it hit), in the
+    words `as_written` gives it where its message shows a value filled in (a path). A
     problem only one of its images has stays that image's."""
     grouped: dict[str, tuple[Problem, dict[str, Problem]]] = {}
     for found in problems:
@@ -947,7 +966,7 @@ def _once_per_declaration(problems: list[Problem], bases: Mapping[str, str]) -> 
         shared = found
         if base != name:  # an image a declaration made: said at the declaration
             loc = f"images.{base}" + found.loc.removeprefix(f"images.{name}")
-            message = found.message.replace(name, base)
+            message = as_written.get(found) or found.message.replace(name, base)
             shared = Problem(found.path, loc, message, found.line, found.column)
         grouped.setdefault(str(shared), (shared, {}))[1].setdefault(found.loc, found)
     result = []

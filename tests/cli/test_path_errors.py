@@ -99,3 +99,48 @@ def test_control_characters_are_still_shown_escaped(project, run_cli):
         "error: images.toml:11:1: images.hero.output: output may not contain control "
         "characters ('a\\x7f.png')"
     ]
+
+
+def test_a_template_outside_the_project_is_one_line_for_all_its_rows(project, run_cli):
+    """Before: one line per row, `images.product[tea-green].output: … ('../x/tea-green.png'
+    uses '..')`, then the same for every other row, where a `.gif` output was one line."""
+    project(
+        {
+            "images.toml": HEAD
+            + """
+[images.product]
+rows = "data/products.csv"
+id = "sku"
+prompt = "{description}"
+output = "../x/{sku}.png"
+
+[images.shot]
+matrix = { k = ["a", "b", "c"] }
+prompt = "{k}"
+output = 'C:\\site\\{k}.png'
+""",
+            "data/products.csv": "sku,description\ntea-green,green tea\nsencha,a sencha\n"
+            "matcha,a matcha\n",
+        }
+    )
+    assert _errors(run_cli) == [
+        "error: images.toml:13:1: images.product.output: output must stay inside the project "
+        "('../x/{sku}.png' uses '..') (for 3 of its images)",
+        "error: images.toml:18:1: images.shot.output: output must be a path relative to the "
+        "manifest's folder, not 'C:\\site\\{k}.png' (for 3 of its images)",
+    ]
+
+
+def test_a_value_that_leaves_the_project_is_said_at_its_own_image(project, run_cli):
+    """The template is fine; one row's value is not: that image's line, with its path."""
+    project(
+        {
+            "images.toml": HEAD
+            + '\n[images.shot]\nmatrix = { k = ["a", "..", "b"] }\nprompt = "{k}"\n'
+            + 'output = "x/{k}/y.png"\n'
+        }
+    )
+    assert _errors(run_cli) == [
+        "error: images.toml:12:1: images.shot[..].output: output must stay inside the project "
+        "('x/../y.png' uses '..')"
+    ]
