@@ -58,7 +58,7 @@ from nebula_build.core.table import (
     suffix_format,
     text_of,
 )
-from nebula_build.errors import UserError
+from nebula_build.errors import UserError, did_you_mean
 from nebula_build.state import globs
 from nebula_build.text import plural, quoted
 
@@ -567,7 +567,9 @@ def _check_templates(
             has = f"{table.path} and the matrix have:" if matrix else f"{table.path} has:"
             if no_posts:  # a new site's empty posts folder: the first post gives the fields
                 has = f"{table.path} matches no post yet, whose front matter gives fields; known:"
-            raise ExpansionError(key, problem.replace("known:", has))
+            missing = next((n for n in reads.get(key, ()) if n not in placeholder_names), None)
+            hint = _unnamed_hint(missing, table, columns) if missing is not None else ""
+            raise ExpansionError(key, problem.replace("known:", has) + hint)
 
 
 def _unnamed_column(template: str, columns: Columns) -> str | None:
@@ -582,6 +584,51 @@ def _unnamed_column(template: str, columns: Columns) -> str | None:
     return next(
         (f for f in fields if f and f in columns.data_columns and not f.isidentifier()), None
     )
+
+
+#: the columns without a placeholder name an unknown placeholder's error names
+_UNNAMED_SHOWN = 3
+#: "did you mean" compares a placeholder with this many columns at most
+_UNNAMED_COMPARED = 1000
+
+
+def _unnamed_hint(unknown: str, table: Table, columns: Columns) -> str:
+    """For a placeholder the data has no column of: the columns whose header is no
+    placeholder name and that `columns` does not name, which it may have meant
+    (`{name}` beside a header `Product Name`), and how to name one; "" where there is
+    none, or where the placeholder is a typo of a name there is (its "did you mean")."""
+    named = {column for name, column in columns.sources.items() if name.isidentifier()}
+    unnamed = [column for column in table.columns if column not in named]
+    if not unnamed:
+        return ""
+    meant = _meant(unknown, unnamed[:_UNNAMED_COMPARED])
+    if meant is None and did_you_mean(unknown, columns.names) is not None:
+        return ""
+    column = meant or unnamed[0]
+    name = unknown if meant is not None else _suggested(column)
+    how = f'rows = {{ …, columns = {{ {name} = "{shown(column)}" }} }}'
+    if meant is not None:
+        return (
+            f"; {table.path}'s column '{shown(column)}' needs a placeholder name: {how} "
+            f"makes it {{{name}}}"
+        )
+    these = ", ".join(f"'{shown(c)}'" for c in unnamed[:_UNNAMED_SHOWN])
+    if len(unnamed) > _UNNAMED_SHOWN:
+        these += f" and {len(unnamed) - _UNNAMED_SHOWN} more"
+    need = "which needs" if len(unnamed) == 1 else "which need"
+    return f"; {table.path} also has {these}, {need} a placeholder name: {how}"
+
+
+def _meant(unknown: str, unnamed: Sequence[str]) -> str | None:
+    """The column of `unnamed` a placeholder likely means: one of whose words it is
+    (`name` in `Product Name`), or whose suggested name it is close to."""
+    word = unknown.lower()
+    for column in unnamed:
+        if word in re.findall(r"[^\W_]+", column.lower()) or word == _suggested(column):
+            return column
+    by_name = {_suggested(column): column for column in unnamed}
+    close = did_you_mean(unknown, by_name)
+    return by_name[close] if close is not None else None
 
 
 def _suggested(column: str) -> str:

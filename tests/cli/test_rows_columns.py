@@ -524,3 +524,48 @@ def test_a_header_used_where_columns_names_it_points_to_the_name(project, run_cl
     code, _, err = run_cli("plan")
     assert code == 1
     assert "column 'Product Name' is named {nm} by `columns`: write that" in err
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_placeholder_for_a_header_with_a_space_points_to_the_header(project, run_cli, fmt):
+    """Before: `unknown placeholder {name} (data/products.csv has: {Year})`, which named
+    neither `Product Name` nor `rows.columns`."""
+    rows, files = products_in(fmt)
+    source = rows.get("file") or rows["files"]
+    image = {"rows": rows, "prompt": "photo of {name}", "output": "img/{slug}.png"}
+    if fmt != "posts":
+        image |= {"id": "SKU Code", "output": "img/{Year}.png"}
+    project({"images.toml": manifest({"product": image}), **files})
+    code, _, err = run_cli("plan")
+    assert code == 1 and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert "images.product.prompt: unknown placeholder {name} (" in err
+    assert (
+        f"); {source}'s column 'Product Name' needs a placeholder name: rows = {{ …, columns = "
+        '{ name = "Product Name" } } makes it {name}\n'
+    ) in err, err
+
+
+def test_a_placeholder_no_column_is_near_names_the_headers_without_a_name(project, run_cli):
+    rows, files = products_in("csv")
+    image = {"rows": rows, "id": "SKU Code", "prompt": "{colour}", "output": "img/{Year}.png"}
+    project({"images.toml": manifest({"product": image}), **files})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == (
+        "error: images.toml:15:1: images.product.prompt: unknown placeholder {colour} "
+        "(data/products.csv has: {Year}); data/products.csv also has 'SKU Code', "
+        "'Product Name', 'unit-price', which need a placeholder name: rows = { …, columns = "
+        '{ sku_code = "SKU Code" } }\n'
+    )
+
+
+def test_a_misspelt_placeholder_is_still_only_a_did_you_mean(project, run_cli):
+    rows, files = products_in("csv")
+    image = {"rows": rows, "id": "SKU Code", "prompt": "{Yaer}", "output": "img/{Year}.png"}
+    project({"images.toml": manifest({"product": image}), **files})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err.endswith(
+        "unknown placeholder {Yaer} (did you mean {Year}? data/products.csv has: {Year})\n"
+    ), err
