@@ -422,6 +422,8 @@ class _Plan:
     view: Callable[[Row], Mapping[str, Value]]
     #: the images each row makes: 1, or the number of combinations of the matrix
     per_row: int = 1
+    #: the rows are posts (each its own file, its fields its front matter's)
+    from_posts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +484,7 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
         condition,
         view,
         per_row=count(decl),
+        from_posts=from_posts,
     )
 
 
@@ -838,9 +841,23 @@ def _values(plan: _Plan, row: Row, seen: Mapping[str, Value]) -> dict[str, str]:
                     "; a section's _index.md is no post: `[!_]*.md` in place of `*.md` "
                     "in the pattern leaves it out"
                 )
+            elif state == "is missing" and plan.from_posts:
+                message += _missing_field_hint(plan, name)
             raise _fail(plan, row, name, message)
         values[name] = text
     return values
+
+
+def _missing_field_hint(plan: _Plan, name: str) -> str:
+    """What to do about a post that lacks a field its image uses: set it, give it a
+    default, or leave such posts out."""
+    field = plan.columns.source(name)
+    field_shown = field if field.isidentifier() else f"'{shown(field)}'"
+    where = name if plan.decl.where is None else f"{name} and ({shown(plan.decl.where)})"
+    return (
+        f"; set {field_shown} in this post's front matter, give it a default (rows = {{ …, "
+        f'defaults = {{ {name} = "…" }} }}), or leave such posts out (where = "{where}")'
+    )
 
 
 def _is_section_page(path: str) -> bool:

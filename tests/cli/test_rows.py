@@ -1434,6 +1434,57 @@ def test_a_pattern_that_matches_no_post_yet_says_so(project, run_cli):
     assert [a["image"] for a in json.loads(out)["actions"]] == ["cover[first]"]
 
 
+@pytest.mark.parametrize(
+    ("where", "said"), [(None, "hero"), ("not draft", "hero and (not draft)")], ids=["", "where"]
+)
+def test_a_post_missing_a_field_says_the_ways_to_settle_it(project, run_cli, where, said):
+    """Before: only `column 'hero' is missing (the image uses it)`."""
+    cover = {
+        "rows": {"files": "content/posts/*.md"},
+        "prompt": "{hero}, editorial photo",
+        "output": "img/{slug}.png",
+    }
+    if where is not None:
+        cover |= {"rows": {"files": "content/posts/*.md", "defaults": {"draft": False}}}
+        cover["where"] = where
+    root = project(
+        {
+            "images.toml": nebula_manifest({"cover": cover}),
+            "content/posts/about-us.md": "---\ntitle: About us\n---\nHello.\n",
+            "content/posts/spring.md": "---\ntitle: Spring\nhero: a field\n---\nHello.\n",
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == (
+        "error: content/posts/about-us.md:1: images.cover: column 'hero' is missing (the "
+        "image uses it); set hero in this post's front matter, give it a default (rows = "
+        f'{{ …, defaults = {{ hero = "…" }} }}), or leave such posts out (where = "{said}")\n'
+    )
+    text = (root / "images.toml").read_text()
+    (root / "images.toml").write_text(
+        text.replace("[images.cover]", '[images.cover]\nwhere = "hero"')
+        if where is None
+        else text.replace(f'where = "{where}"', f'where = "{said}"')
+    )
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert [a["image"] for a in json.loads(out)["actions"]] == ["cover[spring]"]
+
+
+def test_a_json_row_missing_a_field_says_what_it_said(project, run_cli):
+    product = {"rows": "data/p.json", "id": "sku", "prompt": "{name}", "output": "img/{sku}.png"}
+    project(
+        {
+            "images.toml": nebula_manifest({"product": product}),
+            "data/p.json": '[{"sku": "a", "name": "tea"}, {"sku": "b"}]',
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err.endswith("images.product: column 'name' is missing (the image uses it)\n"), err
+
+
 def test_hugos_section_page_says_how_to_leave_it_out(project, run_cli):
     images = {
         "cover": {
