@@ -10,6 +10,7 @@ capped, supplied by the remote cache where it has them).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -161,8 +162,23 @@ def pin_note(base: AssetSpec, pinned: AssetSpec) -> str:
     return f"pinned to an earlier generation{which}: `{unpin}` ends the pin"
 
 
+#: how the note on a pick that no longer holds begins (`_note`): "draw 2 was picked"
+_PICK_DROPPED = re.compile(r"draw \d+ was picked\b")
+
+
+def dropped_picks(actions: Iterable[Action]) -> dict[str, str]:
+    """The note of each image whose picked draw no longer holds (an edit made new
+    draws, or fewer), by image: what `plan` notes under it, and `watch` says."""
+    return {
+        action.image: note
+        for action in actions
+        for note in action.notes
+        if _PICK_DROPPED.match(note)
+    }
+
+
 def _note(spec: AssetSpec, entry: LockEntry | None) -> str | None:
-    """Why the lock's pick no longer holds, if it does not."""
+    """Why the lock's pick no longer holds, if it does not (`dropped_picks`)."""
     recorded = entry.params.get("draw", 0) if entry is not None else 0
     if type(recorded) is not int or not recorded or entry is None:
         return None

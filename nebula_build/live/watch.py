@@ -25,6 +25,7 @@ from typing import TextIO
 
 from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
+from nebula_build.engine import candidates
 from nebula_build.engine.apply import Applier, Outcome
 from nebula_build.engine.derived import FileOutcome
 from nebula_build.engine.execute import OpenBackends
@@ -44,7 +45,7 @@ from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.lockfile import Entries
 from nebula_build.state.project import Project
 from nebula_build.state.projectlock import ProjectLock
-from nebula_build.text import plural
+from nebula_build.text import plural, printable
 from nebula_build.ui.progress import Progress
 from nebula_build.ui.report import done_text
 from nebula_build.ui.style import Style
@@ -72,6 +73,9 @@ class Round:
     cancelled: list[str] = field(default_factory=list)
     #: images whose file was changed by hand: kept, not overwritten (without --force)
     conflicts: list[str] = field(default_factory=list)
+    #: images whose picked draw the edit replaced with draw 0 of its new draws, and
+    #: what the note says (as `plan` notes it)
+    picks_dropped: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     prepared: Prepared | None = None
     #: the plan as the round left things (for the gallery)
@@ -741,6 +745,7 @@ class Watcher:
                 report.conflicts.append(file.action.label)
             elif not file.ok:
                 report.failed[file.action.label] = file.error or "failed"
+        report.picks_dropped = candidates.dropped_picks(result.plan.changes)
         parts = [done_text(result)]
         if report.cancelled:
             parts.append(f"{len(report.cancelled)} superseded")
@@ -753,6 +758,11 @@ class Watcher:
             + ", ".join(parts)
             + f" in {report.elapsed:.2f}s"
         )
+        for image, note in report.picks_dropped.items():  # plan notes it under the image
+            self._say(
+                self.style(f"round {report.number}: ", "bold")
+                + self.style(f"note: {printable(image)}: {printable(note)}", "yellow")
+            )
 
     def _publish(self, report: Round) -> Round:
         if self.on_round is not None:

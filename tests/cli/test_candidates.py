@@ -591,3 +591,26 @@ def test_a_picked_draw_and_the_image_made_from_it_stay_in_the_asset_manifest(pro
     assert listed["hero"]["files"][0]["bytes"] == (root / "hero.png").stat().st_size
     code, out, _ = run_cli("plan", "--detailed-exitcode")
     assert code == 0, out
+
+
+DROPPED = (
+    "note: hero: draw 2 was picked before this change: draw 0 of the new draws is the output "
+    "until you pick another; undoing the change brings draw 2 back"
+)
+
+
+def test_watch_says_a_pick_an_edit_replaced_as_plan_does(project, run_cli):
+    """Before: `plan` noted it under the image, and a watch round said nothing of it."""
+    root = project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("a lighthouse", "a windmill"))
+    code, out, err = run_cli("watch", "--once")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[-1] == f"round 1: {DROPPED}", out
+    assert lines[-2].startswith("round 1: 3 done (3 generated)"), out
+    code, out, err = run_cli("watch", "--once")  # the lock records draw 0 now: said once
+    assert code == 0, err
+    assert "was picked" not in out

@@ -376,3 +376,33 @@ def test_a_save_mid_round_leaves_a_picked_draw_being_made_alone(
     asyncio.run(scenario())
     assert generation_log(log).count("a") == 3  # its two draws, then the picked one once
     assert loads((root / "images.lock").read_text())["a"].params["draw"] == 1
+
+
+def test_a_round_says_a_pick_the_edit_replaced(project, fake_site, run_cli, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {"a": {"prompt": "one", "candidates": 2, "output": "a.png"}}
+    root = project({"images.toml": fake_manifest(log, images)})
+    manifest = root / "images.toml"
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "a", "1").code == 0
+
+    async def scenario() -> None:
+        script, out = Script(), io.StringIO()
+        watcher = make_watcher(root, script, out)
+        task = asyncio.create_task(watcher.run(script.changes()))
+        assert (await script.next_round()).picks_dropped == {}
+        images["a"]["prompt"] = "one, edited"
+        manifest.write_text(fake_manifest(log, images))
+        await script.queue.put({manifest})
+        edited = await script.next_round()
+        note = (
+            "draw 1 was picked before this change: draw 0 of the new draws is the output "
+            "until you pick another; undoing the change brings draw 1 back"
+        )
+        assert edited.picks_dropped == {"a": note}
+        assert f"round 2: note: a: {note}\n" in out.getvalue(), out.getvalue()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
