@@ -64,11 +64,28 @@ def printable(text: str, limit: int | None = None) -> str:
 def quoted(text: str, limit: int | None = None) -> str:
     """`text` in quotes as a message shows a value from a manifest: as written (a
     Windows path `C:\\site\\x.png` with the backslashes typed, not the doubled ones of
-    `repr`), made one printable line (`printable`); in double quotes where it holds a
-    single one and no double one, as `repr` chooses."""
-    line = printable(text, limit)
+    `repr`), but with what a terminal would not show as it is (a control, a
+    bidirectional override, a zero-width space) written as its escape (`\\u202e`), so
+    the value shown is never another than the one read; in double quotes where it holds
+    a single one and no double one, as `repr` chooses."""
+    if limit is not None:
+        text = text[: limit * 4 + 64]
+    line = _UNSHOWN.sub(_escaped, text)
+    if limit is not None and len(line) > limit:
+        line = line[: max(0, limit - 1)].rstrip() + "…"
     quote = '"' if "'" in line and '"' not in line else "'"
     return f"{quote}{line}{quote}"
+
+
+#: what `quoted` writes as an escape: the invisible, and the line breaks beyond ASCII
+_UNSHOWN = re.compile(f"{_INVISIBLE.pattern}|[\u2028\u2029]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found[0])
+    if code < 0x80:
+        return repr(found[0])[1:-1]
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _plain(text: str) -> bool:

@@ -47,9 +47,9 @@ def _errors(run_cli) -> list[str]:
             'not "C:\\it\'s\\x.png"',
         ),
         (
-            'output = "/x\\u202egnp.png"',  # shown as a terminal shows it: no override
+            'output = "/x\\u202egnp.png"',  # the override shown as its escape, not obeyed
             "images.hero.output: output must be a path relative to the manifest's folder, "
-            "not '/xgnp.png'",
+            "not '/x\\u202egnp.png'",
         ),
     ],
     ids=["drive", "share", "dots", "quote", "bidi"],
