@@ -106,6 +106,7 @@ def test_atlases_and_the_asset_manifest_are_in_the_plan_the_apply_and_the_status
         "reason": "new atlas",
         "output": "sprites/enemies.png",
         "frames": "sprites/enemies.json",
+        "backup": False,
     }
     assert files["asset manifest"]["action"] == "build"
     assert files["asset manifest"]["reason"] == "images change"
