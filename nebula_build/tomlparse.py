@@ -19,12 +19,15 @@ _VALUE_MARKS = ("=", ",", "{")
 _TABLE_MARKS = ("[", ".")
 #: strings (multi-line first) and comments, as tomllib reads them: what they hold is
 #: no value. A text that is not TOML may be read otherwise here, but tomllib stops
-#: where it goes wrong, before any value that reading would hide.
+#: where it goes wrong, before any value that reading would hide. A string left open
+#: runs to the end of its line (of the text, for triple quotes), where tomllib stops:
+#: were its closing quote required, every quote of a line of `"\"\"\…` would begin a
+#: string looked for to the end of the line (80 kB of them took a minute).
 _STRINGS_AND_COMMENTS = re.compile(
-    r'"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*"{3,5}'
-    r"|'''[^']*(?:'(?!'')[^']*)*'{3,5}"
-    r'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
-    r"|'[^'\n]*'"
+    r'"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*(?:"{3,5}|\\?\Z)'
+    r"|'''[^']*(?:'(?!'')[^']*)*(?:'{3,5}|\Z)"
+    r'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"?'
+    r"|'[^'\n]*'?"
     r"|#[^\n]*",
     re.DOTALL,
 )

@@ -163,3 +163,40 @@ def test_a_lock_without_conflict_markers_is_not_walked_for_them(project, run_cli
     monkeypatch.setattr(conflicts, "sides", walked)
     project({"images.toml": PREVIEW + IMAGE, "images.lock": LOCK_HEAD + CRAFTED["tables"]})
     assert "asks for more than 1,000,000 TOML values" in one_line_error(run_cli, "plan")
+
+
+def marks_then_open_quotes(marks: int) -> str:
+    """A comment of `marks` dots (each weighs 8: past the count where strings are set
+    aside), then a line of 60,000 characters whose every quote opens a string that no
+    quote closes (`"\\"\\"\\…`): each used to be looked for to the line's end."""
+    return "# " + "." * marks + "\n" + '"\\' * 30_000 + "\n"
+
+
+def test_a_lock_whose_strings_never_close_is_refused_in_linear_time(project, run_cli):
+    project({"images.toml": PREVIEW + IMAGE, "images.lock": marks_then_open_quotes(125_001)})
+    line = one_line_error(run_cli, "plan")
+    assert "images.lock is not valid TOML" in line
+
+
+def test_a_manifest_whose_strings_never_close_is_refused_in_linear_time(project, run_cli):
+    project({"images.toml": PREVIEW + marks_then_open_quotes(1_000_001) + IMAGE})
+    line = one_line_error(run_cli, "validate")
+    assert line.startswith("error: images.toml:"), line
+
+
+def test_toml_front_matter_whose_strings_never_close_is_refused_in_linear_time(project, run_cli):
+    manifest = (
+        PREVIEW
+        + '\n[images.cover]\nrows = { files = "posts/*.md" }\nprompt = "cover for {title}"\n'
+        'output = "{slug}.png"\n'
+    )
+    open_quotes = marks_then_open_quotes(25_001)
+    project(
+        {
+            "images.toml": manifest,
+            "posts/a.md": '+++\ntitle = "A"\n+++\nhello\n',
+            "posts/b.md": f'+++\ntitle = "B"\n{open_quotes}+++\nhello\n',
+        }
+    )
+    line = one_line_error(run_cli, "plan")
+    assert line.startswith("error: posts/b.md:"), line
