@@ -429,6 +429,23 @@ def test_a_hugo_or_liquid_template_is_one_error_not_the_same_literal_prompt_for_
     assert len(err.splitlines()) == 1
 
 
+def test_templates_of_literal_braces_are_checked_in_linear_time(project, run_cli):
+    """Each `{{` of a prompt of 10,000 `{` was read up to 200 characters on for a `}}`:
+    800 such images took 45 s to validate, not 3."""
+    braces = "{" * 9_990 + " {kind}"  # `{` 4,995 times, then a placeholder
+    images = {
+        f"icon{n}": {"prompt": braces, "matrix": {"kind": ["a"]}, "output": f"{n}-{{kind}}.png"}
+        for n in range(800)
+    }
+    project({"images.toml": nebula_manifest(images)})
+    started = time.perf_counter()
+    code, out, err = run_cli("validate")
+    elapsed = time.perf_counter() - started
+    assert code == 0, err[:2000]
+    assert "800 images, valid" in out
+    assert elapsed < 20, elapsed
+
+
 def test_a_doubled_brace_in_a_matrix_template_is_refused_too(project, run_cli):
     images = {"icon": {"prompt": "{{ kind }} icon", "matrix": {"kind": ["a", "b"]}}}
     images["icon"]["output"] = "img/{kind}.png"
