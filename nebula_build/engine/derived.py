@@ -33,6 +33,7 @@ from nebula_build.outputs.atlas import (
     some_names,
 )
 from nebula_build.outputs.atlas import render as render_atlas
+from nebula_build.outputs.engines import is_godot_export
 from nebula_build.outputs.metadata import written_as_sheet
 from nebula_build.state.derivedrecords import AtlasRecord, Made
 from nebula_build.state.lockfile import LockEntry, read_made, write_made
@@ -417,7 +418,7 @@ def _export_ours(prepared: Prepared, path: str) -> bool:
     except (OSError, UserError):
         return False
     if path.endswith(".tres"):
-        return data.startswith(b'[gd_resource type="SpriteFrames"')
+        return is_godot_export(data)
     try:
         meta = json.loads(data)["meta"]
     except (ValueError, KeyError, TypeError, RecursionError):

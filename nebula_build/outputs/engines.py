@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -140,6 +141,21 @@ def godot_tres(
         )
     lines += ["[resource]", f"animations = [{', '.join(animations)}]", ""]
     return "\n".join(lines).encode()
+
+
+#: the head of the resource `godot_tres` writes, as no editor saves one: no `uid` in
+#: either tag (Godot 4 gives every resource it saves one) and the sheet's id "1_sheet"
+_GODOT_HEAD = re.compile(
+    rb'\[gd_resource type="SpriteFrames" load_steps=[0-9]+ format=3\]\n\n'
+    rb'\[ext_resource type="Texture2D" path="(?:[^"\\\n]|\\.)*" id="1_sheet"\]\n'
+)
+
+
+def is_godot_export(data: bytes) -> bool:
+    """Whether `data` begins as `godot_tres` writes a resource: any SpriteFrames that
+    the Godot editor saved begins `[gd_resource type="SpriteFrames"` too, and is
+    someone's work."""
+    return _GODOT_HEAD.match(data) is not None
 
 
 def _string(text: str) -> str:

@@ -619,3 +619,57 @@ def test_a_frame_map_naming_a_file_drawn_by_hand_as_its_sheet_has_it_backed_up(p
     assert code == 0, err
     backups = list((root / ".nebula-build/backup").rglob("logo.png"))
     assert [p.read_bytes() for p in backups] == [logo]
+
+
+#: a SpriteFrames resource as the Godot editor saves it: drawn by hand, not exported
+GODOT_BY_HAND = """\
+[gd_resource type="SpriteFrames" load_steps=3 format=3 uid="uid://b8k3xq2m1a0cd"]
+
+[ext_resource type="Texture2D" uid="uid://c1y7wq" path="res://art/walk.png" id="1_k2v8p"]
+
+[sub_resource type="AtlasTexture" id="AtlasTexture_x1"]
+atlas = ExtResource("1_k2v8p")
+region = Rect2(0, 0, 32, 32)
+
+[resource]
+animations = [{
+"frames": [{
+"duration": 1.0,
+"texture": SubResource("AtlasTexture_x1")
+}],
+"loop": true,
+"name": &"walk",
+"speed": 8.0
+}]
+"""
+
+
+def test_a_lock_naming_a_godot_resource_made_in_the_editor_does_not_remove_it(project, run_cli):
+    """Any SpriteFrames resource had read as an export of nebula-build's: a lock's
+    record of a removed atlas that named one, by its digest, had apply delete it."""
+    root = applied(project, run_cli, HERO, **{"game/player.tres": GODOT_BY_HAND})
+    digest = _digest(root / "game/player.tres")
+    named = f'"atlas/gone.png" = "{"0" * 64}", "game/player.tres" = "{digest}"'
+    _with_atlas_record(root, f'[atlases.gone]\noutput = "atlas/gone.png"\nfiles = {{ {named} }}\n')
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "removes" not in out, out  # had been "removes game/player.tres"
+    assert "game/player.tres stays (changed by hand since nebula-build wrote it" in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "game/player.tres").read_text() == GODOT_BY_HAND
+
+
+def test_a_lock_naming_a_godot_resource_made_in_the_editor_has_no_build_over_it(project, run_cli):
+    """An atlas exporting to it, vouched for by a lock's record of its digest, had
+    overwritten it with no conflict and no copy ("new atlas")."""
+    root = applied(project, run_cli, HERO, **{"game/player.tres": GODOT_BY_HAND})
+    atlas = '\n[atlases.items]\nimages = ["coin"]\noutput = "game/items.png"\n'
+    (root / "images.toml").write_text(HERO + atlas + 'godot = "game/player.tres"\n')
+    digest = _digest(root / "game/player.tres")
+    named = f'"game/items.png" = "{"0" * 64}", "game/player.tres" = "{digest}"'
+    _with_atlas_record(root, f'[atlases.items]\noutput = "game/items.png"\nfiles = {{ {named} }}\n')
+    code, out, err = run_cli("apply")
+    assert code == 1, out
+    assert "game/player.tres was not written by nebula-build, or changed by hand since" in err
+    assert (root / "game/player.tres").read_text() == GODOT_BY_HAND
