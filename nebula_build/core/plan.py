@@ -677,9 +677,8 @@ def _copy_kept(action: Action, claimed: Mapping[str, str]) -> Action:
     if unrecorded:
         metadata = action.spec is None or action.spec.metadata
         clauses.insert(0, _unrecorded(unrecorded, metadata=metadata))
-    kept = "a copy is kept" if len(claimed) == 1 else "copies are kept"
-    reason = f"{action.reason} ({'; '.join(clauses)}: {kept} in .nebula-build/backup/)"
-    return replace(action, backup=True, reason=reason)
+    # the copy itself is said where the action's backup is (`ui.report.BACKED_UP`)
+    return replace(action, backup=True, reason=f"{action.reason} ({'; '.join(clauses)})")
 
 
 def _unrecorded(paths: list[str], *, metadata: bool) -> str:

@@ -184,11 +184,8 @@ def _copy_kept(
         return action
     one = len(unvouched) == 1
     named = ", ".join(printable(path, 200) for path in unvouched)
-    kept = "a copy is kept" if one else "copies are kept"
-    reason = (
-        f"{action.reason} ({named} {'does' if one else 'do'} not carry {RECORD}: {kept} "
-        "in .nebula-build/backup/)"
-    )
+    # the copy itself is said where the action's backup is (`ui.report`)
+    reason = f"{action.reason} ({named} {'does' if one else 'do'} not carry {RECORD})"
     return dataclasses.replace(action, backup=True, reason=reason)
 
 

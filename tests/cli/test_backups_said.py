@@ -119,7 +119,7 @@ def test_a_file_backed_up_without_force_is_not_said_to_be_by_force(project, run_
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert "--force" not in out, out
-    assert f"a copy is kept in .nebula-build/backup/)\n      {BACKED_UP}\n" in out, out
+    assert f"makes)\n      {BACKED_UP}\n" in out, out
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert "--force" not in out, out

@@ -22,11 +22,8 @@ from tests.cli.test_trust_lock_files import (
 )
 
 LOGO = '[images.logo]\nprompt = "a fox logo"\noutput = "assets/logo.png"\n'
-KEPT = (
-    "(assets/logo.png does not carry the record nebula-build writes into the files it "
-    "makes: a copy is kept in .nebula-build/backup/)"
-)
-A_COPY_IS_KEPT = "a copy is kept in .nebula-build/backup/"
+KEPT = "(assets/logo.png does not carry the record nebula-build writes into the files it makes)"
+A_COPY_IS_KEPT = "the current file is backed up (.nebula-build/backup/), then replaced"
 
 
 def backups(root: Path) -> dict[str, bytes]:
@@ -65,10 +62,11 @@ def test_a_lock_entry_naming_a_file_drawn_by_hand_has_it_backed_up_before_it_is_
     assert "the current file is backed up (.nebula-build/backup/), then replaced" in out
     code, out, err = run_cli("plan", "--json")
     (action,) = [a for a in json.loads(out)["actions"] if a["image"] == "logo"]
-    assert KEPT in action["reason"]
+    assert KEPT in action["reason"] and action["backup"] is True
     code, out, err = run_cli("plan", "--markdown", str(root.parent / "plan.md"))
     assert code == 0, err
-    assert KEPT in (root.parent / "plan.md").read_text()
+    markdown = (root.parent / "plan.md").read_text()
+    assert KEPT in markdown and A_COPY_IS_KEPT in markdown
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert KEPT in out
@@ -176,7 +174,7 @@ def test_a_file_written_without_metadata_is_replaced_in_a_fresh_clone_after_a_co
     assert "regenerate  out/b.webp" in out
     assert (
         "(out/b.webp carries no record of what wrote it (metadata = false), and this "
-        "checkout did not write it: a copy is kept in .nebula-build/backup/)"
+        "checkout did not write it)"
     ) in out
     code, out, err = run_cli("apply")
     assert code == 0, err
@@ -192,10 +190,7 @@ def test_force_over_another_manifest_s_file_backs_it_up_and_says_whose_it_is(pro
     (root / "images.toml").write_text(manifest(A, b.replace("a boat", "a ship")))
     code, out, err = run_cli("plan")
     assert "the file in the way is another manifest's (other.lock records it as b's)" in out
-    whose = (
-        "(out/b.png is another manifest's (other.lock records it as b's): a copy is kept "
-        "in .nebula-build/backup/)"
-    )
+    whose = "(out/b.png is another manifest's (other.lock records it as b's))"
     code, out, err = run_cli("plan", "--force")
     assert code == 0, err
     assert whose in out
@@ -220,10 +215,7 @@ def test_an_entry_copied_from_another_manifest_s_lock_has_its_file_backed_up(pro
     fresh_checkout(root)
     code, out, err = run_cli("plan")
     assert code == 0, err
-    assert (
-        "(out/b.png is another manifest's (other.lock records it as b's): a copy is kept "
-        "in .nebula-build/backup/)"
-    ) in out
+    assert ("(out/b.png is another manifest's (other.lock records it as b's))") in out
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert backups(root) == {"out/b.png": theirs}
