@@ -447,37 +447,32 @@ def test_commands_that_do_not_generate_never_import_torch(tiny, project):
 
 
 def test_watch_keeps_pipelines_loaded_and_unloads_them_when_settings_change(tiny, project):
-    from tests.live.test_watch import Script, make_watcher
+    from tests.live.scripted import running_watch
 
     images = {"fox": dict(THREE_IMAGES["fox"])}
     root = project({"images.toml": manifest(images, models=folders(tiny))})
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        assert (await script.next_round()).changed == ["fox"]
-        backend = watcher._backends.instances["diffusers"]
-        loaded = backend._runtime.pipelines[FLUX_SCHNELL]
+        async with running_watch(root) as (script, out, watcher):
+            assert (await script.next_round()).changed == ["fox"]
+            backend = watcher._backends.instances["diffusers"]
+            loaded = backend._runtime.pipelines[FLUX_SCHNELL]
 
-        images["fox"]["prompt"] = "a fox at night"
-        (root / "images.toml").write_text(manifest(images, models=folders(tiny)))
-        await script.queue.put({root / "images.toml"})
-        assert (await script.next_round()).changed == ["fox"]
-        assert watcher._backends.instances["diffusers"] is backend
-        assert backend._runtime.pipelines[FLUX_SCHNELL] is loaded  # not loaded again
+            images["fox"]["prompt"] = "a fox at night"
+            (root / "images.toml").write_text(manifest(images, models=folders(tiny)))
+            await script.queue.put({root / "images.toml"})
+            assert (await script.next_round()).changed == ["fox"]
+            assert watcher._backends.instances["diffusers"] is backend
+            assert backend._runtime.pipelines[FLUX_SCHNELL] is loaded  # not loaded again
 
-        # New backend settings: the old backend closes (its GPU memory is freed)
-        # before the new one loads anything.
-        images["fox"]["seed"] = 11
-        (root / "images.toml").write_text(manifest(images, models=folders(tiny), timeout=900))
-        await script.queue.put({root / "images.toml"})
-        assert (await script.next_round()).changed == ["fox"]
-        assert watcher._backends.instances["diffusers"] is not backend
-        assert backend._runtime is None  # closed: its pipelines were unloaded
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            # New backend settings: the old backend closes (its GPU memory is freed)
+            # before the new one loads anything.
+            images["fox"]["seed"] = 11
+            (root / "images.toml").write_text(manifest(images, models=folders(tiny), timeout=900))
+            await script.queue.put({root / "images.toml"})
+            assert (await script.next_round()).changed == ["fox"]
+            assert watcher._backends.instances["diffusers"] is not backend
+            assert backend._runtime is None  # closed: its pipelines were unloaded
 
     asyncio.run(scenario())
 

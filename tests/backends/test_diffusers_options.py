@@ -221,7 +221,7 @@ def test_fused_qkv_is_done_before_offload_hooks_and_drops_the_unfused_layers(
 
 def test_compile_survives_twenty_sizes_in_one_watch_session(tiny, project, dynamo_only):
     from nebula_build.backends.diffusers import compiling
-    from tests.live.test_watch import Script, make_watcher
+    from tests.live.scripted import Script, make_watcher
 
     limit = compiling.recompile_limit()
     widths = [64 + 16 * n for n in range(20)]

@@ -315,7 +315,7 @@ def test_a_pick_waits_for_the_round_in_progress_then_shows_on_the_page(
     project, fake_site, tmp_path
 ):
     from nebula_build.live.review import picker
-    from tests.live.test_watch import Script, make_watcher
+    from tests.live.scripted import Script, make_watcher
 
     log = tmp_path / "gen.log"
     images = {

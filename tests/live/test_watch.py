@@ -9,43 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from nebula_build.live.watch import Round, Watcher, filesystem_changes
-from nebula_build.plugin.manager import load_registry
 from nebula_build.state.lockfile import loads
-from nebula_build.state.project import Project
-from nebula_build.ui.style import Style
 from tests.conftest import backend_opens, fake_manifest, generation_log
-
-
-class Script:
-    """A change source the test drives, and a record of finished rounds."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[set[Path]] = asyncio.Queue()
-        self.rounds: list[Round] = []
-        self.round_done = asyncio.Event()
-
-    async def changes(self):
-        while True:
-            yield await self.queue.get()
-
-    def on_round(self, report: Round) -> None:
-        self.rounds.append(report)
-        self.round_done.set()
-
-    async def next_round(self, timeout: float = 10) -> Round:
-        await asyncio.wait_for(self.round_done.wait(), timeout)
-        self.round_done.clear()
-        return self.rounds[-1]
-
-
-def make_watcher(root: Path, script: Script, out: io.StringIO) -> Watcher:
-    project = Project(root, root / "images.toml")
-    return Watcher(project, load_registry(), out=out, style=Style(False), on_round=script.on_round)
+from tests.live.scripted import running_watch
 
 
 def test_rounds_follow_edits_and_survive_a_broken_manifest(project, fake_site, tmp_path):
@@ -55,33 +24,28 @@ def test_rounds_follow_edits_and_survive_a_broken_manifest(project, fake_site, t
     manifest = root / "images.toml"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        first = await script.next_round()
-        assert sorted(first.changed) == ["a", "b"]
+        async with running_watch(root) as (script, out, watcher):
+            first = await script.next_round()
+            assert sorted(first.changed) == ["a", "b"]
 
-        images["a"]["prompt"] = "one, edited"
-        manifest.write_text(fake_manifest(log, images))
-        await script.queue.put({manifest})
-        second = await script.next_round()
-        assert second.changed == ["a"]
+            images["a"]["prompt"] = "one, edited"
+            manifest.write_text(fake_manifest(log, images))
+            await script.queue.put({manifest})
+            second = await script.next_round()
+            assert second.changed == ["a"]
 
-        manifest.write_text(fake_manifest(log, images) + "[images.c\n")  # half-typed
-        await script.queue.put({manifest})
-        assert (await script.next_round()).error
-        await script.queue.put({manifest})  # saved again, still broken
-        assert (await script.next_round()).error
-        assert out.getvalue().count("invalid TOML") == 1  # said once, not per save
-        assert "round 3: error: images.toml:" in out.getvalue()  # numbered like the others
+            manifest.write_text(fake_manifest(log, images) + "[images.c\n")  # half-typed
+            await script.queue.put({manifest})
+            assert (await script.next_round()).error
+            await script.queue.put({manifest})  # saved again, still broken
+            assert (await script.next_round()).error
+            assert out.getvalue().count("invalid TOML") == 1  # said once, not per save
+            assert "round 3: error: images.toml:" in out.getvalue()  # numbered like the others
 
-        images["c"] = {"prompt": "three", "output": "c.png"}
-        manifest.write_text(fake_manifest(log, images))
-        await script.queue.put({manifest})
-        assert (await script.next_round()).changed == ["c"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            images["c"] = {"prompt": "three", "output": "c.png"}
+            manifest.write_text(fake_manifest(log, images))
+            await script.queue.put({manifest})
+            assert (await script.next_round()).changed == ["c"]
         assert backend_opens(log) == 1  # the backend stayed open across rounds
 
     asyncio.run(scenario())
@@ -99,20 +63,15 @@ def test_a_change_mid_round_cancels_only_the_work_it_made_obsolete(project, fake
     manifest = root / "images.toml"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        await asyncio.sleep(0.4)  # both images are generating now
-        images["slow"]["prompt"] = "second idea"
-        manifest.write_text(fake_manifest(log, images, delay=1.5))
-        await script.queue.put({manifest})
-        first = await script.next_round()
-        assert first.cancelled == ["slow"] and first.changed == ["keep"]
-        second = await script.next_round()
-        assert second.changed == ["slow"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            await asyncio.sleep(0.4)  # both images are generating now
+            images["slow"]["prompt"] = "second idea"
+            manifest.write_text(fake_manifest(log, images, delay=1.5))
+            await script.queue.put({manifest})
+            first = await script.next_round()
+            assert first.cancelled == ["slow"] and first.changed == ["keep"]
+            second = await script.next_round()
+            assert second.changed == ["slow"]
 
     asyncio.run(scenario())
     lock = loads((root / "images.lock").read_text())
@@ -134,23 +93,18 @@ def test_real_filesystem_saves_start_rounds_and_outputs_do_not(project, tmp_path
     manifest = root / "images.toml"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
-        await script.next_round()
-        with pytest.raises(TimeoutError):  # its own output must not start a round
-            await script.next_round(timeout=1.0)
-        # an editor's atomic save: write a temp file, rename it over the manifest
-        temp = root / ".images.toml.swp"
-        temp.write_text(manifest.read_text().replace('"x"', '"y"'))
-        saved = time.monotonic()
-        temp.replace(manifest)
-        report = await script.next_round(timeout=5)
-        assert report.changed == ["a"]
-        assert time.monotonic() - saved < 2
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root, files=True) as (script, out, watcher):
+            await script.next_round()
+            with pytest.raises(TimeoutError):  # its own output must not start a round
+                await script.next_round(timeout=1.0)
+            # an editor's atomic save: write a temp file, rename it over the manifest
+            temp = root / ".images.toml.swp"
+            temp.write_text(manifest.read_text().replace('"x"', '"y"'))
+            saved = time.monotonic()
+            temp.replace(manifest)
+            report = await script.next_round(timeout=5)
+            assert report.changed == ["a"]
+            assert time.monotonic() - saved < 2
 
     asyncio.run(scenario())
 
@@ -228,14 +182,9 @@ def test_files_a_plugin_declares_are_watched(project, fake_site, tmp_path):
     )
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        await script.next_round()
-        assert root / "styles/lora.txt" in watcher.watched_paths()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            await script.next_round()
+            assert root / "styles/lora.txt" in watcher.watched_paths()
 
     asyncio.run(scenario())
 
@@ -265,18 +214,13 @@ def test_an_input_edited_while_the_first_round_works_starts_the_next(project, fa
     )
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
-        await asyncio.sleep(0.5)  # round 1 is generating
-        assert root / "refs/base.png" in watcher.watched_paths()
-        (root / "refs/base.png").write_bytes(png((200, 0, 0)))
-        await script.next_round()
-        second = await script.next_round(timeout=10)
-        assert second.changed == ["cap"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root, files=True) as (script, out, watcher):
+            await asyncio.sleep(0.5)  # round 1 is generating
+            assert root / "refs/base.png" in watcher.watched_paths()
+            (root / "refs/base.png").write_bytes(png((200, 0, 0)))
+            await script.next_round()
+            second = await script.next_round(timeout=10)
+            assert second.changed == ["cap"]
 
     asyncio.run(scenario())
     assert generation_log(log) == ["cap", "cap"]
@@ -292,17 +236,12 @@ def test_a_palette_file_is_watched_and_its_edit_reprocesses_without_generating(
     )
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        await script.next_round()
-        assert root / "palettes/two.hex" in watcher.watched_paths()
-        (root / "palettes/two.hex").write_text("FF0000\n00FF00\n")
-        await script.queue.put({root / "palettes/two.hex"})
-        await script.next_round()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            await script.next_round()
+            assert root / "palettes/two.hex" in watcher.watched_paths()
+            (root / "palettes/two.hex").write_text("FF0000\n00FF00\n")
+            await script.queue.put({root / "palettes/two.hex"})
+            await script.next_round()
 
     asyncio.run(scenario())
     assert generation_log(log) == ["a"]  # one generation: the edit re-processed the cache
@@ -320,23 +259,18 @@ def test_a_save_mid_round_leaves_candidate_draws_in_flight_alone(project, fake_s
     manifest = root / "images.toml"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        await script.next_round()
-        images["a"]["candidates"] = 3  # two more draws of a: each a paid generation
-        manifest.write_text(fake_manifest(log, images, delay=1.5))
-        await script.queue.put({manifest})
-        await asyncio.sleep(0.4)  # a#1 and a#2 are generating now
-        images["b"]["prompt"] = "two, edited"  # nothing to do with a
-        manifest.write_text(fake_manifest(log, images, delay=1.5))
-        await script.queue.put({manifest})
-        drawn = await script.next_round()
-        assert drawn.cancelled == [], out.getvalue()
-        assert (await script.next_round()).changed == ["b"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            await script.next_round()
+            images["a"]["candidates"] = 3  # two more draws of a: each a paid generation
+            manifest.write_text(fake_manifest(log, images, delay=1.5))
+            await script.queue.put({manifest})
+            await asyncio.sleep(0.4)  # a#1 and a#2 are generating now
+            images["b"]["prompt"] = "two, edited"  # nothing to do with a
+            manifest.write_text(fake_manifest(log, images, delay=1.5))
+            await script.queue.put({manifest})
+            drawn = await script.next_round()
+            assert drawn.cancelled == [], out.getvalue()
+            assert (await script.next_round()).changed == ["b"]
 
     asyncio.run(scenario())
     assert sorted(generation_log(log)) == ["a", "a", "a", "b", "b"]  # no draw paid twice
@@ -359,19 +293,14 @@ def test_a_save_mid_round_leaves_a_picked_draw_being_made_alone(
     manifest.write_text(fake_manifest(log, images, delay=1.5))
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        await asyncio.sleep(0.4)  # draw 1 of a, the picked one, is generating
-        images["b"]["prompt"] = "two, edited"
-        manifest.write_text(fake_manifest(log, images, delay=1.5))
-        await script.queue.put({manifest})
-        first = await script.next_round()
-        assert first.cancelled == [] and first.changed == ["a"], out.getvalue()
-        assert (await script.next_round()).changed == ["b"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            await asyncio.sleep(0.4)  # draw 1 of a, the picked one, is generating
+            images["b"]["prompt"] = "two, edited"
+            manifest.write_text(fake_manifest(log, images, delay=1.5))
+            await script.queue.put({manifest})
+            first = await script.next_round()
+            assert first.cancelled == [] and first.changed == ["a"], out.getvalue()
+            assert (await script.next_round()).changed == ["b"]
 
     asyncio.run(scenario())
     assert generation_log(log).count("a") == 3  # its two draws, then the picked one once
@@ -387,22 +316,17 @@ def test_a_round_says_a_pick_the_edit_replaced(project, fake_site, run_cli, tmp_
     assert run_cli("pick", "a", "1").code == 0
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        assert (await script.next_round()).picks_dropped == {}
-        images["a"]["prompt"] = "one, edited"
-        manifest.write_text(fake_manifest(log, images))
-        await script.queue.put({manifest})
-        edited = await script.next_round()
-        note = (
-            "draw 1 was picked before this change: draw 0 of the new draws is the output "
-            "until you pick another; undoing the change brings draw 1 back"
-        )
-        assert edited.picks_dropped == {"a": note}
-        assert f"round 2: note: a: {note}\n" in out.getvalue(), out.getvalue()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            assert (await script.next_round()).picks_dropped == {}
+            images["a"]["prompt"] = "one, edited"
+            manifest.write_text(fake_manifest(log, images))
+            await script.queue.put({manifest})
+            edited = await script.next_round()
+            note = (
+                "draw 1 was picked before this change: draw 0 of the new draws is the output "
+                "until you pick another; undoing the change brings draw 1 back"
+            )
+            assert edited.picks_dropped == {"a": note}
+            assert f"round 2: note: a: {note}\n" in out.getvalue(), out.getvalue()
 
     asyncio.run(scenario())

@@ -50,7 +50,7 @@ def test_a_pick_that_fails_still_checks_the_files_changed_while_it_ran(project, 
     import io
 
     from nebula_build.errors import UserError
-    from tests.live.test_watch import Script, make_watcher
+    from tests.live.scripted import Script, make_watcher
 
     root = project({"images.toml": ATLAS})
     sheet = root / "sheets/sheet.png"
@@ -76,7 +76,7 @@ def test_a_derived_file_edited_by_hand_is_a_conflict_said_once(project):
     import asyncio
     import io
 
-    from tests.live.test_watch import Script, make_watcher
+    from tests.live.scripted import Script, make_watcher
 
     root = project({"images.toml": ATLAS})
     sheet, manifest = root / "sheets/sheet.png", root / "images.toml"
@@ -119,7 +119,7 @@ def test_a_sheet_edited_after_its_round_built_it_is_said_at_once(project):
     import asyncio
     import io
 
-    from tests.live.test_watch import Script, make_watcher
+    from tests.live.scripted import Script, make_watcher
 
     root = project({"images.toml": ATLAS})
     sheet = root / "sheets/sheet.png"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 
 import pytest
 
@@ -12,7 +11,7 @@ from nebula_build.errors import NebulaBuildError
 from nebula_build.plugin.manager import load_registry
 from nebula_build.state.project import Project
 from tests.conftest import fake_manifest, generation_log
-from tests.live.test_watch import Script, make_watcher
+from tests.live.scripted import running_watch
 
 
 def _images(names: str) -> dict[str, dict[str, object]]:
@@ -29,16 +28,12 @@ def _edit_round(root, log, text: str):  # type: ignore[no-untyped-def]
     manifest = root / "images.toml"
 
     async def scenario():  # type: ignore[no-untyped-def]
-        script, out = Script(), io.StringIO()
-        task = asyncio.create_task(make_watcher(root, script, out).run(script.changes()))
-        await script.next_round(timeout=30)
-        made = len(generation_log(log))
-        manifest.write_text(text)
-        await script.queue.put({manifest})
-        edited = await script.next_round(timeout=30)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, _):
+            await script.next_round(timeout=30)
+            made = len(generation_log(log))
+            manifest.write_text(text)
+            await script.queue.put({manifest})
+            edited = await script.next_round(timeout=30)
         return edited, generation_log(log)[made:]
 
     return asyncio.run(scenario())
@@ -93,23 +88,19 @@ def test_an_input_no_image_reads_any_more_never_blocks_an_edit(project, fake_sit
     manifest = root / "images.toml"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        task = asyncio.create_task(make_watcher(root, script, out).run(script.changes()))
-        await script.next_round(timeout=30)
-        images["c"] = {"prompt": "c2", "output": "out/c.png"}  # in/x.png is read no more
-        manifest.write_text(fake_manifest(log, images))
-        await script.queue.put({manifest})
-        await script.next_round(timeout=30)
-        (root / "in/x.png").unlink()
-        (root / "in/x.png").symlink_to(outside)
-        images["b"]["prompt"] = "b2"
-        manifest.write_text(fake_manifest(log, images))
-        await script.queue.put({manifest})
-        edited = await script.next_round(timeout=30)
-        assert edited.error is None
-        assert edited.changed == ["b"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, _):
+            await script.next_round(timeout=30)
+            images["c"] = {"prompt": "c2", "output": "out/c.png"}  # in/x.png is read no more
+            manifest.write_text(fake_manifest(log, images))
+            await script.queue.put({manifest})
+            await script.next_round(timeout=30)
+            (root / "in/x.png").unlink()
+            (root / "in/x.png").symlink_to(outside)
+            images["b"]["prompt"] = "b2"
+            manifest.write_text(fake_manifest(log, images))
+            await script.queue.put({manifest})
+            edited = await script.next_round(timeout=30)
+            assert edited.error is None
+            assert edited.changed == ["b"]
 
     asyncio.run(scenario())

@@ -11,7 +11,7 @@ from nebula_build.state import fileindex, lockfile
 from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.project import Project
 from tests.conftest import fake_manifest
-from tests.live.test_watch import Script, make_watcher
+from tests.live.scripted import Script, make_watcher
 
 COUNT = 2000
 

@@ -8,9 +8,8 @@ import io
 import pytest
 
 from nebula_build.errors import UserError
-from nebula_build.live.watch import filesystem_changes
 from tests.conftest import fake_manifest, generation_log
-from tests.live.test_watch import Script, make_watcher
+from tests.live.scripted import Script, make_watcher, running_watch
 
 CSV = "sku,name,stock\nT-1,Green tea,4\nB-1,Sourdough,0\n"
 IMAGES = {
@@ -40,31 +39,26 @@ def test_an_edited_row_starts_a_round_that_remakes_only_its_image(project, fake_
     data = root / "data/products.csv"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        first = await script.next_round()
-        assert sorted(first.changed) == ["cover[a]", "product[B-1]", "product[T-1]"]
-        assert data in watcher.watched_paths()
-        assert root / "posts/a.md" in watcher.watched_paths()
-        assert watcher.wants(root / "posts/new.md")  # a post added to the folder
-        assert not watcher.wants(root / "posts/notes.txt")
-        assert not watcher.wants(root / "img/T-1.png")  # its own outputs never do
+        async with running_watch(root) as (script, out, watcher):
+            first = await script.next_round()
+            assert sorted(first.changed) == ["cover[a]", "product[B-1]", "product[T-1]"]
+            assert data in watcher.watched_paths()
+            assert root / "posts/a.md" in watcher.watched_paths()
+            assert watcher.wants(root / "posts/new.md")  # a post added to the folder
+            assert not watcher.wants(root / "posts/notes.txt")
+            assert not watcher.wants(root / "img/T-1.png")  # its own outputs never do
 
-        data.write_text(CSV.replace("Sourdough", "Rye bread").replace(",4", ",9"))
-        await script.queue.put({data})
-        second = await script.next_round()
-        assert second.changed == ["product[B-1]"]
+            data.write_text(CSV.replace("Sourdough", "Rye bread").replace(",4", ",9"))
+            await script.queue.put({data})
+            second = await script.next_round()
+            assert second.changed == ["product[B-1]"]
 
-        data.write_text("sku,name,stock\nT-1,,4\n")  # a broken row: said, and watch goes on
-        await script.queue.put({data})
-        assert (
-            "data/products.csv:2:5: images.product: column 'name' is empty"
-            in (await script.next_round()).error
-        )
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            data.write_text("sku,name,stock\nT-1,,4\n")  # a broken row: said, and watch goes on
+            await script.queue.put({data})
+            assert (
+                "data/products.csv:2:5: images.product: column 'name' is empty"
+                in (await script.next_round()).error
+            )
 
     asyncio.run(scenario())
     assert sorted(generation_log(log)) == [
@@ -86,20 +80,15 @@ def test_a_data_file_broken_from_the_start_is_watched_until_fixed(project, fake_
     )
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        assert (await script.next_round()).error
-        assert root / "data/products.csv" in watcher.watched_paths()
-        assert watcher.wants(root / "posts/a.md")
-        (root / "data/products.csv").write_text(CSV)
-        (root / "posts/a.md").write_text("---\ntitle: A\n---\n")
-        await script.queue.put({root / "data/products.csv"})
-        fixed = await script.next_round()
-        assert sorted(fixed.changed) == ["cover[a]", "product[B-1]", "product[T-1]"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            assert (await script.next_round()).error
+            assert root / "data/products.csv" in watcher.watched_paths()
+            assert watcher.wants(root / "posts/a.md")
+            (root / "data/products.csv").write_text(CSV)
+            (root / "posts/a.md").write_text("---\ntitle: A\n---\n")
+            await script.queue.put({root / "data/products.csv"})
+            fixed = await script.next_round()
+            assert sorted(fixed.changed) == ["cover[a]", "product[B-1]", "product[T-1]"]
 
     asyncio.run(scenario())
 
@@ -112,18 +101,13 @@ def test_a_post_saved_on_disk_starts_a_round(project, tmp_path):
     root = project({"images.toml": manifest, "posts/a.md": "---\ntitle: A\n---\n"})
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
-        await script.next_round()
-        await asyncio.sleep(0.3)  # the watcher is listening
-        (root / "posts/b.md").write_text("---\ntitle: B\n---\n")
-        assert (await script.next_round(timeout=5)).changed == ["cover[b]"]
-        (root / "posts/a.md").write_text("---\ntitle: A, edited\n---\n")
-        assert (await script.next_round(timeout=5)).changed == ["cover[a]"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root, files=True) as (script, out, watcher):
+            await script.next_round()
+            await asyncio.sleep(0.3)  # the watcher is listening
+            (root / "posts/b.md").write_text("---\ntitle: B\n---\n")
+            assert (await script.next_round(timeout=5)).changed == ["cover[b]"]
+            (root / "posts/a.md").write_text("---\ntitle: A, edited\n---\n")
+            assert (await script.next_round(timeout=5)).changed == ["cover[a]"]
 
     asyncio.run(scenario())
 
@@ -135,21 +119,16 @@ def test_an_editors_lock_link_beside_the_posts_starts_no_round(project, tmp_path
     root = project({"images.toml": manifest, "posts/a.md": "---\ntitle: A\n---\n"})
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
-        await script.next_round()
-        await asyncio.sleep(0.3)  # the watcher is listening
-        lock = root / "posts/.#a.md"  # Emacs, at the first keystroke: a dangling link
-        lock.symlink_to("someone@host.4242:1700000000")
-        with pytest.raises(TimeoutError):  # never read as a post: nothing to do
-            await script.next_round(timeout=1.5)
-        (root / "posts/a.md").write_text("---\ntitle: A, edited\n---\n")
-        lock.unlink()  # saved: the lock goes
-        assert (await script.next_round(timeout=5)).changed == ["cover[a]"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root, files=True) as (script, out, watcher):
+            await script.next_round()
+            await asyncio.sleep(0.3)  # the watcher is listening
+            lock = root / "posts/.#a.md"  # Emacs, at the first keystroke: a dangling link
+            lock.symlink_to("someone@host.4242:1700000000")
+            with pytest.raises(TimeoutError):  # never read as a post: nothing to do
+                await script.next_round(timeout=1.5)
+            (root / "posts/a.md").write_text("---\ntitle: A, edited\n---\n")
+            lock.unlink()  # saved: the lock goes
+            assert (await script.next_round(timeout=5)).changed == ["cover[a]"]
         assert "error" not in out.getvalue()
 
     asyncio.run(scenario())
@@ -174,21 +153,16 @@ def test_a_data_folder_made_after_watch_starts_is_watched(project, tmp_path, row
     root = project({"images.toml": manifest})
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
-        assert "not found" in (await script.next_round()).error
-        await asyncio.sleep(0.3)  # the watcher is listening
-        (root / made).parent.mkdir(parents=True)
-        (root / made).write_text(CSV if made.endswith(".csv") else "---\nname: A\n---\n")
-        for _ in range(3):  # the folder's creation may be a round of its own
-            report = await script.next_round(timeout=5)
-            if report.changed:
-                break
-        assert name in report.changed
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root, files=True) as (script, out, watcher):
+            assert "not found" in (await script.next_round()).error
+            await asyncio.sleep(0.3)  # the watcher is listening
+            (root / made).parent.mkdir(parents=True)
+            (root / made).write_text(CSV if made.endswith(".csv") else "---\nname: A\n---\n")
+            for _ in range(3):  # the folder's creation may be a round of its own
+                report = await script.next_round(timeout=5)
+                if report.changed:
+                    break
+            assert name in report.changed
 
     asyncio.run(scenario())
 
@@ -231,35 +205,30 @@ def test_posts_in_subfolders_are_watched_and_a_new_subfolder_starts_a_round(
     )
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        assert (await script.next_round()).changed == ["cover[a]"]
-        assert {root / "content", root / "content/2025"} <= watcher.post_folders()
-        assert root / "content/.drafts" not in watcher.post_folders()
-        assert watcher.wants(root / "content/2025/new.md")  # a post added in a subfolder
-        assert watcher.wants(root / "content/top.md")  # `**` matching no folder
-        assert not watcher.wants(root / "content/2025/notes.txt")
-        assert not watcher.wants(root / "content/.drafts/y.md")  # hidden: not walked
-        assert not watcher.wants(root / "content/.drafts")
+        async with running_watch(root) as (script, out, watcher):
+            assert (await script.next_round()).changed == ["cover[a]"]
+            assert {root / "content", root / "content/2025"} <= watcher.post_folders()
+            assert root / "content/.drafts" not in watcher.post_folders()
+            assert watcher.wants(root / "content/2025/new.md")  # a post added in a subfolder
+            assert watcher.wants(root / "content/top.md")  # `**` matching no folder
+            assert not watcher.wants(root / "content/2025/notes.txt")
+            assert not watcher.wants(root / "content/.drafts/y.md")  # hidden: not walked
+            assert not watcher.wants(root / "content/.drafts")
 
-        (root / "content/2027/spring").mkdir(parents=True)  # a new subfolder, two deep
-        (root / "content/2027/spring/b.md").write_text("---\ntitle: B\n---\n")
-        assert watcher.wants(root / "content/2027")  # what watchfiles reports of it
-        await script.queue.put({root / "content/2027"})
-        assert (await script.next_round()).changed == ["cover[b]"]
-        assert root / "content/2027/spring" in watcher.post_folders()
+            (root / "content/2027/spring").mkdir(parents=True)  # a new subfolder, two deep
+            (root / "content/2027/spring/b.md").write_text("---\ntitle: B\n---\n")
+            assert watcher.wants(root / "content/2027")  # what watchfiles reports of it
+            await script.queue.put({root / "content/2027"})
+            assert (await script.next_round()).changed == ["cover[b]"]
+            assert root / "content/2027/spring" in watcher.post_folders()
 
-        (root / "content/2027/spring/b.md").write_text("---\ntitle: [broken\n---\n")
-        await script.queue.put({root / "content/2027/spring/b.md"})
-        assert "content/2027/spring/b.md:2:8: images.cover" in (await script.next_round()).error
-        assert watcher.wants(root / "content/2027/spring/b.md")  # watched until fixed
-        (root / "content/2027/spring/b.md").write_text("---\ntitle: B, edited\n---\n")
-        await script.queue.put({root / "content/2027/spring/b.md"})
-        assert (await script.next_round()).changed == ["cover[b]"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            (root / "content/2027/spring/b.md").write_text("---\ntitle: [broken\n---\n")
+            await script.queue.put({root / "content/2027/spring/b.md"})
+            assert "content/2027/spring/b.md:2:8: images.cover" in (await script.next_round()).error
+            assert watcher.wants(root / "content/2027/spring/b.md")  # watched until fixed
+            (root / "content/2027/spring/b.md").write_text("---\ntitle: B, edited\n---\n")
+            await script.queue.put({root / "content/2027/spring/b.md"})
+            assert (await script.next_round()).changed == ["cover[b]"]
 
     asyncio.run(scenario())
 
@@ -284,33 +253,28 @@ def test_the_posts_of_every_pattern_are_watched(project, fake_site, tmp_path):
     posts = root / "content/posts"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        assert sorted((await script.next_round()).changed) == ["cover[a]", "cover[b]"]
-        assert {posts, posts / "b"} <= watcher.post_folders()
-        assert watcher.wants(posts / "new.md")  # the first pattern's
-        assert watcher.wants(posts / "b/index.md")  # the second's
-        assert not watcher.wants(posts / "b/photo.md")  # neither pattern's
+        async with running_watch(root) as (script, out, watcher):
+            assert sorted((await script.next_round()).changed) == ["cover[a]", "cover[b]"]
+            assert {posts, posts / "b"} <= watcher.post_folders()
+            assert watcher.wants(posts / "new.md")  # the first pattern's
+            assert watcher.wants(posts / "b/index.md")  # the second's
+            assert not watcher.wants(posts / "b/photo.md")  # neither pattern's
 
-        (posts / "b/index.md").write_text("---\ntitle: B, edited\n---\n")
-        await script.queue.put({posts / "b/index.md"})
-        assert (await script.next_round()).changed == ["cover[b]"]
+            (posts / "b/index.md").write_text("---\ntitle: B, edited\n---\n")
+            await script.queue.put({posts / "b/index.md"})
+            assert (await script.next_round()).changed == ["cover[b]"]
 
-        (posts / "c").mkdir()  # a new page bundle
-        (posts / "c/index.md").write_text("---\ntitle: C\n---\n")
-        assert watcher.wants(posts / "c")  # what watchfiles reports of it
-        await script.queue.put({posts / "c"})
-        assert (await script.next_round()).changed == ["cover[c]"]
-        assert posts / "c" in watcher.post_folders()
+            (posts / "c").mkdir()  # a new page bundle
+            (posts / "c/index.md").write_text("---\ntitle: C\n---\n")
+            assert watcher.wants(posts / "c")  # what watchfiles reports of it
+            await script.queue.put({posts / "c"})
+            assert (await script.next_round()).changed == ["cover[c]"]
+            assert posts / "c" in watcher.post_folders()
 
-        (posts / "a.md").unlink()  # the first pattern's post removed
-        await script.queue.put({posts / "a.md"})
-        await script.next_round()
-        assert not (root / "img/cover-a.png").exists()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            (posts / "a.md").unlink()  # the first pattern's post removed
+            await script.queue.put({posts / "a.md"})
+            await script.next_round()
+            assert not (root / "img/cover-a.png").exists()
 
     asyncio.run(scenario())
 
@@ -324,18 +288,13 @@ def test_a_post_in_a_subfolder_broken_from_the_start_is_watched(project, fake_si
     )
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        assert (await script.next_round()).error
-        assert root / "content/2026/06" in watcher.post_folders()
-        assert watcher.wants(root / "content/2026/06/a.md")
-        (root / "content/2026/06/a.md").write_text("---\ntitle: A\n---\n")
-        await script.queue.put({root / "content/2026/06/a.md"})
-        assert (await script.next_round()).changed == ["cover[a]"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            assert (await script.next_round()).error
+            assert root / "content/2026/06" in watcher.post_folders()
+            assert watcher.wants(root / "content/2026/06/a.md")
+            (root / "content/2026/06/a.md").write_text("---\ntitle: A\n---\n")
+            await script.queue.put({root / "content/2026/06/a.md"})
+            assert (await script.next_round()).changed == ["cover[a]"]
 
     asyncio.run(scenario())
 
@@ -349,28 +308,23 @@ def test_a_page_bundle_saved_on_disk_in_a_new_folder_starts_a_round(project, tmp
     root = project({"images.toml": manifest, "content/posts/a/index.md": "---\ntitle: A\n---\n"})
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
-        assert (await script.next_round()).changed == ["cover[a]"]
-        await asyncio.sleep(0.3)  # the watcher is listening
-        (root / "content/posts/new-post").mkdir()
-        (root / "content/posts/new-post/index.md").write_text("---\ntitle: New\n---\n")
-        for _ in range(3):  # the folder's creation may be a round of its own
-            report = await script.next_round(timeout=5)
-            if report.changed:
-                break
-        assert report.changed == ["cover[new-post]"]
-        for _ in range(3):  # the new folder is watched from now on
-            await asyncio.sleep(1.5)
-            (root / "content/posts/new-post/index.md").write_text("---\ntitle: Edited\n---\n")
-            report = await script.next_round(timeout=5)
-            if report.changed:
-                break
-        assert report.changed == ["cover[new-post]"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root, files=True) as (script, out, watcher):
+            assert (await script.next_round()).changed == ["cover[a]"]
+            await asyncio.sleep(0.3)  # the watcher is listening
+            (root / "content/posts/new-post").mkdir()
+            (root / "content/posts/new-post/index.md").write_text("---\ntitle: New\n---\n")
+            for _ in range(3):  # the folder's creation may be a round of its own
+                report = await script.next_round(timeout=5)
+                if report.changed:
+                    break
+            assert report.changed == ["cover[new-post]"]
+            for _ in range(3):  # the new folder is watched from now on
+                await asyncio.sleep(1.5)
+                (root / "content/posts/new-post/index.md").write_text("---\ntitle: Edited\n---\n")
+                report = await script.next_round(timeout=5)
+                if report.changed:
+                    break
+            assert report.changed == ["cover[new-post]"]
 
     asyncio.run(scenario())
 
@@ -394,31 +348,26 @@ def test_editing_columns_and_defaults_starts_a_round_that_remakes_only_what_they
         return await script.next_round()
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        assert sorted((await script.next_round()).changed) == ["product[B-1]", "product[T-1]"]
+        async with running_watch(root) as (script, out, watcher):
+            assert sorted((await script.next_round()).changed) == ["product[B-1]", "product[T-1]"]
 
-        rows = {"file": "data/products.csv", "defaults": {"name": "a loaf"}}
-        assert (await edit(script, {"rows": rows})).changed == ["product[C-1]"]
+            rows = {"file": "data/products.csv", "defaults": {"name": "a loaf"}}
+            assert (await edit(script, {"rows": rows})).changed == ["product[C-1]"]
 
-        rows = {**rows, "columns": {"label": "name"}, "defaults": {"label": "a loaf"}}
-        renamed = await edit(script, {"rows": rows, "prompt": "photo of {label}"})
-        assert renamed.changed == [] and not renamed.error  # the same values: nothing
+            rows = {**rows, "columns": {"label": "name"}, "defaults": {"label": "a loaf"}}
+            renamed = await edit(script, {"rows": rows, "prompt": "photo of {label}"})
+            assert renamed.changed == [] and not renamed.error  # the same values: nothing
 
-        rows = {**rows, "defaults": {"label": "a bun"}}
-        assert (await edit(script, {"rows": rows, "prompt": "photo of {label}"})).changed == [
-            "product[C-1]"
-        ]
+            rows = {**rows, "defaults": {"label": "a bun"}}
+            assert (await edit(script, {"rows": rows, "prompt": "photo of {label}"})).changed == [
+                "product[C-1]"
+            ]
 
-        rows = {**rows, "columns": {"label": "nmae"}}
-        broken = await edit(script, {"rows": rows, "prompt": "photo of {label}"})
-        assert "images.product.rows.columns.label: data/products.csv has no column 'nmae'" in (
-            broken.error
-        )
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            rows = {**rows, "columns": {"label": "nmae"}}
+            broken = await edit(script, {"rows": rows, "prompt": "photo of {label}"})
+            assert "images.product.rows.columns.label: data/products.csv has no column 'nmae'" in (
+                broken.error
+            )
 
     asyncio.run(scenario())
     assert sorted(generation_log(log)) == [
@@ -451,16 +400,11 @@ def test_past_the_systems_limit_on_watches_watch_polls_instead(project, tmp_path
     root = project({"images.toml": manifest, "posts/a.md": "---\ntitle: A\n---\n"})
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(filesystem_changes(watcher)))
-        await script.next_round()
-        await asyncio.sleep(0.5)  # the watcher is polling
-        (root / "posts/b.md").write_text("---\ntitle: B\n---\n")
-        assert (await script.next_round(timeout=5)).changed == ["cover[b]"]
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root, files=True) as (script, out, watcher):
+            await script.next_round()
+            await asyncio.sleep(0.5)  # the watcher is polling
+            (root / "posts/b.md").write_text("---\ntitle: B\n---\n")
+            assert (await script.next_round(timeout=5)).changed == ["cover[b]"]
         assert out.getvalue().count("limit on watched folders is reached") == 1
         assert asked[0] is None and asked[1] is True
 
@@ -481,27 +425,22 @@ def test_an_edited_row_of_rows_with_a_matrix_remakes_only_its_images(project, fa
     data = root / "data/products.csv"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        first = await script.next_round()
-        assert sorted(first.changed) == [
-            "product[B-1,hero]",
-            "product[B-1,thumb]",
-            "product[T-1,hero]",
-            "product[T-1,thumb]",
-        ]
-        data.write_text(CSV.replace("Sourdough", "Rye bread").replace(",4", ",9"))
-        await script.queue.put({data})
-        second = await script.next_round()
-        assert sorted(second.changed) == ["product[B-1,hero]", "product[B-1,thumb]"]
+        async with running_watch(root) as (script, out, watcher):
+            first = await script.next_round()
+            assert sorted(first.changed) == [
+                "product[B-1,hero]",
+                "product[B-1,thumb]",
+                "product[T-1,hero]",
+                "product[T-1,thumb]",
+            ]
+            data.write_text(CSV.replace("Sourdough", "Rye bread").replace(",4", ",9"))
+            await script.queue.put({data})
+            second = await script.next_round()
+            assert sorted(second.changed) == ["product[B-1,hero]", "product[B-1,thumb]"]
 
-        data.write_text(CSV.replace("T-1,", '"T,1",'))  # a comma in an id: said, watch goes on
-        await script.queue.put({data})
-        assert "id column 'sku': 'T,1' has a comma" in (await script.next_round()).error
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            data.write_text(CSV.replace("T-1,", '"T,1",'))  # a comma in an id: said, watch goes on
+            await script.queue.put({data})
+            assert "id column 'sku': 'T,1' has a comma" in (await script.next_round()).error
 
     asyncio.run(scenario())
     assert sorted(generation_log(log)) == [

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import fake_manifest, generation_log
-from tests.live.test_watch import Script, make_watcher
+from tests.live.scripted import running_watch
 
 
 def _truncate_then_write(manifest: Path, text: str) -> list[Path | str]:
@@ -36,30 +35,25 @@ def test_a_save_written_in_pieces_is_one_round_that_removes_nothing(
     manifest = root / "images.toml"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        await script.next_round()
-        images["a"]["prompt"] = "one, edited"
-        for piece in save(manifest, fake_manifest(log, images)):
-            if isinstance(piece, Path):
-                manifest.replace(piece)
-            else:
-                manifest.write_text(piece)
-            await script.queue.put({manifest})
-            await asyncio.sleep(0.05)
-        manifest.with_name("images.toml~").unlink(missing_ok=True)
-        while not any(r.changed for r in script.rounds[1:]):
+        async with running_watch(root) as (script, out, watcher):
             await script.next_round()
-        with contextlib.suppress(TimeoutError):
-            await script.next_round(timeout=1.5)
-        done = [(r.number, r.error, r.changed) for r in script.rounds[1:]]
-        # a piece seen after a round read the whole save: a round with nothing to do
-        assert done in ([(2, None, ["a"])], [(2, None, ["a"]), (3, None, [])])
-        assert (root / "b.png").exists()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            images["a"]["prompt"] = "one, edited"
+            for piece in save(manifest, fake_manifest(log, images)):
+                if isinstance(piece, Path):
+                    manifest.replace(piece)
+                else:
+                    manifest.write_text(piece)
+                await script.queue.put({manifest})
+                await asyncio.sleep(0.05)
+            manifest.with_name("images.toml~").unlink(missing_ok=True)
+            while not any(r.changed for r in script.rounds[1:]):
+                await script.next_round()
+            with contextlib.suppress(TimeoutError):
+                await script.next_round(timeout=1.5)
+            done = [(r.number, r.error, r.changed) for r in script.rounds[1:]]
+            # a piece seen after a round read the whole save: a round with nothing to do
+            assert done in ([(2, None, ["a"])], [(2, None, ["a"]), (3, None, [])])
+            assert (root / "b.png").exists()
         assert "error" not in out.getvalue() and "deleted" not in out.getvalue()
 
     asyncio.run(scenario())
@@ -79,21 +73,16 @@ def test_a_file_rewritten_without_pause_still_has_its_removal_and_its_error(
     manifest = root / "images.toml"
 
     async def scenario() -> str:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        await script.next_round()
-        del images["b"]
-        text = fake_manifest(log, images) + ("[images.c\n" if broken else "")
-        for _ in range(16):  # 8 s
-            manifest.write_text(text)
-            await script.queue.put({manifest})
-            await asyncio.sleep(0.5)
-            if (not broken and not (root / "b.png").exists()) or "error" in out.getvalue():
-                break
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            await script.next_round()
+            del images["b"]
+            text = fake_manifest(log, images) + ("[images.c\n" if broken else "")
+            for _ in range(16):  # 8 s
+                manifest.write_text(text)
+                await script.queue.put({manifest})
+                await asyncio.sleep(0.5)
+                if (not broken and not (root / "b.png").exists()) or "error" in out.getvalue():
+                    break
         return out.getvalue()
 
     printed = asyncio.run(scenario())
@@ -118,22 +107,17 @@ def test_a_paid_image_is_not_generated_for_a_value_a_save_cut_short(
     manifest = root / "images.toml"
 
     async def scenario() -> None:
-        script, out = Script(), io.StringIO()
-        watcher = make_watcher(root, script, out)
-        task = asyncio.create_task(watcher.run(script.changes()))
-        await script.next_round()
-        images["a"]["seed"] = 42
-        text = fake_manifest(log, images)
-        for piece in (text[: text.index("seed = 42") + len("seed = 4")], text):
-            manifest.write_text(piece)
-            await script.queue.put({manifest})
-            await asyncio.sleep(0.05)
-        assert (await script.next_round()).changed == ["a"]
-        with contextlib.suppress(TimeoutError):
-            await script.next_round(timeout=1)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        async with running_watch(root) as (script, out, watcher):
+            await script.next_round()
+            images["a"]["seed"] = 42
+            text = fake_manifest(log, images)
+            for piece in (text[: text.index("seed = 42") + len("seed = 4")], text):
+                manifest.write_text(piece)
+                await script.queue.put({manifest})
+                await asyncio.sleep(0.05)
+            assert (await script.next_round()).changed == ["a"]
+            with contextlib.suppress(TimeoutError):
+                await script.next_round(timeout=1)
         assert "error" not in out.getvalue()
 
     asyncio.run(scenario())
