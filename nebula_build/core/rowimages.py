@@ -44,6 +44,7 @@ from nebula_build.core.manifest import (
     shows_as_it_is,
 )
 from nebula_build.core.rowcolumns import Columns, columns_of, listed, no_column
+from nebula_build.core.rowhints import ways_out
 from nebula_build.core.spec import check_template, fill, foreign_template, placeholders
 from nebula_build.core.table import (
     FORMATS,
@@ -841,22 +842,23 @@ def _values(plan: _Plan, row: Row, seen: Mapping[str, Value]) -> dict[str, str]:
                     "; a section's _index.md is no post: `[!_]*.md` in place of `*.md` "
                     "in the pattern leaves it out"
                 )
-            elif state == "is missing" and plan.from_posts:
-                message += _missing_field_hint(plan, name)
+            else:
+                message += _ways_out(plan, name)
             raise _fail(plan, row, name, message)
         values[name] = text
     return values
 
 
-def _missing_field_hint(plan: _Plan, name: str) -> str:
-    """What to do about a post that lacks a field its image uses: set it, give it a
-    default, or leave such posts out."""
-    field = plan.columns.source(name)
-    field_shown = field if field.isidentifier() else f"'{shown(field)}'"
-    where = name if plan.decl.where is None else f"{name} and ({shown(plan.decl.where)})"
-    return (
-        f"; set {field_shown} in this post's front matter, give it a default (rows = {{ …, "
-        f'defaults = {{ {name} = "…" }} }}), or leave such posts out (where = "{where}")'
+def _ways_out(plan: _Plan, name: str) -> str:
+    """What to do about a row that lacks a value its image uses, or has it empty."""
+    assert plan.decl.rows is not None
+    return ways_out(
+        plan.decl.rows,
+        field=plan.columns.source(name),
+        name=name,
+        where=plan.decl.where,
+        posts=plan.from_posts,
+        is_id=name == plan.id,
     )
 
 

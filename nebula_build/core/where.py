@@ -34,6 +34,7 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORDS = {"and", "or", "not", "in", "true", "false"}
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "<": lambda a, b: a < b,
@@ -93,6 +94,11 @@ def columns(node: Node) -> set[str]:
     if isinstance(node, Not):
         return columns(node.operand)
     return columns(node.left) | columns(node.right)
+
+
+def reads_name(name: str) -> bool:
+    """Whether `where` reads `name` as a column: `Scene Name` is two, `in` a word."""
+    return _NAME.fullmatch(name) is not None and name not in _WORDS
 
 
 def comparisons(node: Node) -> int:

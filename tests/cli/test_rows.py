@@ -1244,7 +1244,9 @@ def test_a_post_field_many_declarations_miss_is_located_once(project, run_cli):
         "line": 400002,
         "column": 1,
         "key": "images.c59",
-        "message": "column 'title' is empty (the image uses it)",
+        "message": "column 'title' is empty (the image uses it); set title in this post's "
+        'front matter, give it a default (rows = { …, defaults = { title = "…" } }), or '
+        'leave such posts out (where = "title")',
     } in problems
 
 
@@ -1489,9 +1491,48 @@ def test_a_post_missing_a_field_says_the_ways_to_settle_it(project, run_cli, whe
     assert [a["image"] for a in json.loads(out)["actions"]] == ["cover[spring]"]
 
 
-def test_a_json_row_missing_a_field_says_what_it_said(project, run_cli):
-    product = {"rows": "data/p.json", "id": "sku", "prompt": "{name}", "output": "img/{sku}.png"}
-    project(
+@pytest.mark.parametrize(
+    "front", ['scene: ""', "scene:", "scene: '  '"], ids=["quoted", "bare", "spaces"]
+)
+def test_a_post_with_an_empty_field_says_the_ways_out(project, run_cli, front):
+    """Before: only `column 'scene' is empty (the image uses it)`."""
+    cover = {"rows": {"files": "posts/*.md"}, "prompt": "{scene}", "output": "img/{slug}.png"}
+    root = project(
+        {
+            "images.toml": nebula_manifest({"cover": cover}),
+            "posts/a.md": f"---\ntitle: A\n{front}\n---\nHello.\n",
+            "posts/b.md": "---\nscene: a kite\n---\nHello.\n",
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == (
+        "error: posts/a.md:3:1: images.cover: column 'scene' is empty (the image uses it); "
+        "set scene in this post's front matter, give it a default (rows = { …, defaults = "
+        '{ scene = "…" } }), or leave such posts out (where = "scene")\n'
+    )
+    text = (root / "images.toml").read_text()
+    (root / "images.toml").write_text(
+        text.replace("[images.cover]", '[images.cover]\nwhere = "scene"')
+    )
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert [a["image"] for a in json.loads(out)["actions"]] == ["cover[b]"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "said"),
+    [
+        ("data/p.json", '{ file = "data/p.json", defaults'),
+        ({"file": "data/p.json"}, "{ …, defaults"),
+    ],
+    ids=["path", "table"],
+)
+def test_a_json_row_missing_a_field_says_the_ways_out(project, run_cli, rows, said):
+    """Before: only `column 'name' is missing (the image uses it)`; a plain path of rows
+    is shown as the table that takes defaults."""
+    product = {"rows": rows, "id": "sku", "prompt": "{name}", "output": "img/{sku}.png"}
+    root = project(
         {
             "images.toml": nebula_manifest({"product": product}),
             "data/p.json": '[{"sku": "a", "name": "tea"}, {"sku": "b"}]',
@@ -1499,7 +1540,59 @@ def test_a_json_row_missing_a_field_says_what_it_said(project, run_cli):
     )
     code, _, err = run_cli("plan")
     assert code == 1
-    assert err.endswith("images.product: column 'name' is missing (the image uses it)\n"), err
+    assert err == (
+        "error: data/p.json:1:31: images.product: column 'name' is missing (the image uses "
+        f'it); set name in this row, give it a default (rows = {said} = {{ name = "…" }} }}), '
+        'or leave such rows out (where = "name")\n'
+    )
+    text = (root / "images.toml").read_text()
+    (root / "images.toml").write_text(text.replace('id = "sku"', 'id = "sku"\nwhere = "name"'))
+    code, out, err = run_cli("plan", "--json")
+    assert code == 0, err
+    assert [a["image"] for a in json.loads(out)["actions"]] == ["product[a]"]
+
+
+def test_a_row_missing_its_id_is_offered_no_default(project, run_cli):
+    """The `id` takes no default: the hint had offered one all the same, for a post."""
+    cover = {
+        "rows": {"files": "posts/*.md"},
+        "id": "title",
+        "prompt": "x",
+        "output": "img/{slug}.png",
+    }
+    project(
+        {
+            "images.toml": nebula_manifest({"cover": cover}),
+            "posts/a.md": "---\nscene: a\n---\n",
+            "posts/b.md": "---\ntitle: B\n---\n",
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == (
+        "error: posts/a.md:1: images.cover: column 'title' is missing (the image uses it); "
+        'set title in this post\'s front matter or leave such posts out (where = "title")\n'
+    )
+
+
+def test_a_where_with_quotes_is_offered_as_toml_that_reads(project, run_cli):
+    """A `where` holding double quotes had been offered inside double quotes."""
+    cover = {
+        "rows": {"files": "posts/*.md"},
+        "where": 'title != "x"',
+        "prompt": "{scene}",
+        "output": "img/{slug}.png",
+    }
+    project(
+        {
+            "images.toml": nebula_manifest({"cover": cover}),
+            "posts/a.md": "---\ntitle: A\n---\n",
+            "posts/b.md": "---\ntitle: B\nscene: a kite\n---\n",
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err.endswith("""or leave such posts out (where = 'scene and (title != "x")')\n"""), err
 
 
 def test_hugos_section_page_says_how_to_leave_it_out(project, run_cli):

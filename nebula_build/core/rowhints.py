@@ -1,0 +1,92 @@
+"""What the errors of a declaration with `rows` suggest doing, written as the user
+would write it in images.toml.
+
+A row that lacks a value its image uses has three ways out (set the value, give
+it a default, leave such rows out); a header `where` or a template cannot read
+(`Scene Name`) needs a name from `rows.columns`; a name typed for a header
+(`scene_name`, `SKU`) is matched with it however its spaces, case and
+underscores differ. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+
+from nebula_build.core import where as filters
+from nebula_build.core.manifest import RowsDecl, shown
+from nebula_build.errors import did_you_mean
+
+#: the headers compared with a name typed for one: a file may have a million
+_COMPARED = 1000
+
+
+def ways_out(
+    rows: str | RowsDecl,
+    *,
+    field: str,
+    name: str,
+    where: str | None,
+    posts: bool,
+    is_id: bool,
+) -> str:
+    """What to do about a row whose image uses `name` (the column `field`) and that
+    lacks it or has it empty: set it, give it a default (never for the `id`, which
+    takes none), or leave such rows out (where `where` can read the name)."""
+    field_shown = field if field.isidentifier() else f"'{shown(field)}'"
+    where_set = "in this post's front matter" if posts else "in this row"
+    ways = [f"set {field_shown} {where_set}"]
+    if not is_id:
+        default = rows_with(rows, "defaults", f'{name} = "…"')
+        ways.append(f"give it a default ({default})")
+    if filters.reads_name(name):
+        condition = name if where is None else f"{name} and ({shown(where)})"
+        ways.append(
+            f"leave such {'posts' if posts else 'rows'} out (where = {toml_text(condition)})"
+        )
+    return "; " + _either(ways)
+
+
+def rows_with(rows: str | RowsDecl, key: str, entry: str) -> str:
+    """`rows` as written with `key = { entry }` added: `rows = { …, columns = { … } }`,
+    or for a plain path `rows = { file = "data/p.csv", columns = { … } }`, since a
+    string takes no columns or defaults."""
+    first = "…" if isinstance(rows, RowsDecl) else f"file = {toml_text(shown(rows, 200))}"
+    return f"rows = {{ {first}, {key} = {{ {entry} }} }}"
+
+
+def toml_text(text: str) -> str:
+    """`text` as a TOML string the user can paste: in double quotes, in single ones
+    where it holds a double quote and no single one, else escaped."""
+    if '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    if "'" not in text:
+        return f"'{text}'"
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _either(ways: Sequence[str]) -> str:
+    """'a', 'a or b', 'a, b, or c'."""
+    if len(ways) < 3:
+        return " or ".join(ways)
+    return f"{', '.join(ways[:-1])}, or {ways[-1]}"
+
+
+def spelled_alike(name: str, columns: Iterable[str]) -> str | None:
+    """The column `name` means where it differs only in case, spaces, underscores or
+    hyphens (`scene_name`, `SceneName` for `Scene Name`); else the closest, if close."""
+    names = list(columns)[:_COMPARED]
+    wanted = _squashed(name)
+    alike = next((column for column in names if _squashed(column) == wanted), None)
+    return alike if alike is not None else did_you_mean(name, names)
+
+
+def _squashed(name: str) -> str:
+    return re.sub(r"[\s_-]+", "", name).casefold()
+
+
+def placeholder_name(column: str) -> str:
+    """A placeholder name for a header such as "Product Name": product_name."""
+    name = re.sub(r"\W+", "_", column.strip().lower(), flags=re.ASCII).strip("_")
+    return name if name.isidentifier() else f"column_{name}".rstrip("_")
