@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from nebula_build.core.expand import ExpansionError
 from nebula_build.core.manifest import RowsDecl, shown
+from nebula_build.core.rowhints import spelled_alike
 from nebula_build.core.table import Row, Table, Value, normal
 from nebula_build.errors import did_you_mean
 
@@ -173,12 +174,16 @@ def _check_name(table: Table, data_columns: Collection[str], name: str, column: 
         raise ExpansionError("rows", no_column(table, column), at=("columns", name))
 
 
-def no_column(table: Table, name: str, known: Iterable[str] | None = None) -> str:
+def no_column(
+    table: Table, name: str, known: Iterable[str] | None = None, *, hint: str | None = None
+) -> str:
     """Why `name` is refused: the data has no such column (`known`: the names a
-    declaration may use, when it gives some)."""
+    declaration may use, when it gives some; `hint`: what to say in place of "did you
+    mean", ending in "; ")."""
     names = list(table.columns if known is None else known)
-    close = _close(name, names)
-    hint = f"did you mean {close!r}? " if close else ""
+    if hint is None:
+        close = spelled_alike(name, names)
+        hint = f"did you mean {close!r}? " if close else ""
     return f"{table.path} has no column '{shown(name)}' ({hint}columns: {listed(names)})"
 
 
@@ -187,6 +192,13 @@ def _close(name: str, names: Collection[str]) -> str | None:
     return did_you_mean(name, names) if len(names) <= _SUGGEST_AMONG else None
 
 
+#: the columns an error lists: enough to recognise the file by
+_LISTED = 12
+
+
 def listed(columns: Iterable[str]) -> str:
+    """The first columns, and how many there are in all when there are more."""
     names = [shown(name, 40) for name in columns]
-    return ", ".join(names[:30]) + (", …" if len(names) > 30 else "") if names else "none"
+    if len(names) <= _LISTED:
+        return ", ".join(names) or "none"
+    return ", ".join(names[:_LISTED]) + f", … ({len(names):,} in all)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from nebula_build.core import where as filters
 from nebula_build.core.manifest import RowsDecl, shown
@@ -90,3 +90,52 @@ def placeholder_name(column: str) -> str:
     """A placeholder name for a header such as "Product Name": product_name."""
     name = re.sub(r"\W+", "_", column.strip().lower(), flags=re.ASCII).strip("_")
     return name if name.isidentifier() else f"column_{name}".rstrip("_")
+
+
+def where_spelling(typed: str, sources: Mapping[str, str], rows: str | RowsDecl) -> str:
+    """For a name `where` reads that the rows lack: the name it likely means, as
+    "did you mean 'x'? ", or for a header `where` cannot read as one name (`Scene
+    Name`) the name `columns` gives it, or the `columns` entry that would make
+    `typed` read it; "" where nothing is close."""
+    close = spelled_alike(typed, sources)
+    if close is None:
+        return ""
+    if not filters.reads_name(close):
+        header = sources[close]
+        named = _name_for(header, sources)
+        if named is None:
+            made = rows_with(rows, "columns", f"{typed} = {toml_text(shown(header))}")
+            return f"'{shown(header)}' needs a name `where` can read: {made} makes it {typed}; "
+        close = named
+    return f"did you mean {close!r}? "
+
+
+def where_headers(where: str, sources: Mapping[str, str], rows: str | RowsDecl) -> str:
+    """For a `where` that does not parse: a header it writes as it is spelt, which
+    `where` cannot read as one name (`Scene Name == 'x'`, `unit-price > 0`), and the
+    name to write instead; "" where it writes none."""
+    headers = sorted(
+        {h for h in list(sources.values())[:_COMPARED] if not filters.reads_name(h)},
+        key=len,
+        reverse=True,
+    )
+    header = next((h for h in headers if h in where), None)
+    if header is None:
+        return ""
+    named = _name_for(header, sources)
+    if named is not None:
+        return f"; write {named} for the column '{shown(header)}' (the name `columns` gives it)"
+    name = placeholder_name(header)
+    made = rows_with(rows, "columns", f"{name} = {toml_text(shown(header))}")
+    return (
+        f"; `where` reads a column by a name of letters, digits and _: {made} makes "
+        f"'{shown(header)}' {name}"
+    )
+
+
+def _name_for(header: str, sources: Mapping[str, str]) -> str | None:
+    """The name `columns` gives a header, that `where` can read."""
+    return next(
+        (name for name, column in sources.items() if column == header and filters.reads_name(name)),
+        None,
+    )

@@ -44,7 +44,12 @@ from nebula_build.core.manifest import (
     shows_as_it_is,
 )
 from nebula_build.core.rowcolumns import Columns, columns_of, listed, no_column
-from nebula_build.core.rowhints import ways_out
+from nebula_build.core.rowhints import (
+    placeholder_name,
+    ways_out,
+    where_headers,
+    where_spelling,
+)
 from nebula_build.core.spec import check_template, fill, foreign_template, placeholders
 from nebula_build.core.table import (
     FORMATS,
@@ -560,7 +565,7 @@ def _check_templates(
                 f"is named {{{named}}} by `columns`: write that"
                 if named is not None
                 else f"needs a placeholder name: rows = {{ …, columns = "
-                f'{{ {_suggested(unnamed)} = "{shown(unnamed)}" }} }}'
+                f'{{ {placeholder_name(unnamed)} = "{shown(unnamed)}" }} }}'
             )
             raise ExpansionError(
                 key, f"{{{shown(unnamed)}}}: {table.path}'s column {shown(unnamed)!r} {how}"
@@ -609,7 +614,7 @@ def _unnamed_hint(unknown: str, table: Table, columns: Columns) -> str:
     if meant is None and did_you_mean(unknown, columns.names) is not None:
         return ""
     column = meant or unnamed[0]
-    name = unknown if meant is not None else _suggested(column)
+    name = unknown if meant is not None else placeholder_name(column)
     how = f'rows = {{ …, columns = {{ {name} = "{shown(column)}" }} }}'
     if meant is not None:
         return (
@@ -628,26 +633,21 @@ def _meant(unknown: str, unnamed: Sequence[str]) -> str | None:
     (`name` in `Product Name`), or whose suggested name it is close to."""
     word = unknown.lower()
     for column in unnamed:
-        if word in re.findall(r"[^\W_]+", column.lower()) or word == _suggested(column):
+        if word in re.findall(r"[^\W_]+", column.lower()) or word == placeholder_name(column):
             return column
-    by_name = {_suggested(column): column for column in unnamed}
+    by_name = {placeholder_name(column): column for column in unnamed}
     close = did_you_mean(unknown, by_name)
     return by_name[close] if close is not None else None
 
 
-def _suggested(column: str) -> str:
-    """A placeholder name for a header such as "Product Name": product_name."""
-    name = re.sub(r"\W+", "_", column.strip().lower(), flags=re.ASCII).strip("_")
-    return name if name.isidentifier() else f"column_{name}".rstrip("_")
-
-
 def _condition(decl: ImageDecl, table: Table, columns: Columns, from_posts: bool) -> filters.Node:
     """The declaration's `where`, parsed and checked against the names it may read."""
-    assert decl.where is not None
+    assert decl.where is not None and decl.rows is not None
     try:
         condition = filters.parse(decl.where)
     except filters.WhereError as exc:
-        raise ExpansionError("where", str(exc)) from None
+        hint = where_headers(decl.where, columns.sources, decl.rows)
+        raise ExpansionError("where", f"{exc}{hint}") from None
     unknown = sorted(filters.columns(condition) - set(columns.sources))
     if unknown and unknown[0] in (decl.matrix or {}):
         raise ExpansionError(
@@ -656,7 +656,8 @@ def _condition(decl: ImageDecl, table: Table, columns: Columns, from_posts: bool
             "makes every combination of the matrix (declare the values you want)",
         )
     if unknown:
-        message = no_column(table, unknown[0], columns.names)
+        hint = where_spelling(unknown[0], columns.sources, decl.rows)
+        message = no_column(table, unknown[0], columns.names, hint=hint)
         if from_posts:  # `not draft` once the last draft is published
             message += (
                 "; for a field only some posts set, give it a default: "

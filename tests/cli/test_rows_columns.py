@@ -569,3 +569,99 @@ def test_a_misspelt_placeholder_is_still_only_a_did_you_mean(project, run_cli):
     assert err.endswith(
         "unknown placeholder {Yaer} (did you mean {Year}? data/products.csv has: {Year})\n"
     ), err
+
+
+SCENES = "sku,Scene Name,stock\na,tea field,3\nb,bakery,0\n"
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        (  # it had said "unexpected 'Name'"
+            "Scene Name == 'bakery'",
+            "unexpected 'Name'; `where` reads a column by a name of letters, digits and _: "
+            'rows = { file = "data/s.csv", columns = { scene_name = "Scene Name" } } makes '
+            "'Scene Name' scene_name",
+        ),
+        (  # it had said "did you mean 'Scene Name'?", which `where` cannot read
+            "scene_name == 'bakery'",
+            "data/s.csv has no column 'scene_name' ('Scene Name' needs a name `where` can "
+            'read: rows = { file = "data/s.csv", columns = { scene_name = "Scene Name" } } '
+            "makes it scene_name; columns: sku, Scene Name, stock)",
+        ),
+        (
+            "SceneName == 'bakery'",
+            "data/s.csv has no column 'SceneName' ('Scene Name' needs a name `where` can "
+            'read: rows = { file = "data/s.csv", columns = { SceneName = "Scene Name" } } '
+            "makes it SceneName; columns: sku, Scene Name, stock)",
+        ),
+    ],
+    ids=["as-written", "snake", "camel"],
+)
+def test_a_where_naming_a_header_with_a_space_says_how_to_name_it(project, run_cli, where, said):
+    image = {
+        "rows": "data/s.csv",
+        "id": "sku",
+        "where": where,
+        "prompt": "{sku}",
+        "output": "img/{sku}.png",
+    }
+    root = project({"images.toml": manifest({"product": image}), "data/s.csv": SCENES})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == f"error: images.toml:15:1: images.product.where: {said}\n"
+    text = (root / "images.toml").read_text()
+    name = "SceneName" if "SceneName" in where else "scene_name"
+    fixed = text.replace(
+        'rows = "data/s.csv"',
+        f'rows = {{ file = "data/s.csv", columns = {{ {name} = "Scene Name" }} }}',
+    ).replace(where, f"{name} == 'bakery'")
+    (root / "images.toml").write_text(fixed)
+    assert plan_actions(run_cli) == {"product[b]": "create"}
+
+
+def test_a_where_naming_a_named_header_as_written_says_the_name(project, run_cli):
+    image = {
+        "rows": {"file": "data/s.csv", "columns": {"scene": "Scene Name"}},
+        "id": "sku",
+        "where": "Scene Name == 'bakery' or scene_name == 'x'",
+        "prompt": "{sku}",
+        "output": "img/{sku}.png",
+    }
+    root = project({"images.toml": manifest({"product": image}), "data/s.csv": SCENES})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == (
+        "error: images.toml:15:1: images.product.where: unexpected 'Name'; write scene for "
+        "the column 'Scene Name' (the name `columns` gives it)\n"
+    )
+    text = (root / "images.toml").read_text()
+    (root / "images.toml").write_text(text.replace("Scene Name == 'bakery' or ", ""))
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert "has no column 'scene_name' (did you mean 'scene'? columns:" in err, err
+
+
+def test_an_id_spelt_with_other_spaces_case_or_underscores_names_the_header(project, run_cli):
+    """'order_ids' had been offered for `order_id`: difflib's nearest, not 'Order ID'."""
+    data = "sku,order_ids,Order ID\na,x,A-1\n"
+    image = {"rows": "data/s.csv", "id": "order_id", "prompt": "x", "output": "img/{sku}.png"}
+    project({"images.toml": manifest({"product": image}), "data/s.csv": data})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert "has no column 'order_id' (did you mean 'Order ID'?" in err, err
+
+
+def test_an_error_lists_a_dozen_columns_and_how_many(project, run_cli):
+    """It had listed 30 of them, each up to 40 characters."""
+    header = ",".join(["sku", *(f"Attribute Number {n}" for n in range(40))])
+    data = f"{header}\n{','.join(['a'] + ['x'] * 40)}\n"
+    image = {"rows": "data/s.csv", "id": "code", "prompt": "x", "output": "img/{sku}.png"}
+    project({"images.toml": manifest({"product": image}), "data/s.csv": data})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err.endswith(
+        "columns: sku, Attribute Number 0, Attribute Number 1, Attribute Number 2, Attribute "
+        "Number 3, Attribute Number 4, Attribute Number 5, Attribute Number 6, Attribute "
+        "Number 7, Attribute Number 8, Attribute Number 9, Attribute Number 10, … (41 in all))\n"
+    ), err
