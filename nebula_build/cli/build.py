@@ -126,7 +126,7 @@ def cmd_plan(ctx: Context) -> int:
         data = plan_json(plan, estimate) | {"lock_merge": lock_merge_json(merge)}
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        ctx.print(plan_text(plan, ctx.style, estimate, force=args.force))
+        ctx.print(plan_text(plan, ctx.style, estimate, force=args.force, merge=merge))
     title = f"nebula-build plan ({project.display_manifest})"
     _summarize(ctx, title, plan, estimate=estimate, notes=notices)
     savedplan.write(ctx, plan, estimate)
@@ -319,7 +319,7 @@ def cmd_status(ctx: Context) -> int:
         }
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        ctx.print(status_text(plan, ctx.style, failed))
+        ctx.print(status_text(plan, ctx.style, failed, merge))
     if not ctx.args.detailed_exitcode:
         return ExitCode.OK
     if _in_conflict(plan) or failed:

@@ -76,7 +76,7 @@ class LockMerge:
                 f"git add {self.lock} to finish the merge"
             )
         return (
-            f"{self.lock} had merge conflicts: {counts}; apply writes it resolved, "
+            f"{self.lock} has git's conflict markers: {counts}; apply writes it resolved, "
             f"then git add {self.lock}"
         )
 

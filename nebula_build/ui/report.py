@@ -456,14 +456,18 @@ def plan_text(
     limit: int | None = None,
     lock_written: bool = False,
     force: bool = False,
+    merge: LockMerge | None = None,
 ) -> str:
     """The plan as `plan` prints it; with `limit`, at most that many images' actions
     (the count of the others instead). `lock_written`: apply has carried it out, and
-    what it wrote to the lock alone is said as done. `force`: planned with --force."""
+    what it wrote to the lock alone is said as done. `force`: planned with --force.
+    `merge`: the lock still has a merge's conflict markers, which apply resolves."""
     lock = lock_changes(plan, written=lock_written)
     lock_lines = [style(f"Lock: {lock}.", "bold")] if lock is not None else []
+    if merge is not None:
+        lock_lines.insert(0, style(merge_line(merge), "bold"))
     if not plan.has_changes:
-        nothing = "No changes to the images" if lock is not None else "No changes"
+        nothing = "No changes to the images" if lock_lines else "No changes"
         return "\n".join(
             [
                 f"{nothing}: {plural(len(plan.actions), 'image')} up to date.",
@@ -582,6 +586,16 @@ def plan_json(plan: Plan, estimate: Estimate | None = None) -> dict[str, Any]:
     return data
 
 
+def merge_line(merge: LockMerge) -> str:
+    """The summary's line on a lock a merge left conflict markers in: that it still has
+    them, and that apply, not an editor, resolves them."""
+    return (
+        f"Lock: {merge.lock} still has git's conflict markers: leave them to `nebula-build "
+        f"apply`, which writes it resolved from both sides ({merge.ours} + {merge.theirs} "
+        f"entries); then git add {merge.lock}."
+    )
+
+
 def lock_merge_json(merge: LockMerge | None) -> dict[str, Any] | None:
     """`lock_merge` of `plan --json` and `status --json`: what the two sides of a lock
     with merge conflicts held (null where it has none)."""
@@ -600,16 +614,24 @@ def lock_merge_json(merge: LockMerge | None) -> dict[str, Any] | None:
     }
 
 
-def status_text(plan: Plan, style: Style, failed: Mapping[str, str] | None = None) -> str:
+def status_text(
+    plan: Plan,
+    style: Style,
+    failed: Mapping[str, str] | None = None,
+    merge: LockMerge | None = None,
+) -> str:
     """One line per image, then per file made from them: up to date, pending or conflict
     (and the last apply's error where it failed); then a summary line. `failed`: the
-    last error of each image still pending (`status_failed`)."""
+    last error of each image still pending (`status_failed`); `merge`: the lock still
+    has a merge's conflict markers."""
     failed = failed or {}
     pinned = {a.image for a in plan.actions if a.spec is not None and a.spec.pin is not None}
     summary = status_summary(plan, failed)
     rows = status_rows(plan, cache_note)
     text = status_lines(rows, summary, style, pinned=pinned, failed=failed, notes=_settings(plan))
     lock = lock_changes(plan)
+    if merge is not None:
+        text += "\n" + style(merge_line(merge), "bold")
     return text if lock is None else text + "\n" + style(f"Lock: {lock}.", "bold")
 
 

@@ -30,11 +30,20 @@ output = "images/hero.png"
 """
 CAT = '\n[images.a]\nprompt = "a cat"\nseed = 2\noutput = "images/a.png"\n'
 DOG = '\n[images.b]\nprompt = "a dog"\nseed = 3\noutput = "images/b.png"\n'
+COW = '\n[images.c]\nprompt = "a cow"\nseed = 4\noutput = "images/c.png"\n'
 #: the two branches' versions of hero
 RED = BASE.replace("a lighthouse", "a red lighthouse")
 BLUE = BASE.replace("a lighthouse", "a blue lighthouse")
+#: plan's summary of a lock still in conflict: it had said "No changes: 3 images up to
+#: date." alone, beside a note that the lock "had" merge conflicts
+STILL_MERGED = (
+    "No changes to the images: 3 images up to date.\n"
+    "Lock: images.lock still has git's conflict markers: leave them to `nebula-build "
+    "apply`, which writes it resolved from both sides (2 + 2 entries); then git add "
+    "images.lock.\n"
+)
 MERGED_NOTE = (
-    "note: images.lock had merge conflicts: read both sides (2 + 2 entries); "
+    "note: images.lock has git's conflict markers: read both sides (2 + 2 entries); "
     "apply writes it resolved, then git add images.lock\n"
 )
 
@@ -97,7 +106,7 @@ def finish_merge(root: Path, run_cli, *options: str) -> tuple[dict, str]:
     markers."""
     applied = run_cli("apply", *options)
     assert applied.code == 0, applied.err
-    assert "images.lock had merge conflicts" in applied.err
+    assert "images.lock had merge conflicts" in applied.err  # and has them no more
     assert "wrote it resolved; git add images.lock to finish the merge" in applied.err
     text = (root / "images.lock").read_text(encoding="utf-8")
     assert "<<<<<<<" not in text and ">>>>>>>" not in text
@@ -105,6 +114,28 @@ def finish_merge(root: Path, run_cli, *options: str) -> tuple[dict, str]:
     again = run_cli("plan")
     assert again.code == 0 and again.err == "", again.err
     return loads(text), applied.out
+
+
+def test_a_lock_still_in_conflict_is_said_so_by_plan_and_status(repo, run_cli):
+    root = repo()
+    branch_and_merge(root, run_cli, theirs=BASE + CAT, ours=BASE + DOG)
+    (root / "images.toml").write_text(BASE + DOG + CAT, encoding="utf-8")
+    planned = run_cli("plan", "--detailed-exitcode")
+    assert (planned.code, planned.out) == (2, STILL_MERGED)
+    status = run_cli("status")
+    assert status.code == 0
+    assert status.out.endswith(
+        "\nStatus: 3 images up to date.\n" + STILL_MERGED.split("\n")[1] + "\n"
+    )
+    (root / "images.toml").write_text(BASE + DOG + CAT + COW, encoding="utf-8")
+    planned = run_cli("plan")
+    assert planned.out.endswith(
+        "Plan: 1 to generate, 0 to delete, 3 up to date.\n" + STILL_MERGED.split("\n")[1] + "\n"
+        "Generations: 1 on preview (1 × black-forest-labs/FLUX.1-schnell, free).\n"
+    ), planned.out
+    (root / "images.toml").write_text(BASE + DOG + CAT, encoding="utf-8")
+    finish_merge(root, run_cli)
+    assert run_cli("plan").out == "No changes: 3 images up to date.\n"
 
 
 @pytest.mark.parametrize("style", ["merge", "diff3", "zdiff3"])
@@ -119,7 +150,7 @@ def test_both_sides_add_images(repo, run_cli, style):
     planned = run_cli("plan")
     assert planned.code == 0, planned.err
     assert planned.err == MERGED_NOTE
-    assert "No changes: 3 images up to date." in planned.out
+    assert STILL_MERGED in planned.out
     status = run_cli("status")
     assert status.err == MERGED_NOTE and "a     up to date" in status.out
     data = json.loads(run_cli("plan", "--json").out)
@@ -173,7 +204,7 @@ def test_both_sides_changed_the_same_image(repo, run_cli, manifest, working_tree
     assert "(1 + 1 entries)" in data["lock_merge"]["message"]
     assert [(a["image"], a["action"]) for a in data["actions"]] == [("hero", action)]
     history = run_cli("history", "hero", "--json")
-    assert history.code == 0 and "images.lock had merge conflicts" in history.err
+    assert history.code == 0 and "images.lock has git's conflict markers" in history.err
     assert json.loads(history.out)["output"] == "images/hero.png"
 
     entries, applied = finish_merge(root, run_cli, "--json")
@@ -260,7 +291,7 @@ def test_atlas_records_on_both_sides(repo, run_cli):
 
     planned = run_cli("plan")
     assert planned.code == 0, planned.err
-    assert "No changes: 3 images up to date." in planned.out, planned.out
+    assert STILL_MERGED in planned.out, planned.out
 
     finish_merge(root, run_cli)
     lock = (root / "images.lock").read_text(encoding="utf-8")
@@ -472,7 +503,7 @@ def test_a_killed_apply_s_journal_waits_for_the_merge_to_be_settled(repo, run_cl
 
     planned = run_cli("plan", "--json")
     assert planned.code == 0, planned.err
-    assert "images.lock had merge conflicts" in planned.err
+    assert "images.lock has git's conflict markers" in planned.err
     data = json.loads(planned.out)
     assert data["lock_merge"]["contested"] == ["hero"]
     assert [(a["image"], a["action"]) for a in data["actions"]] == [("hero", "noop")]
@@ -510,7 +541,7 @@ def test_markers_of_git_s_conflict_marker_size(repo, run_cli):
     planned = run_cli("plan")
     assert planned.code == 0, planned.err
     assert planned.err == MERGED_NOTE
-    assert "No changes: 3 images up to date." in planned.out
+    assert STILL_MERGED in planned.out
     entries, _ = finish_merge(root, run_cli)
     assert sorted(entries) == ["a", "b", "hero"]
 
@@ -553,7 +584,9 @@ def test_an_asset_manifest_git_merged_with_markers_is_built_again(repo, run_cli)
     # `apply` failed on it until --force
     assert "asset manifest  build  images.json" in planned.out
     assert "git left merge conflict markers in it" in planned.out
-    assert "conflict" not in planned.out.replace("merge conflict markers", "")
+    said = planned.out.replace("merge conflict markers", "").replace("git's conflict markers", "")
+    assert "conflict" not in said
+    assert "Lock: images.lock still has git's conflict markers" in planned.out
     finish_merge(root, run_cli)
     listed = json.loads((root / "images.json").read_text(encoding="utf-8"))["images"]
     assert sorted(listed) == ["a", "b", "hero"]
