@@ -838,7 +838,7 @@ def _values(plan: _Plan, row: Row, seen: Mapping[str, Value]) -> dict[str, str]:
         if text is None or (not text.strip() and not plan.columns.optional(name)):
             state = "is empty" if plan.columns.source(name) in row.values else "is missing"
             message = f"column {plan.columns.described(name)} {state} (the image uses it)"
-            if state == "is missing" and _is_section_page(row.path):
+            if plan.from_posts and _is_section_page(row.path):
                 message += (
                     "; a section's _index.md is no post: `[!_]*.md` in place of `*.md` "
                     "in the pattern leaves it out"

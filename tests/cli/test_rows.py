@@ -1595,6 +1595,49 @@ def test_a_where_with_quotes_is_offered_as_toml_that_reads(project, run_cli):
     assert err.endswith("""or leave such posts out (where = 'scene and (title != "x")')\n"""), err
 
 
+def test_hugos_section_page_with_an_empty_field_says_how_to_leave_it_out(project, run_cli):
+    """A section page with no text has an empty `excerpt`: it had been told to set
+    excerpt in its front matter, not that it is no post."""
+    cover = {
+        "rows": {"files": "content/posts/*.md"},
+        "prompt": "{title}",
+        "alt": "{excerpt}",
+        "output": "img/{slug}.png",
+    }
+    project(
+        {
+            "images.toml": nebula_manifest({"cover": cover}),
+            "content/posts/_index.md": "---\ntitle: Posts\n---\n",
+            "content/posts/spring.md": "---\ntitle: Spring\n---\nBlossoms.\n",
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == (
+        "error: content/posts/_index.md:1: images.cover: column 'excerpt' is empty (the "
+        "image uses it); a section's _index.md is no post: `[!_]*.md` in place of `*.md` "
+        "in the pattern leaves it out\n"
+    )
+
+
+def test_a_data_file_named_index_is_no_section_page(project, run_cli):
+    product = {
+        "rows": "data/_index.json",
+        "id": "sku",
+        "prompt": "{name}",
+        "output": "img/{sku}.png",
+    }
+    project(
+        {
+            "images.toml": nebula_manifest({"product": product}),
+            "data/_index.json": '[{"sku": "a", "name": "tea"}, {"sku": "b"}]',
+        }
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert "_index.md is no post" not in err and "set name in this row" in err, err
+
+
 def test_hugos_section_page_says_how_to_leave_it_out(project, run_cli):
     images = {
         "cover": {
