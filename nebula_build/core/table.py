@@ -213,6 +213,22 @@ def _check_values(path: str, data: bytes) -> None:
 # --- CSV -------------------------------------------------------------------------
 
 
+def _csv_problem(exc: csv.Error) -> str:
+    """What csv found wrong, with what to do about the quotes a hand edit breaks."""
+    said = str(exc)
+    if said == "unexpected end of data":
+        return (
+            'a value opened with " on this line never closes: end it with " (a " inside a '
+            'quoted value is written "")'
+        )
+    if said.startswith("',' expected after"):
+        return (
+            "the quotes on this line do not enclose whole values: a value is quoted whole "
+            '("a, b"), and a " inside it is written ""'
+        )
+    return said
+
+
 def _csv(path: str, text: str) -> Table:
     csv.field_size_limit(MAX_FIELD)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
@@ -221,7 +237,8 @@ def _csv(path: str, text: str) -> Table:
         while header == []:  # blank lines before the header are skipped like any
             header = next(reader, None)
     except csv.Error as exc:
-        raise DataError(path, f"the header does not parse: {exc}", reader.line_num) from None
+        problem = _csv_problem(exc)
+        raise DataError(path, f"the header does not parse: {problem}", reader.line_num) from None
     header_line = max(reader.line_num, 1)
     if not header:
         raise DataError(path, "is empty: the first line must name the columns", 1)
@@ -242,7 +259,7 @@ def _csv(path: str, text: str) -> Table:
         try:
             fields = next(reader, None)
         except csv.Error as exc:
-            raise DataError(path, f"does not parse as CSV: {exc}", start) from None
+            raise DataError(path, f"does not parse as CSV: {_csv_problem(exc)}", start) from None
         if fields is None:
             break
         if not fields:

@@ -305,6 +305,25 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
             "data/products.csv:1: images.product: the header is one column, "
             "'sku name description category price stock': its fields are separated by tabs",
         ),
+        (  # it had said "does not parse as CSV: unexpected end of data"
+            CSV.replace("B-1,", '"B-1,'),
+            {},
+            'data/products.csv:4: images.product: does not parse as CSV: a value opened with " '
+            'on this line never closes: end it with " (a " inside a quoted value is written "")',
+        ),
+        (  # it had said "',' expected after '\"'"
+            CSV.replace("T-2,", '"T-2,'),
+            {},
+            "data/products.csv:3: images.product: does not parse as CSV: the quotes on this "
+            'line do not enclose whole values: a value is quoted whole ("a, b"), and a " '
+            'inside it is written ""',
+        ),
+        (
+            '"sku,name\n',
+            {},
+            "data/products.csv:1: images.product: the header does not parse: a value opened "
+            'with " on this line never closes',
+        ),
         (CSV, {"rows": 3}, "images.product.rows: must be a data file's path, or a table"),
         (
             CSV,
