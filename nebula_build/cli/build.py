@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from nebula_build.core.plan import Plan
     from nebula_build.engine.cost import Estimate
     from nebula_build.engine.gc import Unreferenced
+    from nebula_build.engine.lockmerge import LockMerge
     from nebula_build.engine.prepare import Prepared
     from nebula_build.engine.round import RoundResult
     from nebula_build.state.project import Project
@@ -128,7 +129,7 @@ def cmd_plan(ctx: Context) -> int:
     else:
         ctx.print(plan_text(plan, ctx.style, estimate, force=args.force, merge=merge))
     title = f"nebula-build plan ({project.display_manifest})"
-    _summarize(ctx, title, plan, estimate=estimate, notes=notices)
+    _summarize(ctx, title, plan, estimate=estimate, notes=notices, merge=merge)
     savedplan.write(ctx, plan, estimate)
     if ctx.args.detailed_exitcode and (conflicts := _conflicts(plan)):
         # apply would refuse them: a pull request must not pass, and must say why
@@ -197,11 +198,13 @@ def _summarize(
     result: RoundResult | None = None,
     estimate: Estimate | None = None,
     notes: Sequence[str] = (),
+    merge: LockMerge | None = None,
 ) -> None:
     """The plan (and what the apply did), with the notes the run printed, in the job
-    summary under GitHub Actions and in the `--markdown` file."""
+    summary under GitHub Actions and in the `--markdown` file; `merge`: the lock a plan
+    read still has a merge's conflict markers."""
     if result is None:
-        _write_summaries(ctx, title, plan, estimate=estimate, notes=notes)
+        _write_summaries(ctx, title, plan, estimate=estimate, notes=notes, merge=merge)
     else:
         _write_summaries(
             ctx,

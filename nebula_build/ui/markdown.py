@@ -17,6 +17,7 @@ from nebula_build.ui.statuslines import reason_line
 
 if TYPE_CHECKING:
     from nebula_build.engine.cost import Estimate
+    from nebula_build.engine.lockmerge import LockMerge
 
 
 #: what GitHub's Markdown reads as syntax inside a line: emphasis, code, links and
@@ -98,6 +99,7 @@ def summary(
     refused: str | None = None,
     started: bool = False,
     notes: Sequence[str] = (),
+    merge: LockMerge | None = None,
     budget: int = SUMMARY_BYTES,
     listed: str = _LISTS_ALL,
 ) -> str:
@@ -106,18 +108,20 @@ def summary(
     `notes` the run printed (a remote cache that failed makes the count of
     generations larger than it will be). At most `budget` bytes (so as many
     characters, or fewer): each part gets its share of it, and says where the lines
-    cut from it are `listed`."""
+    cut from it are `listed`. `merge`: the lock still has a merge's conflict markers."""
     lines = [f"### {markdown_text(title, _SHOWN_CHARS)}", ""]
     if refused is not None:
         stopped = "Stopped after generating began" if started else "Stopped before any generation"
         lines += [f"**{stopped}:** {markdown_text(refused, _SHOWN_CHARS)}", ""]
     changes = plan.changes
     changed: list[str] = []  # each field that differs, as the plan shows it under the image
-    from nebula_build.ui.report import lock_changes
+    from nebula_build.ui.report import lock_changes, merge_line
 
     lock = lock_changes(plan, written=generated is not None)
+    lock_lines = [] if merge is None else [merge_line(merge).removeprefix("Lock: ")]
+    lock_lines += [] if lock is None else [f"{lock}."]
     if not changes and not any(f.is_change for f in plan.files):
-        nothing = "No changes to the images" if lock is not None else "No changes"
+        nothing = "No changes to the images" if lock_lines else "No changes"
         lines.append(f"{nothing}: {plural(len(plan.actions), 'image')} up to date.")
     else:
         from nebula_build.ui.report import backup_note, cache_note
@@ -147,8 +151,8 @@ def summary(
         ]
     from_cache = sum(1 for a in changes if a.from_cache)
     lines.append("")
-    if lock is not None:
-        lines += [f"**Lock:** {markdown_text(lock, _SHOWN_CHARS)}.", ""]
+    for line in lock_lines:
+        lines += [f"**Lock:** {markdown_text(line, _SHOWN_CHARS)}", ""]
     lines += _generations(plan, estimate, _share(_MODELS_BYTES, budget))
     lines.append(f"- **From the cache:** {from_cache}.")
     if from_remote := sum(1 for a in changes if a.from_remote):

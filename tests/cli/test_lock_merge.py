@@ -122,6 +122,10 @@ def test_a_lock_still_in_conflict_is_said_so_by_plan_and_status(repo, run_cli):
     (root / "images.toml").write_text(BASE + DOG + CAT, encoding="utf-8")
     planned = run_cli("plan", "--detailed-exitcode")
     assert (planned.code, planned.out) == (2, STILL_MERGED)
+    assert run_cli("plan", "--markdown", "plan.md").code == 0
+    summary = (root / "plan.md").read_text(encoding="utf-8")
+    assert "No changes to the images: 3 images up to date.\n" in summary
+    assert "\n**Lock:** images.lock still has git's conflict markers: leave them to " in summary
     status = run_cli("status")
     assert status.code == 0
     assert status.out.endswith(
