@@ -88,12 +88,20 @@ def make_plugin_manager(
 def _entry_point_plugins(pm: pluggy.PluginManager) -> Iterator[tuple[object, str]]:
     from importlib.metadata import entry_points
 
+    loaded: dict[str, str] = {}  # entry point name: where it came from
     for point in entry_points(group=ENTRY_POINT_GROUP):
         dist = point.dist
         source = f"{dist.name} {dist.version}" if dist is not None else point.value
         where = f"{source} (entry point {point.name} = {point.value!r})"
-        if pm.has_plugin(point.name):
-            continue
+        if point.name in loaded or pm.has_plugin(point.name):
+            # pluggy would keep the first and drop the other unseen: which backend runs
+            # would depend on the order of sys.path
+            first = loaded.get(point.name, BUILTIN_SOURCE)
+            raise PluginError(
+                f"plugin {point.name!r} is provided twice: by {first} and by {where}; "
+                "uninstall one of them"
+            )
+        loaded[point.name] = where
         try:
             plugin = point.load()
         except Exception as exc:  # its import failed: its error, said once, never ours

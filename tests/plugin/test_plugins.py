@@ -74,6 +74,24 @@ def test_two_distributions_with_one_backend_name_is_an_error_naming_both(
     sys.modules.pop("nebula_clash", None)
 
 
+def test_two_distributions_with_one_entry_point_name_is_an_error_naming_both(
+    tmp_path, monkeypatch, project, run_cli
+):
+    for dist, module in (("nebula-first", "nebula_first"), ("nebula-second", "nebula_second")):
+        site = tmp_path / f"site-{dist}"
+        source = CLASH.replace('"preview"', '"studio"')
+        install_distribution(site, dist, {module: source}, {"studio": module})
+        monkeypatch.syspath_prepend(str(site))
+    project({"images.toml": MINIMAL})
+    code, out, err = run_cli("plan")
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("error: plugin 'studio' is provided twice: by nebula-")
+    assert "nebula-first 0.1" in err and "nebula-second 0.1" in err
+    assert err.endswith("; uninstall one of them\n")
+    for module in ("nebula_first", "nebula_second"):
+        sys.modules.pop(module, None)
+
+
 def test_a_broken_plugin_is_named(tmp_path, monkeypatch):
     site = tmp_path / "broken-site"
     install_distribution(
