@@ -30,6 +30,7 @@ from nebula_build.errors import (
     first_line,
     suggestion,
 )
+from nebula_build.params import MAX_SIZE, OPTIONAL
 from nebula_build.plugin import hookspecs
 from nebula_build.plugin.backend import Backend, BackendSettings, OnDisk
 from nebula_build.plugin.catalog import ModelSupport
@@ -201,8 +202,10 @@ class BackendPlugin:
             raise PluginError(
                 f"{self.source}: {self.name}.models must return a mapping of ModelSupport"
             )
-        for model in models:  # shown in `models`, plans, errors and CI's log
+        for model, support in models.items():  # shown in `models`, plans, errors and CI's log
             problem = model_id_problem(model) if isinstance(model, str) else "not text"
+            if problem is None:
+                problem = _support_problem(model, support)
             if problem is not None:
                 shown = printable(repr(model), limit=80)
                 raise PluginError(f"{self.source}: {self.name}.models: {shown}: {problem}")
@@ -270,6 +273,29 @@ class BackendPlugin:
     def create(self, settings: BackendSettings, root: Path) -> Backend:
         with self.blame("__init__"):
             return self.cls(settings, root=root)
+
+
+def _support_problem(model: str, support: ModelSupport) -> str | None:
+    """What is wrong with a model's declaration, that validation would otherwise crash
+    on or ignore unseen."""
+    if support.id != model:
+        return f"its ModelSupport has the id {printable(repr(support.id), limit=80)}"
+    if not isinstance(support.params, frozenset | set) or not all(
+        isinstance(param, str) for param in support.params
+    ):
+        return "its params are not a set of parameter names"
+    unknown = sorted(set(support.params) - set(OPTIONAL))
+    if unknown:
+        named = ", ".join(printable(repr(param), limit=40) for param in unknown[:3])
+        return (
+            f"takes {named}, not a parameter nebula-build passes on; "
+            f"a model may take {', '.join(OPTIONAL)}"
+        )
+    step = support.size_multiple
+    if type(step) is not int or not 1 <= step <= MAX_SIZE:
+        shown = printable(repr(step), limit=40)
+        return f"size_multiple {shown} is not a whole number of pixels from 1 to {MAX_SIZE}"
+    return None
 
 
 def _well_formed(value: object) -> bool:

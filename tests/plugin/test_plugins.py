@@ -426,3 +426,52 @@ def test_a_plugins_model_id_is_checked_as_a_manifests_is(install, project, run_c
     assert code == 1 and out == "" and err.count("\n") == 1, err
     assert err.startswith("error: nebula-hostile 0.1: hostile.models: '::error::pwned")
     assert "a model id is 1-200 letters" in err
+
+
+ODD_MODELS = """
+from nebula_build.plugin import Backend, ModelSupport, hookimpl
+
+class Odd(Backend):
+    name = "odd"
+
+    @classmethod
+    def models(cls, settings):
+        return {"odd/model": ModelSupport("odd/model", ODD_PARAMS, size_multiple=ODD_STEP)}
+
+    async def generate(self, request):
+        raise NotImplementedError
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Odd]
+"""
+
+
+@pytest.mark.parametrize(
+    ("params", "step", "said"),
+    [
+        ("frozenset({'seed'})", "0", "size_multiple 0 is not a whole number of pixels from 1"),
+        ("frozenset()", "-8", "size_multiple -8 is not a whole number of pixels from 1"),
+        ("frozenset()", "8.0", "size_multiple 8.0 is not a whole number of pixels from 1"),
+        (
+            "frozenset({'style', 'seed'})",
+            "8",
+            "takes 'style', not a parameter nebula-build passes on; a model may take "
+            "negative_prompt, num_steps",
+        ),
+        ("'seed'", "8", "its params are not a set of parameter names"),
+    ],
+)
+@pytest.mark.parametrize("command", ["models", "validate"])
+def test_a_plugins_model_declaration_is_checked_before_it_is_used(
+    params, step, said, command, install, project, run_cli
+):
+    install("odd", f"ODD_PARAMS = {params}\nODD_STEP = {step}\n{ODD_MODELS}")
+    manifest = MINIMAL.replace('"preview"', '"odd"').replace(
+        "black-forest-labs/FLUX.1-schnell", "odd/model"
+    )
+    project({"images.toml": manifest})
+    code, out, err = run_cli(command)
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"error: nebula-odd 0.1: odd.models: 'odd/model': {said}"), err
+    assert "Traceback" not in err
