@@ -810,7 +810,7 @@ class NebulaBackend(Backend):
             await self._pacer.wait()
             started = time.perf_counter()
             try:
-                data, inference, size, stand_in = await self._attempt(body)
+                data, inference, _, stand_in = await self._attempt(body)
             except _Retry as retry:
                 _forget_frames(retry)
                 if retry.malformed:
@@ -833,7 +833,7 @@ class NebulaBackend(Backend):
                 data,
                 seed=body.get("seed"),
                 timings=timings,
-                warnings=(*_size_warnings(request, size), *marked_elsewhere),
+                warnings=marked_elsewhere,
                 made_with=made_with,
             )
 
@@ -1030,15 +1030,6 @@ def _stand_in_record(marked: bool) -> tuple[dict[str, str], tuple[str, ...]]:
     if may_be_stand_in():
         return dict([STAND_IN_SERVER]), ()
     return {}, (MARKED_OFF_LOOPBACK,)
-
-
-def _size_warnings(request: GenerationRequest, size: tuple[int, int]) -> tuple[str, ...]:
-    if size == (request.width, request.height):
-        return ()
-    return (
-        f"nebula returned {size[0]}x{size[1]} for a {request.width}x{request.height} "
-        "request; the original is cached and the output is resized to the declared size",
-    )
 
 
 async def list_remote_models(

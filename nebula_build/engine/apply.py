@@ -410,6 +410,7 @@ class Applier:
                     keying = encoding_for(spec).keying
                     assert keying is not None
                     await asyncio.to_thread(check_original, verified.pixels, keying)
+                _note_size(spec, verified, outcome)
                 note = await asyncio.to_thread(self._keep, spec, verified, original)
                 if note is not None:
                     outcome.warnings = (*outcome.warnings, note)
@@ -441,6 +442,8 @@ class Applier:
                 await self._share(spec, verified, original, outcome)
             raise
         outcome.checks = checks
+        if outcome.generated:
+            _note_size(spec, verified, outcome)
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)
         await self._record(spec, digest, original.seed, variants, original.made_with)
@@ -849,3 +852,16 @@ class Applier:
         if not action.keep_file:
             self._remove_if_ours(action.entry.output, action.entry.digest)
         self._remove_planned(action)
+
+
+def _note_size(spec: AssetSpec, verified: Verified, outcome: Outcome) -> None:
+    """A backend's image of another size than the request's is kept, and said: the
+    files are made from it at the declared size, its shape changed where it differs."""
+    width, height = verified.size
+    if (width, height) == (spec.width, spec.height):
+        return
+    note = (
+        f"{spec.backend} returned {width}x{height} for a {spec.width}x{spec.height} "
+        "request; the original is cached and the output is resized to the declared size"
+    )
+    outcome.warnings = (*outcome.warnings, note)

@@ -475,3 +475,43 @@ def test_a_plugins_model_declaration_is_checked_before_it_is_used(
     assert code == 1 and out == "" and err.count("\n") == 1, err
     assert err.startswith(f"error: nebula-odd 0.1: odd.models: 'odd/model': {said}"), err
     assert "Traceback" not in err
+
+
+OTHER_SIZE = """
+import io
+from PIL import Image
+from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
+
+class Sized(Backend):
+    name = "sized"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        buffer = io.BytesIO()
+        Image.new("RGB", (request.width * 2, request.height // 2)).save(buffer, "PNG")
+        return GenerationResult(buffer.getvalue())
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Sized]
+"""
+
+
+@pytest.mark.parametrize("more", [False, True], ids=["output", "draw"])
+def test_a_plugins_image_of_another_size_is_said(more, install, project, run_cli):
+    install("sized", OTHER_SIZE)
+    root = project({"images.toml": MINIMAL.replace('"preview"', '"sized"')})
+    if more:  # a candidate draw goes through the cache alone
+        assert run_cli("apply").code == 0
+    code, _, err = run_cli("apply", *(["--more", "a"] if more else []))
+    assert code == 0, err
+    drawn = "a#1" if more else "a"
+    assert (
+        f"warning: {drawn}: sized returned 128x32 for a 64x64 request; the original is cached "
+        "and the output is resized to the declared size" in err
+    )
+    with Image.open(root / "a.png") as image:
+        assert image.size == (64, 64)
