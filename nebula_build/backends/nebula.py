@@ -717,6 +717,7 @@ class NebulaBackend(Backend):
     """Generates through the hosted Nebula Block API."""
 
     name = "nebula"
+    keeps_timeout = True  # per attempt
     settings_model = NebulaSettings
     settings: NebulaSettings
     paid = True

@@ -17,7 +17,7 @@ from nebula_build.core.plan import Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import BackendError, PluginError
+from nebula_build.errors import BackendError, PluginError, TransientBackendError
 from nebula_build.plugin.backend import (
     Backend,
     BackendSettings,
@@ -100,8 +100,20 @@ class OpenBackends:
     async def generate(self, spec: AssetSpec, request: GenerationRequest) -> GenerationResult:
         backend = await self.get(spec.backend)
         plugin = self._plugins[spec.backend]
-        with _printable_errors(), plugin.blame("generate"):
-            result = await backend.generate(request)
+        timeout = None if plugin.keeps_timeout else self._settings[spec.backend].timeout
+        try:
+            async with asyncio.timeout(timeout):
+                with _printable_errors(), plugin.blame("generate"):
+                    result = await backend.generate(request)
+        except TimeoutError:
+            if timeout is None:
+                raise
+            raise TransientBackendError(
+                f"no image from {spec.backend} within {timeout:g}s; raise "
+                f"[backends.{spec.backend}] timeout if generations take longer",
+                backend=spec.backend,
+                image=spec.name,
+            ) from None
         problem = _malformed(result)
         if problem is not None:
             raise PluginError(

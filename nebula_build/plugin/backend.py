@@ -134,6 +134,9 @@ class Backend(ABC):
     settings_model: ClassVar[type[BackendSettings]] = BackendSettings
     #: whether each generation is billed: `apply` estimates, checks and asks first
     paid: ClassVar[bool] = False
+    #: whether `generate` keeps to `settings.timeout` itself (per attempt of several,
+    #: say); if not, the engine cancels a `generate` call that runs longer
+    keeps_timeout: ClassVar[bool] = False
 
     def __init__(self, settings: BackendSettings, *, root: Path) -> None:
         self.settings = settings

@@ -254,6 +254,11 @@ class BackendPlugin:
             return [Path(path) for path in self.cls.watched_files(settings, root)]
 
     @property
+    def keeps_timeout(self) -> bool:
+        """Whether its `generate` keeps to its `timeout` setting itself."""
+        return getattr(self.cls, "keeps_timeout", False) is True
+
+    @property
     def paid(self) -> bool:
         """Whether its generations are billed (anything but `paid = True` is not a claim)."""
         return getattr(self.cls, "paid", False) is True

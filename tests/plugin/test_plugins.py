@@ -515,3 +515,45 @@ def test_a_plugins_image_of_another_size_is_said(more, install, project, run_cli
     )
     with Image.open(root / "a.png") as image:
         assert image.size == (64, 64)
+
+
+HANGING = """
+import asyncio
+from nebula_build.plugin import Backend, hookimpl, nebula_models
+
+class Hang(Backend):
+    name = "hang"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        await asyncio.sleep(3600)
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Hang]
+"""
+
+
+def test_a_plugin_that_never_answers_fails_after_its_timeout_setting(install, project, tmp_path):
+    install("hang", HANGING)
+    manifest = MINIMAL.replace('"preview"', '"hang"')
+    root = project({"images.toml": f"{manifest}[backends.hang]\ntimeout = 0.5\n"})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site-hang"), str(REPO)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "nebula_build", "apply"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert (
+        "a: no image from hang within 0.5s; raise [backends.hang] timeout if generations "
+        "take longer\n" in done.stderr
+    )
+    assert "Traceback" not in done.stderr and not (root / "a.png").exists()

@@ -94,6 +94,7 @@ class DiffusersBackend(Backend):
     backend's life (an apply, or a whole watch session)."""
 
     name = "diffusers"
+    keeps_timeout = True  # between denoising steps
     settings_model = DiffusersSettings
 
     def __init__(self, settings: BackendSettings, *, root: Path) -> None:
