@@ -40,7 +40,7 @@ from nebula_build.errors import CONFLICT, ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 from nebula_build.state.conflicts import marker_on, opened_conflict
 from nebula_build.text import model_id_problem, printable
-from nebula_build.tomlparse import values_over
+from nebula_build.tomlparse import TableHeaders, marks_over, unquoted, values_over, weight
 
 SCHEMA_VERSION = 1
 
@@ -54,6 +54,21 @@ MAX_MANIFEST_BYTES = 64 << 20
 #: before it parses: 100,000 images written out one table each, with eight keys, weigh
 #: 3.2 million; 64 MiB of `[t1]`, `[t2]`, … (67 million) took 95 s and 5.8 GB
 MAX_MANIFEST_WEIGHT = 8_000_000
+#: a manifest heavier than this (30,000 images written one table each) has its tables
+#: counted and named before it is parsed: 990,000 `[t1]`, `[t2]`, … (7.9 million) took
+#: 91 s and 1.9 GB to parse and describe, one "unknown key" at a time
+MAX_WHOLE_WEIGHT = 1_000_000
+#: keys, and the values of arrays and inline tables (`=`, `,`, `{` outside strings): a
+#: key costs tomllib up to 10 µs, so 8 million took minutes; 100,000 images of eight
+#: keys each hold 800,000
+MAX_MANIFEST_VALUES = 1_200_000
+_VALUE_MARKS = ("=", ",", "{")
+#: tables (`[…]` and `[[…]]` headers) in a heavy manifest: 100,000 images, each with a
+#: table of its own and another (`[images.NAME.rows]`, a style…)
+MAX_TABLES = 200_000
+#: problems described one by one (`validate --json` lists them): describing one takes
+#: up to 0.2 ms (its "did you mean"), so a million of them took minutes
+MAX_PROBLEMS = 10_000
 #: characters in any string, wherever it is (a backend's settings included)
 MAX_STRING = 100_000
 #: characters in any key (image names, settings)
@@ -906,9 +921,11 @@ def _unvalidated(path: Path, display_path: str, text: str) -> Manifest:
     return Manifest(path, display_path, text, ManifestModel(version=1))
 
 
-def parse(text: str, path: Path, display_path: str) -> Manifest:
-    """Validate manifest text; every problem becomes one line of a ManifestError."""
-    if values_over(text, MAX_MANIFEST_WEIGHT):
+def _refuse_past_bounds(text: str, display_path: str) -> None:
+    """Refuse, before tomllib parses it, a manifest that asks for more than any real one:
+    in one line naming the file, and where it is a table, the table and its line."""
+    heavy = weight(text)
+    if heavy > MAX_MANIFEST_WEIGHT and values_over(text, MAX_MANIFEST_WEIGHT):
         raise ManifestError.single(
             display_path,
             "",
@@ -916,6 +933,58 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
             "more than a manifest of 100,000 images needs; declare fewer images, or make "
             "them with a matrix or rows",
         )
+    if heavy <= MAX_WHOLE_WEIGHT:
+        return
+    if marks_over(text, _VALUE_MARKS, MAX_MANIFEST_VALUES):
+        raise ManifestError.single(
+            display_path,
+            "",
+            f"asks for more than {MAX_MANIFEST_VALUES:,} TOML keys and values (each `=`, `,` "
+            "and `{`), more than a manifest of 100,000 images needs; declare fewer images, "
+            "or make them with a matrix or rows",
+        )
+    _refuse_tables_past_bounds(TableHeaders(text), display_path)
+
+
+def _refuse_tables_past_bounds(headers: TableHeaders, display_path: str) -> None:
+    """A heavy manifest's first table under an unknown key, or past MAX_TABLES, refused in
+    one line that names it, before any table is parsed."""
+    unknown = headers.first_not_under(ManifestModel.model_fields)
+    if unknown is not None:
+        line, column, header = headers.where(unknown)
+        key = unquoted(header.split(".")[0].strip()) if header else ""
+        error = {"type": "extra_forbidden", "loc": (key,)}
+        message = describe_error(error, _known_keys((key,)))
+        raise ManifestError.single(display_path, shown(key, 100), message, line, column)
+    if headers.count() > MAX_TABLES:
+        line, column, header = headers.where(headers.nth(MAX_TABLES))
+        raise ManifestError.single(
+            display_path,
+            shown(header, 100),
+            f"is past the {MAX_TABLES:,} tables a manifest may have ([images.NAME] and the "
+            "others); declare fewer images, or make them with a matrix or rows",
+            line,
+            column,
+        )
+
+
+def _described(manifest: Manifest, exc: ValidationError) -> list[Problem]:
+    """The problems of a validation, in the order they are written, at most MAX_PROBLEMS
+    of them described (and a line counting the rest)."""
+    errors = _one_per_value(exc)
+    problems = [manifest.problem(*_describe(error)) for error in errors[:MAX_PROBLEMS]]
+    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    if len(errors) > MAX_PROBLEMS:
+        rest = len(errors) - MAX_PROBLEMS
+        problems.append(
+            Problem(manifest.display_path, "", f"and {rest:,} more problems; fix these first")
+        )
+    return problems
+
+
+def parse(text: str, path: Path, display_path: str) -> Manifest:
+    """Validate manifest text; every problem becomes one line of a ManifestError."""
+    _refuse_past_bounds(text, display_path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -956,10 +1025,7 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
     try:
         model = ManifestModel.model_validate(data)
     except ValidationError as exc:
-        manifest = _unvalidated(path, display_path, text)
-        problems = [manifest.problem(*_describe(error)) for error in _one_per_value(exc)]
-        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-        raise ManifestError(problems) from None
+        raise ManifestError(_described(_unvalidated(path, display_path, text), exc)) from None
     return Manifest(path, display_path, text, model)
 
 

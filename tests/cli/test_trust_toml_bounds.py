@@ -200,3 +200,104 @@ def test_toml_front_matter_whose_strings_never_close_is_refused_in_linear_time(p
     )
     line = one_line_error(run_cli, "plan")
     assert line.startswith("error: posts/b.md:"), line
+
+
+@pytest.fixture
+def heavy_manifest(monkeypatch):
+    """A manifest weighing more than 2,000 has its tables named and counted before it
+    is parsed (as one of more than 1,000,000 is)."""
+    from nebula_build.core import manifest
+
+    monkeypatch.setattr(manifest, "MAX_WHOLE_WEIGHT", 2_000)
+
+
+def images(count: int) -> str:
+    return "".join(
+        f'\n[images.i{n}]\nprompt = "a lighthouse"\noutput = "out/i{n}.png"\n' for n in range(count)
+    )
+
+
+def test_a_heavy_manifest_of_unknown_tables_is_one_line_before_it_is_parsed(
+    project, run_cli, heavy_manifest
+):
+    """990,000 `[t1]`, `[t2]`, … (weighing just under 8,000,000) took 91 s and 1.9 GB,
+    then printed an "unknown key" per table."""
+    tables = "".join(f"[t{n}]\n" for n in range(400))
+    project({"images.toml": PREVIEW + images(3) + tables})
+    line_of_t0 = (PREVIEW + images(3)).count("\n") + 1
+    for command in ("validate", *COMMANDS):
+        line = one_line_error(run_cli, command)
+        assert line == (
+            f"error: images.toml:{line_of_t0}:1: t0: unknown key; expected one of: version, "
+            "max_images, defaults, backends, images, styles, atlases, assets, cache"
+        )
+
+
+def test_a_heavy_manifest_of_quoted_unknown_tables_is_one_line(project, run_cli, heavy_manifest):
+    tables = "".join(f'  ["t{n}".x]\n' for n in range(400))
+    project({"images.toml": PREVIEW + '["images"]\n' + images(3) + tables})
+    line_of_t0 = (PREVIEW + '["images"]\n' + images(3)).count("\n") + 1
+    line = one_line_error(run_cli, "validate")
+    assert line.startswith(f"error: images.toml:{line_of_t0}:3: t0: unknown key;"), line
+
+
+def test_a_heavy_manifest_past_its_tables_names_the_first_too_many(
+    project, run_cli, heavy_manifest, monkeypatch
+):
+    from nebula_build.core import manifest
+
+    monkeypatch.setattr(manifest, "MAX_TABLES", 40)
+    text = PREVIEW + images(100)
+    project({"images.toml": text})
+    line_of_41st = text.index("[images.i39]")
+    line = one_line_error(run_cli, "plan")
+    assert line == (
+        f"error: images.toml:{text[:line_of_41st].count(chr(10)) + 1}:1: images.i39: is past "
+        "the 40 tables a manifest may have ([images.NAME] and the others); declare fewer "
+        "images, or make them with a matrix or rows"
+    )
+
+
+def test_a_heavy_manifest_past_its_keys_and_values_is_one_line(
+    project, run_cli, heavy_manifest, monkeypatch
+):
+    """A key costs tomllib up to 10 µs: 8,000,000 of them (weighing 8,000,000) took minutes."""
+    from nebula_build.core import manifest
+
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_VALUES", 1_000)
+    keys = "".join(f"k{n} = 1\n" for n in range(2_500))
+    project({"images.toml": "version = 1\n" + keys + PREVIEW.removeprefix("version = 1\n")})
+    line = one_line_error(run_cli, "validate")
+    assert line.startswith("error: images.toml: asks for more than 1,000 TOML keys and values")
+
+
+def test_a_valid_heavy_manifest_still_plans_and_its_errors_keep_their_lines(
+    project, run_cli, heavy_manifest
+):
+    """A table's header in a multi-line prompt is no table; a problem is found where it was."""
+    prompt = '\n[images.x]\nprompt = """a lighthouse\n[t0]\n[[t1]]\n"""\noutput = "out/x.png"\n'
+    text = PREVIEW + images(40) + prompt
+    root = project({"images.toml": text})
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    (root / "images.toml").write_text(text.replace('output = "out/i30.png"', "output = 3"))
+    code, out, err = run_cli("validate")
+    line_of_i30 = text[: text.index('output = "out/i30.png"')].count("\n") + 1
+    assert code == 1 and err.splitlines() == [
+        f"error: images.toml:{line_of_i30}:1: images.i30.output: input should be a valid "
+        "string (got 3)"
+    ], err
+
+
+def test_thousands_of_problems_are_described_up_to_a_bound(project, run_cli, monkeypatch):
+    """Describing a problem takes up to 0.2 ms: a million of them took minutes."""
+    import json
+
+    from nebula_build.core import manifest
+
+    monkeypatch.setattr(manifest, "MAX_PROBLEMS", 10)
+    project({"images.toml": PREVIEW + "".join(f"k{n} = 1\n" for n in range(30)) + IMAGE})
+    code, out, _ = run_cli("validate", "--json")
+    problems = json.loads(out)["error"]["problems"]
+    assert code == 1 and len(problems) == 11, problems
+    assert problems[-1]["message"] == "and 20 more problems; fix these first", problems[-1]
