@@ -45,7 +45,7 @@ from nebula_build.state import conflicts, derivedrecords
 from nebula_build.state.derivedrecords import Made
 from nebula_build.state.guard import Guard, path_problem
 from nebula_build.state.locksplice import splice
-from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, Project
+from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, STATE_DIR, Project
 from nebula_build.state.seal import sealed_from, sealer
 from nebula_build.text import made_with_problem, printable
 from nebula_build.tomlparse import values_over, weight
@@ -1137,22 +1137,65 @@ def write(
 # --- the journal ------------------------------------------------------------
 
 
+#: the most bytes a journal may have: a run may record every image of a lock before
+#: the lock is rewritten, each in a line about the size of its table
+MAX_JOURNAL_BYTES = MAX_LOCK_BYTES
+#: the longest line a journal may have: one image's record, twenty earlier generations
+#: of 10,000-character prompts included, is under 2 MiB
+MAX_JOURNAL_LINE = 4 << 20
+
+
 def _journal_ops(path: Path) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
+    """The operations a journal records, read a line at a time within MAX_JOURNAL_BYTES
+    and MAX_JOURNAL_LINE (it may come with a checkout, or be left huge by a crash)."""
     try:
-        lines = path.read_bytes().splitlines()
+        handle = path.open("rb")
     except FileNotFoundError:
         return
     except IsADirectoryError:
         raise LockfileError(f"{path} is a folder, not the journal; remove it and re-run") from None
-    for line in lines:
-        try:
-            op = json.loads(line)
-            kind, name = op["op"], op["image"]
-            entry = op.get("entry")
-        except (ValueError, KeyError, TypeError, RecursionError):
-            continue  # a line cut short by a crash: its image was not recorded
-        if isinstance(kind, str) and isinstance(name, str):
-            yield kind, name, entry
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_JOURNAL_BYTES:
+            raise _journal_refused(path, f"{size:,} bytes, {_journal_limit()}")
+        read = 0
+        for number, line in enumerate(iter(lambda: handle.readline(MAX_JOURNAL_LINE + 1), b""), 1):
+            read += len(line)
+            if len(line) > MAX_JOURNAL_LINE:
+                raise _journal_refused(
+                    path,
+                    f"line {number:,} has more than {MAX_JOURNAL_LINE:,} bytes, more than an "
+                    "image's record ever holds",
+                )
+            if read > MAX_JOURNAL_BYTES:  # it grew since fstat
+                raise _journal_refused(path, f"{read:,} bytes or more, {_journal_limit()}")
+            op = _journal_op(line)
+            if op is not None:
+                yield op
+
+
+def _journal_op(line: bytes) -> tuple[str, str, dict[str, Any] | None] | None:
+    """A journal line's operation, or None for a line cut short by a crash (its image was
+    not recorded)."""
+    try:
+        op = json.loads(line)
+        kind, name = op["op"], op["image"]
+        entry = op.get("entry")
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return (kind, name, entry) if isinstance(kind, str) and isinstance(name, str) else None
+
+
+def _journal_limit() -> str:
+    return f"more than a journal may have ({MAX_JOURNAL_BYTES:,} bytes)"
+
+
+def _journal_refused(path: Path, problem: str) -> LockfileError:
+    shown = "/".join(path.parts[path.parts.index(STATE_DIR) :]) if STATE_DIR in path.parts else path
+    return LockfileError(
+        f"{shown}: {problem}; it is what an interrupted apply left: remove it and re-run, "
+        "which loses only that run's record of the images it finished"
+    )
 
 
 def replay(entries: Entries, journal: Path) -> bool:

@@ -301,3 +301,34 @@ def test_thousands_of_problems_are_described_up_to_a_bound(project, run_cli, mon
     problems = json.loads(out)["error"]["problems"]
     assert code == 1 and len(problems) == 11, problems
     assert problems[-1]["message"] == "and 20 more problems; fix these first", problems[-1]
+
+
+JOURNAL_SAYS = (
+    "it is what an interrupted apply left: remove it and re-run, which loses only that "
+    "run's record of the images it finished"
+)
+
+
+def test_a_journal_past_its_size_is_refused_before_it_is_read(project, run_cli, monkeypatch):
+    """`.nebula-build/journal` was read whole, however large (a pull request may commit
+    one, a crashed run leave one huge)."""
+    monkeypatch.setattr(lockfile, "MAX_JOURNAL_BYTES", 1_000, raising=False)
+    torn = b'{"op": "set", "image": "a", "ent\n' * 100  # lines a crash cut short: skipped
+    project({"images.toml": PREVIEW + IMAGE, ".nebula-build/journal": torn.decode()})
+    for command in COMMANDS:
+        line = one_line_error(run_cli, command)
+        assert line == (
+            "error: .nebula-build/journal: 3,300 bytes, more than a journal may have "
+            f"(1,000 bytes); {JOURNAL_SAYS}"
+        )
+
+
+def test_a_journal_line_past_a_record_is_refused_before_it_is_parsed(project, run_cli, monkeypatch):
+    monkeypatch.setattr(lockfile, "MAX_JOURNAL_LINE", 100, raising=False)
+    lines = '{"op": "delete", "image": "b"}\n' + '{"op": "delete", "image": "' + "x" * 200 + '"}\n'
+    project({"images.toml": PREVIEW + IMAGE, ".nebula-build/journal": lines})
+    line = one_line_error(run_cli, "plan")
+    assert line == (
+        "error: .nebula-build/journal: line 2 has more than 100 bytes, more than an image's "
+        f"record ever holds; {JOURNAL_SAYS}"
+    )
