@@ -940,8 +940,9 @@ def _refuse_past_bounds(text: str, display_path: str) -> None:
             display_path,
             "",
             f"asks for more than {MAX_MANIFEST_VALUES:,} TOML keys and values (each `=`, `,` "
-            "and `{`), more than a manifest of 100,000 images needs; declare fewer images, "
-            "or make them with a matrix or rows",
+            "and `{`), more than a manifest of 100,000 images needs; move the keys images "
+            "share to [defaults] or a style, declare fewer images, or make them with a "
+            "matrix or rows",
         )
     _refuse_tables_past_bounds(TableHeaders(text), display_path)
 

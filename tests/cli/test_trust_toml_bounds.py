@@ -269,6 +269,7 @@ def test_a_heavy_manifest_past_its_keys_and_values_is_one_line(
     project({"images.toml": "version = 1\n" + keys + PREVIEW.removeprefix("version = 1\n")})
     line = one_line_error(run_cli, "validate")
     assert line.startswith("error: images.toml: asks for more than 1,000 TOML keys and values")
+    assert "move the keys images share to [defaults] or a style" in line
 
 
 def test_a_valid_heavy_manifest_still_plans_and_its_errors_keep_their_lines(
