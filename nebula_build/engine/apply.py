@@ -648,7 +648,7 @@ class Applier:
             raise StateWriteError(f"could not write {relative}: {exc.strerror or exc}") from None
 
     def _backup(self, relative: str) -> None:
-        self.guard.backup(relative, self.project.backup_dir, time.strftime("%Y%m%dT%H%M%S"))
+        self.guard.backup(relative, self.project.backup_dir)
 
     def _persist(
         self, action: Action, spec: AssetSpec, original: GenerationResult, generated: bool

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -524,9 +523,8 @@ def _build_atlas(
         # the exports, so that one dropped from the manifest later can be removed).
         prepared.store.record_output(record_key(atlas, action.key), digests)
         if action.backup:
-            stamp = time.strftime("%Y%m%dT%H%M%S")
             for path in atlas.paths:
-                guard.backup(path, prepared.project.backup_dir, stamp)
+                guard.backup(path, prepared.project.backup_dir)
         checks: dict[str, Callable[[], None]] = {}
         if not action.backup:  # else backed up above, whatever they hold now
             for path in files:  # every file before any is written
@@ -569,8 +567,7 @@ def _changed_since_planned(prepared: Prepared, path: str, *, force: bool) -> Non
         raise ChangedMeanwhileError(
             f"{path}: changed by hand during the apply; {FORCE_HINT}", path=path
         )
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    prepared.guard.backup(path, prepared.project.backup_dir, stamp)
+    prepared.guard.backup(path, prepared.project.backup_dir)
 
 
 def _write(
@@ -759,8 +756,7 @@ def _build_asset_manifest(
         return FileOutcome(action, ok=False, error=error, conflict=True), old
     try:
         if action.backup:
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            prepared.guard.backup(target, prepared.project.backup_dir, stamp)
+            prepared.guard.backup(target, prepared.project.backup_dir)
 
         def unchanged() -> None:  # still the text planned over, just before the rename
             if not action.backup and _read(prepared, target) not in (None, current):

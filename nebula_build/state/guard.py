@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -34,6 +35,10 @@ _MAX_STATE_DEPTH = 8
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+#: a backup folder's name: the second its run first backed up a file
+_BACKUP_STAMP = "%Y%m%dT%H%M%S"
+#: `stamp-2` … `stamp-N` are tried before a random suffix
+_BACKUP_NAMES = 100
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -88,10 +93,13 @@ class Guard:
 
     def __init__(self, root: Path, *, reserved: Collection[str] = ()) -> None:
         self.root = Path(os.path.realpath(root))
+        self._given_root = Path(root).absolute()  # links kept: the state is walked from here
         self._reserved = {name.casefold() for name in reserved}
         self._protected: dict[str, str] = {}  # file, as `file_key` keys it → what it is
         #: the copies `backup` made, in the order it made them
         self.backups: list[Path] = []
+        #: the folders `backup` made under its root, oldest first
+        self._backup_folders: list[str] = []
 
     def protect(self, relatives: Iterable[str], *, what: str = "an input image") -> None:
         """Files that are read but never written or deleted (input images, data files),
@@ -329,15 +337,70 @@ class Guard:
             except OSError:
                 return
 
-    def backup(self, relative: str, backup_root: Path, stamp: str) -> None:
-        """Copy `relative`, if it is a regular file, under `backup_root/stamp/`."""
+    def backup(self, relative: str, backup_root: Path) -> None:
+        """Copy `relative`, if it is a regular file, into a folder of `backup_root` that
+        this guard made, named by the second it was made (`20250102T030405`, or
+        `20250102T030405-2`… where that name is taken: by a run in the same second, or
+        by a checkout). A copy never replaces another: a path backed up twice goes
+        into a second folder. The copy is on disk before this returns; every folder is
+        walked from the project root, never through a link."""
         try:
             data = self.read(relative, what="file to back up")
         except (FileNotFoundError, NotADirectoryError, UnsafePathError):
             return
-        backup_root.mkdir(parents=True, exist_ok=True)
-        Guard(backup_root).write(f"{stamp}/{relative}", data)  # walked like any write
-        self.backups.append(backup_root / stamp / relative)
+        copied = self._copy_to_a_backup_folder(data, relative, self._project_parts(backup_root))
+        self.backups.append(backup_root / copied / relative)
+
+    def _project_parts(self, folder: Path) -> list[str]:
+        """The parts of `folder` (a folder of the project's state) below the project root."""
+        absolute = Path(folder).absolute()
+        for root in (self.root, self._given_root):
+            with contextlib.suppress(ValueError):
+                return [*absolute.relative_to(root).parts]
+        raise UnsafePathError(f"backup folder {str(folder)!r} is not inside the project")
+
+    def _copy_to_a_backup_folder(self, data: bytes, relative: str, backup_root: list[str]) -> str:
+        """Write `data` as `relative` in the first folder this guard made under
+        `backup_root` that has no such file yet, or in a new one; returns its name."""
+        shown = "/".join(backup_root)
+        for name in self._backup_folders:
+            with contextlib.suppress(FileExistsError):
+                self._copy_into([*backup_root, name], relative, data, shown=shown)
+                return name
+        with self._folder(backup_root, what=shown, create=True) as fd:
+            name = _new_folder(fd, time.strftime(_BACKUP_STAMP))
+        self._backup_folders.append(name)
+        self._copy_into([*backup_root, name], relative, data, shown=shown)
+        return name
+
+    def _copy_into(self, folder: list[str], relative: str, data: bytes, *, shown: str) -> None:
+        """Write `data` as `folder/relative`, a new file (FileExistsError if one is
+        there), flushed to disk."""
+        *below, name = relative.split("/")
+        with self._folder([*folder, *below], what=shown, create=True) as fd:
+            out = os.open(name, _CREATE_FLAGS, 0o644, dir_fd=fd)
+            try:
+                with os.fdopen(out, "wb") as target:
+                    target.write(data)
+                    target.flush()
+                    os.fsync(target.fileno())
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd)
+                raise
+
+
+def _new_folder(parent: int, stamp: str) -> str:
+    """Make a folder in `parent` named `stamp`, or `stamp-2`, `stamp-3`… where the name
+    is taken (never one that is there: it may be a link a checkout brought); its name."""
+    for count in range(1, _BACKUP_NAMES + 1):
+        name = stamp if count == 1 else f"{stamp}-{count}"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, dir_fd=parent)
+            return name
+    name = f"{stamp}-{secrets.token_hex(4)}"  # a checkout took every plain name
+    os.mkdir(name, dir_fd=parent)
+    return name
 
 
 def remove_temp_files(folder: Path, *, recursive: bool = False, skip: Collection[str] = ()) -> int:

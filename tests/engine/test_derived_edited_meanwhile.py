@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from nebula_build.engine import derived
+from nebula_build.state import guard
 from tests.conftest import fake_manifest
 
 HAND = b"edited by hand while the build ran"
@@ -142,7 +143,7 @@ def test_force_backs_up_an_edited_sheet_once(built, run_cli, monkeypatch):
     sheet = built / "sprites/sheet.png"
     monkeypatch.setattr(derived, "render_atlas", _editing(sheet, derived.render_atlas))
     ticks = itertools.count()  # each stamp a second later, as on a slow disk
-    monkeypatch.setattr(derived.time, "strftime", lambda *_: f"20260101T0000{next(ticks):02d}")
+    monkeypatch.setattr(guard.time, "strftime", lambda *_: f"20260101T0000{next(ticks):02d}")
     code, _, err = run_cli("apply", "--force")
     assert code == 0, err
     assert len(list((built / ".nebula-build/backup").rglob("sheet.png"))) == 1
