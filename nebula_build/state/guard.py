@@ -18,11 +18,13 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import stat
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from nebula_build.errors import UnsafePathError
 from nebula_build.fsutil import TEMP_MARKER
@@ -39,6 +41,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEX
 _BACKUP_STAMP = "%Y%m%dT%H%M%S"
 #: `stamp-2` … `stamp-N` are tried before a random suffix
 _BACKUP_NAMES = 100
+_COPY_CHUNK = 1 << 20
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -250,6 +253,16 @@ class Guard:
     def read(self, relative: str, *, what: str = "input", limit: int | None = None) -> bytes:
         """The bytes of a regular file (never a FIFO or a device, never through a
         link that leaves the project). Raises FileNotFoundError if it is missing."""
+        with self._opened(relative, what=what) as (handle, info):
+            if limit is not None and info.st_size > limit:
+                raise UnsafePathError(
+                    f"{what} {relative!r} is {info.st_size} bytes, over the {limit} limit"
+                )
+            return handle.read()
+
+    @contextlib.contextmanager
+    def _opened(self, relative: str, *, what: str) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+        """A regular file opened for reading, with its stat (as `read` checks it)."""
         relative = self.check(relative, what=what, writing=False)
         parts = self._real_parts(relative, what=what, follow_last=True)
         name = parts.pop()
@@ -260,15 +273,11 @@ class Guard:
                 if exc.errno == errno.ELOOP:
                     raise UnsafePathError(f"{what} {relative!r} changed while being read") from None
                 raise
-            with os.fdopen(fd, "rb") as handle:
-                info = os.fstat(fd)
-                if not stat.S_ISREG(info.st_mode):
-                    raise UnsafePathError(f"{what} {relative!r} is not a regular file")
-                if limit is not None and info.st_size > limit:
-                    raise UnsafePathError(
-                        f"{what} {relative!r} is {info.st_size} bytes, over the {limit} limit"
-                    )
-                return handle.read()
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise UnsafePathError(f"{what} {relative!r} is not a regular file")
+            yield handle, info
 
     def listing(self, folder: str, below: Sequence[str] = (), *, limit: int) -> Listing:
         """The regular files and plain subfolders of project folder `folder` ("" for
@@ -342,13 +351,17 @@ class Guard:
         this guard made, named by the second it was made (`20250102T030405`, or
         `20250102T030405-2`… where that name is taken: by a run in the same second, or
         by a checkout). A copy never replaces another: a path backed up twice goes
-        into a second folder. The copy is on disk before this returns; every folder is
-        walked from the project root, never through a link."""
-        try:
-            data = self.read(relative, what="file to back up")
-        except (FileNotFoundError, NotADirectoryError, UnsafePathError):
-            return
-        copied = self._copy_to_a_backup_folder(data, relative, self._project_parts(backup_root))
+        into a second folder. The copy is streamed, whatever the file's size, and is
+        on disk before this returns; every folder is walked from the project root,
+        never through a link."""
+        with contextlib.ExitStack() as stack:
+            try:
+                source, _ = stack.enter_context(self._opened(relative, what="file to back up"))
+            except (FileNotFoundError, NotADirectoryError, UnsafePathError):
+                return  # missing, not a regular file, or behind a link out: nothing to keep
+            copied = self._copy_to_a_backup_folder(
+                source, relative, self._project_parts(backup_root)
+            )
         self.backups.append(backup_root / copied / relative)
 
     def _project_parts(self, folder: Path) -> list[str]:
@@ -359,29 +372,32 @@ class Guard:
                 return [*absolute.relative_to(root).parts]
         raise UnsafePathError(f"backup folder {str(folder)!r} is not inside the project")
 
-    def _copy_to_a_backup_folder(self, data: bytes, relative: str, backup_root: list[str]) -> str:
-        """Write `data` as `relative` in the first folder this guard made under
+    def _copy_to_a_backup_folder(
+        self, source: BinaryIO, relative: str, backup_root: list[str]
+    ) -> str:
+        """Copy `source` to `relative` in the first folder this guard made under
         `backup_root` that has no such file yet, or in a new one; returns its name."""
         shown = "/".join(backup_root)
         for name in self._backup_folders:
             with contextlib.suppress(FileExistsError):
-                self._copy_into([*backup_root, name], relative, data, shown=shown)
+                self._copy_into([*backup_root, name], relative, source, shown=shown)
                 return name
         with self._folder(backup_root, what=shown, create=True) as fd:
             name = _new_folder(fd, time.strftime(_BACKUP_STAMP))
         self._backup_folders.append(name)
-        self._copy_into([*backup_root, name], relative, data, shown=shown)
+        self._copy_into([*backup_root, name], relative, source, shown=shown)
         return name
 
-    def _copy_into(self, folder: list[str], relative: str, data: bytes, *, shown: str) -> None:
-        """Write `data` as `folder/relative`, a new file (FileExistsError if one is
+    def _copy_into(self, folder: list[str], relative: str, source: BinaryIO, *, shown: str) -> None:
+        """Copy `source` to `folder/relative`, a new file (FileExistsError if one is
         there), flushed to disk."""
         *below, name = relative.split("/")
         with self._folder([*folder, *below], what=shown, create=True) as fd:
             out = os.open(name, _CREATE_FLAGS, 0o644, dir_fd=fd)
             try:
                 with os.fdopen(out, "wb") as target:
-                    target.write(data)
+                    source.seek(0)
+                    shutil.copyfileobj(source, target, _COPY_CHUNK)
                     target.flush()
                     os.fsync(target.fileno())
             except BaseException:

@@ -1,15 +1,18 @@
 """A copy under .nebula-build/backup/ is never lost: two runs in the same second (or a
 folder a checkout brought under that second's name) never write over each other's
 copy, the line after apply names the folder that holds it, and the copy is made
-without following a link."""
+without following a link, whatever the file's size."""
 
 from __future__ import annotations
 
 import time
+import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nebula_build.state.guard import Guard
 from nebula_build.state.project import Project
 from tests.cli.test_trust_paths import A, manifest
 
@@ -119,3 +122,29 @@ def test_a_backup_folder_that_became_a_link_after_the_checks_is_not_followed(
     assert "Traceback" not in out + err
     assert not list(outside.rglob("*"))
     assert (root / "out/a.png").read_bytes() == b"drawn by hand"
+
+
+def test_a_large_file_is_copied_without_reading_it_into_memory(project, run_cli, monkeypatch):
+    """Before: the whole file was read into memory to be copied (a pull request's
+    multi-gigabyte file at an output path could exhaust a CI runner's memory)."""
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    large = bytes(range(256)) * (48 << 12)  # 48 MiB
+    (root / "out/a.png").write_bytes(large)
+    peaks = []
+    backup = Guard.backup
+
+    def measured(self: Guard, *args: Any) -> None:
+        tracemalloc.start()
+        try:
+            backup(self, *args)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+
+    monkeypatch.setattr(Guard, "backup", measured)
+    code, out, err = run_cli("apply", "--force")
+    assert code == 0, err
+    (copy,) = (root / ".nebula-build/backup").rglob("a.png")
+    assert copy.read_bytes() == large
+    assert len(peaks) == 1 and peaks[0] < 8 << 20, f"peak {peaks[0] / 2**20:.0f} MiB"
