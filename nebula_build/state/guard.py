@@ -351,16 +351,16 @@ class Guard:
         this guard made, named by the second it was made (`20250102T030405`, or
         `20250102T030405-2`… where that name is taken: by a run in the same second, or
         by a checkout). A copy never replaces another: a path backed up twice goes
-        into a second folder. The copy is streamed, whatever the file's size, and is
-        on disk before this returns; every folder is walked from the project root,
-        never through a link."""
+        into a second folder. The copy is streamed, whatever the file's size, keeps
+        its permissions, and is on disk before this returns; every folder is walked
+        from the project root, never through a link."""
         with contextlib.ExitStack() as stack:
             try:
-                source, _ = stack.enter_context(self._opened(relative, what="file to back up"))
+                source, info = stack.enter_context(self._opened(relative, what="file to back up"))
             except (FileNotFoundError, NotADirectoryError, UnsafePathError):
                 return  # missing, not a regular file, or behind a link out: nothing to keep
             copied = self._copy_to_a_backup_folder(
-                source, relative, self._project_parts(backup_root)
+                source, relative, self._project_parts(backup_root), stat.S_IMODE(info.st_mode)
             )
         self.backups.append(backup_root / copied / relative)
 
@@ -373,27 +373,29 @@ class Guard:
         raise UnsafePathError(f"backup folder {str(folder)!r} is not inside the project")
 
     def _copy_to_a_backup_folder(
-        self, source: BinaryIO, relative: str, backup_root: list[str]
+        self, source: BinaryIO, relative: str, backup_root: list[str], mode: int
     ) -> str:
         """Copy `source` to `relative` in the first folder this guard made under
         `backup_root` that has no such file yet, or in a new one; returns its name."""
         shown = "/".join(backup_root)
         for name in self._backup_folders:
             with contextlib.suppress(FileExistsError):
-                self._copy_into([*backup_root, name], relative, source, shown=shown)
+                self._copy_into([*backup_root, name], relative, source, mode, shown=shown)
                 return name
         with self._folder(backup_root, what=shown, create=True) as fd:
             name = _new_folder(fd, time.strftime(_BACKUP_STAMP))
         self._backup_folders.append(name)
-        self._copy_into([*backup_root, name], relative, source, shown=shown)
+        self._copy_into([*backup_root, name], relative, source, mode, shown=shown)
         return name
 
-    def _copy_into(self, folder: list[str], relative: str, source: BinaryIO, *, shown: str) -> None:
+    def _copy_into(
+        self, folder: list[str], relative: str, source: BinaryIO, mode: int, *, shown: str
+    ) -> None:
         """Copy `source` to `folder/relative`, a new file (FileExistsError if one is
-        there), flushed to disk."""
+        there), made with the source's permissions and flushed to disk."""
         *below, name = relative.split("/")
         with self._folder([*folder, *below], what=shown, create=True) as fd:
-            out = os.open(name, _CREATE_FLAGS, 0o644, dir_fd=fd)
+            out = os.open(name, _CREATE_FLAGS, (mode & 0o666) | 0o600, dir_fd=fd)
             try:
                 with os.fdopen(out, "wb") as target:
                     source.seek(0)

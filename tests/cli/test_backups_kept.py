@@ -1,10 +1,11 @@
 """A copy under .nebula-build/backup/ is never lost: two runs in the same second (or a
 folder a checkout brought under that second's name) never write over each other's
 copy, the line after apply names the folder that holds it, and the copy is made
-without following a link, whatever the file's size."""
+without following a link, whatever the file's size, with the file's permissions."""
 
 from __future__ import annotations
 
+import stat
 import time
 import tracemalloc
 from pathlib import Path
@@ -148,3 +149,14 @@ def test_a_large_file_is_copied_without_reading_it_into_memory(project, run_cli,
     (copy,) = (root / ".nebula-build/backup").rglob("a.png")
     assert copy.read_bytes() == large
     assert len(peaks) == 1 and peaks[0] < 8 << 20, f"peak {peaks[0] / 2**20:.0f} MiB"
+
+
+def test_a_copy_keeps_the_files_permissions(project, run_cli):
+    """Before: a file only its owner could read (0600) was copied readable by all (0644)."""
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    (root / "out/a.png").write_bytes(b"private")
+    (root / "out/a.png").chmod(0o600)
+    assert run_cli("apply", "--force").code == 0
+    (copy,) = (root / ".nebula-build/backup").rglob("a.png")
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
