@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -80,32 +81,106 @@ def text_of(data: Mapping[str, Any]) -> str:
 
 #: `current` for a file that exists but is not text: never ours
 UNREADABLE = "\x00unreadable"
+#: why a file that reads as an asset manifest is copied before it is replaced
+NOT_LAID_OUT = "is not laid out as nebula-build writes an asset manifest"
 
 
 def is_ours(text: str) -> bool:
     """Whether a file's text is an asset manifest (so this tool may rewrite it), or
     git's merge of two, with conflict markers (`merged`)."""
-    return _reads_as_ours(text) or merged(text)
+    return _top_level_ours(_loaded(text)) or merged(text)
 
 
 def merged(text: str) -> bool:
     """Whether `text` is what `git merge` leaves of two asset manifests that both
     branches rebuilt: conflict markers, each side an asset manifest."""
+    split = _sides(text)
+    return split is not None and all(_top_level_ours(_loaded(side)) for side in split)
+
+
+def _sides(text: str) -> tuple[str, str] | None:
+    """The two sides of a file git left conflict markers in; None where it has none."""
     if conflicts.OPEN not in text:
-        return False
+        return None
     try:
         split = conflicts.sides(text)
     except conflicts.MarkerError:
-        return False
-    return split is not None and all(_reads_as_ours(side.text) for side in split)
+        return None
+    return None if split is None else (split[0].text, split[1].text)
 
 
-def _reads_as_ours(text: str) -> bool:
+def _loaded(text: str) -> object:
+    """The JSON value of `text`; None where it is not JSON."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError):
-        return False
+        return None
+
+
+def _top_level_ours(data: object) -> bool:
     return isinstance(data, dict) and set(data) == {"version", "images"}
+
+
+def written_as_ours(text: str, data: object) -> bool:
+    """Whether `text` (whose JSON value is `data`) is an asset manifest laid out as
+    nebula-build writes one, or git's merge of two such: indented as `text_of` writes,
+    in the shape of `schemas.AssetManifest` (version 1, images sorted by name, each
+    with a generation key and only the keys and files nebula-build lists). Nothing
+    else vouches for the file: the lock that records it may be a pull request's, and
+    a hand-kept `{"version": …, "images": …}` reads as `is_ours`."""
+    split = _sides(text) if data is None else None
+    if split is not None:
+        return all(_laid_out_as_ours(side, _loaded(side)) for side in split)
+    return _laid_out_as_ours(text, data)
+
+
+#: how the text of an asset manifest nebula-build wrote begins (`text_of`)
+_OPENING = '{\n  "version": 1,\n  "images": {'
+_IMAGE_KEYS = ({"alt", "generation_key", "files"}, {"alt", "generation_key", "files", "row"})
+_FILE_KEYS = {"path": str, "url": str, "width": int, "height": int, "format": str, "bytes": int}
+_FILE_KEY_SET = set(_FILE_KEYS)
+_FORMATS = {"png", "jpeg", "webp", "avif"}
+_GENERATION_KEY = re.compile("[0-9a-f]{64}")
+
+
+def _laid_out_as_ours(text: str, data: object) -> bool:
+    if not isinstance(data, dict) or list(data) != ["version", "images"]:
+        return False
+    images = data["images"]
+    return (
+        text[: len(_OPENING) + 2].replace("\r\n", "\n").startswith(_OPENING)  # or autocrlf's
+        and text.endswith("}\n")
+        and type(data["version"]) is int
+        and data["version"] == 1
+        and isinstance(images, dict)
+        and list(images) == sorted(images)
+        and all(_image_as_ours(image) for image in images.values())
+    )
+
+
+def _image_as_ours(image: object) -> bool:
+    """Whether one entry of `images` has the shape nebula-build writes."""
+    if not isinstance(image, dict) or set(image) not in _IMAGE_KEYS:
+        return False
+    key, files = image["generation_key"], image["files"]
+    return (
+        isinstance(image["alt"], str)
+        and isinstance(image.get("row", ""), str)
+        and isinstance(key, str)
+        and _GENERATION_KEY.fullmatch(key) is not None
+        and isinstance(files, list)
+        and bool(files)
+        and all(_file_as_ours(file) for file in files)
+    )
+
+
+def _file_as_ours(file: object) -> bool:
+    return (
+        isinstance(file, dict)
+        and file.keys() == _FILE_KEY_SET
+        and all(type(file[key]) is kind for key, kind in _FILE_KEYS.items())
+        and file["format"] in _FORMATS
+    )
 
 
 def plan_asset_manifest(
@@ -128,17 +203,27 @@ def plan_asset_manifest(
             backup=backup,
         )
 
-    stranger = current is not None and (current == UNREADABLE or not is_ours(current))
+    data = None if current is None or current == UNREADABLE else _loaded(current)
+    stranger = current is not None and (
+        current == UNREADABLE or not (_top_level_ours(data) or merged(current))
+    )
     if stranger and force:
         return act(FileState.BUILD, "a file nebula-build did not write; --force replaces it", True)
     if stranger:
         return act(FileState.CONFLICT, "a file nebula-build did not write is in the way")
+
+    def build(reason: str) -> FileAction:
+        """A write over `current`, after a copy where its layout does not vouch for it."""
+        if current is None or written_as_ours(current, data):
+            return act(FileState.BUILD, reason)
+        return act(FileState.BUILD, f"{reason} ({target} {NOT_LAID_OUT})", backup=True)
+
     if current is not None and merged(current):
-        return act(FileState.BUILD, "git left merge conflict markers in it")
+        return build("git left merge conflict markers in it")
     if wanted is None:
-        return act(FileState.BUILD, "images change")
+        return build("images change")
     if current is None:
         return act(FileState.BUILD, "missing")
     if current != wanted:
-        return act(FileState.BUILD, "does not list the images as they are")
+        return build("does not list the images as they are")
     return act(FileState.NOOP, "up to date")
