@@ -711,11 +711,13 @@ def _old_asset_manifest(
     writing: Collection[str],
 ) -> tuple[tuple[str, ...], _Kept]:
     """The asset manifest written last, as the lock records it: whether it goes (it
-    still holds what was written and reads as an asset manifest) or stays."""
+    still holds what was written and is laid out as nebula-build writes an asset
+    manifest: the lock may be a pull request's, naming a site's own JSON file) or
+    stays."""
 
     def ours(path: str) -> bool:
         text = _read(prepared, path)
-        return text is not None and assetmanifest.is_ours(text)
+        return text is not None and assetmanifest.written_as_ours(text)
 
     removes, kept = _sorted_out(prepared, claims, dict([old]), writing=writing, ours=ours)
     return tuple(removes), kept

@@ -85,12 +85,6 @@ UNREADABLE = "\x00unreadable"
 NOT_LAID_OUT = "is not laid out as nebula-build writes an asset manifest"
 
 
-def is_ours(text: str) -> bool:
-    """Whether a file's text is an asset manifest (so this tool may rewrite it), or
-    git's merge of two, with conflict markers (`merged`)."""
-    return _top_level_ours(_loaded(text)) or merged(text)
-
-
 def merged(text: str) -> bool:
     """Whether `text` is what `git merge` leaves of two asset manifests that both
     branches rebuilt: conflict markers, each side an asset manifest."""
@@ -121,13 +115,19 @@ def _top_level_ours(data: object) -> bool:
     return isinstance(data, dict) and set(data) == {"version", "images"}
 
 
-def written_as_ours(text: str, data: object) -> bool:
+def written_as_ours(text: str) -> bool:
+    """Whether `text` is an asset manifest laid out as nebula-build writes one, or
+    git's merge of two such (`_written_as_ours`)."""
+    return _written_as_ours(text, _loaded(text))
+
+
+def _written_as_ours(text: str, data: object) -> bool:
     """Whether `text` (whose JSON value is `data`) is an asset manifest laid out as
     nebula-build writes one, or git's merge of two such: indented as `text_of` writes,
     in the shape of `schemas.AssetManifest` (version 1, images sorted by name, each
     with a generation key and only the keys and files nebula-build lists). Nothing
     else vouches for the file: the lock that records it may be a pull request's, and
-    a hand-kept `{"version": …, "images": …}` reads as `is_ours`."""
+    a hand-kept `{"version": …, "images": …}` has its two keys."""
     split = _sides(text) if data is None else None
     if split is not None:
         return all(_laid_out_as_ours(side, _loaded(side)) for side in split)
@@ -214,7 +214,7 @@ def plan_asset_manifest(
 
     def build(reason: str) -> FileAction:
         """A write over `current`, after a copy where its layout does not vouch for it."""
-        if current is None or written_as_ours(current, data):
+        if current is None or _written_as_ours(current, data):
             return act(FileState.BUILD, reason)
         return act(FileState.BUILD, f"{reason} ({target} {NOT_LAID_OUT})", backup=True)
 

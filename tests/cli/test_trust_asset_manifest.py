@@ -1,10 +1,12 @@
 """An `[assets] manifest` that names a hand-kept JSON file is not rewritten unseen: a
 file that reads as `{"version", "images"}` but is not laid out as nebula-build writes
 an asset manifest is copied under .nebula-build/backup/ first, and the plan says why;
-one nebula-build wrote is rewritten silently, in a fresh checkout too."""
+one nebula-build wrote is rewritten silently, in a fresh checkout too. Nor does a
+lock's `[assets]` record (a pull request's) have such a file removed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -81,3 +83,36 @@ def test_a_file_that_is_no_asset_manifest_is_still_a_conflict(project, run_cli):
     assert code == 1
     assert "a file nebula-build did not write is in the way" in out + err
     assert (root / "data/images.json").read_text() == '{"x": 1}\n'
+
+
+def test_a_locks_assets_record_naming_a_hand_kept_json_file_does_not_remove_it(project, run_cli):
+    """A pull request's lock records the site's own list as the asset manifest it wrote
+    last, digest and all. Before: `- asset manifest  delete`, and apply removed it."""
+    kept = HAND_KEPT["own shape"]
+    root = project({"images.toml": manifest(A), "site/gallery.json": kept})
+    assert run_cli("apply").code == 0
+    digest = hashlib.sha256(kept.encode()).hexdigest()
+    record = f'[assets]\nmanifest = "site/gallery.json"\ndigest = "{digest}"\n\n'
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text().replace("[images.a]", record + "[images.a]", 1))
+    shutil.rmtree(root / ".nebula-build")  # a fresh checkout
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "site/gallery.json stays (changed by hand since nebula-build wrote it" in out, out
+    assert "removes site/gallery.json" not in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "site/gallery.json").read_text() == kept
+    assert "[assets]" not in lock.read_text()
+    assert run_cli("plan").out.startswith("No changes")
+
+
+def test_an_asset_manifest_dropped_from_the_manifest_is_still_removed(project, run_cli):
+    root = project({"images.toml": manifest(A, ASSETS)})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(manifest(A))
+    shutil.rmtree(root / ".nebula-build")  # a fresh checkout
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "removed asset manifest data/images.json" in out + err
+    assert not (root / "data/images.json").exists()
