@@ -769,6 +769,9 @@ def _build_asset_manifest(
             _remove_dropped(prepared, list(action.removes), dict([old]), written=[target])
     except ConflictError as exc:
         return FileOutcome(action, ok=False, error=str(exc), conflict=True), old
+    except IsADirectoryError:
+        error = f"{target} is a folder: remove it or choose another path"
+        return FileOutcome(action, ok=False, error=error), old
     except (OSError, UserError) as exc:
         return FileOutcome(action, ok=False, error=f"could not write {target}: {exc}"), old
     return FileOutcome(action, ok=True), written

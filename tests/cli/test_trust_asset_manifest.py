@@ -116,3 +116,14 @@ def test_an_asset_manifest_dropped_from_the_manifest_is_still_removed(project, r
     assert code == 0, err
     assert "removed asset manifest data/images.json" in out + err
     assert not (root / "data/images.json").exists()
+
+
+def test_an_asset_manifest_path_that_is_a_folder_says_so(project, run_cli):
+    """Before: "could not write data/images.json: [Errno 21] Is a directory: 9"."""
+    root = project({"images.toml": manifest(A, ASSETS), "data/images.json/mine.txt": "kept"})
+    code, out, err = run_cli("apply", "--force")
+    assert code == 1
+    said = "asset manifest: data/images.json is a folder: remove it or choose another path"
+    assert said in err, err
+    assert "Errno" not in out + err
+    assert (root / "data/images.json/mine.txt").read_text() == "kept"
