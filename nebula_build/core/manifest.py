@@ -1048,8 +1048,12 @@ def read_bytes(path: Path, display_path: str | None = None) -> bytes:
                 shown, "", f"{info.st_size:,} bytes, more than a manifest may have (64 MiB)"
             )
         with os.fdopen(os.dup(fd), "rb") as handle:
-            raw = handle.read(MAX_MANIFEST_BYTES + 1)
-        if len(raw) > MAX_MANIFEST_BYTES:  # it grew since fstat
+            # what the file holds, not the limit: a read allocates what it asks for
+            wanted = info.st_size + 1
+            raw = handle.read(wanted)
+            if len(raw) == wanted:  # it grew since fstat
+                raw += handle.read(MAX_MANIFEST_BYTES + 1 - wanted)
+        if len(raw) > MAX_MANIFEST_BYTES:
             raise ManifestError.single(shown, "", "more bytes than a manifest may have (64 MiB)")
         return raw
     except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -339,3 +340,50 @@ def test_problems_in_several_images_and_tables_are_all_reported_in_order(project
         "images.e.output",
         "assets.manfest",
     ], err
+
+
+def _stat_saying(size: int, real=os.fstat):  # type: ignore[no-untyped-def]
+    """os.fstat, as if the file had `size` bytes when it was asked (it grows after)."""
+
+    def fstat(fd: int) -> os.stat_result:
+        info = real(fd)
+        fields = list(info)
+        fields[6] = size  # st_size
+        return os.stat_result(fields)
+
+    return fstat
+
+
+def test_a_manifest_that_grows_while_read_is_read_whole(tmp_path, monkeypatch):
+    from nebula_build.core import manifest
+
+    text = HEAD + '[images.a]\nprompt = "a"\noutput = "a.png"\n'
+    (tmp_path / "images.toml").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(manifest.os, "fstat", _stat_saying(10))
+    assert manifest.read_bytes(tmp_path / "images.toml") == text.encode()
+
+
+def test_a_manifest_that_grows_past_its_bound_while_read_is_refused(tmp_path, monkeypatch):
+    from nebula_build.core import manifest
+
+    (tmp_path / "images.toml").write_text(HEAD + "#" * 200 + "\n", encoding="utf-8")
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 150)
+    monkeypatch.setattr(manifest.os, "fstat", _stat_saying(10))
+    with pytest.raises(manifest.ManifestError, match="more bytes than a manifest may have"):
+        manifest.read_bytes(tmp_path / "images.toml")
+
+
+def test_a_small_manifest_is_read_without_asking_for_its_bound(tmp_path):
+    """A read allocates what it asks for: 64 MiB on every read (each watch round)."""
+    import tracemalloc
+
+    from nebula_build.core import manifest
+
+    (tmp_path / "images.toml").write_text(HEAD, encoding="utf-8")
+    tracemalloc.start()
+    try:
+        manifest.read_bytes(tmp_path / "images.toml")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
