@@ -366,6 +366,8 @@ class Applier:
 
     async def _execute(self, action: Action, outcome: Outcome) -> None:
         kind = action.kind
+        if kind is ActionKind.CONFLICT and action.resolution is None:  # --force cannot help
+            raise ConflictError(action.reason)
         if kind is ActionKind.CONFLICT:
             raise ConflictError(f"{action.output}: {action.reason}; not overwritten: {FORCE_HINT}")
         if kind is ActionKind.DELETE:

@@ -3,6 +3,7 @@ made from the images (atlases, the asset manifest)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
@@ -115,7 +116,7 @@ def plan_for(
     if more:
         to_record = candidates.draws_to_record(actions, chosen, prepared.store, lock, more)
         actions = candidates.with_notes(actions, to_record)
-    images = Plan(actions)
+    images = Plan(_folders_in_the_way(actions, prepared))
     if remote is not None:
         from nebula_build.engine.remotecache import mark
 
@@ -351,3 +352,44 @@ def refuse_other_names(prepared: Prepared, lock: Mapping[str, LockEntry]) -> Non
             f"{printable(owner[0], 80)} under another name (a link); restore the lock "
             "from version control or delete the entry"
         )
+
+
+#: the actions that write an image's files
+_WRITING = (
+    ActionKind.CREATE,
+    ActionKind.REGENERATE,
+    ActionKind.REENCODE,
+    ActionKind.RESTORE,
+    ActionKind.MOVE,
+)
+
+
+def _folders_in_the_way(actions: tuple[Action, ...], prepared: Prepared) -> tuple[Action, ...]:
+    """The actions, with each that would write a file where a folder is made a conflict
+    that --force does not resolve: apply would generate (and pay) for nothing. Only a
+    path the plan found no file at is looked at (a stat each)."""
+    root = str(prepared.project.root)
+
+    def in_the_way(action: Action) -> str | None:
+        if action.kind not in _WRITING or action.spec is None:
+            return None
+        found = dict(action.found)
+        for path in action.spec.paths:
+            if found.get(path) is None and os.path.isdir(os.path.join(root, path)):  # noqa: PTH112, PTH118
+                return path
+        return None
+
+    def checked(action: Action) -> Action:
+        folder = in_the_way(action)
+        if folder is None:
+            return action
+        return Action(
+            image=action.image,
+            kind=ActionKind.CONFLICT,
+            reason=f"{folder} is a folder: remove it or give this image another output",
+            output=action.output,
+            spec=action.spec,
+            entry=action.entry,
+        )
+
+    return tuple(checked(action) for action in actions)

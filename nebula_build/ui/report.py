@@ -410,7 +410,11 @@ def lock_changes_json(plan: Plan) -> dict[str, Any] | None:
 
 def conflict_lines(plan: Plan, style: Style) -> list[str]:
     """What to do about files changed by hand, which apply never overwrites unasked."""
-    images = [a.image for a in plan.actions if a.kind is ActionKind.CONFLICT]
+    images = [
+        a.image
+        for a in plan.actions
+        if a.kind is ActionKind.CONFLICT and a.resolution is not None  # --force resolves it
+    ]
     if not images and not any(f.state is FileState.CONFLICT for f in plan.files):
         return []
     text = (

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import fake_manifest, generation_log
+
 HEAD = """\
 version = 1
 
@@ -144,3 +146,28 @@ def test_a_value_that_leaves_the_project_is_said_at_its_own_image(project, run_c
         "error: images.toml:12:1: images.shot[..].output: output must stay inside the project "
         "('x/../y.png' uses '..')"
     ]
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
+def test_a_folder_at_an_output_is_a_conflict_before_anything_is_generated(
+    project, run_cli, fake_site, tmp_path, force
+):
+    """Before: planned `+ a create`; apply generated (and a paid backend billed) the
+    image, then failed with "could not write out/a.png: Is a directory"."""
+    log = tmp_path / "gen.log"
+    images = {
+        "a": {"prompt": "one", "output": "out/a.png"},
+        "b": {"prompt": "two", "output": "out/b.png"},
+    }
+    root = project({"images.toml": fake_manifest(log, images)})
+    (root / "out" / "a.png").mkdir(parents=True)
+    planned = run_cli("plan", "--detailed-exitcode", *force)
+    assert planned.code == 1
+    said = "out/a.png is a folder: remove it or give this image another output"
+    assert f"! a  conflict  out/a.png\n      {said}\n" in planned.out
+    assert "--force" not in planned.out  # it cannot help
+    applied = run_cli("apply", *force)
+    assert applied.code == 1
+    assert f"a: {said}\n" in applied.err
+    assert generation_log(log) == ["b"]
+    assert (root / "out" / "a.png").is_dir() and (root / "out" / "b.png").is_file()
