@@ -108,10 +108,13 @@ def plural(count: int, noun: str, many: str | None = None) -> str:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every secret replaced by "[redacted]": the value itself, its base64
-    form, and any run of at least MIN_SECRET_FRAGMENT of its characters (a key cut
+    form, its URL-encoded form (a token in a query string, as an HTTP library's error
+    quotes it), and any run of at least MIN_SECRET_FRAGMENT of its characters (a key cut
     short, or split across lines, is still a key)."""
-    for secret in _forms(secrets):
+    forms = _forms(secrets)
+    for secret in forms:  # whole values first: a fragment pass must not cut one in two
         text = text.replace(secret, REDACTED)
+    for secret in forms:
         if len(secret) >= MIN_SECRET_FRAGMENT:
             text = _redact_fragments(text, secret)
     return text
@@ -123,7 +126,15 @@ def _forms(secrets: Iterable[str]) -> list[str]:
         if secret:
             encoded = base64.b64encode(secret.encode("utf-8", "replace")).decode("ascii")
             forms += [secret, encoded.rstrip("=")]
+            if not _URL_SAFE.fullmatch(secret):
+                from urllib.parse import quote, quote_plus  # only for such a secret
+
+                forms += [quote(secret, safe=""), quote_plus(secret, safe="")]
     return sorted(set(forms), key=len, reverse=True)
+
+
+#: what a URL carries as it is: a secret of these characters alone has no other form there
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def _redact_fragments(text: str, secret: str) -> str:

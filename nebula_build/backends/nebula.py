@@ -751,6 +751,11 @@ class NebulaBackend(Backend):
         return dict([STAND_IN_SERVER]) if may_be_stand_in() else {}
 
     @classmethod
+    def secret_variables(cls, settings: BackendSettings) -> tuple[str, ...]:
+        """The key's variable: the engine redacts it too, behind this backend's own care."""
+        return (getattr(settings, "api_key_env", "NEBULA_API_KEY"),)
+
+    @classmethod
     def preflight(cls, settings: BackendSettings, root: Path) -> None:
         assert isinstance(settings, NebulaSettings)
         base_url(settings)

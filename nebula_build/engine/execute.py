@@ -10,27 +10,25 @@ import asyncio
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from nebula_build.core.plan import Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import BackendError, PluginError, TransientBackendError
+from nebula_build.errors import PluginError, TransientBackendError
 from nebula_build.plugin.backend import (
+    ActivityCallback,
     Backend,
     BackendSettings,
     GenerationRequest,
     GenerationResult,
 )
-from nebula_build.plugin.manager import BackendPlugin
+from nebula_build.plugin.manager import BackendPlugin, secret_in_record, shown_safely
 from nebula_build.state.lockfile import Entries, LockWriter
 from nebula_build.state.remote import Remote
 from nebula_build.text import made_with_problem, printable
-
-#: the longest message of a plugin's that is shown (one line, in the summary and the gallery)
-PLUGIN_MESSAGE_LIMIT = 1000
 
 
 def concurrency_limits(prepared: Prepared, parallelism: int | None) -> dict[str, int]:
@@ -72,8 +70,14 @@ class OpenBackends:
 
     async def _close(self, name: str) -> None:
         backend = self.instances.pop(name)
-        with _printable_errors(), self._plugins[name].blame("closing"):
+        plugin = self._plugins[name]
+        with plugin.blame("closing", secrets=self._secrets(name).values()):
             await backend.__aexit__(None, None, None)
+
+    def _secrets(self, name: str) -> dict[str, str]:
+        """The values of the backend's secret variables: read at each call, a few lookups
+        beside a generation, so an edited manifest's settings always count."""
+        return self._plugins[name].secrets(self._settings[name])
 
     async def update(
         self, plugins: Mapping[str, BackendPlugin], settings: Mapping[str, BackendSettings]
@@ -93,17 +97,25 @@ class OpenBackends:
                 if name not in self.instances:
                     plugin = self._plugins[name]
                     backend = plugin.create(self._settings[name], self.root)
-                    with _printable_errors(), plugin.blame("opening"):
+                    with plugin.blame("opening", secrets=self._secrets(name).values()):
                         self.instances[name] = await backend.__aenter__()
         return self.instances[name]
 
     async def generate(self, spec: AssetSpec, request: GenerationRequest) -> GenerationResult:
+        """One generation, through the plugin's boundary: what the backend says (its
+        errors, warnings, progress) comes back as printable lines without its secrets,
+        and a result whose shape or provenance record is wrong is its bug."""
         backend = await self.get(spec.backend)
         plugin = self._plugins[spec.backend]
+        secrets = self._secrets(spec.backend)
         timeout = None if plugin.keeps_timeout else self._settings[spec.backend].timeout
+        if secrets and request.on_activity is not None:
+            request = dataclasses.replace(
+                request, on_activity=_redacting(request.on_activity, secrets.values())
+            )
         try:
             async with asyncio.timeout(timeout):
-                with _printable_errors(), plugin.blame("generate"):
+                with plugin.blame("generate", secrets=secrets.values()):
                     result = await backend.generate(request)
         except TimeoutError:
             if timeout is None:
@@ -114,28 +126,33 @@ class OpenBackends:
                 backend=spec.backend,
                 image=spec.name,
             ) from None
-        problem = _malformed(result)
+        problem = _malformed(result) or _secret_recorded(result, secrets)
         if problem is not None:
             raise PluginError(
                 f"backend {plugin.name!r} from {plugin.source} returned {problem} "
                 "(a bug in that plugin: report it to its authors)"
             )
-        return _printable_warnings(result)
+        return _shown_warnings(result, secrets.values())
 
 
-@contextlib.contextmanager
-def _printable_errors() -> Iterator[None]:
-    """A backend's error message reaches the terminal, failures.json and the gallery: as
-    one printable line, whatever the plugin (or the server behind it) put in it."""
-    try:
-        yield
-    except (BackendError, PluginError) as error:
-        error.args = (printable(str(error), limit=PLUGIN_MESSAGE_LIMIT),)
-        raise
+def _redacting(report: ActivityCallback, secrets: Collection[str]) -> ActivityCallback:
+    """`report` given the backend's activity without its secrets."""
+
+    def redacted(text: str) -> None:
+        report(shown_safely(text, secrets) if isinstance(text, str) else text)
+
+    return redacted
 
 
-def _printable_warnings(result: GenerationResult) -> GenerationResult:
-    warnings = tuple(printable(w, limit=PLUGIN_MESSAGE_LIMIT) for w in result.warnings)
+def _secret_recorded(result: GenerationResult, secrets: Mapping[str, str]) -> str | None:
+    problem = secret_in_record(result.made_with, secrets) if secrets else None
+    return None if problem is None else f"a made_with record that {problem}"
+
+
+def _shown_warnings(result: GenerationResult, secrets: Collection[str]) -> GenerationResult:
+    """The warnings as the terminal, --json and the gallery show them: printable lines
+    without the backend's secrets."""
+    warnings = tuple(shown_safely(w, secrets) for w in result.warnings)
     if warnings == tuple(result.warnings):
         return result
     return dataclasses.replace(result, warnings=warnings)

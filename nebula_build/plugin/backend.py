@@ -5,6 +5,8 @@ A backend's life, as the engine drives it:
 1. `parse_settings(raw)` validates `[backends.<name>]` (a `settings_model`).
 2. `models(settings)` declares the models it runs and the parameters each takes;
    `validate` and `plan` check manifests against it without opening anything.
+   `secret_variables(settings)` names the environment variables holding its
+   secrets: their values are redacted from whatever it says.
 3. `preflight(settings, root)` runs before any work of an apply or a watch round
    that will generate with it: raise a `BackendError` saying what to do if the
    backend cannot run here (a key not set, weights not on disk).
@@ -158,6 +160,15 @@ class Backend(ABC):
         """Check, before any work starts, that this backend can run (credentials,
         weights on disk…); raise a BackendError saying what to do if not. `root` is
         the folder holding images.toml."""
+
+    @classmethod
+    def secret_variables(cls, settings: BackendSettings) -> Sequence[str]:
+        """The environment variables that hold this backend's secrets (an API key, a
+        token), as `settings` choose them. The engine takes their values out of
+        everything the backend says (its errors, warnings and progress) and refuses a
+        `made_with` record that holds one: nebula-build cannot know your token
+        otherwise. None by default."""
+        return ()
 
     @classmethod
     def made_with(cls, settings: BackendSettings, model_id: str) -> Mapping[str, str]:

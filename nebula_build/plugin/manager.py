@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +35,7 @@ from nebula_build.params import MAX_SIZE, OPTIONAL
 from nebula_build.plugin import hookspecs
 from nebula_build.plugin.backend import Backend, BackendSettings, OnDisk
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.text import made_with_problem, model_id_problem, printable
+from nebula_build.text import made_with_problem, model_id_problem, printable, redact
 
 ENTRY_POINT_GROUP = "nebula_build"
 #: The built-in plugins, loaded by name so that nothing else imports a backend module.
@@ -161,26 +162,54 @@ class BackendPlugin:
         return self.source == BUILTIN_SOURCE
 
     @contextmanager
-    def blame(self, doing: str, *, expected: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    def blame(
+        self,
+        doing: str,
+        *,
+        expected: tuple[type[Exception], ...] = (),
+        secrets: Collection[str] = (),
+    ) -> Iterator[None]:
         """Run plugin code: an exception that is not ours (nor `expected`) becomes one line
         naming the plugin's distribution. A built-in's stray exception is our bug and
-        stays one."""
+        stays one. `secrets` (see `secrets`) are taken out of whatever message it
+        raises."""
         ours: tuple[type[Exception], ...] = (NebulaBuildError, *expected)
         try:
             yield
         except ours as exc:
             if isinstance(exc, BackendError | PluginError) and exc.args:  # one printable line
-                exc.args = (printable(str(exc), limit=_MESSAGE_LIMIT), *exc.args[1:])
+                exc.args = (shown_safely(str(exc), secrets), *exc.args[1:])
+            elif isinstance(exc, NebulaBuildError) and secrets and exc.args:
+                exc.args = tuple(
+                    redact(arg, secrets) if isinstance(arg, str) else arg for arg in exc.args
+                )
             raise
         except Exception as exc:
             if self.builtin:
                 raise
             raise PluginError(
                 f"backend {self.name!r} from {self.source} failed in {doing}: "
-                f"{printable(_said(exc), limit=_MESSAGE_LIMIT)} "
+                f"{shown_safely(_said(exc), secrets)} "
                 "(a bug in that plugin: report it to its authors; NEBULA_BUILD_DEBUG=1 "
                 "shows the traceback)"
             ) from exc
+
+    def secrets(self, settings: BackendSettings) -> dict[str, str]:
+        """The value of each variable its `secret_variables` names that is set here, by
+        name: what is taken out of everything it says, and refused in what it records."""
+        with self.blame("secret_variables"):
+            names = self.cls.secret_variables(settings)
+        if (
+            isinstance(names, str)
+            or not isinstance(names, Sequence)
+            or not all(isinstance(name, str) for name in names)
+        ):
+            raise PluginError(
+                f"{self.source}: {self.name}.secret_variables must return a tuple of "
+                "environment variable names"
+            )
+        found = {name: os.environ.get(name, "").strip() for name in names}
+        return {name: value for name, value in found.items() if value}
 
     def parse_settings(self, raw: Mapping[str, Any]) -> BackendSettings:
         """Validated settings; a pydantic ValidationError passes through for the caller to
@@ -212,9 +241,10 @@ class BackendPlugin:
         return models
 
     def made_with(self, settings: BackendSettings, model_id: str) -> dict[str, str]:
-        with self.blame("made_with"):
+        secrets = self.secrets(settings)
+        with self.blame("made_with", secrets=secrets.values()):
             record = dict(self.cls.made_with(settings, model_id))
-        problem = made_with_problem(record)
+        problem = made_with_problem(record) or secret_in_record(record, secrets)
         if problem is not None:
             raise PluginError(f"{self.source}: {self.name}.made_with: the record {problem}")
         return record
@@ -246,7 +276,7 @@ class BackendPlugin:
         return blamed
 
     def preflight(self, settings: BackendSettings, root: Path) -> None:
-        with self.blame("preflight"):
+        with self.blame("preflight", secrets=self.secrets(settings).values()):
             self.cls.preflight(settings, root)
 
     def watched_files(self, settings: BackendSettings, root: Path) -> list[Path]:
@@ -268,16 +298,37 @@ class BackendPlugin:
             return self.cls.prices(settings)
 
     async def price_list(self, settings: BackendSettings) -> Mapping[str, Any]:
-        with self.blame("price_list"):
+        with self.blame("price_list", secrets=self.secrets(settings).values()):
             return await self.cls.price_list(settings)
 
     async def balance(self, settings: BackendSettings) -> Any:
-        with self.blame("balance"):
+        with self.blame("balance", secrets=self.secrets(settings).values()):
             return await self.cls.balance(settings)
 
     def create(self, settings: BackendSettings, root: Path) -> Backend:
-        with self.blame("__init__"):
+        with self.blame("__init__", secrets=self.secrets(settings).values()):
             return self.cls(settings, root=root)
+
+
+def shown_safely(text: str, secrets: Collection[str]) -> str:
+    """A plugin's message as one printable line without its secrets: made printable
+    first (a control character inside a token would hide it), cut last (a token cut
+    short is still redacted whole)."""
+    if not secrets:
+        return printable(text, limit=_MESSAGE_LIMIT)
+    line = redact(printable(text, limit=_MESSAGE_LIMIT * 4), secrets)
+    return printable(line, limit=_MESSAGE_LIMIT)
+
+
+def secret_in_record(record: Mapping[str, str], secrets: Mapping[str, str]) -> str | None:
+    """What is wrong with a provenance record that holds a secret's value (it would be
+    written to images.lock and into every file), or None."""
+    for key, value in record.items():
+        for variable, secret in secrets.items():
+            if redact(key, [secret]) != key or redact(value, [secret]) != value:
+                shown = printable(redact(key, [secret]), limit=40)
+                return f"holds the value of {variable} in `{shown}`"
+    return None
 
 
 def _support_problem(model: str, support: ModelSupport) -> str | None:

@@ -146,23 +146,6 @@ def nebula_build_register_backends():
 """
 
 
-@pytest.fixture
-def install(tmp_path, monkeypatch):
-    """Installs a one-module plugin distribution named nebula-<name> for this test."""
-    installed = []
-
-    def make(name: str, source: str) -> None:
-        site = tmp_path / f"site-{name}"
-        module = f"nebula_{name}"
-        install_distribution(site, f"nebula-{name}", {module: source}, {name: module})
-        monkeypatch.syspath_prepend(str(site))
-        installed.append(module)
-
-    yield make
-    for module in installed:
-        sys.modules.pop(module, None)
-
-
 @pytest.mark.parametrize("source", [MISSPELT, UNMARKED], ids=["marked", "unmarked"])
 def test_a_misspelt_hook_is_one_line_naming_the_plugin(source, install, project, run_cli):
     install("typo", source)

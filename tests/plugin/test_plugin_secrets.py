@@ -1,0 +1,135 @@
+"""A plugin's secrets: the variables it names are kept out of everything it says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TOKEN = "sk-secret/123+456789"
+
+LEAKY = """
+import io, os
+from urllib.parse import quote
+from PIL import Image
+from nebula_build.plugin import (
+    Backend, CredentialsError, GenerationResult, RequestRejectedError, hookimpl, nebula_models,
+)
+
+def token():
+    return os.environ["STUDIO_TOKEN"]
+
+def png(request):
+    buffer = io.BytesIO()
+    Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+class Studio(Backend):
+    name = "studio"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    @classmethod
+    def secret_variables(cls, settings):
+        return ("STUDIO_TOKEN",)
+
+    @classmethod
+    def preflight(cls, settings, root):
+        if os.environ.get("STUDIO_REFUSE"):
+            raise CredentialsError(f"the server refused token {token()}")
+
+    async def generate(self, request):
+        said = request.prompt
+        if said == "crash":
+            raise RuntimeError(f"server said 500 for token {token()}")
+        if said == "url":
+            raise RuntimeError(f"GET https://studio.test/v1?key={quote(token(), safe='')}")
+        if said == "reject":
+            raise RequestRejectedError(f"rejected for {token()}", backend=self.name)
+        if said == "warn":
+            return GenerationResult(png(request), warnings=(f"slow answer for {token()}",))
+        if said == "record":
+            return GenerationResult(png(request), made_with={"token": token()})
+        return GenerationResult(png(request), made_with={"server": "v2"})
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Studio]
+"""
+
+IMAGES = ("crash", "url", "reject", "warn", "record", "fine")
+MANIFEST = (
+    'version = 1\n[defaults]\nbackend = "studio"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
+)
+MANIFEST += "".join(
+    f'[images.{name}]\nprompt = "{name}"\nwidth = 64\nheight = 64\noutput = "{name}.png"\n'
+    for name in IMAGES
+)
+
+
+def _leaks(root: Path, *texts: str) -> list[str]:
+    """Where the token (or its URL-encoded form) is: texts by index, files by path."""
+    forms = (TOKEN, TOKEN.replace("/", "%2F").replace("+", "%2B"))
+    found = [f"text {i}" for i, text in enumerate(texts) if any(f in text for f in forms)]
+    for path in root.rglob("*"):
+        if path.is_file() and any(f.encode() in path.read_bytes() for f in forms):
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+@pytest.fixture
+def studio(install, project, monkeypatch):
+    monkeypatch.setenv("STUDIO_TOKEN", TOKEN)
+    install("studio", LEAKY)
+    return project({"images.toml": MANIFEST})
+
+
+def test_a_plugins_token_reaches_no_output_and_no_file(studio, run_cli):
+    code, out, err = run_cli("apply")
+    assert code == 1
+    assert "warning: warn: slow answer for [redacted]\n" in err
+    assert "reject: rejected for [redacted]\n" in err
+    assert "crash: backend 'studio' from nebula-studio 0.1 failed in generate: " in err
+    assert "RuntimeError: server said 500 for token [redacted] (a bug" in err
+    assert "RuntimeError: GET https://studio.test/v1?key=[redacted] (a bug" in err
+    assert (
+        "record: backend 'studio' from nebula-studio 0.1 returned a made_with record that "
+        "holds the value of STUDIO_TOKEN in `token` (a bug in that plugin" in err
+    )
+    assert not (studio / "record.png").exists()
+    lock = (studio / "images.lock").read_text()
+    assert "[images.fine]" in lock and "[images.warn]" in lock and "[images.record]" not in lock
+    inspected = [run_cli("inspect", f"{name}.png") for name in ("fine", "warn")]
+    assert all(result.code == 0 for result in inspected)
+    assert "made with: server v2" in inspected[0].out
+    assert _leaks(studio, out, err, *(r.out + r.err for r in inspected)) == []
+
+
+def test_a_plugins_token_stays_out_of_apply_json(studio, run_cli):
+    code, out, err = run_cli("apply", "--json")
+    assert code == 1
+    results = {r["image"]: r for r in json.loads(out)["results"]}
+    assert results["warn"]["warnings"] == ["slow answer for [redacted]"]
+    assert results["reject"]["error"] == "rejected for [redacted]"
+    assert _leaks(studio, out, err) == []
+
+
+def test_a_plugins_preflight_error_is_said_without_its_token(studio, run_cli, monkeypatch):
+    monkeypatch.setenv("STUDIO_REFUSE", "1")
+    code, out, err = run_cli("apply")
+    assert code == 1 and out == ""
+    assert err.endswith("the server refused token [redacted]\n")
+    assert _leaks(studio, out, err) == []
+
+
+def test_the_nebula_backend_names_its_key_variable_to_the_engine(monkeypatch):
+    from nebula_build.backends.nebula import NebulaSettings
+    from nebula_build.plugin.manager import load_registry
+
+    monkeypatch.setenv("NEBULA_API_KEY_STAGING", "nb-staging-key-1234")
+    plugin = load_registry().get("nebula")
+    settings = NebulaSettings(api_key_env="NEBULA_API_KEY_STAGING")
+    assert plugin.secrets(settings) == {"NEBULA_API_KEY_STAGING": "nb-staging-key-1234"}
