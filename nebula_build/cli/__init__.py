@@ -441,6 +441,10 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         return ExitCode.ERROR if code == 2 else code
     ctx = Context(args, out, err)
     previous = _stops_as_sigint()
+    # What a plugin or a library prints (print(), from any thread) goes to stderr while
+    # the command runs: stdout carries its output alone (apply --json, plan --markdown),
+    # written through the stream ctx.out holds.
+    stray, sys.stdout = sys.stdout, err
     try:
         return int(_command(args.run)(ctx))
     except KeyboardInterrupt:
@@ -462,6 +466,7 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
             _annotate(exc, ctx, out)
         return ExitCode.ERROR
     finally:
+        sys.stdout = stray
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -495,7 +495,8 @@ class ApplyListener:
         if not asking:
             return True
         self.ctx.out.flush()
-        return confirm.ask(cost_question(plan, estimate), answers=sys.stdin, err=self.ctx.err)
+        question = cost_question(plan, estimate)
+        return confirm.ask(question, answers=sys.stdin, out=self.ctx.out, err=self.ctx.err)
 
     def starting(self, prepared: Prepared, plan: Plan) -> Progress:
         from nebula_build.ui.progress import Progress

@@ -28,7 +28,7 @@ def wanted(*, yes: bool, locked: bool, json_output: bool, estimate: Estimate, er
     return _terminal(sys.stdin)
 
 
-def ask(question: str, *, answers: TextIO, err: TextIO) -> bool:
+def ask(question: str, *, answers: TextIO, out: TextIO, err: TextIO) -> bool:
     """Whether the user said yes. The read blocks the event loop, so Ctrl-C is made to
     raise KeyboardInterrupt meanwhile (asyncio's handler would only cancel the round's
     task, which is not running while it waits here)."""
@@ -38,7 +38,7 @@ def ask(question: str, *, answers: TextIO, err: TextIO) -> bool:
         previous = None
     shown = err if _terminal(err) else _controlling_terminal() or err
     try:
-        sys.stdout.flush()  # the plan above it first, even through a pipe to tee
+        out.flush()  # the plan above it first, even through a pipe to tee
         shown.write(question)  # once Ctrl-C stops the wait: it may come the moment this shows
         shown.flush()
         _wait_for_input(answers)
