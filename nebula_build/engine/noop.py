@@ -7,7 +7,8 @@ frame maps, the asset manifest, the data files `rows` read and the folders of
 posts (a post added or removed changes its folder's signature); outside the
 project, what the plan's on-disk values read (`engine.ondisk`: a local model's
 `refs/main` or folder, by absolute path, and the paths it looked for and did not
-find) and the environment variables that chose them; and what else
+find) and the environment variables that chose them, and the files of the
+plugins the manifest uses (one edited in place keeps its version); and what else
 decides a plan (the nebula-build version, the folders Python loads packages
 from, `--backend`, which manifest). While every signature still matches,
 nothing the plan reads can have changed, so the next `plan` answers "No
@@ -634,7 +635,7 @@ def record(
             | set(state_folders(root, manifest)),
             read_folders=walked,
             status=status,
-            outside=prepared.outside.signatures,
+            outside={**prepared.outside.signatures, **_plugin_code(prepared)},
             environment=prepared.outside.environment,
         )
     if text is None:
@@ -644,6 +645,13 @@ def record(
         atomic_write(
             project.state_dir / "noop", text.encode("utf-8", "surrogateescape"), durable=False
         )
+
+
+def _plugin_code(prepared: Prepared) -> dict[str, Signature | None]:
+    """The files of the plugins the manifest uses, by absolute path: one edited in
+    place (its version kept) may declare its models otherwise."""
+    code = {path for plugin in prepared.resolved.backends.values() for path in plugin.code}
+    return {path: _stat(path) for path in code}
 
 
 def forget(state_dir: Path) -> None:

@@ -2,9 +2,10 @@
 
 Parsing 10k images with tomllib and validating them costs ~0.4 s; reading
 this cache costs ~30 ms. An entry is keyed by the manifest's exact bytes, the
-nebula-build version, the backend override and every installed backend (name
-and distribution), and is used only while every input file it depends on
-still has the digest it had. It is sealed (`state.seal`): a cache that came with
+nebula-build version, the backend override and every installed backend (name,
+distribution, and the size and time of the files its code is in: a plugin edited
+in place keeps its version), and is used only while every input file it depends
+on still has the digest it had. It is sealed (`state.seal`): a cache that came with
 a checkout, which could carry specs no validation ever saw, is a miss. Anything
 unexpected is a miss, never an error.
 """
@@ -47,7 +48,7 @@ _SHARED_COLUMNS = tuple(
 
 
 def cache_key(manifest: bytes, registry: BackendRegistry, backend_override: str | None) -> str:
-    backends = sorted(registry.sources.items())
+    backends = registry.fingerprint()  # a plugin edited in place, its version kept, too
     # The field names are in the key: rows are stored by position, so a change to
     # AssetSpec must never decode old rows into the wrong fields.
     context = json.dumps(

@@ -15,6 +15,7 @@ import importlib
 import inspect
 import os
 import re
+import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -156,10 +157,17 @@ class BackendPlugin:
     name: str
     cls: type[Backend]
     source: str
+    #: absolute paths of the files its code is in (see `_code_files`); none for a built-in
+    code: tuple[str, ...] = ()
 
     @property
     def builtin(self) -> bool:
         return self.source == BUILTIN_SOURCE
+
+    def code_signature(self) -> str:
+        """Changes when its code is edited in place, with no new version to say so: the
+        size and modification time of each file in `code`. A stat or two per file."""
+        return ";".join(_file_signature(path) for path in self.code)
 
     @contextmanager
     def blame(
@@ -383,6 +391,13 @@ class BackendRegistry:
         """The distribution of each backend, by name."""
         return {name: plugin.source for name, plugin in self.plugins.items()}
 
+    def fingerprint(self) -> list[tuple[str, str, str]]:
+        """Each backend's name, distribution and `code_signature`: what changes when a
+        backend is installed, removed, upgraded or edited in place."""
+        return sorted(
+            (name, plugin.source, plugin.code_signature()) for name, plugin in self.plugins.items()
+        )
+
 
 def registry_from(pm: pluggy.PluginManager, sources: Mapping[int, str]) -> BackendRegistry:
     """Collect every plugin's backends; duplicate or nameless ones are errors."""
@@ -410,8 +425,37 @@ def registry_from(pm: pluggy.PluginManager, sources: Mapping[int, str]) -> Backe
                     f"backend {name!r} is provided twice: by {plugins[name].source} and by "
                     f"{source}; uninstall one of them"
                 )
-            plugins[name] = BackendPlugin(name, cls, source)
+            code = () if source == BUILTIN_SOURCE else _code_files(impl.plugin, cls)
+            plugins[name] = BackendPlugin(name, cls, source, code)
     return BackendRegistry(plugins)
+
+
+def _code_files(plugin: object, cls: type[Backend]) -> tuple[str, ...]:
+    """The files of a plugin's own code: every module loaded so far of the packages
+    that hold the module its entry point loads and its backend class and that
+    class's bases (nebula-build's and Python's left out)."""
+    names = {getattr(plugin, "__name__", "")} if inspect.ismodule(plugin) else set()
+    names |= {base.__module__ for base in cls.__mro__}
+    packages = {name.partition(".")[0] for name in names} - {"", "nebula_build", *_NOT_PLUGINS}
+    files = set()
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] in packages:
+            module_file = getattr(module, "__file__", None)
+            if isinstance(module_file, str):
+                files.add(str(Path(module_file).absolute()))
+    return tuple(sorted(files))
+
+
+#: the modules Backend's own bases come from
+_NOT_PLUGINS = ("abc", "builtins")
+
+
+def _file_signature(path: str) -> str:
+    try:
+        found = Path(path).stat()
+    except OSError:
+        return "-"
+    return f"{found.st_size}:{found.st_mtime_ns}"
 
 
 def load_registry(*, extra_plugins: Iterable[object] = ()) -> BackendRegistry:

@@ -540,3 +540,55 @@ def test_a_plugin_that_never_answers_fails_after_its_timeout_setting(install, pr
         "take longer\n" in done.stderr
     )
     assert "Traceback" not in done.stderr and not (root / "a.png").exists()
+
+
+EDITED = """
+import io
+from PIL import Image
+from nebula_build.plugin import Backend, GenerationResult, ModelSupport, hookimpl
+
+MODEL = "edited/first"
+
+class Edited(Backend):
+    name = "edited"
+
+    @classmethod
+    def models(cls, settings):
+        return {MODEL: ModelSupport(MODEL, frozenset())}
+
+    async def generate(self, request):
+        buffer = io.BytesIO()
+        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
+        return GenerationResult(buffer.getvalue())
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Edited]
+"""
+
+
+def test_a_plugin_edited_in_place_is_asked_again_not_answered_from_the_caches(
+    install, project, run_cli, monkeypatch, tmp_path
+):
+    from nebula_build.engine import noop
+
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)
+    install("edited", EDITED)
+    manifest = MINIMAL.replace('"preview"', '"edited"').replace(
+        "black-forest-labs/FLUX.1-schnell", "edited/first"
+    )
+    root = project({"images.toml": manifest})
+    assert run_cli("apply").code == 0
+    assert run_cli("plan").out == "No changes: 1 image up to date.\n"
+    assert noop.unchanged(str(root), "images.toml", None) == 1
+    assert run_cli("validate").code == 0
+
+    # the same version, another model: what a plugin's author does while writing it
+    module = tmp_path / "site-edited" / "nebula_edited.py"
+    module.write_text(EDITED.replace('"edited/first"', '"edited/second"'))
+    sys.modules.pop("nebula_edited")  # as a new process would import it
+    assert noop.unchanged(str(root), "images.toml", None) is None
+    for command in ("validate", "plan"):
+        code, out, err = run_cli(command)
+        assert code == 1 and out == "", (command, out)
+        assert "'edited/first'" in err and "edited/second" in err, err
