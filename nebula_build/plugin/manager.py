@@ -284,8 +284,17 @@ class BackendPlugin:
         return blamed
 
     def preflight(self, settings: BackendSettings, root: Path) -> None:
+        """Whether it can run here; a plugin's refusal names the plugin (a built-in's
+        messages name what to set already)."""
         with self.blame("preflight", secrets=self.secrets(settings).values()):
-            self.cls.preflight(settings, root)
+            try:
+                self.cls.preflight(settings, root)
+            except BackendError as exc:
+                said = str(exc)
+                if not self.builtin and not said.lower().startswith(self.name.lower()):
+                    named = f"backend {self.name!r} from {self.source} cannot run here"
+                    exc.args = (f"{named}: {said}",)
+                raise
 
     def watched_files(self, settings: BackendSettings, root: Path) -> list[Path]:
         with self.blame("watched_files"):

@@ -121,7 +121,10 @@ def test_a_plugins_preflight_error_is_said_without_its_token(studio, run_cli, mo
     monkeypatch.setenv("STUDIO_REFUSE", "1")
     code, out, err = run_cli("apply")
     assert code == 1 and out == ""
-    assert err.endswith("the server refused token [redacted]\n")
+    assert err == (
+        "error: backend 'studio' from nebula-studio 0.1 cannot run here: "
+        "the server refused token [redacted]\n"
+    )
     assert _leaks(studio, out, err) == []
 
 
