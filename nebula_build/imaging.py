@@ -124,8 +124,43 @@ def examine(data: bytes) -> Examined:
         return _examine_webp(data)
     if fmt == "avif":
         raise ImageError("an AVIF file, not a PNG, JPEG or WebP one")
+    other = _other_format(data)
+    if other is not None:
+        raise ImageError(f"{other}, not a PNG, JPEG or WebP image")
     shown = data[:16].decode("latin-1").encode("unicode_escape").decode("ascii")
     raise ImageError(f"not a PNG, JPEG or WebP file (it starts with '{shown}')")
+
+
+#: formats a backend or a server may send instead of an image we take, by their start
+_OTHER_FORMATS = (
+    ((b"GIF87a", b"GIF89a"), "a GIF image"),
+    ((b"II*\x00", b"MM\x00*"), "a TIFF image"),
+    ((b"\x00\x00\x01\x00",), "an ICO image"),
+    ((b"8BPS",), "a Photoshop file"),
+    ((b"qoif",), "a QOI image"),
+    ((b"\xff\x0a", b"\x00\x00\x00\x0cJXL "), "a JPEG XL image"),
+    ((b"%PDF",), "a PDF document"),
+)
+
+#: the sizes a BMP's info header has, one per version: "BM" alone starts words too
+_BMP_HEADERS = frozenset({12, 40, 52, 56, 64, 108, 124})
+
+
+def _other_format(data: bytes) -> str | None:
+    """What `data` is, where it is a format people know by name; None otherwise."""
+    for starts, name in _OTHER_FORMATS:
+        if data.startswith(starts):
+            return name
+    if data[:2] == b"BM" and int.from_bytes(data[14:18], "little") in _BMP_HEADERS:
+        return "a BMP image"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1"):
+        return "a HEIF image"
+    head = data[:256].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "an HTML page"
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "an SVG drawing"
+    return None
 
 
 def _check_bytes(data: bytes) -> None:

@@ -496,7 +496,7 @@ class _Resolver(SpriteRules):
             size = upstream.delivered_size if upstream else self.input_size(path)
             shown[key] = f"@{ref}'s output {path}" if ref else path
             if isinstance(size, str):
-                self.fail(self.origin(name, decl, key), f"{path} is not an image: {size}")
+                self.fail(self.origin(name, decl, key), f"{path} cannot be used: {size}")
             elif size is not None:
                 sizes[key] = size
         image, mask = sizes.get("image"), sizes.get("mask")

@@ -99,7 +99,7 @@ def verify_answer(data: bytes, spec: AssetSpec, encoding: Encoding | None = None
         return verify(data, encoding or encoding_for(spec))
     except ImageError as exc:
         raise RequestRejectedError(
-            f"{spec.backend} returned bytes that are not an image: {exc}",
+            f"{spec.backend} returned bytes nebula-build cannot use: {exc}",
             backend=spec.backend,
             image=spec.name,
         ) from None

@@ -44,8 +44,24 @@ def test_an_input_that_is_not_an_image_names_the_file_image_and_key(project, run
     assert_one_line_everywhere(
         run_cli,
         root,
-        "images.toml:9:1: images.cap.image: in.png is not an image: not a PNG, JPEG or "
+        "images.toml:9:1: images.cap.image: in.png cannot be used: not a PNG, JPEG or "
         "WebP file (it starts with 'hello, I am text')",
+    )
+
+
+def test_an_input_in_another_format_is_named_by_its_format(project, run_cli):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (512, 512)).save(buffer, "GIF")
+    root = project(
+        {"images.toml": HEAD + CAP, "in.png": buffer.getvalue(), "mask.png": png(512, 512)}
+    )
+    assert_one_line_everywhere(
+        run_cli,
+        root,
+        "images.toml:9:1: images.cap.image: in.png cannot be used: a GIF image, not a PNG, "
+        "JPEG or WebP image",
     )
 
 
@@ -55,7 +71,7 @@ def test_a_truncated_image_is_refused_before_any_work(project, run_cli):
     )
     code, _, err = run_cli("validate")
     assert code == 1
-    assert err.startswith("error: images.toml:9:1: images.cap.image: in.png is not an image: ")
+    assert err.startswith("error: images.toml:9:1: images.cap.image: in.png cannot be used: ")
     assert "BytesIO" not in err and len(err.splitlines()) == 1
     assert run_cli("apply").code == 1 and not (root / "cap.png").exists()
 

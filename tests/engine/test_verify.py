@@ -232,7 +232,11 @@ def liar_generations(root: Path) -> list[str]:
 # --- 4: a bad backend answer never poisons the cache ---------------------------------
 
 BAD_ANSWERS = {
-    "html": (b"<html>oops</html>", "not a PNG, JPEG or WebP file (it starts with '<html>oops"),
+    "html": (b"<html>oops</html>", "an HTML page, not a PNG, JPEG or WebP image"),
+    "gif": (encoded("GIF"), "a GIF image, not a PNG, JPEG or WebP image"),
+    "bmp": (encoded("BMP"), "a BMP image, not a PNG, JPEG or WebP image"),
+    "tiff": (encoded("TIFF"), "a TIFF image, not a PNG, JPEG or WebP image"),
+    "text": (b"BMW 320i", "not a PNG, JPEG or WebP file (it starts with 'BMW 320i')"),
     "empty": (b"", "not a PNG, JPEG or WebP file (it starts with '')"),
     "truncated": (NOISE[:300], "a PNG cut short (in its IDAT chunk)"),
     "bad crc": (
@@ -299,7 +303,7 @@ def test_a_backend_answer_that_is_not_an_image_fails_in_one_line_and_is_never_ca
     root = liar_project(project, answer)
     code, out, err = run_cli("apply")
     assert code == 1
-    assert f"a: liar returned bytes that are not an image: {message}" in err
+    assert f"a: liar returned bytes nebula-build cannot use: {message}" in err
     assert "Traceback" not in err and "BytesIO" not in err
     assert not re.search(r"0x[0-9a-f]{6}", err)
     assert not (root / "a.png").exists()
@@ -318,7 +322,7 @@ def test_a_failed_answer_with_json_says_so_too(liar, project, run_cli):
     liar_project(project, b"<html>oops</html>")
     code, out, _ = run_cli("apply", "--json")
     assert code == 1
-    assert "liar returned bytes that are not an image" in out
+    assert "liar returned bytes nebula-build cannot use" in out
 
 
 # --- 19: foreign chunks never reach the files or the cache ----------------------------
@@ -413,7 +417,7 @@ def test_an_animated_webp_is_refused(liar, project, run_cli):
     vp8x = bytes((0x02, 0, 0, 0)) + (63).to_bytes(3, "little") * 2
     liar_project(project, riff((b"VP8X", vp8x), (b"ANIM", bytes(6))))
     code, _, err = run_cli("apply")
-    assert code == 1 and "liar returned bytes that are not an image: an animated WebP" in err
+    assert code == 1 and "liar returned bytes nebula-build cannot use: an animated WebP" in err
 
 
 # --- 3: a corrupt cache entry is a miss with a warning, never a restore --------------
