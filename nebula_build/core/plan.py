@@ -859,15 +859,23 @@ def _renamed_rows(
     values. A row's id may hold commas where there is no matrix: a name is matched
     against the rows there are, never split and believed."""
     rows: dict[tuple[str, str], AssetSpec] = {}  # (declaration, row id) → an image of it
+    new: dict[tuple[str, str], str] = {}  # (declaration, generation key) → an image new to the lock
     for name, spec in specs.items():
         if spec.row is not None:
             rows.setdefault((name.split("[", 1)[0], spec.row), spec)
+            if name not in lock:
+                new.setdefault((name.split("[", 1)[0], spec.generation_key), name)
     reasons = {}
     for name in removed:
         base, _, inside = name.partition("[")
         if not inside.endswith("]"):
             continue
         inside = inside[:-1]
+        entry = lock.get(name)
+        key = getattr(entry, "generation_key", None)
+        if key is not None and (renamed := new.get((base, key))) is not None:
+            reasons[name] = f"its image is now {renamed}: the same generation under another id"
+            continue
         now = rows.get((base, inside))
         if now is not None:  # the row's whole id: it had no matrix
             if len(now.parts) > 1 and now.name not in lock:

@@ -1686,3 +1686,29 @@ def test_hugos_section_page_says_how_to_leave_it_out(project, run_cli):
     code, out, err = run_cli("plan", "--json")
     assert code == 0, err
     assert [a["image"] for a in json.loads(out)["actions"]] == ["cover[kite]", "cover[spring]"]
+
+
+def test_an_id_that_names_another_column_says_the_images_took_other_ids(project, run_cli):
+    """Before: each image of the old ids was deleted because "its row is gone from the
+    data, or filtered out", though every row was still there."""
+    manifest = nebula_manifest({"product": PRODUCT}).replace('"nebula"', '"preview"')
+    root = project({"images.toml": manifest, "data/products.csv": CSV})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(manifest.replace('id = "sku"', 'id = "name"'))
+    out = run_cli("plan").out
+    assert "its row is gone" not in out
+    assert (
+        "- product[T-1]  delete\n      its image is now product[Green tea]: the same "
+        "generation under another id; static/products/T-1.png now belongs to "
+        "product[Green tea]\n"
+    ) in out, out
+    data = (root / "data/products.csv").read_text()
+    (root / "data/products.csv").write_text(data.replace("T-2,Black tea,", "T-2,Oolong,"))
+    out = run_cli("plan").out  # a row whose image is another: gone, as it was
+    assert "- product[T-2]  delete\n      its row is gone from the data" in out, out
+    assert run_cli("apply").code == 0
+    assert sorted(p.name for p in (root / "static/products").iterdir()) == [
+        "B-1.png",
+        "T-1.png",
+        "T-2.png",
+    ]
