@@ -26,7 +26,7 @@ from nebula_build.errors import LockfileError, UserError
 from nebula_build.plugin import OnDisk
 from nebula_build.state.lockfile import Entries, LockEntry
 from nebula_build.state.remote import Remote
-from nebula_build.state.siblings import recorded_elsewhere
+from nebula_build.state.siblings import recorded_elsewhere, unread_beside
 from nebula_build.text import file_key, made_by_stand_in, printable, shell_operands, shell_option
 
 
@@ -71,6 +71,7 @@ def plan_for(
                 f"`nebula-build pick --unpin {shell_operands(pinned[0])}` first"
             )
 
+    unread_beside(prepared.project)  # what a plan that failed left unsaid is not this one's
     vouched = vouching(prepared.guard, prepared.store)
     refused = prepared.store.placeholder
     placeholders = {n for n, e in lock.items() if e.made_with and refused(e.made_with)}
@@ -122,6 +123,8 @@ def plan_for(
 
         images = mark(images, remote, notice)
     files = plan_files(prepared, every_lock, images.actions, force=force, deleting=not targets)
+    for note in unread_beside(prepared.project):  # asked about for this plan's removals
+        notice(note)
     return Plan(images.actions, files)
 
 

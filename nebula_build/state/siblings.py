@@ -7,31 +7,38 @@ other lock can say that file is not this manifest's to remove or move away. Read
 where a plan would remove or move a file, each lock once per process until it changes
 (watch plans every round), and of each only the lines that name files, as nebula-build
 writes them: a 10,000-entry lock is about 4 MiB of TOML, 1.5 s to parse whole, 0.2 s
-so.
+so. A lock is read `_CHUNK` at a time: one as large as a lock may be (1 GiB) costs the
+memory of its lines that name files, not of its size. A lock that cannot be read so
+protects nothing, and the plan says so once (`unread_beside`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import stat
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nebula_build.fsutil import read_regular
 from nebula_build.state import conflicts
+from nebula_build.state.lockfile import MAX_LOCK_BYTES
 from nebula_build.state.project import Project, lock_name
 from nebula_build.text import file_key, printable
 
-#: a lock larger than this (a 100k-entry one is about 60 MiB) is not read for this
-_LOCK_LIMIT = 256 << 20
-#: of the folder's locks' lines, the most looked at in one plan (a 100k-entry lock has
-#: about a million), and of those that name files, the most read: bytes (a 100k-entry
-#: lock's are about 5 MiB), and lines, `[`, `{`, `,` and `=` (each a value to parse, at
-#: up to 5 µs: whole, 256 MiB of `x = [[],[],…]` takes minutes and gigabytes)
-_LINES_LIMIT = 8_000_000
+#: how much of a lock is read at once: a lock of 100,000 images with their history is
+#: about 246 MiB, and may be 1 GiB (`MAX_LOCK_BYTES`)
+_CHUNK = 16 << 20
+#: of the folder's locks' lines, the most looked at in one plan (each about 0.13 µs: a
+#: 100k-entry lock has about a million, 3.4 million with three earlier generations each,
+#: and 1 GiB as nebula-build writes a lock about 21 million), and of those that name
+#: files, the most read: bytes (a 100k-entry lock's are about 5 MiB), and lines, `[`,
+#: `{`, `,` and `=` (each a value to parse, at up to 5 µs: whole, 256 MiB of
+#: `x = [[],[],…]` takes minutes and gigabytes)
+_LINES_LIMIT = 24_000_000
 _NAMING_LIMIT = 64 << 20
 _MARKS_LIMIT = 2_000_000
 #: a line of a lock that names files, as nebula-build writes it (each value on one
@@ -39,15 +46,19 @@ _MARKS_LIMIT = 2_000_000
 #: `output`, `variants`, `files` or `manifest`, and git's conflict markers; a longer
 #: line is no line of nebula-build's (a path is at most 1024 characters)
 _NAMING = (
-    rb"(?:\[(?!\[)|(?:output|variants|files|manifest)[ \t]*=|<{7}|\|{7}|={7}|>{7})"
+    rb"(?:\[(?!\[)|(?:output|variants|files|manifest)[ \t]{0,32}=|<{7}|\|{7}|={7}|>{7})"
     rb"[^\n]{0,65536}+(?=\n|\Z)"
 )
-_FIRST_NAMING = re.compile(_NAMING)
 #: with the newline before it: a search for a newline runs three times as fast as one
 #: for the start of a line
 _NEXT_NAMING = re.compile(rb"\n" + _NAMING)
+#: the most a line `_NAMING` matches may hold, its newline included: the end of a chunk
+#: past this since its last newline is in no such line
+_LONGEST_NAMING = 1 + 8 + 32 + 1 + 65536
+#: why a lock past its size is not read (`other.lock is not read: {why}`)
+_TOO_LARGE = f"it has more than a lock may have ({MAX_LOCK_BYTES >> 20:,} MiB)"
 
-__all__ = ["Recorded", "RecordedBeside", "recorded_elsewhere"]
+__all__ = ["Recorded", "RecordedBeside", "recorded_elsewhere", "unread_beside"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +80,11 @@ RecordedBeside = Callable[[str], "Recorded | None"]
 
 _Signature = tuple[int, int, int, int]
 #: what the locks of the folder last asked about record, by path: (its stat, by
-#: `file_key` who records each file)
-_read: dict[Path, tuple[_Signature, dict[str, Recorded]]] = {}
+#: `file_key` who records each file, and the note that says it was not read)
+_read: dict[Path, tuple[_Signature, dict[str, Recorded], str | None]] = {}
+#: the locks asked about since `unread_beside` last said which could not be read: by
+#: path, the note that says so
+_unread: dict[Path, str] = {}
 
 
 def recorded_elsewhere(project: Project) -> RecordedBeside:
@@ -88,47 +102,105 @@ def recorded_elsewhere(project: Project) -> RecordedBeside:
     return recorded
 
 
+def unread_beside(project: Project) -> list[str]:
+    """A note for each lock in the folder that was asked about since the last call and
+    could not be read, so protects nothing (`other.lock is not read: …`)."""
+    notes = [note for path, note in _unread.items() if path.parent == project.root]
+    for path in [path for path in _unread if path.parent == project.root]:
+        del _unread[path]
+    return notes
+
+
 def _recorded_beside(project: Project) -> dict[str, Recorded]:
     """Each file (as `text.file_key` keys it) the other manifests' locks record. A lock,
-    or a table of it, that cannot be read is left out: it protects nothing, and its
-    own manifest's commands say what is wrong with it; so is one read past what is
-    left of the `_Budget` (thousands of locks cost no more than one)."""
+    or a table of it, that cannot be read is left out: it protects nothing (the
+    plan says so: `unread_beside`), and its own manifest's commands say what is wrong
+    with it; so is one read past what is left of the `_Budget` (thousands of locks
+    cost no more than one)."""
     global _read
     found: dict[str, Recorded] = {}
     held, _read = _read, {}  # only this folder's locks, as they are now, stay held
     budget = _Budget()
-    for lock in _sibling_lock_names(project):
-        for key, recorded in _recorded_in(project.root / lock, held, budget).items():
-            found.setdefault(key, recorded)
+    for manifest, lock in _sibling_lock_names(project):
+        path = project.root / lock
+        recorded, unread = _recorded_in(path, manifest, held, budget)
+        if unread is not None:
+            _unread[path] = unread
+        for key, owner in recorded.items():
+            found.setdefault(key, owner)
     return found
+
+
+def _unread_note(lock: str, manifest: str, unread: _Unread) -> str:
+    """`other.lock is not read: …`, as a terminal shows it (a checkout names the files)."""
+    advice = (
+        ""
+        if isinstance(unread, _PastBudget)
+        else f"; `nebula-build -f {shlex.quote(_not_an_option(manifest))} plan` says what is "
+        "wrong with it"
+    )
+    return printable(
+        f"{lock} is not read: {unread.why}, so nothing keeps this plan from removing or moving "
+        f"{manifest}'s files{advice}"
+    )
+
+
+def _not_an_option(name: str) -> str:
+    return f"./{name}" if name.startswith("-") else name
 
 
 @dataclass
 class _Budget:
     """What is left to read of the folder's locks, for one plan."""
 
-    lines: int = _LINES_LIMIT
-    naming: int = _NAMING_LIMIT
-    marks: int = _MARKS_LIMIT
+    lines: int = field(default_factory=lambda: _LINES_LIMIT)
+    naming: int = field(default_factory=lambda: _NAMING_LIMIT)
+    marks: int = field(default_factory=lambda: _MARKS_LIMIT)
+
+
+class _Unread(Exception):
+    """Why a lock is not read (`other.lock is not read: {why}`)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class _PastBudget(_Unread):
+    """A lock read past what is left of the `_Budget`: nothing wrong with it alone."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"with the other locks in the folder it is more than one plan reads "
+            f"({_LINES_LIMIT:,} lines, {_NAMING_LIMIT >> 20} MiB of lines that name files or "
+            f"{_MARKS_LIMIT:,} values)"
+        )
 
 
 def _recorded_in(
-    path: Path, held: Mapping[Path, tuple[_Signature, dict[str, Recorded]]], budget: _Budget
-) -> dict[str, Recorded]:
-    """The files the lock at `path` records, read again only where it changed since
+    path: Path,
+    manifest: str,
+    held: Mapping[Path, tuple[_Signature, dict[str, Recorded], str | None]],
+    budget: _Budget,
+) -> tuple[dict[str, Recorded], str | None]:
+    """The files the lock at `path` (`manifest`'s) records, and the note that says why
+    it could not be read (None where it was); read again only where it changed since
     `held` (its size, times and inode)."""
     before = _signature(path)
     if before is not None and path in held and held[path][0] == before:
         _read[path] = held[path]
-        return held[path][1]
-    text = _naming_lines(read_regular(path, limit=_LOCK_LIMIT) or b"", budget)
+        return held[path][1], held[path][2]
     found: dict[str, Recorded] = {}
-    for data in _sides(text or ""):
-        for file, owner in _files(data):
-            found.setdefault(file_key(file), Recorded(path.name, owner))
+    unread = None
+    try:
+        for data in _sides(_naming_lines(_chunks(path), budget)):
+            for file, owner in _files(data):
+                found.setdefault(file_key(file), Recorded(path.name, owner))
+    except _Unread as exc:
+        unread = _unread_note(path.name, manifest, exc)
     if before is not None and _signature(path) == before:
-        _read[path] = (before, found)
-    return found
+        _read[path] = (before, found, unread)
+    return found, unread
 
 
 def _signature(path: Path) -> _Signature | None:
@@ -139,40 +211,101 @@ def _signature(path: Path) -> _Signature | None:
     return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
-def _naming_lines(raw: bytes, budget: _Budget) -> str | None:
-    """The lines of a lock that name files (`_NAMING`), or None where they are more
-    than `budget` has left (their lines count against it, read or not), or not UTF-8."""
-    budget.lines -= raw.count(b"\n")
-    if budget.lines < 0:
-        return None
-    first = _FIRST_NAMING.match(raw)
-    lines = [] if first is None else [first[0]]
-    size = marks = 0
-    for found in _NEXT_NAMING.finditer(raw):
-        line = found[0]
-        size += len(line)
-        marks += 1 + sum(line.count(mark) for mark in (b"[", b"{", b",", b"="))
-        if size > budget.naming or marks > budget.marks:
-            return None
-        lines.append(line)
-    budget.naming, budget.marks = budget.naming - size, budget.marks - marks
+def _chunks(path: Path) -> Iterator[bytes]:
+    """The bytes of the lock at `path`, `_CHUNK` at a time (none where it is gone);
+    `_Unread` where it is not a plain file (a FIFO would block), cannot be read, or
+    holds more than a lock may."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        return b"".join(lines).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _Unread(f"it could not be opened ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise _Unread("it is not a plain file")
+            if info.st_size > MAX_LOCK_BYTES:  # refused from its size, as its manifest does
+                raise _Unread(_TOO_LARGE)
+            read = 0
+            while chunk := handle.read(_CHUNK):
+                read += len(chunk)
+                if read > MAX_LOCK_BYTES:  # it grew since fstat
+                    raise _Unread(_TOO_LARGE)
+                yield chunk
+        except OSError as exc:
+            raise _Unread(f"it could not be read ({exc.strerror or exc})") from None
+
+
+def _naming_lines(chunks: Iterable[bytes], budget: _Budget) -> str:
+    """The lines of a lock that name files (`_NAMING`), as they come in `chunks`;
+    `_Unread` where they are more than `budget` has left (a lock's lines count against
+    it, read or not), or not UTF-8."""
+    taken = _Taken(budget)
+    rest = b"\n"  # the line a chunk ends in, from its newline: the file's first starts so
+    for chunk in chunks:
+        budget.lines -= chunk.count(b"\n")
+        if budget.lines < 0:
+            raise _PastBudget
+        first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
+        if first < 0:  # the line goes on
+            rest = rest + chunk if rest and len(rest) + len(chunk) <= _LONGEST_NAMING else b""
+            continue
+        if rest and len(rest) + first <= _LONGEST_NAMING:
+            rest += chunk[:first]
+            taken.take(rest, len(rest))
+        taken.take(chunk, last, start=first)
+        rest = chunk[last:] if len(chunk) - last <= _LONGEST_NAMING else b""
+    taken.take(rest, len(rest))
+    return taken.text()
+
+
+class _Taken:
+    """The lines that name files taken from a lock so far, within what `budget` has left."""
+
+    def __init__(self, budget: _Budget) -> None:
+        self._budget = budget
+        self._lines: list[bytes] = []
+        self._size = self._marks = 0
+
+    def take(self, text: bytes, end: int, start: int = 0) -> None:
+        """Take the lines of `text` from the newline at `start` up to `end` that name
+        files; `_Unread` past the budget."""
+        for found in _NEXT_NAMING.finditer(text, start, end):
+            line = found[0]
+            self._size += len(line)
+            self._marks += 1 + sum(line.count(mark) for mark in (b"[", b"{", b",", b"="))
+            if self._size > self._budget.naming or self._marks > self._budget.marks:
+                raise _PastBudget
+            self._lines.append(line)
+
+    def text(self) -> str:
+        """What was taken, as text, its cost taken from the budget; `_Unread` where it is
+        not UTF-8."""
+        budget = self._budget
+        budget.naming, budget.marks = budget.naming - self._size, budget.marks - self._marks
+        try:
+            return b"".join(self._lines).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Unread("its lines that name files are not UTF-8") from None
 
 
 def _sides(text: str) -> list[dict[str, Any]]:
-    """The lock's tables; each side's, where a merge left conflict markers in it."""
+    """The lock's tables; each side's, where a merge left conflict markers in it;
+    `_Unread` where its lines that name files are not TOML."""
     try:
         return [tomllib.loads(text)]
     except (tomllib.TOMLDecodeError, RecursionError, ValueError):
         pass
     try:
         split = conflicts.sides(text)
-        return [] if split is None else [tomllib.loads(side.text) for side in split]
+        if split is not None:
+            return [tomllib.loads(side.text) for side in split]
     except (conflicts.MarkerError, tomllib.TOMLDecodeError, RecursionError, ValueError):
-        return []
+        pass
+    raise _Unread("it is not laid out as nebula-build writes a lock")
 
 
 def _files(data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -202,9 +335,10 @@ def _strings(values: list[object]) -> Iterator[str]:
     return (value for value in values if isinstance(value, str))
 
 
-def _sibling_lock_names(project: Project) -> list[str]:
-    """The names of the locks of the other manifests in the folder, sorted: a file
-    that is not a link, named as `Project.lock_path` names a manifest's lock."""
+def _sibling_lock_names(project: Project) -> list[tuple[str, str]]:
+    """The names of the other manifests in the folder and of their locks, sorted by
+    lock: a file that is not a link, named as `Project.lock_path` names a manifest's
+    lock."""
     try:
         with os.scandir(project.root) as found:
             files = {entry.name for entry in found if entry.is_file(follow_symlinks=False)}
@@ -213,5 +347,10 @@ def _sibling_lock_names(project: Project) -> list[str]:
     manifests = [name for name in files if name.endswith(".toml")]
     own = project.lock_path.name
     return sorted(
-        lock for manifest in manifests if (lock := lock_name(manifest)) in files and lock != own
+        (
+            (manifest, lock)
+            for manifest in manifests
+            if (lock := lock_name(manifest)) in files and lock != own
+        ),
+        key=lambda names: names[1],
     )

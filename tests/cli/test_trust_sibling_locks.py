@@ -289,3 +289,107 @@ def test_an_image_whose_output_another_manifest_wrote_says_whose_file_is_in_its_
     code, _, err = run_cli("apply")
     assert code == 1 and "out/b.png: the file in the way is another manifest's" in err
     assert (root / "out/b.png").read_bytes() == b
+
+
+def beside_a_copied_entry(project, run_cli) -> Path:
+    """images.lock records image zz, no longer declared, at b's output: other.lock's."""
+    root = two_manifests(project, run_cli)
+    copied = (root / "other.lock").read_text().partition("[images.b]")[2]
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text() + "\n[images.zz]" + copied)
+    fresh_checkout(root)
+    return root
+
+
+def grown(lock: Path, size: int) -> None:
+    """`lock` made `size` bytes long (sparse: nothing written) by a line of NUL bytes
+    after its header, before its tables."""
+    head, _, tables = lock.read_bytes().partition(b"\n[images.")
+    tables = b"\n\n[images." + tables
+    with lock.open("wb") as handle:
+        handle.write(head)
+        handle.seek(size - len(tables))
+        handle.write(tables)
+    assert lock.stat().st_size == size
+
+
+def test_a_lock_beside_larger_than_it_used_to_be_read_still_protects_its_files(project, run_cli):
+    root = beside_a_copied_entry(project, run_cli)
+    grown(root / "other.lock", 300 << 20)  # a lock may have 1 GiB; 256 MiB were read
+    b = (root / "out/b.png").read_bytes()
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert f"removed from the manifest; {STAYS}" in out
+    assert (root / "out/b.png").read_bytes() == b
+    (root / "images.toml").write_text(manifest(A, B))  # b copied into this manifest too
+    code, _, err = run_cli("apply")
+    assert code == 1 and "out/b.png: the file in the way is another manifest's" in err
+    assert (root / "out/b.png").read_bytes() == b
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64])
+def test_a_lock_beside_is_read_across_its_chunks(project, run_cli, monkeypatch, chunk):
+    beside_a_copied_entry(project, run_cli)
+    monkeypatch.setattr("nebula_build.state.siblings._CHUNK", chunk)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert f"removed from the manifest; {STAYS}" in out
+
+
+def test_a_line_too_long_to_name_a_file_is_not_read_across_chunks(project, run_cli, monkeypatch):
+    root = beside_a_copied_entry(project, run_cli)
+    other = root / "other.lock"
+    head, _, tables = other.read_text().partition("\n[images.")
+    long = 'output = "' + "x" * 70_000 + '"'  # no line of nebula-build's
+    other.write_text(f"{head}\n{long}\n[images.{tables}")
+    monkeypatch.setattr("nebula_build.state.siblings._CHUNK", 4096)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert f"removed from the manifest; {STAYS}" in out
+    assert "note" not in err
+
+
+UNREAD = (
+    "note: other.lock is not read: {}, so nothing keeps this plan from removing or moving "
+    "other.toml's files"
+)
+WHAT_IS_WRONG = "; `nebula-build -f other.toml plan` says what is wrong with it"
+PAST_THE_BUDGET = (
+    "with the other locks in the folder it is more than one plan reads (1,000 lines, "
+    "64 MiB of lines that name files or 2,000,000 values)"
+)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "why"),
+    [
+        (lambda lock: grown(lock, (1 << 30) + 1), "it has more than a lock may have (1,024 MiB)"),
+        (
+            lambda lock: lock.write_bytes(lock.read_bytes().replace(b"out/b.png", b"out/\xff.png")),
+            "its lines that name files are not UTF-8",
+        ),
+        (
+            lambda lock: lock.write_text(lock.read_text().replace("[images.b]", "[images.b")),
+            "it is not laid out as nebula-build writes a lock",
+        ),
+        (
+            lambda lock: lock.write_text(lock.read_text() + "\n" * 1_000),
+            PAST_THE_BUDGET,
+        ),
+    ],
+    ids=["past-its-size", "not-utf-8", "not-toml", "past-the-budget"],
+)
+def test_a_lock_beside_that_cannot_be_read_is_said_once(project, run_cli, monkeypatch, spoil, why):
+    monkeypatch.setattr("nebula_build.state.siblings._LINES_LIMIT", 1_000)
+    root = beside_a_copied_entry(project, run_cli)
+    spoil(root / "other.lock")
+    note = UNREAD.format(why) + ("" if why == PAST_THE_BUDGET else WHAT_IS_WRONG)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert err.count("note: other.lock") == 1 and note + "\n" in err
+    assert "stays" not in out  # it protects nothing, as before: the plan says why
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert err.count("note: other.lock") == 1 and note in err
+    assert not (root / "out/b.png").exists()
+    assert run_cli("plan").err == ""
