@@ -44,6 +44,14 @@ _HEADER = re.compile(rf"[ \t]*\[\[?[ \t]*((?:{_KEY})(?:[ \t]*\.[ \t]*(?:{_KEY}))
 _FIRST_KEY = re.compile(rf"[ \t]*\[\[?[ \t]*({_KEY})")
 _INDENTED_HEADER = re.compile(r"\n[ \t]+\[")
 
+#: a header's line (`[images.a.rows]`, its quoted keys gone with the strings): its `.`
+#: are the header's, counted as its table
+_HEADER_LINE = re.compile(r"^[ \t]*+\[\[?[A-Za-z0-9_\-. \t]*+\]", re.MULTILINE)
+#: a `.` joining two keys (`a.b = 1`, `{ a."b".c = 1 }`), its strings gone: a key, then
+#: `.` or `=`; a float's or a time's is followed by digits, then `,`, `]`, `}` or a line
+#: break. Possessive: a `.` before a million spaces is looked past once.
+_KEY_DOT = re.compile(r"\.[ \t]*+[A-Za-z0-9_-]*+[ \t]*+(?=[.=])")
+
 
 def _lines_only(found: re.Match[str]) -> str:
     """A string or comment blanked out where it spans lines (a multi-line string)."""
@@ -129,3 +137,11 @@ def values_over(text: str, limit: int) -> bool:
     if weight(text) <= limit:
         return False
     return weight(_STRINGS_AND_COMMENTS.sub("", text)) > limit
+
+
+def dotted_tables(text: str) -> int:
+    """At most how many tables the dotted keys of `text` make (one per `.` joining two
+    keys, outside strings, comments and headers), each as costly to tomllib as one a
+    header opens, and named by none."""
+    keys = _HEADER_LINE.sub("", _STRINGS_AND_COMMENTS.sub("", text))
+    return len(_KEY_DOT.findall(keys))

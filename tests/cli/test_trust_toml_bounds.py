@@ -258,6 +258,52 @@ def test_a_heavy_manifest_past_its_tables_names_the_first_too_many(
     )
 
 
+@pytest.mark.parametrize(
+    "keys",
+    [
+        "".join(f"t{n}.a = 1\n" for n in range(400)),  # at the root: no header names them
+        "[images]\n" + "".join(f'i{n}."x".y = 1\n' for n in range(200)),
+        "k = [" + ", ".join(f"{{ t{n}.a = 1 }}" for n in range(400)) + "]\n",
+    ],
+    ids=["root", "under a header", "in inline tables"],
+)
+def test_a_heavy_manifest_whose_dotted_keys_make_too_many_tables_is_one_line(
+    project, run_cli, heavy_manifest, monkeypatch, keys
+):
+    """A dotted key makes a table as a header does, and no header names it: 880,000
+    `t1.a = 1`, `t2.a = 1`, … (weighing 7.9 million) took 52 s and 1.7 GB, then an
+    "unknown key" per table."""
+    from nebula_build.core import manifest
+
+    monkeypatch.setattr(manifest, "MAX_TABLES", 40)
+    project({"images.toml": "version = 1\n" + keys + PREVIEW.removeprefix("version = 1\n")})
+    line = one_line_error(run_cli, "validate")
+    assert line == (
+        "error: images.toml: makes more than the 40 tables a manifest may have (each "
+        "[header] and each dotted key, a.b = 1); write an image's keys under its "
+        "[images.NAME], declare fewer images, or make them with a matrix or rows"
+    )
+
+
+def test_a_heavy_manifest_with_dotted_keys_floats_and_comments_within_its_tables_is_read(
+    project, run_cli, heavy_manifest, monkeypatch
+):
+    """The `.` of a float, a string, a comment or a header is no dotted key's: 42
+    headers and 41 dotted keys are 83 tables, within 83."""
+    from nebula_build.core import manifest
+
+    monkeypatch.setattr(manifest, "MAX_TABLES", 83)
+    text = PREVIEW + images(40).replace(
+        'prompt = "a lighthouse"', 'prompt = "a.b = 1, a lighthouse"\nrows.file = "d.csv"'
+    )
+    text = text.replace("[images.i3]", "[images.i3]\ncache.a = 1.5\n# a.b = 1.0.0").replace(
+        "height = 64", "height = 64\n[images.i0.matrix]\nk = [1.5, 2.5]"
+    )
+    project({"images.toml": text})
+    code, out, err = run_cli("validate")
+    assert "tables a manifest may have" not in err, err
+
+
 def test_a_heavy_manifest_past_its_keys_and_values_is_one_line(
     project, run_cli, heavy_manifest, monkeypatch
 ):
