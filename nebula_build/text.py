@@ -110,10 +110,14 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every secret replaced by "[redacted]": the value itself, its base64
     form, its URL-encoded form (a token in a query string, as an HTTP library's error
     quotes it), and any run of at least MIN_SECRET_FRAGMENT of its characters (a key cut
-    short, or split across lines, is still a key)."""
+    short, or split across lines, is still a key). A form shorter than that is taken
+    only where no letter or digit stands beside it."""
     forms = _forms(secrets)
     for secret in forms:  # whole values first: a fragment pass must not cut one in two
-        text = text.replace(secret, REDACTED)
+        if len(secret) >= MIN_SECRET_FRAGMENT:
+            text = text.replace(secret, REDACTED)
+        else:  # a placeholder ("x", "er") is in many a word: taken where it stands alone
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", REDACTED, text)
     for secret in forms:
         if len(secret) >= MIN_SECRET_FRAGMENT:
             text = _redact_fragments(text, secret)
