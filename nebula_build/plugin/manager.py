@@ -39,6 +39,9 @@ from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.text import made_with_problem, model_id_problem, printable, redact
 
 ENTRY_POINT_GROUP = "nebula_build"
+#: a value shorter than this is no secret (a placeholder CI sets for a fork, "x", "1"):
+#: taken out of every message, it would garble them
+MIN_SECRET = 4
 #: The built-in plugins, loaded by name so that nothing else imports a backend module.
 BUILTIN_PLUGINS = (
     "nebula_build.backends.nebula",
@@ -217,7 +220,7 @@ class BackendPlugin:
                 "environment variable names"
             )
         found = {name: os.environ.get(name, "").strip() for name in names}
-        return {name: value for name, value in found.items() if value}
+        return {name: value for name, value in found.items() if len(value) >= MIN_SECRET}
 
     def parse_settings(self, raw: Mapping[str, Any]) -> BackendSettings:
         """Validated settings; a pydantic ValidationError passes through for the caller to
