@@ -127,7 +127,7 @@ def cmd_plan(ctx: Context) -> int:
         data = plan_json(plan, estimate) | {"lock_merge": lock_merge_json(merge)}
         ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        ctx.print(plan_text(plan, ctx.style, estimate, force=args.force, merge=merge))
+        ctx.print(plan_text(plan, ctx.style, estimate, merge=merge))
     title = f"nebula-build plan ({project.display_manifest})"
     _summarize(ctx, title, plan, estimate=estimate, notes=notices, merge=merge)
     savedplan.write(ctx, plan, estimate)
@@ -481,10 +481,7 @@ class ApplyListener:
         if self.quiet and not json_output:
             self.ctx.print(summary_line(plan))
         elif not json_output:
-            force = getattr(args, "force", False)
-            self.ctx.print(
-                plan_text(plan, self.ctx.style, estimate, limit=APPLY_PLAN_LIMIT, force=force)
-            )
+            self.ctx.print(plan_text(plan, self.ctx.style, estimate, limit=APPLY_PLAN_LIMIT))
         asking = confirm.wanted(
             yes=getattr(args, "yes", False),
             locked=getattr(args, "locked", False),
@@ -528,8 +525,7 @@ def render_round(
         if json_output:
             ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))
         else:
-            force = getattr(ctx.args, "force", False)
-            ctx.print(plan_text(result.plan, ctx.style, result.estimate, force=force))
+            ctx.print(plan_text(result.plan, ctx.style, result.estimate))
         ctx.err.write(f"error: {result.refused}\n")
         manifest = result.prepared.project.display_manifest
         _summarize_refusal(ctx, f"nebula-build apply ({manifest})", result, result.refused, notes)

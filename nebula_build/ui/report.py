@@ -319,9 +319,8 @@ _FILE_MARKS = {
 }
 
 
-def file_lines(actions: Iterable[FileAction], style: Style, *, force: bool = False) -> list[str]:
-    """The files made from the images that change (or wait), like image actions.
-    `force`: planned with --force, which is why a file changed by hand is replaced."""
+def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
+    """The files made from the images that change (or wait), like image actions."""
     lines = []
     for action in actions:
         if action.state is FileState.NOOP:
@@ -336,9 +335,8 @@ def file_lines(actions: Iterable[FileAction], style: Style, *, force: bool = Fal
         lines.append(style(f"      {printable(action.reason)}", "dim"))
         if (note := removal_note(action)) is not None:
             lines.append(style(f"      {note}", "yellow"))
-        if action.backup:
-            said = "--force: the current file is backed up, then replaced" if force else BACKED_UP
-            lines.append(style(f"      {said}", "magenta"))
+        if action.backup:  # the reason says why: --force, or nothing vouches for the file
+            lines.append(style(f"      {BACKED_UP}", "magenta"))
     return lines
 
 
@@ -459,12 +457,11 @@ def plan_text(
     *,
     limit: int | None = None,
     lock_written: bool = False,
-    force: bool = False,
     merge: LockMerge | None = None,
 ) -> str:
     """The plan as `plan` prints it; with `limit`, at most that many images' actions
     (the count of the others instead). `lock_written`: apply has carried it out, and
-    what it wrote to the lock alone is said as done. `force`: planned with --force.
+    what it wrote to the lock alone is said as done.
     `merge`: the lock still has a merge's conflict markers, which apply resolves."""
     lock = lock_changes(plan, written=lock_written)
     lock_lines = [style(f"Lock: {lock}.", "bold")] if lock is not None else []
@@ -493,7 +490,7 @@ def plan_text(
         lines.append(
             style(f"  … and {plural(more, 'more image')} (`nebula-build plan` lists them)", "dim")
         )
-    lines += file_lines(plan.files, style, force=force)
+    lines += file_lines(plan.files, style)
     lines += pin_lines(plan, style)
     lines += settings_lines(plan, style)
     lines += conflict_lines(plan, style)

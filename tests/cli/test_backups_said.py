@@ -1,6 +1,6 @@
 """Every form of the plan says which files apply copies under .nebula-build/backup/
 before it replaces them: the text, `--json` (`"backup"`), `--markdown` and the job
-summary; and says "--force:" only where --force is why."""
+summary; the reason says why (--force, or nothing vouches for the file)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tests.cli.test_earlier_outputs import HERO, _rounds
 from tests.outputs.test_atlas_lock import HERO as SPRITES
 
 BACKED_UP = "the current file is backed up (.nebula-build/backup/), then replaced"
+#: what a file --force replaced was said to be, whatever the reason for its copy
 FORCED = "--force: the current file is backed up, then replaced"
 
 
@@ -125,14 +126,33 @@ def test_a_file_backed_up_without_force_is_not_said_to_be_by_force(project, run_
     assert "--force" not in out, out
 
 
-def test_a_file_force_replaces_is_still_said_to_be_by_force(project, run_cli):
+def test_under_force_a_file_nothing_vouches_for_is_not_said_to_be_backed_up_by_force(
+    project, run_cli, tmp_path
+):
+    """The sheet is backed up because nothing shows nebula-build wrote it, --force or
+    not. Before, under --force: "--force: the current file is backed up, then replaced"."""
+    _sheet_only_its_frame_map_vouches_for(project, run_cli)
+    code, out, err = run_cli("plan", "--force", "--markdown", str(tmp_path / "plan.md"))
+    assert code == 0, err
+    assert "--force" not in out, out
+    assert f"makes)\n      {BACKED_UP}\n" in out, out
+    (row,) = [line for line in (tmp_path / "plan.md").read_text().splitlines() if "items" in line]
+    assert "--force" not in row and BACKED_UP in row, row
+
+
+def test_a_file_force_replaces_says_force_is_why_and_where_the_copy_goes(project, run_cli):
+    """Images and files alike: the reason says --force is why, the line under it where
+    the copy goes (it had said "--force: the current file is backed up, then replaced",
+    naming no folder, under a file, and the folder under an image)."""
     _hand_edited_sprites(project, run_cli)
     code, out, err = run_cli("plan", "--force")
     assert code == 0, err
-    assert f"atlas/hero.png changed by hand; --force overwrites it\n      {FORCED}\n" in out, out
+    assert f"atlas/hero.png changed by hand; --force overwrites it\n      {BACKED_UP}\n" in out
+    assert f"overwrite the hand-edited file\n      {BACKED_UP}\n" in out, out
+    assert FORCED not in out
     code, out, err = run_cli("apply", "--force")
     assert code == 0, err
-    assert FORCED in out
+    assert FORCED not in out and BACKED_UP in out
 
 
 def test_an_unchanged_project_backs_nothing_up(project, run_cli):
