@@ -516,7 +516,7 @@ def render_round(
     """The round's closing report and exit code; every failure ends in an ApplyError.
     Without `summary`, no closing line when all went well (`pick` says its own).
     `notes`: those the round printed, for the job summary."""
-    from nebula_build.ui.report import apply_json, done_text, plan_text
+    from nebula_build.ui.report import apply_json, backups_line, done_text, plan_text
 
     json_output = getattr(ctx.args, "json", False)
     prepared = result.prepared
@@ -545,7 +545,8 @@ def render_round(
                 "bold",
             )
         )
-        _say_backups(ctx, result.prepared)
+        if (backed_up := backups_line(result.prepared)) is not None:
+            ctx.print(backed_up)
     manifest = result.prepared.project.display_manifest
     _summarize(ctx, f"nebula-build apply ({manifest})", result.plan, result=result, notes=notes)
     _github_warnings(ctx, result, manifest)
@@ -569,17 +570,6 @@ def _applied_json(ctx: Context, result: RoundResult) -> dict[str, Any]:
     if plan := getattr(ctx.args, "plan", None):
         data["plan"] = plan
     return data
-
-
-def _say_backups(ctx: Context, prepared: Prepared) -> None:
-    """Where the files `--force` replaced went."""
-    backups = prepared.guard.backups
-    if not backups:
-        return
-    project = prepared.project
-    runs = {project.backup_dir / path.relative_to(project.backup_dir).parts[0] for path in backups}
-    folders = ", ".join(f"{run.relative_to(project.root)}/" for run in sorted(runs))
-    ctx.print(f"{plural(len(backups), 'replaced file')} backed up in {folders}")
 
 
 def _github_error(ctx: Context, message: str, manifest: str) -> None:

@@ -47,7 +47,7 @@ from nebula_build.state.project import Project
 from nebula_build.state.projectlock import ProjectLock
 from nebula_build.text import plural, printable
 from nebula_build.ui.progress import Progress
-from nebula_build.ui.report import done_text
+from nebula_build.ui.report import backups_line, done_text
 from nebula_build.ui.style import Style
 
 Changes = AsyncIterator[set[Path]]
@@ -592,6 +592,7 @@ class Watcher:
                 message = f"{name}: {chosen.described} ({chosen.output})"
                 if problem is None:
                     self._say(self.style(f"round {report.number}: ", "bold") + f"picked {message}")
+                    self._say_backups(report, result)
                 else:
                     self._summarise(report, result)
                 self._publish(report)
@@ -763,6 +764,12 @@ class Watcher:
                 self.style(f"round {report.number}: ", "bold")
                 + self.style(f"note: {printable(image)}: {printable(note)}", "yellow")
             )
+        self._say_backups(report, result)
+
+    def _say_backups(self, report: Round, result: RoundResult) -> None:
+        """Where the round copied the files it replaced (as apply says it)."""
+        if (backed_up := backups_line(result.prepared)) is not None:
+            self._say(self.style(f"round {report.number}: ", "bold") + backed_up)
 
     def _publish(self, report: Round) -> Round:
         if self.on_round is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.plan import (
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from nebula_build.engine.cost import CostLine, Estimate
     from nebula_build.engine.derived import FileOutcome
     from nebula_build.engine.lockmerge import LockMerge
+    from nebula_build.engine.prepare import Prepared
     from nebula_build.engine.round import RoundResult
 
 SYMBOLS = {
@@ -732,7 +734,45 @@ def apply_json(result: RoundResult) -> dict[str, Any]:
         "generated": result.generated,
         "failed": sorted(result.failures),
         "cost": estimate_json(result.estimate),
+        "backups": [backup_json(copy) for copy in backups(result.prepared)],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Backup:
+    """A file a round copied before replacing it, paths relative to the project."""
+
+    #: `out/b.png`
+    file: str
+    #: `.nebula-build/backup/20250102T030405/out/b.png`
+    copy: str
+    #: `.nebula-build/backup/20250102T030405/`: the run's folder
+    folder: str
+
+
+def backups(prepared: Prepared) -> list[Backup]:
+    """The copies the round made, in the order it made them."""
+    root, backup_dir = prepared.project.root, prepared.project.backup_dir
+    found = []
+    for copy in prepared.guard.backups:
+        run, *file = copy.relative_to(backup_dir).parts
+        folder = (backup_dir / run).relative_to(root).as_posix() + "/"
+        found.append(Backup("/".join(file), copy.relative_to(root).as_posix(), folder))
+    return found
+
+
+def backup_json(backup: Backup) -> dict[str, str]:
+    return {"file": backup.file, "copy": backup.copy, "folder": backup.folder}
+
+
+def backups_line(prepared: Prepared) -> str | None:
+    """`2 replaced files backed up in .nebula-build/backup/20250102T030405/`, or None
+    where the round copied nothing."""
+    copies = backups(prepared)
+    if not copies:
+        return None
+    folders = ", ".join(sorted({copy.folder for copy in copies}))
+    return f"{plural(len(copies), 'replaced file')} backed up in {folders}"
 
 
 def models_text(tables: Mapping[str, Mapping[str, ModelSupport]], style: Style) -> str:

@@ -4,12 +4,15 @@ summary; the reason says why (--force, or nothing vouches for the file)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
+import re
 
 from tests.cli.test_cli_flow import SITE
 from tests.cli.test_earlier_outputs import HERO, _rounds
+from tests.live.scripted import running_watch
 from tests.outputs.test_atlas_lock import HERO as SPRITES
 
 BACKED_UP = "the current file is backed up (.nebula-build/backup/), then replaced"
@@ -165,3 +168,34 @@ def test_an_unchanged_project_backs_nothing_up(project, run_cli):
     assert not any(a["backup"] for a in data["actions"]) and not any(
         f["backup"] for f in data["files"]
     )
+
+
+def test_apply_json_names_each_copy_and_its_folder(project, run_cli):
+    """Before: only the text said where the copies went ("1 replaced file backed up in
+    .nebula-build/backup/<stamp>/"); --json had `"backup": true` and no path."""
+    root = _put_back_from_git(project, run_cli)
+    code, out, err = run_cli("apply", "--json")
+    assert code == 0, err
+    (backup,) = json.loads(out)["backups"]
+    assert backup["file"] == "static/hero.webp"
+    assert re.fullmatch(r"\.nebula-build/backup/\d{8}T\d{6}/", backup["folder"]), backup
+    assert backup["copy"] == backup["folder"] + "static/hero.webp"
+    assert (root / backup["copy"]).is_file()
+    code, out, err = run_cli("apply", "--json")
+    assert code == 0, err
+    assert json.loads(out)["backups"] == []
+
+
+def test_watch_names_the_folder_a_round_copied_files_into(project, run_cli):
+    """Before: the round said "1 done (0 generated)" and no word of the copy."""
+    root = _put_back_from_git(project, run_cli)
+
+    async def scenario() -> str:
+        async with running_watch(root) as (script, out, _):
+            await script.next_round()
+            return out.getvalue()
+
+    said = asyncio.run(scenario())
+    (copy,) = (root / ".nebula-build/backup").rglob("hero.webp")
+    folder = copy.relative_to(root).parents[1].as_posix()
+    assert f"round 1: 1 replaced file backed up in {folder}/\n" in said, said
