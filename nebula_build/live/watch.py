@@ -45,6 +45,7 @@ from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.lockfile import Entries
 from nebula_build.state.project import Project
 from nebula_build.state.projectlock import ProjectLock
+from nebula_build.state.siblings import UnreadNote
 from nebula_build.text import plural, printable
 from nebula_build.ui.progress import Progress
 from nebula_build.ui.report import backups_line, done_text
@@ -152,6 +153,8 @@ class Watcher:
         self._conflicts_said: set[str] = set()
         #: the same for the files made from the images ("atlas sheet")
         self._file_conflicts_said: set[str] = set()
+        #: the locks beside that could not be read, as said (each lock and reason once)
+        self._unread_said: set[str] = set()
         #: the images the running round planned (None: all), once it has loaded
         self._planning: frozenset[str] | _NotLoaded | None = _NOT_LOADED
         self._applier: Applier | None = None
@@ -531,12 +534,12 @@ class Watcher:
             self._say(self.style(f"round {report.number}: up to date ({images})", "dim"))
             report.plan = result.plan
             if self.on_round is not None and result.prepared.changed_only is not None:
-                report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
+                report.plan = self._whole_plan(result)
             return self._publish(report)
         report.elapsed = result.elapsed
         self._summarise(report, result)
         if self.on_round is not None:  # the whole plan, for the gallery
-            report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
+            report.plan = self._whole_plan(result)
         return self._publish(report)
 
     def _left_undone(self, result: RoundResult | None) -> None:
@@ -587,7 +590,7 @@ class Watcher:
                 self.rounds += 1
                 self._recorded, self._files = result.lock, result.prepared.files
                 report = Round(self.rounds, changed=[name], prepared=result.prepared, result=result)
-                report.plan = plan_for(_whole(result.prepared), result.lock, force=self.force)
+                report.plan = self._whole_plan(result)
                 problem = result.refused or next(iter(result.failures.values()), None)
                 message = f"{name}: {chosen.described} ({chosen.output})"
                 if problem is None:
@@ -605,7 +608,16 @@ class Watcher:
             self._dirty.set()  # they take its output: the next round makes them again
         return message
 
+    def _whole_plan(self, result: RoundResult) -> Plan:
+        """The plan of every image as the round left things (for the gallery); a note
+        it gives (a lock beside that could not be read) is said as the round's are."""
+        return plan_for(_whole(result.prepared), result.lock, force=self.force, notice=self.notice)
+
     def notice(self, message: str) -> None:
+        if isinstance(message, UnreadNote):  # each plan asks again: said once per watch
+            if message in self._unread_said:
+                return
+            self._unread_said.add(message)
         self._say(self.style(f"note: {message}", "yellow"))
 
     def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress:

@@ -58,7 +58,14 @@ _LONGEST_NAMING = 1 + 8 + 32 + 1 + 65536
 #: why a lock past its size is not read (`other.lock is not read: {why}`)
 _TOO_LARGE = f"it has more than a lock may have ({MAX_LOCK_BYTES >> 20:,} MiB)"
 
-__all__ = ["Recorded", "RecordedBeside", "recorded_elsewhere", "unread_beside"]
+__all__ = ["Recorded", "RecordedBeside", "UnreadNote", "recorded_elsewhere", "unread_beside"]
+
+
+class UnreadNote(str):
+    """`other.lock is not read: …`: a note a long-running caller (watch, which plans
+    every round) says once, not at every plan that asks the lock again."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +88,10 @@ RecordedBeside = Callable[[str], "Recorded | None"]
 _Signature = tuple[int, int, int, int]
 #: what the locks of the folder last asked about record, by path: (its stat, by
 #: `file_key` who records each file, and the note that says it was not read)
-_read: dict[Path, tuple[_Signature, dict[str, Recorded], str | None]] = {}
+_read: dict[Path, tuple[_Signature, dict[str, Recorded], UnreadNote | None]] = {}
 #: the locks asked about since `unread_beside` last said which could not be read: by
 #: path, the note that says so
-_unread: dict[Path, str] = {}
+_unread: dict[Path, UnreadNote] = {}
 
 
 def recorded_elsewhere(project: Project) -> RecordedBeside:
@@ -102,7 +109,7 @@ def recorded_elsewhere(project: Project) -> RecordedBeside:
     return recorded
 
 
-def unread_beside(project: Project) -> list[str]:
+def unread_beside(project: Project) -> list[UnreadNote]:
     """A note for each lock in the folder that was asked about since the last call and
     could not be read, so protects nothing (`other.lock is not read: …`)."""
     notes = [note for path, note in _unread.items() if path.parent == project.root]
@@ -131,7 +138,7 @@ def _recorded_beside(project: Project) -> dict[str, Recorded]:
     return found
 
 
-def _unread_note(lock: str, manifest: str, unread: _Unread) -> str:
+def _unread_note(lock: str, manifest: str, unread: _Unread) -> UnreadNote:
     """`other.lock is not read: …`, as a terminal shows it (a checkout names the files)."""
     advice = (
         ""
@@ -139,9 +146,11 @@ def _unread_note(lock: str, manifest: str, unread: _Unread) -> str:
         else f"; `nebula-build -f {shlex.quote(_not_an_option(manifest))} plan` says what is "
         "wrong with it"
     )
-    return printable(
-        f"{lock} is not read: {unread.why}, so nothing keeps this plan from removing or moving "
-        f"{manifest}'s files{advice}"
+    return UnreadNote(
+        printable(
+            f"{lock} is not read: {unread.why}, so nothing keeps this plan from removing or "
+            f"moving {manifest}'s files{advice}"
+        )
     )
 
 
@@ -180,9 +189,9 @@ class _PastBudget(_Unread):
 def _recorded_in(
     path: Path,
     manifest: str,
-    held: Mapping[Path, tuple[_Signature, dict[str, Recorded], str | None]],
+    held: Mapping[Path, tuple[_Signature, dict[str, Recorded], UnreadNote | None]],
     budget: _Budget,
-) -> tuple[dict[str, Recorded], str | None]:
+) -> tuple[dict[str, Recorded], UnreadNote | None]:
     """The files the lock at `path` (`manifest`'s) records, and the note that says why
     it could not be read (None where it was); read again only where it changed since
     `held` (its size, times and inode)."""

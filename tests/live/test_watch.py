@@ -13,6 +13,13 @@ import time
 import pytest
 
 from nebula_build.state.lockfile import loads
+from tests.cli.test_trust_sibling_locks import (
+    UNREAD,
+    WHAT_IS_WRONG,
+    A,
+    beside_a_copied_entry,
+)
+from tests.cli.test_trust_sibling_locks import manifest as sibling_manifest
 from tests.conftest import backend_opens, fake_manifest, generation_log
 from tests.live.scripted import running_watch
 
@@ -330,3 +337,25 @@ def test_a_round_says_a_pick_the_edit_replaced(project, fake_site, run_cli, tmp_
             assert f"round 2: note: a: {note}\n" in out.getvalue(), out.getvalue()
 
     asyncio.run(scenario())
+
+
+def test_a_lock_beside_that_cannot_be_read_is_said_once_per_watch(project, run_cli):
+    """Each round's plan asks the locks beside again. Before: the note came again at
+    every round that wrote or removed a file; the gallery's plans dropped theirs."""
+    root = beside_a_copied_entry(project, run_cli)
+    other = root / "other.lock"
+    other.write_text(other.read_text().replace("[images.b]", "[images.b"))  # not TOML
+    manifest = root / "images.toml"
+
+    async def scenario() -> str:
+        async with running_watch(root) as (script, out, _):
+            assert (await script.next_round()).changed == ["zz"]  # other.toml's b: unread
+            for prompt in ("a lamp", "a lamp at dusk"):
+                manifest.write_text(sibling_manifest(A.replace("a lighthouse", prompt)))
+                await script.queue.put({manifest})
+                assert (await script.next_round()).changed == ["a"]
+            return out.getvalue()
+
+    said = asyncio.run(scenario())
+    note = UNREAD.format("it is not laid out as nebula-build writes a lock") + WHAT_IS_WRONG
+    assert said.count("note: other.lock") == 1 and note + "\n" in said, said
