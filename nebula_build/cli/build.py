@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from nebula_build.cli.savedplan import SavedPlan
     from nebula_build.core.plan import Plan
     from nebula_build.engine.cost import Estimate
-    from nebula_build.engine.gc import Unreferenced
+    from nebula_build.engine.gc import Backups, Unreferenced
     from nebula_build.engine.lockmerge import LockMerge
     from nebula_build.engine.prepare import Prepared
     from nebula_build.engine.round import RoundResult
@@ -619,7 +620,7 @@ def _utc(timestamp: float, form: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
 
 
 def cmd_gc(ctx: Context) -> int:
-    from nebula_build.engine.gc import collect, kept_for_pick
+    from nebula_build.engine.gc import backups_kept, collect, kept_for_pick
     from nebula_build.engine.lockmerge import refuse_while_merged
     from nebula_build.engine.prepare import recovered_lock
     from nebula_build.state.projectlock import ProjectLock
@@ -636,12 +637,20 @@ def cmd_gc(ctx: Context) -> int:
         refuse_while_merged(prepared, "gc")
         found = collect(prepared, lock, dry_run=ctx.args.dry_run)
         kept = kept_for_pick(prepared, lock)
+        backups = backups_kept(project.backup_dir)
     removed, freed = len(found), sum(entry.bytes for entry in found)
+    backup_dir = project.backup_dir.relative_to(project.root).as_posix() + "/"
     if ctx.args.json:
         data: dict[str, object] = {"removed": removed, "bytes": freed, "dry_run": ctx.args.dry_run}
         data["entries"] = [_gc_entry_json(entry) for entry in found]
         data["candidates"] = {"draws": kept["draws"][0], "bytes": kept["draws"][1]}
         data["history"] = {"generations": kept["history"][0], "bytes": kept["history"][1]}
+        data["backups"] = {
+            "path": backup_dir,
+            "folders": backups.folders,
+            "files": backups.files,
+            "bytes": backups.bytes,
+        }
         ctx.print(json.dumps(data, indent=2))
         return ExitCode.OK
     verb = "would remove" if ctx.args.dry_run else "removed"
@@ -659,4 +668,17 @@ def cmd_gc(ctx: Context) -> int:
     if earlier:
         generations = plural(earlier, "earlier generation")
         ctx.print(f"kept {generations} the history lists ({size / 1_000_000:.1f} MB)")
+    if backups.folders:
+        ctx.print(_backups_kept_line(backups, backup_dir))
     return ExitCode.OK
+
+
+def _backups_kept_line(backups: Backups, backup_dir: str) -> str:
+    """What gc leaves under .nebula-build/backup/, and how to remove it."""
+    folders = plural(backups.folders, "backup folder")
+    return (
+        f"kept {folders} in {backup_dir} ({plural(backups.files, 'file')}, "
+        f"{backups.bytes / 1_000_000:.1f} MB): the files apply replaced, as they were; "
+        f"gc never removes them: `rm -r {shlex.quote(backup_dir)}` does, once you no "
+        "longer need them"
+    )

@@ -1,9 +1,15 @@
 """`nebula-build gc`: prune cache entries that no lock entry or declared image uses,
-and the gallery's thumbnails of outputs the lock no longer records."""
+and the gallery's thumbnails of outputs the lock no longer records; count the copies
+under `.nebula-build/backup/`, which it never removes (they are the only copy of a
+file someone drew)."""
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from nebula_build.engine import candidates
 from nebula_build.engine.prepare import Prepared
@@ -11,6 +17,10 @@ from nebula_build.outputs.atlas import members_key, record_key
 from nebula_build.outputs.thumbnails import Thumbnails, file_name
 from nebula_build.state.guard import remove_temp_files
 from nebula_build.state.lockfile import Entries
+
+#: a folder a run backed files up into (`state.guard`): the second it was made, then
+#: `-2`… or a random suffix where the name was taken
+_BACKUP_FOLDER = re.compile(r"\d{8}T\d{6}(?:-[0-9a-f]+)?")
 
 
 def remove_leftovers(prepared: Prepared) -> int:
@@ -108,3 +118,43 @@ def collect(prepared: Prepared, lock: Entries, *, dry_run: bool = False) -> list
             {name for entry in lock.values() if (name := file_name(entry.digest)) is not None}
         )
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Backups:
+    """What `.nebula-build/backup/` holds in the folders runs made: how many, how many
+    files, how many bytes."""
+
+    folders: int = 0
+    files: int = 0
+    bytes: int = 0
+
+
+def backups_kept(backup_dir: Path) -> Backups:
+    """Count the run folders under `backup_dir` and the regular files in them; a link is
+    neither followed nor counted, nor anything not named as a run names its folder."""
+    try:
+        entries = list(os.scandir(backup_dir))
+    except OSError:  # none yet, or not a folder
+        return Backups()
+    folders = files = size = 0
+    for entry in entries:
+        if _BACKUP_FOLDER.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+            folders += 1
+            counted, counted_bytes = _files_in(Path(entry.path))
+            files, size = files + counted, size + counted_bytes
+    return Backups(folders, files, size)
+
+
+def _files_in(folder: Path) -> tuple[int, int]:
+    """The regular files below `folder`, and their bytes, walked without following links."""
+    files = size = 0
+    for parent, _, names in os.walk(folder, followlinks=False):
+        for name in names:
+            try:
+                info = (Path(parent) / name).lstat()
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                files, size = files + 1, size + info.st_size
+    return files, size

@@ -5,6 +5,7 @@ without following a link, whatever the file's size, with the file's permissions.
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 import tracemalloc
@@ -160,3 +161,44 @@ def test_a_copy_keeps_the_files_permissions(project, run_cli):
     assert run_cli("apply", "--force").code == 0
     (copy,) = (root / ".nebula-build/backup").rglob("a.png")
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+
+
+def test_gc_says_what_the_backups_hold_and_never_removes_them(project, run_cli, tmp_path):
+    """Before: gc said nothing of .nebula-build/backup/, which grew with every copy."""
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    force_over_a_hand_edit(root, run_cli, b"drawn by hand, first")
+    force_over_a_hand_edit(root, run_cli, b"drawn by hand, second!")
+    folder = root / ".nebula-build/backup"
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "20250102T030405").mkdir(parents=True)
+    (elsewhere / "20250102T030405/big.bin").write_bytes(b"x" * 5_000_000)
+    (folder / "20250102T030406").symlink_to(elsewhere / "20250102T030405")  # not followed
+    (folder / "notes").mkdir()  # not a run's folder: not counted
+    (folder / "notes/n.txt").write_bytes(b"x" * 5_000_000)
+    copies = backed_up(root)
+    for args in (("gc", "--dry-run"), ("gc",)):
+        code, out, err = run_cli(*args)
+        assert code == 0, err
+        assert (
+            "kept 2 backup folders in .nebula-build/backup/ (2 files, 0.0 MB): the files "
+            "apply replaced, as they were; gc never removes them: `rm -r "
+            ".nebula-build/backup/` does, once you no longer need them\n"
+        ) in out, out
+    assert backed_up(root) == copies
+    code, out, err = run_cli("gc", "--json")
+    assert code == 0, err
+    assert json.loads(out)["backups"] == {
+        "path": ".nebula-build/backup/",
+        "folders": 2,
+        "files": 2,
+        "bytes": len(b"drawn by hand, first") + len(b"drawn by hand, second!"),
+    }
+
+
+def test_gc_says_nothing_of_backups_where_there_are_none(project, run_cli):
+    project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    code, out, err = run_cli("gc")
+    assert code == 0, err
+    assert "backup" not in out

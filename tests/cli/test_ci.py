@@ -410,6 +410,7 @@ def test_validate_and_gc_report_in_json(project, run_cli):
         "entries": [],
         "candidates": {"draws": 0, "bytes": 0},
         "history": {"generations": 0, "bytes": 0},
+        "backups": {"path": ".nebula-build/backup/", "folders": 0, "files": 0, "bytes": 0},
     }
 
 
