@@ -104,7 +104,8 @@ DEFAULT_MAX_IMAGES = 10_000
 #: the most `max_images` may allow
 MAX_IMAGES = 100_000
 
-ImageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+ImageName = Annotated[str, StringConstraints(pattern=_NAME.pattern)]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPED = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
 # defer_build: a `plan` served from the spec cache never validates a manifest, so it
@@ -677,6 +678,13 @@ class Manifest:
     def _positions(self) -> dict[tuple[str, ...], tuple[int, int]]:
         return sourcemap.key_positions(self.text)
 
+    def locate_only(self, paths: list[tuple[str | int, ...]]) -> None:
+        """Find where these key paths are written, and no others, before `problem` is
+        asked about them: describing a few problems of a manifest of a million keys
+        need not map every key."""
+        within = [tuple(str(part) for part in path) for path in paths]
+        object.__setattr__(self, "_positions", sourcemap.key_positions(self.text, within))
+
     def problem(
         self, loc: tuple[str | int, ...], message: str, at: tuple[str | int, ...] | None = None
     ) -> Problem:
@@ -986,14 +994,107 @@ def _refuse_tables_past_bounds(headers: TableHeaders, display_path: str) -> None
         )
 
 
-def _described(manifest: Manifest, exc: ValidationError) -> list[Problem]:
+def _invalid(manifest: Manifest, data: dict[str, Any], exc: ValidationError) -> ManifestError:
+    """The problems of a manifest that did not validate. Past MAX_PROBLEMS of them, its
+    unknown keys, and tables holding nothing else, past the first MAX_PROBLEMS problems
+    they make are taken out and counted, and the rest validated again: pydantic takes
+    5 µs an error to list them, so 1,190,000 unknown keys in one table took 30 s."""
+    unseen = 0
+    if exc.error_count() > MAX_PROBLEMS:
+        pruning = _Pruning()
+        try:
+            ManifestModel.model_validate(pruning.table(ManifestModel, data))
+        except ValidationError as pruned:
+            exc, unseen = pruned, pruning.removed
+    return ManifestError(_described(manifest, exc, unseen))
+
+
+class _Pruning:
+    """Takes out the unknown keys (and the tables holding nothing else) that come after
+    the first MAX_PROBLEMS such problems, in the order pydantic finds them: a model's
+    fields in their order (a missing required one is a problem there), then its
+    unknown keys as written. Each taken out is exactly one problem, counted in
+    `removed`; the first MAX_PROBLEMS problems of the validation stay as they were."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.removed = 0
+
+    def table(self, model: type[BaseModel], table: dict[str, Any]) -> dict[str, Any]:
+        """`table` as `model` validates it, without what comes past the bound."""
+        fields = model.model_fields
+        kept = table
+        for name, field in fields.items():
+            value = table.get(name, _ABSENT)
+            if value is _ABSENT:
+                self.seen += field.is_required()
+            elif (
+                type(value) is dict and (pruned := self.value(field.annotation, value)) is not None
+            ):
+                kept = dict(kept) if kept is table else kept
+                kept[name] = pruned
+        unknown = [key for key in table if key not in fields and not _kept_key(model, key)]
+        room = max(MAX_PROBLEMS - self.seen, 0)
+        self.seen += len(unknown)
+        if len(unknown) > room:
+            gone = set(unknown[room:])
+            self.removed += len(gone)
+            kept = {key: value for key, value in kept.items() if key not in gone}
+        return kept
+
+    def value(self, annotation: Any, value: dict[str, Any]) -> dict[str, Any] | None:
+        """A table field's value pruned, or None where it is as it was (or no model's)."""
+        models = _tables(annotation)
+        if len(models) == 1:
+            pruned = self.table(models[0], value)
+        elif (
+            get_origin(annotation) is dict and len(models := _tables(get_args(annotation)[1])) == 1
+        ):
+            pruned = self.entries(models[0], value)
+        else:
+            return None
+        return None if pruned is value else pruned
+
+    def entries(self, model: type[BaseModel], tables: dict[str, Any]) -> dict[str, Any]:
+        """`[images.NAME]` and the like: past the bound, a table with no key of `model`
+        is taken out whole (its problems are its missing and unknown keys)."""
+        kept: dict[str, Any] = {}
+        required = sum(field.is_required() for field in model.model_fields.values())
+        for name, table in tables.items():
+            if type(table) is not dict:
+                kept[name] = table
+            elif (
+                self.seen >= MAX_PROBLEMS
+                and _NAME.fullmatch(name)
+                and table.keys().isdisjoint(model.model_fields)
+            ):
+                self.seen += required + len(table)
+                self.removed += required + len(table)
+            else:
+                kept[name] = self.table(model, table)
+        changed = len(kept) != len(tables) or any(kept[n] is not tables[n] for n in kept)
+        return kept if changed else tables
+
+
+_ABSENT = object()
+
+
+def _kept_key(model: type[BaseModel], key: str) -> bool:
+    """`rows = { str = {…} }`: a key pydantic names as the branch of `rows` that takes a
+    path, whose problem `_one_per_value` leaves out, so it is never counted."""
+    return model is RowsDecl and key == "str"
+
+
+def _described(manifest: Manifest, exc: ValidationError, unseen: int = 0) -> list[Problem]:
     """The problems of a validation, in the order they are written, at most MAX_PROBLEMS
-    of them described (and a line counting the rest)."""
+    of them described (and a line counting the rest, with `unseen` more)."""
     errors = _one_per_value(exc)
-    problems = [manifest.problem(*_describe(error)) for error in errors[:MAX_PROBLEMS]]
+    described = [_describe(error) for error in errors[:MAX_PROBLEMS]]
+    manifest.locate_only([loc for loc, _ in described])
+    problems = [manifest.problem(loc, message) for loc, message in described]
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-    if len(errors) > MAX_PROBLEMS:
-        rest = len(errors) - MAX_PROBLEMS
+    if len(errors) > MAX_PROBLEMS or unseen:
+        rest = len(errors) - MAX_PROBLEMS + unseen
         problems.append(
             Problem(manifest.display_path, "", f"and {rest:,} more problems; fix these first")
         )
@@ -1043,7 +1144,7 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
     try:
         model = ManifestModel.model_validate(data)
     except ValidationError as exc:
-        raise ManifestError(_described(_unvalidated(path, display_path, text), exc)) from None
+        raise _invalid(_unvalidated(path, display_path, text), data, exc) from None
     return Manifest(path, display_path, text, model)
 
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import re
 from pathlib import Path
 
 import pytest
+
+from nebula_build.core import manifest as manifest_module
+from nebula_build.core.manifest import parse
+from nebula_build.errors import ManifestError
 
 HEAD = """version = 1
 [defaults]
@@ -387,3 +392,55 @@ def test_a_small_manifest_is_read_without_asking_for_its_bound(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20
+
+
+#: values of an image table that make problems of every kind: unknown keys (in a `rows`
+#: or `checks` table too), wrong types, a union's, a list's items
+_TABLE_LINES = (
+    'prompt = "x"',
+    "prompt = 3",
+    'output = "o.png"',
+    "seed = 1.5",
+    'widths = [1, "a", "b"]',
+    'rows = { file = "d.csv", qq = 1, str = {} }',
+    "rows = { file = 3, qq = 1, str = 2 }",
+    "checks = { a = 1, alpha = 3 }",
+    'matrix = { k = [1.5, "a"] }',
+    "zz = 1",
+    "yy = 2",
+)
+
+
+def _problem_laden(rng: random.Random) -> str:
+    """A small manifest with many problems, in tables written in any order."""
+    sections = ["[defaults]\nbb = 1\nwidth = 'x'\ncc = 2\n"] if rng.random() < 0.5 else []
+    for n in range(rng.randint(0, 12)):
+        name = rng.choice([f"i{n}", f"i{n}", f"b@d{n}"])
+        lines = rng.sample(_TABLE_LINES, rng.randint(0, 5)) if rng.random() < 0.7 else []
+        sections.append(f'[images."{name}"]\n' + "".join(f"{line}\n" for line in lines))
+    for n in range(rng.randint(0, 3)):
+        sections.append(f"[styles.s{n}]\n" + rng.choice(["q = 1\n", "prompt = 1\n", ""]))
+        sections.append(f"[atlases.a{n}]\n" + rng.choice(["q = 1\n", 'output = "a.png"\n', ""]))
+    rng.shuffle(sections)
+    top = "".join(f"top{n} = 1\n" for n in range(rng.randint(0, 2)))
+    return ("version = 1\n" if rng.random() < 0.9 else "") + top + "".join(sections)
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ManifestError) as raised:
+        parse(text, Path("images.toml"), "images.toml")
+    return [str(problem) for problem in raised.value.problems]
+
+
+def test_problems_past_the_bound_are_the_same_when_unknown_keys_are_left_unlisted(monkeypatch):
+    """Past MAX_PROBLEMS, unknown keys (and tables holding nothing else) past the first
+    problems are taken out before validating again: what is described, and the count of
+    the rest, are what validating all of it says."""
+    rng = random.Random(20261202)
+    cases = [_problem_laden(rng) for _ in range(300)]
+    for bound in (1, 3, 8):
+        monkeypatch.setattr(manifest_module, "MAX_PROBLEMS", bound)
+        pruned = [_problems(text) for text in cases]
+        monkeypatch.setattr(manifest_module._Pruning, "table", lambda self, model, data: data)
+        assert [_problems(text) for text in cases] == pruned
+        monkeypatch.undo()
