@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
 from nebula_build.cli.helptext import describe_all
+from nebula_build.cli.stray import process_stdout, stray_output_to
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -415,7 +416,7 @@ def main(
     argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """Run the CLI; returns the exit code instead of exiting."""
-    out = out or sys.stdout
+    out = out or process_stdout()
     err = err or sys.stderr
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return _main(argv, out, err)
@@ -441,12 +442,10 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         return ExitCode.ERROR if code == 2 else code
     ctx = Context(args, out, err)
     previous = _stops_as_sigint()
-    # What a plugin or a library prints (print(), from any thread) goes to stderr while
-    # the command runs: stdout carries its output alone (apply --json, plan --markdown),
-    # written through the stream ctx.out holds.
-    stray, sys.stdout = sys.stdout, err
     try:
-        return int(_command(args.run)(ctx))
+        # what a plugin or a library prints goes to stderr; ctx.out holds the real stdout
+        with stray_output_to(err):
+            return int(_command(args.run)(ctx))
     except KeyboardInterrupt:
         err.write("interrupted\n")
         return 130
@@ -466,7 +465,6 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
             _annotate(exc, ctx, out)
         return ExitCode.ERROR
     finally:
-        sys.stdout = stray
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
+import threading
 
 import pytest
 
@@ -62,3 +65,63 @@ def test_plan_json_stays_json_when_a_plugin_prints(chatty, run_cli):
     assert "listing models\n" in err
     code, out, err = run_cli("models", "--backend", "chatty")
     assert code == 0 and "listing models" not in out and "listing models\n" in err
+
+
+GATED = """
+import threading
+from nebula_build.plugin import Backend, hookimpl, nebula_models
+
+gates = {}  # a thread's name: (it is listing models, it may go on)
+
+class Gated(Backend):
+    name = "gated"
+
+    @classmethod
+    def models(cls, settings):
+        listing, go_on = gates[threading.current_thread().name]
+        listing.set()
+        assert go_on.wait(10)
+        print("listed by", threading.current_thread().name)
+        return nebula_models()
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Gated]
+"""
+
+
+def test_two_commands_at_once_give_stdout_back(install, project, monkeypatch):
+    """An embedder running two commands in threads: the first ends while the second
+    runs. What each plugin prints goes to a command's stderr, and stdout is the
+    process's again once both have ended."""
+    install("gated", GATED)
+    project({})
+    import importlib
+
+    from nebula_build.cli import main
+
+    gates = importlib.import_module("nebula_gated").gates
+    process_stdout = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", process_stdout)
+    streams = {name: (io.StringIO(), io.StringIO()) for name in ("first", "second")}
+    codes: dict[str, int] = {}
+
+    def command(name: str) -> None:
+        out, err = streams[name]
+        codes[name] = main(["models", "--backend", "gated"], out=out, err=err)
+
+    threads = {}
+    for name in ("first", "second"):  # the second starts while the first runs
+        gates[name] = (threading.Event(), threading.Event())
+        threads[name] = threading.Thread(target=command, args=(name,), name=name)
+        threads[name].start()
+        assert gates[name][0].wait(10)
+    for name in ("first", "second"):  # the first ends first
+        gates[name][1].set()
+        threads[name].join(10)
+    assert codes == {"first": 0, "second": 0}
+    assert sys.stdout is process_stdout
+    assert process_stdout.getvalue() == ""
+    said = "".join(err.getvalue() for _, err in streams.values())
+    assert "listed by first\n" in said and "listed by second\n" in said
+    assert all("FLUX" in out.getvalue() for out, _ in streams.values())
