@@ -120,12 +120,7 @@ class OpenBackends:
         except TimeoutError:
             if timeout is None:
                 raise
-            raise TransientBackendError(
-                f"no image from {spec.backend} within {timeout:g}s; raise "
-                f"[backends.{spec.backend}] timeout if generations take longer",
-                backend=spec.backend,
-                image=spec.name,
-            ) from None
+            raise _timed_out(plugin, spec, timeout) from None
         problem = _malformed(result) or _secret_recorded(result, secrets)
         if problem is not None:
             raise PluginError(
@@ -133,6 +128,21 @@ class OpenBackends:
                 "(a bug in that plugin: report it to its authors)"
             )
         return _shown_warnings(result, secrets.values())
+
+
+def _timed_out(plugin: BackendPlugin, spec: AssetSpec, timeout: float) -> TransientBackendError:
+    """A generation cancelled at its timeout; a paid backend's may have been billed (the
+    server's work goes on, its answer is lost), which the user must hear."""
+    name = spec.backend
+    billed = (
+        f": {name} bills its generations, so it may have billed this one" if plugin.paid else ""
+    )
+    return TransientBackendError(
+        f"no image from {name} within {timeout:g}s{billed}; raise [backends.{name}] timeout "
+        "if generations take longer",
+        backend=name,
+        image=spec.name,
+    )
 
 
 def _redacting(report: ActivityCallback, secrets: Collection[str]) -> ActivityCallback:

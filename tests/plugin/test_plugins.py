@@ -592,3 +592,15 @@ def test_a_plugin_edited_in_place_is_asked_again_not_answered_from_the_caches(
         code, out, err = run_cli(command)
         assert code == 1 and out == "", (command, out)
         assert "'edited/first'" in err and "edited/second" in err, err
+
+
+def test_a_paid_plugin_cut_off_by_its_timeout_says_it_may_have_billed(install, project, run_cli):
+    install("hang", HANGING.replace('name = "hang"', 'name = "hang"\n    paid = True'))
+    manifest = MINIMAL.replace('"preview"', '"hang"')
+    project({"images.toml": f"{manifest}[backends.hang]\ntimeout = 0.2\n"})
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 1, err
+    assert (
+        "a: no image from hang within 0.2s: hang bills its generations, so it may have "
+        "billed this one; raise [backends.hang] timeout if generations take longer\n" in err
+    )
