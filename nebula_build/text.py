@@ -61,6 +61,18 @@ def printable(text: str, limit: int | None = None) -> str:
     return line
 
 
+#: invisible characters that belong in words (joiners in emoji and Persian, the soft
+#: hyphen): not what `shows_as_it_is` refuses
+_IN_WORDS = str.maketrans("", "", "\u200c\u200d\u00ad")
+
+
+def shows_as_it_is(text: str) -> bool:
+    """Whether `text` is on a terminal what it is, as every image's name is: no escape
+    sequence, control, line break, bidirectional override or two spaces."""
+    plain = text.translate(_IN_WORDS)
+    return printable(plain) == plain
+
+
 def quoted(text: str, limit: int | None = None) -> str:
     """`text` in quotes as a message shows a value from a manifest: as written (a
     Windows path `C:\\site\\x.png` with the backslashes typed, not the doubled ones of

@@ -47,7 +47,7 @@ from nebula_build.state.guard import Guard, path_problem
 from nebula_build.state.locksplice import splice
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, STATE_DIR, Project
 from nebula_build.state.seal import sealed_from, sealer
-from nebula_build.text import made_with_problem, printable
+from nebula_build.text import made_with_problem, printable, shows_as_it_is
 from nebula_build.tomlparse import values_over, weight
 
 LOCK_VERSION = 1
@@ -262,7 +262,7 @@ class LockEntry:
     def from_dict(cls, name: str, data: object, *, where: str = "images.lock") -> LockEntry:
         """An entry read from a lock or a journal: untrusted, so every field is checked
         (a path that leaves the project is never acted on)."""
-        problem = _entry_problem(data)
+        problem = _name_problem(name) or _entry_problem(data)
         if problem is not None:
             raise LockfileError(
                 f"{where}: images.{_shown(name)}: {problem}; "
@@ -343,6 +343,16 @@ def _history_problem(history: object) -> str | None:
             problem = f"`draw_keys` must be a list of at most {MAX_CANDIDATES} sha256 keys"
         if problem is not None:
             return f"history: {problem}"
+    return None
+
+
+def _name_problem(name: str) -> str | None:
+    """What is wrong with an entry's name: nebula-build names every image so that a
+    terminal shows it as it is (it is printed in every plan)."""
+    if not name:
+        return "its name is empty, and no image is named so"
+    if not shows_as_it_is(name):
+        return "its name has what a terminal does not show as it is, and no image is named so"
     return None
 
 

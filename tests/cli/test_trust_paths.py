@@ -241,6 +241,35 @@ def test_a_crafted_journal_entry_is_refused(project, run_cli, victim):
     assert victim.read_text() == "precious"
 
 
+#: names no image has (a manifest's are letters, digits, - and _; a row's id shows as it
+#: is): a terminal's escape sequence, a line break, a right-to-left override
+NAMES_NO_IMAGE_HAS = ["\x1b[2J\x1b[31mred", "a\n::warning::b", "abc\u202egnp.exe"]
+
+
+@pytest.mark.parametrize("name", NAMES_NO_IMAGE_HAS, ids=["escape", "line-break", "override"])
+@pytest.mark.parametrize("where", ["lock", "journal"])
+def test_an_entry_named_as_no_image_is_is_refused(project, run_cli, where, name):
+    """A pull request's lock or journal named an entry with a terminal's escape sequence:
+    plan printed it to the terminal as it was (clearing the screen, colouring the rest)."""
+    root = project({"images.toml": manifest(A)})
+    assert run_cli("apply").code == 0
+    key = "ab" * 32
+    record = {"backend": "preview", "model": "m", "output": "out/b.png", "digest": key}
+    record |= {"generation_key": key, "output_key": key, "params": {}}
+    if where == "lock":
+        lock = root / "images.lock"
+        table = "".join(f"{k} = {json.dumps(v)}\n" for k, v in record.items() if k != "params")
+        lock.write_text(f"{lock.read_text()}\n[images.{json.dumps(name)}]\n{table}params = {{}}\n")
+    else:
+        line = {"op": "set", "image": name, "entry": record}
+        (root / ".nebula-build/journal").write_text(json.dumps(line) + "\n")
+    for command in ("plan", "status", "apply"):
+        code, out, err = run_cli(command)
+        assert code == 1 and out == "" and err.count("\n") == 1, (command, out, err)
+        assert "Traceback" not in err and err[:-1].isprintable(), err
+        assert "images." in err and "no image is named so" in err, err
+
+
 @pytest.mark.parametrize(
     "lock_text",
     [
