@@ -1180,8 +1180,28 @@ def _journal_ops(path: Path) -> Iterator[tuple[str, str, dict[str, Any] | None]]
             if read > MAX_JOURNAL_BYTES:  # it grew since fstat
                 raise _journal_refused(path, f"{read:,} bytes or more, {_journal_limit()}")
             op = _journal_op(line)
+            if op is not None and _SURROGATE_ESCAPE.search(line) and not _encodable(op):
+                raise _journal_refused(
+                    path,
+                    f"line {number:,} holds a lone surrogate (half of a UTF-16 pair), which no "
+                    "image's record holds",
+                )
             if op is not None:
                 yield op
+
+
+#: JSON's escape of half a UTF-16 pair: never in a line nebula-build writes, which holds
+#: its text as UTF-8, but a line that has one is looked at closer
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(op: tuple[str, str, dict[str, Any] | None]) -> bool:
+    """Whether every string in `op` can be written as UTF-8 (to the lock)."""
+    try:
+        json.dumps(op, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _journal_op(line: bytes) -> tuple[str, str, dict[str, Any] | None] | None:

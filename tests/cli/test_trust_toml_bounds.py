@@ -461,3 +461,24 @@ def test_a_journal_line_past_a_record_is_refused_before_it_is_parsed(project, ru
         "error: .nebula-build/journal: line 2 has more than 100 bytes, more than an image's "
         f"record ever holds; {JOURNAL_SAYS}"
     )
+
+
+def test_a_journal_line_holding_a_lone_surrogate_is_refused(project, run_cli):
+    """JSON may escape half of a UTF-16 pair (\\ud800), which UTF-8 cannot hold: folded
+    into the lock, it was a UnicodeEncodeError traceback on every command."""
+    digest = "ab" * 32
+    record = (
+        '{"backend": "preview", "model": "m", "output": "out/b.png", '
+        f'"digest": "{digest}", "generation_key": "{digest}", "output_key": "{digest}", '
+        '"params": {"prompt": "a \\ud800 b"}}'
+    )
+    journal = (
+        '{"op": "delete", "image": "c"}\n' + f'{{"op": "set", "image": "b", "entry": {record}}}\n'
+    )
+    project({"images.toml": PREVIEW + IMAGE, ".nebula-build/journal": journal})
+    for command in COMMANDS:
+        line = one_line_error(run_cli, command)
+        assert line == (
+            "error: .nebula-build/journal: line 2 holds a lone surrogate (half of a UTF-16 "
+            f"pair), which no image's record holds; {JOURNAL_SAYS}"
+        )
