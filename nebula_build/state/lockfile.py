@@ -163,6 +163,10 @@ class EarlierGeneration:
         return data
 
 
+#: what to do about an entry of a lock that fails its checks
+RESTORE_LOCK = "restore the lock from version control or delete the entry"
+
+
 @dataclass(frozen=True, slots=True)
 class LockEntry:
     """What the lock records for one image."""
@@ -259,15 +263,15 @@ class LockEntry:
         )
 
     @classmethod
-    def from_dict(cls, name: str, data: object, *, where: str = "images.lock") -> LockEntry:
+    def from_dict(
+        cls, name: str, data: object, *, where: str = "images.lock", fix: str = RESTORE_LOCK
+    ) -> LockEntry:
         """An entry read from a lock or a journal: untrusted, so every field is checked
-        (a path that leaves the project is never acted on)."""
+        (a path that leaves the project is never acted on). `fix` says what to do where
+        it fails."""
         problem = _name_problem(name) or _entry_problem(data)
         if problem is not None:
-            raise LockfileError(
-                f"{where}: images.{_shown(name)}: {problem}; "
-                "restore the lock from version control or delete the entry"
-            )
+            raise LockfileError(f"{where}: images.{_shown(name)}: {problem}; {fix}")
         assert isinstance(data, Mapping)
         return cls.from_checked(data)
 
@@ -663,7 +667,9 @@ def _entries_from(data: Mapping[str, Any], where: str) -> Entries:
     return {name: LockEntry.from_dict(name, entry, where=where) for name, entry in images.items()}
 
 
-def _check_own_files(project: Project, entries: Entries, where: str) -> Entries:
+def _check_own_files(
+    project: Project, entries: Entries, where: str, fix: str = RESTORE_LOCK
+) -> Entries:
     """Refuse entries that name the tool's own files: a crafted lock must never make
     apply delete or move the manifest or the lock."""
     own = {name.casefold() for name in project.own_files}
@@ -671,8 +677,7 @@ def _check_own_files(project: Project, entries: Entries, where: str) -> Entries:
         for path in entry.files():
             if "/" not in path and path.casefold() in own:
                 raise LockfileError(
-                    f"{where}: images.{_shown(name)}: {path!r} is the tool's own file; "
-                    "restore the lock from version control or delete the entry"
+                    f"{where}: images.{_shown(name)}: {path!r} is the tool's own file; {fix}"
                 )
     return entries
 
@@ -1220,12 +1225,23 @@ def _journal_limit() -> str:
     return f"more than a journal may have ({MAX_JOURNAL_BYTES:,} bytes)"
 
 
-def _journal_refused(path: Path, problem: str) -> LockfileError:
-    shown = "/".join(path.parts[path.parts.index(STATE_DIR) :]) if STATE_DIR in path.parts else path
-    return LockfileError(
-        f"{shown}: {problem}; it is what an interrupted apply left: remove it and re-run, "
-        "which loses only that run's record of the images it finished"
+#: what to do about a journal that fails its checks
+_REMOVE_JOURNAL = (
+    "it is what an interrupted apply left: remove it and re-run, which loses only that "
+    "run's record of the images it finished"
+)
+
+
+def _journal_shown(path: Path) -> str:
+    return (
+        "/".join(path.parts[path.parts.index(STATE_DIR) :])
+        if STATE_DIR in path.parts
+        else str(path)
     )
+
+
+def _journal_refused(path: Path, problem: str) -> LockfileError:
+    return LockfileError(f"{_journal_shown(path)}: {problem}; {_REMOVE_JOURNAL}")
 
 
 def replay(entries: Entries, journal: Path) -> bool:
@@ -1234,7 +1250,8 @@ def replay(entries: Entries, journal: Path) -> bool:
     for op, name, entry in _journal_ops(journal):
         found = True
         if op == "set" and entry is not None:
-            entries[name] = LockEntry.from_dict(name, entry, where="the journal")
+            where, fix = _journal_shown(journal), _REMOVE_JOURNAL
+            entries[name] = LockEntry.from_dict(name, entry, where=where, fix=fix)
         elif op == "delete":
             entries.pop(name, None)
     return found
@@ -1251,7 +1268,7 @@ def recover(project: Project) -> tuple[Entries, bool]:
     if not replay(entries, project.journal_path):
         project.journal_path.unlink(missing_ok=True)
         return entries, False
-    _check_own_files(project, entries, "the journal")
+    _check_own_files(project, entries, _journal_shown(project.journal_path), _REMOVE_JOURNAL)
     if merged(project) is not None:
         return entries, True
     write(project, entries)
@@ -1263,7 +1280,8 @@ def read_with_journal(project: Project) -> Entries:
     """The lock as it stands, including a live apply's journal, without writing."""
     entries = read(project)
     if replay(entries, project.journal_path):
-        _check_own_files(project, entries, "the journal")
+        journal = _journal_shown(project.journal_path)
+        _check_own_files(project, entries, journal, _REMOVE_JOURNAL)
     return entries
 
 

@@ -237,7 +237,7 @@ def test_a_crafted_journal_entry_is_refused(project, run_cli, victim):
     )
     (root / ".nebula-build/journal").write_text(entry)
     code, _, err = run_cli("apply")
-    assert code == 1 and "the journal: images.ghost" in err
+    assert code == 1 and ".nebula-build/journal: images.ghost" in err
     assert victim.read_text() == "precious"
 
 

@@ -482,3 +482,26 @@ def test_a_journal_line_holding_a_lone_surrogate_is_refused(project, run_cli):
             "error: .nebula-build/journal: line 2 holds a lone surrogate (half of a UTF-16 "
             f"pair), which no image's record holds; {JOURNAL_SAYS}"
         )
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        ("[1, 2]", "images.b: is not a table"),
+        (
+            '{"backend": "preview", "model": "m", "output": "images.toml", "digest": "DIGEST", '
+            '"generation_key": "DIGEST", "output_key": "DIGEST", "params": {}}',
+            "images.b: `output` images.toml is not an image file (.png, .webp, .jpg, .avif)",
+        ),
+    ],
+    ids=["not-a-table", "the-manifest"],
+)
+def test_a_journal_entry_that_fails_says_to_remove_the_journal(project, run_cli, record, problem):
+    """It said "the journal: …; restore the lock from version control or delete the
+    entry": the lock was fine, and the entry was in a file of JSON lines."""
+    record = record.replace("DIGEST", "ab" * 32)
+    journal = f'{{"op": "set", "image": "b", "entry": {record}}}\n'
+    project({"images.toml": PREVIEW + IMAGE, ".nebula-build/journal": journal})
+    for command in COMMANDS:
+        line = one_line_error(run_cli, command)
+        assert line == f"error: .nebula-build/journal: {problem}; {JOURNAL_SAYS}"
