@@ -368,31 +368,58 @@ _WRITING = (
 
 
 def _folders_in_the_way(actions: tuple[Action, ...], prepared: Prepared) -> tuple[Action, ...]:
-    """The actions, with each that would write a file where a folder is made a conflict
-    that --force does not resolve: apply would generate (and pay) for nothing. Only a
-    path the plan found no file at is looked at (a stat each)."""
+    """The actions, with each that would write a file where a folder is, or under a file
+    where a folder should be, made a conflict that --force does not resolve: apply would
+    generate (and pay) for nothing. Only a path the plan found no file at is looked at (a
+    stat each, and one for each of its folders not looked at yet)."""
     root = str(prepared.project.root)
+    folders: dict[str, str | None] = {"": None}
 
     def in_the_way(action: Action) -> str | None:
         if action.kind not in _WRITING or action.spec is None:
             return None
         found = dict(action.found)
         for path in action.spec.paths:
-            if found.get(path) is None and os.path.isdir(os.path.join(root, path)):  # noqa: PTH112, PTH118
-                return path
+            if found.get(path) is not None:
+                continue
+            if os.path.isdir(os.path.join(root, path)):  # noqa: PTH112, PTH118
+                return f"{path} is a folder"
+            if (blocking := _file_for_a_folder(root, path, folders)) is not None:
+                return blocking
         return None
 
     def checked(action: Action) -> Action:
-        folder = in_the_way(action)
-        if folder is None:
+        problem = in_the_way(action)
+        if problem is None:
             return action
         return Action(
             image=action.image,
             kind=ActionKind.CONFLICT,
-            reason=f"{folder} is a folder: remove it or give this image another output",
+            reason=f"{problem}: remove it or give this image another output",
             output=action.output,
             spec=action.spec,
             entry=action.entry,
         )
 
     return tuple(checked(action) for action in actions)
+
+
+def _file_for_a_folder(root: str, path: str, folders: dict[str, str | None]) -> str | None:
+    """What stands where a folder of `path` must be (`out` a file, for out/a.png), or None."""
+    found = _not_a_folder(root, os.path.dirname(path), folders)  # noqa: PTH120
+    return None if found is None else f"{found}, where {path} needs a folder"
+
+
+def _not_a_folder(root: str, folder: str, folders: dict[str, str | None]) -> str | None:
+    """'out is a file' where `folder` or a folder above it is something else than a
+    folder, else None; `folders` keeps what each folder looked at was found to be."""
+    if folder not in folders:
+        full = os.path.join(root, folder)  # noqa: PTH118
+        if os.path.isdir(full):  # noqa: PTH112
+            folders[folder] = None
+        elif os.path.lexists(full):
+            kind = "a file" if os.path.isfile(full) else "not a folder"  # noqa: PTH113
+            folders[folder] = f"{folder} is {kind}"
+        else:  # not made yet: what the folder above it is decides
+            folders[folder] = _not_a_folder(root, os.path.dirname(folder), folders)  # noqa: PTH120
+    return folders[folder]

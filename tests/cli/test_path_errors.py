@@ -171,3 +171,31 @@ def test_a_folder_at_an_output_is_a_conflict_before_anything_is_generated(
     assert f"a: {said}\n" in applied.err
     assert generation_log(log) == ["b"]
     assert (root / "out" / "a.png").is_dir() and (root / "out" / "b.png").is_file()
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
+def test_a_file_where_an_outputs_folder_goes_is_a_conflict_before_anything_is_generated(
+    project, run_cli, fake_site, tmp_path, force
+):
+    """A pull request commits a file `out` (or `out/sub`): planned `+ a create`, apply
+    generated (and a paid backend billed) the image, then failed with "out is not a
+    plain folder (a symbolic link or a file appeared there)"."""
+    log = tmp_path / "gen.log"
+    images = {
+        "a": {"prompt": "one", "output": "out/sub/a.png"},
+        "b": {"prompt": "two", "output": "b.png"},
+    }
+    root = project({"images.toml": fake_manifest(log, images), "out": "a file\n"})
+    planned = run_cli("plan", *force)
+    assert planned.code == 0, planned.err
+    said = (
+        "out is a file, where out/sub/a.png needs a folder: remove it or give this image "
+        "another output"
+    )
+    assert f"! a  conflict  out/sub/a.png\n      {said}\n" in planned.out
+    assert "--force" not in planned.out  # it cannot help
+    applied = run_cli("apply", *force)
+    assert applied.code == 1
+    assert f"a: {said}\n" in applied.err
+    assert generation_log(log) == ["b"]
+    assert (root / "out").read_text() == "a file\n"
