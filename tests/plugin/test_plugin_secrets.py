@@ -157,3 +157,60 @@ def test_a_short_secret_is_redacted_where_it_stands_alone_not_inside_every_word(
     assert "[images.fine]" in (root / "images.lock").read_text()
     shown = run_cli("inspect", "fine.png")
     assert shown.code == 0 and "made with: server v2" in shown.out
+
+
+CHATTY_WITH_A_LONG_SECRET = """
+import io, os
+from PIL import Image
+from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
+
+class Keyed(Backend):
+    name = "keyed"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    @classmethod
+    def secret_variables(cls, settings):
+        return ("KEYED_CREDENTIALS",)
+
+    async def generate(self, request):
+        for step in range(150):
+            request.on_activity(f"step {step}: " + "waiting for the queue " * 200)
+        buffer = io.BytesIO()
+        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
+        leak = os.environ["KEYED_CREDENTIALS"][1000:1040]
+        return GenerationResult(buffer.getvalue(), warnings=(f"slow answer for {leak}",))
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Keyed]
+"""
+
+
+def test_a_long_secret_costs_each_message_no_more_than_a_short_one(
+    install, project, run_cli, monkeypatch
+):
+    """A credentials file in a variable (30 KB) cost every message a plugin said 0.2 s
+    (each of its windows was looked for in the message): 150 progress lines, 30 s."""
+    import random
+    import string
+    import time
+
+    draw = random.Random(7)
+    credentials = "".join(draw.choice(string.ascii_letters) for _ in range(30_000))
+    monkeypatch.setenv("KEYED_CREDENTIALS", credentials)
+    install("keyed", CHATTY_WITH_A_LONG_SECRET)
+    project(
+        {
+            "images.toml": MANIFEST.split("[images.")[0].replace("studio", "keyed")
+            + ('[images.a]\nprompt = "a"\nwidth = 64\nheight = 64\noutput = "a.png"\n')
+        }
+    )
+    started = time.perf_counter()
+    code, _, err = run_cli("apply")
+    elapsed = time.perf_counter() - started
+    assert code == 0, err
+    assert "warning: a: slow answer for [redacted]\n" in err
+    assert elapsed < 10, elapsed
