@@ -58,6 +58,8 @@ class OpenBackends:
         self._plugins = dict(plugins)
         self._settings = dict(settings)
         self._opening = asyncio.Lock()
+        #: the last time each backend did not open within its timeout, by name
+        self._stuck: dict[str, TransientBackendError] = {}
         self.instances: dict[str, Backend] = {}
 
     async def __aenter__(self) -> OpenBackends:
@@ -93,13 +95,36 @@ class OpenBackends:
 
     async def get(self, name: str) -> Backend:
         if name not in self.instances:
+            stuck_before = self._stuck.get(name)
             async with self._opening:
+                stuck = self._stuck.get(name)
+                if name not in self.instances and stuck is not stuck_before and stuck:
+                    raise stuck  # it did not open while this image waited: nor would it now
                 if name not in self.instances:
                     plugin = self._plugins[name]
                     backend = plugin.create(self._settings[name], self.root)
                     with plugin.blame("opening", secrets=self._secrets(name).values()):
-                        self.instances[name] = await backend.__aenter__()
+                        self.instances[name] = await self._opened(plugin, backend)
         return self.instances[name]
+
+    async def _opened(self, plugin: BackendPlugin, backend: Backend) -> Backend:
+        """`backend` opened within its timeout, as a generation is: one that never opens
+        fails the image that asked, and the round asks it no more (it `halts`)."""
+        timeout = None if plugin.keeps_timeout else self._settings[plugin.name].timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await backend.__aenter__()
+        except TimeoutError:
+            if timeout is None:
+                raise
+            error = TransientBackendError(
+                f"{plugin.name} did not open within {timeout:g}s; raise "
+                f"[backends.{plugin.name}] timeout if opening it takes longer",
+                backend=plugin.name,
+            )
+            error.halts = True  # each image would wait as long again, one after another
+            self._stuck[plugin.name] = error
+            raise error from None
 
     async def generate(self, spec: AssetSpec, request: GenerationRequest) -> GenerationResult:
         """One generation, through the plugin's boundary: what the backend says (its

@@ -604,3 +604,56 @@ def test_a_paid_plugin_cut_off_by_its_timeout_says_it_may_have_billed(install, p
         "a: no image from hang within 0.2s: hang bills its generations, so it may have "
         "billed this one; raise [backends.hang] timeout if generations take longer\n" in err
     )
+
+
+HANGING_OPEN = """
+import asyncio, os
+from nebula_build.plugin import Backend, hookimpl, nebula_models
+
+class Stuck(Backend):
+    name = "stuck"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def __aenter__(self):
+        with open(os.environ["STUCK_LOG"], "a") as log:
+            log.write("opening\\n")
+        await asyncio.sleep(3600)
+        return self
+
+    async def generate(self, request):
+        raise AssertionError("never opened")
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Stuck]
+"""
+
+
+def test_a_plugin_that_never_opens_fails_after_its_timeout_setting(install, project, tmp_path):
+    """Its generate was bounded by the timeout, but opening it was not: apply hung."""
+    install("stuck", HANGING_OPEN)
+    manifest = MINIMAL.replace('"preview"', '"stuck"')
+    manifest += '[images.b]\nprompt = "b"\nwidth = 64\nheight = 64\noutput = "b.png"\n'
+    root = project({"images.toml": f"{manifest}[backends.stuck]\ntimeout = 0.5\n"})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site-stuck"), str(REPO)])}
+    env["STUCK_LOG"] = str(tmp_path / "opened.log")
+    done = subprocess.run(
+        [sys.executable, "-m", "nebula_build", "apply"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    said = (
+        "stuck did not open within 0.5s; raise [backends.stuck] timeout if opening it takes longer"
+    )
+    assert f"\n  a: {said}\n" in done.stderr and f"\n  b: {said}\n" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    # b waited for a's try, and was told its outcome: no second wait as long
+    assert (tmp_path / "opened.log").read_text() == "opening\n"
