@@ -865,6 +865,10 @@ def _renamed_rows(
             rows.setdefault((name.split("[", 1)[0], spec.row), spec)
             if name not in lock:
                 new.setdefault((name.split("[", 1)[0], spec.generation_key), name)
+    gone: dict[tuple[str, str | None], int] = {}  # (declaration, generation key) → images
+    for name in removed:
+        shared = (name.split("[", 1)[0], getattr(lock.get(name), "generation_key", None))
+        gone[shared] = gone.get(shared, 0) + 1
     reasons = {}
     for name in removed:
         base, _, inside = name.partition("[")
@@ -873,7 +877,9 @@ def _renamed_rows(
         inside = inside[:-1]
         entry = lock.get(name)
         key = getattr(entry, "generation_key", None)
-        if key is not None and (renamed := new.get((base, key))) is not None:
+        renamed = new.get((base, key)) if key is not None else None
+        # of two images gone with one generation, nothing says which took the new id
+        if renamed is not None and gone[base, key] == 1:
             reasons[name] = f"its image is now {renamed}: the same generation under another id"
             continue
         now = rows.get((base, inside))

@@ -1712,3 +1712,21 @@ def test_an_id_that_names_another_column_says_the_images_took_other_ids(project,
         "T-1.png",
         "T-2.png",
     ]
+
+
+def test_two_rows_gone_that_share_a_generation_are_not_both_said_to_be_a_new_one(project, run_cli):
+    """Rows a and b (one prompt, one seed) removed, row c added with that prompt: both
+    were deleted because "its image is now product[c]", which one of them at most is."""
+    manifest = (
+        'version = 1\n[defaults]\nbackend = "preview"\n'
+        'model = "black-forest-labs/FLUX.1-schnell"\nwidth = 64\nheight = 64\n'
+        '[images.product]\nrows = "data/p.csv"\nid = "sku"\nseed = 1\n'
+        'prompt = "{description}"\noutput = "out/{sku}.png"\n'
+    )
+    root = project({"images.toml": manifest, "data/p.csv": "sku,description\na,tea\nb,tea\n"})
+    assert run_cli("apply").code == 0
+    (root / "data/p.csv").write_text("sku,description\nc,tea\n")
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "is now product[c]" not in out
+    assert out.count("its row is gone from the data, or filtered out") == 2, out
