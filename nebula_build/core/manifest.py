@@ -39,7 +39,7 @@ from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 from nebula_build.state.conflicts import marker_on, opened_conflict
-from nebula_build.text import model_id_problem, printable
+from nebula_build.text import model_id_problem, shows_as_it_is
 from nebula_build.tomlparse import (
     TableHeaders,
     dotted_tables,
@@ -123,19 +123,6 @@ def has_control_characters(text: str) -> bool:
 UNSHOWN = (
     "has characters a terminal does not show as they are (invisible, a line break, two spaces)"
 )
-
-
-#: invisible characters that belong in words (joiners in emoji and Persian, the soft
-#: hyphen): not what `shows_as_it_is` refuses
-_IN_WORDS = str.maketrans("", "", "\u200c\u200d\u00ad")
-
-
-def shows_as_it_is(text: str) -> bool:
-    """Whether `text` is on a terminal what it is: an image's name must be, or no one
-    could type the name they see (`--target`, `pick`), and a name could hide a part
-    (a bidirectional override, a zero-width space, a line break, two spaces)."""
-    plain = text.translate(_IN_WORDS)
-    return printable(plain) == plain
 
 
 def shown(text: str, limit: int = 60) -> str:

@@ -41,7 +41,6 @@ from nebula_build.core.manifest import (
     RowsDecl,
     has_control_characters,
     shown,
-    shows_as_it_is,
 )
 from nebula_build.core.rowcolumns import Columns, columns_of, listed, no_column
 from nebula_build.core.rowhints import (
@@ -66,7 +65,7 @@ from nebula_build.core.table import (
 )
 from nebula_build.errors import UserError, did_you_mean
 from nebula_build.state import globs
-from nebula_build.text import plural, quoted
+from nebula_build.text import plural, quoted, shows_as_it_is
 
 #: bytes in one data file (a 100,000-row catalogue is a few MB)
 MAX_DATA_BYTES = 32 << 20
