@@ -194,3 +194,71 @@ def test_the_readme_command_table_names_every_option():
             if option not in ("-h", "--help") and f"`{option}" not in table.get(command, ""):
                 missing.append(f"{command} {option}")
     assert missing == []
+
+
+def _options_of_each_command() -> dict[str, set[str]]:
+    """Every option each command takes, the global ones (-C, -f) included."""
+    import argparse
+
+    from nebula_build.cli import build_parser
+
+    parser = build_parser()
+    global_options = {o for a in parser._actions for o in a.option_strings}
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = {}
+    for command, command_parser in sub.choices.items():
+        parsers = [command_parser]
+        for action in command_parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += action.choices.values()
+        taken = {o for p in parsers for a in p._actions for o in a.option_strings}
+        options[command] = global_options | taken
+    return options
+
+
+#: commands in the docs whose "options" are not nebula-build's: image names the
+#: README's completion notes type (`pick -d`), and Terraform's `plan -out`
+_NOT_OPTIONS = frozenset({"pick -d", "plan -d", "plan -out"})
+
+
+def _commands_shown(markdown: str) -> list[str]:
+    """Inline code spans, and the lines of shell blocks (comments and `$ ` cut off)."""
+    shown = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", markdown, flags=re.DOTALL))
+    for block in re.findall(r"```(?:sh|console)\n(.*?)```", markdown, flags=re.DOTALL):
+        shown += [line.removeprefix("$ ").split(" #")[0] for line in block.splitlines()]
+    return shown
+
+
+@pytest.mark.parametrize(
+    "page", [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))], ids=lambda p: p.name
+)
+def test_every_option_the_docs_give_a_command_exists(page):
+    """A command shown (`apply --locked`, `nebula-build -C x plan --out p`) takes each
+    option shown with it: a renamed or removed flag must not stay in the docs."""
+    options = _options_of_each_command()
+    commands = "|".join(options)
+    unknown = []
+    for code in _commands_shown(page.read_text(encoding="utf-8")):
+        for part in re.split(r"&&|\|\||;|\|", code):
+            shown = re.match(
+                rf"\s*(?:nebula-build(?:\s+-[Cf]\s+\S+)*\s+)?({commands})(\s.*)?$", part
+            )
+            if shown is None or part.strip() in _NOT_OPTIONS:
+                continue
+            rest = (shown[2] or "").split(" -- ")[0]
+            for option in re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", rest):
+                if option not in options[shown[1]]:
+                    unknown.append(f"{part.strip()}: {option}")
+    assert unknown == []
+
+
+def test_the_architecture_page_names_every_module_of_the_base():
+    """docs/architecture.md's picture lists the base (top-level modules), as the
+    layers contract in pyproject.toml does: a new one must be drawn too."""
+    modules = {p.name for p in (ROOT / "nebula_build").glob("*.py")} - {
+        "__init__.py",
+        "__main__.py",
+    }
+    picture = (ROOT / "docs/architecture.md").read_text(encoding="utf-8")
+    base = picture[picture.index("\nbase ") : picture.index("nothing of ours")]
+    assert set(re.findall(r"\w+\.py", base)) == modules
