@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from nebula_build.errors import UserError
@@ -29,14 +30,14 @@ prompt = "a lighthouse on a cliff at dusk, warm light, calm sea"
 seed = 42
 width = 1344
 height = 768
-output = "images/hero.png"
+output = "{images}/hero.png"
 
 [images.icon]
 prompt = "a paper crane, flat vector icon, pastel colors"
 seed = 7
 width = 512
 height = 512
-output = "images/icon.webp"
+output = "{images}/icon.webp"
 """
 
 
@@ -47,7 +48,8 @@ def init_project(manifest: Path, *, force: bool = False) -> list[str]:
         raise UserError(f"{manifest} already exists; pass --force to overwrite it")
     folder = manifest.parent
     folder.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(STARTER.format(lock=lock_name(manifest.name)), encoding="utf-8")
+    starter = STARTER.format(lock=lock_name(manifest.name), images=images_folder(manifest))
+    manifest.write_text(starter, encoding="utf-8")
     done = [f"wrote {manifest}"]
     gitignore = folder / ".gitignore"
     existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
@@ -56,6 +58,15 @@ def init_project(manifest: Path, *, force: bool = False) -> list[str]:
         gitignore.write_text(f"{existing}{separator}{STATE_DIR}/\n", encoding="utf-8")
         done.append(f"added {STATE_DIR}/ to {gitignore}")
     return done
+
+
+def images_folder(manifest: Path) -> str:
+    """Where the starter's images go: `images/`, or for a second manifest in the
+    folder (`-f other.toml`) `images/other/`, so that its first apply does not meet
+    the files images.toml's starter wrote."""
+    if manifest.name == MANIFEST_NAME:
+        return "images"
+    return f"images/{re.sub(r'[^A-Za-z0-9_-]', '-', manifest.stem) or 'other'}"
 
 
 def enclosing_manifest(folder: Path) -> Path | None:

@@ -314,6 +314,19 @@ def test_init_writes_the_manifest_that_f_names_beside_another(project, run_cli):
     assert code == 1 and err == "error: other.toml already exists; pass --force to overwrite it\n"
 
 
+def test_a_second_starter_beside_an_applied_one_builds_on_the_first_try(tmp_path, run_cli):
+    """`init`, apply, then `-f other.toml init` (the README's second manifest in the
+    folder): its images had the first one's outputs, so its first apply failed both
+    ("the file in the way is another manifest's")."""
+    assert run_cli("-C", str(tmp_path), "init").code == 0
+    assert run_cli("-C", str(tmp_path), "apply").code == 0
+    assert run_cli("-C", str(tmp_path), "-f", "other.toml", "init").code == 0
+    code, out, err = run_cli("-C", str(tmp_path), "-f", "other.toml", "apply")
+    assert code == 0, err
+    assert (tmp_path / "images/other/hero.png").is_file()
+    assert run_cli("-C", str(tmp_path), "plan", "--detailed-exitcode").code == 0
+
+
 def test_init_in_a_subfolder_of_a_project_says_it_starts_another_one(project, run_cli):
     root = project({"images.toml": SITE, "data/items.csv": "id\n"})
     code, out, err = run_cli("init", cwd=root / "data")
