@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
 from nebula_build.cli.helptext import describe_all
-from nebula_build.cli.stray import process_stdout, stray_output_to
+from nebula_build.cli.stray import command_stdout, held_stdout, stray_output_to
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -416,8 +416,12 @@ def main(
     argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """Run the CLI; returns the exit code instead of exiting."""
-    out = out or process_stdout()
-    err = err or sys.stderr
+    # on the process's stdout, what a subprocess writes to descriptor 1 goes to stderr
+    with command_stdout(out) as stdout:
+        return _main_on(argv, stdout, err or sys.stderr)
+
+
+def _main_on(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return _main(argv, out, err)
     # The runner obeys workflow commands in a step's output, whoever wrote them.
@@ -492,7 +496,7 @@ def _on_sighup(signum: int, frame: FrameType | None) -> None:
     """The terminal closed: what is printed to it from now on has nowhere to go, and
     must not fail the writes that finish on the way out."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    for fd in (1, 2):
+    for fd in (1, 2, *held_stdout()):
         with contextlib.suppress(OSError):
             if stat.S_ISCHR(os.fstat(fd).st_mode):  # a terminal: hung up, isatty says no
                 os.dup2(devnull, fd)

@@ -4,12 +4,19 @@ carries the command's own output alone (apply --json, plan --markdown).
 sys.stdout belongs to the whole process, and an embedder may run commands in
 several threads at once, which end in any order: one stand-in serves them all,
 and the process's stdout is given back when the last of them ends.
+
+Below Python, a subprocess or C code writes to file descriptor 1 itself: while a
+command writes its output to the process's stdout, descriptor 1 is pointed at
+stderr, and the command writes through a copy of the real one (`command_stdout`).
 """
 
 from __future__ import annotations
 
 import _thread
 import contextlib
+import dataclasses
+import io
+import os
 import sys
 from collections.abc import Iterator
 from typing import TextIO, cast
@@ -70,3 +77,96 @@ def process_stdout() -> TextIO:
     """The process's stdout, even while a command has print() write elsewhere."""
     stand_in = _stand_in
     return stand_in.stdout if stand_in is not None else sys.stdout
+
+
+@dataclasses.dataclass
+class _MovedStdout:
+    """The real stdout while descriptor 1 points at stderr: a copy of its descriptor, a
+    stream on it that stands in for the process's stdout (the commands' output, argparse's
+    --help), the stream it stands in for, and how many commands write through it."""
+
+    fd: int
+    stream: TextIO
+    original: TextIO
+    users: int = 1
+
+
+_moved: _MovedStdout | None = None
+
+
+@contextlib.contextmanager
+def command_stdout(out: TextIO | None) -> Iterator[TextIO]:
+    """The stream for a command's own output: `out` if given, else the process's stdout,
+    with descriptor 1 pointed at stderr until the last command writing there ends."""
+    global _moved  # noqa: PLW0603 - descriptor 1 is one per process, and so is this
+    if out is not None:
+        yield out
+        return
+    with _lock:
+        if _moved is not None:
+            _moved.users += 1
+        else:
+            _moved = _moved_stdout(process_stdout())
+            if _moved is not None:
+                _set_process_stdout(_moved.stream)
+        moved = _moved
+    if moved is None:  # not on descriptor 1 (an embedder's stream), or no stderr to point at
+        yield process_stdout()
+        return
+    try:
+        yield moved.stream
+    finally:
+        with _lock:
+            moved.users -= 1
+            if not moved.users:
+                _moved = None
+                _set_process_stdout(moved.original)
+                _put_back(moved)
+
+
+def _set_process_stdout(stream: TextIO) -> None:
+    """Make `stream` the process's stdout: sys.stdout, or what print() goes back to."""
+    if _stand_in is not None:
+        _stand_in.stdout = stream
+    else:
+        sys.stdout = stream
+
+
+def held_stdout() -> tuple[int, ...]:
+    """The descriptor of the real stdout while a command holds it, for the SIGHUP handler."""
+    moved = _moved
+    return () if moved is None else (moved.fd,)
+
+
+def _moved_stdout(stdout: TextIO) -> _MovedStdout | None:
+    """Point descriptor 1 at stderr, and give the real stdout a stream of its own."""
+    try:
+        if stdout.fileno() != 1:
+            return None
+        stdout.flush()
+        real = os.dup(1)
+    except (AttributeError, OSError, ValueError):  # no descriptor, closed, or io's own
+        return None
+    stream = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(real, "w")),  # closes `real` when closed
+        encoding=getattr(stdout, "encoding", None) or "utf-8",
+        errors=getattr(stdout, "errors", None) or "strict",
+        line_buffering=bool(getattr(stdout, "line_buffering", False)),
+    )
+    try:
+        os.dup2(2, 1)
+    except OSError:  # stderr closed: leave descriptor 1 alone
+        stream.close()
+        return None
+    return _MovedStdout(real, stream, stdout)
+
+
+def _put_back(moved: _MovedStdout) -> None:
+    """Descriptor 1 is stdout again. A reader gone (`| head`) loses what was unwritten,
+    as a closed pipe would have anyway, without a complaint at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        moved.stream.flush()
+    with contextlib.suppress(OSError):
+        os.dup2(moved.fd, 1)
+    with contextlib.suppress(OSError, ValueError):
+        moved.stream.close()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import sys
 import threading
 
 import pytest
+
+from tests.conftest import REPO, install_distribution
 
 CHATTY = """
 import asyncio, io, sys
@@ -125,3 +129,52 @@ def test_two_commands_at_once_give_stdout_back(install, project, monkeypatch):
     said = "".join(err.getvalue() for _, err in streams.values())
     assert "listed by first\n" in said and "listed by second\n" in said
     assert all("FLUX" in out.getvalue() for out, _ in streams.values())
+
+
+BELOW_PYTHON = """
+import io, os, subprocess
+from PIL import Image
+from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
+
+class Below(Backend):
+    name = "below"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        subprocess.run(["echo", "from a subprocess"], check=True)
+        os.write(1, b"from descriptor 1\\n")
+        buffer = io.BytesIO()
+        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
+        return GenerationResult(buffer.getvalue())
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Below]
+"""
+
+
+def test_apply_json_stays_json_when_a_subprocess_writes_to_descriptor_1(project, tmp_path):
+    """A subprocess, or C code, writes to descriptor 1 itself, not through sys.stdout:
+    only a real process shows where that lands."""
+    site = tmp_path / "site"
+    install_distribution(
+        site, "nebula-below", {"nebula_below": BELOW_PYTHON}, {"below": "nebula_below"}
+    )
+    root = project({"images.toml": MANIFEST.replace('"chatty"', '"below"')})
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "nebula_build", "apply", "--json"],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads(done.stdout)["results"]
+    assert result["status"] == "ok"
+    assert "from a subprocess\n" in done.stderr and "from descriptor 1\n" in done.stderr
