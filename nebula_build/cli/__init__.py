@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
 from nebula_build.cli.helptext import describe_all
-from nebula_build.cli.stray import command_stdout, held_stdout, stray_output_to
+from nebula_build.cli.stray import (
+    command_stdout,
+    held_stdout,
+    stray_output_to,
+    without_secrets,
+)
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -449,7 +454,18 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     try:
         # what a plugin or a library prints goes to stderr; ctx.out holds the real stdout
         with stray_output_to(err):
-            return int(_command(args.run)(ctx))
+            return _run(ctx)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(ctx: Context) -> int:
+    """The command, and its exit code; the error it ends with said (while the secrets
+    its backends named are known, to be taken out of a traceback)."""
+    args, out, err = ctx.args, ctx.out, ctx.err
+    try:
+        return int(_command(args.run)(ctx))
     except KeyboardInterrupt:
         err.write("interrupted\n")
         return 130
@@ -468,9 +484,6 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         elif os.environ.get("GITHUB_ACTIONS") == "true":
             _annotate(exc, ctx, out)
         return ExitCode.ERROR
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _stops_as_sigint() -> dict[int, Any]:
@@ -542,9 +555,20 @@ def _print_error(exc: Exception, err: TextIO) -> None:
         prefix = style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
         err.write(f"{prefix}{line}\n")
     if os.environ.get("NEBULA_BUILD_DEBUG"):
-        import traceback
+        _print_traceback(exc, err)
 
-        traceback.print_exception(exc, file=err)
+
+def _print_traceback(exc: Exception, err: TextIO) -> None:
+    """NEBULA_BUILD_DEBUG=1: the error's traceback, and that of each image a plugin's
+    bug failed (its message says this shows it), without the secrets backends named."""
+    import traceback
+
+    from nebula_build.errors import PluginError
+
+    failures = getattr(exc, "failures", None)
+    crashes = [e for e in (failures or {}).values() if isinstance(e, PluginError)]
+    for error in (exc, *crashes):
+        err.write(without_secrets("".join(traceback.format_exception(error))))
 
 
 def _print_json_error(exc: Exception, out: TextIO) -> None:

@@ -24,7 +24,7 @@ from typing import TextIO, cast
 
 class StrayOutput:
     """Stands in for sys.stdout while commands run: what is written to it goes to the
-    stderr of the command that started last."""
+    stderr of the command that started last, without the backends' secrets."""
 
     def __init__(self, stdout: TextIO) -> None:
         self.stdout = stdout
@@ -35,10 +35,12 @@ class StrayOutput:
         return self.errs[-1] if self.errs else self.stdout
 
     def write(self, text: str) -> int:
-        return self._target.write(text)
+        self._target.write(without_secrets(text))
+        return len(text)
 
     def writelines(self, lines: list[str]) -> None:
-        self._target.writelines(lines)
+        for line in lines:
+            self.write(line)
 
     def flush(self) -> None:
         self._target.flush()
@@ -47,30 +49,80 @@ class StrayOutput:
         return getattr(self._target, name)
 
 
+class StrayErrors:
+    """Stands in for sys.stderr while commands run: what a plugin writes there itself,
+    without the backends' secrets."""
+
+    def __init__(self, stderr: TextIO) -> None:
+        self.stderr = stderr
+
+    def write(self, text: str) -> int:
+        self.stderr.write(without_secrets(text))
+        return len(text)
+
+    def writelines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self.stderr.flush()
+
+    def __getattr__(self, name: str) -> object:  # isatty, fileno, encoding…
+        return getattr(self.stderr, name)
+
+
+def without_secrets(text: str) -> str:
+    """`text` without the value of any secret variable a backend has named (see
+    `declared_secrets`): none has where no backend was loaded."""
+    if not isinstance(text, str) or "nebula_build.plugin.manager" not in sys.modules:
+        return text  # and a no-op plan, which loads no backend, imports nothing for it
+    from nebula_build.plugin.manager import declared_secrets
+
+    secrets = declared_secrets()
+    if not secrets:
+        return text
+    from nebula_build.text import redact
+
+    return redact(text, sorted(secrets))
+
+
 _lock = _thread.allocate_lock()  # threading would cost a no-op plan a millisecond
 _stand_in: StrayOutput | None = None
+_errors: StrayErrors | None = None
 
 
 @contextlib.contextmanager
 def stray_output_to(err: TextIO) -> Iterator[None]:
-    """While the block runs, print() from any thread writes to `err`."""
-    global _stand_in  # noqa: PLW0603 - sys.stdout is one per process, and so is this
+    """While the block runs, print() from any thread writes to `err`, and what is written
+    to sys.stdout or sys.stderr is without the backends' secrets."""
+    global _stand_in, _errors  # noqa: PLW0603 - sys.stdout is one per process, and so is this
     with _lock:
         if _stand_in is None:
             _stand_in = StrayOutput(sys.stdout)
+            _errors = StrayErrors(sys.stderr)
         _stand_in.errs.append(err)
         sys.stdout = cast(TextIO, _stand_in)
+        sys.stderr = cast(TextIO, _errors)
     try:
         yield
     finally:
         with _lock:
-            stand_in = _stand_in
-            assert stand_in is not None
+            stand_in, errors = _stand_in, _errors
+            assert stand_in is not None and errors is not None
             mine = max(i for i, stream in enumerate(stand_in.errs) if stream is err)
             del stand_in.errs[mine]
             if not stand_in.errs:
-                sys.stdout = stand_in.stdout
-                _stand_in = None
+                sys.stdout, sys.stderr = stand_in.stdout, errors.stderr
+                _stand_in = _errors = None
+                _forget_secrets()
+
+
+def _forget_secrets() -> None:
+    """No command runs: the next one's backends name their own secrets."""
+    if "nebula_build.plugin.manager" in sys.modules:
+        from nebula_build.plugin.manager import forget_secrets
+
+        forget_secrets()
 
 
 def process_stdout() -> TextIO:

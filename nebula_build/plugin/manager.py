@@ -16,8 +16,9 @@ import inspect
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -220,7 +221,9 @@ class BackendPlugin:
                 "environment variable names"
             )
         found = {name: os.environ.get(name, "").strip() for name in names}
-        return {name: value for name, value in found.items() if len(value) >= MIN_SECRET}
+        secrets = {name: value for name, value in found.items() if len(value) >= MIN_SECRET}
+        _declare(secrets.values())
+        return secrets
 
     def parse_settings(self, raw: Mapping[str, Any]) -> BackendSettings:
         """Validated settings; a pydantic ValidationError passes through for the caller to
@@ -231,6 +234,8 @@ class BackendPlugin:
             settings = self.cls.parse_settings(raw)
         if not isinstance(settings, BackendSettings):
             raise PluginError(f"{self.source}: {self.name}.parse_settings must return settings")
+        with suppress(NebulaBuildError):  # its secrets, known before it says anything
+            self.secrets(settings)  # (one it cannot name is said where they are needed)
         return settings
 
     def models(self, settings: BackendSettings) -> Mapping[str, ModelSupport]:
@@ -328,6 +333,31 @@ class BackendPlugin:
     def create(self, settings: BackendSettings, root: Path) -> Backend:
         with self.blame("__init__", secrets=self.secrets(settings).values()):
             return self.cls(settings, root=root)
+
+
+#: the value of every secret variable a backend has named while commands run
+_declared: frozenset[str] = frozenset()
+_declaring = threading.Lock()
+
+
+def _declare(secrets: Iterable[str]) -> None:
+    global _declared  # noqa: PLW0603 - what plugins write to stderr is one per process too
+    with _declaring:
+        _declared = _declared.union(secrets)
+
+
+def declared_secrets() -> frozenset[str]:
+    """The value of every secret variable a backend has named (`BackendPlugin.secrets`)
+    since `forget_secrets`: what the CLI takes out of what plugins write to stdout and
+    stderr themselves, and out of the tracebacks NEBULA_BUILD_DEBUG=1 shows."""
+    return _declared
+
+
+def forget_secrets() -> None:
+    """No command runs any more: the next one names its own."""
+    global _declared  # noqa: PLW0603
+    with _declaring:
+        _declared = frozenset()
 
 
 def shown_safely(text: str, secrets: Collection[str]) -> str:

@@ -10,7 +10,7 @@ import pytest
 TOKEN = "sk-secret/123+456789"
 
 LEAKY = """
-import io, os
+import io, os, sys
 from urllib.parse import quote
 from PIL import Image
 from nebula_build.plugin import (
@@ -30,6 +30,8 @@ class Studio(Backend):
 
     @classmethod
     def models(cls, settings):
+        if os.environ.get("STUDIO_CHATTER"):
+            print(f"listing models for {token()}")
         return nebula_models()
 
     @classmethod
@@ -40,9 +42,14 @@ class Studio(Backend):
     def preflight(cls, settings, root):
         if os.environ.get("STUDIO_REFUSE"):
             raise CredentialsError(f"the server refused token {token()}")
+        if os.environ.get("STUDIO_PREFLIGHT_CRASH"):
+            raise RuntimeError(f"preflight saw {token()}")
 
     async def generate(self, request):
         said = request.prompt
+        if os.environ.get("STUDIO_CHATTER"):
+            print(f"printed {token()}")
+            sys.stderr.write(f"wrote {token()}\\n")
         if said == "crash":
             raise RuntimeError(f"server said 500 for token {token()}")
         if said == "url":
@@ -125,6 +132,37 @@ def test_a_plugins_preflight_error_is_said_without_its_token(studio, run_cli, mo
         "error: backend 'studio' from nebula-studio 0.1 cannot run here: "
         "the server refused token [redacted]\n"
     )
+    assert _leaks(studio, out, err) == []
+
+
+def test_what_a_plugin_prints_or_writes_to_stderr_itself_is_without_its_token(
+    studio, run_cli, monkeypatch, capsys
+):
+    """A plugin's own print() went to stderr as it was, and sys.stderr is its own to
+    write to: a token there reached the terminal and CI's log."""
+    monkeypatch.setenv("STUDIO_CHATTER", "1")
+    code, out, err = run_cli("plan")
+    assert code == 0 and "listing models for [redacted]\n" in err
+    code, out, err = run_cli("apply", "--json")
+    assert code == 1 and len(json.loads(out)["results"]) == len(IMAGES)
+    written = capsys.readouterr()
+    assert "printed [redacted]\n" in err and "wrote [redacted]\n" in written.err
+    assert _leaks(studio, out, err, written.out, written.err) == []
+
+
+def test_debug_tracebacks_show_a_plugins_crash_without_its_token(studio, run_cli, monkeypatch):
+    """NEBULA_BUILD_DEBUG=1 showed the plugin's exception as it was raised, token and all;
+    and an apply's failures, which say that it shows their traceback, showed none."""
+    monkeypatch.setenv("NEBULA_BUILD_DEBUG", "1")
+    code, out, err = run_cli("apply")
+    assert code == 1
+    assert 'raise RuntimeError(f"server said 500 for token {token()}")' in err
+    assert "RuntimeError: server said 500 for token [redacted]\n" in err
+    assert _leaks(studio, out, err) == []
+    monkeypatch.setenv("STUDIO_PREFLIGHT_CRASH", "1")
+    code, out, err = run_cli("apply", "--replace", "fine")
+    assert code == 1 and "RuntimeError: preflight saw [redacted]\n" in err
+    assert "Traceback (most recent call last)" in err
     assert _leaks(studio, out, err) == []
 
 
