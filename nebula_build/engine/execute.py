@@ -71,10 +71,22 @@ class OpenBackends:
                 stack.push_async_callback(self._close, name)
 
     async def _close(self, name: str) -> None:
+        """Close `name` within its timeout, as it was opened: one that never closes would
+        keep the run (and every later command's project lock) waiting for good."""
         backend = self.instances.pop(name)
         plugin = self._plugins[name]
-        with plugin.blame("closing", secrets=self._secrets(name).values()):
-            await backend.__aexit__(None, None, None)
+        timeout = None if plugin.keeps_timeout else self._settings[name].timeout
+        try:
+            async with asyncio.timeout(timeout):
+                with plugin.blame("closing", secrets=self._secrets(name).values()):
+                    await backend.__aexit__(None, None, None)
+        except TimeoutError:
+            if timeout is None:
+                raise
+            raise PluginError(
+                f"backend {name!r} from {plugin.source} did not close within {timeout:g}s; "
+                f"raise [backends.{name}] timeout if closing it takes longer"
+            ) from None
 
     def _secrets(self, name: str) -> dict[str, str]:
         """The values of the backend's secret variables: read at each call, a few lookups

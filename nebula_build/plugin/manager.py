@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pluggy
 
@@ -38,6 +38,8 @@ from nebula_build.plugin import hookspecs
 from nebula_build.plugin.backend import Backend, BackendSettings, OnDisk
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.text import made_with_problem, model_id_problem, printable, redact
+
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "nebula_build"
 #: a value shorter than this is no secret (a placeholder CI sets for a fork, "x", "1"):
@@ -240,7 +242,7 @@ class BackendPlugin:
 
     def models(self, settings: BackendSettings) -> Mapping[str, ModelSupport]:
         with self.blame("models"):
-            models = self.cls.models(settings)
+            models = self._bounded(settings, "list its models", lambda: self.cls.models(settings))
         if not isinstance(models, Mapping) or not all(
             isinstance(m, ModelSupport) for m in models.values()
         ):
@@ -296,7 +298,9 @@ class BackendPlugin:
         messages name what to set already)."""
         with self.blame("preflight", secrets=self.secrets(settings).values()):
             try:
-                self.cls.preflight(settings, root)
+                self._bounded(
+                    settings, "end its preflight", lambda: self.cls.preflight(settings, root)
+                )
             except BackendError as exc:
                 said = str(exc)
                 if not self.builtin and not said.lower().startswith(self.name.lower()):
@@ -307,6 +311,35 @@ class BackendPlugin:
     def watched_files(self, settings: BackendSettings, root: Path) -> list[Path]:
         with self.blame("watched_files"):
             return [Path(path) for path in self.cls.watched_files(settings, root)]
+
+    def _bounded(self, settings: BackendSettings, doing: str, call: Callable[[], T]) -> T:
+        """`call` into a plugin's blocking code, held to `[backends.NAME] timeout` as its
+        generations are: one that does not return by then is left to its thread (a daemon:
+        it keeps no process from exiting) and said in one line. A built-in, or a backend
+        that `keeps_timeout` itself, is called as it is."""
+        timeout = None if self.builtin or self.keeps_timeout else settings.timeout
+        if timeout is None:
+            return call()
+        ended: list[tuple[T | None, BaseException | None]] = []
+
+        def run() -> None:
+            try:
+                ended.append((call(), None))
+            except BaseException as exc:  # raised again in the caller's thread
+                ended.append((None, exc))
+
+        thread = threading.Thread(target=run, name=f"{self.name}: {doing}", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not ended:
+            raise PluginError(
+                f"backend {self.name!r} from {self.source} did not {doing} within "
+                f"{timeout:g}s; raise [backends.{self.name}] timeout if it takes longer"
+            )
+        value, error = ended[0]
+        if error is not None:
+            raise error
+        return cast(T, value)
 
     @property
     def keeps_timeout(self) -> bool:

@@ -72,20 +72,19 @@ def test_plan_json_stays_json_when_a_plugin_prints(chatty, run_cli):
 
 
 GATED = """
-import threading
 from nebula_build.plugin import Backend, hookimpl, nebula_models
 
-gates = {}  # a thread's name: (it is listing models, it may go on)
+gates = []  # per models() call, in the order they come: (its command, it is listing, go on)
 
 class Gated(Backend):
     name = "gated"
 
     @classmethod
     def models(cls, settings):
-        listing, go_on = gates[threading.current_thread().name]
+        command, listing, go_on = gates.pop(0)
         listing.set()
         assert go_on.wait(10)
-        print("listed by", threading.current_thread().name)
+        print("listed by", command)
         return nebula_models()
 
 @hookimpl
@@ -114,14 +113,15 @@ def test_two_commands_at_once_give_stdout_back(install, project, monkeypatch):
         out, err = streams[name]
         codes[name] = main(["models", "--backend", "gated"], out=out, err=err)
 
-    threads = {}
+    threads, events = {}, {}
     for name in ("first", "second"):  # the second starts while the first runs
-        gates[name] = (threading.Event(), threading.Event())
+        events[name] = (threading.Event(), threading.Event())
+        gates.append((name, *events[name]))
         threads[name] = threading.Thread(target=command, args=(name,), name=name)
         threads[name].start()
-        assert gates[name][0].wait(10)
+        assert events[name][0].wait(10)
     for name in ("first", "second"):  # the first ends first
-        gates[name][1].set()
+        events[name][1].set()
         threads[name].join(10)
     assert codes == {"first": 0, "second": 0}
     assert sys.stdout is process_stdout

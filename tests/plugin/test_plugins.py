@@ -657,3 +657,87 @@ def test_a_plugin_that_never_opens_fails_after_its_timeout_setting(install, proj
     assert "Traceback" not in done.stderr
     # b waited for a's try, and was told its outcome: no second wait as long
     assert (tmp_path / "opened.log").read_text() == "opening\n"
+
+
+SLOW_HOOKS = """
+import asyncio, io, threading
+from PIL import Image
+from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
+
+hangs = set()  # the hooks that hang, set by the test
+released = threading.Event()  # set by the test: a thread left hanging ends with it
+
+class Slow(Backend):
+    name = "slow"
+
+    @classmethod
+    def models(cls, settings):
+        if "models" in hangs:
+            released.wait(5)
+        return nebula_models()
+
+    @classmethod
+    def preflight(cls, settings, root):
+        if "preflight" in hangs:
+            released.wait(5)
+
+    async def __aexit__(self, *exc):
+        if "closing" in hangs:
+            await asyncio.sleep(5)
+
+    async def generate(self, request):
+        buffer = io.BytesIO()
+        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
+        return GenerationResult(buffer.getvalue())
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Slow]
+"""
+
+
+@pytest.mark.parametrize(
+    ("hook", "command", "said"),
+    [
+        (
+            "models",
+            "validate",
+            "did not list its models within 0.5s; raise [backends.slow] timeout if it takes longer",
+        ),
+        (
+            "preflight",
+            "apply",
+            "did not end its preflight within 0.5s; raise [backends.slow] "
+            "timeout if it takes longer",
+        ),
+        (
+            "closing",
+            "apply",
+            "did not close within 0.5s; raise [backends.slow] timeout if closing it takes longer",
+        ),
+    ],
+)
+def test_a_plugin_hook_that_never_returns_fails_after_its_timeout_setting(
+    hook, command, said, install, project, run_cli
+):
+    """Its generate and its opening were bounded by the timeout, but its models(), its
+    preflight and its closing were not: every command on the project hung."""
+    import importlib
+    import time
+
+    install("slow", SLOW_HOOKS)
+    manifest = MINIMAL.replace('"preview"', '"slow"')
+    root = project({"images.toml": f"{manifest}[backends.slow]\ntimeout = 0.5\n"})
+    plugin = importlib.import_module("nebula_slow")
+    plugin.hangs.add(hook)
+    started = time.perf_counter()
+    try:
+        code, _, err = run_cli(command)
+    finally:
+        plugin.released.set()
+    assert time.perf_counter() - started < 4
+    assert code == 1 and err.endswith(f"error: backend 'slow' from nebula-slow 0.1 {said}\n"), err
+    if hook == "closing":  # its image was made and recorded before
+        assert (root / "a.png").exists() and "[images.a]" in (root / "images.lock").read_text()
+    else:
+        assert not (root / "a.png").exists()
