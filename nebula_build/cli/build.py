@@ -31,7 +31,7 @@ def cmd_validate(ctx: Context) -> int:
     prepared = prepared_project(ctx)
     manifest, images = prepared.project.display_manifest, len(prepared.specs)
     # under --backend every image uses the one named: no backend's settings lie idle
-    warnings = [] if ctx.args.backend else _idle_conflicts(prepared)
+    warnings = [] if ctx.args.backend else _idle_conflicts(ctx, prepared)
     for warning in warnings:
         ctx.warn(warning)
     if ctx.args.json:
@@ -42,14 +42,13 @@ def cmd_validate(ctx: Context) -> int:
     return ExitCode.OK
 
 
-def _idle_conflicts(prepared: Prepared) -> list[str]:
+def _idle_conflicts(ctx: Context, prepared: Prepared) -> list[str]:
     """Conflicting options in the settings of backends no image uses, located. The
     `[backends]` tables come from the text outside the image tables where it can be
     cut safely (the spec cache spared the whole parse); else from the whole parse."""
     from nebula_build.core import chunks
     from nebula_build.core.manifest import load
     from nebula_build.core.resolve import idle_conflicts
-    from nebula_build.plugin.manager import load_registry
 
     project = prepared.project
     text = project.manifest_path.read_text(encoding="utf-8", errors="replace")
@@ -62,7 +61,7 @@ def _idle_conflicts(prepared: Prepared) -> list[str]:
     else:
         backends = rest.get("backends", {}) if isinstance(rest.get("backends"), dict) else {}
     used = {spec.backend for spec in prepared.specs.values()}
-    found = idle_conflicts(backends, load_registry(), used)
+    found = idle_conflicts(backends, ctx.registry(), used)
     if found and manifest is None:  # its problems say where they are written
         manifest = load(project.manifest_path, project.display_manifest)
     return [str(manifest.problem(loc, message)) for loc, message in found] if manifest else []
@@ -85,7 +84,6 @@ def cmd_plan(ctx: Context) -> int:
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock, prepare
     from nebula_build.engine.remotecache import configured
-    from nebula_build.plugin.manager import load_registry
     from nebula_build.ui.report import lock_merge_json, plan_json, plan_text, status_summary
     from nebula_build.ui.statuslines import status_rows
 
@@ -101,7 +99,7 @@ def cmd_plan(ctx: Context) -> int:
     root = str(project.root)
     first = [os.path.relpath(path, root) for path in (project.manifest_path, project.lock_path)]
     observed = noop.observe(root, first)  # before reading them
-    prepared = prepare(project, load_registry(), backend=args.backend)
+    prepared = prepare(project, ctx.registry(), backend=args.backend)
     observed |= noop.observe(root, noop.read_first(prepared))
     asked = noop.consulted(prepared.store)
     lock, merge = settled(prepared, current_lock(project, notice), notice)
@@ -356,14 +354,13 @@ def cmd_apply(ctx: Context) -> int:
 
     from nebula_build.cli import savedplan
     from nebula_build.engine.round import RoundOptions, apply_round
-    from nebula_build.plugin.manager import load_registry
     from nebula_build.state.projectlock import ProjectLock
 
     args = ctx.args
     saved = savedplan.requested(ctx)  # before any work: it can only refuse
     project = ctx.project()
     markdownfile.refuse_project_files(ctx, project)
-    registry = load_registry()
+    registry = ctx.registry()
     options = RoundOptions(
         backend=args.backend,
         targets=args.target,

@@ -11,6 +11,7 @@ from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
     from nebula_build.engine.prepare import Prepared
+    from nebula_build.plugin.manager import BackendRegistry
     from nebula_build.state.project import Project
 
 
@@ -28,6 +29,18 @@ class Context:
         self.args = args
         self.out = out
         self.err = err
+        self._registry: BackendRegistry | None = None
+
+    def registry(self) -> BackendRegistry:
+        """Every backend installed here, loaded once per command; an installed plugin
+        that cannot be loaded is a warning (an error only for a manifest that uses it)."""
+        if self._registry is None:
+            from nebula_build.plugin.manager import load_registry
+
+            self._registry = load_registry()
+            for broken in self._registry.broken.values():
+                self.warn(broken.warning)
+        return self._registry
 
     @property
     def start(self) -> str:
@@ -71,7 +84,6 @@ class Context:
 
 def prepared_project(ctx: Context, *, read_inputs: bool = False) -> Prepared:
     from nebula_build.engine.prepare import prepare
-    from nebula_build.plugin.manager import load_registry
 
     backend = getattr(ctx.args, "backend", None)
-    return prepare(ctx.project(), load_registry(), backend=backend, read_inputs=read_inputs)
+    return prepare(ctx.project(), ctx.registry(), backend=backend, read_inputs=read_inputs)

@@ -80,12 +80,11 @@ def _names_since_last_plan(ctx: Context) -> list[str] | None:
 
 
 def cmd_models(ctx: Context) -> int:
-    from nebula_build.plugin.manager import load_registry
     from nebula_build.ui.report import models_text
 
     if ctx.args.remote:
         return _remote_models(ctx)
-    registry = load_registry()
+    registry = ctx.registry()
     names = [ctx.args.backend] if ctx.args.backend else registry.names()
     declared = _project_backend_settings(ctx)
     tables = {}
@@ -126,10 +125,9 @@ def _remote_models(ctx: Context) -> int:
     """The provider's own model list, to find ids (Seedream's) and prices."""
     import asyncio
 
-    from nebula_build.plugin.manager import load_registry
     from nebula_build.text import printable
 
-    plugin = load_registry().get(ctx.args.backend or "nebula", where="--backend")
+    plugin = ctx.registry().get(ctx.args.backend or "nebula", where="--backend")
     try:
         settings = plugin.parse_settings(_project_backend_settings(ctx).get(plugin.name, {}))
     except ValueError as exc:

@@ -26,12 +26,11 @@ def cmd_watch(ctx: Context) -> int:
     import contextlib
 
     from nebula_build.live.watch import Watcher, filesystem_changes
-    from nebula_build.plugin.manager import load_registry
     from nebula_build.state.projectlock import ProjectLock
 
     args = ctx.args
     project = ctx.project()
-    registry = load_registry()
+    registry = ctx.registry()
     style = Style(wants_color(ctx.out))
     with contextlib.ExitStack() as stack:
         project_lock = stack.enter_context(

@@ -31,12 +31,11 @@ def cmd_pick(ctx: Context) -> int:
 
     from nebula_build.cli.build import ApplyListener, render_round
     from nebula_build.engine.picking import pick_draw
-    from nebula_build.plugin.manager import load_registry
     from nebula_build.state.projectlock import ProjectLock
 
     args = ctx.args
     project = ctx.project()
-    registry = load_registry()
+    registry = ctx.registry()
     step = 1 if args.next else -1 if args.prev else 0
     index, earlier = _which(args.index)
     if args.pin and earlier is None:

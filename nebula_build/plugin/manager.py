@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -69,11 +69,32 @@ class _Manager(pluggy.PluginManager):
         return opts
 
 
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """An installed plugin left out: its import, its hooks or its backends' registration
+    failed. Which backends it would provide cannot be known without them: its entry
+    point's `name` (by convention its backend's) is what a manifest would ask for."""
+
+    name: str
+    #: one line naming its distribution and what went wrong
+    problem: str
+
+    @property
+    def warning(self) -> str:
+        """What a command that does not use it says of it."""
+        return f"{self.problem}; its backends are left out until it is fixed or uninstalled"
+
+
 def make_plugin_manager(
-    *, load_entry_points: bool = True, extra_plugins: Iterable[object] = ()
+    *,
+    load_entry_points: bool = True,
+    extra_plugins: Iterable[object] = (),
+    broken: list[BrokenPlugin] | None = None,
 ) -> tuple[pluggy.PluginManager, dict[int, str]]:
     """The manager with the built-ins, installed plugins and `extra_plugins`, and the
-    distribution ("name version") of each plugin by id()."""
+    distribution ("name version") of each plugin by id(). An installed plugin that fails
+    to load or to register is added to `broken` and left out; without `broken` it is an
+    error."""
     pm = _Manager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     sources: dict[int, str] = {}
@@ -85,16 +106,34 @@ def make_plugin_manager(
         _register(pm, plugin, None, repr(plugin))
         sources[id(plugin)] = repr(plugin)
     if load_entry_points:
-        for plugin, source in _entry_point_plugins(pm):
+        for plugin, source in _entry_point_plugins(pm, broken):
             sources[id(plugin)] = source
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(_unknown_hook(exc, sources)) from None
+    _check_pending(pm, sources, broken)
     return pm, sources
 
 
-def _entry_point_plugins(pm: pluggy.PluginManager) -> Iterator[tuple[object, str]]:
+def _check_pending(
+    pm: pluggy.PluginManager, sources: Mapping[int, str], broken: list[BrokenPlugin] | None
+) -> None:
+    """Every `nebula_build_*` function is a hook: an installed plugin's misspelt one
+    leaves that plugin out (into `broken`), anyone else's is an error."""
+    while True:
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            problem = _unknown_hook(exc, sources)
+            name = pm.get_name(exc.plugin)
+            if broken is None or sources.get(id(exc.plugin)) == BUILTIN_SOURCE or name is None:
+                raise PluginError(problem) from None
+            pm.unregister(exc.plugin)
+            broken.append(BrokenPlugin(name, problem))
+        else:
+            return
+
+
+def _entry_point_plugins(
+    pm: pluggy.PluginManager, broken: list[BrokenPlugin] | None
+) -> Iterator[tuple[object, str]]:
     from importlib.metadata import entry_points
 
     loaded: dict[str, str] = {}  # entry point name: where it came from
@@ -113,9 +152,16 @@ def _entry_point_plugins(pm: pluggy.PluginManager) -> Iterator[tuple[object, str
         loaded[point.name] = where
         try:
             plugin = point.load()
+            _register(pm, plugin, point.name, where)
         except Exception as exc:  # its import failed: its error, said once, never ours
-            raise PluginError(f"{where} could not be loaded: {_said(exc)}") from exc
-        _register(pm, plugin, point.name, where)
+            problem = exc if isinstance(exc, PluginError) else None
+            said = str(problem) if problem else f"{where} could not be loaded: {_said(exc)}"
+            if broken is None:
+                raise (problem or PluginError(said)) from exc
+            if pm.has_plugin(point.name):  # registered in part: its other hooks go too
+                pm.unregister(name=point.name)
+            broken.append(BrokenPlugin(point.name, said))
+            continue
         yield plugin, source
 
 
@@ -448,15 +494,26 @@ def _well_formed(value: object) -> bool:
 
 @dataclass(frozen=True)
 class BackendRegistry:
-    """Every backend available here, by name."""
+    """Every backend available here, by name, and the installed plugins left out."""
 
     plugins: dict[str, BackendPlugin]
+    #: by entry point name
+    broken: dict[str, BrokenPlugin] = field(default_factory=dict)
 
     def get(self, name: str, where: str = "") -> BackendPlugin:
-        try:
-            return self.plugins[name]
-        except KeyError:
-            raise UnknownBackendError(name, list(self.plugins), where) from None
+        found = self.plugins.get(name)
+        if found is not None:
+            return found
+        prefix = f"{where}: " if where else ""
+        if name in self.broken:
+            raise PluginError(
+                f"{prefix}backend {name!r} cannot be used: {self.broken[name].problem}"
+            )
+        error = UnknownBackendError(name, list(self.plugins), where)
+        if self.broken:  # one of them may be the one asked for
+            left_out = ", ".join(sorted(self.broken))
+            error.args = (f"{error}; left out as broken: {left_out}",)
+        raise error
 
     def names(self) -> list[str]:
         return sorted(self.plugins)
@@ -474,27 +531,28 @@ class BackendRegistry:
         )
 
 
-def registry_from(pm: pluggy.PluginManager, sources: Mapping[int, str]) -> BackendRegistry:
-    """Collect every plugin's backends; duplicate or nameless ones are errors."""
+def registry_from(
+    pm: pluggy.PluginManager,
+    sources: Mapping[int, str],
+    *,
+    broken: Sequence[BrokenPlugin] | None = None,
+) -> BackendRegistry:
+    """Collect every plugin's backends; duplicate ones are errors. With `broken` (what
+    `make_plugin_manager` left out), an installed plugin whose backends cannot be
+    registered is left out too, and the registry says which were."""
     plugins: dict[str, BackendPlugin] = {}
+    left_out = {plugin.name: plugin for plugin in broken or ()}
     for impl in pm.hook.nebula_build_register_backends.get_hookimpls():
         source = sources.get(id(impl.plugin), impl.plugin_name)
         try:
-            provided = impl.function()
-        except Exception as exc:
-            raise PluginError(
-                f"{source}: nebula_build_register_backends failed: {_said(exc)}"
-            ) from exc
-        if not isinstance(provided, list | tuple):
-            raise PluginError(f"{source}: nebula_build_register_backends must return a list")
+            provided = _backend_classes(impl.function, source)
+        except PluginError as exc:
+            if broken is None or source == BUILTIN_SOURCE:
+                raise
+            left_out[impl.plugin_name] = BrokenPlugin(impl.plugin_name, str(exc))
+            continue
         for cls in provided:
-            if not (isinstance(cls, type) and issubclass(cls, Backend)):
-                raise PluginError(
-                    f"{source}: {cls!r} is not a nebula_build.plugin.Backend subclass"
-                )
-            name = getattr(cls, "name", None)
-            if not isinstance(name, str) or not name:
-                raise PluginError(f"{source}: backend {cls.__qualname__} has no name")
+            name = cls.name
             if name in plugins:
                 raise PluginError(
                     f"backend {name!r} is provided twice: by {plugins[name].source} and by "
@@ -502,7 +560,24 @@ def registry_from(pm: pluggy.PluginManager, sources: Mapping[int, str]) -> Backe
                 )
             code = () if source == BUILTIN_SOURCE else _code_files(impl.plugin, cls)
             plugins[name] = BackendPlugin(name, cls, source, code)
-    return BackendRegistry(plugins)
+    return BackendRegistry(plugins, left_out)
+
+
+def _backend_classes(register: Callable[[], object], source: str) -> list[type[Backend]]:
+    """What a plugin's nebula_build_register_backends returns, checked."""
+    try:
+        provided = register()
+    except Exception as exc:
+        raise PluginError(f"{source}: nebula_build_register_backends failed: {_said(exc)}") from exc
+    if not isinstance(provided, list | tuple):
+        raise PluginError(f"{source}: nebula_build_register_backends must return a list")
+    for cls in provided:
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise PluginError(f"{source}: {cls!r} is not a nebula_build.plugin.Backend subclass")
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{source}: backend {cls.__qualname__} has no name")
+    return list(provided)
 
 
 def _code_files(plugin: object, cls: type[Backend]) -> tuple[str, ...]:
@@ -534,8 +609,11 @@ def _file_signature(path: str) -> str:
 
 
 def load_registry(*, extra_plugins: Iterable[object] = ()) -> BackendRegistry:
-    """The registry of every backend available in this environment."""
-    return registry_from(*make_plugin_manager(extra_plugins=extra_plugins))
+    """The registry of every backend available in this environment; an installed plugin
+    that cannot be loaded is left out, and named in its `broken`."""
+    broken: list[BrokenPlugin] = []
+    pm, sources = make_plugin_manager(extra_plugins=extra_plugins, broken=broken)
+    return registry_from(pm, sources, broken=broken)
 
 
 def builtin_settings() -> dict[str, type[BackendSettings]]:

@@ -92,17 +92,31 @@ def test_two_distributions_with_one_entry_point_name_is_an_error_naming_both(
         sys.modules.pop(module, None)
 
 
-def test_a_broken_plugin_is_named(tmp_path, monkeypatch):
-    site = tmp_path / "broken-site"
-    install_distribution(
-        site,
-        "nebula-broken",
-        {"nebula_broken": "raise ImportError('oops')"},
-        {"broken": "nebula_broken"},
+def test_a_plugin_that_fails_to_import_is_left_out_and_named(install, project, run_cli):
+    """It stopped every command, even on a project that uses only preview. It is a
+    warning there, and an error only where its backend (its entry point's name) is used."""
+    install("broken", "import nebula_missing_dependency\n")
+    problem = (
+        "nebula-broken 0.1 (entry point broken = 'nebula_broken') could not be loaded: "
+        "ModuleNotFoundError: No module named 'nebula_missing_dependency'"
     )
-    monkeypatch.syspath_prepend(str(site))
-    with pytest.raises(PluginError, match="oops"):
-        load_registry()
+    warning = f"warning: {problem}; its backends are left out until it is fixed or uninstalled\n"
+    project({"images.toml": MINIMAL, "broken.toml": MINIMAL.replace('"preview"', '"broken"')})
+    for command in (["plan"], ["models"]):
+        code, out, err = run_cli(*command)
+        assert code == 0 and err == warning and out
+    code, out, err = run_cli("-f", "broken.toml", "validate")
+    assert code == 1 and out == ""
+    assert err == warning + (
+        f"error: broken.toml:3:1: defaults.backend: backend 'broken' cannot be used: {problem}\n"
+    )
+    code, _, err = run_cli("models", "--backend", "broken")
+    assert code == 1 and err.endswith(f"error: backend 'broken' cannot be used: {problem}\n")
+    code, _, err = run_cli("-f", "broken.toml", "validate", "--backend", "studio")
+    assert code == 1
+    assert err.endswith(
+        "unknown backend 'studio' (known: diffusers, nebula, preview); left out as broken: broken\n"
+    )
 
 
 MINIMAL = (
@@ -149,21 +163,29 @@ def nebula_build_register_backends():
 @pytest.mark.parametrize("source", [MISSPELT, UNMARKED], ids=["marked", "unmarked"])
 def test_a_misspelt_hook_is_one_line_naming_the_plugin(source, install, project, run_cli):
     install("typo", source)
-    project({"images.toml": MINIMAL})
-    code, out, err = run_cli("plan")
+    project({"images.toml": MINIMAL, "typo.toml": MINIMAL.replace('"preview"', '"typo"')})
+    problem = (
+        "nebula-typo 0.1: 'nebula_build_register_backend' is not a nebula-build hook; "
+        "did you mean 'nebula_build_register_backends'?"
+    )
+    code, out, err = run_cli("-f", "typo.toml", "plan")
     assert code == 1 and out == ""
-    assert err == (
-        "error: nebula-typo 0.1: 'nebula_build_register_backend' is not a nebula-build hook; "
-        "did you mean 'nebula_build_register_backends'?\n"
+    assert err.endswith(
+        f"error: typo.toml:3:1: defaults.backend: backend 'typo' cannot be used: {problem}\n"
+    )
+    code, out, err = run_cli("plan")  # a project that does not use it is told, and goes on
+    assert code == 0 and err == (
+        f"warning: {problem}; its backends are left out until it is fixed or uninstalled\n"
     )
 
 
 def test_a_hook_with_the_wrong_arguments_is_one_line_naming_the_plugin(install, project, run_cli):
     install("args", WRONG_ARGUMENTS)
-    project({"images.toml": MINIMAL})
+    project({"images.toml": MINIMAL.replace('"preview"', '"args"')})
     code, _, err = run_cli("validate")
-    assert code == 1 and err.count("\n") == 1
-    assert err.startswith("error: nebula-args 0.1 (entry point args = 'nebula_args'): ")
+    assert code == 1 and err.count("\n") == 2
+    said = "error: images.toml:3:1: defaults.backend: backend 'args' cannot be used: "
+    assert said + "nebula-args 0.1 (entry point args = 'nebula_args'): " in err
     assert "nebula_build_register_backends" in err and "config" in err
 
 
@@ -741,3 +763,18 @@ def test_a_plugin_hook_that_never_returns_fails_after_its_timeout_setting(
         assert (root / "a.png").exists() and "[images.a]" in (root / "images.lock").read_text()
     else:
         assert not (root / "a.png").exists()
+
+
+def test_a_plugin_whose_registration_fails_is_left_out_where_unused(install, project, run_cli):
+    install(
+        "fails",
+        "from nebula_build.plugin import hookimpl\n\n@hookimpl\n"
+        "def nebula_build_register_backends():\n    raise RuntimeError('no licence')\n",
+    )
+    project({"images.toml": MINIMAL})
+    code, out, err = run_cli("plan")
+    assert code == 0 and "+ a  create" in out
+    assert err == (
+        "warning: nebula-fails 0.1: nebula_build_register_backends failed: RuntimeError: "
+        "no licence; its backends are left out until it is fixed or uninstalled\n"
+    )
