@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import install_distribution
+from tests.conftest import REPO, install_distribution
+
+
+@pytest.fixture
+def sites() -> list[Path]:
+    """The folders of the plugins installed for this test."""
+    return []
 
 
 @pytest.fixture
 def install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sites: list[Path]
 ) -> Iterator[Callable[[str, str], None]]:
     """Installs a one-module plugin distribution named nebula-<name> for this test."""
     installed: list[str] = []
@@ -24,7 +33,65 @@ def install(
         install_distribution(site, f"nebula-{name}", {module: source}, {name: module})
         monkeypatch.syspath_prepend(str(site))
         installed.append(module)
+        sites.append(site)
 
     yield make
     for module in installed:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def cli_process(sites: list[Path]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Runs `python -m nebula_build ARGS` in the current folder, in a process of its own
+    that finds the plugins installed for this test; `environment` adds variables."""
+
+    def run(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+        path = os.pathsep.join([*map(str, sites), str(REPO)])
+        return subprocess.run(
+            [sys.executable, "-m", "nebula_build", *args],
+            env={**os.environ, "PYTHONPATH": path, **environment},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    return run
+
+
+def plugin_source(name: str, methods: str = "", *, preamble: str = "") -> str:
+    """The module of a one-backend plugin: a backend named `name` that lists nebula's
+    models and answers each request with a black PNG of the size asked for (`png`),
+    but where `methods` (its class body, as written under the class) say otherwise.
+    `preamble` is module code above the class: a helper, a value the test replaces."""
+    body = textwrap.indent(textwrap.dedent(methods).strip("\n"), "    ")
+    return f'''
+import asyncio, io, os, sys, threading
+from PIL import Image
+from nebula_build.plugin import (
+    Backend, CredentialsError, GenerationResult, ModelSupport, OnDisk, RequestRejectedError,
+    hookimpl, nebula_models,
+)
+
+def png(request, width=None, height=None):
+    buffer = io.BytesIO()
+    Image.new("RGB", (width or request.width, height or request.height)).save(buffer, "PNG")
+    return buffer.getvalue()
+{textwrap.dedent(preamble)}
+
+class Plugin(Backend):
+    name = "{name}"
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        return GenerationResult(png(request))
+
+{body}
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Plugin]
+'''

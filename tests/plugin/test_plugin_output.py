@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
 import threading
 
 import pytest
 
-from tests.conftest import REPO, install_distribution
+from tests.plugin.conftest import plugin_source
 
-CHATTY = """
-import asyncio, io, sys
-from PIL import Image
-from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
-
-def png(request):
-    print("painting", request.image_name, "in a thread")
-    buffer = io.BytesIO()
-    Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-class Chatty(Backend):
-    name = "chatty"
-
+CHATTY = plugin_source(
+    "chatty",
+    """
     @classmethod
     def models(cls, settings):
         print("listing models")
@@ -35,12 +22,14 @@ class Chatty(Backend):
     async def generate(self, request):
         print("generating", request.image_name)
         sys.stdout.write("raw write\\n")
-        return GenerationResult(await asyncio.to_thread(png, request))
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Chatty]
-"""
+        return GenerationResult(await asyncio.to_thread(painted, request))
+    """,
+    preamble="""
+    def painted(request):
+        print("painting", request.image_name, "in a thread")
+        return png(request)
+    """,
+)
 MANIFEST = (
     'version = 1\n[defaults]\nbackend = "chatty"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
     '[images.a]\nprompt = "x"\nwidth = 64\nheight = 64\noutput = "a.png"\n'
@@ -71,14 +60,9 @@ def test_plan_json_stays_json_when_a_plugin_prints(chatty, run_cli):
     assert code == 0 and "listing models" not in out and "listing models\n" in err
 
 
-GATED = """
-from nebula_build.plugin import Backend, hookimpl, nebula_models
-
-gates = []  # per models() call, in the order they come: (its command, it is listing, go on)
-
-class Gated(Backend):
-    name = "gated"
-
+GATED = plugin_source(
+    "gated",
+    """
     @classmethod
     def models(cls, settings):
         command, listing, go_on = gates.pop(0)
@@ -86,11 +70,11 @@ class Gated(Backend):
         assert go_on.wait(10)
         print("listed by", command)
         return nebula_models()
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Gated]
-"""
+    """,
+    preamble="""
+    gates = []  # per models() call, in the order they come: (its command, it is listing, go on)
+    """,
+)
 
 
 def test_two_commands_at_once_give_stdout_back(install, project, monkeypatch):
@@ -131,49 +115,28 @@ def test_two_commands_at_once_give_stdout_back(install, project, monkeypatch):
     assert all("FLUX" in out.getvalue() for out, _ in streams.values())
 
 
-BELOW_PYTHON = """
-import io, os, subprocess
-from PIL import Image
-from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
-
-class Below(Backend):
-    name = "below"
-
-    @classmethod
-    def models(cls, settings):
-        return nebula_models()
-
+BELOW_PYTHON = plugin_source(
+    "below",
+    """
     async def generate(self, request):
         subprocess.run(["echo", "from a subprocess"], check=True)
         os.write(1, b"from descriptor 1\\n")
-        buffer = io.BytesIO()
-        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
-        return GenerationResult(buffer.getvalue())
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Below]
-"""
+        return GenerationResult(png(request))
+    """,
+    preamble="""
+    import subprocess
+    """,
+)
 
 
-def test_apply_json_stays_json_when_a_subprocess_writes_to_descriptor_1(project, tmp_path):
+def test_apply_json_stays_json_when_a_subprocess_writes_to_descriptor_1(
+    install, project, cli_process
+):
     """A subprocess, or C code, writes to descriptor 1 itself, not through sys.stdout:
     only a real process shows where that lands."""
-    site = tmp_path / "site"
-    install_distribution(
-        site, "nebula-below", {"nebula_below": BELOW_PYTHON}, {"below": "nebula_below"}
-    )
-    root = project({"images.toml": MANIFEST.replace('"chatty"', '"below"')})
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
-    done = subprocess.run(
-        [sys.executable, "-m", "nebula_build", "apply", "--json"],
-        cwd=root,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    install("below", BELOW_PYTHON)
+    project({"images.toml": MANIFEST.replace('"chatty"', '"below"')})
+    done = cli_process("apply", "--json")
     assert done.returncode == 0, done.stderr
     (result,) = json.loads(done.stdout)["results"]
     assert result["status"] == "ok"

@@ -7,27 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugin.conftest import plugin_source
+
 TOKEN = "sk-secret/123+456789"
 
-LEAKY = """
-import io, os, sys
-from urllib.parse import quote
-from PIL import Image
-from nebula_build.plugin import (
-    Backend, CredentialsError, GenerationResult, RequestRejectedError, hookimpl, nebula_models,
-)
-
-def token():
-    return os.environ["STUDIO_TOKEN"]
-
-def png(request):
-    buffer = io.BytesIO()
-    Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-class Studio(Backend):
-    name = "studio"
-
+LEAKY = plugin_source(
+    "studio",
+    """
     @classmethod
     def models(cls, settings):
         if os.environ.get("STUDIO_CHATTER"):
@@ -61,11 +47,14 @@ class Studio(Backend):
         if said == "record":
             return GenerationResult(png(request), made_with={"token": token()})
         return GenerationResult(png(request), made_with={"server": "v2"})
+    """,
+    preamble="""
+    from urllib.parse import quote
 
-@hookimpl
-def nebula_build_register_backends():
-    return [Studio]
-"""
+    def token():
+        return os.environ["STUDIO_TOKEN"]
+    """,
+)
 
 IMAGES = ("crash", "url", "reject", "warn", "record", "fine")
 MANIFEST = (
@@ -197,18 +186,9 @@ def test_a_short_secret_is_redacted_where_it_stands_alone_not_inside_every_word(
     assert shown.code == 0 and "made with: server v2" in shown.out
 
 
-CHATTY_WITH_A_LONG_SECRET = """
-import io, os
-from PIL import Image
-from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
-
-class Keyed(Backend):
-    name = "keyed"
-
-    @classmethod
-    def models(cls, settings):
-        return nebula_models()
-
+CHATTY_WITH_A_LONG_SECRET = plugin_source(
+    "keyed",
+    """
     @classmethod
     def secret_variables(cls, settings):
         return ("KEYED_CREDENTIALS",)
@@ -216,15 +196,10 @@ class Keyed(Backend):
     async def generate(self, request):
         for step in range(150):
             request.on_activity(f"step {step}: " + "waiting for the queue " * 200)
-        buffer = io.BytesIO()
-        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
         leak = os.environ["KEYED_CREDENTIALS"][1000:1040]
-        return GenerationResult(buffer.getvalue(), warnings=(f"slow answer for {leak}",))
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Keyed]
-"""
+        return GenerationResult(png(request), warnings=(f"slow answer for {leak}",))
+    """,
+)
 
 
 def test_a_long_secret_costs_each_message_no_more_than_a_short_one(

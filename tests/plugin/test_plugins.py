@@ -14,23 +14,15 @@ from PIL import Image
 from nebula_build.errors import PluginError
 from nebula_build.plugin.manager import load_registry
 from tests.conftest import REPO, install_distribution
+from tests.plugin.conftest import plugin_source
 
-CLASH = """
-from nebula_build.plugin import Backend, hookimpl
-from nebula_build.plugin import nebula_models
-
-class Clash(Backend):
-    name = "preview"
-    @classmethod
-    def models(cls, settings):
-        return nebula_models()
+CLASH = plugin_source(
+    "preview",
+    """
     async def generate(self, request):
         raise NotImplementedError
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Clash]
-"""
+    """,
+)
 
 
 def test_third_party_backend_is_found_through_its_entry_point(fake_site, project, run_cli):
@@ -141,23 +133,13 @@ from nebula_build.plugin import hookimpl
 def nebula_build_register_backends(config):
     return []
 """
-CRASHING = """
-from nebula_build.plugin import Backend, hookimpl, nebula_models
-
-class Crash(Backend):
-    name = "crash"
-
-    @classmethod
-    def models(cls, settings):
-        return nebula_models()
-
+CRASHING = plugin_source(
+    "crash",
+    """
     async def generate(self, request):
         return 1 / 0
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Crash]
-"""
+    """,
+)
 
 
 @pytest.mark.parametrize("source", [MISSPELT, UNMARKED], ids=["marked", "unmarked"])
@@ -247,42 +229,25 @@ def test_the_plugin_guide_shows_the_example_as_it_is():
     assert f"```python\n{source}```" in guide
 
 
-ODD_RESULTS = """
-import io
-from PIL import Image
-from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
-
-def png():
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-class Odd(Backend):
-    name = "odd"
-
-    @classmethod
-    def models(cls, settings):
-        return nebula_models()
-
+ODD_RESULTS = plugin_source(
+    "odd",
+    """
     async def generate(self, request):
         if request.prompt == "seed":
-            return GenerationResult(png(), seed="forty-two")
+            return GenerationResult(png(request), seed="forty-two")
         if request.prompt == "memory":
-            return GenerationResult(png(), peak_memory="lots")
+            return GenerationResult(png(request), peak_memory="lots")
         if request.prompt == "negative memory":
-            return GenerationResult(png(), peak_memory=-1)
+            return GenerationResult(png(request), peak_memory=-1)
         if request.prompt == "nan":
-            return GenerationResult(png(), timings={"inference": float("nan")})
+            return GenerationResult(png(request), timings={"inference": float("nan")})
         if request.prompt == "inf":
-            return GenerationResult(png(), timings={"load": float("inf")})
+            return GenerationResult(png(request), timings={"load": float("inf")})
         if request.prompt == "negative time":
-            return GenerationResult(png(), timings={"inference": -0.5})
-        return GenerationResult(png(), warnings=(None,))
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Odd]
-"""
+            return GenerationResult(png(request), timings={"inference": -0.5})
+        return GenerationResult(png(request), warnings=(None,))
+    """,
+)
 
 
 @pytest.mark.parametrize(
@@ -334,36 +299,23 @@ def test_a_plugins_preflight_error_is_one_printable_line():
     assert str(caught.value) == "no key all images generated"
 
 
-ON_DISK = """
-import io, os
-from PIL import Image
-from nebula_build.plugin import Backend, GenerationResult, OnDisk, hookimpl, nebula_models
-
-def weights():
-    with open(os.environ["ON_DISK_FILE"]) as file:
-        text = file.read()
-    return 1 / 0 if text == "crash" else text
-
-class Local(Backend):
-    name = "local"
-
-    @classmethod
-    def models(cls, settings):
-        return nebula_models()
-
+ON_DISK = plugin_source(
+    "local",
+    """
     @classmethod
     def made_with_on_disk(cls, settings, model_id, root):
         return {"weights": OnDisk((os.environ["ON_DISK_FILE"],), weights, ("ON_DISK_FILE",))}
 
     async def generate(self, request):
-        buffer = io.BytesIO()
-        Image.new("RGB", (64, 64)).save(buffer, "PNG")
-        return GenerationResult(buffer.getvalue(), made_with={"weights": weights()})
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Local]
-"""
+        return GenerationResult(png(request, 64, 64), made_with={"weights": weights()})
+    """,
+    preamble="""
+    def weights():
+        with open(os.environ["ON_DISK_FILE"]) as file:
+            text = file.read()
+        return 1 / 0 if text == "crash" else text
+    """,
+)
 
 
 def test_a_plugins_weights_on_disk_are_noted_and_its_crash_is_named(
@@ -403,24 +355,15 @@ def test_a_plugins_weights_on_disk_are_noted_and_its_crash_is_named(
     )
 
 
-HOSTILE_MODELS = """
-from nebula_build.plugin import Backend, ModelSupport, hookimpl
-
-class Hostile(Backend):
-    name = "hostile"
-
+HOSTILE_MODELS = plugin_source(
+    "hostile",
+    """
     @classmethod
     def models(cls, settings):
         model = "::error::pwned\\n##[warning]x"
         return {model: ModelSupport(model, frozenset({"seed"}))}
-
-    async def generate(self, request):
-        raise NotImplementedError
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Hostile]
-"""
+    """,
+)
 
 
 @pytest.mark.parametrize("command", ["models", "validate"])
@@ -433,23 +376,14 @@ def test_a_plugins_model_id_is_checked_as_a_manifests_is(install, project, run_c
     assert "a model id is 1-200 letters" in err
 
 
-ODD_MODELS = """
-from nebula_build.plugin import Backend, ModelSupport, hookimpl
-
-class Odd(Backend):
-    name = "odd"
-
+ODD_MODELS = plugin_source(
+    "odd",
+    """
     @classmethod
     def models(cls, settings):
         return {"odd/model": ModelSupport("odd/model", ODD_PARAMS, size_multiple=ODD_STEP)}
-
-    async def generate(self, request):
-        raise NotImplementedError
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Odd]
-"""
+    """,
+)
 
 
 @pytest.mark.parametrize(
@@ -482,27 +416,13 @@ def test_a_plugins_model_declaration_is_checked_before_it_is_used(
     assert "Traceback" not in err
 
 
-OTHER_SIZE = """
-import io
-from PIL import Image
-from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
-
-class Sized(Backend):
-    name = "sized"
-
-    @classmethod
-    def models(cls, settings):
-        return nebula_models()
-
+OTHER_SIZE = plugin_source(
+    "sized",
+    """
     async def generate(self, request):
-        buffer = io.BytesIO()
-        Image.new("RGB", (request.width * 2, request.height // 2)).save(buffer, "PNG")
-        return GenerationResult(buffer.getvalue())
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Sized]
-"""
+        return GenerationResult(png(request, request.width * 2, request.height // 2))
+    """,
+)
 
 
 @pytest.mark.parametrize("more", [False, True], ids=["output", "draw"])
@@ -522,40 +442,20 @@ def test_a_plugins_image_of_another_size_is_said(more, install, project, run_cli
         assert image.size == (64, 64)
 
 
-HANGING = """
-import asyncio
-from nebula_build.plugin import Backend, hookimpl, nebula_models
-
-class Hang(Backend):
-    name = "hang"
-
-    @classmethod
-    def models(cls, settings):
-        return nebula_models()
-
+HANGING = plugin_source(
+    "hang",
+    """
     async def generate(self, request):
         await asyncio.sleep(3600)
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Hang]
-"""
+    """,
+)
 
 
-def test_a_plugin_that_never_answers_fails_after_its_timeout_setting(install, project, tmp_path):
+def test_a_plugin_that_never_answers_fails_after_its_timeout_setting(install, project, cli_process):
     install("hang", HANGING)
     manifest = MINIMAL.replace('"preview"', '"hang"')
     root = project({"images.toml": f"{manifest}[backends.hang]\ntimeout = 0.5\n"})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site-hang"), str(REPO)])}
-    done = subprocess.run(
-        [sys.executable, "-m", "nebula_build", "apply"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = cli_process("apply")
     assert done.returncode == 1, done.stderr
     assert (
         "a: no image from hang within 0.5s; raise [backends.hang] timeout if generations "
@@ -564,29 +464,17 @@ def test_a_plugin_that_never_answers_fails_after_its_timeout_setting(install, pr
     assert "Traceback" not in done.stderr and not (root / "a.png").exists()
 
 
-EDITED = """
-import io
-from PIL import Image
-from nebula_build.plugin import Backend, GenerationResult, ModelSupport, hookimpl
-
-MODEL = "edited/first"
-
-class Edited(Backend):
-    name = "edited"
-
+EDITED = plugin_source(
+    "edited",
+    """
     @classmethod
     def models(cls, settings):
         return {MODEL: ModelSupport(MODEL, frozenset())}
-
-    async def generate(self, request):
-        buffer = io.BytesIO()
-        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
-        return GenerationResult(buffer.getvalue())
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Edited]
-"""
+    """,
+    preamble="""
+    MODEL = "edited/first"
+    """,
+)
 
 
 def test_a_plugin_edited_in_place_is_asked_again_not_answered_from_the_caches(
@@ -628,17 +516,9 @@ def test_a_paid_plugin_cut_off_by_its_timeout_says_it_may_have_billed(install, p
     )
 
 
-HANGING_OPEN = """
-import asyncio, os
-from nebula_build.plugin import Backend, hookimpl, nebula_models
-
-class Stuck(Backend):
-    name = "stuck"
-
-    @classmethod
-    def models(cls, settings):
-        return nebula_models()
-
+HANGING_OPEN = plugin_source(
+    "stuck",
+    """
     async def __aenter__(self):
         with open(os.environ["STUCK_LOG"], "a") as log:
             log.write("opening\\n")
@@ -647,30 +527,19 @@ class Stuck(Backend):
 
     async def generate(self, request):
         raise AssertionError("never opened")
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Stuck]
-"""
+    """,
+)
 
 
-def test_a_plugin_that_never_opens_fails_after_its_timeout_setting(install, project, tmp_path):
+def test_a_plugin_that_never_opens_fails_after_its_timeout_setting(
+    install, project, tmp_path, cli_process
+):
     """Its generate was bounded by the timeout, but opening it was not: apply hung."""
     install("stuck", HANGING_OPEN)
     manifest = MINIMAL.replace('"preview"', '"stuck"')
     manifest += '[images.b]\nprompt = "b"\nwidth = 64\nheight = 64\noutput = "b.png"\n'
-    root = project({"images.toml": f"{manifest}[backends.stuck]\ntimeout = 0.5\n"})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site-stuck"), str(REPO)])}
-    env["STUCK_LOG"] = str(tmp_path / "opened.log")
-    done = subprocess.run(
-        [sys.executable, "-m", "nebula_build", "apply"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    project({"images.toml": f"{manifest}[backends.stuck]\ntimeout = 0.5\n"})
+    done = cli_process("apply", STUCK_LOG=str(tmp_path / "opened.log"))
     assert done.returncode == 1, done.stderr
     said = (
         "stuck did not open within 0.5s; raise [backends.stuck] timeout if opening it takes longer"
@@ -681,17 +550,9 @@ def test_a_plugin_that_never_opens_fails_after_its_timeout_setting(install, proj
     assert (tmp_path / "opened.log").read_text() == "opening\n"
 
 
-SLOW_HOOKS = """
-import asyncio, io, threading
-from PIL import Image
-from nebula_build.plugin import Backend, GenerationResult, hookimpl, nebula_models
-
-hangs = set()  # the hooks that hang, set by the test
-released = threading.Event()  # set by the test: a thread left hanging ends with it
-
-class Slow(Backend):
-    name = "slow"
-
+SLOW_HOOKS = plugin_source(
+    "slow",
+    """
     @classmethod
     def models(cls, settings):
         if "models" in hangs:
@@ -706,16 +567,12 @@ class Slow(Backend):
     async def __aexit__(self, *exc):
         if "closing" in hangs:
             await asyncio.sleep(5)
-
-    async def generate(self, request):
-        buffer = io.BytesIO()
-        Image.new("RGB", (request.width, request.height)).save(buffer, "PNG")
-        return GenerationResult(buffer.getvalue())
-
-@hookimpl
-def nebula_build_register_backends():
-    return [Slow]
-"""
+    """,
+    preamble="""
+    hangs = set()  # the hooks that hang, set by the test
+    released = threading.Event()  # set by the test: a thread left hanging ends with it
+    """,
+)
 
 
 @pytest.mark.parametrize(
