@@ -22,17 +22,13 @@ from collections.abc import Iterator
 from typing import TextIO, cast
 
 
-class StrayOutput:
-    """Stands in for sys.stdout while commands run: what is written to it goes to the
-    stderr of the command that started last, without the backends' secrets."""
-
-    def __init__(self, stdout: TextIO) -> None:
-        self.stdout = stdout
-        self.errs: list[TextIO] = []
+class _WithoutSecrets:
+    """A stand-in for a process stream: what is written to it goes to `_target` without
+    the backends' secrets, one write at a time."""
 
     @property
     def _target(self) -> TextIO:
-        return self.errs[-1] if self.errs else self.stdout
+        raise NotImplementedError
 
     def write(self, text: str) -> int:
         self._target.write(without_secrets(text))
@@ -49,26 +45,29 @@ class StrayOutput:
         return getattr(self._target, name)
 
 
-class StrayErrors:
-    """Stands in for sys.stderr while commands run: what a plugin writes there itself,
-    without the backends' secrets."""
+class StrayOutput(_WithoutSecrets):
+    """Stands in for sys.stdout while commands run: what is written to it goes to the
+    stderr of the command that started last."""
+
+    def __init__(self, stdout: TextIO) -> None:
+        self.stdout = stdout
+        self.errs: list[TextIO] = []
+
+    @property
+    def _target(self) -> TextIO:
+        return self.errs[-1] if self.errs else self.stdout
+
+
+class StrayErrors(_WithoutSecrets):
+    """Stands in for sys.stderr while commands run: it is what a plugin writes there
+    itself."""
 
     def __init__(self, stderr: TextIO) -> None:
         self.stderr = stderr
 
-    def write(self, text: str) -> int:
-        self.stderr.write(without_secrets(text))
-        return len(text)
-
-    def writelines(self, lines: list[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        self.stderr.flush()
-
-    def __getattr__(self, name: str) -> object:  # isatty, fileno, encoding…
-        return getattr(self.stderr, name)
+    @property
+    def _target(self) -> TextIO:
+        return self.stderr
 
 
 def without_secrets(text: str) -> str:
