@@ -198,11 +198,15 @@ def _moved_stdout(stdout: TextIO) -> _MovedStdout | None:
         real = os.dup(1)
     except (AttributeError, OSError, ValueError):  # no descriptor, closed, or io's own
         return None
+    raw = io.FileIO(real, "w")  # closes `real` when closed
+    # buffered as stdout is: `python -u` or PYTHONUNBUFFERED (CI's live log) writes at once
+    unbuffered = not isinstance(getattr(stdout, "buffer", None), io.BufferedWriter)
     stream = io.TextIOWrapper(
-        io.BufferedWriter(io.FileIO(real, "w")),  # closes `real` when closed
+        cast(io.BufferedWriter, raw) if unbuffered else io.BufferedWriter(raw),
         encoding=getattr(stdout, "encoding", None) or "utf-8",
         errors=getattr(stdout, "errors", None) or "strict",
         line_buffering=bool(getattr(stdout, "line_buffering", False)),
+        write_through=unbuffered or bool(getattr(stdout, "write_through", False)),
     )
     try:
         os.dup2(2, 1)

@@ -46,10 +46,9 @@ def cli_process(sites: list[Path]) -> Callable[..., subprocess.CompletedProcess[
     that finds the plugins installed for this test; `environment` adds variables."""
 
     def run(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
-        path = os.pathsep.join([*map(str, sites), str(REPO)])
         return subprocess.run(
             [sys.executable, "-m", "nebula_build", *args],
-            env={**os.environ, "PYTHONPATH": path, **environment},
+            env=process_environment(sites, **environment),
             capture_output=True,
             text=True,
             timeout=60,
@@ -57,6 +56,13 @@ def cli_process(sites: list[Path]) -> Callable[..., subprocess.CompletedProcess[
         )
 
     return run
+
+
+def process_environment(sites: list[Path], **environment: str) -> dict[str, str]:
+    """This process's environment, with `environment` added, for a process that finds
+    nebula-build and the plugins installed in `sites`."""
+    path = os.pathsep.join([*map(str, sites), str(REPO)])
+    return {**os.environ, "PYTHONPATH": path, **environment}
 
 
 def plugin_source(name: str, methods: str = "", *, preamble: str = "") -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import select
+import subprocess
 import sys
 import threading
 
 import pytest
 
-from tests.plugin.conftest import plugin_source
+from tests.plugin.conftest import plugin_source, process_environment
 
 CHATTY = plugin_source(
     "chatty",
@@ -141,3 +143,49 @@ def test_apply_json_stays_json_when_a_subprocess_writes_to_descriptor_1(
     (result,) = json.loads(done.stdout)["results"]
     assert result["status"] == "ok"
     assert "from a subprocess\n" in done.stderr and "from descriptor 1\n" in done.stderr
+
+
+WAITING = plugin_source(
+    "waiting",
+    """
+    async def generate(self, request):
+        for _ in range(200):  # until the test has read the plan: 20 s at most
+            if os.path.exists(os.environ["WAITING_GO"]):
+                break
+            await asyncio.sleep(0.1)
+        return GenerationResult(png(request))
+    """,
+)
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["PYTHONUNBUFFERED", "buffered"])
+def test_stdout_is_written_as_it_comes_where_python_is_unbuffered(
+    unbuffered, install, project, sites, tmp_path
+):
+    """Under PYTHONUNBUFFERED (CI's live log) the plan reaches stdout before the images
+    are generated, as it did when stdout was Python's own; buffered, it may wait."""
+    install("waiting", WAITING)
+    project({"images.toml": MANIFEST.replace('"chatty"', '"waiting"')})
+    go = tmp_path / "go"
+    environment = process_environment(sites, WAITING_GO=str(go))
+    environment.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        environment["PYTHONUNBUFFERED"] = unbuffered
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "apply"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        if unbuffered:  # the plugin waits 20 s for the test to have read the plan
+            assert select.select([process.stdout], [], [], 10)[0], "no plan while generating"
+            assert process.stdout.readline() == "nebula-build will perform these actions:\n"
+        go.touch()
+        assert process.wait(timeout=60) == 0
+    finally:
+        go.touch()
+        process.stdout.close()
+        if process.poll() is None:
+            process.kill()
