@@ -73,9 +73,9 @@ class StrayErrors(_WithoutSecrets):
 def without_secrets(text: str) -> str:
     """`text` without the value of any secret variable a backend has named (see
     `declared_secrets`): none has where no backend was loaded."""
-    if not isinstance(text, str) or "nebula_build.plugin.manager" not in sys.modules:
+    if not isinstance(text, str) or "nebula_build.plugin.redaction" not in sys.modules:
         return text  # and a no-op plan, which loads no backend, imports nothing for it
-    from nebula_build.plugin.manager import declared_secrets
+    from nebula_build.plugin.redaction import declared_secrets
 
     secrets = declared_secrets()
     if not secrets:
@@ -118,8 +118,8 @@ def stray_output_to(err: TextIO) -> Iterator[None]:
 
 def _forget_secrets() -> None:
     """No command runs: the next one's backends name their own secrets."""
-    if "nebula_build.plugin.manager" in sys.modules:
-        from nebula_build.plugin.manager import forget_secrets
+    if "nebula_build.plugin.redaction" in sys.modules:
+        from nebula_build.plugin.redaction import forget_secrets
 
         forget_secrets()
 

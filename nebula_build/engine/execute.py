@@ -25,7 +25,8 @@ from nebula_build.plugin.backend import (
     GenerationRequest,
     GenerationResult,
 )
-from nebula_build.plugin.manager import BackendPlugin, secret_in_record, shown_safely
+from nebula_build.plugin.manager import BackendPlugin
+from nebula_build.plugin.redaction import secret_in_record, shown_safely
 from nebula_build.state.lockfile import Entries, LockWriter
 from nebula_build.state.remote import Remote
 from nebula_build.text import made_with_problem, printable

@@ -37,14 +37,12 @@ from nebula_build.params import MAX_SIZE, OPTIONAL
 from nebula_build.plugin import hookspecs
 from nebula_build.plugin.backend import Backend, BackendSettings, OnDisk
 from nebula_build.plugin.catalog import ModelSupport
+from nebula_build.plugin.redaction import MIN_SECRET, declare, secret_in_record, shown_safely
 from nebula_build.text import made_with_problem, model_id_problem, printable, redact
 
 T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "nebula_build"
-#: a value shorter than this is no secret (a placeholder CI sets for a fork, "x", "1"):
-#: taken out of every message, it would garble them
-MIN_SECRET = 4
 #: The built-in plugins, loaded by name so that nothing else imports a backend module.
 BUILTIN_PLUGINS = (
     "nebula_build.backends.nebula",
@@ -52,8 +50,6 @@ BUILTIN_PLUGINS = (
     "nebula_build.backends.diffusers",
 )
 BUILTIN_SOURCE = "nebula-build (built in)"
-#: a plugin's message is cut to this many characters: one line, never a page
-_MESSAGE_LIMIT = 1000
 
 
 class _Manager(pluggy.PluginManager):
@@ -270,7 +266,7 @@ class BackendPlugin:
             )
         found = {name: os.environ.get(name, "").strip() for name in names}
         secrets = {name: value for name, value in found.items() if len(value) >= MIN_SECRET}
-        _declare(secrets.values())
+        declare(secrets.values())
         return secrets
 
     def parse_settings(self, raw: Mapping[str, Any]) -> BackendSettings:
@@ -412,52 +408,6 @@ class BackendPlugin:
     def create(self, settings: BackendSettings, root: Path) -> Backend:
         with self.blame("__init__", secrets=self.secrets(settings).values()):
             return self.cls(settings, root=root)
-
-
-#: the value of every secret variable a backend has named while commands run
-_declared: frozenset[str] = frozenset()
-_declaring = threading.Lock()
-
-
-def _declare(secrets: Iterable[str]) -> None:
-    global _declared  # noqa: PLW0603 - what plugins write to stderr is one per process too
-    with _declaring:
-        _declared = _declared.union(secrets)
-
-
-def declared_secrets() -> frozenset[str]:
-    """The value of every secret variable a backend has named (`BackendPlugin.secrets`)
-    since `forget_secrets`: what the CLI takes out of what plugins write to stdout and
-    stderr themselves, and out of the tracebacks NEBULA_BUILD_DEBUG=1 shows."""
-    return _declared
-
-
-def forget_secrets() -> None:
-    """No command runs any more: the next one names its own."""
-    global _declared  # noqa: PLW0603
-    with _declaring:
-        _declared = frozenset()
-
-
-def shown_safely(text: str, secrets: Collection[str]) -> str:
-    """A plugin's message as one printable line without its secrets: made printable
-    first (a control character inside a token would hide it), cut last (a token cut
-    short is still redacted whole)."""
-    if not secrets:
-        return printable(text, limit=_MESSAGE_LIMIT)
-    line = redact(printable(text, limit=_MESSAGE_LIMIT * 4), secrets)
-    return printable(line, limit=_MESSAGE_LIMIT)
-
-
-def secret_in_record(record: Mapping[str, str], secrets: Mapping[str, str]) -> str | None:
-    """What is wrong with a provenance record that holds a secret's value (it would be
-    written to images.lock and into every file), or None."""
-    for key, value in record.items():
-        for variable, secret in secrets.items():
-            if redact(key, [secret]) != key or redact(value, [secret]) != value:
-                shown = printable(redact(key, [secret]), limit=40)
-                return f"holds the value of {variable} in `{shown}`"
-    return None
 
 
 def _support_problem(model: str, support: ModelSupport) -> str | None:
