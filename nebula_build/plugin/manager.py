@@ -303,7 +303,13 @@ class BackendPlugin:
     def made_with(self, settings: BackendSettings, model_id: str) -> dict[str, str]:
         secrets = self.secrets(settings)
         with self.blame("made_with", secrets=secrets.values()):
-            record = dict(self.cls.made_with(settings, model_id))
+            record = dict(
+                self._bounded(
+                    settings,
+                    "say what made its images",
+                    lambda: self.cls.made_with(settings, model_id),
+                )
+            )
         problem = made_with_problem(record) or secret_in_record(record, secrets)
         if problem is not None:
             raise PluginError(f"{self.source}: {self.name}.made_with: the record {problem}")
@@ -315,7 +321,11 @@ class BackendPlugin:
         """What files outside the project decide; OSError passes through (a file that
         cannot be read: nothing is known)."""
         with self.blame("made_with_on_disk", expected=(OSError,)):
-            found = self.cls.made_with_on_disk(settings, model_id, root)
+            found = self._bounded(
+                settings,
+                "name the files its images depend on",
+                lambda: self.cls.made_with_on_disk(settings, model_id, root),
+            )
         if not isinstance(found, Mapping) or not all(
             isinstance(name, str) and _well_formed(value) for name, value in found.items()
         ):
@@ -352,7 +362,10 @@ class BackendPlugin:
 
     def watched_files(self, settings: BackendSettings, root: Path) -> list[Path]:
         with self.blame("watched_files"):
-            return [Path(path) for path in self.cls.watched_files(settings, root)]
+            files = self._bounded(
+                settings, "name its watched files", lambda: self.cls.watched_files(settings, root)
+            )
+            return [Path(path) for path in files]
 
     def _bounded(self, settings: BackendSettings, doing: str, call: Callable[[], T]) -> T:
         """`call` into a plugin's blocking code, held to `[backends.NAME] timeout` as its
@@ -395,7 +408,7 @@ class BackendPlugin:
 
     def prices(self, settings: BackendSettings) -> Mapping[str, Any]:
         with self.blame("prices"):
-            return self.cls.prices(settings)
+            return self._bounded(settings, "give its prices", lambda: self.cls.prices(settings))
 
     async def price_list(self, settings: BackendSettings) -> Mapping[str, Any]:
         with self.blame("price_list", secrets=self.secrets(settings).values()):

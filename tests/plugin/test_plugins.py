@@ -564,6 +564,15 @@ SLOW_HOOKS = plugin_source(
         if "preflight" in hangs:
             released.wait(5)
 
+    @classmethod
+    def made_with(cls, settings, model_id):
+        if "made_with" in hangs:
+            released.wait(5)
+        return {"server": "v1"}
+
+    async def generate(self, request):
+        return GenerationResult(png(request), made_with={"server": "v1"})
+
     async def __aexit__(self, *exc):
         if "closing" in hangs:
             await asyncio.sleep(5)
@@ -635,3 +644,27 @@ def test_a_plugin_whose_registration_fails_is_left_out_where_unused(install, pro
         "warning: nebula-fails 0.1: nebula_build_register_backends failed: RuntimeError: "
         "no licence; its backends are left out until it is fixed or uninstalled\n"
     )
+
+
+def test_a_plugins_made_with_that_never_returns_fails_the_plan_after_its_timeout(
+    install, project, run_cli
+):
+    """plan asks what made an image recorded in the lock: it hung there too."""
+    import importlib
+
+    install("slow", SLOW_HOOKS)
+    manifest = MINIMAL.replace('"preview"', '"slow"')
+    root = project({"images.toml": f"{manifest}[backends.slow]\ntimeout = 0.5\n"})
+    assert run_cli("apply").code == 0
+    with (root / "images.toml").open("a") as file:  # a plan to make, not "No changes"
+        file.write('[images.b]\nprompt = "b"\nwidth = 64\nheight = 64\noutput = "b.png"\n')
+    plugin = importlib.import_module("nebula_slow")
+    plugin.hangs.add("made_with")
+    try:
+        code, _, err = run_cli("plan")
+    finally:
+        plugin.released.set()
+    assert code == 1 and err.endswith(
+        "error: backend 'slow' from nebula-slow 0.1 did not say what made its images within "
+        "0.5s; raise [backends.slow] timeout if it takes longer\n"
+    ), err
