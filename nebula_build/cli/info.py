@@ -132,8 +132,7 @@ def _remote_models(ctx: Context) -> int:
         settings = plugin.parse_settings(_project_backend_settings(ctx).get(plugin.name, {}))
     except ValueError as exc:
         raise UserError(_settings_problem(ctx, plugin.name, exc)) from None
-    with plugin.blame("remote_models"):
-        rows = [dict(row) for row in asyncio.run(plugin.cls.remote_models(settings))]
+    rows = asyncio.run(plugin.remote_models(settings))
     if ctx.args.json:
         ctx.print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
         return ExitCode.OK

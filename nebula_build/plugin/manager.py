@@ -37,7 +37,13 @@ from nebula_build.params import MAX_SIZE, OPTIONAL
 from nebula_build.plugin import hookspecs
 from nebula_build.plugin.backend import Backend, BackendSettings, OnDisk
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.plugin.redaction import MIN_SECRET, declare, secret_in_record, shown_safely
+from nebula_build.plugin.redaction import (
+    MIN_SECRET,
+    declare,
+    declared_secrets,
+    secret_in_record,
+    shown_safely,
+)
 from nebula_build.text import made_with_problem, model_id_problem, printable, redact
 
 T = TypeVar("T")
@@ -227,9 +233,10 @@ class BackendPlugin:
     ) -> Iterator[None]:
         """Run plugin code: an exception that is not ours (nor `expected`) becomes one line
         naming the plugin's distribution. A built-in's stray exception is our bug and
-        stays one. `secrets` (see `secrets`) are taken out of whatever message it
-        raises."""
+        stays one. `secrets` (see `secrets`), and every secret declared so far, are taken
+        out of whatever message it raises."""
         ours: tuple[type[Exception], ...] = (NebulaBuildError, *expected)
+        secrets = declared_secrets().union(secrets)
         try:
             yield
         except ours as exc:
@@ -409,6 +416,23 @@ class BackendPlugin:
     def prices(self, settings: BackendSettings) -> Mapping[str, Any]:
         with self.blame("prices"):
             return self._bounded(settings, "give its prices", lambda: self.cls.prices(settings))
+
+    async def remote_models(self, settings: BackendSettings) -> list[dict[str, Any]]:
+        """What its service says it serves, within its timeout, as the other calls."""
+        import asyncio
+
+        timeout = None if self.keeps_timeout else settings.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                with self.blame("remote_models", secrets=self.secrets(settings).values()):
+                    return [dict(row) for row in await self.cls.remote_models(settings)]
+        except TimeoutError:
+            if timeout is None:
+                raise
+            raise PluginError(
+                f"backend {self.name!r} from {self.source} did not list its service's models "
+                f"within {timeout:g}s; raise [backends.{self.name}] timeout if it takes longer"
+            ) from None
 
     async def price_list(self, settings: BackendSettings) -> Mapping[str, Any]:
         with self.blame("price_list", secrets=self.secrets(settings).values()):

@@ -25,6 +25,10 @@ LEAKY = plugin_source(
         return ("STUDIO_TOKEN",)
 
     @classmethod
+    async def remote_models(cls, settings):
+        raise RuntimeError(f"GET https://studio.test/models?key={token()} said 500")
+
+    @classmethod
     def preflight(cls, settings, root):
         if os.environ.get("STUDIO_REFUSE"):
             raise CredentialsError(f"the server refused token {token()}")
@@ -152,6 +156,18 @@ def test_debug_tracebacks_show_a_plugins_crash_without_its_token(studio, run_cli
     code, out, err = run_cli("apply", "--replace", "fine")
     assert code == 1 and "RuntimeError: preflight saw [redacted]\n" in err
     assert "Traceback (most recent call last)" in err
+    assert _leaks(studio, out, err) == []
+
+
+def test_a_plugins_remote_model_list_fails_without_its_token(studio, run_cli):
+    """`models --remote` called the plugin outside the boundary that knows its secrets."""
+    code, out, err = run_cli("models", "--remote", "--backend", "studio")
+    assert code == 1 and out == ""
+    assert err == (
+        "error: backend 'studio' from nebula-studio 0.1 failed in remote_models: RuntimeError: "
+        "GET https://studio.test/models?key=[redacted] said 500 (a bug in that plugin: report "
+        "it to its authors; NEBULA_BUILD_DEBUG=1 shows the traceback)\n"
+    )
     assert _leaks(studio, out, err) == []
 
 

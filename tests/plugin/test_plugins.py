@@ -573,6 +573,12 @@ SLOW_HOOKS = plugin_source(
     async def generate(self, request):
         return GenerationResult(png(request), made_with={"server": "v1"})
 
+    @classmethod
+    async def remote_models(cls, settings):
+        if "remote_models" in hangs:
+            await asyncio.sleep(5)
+        return []
+
     async def __aexit__(self, *exc):
         if "closing" in hangs:
             await asyncio.sleep(5)
@@ -603,6 +609,12 @@ SLOW_HOOKS = plugin_source(
             "apply",
             "did not close within 0.5s; raise [backends.slow] timeout if closing it takes longer",
         ),
+        (
+            "remote_models",
+            "models --remote --backend slow",
+            "did not list its service's models within 0.5s; raise [backends.slow] timeout if "
+            "it takes longer",
+        ),
     ],
 )
 def test_a_plugin_hook_that_never_returns_fails_after_its_timeout_setting(
@@ -620,7 +632,7 @@ def test_a_plugin_hook_that_never_returns_fails_after_its_timeout_setting(
     plugin.hangs.add(hook)
     started = time.perf_counter()
     try:
-        code, _, err = run_cli(command)
+        code, _, err = run_cli(*command.split())
     finally:
         plugin.released.set()
     assert time.perf_counter() - started < 4
