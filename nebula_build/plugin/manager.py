@@ -236,7 +236,7 @@ class BackendPlugin:
         stays one. `secrets` (see `secrets`), and every secret declared so far, are taken
         out of whatever message it raises."""
         ours: tuple[type[Exception], ...] = (NebulaBuildError, *expected)
-        secrets = declared_secrets().union(secrets)
+        secrets = sorted(declared_secrets().union(secrets))  # one order: redact caches by it
         try:
             yield
         except ours as exc:
