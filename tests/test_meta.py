@@ -262,3 +262,28 @@ def test_the_architecture_page_names_every_module_of_the_base():
     picture = (ROOT / "docs/architecture.md").read_text(encoding="utf-8")
     base = picture[picture.index("\nbase ") : picture.index("nothing of ours")]
     assert set(re.findall(r"\w+\.py", base)) == modules
+
+
+def _bench_runs_shown(markdown: str) -> list[tuple[str, str]]:
+    """Each `bench/x.py --flag …` (or `x.py --flag`) the page shows: the script and
+    what follows its name in that code span or shell line."""
+    runs = []
+    for code in _commands_shown(markdown):
+        runs += re.findall(r"(?<![\w/-])(?:bench/)?(\w+)\.py((?:\s+[^\s`]+)*)", code)
+    return [(script, rest) for script, rest in runs if (ROOT / "bench" / f"{script}.py").exists()]
+
+
+@pytest.mark.parametrize(
+    "page", [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))], ids=lambda p: p.name
+)
+def test_every_option_the_docs_give_a_benchmark_exists(page):
+    """`python bench/scale.py --100k`, `watch_latency.py --images 10000`: a benchmark's
+    option the docs show is one its parser declares (in the script or bench/_common.py)."""
+    common = (ROOT / "bench/_common.py").read_text(encoding="utf-8")
+    unknown = []
+    for script, rest in _bench_runs_shown(page.read_text(encoding="utf-8")):
+        source = (ROOT / "bench" / f"{script}.py").read_text(encoding="utf-8") + common
+        for option in re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", rest):
+            if f'"{option}"' not in source:
+                unknown.append(f"{script}.py {option}")
+    assert unknown == []
