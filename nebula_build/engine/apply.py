@@ -22,6 +22,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from nebula_build.core.plan import Action, ActionKind, Plan
@@ -42,7 +43,7 @@ from nebula_build.errors import (
     SupersededError,
     UserError,
 )
-from nebula_build.fsutil import sha256_bytes
+from nebula_build.fsutil import read_regular, sha256_bytes
 from nebula_build.outputs.encode import encoding_for, render_checked
 from nebula_build.outputs.keying import check_original
 from nebula_build.params import PARAMS
@@ -59,6 +60,8 @@ from nebula_build.text import made_by_stand_in, shell_operands
 
 GenerateFn = Callable[[AssetSpec, GenerationRequest], Awaitable[GenerationResult]]
 _IO_CONCURRENCY = 8
+#: the largest backed-up file a move of the same run takes its bytes from
+_MAX_MOVED_COPY = 1 << 30
 #: images in flight per slot of the backends and the file writers: enough that none of
 #: them waits for work, few enough that memory does not grow with the plan
 _IN_FLIGHT_PER_SLOT = 4
@@ -209,6 +212,10 @@ class Applier:
             _MIN_IN_FLIGHT, _IN_FLIGHT_PER_SLOT * (sum(limits.values()) + _IO_CONCURRENCY)
         )
         self._io = asyncio.Semaphore(_IO_CONCURRENCY)
+        #: moves run one at a time: one may take the file another moves over
+        self._moving = asyncio.Lock()
+        #: path → this run's backup copy of what was there
+        self._backups: dict[str, Path] = {}
         self._halted: dict[str, BackendError] = {}
         #: the plan's images not finished yet, started or not
         self._pending: dict[str, Action] = {}
@@ -398,7 +405,7 @@ class Applier:
             await self._record(spec, main, seed, variants, made_with or None)
             return
         if kind is ActionKind.MOVE and action.entry is not None:
-            async with self._io:
+            async with self._io, self._moving:
                 self.progress.started(action)
                 moved = await asyncio.to_thread(self._move, action)
             if moved:
@@ -650,7 +657,10 @@ class Applier:
             raise StateWriteError(f"could not write {relative}: {exc.strerror or exc}") from None
 
     def _backup(self, relative: str) -> None:
+        made = len(self.guard.backups)
         self.guard.backup(relative, self.project.backup_dir)
+        if len(self.guard.backups) > made:
+            self._backups[relative] = self.guard.backups[-1]
 
     def _persist(
         self, action: Action, spec: AssetSpec, original: GenerationResult, generated: bool
@@ -810,24 +820,47 @@ class Applier:
 
     def _move(self, action: Action) -> bool:
         """Rename the old file into place if it is ours and unchanged; copy it where the
-        plan could not tell it is ours (`keep_file`): that file stays."""
+        plan could not tell it is ours (`keep_file`): that file stays. The file moved
+        over is backed up first where the plan says so (`--force`); an old file another
+        move of this run went over is copied from that backup (two images swapping
+        outputs)."""
         assert action.old_output and action.output and action.entry and action.spec
         digest = action.entry.digest
+        check = functools.partial(self._check_unchanged, action, action.spec, action.output)
         if self.files.digest(action.old_output) != digest:
-            return False
+            kept = self._backed_up_copy(action.old_output, digest)
+            if kept is None:
+                return False
+            self._replace_with(action, kept, check)
+            return True
         if action.keep_file:
             data = self.guard.read(action.old_output, what="file to copy")
             if sha256_bytes(data) != digest:  # changed since it was hashed
                 return False
-            check = functools.partial(self._check_unchanged, action, action.spec, action.output)
-            self._write(action.output, data, check)
-            self.files.record(action.output, digest=digest)
+            self._replace_with(action, data, check)
             return True
-        self._check_unchanged(action, action.spec, action.output)
+        check()
+        if action.backup:
+            self._backup(action.output)
         self.guard.move(action.old_output, action.output)
         self.files.forget(action.old_output)
         self.guard.prune_empty(action.old_output.rpartition("/")[0])
         return True
+
+    def _replace_with(self, action: Action, data: bytes, check: Callable[[], None]) -> None:
+        """Write a moved output's bytes at its new path, backing up what is there first
+        where the plan says so."""
+        assert action.output and action.entry
+        if action.backup:
+            self._backup(action.output)
+        self._write(action.output, data, check)
+        self.files.record(action.output, digest=action.entry.digest)
+
+    def _backed_up_copy(self, relative: str, digest: str) -> bytes | None:
+        """The bytes of `relative` as this run backed them up, if they are `digest`."""
+        copy = self._backups.get(relative)
+        data = None if copy is None else read_regular(copy, limit=_MAX_MOVED_COPY)
+        return data if data is not None and sha256_bytes(data) == digest else None
 
     def _remove_planned(self, action: Action) -> None:
         """Remove the files the plan said this image no longer writes (`removes`): never

@@ -4,6 +4,8 @@ the tool's to replace, not a hand edit; bytes it never wrote there still are one
 
 from __future__ import annotations
 
+import shutil
+
 from tests.cli.test_cli_flow import SITE, digests
 
 HERO = "a flying cat over a neon city at dusk"
@@ -122,6 +124,45 @@ def test_two_images_swapping_outputs_lose_neither_file(project, run_cli):
     assert "the file in the way is card's output: move one image at a time" in out
     assert run_cli("apply").code == 1
     assert digests(root) == before
+
+
+TWO = """\
+version = 1
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+[images.a]
+prompt = "a red apple"
+output = "a.png"
+[images.b]
+prompt = "a blue bird"
+output = "b.png"
+"""
+
+
+def test_two_images_swapping_outputs_under_force_keep_both_files_without_a_cache(project, run_cli):
+    """--force moves each output over the other's: the file moved over is backed up
+    first, and the second move takes its bytes from that copy, so neither is lost nor
+    generated again (paid again, on a paid backend) where the cache is gone."""
+    root = project({"images.toml": TWO})
+    assert run_cli("apply").code == 0
+    apple, bird = (root / "a.png").read_bytes(), (root / "b.png").read_bytes()
+    swapped = TWO.replace('"a.png"', '"TMP"').replace('"b.png"', '"a.png"')
+    (root / "images.toml").write_text(swapped.replace('"TMP"', '"b.png"'))
+    shutil.rmtree(root / ".nebula-build")  # a fresh checkout: no cache
+
+    code, out, err = run_cli("apply", "--force")
+    assert code == 0, err
+    assert "2 done (0 generated)" in out, out
+    assert (root / "b.png").read_bytes() == apple
+    assert (root / "a.png").read_bytes() == bird
+    # the first move went over the other's file: that copy is what the second moved
+    kept = [path.read_bytes() for path in (root / ".nebula-build/backup").rglob("*.png")]
+    assert len(kept) == 1 and kept[0] in (apple, bird), kept
+    code, out, _ = run_cli("plan")
+    assert code == 0 and "No changes" in out, out
 
 
 BUNDLES = """\
