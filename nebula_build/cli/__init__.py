@@ -126,6 +126,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _age(text: str) -> float:
+    """Seconds, from days or hours: `30d`, `12h`."""
+    unit = {"d": 86_400, "h": 3_600}.get(text[-1:])
+    number = text[:-1]
+    if unit is None or not number.isascii() or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is no age: give days or hours, like 30d or 12h")
+    return int(number) * unit
+
+
 def _amount(text: str) -> Decimal:
     from decimal import Decimal, InvalidOperation
 
@@ -229,6 +238,18 @@ def _add_gc_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gc = sub.add_parser("gc", help="remove cache entries nothing refers to")
     gc.add_argument("--dry-run", action="store_true", help="only list what would go")
     gc.add_argument("--json", action="store_true", help="machine-readable output")
+    gc.add_argument(
+        "--backups",
+        action="store_true",
+        help="also remove the folders of .nebula-build/backup/ (the files apply replaced, "
+        "as they were): see them first with --dry-run",
+    )
+    gc.add_argument(
+        "--older-than",
+        type=_age,
+        metavar="AGE",
+        help="with --backups: only the folders of runs more than AGE ago (30d, 12h)",
+    )
     _lock_timeout_flag(gc)
     gc.set_defaults(run="build:cmd_gc")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,10 +18,11 @@ if TYPE_CHECKING:
     from nebula_build.cli.savedplan import SavedPlan
     from nebula_build.core.plan import Plan
     from nebula_build.engine.cost import Estimate
-    from nebula_build.engine.gc import Backups, Unreferenced
+    from nebula_build.engine.gc import BackupsRemoved, Unreferenced
     from nebula_build.engine.lockmerge import LockMerge
     from nebula_build.engine.prepare import Prepared
     from nebula_build.engine.round import RoundResult
+    from nebula_build.state.guard import BackupFolder
     from nebula_build.state.project import Project
     from nebula_build.ui.progress import Progress
 
@@ -617,45 +617,105 @@ def _utc(timestamp: float, form: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
 
 
 def cmd_gc(ctx: Context) -> int:
-    from nebula_build.engine.gc import backups_kept, collect, kept_for_pick
+    from nebula_build.engine.gc import (
+        BackupsRemoved,
+        backups_kept,
+        collect,
+        kept_for_pick,
+        remove_backups,
+    )
     from nebula_build.engine.lockmerge import refuse_while_merged
     from nebula_build.engine.prepare import recovered_lock
+    from nebula_build.errors import UserError
     from nebula_build.state.projectlock import ProjectLock
 
+    args = ctx.args
+    if args.older_than is not None and not args.backups:
+        raise UserError("--older-than says which backup folders --backups removes: add --backups")
     prepared = prepared_project(ctx)
     project = prepared.project
     with ProjectLock(
         project.project_lock_path,
-        timeout=ctx.args.lock_timeout,
+        timeout=args.lock_timeout,
         command="gc",
         on_takeover=ctx.notice,
     ):
         lock = recovered_lock(project, ctx.notice)
         refuse_while_merged(prepared, "gc")
-        found = collect(prepared, lock, dry_run=ctx.args.dry_run)
+        # first: a backup folder behind a link stops gc before it removes anything
+        backups = BackupsRemoved([], backups_kept(prepared.guard, project.backup_dir), [])
+        if args.backups:
+            backups = remove_backups(
+                prepared.guard, project.backup_dir, older_than=args.older_than, dry_run=args.dry_run
+            )
+        found = collect(prepared, lock, dry_run=args.dry_run)
         kept = kept_for_pick(prepared, lock)
-        backups = backups_kept(project.backup_dir)
-    removed, freed = len(found), sum(entry.bytes for entry in found)
     backup_dir = project.backup_dir.relative_to(project.root).as_posix() + "/"
-    if ctx.args.json:
-        data: dict[str, object] = {"removed": removed, "bytes": freed, "dry_run": ctx.args.dry_run}
-        data["entries"] = [_gc_entry_json(entry) for entry in found]
-        data["candidates"] = {"draws": kept["draws"][0], "bytes": kept["draws"][1]}
-        data["history"] = {"generations": kept["history"][0], "bytes": kept["history"][1]}
-        data["backups"] = {
-            "path": backup_dir,
-            "folders": backups.folders,
-            "files": backups.files,
-            "bytes": backups.bytes,
-        }
-        ctx.print(json.dumps(data, indent=2))
-        return ExitCode.OK
-    verb = "would remove" if ctx.args.dry_run else "removed"
-    entries = plural(removed, "cache entry", "cache entries")
-    ctx.print(
-        f"{verb} {entries} ({freed / 1_000_000:.1f} MB){':' if ctx.args.dry_run and found else ''}"
-    )
-    if ctx.args.dry_run:
+    if args.json:
+        ctx.print(json.dumps(_gc_json(ctx, found, kept, backups, backup_dir), indent=2))
+    else:
+        _gc_text(ctx, found, kept, backups, backup_dir)
+    for folder, why in backups.failed:
+        ctx.err.write(f"error: {backup_dir}{folder.name}/ could not be removed: {why}\n")
+    return ExitCode.ERROR if backups.failed else ExitCode.OK
+
+
+def _gc_json(
+    ctx: Context,
+    found: list[Unreferenced],
+    kept: dict[str, tuple[int, int]],
+    backups: BackupsRemoved,
+    backup_dir: str,
+) -> dict[str, object]:
+    from nebula_build.engine.gc import totals
+
+    freed = sum(entry.bytes for entry in found)
+    data: dict[str, object] = {"removed": len(found), "bytes": freed, "dry_run": ctx.args.dry_run}
+    data["entries"] = [_gc_entry_json(entry) for entry in found]
+    data["candidates"] = {"draws": kept["draws"][0], "bytes": kept["draws"][1]}
+    data["history"] = {"generations": kept["history"][0], "bytes": kept["history"][1]}
+    left = totals(backups.kept)
+    data["backups"] = {
+        "path": backup_dir,
+        "folders": left.folders,
+        "files": left.files,
+        "bytes": left.bytes,
+    }
+    if not ctx.args.backups:
+        return data
+    gone = totals(backups.removed)
+    data["backups_removed"] = {
+        "folders": gone.folders,
+        "files": gone.files,
+        "bytes": gone.bytes,
+        "entries": [_backup_json(folder, backup_dir) for folder in backups.removed],
+        "failed": [
+            {"folder": f"{backup_dir}{folder.name}/", "error": why}
+            for folder, why in backups.failed
+        ],
+    }
+    return data
+
+
+def _backup_json(folder: BackupFolder, backup_dir: str) -> dict[str, object]:
+    made = None if folder.made is None else _utc(folder.made)
+    path = f"{backup_dir}{folder.name}/"
+    return {"folder": path, "files": folder.files, "bytes": folder.bytes, "made": made}
+
+
+def _gc_text(
+    ctx: Context,
+    found: list[Unreferenced],
+    kept: dict[str, tuple[int, int]],
+    backups: BackupsRemoved,
+    backup_dir: str,
+) -> None:
+    dry_run = ctx.args.dry_run
+    verb = "would remove" if dry_run else "removed"
+    entries = plural(len(found), "cache entry", "cache entries")
+    freed = sum(entry.bytes for entry in found)
+    ctx.print(f"{verb} {entries} ({freed / 1_000_000:.1f} MB){':' if dry_run and found else ''}")
+    if dry_run:
         for entry in found:
             ctx.print(f"  {_gc_entry_line(entry)}")
     draws, size = kept["draws"]
@@ -665,17 +725,51 @@ def cmd_gc(ctx: Context) -> int:
     if earlier:
         generations = plural(earlier, "earlier generation")
         ctx.print(f"kept {generations} the history lists ({size / 1_000_000:.1f} MB)")
-    if backups.folders:
-        ctx.print(_backups_kept_line(backups, backup_dir))
-    return ExitCode.OK
+    if ctx.args.backups:
+        _backups_removed_lines(ctx, backups, backup_dir)
+    elif backups.kept:
+        ctx.print(_backups_kept_line(backups.kept, backup_dir))
 
 
-def _backups_kept_line(backups: Backups, backup_dir: str) -> str:
+def _backups_removed_lines(ctx: Context, backups: BackupsRemoved, backup_dir: str) -> None:
+    """What gc --backups removed (or would), each folder, and what it left."""
+    from nebula_build.engine.gc import totals
+
+    gone, left = totals(backups.removed), totals(backups.kept)
+    verb = "would remove" if ctx.args.dry_run else "removed"
+    folders = plural(gone.folders, "backup folder")
+    colon = ":" if gone.folders else ""
+    ctx.print(
+        f"{verb} {folders} from {backup_dir} ({plural(gone.files, 'file')}, "
+        f"{gone.bytes / 1_000_000:.1f} MB){colon}"
+    )
+    for folder in backups.removed:
+        ctx.print(f"  {folder.name}/  {plural(folder.files, 'file')}, {folder.bytes / 1000:.1f} kB")
+    if left.folders:
+        age = ctx.args.older_than
+        newer = ""
+        if age is not None and not backups.failed:
+            newer = f", of runs {_age(age)} ago or less"
+        ctx.print(
+            f"kept {plural(left.folders, 'backup folder')} in {backup_dir} "
+            f"({plural(left.files, 'file')}, {left.bytes / 1_000_000:.1f} MB){newer}"
+        )
+
+
+def _age(seconds: float) -> str:
+    days, hours = divmod(int(seconds) // 3_600, 24)
+    return plural(days, "day") if not hours else plural(days * 24 + hours, "hour")
+
+
+def _backups_kept_line(kept: list[BackupFolder], backup_dir: str) -> str:
     """What gc leaves under .nebula-build/backup/, and how to remove it."""
+    from nebula_build.engine.gc import totals
+
+    backups = totals(kept)
     folders = plural(backups.folders, "backup folder")
     return (
         f"kept {folders} in {backup_dir} ({plural(backups.files, 'file')}, "
         f"{backups.bytes / 1_000_000:.1f} MB): the files apply replaced, as they were; "
-        f"gc never removes them: `rm -r {shlex.quote(backup_dir)}` does, once you no "
-        "longer need them"
+        "`nebula-build gc --backups` removes them (--dry-run lists them first), once you "
+        "no longer need them"
     )

@@ -100,8 +100,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         'eval "$(nebula-build completion bash)"   # in ~/.bashrc',
     ),
     "gc": (
-        "Remove cache entries that no image, candidate draw or history refers to; "
-        "--dry-run lists them first.",
+        "Remove cache entries that no image, candidate draw or history refers to, and "
+        "with --backups the folders of .nebula-build/backup/ (with --older-than 30d, "
+        "those of runs more than 30 days ago); --dry-run lists them first.",
         "nebula-build gc --dry-run",
     ),
 }

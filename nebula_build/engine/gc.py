@@ -1,26 +1,21 @@
 """`nebula-build gc`: prune cache entries that no lock entry or declared image uses,
 and the gallery's thumbnails of outputs the lock no longer records; count the copies
-under `.nebula-build/backup/`, which it never removes (they are the only copy of a
-file someone drew)."""
+under `.nebula-build/backup/`, which it removes only when asked (`--backups`: they are
+the only copy of a file someone drew)."""
 
 from __future__ import annotations
 
-import os
-import re
-import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from nebula_build.engine import candidates
 from nebula_build.engine.prepare import Prepared
+from nebula_build.errors import UnsafePathError
 from nebula_build.outputs.atlas import members_key, record_key
 from nebula_build.outputs.thumbnails import Thumbnails, file_name
-from nebula_build.state.guard import remove_temp_files
+from nebula_build.state.guard import BackupFolder, Guard, remove_temp_files
 from nebula_build.state.lockfile import Entries
-
-#: a folder a run backed files up into (`state.guard`): the second it was made, then
-#: `-2`… or a random suffix where the name was taken
-_BACKUP_FOLDER = re.compile(r"\d{8}T\d{6}(?:-[0-9a-f]+)?")
 
 
 def remove_leftovers(prepared: Prepared) -> int:
@@ -130,31 +125,51 @@ class Backups:
     bytes: int = 0
 
 
-def backups_kept(backup_dir: Path) -> Backups:
-    """Count the run folders under `backup_dir` and the regular files in them; a link is
-    neither followed nor counted, nor anything not named as a run names its folder."""
+def totals(folders: list[BackupFolder]) -> Backups:
+    return Backups(len(folders), sum(f.files for f in folders), sum(f.bytes for f in folders))
+
+
+def backups_kept(guard: Guard, backup_dir: Path) -> list[BackupFolder]:
+    """The run folders under `backup_dir`, with their regular files; a link is neither
+    followed nor counted, nor anything not named as a run names its folder, and a
+    `backup_dir` behind a link holds none of the project's."""
     try:
-        entries = list(os.scandir(backup_dir))
-    except OSError:  # none yet, or not a folder
-        return Backups()
-    folders = files = size = 0
-    for entry in entries:
-        if _BACKUP_FOLDER.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-            folders += 1
-            counted, counted_bytes = _files_in(Path(entry.path))
-            files, size = files + counted, size + counted_bytes
-    return Backups(folders, files, size)
+        return guard.backup_folders(backup_dir)
+    except UnsafePathError:
+        return []
 
 
-def _files_in(folder: Path) -> tuple[int, int]:
-    """The regular files below `folder`, and their bytes, walked without following links."""
-    files = size = 0
-    for parent, _, names in os.walk(folder, followlinks=False):
-        for name in names:
-            try:
-                info = (Path(parent) / name).lstat()
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                files, size = files + 1, size + info.st_size
-    return files, size
+@dataclass(frozen=True, slots=True)
+class BackupsRemoved:
+    """What `gc --backups` removed (or, with --dry-run, would), what it left, and the
+    folders it could not remove, each with why."""
+
+    removed: list[BackupFolder]
+    kept: list[BackupFolder]
+    failed: list[tuple[BackupFolder, str]]
+
+
+def remove_backups(
+    guard: Guard, backup_dir: Path, *, older_than: float | None, dry_run: bool
+) -> BackupsRemoved:
+    """Remove the run folders under `backup_dir` (those made more than `older_than`
+    seconds ago, where given), through the guard: never through a link, never
+    anything outside them. A `backup_dir` behind a link is refused (UnsafePathError)."""
+    folders = guard.backup_folders(backup_dir)
+    if older_than is None:
+        chosen, kept = folders, []
+    else:
+        now = time.time()
+        chosen = [f for f in folders if f.made is not None and now - f.made > older_than]
+        kept = [f for f in folders if f not in chosen]
+    if dry_run:
+        return BackupsRemoved(chosen, kept, [])
+    removed, failed = [], []
+    for folder in chosen:
+        try:
+            guard.remove_backup_folder(backup_dir, folder.name)
+        except OSError as exc:
+            failed.append((folder, exc.strerror or str(exc)))
+        else:
+            removed.append(folder)
+    return BackupsRemoved(removed, kept + [f for f, _ in failed], failed)

@@ -39,6 +39,9 @@ _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 #: a backup folder's name: the second its run first backed up a file
 _BACKUP_STAMP = "%Y%m%dT%H%M%S"
+#: a folder a run backed files up into: its stamp, then `-2`… or a random suffix where
+#: the name was taken
+_BACKUP_FOLDER = re.compile(r"(\d{8}T\d{6})(?:-[0-9a-f]+)?")
 #: `stamp-2` … `stamp-N` are tried before a random suffix
 _BACKUP_NAMES = 100
 _COPY_CHUNK = 1 << 20
@@ -57,6 +60,18 @@ class Listing:
     signature: Signature = (0, 0, 0, 0)
     files: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupFolder:
+    """A folder a run backed files up into, as it is now: its name, the regular files
+    below it and their bytes (a link is neither followed nor counted), and when the run
+    made it (from its name; None where the name is no date)."""
+
+    name: str
+    files: int
+    bytes: int
+    made: float | None
 
 
 def path_problem(relative: object) -> str | None:
@@ -364,6 +379,38 @@ class Guard:
             )
         self.backups.append(backup_root / copied / relative)
 
+    def backup_folders(self, backup_root: Path) -> list[BackupFolder]:
+        """The folders under `backup_root` named as a run names its own, oldest first;
+        [] where there is none. Walked from the project root without following a link:
+        a link named as a run's folder is not one, and `backup_root` behind a link is
+        refused (UnsafePathError)."""
+        parts = self._project_parts(backup_root)
+        try:
+            with self._folder(parts, what="/".join(parts), create=False) as fd:
+                with os.scandir(fd) as entries:
+                    names = sorted(
+                        entry.name
+                        for entry in entries
+                        if _BACKUP_FOLDER.fullmatch(entry.name)
+                        and entry.is_dir(follow_symlinks=False)
+                    )
+                return [_backup_folder(fd, name) for name in names]
+        except FileNotFoundError:
+            return []
+
+    def remove_backup_folder(self, backup_root: Path, name: str) -> None:
+        """Delete the run's folder `name` under `backup_root` and all it holds, walked
+        from the project root: a link anywhere in it is removed, never followed, and a
+        folder swapped for a link meanwhile is refused, so nothing outside it is
+        touched. Raises OSError where something could not be removed."""
+        if not _BACKUP_FOLDER.fullmatch(name):
+            raise UnsafePathError(f"{name!r} is not the name of a backup folder")
+        parts = self._project_parts(backup_root)
+        with self._folder(parts, what="/".join(parts), create=False) as fd:
+            # the descriptor-relative rmtree: it opens each folder without following a
+            # link and checks it is the one it listed
+            shutil.rmtree(name, dir_fd=fd)
+
     def _project_parts(self, folder: Path) -> list[str]:
         """The parts of `folder` (a folder of the project's state) below the project root."""
         absolute = Path(folder).absolute()
@@ -406,6 +453,31 @@ class Guard:
                 with contextlib.suppress(OSError):
                     os.unlink(name, dir_fd=fd)
                 raise
+
+
+def _backup_folder(parent: int, name: str) -> BackupFolder:
+    """The run's folder `name` in `parent`, its regular files counted without following
+    a link."""
+    files = size = 0
+    with contextlib.suppress(OSError):  # gone meanwhile: nothing in it
+        for _, _, names, fd in os.fwalk(name, dir_fd=parent, follow_symlinks=False):
+            for file in names:
+                with contextlib.suppress(OSError):
+                    info = os.stat(file, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode):
+                        files, size = files + 1, size + info.st_size
+    return BackupFolder(name, files, size, _made(name))
+
+
+def _made(name: str) -> float | None:
+    """When the run that named its folder `name` made it (local time, as it was named)."""
+    match = _BACKUP_FOLDER.fullmatch(name)
+    if match is None:
+        return None
+    try:
+        return time.mktime(time.strptime(match[1], _BACKUP_STAMP))
+    except (ValueError, OverflowError):
+        return None
 
 
 def _new_folder(parent: int, stamp: str) -> str:
