@@ -210,6 +210,7 @@ def _summarize(
             title,
             plan,
             generated=result.generated,
+            generated_refused=result.applied.refused if result.applied else 0,
             failures=result.failures,
             estimate=result.estimate,
             notes=notes,
@@ -514,7 +515,7 @@ def render_round(
     """The round's closing report and exit code; every failure ends in an ApplyError.
     Without `summary`, no closing line when all went well (`pick` says its own).
     `notes`: those the round printed, for the job summary."""
-    from nebula_build.ui.report import apply_json, backups_line, done_text, plan_text
+    from nebula_build.ui.report import apply_json, backups_line, done_text, failed_text, plan_text
 
     json_output = getattr(ctx.args, "json", False)
     prepared = result.prepared
@@ -539,7 +540,7 @@ def render_round(
         ctx.print(
             ctx.style(
                 f"Apply finished in {result.elapsed:.1f}s: {done_text(result)}, "
-                f"{len(result.failures)} failed.",
+                f"{failed_text(result, len(result.failures))}.",
                 "bold",
             )
         )

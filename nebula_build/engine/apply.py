@@ -38,6 +38,7 @@ from nebula_build.errors import (
     ConflictError,
     OutOfCreditsError,
     OutputRejectedError,
+    RequestRejectedError,
     SkippedError,
     StateWriteError,
     SupersededError,
@@ -96,6 +97,13 @@ class Outcome:
     def image(self) -> str:
         return self.action.image
 
+    @property
+    def refused(self) -> bool:
+        """Whether the backend answered (and may have billed) but its bytes were refused:
+        not an image nebula-build can use, or an image its checks or keying refuse.
+        Before an answer, a rejection is the server's (a 4xx), never generated."""
+        return self.generated and isinstance(self.error, RequestRejectedError | OutputRejectedError)
+
 
 @dataclass
 class ApplyResult:
@@ -106,7 +114,10 @@ class ApplyResult:
     failures: dict[str, Exception] = field(default_factory=dict)
     #: the images that finished well, in the order they did
     succeeded: list[str] = field(default_factory=list)
+    #: every generation the backends answered, refused ones included
     generated: int = 0
+    #: the generations whose bytes were refused (`Outcome.refused`): their images failed
+    refused: int = 0
     #: generations a stand-in for the API made that the remote cache was not given
     placeholders: int = 0
     #: (image, warning), in the order they came
@@ -127,6 +138,7 @@ class ApplyResult:
         elif outcome.ok:
             self.succeeded.append(outcome.image)
         self.generated += outcome.generated
+        self.refused += outcome.refused
         self.warnings.extend((outcome.image, warning) for warning in outcome.warnings)
         if keep:
             self.outcomes.append(outcome)

@@ -48,7 +48,7 @@ from nebula_build.state.projectlock import ProjectLock
 from nebula_build.state.siblings import UnreadNote
 from nebula_build.text import plural, printable
 from nebula_build.ui.progress import Progress
-from nebula_build.ui.report import backups_line, done_text
+from nebula_build.ui.report import backups_line, done_text, failed_text
 from nebula_build.ui.style import Style
 
 Changes = AsyncIterator[set[Path]]
@@ -765,7 +765,7 @@ class Watcher:
         if report.conflicts:
             parts.append(self.style(f"{len(report.conflicts)} in conflict", "magenta"))
         if report.failed:
-            parts.append(self.style(f"{len(report.failed)} failed", "red"))
+            parts.append(self.style(failed_text(result, len(report.failed)), "red"))
         self._say(
             self.style(f"round {report.number}: ", "bold")
             + ", ".join(parts)

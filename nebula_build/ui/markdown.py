@@ -94,6 +94,7 @@ def summary(
     plan: Plan,
     *,
     generated: int | None = None,
+    generated_refused: int = 0,
     failures: Mapping[str, Exception] | None = None,
     estimate: Estimate | None = None,
     refused: str | None = None,
@@ -106,8 +107,9 @@ def summary(
     """The Markdown a job summary shows for one plan (and what its apply did, or why
     it `refused` to start, or stopped once it had `started` generating), with the
     `notes` the run printed (a remote cache that failed makes the count of
-    generations larger than it will be). At most `budget` bytes (so as many
-    characters, or fewer): each part gets its share of it, and says where the lines
+    generations larger than it will be); `generated_refused`: of the `generated`,
+    those whose bytes were refused. At most `budget` bytes (so as many characters, or
+    fewer): each part gets its share of it, and says where the lines
     cut from it are `listed`. `merge`: the lock still has a merge's conflict markers."""
     lines = [f"### {markdown_text(title, _SHOWN_CHARS)}", ""]
     if refused is not None:
@@ -158,7 +160,8 @@ def summary(
     if from_remote := sum(1 for a in changes if a.from_remote):
         lines.append(f"- **From the remote cache:** {from_remote}.")
     if generated is not None:
-        lines.append(f"- **Generated in this run:** {generated}.")
+        then = f" ({generated_refused} then refused)" if generated_refused else ""
+        lines.append(f"- **Generated in this run:** {generated}{then}.")
     if notes:
         lines += ["", "**Notes:**", ""]
         noted = [f"- {markdown_text(note, _SHOWN_CHARS)}" for note in notes]

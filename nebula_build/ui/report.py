@@ -691,6 +691,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "status": "ok" if outcome.ok else "failed",
         "elapsed": round(outcome.elapsed, 4),
         "generated": outcome.generated,
+        "refused": outcome.refused,
     }
     if outcome.timings:
         data["timings"] = dict(outcome.timings)
@@ -714,14 +715,29 @@ def file_outcome_json(outcome: FileOutcome) -> dict[str, Any]:
 
 
 def done_text(result: RoundResult) -> str:
-    """'5 done (3 generated), 1 file built': images first, files made from them after."""
+    """'5 done (3 generated), 1 file built': images first, files made from them after;
+    a generation whose bytes were refused is counted with the failures (`failed_text`)."""
     done = result.applied.done if result.applied else 0
-    text = f"{done} done ({result.generated} generated)"
+    text = f"{done} done ({result.generated - refused_count(result)} generated)"
     built = sum(o.ok and o.action.state is not FileState.DELETE for o in result.files)
     if built:
         text += f", {built} file{'' if built == 1 else 's'} built"
     if removed := sum(len(o.action.removes) for o in result.files if o.ok):
         text += f", {removed} file{'' if removed == 1 else 's'} removed"
+    return text
+
+
+def refused_count(result: RoundResult) -> int:
+    """The generations whose bytes were refused: paid for, maybe, and no image."""
+    return result.applied.refused if result.applied else 0
+
+
+def failed_text(result: RoundResult, failed: int) -> str:
+    """'1 failed', or '1 failed (1 generated then refused)' where the backend answered
+    (and may have billed) with bytes that could not be used."""
+    text = f"{failed} failed"
+    if refused := refused_count(result):
+        text += f" ({refused} generated then refused)"
     return text
 
 
@@ -732,6 +748,7 @@ def apply_json(result: RoundResult) -> dict[str, Any]:
         "files": [file_outcome_json(o) for o in result.files],
         "summary": result.plan.summary(),
         "generated": result.generated,
+        "refused": refused_count(result),
         "failed": sorted(result.failures),
         "cost": estimate_json(result.estimate),
         "backups": [backup_json(copy) for copy in backups(result.prepared)],
