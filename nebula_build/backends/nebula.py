@@ -95,6 +95,12 @@ LIST_MODELS_TIMEOUT = 30.0
 #: seconds the price list or the balance may take before a run (at most `timeout`)
 ACCOUNT_TIMEOUT = 10.0
 MESSAGE_LIMIT = 300
+#: how many times a request that timed out is sent again: the server may have done and
+#: billed it, and the manifest, a pull request's too, sets both `timeout` and
+#: `max_attempts` (1 and 20 would pay 20 times for every image), so the environment,
+#: not the manifest, allows more
+ENV_TIMEOUT_RETRIES = "NEBULA_TIMEOUT_RETRIES"
+DEFAULT_TIMEOUT_RETRIES = 1
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: sent as null when unset, as the API's documented SDXL example does
@@ -139,7 +145,12 @@ class NebulaSettings(BackendSettings):
         "(generations take tens of seconds).",
     )
     max_attempts: int = Field(
-        5, ge=1, le=20, description="Tries per image for rate limits, server errors and timeouts."
+        5,
+        ge=1,
+        le=20,
+        description="Tries per image for rate limits, server errors and timeouts; a request "
+        "that timed out (the server may have billed it) is tried again once, or as often as "
+        "NEBULA_TIMEOUT_RETRIES in the environment allows.",
     )
     retry_backoff: float = Field(
         1.0,
@@ -264,6 +275,21 @@ def base_url(settings: NebulaSettings) -> str:
             backend="nebula",
         )
     return settings.base_url.rstrip("/")
+
+
+def timeout_retries() -> int:
+    """How many times a request that timed out may be sent again (`ENV_TIMEOUT_RETRIES`):
+    once unless the environment says otherwise."""
+    text = os.environ.get(ENV_TIMEOUT_RETRIES, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_RETRIES
+    if not (text.isascii() and text.isdigit()) or int(text) > 19:
+        raise CredentialsError(
+            f"{ENV_TIMEOUT_RETRIES} is {printable(text, limit=40)!r}: set it to how many times "
+            "a request that timed out may be sent again, 0 to 19 (each may be billed)",
+            backend="nebula",
+        )
+    return int(text)
 
 
 def may_be_stand_in() -> bool:
@@ -631,6 +657,7 @@ class _Retry(Exception):
         malformed: bool = False,
         *,
         sent: bool = True,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(str(error))
         self.error = error
@@ -639,6 +666,8 @@ class _Retry(Exception):
         #: the server may have done (and billed) the work: False for a rate limit or a
         #: connection that never reached it
         self.sent = sent
+        #: sent, and no answer within the manifest's `timeout` (`ENV_TIMEOUT_RETRIES`)
+        self.timed_out = timed_out
 
 
 #: an image as the API sent it: bytes, inference seconds (if said), (width, height),
@@ -737,6 +766,7 @@ class NebulaBackend(Backend):
         self._models = self.models(settings)
         self._pacer = Pacer(settings.requests_per_minute)
         self._budget = ByteBudget(ANSWER_BUDGET)
+        self._timeout_retries = timeout_retries()  # preflight has said what is wrong with it
 
     @classmethod
     def models(cls, settings: BackendSettings) -> Mapping[str, ModelSupport]:
@@ -760,6 +790,7 @@ class NebulaBackend(Backend):
         assert isinstance(settings, NebulaSettings)
         base_url(settings)
         api_key(settings)
+        timeout_retries()
 
     @classmethod
     async def remote_models(cls, settings: BackendSettings) -> list[dict[str, Any]]:
@@ -809,7 +840,7 @@ class NebulaBackend(Backend):
             )
         check_inputs(request)
         body = request_body(request, support)
-        attempts, malformed_tries = 0, 0
+        attempts, malformed_tries, timeouts = 0, 0, 0
         backoff = self.settings.retry_backoff
         while True:
             attempts += 1
@@ -821,10 +852,13 @@ class NebulaBackend(Backend):
                 _forget_frames(retry)
                 if retry.malformed:
                     malformed_tries += 1
+                timeouts += retry.timed_out
                 if attempts >= self.settings.max_attempts or malformed_tries >= 2:
                     raise self._named(retry.error, request, attempts) from None
                 if retry.sent and not request.retry_after_send:
                     raise self._named(retry.error, request, attempts, capped=True) from None
+                if timeouts > self._timeout_retries:
+                    raise self._named(retry.error, request, attempts, timeouts=True) from None
                 await self._pause(request, retry.delay, backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -862,14 +896,24 @@ class NebulaBackend(Backend):
         attempts: int,
         *,
         capped: bool = False,
+        timeouts: bool = False,
     ) -> BackendError:
         """The error with the image named, and the attempt count where retries ran (or
-        why none did)."""
+        why none did, or no more)."""
         message = str(error)
         if capped:
             message = (
                 f"{message} (not tried again: the server may have billed it, and a capped "
                 "apply never pays twice for one image)"
+            )
+        elif timeouts:
+            after = f"after {attempts} attempts; " if attempts > 1 else ""
+            allowed = self._timeout_retries
+            times = "once" if allowed == 1 else f"{allowed} times"
+            again = "not sent again" if not allowed else f"sent again {times} at most"
+            message = (
+                f"{message} ({after}a request that timed out may have been billed, so it is "
+                f"{again}; {ENV_TIMEOUT_RETRIES}=N in the environment allows N)"
             )
         elif isinstance(error, TransientBackendError) and attempts > 1:
             message = f"{message} (after {attempts} attempts)"
@@ -899,7 +943,8 @@ class NebulaBackend(Backend):
                 TransientBackendError(
                     f"timed out after {timeout:g}s; raise "
                     "[backends.nebula] timeout if generations take longer"
-                )
+                ),
+                timed_out=True,
             ) from None
         except httpx.DecodingError:  # not raised while raw bytes are read; kept if ever
             raise _Retry(
