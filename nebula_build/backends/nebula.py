@@ -300,13 +300,16 @@ def may_be_stand_in() -> bool:
     return host is not None and _is_loopback(host)
 
 
-def api_key(settings: NebulaSettings) -> str:
+def api_key(settings: NebulaSettings, *, building: bool = True) -> str:
+    """The key from the environment. Its absence offers `--backend preview` only where
+    images are being built (`building`): nothing offline can list the API's models."""
     variable = settings.api_key_env
     key = os.environ.get(variable, "").strip()
     if not key:
+        offline = ", or build offline with --backend preview" if building else ""
         raise CredentialsError(
             f"{variable} is not set: export {variable}=<your key> "
-            "(from your Nebula Block account), or build offline with --backend preview",
+            f"(from your Nebula Block account){offline}",
             backend="nebula",
         )
     if not _HEADER_VALUE.fullmatch(key):
@@ -795,6 +798,7 @@ class NebulaBackend(Backend):
     @classmethod
     async def remote_models(cls, settings: BackendSettings) -> list[dict[str, Any]]:
         assert isinstance(settings, NebulaSettings)
+        api_key(settings, building=False)
         return await list_remote_models(settings)
 
     @classmethod

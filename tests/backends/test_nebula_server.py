@@ -383,6 +383,21 @@ def test_models_remote_with_a_rejected_key_is_one_line(
     assert "ak_wrong" not in err
 
 
+def test_models_remote_without_a_key_does_not_offer_the_offline_backend(
+    project, run_cli, nebula_server, monkeypatch
+):
+    """preview can build images without a key, but cannot list the API's models."""
+    monkeypatch.delenv("NEBULA_API_KEY")
+    project({"images.toml": nebula_manifest({})})
+    code, _, err = run_cli("models", "--remote")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: NEBULA_API_KEY is not set: export "
+        "NEBULA_API_KEY=<your key> (from your Nebula Block account)"
+    ]
+    assert nebula_server.requests == []
+
+
 def test_a_base_url_without_the_api_path_names_the_url_and_the_documented_base(
     project, run_cli, nebula_server, monkeypatch
 ):
