@@ -190,6 +190,11 @@ class PluginError(NebulaBuildError):
     """A plugin is broken or clashes with another; names its distribution."""
 
 
+class PluginAnswerError(PluginError):
+    """A plugin answered a generation with a result nebula-build refuses (malformed, or
+    a record holding a secret): the backend generated it, and may have billed it."""
+
+
 class BackendError(NebulaBuildError):
     """A backend could not produce an image."""
 

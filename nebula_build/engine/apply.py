@@ -38,6 +38,7 @@ from nebula_build.errors import (
     ConflictError,
     OutOfCreditsError,
     OutputRejectedError,
+    PluginAnswerError,
     RequestRejectedError,
     SkippedError,
     StateWriteError,
@@ -102,7 +103,9 @@ class Outcome:
         """Whether the backend answered (and may have billed) but its bytes were refused:
         not an image nebula-build can use, or an image its checks or keying refuse.
         Before an answer, a rejection is the server's (a 4xx), never generated."""
-        return self.generated and isinstance(self.error, RequestRejectedError | OutputRejectedError)
+        return self.generated and isinstance(
+            self.error, RequestRejectedError | OutputRejectedError | PluginAnswerError
+        )
 
 
 @dataclass
@@ -639,6 +642,7 @@ class Applier:
             slot.release()
             if isinstance(exc, BackendError) and exc.halts:  # every later request would fail
                 self._halted.setdefault(spec.backend, exc)
+            outcome.generated = isinstance(exc, PluginAnswerError)  # answered, then refused
             raise
         # Paid for: the slot stays taken until the original is cached (`_keep`), so a
         # crash loses at most the generations in flight, never a queue of answers

@@ -17,7 +17,7 @@ from nebula_build.core.plan import Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import PluginError, TransientBackendError
+from nebula_build.errors import PluginAnswerError, PluginError, TransientBackendError
 from nebula_build.plugin.backend import (
     ActivityCallback,
     Backend,
@@ -161,7 +161,7 @@ class OpenBackends:
             raise _timed_out(plugin, spec, timeout) from None
         problem = _malformed(result) or _secret_recorded(result, secrets)
         if problem is not None:
-            raise PluginError(
+            raise PluginAnswerError(
                 f"backend {plugin.name!r} from {plugin.source} returned {problem} "
                 "(a bug in that plugin: report it to its authors)"
             )

@@ -243,3 +243,17 @@ def test_a_long_secret_costs_each_message_no_more_than_a_short_one(
     assert code == 0, err
     assert "warning: a: slow answer for [redacted]\n" in err
     assert elapsed < 10, elapsed
+
+
+def test_an_answer_refused_for_its_record_counts_as_generated_then_refused(studio, run_cli):
+    """The plugin answered (and may have billed): its result refused for what it holds is
+    a generation refused, not one that never happened."""
+    code, out, _ = run_cli("apply", "--json")
+    assert code == 1
+    data = json.loads(out)
+    results = {result["image"]: result for result in data["results"]}
+    record, rejected = results["record"], results["reject"]
+    assert (record["status"], record["generated"], record["refused"]) == ("failed", True, True)
+    assert (rejected["generated"], rejected["refused"]) == (False, False)  # the server's no
+    # fine, warn and record were answered; record's answer was refused
+    assert (data["generated"], data["refused"]) == (3, 1)
