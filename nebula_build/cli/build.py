@@ -531,7 +531,8 @@ def render_round(
         _github_error(ctx, result.refused, manifest)
         return ExitCode.CHANGES_PENDING
     if json_output:
-        ctx.print(json.dumps(_applied_json(ctx, result), indent=2, ensure_ascii=False))
+        data = _applied_json(ctx, result) | {"notes": list(notes)}
+        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
     elif not summary:
         pass
     elif not result.plan.has_changes:  # with its pins and settings notes

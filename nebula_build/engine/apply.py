@@ -125,6 +125,8 @@ class ApplyResult:
     placeholders: int = 0
     #: (image, warning), in the order they came
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    #: what the run says beside its images (a backend that failed to close at the end)
+    notes: list[str] = field(default_factory=list)
     #: each image's outcome, in the plan's order (empty unless kept)
     outcomes: list[Outcome] = field(default_factory=list)
     #: the lock as the run left it (`execute` sets it): no need to read it back

@@ -62,14 +62,18 @@ class OpenBackends:
         #: the last time each backend did not open within its timeout, by name
         self._stuck: dict[str, TransientBackendError] = {}
         self.instances: dict[str, Backend] = {}
+        #: what went wrong closing them at the end: after every image was recorded
+        self.closing_failures: list[str] = []
 
     async def __aenter__(self) -> OpenBackends:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        async with contextlib.AsyncExitStack() as stack:  # one failing close stops no other
-            for name in list(self.instances):
-                stack.push_async_callback(self._close, name)
+        for name in list(self.instances):  # one failing close stops no other
+            try:
+                await self._close(name)
+            except PluginError as error:
+                self.closing_failures.append(f"{error} (its images are written and recorded)")
 
     async def _close(self, name: str) -> None:
         """Close `name` within its timeout, as it was opened: one that never closes would
@@ -289,12 +293,12 @@ async def execute(
     assert prepared.inputs is not None, "prepare(read_inputs=True) for apply"
     writer = LockWriter(project, lock)
     resolved = prepared.resolved
+    opened: OpenBackends | None = None  # what this run opens, and closes at its end
     try:
         async with contextlib.AsyncExitStack() as stack:
             if backends is None:
-                backends = await stack.enter_async_context(
-                    OpenBackends(resolved.backends, resolved.settings, root=project.root)
-                )
+                opened = OpenBackends(resolved.backends, resolved.settings, root=project.root)
+                backends = await stack.enter_async_context(opened)
             else:
                 await backends.update(resolved.backends, resolved.settings)
             applier = Applier(
@@ -321,4 +325,6 @@ async def execute(
         writer.close()
         prepared.files.save()
     result.lock = writer.entries
+    if opened is not None:
+        result.notes.extend(opened.closing_failures)
     return result

@@ -245,7 +245,10 @@ async def apply_round(
             )
             record_failures(project, result.applied, prepared.specs)
             applied = result.applied
-            for note in unshared(remote, applied.generated, applied.placeholders):
+            for note in [
+                *applied.notes,
+                *unshared(remote, applied.generated, applied.placeholders),
+            ]:
                 listener.notice(note)
             result.lock = _with_draws_recorded(
                 project, prepared, plan, options, lock, written=result.applied.lock

@@ -252,7 +252,17 @@ class Watcher:
     async def run(self, changes: Changes | None, *, once: bool = False) -> Round | None:
         """Rounds until cancelled; with `once`, a single round whose problems are raised
         as `apply` raises them, and its report returned."""
-        async with OpenBackends({}, {}, root=self.project.root) as backends:
+        backends = OpenBackends({}, {}, root=self.project.root)
+        try:
+            return await self._run_with(backends, changes, once=once)
+        finally:
+            for failure in backends.closing_failures:
+                self.notice(failure)
+
+    async def _run_with(
+        self, backends: OpenBackends, changes: Changes | None, *, once: bool
+    ) -> Round | None:
+        async with backends:
             self._backends = backends
             self._busy = asyncio.Lock()  # of this loop
             dirty = self._dirty = asyncio.Event()
