@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -665,25 +665,36 @@ class Manifest:
     def _positions(self) -> dict[tuple[str, ...], tuple[int, int]]:
         return sourcemap.key_positions(self.text)
 
-    def locate_only(self, paths: list[tuple[str | int, ...]]) -> None:
-        """Find where these key paths are written, and no others, before `problem` is
-        asked about them: describing a few problems of a manifest of a million keys
-        need not map every key."""
-        within = [tuple(str(part) for part in path) for path in paths]
-        object.__setattr__(self, "_positions", sourcemap.key_positions(self.text, within))
+    def problems(
+        self, found: Sequence[tuple[tuple[str | int, ...], str, tuple[str | int, ...] | None]]
+    ) -> list[Problem]:
+        """Each (key path, message, where it is written) as a problem at its line, placed
+        reading only the lines that can hold them (unless every key is mapped already):
+        describing a few problems of a manifest of a million keys need not map them all."""
+        if "_positions" in self.__dict__:
+            positions = self._positions
+        else:
+            within = [tuple(str(part) for part in at or loc) for loc, _, at in found]
+            positions = sourcemap.key_positions(self.text, within)
+        return [self._placed(positions, loc, message, at) for loc, message, at in found]
 
     def problem(
         self, loc: tuple[str | int, ...], message: str, at: tuple[str | int, ...] | None = None
     ) -> Problem:
         """A problem at a key path, with the line and column where it is written (or
         where `at` is, for keys that are not written out, like expanded images)."""
+        return self._placed(self._positions, loc, message, at)
+
+    def _placed(
+        self,
+        positions: Mapping[tuple[str, ...], tuple[int, int]],
+        loc: tuple[str | int, ...],
+        message: str,
+        at: tuple[str | int, ...] | None,
+    ) -> Problem:
         path = tuple(str(part) for part in at or loc)
         position = next(
-            (
-                self._positions[path[:end]]
-                for end in range(len(path), 0, -1)
-                if path[:end] in self._positions
-            ),
+            (positions[path[:end]] for end in range(len(path), 0, -1) if path[:end] in positions),
             None,
         )
         line, column = position if position else (None, None)
@@ -1077,8 +1088,7 @@ def _described(manifest: Manifest, exc: ValidationError, unseen: int = 0) -> lis
     of them described (and a line counting the rest, with `unseen` more)."""
     errors = _one_per_value(exc)
     described = [_describe(error) for error in errors[:MAX_PROBLEMS]]
-    manifest.locate_only([loc for loc, _ in described])
-    problems = [manifest.problem(loc, message) for loc, message in described]
+    problems = manifest.problems([(loc, message, None) for loc, message in described])
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     if len(errors) > MAX_PROBLEMS or unseen:
         rest = len(errors) - MAX_PROBLEMS + unseen

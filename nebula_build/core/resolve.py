@@ -24,6 +24,7 @@ from nebula_build.core.manifest import (
     DEFAULT_MAX_IMAGES,
     MAX_IMAGES,
     MAX_PATH,
+    MAX_PROBLEMS,
     AtlasDecl,
     Defaults,
     ImageDecl,
@@ -83,6 +84,20 @@ ReadInput = Callable[[str], "bytes | None"]
 CanEncode = Callable[[str], bool]
 
 
+@dataclass(slots=True, eq=False)
+class _Found:
+    """A problem found, placed at its line only if it is among those described: 100,000
+    images missing a prompt were 100,000 lookups of where each is written, and a million
+    unknown backend settings as many."""
+
+    loc: tuple[str | int, ...]
+    message: str
+    #: where it is written (an image a declaration made: the declaration's key)
+    at: tuple[str | int, ...] | None = None
+    #: a problem in a data file, placed there already
+    placed: Problem | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Resolved:
     """The specs of a manifest and the backend settings they use."""
@@ -133,10 +148,10 @@ class _Resolver(SpriteRules):
         self.registry = registry
         self.digest_of = digest_of
         self.override = backend_override
-        self.problems: list[Problem] = []
+        self.problems: list[_Found] = []
         #: a problem of an image a declaration made, as the declaration's template has
         #: it (`'../x/{sku}.png' uses '..'`, not `'../x/tea.png'`): said once for them all
-        self.said_as_written: dict[Problem, str] = {}
+        self.said_as_written: dict[_Found, str] = {}
         self.settings: dict[str, BackendSettings] = {}
         self.models: dict[str, Mapping[str, ModelSupport]] = {}
         self.broken_backends: set[str] = set()
@@ -172,7 +187,27 @@ class _Resolver(SpriteRules):
         at = None
         if len(loc) > 1 and loc[0] == "images" and loc[1] in self.bases:
             at = ("images", self.bases[str(loc[1])], *loc[2:])  # where it is written
-        self.problems.append(self.manifest.problem(loc, message, at))
+        self.problems.append(_Found(loc, message, at))
+
+    def error(self) -> ManifestError:
+        """The problems found, each once, at most MAX_PROBLEMS of them described and
+        placed (and a line counting the rest, as the manifest's own problems have)."""
+        found = _once_per_declaration(self.problems, self.bases, self.said_as_written)
+        described = found[:MAX_PROBLEMS]
+        located = iter(
+            self.manifest.problems(
+                [(one.loc, one.message, one.at) for one in described if one.placed is None]
+            )
+        )
+        problems = [one.placed or next(located) for one in described]
+        rest = len(found) - len(described)
+        if rest:
+            problems.append(
+                Problem(
+                    self.manifest.display_path, "", f"and {rest:,} more problems; fix these first"
+                )
+            )
+        return ManifestError(problems)
 
     def backend(
         self, name: str, loc: tuple[str, ...], image: str | None = None
@@ -360,7 +395,8 @@ class _Resolver(SpriteRules):
         """A problem in a data file, shown at its line like one in the manifest."""
         folder = posixpath.dirname(self.manifest.display_path)
         path = posixpath.join(folder, exc.path) if folder else exc.path
-        self.problems.append(Problem(path, f"images.{base}", str(exc), exc.line, exc.column))
+        placed = Problem(path, f"images.{base}", str(exc), exc.line, exc.column)
+        self.problems.append(_Found(("images", base), str(exc), placed=placed))
 
     def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
         # Runs once per image on every plan: keep the happy path free of extra work.
@@ -875,7 +911,7 @@ def resolve(
         if makes > budget:
             rows = made.rows if made is not None and decl.matrix else None
             resolver.fail(*_too_many(manifest, base, makes, len(images), rows))
-            raise ManifestError(resolver.problems)
+            raise resolver.error()
         try:
             for image in made.images if made is not None else expand(base, decl):
                 if image.name in resolver.bases:
@@ -911,9 +947,7 @@ def resolve(
         if problem is not None:
             resolver.fail(("cache", "remote"), problem)
     if resolver.problems:
-        raise ManifestError(
-            _once_per_declaration(resolver.problems, resolver.bases, resolver.said_as_written)
-        )
+        raise resolver.error()
     return Resolved(
         specs,
         resolver.settings,
@@ -952,23 +986,25 @@ def idle_conflicts(
 
 
 def _once_per_declaration(
-    problems: list[Problem], bases: Mapping[str, str], as_written: Mapping[Problem, str]
-) -> list[Problem]:
+    problems: list[_Found], bases: Mapping[str, str], as_written: Mapping[_Found, str]
+) -> list[_Found]:
     """Each problem once: one in [defaults] or a style is found once per image that
     inherits it, and one in a matrix's or rows' declaration once per image it makes
     (300 rows, one typo: one line at the declaration, saying how many it hit), in the
     words `as_written` gives it where its message shows a value filled in (a path). A
     problem only one of its images has stays that image's."""
-    grouped: dict[str, tuple[Problem, dict[str, Problem]]] = {}
+    grouped: dict[tuple[Any, ...], tuple[_Found, dict[tuple[str | int, ...], _Found]]] = {}
     for found in problems:
-        name = found.loc.removeprefix("images.").split(".", 1)[0]
-        base = bases.get(name, name) if found.loc.startswith("images.") else name
-        shared = found
-        if base != name:  # an image a declaration made: said at the declaration
-            loc = f"images.{base}" + found.loc.removeprefix(f"images.{name}")
+        loc, shared = found.loc, found
+        name = str(loc[1]) if len(loc) > 1 and loc[0] == "images" else None
+        base = bases.get(name, name) if name is not None else None
+        if base is not None and base != name:  # an image a declaration made: said there
+            assert name is not None
             message = as_written.get(found) or found.message.replace(name, base)
-            shared = Problem(found.path, loc, message, found.line, found.column)
-        grouped.setdefault(str(shared), (shared, {}))[1].setdefault(found.loc, found)
+            shared = _Found(("images", base, *loc[2:]), message, found.at)
+        placed = str(found.placed) if found.placed is not None else None
+        key = (shared.loc, shared.message, shared.at, placed)
+        grouped.setdefault(key, (shared, {}))[1].setdefault(found.loc, found)
     result = []
     for shared, made in grouped.values():
         if len(made) == 1:
