@@ -31,6 +31,7 @@ from nebula_build.core.manifest import (
     Manifest,
     describe_error,
     has_control_characters,
+    said_once,
 )
 from nebula_build.core.manifest import shown as shown_name
 from nebula_build.core.selection import Selection, known_names
@@ -194,7 +195,7 @@ class _Resolver(SpriteRules):
     def error(self) -> ManifestError:
         """The problems found, each once, at most MAX_PROBLEMS of them described and
         placed (and a line counting the rest, as the manifest's own problems have)."""
-        found = _once_per_declaration(self.problems, self.bases, self.said_as_written)
+        found = _said_once(_once_per_declaration(self.problems, self.bases, self.said_as_written))
         described = found[:MAX_PROBLEMS]
         located = iter(
             self.manifest.problems(
@@ -987,6 +988,20 @@ def idle_conflicts(
         except NebulaBuildError:
             continue
     return found
+
+
+def _said_once(found: list[_Found]) -> list[_Found]:
+    """`found` with each problem many images share as one line (see `said_once`)."""
+    changed = said_once(
+        [(one.loc, one.message) if one.placed is None else ((), "") for one in found]
+    )
+    kept = []
+    for index, one in enumerate(found):
+        if index not in changed:
+            kept.append(one)
+        elif (message := changed[index]) is not None:
+            kept.append(_Found(one.loc, message, one.at))
+    return kept
 
 
 def _settings_errors(

@@ -284,12 +284,12 @@ def test_plain_placeholders_still_work(project, run_cli):
 
 
 def test_a_manifest_of_thousands_of_problems_shows_fifty_and_counts_the_rest(project, run_cli):
-    """Before: one line each, 1,000 lines for a generated manifest's one mistake."""
-    project({"images.toml": HEAD + "".join(image("bogus = 1", f"i{n}") for n in range(1000))})
+    """Before: one line each, 1,000 lines for a generated manifest's 1,000 mistakes."""
+    project({"images.toml": HEAD + "".join(image(f"bogus{n} = 1", f"i{n}") for n in range(1000))})
     code, _, err = run_cli("plan")
     lines = err.splitlines()
     assert code == 1 and len(lines) == 51, lines[-3:]
-    assert lines[0].startswith("error: images.toml:11:1: images.i0.bogus: unknown key")
+    assert lines[0].startswith("error: images.toml:11:1: images.i0.bogus0: unknown key")
     assert lines[-1] == "error: … and 950 more problems (`nebula-build validate --json` lists all)"
     code, out, _ = run_cli("validate", "--json")
     assert code == 1 and len(json.loads(out)["error"]["problems"]) == 1000

@@ -95,21 +95,86 @@ def test_backend_settings_past_the_bound_still_name_a_wrong_value_first(project,
     assert lines[-1] == "error: images.toml: and 21 more problems; fix these first"
 
 
-def test_thousands_of_images_missing_a_prompt_are_placed_reading_only_their_lines(
+def test_thousands_of_problems_of_images_are_placed_reading_only_their_lines(
     project, run_cli, counted
 ):
     """100,000 images missing `prompt` took 11.6 s: each problem was placed at its line
     when it was found, and the first placing read every line's key."""
-    images = "".join(f'\n[images.i{n}]\noutput = "out/i{n}.png"\n' for n in range(400))
+    images = "".join(f'\n[images.i{n}]\nprompt = "p"\noutput = "../i{n}.png"\n' for n in range(400))
     project({"images.toml": PREVIEW + images})
     lines, problems = described(run_cli)
-    first = PREVIEW.count("\n") + 2
+    first = PREVIEW.count("\n") + 4
     assert lines == [
-        f"error: images.toml:{first + 3 * n}:1: images.i{n}.prompt: is required"
+        f"error: images.toml:{first + 4 * n}:1: images.i{n}.output: output must stay inside "
+        f"the project ('../i{n}.png' uses '..')"
         for n in range(BOUND)
     ] + ["error: images.toml: and 390 more problems; fix these first"]
     assert problems[-1]["message"] == "and 390 more problems; fix these first"
     assert counted["placed"] == [BOUND, BOUND], counted["placed"]  # two runs
+
+
+def test_images_missing_a_prompt_are_one_line_naming_them(project, run_cli, counted):
+    """100,000 images missing `prompt` were 100,000 lines (the terminal showed 50 and
+    counted the rest): one line, at the first, names a few of the others."""
+    images = "".join(f'\n[images.i{n}]\noutput = "out/i{n}.png"\n' for n in range(400))
+    project({"images.toml": PREVIEW + images})
+    lines, problems = described(run_cli)
+    assert lines == [
+        f"error: images.toml:{PREVIEW.count(chr(10)) + 2}:1: images.i0.prompt: is required; "
+        "the same for 399 other images (i1, i2, i3, i4, i5, …)"
+    ]
+    assert problems[0]["key"] == "images.i0.prompt" and len(problems) == 1
+    assert counted["placed"] == [1, 1], counted["placed"]
+
+
+def test_a_wrong_value_many_images_share_is_one_line_and_a_few_are_one_each(project, run_cli):
+    """50,000 images with `seed = "x"`, or `width = "wide"`, were a line each; nine
+    (fewer than GROUPED_FROM) still are, exactly as before."""
+    from nebula_build.core.manifest import GROUPED_FROM
+
+    def images(count: int, value: str) -> str:
+        return "".join(
+            f'\n[images.i{n}]\nprompt = "p"\n{value}\noutput = "out/i{n}.png"\n'
+            for n in range(count)
+        )
+
+    head = PREVIEW.count("\n") + 4
+    for value, said in (
+        ('seed = "x"', "'x' is not an integer expression (integers, placeholders, + - * only)"),
+        ('width = "wide"', 'input should be a valid integer (got "wide")'),
+    ):
+        key = value.split(" ")[0]
+        project({"images.toml": PREVIEW + images(GROUPED_FROM - 1, value)})
+        code, _, err = run_cli("validate")
+        assert code == 1 and err.splitlines() == [
+            f"error: images.toml:{head + 5 * n}:1: images.i{n}.{key}: {said}"
+            for n in range(GROUPED_FROM - 1)
+        ]
+        project({"images.toml": PREVIEW + images(500, value)})
+        code, _, err = run_cli("validate")
+        assert code == 1 and err.splitlines() == [
+            f"error: images.toml:{head}:1: images.i0.{key}: {said}; the same for 499 other "
+            "images (i1, i2, i3, i4, i5, …)"
+        ]
+
+
+def test_images_sharing_a_problem_beside_others_keep_their_order(project, run_cli):
+    """The shared line stands where its first image's problem was; a different message
+    at the same key is a line of its own."""
+    images = "".join(
+        f'\n[images.i{n}]\nprompt = "p"\nseed = "x"\noutput = "out/i{n}.png"\n' for n in range(12)
+    )
+    odd = '\n[images.z]\nprompt = "p"\nseed = "y"\noutput = "out/z.png"\n'
+    project({"images.toml": PREVIEW + odd + images})
+    code, _, err = run_cli("validate")
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 2, lines
+    assert lines[0].endswith(
+        "images.z.seed: 'y' is not an integer expression (integers, placeholders, + - * only)"
+    )
+    assert "images.i0.seed:" in lines[1] and lines[1].endswith(
+        "; the same for 11 other images (i1, i2, i3, i4, i5, …)"
+    )
 
 
 def test_a_problem_a_matrix_makes_is_still_one_line_saying_how_many_it_hit(project, run_cli):

@@ -435,11 +435,13 @@ def _problems(text: str) -> list[str]:
 def test_problems_past_the_bound_are_the_same_when_unknown_keys_are_left_unlisted(monkeypatch):
     """Past MAX_PROBLEMS, unknown keys (and tables holding nothing else) past the first
     problems are taken out before validating again: what is described, and the count of
-    the rest, are what validating all of it says."""
+    the rest, are what validating all of it says (each problem a line of its own: the
+    pruned cannot join a line that many images share)."""
     rng = random.Random(20261202)
     cases = [_problem_laden(rng) for _ in range(300)]
     for bound in (1, 3, 8):
         monkeypatch.setattr(manifest_module, "MAX_PROBLEMS", bound)
+        monkeypatch.setattr(manifest_module, "GROUPED_FROM", 1_000_000)
         pruned = [_problems(text) for text in cases]
         monkeypatch.setattr(manifest_module._Pruning, "table", lambda self, model, data: data)
         assert [_problems(text) for text in cases] == pruned
