@@ -2,8 +2,9 @@
 
 Each case is a manifest that fails with many problems of one kind (written once under
 --keep or a temporary folder); each side's `nebula-build validate` of it is timed in
-turn (A B, then B A, …) with GNU time: wall seconds and peak MB, min / median / max of
-`--runs`, beside the floor (tomllib's parse of the same text in a fresh process).
+turn (A B, then B A, …) with GNU time: wall and CPU (user + system) seconds and peak MB,
+min / median / max of `--runs`, beside the floor (tomllib's parse of the same text in a
+fresh process). On a shared machine CPU seconds say more than wall.
 
 - settings: N unknown keys in [backends.preview] (1,190,000 took 63 s and 2.2 GB)
 - prompt: N images missing `prompt` (100,000 took 11.6 s)
@@ -76,6 +77,7 @@ def main() -> None:
             if not path.exists():
                 path.write_text(manifest(case, args.settings, args.images), encoding="utf-8")
             walls: dict[str, list[float]] = {}
+            cpus: dict[str, list[float]] = {}
             peaks: dict[str, list[float]] = {}
             lines: dict[str, str] = {}
             for side in turns([*sides, floor], args.runs):
@@ -84,12 +86,13 @@ def main() -> None:
                     command = [sys.executable, "-c", PARSE, str(path)]
                 done = run(command, root, {**os.environ, "PYTHONPATH": str(side.code)})
                 walls.setdefault(side.label, []).append(done.wall)
+                cpus.setdefault(side.label, []).append(done.cpu)
                 peaks.setdefault(side.label, []).append(done.peak_mb)
                 lines[side.label] = done.out.rstrip("\n").rpartition("\n")[2][:120]
             print(f"{case} ({path.stat().st_size / 1e6:.1f} MB)")
             for label, wall in walls.items():
                 print(
-                    f"  {label:9} wall {shown(wall, 's')}, "
+                    f"  {label:9} wall {shown(wall, 's')}, cpu {shown(cpus[label], 's')}, "
                     f"peak {shown(peaks[label], 'MB')}  {lines[label]}"
                 )
 

@@ -446,8 +446,9 @@ class _Resolver(SpriteRules):
             )
             return None
         dropped = self.drop_inherited(name, decl, merged, model_id, support)
+        inpainting = support.inpainting
         missing = [repr(key) for key in FILES if key not in merged]
-        if support.inpainting and missing:
+        if inpainting and missing:
             self.fail(
                 ("images", name),
                 f"{model_id} needs {' and '.join(missing)} (inpainting input files)",
@@ -475,7 +476,7 @@ class _Resolver(SpriteRules):
         if fmt is not None:
             self.check_output_options(name, decl, merged, fmt)
         inputs: dict[str, tuple[str, str] | None] = {}
-        if support.inpainting:
+        if inpainting:
             for key in FILES:
                 if key in merged:
                     inputs[key] = self.input(name, decl, key, merged[key])
@@ -819,6 +820,8 @@ def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> lis
     for name, decl in images.items():
         values = (decl.image or defaults.image, decl.mask or defaults.mask)
         needs[name] = [v[1:] for v in values if v and v.startswith("@") and v[1:] in images]
+    if not any(needs.values()):  # no image takes another's output: as written
+        return list(images)
     order: list[str] = []
     state: dict[str, str] = {}
 
@@ -1038,7 +1041,10 @@ def _once_per_declaration(
     (300 rows, one typo: one line at the declaration, saying how many it hit), in the
     words `as_written` gives it where its message shows a value filled in (a path). A
     problem only one of its images has stays that image's."""
-    grouped: dict[tuple[Any, ...], tuple[_Found, dict[tuple[str | int, ...], _Found]]] = {}
+    shared_by: dict[tuple[Any, ...], _Found] = {}  # each problem as said, by its words
+    first: dict[tuple[Any, ...], _Found] = {}  # the first found of each
+    #: the images each has (kept only for those found twice: most are found once)
+    images: dict[tuple[Any, ...], dict[tuple[str | int, ...], None]] = {}
     for found in problems:
         loc, shared = found.loc, found
         name = str(loc[1]) if len(loc) > 1 and loc[0] == "images" else None
@@ -1047,14 +1053,20 @@ def _once_per_declaration(
             assert name is not None
             message = as_written.get(found) or found.message.replace(name, base)
             shared = _Found(("images", base, *loc[2:]), message, found.at)
-        placed = str(found.placed) if found.placed is not None else None
-        key = (shared.loc, shared.message, shared.at, placed)
-        grouped.setdefault(key, (shared, {}))[1].setdefault(found.loc, found)
-    result = []
-    for shared, made in grouped.values():
-        if len(made) == 1:
-            result.append(next(iter(made.values())))
+        # where it is written follows from its key, but for a data file's own lines
+        key = (shared.loc, shared.message, found.placed and str(found.placed))
+        if key not in first:
+            shared_by[key], first[key] = shared, found
+        elif key in images:
+            images[key][loc] = None
         else:
-            shared.message += f" (for {len(made)} of its images)"
+            images[key] = {first[key].loc: None, loc: None}
+    result = []
+    for key, shared in shared_by.items():
+        made = len(images.get(key, ()))
+        if made > 1:
+            shared.message += f" (for {made} of its images)"
             result.append(shared)
+        else:
+            result.append(first[key])
     return result
