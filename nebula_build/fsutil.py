@@ -16,6 +16,9 @@ from typing import BinaryIO
 
 TEMP_MARKER = ".nebula-tmp-"
 _CHUNK = 1 << 20
+#: opening a file that arrived with a checkout to read it: never through a symbolic
+#: link, never waiting on a FIFO, and not passed on to a child process
+SAFE_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -63,9 +66,8 @@ def read_regular(path: Path, *, limit: int) -> bytes | None:
     """The bytes of the tool's own file at `path`, or None when it is missing or not a
     plain file of a sane size (a link, a FIFO, a device, something huge): state
     that arrived with a checkout is read only if it can be read safely."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, SAFE_READ_FLAGS)
     except OSError:
         return None
     try:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nebula_build.fsutil import SAFE_READ_FLAGS
 from nebula_build.state import conflicts
 from nebula_build.state.lockfile import MAX_LOCK_BYTES
 from nebula_build.state.project import Project, lock_name
@@ -224,9 +225,8 @@ def _chunks(path: Path) -> Iterator[bytes]:
     """The bytes of the lock at `path`, `_CHUNK` at a time (none where it is gone);
     `_Unread` where it is not a plain file (a FIFO would block), cannot be read, or
     holds more than a lock may."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, SAFE_READ_FLAGS)
     except FileNotFoundError:
         return
     except OSError as exc:
