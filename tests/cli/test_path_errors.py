@@ -6,16 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import fake_manifest, generation_log
-
-HEAD = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-"""
+from tests.manifests import PREVIEW as HEAD
 
 
 def _errors(run_cli) -> list[str]:

@@ -8,15 +8,8 @@ import json
 
 import pytest
 
-PREVIEW = """\
-version = 1
+from tests.manifests import PREVIEW
 
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-"""
 IMAGE = '\n[images.a]\nprompt = "a lighthouse"\noutput = "out/a.png"\n'
 BOUND = 10
 

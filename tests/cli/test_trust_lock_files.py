@@ -11,15 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PREVIEW = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-"""
+from tests.manifests import PREVIEW
 
 A = '[images.a]\nprompt = "a lighthouse"\noutput = "out/a.png"\n'
 STAYS = "assets/logo.png stays: it does not carry the record nebula-build writes"

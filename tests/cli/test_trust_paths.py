@@ -13,16 +13,7 @@ from pathlib import Path
 import pytest
 
 from nebula_build.fsutil import TEMP_MARKER
-
-PREVIEW = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-"""
+from tests.manifests import PREVIEW
 
 
 def manifest(*blocks: str) -> str:

@@ -13,15 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-PREVIEW = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-"""
+from tests.manifests import PREVIEW
 
 A = '[images.a]\nprompt = "a lighthouse"\noutput = "out/a.png"\n'
 B = '[images.b]\nprompt = "a boat"\noutput = "out/b.png"\n'

@@ -11,16 +11,8 @@ import time
 import pytest
 
 from nebula_build.state import lockfile
+from tests.manifests import PREVIEW
 
-PREVIEW = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-"""
 IMAGE = '\n[images.a]\nprompt = "a lighthouse"\noutput = "out/a.png"\n'
 LOCK_HEAD = "version = 1\n"
 COMMANDS = ("plan", "apply", "status")
