@@ -5,9 +5,11 @@ that can hold them, and the rest counted ("and N more problems; fix these first"
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
+from tests.conftest import install_distribution
 from tests.manifests import PREVIEW
 
 IMAGE = '\n[images.a]\nprompt = "a lighthouse"\noutput = "out/a.png"\n'
@@ -86,6 +88,58 @@ def test_backend_settings_past_the_bound_still_name_a_wrong_value_first(project,
         for n in range(BOUND - 1)
     ]
     assert lines[-1] == "error: images.toml: and 21 more problems; fix these first"
+
+
+#: a plugin that reads its settings itself: keys starting with "x-" are its own, and
+#: dropped before its model (which forbids any other) validates the rest
+LENIENT = """
+from nebula_build.plugin import Backend, hookimpl, nebula_models
+
+
+class Lenient(Backend):
+    name = "lenient"
+
+    @classmethod
+    def parse_settings(cls, raw):
+        return super().parse_settings({k: v for k, v in raw.items() if not k.startswith("x-")})
+
+    @classmethod
+    def models(cls, settings):
+        return nebula_models()
+
+    async def generate(self, request):
+        raise NotImplementedError
+
+
+@hookimpl
+def nebula_build_register_backends():
+    return [Lenient]
+"""
+
+
+def test_a_plugin_that_reads_its_own_settings_has_its_problems_counted_as_they_are(
+    project, run_cli, counted, tmp_path, monkeypatch
+):
+    """Past the bound, a backend's unknown keys are taken out before it validates again;
+    where that does not take out exactly their problems (the plugin keeps keys of its
+    own), every problem is listed as before, and none is lost."""
+    site = tmp_path / "lenient-site"
+    install_distribution(
+        site, "nebula-lenient", {"nebula_lenient": LENIENT}, {"lenient": "nebula_lenient"}
+    )
+    monkeypatch.syspath_prepend(str(site))
+    own = "".join(f'"x-{n}" = 1\n' for n in range(30))
+    unknown = "".join(f"k{n} = 1\n" for n in range(30))
+    text = PREVIEW + IMAGE + "\n[backends.lenient]\n" + own + unknown
+    project({"images.toml": text})
+    lines, _ = described(run_cli)
+    sys.modules.pop("nebula_lenient", None)
+    first = (PREVIEW + IMAGE).count("\n") + 3 + 30
+    assert lines == [
+        f"error: images.toml:{first + n}:1: backends.lenient.k{n}: unknown key; expected one "
+        "of: concurrency, timeout"
+        for n in range(BOUND)
+    ] + ["error: images.toml: and 20 more problems; fix these first"]
 
 
 def test_thousands_of_problems_of_images_are_placed_reading_only_their_lines(
