@@ -69,6 +69,16 @@ class Problem:
         return f"{where}: {key}{self.message}"
 
 
+class MoreProblems(Problem):
+    """The line that counts the problems past those described (`count` of them)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, path: str, count: int) -> None:
+        super().__init__(path, "", f"and {count:,} more problems; fix these first")
+        self.count = count
+
+
 class ManifestError(UserError):
     """The manifest cannot be used; carries every problem found, one line each."""
 

@@ -563,15 +563,19 @@ _SHOWN_PROBLEMS = 50
 
 
 def _print_error(exc: Exception, err: TextIO) -> None:
-    from nebula_build.errors import ManifestError
+    from nebula_build.errors import ManifestError, MoreProblems
     from nebula_build.ui.style import Style, wants_color
 
     style = Style(wants_color(err))
     lines = str(exc).splitlines() or [type(exc).__name__]
     if isinstance(exc, ManifestError) and len(exc.problems) > _SHOWN_PROBLEMS:
-        more = len(exc.problems) - _SHOWN_PROBLEMS
-        lines = [str(problem) for problem in exc.problems[:_SHOWN_PROBLEMS]]
-        lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists all)")
+        described, uncounted, last = exc.problems, 0, exc.problems[-1]
+        if isinstance(last, MoreProblems):  # past the bound: not described at all
+            described, uncounted = described[:-1], last.count
+        more = len(described) - _SHOWN_PROBLEMS + uncounted
+        lists = f"the first {len(described):,}" if uncounted else "all"
+        lines = [str(problem) for problem in described[:_SHOWN_PROBLEMS]]
+        lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists {lists})")
     for line in lines:
         prefix = style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
         err.write(f"{prefix}{line}\n")

@@ -36,7 +36,7 @@ from pydantic import (
 
 from nebula_build.core import sourcemap
 from nebula_build.core.spritedecl import SpriteFields
-from nebula_build.errors import CONFLICT, ManifestError, Problem, did_you_mean
+from nebula_build.errors import CONFLICT, ManifestError, MoreProblems, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 from nebula_build.state.conflicts import marker_on, opened_conflict
 from nebula_build.text import model_id_problem, shows_as_it_is
@@ -1097,9 +1097,7 @@ def _described(manifest: Manifest, exc: ValidationError, unseen: int = 0) -> lis
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     if len(found) > MAX_PROBLEMS or unseen:
         rest = len(found) - MAX_PROBLEMS + unseen
-        problems.append(
-            Problem(manifest.display_path, "", f"and {rest:,} more problems; fix these first")
-        )
+        problems.append(MoreProblems(manifest.display_path, rest))
     return problems
 
 

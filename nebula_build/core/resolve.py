@@ -49,6 +49,7 @@ from nebula_build.errors import (
     CONFLICT,
     DependencyCycleError,
     ManifestError,
+    MoreProblems,
     NebulaBuildError,
     Problem,
     UserError,
@@ -205,11 +206,7 @@ class _Resolver(SpriteRules):
         problems = [one.placed or next(located) for one in described]
         rest = len(found) - len(described) + self.unseen
         if rest:
-            problems.append(
-                Problem(
-                    self.manifest.display_path, "", f"and {rest:,} more problems; fix these first"
-                )
-            )
+            problems.append(MoreProblems(self.manifest.display_path, rest))
         return ManifestError(problems)
 
     def backend(

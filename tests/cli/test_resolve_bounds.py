@@ -232,3 +232,22 @@ def test_a_problem_a_matrix_makes_is_still_one_line_saying_how_many_it_hit(proje
         f"error: images.toml:{PREVIEW.count(chr(10)) + 2}:1: images.e.prompt: is required "
         "(for 3 of its images)"
     ]
+
+
+def test_the_terminal_counts_every_problem_past_those_it_shows(project, run_cli, monkeypatch):
+    """Past its 50 lines the terminal counted the closing "and N more" line as one
+    problem ("… and 11 more"), and said validate --json lists them all, which it does
+    not past the bound."""
+    from nebula_build.core import manifest, resolve
+
+    monkeypatch.setattr(manifest, "MAX_PROBLEMS", 60)
+    monkeypatch.setattr(resolve, "MAX_PROBLEMS", 60, raising=False)
+    keys = "".join(f"k{n} = 1\n" for n in range(400))
+    project({"images.toml": PREVIEW + IMAGE + "\n[backends.preview]\n" + keys})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    lines = err.splitlines()
+    assert len(lines) == 51, lines
+    assert lines[-1] == (
+        "error: … and 350 more problems (`nebula-build validate --json` lists the first 60)"
+    )
