@@ -55,7 +55,14 @@ class StrayOutput(_WithoutSecrets):
 
     @property
     def _target(self) -> TextIO:
-        return self.errs[-1] if self.errs else self.stdout
+        if self.errs:
+            return self.errs[-1]
+        if self is _stand_in:
+            return self.stdout
+        # Kept past its commands (a logger made while one ran): `self.stdout` may be the
+        # closed copy of descriptor 1, so write where print() would now.
+        now = sys.stdout
+        return now if now is not self else sys.__stdout__ or self.stdout
 
 
 class StrayErrors(_WithoutSecrets):
