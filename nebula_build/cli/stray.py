@@ -224,11 +224,26 @@ def _moved_stdout(stdout: TextIO) -> _MovedStdout | None:
 
 
 def _put_back(moved: _MovedStdout) -> None:
-    """Descriptor 1 is stdout again. A reader gone (`| head`) loses what was unwritten,
-    as a closed pipe would have anyway, without a complaint at exit."""
-    with contextlib.suppress(OSError, ValueError):
+    """Descriptor 1 is stdout again. The copy is left to close when its last writer lets
+    go of it: a plugin's thread still running (a hook past its timeout) may be writing to
+    it now, and closing a stream under a write crashes the interpreter. A reader gone
+    (`| head`) loses what was unwritten, as a closed pipe would have anyway, without a
+    complaint at exit: the copy writes to os.devnull from then on."""
+    try:
         moved.stream.flush()
+        reader_gone = False
+    except (OSError, ValueError):
+        reader_gone = True
     with contextlib.suppress(OSError):
         os.dup2(moved.fd, 1)
-    with contextlib.suppress(OSError, ValueError):
-        moved.stream.close()
+    if reader_gone:
+        _to_devnull(moved.fd)
+
+
+def _to_devnull(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd, inheritable=False)
+        finally:
+            os.close(devnull)

@@ -78,3 +78,40 @@ def test_a_second_command_in_one_process_keeps_a_kept_stdout_off_its_json(instal
         _, end = decoder.raw_decode(text)
         text, documents = text[end:].strip(), documents + 1
     assert documents == 2
+
+
+#: a preflight that never ends, its threads printing all the while
+CHATTERING = plugin_source(
+    "chatter",
+    """
+    @classmethod
+    def preflight(cls, settings, root):
+        for _ in range(4):
+            threading.Thread(target=chatter, daemon=True).start()
+        chatter()
+    """,
+    preamble="""
+    def chatter():
+        while True:
+            print("still checking the GPU", flush=True)
+    """,
+)
+CHATTER_TIMEOUT = "[backends.chatter]\ntimeout = 0.2\n"
+
+
+def test_a_hook_left_printing_past_its_timeout_does_not_crash_the_exit(install, project, sites):
+    """Closing the copy of stdout under one of those prints crashed the interpreter
+    (exit 139) in about one run of ten: this runs it a few times."""
+    install("chatter", CHATTERING)
+    project({"images.toml": MANIFEST.replace('"keeper"', '"chatter"') + CHATTER_TIMEOUT})
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-m", "nebula_build", "apply", "--json"],
+            env=process_environment(sites),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert "did not end its preflight within 0.2s" in done.stderr
