@@ -19,6 +19,7 @@ import io
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TextIO, cast
 
 
@@ -169,7 +170,12 @@ def command_stdout(out: TextIO | None) -> Iterator[TextIO]:
                 _set_process_stdout(_moved.stream)
         moved = _moved
     if moved is None:  # not on descriptor 1 (an embedder's stream), or no stderr to point at
-        yield process_stdout()
+        stdout = process_stdout()
+        if stdout is None:  # closed when the process started (`>&-`): nowhere to go
+            with Path(os.devnull).open("w", encoding="utf-8") as nowhere:
+                yield nowhere
+            return
+        yield stdout
         return
     try:
         yield moved.stream

@@ -170,3 +170,30 @@ def test_plan_and_status_detailed_exitcode_are_1_for_a_conflict_or_a_failed_imag
     assert run_cli("plan").code == 0  # nobody asked
     code, out, _ = run_cli("status", "--detailed-exitcode", "--target", "b")
     assert code == 0 and out.startswith("b  up to date")
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_a_command_with_stdout_or_stderr_closed_keeps_its_exit_code(closed, project):
+    """`plan --detailed-exitcode >&-`, as a script that wants the code alone might run
+    it: the output has nowhere to go, and the code is still 2 (it was a traceback and 1)."""
+    import os
+    import subprocess
+    import sys
+
+    root = project({"images.toml": SITE})
+    repo = Path(__file__).resolve().parents[2]
+    command = f'"{sys.executable}" -m nebula_build plan --detailed-exitcode {closed}'
+    if closed == ">&-":
+        command += " 2>errors.txt"
+    done = subprocess.run(
+        ["sh", "-c", command],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=closed == "2>&-",
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done
+    said = (root / "errors.txt").read_text() if closed == ">&-" else done.stdout
+    assert "Traceback" not in said and "Error" not in said, said
