@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 from tests.cli.test_cli_flow import SITE, digests
+from tests.manifests import PREVIEW
 
 HERO = "a flying cat over a neon city at dusk"
 
@@ -126,13 +127,9 @@ def test_two_images_swapping_outputs_lose_neither_file(project, run_cli):
     assert digests(root) == before
 
 
-TWO = """\
-version = 1
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
+TWO = (
+    PREVIEW
+    + """\
 [images.a]
 prompt = "a red apple"
 output = "a.png"
@@ -140,6 +137,7 @@ output = "a.png"
 prompt = "a blue bird"
 output = "b.png"
 """
+)
 
 
 def test_two_images_swapping_outputs_under_force_keep_both_files_without_a_cache(project, run_cli):
