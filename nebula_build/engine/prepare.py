@@ -124,7 +124,6 @@ def prepare(
                 project,
                 edited.resolved,
                 guard,
-                folders=read_inputs,
                 only=touched,
                 owners=edited.owners or {},
             )
@@ -162,7 +161,7 @@ def prepare(
         speccache.save(project, key, resolved, used | data.digests)
         if incremental and not resolved.data_files and not resolved.data_globs:
             loaded = Loaded(parsed(manifest), resolved, backend, used)
-    _check_paths(project, resolved, guard, folders=read_inputs)
+    _check_paths(project, resolved, guard)
     store = Store(project.cache_dir, placeholder=StandIns(resolved).refused)
     return Prepared(
         project,
@@ -270,15 +269,14 @@ def _check_paths(
     resolved: Resolved,
     guard: Guard,
     *,
-    folders: bool,
     only: Collection[str] | None = None,
     owners: Mapping[str, str] = {},
 ) -> None:
     """Refuse a manifest (or a cached resolution of one) that would write outside the
-    project, over the tool's own files or over an input; with `folders`, also one
-    whose output folders lead out through a symbolic link (before anything is paid).
-    With `only`, the files of those images alone are checked (the others were, by
-    the round before; `owners` holds every image's files)."""
+    project, over the tool's own files or over an input, also through a symbolic
+    link in its folders: plan, status and validate refuse what apply would (before
+    anything is paid). With `only`, the files of those images alone are checked (the
+    others were, by the round before; `owners` holds every image's files)."""
     declared = list(_declared_paths(resolved, only))
     written = {path for _, path in declared}
     guard.protect(
@@ -288,13 +286,9 @@ def _check_paths(
         if path and path not in written and path not in owners
     )
     guard.protect(resolved.data_files, what="a data file (rows)")  # `core.written` refuses them
-    checked_folders: set[str] = set()
+    real_folders: dict[str, str | None] = {}
     for where, path in declared:
-        problem = guard.problem(path)
-        folder = path.rpartition("/")[0]
-        if problem is None and folders and folder not in checked_folders:
-            checked_folders.add(folder)
-            problem = guard.folder_problem(path)
+        problem = guard.problem(path) or guard.folder_problem(path, real_folders)
         if problem is not None:
             raise UnsafePathError(f"{project.display_manifest}: {where}: {path!r} {problem}")
 

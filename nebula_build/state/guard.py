@@ -192,14 +192,49 @@ class Guard:
             return None
         return "" if inside == "." else inside
 
-    def folder_problem(self, relative: str) -> str | None:
-        """Whether the folder of output `relative` leaves the project or enters the
-        tool's state through a symbolic link (checked before paying for an image)."""
-        try:
-            self._real_parts(relative, what="output", follow_last=False)
-        except UnsafePathError as exc:
-            return str(exc)
-        return None
+    def folder_problem(
+        self, relative: str, seen: dict[str, str | None] | None = None
+    ) -> str | None:
+        """What is wrong with the folder of output `relative` (said after the path): it
+        leaves the project, or leads to a file the tool may not write, through a
+        symbolic link; None when it is fine. Checked before anything is paid for, by
+        plan as by apply. `seen` keeps each folder's real path between calls: one lstat
+        per folder not seen yet (a realpath where it is a link)."""
+        folder, _, name = relative.rpartition("/")
+        real = self._real_folder_of(folder, {} if seen is None else seen)
+        if real is None:
+            return (
+                "leaves the project through a symbolic link; nebula-build only touches "
+                "files inside the project"
+            )
+        if real == folder:
+            return None
+        target = f"{real}/{name}" if real else name
+        problem = self.problem(target)
+        if problem is None:
+            return None
+        return f"leads to {target!r} through a symbolic link, and that path {problem}"
+
+    def _real_folder_of(self, folder: str, seen: dict[str, str | None]) -> str | None:
+        """`folder` ("" for the project's) as `real_folder` gives it, from the real path
+        of its parent (in `seen`, or found the same way) and an lstat of its own."""
+        if not folder:
+            return ""
+        if folder in seen:
+            return seen[folder]
+        parent, _, name = folder.rpartition("/")
+        real_parent = self._real_folder_of(parent, seen)
+        real: str | None = None
+        if real_parent is not None:
+            real = f"{real_parent}/{name}" if real_parent else name
+            try:
+                linked = stat.S_ISLNK(os.lstat(f"{self.root}/{real}").st_mode)
+            except OSError:
+                linked = False  # missing: apply makes it, a plain folder
+            if linked:
+                real = self.real_folder(real)
+        seen[folder] = real
+        return real
 
     # --- walking folders without following links -----------------------------
 
