@@ -20,6 +20,7 @@ from nebula_build.core.selection import select
 from nebula_build.core.spec import AssetSpec, as_declared
 from nebula_build.core.sprite import ADDED_STEPS
 from nebula_build.imaging import format_for
+from nebula_build.state.fileindex import LEADS_OUT
 from nebula_build.state.lockfile import LockEntry
 from nebula_build.text import plural, shell_operands
 
@@ -615,18 +616,21 @@ def _guard(action: Action, ctx: _Context) -> Action:
         if path == spec.output and moved:
             # the paths after this one are not looked at: apply checks them on its own
             return replace(action, reason=f"{action.reason} (already moved by hand)")
+        links_alone = current == LEADS_OUT and _links_alone(currents, known, entry)
         if ctx.force:
+            if links_alone:  # nothing to keep: the link goes, what it points to is not opened
+                reason = f"{action.reason} ({_link_replaced(path)})"
+                return replace(action, reason=reason, found=found)
             if (elsewhere := ctx.elsewhere(path)) is not None:
                 claimed[path] = elsewhere
             return _copy_kept(action, claimed)
-        reason = (
-            "changed by hand"
-            if recorded is not None
-            else _in_the_way(ctx.recorded_for(path, current, spec.name), ctx.elsewhere(path))
-        )
-        if path == spec.output:
-            reason = "output file changed by hand" if recorded is not None else reason
+        if links_alone:
+            reason = LINK_IN_THE_WAY
+        elif recorded is not None:
+            reason = "output file changed by hand" if path == spec.output else "changed by hand"
         else:
+            reason = _in_the_way(ctx.recorded_for(path, current, spec.name), ctx.elsewhere(path))
+        if path != spec.output:
             reason = f"{reason}: {path}"
         return Action(
             image=action.image,
@@ -639,6 +643,26 @@ def _guard(action: Action, ctx: _Context) -> Action:
         )
     checked = replace(action, found=found)
     return _copy_kept(checked, claimed) if claimed else checked
+
+
+def _links_alone(
+    currents: Mapping[str, str | None], known: Mapping[str, str], entry: LockEntry | None
+) -> bool:
+    """Whether the only files in the way of an image's write are symbolic links out of
+    the project: --force then replaces them, and has no file to back up."""
+    return all(
+        current in (None, LEADS_OUT)
+        for path, current in currents.items()
+        if current != known.get(path) and current != _recorded(entry, path)
+    )
+
+
+def _link_replaced(path: str) -> str:
+    """What --force does to a symbolic link out of the project in an image's way."""
+    return (
+        f"the symbolic link {path} is replaced; what it points to outside the project "
+        "is not touched"
+    )
 
 
 def _theirs(action: Action, ctx: _Context) -> dict[str, str]:
@@ -693,6 +717,11 @@ def _unrecorded(paths: list[str], *, metadata: bool) -> str:
         f"{named} {'carries' if one else 'carry'} no record of what wrote {it} "
         f"(metadata = false), and this checkout did not write {it}"
     )
+
+
+#: why an image's write is refused where symbolic links out of the project are all
+#: that stands in its way: --force backs up no file (`ui.report` says so)
+LINK_IN_THE_WAY = "a symbolic link out of the project is in the way"
 
 
 def _in_the_way(owner: str | None, elsewhere: str | None) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.plan import (
+    LINK_IN_THE_WAY,
     PIN_RELEASED,
     PLACEHOLDER_NOTE,
     SETTINGS_NOTE,
@@ -409,14 +410,15 @@ def lock_changes_json(plan: Plan) -> dict[str, Any] | None:
 
 
 def conflict_lines(plan: Plan, style: Style) -> list[str]:
-    """What to do about files changed by hand, which apply never overwrites unasked."""
-    images = [
-        a.image
-        for a in plan.actions
-        if a.kind is ActionKind.CONFLICT and a.resolution is not None  # --force resolves it
+    """What to do about files changed by hand, which apply never overwrites unasked,
+    and about symbolic links out of the project in the way (no file to back up)."""
+    resolved = [  # --force resolves them
+        a for a in plan.actions if a.kind is ActionKind.CONFLICT and a.resolution is not None
     ]
+    images = [a.image for a in resolved if not a.reason.startswith(LINK_IN_THE_WAY)]
+    links = ["", style(LINKS_REPLACED, "yellow")] if len(images) < len(resolved) else []
     if not images and not any(f.state is FileState.CONFLICT for f in plan.files):
-        return []
+        return links
     text = (
         "A file changed by hand is kept: `nebula-build apply --force` replaces it (the "
         "old one goes to .nebula-build/backup/); to keep your edit, move it elsewhere."
@@ -429,7 +431,16 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
             f"old ones go to .nebula-build/backup/), `nebula-build apply --force {target}` "
             f"only {first}'s; to keep an edit, move the file elsewhere."
         )
-    return ["", style(text, "yellow")]
+    return ["", style(text, "yellow"), *links[1:]]
+
+
+#: what the plan says where a symbolic link out of the project is in an image's way:
+#: --force has no file to back up there (`core.plan._link_replaced`)
+LINKS_REPLACED = (
+    "A symbolic link out of the project is in the way: `nebula-build apply --force` "
+    "replaces the link (what it points to outside the project is not touched); to keep "
+    "it, give the image another output."
+)
 
 
 def settings_lines(plan: Plan, style: Style) -> list[str]:
@@ -532,8 +543,10 @@ def action_json(action: Action) -> dict[str, Any]:
     if action.old_output:
         data["old_output"] = action.old_output
     if action.kind is ActionKind.CONFLICT and action.resolution is not None:
-        # --force keeps a copy of every file it writes over (core/plan.py `_guard`)
-        data["with_force"] = action_json(action.resolution) | {"backup": True}
+        # --force keeps a copy of every file it writes over (core/plan.py `_guard`), and
+        # replaces a link out of the project, which has no bytes to keep
+        backup = not action.reason.startswith(LINK_IN_THE_WAY)
+        data["with_force"] = action_json(action.resolution) | {"backup": backup}
     if action.removes:
         data["removes"] = list(action.removes)
     if action.stays:
