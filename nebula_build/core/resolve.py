@@ -52,6 +52,7 @@ from nebula_build.errors import (
     MoreProblems,
     NebulaBuildError,
     Problem,
+    UnsafePathError,
     UserError,
     suggestion,
 )
@@ -315,7 +316,11 @@ class _Resolver(SpriteRules):
         if PurePosixPath(path).suffix.lower() not in INPUT_SUFFIXES:
             self.fail(loc, f"{quoted(value)} is not a JPG, PNG or WebP file")
             return None
-        digest = self.digest_of(path)
+        try:
+            digest = self.digest_of(path)
+        except UnsafePathError as refused:  # there, but a FIFO, a link out, too large…
+            self.fail(loc, str(refused))
+            return None
         if digest is None:
             self.fail(loc, f"file not found: {path}")
             return None

@@ -30,7 +30,7 @@ from nebula_build.core.sprite import (
     rows_matrix_values,
 )
 from nebula_build.core.written import Read
-from nebula_build.errors import did_you_mean
+from nebula_build.errors import UnsafePathError, did_you_mean
 from nebula_build.text import printable
 
 
@@ -152,7 +152,11 @@ class SpriteRules:
         path = self.check_path(loc, value, "a palette")
         if path is None:
             return
-        digest = self.digest_of(path)
+        try:
+            digest = self.digest_of(path)
+        except UnsafePathError as refused:  # there, but a FIFO, a link out, too large…
+            self.fail(loc, str(refused))
+            return
         if digest is None:
             self.fail(loc, f"file not found: {path}")
             return

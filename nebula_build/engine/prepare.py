@@ -7,7 +7,6 @@ The first steps of the flow (docs/architecture.md), shared by every command;
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -19,7 +18,7 @@ from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import speccache
 from nebula_build.engine.ondisk import Outside
 from nebula_build.engine.standins import StandIns
-from nebula_build.errors import ManifestError, Problem, ProjectLockedError, UnsafePathError
+from nebula_build.errors import ProjectLockedError, UnsafePathError
 from nebula_build.imaging import pillow_writes
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.cache import Store
@@ -109,24 +108,26 @@ def prepare(
     unchecked = inputs.digest if inputs is not None else files.digest
     headers = inputs or InputSnapshot(guard)  # plan reads an input only to check its header
 
-    #: each input refused (a FIFO, a link out): what is wrong with it, said where the
-    #: manifest names it (`_refusals_named`); asked anew by each resolution
-    refused: dict[str, str] = {}
-
-    def digest_of(path: str) -> str | None:
+    def checked_digest(path: str) -> str | None:
+        """An input's digest (None: missing). One refused (a FIFO, a link out, too
+        large) raises UnsafePathError saying what is wrong with it, which the
+        resolution says at the image and key that read it."""
         problem = guard.input_problem(path)
         if problem is not None:
-            refused[path] = f"{path!r} {problem}"
-            return None  # the resolution fails, naming the image and key that read it
+            raise UnsafePathError(f"{path!r} {problem}")
+        return unchecked(path)
+
+    def digest_of(path: str) -> str | None:
+        """As `checked_digest`, a refused input read as missing: the spec cache's
+        checks miss, and the resolution that follows says why."""
         try:
-            return unchecked(path)
-        except UnsafePathError as exc:  # apply's read: too large, or changed meanwhile
-            refused[path] = str(exc)
+            return checked_digest(path)
+        except UnsafePathError:
             return None
 
     raw = read_bytes(project.manifest_path, project.display_manifest)  # read once
     if previous is not None and previous.backend == backend:
-        quick = _edited(project, registry, raw, previous, digest_of, headers=headers)
+        quick = _edited(project, registry, raw, previous, checked_digest, headers=headers)
         if quick is not None:
             edited, touched, removed = quick
             changed_only = touched | removed | previous.recheck
@@ -152,28 +153,22 @@ def prepare(
         used: dict[str, str] = {}
 
         def recording(path: str) -> str | None:
-            digest = digest_of(path)
+            digest = checked_digest(path)
             if digest is not None:  # a missing input fails resolution: nothing is cached
                 used[path] = digest
             return digest
 
         manifest = from_bytes(raw, project.manifest_path, project.display_manifest)
-        refused.clear()  # what the spec cache's checks or the last round asked is not read
-        try:
-            resolved = resolve(
-                manifest,
-                registry,
-                recording,
-                backend_override=backend,
-                can_encode=pillow_writes,
-                input_size=headers.size,
-                read_input=headers.read,
-                data=data,
-            )
-        except ManifestError as exc:
-            raise _refusals_named(exc, refused, project.display_manifest) from None
-        if refused:  # every reader of an input fails without its digest: never here
-            raise UnsafePathError(f"{project.display_manifest}: input {min(refused.values())}")
+        resolved = resolve(
+            manifest,
+            registry,
+            recording,
+            backend_override=backend,
+            can_encode=pillow_writes,
+            input_size=headers.size,
+            read_input=headers.read,
+            data=data,
+        )
         speccache.save(project, key, resolved, used | data.digests)
         if incremental and not resolved.data_files and not resolved.data_globs:
             loaded = Loaded(parsed(manifest), resolved, backend, used)
@@ -307,31 +302,6 @@ def _check_paths(
         problem = guard.problem(path) or guard.folder_problem(path, real_folders)
         if problem is not None:
             raise UnsafePathError(f"{project.display_manifest}: {where}: {path!r} {problem}")
-
-
-#: how the resolution says an input it has no digest for (`core.resolve`), with what
-#: it adds where the images of one declaration share the problem
-_NOT_FOUND = re.compile(r"file not found: (?P<path>.*?)(?P<shared> \(for \d+ of its images\))?")
-
-
-def _refusals_named(
-    error: ManifestError, refused: Mapping[str, str], manifest: str
-) -> ManifestError:
-    """`error`, where an input it says is not found is one the guard refused (it is
-    there, but a FIFO, a link out…): that said instead, at the image and key that read
-    it. One no problem names (not expected) gets a line of its own."""
-    problems: list[Problem] = []
-    said: set[str] = set()
-    for problem in error.problems:
-        found = _NOT_FOUND.fullmatch(problem.message)
-        if found is None or found["path"] not in refused:
-            problems.append(problem)
-            continue
-        said.add(found["path"])
-        message = refused[found["path"]] + (found["shared"] or "")
-        problems.append(Problem(problem.path, problem.loc, message, problem.line, problem.column))
-    problems += [Problem(manifest, "", f"input {refused[path]}") for path in refused.keys() - said]
-    return ManifestError(problems)
 
 
 def recovered_lock(project: Project, notice: Notice) -> Entries:
