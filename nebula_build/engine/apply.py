@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from nebula_build.core.plan import Action, ActionKind, Plan
+from nebula_build.core.plan import LINK_IN_THE_WAY, Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.core.sprite import palette_colours
 from nebula_build.engine.history import history_after
@@ -62,6 +62,10 @@ from nebula_build.text import made_by_stand_in, shell_operands
 
 GenerateFn = Callable[[AssetSpec, GenerationRequest], Awaitable[GenerationResult]]
 _IO_CONCURRENCY = 8
+#: --force for a symbolic link out of the project in an output's way: nothing to back up
+LINK_FORCE_HINT = (
+    "re-run with --force to replace the link (what it points to outside the project is not touched)"
+)
 #: the largest backed-up file a move of the same run takes its bytes from
 _MAX_MOVED_COPY = 1 << 30
 #: images in flight per slot of the backends and the file writers: enough that none of
@@ -393,7 +397,9 @@ class Applier:
         if kind is ActionKind.CONFLICT and action.resolution is None:  # --force cannot help
             raise ConflictError(action.reason)
         if kind is ActionKind.CONFLICT:
-            raise ConflictError(f"{action.output}: {action.reason}; not overwritten: {FORCE_HINT}")
+            raise ConflictError(
+                f"{action.output}: {action.reason}; not overwritten: {_hint(action)}"
+            )
         if kind is ActionKind.DELETE:
             async with self._io:
                 self.progress.started(action)
@@ -905,6 +911,11 @@ class Applier:
         if not action.keep_file:
             self._remove_if_ours(action.entry.output, action.entry.digest)
         self._remove_planned(action)
+
+
+def _hint(conflict: Action) -> str:
+    """What --force would do with the file in a conflict's way."""
+    return LINK_FORCE_HINT if conflict.reason.startswith(LINK_IN_THE_WAY) else FORCE_HINT
 
 
 def _note_size(spec: AssetSpec, verified: Verified, outcome: Outcome) -> None:

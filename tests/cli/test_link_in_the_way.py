@@ -6,19 +6,9 @@ from __future__ import annotations
 
 import json
 
-MANIFEST = """\
-version = 1
+from tests.manifests import PREVIEW
 
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
-[images.a]
-prompt = "a lighthouse"
-output = "a.png"
-"""
+MANIFEST = PREVIEW + '\n[images.a]\nprompt = "a lighthouse"\noutput = "a.png"\n'
 
 REPLACED = (
     "A symbolic link out of the project is in the way: `nebula-build apply --force` "
@@ -41,6 +31,15 @@ def test_a_link_out_in_the_way_is_said_replaced_not_backed_up(project, run_cli, 
 
     code, out, _ = run_cli("plan", "--json")
     assert json.loads(out)["actions"][0]["with_force"]["backup"] is False
+
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert (
+        "a.png: a symbolic link out of the project is in the way; not overwritten: re-run "
+        "with --force to replace the link (what it points to outside the project is not "
+        "touched)"
+    ) in err, err
+    assert "backup" not in err
 
     code, out, _ = run_cli("plan", "--force")
     assert code == 0
