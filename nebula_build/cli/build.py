@@ -148,32 +148,44 @@ def _pending(plan: Plan, merged: bool) -> bool:
     return plan.has_changes or merged or lock_changes(plan) is not None
 
 
-def _conflicts(plan: Plan) -> dict[str, str]:
-    """The files changed by hand that apply would refuse to overwrite without --force,
-    by the image, atlas or asset manifest they are the output of."""
+def _conflicts(plan: Plan) -> dict[str, tuple[str, str]]:
+    """The files in the way that apply would refuse to overwrite without --force (or at
+    all), by the image, atlas or asset manifest they are the output of: (file, why)."""
     from nebula_build.core.plan import ActionKind, FileState
 
-    found = {a.image: a.output or "" for a in plan.actions if a.kind is ActionKind.CONFLICT}
-    found |= {f.label: f.output for f in plan.files if f.state is FileState.CONFLICT}
+    found = {
+        a.image: (a.output or "", a.reason) for a in plan.actions if a.kind is ActionKind.CONFLICT
+    }
+    found |= {f.label: (f.output, f.reason) for f in plan.files if f.state is FileState.CONFLICT}
     return found
 
 
 def _in_conflict(plan: Plan) -> bool:
-    """A file changed by hand that apply would refuse to overwrite without --force."""
+    """A file in the way that apply would refuse to overwrite without --force."""
     return bool(_conflicts(plan))
 
 
-def _say_conflicts(ctx: Context, conflicts: Mapping[str, str], project: Project) -> None:
+def _say_conflicts(
+    ctx: Context, conflicts: Mapping[str, tuple[str, str]], project: Project
+) -> None:
     """Why `plan --detailed-exitcode` exits 1: an error line, and under GitHub Actions
-    an annotation on the line that declares each output changed by hand."""
-    files = ", ".join(printable(output, limit=200) for output in list(conflicts.values())[:5])
+    an annotation, with its reason, on the line that declares each output in the way."""
+    outputs = [output for output, _ in conflicts.values()]
+    files = ", ".join(printable(output, limit=200) for output in outputs[:5])
     more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
     them = "it" if len(conflicts) == 1 else "them"
-    ctx.err.write(
-        f"error: {plural(len(conflicts), 'output')} changed by hand ({files}{more}), which "
-        f"apply would refuse to overwrite: restore {them}, or replace {them} with "
-        "`nebula-build apply --force` (which keeps a backup)\n"
-    )
+    if all("changed by hand" in why for _, why in conflicts.values()):
+        ctx.err.write(
+            f"error: {plural(len(conflicts), 'output')} changed by hand ({files}{more}), "
+            f"which apply would refuse to overwrite: restore {them}, or replace {them} with "
+            "`nebula-build apply --force` (which keeps a backup)\n"
+        )
+    else:  # another image's output, a link out, a folder in the way: the plan says which
+        ctx.err.write(
+            f"error: {plural(len(conflicts), 'output')} in conflict ({files}{more}), which "
+            "apply would refuse to overwrite: the plan says why, and what `nebula-build "
+            "apply --force` would do\n"
+        )
     if os.environ.get("GITHUB_ACTIONS") != "true" or ctx.args.json:
         return
     from nebula_build.core.manifest import source_text
@@ -181,8 +193,8 @@ def _say_conflicts(ctx: Context, conflicts: Mapping[str, str], project: Project)
     from nebula_build.ui.runnerlog import write_command
 
     messages = [
-        (name, f"{output}: output file changed by hand; apply would refuse to overwrite it")
-        for name, output in conflicts.items()
+        (name, f"{output}: {why}; apply would refuse to overwrite it")
+        for name, (output, why) in conflicts.items()
     ]
     source = source_text(project.manifest_path)
     for line in github.image_annotations("error", messages, project.display_manifest, source):

@@ -74,3 +74,18 @@ def test_a_file_changed_by_hand_beside_a_link_is_still_backed_up(project, run_cl
     backups = list((root / ".nebula-build" / "backup").rglob("*.png"))
     assert [path.name for path in backups] == ["b.png"]
     assert outside.read_bytes() == b"someone else's file"
+
+
+def test_plan_detailed_exitcode_does_not_promise_a_backup_for_a_link(project, run_cli, tmp_path):
+    """Its closing error had said every conflict was a file changed by hand that
+    --force backs up."""
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"someone else's file")
+    root = project({"images.toml": MANIFEST})
+    (root / "a.png").symlink_to(outside)
+    code, _, err = run_cli("plan", "--detailed-exitcode")
+    assert code == 1
+    assert err == (
+        "error: 1 output in conflict (a.png), which apply would refuse to overwrite: the "
+        "plan says why, and what `nebula-build apply --force` would do\n"
+    )
