@@ -218,13 +218,9 @@ def test_a_bundle_copied_with_its_cover_keeps_the_copy_a_hand_edit(project, run_
     assert run_cli("apply").code == 1
 
 
-SWAP = """\
-version = 1
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
+SWAP = (
+    PREVIEW
+    + """\
 [images.a]
 prompt = "apple"
 output = "out/a2.png"
@@ -232,6 +228,7 @@ output = "out/a2.png"
 prompt = "banana"
 output = "out/b2.png"
 """
+)
 
 
 def test_a_lock_naming_where_two_swapped_files_were_before_loses_neither(project, run_cli):

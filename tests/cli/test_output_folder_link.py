@@ -6,19 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-MANIFEST = """\
-version = 1
+from tests.manifests import PREVIEW
 
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
-[images.a]
-prompt = "a lighthouse"
-output = "{output}"
-"""
+MANIFEST = PREVIEW + '\n[images.a]\nprompt = "a lighthouse"\noutput = "{output}"\n'
 
 LEAVES = (
     "error: images.toml: images.a.output: 'linkout/a.png' leaves the project through a "
