@@ -7,6 +7,7 @@ errors or decides an exit code.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import os
@@ -634,4 +635,25 @@ def main_exit() -> None:
         from nebula_build.ui.runnerlog import guard_process_streams
 
         guard_process_streams()
-    sys.exit(main())
+    code = main()
+    _exit_past_plugin_threads(code)
+    sys.exit(code)
+
+
+def _exit_past_plugin_threads(code: int) -> None:
+    """Where a daemon thread still runs (a plugin's hook left past its timeout, or a
+    thread a plugin started), end the process once the exit handlers have run and the
+    output is flushed, without the interpreter's shutdown: a thread writing to a stream
+    while the interpreter tears down can crash it (exit 139, not the command's code)."""
+    threading = sys.modules.get("threading")  # not imported: no thread was started
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if threading is None or run_exit_handlers is None:
+        return
+    if not any(thread.daemon and thread.is_alive() for thread in threading.enumerate()):
+        return
+    run_exit_handlers()  # the lock's snapshot still due, the Actions log's closing
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+    os._exit(code)

@@ -13,6 +13,7 @@ stderr, and the command writes through a copy of the real one (`command_stdout`)
 from __future__ import annotations
 
 import _thread
+import collections
 import contextlib
 import dataclasses
 import io
@@ -94,6 +95,10 @@ def without_secrets(text: str) -> str:
 
 
 _lock = _thread.allocate_lock()  # threading would cost a no-op plan a millisecond
+#: the streams that stood in for sys.stdout or sys.stderr, kept a while once replaced:
+#: print() in another thread may be writing to one through a reference it does not own
+#: (CPython's print borrows sys.stdout), and freeing it under that write crashes
+_retired: collections.deque[object] = collections.deque(maxlen=12)
 _stand_in: StrayOutput | None = None
 _errors: StrayErrors | None = None
 
@@ -121,6 +126,7 @@ def stray_output_to(err: TextIO) -> Iterator[None]:
             if not stand_in.errs:
                 sys.stdout, sys.stderr = stand_in.stdout, errors.stderr
                 _stand_in = _errors = None
+                _retired.extend((stand_in, errors))
                 _forget_secrets()
 
 
@@ -185,6 +191,7 @@ def command_stdout(out: TextIO | None) -> Iterator[TextIO]:
             if not moved.users:
                 _moved = None
                 _set_process_stdout(moved.original)
+                _retired.append(moved.stream)
                 _put_back(moved)
 
 
