@@ -199,7 +199,19 @@ def _unknown_hook(exc: pluggy.PluginValidationError, sources: Mapping[int, str])
     return f"{source}: {hook!r} is not a nebula-build hook{hint}"
 
 
+class _EndedItsThread(Exception):
+    """A SystemExit, KeyboardInterrupt or GeneratorExit a plugin raised in the thread its
+    hook ran in: a bug of the plugin's, failing that hook, never the exit of the command
+    (SystemExit(0) would end `apply` as done) nor a Ctrl-C no one pressed."""
+
+    def __init__(self, raised: BaseException) -> None:
+        super().__init__(raised)
+        self.raised = raised
+
+
 def _said(exc: BaseException) -> str:
+    if isinstance(exc, _EndedItsThread):
+        exc = exc.raised
     return f"{type(exc).__name__}: {first_line(exc)}"
 
 
@@ -399,9 +411,11 @@ class BackendPlugin:
                 f"{timeout:g}s; raise [backends.{self.name}] timeout if it takes longer"
             )
         value, error = ended[0]
-        if error is not None:
-            raise error
-        return cast(T, value)
+        if error is None:
+            return cast(T, value)
+        if not isinstance(error, Exception):  # raised by the plugin, not by a signal to us
+            raise _EndedItsThread(error) from error
+        raise error
 
     @property
     def keeps_timeout(self) -> bool:
