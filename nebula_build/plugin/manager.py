@@ -303,7 +303,9 @@ class BackendPlugin:
 
     def models(self, settings: BackendSettings) -> Mapping[str, ModelSupport]:
         with self.blame("models"):
-            models = self._bounded(settings, "list its models", lambda: self.cls.models(settings))
+            models = self._bounded(
+                settings, "list its models", lambda: _settled(self.cls.models(settings))
+            )
         if not isinstance(models, Mapping) or not all(
             isinstance(m, ModelSupport) for m in models.values()
         ):
@@ -326,7 +328,7 @@ class BackendPlugin:
                 self._bounded(
                     settings,
                     "say what made its images",
-                    lambda: self.cls.made_with(settings, model_id),
+                    lambda: _settled(self.cls.made_with(settings, model_id)),
                 )
             )
         problem = made_with_problem(record) or secret_in_record(record, secrets)
@@ -343,7 +345,7 @@ class BackendPlugin:
             found = self._bounded(
                 settings,
                 "name the files its images depend on",
-                lambda: self.cls.made_with_on_disk(settings, model_id, root),
+                lambda: _settled(self.cls.made_with_on_disk(settings, model_id, root)),
             )
         if not isinstance(found, Mapping) or not all(
             isinstance(name, str) and _well_formed(value) for name, value in found.items()
@@ -382,7 +384,9 @@ class BackendPlugin:
     def watched_files(self, settings: BackendSettings, root: Path) -> list[Path]:
         with self.blame("watched_files"):
             files = self._bounded(
-                settings, "name its watched files", lambda: self.cls.watched_files(settings, root)
+                settings,
+                "name its watched files",
+                lambda: _settled(self.cls.watched_files(settings, root)),
             )
             return [Path(path) for path in files]
 
@@ -429,7 +433,9 @@ class BackendPlugin:
 
     def prices(self, settings: BackendSettings) -> Mapping[str, Any]:
         with self.blame("prices"):
-            return self._bounded(settings, "give its prices", lambda: self.cls.prices(settings))
+            return self._bounded(
+                settings, "give its prices", lambda: _settled(self.cls.prices(settings))
+            )
 
     async def remote_models(self, settings: BackendSettings) -> list[dict[str, Any]]:
         """What its service says it serves, within its timeout, as the other calls."""
@@ -459,6 +465,17 @@ class BackendPlugin:
     def create(self, settings: BackendSettings, root: Path) -> Backend:
         with self.blame("__init__", secrets=self.secrets(settings).values()):
             return self.cls(settings, root=root)
+
+
+def _settled(value: T) -> T:
+    """What a hook returned, with what it would compute as it is read computed now, in
+    the thread held to the timeout: a generator (`yield` in `watched_files`) as a list,
+    a mapping as a dict. Read later, on the command's thread, it would run unbounded."""
+    if isinstance(value, Iterator):
+        return cast(T, list(value))
+    if isinstance(value, Mapping):
+        return cast(T, dict(value))
+    return value
 
 
 def _support_problem(model: str, support: ModelSupport) -> str | None:

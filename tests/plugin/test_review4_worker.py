@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from tests.plugin.conftest import plugin_source
+from tests.plugin.conftest import plugin_source, process_environment
 
 MANIFEST = (
     'version = 1\n[defaults]\nbackend = "quits"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
@@ -47,3 +50,40 @@ def test_a_hook_that_raises_systemexit_in_its_thread_fails_as_a_plugin_bug(
     assert f"backend 'quits' from nebula-quits 0.1 failed in models: {said}" in done.stderr
     assert "Traceback" not in done.stderr and "interrupted" not in done.stderr
     assert not (root / "a.png").exists()
+
+
+#: watched_files written as a generator, that walks on and on (a tree as big as a disk)
+WALKER = plugin_source(
+    "quits",
+    """
+    @classmethod
+    def watched_files(cls, settings, root):
+        while True:
+            time.sleep(0.2)
+            yield root / "data.txt"
+    """,
+    preamble="""
+    import time
+    """,
+)
+
+
+def test_a_hook_written_as_a_generator_is_held_to_the_timeout_too(install, project, sites):
+    """Its body ran as its result was read, on the command's thread, past the timeout:
+    `watch` never started, and one Ctrl-C (or SIGTERM) did not stop it."""
+    install("quits", WALKER)
+    project({"images.toml": MANIFEST.replace("timeout = 5", "timeout = 1")})
+    done = subprocess.run(
+        [sys.executable, "-m", "nebula_build", "watch", "--once"],
+        env=process_environment(sites),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert (
+        "backend 'quits' from nebula-quits 0.1 did not name its watched files within 1s"
+        in done.stderr
+    )
+    assert "Traceback" not in done.stderr
