@@ -17,11 +17,12 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pluggy
 
@@ -45,6 +46,9 @@ from nebula_build.plugin.redaction import (
     shown_safely,
 )
 from nebula_build.text import made_with_problem, model_id_problem, printable, redact
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -408,7 +412,7 @@ class BackendPlugin:
 
         thread = threading.Thread(target=run, name=f"{self.name}: {doing}", daemon=True)
         thread.start()
-        thread.join(timeout)
+        _join_unless_cancelled(thread, timeout)
         if not ended:
             raise PluginError(
                 f"backend {self.name!r} from {self.source} did not {doing} within "
@@ -465,6 +469,35 @@ class BackendPlugin:
     def create(self, settings: BackendSettings, root: Path) -> Backend:
         with self.blame("__init__", secrets=self.secrets(settings).values()):
             return self.cls(settings, root=root)
+
+
+#: how often a wait for a plugin's thread looks whether its round was cancelled
+_CANCEL_CHECK = 0.1
+
+
+def _join_unless_cancelled(thread: threading.Thread, timeout: float) -> None:
+    """Wait for `thread` at most `timeout` seconds; in an asyncio task (watch's round), raise
+    CancelledError once it is cancelled: Ctrl-C or SIGTERM there cancels the task, which
+    would otherwise wait for the plugin until the timeout, up to a day."""
+    deadline = time.monotonic() + timeout
+    task = _running_task()
+    while thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+        thread.join(left if task is None else min(left, _CANCEL_CHECK))
+        if task is not None and task.cancelling() and thread.is_alive():
+            import asyncio
+
+            raise asyncio.CancelledError
+
+
+def _running_task() -> asyncio.Task[Any] | None:
+    if "asyncio" not in sys.modules:  # no event loop runs: plan, apply's preparation
+        return None
+    import asyncio
+
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no loop runs in this thread
+        return None
 
 
 def _settled(value: T) -> T:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -87,3 +89,46 @@ def test_a_hook_written_as_a_generator_is_held_to_the_timeout_too(install, proje
         in done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+#: watched_files that hangs (a network share gone), and says so with a file first
+HANGS = plugin_source(
+    "quits",
+    """
+    @classmethod
+    def watched_files(cls, settings, root):
+        (root / "hanging").touch()
+        time.sleep(60)
+        return []
+    """,
+    preamble="""
+    import time
+    """,
+)
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_one_ctrl_c_stops_watch_while_a_hook_hangs(sent, install, project, sites):
+    """watch had waited for the hook's timeout (30s here, 120s unless set) after one Ctrl-C:
+    asyncio only cancels the round, and the round was waiting for the hook's thread."""
+    install("quits", HANGS)
+    root = project({"images.toml": MANIFEST.replace("timeout = 5", "timeout = 30")})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "watch"],
+        env=process_environment(sites),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (root / "hanging").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(sent)
+        out, err = process.communicate(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "stopped" in out and "Traceback" not in err
