@@ -247,10 +247,10 @@ class BackendPlugin:
         expected: tuple[type[Exception], ...] = (),
         secrets: Collection[str] = (),
     ) -> Iterator[None]:
-        """Run plugin code: an exception that is not ours (nor `expected`) becomes one line
-        naming the plugin's distribution. A built-in's stray exception is our bug and
-        stays one. `secrets` (see `secrets`), and every secret declared so far, are taken
-        out of whatever message it raises."""
+        """Run plugin code: an exception that is not ours (nor `expected`), or its
+        sys.exit(), becomes one line naming the plugin's distribution. A built-in's stray
+        exception is our bug and stays one. `secrets` (see `secrets`), and every secret
+        declared so far, are taken out of whatever message it raises."""
         ours: tuple[type[Exception], ...] = (NebulaBuildError, *expected)
         secrets = sorted(declared_secrets().union(secrets))  # one order: redact caches by it
         try:
@@ -263,7 +263,7 @@ class BackendPlugin:
                     redact(arg, secrets) if isinstance(arg, str) else arg for arg in exc.args
                 )
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit() is its bug too
             if self.builtin:
                 raise
             raise PluginError(

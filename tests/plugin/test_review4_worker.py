@@ -132,3 +132,29 @@ def test_one_ctrl_c_stops_watch_while_a_hook_hangs(sent, install, project, sites
             process.communicate()
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("methods", "hook"),
+    [
+        ("async def generate(self, request):\n    raise SystemExit(0)", "generate"),
+        (
+            "keeps_timeout = True\n\n@classmethod\ndef models(cls, settings):\n"
+            "    raise SystemExit(0)",
+            "models",
+        ),
+    ],
+    ids=["generate", "keeps_timeout"],
+)
+def test_sys_exit_in_a_plugin_on_the_command_thread_fails_as_a_plugin_bug(
+    methods, hook, install, project, cli_process
+):
+    """`apply --json` had exited 0, printing nothing and writing nothing, for CI to read as
+    done: the plugin's SystemExit ended the command wherever it ran."""
+    install("quits", plugin_source("quits", methods))
+    root = project({"images.toml": MANIFEST})
+    done = cli_process("apply", "--json")
+    assert done.returncode == 1, done.stderr
+    assert f"backend 'quits' from nebula-quits 0.1 failed in {hook}: SystemExit: 0" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (root / "a.png").exists()
