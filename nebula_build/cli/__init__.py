@@ -21,12 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
 from nebula_build.cli.helptext import describe_all
-from nebula_build.cli.stray import (
-    command_stdout,
-    held_stdout,
-    stray_output_to,
-    without_secrets,
-)
+from nebula_build.cli.stray import command_stdout, held_stdout, stray_output_to
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -485,11 +480,10 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
 def _run(ctx: Context) -> int:
     """The command, and its exit code; the error it ends with said (while the secrets
     its backends named are known, to be taken out of a traceback)."""
-    args, out, err = ctx.args, ctx.out, ctx.err
     try:
-        return int(_command(args.run)(ctx))
+        return int(_command(ctx.args.run)(ctx))
     except KeyboardInterrupt:
-        err.write("interrupted\n")
+        ctx.err.write("interrupted\n")
         return 130
     except BrokenPipeError:
         return ExitCode.OK
@@ -500,11 +494,9 @@ def _run(ctx: Context) -> int:
 
         if not isinstance(exc, NebulaBuildError):
             raise
-        _print_error(exc, err)
-        if getattr(args, "json", False):
-            _print_json_error(exc, out)
-        elif os.environ.get("GITHUB_ACTIONS") == "true":
-            _annotate(exc, ctx, out)
+        from nebula_build.cli.errorreport import report_error
+
+        report_error(exc, ctx)
         return ExitCode.ERROR
 
 
@@ -556,77 +548,6 @@ def _command(name: str) -> Callable[[Context], int]:
         importlib.import_module(f"{__name__}.{module}"), function
     )
     return command
-
-
-#: a manifest's problems shown one by one: the rest are counted (a generated manifest
-#: can have thousands, each as the one before)
-_SHOWN_PROBLEMS = 50
-
-
-def _print_error(exc: Exception, err: TextIO) -> None:
-    from nebula_build.errors import ManifestError, MoreProblems
-    from nebula_build.ui.style import Style, wants_color
-
-    style = Style(wants_color(err))
-    lines = str(exc).splitlines() or [type(exc).__name__]
-    if isinstance(exc, ManifestError) and len(exc.problems) > _SHOWN_PROBLEMS:
-        described, uncounted, last = exc.problems, 0, exc.problems[-1]
-        if isinstance(last, MoreProblems):  # past the bound: not described at all
-            described, uncounted = described[:-1], last.count
-        more = len(described) - _SHOWN_PROBLEMS + uncounted
-        lists = f"the first {len(described):,}" if uncounted else "all"
-        lines = [str(problem) for problem in described[:_SHOWN_PROBLEMS]]
-        lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists {lists})")
-    for line in lines:
-        prefix = style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
-        err.write(f"{prefix}{line}\n")
-    if os.environ.get("NEBULA_BUILD_DEBUG"):
-        _print_traceback(exc, err)
-
-
-def _print_traceback(exc: Exception, err: TextIO) -> None:
-    """NEBULA_BUILD_DEBUG=1: the error's traceback, and that of each image a plugin's
-    bug failed (its message says this shows it), without the secrets backends named."""
-    import traceback
-
-    from nebula_build.errors import PluginError
-
-    failures = getattr(exc, "failures", None)
-    crashes = [e for e in (failures or {}).values() if isinstance(e, PluginError)]
-    for error in (exc, *crashes):
-        err.write(without_secrets("".join(traceback.format_exception(error))))
-
-
-def _print_json_error(exc: Exception, out: TextIO) -> None:
-    """Under --json, the error as a JSON object on stdout, for tools that drive the CLI.
-    An apply that kept going already printed its results, failures included."""
-    import json
-
-    from nebula_build.errors import ApplyError
-    from nebula_build.ui.report import error_json
-
-    if not isinstance(exc, ApplyError):
-        out.write(json.dumps({"error": error_json(exc)}, indent=2, ensure_ascii=False) + "\n")
-
-
-def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
-    """The error as GitHub workflow commands, so it shows on the pull request's diff."""
-    from nebula_build.ui import github
-    from nebula_build.ui.runnerlog import write_command
-
-    source = None
-    try:
-        project = ctx.project()
-        manifest: str | None = project.display_manifest
-    except Exception:  # no project to point at: the annotation goes on no file
-        manifest = None
-    else:
-        if getattr(exc, "failures", None):  # failed images point at their declarations
-            from nebula_build.core.manifest import source_text
-
-            source = source_text(project.manifest_path)
-    for line in github.error_annotations(exc, manifest, source):
-        write_command(out, line)
 
 
 def main_exit() -> None:
