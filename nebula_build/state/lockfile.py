@@ -350,13 +350,13 @@ def _history_problem(history: object) -> str | None:
     return None
 
 
-def _name_problem(name: str) -> str | None:
-    """What is wrong with an entry's name: nebula-build names every image so that a
-    terminal shows it as it is (it is printed in every plan)."""
+def _name_problem(name: str, what: str = "image") -> str | None:
+    """What is wrong with an entry's name: nebula-build names every image and atlas so
+    that a terminal shows it as it is (it is printed in every plan and apply)."""
     if not name:
-        return "its name is empty, and no image is named so"
+        return f"its name is empty, and no {what} is named so"
     if not shows_as_it_is(name):
-        return "its name has what a terminal does not show as it is, and no image is named so"
+        return f"its name has what a terminal does not show as it is, and no {what} is named so"
     return None
 
 
@@ -1414,7 +1414,7 @@ def _made_from(project: Project, data: Mapping[str, Any], where: str) -> Made:
 
     records = {}
     for name, table in tables.items():
-        problem = derivedrecords.record_problem(table)
+        problem = _name_problem(name, "atlas") or derivedrecords.record_problem(table)
         if problem is None:
             mine = [path for path in table["files"] if "/" not in path and path.casefold() in own]
             if mine:

@@ -89,14 +89,15 @@ class Progress:
             )
         elif outcome.ok and action.state is FileState.DELETE:
             self.stream.write(
-                f"{style('removed', 'green')} {style(action.label, 'bold')} {action.output}\n"
+                f"{style('removed', 'green')} {style(action.label, 'bold')} "
+                f"{printable(action.output)}\n"
             )
         elif outcome.ok:
             # the files of its last build it no longer writes (an export dropped, moved)
             removed = f"; removed {', '.join(action.removes)}" if action.removes else ""
             self.stream.write(
-                f"{style('built', 'green')} {style(action.label, 'bold')} {action.output}"
-                f"{printable(removed)}\n"
+                f"{style('built', 'green')} {style(action.label, 'bold')} "
+                f"{printable(action.output)}{printable(removed)}\n"
             )
         else:
             failed = style("failed", "red", "bold")

@@ -1,0 +1,39 @@
+"""What a pull request's lock or manifest holds, shown on a terminal or in a CI log: a
+name or value no image could have written is refused or shown escaped, never as the
+escape sequence, line break or bidirectional override it is (a forged "Apply finished"
+line, a cleared screen, text hidden by `ESC[8m`)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.manifests import PREVIEW
+
+MANIFEST = PREVIEW + '\n[images.a]\nprompt = "a lighthouse"\nseed = 1\noutput = "out/a.png"\n'
+#: what a terminal or a CI log would obey or show in another order than it is
+UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+FORGED = "Apply finished in 0.1s: 0 done (0 generated), 0 failed."
+
+
+def applied(project, run_cli):
+    root = project({"images.toml": MANIFEST})
+    assert run_cli("apply").code == 0
+    return root
+
+
+def test_a_lock_atlas_record_whose_name_holds_escape_sequences_is_refused(project, run_cli):
+    root = applied(project, run_cli)
+    name = f"x\\n\\u001b[1A\\u001b[2K{FORGED}\\u001b[8m"
+    files = f'{{ "zz/none.png" = "{"0" * 64}" }}'
+    record = f'[atlases."{name}"]\noutput = "zz/none.png"\nfiles = {files}\n'
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text().replace("version = 1\n", f"version = 1\n\n{record}", 1))
+
+    for command in ("plan", "apply"):
+        result = run_cli(command)
+        assert result.code == 1, result
+        said = result.out + result.err
+        assert not UNSHOWN.search(said), said
+        assert f"\n{FORGED}" not in said
+        assert "images.lock: atlases.x?" in result.err
+        assert "no atlas is named so" in result.err
