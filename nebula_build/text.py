@@ -1,7 +1,8 @@
 """Text from outside (a server's answer, a plugin's message) made safe to show.
 
 `printable` makes one harmless line: no terminal escape sequences, no control
-characters, no bidirectional overrides; `quoted` puts one in quotes, as typed.
+characters, no bidirectional overrides; `quoted` puts one in quotes, as typed, and
+`escaped` writes what a terminal would not show as it is as its escape.
 `redact` takes secrets out, whole or in fragments. `plural` counts things in words
 ("1 image", "2 images").
 `made_with_problem` checks a backend's provenance record (a plugin's answer, a
@@ -84,7 +85,7 @@ def quoted(text: str, limit: int | None = None) -> str:
     a single one and no double one, as `repr` chooses."""
     if limit is not None:
         text = text[: limit * 4 + 64]
-    line = _UNSHOWN.sub(_escaped, text)
+    line = escaped(text)
     if limit is not None and len(line) > limit:
         line = line[: max(0, limit - 1)].rstrip() + "…"
     quote = '"' if "'" in line and '"' not in line else "'"
@@ -93,6 +94,13 @@ def quoted(text: str, limit: int | None = None) -> str:
 
 #: what `quoted` writes as an escape: the invisible, and the line breaks beyond ASCII
 _UNSHOWN = re.compile(f"{_INVISIBLE.pattern}|[\u2028\u2029]")
+
+
+def escaped(text: str) -> str:
+    """`text` with what a terminal would not show as it is (a control, a bidirectional
+    override, a zero-width space, a line break beyond ASCII) written as its escape
+    (`\\x1b`, `\\u202e`); the rest as it is."""
+    return _UNSHOWN.sub(_escaped, text)
 
 
 def _escaped(found: re.Match[str]) -> str:

@@ -179,6 +179,7 @@ def _change_text(change: Change) -> str:
     from nebula_build.text import printable
 
     then, now = change.earlier, change.current
+    name = printable(change.name, 80)  # a pull request's lock names the parameters
     if isinstance(then, str) and isinstance(now, str):
-        return f"{change.name}: {printable(word_diff(then, now), 300)}"
-    return f"{change.name}: {printable(repr(then), 80)} → {printable(repr(now), 80)}"
+        return f"{name}: {printable(word_diff(then, now), 300)}"
+    return f"{name}: {printable(repr(then), 80)} → {printable(repr(now), 80)}"

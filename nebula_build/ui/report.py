@@ -26,7 +26,7 @@ from nebula_build.core.sprite import describe_check
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.text import plural, printable, shell_option
+from nebula_build.text import escaped, plural, printable, shell_option
 from nebula_build.ui.statuslines import removal_note, status_lines, status_rows, stays_reasons
 from nebula_build.ui.style import Style
 
@@ -66,7 +66,9 @@ def _value(field: str, value: Any) -> str:
         return f"sha256:{text[:12]}…"
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)  # `max_kb = 8` is read as 8.0: shown as written
-    return json.dumps(value, ensure_ascii=False)
+    # JSON escapes C0 controls only: a C1 control or a bidirectional override from a
+    # pull request's manifest or lock would reach the terminal as it is
+    return escaped(json.dumps(value, ensure_ascii=False))
 
 
 #: a note the same for this many images of one plan is said once, after them
@@ -101,9 +103,8 @@ def cache_note(action: Action) -> str:
 
 def change_line(change: Change) -> str:
     """One changed field, old -> new, as the plan shows it under the action."""
-    return (
-        f"{change.field}: {_value(change.field, change.old)} -> {_value(change.field, change.new)}"
-    )
+    old, new = _value(change.field, change.old), _value(change.field, change.new)
+    return f"{escaped(change.field)}: {old} -> {new}"
 
 
 def action_lines(action: Action, style: Style, shared: Collection[str] = frozenset()) -> list[str]:

@@ -37,3 +37,38 @@ def test_a_lock_atlas_record_whose_name_holds_escape_sequences_is_refused(projec
         assert f"\n{FORGED}" not in said
         assert "images.lock: atlases.x?" in result.err
         assert "no atlas is named so" in result.err
+
+
+def edited_lock(root, old: str, new: str) -> None:
+    lock = root / "images.lock"
+    text = lock.read_text()
+    assert old in text
+    lock.write_text(text.replace(old, new, 1))
+
+
+def test_a_changed_value_from_the_lock_or_the_manifest_is_shown_escaped(project, run_cli):
+    root = applied(project, run_cli)
+    recorded = 'params = { height = 64, prompt = "a lighthouse", seed = 1, width = 64 }'
+    edited_lock(root, recorded, recorded.replace("a lighthouse", "X\\u009b2J\\u202eY"))
+    manifest = root / "images.toml"
+    manifest.write_text(MANIFEST.replace("a lighthouse", "a \\u009b31mred\\u2066 lighthouse"))
+
+    result = run_cli("plan")
+
+    assert result.code == 0, result
+    assert not UNSHOWN.search(result.out), result.out
+    assert '~ prompt: "X\\u009b2J\\u202eY" -> "a \\u009b31mred\\u2066 lighthouse"' in result.out
+
+
+def test_a_parameter_the_lock_names_with_escape_sequences_is_shown_without_them(project, run_cli):
+    root = applied(project, run_cli)
+    (root / "images.toml").write_text(MANIFEST.replace("a lighthouse", "a lighthouse at dusk"))
+    assert run_cli("apply").code == 0
+    earlier = 'params = { height = 64, prompt = "a lighthouse", seed = 1, width = 64 }'
+    edited_lock(root, earlier, earlier.replace(" }", ', "\\u009b2J\\u202ek\\u001b[8m" = 1 }'))
+
+    result = run_cli("history", "a")
+
+    assert result.code == 0, result
+    assert not UNSHOWN.search(result.out), result.out
+    assert "\n       k: 1 → None\n" in result.out
