@@ -39,7 +39,7 @@ from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, MoreProblems, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
 from nebula_build.state.conflicts import marker_on, opened_conflict
-from nebula_build.text import model_id_problem, shows_as_it_is
+from nebula_build.text import escaped, model_id_problem, shows_as_it_is
 from nebula_build.tomlparse import (
     TableHeaders,
     dotted_tables,
@@ -132,8 +132,9 @@ UNSHOWN = (
 
 def shown(text: str, limit: int = 60) -> str:
     """A key or value from the manifest as an error message shows it: control
-    characters escaped (no terminal escape sequences), at most `limit` characters."""
-    text = text[: limit + 1].translate(_ESCAPED)
+    characters escaped (no terminal escape sequences), and the C1 controls and
+    bidirectional overrides `escaped` writes; at most `limit` characters."""
+    text = escaped(text[: limit + 1].translate(_ESCAPED))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -72,3 +72,15 @@ def test_a_parameter_the_lock_names_with_escape_sequences_is_shown_without_them(
     assert result.code == 0, result
     assert not UNSHOWN.search(result.out), result.out
     assert "\n       k: 1 → None\n" in result.out
+
+
+def test_a_manifest_key_with_a_c1_control_or_an_override_is_shown_escaped_in_its_error(
+    project, run_cli
+):
+    project({"images.toml": MANIFEST + '\n[images."b\\u009b2J\\u202ec"]\nprompt = "x"\n'})
+
+    result = run_cli("validate")
+
+    assert result.code == 1
+    assert not UNSHOWN.search(result.err), result.err
+    assert "images.b\\u009b2J\\u202ec: image names may contain only" in result.err
