@@ -2,7 +2,8 @@
 
 `printable` makes one harmless line: no terminal escape sequences, no control
 characters, no bidirectional overrides; `quoted` puts one in quotes, as typed, and
-`escaped` writes what a terminal would not show as it is as its escape.
+`escaped` writes what a terminal would not show as it is as its escape, and
+`json_text` writes a command's --json answer with those characters escaped too.
 `redact` takes secrets out, whole or in fragments. `plural` counts things in words
 ("1 image", "2 images").
 `made_with_problem` checks a backend's provenance record (a plugin's answer, a
@@ -19,8 +20,8 @@ import functools
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 REDACTED = "[redacted]"
 #: the shortest run of a secret's characters that `redact` still removes
@@ -101,6 +102,19 @@ def escaped(text: str) -> str:
     override, a zero-width space, a line break beyond ASCII) written as its escape
     (`\\x1b`, `\\u202e`); the rest as it is."""
     return _UNSHOWN.sub(_escaped, text)
+
+
+def json_text(data: object, *, default: Callable[[Any], object] | None = None) -> str:
+    """`data` as the JSON a command prints under --json: UTF-8 as it is, but what a
+    terminal would not show as it is (a C1 control, a bidirectional override, a
+    zero-width space) written as its JSON escape (`\\u202e`), which JSON already does
+    for the C0 controls; the value read back is the same."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=default)
+    return _JSON_UNSHOWN.sub(lambda found: json.dumps(found[0])[1:-1], text)
+
+
+#: what `json_text` escapes: `_UNSHOWN` but the line breaks of its indenting
+_JSON_UNSHOWN = re.compile(f"(?!\n)(?:{_UNSHOWN.pattern})")
 
 
 def _escaped(found: re.Match[str]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -36,7 +35,7 @@ def cmd_validate(ctx: Context) -> int:
         ctx.warn(warning)
     if ctx.args.json:
         data = {"manifest": manifest, "images": images, "valid": True, "warnings": warnings}
-        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
+        ctx.print_json(data)
     else:
         ctx.print(f"{manifest}: {plural(images, 'image')}, valid")
     return ExitCode.OK
@@ -124,7 +123,7 @@ def cmd_plan(ctx: Context) -> int:
     estimate = planned(prepared, plan)
     if ctx.args.json:
         data = plan_json(plan, estimate) | {"lock_merge": lock_merge_json(merge)}
-        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
+        ctx.print_json(data)
     else:
         ctx.print(plan_text(plan, ctx.style, estimate, merge=merge))
     title = f"nebula-build plan ({project.display_manifest})"
@@ -332,7 +331,7 @@ def cmd_status(ctx: Context) -> int:
             "status": status_summary(plan, failed),
             "lock_merge": lock_merge_json(merge),
         }
-        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
+        ctx.print_json(data)
     else:
         ctx.print(status_text(plan, ctx.style, failed, merge))
     if not ctx.args.detailed_exitcode:
@@ -534,7 +533,7 @@ def render_round(
     markdownfile.refuse_outputs(ctx, prepared.project, result.plan, prepared.resolved, result.lock)
     if result.refused is not None:
         if json_output:
-            ctx.print(json.dumps(apply_json(result), indent=2, ensure_ascii=False))
+            ctx.print_json(apply_json(result))
         else:
             ctx.print(plan_text(result.plan, ctx.style, result.estimate))
         ctx.err.write(f"error: {result.refused}\n")
@@ -544,7 +543,7 @@ def render_round(
         return ExitCode.CHANGES_PENDING
     if json_output:
         data = _applied_json(ctx, result) | {"notes": list(notes)}
-        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
+        ctx.print_json(data)
     elif not summary:
         pass
     elif not result.plan.has_changes:  # with its pins and settings notes
@@ -666,7 +665,7 @@ def cmd_gc(ctx: Context) -> int:
         kept = kept_for_pick(prepared, lock)
     backup_dir = project.backup_dir.relative_to(project.root).as_posix() + "/"
     if args.json:
-        ctx.print(json.dumps(_gc_json(ctx, found, kept, backups, backup_dir), indent=2))
+        ctx.print_json(_gc_json(ctx, found, kept, backups, backup_dir))
     else:
         _gc_text(ctx, found, kept, backups, backup_dir)
     for folder, why in backups.failed:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
@@ -59,7 +58,7 @@ def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
             "skipped": [{"generation_key": k, "reason": why} for k, why in sync.skipped],
             "placeholders": sync.placeholders,
         }
-        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
+        ctx.print_json(data)
     else:
         skipped = f", {len(sync.skipped)} left alone" if sync.skipped else ""
         ctx.print(
@@ -117,7 +116,7 @@ def cmd_status(ctx: Context) -> int:
         raise UserError(str(exc)) from None
     if ctx.args.json:
         url, writable = (remote.url, remote.writable) if remote else (None, False)
-        ctx.print(json.dumps({"remote": url, "writable": writable, **vars(found)}, indent=2))
+        ctx.print_json({"remote": url, "writable": writable, **vars(found)})
         return ExitCode.OK
     counts = f"{plural(found.images, 'image')}, {plural(found.generations, 'generation')}"
     if remote is None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 from enum import IntEnum
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nebula_build.engine.prepare import Prepared
     from nebula_build.plugin.manager import BackendRegistry
     from nebula_build.state.project import Project
@@ -77,6 +79,13 @@ class Context:
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")
+
+    def print_json(self, data: object, default: Callable[[Any], object] | None = None) -> None:
+        """A command's --json answer: strings from a manifest, a lock or a server
+        escaped where a terminal would not show them as they are."""
+        from nebula_build.text import json_text
+
+        self.print(json_text(data, default=default))
 
 
 # --- commands -----------------------------------------------------------------

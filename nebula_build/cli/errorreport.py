@@ -62,13 +62,12 @@ def _print_traceback(exc: Exception, err: TextIO) -> None:
 def _print_json_error(exc: Exception, out: TextIO) -> None:
     """Under --json, the error as a JSON object on stdout, for tools that drive the CLI.
     An apply that kept going already printed its results, failures included."""
-    import json
-
     from nebula_build.errors import ApplyError
+    from nebula_build.text import json_text
     from nebula_build.ui.report import error_json
 
     if not isinstance(exc, ApplyError):
-        out.write(json.dumps({"error": error_json(exc)}, indent=2, ensure_ascii=False) + "\n")
+        out.write(json_text({"error": error_json(exc)}) + "\n")
 
 
 def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:

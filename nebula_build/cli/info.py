@@ -56,7 +56,7 @@ def cmd_list(ctx: Context) -> int:
             }
             for name in names
         ]
-        ctx.print(json.dumps({"images": images}, indent=2, ensure_ascii=False))
+        ctx.print_json({"images": images})
     else:
         for name in names:  # as they are, to be typed back: names show as they are
             ctx.print(name)
@@ -103,7 +103,7 @@ def cmd_models(ctx: Context) -> int:
             ctx.notice(f"backend {name} needs settings in [backends.{name}] to list its models")
     if ctx.args.json:
         data = {b: {m: sorted(s.params) for m, s in t.items()} for b, t in tables.items()}
-        ctx.print(json.dumps(data, indent=2))
+        ctx.print_json(data)
     else:
         ctx.print(models_text(tables, ctx.style))
     return ExitCode.OK
@@ -134,7 +134,7 @@ def _remote_models(ctx: Context) -> int:
         raise UserError(_settings_problem(ctx, plugin.name, exc)) from None
     rows = asyncio.run(plugin.remote_models(settings))
     if ctx.args.json:
-        ctx.print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        ctx.print_json(rows, default=str)
         return ExitCode.OK
     columns = ("model_name", "model_type", "price", "model_alias")
     # what a service says is shown as plain text: no escape sequence reaches the terminal
@@ -263,7 +263,7 @@ def cmd_schema(ctx: Context) -> int:
     if ctx.args.assets:
         from nebula_build.outputs.schemas import asset_manifest_schema
 
-        ctx.print(json.dumps(asset_manifest_schema(), indent=2, ensure_ascii=False))
+        ctx.print_json(asset_manifest_schema())
         return ExitCode.OK
-    ctx.print(json.dumps(json_schema(builtin_settings()), indent=2, ensure_ascii=False))
+    ctx.print_json(json_schema(builtin_settings()))
     return ExitCode.OK

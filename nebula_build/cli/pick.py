@@ -82,7 +82,6 @@ def cmd_pick(ctx: Context) -> int:
 
 
 def cmd_history(ctx: Context) -> int:
-    import json
 
     from nebula_build.cli.context import prepared_project
     from nebula_build.core.selection import not_one_image
@@ -120,7 +119,7 @@ def cmd_history(ctx: Context) -> int:
                 for row in listed
             ],
         }
-        ctx.print(json.dumps(data, indent=2, ensure_ascii=False))
+        ctx.print_json(data)
         return ExitCode.OK
     earlier = len(listed) - 1
     listing = (

@@ -5,6 +5,7 @@ line, a cleared screen, text hidden by `ESC[8m`)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from tests.manifests import PREVIEW
@@ -84,3 +85,18 @@ def test_a_manifest_key_with_a_c1_control_or_an_override_is_shown_escaped_in_its
     assert result.code == 1
     assert not UNSHOWN.search(result.err), result.err
     assert "images.b\\u009b2J\\u202ec: image names may contain only" in result.err
+
+
+def test_json_answers_carry_what_a_terminal_obeys_only_as_json_escapes(project, run_cli):
+    root = applied(project, run_cli)
+    recorded = 'params = { height = 64, prompt = "a lighthouse", seed = 1, width = 64 }'
+    edited_lock(root, recorded, recorded.replace("a lighthouse", "X\\u009b2J\\u202eY"))
+    (root / "images.toml").write_text(MANIFEST.replace("a lighthouse", "é \\u2066 日本"))
+
+    result = run_cli("plan", "--json")
+
+    assert result.code == 0, result
+    assert not UNSHOWN.search(result.out), result.out
+    assert "\\u009b2J\\u202eY" in result.out and "é \\u2066 日本" in result.out
+    change = json.loads(result.out)["actions"][0]["changes"][0]  # the same value, read back
+    assert (change["old"], change["new"]) == ("X\x9b2J\u202eY", "é \u2066 日本")
