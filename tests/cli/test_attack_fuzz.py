@@ -39,18 +39,13 @@ from hypothesis import strategies as st
 
 from nebula_build.cli import main
 from tests.cli.test_fuzz import KEYS
+from tests.manifests import PREVIEW
 
 # --- the valid project every example starts from -------------------------------------
 
-BASE_MANIFEST = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+BASE_MANIFEST = (
+    PREVIEW
+    + """
 [assets]
 manifest = "static/images.json"
 
@@ -80,6 +75,7 @@ output = "out/sheet.png"
 frames = "out/sheet.json"
 padding = 1
 """
+)
 
 #: replaced, in every file an example writes, by the absolute path of `outside/`
 OUT = "@@OUT@@"

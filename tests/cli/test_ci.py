@@ -12,16 +12,11 @@ import pytest
 from nebula_build.ui.github import annotation
 from nebula_build.ui.markdown import _LISTS_ALL
 from tests.conftest import CANARY_KEY, fake_manifest
+from tests.manifests import PREVIEW
 
-SITE = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+SITE = (
+    PREVIEW
+    + """
 [images.hero]
 prompt = "a lighthouse"
 output = "img/hero.png"
@@ -30,6 +25,7 @@ output = "img/hero.png"
 prompt = "a fox"
 output = "img/logo.png"
 """
+)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from nebula_build.cli import build_parser
+from tests.manifests import PREVIEW
 
 yaml = pytest.importorskip("yaml")
 
@@ -145,15 +146,9 @@ def test_the_github_workflow_keeps_the_key_and_the_prices_out_of_a_pull_request_
     assert "${{" not in "".join(_github_scripts(workflow))  # no expression pasted into a shell
 
 
-SITE = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+SITE = (
+    PREVIEW
+    + """
 [assets]
 manifest = "static/images.json"
 
@@ -165,6 +160,7 @@ output = "static/img/hero.png"
 prompt = "a fox"
 output = "static/img/logo.png"
 """
+)
 
 
 def _git(cwd: Path, *args: str) -> str:

@@ -12,22 +12,18 @@ import pytest
 
 from nebula_build.cli import ExitCode, build_parser
 from tests.conftest import fake_manifest, nebula_manifest
+from tests.manifests import PREVIEW
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
-SITE = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+SITE = (
+    PREVIEW
+    + """
 [images.hero]
 prompt = "a lighthouse"
 output = "img/hero.png"
 """
+)
 
 
 def _commands() -> list[str]:

@@ -13,21 +13,18 @@ import pytest
 
 from nebula_build.engine import noop
 from nebula_build.state.lockfile import loads
+from tests.manifests import PREVIEW
 
-BASE = """
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+BASE = (
+    "\n"
+    + PREVIEW
+    + """
 [images.hero]
 prompt = "a lighthouse"
 seed = 1
 output = "images/hero.png"
 """
+)
 CAT = '\n[images.a]\nprompt = "a cat"\nseed = 2\noutput = "images/a.png"\n'
 DOG = '\n[images.b]\nprompt = "a dog"\nseed = 3\noutput = "images/b.png"\n'
 COW = '\n[images.c]\nprompt = "a cow"\nseed = 4\noutput = "images/c.png"\n'

@@ -9,18 +9,15 @@ from pathlib import Path
 
 import pytest
 
-HEAD = """\
-version = 1
+from tests.manifests import PREVIEW
 
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+HEAD = (
+    PREVIEW
+    + """
 [assets]
 manifest = "assets.json"
 """
+)
 
 
 def value(item: object) -> str:

@@ -15,16 +15,11 @@ from hypothesis import strategies as st
 
 from tests.cli.test_ci_examples import _github_scripts, _gitlab_scripts, nebula_commands
 from tests.conftest import fake_manifest, generation_log
+from tests.manifests import PREVIEW
 
-SITE = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+SITE = (
+    PREVIEW
+    + """
 [images.hero]
 prompt = "a lighthouse"
 output = "img/hero.png"
@@ -39,6 +34,7 @@ id = "sku"
 prompt = "{name}, product photo"
 output = "img/products/{sku}.png"
 """
+)
 PRODUCTS = "sku,name\ntea,green tea\nbun,cinnamon bun\n"
 #: the most `apply --plan` reads
 MAX_BYTES = 32 * 2**20

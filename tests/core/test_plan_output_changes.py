@@ -9,15 +9,11 @@ import json
 import shutil
 import tomllib
 
-MANIFEST = """\
-version = 1
+from tests.manifests import PREVIEW
 
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+MANIFEST = (
+    PREVIEW
+    + """
 [images.slime]
 prompt = "a green slime"
 seed = 1
@@ -26,6 +22,7 @@ trim = true
 output = "sprites/slime.webp"
 quality = 80
 """
+)
 
 
 def test_plan_names_the_output_options_that_changed(project, run_cli):

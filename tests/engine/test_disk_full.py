@@ -11,20 +11,16 @@ import pytest
 
 from nebula_build.fsutil import TEMP_MARKER
 from nebula_build.state.lockfile import loads
+from tests.manifests import PREVIEW
 
-MANIFEST = """\
-version = 1
-
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+MANIFEST = (
+    PREVIEW
+    + """
 [images.a]
 prompt = "a lighthouse"
 output = "out/a.png"
 """
+)
 
 
 @pytest.fixture

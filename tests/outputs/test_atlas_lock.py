@@ -9,15 +9,11 @@ import json
 
 import pytest
 
-HERO = """\
-version = 1
+from tests.manifests import PREVIEW
 
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-width = 64
-height = 64
-
+HERO = (
+    PREVIEW
+    + """
 [images.hero]
 prompt = "a hero, {pose} pose"
 matrix = { pose = ["idle", "run"] }
@@ -31,6 +27,7 @@ output = "sprites/coin.png"
 images = ["hero[*]"]
 output = "atlas/hero.png"
 """
+)
 
 ITEMS = """
 [atlases.items]
