@@ -70,19 +70,12 @@ WALKER = plugin_source(
 )
 
 
-def test_a_hook_written_as_a_generator_is_held_to_the_timeout_too(install, project, sites):
+def test_a_hook_written_as_a_generator_is_held_to_the_timeout_too(install, project, cli_process):
     """Its body ran as its result was read, on the command's thread, past the timeout:
     `watch` never started, and one Ctrl-C (or SIGTERM) did not stop it."""
     install("quits", WALKER)
     project({"images.toml": MANIFEST.replace("timeout = 5", "timeout = 1")})
-    done = subprocess.run(
-        [sys.executable, "-m", "nebula_build", "watch", "--once"],
-        env=process_environment(sites),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = cli_process("watch", "--once")
     assert done.returncode == 1, done.stderr
     assert (
         "backend 'quits' from nebula-quits 0.1 did not name its watched files within 1s"

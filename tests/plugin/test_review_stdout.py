@@ -99,19 +99,14 @@ CHATTERING = plugin_source(
 CHATTER_TIMEOUT = "[backends.chatter]\ntimeout = 0.2\n"
 
 
-def test_a_hook_left_printing_past_its_timeout_does_not_crash_the_exit(install, project, sites):
+def test_a_hook_left_printing_past_its_timeout_does_not_crash_the_exit(
+    install, project, cli_process
+):
     """Closing the copy of stdout under one of those prints crashed the interpreter
     (exit 139) in about one run of ten: this runs it a few times."""
     install("chatter", CHATTERING)
     project({"images.toml": MANIFEST.replace('"keeper"', '"chatter"') + CHATTER_TIMEOUT})
     for _ in range(3):
-        done = subprocess.run(
-            [sys.executable, "-m", "nebula_build", "apply", "--json"],
-            env=process_environment(sites),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = cli_process("apply", "--json")
         assert done.returncode == 1, done.stderr[-2000:]
         assert "did not end its preflight within 0.2s" in done.stderr
