@@ -8,7 +8,9 @@ retried: the image's key identifies the work, so repeating it is safe.
 Failures map to our errors at one place (`status_error`):
 402 or credit/balance/quota wording (on any status but 401) → OutOfCreditsError
 (halts), 401 → CredentialsError and 403 → AccessDeniedError (both halt),
-429/5xx/timeouts/resets → retried, then TransientBackendError, a 404 →
+429/5xx → retried, a request sent and not answered (a timeout, a reset, a closed
+connection) → sent again at most NEBULA_TIMEOUT_RETRIES times (it may have been
+billed), then TransientBackendError, a 404 →
 RequestRejectedError naming the URL and the documented base, other 4xx →
 RequestRejectedError, malformed 2xx → retried once, then RequestRejectedError.
 
@@ -95,8 +97,9 @@ LIST_MODELS_TIMEOUT = 30.0
 #: seconds the price list or the balance may take before a run (at most `timeout`)
 ACCOUNT_TIMEOUT = 10.0
 MESSAGE_LIMIT = 300
-#: how many times a request that timed out is sent again: the server may have done and
-#: billed it, and the manifest, a pull request's too, sets both `timeout` and
+#: how many times a request that was sent and not answered (it timed out, or the
+#: connection was reset or closed once it was sent) is sent again: the server may have
+#: done and billed it, and the manifest, a pull request's too, sets both `timeout` and
 #: `max_attempts` (1 and 20 would pay 20 times for every image), so the environment,
 #: not the manifest, allows more
 ENV_TIMEOUT_RETRIES = "NEBULA_TIMEOUT_RETRIES"
@@ -148,9 +151,10 @@ class NebulaSettings(BackendSettings):
         5,
         ge=1,
         le=20,
-        description="Tries per image for rate limits, server errors and timeouts; a request "
-        "that timed out (the server may have billed it) is tried again once, or as often as "
-        "NEBULA_TIMEOUT_RETRIES in the environment allows.",
+        description="Tries per image for rate limits, server errors and failed connections; "
+        "a request that was sent and not answered (a timeout, a reset: the server may have "
+        "billed it) is tried again once, or as often as NEBULA_TIMEOUT_RETRIES in the "
+        "environment allows.",
     )
     retry_backoff: float = Field(
         1.0,
@@ -278,15 +282,16 @@ def base_url(settings: NebulaSettings) -> str:
 
 
 def timeout_retries() -> int:
-    """How many times a request that timed out may be sent again (`ENV_TIMEOUT_RETRIES`):
-    once unless the environment says otherwise."""
+    """How many times a request that was sent and not answered may be sent again
+    (`ENV_TIMEOUT_RETRIES`): once unless the environment says otherwise."""
     text = os.environ.get(ENV_TIMEOUT_RETRIES, "").strip()
     if not text:
         return DEFAULT_TIMEOUT_RETRIES
     if not (text.isascii() and text.isdigit()) or int(text) > 19:
         raise CredentialsError(
             f"{ENV_TIMEOUT_RETRIES} is {printable(text, limit=40)!r}: set it to how many times "
-            "a request that timed out may be sent again, 0 to 19 (each may be billed)",
+            "a request that was sent and not answered may be sent again, 0 to 19 "
+            "(each may be billed)",
             backend="nebula",
         )
     return int(text)
@@ -660,7 +665,7 @@ class _Retry(Exception):
         malformed: bool = False,
         *,
         sent: bool = True,
-        timed_out: bool = False,
+        unanswered: bool = False,
     ) -> None:
         super().__init__(str(error))
         self.error = error
@@ -669,8 +674,9 @@ class _Retry(Exception):
         #: the server may have done (and billed) the work: False for a rate limit or a
         #: connection that never reached it
         self.sent = sent
-        #: sent, and no answer within the manifest's `timeout` (`ENV_TIMEOUT_RETRIES`)
-        self.timed_out = timed_out
+        #: sent, and no answer: none within the manifest's `timeout`, or the connection
+        #: was reset or closed before the answer was read whole (`ENV_TIMEOUT_RETRIES`)
+        self.unanswered = unanswered
 
 
 #: an image as the API sent it: bytes, inference seconds (if said), (width, height),
@@ -844,7 +850,7 @@ class NebulaBackend(Backend):
             )
         check_inputs(request)
         body = request_body(request, support)
-        attempts, malformed_tries, timeouts = 0, 0, 0
+        attempts, malformed_tries, unanswered = 0, 0, 0
         backoff = self.settings.retry_backoff
         while True:
             attempts += 1
@@ -856,13 +862,13 @@ class NebulaBackend(Backend):
                 _forget_frames(retry)
                 if retry.malformed:
                     malformed_tries += 1
-                timeouts += retry.timed_out
+                unanswered += retry.unanswered
                 if attempts >= self.settings.max_attempts or malformed_tries >= 2:
                     raise self._named(retry.error, request, attempts) from None
                 if retry.sent and not request.retry_after_send:
                     raise self._named(retry.error, request, attempts, capped=True) from None
-                if timeouts > self._timeout_retries:
-                    raise self._named(retry.error, request, attempts, timeouts=True) from None
+                if unanswered > self._timeout_retries:
+                    raise self._named(retry.error, request, attempts, unanswered=True) from None
                 await self._pause(request, retry.delay, backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -900,7 +906,7 @@ class NebulaBackend(Backend):
         attempts: int,
         *,
         capped: bool = False,
-        timeouts: bool = False,
+        unanswered: bool = False,
     ) -> BackendError:
         """The error with the image named, and the attempt count where retries ran (or
         why none did, or no more)."""
@@ -910,14 +916,14 @@ class NebulaBackend(Backend):
                 f"{message} (not tried again: the server may have billed it, and a capped "
                 "apply never pays twice for one image)"
             )
-        elif timeouts:
+        elif unanswered:
             after = f"after {attempts} attempts; " if attempts > 1 else ""
             allowed = self._timeout_retries
             times = "once" if allowed == 1 else f"{allowed} times"
             again = "not sent again" if not allowed else f"sent again {times} at most"
             message = (
-                f"{message} ({after}a request that timed out may have been billed, so it is "
-                f"{again}; {ENV_TIMEOUT_RETRIES}=N in the environment allows N)"
+                f"{message} ({after}a request that was sent and not answered may have been "
+                f"billed, so it is {again}; {ENV_TIMEOUT_RETRIES}=N in the environment allows N)"
             )
         elif isinstance(error, TransientBackendError) and attempts > 1:
             message = f"{message} (after {attempts} attempts)"
@@ -948,7 +954,7 @@ class NebulaBackend(Backend):
                     f"timed out after {timeout:g}s; raise "
                     "[backends.nebula] timeout if generations take longer"
                 ),
-                timed_out=True,
+                unanswered=True,
             ) from None
         except httpx.DecodingError:  # not raised while raw bytes are read; kept if ever
             raise _Retry(
@@ -957,12 +963,16 @@ class NebulaBackend(Backend):
             ) from None
         except httpx.TransportError as exc:
             said = clean(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
-            never_sent = isinstance(exc, httpx.ConnectError)
+            # refused, unknown host, a proxy that would not connect: nothing reached the
+            # server; anything else broke once the request was on its way, and the
+            # server may have done and billed it
+            sent = not _never_sent(exc)
             url = self._client.base_url  # its host and port: never a password in the URL
             host = clean(f"{url.host}:{url.port}" if url.port else url.host, self._secrets)
             raise _Retry(
                 TransientBackendError(f"connection to {host} failed: {said}"),
-                sent=not never_sent,
+                sent=sent,
+                unanswered=sent,
             ) from None
 
     def _answered(self, answer: Answer) -> _Image:
@@ -1038,6 +1048,20 @@ class NebulaBackend(Backend):
             return OutOfCreditsError(f"out of credits ({message}); {TOP_UP}")
         status = clean(repr(body.get("status")), self._secrets, 40)
         return RequestRejectedError(f"the API answered status {status} without an image: {message}")
+
+
+def _never_sent(error: httpx.TransportError) -> bool:
+    """Whether `error` came before any of the request left: a connection refused or to an
+    unknown host, a proxy that would not open a tunnel, a request we could not write."""
+    import httpx
+
+    return isinstance(
+        error,
+        httpx.ConnectError
+        | httpx.ProxyError
+        | httpx.UnsupportedProtocol
+        | httpx.LocalProtocolError,
+    )
 
 
 def _forget_frames(error: BaseException) -> None:

@@ -18,7 +18,9 @@ tested for real::
         ... NEBULA_BASE_URL=server.base_url ...
 
 Faults: "401" "402" "403" "404" "422" "500" "502" "503" "504", "429[:seconds]"
-(with Retry-After), "reset" (connection reset mid-response), "slow:<seconds>",
+(with Retry-After), "reset" (connection reset mid-response), "drop" (connection reset
+once the request is read, before any answer), "hang_up" (connection closed once the
+request is read, no answer), "slow:<seconds>",
 "malformed_json", "bad_base64", "not_image", "truncated_image", "wrong_size",
 "failed_status[:message]" (a 200 without an image), "credits_message".
 
@@ -116,6 +118,8 @@ def _message_status(argument: str) -> int:
 #: or not at all); an HTTP status ("500", "429:2") is a fault too
 FAULT_ARGUMENTS: dict[str, Callable[[str], object] | None] = {
     "reset": None,
+    "drop": None,
+    "hang_up": None,
     "slow": _amount,
     "malformed_json": None,
     "bad_base64": None,
@@ -486,11 +490,10 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                 head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 self.wfile.write(head + b'Content-Length: 5000\r\n\r\n{"data": [')
                 self.wfile.flush()
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-                self.close_connection = True
-                self.connection.close()
+                self._hang_up(reset=True)
+                return True
+            if name in ("drop", "hang_up"):
+                self._hang_up(reset=name == "drop")
                 return True
             if name == "slow":
                 time.sleep(float(argument or 1))
@@ -518,6 +521,16 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                 )
                 return True
             return self._hostile(name, argument, body)
+
+        def _hang_up(self, *, reset: bool) -> None:
+            """End the connection: with a reset (RST, what a crashed proxy sends) or a
+            plain close (FIN)."""
+            if reset:
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            self.close_connection = True
+            self.connection.close()
 
         def _fault_done(self, fault: str | None, body: dict[str, Any]) -> bool:
             return fault is not None and self._fault(fault, body)

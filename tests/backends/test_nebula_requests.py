@@ -318,7 +318,9 @@ def test_2xx_with_failed_status_carries_the_server_message():
         run(handler, req(FLUX_SCHNELL))
 
 
-def test_timeouts_and_resets_are_retried():
+def test_timeouts_and_resets_are_retried(monkeypatch):
+    """Each may have been billed: as often as NEBULA_TIMEOUT_RETRIES allows, all together."""
+    monkeypatch.setenv("NEBULA_TIMEOUT_RETRIES", "2")
     calls = iter([httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset"), None])
 
     def handler(request):

@@ -2,7 +2,8 @@
 The manifest, a pull request's too, sets both `timeout` and `max_attempts`, so a low
 timeout with 20 attempts had paid 20 times for every image outside a capped apply.
 Now a timed-out request is sent again once, or as often as NEBULA_TIMEOUT_RETRIES in
-the environment allows; other failures keep the manifest's max_attempts."""
+the environment allows; other failures keep the manifest's max_attempts, but those that
+also leave a sent request unanswered (test_nebula_unanswered_retries.py)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ def test_a_timed_out_request_is_sent_twice_at_most(project, run_cli, nebula_serv
     assert len(nebula_server.generations) == 2
     assert (
         "a: timed out after 1s; raise [backends.nebula] timeout if generations take longer "
-        "(after 2 attempts; a request that timed out may have been billed, so it is sent "
-        "again once at most; NEBULA_TIMEOUT_RETRIES=N in the environment allows N)"
+        "(after 2 attempts; a request that was sent and not answered may have been billed, "
+        "so it is sent again once at most; NEBULA_TIMEOUT_RETRIES=N in the environment "
+        "allows N)"
     ) in err, err
     assert "Traceback" not in err
 
@@ -44,7 +46,7 @@ def test_the_environment_says_how_often_a_timed_out_request_is_sent_again(
     assert len(nebula_server.generations) == sent
     assert said in err
     if allowed == "2":
-        assert "(after 3 attempts; a request that timed out may have been billed, so it " in err
+        assert "(after 3 attempts; a request that was sent and not answered may have " in err
         assert "is sent again 2 times at most;" in err
 
 
