@@ -16,6 +16,7 @@ from nebula_build.ui.style import Style, wants_color
 if TYPE_CHECKING:
     from nebula_build.cli.savedplan import SavedPlan
     from nebula_build.core.plan import Plan
+    from nebula_build.engine.apply import Applier
     from nebula_build.engine.cost import Estimate
     from nebula_build.engine.gc import BackupsRemoved, Unreferenced
     from nebula_build.engine.lockmerge import LockMerge
@@ -400,6 +401,7 @@ def cmd_apply(ctx: Context) -> int:
                     listener=listener,
                     review=listener.review,
                     on_plan=listener.plan_made,
+                    on_start=listener.applying,
                     check_plan=None if saved is None else listener.check_saved,
                 )
             )
@@ -415,10 +417,17 @@ def cmd_apply(ctx: Context) -> int:
             raise
         ctx.err.write(
             f"interrupted with {progress.done} of {plural(progress.total, 'image')} finished "
-            "(what they made is kept); `nebula-build apply` again does the rest\n"
+            "(what they made is kept); `nebula-build apply` again does the rest"
+            f"{listener.maybe_billed()}\n"
         )
         return 130
     return render_round(ctx, result, notes=listener.notes)
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    """The first few `names`, and how many more."""
+    more = f" +{len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 #: the most images' actions apply lists before it starts (`plan` lists them all)
@@ -445,6 +454,8 @@ class ApplyListener:
         self.planned: RoundResult | None = None
         #: the notes printed so far, for the job summary
         self.notes: list[str] = []
+        #: what carries out the plan, once it started
+        self.applier: Applier | None = None
 
     def plan_made(self, planned: RoundResult) -> None:
         prepared = planned.prepared
@@ -452,6 +463,29 @@ class ApplyListener:
             self.ctx, prepared.project, planned.plan, prepared.resolved, planned.lock
         )
         self.planned = planned
+
+    def applying(self, applier: Applier) -> None:
+        self.applier = applier
+
+    def maybe_billed(self) -> str:
+        """What an interrupted run adds about the requests it cut off on a paid backend:
+        their answers are lost, but the provider may have billed them ("" if none)."""
+        if self.applier is None or self.planned is None:
+            return ""
+        paid = set(self.planned.estimate.paid_backends)
+        cut_off: dict[str, list[str]] = {}
+        for image, backend in self.applier.unanswered().items():
+            if backend in paid:
+                cut_off.setdefault(backend, []).append(image)
+        if not cut_off:
+            return ""
+        counted = sum(len(images) for images in cut_off.values())
+        request = "the request" if counted == 1 else "the requests"
+        each = ", ".join(
+            f"{len(images)} to {backend} ({_some(sorted(images))})"
+            for backend, images in sorted(cut_off.items())
+        )
+        return f"; {request} in flight may have been billed: {each}"
 
     def notice(self, message: str) -> None:
         self.notes.append(message)

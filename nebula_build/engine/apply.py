@@ -255,6 +255,9 @@ class Applier:
         self._result = ApplyResult()
         #: backend slots held by images whose paid original is not cached yet, by image
         self._unkept: dict[str, asyncio.Semaphore] = {}
+        #: requests handed to a backend with no answer back: in flight, or cancelled
+        #: in flight (Ctrl-C, a newer edit), by image, with the backend's name
+        self._unanswered: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, plan: Plan) -> ApplyResult:
@@ -358,6 +361,11 @@ class Applier:
     def running(self) -> dict[str, Action]:
         """Images not finished yet (in flight or still to start), with each one's action."""
         return dict(self._pending)
+
+    def unanswered(self) -> dict[str, str]:
+        """Requests handed to a backend with no answer back (in flight, or cancelled in
+        flight: a paid backend may have billed them), by image, with the backend."""
+        return dict(self._unanswered)
 
     def cancel(self, images: Collection[str]) -> None:
         """Stop work a newer edit made obsolete; the rest of the run goes on."""
@@ -645,13 +653,17 @@ class Applier:
         try:
             self._check_halted(spec.backend)
             self.progress.started(action)
+            self._unanswered[action.image] = spec.backend
             result = await self.generate_fn(spec, request)
         except BaseException as exc:
             slot.release()
+            if not isinstance(exc, asyncio.CancelledError):
+                self._unanswered.pop(action.image, None)
             if isinstance(exc, BackendError) and exc.halts:  # every later request would fail
                 self._halted.setdefault(spec.backend, exc)
             outcome.generated = isinstance(exc, PluginAnswerError)  # answered, then refused
             raise
+        del self._unanswered[action.image]
         # Paid for: the slot stays taken until the original is cached (`_keep`), so a
         # crash loses at most the generations in flight, never a queue of answers
         # waiting for a file writer.
