@@ -13,8 +13,10 @@ symbolic link after the plan is refused, not followed.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import errno
+import math
 import os
 import re
 import secrets
@@ -37,11 +39,14 @@ _MAX_STATE_DEPTH = 8
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-#: a backup folder's name: the second its run first backed up a file
-_BACKUP_STAMP = "%Y%m%dT%H%M%S"
+#: a backup folder's name: the second its run first backed up a file, in UTC (the `Z`),
+#: so that its age is the same in every zone and across a change of summer time
+_BACKUP_STAMP = "%Y%m%dT%H%M%SZ"
+#: the stamp's date and time; without the `Z`, as runs named folders before: local time
+_STAMP_TIME = "%Y%m%dT%H%M%S"
 #: a folder a run backed files up into: its stamp, then `-2`… or a random suffix where
 #: the name was taken
-_BACKUP_FOLDER = re.compile(r"(\d{8}T\d{6})(?:-[0-9a-f]+)?")
+_BACKUP_FOLDER = re.compile(r"(\d{8}T\d{6})(Z?)(?:-[0-9a-f]+)?")
 #: `stamp-2` … `stamp-N` are tried before a random suffix
 _BACKUP_NAMES = 100
 _COPY_CHUNK = 1 << 20
@@ -423,15 +428,17 @@ class Guard:
         try:
             with self._folder(parts, what="/".join(parts), create=False) as fd:
                 with os.scandir(fd) as entries:
-                    names = sorted(
+                    names = [
                         entry.name
                         for entry in entries
                         if _BACKUP_FOLDER.fullmatch(entry.name)
                         and entry.is_dir(follow_symlinks=False)
-                    )
-                return [_backup_folder(fd, name) for name in names]
+                    ]
+                folders = [_backup_folder(fd, name) for name in names]
         except FileNotFoundError:
             return []
+        # by when they were made: a name in local time and one in UTC do not sort so
+        return sorted(folders, key=_oldest_first)
 
     def remove_backup_folder(self, backup_root: Path, name: str) -> None:
         """Delete the run's folder `name` under `backup_root` and all it holds, walked
@@ -465,7 +472,7 @@ class Guard:
                 self._copy_into([*backup_root, name], relative, source, mode, shown=shown)
                 return name
         with self._folder(backup_root, what=shown, create=True) as fd:
-            name = _new_folder(fd, time.strftime(_BACKUP_STAMP))
+            name = _new_folder(fd, time.strftime(_BACKUP_STAMP, time.gmtime()))
         self._backup_folders.append(name)
         self._copy_into([*backup_root, name], relative, source, mode, shown=shown)
         return name
@@ -505,14 +512,21 @@ def _backup_folder(parent: int, name: str) -> BackupFolder:
 
 
 def _made(name: str) -> float | None:
-    """When the run that named its folder `name` made it (local time, as it was named)."""
+    """When the run that named its folder `name` made it: in UTC where the stamp ends
+    in `Z`, else in local time, as runs named them before."""
     match = _BACKUP_FOLDER.fullmatch(name)
     if match is None:
         return None
     try:
-        return time.mktime(time.strptime(match[1], _BACKUP_STAMP))
+        when = time.strptime(match[1], _STAMP_TIME)
+        return float(calendar.timegm(when)) if match[2] else time.mktime(when)
     except (ValueError, OverflowError):
         return None
+
+
+def _oldest_first(folder: BackupFolder) -> tuple[float, str]:
+    """Sorts folders by when they were made (one with no date last), then by name."""
+    return (math.inf if folder.made is None else folder.made, folder.name)
 
 
 def _new_folder(parent: int, stamp: str) -> str:

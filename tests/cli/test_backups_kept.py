@@ -18,7 +18,7 @@ from nebula_build.state.guard import Guard
 from nebula_build.state.project import Project
 from tests.cli.test_trust_paths import A, manifest
 
-STAMP = "20250102T030405"
+STAMP = "20250102T030405Z"
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def same_second(monkeypatch: pytest.MonkeyPatch) -> None:
     real = time.strftime
 
     def strftime(form: str, *when: time.struct_time) -> str:
-        return STAMP if form == "%Y%m%dT%H%M%S" else real(form, *when)
+        return STAMP if form == "%Y%m%dT%H%M%SZ" else real(form, *when)
 
     monkeypatch.setattr(time, "strftime", strftime)
 

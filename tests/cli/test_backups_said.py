@@ -178,7 +178,7 @@ def test_apply_json_names_each_copy_and_its_folder(project, run_cli):
     assert code == 0, err
     (backup,) = json.loads(out)["backups"]
     assert backup["file"] == "static/hero.webp"
-    assert re.fullmatch(r"\.nebula-build/backup/\d{8}T\d{6}/", backup["folder"]), backup
+    assert re.fullmatch(r"\.nebula-build/backup/\d{8}T\d{6}Z/", backup["folder"]), backup
     assert backup["copy"] == backup["folder"] + "static/hero.webp"
     assert (root / backup["copy"]).is_file()
     code, out, err = run_cli("apply", "--json")
