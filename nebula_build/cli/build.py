@@ -797,8 +797,9 @@ def _backups_removed_lines(ctx: Context, backups: BackupsRemoved, backup_dir: st
         newer = ""
         if age is not None and not backups.failed:
             newer = f", of runs {_age(age)} ago or less"
+        kept = "would keep" if ctx.args.dry_run else "kept"
         ctx.print(
-            f"kept {plural(left.folders, 'backup folder')} in {backup_dir} "
+            f"{kept} {plural(left.folders, 'backup folder')} in {backup_dir} "
             f"({plural(left.files, 'file')}, {left.bytes / 1_000_000:.1f} MB){newer}"
         )
 

@@ -127,6 +127,34 @@ def test_gc_backups_older_than_keeps_the_newer_folders(project, run_cli):
     assert backed_up(root) == {f"{newest}/out/a.png": b"drawn by hand, today"}
 
 
+def test_gc_backups_dry_run_says_what_it_would_keep(project, run_cli):
+    """Before: "kept 1 backup folder", of a run that kept, and removed, nothing. In
+    --json, `backups_removed` is what it would remove and `backups` what it would leave,
+    as a real run's are what it removed and what it left."""
+    root = with_backups(project, run_cli)
+    newest, copies = today(), backed_up(root)
+    code, out, err = run_cli("gc", "--backups", "--older-than", "30d", "--dry-run")
+    assert code == 0, err
+    assert "would remove 1 backup folder from .nebula-build/backup/ (1 file, 0.0 MB):\n" in out
+    assert (
+        "would keep 1 backup folder in .nebula-build/backup/ (1 file, 0.0 MB), of runs 30 "
+        "days ago or less\n"
+    ) in out
+    code, out, err = run_cli("gc", "--backups", "--older-than", "30d", "--dry-run", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["dry_run"] is True
+    assert [e["folder"] for e in data["backups_removed"]["entries"]] == [
+        f".nebula-build/backup/{OLD}/"
+    ]
+    assert data["backups"]["folders"] == 1
+    assert backed_up(root) == copies
+    code, out, err = run_cli("gc", "--backups", "--older-than", "30d", "--json")
+    assert code == 0, err
+    assert json.loads(out)["backups"] == data["backups"]
+    assert backed_up_folders(root) == [newest]
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [
