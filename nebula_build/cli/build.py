@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli import markdownfile
@@ -424,6 +424,24 @@ def cmd_apply(ctx: Context) -> int:
     return render_round(ctx, result, notes=listener.notes)
 
 
+def maybe_billed(cut_off: Mapping[str, str], paid: Collection[str]) -> str:
+    """What a stopped run adds about the requests it cut off (image → backend) on a paid
+    backend: their answers are lost, but the provider may have billed them ("" if none)."""
+    by_backend: dict[str, list[str]] = {}
+    for image, backend in cut_off.items():
+        if backend in paid:
+            by_backend.setdefault(backend, []).append(image)
+    if not by_backend:
+        return ""
+    counted = sum(len(images) for images in by_backend.values())
+    request = "the request" if counted == 1 else "the requests"
+    each = ", ".join(
+        f"{len(images)} to {backend} ({_some(sorted(images))})"
+        for backend, images in sorted(by_backend.items())
+    )
+    return f"; {request} in flight may have been billed: {each}"
+
+
 def _some(names: Sequence[str], shown: int = 3) -> str:
     """The first few `names`, and how many more."""
     more = f" +{len(names) - shown} more" if len(names) > shown else ""
@@ -468,24 +486,11 @@ class ApplyListener:
         self.applier = applier
 
     def maybe_billed(self) -> str:
-        """What an interrupted run adds about the requests it cut off on a paid backend:
-        their answers are lost, but the provider may have billed them ("" if none)."""
+        """What an interrupted run adds about the requests it cut off on a paid backend
+        ("" if none)."""
         if self.applier is None or self.planned is None:
             return ""
-        paid = set(self.planned.estimate.paid_backends)
-        cut_off: dict[str, list[str]] = {}
-        for image, backend in self.applier.unanswered().items():
-            if backend in paid:
-                cut_off.setdefault(backend, []).append(image)
-        if not cut_off:
-            return ""
-        counted = sum(len(images) for images in cut_off.values())
-        request = "the request" if counted == 1 else "the requests"
-        each = ", ".join(
-            f"{len(images)} to {backend} ({_some(sorted(images))})"
-            for backend, images in sorted(cut_off.items())
-        )
-        return f"; {request} in flight may have been billed: {each}"
+        return maybe_billed(self.applier.unanswered(), self.planned.estimate.paid_backends)
 
     def notice(self, message: str) -> None:
         self.notes.append(message)

@@ -15,6 +15,7 @@ from nebula_build.ui.style import Style, wants_color
 if TYPE_CHECKING:
     from nebula_build.live.galleryserver import GalleryServer
     from nebula_build.live.watch import Round
+    from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 
 #: the gallery serves generated images; anything far larger is not one of them
@@ -80,12 +81,20 @@ def cmd_watch(ctx: Context) -> int:
         except KeyboardInterrupt:
             if args.once:  # one round, like apply: an interrupted one exits 130
                 raise
-            ctx.print("stopped")
+            ctx.print(f"stopped{_maybe_billed(watcher.cut_off, registry)}")
             return ExitCode.OK
     if last is not None and last.result is not None and last.result.failures:
         files = [o.action.label for o in last.result.files if not o.ok]
         raise ApplyError(last.result.failures, files=files)
     return ExitCode.OK
+
+
+def _maybe_billed(cut_off: dict[str, str], registry: BackendRegistry) -> str:
+    """What `stopped` adds about the requests the round cut off on a paid backend."""
+    from nebula_build.cli.build import maybe_billed
+
+    paid = {backend for backend in set(cut_off.values()) if registry.get(backend).paid}
+    return maybe_billed(cut_off, paid)
 
 
 def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Round], None]:

@@ -158,6 +158,9 @@ class Watcher:
         #: the images the running round planned (None: all), once it has loaded
         self._planning: frozenset[str] | _NotLoaded | None = _NOT_LOADED
         self._applier: Applier | None = None
+        #: the requests a round stopped in the middle had handed to a backend and got no
+        #: answer to, by image, with the backend (`Applier.unanswered`)
+        self.cut_off: dict[str, str] = {}
         #: the generation key the manifest declared for each image the running round
         #: works on (None: not declared, a deletion), as the round planned it
         self._declared: dict[str, str | None] = {}
@@ -529,7 +532,7 @@ class Watcher:
             self._last_error = report.error
             return self._publish(report)
         finally:
-            self._applier = None
+            self._round_ended()
         self._last_error = None
         report.prepared, report.result = result.prepared, result
         self._recorded, self._files = result.lock, result.prepared.files
@@ -752,6 +755,14 @@ class Watcher:
 
     def _started(self, applier: Applier) -> None:
         self._applier = applier
+
+    def _round_ended(self) -> None:
+        """Let go of the round's Applier; where watch is being stopped (Ctrl-C), keep
+        what it cut off, to be said."""
+        applier, self._applier = self._applier, None
+        task = asyncio.current_task()
+        if applier is not None and task is not None and task.cancelling():
+            self.cut_off = applier.unanswered()
 
     def _summarise(self, report: Round, result: RoundResult) -> None:
         for outcome in result.applied.outcomes if result.applied else []:

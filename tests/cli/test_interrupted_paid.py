@@ -56,3 +56,32 @@ def test_an_interrupted_paid_apply_says_the_requests_in_flight_may_have_been_bil
     ), err
     assert err.count("billed") == 1
     assert "Traceback" not in err
+
+
+def test_watch_stopped_mid_round_says_the_requests_in_flight_may_have_been_billed(
+    project, nebula_server
+):
+    images = {name: IMAGES[name] for name in ("quick", "slow-a")}
+    root = project({"images.toml": nebula_manifest(images, timeout=60, concurrency=4)})
+    nebula_server.add_faults("slow:20", prompt="never answered")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "watch"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for((root / "quick.png").exists)
+        _wait_for(lambda: len(nebula_server.generations) == 2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert out.splitlines()[-1] == (
+        "stopped; the request in flight may have been billed: 1 to nebula (slow-a)"
+    ), out
+    assert "Traceback" not in out + err
