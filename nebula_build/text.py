@@ -166,6 +166,12 @@ class _Forms(NamedTuple):
     standing_alone: re.Pattern[str] | None
     #: every run of MIN_SECRET_FRAGMENT characters of the longer forms
     windows: frozenset[str]
+    #: the forms shorter than MIN_SECRET_FRAGMENT
+    short: tuple[str, ...]
+    #: every form, by its first character
+    starts: dict[str, tuple[str, ...]]
+    #: the length of the longest form
+    longest: int
 
 
 @functools.lru_cache(maxsize=4)  # a backend's secrets, asked for at every message
@@ -183,11 +189,59 @@ def _forms(secrets: tuple[str, ...]) -> _Forms:
     whole = tuple(form for form in ordered if len(form) >= MIN_SECRET_FRAGMENT)
     short = "|".join(re.escape(form) for form in ordered if len(form) < MIN_SECRET_FRAGMENT)
     size = MIN_SECRET_FRAGMENT
+    starts: dict[str, tuple[str, ...]] = {}
+    for form in ordered:
+        starts[form[0]] = (*starts.get(form[0], ()), form)
     return _Forms(
         whole,
         re.compile(rf"(?<![A-Za-z0-9])(?:{short})(?![A-Za-z0-9])") if short else None,
         frozenset(form[i : i + size] for form in whole for i in range(len(form) - size + 1)),
+        tuple(form for form in ordered if len(form) < size),
+        starts,
+        len(ordered[0]) if ordered else 0,
     )
+
+
+def unfinished_secret(text: str, secrets: Iterable[str]) -> int:
+    """Where a secret may have begun that `text` ends before it ends: the start of the
+    longest end of `text` that a form of a secret (see `redact`) begins with, moved back
+    before any form or piece of one it would cut in two; `len(text)` where there is none.
+    A stream that writes `text[:index]` redacted now, and holds the rest for what comes
+    next, redacts a secret written in two writes as it would the whole."""
+    forms = _forms(tuple(secrets))
+    cut = _start_of_a_form(text, forms, text.rfind("\n") + 1)
+    while cut < len(text) and (earlier := _before_pieces_across(text, cut, forms)) < cut:
+        cut = earlier
+    return cut
+
+
+def _start_of_a_form(text: str, forms: _Forms, line: int) -> int:
+    """The start of the longest end of `text`, from `line` on, that a form begins with but
+    is not (a line break ends every secret)."""
+    for index in range(max(line, len(text) - forms.longest + 1), len(text)):
+        end = text[index:]
+        if any(
+            len(end) < len(form) and form.startswith(end)
+            for form in forms.starts.get(text[index], ())
+        ):
+            return index
+    return len(text)
+
+
+def _before_pieces_across(text: str, cut: int, forms: _Forms) -> int:
+    """`cut`, or the start of the first form or fragment of a form that runs across it."""
+    found = [
+        start
+        for form in (*forms.whole, *forms.short)
+        if (start := text.find(form, max(0, cut - len(form) + 1), cut + len(form) - 1)) != -1
+    ]
+    size = MIN_SECRET_FRAGMENT
+    found += [
+        start
+        for start in range(max(0, cut - size + 1), cut)
+        if text[start : start + size] in forms.windows
+    ]
+    return min(found, default=cut)
 
 
 #: what a URL carries as it is: a secret of these characters alone has no other form there

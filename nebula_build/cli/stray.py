@@ -13,6 +13,7 @@ stderr, and the command writes through a copy of the real one (`command_stdout`)
 from __future__ import annotations
 
 import _thread
+import codecs
 import collections
 import contextlib
 import dataclasses
@@ -26,14 +27,27 @@ from typing import TextIO, cast
 
 class _WithoutSecrets:
     """A stand-in for a process stream: what is written to it goes to `_target` without
-    the backends' secrets, one write at a time."""
+    the backends' secrets. A secret written in pieces (`print(token[:5], end="")`, then
+    the rest) is redacted whole: the end of what was written that a secret could begin
+    with is held until what follows says, the end of its line, or the command's end.
+    Bytes written to its `buffer` are taken the same way, in the same order."""
+
+    def __init__(self) -> None:
+        self._held = ""
+        self._writing = _thread.RLock()  # plugins write from threads of their own
+        self.buffer = _BytesWithoutSecrets(self)
 
     @property
     def _target(self) -> TextIO:
         raise NotImplementedError
 
     def write(self, text: str) -> int:
-        self._target.write(without_secrets(text))
+        if not isinstance(text, str):
+            return self._target.write(text)  # the target's own complaint
+        with self._writing:
+            shown, self._held = _shown_and_held(self._held + text)
+            if shown:
+                self._target.write(shown)
         return len(text)
 
     def writelines(self, lines: list[str]) -> None:
@@ -43,8 +57,71 @@ class _WithoutSecrets:
     def flush(self) -> None:
         self._target.flush()
 
+    def finish(self) -> None:
+        """Write what was held (the command ends: nothing follows that it could begin)."""
+        with self._writing:
+            self.buffer.finish()
+            held, self._held = self._held, ""
+            if held:
+                self._target.write(without_secrets(held))
+
     def __getattr__(self, name: str) -> object:  # isatty, fileno, encoding…
         return getattr(self._target, name)
+
+
+class _BytesWithoutSecrets:
+    """The `buffer` of a stand-in: bytes written to it are decoded and written to the
+    stand-in, a secret in them redacted too (a byte that is no text shown as �)."""
+
+    def __init__(self, text: _WithoutSecrets) -> None:
+        self._text = text
+        self._decoder: codecs.IncrementalDecoder | None = None
+
+    def write(self, data: bytes) -> int:
+        with self._text._writing:
+            if self._decoder is None:
+                self._decoder = codecs.getincrementaldecoder(_encoding(self._text))("replace")
+            self._text.write(self._decoder.decode(bytes(data)))
+        return len(data)
+
+    def writelines(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._text.flush()
+
+    def finish(self) -> None:
+        """Pass on the end of a character cut short, as �."""
+        with self._text._writing:
+            if self._decoder is not None:
+                self._text.write(self._decoder.decode(b"", final=True))
+
+    def __getattr__(self, name: str) -> object:  # raw, fileno, mode…
+        target = self._text._target
+        return getattr(getattr(target, "buffer", target), name)
+
+
+def _encoding(stream: object) -> str:
+    encoding = getattr(stream, "encoding", None)
+    return encoding if isinstance(encoding, str) else "utf-8"
+
+
+def _shown_and_held(text: str) -> tuple[str, str]:
+    """What of `text` to write now, without secrets, and what to hold: the end a secret
+    could begin with (see `text.unfinished_secret`)."""
+    if "nebula_build.plugin.redaction" not in sys.modules:
+        return text, ""  # and a no-op plan, which loads no backend, imports nothing for it
+    from nebula_build.plugin.redaction import declared_secrets
+
+    secrets = declared_secrets()
+    if not secrets:
+        return text, ""
+    from nebula_build.text import redact, unfinished_secret
+
+    ordered = sorted(secrets)  # one order: redaction caches the forms of each by it
+    cut = unfinished_secret(text, ordered)
+    return redact(text[:cut], ordered), text[cut:]
 
 
 class StrayOutput(_WithoutSecrets):
@@ -52,6 +129,7 @@ class StrayOutput(_WithoutSecrets):
     stderr of the command that started last."""
 
     def __init__(self, stdout: TextIO) -> None:
+        super().__init__()
         self.stdout = stdout
         self.errs: list[TextIO] = []
 
@@ -72,6 +150,7 @@ class StrayErrors(_WithoutSecrets):
     itself."""
 
     def __init__(self, stderr: TextIO) -> None:
+        super().__init__()
         self.stderr = stderr
 
     @property
@@ -121,6 +200,9 @@ def stray_output_to(err: TextIO) -> Iterator[None]:
         with _lock:
             stand_in, errors = _stand_in, _errors
             assert stand_in is not None and errors is not None
+            for stream in (stand_in, errors):  # while its secrets are known
+                with contextlib.suppress(Exception):
+                    stream.finish()
             mine = max(i for i, stream in enumerate(stand_in.errs) if stream is err)
             del stand_in.errs[mine]
             if not stand_in.errs:
