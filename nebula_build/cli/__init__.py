@@ -447,11 +447,13 @@ def _main_on(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return _main(argv, out, err)
     # The runner obeys workflow commands in a step's output, whoever wrote them.
+    from nebula_build.cli.runnerpipe import descriptors_through_runner_log
     from nebula_build.ui.runnerlog import RunnerLog
 
     logs = [s if isinstance(s, RunnerLog) else RunnerLog(s) for s in (out, err)]
     try:
-        return _main(argv, cast(TextIO, logs[0]), cast(TextIO, logs[1]))
+        with descriptors_through_runner_log():  # a subprocess's output, C code's
+            return _main(argv, cast(TextIO, logs[0]), cast(TextIO, logs[1]))
     finally:
         for log in logs:
             log.finish()

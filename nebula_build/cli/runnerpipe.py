@@ -1,0 +1,174 @@
+"""Under GitHub Actions, what a plugin's subprocess or C code writes to file descriptors
+1 and 2 passes through a pipe on its way to the job's log: a thread reads it, takes
+out the backends' secrets and neutralises every workflow command (`::add-mask::`,
+`::stop-commands::`) as `RunnerLog` does for what Python writes, then writes it to
+the real stderr. Our own annotations go to stdout through the copy `command_stdout`
+holds, never through descriptor 1, so they are obeyed.
+
+Only under GitHub Actions, on POSIX: elsewhere nothing of this runs.
+"""
+
+from __future__ import annotations
+
+import _thread
+import codecs
+import contextlib
+import os
+import select
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+from nebula_build.cli.stray import held_stdout, without_secrets
+from nebula_build.ui.runnerlog import neutralised
+
+#: the longest line held for its end; past it, it is passed on in parts (its start has
+#: been neutralised: the runner reads a command only at a line's start)
+_LONGEST_LINE = 1 << 16
+#: how long a command's end waits for what was written before it to reach the log
+#: (a subprocess the plugin left running may keep writing: its lines are not waited for)
+_DRAIN_TIMEOUT = 10.0
+_POLL_MS = 50
+
+
+class _Reader:
+    """The thread that reads the pipe and writes what it read, made safe, to `real`."""
+
+    def __init__(self, read: int, real: int) -> None:
+        self._read = read
+        self._real = real
+        self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self._unfinished = ""
+        self._draining = threading.Event()
+        self._drained = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="runner log", daemon=True)
+        self._thread.start()
+
+    def drain(self) -> None:
+        """Return once what was written to the pipe so far is in the log, the end of an
+        unfinished line included (on a line of its own)."""
+        self._drained.clear()
+        self._draining.set()
+        deadline = time.monotonic() + _DRAIN_TIMEOUT
+        while self._thread.is_alive() and not self._drained.wait(0.01):
+            if time.monotonic() > deadline:
+                return
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._read, select.POLLIN)
+        try:
+            while self._read_once(poller):
+                pass
+        finally:
+            self._finish()
+            os.close(self._read)
+            os.close(self._real)
+
+    def _read_once(self, poller: select.poll) -> bool:
+        """Pass on what the pipe holds; False at its end (no writer left)."""
+        if not poller.poll(_POLL_MS):
+            if self._draining.is_set():  # nothing more was written: all of it is out
+                self._finish()
+                self._draining.clear()
+                self._drained.set()
+            return True
+        data = os.read(self._read, 1 << 16)
+        if not data:
+            return False
+        self._pass_on(self._decoder.decode(data))
+        return True
+
+    def _pass_on(self, text: str) -> None:
+        whole = self._unfinished + text
+        end = max(whole.rfind("\n"), whole.rfind("\r")) + 1
+        if len(whole) - end > _LONGEST_LINE:  # "##[" cut in two would not be seen
+            end = len(whole) - 2
+        self._unfinished = whole[end:]
+        if end:
+            self._write(whole[:end])
+
+    def _finish(self) -> None:
+        whole = self._unfinished + self._decoder.decode(b"", final=True)
+        self._unfinished = ""
+        if whole:
+            self._write(whole + "\n")
+
+    def _write(self, lines: str) -> None:
+        data = neutralised(without_secrets(lines)).encode("utf-8", "surrogateescape")
+        with contextlib.suppress(OSError):  # the log gone: as a closed stderr would
+            while data:
+                data = data[os.write(self._real, data) :]
+
+
+_lock = _thread.allocate_lock()
+_reader: _Reader | None = None
+_users = 0
+_saved: tuple[int, int] = (-1, -1)  # the real descriptors 1 and 2, while piped
+
+
+@contextlib.contextmanager
+def descriptors_through_runner_log() -> Iterator[None]:
+    """While the block runs, descriptors 1 and 2 write to the log through `_Reader`,
+    where the command writes to the process's stdout through a copy of it (see
+    `command_stdout`): descriptor 1 points at stderr then."""
+    global _users  # noqa: PLW0603 - descriptors are one per process, and so is this
+    with _lock:
+        _users += 1
+        if _users == 1:
+            _pipe_descriptors()
+    try:
+        yield
+    finally:
+        with _lock:
+            _users -= 1
+            if not _users:
+                _unpipe_descriptors()
+
+
+def drain() -> None:
+    """Wait until what was written to descriptors 1 and 2 so far is in the log (while
+    the secrets to take out of it are known)."""
+    reader = _reader
+    if reader is not None:
+        reader.drain()
+
+
+def _pipe_descriptors() -> None:
+    global _reader, _saved  # noqa: PLW0603
+    if os.name != "posix" or not held_stdout():  # an embedder's streams are its own
+        return
+    _flush_python_stderr()
+    try:
+        real_out, real_err = os.dup(1), os.dup(2)
+    except OSError:  # one of them closed: nothing to guard
+        return
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.dup2(write, 1)  # it pointed at stderr: the command's stdout is a copy
+    os.close(write)
+    _saved = (real_out, real_err)
+    _reader = _Reader(read, os.dup(real_err))
+
+
+def _unpipe_descriptors() -> None:
+    global _reader, _saved
+    reader, (real_out, real_err) = _reader, _saved
+    if reader is None:
+        return
+    _flush_python_stderr()
+    with contextlib.suppress(OSError):
+        os.dup2(real_out, 1)
+        os.dup2(real_err, 2)
+    for saved in (real_out, real_err):
+        os.close(saved)
+    _reader, _saved = None, (-1, -1)
+    reader.drain()  # the writers left are those a plugin left running
+
+
+def _flush_python_stderr() -> None:
+    """What Python holds for descriptor 2 goes where it was written."""
+    with contextlib.suppress(Exception):
+        if sys.__stderr__ is not None:
+            sys.__stderr__.flush()
