@@ -500,6 +500,8 @@ def _run(ctx: Context) -> int:
 
         report_error(exc, ctx)
         return ExitCode.ERROR
+    finally:
+        ctx.say_left_out()  # the plugins left out as broken that no error named
 
 
 def _stops_as_sigint() -> dict[int, Any]:

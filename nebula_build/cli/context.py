@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from nebula_build.engine.prepare import Prepared
-    from nebula_build.plugin.manager import BackendRegistry
+    from nebula_build.plugin.manager import BackendRegistry, BrokenPlugin
     from nebula_build.state.project import Project
 
 
@@ -32,17 +32,27 @@ class Context:
         self.out = out
         self.err = err
         self._registry: BackendRegistry | None = None
+        #: the installed plugins left out as broken, not yet said (see `say_left_out`)
+        self.left_out: list[BrokenPlugin] = []
 
     def registry(self) -> BackendRegistry:
         """Every backend installed here, loaded once per command; an installed plugin
-        that cannot be loaded is a warning (an error only for a manifest that uses it)."""
+        that cannot be loaded is a warning as the command ends (an error only for a
+        manifest that uses it, which says it once)."""
         if self._registry is None:
             from nebula_build.plugin.manager import load_registry
 
             self._registry = load_registry()
-            for broken in self._registry.broken.values():
-                self.warn(broken.warning)
+            self.left_out = sorted(self._registry.broken.values(), key=lambda b: b.name)
         return self._registry
+
+    def say_left_out(self, said: str = "") -> None:
+        """Warn of each installed plugin left out as broken, but one whose problem `said`
+        (the error the command ends with) holds already."""
+        left_out, self.left_out = self.left_out, []
+        for broken in left_out:
+            if broken.problem not in said:
+                self.warn(broken.warning)
 
     @property
     def start(self) -> str:

@@ -12,7 +12,9 @@ from nebula_build.cli.stray import without_secrets
 
 
 def report_error(exc: Exception, ctx: Context) -> None:
-    """Say `exc`, the error the command ended with, where its reader looks."""
+    """Say `exc`, the error the command ended with, where its reader looks: after the
+    installed plugins left out as broken, but one the error names."""
+    ctx.say_left_out(str(exc))
     _print_error(exc, ctx.err)
     if getattr(ctx.args, "json", False):
         _print_json_error(exc, ctx.out)

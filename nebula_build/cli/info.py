@@ -104,8 +104,11 @@ def cmd_models(ctx: Context) -> int:
     if ctx.args.json:
         data = {b: {m: sorted(s.params) for m, s in t.items()} for b, t in tables.items()}
         ctx.print_json(data)
-    else:
-        ctx.print(models_text(tables, ctx.style))
+        return ExitCode.OK
+    broken = {} if ctx.args.backend else {b.name: b.problem for b in ctx.left_out}
+    if broken:  # a row of its own says it: no warning besides
+        ctx.left_out = []
+    ctx.print(models_text(tables, ctx.style, broken))
     return ExitCode.OK
 
 

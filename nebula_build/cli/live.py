@@ -32,6 +32,7 @@ def cmd_watch(ctx: Context) -> int:
     args = ctx.args
     project = ctx.project()
     registry = ctx.registry()
+    ctx.say_left_out()  # now: watch ends only when stopped
     style = Style(wants_color(ctx.out))
     with contextlib.ExitStack() as stack:
         project_lock = stack.enter_context(

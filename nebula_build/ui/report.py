@@ -806,7 +806,13 @@ def backups_line(prepared: Prepared) -> str | None:
     return f"{plural(len(copies), 'replaced file')} backed up in {folders}"
 
 
-def models_text(tables: Mapping[str, Mapping[str, ModelSupport]], style: Style) -> str:
+def models_text(
+    tables: Mapping[str, Mapping[str, ModelSupport]],
+    style: Style,
+    broken: Mapping[str, str] | None = None,
+) -> str:
+    """Each backend's models and the parameters each takes; an installed plugin left
+    out as `broken` (by its entry point's name: what went wrong) is a row of its own."""
     header = ["model", *OPTIONAL, "size"]
     lines = []
     for backend, models in tables.items():
@@ -827,6 +833,9 @@ def models_text(tables: Mapping[str, Mapping[str, ModelSupport]], style: Style) 
             "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
         ]
         lines.append("")
+    for name, problem in sorted((broken or {}).items()):
+        said = printable(problem)
+        lines += [style(f"backend {printable(name)}", "bold") + f"  broken: {said}", ""]
     lines.append(
         "All models take prompt, width and height. A seed on a model without "
         "'seed' still asks for a new draw, but is not reproducible."
