@@ -277,7 +277,9 @@ class BackendPlugin:
         """The value of each variable its `secret_variables` names that is set here, by
         name: what is taken out of everything it says, and refused in what it records."""
         with self.blame("secret_variables"):
-            names = self.cls.secret_variables(settings)
+            names = self._bounded(
+                settings, "name its secret variables", lambda: self.cls.secret_variables(settings)
+            )
         if (
             isinstance(names, str)
             or not isinstance(names, Sequence)
@@ -298,7 +300,9 @@ class BackendPlugin:
         from pydantic import ValidationError
 
         with self.blame("parse_settings", expected=(ValidationError,)):
-            settings = self.cls.parse_settings(raw)
+            settings = self._bounded_within(
+                _raw_timeout(raw), "read its settings", lambda: self.cls.parse_settings(raw)
+            )
         if not isinstance(settings, BackendSettings):
             raise PluginError(f"{self.source}: {self.name}.parse_settings must return settings")
         with suppress(NebulaBuildError):  # its secrets, known before it says anything
@@ -358,14 +362,16 @@ class BackendPlugin:
                 f"{self.source}: {self.name}.made_with_on_disk must return a mapping of OnDisk"
             )
         return {
-            name: replace(value, compute=self._blamed(value.compute))
+            name: replace(value, compute=self._blamed(settings, value.compute))
             for name, value in found.items()
         }
 
-    def _blamed(self, compute: Callable[[], str | None]) -> Callable[[], str | None]:
+    def _blamed(
+        self, settings: BackendSettings, compute: Callable[[], str | None]
+    ) -> Callable[[], str | None]:
         def blamed() -> str | None:
             with self.blame("made_with_on_disk", expected=(OSError,)):
-                value = compute()
+                value = self._bounded(settings, "compute what its images depend on", compute)
             return value if isinstance(value, str) else None
 
         return blamed
@@ -399,7 +405,12 @@ class BackendPlugin:
         generations are: one that does not return by then is left to its thread (a daemon:
         it keeps no process from exiting) and said in one line. A built-in, or a backend
         that `keeps_timeout` itself, is called as it is."""
-        timeout = None if self.builtin or self.keeps_timeout else settings.timeout
+        return self._bounded_within(settings.timeout, doing, call)
+
+    def _bounded_within(self, timeout: float | None, doing: str, call: Callable[[], T]) -> T:
+        """`call` held to `timeout` seconds, as `_bounded` holds it to the settings'."""
+        if self.builtin or self.keeps_timeout:
+            timeout = None
         if timeout is None:
             return call()
         ended: list[tuple[T | None, BaseException | None]] = []
@@ -469,6 +480,17 @@ class BackendPlugin:
     def create(self, settings: BackendSettings, root: Path) -> Backend:
         with self.blame("__init__", secrets=self.secrets(settings).values()):
             return self.cls(settings, root=root)
+
+
+def _raw_timeout(raw: Mapping[str, Any]) -> float:
+    """The `timeout` of settings not yet read: as written where it is a valid one, else
+    the default (reading them is what says it is not valid)."""
+    from pydantic import ValidationError
+
+    try:
+        return BackendSettings(timeout=raw["timeout"]).timeout
+    except (KeyError, ValidationError):
+        return BackendSettings().timeout
 
 
 #: how often a wait for a plugin's thread looks whether its round was cancelled

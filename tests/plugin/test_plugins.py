@@ -731,3 +731,74 @@ def test_watch_says_a_plugin_that_never_closes_when_it_ends(install, project, ru
         "did not close within 0.5s" in out + err and "images are written and recorded" in out + err
     )
     assert (root / "a.png").exists()
+
+
+SLOW_TO_SAY = plugin_source(
+    "slowsay",
+    """
+    @classmethod
+    def parse_settings(cls, raw):
+        if "parse_settings" in hangs:
+            released.wait(5)
+        return super().parse_settings(raw)
+
+    @classmethod
+    def secret_variables(cls, settings):
+        if "secret_variables" in hangs:
+            released.wait(5)
+        return ()
+
+    @classmethod
+    def made_with_on_disk(cls, settings, model_id, root):
+        def compute():
+            if "compute" in hangs:
+                released.wait(5)
+            return "v1"
+
+        return {"weights": OnDisk(paths=(str(root / "images.toml"),), compute=compute)}
+
+    async def generate(self, request):
+        return GenerationResult(png(request), made_with={"weights": "v1"})
+    """,
+    preamble="""
+    hangs = set()  # the hooks that hang, set by the test
+    released = threading.Event()  # set by the test: a thread left hanging ends with it
+    """,
+)
+
+
+@pytest.mark.parametrize(
+    ("hook", "command", "said"),
+    [
+        ("parse_settings", "plan", "did not read its settings within 0.5s"),
+        ("secret_variables", "apply", "did not name its secret variables within 0.5s"),
+        ("compute", "plan", "did not compute what its images depend on within 0.5s"),
+    ],
+)
+def test_a_plugins_settings_secrets_or_files_that_never_return_fail_after_its_timeout(
+    hook, command, said, install, project, run_cli
+):
+    """parse_settings, secret_variables and an OnDisk's compute were called as they were,
+    not held to [backends.NAME] timeout as the plugin's other hooks: plan or apply hung
+    for good."""
+    import importlib
+    import time
+
+    install("slowsay", SLOW_TO_SAY)
+    manifest = MINIMAL.replace('"preview"', '"slowsay"')
+    project({"images.toml": f"{manifest}[backends.slowsay]\ntimeout = 0.5\n"})
+    if hook == "compute":  # asked of what an image was made with: one made first
+        code, _, err = run_cli("apply", "--quiet")
+        assert code == 0, err
+        os.utime("images.toml", (0, 0))  # a plan that reads the manifest, not a no-op's
+    plugin = importlib.import_module("nebula_slowsay")
+    plugin.hangs.add(hook)
+    started = time.perf_counter()
+    try:
+        code, _, err = run_cli(command)
+    finally:
+        plugin.released.set()
+    assert time.perf_counter() - started < 4
+    assert code == 1, err
+    assert f"backend 'slowsay' from nebula-slowsay 0.1 {said}; raise [backends.slowsay] " in err
+    assert err.count("\n") == 1, err
