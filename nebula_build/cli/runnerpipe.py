@@ -28,8 +28,7 @@ from nebula_build.ui.runnerlog import neutralised
 _LONGEST_LINE = 1 << 16
 #: how long a command's end waits for what was written before it to reach the log
 #: (a subprocess the plugin left running may keep writing: its lines are not waited for)
-_DRAIN_TIMEOUT = 10.0
-_POLL_MS = 50
+_DRAIN_TIMEOUT = 5.0
 
 
 class _Reader:
@@ -40,7 +39,7 @@ class _Reader:
         self._real = real
         self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self._unfinished = ""
-        self._draining = threading.Event()
+        self._wake, self._woken = os.pipe()  # (read end, write end): a drain is asked for
         self._drained = threading.Event()
         self._thread = threading.Thread(target=self._run, name="runner log", daemon=True)
         self._thread.start()
@@ -49,35 +48,44 @@ class _Reader:
         """Return once what was written to the pipe so far is in the log, the end of an
         unfinished line included (on a line of its own)."""
         self._drained.clear()
-        self._draining.set()
+        if not self._thread.is_alive():  # no writer was left: all of it is out
+            return
+        with contextlib.suppress(OSError):  # the reader ended meanwhile
+            os.write(self._woken, b".")
         deadline = time.monotonic() + _DRAIN_TIMEOUT
-        while self._thread.is_alive() and not self._drained.wait(0.01):
-            if time.monotonic() > deadline:
+        while not self._drained.wait(0.005):  # set when drained, or as the reader ends
+            if not self._thread.is_alive() or time.monotonic() > deadline:
                 return
+
+    def close(self) -> None:
+        """No drain is asked for any more (a writer left may still write: it is read)."""
+        os.close(self._woken)
 
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._read, select.POLLIN)
+        poller.register(self._wake, select.POLLIN)
         try:
             while self._read_once(poller):
                 pass
         finally:
             self._finish()
-            os.close(self._read)
-            os.close(self._real)
+            for fd in (self._read, self._real, self._wake):  # `close` closes `_woken`
+                os.close(fd)
+            self._drained.set()  # for good: no writer is left
 
     def _read_once(self, poller: select.poll) -> bool:
         """Pass on what the pipe holds; False at its end (no writer left)."""
-        if not poller.poll(_POLL_MS):
-            if self._draining.is_set():  # nothing more was written: all of it is out
-                self._finish()
-                self._draining.clear()
-                self._drained.set()
-            return True
-        data = os.read(self._read, 1 << 16)
-        if not data:
-            return False
-        self._pass_on(self._decoder.decode(data))
+        ready = {fd for fd, _ in poller.poll()}
+        if self._read in ready:
+            data = os.read(self._read, 1 << 16)
+            if not data:
+                return False
+            self._pass_on(self._decoder.decode(data))
+        elif self._wake in ready:  # asked to drain, and nothing is left to read
+            os.read(self._wake, 1 << 10)
+            self._finish()
+            self._drained.set()
         return True
 
     def _pass_on(self, text: str) -> None:
@@ -140,16 +148,21 @@ def _pipe_descriptors() -> None:
     if os.name != "posix" or not held_stdout():  # an embedder's streams are its own
         return
     _flush_python_stderr()
+    opened: list[int] = []
     try:
-        real_out, real_err = os.dup(1), os.dup(2)
-    except OSError:  # one of them closed: nothing to guard
+        for fd in (1, 2, 2):  # the reader writes to a copy of its own
+            opened.append(os.dup(fd))
+        read, write = os.pipe()
+    except OSError:  # a descriptor closed, or none left: nothing is guarded
+        for fd in opened:
+            os.close(fd)
         return
-    read, write = os.pipe()
     os.dup2(write, 2)
     os.dup2(write, 1)  # it pointed at stderr: the command's stdout is a copy
     os.close(write)
+    real_out, real_err, for_reader = opened
     _saved = (real_out, real_err)
-    _reader = _Reader(read, os.dup(real_err))
+    _reader = _Reader(read, for_reader)
 
 
 def _unpipe_descriptors() -> None:
@@ -165,6 +178,7 @@ def _unpipe_descriptors() -> None:
         os.close(saved)
     _reader, _saved = None, (-1, -1)
     reader.drain()  # the writers left are those a plugin left running
+    reader.close()
 
 
 def _flush_python_stderr() -> None:
