@@ -8,18 +8,19 @@ itself. POST /pick makes one of an image's draws its output. Binds 127.0.0.1
 unless told otherwise.
 
 Files are read through the project's guard (a regular file inside the project,
-never through a link out), draws through the cache (checked against their
-digest), and a request naming any other host than the one served is refused: a
-web page cannot reach the gallery by DNS rebinding. Any web page the browser
-shows can send requests to loopback, so a pick must prove it comes from the
-gallery's own page (see `pickguard`), and the page may not be framed.
+never through a link out) and served only where their bytes are an image, typed by
+those bytes (a pull request's link at an output to `.env` serves nothing); draws
+through the cache (checked against their digest). A request naming any other host
+than the one served is refused: a web page cannot reach the gallery by DNS
+rebinding. Any web page the browser shows can send requests to loopback, so a
+pick must prove it comes from the gallery's own page (see `pickguard`), and the
+page may not be framed.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import mimetypes
 import secrets
 import threading
 from collections.abc import Callable, Collection, Mapping
@@ -28,6 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from nebula_build.httpthread import BackgroundHTTPServer
+from nebula_build.imaging import sniff
 from nebula_build.live.draws import DrawBytes
 from nebula_build.live.gallery import page_data
 from nebula_build.live.pickguard import PickRefused, PickRequest, check_pick
@@ -39,6 +41,13 @@ _PAGE_HEADERS = (
     ("Content-Security-Policy", "frame-ancestors 'none'"),
     ("Referrer-Policy", "no-referrer"),
 )
+#: what an output is served as, by the format its bytes have (`imaging.sniff`)
+_IMAGE_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "avif": "image/avif",
+}
 ReadFile = Callable[[str], bytes]
 ReadDraw = Callable[[str], DrawBytes | None]
 #: (status, one line) for a pick the page asked for: image, draw index, the draw's key
@@ -140,10 +149,18 @@ class GalleryServer(BackgroundHTTPServer):
         with self._condition:
             return self._html, self._files, self._round, self._changed
 
-    def _file(self, relative: str) -> bytes:
+    def _image(self, relative: str) -> tuple[bytes, str] | None:
+        """An output the current page shows, with its type, if its bytes are an image;
+        None otherwise (missing, refused by the guard, or other bytes: a link a pull
+        request put at the output's path may lead to any file of the project)."""
         with self._condition:
             read = self._read
-        return read(relative)
+        try:
+            data = read(relative)
+        except Exception:  # missing, or refused by the guard: nothing to show
+            return None
+        kind = _IMAGE_TYPES.get(sniff(data) or "")
+        return None if kind is None else (data, kind)
 
     def _thumb(self, name: str) -> bytes | None:
         """A thumbnail the current page shows, or None."""
@@ -201,14 +218,11 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/events":
                 self._events()
             elif path.startswith("/files/") and path[len("/files/") :] in files:
-                relative = path[len("/files/") :]
-                try:
-                    data = server._file(relative)
-                except Exception:  # missing, or refused by the guard: nothing to show
+                image = server._image(path[len("/files/") :])
+                if image is None:
                     self._send(404, b"not available", "text/plain")
-                    return
-                kind = mimetypes.guess_type(relative)[0] or "application/octet-stream"
-                self._send(200, data, kind)
+                else:
+                    self._send(200, *image)
             elif path.startswith("/thumbs/"):
                 thumb = server._thumb(path[len("/thumbs/") :])
                 if thumb is None:

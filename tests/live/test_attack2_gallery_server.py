@@ -1,0 +1,30 @@
+"""The live gallery server against what else runs on the machine: a pull request's link
+at an output, another site's page in the same browser, a client that never finishes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.live.test_gallery import SITE, _wait_for
+from tests.live.test_review import _request, _start_watch, _stop
+
+SECRET = "NEBULA_API_KEY=sk-live-0123456789"
+
+
+@pytest.mark.slow
+def test_a_link_at_an_output_to_another_project_file_is_never_served(project, run_cli):
+    root = project({"images.toml": SITE, ".env": SECRET})
+    assert run_cli("apply").code == 0
+    (root / "img/card.jpg").unlink()
+    (root / "img/card.jpg").symlink_to("../.env")  # a pull request's link, inside the project
+    process, port = _start_watch(root)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/", "img/card.jpg")
+        status, headers, body = _request(port, "GET", "/files/img/card.jpg")
+        assert (status, body) == (404, b"not available")
+        status, headers, body = _request(port, "GET", "/files/img/logo.png")
+        assert status == 200 and headers["Content-Type"] == "image/png"
+        assert body == (root / "img/logo.png").read_bytes()
+    finally:
+        err = _stop(process)
+    assert "Traceback" not in err
