@@ -12,9 +12,11 @@ never through a link out) and served only where their bytes are an image, typed 
 those bytes (a pull request's link at an output to `.env` serves nothing); draws
 through the cache (checked against their digest). A request naming any other host
 than the one served is refused: a web page cannot reach the gallery by DNS
-rebinding. Any web page the browser shows can send requests to loopback, so a
-pick must prove it comes from the gallery's own page (see `pickguard`), and the
-page may not be framed.
+rebinding. Any web page the browser shows can send requests to loopback: what it
+asks for from another site (an `<img>`, a `fetch`, an `EventSource`; the browser
+says so in `Sec-Fetch-Site`) is refused but a link followed, every answer is
+`Cross-Origin-Resource-Policy: same-origin`, a pick must prove it comes from the
+gallery's own page (see `pickguard`), and the page may not be framed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import secrets
 import threading
 from collections.abc import Callable, Collection, Mapping
+from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -41,6 +44,8 @@ _PAGE_HEADERS = (
     ("Content-Security-Policy", "frame-ancestors 'none'"),
     ("Referrer-Policy", "no-referrer"),
 )
+#: the browsers' word for a request another site's page made (not a link followed)
+_OTHER_SITES = frozenset({"cross-site", "same-site"})
 #: what an output is served as, by the format its bytes have (`imaging.sniff`)
 _IMAGE_TYPES = {
     "png": "image/png",
@@ -199,6 +204,15 @@ class GalleryServer(BackgroundHTTPServer):
             return (self._round, self._changed) if self._round > seen else None
 
 
+def _from_another_site(headers: Message) -> bool:
+    """Whether the browser says another site's page asked for this (an image, a fetch,
+    an event stream), rather than the gallery's page, an address typed or a link
+    followed. Another port of this machine is the same site, not the same origin."""
+    site = (headers.get("Sec-Fetch-Site") or "").strip().lower()
+    mode = (headers.get("Sec-Fetch-Mode") or "").strip().lower()
+    return site in _OTHER_SITES and mode != "navigate"
+
+
 def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -210,6 +224,9 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if not host_allowed(self.headers.get("Host"), server.host):
                 self._send(403, b"unknown host", "text/plain")
+                return
+            if _from_another_site(self.headers):
+                self._send(403, b"not for another site's page", "text/plain")
                 return
             path = unquote(urlsplit(self.path).path)
             html, files, _, _ = server._snapshot()
@@ -275,6 +292,7 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
             for name, value in headers:
                 self.send_header(name, value)
             self.end_headers()
@@ -284,6 +302,7 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-store")
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
             self.end_headers()
             self.close_connection = True
             _, _, seen, changed = server._snapshot()

@@ -28,3 +28,30 @@ def test_a_link_at_an_output_to_another_project_file_is_never_served(project, ru
     finally:
         err = _stop(process)
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_another_sites_page_can_neither_embed_nor_stream_what_the_gallery_serves(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    process, port = _start_watch(root)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_for(url, "img/logo.png")
+        cross_site = {"Origin": "https://attacker.example", "Sec-Fetch-Mode": "no-cors"}
+        for path in ("/files/img/logo.png", "/events", "/"):
+            for site in ("cross-site", "same-site"):  # another port on 127.0.0.1 is same-site
+                sent = cross_site | {"Sec-Fetch-Site": site}
+                status, headers, body = _request(port, "GET", path, headers=sent)
+                assert (status, body) == (403, b"not for another site's page"), (path, site)
+                assert headers["Cross-Origin-Resource-Policy"] == "same-origin"
+        # the gallery's own page, and a link followed from anywhere, are served
+        own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "no-cors"}
+        status, headers, _ = _request(port, "GET", "/files/img/logo.png", headers=own)
+        assert status == 200 and headers["Cross-Origin-Resource-Policy"] == "same-origin"
+        followed = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+        assert _request(port, "GET", "/", headers=followed)[0] == 200
+        assert _request(port, "GET", "/files/img/logo.png", headers=followed)[0] == 200
+    finally:
+        err = _stop(process)
+    assert "Traceback" not in err
