@@ -76,7 +76,11 @@ def host_allowed(header: str | None, bound: str) -> bool:
     or (bound to every interface) an IP address; never a DNS name a page controls."""
     if not header:
         return False
-    host = header.rsplit(":", 1)[0] if not header.endswith("]") else header
+    host, colon, port = header.rpartition(":") if not header.endswith("]") else ("", "", "")
+    if not colon:
+        host = header
+    elif not (port.isascii() and port.isdigit()):
+        return False
     host = host.strip("[]").lower()
     if host in _LOOPBACK_NAMES or host == bound.lower():
         return True
@@ -222,7 +226,8 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             return
 
         def do_GET(self) -> None:
-            if not host_allowed(self.headers.get("Host"), server.host):
+            hosts = self.headers.get_all("Host") or []
+            if len(hosts) != 1 or not host_allowed(hosts[0], server.host):
                 self._send(403, b"unknown host", "text/plain")
                 return
             if _from_another_site(self.headers):

@@ -3,6 +3,8 @@ at an output, another site's page in the same browser, a client that never finis
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from tests.live.test_gallery import SITE, _wait_for
@@ -55,3 +57,45 @@ def test_another_sites_page_can_neither_embed_nor_stream_what_the_gallery_serves
     finally:
         err = _stop(process)
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost:attacker.example",  # not a port
+        "127.0.0.1:8765:80",
+        "127.0.0.1:",
+    ],
+)
+def test_a_host_header_whose_port_is_not_a_number_is_refused(host):
+    from nebula_build.live.galleryserver import host_allowed
+
+    assert not host_allowed(host, "127.0.0.1")
+    assert host_allowed("127.0.0.1:8765", "127.0.0.1")
+    assert host_allowed("[::1]:8765", "127.0.0.1")
+    assert host_allowed("localhost", "127.0.0.1")
+
+
+@pytest.mark.slow
+def test_two_host_headers_are_refused(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    process, port = _start_watch(root)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/", "img/logo.png")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(
+                f"GET /files/img/logo.png HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Host: rebind.attacker.example\r\nConnection: close\r\n\r\n".encode()
+            )
+            assert _answer(raw).startswith(b"HTTP/1.1 403 ")
+    finally:
+        err = _stop(process)
+    assert "Traceback" not in err
+
+
+def _answer(raw: socket.socket) -> bytes:
+    data = b""
+    while chunk := raw.recv(65536):
+        data += chunk
+    return data
