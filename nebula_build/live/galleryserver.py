@@ -16,7 +16,9 @@ rebinding. Any web page the browser shows can send requests to loopback: what it
 asks for from another site (an `<img>`, a `fetch`, an `EventSource`; the browser
 says so in `Sec-Fetch-Site`) is refused but a link followed, every answer is
 `Cross-Origin-Resource-Policy: same-origin`, a pick must prove it comes from the
-gallery's own page (see `pickguard`), and the page may not be framed.
+gallery's own page (see `pickguard`), and the page may not be framed. A client
+that sends nothing for `IDLE_SECONDS` is let go, so no connection holds a thread
+for good.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from nebula_build.live.gallery import page_data
 from nebula_build.live.pickguard import PickRefused, PickRequest, check_pick
 
 _KEEPALIVE_SECONDS = 10.0
+#: how long a connection may send nothing (mid-request, or between requests)
+IDLE_SECONDS = 30.0
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _PAGE_HEADERS = (
     ("X-Frame-Options", "DENY"),  # no page may frame the gallery and steer its clicks
@@ -221,6 +225,7 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
+        timeout = IDLE_SECONDS
 
         def log_message(self, format: str, *args: Any) -> None:
             return

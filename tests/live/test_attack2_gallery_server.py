@@ -4,6 +4,7 @@ at an output, another site's page in the same browser, a client that never finis
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -92,6 +93,25 @@ def test_two_host_headers_are_refused(project, run_cli):
     finally:
         err = _stop(process)
     assert "Traceback" not in err
+
+
+def test_a_client_that_never_finishes_its_request_is_let_go(monkeypatch):
+    from nebula_build.live import galleryserver
+
+    monkeypatch.setattr(galleryserver, "IDLE_SECONDS", 0.5)
+    with galleryserver.GalleryServer() as server:
+        port = int(server.origin.rsplit(":", 1)[1])
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            idle.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the end
+            assert idle.recv(1024) == b""  # closed by the server
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(
+                b"POST /pick HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{"  # and never the rest of the body
+            )
+            assert slow.recv(1024) == b""
+        assert time.monotonic() - started < 5
 
 
 def _answer(raw: socket.socket) -> bytes:
