@@ -18,11 +18,13 @@ says so in `Sec-Fetch-Site`) is refused but a link followed, every answer is
 `Cross-Origin-Resource-Policy: same-origin`, a pick must prove it comes from the
 gallery's own page (see `pickguard`), and the page may not be framed. A client
 that sends nothing for `IDLE_SECONDS` is let go, so no connection holds a thread
-for good.
+for good, and a request's head past `HEAD_BYTES` is refused as it is read.
 """
 
 from __future__ import annotations
 
+import http.client
+import io
 import ipaddress
 import json
 import secrets
@@ -42,6 +44,9 @@ from nebula_build.live.pickguard import PickRefused, PickRequest, check_pick
 _KEEPALIVE_SECONDS = 10.0
 #: how long a connection may send nothing (mid-request, or between requests)
 IDLE_SECONDS = 30.0
+#: a request's line and headers: a browser's are a few KiB (cookies of every port of
+#: this machine included); the standard library alone holds up to 6.5 MB per connection
+HEAD_BYTES = 64 << 10
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _PAGE_HEADERS = (
     ("X-Frame-Options", "DENY"),  # no page may frame the gallery and steer its clicks
@@ -212,6 +217,29 @@ class GalleryServer(BackgroundHTTPServer):
             return (self._round, self._changed) if self._round > seen else None
 
 
+class _HeadLimit:
+    """A connection's reader that lets `left` bytes of lines through (a request's line
+    and headers: they are read by line), then refuses more as one line too long (431)."""
+
+    def __init__(self, reader: io.BufferedIOBase) -> None:
+        self._reader = reader
+        self.left = HEAD_BYTES
+
+    def readline(self, size: int = -1) -> bytes:
+        allowed = self.left + 1 if size < 0 else min(size, self.left + 1)
+        line = self._reader.readline(allowed)
+        self.left -= len(line)
+        if self.left < 0:
+            raise http.client.LineTooLong(f"a request's head is at most {HEAD_BYTES} bytes")
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        return self._reader.read(size)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 def _from_another_site(headers: Message) -> bool:
     """Whether the browser says another site's page asked for this (an image, a fetch,
     an event stream), rather than the gallery's page, an address typed or a link
@@ -226,6 +254,14 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
         timeout = IDLE_SECONDS
+
+        def setup(self) -> None:
+            super().setup()
+            self.rfile = _HeadLimit(self.rfile)  # type: ignore[assignment]
+
+        def handle_one_request(self) -> None:
+            self.rfile.left = HEAD_BYTES  # type: ignore[attr-defined]
+            super().handle_one_request()
 
         def log_message(self, format: str, *args: Any) -> None:
             return
