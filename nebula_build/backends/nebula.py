@@ -572,6 +572,24 @@ def clean(text: str, secrets: Sequence[str], limit: int = MESSAGE_LIMIT) -> str:
     return printable(redact(printable(text, limit=limit * 4), secrets), limit=limit)
 
 
+def redirect_target(answer: Answer, secrets: Sequence[str]) -> str:
+    """Where a redirect answer points, as a message may name it: its scheme, host and
+    port, without a path or query (which may carry anything), cleaned; "" for none."""
+    from urllib.parse import urlsplit
+
+    location = answer.headers.get("location", "") if 300 <= answer.status < 400 else ""
+    try:
+        parts = urlsplit(location.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is no number, brackets unclosed
+        return ""
+    if not host:
+        return ""  # a path on the same host: the base URL is the one to check
+    scheme = f"{parts.scheme}://" if parts.scheme else "//"
+    return clean(f"{scheme}{host}{port}", secrets, limit=120)
+
+
 def server_message(answer: Answer, secrets: Sequence[str]) -> str:
     """The server's own words, short: `message` from JSON, else a text snippet."""
     import httpx
@@ -622,11 +640,25 @@ def retry_after(headers: httpx.Headers) -> float | None:
 
 
 def status_error(
-    status: int, message: str, variable: str, *, url: str = "", base: str = ""
+    status: int,
+    message: str,
+    variable: str,
+    *,
+    url: str = "",
+    base: str = "",
+    location: str = "",
 ) -> BackendError:
     """The error a non-2xx answer means: the one mapping for every request we send.
     `message` is the server's, already cleaned; `url` (where the request went) and
-    `base` (the base URL used) are named when they explain the answer."""
+    `base` (the base URL used) are named when they explain the answer, and `location`
+    (where a redirect points, cleaned) when it is one."""
+    if 300 <= status < 400:
+        where = f" to {location}" if location else ""
+        return RequestRejectedError(
+            f"the API answered with a redirect (HTTP {status}){where}, which nebula-build "
+            "does not follow: the key would go with it; if that is the API, set "
+            "NEBULA_BASE_URL to it"
+        )
     if status == 402 or (status != 401 and means_out_of_credits(message)):
         return OutOfCreditsError(f"out of credits (HTTP {status}: {message}); {TOP_UP}")
     if status in (401, 403):
@@ -985,6 +1017,7 @@ class NebulaBackend(Backend):
                 self.settings.api_key_env,
                 url=clean(answer.url, self._secrets),
                 base=clean(str(self._client.base_url).rstrip("/"), self._secrets),
+                location=redirect_target(answer, self._secrets),
             )
             if isinstance(error, TransientBackendError):
                 rate_limited = answer.status == 429  # refused before any work
@@ -1232,6 +1265,7 @@ async def _get_json(
             settings.api_key_env,
             url=clean(answer.url, secrets),
             base=clean(str(client.base_url).rstrip("/"), secrets),
+            location=redirect_target(answer, secrets),
         )
         raise type(error)(f"{what}: {error}", backend="nebula")
     if answer.malformed is not None:
