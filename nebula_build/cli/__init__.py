@@ -16,11 +16,11 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
 from nebula_build import __version__
 from nebula_build.cli.context import Context, ExitCode
-from nebula_build.cli.helptext import describe_all
+from nebula_build.cli.helptext import FIRST_STEPS, describe_all
 from nebula_build.cli.stray import command_stdout, held_stdout, stray_output_to
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _add_cache_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cache = sub.add_parser("cache", help="share generations through the remote cache")
-    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     for name, text in (
         ("push", "upload the project's generations the remote cache lacks"),
         ("pull", "download the generations the manifest needs from the remote cache"),
@@ -256,6 +256,14 @@ def _add_completion_command(sub: argparse._SubParsersAction[argparse.ArgumentPar
     completion.set_defaults(run="completion:cmd_completion")
 
 
+def _add_help_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    helper = sub.add_parser("help", help="the help of nebula-build, or of a command")
+    helper.add_argument(
+        "topic", nargs="*", metavar="COMMAND", help="a command, and an action of it (cache push)"
+    )
+    helper.set_defaults(run="usage:cmd_help")
+
+
 def _add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan = sub.add_parser("plan", help="show what apply would change, and why")
     _targets(plan)
@@ -294,7 +302,17 @@ def _add_status_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with "did you mean" for a mistyped command or choice (Python 3.14's
-    `suggest_on_error`, for the versions before it)."""
+    `suggest_on_error`, for the versions before it), and for an option before the
+    command that is not nebula-build's own (`-c DIR`)."""
+
+    argv: Sequence[str] = ()
+
+    def error(self, message: str) -> NoReturn:
+        if self.argv:  # the top level: argparse took the word after `-c` for the command
+            from nebula_build.cli.usage import unknown_global
+
+            message = unknown_global(self.argv, self) or message
+        super().error(message)
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         choices = action.choices
@@ -324,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = _Parser(
         prog="nebula-build",
         description="Generated images as declared infrastructure: images.toml -> plan -> apply.",
+        epilog=FIRST_STEPS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"nebula-build {__version__}")
     parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
@@ -333,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the manifest (default: images.toml here or in a parent folder)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # no command: the help, which lists them (see _main)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     init = sub.add_parser("init", help="write a starter images.toml")
     init.add_argument("--force", action="store_true", help="overwrite an existing manifest")
@@ -430,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_gc_command(sub)
     _add_completion_command(sub)
+    _add_help_command(sub)
     describe_all(sub)
     return parser
 
@@ -460,14 +482,21 @@ def _main_on(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
 
 
 def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
-    parser = build_parser()
+    parser = cast(_Parser, build_parser())
+    words = parser.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args, extras = parser.parse_known_args(argv)
+        args, extras = parser.parse_known_args(words)
+        command = _command_parser(parser, args)
         if extras:  # said with the command's usage, not the top level's
-            _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
+            from nebula_build.cli.usage import unrecognized
+
+            command.error(unrecognized(words, extras, parser, command))
     except SystemExit as exc:  # --help (0), or a usage error: argparse says 2, we say 1
         code = int(exc.code or 0)
         return ExitCode.ERROR if code == 2 else code
+    if not hasattr(args, "run"):  # `nebula-build`, `nebula-build cache`: what to type next
+        err.write(command.format_help())
+        return ExitCode.ERROR
     ctx = Context(args, out, err)
     previous = _stops_as_sigint()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -83,6 +84,11 @@ class Context:
         from nebula_build.state.project import Project
 
         start = Path(self.start)
+        if start.is_file():
+            raise UserError(
+                f"-C {self.args.directory}: a file, not a folder (-C DIR runs in DIR; "
+                f"-f FILE names the manifest: nebula-build -f {shlex.quote(self.args.directory)} …)"
+            )
         if not start.is_dir():
             raise UserError(f"-C {self.args.directory}: no such folder")
         return Project.find(start, self.args.file)

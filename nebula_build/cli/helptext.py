@@ -105,7 +105,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "those of runs more than 30 days ago); --dry-run lists them first.",
         "nebula-build gc --dry-run",
     ),
+    "help": (
+        "Show the help of nebula-build, or of a command (the same as COMMAND --help): "
+        "what it does, its options and an example.",
+        "nebula-build help apply",
+    ),
 }
+
+#: below the command list of `nebula-build --help` (and of a bare `nebula-build`)
+FIRST_STEPS = """\
+first steps (offline and free on the preview backend, the one init sets):
+  nebula-build init           a starter images.toml in this folder
+  nebula-build plan           what apply would make, and why
+  nebula-build apply          makes it; images.lock records what made each file
+  nebula-build watch --serve  rebuilds on every save, with a live gallery
+
+`nebula-build help COMMAND` (or COMMAND --help): its options and an example.
+README.md and docs/manifest.md: every key of images.toml."""
 
 
 def describe(parser: argparse.ArgumentParser, command: str) -> None:

@@ -1,0 +1,135 @@
+"""Usage mistakes said so that the next command is right: an option mistyped, one put
+on the wrong side of the command, an image name given without --target; and
+`nebula-build help [COMMAND]`. Imported only when there is something to say."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Sequence
+
+from nebula_build.cli.context import Context, ExitCode
+from nebula_build.errors import UserError, did_you_mean
+
+#: nebula-build's own options, which go before the command
+_GLOBAL_WITH_VALUE = ("-C", "-f")
+_GLOBAL_FLAGS = ("-h", "--help", "--version")
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The commands (or a command's actions) `parser` takes, by name; none for a leaf."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def unknown_global(argv: Sequence[str], parser: argparse.ArgumentParser) -> str | None:
+    """What to say of the first option before the command that is not nebula-build's
+    own (`-c DIR`, `--json plan`), or None. Without this, argparse takes the word
+    after it for the command and says "invalid choice: '.'"."""
+    at = 0
+    while at < len(argv):
+        word = argv[at]
+        if word == "--" or not word.startswith("-") or word == "-":
+            return None
+        if not _is_global(word):
+            return f"unrecognized arguments: {word}{_global_hint(argv, at, parser)}"
+        at += 2 if word in _GLOBAL_WITH_VALUE else 1
+    return None
+
+
+def _is_global(word: str) -> bool:
+    if word in _GLOBAL_FLAGS or word[:2] in _GLOBAL_WITH_VALUE:  # -Cdir, -fimages.toml
+        return True
+    name = word.partition("=")[0]  # argparse takes --vers for --version
+    return name.startswith("--") and any(flag.startswith(name) for flag in _GLOBAL_FLAGS)
+
+
+def _global_hint(argv: Sequence[str], at: int, parser: argparse.ArgumentParser) -> str:
+    """`-c` is `-C`; `--json` is plan's, and goes after it."""
+    word = argv[at]
+    close = did_you_mean(word, (*_GLOBAL_WITH_VALUE, *_GLOBAL_FLAGS))
+    if close is not None and close.lower() == word.lower():
+        return f"; did you mean {close}?"
+    commands = subcommands(parser)
+    name = next((w for w in argv[at + 1 :] if w in commands), None)
+    action = _option(commands[name], word) if name is not None else None
+    if name is None or action is None:
+        return f"; did you mean {close}?" if close else ""
+    moved = argv[at : at + 1 + _values(action, word)]
+    rest = [*argv[:at], *argv[at + len(moved) :]]
+    where = rest.index(name) + 1
+    line = shlex.join(["nebula-build", *rest[:where], *moved, *rest[where:]])
+    return f"; it is an option of {name}, and goes after it: {line}"
+
+
+def unrecognized(
+    argv: Sequence[str],
+    extras: Sequence[str],
+    parser: argparse.ArgumentParser,
+    command: argparse.ArgumentParser,
+) -> str:
+    """argparse's "unrecognized arguments" of `command` (the subparser, whose prog
+    names it), with what was likely meant: `--targte`, `-f FILE` after the command,
+    `plan hero`, `--json` before it."""
+    before = unknown_global(argv, parser)
+    if before is not None:
+        return before
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    return message + _after_command_hint(argv, extras, command)
+
+
+def _after_command_hint(
+    argv: Sequence[str], extras: Sequence[str], command: argparse.ArgumentParser
+) -> str:
+    word = extras[0]
+    name = command.prog.split()[1]  # `cache` of `nebula-build cache push`
+    start = argv.index(name)
+    if word[:2] in _GLOBAL_WITH_VALUE:
+        at = len(argv) - 1 - argv[::-1].index(word)
+        moved = argv[at : at + (1 if word[2:] else 2)]
+        if len(moved) == 1 and not word[2:]:  # `plan -f`: the value is missing too
+            moved = [word, "DIR" if word == "-C" else "FILE"]
+        rest = [*argv[:at], *argv[at + len(moved) :]]
+        line = shlex.join(["nebula-build", *rest[:start], *moved, *rest[start:]])
+        return f"; {word[:2]} goes before the command: {line}"
+    options = [flag for action in command._actions for flag in action.option_strings]
+    if word.startswith("-"):
+        close = did_you_mean(word.partition("=")[0], options)
+        return f"; did you mean {close}?" if close else ""
+    if "--target" in options:  # `apply hero`: a name where --target NAME was meant
+        images = [w for w in extras if not w.startswith("-")]
+        kept = [w for w in argv[start:] if w not in images]
+        targets = [w for image in images for w in ("--target", image)]
+        line = shlex.join(["nebula-build", *argv[:start], *kept, *targets])
+        return f"; to {name} only some images, name each with --target: {line}"
+    return ""
+
+
+def _option(parser: argparse.ArgumentParser, word: str) -> argparse.Action | None:
+    name = word.partition("=")[0]
+    return next((a for a in parser._actions if name in a.option_strings), None)
+
+
+def _values(action: argparse.Action, word: str) -> int:
+    """How many words after `word` are its value: none for a flag or `--x=value`."""
+    return 0 if action.nargs == 0 or "=" in word else 1
+
+
+def cmd_help(ctx: Context) -> int:
+    """`nebula-build help [COMMAND [ACTION]]`: that help, as `--help` shows it."""
+    from nebula_build.cli import build_parser
+
+    parser = build_parser()
+    for word in ctx.args.topic:
+        commands = subcommands(parser)
+        if word not in commands:
+            close = did_you_mean(word, commands)
+            hint = f"; did you mean {close!r}?" if close else ""
+            raise UserError(
+                f"no command {word!r} in {parser.prog}{hint} (`{parser.prog} --help` lists them)"
+            )
+        parser = commands[word]
+    ctx.out.write(parser.format_help())
+    return ExitCode.OK
