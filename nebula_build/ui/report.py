@@ -31,6 +31,8 @@ from nebula_build.ui.statuslines import removal_note, status_lines, status_rows,
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
+    import re
+
     from nebula_build.engine.apply import Outcome
     from nebula_build.engine.cost import CostLine, Estimate
     from nebula_build.engine.derived import FileOutcome
@@ -107,6 +109,53 @@ def change_line(change: Change) -> str:
     return f"{escaped(change.field)}: {old} -> {new}"
 
 
+#: a text change longer than this (old and new together) also gets the words that changed
+WORDS_AFTER = 80
+#: more changed stretches than this, and the whole values say it better
+MOST_WORD_CHANGES = 3
+
+
+def changed_words(change: Change) -> str | None:
+    """For a long text edited in a few words, only those: `words: "calm" -> "stormy",
+    + "dramatic"`; None where the old -> new line says it at a glance."""
+    old, new = change.old, change.new
+    if not isinstance(old, str) or not isinstance(new, str) or change.field in FILES:
+        return None
+    if len(old) + len(new) <= WORDS_AFTER:
+        return None
+    import difflib  # only for a long text that changed
+    import re
+
+    # words and runs of punctuation, each with where it is: a stretch is shown as typed
+    before, after = (list(re.finditer(r"\w+|[^\w\s]+", text)) for text in (old, new))
+    matcher = difflib.SequenceMatcher(
+        None, [m[0] for m in before], [m[0] for m in after], autojunk=False
+    )
+    stretches = [
+        _stretch(_text(old, before[i1:i2]), _text(new, after[j1:j2]))
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+        if tag != "equal"
+    ]
+    if not stretches or len(stretches) > MOST_WORD_CHANGES:
+        return None
+    return "words: " + ", ".join(stretches)
+
+
+def _text(text: str, tokens: list[re.Match[str]]) -> str:
+    return text[tokens[0].start() : tokens[-1].end()] if tokens else ""
+
+
+def _stretch(old: str, new: str) -> str:
+    def quoted(text: str) -> str:
+        return escaped(json.dumps(text, ensure_ascii=False))
+
+    if not old:
+        return f"+ {quoted(new)}"
+    if not new:
+        return f"- {quoted(old)}"
+    return f"{quoted(old)} -> {quoted(new)}"
+
+
 def action_lines(action: Action, style: Style, shared: Collection[str] = frozenset()) -> list[str]:
     symbol, color = SYMBOLS[action.kind]
     cache = cache_note(action)
@@ -130,6 +179,8 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
         )
     for change in action.changes or (instead.changes if instead else ()):
         lines.append(f"      {style('~', 'yellow')} {change_line(change)}")
+        if (words := changed_words(change)) is not None:
+            lines.append(style(f"        {words}", "dim"))
     if (note := removal_note(action)) is not None:
         lines.append(style(f"      {note}", "yellow"))
     if action.backup:
