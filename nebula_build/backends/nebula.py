@@ -1001,8 +1001,9 @@ class NebulaBackend(Backend):
             sent = not _never_sent(exc)
             url = self._client.base_url  # its host and port: never a password in the URL
             host = clean(f"{url.host}:{url.port}" if url.port else url.host, self._secrets)
+            hint = "" if sent else f"; {_unreached_hint(url.scheme, host, url.path)}"
             raise _Retry(
-                TransientBackendError(f"connection to {host} failed: {said}"),
+                TransientBackendError(f"connection to {host} failed: {said}{hint}"),
                 sent=sent,
                 unanswered=sent,
             ) from None
@@ -1081,6 +1082,15 @@ class NebulaBackend(Backend):
             return OutOfCreditsError(f"out of credits ({message}); {TOP_UP}")
         status = clean(repr(body.get("status")), self._secrets, 40)
         return RequestRejectedError(f"the API answered status {status} without an image: {message}")
+
+
+def _unreached_hint(scheme: str, host: str, path: str) -> str:
+    """What to check where nothing could reach the API's host: the address, where
+    NEBULA_BASE_URL chose it, else this machine's way out."""
+    if os.environ.get("NEBULA_BASE_URL", "").strip():
+        where = printable(f"{scheme}://{host}{path}".rstrip("/"), limit=120)
+        return f"nothing reached it: is the API listening at {where} (NEBULA_BASE_URL)?"
+    return "nothing reached it: check this machine's network, DNS and proxy settings"
 
 
 def _never_sent(error: httpx.TransportError) -> bool:
@@ -1257,7 +1267,12 @@ async def _get_json(
                 f"{what}: no answer within {deadline:g}s", backend="nebula"
             ) from None
         except httpx.HTTPError as exc:
-            raise TransientBackendError(f"{what}: {type(exc).__name__}", backend="nebula") from None
+            said = type(exc).__name__
+            if isinstance(exc, httpx.TransportError) and _never_sent(exc):
+                url = client.base_url
+                host = clean(f"{url.host}:{url.port}" if url.port else url.host, secrets)
+                said = f"{said}, {_unreached_hint(url.scheme, host, url.path)}"
+            raise TransientBackendError(f"{what}: {said}", backend="nebula") from None
     if answer.status >= 300:
         error = status_error(
             answer.status,

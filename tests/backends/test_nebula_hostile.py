@@ -419,7 +419,30 @@ def test_a_refused_connection_names_the_host_it_tried(project, run_cli, monkeypa
     code, _, err = run_cli("apply", "--yes")
     assert code == 1
     assert f"a: connection to 127.0.0.1:{port} failed: ConnectError" in err, err
+    where = f"http://127.0.0.1:{port}/api/v1"
+    assert f"nothing reached it: is the API listening at {where} (NEBULA_BASE_URL)?" in err
     assert CANARY_KEY not in err
+
+
+def test_a_refused_connection_says_what_to_check_before_generating(project, run_cli, monkeypatch):
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("NEBULA_BASE_URL", f"http://127.0.0.1:{port}/api/v1")
+    monkeypatch.setenv("NEBULA_API_KEY", CANARY_KEY)
+    project({"images.toml": manifest_with("max_attempts = 1")})
+    code, _, err = run_cli("models", "--remote")
+    assert code == 1
+    assert err.startswith("error: could not list models: ConnectError, nothing reached it: ")
+    assert f"listening at http://127.0.0.1:{port}/api/v1 (NEBULA_BASE_URL)?" in err, err
+
+    monkeypatch.delenv("NEBULA_BASE_URL")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")  # the default host, unreached
+    code, _, err = run_cli("models", "--remote")
+    assert code == 1
+    assert "check this machine's network, DNS and proxy settings" in err, err
 
 
 # --- the second review: compression, budgets, modes, seeds, model ids --------------
