@@ -1,7 +1,9 @@
 """A threaded HTTP server in a background thread, as a context manager.
 
 Shared by the live gallery and the Nebula test server: both serve loopback
-clients while the caller's own work goes on.
+clients while the caller's own work goes on. It serves at most `max_connections`
+connections at once, a thread each; the next ones wait in the system's backlog,
+accepted as a connection ends, holding no thread meanwhile.
 """
 
 from __future__ import annotations
@@ -11,11 +13,43 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
+#: connections served at once unless told otherwise: a browser opens six per site
+MAX_CONNECTIONS = 64
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256  # the default backlog of 5 stalls bursts of new connections
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        max_connections: int,
+        poll_interval: float,
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._poll_interval = poll_interval
+        super().__init__(address, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        # A connection past the cap stays in the backlog; the OSError has the serving
+        # loop come back after its poll (and notice a shutdown) rather than block here.
+        if not self._slots.acquire(timeout=self._poll_interval):
+            raise OSError("every connection slot is taken")
+        try:
+            return super().get_request()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def shutdown_request(self, request: Any) -> None:
+        try:
+            super().shutdown_request(request)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # a client hanging up mid-answer is not our error
@@ -31,8 +65,11 @@ class BackgroundHTTPServer:
         port: int = 0,
         *,
         poll_interval: float = 0.05,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        self._server = _Server((host, port), handler)
+        self._server = _Server(
+            (host, port), handler, max_connections=max_connections, poll_interval=poll_interval
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(poll_interval,), daemon=True
         )

@@ -28,7 +28,9 @@ import io
 import ipaddress
 import json
 import secrets
+import socket
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
@@ -44,6 +46,11 @@ from nebula_build.live.pickguard import PickRefused, PickRequest, check_pick
 _KEEPALIVE_SECONDS = 10.0
 #: how long a connection may send nothing (mid-request, or between requests)
 IDLE_SECONDS = 30.0
+#: how long a connection has to send a whole request, from its opening or the end of
+#: the answer before: one byte every 29 s is never silent for `IDLE_SECONDS`
+REQUEST_SECONDS = 30.0
+#: connections served at once, a thread each; the next wait without one
+MAX_CONNECTIONS = 64
 #: a request's line and headers: a browser's are a few KiB (cookies of every port of
 #: this machine included); the standard library alone holds up to 6.5 MB per connection
 HEAD_BYTES = 64 << 10
@@ -122,7 +129,7 @@ class GalleryServer(BackgroundHTTPServer):
         self._changed: list[str] = []
         self._condition = threading.Condition()
         self._stopping = False
-        super().__init__(_handler_for(self), host, port)
+        super().__init__(_handler_for(self), host, port, max_connections=MAX_CONNECTIONS)
 
     @property
     def url(self) -> str:
@@ -217,6 +224,34 @@ class GalleryServer(BackgroundHTTPServer):
             return (self._round, self._changed) if self._round > seen else None
 
 
+class _RequestDeadline(io.RawIOBase):
+    """A connection's bytes, each read waiting at most `IDLE_SECONDS` and none past the
+    deadline `start()` sets; past it, a read times out as a silent client's does."""
+
+    def __init__(self, connection: socket.socket, write_timeout: float) -> None:
+        super().__init__()
+        self._connection = connection
+        self._write_timeout = write_timeout
+        self._until = time.monotonic() + REQUEST_SECONDS
+
+    def start(self) -> None:
+        """A new request begins: it has `REQUEST_SECONDS` to arrive whole."""
+        self._until = time.monotonic() + REQUEST_SECONDS
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"a request must arrive within {REQUEST_SECONDS:g} s")
+        self._connection.settimeout(min(left, IDLE_SECONDS))
+        try:
+            return self._connection.recv_into(buffer)
+        finally:  # the answer's writes keep their own timeout
+            self._connection.settimeout(self._write_timeout)
+
+
 class _HeadLimit:
     """A connection's reader that lets `left` bytes of lines through (a request's line
     and headers: they are read by line), then refuses more as one line too long (431)."""
@@ -257,10 +292,13 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
-            self.rfile = _HeadLimit(self.rfile)  # type: ignore[assignment]
+            self.rfile.close()  # read through the deadline below instead
+            self.deadline = _RequestDeadline(self.connection, IDLE_SECONDS)
+            self.rfile = _HeadLimit(io.BufferedReader(self.deadline))  # type: ignore[assignment]
 
         def handle_one_request(self) -> None:
             self.rfile.left = HEAD_BYTES  # type: ignore[attr-defined]
+            self.deadline.start()
             super().handle_one_request()
 
         def log_message(self, format: str, *args: Any) -> None:

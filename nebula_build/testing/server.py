@@ -92,6 +92,8 @@ API_PREFIX = "/api/v1"
 KNOWN_MODELS = (SDXL, FLUX_SCHNELL, FLUX_FILL, SEEDREAM_DEFAULT_ID)
 MODELS_PATH = f"{API_PREFIX}/serverless/models"
 CREDITS_PATH = f"{API_PREFIX}/users/credits"
+#: connections the stand-in serves at once, a thread each
+STAND_IN_CONNECTIONS = 1024
 #: the one price the API documents (SDXL's, in its model list example)
 DEFAULT_PRICE = 0.009
 
@@ -222,7 +224,11 @@ class NebulaTestServer(BackgroundHTTPServer):
         self.marks_placeholders = marks_placeholders
         self._state = _State()
         self._lock = threading.Lock()
-        super().__init__(_handler_for(self), port=port, poll_interval=0.02)
+        # Its connections stay open between requests for as long as a client keeps them
+        # (a run's pool holds one per request at once): room for the highest concurrency.
+        super().__init__(
+            _handler_for(self), port=port, poll_interval=0.02, max_connections=STAND_IN_CONNECTIONS
+        )
 
     @property
     def base_url(self) -> str:
