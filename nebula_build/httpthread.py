@@ -3,11 +3,14 @@
 Shared by the live gallery and the Nebula test server: both serve loopback
 clients while the caller's own work goes on. It serves at most `max_connections`
 connections at once, a thread each; the next ones wait in the system's backlog,
-accepted as a connection ends, holding no thread meanwhile.
+accepted as a connection ends, holding no thread meanwhile. An IPv6 address
+(`::1`, `::`) is served over IPv6, `::` taking IPv4 clients too.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -32,7 +35,16 @@ class _Server(ThreadingHTTPServer):
     ) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)
         self._poll_interval = poll_interval
+        self._every_interface = False
+        if is_ipv6(address[0]):
+            self.address_family = socket.AF_INET6
+            self._every_interface = ipaddress.ip_address(address[0]).is_unspecified
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        if self._every_interface:  # `::` is every interface, the IPv4 ones too
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
     def get_request(self) -> tuple[Any, Any]:
         # A connection past the cap stays in the backlog; the OSError has the serving
@@ -55,6 +67,14 @@ class _Server(ThreadingHTTPServer):
         return  # a client hanging up mid-answer is not our error
 
 
+def is_ipv6(host: str) -> bool:
+    """Whether `host` is an IPv6 address (`::1`, `[::1]`), not a name or IPv4."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).version == 6
+    except ValueError:
+        return False
+
+
 class BackgroundHTTPServer:
     """Serves `handler` on (host, port) from a daemon thread between enter and exit."""
 
@@ -67,8 +87,9 @@ class BackgroundHTTPServer:
         poll_interval: float = 0.05,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        address = (host.strip("[]") if is_ipv6(host) else host, port)
         self._server = _Server(
-            (host, port), handler, max_connections=max_connections, poll_interval=poll_interval
+            address, handler, max_connections=max_connections, poll_interval=poll_interval
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(poll_interval,), daemon=True
@@ -76,9 +97,11 @@ class BackgroundHTTPServer:
 
     @property
     def origin(self) -> str:
-        """`http://host:port`, with the port the system chose when 0 was asked for."""
+        """`http://host:port`, with the port the system chose when 0 was asked for
+        (`http://[::1]:port` for an IPv6 address)."""
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        shown = f"[{host!s}]" if is_ipv6(str(host)) else str(host)
+        return f"http://{shown}:{port}"
 
     def __enter__(self) -> Self:
         self._thread.start()

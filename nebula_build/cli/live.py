@@ -50,10 +50,7 @@ def cmd_watch(ctx: Context) -> int:
             try:
                 server = stack.enter_context(GalleryServer(args.host, args.serve))
             except OSError as exc:
-                raise UserError(
-                    f"cannot serve the gallery on {args.host}:{args.serve} "
-                    f"({exc.strerror}); pass another port: --serve PORT"
-                ) from None
+                raise UserError(_cannot_serve(args.host, args.serve, exc)) from None
             on_round = _gallery_publisher(project, server)
             ctx.print(style(f"gallery: {server.url}", "bold"))
         watcher = Watcher(
@@ -88,6 +85,18 @@ def cmd_watch(ctx: Context) -> int:
         files = [o.action.label for o in last.result.files if not o.ok]
         raise ApplyError(last.result.failures, files=files)
     return ExitCode.OK
+
+
+def _cannot_serve(host: str, port: int, exc: OSError) -> str:
+    import errno
+
+    from nebula_build.httpthread import is_ipv6
+
+    shown = f"[{host.strip('[]')}]" if is_ipv6(host) else host
+    fix = "another port: --serve PORT"
+    if exc.errno != errno.EADDRINUSE:
+        fix = "an address of this machine: --host ADDRESS (127.0.0.1, ::1, 0.0.0.0, ::)"
+    return f"cannot serve the gallery on {shown}:{port} ({exc.strerror}); pass {fix}"
 
 
 def _maybe_billed(cut_off: dict[str, str], registry: BackendRegistry) -> str:

@@ -27,6 +27,7 @@ import http.client
 import io
 import ipaddress
 import json
+import re
 import secrets
 import socket
 import threading
@@ -55,6 +56,8 @@ MAX_CONNECTIONS = 64
 #: this machine included); the standard library alone holds up to 6.5 MB per connection
 HEAD_BYTES = 64 << 10
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+#: a Host header: a name or IPv4 address, or an IPv6 address in brackets; a port
+_HOST = re.compile(r"(?:(?P<name>[^\[\]:]+)|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::[0-9]+)?")
 _PAGE_HEADERS = (
     ("X-Frame-Options", "DENY"),  # no page may frame the gallery and steer its clicks
     ("Content-Security-Policy", "frame-ancestors 'none'"),
@@ -89,24 +92,31 @@ def _no_picks(name: str, index: int, key: str) -> tuple[int, str]:
 
 def host_allowed(header: str | None, bound: str) -> bool:
     """Whether a request's Host names this server: a loopback name, the bound address,
-    or (bound to every interface) an IP address; never a DNS name a page controls."""
-    if not header:
+    or (bound to every interface) an IP address; never a DNS name a page controls.
+    An IPv6 address is written in brackets (`[::1]:8765`), as a browser sends it."""
+    match = _HOST.fullmatch(header or "")
+    if match is None:
         return False
-    host, colon, port = header.rpartition(":") if not header.endswith("]") else ("", "", "")
-    if not colon:
-        host = header
-    elif not (port.isascii() and port.isdigit()):
-        return False
-    host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES or host == bound.lower():
+    host = (match["name"] or match["ipv6"]).lower()
+    if host in _LOOPBACK_NAMES or _same_address(host, bound):
         return True
-    if bound in ("0.0.0.0", "::"):
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return True
+    bound_address = _address(bound)
+    if bound_address is not None and bound_address.is_unspecified:
+        return _address(host) is not None
     return False
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _same_address(host: str, bound: str) -> bool:
+    """Whether `host` is the address bound, however it is written (`0:0::1` is `::1`)."""
+    address = _address(host)
+    return host == bound.lower() if address is None else address == _address(bound)
 
 
 class GalleryServer(BackgroundHTTPServer):

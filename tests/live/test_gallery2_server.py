@@ -121,3 +121,19 @@ def test_a_request_waiting_for_a_slot_is_answered_once_one_frees(monkeypatch):
             started = time.monotonic()
             assert _get(port).startswith(b"HTTP/1.1 200 ")
             assert time.monotonic() - started < 8
+
+
+def test_a_pick_from_the_page_served_on_ipv6_loopback_reaches_the_token_check():
+    with GalleryServer(host="::1") as server:
+        port = _port(server)
+        assert server.url == f"http://[::1]:{port}/"
+        body = b'{"image": "hero", "index": 0, "key": "' + b"0" * 64 + b'", "token": "x"}'
+        head = (
+            f"POST /pick HTTP/1.1\r\nHost: [::1]:{port}\r\nOrigin: http://[::1]:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        with socket.create_connection(("::1", port), timeout=10) as client:
+            client.sendall(head.encode() + body)
+            answer = _read_until_closed(client)
+        assert answer.startswith(b"HTTP/1.1 403 ") and b"token is not this run's" in answer
