@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli import markdownfile
@@ -424,30 +424,6 @@ def cmd_apply(ctx: Context) -> int:
     return render_round(ctx, result, notes=listener.notes)
 
 
-def maybe_billed(cut_off: Mapping[str, str], paid: Collection[str]) -> str:
-    """What a stopped run adds about the requests it cut off (image → backend) on a paid
-    backend: their answers are lost, but the provider may have billed them ("" if none)."""
-    by_backend: dict[str, list[str]] = {}
-    for image, backend in cut_off.items():
-        if backend in paid:
-            by_backend.setdefault(backend, []).append(image)
-    if not by_backend:
-        return ""
-    counted = sum(len(images) for images in by_backend.values())
-    request = "the request" if counted == 1 else "the requests"
-    each = ", ".join(
-        f"{len(images)} to {backend} ({_some(sorted(images))})"
-        for backend, images in sorted(by_backend.items())
-    )
-    return f"; {request} in flight may have been billed: {each}"
-
-
-def _some(names: Sequence[str], shown: int = 3) -> str:
-    """The first few `names`, and how many more."""
-    more = f" +{len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
-
-
 #: the most images' actions apply lists before it starts (`plan` lists them all)
 APPLY_PLAN_LIMIT = 50
 
@@ -490,6 +466,8 @@ class ApplyListener:
         ("" if none)."""
         if self.applier is None or self.planned is None:
             return ""
+        from nebula_build.engine.apply import maybe_billed
+
         return maybe_billed(self.applier.unanswered(), self.planned.estimate.paid_backends)
 
     def notice(self, message: str) -> None:

@@ -101,7 +101,7 @@ def _cannot_serve(host: str, port: int, exc: OSError) -> str:
 
 def _maybe_billed(cut_off: dict[str, str], registry: BackendRegistry) -> str:
     """What `stopped` adds about the requests the round cut off on a paid backend."""
-    from nebula_build.cli.build import maybe_billed
+    from nebula_build.engine.apply import maybe_billed
 
     paid = {backend for backend in set(cut_off.values()) if registry.get(backend).paid}
     return maybe_billed(cut_off, paid)

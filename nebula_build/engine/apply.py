@@ -20,7 +20,15 @@ import dataclasses
 import functools
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -941,3 +949,28 @@ def _note_size(spec: AssetSpec, verified: Verified, outcome: Outcome) -> None:
         "request; the original is cached and the output is resized to the declared size"
     )
     outcome.warnings = (*outcome.warnings, note)
+
+
+def maybe_billed(cut_off: Mapping[str, str], paid: Collection[str]) -> str:
+    """What a line about requests cut off (image → backend: a run stopped, a watch
+    round superseded) adds for those on a paid backend: their answers are lost, but
+    the provider may have billed them ("" if none)."""
+    by_backend: dict[str, list[str]] = {}
+    for image, backend in cut_off.items():
+        if backend in paid:
+            by_backend.setdefault(backend, []).append(image)
+    if not by_backend:
+        return ""
+    counted = sum(len(images) for images in by_backend.values())
+    request = "the request" if counted == 1 else "the requests"
+    each = ", ".join(
+        f"{len(images)} to {backend} ({_some(sorted(images))})"
+        for backend, images in sorted(by_backend.items())
+    )
+    return f"; {request} in flight may have been billed: {each}"
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    """The first few `names`, and how many more."""
+    more = f" +{len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -26,7 +26,7 @@ from typing import TextIO
 from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates
-from nebula_build.engine.apply import Applier, Outcome
+from nebula_build.engine.apply import Applier, Outcome, maybe_billed
 from nebula_build.engine.derived import FileOutcome
 from nebula_build.engine.execute import OpenBackends
 from nebula_build.engine.picking import pick_draw
@@ -161,6 +161,8 @@ class Watcher:
         #: the requests a round stopped in the middle had handed to a backend and got no
         #: answer to, by image, with the backend (`Applier.unanswered`)
         self.cut_off: dict[str, str] = {}
+        #: the same for the round that just ended, which a newer edit cut them off
+        self._superseded_in_flight: dict[str, str] = {}
         #: the generation key the manifest declared for each image the running round
         #: works on (None: not declared, a deletion), as the round planned it
         self._declared: dict[str, str | None] = {}
@@ -763,6 +765,8 @@ class Watcher:
         task = asyncio.current_task()
         if applier is not None and task is not None and task.cancelling():
             self.cut_off = applier.unanswered()
+        else:
+            self._superseded_in_flight = {} if applier is None else applier.unanswered()
 
     def _summarise(self, report: Round, result: RoundResult) -> None:
         for outcome in result.applied.outcomes if result.applied else []:
@@ -791,6 +795,7 @@ class Watcher:
             self.style(f"round {report.number}: ", "bold")
             + ", ".join(parts)
             + f" in {report.elapsed:.2f}s"
+            + self._maybe_billed(report.cancelled)
         )
         for image, note in report.picks_dropped.items():  # plan notes it under the image
             self._say(
@@ -798,6 +803,17 @@ class Watcher:
                 + self.style(f"note: {printable(image)}: {printable(note)}", "yellow")
             )
         self._say_backups(report, result)
+
+    def _maybe_billed(self, superseded: Collection[str]) -> str:
+        """What the round's line adds about the requests to a paid backend that a newer
+        edit cut off in flight: their answers are lost, but they may have been billed."""
+        cut_off = {
+            image: backend
+            for image, backend in self._superseded_in_flight.items()
+            if image in superseded
+        }
+        paid = {backend for backend in cut_off.values() if self.registry.get(backend).paid}
+        return maybe_billed(cut_off, paid)
 
     def _say_backups(self, report: Round, result: RoundResult) -> None:
         """Where the round copied the files it replaced (as apply says it)."""
