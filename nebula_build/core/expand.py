@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import ast
 
 TEMPLATED = (*TEXT, "output", "alt")
+_TEMPLATED_OR_SEED = (*TEMPLATED, "seed")
 _OPERATORS = {"Add": operator.add, "Sub": operator.sub, "Mult": operator.mul}
 
 
@@ -60,20 +61,10 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
     """Every concrete image of a declaration (itself, without a matrix). The caller
     checks `count` first: a matrix's product can be far larger than its declaration.
     A declaration with `rows` is expanded by `rowimages`."""
-    for key in ("id", "where", "limit"):
-        if getattr(decl, key) is not None:
-            raise ExpansionError(key, "applies only with `rows` (one image per row of a data file)")
     if not decl.matrix:
-        _refuse_placeholders(decl)
-        seed = decl.seed
-        if isinstance(seed, str):
-            problem = check_template(seed, ())
-            if problem is not None:
-                raise ExpansionError("seed", problem)
-            yield Expanded(base, base, decl.model_copy(update={"seed": seed_of(seed, {})}))
-        else:
-            yield Expanded(base, base, decl)
+        yield Expanded(base, base, single(decl))
         return
+    _refuse_row_keys(decl)
     check_axes(decl.matrix)
     templates = templates_of(decl)
     known = [*decl.matrix, "index"]
@@ -91,6 +82,27 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
             update["seed"] = seed_of(seed, values)
         name = f"{base}[{','.join(parts)}]"
         yield Expanded(name, base, decl.model_copy(update=update), parts=parts)
+
+
+def single(decl: ImageDecl) -> ImageDecl:
+    """The one image of a declaration without a matrix or rows: itself, its seed
+    expression (if any) worked out. ExpansionError as `expand`."""
+    _refuse_row_keys(decl)
+    _refuse_placeholders(decl)
+    seed = decl.seed
+    if not isinstance(seed, str):
+        return decl
+    problem = check_template(seed, ())
+    if problem is not None:
+        raise ExpansionError("seed", problem)
+    return decl.model_copy(update={"seed": seed_of(seed, {})})
+
+
+def _refuse_row_keys(decl: ImageDecl) -> None:
+    """`id`, `where` and `limit` say which rows make images: without `rows`, a mistake."""
+    for key in ("id", "where", "limit"):
+        if getattr(decl, key) is not None:
+            raise ExpansionError(key, "applies only with `rows` (one image per row of a data file)")
 
 
 def check_axes(matrix: Mapping[str, list[str | int]]) -> None:
@@ -158,9 +170,10 @@ def combinations(
 def _refuse_placeholders(decl: ImageDecl) -> None:
     """Without a matrix there is nothing to fill in: a `{kind}` is a typo, not a name.
     A stray brace stays literal text, as it always has."""
-    templates = {key: getattr(decl, key) for key in TEMPLATED} | {"seed": decl.seed}
-    for key, template in templates.items():
-        if not isinstance(template, str):
+    values = decl.__dict__  # runs for every image: no dict of its templates made
+    for key in _TEMPLATED_OR_SEED:
+        template = values[key]
+        if not isinstance(template, str) or "{" not in template:  # no placeholder
             continue
         try:
             names = placeholders(template)

@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from nebula_build.core import sourcemap
+from nebula_build.core.nocycles import collector_paused
 from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, MoreProblems, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED
@@ -1161,6 +1162,11 @@ def said_once(found: Sequence[tuple[tuple[str | int, ...], str]]) -> dict[int, s
 
 def parse(text: str, path: Path, display_path: str) -> Manifest:
     """Validate manifest text; every problem becomes one line of a ManifestError."""
+    with collector_paused():
+        return _parse(text, path, display_path)
+
+
+def _parse(text: str, path: Path, display_path: str) -> Manifest:
     _refuse_past_bounds(text, display_path)
     try:
         data = tomllib.loads(text)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
-from nebula_build.core.expand import ExpansionError, count, expand
+from nebula_build.core.expand import ExpansionError, count, expand, single
 from nebula_build.core.manifest import (
     DEFAULT_MAX_IMAGES,
     MAX_IMAGES,
@@ -34,6 +35,7 @@ from nebula_build.core.manifest import (
     said_once,
 )
 from nebula_build.core.manifest import shown as shown_name
+from nebula_build.core.nocycles import collector_paused
 from nebula_build.core.selection import Selection, known_names
 from nebula_build.core.spec import (
     DEFAULT_VARIANT_PATTERN,
@@ -43,7 +45,7 @@ from nebula_build.core.spec import (
     placeholders,
 )
 from nebula_build.core.sprite import pairs
-from nebula_build.core.spriterules import SPRITE_KEYS, SpriteRules, sprite_steps
+from nebula_build.core.spriterules import SPRITE_KEYS, SPRITE_OPTIONS, SpriteRules, sprite_steps
 from nebula_build.core.written import Read, as_one_file, inside_another, read_too
 from nebula_build.errors import (
     CONFLICT,
@@ -77,6 +79,19 @@ MAX_DELIVERED = 8192
 MAX_NAME_BYTES = 200
 _LOSSY = ("jpeg", "webp", "avif")
 _VARIANT_FIELDS = ("stem", "width", "ext")
+#: a short relative path that names a file as the project does: no `.`, `..` or empty
+#: part, no backslash, `~` or `:`
+_PLAIN_PATH = re.compile(r"[\w-][\w.-]*(?:/[\w-][\w.-]*)*", re.ASCII)
+#: the keys `check_output_options` reads besides the format: most images set none
+_OUTPUT_OPTIONS = SPRITE_OPTIONS | {
+    "quality",
+    "lossless",
+    "resize",
+    "fit",
+    "resample",
+    "widths",
+    "variant_pattern",
+}
 
 DigestOf = Callable[[str], "str | None"]
 #: an input image's width and height from its header, what is wrong with it as an
@@ -190,8 +205,10 @@ class _Resolver(SpriteRules):
 
     def fail(self, loc: tuple[str | int, ...], message: str) -> None:
         at = None
-        if len(loc) > 1 and loc[0] == "images" and loc[1] in self.bases:
-            at = ("images", self.bases[str(loc[1])], *loc[2:])  # where it is written
+        if len(loc) > 1 and loc[0] == "images":
+            base = self.bases.get(str(loc[1]))
+            if base is not None and base != loc[1]:  # an image a declaration made
+                at = ("images", base, *loc[2:])  # where it is written
         self.problems.append(_Found(loc, message, at))
 
     def error(self) -> ManifestError:
@@ -405,6 +422,55 @@ class _Resolver(SpriteRules):
         placed = Problem(path, f"images.{base}", str(exc), exc.line, exc.column)
         self.problems.append(_Found(("images", base), str(exc), placed=placed))
 
+    def images(self) -> dict[str, ImageDecl]:
+        """Every image the manifest declares, by name, in its order: each declaration's,
+        its matrix and rows expanded (the problems reported, a declaration with any left
+        out); raises the manifest's error where they are more than `max_images`."""
+        declared = self.manifest.model.images
+        cap = self.manifest.model.max_images
+        images: dict[str, ImageDecl] = {}
+        if any(decl.rows is not None for decl in declared.values()):
+            self.count_readers(declared.values())
+        for base, decl in declared.items():
+            if decl.rows is None and not decl.matrix and len(images) < cap:  # as most are
+                try:
+                    images[base] = single(decl)
+                except ExpansionError as exc:
+                    self.fail(("images", base, exc.key, *exc.at), str(exc))
+                    self.unexpanded.add(base)
+                else:
+                    self.bases[base] = base
+                continue
+            problems_before = len(self.problems)
+            self.expand(base, decl, images)
+            if len(self.problems) > problems_before:
+                self.unexpanded.add(base)
+        self.names = list(images)
+        return images
+
+    def expand(self, base: str, decl: ImageDecl, images: dict[str, ImageDecl]) -> None:
+        """Add the images of a declaration with a matrix or rows to `images`."""
+        budget = self.manifest.model.max_images - len(images)
+        made = self.from_rows(base, decl, budget) if decl.rows is not None else None
+        makes = made.count if made is not None else count(decl)
+        if makes > budget:
+            rows = made.rows if made is not None and decl.matrix else None
+            self.fail(*_too_many(self.manifest, base, makes, len(images), rows))
+            raise self.error()
+        try:
+            for image in made.images if made is not None else expand(base, decl):
+                if image.name in self.bases:
+                    self.fail(("images", base, "matrix"), _named_twice(image.name))
+                    break
+                self.bases[image.name] = base
+                images[image.name] = image.decl
+                if image.row is not None:
+                    self.rows[image.name] = image.row
+                if image.parts:
+                    self.parts[image.name] = image.parts
+        except ExpansionError as exc:
+            self.fail(("images", base, exc.key, *exc.at), str(exc))
+
     def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
         # Runs once per image on every plan: keep the happy path free of extra work.
         style = self.style_fields(name, decl)
@@ -422,7 +488,7 @@ class _Resolver(SpriteRules):
                 merged.pop("prompt_suffix", None),
             )
             merged["prompt"] = ", ".join(part for part in parts if part)
-        keyed = self.key_colour(name, decl, merged) if SPRITE_KEYS.intersection(merged) else None
+        keyed = None if SPRITE_KEYS.isdisjoint(merged) else self.key_colour(name, decl, merged)
         if self.override:
             merged["backend"] = self.override
         start = len(self.problems)
@@ -447,10 +513,15 @@ class _Resolver(SpriteRules):
                 f"(known: {', '.join(models)}){suggestion(model_id, models)}",
             )
             return None
-        dropped = self.drop_inherited(name, decl, merged, model_id, support)
-        inpainting = support.inpainting
-        missing = [repr(key) for key in FILES if key not in merged]
-        if inpainting and missing:
+        rules = _rules_of(support)
+        dropped = (
+            ()
+            if rules.rejected.isdisjoint(merged)
+            else self.drop_inherited(name, decl, merged, model_id, support)
+        )
+        inpainting = rules.inpainting
+        missing = [repr(key) for key in FILES if key not in merged] if inpainting else ()
+        if missing:
             self.fail(
                 ("images", name),
                 f"{model_id} needs {' and '.join(missing)} (inpainting input files)",
@@ -477,21 +548,11 @@ class _Resolver(SpriteRules):
             )
         if fmt is not None:
             self.check_output_options(name, decl, merged, fmt)
-        inputs: dict[str, tuple[str, str] | None] = {}
-        if inpainting:
-            for key in FILES:
-                if key in merged:
-                    inputs[key] = self.input(name, decl, key, merged[key])
-        if any(found is None for found in inputs.values()):
+        inputs = self.inputs(name, decl, merged) if inpainting else {}
+        if inputs is None or len(self.problems) > start or output is None or fmt is None:
             return None
-        self.check_inputs(name, decl, {key: found for key, found in inputs.items() if found})
-        paths = {key: found[0] for key, found in inputs.items() if found}
-        for key, found in inputs.items():
-            if found and not found[1].startswith("@"):  # `@name`: an output, written
-                self.reads.append(Read(f"images.{name} as its {key}", found[0]))
-        digests = {key: found[1] for key, found in inputs.items() if found}
-        if len(self.problems) > start or output is None or fmt is None:
-            return None
+        paths = {key: found[0] for key, found in inputs.items()}
+        digests = {key: found[1] for key, found in inputs.items()}
         generation = {
             param.name: _typed(param, merged.get(param.name)) for param in PARAMS if not param.file
         }
@@ -528,6 +589,21 @@ class _Resolver(SpriteRules):
         )
         return spec if self.claim_paths(name, decl, spec) else None
 
+    def inputs(
+        self, name: str, decl: ImageDecl, merged: Mapping[str, Any]
+    ) -> dict[str, tuple[str, str]] | None:
+        """(path, digest) of each input file an inpainting image sets, checked; None
+        where one cannot be used (its problem is reported)."""
+        inputs = {key: self.input(name, decl, key, merged[key]) for key in FILES if key in merged}
+        found = {key: one for key, one in inputs.items() if one is not None}
+        if len(found) < len(inputs):
+            return None
+        self.check_inputs(name, decl, found)
+        for key, (path, digest) in found.items():
+            if not digest.startswith("@"):  # `@name`: an output, written
+                self.reads.append(Read(f"images.{name} as its {key}", path))
+        return found
+
     def check_inputs(
         self, name: str, decl: ImageDecl, inputs: Mapping[str, tuple[str, str]]
     ) -> None:
@@ -561,7 +637,7 @@ class _Resolver(SpriteRules):
     ) -> tuple[str, ...]:
         """Leave out the parameters the model does not take that a style or [defaults]
         set (they apply where a model takes them); one the image sets is an error."""
-        rejected = _rejected(support).intersection(merged)
+        rejected = _rules_of(support).rejected.intersection(merged)
         if not rejected:
             return ()
         dropped = []
@@ -717,14 +793,17 @@ class _Resolver(SpriteRules):
     def check_output_options(
         self, name: str, decl: ImageDecl, merged: dict[str, Any], fmt: str
     ) -> None:
+        if not self.can_encode(fmt):
+            self.fail(
+                self.origin(name, decl, "output"),
+                f"this Pillow cannot write {fmt.upper()}; install pillow>=11.3 or use .webp",
+            )
+        if _OUTPUT_OPTIONS.isdisjoint(merged):
+            return
+
         def fail(key: str, message: str) -> None:
             self.fail(self.origin(name, decl, key), message)
 
-        if not self.can_encode(fmt):
-            fail(
-                "output",
-                f"this Pillow cannot write {fmt.upper()}; install pillow>=11.3 or use .webp",
-            )
         if "quality" in merged and fmt not in _LOSSY:
             fail("quality", f"{fmt.upper()} is lossless: quality applies to .jpg, .webp and .avif")
         if "lossless" in merged and fmt not in ("webp", "avif"):
@@ -771,12 +850,16 @@ class _Resolver(SpriteRules):
 def _checked_path(value: str, what: str) -> tuple[str | None, str | None]:
     """(`value` as the project names it, None), or (None, what is wrong with it)."""
     # String operations rather than PurePosixPath: this runs for every image.
+    if len(value) <= 50 and _PLAIN_PATH.fullmatch(value):  # as most are: nothing to say
+        return value, None
     if has_control_characters(value):
         return None, f"{what} may not contain control characters ({value!r})"
     if len(value) > MAX_PATH:
         return None, f"{what} may be at most {MAX_PATH} characters long"
     parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
-    long = next((p for p in parts if len(p) > 50 and len(p.encode()) > MAX_NAME_BYTES), None)
+    long = None
+    if len(value) > 50:  # no shorter path has a name of more than 200 bytes
+        long = next((p for p in parts if len(p) > 50 and len(p.encode()) > MAX_NAME_BYTES), None)
     if long is not None:
         return None, (
             f"{what} has a file or folder name longer than {MAX_NAME_BYTES} bytes "
@@ -797,10 +880,19 @@ def _set_fields(fields: BaseModel) -> dict[str, Any]:
     return {key: values[key] for key in fields.model_fields_set}
 
 
+class _ModelRules(NamedTuple):
+    """What resolution asks of a model for every image, worked out once per model."""
+
+    #: parameters that are an error on this model (see `Param.unsupported`)
+    rejected: frozenset[str]
+    #: whether it repaints a masked area of input images (`ModelSupport.inpainting`)
+    inpainting: bool
+
+
 @cache
-def _rejected(support: ModelSupport) -> frozenset[str]:
-    """Parameters that are an error on this model (see `Param.unsupported`)."""
-    return STRICT - support.params
+def _rules_of(support: ModelSupport) -> _ModelRules:
+    """The rules of a model, worked out for its first image only."""
+    return _ModelRules(STRICT - support.params, support.inpainting)
 
 
 def _by(size: tuple[int, int]) -> str:
@@ -820,8 +912,9 @@ def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> lis
     """
     needs = {}
     for name, decl in images.items():
-        values = (decl.image or defaults.image, decl.mask or defaults.mask)
-        needs[name] = [v[1:] for v in values if v and v.startswith("@") and v[1:] in images]
+        image, mask = decl.image or defaults.image, decl.mask or defaults.mask
+        if (image and image[0] == "@") or (mask and mask[0] == "@"):  # most take none
+            needs[name] = [v[1:] for v in (image, mask) if v and v[0] == "@" and v[1:] in images]
     if not any(needs.values()):  # no image takes another's output: as written
         return list(images)
     order: list[str] = []
@@ -838,7 +931,7 @@ def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> lis
                 + "; an image cannot take its own output as input"
             )
         state[name] = "active"
-        for upstream in needs[name]:
+        for upstream in needs.get(name, ()):
             visit(upstream, [*path, name])
         state[name] = "done"
         order.append(name)
@@ -895,6 +988,30 @@ def resolve(
 ) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together.
     `data` reads the data files of declarations with `rows`."""
+    with collector_paused():
+        return _resolve(
+            manifest,
+            registry,
+            digest_of,
+            backend_override=backend_override,
+            can_encode=can_encode,
+            input_size=input_size,
+            read_input=read_input,
+            data=data,
+        )
+
+
+def _resolve(
+    manifest: Manifest,
+    registry: BackendRegistry,
+    digest_of: DigestOf,
+    *,
+    backend_override: str | None,
+    can_encode: CanEncode,
+    input_size: InputSize,
+    read_input: ReadInput,
+    data: DataFiles | None,
+) -> Resolved:
     resolver = _Resolver(
         manifest,
         registry,
@@ -910,34 +1027,7 @@ def resolve(
     for name in manifest.model.backends:
         if name in registry.plugins:  # settings of an unused plugin are checked when used
             resolver.backend(name, ("backends", name))
-    images: dict[str, ImageDecl] = {}
-    if any(decl.rows is not None for decl in manifest.model.images.values()):
-        resolver.count_readers(manifest.model.images.values())
-    for base, decl in manifest.model.images.items():
-        problems_before = len(resolver.problems)
-        budget = manifest.model.max_images - len(images)
-        made = resolver.from_rows(base, decl, budget) if decl.rows is not None else None
-        makes = made.count if made is not None else count(decl)
-        if makes > budget:
-            rows = made.rows if made is not None and decl.matrix else None
-            resolver.fail(*_too_many(manifest, base, makes, len(images), rows))
-            raise resolver.error()
-        try:
-            for image in made.images if made is not None else expand(base, decl):
-                if image.name in resolver.bases:
-                    resolver.fail(("images", base, "matrix"), _named_twice(image.name))
-                    break
-                resolver.bases[image.name] = base
-                images[image.name] = image.decl
-                if image.row is not None:
-                    resolver.rows[image.name] = image.row
-                if image.parts:
-                    resolver.parts[image.name] = image.parts
-        except ExpansionError as exc:
-            resolver.fail(("images", base, exc.key, *exc.at), str(exc))
-        if len(resolver.problems) > problems_before:
-            resolver.unexpanded.add(base)
-    resolver.names = list(images)
+    images = resolver.images()
     defaults = manifest.model.defaults
     for name in dependency_order(images, defaults):
         spec = resolver.resolve(name, images[name])

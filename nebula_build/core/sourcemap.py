@@ -2,22 +2,27 @@
 
 tomllib reports positions only for syntax errors; validation errors come with a
 key path (`images.logo.width`). This scan maps key paths to line and column.
-It runs only when there is an error to show, so it favours clarity over speed.
+It runs only when there is an error to show; where a few problems of a large manifest
+are shown, it reads only the lines that can hold them (`key_positions`' `within`).
 """
 
 from __future__ import annotations
 
 import re
+import string
+from collections import Counter
 from collections.abc import Collection
 
 _HEADER = re.compile(r"^\s*\[\[?\s*(?P<key>[^\]]+?)\s*\]\]?\s*(#.*)?$")
 _ASSIGN = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_\-\"'. ]+?)\s*=")
+#: the characters of bare keys and the dots between them
+_BARE_KEYS = string.ascii_letters + string.digits + "_-."
 Position = tuple[int, int]
 
 
 def _split_key(raw: str) -> tuple[str, ...]:
     if '"' not in raw and "'" not in raw:  # a bare key, as most are: no loop in Python
-        return tuple(part.strip() for part in raw.split("."))
+        return tuple(map(str.strip, raw.split(".")))
     parts, current, quote = [], "", ""
     for char in raw:
         if quote:
@@ -48,24 +53,83 @@ def key_positions(
     text: str, within: Collection[tuple[str, ...]] | None = None
 ) -> dict[tuple[str, ...], Position]:
     """Every table header and key assignment, by full key path, 1-based. With `within`,
-    at least those of its paths and their prefixes: a line that assigns a key in a
-    table none of them is under, or a key starting with a name none of them has, is
-    skipped unparsed (the ten thousand problems shown of a manifest of a million keys:
-    5 µs a line)."""
-    names = tables = None
-    if within is not None:
-        names = {part for path in within for part in path}
-        tables = {path[:end] for path in within for end in range(len(path))}
+    those of its paths and their prefixes alone (see `_Within`)."""
+    if within is None:
+        return _every_position(text)
+    return _Within(within).scan(text)
+
+
+class _Within:
+    """Where some key paths and their prefixes are written, reading only what can say:
+    a line that assigns a key in a table none of them is under, or a key starting with a
+    name none of them has, is skipped unparsed (the ten thousand problems shown of a
+    manifest of a million keys: 5 µs a line), and a header of bare keys is split, not
+    matched, and then dropped unless it opens one of their tables or places one of them
+    (100,000 images missing a prompt, the first of them placed: 100,000 headers)."""
+
+    def __init__(self, within: Collection[tuple[str, ...]]) -> None:
+        self.names = {part for path in within for part in path}
+        self.tables = {path[:end] for path in within for end in range(len(path))}
+        self.positions: dict[tuple[str, ...], Position] = {}
+        self.unplaced = {path for path in (*self.tables, *within) if path}
+        #: the last key of each path not placed yet, and how many end with it
+        self.ends = Counter(path[-1] for path in self.unplaced)
+
+    def scan(self, text: str) -> dict[tuple[str, ...], Position]:
+        table: tuple[str, ...] = ()
+        in_scope = True  # whether the keys of `table` can be among those looked for
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not in_scope and "[" not in line:
+                continue  # neither a header nor a key looked for
+            start = line.lstrip()
+            if start[:1] == "[":
+                path = _header_path(line, start)
+                if path is not None:
+                    table, in_scope = path, path in self.tables
+                    if in_scope or not self.ends.keys().isdisjoint(path):
+                        self.place(path, (number, line.index("[") + 1))
+                continue
+            if not in_scope or (
+                start[:1] not in ('"', "'") and _first_name(start) not in self.names
+            ):
+                continue
+            assign = _ASSIGN.match(line)
+            if assign:
+                path = table + _split_key(assign["key"])
+                self.place(path, (number, len(assign["indent"]) + 1))
+        return self.positions
+
+    def place(self, path: tuple[str, ...], position: Position) -> None:
+        """The first place each prefix of `path` looked for appears wins."""
+        for end in range(1, len(path) + 1):
+            prefix = path[:end]
+            if prefix in self.unplaced:
+                self.unplaced.remove(prefix)
+                self.positions[prefix] = position
+                self.ends[prefix[-1]] -= 1
+                if not self.ends[prefix[-1]]:
+                    del self.ends[prefix[-1]]
+
+
+def _header_path(line: str, start: str) -> tuple[str, ...] | None:
+    """The key path of the table a header line opens (`start`: the line, left-stripped),
+    or None where it is none."""
+    written = start.rstrip()
+    inner = written[1:-1]
+    if written[-1:] == "]" and inner[:1] != "[" and inner and not inner.strip(_BARE_KEYS):
+        return tuple(inner.split("."))  # as most are: `[images.hero]`
+    header = _HEADER.match(line)
+    return _split_key(header["key"]) if header else None
+
+
+def _every_position(text: str) -> dict[tuple[str, ...], Position]:
+    """Every table header and key assignment of `text`, by full key path."""
     positions: dict[tuple[str, ...], Position] = {}
     table: tuple[str, ...] = ()
-    in_scope = True  # whether the keys of `table` can be among `within`
     for number, line in enumerate(text.splitlines(), start=1):
-        if names is not None and _skipped(line, names, in_scope):
-            continue
         header = _HEADER.match(line)
         if header:
             table = _split_key(header["key"])
-            in_scope = tables is None or table in tables
             _add_with_prefixes(positions, table, (number, line.index("[") + 1))
             continue
         assign = _ASSIGN.match(line)
@@ -75,18 +139,9 @@ def key_positions(
     return positions
 
 
-def _skipped(line: str, names: set[str], in_scope: bool) -> bool:
-    """Whether `line` can set none of the positions asked for: it is not a table's
-    header, and it assigns a key of a table out of scope, or a bare key whose first part
-    (`a` of `a.b = 1`) is none of `names`."""
-    start = line.lstrip()
-    if start[:1] == "[":
-        return False
-    if not in_scope:
-        return True
-    return (
-        start[:1] not in ('"', "'") and start.split("=", 1)[0].split(".", 1)[0].strip() not in names
-    )
+def _first_name(assignment: str) -> str:
+    """The first part of the bare key a line assigns (`a` of `a.b = 1`)."""
+    return assignment.split("=", 1)[0].split(".", 1)[0].strip()
 
 
 def key_at(text: str, line: int) -> tuple[str, ...]:

@@ -234,6 +234,9 @@ class SpriteRules:
 
 #: the manifest keys that make an image a sprite (transparency, cleanup, checks)
 SPRITE_KEYS = frozenset(("background", "key", "key_softness", "despill", *STEPS, "checks"))
+#: the keys `check_sprite_options` reads: an image that sets none of them has none of
+#: its problems
+SPRITE_OPTIONS = frozenset((*STEPS, "background", "checks", "widths"))
 
 
 def sprite_steps(merged: Mapping[str, Any], key: str | None) -> tuple[tuple[str, Any], ...]:
