@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
+from nebula_build.core.backendsettings import Refused, parse_settings
 from nebula_build.core.expand import ExpansionError, count, expand, single
 from nebula_build.core.manifest import (
     DEFAULT_MAX_IMAGES,
@@ -243,11 +244,9 @@ class _Resolver(SpriteRules):
             self.fail(loc, str(exc))
             return None
         raw = self.manifest.model.backends.get(name, {})
-        try:
-            settings = plugin.parse_settings(raw)
-        except ValidationError as exc:
-            room = max(MAX_PROBLEMS - len(self.problems), 0)
-            errors, unseen = _settings_errors(plugin, raw, exc, room)
+        settings = parse_settings(plugin, raw, max(MAX_PROBLEMS - len(self.problems), 0))
+        if isinstance(settings, Refused):
+            errors, unseen = settings.errors, settings.unseen
             if image is None and not unseen and all(e["type"] == CONFLICT for e in errors):
                 return None
             self.broken_backends.add(name)
@@ -1097,32 +1096,6 @@ def _said_once(found: list[_Found]) -> list[_Found]:
         elif (message := changed[index]) is not None:
             kept.append(_Found(one.loc, message, one.at))
     return kept
-
-
-def _settings_errors(
-    plugin: BackendPlugin, raw: Mapping[str, Any], exc: ValidationError, room: int
-) -> tuple[list[Any], int]:
-    """The first `room` errors of a backend's settings, and how many more there are.
-    Past `room`, its unknown keys are taken out and the rest validated again: pydantic
-    takes 12 µs an error to list them, so 1,190,000 unknown keys took 15 s. (Where that
-    does not take out exactly their errors, a plugin's own parsing, all are listed.)"""
-    total = exc.error_count()
-    if total > room:
-        fields = plugin.cls.settings_model.model_fields
-        gone = set([key for key in raw if key not in fields][room:])
-        if gone:
-            try:
-                plugin.parse_settings({k: v for k, v in raw.items() if k not in gone})
-            except ValidationError as pruned:
-                if pruned.error_count() == total - len(gone):
-                    exc = pruned
-            except NebulaBuildError:
-                pass  # the plugin's parsing: its errors are listed as they came
-            else:
-                if total == len(gone):
-                    return [], total
-    errors = exc.errors()[:room]
-    return errors, total - len(errors)
 
 
 def _once_per_declaration(
