@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import FLOOR, RACY_SECONDS, TIME, nebula_build, write_manifest
+from samples import Samples, spread
 
 HERE = Path(__file__).resolve().parents[1]
 PHASES = ("noop", "cold", "edit", "lock", "load", "watch")
@@ -114,10 +115,10 @@ class Figure:
     name: str
     goal: str
     unit: str = "ms"
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    samples: Samples = field(default_factory=Samples)
 
     def add(self, label: str, value: float) -> None:
-        self.samples.setdefault(label, []).append(value)
+        self.samples.add(label, value)
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> Run:
@@ -302,7 +303,7 @@ def watch(
 
 def shown(values: list[float], unit: str) -> str:
     scale = 1000 if unit == "ms" else 1
-    low, mid, high = min(values) * scale, statistics.median(values) * scale, max(values) * scale
+    low, mid, high = (value * scale for value in spread(values))
     digits = 0 if unit == "MB" else 1
     return f"{low:.{digits}f} / {mid:.{digits}f} / {high:.{digits}f} {unit}"
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compare import Side, run, turns
+from samples import Samples, spread
 
 HERE = Path(__file__).resolve().parents[1]
 HEAD = """version = 1
@@ -53,7 +53,7 @@ def manifest(case: str, settings: int, images: int) -> str:
 
 
 def shown(values: list[float], unit: str) -> str:
-    low, middle, high = min(values), statistics.median(values), max(values)
+    low, middle, high = spread(values)
     return f"{low:.2f} / {middle:.2f} / {high:.2f} {unit}"
 
 
@@ -76,18 +76,16 @@ def main() -> None:
             path = root / "images.toml"
             if not path.exists():
                 path.write_text(manifest(case, args.settings, args.images), encoding="utf-8")
-            walls: dict[str, list[float]] = {}
-            cpus: dict[str, list[float]] = {}
-            peaks: dict[str, list[float]] = {}
+            walls, cpus, peaks = Samples(), Samples(), Samples()
             lines: dict[str, str] = {}
             for side in turns([*sides, floor], args.runs):
                 command = [sys.executable, "-m", "nebula_build", "validate"]
                 if side is floor:
                     command = [sys.executable, "-c", PARSE, str(path)]
                 done = run(command, root, {**os.environ, "PYTHONPATH": str(side.code)})
-                walls.setdefault(side.label, []).append(done.wall)
-                cpus.setdefault(side.label, []).append(done.cpu)
-                peaks.setdefault(side.label, []).append(done.peak_mb)
+                walls.add(side.label, done.wall)
+                cpus.add(side.label, done.cpu)
+                peaks.add(side.label, done.peak_mb)
                 lines[side.label] = done.out.rstrip("\n").rpartition("\n")[2][:120]
             print(f"{case} ({path.stat().st_size / 1e6:.1f} MB)")
             for label, wall in walls.items():

@@ -10,14 +10,17 @@ minute on its output steps on one core).
 from __future__ import annotations
 
 import io
-import statistics
 import sys
 import time
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from nebula_build.outputs.encode import Encoding, render_checked
 from nebula_build.outputs.keying import Keying
+
+sys.path.insert(0, str(Path(__file__).parent))
+from samples import Samples, spread
 
 SIZE = 1024
 
@@ -49,16 +52,14 @@ def main(rounds: int = 7) -> None:
         steps=(("palette", 16), ("trim", True)),
         checks=(("alpha", "required"), ("max_colors", 16)),
     )
-    times: dict[str, list[float]] = {"A opaque encode": [], "B key+palette+trim+checks": []}
+    times = Samples()
     for _ in range(rounds):
-        times["A opaque encode"].append(timed(data, plain))
-        times["B key+palette+trim+checks"].append(timed(data, sprite))
+        times.add("A opaque encode", timed(data, plain))
+        times.add("B key+palette+trim+checks", timed(data, sprite))
     print(f"{SIZE}x{SIZE} original, {rounds} rounds, seconds per image")
     for label, values in times.items():
-        print(
-            f"  {label:28} min {min(values):.3f}  median {statistics.median(values):.3f}"
-            f"  max {max(values):.3f}"
-        )
+        low, middle, high = spread(values)
+        print(f"  {label:28} min {low:.3f}  median {middle:.3f}  max {high:.3f}")
 
 
 if __name__ == "__main__":
