@@ -1160,13 +1160,9 @@ def said_once(found: Sequence[tuple[tuple[str | int, ...], str]]) -> dict[int, s
     return changed
 
 
+@collector_paused()
 def parse(text: str, path: Path, display_path: str) -> Manifest:
     """Validate manifest text; every problem becomes one line of a ManifestError."""
-    with collector_paused():
-        return _parse(text, path, display_path)
-
-
-def _parse(text: str, path: Path, display_path: str) -> Manifest:
     _refuse_past_bounds(text, display_path)
     try:
         data = tomllib.loads(text)

@@ -83,16 +83,10 @@ _VARIANT_FIELDS = ("stem", "width", "ext")
 #: a short relative path that names a file as the project does: no `.`, `..` or empty
 #: part, no backslash, `~` or `:`
 _PLAIN_PATH = re.compile(r"[\w-][\w.-]*(?:/[\w-][\w.-]*)*", re.ASCII)
+#: the options of an output's encoding and of its variants
+_ENCODING_OPTIONS = ("quality", "lossless", "resize", "fit", "resample", "variant_pattern")
 #: the keys `check_output_options` reads besides the format: most images set none
-_OUTPUT_OPTIONS = SPRITE_OPTIONS | {
-    "quality",
-    "lossless",
-    "resize",
-    "fit",
-    "resample",
-    "widths",
-    "variant_pattern",
-}
+_OUTPUT_OPTIONS = SPRITE_OPTIONS.union(_ENCODING_OPTIONS)
 
 DigestOf = Callable[[str], "str | None"]
 #: an input image's width and height from its header, what is wrong with it as an
@@ -974,6 +968,7 @@ def _named_twice(name: str) -> str:
     )
 
 
+@collector_paused()
 def resolve(
     manifest: Manifest,
     registry: BackendRegistry,
@@ -987,30 +982,6 @@ def resolve(
 ) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together.
     `data` reads the data files of declarations with `rows`."""
-    with collector_paused():
-        return _resolve(
-            manifest,
-            registry,
-            digest_of,
-            backend_override=backend_override,
-            can_encode=can_encode,
-            input_size=input_size,
-            read_input=read_input,
-            data=data,
-        )
-
-
-def _resolve(
-    manifest: Manifest,
-    registry: BackendRegistry,
-    digest_of: DigestOf,
-    *,
-    backend_override: str | None,
-    can_encode: CanEncode,
-    input_size: InputSize,
-    read_input: ReadInput,
-    data: DataFiles | None,
-) -> Resolved:
     resolver = _Resolver(
         manifest,
         registry,
