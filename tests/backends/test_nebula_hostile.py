@@ -407,39 +407,39 @@ def test_a_plugins_messages_reach_the_terminal_as_plain_text(
     assert not any(ch in out + err for ch in "\x1b\x07")
 
 
-def test_a_refused_connection_names_the_host_it_tried(project, run_cli, monkeypatch):
-    import socket
-
-    with socket.socket() as closed:  # a port nothing listens on once this closes
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    monkeypatch.setenv("NEBULA_BASE_URL", f"http://127.0.0.1:{port}/api/v1")
-    monkeypatch.setenv("NEBULA_API_KEY", CANARY_KEY)
-    project({"images.toml": manifest_with("max_attempts = 1")})
-    code, _, err = run_cli("apply", "--yes")
-    assert code == 1
-    assert f"a: connection to 127.0.0.1:{port} failed: ConnectError" in err, err
-    where = f"http://127.0.0.1:{port}/api/v1"
-    assert f"nothing reached it: is the API listening at {where} (NEBULA_BASE_URL)?" in err
-    assert CANARY_KEY not in err
-
-
-def test_a_refused_connection_says_what_to_check_before_generating(project, run_cli, monkeypatch):
+@pytest.fixture
+def unreached(project, monkeypatch) -> str:
+    """NEBULA_BASE_URL at a port nothing listens on (once its socket closed), with a key
+    and a one-image project; the base URL."""
     import socket
 
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    monkeypatch.setenv("NEBULA_BASE_URL", f"http://127.0.0.1:{port}/api/v1")
+        base = f"http://127.0.0.1:{closed.getsockname()[1]}/api/v1"
+    monkeypatch.setenv("NEBULA_BASE_URL", base)
     monkeypatch.setenv("NEBULA_API_KEY", CANARY_KEY)
     project({"images.toml": manifest_with("max_attempts = 1")})
+    return base
+
+
+def test_a_refused_connection_names_the_host_it_tried(unreached, run_cli):
+    code, _, err = run_cli("apply", "--yes")
+    assert code == 1
+    host = unreached.removeprefix("http://").removesuffix("/api/v1")
+    assert f"a: connection to {host} failed: ConnectError" in err, err
+    assert f"nothing reached it: is the API listening at {unreached} (NEBULA_BASE_URL)?" in err
+    assert CANARY_KEY not in err
+
+
+def test_a_refused_connection_says_what_to_check_before_generating(unreached, run_cli, monkeypatch):
     code, _, err = run_cli("models", "--remote")
     assert code == 1
     assert err.startswith("error: could not list models: ConnectError, nothing reached it: ")
-    assert f"listening at http://127.0.0.1:{port}/api/v1 (NEBULA_BASE_URL)?" in err, err
+    assert f"listening at {unreached} (NEBULA_BASE_URL)?" in err, err
 
     monkeypatch.delenv("NEBULA_BASE_URL")
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")  # the default host, unreached
+    proxy = unreached.removesuffix("/api/v1")
+    monkeypatch.setenv("HTTPS_PROXY", proxy)  # the default host, through a proxy unreached
     code, _, err = run_cli("models", "--remote")
     assert code == 1
     assert "check this machine's network, DNS and proxy settings" in err, err
