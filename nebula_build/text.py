@@ -202,30 +202,36 @@ def _forms(secrets: tuple[str, ...]) -> _Forms:
     )
 
 
-def unfinished_secret(text: str, secrets: Iterable[str]) -> int:
+def unfinished_secret(text: str, secrets: Iterable[str], *, end: int | None = None) -> int:
     """Where a secret may have begun that `text` ends before it ends: the start of the
     longest end of `text` that a form of a secret (see `redact`) begins with, moved back
     before any form or piece of one it would cut in two; `len(text)` where there is none.
     A stream that writes `text[:index]` redacted now, and holds the rest for what comes
-    next, redacts a secret written in two writes as it would the whole."""
+    next, redacts a secret written in two writes as it would the whole. With `end`, the
+    same for `text[:end]`, where what follows it is known: a stream that must pass on
+    part of a long line cuts it there, at most at `end`."""
     forms = _forms(tuple(secrets))
-    cut = _start_of_a_form(text, forms, text.rfind("\n") + 1)
+    end = len(text) if end is None else end
+    cut = _start_of_a_form(text, forms, text.rfind("\n", 0, end) + 1, end)
     while cut < len(text) and (earlier := _before_pieces_across(text, cut, forms)) < cut:
         cut = earlier
     return cut
 
 
-def _start_of_a_form(text: str, forms: _Forms, line: int) -> int:
-    """The start of the longest end of `text`, from `line` on, that a form begins with but
-    is not (a line break ends every secret)."""
-    for index in range(max(line, len(text) - forms.longest + 1), len(text)):
-        end = text[index:]
-        if any(
-            len(end) < len(form) and form.startswith(end)
-            for form in forms.starts.get(text[index], ())
-        ):
-            return index
-    return len(text)
+def _start_of_a_form(text: str, forms: _Forms, line: int, end: int) -> int:
+    """The start of the longest stretch of `text` that ends at `end`, from `line` on, that a
+    form begins with but is not (a line break ends every secret)."""
+    first = max(line, end - forms.longest + 1)
+    found = end
+    for char, of_char in forms.starts.items():  # a few: found at C speed, not one by one
+        index = text.find(char, first, found)
+        while index != -1:
+            stretch = text[index:end]
+            if any(len(stretch) < len(form) and form.startswith(stretch) for form in of_char):
+                found = index
+                break
+            index = text.find(char, index + 1, found)
+    return found
 
 
 def _before_pieces_across(text: str, cut: int, forms: _Forms) -> int:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from nebula_build.cli.stray import held_stdout, without_secrets
+from nebula_build.cli.stray import held_stdout, ordered_secrets
 from nebula_build.ui.runnerlog import neutralised
 
 #: the longest line held for its end; past it, it is passed on in parts (its start has
@@ -92,7 +92,7 @@ class _Reader:
         whole = self._unfinished + text
         end = max(whole.rfind("\n"), whole.rfind("\r")) + 1
         if len(whole) - end > _LONGEST_LINE:  # "##[" cut in two would not be seen
-            end = len(whole) - 2
+            end = max(end, _before_secrets(whole, len(whole) - 2))
         self._unfinished = whole[end:]
         if end:
             self._write(whole[:end])
@@ -104,10 +104,25 @@ class _Reader:
             self._write(whole + "\n")
 
     def _write(self, lines: str) -> None:
-        data = neutralised(without_secrets(lines)).encode("utf-8", "surrogateescape")
+        secrets = ordered_secrets()
+        if secrets:
+            from nebula_build.text import redact
+
+            lines = redact(lines, secrets)
+        data = neutralised(lines).encode("utf-8", "surrogateescape")
         with contextlib.suppress(OSError):  # the log gone: as a closed stderr would
             while data:
                 data = data[os.write(self._real, data) :]
+
+
+def _before_secrets(text: str, end: int) -> int:
+    """`end`, or before it where a secret runs across it."""
+    secrets = ordered_secrets()
+    if not secrets:
+        return end
+    from nebula_build.text import unfinished_secret
+
+    return unfinished_secret(text, secrets, end=end)
 
 
 _lock = _thread.allocate_lock()

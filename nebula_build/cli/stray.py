@@ -17,6 +17,7 @@ import codecs
 import collections
 import contextlib
 import dataclasses
+import functools
 import io
 import os
 import sys
@@ -110,18 +111,30 @@ def _encoding(stream: object) -> str:
 def _shown_and_held(text: str) -> tuple[str, str]:
     """What of `text` to write now, without secrets, and what to hold: the end a secret
     could begin with (see `text.unfinished_secret`)."""
-    if "nebula_build.plugin.redaction" not in sys.modules:
-        return text, ""  # and a no-op plan, which loads no backend, imports nothing for it
-    from nebula_build.plugin.redaction import declared_secrets
-
-    secrets = declared_secrets()
+    secrets = ordered_secrets()
     if not secrets:
         return text, ""
     from nebula_build.text import redact, unfinished_secret
 
-    ordered = sorted(secrets)  # one order: redaction caches the forms of each by it
-    cut = unfinished_secret(text, ordered)
-    return redact(text[:cut], ordered), text[cut:]
+    cut = unfinished_secret(text, secrets)
+    return redact(text[:cut], secrets), text[cut:]
+
+
+def ordered_secrets(also: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The value of every secret variable a backend has named (see `declared_secrets`),
+    and `also`, in one order (redaction caches the forms of each by it): none where no
+    backend was loaded, and a no-op plan, which loads none, imports nothing for it."""
+    if "nebula_build.plugin.redaction" not in sys.modules:
+        return _in_order(also)
+    from nebula_build.plugin.redaction import declared_secrets
+
+    declared = declared_secrets()
+    return _in_order(declared | also if also else declared)
+
+
+@functools.lru_cache(maxsize=4)
+def _in_order(secrets: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(secrets))
 
 
 class StrayOutput(_WithoutSecrets):
@@ -161,16 +174,12 @@ class StrayErrors(_WithoutSecrets):
 def without_secrets(text: str) -> str:
     """`text` without the value of any secret variable a backend has named (see
     `declared_secrets`): none has where no backend was loaded."""
-    if not isinstance(text, str) or "nebula_build.plugin.redaction" not in sys.modules:
-        return text  # and a no-op plan, which loads no backend, imports nothing for it
-    from nebula_build.plugin.redaction import declared_secrets
-
-    secrets = declared_secrets()
+    secrets = ordered_secrets() if isinstance(text, str) else ()
     if not secrets:
         return text
     from nebula_build.text import redact
 
-    return redact(text, sorted(secrets))
+    return redact(text, secrets)
 
 
 _lock = _thread.allocate_lock()  # threading would cost a no-op plan a millisecond
