@@ -39,6 +39,9 @@ class _Reader:
         self._real = real
         self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self._unfinished = ""
+        #: every secret declared while it reads: a writer left running past the command
+        #: that named them (a plugin's subprocess) is still redacted
+        self._secrets: frozenset[str] = frozenset()
         self._wake, self._woken = os.pipe()  # (read end, write end): a drain is asked for
         self._drained = threading.Event()
         self._thread = threading.Thread(target=self._run, name="runner log", daemon=True)
@@ -84,6 +87,7 @@ class _Reader:
             self._pass_on(self._decoder.decode(data))
         elif self._wake in ready:  # asked to drain, and nothing is left to read
             os.read(self._wake, 1 << 10)
+            self._known_secrets()  # asked while the command's are known: kept for later
             self._finish()
             self._drained.set()
         return True
@@ -92,7 +96,7 @@ class _Reader:
         whole = self._unfinished + text
         end = max(whole.rfind("\n"), whole.rfind("\r")) + 1
         if len(whole) - end > _LONGEST_LINE:  # "##[" cut in two would not be seen
-            end = max(end, _before_secrets(whole, len(whole) - 2))
+            end = max(end, self._before_secrets(whole, len(whole) - 2))
         self._unfinished = whole[end:]
         if end:
             self._write(whole[:end])
@@ -103,8 +107,23 @@ class _Reader:
         if whole:
             self._write(whole + "\n")
 
+    def _known_secrets(self) -> tuple[str, ...]:
+        secrets = ordered_secrets(self._secrets)
+        if len(secrets) != len(self._secrets):
+            self._secrets = frozenset(secrets)
+        return secrets
+
+    def _before_secrets(self, text: str, end: int) -> int:
+        """`end`, or before it where a secret runs across it."""
+        secrets = self._known_secrets()
+        if not secrets:
+            return end
+        from nebula_build.text import unfinished_secret
+
+        return unfinished_secret(text, secrets, end=end)
+
     def _write(self, lines: str) -> None:
-        secrets = ordered_secrets()
+        secrets = self._known_secrets()
         if secrets:
             from nebula_build.text import redact
 
@@ -113,16 +132,6 @@ class _Reader:
         with contextlib.suppress(OSError):  # the log gone: as a closed stderr would
             while data:
                 data = data[os.write(self._real, data) :]
-
-
-def _before_secrets(text: str, end: int) -> int:
-    """`end`, or before it where a secret runs across it."""
-    secrets = ordered_secrets()
-    if not secrets:
-        return end
-    from nebula_build.text import unfinished_secret
-
-    return unfinished_secret(text, secrets, end=end)
 
 
 _lock = _thread.allocate_lock()

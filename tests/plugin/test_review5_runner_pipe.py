@@ -4,11 +4,13 @@ that waits on a writer that never stops."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
-from tests.plugin.conftest import plugin_source
+from tests.plugin.conftest import plugin_source, process_environment
 
 MANIFEST = (
     'version = 1\n[defaults]\nbackend = "piped"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
@@ -73,4 +75,32 @@ def test_a_secret_across_the_parts_of_a_long_line_is_redacted(run_piped):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "x" * 70_000 + "[redacted] end\n" in done.stderr
+    assert SHORT_TOKEN[:4] not in done.stderr
+
+
+def test_what_a_writer_left_running_writes_after_the_command_is_still_redacted(
+    install, project, sites
+):
+    """Embedded, the process lives on past the command: the secrets were forgotten as it
+    ended, and a line the plugin's subprocess wrote then reached the log with the token."""
+    left_running = 'subprocess.Popen(["sh", "-c", "sleep 0.5; echo late $PIPED_TOKEN"])'
+    install("piped", piped(left_running, preamble="import subprocess"))
+    project({"images.toml": MANIFEST})
+    embedder = (
+        "import sys, time\n"
+        "from nebula_build.cli import main\n"
+        "code = main(['plan'])\n"
+        "time.sleep(1.5)\n"
+        "print('embedder ends', code, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", embedder],
+        env=process_environment(sites, GITHUB_ACTIONS="true", PIPED_TOKEN=SHORT_TOKEN),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "late [redacted]\nembedder ends 0\n" in done.stderr
     assert SHORT_TOKEN[:4] not in done.stderr
