@@ -13,11 +13,13 @@ from __future__ import annotations
 import _thread
 import codecs
 import contextlib
+import fcntl
 import os
 import select
+import struct
 import sys
+import termios
 import threading
-import time
 from collections.abc import Iterator
 
 from nebula_build.cli.stray import held_stdout, ordered_secrets
@@ -26,9 +28,6 @@ from nebula_build.ui.runnerlog import neutralised
 #: the longest line held for its end; past it, it is passed on in parts (its start has
 #: been neutralised: the runner reads a command only at a line's start)
 _LONGEST_LINE = 1 << 16
-#: how long a command's end waits for what was written before it to reach the log
-#: (a subprocess the plugin left running may keep writing: its lines are not waited for)
-_DRAIN_TIMEOUT = 5.0
 
 
 class _Reader:
@@ -49,16 +48,19 @@ class _Reader:
 
     def drain(self) -> None:
         """Return once what was written to the pipe so far is in the log, the end of an
-        unfinished line included (on a line of its own)."""
+        unfinished line included (on a line of its own); not what a writer left running
+        writes meanwhile. It waits as long as the log takes to read it, as a write to a
+        pipe would; Ctrl-C or SIGTERM cuts that short: the command has ended, and stops as
+        asked, with its own exit code."""
         self._drained.clear()
         if not self._thread.is_alive():  # no writer was left: all of it is out
             return
         with contextlib.suppress(OSError):  # the reader ended meanwhile
             os.write(self._woken, b".")
-        deadline = time.monotonic() + _DRAIN_TIMEOUT
-        while not self._drained.wait(0.005):  # set when drained, or as the reader ends
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                return
+        with contextlib.suppress(KeyboardInterrupt):
+            while not self._drained.wait(0.005):  # set when drained, or as the reader ends
+                if not self._thread.is_alive():
+                    return
 
     def close(self) -> None:
         """No drain is asked for any more (a writer left may still write: it is read)."""
@@ -80,16 +82,26 @@ class _Reader:
     def _read_once(self, poller: select.poll) -> bool:
         """Pass on what the pipe holds; False at its end (no writer left)."""
         ready = {fd for fd, _ in poller.poll()}
-        if self._read in ready:
-            data = os.read(self._read, 1 << 16)
-            if not data:
-                return False
-            self._pass_on(self._decoder.decode(data))
-        elif self._wake in ready:  # asked to drain, and nothing is left to read
+        if self._wake in ready:  # asked to drain: what the pipe holds now was written before
             os.read(self._wake, 1 << 10)
             self._known_secrets()  # asked while the command's are known: kept for later
+            if not self._pass_on_bytes(_bytes_held(self._read)):
+                return False
             self._finish()
             self._drained.set()
+        elif self._read in ready:
+            return self._pass_on_bytes(1)
+        return True
+
+    def _pass_on_bytes(self, count: int) -> bool:
+        """Pass on at least `count` bytes of the pipe (at most what it holds, when it holds
+        more); False at its end."""
+        while count > 0:
+            data = os.read(self._read, max(count, 1 << 16))
+            if not data:
+                return False
+            count -= len(data)
+            self._pass_on(self._decoder.decode(data))
         return True
 
     def _pass_on(self, text: str) -> None:
@@ -132,6 +144,12 @@ class _Reader:
         with contextlib.suppress(OSError):  # the log gone: as a closed stderr would
             while data:
                 data = data[os.write(self._real, data) :]
+
+
+def _bytes_held(pipe: int) -> int:
+    """How many bytes `pipe` holds, unread."""
+    held = fcntl.ioctl(pipe, termios.FIONREAD, b"\0\0\0\0")
+    return int(struct.unpack("i", held)[0])
 
 
 _lock = _thread.allocate_lock()

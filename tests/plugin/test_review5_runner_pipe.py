@@ -4,9 +4,13 @@ that waits on a writer that never stops."""
 
 from __future__ import annotations
 
+import shlex
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +108,77 @@ def test_what_a_writer_left_running_writes_after_the_command_is_still_redacted(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "late [redacted]\nembedder ends 0\n" in done.stderr
     assert SHORT_TOKEN[:4] not in done.stderr
+
+
+def test_a_writer_left_running_does_not_hold_the_command_end(install, project, sites):
+    """A drain waited for the pipe to be empty: a subprocess left writing without a
+    pause held the command's end 5 s twice (11 s for a plan), past which it gave up."""
+    install("piped", piped('subprocess.Popen(["yes", "busy line"])', preamble="import subprocess"))
+    project({"images.toml": MANIFEST})
+    started = time.monotonic()
+    done = subprocess.run(  # the log read by a pipe, as the runner reads it
+        f"{shlex.quote(sys.executable)} -m nebula_build plan 2>&1 >plan.txt | tail -c 100",
+        shell=True,
+        env=process_environment(sites, GITHUB_ACTIONS="true", PIPED_TOKEN=SHORT_TOKEN),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert time.monotonic() - started < 5
+    assert "Plan: 1 to generate" in Path("plan.txt").read_text(encoding="utf-8")
+    assert "\nbusy line\n" in done.stdout
+
+
+def slow_log(sites, marker, wait_then):
+    """Runs a plan whose plugin writes 100 KB to descriptor 2 and then creates `marker`,
+    with a log that takes nothing until `marker` exists and `wait_then(process)` returns:
+    (exit code, stdout, stderr)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "plan"],
+        env=process_environment(sites, GITHUB_ACTIONS="true", PIPED_TOKEN=SHORT_TOKEN),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        wait_then(process)
+        out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+WRITES_A_LOT = """
+    os.write(2, b"z" * 100_000 + b"\\n")
+    open("written", "w").close()
+"""
+
+
+def test_what_the_log_is_slow_to_take_is_not_lost(install, project, sites):
+    """A command's end waited 5 s for the log to take what was written, twice, then the
+    process ended without it: a log read 11 s late lost what the pipes still held."""
+    install("piped", piped(WRITES_A_LOT))
+    root = project({"images.toml": MANIFEST})
+    code, out, err = slow_log(sites, root / "written", lambda process: time.sleep(11))
+    assert code == 0, err[-2000:]
+    assert "Plan: 1 to generate" in out
+    assert "z" * 100_000 + "\n" in err
+
+
+def test_a_stop_asked_for_while_the_log_is_drained_ends_without_a_traceback(
+    install, project, sites
+):
+    """SIGTERM while the command's end waited for a slow log to take what was written
+    raised KeyboardInterrupt there: a traceback, exit 130."""
+    install("piped", piped(WRITES_A_LOT))
+    root = project({"images.toml": MANIFEST})
+
+    def stop(process):
+        time.sleep(1)  # the plan is made: the command waits for the log
+        process.send_signal(signal.SIGTERM)
+
+    code, out, err = slow_log(sites, root / "written", stop)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+    assert (code, "z" * 100_000 + "\n" in err) == (0, True)
+    assert "Plan: 1 to generate" in out
