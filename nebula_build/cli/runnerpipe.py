@@ -28,6 +28,9 @@ from nebula_build.ui.runnerlog import neutralised
 #: the longest line held for its end; past it, it is passed on in parts (its start has
 #: been neutralised: the runner reads a command only at a line's start)
 _LONGEST_LINE = 1 << 16
+#: what the pipe holds before a writer waits (Linux's default is 64 KiB): C code that
+#: writes while it holds the GIL waits for a reader that needs the GIL
+_PIPE_SIZE = 1 << 20
 
 
 class _Reader:
@@ -199,12 +202,21 @@ def _pipe_descriptors() -> None:
         for fd in opened:
             os.close(fd)
         return
+    _enlarge(write)
     os.dup2(write, 2)
     os.dup2(write, 1)  # it pointed at stderr: the command's stdout is a copy
     os.close(write)
     real_out, real_err, for_reader = opened
     _saved = (real_out, real_err)
     _reader = _Reader(read, for_reader)
+
+
+def _enlarge(pipe: int) -> None:
+    """Let `pipe` hold `_PIPE_SIZE` bytes, where the system allows it (Linux)."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):  # past what the system allows: as it was
+            fcntl.fcntl(pipe, set_size, _PIPE_SIZE)
 
 
 def _unpipe_descriptors() -> None:

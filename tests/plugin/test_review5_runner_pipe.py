@@ -182,3 +182,18 @@ def test_a_stop_asked_for_while_the_log_is_drained_ends_without_a_traceback(
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
     assert (code, "z" * 100_000 + "\n" in err) == (0, True)
     assert "Plan: 1 to generate" in out
+
+
+def test_c_code_that_writes_a_lot_while_it_holds_the_gil_does_not_hang(run_piped):
+    """C code that wrote more than the pipe held (64 KiB) while it held the GIL waited
+    for the reader, which waited for the GIL: the command hung for good. The pipe holds
+    1 MiB now (past that, such C code still waits: a thread cannot read without the GIL)."""
+    done = run_piped(
+        """
+            data = b"y" * 300_000 + b"\\n"
+            ctypes.PyDLL(None).write(2, data, len(data))  # PyDLL keeps the GIL held
+        """,
+        preamble="import ctypes",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "y" * 300_000 + "\n" in done.stderr
