@@ -47,7 +47,12 @@ class _Reader:
         self._wake, self._woken = os.pipe()  # (read end, write end): a drain is asked for
         self._drained = threading.Event()
         self._thread = threading.Thread(target=self._run, name="runner log", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError:  # no thread left to start
+            os.close(self._wake)
+            os.close(self._woken)
+            raise
 
     def drain(self) -> None:
         """Return once what was written to the pipe so far is in the log, the end of an
@@ -198,7 +203,9 @@ def _pipe_descriptors() -> None:
         for fd in (1, 2, 2):  # the reader writes to a copy of its own
             opened.append(os.dup(fd))
         read, write = os.pipe()
-    except OSError:  # a descriptor closed, or none left: nothing is guarded
+        opened += (read, write)
+        reader = _Reader(read, opened[2])
+    except (OSError, RuntimeError):  # a descriptor closed, none left, or no thread
         for fd in opened:
             os.close(fd)
         return
@@ -206,9 +213,8 @@ def _pipe_descriptors() -> None:
     os.dup2(write, 2)
     os.dup2(write, 1)  # it pointed at stderr: the command's stdout is a copy
     os.close(write)
-    real_out, real_err, for_reader = opened
-    _saved = (real_out, real_err)
-    _reader = _Reader(read, for_reader)
+    _saved = (opened[0], opened[1])
+    _reader = reader
 
 
 def _enlarge(pipe: int) -> None:

@@ -4,6 +4,7 @@ that waits on a writer that never stops."""
 
 from __future__ import annotations
 
+import resource
 import shlex
 import signal
 import subprocess
@@ -197,3 +198,23 @@ def test_c_code_that_writes_a_lot_while_it_holds_the_gil_does_not_hang(run_piped
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "y" * 300_000 + "\n" in done.stderr
+
+
+def test_near_the_descriptor_limit_a_command_still_says_what_it_did(project, sites):
+    """With no descriptor left for the reader's own pipe, descriptors 1 and 2 had been
+    pointed at a pipe no one read: the command ended with 1 and said nothing."""
+    root = project({"images.toml": MANIFEST.replace('"piped"', '"preview"')})
+    for limit in range(6, 16):
+        done = subprocess.run(
+            [sys.executable, "-m", "nebula_build", "plan"],
+            env=process_environment(sites, GITHUB_ACTIONS="true"),
+            preexec_fn=lambda limit=limit: resource.setrlimit(
+                resource.RLIMIT_NOFILE, (limit, limit)
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=root,
+        )
+        assert done.returncode == 0 or done.stdout + done.stderr, limit
