@@ -261,11 +261,11 @@ def _redact_fragments(text: str, windows: frozenset[str]) -> str:
     """Remove every stretch of `text` made of `windows` (of MIN_SECRET_FRAGMENT characters)."""
     size = MIN_SECRET_FRAGMENT
     starts = range(len(text) - size + 1)
-    if len(windows) <= _WINDOWS_SEARCHED:
+    if len(starts) > len(windows) and len(windows) <= _WINDOWS_SEARCHED:
         if not any(window in text for window in windows):
             return text  # the usual case, found at C speed: no character-by-character walk
-    elif windows.isdisjoint(text[start : start + size] for start in starts):
-        return text
+    elif windows.isdisjoint(map(text.__getitem__, map(slice, starts, range(size, len(text) + 1)))):
+        return text  # fewer windows of the text (a short write) than of the secrets
     covered = [False] * len(text)
     for start in starts:
         if text[start : start + size] in windows:
