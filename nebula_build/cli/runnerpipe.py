@@ -91,7 +91,9 @@ class _Reader:
         """Pass on what the pipe holds; False at its end (no writer left)."""
         ready = {fd for fd, _ in poller.poll()}
         if self._wake in ready:  # asked to drain: what the pipe holds now was written before
-            os.read(self._wake, 1 << 10)
+            if not os.read(self._wake, 1 << 10):  # closed: no drain is asked for any more
+                poller.unregister(self._wake)
+                return True
             self._known_secrets()  # asked while the command's are known: kept for later
             if not self._pass_on_bytes(_bytes_held(self._read)):
                 return False

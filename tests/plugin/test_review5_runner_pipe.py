@@ -218,3 +218,34 @@ def test_near_the_descriptor_limit_a_command_still_says_what_it_did(project, sit
             cwd=root,
         )
         assert done.returncode == 0 or done.stdout + done.stderr, limit
+
+
+def test_an_embedder_running_commands_one_after_another_keeps_no_reader(project, sites):
+    """Each command's reader ends with its pipe: none is left reading, or spinning on the
+    closed pipe that asked it to drain."""
+    root = project({"images.toml": MANIFEST.replace('"piped"', '"preview"')})
+    embedder = (
+        "import os, threading, time\n"
+        "from nebula_build.cli import main\n"
+        "for _ in range(30):\n"
+        "    main(['plan'])\n"
+        "time.sleep(0.5)\n"
+        "busy = os.times()\n"
+        "time.sleep(1)\n"
+        "spent = os.times().user - busy.user\n"
+        "readers = [t for t in threading.enumerate() if t.name == 'runner log']\n"
+        "print('readers', len(readers), 'spent', round(spent, 2), file=open('said', 'w'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", embedder],
+        env=process_environment(sites, GITHUB_ACTIONS="true"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    readers, spent = (root / "said").read_text(encoding="utf-8").split()[1::2]
+    assert readers == "0"
+    assert float(spent) < 0.5
