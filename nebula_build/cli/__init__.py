@@ -462,6 +462,11 @@ def main(
     """Run the CLI; returns the exit code instead of exiting."""
     # on the process's stdout, what a subprocess writes to descriptor 1 goes to stderr
     with command_stdout(out) as stdout:
+        if err is None and sys.stderr is None:  # closed as the process started (`2>&-`)
+            from pathlib import Path
+
+            with Path(os.devnull).open("w", encoding="utf-8") as nowhere:
+                return _main_on(argv, stdout, nowhere)
         return _main_on(argv, stdout, err or sys.stderr)
 
 

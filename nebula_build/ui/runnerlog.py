@@ -95,6 +95,9 @@ def guarded(stream: TextIO) -> TextIO:
 
 def guard_process_streams() -> None:
     """Route sys.stdout and sys.stderr through RunnerLog: what Python itself prints
-    (a traceback, a warning, a library's log) is neutralised too."""
-    sys.stdout = guarded(sys.stdout)
-    sys.stderr = guarded(sys.stderr)
+    (a traceback, a warning, a library's log) is neutralised too. A stream closed when
+    the process started (`>&-`: None) stays None, for the CLI to write nowhere."""
+    if sys.stdout is not None:
+        sys.stdout = guarded(sys.stdout)
+    if sys.stderr is not None:
+        sys.stderr = guarded(sys.stderr)

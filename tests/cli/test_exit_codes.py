@@ -168,13 +168,22 @@ def test_plan_and_status_detailed_exitcode_are_1_for_a_conflict_or_a_failed_imag
     assert code == 0 and out.startswith("b  up to date")
 
 
+@pytest.mark.parametrize("actions", [False, True], ids=["terminal", "github-actions"])
 @pytest.mark.parametrize("closed", [">&-", "2>&-"])
-def test_a_command_with_stdout_or_stderr_closed_keeps_its_exit_code(closed, project):
+def test_a_command_with_stdout_or_stderr_closed_keeps_its_exit_code(
+    closed, actions, project, monkeypatch
+):
     """`plan --detailed-exitcode >&-`, as a script that wants the code alone might run
-    it: the output has nowhere to go, and the code is still 2 (it was a traceback and 1)."""
+    it: the output has nowhere to go, and the code is still 2 (it was a traceback and 1,
+    and under GitHub Actions a traceback and 120)."""
     import os
     import subprocess
     import sys
+
+    if actions:
+        monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    else:
+        monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
 
     root = project({"images.toml": SITE})
     repo = Path(__file__).resolve().parents[2]
