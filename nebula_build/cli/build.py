@@ -51,7 +51,7 @@ def _idle_conflicts(ctx: Context, prepared: Prepared) -> list[str]:
     from nebula_build.core.resolve import idle_conflicts
 
     project = prepared.project
-    text = project.manifest_path.read_text(encoding="utf-8", errors="replace")
+    text = project.manifest_path.read_text(encoding="utf-8-sig", errors="replace")
     cut = chunks.cut(text)
     rest = chunks.parse_rest(cut.rest) if cut is not None else None
     manifest = None

@@ -1240,16 +1240,63 @@ def read_bytes(path: Path, display_path: str | None = None) -> bytes:
         os.close(fd)
 
 
+#: what Notepad and some other editors put before the UTF-8 text they save
+_UTF8_BOM = b"\xef\xbb\xbf"
+#: the byte-order marks of UTF-16 (Windows' "Unicode" text starts with one)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SAVE_AS_UTF8 = "save it as UTF-8"
+
+
+def _without_bom(raw: bytes) -> bytes:
+    """The bytes after the byte-order mark an editor may have put first (tomllib
+    refuses one; an editor shows none, so lines and columns count without it)."""
+    return raw[len(_UTF8_BOM) :] if raw.startswith(_UTF8_BOM) else raw
+
+
+def utf8_text(raw: bytes) -> str:
+    """The text of manifest bytes, without a byte-order mark; UnicodeDecodeError
+    where they are not UTF-8."""
+    return _without_bom(raw).decode("utf-8")
+
+
 def from_bytes(raw: bytes, path: Path, display_path: str | None = None) -> Manifest:
     """Validate manifest bytes already read from `path`."""
     shown = display_path or path.name
     try:
-        text = raw.decode("utf-8")
+        text = utf8_text(raw)
     except UnicodeDecodeError as exc:
-        raise ManifestError.single(
-            shown, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
-    return parse(text, path, shown)
+        raise _not_utf8(raw, exc, shown) from None
+    try:
+        return parse(text, path, shown)
+    except ManifestError:
+        if _utf16(raw):  # UTF-16 of ASCII text is UTF-8 too, each letter after a NUL
+            raise _saved_as_utf16(shown) from None
+        raise
+
+
+def _utf16(raw: bytes) -> bool:
+    """Whether `raw` reads as UTF-16: a mark of it first, or a NUL (in no TOML) in
+    the first character."""
+    return raw.startswith(_UTF16_BOMS) or b"\x00" in raw[:2]
+
+
+def _saved_as_utf16(shown: str) -> ManifestError:
+    return ManifestError.single(shown, "", f"saved as UTF-16; {_SAVE_AS_UTF8}")
+
+
+def _not_utf8(raw: bytes, exc: UnicodeDecodeError, shown: str) -> ManifestError:
+    """The bytes that are not UTF-8, at the line and column an editor shows them."""
+    if _utf16(raw):
+        return _saved_as_utf16(shown)
+    body = _without_bom(raw)
+    line_start = body.rfind(b"\n", 0, exc.start) + 1
+    line = body.count(b"\n", 0, exc.start) + 1
+    column = len(body[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+    byte = body[exc.start]
+    latin1 = f", {chr(byte)!r} in Latin-1" if byte >= 0xA0 else ""
+    return ManifestError.single(
+        shown, "", f"not UTF-8 text (byte 0x{byte:02x}{latin1}); {_SAVE_AS_UTF8}", line, column
+    )
 
 
 def load(path: Path, display_path: str | None = None) -> Manifest:
@@ -1261,9 +1308,10 @@ def source_text(path: Path) -> str | None:
     """The manifest's text as it is now, only to point at lines (a resolution from the
     spec cache kept none); None where it cannot be read."""
     try:
-        return read_bytes(path).decode("utf-8", errors="replace")
+        raw = read_bytes(path)
     except ManifestError:
         return None
+    return _without_bom(raw).decode("utf-8", errors="replace")
 
 
 def json_schema(backend_settings: Mapping[str, type[BaseModel]]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from nebula_build.core.chunks import Parsed, parsed, reparse
 from nebula_build.core.incremental import Edit, resolve_edit
-from nebula_build.core.manifest import from_bytes, read_bytes
+from nebula_build.core.manifest import from_bytes, read_bytes, utf8_text
 from nebula_build.core.resolve import Resolved, resolve
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import speccache
@@ -200,7 +200,7 @@ def _edited(
     where `raw` differs from `previous` only in images' tables and no input file it
     read changed; None where the whole path must run (it also reports problems)."""
     try:
-        text = raw.decode("utf-8")
+        text = utf8_text(raw)
     except UnicodeDecodeError:
         return None
     if text == previous.parsed.manifest.text:

@@ -235,8 +235,8 @@ def test_a_manifest_that_is_not_utf8_is_one_line(project, run_cli):
     project({"images.toml": b"version = 1\n# caf\xe9\n"})
     code, _, err = run_cli("plan")
     assert code == 1
-    assert (
-        err.strip() == "error: images.toml: not UTF-8 text (invalid continuation byte at byte 17)"
+    assert err.strip() == (
+        "error: images.toml:2:6: not UTF-8 text (byte 0xe9, 'é' in Latin-1); save it as UTF-8"
     )
 
 
