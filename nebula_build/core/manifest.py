@@ -797,6 +797,8 @@ def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
             named = {key: value for key, value in error.items() if key != "input"}
             return loc[:-1], describe_error(named, [])  # the message names the key
         return loc[:-1], "image names may contain only letters, digits, '-' and '_'"
+    if loc == ("version",) and error["type"] == "missing":
+        return loc, f"is required; put `version = {SCHEMA_VERSION}` at the top of the file"
     if loc == ("version",) and error["type"] == "literal_error":
         got = json.dumps(error.get("input"), default=str)
         return loc, f"unsupported manifest version (got {got}); this nebula-build reads version 1"
