@@ -38,7 +38,7 @@ from nebula_build.core import sourcemap
 from nebula_build.core.nocycles import collector_paused
 from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, MoreProblems, Problem, did_you_mean
-from nebula_build.params import BY_NAME, MAX_SEED
+from nebula_build.params import BY_NAME, MAX_SEED, MAX_SIZE, MIN_SIZE
 from nebula_build.state.conflicts import marker_on, opened_conflict
 from nebula_build.text import escaped, model_id_problem, shows_as_it_is
 from nebula_build.tomlparse import (
@@ -825,8 +825,52 @@ def describe_error(error: Any, known: list[str]) -> str:
         known_keys = f" of {', '.join(known)}" if known else ""
         return f"must be a table{known_keys} (got {_shown_value(error.get('input'))})"
     got = f" (got {_shown_value(error['input'])})" if "input" in error else ""
+    plain = _in_plain_words(error, got)
+    if plain is not None:
+        return plain
     message = str(error["msg"]).removeprefix("Value error, ")
     return message[0].lower() + message[1:] + got
+
+
+#: pydantic's error types of a value out of range, and the bound's words
+_BOUNDS = {
+    "less_than_equal": ("le", "at most"),
+    "greater_than_equal": ("ge", "at least"),
+    "less_than": ("lt", "less than"),
+    "greater_than": ("gt", "more than"),
+}
+#: an image's size, where the manifest sets it (a backend's settings may have their own)
+_SIZES = frozenset({"width", "height"})
+_SIZED = frozenset({"images", "defaults", "styles"})
+#: a value of these types written in quotes: what it is, and how TOML writes it
+_UNQUOTED = {
+    "int_type": ("an integer", re.compile(r"[+-]?[0-9]+")),
+    "float_type": ("a number", re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")),
+}
+
+
+def _in_plain_words(error: Any, got: str) -> str | None:
+    """pydantic's message for a value out of range, empty, or a number in quotes, in
+    the words of what to write; None for any other error."""
+    kind, loc, context = error["type"], tuple(error["loc"]), error.get("ctx") or {}
+    key = str(loc[-1]) if loc else ""
+    if kind in _BOUNDS and key in _SIZES and loc[0] in _SIZED:
+        return f"must be a multiple of 8 within {MIN_SIZE}-{MAX_SIZE}{got}"
+    if kind in _BOUNDS:
+        bound, words = _BOUNDS[kind]
+        limit = context[bound]
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)  # 3600, not 3600.0
+        return f"must be {words} {limit}{got}"
+    if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
+        return "must not be empty"
+    if kind in _UNQUOTED and isinstance(error.get("input"), str):
+        what, number = _UNQUOTED[kind]
+        written = error["input"].strip()
+        if number.fullmatch(written) is None:
+            return None
+        return f"must be {what}, without quotes ({shown(key)} = {shown(written)})"
+    return None
 
 
 def _shown_value(value: Any) -> str:

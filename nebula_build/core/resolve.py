@@ -534,11 +534,7 @@ class _Resolver(SpriteRules):
         output = self.check_path(("images", name, "output"), decl.output, "output", output_of=name)
         fmt = format_for(decl.output)
         if output is not None and fmt is None:
-            self.fail(
-                ("images", name, "output"),
-                f"unsupported file type {PurePosixPath(output).suffix or '(none)'!r}; "
-                f"use one of {', '.join(FORMATS)}",
-            )
+            self.fail(("images", name, "output"), _unsupported_output(output))
         if fmt is not None:
             self.check_output_options(name, decl, merged, fmt)
         inputs = self.inputs(name, decl, merged) if inpainting else {}
@@ -1106,3 +1102,13 @@ def _once_per_declaration(
         else:
             result.append(first[key])
     return result
+
+
+def _unsupported_output(output: str) -> str:
+    """Why an output's file type is refused, and the types it may have."""
+    suffix = PurePosixPath(output).suffix
+    *others, last = FORMATS
+    types = f"{', '.join(others)} or {last}"
+    if not suffix:
+        return f'has no extension; end it with {types} (output = "{shown_name(output, 200)}.png")'
+    return f"unsupported file type {suffix!r}; use one of {', '.join(FORMATS)}"

@@ -190,7 +190,7 @@ CASES = {
     ),
     "max_images beyond its ceiling": (
         "max_images = 1000000\n" + HEAD + image(""),
-        "images.toml:1:1: max_images: input should be less than or equal to 100000 (got 1000000)",
+        "images.toml:1:1: max_images: must be at most 100000 (got 1000000)",
     ),
     "a prompt past 10,000 characters": (
         HEAD + image("").replace('prompt = "x"', f'prompt = "{"x" * 10_001}"'),

@@ -213,7 +213,7 @@ def test_an_empty_default_makes_a_column_optional_but_never_a_prompt_blank(proje
         (
             {"columns": {"name": ""}},
             {},
-            "images.product.rows.columns.name: string should have at least 1 character",
+            "images.product.rows.columns.name: must not be empty",
         ),
         (
             {"columns": {"sku": "Product Name"}},

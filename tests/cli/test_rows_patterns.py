@@ -134,7 +134,7 @@ def test_a_string_and_a_list_of_one_are_the_same_declaration(project, run_cli):
             ["posts/*.md", ".git/*.md"],
             "images.cover.rows.files.1: '.git/*.md' is inside .git/, which belongs to the tool",
         ),
-        (["posts/*.md", ""], "images.cover.rows.files.1: string should have at least 1 char"),
+        (["posts/*.md", ""], "images.cover.rows.files.1: must not be empty"),
         ({"a": "posts/*.md"}, "images.cover.rows.files: must be a pattern such as"),
     ],
 )

@@ -30,7 +30,7 @@ CASES = {
     ),
     "wrong type": (
         HEAD + '[images.hero]\nprompt = "x"\nwidth = "512"\noutput = "a.png"\n',
-        'images.toml:9:1: images.hero.width: input should be a valid integer (got "512")',
+        "images.toml:9:1: images.hero.width: must be an integer, without quotes (width = 512)",
     ),
     "unknown key with a suggestion": (
         HEAD + '[images.hero]\nprompt = "x"\nsed = 4\noutput = "a.png"\n',
@@ -170,7 +170,7 @@ CASES = {
     ),
     "bad backend setting": (
         HEAD + "[backends.preview]\nconcurrency = 0\n",
-        "images.toml:8:1: backends.preview.concurrency: input should be greater than or equal to 1",
+        "images.toml:8:1: backends.preview.concurrency: must be at least 1 (got 0)",
     ),
 }
 

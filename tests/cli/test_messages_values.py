@@ -1,0 +1,60 @@
+"""A value a newcomer gets wrong (a size past the range, a number in quotes, an empty
+prompt, an output without an extension) says what to write instead, in one line
+naming the file, line, image and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.manifests import PREVIEW as HEAD
+
+
+def _said(project, run_cli, image: str) -> str:
+    project({"images.toml": HEAD + "\n[images.hero]\n" + image})
+    code, out, err = run_cli("plan")
+    assert (code, out) == (1, "")
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        (
+            "width = 4096",
+            "images.toml:12:1: images.hero.width: must be a multiple of 8 within 64-2048 "
+            "(got 4096)",
+        ),
+        (
+            "height = 32",
+            "images.toml:12:1: images.hero.height: must be a multiple of 8 within 64-2048 (got 32)",
+        ),
+        (
+            'width = "1344"',
+            "images.toml:12:1: images.hero.width: must be an integer, without quotes "
+            "(width = 1344)",
+        ),
+        (
+            'guidance_scale = "7.5"',
+            "images.toml:12:1: images.hero.guidance_scale: must be a number, without quotes "
+            "(guidance_scale = 7.5)",
+        ),
+        ("num_steps = 0", "images.toml:12:1: images.hero.num_steps: must be at least 1 (got 0)"),
+    ],
+)
+def test_a_value_out_of_range_or_in_quotes_says_what_to_write(written, said, project, run_cli):
+    image = f'prompt = "x"\noutput = "hero.png"\n{written}\n'
+    assert _said(project, run_cli, image) == f"error: {said}\n"
+
+
+def test_an_empty_prompt_says_it_must_not_be_empty(project, run_cli):
+    err = _said(project, run_cli, 'prompt = ""\noutput = "hero.png"\n')
+    assert err == "error: images.toml:10:1: images.hero.prompt: must not be empty\n"
+
+
+def test_an_output_without_an_extension_says_which_to_end_it_with(project, run_cli):
+    err = _said(project, run_cli, 'prompt = "x"\noutput = "images/hero"\n')
+    assert err == (
+        "error: images.toml:11:1: images.hero.output: has no extension; end it with .png, "
+        '.webp, .jpg, .jpeg or .avif (output = "images/hero.png")\n'
+    )
