@@ -76,6 +76,24 @@ def _refuse_a_linked_manifest(path: Path) -> None:
         raise UserError(f"{path.name!r} is not a manifest name: call it <name>.toml")
 
 
+def _a_folder(written: str, path: Path) -> str:
+    """What to pass to -f instead of the folder `written` (at `path`): the manifests in it."""
+    shown = written.rstrip("/" + os.sep) or written
+    try:
+        names = sorted(child.name for child in path.glob("*.toml") if child.is_file())
+    except OSError:
+        names = []
+    if MANIFEST_NAME in names:
+        names = [MANIFEST_NAME]
+    if not names:
+        return (
+            f"{shown} is a folder, with no .toml file in it; -f names the manifest file "
+            f"(-C {shown} runs in that folder)"
+        )
+    choices = " or ".join(f"-f {Path(shown) / name}" for name in names[:3])
+    return f"{shown} is a folder; -f names the manifest file: {choices}"
+
+
 @dataclass(frozen=True)
 class Project:
     """The paths of one project, rooted at its manifest's folder."""
@@ -90,6 +108,8 @@ class Project:
             path = Path(manifest)
             path = path if path.is_absolute() else start / path
             _refuse_a_linked_manifest(path)
+            if path.is_dir():
+                raise UserError(_a_folder(manifest, path))
             return cls(path.parent.resolve(), path.parent.resolve() / path.name).checked()
         here = start.resolve()
         for folder in (here, *here.parents):
