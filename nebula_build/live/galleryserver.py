@@ -52,6 +52,11 @@ IDLE_SECONDS = 30.0
 REQUEST_SECONDS = 30.0
 #: connections served at once, a thread each; the next wait without one
 MAX_CONNECTIONS = 64
+#: event streams open at once: each holds a connection for as long as its tab is open,
+#: so past these the page, its images and picks still have connections left
+MAX_EVENT_STREAMS = 16
+#: how long a stream turned away waits before its EventSource asks again
+EVENTS_RETRY_MS = 5000
 #: a request's line and headers: a browser's are a few KiB (cookies of every port of
 #: this machine included); the standard library alone holds up to 6.5 MB per connection
 HEAD_BYTES = 64 << 10
@@ -295,6 +300,8 @@ def _from_another_site(headers: Message) -> bool:
 
 
 def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
+    streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
@@ -393,6 +400,39 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _events(self) -> None:
+            if not streams.acquire(blocking=False):
+                self._events_later()
+                return
+            try:
+                self._stream_events()
+            finally:
+                streams.release()
+
+        def _events_later(self) -> None:
+            """Past the cap: the current round, then the end of the stream. An EventSource
+            gives up for good on any status but 200 (503 included); a 200 stream that
+            ends it opens again after `retry` ms, by itself."""
+            _, _, seen, changed = server._snapshot()
+            body = f"retry: {EVENTS_RETRY_MS}\ndata: {page_data(seen, changed)}\n\n".encode()
+            self.close_connection = True
+            self._send(200, body, "text/event-stream")
+
+        def _hung_up(self) -> bool:
+            """Whether the client closed the stream (its tab closed). A write to it
+            may still succeed once, so the write alone notices only the one after."""
+            connection: socket.socket = self.connection
+            waits = connection.gettimeout()
+            connection.settimeout(0)  # look, never wait
+            try:
+                return connection.recv(1, socket.MSG_PEEK) == b""
+            except BlockingIOError:  # nothing sent, and still open
+                return False
+            except OSError:
+                return True
+            finally:
+                connection.settimeout(waits)
+
+        def _stream_events(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-store")
@@ -405,6 +445,8 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 while True:
                     news = server._wait_for_round(seen)
+                    if self._hung_up():
+                        return
                     if news is None:
                         self.wfile.write(b": keep-alive\n\n")
                     else:
