@@ -52,16 +52,35 @@ def _global_hint(argv: Sequence[str], at: int, parser: argparse.ArgumentParser) 
     close = did_you_mean(word, (*_GLOBAL_WITH_VALUE, *_GLOBAL_FLAGS))
     if close is not None and close.lower() == word.lower():
         return f"; did you mean {close}?"
-    commands = subcommands(parser)
-    name = next((w for w in argv[at + 1 :] if w in commands), None)
-    action = _option(commands[name], word) if name is not None else None
-    if name is None or action is None:
+    found = _command_taking(argv, at, subcommands(parser))
+    if found is None:
         return f"; did you mean {close}?" if close else ""
-    moved = argv[at : at + 1 + _values(action, word)]
+    name, values = found
+    moved = argv[at : at + 1 + values]
     rest = [*argv[:at], *argv[at + len(moved) :]]
     where = rest.index(name) + 1
     line = shlex.join(["nebula-build", *rest[:where], *moved, *rest[where:]])
     return f"; it is an option of {name}, and goes after it: {line}"
+
+
+def _command_taking(
+    argv: Sequence[str], at: int, commands: dict[str, argparse.ArgumentParser]
+) -> tuple[str, int] | None:
+    """The command after `argv[at]` that takes it as an option, and how many words
+    after it are its value, or None. The command is past that value: in `--target plan
+    plan` the first `plan` is the value; in `--serve watch` (whose value is optional)
+    `watch` is the command."""
+    word = argv[at]
+    for where in range(at + 1, len(argv)):
+        action = _option(commands[argv[where]], word) if argv[where] in commands else None
+        if action is None:
+            continue
+        values = _values(action, word)
+        if where == at + 1 and action.nargs == argparse.OPTIONAL:
+            values = 0
+        if where > at + values:
+            return argv[where], values
+    return None
 
 
 def unrecognized(
@@ -84,6 +103,8 @@ def _after_command_hint(
     argv: Sequence[str], extras: Sequence[str], command: argparse.ArgumentParser
 ) -> str:
     word = extras[0]
+    if len(command.prog.split()) < 2:  # `nebula-build --`: no command to place it by
+        return ""
     name = command.prog.split()[1]  # `cache` of `nebula-build cache push`
     start = argv.index(name)
     if word[:2] in _GLOBAL_WITH_VALUE:
