@@ -312,7 +312,9 @@ class _Parser(argparse.ArgumentParser):
             from nebula_build.cli.usage import unknown_global
 
             message = unknown_global(self.argv, self) or message
-        super().error(message)
+        from nebula_build.text import escaped  # a word of argv may hold escape sequences
+
+        super().error(escaped(message))
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         choices = action.choices

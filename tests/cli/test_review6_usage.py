@@ -36,3 +36,18 @@ def test_an_option_before_the_command_it_could_take_for_a_value(argv, line, run_
 def test_an_option_whose_value_is_the_only_command_is_said_without_a_line(run_cli, capsys):
     said = _said(run_cli, capsys, "--target", "plan")
     assert said == "nebula-build plan: error: unrecognized arguments: --target"
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (("--x\x1b]0;pwned\x07",), "--x\\x1b]0;pwned\\x07"),
+        (("plan", "--x\x1b[2J"), "--x\\x1b[2J"),
+        (("plan", "he\x1b[31mro\u202e"), "--target 'he\\x1b[31mro\\u202e'"),
+    ],
+)
+def test_a_word_with_escape_sequences_is_shown_escaped(argv, shown, run_cli, capsys):
+    said = _said(run_cli, capsys, *argv)
+    assert shown in said
+    assert "\x1b" not in said
+    assert "\u202e" not in said
