@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import stat
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nebula_build.errors import UserError
+from nebula_build.text import escaped, shell_option
 
 MANIFEST_NAME = "images.toml"
 STATE_DIR = ".nebula-build"
@@ -77,21 +79,36 @@ def _refuse_a_linked_manifest(path: Path) -> None:
 
 
 def _a_folder(written: str, path: Path) -> str:
-    """What to pass to -f instead of the folder `written` (at `path`): the manifests in it."""
+    """What to pass to -f instead of the folder `written` (at `path`): the manifests in it,
+    as a shell takes them and escaped where a terminal would obey them (a file's name
+    may hold an escape sequence or a line break)."""
     shown = written.rstrip("/" + os.sep) or written
-    try:
-        names = sorted(child.name for child in path.glob("*.toml") if child.is_file())
-    except OSError:
-        names = []
-    if MANIFEST_NAME in names:
-        names = [MANIFEST_NAME]
+    names = [MANIFEST_NAME] if (path / MANIFEST_NAME).is_file() else _manifests_in(path)
     if not names:
-        return (
+        return escaped(
             f"{shown} is a folder, with no .toml file in it; -f names the manifest file "
-            f"(-C {shown} runs in that folder)"
+            f"({shell_option('-C', shown)} runs in that folder)"
         )
-    choices = " or ".join(f"-f {Path(shown) / name}" for name in names[:3])
-    return f"{shown} is a folder; -f names the manifest file: {choices}"
+    choices = " or ".join(shell_option("-f", str(Path(shown) / name)) for name in names)
+    return escaped(f"{shown} is a folder; -f names the manifest file: {choices}")
+
+
+def _manifests_in(folder: Path, most: int = 3) -> list[str]:
+    """The first `most` names, in order, of the .toml files in `folder` (one pass, no
+    list of them all: a folder may hold 100,000)."""
+    try:
+        with os.scandir(folder) as entries:
+            names = (e.name for e in entries if e.name.endswith(".toml") and _is_file(e))
+            return heapq.nsmallest(most, names)
+    except OSError:
+        return []
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a link that loops
+        return False
 
 
 @dataclass(frozen=True)
