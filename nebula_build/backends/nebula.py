@@ -587,7 +587,12 @@ def redirect_target(answer: Answer, secrets: Sequence[str]) -> str:
     if not host:
         return ""  # a path on the same host: the base URL is the one to check
     scheme = f"{parts.scheme}://" if parts.scheme else "//"
-    return clean(f"{scheme}{host}{port}", secrets, limit=120)
+    return clean(f"{scheme}{_bracketed(host)}{port}", secrets, limit=120)
+
+
+def _bracketed(host: str) -> str:
+    """`host` as a URL writes it: an IPv6 address in brackets (`[::1]`)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def server_message(answer: Answer, secrets: Sequence[str]) -> str:
@@ -1000,7 +1005,10 @@ class NebulaBackend(Backend):
             # server may have done and billed it
             sent = not _never_sent(exc)
             url = self._client.base_url  # its host and port: never a password in the URL
-            host = clean(f"{url.host}:{url.port}" if url.port else url.host, self._secrets)
+            host = clean(
+                f"{_bracketed(url.host)}:{url.port}" if url.port else _bracketed(url.host),
+                self._secrets,
+            )
             hint = "" if sent else f"; {_unreached_hint(url.scheme, host, url.path)}"
             raise _Retry(
                 TransientBackendError(f"connection to {host} failed: {said}{hint}"),
@@ -1270,7 +1278,10 @@ async def _get_json(
             said = type(exc).__name__
             if isinstance(exc, httpx.TransportError) and _never_sent(exc):
                 url = client.base_url
-                host = clean(f"{url.host}:{url.port}" if url.port else url.host, secrets)
+                host = clean(
+                    f"{_bracketed(url.host)}:{url.port}" if url.port else _bracketed(url.host),
+                    secrets,
+                )
                 said = f"{said}, {_unreached_hint(url.scheme, host, url.path)}"
             raise TransientBackendError(f"{what}: {said}", backend="nebula") from None
     if answer.status >= 300:
