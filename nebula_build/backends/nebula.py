@@ -347,9 +347,25 @@ def _client(
         timeout=httpx.Timeout(timeout, connect=min(30.0, timeout)),
         follow_redirects=False,
         transport=transport,
+        event_hooks={"response": [_forget_an_unreadable_location]},
         **options,
     )
     return client, (key,)
+
+
+async def _forget_an_unreadable_location(response: httpx.Response) -> None:
+    """Take out a redirect's Location that is no URL (a control character in it): httpx
+    would fail the answer over it as a broken connection, and the request, answered,
+    be sent again; without it the answer is said as the redirect it is."""
+    import httpx
+
+    location = response.headers.get("location")
+    if location is None:
+        return
+    try:
+        httpx.URL(location)
+    except httpx.InvalidURL:
+        del response.headers["location"]
 
 
 # --- what the server says, bounded and made safe -----------------------------------

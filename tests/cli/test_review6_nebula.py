@@ -28,6 +28,7 @@ def _api_redirecting_to(location: str) -> Iterator[str]:
         ("https://[2001:db8::1]:8443", "to https://[2001:db8::1]:8443, which"),
         ("https://[::1]", "to https://[::1], which"),
         (f"https://user:{KEY}@api.example:444", "to https://api.example:444, which"),
+        ("https://ev\x1b[2Jil.example", "(HTTP 307), which nebula-build does not follow"),
     ],
 )
 def test_a_redirect_names_where_it_points_as_a_url(location, said, project, run_cli, monkeypatch):
@@ -38,6 +39,7 @@ def test_a_redirect_names_where_it_points_as_a_url(location, said, project, run_
         code, out, err = run_cli("apply")
     assert code == 1
     assert said in err, err
+    assert "may have been billed" not in err
     assert KEY not in out + err
     assert "\x1b" not in out + err
 
