@@ -110,11 +110,14 @@ def json_text(data: object, *, default: Callable[[Any], object] | None = None) -
     zero-width space) written as its JSON escape (`\\u202e`), which JSON already does
     for the C0 controls; the value read back is the same."""
     text = json.dumps(data, indent=2, ensure_ascii=False, default=default)
+    if text.isascii() and "\x7f" not in text:  # JSON escaped every other ASCII control
+        return text
     return _JSON_UNSHOWN.sub(lambda found: json.dumps(found[0])[1:-1], text)
 
 
-#: what `json_text` escapes: `_UNSHOWN` but the line breaks of its indenting
-_JSON_UNSHOWN = re.compile(f"(?!\n)(?:{_UNSHOWN.pattern})")
+#: what `json_text` escapes: `_UNSHOWN` but the C0 controls, which JSON escapes itself
+#: (one class, no look-ahead: it runs over every character of the answer)
+_JSON_UNSHOWN = re.compile(_UNSHOWN.pattern.replace("\x00-\x1f", "", 1))
 
 
 def _escaped(found: re.Match[str]) -> str:
