@@ -32,6 +32,8 @@ def spawn():
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # a process that does not stop dumps where each thread was (`_stopped`)
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )
         started.append(process)
         return process
@@ -41,6 +43,18 @@ def spawn():
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def _stopped(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """Its stdout and stderr once it ended; where it did not end within `timeout`, the
+    test fails with the stack of each of its threads (SIGABRT makes faulthandler say
+    them), not only with "timed out"."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        out, err = process.communicate()
+        pytest.fail(f"still running {timeout:g}s after the signal:\n{out}\n{err}")
 
 
 def _has_open(pid: int, path: Path) -> bool:
@@ -61,7 +75,7 @@ def test_sigterm_mid_apply_finishes_writes_and_folds_the_journal_like_sigint(
     process = spawn(root, "apply")
     _wait_for(lambda: _journal_lines(root) >= 3)
     process.send_signal(sent)
-    _, err = process.communicate(timeout=20)
+    _, err = _stopped(process, 20)
     assert process.returncode == 130, err
     said = re.fullmatch(
         r"interrupted with (\d+) of 20 images finished \(what they made is kept\); "
@@ -94,11 +108,11 @@ def test_sigterm_while_waiting_for_the_project_lock(project, fake_site, tmp_path
     # Once it has the lock file open, it is waiting for the lock: plain (not async) code.
     _wait_for(lambda: _has_open(second.pid, root / ".nebula-build/lock"))
     second.send_signal(signal.SIGTERM)
-    _, err = second.communicate(timeout=20)
+    _, err = _stopped(second, 20)
     assert second.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     first.send_signal(signal.SIGTERM)  # the generation under way is cancelled
-    _, err = first.communicate(timeout=20)
+    _, err = _stopped(first, 20)
     assert first.returncode == 130, err
     assert "Traceback" not in err
 
@@ -110,7 +124,7 @@ def test_sigterm_stops_watch_like_ctrl_c(project, fake_site, tmp_path, spawn):
     process = spawn(root, "watch")
     _wait_for(lambda: len(generation_log(log)) >= 3)
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=10)
+    out, err = _stopped(process, 10)
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
     assert set(loads((root / "images.lock").read_text())) == {p.stem for p in root.glob("*.png")}
@@ -124,7 +138,7 @@ def test_closing_the_terminal_stops_watch_like_ctrl_c(project, fake_site, tmp_pa
     process = spawn(root, "watch")
     _wait_for(lambda: len(generation_log(log)) >= 3)
     process.send_signal(signal.SIGHUP)
-    out, err = process.communicate(timeout=10)
+    out, err = _stopped(process, 10)
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
     assert set(loads((root / "images.lock").read_text())) == {p.stem for p in root.glob("*.png")}
@@ -150,7 +164,7 @@ def test_watch_stopped_soon_after_a_round_leaves_the_snapshot_of_its_last_lock(
     _wait_for(lambda: "p1, again" in lock.read_text())
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=20)
+    out, err = _stopped(process, 20)
     assert process.returncode == 0, err
     snapshot = (root / ".nebula-build/lock-snapshot.json").read_bytes()
     assert hashlib.sha256(lock.read_bytes()).hexdigest().encode() in snapshot

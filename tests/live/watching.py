@@ -39,12 +39,29 @@ def watching(root: Path) -> Iterator[Watching]:
         text=True,
     )
     run = Watching()
-    reader = threading.Thread(target=lambda: run.lines.extend(process.stdout or ()), daemon=True)
-    reader.start()
+    errors: list[str] = []
+    # each stream has its own reader (stderr too, or a full pipe would stall watch):
+    # `communicate` beside them would take some of their lines
+    readers = [
+        threading.Thread(target=lambda: run.lines.extend(process.stdout or ()), daemon=True),
+        threading.Thread(target=lambda: errors.extend(process.stderr or ()), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
         yield run
     finally:
         process.send_signal(signal.SIGINT)
-        _, run.err = process.communicate(timeout=20)
-        reader.join(timeout=5)
-        run.returncode = process.returncode
+        try:
+            process.wait(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            for reader in readers:
+                reader.join(timeout=5)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+            run.err = "".join(errors)
+            run.returncode = process.returncode
