@@ -406,6 +406,7 @@ def cmd_apply(ctx: Context) -> int:
                 )
             )
     except NebulaBuildError as error:
+        listener.show_refused()
         try:
             _summarize_stop(ctx, listener, first_line(error), project.display_manifest)
         except NebulaBuildError as unwritten:  # the error that stopped it comes first
@@ -450,6 +451,8 @@ class ApplyListener:
         self.notes: list[str] = []
         #: what carries out the plan, once it started
         self.applier: Applier | None = None
+        #: whether the plan was printed (by `review`, before any work)
+        self.shown = False
 
     def plan_made(self, planned: RoundResult) -> None:
         prepared = planned.prepared
@@ -500,15 +503,11 @@ class ApplyListener:
         import sys
 
         from nebula_build.cli import confirm
-        from nebula_build.ui.report import cost_question, plan_text, summary_line
+        from nebula_build.ui.report import cost_question
 
         args = self.ctx.args
         json_output = getattr(args, "json", False)
-        self.estimated(estimate)
-        if self.quiet and not json_output:
-            self.ctx.print(summary_line(plan))
-        elif not json_output:
-            self.ctx.print(plan_text(plan, self.ctx.style, estimate, limit=APPLY_PLAN_LIMIT))
+        self._show(plan, estimate)
         asking = confirm.wanted(
             yes=getattr(args, "yes", False),
             locked=getattr(args, "locked", False),
@@ -521,6 +520,25 @@ class ApplyListener:
         self.ctx.out.flush()
         question = cost_question(plan, estimate)
         return confirm.ask(question, answers=sys.stdin, out=self.ctx.out, err=self.ctx.err)
+
+    def show_refused(self) -> None:
+        """The plan a guard refused before any work (--max-generations, --max-cost, a
+        missing key, a short balance), as apply prints it before a run: the job's log
+        names the images it would have made, not only how many."""
+        if self.planned is not None and self.progress is None and not self.shown:
+            self._show(self.planned.plan, self.planned.estimate)
+
+    def _show(self, plan: Plan, estimate: Estimate) -> None:
+        from nebula_build.ui.report import plan_text, summary_line
+
+        self.estimated(estimate)
+        self.shown = True
+        if getattr(self.ctx.args, "json", False):
+            return
+        if self.quiet:
+            self.ctx.print(summary_line(plan))
+        else:
+            self.ctx.print(plan_text(plan, self.ctx.style, estimate, limit=APPLY_PLAN_LIMIT))
 
     def starting(self, prepared: Prepared, plan: Plan) -> Progress:
         from nebula_build.ui.progress import Progress

@@ -174,6 +174,40 @@ def test_max_cost_refuses_a_run_over_it_before_any_request(project, run_cli, neb
     assert run_cli("apply", "--max-cost", "$0.006").code == 0  # at the cap is under it
 
 
+@pytest.mark.parametrize(
+    ("flags", "balance", "why"),
+    [
+        (["--max-generations", "1"], None, "more than --max-generations 1"),
+        (["--max-cost", "0.005"], None, "more than --max-cost $0.005"),
+        ([], "0.00500", "less than this apply's estimated $0.006"),
+    ],
+    ids=["max-generations", "max-cost", "balance"],
+)
+def test_an_apply_a_guard_refuses_prints_the_plan_it_refused(
+    flags, balance, why, project, run_cli, nebula_server
+):
+    """A CI job's log (GitLab has no job summary) names the images the budget
+    stopped, as `--locked` and an apply that goes on do, not only how many."""
+    paid_project(project, **PRICED)
+    if balance is not None:
+        nebula_server.balance = balance
+    code, out, err = run_cli("apply", "--yes", *flags)
+    assert code == 1 and why in err
+    assert "  + a  create  a.png" in out and "  + b  create  b.png" in out
+    assert "Plan: 2 to generate, 0 to delete." in out
+    assert "estimated cost $0.006" in out
+    assert nebula_server.generations == []
+
+
+def test_an_apply_refused_under_json_prints_no_plan_beside_the_error(
+    project, run_cli, nebula_server
+):
+    paid_project(project, **PRICED)
+    code, out, _ = run_cli("apply", "--json", "--max-generations", "1")
+    assert code == 1 and "create" not in out
+    assert json.loads(out)["error"]["message"].startswith("this apply would generate 2")
+
+
 def test_max_cost_adds_prices_as_written(project, run_cli, nebula_server):
     images = {n: {"prompt": n, "output": f"{n}.png"} for n in "abc"}
     paid_project(project, images, prices={f'"{FLUX}"': 0.1})
