@@ -68,10 +68,9 @@ def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
         for key, why in sync.skipped:
             ctx.notice(f"{key[:12]}… left alone: {why}")
         if sync.placeholders:
-            from nebula_build.engine.remotecache import PLACEHOLDERS_STAY_LOCAL
+            from nebula_build.engine.remotecache import placeholders_stay_local
 
-            placeholders = plural(sync.placeholders, "placeholder")
-            ctx.notice(f"{placeholders} not pushed: {PLACEHOLDERS_STAY_LOCAL}")
+            ctx.notice(placeholders_stay_local(sync.placeholders, "pushed"))
         for key, why in sync.failed:
             ctx.err.write(f"error: {key[:12]}…: {why}\n")
     return ExitCode.ERROR if sync.failed else ExitCode.OK

@@ -64,11 +64,14 @@ def configured(
     return Remote(url, writable=not why_read_only, why_read_only=why_read_only)
 
 
-#: why a stand-in's generations are never uploaded (`cache push` says it too)
-PLACEHOLDERS_STAY_LOCAL = (
-    "made by the stand-in for the API (a dry run), they would be taken for the real "
-    "images: they stay in the local cache only"
-)
+def placeholders_stay_local(count: int, verb: str) -> str:
+    """Why `count` of a stand-in's generations were never `verb` (uploaded, pushed)."""
+    they, images, stay = ("it", "image", "stays") if count == 1 else ("they", "images", "stay")
+    return (
+        f"{plural(count, 'placeholder')} not {verb}: made by the stand-in for the API "
+        f"(a dry run), {they} would be taken for the real {images}: {they} {stay} in the "
+        "local cache only"
+    )
 
 
 def unshared(remote: Remote | None, generated: int, placeholders: int = 0) -> list[str]:
@@ -85,7 +88,7 @@ def unshared(remote: Remote | None, generated: int, placeholders: int = 0) -> li
         ]
     if not placeholders:
         return []
-    return [f"{plural(placeholders, 'placeholder')} not uploaded: {PLACEHOLDERS_STAY_LOCAL}"]
+    return [placeholders_stay_local(placeholders, "uploaded")]
 
 
 def mark(plan: Plan, remote: Remote | None, notice: Notice) -> Plan:

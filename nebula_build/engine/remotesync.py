@@ -46,7 +46,7 @@ class Sync:
     failed: list[tuple[str, str]] = field(default_factory=list)
     #: (generation key, why) for each entry left alone on purpose
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    #: entries a stand-in for the API made, never pushed (`PLACEHOLDERS_STAY_LOCAL`)
+    #: entries a stand-in for the API made, never pushed (`placeholders_stay_local`)
     placeholders: int = 0
 
 

@@ -105,6 +105,19 @@ def test_cache_push_keeps_a_dry_runs_placeholders_local(tmp_path, run_cli, stand
     assert code == 0 and json.loads(out)["placeholders"] == 3
 
 
+def test_one_placeholder_kept_local_is_said_of_one(tmp_path, run_cli, stand_in, shared):
+    first = _checkout(tmp_path, "first")
+    code, _, err = run_cli("apply", "--target", "hero", cwd=first)
+    assert code == 0, err
+    one = (
+        "made by the stand-in for the API (a dry run), it would be taken for the real "
+        "image: it stays in the local cache only"
+    )
+    assert f"note: 1 placeholder not uploaded: {one}\n" in err
+    code, _, err = run_cli("cache", "push", cwd=first)
+    assert code == 0 and err == f"note: 1 placeholder not pushed: {one}\n"
+
+
 def test_a_real_apply_after_a_dry_run_in_the_same_checkout_makes_every_image_again(
     tmp_path, run_cli, stand_in, shared, monkeypatch
 ):
