@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -67,7 +66,7 @@ class Context:
     def notice(self, message: str) -> None:
         """A note on stderr; under GitHub Actions also a notice annotation, so a remote
         cache that failed or a balance that could not be read shows on the run's page."""
-        self.err.write(Style(wants_color(self.err))(f"note: {message}", "yellow") + "\n")
+        self.err.write(Style(wants_color(self.err))(f"note: {_shown(message)}", "yellow") + "\n")
         if os.environ.get("GITHUB_ACTIONS") == "true" and not getattr(self.args, "json", False):
             from nebula_build.ui.github import annotation
             from nebula_build.ui.runnerlog import write_command
@@ -75,22 +74,26 @@ class Context:
             write_command(self.out, annotation("notice", message))
 
     def warn(self, message: str) -> None:
-        self.err.write(Style(wants_color(self.err))(f"warning: {message}", "yellow") + "\n")
+        self.err.write(Style(wants_color(self.err))(f"warning: {_shown(message)}", "yellow") + "\n")
 
     def project(self) -> Project:
         from pathlib import Path
 
         from nebula_build.errors import UserError
         from nebula_build.state.project import Project
+        from nebula_build.text import escaped, shell_option
 
         start = Path(self.start)
-        if start.is_file():
+        if start.is_file():  # the folder as typed, escaped: a line break in it is no new line
             raise UserError(
-                f"-C {self.args.directory}: a file, not a folder (-C DIR runs in DIR; "
-                f"-f FILE names the manifest: nebula-build -f {shlex.quote(self.args.directory)} …)"
+                escaped(
+                    f"{shell_option('-C', self.args.directory)}: a file, not a folder (-C DIR "
+                    "runs in DIR; -f FILE names the manifest: nebula-build "
+                    f"{shell_option('-f', self.args.directory)} …)"
+                )
             )
         if not start.is_dir():
-            raise UserError(f"-C {self.args.directory}: no such folder")
+            raise UserError(escaped(f"{shell_option('-C', self.args.directory)}: no such folder"))
         return Project.find(start, self.args.file)
 
     def print(self, text: str = "") -> None:
@@ -102,6 +105,14 @@ class Context:
         from nebula_build.text import json_text
 
         self.print(json_text(data, default=default))
+
+
+def _shown(message: str) -> str:
+    """`message` as the terminal shows it: a value it holds (a file's name, a word of the
+    command line) escaped where no one did yet, its own lines kept."""
+    from nebula_build.text import escaped
+
+    return "\n".join(escaped(line) for line in message.split("\n"))
 
 
 # --- commands -----------------------------------------------------------------

@@ -29,10 +29,12 @@ _SHOWN_PROBLEMS = 50
 
 def _print_error(exc: Exception, err: TextIO) -> None:
     from nebula_build.errors import ManifestError, MoreProblems
+    from nebula_build.text import escaped
     from nebula_build.ui.style import Style, wants_color
 
     style = Style(wants_color(err))
-    lines = str(exc).splitlines() or [type(exc).__name__]
+    # parted at "\n" alone: a value the message holds may hold another line break
+    lines = (str(exc) or type(exc).__name__).rstrip("\n").split("\n")
     if isinstance(exc, ManifestError) and len(exc.problems) > _SHOWN_PROBLEMS:
         described, uncounted, last = exc.problems, 0, exc.problems[-1]
         if isinstance(last, MoreProblems):  # past the bound: not described at all
@@ -43,7 +45,8 @@ def _print_error(exc: Exception, err: TextIO) -> None:
         lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists {lists})")
     for line in lines:
         prefix = style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
-        err.write(f"{prefix}{line}\n")
+        # a value from the command line or a file's name, escaped where no one did yet
+        err.write(f"{prefix}{escaped(line)}\n")
     if os.environ.get("NEBULA_BUILD_DEBUG"):
         _print_traceback(exc, err)
 

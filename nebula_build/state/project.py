@@ -135,7 +135,7 @@ class Project:
                 _refuse_a_linked_manifest(candidate)
                 return cls(folder, candidate).checked()
         raise UserError(
-            f"no {MANIFEST_NAME} in {start} or any folder above it; "
+            f"no {MANIFEST_NAME} in {escaped(str(start))} or any folder above it; "
             "run `nebula-build init` to start a project, or pass -f FILE"
         )
 

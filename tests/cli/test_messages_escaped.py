@@ -1,0 +1,63 @@
+"""A value from the command line (`-C DIR`, `-f FILE`, a file's name) reaches the
+terminal escaped in the error it ends in, never for the terminal to obey; a message
+whose values were escaped already reads as it did."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.manifests import PREVIEW as HEAD
+
+HERO = '[images.hero]\nprompt = "a calm sea"\noutput = "hero.png"\n'
+
+
+def _error(run_cli, *argv: str) -> str:
+    code, out, err = run_cli(*argv)
+    assert (code, out) == (1, "")
+    assert "\x1b" not in err and "\u202e" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (("-C", "x\x1b[2Jy", "plan"), "error: -C 'x\\x1b[2Jy': no such folder\n"),
+        (("-C", "a\nerror: forged", "plan"), "error: -C 'a\\nerror: forged': no such folder\n"),
+        (
+            ("-f", "x\x1b]0;pwned\x07.toml", "plan"),
+            "error: x\\x1b]0;pwned\\x07.toml: file not found\n",
+        ),
+        (("-f", "x\u202eg.toml", "validate"), "error: x\\u202eg.toml: file not found\n"),
+    ],
+)
+def test_a_value_from_the_command_line_is_said_escaped(argv, said, project, run_cli):
+    project({})
+    assert _error(run_cli, *argv) == said
+
+
+def test_minus_c_naming_a_file_with_an_escape_in_its_name_is_said_escaped(project, run_cli):
+    project({"x\x1b[2J.toml": HEAD + HERO})
+    assert _error(run_cli, "-C", "x\x1b[2J.toml", "plan") == (
+        "error: -C 'x\\x1b[2J.toml': a file, not a folder (-C DIR runs in DIR; -f FILE names "
+        "the manifest: nebula-build -f 'x\\x1b[2J.toml' …)\n"
+    )
+
+
+def test_a_folder_without_a_manifest_is_said_escaped(tmp_path, run_cli):
+    folder = tmp_path / "p\x1b[31m"
+    folder.mkdir()
+    err = _error(run_cli, "-C", str(folder), "plan")
+    assert err.startswith(f"error: no images.toml in {tmp_path}/p\\x1b[31m or any folder above")
+
+
+def test_inspect_of_a_file_named_with_an_escape_is_said_escaped(project, run_cli):
+    project({"a\x1b[2J.png": b"not an image"})
+    err = _error(run_cli, "inspect", "a\x1b[2J.png")
+    assert err.startswith("error: a\\x1b[2J.png: "), err
+
+
+def test_a_message_escaped_already_reads_as_before(project, run_cli):
+    project({"images.toml": HEAD + HERO.replace("hero.png", "/x\\u202egnp.png")})
+    err = _error(run_cli, "plan")
+    assert "not '/x\\u202egnp.png'" in err
+    assert "\\\\u202e" not in err
