@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from nebula_build.core import sourcemap
+from nebula_build.core.encoding import SAVE_AS_UTF8, saved_as_wide, without_utf8_bom
 from nebula_build.core.nocycles import collector_paused
 from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, MoreProblems, Problem, did_you_mean
@@ -1286,23 +1287,11 @@ def read_bytes(path: Path, display_path: str | None = None) -> bytes:
         os.close(fd)
 
 
-#: what Notepad and some other editors put before the UTF-8 text they save
-_UTF8_BOM = b"\xef\xbb\xbf"
-#: the byte-order marks of UTF-16 (Windows' "Unicode" text starts with one)
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-_SAVE_AS_UTF8 = "save it as UTF-8"
-
-
-def _without_bom(raw: bytes) -> bytes:
-    """The bytes after the byte-order mark an editor may have put first (tomllib
-    refuses one; an editor shows none, so lines and columns count without it)."""
-    return raw[len(_UTF8_BOM) :] if raw.startswith(_UTF8_BOM) else raw
-
-
 def utf8_text(raw: bytes) -> str:
-    """The text of manifest bytes, without a byte-order mark; UnicodeDecodeError
+    """The text of manifest bytes, without a byte-order mark (tomllib refuses one; an
+    editor shows none, so lines and columns count without it); UnicodeDecodeError
     where they are not UTF-8."""
-    return _without_bom(raw).decode("utf-8")
+    return without_utf8_bom(raw).decode("utf-8")
 
 
 def from_bytes(raw: bytes, path: Path, display_path: str | None = None) -> Manifest:
@@ -1315,33 +1304,24 @@ def from_bytes(raw: bytes, path: Path, display_path: str | None = None) -> Manif
     try:
         return parse(text, path, shown)
     except ManifestError:
-        if _utf16(raw):  # UTF-16 of ASCII text is UTF-8 too, each letter after a NUL
-            raise _saved_as_utf16(shown) from None
+        # UTF-16 or UTF-32 of ASCII text is UTF-8 too, each letter among NULs
+        if (wide := saved_as_wide(raw)) is not None:
+            raise ManifestError.single(shown, "", wide) from None
         raise
-
-
-def _utf16(raw: bytes) -> bool:
-    """Whether `raw` reads as UTF-16: a mark of it first, or a NUL (in no TOML) in
-    the first character."""
-    return raw.startswith(_UTF16_BOMS) or b"\x00" in raw[:2]
-
-
-def _saved_as_utf16(shown: str) -> ManifestError:
-    return ManifestError.single(shown, "", f"saved as UTF-16; {_SAVE_AS_UTF8}")
 
 
 def _not_utf8(raw: bytes, exc: UnicodeDecodeError, shown: str) -> ManifestError:
     """The bytes that are not UTF-8, at the line and column an editor shows them."""
-    if _utf16(raw):
-        return _saved_as_utf16(shown)
-    body = _without_bom(raw)
+    if (wide := saved_as_wide(raw)) is not None:
+        return ManifestError.single(shown, "", wide)
+    body = without_utf8_bom(raw)
     line_start = body.rfind(b"\n", 0, exc.start) + 1
     line = body.count(b"\n", 0, exc.start) + 1
     column = len(body[line_start : exc.start].decode("utf-8", errors="replace")) + 1
     byte = body[exc.start]
     latin1 = f", {chr(byte)!r} in Latin-1" if byte >= 0xA0 else ""
     return ManifestError.single(
-        shown, "", f"not UTF-8 text (byte 0x{byte:02x}{latin1}); {_SAVE_AS_UTF8}", line, column
+        shown, "", f"not UTF-8 text (byte 0x{byte:02x}{latin1}); {SAVE_AS_UTF8}", line, column
     )
 
 
@@ -1357,7 +1337,7 @@ def source_text(path: Path) -> str | None:
         raw = read_bytes(path)
     except ManifestError:
         return None
-    return _without_bom(raw).decode("utf-8", errors="replace")
+    return without_utf8_bom(raw).decode("utf-8", errors="replace")
 
 
 def json_schema(backend_settings: Mapping[str, type[BaseModel]]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nebula_build.core.encoding import saved_as_wide
 from nebula_build.jsonparse import values_over
 from nebula_build.state.conflicts import opened_conflict
 from nebula_build.text import plural, printable
@@ -139,8 +140,6 @@ def text_of(value: Value, limit: int | None = None) -> str | None:
     return str(value)
 
 
-#: the byte-order marks of UTF-16 (a spreadsheet's "Unicode text" starts with one)
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 #: Python writes no integer of more than 4,300 digits as text (10**4300 has 14,284 bits)
 _MAX_INTEGER_BITS = 14_000
 
@@ -148,11 +147,12 @@ _MAX_INTEGER_BITS = 14_000
 def decode(path: str, data: bytes, *, markdown: bool = False) -> str:
     """UTF-8 text (a byte-order mark dropped); DataError at the line of a bad byte, or of
     a merge conflict git left in it (in `markdown`, outside its fenced code blocks)."""
+    # a spreadsheet's "Unicode text" is UTF-16, and the NULs of its ASCII are UTF-8 too
+    if (wide := saved_as_wide(data)) is not None:
+        raise DataError(path, wide, 1)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        if data.startswith(_UTF16_BOMS):
-            raise DataError(path, "is UTF-16 text, not UTF-8: save it as UTF-8", 1) from None
         line = data.count(b"\n", 0, exc.start) + 1
         raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line) from None
     conflict = opened_conflict(text, markdown=markdown)

@@ -1,8 +1,11 @@
 """A manifest saved by an editor that adds a byte-order mark (Notepad) is read as the
-same manifest; one saved as UTF-16 or in a legacy encoding says to save it as UTF-8,
-at the line and column of the first byte that is not UTF-8."""
+same manifest; one saved as UTF-16 or UTF-32 (a UTF-8 byte-order mark before it or not),
+or in a legacy encoding, says which and to save it as UTF-8, at the line and column of
+the first byte that is not UTF-8; a data file saved so says the same."""
 
 from __future__ import annotations
+
+import pytest
 
 from tests.manifests import PREVIEW as HEAD
 
@@ -44,3 +47,42 @@ def test_a_latin1_manifest_names_the_line_and_column_of_the_byte(project, run_cl
             "error: images.toml:9:19: not UTF-8 text (byte 0xe9, 'é' in Latin-1); "
             "save it as UTF-8\n"
         )
+
+
+#: each encoding a manifest or a data file is saved in by mistake, and what it is said to be
+WIDE = [
+    *((encoding, "saved as UTF-32") for encoding in ("utf-32", "utf-32-le", "utf-32-be")),
+    *((encoding, "saved as UTF-16") for encoding in ("utf-16", "utf-16-le", "utf-16-be")),
+]
+AFTER_BOM = "after a UTF-8 byte-order mark"
+
+
+def _saved(text: str, encoding: str, *, bom: bool) -> bytes:
+    return (BOM if bom else b"") + text.encode(encoding)
+
+
+@pytest.mark.parametrize("bom", [False, True], ids=["alone", "after-utf8-bom"])
+@pytest.mark.parametrize(("encoding", "said"), WIDE)
+def test_a_manifest_in_a_wide_encoding_says_which(encoding, said, bom, project, run_cli):
+    project({"images.toml": _saved(MANIFEST, encoding, bom=bom)})
+    code, out, err = run_cli("plan")
+    assert (code, out) == (1, "")
+    said += f" {AFTER_BOM}" if bom else ""
+    assert err == f"error: images.toml: {said}; save it as UTF-8\n"
+
+
+ROWS = (
+    '[images.product]\nrows = "data/p.csv"\nid = "sku"\nprompt = "{description}"\n'
+    'output = "out/{sku}.png"\n'
+)
+
+
+@pytest.mark.parametrize("bom", [False, True], ids=["alone", "after-utf8-bom"])
+@pytest.mark.parametrize(("encoding", "said"), WIDE)
+def test_a_data_file_in_a_wide_encoding_says_which(encoding, said, bom, project, run_cli):
+    data = _saved("sku,description\na,tea\n", encoding, bom=bom)
+    project({"images.toml": HEAD + ROWS, "data/p.csv": data})
+    code, out, err = run_cli("plan")
+    assert (code, out) == (1, "")
+    said += f" {AFTER_BOM}" if bom else ""
+    assert err == f"error: data/p.csv:1: images.product: {said}; save it as UTF-8\n"

@@ -290,7 +290,7 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
         (
             CSV.encode("utf-16"),  # a spreadsheet's "Unicode text"
             {},
-            "data/products.csv:1: images.product: is UTF-16 text, not UTF-8: save it as UTF-8",
+            "data/products.csv:1: images.product: saved as UTF-16; save it as UTF-8",
         ),
         (
             CSV.replace(",", ";"),  # a spreadsheet's CSV in many languages
