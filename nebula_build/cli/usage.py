@@ -47,40 +47,69 @@ def _is_global(word: str) -> bool:
 
 
 def _global_hint(argv: Sequence[str], at: int, parser: argparse.ArgumentParser) -> str:
-    """`-c` is `-C`; `--json` is plan's, and goes after it."""
+    """`-c` is `-C`; `--json` is plan's, and goes after it; `--jsn` is plan's --json.
+    An option a command takes as typed comes first, then one of nebula-build's own that
+    it mistypes, then a command's that it mistypes."""
     word = argv[at]
-    close = did_you_mean(word, (*_GLOBAL_WITH_VALUE, *_GLOBAL_FLAGS))
+    close = _meant_option(word, (*_GLOBAL_WITH_VALUE, *_GLOBAL_FLAGS))
     if close is not None and close.lower() == word.lower():
         return f"; did you mean {close}?"
-    found = _command_taking(argv, at, subcommands(parser))
+    commands = subcommands(parser)
+    found = _command_taking(argv, at, commands, exactly=True)
+    if found is None and close is None:
+        found = _command_taking(argv, at, commands, exactly=False)
     if found is None:
         return f"; did you mean {close}?" if close else ""
-    name, values = found
-    moved = argv[at : at + 1 + values]
-    rest = [*argv[:at], *argv[at + len(moved) :]]
+    name, meant, values = found
+    moved = [meant + word[len(_name(word)) :], *argv[at + 1 : at + 1 + values]]
+    rest = [*argv[:at], *argv[at + 1 + values :]]
     where = rest.index(name) + 1
     line = shlex.join(["nebula-build", *rest[:where], *moved, *rest[where:]])
-    return f"; it is an option of {name}, and goes after it: {line}"
+    mistyped = "" if meant == _name(word) else f"did you mean {meant}? "
+    return f"; {mistyped}it is an option of {name}, and goes after it: {line}"
 
 
 def _command_taking(
-    argv: Sequence[str], at: int, commands: dict[str, argparse.ArgumentParser]
-) -> tuple[str, int] | None:
-    """The command after `argv[at]` that takes it as an option, and how many words
-    after it are its value, or None. The command is past that value: in `--target plan
-    plan` the first `plan` is the value; in `--serve watch` (whose value is optional)
-    `watch` is the command."""
+    argv: Sequence[str], at: int, commands: dict[str, argparse.ArgumentParser], *, exactly: bool
+) -> tuple[str, str, int] | None:
+    """The command after `argv[at]` that takes it as an option (`exactly`, or one it
+    likely stands for), that option, and how many words after it are its value, or
+    None. The command is past that value: in `--target plan plan` the first `plan` is
+    the value; in `--serve watch` (whose value is optional) `watch` is the command."""
     word = argv[at]
     for where in range(at + 1, len(argv)):
-        action = _option(commands[argv[where]], word) if argv[where] in commands else None
-        if action is None:
+        command = commands.get(argv[where])
+        options = [] if command is None else _option_strings(command)
+        meant = _name(word) if exactly else _meant_option(word, options)
+        action = None if command is None or meant is None else _option(command, meant)
+        if meant is None or action is None:
             continue
         values = _values(action, word)
         if where == at + 1 and action.nargs == argparse.OPTIONAL:
             values = 0
         if where > at + values:
-            return argv[where], values
+            return argv[where], meant, values
     return None
+
+
+def _meant_option(word: str, options: Sequence[str]) -> str | None:
+    """The option `word` likely stands for: itself, one it mistypes (`--jsn`, `-c`), or
+    for a short `-j` that is neither, the one long option whose name starts with its
+    letter (`--json`); None where no one option fits."""
+    name = _name(word)
+    if name in options:
+        return name
+    close = did_you_mean(name, options)
+    if close is not None or len(name) != 2 or name[1] == "-":
+        return close
+    letter = f"--{name[1]}".lower()
+    starting = [option for option in options if option.lower().startswith(letter)]
+    return starting[0] if len(starting) == 1 else None
+
+
+def _name(word: str) -> str:
+    """The option's name in `word` (`--json` of `--json=x`)."""
+    return word.partition("=")[0]
 
 
 def unrecognized(
@@ -115,10 +144,9 @@ def _after_command_hint(
         rest = [*argv[:at], *argv[at + len(moved) :]]
         line = shlex.join(["nebula-build", *rest[:start], *moved, *rest[start:]])
         return f"; {word[:2]} goes before the command: {line}"
-    options = [flag for action in command._actions for flag in action.option_strings]
+    options = _option_strings(command)
     if word.startswith("-"):
-        close = did_you_mean(word.partition("=")[0], options)
-        return f"; did you mean {close}?" if close else ""
+        return _option_hint(word, options)
     if "--target" in options:  # `apply hero`: a name where --target NAME was meant
         images = [w for w in extras if not w.startswith("-")]
         kept = [w for w in argv[start:] if w not in images]
@@ -128,8 +156,25 @@ def _after_command_hint(
     return ""
 
 
+def _option_hint(word: str, options: Sequence[str]) -> str:
+    """`--jsn` or `-j` after plan is its --json; `--version` or `-v` after a command is
+    nebula-build's own, which answers without one."""
+    name = _name(word)
+    meant = name if name in _GLOBAL_FLAGS else _meant_option(word, [*options, *_GLOBAL_FLAGS])
+    if meant is None:
+        return ""
+    if meant in options:
+        return f"; did you mean {meant}?"
+    mistyped = "" if meant == name else f"did you mean {meant}? it"
+    return f"; {mistyped or meant} goes before the command: nebula-build {meant}"
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    return [flag for action in parser._actions for flag in action.option_strings]
+
+
 def _option(parser: argparse.ArgumentParser, word: str) -> argparse.Action | None:
-    name = word.partition("=")[0]
+    name = _name(word)
     return next((a for a in parser._actions if name in a.option_strings), None)
 
 
