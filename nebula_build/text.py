@@ -5,7 +5,7 @@ characters, no bidirectional overrides; `quoted` puts one in quotes, as typed, a
 `escaped` writes what a terminal would not show as it is as its escape, and
 `json_text` writes a command's --json answer with those characters escaped too.
 `redact` takes secrets out, whole or in fragments. `plural` counts things in words
-("1 image", "2 images").
+("1 image", "2 images"), and `human_size` says a size ("5.8 KiB").
 `made_with_problem` checks a backend's provenance record (a plugin's answer, a
 lock's entry) and `made_by_stand_in` reads its placeholder mark; `model_id_problem`
 checks a model id from a manifest. `shell_option` and `shell_operands` write an
@@ -143,6 +143,24 @@ def plural(count: int, noun: str, many: str | None = None) -> str:
     """'1 image', '3 images', '0 images'; `many` where adding an s is wrong
     ('1 cache entry', '2 cache entries')."""
     return f"{count} {noun if count == 1 else many or noun + 's'}"
+
+
+#: the units `human_size` says sizes in: the binary ones of every limit shown (64 MiB)
+_SIZE_UNITS = ("KiB", "MiB", "GiB", "TiB")
+
+
+def human_size(count: int) -> str:
+    """A size in bytes as every message says one: '0 bytes', '1 byte', '512 bytes',
+    '5.8 KiB', '12.3 MiB', '1.2 GiB' (one decimal, in the largest unit under 1024 of
+    it once rounded)."""
+    if count < 1024:
+        return plural(count, "byte")
+    value = count / 1024
+    for unit in _SIZE_UNITS[:-1]:
+        if round(value, 1) < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} {_SIZE_UNITS[-1]}"
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

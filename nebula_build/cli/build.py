@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from nebula_build.cli import markdownfile
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import ApplyError, NebulaBuildError, first_line
-from nebula_build.text import plural, printable
+from nebula_build.text import human_size, plural, printable
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
@@ -653,11 +653,11 @@ def _gc_entry_json(entry: Unreferenced) -> dict[str, object]:
 
 
 def _gc_entry_line(entry: Unreferenced) -> str:
-    """'3f2a9c1b0d4e  12.3 kB  made for hero, 2026-11-30 17:50 UTC'."""
+    """'3f2a9c1b0d4e  12.3 KiB  made for hero, 2026-11-30 17:50 UTC'."""
     what = f"made for {printable(entry.image, limit=80)}" if entry.image else "image unknown"
     if entry.made is not None:
         what += f", {_utc(entry.made, '%Y-%m-%d %H:%M UTC')}"
-    return f"{entry.key[:12]}  {entry.bytes / 1000:>7.1f} kB  {what}"
+    return f"{entry.key[:12]}  {human_size(entry.bytes):>10}  {what}"
 
 
 def _utc(timestamp: float, form: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
@@ -762,17 +762,17 @@ def _gc_text(
     verb = "would remove" if dry_run else "removed"
     entries = plural(len(found), "cache entry", "cache entries")
     freed = sum(entry.bytes for entry in found)
-    ctx.print(f"{verb} {entries} ({freed / 1_000_000:.1f} MB){':' if dry_run and found else ''}")
+    ctx.print(f"{verb} {entries} ({human_size(freed)}){':' if dry_run and found else ''}")
     if dry_run:
         for entry in found:
             ctx.print(f"  {_gc_entry_line(entry)}")
     draws, size = kept["draws"]
     if draws:
-        ctx.print(f"kept {plural(draws, 'candidate draw')} not picked ({size / 1_000_000:.1f} MB)")
+        ctx.print(f"kept {plural(draws, 'candidate draw')} not picked ({human_size(size)})")
     earlier, size = kept["history"]
     if earlier:
         generations = plural(earlier, "earlier generation")
-        ctx.print(f"kept {generations} the history lists ({size / 1_000_000:.1f} MB)")
+        ctx.print(f"kept {generations} the history lists ({human_size(size)})")
     if ctx.args.backups:
         _backups_removed_lines(ctx, backups, backup_dir)
     elif backups.kept:
@@ -789,10 +789,10 @@ def _backups_removed_lines(ctx: Context, backups: BackupsRemoved, backup_dir: st
     colon = ":" if gone.folders else ""
     ctx.print(
         f"{verb} {folders} from {backup_dir} ({plural(gone.files, 'file')}, "
-        f"{gone.bytes / 1_000_000:.1f} MB){colon}"
+        f"{human_size(gone.bytes)}){colon}"
     )
     for folder in backups.removed:
-        ctx.print(f"  {folder.name}/  {plural(folder.files, 'file')}, {folder.bytes / 1000:.1f} kB")
+        ctx.print(f"  {folder.name}/  {plural(folder.files, 'file')}, {human_size(folder.bytes)}")
     if left.folders:
         age = ctx.args.older_than
         newer = ""
@@ -801,7 +801,7 @@ def _backups_removed_lines(ctx: Context, backups: BackupsRemoved, backup_dir: st
         kept = "would keep" if ctx.args.dry_run else "kept"
         ctx.print(
             f"{kept} {plural(left.folders, 'backup folder')} in {backup_dir} "
-            f"({plural(left.files, 'file')}, {left.bytes / 1_000_000:.1f} MB){newer}"
+            f"({plural(left.files, 'file')}, {human_size(left.bytes)}){newer}"
         )
 
 
@@ -818,7 +818,7 @@ def _backups_kept_line(kept: list[BackupFolder], backup_dir: str) -> str:
     folders = plural(backups.folders, "backup folder")
     return (
         f"kept {folders} in {backup_dir} ({plural(backups.files, 'file')}, "
-        f"{backups.bytes / 1_000_000:.1f} MB): the files apply replaced, as they were; "
+        f"{human_size(backups.bytes)}): the files apply replaced, as they were; "
         "`nebula-build gc --backups` removes them (--dry-run lists them first), once you "
         "no longer need them"
     )

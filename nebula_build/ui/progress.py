@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from nebula_build.core.plan import Action, ActionKind, FileState
-from nebula_build.text import printable
+from nebula_build.text import human_size, printable
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -184,5 +184,5 @@ def _details(outcome: Outcome) -> str:
     if "inference" in timings and not compiled:
         parts.append(f"inference {timings['inference']:.2f}s")
     if outcome.peak_memory is not None:
-        parts.append(f"peak GPU memory {outcome.peak_memory / (1 << 30):.1f} GiB")
+        parts.append(f"peak GPU memory {human_size(outcome.peak_memory)}")
     return "".join(f", {part}" for part in parts)

@@ -113,6 +113,6 @@ def test_folders_named_in_local_time_and_in_utc_are_listed_oldest_first(project)
     root = with_folders(project, "20250102T030405", "20250102T100000Z")
     done = nebula_build(root, HONOLULU, "gc", "--backups", "--dry-run")
     assert done.returncode == 0, done.stderr
-    assert "  20250102T100000Z/  1 file, 0.0 kB\n  20250102T030405/  1 file, 0.0 kB\n" in (
+    assert "  20250102T100000Z/  1 file, 16 bytes\n  20250102T030405/  1 file, 15 bytes\n" in (
         done.stdout
     )

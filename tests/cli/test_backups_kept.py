@@ -181,7 +181,7 @@ def test_gc_says_what_the_backups_hold_and_leaves_them_without_backups(project, 
         code, out, err = run_cli(*args)
         assert code == 0, err
         assert (
-            "kept 2 backup folders in .nebula-build/backup/ (2 files, 0.0 MB): the files "
+            "kept 2 backup folders in .nebula-build/backup/ (2 files, 42 bytes): the files "
             "apply replaced, as they were; `nebula-build gc --backups` removes them "
             "(--dry-run lists them first), once you no longer need them\n"
         ) in out, out

@@ -379,7 +379,9 @@ def test_gc_keeps_what_is_referenced(project, run_cli, fake_site, tmp_path):
     out = run_cli("gc", "--dry-run").out
     assert "would remove 1 cache entry (" in out
     assert re.search(
-        r"^  [0-9a-f]{12} +[0-9.]+ kB  made for b, \d{4}-\d\d-\d\d \d\d:\d\d UTC$", out, re.M
+        r"^  [0-9a-f]{12} +[0-9.]+ (bytes|KiB)  made for b, \d{4}-\d\d-\d\d \d\d:\d\d UTC$",
+        out,
+        re.M,
     )
     assert "removed 1 cache entry" in run_cli("gc").out
     assert len([p for p in cache.glob("??/*") if p.suffix != ".json"]) == 2

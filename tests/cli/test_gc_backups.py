@@ -45,9 +45,9 @@ def test_gc_backups_dry_run_lists_the_folders_and_removes_nothing(project, run_c
     code, out, err = run_cli("gc", "--backups", "--dry-run")
     assert code == 0, err
     size = len(b"drawn by hand, today") + len(b"drawn by hand, long ago")
-    assert "would remove 2 backup folders from .nebula-build/backup/ (2 files, 0.0 MB):\n" in out
-    assert f"  {OLD}/  1 file, 0.0 kB\n" in out
-    assert f"  {today()}/  1 file, 0.0 kB\n" in out
+    assert "would remove 2 backup folders from .nebula-build/backup/ (2 files, 43 bytes):\n" in out
+    assert f"  {OLD}/  1 file, 23 bytes\n" in out
+    assert f"  {today()}/  1 file, 20 bytes\n" in out
     assert backed_up(root) == copies
     code, out, err = run_cli("gc", "--backups", "--dry-run", "--json")
     assert code == 0, err
@@ -100,7 +100,7 @@ def test_gc_backups_removes_every_run_folder_and_says_what_it_freed(project, run
     assert (root / ".nebula-build/backup/notes/n.txt").read_bytes() == b"mine"
     code, out, err = run_cli("gc", "--backups")
     assert code == 0, err
-    assert "removed 0 backup folders from .nebula-build/backup/ (0 files, 0.0 MB)\n" in out
+    assert "removed 0 backup folders from .nebula-build/backup/ (0 files, 0 bytes)\n" in out
 
 
 def test_gc_backups_in_text_lists_what_it_removed(project, run_cli):
@@ -108,8 +108,8 @@ def test_gc_backups_in_text_lists_what_it_removed(project, run_cli):
     newest = today()
     code, out, err = run_cli("gc", "--backups")
     assert code == 0, err
-    assert "removed 2 backup folders from .nebula-build/backup/ (2 files, 0.0 MB):\n" in out
-    assert f"  {OLD}/  1 file, 0.0 kB\n  {newest}/  1 file, 0.0 kB\n" in out
+    assert "removed 2 backup folders from .nebula-build/backup/ (2 files, 43 bytes):\n" in out
+    assert f"  {OLD}/  1 file, 23 bytes\n  {newest}/  1 file, 20 bytes\n" in out
     assert not (root / ".nebula-build/backup").exists() or not backed_up_folders(root)
 
 
@@ -118,10 +118,10 @@ def test_gc_backups_older_than_keeps_the_newer_folders(project, run_cli):
     newest = today()
     code, out, err = run_cli("gc", "--backups", "--older-than", "30d")
     assert code == 0, err
-    assert "removed 1 backup folder from .nebula-build/backup/ (1 file, 0.0 MB):\n" in out
-    assert f"  {OLD}/  1 file, 0.0 kB\n" in out
+    assert "removed 1 backup folder from .nebula-build/backup/ (1 file, 23 bytes):\n" in out
+    assert f"  {OLD}/  1 file, 23 bytes\n" in out
     assert (
-        "kept 1 backup folder in .nebula-build/backup/ (1 file, 0.0 MB), of runs 30 days "
+        "kept 1 backup folder in .nebula-build/backup/ (1 file, 20 bytes), of runs 30 days "
         "ago or less\n"
     ) in out
     assert backed_up(root) == {f"{newest}/out/a.png": b"drawn by hand, today"}
@@ -135,9 +135,9 @@ def test_gc_backups_dry_run_says_what_it_would_keep(project, run_cli):
     newest, copies = today(), backed_up(root)
     code, out, err = run_cli("gc", "--backups", "--older-than", "30d", "--dry-run")
     assert code == 0, err
-    assert "would remove 1 backup folder from .nebula-build/backup/ (1 file, 0.0 MB):\n" in out
+    assert "would remove 1 backup folder from .nebula-build/backup/ (1 file, 23 bytes):\n" in out
     assert (
-        "would keep 1 backup folder in .nebula-build/backup/ (1 file, 0.0 MB), of runs 30 "
+        "would keep 1 backup folder in .nebula-build/backup/ (1 file, 20 bytes), of runs 30 "
         "days ago or less\n"
     ) in out
     code, out, err = run_cli("gc", "--backups", "--older-than", "30d", "--dry-run", "--json")
@@ -190,7 +190,7 @@ def test_gc_backups_never_follows_a_link_planted_in_the_backup_folder(project, r
     (backup / OLD / "out/file.png").symlink_to(outside / "file.txt")
     code, out, err = run_cli("gc", "--backups")
     assert code == 0, err
-    assert "removed 2 backup folders from .nebula-build/backup/ (2 files, 0.0 MB):\n" in out
+    assert "removed 2 backup folders from .nebula-build/backup/ (2 files, 43 bytes):\n" in out
     assert (outside / "inner/keep.txt").read_bytes() == b"not the project's"
     assert (outside / "file.txt").read_bytes() == b"not the project's either"
     assert backed_up_folders(root) == ["20200102T030406"]
