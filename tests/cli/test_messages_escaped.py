@@ -61,3 +61,12 @@ def test_a_message_escaped_already_reads_as_before(project, run_cli):
     err = _error(run_cli, "plan")
     assert "not '/x\\u202egnp.png'" in err
     assert "\\\\u202e" not in err
+
+
+def test_init_says_the_files_it_wrote_escaped(tmp_path, run_cli):
+    folder = tmp_path / "q\x1b[2J"
+    code, out, _ = run_cli("-C", str(folder), "-f", "s\u202e.toml", "init")
+    assert code == 0
+    assert "\x1b" not in out and "\u202e" not in out
+    assert f"wrote {tmp_path}/q\\x1b[2J/s\\u202e.toml\n" in out
+    assert "next: nebula-build -f 's\\u202e.toml' plan" in out
