@@ -96,11 +96,16 @@ class BackgroundHTTPServer:
         )
 
     @property
-    def origin(self) -> str:
-        """`http://host:port`, with the port the system chose when 0 was asked for
-        (`http://[::1]:port` for an IPv6 address)."""
+    def address(self) -> tuple[str, int]:
+        """The address bound and its port, the one the system chose when 0 was asked for."""
         host, port = self._server.server_address[:2]
-        shown = f"[{host!s}]" if is_ipv6(str(host)) else str(host)
+        return str(host), int(port)
+
+    @property
+    def origin(self) -> str:
+        """`http://host:port` of the address bound (`http://[::1]:port` for IPv6)."""
+        host, port = self.address
+        shown = f"[{host}]" if is_ipv6(host) else host
         return f"http://{shown}:{port}"
 
     def __enter__(self) -> Self:

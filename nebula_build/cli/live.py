@@ -52,7 +52,7 @@ def cmd_watch(ctx: Context) -> int:
             except OSError as exc:
                 raise UserError(_cannot_serve(args.host, args.serve, exc)) from None
             on_round = _gallery_publisher(project, server)
-            ctx.print(style(f"gallery: {server.url}", "bold"))
+            ctx.print(style(f"gallery: {server.url}", "bold") + _listening(server))
         watcher = Watcher(
             project,
             registry,
@@ -85,6 +85,17 @@ def cmd_watch(ctx: Context) -> int:
         files = [o.action.label for o in last.result.files if not o.ok]
         raise ApplyError(last.result.failures, files=files)
     return ExitCode.OK
+
+
+def _listening(server: GalleryServer) -> str:
+    """What the gallery's line adds when the address printed is not the only one served."""
+    from nebula_build.httpthread import is_ipv6
+
+    if not server.every_address:
+        return ""
+    if is_ipv6(server.address[0]):
+        return " (listening on every address of this machine, IPv4 and IPv6)"
+    return " (listening on every IPv4 address of this machine)"
 
 
 def _cannot_serve(host: str, port: int, exc: OSError) -> str:

@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from nebula_build.httpthread import BackgroundHTTPServer
+from nebula_build.httpthread import BackgroundHTTPServer, is_ipv6
 from nebula_build.imaging import sniff
 from nebula_build.live.draws import DrawBytes
 from nebula_build.live.gallery import page_data
@@ -147,8 +147,20 @@ class GalleryServer(BackgroundHTTPServer):
         super().__init__(_handler_for(self), host, port, max_connections=MAX_CONNECTIONS)
 
     @property
+    def every_address(self) -> bool:
+        """Whether it serves every address of this machine (`0.0.0.0`, `::`)."""
+        bound = _address(self.address[0])
+        return bound is not None and bound.is_unspecified
+
+    @property
     def url(self) -> str:
-        return f"{self.origin}/"
+        """The page's address as a browser opens it: bound to every address, this
+        machine's loopback one of the same family (`http://[::]:8765/` opens nothing)."""
+        if not self.every_address:
+            return f"{self.origin}/"
+        host, port = self.address
+        loopback = "[::1]" if is_ipv6(host) else "127.0.0.1"
+        return f"http://{loopback}:{port}/"
 
     def _closing(self) -> None:
         with self._condition:

@@ -4,6 +4,7 @@ their request, and on an IPv6 address."""
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import subprocess
 import sys
@@ -103,7 +104,8 @@ def test_the_gallery_on_every_interface_serves_ipv6_and_ipv4_by_address_only(pro
     logo = (root / "img/logo.png").read_bytes()
     process, port = _start_on(root, "::")
     try:
-        assert _first_line(process) == f"gallery: http://[::]:{port}/"
+        every = " (listening on every address of this machine, IPv4 and IPv6)"
+        assert _first_line(process) == f"gallery: http://[::1]:{port}/{every}"
         _wait_for(f"http://[::1]:{port}/", "img/logo.png")
         assert _get6(port, f"[::1]:{port}") == (200, logo)
         assert _get6(port, f"[fe80::1]:{port}") == (200, logo)  # an address, as with 0.0.0.0
@@ -112,6 +114,26 @@ def test_the_gallery_on_every_interface_serves_ipv6_and_ipv4_by_address_only(pro
     finally:
         err = _stop(process)
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("host", "opened", "listening"),
+    [
+        ("::", "[::1]", "every address of this machine, IPv4 and IPv6"),
+        ("[::]", "[::1]", "every address of this machine, IPv4 and IPv6"),
+        ("0.0.0.0", "127.0.0.1", "every IPv4 address of this machine"),
+    ],
+)
+def test_serving_every_address_prints_one_a_browser_opens(
+    host, opened, listening, project, run_cli
+):
+    project({"images.toml": SITE})
+    code, out, err = run_cli("watch", "--once", "--serve", "0", "--host", host)
+    assert code == 0, err
+    line = out.splitlines()[0]
+    match = re.fullmatch(rf"gallery: http://{re.escape(opened)}:(\d+)/ \(listening on (.*)\)", line)
+    assert match is not None, line
+    assert int(match[1]) > 0 and match[2] == listening
 
 
 def test_an_address_not_of_this_machine_is_one_line_naming_it(project, run_cli):
