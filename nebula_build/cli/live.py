@@ -166,6 +166,7 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             live=True,
             round_number=report.number,
             token=server.token,
+            run=server.run,
         )
         server.publish(
             html,

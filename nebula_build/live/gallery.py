@@ -225,11 +225,17 @@ def _status(kind: ActionKind, reason: str, failure: str | None) -> tuple[str, st
 
 
 def render(
-    items: list[Card], *, title: str, live: bool = False, round_number: int = 0, token: str = ""
+    items: list[Card],
+    *,
+    title: str,
+    live: bool = False,
+    round_number: int = 0,
+    token: str = "",
+    run: str = "",
 ) -> str:
     """The whole page: the cards as compact JSON, drawn a page at a time by its script.
-    With `live`, it listens for rounds and refreshes itself, and picks with `token`
-    (the server's, for this run)."""
+    With `live`, it listens for rounds of the watch `run` and refreshes itself, and
+    picks with `token` (the server's, for this run)."""
     counts = Counter(card.status for card in items)
     summary = "".join(
         f'<button type="button" class="chip {s}" data-status="{s}" aria-pressed="false" '
@@ -253,6 +259,7 @@ def render(
         script=LIVE_SCRIPT if live else "",
         live="live" if live else "",
         round=round_number,
+        run=html.escape(run),
         token=token_meta,
         review_style=REVIEW_STYLE,
         keys=_keys(live=live) if reviewing else "",
@@ -312,6 +319,7 @@ def page_json(items: list[Card]) -> str:
     return text.replace("<", "\\u003c")
 
 
-def page_data(round_number: int, changed: Iterable[str]) -> str:
-    """The server-sent event announcing a finished round."""
-    return json.dumps({"number": round_number, "changed": sorted(changed)})
+def page_data(round_number: int, changed: Iterable[str], run: str) -> str:
+    """The server-sent event announcing a finished round of the watch `run` (a page of
+    another run, one stopped and started again, is stale whatever its round)."""
+    return json.dumps({"number": round_number, "changed": sorted(changed), "run": run})

@@ -13,17 +13,46 @@ from __future__ import annotations
 #: cards built per page: enough to scroll through, few enough to build at once
 PAGE_SIZE = 120
 
-LIVE_SCRIPT = """<script>
-(() => {
-  const source = new EventSource("/events");
-  source.onmessage = (event) => {
-    const round = JSON.parse(event.data);
-    if (round.number <= Number(document.body.dataset.round || 0)) return;
-    // a pick in flight reloads once it has its answer (see the review script)
-    const wanted = new CustomEvent("nebula-build:round", { cancelable: true });
-    if (document.dispatchEvent(wanted)) location.reload();
-  };
-})();
+#: how long the page waits before it opens a failed event stream again, doubled after
+#: each failure up to the longest: a stopped watch is not asked ten times a second
+RECONNECT_FIRST_MS = 1000
+RECONNECT_LONGEST_MS = 30000
+
+LIVE_SCRIPT = f"""<script>
+(() => {{
+  const page = document.body.dataset;
+  let wait = {RECONNECT_FIRST_MS};
+  const connect = () => {{
+    const source = new EventSource("/events");
+    let heard = false;
+    source.onmessage = (event) => {{
+      heard = true;
+      wait = {RECONNECT_FIRST_MS};
+      document.body.classList.remove("reconnecting");
+      const round = JSON.parse(event.data);
+      // round 0 is a watch still building its first; another run's round is news
+      const news = round.run !== page.run || round.number > Number(page.round || 0);
+      if (round.number < 1 || !news) return;
+      // a pick in flight reloads once it has its answer (see the review script)
+      const wanted = new CustomEvent("nebula-build:round", {{ cancelable: true }});
+      if (document.dispatchEvent(wanted)) location.reload();
+    }};
+    source.onerror = () => {{
+      // a stream that ended after its round (the server's cap sends `retry:`) is
+      // opened again by the browser; any other failure the browser may give up on
+      // for good (a status but 200: a 403, a proxy's 502), so it is opened here
+      if (heard && source.readyState === EventSource.CONNECTING) {{
+        heard = false;
+        return;
+      }}
+      source.close();
+      document.body.classList.add("reconnecting");
+      setTimeout(connect, wait);
+      wait = Math.min(wait * 2, {RECONNECT_LONGEST_MS});
+    }};
+  }};
+  connect();
+}})();
 </script>"""
 
 
@@ -284,7 +313,9 @@ PAGE = """<!doctype html>
   footer.pager {{ justify-content: center; padding: 0 24px 32px; }}
   .chip.ok {{ color: var(--ok); }} .chip.pending {{ color: var(--pending); }}
   .chip.failed {{ color: var(--failed); }} .chip.conflict {{ color: var(--conflict); }}
-  .live-dot {{ display: none; color: var(--ok); }} body.live .live-dot {{ display: inline; }}
+  .live-dot, .reconnecting-dot {{ display: none; color: var(--ok); }}
+  body.live:not(.reconnecting) .live-dot {{ display: inline; }}
+  body.live.reconnecting .reconnecting-dot {{ display: inline; color: var(--dim); }}
   main {{ display: grid; gap: 18px; padding: 24px;
          grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); }}
   .card {{ background: var(--card); border: 1px solid var(--line); border-radius: 12px;
@@ -315,12 +346,14 @@ PAGE = """<!doctype html>
 {review_style}
 </style>
 </head>
-<body class="{live}" data-round="{round}">
+<body class="{live}" data-round="{round}" data-run="{run}">
 <header>
   <h1>{title}</h1>
   <input id="filter" type="search" placeholder="Filter by name or prompt" autocomplete="off">
   {summary}
   <span class="live-dot">● live</span>
+  <span class="reconnecting-dot" title="watch is not answering: the page updates once it does"
+    >○ reconnecting…</span>
   {keys}
   <nav class="pager" aria-label="pages"><button type="button" data-turn="-1">‹</button>
     <span class="range" aria-live="polite"></span>

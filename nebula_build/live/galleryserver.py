@@ -42,6 +42,7 @@ from nebula_build.httpthread import BackgroundHTTPServer, is_ipv6
 from nebula_build.imaging import sniff
 from nebula_build.live.draws import DrawBytes
 from nebula_build.live.gallery import page_data
+from nebula_build.live.gallerypage import LIVE_SCRIPT
 from nebula_build.live.pickguard import PickRefused, PickRequest, check_pick
 
 _KEEPALIVE_SECONDS = 10.0
@@ -128,7 +129,10 @@ class GalleryServer(BackgroundHTTPServer):
     """The live gallery; `publish()` after each round."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._html = "<!doctype html><title>nebula-build</title><p>Building…</p>"
+        #: this run's rounds: a page of another (watch stopped, started again) reloads
+        self.run = secrets.token_urlsafe(8)
+        # the first round's page replaces this one by itself
+        self._html = f"<!doctype html><title>nebula-build</title><p>Building…</p>{LIVE_SCRIPT}"
         self._files: frozenset[str] = frozenset()
         self._read: ReadFile = _no_files
         self._thumbs: frozenset[str] = frozenset()
@@ -239,6 +243,10 @@ class GalleryServer(BackgroundHTTPServer):
         if not 0 <= request.index < count:
             return 400, f"{request.image} has draws 0 to {count - 1} (got {request.index})"
         return pick(request.image, request.index, request.key)
+
+    def _event(self, round_number: int, changed: list[str]) -> str:
+        """The event announcing a round of this run."""
+        return f"data: {page_data(round_number, changed, self.run)}\n\n"
 
     def _wait_for_round(self, seen: int) -> tuple[int, list[str]] | None:
         """The next round after `seen`, None on a keep-alive timeout; raises when closing."""
@@ -425,7 +433,7 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             gives up for good on any status but 200 (503 included); a 200 stream that
             ends it opens again after `retry` ms, by itself."""
             _, _, seen, changed = server._snapshot()
-            body = f"retry: {EVENTS_RETRY_MS}\ndata: {page_data(seen, changed)}\n\n".encode()
+            body = f"retry: {EVENTS_RETRY_MS}\n{server._event(seen, changed)}".encode()
             self.close_connection = True
             self._send(200, body, "text/event-stream")
 
@@ -453,7 +461,7 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             self.close_connection = True
             _, _, seen, changed = server._snapshot()
             try:
-                self.wfile.write(f"data: {page_data(seen, changed)}\n\n".encode())
+                self.wfile.write(server._event(seen, changed).encode())
                 self.wfile.flush()
                 while True:
                     news = server._wait_for_round(seen)
@@ -463,7 +471,7 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
                         self.wfile.write(b": keep-alive\n\n")
                     else:
                         seen, changed = news
-                        self.wfile.write(f"data: {page_data(seen, changed)}\n\n".encode())
+                        self.wfile.write(server._event(seen, changed).encode())
                     self.wfile.flush()
             except (ConnectionError, OSError):
                 return

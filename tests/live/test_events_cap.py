@@ -78,7 +78,8 @@ def test_a_stream_past_the_cap_is_told_to_come_back_and_the_browser_retries_by_i
         assert head.startswith(b"HTTP/1.1 200 ")
         assert b"Content-Type: text/event-stream" in head
         assert body.startswith(f"retry: {galleryserver.EVENTS_RETRY_MS}\n".encode())
-        assert b'data: {"number": 3, "changed": ["hero"]}' in body
+        event = f'data: {{"number": 3, "changed": ["hero"], "run": "{server.run}"}}'
+        assert event.encode() in body
 
 
 @pytest.mark.parametrize("rounds", [True, False], ids=["rounds", "idle"])
