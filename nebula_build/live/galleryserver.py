@@ -18,7 +18,9 @@ says so in `Sec-Fetch-Site`) is refused but a link followed, every answer is
 `Cross-Origin-Resource-Policy: same-origin`, a pick must prove it comes from the
 gallery's own page (see `pickguard`), and the page may not be framed. A client
 that sends nothing for `IDLE_SECONDS` is let go, so no connection holds a thread
-for good, and a request's head past `HEAD_BYTES` is refused as it is read.
+for good, and a request's head past `HEAD_BYTES` is refused as it is read. An answer
+(the event stream aside) has `ANSWER_SECONDS` to go out whole, each piece of it
+`IDLE_SECONDS`: a client that reads a byte a second lets go of its thread by then.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import http.client
 import io
 import ipaddress
 import json
+import math
 import re
 import secrets
 import socket
@@ -51,6 +54,11 @@ IDLE_SECONDS = 30.0
 #: how long a connection has to send a whole request, from its opening or the end of
 #: the answer before: one byte every 29 s is never silent for `IDLE_SECONDS`
 REQUEST_SECONDS = 30.0
+#: how long one answer may take to go out, headers and body: a client reading a byte a
+#: second lets go of its thread by then, and a 256 MiB image needs 4.5 MB/s
+ANSWER_SECONDS = 60.0
+#: an answer goes out in pieces of this size, each with `IDLE_SECONDS` to leave
+_PIECE_BYTES = 256 << 10
 #: connections served at once, a thread each; the next wait without one
 MAX_CONNECTIONS = 64
 #: event streams open at once: each holds a connection for as long as its tab is open,
@@ -287,6 +295,38 @@ class _RequestDeadline(io.RawIOBase):
             self._connection.settimeout(self._write_timeout)
 
 
+class _AnswerDeadline(io.BufferedIOBase):
+    """A connection's answers: each piece written waits at most `IDLE_SECONDS` to leave,
+    and none past the deadline `start()` sets (`ANSWER_SECONDS`) or, for the event
+    stream, which writes for as long as its tab is open, `endless()`."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        super().__init__()
+        self._connection = connection
+        self._until = time.monotonic() + ANSWER_SECONDS
+
+    def start(self) -> None:
+        """A new answer begins: it has `ANSWER_SECONDS` to go out whole."""
+        self._until = time.monotonic() + ANSWER_SECONDS
+
+    def endless(self) -> None:
+        """This answer has no deadline: only each of its pieces has."""
+        self._until = math.inf
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), _PIECE_BYTES):
+            left = self._until - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"an answer must go out within {ANSWER_SECONDS:g} s")
+            self._connection.settimeout(min(left, IDLE_SECONDS))
+            self._connection.sendall(view[start : start + _PIECE_BYTES])
+        return len(view)
+
+
 class _HeadLimit:
     """A connection's reader that lets `left` bytes of lines through (a request's line
     and headers: they are read by line), then refuses more as one line too long (431)."""
@@ -332,11 +372,18 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
             self.rfile.close()  # read through the deadline below instead
             self.deadline = _RequestDeadline(self.connection, IDLE_SECONDS)
             self.rfile = _HeadLimit(io.BufferedReader(self.deadline))  # type: ignore[assignment]
+            self.wfile.close()  # answer through the deadline below instead
+            self.answer = self.wfile = _AnswerDeadline(self.connection)
 
         def handle_one_request(self) -> None:
             self.rfile.left = HEAD_BYTES  # type: ignore[attr-defined]
             self.deadline.start()
+            self.answer.start()  # a refused head is an answer too
             super().handle_one_request()
+
+        def parse_request(self) -> bool:
+            self.answer.start()  # the request's time is the request deadline's
+            return super().parse_request()
 
         def log_message(self, format: str, *args: Any) -> None:
             return
@@ -453,6 +500,7 @@ def _handler_for(server: GalleryServer) -> type[BaseHTTPRequestHandler]:
                 connection.settimeout(waits)
 
         def _stream_events(self) -> None:
+            self.answer.endless()
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-store")

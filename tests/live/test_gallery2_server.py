@@ -55,6 +55,7 @@ def test_a_request_sent_a_byte_at_a_time_is_let_go_at_its_deadline(trickle, monk
 
 def test_the_event_stream_keeps_streaming_past_the_deadline(monkeypatch):
     monkeypatch.setattr(galleryserver, "REQUEST_SECONDS", 0.5, raising=False)
+    monkeypatch.setattr(galleryserver, "ANSWER_SECONDS", 0.5)  # an answer's, too
     with (
         GalleryServer() as server,
         socket.create_connection(("127.0.0.1", _port(server)), timeout=10) as client,
