@@ -71,6 +71,8 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://api.nebulablock.com/api/v1"
 #: the path every documented endpoint is under
 API_PATH = "/api/v1"
+#: where an image is asked for, under the base URL
+GENERATION_PATH = "/images/generation"
 #: the key may be read only from a variable with this prefix (NEBULA_API_KEY_STAGING…)
 KEY_VARIABLE_PREFIX = "NEBULA_"
 SUCCESS_BODY_LIMIT = 64 * 2**20
@@ -232,6 +234,8 @@ def url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if "@" in parts.netloc:
         return "must not hold a user name or password"
+    if parts.query:
+        return "must not hold a query (?…), which would take in each request's path"
     try:
         parts.port  # noqa: B018 (parsing the port is the check)
     except ValueError:
@@ -379,8 +383,6 @@ class Answer:
     headers: httpx.Headers
     #: None: the body is larger than its cap and was not read
     body: bytes | None
-    #: where the request went
-    url: str = ""
     #: why the body could not be read (corrupt or unasked-for compression); body is b""
     malformed: str | None = None
 
@@ -417,8 +419,7 @@ async def exchange(
                 body, malformed = await _read_capped(response, cap), None
             except MalformedAnswer as exc:
                 body, malformed = b"", str(exc)
-            url = str(response.url)
-            return then(Answer(response.status_code, response.headers, body, url, malformed))
+            return then(Answer(response.status_code, response.headers, body, malformed))
 
 
 @contextlib.asynccontextmanager
@@ -606,6 +607,24 @@ def redirect_target(answer: Answer, secrets: Sequence[str]) -> str:
     return clean(f"{scheme}{_bracketed(host)}{port}", secrets, limit=120)
 
 
+def shown_base(url: httpx.URL, secrets: Sequence[str]) -> str:
+    """The base URL as a message may name it: its scheme, host and port, and its path
+    only where that is the documented API_PATH. A proxy's path, a query or a user name
+    may carry a token no one declared a secret: any other path is said as "/…" (with
+    the API_PATH it ends in, if it does), the rest never."""
+    port = f":{url.port}" if url.port else ""
+    path = url.path.rstrip("/")
+    if path and path != API_PATH:
+        path = "/…" + (API_PATH if path.endswith(API_PATH) else "")
+    return clean(f"{url.scheme}://{_bracketed(url.host)}{port}{path}", secrets, limit=160)
+
+
+def _shown_host(url: httpx.URL, secrets: Sequence[str]) -> str:
+    """The base URL's host and port, as a message names the host it could not reach."""
+    host = _bracketed(url.host)
+    return clean(f"{host}:{url.port}" if url.port else host, secrets)
+
+
 def _bracketed(host: str) -> str:
     """`host` as a URL writes it: an IPv6 address in brackets (`[::1]`)."""
     return f"[{host}]" if ":" in host else host
@@ -665,14 +684,15 @@ def status_error(
     message: str,
     variable: str,
     *,
-    url: str = "",
     base: str = "",
+    endpoint: str = "",
     location: str = "",
 ) -> BackendError:
     """The error a non-2xx answer means: the one mapping for every request we send.
-    `message` is the server's, already cleaned; `url` (where the request went) and
-    `base` (the base URL used) are named when they explain the answer, and `location`
-    (where a redirect points, cleaned) when it is one."""
+    `message` is the server's, already cleaned; `base` (the base URL used, as
+    `shown_base` says it) and `endpoint` (the path asked for under it) are named when
+    they explain the answer, and `location` (where a redirect points, cleaned) when it
+    is one."""
     if 300 <= status < 400:
         where = f" to {location}" if location else ""
         return RequestRejectedError(
@@ -688,8 +708,10 @@ def status_error(
             f"{variable} was rejected (HTTP {status}: {message}); "
             "check the key in your Nebula Block account"
         )
-    if status == 404 and url:
-        return RequestRejectedError(f"HTTP 404 ({message}) from {url}: {_base_hint(base)}")
+    if status == 404 and base:
+        return RequestRejectedError(
+            f"HTTP 404 ({message}) from {base}{endpoint}: {_base_hint(base)}"
+        )
     if status == 429:
         return TransientBackendError(
             f"rate limited (HTTP 429: {message}); lower "
@@ -991,7 +1013,7 @@ class NebulaBackend(Backend):
             return await exchange(
                 self._client,
                 "POST",
-                "/images/generation",
+                GENERATION_PATH,
                 deadline=timeout,
                 payload=body,
                 budget=self._budget,
@@ -1020,12 +1042,9 @@ class NebulaBackend(Backend):
             # server; anything else broke once the request was on its way, and the
             # server may have done and billed it
             sent = not _never_sent(exc)
-            url = self._client.base_url  # its host and port: never a password in the URL
-            host = clean(
-                f"{_bracketed(url.host)}:{url.port}" if url.port else _bracketed(url.host),
-                self._secrets,
-            )
-            hint = "" if sent else f"; {_unreached_hint(url.scheme, host, url.path)}"
+            url = self._client.base_url
+            host = _shown_host(url, self._secrets)
+            hint = "" if sent else f"; {_unreached_hint(shown_base(url, self._secrets))}"
             raise _Retry(
                 TransientBackendError(f"connection to {host} failed: {said}{hint}"),
                 sent=sent,
@@ -1040,8 +1059,8 @@ class NebulaBackend(Backend):
                 answer.status,
                 server_message(answer, self._secrets),
                 self.settings.api_key_env,
-                url=clean(answer.url, self._secrets),
-                base=clean(str(self._client.base_url).rstrip("/"), self._secrets),
+                base=shown_base(self._client.base_url, self._secrets),
+                endpoint=GENERATION_PATH,
                 location=redirect_target(answer, self._secrets),
             )
             if isinstance(error, TransientBackendError):
@@ -1108,11 +1127,10 @@ class NebulaBackend(Backend):
         return RequestRejectedError(f"the API answered status {status} without an image: {message}")
 
 
-def _unreached_hint(scheme: str, host: str, path: str) -> str:
-    """What to check where nothing could reach the API's host: the address, where
-    NEBULA_BASE_URL chose it, else this machine's way out."""
+def _unreached_hint(where: str) -> str:
+    """What to check where nothing could reach the API's host: the address (`where`, as
+    `shown_base` says it), where NEBULA_BASE_URL chose it, else this machine's way out."""
     if os.environ.get("NEBULA_BASE_URL", "").strip():
-        where = printable(f"{scheme}://{host}{path}".rstrip("/"), limit=120)
         return f"nothing reached it: is the API listening at {where} (NEBULA_BASE_URL)?"
     return "nothing reached it: check this machine's network, DNS and proxy settings"
 
@@ -1293,20 +1311,15 @@ async def _get_json(
         except httpx.HTTPError as exc:
             said = type(exc).__name__
             if isinstance(exc, httpx.TransportError) and _never_sent(exc):
-                url = client.base_url
-                host = clean(
-                    f"{_bracketed(url.host)}:{url.port}" if url.port else _bracketed(url.host),
-                    secrets,
-                )
-                said = f"{said}, {_unreached_hint(url.scheme, host, url.path)}"
+                said = f"{said}, {_unreached_hint(shown_base(client.base_url, secrets))}"
             raise TransientBackendError(f"{what}: {said}", backend="nebula") from None
     if answer.status >= 300:
         error = status_error(
             answer.status,
             server_message(answer, secrets),
             settings.api_key_env,
-            url=clean(answer.url, secrets),
-            base=clean(str(client.base_url).rstrip("/"), secrets),
+            base=shown_base(client.base_url, secrets),
+            endpoint=path,
             location=redirect_target(answer, secrets),
         )
         raise type(error)(f"{what}: {error}", backend="nebula")
