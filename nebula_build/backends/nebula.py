@@ -12,7 +12,8 @@ Failures map to our errors at one place (`status_error`):
 connection) → sent again at most NEBULA_TIMEOUT_RETRIES times (it may have been
 billed), then TransientBackendError, a 404 →
 RequestRejectedError naming the URL and the documented base, other 4xx →
-RequestRejectedError, malformed 2xx → retried once, then RequestRejectedError.
+RequestRejectedError, a malformed 2xx (it may have been billed) → RequestRejectedError,
+never sent again.
 
 The server is not trusted (DESIGN.md, section 10): the key goes only over https
 (http only to loopback) and only to the default host or one the environment
@@ -737,7 +738,6 @@ class _Retry(Exception):
         self,
         error: BackendError,
         delay: float | None = None,
-        malformed: bool = False,
         *,
         sent: bool = True,
         unanswered: bool = False,
@@ -745,7 +745,6 @@ class _Retry(Exception):
         super().__init__(str(error))
         self.error = error
         self.delay = delay
-        self.malformed = malformed
         #: the server may have done (and billed) the work: False for a rate limit or a
         #: connection that never reached it
         self.sent = sent
@@ -925,7 +924,7 @@ class NebulaBackend(Backend):
             )
         check_inputs(request)
         body = request_body(request, support)
-        attempts, malformed_tries, unanswered = 0, 0, 0
+        attempts, unanswered = 0, 0
         backoff = self.settings.retry_backoff
         while True:
             attempts += 1
@@ -935,10 +934,8 @@ class NebulaBackend(Backend):
                 data, inference, _, stand_in = await self._attempt(body)
             except _Retry as retry:
                 _forget_frames(retry)
-                if retry.malformed:
-                    malformed_tries += 1
                 unanswered += retry.unanswered
-                if attempts >= self.settings.max_attempts or malformed_tries >= 2:
+                if attempts >= self.settings.max_attempts:
                     raise self._named(retry.error, request, attempts) from None
                 if retry.sent and not request.retry_after_send:
                     raise self._named(retry.error, request, attempts, capped=True) from None
@@ -1032,10 +1029,7 @@ class NebulaBackend(Backend):
                 unanswered=True,
             ) from None
         except httpx.DecodingError:  # not raised while raw bytes are read; kept if ever
-            raise _Retry(
-                RequestRejectedError("malformed response: its compression is corrupt"),
-                malformed=True,
-            ) from None
+            raise _malformed("its compression is corrupt") from None
         except httpx.TransportError as exc:
             said = clean(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
             # refused, unknown host, a proxy that would not connect: nothing reached the
@@ -1071,31 +1065,26 @@ class NebulaBackend(Backend):
 
     def _decode(self, answer: Answer) -> _Image:
         """The image in a 2xx answer. Its structure is checked here (magic, chunks and their
-        CRCs, size limits: what a truncated or garbled answer breaks), so such an answer is
-        retried; its pixel data is proved to decode once, by the engine, in a worker thread
-        (engine/verify.py), not a second time here on the event loop."""
+        CRCs, size limits: what a truncated or garbled answer breaks), so such an answer fails
+        its image here, never sent again (it may have been billed); its pixel data is proved
+        to decode once, by the engine, in a worker thread (engine/verify.py), not a second
+        time here on the event loop."""
         from nebula_build.imaging import examine, sniff, verify_image
 
         if answer.malformed is not None:
-            raise _Retry(
-                RequestRejectedError(f"malformed response: {answer.malformed}"), malformed=True
-            )
+            raise _malformed(answer.malformed)
         if answer.body is None:
             raise RequestRejectedError(
                 f"the answer is over {SUCCESS_BODY_LIMIT // 2**20} MiB, more than any image: "
-                "not read further"
+                f"not read further{MAY_BE_BILLED}"
             )
         try:
             body = parse_json(answer.body, values=IMAGE_JSON_VALUES)
         except ValueError as exc:
             snippet = clean(answer.body[:320].decode("utf-8", "replace"), self._secrets, 80)
-            raise _Retry(
-                RequestRejectedError(f"malformed response: {exc} ({snippet!r})"), malformed=True
-            ) from None
+            raise _malformed(f"{exc} ({snippet!r})") from None
         if not isinstance(body, Mapping):
-            raise _Retry(
-                RequestRejectedError("malformed response: not a JSON object"), malformed=True
-            )
+            raise _malformed("not a JSON object")
         items = body.get("data")
         first = items[0] if isinstance(items, list) and items else None
         encoded = first.get("b64_json") if isinstance(first, Mapping) else None
@@ -1104,17 +1093,13 @@ class NebulaBackend(Backend):
         try:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            raise _Retry(
-                RequestRejectedError("malformed response: bad base64 in b64_json"), malformed=True
-            ) from None
+            raise _malformed("bad base64 in b64_json") from None
         try:
             # an AVIF has no structure to examine: decoded here as before (the engine
             # refuses it all the same, without a second paid try)
             size = verify_image(data)[1] if sniff(data) == "avif" else examine(data).size
         except ValueError as exc:
-            raise _Retry(
-                RequestRejectedError(f"malformed response: {exc}"), malformed=True
-            ) from None
+            raise _malformed(str(exc)) from None
         field, value = STAND_IN_ANSWER
         return data, _inference_seconds(first), size, body.get(field) == value
 
@@ -1125,6 +1110,20 @@ class NebulaBackend(Backend):
             return OutOfCreditsError(f"out of credits ({message}); {TOP_UP}")
         status = clean(repr(body.get("status")), self._secrets, 40)
         return RequestRejectedError(f"the API answered status {status} without an image: {message}")
+
+
+#: what a failed answer to a request the server took adds: it may be paid for, and
+#: another try may be paid for too, so the user decides on it
+MAY_BE_BILLED = (
+    " (the request may have been billed, so it is not sent again: "
+    "run apply again to try it once more)"
+)
+
+
+def _malformed(said: str) -> RequestRejectedError:
+    """The error a 2xx answer whose image cannot be read means: the server took the
+    request, and may have billed it, so it is not sent again within this run."""
+    return RequestRejectedError(f"malformed response: {said}{MAY_BE_BILLED}")
 
 
 def _unreached_hint(where: str) -> str:

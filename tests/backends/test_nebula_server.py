@@ -154,11 +154,11 @@ FAULTS = [
     (["502", "503", "504"], True, None),
     (["reset"], True, None),
     (["slow:2"], True, None),  # slower than the 1 s timeout once, then fine
-    (["malformed_json"], True, None),
-    (["bad_base64"], True, None),
-    (["not_image"], True, None),
-    (["truncated_image"], True, None),
-    (["malformed_json", "not_image"], False, "malformed response"),
+    # a malformed answer may have been billed: never sent again (test_nebula_malformed_billed)
+    (["malformed_json"], False, "malformed response: not JSON"),
+    (["bad_base64"], False, "malformed response: bad base64 in b64_json"),
+    (["not_image"], False, "malformed response: an HTML page"),
+    (["truncated_image"], False, "malformed response: "),
     (["500"] * 5, False, "server error (HTTP 500"),
     (["429:0"] * 5, False, "rate limited"),
     (["401"], False, "NEBULA_API_KEY was rejected"),
