@@ -35,7 +35,7 @@ import re
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -925,15 +925,18 @@ class NebulaBackend(Backend):
         check_inputs(request)
         body = request_body(request, support)
         attempts, unanswered = 0, 0
+        reached = False  # whether a try reached the server, which may have billed it
         backoff = self.settings.retry_backoff
         while True:
             attempts += 1
-            await self._pacer.wait()
+            paced = self._pacer.wait()
+            await (paced if reached or not self._pacer.interval else _held_back(request, paced))
             started = time.perf_counter()
             try:
                 data, inference, _, stand_in = await self._attempt(body)
             except _Retry as retry:
                 _forget_frames(retry)
+                reached = reached or retry.sent
                 unanswered += retry.unanswered
                 if attempts >= self.settings.max_attempts:
                     raise self._named(retry.error, request, attempts) from None
@@ -941,7 +944,8 @@ class NebulaBackend(Backend):
                     raise self._named(retry.error, request, attempts, capped=True) from None
                 if unanswered > self._timeout_retries:
                     raise self._named(retry.error, request, attempts, unanswered=True) from None
-                await self._pause(request, retry.delay, backoff)
+                paused = self._pause(request, retry.delay, backoff)
+                await (paused if reached else _held_back(request, paused))
                 backoff = min(backoff * 2, 30.0)
                 continue
             except BackendError as error:
@@ -1146,6 +1150,18 @@ def _never_sent(error: httpx.TransportError) -> bool:
         | httpx.UnsupportedProtocol
         | httpx.LocalProtocolError,
     )
+
+
+async def _held_back(request: GenerationRequest, wait: Awaitable[None]) -> None:
+    """Await `wait` (the pacer's turn, a backoff) with the request said held back
+    (`on_held`): no try of it reached the server, so a run stopped meanwhile does not
+    say it may have been billed."""
+    if request.on_held is None:
+        await wait
+        return
+    request.on_held(True)
+    await wait
+    request.on_held(False)  # not reached if cancelled: it stays held, never sent
 
 
 def _forget_frames(error: BaseException) -> None:

@@ -266,6 +266,9 @@ class Applier:
         #: requests handed to a backend with no answer back: in flight, or cancelled
         #: in flight (Ctrl-C, a newer edit), by image, with the backend's name
         self._unanswered: dict[str, str] = {}
+        #: of those, the images whose request the backend still holds back, never sent
+        #: (`GenerationRequest.on_held`): no one can have billed them
+        self._held: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, plan: Plan) -> ApplyResult:
@@ -372,8 +375,18 @@ class Applier:
 
     def unanswered(self) -> dict[str, str]:
         """Requests handed to a backend with no answer back (in flight, or cancelled in
-        flight: a paid backend may have billed them), by image, with the backend."""
-        return dict(self._unanswered)
+        flight: a paid backend may have billed them), by image, with the backend; not
+        those the backend held back, never sent."""
+        return {
+            image: backend for image, backend in self._unanswered.items() if image not in self._held
+        }
+
+    def _hold(self, image: str, held: bool) -> None:
+        """The backend holds `image`'s request back, unsent (True), or lets it go."""
+        if held and image in self._unanswered:
+            self._held.add(image)
+        else:
+            self._held.discard(image)
 
     def cancel(self, images: Collection[str]) -> None:
         """Stop work a newer edit made obsolete; the rest of the run goes on."""
@@ -654,6 +667,7 @@ class Applier:
             request_for(spec, self.inputs),
             on_step=self._from_thread(self.progress.step, action.image),
             on_activity=self._from_thread(self.progress.activity, action.image),
+            on_held=self._from_thread(self._hold, action.image),
             retry_after_send=not self.planned_only,
         )
         slot = self._limits.setdefault(spec.backend, asyncio.Semaphore(1))
@@ -667,11 +681,13 @@ class Applier:
             slot.release()
             if not isinstance(exc, asyncio.CancelledError):
                 self._unanswered.pop(action.image, None)
+                self._held.discard(action.image)
             if isinstance(exc, BackendError) and exc.halts:  # every later request would fail
                 self._halted.setdefault(spec.backend, exc)
             outcome.generated = isinstance(exc, PluginAnswerError)  # answered, then refused
             raise
         del self._unanswered[action.image]
+        self._held.discard(action.image)
         # Paid for: the slot stays taken until the original is cached (`_keep`), so a
         # crash loses at most the generations in flight, never a queue of answers
         # waiting for a file writer.

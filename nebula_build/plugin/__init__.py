@@ -32,7 +32,7 @@ What is here:
   validated settings, the project root, a `preflight` call), is in `Backend`'s
   module, `nebula_build.plugin.backend`.
 - `GenerationRequest`, `GenerationResult`, and the progress callbacks a request
-  carries (`StepCallback`, `ActivityCallback`); `OnDisk`, what files outside the
+  carries (`StepCallback`, `ActivityCallback`, `HeldCallback`); `OnDisk`, what files outside the
   project say of how an image would be made (`Backend.made_with_on_disk`).
 - `ModelSupport`: what a backend declares per model. `nebula_models()` and the
   model ids are the hosted Nebula API's table, for backends that mirror it.
@@ -64,6 +64,7 @@ from nebula_build.plugin.backend import (
     BackendSettings,
     GenerationRequest,
     GenerationResult,
+    HeldCallback,
     OnDisk,
     StepCallback,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "CredentialsError",
     "GenerationRequest",
     "GenerationResult",
+    "HeldCallback",
     "LocalSetupError",
     "ModelSupport",
     "OnDisk",

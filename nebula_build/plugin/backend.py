@@ -14,7 +14,8 @@ A backend's life, as the engine drives it:
    (once per session in watch mode); `root` is the folder holding images.toml.
 5. `generate(request)` runs concurrently, up to `settings.concurrency` at a time.
    It reports progress through `request.on_step` / `request.on_activity`, never by
-   printing, and may be cancelled (watch mode, Ctrl-C) at any await.
+   printing, and may be cancelled (watch mode, Ctrl-C) at any await. A paid backend
+   that holds requests back before sending them says so through `request.on_held`.
 
 A backend whose generations cost money sets `paid = True`. The plan then estimates
 the cost from `prices(settings)` (what the manifest configures) and the provider's
@@ -41,6 +42,10 @@ from nebula_build.plugin.catalog import ModelSupport
 StepCallback = Callable[[int, int], None]
 #: called with what the backend is busy with before it can start ("loading …"); any thread
 ActivityCallback = Callable[[str], None]
+#: called with True as a paid backend holds a request back before it is sent (its own
+#: rate limit, a backoff after a refusal that did no work), False as it lets it go;
+#: any thread
+HeldCallback = Callable[[bool], None]
 
 
 class BackendSettings(BaseModel):
@@ -82,6 +87,11 @@ class GenerationRequest:
     background: str | None = None
     on_step: StepCallback | None = field(default=None, compare=False, repr=False)
     on_activity: ActivityCallback | None = field(default=None, compare=False, repr=False)
+    #: `on_held(True)` while the backend holds this request back before any try of it
+    #: was sent (its own pacing), `on_held(False)` once it lets it go: a run stopped
+    #: while it is held does not say it may have been billed. A backend that never
+    #: calls it has each request counted as sent from the moment it is handed one.
+    on_held: HeldCallback | None = field(default=None, compare=False, repr=False)
     #: whether a paid request that failed after reaching the server (a timeout, a cut-off
     #: or garbled answer, a server error) may be sent again: a second try may be billed
     #: too. False in a capped apply (--max-cost, --max-generations, --locked), which

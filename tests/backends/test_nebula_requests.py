@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import re
@@ -624,3 +625,24 @@ def test_only_a_loopback_base_url_may_be_the_stand_in(monkeypatch, base, stand_i
         monkeypatch.setenv("NEBULA_BASE_URL", base)
     expected = {"server": "stand-in"} if stand_in else {}
     assert NebulaBackend.made_with(NebulaSettings(), FLUX_SCHNELL) == expected
+
+
+@pytest.mark.parametrize(
+    ("answers", "settings", "said"),
+    [
+        ([success()], {}, []),  # no pacing: nothing to say
+        ([success()], {"requests_per_minute": 60}, [True, False]),
+        # a rate limit did no work: its backoff holds the request back too
+        ([httpx.Response(429), success()], {}, [True, False]),
+        # a server error may have: the wait after it is not said held
+        ([httpx.Response(500), success()], {"requests_per_minute": 600}, [True, False]),
+    ],
+    ids=["unpaced", "paced", "rate-limited", "server-error"],
+)
+def test_a_request_is_said_held_only_while_no_try_of_it_was_sent(answers, settings, said):
+    """`on_held`: what an apply stopped meanwhile may leave out of "may have been billed"."""
+    held: list[bool] = []
+    request = dataclasses.replace(req(FLUX_SCHNELL), on_held=held.append)
+    replies = iter(answers)
+    run(lambda r: next(replies), request, **settings)
+    assert held == said
