@@ -72,8 +72,7 @@ def cmd_plan(ctx: Context) -> int:
     whole = not (args.json or args.target or args.replace or args.more or args.force)
     # the snapshot that answers a plan with nothing to do has no plan to write out
     quick = whole and not args.markdown and not args.out
-    if quick and (images := _unchanged_since_last_plan(ctx)) is not None:
-        ctx.print(f"No changes: {plural(images, 'image')} up to date.")
+    if quick and _answered_from_snapshot(ctx):
         return ExitCode.OK
     import time
 
@@ -272,23 +271,47 @@ def _write_summaries(ctx: Context, title: str, plan: Plan, **details: Any) -> No
         )
 
 
-def _unchanged_since_last_plan(ctx: Context) -> int | None:
-    """The number of images, if nothing a plan reads changed since the last one that
-    found nothing to do (see engine/noop.py)."""
+def _answered_from_snapshot(ctx: Context) -> bool:
+    """Whether nothing a plan reads changed since the last one that found nothing to
+    do (see engine/noop.py), and this plan is answered as the full path would answer,
+    job summary included."""
     from nebula_build.engine import noop
 
-    found = fast_path_root(ctx)
-    return None if found is None else noop.unchanged(*found, ctx.args.backend)
+    found = fast_path_root(ctx, summarized=True)
+    images = None if found is None else noop.unchanged(*found, ctx.args.backend)
+    if found is None or images is None:
+        return False
+    ctx.print(f"No changes: {plural(images, 'image')} up to date.")
+    _summarize_up_to_date("plan", found, images)
+    return True
 
 
-def fast_path_root(ctx: Context) -> tuple[str, str] | None:
-    """(project root, manifest) where the no-op snapshot may answer: never under
-    GitHub Actions, whose job summary only the full path writes."""
+def fast_path_root(ctx: Context, *, summarized: bool = False) -> tuple[str, str] | None:
+    """(project root, manifest) where the no-op snapshot may answer. Under GitHub
+    Actions only for a command that writes the job summary the full path would
+    (`summarized`), as `_summarize_up_to_date` does."""
     from nebula_build.engine import noop
 
-    if os.environ.get("GITHUB_ACTIONS") == "true":
+    if os.environ.get("GITHUB_ACTIONS") == "true" and not summarized:
         return None
     return noop.find_root(ctx.start, ctx.args.file)
+
+
+def _summarize_up_to_date(command: str, found: tuple[str, str], images: int) -> None:
+    """Under GitHub Actions, the job summary the full path writes for a `command` that
+    found `images` up to date, from the no-op snapshot's count; `found`: (project root,
+    manifest)."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from pathlib import Path
+
+    from nebula_build.state.project import Project
+    from nebula_build.ui import github, markdown
+
+    root = Path(found[0])
+    shown = Project(root, root / found[1]).display_manifest  # as the full path shows it
+    title = f"nebula-build {command} ({shown})"
+    github.append_summary(markdown.up_to_date(title, images, applied=command == "apply"))
 
 
 def _status_since_last_plan(ctx: Context) -> str | None:

@@ -11,7 +11,6 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from nebula_build.core import sourcemap
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.text import printable
 
@@ -108,6 +107,8 @@ def declared_at(name: str) -> tuple[str, ...]:
 
 def _locator(source: str | None) -> Callable[[str], tuple[int | None, int | None]]:
     """The line and column that declare a name; None where the source does not say."""
+    from nebula_build.core import sourcemap  # not loaded to write a summary alone
+
     positions = sourcemap.key_positions(source) if source is not None else {}
 
     def locate(name: str) -> tuple[int | None, int | None]:

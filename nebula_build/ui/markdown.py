@@ -10,12 +10,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from nebula_build.core.plan import Action, Plan
 from nebula_build.errors import first_line
 from nebula_build.text import plural, printable
 from nebula_build.ui.statuslines import reason_line
 
 if TYPE_CHECKING:
+    from nebula_build.core.plan import Action, Plan
     from nebula_build.engine.cost import Estimate
     from nebula_build.engine.lockmerge import LockMerge
 
@@ -178,6 +178,23 @@ def summary(
         changed_budget = _share(_CHANGED_BYTES, budget)
         lines += _fitting(changed, changed_budget, most=_SHOWN_CHANGES, listed=listed)
     return _cut("\n".join(lines) + "\n\n", budget, listed)
+
+
+def up_to_date(title: str, images: int, *, applied: bool = False) -> str:
+    """What `summary` writes for a plan that found all its `images` up to date and had
+    nothing else to say (no note, lock change or cost), from the count alone: the
+    job summary of the no-op snapshot's fast path. `applied`: an apply's, which
+    says it generated nothing."""
+    lines = [
+        f"### {markdown_text(title, _SHOWN_CHARS)}",
+        "",
+        f"No changes: {plural(images, 'image')} up to date.",
+        "",
+        "- **From the cache:** 0.",
+    ]
+    if applied:
+        lines.append("- **Generated in this run:** 0.")
+    return "\n".join(lines) + "\n\n"
 
 
 def _share(part: int, budget: int) -> int:

@@ -145,6 +145,30 @@ def test_plan_and_apply_write_the_job_summary(project, run_cli, actions):
     assert "- **Generated in this run:** 2." in text
 
 
+def test_a_plan_with_nothing_to_do_writes_the_job_summary_without_planning_again(
+    project, run_cli, actions, monkeypatch
+):
+    from nebula_build.engine import noop, prepare
+
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)  # no waiting for the racy window
+    project({"site_[v2].toml": SITE})
+    manifest = ["-f", "site_[v2].toml"]
+    assert run_cli(*manifest, "apply").code == 0
+    actions.unlink()
+    assert run_cli(*manifest, "plan").out == "No changes: 2 images up to date.\n"
+    planned = actions.read_text()
+    actions.unlink()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("took the full path")
+
+    monkeypatch.setattr(prepare, "prepare", refuse)  # the snapshot answers, or this fails
+    assert run_cli(*manifest, "plan").out == "No changes: 2 images up to date.\n"
+    assert actions.read_text() == planned
+    title = "### nebula-build plan (site\\_\\[v2\\].toml)"
+    assert planned.startswith(f"{title}\n\nNo changes: 2 images up to date.\n")
+
+
 @pytest.mark.parametrize(
     ("manifest", "flags", "exit_code", "why"),
     [

@@ -247,24 +247,27 @@ def test_the_fast_path_finds_each_manifests_lock_and_state_as_the_project_does(t
 
 
 def full_path_only(monkeypatch) -> None:
-    """Make the full paths of status and apply fail, so an answer proves the snapshot."""
+    """Make the full paths of plan, status and apply fail, so an answer proves the
+    snapshot."""
     from nebula_build.cli import build
+    from nebula_build.engine import prepare
     from nebula_build.engine import round as round_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("took the full path")
 
     monkeypatch.setattr(build, "prepared_project", refuse)
+    monkeypatch.setattr(prepare, "prepare", refuse)
     monkeypatch.setattr(round_module, "apply_round", refuse)
 
 
-def full_path_answers(run_cli, root: Path, *args: str):
+def full_path_answers(run_cli, root: Path, *args: str, cwd: Path | None = None):
     """The answer of the full path: the same command with the snapshot set aside."""
     snapshot = root / noop.SNAPSHOT
     kept = snapshot.read_bytes()
     snapshot.unlink()
     try:
-        return run_cli(*args)
+        return run_cli(*args, cwd=cwd)
     finally:
         snapshot.write_bytes(kept)
 
@@ -388,11 +391,59 @@ def test_a_plan_that_says_a_note_leaves_no_snapshot(built, run_cli, monkeypatch)
     assert not (built / noop.SNAPSHOT).exists()  # the next plan says it again
 
 
-def test_under_github_actions_every_command_takes_the_full_path(built, run_cli, monkeypatch):
+@pytest.fixture
+def job_summary(built, monkeypatch) -> Path:
+    """Under GitHub Actions: the step's job summary file (outside the project)."""
+    summary = built.parent / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
-    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(built / "summary.md"))
-    assert "No changes" in plan(run_cli)
-    assert "nebula-build plan" in (built / "summary.md").read_text()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    return summary
+
+
+def full_and_fast(run_cli, root: Path, summary: Path, monkeypatch, *args: str, cwd=None):
+    """(the full path's answer and job summary, the snapshot's) of one command."""
+    full = full_path_answers(run_cli, root, *args, cwd=cwd)
+    written = summary.read_text(encoding="utf-8")
+    summary.unlink()
+    with monkeypatch.context() as patched:
+        full_path_only(patched)
+        fast = run_cli(*args, cwd=cwd)
+    return (full, written), (fast, summary.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("args", [["plan"], ["plan", "--detailed-exitcode"]])
+def test_under_github_actions_a_plan_with_nothing_to_do_writes_the_job_summary_from_the_snapshot(
+    built, run_cli, monkeypatch, job_summary, args
+):
+    full, fast = full_and_fast(run_cli, built, job_summary, monkeypatch, *args)
+    assert fast == full
+    assert (tuple(full[0]), full[1]) == (
+        (0, "No changes: 2 images up to date.\n", ""),
+        "### nebula-build plan (images.toml)\n\nNo changes: 2 images up to date.\n\n"
+        "- **From the cache:** 0.\n\n",
+    )
+    # a plan with changes still writes its whole plan
+    (built / "img/hero.png").unlink()
+    assert run_cli(*args).code == (2 if "--detailed-exitcode" in args else 0)
+    text = job_summary.read_text(encoding="utf-8")
+    assert "| hero | restore | output file missing | img/hero.png |" in text
+
+
+def test_under_github_actions_the_snapshot_s_job_summary_names_the_manifest_as_shown(
+    built, run_cli, monkeypatch, job_summary
+):
+    full, fast = full_and_fast(run_cli, built, job_summary, monkeypatch, "plan", cwd=built / "img")
+    assert fast == full
+    assert full[1].startswith("### nebula-build plan (../images.toml)\n")
+
+
+def test_under_github_actions_status_and_apply_still_take_the_full_path(
+    built, run_cli, monkeypatch, job_summary
+):
+    full_path_only(monkeypatch)
+    for command in ("status", "apply"):
+        with pytest.raises(AssertionError, match="took the full path"):
+            run_cli(command)
 
 
 # --- review findings: what the snapshot cannot see takes the full path ------------
