@@ -8,6 +8,9 @@ candidate in turn (A B, then B A, …), each with its own tree on PYTHONPATH:
 
 - noop: no-op `plan`, `status` and `apply` (the snapshot of engine/noop.py), with the
   floor (tomllib parse + a stat per output) in the same rounds
+- actions: no-op `plan` as a GitHub Actions step runs it (`GITHUB_ACTIONS=true`,
+  `GITHUB_STEP_SUMMARY` a temp file, checked to say "No changes" after each run),
+  with the plain no-op `plan` in the same rounds
 - cold: `plan` with the no-op snapshot removed (plan_scale.py's "full plan")
 - edit: `plan` after one image's prompt changed (scale.py's "full plan after an edit")
 - lock: the lock read in a fresh process, cold (the TOML) and warm (the sealed
@@ -21,7 +24,7 @@ Whole processes are timed with GNU time (wall, peak, user + system CPU); in-proc
 figures are timed by the child. Figures are min / median / max of `--runs`.
 
 Usage: python bench/compare.py --baseline DIR [--candidate DIR] [--sizes 10000 100000]
-       [--runs 5] [--keep DIR] [--only noop,cold,edit,lock,load,watch] [--edits 20]
+       [--runs 5] [--keep DIR] [--only noop,actions,cold,edit,lock,load,watch] [--edits 20]
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from _common import FLOOR, RACY_SECONDS, TIME, nebula_build, write_manifest
 from samples import Samples, spread
 
 HERE = Path(__file__).resolve().parents[1]
-PHASES = ("noop", "cold", "edit", "lock", "load", "watch")
+PHASES = ("noop", "actions", "cold", "edit", "lock", "load", "watch")
 NOOP_SAYS = {"plan": "No changes", "status": "up to date", "apply": "No changes"}
 
 #: run in a fresh process per side: the lock of argv[1]'s project, read and rewritten
@@ -213,6 +216,34 @@ def noop(count: int, copies: dict[str, Path], sides: list[Side], runs: int) -> l
     return [*figures.values(), *cpu.values(), *peaks.values(), floor]
 
 
+def actions(copies: dict[str, Path], sides: list[Side], runs: int) -> list[Figure]:
+    """No-op `plan` under GitHub Actions, which writes the job summary, and without."""
+    plain, under = Figure("no-op plan", "—"), Figure("no-op plan under Actions", "as no-op plan")
+    cpu = Figure("no-op plan under Actions CPU", "—")
+    with tempfile.TemporaryDirectory(prefix="bench-summary-") as scratch:
+        summary = Path(scratch) / "summary.md"
+        on_github = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+        for side in turns(sides, runs):
+            root = copies[side.label]
+            done = run(nebula_build("plan", "--detailed-exitcode"), root, side.env())
+            if done.code != 0 or "No changes" not in last_line(done.out):
+                raise SystemExit(f"{side.label}: no-op plan exited {done.code}: {done.out}")
+            plain.add(side.label, done.wall)
+            summary.write_text("")
+            args = nebula_build("plan", "--detailed-exitcode")
+            done = run(args, root, side.env() | on_github)
+            said = summary.read_text(encoding="utf-8")
+            answered = "No changes" in last_line(done.out) and "No changes" in said
+            if done.code != 0 or not answered:
+                raise SystemExit(
+                    f"{side.label}: no-op plan under Actions exited {done.code}: {done.out}; "
+                    f"job summary: {said!r}"
+                )
+            under.add(side.label, done.wall)
+            cpu.add(side.label, done.cpu)
+    return [plain, under, cpu]
+
+
 def cold(copies: dict[str, Path], sides: list[Side], runs: int) -> list[Figure]:
     wall, cpu = Figure("plan, no snapshot", "—"), Figure("plan, no snapshot CPU", "—")
     peak = Figure("plan, no snapshot peak", "—", "MB")
@@ -351,6 +382,8 @@ def measure(
     """One phase's figures, both sides interleaved."""
     if phase == "noop":
         return noop(count, copies, sides, args.runs)
+    if phase == "actions":
+        return actions(copies, sides, args.runs)
     if phase == "cold":
         return cold(copies, sides, args.runs)
     if phase == "edit":
