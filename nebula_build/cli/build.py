@@ -277,7 +277,7 @@ def _answered_from_snapshot(ctx: Context) -> bool:
     job summary included."""
     from nebula_build.engine import noop
 
-    found = fast_path_root(ctx, summarized=True)
+    found = fast_path_root(ctx)
     images = None if found is None else noop.unchanged(*found, ctx.args.backend)
     if found is None or images is None:
         return False
@@ -286,14 +286,13 @@ def _answered_from_snapshot(ctx: Context) -> bool:
     return True
 
 
-def fast_path_root(ctx: Context, *, summarized: bool = False) -> tuple[str, str] | None:
+def fast_path_root(ctx: Context) -> tuple[str, str] | None:
     """(project root, manifest) where the no-op snapshot may answer. Under GitHub
-    Actions only for a command that writes the job summary the full path would
-    (`summarized`), as `_summarize_up_to_date` does."""
+    Actions too: a plan or an apply answered from it writes the job summary its full
+    path would (`_summarize_up_to_date`), and a plan that printed a note, which would
+    be an annotation, leaves no snapshot."""
     from nebula_build.engine import noop
 
-    if os.environ.get("GITHUB_ACTIONS") == "true" and not summarized:
-        return None
     return noop.find_root(ctx.start, ctx.args.file)
 
 
@@ -375,9 +374,10 @@ def _nothing_to_apply(ctx: Context) -> int | None:
         return None
     found = fast_path_root(ctx)
     images = None if found is None else noop.nothing_to_apply(*found, args.backend)
-    if images is None:
+    if found is None or images is None:
         return None
     ctx.print(f"No changes: {plural(images, 'image')} up to date.")
+    _summarize_up_to_date("apply", found, images)
     return ExitCode.OK
 
 
