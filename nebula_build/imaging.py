@@ -165,7 +165,25 @@ def _other_format(data: bytes) -> str | None:
 
 def _check_bytes(data: bytes) -> None:
     if len(data) > MAX_BYTES:
-        raise ImageError(f"{len(data) / 2**20:.0f} MiB: over the limit of {MAX_BYTES // 2**20} MiB")
+        raise ImageError(_over_the_byte_limit(len(data), MAX_BYTES))
+
+
+def _over_the_byte_limit(size: int, limit: int) -> str:
+    """'256.1 MiB: over the limit of 256 MiB', in bytes where the two would read the
+    same in MiB ('268,435,457 bytes: over the limit of 268,435,456 bytes (256 MiB)')."""
+    said, said_limit = _in_mib(size), _in_mib(limit)
+    if said != said_limit and said_limit.endswith("MiB"):
+        return f"{said}: over the limit of {said_limit}"
+    within = f" ({said_limit})" if said_limit.endswith("MiB") else ""
+    return f"{size:,} bytes: over the limit of {limit:,} bytes{within}"
+
+
+def _in_mib(count: int) -> str:
+    """A size as MiB with one decimal where it has one ('1.2 MiB', '256 MiB'); in bytes
+    under 1 MiB. (text.human_size says sizes elsewhere; the base layer cannot use it.)"""
+    if count < 2**20:
+        return f"{count:,} bytes"
+    return f"{count / 2**20:.1f}".removesuffix(".0") + " MiB"
 
 
 def check_size(fmt: str, width: int, height: int) -> None:

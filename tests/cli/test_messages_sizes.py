@@ -39,3 +39,42 @@ def test_gc_says_a_cache_entry_and_the_total_it_frees_in_one_unit(project, run_c
     assert total is not None and len(sizes) == 2, out
     units = {size.split()[1] for size in (total[1], *sizes)}
     assert units <= {"bytes", "KiB"} and "MB" not in out and "kB" not in out, out
+
+
+def _noise_png(side: int) -> bytes:
+    """A PNG that does not compress: about 3 bytes a pixel."""
+    import io
+    import random
+
+    from PIL import Image
+
+    pixels = random.Random(7).randbytes(side * side * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), pixels).save(buffer, "PNG", compress_level=0)
+    return buffer.getvalue()
+
+
+def test_an_image_over_the_byte_limit_says_two_sizes_that_differ(
+    project, run_cli, fake_site, tmp_path, monkeypatch
+):
+    """The image was said "1 MiB: over the limit of 1 MiB" (both rounded to whole MiB)."""
+    import nebula_fake
+
+    from nebula_build import imaging
+    from tests.conftest import fake_manifest
+
+    data = _noise_png(640)  # 1.2 MiB
+    monkeypatch.setattr(nebula_fake, "render", lambda request: data)
+    images = {"hero": {"prompt": "p", "output": "hero.png", "width": 640, "height": 640}}
+    project({"images.toml": fake_manifest(tmp_path / "log", images)})
+
+    monkeypatch.setattr(imaging, "MAX_BYTES", 2**20)
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "1.2 MiB: over the limit of 1 MiB" in err, err
+
+    monkeypatch.setattr(imaging, "MAX_BYTES", len(data) - 1)  # the same, said in MiB
+    code, _, err = run_cli("apply")
+    assert code == 1
+    said = f"{len(data):,} bytes: over the limit of {len(data) - 1:,} bytes (1.2 MiB)"
+    assert said in err, err

@@ -717,7 +717,7 @@ def test_limits_come_from_the_header_before_any_allocation():
 
 def test_the_byte_limit(monkeypatch):
     monkeypatch.setattr(imaging, "MAX_BYTES", 1000)
-    with pytest.raises(ImageError, match="over the limit of 0 MiB"):
+    with pytest.raises(ImageError, match="over the limit of 1,000 bytes"):
         examine(NOISE)
 
 
