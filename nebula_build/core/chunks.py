@@ -29,6 +29,7 @@ from nebula_build.core.manifest import (
     Manifest,
     ManifestModel,
     beyond_limits,
+    shown_path,
 )
 from nebula_build.tomlparse import values_over
 
@@ -194,7 +195,7 @@ def reparse(previous: Parsed, text: str, path: Path, display_path: str) -> Repar
         model = previous.manifest.model.model_copy(update={"images": images})
     else:
         model = previous.manifest.model
-    manifest = Manifest(path, display_path, text, model)
+    manifest = Manifest(path, shown_path(display_path), text, model)
     return Reparsed(
         Parsed(manifest, _CUT), frozenset(changed), frozenset(added), removed, reordered
     )

@@ -1209,7 +1209,8 @@ def said_once(found: Sequence[tuple[tuple[str | int, ...], str]]) -> dict[int, s
 
 @collector_paused()
 def parse(text: str, path: Path, display_path: str) -> Manifest:
-    """Validate manifest text; every problem becomes one line of a ManifestError."""
+    """Validate manifest text; every problem becomes one line of a ManifestError.
+    `display_path` is the name as problems show it (`shown_path`)."""
     _refuse_past_bounds(text, display_path)
     try:
         data = tomllib.loads(text)
@@ -1255,9 +1256,15 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
     return Manifest(path, display_path, text, model)
 
 
+def shown_path(display_path: str) -> str:
+    """The manifest's name as a problem names it: escaped, so that a line break or an
+    escape sequence in it (`-f $'a\\nerror: b.toml'`) cannot start a line of its own."""
+    return escaped(display_path)
+
+
 def read_bytes(path: Path, display_path: str | None = None) -> bytes:
     """The manifest file's bytes; a missing or unreadable file is a ManifestError."""
-    shown = display_path or path.name
+    shown = shown_path(display_path or path.name)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -1296,7 +1303,7 @@ def utf8_text(raw: bytes) -> str:
 
 def from_bytes(raw: bytes, path: Path, display_path: str | None = None) -> Manifest:
     """Validate manifest bytes already read from `path`."""
-    shown = display_path or path.name
+    shown = shown_path(display_path or path.name)
     try:
         text = utf8_text(raw)
     except UnicodeDecodeError as exc:

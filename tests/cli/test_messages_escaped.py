@@ -70,3 +70,31 @@ def test_init_says_the_files_it_wrote_escaped(tmp_path, run_cli):
     assert "\x1b" not in out and "\u202e" not in out
     assert f"wrote {tmp_path}/q\\x1b[2J/s\\u202e.toml\n" in out
     assert "next: nebula-build -f 's\\u202e.toml' plan" in out
+
+
+FORGED = "a\nerror: b.toml"
+
+
+@pytest.mark.parametrize(
+    ("manifest", "said"),
+    [
+        (  # a problem in a key: was "error: a" and "error: error: b.toml:3:9: …"
+            HEAD + HERO + "width = 7\n",
+            "error: a\\nerror: b.toml:",
+        ),
+        (HEAD + "[images.hero\n", "error: a\\nerror: b.toml:"),  # TOML that does not parse
+        (b"version = 1\n\xff\n", "error: a\\nerror: b.toml:2:1: not UTF-8 text"),
+    ],
+)
+def test_a_manifest_named_with_a_line_break_says_its_problem_on_one_line(
+    manifest, said, project, run_cli
+):
+    project({FORGED: manifest})
+    for argv in (("-f", FORGED, "plan"), ("-f", FORGED, "validate"), ("-f", FORGED, "apply")):
+        err = _error(run_cli, *argv)
+        assert err.startswith(said) and err.count("\n") == 1, err
+
+
+def test_a_missing_manifest_named_with_a_line_break_is_one_line(project, run_cli):
+    project({})
+    assert _error(run_cli, "-f", FORGED, "plan") == "error: a\\nerror: b.toml: file not found\n"
