@@ -46,7 +46,7 @@ from nebula_build.state.lockfile import Entries
 from nebula_build.state.project import Project
 from nebula_build.state.projectlock import ProjectLock
 from nebula_build.state.siblings import UnreadNote
-from nebula_build.text import plural, printable
+from nebula_build.text import escaped, plural, printable
 from nebula_build.ui.progress import Progress
 from nebula_build.ui.report import backups_line, done_text, failed_text
 from nebula_build.ui.style import Style
@@ -524,11 +524,12 @@ class Watcher:
                 self.rounds -= 1
                 return report
             if report.error != self._last_error:
-                for line in report.error.splitlines():
+                # as a command's error is said: a line break its own, a value escaped
+                for line in report.error.rstrip("\n").split("\n"):
                     self._say(
                         self.style(f"round {report.number}: ", "bold")
                         + self.style("error: ", "red", "bold")
-                        + line
+                        + escaped(line)
                     )
                 self._say(self.style("waiting for the next save…", "dim"))
             self._last_error = report.error
@@ -633,7 +634,8 @@ class Watcher:
             if message in self._unread_said:
                 return
             self._unread_said.add(message)
-        self._say(self.style(f"note: {message}", "yellow"))
+        shown = "\n".join(escaped(line) for line in message.split("\n"))
+        self._say(self.style(f"note: {shown}", "yellow"))
 
     def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress:
         self._declared = _declared_keys(prepared.specs, plan.changes)
@@ -650,7 +652,8 @@ class Watcher:
         if isinstance(outcome.error, ChangedMeanwhileError):  # the plan did not see it
             path, reason = outcome.error.path, "changed by hand while the round ran"
         self._say(
-            self.style("conflict: ", "magenta", "bold") + f"{image}: {path}: {reason}: kept, not "
+            self.style("conflict: ", "magenta", "bold")
+            + f"{image}: {escaped(str(path))}: {escaped(reason)}: kept, not "
             "overwritten; delete it to have it made again, or restart watch with --force "
             "to replace it (a copy goes to .nebula-build/backup/)"
         )
@@ -663,9 +666,9 @@ class Watcher:
         self._file_conflicts_said.add(label)
         self._say(
             self.style("conflict: ", "magenta", "bold")
-            + f"{label}: {outcome.action.output}: changed by hand: kept, not overwritten; "
-            "delete it to have it built again, or restart watch with --force to replace it "
-            "(a copy goes to .nebula-build/backup/)"
+            + f"{escaped(label)}: {escaped(outcome.action.output)}: changed by hand: kept, "
+            "not overwritten; delete it to have it built again, or restart watch with --force "
+            "to replace it (a copy goes to .nebula-build/backup/)"
         )
 
     def loaded(self, prepared: Prepared) -> None:

@@ -29,10 +29,11 @@ class Watching:
 
 
 @contextmanager
-def watching(root: Path) -> Iterator[Watching]:
-    """Watch `root` while the block runs; then Ctrl-C it and wait for its end."""
+def watching(root: Path, *options: str) -> Iterator[Watching]:
+    """Watch `root` while the block runs (`options` before the command: `-f FILE`);
+    then Ctrl-C it and wait for its end."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "nebula_build", "watch"],
+        [sys.executable, "-m", "nebula_build", *options, "watch"],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
