@@ -4,7 +4,8 @@
 characters, no bidirectional overrides; `quoted` puts one in quotes, as typed, and
 `escaped` writes what a terminal would not show as it is as its escape, and
 `json_text` writes a command's --json answer with those characters escaped too.
-`redact` takes secrets out, whole or in fragments. `plural` counts things in words
+`redact` takes secrets out, whole or in fragments, and `shown_url` names a configured
+URL without the parts that may hold one (`url_secrets`). `plural` counts things in words
 ("1 image", "2 images"), and `human_size` says a size ("5.8 KiB").
 `made_with_problem` checks a backend's provenance record (a plugin's answer, a
 lock's entry) and `made_by_stand_in` reads its placeholder mark; `model_id_problem`
@@ -161,6 +162,50 @@ def human_size(count: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} {_SIZE_UNITS[-1]}"
+
+
+def shown_url(url: str) -> str:
+    """A configured URL (a remote cache's) as a message names it: scheme, host, port and
+    path, enough to tell which it is, but no user name or password, no query and no
+    fragment, and each part of the path that looks like a token (`ghp_…`, a long run of
+    letters and digits) said as "…": any of them may carry a credential (a signed URL's
+    `?X-Amz-Signature=…`, `?sig=…`) that no one declared a secret."""
+    from urllib.parse import urlsplit  # only for a message that names one
+
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    path = "/".join("…" if looks_like_token(part) else part for part in parts.path.split("/"))
+    return escaped(f"{parts.scheme}://{host}{path}" if parts.scheme else path)
+
+
+def url_secrets(url: str) -> list[str]:
+    """What `shown_url` leaves out of `url`, for `redact` to take out of a library's
+    message that quotes the URL: the user info, the query and each of its values, the
+    fragment, the path's token-like parts."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    found = [userinfo, userinfo.partition(":")[2], parts.query, parts.fragment]
+    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    found += [part for part in parts.path.split("/") if looks_like_token(part)]
+    return [secret for secret in found if secret]
+
+
+#: a token's usual alphabet, and the separators a name's words stand between
+_TOKEN_PIECES = re.compile(r"[-_.~]")
+
+
+def looks_like_token(word: str) -> bool:
+    """Whether `word` (a part of a URL's path) may be a credential rather than a name:
+    a piece of it between `-`, `_`, `.` or `~` of 16 characters or more that mixes
+    letters and digits (`ghp_…`, an AWS key, a signature), or of 32 or more."""
+    for piece in _TOKEN_PIECES.split(word):
+        if len(piece) >= 32:
+            return True
+        if len(piece) >= 16 and any(c.isdigit() for c in piece) and any(c.isalpha() for c in piece):
+            return True
+    return False
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -51,7 +51,7 @@ def _progress(ctx: Context, verb: str) -> Callable[[int, int], None]:
 def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
     if ctx.args.json:
         data = {
-            "remote": remote.url,
+            "remote": remote.shown,
             verb: sync.moved,
             "present": sync.present,
             "failed": [{"generation_key": k, "error": why} for k, why in sync.failed],
@@ -62,7 +62,7 @@ def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
     else:
         skipped = f", {len(sync.skipped)} left alone" if sync.skipped else ""
         ctx.print(
-            f"{remote.url}: {verb} {sync.moved}, {sync.present} already there{skipped}, "
+            f"{remote.shown}: {verb} {sync.moved}, {sync.present} already there{skipped}, "
             f"{len(sync.failed)} failed"
         )
         for key, why in sync.skipped:
@@ -114,7 +114,7 @@ def cmd_status(ctx: Context) -> int:
     except RemoteError as exc:
         raise UserError(str(exc)) from None
     if ctx.args.json:
-        url, writable = (remote.url, remote.writable) if remote else (None, False)
+        url, writable = (remote.shown, remote.writable) if remote else (None, False)
         ctx.print_json({"remote": url, "writable": writable, **vars(found)})
         return ExitCode.OK
     counts = f"{plural(found.images, 'image')}, {plural(found.generations, 'generation')}"
@@ -125,7 +125,7 @@ def cmd_status(ctx: Context) -> int:
             ctx.print(f"  {found.in_neither} not in it: an apply generates them")
         return ExitCode.OK
     mode = "read-write" if remote.writable else f"read-only: {remote.why_read_only}"
-    ctx.print(f"remote cache: {remote.url} ({mode})")
+    ctx.print(f"remote cache: {remote.shown} ({mode})")
     ctx.print(
         f"{counts}: {found.in_local} in the local cache, {found.in_remote} in the remote cache"
     )

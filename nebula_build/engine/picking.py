@@ -217,6 +217,6 @@ def _not_here(what: str, made: bool, remote: Remote | None) -> str:
             "[cache] remote in images.toml), then `nebula-build cache pull` fetches it"
         )
     return (
-        f"{what} is not in the cache here, nor in the remote cache {remote.url}: "
+        f"{what} is not in the cache here, nor in the remote cache {remote.shown}: "
         "`nebula-build cache push` in the checkout that made it shares it"
     )

@@ -32,7 +32,7 @@ from nebula_build.state.remote import (
     RemoteRecord,
     url_problem,
 )
-from nebula_build.text import made_by_stand_in, plural
+from nebula_build.text import made_by_stand_in, plural, shown_url
 
 ENV_REMOTE = "NEBULA_BUILD_CACHE_REMOTE"
 ENV_READONLY = "NEBULA_BUILD_CACHE_READONLY"
@@ -52,7 +52,9 @@ def configured(
     why_read_only = ""
     if url is None:
         url = resolved.cache_remote
-        why_read_only = f"the manifest names it; set {ENV_REMOTE}={url} where uploads should happen"
+        why_read_only = (
+            f"the manifest names it; set {ENV_REMOTE}{_to_copy(url)} where uploads should happen"
+        )
     elif url:
         problem = url_problem(url, from_manifest=False)
         if problem is not None:
@@ -62,6 +64,12 @@ def configured(
     if os.environ.get(ENV_READONLY, "").strip().lower() not in ("", "0", "false", "no"):
         why_read_only = f"{ENV_READONLY} is set"
     return Remote(url, writable=not why_read_only, why_read_only=why_read_only)
+
+
+def _to_copy(url: str | None) -> str:
+    """The manifest's remote as a hint to set the variable names it: `=URL` where that
+    says no more than its name does (`shown_url`), else as where it is written."""
+    return f"={url}" if url and shown_url(url) == url else " to the manifest's [cache] remote"
 
 
 def placeholders_stay_local(count: int, verb: str) -> str:

@@ -105,7 +105,7 @@ def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
     files of anyone's making), each verified as an image first: a shared cache is
     only as good as what is put in it. A stand-in's placeholder is never offered."""
     if not remote.writable:
-        raise RemoteError(f"remote cache {remote.url} is read-only here: {remote.why_read_only}")
+        raise RemoteError(f"remote cache {remote.shown} is read-only here: {remote.why_read_only}")
     specs: dict[str, AssetSpec] = {}
     for spec in generations(prepared, earlier=True):
         if prepared.store.has(spec.generation_key):

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.imaging import MAX_BYTES
-from nebula_build.text import made_with_problem, printable, redact
+from nebula_build.text import made_with_problem, printable, redact, shown_url, url_secrets
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, ObjectStore, RetryConfig
@@ -140,11 +140,14 @@ def _hint(exc: BaseException) -> str:
     return ""
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, url: str) -> str:
+    """The store's error, short, without the stores' secrets nor the parts of the
+    remote's `url` that its name leaves out (a token in its path, as the store quotes
+    the object's address)."""
     lines = str(exc).strip().splitlines()
     text = _USERINFO.sub("://[redacted]@", lines[0] if lines else type(exc).__name__)
-    text = redact(text, [os.environ.get(name, "") for name in _SECRET_VARIABLES])
-    return printable(text, limit=300)
+    secrets = [os.environ.get(name, "") for name in _SECRET_VARIABLES] + url_secrets(url)
+    return printable(redact(text, secrets), limit=300)
 
 
 class Remote:
@@ -158,6 +161,8 @@ class Remote:
         why_read_only: str = "",
     ) -> None:
         self.url = url
+        #: the URL as every message names it (`shown_url`): never a token it may carry
+        self.shown = shown_url(url)
         self.writable = writable
         #: what to tell someone who tries to write to a read-only remote
         self.why_read_only = why_read_only or "it was opened read-only"
@@ -182,7 +187,7 @@ class Remote:
                     self._store = from_url(self.url, client_options=client, retry_config=retry)
             except Exception as exc:
                 raise RemoteError(
-                    f"cannot open the remote cache {self.url}: {_one_line(exc)}"
+                    f"cannot open the remote cache {self.shown}: {_one_line(exc, self.url)}"
                 ) from None
         return self._store
 
@@ -205,7 +210,7 @@ class Remote:
         """One request. The exceptions in `answers` are answers (not found, already
         there) and pass through; any other failure is a RemoteError naming `what`."""
         if not self.usable:
-            raise RemoteError(f"remote cache {self.url}: gave up after repeated failures")
+            raise RemoteError(f"remote cache {self.shown}: gave up after repeated failures")
         try:
             return action(self.store, *args, **kwargs)
         except answers:
@@ -219,7 +224,9 @@ class Remote:
             self._failures += 1
         if isinstance(exc, RemoteError):
             return exc
-        return RemoteError(f"remote cache {self.url}: {what}: {_one_line(exc)}{_hint(exc)}")
+        return RemoteError(
+            f"remote cache {self.shown}: {what}: {_one_line(exc, self.url)}{_hint(exc)}"
+        )
 
     def give_up(self) -> None:
         """Ask nothing more of this remote for the rest of the run."""
@@ -278,7 +285,7 @@ class Remote:
                 seen += len(chunk)
                 if seen > _LIST_LIMIT or time.monotonic() > deadline:
                     raise RemoteError(
-                        f"remote cache {self.url}: listing: over {_LIST_LIMIT:,} records or "
+                        f"remote cache {self.shown}: listing: over {_LIST_LIMIT:,} records or "
                         f"{_LIST_SECONDS:g} s; stopped"
                     )
                 for meta in chunk:
@@ -357,7 +364,7 @@ class Remote:
         there already), "other" (another sound result for the key was recorded first:
         kept) or "repaired" (the key's record was broken: replaced by this one)."""
         if not self.writable:
-            raise RemoteError(f"remote cache {self.url} is read-only here: {self.why_read_only}")
+            raise RemoteError(f"remote cache {self.shown} is read-only here: {self.why_read_only}")
         self._put_once(self._bytes_path(record.sha256), data)
         text = json.dumps(asdict(record), sort_keys=True).encode()
         if self._put_once(self._record_path(record.key), text):
