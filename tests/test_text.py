@@ -173,3 +173,14 @@ def test_a_name_shown_in_a_command_reaches_argparse_whole(name):
     line = f"{shell_option('--more', name)} {shell_operands(name, '@1')}"
     args = parser.parse_args(shlex.split(line))
     assert (args.more, args.name, args.index) == (name, name, "@1")
+
+
+def test_shown_url_keeps_names_and_drops_what_may_be_a_credential():
+    from nebula_build.text import shown_url
+
+    for kept in ("s3://my-bucket/nebula-build", "az://acct/container/site-cache-2024", "gs://b/p"):
+        assert shown_url(kept) == kept
+    assert shown_url("s3://u:p@b/x/y?sig=abc#f") == "s3://b/x/y"
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0" * 2
+    assert shown_url(f"s3://b/{token}/cache") == "s3://b/…/cache"
+    assert shown_url("s3://b/AKIAIOSFODNN7EXAMPLE/x") == "s3://b/…/x"
