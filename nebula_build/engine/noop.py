@@ -21,17 +21,24 @@ then, and the next plan takes the full path.
 The same snapshot answers `status` (its lines per image, kept as the plan saw
 them) and an `apply` with nothing to do (the folders it writes to or sweeps,
 checked for a symbolic link and a killed run's temp files; the project lock; the
-rescued generations). It is one file read with one `read()`: a header, one line
-per file (path and signature), the folders above them (still plain folders, no
-link), the folders apply writes to, the status lines; the checks split it into
-lines and compare each file's signature as text, building no object per image.
+rescued generations). It is one file read with one `read()`: its seal, a
+header, one line per file (path and signature), the folders above them (still
+plain folders, no link), the folders apply writes to, the status lines; the
+checks split it into lines and compare each file's signature as text, building
+no object per image.
 A plan that consulted the cache about a generation (what no recorded file
 shows) leaves no snapshot, and while a variable that changes a plan is set
 (the remote cache's) every command takes the full path.
 
+The snapshot is sealed (`state.seal`) under a key private to the user: one that
+came with a checkout (committed under `.nebula-build/`) is a miss. Signatures are
+no secret (an artifact or a kept runner's workspace shows them), and a snapshot
+that listed only the files a pull request leaves alone would hide its every other
+change.
+
 Anything unexpected is a miss, never an error. This module imports only `os`
-and `sys` (`fcntl` to probe the project lock): it runs before anything else is
-loaded.
+and `sys` (`fcntl` to probe the project lock, `state.seal` to check the seal, which
+the CLI has loaded with what it needs): it runs before anything else is loaded.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ if TYPE_CHECKING:
     from nebula_build.engine.prepare import Prepared
     from nebula_build.state.cache import Store
 
-FORMAT = "nebula-build no-op snapshot 6"
+FORMAT = "nebula-build no-op snapshot 7"
 SNAPSHOT = os.path.join(".nebula-build", "noop")
 #: a snapshot of 100k images is about 13 MB; anything far larger is not ours
 MAX_BYTES = 256 << 20
@@ -387,7 +394,10 @@ def _environment_matches(lines: Sequence[str]) -> bool:
 
 
 def _read(path: str) -> str | None:
-    """The snapshot's text; only a regular file of a sane size is read."""
+    """The snapshot's text, if this account sealed it; only a regular file of a sane
+    size is read."""
+    from nebula_build.state.seal import sealed_from
+
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -401,7 +411,8 @@ def _read(path: str) -> str | None:
         return None
     finally:
         os.close(descriptor)
-    return data.decode("utf-8", "surrogateescape")
+    start = sealed_from(data)
+    return None if start is None else str(memoryview(data)[start:], "utf-8", "surrogateescape")
 
 
 def observe(root: str, paths: Iterable[str]) -> dict[str, Signature]:
@@ -590,6 +601,7 @@ def record(
     import contextlib
 
     from nebula_build.fsutil import atomic_write
+    from nebula_build.state.seal import seal
 
     project = prepared.project
     root = str(project.root)
@@ -638,13 +650,12 @@ def record(
             outside={**prepared.outside.signatures, **_plugin_code(prepared)},
             environment=prepared.outside.environment,
         )
-    if text is None:
+    sealed = None if text is None else seal(text.encode("utf-8", "surrogateescape"))
+    if sealed is None:  # nothing to remember, or no key to seal it with
         forget(project.state_dir)
         return
     with contextlib.suppress(OSError):  # the snapshot only saves time
-        atomic_write(
-            project.state_dir / "noop", text.encode("utf-8", "surrogateescape"), durable=False
-        )
+        atomic_write(project.state_dir / "noop", sealed, durable=False)
 
 
 def _plugin_code(prepared: Prepared) -> dict[str, Signature | None]:

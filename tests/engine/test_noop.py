@@ -207,10 +207,29 @@ def test_a_manifest_path_that_resolves_differently_takes_the_full_path(given, bu
     assert noop.find_root(str(built), given) is None
 
 
+def read_snapshot(path: Path) -> str:
+    """The snapshot's text, under its seal."""
+    from nebula_build.state.seal import unseal
+
+    text = unseal(path.read_bytes())
+    assert text is not None
+    return text.decode("utf-8", "surrogateescape")
+
+
+def write_snapshot(path: Path, text: str) -> None:
+    """`text` as the snapshot, sealed as this account seals it: what the checks of
+    its text see."""
+    from nebula_build.state.seal import seal
+
+    sealed = seal(text.encode("utf-8", "surrogateescape"))
+    assert sealed is not None
+    path.write_bytes(sealed)
+
+
 def test_a_truncated_or_strange_snapshot_is_a_miss_never_a_crash(built, run_cli):
     snapshot = built / noop.SNAPSHOT
-    lines = snapshot.read_text().split("\n")
-    snapshot.write_text("\n".join(lines[:3]))  # the context, but no files
+    lines = read_snapshot(snapshot).split("\n")
+    write_snapshot(snapshot, "\n".join(lines[:3]))  # the context, but no files
     manifest = built / "images.toml"
     manifest.write_text(manifest.read_text().replace("a lighthouse", "a lamp"))
     assert noop.unchanged(str(built), "images.toml", None) is None
@@ -560,24 +579,53 @@ def mutations(text: str, seed: int) -> str:
 
 def test_a_mangled_snapshot_never_crashes_nor_hides_a_change(built, run_cli):
     snapshot = built / noop.SNAPSHOT
-    real = snapshot.read_text()
+    real = read_snapshot(snapshot)
     root = str(built)
     answers = (noop.unchanged, noop.nothing_to_apply, noop.status)
     for seed in range(300):  # the project as the snapshot saw it: any answer, no crash
-        snapshot.write_text(mutations(real, seed))
+        write_snapshot(snapshot, mutations(real, seed))
         for answer in answers:
             answer(root, "images.toml", None)
     manifest = built / "images.toml"
     manifest.write_text(manifest.read_text().replace("a lighthouse", "a lamp"))
     for seed in range(300):  # a change: never "nothing to do"
-        snapshot.write_text(mutations(real, seed))
+        write_snapshot(snapshot, mutations(real, seed))
         assert all(answer(root, "images.toml", None) is None for answer in answers), seed
     lines = real.split("\n")
     lines[3] = "²"  # the file count
-    snapshot.write_text("\n".join(lines))
+    write_snapshot(snapshot, "\n".join(lines))
     for command in ("plan", "status", "apply"):
         code, out, err = run_cli(command)
         assert "Traceback" not in err and "prompt changed" in out, (command, err)
+
+
+def forged_from(text: str) -> str:
+    """What a pull request can commit once it has seen a workspace's snapshot (an
+    artifact, a kept runner): the context and the signatures of the manifest and the
+    lock, which it leaves alone, and no other file to check."""
+    lines = text.split("\n")
+    at = lines.index(noop.FORMAT)  # after the seal, where there is one
+    files = lines[at + 4 : at + 6]  # the manifest's and the lock's
+    summary = "Status: 2 images up to date."
+    return "\n".join([*lines[: at + 3], "2", *files, "0", "0", "0", "0", "0", summary])
+
+
+def test_a_snapshot_not_written_on_this_account_is_never_believed(
+    built, run_cli, monkeypatch, job_summary
+):
+    """A committed .nebula-build/noop listing only the files a pull request leaves as
+    they were would hide every other change from CI's plan: an output swapped for
+    any image read "No changes" (exit 0) where the whole plan refuses it."""
+    snapshot = built / noop.SNAPSHOT
+    seen = snapshot.read_text(encoding="utf-8", errors="surrogateescape")
+    snapshot.write_text(forged_from(seen), encoding="utf-8", errors="surrogateescape")
+    (built / "img/hero.png").write_bytes(png((255, 0, 0)))
+    code, out, err = run_cli("plan", "--detailed-exitcode")
+    assert code == 1 and "output file changed by hand" in out, (out, err)
+    assert "| hero | conflict | output file changed by hand |" in job_summary.read_text()
+    assert noop.unchanged(str(built), "images.toml", None) is None
+    for command in ("status", "apply"):
+        assert "changed by hand" in run_cli(command).out, command
 
 
 def test_a_remote_cache_variable_takes_the_full_path(built, run_cli, monkeypatch):
