@@ -262,8 +262,8 @@ def _write_summaries(ctx: Context, title: str, plan: Plan, **details: Any) -> No
         return
     from nebula_build.ui import github, markdown
 
-    if on_github:
-        github.append_summary(markdown.summary(title, plan, **details))
+    if on_github and (unwritten := github.append_summary(markdown.summary(title, plan, **details))):
+        ctx.warn(unwritten)
     if markdownfile.requested(ctx) is not None:
         budget, listed = markdownfile.limit(ctx), markdownfile.listed(ctx)
         markdownfile.write(
@@ -282,7 +282,7 @@ def _answered_from_snapshot(ctx: Context) -> bool:
     if found is None or images is None:
         return False
     ctx.print(f"No changes: {plural(images, 'image')} up to date.")
-    _summarize_up_to_date("plan", found, images)
+    _summarize_up_to_date(ctx, "plan", found, images)
     return True
 
 
@@ -296,7 +296,7 @@ def fast_path_root(ctx: Context) -> tuple[str, str] | None:
     return noop.find_root(ctx.start, ctx.args.file)
 
 
-def _summarize_up_to_date(command: str, found: tuple[str, str], images: int) -> None:
+def _summarize_up_to_date(ctx: Context, command: str, found: tuple[str, str], images: int) -> None:
     """Under GitHub Actions, the job summary the full path writes for a `command` that
     found `images` up to date, from the no-op snapshot's count; `found`: (project root,
     manifest)."""
@@ -310,7 +310,9 @@ def _summarize_up_to_date(command: str, found: tuple[str, str], images: int) -> 
     root = Path(found[0])
     shown = Project(root, root / found[1]).display_manifest  # as the full path shows it
     title = f"nebula-build {command} ({shown})"
-    github.append_summary(markdown.up_to_date(title, images, applied=command == "apply"))
+    summary = markdown.up_to_date(title, images, applied=command == "apply")
+    if unwritten := github.append_summary(summary):
+        ctx.warn(unwritten)
 
 
 def _status_since_last_plan(ctx: Context) -> str | None:
@@ -377,7 +379,7 @@ def _nothing_to_apply(ctx: Context) -> int | None:
     if found is None or images is None:
         return None
     ctx.print(f"No changes: {plural(images, 'image')} up to date.")
-    _summarize_up_to_date("apply", found, images)
+    _summarize_up_to_date(ctx, "apply", found, images)
     return ExitCode.OK
 
 

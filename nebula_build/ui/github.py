@@ -117,13 +117,20 @@ def _locator(source: str | None) -> Callable[[str], tuple[int | None, int | None
     return locate
 
 
-def append_summary(markdown: str) -> None:
-    """Add to the job summary, if this runs in a GitHub Actions step that has one."""
+def append_summary(markdown: str) -> str | None:
+    """Add to the job summary, if this runs in a GitHub Actions step that has one.
+    Returns why it could not (a warning: a summary never fails a build), else None."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if not active() or not path:
-        return
+        return None
     try:
         with open(path, "a", encoding="utf-8") as handle:  # noqa: PTH123
             handle.write(markdown)
-    except OSError:
-        return  # a summary is a courtesy: never fail a build over it
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return (
+            f"could not write the job summary to GITHUB_STEP_SUMMARY "
+            f"({printable(path, limit=200)}: {reason}); the job's page has no summary of "
+            "this step"
+        )
+    return None
