@@ -257,6 +257,7 @@ def _summarize_refusal(
 
 
 def _write_summaries(ctx: Context, title: str, plan: Plan, **details: Any) -> None:
+    ctx.summarized = True
     on_github = os.environ.get("GITHUB_ACTIONS") == "true"
     if not on_github and markdownfile.requested(ctx) is None:
         return

@@ -34,6 +34,11 @@ class Context:
         self._registry: BackendRegistry | None = None
         #: the installed plugins left out as broken, not yet said (see `say_left_out`)
         self.left_out: list[BrokenPlugin] = []
+        #: whether the command wrote its job summary and `--markdown` file (or tried):
+        #: an error it then ends with writes none of its own (see cli/errorreport.py)
+        self.summarized = False
+        #: the options (`markdown`, `out`) whose file was refused: nothing is written to it
+        self.refused_files: set[str] = set()
 
     def registry(self) -> BackendRegistry:
         """Every backend installed here, loaded once per command; an installed plugin

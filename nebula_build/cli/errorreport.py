@@ -5,10 +5,13 @@ a JSON object under --json, workflow annotations under GitHub Actions."""
 from __future__ import annotations
 
 import os
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from nebula_build.cli.context import Context
 from nebula_build.cli.stray import without_secrets
+
+if TYPE_CHECKING:
+    from nebula_build.state.project import Project
 
 
 def report_error(exc: Exception, ctx: Context) -> None:
@@ -20,30 +23,42 @@ def report_error(exc: Exception, ctx: Context) -> None:
         _print_json_error(exc, ctx.out)
     elif os.environ.get("GITHUB_ACTIONS") == "true":
         _annotate(exc, ctx, ctx.out)
+    if getattr(ctx.args, "command", None) in _SUMMARIZED and not ctx.summarized:
+        _summarize_failure(exc, ctx)
 
 
 #: a manifest's problems shown one by one: the rest are counted (a generated manifest
 #: can have thousands, each as the one before)
 _SHOWN_PROBLEMS = 50
+#: ... in a job summary or a pull request's comment, which points at the log for all
+_SUMMARIZED_PROBLEMS = 20
+#: the commands whose job summary and `--markdown` file say what a whole run did
+_SUMMARIZED = ("plan", "apply")
+
+
+def _error_lines(exc: Exception, shown: int = _SHOWN_PROBLEMS) -> list[str]:
+    """The lines that say `exc`: a manifest's first `shown` problems, the rest counted."""
+    from nebula_build.errors import ManifestError, MoreProblems
+
+    # parted at "\n" alone: a value the message holds may hold another line break
+    lines = (str(exc) or type(exc).__name__).rstrip("\n").split("\n")
+    if isinstance(exc, ManifestError) and len(exc.problems) > shown:
+        described, uncounted, last = exc.problems, 0, exc.problems[-1]
+        if isinstance(last, MoreProblems):  # past the bound: not described at all
+            described, uncounted = described[:-1], last.count
+        more = len(described) - shown + uncounted
+        lists = f"the first {len(described):,}" if uncounted else "all"
+        lines = [str(problem) for problem in described[:shown]]
+        lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists {lists})")
+    return lines
 
 
 def _print_error(exc: Exception, err: TextIO) -> None:
-    from nebula_build.errors import ManifestError, MoreProblems
     from nebula_build.text import escaped
     from nebula_build.ui.style import Style, wants_color
 
     style = Style(wants_color(err))
-    # parted at "\n" alone: a value the message holds may hold another line break
-    lines = (str(exc) or type(exc).__name__).rstrip("\n").split("\n")
-    if isinstance(exc, ManifestError) and len(exc.problems) > _SHOWN_PROBLEMS:
-        described, uncounted, last = exc.problems, 0, exc.problems[-1]
-        if isinstance(last, MoreProblems):  # past the bound: not described at all
-            described, uncounted = described[:-1], last.count
-        more = len(described) - _SHOWN_PROBLEMS + uncounted
-        lists = f"the first {len(described):,}" if uncounted else "all"
-        lines = [str(problem) for problem in described[:_SHOWN_PROBLEMS]]
-        lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists {lists})")
-    for line in lines:
+    for line in _error_lines(exc):
         prefix = style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
         # a value from the command line or a file's name, escaped where no one did yet
         err.write(f"{prefix}{escaped(line)}\n")
@@ -93,3 +108,33 @@ def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
             source = source_text(project.manifest_path)
     for line in github.error_annotations(exc, manifest, source):
         write_command(out, line)
+
+
+def _summarize_failure(exc: Exception, ctx: Context) -> None:
+    """A plan or apply that failed before it had a plan to show says so, and why, in the
+    job summary under GitHub Actions and in the `--markdown` file: a failed job's summary
+    must not be empty, nor a pull request's comment keep the plan before."""
+    from nebula_build.cli import markdownfile
+    from nebula_build.ui import github, markdown
+
+    on_github = os.environ.get("GITHUB_ACTIONS") == "true"
+    if not on_github and markdownfile.requested(ctx) is None:
+        return
+    command: str = ctx.args.command
+    project = _project(ctx)
+    title = f"nebula-build {command}"
+    title += f" ({project.display_manifest})" if project is not None else ""
+    lines = [without_secrets(line) for line in _error_lines(exc, _SUMMARIZED_PROBLEMS)]
+    if on_github and (unwritten := github.append_summary(markdown.failed(title, command, lines))):
+        ctx.warn(unwritten)
+    if markdownfile.requested(ctx) is not None:
+        text = markdown.failed(title, command, lines, budget=markdownfile.limit(ctx))
+        markdownfile.write_failure(ctx, text, project)
+
+
+def _project(ctx: Context) -> Project | None:
+    """The project the command ran in; None where there is none to point at."""
+    try:
+        return ctx.project()
+    except Exception:  # no manifest found, -C names no folder: the error says so
+        return None

@@ -50,6 +50,7 @@ def refuse_project_files(ctx: Context, project: Project) -> None:
         _refuse_linked_out(ctx, project, option)
         _refuse_kept(ctx, project, option, path)
     if len(named) > 1 and len(set(named.values())) == 1:
+        ctx.refused_files.update(named)
         raise UserError(f"{named_file(ctx, 'out')}: --markdown writes that file too")
 
 
@@ -142,6 +143,7 @@ def _written(
 
 
 def _refuse(ctx: Context, option: str, what: str) -> None:
+    ctx.refused_files.add(option)
     raise UserError(f"{named_file(ctx, option)}: that is {what}; name another file")
 
 
@@ -163,6 +165,44 @@ def write(ctx: Context, text: str, option: str = "markdown") -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise UserError(f"{named_file(ctx, option)}: cannot write it: {reason}") from None
+
+
+#: how every file `--markdown` writes begins (`ui.markdown`): one an earlier run wrote
+OURS = b"### nebula-build "
+
+
+def write_failure(ctx: Context, text: str, project: Project | None) -> None:
+    """Replace the `--markdown` file with `text`, what a command that failed says, where
+    that cannot be a file the tool keeps or an image writes or reads: not one refused,
+    nor, inside the project (or with none found), one that holds anything but a plan an
+    earlier run wrote, since a manifest that failed to load leaves the images' files
+    unknown. A file left as it is, or that cannot be written, is a warning: the error
+    the command ended with comes first."""
+    path = requested(ctx)
+    if path is None or "markdown" in ctx.refused_files:
+        return
+    try:
+        if project is not None:
+            refuse_project_files(ctx, project)
+        inside = project is None or _in_project(project, path) is not None
+        if inside and path.exists() and not _holds_a_plan(path):
+            ctx.warn(
+                f"{named_file(ctx)}: left as it is: it holds no plan nebula-build wrote, "
+                "and the manifest was not read, to tell whether an image writes or reads it"
+            )
+            return
+        write(ctx, text)
+    except UserError as error:
+        ctx.warn(str(error))
+
+
+def _holds_a_plan(path: Path) -> bool:
+    """Whether `path` is a file that begins as `--markdown` writes one."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(OURS)) == OURS
+    except OSError:
+        return False
 
 
 def listed(ctx: Context) -> str:

@@ -197,6 +197,22 @@ def up_to_date(title: str, images: int, *, applied: bool = False) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def failed(title: str, command: str, lines: Sequence[str], *, budget: int = SUMMARY_BYTES) -> str:
+    """What `summary` writes for a `command` (plan, apply) that ended in an error before
+    it had a plan to show: the same title, then the error's `lines` (a manifest's
+    problems, each on its own), at most `budget` bytes."""
+    said = [markdown_text(line.strip(), _SHOWN_CHARS) for line in lines if line.strip()]
+    head = [f"### {markdown_text(title, _SHOWN_CHARS)}", ""]
+    if len(said) == 1:
+        head.append(f"**The {command} failed:** {said[0]}")
+    else:
+        listed = "(the job log lists all)"
+        items = [f"- {line}" for line in said]
+        head += [f"**The {command} failed:**", ""]
+        head += _fitting(items, budget // 2, listed=listed)
+    return _cut("\n".join(head) + "\n\n", budget, "(the job log lists all)")
+
+
 def _share(part: int, budget: int) -> int:
     """A part's share of `budget`: what it has of the 1 MiB of a job summary."""
     return part * budget // SUMMARY_BYTES
