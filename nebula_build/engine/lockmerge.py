@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates
 from nebula_build.engine.history import history_after
 from nebula_build.engine.prepare import Prepared
 from nebula_build.errors import UserError
-from nebula_build.state import lockfile
+from nebula_build.state import gitstate, lockfile
 from nebula_build.state.cache import Store
 from nebula_build.state.lockfile import MAX_HISTORY, DrawRecord, Entries, LockEntry
 from nebula_build.text import printable, shell_operands
@@ -63,6 +64,8 @@ class LockMerge:
     contested: tuple[str, ...]
     #: the outputs of the side not kept that the plan does not bring back
     dropped: tuple[Dropped, ...] = ()
+    #: what is left to do once the lock is written resolved (see `next_step`)
+    then: str = ""
 
     def lines(self, *, written: bool) -> list[str]:
         """The note on the merge, then one per output dropped."""
@@ -71,10 +74,8 @@ class LockMerge:
     def line(self, *, written: bool) -> str:
         counts = f"read both sides ({self.ours} + {self.theirs} entries)"
         if written:
-            return (
-                f"{self.lock} had merge conflicts: {counts} and wrote it resolved; "
-                f"git add {self.lock} to finish the merge"
-            )
+            then = f"; {self.then}" if self.then else ""
+            return f"{self.lock} had merge conflicts: {counts} and wrote it resolved{then}"
         return (
             f"{self.lock} has git's conflict markers: {counts}; apply writes it resolved, "
             f"then git add {self.lock}"
@@ -105,15 +106,30 @@ def settled(
             resolved[name] = _joined(kept, sides[side], prepared.store)
             others[name] = (SIDES[side], sides[side])
     dropped = _dropped(prepared, resolved, others)
-    note = LockMerge(
-        project.lock_path.name, merged.ours, merged.theirs, tuple(merged.contested), dropped
-    )
+    lock_name = project.lock_path.name
+    then = next_step(project.root, lock_name) if write else ""
+    note = LockMerge(lock_name, merged.ours, merged.theirs, tuple(merged.contested), dropped, then)
     if write:
         lockfile.write(project, resolved)
         project.journal_path.unlink(missing_ok=True)  # a killed apply's: folded in above
     for line in note.lines(written=write):
         notice(line)
     return resolved, note
+
+
+def next_step(root: Path, lock: str) -> str:
+    """What to do with the `lock` written resolved: `git add` it where a merge (rebase,
+    cherry-pick, revert) is under way; commit it where none is (a runner checked out
+    a commit that holds the markers); nothing outside a git checkout."""
+    git = gitstate.git_folder(root)
+    if git is None:
+        return ""
+    under_way = gitstate.under_way(git)
+    if under_way == "merge":
+        return f"git add {lock} to finish the merge"
+    if under_way is not None:
+        return f"git add {lock}, then git {under_way} --continue"
+    return f"no merge is under way, so they were committed: commit {lock}"
 
 
 def _joined(kept: LockEntry, other: LockEntry, store: Store) -> LockEntry:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -104,7 +105,10 @@ def finish_merge(root: Path, run_cli, *options: str) -> tuple[dict, str]:
     applied = run_cli("apply", *options)
     assert applied.code == 0, applied.err
     assert "images.lock had merge conflicts" in applied.err  # and has them no more
-    assert "wrote it resolved; git add images.lock to finish the merge" in applied.err
+    if (root / ".git/MERGE_HEAD").exists():
+        assert "wrote it resolved; git add images.lock to finish the merge" in applied.err
+    else:  # markers written without a merge, as a pull request can commit them
+        assert "wrote it resolved; no merge is under way, so they were committed: " in applied.err
     text = (root / "images.lock").read_text(encoding="utf-8")
     assert "<<<<<<<" not in text and ">>>>>>>" not in text
     commit(root, "merge")
@@ -592,3 +596,70 @@ def test_an_asset_manifest_git_merged_with_markers_is_built_again(repo, run_cli)
     listed = json.loads((root / "images.json").read_text(encoding="utf-8"))["images"]
     assert sorted(listed) == ["a", "b", "hero"]
     assert not (root / ".nebula-build/backup").exists()
+
+
+# What apply says to do with a lock it wrote resolved: `git add` it where a merge is
+# under way, commit it where the markers were committed (a CI runner's checkout), and
+# nothing of git outside a checkout.
+
+RESOLVED = "images.lock had merge conflicts: read both sides (2 + 2 entries) and wrote it resolved"
+
+
+@pytest.fixture
+def committed(repo, run_cli) -> Path:
+    """A checkout of a commit whose images.lock holds git's conflict markers: no merge
+    is under way, as on the runner that checks it out."""
+    root = repo()
+    branch_and_merge(root, run_cli, BASE + CAT, BASE + DOG)
+    (root / "images.toml").write_text(BASE + CAT + DOG, encoding="utf-8")
+    commit(root, "merged, markers and all")
+    assert not (root / ".git/MERGE_HEAD").exists()
+    assert "<<<<<<<" in (root / "images.lock").read_text(encoding="utf-8")
+    return root
+
+
+def test_a_lock_committed_with_markers_is_to_be_committed_not_added(
+    committed, run_cli, monkeypatch
+):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    said = f"{RESOLVED}; no merge is under way, so they were committed: commit images.lock"
+    assert f"note: {said}\n" in err
+    assert f"::notice::{said}\n" in out
+    assert "git add" not in out + err
+    assert "<<<<<<<" not in (committed / "images.lock").read_text(encoding="utf-8")
+
+
+def test_a_lock_resolved_during_a_rebase_says_to_continue_it(committed, run_cli):
+    (committed / ".git/rebase-merge").mkdir()  # as `git rebase` leaves it on a conflict
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert f"note: {RESOLVED}; git add images.lock, then git rebase --continue\n" in err
+
+
+def test_outside_a_git_checkout_the_lock_is_said_resolved_alone(committed, run_cli):
+    shutil.rmtree(committed / ".git")
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert f"note: {RESOLVED}\n" in err
+
+
+def test_a_merge_under_way_in_a_linked_worktree_is_found(repo, run_cli, tmp_path):
+    """A worktree's `.git` is a file naming its git folder, where MERGE_HEAD is."""
+    root = repo()
+    assert git(root, "checkout", "-qb", "feat").returncode == 0
+    (root / "images.toml").write_text(BASE + CAT, encoding="utf-8")
+    assert run_cli("apply", "-q").code == 0
+    commit(root, "theirs")
+    side = tmp_path / "side"
+    assert git(root, "worktree", "add", "-q", "-b", "side", str(side), "main").returncode == 0
+    assert (side / ".git").is_file()
+    (side / "images.toml").write_text(BASE + DOG, encoding="utf-8")
+    assert run_cli("apply", "-q", cwd=side).code == 0
+    commit(side, "ours")
+    assert git(side, "merge", "feat").returncode == 1
+    (side / "images.toml").write_text(BASE + CAT + DOG, encoding="utf-8")
+    code, _, err = run_cli("apply", cwd=side)
+    assert code == 0, err
+    assert f"note: {RESOLVED}; git add images.lock to finish the merge\n" in err
