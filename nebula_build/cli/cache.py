@@ -79,6 +79,7 @@ def _report(ctx: Context, verb: str, sync: Sync, remote: Remote) -> int:
 def _transfer(ctx: Context, verb: str) -> int:
     """`cache push` or `cache pull`, with a counter and the report."""
     from nebula_build.engine import remotesync
+    from nebula_build.engine.remotesaid import remote_failure
     from nebula_build.state.remote import RemoteError
 
     prepared, remote = _remote(ctx)
@@ -89,7 +90,7 @@ def _transfer(ctx: Context, verb: str) -> int:
         else:
             sync = remotesync.pull(prepared, remote, show)
     except RemoteError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(remote_failure(exc)) from None
     return _report(ctx, f"{verb}ed", sync, remote)
 
 
@@ -104,6 +105,7 @@ def cmd_pull(ctx: Context) -> int:
 def cmd_status(ctx: Context) -> int:
     """Where the project's generations are: the local cache, and the remote if any."""
     from nebula_build.engine.remotecache import configured
+    from nebula_build.engine.remotesaid import remote_failure
     from nebula_build.engine.remotesync import status
     from nebula_build.state.remote import RemoteError
 
@@ -112,7 +114,7 @@ def cmd_status(ctx: Context) -> int:
     try:
         found = status(prepared, remote)
     except RemoteError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(remote_failure(exc)) from None
     if ctx.args.json:
         url, writable = (remote.shown, remote.writable) if remote else (None, False)
         ctx.print_json({"remote": url, "writable": writable, **vars(found)})

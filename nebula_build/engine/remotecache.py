@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from nebula_build.core.plan import NOT_CACHED, Action, ActionKind, Plan
 from nebula_build.core.resolve import Resolved
 from nebula_build.core.spec import AssetSpec
+from nebula_build.engine.remotesaid import remote_failure
 from nebula_build.engine.verify import Restored, Verified, verify
 from nebula_build.errors import UserError
 from nebula_build.imaging import ImageError
@@ -108,7 +109,7 @@ def mark(plan: Plan, remote: Remote | None, notice: Notice) -> Plan:
     try:
         found = remote.lookup(wanted)
     except RemoteError as exc:
-        notice(f"{exc}; building without the remote cache")
+        notice(f"{remote_failure(exc)}; building without the remote cache")
         remote.give_up()
         return plan
     if not found:
@@ -146,7 +147,7 @@ def restore_remote(
             return None, "the remote cache's entry was refused (a stand-in's placeholder)"
         verified = verify(data, encoding_for(spec), digest=record.sha256)
     except RemoteError as exc:
-        return None, str(exc)
+        return None, remote_failure(exc)
     except (RemoteMismatchError, ImageError) as exc:
         return None, f"the remote cache's entry was refused ({exc})"
     with contextlib.suppress(OSError):  # only a help for the next build: this one has the bytes
@@ -204,5 +205,5 @@ def upload(
         )
         remote.push(record, verified.data)
     except RemoteError as exc:
-        return f"{exc}; the generation is kept in the local cache only"
+        return f"{remote_failure(exc)}; the generation is kept in the local cache only"
     return None

@@ -22,6 +22,7 @@ from nebula_build.engine.history import earlier_spec
 from nebula_build.engine.lockmerge import settled
 from nebula_build.engine.prepare import Prepared
 from nebula_build.engine.remotecache import new_record, restore_remote
+from nebula_build.engine.remotesaid import remote_failure
 from nebula_build.engine.verify import verify
 from nebula_build.imaging import ImageError
 from nebula_build.outputs.encode import encoding_for
@@ -146,7 +147,7 @@ def push(prepared: Prepared, remote: Remote, on_progress: OnProgress) -> Sync:
         try:
             pushed = remote.push(record, verified.data)
         except RemoteError as exc:
-            result.failed.append((key, str(exc)))
+            result.failed.append((key, remote_failure(exc)))
             return
         if pushed == "uploaded":
             result.moved += 1
