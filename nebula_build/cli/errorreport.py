@@ -60,8 +60,9 @@ def _print_error(exc: Exception, err: TextIO) -> None:
     style = Style(wants_color(err))
     for line in _error_lines(exc):
         prefix = style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
-        # a value from the command line or a file's name, escaped where no one did yet
-        err.write(f"{prefix}{escaped(line)}\n")
+        # a value from the command line or a file's name, escaped where no one did yet;
+        # a value a manifest repeats may be a backend's secret
+        err.write(f"{prefix}{escaped(without_secrets(line))}\n")
     if os.environ.get("NEBULA_BUILD_DEBUG"):
         _print_traceback(exc, err)
 
@@ -87,7 +88,7 @@ def _print_json_error(exc: Exception, out: TextIO) -> None:
     from nebula_build.ui.report import error_json
 
     if not isinstance(exc, ApplyError):
-        out.write(json_text({"error": error_json(exc)}) + "\n")
+        out.write(without_secrets(json_text({"error": error_json(exc)})) + "\n")
 
 
 def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
@@ -107,7 +108,7 @@ def _annotate(exc: Exception, ctx: Context, out: TextIO) -> None:
 
             source = source_text(project.manifest_path)
     for line in github.error_annotations(exc, manifest, source):
-        write_command(out, line)
+        write_command(out, without_secrets(line))
 
 
 def _summarize_failure(exc: Exception, ctx: Context) -> None:

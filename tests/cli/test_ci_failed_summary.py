@@ -113,6 +113,24 @@ def test_a_declared_secret_in_a_failed_plan_reaches_neither_file(
         assert CANARY_KEY not in text
 
 
+@pytest.mark.parametrize("flags", [(), ("--json",)], ids=["text", "json"])
+def test_a_declared_secret_a_manifest_error_repeats_reaches_no_output(
+    flags, project, run_cli, actions, monkeypatch
+):
+    """The log, the --json answer and the annotations on the pull request's diff say
+    `[redacted]` where the manifest's error repeats the value of a backend's secret."""
+    monkeypatch.setenv("NEBULA_API_KEY", CANARY_KEY)
+    manifest = SITE.replace('backend = "preview"', 'backend = "nebula"')
+    project(
+        {"images.toml": manifest.replace('output = "img/logo.png"', f'output = "img/{CANARY_KEY}"')}
+    )
+    code, out, err = run_cli("plan", *flags)
+    assert code == 1 and "images.logo.output: has no extension" in out + err
+    assert "::error file=images.toml" in out or flags  # --json: no annotation
+    assert "img/[redacted]" in out + err
+    assert CANARY_KEY not in out + err
+
+
 def test_a_stale_comment_in_the_project_is_replaced_and_an_image_never(project, run_cli):
     """Inside the project a manifest that failed to load cannot tell which files its
     images write: a plan an earlier run wrote is replaced, any other file left as it is."""
