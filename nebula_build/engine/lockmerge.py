@@ -64,8 +64,10 @@ class LockMerge:
     contested: tuple[str, ...]
     #: the outputs of the side not kept that the plan does not bring back
     dropped: tuple[Dropped, ...] = ()
-    #: what is left to do once the lock is written resolved (see `next_step`)
+    #: what is left to do once the lock is written resolved, as apply says it
+    #: (`next_step`) and as the commands before apply do (`to_do`); "" outside git
     then: str = ""
+    todo: str = ""
 
     def lines(self, *, written: bool) -> list[str]:
         """The note on the merge, then one per output dropped."""
@@ -76,10 +78,8 @@ class LockMerge:
         if written:
             then = f"; {self.then}" if self.then else ""
             return f"{self.lock} had merge conflicts: {counts} and wrote it resolved{then}"
-        return (
-            f"{self.lock} has git's conflict markers: {counts}; apply writes it resolved, "
-            f"then git add {self.lock}"
-        )
+        then = f", then {self.todo}" if self.todo else ""
+        return f"{self.lock} has git's conflict markers: {counts}; apply writes it resolved{then}"
 
 
 def settled(
@@ -107,8 +107,16 @@ def settled(
             others[name] = (SIDES[side], sides[side])
     dropped = _dropped(prepared, resolved, others)
     lock_name = project.lock_path.name
-    then = next_step(project.root, lock_name) if write else ""
-    note = LockMerge(lock_name, merged.ours, merged.theirs, tuple(merged.contested), dropped, then)
+    git, under_way = _git_state(project.root)
+    note = LockMerge(
+        lock_name,
+        merged.ours,
+        merged.theirs,
+        tuple(merged.contested),
+        dropped,
+        then=next_step(git, under_way, lock_name),
+        todo=to_do(git, under_way, lock_name),
+    )
     if write:
         lockfile.write(project, resolved)
         project.journal_path.unlink(missing_ok=True)  # a killed apply's: folded in above
@@ -117,19 +125,36 @@ def settled(
     return resolved, note
 
 
-def next_step(root: Path, lock: str) -> str:
-    """What to do with the `lock` written resolved: `git add` it where a merge (rebase,
-    cherry-pick, revert) is under way; commit it where none is (a runner checked out
-    a commit that holds the markers); nothing outside a git checkout."""
+def _git_state(root: Path) -> tuple[Path | None, str | None]:
+    """The git folder of the checkout holding `root` (None outside one) and what is
+    under way in it (`gitstate.under_way`)."""
     git = gitstate.git_folder(root)
+    return git, None if git is None else gitstate.under_way(git)
+
+
+def next_step(git: Path | None, under_way: str | None, lock: str) -> str:
+    """What to do with the `lock` apply wrote resolved: `git add` it where a merge
+    (rebase, cherry-pick, revert) is `under_way` in the checkout whose git folder is
+    `git`; commit it where none is (a runner checked out a commit that holds the
+    markers); nothing outside a git checkout."""
     if git is None:
         return ""
-    under_way = gitstate.under_way(git)
     if under_way == "merge":
         return f"git add {lock} to finish the merge"
     if under_way is not None:
         return f"git add {lock}, then git {under_way} --continue"
     return f"no merge is under way, so they were committed: commit {lock}"
+
+
+def to_do(git: Path | None, under_way: str | None, lock: str) -> str:
+    """`next_step` as the commands before apply say it, after "then"."""
+    if git is None:
+        return ""
+    if under_way == "merge":
+        return f"git add {lock}"
+    if under_way is not None:
+        return f"git add {lock} and git {under_way} --continue"
+    return f"commit {lock} (no merge is under way: the markers were committed)"
 
 
 def _joined(kept: LockEntry, other: LockEntry, store: Store) -> LockEntry:
@@ -227,7 +252,9 @@ def refuse_while_merged(prepared: Prepared, command: str) -> None:
     for an image would lose its cache entry."""
     if lockfile.merged(prepared.project) is not None:
         name = prepared.project.lock_path.name
+        todo = to_do(*_git_state(prepared.project.root), name)
+        then = f" (then {todo})" if todo else ""
         raise UserError(
             f"{command}: {name} has merge conflicts; run `nebula-build apply` to write it "
-            f"resolved (then git add {name}), then {command} again"
+            f"resolved{then}, then {command} again"
         )

@@ -657,10 +657,11 @@ def plan_json(plan: Plan, estimate: Estimate | None = None) -> dict[str, Any]:
 def merge_line(merge: LockMerge) -> str:
     """The summary's line on a lock a merge left conflict markers in: that it still has
     them, and that apply, not an editor, resolves them."""
+    then = f"; then {merge.todo}" if merge.todo else ""
     return (
         f"Lock: {merge.lock} still has git's conflict markers: leave them to `nebula-build "
         f"apply`, which writes it resolved from both sides ({merge.ours} + {merge.theirs} "
-        f"entries); then git add {merge.lock}."
+        f"entries){then}."
     )
 
 

@@ -663,3 +663,67 @@ def test_a_merge_under_way_in_a_linked_worktree_is_found(repo, run_cli, tmp_path
     code, _, err = run_cli("apply", cwd=side)
     assert code == 0, err
     assert f"note: {RESOLVED}; git add images.lock to finish the merge\n" in err
+
+
+# plan, status and gc say the same: what is left once apply has written the lock
+# resolved fits what git is in the middle of.
+
+UNWRITTEN = "images.lock has git's conflict markers: read both sides (2 + 2 entries); "
+STILL = (
+    "Lock: images.lock still has git's conflict markers: leave them to `nebula-build apply`, "
+    "which writes it resolved from both sides (2 + 2 entries)"
+)
+GC_REFUSED = (
+    "error: gc: images.lock has merge conflicts; run `nebula-build apply` to write it resolved"
+)
+
+
+def said_before_apply(root: Path, run_cli) -> tuple[str, str, str, str, str]:
+    """What plan (its note, its summary line, its --json message and its Markdown),
+    status and gc say of the lock, all in one string each."""
+    planned = run_cli("plan", "--markdown", "plan.md")
+    assert planned.code == 0, planned.err
+    markdown = (root / "plan.md").read_text(encoding="utf-8")
+    as_json = run_cli("plan", "--json")
+    assert as_json.code == 0, as_json.err
+    message = json.loads(as_json.out)["lock_merge"]["message"]
+    status = run_cli("status")
+    assert status.code == 0, status.err
+    gc = run_cli("gc")
+    assert gc.code == 1
+    return planned.err + planned.out, markdown, message, status.err + status.out, gc.err
+
+
+def test_plan_and_status_say_to_commit_a_lock_committed_with_markers(committed, run_cli):
+    plan, markdown, message, status, gc = said_before_apply(committed, run_cli)
+    then = "commit images.lock (no merge is under way: the markers were committed)"
+    assert f"note: {UNWRITTEN}apply writes it resolved, then {then}\n" in plan
+    assert f"{STILL}; then {then}.\n" in plan
+    assert f"(2 + 2 entries); then {then}.\n" in markdown
+    assert f"- {UNWRITTEN}apply writes it resolved, then {then}\n" in markdown
+    assert message == f"{UNWRITTEN}apply writes it resolved, then {then}"
+    assert f"{STILL}; then {then}.\n" in status
+    assert gc == f"{GC_REFUSED} (then {then}), then gc again\n"
+    assert "git add" not in plan + markdown + message + status + gc
+
+
+def test_plan_and_status_say_to_continue_a_rebase(committed, run_cli):
+    (committed / ".git/rebase-merge").mkdir()
+    plan, markdown, message, status, gc = said_before_apply(committed, run_cli)
+    then = "git add images.lock and git rebase --continue"
+    assert f"note: {UNWRITTEN}apply writes it resolved, then {then}\n" in plan
+    assert f"{STILL}; then {then}.\n" in plan
+    assert message == f"{UNWRITTEN}apply writes it resolved, then {then}"
+    assert f"{STILL}; then {then}.\n" in status
+    assert gc == f"{GC_REFUSED} (then {then}), then gc again\n"
+
+
+def test_outside_a_git_checkout_plan_and_status_say_nothing_of_git(committed, run_cli):
+    shutil.rmtree(committed / ".git")
+    plan, markdown, message, status, gc = said_before_apply(committed, run_cli)
+    assert f"note: {UNWRITTEN}apply writes it resolved\n" in plan
+    assert f"{STILL}.\n" in plan
+    assert message == f"{UNWRITTEN}apply writes it resolved"
+    assert f"{STILL}.\n" in status
+    assert gc == f"{GC_REFUSED}, then gc again\n"
+    assert "git" not in (plan + markdown + message + status + gc).replace("git's", "")
