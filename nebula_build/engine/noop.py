@@ -7,7 +7,8 @@ frame maps, the asset manifest, the data files `rows` read and the folders of
 posts (a post added or removed changes its folder's signature); outside the
 project, what the plan's on-disk values read (`engine.ondisk`: a local model's
 `refs/main` or folder, by absolute path, and the paths it looked for and did not
-find) and the environment variables that chose them, and the files of the
+find) and the environment variables that chose them (each value's keyed digest,
+never the value: a plugin may name a secret), and the files of the
 plugins the manifest uses (one edited in place keeps its version); and what else
 decides a plan (the nebula-build version, the folders Python loads packages
 from, `--backend`, which manifest). While every signature still matches,
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from nebula_build.engine.prepare import Prepared
     from nebula_build.state.cache import Store
 
-FORMAT = "nebula-build no-op snapshot 7"
+FORMAT = "nebula-build no-op snapshot 8"
 SNAPSHOT = os.path.join(".nebula-build", "noop")
 #: a snapshot of 100k images is about 13 MB; anything far larger is not ours
 MAX_BYTES = 256 << 20
@@ -384,13 +385,23 @@ def _outside_matches(lines: Sequence[str]) -> bool:
 
 
 def _environment_matches(lines: Sequence[str]) -> bool:
-    """Whether each "NAME\t=value" line (or "NAME\t-", unset) still holds."""
+    """Whether each "NAME\t=tag" line (or "NAME\t-", unset) still holds."""
     for line in lines:
         name, _, recorded = line.partition("\t")
-        value = os.environ.get(name)
-        if recorded != ("-" if value is None else f"={value}"):
+        if recorded != _variable(os.environ.get(name)):
             return False
     return True
+
+
+def _variable(value: str | None) -> str:
+    """A variable's value as the snapshot records it: "-" where it is unset, else "="
+    and its seal's tag, never the value (a plugin may name one that holds a secret);
+    "=" alone where no key can be kept."""
+    from nebula_build.state.seal import tag
+
+    if value is None:
+        return "-"
+    return "=" + (tag(value.encode("utf-8", "surrogateescape")) or "")
 
 
 def _read(path: str) -> str | None:
@@ -467,11 +478,11 @@ def snapshot(
         return None
     lines += [str(len(parents)), *parents]
     watched = _outside_lines(outside, newest)
-    variables = [
-        f"{name}\t{'-' if value is None else '=' + value}" for name, value in environment.items()
-    ]
-    if watched is None or not all(_fits(f"{n}{v}") for n, v in environment.items()):
+    variables = [f"{name}\t{_variable(value)}" for name, value in environment.items()]
+    if watched is None or not all(_fits(name) for name in environment):
         return None
+    if any(line.endswith("\t=") for line in variables):
+        return None  # no key to tag a value with (nothing is sealed then either)
     lines += [str(len(watched)), *watched, str(len(variables)), *variables]
     tidy = _tidy_folders(root, folders, newest)
     lines += ["-"] if tidy is None else [str(len(tidy)), *tidy]

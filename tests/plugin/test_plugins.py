@@ -362,6 +362,55 @@ def test_a_plugins_weights_on_disk_are_noted_and_its_crash_is_named(
     )
 
 
+SECRET_ON_DISK = plugin_source(
+    "local",
+    """
+    @classmethod
+    def made_with_on_disk(cls, settings, model_id, root):
+        return {"weights": OnDisk((os.environ["ON_DISK_FILE"],), weights, ("LOCAL_TOKEN",))}
+
+    async def generate(self, request):
+        return GenerationResult(png(request, 64, 64), made_with={"weights": weights()})
+    """,
+    preamble="""
+    def weights():
+        with open(os.environ["ON_DISK_FILE"]) as file:
+            return file.read()
+    """,
+)
+CANARY = "canary-7f3a9c1e-secret"
+
+
+def test_a_variable_a_plugins_weights_depend_on_is_checked_not_stored(
+    install, project, run_cli, monkeypatch, tmp_path
+):
+    """The no-op snapshot stored each variable's value ("LOCAL_TOKEN\t=<the token>"):
+    a plugin naming a secret variable had it written to .nebula-build/noop."""
+    from nebula_build.engine import noop, ondisk
+
+    monkeypatch.setattr(noop, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(ondisk, "RACY_SECONDS", 0.0)
+    install("local", SECRET_ON_DISK)
+    weights = tmp_path / "weights.txt"
+    weights.write_text("v1")
+    monkeypatch.setenv("ON_DISK_FILE", str(weights))
+    monkeypatch.setenv("LOCAL_TOKEN", CANARY)
+    root = project({"images.toml": MINIMAL.replace('"preview"', '"local"')})
+    assert run_cli("apply").code == 0
+    assert run_cli("plan").out == "No changes: 1 image up to date.\n"
+    assert noop.unchanged(str(root), "images.toml", None) == 1
+    written = [path for path in root.rglob("*") if path.is_file()]
+    assert root / ".nebula-build/noop" in written
+    assert not [path for path in written if CANARY.encode() in path.read_bytes()]
+
+    monkeypatch.setenv("LOCAL_TOKEN", CANARY + "2")  # another value: a miss
+    assert noop.unchanged(str(root), "images.toml", None) is None
+    assert run_cli("plan").out == "No changes: 1 image up to date.\n"
+    assert noop.unchanged(str(root), "images.toml", None) == 1
+    monkeypatch.delenv("LOCAL_TOKEN")  # unset: a miss
+    assert noop.unchanged(str(root), "images.toml", None) is None
+
+
 HOSTILE_MODELS = plugin_source(
     "hostile",
     """
