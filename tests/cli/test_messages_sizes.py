@@ -24,6 +24,25 @@ def test_gc_says_a_backup_folder_and_its_total_in_one_unit(project, run_cli):
     assert "kept 1 backup folder in .nebula-build/backup/ (1 file, 5.8 KiB): " in out
 
 
+def test_gc_json_gives_sizes_in_bytes_where_its_lines_say_kib(project, run_cli):
+    """The units are for people: `--json` keeps the exact count of bytes."""
+    import json
+
+    root = project({"images.toml": manifest(A)})
+    folder = root / ".nebula-build/backup" / OLD / "out"
+    folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"x" * 5_939)
+    code, out, err = run_cli("gc", "--json", "--dry-run", "--backups")
+    assert code == 0, err
+    removed = json.loads(out)["backups_removed"]
+    assert removed["bytes"] == 5_939 and removed["entries"][0]["bytes"] == 5_939
+    code, out, err = run_cli("gc", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["backups"]["bytes"] == 5_939 and data["bytes"] == 0
+    assert data["history"] == {"generations": 0, "bytes": 0}
+
+
 def test_gc_says_a_cache_entry_and_the_total_it_frees_in_one_unit(project, run_cli):
     root = project({"images.toml": manifest(A)})
     assert run_cli("apply").code == 0
