@@ -47,22 +47,20 @@ def refuse_project_files(ctx: Context, project: Project) -> None:
     manifest, the lock, anything in its state folder), or both naming one file."""
     named = {option: path.resolve() for option in WRITTEN if (path := requested(ctx, option))}
     for option, path in named.items():
-        _refuse_linked_out(ctx, project, option)
+        _refuse_linked_out(ctx, project.root, option)
         _refuse_kept(ctx, project, option, path)
     if len(named) > 1 and len(set(named.values())) == 1:
         ctx.refused_files.update(named)
         raise UserError(f"{named_file(ctx, 'out')}: --markdown writes that file too")
 
 
-def _refuse_linked_out(ctx: Context, project: Project, option: str) -> None:
-    """Refuse a file named inside the project whose folder a link leads out of it: a
-    link a pull request committed (`reports -> ~/.ssh`) must not choose where the
-    command writes."""
+def _refuse_linked_out(ctx: Context, root: Path, option: str) -> None:
+    """Refuse a file named inside the project (its `root`) whose folder a link leads out
+    of it: a link a pull request committed (`reports -> ~/.ssh`) must not choose where
+    the command writes."""
     start = Path(ctx.start).resolve()
     named = Path(os.path.normpath(start / getattr(ctx.args, option)))
-    if named.is_relative_to(project.root) and not named.parent.resolve().is_relative_to(
-        project.root
-    ):
+    if named.is_relative_to(root) and not named.parent.resolve().is_relative_to(root):
         _refuse(ctx, option, "in a folder a link leads out of the project")
 
 
@@ -184,6 +182,8 @@ def write_failure(ctx: Context, text: str, project: Project | None) -> None:
     try:
         if project is not None:
             refuse_project_files(ctx, project)
+        else:  # no manifest found (a pull request removed it): where it runs stands for it
+            _refuse_linked_out(ctx, Path(ctx.start).resolve(), "markdown")
         inside = project is None or _in_project(project, path) is not None
         if inside and path.exists() and not _holds_a_plan(path):
             ctx.warn(

@@ -195,3 +195,20 @@ def test_a_summary_of_many_problems_shows_the_first_twenty_and_counts_the_rest(
     assert text.endswith(
         "- … and 10 more problems (\\`nebula-build validate --json\\` lists all)\n\n"
     )
+
+
+def test_a_failure_with_no_manifest_writes_nothing_through_a_link_out(project, run_cli, tmp_path):
+    """A pull request that removes the manifest and commits `reports -> elsewhere` does
+    not choose where the error's `--markdown` file goes: no project found, the folder
+    the command runs in is the one no link may lead out of."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = project({"README.md": "no manifest here\n"})
+    (root / "reports").symlink_to(elsewhere, target_is_directory=True)
+    code, _, err = run_cli("plan", "--markdown", "reports/plan.md")
+    assert code == 1 and "error: no images.toml in" in err
+    assert not (elsewhere / "plan.md").exists()
+    assert err.endswith(
+        "warning: --markdown reports/plan.md: that is in a folder a link leads out of the "
+        "project; name another file\n"
+    )
