@@ -179,6 +179,8 @@ def write_failure(ctx: Context, text: str, project: Project | None) -> None:
     path = requested(ctx)
     if path is None or "markdown" in ctx.refused_files:
         return
+    if not Path(ctx.start).is_dir() and not Path(ctx.args.markdown).is_absolute():
+        return  # named from a -C folder that is not there, as the error says
     try:
         if project is not None:
             refuse_project_files(ctx, project)

@@ -212,3 +212,15 @@ def test_a_failure_with_no_manifest_writes_nothing_through_a_link_out(project, r
         "warning: --markdown reports/plan.md: that is in a folder a link leads out of the "
         "project; name another file\n"
     )
+
+
+@pytest.mark.parametrize("folder", ["typo/dir", "images.toml"])
+def test_a_folder_that_is_not_there_gets_no_markdown_file_made_in_it(folder, project, run_cli):
+    """`-C typo/dir` says "no such folder": the error's `--markdown` file, named from
+    it, neither makes that folder nor warns that it cannot be written."""
+    root = project({"images.toml": SITE})
+    code, _, err = run_cli("-C", folder, "plan", "--markdown", "plan.md")
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith(f"error: -C {folder}: ")
+    assert not (root / "typo").exists()
+    assert (root / "images.toml").read_text(encoding="utf-8") == SITE
