@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Callable
@@ -26,6 +27,23 @@ settings.register_profile(
 # must not turn red on a new draw; runs elsewhere keep drawing new ones, to find bugs.
 settings.register_profile("ci", settings.get_profile("loaded-machine"), derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "loaded-machine"))
+
+
+def _ignored_here(signum: int, frame: object) -> None:
+    """What the test run does with a signal whoever started it ignored: nothing."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def commands_start_as_from_a_terminal() -> None:
+    """Commands the tests start (watch, apply) begin with SIGINT and SIGHUP as from a
+    shell in a terminal, whatever the test run was started with: run in the background
+    by a shell without job control it ignores SIGINT, under `nohup` SIGHUP, and a
+    command inherits an ignored signal (and rightly keeps it), so one a test stops with
+    Ctrl-C or a closed terminal would run on. A signal caught here is reset to its
+    default in a command it starts; the run itself still ignores it."""
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            signal.signal(signum, _ignored_here)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -10,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +26,7 @@ def spawn():
     started: list[subprocess.Popen[str]] = []
 
     def start(root: Path, *args: str) -> subprocess.Popen[str]:
-        with _sighup_not_ignored():
-            process = _popen(root, *args)
-        started.append(process)
-        return process
-
-    def _popen(root: Path, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "nebula_build", *args],
             cwd=root,
             stdout=subprocess.PIPE,
@@ -43,27 +35,14 @@ def spawn():
             # a process that does not stop dumps where each thread was (`_stopped`)
             env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )
+        started.append(process)
+        return process
 
     yield start
     for process in started:
         if process.poll() is None:
             process.kill()
         process.communicate()
-
-
-@contextlib.contextmanager
-def _sighup_not_ignored() -> Iterator[None]:
-    """Start commands as a shell in a terminal does, SIGHUP not ignored: under `nohup`
-    (or a runner that ignores it) the test run's disposition would be inherited, and
-    watch rightly leaves an ignored SIGHUP ignored."""
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _stopped(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
