@@ -8,21 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_ci import SITE
 from tests.conftest import CANARY_KEY
 from tests.manifests import PREVIEW
 
-SITE = (
-    PREVIEW
-    + """
-[images.hero]
-prompt = "a lighthouse"
-output = "img/hero.png"
-
-[images.logo]
-prompt = "a fox"
-output = "img/logo.png"
-"""
-)
 #: a pull request's mistakes: a width that is no multiple of 8, a prompt left out
 TWO_PROBLEMS = SITE.replace('output = "img/hero.png"', 'output = "img/hero.png"\nwidth = 1345')
 TWO_PROBLEMS = TWO_PROBLEMS.replace('prompt = "a fox"\n', "")
