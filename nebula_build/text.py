@@ -87,7 +87,7 @@ def quoted(text: str, limit: int | None = None) -> str:
     a single one and no double one, as `repr` chooses."""
     if limit is not None:
         text = text[: limit * 4 + 64]
-    line = escaped(text)
+    line = escaped_value(text)
     if limit is not None and len(line) > limit:
         line = line[: max(0, limit - 1)].rstrip() + "…"
     quote = '"' if "'" in line and '"' not in line else "'"
@@ -101,8 +101,28 @@ _UNSHOWN = re.compile(f"{_INVISIBLE.pattern}|[\u2028\u2029]")
 def escaped(text: str) -> str:
     """`text` with what a terminal would not show as it is (a control, a bidirectional
     override, a zero-width space, a line break beyond ASCII) written as its escape
-    (`\\x1b`, `\\u202e`); the rest as it is."""
+    (`\\x1b`, `\\u202e`); the rest, a backslash too, as it is: for a line whose values
+    `escaped_value` wrote, which it keeps as they are."""
     return _UNSHOWN.sub(_escaped, text)
+
+
+#: a backslash that, with what follows it, reads as an escape `escaped` writes: a value
+#: without one (`C:\site`, `\\server\share`) is told apart from every value shown
+#: with its backslashes doubled, which holds one
+_READS_AS_ESCAPE = re.compile(r"\\(?:[nrt]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})")
+
+
+def escaped_value(text: str) -> str:
+    """One value (a name, a path, a word of the command line) as a message shows it:
+    `escaped`, and told apart from every other value. A typed `\\x1b` (four characters)
+    and an escape character would both show as `\\x1b`, so where a backslash could be
+    read as an escape, or the value needs one, each backslash is doubled (`\\\\x1b`);
+    otherwise it is shown as typed (`C:\\site\\x.png`). Escape a value once, where it
+    enters a message: a line escaped with `escaped` after it keeps it as it is."""
+    line = escaped(text)
+    if "\\" in text and (line != text or _READS_AS_ESCAPE.search(text)):
+        return escaped(text.replace("\\", "\\\\"))
+    return line
 
 
 def json_text(data: object, *, default: Callable[[Any], object] | None = None) -> str:
@@ -175,7 +195,7 @@ def shown_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     path = "/".join("…" if looks_like_token(part) else part for part in parts.path.split("/"))
-    return escaped(f"{parts.scheme}://{host}{path}" if parts.scheme else path)
+    return escaped_value(f"{parts.scheme}://{host}{path}" if parts.scheme else path)
 
 
 def url_secrets(url: str) -> list[str]:

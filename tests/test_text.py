@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import re
 import shlex
 import unicodedata
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from nebula_build.text import (
     REDACTED,
+    escaped_value,
     model_id_problem,
     plural,
     printable,
@@ -184,3 +186,38 @@ def test_shown_url_keeps_names_and_drops_what_may_be_a_credential():
     token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0" * 2
     assert shown_url(f"s3://b/{token}/cache") == "s3://b/…/cache"
     assert shown_url("s3://b/AKIAIOSFODNN7EXAMPLE/x") == "s3://b/…/x"
+
+
+_AN_ESCAPE = re.compile(r"\\(\\|[nrt]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
+
+
+def _read_back(shown: str) -> str:
+    """The value `escaped_value` showed: read as typed where no escape is in it."""
+    if not re.search(r"\\(?:[nrt]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})", shown):
+        return shown
+    named = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
+    return _AN_ESCAPE.sub(lambda m: named.get(m[1]) or chr(int(m[1][1:], 16)), shown)
+
+
+@given(st.text(alphabet=st.sampled_from("\\xnu1b0aZ \x1b\n\u202e\x85")))
+@example("C:\\site\\x.png")
+@example("\\\\server\\share")
+@example("a\\x1b")
+def test_escaped_value_is_read_back_as_the_value(text):
+    shown = escaped_value(text)
+    assert shown.isprintable()
+    assert _read_back(shown) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("C:\\site\\x.png", "C:\\site\\x.png"),
+        ("\\\\server\\share", "\\\\server\\share"),
+        ("a\\x1b", "a\\\\x1b"),
+        ("a\x1b", "a\\x1b"),
+        ("C:\\new\x1b", "C:\\\\new\\x1b"),
+    ],
+)
+def test_escaped_value_doubles_backslashes_only_where_one_could_be_misread(text, shown):
+    assert escaped_value(text) == shown

@@ -86,19 +86,21 @@ class Context:
 
         from nebula_build.errors import UserError
         from nebula_build.state.project import Project
-        from nebula_build.text import escaped, shell_option
+        from nebula_build.text import escaped_value, shell_option
 
         start = Path(self.start)
         if start.is_file():  # the folder as typed, escaped: a line break in it is no new line
             raise UserError(
-                escaped(
+                escaped_value(
                     f"{shell_option('-C', self.args.directory)}: a file, not a folder (-C DIR "
                     "runs in DIR; -f FILE names the manifest: nebula-build "
                     f"{shell_option('-f', self.args.directory)} …)"
                 )
             )
         if not start.is_dir():
-            raise UserError(escaped(f"{shell_option('-C', self.args.directory)}: no such folder"))
+            raise UserError(
+                escaped_value(f"{shell_option('-C', self.args.directory)}: no such folder")
+            )
         return Project.find(start, self.args.file)
 
     def print(self, text: str = "") -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import UserError
-from nebula_build.text import escaped, made_by_stand_in, printable, shell_option
+from nebula_build.text import escaped_value, made_by_stand_in, printable, shell_option
 
 
 def cmd_init(ctx: Context) -> int:
@@ -20,7 +20,7 @@ def cmd_init(ctx: Context) -> int:
     named = ctx.args.file  # -f FILE: that manifest, relative to -C DIR like every path
     above = None if named else enclosing_manifest(folder)
     for line in init_project(folder / (named or MANIFEST_NAME), force=ctx.args.force):
-        ctx.print(escaped(line))  # -C DIR and -f FILE as typed
+        ctx.print(escaped_value(line))  # -C DIR and -f FILE as typed
     if above is not None:  # a subfolder of a project, most likely by mistake
         other = os.path.relpath(above, folder.resolve())
         ctx.notice(
@@ -28,7 +28,7 @@ def cmd_init(ctx: Context) -> int:
             f"images.toml instead (-f {other} reads that one)"
         )
     command = f"nebula-build {shell_option('-f', named)}" if named else "nebula-build"
-    ctx.print(escaped(f"next: {command} plan, then {command} apply"))
+    ctx.print(escaped_value(f"next: {command} plan, then {command} apply"))
     return ExitCode.OK
 
 

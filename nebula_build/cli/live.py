@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from nebula_build.errors import ApplyError, UserError
 from nebula_build.state.project import Project
-from nebula_build.text import escaped, plural
+from nebula_build.text import escaped_value, plural
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def cmd_watch(ctx: Context) -> int:
 
             server.accept_picks(picker(watcher))
         if not args.once:
-            manifest = escaped(project.display_manifest)
+            manifest = escaped_value(project.display_manifest)
             ctx.print(style(f"watching {manifest} and its inputs (Ctrl-C to stop)", "dim"))
         try:
             last = asyncio.run(watcher.run(filesystem_changes(watcher), once=args.once))

@@ -46,7 +46,7 @@ from nebula_build.state.lockfile import Entries
 from nebula_build.state.project import Project
 from nebula_build.state.projectlock import ProjectLock
 from nebula_build.state.siblings import UnreadNote
-from nebula_build.text import escaped, plural, printable
+from nebula_build.text import escaped, escaped_value, plural, printable
 from nebula_build.ui.progress import Progress
 from nebula_build.ui.report import backups_line, done_text, failed_text
 from nebula_build.ui.style import Style
@@ -653,7 +653,7 @@ class Watcher:
             path, reason = outcome.error.path, "changed by hand while the round ran"
         self._say(
             self.style("conflict: ", "magenta", "bold")
-            + f"{image}: {escaped(str(path))}: {escaped(reason)}: kept, not "
+            + f"{image}: {escaped_value(str(path))}: {escaped(reason)}: kept, not "
             "overwritten; delete it to have it made again, or restart watch with --force "
             "to replace it (a copy goes to .nebula-build/backup/)"
         )
@@ -666,9 +666,9 @@ class Watcher:
         self._file_conflicts_said.add(label)
         self._say(
             self.style("conflict: ", "magenta", "bold")
-            + f"{escaped(label)}: {escaped(outcome.action.output)}: changed by hand: kept, "
-            "not overwritten; delete it to have it built again, or restart watch with --force "
-            "to replace it (a copy goes to .nebula-build/backup/)"
+            + f"{escaped_value(label)}: {escaped_value(outcome.action.output)}: changed by hand: "
+            "kept, not overwritten; delete it to have it built again, or restart watch with "
+            "--force to replace it (a copy goes to .nebula-build/backup/)"
         )
 
     def loaded(self, prepared: Prepared) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nebula_build.errors import UserError
-from nebula_build.text import escaped, shell_option
+from nebula_build.text import escaped_value, shell_option
 
 MANIFEST_NAME = "images.toml"
 STATE_DIR = ".nebula-build"
@@ -85,12 +85,12 @@ def _a_folder(written: str, path: Path) -> str:
     shown = written.rstrip("/" + os.sep) or written
     names = [MANIFEST_NAME] if (path / MANIFEST_NAME).is_file() else _manifests_in(path)
     if not names:
-        return escaped(
+        return escaped_value(
             f"{shown} is a folder, with no .toml file in it; -f names the manifest file "
             f"({shell_option('-C', shown)} runs in that folder)"
         )
     choices = " or ".join(shell_option("-f", str(Path(shown) / name)) for name in names)
-    return escaped(f"{shown} is a folder; -f names the manifest file: {choices}")
+    return escaped_value(f"{shown} is a folder; -f names the manifest file: {choices}")
 
 
 def _manifests_in(folder: Path, most: int = 3) -> list[str]:
@@ -135,7 +135,7 @@ class Project:
                 _refuse_a_linked_manifest(candidate)
                 return cls(folder, candidate).checked()
         raise UserError(
-            f"no {MANIFEST_NAME} in {escaped(str(start))} or any folder above it; "
+            f"no {MANIFEST_NAME} in {escaped_value(str(start))} or any folder above it; "
             "run `nebula-build init` to start a project, or pass -f FILE"
         )
 

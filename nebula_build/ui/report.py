@@ -26,7 +26,7 @@ from nebula_build.core.sprite import describe_check
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.text import escaped, plural, printable, shell_option
+from nebula_build.text import escaped, escaped_value, plural, printable, shell_option
 from nebula_build.ui.statuslines import removal_note, status_lines, status_rows, stays_reasons
 from nebula_build.ui.style import Style
 
@@ -106,7 +106,7 @@ def cache_note(action: Action) -> str:
 def change_line(change: Change) -> str:
     """One changed field, old -> new, as the plan shows it under the action."""
     old, new = _value(change.field, change.old), _value(change.field, change.new)
-    return f"{escaped(change.field)}: {old} -> {new}"
+    return f"{escaped_value(change.field)}: {old} -> {new}"
 
 
 #: a text change longer than this (old and new together) also gets the words that changed

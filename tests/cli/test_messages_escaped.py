@@ -35,6 +35,19 @@ def test_a_value_from_the_command_line_is_said_escaped(argv, said, project, run_
     assert _error(run_cli, *argv) == said
 
 
+def test_a_typed_backslash_escape_is_told_apart_from_the_character(project, run_cli):
+    project({})
+    typed = _error(run_cli, "-C", "x\\x1b", "plan")
+    real = _error(run_cli, "-C", "x\x1b", "plan")
+    assert typed == "error: -C 'x\\\\x1b': no such folder\n"
+    assert real == "error: -C 'x\\x1b': no such folder\n"
+
+
+def test_a_windows_path_is_said_as_typed(project, run_cli):
+    project({})
+    assert _error(run_cli, "-C", "C:\\site", "plan") == "error: -C 'C:\\site': no such folder\n"
+
+
 def test_minus_c_naming_a_file_with_an_escape_in_its_name_is_said_escaped(project, run_cli):
     project({"x\x1b[2J.toml": HEAD + HERO})
     assert _error(run_cli, "-C", "x\x1b[2J.toml", "plan") == (
