@@ -99,6 +99,8 @@ def _meant_option(word: str, options: Sequence[str]) -> str | None:
     name = _name(word)
     if name in options:
         return name
+    if len(name) < 2:  # `-` alone (standard input) names no option: none is meant
+        return None
     close = did_you_mean(name, options)
     if close is not None or len(name) != 2 or name[1] == "-":
         return close

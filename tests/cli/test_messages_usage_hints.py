@@ -61,3 +61,9 @@ def test_a_short_option_is_taken_for_the_long_one_starting_with_its_letter(
 def test_a_short_option_no_one_option_starts_with_gets_no_hint(run_cli, capsys):
     said = _said(run_cli, capsys, "plan", "-x")
     assert said == "nebula-build plan: error: unrecognized arguments: -x"
+
+
+@pytest.mark.parametrize("command", ["status", "plan", "validate"])
+def test_a_lone_dash_is_not_taken_for_help(command, run_cli, capsys):
+    said = _said(run_cli, capsys, command, "-")
+    assert said == f"nebula-build {command}: error: unrecognized arguments: -"
