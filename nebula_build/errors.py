@@ -262,6 +262,26 @@ class SupersededError(NebulaBuildError):
     """Watch mode stopped this image's work: a newer edit changed what it should be."""
 
 
+#: a manifest's problems said one by one: the rest are counted (a generated manifest
+#: can have thousands, each as the one before)
+SHOWN_PROBLEMS = 50
+
+
+def error_lines(exc: BaseException, shown: int = SHOWN_PROBLEMS) -> list[str]:
+    """The lines that say `exc`: a manifest's first `shown` problems, the rest counted."""
+    # parted at "\n" alone: a value the message holds may hold another line break
+    lines = (str(exc) or type(exc).__name__).rstrip("\n").split("\n")
+    if isinstance(exc, ManifestError) and len(exc.problems) > shown:
+        described, uncounted, last = exc.problems, 0, exc.problems[-1]
+        if isinstance(last, MoreProblems):  # past the bound: not described at all
+            described, uncounted = described[:-1], last.count
+        more = len(described) - shown + uncounted
+        lists = f"the first {len(described):,}" if uncounted else "all"
+        lines = [str(problem) for problem in described[:shown]]
+        lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists {lists})")
+    return lines
+
+
 def first_line(exc: BaseException) -> str:
     """An exception from a library as one line: its message's first line, else its
     type's name."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from nebula_build.cli.context import Context
 from nebula_build.cli.stray import without_secrets
+from nebula_build.errors import error_lines
 
 if TYPE_CHECKING:
     from nebula_build.state.project import Project
@@ -27,30 +28,10 @@ def report_error(exc: Exception, ctx: Context) -> None:
         _summarize_failure(exc, ctx)
 
 
-#: a manifest's problems shown one by one: the rest are counted (a generated manifest
-#: can have thousands, each as the one before)
-_SHOWN_PROBLEMS = 50
-#: ... in a job summary or a pull request's comment, which points at the log for all
+#: in a job summary or a pull request's comment, which points at the log for all
 _SUMMARIZED_PROBLEMS = 20
 #: the commands whose job summary and `--markdown` file say what a whole run did
 _SUMMARIZED = ("plan", "apply")
-
-
-def _error_lines(exc: Exception, shown: int = _SHOWN_PROBLEMS) -> list[str]:
-    """The lines that say `exc`: a manifest's first `shown` problems, the rest counted."""
-    from nebula_build.errors import ManifestError, MoreProblems
-
-    # parted at "\n" alone: a value the message holds may hold another line break
-    lines = (str(exc) or type(exc).__name__).rstrip("\n").split("\n")
-    if isinstance(exc, ManifestError) and len(exc.problems) > shown:
-        described, uncounted, last = exc.problems, 0, exc.problems[-1]
-        if isinstance(last, MoreProblems):  # past the bound: not described at all
-            described, uncounted = described[:-1], last.count
-        more = len(described) - shown + uncounted
-        lists = f"the first {len(described):,}" if uncounted else "all"
-        lines = [str(problem) for problem in described[:shown]]
-        lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists {lists})")
-    return lines
 
 
 def _print_error(exc: Exception, err: TextIO) -> None:
@@ -58,7 +39,7 @@ def _print_error(exc: Exception, err: TextIO) -> None:
     from nebula_build.ui.style import Style, wants_color
 
     style = Style(wants_color(err))
-    for line in _error_lines(exc):
+    for line in error_lines(exc):
         prefix = style("error:", "red", "bold") + " " if not line.startswith("  ") else ""
         # a value from the command line or a file's name, escaped where no one did yet;
         # a value a manifest repeats may be a backend's secret
@@ -125,7 +106,7 @@ def _summarize_failure(exc: Exception, ctx: Context) -> None:
     project = _project(ctx)
     title = f"nebula-build {command}"
     title += f" ({project.display_manifest})" if project is not None else ""
-    lines = [without_secrets(line) for line in _error_lines(exc, _SUMMARIZED_PROBLEMS)]
+    lines = [without_secrets(line) for line in error_lines(exc, _SUMMARIZED_PROBLEMS)]
     if on_github and (unwritten := github.append_summary(markdown.failed(title, command, lines))):
         ctx.warn(unwritten)
     if markdownfile.requested(ctx) is not None:

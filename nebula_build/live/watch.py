@@ -38,6 +38,7 @@ from nebula_build.errors import (
     NebulaBuildError,
     SupersededError,
     UserError,
+    error_lines,
 )
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state import globs
@@ -518,14 +519,14 @@ class Watcher:
             self._left_undone(None)
             if once:
                 raise
-            report.error = str(exc)
+            report.error, said = str(exc), error_lines(exc)
             self._watch_declared_data()
             if not await unchanged(report.error):  # an empty or half-written save: unsaid
                 self.rounds -= 1
                 return report
             if report.error != self._last_error:
                 # as a command's error is said: a line break its own, a value escaped
-                for line in report.error.rstrip("\n").split("\n"):
+                for line in said:
                     self._say(
                         self.style(f"round {report.number}: ", "bold")
                         + self.style("error: ", "red", "bold")

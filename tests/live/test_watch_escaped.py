@@ -43,3 +43,16 @@ def test_a_manifest_problem_is_said_escaped_once_on_one_line(project):
     errors = [line for line in run.lines if line.startswith("round") or "error:" in line[:9]]
     assert len(errors) == 1 and errors[0].startswith("round 1: error: a\\nerror: b.toml:"), out
     assert "\\\\n" not in out
+
+
+@pytest.mark.slow
+def test_a_manifest_of_many_problems_says_fifty_and_counts_the_rest(project):
+    """As plan and validate do: watch said all 80 problems, one line each."""
+    wrong = "".join(f'[images.i{n}]\nprompt = "x"\nbogus{n} = 1\n' for n in range(80))
+    root = project({"images.toml": SITE + wrong})
+    with watching(root) as run:
+        _until(lambda: run.printed("waiting for the next save"), "round 1's error")
+    errors = [line for line in run.lines if line.startswith("round 1: error: ")]
+    assert len(errors) == 51, _said(run)
+    assert errors[-1].startswith("round 1: error: … and "), errors[-1]
+    assert errors[-1].endswith(" more problems (`nebula-build validate --json` lists all)\n")
