@@ -175,10 +175,12 @@ def _print_how_to_bring_back(ctx: Context, name: str, manifest: str, listed: lis
 
 def _change_text(change: Change) -> str:
     from nebula_build.engine.history import word_diff
-    from nebula_build.text import printable
+    from nebula_build.params import FILES
+    from nebula_build.ui.report import shown_value
 
     then, now = change.earlier, change.current
     name = printable(change.name, 80)  # a pull request's lock names the parameters
-    if isinstance(then, str) and isinstance(now, str):
+    if isinstance(then, str) and isinstance(now, str) and change.name not in FILES:
         return f"{name}: {printable(word_diff(then, now), 300)}"
-    return f"{name}: {printable(repr(then), 80)} → {printable(repr(now), 80)}"
+    earlier, current = shown_value(change.name, then), shown_value(change.name, now)
+    return f"{name}: {printable(earlier, 80)} → {printable(current, 80)}"

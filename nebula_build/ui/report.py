@@ -57,7 +57,9 @@ _FILE_NOUNS = {
 }
 
 
-def _value(field: str, value: Any) -> str:
+def shown_value(field: str, value: Any) -> str:
+    """A parameter's value as the plan shows it: `(unset)`, an input by its digest or
+    upstream, anything else as JSON (`history` shows them alike)."""
     if value is None:
         return "(unset)"
     if field in FILES:
@@ -105,7 +107,7 @@ def cache_note(action: Action) -> str:
 
 def change_line(change: Change) -> str:
     """One changed field, old -> new, as the plan shows it under the action."""
-    old, new = _value(change.field, change.old), _value(change.field, change.new)
+    old, new = shown_value(change.field, change.old), shown_value(change.field, change.new)
     return f"{escaped_value(change.field)}: {old} -> {new}"
 
 

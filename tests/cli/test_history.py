@@ -13,6 +13,7 @@ import shutil
 import tomllib
 
 import pytest
+from PIL import Image
 
 from nebula_build.state.lockfile import MAX_HISTORY
 from tests.cli.test_rows_matrix import preview
@@ -740,3 +741,46 @@ def test_unpin_comes_back_to_the_draw_picked_last_after_numbers_kept(project, ru
     code, out, err = run_cli("pick", "--unpin", "hero")
     assert code == 0, err
     assert _lock(root)["hero"]["params"]["draw"] == 2
+
+
+def test_history_shows_an_unset_value_and_an_input_as_plan_does(project, run_cli):
+    root = project(
+        {
+            "images.toml": preview(
+                {
+                    "hero": {
+                        "prompt": "a lighthouse",
+                        "width": 64,
+                        "height": 64,
+                        "output": "hero.png",
+                    },
+                    "hat": {
+                        "width": 64,
+                        "height": 64,
+                        "model": "black-forest-labs/FLUX.1-Fill-dev",
+                        "prompt": "a hat",
+                        "image": "@hero",
+                        "mask": "mask.png",
+                        "output": "hat.png",
+                    },
+                }
+            )
+        }
+    )
+    Image.new("L", (64, 64), 255).save(root / "mask.png")
+    assert run_cli("apply").code == 0
+    _edit(root, 'prompt = "a lighthouse"', 'prompt = "a lighthouse"\nseed = 42')
+    assert run_cli("apply").code == 0
+    code, out, err = run_cli("history", "hero")
+    assert code == 0, err
+    # had said "seed: None → 42", Python's word for it, where plan says (unset)
+    assert "       seed: (unset) → 42" in out.splitlines()
+    code, out, err = run_cli("history", "hat")
+    assert code == 0, err
+    # had diffed the two inputs' 64-digit keys as words
+    changed = [line for line in out.splitlines() if line.startswith("       image: ")]
+    assert len(changed) == 1
+    assert re.fullmatch(
+        r"       image: @hero \(output [0-9a-f]{12}…\) → @hero \(output [0-9a-f]{12}…\)",
+        changed[0],
+    ), changed[0]
