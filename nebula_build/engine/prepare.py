@@ -25,7 +25,7 @@ from nebula_build.state.cache import Store
 from nebula_build.state.datafiles import DataReader, Signature
 from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.guard import Guard
-from nebula_build.state.inputs import InputSnapshot
+from nebula_build.state.inputs import MAX_INPUT_BYTES, InputSnapshot
 from nebula_build.state.lockfile import Entries, read_with_journal, recover
 from nebula_build.state.project import Project
 from nebula_build.state.projectlock import ProjectLock
@@ -112,7 +112,7 @@ def prepare(
         """An input's digest (None: missing). One refused (a FIFO, a link out, too
         large) raises UnsafePathError saying what is wrong with it, which the
         resolution says at the image and key that read it."""
-        problem = guard.input_problem(path)
+        problem = guard.input_problem(path, limit=MAX_INPUT_BYTES)
         if problem is not None:
             raise UnsafePathError(f"{path!r} {problem}")
         return unchecked(path)

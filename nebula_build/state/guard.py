@@ -168,9 +168,10 @@ class Guard:
             self.check(real, what=f"{what} {relative!r}, which leads to", writing=not follow_last)
         return parts
 
-    def input_problem(self, relative: str) -> str | None:
+    def input_problem(self, relative: str, *, limit: int | None = None) -> str | None:
         """What is wrong with reading `relative` (checked before its digest is taken,
-        so plan and apply say the same); None when it is fine or simply missing."""
+        so plan and apply say the same); None when it is fine or simply missing. With
+        `limit`, a file of more bytes is refused from its size, before it is read."""
         problem = self.problem(relative, writing=False)
         if problem is not None:
             return problem
@@ -182,10 +183,14 @@ class Guard:
         if inside != relative and self.problem(inside, writing=False) is not None:
             return f"leads to {inside}, {self.problem(inside, writing=False)}"
         try:
-            mode = Path(real).stat().st_mode
+            info = Path(real).stat()
         except OSError:
             return None
-        return None if stat.S_ISREG(mode) else "is not a regular file"
+        if not stat.S_ISREG(info.st_mode):
+            return "is not a regular file"
+        if limit is not None and info.st_size > limit:
+            return f"is {info.st_size:,} bytes, over the {limit:,} an input may have"
+        return None
 
     def real_folder(self, folder: str) -> str | None:
         """`folder` ("" for the project's) with the symbolic links in it followed, as a

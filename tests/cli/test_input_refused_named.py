@@ -50,14 +50,21 @@ def test_a_fifo_or_a_link_out_as_an_input_names_the_image_and_key(project, run_c
 
 
 def test_an_input_over_the_size_limit_names_the_image_and_key(project, run_cli, monkeypatch):
+    """plan and validate too, where only apply read the input to its limit: plan's
+    digest streams, and the header's read that refused it named no image or key."""
+    monkeypatch.setattr("nebula_build.engine.prepare.MAX_INPUT_BYTES", 64)
     monkeypatch.setattr("nebula_build.state.inputs.MAX_INPUT_BYTES", 64)
-    manifest = MANIFEST.partition("\n[images.p]")[0]
-    project({"images.toml": manifest, "base.png": b"x" * 65, "mask.png": b"x" * 65})
-    code, out, err = run_cli("apply")
-    assert code == 1, (out, err)
-    assert err == (
-        "error: images.toml:11:1: images.b.image: input 'base.png' is 65 bytes, over the 64 "
-        "limit (for 2 of its images)\n"
-        "error: images.toml:12:1: images.b.mask: input 'mask.png' is 65 bytes, over the 64 "
-        "limit (for 2 of its images)\n"
-    )
+    files = {"images.toml": MANIFEST, "base.png": b"x" * 65, "mask.png": b"x" * 65}
+    root = project(files | {"fox.hex": b"; " + b"x" * 63})
+    for command in ("validate", "plan", "apply"):
+        code, out, err = run_cli(command)
+        assert code == 1, (out, err)
+        assert err == (
+            "error: images.toml:11:1: images.b.image: 'base.png' is 65 bytes, over the 64 "
+            "an input may have (for 2 of its images)\n"
+            "error: images.toml:12:1: images.b.mask: 'mask.png' is 65 bytes, over the 64 "
+            "an input may have (for 2 of its images)\n"
+            "error: images.toml:19:1: images.p.palette: 'fox.hex' is 65 bytes, over the 64 "
+            "an input may have\n"
+        ), command
+    assert not (root / "p.png").exists()
