@@ -37,6 +37,10 @@ RESERVED_FOLDERS = frozenset({".nebula-build", ".git", ".hg", ".svn"})
 #: the deepest folder the tool makes under its state (manifests/<name>/cache/outputs/<xx>)
 _MAX_STATE_DEPTH = 8
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+#: what a terminal shows as something else or as nothing: C1 controls (\x9b starts an
+#: escape sequence), zero-width and bidirectional characters (`a-\u202egnp.exe.png`
+#: shows as `a-exe.png…`); a path holding one would be shown as another than it is
+_UNSHOWN = re.compile("[\x80-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 #: a backup folder's name: the second its run first backed up a file, in UTC (the `Z`),
@@ -86,6 +90,11 @@ def path_problem(relative: object) -> str | None:
         return "is not a path"
     if _CONTROL.search(relative):
         return "contains a control character"
+    if _UNSHOWN.search(relative):
+        return (
+            "contains a character a terminal does not show as it is "
+            "(a control, an invisible or a bidirectional one)"
+        )
     if "\\" in relative:
         return "contains a backslash; write paths with /"
     if relative[0] == "/" or (relative[1:3] == ":/" and relative[0].isalpha()):
