@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from nebula_build.errors import UnsafePathError
 from nebula_build.fsutil import TEMP_MARKER
-from nebula_build.text import file_key
+from nebula_build.text import file_key, human_size
 
 #: top-level names a project file may never be: the tool's state and version control
 RESERVED_FOLDERS = frozenset({".nebula-build", ".git", ".hg", ".svn"})
@@ -198,7 +198,7 @@ class Guard:
         if not stat.S_ISREG(info.st_mode):
             return "is not a regular file"
         if limit is not None and info.st_size > limit:
-            return f"is {info.st_size:,} bytes, over the {limit:,} an input may have"
+            return f"is {_beyond(info.st_size, limit)} an input may have"
         return None
 
     def real_folder(self, folder: str) -> str | None:
@@ -582,3 +582,11 @@ def remove_temp_files(folder: Path, *, recursive: bool = False, skip: Collection
             ):
                 pending.append((Path(entry.path), depth + 1))
     return removed
+
+
+def _beyond(size: int, limit: int) -> str:
+    """'2.0 GiB, over the 256.0 MiB', in bytes where the two read alike that way."""
+    said, said_limit = human_size(size), human_size(limit)
+    if said == said_limit:
+        said, said_limit = f"{size:,} bytes", f"{limit:,} bytes"
+    return f"{said}, over the {said_limit}"

@@ -60,11 +60,11 @@ def test_an_input_over_the_size_limit_names_the_image_and_key(project, run_cli, 
         code, out, err = run_cli(command)
         assert code == 1, (out, err)
         assert err == (
-            "error: images.toml:11:1: images.b.image: 'base.png' is 65 bytes, over the 64 "
+            "error: images.toml:11:1: images.b.image: 'base.png' is 65 bytes, over the 64 bytes "
             "an input may have (for 2 of its images)\n"
-            "error: images.toml:12:1: images.b.mask: 'mask.png' is 65 bytes, over the 64 "
+            "error: images.toml:12:1: images.b.mask: 'mask.png' is 65 bytes, over the 64 bytes "
             "an input may have (for 2 of its images)\n"
-            "error: images.toml:19:1: images.p.palette: 'fox.hex' is 65 bytes, over the 64 "
+            "error: images.toml:19:1: images.p.palette: 'fox.hex' is 65 bytes, over the 64 bytes "
             "an input may have\n"
         ), command
     assert not (root / "p.png").exists()
