@@ -110,11 +110,18 @@ def normal(value: Any) -> Value:
     return _scalar(value)
 
 
+class _NotFinite(str):
+    """An infinite or NaN float as text ("inf"): compared as text by `where`, refused
+    where a template would write it."""
+
+    __slots__ = ()
+
+
 def _scalar(value: Any) -> Value:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return value if math.isfinite(value) else _NotFinite(value)
     if hasattr(value, "isoformat"):  # a date or time from YAML or TOML front matter
         return str(value.isoformat())
     return NESTED
@@ -137,6 +144,11 @@ def text_of(value: Value, limit: int | None = None) -> str | None:
         return ", ".join(texts)
     if isinstance(value, int) and value.bit_length() > _MAX_INTEGER_BITS:
         raise ValueError("is an integer too long to write as text (over 4,200 digits)")
+    if isinstance(value, _NotFinite):
+        raise ValueError(
+            f"is {value}, not a number a prompt can say (1e400 and beyond read as "
+            "infinite): put it in quotes in the data to use it as text"
+        )
     return str(value)
 
 
@@ -353,8 +365,19 @@ def _load_json(path: str, text: str, line_offset: int = 0) -> Any:
         at, character = _second_key(text, exc.key)
         raise DataError(path, f"invalid JSON: {exc}", at + line_offset, character) from None
     except (ValueError, RecursionError) as exc:
-        message = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        message = "nested too deep" if isinstance(exc, RecursionError) else _said(exc)
         raise DataError(path, f"invalid JSON: {message}", line_offset + 1 or None) from None
+
+
+#: Python's refusal of a number past `sys.get_int_max_str_digits()`
+_TOO_MANY_DIGITS = re.compile(r"integer string conversion: value has (\d+) digits")
+
+
+def _said(refusal: ValueError) -> str:
+    """A parse's ValueError in words, not Python's advice to raise its digit limit."""
+    if digits := _TOO_MANY_DIGITS.search(str(refusal)):
+        return f"a number of {int(digits[1]):,} digits"
+    return str(refusal)
 
 
 def rows_at(document: Document, at: str | None = None) -> Table:

@@ -385,3 +385,35 @@ def test_the_hint_to_make_more_draws_quotes_an_image_name_from_data(project, run
     code, _, err = run_cli("pick", EVIL, "1")
     assert code == 1
     assert ["nebula-build", "apply", "--more", EVIL] in _commands(err)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("data/p.json", '[{"sku": "a", "name": 1e400}]', "data/p.json:1:23: images.p: column"),
+        ("data/p.jsonl", '{"sku": "a", "name": -1e999}\n', "column 'name' is -inf, not"),
+        (
+            "posts/a.md",
+            "+++\nsku = 'a'\nname = inf\n+++\n",
+            "column 'name' is inf, not",
+        ),
+    ],
+)
+def test_a_number_beyond_a_float_is_refused_not_written_as_inf(
+    project, run_cli, name, text, message
+):
+    """JSON's `1e400` (and TOML front matter's `inf`) parse as infinity: a prompt made
+    of them said "inf", as if the data had said so."""
+    rows: object = {"files": "posts/*.md"} if name.endswith(".md") else name
+    product = {"rows": rows, "id": "sku", "prompt": "{name}", "output": "img/{sku}.png"}
+    project({"images.toml": nebula_manifest({"p": product}), name: text})
+    _plan_fails(run_cli, message, "inf, not a number a prompt can say")
+
+
+def test_a_json_number_of_a_million_digits_is_one_line_without_python_advice(project, run_cli):
+    product = {"rows": "data/p.json", "id": "sku", "prompt": "{name}", "output": "img/{sku}.png"}
+    text = '[{"sku": "a", "name": ' + "7" * 1_000_000 + "}]"
+    project({"images.toml": nebula_manifest({"p": product}), "data/p.json": text})
+    said = "data/p.json:1: images.p: invalid JSON: a number of 1,000,000 digits"
+    err = _plan_fails(run_cli, said)
+    assert "sys.set_int_max_str_digits" not in err and len(err) < 300
