@@ -301,16 +301,17 @@ def render(
     engine export's by path."""
     from PIL import Image
 
-    images = {}
+    files: dict[str, bytes] = {}
+    sizes: dict[str, tuple[int, int]] = {}
     boxes: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
-    for name in atlas.members:
-        member = guard.read(lock[name].output, what=f"atlas member {name}")
-        with Image.open(io.BytesIO(member)) as opened:
-            images[name] = opened.convert("RGBA")
-            box = trim_box(_trim_text(opened.info), images[name].size)
+    for name in atlas.members:  # sizes from the headers: no pixel is decoded yet
+        files[name] = guard.read(lock[name].output, what=f"atlas member {name}")
+        with Image.open(io.BytesIO(files[name])) as opened:
+            sizes[name] = opened.size
+            box = trim_box(_trim_text(opened.info), opened.size)
             if box is not None:
                 boxes[name] = box
-    positions, size = pack({n: i.size for n, i in images.items()}, atlas.padding)
+    positions, size = pack(sizes, atlas.padding)
     if max(size) > MAX_SHEET_SIDE:  # before the sheet's pixels are allocated
         raise UserError(
             f"atlases.{atlas.name}: the sheet would be {size[0]}×{size[1]} pixels, over "
@@ -318,8 +319,9 @@ def render(
             "its members smaller (resize, pad, extrude)"
         )
     sheet = Image.new("RGBA", size, (0, 0, 0, 0))
-    for name, image in images.items():
-        sheet.paste(image, positions[name])
+    for name in atlas.members:  # one member's pixels in memory at a time
+        with Image.open(io.BytesIO(files.pop(name))) as opened:
+            sheet.paste(opened.convert("RGBA"), positions[name])
     buffer = io.BytesIO()
     texts = sheet_texts(atlas.name, atlas.output)  # what vouches for it in a fresh checkout
     if atlas.format == "png":
@@ -329,7 +331,7 @@ def render(
         sheet.save(buffer, "WEBP", lossless=True, **save_options(texts))
         data = buffer.getvalue()
     placed = [
-        Placed(name, *positions[name], *images[name].size, *boxes.get(name, ((0, 0), None)))
+        Placed(name, *positions[name], *sizes[name], *boxes.get(name, ((0, 0), None)))
         for name in atlas.members
     ]
     frames = {frame.name: frame.texturepacker() for frame in sorted(placed, key=_by_name)}

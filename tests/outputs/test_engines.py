@@ -287,6 +287,27 @@ def test_a_sheet_over_the_side_cap_fails_the_atlas_in_one_line(project, run_cli,
     assert (root / "sprites/bat-idle.png").exists()  # the members are built all the same
 
 
+def test_a_sheet_over_the_side_cap_is_refused_before_any_member_is_decoded(
+    project, run_cli, monkeypatch
+):
+    """1,000 members of 641×641 (1×1 with pad and extrude) took 1.7 GB of decoded
+    pixels before the one line saying the sheet would be too large."""
+    root = project({"images.toml": PREVIEW.replace("trim = true\n", "")})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(
+        PREVIEW.replace("trim = true\n", "").replace("fps = 10", "fps = 12")
+    )
+    monkeypatch.setattr("nebula_build.outputs.atlas.MAX_SHEET_SIDE", 200)
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a member was decoded")
+
+    monkeypatch.setattr("PIL.Image.Image.convert", no_decoding)
+    code, _, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err and "decoded" not in err, err
+    assert "atlases.enemies: the sheet would be 258×258 pixels, over the 200 a side" in err
+
+
 def test_a_forged_trim_chunk_with_a_non_ascii_digit_is_ignored():
     from nebula_build.outputs.atlas import trim_box
 
