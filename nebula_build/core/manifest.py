@@ -710,6 +710,23 @@ class Manifest:
         return Problem(self.display_path, key, message, line, column)
 
 
+def written_part(model: BaseModel, path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """`path` as far as the validated `model` says its text writes it out: a problem
+    with a key left unset (`images.i0.prompt: is required`) is placed at its table, and
+    looking for the key itself would read the whole text to its end for nothing."""
+    node: Any = model
+    for end, part in enumerate(path):
+        if isinstance(node, BaseModel):
+            if part in type(node).model_fields and part not in node.model_fields_set:
+                return path[:end]
+            node = getattr(node, str(part), None)
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            break
+    return path
+
+
 def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
     """The keys the table holding `loc`'s last key takes, found by walking the
     manifest's model along the path (`images.hero.checks` → the checks' keys)."""

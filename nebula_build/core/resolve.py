@@ -34,6 +34,7 @@ from nebula_build.core.manifest import (
     describe_error,
     has_control_characters,
     said_once,
+    written_part,
 )
 from nebula_build.core.manifest import shown as shown_name
 from nebula_build.core.nocycles import collector_paused
@@ -213,7 +214,11 @@ class _Resolver(SpriteRules):
         described = found[:MAX_PROBLEMS]
         located = iter(
             self.manifest.problems(
-                [(one.loc, one.message, one.at) for one in described if one.placed is None]
+                [
+                    (one.loc, one.message, written_part(self.manifest.model, one.at or one.loc))
+                    for one in described
+                    if one.placed is None
+                ]
             )
         )
         problems = [one.placed or next(located) for one in described]

@@ -90,6 +90,8 @@ class _Within:
                     table, in_scope = path, path in self.tables
                     if in_scope or not self.ends.keys().isdisjoint(path):
                         self.place(path, (number, line.index("[") + 1))
+                        if not self.unplaced:
+                            break  # the first place of each is found: no later one counts
                 continue
             if not in_scope or (
                 start[:1] not in ('"', "'") and _first_name(start) not in self.names
@@ -99,6 +101,8 @@ class _Within:
             if assign:
                 path = table + _split_key(assign["key"])
                 self.place(path, (number, len(assign["indent"]) + 1))
+                if not self.unplaced:
+                    break
         return self.positions
 
     def place(self, path: tuple[str, ...], position: Position) -> None:
