@@ -188,6 +188,10 @@ class _Resolver(SpriteRules):
         self.styles: dict[str, dict[str, Any]] = {
             name: _set_fields(style) for name, style in manifest.model.styles.items()
         }
+        #: what the checks before its output found of the first image of each `_shape`
+        #: that failed them (its name, each problem's place and words): 100,000 images
+        #: written alike but for their outputs fail alike, and are not checked again
+        self.failed_alike: dict[frozenset[tuple[str, Any]] | None, _FailedAlike] = {}
 
     @cached_property
     def order(self) -> dict[str, int]:
@@ -471,14 +475,14 @@ class _Resolver(SpriteRules):
 
     def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
         # Runs once per image on every plan: keep the happy path free of extra work.
+        own = _set_fields(decl)
+        if self.failed_alike and (failed := self.failed_alike.get(_shape(own))) is not None:
+            self.failed_again(name, decl, failed)
+            return None
         style = self.style_fields(name, decl)
         if style is None:
             return None
-        merged = (
-            {**self.base, **style, **_set_fields(decl)}
-            if style
-            else {**self.base, **_set_fields(decl)}
-        )
+        merged = {**self.base, **style, **own} if style else {**self.base, **own}
         if "prompt_prefix" in merged or "prompt_suffix" in merged:
             parts = (
                 merged.pop("prompt_prefix", None),
@@ -490,6 +494,7 @@ class _Resolver(SpriteRules):
         if self.override:
             merged["backend"] = self.override
         start = len(self.problems)
+        backend_known = merged["backend"] in self.models
         models = self.models.get(merged["backend"]) or self.backend(
             merged["backend"], self.origin(name, decl, "backend"), name
         )
@@ -536,12 +541,9 @@ class _Resolver(SpriteRules):
                     f"must be a multiple of {step} within {MIN_SIZE}-{MAX_SIZE} for "
                     f"{model_id} (got {value})",
                 )
-        output = self.check_path(("images", name, "output"), decl.output, "output", output_of=name)
-        fmt = format_for(decl.output)
-        if output is not None and fmt is None:
-            self.fail(("images", name, "output"), _unsupported_output(output))
-        if fmt is not None:
-            self.check_output_options(name, decl, merged, fmt)
+        if len(self.problems) > start and backend_known and keyed is None and not inpainting:
+            self.remember_failed(name, own, merged, start)
+        output, fmt = self.check_output(name, decl, merged)
         inputs = self.inputs(name, decl, merged) if inpainting else {}
         if inputs is None or len(self.problems) > start or output is None or fmt is None:
             return None
@@ -582,6 +584,46 @@ class _Resolver(SpriteRules):
             parts=self.parts.get(name, ()),
         )
         return spec if self.claim_paths(name, decl, spec) else None
+
+    def check_output(
+        self, name: str, decl: ImageDecl, merged: dict[str, Any]
+    ) -> tuple[str | None, str | None]:
+        """(the output's path, its format), each None where it cannot be written."""
+        output = self.check_path(("images", name, "output"), decl.output, "output", output_of=name)
+        fmt = format_for(decl.output)
+        if output is not None and fmt is None:
+            self.fail(("images", name, "output"), _unsupported_output(output))
+        if fmt is not None:
+            self.check_output_options(name, decl, merged, fmt)
+        return output, fmt
+
+    def remember_failed(
+        self, name: str, own: dict[str, Any], merged: Mapping[str, Any], start: int
+    ) -> None:
+        """Keep what the checks before its output found of an image (the problems from
+        `start` on), for the images written as it is but for their outputs; only where
+        those checks read nothing but its values (no output options, sprite or input
+        files: the callers' conditions) and the problems name no image."""
+        if not _OUTPUT_OPTIONS.isdisjoint(merged):
+            return
+        said = tuple((one.loc, one.message) for one in self.problems[start:])
+        if any(one.placed is not None for one in self.problems[start:]) or any(
+            name in message for _, message in said
+        ):
+            return
+        shape = _shape(own)
+        if shape is not None:
+            self.failed_alike.setdefault(shape, _FailedAlike(name, said))
+
+    def failed_again(self, name: str, decl: ImageDecl, failed: _FailedAlike) -> None:
+        """An image written as `failed`'s was but for its output: its problems, said of
+        it, and then its output's own."""
+        for loc, message in failed.said:
+            if len(loc) > 1 and loc[0] == "images" and loc[1] == failed.name:
+                self.fail(("images", name, *loc[2:]), message)
+            else:
+                self.fail(loc, message)
+        self.check_output(name, decl, {})  # it sets no output option: none to check
 
     def inputs(
         self, name: str, decl: ImageDecl, merged: Mapping[str, Any]
@@ -874,6 +916,22 @@ def _set_fields(fields: BaseModel) -> dict[str, Any]:
     return {key: values[key] for key in fields.model_fields_set}
 
 
+def _shape(own: dict[str, Any]) -> frozenset[tuple[str, Any]] | None:
+    """The values an image sets but its output: images of one shape are checked alike
+    before their outputs are (None where a value is a list: not compared)."""
+    try:
+        return frozenset(item for item in own.items() if item[0] != "output")
+    except TypeError:
+        return None
+
+
+class _FailedAlike(NamedTuple):
+    """The problems the checks before its output found of an image (`remember_failed`)."""
+
+    name: str
+    said: tuple[tuple[tuple[str | int, ...], str], ...]
+
+
 class _ModelRules(NamedTuple):
     """What resolution asks of a model for every image, worked out once per model."""
 
@@ -1078,6 +1136,11 @@ def _once_per_declaration(
     (300 rows, one typo: one line at the declaration, saying how many it hit), in the
     words `as_written` gives it where its message shows a value filled in (a path). A
     problem only one of its images has stays that image's."""
+    if all(base == name for name, base in bases.items()):  # no image a declaration made
+        once: dict[tuple[Any, ...], _Found] = {}
+        for found in problems:
+            once.setdefault((found.loc, found.message, found.placed and str(found.placed)), found)
+        return list(once.values())
     shared_by: dict[tuple[Any, ...], _Found] = {}  # each problem as said, by its words
     first: dict[tuple[Any, ...], _Found] = {}  # the first found of each
     #: the images each has (kept only for those found twice: most are found once)

@@ -7,6 +7,7 @@ header to place one problem, and the cycle collector walking what the parse made
 from __future__ import annotations
 
 import gc
+import json
 from collections import Counter
 from typing import Any
 
@@ -123,3 +124,59 @@ def test_the_cycle_collector_waits_while_a_manifest_is_parsed_and_resolved(
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_images_written_alike_are_checked_once_and_a_second_problem_is_still_said(
+    project, run_cli, monkeypatch
+):
+    """1,000 images missing `prompt` fail alike: the first is checked, the others take its
+    problems, each counted; one that differs, even in its output alone, still has its own
+    problems said, before or after the shared one as it is written."""
+    from nebula_build.core import resolve
+
+    checked: list[str] = []
+    real = resolve._Resolver.style_fields
+
+    def counting(self: Any, name: str, decl: Any) -> Any:
+        checked.append(name)
+        return real(self, name, decl)
+
+    monkeypatch.setattr(resolve._Resolver, "style_fields", counting)
+    odd = {
+        500: ("width = 65\n", "out/i500.png"),
+        700: ("", "out/i700.gif"),
+        800: ("", "../i800.png"),
+        900: ('model = "nope"\n', "out/i900.png"),
+        960: ('style = "s"\n', "out/i960.png"),
+    }
+    # below the head, each image is 3 lines, and one more after i500's width
+    written = [odd.get(n, ("", f"out/i{n}.png")) for n in range(1000)]
+    images = "".join(
+        f'\n[images.i{n}]\n{keys}output = "{output}"\n' for n, (keys, output) in enumerate(written)
+    )
+    project({"images.toml": PREVIEW + '[styles.s]\nnegative_prompt = "x"\n' + images})
+    head = PREVIEW.count("\n") + 2
+    code, _, err = run_cli("validate")
+    assert code == 1 and err.splitlines() == [
+        f"error: images.toml:{head + 2}:1: images.i0.prompt: is required; "
+        "the same for 998 other images (i1, i2, i3, i4, i5, …)",
+        f"error: images.toml:{head + 3 + 3 * 500}:1: images.i500.width: must be a multiple of "
+        "8 within 64-2048 for black-forest-labs/FLUX.1-schnell (got 65)",
+        f"error: images.toml:{head + 4 + 3 * 700}:1: images.i700.output: unsupported file "
+        "type '.gif'; use one of .png, .webp, .jpg, .jpeg, .avif",
+        f"error: images.toml:{head + 4 + 3 * 800}:1: images.i800.output: output must stay "
+        "inside the project ('../i800.png' uses '..')",
+        f"error: images.toml:{head + 4 + 3 * 900}:1: images.i900.model: unknown model 'nope' "
+        "for backend 'preview' (known: stabilityai/stable-diffusion-xl-base-1.0, "
+        "black-forest-labs/FLUX.1-schnell, Bytedance-Seedream-3.0, "
+        "black-forest-labs/FLUX.1-Fill-dev)",
+    ], err
+    # each of its own shape (i1 too: i0 was the first to use the backend, which says
+    # what is wrong with its settings once)
+    assert checked == ["i0", "i1", "i500", "i900", "i960"]
+    code, out, _ = run_cli("validate", "--json")
+    problems = json.loads(out)["error"]["problems"]
+    assert code == 1 and [(p["key"], p["line"], p["message"]) for p in problems] == [
+        (key, int(place.split(":")[1]), message)
+        for _, place, key, message in (line.split(": ", 3) for line in err.splitlines())
+    ]
