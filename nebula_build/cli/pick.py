@@ -183,4 +183,4 @@ def _change_text(change: Change) -> str:
     if isinstance(then, str) and isinstance(now, str) and change.name not in FILES:
         return f"{name}: {printable(word_diff(then, now), 300)}"
     earlier, current = shown_value(change.name, then), shown_value(change.name, now)
-    return f"{name}: {printable(earlier, 80)} → {printable(current, 80)}"
+    return f"{name}: {printable(earlier, 80)} -> {printable(current, 80)}"

@@ -72,7 +72,7 @@ def test_a_parameter_the_lock_names_with_escape_sequences_is_shown_without_them(
 
     assert result.code == 0, result
     assert not UNSHOWN.search(result.out), result.out
-    assert "\n       k: 1 → None\n" in result.out
+    assert "\n       k: 1 -> (unset)\n" in result.out
 
 
 def test_a_manifest_key_with_a_c1_control_or_an_override_is_shown_escaped_in_its_error(

@@ -774,13 +774,13 @@ def test_history_shows_an_unset_value_and_an_input_as_plan_does(project, run_cli
     code, out, err = run_cli("history", "hero")
     assert code == 0, err
     # had said "seed: None → 42", Python's word for it, where plan says (unset)
-    assert "       seed: (unset) → 42" in out.splitlines()
+    assert "       seed: (unset) -> 42" in out.splitlines()
     code, out, err = run_cli("history", "hat")
     assert code == 0, err
     # had diffed the two inputs' 64-digit keys as words
     changed = [line for line in out.splitlines() if line.startswith("       image: ")]
     assert len(changed) == 1
     assert re.fullmatch(
-        r"       image: @hero \(output [0-9a-f]{12}…\) → @hero \(output [0-9a-f]{12}…\)",
+        r"       image: @hero \(output [0-9a-f]{12}…\) -> @hero \(output [0-9a-f]{12}…\)",
         changed[0],
     ), changed[0]
