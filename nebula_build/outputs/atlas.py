@@ -146,13 +146,13 @@ def plan_atlas(
     if moving:  # built after them, from the lock as they leave it
         if recorded is None:
             return act(FileState.BUILD, "new atlas")
-        reason = f"members change: {', '.join(moving)}"
+        reason = f"members change: {some_names(moving)}"
         if (why := _why_rebuilt(atlas, recorded, dropped)) != _A_MEMBER_CHANGED:
             reason += f"; {why}"  # a new export is a new file: the plan names it
         return act(FileState.BUILD, reason)
     if key is None:
         missing = [member for member in atlas.members if member not in lock]
-        return act(FileState.WAITING, f"waiting for {', '.join(missing)}")
+        return act(FileState.WAITING, f"waiting for {some_names(missing)}")
     if recorded is None:  # and no sheet: a sheet without a record is a conflict above
         return act(FileState.BUILD, "new atlas")
     if recorded.get("key") != key and recorded.get("key") != _in_order_key(atlas, lock):
