@@ -29,9 +29,14 @@ if TYPE_CHECKING:
 __all__ = ["ExitCode", "main", "main_exit"]
 
 
-def _target_flag(parser: argparse.ArgumentParser) -> None:
+def _target_flag(parser: argparse.ArgumentParser, *, atlases: bool = True) -> None:
+    held = " and the atlases that hold it" if atlases else ""
     parser.add_argument(
-        "--target", action="append", default=[], metavar="NAME", help="only this image (repeatable)"
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"only this image{held} (repeatable)",
     )
 
 
@@ -181,7 +186,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     gallery.add_argument(
         "--out", metavar="DIR", help="folder for index.html (default .nebula-build/gallery)"
     )
-    _target_flag(gallery)
+    _target_flag(gallery, atlases=False)
     gallery.add_argument("--backend", metavar="NAME", help="as if run through NAME")
     gallery.set_defaults(run="live:cmd_gallery")
 

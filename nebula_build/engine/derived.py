@@ -63,10 +63,12 @@ def plan_files(
     *,
     force: bool = False,
     deleting: bool = True,
+    related: Collection[str] | None = None,
 ) -> tuple[FileAction, ...]:
     """What each atlas and the asset manifest need, given the images' own actions;
     `deleting`: an atlas gone from the manifest is deleted (not under --target, as an
-    image gone is not unless named)."""
+    image gone is not unless named); `related`: only the atlases with a member among
+    these images (--target's, with the images they take outputs from)."""
     # a candidate draw is kept in the cache only: no file changes, none is listed
     changing = {
         a.image
@@ -74,7 +76,9 @@ def plan_files(
         if a.is_change and a.kind not in (ActionKind.CONFLICT, ActionKind.DRAW)
     }
     made = read_made(prepared.project)
-    planned = _planned_atlases(prepared, lock, made, changing, force=force, deleting=deleting)
+    planned = _planned_atlases(
+        prepared, lock, made, changing, force=force, deleting=deleting, related=related
+    )
     actions = [action for action, _ in planned]
     target = prepared.resolved.asset_manifest
     wanted = None if changing or target is None else _asset_manifest_text(prepared, lock)
@@ -104,12 +108,15 @@ def _planned_atlases(
     *,
     force: bool,
     deleting: bool,
+    related: Collection[str] | None = None,
 ) -> list[tuple[FileAction, _Seen]]:
     files = prepared.files
     actions = []
     records = made.atlases
     claims = _Claims(prepared, lock)
     for atlas in prepared.resolved.atlases.values():
+        if related is not None and not any(member in related for member in atlas.members):
+            continue
         recorded = read_recorded(prepared.guard, atlas)
         exports = {path: files.digest(path) for path in atlas.exports}
         sheet = files.digest(atlas.output)
@@ -430,15 +437,18 @@ def build_files(
     deleting: bool = True,
     failed: Collection[str] = (),
     on_built: Callable[[FileOutcome], None] = lambda outcome: None,
+    related: Collection[str] | None = None,
 ) -> list[FileOutcome]:
     """Build what the files need now that the images are done; one failure stops no
     other. Returns what was built or refused, and the atlases that wait for a member
     that `failed` in this run. The lock then records what each atlas wrote
-    (`[atlases.NAME]`)."""
+    (`[atlases.NAME]`). `related`: as for `plan_files`."""
     outcomes = []
     before = read_made(prepared.project)
     records = dict(before.atlases)
-    planned = _planned_atlases(prepared, lock, before, set(), force=force, deleting=deleting)
+    planned = _planned_atlases(
+        prepared, lock, before, set(), force=force, deleting=deleting, related=related
+    )
     for action, seen in planned:
         if action.state is FileState.CONFLICT:
             outcome = FileOutcome(

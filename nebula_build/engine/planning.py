@@ -122,7 +122,11 @@ def plan_for(
         from nebula_build.engine.remotecache import mark
 
         images = mark(images, remote, notice)
-    files = plan_files(prepared, every_lock, images.actions, force=force, deleting=not targets)
+    # --target: only the atlases of the images it plans
+    related = {a.image for a in images.actions} if targets else None
+    files = plan_files(
+        prepared, every_lock, images.actions, force=force, deleting=not targets, related=related
+    )
     for note in unread_beside(prepared.project):  # asked about for this plan's removals
         notice(note)
     return Plan(images.actions, files)

@@ -262,6 +262,8 @@ async def apply_round(
             deleting=not options.targets,
             failed=result.applied.failures if result.applied else (),
             on_built=progress.built,
+            # --target: the atlases its plan showed
+            related={a.image for a in plan.actions} if options.targets else None,
         )
     finally:
         progress.close()

@@ -144,6 +144,9 @@ def plan_atlas(
         return act(FileState.BUILD, f"{edited}; --force overwrites it", backup=True)
     moving = [member for member in atlas.members if member in changing]
     if moving:  # built after them, from the lock as they leave it
+        # a member neither recorded nor made by this apply (--target): not built yet
+        if missing := [m for m in atlas.members if m not in lock and m not in changing]:
+            return act(FileState.WAITING, f"waiting for {some_names(missing)}")
         if recorded is None:
             return act(FileState.BUILD, "new atlas")
         reason = f"members change: {some_names(moving)}"

@@ -1,7 +1,10 @@
-"""What plan, status and apply say of an atlas: many members' names, said a few at
-a time."""
+"""What plan, status and apply say of an atlas: which ones --target concerns, and
+many members' names, said a few at a time."""
 
 from __future__ import annotations
+
+import json
+import re
 
 SPRITES = """\
 version = 1
@@ -37,10 +40,40 @@ output = "sprites/heroes.png"
 """
 
 
+def test_target_concerns_only_the_atlases_holding_it_in_status_plan_and_apply(project, run_cli):
+    """Before, `status --target hero` (and plan's) also listed atlas enemies, which does
+    not hold hero, and plan said atlas heroes would be built where apply, lacking
+    hero-cap, built nothing."""
+    root = project({"images.toml": SPRITES})
+    code, out, err = run_cli("status", "--target", "hero")
+    assert code == 0, err
+    assert "enemies" not in out, out
+    assert re.search(r"atlas heroes +waiting for hero-cap +sprites/heroes.png", out), out
+    code, out, err = run_cli("plan", "--target", "hero")
+    assert code == 0, err
+    assert "enemies" not in out and "    atlas heroes  waiting  sprites/heroes.png\n" in out, out
+    data = json.loads(run_cli("plan", "--target", "hero", "--json").out)
+    assert [(f["name"], f["action"]) for f in data["files"]] == [("atlas heroes", "waiting")]
+    code, out, err = run_cli("apply", "--target", "hero")
+    assert code == 0, err
+    assert "built atlas" not in out + err and not (root / "sprites/heroes.png").exists()
+
+    code, out, err = run_cli("plan", "--target", "hero-cap")
+    assert code == 0, err
+    assert "+ atlas heroes  build  sprites/heroes.png\n" in out and "enemies" not in out, out
+    code, out, err = run_cli("apply", "--target", "hero-cap")
+    assert code == 0, err
+    assert "built atlas heroes sprites/heroes.png" in out + err and "enemies" not in out + err
+
+
 def test_many_members_are_said_a_few_by_name_wherever_an_atlas_lists_them(project, run_cli):
     """Before, `members change:` named every member (41 of them) before "… and 38 more
-    left"."""
+    left", and `waiting for` named every missing one."""
     root = project({"images.toml": SPRITES})
+    code, out, err = run_cli("status", "--target", "enemy[slime]")
+    assert code == 0, err
+    waiting = "waiting for enemy[bat], enemy[ghost], enemy[imp] and 2 more"
+    assert waiting in out, out
     assert run_cli("apply").code == 0
     (root / "images.toml").write_text(
         SPRITES.replace("images.enemy]", "images.foe]").replace('"enemy[*]"', '"foe[*]"')
