@@ -783,16 +783,26 @@ def file_outcome_json(outcome: FileOutcome) -> dict[str, Any]:
 
 
 def done_text(result: RoundResult) -> str:
-    """'5 done (3 generated), 1 file built': images first, files made from them after;
-    a generation whose bytes were refused is counted with the failures (`failed_text`)."""
+    """'5 done (3 generated), 1 atlas built (4 files)': images first, what is made from
+    them after; a generation whose bytes were refused is counted with the failures
+    (`failed_text`)."""
     done = result.applied.done if result.applied else 0
     text = f"{done} done ({result.generated - refused_count(result)} generated)"
-    built = sum(o.ok and o.action.state is not FileState.DELETE for o in result.files)
-    if built:
-        text += f", {built} file{'' if built == 1 else 's'} built"
+    built = [o.action for o in result.files if o.ok and o.action.state is not FileState.DELETE]
+    if atlases := [a for a in built if a.kind is FileKind.ATLAS]:
+        written = sum(_atlas_files(result, a) for a in atlases)
+        text += f", {plural(len(atlases), 'atlas', 'atlases')} built ({plural(written, 'file')})"
+    if any(a.kind is FileKind.ASSET_MANIFEST for a in built):
+        text += ", asset manifest written"
     if removed := sum(len(o.action.removes) for o in result.files if o.ok):
         text += f", {removed} file{'' if removed == 1 else 's'} removed"
     return text
+
+
+def _atlas_files(result: RoundResult, action: FileAction) -> int:
+    """The files an atlas's build writes: its sheet, its frame map and its exports."""
+    atlas = result.prepared.resolved.atlases.get(action.name)
+    return len(atlas.paths) if atlas is not None else 2
 
 
 def refused_count(result: RoundResult) -> int:

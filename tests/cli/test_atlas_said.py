@@ -1,5 +1,5 @@
-"""What plan, status and apply say of an atlas: which ones --target concerns, and
-many members' names, said a few at a time."""
+"""What plan, status and apply say of an atlas: which ones --target concerns, how
+many files a build wrote, and many members' names, said a few at a time."""
 
 from __future__ import annotations
 
@@ -64,6 +64,18 @@ def test_target_concerns_only_the_atlases_holding_it_in_status_plan_and_apply(pr
     code, out, err = run_cli("apply", "--target", "hero-cap")
     assert code == 0, err
     assert "built atlas heroes sprites/heroes.png" in out + err and "enemies" not in out + err
+
+
+def test_an_apply_counts_the_atlases_it_built_and_their_files(project, run_cli):
+    """Before: "1 file built" for an atlas that wrote its sheet, frame map, Aseprite
+    JSON and Godot resource."""
+    project({"images.toml": SPRITES})
+    code, out, err = run_cli("apply", "--target", "enemy[*]")
+    assert code == 0, err
+    assert ", 1 atlas built (4 files), 0 failed." in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert ", 1 atlas built (2 files), 0 failed." in out, out
 
 
 def test_many_members_are_said_a_few_by_name_wherever_an_atlas_lists_them(project, run_cli):

@@ -68,7 +68,7 @@ def test_a_moved_atlas_removes_its_old_files_with_the_rebuild(project, run_cli):
     code, out, err = run_cli("apply")
     assert code == 0, err
     built = "built atlas hero assets/atlas/hero.png; removed atlas/hero.png, atlas/hero.json\n"
-    assert built in out + err and "1 file built, 2 files removed, 0 failed" in out
+    assert built in out + err and "1 atlas built (2 files), 2 files removed, 0 failed" in out
     moved = {"assets/atlas/hero.png", "assets/atlas/hero.json"}
     assert project_files(root) == before - {"atlas/hero.png", "atlas/hero.json"} | moved
     assert not (root / "atlas").exists()
