@@ -75,7 +75,7 @@ def shown_value(field: str, value: Any) -> str:
     return escaped(json.dumps(value, ensure_ascii=False))
 
 
-#: a note the same for this many images of one plan is said once, after them
+#: a note the same for this many images of one plan is said once, after the plan
 SHARED_NOTE = 3
 
 
@@ -550,8 +550,6 @@ def plan_text(
     shared = shared_notes(shown)
     for action in shown:
         lines += action_lines(action, style, shared)
-    if shared:
-        lines += ["", *(shared_note_line(note, images, style) for note, images in shared.items())]
     if limit is not None and len(changes) > limit:
         more = len(changes) - limit
         lines.append(
@@ -561,6 +559,8 @@ def plan_text(
     lines += pin_lines(plan, style)
     lines += settings_lines(plan, style)
     lines += conflict_lines(plan, style)
+    if shared:  # after every line of the plan, as Terraform says its warnings
+        lines += ["", *(shared_note_line(note, images, style) for note, images in shared.items())]
     lines += ["", style(summary_line(plan), "bold"), *lock_lines]
     said = cost_text(estimate) if estimate is not None else None
     if said is not None:
