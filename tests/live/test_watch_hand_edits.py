@@ -81,8 +81,10 @@ def test_watch_restores_a_deleted_output_and_shows_a_hand_edit_once(project):
         _until(lambda: _chips(url) == ["1 up to date", "1 conflict"], "the conflict shown")
         assert "output file changed by hand" in _page(url)
 
+        long_banner = banner.read_bytes()
         (root / "images.toml").write_text(SITE.replace("a long banner", "a wide banner"))
         _until(lambda: "a wide banner" in _page(url), "the edit round")
+        _until(lambda: banner.read_bytes() != long_banner, "the edit round's banner")
         time.sleep(1.5)  # time for a round its own writes would start, if they did
     finally:
         process.send_signal(signal.SIGINT)
