@@ -134,6 +134,10 @@ class Action:
     #: each file it writes as the plan found it (path, digest or None) where the plan
     #: accepted replacing it: apply refuses one changed since (a hand edit meanwhile)
     found: tuple[tuple[str, str | None], ...] = ()
+    #: create: the image no longer declared whose output this one takes over (a rename):
+    #: its history, draws and pin come along; delete: the image that takes over its output
+    renamed_from: str | None = None
+    renamed_to: str | None = None
 
     @property
     def generates(self) -> bool:
@@ -343,6 +347,8 @@ class _Context:
     elsewhere: RecordedElsewhere = lambda path: None
     #: the lock's entries, by image
     entries: Mapping[str, LockEntry] = field(default_factory=dict)
+    #: the images new to the lock that take over the output of one no longer declared
+    renamed: Mapping[str, str] = field(default_factory=dict)
 
     def why_it_stays(self, path: str, digest: str, entry: LockEntry) -> str | None:
         """Why a file the lock records for `entry`, holding what it records, is not
@@ -476,7 +482,7 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         return act(ActionKind.REGENERATE, reason + NOT_CACHED, **extra)
 
     if entry is None:
-        return act(ActionKind.CREATE, "new image", from_cache=cached())
+        return _created(spec, ctx, base)
     if spec.name in ctx.replace:
         return act(ActionKind.REGENERATE, "replacement requested (--replace)", fresh=True)
     if entry.generation_key != spec.generation_key:
@@ -544,6 +550,26 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     return base
 
 
+def _created(spec: AssetSpec, ctx: _Context, base: Action) -> Action:
+    """An image new to the lock; one that takes over the output of an image no longer
+    declared is that image renamed, and says what else changed since its output."""
+    cached = ctx.has_cached(spec.generation_key)
+    renamed = ctx.renamed.get(spec.name)
+    if renamed is None:
+        return replace(base, kind=ActionKind.CREATE, reason="new image", from_cache=cached)
+    was = ctx.entries[renamed]  # its history takes the old name's current output
+    changes = _changes(*as_declared(was.generation_params(), spec.generation_params()))
+    fields = ", ".join(c.field for c in changes)
+    return replace(
+        base,
+        kind=ActionKind.CREATE,
+        reason=f"renamed from {renamed}" + (f"; {fields} changed" if fields else ""),
+        from_cache=cached,
+        renamed_from=renamed,
+        changes=changes,
+    )
+
+
 def _kept_by(name: str, entry: LockEntry, digest: str) -> str:
     """How to keep a file that holds an earlier generation of image `name` the history
     lists (`git checkout OLD -- FILE`) as its output, rather than have it replaced."""
@@ -595,7 +621,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
     found = tuple(currents.items())
     if known and all(d is not None and d == known.get(p) for p, d in currents.items()):
         what = "the file already holds" if len(currents) == 1 else "the files already hold"
-        if entry is None and spec.output in ctx.left:  # a rename, a new id column
+        if entry is None and spec.output in ctx.left and action.renamed_from is None:
             what = f"takes over {spec.output} from {ctx.left[spec.output][0]}: {what}"
         reason = f"{action.reason} ({what} this output)"
         return replace(action, in_place=True, reason=reason, found=found)
@@ -738,11 +764,19 @@ def _in_the_way(owner: str | None, elsewhere: str | None) -> str:
 
 
 def _removed(
-    name: str, entry: LockEntry, ctx: _Context, gone: str, owners: Mapping[str, str]
+    name: str,
+    entry: LockEntry,
+    ctx: _Context,
+    gone: str,
+    owners: Mapping[str, str],
+    *,
+    heir: str | None = None,
 ) -> Action:
     kept = frozenset(path for path in entry.files() if path in owners)
     current = ctx.digest_of(entry.output)
-    if entry.output in owners:
+    if heir is not None:
+        reason, keep = f"renamed to {heir}, which takes over {entry.output}", True
+    elif entry.output in owners:
         reason, keep = f"{gone}; {entry.output} now belongs to {owners[entry.output]}", True
     elif current is None:
         reason, keep = f"{gone} (file already gone)", False
@@ -760,6 +794,7 @@ def _removed(
         entry=entry,
         keep_file=keep,
         kept=kept,
+        renamed_to=heir,
     )
 
 
@@ -839,6 +874,7 @@ def make_plan(
         frozenset(placeholders),
         elsewhere,
         lock,
+        renames(specs, lock),
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [
@@ -847,6 +883,7 @@ def make_plan(
         if wanted is None or name in wanted
     ]
     removed = [n for n in sorted(lock) if n not in specs and (wanted is None or n in wanted)]
+    heirs = {old: new for new, old in ctx.renamed.items() if wanted is None or new in wanted}
     from_rows = set()
     owners: dict[str, str] = {}
     if removed:
@@ -867,10 +904,25 @@ def make_plan(
                 else "removed from the manifest"
             ),
             owners,
+            heir=heirs.get(name),
         )
         for name in removed
     ]
     return Plan(tuple(_with_removals(action, ctx) for action in actions))
+
+
+def renames(specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry]) -> dict[str, str]:
+    """The images new to the lock that take over the output of an image it records but
+    the manifest no longer declares, each with that image's name: a rename
+    (`[images.mob]` → `[images.monster]`, a data file's id column). The new name takes
+    over the old one's history, draws and pin."""
+    new = [name for name in specs if name not in lock]
+    if not new:  # the common case: not a look at the lock
+        return {}
+    left = {entry.output: name for name, entry in lock.items() if name not in specs}
+    if not left:
+        return {}
+    return {name: left[specs[name].output] for name in new if specs[name].output in left}
 
 
 def _by_digest(left: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, ...]]:

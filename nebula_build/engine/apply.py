@@ -454,7 +454,9 @@ class Applier:
             # the files are this generation's: its cache entry says what made them
             seed, made_with = self.store.provenance(spec.generation_key)
             variants = {p: d for p, d in digests.items() if d}
-            await self._record(spec, main, seed, variants, made_with or None)
+            await self._record(
+                spec, main, seed, variants, made_with or None, renamed_from=action.renamed_from
+            )
             return
         if kind is ActionKind.MOVE and action.entry is not None:
             async with self._io, self._moving:
@@ -507,7 +509,14 @@ class Applier:
             _note_size(spec, verified, outcome)
         if note is not None:
             outcome.warnings = (*outcome.warnings, note)
-        await self._record(spec, digest, original.seed, variants, original.made_with)
+        await self._record(
+            spec,
+            digest,
+            original.seed,
+            variants,
+            original.made_with,
+            renamed_from=action.renamed_from,
+        )
         if outcome.generated:
             await self._share(spec, verified, original, outcome)
 
@@ -545,11 +554,16 @@ class Applier:
         seed: int | None,
         variants: Mapping[str, str] | None = None,
         made_with: Mapping[str, str] | None = None,
+        *,
+        renamed_from: str | None = None,
     ) -> None:
         """Record a finished image; `seed` is what the backend reported using,
         `made_with` its provenance record (None: not generated now, so the entry's
-        record stands while the generation is the same)."""
+        record stands while the generation is the same). `renamed_from`: the image no
+        longer declared whose output it took over, whose history and draws it keeps."""
         before = self.writer.entries.get(spec.name)
+        if before is None and renamed_from is not None:
+            before = self._planned_lock.get(renamed_from)  # dropped meanwhile, maybe
         if made_with is None:
             same = before is not None and before.generation_key == spec.generation_key
             made_with = before.made_with if same and before is not None else NONE_RECORDED

@@ -14,6 +14,7 @@ from nebula_build.core.plan import (
     ActionKind,
     Plan,
     make_plan,
+    renames,
 )
 from nebula_build.core.selection import select
 from nebula_build.core.spec import AssetSpec
@@ -58,7 +59,9 @@ def plan_for(
     if only is not None and not (targets or replace or more or picks or pins or unpin):
         specs, lock = _view(specs, lock, only)
     more = more_images(prepared, more)
-    chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin=unpin)
+    # a renamed image keeps the draws, pick and pin of the image whose output it takes over
+    drawn = _with_renames(specs, lock)
+    chosen = candidates.picked(specs, drawn, picks, more=more, pins=pins, unpin=unpin)
     if not all(name in prepared.specs or name in every_lock for name in targets):
         named(prepared, every_lock, "--target", targets)
     # `--replace product` or `product[*,thumb]` names a pinned image as surely as its name
@@ -103,7 +106,7 @@ def plan_for(
     images = Plan(_placeholders_not_adopted(images.actions, prepared))
     lost = _lost_pins(images, pins, remote)
     if lost:  # a pin never pays: the manifest's spec is made instead
-        chosen = candidates.picked(specs, lock, picks, more=more, pins=pins, unpin={*unpin, *lost})
+        chosen = candidates.picked(specs, drawn, picks, more=more, pins=pins, unpin={*unpin, *lost})
         chosen.notes.update(
             (name, "its pinned earlier generation is in no cache here: the pin is released")
             for name in lost
@@ -113,9 +116,9 @@ def plan_for(
     actions = candidates.with_notes(actions, other_settings(prepared, images, lock))
     actions = candidates.with_notes(actions, kept_placeholders(images, lock, placeholders))
     if draws:
-        actions += tuple(candidates.draw_actions(actions, chosen, lock, prepared.store))
+        actions += tuple(candidates.draw_actions(actions, chosen, drawn, prepared.store))
     if more:
-        to_record = candidates.draws_to_record(actions, chosen, prepared.store, lock, more)
+        to_record = candidates.draws_to_record(actions, chosen, prepared.store, drawn, more)
         actions = candidates.with_notes(actions, to_record)
     images = Plan(_folders_in_the_way(actions, prepared))
     if remote is not None:
@@ -130,6 +133,14 @@ def plan_for(
     for note in unread_beside(prepared.project):  # asked about for this plan's removals
         notice(note)
     return Plan(images.actions, files)
+
+
+def _with_renames(specs: Mapping[str, AssetSpec], lock: Entries) -> Entries:
+    """The lock with each renamed image's entry under its new name as well (`renames`)."""
+    renamed = renames(specs, lock)
+    if not renamed:
+        return lock
+    return {**lock, **{new: lock[old] for new, old in renamed.items()}}
 
 
 def named(prepared: Prepared, lock: Entries, option: str, names: Collection[str]) -> set[str]:

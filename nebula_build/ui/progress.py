@@ -122,6 +122,8 @@ class Progress:
         if action.kind in (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW):
             if outcome.generated:
                 source = " (generated)"
+            elif action.in_place and action.renamed_from is not None:
+                verb, source = "renamed", f" (was {action.renamed_from}: the file already held it)"
             elif action.in_place:
                 source = " (the file already held it)"
             else:  # as the plan said it: nothing was paid for

@@ -158,13 +158,30 @@ def _stretch(old: str, new: str) -> str:
     return f"{quoted(old)} -> {quoted(new)}"
 
 
+def renamed_only(action: Action) -> bool:
+    """Whether the action is an image renamed and nothing else: it takes over the file
+    of the image it was (`Action.renamed_from`), which already holds its output."""
+    return action.kind is ActionKind.CREATE and action.renamed_from is not None and action.in_place
+
+
+def said_with_its_heir(action: Action) -> bool:
+    """Whether the action is the old name of a renamed image, dropped from the lock
+    and nothing more: the plan says it on the new name's line."""
+    return (
+        action.kind is ActionKind.DELETE
+        and action.renamed_to is not None
+        and not action.removes
+        and not action.stays
+    )
+
+
 def action_lines(action: Action, style: Style, shared: Collection[str] = frozenset()) -> list[str]:
     symbol, color = SYMBOLS[action.kind]
+    word = action.kind.value
+    if renamed_only(action):
+        (symbol, color), word = SYMBOLS[ActionKind.MOVE], "rename"
     cache = cache_note(action)
-    head = (
-        f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  "
-        f"{style(action.kind.value, color)}"
-    )
+    head = f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  {style(word, color)}"
     if action.output and not (action.keep_file and action.kind is ActionKind.DELETE):
         # a deleted image's file that stays: its reason names it
         head += f"  {printable(action.output)}"
@@ -227,16 +244,23 @@ def _restore_label(plan: Plan) -> str:
 
 def summary_line(plan: Plan) -> str:
     counts = Counter(a.kind for a in plan.actions)
-    made = [a for a in plan.actions if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE)]
+    made = [
+        a
+        for a in plan.actions
+        if a.kind in (ActionKind.CREATE, ActionKind.REGENERATE) and not renamed_only(a)
+    ]
     from_remote = sum(1 for a in made if a.from_remote)
     from_cache = sum(1 for a in made if a.from_cache and not a.from_remote)
+    renamed = sum(1 for a in plan.actions if a.kind is ActionKind.DELETE and a.renamed_to)
     generating = plan.generating(draws=False)  # the draws have their own count
     parts = [f"{generating.images} to generate{generating.shared}"]
     if from_cache:
         parts.append(f"{from_cache} from cache")
     if from_remote:
         parts.append(f"{from_remote} from remote cache")
-    parts.append(f"{counts[ActionKind.DELETE]} to delete")
+    if renamed:
+        parts.append(f"{renamed} renamed")
+    parts.append(f"{counts[ActionKind.DELETE] - renamed} to delete")
     labels = (
         (ActionKind.REENCODE, "to re-encode"),
         (ActionKind.RESTORE, _restore_label(plan)),
@@ -545,7 +569,7 @@ def plan_text(
             ]
         )
     lines = ["nebula-build will perform these actions:", ""]
-    changes = plan.changes
+    changes = [a for a in plan.changes if not said_with_its_heir(a)]
     shown = changes[:limit]
     shared = shared_notes(shown)
     for action in shown:
@@ -596,6 +620,10 @@ def action_json(action: Action) -> dict[str, Any]:
         data["prompt"] = action.spec.prompt  # filled in from its row: read before paying
     if action.old_output:
         data["old_output"] = action.old_output
+    if action.renamed_from is not None:
+        data["renamed_from"] = action.renamed_from
+    if action.renamed_to is not None:
+        data["renamed_to"] = action.renamed_to
     if action.kind is ActionKind.CONFLICT and action.resolution is not None:
         # --force keeps a copy of every file it writes over (core/plan.py `_guard`), and
         # replaces a link out of the project, which has no bytes to keep

@@ -144,12 +144,13 @@ def test_a_renamed_image_is_dropped_from_the_lock_and_its_file_kept(project, run
     run_cli("apply")
     (root / "images.toml").write_text(SITE.replace("[images.hero]", "[images.banner]"))
     code, out, _ = run_cli("plan")
-    assert "  - hero  delete\n      removed from the manifest; static/hero.webp now belongs" in out
-    assert "takes over static/hero.webp from hero: the file already holds this output)\n" in out
+    assert "  > banner  rename  static/hero.webp\n" in out
+    assert "renamed from hero (the file already holds this output)\n" in out
+    assert "  - hero" not in out  # said on banner's line
     code, _, err = run_cli("apply")
     assert code == 0 and "deleted hero" not in err, err
-    assert "dropped hero from the lock (removed from the manifest; static/hero.webp now" in err
-    assert "created banner static/hero.webp (the file already held it)" in err
+    assert "dropped hero from the lock (renamed to banner, which takes over static/hero" in err
+    assert "renamed banner static/hero.webp (was hero: the file already held it)" in err
     assert (root / "static/hero.webp").exists()
 
 

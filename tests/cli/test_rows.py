@@ -1703,14 +1703,14 @@ def test_an_id_that_names_another_column_says_the_images_took_other_ids(project,
     out = run_cli("plan").out
     assert "its row is gone" not in out
     assert (
-        "- product[T-1]  delete\n      its image is now product[Green tea]: the same "
-        "generation under another id; static/products/T-1.png now belongs to "
-        "product[Green tea]\n"
+        "> product[Green tea]  rename  static/products/T-1.png\n"
+        "      renamed from product[T-1] (the file already holds this output)\n"
     ) in out, out
     data = (root / "data/products.csv").read_text()
     (root / "data/products.csv").write_text(data.replace("T-2,Black tea,", "T-2,Oolong,"))
-    out = run_cli("plan").out  # a row whose image is another: gone, as it was
-    assert "- product[T-2]  delete\n      its row is gone from the data" in out, out
+    out = run_cli("plan").out  # its output path is T-2's: renamed, and made anew
+    assert "+ product[Oolong]  create  static/products/T-2.png\n" in out, out
+    assert "      renamed from product[T-2]; prompt changed\n" in out, out
     assert run_cli("apply").code == 0
     assert sorted(p.name for p in (root / "static/products").iterdir()) == [
         "B-1.png",

@@ -1,0 +1,141 @@
+"""Renaming an image (`[images.mob]` → `[images.monster]`, a data file's id column)
+through the CLI on the offline preview backend: the new name takes over the file, its
+history, its draws and its pin; nothing is generated, `gc` keeps the earlier originals,
+and the plan says a rename, not a creation and a deletion."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+from tests.cli.test_rows_matrix import preview
+
+MOB = {"prompt": "one", "output": "o/mob.png", "seed": 7}
+
+
+def _edit(root, old, new):
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace(old, new))
+
+
+def _lock(root):
+    return tomllib.loads((root / "images.lock").read_text())["images"]
+
+
+def test_a_renamed_image_keeps_its_history_and_gc_its_earlier_original(project, run_cli):
+    root = project({"images.toml": preview({"mob": MOB})})
+    assert run_cli("apply").code == 0
+    _edit(root, '"one"', '"two"')
+    assert run_cli("apply").code == 0
+    earlier = _lock(root)["mob"]["history"]
+    _edit(root, "[images.mob]", "[images.monster]")
+
+    code, out, err = run_cli("plan", "--detailed-exitcode")
+    assert code == 2, err  # the lock changes
+    assert "  > monster  rename  o/mob.png\n      renamed from mob (the file already holds" in out
+    assert "mob  delete" not in out
+    assert "Plan: 0 to generate, 1 renamed, 0 to delete." in out
+    code, out, err = run_cli("plan", "--json")
+    actions = {a["image"]: a for a in json.loads(out)["actions"]}
+    assert (actions["monster"]["action"], actions["monster"]["renamed_from"]) == ("create", "mob")
+    assert (actions["mob"]["action"], actions["mob"]["renamed_to"]) == ("delete", "monster")
+    assert not actions["monster"]["generates"]
+
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert "renamed monster o/mob.png (was mob: the file already held it)" in err
+    assert _lock(root)["monster"]["history"] == earlier
+    code, out, err = run_cli("history", "monster")
+    assert code == 0, err
+    assert "monster (o/mob.png): 1 earlier generation" in out
+    assert "prompt: [-one-] {+two+}" in out
+    code, out, err = run_cli("gc", "--dry-run")
+    assert code == 0, err
+    assert "would remove 0 cache entries" in out
+    assert "kept 1 earlier generation the history lists" in out
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_rename_with_a_new_prompt_keeps_the_old_output_as_an_earlier_one(project, run_cli):
+    root = project({"images.toml": preview({"mob": MOB})})
+    assert run_cli("apply").code == 0
+    before = _lock(root)["mob"]
+    _edit(root, "[images.mob]", "[images.monster]")
+    _edit(root, '"one"', '"two"')
+
+    code, out, err = run_cli("plan")
+    assert "  + monster  create  o/mob.png\n      renamed from mob; prompt changed\n" in out
+    assert '~ prompt: "one" -> "two"' in out
+    assert "Plan: 1 to generate, 1 renamed, 0 to delete." in out
+    assert run_cli("apply").code == 0
+    history = _lock(root)["monster"]["history"]
+    assert [(h["generation_key"], h["digest"]) for h in history] == [
+        (before["generation_key"], before["digest"])
+    ]
+    code, out, err = run_cli("gc", "--dry-run")
+    assert "would remove 0 cache entries" in out, out
+
+
+def test_a_renamed_image_keeps_its_draws_and_its_pick(project, run_cli):
+    root = project({"images.toml": preview({"mob": {**MOB, "candidates": 3}})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "mob", "2").code == 0
+    picked = (root / "o/mob.png").read_bytes()
+    draws = _lock(root)["mob"]["draws"]
+    _edit(root, "[images.mob]", "[images.monster]")
+
+    code, out, err = run_cli("plan")
+    assert "Plan: 0 to generate, 1 renamed, 0 to delete." in out, out
+    assert run_cli("apply").code == 0
+    assert (root / "o/mob.png").read_bytes() == picked
+    entry = _lock(root)["monster"]
+    assert (entry["draws"], entry["params"]["draw"]) == (draws, 2)
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_renamed_pinned_image_stays_pinned(project, run_cli):
+    root = project({"images.toml": preview({"mob": MOB})})
+    assert run_cli("apply").code == 0
+    first = (root / "o/mob.png").read_bytes()
+    _edit(root, '"one"', '"two"')
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "--pin", "mob", "@1").code == 0
+    assert (root / "o/mob.png").read_bytes() == first
+    _edit(root, "[images.mob]", "[images.monster]")
+
+    code, out, err = run_cli("plan")
+    assert "Plan: 0 to generate, 1 renamed, 0 to delete." in out, out
+    assert run_cli("apply").code == 0
+    assert (root / "o/mob.png").read_bytes() == first
+    assert _lock(root)["monster"]["pinned_against"]
+    code, out, err = run_cli("pick", "--unpin", "monster")
+    assert code == 0, err
+    assert (root / "o/mob.png").read_bytes() != first
+
+
+ROWS = {
+    "prompt": "a {name}",
+    "rows": "data/mobs.csv",
+    "id": "id",
+    "output": "o/{id}.png",
+    "seed": 3,
+}
+CSV = "id,name\nred-bat,red bat\nslime,green slime\n"
+
+
+def test_a_renamed_row_declaration_keeps_each_row_image_history(project, run_cli):
+    root = project({"images.toml": preview({"mob": ROWS}), "data/mobs.csv": CSV})
+    assert run_cli("apply").code == 0
+    _edit(root, 'a {name}"', 'the {name}"')
+    assert run_cli("apply").code == 0
+    _edit(root, "[images.mob]", "[images.monster]")
+
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "  > monster[red-bat]  rename  o/red-bat.png\n" in out
+    assert "Plan: 0 to generate, 2 renamed, 0 to delete." in out
+    assert run_cli("apply").code == 0
+    code, out, err = run_cli("history", "monster[red-bat]")
+    assert "1 earlier generation" in out, out + err
+    code, out, err = run_cli("gc", "--dry-run")
+    assert "would remove 0 cache entries" in out, out
