@@ -212,6 +212,29 @@ def _on_picked_inputs(spec: AssetSpec, chosen: Mapping[str, AssetSpec]) -> Asset
     return replace(spec, **changed, generation_key="", output_key="")  # type: ignore[arg-type]
 
 
+def _renamed_inputs(spec: AssetSpec, entry: LockEntry | None) -> AssetSpec:
+    """`spec` with its `@image` inputs named as the lock records them where only the
+    upstream's name differs (`@mob` renamed `@monster`, its output the same) and that
+    makes the lock's generation again: a rename alone makes nothing anew."""
+    if not spec.depends_on or entry is None:
+        return spec
+    changed = {}
+    for param, attribute in (("image", "image_digest"), ("mask", "mask_digest")):
+        value, recorded = getattr(spec, attribute), entry.params.get(param)
+        if not (isinstance(value, str) and isinstance(recorded, str)) or value == recorded:
+            continue
+        upstreams = value.startswith("@") and recorded.startswith("@")
+        if upstreams and value.partition(":")[2] == recorded.partition(":")[2]:  # same output
+            changed[attribute] = recorded
+    if not changed:
+        return spec
+    named = replace(spec, **changed, generation_key="", output_key="")  # type: ignore[arg-type]
+    draw = entry.params.get("draw", 0)
+    if type(draw) is not int or not 0 <= draw < MAX_CANDIDATES:
+        return spec
+    return named if named.drawn(draw).generation_key == entry.generation_key else spec
+
+
 def picked(
     specs: Mapping[str, AssetSpec],
     lock: Mapping[str, LockEntry],
@@ -238,8 +261,8 @@ def picked(
             for upstream in spec.depends_on:  # resolution refused cycles
                 if upstream in specs:
                     choose(upstream)
-            base = _on_picked_inputs(spec, chosen)
             entry = lock.get(name)
+            base = _renamed_inputs(_on_picked_inputs(spec, chosen), entry)
             if base.candidates == 1 and _plain(entry) and name not in asked:
                 bases[name] = chosen[name] = base  # most images: one draw, no pick, no pin
                 makeable[name] = (0,)

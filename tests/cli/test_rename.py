@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import json
 import tomllib
+from pathlib import Path
 
+from nebula_build.plugin import FLUX_FILL
 from tests.cli.test_rows_matrix import preview
+from tests.conftest import fake_manifest, generation_log
+from tests.core.test_chains import mask
 
 MOB = {"prompt": "one", "output": "o/mob.png", "seed": 7}
 
@@ -139,3 +143,67 @@ def test_a_renamed_row_declaration_keeps_each_row_image_history(project, run_cli
     assert "1 earlier generation" in out, out + err
     code, out, err = run_cli("gc", "--dry-run")
     assert "would remove 0 cache entries" in out, out
+
+
+def _chain() -> dict[str, dict[str, object]]:
+    """mob[red-slime] → its cap (@mob[red-slime]) → the cap's badge (@mob-cap)."""
+    fill = {"model": FLUX_FILL, "mask": "mask.png"}
+    return {
+        "mob": {"prompt": "a {name}", "rows": "data/mobs.csv", "id": "id", "output": "o/{id}.png"},
+        "mob-cap": {**fill, "prompt": "a cap", "image": "@mob[red-slime]", "output": "o/cap.png"},
+        "badge": {**fill, "prompt": "a badge", "image": "@mob-cap", "output": "o/badge.png"},
+    }
+
+
+def _renamed_upstream(manifest: str) -> str:
+    return manifest.replace("[images.mob]", "[images.monster]").replace(
+        '"@mob[red-slime]"', '"@monster[red-slime]"'
+    )
+
+
+SLIMES = "id,name\nred-slime,red slime\n"
+
+
+def test_renaming_an_upstream_generates_none_of_the_images_chained_from_it(
+    project, run_cli, fake_site, tmp_path
+):
+    log = tmp_path / "log"
+    manifest = fake_manifest(log, _chain())
+    root = project({"images.toml": manifest, "mask.png": mask(), "data/mobs.csv": SLIMES})
+    assert run_cli("apply").code == 0
+    assert generation_log(log) == ["mob[red-slime]", "mob-cap", "badge"]
+    (root / "images.toml").write_text(_renamed_upstream(manifest))
+
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "Plan: 0 to generate, 1 renamed, 0 to delete, 2 up to date." in out, out
+    assert "mob-cap" not in out and "badge" not in out
+    assert run_cli("apply").code == 0
+    assert generation_log(log) == ["mob[red-slime]", "mob-cap", "badge"]  # nothing more
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    # an edit of the upstream still reaches every image chained from it
+    (root / "data/mobs.csv").write_text(SLIMES.replace("red slime", "blue slime"))
+    assert run_cli("apply").code == 0
+    assert generation_log(log)[3:] == ["monster[red-slime]", "mob-cap", "badge"]
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_lock_written_before_renames_were_recognised_still_plans_no_changes(
+    project, run_cli, fake_site, tmp_path
+):
+    """The lock of this chain as nebula-build 0c72fdf wrote it (a committed fixture):
+    its keys name the upstream; it plans no change, and a rename then makes nothing."""
+    log = tmp_path / "log"
+    manifest = fake_manifest(log, _chain())
+    root = project({"images.toml": manifest, "mask.png": mask(), "data/mobs.csv": SLIMES})
+    assert run_cli("apply").code == 0
+    before = (FIXTURES / "chain-before-renames.lock").read_text()
+    assert before == (root / "images.lock").read_text()  # the same files, the same keys
+    (root / "images.lock").write_text(before)
+    code, out, err = run_cli("plan", "--detailed-exitcode")
+    assert (code, out) == (0, "No changes: 3 images up to date.\n"), err
+    (root / "images.toml").write_text(_renamed_upstream(manifest))
+    assert run_cli("apply").code == 0
+    assert generation_log(log) == ["mob[red-slime]", "mob-cap", "badge"]
