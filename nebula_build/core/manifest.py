@@ -41,7 +41,7 @@ from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, MoreProblems, Problem, did_you_mean
 from nebula_build.params import BY_NAME, MAX_SEED, MAX_SIZE, MIN_SIZE
 from nebula_build.state.conflicts import marker_on, opened_conflict
-from nebula_build.text import escaped, model_id_problem, shows_as_it_is
+from nebula_build.text import escaped, escaped_value, model_id_problem, shows_as_it_is
 from nebula_build.tomlparse import (
     TableHeaders,
     dotted_tables,
@@ -114,7 +114,6 @@ MAX_IMAGES = 100_000
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 ImageName = Annotated[str, StringConstraints(pattern=_NAME.pattern)]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
 # defer_build: a `plan` served from the spec cache never validates a manifest, so it
 # should not pay to build these validators at import.
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
@@ -133,10 +132,13 @@ UNSHOWN = (
 
 
 def shown(text: str, limit: int = 60) -> str:
-    """A key or value from the manifest as an error message shows it: control
-    characters escaped (no terminal escape sequences), and the C1 controls and
-    bidirectional overrides `escaped` writes; at most `limit` characters."""
-    text = escaped(text[: limit + 1].translate(_ESCAPED))
+    """A key or value from the manifest as an error message shows it: `escaped_value`
+    (a control, a bidirectional override written as its escape, told apart from the
+    same escape typed), at most `limit` characters."""
+    return _cut(escaped_value(text[: limit + 1]), limit)
+
+
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -896,7 +898,8 @@ def _shown_value(value: Any) -> str:
     printed back; the value is at most MAX_DEPTH deep, see `_beyond_limits`)."""
     if isinstance(value, str) and len(value) > 200:
         value = value[:200]  # json.dumps of all of it would only be cut below
-    return shown(json.dumps(value, default=str))
+    # JSON tells a typed backslash from a control already: no backslash to double
+    return _cut(escaped(json.dumps(value, default=str)[:61]), 60)
 
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
@@ -1276,7 +1279,7 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
 def shown_path(display_path: str) -> str:
     """The manifest's name as a problem names it: escaped, so that a line break or an
     escape sequence in it (`-f $'a\\nerror: b.toml'`) cannot start a line of its own."""
-    return escaped(display_path)
+    return escaped_value(display_path)
 
 
 def read_bytes(path: Path, display_path: str | None = None) -> bytes:

@@ -66,7 +66,7 @@ from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 from nebula_build.state.remote import url_problem
-from nebula_build.text import escaped, file_key, quoted
+from nebula_build.text import escaped_value, file_key, quoted
 
 if TYPE_CHECKING:
     from nebula_build.core.rowimages import DataFiles, RowImages, Source, Sources
@@ -420,7 +420,8 @@ class _Resolver(SpriteRules):
     def data_problem(self, base: str, exc: DataError) -> None:
         """A problem in a data file, shown at its line like one in the manifest."""
         folder = posixpath.dirname(self.manifest.display_path)
-        path = posixpath.join(folder, escaped(exc.path)) if folder else escaped(exc.path)
+        data_path = escaped_value(exc.path)
+        path = posixpath.join(folder, data_path) if folder else data_path
         placed = Problem(path, f"images.{base}", str(exc), exc.line, exc.column)
         self.problems.append(_Found(("images", base), str(exc), placed=placed))
 

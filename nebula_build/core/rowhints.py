@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from nebula_build.core import where as filters
 from nebula_build.core.manifest import RowsDecl, shown
 from nebula_build.errors import did_you_mean
+from nebula_build.text import escaped
 
 #: the headers compared with a name typed for one: a file may have a million
 _COMPARED = 1000
@@ -41,24 +42,31 @@ def ways_out(
         default = rows_with(rows, "defaults", f'{name} = "…"')
         ways.append(f"give it a default ({default})")
     if filters.reads_name(name):
-        condition = name if where is None else f"{name} and ({shown(where)})"
+        condition = name if where is None else f"{name} and ({_cut(where)})"
         ways.append(
             f"leave such {'posts' if posts else 'rows'} out (where = {toml_text(condition)})"
         )
     return "; " + _either(ways)
 
 
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def rows_with(rows: str | RowsDecl, key: str, entry: str) -> str:
     """`rows` as written with `key = { entry }` added: `rows = { …, columns = { … } }`,
     or for a plain path `rows = { file = "data/p.csv", columns = { … } }`, since a
     string takes no columns or defaults."""
-    first = "…" if isinstance(rows, RowsDecl) else f"file = {toml_text(shown(rows, 200))}"
+    first = "…" if isinstance(rows, RowsDecl) else f"file = {toml_text(_cut(rows))}"
     return f"rows = {{ {first}, {key} = {{ {entry} }} }}"
 
 
 def toml_text(text: str) -> str:
-    """`text` as a TOML string the user can paste: in double quotes, in single ones
-    where it holds a double quote and no single one, else escaped."""
+    """`text` as a TOML string the user can paste, which reads back as `text`: in double
+    quotes, in single ones where it holds a double quote and no single one, else
+    escaped, as it is where a terminal would not show it as it is (`"a\\u202e"`)."""
+    if escaped(text) != text:
+        return json.dumps(text).replace("\x7f", "\\u007f")
     if '"' not in text and "\\" not in text:
         return f'"{text}"'
     if "'" not in text:
@@ -104,7 +112,7 @@ def where_spelling(typed: str, sources: Mapping[str, str], rows: str | RowsDecl)
         header = sources[close]
         named = _name_for(header, sources)
         if named is None:
-            made = rows_with(rows, "columns", f"{typed} = {toml_text(shown(header))}")
+            made = rows_with(rows, "columns", f"{typed} = {toml_text(header)}")
             return f"'{shown(header)}' needs a name `where` can read: {made} makes it {typed}; "
         close = named
     return f"did you mean {close!r}? "
@@ -126,7 +134,7 @@ def where_headers(where: str, sources: Mapping[str, str], rows: str | RowsDecl) 
     if named is not None:
         return f"; write {named} for the column '{shown(header)}' (the name `columns` gives it)"
     name = placeholder_name(header)
-    made = rows_with(rows, "columns", f"{name} = {toml_text(shown(header))}")
+    made = rows_with(rows, "columns", f"{name} = {toml_text(header)}")
     return (
         f"; `where` reads a column by a name of letters, digits and _: {made} makes "
         f"'{shown(header)}' {name}"

@@ -65,7 +65,7 @@ from nebula_build.core.table import (
 )
 from nebula_build.errors import UserError, did_you_mean
 from nebula_build.state import globs
-from nebula_build.text import plural, quoted, shows_as_it_is
+from nebula_build.text import escaped_value, plural, quoted, shows_as_it_is
 
 #: bytes in one data file (a 100,000-row catalogue is a few MB)
 MAX_DATA_BYTES = 32 << 20
@@ -260,7 +260,7 @@ class Sources:
             hint = f" (did you mean {near}?)" if near else ""
             raise ExpansionError("rows", f"file not found: {reading}{hint}") from None
         except (UserError, OSError) as exc:
-            raise ExpansionError("rows", f"cannot read {reading}: {exc}") from None
+            raise ExpansionError("rows", f"cannot read {escaped_value(reading)}: {exc}") from None
         return Loaded(posts(source.shown, parsed), tuple(names), problems, tuple(parsed))
 
     def _table(self, path: str, at: str | None) -> Table:

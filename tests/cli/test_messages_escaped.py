@@ -111,3 +111,58 @@ def test_a_manifest_named_with_a_line_break_says_its_problem_on_one_line(
 def test_a_missing_manifest_named_with_a_line_break_is_one_line(project, run_cli):
     project({})
     assert _error(run_cli, "-f", FORGED, "plan") == "error: a\\nerror: b.toml: file not found\n"
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("'a\\x1b'", "images.a\\\\x1b: image names may contain only"),  # typed: backslash, x1b
+        ('"a\\u001b"', "images.a\\x1b: image names may contain only"),  # an escape character
+        ('"a\\u202e"', "images.a\\u202e: image names may contain only"),
+        ('"a\\n"', "images.a\\n: image names may contain only"),
+        ("'C:\\site'", "images.C:\\site: image names may contain only"),
+    ],
+)
+def test_an_image_name_with_a_typed_escape_is_told_apart_from_the_character(
+    key, said, project, run_cli
+):
+    project({"images.toml": f'{HEAD}[images.{key}]\nprompt = "x"\noutput = "a.png"\n'})
+    assert said in _error(run_cli, "validate")
+
+
+def test_a_manifest_named_with_a_typed_escape_is_told_apart_from_the_character(project, run_cli):
+    project({})
+    typed = _error(run_cli, "-f", "x\\x1b.toml", "validate")
+    real = _error(run_cli, "-f", "x\x1b.toml", "validate")
+    assert typed == "error: x\\\\x1b.toml: file not found\n"
+    assert real == "error: x\\x1b.toml: file not found\n"
+
+
+def test_a_post_named_with_a_typed_escape_is_said_as_the_guard_says_it(project, run_cli):
+    posts = '[images.p]\nrows = { files = "posts/*.md" }\nprompt = "{title}"\n'
+    project(
+        {
+            "images.toml": HEAD + posts + 'output = "out/{slug}.png"\n',
+            "posts/a\\x1b.md": "---\ntitle: t\n---\n",
+        }
+    )
+    err = _error(run_cli, "validate")
+    assert "cannot read posts/a\\\\x1b.md: data file 'posts/a\\\\x1b.md' contains" in err, err
+
+
+@pytest.mark.parametrize(
+    ("header", "entry"),
+    [
+        ("a\\new", "a_new = 'a\\new'"),  # a typed backslash, pasted back as typed
+        ("a new\u202e", 'a_new = "a new\\u202e"'),  # an override, as an escape TOML reads
+    ],
+)
+def test_a_columns_entry_to_paste_reads_back_as_the_header(header, entry, project, run_cli):
+    rows = '[images.p]\nrows = "d.csv"\nid = "sku"\nprompt = "x"\nwhere = "a_new == 1"\n'
+    project(
+        {
+            "images.toml": HEAD + rows + 'output = "out/{sku}.png"\n',
+            "d.csv": f"sku,{header}\nx,1\n",
+        }
+    )
+    assert f'rows = {{ file = "d.csv", columns = {{ {entry} }} }}' in _error(run_cli, "validate")
