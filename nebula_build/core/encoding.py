@@ -1,7 +1,10 @@
-"""The encoding a text file (a manifest, a data file) was saved in where it is a wide
-one, UTF-16 or UTF-32, not the UTF-8 nebula-build reads: said the same way for each."""
+"""The encoding a text file (a manifest, a data file) was saved in where it is not the
+UTF-8 nebula-build reads (a wide one, UTF-16 or UTF-32; a legacy one, Latin-1), and
+where its first byte that is not UTF-8 stands: said the same way for each."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 #: what Notepad and some other editors put before the UTF-8 text they save
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -45,3 +48,23 @@ def saved_as_wide(raw: bytes) -> str | None:
     if len(body) < len(raw):  # converted twice: the editor's mark, then the other text
         return f"saved as {name} after a UTF-8 byte-order mark; {SAVE_AS_UTF8}"
     return f"saved as {name}; {SAVE_AS_UTF8}"
+
+
+class NotUtf8(NamedTuple):
+    """The first byte of a file that is not UTF-8: where an editor shows it, and what
+    to say about it ("not UTF-8 text (byte 0xe9, 'é' in Latin-1); save it as UTF-8")."""
+
+    line: int
+    column: int
+    said: str
+
+
+def not_utf8(body: bytes, start: int) -> NotUtf8:
+    """The byte at `start` of `body` (a file's bytes after its byte-order mark, which an
+    editor does not show), where UTF-8 decoding failed, at its line and column."""
+    line_start = body.rfind(b"\n", 0, start) + 1
+    line = body.count(b"\n", 0, start) + 1
+    column = len(body[line_start:start].decode("utf-8", errors="replace")) + 1
+    byte = body[start]
+    latin1 = f", {chr(byte)!r} in Latin-1" if byte >= 0xA0 else ""
+    return NotUtf8(line, column, f"not UTF-8 text (byte 0x{byte:02x}{latin1}); {SAVE_AS_UTF8}")

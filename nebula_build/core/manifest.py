@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from nebula_build.core import sourcemap
-from nebula_build.core.encoding import SAVE_AS_UTF8, saved_as_wide, without_utf8_bom
+from nebula_build.core.encoding import not_utf8, saved_as_wide, without_utf8_bom
 from nebula_build.core.nocycles import collector_paused
 from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, MoreProblems, Problem, did_you_mean
@@ -1341,15 +1341,8 @@ def _not_utf8(raw: bytes, exc: UnicodeDecodeError, shown: str) -> ManifestError:
     """The bytes that are not UTF-8, at the line and column an editor shows them."""
     if (wide := saved_as_wide(raw)) is not None:
         return ManifestError.single(shown, "", wide)
-    body = without_utf8_bom(raw)
-    line_start = body.rfind(b"\n", 0, exc.start) + 1
-    line = body.count(b"\n", 0, exc.start) + 1
-    column = len(body[line_start : exc.start].decode("utf-8", errors="replace")) + 1
-    byte = body[exc.start]
-    latin1 = f", {chr(byte)!r} in Latin-1" if byte >= 0xA0 else ""
-    return ManifestError.single(
-        shown, "", f"not UTF-8 text (byte 0x{byte:02x}{latin1}); {SAVE_AS_UTF8}", line, column
-    )
+    line, column, said = not_utf8(without_utf8_bom(raw), exc.start)
+    return ManifestError.single(shown, "", said, line, column)
 
 
 def load(path: Path, display_path: str | None = None) -> Manifest:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nebula_build.core.encoding import saved_as_wide
+from nebula_build.core.encoding import not_utf8, saved_as_wide, without_utf8_bom
 from nebula_build.jsonparse import values_over
 from nebula_build.state.conflicts import opened_conflict
 from nebula_build.text import plural, printable
@@ -162,11 +162,12 @@ def decode(path: str, data: bytes, *, markdown: bool = False) -> str:
     # a spreadsheet's "Unicode text" is UTF-16, and the NULs of its ASCII are UTF-8 too
     if (wide := saved_as_wide(data)) is not None:
         raise DataError(path, wide, 1)
+    body = without_utf8_bom(data)
     try:
-        text = data.decode("utf-8-sig")
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line) from None
+        line, column, said = not_utf8(body, exc.start)
+        raise DataError(path, said, line, column) from None
     conflict = opened_conflict(text, markdown=markdown)
     if conflict is not None:
         line, marker = conflict

@@ -86,3 +86,33 @@ def test_a_data_file_in_a_wide_encoding_says_which(encoding, said, bom, project,
     assert (code, out) == (1, "")
     said += f" {AFTER_BOM}" if bom else ""
     assert err == f"error: data/p.csv:1: images.product: {said}; save it as UTF-8\n"
+
+
+POSTS = (
+    '[images.cover]\nrows = { files = "posts/*.md" }\nprompt = "{title}"\n'
+    'output = "out/{slug}.png"\n'
+)
+
+
+@pytest.mark.parametrize("bom", [False, True], ids=["alone", "after-utf8-bom"])
+@pytest.mark.parametrize(
+    ("declared", "path", "text", "at"),
+    [
+        (ROWS, "data/p.csv", "sku,description\na,tea\nb,café au lait\n", "3:6: images.product"),
+        (
+            ROWS.replace("p.csv", "p.json"),
+            "data/p.json",
+            '[{"sku": "a", "description": "café"}]\n',
+            "1:34: images.product",
+        ),
+        (POSTS, "posts/a.md", "---\ntitle: Déjà vu\n---\n", "2:9: images.cover"),
+    ],
+)
+def test_a_latin1_data_file_names_the_line_and_column_of_the_byte(
+    declared, path, text, at, bom, project, run_cli
+):
+    project({"images.toml": HEAD + declared, path: _saved(text, "latin-1", bom=bom)})
+    code, out, err = run_cli("plan")
+    assert (code, out) == (1, "")
+    byte = "byte 0xe9, 'é' in Latin-1"
+    assert err == f"error: {path}:{at}: not UTF-8 text ({byte}); save it as UTF-8\n"

@@ -286,7 +286,7 @@ def test_where_and_limit_choose_rows(project, run_cli, where, limit, expected):
             {},
             "data/products.csv:1: images.product: is empty: the first line must name the columns",
         ),
-        (b"sku,name\n\xff,x\n", {}, "data/products.csv:2: images.product: not UTF-8 text"),
+        (b"sku,name\n\xff,x\n", {}, "data/products.csv:2:1: images.product: not UTF-8 text"),
         (
             CSV.encode("utf-16"),  # a spreadsheet's "Unicode text"
             {},
