@@ -30,7 +30,7 @@ from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
 from nebula_build.live.sprites import check_rows
 from nebula_build.state.guard import Guard
 from nebula_build.state.project import Project
-from nebula_build.text import shell_operands
+from nebula_build.text import page_text, shell_operands
 
 if TYPE_CHECKING:
     from nebula_build.core.spec import AssetSpec
@@ -292,7 +292,7 @@ def page_json(items: list[Card]) -> str:
             "h": card.href,
             "s": card.status,
             "x": intern(card.status_text),
-            "p": card.prompt,
+            "p": page_text(card.prompt),
             "d": [intern(part) for pair in card.details for part in pair],
         }
         if card.exists:
@@ -300,7 +300,7 @@ def page_json(items: list[Card]) -> str:
         if card.thumb is not None:
             item["t"] = card.thumb
         if card.negative_prompt:
-            item["q"] = card.negative_prompt
+            item["q"] = page_text(card.negative_prompt)
         if card.changed:
             item["c"] = 1
         if card.transparent:
