@@ -650,7 +650,9 @@ class _Resolver(SpriteRules):
         for key, (path, digest) in inputs.items():
             ref = digest[1:].partition(":")[0] if digest.startswith("@") else None
             upstream = self.specs.get(ref) if ref else None
-            size = upstream.delivered_size if upstream else self.input_size(path)
+            # an upstream's file as written (padded, extruded); a trimmed one's size
+            # depends on its pixels: checked once it is made (`engine.apply`)
+            size = upstream.file_size if upstream else self.input_size(path)
             shown[key] = f"@{ref}'s output {path}" if ref else path
             if isinstance(size, str):
                 self.fail(self.origin(name, decl, key), f"{path} cannot be used: {size}")

@@ -176,6 +176,7 @@ def _entry_params(spec: AssetSpec) -> dict[str, Any]:
 
 def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
     """The backend request for a spec, with the exact input bytes that were hashed."""
+    _check_mask_size(spec, inputs)
     values: dict[str, Any] = {}
     for param in PARAMS:
         value = getattr(spec, param.name)
@@ -187,6 +188,31 @@ def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
         background=spec.key_color,
         **values,
     )
+
+
+def _check_mask_size(spec: AssetSpec, inputs: InputSnapshot) -> None:
+    """Refuse a mask of another size than its image, from the bytes about to be sent:
+    plan cannot know the size of an upstream's trimmed output before it is made."""
+    if spec.image is None or spec.mask is None:
+        return
+    image, mask = inputs.size(spec.image), inputs.size(spec.mask)
+    if isinstance(image, tuple) and isinstance(mask, tuple) and image != mask:
+        raise UserError(
+            f"images.{spec.name}.mask: {_input_shown(spec.mask, spec.mask_digest)} is "
+            f"{_by(mask)} but the image {_input_shown(spec.image, spec.image_digest)} is "
+            f"{_by(image)}: a mask must be the size of its image; nothing was sent"
+        )
+
+
+def _input_shown(path: str, digest: str | None) -> str:
+    """An input as validate names it: a file, or an upstream image's output."""
+    if digest is not None and digest.startswith("@"):
+        return f"@{digest[1:].partition(':')[0]}'s output {path}"
+    return path
+
+
+def _by(size: tuple[int, int]) -> str:
+    return f"{size[0]}×{size[1]}"
 
 
 class Applier:

@@ -104,6 +104,52 @@ def test_a_mask_is_checked_against_an_upstream_images_output(project, run_cli):
     assert code == 0, err
 
 
+SPRITE = (
+    '[images.base]\nmodel = "black-forest-labs/FLUX.1-schnell"\nprompt = "a knight"\n'
+    'resize = [64, 64]\nbackground = "transparent"\n{step}\noutput = "base.png"\n'
+)
+
+
+def test_a_mask_is_checked_against_a_padded_upstream_file(project, run_cli):
+    """`pad = 4` writes a 72×72 file from a 64×64 image: the mask is checked against
+    the file the inpainting model is sent, not the size before padding."""
+    text = HEAD + SPRITE.format(step="pad = 4") + CAP.replace('"in.png"', '"@base"')
+    root = project({"images.toml": text, "mask.png": png(64, 64)})
+    assert_one_line_everywhere(
+        run_cli,
+        root,
+        "images.toml:17:1: images.cap.mask: mask.png is 64×64 but the image @base's output "
+        "base.png is 72×72: a mask must be the size of its image",
+    )
+    (root / "mask.png").write_bytes(png(72, 72))
+    assert run_cli("validate").code == 0
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+
+
+def test_a_mask_for_a_trimmed_upstream_is_checked_before_it_is_sent(project, run_cli):
+    """A trimmed file's size depends on its pixels: plan cannot check it, apply does,
+    once the upstream is made and before the inpainting request is sent."""
+    import json
+
+    from PIL import Image
+
+    text = HEAD + SPRITE.format(step="trim = true") + CAP.replace('"in.png"', '"@base"')
+    root = project({"images.toml": text, "mask.png": png(64, 64)})
+    assert run_cli("validate").code == 0
+    code, out, err = run_cli("apply", "--json")
+    assert code == 1
+    with Image.open(root / "base.png") as image:
+        trimmed = f"{image.width}×{image.height}"
+    assert trimmed != "64×64"
+    assert (
+        "  cap: images.cap.mask: mask.png is 64×64 but the image @base's output base.png is "
+        f"{trimmed}: a mask must be the size of its image; nothing was sent\n"
+    ) in err
+    assert json.loads(out)["generated"] == 1  # base alone: cap's request was never made
+    assert not (root / "cap.png").exists()
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG"])
 def test_inputs_of_every_format_a_model_takes_pass(fmt, project, run_cli):
     from PIL import Image
