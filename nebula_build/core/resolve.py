@@ -65,6 +65,7 @@ from nebula_build.params import BY_NAME, FILES, MAX_SIZE, MIN_SIZE, PARAMS, STRI
 from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
+from nebula_build.state.guard import path_problem
 from nebula_build.state.remote import url_problem
 from nebula_build.text import escaped_value, file_key, quoted
 
@@ -297,13 +298,14 @@ class _Resolver(SpriteRules):
         `output_of`: the image whose output `value` is. Where a declaration's template
         filled it in and the template itself has the problem, the problem is said of the
         template too (`said_as_written`), so that its images make one line."""
-        path, problem = _checked_path(value, what)
+        path, problem = _checked_path(value, what, guarded=output_of is not None)
         if problem is None:
             return path
         self.fail(loc, problem)
         base = self.bases.get(output_of) if output_of is not None else None
         if base is not None:
-            written = _checked_path(self.manifest.model.images[base].output, what)[1]
+            template = self.manifest.model.images[base].output
+            written = _checked_path(template, what, guarded=True)[1]
             if written is not None:
                 self.said_as_written[self.problems[-1]] = written
         return None
@@ -886,8 +888,11 @@ class _Resolver(SpriteRules):
             fail("variant_pattern", f"must end with the output's extension .{ext} (use {{ext}})")
 
 
-def _checked_path(value: str, what: str) -> tuple[str | None, str | None]:
-    """(`value` as the project names it, None), or (None, what is wrong with it)."""
+def _checked_path(value: str, what: str, *, guarded: bool = False) -> tuple[str | None, str | None]:
+    """(`value` as the project names it, None), or (None, what is wrong with it).
+    `guarded`: a path written to, also refused as the guard would refuse it (a
+    character a terminal does not show as it is, the tool's own folders), here where
+    its key and line are known."""
     # String operations rather than PurePosixPath: this runs for every image.
     if len(value) <= 50 and _PLAIN_PATH.fullmatch(value):  # as most are: nothing to say
         return value, None
@@ -910,7 +915,10 @@ def _checked_path(value: str, what: str) -> tuple[str | None, str | None]:
         return None, f"{what} must stay inside the project ({quoted(value)} uses '..')"
     if not parts:
         return None, f"{what} must name a file"
-    return "/".join(parts), None
+    path = "/".join(parts)
+    if guarded and (problem := path_problem(path)) is not None:
+        return None, f"{what} {quoted(path)} {problem}"
+    return path, None
 
 
 def _set_fields(fields: BaseModel) -> dict[str, Any]:

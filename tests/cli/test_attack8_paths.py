@@ -23,15 +23,56 @@ output = "out/{sku}-{name}.png"
 """
 
 
-@pytest.mark.parametrize("name", ["\u202egnp.exe", "x\x9b31mRED", "zero\u200bwidth", "x\x85y"])
-def test_an_output_path_a_terminal_would_show_as_another_is_refused(project, run_cli, name):
+UNSHOWN = (
+    "contains a character a terminal does not show as it is (a control, an invisible or "
+    "a bidirectional one)"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("\u202egnp.exe", "\\u202egnp.exe"),
+        ("x\x9b31mRED", "x\\u009b31mRED"),
+        ("zero\u200bwidth", "zero\\u200bwidth"),
+        ("x\x85y", "x\\u0085y"),
+    ],
+)
+def test_an_output_path_a_terminal_would_show_as_another_is_refused(project, run_cli, name, shown):
     root = project({"images.toml": MANIFEST, "data/p.csv": f"sku,name\na,{name}\n"})
     for command in ("plan", "apply"):
         code, out, err = run_cli(command)
         assert code == 1, (out, err)
-        escaped = repr(f"out/a-{name}.png")
         assert err == (
-            f"error: images.toml: images.product[a].output: {escaped} contains a character a "
-            "terminal does not show as it is (a control, an invisible or a bidirectional one)\n"
+            "error: images.toml:13:1: images.product[a].output: output "
+            f"'out/a-{shown}.png' {UNSHOWN}\n"
         ), command
     assert not (root / "out").exists()
+
+
+def test_every_row_whose_output_a_terminal_would_show_as_another_is_said(project, run_cli):
+    """Each row at the key and its line, from the resolver: plan no longer stops at
+    the first such path, said without a line."""
+    rows = "sku,name\na,\u202egnp.exe\nb,fine\nc,x\u200by\nd,\x9b\n"
+    project({"images.toml": MANIFEST, "data/p.csv": rows})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err.splitlines() == [
+        f"error: images.toml:13:1: images.product[{sku}].output: output '{path}' {UNSHOWN}"
+        for sku, path in (
+            ("a", "out/a-\\u202egnp.exe.png"),
+            ("c", "out/c-x\\u200by.png"),
+            ("d", "out/d-\\u009b.png"),
+        )
+    ]
+
+
+def test_an_output_template_a_terminal_would_show_as_another_is_said_once(project, run_cli):
+    text = MANIFEST.replace("out/{sku}-{name}.png", "out/\u202e{sku}.png")
+    project({"images.toml": text, "data/p.csv": "sku,name\na,x\nb,y\nc,z\n"})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == (
+        f"error: images.toml:13:1: images.product.output: output 'out/\\u202e{{sku}}.png' "
+        f"{UNSHOWN} (for 3 of its images)\n"
+    )
