@@ -299,6 +299,8 @@ class _Resolver(SpriteRules):
         filled it in and the template itself has the problem, the problem is said of the
         template too (`said_as_written`), so that its images make one line."""
         path, problem = _checked_path(value, what, guarded=output_of is not None)
+        if problem is None and output_of is not None and path != value:
+            problem = self.loosely_filled(output_of, value, what)
         if problem is None:
             return path
         self.fail(loc, problem)
@@ -309,6 +311,21 @@ class _Resolver(SpriteRules):
             if written is not None:
                 self.said_as_written[self.problems[-1]] = written
         return None
+
+    def loosely_filled(self, name: str, value: str, what: str) -> str | None:
+        """What is wrong with the output a declaration filled in for image `name` where
+        a value made an empty or `.` part its template has not (`out/{sku}.png`, sku
+        `/abs`: `out//abs.png`), which would be written elsewhere than it reads."""
+        base = self.bases.get(name)
+        if base is None or base == name:
+            return None
+        template = self.manifest.model.images[base].output
+        if _loose_parts(value) <= _loose_parts(template):
+            return None
+        return (
+            f"{what} {quoted(value)} has an empty or '.' part where a value was filled in "
+            "(a value that is empty or '.', or begins or ends with '/'): change the value"
+        )
 
     def input(self, name: str, decl: ImageDecl, key: str, value: str) -> tuple[str, str] | None:
         """(path, digest) of an input: a file, or `@image`, another image's output.
@@ -919,6 +936,11 @@ def _checked_path(value: str, what: str, *, guarded: bool = False) -> tuple[str 
     if guarded and (problem := path_problem(path)) is not None:
         return None, f"{what} {quoted(path)} {problem}"
     return path, None
+
+
+def _loose_parts(path: str) -> int:
+    """How many empty or `.` parts `path` has."""
+    return sum(part in ("", ".") for part in path.replace("\\", "/").split("/"))
 
 
 def _set_fields(fields: BaseModel) -> dict[str, Any]:

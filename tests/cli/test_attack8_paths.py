@@ -76,3 +76,28 @@ def test_an_output_template_a_terminal_would_show_as_another_is_said_once(projec
         f"error: images.toml:13:1: images.product.output: output 'out/\\u202e{{sku}}.png' "
         f"{UNSHOWN} (for 3 of its images)\n"
     )
+
+
+@pytest.mark.parametrize(("sku", "output"), [("/abs", "out//abs.png"), ("./b", "out/./b.png")])
+def test_a_filled_in_output_with_an_empty_or_dot_part_is_refused(project, run_cli, sku, output):
+    """`out/{sku}.png` with sku `/abs` was written to out/abs.png without a word, where
+    `{sku}.png` is refused as absolute."""
+    text = MANIFEST.replace("out/{sku}-{name}.png", "out/{sku}.png")
+    root = project({"images.toml": text, "data/p.csv": f"sku,name\nok,x\n{sku},y\n"})
+    for command in ("validate", "plan", "apply"):
+        code, out, err = run_cli(command)
+        assert code == 1, (command, out, err)
+        assert err == (
+            f"error: images.toml:13:1: images.product[{sku}].output: output {output!r} has an "
+            "empty or '.' part where a value was filled in (a value that is empty or '.', or "
+            "begins or ends with '/'): change the value\n"
+        ), command
+    assert not (root / "out").exists()
+
+
+def test_a_template_written_with_dot_parts_still_fills_in(project, run_cli):
+    text = MANIFEST.replace("out/{sku}-{name}.png", "./out//{sku}.png")
+    root = project({"images.toml": text, "data/p.csv": "sku,name\na,x\n"})
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "out/a.png").exists()
