@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
+from nebula_build.core.atlaspack import pack, too_large
 from nebula_build.core.backendsettings import Refused, parse_settings
 from nebula_build.core.expand import ExpansionError, count, expand, single
 from nebula_build.core.manifest import (
@@ -759,6 +760,8 @@ class _Resolver(SpriteRules):
             self.outputs[path] = f"atlases.{name}"
             self.derived[path] = (*loc, key)
         members = tuple(sorted((n for n in chosen if n in specs), key=self.order.__getitem__))
+        if not self.sheet_fits(loc, members, specs, decl.padding):
+            return None
         tags = self.atlas_tags(name, decl, members)
         godot = exports.get("godot")
         godot_sheet = self.godot_sheet(loc, decl, output, godot) if godot is not None else None
@@ -777,6 +780,27 @@ class _Resolver(SpriteRules):
             godot_sheet,
             float(decl.fps),
         )
+
+    def sheet_fits(
+        self,
+        loc: tuple[str, ...],
+        members: Iterable[str],
+        specs: Mapping[str, AssetSpec],
+        padding: int,
+    ) -> bool:
+        """Whether an atlas's sheet fits a GPU texture, packed from the sizes its
+        members' files will have (said at `loc` where not); where one is trimmed, its
+        size follows its pixels: apply finds out, once the members are made."""
+        sizes: dict[str, tuple[int, int]] = {}
+        for member in members:
+            size = specs[member].file_size
+            if size is None:
+                return True
+            sizes[member] = size
+        problem = too_large(pack(sizes, padding)[1]) if sizes else None
+        if problem is not None:
+            self.fail(loc, problem)
+        return problem is None
 
     def claim_paths(self, name: str, decl: ImageDecl, spec: AssetSpec) -> bool:
         """Every file belongs to one image; variants must stay inside the project."""

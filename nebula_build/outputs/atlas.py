@@ -16,6 +16,7 @@ import posixpath
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from nebula_build.core.atlaspack import pack, too_large
 from nebula_build.core.plan import FileAction, FileKind, FileState
 from nebula_build.core.spec import AtlasSpec
 from nebula_build.errors import UserError
@@ -274,29 +275,6 @@ def sheet_path_from_frames(atlas: AtlasSpec) -> str:
 # --- packing and writing -------------------------------------------------------------
 
 
-#: the largest side of a sheet: the largest texture most GPUs take
-MAX_SHEET_SIDE = 16384
-
-
-def pack(
-    sizes: Mapping[str, tuple[int, int]], padding: int
-) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
-    """Shelf packing, tallest first: positions by name and the sheet's size."""
-    area = sum((w + padding) * (h + padding) for w, h in sizes.values())
-    widest = max(w for w, _ in sizes.values())
-    limit = max(widest, int(area**0.5 * 1.15) + 1)
-    positions, x, y, shelf, width = {}, 0, 0, 0, 0
-    for name in sorted(sizes, key=lambda n: (-sizes[n][1], n)):
-        w, h = sizes[name]
-        if x and x + w > limit:
-            x, y, shelf = 0, y + shelf + padding, 0
-        positions[name] = (x, y)
-        x += w + padding
-        shelf = max(shelf, h)
-        width = max(width, x - padding)
-    return positions, (width, y + shelf)
-
-
 def render(
     guard: Guard, atlas: AtlasSpec, lock: Mapping[str, LockEntry], key: str
 ) -> tuple[bytes, bytes, dict[str, bytes]]:
@@ -315,12 +293,9 @@ def render(
             if box is not None:
                 boxes[name] = box
     positions, size = pack(sizes, atlas.padding)
-    if max(size) > MAX_SHEET_SIDE:  # before the sheet's pixels are allocated
-        raise UserError(
-            f"atlases.{atlas.name}: the sheet would be {size[0]}×{size[1]} pixels, over "
-            f"the {MAX_SHEET_SIDE} a side a GPU texture takes; split the atlas or make "
-            "its members smaller (resize, pad, extrude)"
-        )
+    problem = too_large(size)  # before the sheet's pixels are allocated
+    if problem is not None:
+        raise UserError(f"atlases.{atlas.name}: {problem}")
     sheet = Image.new("RGBA", size, (0, 0, 0, 0))
     for name in atlas.members:  # one member's pixels in memory at a time
         with Image.open(io.BytesIO(files.pop(name))) as opened:

@@ -8,7 +8,7 @@ import re
 import pytest
 from PIL import Image, ImageChops
 
-from nebula_build.outputs.atlas import pack
+from nebula_build.core.atlaspack import pack
 from nebula_build.outputs.schemas import FrameMap
 from nebula_build.state.lockfile import loads
 from tests.conftest import fake_manifest

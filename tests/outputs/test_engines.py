@@ -277,12 +277,35 @@ def test_an_atlas_whose_own_files_collide_is_a_manifest_error(project, run_cli, 
         assert code == 1 and message in err, err
 
 
-def test_a_sheet_over_the_side_cap_fails_the_atlas_in_one_line(project, run_cli, monkeypatch):
-    monkeypatch.setattr("nebula_build.outputs.atlas.MAX_SHEET_SIDE", 200)
+def test_a_sheet_over_the_side_cap_is_refused_before_its_members_are_made(
+    project, run_cli, monkeypatch
+):
+    """Untrimmed members' files have known sizes: the sheet is packed from them by
+    validate and plan, and apply refuses the manifest before paying for a member (1,000
+    members were generated, then the atlas failed)."""
+    monkeypatch.setattr("nebula_build.core.atlaspack.MAX_SHEET_SIDE", 200)
     root = project({"images.toml": PREVIEW.replace("trim = true\n", "")})  # 4 × 128² members
+    for command in ("validate", "plan", "apply"):
+        code, out, err = run_cli(command)
+        assert code == 1, (command, out, err)
+        assert err == (
+            "error: images.toml:16:1: atlases.enemies: the sheet would be 258×258 pixels, over "
+            "the 200 a side a GPU texture takes; split the atlas or make its members smaller "
+            "(resize, pad, extrude)\n"
+        ), command
+    assert not (root / "sprites").exists()  # nothing was generated
+
+
+def test_a_trimmed_sheet_over_the_side_cap_fails_the_atlas_in_one_line(
+    project, run_cli, monkeypatch
+):
+    """Trimmed members' sizes follow their pixels: apply finds out, once they are made."""
+    monkeypatch.setattr("nebula_build.core.atlaspack.MAX_SHEET_SIDE", 20)
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("validate").code == 0
     code, _, err = run_cli("apply")
     assert code == 1 and "Traceback" not in err
-    assert "atlases.enemies: the sheet would be 258×258 pixels, over the 200 a side" in err
+    assert "atlases.enemies: the sheet would be " in err and " over the 20 a side" in err
     assert not (root / "game/sprites/enemies.png").exists()
     assert (root / "sprites/bat-idle.png").exists()  # the members are built all the same
 
@@ -292,12 +315,10 @@ def test_a_sheet_over_the_side_cap_is_refused_before_any_member_is_decoded(
 ):
     """1,000 members of 641×641 (1×1 with pad and extrude) took 1.7 GB of decoded
     pixels before the one line saying the sheet would be too large."""
-    root = project({"images.toml": PREVIEW.replace("trim = true\n", "")})
+    root = project({"images.toml": PREVIEW})
     assert run_cli("apply").code == 0
-    (root / "images.toml").write_text(
-        PREVIEW.replace("trim = true\n", "").replace("fps = 10", "fps = 12")
-    )
-    monkeypatch.setattr("nebula_build.outputs.atlas.MAX_SHEET_SIDE", 200)
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
+    monkeypatch.setattr("nebula_build.core.atlaspack.MAX_SHEET_SIDE", 20)
 
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("a member was decoded")
@@ -305,7 +326,7 @@ def test_a_sheet_over_the_side_cap_is_refused_before_any_member_is_decoded(
     monkeypatch.setattr("PIL.Image.Image.convert", no_decoding)
     code, _, err = run_cli("apply")
     assert code == 1 and "Traceback" not in err and "decoded" not in err, err
-    assert "atlases.enemies: the sheet would be 258×258 pixels, over the 200 a side" in err
+    assert "atlases.enemies: the sheet would be " in err and " over the 20 a side" in err
 
 
 def test_a_forged_trim_chunk_with_a_non_ascii_digit_is_ignored():
