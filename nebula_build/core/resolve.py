@@ -315,13 +315,14 @@ class _Resolver(SpriteRules):
 
     def loosely_filled(self, name: str, value: str, what: str) -> str | None:
         """What is wrong with the output a declaration filled in for image `name` where
-        a value made an empty or `.` part its template has not (`out/{sku}.png`, sku
-        `/abs`: `out//abs.png`), which would be written elsewhere than it reads."""
+        a value made an empty or `.` part that no empty value would (`out/{sku}.png`,
+        sku `/abs`: `out//abs.png`), which would be written elsewhere than it reads; an
+        optional column left empty (`out/{folder}/x.png`) is `out/x.png` as before."""
         base = self.bases.get(name)
         if base is None or base == name:
             return None
         template = self.manifest.model.images[base].output
-        if _loose_parts(value) <= _loose_parts(template):
+        if _loose_parts(value) <= _loose_parts(_with_values_empty(template)):
             return None
         return (
             f"{what} {quoted(value)} has an empty or '.' part where a value was filled in "
@@ -960,6 +961,11 @@ def _checked_path(value: str, what: str, *, guarded: bool = False) -> tuple[str 
     if guarded and (problem := path_problem(path)) is not None:
         return None, f"{what} {quoted(path)} {problem}"
     return path, None
+
+
+def _with_values_empty(template: str) -> str:
+    """`template` with every `{placeholder}` filled in with nothing."""
+    return fill(template, dict.fromkeys(placeholders(template), ""))
 
 
 def _loose_parts(path: str) -> int:

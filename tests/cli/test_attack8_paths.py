@@ -101,3 +101,14 @@ def test_a_template_written_with_dot_parts_still_fills_in(project, run_cli):
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert (root / "out/a.png").exists()
+
+
+def test_an_optional_folder_left_empty_still_fills_in(project, run_cli):
+    """An empty value makes the same empty part for every row, as the template allows."""
+    text = MANIFEST.replace("out/{sku}-{name}.png", "out/{name}/{sku}.png").replace(
+        'rows = "data/p.csv"', 'rows = { file = "data/p.csv", defaults = { name = "" } }'
+    )
+    root = project({"images.toml": text, "data/p.csv": "sku,name\na,x\nb,\n"})
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "out/x/a.png").exists() and (root / "out/b.png").exists()
