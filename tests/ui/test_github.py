@@ -13,7 +13,7 @@ from nebula_build.ui.markdown import markdown_text, summary
 from tests.conftest import nebula_manifest
 
 INJECTED = "x\n::warning title=INJ::INJECTED_FROM_PR\n"
-HOSTILE_CELL = "<b>bold</b>|`tick`![i](https://evil.example/i.png)"
+HOSTILE_CELL = "<b>bold</b>|`tick`![i](evil.example/i.png)"
 #: what GitHub's Markdown would read as syntax if it were not preceded by a backslash
 _UNESCAPED = re.compile(r"(?<!\\)[`!\[\]|*_~$]")
 #: what follows each `@` (and `#`, and GitLab's reference signs), so that no mention
