@@ -21,6 +21,7 @@ from nebula_build.core.spec import AssetSpec, as_declared
 from nebula_build.core.sprite import ADDED_STEPS
 from nebula_build.imaging import format_for
 from nebula_build.state.fileindex import LEADS_OUT
+from nebula_build.state.guard import path_problem
 from nebula_build.state.lockfile import LockEntry
 from nebula_build.text import plural, shell_operands
 
@@ -354,6 +355,8 @@ class _Context:
         """Why a file the lock records for `entry`, holding what it records, is not
         removed or moved away: another manifest's lock records it, or nothing shows
         nebula-build wrote it for that entry; None where it may go."""
+        if (problem := path_problem(path)) is not None:  # written before such names were
+            return f"its name {problem}; delete it by hand if it is not needed"
         recorded = self.elsewhere(path)
         if recorded is not None:
             return recorded

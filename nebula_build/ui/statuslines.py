@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from nebula_build.text import printable
+from nebula_build.text import escaped_value, printable
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def removal_text(action: Action | FileAction) -> str:
     …, which it no longer writes"."""
     from nebula_build.core.plan import ActionKind, FileState  # loaded with any action
 
-    named = ", ".join(printable(path) for path in action.removes[:_NAMED_REMOVALS])
+    named = ", ".join(escaped_value(path) for path in action.removes[:_NAMED_REMOVALS])
     if len(action.removes) > _NAMED_REMOVALS:
         named += f" and {len(action.removes) - _NAMED_REMOVALS} more"
     if action.kind is ActionKind.DELETE:
@@ -98,7 +98,7 @@ def stays_reasons(action: Action | FileAction) -> dict[str, str]:
 
 
 def _named(paths: Sequence[str]) -> str:
-    named = ", ".join(printable(path) for path in paths[:_NAMED_REMOVALS])
+    named = ", ".join(escaped_value(path) for path in paths[:_NAMED_REMOVALS])
     if len(paths) > _NAMED_REMOVALS:
         named += f" and {len(paths) - _NAMED_REMOVALS} more"
     return named

@@ -4,6 +4,8 @@ C1 control, a bidirectional override, a zero-width space) is refused: plan would
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 MANIFEST = """\
@@ -112,3 +114,27 @@ def test_an_optional_folder_left_empty_still_fills_in(project, run_cli):
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert (root / "out/x/a.png").exists() and (root / "out/b.png").exists()
+
+
+def test_an_output_an_earlier_version_wrote_under_a_refused_name_stays_and_is_said(
+    project, run_cli, monkeypatch
+):
+    """Before these names were refused, right-to-left data wrote `o/שלום\u200f.png`;
+    once the data lost the mark, every apply failed deleting the old file ("file to
+    delete … contains a character …") and the plan showed its name without the mark."""
+    text = MANIFEST.replace("out/{sku}-{name}.png", "o/{name}.png")
+    root = project({"images.toml": text, "data/p.csv": "sku,name\na,שלום\u200f\n"})
+    with monkeypatch.context() as earlier:  # as the version before wrote it
+        earlier.setattr("nebula_build.state.guard._UNSHOWN", re.compile("(?!)"))
+        earlier.setattr("nebula_build.core.resolve.path_problem", lambda path: None)
+        code, out, err = run_cli("apply")
+        assert code == 0, err
+    assert (root / "o/שלום\u200f.png").exists()
+    (root / "data/p.csv").write_text("sku,name\na,שלום\n", encoding="utf-8")
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "keeps o/שלום\\u200f.png: its name contains a character a terminal" in out, out
+    for _ in range(2):
+        code, out, err = run_cli("apply")
+        assert code == 0, out + err
+    assert (root / "o/שלום.png").exists() and (root / "o/שלום\u200f.png").exists()
