@@ -27,7 +27,8 @@ from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
 from nebula_build.state.seal import sealed_from, sealer
 
-CACHE_FORMAT = 11
+#: raised whenever what resolve checks or records changes: a cache from before is a miss
+CACHE_FORMAT = 12
 #: far larger than 100k images' specs: not ours
 _LIMIT = 1 << 30
 _SPEC_FIELDS = tuple(f.name for f in fields(AssetSpec))
