@@ -204,6 +204,15 @@ def _check_mask_size(spec: AssetSpec, inputs: InputSnapshot) -> None:
         )
 
 
+def _waits_for(action: Action) -> tuple[str, ...]:
+    """The images that must be done before `action` starts: those whose outputs it
+    takes, or, for the old name of a renamed image, its new name (which keeps its
+    entry's history only while the entry is in the lock)."""
+    if action.renamed_to is not None:
+        return (action.renamed_to,)
+    return action.spec.depends_on if action.spec else ()
+
+
 def _input_shown(path: str, digest: str | None) -> str:
     """An input as validate names it: a file, or an upstream image's output."""
     if digest is not None and digest.startswith("@"):
@@ -351,7 +360,7 @@ class Applier:
                 self._parked[upstream].append(action)
 
     def _unfinished_upstream(self, action: Action) -> str | None:
-        for upstream in action.spec.depends_on if action.spec else ():
+        for upstream in _waits_for(action):
             if upstream != action.image and upstream in self._pending:
                 return upstream
         return None
@@ -394,6 +403,13 @@ class Applier:
                 raise SkippedError(
                     f"skipped: it takes the output of {upstream}, which failed", image=action.image
                 )
+        heir = action.renamed_to
+        if heir is not None and heir in self._result.failures:
+            raise SkippedError(
+                f"skipped: kept in the lock with its history until {heir}, its new name, "
+                f"takes over {action.output}",
+                image=action.image,
+            )
 
     def running(self) -> dict[str, Action]:
         """Images not finished yet (in flight or still to start), with each one's action."""

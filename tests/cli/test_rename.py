@@ -207,3 +207,27 @@ def test_a_lock_written_before_renames_were_recognised_still_plans_no_changes(
     (root / "images.toml").write_text(_renamed_upstream(manifest))
     assert run_cli("apply").code == 0
     assert generation_log(log) == ["mob[red-slime]", "mob-cap", "badge"]
+
+
+def test_a_rename_refused_for_a_hand_edited_file_keeps_the_old_entry_and_its_history(
+    project, run_cli
+):
+    root = project({"images.toml": preview({"mob": MOB})})
+    assert run_cli("apply").code == 0
+    _edit(root, '"one"', '"two"')
+    assert run_cli("apply").code == 0
+    earlier = _lock(root)["mob"]["history"]
+    (root / "o/mob.png").write_bytes(b"edited by hand")
+    _edit(root, "[images.mob]", "[images.monster]")
+
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "  monster: o/mob.png: output file changed by hand" in err
+    assert "  mob: skipped: kept in the lock with its history until monster" in err
+    assert _lock(root)["mob"]["history"] == earlier
+    code, out, err = run_cli("gc", "--dry-run")
+    assert "would remove 0 cache entries" in out, out + err
+    code, out, err = run_cli("plan")
+    assert "with --force: create (renamed from mob)" in out, out + err
+    assert run_cli("apply", "--force").code == 0
+    assert _lock(root)["monster"]["history"] == earlier
