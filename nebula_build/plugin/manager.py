@@ -31,6 +31,7 @@ from nebula_build.errors import (
     NebulaBuildError,
     PluginError,
     UnknownBackendError,
+    did_you_mean,
     first_line,
     suggestion,
 )
@@ -60,6 +61,8 @@ BUILTIN_PLUGINS = (
     "nebula_build.backends.diffusers",
 )
 BUILTIN_SOURCE = "nebula-build (built in)"
+
+_NOT_INSTALLED = "no installed plugin provides it: install the package that does (docs/plugins.md)"
 
 
 class _Manager(pluggy.PluginManager):
@@ -586,6 +589,8 @@ class BackendRegistry:
         if self.broken:  # one of them may be the one asked for
             left_out = ", ".join(sorted(self.broken))
             error.args = (f"{error}; left out as broken: {left_out}",)
+        elif did_you_mean(name, self.plugins) is None:  # no typo: a plugin not installed here
+            error.args = (f"{error}; {_NOT_INSTALLED}",)
         raise error
 
     def names(self) -> list[str]:

@@ -51,6 +51,18 @@ def test_a_mistyped_backend_says_did_you_mean(project, run_cli):
     assert err.strip().endswith("did you mean 'preview'?")
 
 
+def test_a_backend_no_plugin_provides_says_to_install_one(project, run_cli):
+    """A project cloned where its plugin is not installed: the name is no typo."""
+    project({"images.toml": HEAD.replace('"preview"', '"acme"') + HERO})
+    code, out, err = run_cli("validate")
+    assert code == 1 and out == ""
+    assert err == (
+        "error: images.toml:3:1: defaults.backend: unknown backend 'acme' "
+        "(known: diffusers, nebula, preview); no installed plugin provides it: "
+        "install the package that does (docs/plugins.md)\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("written", "meant"),
     [
