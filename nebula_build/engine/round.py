@@ -260,7 +260,7 @@ async def apply_round(
             result.lock,
             force=options.force,
             deleting=not options.targets,
-            failed=result.applied.failures if result.applied else (),
+            failed=_failed_to_change(plan, result.applied),
             on_built=progress.built,
             # --target: the atlases its plan showed
             related={a.image for a in plan.actions} if options.targets else None,
@@ -270,6 +270,15 @@ async def apply_round(
         prepared.files.save()
     result.elapsed = time.perf_counter() - started
     return result
+
+
+def _failed_to_change(plan: Plan, applied: ApplyResult | None) -> set[str]:
+    """The images whose new output failed: one kept because its file was changed by
+    hand was never to change, so its atlas, up to date, did not fail with it."""
+    if applied is None:
+        return set()
+    kept = {a.image for a in plan.actions if a.kind is ActionKind.CONFLICT}
+    return set(applied.failures) - kept
 
 
 def _loaded(

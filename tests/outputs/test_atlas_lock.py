@@ -667,3 +667,20 @@ def test_a_lock_naming_a_godot_resource_made_in_the_editor_has_no_build_over_it(
     assert code == 1, out
     assert "game/player.tres was not written by nebula-build, or changed by hand since" in err
     assert (root / "game/player.tres").read_text() == GODOT_BY_HAND
+
+
+def test_a_member_changed_by_hand_does_not_fail_its_atlas(project, run_cli):
+    """Before: the plan said the atlas was up to date, and apply (and each watch round)
+    said 'failed atlas hero: not rebuilt: hero[idle] failed; the sheet keeps its last
+    build' beside the member's conflict, and counted the atlas as failed."""
+    root = applied(project, run_cli, HERO)
+    sheet = (root / "atlas/hero.png").read_bytes()
+    (root / "sprites/hero-idle.png").write_bytes(b"drawn by hand")
+    code, out, _ = run_cli("plan")
+    assert "! hero[idle]  conflict" in out and "atlas hero" not in out, out
+    code, out, err = run_cli("apply")
+    assert code == 1
+    assert "output file changed by hand" in err, err
+    assert "atlas hero" not in out + err, out + err
+    assert "0 done (0 generated), 1 failed." in out, out
+    assert (root / "atlas/hero.png").read_bytes() == sheet
