@@ -615,7 +615,8 @@ def _exit_past_plugin_threads(code: int) -> None:
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     if threading is None or run_exit_handlers is None:
         return
-    if not any(thread.daemon and thread.is_alive() for thread in threading.enumerate()):
+    abandoned = _abandoned_plugin_threads()
+    if not abandoned and not any(t.daemon and t.is_alive() for t in threading.enumerate()):
         return
     run_exit_handlers()  # the lock's snapshot still due, the Actions log's closing
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
@@ -623,3 +624,17 @@ def _exit_past_plugin_threads(code: int) -> None:
             if stream is not None:
                 stream.flush()
     os._exit(code)
+
+
+def _abandoned_plugin_threads() -> list[Any]:
+    """The threads an interrupted command left in `asyncio.to_thread` running a plugin's
+    code alone (a request it makes with a blocking client), once those running ours
+    have finished: the process does not wait for them."""
+    eventloop = sys.modules.get("nebula_build.cli.eventloop")  # no event loop ran
+    if eventloop is None:
+        return []
+    abandoned: list[Any] = eventloop.abandoned_threads()
+    for thread in abandoned:
+        while eventloop.still_ours(thread):
+            thread.join(0.05)
+    return [thread for thread in abandoned if thread.is_alive()]

@@ -389,9 +389,7 @@ def cmd_apply(ctx: Context) -> int:
     full = ctx.args.markdown or ctx.args.plan
     if not full and (nothing_done := _nothing_to_apply(ctx)) is not None:
         return nothing_done
-    import asyncio
-
-    from nebula_build.cli import savedplan
+    from nebula_build.cli import eventloop, savedplan
     from nebula_build.engine.round import RoundOptions, apply_round
     from nebula_build.state.projectlock import ProjectLock
 
@@ -419,7 +417,7 @@ def cmd_apply(ctx: Context) -> int:
         with ProjectLock(
             project.project_lock_path, timeout=args.lock_timeout, on_takeover=ctx.notice
         ):
-            result = asyncio.run(
+            result = eventloop.run(
                 apply_round(
                     project,
                     registry,

@@ -126,8 +126,7 @@ def _project_backend_settings(ctx: Context) -> dict[str, dict[str, object]]:
 
 def _remote_models(ctx: Context) -> int:
     """The provider's own model list, to find ids (Seedream's) and prices."""
-    import asyncio
-
+    from nebula_build.cli import eventloop
     from nebula_build.text import printable
 
     plugin = ctx.registry().get(ctx.args.backend or "nebula", where="--backend")
@@ -135,7 +134,7 @@ def _remote_models(ctx: Context) -> int:
         settings = plugin.parse_settings(_project_backend_settings(ctx).get(plugin.name, {}))
     except ValueError as exc:
         raise UserError(_settings_problem(ctx, plugin.name, exc)) from None
-    rows = asyncio.run(plugin.remote_models(settings))
+    rows = eventloop.run(plugin.remote_models(settings))
     if ctx.args.json:
         ctx.print_json(rows, default=str)
         return ExitCode.OK

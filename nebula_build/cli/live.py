@@ -23,9 +23,9 @@ MAX_SERVED_BYTES = 256 << 20
 
 
 def cmd_watch(ctx: Context) -> int:
-    import asyncio
     import contextlib
 
+    from nebula_build.cli import eventloop
     from nebula_build.live.watch import Watcher, filesystem_changes
     from nebula_build.state.projectlock import ProjectLock
 
@@ -74,7 +74,7 @@ def cmd_watch(ctx: Context) -> int:
             manifest = escaped_value(project.display_manifest)
             ctx.print(style(f"watching {manifest} and its inputs (Ctrl-C to stop)", "dim"))
         try:
-            last = asyncio.run(watcher.run(filesystem_changes(watcher), once=args.once))
+            last = eventloop.run(watcher.run(filesystem_changes(watcher), once=args.once))
         except KeyboardInterrupt:
             if args.once:  # one round, like apply: an interrupted one exits 130
                 raise

@@ -27,8 +27,7 @@ def _which(text: str | None) -> tuple[int | None, int | None]:
 
 
 def cmd_pick(ctx: Context) -> int:
-    import asyncio
-
+    from nebula_build.cli import eventloop
     from nebula_build.cli.build import ApplyListener, render_round
     from nebula_build.engine.picking import pick_draw
     from nebula_build.state.projectlock import ProjectLock
@@ -54,7 +53,7 @@ def cmd_pick(ctx: Context) -> int:
         command="pick",
         on_takeover=ctx.notice,
     ):
-        chosen, result = asyncio.run(
+        chosen, result = eventloop.run(
             pick_draw(
                 project,
                 registry,

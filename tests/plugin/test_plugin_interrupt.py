@@ -1,0 +1,66 @@
+"""A plugin's threads: Ctrl-C does not wait for one."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from tests.plugin.conftest import plugin_source, process_environment
+
+MANIFEST = (
+    'version = 1\n[defaults]\nbackend = "acme"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
+    '[images.a]\nprompt = "x"\nwidth = 64\nheight = 64\noutput = "a.png"\n'
+)
+
+#: a request made with a blocking client in asyncio.to_thread, that the server never answers
+HANGS = plugin_source(
+    "acme",
+    """
+    paid = True
+
+    async def generate(self, request):
+        await asyncio.to_thread(blocking_request)
+        return GenerationResult(png(request))
+    """,
+    preamble="""
+    import time
+    from pathlib import Path
+
+    def blocking_request():
+        Path("sent").touch()
+        time.sleep(30)  # urllib waiting for an answer
+    """,
+)
+
+
+def test_ctrl_c_does_not_wait_for_a_request_made_in_a_thread(install, project, sites):
+    """The command had not exited until the request's thread did: up to the request's
+    timeout with a server that hung."""
+    install("acme", HANGS)
+    root = project({"images.toml": MANIFEST})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "apply", "--yes"],
+        env=process_environment(sites),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (root / "sent").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        _, err = process.communicate(timeout=25)
+        took = time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    assert took < 5, took
+    assert "interrupted with 0 of 1 image finished" in err
+    assert "the request in flight may have been billed: 1 to acme (a)" in err
+    assert "Traceback" not in err
