@@ -543,6 +543,7 @@ def _run(ctx: Context) -> int:
         return ExitCode.ERROR
     finally:
         ctx.say_left_out()  # the plugins left out as broken that no error named
+        ctx.close()
 
 
 def _stops_as_sigint() -> dict[int, Any]:

@@ -39,17 +39,27 @@ class Context:
         self.summarized = False
         #: the options (`markdown`, `out`) whose file was refused: nothing is written to it
         self.refused_files: set[str] = set()
+        #: puts back the thread exception hook set once plugins are loaded (see `close`)
+        self._restore_thread_hook: Callable[[], None] | None = None
 
     def registry(self) -> BackendRegistry:
         """Every backend installed here, loaded once per command; an installed plugin
         that cannot be loaded is a warning as the command ends (an error only for a
         manifest that uses it, which says it once)."""
         if self._registry is None:
+            from nebula_build.cli.threadfailures import say_in_one_line
             from nebula_build.plugin.manager import load_registry
 
             self._registry = load_registry()
+            self._restore_thread_hook = say_in_one_line(self.warn, self.err.write, self._registry)
             self.left_out = sorted(self._registry.broken.values(), key=lambda b: b.name)
         return self._registry
+
+    def close(self) -> None:
+        """The command has ended: a thread that fails from now on is Python's to say."""
+        if self._restore_thread_hook is not None:
+            self._restore_thread_hook()
+            self._restore_thread_hook = None
 
     def say_left_out(self, said: str = "") -> None:
         """Warn of each installed plugin left out as broken, but one whose problem `said`
