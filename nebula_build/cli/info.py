@@ -108,7 +108,8 @@ def cmd_models(ctx: Context) -> int:
     broken = {} if ctx.args.backend else {b.name: b.problem for b in ctx.left_out}
     if broken:  # a row of its own says it: no warning besides
         ctx.left_out = []
-    ctx.print(models_text(tables, ctx.style, broken))
+    sources = {n: p.source for n, p in registry.plugins.items() if not p.builtin}
+    ctx.print(models_text(tables, ctx.style, broken, sources))
     return ExitCode.OK
 
 

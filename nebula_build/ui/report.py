@@ -902,15 +902,20 @@ def models_text(
     tables: Mapping[str, Mapping[str, ModelSupport]],
     style: Style,
     broken: Mapping[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> str:
-    """Each backend's models and the parameters each takes; an installed plugin left
-    out as `broken` (by its entry point's name: what went wrong) is a row of its own."""
-    header = ["model", *OPTIONAL, "size"]
+    """Each backend's models, their labels and the parameters each takes, under the
+    distribution that provides it (`sources`, by backend; none for a built-in); an
+    installed plugin left out as `broken` (by its entry point's name: what went wrong)
+    is a row of its own."""
     lines = []
     for backend, models in tables.items():
+        labelled = any(m.label for m in models.values())
+        header = ["model", *(["label"] if labelled else []), *OPTIONAL, "size"]
         rows = [
             [
                 printable(mid),
+                *([printable(m.label or "")] if labelled else []),
                 *("yes" if p in m.params else "-" for p in OPTIONAL),
                 f"x{m.size_multiple}",
             ]
@@ -918,7 +923,7 @@ def models_text(
         ]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines += [
-            style(f"backend {printable(backend)}", "bold"),
+            style(f"backend {printable(backend)}", "bold") + _provided_by(backend, sources),
             "  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
         ]
         lines += [
@@ -933,6 +938,11 @@ def models_text(
         "'seed' still asks for a new draw, but is not reproducible."
     )
     return "\n".join(lines)
+
+
+def _provided_by(backend: str, sources: Mapping[str, str] | None) -> str:
+    source = (sources or {}).get(backend)
+    return f" ({printable(source)})" if source else ""
 
 
 def error_json(exc: Exception) -> dict[str, Any]:
