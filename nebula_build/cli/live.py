@@ -120,7 +120,7 @@ def _maybe_billed(cut_off: dict[str, str], registry: BackendRegistry) -> str:
 def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Round], None]:
     from nebula_build.engine.runstate import read_failures
     from nebula_build.live.draws import image_draws, pickable, read_draw
-    from nebula_build.live.gallery import cards, render
+    from nebula_build.live.gallery import Card, cards, render
     from nebula_build.live.thumblinks import ThumbLinks, thumbnail_links
     from nebula_build.outputs.thumbnails import FOLDER, Made, Thumbnails
     from nebula_build.state.guard import Guard
@@ -129,6 +129,8 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
     state = Guard(project.state_dir)
     folder = Thumbnails(project.state_dir)
     shown_before: set[str] = set()  # the thumbnails the last page named
+    last_good: list[tuple[int, list[Card]]] = []  # the round whose cards the page shows
+    title = f"{project.root.name} · nebula-build"
 
     def read(relative: str) -> bytes:
         return guard.read(relative, what="gallery file", limit=MAX_SERVED_BYTES)
@@ -136,7 +138,25 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
     def read_thumb(name: str) -> bytes:
         return state.read(f"{FOLDER}/{name}", what="thumbnail", limit=MAX_SERVED_BYTES)
 
+    def publish_error(report: Round) -> None:
+        """The last good round's cards (still the files on disk), under the error."""
+        cards_round, items = last_good[-1] if last_good else (0, [])
+        html = render(
+            items,
+            title=title,
+            live=True,
+            round_number=report.number,
+            token=server.token,
+            run=server.run,
+            error_lines=report.error_lines or [report.error or "failed"],
+            cards_round=cards_round,
+        )
+        server.republish(html, report.number)
+
     def publish(report: Round) -> None:
+        if report.error is not None:
+            publish_error(report)
+            return
         if report.plan is None or report.prepared is None or report.result is None:
             return  # keep showing the last good state
         store = report.prepared.store
@@ -159,9 +179,10 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             draw_links={key: f"/draws/{key}" for key in shown},
         )
         files = [a.spec.output for a in report.plan.actions if a.spec]
+        last_good[:] = [(report.number, items)]
         html = render(
             items,
-            title=f"{project.root.name} · nebula-build",
+            title=title,
             live=True,
             round_number=report.number,
             token=server.token,

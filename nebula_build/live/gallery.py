@@ -17,7 +17,7 @@ import html
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +30,7 @@ from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
 from nebula_build.live.sprites import check_rows
 from nebula_build.state.guard import Guard
 from nebula_build.state.project import Project
-from nebula_build.text import page_text, shell_operands
+from nebula_build.text import escaped, page_text, shell_operands
 
 if TYPE_CHECKING:
     from nebula_build.core.spec import AssetSpec
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 #: the index of the candidate that is an earlier generation pinned as the output
 PINNED = -1
+
+#: the lines of a round's error the live page shows (the terminal has them all)
+ERROR_LINES_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -232,10 +235,14 @@ def render(
     round_number: int = 0,
     token: str = "",
     run: str = "",
+    error_lines: Sequence[str] = (),
+    cards_round: int = 0,
 ) -> str:
     """The whole page: the cards as compact JSON, drawn a page at a time by its script.
     With `live`, it listens for rounds of the watch `run` and refreshes itself, and
-    picks with `token` (the server's, for this run)."""
+    picks with `token` (the server's, for this run). `error_lines`: the error that
+    stopped round `round_number`, shown above the cards, which round `cards_round`
+    made (0: none has)."""
     counts = Counter(card.status for card in items)
     summary = "".join(
         f'<button type="button" class="chip {s}" data-status="{s}" aria-pressed="false" '
@@ -264,6 +271,27 @@ def render(
         review_style=REVIEW_STYLE,
         keys=_keys(live=live) if reviewing else "",
         review_script=REVIEW_SCRIPT if reviewing else "",
+        error=_error_banner(error_lines, round_number, cards_round) if error_lines else "",
+    )
+
+
+def _error_banner(lines: Sequence[str], round_number: int, cards_round: int) -> str:
+    """The banner saying the error that stopped a round, as the terminal says it."""
+    shown = lines[:ERROR_LINES_SHOWN]
+    more = len(lines) - len(shown)
+    items = "".join(f"<li>{html.escape(escaped(line))}</li>" for line in shown)
+    if more:
+        lines_left = f"{more:,} more line{'s' if more > 1 else ''}"
+        items += f'<li class="more">… and {lines_left}: see the terminal running watch</li>'
+    if cards_round:
+        kept = f"the cards show the files as round {cards_round:,} left them"
+    else:
+        kept = "no round has built the images yet"
+    return (
+        '<section id="round-error" class="round-error" role="alert">'
+        f"<p><b>round {round_number:,}: error</b> · {kept}; "
+        "waiting for the next save…</p>"
+        f"<ul>{items}</ul></section>"
     )
 
 

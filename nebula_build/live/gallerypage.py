@@ -179,7 +179,8 @@ GALLERY_SCRIPT = """<script>
     const slice = shown.slice(start, start + PAGE);
     const fragment = document.createDocumentFragment();
     fragment.append(...slice.map(build));
-    if (!slice.length) {
+    // no cards and a round's error above: the error says why, not "no images"
+    if (!slice.length && (all.length || !document.getElementById("round-error"))) {
       const text = all.length ? "No image matches the filter." : "No images declared.";
       fragment.append(el("p", "empty", text));
     }
@@ -343,6 +344,13 @@ PAGE = """<!doctype html>
        font-size: 12px; color: var(--dim); }}
   dt {{ color: #6f7888; }} dd {{ margin: 0; overflow-wrap: anywhere; }}
   .empty {{ color: var(--dim); }}
+  .round-error {{ margin: 24px 24px 0; padding: 12px 16px; border-radius: 12px;
+                 border: 1px solid var(--failed); background: #2a1719; }}
+  .round-error p {{ margin: 0 0 6px; }} .round-error b {{ color: var(--failed); }}
+  .round-error ul {{ margin: 0; padding: 0; list-style: none;
+                    font: 12px/1.5 ui-monospace, SFMono-Regular, Menlo, monospace; }}
+  .round-error li {{ overflow-wrap: anywhere; white-space: pre-wrap; }}
+  .round-error .more {{ color: var(--dim); }}
 {review_style}
 </style>
 </head>
@@ -360,6 +368,7 @@ PAGE = """<!doctype html>
     <button type="button" data-turn="1">›</button></nav>
   <output id="note" aria-live="polite"></output>
 </header>
+{error}
 <main id="cards" data-page-size="{page_size}"></main>
 <footer class="pager"><button type="button" data-turn="-1">‹ previous</button>
   <span class="range"></span><button type="button" data-turn="1">next ›</button></footer>

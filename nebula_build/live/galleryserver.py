@@ -205,6 +205,13 @@ class GalleryServer(BackgroundHTTPServer):
             self._round, self._changed = round_number, list(changed)
             self._condition.notify_all()
 
+    def republish(self, html: str, round_number: int) -> None:
+        """Show round `round_number` with another page over the same files, thumbnails,
+        draws and picks (a round that stopped before it built anything: its error)."""
+        with self._condition:
+            self._html, self._round, self._changed = html, round_number, []
+            self._condition.notify_all()
+
     def accept_picks(self, pick: PickFn) -> None:
         """Answer POST /pick with `pick(name, index, key)`, called on the request's thread."""
         self._pick = pick

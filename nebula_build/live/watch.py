@@ -79,6 +79,8 @@ class Round:
     #: what the note says (as `plan` notes it)
     picks_dropped: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    #: the error as the terminal says it, a line each (for the gallery's banner)
+    error_lines: list[str] = field(default_factory=list)
     prepared: Prepared | None = None
     #: the plan as the round left things (for the gallery)
     plan: Plan | None = None
@@ -520,6 +522,7 @@ class Watcher:
             if once:
                 raise
             report.error, said = str(exc), error_lines(exc)
+            report.error_lines = said
             self._watch_declared_data()
             if not await unchanged(report.error):  # an empty or half-written save: unsaid
                 self.rounds -= 1
