@@ -571,7 +571,7 @@ class ApplyListener:
         err = self.ctx.err
         self.progress = Progress(
             err,
-            len(plan.changes),
+            plan.counted_changes,
             live=wants_color(err) and err.isatty(),
             style=Style(wants_color(err)),
             quiet=self.quiet or json_output,

@@ -151,6 +151,12 @@ class Action:
     def is_change(self) -> bool:
         return self.kind is not ActionKind.NOOP
 
+    @property
+    def counted(self) -> bool:
+        """Whether apply counts it as an image changed (`[i/N]`, "done"): not the old name
+        of a renamed image, whose new name's action is the rename (the plan's "renamed")."""
+        return self.is_change and self.renamed_to is None
+
 
 class FileKind(StrEnum):
     """Files made from the images' outputs rather than generated."""
@@ -246,6 +252,11 @@ class Plan:
         return [a for a in self.actions if a.is_change]
 
     @property
+    def counted_changes(self) -> int:
+        """How many images apply counts as it changes them (`Action.counted`)."""
+        return sum(1 for a in self.actions if a.counted)
+
+    @property
     def generations(self) -> list[Action]:
         """The actions that cost a generation, one per generation key: images with the
         same spec share one request (engine/apply.py), and are counted and priced once."""
@@ -270,7 +281,10 @@ class Plan:
 
     def summary(self) -> dict[str, int]:
         counts = Counter(a.kind.value for a in self.actions)
-        return {kind.value: counts.get(kind.value, 0) for kind in ActionKind}
+        summary = {kind.value: counts.get(kind.value, 0) for kind in ActionKind}
+        # of the deletions, the old names of renamed images (the plan's "renamed")
+        summary["renamed"] = sum(1 for a in self.actions if a.renamed_to is not None)
+        return summary
 
 
 #: the output options `AssetSpec.output_params` records, beside `sprite` and `checks`

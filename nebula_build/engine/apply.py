@@ -143,17 +143,21 @@ class ApplyResult:
     outcomes: list[Outcome] = field(default_factory=list)
     #: the lock as the run left it (`execute` sets it): no need to read it back
     lock: Mapping[str, LockEntry] | None = None
+    #: of `succeeded`, the old names of renamed images (not counted: `Action.counted`)
+    handed_over: int = 0
 
     @property
     def done(self) -> int:
-        """How many images finished well."""
-        return len(self.succeeded)
+        """How many images finished well, as the plan counts them (a rename once)."""
+        return len(self.succeeded) - self.handed_over
 
     def add(self, outcome: Outcome, *, keep: bool) -> None:
         if outcome.error is not None:
             self.failures[outcome.image] = outcome.error
         elif outcome.ok:
             self.succeeded.append(outcome.image)
+            if not outcome.action.counted:
+                self.handed_over += 1
         self.generated += outcome.generated
         self.refused += outcome.refused
         self.warnings.extend((outcome.image, warning) for warning in outcome.warnings)

@@ -643,7 +643,7 @@ class Watcher:
 
     def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress:
         self._declared = _declared_keys(prepared.specs, plan.changes)
-        progress = Progress(self.out, len(plan.changes), live=False, style=self.style)
+        progress = Progress(self.out, plan.counted_changes, live=False, style=self.style)
         return _ConflictsOnce(progress, self)
 
     def conflict(self, outcome: Outcome) -> None:

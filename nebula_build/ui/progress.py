@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from nebula_build.core.plan import Action, ActionKind, FileState
 from nebula_build.text import human_size, printable
+from nebula_build.ui.report import said_with_its_heir
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -65,8 +66,11 @@ class Progress:
         self.running.pop(outcome.image, None)
         self.steps.pop(outcome.image, None)
         self.activities.pop(outcome.image, None)
-        self.done += 1
-        if not self.quiet:
+        counted = outcome.action.counted
+        if counted:
+            self.done += 1
+        # the old name of a renamed image: its new name's line said the rename
+        if not self.quiet and (counted or not outcome.ok or not said_with_its_heir(outcome.action)):
             self._clear()
             self.stream.write(self._line(outcome) + "\n")
         for warning in outcome.warnings:  # shown even with --quiet
@@ -108,13 +112,13 @@ class Progress:
     def _line(self, outcome: Outcome) -> str:
         action, style = outcome.action, self.style
         elapsed = f"{outcome.elapsed:.2f}s"
-        counter = style(f"[{self.done}/{self.total}]", "dim")
+        counter = style(f"[{self.done}/{self.total}]", "dim") + " " if action.counted else ""
         if not outcome.ok:
             error = printable(str(outcome.error))
-            return f"{counter} {style('failed', 'red', 'bold')} {action.image}: {error}"
+            return f"{counter}{style('failed', 'red', 'bold')} {action.image}: {error}"
         if action.kind is ActionKind.DELETE and action.keep_file:
             return (
-                f"{counter} {style('dropped', 'green')} {style(action.image, 'bold')} from the "
+                f"{counter}{style('dropped', 'green')} {style(action.image, 'bold')} from the "
                 f"lock ({printable(action.reason)}) {style(elapsed, 'dim')}"
             )
         verb = _DONE[action.kind]
@@ -137,7 +141,7 @@ class Progress:
             source = " (from remote cache)"
         elapsed += _details(outcome)
         return (
-            f"{counter} {style(verb, 'green')} {style(action.image, 'bold')}"
+            f"{counter}{style(verb, 'green')} {style(action.image, 'bold')}"
             f"{' ' + printable(action.output) if action.output else ''}{style(source, 'dim')} "
             f"{style(elapsed, 'dim')}"
         )

@@ -853,6 +853,7 @@ def apply_json(result: RoundResult) -> dict[str, Any]:
         "results": [outcome_json(o) for o in outcomes],
         "files": [file_outcome_json(o) for o in result.files],
         "summary": result.plan.summary(),
+        "done": result.applied.done if result.applied else 0,
         "generated": result.generated,
         "refused": refused_count(result),
         "failed": sorted(result.failures),

@@ -6,6 +6,7 @@ and the plan says a rename, not a creation and a deletion."""
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -231,3 +232,40 @@ def test_a_rename_refused_for_a_hand_edited_file_keeps_the_old_entry_and_its_his
     assert "with --force: create (renamed from mob)" in out, out + err
     assert run_cli("apply", "--force").code == 0
     assert _lock(root)["monster"]["history"] == earlier
+
+
+def test_a_renamed_row_declaration_is_counted_once_as_the_plan_counts_it(project, run_cli):
+    """Each image renamed is one change, as the plan says "3 renamed": the old names
+    dropped from the lock are neither counted nor said again."""
+    csv = CSV + "bat,bat\n"
+    for command in (("apply",), ("apply", "--json"), ("watch", "--once")):
+        root = project({"images.toml": preview({"mob": ROWS}), "data/mobs.csv": csv})
+        assert run_cli("apply").code == 0
+        _edit(root, "[images.mob]", "[images.monster]")
+        assert "Plan: 0 to generate, 3 renamed, 0 to delete." in run_cli("plan").out
+
+        code, out, err = run_cli(*command)
+        assert code == 0, err
+        said = out + err
+        renamed = re.findall(r"^\[(\d)/3\] renamed monster\[\S+\] o/\S+ \(was mob\[", said, re.M)
+        assert sorted(renamed) == ([] if "--json" in command else ["1", "2", "3"]), said
+        assert "/6]" not in said and "dropped mob" not in said, said
+        if "--json" in command:
+            applied = json.loads(out)
+            assert (applied["done"], applied["summary"]["renamed"]) == (3, 3)
+        elif "watch" in command:
+            assert "round 1: 3 done (0 generated) in " in out, out
+        else:
+            assert "Apply finished in " in out and ": 3 done (0 generated), 0 failed." in out
+        assert set(_lock(root)) == {"monster[bat]", "monster[red-bat]", "monster[slime]"}
+        for leftover in (root / "images.lock", root / ".nebula-build", root / "o"):
+            _remove(leftover)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
