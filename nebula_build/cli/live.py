@@ -78,7 +78,13 @@ def cmd_watch(ctx: Context) -> int:
         except KeyboardInterrupt:
             if args.once:  # one round, like apply: an interrupted one exits 130
                 raise
-            ctx.print(f"stopped{_maybe_billed(watcher.cut_off, registry)}")
+            finished = ""
+            if watcher.stopped_with is not None:  # as apply's "interrupted with" says it
+                done, planned = watcher.stopped_with
+                finished = (
+                    f" with {done} of {plural(planned, 'image')} finished (what they made is kept)"
+                )
+            ctx.print(f"stopped{finished}{_maybe_billed(watcher.cut_off, registry)}")
             return ExitCode.OK
     if last is not None and last.result is not None and last.result.failures:
         files = [o.action.label for o in last.result.files if not o.ok]

@@ -296,6 +296,8 @@ class Applier:
         self._finished = asyncio.Event()
         self._obsolete: set[str] = set()
         self._finishing: set[asyncio.Future[None]] = set()
+        #: each image's write under way (`_finishing`), by image
+        self._finishing_of: dict[str, asyncio.Future[None]] = {}
         self._generations: dict[str, asyncio.Future[GenerationResult]] = {}
         #: generation keys that more than one image of the plan wants: how many still do
         self._wanted: Counter[str] = Counter()
@@ -455,6 +457,7 @@ class Applier:
             await self._execute(action, outcome)
         except asyncio.CancelledError:
             if action.image not in self._obsolete:
+                self._done_once_written(action.image, outcome, started)
                 raise
             current = asyncio.current_task()
             if current is not None:
@@ -464,6 +467,7 @@ class Applier:
             outcome.ok, outcome.error = False, exc
         finally:
             self._release(action.image)  # kept or not, this image is done with its slot
+            self._finishing_of.pop(action.image, None)
         outcome.elapsed = time.perf_counter() - started
         self._done(outcome)
 
@@ -528,9 +532,29 @@ class Applier:
         # From here on the work is paid for: it finishes and is recorded even if the
         # image is cancelled meanwhile (run() waits for it), so the lock never lies.
         finishing = asyncio.ensure_future(self._finish(action, spec, original, outcome))
+        self._under_way(action.image, finishing)
+        await asyncio.shield(finishing)
+
+    def _under_way(self, image: str, finishing: asyncio.Future[None]) -> None:
+        """`image`'s write has begun: run() waits for it, Ctrl-C or not."""
         self._finishing.add(finishing)
         finishing.add_done_callback(self._finishing.discard)
-        await asyncio.shield(finishing)
+        self._finishing_of[image] = finishing  # until `_run_one` ends: done, maybe, as it is cut
+
+    def _done_once_written(self, image: str, outcome: Outcome, started: float) -> None:
+        """The run is being stopped (Ctrl-C) while `image`'s write is under way: it is
+        finished and counted (its line, `[i/N]`, "n of N finished") once recorded."""
+        finishing = self._finishing_of.get(image)
+        if finishing is None:
+            return
+
+        def written(future: asyncio.Future[None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                return
+            outcome.elapsed = time.perf_counter() - started
+            self._done(outcome)
+
+        finishing.add_done_callback(written)
 
     async def _finish(
         self, action: Action, spec: AssetSpec, original: GenerationResult, outcome: Outcome

@@ -161,6 +161,10 @@ class Watcher:
         #: the images the running round planned (None: all), once it has loaded
         self._planning: frozenset[str] | _NotLoaded | None = _NOT_LOADED
         self._applier: Applier | None = None
+        #: the running round's progress, once it starts on its images
+        self._progress: Progress | None = None
+        #: (finished, planned) images of the round Ctrl-C stopped, if one was under way
+        self.stopped_with: tuple[int, int] | None = None
         #: the requests a round stopped in the middle had handed to a backend and got no
         #: answer to, by image, with the backend (`Applier.unanswered`)
         self.cut_off: dict[str, str] = {}
@@ -643,7 +647,9 @@ class Watcher:
 
     def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress:
         self._declared = _declared_keys(prepared.specs, plan.changes)
-        progress = Progress(self.out, plan.counted_changes, live=False, style=self.style)
+        progress = self._progress = Progress(
+            self.out, plan.counted_changes, live=False, style=self.style
+        )
         return _ConflictsOnce(progress, self)
 
     def conflict(self, outcome: Outcome) -> None:
@@ -769,8 +775,12 @@ class Watcher:
         """Let go of the round's Applier; where watch is being stopped (Ctrl-C), keep
         what it cut off, to be said."""
         applier, self._applier = self._applier, None
+        progress, self._progress = self._progress, None
         task = asyncio.current_task()
-        if applier is not None and task is not None and task.cancelling():
+        stopping = task is not None and task.cancelling() > 0
+        if stopping and progress is not None:
+            self.stopped_with = (progress.done, progress.total)
+        if applier is not None and stopping:
             self.cut_off = applier.unanswered()
         else:
             self._superseded_in_flight = {} if applier is None else applier.unanswered()

@@ -82,6 +82,7 @@ def test_watch_stopped_mid_round_says_the_requests_in_flight_may_have_been_bille
             process.communicate()
     assert process.returncode == 0, err
     assert out.splitlines()[-1] == (
-        "stopped; the request in flight may have been billed: 1 to nebula (slow-a)"
+        "stopped with 1 of 2 images finished (what they made is kept); "
+        "the request in flight may have been billed: 1 to nebula (slow-a)"
     ), out
     assert "Traceback" not in out + err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import shutil
 import signal
 import subprocess
@@ -174,6 +175,35 @@ def test_ctrl_c_stops_within_a_second_and_leaves_the_lock_consistent(project, fa
     assert locked == {p.stem for p in root.glob("*.png")}
     assert not (root / ".nebula-build/journal").exists()
     assert not [p for p in root.rglob("*") if ".nebula-tmp-" in p.name]
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_round_says_how_many_images_finished_and_were_kept(project, fake_site, tmp_path):
+    log = tmp_path / "gen.log"
+    images = {f"i{n}": {"prompt": f"p{n}", "output": f"i{n}.png"} for n in range(10)}
+    root = project({"images.toml": fake_manifest(log, images, delay=0.3, concurrency=4)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "watch"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while len(generation_log(log)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    said = re.fullmatch(
+        r"stopped with (\d+) of 10 images finished \(what they made is kept\)",
+        out.splitlines()[-1],
+    )
+    assert said is not None, out + err
+    locked = set(loads((root / "images.lock").read_text()))
+    shown = re.findall(r"^\[(\d+)/10\] created (i\d)", out, re.M)
+    assert int(said.group(1)) == len(locked) == len(shown) < 10, out
+    assert {image for _, image in shown} == locked
 
 
 def test_files_a_plugin_declares_are_watched(project, fake_site, tmp_path):
