@@ -691,10 +691,10 @@ def test_a_post_of_brackets_is_read_in_linear_time(project, run_cli, nebula_serv
             "posts/b.md": "---\ntitle: B\n---\nSee ![a](i.png) [the *docs*](u) **now**.\n",
         }
     )
-    started = time.perf_counter()
+    started = time.process_time()  # CPU seconds: other jobs' load does not count
     code, _, err = run_cli("plan")
     assert code == 0, err
-    assert time.perf_counter() - started < 10
+    assert time.process_time() - started < 10
     assert run_cli("apply").code == 0
     assert prompts(nebula_server) == [
         "cover for A: " + "[" * 499 + "…",
@@ -1236,9 +1236,9 @@ def test_a_problem_many_declarations_share_is_located_once(
     }
     text = _long_lines_csv() if data.endswith(".csv") else _late_rows_json()
     project({"images.toml": nebula_manifest(images), data: text})
-    started = time.perf_counter()
+    started = time.process_time()  # CPU seconds: other jobs' load does not count
     code, out, err = run_cli("plan", "--json")
-    assert time.perf_counter() - started < seconds
+    assert time.process_time() - started < seconds
     assert code == 1 and problem in err, err[:500]
     assert len(_problems(out)) == declarations * 10
 
@@ -1258,9 +1258,9 @@ def test_a_post_field_many_declarations_miss_is_located_once(project, run_cli):
         for n in range(60)
     }
     project({"images.toml": nebula_manifest(images), **posts})
-    started = time.perf_counter()
+    started = time.process_time()  # CPU seconds: other jobs' load does not count
     code, out, _ = run_cli("plan", "--json")
-    assert time.perf_counter() - started < 20  # it had taken 31 s
+    assert time.process_time() - started < 20  # it had taken 31 s
     problems = _problems(out)
     assert code == 1 and len(problems) == 60 * 10
     assert {

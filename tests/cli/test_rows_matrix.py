@@ -253,9 +253,9 @@ def test_a_broken_combination_is_one_clear_line(project, run_cli, data, changes,
     root = project(
         {"images.toml": nebula_manifest({"product": product}), "data/products.csv": data}
     )
-    started = time.perf_counter()
+    started = time.process_time()  # CPU seconds: other jobs' load does not count
     code, _, err = run_cli("plan")
-    assert time.perf_counter() - started < 10  # a billion combinations are counted, not made
+    assert time.process_time() - started < 10  # a billion combinations are counted, not made
     assert code == 1
     assert "Traceback" not in err
     assert message in err, err
