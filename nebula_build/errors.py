@@ -165,11 +165,17 @@ class UnknownBackendError(UserError):
 class ApplyError(UserError):
     """Raised after apply kept going past failures; lists every one."""
 
-    def __init__(self, failures: Mapping[str, Exception], files: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        failures: Mapping[str, Exception],
+        files: Collection[str] = (),
+        kept_back: Collection[str] = (),
+    ) -> None:
         """`files`: the names in `failures` that are files made from the images (an
-        atlas, the asset manifest), not images."""
+        atlas, the asset manifest), not images; `kept_back`: the old names of renamed
+        images whose new name failed, listed but not counted (the image is counted once)."""
         self.failures = dict(failures)
-        images = len(self.failures) - len(files)
+        images = len(self.failures) - len(files) - len(kept_back)
         atlases = sum(1 for label in files if label.startswith("atlas "))
         counted = [
             f"{n} {noun if n == 1 else many}"  # the base imports nothing: no text.plural

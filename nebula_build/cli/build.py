@@ -611,7 +611,7 @@ def render_round(
         ctx.print(
             ctx.style(
                 f"Apply finished in {result.elapsed:.1f}s: {done_text(result)}, "
-                f"{failed_text(result, len(result.failures))}.",
+                f"{failed_text(result, len(result.counted_failures))}.",
                 "bold",
             )
         )
@@ -628,8 +628,13 @@ def render_round(
             ctx.err.write(f"internal error while building {name} (a bug, please report it):\n")
             traceback.print_exception(error, file=ctx.err)
     if failures:
-        raise ApplyError(failures, files=[o.action.label for o in result.files if not o.ok])
+        files = [o.action.label for o in result.files if not o.ok]
+        raise ApplyError(failures, files=files, kept_back=_kept_back(result))
     return ExitCode.OK
+
+
+def _kept_back(result: RoundResult) -> set[str]:
+    return result.applied.kept_back if result.applied else set()
 
 
 def _applied_json(ctx: Context, result: RoundResult) -> dict[str, Any]:

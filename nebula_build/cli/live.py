@@ -88,7 +88,8 @@ def cmd_watch(ctx: Context) -> int:
             return ExitCode.OK
     if last is not None and last.result is not None and last.result.failures:
         files = [o.action.label for o in last.result.files if not o.ok]
-        raise ApplyError(last.result.failures, files=files)
+        kept_back = last.result.applied.kept_back if last.result.applied else ()
+        raise ApplyError(last.result.failures, files=files, kept_back=kept_back)
     return ExitCode.OK
 
 

@@ -145,6 +145,9 @@ class ApplyResult:
     lock: Mapping[str, LockEntry] | None = None
     #: of `succeeded`, the old names of renamed images (not counted: `Action.counted`)
     handed_over: int = 0
+    #: of `failures`, the old names of renamed images kept in the lock as their new
+    #: name failed: said, not counted (the new name's failure is the image's)
+    kept_back: set[str] = field(default_factory=set)
 
     @property
     def done(self) -> int:
@@ -154,6 +157,8 @@ class ApplyResult:
     def add(self, outcome: Outcome, *, keep: bool) -> None:
         if outcome.error is not None:
             self.failures[outcome.image] = outcome.error
+            if not outcome.action.counted:
+                self.kept_back.add(outcome.image)
         elif outcome.ok:
             self.succeeded.append(outcome.image)
             if not outcome.action.counted:

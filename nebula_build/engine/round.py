@@ -124,6 +124,13 @@ class RoundResult:
         return failures
 
     @property
+    def counted_failures(self) -> dict[str, Exception]:
+        """`failures` as the plan counts images: a renamed image once, by its new name
+        (its old name, kept in the lock as it failed, is said but not counted)."""
+        kept_back = self.applied.kept_back if self.applied else set()
+        return {name: e for name, e in self.failures.items() if name not in kept_back}
+
+    @property
     def generated(self) -> int:
         return self.applied.generated if self.applied else 0
 

@@ -63,7 +63,7 @@ def record_failures(project: Project, result: ApplyResult, specs: Mapping[str, A
     for name in result.succeeded:
         failures.pop(name, None)
     for name, error in result.failures.items():
-        if not isinstance(error, SupersededError):
+        if not isinstance(error, SupersededError) and name not in result.kept_back:
             failures[name] = str(error), specs[name].output_key if name in specs else None
     data = {name: {"error": error, "key": key} for name, (error, key) in failures.items()}
     with contextlib.suppress(OSError):

@@ -793,7 +793,7 @@ class Watcher:
                 report.conflicts.append(outcome.image)
             elif isinstance(outcome.error, SupersededError):
                 report.cancelled.append(outcome.image)
-            else:
+            elif outcome.action.counted:  # not the old name its new name's failure kept
                 report.failed[outcome.image] = str(outcome.error)
         for file in result.files:
             if file.conflict:

@@ -856,7 +856,7 @@ def apply_json(result: RoundResult) -> dict[str, Any]:
         "done": result.applied.done if result.applied else 0,
         "generated": result.generated,
         "refused": refused_count(result),
-        "failed": sorted(result.failures),
+        "failed": sorted(result.counted_failures),
         "cost": estimate_json(result.estimate),
         "backups": [backup_json(copy) for copy in backups(result.prepared)],
     }

@@ -234,6 +234,31 @@ def test_a_rename_refused_for_a_hand_edited_file_keeps_the_old_entry_and_its_his
     assert _lock(root)["monster"]["history"] == earlier
 
 
+def test_a_failed_rename_is_counted_once_as_the_plan_counts_it(project, run_cli):
+    """The new name's failure is the image's; its old name, kept in the lock, is said
+    with it but not counted again."""
+    for command in (("apply",), ("apply", "--json"), ("watch", "--once")):
+        root = project({"images.toml": preview({"mob": MOB})})
+        assert run_cli("apply").code == 0
+        (root / "o/mob.png").write_bytes(b"edited by hand")
+        _edit(root, "[images.mob]", "[images.monster]")
+
+        code, out, err = run_cli(*command)
+        assert code == 1, out + err
+        assert "error: 1 image failed:\n" in err, err
+        assert "  mob: skipped: kept in the lock with its history until monster" in err
+        if "--json" in command:
+            assert json.loads(out)["failed"] == ["monster"]
+        elif "watch" in command:
+            assert "round 1: 0 done (0 generated), 1 in conflict in " in out, out
+        else:
+            assert ": 0 done (0 generated), 1 failed." in out, out
+        code, out, err = run_cli("status")
+        assert "; 1 image failed in the last apply." in out, out + err
+        for leftover in (root / "images.lock", root / ".nebula-build", root / "o"):
+            _remove(leftover)
+
+
 def test_a_renamed_row_declaration_is_counted_once_as_the_plan_counts_it(project, run_cli):
     """Each image renamed is one change, as the plan says "3 renamed": the old names
     dropped from the lock are neither counted nor said again."""
