@@ -75,9 +75,10 @@ def plan_files(
         for a in images
         if a.is_change and a.kind not in (ActionKind.CONFLICT, ActionKind.DRAW)
     }
+    renamed = {a.image: a.renamed_from for a in images if a.renamed_from and a.image in changing}
     made = read_made(prepared.project)
     planned = _planned_atlases(
-        prepared, lock, made, changing, force=force, deleting=deleting, related=related
+        prepared, lock, made, changing, renamed, force=force, deleting=deleting, related=related
     )
     actions = [action for action, _ in planned]
     target = prepared.resolved.asset_manifest
@@ -105,6 +106,7 @@ def _planned_atlases(
     lock: Mapping[str, LockEntry],
     made: Made,
     changing: set[str],
+    renamed: Mapping[str, str],
     *,
     force: bool,
     deleting: bool,
@@ -130,6 +132,7 @@ def _planned_atlases(
             sheet=sheet,
             recorded=recorded,
             changing=changing,
+            renamed=renamed,
             force=force,
             known_output=prepared.store.output_files,
             exports=exports,
@@ -447,7 +450,7 @@ def build_files(
     before = read_made(prepared.project)
     records = dict(before.atlases)
     planned = _planned_atlases(
-        prepared, lock, before, set(), force=force, deleting=deleting, related=related
+        prepared, lock, before, set(), {}, force=force, deleting=deleting, related=related
     )
     for action, seen in planned:
         if action.state is FileState.CONFLICT:

@@ -80,6 +80,7 @@ def plan_atlas(
     sheet: str | None,
     recorded: Mapping[str, Any] | None,
     changing: Collection[str] = (),
+    renamed: Mapping[str, str] = {},
     force: bool = False,
     known_output: Callable[[str], Mapping[str, str]] = lambda key: {},
     exports: Mapping[str, str | None] | None = None,
@@ -89,7 +90,8 @@ def plan_atlas(
 ) -> FileAction:
     """What the atlas needs, from its members in the lock, the sheet's digest on disk
     (`sheet`) and what its frame map recorded; `changing` are images the same apply
-    is about to change. `known_output` gives the files a build wrote for a
+    is about to change, `renamed` those of them that are renamed images, each with the
+    name it had. `known_output` gives the files a build wrote for a
     `record_key` before their renames: a sheet a killed build left is ours (with the
     exports on disk, each of which must be that build's too). `dropped`: the exports
     the last build wrote that the build removes (`derived.dropped_exports`).
@@ -150,8 +152,9 @@ def plan_atlas(
             return act(FileState.WAITING, f"waiting for {some_names(missing)}")
         if recorded is None:
             return act(FileState.BUILD, "new atlas")
-        reason = f"members change: {some_names(moving)}"
-        if (why := _why_rebuilt(atlas, recorded, dropped)) != _A_MEMBER_CHANGED:
+        renames = _member_renames(moving, renamed, recorded.get(_MEMBERS))
+        reason = f"members change: {_moving(moving, renames)}"
+        if (why := _why_rebuilt(atlas, recorded, dropped, renames)) != _A_MEMBER_CHANGED:
             reason += f"; {why}"  # a new export is a new file: the plan names it
         return act(FileState.BUILD, reason)
     if key is None:
@@ -169,10 +172,37 @@ def plan_atlas(
     return act(FileState.NOOP, "up to date")
 
 
-def _why_rebuilt(atlas: AtlasSpec, recorded: Mapping[str, Any], dropped: Collection[str]) -> str:
+def _member_renames(
+    moving: list[str], renamed: Mapping[str, str], before: object
+) -> dict[str, str]:
+    """The members renamed from a member of the last build (as far as its frame map
+    says), new name → old."""
+    renames = {new: renamed[new] for new in moving if new in renamed}
+    if isinstance(before, list):
+        renames = {new: old for new, old in renames.items() if old in before}
+    return renames
+
+
+def _moving(moving: list[str], renames: Mapping[str, str]) -> str:
+    """'hero, hero-cap renamed to hero-hat': the members changing, a renamed one as its
+    rename (its old name's leaving and its new name's joining say nothing more)."""
+    changed = [name for name in moving if name not in renames]
+    said = [some_names(changed)] if changed else []
+    if renames:
+        said.append(some_names([f"{old} renamed to {new}" for new, old in renames.items()]))
+    return "; ".join(said)
+
+
+def _why_rebuilt(
+    atlas: AtlasSpec,
+    recorded: Mapping[str, Any],
+    dropped: Collection[str],
+    renames: Mapping[str, str] = {},
+) -> str:
     """Why an atlas whose members key changed is built again, as far as its record
     (from the frame map: untrusted, shown printable) tells; a record from before
-    `options` were recorded says less."""
+    `options` were recorded says less. `renames`: members renamed (new name → old),
+    said already, not as a member that left and one that joined."""
     before = recorded_exports(recorded)
     gone = [path for path in before if path not in atlas.paths]
     if gone:
@@ -183,7 +213,7 @@ def _why_rebuilt(atlas: AtlasSpec, recorded: Mapping[str, Any], dropped: Collect
     options = recorded.get("options")
     if options is not None and options != options_key(atlas):
         return "its options changed"
-    return _members_changed(atlas, recorded.get(_MEMBERS)) or _A_MEMBER_CHANGED
+    return _members_changed(atlas, recorded.get(_MEMBERS), renames) or _A_MEMBER_CHANGED
 
 
 _A_MEMBER_CHANGED = "a member changed"
@@ -191,14 +221,16 @@ _A_MEMBER_CHANGED = "a member changed"
 _MEMBERS = "members"
 
 
-def _members_changed(atlas: AtlasSpec, before: object) -> str | None:
+def _members_changed(
+    atlas: AtlasSpec, before: object, renames: Mapping[str, str] = {}
+) -> str | None:
     """'item[shield] left; item[axe] joined', from the members the last build's frame
-    map names (untrusted: shown printable, a few by name)."""
+    map names (untrusted: shown printable, a few by name), less those renamed."""
     if not isinstance(before, list):
         return None
     was = {name for name in before if isinstance(name, str)}
-    left = sorted(was - set(atlas.members))
-    joined = [name for name in atlas.members if name not in was]
+    left = sorted(was - set(atlas.members) - set(renames.values()))
+    joined = [name for name in atlas.members if name not in was and name not in renames]
     said = [f"{some_names(left)} left"] if left else []
     said += [f"{some_names(joined)} joined"] if joined else []
     return "; ".join(said) or None

@@ -87,14 +87,39 @@ def test_many_members_are_said_a_few_by_name_wherever_an_atlas_lists_them(projec
     waiting = "waiting for enemy[bat], enemy[ghost], enemy[imp] and 2 more"
     assert waiting in out, out
     assert run_cli("apply").code == 0
-    (root / "images.toml").write_text(
-        SPRITES.replace("images.enemy]", "images.foe]").replace('"enemy[*]"', '"foe[*]"')
-    )
+    (root / "images.toml").write_text(_foes(SPRITES).replace("{kind}.png", "foe-{kind}.png"))
     code, out, err = run_cli("plan")
     assert code == 0, err
     reason = (
         "      members change: foe[slime], foe[bat], foe[ghost] and 3 more; "
         "enemy[bat], enemy[ghost], enemy[imp] and 3 more left; "
         "foe[slime], foe[bat], foe[ghost] and 3 more joined\n"
+    )
+    assert reason in out, out
+
+
+def _foes(manifest: str) -> str:
+    return manifest.replace("images.enemy]", "images.foe]").replace('"enemy[*]"', '"foe[*]"')
+
+
+def test_a_renamed_member_is_said_as_its_rename(project, run_cli):
+    """Before: 'members change: hero, hero-hat; hero-cap left; hero-hat joined', and for
+    six renamed the six new names twice and the six old ones."""
+    root = project({"images.toml": SPRITES})
+    assert run_cli("apply").code == 0
+    hat = SPRITES.replace('"hero-cap"', '"hero-hat"').replace(
+        "[images.hero-cap]", "[images.hero-hat]"
+    )
+    (root / "images.toml").write_text(hat.replace('"a hero knight"', '"a hero knight!"'))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "      members change: hero; hero-cap renamed to hero-hat\n" in out, out
+
+    (root / "images.toml").write_text(_foes(SPRITES))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    reason = (
+        "      members change: enemy[slime] renamed to foe[slime], enemy[bat] renamed to "
+        "foe[bat], enemy[ghost] renamed to foe[ghost] and 3 more\n"
     )
     assert reason in out, out
