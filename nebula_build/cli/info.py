@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import UserError
 from nebula_build.text import escaped_value, made_by_stand_in, printable, shell_option
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from nebula_build.plugin import ModelSupport
 
 
 def cmd_init(ctx: Context) -> int:
@@ -101,16 +106,36 @@ def cmd_models(ctx: Context) -> int:
             break
         else:
             ctx.notice(f"backend {name} needs settings in [backends.{name}] to list its models")
+    sources = {n: p.source for n, p in registry.plugins.items() if not p.builtin}
     if ctx.args.json:
-        data = {b: {m: sorted(s.params) for m, s in t.items()} for b, t in tables.items()}
-        ctx.print_json(data)
+        ctx.print_json(_models_json(tables, sources))
         return ExitCode.OK
     broken = {} if ctx.args.backend else {b.name: b.problem for b in ctx.left_out}
     if broken:  # a row of its own says it: no warning besides
         ctx.left_out = []
-    sources = {n: p.source for n, p in registry.plugins.items() if not p.builtin}
     ctx.print(models_text(tables, ctx.style, broken, sources))
     return ExitCode.OK
+
+
+#: the key of `models --json` that holds what is said of each backend besides its
+#: models' parameters: added beside the backends, so readers of the earlier shape
+#: still find every backend where it was (a reader that walks every key skips `_`)
+ABOUT_KEY = "_backends"
+
+
+def _models_json(
+    tables: Mapping[str, Mapping[str, ModelSupport]], sources: Mapping[str, str]
+) -> dict[str, object]:
+    """`{backend: {model: [parameters]}}` as it always was, and under `ABOUT_KEY` each
+    backend's distribution (None for a built-in) and its models' labels (declared ones)."""
+    data: dict[str, object] = {
+        b: {m: sorted(s.params) for m, s in t.items()} for b, t in tables.items()
+    }
+    data[ABOUT_KEY] = {
+        b: {"distribution": sources.get(b), "labels": {m: s.label for m, s in t.items() if s.label}}
+        for b, t in tables.items()
+    }
+    return data
 
 
 def _project_backend_settings(ctx: Context) -> dict[str, dict[str, object]]:
