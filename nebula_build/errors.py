@@ -101,6 +101,16 @@ class UnsafePathError(UserError):
     """A path would leave the project, touch the tool's own state, or is not a plain file."""
 
 
+class TooLargeError(UnsafePathError):
+    """A file holds more bytes than its reader takes: refused from its size, read no
+    further than one byte past the limit. `.size`: what its stat said (None: it grew
+    past the limit while being read)."""
+
+    def __init__(self, message: str, size: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 class StateWriteError(UserError):
     """A file could not be written (disk full, permissions); names the path."""
 

@@ -122,7 +122,7 @@ def resolve_edit(
     backend_override: str | None = None,
     can_encode: CanEncode = lambda fmt: True,
     input_size: InputSize = lambda path: None,
-    read_input: ReadInput = lambda path: None,
+    read_input: ReadInput = lambda path, limit: None,
     owners: Mapping[str, str] | None = None,
     takers: Mapping[str, frozenset[str]] | None = None,
 ) -> Rebuilt | None:

@@ -95,7 +95,9 @@ DigestOf = Callable[[str], "str | None"]
 #: an input image's width and height from its header, what is wrong with it as an
 #: image, or None where it is not known (the core reads no file)
 InputSize = Callable[[str], "tuple[int, int] | str | None"]
-ReadInput = Callable[[str], "bytes | None"]
+#: the bytes of an input file read only up to a limit (a palette), None where it cannot
+#: be read; TooLargeError past the limit, from the file's size before it is read
+ReadInput = Callable[[str, int], "bytes | None"]
 #: whether this machine can encode an output format (AVIF needs a recent Pillow)
 CanEncode = Callable[[str], bool]
 
@@ -1099,7 +1101,7 @@ def resolve(
     backend_override: str | None = None,
     can_encode: CanEncode = lambda fmt: True,
     input_size: InputSize = lambda path: None,
-    read_input: ReadInput = lambda path: None,
+    read_input: ReadInput = lambda path, limit: None,
     data: DataFiles | None = None,
 ) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together.

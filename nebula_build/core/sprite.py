@@ -81,10 +81,7 @@ def palette_colours(data: bytes, path: str) -> tuple[str, ...]:
     blank lines and `;` comments skipped). ValueError naming the file and line, never
     quoting the file's content (a palette may be a link to a file that holds secrets)."""
     if len(data) > MAX_PALETTE_BYTES:
-        raise ValueError(
-            f"{path}: a palette file is at most {MAX_PALETTE_BYTES // 1024} KiB "
-            f"(this one is {len(data):,} bytes)"
-        )
+        raise ValueError(palette_too_large(path, len(data)))
     colours: list[str] = []
     for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
         value = line.split(";")[0].strip().removeprefix("#")
@@ -98,6 +95,13 @@ def palette_colours(data: bytes, path: str) -> tuple[str, ...]:
     if not colours:
         raise ValueError(f"{path}: a palette has 1-{MAX_PALETTE} colours (found none)")
     return tuple(colours)
+
+
+def palette_too_large(path: str, size: int | None) -> str:
+    """Why a palette file of `size` bytes (None: more than the limit, grown while being
+    read) is refused."""
+    this = "more" if size is None else f"{size:,} bytes"
+    return f"{path}: a palette file is at most {MAX_PALETTE_BYTES // 1024} KiB (this one is {this})"
 
 
 def choose_key(prompt: str) -> str:

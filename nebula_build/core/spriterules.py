@@ -18,6 +18,7 @@ from nebula_build.core.sprite import (
     DEFAULT_SOFTNESS,
     EXTRUDE_FIRST_STEP,
     MAX_PALETTE,
+    MAX_PALETTE_BYTES,
     PALETTE_SUFFIX,
     PALETTES,
     STEPS,
@@ -27,10 +28,11 @@ from nebula_build.core.sprite import (
     matrix_values,
     pairs,
     palette_colours,
+    palette_too_large,
     rows_matrix_values,
 )
 from nebula_build.core.written import Read
-from nebula_build.errors import UnsafePathError, did_you_mean
+from nebula_build.errors import TooLargeError, UnsafePathError, did_you_mean
 from nebula_build.text import printable
 
 
@@ -42,8 +44,9 @@ class SpriteRules:
     digest_of: Callable[[str], str | None]
     #: the files the manifest reads, never written (`core.written`)
     reads: list[Read]
-    #: an input file's bytes (read once with its digest), None when it cannot be read
-    read_input: Callable[[str], bytes | None]
+    #: an input file's bytes up to a limit (read once with its digest), None when it
+    #: cannot be read; TooLargeError past the limit, checked from its size first
+    read_input: Callable[[str, int], bytes | None]
 
     def fail(self, loc: tuple[str | int, ...], message: str) -> None:
         raise NotImplementedError
@@ -152,15 +155,18 @@ class SpriteRules:
         path = self.check_path(loc, value, "a palette")
         if path is None:
             return
-        try:
+        try:  # before its digest: a file larger than a palette is never read whole
+            data = self.read_input(path, MAX_PALETTE_BYTES)
             digest = self.digest_of(path)
-        except UnsafePathError as refused:  # there, but a FIFO, a link out, too large…
+        except TooLargeError as large:
+            self.fail(loc, palette_too_large(path, large.size))
+            return
+        except UnsafePathError as refused:  # there, but a FIFO, a link out…
             self.fail(loc, str(refused))
             return
         if digest is None:
             self.fail(loc, f"file not found: {path}")
             return
-        data = self.read_input(path)
         if data is not None:  # a reader that cannot read leaves it to apply
             try:
                 palette_colours(data, path)

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from nebula_build.core.plan import LINK_IN_THE_WAY, Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
-from nebula_build.core.sprite import palette_colours
+from nebula_build.core.sprite import MAX_PALETTE_BYTES, palette_colours, palette_too_large
 from nebula_build.engine.history import history_after
 from nebula_build.engine.remotecache import restore_remote, upload
 from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
@@ -51,6 +51,7 @@ from nebula_build.errors import (
     SkippedError,
     StateWriteError,
     SupersededError,
+    TooLargeError,
     UserError,
 )
 from nebula_build.fsutil import read_regular, sha256_bytes
@@ -855,9 +856,13 @@ class Applier:
 
     def _palette(self, path: str) -> tuple[str, ...]:
         try:
-            return palette_colours(self.inputs.data(path), path)
-        except FileNotFoundError:
-            raise UserError(f"palette file not found: {path}") from None
+            data = self.inputs.read_small(path, MAX_PALETTE_BYTES)
+        except TooLargeError as large:
+            raise UserError(palette_too_large(path, large.size)) from None
+        if data is None:
+            raise UserError(f"palette file not found: {path}")
+        try:
+            return palette_colours(data, path)
         except ValueError as exc:
             raise UserError(str(exc)) from None
 

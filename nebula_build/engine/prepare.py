@@ -166,7 +166,7 @@ def prepare(
             backend_override=backend,
             can_encode=pillow_writes,
             input_size=headers.size,
-            read_input=headers.read,
+            read_input=headers.read_small,
             data=data,
         )
         speccache.save(project, key, resolved, used | data.digests)
@@ -231,7 +231,7 @@ def _edited(
         backend_override=previous.backend,
         can_encode=pillow_writes,
         input_size=headers.size,
-        read_input=headers.read,
+        read_input=headers.read_small,
         owners=previous.owners,
         takers=previous.takers,
     )

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from nebula_build.errors import UnsafePathError
+from nebula_build.errors import TooLargeError, UnsafePathError
 from nebula_build.fsutil import TEMP_MARKER
 from nebula_build.text import file_key, human_size
 
@@ -321,13 +321,25 @@ class Guard:
 
     def read(self, relative: str, *, what: str = "input", limit: int | None = None) -> bytes:
         """The bytes of a regular file (never a FIFO or a device, never through a
-        link that leaves the project). Raises FileNotFoundError if it is missing."""
+        link that leaves the project). Raises FileNotFoundError if it is missing, and
+        TooLargeError past `limit`: from its size, before it is read, or once a byte
+        past it is read (it grew meanwhile)."""
         with self._opened(relative, what=what) as (handle, info):
-            if limit is not None and info.st_size > limit:
-                raise UnsafePathError(
-                    f"{what} {relative!r} is {info.st_size} bytes, over the {limit} limit"
+            if limit is None:
+                return handle.read()
+            if info.st_size > limit:
+                raise TooLargeError(
+                    f"{what} {relative!r} is {info.st_size} bytes, over the {limit} limit",
+                    info.st_size,
                 )
-            return handle.read()
+            # what the file holds, not the limit: a read allocates what it asks for
+            wanted = info.st_size + 1
+            data = handle.read(wanted)
+            if len(data) == wanted <= limit:  # it grew since fstat
+                data += handle.read(limit + 1 - wanted)
+            if len(data) > limit:
+                raise TooLargeError(f"{what} {relative!r} grew over the {limit} limit")
+            return data
 
     @contextlib.contextmanager
     def _opened(self, relative: str, *, what: str) -> Iterator[tuple[BinaryIO, os.stat_result]]:

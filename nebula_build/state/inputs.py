@@ -7,6 +7,7 @@ wrong key. Every read goes through the guard: a regular file inside the project.
 
 from __future__ import annotations
 
+from nebula_build.errors import TooLargeError, UnsafePathError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.imaging import ImageError, examine
 from nebula_build.state.guard import Guard
@@ -32,6 +33,23 @@ class InputSnapshot:
                 self._data[relative] = self.guard.read(relative, limit=MAX_INPUT_BYTES)
             except OSError:
                 self._data[relative] = None
+        return self._data[relative]
+
+    def read_small(self, relative: str, limit: int) -> bytes | None:
+        """The bytes of an input a reader takes only up to `limit` (a palette), None when
+        it cannot be read; TooLargeError past `limit`, from its size first, so a larger
+        file is never read whole. What it reads is the whole file: kept, as `read` keeps it."""
+        if relative in self._data:
+            kept = self._data[relative]
+            if kept is not None and len(kept) > limit:
+                raise TooLargeError(f"input {relative!r} is over the {limit} limit", len(kept))
+            return kept
+        try:
+            self._data[relative] = self.guard.read(relative, limit=limit)
+        except TooLargeError:
+            raise
+        except (OSError, UnsafePathError):
+            return None
         return self._data[relative]
 
     def size(self, relative: str) -> tuple[int, int] | str | None:

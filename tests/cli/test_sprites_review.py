@@ -4,6 +4,7 @@ for, bounded sprite options, and exports and checks that describe the delivered 
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 from PIL import Image
@@ -51,6 +52,31 @@ def test_a_huge_palette_file_is_refused_by_its_size(project, run_cli):
     code, _, err = run_cli("validate")
     assert code == 1
     assert "images.potion.palette: palettes/p.hex: a palette file is at most 64 KiB" in err
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "apply"])
+def test_a_palette_file_larger_than_a_palette_is_refused_before_it_is_read(
+    project, run_cli, command
+):
+    """A 64 MiB file (up to 256 MiB) was read whole, and hashed, before its 64 KiB limit
+    was checked; its size refuses it now, with the same error, reading none of it."""
+    root = project({"images.toml": manifest(palette="palettes/p.hex")})
+    (root / "palettes").mkdir()
+    with (root / "palettes" / "p.hex").open("wb") as sparse:
+        sparse.truncate(64 << 20)
+    tracemalloc.start()
+    try:
+        code, out, err = run_cli(command)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 1
+    assert err.splitlines()[0].endswith(
+        "images.potion.palette: palettes/p.hex: a palette file is at most 64 KiB "
+        "(this one is 67,108,864 bytes)"
+    )
+    assert "Traceback" not in err
+    assert peak < 16 << 20
 
 
 def test_a_valid_palette_still_works_and_the_no_op_plan_stays_fast(project, run_cli):
