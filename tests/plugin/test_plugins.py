@@ -224,6 +224,11 @@ def test_the_documented_example_plugin_installs_with_pip_and_runs(tmp_path, proj
     assert again.returncode == 0 and "No changes" in again.stdout
     listed = cli("models", "--backend", "solid")
     assert "solid/flat" in listed.stdout
+    # the heading the guide quotes beside its `models` command is the one shown
+    quoted = re.search(r'under "(backend solid \(.*?\))"', guide)
+    assert quoted is not None and f"\n{quoted[1]}\n" in f"\n{listed.stdout}"
+    described = json.loads(cli("models", "--backend", "solid", "--json").stdout)
+    assert described["_backends"]["solid"]["distribution"] in guide
     wrong = (root / "images.toml").read_text().replace("border = 4", "boarder = 4")
     (root / "images.toml").write_text(wrong)
     refused = cli("validate")
