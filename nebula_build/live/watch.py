@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import math
 import os
 import traceback
@@ -62,6 +63,8 @@ SETTLE_S = 0.3
 #: and before a round removes what the manifest dropped, or says its error (a newer
 #: change within them: the round read part of a save, and stops without a word)
 WHOLE_S = 1.0
+#: a watched file larger than this is compared by its stat, not by its bytes
+HASH_LIMIT = 16 << 20
 
 
 @dataclass
@@ -126,6 +129,17 @@ class Watcher:
         #: each watched file's stat as the rounds read it: a save no event reported
         #: (made before the files were watched, or while they were armed again) differs
         self._as_read: dict[Path, _Stat | None] = {}
+        #: each watched file's content (`_content`) as the latest round read it: a save
+        #: that leaves it so starts no round (an autosave, `touch`, the same bytes again)
+        self._read: dict[Path, str | None] = {}
+        #: watched files saved with other content since the latest round started
+        self._heard: set[Path] = set()
+        #: the contents and the load the latest round that was said left: saves undone
+        #: before the next round starts (edited, then reverted) start none
+        self._said_read: dict[Path, str | None] = {}
+        self._said_load: Loaded | _NotLoaded | None = _NOT_LOADED
+        #: whether what is waiting for a round is only saves of watched files
+        self._saves_only = False
         #: (folder, the pattern below it) of each set of posts: a post added there counts
         self._globs: set[tuple[Path, str]] = set()
         #: every folder those patterns walked: each is watched, so a post added to any
@@ -289,6 +303,8 @@ class Watcher:
                 while True:
                     await _changed(dirty, consumer)
                     dirty.clear()
+                    if self._saves_undone():
+                        continue
                     async with self._busy:
                         await self._hold_project_lock()
                         report = await self.round(once=once)
@@ -335,14 +351,56 @@ class Watcher:
 
     async def _consume(self, changes: Changes, dirty: asyncio.Event) -> None:
         """Mark every change; an error watching the files ends watch (`_changed`)."""
-        async for paths in changes:
-            self._reading(paths & self._as_read.keys())
+        async for heard in changes:
+            self._reading(heard & self._as_read.keys())
+            paths = self._without_same_content(heard)
             if not self._starts_a_round(paths):
                 continue  # only files the images write: checked by the next round
+            self._saves_only = (self._saves_only or not dirty.is_set()) and paths <= self._paths
             self._last_change = asyncio.get_running_loop().time()
             if self._canceller is None or self._canceller.done():
                 self._canceller = asyncio.create_task(self._cancel_once_settled())
             dirty.set()
+
+    def _without_same_content(self, paths: set[Path]) -> set[Path]:
+        """`paths` less the watched files that hold what the latest round read (saved
+        with the same bytes, touched, deleted and made again alike)."""
+        same = set()
+        for path in paths & self._paths:
+            if path in self._read and _content(path) == self._read[path]:
+                same.add(path)
+            else:
+                self._heard.add(path)
+        return paths - same
+
+    def _saves_undone(self) -> bool:
+        """Whether what waits for a round is only saves that each left its file as the
+        latest round that was said read it (a change then its revert, a file deleted
+        then made again the same), and that round left nothing undone (an image a
+        newer save cancelled): no round, and nothing said."""
+        if not self._saves_only or self._loaded is not self._said_load or self._recheck:
+            return False
+        said = self._said_read
+        if any(path not in said or _content(path) != said[path] for path in self._heard):
+            return False
+        self._read.update((path, said[path]) for path in self._heard)
+        self._heard.clear()
+        return True
+
+    def _reading_contents(self) -> None:
+        """A round is about to read the watched files: their contents now are the ones
+        later saves are compared with (taken before it reads: a save meanwhile is seen
+        as a change, never lost as one it read)."""
+        for path in self._paths:
+            if path in self._heard or path not in self._read:
+                self._read[path] = _content(path)
+        self._heard.clear()
+
+    def _mark_dirty(self) -> None:
+        """Start a round for something other than a save of a watched file."""
+        if self._dirty is not None:
+            self._saves_only = False
+            self._dirty.set()
 
     async def _settled(self) -> None:
         """Wait until no change has come for `SETTLE_S`."""
@@ -445,8 +503,8 @@ class Watcher:
         changed = any(self._differs(path, owner) for path, owner in suspects.items())
         derived, self._derived_suspects = self._derived_suspects, set()
         changed |= any(self._derived_changed_meanwhile(path) for path in derived)
-        if changed and self._dirty is not None:
-            self._dirty.set()
+        if changed:
+            self._mark_dirty()
 
     def _derived_changed_meanwhile(self, relative: str) -> bool:
         """Whether a file made from the images, changed while a round or pick ran, is
@@ -503,6 +561,7 @@ class Watcher:
         if previous is not None and self._recheck:
             previous = dataclasses.replace(previous, recheck=frozenset(self._recheck))
         self._planning = _NOT_LOADED
+        self._reading_contents()
         unchanged = self._no_newer_save(self._last_change)
         try:
             result = await apply_round(
@@ -628,8 +687,8 @@ class Watcher:
             self._check_suspects()
         if problem is not None:
             raise UserError(f"{name}: draw {index} could not be made the output: {problem}")
-        if chosen.takers and self._dirty is not None:
-            self._dirty.set()  # they take its output: the next round makes them again
+        if chosen.takers:
+            self._mark_dirty()  # they take its output: the next round makes them again
         return message
 
     def _whole_plan(self, result: RoundResult) -> Plan:
@@ -723,15 +782,17 @@ class Watcher:
         paths |= {root / path for spec in touched if (path := spec.palette_file)}
         if only is not None:
             self._reading(paths - self._paths)
+            self._read_now(paths - self._paths)
             self._paths |= paths
             return
-        self._paths = {self.project.manifest_path} | paths
+        before, self._paths = self._paths, {self.project.manifest_path} | paths
         self._paths |= {root / path for path in prepared.resolved.data_files}
         walked = prepared.resolved.data_globs
         self._globs = {(root / folder, pattern) for folder, pattern, _ in walked}
         self._post_folders = {root / folder for folder in prepared.data_folders}
         for name, plugin in prepared.resolved.backends.items():
             self._paths |= set(plugin.watched_files(prepared.resolved.settings[name], root))
+        self._read_now(self._paths - before)
         self._as_read = {}
         self._reading(self._paths)
 
@@ -760,6 +821,7 @@ class Watcher:
             for source in found:
                 if source.pattern is None:
                     self._reading({root / source.path} - self._paths)
+                    self._read_now({root / source.path} - self._paths)
                     self._paths.add(root / source.path)
                 else:
                     self._globs.add((root / source.path, source.pattern))
@@ -767,6 +829,10 @@ class Watcher:
                     with contextlib.suppress(NebulaBuildError, OSError):
                         reader.matching(source.path, source.pattern)
         self._post_folders |= {root / walked for walked in reader.folders}
+
+    def _read_now(self, paths: Collection[Path]) -> None:
+        """Files watched from now on, which the round has just read: their contents."""
+        self._read.update((path, _content(path)) for path in paths)
 
     def _started(self, applier: Applier) -> None:
         self._applier = applier
@@ -838,6 +904,8 @@ class Watcher:
             self._say(self.style(f"round {report.number}: ", "bold") + backed_up)
 
     def _publish(self, report: Round) -> Round:
+        self._said_read = dict(self._read)
+        self._said_load = self._loaded
         if self.on_round is not None:
             self.on_round(report)
         return report
@@ -1072,6 +1140,19 @@ def _stat(path: Path) -> _Stat | None:
     except OSError:
         return None
     return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+def _content(path: Path) -> str | None:
+    """What the file at `path` holds: the sha256 of its bytes, or its stat where it is
+    larger than `HASH_LIMIT`; None where there is none to read."""
+    try:
+        found = path.stat()
+        if found.st_size > HASH_LIMIT:
+            return f"stat {found.st_ino} {found.st_size} {found.st_mtime_ns}"
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
 import shutil
@@ -45,6 +46,11 @@ def test_rounds_follow_edits_and_survive_a_broken_manifest(project, fake_site, t
             manifest.write_text(fake_manifest(log, images) + "[images.c\n")  # half-typed
             await script.queue.put({manifest})
             assert (await script.next_round()).error
+            await script.queue.put({manifest})  # saved again alike: no round
+            with contextlib.suppress(TimeoutError):
+                await script.next_round(timeout=1.5)
+            assert len(script.rounds) == 3
+            manifest.write_text(fake_manifest(log, images) + "[images.c\n# more\n")
             await script.queue.put({manifest})  # saved again, still broken
             assert (await script.next_round()).error
             assert out.getvalue().count("invalid TOML") == 1  # said once, not per save
