@@ -272,6 +272,18 @@ def render(
         keys=_keys(live=live) if reviewing else "",
         review_script=REVIEW_SCRIPT if reviewing else "",
         error=_error_banner(error_lines, round_number, cards_round) if error_lines else "",
+        live_dot=_live_dot(round_number if error_lines else None),
+    )
+
+
+def _live_dot(failed_round: int | None) -> str:
+    """Watch's state beside the title: live, or live with its latest round failed."""
+    if failed_round is None:
+        return '<span class="live-dot" title="watch is running">● live</span>'
+    return (
+        f'<span class="live-dot failed" title="round {failed_round:,} stopped on the error '
+        f'shown above the cards; the next save starts another">● round {failed_round:,} '
+        "failed</span>"
     )
 
 

@@ -317,6 +317,7 @@ PAGE = """<!doctype html>
   .live-dot, .reconnecting-dot {{ display: none; color: var(--ok); }}
   body.live:not(.reconnecting) .live-dot {{ display: inline; }}
   body.live.reconnecting .reconnecting-dot {{ display: inline; color: var(--dim); }}
+  .live-dot.failed {{ color: var(--failed); }}
   main {{ display: grid; gap: 18px; padding: 24px;
          grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); }}
   .card {{ background: var(--card); border: 1px solid var(--line); border-radius: 12px;
@@ -359,7 +360,7 @@ PAGE = """<!doctype html>
   <h1>{title}</h1>
   <input id="filter" type="search" placeholder="Filter by name or prompt" autocomplete="off">
   {summary}
-  <span class="live-dot">● live</span>
+  {live_dot}
   <span class="reconnecting-dot" title="watch is not answering: the page updates once it does"
     >○ reconnecting…</span>
   {keys}

@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,9 @@ output = "img/logo.png"
 
 #: the banner's element (its class is in the page's style either way)
 BANNER = 'id="round-error"'
+
+#: the indicator beside the title, while the latest round went well
+LIVE_DOT = '<span class="live-dot" title="watch is running">● live</span>'
 
 #: an unknown key whose name is markup: the page shows it as text
 MARKUP_KEY = '"<img src=x onerror=alert(1)>" = 1\n'
@@ -102,7 +106,7 @@ def test_a_broken_manifest_shows_its_error_above_the_cards_until_fixed(project):
     manifest = root / "images.toml"
     with _serving(root) as (url, said):
         good = _wait_for_page(url, "up to date")
-        assert BANNER not in good
+        assert BANNER not in good and LIVE_DOT in good
         assert len(page_cards(good)) == 2
 
         manifest.write_text(SITE + "[images.broken\n")
@@ -114,6 +118,8 @@ def test_a_broken_manifest_shows_its_error_above_the_cards_until_fixed(project):
         assert [c["name"] for c in page_cards(broken)] == ["hero", "logo"]
         assert all(c["status"] == "ok" for c in page_cards(broken))
         assert 'data-round="2"' in broken  # a new round: an open page reloads
+        assert LIVE_DOT not in broken
+        assert '<span class="live-dot failed"' in broken and "● round 2 failed</span>" in broken
 
         manifest.write_text(SITE.replace("[images.logo]\n", "[images.logo]\n" + MARKUP_KEY))
         escaped = _wait_for_page(url, "round 3: error")
@@ -130,6 +136,7 @@ def test_a_broken_manifest_shows_its_error_above_the_cards_until_fixed(project):
         manifest.write_text(SITE.replace("a fox logo", "a fox logo, flat"))
         fixed = _wait_for_page(url, "a fox logo, flat", absent=BANNER)
         assert 'data-round="5"' in fixed
+        assert LIVE_DOT in fixed and "live-dot failed" not in fixed
         assert [c["status"] for c in page_cards(fixed)] == ["ok", "ok"]
     assert "round 2: error: images.toml:15:15:" in said[0]
 
@@ -163,9 +170,18 @@ def test_an_open_page_shows_the_error_then_the_fixed_round_in_chromium(project, 
         page.goto(url)
         assert "invalid TOML" in page.inner_text("#round-error")
         assert page.locator(".empty").count() == 0  # not "No images declared."
+        assert page.inner_text(".live-dot") == "● round 1 failed"
+        assert _color(page, ".live-dot") == _color(page, ".round-error b")  # red, not green
         page.screenshot(path=str(tmp_path / "broken.png"))
 
         (root / "images.toml").write_text(SITE)
         page.wait_for_function("document.querySelectorAll('.card').length === 2", timeout=20000)
         assert page.locator("#round-error").count() == 0
+        assert page.inner_text(".live-dot") == "● live"
+        assert _color(page, ".live-dot") == _color(page, ".status.ok")
+        page.screenshot(path=str(tmp_path / "fixed.png"))
         browser.close()
+
+
+def _color(page: Any, selector: str) -> str:
+    return str(page.eval_on_selector(selector, "e => getComputedStyle(e).color"))
