@@ -18,6 +18,7 @@ import functools
 import hashlib
 import math
 import os
+import stat
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -773,16 +774,18 @@ class Watcher:
         else:
             self._output_folders |= {(root / path).parent for s in touched for path in s.paths}
         self._output_folders |= {(root / path).parent for path in derived}
-        paths = {
-            root / path
+        inputs = {
+            root / path: digest
             for spec in touched
             for path, digest in ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
             if path and digest and not digest.startswith("@")  # not another image's output
         }
+        self._read.update(inputs)  # as the round read them: no input is read again
+        paths = set(inputs)
         paths |= {root / path for spec in touched if (path := spec.palette_file)}
         if only is not None:
             self._reading(paths - self._paths)
-            self._read_now(paths - self._paths)
+            self._read_now(paths - self._paths - inputs.keys())
             self._paths |= paths
             return
         before, self._paths = self._paths, {self.project.manifest_path} | paths
@@ -792,7 +795,7 @@ class Watcher:
         self._post_folders = {root / folder for folder in prepared.data_folders}
         for name, plugin in prepared.resolved.backends.items():
             self._paths |= set(plugin.watched_files(prepared.resolved.settings[name], root))
-        self._read_now(self._paths - before)
+        self._read_now(self._paths - before - inputs.keys())
         self._as_read = {}
         self._reading(self._paths)
 
@@ -1145,11 +1148,11 @@ def _stat(path: Path) -> _Stat | None:
 def _content(path: Path) -> str | None:
     """What the file at `path` holds: the sha256 of its bytes, or its stat where it is
     larger than `HASH_LIMIT`; None where there is none to read."""
-    try:
-        found = path.stat()
-        if found.st_size > HASH_LIMIT:
-            return f"stat {found.st_ino} {found.st_size} {found.st_mtime_ns}"
-        with path.open("rb") as file:
+    try:  # never blocked by a FIFO, nor read from one
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            found = os.fstat(file.fileno())
+            if found.st_size > HASH_LIMIT or not stat.S_ISREG(found.st_mode):
+                return f"stat {found.st_mode} {found.st_ino} {found.st_size} {found.st_mtime_ns}"
             return hashlib.file_digest(file, "sha256").hexdigest()
     except OSError:
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import time
 
@@ -123,3 +124,53 @@ def test_a_revert_is_compared_with_what_the_last_round_read(project, fake_site, 
 
     asyncio.run(scenario())
     assert generation_log(log) == ["a", "a"]
+
+
+def png(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_an_input_saved_again_alike_starts_no_round_and_a_fifo_in_its_place_hangs_nothing(
+    project, fake_site, tmp_path
+):
+    """An input is compared with the digest its spec holds (never read again to know
+    it); a FIFO put in its place is told apart without opening it for a blocking read."""
+    log = tmp_path / "gen.log"
+    cap = {
+        "model": "black-forest-labs/FLUX.1-Fill-dev",
+        "prompt": "a cap",
+        "image": "refs/base.png",
+        "mask": "refs/mask.png",
+        "output": "cap.png",
+    }
+    root = project(
+        {
+            "images.toml": fake_manifest(log, {"cap": cap}),
+            "refs/base.png": png((10, 20, 30)),
+            "refs/mask.png": png((255, 255, 255)),
+        }
+    )
+    base = root / "refs/base.png"
+
+    async def scenario() -> None:
+        async with running_watch(root) as (script, out, watcher):
+            await script.next_round()
+            base.write_bytes(png((10, 20, 30)))
+            os.utime(root / "refs/mask.png")
+            await script.queue.put({base, root / "refs/mask.png"})
+            with contextlib.suppress(TimeoutError):
+                await script.next_round(timeout=2.0)
+            assert len(script.rounds) == 1, [(r.number, r.error) for r in script.rounds]
+
+            base.unlink()
+            os.mkfifo(base)
+            await script.queue.put({base})
+            refused = await asyncio.wait_for(script.next_round(), timeout=15)
+            assert refused.number == 2 and refused.error, refused
+
+    asyncio.run(scenario())
+    assert generation_log(log) == ["cap"]
