@@ -47,11 +47,12 @@ def _idle_conflicts(ctx: Context, prepared: Prepared) -> list[str]:
     `[backends]` tables come from the text outside the image tables where it can be
     cut safely (the spec cache spared the whole parse); else from the whole parse."""
     from nebula_build.core import chunks
-    from nebula_build.core.manifest import load
+    from nebula_build.core.manifest import load, read_bytes
     from nebula_build.core.resolve import idle_conflicts
 
     project = prepared.project
-    text = project.manifest_path.read_text(encoding="utf-8-sig", errors="replace")
+    data = read_bytes(project.manifest_path, project.display_manifest)  # bounded, no FIFO
+    text = data.decode("utf-8-sig", errors="replace")
     cut = chunks.cut(text)
     rest = chunks.parse_rest(cut.rest) if cut is not None else None
     manifest = None
