@@ -755,8 +755,9 @@ def status_failed(plan: Plan, failures: Mapping[str, str]) -> dict[str, str]:
 
 def status_summary(plan: Plan, failed: Mapping[str, str]) -> str:
     """'Status: 3 images (2 up to date, 1 pending), 1 atlas waiting; 1 image failed in
-    the last apply.'"""
-    images = [a for a in plan.actions if a.kind is not ActionKind.DRAW]
+    the last apply.' Images as the plan counts them: a renamed image once, by its new
+    name (its old name's row says the rename, and is not counted again)."""
+    images = [a for a in plan.actions if a.kind is not ActionKind.DRAW and a.renamed_to is None]
     parts = [_counted(plural(len(images), "image"), [a.kind.value for a in images])]
     if draws := sum(1 for a in plan.actions if a.kind is ActionKind.DRAW):
         parts.append(f"{plural(draws, 'candidate draw')} to make")

@@ -254,7 +254,7 @@ def test_a_failed_rename_is_counted_once_as_the_plan_counts_it(project, run_cli)
         else:
             assert ": 0 done (0 generated), 1 failed." in out, out
         code, out, err = run_cli("status")
-        assert "; 1 image failed in the last apply." in out, out + err
+        assert "Status: 1 image in conflict; 1 image failed in the last apply." in out, out + err
         for leftover in (root / "images.lock", root / ".nebula-build", root / "o"):
             _remove(leftover)
 
@@ -268,6 +268,8 @@ def test_a_renamed_row_declaration_is_counted_once_as_the_plan_counts_it(project
         assert run_cli("apply").code == 0
         _edit(root, "[images.mob]", "[images.monster]")
         assert "Plan: 0 to generate, 3 renamed, 0 to delete." in run_cli("plan").out
+
+        assert "Status: 3 images pending." in run_cli("status").out
 
         code, out, err = run_cli(*command)
         assert code == 0, err
