@@ -32,6 +32,8 @@ KnownOutput = Callable[[str], Mapping[str, str]]
 WroteBefore = Callable[[str, str], bool]
 #: the image other than the one named whose output a path is (see `_holder`), or None
 HeldBy = Callable[[str, str], "str | None"]
+#: the spec of the image other than the one named that declares a path, or None
+DeclaredBy = Callable[[str, str], "AssetSpec | None"]
 #: the other image whose file the lock records a path's digest as (see `_recorder`)
 RecordedFor = Callable[[str, str, str], "str | None"]
 #: the output options an output key was recorded with, where known
@@ -364,6 +366,8 @@ class _Context:
     entries: Mapping[str, LockEntry] = field(default_factory=dict)
     #: the images new to the lock that take over the output of one no longer declared
     renamed: Mapping[str, str] = field(default_factory=dict)
+    #: the image other than the one named that declares a path, whatever it holds
+    declared_by: DeclaredBy = lambda path, image: None
 
     def why_it_stays(self, path: str, digest: str, entry: LockEntry) -> str | None:
         """Why a file the lock records for `entry`, holding what it records, is not
@@ -410,19 +414,30 @@ def _recorder(lock: Mapping[str, LockEntry]) -> RecordedFor:
     return recorded_for
 
 
-def _holder(
-    specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry], digest_of: DigestOf
-) -> HeldBy:
+def _declarer(specs: Mapping[str, AssetSpec]) -> DeclaredBy:
+    """Which other image declares a path as one of its files. The file there is that
+    image's to write over, take as it is or refuse: no other image's action removes it
+    (names swapped, one image would take in place the very file the other removes)."""
+    declared: dict[str, AssetSpec] = {}
+
+    def declared_by(path: str, image: str) -> AssetSpec | None:
+        if not declared:  # asked only for a file an image leaves: most plans never do
+            declared.update((p, spec) for spec in specs.values() for p in spec.paths)
+        other = declared.get(path)
+        return other if other is not None and other.name != image else None
+
+    return declared_by
+
+
+def _holder(lock: Mapping[str, LockEntry], digest_of: DigestOf, declared_by: DeclaredBy) -> HeldBy:
     """Which other image a path is the output of: one that declares it and whose own
     lock entry records what the file holds. A lock (a pull request's, a merge's side)
     may record another image's file as an image's own: apply must not take it."""
-    declared: dict[str, str] = {}
 
     def held_by(path: str, image: str) -> str | None:
-        if not declared:  # asked only for a file an image leaves: most plans never do
-            declared.update((p, name) for name, spec in specs.items() for p in spec.paths)
-        other = declared.get(path)
-        entry = lock.get(other) if other is not None and other != image else None
+        declarer = declared_by(path, image)
+        other = declarer.name if declarer is not None else None
+        entry = lock.get(other) if other is not None else None
         if entry is None:
             return None
         current = digest_of(path)
@@ -530,6 +545,13 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
             if cached():
                 return act(ActionKind.RESTORE, why)
             return act(ActionKind.REGENERATE, why + NOT_CACHED)
+        if (taker := ctx.declared_by(moved, spec.name)) is not None and ctx.known_output(
+            taker.output_key
+        ).get(moved) == ctx.digest_of(moved):
+            # the file already holds the other image's output, which takes it as it is
+            return act(
+                ActionKind.MOVE, f"output copied from {moved}, now {taker.name}'s", keep_file=True
+            )
         if ctx.digest_of(moved) == entry.digest and (
             stays := ctx.why_it_stays(moved, entry.digest, entry)
         ):
@@ -884,7 +906,7 @@ def make_plan(
         left,
         output_params,
         wrote_before,
-        _holder(specs, lock, digest_of),
+        _holder(lock, digest_of, declared := _declarer(specs)),
         _recorder(lock),
         _by_digest(left),
         vouched,
@@ -892,6 +914,7 @@ def make_plan(
         elsewhere,
         lock,
         renames(specs, lock),
+        declared,
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [
@@ -1023,7 +1046,7 @@ def _with_removals(action: Action, ctx: _Context) -> Action:
         for path, digest in files.items()
         if path not in keep
         and ctx.digest_of(path) == digest
-        and ctx.held_by(path, action.image) is None
+        and ctx.declared_by(path, action.image) is None
     ]
     if not left:
         return action

@@ -296,3 +296,45 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+TWO = {"a": {**MOB, "output": "o/a.png", "seed": 1}, "b": {**MOB, "prompt": "two", "seed": 2}}
+
+
+def test_swapped_names_keep_both_files(project, run_cli):
+    """`[images.a]` and `[images.b]` swap names, each output staying where it was: each
+    image takes the other's file as it is; neither removes the file the other takes
+    (both failed 'o/a.png disappeared during the apply', with both files deleted)."""
+    root = project({"images.toml": preview(TWO)})
+    assert run_cli("apply").code == 0
+    files = {path: (root / path).read_bytes() for path in ("o/a.png", "o/mob.png")}
+    _edit(root, "[images.a]", "[images.x]")
+    _edit(root, "[images.b]", "[images.a]")
+    _edit(root, "[images.x]", "[images.b]")
+
+    code, out, err = run_cli("plan")
+    assert "removes" not in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert {path: (root / path).read_bytes() for path in files} == files
+    assert (_lock(root)["a"]["output"], _lock(root)["b"]["output"]) == ("o/mob.png", "o/a.png")
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_an_output_moved_away_from_a_file_another_image_takes_is_copied(project, run_cli):
+    """a moves to o/c.png while b, edited to a's spec, takes o/a.png as it is: a copies
+    the file, which stays b's (a moved it away and b failed, its own file removed)."""
+    root = project({"images.toml": preview(TWO)})
+    assert run_cli("apply").code == 0
+    first = (root / "o/a.png").read_bytes()
+    _edit(root, '"o/a.png"', '"o/c.png"')
+    _edit(root, '"o/mob.png"', '"o/a.png"')
+    _edit(root, '"two"', '"one"')
+    _edit(root, "seed = 2", "seed = 1")
+
+    code, out, err = run_cli("plan")
+    assert "  > a  move  o/c.png\n      output copied from o/a.png, now b's\n" in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert (root / "o/a.png").read_bytes() == (root / "o/c.png").read_bytes() == first
+    assert run_cli("plan", "--detailed-exitcode").code == 0
