@@ -133,6 +133,26 @@ def test_plan_imports_no_image_or_network_library(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_validate_of_a_manifest_in_error_loads_no_plan_lock_or_watch_module(tmp_path):
+    """Each module costs its compile where no `.pyc` is written (CI): `validate` of
+    100,000 images missing a prompt paid ~0.1 s for these, which it never runs."""
+    (tmp_path / "images.toml").write_text(
+        'version = 1\n[defaults]\nbackend = "preview"\n'
+        'model = "black-forest-labs/FLUX.1-schnell"\n[images.a]\noutput = "a.png"\n'
+    )
+    unused = ("core.plan", "state.lockfile", "core.incremental", "core.chunks")
+    code = (
+        "import sys; from nebula_build.cli import main; rc = main(['validate']); "
+        f"print([m for m in {unused!r} if 'nebula_build.' + m in sys.modules]); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert "images.a.prompt: is required" in done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_python_dash_m_runs_the_cli():
     done = subprocess.run(
         [sys.executable, "-m", "nebula_build", "--version"],

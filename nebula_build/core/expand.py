@@ -87,9 +87,11 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
 def single(decl: ImageDecl) -> ImageDecl:
     """The one image of a declaration without a matrix or rows: itself, its seed
     expression (if any) worked out. ExpansionError as `expand`."""
-    _refuse_row_keys(decl)
+    values = decl.__dict__  # runs for every image: no attribute looked up thrice
+    if values["id"] is not None or values["where"] is not None or values["limit"] is not None:
+        _refuse_row_keys(decl)
     _refuse_placeholders(decl)
-    seed = decl.seed
+    seed = values["seed"]
     if not isinstance(seed, str):
         return decl
     problem = check_template(seed, ())

@@ -1212,7 +1212,11 @@ def said_once(found: Sequence[tuple[tuple[str | int, ...], str]]) -> dict[int, s
     images: dict[tuple[tuple[str | int, ...], str], dict[str, int]] = {}
     for index, (loc, message) in enumerate(found):
         if len(loc) > 1 and loc[0] == "images":
-            images.setdefault((loc[2:], message), {}).setdefault(str(loc[1]), index)
+            # once per problem, 100,000 times: no dict made for a key already seen
+            by_name = images.get(key := (loc[2:], message))
+            if by_name is None:
+                by_name = images[key] = {}
+            by_name.setdefault(str(loc[1]), index)
     changed: dict[int, str | None] = {}
     for (_, message), by_name in images.items():
         if len(by_name) < GROUPED_FROM:

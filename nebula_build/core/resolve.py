@@ -613,6 +613,18 @@ class _Resolver(SpriteRules):
         self, name: str, decl: ImageDecl, merged: dict[str, Any]
     ) -> tuple[str | None, str | None]:
         """(the output's path, its format), each None where it cannot be written."""
+        written = decl.output
+        fmt = format_for(written)
+        # as most are (runs for every image): what `_checked_path` passes at once, in a
+        # format written with no option to check
+        if (
+            fmt is not None
+            and len(written) <= 50
+            and _PLAIN_PATH.fullmatch(written)
+            and _OUTPUT_OPTIONS.isdisjoint(merged)
+            and self.can_encode(fmt)
+        ):
+            return written, fmt
         output = self.check_path(("images", name, "output"), decl.output, "output", output_of=name)
         fmt = format_for(decl.output)
         if output is not None and fmt is None:
@@ -984,8 +996,10 @@ def _set_fields(fields: BaseModel) -> dict[str, Any]:
 def _shape(own: dict[str, Any]) -> frozenset[tuple[str, Any]] | None:
     """The values an image sets but its output: images of one shape are checked alike
     before their outputs are (None where a value is a list: not compared)."""
+    rest = own.copy()
+    rest.pop("output", None)
     try:
-        return frozenset(item for item in own.items() if item[0] != "output")
+        return frozenset(rest.items())
     except TypeError:
         return None
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from nebula_build.core.chunks import Parsed, parsed, reparse
-from nebula_build.core.incremental import Edit, resolve_edit
 from nebula_build.core.manifest import from_bytes, read_bytes, utf8_text
 from nebula_build.core.resolve import Resolved, resolve
 from nebula_build.core.spec import AssetSpec
@@ -26,9 +25,12 @@ from nebula_build.state.datafiles import DataReader, Signature
 from nebula_build.state.fileindex import FileIndex
 from nebula_build.state.guard import Guard
 from nebula_build.state.inputs import MAX_INPUT_BYTES, InputSnapshot
-from nebula_build.state.lockfile import Entries, read_with_journal, recover
 from nebula_build.state.project import Project
 from nebula_build.state.projectlock import ProjectLock
+
+if TYPE_CHECKING:  # what only watch's edits and the lock need: not loaded for the others
+    from nebula_build.core.chunks import Parsed
+    from nebula_build.state.lockfile import Entries
 
 Notice = Callable[[str], None]
 
@@ -171,6 +173,8 @@ def prepare(
         )
         speccache.save(project, key, resolved, used | data.digests)
         if incremental and not resolved.data_files and not resolved.data_globs:
+            from nebula_build.core.chunks import parsed
+
             loaded = Loaded(parsed(manifest), resolved, backend, used)
     _check_paths(project, resolved, guard)
     store = Store(project.cache_dir, placeholder=StandIns(resolved).refused)
@@ -199,6 +203,9 @@ def _edited(
     """(what the next edit starts from, the images resolved again, those removed)
     where `raw` differs from `previous` only in images' tables and no input file it
     read changed; None where the whole path must run (it also reports problems)."""
+    from nebula_build.core.chunks import reparse
+    from nebula_build.core.incremental import Edit, resolve_edit
+
     try:
         text = utf8_text(raw)
     except UnicodeDecodeError:
@@ -307,6 +314,8 @@ def _check_paths(
 def recovered_lock(project: Project, notice: Notice) -> Entries:
     """The lock with a crashed apply's journal folded in; the caller holds the
     project lock."""
+    from nebula_build.state.lockfile import recover
+
     entries, folded = recover(project)
     if folded:
         notice("recorded the images finished by an interrupted apply (from its journal)")
@@ -322,4 +331,6 @@ def current_lock(project: Project, notice: Notice) -> Entries:
         with ProjectLock(project.project_lock_path, command="recover", on_takeover=notice):
             return recovered_lock(project, notice)
     except ProjectLockedError:
+        from nebula_build.state.lockfile import read_with_journal
+
         return read_with_journal(project)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 
-from nebula_build.core.plan import PLACEHOLDER_NOTE
 from nebula_build.core.resolve import Resolved
 from nebula_build.text import made_by_stand_in, shell_option
 
@@ -32,6 +31,8 @@ def kept_note(images: Sequence[str]) -> str:
         how += " …`, a --replace for each,"
     else:
         how += "`"
+    from nebula_build.core.plan import PLACEHOLDER_NOTE  # a `validate` has no plan to load
+
     it = "it" if len(images) == 1 else "them"
     return f"{PLACEHOLDER_NOTE} ({how} makes {it} for real); an apply elsewhere makes {it} again"
 
