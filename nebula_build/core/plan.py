@@ -19,6 +19,7 @@ from typing import Any
 from nebula_build.core.selection import select
 from nebula_build.core.spec import AssetSpec, as_declared
 from nebula_build.core.sprite import ADDED_STEPS
+from nebula_build.errors import LockfileError
 from nebula_build.imaging import format_for
 from nebula_build.state.fileindex import LEADS_OUT
 from nebula_build.state.guard import path_problem
@@ -284,9 +285,15 @@ class Plan:
     def summary(self) -> dict[str, int]:
         counts = Counter(a.kind.value for a in self.actions)
         summary = {kind.value: counts.get(kind.value, 0) for kind in ActionKind}
-        # of the deletions, the old names of renamed images (the plan's "renamed")
-        summary["renamed"] = sum(1 for a in self.actions if a.renamed_to is not None)
+        summary["renamed"] = self.renamed()
         return summary
+
+    def renamed(self) -> int:
+        """The images renamed (the plan's "renamed"): the old names the deletions drop,
+        and the names still declared that another takes over (names swapped)."""
+        dropped = {a.image for a in self.actions if a.renamed_to is not None}
+        swapped = (a.renamed_from for a in self.actions if a.kind is ActionKind.CREATE)
+        return len(dropped) + sum(1 for old in swapped if old is not None and old not in dropped)
 
 
 #: the output options `AssetSpec.output_params` records, beside `sprite` and `checks`
@@ -918,7 +925,7 @@ def make_plan(
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     actions = [
-        _guard(_desired(spec, lock.get(name), ctx), ctx)
+        _guard(_desired(spec, None if name in ctx.renamed else lock.get(name), ctx), ctx)
         for name, spec in specs.items()
         if wanted is None or name in wanted
     ]
@@ -951,18 +958,66 @@ def make_plan(
     return Plan(tuple(_with_removals(action, ctx) for action in actions))
 
 
-def renames(specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry]) -> dict[str, str]:
-    """The images new to the lock that take over the output of an image it records but
-    the manifest no longer declares, each with that image's name: a rename
-    (`[images.mob]` → `[images.monster]`, a data file's id column). The new name takes
-    over the old one's history, draws and pin."""
+def renames(
+    specs: Mapping[str, AssetSpec],
+    lock: Mapping[str, LockEntry],
+    lock_name: str = "images.lock",
+) -> dict[str, str]:
+    """The images that take over the output of an image the lock records elsewhere,
+    each with that image's name: a rename (`[images.mob]` → `[images.monster]`, a
+    data file's id column). The new name takes over the old one's history, draws and
+    pin. Names still declared are renamed too where the spec followed the file (two
+    names swapped, a cycle a → b → c → a): an image the lock records that now declares
+    another output, and is made from what the lock records for another image at it.
+    Two entries claiming one output (a lock forged or broken) is refused: which one's
+    history and pin go on must not hang on the lock's order."""
     new = [name for name in specs if name not in lock]
-    if not new:  # the common case: not a look at the lock
+    moved = [
+        name
+        for name, spec in specs.items()
+        if name in lock and lock[name].output != spec.output and not _made_from(spec, lock[name])
+    ]
+    if not new and not moved:  # the common case: not a look at the lock
         return {}
-    left = {entry.output: name for name, entry in lock.items() if name not in specs}
+    left: dict[str, list[str]] = {}
+    for name, entry in lock.items():
+        if name not in specs or specs[name].output != entry.output:
+            left.setdefault(entry.output, []).append(name)
     if not left:
         return {}
-    return {name: left[specs[name].output] for name in new if specs[name].output in left}
+    found = {}
+    for name in (*new, *moved):
+        olds = [old for old in left.get(specs[name].output, ()) if _renames(name, old, specs, lock)]
+        if len(olds) > 1:
+            both = " and ".join(f"images.{old}" for old in sorted(olds)[:2])
+            raise LockfileError(
+                f"{lock_name}: {both} both record {specs[name].output}, which images.{name} "
+                "now writes: which one it is renamed from is unclear; restore the lock from "
+                "version control or delete the entry that is not its"
+            )
+        if olds:
+            found[name] = olds[0]
+    return found
+
+
+def _renames(
+    name: str, old: str, specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry]
+) -> bool:
+    """Whether image `name` is `old` renamed: a name new to the lock takes over the file
+    of one no longer declared whatever else changed; otherwise its spec must be what
+    the lock records for `old` (a swap, not two outputs swapped)."""
+    if old == name:
+        return False
+    if name not in lock and old not in specs:
+        return True
+    return _made_from(specs[name], lock[old])
+
+
+def _made_from(spec: AssetSpec, entry: LockEntry) -> bool:
+    """Whether the lock's entry was made from `spec`: its generation, a draw of it, or
+    an earlier generation pinned against it."""
+    key = spec.generation_key
+    return key in (entry.generation_key, entry.pin) or any(d.key == key for d in entry.draws)
 
 
 def _by_digest(left: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, ...]]:

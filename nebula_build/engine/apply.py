@@ -637,9 +637,11 @@ class Applier:
         `made_with` its provenance record (None: not generated now, so the entry's
         record stands while the generation is the same). `renamed_from`: the image no
         longer declared whose output it took over, whose history and draws it keeps."""
-        before = self.writer.entries.get(spec.name)
-        if before is None and renamed_from is not None:
-            before = self._planned_lock.get(renamed_from)  # dropped meanwhile, maybe
+        # the old name's entry as planned: dropped meanwhile, maybe, or (names swapped)
+        # already the other image's
+        before = self._planned_lock.get(renamed_from) if renamed_from is not None else None
+        if before is None:
+            before = self.writer.entries.get(spec.name)
         if made_with is None:
             same = before is not None and before.generation_key == spec.generation_key
             made_with = before.made_with if same and before is not None else NONE_RECORDED

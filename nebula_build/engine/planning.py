@@ -60,7 +60,7 @@ def plan_for(
         specs, lock = _view(specs, lock, only)
     more = more_images(prepared, more)
     # a renamed image keeps the draws, pick and pin of the image whose output it takes over
-    drawn = _with_renames(specs, lock)
+    drawn = _with_renames(specs, lock, prepared.project.lock_path.name)
     chosen = candidates.picked(specs, drawn, picks, more=more, pins=pins, unpin=unpin)
     if not all(name in prepared.specs or name in every_lock for name in targets):
         named(prepared, every_lock, "--target", targets)
@@ -135,9 +135,9 @@ def plan_for(
     return Plan(images.actions, files)
 
 
-def _with_renames(specs: Mapping[str, AssetSpec], lock: Entries) -> Entries:
+def _with_renames(specs: Mapping[str, AssetSpec], lock: Entries, lock_name: str) -> Entries:
     """The lock with each renamed image's entry under its new name as well (`renames`)."""
-    renamed = renames(specs, lock)
+    renamed = renames(specs, lock, lock_name)
     if not renamed:
         return lock
     return {**lock, **{new: lock[old] for new, old in renamed.items()}}

@@ -251,7 +251,8 @@ def summary_line(plan: Plan) -> str:
     ]
     from_remote = sum(1 for a in made if a.from_remote)
     from_cache = sum(1 for a in made if a.from_cache and not a.from_remote)
-    renamed = sum(1 for a in plan.actions if a.kind is ActionKind.DELETE and a.renamed_to)
+    renamed = plan.renamed()
+    dropped = sum(1 for a in plan.actions if a.kind is ActionKind.DELETE and a.renamed_to)
     generating = plan.generating(draws=False)  # the draws have their own count
     parts = [f"{generating.images} to generate{generating.shared}"]
     if from_cache:
@@ -260,7 +261,7 @@ def summary_line(plan: Plan) -> str:
         parts.append(f"{from_remote} from remote cache")
     if renamed:
         parts.append(f"{renamed} renamed")
-    parts.append(f"{counts[ActionKind.DELETE] - renamed} to delete")
+    parts.append(f"{counts[ActionKind.DELETE] - dropped} to delete")
     labels = (
         (ActionKind.REENCODE, "to re-encode"),
         (ActionKind.RESTORE, _restore_label(plan)),

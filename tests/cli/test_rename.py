@@ -338,3 +338,88 @@ def test_an_output_moved_away_from_a_file_another_image_takes_is_copied(project,
     assert code == 0, out + err
     assert (root / "o/a.png").read_bytes() == (root / "o/c.png").read_bytes() == first
     assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def _swap(root, *names):
+    """Each name takes the next one's declaration (a → b → … → a), outputs staying put."""
+    for i, name in enumerate(names):
+        _edit(root, f"[images.{name}]", f"[images.{i}-swapped]")
+    for i in range(len(names)):
+        _edit(root, f"[images.{i}-swapped]", f"[images.{names[(i + 1) % len(names)]}]")
+
+
+def test_swapped_names_each_keep_the_history_and_pin_of_their_file(project, run_cli):
+    """a and b swap names: each is the other renamed, its history and pin following
+    the file (a's pin made b fail 'the file in the way is a's output', and a took the
+    history of o/a.png to o/b.png)."""
+    root = project({"images.toml": preview(TWO)})
+    assert run_cli("apply").code == 0
+    pinned = (root / "o/a.png").read_bytes()
+    _edit(root, '"one"', '"uno"')
+    _edit(root, '"two"', '"dos"')
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "--pin", "a", "@1").code == 0
+    before = _lock(root)
+    _swap(root, "a", "b")
+
+    code, out, err = run_cli("plan")
+    assert "  > b  rename  o/a.png\n      renamed from a (the file already holds" in out, out
+    assert "  > a  rename  o/mob.png\n      renamed from b (the file already holds" in out
+    assert "Plan: 0 to generate, 2 renamed, 0 to delete." in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert ": 2 done (0 generated), 0 failed." in out, out
+    assert (root / "o/a.png").read_bytes() == pinned
+    after = _lock(root)
+    for old, new in (("a", "b"), ("b", "a")):
+        assert after[new]["history"] == before[old]["history"]
+        assert after[new].get("pinned_against") == before[old].get("pinned_against")
+    code, out, err = run_cli("history", "b")
+    assert "b (o/a.png): 1 earlier generation, the last one replaced first · pinned" in out
+    assert "Status: 2 images up to date." in run_cli("status").out
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_rename_cycle_keeps_each_file_with_its_history(project, run_cli):
+    images = {**TWO, "c": {**MOB, "prompt": "three", "output": "o/c.png", "seed": 3}}
+    root = project({"images.toml": preview(images)})
+    assert run_cli("apply").code == 0
+    for old, new in (("one", "uno"), ("two", "dos"), ("three", "tres")):
+        _edit(root, f'"{old}"', f'"{new}"')
+    assert run_cli("apply").code == 0
+    before = _lock(root)
+    _swap(root, "a", "b", "c")
+
+    code, out, err = run_cli("plan")
+    assert "Plan: 0 to generate, 3 renamed, 0 to delete." in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert ": 3 done (0 generated), 0 failed." in out, out
+    after = _lock(root)
+    for old, new in (("a", "b"), ("b", "c"), ("c", "a")):
+        assert (after[new]["output"], after[new]["history"]) == (
+            before[old]["output"],
+            before[old]["history"],
+        )
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_two_lock_entries_claiming_a_renamed_output_are_refused(project, run_cli):
+    """A forged lock records o/mob.png for mob and for zz: which one monster is renamed
+    from (its pin, its draws) would hang on the lock's order; it is refused."""
+    root = project({"images.toml": preview({"mob": MOB})})
+    assert run_cli("apply").code == 0
+    lock = (root / "images.lock").read_text()
+    (root / "images.lock").write_text(
+        lock + lock[lock.index("\n[images.mob]") :].replace("[images.mob]", "[images.zz]")
+    )
+    _edit(root, "[images.mob]", "[images.monster]")
+    for command in ("plan", "apply", "status"):
+        code, out, err = run_cli(command)
+        assert code == 1, out + err
+        assert err == (
+            "error: images.lock: images.mob and images.zz both record o/mob.png, which "
+            "images.monster now writes: which one it is renamed from is unclear; restore "
+            "the lock from version control or delete the entry that is not its\n"
+        ), err
+    assert (root / "o/mob.png").exists()
