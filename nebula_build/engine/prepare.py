@@ -79,6 +79,9 @@ class Prepared:
     #: what the plan found outside the project (a local model's weights, see
     #: `engine.ondisk`): the no-op snapshot watches it
     outside: Outside = field(default_factory=Outside)
+    #: the sha256 of each data file's bytes as they were parsed, by project path (none
+    #: where the spec cache answered): what watch compares a later save with
+    data_digests: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def specs(self) -> dict[str, AssetSpec]:
@@ -188,6 +191,7 @@ def prepare(
         data.signatures,
         loaded,
         data_folders=tuple(data.folders),
+        data_digests=data.digests,
     )
 
 

@@ -777,15 +777,16 @@ class Watcher:
         inputs = {
             root / path: digest
             for spec in touched
-            for path, digest in ((spec.image, spec.image_digest), (spec.mask, spec.mask_digest))
+            for path, digest in _read_inputs(spec)
             if path and digest and not digest.startswith("@")  # not another image's output
         }
-        self._read.update(inputs)  # as the round read them: no input is read again
+        # as the round read them: no input is read again, and a save since is a change
+        inputs |= {root / path: digest for path, digest in prepared.data_digests.items()}
+        self._read.update(inputs)
         paths = set(inputs)
         paths |= {root / path for spec in touched if (path := spec.palette_file)}
         if only is not None:
             self._reading(paths - self._paths)
-            self._read_now(paths - self._paths - inputs.keys())
             self._paths |= paths
             return
         before, self._paths = self._paths, {self.project.manifest_path} | paths
@@ -824,7 +825,8 @@ class Watcher:
             for source in found:
                 if source.pattern is None:
                     self._reading({root / source.path} - self._paths)
-                    self._read_now({root / source.path} - self._paths)
+                    # what the failed round read is not known: any save starts a round
+                    self._read.pop(root / source.path, None)
                     self._paths.add(root / source.path)
                 else:
                     self._globs.add((root / source.path, source.pattern))
@@ -1143,6 +1145,14 @@ def _stat(path: Path) -> _Stat | None:
     except OSError:
         return None
     return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+def _read_inputs(spec: AssetSpec) -> tuple[tuple[str | None, str | None], ...]:
+    """Each file an image reads as its input (image, mask, palette), with the digest
+    of the bytes its spec was resolved from."""
+    digest = dict(spec.sprite).get("palette_digest")
+    palette = (spec.palette_file, digest if isinstance(digest, str) else None)
+    return (spec.image, spec.image_digest), (spec.mask, spec.mask_digest), palette
 
 
 def _content(path: Path) -> str | None:
