@@ -655,7 +655,17 @@ def _backend_classes(register: Callable[[], object], source: str) -> list[type[B
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"{source}: backend {cls.__qualname__} has no name")
+        if not _BACKEND_NAME.fullmatch(name):
+            raise PluginError(
+                f"{source}: backend name {printable(repr(name), limit=80)} is not one "
+                "nebula-build takes: letters, digits, '-' and '_', starting with a letter "
+                "or a digit"
+            )
     return list(provided)
+
+
+#: a backend's name: a TOML bare key, and never `models --json`'s own `_backends`
+_BACKEND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def _code_files(plugin: object, cls: type[Backend]) -> tuple[str, ...]:

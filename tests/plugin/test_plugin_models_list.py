@@ -53,3 +53,18 @@ def test_models_json_adds_distribution_and_labels_beside_the_earlier_shape(
     assert about["preview"]["distribution"] is None
     assert about["preview"]["labels"]["black-forest-labs/FLUX.1-schnell"] == "FLUX.1 schnell"
     assert sorted(about) == sorted(k for k in data if not k.startswith("_"))
+
+
+def test_a_backend_named_as_models_json_own_key_is_left_out_as_broken(install, project, run_cli):
+    """A plugin's backend named `_backends` had its models replaced, unsaid, by what
+    `--json` says of every backend; a name with a line break in it was taken too."""
+    install("under", plugin_source("_backends"))
+    install("crlf", plugin_source("cr\\nlf"))
+    project({"images.toml": "version = 1\n"})
+    code, out, err = run_cli("models", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert sorted(data["_backends"]) == sorted(k for k in data if not k.startswith("_"))
+    assert "cr\nlf" not in data
+    for name in ("'_backends'", "'cr\\nlf'"):
+        assert f"backend name {name} is not one" in err, err

@@ -33,7 +33,7 @@ class SolidSettings(BackendSettings):
 class SolidBackend(Backend):
     """Paints each image one colour, derived from its generation key and seed."""
 
-    name = "solid"
+    name = "solid"  # letters, digits, '-' and '_', starting with a letter or a digit
     settings_model = SolidSettings
     settings: SolidSettings
 
