@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import time
 
 import pytest
 
 from tests.conftest import fake_manifest, generation_log
+from tests.engine.test_noop import png
 from tests.live.scripted import running_watch
 from tests.live.test_watch_hand_edits import _until
 from tests.live.watching import watching
@@ -124,14 +124,6 @@ def test_a_revert_is_compared_with_what_the_last_round_read(project, fake_site, 
 
     asyncio.run(scenario())
     assert generation_log(log) == ["a", "a"]
-
-
-def png(color: tuple[int, int, int]) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), color).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def test_an_input_saved_again_alike_starts_no_round_and_a_fifo_in_its_place_hangs_nothing(
