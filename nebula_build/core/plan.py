@@ -929,6 +929,8 @@ def make_plan(
         for name, spec in specs.items()
         if wanted is None or name in wanted
     ]
+    if ctx.renamed:
+        actions = _with_own_entries(actions, ctx)
     removed = [n for n in sorted(lock) if n not in specs and (wanted is None or n in wanted)]
     heirs = {old: new for new, old in ctx.renamed.items() if wanted is None or new in wanted}
     from_rows = set()
@@ -956,6 +958,25 @@ def make_plan(
         for name in removed
     ]
     return Plan(tuple(_with_removals(action, ctx) for action in actions))
+
+
+def _with_own_entries(actions: list[Action], ctx: _Context) -> list[Action]:
+    """Each renamed image whose own name the lock records for a file no image takes
+    over (`b` deleted, `a` renamed to `b`): that entry is the action's, so its files
+    go (`removes`) or stay (`stays`) as a moved image's old output does; it was
+    dropped from the lock with the file left behind, untracked."""
+    taken = set(ctx.renamed.values())
+
+    def own(action: Action) -> Action:
+        name = action.image
+        if action.renamed_from is None or name in taken or name not in ctx.entries:
+            return action
+        entry = ctx.entries[name]
+        if action.resolution is not None:
+            return replace(action, entry=entry, resolution=replace(action.resolution, entry=entry))
+        return replace(action, entry=entry)
+
+    return [own(action) for action in actions]
 
 
 def renames(

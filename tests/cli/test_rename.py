@@ -423,3 +423,26 @@ def test_two_lock_entries_claiming_a_renamed_output_are_refused(project, run_cli
             "the lock from version control or delete the entry that is not its\n"
         ), err
     assert (root / "o/mob.png").exists()
+
+
+def test_a_name_renamed_away_removes_the_file_of_the_image_it_replaced(project, run_cli):
+    """b is deleted and a renamed to b: b's old file, which no image takes over, is
+    removed and the plan says so (it was left on disk, untracked, said nowhere)."""
+    root = project({"images.toml": preview(TWO)})
+    assert run_cli("apply").code == 0
+    manifest = root / "images.toml"
+    text = manifest.read_text()
+    manifest.write_text(text[: text.index("[images.b]")])
+    _edit(root, "[images.a]", "[images.b]")
+
+    code, out, err = run_cli("plan")
+    assert "  > b  rename  o/a.png\n      renamed from a (the file already holds" in out, out
+    assert "      removes o/mob.png, which it no longer writes\n" in out, out
+    code, out, err = run_cli("plan", "--json")
+    actions = {a["image"]: a for a in json.loads(out)["actions"]}
+    assert (actions["b"]["renamed_from"], actions["b"]["removes"]) == ("a", ["o/mob.png"])
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert not (root / "o/mob.png").exists()
+    assert (root / "o/a.png").exists()
+    assert run_cli("plan", "--detailed-exitcode").code == 0
