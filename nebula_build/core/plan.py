@@ -930,7 +930,7 @@ def make_plan(
         if wanted is None or name in wanted
     ]
     if ctx.renamed:
-        actions = _with_own_entries(actions, ctx)
+        actions = _held_by_conflicts(_with_own_entries(actions, ctx), ctx)
     removed = [n for n in sorted(lock) if n not in specs and (wanted is None or n in wanted)]
     heirs = {old: new for new, old in ctx.renamed.items() if wanted is None or new in wanted}
     from_rows = set()
@@ -977,6 +977,42 @@ def _with_own_entries(actions: list[Action], ctx: _Context) -> list[Action]:
         return replace(action, entry=entry)
 
     return [own(action) for action in actions]
+
+
+def _held_by_conflicts(actions: list[Action], ctx: _Context) -> list[Action]:
+    """Names swapped or renamed round a cycle, one of them in conflict (its file edited
+    by hand): the name whose entry that one was to take over keeps it, in conflict too,
+    and so on round the cycle. Renamed on its own, it would overwrite the entry, the
+    history and pin of its old file lost, with two entries recording one output."""
+    by_name = {action.image: action for action in actions}
+    held = [a for a in actions if a.kind is ActionKind.CONFLICT and _renamed_from(a)]
+    while held:
+        heir = held.pop()
+        action = by_name.get(_renamed_from(heir) or "")
+        if action is None or action.renamed_from is None or action.kind is ActionKind.CONFLICT:
+            continue
+        entry = ctx.entries[action.image]
+        by_name[action.image] = Action(
+            image=action.image,
+            kind=ActionKind.CONFLICT,
+            reason=(
+                f"renamed from {action.renamed_from}, but {heir.image}, which takes over "
+                f"its file {entry.output}, is in conflict: {action.image} keeps its entry "
+                "until both can be renamed"
+            ),
+            output=action.output,
+            spec=action.spec,
+            entry=entry,
+            resolution=action,
+        )
+        held.append(by_name[action.image])
+    return [by_name[action.image] for action in actions]
+
+
+def _renamed_from(action: Action) -> str | None:
+    """The name an image is renamed from, in conflict or not."""
+    resolution = action.resolution
+    return action.renamed_from or (resolution.renamed_from if resolution is not None else None)
 
 
 def renames(

@@ -446,3 +446,40 @@ def test_a_name_renamed_away_removes_the_file_of_the_image_it_replaced(project, 
     assert not (root / "o/mob.png").exists()
     assert (root / "o/a.png").exists()
     assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_swap_with_one_side_in_conflict_keeps_both_entries(project, run_cli):
+    """a and b swap names while b's file was edited by hand: a is in conflict, so b
+    keeps its entry too (b took a's entry over its own, b's history lost to gc and
+    both entries recording o/a.png); --force then renames both."""
+    root = project({"images.toml": preview(TWO)})
+    assert run_cli("apply").code == 0
+    _edit(root, '"one"', '"uno"')
+    _edit(root, '"two"', '"dos"')
+    assert run_cli("apply").code == 0
+    before = _lock(root)
+    (root / "o/mob.png").write_bytes(b"edited by hand")
+    _swap(root, "a", "b")
+
+    code, out, err = run_cli("plan")
+    assert (
+        "  ! b  conflict  o/a.png\n      renamed from a, but a, which takes over its file "
+        "o/mob.png, is in conflict: b keeps its entry until both can be renamed\n"
+    ) in out, out
+    assert "Plan: 0 to generate, 0 to delete, 2 in conflict." in out, out
+    for command in (("apply",), ("watch", "--once")):
+        code, out, err = run_cli(*command)
+        assert code == 1, out + err
+        assert _lock(root) == before
+    code, out, err = run_cli("gc", "--dry-run")
+    assert "would remove 0 cache entries" in out, out + err
+    assert "kept 2 earlier generations the history lists" in out, out
+
+    code, out, err = run_cli("apply", "--force")
+    assert code == 0, out + err
+    after = _lock(root)
+    for old, new in (("a", "b"), ("b", "a")):
+        assert (after[new]["output"], after[new]["history"]) == (
+            before[old]["output"],
+            before[old]["history"],
+        )
