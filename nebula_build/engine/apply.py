@@ -44,6 +44,7 @@ from nebula_build.errors import (
     BackendError,
     ChangedMeanwhileError,
     ConflictError,
+    NebulaBuildError,
     OutOfCreditsError,
     OutputRejectedError,
     PluginAnswerError,
@@ -331,10 +332,30 @@ class Applier:
         finally:
             # Writes already under way finish and are recorded, even on Ctrl-C.
             await asyncio.gather(*self._finishing, return_exceptions=True)
+        self._remove_left_for_failed([action for action in changes if action.kept_for])
         if self._result.outcomes:  # in the plan's order, as the report lists them
             order = {action.image: n for n, action in enumerate(changes)}
             self._result.outcomes.sort(key=lambda outcome: order[outcome.image])
         return self._result
+
+    def _remove_left_for_failed(self, leaving: Sequence[Action]) -> None:
+        """The files an image that finished well left for another that failed
+        (`Action.kept_for`): no entry records them now, so they go while they still
+        hold what the lock recorded, as that image's removals would have."""
+        if not leaving:  # the common case
+            return
+        done = set(self._result.succeeded)
+        for action in leaving:
+            if action.image not in done or action.entry is None:
+                continue
+            recorded = action.entry.files()
+            for path, taker in action.kept_for:
+                if taker not in self._result.failures:
+                    continue
+                try:
+                    self._remove_if_ours(path, recorded[path])
+                except (OSError, NebulaBuildError) as exc:
+                    self._result.notes.append(f"{path} stays, left by {action.image}: {exc}")
 
     async def _feed(self, group: asyncio.TaskGroup, changes: Iterable[Action]) -> None:
         """Start the plan's actions in order, never more than `bound` in flight; an image
