@@ -153,10 +153,13 @@ def plan_atlas(
         if recorded is None:
             return act(FileState.BUILD, "new atlas")
         renames = _member_renames(moving, renamed, recorded.get(_MEMBERS))
-        reason = f"members change: {_moving(moving, renames)}"
+        # a member joining is said as it (by `_why_rebuilt`), not also as changing
+        joined = _joined(atlas, recorded.get(_MEMBERS), renames)
+        changes = _moving(moving, renames, joined)
+        said = [f"members change: {changes}"] if changes else []
         if (why := _why_rebuilt(atlas, recorded, dropped, renames)) != _A_MEMBER_CHANGED:
-            reason += f"; {why}"  # a new export is a new file: the plan names it
-        return act(FileState.BUILD, reason)
+            said.append(why)  # a new export is a new file: the plan names it
+        return act(FileState.BUILD, "; ".join(said) or _A_MEMBER_CHANGED)
     if key is None:
         missing = [member for member in atlas.members if member not in lock]
         return act(FileState.WAITING, f"waiting for {some_names(missing)}")
@@ -183,10 +186,11 @@ def _member_renames(
     return renames
 
 
-def _moving(moving: list[str], renames: Mapping[str, str]) -> str:
+def _moving(moving: list[str], renames: Mapping[str, str], joined: Collection[str]) -> str:
     """'hero, hero-cap renamed to hero-hat': the members changing, a renamed one as its
-    rename (its old name's leaving and its new name's joining say nothing more)."""
-    changed = [name for name in moving if name not in renames]
+    rename (its old name's leaving and its new name's joining say nothing more), less
+    those `joined` (said as joining)."""
+    changed = [name for name in moving if name not in renames and name not in joined]
     said = [some_names(changed)] if changed else []
     if renames:
         said.append(some_names([f"{old} renamed to {new}" for new, old in renames.items()]))
@@ -203,17 +207,27 @@ def _why_rebuilt(
     (from the frame map: untrusted, shown printable) tells; a record from before
     `options` were recorded says less. `renames`: members renamed (new name → old),
     said already, not as a member that left and one that joined."""
+    said = _files_changed(atlas, recorded, dropped)
+    if members := _members_changed(atlas, recorded.get(_MEMBERS), renames):
+        said.append(members)
+    return "; ".join(said) or _A_MEMBER_CHANGED
+
+
+def _files_changed(
+    atlas: AtlasSpec, recorded: Mapping[str, Any], dropped: Collection[str]
+) -> list[str]:
+    """The exports removed and added, or else whether the options changed (the exports'
+    paths are among them: with one added or removed, the record cannot tell more)."""
     before = recorded_exports(recorded)
-    gone = [path for path in before if path not in atlas.paths]
-    if gone:
-        return _exports_gone(gone, dropped)
-    added = [path for path in atlas.exports if path not in before]
-    if added:
-        return f"new export {added[0]}"
+    said = []
+    if gone := [path for path in before if path not in atlas.paths]:
+        said.append(_exports_gone(gone, dropped))
+    if added := [path for path in atlas.exports if path not in before]:
+        said.append(f"new export{'s' if len(added) > 1 else ''} {_named(added)}")
     options = recorded.get("options")
-    if options is not None and options != options_key(atlas):
-        return "its options changed"
-    return _members_changed(atlas, recorded.get(_MEMBERS), renames) or _A_MEMBER_CHANGED
+    if not said and options is not None and options != options_key(atlas):
+        said.append("its options changed")
+    return said
 
 
 _A_MEMBER_CHANGED = "a member changed"
@@ -230,10 +244,19 @@ def _members_changed(
         return None
     was = {name for name in before if isinstance(name, str)}
     left = sorted(was - set(atlas.members) - set(renames.values()))
-    joined = [name for name in atlas.members if name not in was and name not in renames]
+    joined = _joined(atlas, before, renames)
     said = [f"{some_names(left)} left"] if left else []
     said += [f"{some_names(joined)} joined"] if joined else []
     return "; ".join(said) or None
+
+
+def _joined(atlas: AtlasSpec, before: object, renames: Mapping[str, str]) -> list[str]:
+    """The members the last build's frame map does not name (none where it says
+    nothing of its members), less those renamed."""
+    if not isinstance(before, list):
+        return []
+    was = {name for name in before if isinstance(name, str)}
+    return [name for name in atlas.members if name not in was and name not in renames]
 
 
 def some_names(names: list[str]) -> str:

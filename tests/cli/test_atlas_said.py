@@ -91,8 +91,7 @@ def test_many_members_are_said_a_few_by_name_wherever_an_atlas_lists_them(projec
     code, out, err = run_cli("plan")
     assert code == 0, err
     reason = (
-        "      members change: foe[slime], foe[bat], foe[ghost] and 3 more; "
-        "enemy[bat], enemy[ghost], enemy[imp] and 3 more left; "
+        "      enemy[bat], enemy[ghost], enemy[imp] and 3 more left; "
         "foe[slime], foe[bat], foe[ghost] and 3 more joined\n"
     )
     assert reason in out, out
@@ -123,3 +122,71 @@ def test_a_renamed_member_is_said_as_its_rename(project, run_cli):
         "foe[bat], enemy[ghost] renamed to foe[ghost] and 3 more\n"
     )
     assert reason in out, out
+
+
+BONNET = """
+[images.bonnet]
+prompt = "a hero's bonnet"
+output = "sprites/bonnet.png"
+"""
+
+
+def _joins(manifest: str, member: str) -> str:
+    return manifest.replace('"hero-cap"]', f'"hero-cap", "{member}"]')
+
+
+def _atlas_reason(run_cli, name: str = "heroes") -> str:
+    """The atlas's reason in `plan`, checked to be the one `plan --json` gives."""
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    lines = out.splitlines()
+    said = lines[lines.index(f"  ~ atlas {name}  build  sprites/{name}.png") + 1].strip()
+    data = json.loads(run_cli("plan", "--json").out)
+    assert [f["reason"] for f in data["files"] if f["name"] == f"atlas {name}"] == [said]
+    return said
+
+
+def test_a_member_that_joins_is_said_once_as_joining(project, run_cli):
+    """Before: 'members change: bonnet; bonnet joined', the new member named twice, and
+    five new ones 'members change: foe[a], foe[b], foe[c] and 2 more; foe[a], foe[b],
+    foe[c] and 2 more joined'."""
+    root = project({"images.toml": SPRITES})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(_joins(SPRITES, "bonnet") + BONNET)
+    assert _atlas_reason(run_cli) == "bonnet joined"
+
+    edited = SPRITES.replace('"a hero knight"', '"a hero knight!"')
+    (root / "images.toml").write_text(_joins(edited, "bonnet") + BONNET)
+    assert _atlas_reason(run_cli) == "members change: hero; bonnet joined"
+
+    hat = edited.replace('"hero-cap"', '"hero-hat"').replace(
+        "[images.hero-cap]", "[images.hero-hat]"
+    )
+    (root / "images.toml").write_text(hat.replace('"hero-hat"]', '"hero-hat", "bonnet"]') + BONNET)
+    said = "members change: hero; hero-cap renamed to hero-hat; bonnet joined"
+    assert _atlas_reason(run_cli) == said
+
+
+def test_what_else_changed_is_said_beside_a_member_joining(project, run_cli):
+    """Before: 'its options changed' for an atlas whose padding changed and which an
+    image already built joined (the joining unsaid), 'members change: bonnet; its
+    options changed' for a new image joining, and 'new export sprites/heroes.tres'
+    for two new exports."""
+    root = project({"images.toml": SPRITES})
+    assert run_cli("apply").code == 0
+    padded = SPRITES.replace(
+        'output = "sprites/heroes.png"', 'output = "sprites/heroes.png"\npadding = 4'
+    )
+    (root / "images.toml").write_text(_joins(padded, "enemy[bat]"))
+    assert _atlas_reason(run_cli) == "its options changed; enemy[bat] joined"
+    (root / "images.toml").write_text(_joins(padded, "bonnet") + BONNET)
+    assert _atlas_reason(run_cli) == "its options changed; bonnet joined"
+
+    exported = SPRITES.replace(
+        'output = "sprites/heroes.png"',
+        'output = "sprites/heroes.png"\n'
+        'godot = "sprites/heroes.tres"\naseprite = "sprites/heroes.ase.json"',
+    )
+    (root / "images.toml").write_text(_joins(exported, "bonnet") + BONNET)
+    said = "new exports sprites/heroes.ase.json, sprites/heroes.tres; bonnet joined"
+    assert _atlas_reason(run_cli) == said
