@@ -140,6 +140,10 @@ def _planned_atlases(
             written_before=_written_before(prepared, record, on_disk),
             frames=on_disk[atlas.frames],
         )
+        if action.reason == "new atlas" and record is not None and record.output != atlas.output:
+            action = dataclasses.replace(
+                action, reason=f"output moved from {printable(record.output, 200)}"
+            )
         action = _copy_kept(prepared, action, {atlas.output: sheet, **exports})
         if old or kept:
             action = _with_old_files(action, old, kept)

@@ -57,13 +57,16 @@ def applied(project, run_cli, manifest: str, **files: str):
 
 def test_a_moved_atlas_removes_its_old_files_with_the_rebuild(project, run_cli):
     """Before, `atlas/hero.png` and `atlas/hero.json` stayed, unnamed: an engine
-    still imported them."""
+    still imported them; and the plan called the moved atlas a `new atlas`."""
     root = applied(project, run_cli, HERO)
     before = project_files(root)
     (root / "images.toml").write_text(HERO.replace('"atlas/hero.png"', '"assets/atlas/hero.png"'))
     code, out, err = run_cli("plan")
     assert code == 0, err
-    assert "+ atlas hero  build  assets/atlas/hero.png\n      new atlas\n" in out, out
+    assert (
+        "+ atlas hero  build  assets/atlas/hero.png\n      output moved from atlas/hero.png\n"
+        in out
+    ), out
     assert "      removes atlas/hero.png, atlas/hero.json, which it no longer writes\n" in out
     code, out, err = run_cli("apply")
     assert code == 0, err
@@ -144,7 +147,7 @@ def test_a_moved_atlas_keeps_an_old_frame_map_edited_by_hand(project, run_cli):
     frames.write_text(frames.read_text() + " ")
     (root / "images.toml").write_text(HERO.replace('"atlas/hero.png"', '"assets/hero.png"'))
     code, out, _ = run_cli("plan")
-    assert "new atlas; atlas/hero.json stays (changed by hand" in out, out
+    assert "output moved from atlas/hero.png; atlas/hero.json stays (changed by hand" in out, out
     assert "removes atlas/hero.png, which it no longer writes" in out
     assert run_cli("apply").code == 0
     assert frames.is_file() and not (root / "atlas/hero.png").exists()
@@ -339,7 +342,10 @@ def test_a_moved_sheet_rewrites_the_exports_that_stay_where_they_were(project, r
     (root / "images.toml").write_text(moved)
     code, out, err = run_cli("plan")
     assert code == 0, err
-    assert "+ atlas items  build  game/sheets/items.png\n      new atlas\n" in out, out
+    assert (
+        "+ atlas items  build  game/sheets/items.png\n      output moved from game/items.png\n"
+        in out
+    ), out
     assert "removes game/items.png, game/items.json, which it no longer writes" in out
     code, out, err = run_cli("apply")
     assert code == 0, err
