@@ -160,6 +160,12 @@ class Action:
         return self.kind is not ActionKind.NOOP
 
     @property
+    def taking_over(self) -> str | None:
+        """The name it is renamed from, in conflict or not (the rename --force makes)."""
+        resolution = self.resolution
+        return self.renamed_from or (resolution.renamed_from if resolution is not None else None)
+
+    @property
     def counted(self) -> bool:
         """Whether apply counts it as an image changed (`[i/N]`, "done"): not the old name
         of a renamed image, whose new name's action is the rename (the plan's "renamed")."""
@@ -930,11 +936,16 @@ def make_plan(
         declared,
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
+    along: dict[str, str] = {}
+    if wanted is not None and ctx.renamed:
+        wanted, along = _with_swapped(wanted, ctx.renamed, specs)
     actions = [
         _guard(_desired(spec, None if name in ctx.renamed else lock.get(name), ctx), ctx)
         for name, spec in specs.items()
         if wanted is None or name in wanted
     ]
+    if along:
+        actions = [_taken_along(action, along) for action in actions]
     if ctx.renamed:
         actions = _held_by_conflicts(_with_own_entries(actions, ctx), ctx)
     removed = [n for n in sorted(lock) if n not in specs and (wanted is None or n in wanted)]
@@ -970,6 +981,47 @@ def make_plan(
     return Plan(tuple(_with_removals(action, ctx, takers) for action in actions))
 
 
+def _with_swapped(
+    wanted: set[str], renamed: Mapping[str, str], specs: Mapping[str, AssetSpec]
+) -> tuple[set[str], dict[str, str]]:
+    """The targeted images with every name they swap with (names swapped, or renamed
+    round a cycle), and the upstreams of those: one renamed alone would take the
+    other's entry over its own, which no image then takes, its history and pin lost.
+    Each name added, with a targeted one it swaps with."""
+    links: dict[str, set[str]] = {}
+    for new, old in renamed.items():
+        if old in specs:  # still declared: it takes another's entry in turn
+            links.setdefault(new, set()).add(old)
+            links.setdefault(old, set()).add(new)
+    along: dict[str, str] = {}
+    grown = set(wanted)
+    while True:
+        todo = [(name, along.get(name, name)) for name in grown if name in links]
+        while todo:
+            name, target = todo.pop()
+            for other in links[name] - grown:
+                along[other] = target
+                grown.add(other)
+                todo.append((other, target))
+        # an upstream of a name added may swap names in turn
+        more = _with_upstreams(grown, specs) if along else grown
+        if more == grown:
+            return grown, along
+        grown = more
+
+
+def _taken_along(action: Action, along: Mapping[str, str]) -> Action:
+    """An image the targets did not name, taken along as it swaps names with one."""
+    target = along.get(action.image)
+    if target is None:
+        return action
+    note = (
+        f"taken along with {target}: names swapped (or renamed round a cycle) are renamed "
+        "together, each keeping its entry"
+    )
+    return replace(action, notes=(*action.notes, note))
+
+
 def _with_own_entries(actions: list[Action], ctx: _Context) -> list[Action]:
     """Each renamed image whose own name the lock records for a file no image takes
     over (`b` deleted, `a` renamed to `b`): that entry is the action's, so its files
@@ -995,10 +1047,10 @@ def _held_by_conflicts(actions: list[Action], ctx: _Context) -> list[Action]:
     and so on round the cycle. Renamed on its own, it would overwrite the entry, the
     history and pin of its old file lost, with two entries recording one output."""
     by_name = {action.image: action for action in actions}
-    held = [a for a in actions if a.kind is ActionKind.CONFLICT and _renamed_from(a)]
+    held = [a for a in actions if a.kind is ActionKind.CONFLICT and a.taking_over]
     while held:
         heir = held.pop()
-        action = by_name.get(_renamed_from(heir) or "")
+        action = by_name.get(heir.taking_over or "")
         if action is None or action.renamed_from is None or action.kind is ActionKind.CONFLICT:
             continue
         entry = ctx.entries[action.image]
@@ -1017,12 +1069,6 @@ def _held_by_conflicts(actions: list[Action], ctx: _Context) -> list[Action]:
         )
         held.append(by_name[action.image])
     return [by_name[action.image] for action in actions]
-
-
-def _renamed_from(action: Action) -> str | None:
-    """The name an image is renamed from, in conflict or not."""
-    resolution = action.resolution
-    return action.renamed_from or (resolution.renamed_from if resolution is not None else None)
 
 
 def renames(

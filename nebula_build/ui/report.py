@@ -502,15 +502,34 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
         "A file changed by hand is kept: `nebula-build apply --force` replaces it (the "
         "old one goes to .nebula-build/backup/); to keep your edit, move it elsewhere."
     )
-    if len(images) > 1:
-        first = printable(images[0])
-        target = printable(shell_option("--target", images[0]))
+    # a name swapped with another is renamed with it (--target takes both): not one alone
+    alone = [image for image in images if image not in _swapped(plan)]
+    if len(images) > 1 and not alone:
+        text = (
+            "Files changed by hand are kept: `nebula-build apply --force` replaces them (the "
+            "old ones go to .nebula-build/backup/); to keep an edit, move the file elsewhere."
+        )
+    elif len(images) > 1:
+        first = printable(alone[0])
+        target = printable(shell_option("--target", alone[0]))
         text = (
             "Files changed by hand are kept: `nebula-build apply --force` replaces them (the "
             f"old ones go to .nebula-build/backup/), `nebula-build apply --force {target}` "
             f"only {first}'s; to keep an edit, move the file elsewhere."
         )
     return ["", style(text, "yellow"), *links[1:]]
+
+
+def _swapped(plan: Plan) -> set[str]:
+    """The images of the plan that swap names with another (or are renamed round a
+    cycle): --target of one takes the others along."""
+    declared = {a.image for a in plan.actions if a.spec is not None}
+    swapped = set()
+    for action in plan.actions:
+        old = action.taking_over
+        if old is not None and old in declared:
+            swapped |= {action.image, old}
+    return swapped
 
 
 #: what the plan says where a symbolic link out of the project is in an image's way:

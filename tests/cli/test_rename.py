@@ -483,3 +483,56 @@ def test_a_swap_with_one_side_in_conflict_keeps_both_entries(project, run_cli):
             before[old]["output"],
             before[old]["history"],
         )
+
+
+def test_targeting_one_side_of_a_swap_takes_the_other_along(project, run_cli):
+    """a and b swap names, b's file edited by hand: the plan's hint suggested
+    `--force --target b`, which renamed b alone, over its own entry (its history and
+    pin lost, two entries recording o/a.png); --target b now takes a along."""
+    root = project({"images.toml": preview(TWO)})
+    assert run_cli("apply").code == 0
+    _edit(root, '"one"', '"uno"')
+    _edit(root, '"two"', '"dos"')
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "--pin", "b", "@1").code == 0
+    before = _lock(root)
+    (root / "o/mob.png").write_bytes(b"edited by hand")
+    _swap(root, "a", "b")
+
+    code, out, err = run_cli("plan")
+    assert "--target" not in out, out
+    assert "`nebula-build apply --force` replaces them" in out, out
+    code, out, err = run_cli("plan", "--target", "b")
+    assert "  ! a  conflict  o/mob.png\n" in out, out
+    assert "note: taken along with b: names swapped (or renamed round a cycle)" in out, out
+    code, out, err = run_cli("apply", "--target", "b")
+    assert code == 1, out + err
+    assert _lock(root) == before
+
+    code, out, err = run_cli("apply", "--force", "--target", "b")
+    assert code == 0, out + err
+    assert ": 2 done (0 generated), 0 failed." in out, out
+    after = _lock(root)
+    for old, new in (("a", "b"), ("b", "a")):
+        assert (after[new]["output"], after[new]["history"]) == (
+            before[old]["output"],
+            before[old]["history"],
+        )
+        assert after[new].get("pinned_against") == before[old].get("pinned_against")
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_targeting_one_name_of_a_rename_cycle_renames_the_whole_cycle(project, run_cli):
+    images = {**TWO, "c": {**MOB, "prompt": "three", "output": "o/c.png", "seed": 3}}
+    root = project({"images.toml": preview(images)})
+    assert run_cli("apply").code == 0
+    before = _lock(root)
+    _swap(root, "a", "b", "c")
+
+    code, out, err = run_cli("apply", "--target", "c")
+    assert code == 0, out + err
+    assert ": 3 done (0 generated), 0 failed." in out, out
+    after = _lock(root)
+    for old, new in (("a", "b"), ("b", "c"), ("c", "a")):
+        assert after[new]["output"] == before[old]["output"]
+    assert run_cli("plan", "--detailed-exitcode").code == 0
