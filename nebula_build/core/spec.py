@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from nebula_build.errors import did_you_mean
-from nebula_build.params import PARAMS
+from nebula_build.params import FILES, PARAMS
 from nebula_build.text import printable
 
 #: "did you mean" compares a typo with each known name: only where there are few
@@ -178,8 +178,12 @@ def as_declared(
     """Two generations' parameters as a person compares them: without the draw index,
     and with a draw's derived seed shown as the seed it was derived from where the
     other side declares that one, or `declared` holds it (the manifest's: two draws
-    of sets that share it). A pick is not an edit of the seed."""
+    of sets that share it). A pick is not an edit of the seed, nor an upstream renamed
+    (`@mob` → `@monster`, its output the same) an edit of the input."""
     old, new = dict(old), dict(new)
+    for name in FILES:
+        if _renamed_upstream(old.get(name), new.get(name)):
+            old[name] = new[name]
     draws = {id(one): one.pop("draw", 0) for one in (old, new)}
     for one, other in ((old, new), (new, old)):
         draw, seed = draws[id(one)], one.get("seed")
@@ -190,6 +194,17 @@ def as_declared(
                 one["seed"] = source
                 break
     return old, new
+
+
+def _renamed_upstream(old: object, new: object) -> bool:
+    """Whether two inputs are one upstream's output under two names (`@mob:KEY` and
+    `@monster:KEY`): the pixels taken are the same."""
+    if not (isinstance(old, str) and isinstance(new, str)) or old == new:
+        return False
+    if not (old.startswith("@") and new.startswith("@")):
+        return False
+    key = old.partition(":")[2]
+    return bool(key) and key == new.partition(":")[2]
 
 
 @dataclass(frozen=True, slots=True)

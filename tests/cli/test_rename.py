@@ -536,3 +536,28 @@ def test_targeting_one_name_of_a_rename_cycle_renames_the_whole_cycle(project, r
     for old, new in (("a", "b"), ("b", "c"), ("c", "a")):
         assert after[new]["output"] == before[old]["output"]
     assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_an_upstream_renamed_with_its_chained_image_edited_is_no_input_change(project, run_cli):
+    """mob is renamed monster while b, which takes its output, gets a new prompt: its
+    input is the same output under another name (the plan and history said
+    `image: @mob (output e97a…) -> @monster (output e97a…)` as a change)."""
+    cap = {"model": FLUX_FILL, "mask": "mask.png", "prompt": "a cap", "output": "o/b.png"}
+    images = {"mob": MOB, "b": {**cap, "image": "@mob"}}
+    root = project({"images.toml": preview(images), "mask.png": mask()})
+    assert run_cli("apply").code == 0
+    _edit(root, "[images.mob]", "[images.monster]")
+    _edit(root, '"@mob"', '"@monster"')
+    _edit(root, '"a cap"', '"a hat"')
+
+    code, out, err = run_cli("plan")
+    assert "  ~ b  regenerate  o/b.png\n      prompt changed\n" in out, out
+    assert "image:" not in out, out
+    code, out, err = run_cli("plan", "--json")
+    actions = {a["image"]: a for a in json.loads(out)["actions"]}
+    assert [c["field"] for c in actions["b"]["changes"]] == ["prompt"]
+    assert run_cli("apply").code == 0
+    code, out, err = run_cli("history", "b")
+    assert code == 0, err
+    assert "prompt: a [-cap-] {+hat+}" in out, out
+    assert "image:" not in out, out
