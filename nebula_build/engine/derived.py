@@ -76,9 +76,19 @@ def plan_files(
         if a.is_change and a.kind not in (ActionKind.CONFLICT, ActionKind.DRAW)
     }
     renamed = {a.image: a.renamed_from for a in images if a.renamed_from and a.image in changing}
+    # a member moved or restored keeps its name and bytes: its atlases' sheets stay as
+    # they are (the asset manifest, which names paths, still changes with it)
+    kept = {a.image for a in images if _keeps_recorded_bytes(a, prepared.store.placeholder)}
     made = read_made(prepared.project)
     planned = _planned_atlases(
-        prepared, lock, made, changing, renamed, force=force, deleting=deleting, related=related
+        prepared,
+        lock,
+        made,
+        changing - kept,
+        renamed,
+        force=force,
+        deleting=deleting,
+        related=related,
     )
     actions = [action for action, _ in planned]
     target = prepared.resolved.asset_manifest
@@ -95,6 +105,24 @@ def plan_files(
     if action is not None:
         actions.append(action)
     return tuple(actions)
+
+
+def _keeps_recorded_bytes(action: Action, placeholder: Callable[[Mapping[str, str]], bool]) -> bool:
+    """Whether the image's output after the action holds the bytes its lock entry
+    records, under the same name: a move, or a restore of the same generation and
+    output options (not a placeholder's entry, whose restore is the real image). An
+    atlas is made from its members' names and digests only (`members_key`), never
+    their paths."""
+    spec, entry = action.spec, action.entry
+    return (
+        action.kind in (ActionKind.MOVE, ActionKind.RESTORE)
+        and spec is not None
+        and entry is not None
+        and action.renamed_from is None
+        and entry.generation_key == spec.generation_key
+        and entry.output_key == spec.output_key
+        and not (entry.made_with and placeholder(entry.made_with))
+    )
 
 
 #: the digest of each file an atlas writes (sheet, exports) as its plan saw it

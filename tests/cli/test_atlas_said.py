@@ -190,3 +190,71 @@ def test_what_else_changed_is_said_beside_a_member_joining(project, run_cli):
     (root / "images.toml").write_text(_joins(exported, "bonnet") + BONNET)
     said = "new exports sprites/heroes.ase.json, sprites/heroes.tres; bonnet joined"
     assert _atlas_reason(run_cli) == said
+
+
+def _sheet(root) -> tuple[bytes, int, bytes, int]:
+    sheet, frames = root / "sprites/heroes.png", root / "sprites/heroes.json"
+    return (
+        sheet.read_bytes(),
+        sheet.stat().st_mtime_ns,
+        frames.read_bytes(),
+        frames.stat().st_mtime_ns,
+    )
+
+
+def _atlas_up_to_date(run_cli) -> None:
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "atlas" not in out, out
+    data = json.loads(run_cli("plan", "--json").out)
+    heroes = [(f["action"], f["reason"]) for f in data["files"] if f["name"] == "atlas heroes"]
+    assert heroes == [("noop", "up to date")], data["files"]
+
+
+def test_a_member_moved_or_restored_leaves_its_atlas_as_it_is(project, run_cli):
+    """Before: a member whose output only moved (or was restored from the cache) had
+    plan say '~ atlas heroes  build … members change: hero' and count '1 atlas to
+    build', which apply then did not build: the sheet is made from the members' names
+    and bytes, never their paths."""
+    root = project({"images.toml": SPRITES})
+    assert run_cli("apply").code == 0
+    built = _sheet(root)
+    moved = SPRITES.replace('"sprites/hero.png"', '"sprites/moved/hero.png"')
+    (root / "images.toml").write_text(moved)
+    _atlas_up_to_date(run_cli)
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "atlas" not in out + err and _sheet(root) == built, out
+    assert run_cli("plan").out.startswith("No changes"), run_cli("plan").out
+
+    (root / "sprites/moved/hero.png").unlink()
+    _atlas_up_to_date(run_cli)
+    assert run_cli("apply").code == 0 and _sheet(root) == built
+
+    (root / "images.toml").write_text(moved.replace("sprites/moved/", "sprites/again/"))
+    code, out, err = run_cli("watch", "--once")
+    assert code == 0, err
+    assert "atlas" not in out + err and _sheet(root) == built, out
+    assert run_cli("plan").out.startswith("No changes")
+
+    # its next real build takes the member from where it is now
+    (root / "images.toml").write_text(
+        moved.replace("sprites/moved/", "sprites/again/").replace("a red cap", "a blue cap")
+    )
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "built atlas heroes sprites/heroes.png" in out + err, out + err
+    assert not (root / "sprites/hero.png").exists() and _sheet(root)[0] != built[0]
+
+
+def test_a_member_re_encoded_or_renamed_still_rebuilds_its_atlas(project, run_cli):
+    """A re-encode changes the member's pixels, a rename its frame's name: both rebuild."""
+    root = project({"images.toml": SPRITES})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(SPRITES.replace('"sprites/hero.png"', '"sprites/hero.webp"'))
+    assert _atlas_reason(run_cli) == "members change: hero"
+    hat = SPRITES.replace('"hero-cap"', '"hero-hat"').replace(
+        "[images.hero-cap]", "[images.hero-hat]"
+    )
+    (root / "images.toml").write_text(hat)
+    assert _atlas_reason(run_cli) == "members change: hero-cap renamed to hero-hat"

@@ -338,3 +338,22 @@ def test_a_real_run_after_a_dry_run_does_not_price_with_the_stand_ins_list(
     code, out, err = run_cli("apply", "--yes", "--max-cost", "0.05", cwd=root)
     assert code == 0, err
     assert "0.111" not in out + err and "$0.006" in out + err
+
+
+def test_a_placeholder_restored_as_the_real_image_rebuilds_its_atlas(
+    tmp_path, run_cli, stand_in, shared, monkeypatch
+):
+    """A member's placeholder put back as the real image (a restore, as a moved or missing
+    output's is) changes its pixels: its atlas is built again, said in the plan."""
+    atlas = '\n[atlases.pair]\nimages = ["hero", "tile"]\noutput = "img/pair.png"\n'
+    first = _checkout(tmp_path, "first")
+    (first / "images.toml").write_text(nebula_manifest(IMAGES) + atlas)
+    assert run_cli("apply", cwd=first).code == 0
+    _real_api(stand_in, monkeypatch)
+    second = _checkout(tmp_path, "second", source=first)
+    assert run_cli("apply", cwd=second).code == 0  # the real images, shared
+
+    code, out, err = run_cli("plan", cwd=first)
+    assert code == 0, err
+    assert "< hero  restore  img/hero.png" in out, out
+    assert "~ atlas pair  build  img/pair.png\n      members change: hero, tile\n" in out
