@@ -107,10 +107,17 @@ class Outcome:
     peak_memory: int | None = None
     #: each acceptance check's measured value, where the image has checks
     checks: Mapping[str, Any] = field(default_factory=dict)
+    #: not recorded as a name it swaps with failed: said, counted as that one's failure
+    kept_back: bool = False
 
     @property
     def image(self) -> str:
         return self.action.image
+
+    @property
+    def counted(self) -> bool:
+        """Whether apply counts it (`Action.counted`): not a name kept back by a swap."""
+        return self.action.counted and not self.kept_back
 
     @property
     def refused(self) -> bool:
@@ -148,7 +155,8 @@ class ApplyResult:
     #: of `succeeded`, the old names of renamed images (not counted: `Action.counted`)
     handed_over: int = 0
     #: of `failures`, the old names of renamed images kept in the lock as their new
-    #: name failed: said, not counted (the new name's failure is the image's)
+    #: name failed, and the names swapped with one that failed (`Outcome.kept_back`):
+    #: said, not counted (the failure is the one that failed)
     kept_back: set[str] = field(default_factory=set)
 
     @property
@@ -159,7 +167,7 @@ class ApplyResult:
     def add(self, outcome: Outcome, *, keep: bool) -> None:
         if outcome.error is not None:
             self.failures[outcome.image] = outcome.error
-            if not outcome.action.counted:
+            if not outcome.counted:
                 self.kept_back.add(outcome.image)
         elif outcome.ok:
             self.succeeded.append(outcome.image)
@@ -222,6 +230,61 @@ def _waits_for(action: Action) -> tuple[str, ...]:
     if action.renamed_to is not None:
         return (action.renamed_to,)
     return action.spec.depends_on if action.spec else ()
+
+
+def _swap_waits(changes: Sequence[Action]) -> dict[str, tuple[str, ...]]:
+    """Names swapped or renamed round a cycle: each member that takes over an entry
+    without generating (as it is, moved, from the cache) waits for the members that
+    generate, so that where one fails, none has yet written over the entry it was to
+    take over. Where every member generates, none waits: each would wait for another.
+    A wait that would close a loop with the images' own upstreams is left out. A
+    waiting member is parked (`_feed`), so it holds no place in the bound."""
+    taking = {a.image: a for a in changes if a.renamed_from is not None and a.spec is not None}
+    if not taking:  # the common case
+        return {}
+    pending = {action.image: action for action in changes}
+    waits: dict[str, tuple[str, ...]] = {}
+    for cycle in _rename_cycles(taking):
+        making = [name for name in cycle if taking[name].generates]
+        for name in cycle:
+            if making and not taking[name].generates:
+                waits[name] = tuple(
+                    maker for maker in making if not _reaches(maker, name, pending, waits)
+                )
+    return waits
+
+
+def _rename_cycles(taking: Mapping[str, Action]) -> list[list[str]]:
+    """The cycles of names each taking over the next one's entry (a swap is one of two)."""
+    cycles: list[list[str]] = []
+    seen: set[str] = set()
+    for start in taking:
+        path: list[str] = []
+        name: str | None = start
+        while name is not None and name in taking and name not in seen:
+            seen.add(name)
+            path.append(name)
+            name = taking[name].renamed_from
+        if name is not None and name in path:
+            cycles.append(path[path.index(name) :])
+    return cycles
+
+
+def _reaches(
+    start: str, goal: str, pending: Mapping[str, Action], waits: Mapping[str, tuple[str, ...]]
+) -> bool:
+    """Whether `start` waits, at any depth, for `goal`."""
+    todo, seen = [start], {start}
+    while todo:
+        name = todo.pop()
+        if name == goal:
+            return True
+        action = pending.get(name)
+        for upstream in (*_waits_for(action), *waits.get(name, ())) if action else ():
+            if upstream not in seen:
+                seen.add(upstream)
+                todo.append(upstream)
+    return False
 
 
 def _input_shown(path: str, digest: str | None) -> str:
@@ -296,6 +359,8 @@ class Applier:
         self._pending: dict[str, Action] = {}
         #: the images in flight: started, not finished
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: names swapped that wait for the names of their swap that generate (`_swap_waits`)
+        self._swap_waits: dict[str, tuple[str, ...]] = {}
         #: images waiting for an upstream in flight or not started yet, by that upstream
         self._parked: defaultdict[str, list[Action]] = defaultdict(list)
         #: parked images whose upstream finished: started before the plan's next ones
@@ -326,6 +391,7 @@ class Applier:
         self._wanted = Counter({key: n for key, n in wanted.items() if n > 1})
         del wanted
         self._pending = {action.image: action for action in changes}
+        self._swap_waits = _swap_waits(changes)
         try:
             async with asyncio.TaskGroup() as group:
                 await self._feed(group, changes)
@@ -393,7 +459,7 @@ class Applier:
                 self._parked[upstream].append(action)
 
     def _unfinished_upstream(self, action: Action) -> str | None:
-        for upstream in _waits_for(action):
+        for upstream in (*_waits_for(action), *self._swap_waits.get(action.image, ())):
             if upstream != action.image and upstream in self._pending:
                 return upstream
         return None
@@ -428,9 +494,10 @@ class Applier:
             Outcome(action, ok=False, error=SkippedError(f"skipped: {why}", image=action.image))
         )
 
-    def _upstream_ready(self, action: Action) -> None:
+    def _upstream_ready(self, action: Action, outcome: Outcome) -> None:
         """The images whose output this one takes as input (`@hero`) are done: refuse to
-        run on one that failed (it was never started before they finished)."""
+        run on one that failed (it was never started before they finished); likewise
+        the names it swaps with that generate (`_swap_waits`)."""
         for upstream in action.spec.depends_on if action.spec else ():
             if upstream in self._result.failures:
                 raise SkippedError(
@@ -443,6 +510,16 @@ class Applier:
                 f"takes over {action.output}",
                 image=action.image,
             )
+        for maker in self._swap_waits.get(action.image, ()):
+            if maker in self._result.failures:
+                outcome.kept_back = True
+                own = self._planned_lock.get(action.image)
+                raise SkippedError(
+                    f"skipped: kept in the lock with its history until {maker}, which takes "
+                    f"over {own.output if own else 'its entry'}, is made: names swapped (or "
+                    "renamed round a cycle) are renamed together",
+                    image=action.image,
+                )
 
     def running(self) -> dict[str, Action]:
         """Images not finished yet (in flight or still to start), with each one's action."""
@@ -480,7 +557,7 @@ class Applier:
         started = time.perf_counter()
         outcome = Outcome(action, ok=True)
         try:
-            self._upstream_ready(action)
+            self._upstream_ready(action, outcome)
             await self._execute(action, outcome)
         except asyncio.CancelledError:
             if action.image not in self._obsolete:

@@ -66,7 +66,7 @@ class Progress:
         self.running.pop(outcome.image, None)
         self.steps.pop(outcome.image, None)
         self.activities.pop(outcome.image, None)
-        counted = outcome.action.counted
+        counted = outcome.counted
         if counted:
             self.done += 1
         # the old name of a renamed image: its new name's line said the rename
@@ -112,7 +112,7 @@ class Progress:
     def _line(self, outcome: Outcome) -> str:
         action, style = outcome.action, self.style
         elapsed = f"{outcome.elapsed:.2f}s"
-        counter = style(f"[{self.done}/{self.total}]", "dim") + " " if action.counted else ""
+        counter = style(f"[{self.done}/{self.total}]", "dim") + " " if outcome.counted else ""
         if not outcome.ok:
             error = printable(str(outcome.error))
             return f"{counter}{style('failed', 'red', 'bold')} {action.image}: {error}"

@@ -10,6 +10,8 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from nebula_build.plugin import FLUX_FILL
 from tests.cli.test_rows_matrix import preview
 from tests.conftest import fake_manifest, generation_log
@@ -561,3 +563,116 @@ def test_an_upstream_renamed_with_its_chained_image_edited_is_no_input_change(pr
     assert code == 0, err
     assert "prompt: a [-cap-] {+hat+}" in out, out
     assert "image:" not in out, out
+
+
+def _forget_generation(root, name):
+    """Delete `name`'s output and the cache entry of its generation: made again."""
+    entry = _lock(root)[name]
+    (root / entry["output"]).unlink()
+    key = entry["generation_key"]
+    for path in (root / ".nebula-build/cache" / key[:2]).glob(f"{key}*"):
+        path.unlink()
+
+
+THREE = {**TWO, "c": {**MOB, "prompt": "three", "output": "o/c.png", "seed": 3}}
+
+
+def _applied_twice(project, run_cli, log, images):
+    """`images` on the fake backend, each with one earlier generation."""
+    root = project({"images.toml": fake_manifest(log, images)})
+    assert run_cli("apply").code == 0
+    for old, new in (("one", "uno"), ("two", "dos"), ("three", "tres")):
+        _edit(root, f'"{old}"', f'"{new}"')
+    assert run_cli("apply").code == 0
+    return root
+
+
+@pytest.mark.parametrize("names", [("a", "b"), ("a", "b", "c")], ids=["swap", "cycle"])
+def test_a_swap_whose_generating_side_fails_keeps_every_entry(
+    project, run_cli, fake_site, tmp_path, names
+):
+    """a and b swap names (or a, b, c cycle); b, taking over a's entry, must generate
+    (o/a.png and its cache entry gone) and fails: the others, which take over an entry
+    as it is, wait for it and are kept back, so the lock keeps every entry and the next
+    apply retries the swap (a took b's entry over its own: a's history lost, a and b
+    both recording o/mob.png)."""
+    log = tmp_path / "log"
+    root = _applied_twice(project, run_cli, log, {name: THREE[name] for name in names})
+    before = _lock(root)
+    _forget_generation(root, "a")
+    _swap(root, *names)
+    _edit(root, "fail = []", 'fail = ["b"]')
+
+    code, out, err = run_cli("plan")
+    assert "  + b  create  o/a.png\n      renamed from a" in out, out
+    assert f"  > a  rename  {before[names[-1]]['output']}\n" in out, out
+    code, out, err = run_cli("apply")
+    assert code == 1, out + err
+    assert "[1/" in err and "failed b: b refused on purpose" in err, err
+    assert "error: 1 image failed:\n" in err and "\n  b: b refused on purpose\n" in err, err
+    for name in set(names) - {"b"}:
+        assert (
+            f"  {name}: skipped: kept in the lock with its history until b, which takes over "
+            f"{before[name]['output']}, is made: names swapped (or renamed round a cycle)"
+        ) in err, err
+    assert ": 0 done (0 generated), 1 failed." in out, out
+    assert _lock(root) == before
+    code, out, err = run_cli("history", "a")
+    assert code == 0, err
+    assert "a (o/a.png): 1 earlier generation" in out, out
+
+    _edit(root, 'fail = ["b"]', "fail = []")
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert f": {len(names)} done (1 generated), 0 failed." in out, out
+    after = _lock(root)
+    for old, new in zip(names, (*names[1:], names[0]), strict=True):
+        assert (after[new]["output"], after[new]["history"]) == (
+            before[old]["output"],
+            before[old]["history"],
+        )
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_swap_with_a_generating_side_renames_both_in_one_apply(
+    project, run_cli, fake_site, tmp_path
+):
+    """b, taking over a's entry, generates; a, taking over b's as it is, waits for it:
+    both are renamed in one apply, each with its history."""
+    log = tmp_path / "log"
+    root = _applied_twice(project, run_cli, log, TWO)
+    before = _lock(root)
+    _forget_generation(root, "a")
+    _swap(root, "a", "b")
+
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert ": 2 done (1 generated), 0 failed." in out, out
+    assert generation_log(log)[4:] == ["b"]
+    after = _lock(root)
+    for old, new in (("a", "b"), ("b", "a")):
+        assert (after[new]["output"], after[new]["history"]) == (
+            before[old]["output"],
+            before[old]["history"],
+        )
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_plain_swap_on_a_paid_backend_renames_both_and_generates_nothing(
+    project, run_cli, fake_site, tmp_path
+):
+    log = tmp_path / "log"
+    root = _applied_twice(project, run_cli, log, TWO)
+    before = _lock(root)
+    _swap(root, "a", "b")
+
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert ": 2 done (0 generated), 0 failed." in out, out
+    assert len(generation_log(log)) == 4
+    after = _lock(root)
+    for old, new in (("a", "b"), ("b", "a")):
+        assert (after[new]["output"], after[new]["history"]) == (
+            before[old]["output"],
+            before[old]["history"],
+        )
