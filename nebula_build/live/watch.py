@@ -864,7 +864,7 @@ class Watcher:
                 report.conflicts.append(outcome.image)
             elif isinstance(outcome.error, SupersededError):
                 report.cancelled.append(outcome.image)
-            elif outcome.action.counted:  # not the old name its new name's failure kept
+            elif outcome.counted:  # not a name kept back by another's failure (a rename)
                 report.failed[outcome.image] = str(outcome.error)
         for file in result.files:
             if file.conflict:

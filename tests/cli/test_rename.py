@@ -617,6 +617,10 @@ def test_a_swap_whose_generating_side_fails_keeps_every_entry(
         ) in err, err
     assert ": 0 done (0 generated), 1 failed." in out, out
     assert _lock(root) == before
+    code, out, err = run_cli("watch", "--once")
+    assert code == 1, out + err
+    assert "round 1: 0 done (0 generated), 1 failed" in out + err, out + err
+    assert _lock(root) == before
     code, out, err = run_cli("history", "a")
     assert code == 0, err
     assert "a (o/a.png): 1 earlier generation" in out, out
