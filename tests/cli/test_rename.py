@@ -638,6 +638,44 @@ def test_a_swap_whose_generating_side_fails_keeps_every_entry(
     assert run_cli("plan", "--detailed-exitcode").code == 0
 
 
+def test_a_rename_chain_whose_generating_end_fails_keeps_every_entry(
+    project, run_cli, fake_site, tmp_path
+):
+    """a gone, b takes a's declaration, new c takes b's; c must generate (o/mob.png and
+    its cache entry gone) and fails: b, taking over a's entry as it is, waits for it
+    and is kept back (it was renamed first, its own entry and history lost)."""
+    log = tmp_path / "log"
+    root = _applied_twice(project, run_cli, log, TWO)
+    before = _lock(root)
+    _forget_generation(root, "b")
+    _edit(root, "[images.b]", "[images.c]")
+    _edit(root, "[images.a]", "[images.b]")
+    _edit(root, "fail = []", 'fail = ["c"]')
+
+    code, out, err = run_cli("apply")
+    assert code == 1, out + err
+    assert "failed c: c refused on purpose" in err, err
+    assert "  b: skipped: kept in the lock with its history until c" in err, err
+    assert _lock(root) == before
+    code, out, err = run_cli("history", "b")
+    assert code == 0, err
+    assert "b (o/mob.png): 1 earlier generation" in out, out
+
+    _edit(root, 'fail = ["c"]', "fail = []")
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    after = _lock(root)
+    assert set(after) == {"b", "c"}, after
+    assert (after["b"]["output"], after["b"]["history"]) == (
+        before["a"]["output"],
+        before["a"]["history"],
+    )
+    assert (after["c"]["output"], after["c"]["history"]) == (
+        before["b"]["output"],
+        before["b"]["history"],
+    )
+
+
 def test_a_swap_with_a_generating_side_renames_both_in_one_apply(
     project, run_cli, fake_site, tmp_path
 ):
