@@ -523,11 +523,10 @@ class Applier:
         for maker in self._swap_waits.get(action.image, ()):
             if maker in self._result.failures:
                 outcome.kept_back = True
-                own = self._planned_lock.get(action.image)
                 raise SkippedError(
-                    f"skipped: kept in the lock with its history until {maker}, which takes "
-                    f"over {own.output if own else 'its entry'}, is made: names swapped (or "
-                    "renamed round a cycle) are renamed together",
+                    f"skipped: kept in the lock with its history until {maker} is made: "
+                    "names that take over each other's entries (swapped, renamed round a "
+                    "cycle or along a chain) are renamed together",
                     image=action.image,
                 )
 
