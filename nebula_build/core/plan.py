@@ -948,8 +948,12 @@ def make_plan(
         actions = [_taken_along(action, along) for action in actions]
     if ctx.renamed:
         actions = _held_by_conflicts(_with_own_entries(actions, ctx), ctx)
-    removed = [n for n in sorted(lock) if n not in specs and (wanted is None or n in wanted)]
     heirs = {old: new for new, old in ctx.renamed.items() if wanted is None or new in wanted}
+    # the old name of a targeted rename goes with it: left, two entries would record
+    # one output, and the next rename would be refused as a forged lock
+    removed = [
+        n for n in sorted(lock) if n not in specs and (wanted is None or n in wanted or n in heirs)
+    ]
     from_rows = set()
     owners: dict[str, str] = {}
     # a file is kept for the image that declares it only where that image writes or

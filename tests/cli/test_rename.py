@@ -718,3 +718,39 @@ def test_a_plain_swap_on_a_paid_backend_renames_both_and_generates_nothing(
             before[old]["output"],
             before[old]["history"],
         )
+
+
+def test_targeting_a_renamed_image_drops_its_old_name(project, run_cli):
+    """`apply --target monster` renamed mob to monster but left mob in the lock, both
+    recording o/mob.png: the next rename was refused as a forged lock
+    (`images.mob and images.monster both record o/mob.png`)."""
+    root = project({"images.toml": preview({"mob": MOB})})
+    assert run_cli("apply").code == 0
+    before = _lock(root)["mob"]
+    _edit(root, "[images.mob]", "[images.monster]")
+
+    code, out, err = run_cli("apply", "--target", "monster")
+    assert code == 0, out + err
+    assert _lock(root) == {"monster": before}
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    _edit(root, "[images.monster]", "[images.beast]")
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert _lock(root) == {"beast": before}
+
+
+def test_targeting_the_end_of_a_rename_chain_drops_the_name_it_started_from(project, run_cli):
+    """a gone, b takes a's declaration, new c takes b's: `--target c` took b along but
+    left a in the lock beside b, both recording o/a.png."""
+    images = {"a": {**MOB, "output": "o/a.png"}, "b": {**MOB, "prompt": "two", "seed": 2}}
+    root = project({"images.toml": preview(images)})
+    assert run_cli("apply").code == 0
+    before = _lock(root)
+    (root / "images.toml").write_text(preview({"b": images["a"], "c": images["b"]}))
+
+    code, out, err = run_cli("plan", "--target", "c")
+    assert "note: taken along with c" in out, out
+    code, out, err = run_cli("apply", "--target", "c")
+    assert code == 0, out + err
+    assert _lock(root) == {"b": before["a"], "c": before["b"]}
+    assert run_cli("plan", "--detailed-exitcode").code == 0
