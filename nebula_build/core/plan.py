@@ -1020,8 +1020,8 @@ def _taken_along(action: Action, along: Mapping[str, str]) -> Action:
     if target is None:
         return action
     note = (
-        f"taken along with {target}: names swapped (or renamed round a cycle) are renamed "
-        "together, each keeping its entry"
+        f"taken along with {target}: names that take over each other's entries (swapped, "
+        "renamed round a cycle or along a chain) are renamed together, each keeping its entry"
     )
     return replace(action, notes=(*action.notes, note))
 

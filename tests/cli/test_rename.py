@@ -506,7 +506,7 @@ def test_targeting_one_side_of_a_swap_takes_the_other_along(project, run_cli):
     assert "`nebula-build apply --force` replaces them" in out, out
     code, out, err = run_cli("plan", "--target", "b")
     assert "  ! a  conflict  o/mob.png\n" in out, out
-    assert "note: taken along with b: names swapped (or renamed round a cycle)" in out, out
+    assert "note: taken along with b: names that take over each other's entries" in out, out
     code, out, err = run_cli("apply", "--target", "b")
     assert code == 1, out + err
     assert _lock(root) == before
@@ -749,7 +749,11 @@ def test_targeting_the_end_of_a_rename_chain_drops_the_name_it_started_from(proj
     (root / "images.toml").write_text(preview({"b": images["a"], "c": images["b"]}))
 
     code, out, err = run_cli("plan", "--target", "c")
-    assert "note: taken along with c" in out, out
+    assert (
+        "  > b  rename  o/a.png\n      renamed from a (the file already holds this output)\n"
+        "      note: taken along with c: names that take over each other's entries (swapped, "
+        "renamed round a cycle or along a chain) are renamed together"
+    ) in out, out
     code, out, err = run_cli("apply", "--target", "c")
     assert code == 0, out + err
     assert _lock(root) == {"b": before["a"], "c": before["b"]}
