@@ -1072,7 +1072,35 @@ def _held_by_conflicts(actions: list[Action], ctx: _Context) -> list[Action]:
             resolution=action,
         )
         held.append(by_name[action.image])
+    _hold_takers(by_name, ctx)
     return [by_name[action.image] for action in actions]
+
+
+def _hold_takers(by_name: dict[str, Action], ctx: _Context) -> None:
+    """Along a chain (a gone, b takes a's declaration, c takes b's), a name in conflict
+    keeps its entry: the name that takes that entry over is held too, and so on down
+    the chain. Renamed on its own, it would copy the entry, two entries recording one
+    output, and the next rename refused as a forged lock."""
+    taken_by = {a.taking_over: a.image for a in by_name.values() if a.taking_over}
+    held = [a.image for a in by_name.values() if a.kind is ActionKind.CONFLICT]
+    while held:
+        name = held.pop()
+        action = by_name.get(taken_by.get(name, ""))
+        if action is None or action.renamed_from != name:
+            continue
+        by_name[action.image] = Action(
+            image=action.image,
+            kind=ActionKind.CONFLICT,
+            reason=(
+                f"renamed from {name}, but {name} is in conflict and keeps its entry: "
+                f"{action.image} takes it over once {name} can be renamed"
+            ),
+            output=action.output,
+            spec=action.spec,
+            entry=ctx.entries.get(action.image),
+            resolution=action,
+        )
+        held.append(action.image)
 
 
 def renames(

@@ -758,3 +758,32 @@ def test_targeting_the_end_of_a_rename_chain_drops_the_name_it_started_from(proj
     assert code == 0, out + err
     assert _lock(root) == {"b": before["a"], "c": before["b"]}
     assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_name_taking_over_the_entry_of_one_in_conflict_along_a_chain_waits(project, run_cli):
+    """a gone, b takes a's declaration (a's file edited by hand: b in conflict), new c
+    takes b's: c copied b's entry while b kept it, both recording o/b.png, and the
+    next rename was refused as a forged lock."""
+    images = {"a": {**MOB, "output": "o/a.png"}, "b": {**MOB, "prompt": "two", "seed": 2}}
+    root = project({"images.toml": preview(images)})
+    assert run_cli("apply").code == 0
+    before = _lock(root)
+    (root / "o/a.png").write_bytes(b"edited by hand")
+    (root / "images.toml").write_text(preview({"b": images["a"], "c": images["b"]}))
+
+    code, out, err = run_cli("plan")
+    assert (
+        "  ! c  conflict  o/mob.png\n      renamed from b, but b is in conflict and keeps its "
+        "entry: c takes it over once b can be renamed\n"
+    ) in out, out
+    assert run_cli("apply").code == 1
+    assert _lock(root) == before
+    (root / "images.toml").write_text(preview({"b": images["a"], "d": images["b"]}))
+    assert run_cli("plan").code == 0
+    code, out, err = run_cli("apply", "--force")
+    assert code == 0, out + err
+    after = _lock(root)
+    assert sorted(after) == ["b", "d"]
+    assert after["d"] == before["b"]
+    assert after["b"]["output"] == before["a"]["output"]
+    assert run_cli("plan", "--detailed-exitcode").code == 0
