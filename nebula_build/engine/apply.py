@@ -237,8 +237,9 @@ def _swap_waits(changes: Sequence[Action]) -> dict[str, tuple[str, ...]]:
     without generating (as it is, moved, from the cache) waits for the members that
     generate, so that where one fails, none has yet written over the entry it was to
     take over. Where every member generates, none waits: each would wait for another.
-    Along a chain (a gone, b takes a's entry, new c takes b's), a name that does not
-    generate waits for the one that takes its own entry and generates.
+    Along a chain (a gone, b takes a's entry, new c takes b's), of two names one of
+    which takes over the other's entry, the one that does not generate waits for the
+    one that does.
     A wait that would close a loop with the images' own upstreams is left out. A
     waiting member is parked (`_feed`), so it holds no place in the bound."""
     taking = {a.image: a for a in changes if a.renamed_from is not None and a.spec is not None}
@@ -257,10 +258,11 @@ def _swap_waits(changes: Sequence[Action]) -> dict[str, tuple[str, ...]]:
     in_cycles = {name for cycle in cycles for name in cycle}
     for name, action in taking.items():  # a chain (a gone, b → a's, new c → b's)
         old = action.renamed_from
-        if name in in_cycles or not action.generates or old not in taking:
+        if name in in_cycles or old not in taking or action.generates == taking[old].generates:
             continue
-        if not taking[old].generates and not _reaches(name, old, pending, waits):
-            waits[old] = (*waits.get(old, ()), name)
+        waiter, maker = (old, name) if action.generates else (name, old)
+        if not _reaches(maker, waiter, pending, waits):
+            waits[waiter] = (*waits.get(waiter, ()), maker)
     return waits
 
 

@@ -787,3 +787,35 @@ def test_a_name_taking_over_the_entry_of_one_in_conflict_along_a_chain_waits(pro
     assert after["d"] == before["b"]
     assert after["b"]["output"] == before["a"]["output"]
     assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_rename_chain_whose_middle_name_fails_keeps_every_entry(
+    project, run_cli, fake_site, tmp_path
+):
+    """a gone, b takes a's declaration, new c takes b's; b must generate (o/a.png and its
+    cache entry gone) and fails: c, taking over b's entry as it is, waits for it and is
+    kept back (it copied b's entry while b kept it, both recording o/mob.png, and the
+    next rename was refused as a forged lock)."""
+    log = tmp_path / "log"
+    root = _applied_twice(project, run_cli, log, TWO)
+    before = _lock(root)
+    _forget_generation(root, "a")
+    _edit(root, "[images.b]", "[images.c]")
+    _edit(root, "[images.a]", "[images.b]")
+    _edit(root, "fail = []", 'fail = ["b"]')
+
+    code, out, err = run_cli("apply")
+    assert code == 1, out + err
+    assert "failed b: b refused on purpose" in err, err
+    assert "  c: skipped: kept in the lock with its history until b" in err, err
+    assert ": 0 done (0 generated), 1 failed." in out, out
+    assert _lock(root) == before
+
+    _edit(root, 'fail = ["b"]', "fail = []")
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    after = _lock(root)
+    assert set(after) == {"b", "c"}, after
+    assert after["c"] == before["b"]
+    assert after["b"]["output"] == before["a"]["output"]
+    assert run_cli("plan", "--detailed-exitcode").code == 0
