@@ -810,6 +810,10 @@ def test_a_rename_chain_whose_middle_name_fails_keeps_every_entry(
     assert "  c: skipped: kept in the lock with its history until b" in err, err
     assert ": 0 done (0 generated), 1 failed." in out, out
     assert _lock(root) == before
+    code, out, err = run_cli("watch", "--once")
+    assert code == 1, out + err
+    assert "0 done (0 generated), 1 failed" in out + err, out + err
+    assert _lock(root) == before
 
     _edit(root, 'fail = ["b"]', "fail = []")
     code, out, err = run_cli("apply")
