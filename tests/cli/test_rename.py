@@ -638,44 +638,6 @@ def test_a_swap_whose_generating_side_fails_keeps_every_entry(
     assert run_cli("plan", "--detailed-exitcode").code == 0
 
 
-def test_a_rename_chain_whose_generating_end_fails_keeps_every_entry(
-    project, run_cli, fake_site, tmp_path
-):
-    """a gone, b takes a's declaration, new c takes b's; c must generate (o/mob.png and
-    its cache entry gone) and fails: b, taking over a's entry as it is, waits for it
-    and is kept back (it was renamed first, its own entry and history lost)."""
-    log = tmp_path / "log"
-    root = _applied_twice(project, run_cli, log, TWO)
-    before = _lock(root)
-    _forget_generation(root, "b")
-    _edit(root, "[images.b]", "[images.c]")
-    _edit(root, "[images.a]", "[images.b]")
-    _edit(root, "fail = []", 'fail = ["c"]')
-
-    code, out, err = run_cli("apply")
-    assert code == 1, out + err
-    assert "failed c: c refused on purpose" in err, err
-    assert "  b: skipped: kept in the lock with its history until c" in err, err
-    assert _lock(root) == before
-    code, out, err = run_cli("history", "b")
-    assert code == 0, err
-    assert "b (o/mob.png): 1 earlier generation" in out, out
-
-    _edit(root, 'fail = ["c"]', "fail = []")
-    code, out, err = run_cli("apply")
-    assert code == 0, out + err
-    after = _lock(root)
-    assert set(after) == {"b", "c"}, after
-    assert (after["b"]["output"], after["b"]["history"]) == (
-        before["a"]["output"],
-        before["a"]["history"],
-    )
-    assert (after["c"]["output"], after["c"]["history"]) == (
-        before["b"]["output"],
-        before["b"]["history"],
-    )
-
-
 def test_a_swap_with_a_generating_side_renames_both_in_one_apply(
     project, run_cli, fake_site, tmp_path
 ):
@@ -789,37 +751,53 @@ def test_a_name_taking_over_the_entry_of_one_in_conflict_along_a_chain_waits(pro
     assert run_cli("plan", "--detailed-exitcode").code == 0
 
 
-def test_a_rename_chain_whose_middle_name_fails_keeps_every_entry(
-    project, run_cli, fake_site, tmp_path
+@pytest.mark.parametrize(
+    ("forgotten", "failing", "kept_back"),
+    [("b", "c", "b"), ("a", "b", "c")],
+    ids=["end-generates", "middle-generates"],
+)
+def test_a_rename_chain_whose_generating_name_fails_keeps_every_entry(
+    project, run_cli, fake_site, tmp_path, forgotten, failing, kept_back
 ):
-    """a gone, b takes a's declaration, new c takes b's; b must generate (o/a.png and its
-    cache entry gone) and fails: c, taking over b's entry as it is, waits for it and is
-    kept back (it copied b's entry while b kept it, both recording o/mob.png, and the
-    next rename was refused as a forged lock)."""
+    """a gone, b takes a's declaration, new c takes b's; the name taking over
+    `forgotten`'s entry must generate (its file and cache entry gone) and fails: the
+    other, taking over an entry as it is, waits for it and is kept back. Renamed, b
+    lost its own entry and history (the end failing), or c copied b's entry while b
+    kept it, both recording o/mob.png, and the next rename was refused as a forged
+    lock (the middle failing)."""
     log = tmp_path / "log"
     root = _applied_twice(project, run_cli, log, TWO)
     before = _lock(root)
-    _forget_generation(root, "a")
+    _forget_generation(root, forgotten)
     _edit(root, "[images.b]", "[images.c]")
     _edit(root, "[images.a]", "[images.b]")
-    _edit(root, "fail = []", 'fail = ["b"]')
+    _edit(root, "fail = []", f'fail = ["{failing}"]')
 
     code, out, err = run_cli("apply")
     assert code == 1, out + err
-    assert "failed b: b refused on purpose" in err, err
-    assert "  c: skipped: kept in the lock with its history until b" in err, err
+    assert f"failed {failing}: {failing} refused on purpose" in err, err
+    assert f"  {kept_back}: skipped: kept in the lock with its history until {failing}" in err
     assert ": 0 done (0 generated), 1 failed." in out, out
     assert _lock(root) == before
     code, out, err = run_cli("watch", "--once")
     assert code == 1, out + err
     assert "0 done (0 generated), 1 failed" in out + err, out + err
     assert _lock(root) == before
+    code, out, err = run_cli("history", "b")
+    assert code == 0, err
+    assert "b (o/mob.png): 1 earlier generation" in out, out
 
-    _edit(root, 'fail = ["b"]', "fail = []")
+    _edit(root, f'fail = ["{failing}"]', "fail = []")
     code, out, err = run_cli("apply")
     assert code == 0, out + err
     after = _lock(root)
     assert set(after) == {"b", "c"}, after
-    assert after["c"] == before["b"]
-    assert after["b"]["output"] == before["a"]["output"]
+    assert (after["c"]["output"], after["c"]["history"]) == (
+        before["b"]["output"],
+        before["b"]["history"],
+    )
+    assert (after["b"]["output"], after["b"]["history"]) == (
+        before["a"]["output"],
+        before["a"]["history"],
+    )
     assert run_cli("plan", "--detailed-exitcode").code == 0
