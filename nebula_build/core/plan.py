@@ -1058,18 +1058,12 @@ def _held_by_conflicts(actions: list[Action], ctx: _Context) -> list[Action]:
         if action is None or action.renamed_from is None or action.kind is ActionKind.CONFLICT:
             continue
         entry = ctx.entries[action.image]
-        by_name[action.image] = Action(
-            image=action.image,
-            kind=ActionKind.CONFLICT,
-            reason=(
-                f"renamed from {action.renamed_from}, but {heir.image}, which takes over "
-                f"its file {entry.output}, is in conflict: {action.image} keeps its entry "
-                "until both can be renamed"
-            ),
-            output=action.output,
-            spec=action.spec,
-            entry=entry,
-            resolution=action,
+        by_name[action.image] = _held(
+            action,
+            f"renamed from {action.renamed_from}, but {heir.image}, which takes over its "
+            f"file {entry.output}, is in conflict: {action.image} keeps its entry until "
+            "both can be renamed",
+            entry,
         )
         held.append(by_name[action.image])
     _hold_takers(by_name, ctx)
@@ -1088,19 +1082,27 @@ def _hold_takers(by_name: dict[str, Action], ctx: _Context) -> None:
         action = by_name.get(taken_by.get(name, ""))
         if action is None or action.renamed_from != name:
             continue
-        by_name[action.image] = Action(
-            image=action.image,
-            kind=ActionKind.CONFLICT,
-            reason=(
-                f"renamed from {name}, but {name} is in conflict and keeps its entry: "
-                f"{action.image} takes it over once {name} can be renamed"
-            ),
-            output=action.output,
-            spec=action.spec,
-            entry=ctx.entries.get(action.image),
-            resolution=action,
+        by_name[action.image] = _held(
+            action,
+            f"renamed from {name}, but {name} is in conflict and keeps its entry: "
+            f"{action.image} takes it over once {name} can be renamed",
+            ctx.entries.get(action.image),
         )
         held.append(action.image)
+
+
+def _held(action: Action, reason: str, entry: LockEntry | None) -> Action:
+    """`action`, a rename, held in conflict for `reason`: its entry stays as the lock
+    records it, and `--force` carries the rename out (`resolution`)."""
+    return Action(
+        image=action.image,
+        kind=ActionKind.CONFLICT,
+        reason=reason,
+        output=action.output,
+        spec=action.spec,
+        entry=entry,
+        resolution=action,
+    )
 
 
 def renames(
