@@ -410,11 +410,57 @@ class Applier:
         finally:
             # Writes already under way finish and are recorded, even on Ctrl-C.
             await asyncio.gather(*self._finishing, return_exceptions=True)
+            await self._settle_unfinished_renames(changes)
         self._remove_left_for_failed([action for action in changes if action.kept_for])
         if self._result.outcomes:  # in the plan's order, as the report lists them
             order = {action.image: n for n, action in enumerate(changes)}
             self._result.outcomes.sort(key=lambda outcome: order[outcome.image])
         return self._result
+
+    async def _settle_unfinished_renames(self, changes: Sequence[Action]) -> None:
+        """Names swapped, renamed round a cycle or along a chain that did not finish
+        (failed, or never started on Ctrl-C) while others did: each earlier entry must
+        live on under exactly one name. A name whose old entry was written over (the
+        name it came from recorded its own) takes over that entry as it was, history
+        and all, to be made by the next apply; a name whose own entry another name took
+        over, while the entry it was to take over stays where it was, is dropped (the
+        next plan renames it again). Where the names that generate have to wait for
+        none (`_swap_waits`), this is what keeps a failure from losing an entry."""
+        done = set(self._result.succeeded)
+        unfinished = {
+            action.image: action.renamed_from
+            for action in changes
+            if action.renamed_from is not None
+            and action.spec is not None
+            and action.image not in done
+            and action.renamed_from in self._planned_lock
+        }
+        if not unfinished:  # the common case
+            return
+        planned, entries = self._planned_lock, self.writer.entries
+        taken_as_was: set[str] = set()
+        settling = True
+        while settling:
+            settling = False
+            for name, old in unfinished.items():
+                if name not in taken_as_was and entries.get(old) != planned[old]:
+                    await self.writer.set(name, planned[old])
+                    taken_as_was.add(name)
+                    settling = True
+                    self._result.notes.append(
+                        f"{name}: took over {old}'s entry as it was ({planned[old].output}, with "
+                        f"its history): {name} is made by the next apply"
+                    )
+        holders = done | taken_as_was
+        for action in changes:
+            taken = action.renamed_from
+            if (
+                taken in unfinished
+                and taken not in taken_as_was
+                and action.image in holders
+                and entries.get(taken) == planned.get(taken)
+            ):
+                await self.writer.delete(taken)
 
     def _remove_left_for_failed(self, leaving: Sequence[Action]) -> None:
         """The files an image that finished well left for another that failed

@@ -801,3 +801,96 @@ def test_a_rename_chain_whose_generating_name_fails_keeps_every_entry(
         before["a"]["history"],
     )
     assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def _outputs_recorded_once(lock):
+    outputs = [entry["output"] for entry in lock.values()]
+    assert len(outputs) == len(set(outputs)), lock
+
+
+@pytest.mark.parametrize(
+    ("names", "failing"),
+    [(("a", "b"), ("b",)), (("a", "b", "c"), ("b",)), (("a", "b", "c"), ("a", "b"))],
+    ids=["swap", "cycle", "cycle-two-failing"],
+)
+def test_a_swap_where_every_name_generates_and_one_fails_loses_no_entry(
+    project, run_cli, fake_site, tmp_path, names, failing
+):
+    """a and b swap names (or a, b, c cycle) and every name must generate (files and
+    cache entries gone); b fails: the names that were made recorded their new entries,
+    and b takes over the entry it was to take over as it was, so each earlier entry,
+    with its history, lives on under one name (a's entry was lost, a and b both
+    recording o/mob.png)."""
+    log = tmp_path / "log"
+    root = _applied_twice(project, run_cli, log, {name: THREE[name] for name in names})
+    before = _lock(root)
+    for name in names:
+        _forget_generation(root, name)
+    _swap(root, *names)
+    _edit(root, "fail = []", f"fail = {json.dumps(list(failing))}")
+    takes = dict(zip(names, (*names[1:], names[0]), strict=True))  # old name -> new name
+
+    code, out, err = run_cli("apply")
+    assert code == 1, out + err
+    made = len(names) - len(failing)
+    assert f": {made} done ({made} generated), {len(failing)} failed." in out, out
+    after = _lock(root)
+    _outputs_recorded_once(after)
+    for old, new in takes.items():
+        assert (after[new]["output"], after[new]["history"]) == (
+            before[old]["output"],
+            before[old]["history"],
+        ), (old, new, after)
+        if new in failing:
+            assert after[new] == before[old], (old, new)
+            assert f"{new}: took over {old}'s entry as it was" in out + err, out + err
+    for name in names:
+        code, out, err = run_cli("history", name)
+        assert code == 0, err
+
+    _edit(root, f"fail = {json.dumps(list(failing))}", "fail = []")
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert f": {len(failing)} done ({len(failing)} generated), 0 failed." in out, out
+    final = _lock(root)
+    for old, new in takes.items():
+        assert (final[new]["output"], final[new]["history"]) == (
+            before[old]["output"],
+            before[old]["history"],
+        ), (old, new, final)
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+@pytest.mark.parametrize("failing", ["b", "c"])
+def test_a_rename_chain_where_both_names_generate_and_one_fails_loses_no_entry(
+    project, run_cli, fake_site, tmp_path, failing
+):
+    """a gone, b takes a's declaration, new c takes b's, both generating; one fails:
+    no output is recorded by two names and each earlier entry lives on under one name."""
+    log = tmp_path / "log"
+    root = _applied_twice(project, run_cli, log, TWO)
+    before = _lock(root)
+    for name in ("a", "b"):
+        _forget_generation(root, name)
+    _edit(root, "[images.b]", "[images.c]")
+    _edit(root, "[images.a]", "[images.b]")
+    _edit(root, "fail = []", f'fail = ["{failing}"]')
+
+    code, out, err = run_cli("apply")
+    assert code == 1, out + err
+    after = _lock(root)
+    _outputs_recorded_once(after)
+    histories = sorted(json.dumps(entry["history"][:1]) for entry in after.values())
+    assert histories == sorted(json.dumps(entry["history"][:1]) for entry in before.values())
+
+    _edit(root, f'fail = ["{failing}"]', "fail = []")
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    final = _lock(root)
+    assert set(final) == {"b", "c"}, final
+    for old, new in (("a", "b"), ("b", "c")):
+        assert (final[new]["output"], final[new]["history"]) == (
+            before[old]["output"],
+            before[old]["history"],
+        ), (old, new, final)
+    assert run_cli("plan", "--detailed-exitcode").code == 0
