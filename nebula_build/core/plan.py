@@ -673,7 +673,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
     # lock): files holding exactly that are ours, not a stranger's.
     # a placeholder's files are what its output key wrote, and are to be made again
     fresh = action.fresh or spec.name in ctx.placeholders
-    known = {} if fresh else ctx.known_output(spec.output_key)
+    known = {} if fresh else ctx.known_output(spec.output_key) or _renamed_files(action, ctx)
     currents = {path: ctx.digest_of(path) for path in spec.paths}
     found = tuple(currents.items())
     if known and all(d is not None and d == known.get(p) for p, d in currents.items()):
@@ -726,6 +726,16 @@ def _guard(action: Action, ctx: _Context) -> Action:
         )
     checked = replace(action, found=found)
     return _copy_kept(checked, claimed) if claimed else checked
+
+
+def _renamed_files(action: Action, ctx: _Context) -> Mapping[str, str]:
+    """The files the lock records for the old name of a renamed image that made the same
+    output (`output_key`): where the index of outputs written is gone (`.nebula-build/`
+    deleted, a fresh CI checkout), the lock's record says the file is already this one."""
+    old = ctx.entries.get(action.renamed_from) if action.renamed_from is not None else None
+    if old is None or action.spec is None or old.output_key != action.spec.output_key:
+        return {}
+    return old.files()
 
 
 def _links_alone(

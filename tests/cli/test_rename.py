@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -894,3 +895,35 @@ def test_a_rename_chain_where_both_names_generate_and_one_fails_loses_no_entry(
             before[old]["history"],
         ), (old, new, final)
     assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+@pytest.mark.parametrize("names", [("a", "b"), ("a", "b", "c")], ids=["swap", "cycle"])
+def test_a_swap_after_deleting_the_state_folder_is_still_renames(project, run_cli, names):
+    """With `.nebula-build/` deleted (its caches and the index of outputs written: a
+    fresh CI checkout), the lock's record shows each file is the output its new name
+    takes over: a swap or cycle is renamed, each file keeping its history (was: a
+    conflict for each name, 'the file in the way is a's output: move one image at a
+    time'). A file edited by hand is still a conflict."""
+    root = project({"images.toml": preview({name: THREE[name] for name in names})})
+    assert run_cli("apply").code == 0
+    before = _lock(root)
+    shutil.rmtree(root / ".nebula-build")
+    _swap(root, *names)
+
+    code, out, err = run_cli("plan")
+    assert code == 0, out + err
+    assert f"Plan: 0 to generate, {len(names)} renamed, 0 to delete." in out, out
+    assert "conflict" not in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    after = _lock(root)
+    for old, new in zip(names, (*names[1:], names[0]), strict=True):
+        kept = ("output", "digest", "generation_key", "history")
+        assert [after[new].get(k) for k in kept] == [before[old].get(k) for k in kept]
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+    shutil.rmtree(root / ".nebula-build")
+    (root / "o/a.png").write_bytes(b"edited by hand")
+    _swap(root, *names)
+    code, out, err = run_cli("plan")
+    assert "conflict" in out, out
