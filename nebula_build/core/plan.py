@@ -83,6 +83,8 @@ _GENERATING = (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW)
 NOT_CACHED = " (its original is not cached)"
 
 
+#: why a file a lock entry records, which its image no longer writes, stays
+CHANGED_BY_HAND = "changed by hand since it was made"
 #: why a file a lock entry records stays where nothing shows nebula-build wrote it
 RECORD = "the record nebula-build writes into the files it makes"
 NOT_VOUCHED = f"it does not carry {RECORD}; delete it by hand if it is not needed"
@@ -1255,16 +1257,23 @@ def _with_removals(action: Action, ctx: _Context, takers: Mapping[str, bool]) ->
     if not entry.variants and entry.output in keep:
         return action  # the common case: not a stat more
     files = entry.files()
-    left = [p for p, digest in files.items() if p not in keep and ctx.digest_of(p) == digest]
-    if not left:
+    current = {path: ctx.digest_of(path) for path in files if path not in keep}
+    left = [path for path, digest in current.items() if digest == files[path]]
+    edited = [
+        path
+        for path, digest in current.items()
+        if digest not in (None, files[path]) and ctx.declared_by(path, action.image) is None
+    ]
+    if not left and not edited:
         return action
     taken = _taken_by(left, action.image, ctx, takers)
     left = [path for path in left if path not in taken]
     why = {path: ctx.why_it_stays(path, files[path], entry) for path in left}
+    why.update((path, CHANGED_BY_HAND) for path in edited)
     return replace(
         action,
         removes=tuple(path for path in left if why[path] is None),
-        stays=tuple(path for path in left if why[path] is not None),
+        stays=tuple(path for path in why if why[path] is not None),
         stays_elsewhere=tuple(
             (path, reason) for path, reason in why.items() if reason and reason != NOT_VOUCHED
         ),

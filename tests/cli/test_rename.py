@@ -927,3 +927,27 @@ def test_a_swap_after_deleting_the_state_folder_is_still_renames(project, run_cl
     _swap(root, *names)
     code, out, err = run_cli("plan")
     assert "conflict" in out, out
+
+
+def test_a_name_renamed_onto_a_deleted_one_says_its_hand_edited_file_stays(project, run_cli):
+    """b deleted, a renamed to b: b's old file, edited by hand since it was made, stays,
+    and the plan says so (was: kept without a word, untracked)."""
+    images = {"a": {**MOB, "output": "o/a.png"}, "b": {**MOB, "prompt": "two", "seed": 2}}
+    root = project({"images.toml": preview(images)})
+    assert run_cli("apply").code == 0
+    (root / "o/mob.png").write_bytes(b"edited by hand")
+    (root / "images.toml").write_text(preview({"b": images["a"]}))
+
+    code, out, err = run_cli("plan")
+    assert (
+        "  > b  rename  o/a.png\n      renamed from a (the file already holds this output)\n"
+        "      keeps o/mob.png: changed by hand since it was made\n"
+    ) in out, out
+    code, out, err = run_cli("plan", "--json")
+    (action,) = [a for a in json.loads(out)["actions"] if a["image"] == "b"]
+    assert action["stays"] == ["o/mob.png"], action
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert (root / "o/mob.png").read_bytes() == b"edited by hand"
+    assert set(_lock(root)) == {"b"}
+    assert run_cli("plan", "--detailed-exitcode").code == 0
