@@ -210,6 +210,8 @@ class FileAction:
     new: bool = False
     #: an atlas's frame map, written with its sheet
     frames: str | None = None
+    #: where its last build wrote it, for one built elsewhere now (its output moved)
+    moved_from: str | None = None
     #: files the build removes (an atlas's exports dropped from the manifest, its old
     #: files once moved; every file of a deleted atlas): they hold what its last build
     #: wrote there

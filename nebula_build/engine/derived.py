@@ -170,7 +170,9 @@ def _planned_atlases(
         )
         if action.reason == "new atlas" and record is not None and record.output != atlas.output:
             action = dataclasses.replace(
-                action, reason=f"output moved from {printable(record.output, 200)}"
+                action,
+                reason=f"output moved from {printable(record.output, 200)}",
+                moved_from=record.output,
             )
         action = _copy_kept(prepared, action, {atlas.output: sheet, **exports})
         if old or kept:

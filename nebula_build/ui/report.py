@@ -408,7 +408,9 @@ def file_lines(actions: Iterable[FileAction], style: Style) -> list[str]:
         if action.state is FileState.NOOP:
             continue
         symbol, color = _FILE_MARKS[action.state]
-        if action.state is FileState.BUILD and not action.new:
+        if action.state is FileState.BUILD and action.moved_from is not None:
+            symbol, color = SYMBOLS[ActionKind.MOVE]
+        elif action.state is FileState.BUILD and not action.new:
             symbol, color = "~", "cyan"
         lines.append(
             f"  {style(symbol, color, 'bold')} {style(printable(action.label), 'bold')}"
@@ -683,6 +685,8 @@ def file_json(action: FileAction) -> dict[str, Any]:
     }
     if action.kind is FileKind.ATLAS:
         data |= {"atlas": action.name, "frames": action.frames}
+    if action.moved_from is not None:
+        data["old_output"] = action.moved_from  # as a moved image's
     if action.removes and action.state is FileState.CONFLICT:  # as an image's conflict
         data["with_force"] = {"removes": list(action.removes), "backup": True}
     elif action.removes:

@@ -57,17 +57,20 @@ def applied(project, run_cli, manifest: str, **files: str):
 
 def test_a_moved_atlas_removes_its_old_files_with_the_rebuild(project, run_cli):
     """Before, `atlas/hero.png` and `atlas/hero.json` stayed, unnamed: an engine
-    still imported them; and the plan called the moved atlas a `new atlas`."""
+    still imported them; and the plan called the moved atlas a `new atlas`, with the
+    sign of a new file (`+`) rather than a move's (`>`)."""
     root = applied(project, run_cli, HERO)
     before = project_files(root)
     (root / "images.toml").write_text(HERO.replace('"atlas/hero.png"', '"assets/atlas/hero.png"'))
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert (
-        "+ atlas hero  build  assets/atlas/hero.png\n      output moved from atlas/hero.png\n"
+        "> atlas hero  build  assets/atlas/hero.png\n      output moved from atlas/hero.png\n"
         in out
     ), out
     assert "      removes atlas/hero.png, atlas/hero.json, which it no longer writes\n" in out
+    (atlas,) = json.loads(run_cli("plan", "--json").out)["files"]
+    assert (atlas["action"], atlas["old_output"]) == ("build", "atlas/hero.png"), atlas
     code, out, err = run_cli("apply")
     assert code == 0, err
     built = "built atlas hero assets/atlas/hero.png; removed atlas/hero.png, atlas/hero.json\n"
@@ -343,7 +346,7 @@ def test_a_moved_sheet_rewrites_the_exports_that_stay_where_they_were(project, r
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert (
-        "+ atlas items  build  game/sheets/items.png\n      output moved from game/items.png\n"
+        "> atlas items  build  game/sheets/items.png\n      output moved from game/items.png\n"
         in out
     ), out
     assert "removes game/items.png, game/items.json, which it no longer writes" in out
