@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING
 
-from nebula_build import __version__
+from nebula_build.engine.codeversion import code_version
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -151,7 +151,7 @@ def _text(signature: tuple[int, int, int, int]) -> str:
 
 def _context(manifest: str, backend: str | None) -> str:
     """Everything besides the project's files that decides a plan, as one line."""
-    parts = [__version__, manifest, backend or ""]
+    parts = [code_version(), manifest, backend or ""]
     for entry in sys.path:  # a package installed or removed changes its folder
         parts += [entry, _signature(entry) or "-"]
     return "\x1f".join(parts).replace("\n", "\x1e")

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nebula_build import __version__
+from nebula_build.engine.codeversion import code_version
 from nebula_build.fsutil import atomic_write, read_regular
 from nebula_build.plugin import OnDisk
 from nebula_build.state.project import Project
@@ -125,7 +125,7 @@ def _read(project: Project) -> dict[str, str]:
 
 
 def _key(backend: str, model: str, name: str, signatures: Mapping[str, Signature | None]) -> str:
-    described = [__version__, backend, model, name, sorted(signatures.items())]
+    described = [code_version(), backend, model, name, sorted(signatures.items())]
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()
 
 

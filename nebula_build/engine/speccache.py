@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
 from typing import Any
 
-from nebula_build import __version__
 from nebula_build.core.resolve import Resolved
 from nebula_build.core.spec import AssetSpec, AtlasSpec
+from nebula_build.engine.codeversion import code_version
 from nebula_build.fsutil import atomic_stream, read_regular
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.project import Project
@@ -53,7 +53,7 @@ def cache_key(manifest: bytes, registry: BackendRegistry, backend_override: str 
     # The field names are in the key: rows are stored by position, so a change to
     # AssetSpec must never decode old rows into the wrong fields.
     context = json.dumps(
-        [CACHE_FORMAT, __version__, _SPEC_FIELDS, _ATLAS_FIELDS, backend_override, backends]
+        [CACHE_FORMAT, code_version(), _SPEC_FIELDS, _ATLAS_FIELDS, backend_override, backends]
     )
     return hashlib.sha256(context.encode() + b"\0" + manifest).hexdigest()
 

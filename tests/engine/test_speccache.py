@@ -91,3 +91,64 @@ def test_a_cache_of_many_lines_of_rows_gives_back_every_spec(project, run_cli, m
     again = run_cli("plan")
     assert again == first
     assert all(f"i{n}" in again.out for n in range(7))
+
+
+def test_new_code_under_the_same_version_is_a_new_key(tmp_path):
+    """A checkout, a pull or an edit of nebula-build that keeps its version (an editable
+    install, `pip install git+…`) is new code: its spec cache and no-op snapshot are
+    not the old code's (both were keyed on the version alone, so new resolve code could
+    be served the old code's specs)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nebula_build
+
+    package = tmp_path / "pkg" / "nebula_build"
+    shutil.copytree(
+        Path(nebula_build.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    project = tmp_path / "site"
+    project.mkdir()
+    (project / "images.toml").write_text(
+        'version = 1\n[defaults]\nbackend = "preview"\n[images.a]\n'
+        'model = "black-forest-labs/FLUX.1-schnell"\nprompt = "a"\nwidth = 64\nheight = 64\n'
+        'output = "a.png"\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(package.parent)}
+    assert _imported_from(env, project).startswith(str(package))
+
+    def plan() -> tuple[str, bytes]:
+        done = subprocess.run(
+            [sys.executable, "-m", "nebula_build", "plan"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout, (project / ".nebula-build/specs.json").read_bytes()
+
+    out, first = plan()
+    assert plan() == (out, first)
+    resolve = package / "core/resolve.py"
+    later = resolve.stat().st_mtime_ns + 10**9
+    os.utime(resolve, ns=(later, later))
+    assert plan()[1] != first
+
+
+def _imported_from(env, project) -> str:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", "import nebula_build; print(nebula_build.__file__)"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
