@@ -897,6 +897,28 @@ def test_a_rename_chain_where_both_names_generate_and_one_fails_loses_no_entry(
     assert run_cli("plan", "--detailed-exitcode").code == 0
 
 
+@pytest.mark.parametrize("metadata", [True, False], ids=["record", "metadata-false"])
+def test_a_rename_in_a_fresh_checkout_generates_nothing(project, run_cli, metadata):
+    """No `.nebula-build/` (a fresh CI checkout: no cache, no index of outputs
+    written): the lock records the file the old name made, which holds those bytes, so
+    the new name takes it as it is (was: '+ monster create', a generation paid for a
+    rename, and with `metadata = false` a backup of the file it then wrote over)."""
+    root = project({"images.toml": preview({"mob": {**MOB, "metadata": metadata}})})
+    assert run_cli("apply").code == 0
+    before = _lock(root)["mob"]
+    shutil.rmtree(root / ".nebula-build")
+    _edit(root, "[images.mob]", "[images.monster]")
+
+    code, out, err = run_cli("plan")
+    assert "  > monster  rename  o/mob.png\n      renamed from mob (the file already" in out, out
+    assert "Plan: 0 to generate, 1 renamed, 0 to delete." in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert "(0 generated)" in out, out
+    assert _lock(root) == {"monster": before}
+    assert not (root / ".nebula-build/backup").exists()
+
+
 @pytest.mark.parametrize("names", [("a", "b"), ("a", "b", "c")], ids=["swap", "cycle"])
 def test_a_swap_after_deleting_the_state_folder_is_still_renames(project, run_cli, names):
     """With `.nebula-build/` deleted (its caches and the index of outputs written: a
