@@ -192,3 +192,40 @@ def test_an_ignored_sigterm_stays_ignored(project, run_cli):
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigint_mid_rename_cycle_keeps_every_entry_under_one_name(
+    project, fake_site, tmp_path, run_cli, spawn
+):
+    """a, b and c renamed round a cycle, each to generate, one at a time; Ctrl-C once the
+    first is recorded: the names left unfinished take over the entries they were to take
+    over as they were, so no output is recorded by two names and every earlier entry,
+    with its history, lives on (the first took over an entry whose own name kept it)."""
+    from tests.cli.test_rename import THREE, _applied_twice, _forget_generation, _lock, _swap
+
+    log = tmp_path / "log"
+    root = _applied_twice(project, run_cli, log, THREE)
+    before = _lock(root)
+    for name in THREE:
+        _forget_generation(root, name)
+    _swap(root, "a", "b", "c")
+    manifest = root / "images.toml"
+    text = manifest.read_text()
+    manifest.write_text(
+        text.replace("delay = 0.0", "delay = 2.0").replace("concurrency = 4", "concurrency = 1")
+    )
+    process = spawn(root, "apply")
+    _wait_for(lambda: _lock(root) != before)  # the first recorded (the lock rewritten)
+    process.send_signal(signal.SIGINT)
+    _, err = _stopped(process, 20)
+    assert process.returncode == 130, err
+    after = _lock(root)
+    outputs = [entry["output"] for entry in after.values()]
+    assert len(outputs) == len(set(outputs)) == 3, after
+    kept = sorted((entry["output"], str(entry["history"])) for entry in after.values())
+    assert kept == sorted((entry["output"], str(entry["history"])) for entry in before.values())
+
+    manifest.write_text(text)
+    code, out, err = run_cli("apply")
+    assert code == 0, out + err
+    assert run_cli("plan", "--detailed-exitcode").code == 0
