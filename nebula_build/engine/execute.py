@@ -169,7 +169,13 @@ class OpenBackends:
                 f"backend {plugin.name!r} from {plugin.source} returned {problem} "
                 "(a bug in that plugin: report it to its authors)"
             )
-        return _shown_warnings(result, secrets.values())
+        result = _shown_warnings(result, secrets.values())
+        stamped = plugin.with_source(result.made_with)
+        return (
+            result
+            if stamped == result.made_with
+            else dataclasses.replace(result, made_with=stamped)
+        )
 
 
 def _timed_out(plugin: BackendPlugin, spec: AssetSpec, timeout: float) -> TransientBackendError:

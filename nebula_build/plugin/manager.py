@@ -46,7 +46,13 @@ from nebula_build.plugin.redaction import (
     secret_in_record,
     shown_safely,
 )
-from nebula_build.text import made_with_problem, model_id_problem, printable, redact
+from nebula_build.text import (
+    MADE_WITH_VALUE,
+    made_with_problem,
+    model_id_problem,
+    printable,
+    redact,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -61,6 +67,8 @@ BUILTIN_PLUGINS = (
     "nebula_build.backends.diffusers",
 )
 BUILTIN_SOURCE = "nebula-build (built in)"
+#: the `made_with` entry naming the plugin distribution, and its version, that made an image
+PLUGIN_RECORD = "plugin"
 
 _NOT_INSTALLED = "no installed plugin provides it: install the package that does (docs/plugins.md)"
 
@@ -237,6 +245,16 @@ class BackendPlugin:
     def builtin(self) -> bool:
         return self.source == BUILTIN_SOURCE
 
+    def with_source(self, record: Mapping[str, str]) -> dict[str, str]:
+        """`record`, a provenance record of this backend's, with the distribution and
+        version of the plugin that provides it (`plugin = "nebula-acme 1.2.0"`): where
+        that is a plugin installed beside nebula-build, the record names none itself
+        and has room for it. `plan` then notes an image an older version made."""
+        if self.builtin or PLUGIN_RECORD in record:
+            return dict(record)
+        stamped = {**record, PLUGIN_RECORD: printable(self.source, limit=MADE_WITH_VALUE)}
+        return dict(record) if made_with_problem(stamped) is not None else stamped
+
     def code_signature(self) -> str:
         """Changes when its code is edited in place, with no new version to say so: the
         size and modification time of each file in `code`. A stat or two per file."""
@@ -345,7 +363,7 @@ class BackendPlugin:
         problem = made_with_problem(record) or secret_in_record(record, secrets)
         if problem is not None:
             raise PluginError(f"{self.source}: {self.name}.made_with: the record {problem}")
-        return record
+        return self.with_source(record)
 
     def made_with_on_disk(
         self, settings: BackendSettings, model_id: str, root: Path

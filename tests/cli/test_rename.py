@@ -197,8 +197,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_a_lock_written_before_renames_were_recognised_still_plans_no_changes(
     project, run_cli, fake_site, tmp_path
 ):
-    """The lock of this chain as nebula-build 0c72fdf wrote it (a committed fixture):
-    its keys name the upstream; it plans no change, and a rename then makes nothing."""
+    """The lock of this chain as nebula-build 0c72fdf wrote it (a committed fixture; its
+    digests and `made_with` since the fake plugin's images record its version, its keys
+    as they were): its keys name the upstream; it plans no change, and a rename then
+    makes nothing."""
     log = tmp_path / "log"
     manifest = fake_manifest(log, _chain())
     root = project({"images.toml": manifest, "mask.png": mask(), "data/mobs.csv": SLIMES})

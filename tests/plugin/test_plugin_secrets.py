@@ -104,7 +104,7 @@ def test_a_plugins_token_reaches_no_output_and_no_file(studio, run_cli):
     assert "[images.fine]" in lock and "[images.warn]" in lock and "[images.record]" not in lock
     inspected = [run_cli("inspect", f"{name}.png") for name in ("fine", "warn")]
     assert all(result.code == 0 for result in inspected)
-    assert "made with: server v2" in inspected[0].out
+    assert "made with: plugin nebula-studio 0.1, server v2" in inspected[0].out
     assert _leaks(studio, out, err, *(r.out + r.err for r in inspected)) == []
 
 
@@ -199,7 +199,7 @@ def test_a_short_secret_is_redacted_where_it_stands_alone_not_inside_every_word(
     assert "fine:" not in err, err
     assert "[images.fine]" in (root / "images.lock").read_text()
     shown = run_cli("inspect", "fine.png")
-    assert shown.code == 0 and "made with: server v2" in shown.out
+    assert shown.code == 0 and "made with: plugin nebula-studio 0.1, server v2" in shown.out
 
 
 CHATTY_WITH_A_LONG_SECRET = plugin_source(

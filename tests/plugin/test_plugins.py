@@ -856,3 +856,31 @@ def test_a_plugins_settings_secrets_or_files_that_never_return_fail_after_its_ti
     assert code == 1, err
     assert f"backend 'slowsay' from nebula-slowsay 0.1 {said}; raise [backends.slowsay] " in err
     assert err.count("\n") == 1, err
+
+
+def test_the_lock_records_which_plugin_version_made_an_image(install, project, cli_process, sites):
+    """An image a plugin installed beside nebula-build made records the plugin's
+    distribution and version (`made_with.plugin`); once the plugin is upgraded, `plan`
+    notes the images the older version made, with how to make them again, and makes
+    none by itself (the lock said nothing of which version made an image)."""
+    install("acme", plugin_source("acme"))
+    root = project({"images.toml": MINIMAL.replace('"preview"', '"acme"')})
+    done = cli_process("apply")
+    assert done.returncode == 0, done.stderr
+    lock = (root / "images.lock").read_text()
+    assert 'made_with = { plugin = "nebula-acme 0.1" }' in lock, lock
+    assert cli_process("plan").stdout == "No changes: 1 image up to date.\n"
+
+    (metadata,) = sites[0].glob("*.dist-info/METADATA")
+    metadata.write_text(metadata.read_text().replace("Version: 0.1", "Version: 0.2"))
+    done = cli_process("plan")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "~ a  made with different settings (plugin nebula-acme 0.1, now nebula-acme 0.2)"
+        in done.stdout
+    ), done.stdout
+    assert "0 to generate" in done.stdout or "No changes" in done.stdout, done.stdout
+    done = cli_process("apply", "--replace", "a")
+    assert done.returncode == 0, done.stderr
+    assert 'plugin = "nebula-acme 0.2"' in (root / "images.lock").read_text()
+    assert cli_process("plan").stdout == "No changes: 1 image up to date.\n"
