@@ -15,6 +15,9 @@ from nebula_build.state.cache import Store
 from tests.conftest import fake_manifest, generation_log
 
 MADE_WITH = {"weights": "files:0123456789abcdef", "dtype": "bfloat16", "compile": "false"}
+#: what the lock, the cache and the file record: the fake backend is a plugin, so its
+#: distribution and version go with its own record
+STAMPED = {**MADE_WITH, "plugin": "nebula-build-fake 0.1"}
 FOX = {"prompt": "a red fox", "output": "img/fox.png"}  # no seed: the backend derives one
 
 
@@ -53,7 +56,7 @@ def test_a_file_carries_the_seed_its_backend_used_and_its_made_with_record(
     assert code == 0, err
     entry = locked(root)
     record, parameters = embedded(root / "img/fox.png")
-    assert record["made_with"] == entry["made_with"] == MADE_WITH
+    assert record["made_with"] == entry["made_with"] == STAMPED
     assert record["seed"] == entry["seed"] == int(entry["generation_key"][:8], 16)
     assert record["generation"].get("seed") is None  # the spec stays the spec
     assert f"Seed: {entry['seed']}," in parameters  # what A1111's readers show
@@ -61,7 +64,10 @@ def test_a_file_carries_the_seed_its_backend_used_and_its_made_with_record(
     code, out, err = run_cli("inspect", "img/fox.png")
     assert code == 0, err
     assert f"seed used: {entry['seed']}" in out
-    assert "made with: compile false, dtype bfloat16, weights files:0123456789abcdef" in out
+    assert (
+        "made with: compile false, dtype bfloat16, plugin nebula-build-fake 0.1, "
+        "weights files:0123456789abcdef" in out
+    )
 
 
 def test_a_file_made_again_from_the_cache_says_what_the_first_said(
@@ -83,7 +89,7 @@ def test_a_file_made_again_from_the_cache_says_what_the_first_said(
     assert code == 0, err
     assert len(generation_log(log)) == 1  # re-encoded from the cache, never generated again
     record, parameters = embedded(root / "img/fox.webp")
-    assert record["made_with"] == MADE_WITH and record["seed"] == locked(root)["seed"]
+    assert record["made_with"] == STAMPED and record["seed"] == locked(root)["seed"]
     assert f"Seed: {record['seed']}," in parameters
 
 
@@ -102,8 +108,8 @@ def test_a_cache_entry_without_a_record_takes_the_locks(project, run_cli, fake_s
         (root / "img/fox.png").unlink()
         code, _, err = run_cli("apply")
         assert code == 0, err
-        assert embedded(root / "img/fox.png")[0]["made_with"] == MADE_WITH, bad
-        assert locked(root)["made_with"] == MADE_WITH
+        assert embedded(root / "img/fox.png")[0]["made_with"] == STAMPED, bad
+        assert locked(root)["made_with"] == STAMPED
 
 
 def test_a_rescued_generation_keeps_its_record(project, run_cli, fake_site, tmp_path, monkeypatch):
@@ -124,12 +130,12 @@ def test_a_rescued_generation_keeps_its_record(project, run_cli, fake_site, tmp_
     rescued = Store(tmp_path / "user-cache" / "nebula-build" / "rescue")
     (key,) = rescued.keys()
     entry = rescued.get(key)
-    assert entry is not None and entry.made_with == MADE_WITH
+    assert entry is not None and entry.made_with == STAMPED
 
     code, _, err = run_cli("apply")
     assert code == 0, err
     assert len(generation_log(tmp_path / "log")) == 1
-    assert embedded(root / "img/fox.png")[0]["made_with"] == MADE_WITH
+    assert embedded(root / "img/fox.png")[0]["made_with"] == STAMPED
 
 
 def test_inspect_shows_a_crafted_file_safely(project, run_cli, tmp_path):
@@ -218,7 +224,7 @@ def test_files_adopted_in_place_keep_their_seed_and_record_in_the_lock(
     assert code == 0, err
     assert len(generation_log(log)) == 1
     assert locked(root)["seed"] == before["seed"]
-    assert locked(root)["made_with"] == MADE_WITH
+    assert locked(root)["made_with"] == STAMPED
 
 
 def test_the_remote_cache_carries_the_record_between_checkouts(
@@ -236,7 +242,7 @@ def test_the_remote_cache_carries_the_record_between_checkouts(
     assert run_cli("apply", cwd=first).code == 0
     key = locked(first)["generation_key"]
     record_path = shared / "v1" / "ac" / key[:2] / f"{key}.json"
-    assert json.loads(record_path.read_text())["made_with"] == MADE_WITH
+    assert json.loads(record_path.read_text())["made_with"] == STAMPED
 
     for checkout in (second, third):
         checkout.mkdir()
@@ -246,7 +252,7 @@ def test_the_remote_cache_carries_the_record_between_checkouts(
     assert code == 0, err
     assert len(generation_log(log)) == 1  # restored from the remote
     assert (second / "img/fox.png").read_bytes() == (first / "img/fox.png").read_bytes()
-    assert locked(second)["made_with"] == MADE_WITH
+    assert locked(second)["made_with"] == STAMPED
 
     record = json.loads(record_path.read_text())
     record["made_with"] = {"dtype": "\x1b[2Jbfloat16"}
@@ -257,7 +263,7 @@ def test_the_remote_cache_carries_the_record_between_checkouts(
     assert "the remote cache's entry was refused (its record's `made_with`" in err
     assert "\x1b" not in err
     assert len(generation_log(log)) == 2  # generated instead
-    assert embedded(third / "img/fox.png")[0]["made_with"] == MADE_WITH
+    assert embedded(third / "img/fox.png")[0]["made_with"] == STAMPED
 
 
 def test_the_gallery_shows_the_derived_seed_and_the_record(project, run_cli, fake_site, tmp_path):
@@ -269,5 +275,6 @@ def test_the_gallery_shows_the_derived_seed_and_the_record(project, run_cli, fak
     (card,) = page_cards((root / ".nebula-build/gallery/index.html").read_text())
     assert card["details"]["seed"] == f"{locked(root)['seed']} (derived)"
     assert card["details"]["made with"] == (
-        "compile false, dtype bfloat16, weights files:0123456789abcdef"
+        "compile false, dtype bfloat16, plugin nebula-build-fake 0.1, "
+        "weights files:0123456789abcdef"
     )
