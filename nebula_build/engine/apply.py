@@ -373,6 +373,10 @@ class Applier:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         #: names swapped that wait for the names of their swap that generate (`_swap_waits`)
         self._swap_waits: dict[str, tuple[str, ...]] = {}
+        #: the names that take over another's entry (`_settled`), each with that name
+        self._renaming: dict[str, str] = {}
+        #: the images recorded in the lock so far
+        self._recorded: set[str] = set()
         #: images waiting for an upstream in flight or not started yet, by that upstream
         self._parked: defaultdict[str, list[Action]] = defaultdict(list)
         #: parked images whose upstream finished: started before the plan's next ones
@@ -404,63 +408,82 @@ class Applier:
         del wanted
         self._pending = {action.image: action for action in changes}
         self._swap_waits = _swap_waits(changes)
+        self._renaming = {
+            action.image: action.renamed_from
+            for action in changes
+            if action.renamed_from is not None
+            and action.spec is not None
+            and action.renamed_from in self._planned_lock
+        }
         try:
             async with asyncio.TaskGroup() as group:
                 await self._feed(group, changes)
         finally:
             # Writes already under way finish and are recorded, even on Ctrl-C.
             await asyncio.gather(*self._finishing, return_exceptions=True)
-            await self._settle_unfinished_renames(changes)
+            await self._settle_unfinished_renames()
         self._remove_left_for_failed([action for action in changes if action.kept_for])
         if self._result.outcomes:  # in the plan's order, as the report lists them
             order = {action.image: n for n, action in enumerate(changes)}
             self._result.outcomes.sort(key=lambda outcome: order[outcome.image])
         return self._result
 
-    async def _settle_unfinished_renames(self, changes: Sequence[Action]) -> None:
-        """Names swapped, renamed round a cycle or along a chain that did not finish
-        (failed, or never started on Ctrl-C) while others did: each earlier entry must
-        live on under exactly one name. A name whose old entry was written over (the
-        name it came from recorded its own) takes over that entry as it was, history
-        and all, to be made by the next apply; a name whose own entry another name took
-        over, while the entry it was to take over stays where it was, is dropped (the
-        next plan renames it again). Where the names that generate have to wait for
-        none (`_swap_waits`), this is what keeps a failure from losing an entry."""
-        done = set(self._result.succeeded)
-        unfinished = {
-            action.image: action.renamed_from
-            for action in changes
-            if action.renamed_from is not None
-            and action.spec is not None
-            and action.image not in done
-            and action.renamed_from in self._planned_lock
-        }
-        if not unfinished:  # the common case
-            return
+    def _settled(
+        self, finished: Mapping[str, LockEntry | None]
+    ) -> tuple[dict[str, LockEntry | None], dict[str, str]]:
+        """`finished` (what an image that finished records), with what keeps each
+        earlier entry under exactly one name should the run end there: names swapped,
+        renamed round a cycle or along a chain finish one at a time, and a run cut off
+        (failed, Ctrl-C, killed) leaves some unfinished. An unfinished name whose old
+        entry was written over (the name it came from recorded its own) takes over that
+        entry as it was, history and all, to be made by the next apply; a name whose own
+        entry another name took over, while the entry it was to take over stays where
+        it was, is dropped (the next plan renames it again). Written with `finished`,
+        in one journal write, so each lock a run leaves is whole. Also returns the
+        names that took over an entry as it was, with that entry's name."""
+        changes = dict(finished)
+        if not self._renaming:  # the common case
+            return changes, {}
+        done = self._recorded | {name for name, entry in finished.items() if entry is not None}
+        unfinished = {name: old for name, old in self._renaming.items() if name not in done}
         planned, entries = self._planned_lock, self.writer.entries
-        taken_as_was: set[str] = set()
+
+        def current(name: str) -> LockEntry | None:
+            return changes[name] if name in changes else entries.get(name)
+
+        taken_as_was: dict[str, str] = {}
         settling = True
         while settling:
             settling = False
             for name, old in unfinished.items():
-                if name not in taken_as_was and entries.get(old) != planned[old]:
-                    await self.writer.set(name, planned[old])
-                    taken_as_was.add(name)
+                if name not in taken_as_was and current(old) != planned[old]:
+                    if current(name) != planned[old]:
+                        changes[name] = planned[old]
+                    taken_as_was[name] = old
                     settling = True
-                    self._result.notes.append(
-                        f"{name}: took over {old}'s entry as it was ({planned[old].output}, with "
-                        f"its history): {name} is made by the next apply"
-                    )
-        holders = done | taken_as_was
-        for action in changes:
-            taken = action.renamed_from
+        holders = done | taken_as_was.keys()
+        for name, taken in self._renaming.items():
             if (
                 taken in unfinished
                 and taken not in taken_as_was
-                and action.image in holders
-                and entries.get(taken) == planned.get(taken)
+                and name in holders
+                and current(taken) is not None
+                and current(taken) == planned.get(taken)
             ):
-                await self.writer.delete(taken)
+                changes[taken] = None
+        return changes, taken_as_was
+
+    async def _settle_unfinished_renames(self) -> None:
+        """Once the run ends: say which names took over an entry as it was (`_settled`)."""
+        changes, taken_as_was = self._settled({})
+        if changes:
+            await self.writer.record(changes)
+        planned = self._planned_lock
+        for name, old in taken_as_was.items():
+            self._result.notes.append(
+                f"{name}: took over {old}'s entry as it was ({planned[old].output}, with "
+                f"its history): {name} is made by the next apply"
+            )
 
     def _remove_left_for_failed(self, leaving: Sequence[Action]) -> None:
         """The files an image that finished well left for another that failed
@@ -804,25 +827,25 @@ class Applier:
         same_set = before is not None and (
             spec.pin is not None or spec.generation_key in {d.key for d in before.draws}
         )
-        await self.writer.set(
-            spec.name,
-            LockEntry(
-                backend=spec.backend,
-                model=spec.model,
-                output=spec.output,
-                digest=digest,
-                generation_key=spec.generation_key,
-                output_key=spec.output_key,
-                params=_entry_params(spec),
-                seed=None if seed == spec.seed else seed,
-                variants=recorded(variants),
-                draws=before.draws if before is not None and same_set else (),
-                history=history_after(before, spec.generation_key, self.store),
-                pin=spec.pin,
-                made_with=recorded(made_with),
-                applied_plan=self.applied_plan,
-            ),
+        entry = LockEntry(
+            backend=spec.backend,
+            model=spec.model,
+            output=spec.output,
+            digest=digest,
+            generation_key=spec.generation_key,
+            output_key=spec.output_key,
+            params=_entry_params(spec),
+            seed=None if seed == spec.seed else seed,
+            variants=recorded(variants),
+            draws=before.draws if before is not None and same_set else (),
+            history=history_after(before, spec.generation_key, self.store),
+            pin=spec.pin,
+            made_with=recorded(made_with),
+            applied_plan=self.applied_plan,
         )
+        changes, _ = self._settled({spec.name: entry})
+        self._recorded.add(spec.name)
+        await self.writer.record(changes)
 
     async def _original(
         self, action: Action, spec: AssetSpec, outcome: Outcome

@@ -1489,18 +1489,25 @@ class LockWriter:
         self._snapshot_due: str | None = None
 
     async def set(self, name: str, entry: LockEntry) -> None:
-        self.entries[name] = entry
-        await self._append({"op": "set", "image": name, "entry": entry.to_dict()})
+        await self.record({name: entry})
 
     async def delete(self, name: str) -> None:
-        self.entries.pop(name, None)
-        await self._append({"op": "delete", "image": name})
+        await self.record({name: None})
 
-    async def _append(self, op: Mapping[str, Any]) -> None:
-        self._buffer.append(json.dumps(op, ensure_ascii=False).encode() + b"\n")
+    async def record(self, changes: Mapping[str, LockEntry | None]) -> None:
+        """Set each entry, or delete it (None), together: their journal lines go in one
+        write, so a killed process leaves all of them or none."""
+        for name, entry in changes.items():
+            if entry is None:
+                self.entries.pop(name, None)
+                op: dict[str, Any] = {"op": "delete", "image": name}
+            else:
+                self.entries[name] = entry
+                op = {"op": "set", "image": name, "entry": entry.to_dict()}
+            self._buffer.append(json.dumps(op, ensure_ascii=False).encode() + b"\n")
         self._pending = True
         async with self._commit:
-            # else an earlier holder already committed our line
+            # else an earlier holder already committed our lines
             lines, self._buffer = self._buffer, []
             snapshot = None
             now = self.clock()
