@@ -148,6 +148,21 @@ def _amount(text: str) -> Decimal:
     return value
 
 
+def _budget_flags(parser: argparse.ArgumentParser, refuse: str) -> None:
+    parser.add_argument(
+        "--max-generations",
+        type=_count,
+        metavar="N",
+        help=f"{refuse} if more than N images would be generated",
+    )
+    parser.add_argument(
+        "--max-cost",
+        type=_amount,
+        metavar="AMOUNT",
+        help=f"{refuse} if the estimated cost (USD) is over AMOUNT, or unknown",
+    )
+
+
 def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     watch = sub.add_parser("watch", help="apply, then apply again on every save")
     watch.add_argument("--once", action="store_true", help="run a single round and exit")
@@ -179,6 +194,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     watch.add_argument(
         "--offline", action="store_true", help="leave the remote cache alone ([cache] remote)"
     )
+    _budget_flags(watch, "skip a round, until the next save,")
     _lock_timeout_flag(watch)
     watch.set_defaults(run="live:cmd_watch")
 
@@ -397,18 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="generate nothing; exit 2 if anything would need generating",
     )
-    apply.add_argument(
-        "--max-generations",
-        type=_count,
-        metavar="N",
-        help="refuse to start if more than N images would be generated",
-    )
-    apply.add_argument(
-        "--max-cost",
-        type=_amount,
-        metavar="AMOUNT",
-        help="refuse to start if the estimated cost (USD) is over AMOUNT, or unknown",
-    )
+    _budget_flags(apply, "refuse to start")
     apply.add_argument(
         "-y",
         "--yes",

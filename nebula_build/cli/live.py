@@ -26,6 +26,7 @@ def cmd_watch(ctx: Context) -> int:
     import contextlib
 
     from nebula_build.cli import eventloop
+    from nebula_build.engine.round import RoundOptions
     from nebula_build.live.watch import Watcher, filesystem_changes
     from nebula_build.state.projectlock import ProjectLock
 
@@ -58,11 +59,15 @@ def cmd_watch(ctx: Context) -> int:
             registry,
             out=ctx.out,
             style=style,
-            backend=args.backend,
-            parallelism=args.parallelism,
-            force=args.force,
-            offline=args.offline,
-            targets=args.target,
+            options=RoundOptions(
+                backend=args.backend,
+                parallelism=args.parallelism,
+                force=args.force,
+                offline=args.offline,
+                targets=args.target,
+                max_generations=args.max_generations,
+                max_cost=args.max_cost,
+            ),
             on_round=on_round,
             project_lock=project_lock,
         )

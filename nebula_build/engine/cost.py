@@ -262,9 +262,9 @@ def _list_due(listed: prices.PriceList | None, model: str, when: datetime) -> bo
     return model not in listed.prices and listed.older_than(prices.MISSING_RETRY, when)
 
 
-def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
+def refuse_over(estimate: Estimate, max_cost: Decimal | None, run_name: str = "apply") -> None:
     """--max-cost: refuse, before anything is spent, a run that would cost more, or
-    whose cost cannot be shown to stay under it."""
+    whose cost cannot be shown to stay under it (`run_name`: an apply, watch's round)."""
     if max_cost is None or not estimate.paid_generations:
         return
     unknown = estimate.unknown
@@ -272,7 +272,7 @@ def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
         line = unknown[0]
         raise UserError(
             f"--max-cost {money(max_cost)}: the price of {line.model} on {line.backend} is "
-            f"unknown{_doubt(line, _THE_LIST)}, so this apply "
+            f"unknown{_doubt(line, _THE_LIST)}, so this {run_name} "
             f"cannot be shown to stay under it ({_vouch(line)}); nothing was generated"
         )
     unconfirmed = estimate.unconfirmed
@@ -287,7 +287,7 @@ def refuse_over(estimate: Estimate, max_cost: Decimal | None) -> None:
     total = estimate.known
     if total > max_cost:
         raise UserError(
-            f"this apply would cost an estimated {money(total)} "
+            f"this {run_name} would cost an estimated {money(total)} "
             f"({plural(estimate.paid_generations, 'paid generation')}), more than --max-cost "
             f"{money(max_cost)}; nothing was generated"
         )

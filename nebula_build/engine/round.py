@@ -67,6 +67,8 @@ class RoundOptions:
     unpin: Collection[str] = ()
     #: refuse a run whose estimated cost is over this, or cannot be shown not to be
     max_cost: Decimal | None = None
+    #: what those refusals call the run: an "apply", or one of watch's rounds
+    run_name: str = "apply"
     #: keep each image's outcome for the report (`apply --json` lists them); without,
     #: the result holds counts, failures and warnings only, so memory stays flat
     outcomes: bool = True
@@ -220,7 +222,7 @@ async def apply_round(
         return result
     preflight(prepared, plan)
     result.estimate = await cost.refreshed(prepared, plan, listener.notice)
-    cost.refuse_over(result.estimate, options.max_cost)
+    cost.refuse_over(result.estimate, options.max_cost, options.run_name)
     await cost.check_balance(prepared, result.estimate, listener.notice)
     if review is not None and not review(prepared, plan, result.estimate):
         raise UserError("apply cancelled: nothing was generated")
@@ -399,7 +401,7 @@ def _refusal(plan: Plan, options: RoundOptions) -> str | None:
     limit = options.max_generations
     if limit is not None and generations > limit:
         raise UserError(
-            f"this apply would generate {plan.generating().said()}, more than "
+            f"this {options.run_name} would generate {plan.generating().said()}, more than "
             f"--max-generations {limit}; nothing was generated"
         )
     return None

@@ -101,11 +101,7 @@ class Watcher:
         *,
         out: TextIO,
         style: Style,
-        backend: str | None = None,
-        parallelism: int | None = None,
-        force: bool = False,
-        offline: bool = False,
-        targets: Collection[str] = (),
+        options: RoundOptions | None = None,
         on_round: Callable[[Round], None] | None = None,
         project_lock: ProjectLock | None = None,
     ) -> None:
@@ -113,12 +109,10 @@ class Watcher:
         self.registry = registry
         self.out = out
         self.style = style
-        self.backend = backend
-        self.parallelism = parallelism
-        self.force = force
-        self.offline = offline
-        #: only these images (and what they need), as `apply --target` does
-        self.targets = tuple(targets)
+        #: what the command line asked of every round (`--backend`, `--target`, `--force`,
+        #: `--max-cost`, …): a round over `max_generations` or `max_cost` is refused, and
+        #: the next save tried
+        self.options = options or RoundOptions()
         self.on_round = on_round
         #: held for as long as watch runs: locked again should `.nebula-build/` go
         self.project_lock = project_lock
@@ -524,7 +518,7 @@ class Watcher:
             wanted = prepare(
                 self.project,
                 self.registry,
-                backend=self.backend,
+                backend=self.options.backend,
                 previous=self._loaded,
             ).specs
         except NebulaBuildError:
@@ -551,13 +545,7 @@ class Watcher:
         with `once`."""
         self.rounds += 1
         report = Round(self.rounds)
-        options = RoundOptions(
-            backend=self.backend,
-            force=self.force,
-            parallelism=self.parallelism,
-            offline=self.offline,
-            targets=self.targets,
-        )
+        options = self.options if once else dataclasses.replace(self.options, run_name="round")
         previous = self._loaded
         if previous is not None and self._recheck:
             previous = dataclasses.replace(previous, recheck=frozenset(self._recheck))
@@ -648,9 +636,10 @@ class Watcher:
         as the page showed it (refused if the manifest now declares another). Raises
         what `pick_draw` raises, and a UserError when the pick's round fails. The images
         that take its output are made again by the round that follows, as after a save."""
-        if self.backend is not None:  # pick_draw keys the draws by the manifest's backends
+        backend = self.options.backend
+        if backend is not None:  # pick_draw keys the draws by the manifest's backends
             raise UserError(
-                f"watch --backend {self.backend} shows draws the manifest does not name: "
+                f"watch --backend {backend} shows draws the manifest does not name: "
                 "run watch without --backend to pick in the gallery"
             )
         try:
@@ -664,7 +653,7 @@ class Watcher:
                         index=index,
                         shown=shown,
                         listener=self,
-                        offline=self.offline,
+                        offline=self.options.offline,
                     )
                 except NebulaBuildError:
                     raise
@@ -695,7 +684,9 @@ class Watcher:
     def _whole_plan(self, result: RoundResult) -> Plan:
         """The plan of every image as the round left things (for the gallery); a note
         it gives (a lock beside that could not be read) is said as the round's are."""
-        return plan_for(_whole(result.prepared), result.lock, force=self.force, notice=self.notice)
+        return plan_for(
+            _whole(result.prepared), result.lock, force=self.options.force, notice=self.notice
+        )
 
     def notice(self, message: str) -> None:
         if isinstance(message, UnreadNote):  # each plan asks again: said once per watch

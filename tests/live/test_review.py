@@ -453,6 +453,7 @@ def test_each_draw_shows_the_seed_it_was_made_with(project, run_cli):
 
 
 def test_watch_with_another_backend_does_not_pick(project, fake_site, tmp_path):
+    from nebula_build.engine.round import RoundOptions
     from nebula_build.errors import UserError
     from nebula_build.live.watch import Watcher
     from nebula_build.plugin.manager import load_registry
@@ -463,7 +464,11 @@ def test_watch_with_another_backend_does_not_pick(project, fake_site, tmp_path):
     root = project({"images.toml": fake_manifest(tmp_path / "gen.log", images)})
     project_ = Project(root, root / "images.toml")
     watcher = Watcher(
-        project_, load_registry(), out=io.StringIO(), style=Style(False), backend="preview"
+        project_,
+        load_registry(),
+        out=io.StringIO(),
+        style=Style(False),
+        options=RoundOptions(backend="preview"),
     )
     with pytest.raises(UserError, match="run watch without --backend to pick"):
         asyncio.run(watcher.pick("a", 1))

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +29,11 @@ class Watching:
 
 
 @contextmanager
-def watching(root: Path, *options: str) -> Iterator[Watching]:
-    """Watch `root` while the block runs (`options` before the command: `-f FILE`);
-    then Ctrl-C it and wait for its end."""
+def watching(root: Path, *options: str, flags: Sequence[str] = ()) -> Iterator[Watching]:
+    """Watch `root` while the block runs (`options` before the command: `-f FILE`;
+    `flags` after it: `--max-generations 1`); then Ctrl-C it and wait for its end."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "nebula_build", *options, "watch"],
+        [sys.executable, "-m", "nebula_build", *options, "watch", *flags],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
