@@ -181,7 +181,7 @@ def _settings_problem(ctx: Context, backend: str, exc: ValueError) -> str:
     """The first problem of `[backends.<backend>]`, located in the manifest."""
     from pydantic import ValidationError
 
-    from nebula_build.core.manifest import describe_error
+    from nebula_build.core.manifest import describe_setting_error
 
     try:
         where = ctx.project().display_manifest
@@ -191,7 +191,7 @@ def _settings_problem(ctx: Context, backend: str, exc: ValueError) -> str:
         return f"{where}: [backends.{backend}] is not valid: `nebula-build validate` says why"
     error = exc.errors()[0]
     key = ".".join(map(str, error["loc"]))
-    return f"{where}: [backends.{backend}] {key}: {describe_error(error, [])}"
+    return f"{where}: [backends.{backend}] {key}: {describe_setting_error(error, [], backend)}"
 
 
 def cmd_inspect(ctx: Context) -> int:

@@ -827,9 +827,32 @@ def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
     return loc, describe_error(error, _known_keys(loc))
 
 
-def describe_error(error: Any, known: list[str]) -> str:
+#: the key a secret would be written under, by mistake, in a backend's settings
+_SECRET_KEY = re.compile(r"(?i)(?:^|_)(?:api_?key|key|token|secret|password|passwd|credentials?)$")
+
+
+def describe_setting_error(error: Any, known: list[str], backend: str) -> str:
+    """An error in a backend's settings (`[backends.NAME]`) as `describe_error` says
+    it, but never with a text value it was given: that may be a secret written there
+    by mistake (an API key in `api_key_env`, a password in `base_url`), and errors
+    reach CI logs. A key named like a secret (`api_key`, `token`) says where secrets go."""
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden" and len(loc) == 1 and _SECRET_KEY.search(str(loc[0])):
+        where = (
+            "NEBULA_API_KEY, or another NEBULA_ variable that `api_key_env` names"
+            if backend == "nebula"
+            else "the variable the backend's documentation names"
+        )
+        return (
+            "a secret never goes in images.toml, which is committed and which a pull "
+            f"request can change: set it in the environment ({where})"
+        )
+    return describe_error(error, known, echo=not isinstance(error.get("input"), str))
+
+
+def describe_error(error: Any, known: list[str], *, echo: bool = True) -> str:
     """One pydantic error as a message a user can act on; `known` are the keys
-    allowed where it happened (for "did you mean")."""
+    allowed where it happened (for "did you mean"); `echo`: with the value given."""
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -844,7 +867,7 @@ def describe_error(error: Any, known: list[str]) -> str:
     if kind == "model_type":
         known_keys = f" of {', '.join(known)}" if known else ""
         return f"must be a table{known_keys} (got {_shown_value(error.get('input'))})"
-    got = f" (got {_shown_value(error['input'])})" if "input" in error else ""
+    got = f" (got {_shown_value(error['input'])})" if echo and "input" in error else ""
     plain = _in_plain_words(error, got)
     if plain is not None:
         return plain

@@ -32,7 +32,7 @@ from nebula_build.core.manifest import (
     Defaults,
     ImageDecl,
     Manifest,
-    describe_error,
+    describe_setting_error,
     has_control_characters,
     said_once,
     written_part,
@@ -261,7 +261,7 @@ class _Resolver(SpriteRules):
             for error in errors:
                 fields = plugin.cls.settings_model.model_fields
                 known = list(fields) if len(error["loc"]) == 1 else []
-                message = describe_error(error, known)
+                message = describe_setting_error(error, known, name)
                 if error["type"] == CONFLICT and image is not None:
                     message += f" (images.{image} and every other image on {name} would fail)"
                 self.fail(("backends", name, *map(str, error["loc"])), message)
@@ -1185,7 +1185,7 @@ def idle_conflicts(
         except ValidationError as exc:
             for error in exc.errors():
                 if error["type"] == CONFLICT:
-                    message = describe_error(error, [])
+                    message = describe_setting_error(error, [], name)
                     message += f" (no image uses {name} yet; the first that does will fail)"
                     found.append((("backends", name, *map(str, error["loc"])), message))
         except NebulaBuildError:

@@ -81,11 +81,47 @@ def test_the_manifest_cannot_pick_the_key_variable(project, run_cli, nebula_serv
     assert err.splitlines() == [
         "error: images.toml:12:1: backends.nebula.api_key_env: must name a variable starting "
         "with NEBULA_ (e.g. NEBULA_API_KEY_STAGING): images.toml may not pick which of your "
-        'secrets is sent (got "GITHUB_TOKEN")'
+        "secrets is sent"
     ]
     code, _, err = run_cli("models", "--remote")
     assert code == 1
     assert err.startswith("error: images.toml: [backends.nebula] api_key_env: must name")
+    assert nebula_server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (
+            {"api_key_env": "nb-live-0123456789abcdef"},
+            "backends.nebula.api_key_env: must name a variable starting with NEBULA_",
+        ),
+        (
+            {"base_url": "https://me:nb-live-0123456789abcdef@api.example/api/v1"},
+            "backends.nebula.base_url: must not hold a user name or password",
+        ),
+        (
+            {"api_key": "nb-live-0123456789abcdef"},
+            "backends.nebula.api_key: a secret never goes in images.toml, which is committed "
+            "and which a pull request can change: set it in the environment (NEBULA_API_KEY, "
+            "or another NEBULA_ variable that `api_key_env` names)",
+        ),
+    ],
+    ids=["key-as-variable", "password-in-url", "api_key"],
+)
+def test_a_key_written_in_the_manifest_by_mistake_is_not_said_back(
+    settings, said, project, run_cli, nebula_server
+):
+    """A newcomer puts the key itself where its variable's name goes (as the hint for
+    `api_key` suggested: "did you mean 'api_key_env'?"): the error said it back, into
+    the CI log and its annotations ("(got \"nb-live-…\")")."""
+    project({"images.toml": nebula_manifest(ONE, **settings)})
+    for args in (("validate",), ("validate", "--json"), ("apply",), ("models", "--remote")):
+        code, out, err = run_cli(*args)
+        assert code == 1, args
+        assert "nb-live-0123456789abcdef" not in out + err, args
+    code, _, err = run_cli("validate")
+    assert said in err and "did you mean" not in err
     assert nebula_server.requests == []
 
 
