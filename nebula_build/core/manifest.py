@@ -997,7 +997,9 @@ _INLINE_EXTENDED = re.compile(r"^Cannot mutate immutable namespace \((.*)\)$")
 _DUPLICATE_INLINE_KEY = re.compile(r"^Duplicate inline table key '(.*)'$")
 
 
-def _toml_problem(message: str, text: str, line: int | None) -> tuple[str, str]:
+def _toml_problem(
+    message: str, text: str, line: int | None, column: int | None = None
+) -> tuple[str, str]:
     """(key, message) of a TOML syntax error, in our words where tomllib's name Python
     tuples or no key: a table declared twice, a key set twice."""
     declared = _DECLARED_TWICE.match(message)
@@ -1019,7 +1021,63 @@ def _toml_problem(message: str, text: str, line: int | None) -> tuple[str, str]:
         at = sourcemap.key_at(text, line) if line is not None else ()
         key = (*at, inline[1]) if inline else at
         return ".".join(key), "is set twice; a key takes one value"
+    hint = _syntax_hint(message, text, line, column)
+    if hint is not None:
+        return ".".join(sourcemap.key_at(text, line or text.count("\n") + 1)), hint
     return "", f"invalid TOML: {message}"
+
+
+#: a value that opens a string it does not close on its line: `prompt = "a lake`
+_OPEN_STRING = re.compile(r"""^[^=#"']*=\s*(?P<quote>"(?:[^"\\]|\\.)*|'[^']*)$""")
+#: a value in '…' that goes on after its closing quote: `prompt = 'it's a lake'`
+_QUOTE_IN_LITERAL = re.compile(r"^[^=#\"']*=\s*'[^']*'\w")
+#: what tomllib says of a string left open at the end of the file
+_UNCLOSED_AT_END = frozenset({"Unterminated string", 'Expected "\'"'})
+
+
+def _syntax_hint(message: str, text: str, line: int | None, column: int | None) -> str | None:
+    """What to write instead, for the syntax errors a newcomer makes most (a string
+    not closed, an apostrophe in '…', a comma after a value, text without quotes),
+    where tomllib says only what it expected; None for any other error. Never says
+    the value back: it may be a secret written where it does not belong."""
+    lines = text.split("\n")  # as tomllib counts them (see `sourcemap._lines`)
+    message = message.removesuffix(" (at end of document)")
+    if line is None and message in _UNCLOSED_AT_END and lines:
+        line, column = len(lines), len(lines[-1]) + 1
+    if line is None or column is None or line > len(lines):
+        return None
+    source = lines[line - 1]
+    if message in _UNCLOSED_AT_END or message == "Illegal character '\\n'":
+        opened = _OPEN_STRING.match(source)
+        if opened is None:
+            return None
+        quote = opened["quote"][0]
+        return (
+            f"invalid TOML: the text is not closed on its line: end it with {quote} (text "
+            f"over several lines goes between {quote * 3} and {quote * 3})"
+        )
+    if message == "Expected newline or end of document after a statement":
+        if _QUOTE_IN_LITERAL.match(source):
+            return (
+                "invalid TOML: a ' inside '…' ends the text: write text that holds an "
+                'apostrophe in double quotes ("it\'s")'
+            )
+        if source[column - 1 :].lstrip().startswith(","):
+            return (
+                "invalid TOML: a comma after the value: remove it (commas go between the "
+                "items of a [list] or an { inline table })"
+            )
+        return (
+            "invalid TOML: the line goes on after its value: one key = value a line, text "
+            "in double quotes, a comment after #"
+        )
+    if message == "Invalid value" and source[column - 1 : column].isalpha():
+        word = re.match(r"\w+", source[column - 1 :])
+        if word is not None and word[0] in ("True", "False", "TRUE", "FALSE"):
+            return "invalid TOML: true and false are written in lower case"
+        key = sourcemap.key_at(text, line)
+        return f'invalid TOML: text goes in double quotes: {key[-1] if key else "key"} = "…"'
+    return None
 
 
 def _dotted(python_tuple: str) -> str:
@@ -1274,7 +1332,7 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
                 f"unresolved merge conflict ({marker}); resolve it, then run again",
                 line,
             ) from None
-        key, message = _toml_problem(_TOML_POSITION.sub("", message).strip(), text, line)
+        key, message = _toml_problem(_TOML_POSITION.sub("", message).strip(), text, line, column)
         raise ManifestError.single(display_path, key, message, line, column) from None
     except RecursionError:
         raise _too_deep_for_toml(_unvalidated(path, display_path, text)) from None

@@ -108,7 +108,7 @@ def test_a_conflict_inside_a_multi_line_prompt_is_one_line(project, run_cli):
     (root / "images.toml").write_text(text.replace("height = 64", "height = 64 64"), "utf-8")
     code, out, err = run_cli("plan")
     assert (code, out) == (1, "")
-    assert err.startswith("error: images.toml:6:17: invalid TOML"), err
+    assert err.startswith("error: images.toml:6:17: defaults.height: invalid TOML"), err
     assert "merge conflict" not in err
 
     escaped = text.replace("<<<<<<< HEAD", "\\u003c<<<<<< HEAD")

@@ -26,7 +26,9 @@ def test_a_problem_after_a_byte_order_mark_keeps_its_line_and_column(project, ru
     project({"images.toml": BOM + MANIFEST.replace("seed = 1", "seed = 1 x").encode()})
     code, _, err = run_cli("plan")
     assert code == 1
-    assert err.startswith("error: images.toml:10:10: invalid TOML: Expected newline"), err
+    assert err.startswith(
+        "error: images.toml:10:10: images.hero.seed: invalid TOML: the line goes on after"
+    ), err
 
 
 def test_a_manifest_saved_as_utf16_says_to_save_it_as_utf8(project, run_cli):

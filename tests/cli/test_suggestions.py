@@ -91,3 +91,56 @@ def test_a_windows_path_in_double_quotes_says_to_write_slashes(output, project, 
         'a \\ in a "…" string starts an escape in TOML: write paths with / '
         "(static/img/hero.png), as on every system, or in '…' quotes\n"
     )  # had been only "invalid TOML: Unescaped '\\' in a string"
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (
+            '"a mountain lake',
+            "8:26: images.hero.prompt: invalid TOML: the text is not closed on its line: end "
+            'it with " (text over several lines goes between """ and """)',
+        ),
+        (
+            "'it's a lake'",
+            "8:14: images.hero.prompt: invalid TOML: a ' inside '…' ends the text: write text "
+            'that holds an apostrophe in double quotes ("it\'s")',
+        ),
+        (
+            '"a lake",',
+            "8:18: images.hero.prompt: invalid TOML: a comma after the value: remove it "
+            "(commas go between the items of a [list] or an { inline table })",
+        ),
+        (
+            "a mountain lake",
+            '8:10: images.hero.prompt: invalid TOML: text goes in double quotes: prompt = "…"',
+        ),
+        (
+            "True",
+            "8:10: images.hero.prompt: invalid TOML: true and false are written in lower case",
+        ),
+        (
+            '"a lake" "at dawn"',
+            "8:19: images.hero.prompt: invalid TOML: the line goes on after its value: one "
+            "key = value a line, text in double quotes, a comment after #",
+        ),
+    ],
+    ids=["open-string", "apostrophe", "comma", "unquoted", "True", "two-values"],
+)
+def test_a_newcomers_toml_mistake_says_what_to_write(value, said, project, run_cli):
+    """tomllib's own words named no fix ("Illegal character '\\n'", "Expected newline
+    or end of document after a statement") for the mistakes made first."""
+    project({"images.toml": HEAD + HERO.replace('prompt = "x"', f"prompt = {value}")})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err == f"error: images.toml:{said}\n"
+
+
+def test_a_string_left_open_at_the_end_of_the_file_says_so(project, run_cli):
+    project({"images.toml": HEAD + '[images.hero]\noutput = "hero.png"\nprompt = "x'})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err == (
+        "error: images.toml: images.hero.prompt: invalid TOML: the text is not closed on "
+        'its line: end it with " (text over several lines goes between """ and """)\n'
+    )
