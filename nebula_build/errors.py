@@ -159,6 +159,26 @@ def suggestion(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close!r}?" if close else ""
 
 
+def model_suggestion(word: str, models: Iterable[str]) -> str:
+    """`suggestion` for a model id, also where it was written by the model's name alone
+    (`flux-schnell` for `black-forest-labs/FLUX.1-schnell`), or by a part of it that
+    names one model (`seedream`)."""
+    names = {_model_name(model): model for model in models}
+    close = did_you_mean(word, names.values())
+    if close is None:
+        written = _model_name(word)
+        name = did_you_mean(written, names)
+        holding = [model for key, model in names.items() if len(written) >= 4 and written in key]
+        close = names[name] if name is not None else holding[0] if len(holding) == 1 else None
+    return f"; did you mean {close!r}?" if close else ""
+
+
+def _model_name(model_id: str) -> str:
+    """`flux1schnell` of `black-forest-labs/FLUX.1-schnell`: the name alone, in letters
+    and digits."""
+    return "".join(c for c in model_id.rsplit("/", 1)[-1].lower() if c.isalnum())
+
+
 class UnknownBackendError(UserError):
     """A backend name that no installed plugin provides."""
 

@@ -859,6 +859,11 @@ def describe_error(error: Any, known: list[str], *, echo: bool = True) -> str:
         close = did_you_mean(str(loc[-1]), known)
         if close:  # the list only where there is no better guess
             return f"unknown key (did you mean {close!r}?)"
+        if len(loc) == 1 and loc[0] in ImageDecl.model_fields:
+            return (
+                "is an image's key, written above every table: put it under "
+                "[images.<name>] (one image), or [defaults] (every image)"
+            )
         return f"unknown key; expected one of: {', '.join(known)}"
     if kind == "missing":
         return "is required"

@@ -59,7 +59,7 @@ from nebula_build.errors import (
     Problem,
     UnsafePathError,
     UserError,
-    suggestion,
+    model_suggestion,
 )
 from nebula_build.imaging import FORMATS, INPUT_SUFFIXES, format_for
 from nebula_build.params import BY_NAME, FILES, MAX_SIZE, MIN_SIZE, PARAMS, STRICT, Param
@@ -537,7 +537,7 @@ class _Resolver(SpriteRules):
             self.fail(
                 self.origin(name, decl, "model"),
                 f"unknown model {model_id!r} for backend {merged['backend']!r} "
-                f"(known: {', '.join(models)}){suggestion(model_id, models)}",
+                f"(known: {', '.join(models)}){model_suggestion(model_id, models)}",
             )
             return None
         rules = _rules_of(support)

@@ -69,6 +69,11 @@ def test_a_backend_no_plugin_provides_says_to_install_one(project, run_cli):
         ("black-forest-labs/FLUX.1-schnel", "black-forest-labs/FLUX.1-schnell"),
         ("flux.1-schnell", "black-forest-labs/FLUX.1-schnell"),
         ("stabilityai/stable-diffusion-xl-base-1", "stabilityai/stable-diffusion-xl-base-1.0"),
+        # the model's name alone, or a part that names one model (had no guess)
+        ("flux-schnell", "black-forest-labs/FLUX.1-schnell"),
+        ("FLUX.1-Fill", "black-forest-labs/FLUX.1-Fill-dev"),
+        ("stable-diffusion-xl", "stabilityai/stable-diffusion-xl-base-1.0"),
+        ("seedream", "Bytedance-Seedream-3.0"),
     ],
 )
 def test_a_mistyped_model_id_says_did_you_mean(written, meant, project, run_cli):
@@ -144,3 +149,16 @@ def test_a_string_left_open_at_the_end_of_the_file_says_so(project, run_cli):
         "error: images.toml: images.hero.prompt: invalid TOML: the text is not closed on "
         'its line: end it with " (text over several lines goes between """ and """)\n'
     )
+
+
+def test_an_image_key_above_every_table_says_where_it_goes(project, run_cli):
+    """Keys written at the top of the file, before any [images.NAME]: the list of the
+    top-level keys named no way out."""
+    project({"images.toml": 'version = 1\nprompt = "a lake"\noutput = "lake.png"\n'})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err.splitlines() == [
+        f"error: images.toml:{n}:1: {key}: is an image's key, written above every table: "
+        "put it under [images.<name>] (one image), or [defaults] (every image)"
+        for n, key in ((2, "prompt"), (3, "output"))
+    ]
