@@ -177,8 +177,9 @@ def _say_conflicts(
     if all("changed by hand" in why for _, why in conflicts.values()):
         ctx.err.write(
             f"error: {plural(len(conflicts), 'output')} changed by hand ({files}{more}), "
-            f"which apply would refuse to overwrite: restore {them}, or replace {them} with "
-            "`nebula-build apply --force` (which keeps a backup)\n"
+            f"which apply would refuse to overwrite: to keep your edit, move {them} elsewhere "
+            f"(apply then puts back what it made), or replace {them} with `nebula-build apply "
+            "--force` (which keeps a backup)\n"
         )
     else:  # another image's output, a link out, a folder in the way: the plan says which
         ctx.err.write(
