@@ -17,6 +17,8 @@ from typing import Literal
 
 MIN_SIZE = 64
 MAX_SIZE = 2048
+#: what most models' sizes are a multiple of (a model may ask for more: Fill's 16)
+COMMON_SIZE_STEP = 8
 MAX_SEED = 2**32 - 1
 
 

@@ -39,7 +39,7 @@ from nebula_build.core.encoding import not_utf8, saved_as_wide, without_utf8_bom
 from nebula_build.core.nocycles import collector_paused
 from nebula_build.core.spritedecl import SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, MoreProblems, Problem, did_you_mean
-from nebula_build.params import BY_NAME, MAX_SEED, MAX_SIZE, MIN_SIZE
+from nebula_build.params import BY_NAME, COMMON_SIZE_STEP, MAX_SEED, MAX_SIZE, MIN_SIZE
 from nebula_build.state.conflicts import marker_on, opened_conflict
 from nebula_build.text import escaped, escaped_value, model_id_problem, shows_as_it_is
 from nebula_build.tomlparse import (
@@ -903,7 +903,7 @@ def _in_plain_words(error: Any, got: str) -> str | None:
     kind, loc, context = error["type"], tuple(error["loc"]), error.get("ctx") or {}
     key = str(loc[-1]) if loc else ""
     if kind in _BOUNDS and key in _SIZES and loc[0] in _SIZED:
-        return f"must be a multiple of 8 within {MIN_SIZE}-{MAX_SIZE}{got}"
+        return f"must be a multiple of {COMMON_SIZE_STEP} within {MIN_SIZE}-{MAX_SIZE}{got}"
     if kind in _BOUNDS:
         bound, words = _BOUNDS[kind]
         limit = context[bound]

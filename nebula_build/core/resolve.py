@@ -62,7 +62,16 @@ from nebula_build.errors import (
     model_suggestion,
 )
 from nebula_build.imaging import FORMATS, INPUT_SUFFIXES, format_for
-from nebula_build.params import BY_NAME, FILES, MAX_SIZE, MIN_SIZE, PARAMS, STRICT, Param
+from nebula_build.params import (
+    BY_NAME,
+    COMMON_SIZE_STEP,
+    FILES,
+    MAX_SIZE,
+    MIN_SIZE,
+    PARAMS,
+    STRICT,
+    Param,
+)
 from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
@@ -557,13 +566,16 @@ class _Resolver(SpriteRules):
             if param not in merged:
                 self.fail(("images", name, param), "is required")
         step = support.size_multiple
+        # most models' step is said as the manifest's own check says it, so that a size in
+        # [defaults] is one problem, not one for each model that inherits it
+        model = "" if step == COMMON_SIZE_STEP else f" for {model_id}"
         for side in ("width", "height"):
             value = merged[side]
             if value % step or not MIN_SIZE <= value <= MAX_SIZE:
                 self.fail(
                     self.origin(name, decl, side),
-                    f"must be a multiple of {step} within {MIN_SIZE}-{MAX_SIZE} for "
-                    f"{model_id} (got {value})",
+                    f"must be a multiple of {step} within {MIN_SIZE}-{MAX_SIZE}{model} "
+                    f"(got {value})",
                 )
         if len(self.problems) > start and backend_known and keyed is None and not inpainting:
             self.remember_failed(name, own, merged, start)

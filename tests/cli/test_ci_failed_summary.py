@@ -48,8 +48,8 @@ def test_a_plan_whose_manifest_fails_says_why_in_the_job_summary_and_the_comment
     assert err.count("error: images.toml:") == 2
     failed = (
         "### nebula-build plan (images.toml)\n\n**The plan failed:**\n\n"
-        "- images.toml:12:1: images.hero.width: must be a multiple of 8 within 64-2048 for "
-        "black-forest-labs/FLUX.1-schnell (got 1345)\n"
+        "- images.toml:12:1: images.hero.width: must be a multiple of 8 within 64-2048 "
+        "(got 1345)\n"
         "- images.toml:14:1: images.logo.prompt: is required\n\n"
     )
     assert comment.read_text() == failed

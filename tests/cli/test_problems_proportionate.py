@@ -161,7 +161,7 @@ def test_images_written_alike_are_checked_once_and_a_second_problem_is_still_sai
         f"error: images.toml:{head + 2}:1: images.i0.prompt: is required; "
         "the same for 998 other images (i1, i2, i3, i4, i5, …)",
         f"error: images.toml:{head + 3 + 3 * 500}:1: images.i500.width: must be a multiple of "
-        "8 within 64-2048 for black-forest-labs/FLUX.1-schnell (got 65)",
+        "8 within 64-2048 (got 65)",
         f"error: images.toml:{head + 4 + 3 * 700}:1: images.i700.output: unsupported file "
         "type '.gif'; use one of .png, .webp, .jpg, .jpeg, .avif",
         f"error: images.toml:{head + 4 + 3 * 800}:1: images.i800.output: output must stay "
@@ -180,3 +180,32 @@ def test_images_written_alike_are_checked_once_and_a_second_problem_is_still_sai
         (key, int(place.split(":")[1]), message)
         for _, place, key, message in (line.split(": ", 3) for line in err.splitlines())
     ]
+
+
+def test_a_size_in_defaults_that_no_model_takes_is_one_problem(project, run_cli):
+    """`width = 500` in [defaults], with images on three models: one line, not one per
+    model ("… for black-forest-labs/FLUX.1-schnell", "… for stabilityai/…"); a model
+    that asks for more than the others (Fill's 16) is still named."""
+    models = ("stabilityai/stable-diffusion-xl-base-1.0", "Bytedance-Seedream-3.0")
+    images = "".join(
+        f'[images.{name}]\nprompt = "x"\nmodel = "{model}"\noutput = "{name}.png"\n'
+        for name, model in zip("ab", models, strict=True)
+    )
+    text = PREVIEW.replace("width = 64", "width = 504") + '[images.c]\nprompt = "x"\n'
+    text += 'output = "c.png"\n' + images
+    project({"images.toml": text})
+    code, _, err = run_cli("validate")
+    assert code == 0, err
+    text = text.replace("width = 504", "width = 500")
+    text += '[images.d]\nprompt = "x"\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\n'
+    text += 'image = "c.png"\nmask = "c.png"\noutput = "d.png"\n'
+    project({"images.toml": text})
+    code, _, err = run_cli("validate")
+    line = text.split("\n").index("width = 500") + 1
+    assert code == 1
+    assert err.splitlines()[:2] == [
+        f"error: images.toml:{line}:1: defaults.width: must be a multiple of 8 within "
+        "64-2048 (got 500)",
+        f"error: images.toml:{line}:1: defaults.width: must be a multiple of 16 within "
+        "64-2048 for black-forest-labs/FLUX.1-Fill-dev (got 500)",
+    ], err
