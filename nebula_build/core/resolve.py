@@ -730,18 +730,28 @@ class _Resolver(SpriteRules):
         for param in sorted(rejected):
             loc = self.origin(name, decl, param)
             if loc[0] == "images":
-                self.fail(loc, self.not_taken(decl, model_id, param))
+                self.fail(loc, self.not_taken(decl, model_id, param, merged["backend"]))
             else:
                 del merged[param]
                 dropped.append(".".join(loc))
         return tuple(dropped)
 
-    def not_taken(self, decl: ImageDecl, model_id: str, param: str) -> str:
-        """An image sets a parameter its model does not take: say where it could go."""
+    def not_taken(self, decl: ImageDecl, model_id: str, param: str, backend: str) -> str:
+        """An image sets a parameter its model does not take: say which models take it,
+        and where it could go."""
         style = decl.style or self.default_style
         where = f"in its style {style!r} or [defaults]" if style else "in a style or [defaults]"
+        models = self.models.get(backend) or {}
+        taking = [m for m, support in models.items() if param not in _rules_of(support).rejected]
+        which = (
+            f"{', '.join(taking[:3])}{', …' if len(taking) > 3 else ''} "
+            f"{'does' if len(taking) == 1 else 'do'}"
+            if taking
+            else f"no model on {backend} does"
+        )
         return (
-            f"{model_id} does not take {param}; {where} it would apply only where a model takes it"
+            f"{model_id} does not take {param} ({which}): remove it here, or set it {where}, "
+            "where it applies only to the models that take it"
         )
 
     def atlas(self, name: str, decl: AtlasDecl, specs: Mapping[str, AssetSpec]) -> AtlasSpec | None:

@@ -86,8 +86,9 @@ def test_the_checks_still_run_where_an_image_sets_what_they_check(project, run_c
         f"error: images.toml:{head + 9}:1: images.b.background: a JPEG has no transparency: "
         "write the image as .png, .webp or .avif",
         f"error: images.toml:{head + 14}:1: images.c.negative_prompt: "
-        "black-forest-labs/FLUX.1-schnell does not take negative_prompt; in a style or "
-        "[defaults] it would apply only where a model takes it",
+        "black-forest-labs/FLUX.1-schnell does not take negative_prompt "
+        "(stabilityai/stable-diffusion-xl-base-1.0 does): remove it here, or set it in a "
+        "style or [defaults], where it applies only to the models that take it",
         f"error: images.toml:{head + 16}:1: images.d.prompt: is required",
     ], err
     assert calls["placeholders"] == 1 and calls["check_sprite_options"] == 1

@@ -319,9 +319,10 @@ def test_a_parameter_the_image_sets_is_one_error_for_its_declaration(project, ru
         assert code == 1, err
         assert err.splitlines() == [
             "error: images.toml:13:1: images.enemy.negative_prompt: "
-            "black-forest-labs/FLUX.1-schnell does not take negative_prompt; in its style "
-            "'pixel' or [defaults] it would apply only where a model takes it "
-            "(for 6 of its images)"
+            "black-forest-labs/FLUX.1-schnell does not take negative_prompt "
+            "(stabilityai/stable-diffusion-xl-base-1.0 does): remove it here, or set it in "
+            "its style 'pixel' or [defaults], where it applies only to the models that take "
+            "it (for 6 of its images)"
         ], err
 
 
