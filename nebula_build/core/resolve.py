@@ -640,7 +640,7 @@ class _Resolver(SpriteRules):
         output = self.check_path(("images", name, "output"), decl.output, "output", output_of=name)
         fmt = format_for(decl.output)
         if output is not None and fmt is None:
-            self.fail(("images", name, "output"), _unsupported_output(output))
+            self.fail(("images", name, "output"), _unsupported_output(output, decl.output, name))
         if fmt is not None:
             self.check_output_options(name, decl, merged, fmt)
         return output, fmt
@@ -1273,11 +1273,18 @@ def _once_per_declaration(
     return result
 
 
-def _unsupported_output(output: str) -> str:
-    """Why an output's file type is refused, and the types it may have."""
+def _unsupported_output(output: str, written: str, image: str) -> str:
+    """Why `image`'s output's file type is refused (`output` as checked, `written` as
+    the manifest writes it), and the types it may have."""
     suffix = PurePosixPath(output).suffix
     *others, last = FORMATS
     types = f"{', '.join(others)} or {last}"
+    shown = shown_name(output, 200)
+    if written.endswith(("/", "\\")):
+        file = image if re.fullmatch(r"[\w-]+", image) else "hero"
+        return (
+            f'names a folder, not a file: add the file\'s name, as in output = "{shown}/{file}.png"'
+        )
     if not suffix:
-        return f'has no extension; end it with {types} (output = "{shown_name(output, 200)}.png")'
+        return f'has no extension; end it with {types}, as in output = "{shown}.png"'
     return f"unsupported file type {suffix!r}; use one of {', '.join(FORMATS)}"

@@ -98,7 +98,7 @@ def test_a_declared_secret_in_a_failed_plan_reaches_neither_file(
     assert code == 1 and "images.logo.output: has no extension" in err
     for text in (actions.read_text(), comment.read_text()):
         assert "images.logo.output: has no extension; end it with" in text
-        assert '(output = "img/\\[redacted\\].png")' in text
+        assert 'as in output = "img/\\[redacted\\].png"' in text
         assert CANARY_KEY not in text
 
 

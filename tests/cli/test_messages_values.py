@@ -56,5 +56,15 @@ def test_an_output_without_an_extension_says_which_to_end_it_with(project, run_c
     err = _said(project, run_cli, 'prompt = "x"\noutput = "images/hero"\n')
     assert err == (
         "error: images.toml:11:1: images.hero.output: has no extension; end it with .png, "
-        '.webp, .jpg, .jpeg or .avif (output = "images/hero.png")\n'
+        '.webp, .jpg, .jpeg or .avif, as in output = "images/hero.png"\n'
+    )
+
+
+def test_an_output_that_names_a_folder_says_to_add_the_files_name(project, run_cli):
+    """`output = "images/"` was told to end with an extension, `output = "images.png"`,
+    which drops the folder."""
+    err = _said(project, run_cli, 'prompt = "x"\noutput = "images/"\n')
+    assert err == (
+        "error: images.toml:11:1: images.hero.output: names a folder, not a file: add the "
+        'file\'s name, as in output = "images/hero.png"\n'
     )
