@@ -891,9 +891,13 @@ _BOUNDS = {
 _SIZES = frozenset({"width", "height"})
 _SIZED = frozenset({"images", "defaults", "styles"})
 #: a value of these types written in quotes: what it is, and how TOML writes it
+_INTEGER = ("an integer", re.compile(r"[+-]?[0-9]+"))
+_NUMBER = ("a number", re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"))
 _UNQUOTED = {
-    "int_type": ("an integer", re.compile(r"[+-]?[0-9]+")),
-    "float_type": ("a number", re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")),
+    "int_type": _INTEGER,
+    "int_parsing": _INTEGER,  # a backend's settings, read less strictly
+    "float_type": _NUMBER,
+    "float_parsing": _NUMBER,
 }
 
 
@@ -912,13 +916,22 @@ def _in_plain_words(error: Any, got: str) -> str | None:
         return f"must be {words} {limit}{got}"
     if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
         return "must not be empty"
+    if kind in ("int_type", "int_from_float") and isinstance(error.get("input"), float):
+        value = error["input"]
+        if value.is_integer() and abs(value) < 1e15:
+            return f"must be a whole number, without a decimal point ({shown(key)} = {int(value)})"
+        return f"must be a whole number{got}"
     if kind in _UNQUOTED and isinstance(error.get("input"), str):
         what, number = _UNQUOTED[kind]
         written = error["input"].strip()
         if number.fullmatch(written) is None:
-            return None
+            return f"must be {_WHOLE.get(what, what)}{got}"
         return f"must be {what}, without quotes ({shown(key)} = {shown(written)})"
     return None
+
+
+#: how a number of a kind is said where the value given is no number at all
+_WHOLE = {"an integer": "a whole number"}
 
 
 def _shown_value(value: Any) -> str:

@@ -68,3 +68,19 @@ def test_an_output_that_names_a_folder_says_to_add_the_files_name(project, run_c
         "error: images.toml:11:1: images.hero.output: names a folder, not a file: add the "
         'file\'s name, as in output = "images/hero.png"\n'
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ("1024.0", "must be a whole number, without a decimal point (width = 1024)"),
+        ("1000.5", "must be a whole number (got 1000.5)"),
+    ],
+)
+def test_a_size_written_with_a_decimal_point_says_to_write_a_whole_number(
+    written, said, project, run_cli
+):
+    """pydantic's own words, "input should be a valid integer (got 1024.0)", beside the
+    manifest's for a number in quotes ("must be an integer, without quotes")."""
+    err = _said(project, run_cli, f'prompt = "x"\nwidth = {written}\noutput = "hero.png"\n')
+    assert err == f"error: images.toml:11:1: images.hero.width: {said}\n"
