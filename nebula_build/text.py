@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 REDACTED = "[redacted]"
+#: characters in an image's name, a matrix's or a data file's values included: it is
+#: printed in every plan and apply, and a lock may not name one longer
+MAX_IMAGE_NAME = 1024
 #: the shortest run of a secret's characters that `redact` still removes
 MIN_SECRET_FRAGMENT = 8
 

@@ -77,7 +77,7 @@ from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 from nebula_build.state.guard import path_problem
 from nebula_build.state.remote import url_problem
-from nebula_build.text import escaped_value, file_key, quoted
+from nebula_build.text import MAX_IMAGE_NAME, escaped_value, file_key, quoted
 
 if TYPE_CHECKING:
     from nebula_build.core.rowimages import DataFiles, RowImages, Source, Sources
@@ -496,6 +496,13 @@ class _Resolver(SpriteRules):
             for image in made.images if made is not None else expand(base, decl):
                 if image.name in self.bases:
                     self.fail(("images", base, "matrix"), _named_twice(image.name))
+                    break
+                if len(image.name) > MAX_IMAGE_NAME:
+                    self.fail(
+                        ("images", base, "matrix" if decl.matrix else "rows"),
+                        f"makes an image whose name has {len(image.name):,} characters, more "
+                        f"than {MAX_IMAGE_NAME:,}: use fewer or shorter values",
+                    )
                     break
                 self.bases[image.name] = base
                 images[image.name] = image.decl

@@ -47,7 +47,7 @@ from nebula_build.state.guard import Guard, path_problem
 from nebula_build.state.locksplice import splice
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, STATE_DIR, Project
 from nebula_build.state.seal import sealed_from, sealer
-from nebula_build.text import made_with_problem, printable, shows_as_it_is
+from nebula_build.text import MAX_IMAGE_NAME, made_with_problem, printable, shows_as_it_is
 from nebula_build.tomlparse import values_over, weight
 
 LOCK_VERSION = 1
@@ -355,6 +355,8 @@ def _name_problem(name: str, what: str = "image") -> str | None:
     that a terminal shows it as it is (it is printed in every plan and apply)."""
     if not name:
         return f"its name is empty, and no {what} is named so"
+    if len(name) > MAX_IMAGE_NAME:
+        return f"its name is longer than {MAX_IMAGE_NAME:,} characters, and no {what} is named so"
     if not shows_as_it_is(name):
         return f"its name has what a terminal does not show as it is, and no {what} is named so"
     return None
