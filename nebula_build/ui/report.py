@@ -498,26 +498,32 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
     ]
     images = [a.image for a in resolved if not a.reason.startswith(LINK_IN_THE_WAY)]
     links = ["", style(LINKS_REPLACED, "yellow")] if len(images) < len(resolved) else []
-    if not images and not any(f.state is FileState.CONFLICT for f in plan.files):
+    sheets = any(f.state is FileState.CONFLICT for f in plan.files)
+    if not images and not sheets:
         return links
+    # another image's file, or a name held back by the one it swaps with: no edit to keep
+    edited = sheets or any("changed by hand" in a.reason for a in resolved)
+    what, keep, keep_one = (
+        ("changed by hand", "your edit", "an edit") if edited else ("in the way", "it", "one")
+    )
     text = (
-        "A file changed by hand is kept: `nebula-build apply --force` replaces it (the "
-        "old one goes to .nebula-build/backup/); to keep your edit, move it elsewhere."
+        f"A file {what} is kept: `nebula-build apply --force` replaces it (the "
+        f"old one goes to .nebula-build/backup/); to keep {keep}, move it elsewhere."
     )
     # a name swapped with another is renamed with it (--target takes both): not one alone
     alone = [image for image in images if image not in _swapped(plan)]
     if len(images) > 1 and not alone:
         text = (
-            "Files changed by hand are kept: `nebula-build apply --force` replaces them (the "
-            "old ones go to .nebula-build/backup/); to keep an edit, move the file elsewhere."
+            f"Files {what} are kept: `nebula-build apply --force` replaces them (the "
+            f"old ones go to .nebula-build/backup/); to keep {keep_one}, move the file elsewhere."
         )
     elif len(images) > 1:
         first = printable(alone[0])
         target = printable(shell_option("--target", alone[0]))
         text = (
-            "Files changed by hand are kept: `nebula-build apply --force` replaces them (the "
+            f"Files {what} are kept: `nebula-build apply --force` replaces them (the "
             f"old ones go to .nebula-build/backup/), `nebula-build apply --force {target}` "
-            f"only {first}'s; to keep an edit, move the file elsewhere."
+            f"only {first}'s; to keep {keep_one}, move the file elsewhere."
         )
     return ["", style(text, "yellow"), *links[1:]]
 

@@ -68,7 +68,7 @@ def test_a_file_changed_by_hand_beside_a_link_is_still_backed_up(project, run_cl
     code, out, _ = run_cli("plan")
     assert code == 0
     assert REPLACED in out
-    assert "A file changed by hand is kept" in out and ".nebula-build/backup/" in out
+    assert "A file in the way is kept" in out and ".nebula-build/backup/" in out
     code, _, err = run_cli("apply", "--force")
     assert code == 0, err
     backups = list((root / ".nebula-build" / "backup").rglob("*.png"))

@@ -975,3 +975,18 @@ def test_a_name_renamed_onto_a_deleted_one_says_its_hand_edited_file_stays(proje
     assert (root / "o/mob.png").read_bytes() == b"edited by hand"
     assert set(_lock(root)) == {"b"}
     assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_outputs_swapped_between_two_images_are_not_said_to_be_edited(project, run_cli):
+    """a and b trade outputs: each file in the way is the other's output, which no one
+    edited; the plan's advice said "Files changed by hand are kept … to keep an edit"."""
+    root = project({"images.toml": preview(TWO)})
+    assert run_cli("apply").code == 0
+    _edit(root, '"o/a.png"', '"o/x.png"')
+    _edit(root, '"o/mob.png"', '"o/a.png"')
+    _edit(root, '"o/x.png"', '"o/mob.png"')
+    code, out, _ = run_cli("plan")
+    assert code == 0
+    assert "the file in the way is b's output: move one image at a time" in out
+    assert "Files in the way are kept: `nebula-build apply --force` replaces them" in out
+    assert "changed by hand" not in out and "edit" not in out
