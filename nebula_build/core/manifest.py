@@ -831,11 +831,31 @@ def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
 _SECRET_KEY = re.compile(r"(?i)(?:^|_)(?:api_?key|key|token|secret|password|passwd|credentials?)$")
 
 
+#: the longest text a backend's setting is said back with: a word ("gpu", "fast"),
+#: shorter than any API key
+_SAID_BACK = 12
+#: what a setting that names an environment variable (`api_key_env`) is said back as
+_VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def _said_back(key: str, error: Any) -> bool:
+    """Whether an error in a backend's settings may say the value it was given: not
+    text longer than a word, nor, where a variable's name belongs, anything but one
+    (the key itself written there)."""
+    given = error.get("input")
+    if not isinstance(given, str):
+        return True
+    if key.endswith("_env"):
+        return _VARIABLE_NAME.fullmatch(given) is not None
+    return len(given) <= _SAID_BACK
+
+
 def describe_setting_error(error: Any, known: list[str], backend: str) -> str:
     """An error in a backend's settings (`[backends.NAME]`) as `describe_error` says
-    it, but never with a text value it was given: that may be a secret written there
-    by mistake (an API key in `api_key_env`, a password in `base_url`), and errors
-    reach CI logs. A key named like a secret (`api_key`, `token`) says where secrets go."""
+    it, but never with a text value longer than a word: that may be a secret written
+    there by mistake (an API key in `api_key_env`, a password in `base_url`), and
+    errors reach CI logs. A key named like a secret (`api_key`, `token`) says where
+    secrets go."""
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden" and len(loc) == 1 and _SECRET_KEY.search(str(loc[0])):
         where = (
@@ -847,7 +867,7 @@ def describe_setting_error(error: Any, known: list[str], backend: str) -> str:
             "a secret never goes in images.toml, which is committed and which a pull "
             f"request can change: set it in the environment ({where})"
         )
-    return describe_error(error, known, echo=not isinstance(error.get("input"), str))
+    return describe_error(error, known, echo=_said_back(str(loc[-1]) if loc else "", error))
 
 
 def describe_error(error: Any, known: list[str], *, echo: bool = True) -> str:

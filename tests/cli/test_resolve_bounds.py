@@ -79,7 +79,8 @@ def test_backend_settings_past_the_bound_still_name_a_wrong_value_first(project,
     lines, _ = described(run_cli)
     at = text.count("\n")
     assert lines[0] == (
-        f"error: images.toml:{at}:1: backends.preview.concurrency: must be a whole number"
+        f"error: images.toml:{at}:1: backends.preview.concurrency: must be a whole number "
+        '(got "many")'
     )
     assert lines[1:BOUND] == [
         f"error: images.toml:{at - 30 + n}:1: backends.preview.k{n}: unknown key; expected "
