@@ -194,51 +194,17 @@ def test_an_ignored_sigterm_stays_ignored(project, run_cli):
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_sigint_mid_rename_cycle_keeps_every_entry_under_one_name(
-    project, fake_site, tmp_path, run_cli, spawn
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_a_rename_cycle_stopped_halfway_keeps_every_entry_under_one_name(
+    project, fake_site, tmp_path, run_cli, spawn, stop
 ):
-    """a, b and c renamed round a cycle, each to generate, one at a time; Ctrl-C once the
-    first is recorded: the names left unfinished take over the entries they were to take
-    over as they were, so no output is recorded by two names and every earlier entry,
-    with its history, lives on (the first took over an entry whose own name kept it)."""
-    from tests.cli.test_rename import THREE, _applied_twice, _forget_generation, _lock, _swap
-
-    log = tmp_path / "log"
-    root = _applied_twice(project, run_cli, log, THREE)
-    before = _lock(root)
-    for name in THREE:
-        _forget_generation(root, name)
-    _swap(root, "a", "b", "c")
-    manifest = root / "images.toml"
-    text = manifest.read_text()
-    manifest.write_text(
-        text.replace("delay = 0.0", "delay = 2.0").replace("concurrency = 4", "concurrency = 1")
-    )
-    process = spawn(root, "apply")
-    _wait_for(lambda: _lock(root) != before)  # the first recorded (the lock rewritten)
-    process.send_signal(signal.SIGINT)
-    _, err = _stopped(process, 20)
-    assert process.returncode == 130, err
-    after = _lock(root)
-    outputs = [entry["output"] for entry in after.values()]
-    assert len(outputs) == len(set(outputs)) == 3, after
-    kept = sorted((entry["output"], str(entry["history"])) for entry in after.values())
-    assert kept == sorted((entry["output"], str(entry["history"])) for entry in before.values())
-
-    manifest.write_text(text)
-    code, out, err = run_cli("apply")
-    assert code == 0, out + err
-    assert run_cli("plan", "--detailed-exitcode").code == 0
-
-
-def test_a_kill_mid_rename_cycle_leaves_every_entry_under_one_name(
-    project, fake_site, tmp_path, run_cli, spawn
-):
-    """As above, with SIGKILL (the runner's machine gone, an OOM kill): no `finally`
-    runs, so each lock written on the way must already be whole. The first name
-    recorded wrote over its own entry while the name that was to take it over had not
-    started: the next plan refused the lock (a and b both recorded o/a.png) and the
-    entry of o/b.png, with its history, was gone."""
+    """a, b and c renamed round a cycle, each to generate, one at a time; stopped once
+    the first is recorded: the names left unfinished take over the entries they were to
+    take over as they were, so no output is recorded by two names and every earlier
+    entry, with its history, lives on (the first took over an entry whose own name kept
+    it). Killed (SIGKILL: an OOM kill, the runner gone), no `finally` runs, so each lock
+    written on the way must already be whole: the next plan refused the lock (a and b
+    both recorded o/a.png) and the entry of o/b.png, with its history, was gone."""
     from tests.cli.test_rename import THREE, _applied_twice, _forget_generation, _lock, _swap
 
     log = tmp_path / "log"
@@ -254,16 +220,18 @@ def test_a_kill_mid_rename_cycle_leaves_every_entry_under_one_name(
     )
     process = spawn(root, "apply")
     journal = root / ".nebula-build/journal"
+    # the first recorded: the lock rewritten, or its line in the journal
     _wait_for(lambda: _lock(root) != before or (journal.exists() and journal.stat().st_size > 0))
-    process.kill()
-    process.wait(20)
-    code, out, err = run_cli("status")  # folds the killed run's journal into the lock
+    process.send_signal(stop)
+    _, err = _stopped(process, 20)
+    assert process.returncode == (130 if stop == signal.SIGINT else -signal.SIGKILL), err
+    code, out, err = run_cli("status")  # folds a killed run's journal into the lock
     assert "both record" not in err, err
     after = _lock(root)
     outputs = [entry["output"] for entry in after.values()]
     assert len(outputs) == len(set(outputs)) == 3, after
-    histories = [str(entry["history"]) for entry in after.values()]
-    assert all(str(entry["history"]) in histories for entry in before.values()), after
+    kept = sorted((entry["output"], str(entry["history"])) for entry in after.values())
+    assert kept == sorted((entry["output"], str(entry["history"])) for entry in before.values())
 
     manifest.write_text(text)
     code, out, err = run_cli("apply")
