@@ -1162,7 +1162,11 @@ MAX_JOURNAL_BYTES = MAX_LOCK_BYTES
 MAX_JOURNAL_LINE = 4 << 20
 
 
-def _journal_ops(path: Path) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
+#: one journal operation: "set" with its entry's table, or "delete" with None
+JournalOp = tuple[str, str, dict[str, Any] | None]
+
+
+def _journal_ops(path: Path) -> Iterator[JournalOp]:
     """The operations a journal records, read a line at a time within MAX_JOURNAL_BYTES
     and MAX_JOURNAL_LINE (it may come with a checkout, or be left huge by a crash)."""
     try:
@@ -1186,15 +1190,14 @@ def _journal_ops(path: Path) -> Iterator[tuple[str, str, dict[str, Any] | None]]
                 )
             if read > MAX_JOURNAL_BYTES:  # it grew since fstat
                 raise _journal_refused(path, f"{read:,} bytes or more, {_journal_limit()}")
-            op = _journal_op(line)
-            if op is not None and _SURROGATE_ESCAPE.search(line) and not _encodable(op):
+            ops = _journal_ops_of(line)
+            if ops and _SURROGATE_ESCAPE.search(line) and not _encodable(ops):
                 raise _journal_refused(
                     path,
                     f"line {number:,} holds a lone surrogate (half of a UTF-16 pair), which no "
                     "image's record holds",
                 )
-            if op is not None:
-                yield op
+            yield from ops
 
 
 #: JSON's escape of half a UTF-16 pair: never in a line nebula-build writes, which holds
@@ -1202,24 +1205,32 @@ def _journal_ops(path: Path) -> Iterator[tuple[str, str, dict[str, Any] | None]]
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _encodable(op: tuple[str, str, dict[str, Any] | None]) -> bool:
-    """Whether every string in `op` can be written as UTF-8 (to the lock)."""
+def _encodable(ops: list[JournalOp]) -> bool:
+    """Whether every string in `ops` can be written as UTF-8 (to the lock)."""
     try:
-        json.dumps(op, ensure_ascii=False).encode()
+        json.dumps(ops, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         return False
     return True
 
 
-def _journal_op(line: bytes) -> tuple[str, str, dict[str, Any] | None] | None:
-    """A journal line's operation, or None for a line cut short by a crash (its image was
-    not recorded)."""
+def _journal_ops_of(line: bytes) -> list[JournalOp]:
+    """A journal line's operations: one, or the several recorded together (a rename
+    cycle's), or none for a line cut short by a crash (none of its images was recorded)."""
     try:
         op = json.loads(line)
-        kind, name = op["op"], op["image"]
-        entry = op.get("entry")
+        if isinstance(op, dict) and op.get("op") == "together":
+            ops = [_journal_op(one) for one in op["ops"]]
+        else:
+            ops = [_journal_op(op)]
     except (ValueError, KeyError, TypeError, RecursionError):
-        return None
+        return []
+    return [one for one in ops if one is not None]
+
+
+def _journal_op(op: Any) -> JournalOp | None:
+    kind, name = op["op"], op["image"]
+    entry = op.get("entry")
     return (kind, name, entry) if isinstance(kind, str) and isinstance(name, str) else None
 
 
@@ -1499,14 +1510,16 @@ class LockWriter:
     async def record(self, changes: Mapping[str, LockEntry | None]) -> None:
         """Set each entry, or delete it (None), together: their journal lines go in one
         write, so a killed process leaves all of them or none."""
+        ops: list[dict[str, Any]] = []
         for name, entry in changes.items():
             if entry is None:
                 self.entries.pop(name, None)
-                op: dict[str, Any] = {"op": "delete", "image": name}
+                ops.append({"op": "delete", "image": name})
             else:
                 self.entries[name] = entry
-                op = {"op": "set", "image": name, "entry": entry.to_dict()}
-            self._buffer.append(json.dumps(op, ensure_ascii=False).encode() + b"\n")
+                ops.append({"op": "set", "image": name, "entry": entry.to_dict()})
+        line = ops[0] if len(ops) == 1 else {"op": "together", "ops": ops}
+        self._buffer.append(json.dumps(line, ensure_ascii=False).encode() + b"\n")
         self._pending = True
         async with self._commit:
             # else an earlier holder already committed our lines

@@ -134,19 +134,21 @@ def test_journal_left_by_a_crash_is_folded_in_and_a_torn_line_ignored(tmp_path):
 
 def test_entries_recorded_together_are_folded_in_together(tmp_path):
     """Names that take over each other's entries are recorded with what keeps every
-    entry under one name, in one journal write: a crash leaves all of them or none."""
+    entry under one name, in one journal line: a crash, or a power loss that keeps only
+    part of the write, leaves all of them or none."""
     project = Project(tmp_path, tmp_path / "images.toml")
-    write(project, {"a": _entry(0), "b": _entry(1)})
-    writer = LockWriter(project, {"a": _entry(0), "b": _entry(1)}, min_interval=3600)
-    written: list[int] = []
-    commit = writer._write_lines
-    writer._write_lines = lambda lines: (written.append(len(lines)), commit(lines))  # type: ignore[method-assign]
-
+    before = {"a": _entry(0), "b": _entry(1)}
+    write(project, before)
+    writer = LockWriter(project, before, min_interval=3600)
     asyncio.run(writer.record({"b": _entry(2), "c": _entry(1), "a": None}))
-    assert written == [3]
     writer._journal.close()
-    entries, folded = recover(project)
-    assert folded and entries == {"b": _entry(2), "c": _entry(1)}
+    journal = project.journal_path.read_bytes()
+    after = {"b": _entry(2), "c": _entry(1)}
+    for cut in range(len(journal) + 1):
+        write(project, before)
+        project.journal_path.write_bytes(journal[:cut])
+        entries, _ = recover(project)
+        assert entries == (after if cut >= len(journal) - 1 else before), cut
 
 
 def test_writer_rewrites_the_lock_at_most_about_once_a_second(tmp_path):
