@@ -1033,6 +1033,8 @@ def _too_deep_for_toml(manifest: Manifest) -> ManifestError:
 _DECLARED_TWICE = re.compile(r"^Cannot declare \((.*)\) twice$")
 _INLINE_EXTENDED = re.compile(r"^Cannot mutate immutable namespace \((.*)\)$")
 _DUPLICATE_INLINE_KEY = re.compile(r"^Duplicate inline table key '(.*)'$")
+#: what tomllib says at the end of a table's header or a key's value, not at its start
+_SAID_AT_END = re.compile(r"^(Cannot declare \(.*\) twice|Cannot overwrite a value)$")
 
 
 def _toml_problem(
@@ -1370,7 +1372,10 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
                 f"unresolved merge conflict ({marker}); resolve it, then run again",
                 line,
             ) from None
-        key, message = _toml_problem(_TOML_POSITION.sub("", message).strip(), text, line, column)
+        said = _TOML_POSITION.sub("", message).strip()
+        if line is not None and _SAID_AT_END.match(said):  # tomllib says where its value ends
+            line, column = sourcemap.written_at(text, line)[1]
+        key, message = _toml_problem(said, text, line, column)
         raise ManifestError.single(display_path, key, message, line, column) from None
     except RecursionError:
         raise _too_deep_for_toml(_unvalidated(path, display_path, text)) from None

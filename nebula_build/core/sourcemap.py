@@ -170,19 +170,28 @@ def _first_name(assignment: str) -> str:
 def key_at(text: str, line: int) -> tuple[str, ...]:
     """The key path of the assignment written on `line`, or on the nearest line above
     it (a multi-line value); the table's path if there is none."""
+    return written_at(text, line)[0]
+
+
+def written_at(text: str, line: int) -> tuple[tuple[str, ...], Position]:
+    """`key_at`'s key path, and where it is written: the line and column of the
+    assignment (or the table's header) it names."""
     path: tuple[str, ...] = ()
     table: tuple[str, ...] = ()
+    position: Position = (1, 1)
     for number, source in enumerate(_lines(text), start=1):
         if number > line:
             break
         header = _HEADER.match(source)
+        assign = None if header else _ASSIGN.match(source)
         if header:
             table = path = _split_key(header["key"])
-            continue
-        assign = _ASSIGN.match(source)
-        if assign:
+        elif assign:
             path = table + _split_key(assign["key"])
-    return path
+        else:
+            continue
+        position = (number, len(source) - len(source.lstrip(" \t")) + 1)
+    return path, position
 
 
 def nesting_beyond(text: str, limit: int) -> Position | None:

@@ -152,11 +152,15 @@ CASES = {
     ),
     "table declared twice": (
         HEAD + '[defaults]\nseed = 1\n[images.hero]\nprompt = "x"\noutput = "a.png"\n',
-        "images.toml:7:10: defaults: is declared twice; declare a table once, with all its keys",
+        "images.toml:7:1: defaults: is declared twice; declare a table once, with all its keys",
     ),
     "key set twice": (
         HEAD + '[images.hero]\nprompt = "x"\nprompt = "y"\noutput = "a.png"\n',
-        "images.toml:9:13: images.hero.prompt: is set twice; a key takes one value",
+        "images.toml:9:1: images.hero.prompt: is set twice; a key takes one value",
+    ),
+    "key set twice, the second time over several lines": (
+        HEAD + '[images.hero]\nprompt = "x"\n  prompt = """y\nz"""\noutput = "a.png"\n',
+        "images.toml:9:3: images.hero.prompt: is set twice; a key takes one value",
     ),
     "key set twice in an inline table": (
         HEAD + '[images]\nhero = { prompt = "x", prompt = "y", output = "a.png" }\n',
