@@ -6,6 +6,9 @@ sizes, width, height (no layout shift) and alt, read from static/images.json.
 from a row of data/products.csv or a post in content/posts/, joined to the row
 by the id the asset manifest carries. Run it after `nebula-build apply`:
 python build.py
+
+Every value from the asset manifest or the data (a path, an alt text, a price) is
+escaped: a pull request can change the data, and the page must not run what it says.
 """
 
 from __future__ import annotations
@@ -15,17 +18,23 @@ import html
 import json
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\{\{ (?P<kind>img|products|posts) (?:(?P<name>[\w-]+) )?(?P<sizes>[^}]+?) \}\}")
 
 
+def url(path: str) -> str:
+    """A file's path as a URL in an attribute: a quote, a comma or a space in it is text."""
+    return html.escape(quote(path))
+
+
 def image_tag(entry: dict, sizes: str) -> str:
     main = entry["files"][0]
-    srcset = ", ".join(f"{f['path']} {f['width']}w"
+    srcset = ", ".join(f"{url(f['path'])} {int(f['width'])}w"
                        for f in sorted(entry["files"], key=lambda f: f["width"]))
-    return (f'<img src="{main["path"]}" srcset="{srcset}" sizes="{html.escape(sizes)}" '
-            f'width="{main["width"]}" height="{main["height"]}" '
+    return (f'<img src="{url(main["path"])}" srcset="{srcset}" sizes="{html.escape(sizes)}" '
+            f'width="{int(main["width"])}" height="{int(main["height"])}" '
             f'alt="{html.escape(entry["alt"])}">')
 
 
@@ -41,7 +50,7 @@ def product_cards(images: dict, sizes: str) -> str:
         rows = [row for row in csv.DictReader(file) if row["sku"] in made]
     return "\n      ".join(
         f'<article class="card">{image_tag(made[row["sku"]], sizes)}'
-        f'<p>{html.escape(row["name"])} · €{row["price"]}</p></article>'
+        f'<p>{html.escape(row["name"])} · €{html.escape(row["price"])}</p></article>'
         for row in rows
     )
 

@@ -159,6 +159,29 @@ def test_static_site_page_is_built_from_the_asset_manifest(tmp_path, run_cli):
             assert (root / item.split(" ")[0]).is_file(), item
 
 
+def test_static_site_page_escapes_what_the_data_says(tmp_path, run_cli):
+    """A pull request can change data/products.csv: its values are text in the page."""
+    root = tmp_path / "static-site"
+    shutil.copytree(
+        EXAMPLES / "static-site",
+        root,
+        ignore=shutil.ignore_patterns(".nebula-build", "images.lock", "static", "index.html"),
+    )
+    with (root / "data/products.csv").open("a", encoding="utf-8") as data:
+        data.write(
+            '"tea, iced",Iced tea,a glass of iced tea,<img src=x onerror=alert(1)>,drinks,5\n'
+        )
+    assert run_cli("-C", str(root), "apply", "--backend", "preview").code == 0
+    done = subprocess.run(
+        [sys.executable, str(root / "build.py")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    page = (root / "index.html").read_text()
+    assert "<img src=x" not in page
+    assert "<p>Iced tea · €&lt;img src=x onerror=alert(1)&gt;</p>" in page
+    assert 'src="static/img/products/tea%2C%20iced.webp"' in page
+
+
 def test_game_sprites_atlas_lists_every_sprite(tmp_path, run_cli):
     root = tmp_path / "game-sprites"
     shutil.copytree(
