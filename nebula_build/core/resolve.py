@@ -75,7 +75,7 @@ from nebula_build.params import (
 from nebula_build.plugin.backend import BackendSettings
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
-from nebula_build.state.guard import path_problem
+from nebula_build.state.guard import path_problem, unportable
 from nebula_build.state.remote import url_problem
 from nebula_build.text import MAX_IMAGE_NAME, escaped_value, file_key, quoted
 
@@ -94,7 +94,9 @@ _LOSSY = ("jpeg", "webp", "avif")
 _VARIANT_FIELDS = ("stem", "width", "ext")
 #: a short relative path that names a file as the project does: no `.`, `..` or empty
 #: part, no backslash, `~` or `:`
-_PLAIN_PATH = re.compile(r"[\w-][\w.-]*(?:/[\w-][\w.-]*)*", re.ASCII)
+#: a part of a path that nothing below could refuse: no dot at its end, no device's name
+_PLAIN_PART = r"(?!(?:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:\.|/|$))[\w-](?:[\w.-]*[\w-])?"
+_PLAIN_PATH = re.compile(rf"{_PLAIN_PART}(?:/{_PLAIN_PART})*", re.ASCII | re.IGNORECASE)
 #: the options of an output's encoding and of its variants
 _ENCODING_OPTIONS = ("quality", "lossless", "resize", "fit", "resample", "variant_pattern")
 #: the keys `check_output_options` reads besides the format: most images set none
@@ -304,13 +306,20 @@ class _Resolver(SpriteRules):
         return self.styles[style]
 
     def check_path(
-        self, loc: tuple[str | int, ...], value: str, what: str, *, output_of: str | None = None
+        self,
+        loc: tuple[str | int, ...],
+        value: str,
+        what: str,
+        *,
+        output_of: str | None = None,
+        written: bool = False,
     ) -> str | None:
         """`value` as the project names it (`a/b.png`), or None (and a problem).
         `output_of`: the image whose output `value` is. Where a declaration's template
         filled it in and the template itself has the problem, the problem is said of the
-        template too (`said_as_written`), so that its images make one line."""
-        path, problem = _checked_path(value, what, guarded=output_of is not None)
+        template too (`said_as_written`), so that its images make one line. `written`:
+        a file the apply writes (an output is one)."""
+        path, problem = _checked_path(value, what, guarded=written or output_of is not None)
         if problem is None and output_of is not None and path != value:
             problem = self.loosely_filled(output_of, value, what)
         if problem is None:
@@ -319,9 +328,9 @@ class _Resolver(SpriteRules):
         base = self.bases.get(output_of) if output_of is not None else None
         if base is not None:
             template = self.manifest.model.images[base].output
-            written = _checked_path(template, what, guarded=True)[1]
-            if written is not None:
-                self.said_as_written[self.problems[-1]] = written
+            as_written = _checked_path(template, what, guarded=True)[1]
+            if as_written is not None:
+                self.said_as_written[self.problems[-1]] = as_written
         return None
 
     def loosely_filled(self, name: str, value: str, what: str) -> str | None:
@@ -771,17 +780,17 @@ class _Resolver(SpriteRules):
         except UserError as exc:
             self.fail((*loc, "images"), str(exc))
             return None
-        output = self.check_path((*loc, "output"), decl.output, "an atlas")
+        output = self.check_path((*loc, "output"), decl.output, "an atlas", written=True)
         fmt = format_for(decl.output)
         if output is not None and fmt not in ("png", "webp"):
             self.fail((*loc, "output"), "an atlas is a .png or .webp file")
             return None
         frames_value = decl.frames or decl.output.rpartition(".")[0] + ".json"
-        frames = self.check_path((*loc, "frames"), frames_value, "a frame map")
+        frames = self.check_path((*loc, "frames"), frames_value, "a frame map", written=True)
         if output is None or frames is None or fmt is None:
             return None
         exports = {
-            key: self.check_path((*loc, key), value, f"an atlas's {key} file")
+            key: self.check_path((*loc, key), value, f"an atlas's {key} file", written=True)
             for key, value in (("aseprite", decl.aseprite), ("godot", decl.godot))
             if value is not None
         }
@@ -853,7 +862,8 @@ class _Resolver(SpriteRules):
             key = "output" if path == spec.output else "widths"
             if (
                 path != spec.output
-                and self.check_path(self.origin(name, decl, key), path, "a variant") is None
+                and self.check_path(self.origin(name, decl, key), path, "a variant", written=True)
+                is None
             ):
                 return False
             other = self.outputs.setdefault(path, name)
@@ -866,7 +876,11 @@ class _Resolver(SpriteRules):
         """`[assets] manifest`, checked and claimed like any file written."""
         loc = ("assets", "manifest")
         value = self.manifest.model.assets.manifest
-        path = None if value is None else self.check_path(loc, value, "the asset manifest")
+        path = (
+            None
+            if value is None
+            else self.check_path(loc, value, "the asset manifest", written=True)
+        )
         if path is not None and path in self.outputs:
             self.fail(loc, f"{path} is also written by {self.writer(path)}")
         elif path is not None:
@@ -1001,7 +1015,7 @@ def _checked_path(value: str, what: str, *, guarded: bool = False) -> tuple[str 
     if not parts:
         return None, f"{what} must name a file"
     path = "/".join(parts)
-    if guarded and (problem := path_problem(path)) is not None:
+    if guarded and (problem := path_problem(path) or unportable(path)) is not None:
         return None, f"{what} {quoted(path)} {problem}"
     return path, None
 

@@ -111,6 +111,30 @@ def path_problem(relative: object) -> str | None:
     return None
 
 
+#: what Windows does not allow in a file's name: git for Windows refuses to check out
+#: a commit with such a file ("invalid path"), so a file written is never named so
+_NOT_ON_WINDOWS = re.compile(r'[<>:"|?*]')
+#: the names Windows keeps for devices, with any extension (`con.png` is the console)
+_WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul", "conin$", "conout$"}
+    | {f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10)}
+)
+
+
+def unportable(relative: str) -> str | None:
+    """What makes `relative` a path that a checkout on Windows cannot write, or None."""
+    found = _NOT_ON_WINDOWS.search(relative)
+    if found is not None:
+        return f"contains {found[0]}, which Windows does not allow in a file's name"
+    for part in relative.split("/"):
+        if part.endswith((".", " ")):
+            end = "a dot" if part.endswith(".") else "a space"
+            return f"has a name that ends with {end} ({part!r}), which Windows drops"
+        if part.split(".", 1)[0].rstrip(" ").casefold() in _WINDOWS_DEVICES:
+            return f"has a name Windows keeps for a device ({part!r}: CON, NUL, COM1, …)"
+    return None
+
+
 def _utf8(name: str) -> bool:
     """Whether a name read from the disk is text (not bytes Python carried through)."""
     try:

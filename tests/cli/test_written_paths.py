@@ -227,3 +227,43 @@ def test_written_files_in_many_folders_side_by_side_are_fine(project, run_cli):
     assert code == 0, err
     assert (root / "o/0.png").read_bytes()[:8].hex() == PNG
     assert "i8" in json.loads((root / "o/a.json").read_text())["images"]
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("o/a:b.png", "o/a:b.png' contains :, which Windows does not allow in a file's name"),
+        ('o/a"b.png', "contains \", which Windows does not allow in a file's name"),
+        ("o/con.png", "has a name Windows keeps for a device ('con.png': CON, NUL, COM1, …)"),
+        ("o/NUL.tar.png", "has a name Windows keeps for a device ('NUL.tar.png'"),
+        ("o/x./a.png", "has a name that ends with a dot ('x.'), which Windows drops"),
+        ("o/x /a.png", "has a name that ends with a space ('x '), which Windows drops"),
+    ],
+)
+def test_a_file_a_checkout_on_windows_cannot_write_is_refused(written, message, project, run_cli):
+    """Outputs are committed: a name Windows refuses makes git there fail to check out."""
+    root = project({"images.toml": preview({"a": {"prompt": "x", "output": written}})})
+    refused_before_anything_is_made(run_cli, root, f"images.a.output: output '{written}")
+    refused_before_anything_is_made(run_cli, root, message)
+
+
+@pytest.mark.parametrize("sku", ['a<b>"c', "CON", "com1"])
+def test_a_row_that_would_name_a_file_windows_refuses_is_an_error(sku, project, run_cli):
+    """A pull request's data file fills in names: one Windows refuses is refused."""
+    csv = f'sku,name\nok,fine\n"{sku.replace(chr(34), chr(34) * 2)}",odd\n'
+    root = project({"images.toml": preview({"p": PRODUCT}), "data/p.csv": csv})
+    refused_before_anything_is_made(run_cli, root, f"images.p[{sku}].output: output 'img/{sku}.png")
+
+
+@pytest.mark.parametrize("kind", ["atlas", "variant", "asset manifest"])
+def test_every_file_written_is_held_to_windows_names(kind, project, run_cli):
+    image = {"prompt": "x", "output": "o/a.png"}
+    tables = []
+    if kind == "atlas":
+        tables = ['[atlases.s]\nimages = ["a"]\noutput = "o/aux.png"\nframes = "o/s.json"']
+    elif kind == "variant":
+        image |= {"widths": [32], "variant_pattern": "{stem}:{width}{ext}"}
+    else:
+        tables = ['[assets]\nmanifest = "o/assets?.json"']
+    root = project({"images.toml": preview({"a": image}, *tables)})
+    refused_before_anything_is_made(run_cli, root, "Windows")
