@@ -17,12 +17,14 @@ MAX_SHEET_SIDE = 16384
 def pack(
     sizes: Mapping[str, tuple[int, int]], padding: int
 ) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
-    """Shelf packing, tallest first: positions by name and the sheet's size."""
+    """Shelf packing, tallest first and else in the order of `sizes` (an atlas's
+    members as it lists them: frame 2 after frame 1, a tileset's tiles as declared):
+    positions by name and the sheet's size."""
     area = sum((w + padding) * (h + padding) for w, h in sizes.values())
     widest = max(w for w, _ in sizes.values())
     limit = max(widest, int(area**0.5 * 1.15) + 1)
     positions, x, y, shelf, width = {}, 0, 0, 0, 0
-    for name in sorted(sizes, key=lambda n: (-sizes[n][1], n)):
+    for name in sorted(sizes, key=lambda n: -sizes[n][1]):
         w, h = sizes[name]
         if x and x + w > limit:
             x, y, shelf = 0, y + shelf + padding, 0

@@ -45,15 +45,14 @@ def options_key(atlas: AtlasSpec) -> str:
 
 def members_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
     """What the sheet depends on; None while a member has no output yet. The sheet and
-    its frame map place the members by size and name, so their order (a data file's
-    rows re-sorted) counts only where an engine export lists the frames in it."""
-    return _members_key(atlas, lock, atlas.members if atlas.exports else sorted(atlas.members))
-
-
-def _in_order_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
-    """The members key as 0.3 and earlier recorded it, in the members' order: a
-    sheet recorded so is up to date while its members are as they were."""
+    its frame map place the members by size and in their order, so their order counts."""
     return _members_key(atlas, lock, atlas.members)
+
+
+def _by_name_key(atlas: AtlasSpec, lock: Mapping[str, LockEntry]) -> str | None:
+    """The members key as an atlas without engine exports recorded it while its frames
+    were placed by size and name (up to 0.4)."""
+    return None if atlas.exports else _members_key(atlas, lock, sorted(atlas.members))
 
 
 def _members_key(
@@ -165,7 +164,9 @@ def plan_atlas(
         return act(FileState.WAITING, f"waiting for {some_names(missing)}")
     if recorded is None:  # and no sheet: a sheet without a record is a conflict above
         return act(FileState.BUILD, "new atlas")
-    if recorded.get("key") != key and recorded.get("key") != _in_order_key(atlas, lock):
+    if recorded.get("key") != key:
+        if recorded.get("key") == _by_name_key(atlas, lock):
+            return act(FileState.BUILD, _PLACED_IN_ORDER)
         return act(FileState.BUILD, _why_rebuilt(atlas, recorded, dropped))
     if sheet is None:
         return act(FileState.BUILD, "sheet missing")
@@ -231,6 +232,8 @@ def _files_changed(
 
 
 _A_MEMBER_CHANGED = "a member changed"
+#: why a sheet whose frames were placed by name is built again
+_PLACED_IN_ORDER = "frames are placed in the order `images` lists them now, no longer by name"
 #: the members a frame map's frames name (`read_recorded`), beside its record
 _MEMBERS = "members"
 
@@ -247,6 +250,8 @@ def _members_changed(
     joined = _joined(atlas, before, renames)
     said = [f"{some_names(left)} left"] if left else []
     said += [f"{some_names(joined)} joined"] if joined else []
+    if not said and before != list(atlas.members) and len(before) == len(atlas.members):
+        said.append("its members are listed in another order (its frames are placed in it)")
     return "; ".join(said) or None
 
 
@@ -367,7 +372,7 @@ def render(
         Placed(name, *positions[name], *sizes[name], *boxes.get(name, ((0, 0), None)))
         for name in atlas.members
     ]
-    frames = {frame.name: frame.texturepacker() for frame in sorted(placed, key=_by_name)}
+    frames = {frame.name: frame.texturepacker() for frame in placed}
     exports = _exports(atlas, placed, size)
     record = {"key": key, "digest": sha256_bytes(data), "options": options_key(atlas)}
     record |= {_export(path): sha256_bytes(blob) for path, blob in exports.items()}
@@ -381,10 +386,6 @@ def render(
     }
     text = json.dumps({"frames": frames, "meta": meta}, indent=2) + "\n"
     return data, text.encode(), exports
-
-
-def _by_name(frame: Placed) -> str:
-    return frame.name
 
 
 def _exports(atlas: AtlasSpec, placed: list[Placed], size: tuple[int, int]) -> dict[str, bytes]:

@@ -182,3 +182,78 @@ def test_the_sheet_is_named_relative_to_a_frame_map_in_another_folder(
     frames = FrameMap.model_validate_json((root / "data/atlases/enemies.json").read_text())
     assert frames.meta.image == "../../sprites/enemies.png"
     assert (root / "data/atlases" / frames.meta.image).resolve() == root / "sprites/enemies.png"
+
+
+TILESET = """version = 1
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 64
+height = 64
+
+[images.hero]
+prompt = "knight running, frame {frame}"
+matrix = { frame = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] }
+output = "sprites/hero-{frame}.png"
+
+[images.tile]
+prompt = "{t} tile"
+matrix = { t = ["grass", "dirt", "water", "stone"] }
+output = "tiles/{t}.png"
+
+[atlases.hero]
+images = ["hero[*]"]
+output = "sheets/hero.png"
+
+[atlases.tiles]
+images = ["tile[*]"]
+output = "sheets/tiles.png"
+"""
+
+
+def placed(root, atlas: str) -> list[tuple[str, int, int]]:
+    frames = json.loads((root / f"sheets/{atlas}.json").read_text())["frames"]
+    return [(name, frame["frame"]["x"], frame["frame"]["y"]) for name, frame in frames.items()]
+
+
+def test_frames_are_placed_in_the_order_the_atlas_lists_them(project, run_cli):
+    """Frame 10 after frame 9, a tileset's tiles as declared: what a grid slicer
+    (Godot's hframes, Tiled, Phaser's spritesheet) reads, row by row."""
+    root = project({"images.toml": TILESET})
+    assert run_cli("apply").code == 0
+    hero = placed(root, "hero")
+    assert [name for name, _, _ in hero] == [f"hero[{n}]" for n in range(1, 13)]
+    assert sorted(hero, key=lambda frame: (frame[2], frame[1])) == hero  # row by row
+    assert [name for name, _, _ in placed(root, "tiles")] == [
+        "tile[grass]",
+        "tile[dirt]",
+        "tile[water]",
+        "tile[stone]",
+    ]
+
+
+def third_slot(root) -> str:
+    return sorted(placed(root, "hero"), key=lambda frame: (frame[2], frame[1]))[2][0]
+
+
+def test_a_sheet_placed_by_name_is_placed_again_in_order(project, run_cli, monkeypatch):
+    """A sheet an earlier version placed by name is built again, saying why."""
+    from nebula_build.outputs import atlas
+
+    root = project({"images.toml": TILESET})
+    with monkeypatch.context() as earlier:  # as 0.4 placed and keyed frames
+        earlier.setattr(atlas, "members_key", atlas._by_name_key)
+        earlier.setattr(
+            atlas, "pack", lambda sizes, padding: pack(dict(sorted(sizes.items())), padding)
+        )
+        assert run_cli("apply").code == 0
+    assert third_slot(root) == "hero[12]"  # by name, "hero[10]" < "hero[1]"
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert (
+        out.count("frames are placed in the order `images` lists them now, no longer by name") == 2
+    )
+    assert "0 to generate" in out
+    assert run_cli("apply").code == 0
+    assert third_slot(root) == "hero[3]"
+    assert run_cli("plan", "--detailed-exitcode").code == 0
