@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from nebula_build.core.selection import select
-from nebula_build.core.spec import AssetSpec, as_declared
+from nebula_build.core.spec import NO_ROW_KEPT, AssetSpec, as_declared
 from nebula_build.core.sprite import ADDED_STEPS
 from nebula_build.errors import LockfileError
 from nebula_build.imaging import format_for
@@ -980,17 +980,13 @@ def make_plan(
         from_rows = {n.split("[", 1)[0] for n, s in specs.items() if s.row is not None}
         from_rows |= set(row_bases)
     renamed = _renamed_rows(removed, specs, lock) if from_rows else {}
+    made_none = {n.split("[", 1)[0] for n in removed} - {n.split("[", 1)[0] for n in specs}
     actions += [
         _removed(
             name,
             lock[name],
             ctx,
-            renamed.get(name)
-            or (
-                "its row is gone from the data, or filtered out"
-                if name.split("[", 1)[0] in from_rows
-                else "removed from the manifest"
-            ),
+            renamed.get(name) or _why_removed(name.split("[", 1)[0], from_rows, made_none),
             owners,
             heir=heirs.get(name),
         )
@@ -1186,6 +1182,15 @@ def _by_digest(left: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, ...]
     for path, (_, digest) in left.items():
         paths.setdefault(digest, []).append(path)
     return {digest: tuple(found) for digest, found in paths.items()}
+
+
+def _why_removed(base: str, from_rows: Collection[str], made_none: Collection[str]) -> str:
+    """Why an image is deleted: its declaration is gone, its row is, or every row is."""
+    if base not in from_rows:
+        return "removed from the manifest"
+    if base in made_none:
+        return f"images.{base} makes no image now ({NO_ROW_KEPT})"
+    return "its row is gone from the data, or filtered out"
 
 
 def _renamed_rows(

@@ -42,6 +42,7 @@ from nebula_build.core.nocycles import collector_paused
 from nebula_build.core.selection import Selection, known_names
 from nebula_build.core.spec import (
     DEFAULT_VARIANT_PATTERN,
+    NO_ROW_KEPT,
     AssetSpec,
     AtlasSpec,
     fill,
@@ -212,6 +213,16 @@ class _Resolver(SpriteRules):
     def order(self) -> dict[str, int]:
         """Each image's place in the manifest (once `names` is final)."""
         return {name: place for place, name in enumerate(self.names)}
+
+    @cached_property
+    def rows_made_none(self) -> frozenset[str]:
+        """The declarations with `rows` that make no image (once `names` is final)."""
+        made = {name.split("[", 1)[0] for name in self.names}
+        return frozenset(
+            base
+            for base, decl in self.manifest.model.images.items()
+            if decl.rows is not None and base not in made and base not in self.unexpanded
+        )
 
     @cached_property
     def selection(self) -> Selection:
@@ -775,6 +786,17 @@ class _Resolver(SpriteRules):
         requested = [n for n in decl.images if n.split("[", 1)[0] not in self.unexpanded]
         if len(requested) < len(decl.images):
             return None  # a member's declaration has a problem of its own, reported
+        # a declaration whose rows make no image now (all out of stock) leaves the atlas
+        rowless = [n for n in requested if n.split("[", 1)[0] in self.rows_made_none]
+        requested = [n for n in requested if n not in rowless]
+        if rowless and not requested:
+            base = rowless[0].split("[", 1)[0]
+            self.fail(
+                (*loc, "images"),
+                f"the atlas has no member: {rowless[0]} matches no image, as images.{base} "
+                f"makes none now ({NO_ROW_KEPT}); list another image, or remove the atlas",
+            )
+            return None
         try:
             chosen = self.selection(requested)
         except UserError as exc:

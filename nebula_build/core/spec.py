@@ -24,6 +24,8 @@ _SUGGEST_AMONG = 1000
 #: Bumped when the canonical form changes, so old keys stop matching.
 KEY_SCHEME = 1
 DEFAULT_VARIANT_PATTERN = "{stem}-{width}{ext}"
+#: why a declaration with `rows` makes no image
+NO_ROW_KEPT = "its data has no row, or its `where` keeps none"
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -17,7 +17,7 @@ from nebula_build.core.plan import (
     renames,
 )
 from nebula_build.core.selection import select
-from nebula_build.core.spec import AssetSpec
+from nebula_build.core.spec import NO_ROW_KEPT, AssetSpec
 from nebula_build.engine import candidates, ondisk
 from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
@@ -132,7 +132,18 @@ def plan_for(
     )
     for note in unread_beside(prepared.project):  # asked about for this plan's removals
         notice(note)
+    for base in _rows_made_none(prepared, every_lock):
+        notice(f"images.{base} makes no image ({NO_ROW_KEPT})")
     return Plan(images.actions, files)
+
+
+def _rows_made_none(prepared: Prepared, lock: Entries) -> list[str]:
+    """The declarations with `rows` that make no image, and made none the lock holds
+    (one whose images go says so as each one's reason)."""
+    if not prepared.resolved.row_bases:
+        return []
+    made = {name.split("[", 1)[0] for name in (*prepared.specs, *lock)}
+    return [base for base in prepared.resolved.row_bases if base not in made]
 
 
 def _with_renames(specs: Mapping[str, AssetSpec], lock: Entries, lock_name: str) -> Entries:

@@ -1738,3 +1738,40 @@ def test_two_rows_gone_that_share_a_generation_are_not_both_said_to_be_a_new_one
     assert code == 0, err
     assert "is now product[c]" not in out
     assert out.count("its row is gone from the data, or filtered out") == 2, out
+
+
+def test_a_declaration_whose_rows_make_no_image_says_so(project, run_cli):
+    """A `where` that keeps no row (a typo in a value, everything out of stock) is
+    said as such, not as each row gone, nor as an atlas's unknown member."""
+    product = {**PRODUCT, "where": "stock > 0"}
+    manifest = nebula_manifest({"product": product}).replace('"nebula"', '"preview"')
+    root = project({"images.toml": manifest, "data/products.csv": CSV})
+    assert run_cli("apply").code == 0
+    made_none = "images.product makes no image now (its data has no row, or its `where` keeps none)"
+    toml = root / "images.toml"
+    toml.write_text(toml.read_text().replace("stock > 0", "stock > 100"))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert out.count(made_none) == 2 and "its row is gone" not in out
+
+    toml.write_text(
+        toml.read_text() + '\n[atlases.shop]\nimages = ["product[*]"]\noutput = "s.png"\n'
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err.strip() == (
+        "error: images.toml:21:1: atlases.shop.images: the atlas has no member: product[*] "
+        "matches no image, as images.product makes none now (its data has no row, or its "
+        "`where` keeps none); list another image, or remove the atlas"
+    )
+    toml.write_text(
+        toml.read_text().replace('["product[*]"]', '["product[*]", "logo"]')
+        + '\n[images.logo]\nprompt = "a logo"\noutput = "logo.png"\n'
+    )
+    assert run_cli("apply").code == 0
+    assert list(json.loads((root / "s.json").read_text())["frames"]) == ["logo"]
+
+    (root / "images.lock").unlink()
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert err.count("note: images.product makes no image (its data has no row, or its") == 1
