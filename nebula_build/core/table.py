@@ -244,7 +244,9 @@ def _csv_problem(exc: csv.Error) -> str:
 
 def _csv(path: str, text: str) -> Table:
     csv.field_size_limit(MAX_FIELD)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # `a, b` as spreadsheets and people write it: the spaces after a comma, and at a
+    # value's end, are not the value's (headers are read alike)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, skipinitialspace=True)
     try:
         header = next(reader, None)
         while header == []:  # blank lines before the header are skipped like any
@@ -288,7 +290,7 @@ def _csv(path: str, text: str) -> Table:
                 '(a comma inside a value needs "quotes")',
                 start,
             )
-        rows.append(Row(dict(zip(header, fields, strict=True)), start, path))
+        rows.append(Row(dict(zip(header, map(str.rstrip, fields), strict=True)), start, path))
     if separator is not None and not rows:
         _check_separator(path, header[0], separator, None, header_line)
     columns = tuple(name for name in header if name)

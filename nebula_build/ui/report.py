@@ -123,6 +123,8 @@ def changed_words(change: Change) -> str | None:
     old, new = change.old, change.new
     if not isinstance(old, str) or not isinstance(new, str) or change.field in FILES:
         return None
+    if old.split() == new.split():  # two texts that look alike
+        return "only spaces differ (the same words, spaced or broken otherwise)"
     if len(old) + len(new) <= WORDS_AFTER:
         return None
     import difflib  # only for a long text that changed

@@ -1775,3 +1775,30 @@ def test_a_declaration_whose_rows_make_no_image_says_so(project, run_cli):
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert err.count("note: images.product makes no image (its data has no row, or its") == 1
+
+
+def test_a_csv_saved_with_spaces_after_its_commas_changes_nothing(project, run_cli):
+    """`a, b` as a spreadsheet or a person writes it: the values are `a` and `b`, as the
+    header's names are, so saving the file so pays for nothing."""
+    manifest = nebula_manifest({"product": PRODUCT}).replace('"nebula"', '"preview"')
+    root = project({"images.toml": manifest, "data/products.csv": CSV})
+    assert run_cli("apply").code == 0
+    spaced = (
+        "sku, name, description, category, price, stock\n"
+        "T-1, Green tea, a cup of green tea, tea, 4.5, 12 \n"
+        'T-2, Black tea, "a pot of black tea, steaming", tea, 5, 3\n'
+        "B-1, Sourdough, a round loaf , bread, 6, 0\n"
+    )
+    (root / "data/products.csv").write_text(spaced)
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_prompt_that_changed_only_in_its_spaces_says_so(project, run_cli):
+    manifest = nebula_manifest({"product": PRODUCT}).replace('"nebula"', '"preview"')
+    root = project({"images.toml": manifest, "data/products.csv": CSV})
+    assert run_cli("apply").code == 0
+    (root / "data/products.csv").write_text(CSV.replace("a round loaf", "a round  loaf"))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "only spaces differ (the same words, spaced or broken otherwise)" in out
+    assert out.count("only spaces differ") == 1

@@ -14,6 +14,8 @@ from tests.conftest import nebula_manifest
 
 INJECTED = "x\n::warning title=INJ::INJECTED_FROM_PR\n"
 HOSTILE_CELL = "<b>bold</b>|`tick`![i](evil.example/i.png)"
+#: what of it an output's name may hold (Windows allows no `<>|` in a file's name)
+HOSTILE_PATH = "`tick`![i](evil.example/i.png)_~$"
 #: what GitHub's Markdown would read as syntax if it were not preceded by a backslash
 _UNESCAPED = re.compile(r"(?<!\\)[`!\[\]|*_~$]")
 #: what follows each `@` (and `#`, and GitLab's reference signs), so that no mention
@@ -79,8 +81,8 @@ def test_the_job_summary_shows_a_hostile_value_as_text(project, run_cli, actions
             height = 64
             [images.c]
             prompt = "a {{v}}"
-            output = "c-{{v}}.png"
-            matrix = {{ v = [{HOSTILE_CELL!r}] }}
+            output = "c-{{w}}.png"
+            matrix = {{ v = [{HOSTILE_CELL!r}], w = [{HOSTILE_PATH!r}] }}
             """
         }
     )
@@ -88,8 +90,10 @@ def test_the_job_summary_shows_a_hostile_value_as_text(project, run_cli, actions
     row = next(line for line in actions.read_text().splitlines() if line.startswith("| c\\["))
     cells = re.split(r"(?<!\\)\|", row)[1:-1]
     assert len(cells) == 4  # image, action, reason, output: the value's `|` ends none
-    for cell in (cells[0].replace(MENTION_BREAK, ""), cells[3].replace(MENTION_BREAK, "")):
-        assert "<" not in cell and "&lt;b&gt;bold&lt;/b&gt;" in cell
+    name, output = (cells[at].replace(MENTION_BREAK, "") for at in (0, 3))
+    assert "<" not in name and "&lt;b&gt;bold&lt;/b&gt;" in name
+    assert "evil.example" in output
+    for cell in (name, output):
         assert _UNESCAPED.search(cell) is None, cell
 
 
