@@ -23,15 +23,23 @@ from typing import Any
 from nebula_build.core.encoding import not_utf8, saved_as_wide, without_utf8_bom
 from nebula_build.jsonparse import values_over
 from nebula_build.state.conflicts import opened_conflict
-from nebula_build.text import plural, printable
+from nebula_build.text import plural
 
 #: suffixes of the files `rows = "…"` reads, by format
-FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
 #: characters in one CSV field (csv's own default limit is 131,072)
 MAX_FIELD = 1 << 17
 #: rows in one data file: twice the most images a manifest may make, so a filter has
 #: room, and few enough that a file of tiny rows cannot fill the memory
 MAX_ROWS = 200_000
+#: columns in one CSV file: a header of a million names took a gigabyte to read
+MAX_COLUMNS = 10_000
 _TOO_MANY = f"has more than {MAX_ROWS:,} rows, more than nebula-build reads from one file"
 #: JSON values (arrays, objects, and what commas separate, outside strings) in one JSON
 #: or JSON Lines file, counted before it is parsed: 200,000 rows of 19 columns. Each
@@ -195,8 +203,8 @@ def parse(path: str, data: bytes, *, at: str | None = None) -> Table:
     if kind == "json":
         return rows_at(json_document(path, data), at)
     text = decode(path, data)
-    if kind == "csv":
-        return _csv(path, text)
+    if kind in ("csv", "tsv"):
+        return _csv(path, text, "\t" if kind == "tsv" else ",")
     _check_values(path, data)
     return _jsonl(path, text)
 
@@ -242,11 +250,15 @@ def _csv_problem(exc: csv.Error) -> str:
     return said
 
 
-def _csv(path: str, text: str) -> Table:
+def _csv(path: str, text: str, delimiter: str = ",") -> Table:
+    """The rows of a CSV file; one whose header and first record a ';' or a tab splits
+    alike (as spreadsheets save CSV in much of Europe) is read so."""
     csv.field_size_limit(MAX_FIELD)
     # `a, b` as spreadsheets and people write it: the spaces after a comma, and at a
     # value's end, are not the value's (headers are read alike)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True, skipinitialspace=True)
+    reader = csv.reader(
+        io.StringIO(text, newline=""), strict=True, skipinitialspace=True, delimiter=delimiter
+    )
     try:
         header = next(reader, None)
         while header == []:  # blank lines before the header are skipped like any
@@ -258,11 +270,19 @@ def _csv(path: str, text: str) -> Table:
     if not header:
         raise DataError(path, "is empty: the first line must name the columns", 1)
     header = [name.strip() for name in header]
-    separator = _other_separator(header)
+    if len(header) > MAX_COLUMNS:
+        raise DataError(
+            path,
+            f"the header names {len(header):,} columns, more than {MAX_COLUMNS:,}",
+            header_line,
+        )
+    separator = _other_separator(header) if delimiter == "," else None
+    if separator is not None and _splits_alike(text, separator):
+        return _csv(path, text, separator)
     seen: dict[str, int] = {}
     for index, name in enumerate(header):
         if name and name in seen:
-            column = _Places(text).csv_field(header_line, index)
+            column = _Places(text, delimiter=delimiter).csv_field(header_line, index)
             raise DataError(
                 path, f"column {name!r} is named twice in the header", header_line, column
             )
@@ -279,23 +299,19 @@ def _csv(path: str, text: str) -> Table:
             break
         if not fields:
             continue  # a blank line
-        if separator is not None and not rows:
-            _check_separator(path, header[0], separator, fields, header_line)
         if len(rows) >= MAX_ROWS:
             raise DataError(path, _TOO_MANY, start)
         if len(fields) != width:
             raise DataError(
                 path,
                 f"this row has {plural(len(fields), 'field')} but the header names {width} columns "
-                '(a comma inside a value needs "quotes")',
+                f'(a {_NAMES[delimiter]} inside a value needs "quotes")',
                 start,
             )
         rows.append(Row(dict(zip(header, map(str.rstrip, fields), strict=True)), start, path))
-    if separator is not None and not rows:
-        _check_separator(path, header[0], separator, None, header_line)
     columns = tuple(name for name in header if name)
 
-    places = _Places(text)
+    places = _Places(text, delimiter=delimiter)
 
     def locate(row: Row, column: str | None) -> tuple[int, int | None]:
         index = seen.get(column) if column is not None else None
@@ -305,7 +321,9 @@ def _csv(path: str, text: str) -> Table:
 
 
 #: what a spreadsheet separates fields by where it does not use commas
-_OTHER_SEPARATORS = {";": "';'", "\t": "tabs"}
+_OTHER_SEPARATORS = (";", "\t")
+#: each separator as a message names it
+_NAMES = {",": "comma", ";": "';'", "\t": "tab"}
 
 
 def _other_separator(header: list[str]) -> str | None:
@@ -315,25 +333,19 @@ def _other_separator(header: list[str]) -> str | None:
     return next((sep for sep in _OTHER_SEPARATORS if sep in header[0]), None)
 
 
-def _check_separator(
-    path: str, header: str, separator: str, first: list[str] | None, line: int
-) -> None:
-    """Refuse a header read as one column that `separator` splits (a CSV saved with
-    semicolons, as spreadsheets do in many languages, or tabs) where the first record
-    (None: there is none) splits alike: a column named with a ';' is one like any."""
-    if (
-        first is not None
-        and len(first) == 1
-        and first[0].count(separator) != header.count(separator)
-    ):
-        return
-    raise DataError(
-        path,
-        f"the header is one column, '{printable(header, 60)}': its fields are separated "
-        f"by {_OTHER_SEPARATORS[separator]}, and a CSV file's by commas (save it as "
-        "comma-separated CSV)",
-        line,
+def _splits_alike(text: str, separator: str) -> bool:
+    """Whether `separator` splits the first record as it splits the header, or at all
+    (or there is no record): else a column named with a ';' is one like any."""
+    records = (
+        fields
+        for fields in csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+        if fields
     )
+    try:
+        header, first = next(records, []), next(records, None)
+    except csv.Error:
+        return False
+    return first is None or len(first) == len(header) or len(first) > 1
 
 
 # --- JSON and JSON Lines ----------------------------------------------------------
@@ -495,8 +507,9 @@ class _Places:
     is located for each declaration that reads its row, and walking the text again
     for each (from its start, or along a 3 MB line) took minutes for a thousand."""
 
-    def __init__(self, text: str, steps: Sequence[str | int] = ()) -> None:
+    def __init__(self, text: str, steps: Sequence[str | int] = (), delimiter: str = ",") -> None:
         self.text = text
+        self.delimiter = delimiter
         #: the keys and indexes of the array of rows (JSON's `at`)
         self.steps = steps
         self._newlines: list[int] | None = None
@@ -540,15 +553,15 @@ class _Places:
                 return None
             begin = self._newlines[line - 2] + 1 if line > 1 else 0
             end = self._newlines[line - 1] if line <= len(self._newlines) else len(self.text)
-            starts = self._fields[line] = _field_starts(self.text[begin:end])
+            starts = self._fields[line] = _field_starts(self.text[begin:end], self.delimiter)
         return starts[index] + 1 if index < len(starts) else None
 
 
-def _field_starts(record: str) -> list[int]:
-    """Where each field of a CSV record starts (a comma inside quotes separates none)."""
+def _field_starts(record: str, delimiter: str = ",") -> list[int]:
+    """Where each field of a CSV record starts (a delimiter inside quotes separates none)."""
     starts = [0]
     quoted = False
-    for match in _QUOTE_OR_COMMA.finditer(record):
+    for match in _QUOTE_OR_DELIMITER[delimiter].finditer(record):
         if match[0] == '"':
             quoted = not quoted
         elif not quoted:
@@ -556,7 +569,7 @@ def _field_starts(record: str) -> list[int]:
     return starts
 
 
-_QUOTE_OR_COMMA = re.compile('[",]')
+_QUOTE_OR_DELIMITER = {sep: re.compile(f'["{sep}]') for sep in (",", *_OTHER_SEPARATORS)}
 
 
 def _children(text: str, position: int, opening: str) -> dict[str | int, int]:
