@@ -12,7 +12,7 @@ import pytest
 
 from tests.cli.test_ci import SITE
 from tests.conftest import fake_manifest
-from tests.ui.test_github import _UNESCAPED, HOSTILE_CELL, MENTION_BREAK
+from tests.ui.test_github import _UNESCAPED, HOSTILE_CELL, HOSTILE_PATH, MENTION_BREAK
 
 ROW_HERO = "| hero | create | new image | img/hero.png |"
 
@@ -159,8 +159,8 @@ def test_a_pull_request_s_names_prompts_and_paths_are_text_in_the_file(
     height = 64
     [images.c]
     prompt = "a {{v}} <script>x</script> [l](javascript:alert(1)) \\u001b[31m"
-    output = "c-{{v}}.png"
-    matrix = {{ v = [{json.dumps(hostile)}] }}
+    output = "c-{{w}}.png"
+    matrix = {{ v = [{json.dumps(hostile)}], w = [{json.dumps(HOSTILE_PATH + " @team")}] }}
     """
     root = project({"images.toml": manifest})
     code, out, err = run_cli("plan", "--markdown", "plan.md")
