@@ -28,6 +28,7 @@ from nebula_build.core.planrecord import (
     FileLine,
     PlanRecord,
     carried_out,
+    changed_since,
     differences,
     other_project,
     record,
@@ -328,6 +329,12 @@ def check(saved: SavedPlan, plan: Plan) -> None:
             f"{saved.name} was partly applied already: {carried.done} of its {done} "
             f"{'is' if carried.done == 1 else 'are'} done (an earlier apply stopped or "
             "failed before the rest); run plan again"
+        )
+    since = changed_since(saved.record, now, applied) if applied else []
+    if since:
+        raise UserError(
+            f"{saved.name} was applied already, and the project changed since: "
+            f"{stale_line(since)}; run plan again"
         )
     raise UserError(f"{saved.name} is stale: {stale_line(found)}; run plan again")
 

@@ -173,6 +173,18 @@ def differences(saved: PlanRecord, now: PlanRecord) -> list[str]:
     return found
 
 
+def changed_since(saved: PlanRecord, now: PlanRecord, applied: Collection[str]) -> list[str]:
+    """`differences`, less the images whose change the saved plan's apply made
+    (`applied`) and that nothing changed since: what an edit after it moved."""
+    noop = ActionKind.NOOP.value
+    now_kinds = {line.image: line.kind for line in now.actions}
+    done = {image for image in applied if now_kinds.get(image, noop) == noop}
+    return differences(
+        PlanRecord(tuple(a for a in saved.actions if a.image not in done), saved.files, ""),
+        PlanRecord(tuple(a for a in now.actions if a.image not in done), now.files, ""),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Carried:
     """How far a saved plan was carried out already: of the changes it lists, those
@@ -195,7 +207,10 @@ def carried_out(
 
     def action_carried(line: ActionLine, after: ActionLine | None) -> str | None:
         if line.image in applied and line.kind != ActionKind.NOOP.value:
-            return "done"
+            # done, unless an edit since plans it with another key or output
+            if after is None or after.kind == ActionKind.NOOP.value:
+                return "done"
+            return "done" if after[2:4] == line[2:4] else None
         return _action_carried(line, after)
 
     states = _carried(saved.actions, now.actions, action_carried, _drawn_again(later))

@@ -183,6 +183,22 @@ def test_a_plan_applied_in_part_or_drawn_says_so_not_stale(project, run_cli, fak
     assert _first_round_unordered(generation_log(root / "log")) == ["hero", "logo", "logo", "hero"]
 
 
+def test_a_plan_applied_whole_then_edited_is_stale_not_partly_applied(project, run_cli):
+    """An edit after the apply plans an image the plan made again: it says so, not that
+    an earlier apply stopped or failed before the rest (nothing did)."""
+    root = site(project)
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    assert run_cli("apply", "--plan", "plan.json").code == 0
+    (root / "images.toml").write_text(SITE.replace('"a fox"', '"a red fox"'))
+    code, _, err = run_cli("apply", "--plan", "plan.json")
+    assert (code, err) == (
+        1,
+        "error: plan.json was applied already, and the project changed since: logo would now "
+        "be regenerated (prompt changed), the saved plan had it created (new image); run plan "
+        "again\n",
+    )
+
+
 def _corrupt_cache(root: Path) -> None:
     """Every original and encoded output the project's cache holds, garbled."""
     for path in (root / ".nebula-build/cache").rglob("*"):
