@@ -33,6 +33,7 @@ from nebula_build.core.sprite import (
 )
 from nebula_build.core.written import Read
 from nebula_build.errors import TooLargeError, UnsafePathError, did_you_mean
+from nebula_build.plugin.manager import BackendPlugin
 from nebula_build.text import printable
 
 
@@ -41,6 +42,8 @@ class SpriteRules:
 
     manifest: Manifest
     bases: dict[str, str]
+    #: the backends the images use, by name
+    plugins: dict[str, BackendPlugin]
     digest_of: Callable[[str], str | None]
     #: the files the manifest reads, never written (`core.written`)
     reads: list[Read]
@@ -92,6 +95,17 @@ class SpriteRules:
                 "background" if wants_alpha else "checks",
                 "a JPEG has no transparency: write the image as .png, .webp or .avif",
             )
+        if checks is not None and checks.alpha and not wants_alpha and not merged.get("pad"):
+            plugin = self.plugins.get(str(merged.get("backend")))
+            if plugin is not None and plugin.builtin:  # whose models make opaque images
+                self.clash(
+                    name,
+                    decl,
+                    "checks",
+                    'checks.alpha = "required" fails every image a model makes opaque, as '
+                    f'{plugin.name}\'s do: set background = "transparent" (or pad, which adds '
+                    "transparent pixels)",
+                )
         if fmt == "jpeg" and merged.get("pad"):
             self.clash(
                 name,

@@ -166,3 +166,22 @@ def test_the_caps_count_images_sharing_one_generation_as_the_plan_does(project, 
     assert code == 2
     assert "--locked: 2 images in 1 generation would need generating" in err
     assert run_cli("apply", "--max-generations", "1").code == 0
+
+
+def test_a_transparency_check_that_can_only_fail_is_refused_before_paying(project, run_cli):
+    """A model makes opaque pixels: `alpha = "required"` without a transparent
+    background fails every draw, and the fix changes the key (a second payment)."""
+    root = project({"images.toml": manifest(checks={"alpha": "required"})})
+    for command in ("validate", "plan", "apply"):
+        code, _, err = run_cli(command)
+        assert (code, err) == (
+            1,
+            'error: images.toml:16:1: images.potion.checks: checks.alpha = "required" fails '
+            "every image a model makes opaque, as preview's do: set background = "
+            '"transparent" (or pad, which adds transparent pixels)\n',
+        ), command
+    assert not (root / "game").exists()
+    for fix in ({"background": "transparent"}, {"pad": 2}):
+        root.joinpath("images.toml").write_text(manifest(checks={"alpha": "required"}, **fix))
+        code, _, err = run_cli("apply")
+        assert code == 0, err
