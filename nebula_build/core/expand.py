@@ -209,9 +209,11 @@ def seed_of(expression: str, values: Mapping[str, Any]) -> int:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         # RecursionError, MemoryError: a long chain of terms ("1+1+…"); the manifest
         # caps an expression's length, but the values filled in add to it.
+        here = "" if filled == expression else f" is '{shown(filled)}' here, and"
         raise ExpansionError(
             "seed",
-            f"{expression!r} is not an integer expression (integers, placeholders, + - * only)",
+            f"{expression!r}{here} is not an integer expression (integers, placeholders, "
+            "+ - * only)",
         ) from None
     if not 0 <= value <= MAX_SEED:
         # a row's values may make it too long to print (and str() refuses 4,300 digits)

@@ -850,6 +850,39 @@ def _said_back(key: str, error: Any) -> bool:
     return len(given) <= _SAID_BACK
 
 
+#: what other tools, or plain words, call a key: "did you mean" by meaning, not spelling
+#: (`filter` is not `fit`, nor a `path` `at`)
+_MEANT = {
+    "path": "file",
+    "csv": "file",
+    "json": "file",
+    "filter": "where",
+    "filters": "where",
+    "query": "where",
+    "when": "where",
+    "if": "where",
+    "source": "rows",
+    "data": "rows",
+    "name": "id",
+    "key": "id",
+    "steps": "num_steps",
+    "num_inference_steps": "num_steps",
+    "cfg": "guidance_scale",
+    "cfg_scale": "guidance_scale",
+    "guidance": "guidance_scale",
+    "negative": "negative_prompt",
+    "file": "output",
+    "out": "output",
+    "path_out": "output",
+    "count": "candidates",
+    "variants": "candidates",
+    "n": "candidates",
+    "frames": "images",
+    "members": "images",
+    "sprites": "images",
+}
+
+
 def describe_setting_error(error: Any, known: list[str], backend: str) -> str:
     """An error in a backend's settings (`[backends.NAME]`) as `describe_error` says
     it, but never with a text value longer than a word: that may be a secret written
@@ -876,7 +909,8 @@ def describe_error(error: Any, known: list[str], *, echo: bool = True) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
-        close = did_you_mean(str(loc[-1]), known)
+        meant = _MEANT.get(str(loc[-1]).lower())
+        close = meant if meant in known else did_you_mean(str(loc[-1]), known)
         if close:  # the list only where there is no better guess
             return f"unknown key (did you mean {close!r}?)"
         if len(loc) == 1 and loc[0] in ImageDecl.model_fields:

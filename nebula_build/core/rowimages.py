@@ -656,6 +656,8 @@ def _condition(decl: ImageDecl, table: Table, columns: Columns, from_posts: bool
         )
     if unknown:
         hint = where_spelling(unknown[0], columns.sources, decl.rows)
+        if re.search(rf"[=<>]=?\s*{re.escape(unknown[0])}\b", decl.where):  # `rarity == rare`
+            hint = f"to compare with the text, write it in quotes: '{shown(unknown[0])}'; "
         message = no_column(table, unknown[0], columns.names, hint=hint)
         if from_posts:  # `not draft` once the last draft is published
             message += (

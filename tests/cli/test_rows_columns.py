@@ -305,8 +305,8 @@ def test_an_empty_default_makes_a_column_optional_but_never_a_prompt_blank(proje
         (
             {"defaults": {"subtitle": "x"}},
             {"seed": "{subtitle} + 1"},
-            "data/products.csv:2: images.product: seed: '{subtitle} + 1' is not an integer "
-            "expression",
+            "data/products.csv:2: images.product: seed: '{subtitle} + 1' is 'x + 1' here, and "
+            "is not an integer expression",
         ),
         (
             {"columns": {f"c{i}": "sku" for i in range(1001)}},

@@ -233,8 +233,8 @@ def test_keys_of_rows_only_and_matrix_only_images_are_unchanged(project, run_cli
         (
             CSV,
             {"seed": "{price} * 100"},
-            "data/products.csv:2: images.product: seed: '{price} * 100' is not an integer "
-            "expression",
+            "data/products.csv:2: images.product: seed: '{price} * 100' is '4.5 * 100' here, "
+            "and is not an integer expression",
         ),
         (
             CSV,

@@ -162,3 +162,45 @@ def test_an_image_key_above_every_table_says_where_it_goes(project, run_cli):
         "put it under [images.<name>] (one image), or [defaults] (every image)"
         for n, key in ((2, "prompt"), (3, "output"))
     ]
+
+
+ITEMS = "id,name,price,rarity\nsword,Sword,10.5,rare\n"
+ITEM = (
+    '[images.item]\nrows = "data/items.csv"\nid = "id"\nprompt = "{name}"\noutput = "i/{id}.png"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (
+            ("", 'filter = "rarity == rare"\n'),
+            "images.item.filter: unknown key (did you mean 'where'?)",
+        ),
+        (("", "steps = 4\n"), "images.item.steps: unknown key (did you mean 'num_steps'?)"),
+        (
+            ('rows = "data/items.csv"', 'rows = { path = "data/items.csv" }'),
+            "images.item.rows.path: unknown key (did you mean 'file'?)",
+        ),
+        (
+            ("", 'where = "rarity == rare"\n'),
+            "images.item.where: data/items.csv has no column 'rare' (to compare with the "
+            "text, write it in quotes: 'rare'; columns: id, name, price, rarity)",
+        ),
+        (
+            ("", 'seed = "{price}"\n'),
+            "data/items.csv:2: images.item: seed: '{price}' is '10.5' here, and is not an "
+            "integer expression (integers, placeholders, + - * only)",
+        ),
+    ],
+    ids=["filter", "steps", "path", "where-text", "seed-value"],
+)
+def test_a_key_or_value_written_as_another_tool_would_is_named(edit, said, project, run_cli):
+    """ "did you mean" by meaning where the spelling is far (`filter` is not `fit`), and
+    what a value read as a name or a row's value is."""
+    old, new = edit
+    item = ITEM.replace(old, new) if old else ITEM + new
+    project({"images.toml": HEAD + item, "data/items.csv": ITEMS})
+    code, _, err = run_cli("validate")
+    assert code == 1 and said in err, err
+    assert len(err.splitlines()) == 1

@@ -109,7 +109,7 @@ def test_a_style_change_rekeys_exactly_the_images_that_use_it(
         ),
         (
             {**ENEMY, "seed": "{index} / 2"},
-            "images.enemy.seed: '{index} / 2' is not an integer expression",
+            "images.enemy.seed: '{index} / 2' is '0 / 2' here, and is not an integer expression",
         ),
         (  # a minus sign is an integer's: what is wrong is the range
             {**ENEMY, "seed": "{index} - 3 * -1 - 10"},
