@@ -970,6 +970,21 @@ def _in_plain_words(error: Any, got: str) -> str | None:
         return f"must be {words} {limit}{got}"
     if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
         return "must not be empty"
+    value = error.get("input")
+    if key == "resize" and kind in ("list_type", "too_short", "tuple_type"):
+        side = value[0] if isinstance(value, list) and value else value
+        side = side if type(side) is int and 0 < side < 100_000 else 64
+        return f"must be a width and a height in brackets (resize = [{side}, {side}]){got}"
+    if kind in ("list_type", "tuple_type") and isinstance(value, str | int | float | bool):
+        return f"must be a list, in brackets ({shown(key)} = [{_as_toml(value)}])"
+    if kind == "too_short":
+        least = context.get("min_length")
+        return f"must have at least {least} values{got}"
+    if kind == "string_type" and isinstance(value, list) and value:
+        first = value[0] if isinstance(value[0], str) else "…"
+        return f"takes one value in quotes, not a list ({shown(key)} = {_as_toml(first)})" + (
+            "; an image takes one style: make one that sets what both do" if key == "style" else ""
+        )
     if kind in ("int_type", "int_from_float") and isinstance(error.get("input"), float):
         value = error["input"]
         if value.is_integer() and abs(value) < 1e15:
@@ -982,6 +997,15 @@ def _in_plain_words(error: Any, got: str) -> str | None:
             return f"must be {_WHOLE.get(what, what)}{got}"
         return f"must be {what}, without quotes ({shown(key)} = {shown(written)})"
     return None
+
+
+def _as_toml(value: Any) -> str:
+    """A short scalar as TOML writes it, for an example (`"pixel"`, `64`, `true`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _cut(escaped(json.dumps(value[:40])), 42)
+    return str(value)[:40]
 
 
 #: how a number of a kind is said where the value given is no number at all

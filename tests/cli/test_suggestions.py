@@ -204,3 +204,33 @@ def test_a_key_or_value_written_as_another_tool_would_is_named(edit, said, proje
     code, _, err = run_cli("validate")
     assert code == 1 and said in err, err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("image", "said"),
+    [
+        (
+            "resize = 64\n",
+            "images.hero.resize: must be a width and a height in brackets (resize = [64, 64]) "
+            "(got 64)",
+        ),
+        (
+            "resize = [32]\n",
+            "images.hero.resize: must be a width and a height in brackets (resize = [32, 32]) "
+            "(got [32])",
+        ),
+        (
+            'style = ["pixel", "dark"]\n',
+            'images.hero.style: takes one value in quotes, not a list (style = "pixel"); an '
+            "image takes one style: make one that sets what both do",
+        ),
+        ("widths = 480\n", "images.hero.widths: must be a list, in brackets (widths = [480])"),
+    ],
+    ids=["resize-number", "resize-one", "two-styles", "widths-number"],
+)
+def test_a_value_of_the_wrong_shape_says_how_to_write_it(image, said, project, run_cli):
+    styles = '[styles.pixel]\nprompt_suffix = "pixel art"\n[styles.dark]\nprompt_suffix = "x"\n'
+    project({"images.toml": HEAD + HERO + image + styles})
+    code, _, err = run_cli("validate")
+    assert code == 1 and said in err, err
+    assert len(err.splitlines()) == 1
