@@ -233,7 +233,7 @@ def _files_changed(
 
 _A_MEMBER_CHANGED = "a member changed"
 #: why a sheet whose frames were placed by name is built again
-_PLACED_IN_ORDER = "frames are placed in the order `images` lists them now, no longer by name"
+_PLACED_IN_ORDER = "frames are placed in the order images.toml declares them now, no longer by name"
 #: the members a frame map's frames name (`read_recorded`), beside its record
 _MEMBERS = "members"
 
