@@ -251,7 +251,8 @@ def test_a_sheet_placed_by_name_is_placed_again_in_order(project, run_cli, monke
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert (
-        out.count("frames are placed in the order images.toml declares them now, no longer by name") == 2
+        out.count("frames are placed in the order images.toml declares them now, no longer by name")
+        == 2
     )
     assert "0 to generate" in out
     assert run_cli("apply").code == 0
