@@ -311,6 +311,8 @@ def _plain_value(value: Any) -> Any:
 
 
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY)]
+#: a matrix dimension an atlas tags its frames by, or a tag's name
+TagName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY)]
 PlaceholderName = Annotated[
     str,
     StringConstraints(max_length=MAX_KEY),
@@ -555,11 +557,18 @@ class AtlasDecl(BaseModel):
         "output's path with .json.",
     )
     padding: int = Field(2, ge=0, le=64, description="Pixels between frames.")
-    tags: str | None = Field(
+    tags: TagName | Annotated[list[TagName], Field(min_length=1, max_length=4)] | None = Field(
         None,
-        min_length=1,
         description='A matrix dimension of the members (e.g. "pose"): one Aseprite frame '
-        "tag and one Godot animation per value of it.",
+        'tag and one Godot animation per value of it; or several (["kind", "pose"]): one '
+        'per combination of their values, named so ("slime_idle").',
+    )
+    loop: bool | Annotated[list[TagName], Field(min_length=1, max_length=MAX_ATLAS_ENTRIES)] = (
+        Field(
+            True,
+            description="Whether the animations loop: true, false, or the tags that do "
+            '(["idle", "walk"]: "attack" plays once).',
+        )
     )
     aseprite: str | None = Field(
         None,

@@ -838,6 +838,14 @@ class _Resolver(SpriteRules):
         if not self.sheet_fits(loc, members, specs, decl.padding):
             return None
         tags = self.atlas_tags(name, decl, members)
+        if decl.tags is not None and tags is None:
+            return None  # its problem is said
+        if decl.loop is not True and not exports:
+            self.fail((*loc, "loop"), "applies only with `aseprite` or `godot`: their animations")
+            return None
+        once = self.atlas_once(name, decl, tags)
+        if once is None:
+            return None
         godot = exports.get("godot")
         godot_sheet = self.godot_sheet(loc, decl, output, godot) if godot is not None else None
         if godot is not None and godot_sheet is None:
@@ -854,6 +862,7 @@ class _Resolver(SpriteRules):
             exports.get("godot"),
             godot_sheet,
             float(decl.fps),
+            once if exports else (),
         )
 
     def sheet_fits(

@@ -430,12 +430,16 @@ class AtlasSpec:
     godot_sheet: str | None = None
     #: frames per second of the animations (Aseprite frame durations, Godot speed)
     fps: float = 8.0
+    #: the tags whose animation plays once (`loop`); every other one loops
+    once: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.members, tuple):  # from the spec cache's JSON
             object.__setattr__(self, "members", tuple(self.members))
         if self.tags and not isinstance(self.tags[0], tuple):
             object.__setattr__(self, "tags", tuple(tuple(pair) for pair in self.tags))
+        if not isinstance(self.once, tuple):
+            object.__setattr__(self, "once", tuple(self.once))
 
     @property
     def exports(self) -> tuple[str, ...]:
@@ -452,4 +456,5 @@ class AtlasSpec:
         an atlas without them keeps its key)."""
         if not self.exports:
             return []
-        return [[list(pair) for pair in self.tags], *self.exports, self.godot_sheet, self.fps]
+        config = [[list(pair) for pair in self.tags], *self.exports, self.godot_sheet, self.fps]
+        return [*config, list(self.once)] if self.once else config  # as before where all loop

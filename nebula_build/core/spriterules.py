@@ -193,9 +193,11 @@ class SpriteRules:
     def atlas_tags(
         self, name: str, decl: AtlasDecl, members: tuple[str, ...]
     ) -> tuple[tuple[str, str], ...] | None:
-        """(member, its value of the `tags` dimension) for every member."""
+        """(member, its tag) for every member: its value of the `tags` dimension, or of
+        each of them joined by "_" ("slime_idle")."""
         if decl.tags is None:
             return None
+        dimensions = [decl.tags] if isinstance(decl.tags, str) else decl.tags
         values: dict[str, dict[str, str]] = {}
         for base in dict.fromkeys(self.bases[member] for member in members):
             declared = self.manifest.model.images[base]
@@ -205,15 +207,38 @@ class SpriteRules:
                 values |= rows_matrix_values(base, matrix, of_base)
             else:
                 values |= matrix_values(base, matrix)
-        missing = [m for m in members if decl.tags not in values.get(m, {})]
-        if missing:
+        for dimension in dimensions:
+            missing = [m for m in members if dimension not in values.get(m, {})]
+            if missing:
+                self.fail(
+                    ("atlases", name, "tags"),
+                    f"{missing[0]} has no matrix dimension {dimension!r} to tag its frame by "
+                    f"{_dimensions(dimension, values.get(missing[0], {}))}",
+                )
+                return None
+        return tuple(
+            (member, "_".join(str(values[member][d]) for d in dimensions)) for member in members
+        )
+
+    def atlas_once(
+        self, name: str, decl: AtlasDecl, tags: tuple[tuple[str, str], ...] | None
+    ) -> tuple[str, ...] | None:
+        """The tags whose animation plays once (`loop`); None where `loop` names a tag
+        there is not (said)."""
+        named = list(dict.fromkeys(tag for _, tag in tags or ())) or ["default"]
+        if decl.loop is True:
+            return ()
+        if decl.loop is False:
+            return tuple(named)
+        unknown = [tag for tag in decl.loop if tag not in named]
+        if unknown:
             self.fail(
-                ("atlases", name, "tags"),
-                f"{missing[0]} has no matrix dimension {decl.tags!r} to tag its frame by "
-                f"{_dimensions(decl.tags, values.get(missing[0], {}))}",
+                ("atlases", name, "loop"),
+                f"no animation is named {printable(unknown[0], 60)!r} "
+                f"(the atlas's are {known_names(named)})",
             )
             return None
-        return tuple((member, values[member][decl.tags]) for member in members)
+        return tuple(tag for tag in named if tag not in decl.loop)
 
     def godot_sheet(
         self, loc: tuple[str, ...], decl: AtlasDecl, output: str, resource: str

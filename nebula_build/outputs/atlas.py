@@ -250,9 +250,18 @@ def _members_changed(
     joined = _joined(atlas, before, renames)
     said = [f"{some_names(left)} left"] if left else []
     said += [f"{some_names(joined)} joined"] if joined else []
-    if not said and before != list(atlas.members) and len(before) == len(atlas.members):
+    if not said and _reordered(atlas.members, before, renames):
         said.append("its members are listed in another order (its frames are placed in it)")
     return "; ".join(said) or None
+
+
+def _reordered(members: Sequence[str], before: list[Any], renames: Mapping[str, str]) -> bool:
+    """Whether the members the last build and this one share (a renamed one by its old
+    name) come in another order."""
+    was = [name for name in before if isinstance(name, str)]  # from the frame map: untrusted
+    now = [renames.get(name, name) for name in members]
+    both = set(now) & set(was)
+    return [n for n in was if n in both] != [n for n in now if n in both]
 
 
 def _joined(atlas: AtlasSpec, before: object, renames: Mapping[str, str]) -> list[str]:
@@ -393,10 +402,14 @@ def _exports(atlas: AtlasSpec, placed: list[Placed], size: tuple[int, int]) -> d
     files = {}
     if atlas.aseprite is not None:
         image = posixpath.relpath(atlas.output, posixpath.dirname(atlas.aseprite) or ".")
-        files[atlas.aseprite] = aseprite_json(placed, tags, image=image, size=size, fps=atlas.fps)
+        files[atlas.aseprite] = aseprite_json(
+            placed, tags, image=image, size=size, fps=atlas.fps, once=atlas.once
+        )
     if atlas.godot is not None:
         assert atlas.godot_sheet is not None
-        files[atlas.godot] = godot_tres(placed, tags, sheet=atlas.godot_sheet, fps=atlas.fps)
+        files[atlas.godot] = godot_tres(
+            placed, tags, sheet=atlas.godot_sheet, fps=atlas.fps, once=atlas.once
+        )
     return files
 
 

@@ -9,14 +9,15 @@
 - Godot 4: a `SpriteFrames` resource (`.tres`, text format 3): the sheet as an
   external `Texture2D` by its `res://` path, one `AtlasTexture` per frame (its region
   in the sheet, and for a trimmed sprite the margin that puts it back in its
-  untrimmed box), one animation per tag ("default" without tags).
+  untrimmed box), one animation per tag ("default" without tags), looping unless
+  the atlas's `loop` says it plays once.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -76,6 +77,7 @@ def aseprite_json(
     image: str,
     size: tuple[int, int],
     fps: float,
+    once: Collection[str] = (),
 ) -> bytes:
     """The Aseprite JSON (array form); `image` is the sheet relative to the JSON file."""
     duration = max(1, round(1000 / fps))
@@ -90,6 +92,8 @@ def aseprite_json(
             frame_tags.append(
                 {"name": tag, "from": start, "to": len(frames) - 1, "direction": "forward"}
             )
+            if tag in once:  # as Aseprite writes a tag that plays once
+                frame_tags[-1]["repeat"] = "1"
     names = [frame.name for _, group in runs(placed, tags) for frame in group]
     meta = {
         "app": "nebula-build",
@@ -107,7 +111,12 @@ def aseprite_json(
 
 
 def godot_tres(
-    placed: Sequence[Placed], tags: Mapping[str, str], *, sheet: str, fps: float
+    placed: Sequence[Placed],
+    tags: Mapping[str, str],
+    *,
+    sheet: str,
+    fps: float,
+    once: Collection[str] = (),
 ) -> bytes:
     """The Godot 4 SpriteFrames resource; `sheet` is the sheet's res:// path."""
     groups = runs(placed, tags)
@@ -136,7 +145,8 @@ def godot_tres(
             for frame in group
         )
         animations.append(
-            f'{{\n"frames": [{textures}],\n"loop": true,\n"name": &{_string(tag)},\n'
+            f'{{\n"frames": [{textures}],\n"loop": {"false" if tag in once else "true"},\n'
+            f'"name": &{_string(tag)},\n'
             f'"speed": {float(fps)!r}\n}}'
         )
     lines += ["[resource]", f"animations = [{', '.join(animations)}]", ""]

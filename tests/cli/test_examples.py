@@ -198,7 +198,10 @@ def test_game_sprites_atlas_lists_every_sprite(tmp_path, run_cli):
     with Image.open(root / "assets/sprites/characters.png") as sheet:
         assert sheet.mode == "RGBA" and sheet.getchannel("A").getextrema()[0] == 0
     aseprite = json.loads((root / "assets/sprites/enemies.aseprite.json").read_text())
-    assert [tag["name"] for tag in aseprite["meta"]["frameTags"]] == ["idle", "attack"]
+    assert [tag["name"] for tag in aseprite["meta"]["frameTags"]][:2] == [
+        "slime_idle",
+        "slime_attack",
+    ]
     tres = (root / "assets/sprites/enemies.tres").read_text()
     assert 'path="res://assets/sprites/enemies.png"' in tres
 

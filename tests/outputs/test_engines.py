@@ -142,6 +142,59 @@ def test_godot_sprite_frames_follow_the_resource_grammar(project, run_cli):
     assert used == ["AtlasTexture_0", "AtlasTexture_1", "AtlasTexture_2", "AtlasTexture_3"]
 
 
+def test_tags_of_two_dimensions_make_one_animation_per_character_and_pose(project, run_cli):
+    """`tags = "pose"` over several characters makes an "idle" that plays bat then
+    ghost; `tags = ["kind", "pose"]` one animation each, and `loop` says which play
+    once (an attack), in both exports."""
+    manifest = PREVIEW.replace(
+        'tags = "pose"', 'tags = ["kind", "pose"]\nloop = ["bat_idle", "ghost_idle"]'
+    )
+    root = project({"images.toml": manifest})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    data = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())
+    assert phaser_animations(data) == {
+        "bat_idle": ["0"],
+        "bat_attack": ["1"],
+        "ghost_idle": ["2"],
+        "ghost_attack": ["3"],
+    }
+    once = {tag["name"]: tag.get("repeat") for tag in data["meta"]["frameTags"]}
+    assert once == {"bat_idle": None, "bat_attack": "1", "ghost_idle": None, "ghost_attack": "1"}
+    (resource,) = [
+        p
+        for k, _, p in parse_tres((root / "game/sprites/enemies.tres").read_text())
+        if k == "resource"
+    ]
+    loops = re.findall(r'"loop": (\w+),\n"name": &"(\w+)"', resource["animations"])
+    assert loops == [
+        ("true", "bat_idle"),
+        ("false", "bat_attack"),
+        ("true", "ghost_idle"),
+        ("false", "ghost_attack"),
+    ]
+    root.joinpath("images.toml").write_text(manifest.replace('"ghost_idle"]', '"ghost_walk"]'))
+    code, _, err = run_cli("validate")
+    assert code == 1 and err.endswith(
+        "atlases.enemies.loop: no animation is named 'ghost_walk' (the atlas's are bat_idle, "
+        "bat_attack, ghost_idle, ghost_attack)\n"
+    ), err
+    root.joinpath("images.toml").write_text(manifest.replace('"kind", "pose"', '"kind", "mood"'))
+    code, _, err = run_cli("validate")
+    assert code == 1 and len(err.splitlines()) == 1 and "no matrix dimension 'mood'" in err
+
+
+def test_loop_false_plays_every_animation_once_and_needs_an_export(project, run_cli):
+    root = project({"images.toml": PREVIEW.replace('tags = "pose"', 'tags = "pose"\nloop = false')})
+    assert run_cli("apply").code == 0
+    data = json.loads((root / "game/sprites/enemies.aseprite.json").read_text())
+    assert [tag.get("repeat") for tag in data["meta"]["frameTags"]] == ["1", "1"]
+    plain = PREVIEW.replace('tags = "pose"', "loop = false").split("aseprite =")[0]
+    root.joinpath("images.toml").write_text(plain)
+    code, _, err = run_cli("validate")
+    assert code == 1 and "atlases.enemies.loop: applies only with `aseprite` or `godot`" in err
+
+
 def test_exports_are_rebuilt_from_the_cache_and_a_hand_edit_is_a_conflict(project, run_cli):
     root = project({"images.toml": PREVIEW})
     assert run_cli("apply").code == 0
