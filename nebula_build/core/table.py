@@ -297,8 +297,8 @@ def _csv(path: str, text: str, delimiter: str = ",") -> Table:
             raise DataError(path, f"does not parse as CSV: {_csv_problem(exc)}", start) from None
         if fields is None:
             break
-        if not fields:
-            continue  # a blank line
+        if not any(field.strip() for field in fields):
+            continue  # a blank line, or a spreadsheet's row of empty cells (`,,,,`)
         if len(rows) >= MAX_ROWS:
             raise DataError(path, _TOO_MANY, start)
         if len(fields) != width:

@@ -1828,3 +1828,10 @@ def test_a_prompt_that_changed_only_in_its_spaces_says_so(project, run_cli):
     assert code == 0, err
     assert "only spaces differ (the same words, spaced or broken otherwise)" in out
     assert out.count("only spaces differ") == 1
+
+
+def test_a_spreadsheet_s_rows_of_empty_cells_are_skipped_as_blank_lines(project, run_cli):
+    """Excel saves rows it once formatted as `,,,,,`: no row, as a blank line is none."""
+    manifest = nebula_manifest({"product": PRODUCT}).replace('"nebula"', '"preview"')
+    project({"images.toml": manifest, "data/products.csv": CSV + ",,,,,\n  , ,,,,\n"})
+    assert set(plan_actions(run_cli)) == {"product[T-1]", "product[T-2]", "product[B-1]"}
