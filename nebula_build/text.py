@@ -100,6 +100,8 @@ def quoted(text: str, limit: int | None = None) -> str:
 
 #: what `quoted` writes as an escape: the invisible, and the line breaks beyond ASCII
 _UNSHOWN = re.compile(f"{_INVISIBLE.pattern}|[\u2028\u2029]")
+#: the same, for a writer of another format (the lock's TOML strings)
+UNSHOWN_CHARACTERS = _UNSHOWN
 
 
 def escaped(text: str) -> str:

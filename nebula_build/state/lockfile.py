@@ -47,13 +47,21 @@ from nebula_build.state.guard import Guard, path_problem
 from nebula_build.state.locksplice import splice
 from nebula_build.state.project import LOCK_NAME, MANIFEST_NAME, STATE_DIR, Project
 from nebula_build.state.seal import sealed_from, sealer
-from nebula_build.text import MAX_IMAGE_NAME, made_with_problem, printable, shows_as_it_is
+from nebula_build.text import (
+    MAX_IMAGE_NAME,
+    made_with_problem,
+    printable,
+    shows_as_it_is,
+)
+from nebula_build.text import (
+    UNSHOWN_CHARACTERS as _UNSHOWN_CHARACTERS,
+)
 from nebula_build.tomlparse import values_over, weight
 
 LOCK_VERSION = 1
 #: how `dumps` lays out a table: bump it with any change to that layout (a watch
 #: splices new tables into bytes written by the release that wrote the snapshot)
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2
 HEADER = (
     "# This file is written by nebula-build: do not edit it by hand.\n"
     "# It records which spec made each image. Commit it with images.toml.\n"
@@ -432,7 +440,23 @@ def _earlier(data: Mapping[str, Any]) -> EarlierGeneration:
 
 
 def _toml_string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    """`value` as a TOML basic string: UTF-8 as it is, but a character a diff would not
+    show as it is (a bidirectional override that shows a prompt reversed in a pull
+    request, a zero-width space) as its escape (`\\u202e`)."""
+    text = json.dumps(value, ensure_ascii=False)
+    if text.isascii():
+        return text.replace("\x7f", "\\u007f")
+    return _HIDDEN.sub(_toml_escape, text)
+
+
+#: what a lock writes as an escape: DEL, the C1 controls and the characters `text`
+#: says a terminal would not show as they are (JSON escaped the C0 controls already)
+_HIDDEN = re.compile(_UNSHOWN_CHARACTERS.pattern.replace("\x00-\x1f", "", 1))
+
+
+def _toml_escape(found: re.Match[str]) -> str:
+    code = ord(found[0])
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _toml_value(value: Any) -> str:

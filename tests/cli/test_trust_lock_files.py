@@ -162,3 +162,15 @@ def test_an_output_moved_in_the_manifest_still_moves_in_a_fresh_checkout(project
     assert run_cli("apply").code == 0
     assert not (root / "out/a.png").exists()
     assert (root / "img/a.png").exists()
+
+
+def test_a_prompt_s_hidden_characters_are_escapes_in_the_lock(project, run_cli):
+    """A pull request's diff of images.lock shows a bidirectional override as the text
+    it reverses: the lock writes it, and the like, as an escape."""
+    hidden = "a lighthouse\\u202e gnp.exe \\u200b \\U000e0041"
+    root = project({"images.toml": manifest(A.replace("a lighthouse", hidden))})
+    assert run_cli("apply").code == 0
+    text = (root / "images.lock").read_text(encoding="utf-8")
+    assert "\u202e" not in text and "\u200b" not in text and "\U000e0041" not in text
+    assert 'prompt = "a lighthouse\\u202e gnp.exe \\u200b \\U000e0041"' in text
+    assert run_cli("plan", "--detailed-exitcode").code == 0  # read back as written
