@@ -26,9 +26,23 @@ _OLD_FORM = "##["
 _OLD_FORM_SAFE = "#\\u0023["
 
 
-def neutralised(lines: str) -> str:
-    """Whole lines (`lines` starts where a line starts) with no workflow command."""
-    return _COMMAND_START.sub(r"\1\2: :", lines).replace(_OLD_FORM, _OLD_FORM_SAFE)
+def neutralised(lines: str, *, mid_line: bool = False) -> str:
+    """Whole lines (`lines` starts where a line starts, or with the rest of one a
+    terminal was shown the start of: `mid_line`) with no workflow command."""
+    pattern = _COMMAND_AFTER_A_BREAK if mid_line else _COMMAND_START
+    return pattern.sub(r"\1\2: :", lines).replace(_OLD_FORM, _OLD_FORM_SAFE)
+
+
+_COMMAND_AFTER_A_BREAK = re.compile(r"([\r\n])([^\S\r\n]*)::")
+
+
+def _shown_early(unfinished: str, mid_line: bool) -> str:
+    """How much of an unfinished line a terminal may be shown before its end: none of
+    what could still begin a command (spaces and a `:` at its start) or end in one
+    (`#` and `##` before a `[`)."""
+    if not mid_line and unfinished.lstrip(" \t")[:1] in ("", ":"):
+        return ""
+    return unfinished.rstrip("#")
 
 
 class RunnerLog:
@@ -41,13 +55,16 @@ class RunnerLog:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._unfinished = ""
+        #: a terminal was shown the start of the line `_unfinished` goes on with
+        self._mid_line = False
 
     def write(self, text: str) -> int:
         whole = self._unfinished + text
         end = max(whole.rfind("\n"), whole.rfind("\r")) + 1
         self._unfinished = whole[end:]
         if end:
-            self._stream.write(neutralised(whole[:end]))
+            self._stream.write(neutralised(whole[:end], mid_line=self._mid_line))
+            self._mid_line = False
         return len(text)
 
     def writelines(self, lines: list[str]) -> None:
@@ -55,16 +72,20 @@ class RunnerLog:
             self.write(line)
 
     def flush(self) -> None:
-        if self._unfinished and self._stream.isatty():
-            self._stream.write(self._unfinished)
-            self._unfinished = ""
+        if self._unfinished and self._stream.isatty():  # a prompt, a progress line
+            shown = _shown_early(self._unfinished, self._mid_line)
+            if shown:
+                self._stream.write(neutralised(shown, mid_line=self._mid_line))
+                self._unfinished = self._unfinished[len(shown) :]
+                self._mid_line = True
         self._stream.flush()
 
     def finish(self) -> None:
         """Write the unfinished line, as a line of its own."""
         if self._unfinished:
-            self._stream.write(neutralised(self._unfinished) + "\n")
+            self._stream.write(neutralised(self._unfinished, mid_line=self._mid_line) + "\n")
             self._unfinished = ""
+        self._mid_line = False
         self._stream.flush()
 
     def command(self, line: str) -> None:

@@ -65,6 +65,37 @@ def test_no_line_reads_as_a_workflow_command(writes):
     assert written.count("\n") == sum(text.count("\n") for text in writes)  # no line lost
 
 
+class _Terminal(io.StringIO):
+    """A log the runner reads though it is a terminal (`script`, `unbuffer`)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "writes",
+    [
+        ("  :", ":error::split after a flush\n"),
+        ("  ", "::error::spaces flushed first\n"),
+        ("x #", "#[error]split after a flush\n"),
+        ("x ##", "[error]split after a flush\n"),
+        ("a", "::not a command mid-line\n", "::error::but this one\n"),
+    ],
+)
+def test_a_line_shown_to_a_terminal_before_its_end_is_no_command_either(writes):
+    sink = _Terminal()
+    log = RunnerLog(sink)
+    for text in writes:
+        log.write(text)
+        log.flush()  # a prompt or a progress line shows at once
+    log.finish()
+    written = sink.getvalue()
+    assert _commands(written) == [], written
+    assert written.count("\n") == sum(text.count("\n") for text in writes)
+    if writes[0] == "a":
+        assert written.startswith("a::not a command mid-line\n")  # as written
+
+
 def test_plain_text_and_json_pass_unchanged_or_equivalent():
     assert _through("a: b :: c\n", "no ## [here]\n") == "a: b :: c\nno ## [here]\n"
     data = {"prompt": "a ##[error] x", "alt": "::warning::y"}
