@@ -134,8 +134,45 @@ def _on_key(request: GenerationRequest, background: str, size: tuple[int, int]) 
         round(size[0] * 0.82 - inset),
         round(size[1] * 0.88 - inset),
     )
+    _badge(canvas, request.image_name, box)
     _caption(canvas, request, top=False, box=box, within=mask)
     return canvas
+
+
+def badge_text(name: str) -> str:
+    """A few characters that tell a sprite from the others of its set once it is
+    delivered at sprite size, where no caption can be read: its matrix values, a
+    number whole and a word by its first letter (`hero[run,10]`: "R10",
+    `enemy[slime,idle]`: "SI"), or the first letters of its name ("PO")."""
+    inside = name.partition("[")[2].rstrip("]")
+    if not inside:
+        return _drawable(name[:2]).upper()
+    parts = [part.strip() for part in inside.split(",")]
+    text = "".join(part if part.isdigit() else part[:1].upper() for part in parts if part)
+    return _drawable(text[:4]) or "?"
+
+
+def _badge(image: PILImage.Image, name: str, box: tuple[int, int, int, int]) -> None:
+    """`badge_text` large in the upper part of `box`, light on a dark outline: still a
+    few pixels tall at 32 x 32."""
+    from PIL import ImageDraw
+
+    left, upper, right, lower = box
+    text = badge_text(name)
+    width, height = right - left, lower - upper
+    size = max(6, int(min(height * 0.42, width * 0.85 / (0.62 * len(text)))))
+    font = _font(size)
+    stroke = max(1, size // 10)
+    centre = ((left + right) / 2, upper + (lower - upper) * 0.32)
+    ImageDraw.Draw(image).text(
+        centre,
+        text,
+        font=font,
+        anchor="mm",
+        fill=(255, 255, 255),
+        stroke_width=stroke,
+        stroke_fill=(12, 14, 24),
+    )
 
 
 def _rgb(hex_: str) -> tuple[int, int, int]:

@@ -155,3 +155,21 @@ def caption_panel(path: Path) -> Image.Image:
     """The inside of the bottom caption panel of a 256 x 256 preview, corners left out."""
     with Image.open(path) as image:
         return image.convert("RGB").crop((32, 256 - 16 - 56, 256 - 32, 256 - 16 - 6))
+
+
+@pytest.mark.parametrize(
+    ("name", "badge"),
+    [
+        ("enemy[slime,idle]", "SI"),
+        ("hero[run,10]", "R10"),
+        ("tile[12]", "12"),
+        ("potion", "PO"),
+        ("item[épée]", "E"),
+    ],
+)
+def test_a_sprite_stand_in_carries_a_badge_it_is_told_apart_by_at_sprite_size(name, badge):
+    """Delivered at 32 x 32 no caption can be read: a frame's matrix values, large,
+    tell frame 10 from frame 1 and a slime from a bat."""
+    from nebula_build.backends.preview import badge_text
+
+    assert badge_text(name) == badge
