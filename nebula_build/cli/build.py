@@ -32,6 +32,7 @@ def cmd_validate(ctx: Context) -> int:
     manifest, images = prepared.project.display_manifest, len(prepared.specs)
     # under --backend every image uses the one named: no backend's settings lie idle
     warnings = [] if ctx.args.backend else _idle_conflicts(ctx, prepared)
+    warnings += _style_prompts_unused(prepared)
     for warning in warnings:
         ctx.warn(warning)
     if ctx.args.json:
@@ -40,6 +41,37 @@ def cmd_validate(ctx: Context) -> int:
     else:
         ctx.print(f"{manifest}: {plural(images, 'image')}, valid")
     return ExitCode.OK
+
+
+def _style_prompts_unused(prepared: Prepared) -> list[str]:
+    """A style's `prompt` where every image of the style sets its own: never used (a
+    prompt is replaced, not added to: `prompt_prefix` and `prompt_suffix` add)."""
+    from nebula_build.core import chunks
+    from nebula_build.core.manifest import load, read_bytes
+
+    project = prepared.project
+    data = read_bytes(project.manifest_path, project.display_manifest)
+    if b"styles" not in data:  # most manifests: nothing more to read
+        return []
+    cut = chunks.cut(data.decode("utf-8-sig", errors="replace"))
+    rest = chunks.parse_rest(cut.rest) if cut is not None else None
+    styles = rest.get("styles") if rest is not None else None
+    if isinstance(styles, dict) and not any(
+        isinstance(style, dict) and "prompt" in style for style in styles.values()
+    ):
+        return []  # no style sets a prompt: the images need not be read again
+    manifest = load(project.manifest_path, project.display_manifest)
+    model = manifest.model
+    found = []
+    for name, style in model.styles.items():
+        users = [d for d in model.images.values() if (d.style or model.defaults.style) == name]
+        if style.prompt is not None and users and all(d.prompt is not None for d in users):
+            message = (
+                "every image of this style sets its own prompt, which replaces this one: to "
+                "add words to theirs, write them as prompt_prefix or prompt_suffix"
+            )
+            found.append(str(manifest.problem(("styles", name, "prompt"), message)))
+    return found
 
 
 def _idle_conflicts(ctx: Context, prepared: Prepared) -> list[str]:

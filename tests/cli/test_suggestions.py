@@ -234,3 +234,21 @@ def test_a_value_of_the_wrong_shape_says_how_to_write_it(image, said, project, r
     code, _, err = run_cli("validate")
     assert code == 1 and said in err, err
     assert len(err.splitlines()) == 1
+
+
+def test_a_style_s_prompt_every_image_replaces_is_a_warning(project, run_cli):
+    """A prompt replaces a style's, as any key does: a style's prompt no image keeps
+    reads as words added, and is never used."""
+    style = '[styles.pixel]\nprompt = "pixel art"\n'
+    image = HERO.replace('prompt = "x"', 'prompt = "x"\nstyle = "pixel"')
+    project({"images.toml": HEAD + image + style})
+    code, out, err = run_cli("validate")
+    assert code == 0 and out == "images.toml: 1 image, valid\n"
+    assert err == (
+        "warning: images.toml:12:1: styles.pixel.prompt: every image of this style sets its "
+        "own prompt, which replaces this one: to add words to theirs, write them as "
+        "prompt_prefix or prompt_suffix\n"
+    )
+    kept = image + '[images.b]\nstyle = "pixel"\noutput = "b.png"\n'  # b takes the style's
+    project({"images.toml": HEAD + kept + style})
+    assert run_cli("validate").err == ""
