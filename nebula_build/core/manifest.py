@@ -717,8 +717,15 @@ class Manifest:
             None,
         )
         line, column = position if position else (None, None)
-        key = ".".join(shown(str(part), 100) for part in loc)
+        key = ".".join(_key_part(str(part)) for part in loc)
         return Problem(self.display_path, key, message, line, column)
+
+
+def _key_part(part: str) -> str:
+    """One part of a key path as a problem shows it: in quotes where it holds a dot, as
+    TOML writes it (`images."hero.png"`), so the path reads as the parts it has (an
+    image a declaration made is told apart by its brackets: `product[v1.2]`)."""
+    return f'"{shown(part, 100)}"' if "." in part.partition("[")[0] else shown(part, 100)
 
 
 def written_part(model: BaseModel, path: tuple[str | int, ...]) -> tuple[str | int, ...]:
@@ -859,6 +866,8 @@ def _said_back(key: str, error: Any) -> bool:
     return len(given) <= _SAID_BACK
 
 
+#: the keys of `rows = { … }` a newcomer writes beside it, in the image's table
+_OF_ROWS = frozenset({"at", "files", "columns", "front_matter"})
 #: what other tools, or plain words, call a key: "did you mean" by meaning, not spelling
 #: (`filter` is not `fit`, nor a `path` `at`)
 _MEANT = {
@@ -918,6 +927,8 @@ def describe_error(error: Any, known: list[str], *, echo: bool = True) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
+        if str(loc[-1]) in _OF_ROWS and "rows" in known:
+            return f'goes inside rows, with the file: rows = {{ file = "…", {loc[-1]} = … }}'
         meant = _MEANT.get(str(loc[-1]).lower())
         close = meant if meant in known else did_you_mean(str(loc[-1]), known)
         if close:  # the list only where there is no better guess

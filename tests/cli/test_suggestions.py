@@ -179,6 +179,10 @@ ITEM = (
         ),
         (("", "steps = 4\n"), "images.item.steps: unknown key (did you mean 'num_steps'?)"),
         (
+            ("", 'at = "items"\n'),
+            'images.item.at: goes inside rows, with the file: rows = { file = "…", at = … }',
+        ),
+        (
             ('rows = "data/items.csv"', 'rows = { path = "data/items.csv" }'),
             "images.item.rows.path: unknown key (did you mean 'file'?)",
         ),
@@ -193,7 +197,7 @@ ITEM = (
             "integer expression (integers, placeholders, + - * only)",
         ),
     ],
-    ids=["filter", "steps", "path", "where-text", "seed-value"],
+    ids=["filter", "steps", "at", "path", "where-text", "seed-value"],
 )
 def test_a_key_or_value_written_as_another_tool_would_is_named(edit, said, project, run_cli):
     """ "did you mean" by meaning where the spelling is far (`filter` is not `fit`), and
@@ -252,3 +256,9 @@ def test_a_style_s_prompt_every_image_replaces_is_a_warning(project, run_cli):
     kept = image + '[images.b]\nstyle = "pixel"\noutput = "b.png"\n'  # b takes the style's
     project({"images.toml": HEAD + kept + style})
     assert run_cli("validate").err == ""
+
+
+def test_a_key_with_a_dot_is_shown_in_quotes_as_toml_writes_it(project, run_cli):
+    project({"images.toml": HEAD + HERO.replace("[images.hero]", '[images."hero.png"]')})
+    code, _, err = run_cli("validate")
+    assert code == 1 and err.startswith('error: images.toml:7:1: images."hero.png": image names')
