@@ -93,11 +93,19 @@ MAX_DELIVERED = 8192
 MAX_NAME_BYTES = 200
 _LOSSY = ("jpeg", "webp", "avif")
 _VARIANT_FIELDS = ("stem", "width", "ext")
-#: a short relative path that names a file as the project does: no `.`, `..` or empty
-#: part, no backslash, `~` or `:`
-#: a part of a path that nothing below could refuse: no dot at its end, no device's name
-_PLAIN_PART = r"(?!(?:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:\.|/|$))[\w-](?:[\w.-]*[\w-])?"
-_PLAIN_PATH = re.compile(rf"{_PLAIN_PART}(?:/{_PLAIN_PART})*", re.ASCII | re.IGNORECASE)
+#: a relative path that names a file as the project does (no `.`, `..` or empty part,
+#: no backslash, `~` or `:`) and no device's name as a part (`con`, `NUL.png`, `com1`;
+#: a few other names that look alike take the long way): all but a part that ends with
+#: a dot (`a./b`), which `_plain` looks for
+_PLAIN_PART = r"(?![cCpPaAnNlL](?i:on|rn|ux|ul|om[1-9]|pt[1-9])(?:\.|/|$))[\w-][\w.-]*"
+_PLAIN_PATH = re.compile(rf"{_PLAIN_PART}(?:/{_PLAIN_PART})*", re.ASCII)
+
+
+def _plain(path: str) -> bool:
+    """Whether `path` is a plain relative path nothing below could refuse (most are)."""
+    return _PLAIN_PATH.fullmatch(path) is not None and "./" not in path and path[-1] != "."
+
+
 #: the options of an output's encoding and of its variants
 _ENCODING_OPTIONS = ("quality", "lossless", "resize", "fit", "resample", "variant_pattern")
 #: the keys `check_output_options` reads besides the format: most images set none
@@ -659,7 +667,7 @@ class _Resolver(SpriteRules):
         if (
             fmt is not None
             and len(written) <= 50
-            and _PLAIN_PATH.fullmatch(written)
+            and _plain(written)
             and _OUTPUT_OPTIONS.isdisjoint(merged)
             and self.can_encode(fmt)
         ):
@@ -1024,7 +1032,7 @@ def _checked_path(value: str, what: str, *, guarded: bool = False) -> tuple[str 
     character a terminal does not show as it is, the tool's own folders), here where
     its key and line are known."""
     # String operations rather than PurePosixPath: this runs for every image.
-    if len(value) <= 50 and _PLAIN_PATH.fullmatch(value):  # as most are: nothing to say
+    if len(value) <= 50 and _plain(value):  # as most are: nothing to say
         return value, None
     if has_control_characters(value):
         return None, f"{what} may not contain control characters ({value!r})"
