@@ -311,8 +311,37 @@ def _plain_value(value: Any) -> Any:
 
 
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY)]
-#: a matrix dimension an atlas tags its frames by, or a tag's name
-TagName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY)]
+#: the most matrix dimensions an atlas's `tags` joins
+MAX_TAG_DIMENSIONS = 4
+
+
+def _names(value: Any, most: int, one: bool) -> Any:
+    """A name, or (`one` aside) a list of at most `most` names, each 1-MAX_KEY long."""
+    names = [value] if one and isinstance(value, str) else value
+    if not isinstance(names, list) or not names or len(names) > most:
+        return None
+    if all(isinstance(name, str) and 0 < len(name) <= MAX_KEY for name in names):
+        return value
+    return None
+
+
+def _tag_names(value: Any) -> Any:
+    """`tags`: a dimension, or a list of them, in one message for any other value."""
+    if value is None or _names(value, MAX_TAG_DIMENSIONS, one=True) is not None:
+        return value
+    raise ValueError(
+        'must be a matrix dimension in quotes (tags = "pose"), or a list of up to '
+        f'{MAX_TAG_DIMENSIONS} (tags = ["kind", "pose"])'
+    )
+
+
+def _looping(value: Any) -> Any:
+    """`loop`: true, false, or a list of tags, in one message for any other value."""
+    if isinstance(value, bool) or _names(value, MAX_ATLAS_ENTRIES, one=False) is not None:
+        return value
+    raise ValueError('must be true, false, or the tags that loop (loop = ["idle", "walk"])')
+
+
 PlaceholderName = Annotated[
     str,
     StringConstraints(max_length=MAX_KEY),
@@ -557,18 +586,16 @@ class AtlasDecl(BaseModel):
         "output's path with .json.",
     )
     padding: int = Field(2, ge=0, le=64, description="Pixels between frames.")
-    tags: TagName | Annotated[list[TagName], Field(min_length=1, max_length=4)] | None = Field(
+    tags: Annotated[str | list[str] | None, BeforeValidator(_tag_names)] = Field(
         None,
         description='A matrix dimension of the members (e.g. "pose"): one Aseprite frame '
         'tag and one Godot animation per value of it; or several (["kind", "pose"]): one '
         'per combination of their values, named so ("slime_idle").',
     )
-    loop: bool | Annotated[list[TagName], Field(min_length=1, max_length=MAX_ATLAS_ENTRIES)] = (
-        Field(
-            True,
-            description="Whether the animations loop: true, false, or the tags that do "
-            '(["idle", "walk"]: "attack" plays once).',
-        )
+    loop: Annotated[bool | list[str], BeforeValidator(_looping)] = Field(
+        True,
+        description="Whether the animations loop: true, false, or the tags that do "
+        '(["idle", "walk"]: "attack" plays once).',
     )
     aseprite: str | None = Field(
         None,

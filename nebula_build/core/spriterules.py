@@ -216,9 +216,21 @@ class SpriteRules:
                     f"{_dimensions(dimension, values.get(missing[0], {}))}",
                 )
                 return None
-        return tuple(
+        tagged = tuple(
             (member, "_".join(str(values[member][d]) for d in dimensions)) for member in members
         )
+        combinations: dict[str, tuple[str, ...]] = {}
+        for member, tag in tagged:
+            values_of = tuple(str(values[member][d]) for d in dimensions)
+            if combinations.setdefault(tag, values_of) != values_of:
+                self.fail(
+                    ("atlases", name, "tags"),
+                    f"{printable(' + '.join(combinations[tag]), 60)!r} and "
+                    f"{printable(' + '.join(values_of), 60)!r} both make the tag "
+                    f"{printable(tag, 60)!r}: rename a value so that no tag has two",
+                )
+                return None
+        return tagged
 
     def atlas_once(
         self, name: str, decl: AtlasDecl, tags: tuple[tuple[str, str], ...] | None

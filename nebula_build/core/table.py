@@ -297,7 +297,7 @@ def _csv(path: str, text: str, delimiter: str = ",") -> Table:
             raise DataError(path, f"does not parse as CSV: {_csv_problem(exc)}", start) from None
         if fields is None:
             break
-        if not any(field.strip() for field in fields):
+        if len(fields) <= width and not any(field.strip() for field in fields):
             continue  # a blank line, or a spreadsheet's row of empty cells (`,,,,`)
         if len(rows) >= MAX_ROWS:
             raise DataError(path, _TOO_MANY, start)
@@ -372,7 +372,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _load_json(path: str, text: str, line_offset: int = 0) -> Any:
     try:
-        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+        value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         line, column = exc.lineno + line_offset, exc.colno
         raise DataError(path, f"invalid JSON: {exc.msg}", line, column) from None
@@ -382,6 +382,32 @@ def _load_json(path: str, text: str, line_offset: int = 0) -> Any:
     except (ValueError, RecursionError) as exc:
         message = "nested too deep" if isinstance(exc, RecursionError) else _said(exc)
         raise DataError(path, f"invalid JSON: {message}", line_offset + 1 or None) from None
+    lone = _SURROGATE.search(text)  # not a pair: an emoji written escaped is one character
+    if lone is not None and not _encodable(value):
+        at, character = _line_column(text, lone.start())
+        raise DataError(
+            path,
+            f"invalid JSON: {lone[0]} is half of a UTF-16 pair, which no text holds alone",
+            at + line_offset,
+            character,
+        )
+    return value
+
+
+#: JSON's escape of half a UTF-16 pair: a data file whose strings hold one alone is
+#: refused (no file or request can carry it)
+_SURROGATE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: Python's refusal of a number past `sys.get_int_max_str_digits()`

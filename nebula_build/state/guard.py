@@ -117,7 +117,7 @@ _NOT_ON_WINDOWS = re.compile(r'[<>:"|?*]')
 #: the names Windows keeps for devices, with any extension (`con.png` is the console)
 _WINDOWS_DEVICES = frozenset(
     {"con", "prn", "aux", "nul", "conin$", "conout$"}
-    | {f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10)}
+    | {f"{port}{n}" for port in ("com", "lpt") for n in (*range(1, 10), "¹", "²", "³")}
 )
 
 

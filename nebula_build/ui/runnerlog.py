@@ -40,7 +40,7 @@ def _shown_early(unfinished: str, mid_line: bool) -> str:
     """How much of an unfinished line a terminal may be shown before its end: none of
     what could still begin a command (spaces and a `:` at its start) or end in one
     (`#` and `##` before a `[`)."""
-    if not mid_line and unfinished.lstrip(" \t")[:1] in ("", ":"):
+    if not mid_line and unfinished.lstrip()[:1] in ("", ":"):  # any space the runner trims
         return ""
     return unfinished.rstrip("#")
 

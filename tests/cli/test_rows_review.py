@@ -237,6 +237,17 @@ def test_an_unknown_placeholder_lists_a_few_of_a_million_columns(project, run_cl
             '[\n {"sku": "a", "name": "A}"},\n {"sku": "b",\n  "name": "B", "sku": "c"}\n]',
             "data/p.json:4:16: images.p: invalid JSON: key 'sku' appears twice in one object",
         ),
+        (  # it had ended in a traceback: the key of the spec could not be written
+            "data/p.json",
+            '[{"sku": "a", "name": "\\ud83d\\ude00"},\n {"sku": "b", "name": "B \\ud800"}]',
+            "data/p.json:2:26: images.p: invalid JSON: \\ud800 is half of a UTF-16 pair, "
+            "which no text holds alone",
+        ),
+        (
+            "data/p.jsonl",
+            '{"sku": "a", "name": "\\udc00"}\n',
+            "data/p.jsonl:1:23: images.p: invalid JSON: \\udc00 is half of a UTF-16 pair",
+        ),
         (
             "data/p.jsonl",
             '{"sku": "a", "name": "A"}\n{"sku": "b", "name": "B", "name": "C"}\n',

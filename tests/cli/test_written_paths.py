@@ -267,3 +267,8 @@ def test_every_file_written_is_held_to_windows_names(kind, project, run_cli):
         tables = ['[assets]\nmanifest = "o/assets?.json"']
     root = project({"images.toml": preview({"a": image}, *tables)})
     refused_before_anything_is_made(run_cli, root, "Windows")
+
+
+def test_a_device_name_with_a_superscript_is_refused_too(project, run_cli):
+    root = project({"images.toml": preview({"a": {"prompt": "x", "output": "o/COM\u00b9.png"}})})
+    refused_before_anything_is_made(run_cli, root, "has a name Windows keeps for a device")

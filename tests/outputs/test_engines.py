@@ -184,6 +184,19 @@ def test_tags_of_two_dimensions_make_one_animation_per_character_and_pose(projec
     assert code == 1 and len(err.splitlines()) == 1 and "no matrix dimension 'mood'" in err
 
 
+def test_two_combinations_that_make_one_tag_are_refused(project, run_cli):
+    manifest = PREVIEW.replace(
+        'matrix = { kind = ["bat", "ghost"], pose = ["idle", "attack"] }',
+        'matrix = { kind = ["a_b", "a"], pose = ["c", "b_c"] }',
+    ).replace('tags = "pose"', 'tags = ["kind", "pose"]')
+    project({"images.toml": manifest})
+    code, _, err = run_cli("validate")
+    assert code == 1 and err.strip().endswith(
+        "atlases.enemies.tags: 'a_b + c' and 'a + b_c' both make the tag 'a_b_c': rename a "
+        "value so that no tag has two"
+    ), err
+
+
 def test_loop_false_plays_every_animation_once_and_needs_an_export(project, run_cli):
     root = project({"images.toml": PREVIEW.replace('tags = "pose"', 'tags = "pose"\nloop = false')})
     assert run_cli("apply").code == 0
@@ -684,3 +697,20 @@ def test_a_member_with_a_crafted_xmp_packet_fails_nothing(project, run_cli):
     (root / "game/sprites/enemies.png").unlink()
     code, out, err = run_cli("apply", "--force")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("tags = 5", 'atlases.enemies.tags: must be a matrix dimension in quotes (tags = "pose")'),
+        ('tags = ["a", "b", "c", "d", "e"]', "or a list of up to 4"),
+        ('loop = "yes"', "atlases.enemies.loop: must be true, false, or the tags that loop"),
+    ],
+)
+def test_tags_or_loop_of_the_wrong_shape_is_one_line_in_the_manifest_s_words(
+    setting, said, project, run_cli
+):
+    project({"images.toml": PREVIEW.replace('tags = "pose"', setting)})
+    code, _, err = run_cli("validate")
+    assert code == 1 and said in err and len(err.splitlines()) == 1, err
+    assert "constrained" not in err

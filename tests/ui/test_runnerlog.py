@@ -80,6 +80,9 @@ class _Terminal(io.StringIO):
         ("x #", "#[error]split after a flush\n"),
         ("x ##", "[error]split after a flush\n"),
         ("a", "::not a command mid-line\n", "::error::but this one\n"),
+        ("\x0b:", ":warning::vertical tab\n"),
+        (" \u3000", "::warning::ideographic space\n"),
+        ("\xa0:", ":warning::no-break space\n"),
     ],
 )
 def test_a_line_shown_to_a_terminal_before_its_end_is_no_command_either(writes):
