@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 def cmd_validate(ctx: Context) -> int:
     prepared = prepared_project(ctx)
     manifest, images = prepared.project.display_manifest, len(prepared.specs)
+    rest = _outside_images(prepared)
     # under --backend every image uses the one named: no backend's settings lie idle
-    warnings = [] if ctx.args.backend else _idle_conflicts(ctx, prepared)
-    warnings += _style_prompts_unused(prepared)
+    warnings = [] if ctx.args.backend else _idle_conflicts(ctx, prepared, rest)
+    warnings += _style_prompts_unused(prepared, rest)
     for warning in warnings:
         ctx.warn(warning)
     if ctx.args.json:
@@ -43,23 +44,30 @@ def cmd_validate(ctx: Context) -> int:
     return ExitCode.OK
 
 
-def _style_prompts_unused(prepared: Prepared) -> list[str]:
-    """A style's `prompt` where every image of the style sets its own: never used (a
-    prompt is replaced, not added to: `prompt_prefix` and `prompt_suffix` add)."""
+def _outside_images(prepared: Prepared) -> Mapping[str, Any] | None:
+    """The manifest's tables but its images, read from the text outside the image
+    tables where it can be cut safely (the spec cache spared the whole parse)."""
     from nebula_build.core import chunks
-    from nebula_build.core.manifest import load, read_bytes
+    from nebula_build.core.manifest import read_bytes
 
     project = prepared.project
-    data = read_bytes(project.manifest_path, project.display_manifest)
-    if b"styles" not in data:  # most manifests: nothing more to read
-        return []
+    data = read_bytes(project.manifest_path, project.display_manifest)  # bounded, no FIFO
     cut = chunks.cut(data.decode("utf-8-sig", errors="replace"))
-    rest = chunks.parse_rest(cut.rest) if cut is not None else None
-    styles = rest.get("styles") if rest is not None else None
+    return chunks.parse_rest(cut.rest) if cut is not None else None
+
+
+def _style_prompts_unused(prepared: Prepared, rest: Mapping[str, Any] | None) -> list[str]:
+    """A style's `prompt` where every image of the style sets its own: never used (a
+    prompt is replaced, not added to: `prompt_prefix` and `prompt_suffix` add). `rest`:
+    the manifest's tables but its images, where they could be read apart (`chunks`)."""
+    from nebula_build.core.manifest import load
+
+    styles = rest.get("styles", {}) if rest is not None else None
     if isinstance(styles, dict) and not any(
         isinstance(style, dict) and "prompt" in style for style in styles.values()
     ):
         return []  # no style sets a prompt: the images need not be read again
+    project = prepared.project
     manifest = load(project.manifest_path, project.display_manifest)
     model = manifest.model
     found = []
@@ -74,19 +82,15 @@ def _style_prompts_unused(prepared: Prepared) -> list[str]:
     return found
 
 
-def _idle_conflicts(ctx: Context, prepared: Prepared) -> list[str]:
+def _idle_conflicts(ctx: Context, prepared: Prepared, rest: Mapping[str, Any] | None) -> list[str]:
     """Conflicting options in the settings of backends no image uses, located. The
-    `[backends]` tables come from the text outside the image tables where it can be
-    cut safely (the spec cache spared the whole parse); else from the whole parse."""
-    from nebula_build.core import chunks
-    from nebula_build.core.manifest import load, read_bytes
+    `[backends]` tables come from `rest`, the text outside the image tables where it
+    can be cut safely (the spec cache spared the whole parse); else from the whole
+    parse."""
+    from nebula_build.core.manifest import load
     from nebula_build.core.resolve import idle_conflicts
 
     project = prepared.project
-    data = read_bytes(project.manifest_path, project.display_manifest)  # bounded, no FIFO
-    text = data.decode("utf-8-sig", errors="replace")
-    cut = chunks.cut(text)
-    rest = chunks.parse_rest(cut.rest) if cut is not None else None
     manifest = None
     if rest is None:
         manifest = load(project.manifest_path, project.display_manifest)

@@ -216,12 +216,12 @@ class SpriteRules:
                     f"{_dimensions(dimension, values.get(missing[0], {}))}",
                 )
                 return None
-        tagged = tuple(
-            (member, "_".join(str(values[member][d]) for d in dimensions)) for member in members
-        )
-        combinations: dict[str, tuple[str, ...]] = {}
-        for member, tag in tagged:
+        tagged = []
+        combinations: dict[str, tuple[str, ...]] = {}  # what made each tag
+        for member in members:
             values_of = tuple(str(values[member][d]) for d in dimensions)
+            tag = "_".join(values_of)
+            tagged.append((member, tag))
             if combinations.setdefault(tag, values_of) != values_of:
                 self.fail(
                     ("atlases", name, "tags"),
@@ -230,7 +230,7 @@ class SpriteRules:
                     f"{printable(tag, 60)!r}: rename a value so that no tag has two",
                 )
                 return None
-        return tagged
+        return tuple(tagged)
 
     def atlas_once(
         self, name: str, decl: AtlasDecl, tags: tuple[tuple[str, str], ...] | None

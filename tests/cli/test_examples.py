@@ -124,13 +124,16 @@ def test_static_site_set_up_leaves_git_status_clean(tmp_path, run_cli):
     assert status.stdout == ""
 
 
-def test_static_site_page_is_built_from_the_asset_manifest(tmp_path, run_cli):
+def static_site(tmp_path: Path) -> Path:
+    """The static-site example as a new user finds it: nothing built yet."""
     root = tmp_path / "static-site"
-    shutil.copytree(
-        EXAMPLES / "static-site",
-        root,
-        ignore=shutil.ignore_patterns(".nebula-build", "images.lock", "static", "index.html"),
-    )
+    ignored = shutil.ignore_patterns(".nebula-build", "images.lock", "static", "index.html")
+    shutil.copytree(EXAMPLES / "static-site", root, ignore=ignored)
+    return root
+
+
+def test_static_site_page_is_built_from_the_asset_manifest(tmp_path, run_cli):
+    root = static_site(tmp_path)
     assert run_cli("-C", str(root), "apply", "--backend", "preview").code == 0
     done = subprocess.run(
         [sys.executable, str(root / "build.py")], capture_output=True, text=True, check=False
@@ -161,12 +164,7 @@ def test_static_site_page_is_built_from_the_asset_manifest(tmp_path, run_cli):
 
 def test_static_site_page_escapes_what_the_data_says(tmp_path, run_cli):
     """A pull request can change data/products.csv: its values are text in the page."""
-    root = tmp_path / "static-site"
-    shutil.copytree(
-        EXAMPLES / "static-site",
-        root,
-        ignore=shutil.ignore_patterns(".nebula-build", "images.lock", "static", "index.html"),
-    )
+    root = static_site(tmp_path)
     with (root / "data/products.csv").open("a", encoding="utf-8") as data:
         data.write(
             '"tea, iced",Iced tea,a glass of iced tea,<img src=x onerror=alert(1)>,drinks,5\n'
@@ -207,12 +205,7 @@ def test_game_sprites_atlas_lists_every_sprite(tmp_path, run_cli):
 
 
 def test_static_site_build_before_apply_says_to_apply_first(tmp_path):
-    root = tmp_path / "static-site"
-    shutil.copytree(
-        EXAMPLES / "static-site",
-        root,
-        ignore=shutil.ignore_patterns(".nebula-build", "images.lock", "static", "index.html"),
-    )
+    root = static_site(tmp_path)
     done = subprocess.run(
         [sys.executable, str(root / "build.py")], capture_output=True, text=True, check=False
     )
