@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 from functools import cache
 from pathlib import Path
 
@@ -26,25 +27,52 @@ def key_path() -> Path:
     return user_cache_dir() / "state.key"
 
 
+_loading = threading.Lock()
+
+
 @cache
 def _key(path: Path) -> bytes | None:
     """This account's key (made on first use); None where none can be kept. A key
     file that is not private to this account (one that came with a checkout, where
-    XDG_CACHE_HOME lies inside the project) is never used: nothing is sealed then."""
+    XDG_CACHE_HOME lies inside the project) is never used: nothing is sealed then.
+
+    Threads and processes that ask first at once all get the one key: it is written
+    whole under another name and linked into place, so nobody reads it half-written."""
+    with _loading:
+        return _read(path) or _made(path)
+
+
+def _read(path: Path) -> bytes | None:
     with contextlib.suppress(OSError):
         flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         with os.fdopen(os.open(path, flags), "rb") as handle:
             data = handle.read(_KEY_BYTES + 1)
         if len(data) == _KEY_BYTES and private(path):
             return data
-        if path.exists():
-            return None
+    return None
+
+
+def _made(path: Path) -> bytes | None:
+    """A new key linked into place at `path`, or the one another process put there
+    first; None where there is a file at `path` that is not a key of ours."""
+    if path.exists() or path.is_symlink():
+        return None
     with contextlib.suppress(OSError):
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fresh = secrets.token_bytes(_KEY_BYTES)
+        staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
+        with os.fdopen(os.open(staged, flags, 0o600), "wb") as handle:
             handle.write(fresh)
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            return _read(path)
+        except OSError:  # a file system without links: claimed by the name, as before
+            with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
+                handle.write(fresh)
+        finally:
+            staged.unlink()
         return fresh
     return None
 

@@ -1,0 +1,66 @@
+"""The account's seal key: one key, whoever asks for it first and however many at once."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from nebula_build.state import seal
+
+_TAG_WHEN_TOLD = """
+import os, sys, time
+from nebula_build.state import seal
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.001)
+print(seal.tag(b"x"))
+"""
+
+
+def _ask(path: Path, start: threading.Barrier, keys: list[bytes | None]) -> None:
+    start.wait()
+    keys.append(seal._key.__wrapped__(path))
+
+
+def test_threads_asking_first_at_once_all_get_the_one_key(tmp_path: Path):
+    """A first apply stores its candidates from several threads: each entry must be
+    sealed with the same key, or the ones sealed with a key nobody keeps (or with none)
+    are not this account's, and `pick` says they were made in another checkout."""
+    for attempt in range(20):
+        path = tmp_path / str(attempt) / "nebula-build" / "state.key"
+        start = threading.Barrier(8)
+        keys: list[bytes | None] = []
+
+        threads = [threading.Thread(target=_ask, args=(path, start, keys)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert None not in keys and len(set(keys)) == 1, attempt
+        assert keys[0] == path.read_bytes()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert os.listdir(path.parent) == ["state.key"]  # nothing staged is left
+
+
+def test_processes_asking_first_at_once_all_get_the_one_key(tmp_path: Path):
+    env = os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    go = tmp_path / "go"
+    command = [sys.executable, "-c", _TAG_WHEN_TOLD, str(go)]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(8)]
+    time.sleep(1.0)  # all of them imported and waiting
+    go.touch()
+    tags = {run.communicate()[0] for run in runs}
+    assert len(tags) == 1 and b"None" not in next(iter(tags))
+
+
+def test_a_key_file_that_came_with_a_checkout_is_never_used(tmp_path: Path):
+    path = tmp_path / "nebula-build" / "state.key"
+    path.parent.mkdir()
+    path.write_bytes(b"k" * 32)
+    path.chmod(0o644)
+    assert seal._key.__wrapped__(path) is None
+    assert path.read_bytes() == b"k" * 32
