@@ -153,7 +153,7 @@ def _budget_flags(parser: argparse.ArgumentParser, refuse: str) -> None:
         "--max-generations",
         type=_count,
         metavar="N",
-        help=f"{refuse} if more than N images would be generated",
+        help=f"{refuse} if it would make more than N generations (each candidate draw is one)",
     )
     parser.add_argument(
         "--max-cost",

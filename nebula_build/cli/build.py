@@ -36,12 +36,33 @@ def cmd_validate(ctx: Context) -> int:
     warnings += _style_prompts_unused(prepared, rest)
     for warning in warnings:
         ctx.warn(warning)
+    notes = _left_out(prepared)
     if ctx.args.json:
         data = {"manifest": manifest, "images": images, "valid": True, "warnings": warnings}
-        ctx.print_json(data)
+        ctx.print_json(data | {"notes": notes})
     else:
+        for note in notes:
+            ctx.notice(note, annotate=False)
         ctx.print(f"{manifest}: {plural(images, 'image')}, valid")
     return ExitCode.OK
+
+
+def _left_out(prepared: Prepared) -> list[str]:
+    """The parameters a style or [defaults] sets that an image's model does not take,
+    left out: one note for all the images each is about. Without them, a parameter
+    added for models that take none changes nothing, and nothing says why."""
+    from nebula_build.core.plan import dropped_notes
+    from nebula_build.outputs.atlas import some_names
+
+    about: dict[str, list[str]] = {}
+    for name, spec in prepared.specs.items():
+        if spec.dropped:
+            for note in dropped_notes(spec):
+                about.setdefault(note, []).append(name)
+    return [
+        f"{note}: {plural(len(names), 'image')} ({some_names(names)})"
+        for note, names in about.items()
+    ]
 
 
 def _outside_images(prepared: Prepared) -> Mapping[str, Any] | None:
@@ -163,6 +184,7 @@ def cmd_plan(ctx: Context) -> int:
         ctx.print_json(data)
     else:
         ctx.print(plan_text(plan, ctx.style, estimate, merge=merge))
+        _say_what_apply_lacks(ctx, prepared, plan)
     title = f"nebula-build plan ({project.display_manifest})"
     _summarize(ctx, title, plan, estimate=estimate, notes=notices, merge=merge)
     savedplan.write(ctx, plan, estimate)
@@ -173,6 +195,19 @@ def cmd_plan(ctx: Context) -> int:
     if ctx.args.detailed_exitcode and _pending(plan, merge is not None):
         return ExitCode.CHANGES_PENDING
     return ExitCode.OK
+
+
+def _say_what_apply_lacks(ctx: Context, prepared: Prepared, plan: Plan) -> None:
+    """What would stop apply here before its first generation (a key not set, weights
+    not on disk): the plan needs none of it, so it only says so, after the plan, with
+    no annotation (a pull request's plan runs without the key, rightly)."""
+    from nebula_build.engine.round import preflight
+
+    try:
+        preflight(prepared, plan)
+    except NebulaBuildError as exc:
+        said = f"apply here would stop before generating: {first_line(exc)}"
+        ctx.notice(said, annotate=False)
 
 
 def _pending(plan: Plan, merged: bool) -> bool:

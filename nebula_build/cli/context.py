@@ -78,11 +78,16 @@ class Context:
     def style(self) -> Style:
         return Style(wants_color(self.out))
 
-    def notice(self, message: str) -> None:
-        """A note on stderr; under GitHub Actions also a notice annotation, so a remote
-        cache that failed or a balance that could not be read shows on the run's page."""
+    def notice(self, message: str, *, annotate: bool = True) -> None:
+        """A note on stderr; under GitHub Actions also a notice annotation (`annotate`),
+        so a remote cache that failed or a balance that could not be read shows on the
+        run's page."""
         self.err.write(Style(wants_color(self.err))(f"note: {_shown(message)}", "yellow") + "\n")
-        if os.environ.get("GITHUB_ACTIONS") == "true" and not getattr(self.args, "json", False):
+        if (
+            annotate
+            and os.environ.get("GITHUB_ACTIONS") == "true"
+            and not getattr(self.args, "json", False)
+        ):
             from nebula_build.ui.github import annotation
             from nebula_build.ui.runnerlog import write_command
 

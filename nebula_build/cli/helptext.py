@@ -21,7 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "validate": (
         "Check images.toml: its keys, values, placeholders, backends and models. "
-        "Generates nothing, reads no image.",
+        "Generates nothing and writes no file but its cache; of an input image it reads the "
+        "header alone (its size).",
         "nebula-build validate --backend preview",
     ),
     "plan": (

@@ -265,6 +265,12 @@ def _print_our_record(ctx: Context, record: dict[str, Any]) -> None:
     def shown(value: object) -> str:
         return printable(json.dumps(value, ensure_ascii=False), 300)
 
+    atlas = record.get("atlas")
+    if isinstance(atlas, str) and "image" not in record:
+        sheet = printable(str(record.get("sheet")), 200)
+        ctx.print(ctx.style(f"made by nebula-build: atlas {printable(atlas, 200)!r}", "green"))
+        ctx.print(f"  a sprite sheet built at {sheet} from its images' files (no generation)")
+        return
     image = printable(str(record.get("image")), 200)
     ctx.print(ctx.style(f"made by nebula-build: image {image!r}", "green"))
     generation = record.get("generation")

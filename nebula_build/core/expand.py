@@ -72,6 +72,8 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
         problem = check_template(template, known) or foreign_template(template, known)
         if problem is not None:
             raise ExpansionError(key, problem)
+    if decl.output is not None:
+        check_output_axes(decl.output, decl.matrix)
     seed = templates.pop("seed", None)
     for parts, values in combinations(decl.matrix):
         # Checked above: plain {name} placeholders only, each one known.

@@ -469,7 +469,7 @@ def _holder(lock: Mapping[str, LockEntry], digest_of: DigestOf, declared_by: Dec
 
 
 def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
-    notes = _dropped_notes(spec)
+    notes = dropped_notes(spec)
     if spec.seed is None or spec.seed_reproducible:
         return notes
     return (
@@ -479,7 +479,7 @@ def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
     )
 
 
-def _dropped_notes(spec: AssetSpec) -> tuple[str, ...]:
+def dropped_notes(spec: AssetSpec) -> tuple[str, ...]:
     """One note per image for the inherited parameters its model does not take."""
     if not spec.dropped:
         return ()

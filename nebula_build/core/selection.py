@@ -91,9 +91,16 @@ class Selection:
         return chosen
 
     def _suggestion(self, unknown: list[str]) -> str:
-        """`; did you mean 'hero'?` for one mistyped name among a few known ones."""
+        """`; did you mean 'hero'?` for one mistyped name among a few known ones; a
+        mistyped declaration keeps what follows it (`icons[*]`: `icon[*]`)."""
         if len(unknown) != 1 or len(self._known) > SUGGEST_AMONG:
             return ""
+        base, bracket, rest = unknown[0].partition("[")
+        if base not in self._index.by_base:
+            declared = [name for name, images in self._index.by_base.items() if name not in images]
+            close = did_you_mean(base, declared)
+            if close is not None:
+                return f"; did you mean {close + bracket + rest!r}?"
         return suggestion(unknown[0], self._known)
 
 

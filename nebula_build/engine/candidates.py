@@ -11,7 +11,7 @@ capped, supplied by the remote cache where it has them).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from nebula_build.core.plan import PIN_RELEASED, Action, ActionKind
@@ -244,11 +244,14 @@ def picked(
     pins: Mapping[str, AssetSpec] = {},
     unpin: Collection[str] = (),
     only: Collection[str] | None = None,
+    on_disk: Callable[[AssetSpec], bool] = lambda spec: False,
 ) -> Picked:
     """Each image's chosen spec: `pins` (an earlier generation), `picks` (a draw), the
-    lock's pin or pick, or draw 0. An image's set of draws is as large as the manifest
-    asks or the lock records made (`more`: one more). `only`: just these images (and
-    those they take inputs from), not all of `specs`."""
+    lock's pin or pick, the draw its file holds where the lock has no entry for it
+    (`on_disk`: the file holds that draw's output, as this checkout wrote it), or draw
+    0. An image's set of draws is as large as the manifest asks or the lock records
+    made (`more`: one more). `only`: just these images (and those they take inputs
+    from), not all of `specs`."""
     chosen: dict[str, AssetSpec] = {}
     bases: dict[str, AssetSpec] = {}
     notes: dict[str, str] = {}
@@ -293,6 +296,8 @@ def picked(
                 draw = recorded_pick(base, entry)
             if draw is None and entry is not None:
                 draw = earlier_pick(base, entry)
+            if draw is None and entry is None and (draw := _held_draw(base, count, on_disk)):
+                notes[name] = f"{base.output} holds draw {draw}, picked before: it stays the output"
             if draw is None:
                 draw = 0
                 if (note := _note(base, entry)) is not None:
@@ -308,6 +313,12 @@ def picked(
     for name in specs:
         choose(name)
     return Picked({name: chosen[name] for name in specs}, bases, notes, makeable)
+
+
+def _held_draw(base: AssetSpec, count: int, on_disk: Callable[[AssetSpec], bool]) -> int | None:
+    """The draw after the first whose output the image's files hold (`on_disk`): the
+    pick of a lock that is lost."""
+    return next((draw for draw in range(1, count) if on_disk(base.drawn(draw))), None)
 
 
 def released_pins(specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry]) -> set[str]:

@@ -79,12 +79,15 @@ def plan_files(
     # a member moved or restored keeps its name and bytes: its atlases' sheets stay as
     # they are (the asset manifest, which names paths, still changes with it)
     kept = {a.image for a in images if _keeps_recorded_bytes(a, prepared.store.placeholder)}
+    # an image whose files already hold its output (a lost lock) is recorded as they
+    # are: its atlases are planned from those bytes, as apply builds them
+    held = {a.image: entry for a in images if a.image in changing and (entry := _held(a))}
     made = read_made(prepared.project)
     planned = _planned_atlases(
         prepared,
-        lock,
+        {**lock, **held} if held else lock,
         made,
-        changing - kept,
+        changing - kept - held.keys(),
         renamed,
         force=force,
         deleting=deleting,
@@ -105,6 +108,18 @@ def plan_files(
     if action is not None:
         actions.append(action)
     return tuple(actions)
+
+
+def _held(action: Action) -> LockEntry | None:
+    """The entry apply records for an image whose files already hold its output
+    (`Action.in_place`), as far as its atlases read it: its name and digest."""
+    spec = action.spec
+    digest = dict(action.found).get(spec.output) if action.in_place and spec else None
+    if spec is None or digest is None:
+        return None
+    return LockEntry(
+        spec.backend, spec.model, spec.output, digest, spec.generation_key, spec.output_key, {}
+    )
 
 
 def _keeps_recorded_bytes(action: Action, placeholder: Callable[[Mapping[str, str]], bool]) -> bool:

@@ -61,7 +61,9 @@ def plan_for(
     more = more_images(prepared, more)
     # a renamed image keeps the draws, pick and pin of the image whose output it takes over
     drawn = _with_renames(specs, lock, prepared.project.lock_path.name)
-    chosen = candidates.picked(specs, drawn, picks, more=more, pins=pins, unpin=unpin)
+    chosen = candidates.picked(
+        specs, drawn, picks, more=more, pins=pins, unpin=unpin, on_disk=prepared.holds
+    )
     if not all(name in prepared.specs or name in every_lock for name in targets):
         named(prepared, every_lock, "--target", targets)
     # `--replace product` or `product[*,thumb]` names a pinned image as surely as its name
@@ -106,7 +108,9 @@ def plan_for(
     images = Plan(_placeholders_not_adopted(images.actions, prepared))
     lost = _lost_pins(images, pins, remote)
     if lost:  # a pin never pays: the manifest's spec is made instead
-        chosen = candidates.picked(specs, drawn, picks, more=more, pins=pins, unpin={*unpin, *lost})
+        chosen = candidates.picked(
+            specs, drawn, picks, more=more, pins=pins, unpin={*unpin, *lost}, on_disk=prepared.holds
+        )
         chosen.notes.update(
             (name, "its pinned earlier generation is in no cache here: the pin is released")
             for name in lost

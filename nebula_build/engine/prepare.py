@@ -87,6 +87,12 @@ class Prepared:
     def specs(self) -> dict[str, AssetSpec]:
         return self.resolved.specs
 
+    def holds(self, spec: AssetSpec) -> bool:
+        """Whether the files `spec` writes hold what its output key wrote here."""
+        known = self.store.output_files(spec.output_key)
+        digest = self.files.digest
+        return bool(known) and all(digest(path) == known.get(path) for path in spec.paths)
+
 
 def prepare(
     project: Project,

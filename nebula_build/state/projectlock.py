@@ -37,6 +37,25 @@ def _locked(fd: int) -> bool:
     return True
 
 
+#: the state folder's own `.gitignore`: git leaves the whole folder out, as it does
+#: ruff's and pytest's caches, in a project written by hand as in one `init` made
+_IGNORE_ALL = b"# Written by nebula-build: its cache and state stay out of version control.\n*\n"
+
+
+def _keep_out_of_git(folder_fd: int) -> None:
+    """Write the state folder's `.gitignore` where it has none. An existing one is
+    never opened (a link a pull request committed there goes nowhere)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(".gitignore", flags, 0o644, dir_fd=folder_fd)
+    except OSError:  # there already, or a read-only folder: nothing to do
+        return
+    try:
+        os.write(fd, _IGNORE_ALL)
+    finally:
+        os.close(fd)
+
+
 class ProjectLock:
     """Exclusive lock on a project; a context manager."""
 
@@ -129,6 +148,7 @@ class ProjectLock:
                 )
             folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
+                _keep_out_of_git(folder_fd)
                 flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
                 fd = os.open(self.path.name, flags, 0o644, dir_fd=folder_fd)
             finally:

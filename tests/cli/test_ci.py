@@ -412,6 +412,7 @@ def test_validate_and_gc_report_in_json(project, run_cli):
         "images": 2,
         "valid": True,
         "warnings": [],
+        "notes": [],
     }
     assert run_cli("apply").code == 0
     (root / "images.toml").write_text(SITE.split("[images.logo]", maxsplit=1)[0])

@@ -1,0 +1,238 @@
+"""What a newcomer's walkthrough met (ninth pass): a lost lock that cost a picked draw
+and made plan and apply disagree on atlases, `inspect` of a sprite sheet, a project
+written by hand whose cache git would commit, a plan that hid that apply would stop
+for want of a key, a matrix output that misses a key, and two help texts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tomllib
+
+import pytest
+
+from tests.manifests import PREVIEW as HEAD
+
+SPRITES = f"""\
+{HEAD}
+[images.enemy]
+prompt = "a {{kind}} monster"
+matrix = {{ kind = ["slime", "bat"] }}
+output = "sprites/{{kind}}.png"
+
+[atlases.enemies]
+images = ["enemy[*]"]
+output = "sprites/enemies.png"
+"""
+
+DRAWS = f"""\
+{HEAD}
+[images.hero]
+prompt = "a knight"
+candidates = 3
+output = "hero.png"
+"""
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_inspect_of_an_atlas_sheet_names_the_atlas(project, run_cli):
+    """Before, it said `made by nebula-build: image 'None'` and `generation key: None`."""
+    project({"images.toml": SPRITES})
+    assert run_cli("apply").code == 0
+    code, out, err = run_cli("inspect", "sprites/enemies.png")
+    assert code == 0, err
+    assert "made by nebula-build: atlas 'enemies'\n" in out, out
+    assert "a sprite sheet built at sprites/enemies.png" in out
+    assert "None" not in out
+
+
+def test_after_a_lost_lock_plan_and_apply_agree_on_the_atlases(project, run_cli):
+    """Before, the plan said "2 atlases to build" (its members were new to the lock) and
+    apply, finding the sheet already held them, built none and said nothing of them."""
+    root = project({"images.toml": SPRITES})
+    assert run_cli("apply").code == 0
+    sheet = _digest(root / "sprites/enemies.png")
+    (root / "images.lock").unlink()
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "atlas" not in out, out
+    assert "new image (the file already holds this output)" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "atlas" not in out + err
+    assert _digest(root / "sprites/enemies.png") == sheet
+    lock = tomllib.loads((root / "images.lock").read_text(encoding="utf-8"))
+    assert "enemies" in lock["atlases"]
+    assert "Status: 2 images up to date, 1 atlas up to date." in run_cli("status").out
+
+
+def test_a_lost_lock_keeps_the_draw_that_was_picked(project, run_cli):
+    """Before, apply wrote draw 0 over the picked draw 2 without a word: the pick lived
+    in the lock alone."""
+    root = project({"images.toml": DRAWS})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    picked = _digest(root / "hero.png")
+    (root / "images.lock").unlink()
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "note: hero.png holds draw 2, picked before: it stays the output" in out, out
+    assert "Plan: 0 to generate" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert _digest(root / "hero.png") == picked
+    lock = tomllib.loads((root / "images.lock").read_text(encoding="utf-8"))
+    assert lock["images"]["hero"]["params"]["draw"] == 2
+    assert "draw 2 (3 candidates)" in run_cli("history", "hero").out
+
+
+def test_a_lost_lock_with_draw_0_on_disk_takes_draw_0(project, run_cli):
+    root = project({"images.toml": DRAWS})
+    assert run_cli("apply").code == 0
+    first = _digest(root / "hero.png")
+    (root / "images.lock").unlink()
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "picked before" not in out
+    assert _digest(root / "hero.png") == first
+    lock = tomllib.loads((root / "images.lock").read_text(encoding="utf-8"))
+    assert "draw" not in lock["images"]["hero"]["params"]
+
+
+def test_a_project_written_by_hand_keeps_its_cache_out_of_git(project, run_cli):
+    """Before, only `init` wrote a .gitignore line: `git add -A` in a project written by
+    hand committed the cache, backups and journal."""
+    root = project({"images.toml": SPRITES})
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    assert run_cli("apply").code == 0
+    assert (root / ".nebula-build/.gitignore").read_text(encoding="utf-8").endswith("\n*\n")
+    listed = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert listed and not [path for path in listed if path.startswith(".nebula-build")], listed
+
+
+def test_the_state_folders_gitignore_is_never_written_through_a_link(project, run_cli, tmp_path):
+    """A pull request may commit `.nebula-build/.gitignore` as a link to a file of the
+    user's: it is left as it is, and what it points to is not touched."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine\n", encoding="utf-8")
+    root = project({"images.toml": SPRITES})
+    (root / ".nebula-build").mkdir()
+    os.symlink(outside, root / ".nebula-build/.gitignore")
+    assert run_cli("plan").code == 0
+    assert outside.read_text(encoding="utf-8") == "mine\n"
+    assert (root / ".nebula-build/.gitignore").is_symlink()
+
+
+NEBULA = """\
+version = 1
+
+[defaults]
+backend = "nebula"
+model = "black-forest-labs/FLUX.1-schnell"
+
+[images.a]
+prompt = "a cat"
+output = "a.png"
+"""
+
+
+def test_plan_says_apply_would_stop_for_want_of_the_key(project, run_cli, monkeypatch):
+    """Before, plan said nothing, and apply printed the whole plan before stopping."""
+    project({"images.toml": NEBULA})
+    code, out, err = run_cli("plan")
+    assert code == 0
+    assert "Plan: 1 to generate" in out
+    assert err == (
+        "note: apply here would stop before generating: NEBULA_API_KEY is not set: export "
+        "NEBULA_API_KEY=<your key> (from your Nebula Block account), or build offline with "
+        "--backend preview\n"
+    )
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")  # a pull request's plan runs without it
+    assert "::notice" not in run_cli("plan").out
+    monkeypatch.setenv("NEBULA_API_KEY", "k-123")
+    code, _, err = run_cli("plan")
+    assert code == 0 and err == ""
+
+
+def test_a_matrix_output_without_one_of_its_keys_is_one_error_naming_it(project, run_cli):
+    """Before, each pair of images writing one file was its own error, none saying why."""
+    project(
+        {
+            "images.toml": f"""\
+{HEAD}
+[images.enemy]
+prompt = "a {{kind}} monster, {{mood}}"
+matrix = {{ kind = ["slime", "bat"], mood = ["happy", "sad"] }}
+output = "sprites/{{kind}}.png"
+"""
+        }
+    )
+    code, out, err = run_cli("validate")
+    assert code == 1
+    assert err == (
+        "error: images.toml:12:1: images.enemy.output: does not use {mood}: the images that "
+        "differ only in 'mood' would all write one file; put {mood} in the path\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        ("validate", "writes no file but its cache; of an input image it reads the header"),
+        ("apply", "more than N generations (each candidate draw is one)"),
+    ],
+)
+def test_help_says_what_the_command_does(command, said, run_cli):
+    """Before, validate's said it "reads no image" (it reads inputs' sizes) and
+    --max-generations counted "images" (it counts draws)."""
+    code, out, _ = run_cli("help", command)
+    assert code == 0
+    assert said in " ".join(out.split())
+
+
+def test_validate_notes_a_default_no_image_takes(project, run_cli):
+    """Before, a negative_prompt added to [defaults] of FLUX.1 images changed nothing
+    and nothing said why: the plan had no image to note it on."""
+    project(
+        {
+            "images.toml": HEAD.replace(
+                "height = 64\n", 'height = 64\nnegative_prompt = "blurry"\n'
+            )
+            + '\n[images.a]\nprompt = "x"\noutput = "a.png"\n\n'
+            + '[images.b]\nprompt = "y"\noutput = "b.png"\n'
+        }
+    )
+    code, out, err = run_cli("validate")
+    assert code == 0
+    assert out == "images.toml: 2 images, valid\n"
+    assert err == (
+        "note: black-forest-labs/FLUX.1-schnell does not take negative_prompt: left out "
+        "(defaults.negative_prompt): 2 images (a, b)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "meant"),
+    [("icons[*]", "icon[*]"), ("icons", "icon"), ("icn[1]", "icon[1]"), ("icon[3]", "icon[2]")],
+)
+def test_a_mistyped_declaration_is_suggested_with_what_follows_it(target, meant, project, run_cli):
+    """Before, `--target 'icons[*]'` asked "did you mean 'icon[2]'?": one image of all."""
+    project(
+        {
+            "images.toml": HEAD
+            + '\n[images.icon]\nprompt = "x {n}"\nmatrix = { n = ["1", "2"] }\n'
+            + 'output = "i{n}.png"\n'
+        }
+    )
+    code, _, err = run_cli("plan", "--target", target)
+    assert code == 1
+    assert err.endswith(f"(known: icon[1], icon[2]); did you mean {meant!r}?\n"), err
