@@ -198,16 +198,20 @@ def cmd_plan(ctx: Context) -> int:
 
 
 def _say_what_apply_lacks(ctx: Context, prepared: Prepared, plan: Plan) -> None:
-    """What would stop apply here before its first generation (a key not set, weights
-    not on disk): the plan needs none of it, so it only says so, after the plan, with
-    no annotation (a pull request's plan runs without the key, rightly)."""
-    from nebula_build.engine.round import preflight
-
-    try:
-        preflight(prepared, plan)
-    except NebulaBuildError as exc:
-        said = f"apply here would stop before generating: {first_line(exc)}"
-        ctx.notice(said, annotate=False)
+    """A secret apply would stop for here before its first generation (a key not set):
+    the plan needs none, so it only says so, after the plan, with no annotation (a pull
+    request's plan runs without the key, rightly). Only the backends that take a
+    secret are asked: a local backend's checks read paths a pull request names."""
+    resolved = prepared.resolved
+    for name in sorted({a.spec.backend for a in plan.generations if a.spec}):
+        backend, settings = resolved.backends[name], resolved.settings[name]
+        try:
+            if not backend.secret_names(settings):
+                continue
+            backend.preflight(settings, prepared.project.root)
+        except NebulaBuildError as exc:
+            said = f"apply here would stop before generating: {first_line(exc)}"
+            ctx.notice(said, annotate=False)
 
 
 def _pending(plan: Plan, merged: bool) -> bool:

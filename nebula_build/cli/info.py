@@ -267,9 +267,10 @@ def _print_our_record(ctx: Context, record: dict[str, Any]) -> None:
 
     atlas = record.get("atlas")
     if isinstance(atlas, str) and "image" not in record:
-        sheet = printable(str(record.get("sheet")), 200)
+        sheet = record.get("sheet")
+        at = f" at {printable(sheet, 200)}" if isinstance(sheet, str) else ""
         ctx.print(ctx.style(f"made by nebula-build: atlas {printable(atlas, 200)!r}", "green"))
-        ctx.print(f"  a sprite sheet built at {sheet} from its images' files (no generation)")
+        ctx.print(f"  a sprite sheet built{at} from its images' files (no generation)")
         return
     image = printable(str(record.get("image")), 200)
     ctx.print(ctx.style(f"made by nebula-build: image {image!r}", "green"))

@@ -99,8 +99,8 @@ class Selection:
         if base not in self._index.by_base:
             declared = [name for name, images in self._index.by_base.items() if name not in images]
             close = did_you_mean(base, declared)
-            if close is not None:
-                return f"; did you mean {close + bracket + rest!r}?"
+            if close is not None and self._index.matching(meant := close + bracket + rest):
+                return f"; did you mean {meant!r}?"
         return suggestion(unknown[0], self._known)
 
 

@@ -244,14 +244,14 @@ def picked(
     pins: Mapping[str, AssetSpec] = {},
     unpin: Collection[str] = (),
     only: Collection[str] | None = None,
-    on_disk: Callable[[AssetSpec], bool] = lambda spec: False,
+    on_disk: Callable[[AssetSpec, int], int | None] = lambda base, count: None,
 ) -> Picked:
     """Each image's chosen spec: `pins` (an earlier generation), `picks` (a draw), the
     lock's pin or pick, the draw its file holds where the lock has no entry for it
-    (`on_disk`: the file holds that draw's output, as this checkout wrote it), or draw
-    0. An image's set of draws is as large as the manifest asks or the lock records
-    made (`more`: one more). `only`: just these images (and those they take inputs
-    from), not all of `specs`."""
+    (`on_disk(base, count)`: as this checkout's cache made it), or draw 0. An image's
+    set of draws is as large as the manifest asks or the lock records made (`more`: one
+    more). `only`: just these images (and those they take inputs from), not all of
+    `specs`."""
     chosen: dict[str, AssetSpec] = {}
     bases: dict[str, AssetSpec] = {}
     notes: dict[str, str] = {}
@@ -296,7 +296,7 @@ def picked(
                 draw = recorded_pick(base, entry)
             if draw is None and entry is not None:
                 draw = earlier_pick(base, entry)
-            if draw is None and entry is None and (draw := _held_draw(base, count, on_disk)):
+            if draw is None and entry is None and (draw := on_disk(base, count)):
                 notes[name] = f"{base.output} holds draw {draw}, picked before: it stays the output"
             if draw is None:
                 draw = 0
@@ -313,12 +313,6 @@ def picked(
     for name in specs:
         choose(name)
     return Picked({name: chosen[name] for name in specs}, bases, notes, makeable)
-
-
-def _held_draw(base: AssetSpec, count: int, on_disk: Callable[[AssetSpec], bool]) -> int | None:
-    """The draw after the first whose output the image's files hold (`on_disk`): the
-    pick of a lock that is lost."""
-    return next((draw for draw in range(1, count) if on_disk(base.drawn(draw))), None)
 
 
 def released_pins(specs: Mapping[str, AssetSpec], lock: Mapping[str, LockEntry]) -> set[str]:

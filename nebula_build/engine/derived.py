@@ -81,7 +81,11 @@ def plan_files(
     kept = {a.image for a in images if _keeps_recorded_bytes(a, prepared.store.placeholder)}
     # an image whose files already hold its output (a lost lock) is recorded as they
     # are: its atlases are planned from those bytes, as apply builds them
-    held = {a.image: entry for a in images if a.image in changing and (entry := _held(a))}
+    held = {
+        a.image: entry
+        for a in images
+        if a.image in changing and a.image not in renamed and (entry := _held(a))
+    }
     made = read_made(prepared.project)
     planned = _planned_atlases(
         prepared,

@@ -62,7 +62,7 @@ def plan_for(
     # a renamed image keeps the draws, pick and pin of the image whose output it takes over
     drawn = _with_renames(specs, lock, prepared.project.lock_path.name)
     chosen = candidates.picked(
-        specs, drawn, picks, more=more, pins=pins, unpin=unpin, on_disk=prepared.holds
+        specs, drawn, picks, more=more, pins=pins, unpin=unpin, on_disk=prepared.held_draw
     )
     if not all(name in prepared.specs or name in every_lock for name in targets):
         named(prepared, every_lock, "--target", targets)
@@ -109,7 +109,13 @@ def plan_for(
     lost = _lost_pins(images, pins, remote)
     if lost:  # a pin never pays: the manifest's spec is made instead
         chosen = candidates.picked(
-            specs, drawn, picks, more=more, pins=pins, unpin={*unpin, *lost}, on_disk=prepared.holds
+            specs,
+            drawn,
+            picks,
+            more=more,
+            pins=pins,
+            unpin={*unpin, *lost},
+            on_disk=prepared.held_draw,
         )
         chosen.notes.update(
             (name, "its pinned earlier generation is in no cache here: the pin is released")

@@ -87,11 +87,22 @@ class Prepared:
     def specs(self) -> dict[str, AssetSpec]:
         return self.resolved.specs
 
-    def holds(self, spec: AssetSpec) -> bool:
-        """Whether the files `spec` writes hold what its output key wrote here."""
+    def held_draw(self, base: AssetSpec, count: int) -> int | None:
+        """The draw after the first of `base`'s set (of `count`) whose output the image's
+        files hold, as this checkout's cache made it: the pick of a lost lock. None
+        where the output is not there (a new image: no cache is asked) or holds draw 0."""
+        if self.files.digest(base.output) is None or self._holds(base.drawn(0)):
+            return None
+        return next((draw for draw in range(1, count) if self._holds(base.drawn(draw))), None)
+
+    def _holds(self, spec: AssetSpec) -> bool:
+        """Whether each file `spec` writes is there and holds what its output key wrote."""
         known = self.store.output_files(spec.output_key)
-        digest = self.files.digest
-        return bool(known) and all(digest(path) == known.get(path) for path in spec.paths)
+        for path in spec.paths:
+            digest = self.files.digest(path)
+            if digest is None or digest != known.get(path):
+                return False
+        return True
 
 
 def prepare(

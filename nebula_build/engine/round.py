@@ -351,6 +351,7 @@ def _with_draws_recorded(
         pins=options.pins,
         unpin=options.unpin,
         only=touched,
+        on_disk=prepared.held_draw,
     )
     lock = dict(written) if written is not None else read(project)
     recorded = candidates.recorded_draws(chosen, touched, prepared.store, before)

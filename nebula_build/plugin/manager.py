@@ -297,6 +297,13 @@ class BackendPlugin:
     def secrets(self, settings: BackendSettings) -> dict[str, str]:
         """The value of each variable its `secret_variables` names that is set here, by
         name: what is taken out of everything it says, and refused in what it records."""
+        found = {name: os.environ.get(name, "").strip() for name in self.secret_names(settings)}
+        secrets = {name: value for name, value in found.items() if len(value) >= MIN_SECRET}
+        declare(secrets.values())
+        return secrets
+
+    def secret_names(self, settings: BackendSettings) -> tuple[str, ...]:
+        """The variables its `secret_variables` names, checked."""
         with self.blame("secret_variables"):
             names = self._bounded(
                 settings, "name its secret variables", lambda: self.cls.secret_variables(settings)
@@ -310,10 +317,7 @@ class BackendPlugin:
                 f"{self.source}: {self.name}.secret_variables must return a tuple of "
                 "environment variable names"
             )
-        found = {name: os.environ.get(name, "").strip() for name in names}
-        secrets = {name: value for name, value in found.items() if len(value) >= MIN_SECRET}
-        declare(secrets.values())
-        return secrets
+        return tuple(names)
 
     def parse_settings(self, raw: Mapping[str, Any]) -> BackendSettings:
         """Validated settings; a pydantic ValidationError passes through for the caller to

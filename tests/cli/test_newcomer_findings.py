@@ -222,7 +222,13 @@ def test_validate_notes_a_default_no_image_takes(project, run_cli):
 
 @pytest.mark.parametrize(
     ("target", "meant"),
-    [("icons[*]", "icon[*]"), ("icons", "icon"), ("icn[1]", "icon[1]"), ("icon[3]", "icon[2]")],
+    [
+        ("icons[*]", "icon[*]"),
+        ("icons", "icon"),
+        ("icn[1]", "icon[1]"),
+        ("icon[3]", "icon[2]"),
+        ("icn[1,2]", "icon[2]"),
+    ],
 )
 def test_a_mistyped_declaration_is_suggested_with_what_follows_it(target, meant, project, run_cli):
     """Before, `--target 'icons[*]'` asked "did you mean 'icon[2]'?": one image of all."""
@@ -236,3 +242,53 @@ def test_a_mistyped_declaration_is_suggested_with_what_follows_it(target, meant,
     code, _, err = run_cli("plan", "--target", target)
     assert code == 1
     assert err.endswith(f"(known: icon[1], icon[2]); did you mean {meant!r}?\n"), err
+
+
+def test_a_new_image_never_takes_a_siblings_picked_draw(project, run_cli):
+    """A review found: a new image whose file is not there "held" the draw its sibling
+    of the same spec picked (a missing file matched a path the record does not list)."""
+    root = project(
+        {
+            "images.toml": HEAD
+            + '\n[images.slot]\nprompt = "a knight"\ncandidates = 3\n'
+            + 'matrix = { n = ["a", "b"] }\noutput = "slots/{n}.png"\n'
+        }
+    )
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "slot[a]", "1").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(
+        manifest.read_text().replace('["a", "b"]', '["a", "b", "c"]'), encoding="utf-8"
+    )
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "picked before" not in out
+    lock = tomllib.loads((root / "images.lock").read_text(encoding="utf-8"))
+    assert "draw" not in lock["images"]["slot[c]"]["params"]
+    assert lock["images"]["slot[a]"]["params"]["draw"] == 1
+
+
+def test_a_lost_lock_keeps_the_draws_of_an_image_made_from_a_picked_one(project, run_cli):
+    """A review found: after a lost lock, the draws of an image taking a picked image's
+    output were not recorded again (worked out from draw 0), so a fresh checkout would
+    pay for one again."""
+    from PIL import Image
+
+    root = project(
+        {
+            "images.toml": DRAWS
+            + '\n[images.crowned]\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\n'
+            + 'prompt = "a crown"\nimage = "@hero"\nmask = "mask.png"\ncandidates = 2\n'
+            + 'output = "crowned.png"\n'
+        }
+    )
+    Image.new("L", (64, 64), 255).save(root / "mask.png")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    assert run_cli("apply").code == 0
+    before = tomllib.loads((root / "images.lock").read_text(encoding="utf-8"))
+    (root / "images.lock").unlink()
+    assert run_cli("apply").code == 0
+    after = tomllib.loads((root / "images.lock").read_text(encoding="utf-8"))
+    assert after["images"]["crowned"]["draws"] == before["images"]["crowned"]["draws"]
+    assert after["images"]["hero"]["params"]["draw"] == 2

@@ -46,7 +46,7 @@ def site(project) -> Path:
 
 
 #: what `.nebula-build/` holds that a plan may rewrite: memos of what it read
-MEMOS = ("specs.json", "files", "noop", "lock")
+MEMOS = ("specs.json", "files", "noop", "lock", ".gitignore")
 
 
 def state(root: Path) -> dict[str, bytes]:

@@ -104,8 +104,8 @@ def test_a_style_change_rekeys_exactly_the_images_that_use_it(
         ),
         (
             {**ENEMY, "output": "sprites/enemy.png"},
-            "images.enemy.output: sprites/enemy.png is also written by "
-            "images.enemy[slime,idle] (for 3 of its images)",
+            "images.enemy.output: does not use {kind}: the images that differ only in 'kind' "
+            "would all write one file; put {kind} in the path",
         ),
         (
             {**ENEMY, "seed": "{index} / 2"},
