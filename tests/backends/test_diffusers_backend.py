@@ -196,6 +196,25 @@ def test_a_configured_folder_that_is_missing_fails_before_any_work(project, run_
     assert f"{tmp_path / 'proj' / 'nope'}, does not exist" in err
 
 
+@pytest.mark.parametrize(
+    ("folder", "reason"),
+    [
+        ("x" * 300 + "/m", "cannot be read (File name too long)"),
+        ("~nosuchuser-nebula/m", "cannot be read (its ~user names no user here)"),
+    ],
+    ids=["name-too-long", "unknown-user"],
+)
+def test_a_configured_folder_that_cannot_be_looked_at_is_one_line(project, run_cli, folder, reason):
+    _require_local_extra()
+    project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]}, models={FLUX_SCHNELL: folder})})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert f"the folder [backends.diffusers] models gives, '{folder[:20]}" in err
+    assert reason in err
+
+
 def test_allow_download_reports_a_failed_download_in_one_line(
     project, run_cli, monkeypatch, tmp_path
 ):
@@ -652,3 +671,17 @@ def test_a_compile_cache_elsewhere_in_the_checkout_is_refused(tiny, project, run
         f"the project ({tmp_path})"
     ) in err
     assert not (root / "out/castle.png").exists()
+
+
+def test_a_compile_cache_that_cannot_be_used_is_refused_before_any_work(project, run_cli):
+    _require_local_extra()
+    settings = {"compile_cache": "~nosuchuser-nebula/kernels"}
+    root = project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]}, **settings)})
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert (
+        "[backends.diffusers] compile_cache = '~nosuchuser-nebula/kernels' cannot be used "
+        "(its ~user names no user here)"
+    ) in err
+    assert not (root / "out").exists()

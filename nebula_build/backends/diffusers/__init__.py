@@ -152,11 +152,12 @@ class DiffusersBackend(Backend):
     @classmethod
     def preflight(cls, settings: BackendSettings, root: Path) -> None:
         _require_extra()
-        from nebula_build.backends.diffusers.weights import locate
+        from nebula_build.backends.diffusers.weights import compile_cache_path, locate
 
         diffusers_settings = _settings(settings)
         if diffusers_settings.quantize == "fp8" and importlib.util.find_spec("torchao") is None:
             raise LocalSetupError(FP8_NEEDS_TORCHAO, backend=cls.name)
+        compile_cache_path(diffusers_settings.compile_cache, root)
         for model_id, value in diffusers_settings.models.items():
             locate(model_id, value if isinstance(value, str) else value.path, root)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nebula_build.errors import first_line
 from nebula_build.plugin import LocalSetupError, OnDisk, WeightsNotFoundError
 
 MODEL_INDEX = "model_index.json"
@@ -169,6 +170,19 @@ def configured_path(value: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
+def unreadable(exc: OSError | ValueError | RuntimeError) -> str:
+    """Why a path the settings give cannot be looked at, in a few words."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if isinstance(exc, RuntimeError):  # pathlib's expanduser
+        return "its ~user names no user here"
+    return first_line(exc)
+
+
+def _clipped(value: str) -> str:
+    return value if len(value) <= 80 else value[:60] + "…" + value[-15:]
+
+
 def compile_cache_path(value: str, root: Path) -> Path:
     """Where compiled kernels live. Torch loads them as code, so never inside the
     project nor the git checkout that holds it (a manifest in a folder of the
@@ -178,7 +192,14 @@ def compile_cache_path(value: str, root: Path) -> Path:
         if not base.is_absolute():
             base = Path.home() / ".cache"
         return base / "nebula-build" / "inductor"
-    path = configured_path(value, root).resolve()
+    try:
+        path = configured_path(value, root).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise LocalSetupError(
+            f"[backends.diffusers] compile_cache = {_clipped(value)!r} cannot be used "
+            f"({unreadable(exc)}); leave it unset for ~/.cache/nebula-build/inductor",
+            backend="diffusers",
+        ) from None
     project = root.resolve()
     checkout = next((p for p in (project, *project.parents) if (p / ".git").exists()), project)
     if path.is_relative_to(checkout):  # the project, or the repository it is a folder of
@@ -197,12 +218,16 @@ def locate(model_id: str, configured: str | None, root: Path) -> WeightsLocation
     """The folder to load `model_id` from, or a WeightsNotFoundError saying where
     it looked and how to provide the weights."""
     if configured is not None:
-        path = configured_path(configured, root)
-        if (path / MODEL_INDEX).is_file():
-            return WeightsLocation(model_id, path, "configured")
-        problem = "does not exist" if not path.exists() else f"has no {MODEL_INDEX}"
+        try:
+            path = configured_path(configured, root)
+            if (path / MODEL_INDEX).is_file():
+                return WeightsLocation(model_id, path, "configured")
+            shown = str(path)
+            problem = "does not exist" if not path.exists() else f"has no {MODEL_INDEX}"
+        except (OSError, ValueError, RuntimeError) as exc:  # a name too long, a NUL, ~nosuchuser
+            shown, problem = repr(_clipped(configured)), f"cannot be read ({unreadable(exc)})"
         raise WeightsNotFoundError(
-            f"model {model_id!r}: the folder [backends.diffusers] models gives, {path}, "
+            f"model {model_id!r}: the folder [backends.diffusers] models gives, {shown}, "
             f"{problem}; point it at a diffusers folder (one with {MODEL_INDEX}, e.g. from "
             f"`hf download {model_id}` or pipeline.save_pretrained())",
             backend="diffusers",
