@@ -76,12 +76,21 @@ def choose(
             "to have several to pick from"
         )
     if step:
-        index = ((recorded_pick(base, lock.get(name)) or 0) + step) % count
+        index = (_picked_now(prepared, lock, base) + step) % count
     elif index is None:
         raise UserError("pick: give the draw's INDEX, --next or --prev")
     if not 0 <= index < count:
         raise UserError(f"pick: images.{name} has draws 0 to {count - 1} (got {index})")
     return Pick(name, index, count, base.output, _takers(prepared, name))
+
+
+def _picked_now(prepared: Prepared, lock: Entries, base: AssetSpec) -> int:
+    """The draw that is the output now: the lock's pick, else (a lost lock) the draw
+    the image's file holds, else draw 0."""
+    entry = lock.get(base.name)
+    if entry is not None:
+        return recorded_pick(base, entry) or 0
+    return prepared.held_draw(base, base.candidates) or 0
 
 
 def _takers(prepared: Prepared, name: str) -> tuple[str, ...]:

@@ -58,7 +58,7 @@ class Draw:
 
 def image_draws(plan: Plan, prepared: Prepared, lock: Entries) -> dict[str, tuple[Draw, ...]]:
     """The draws of every image of the plan that has candidates, by image name."""
-    chosen = picked(prepared.specs, lock)
+    chosen = picked(prepared.specs, lock, on_disk=prepared.held_draw)
     result = {}
     for action in plan.actions:
         base = chosen.bases.get(action.image)
