@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from nebula_build.errors import first_line
 from nebula_build.text import plural, printable
-from nebula_build.ui.statuslines import reason_line
+from nebula_build.ui.statuslines import reason_line, verb
 
 if TYPE_CHECKING:
     from nebula_build.core.plan import Action, Plan
@@ -132,7 +132,7 @@ def summary(
         rows = [
             _row(
                 a.image,
-                a.kind.value,
+                verb(a),
                 reason_line(a) + cache_note(a) + backup_note(a),
                 a.output or "",
             )

@@ -27,7 +27,13 @@ from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
 from nebula_build.text import escaped, escaped_value, plural, printable, shell_option
-from nebula_build.ui.statuslines import removal_note, status_lines, status_rows, stays_reasons
+from nebula_build.ui.statuslines import (
+    removal_note,
+    status_lines,
+    status_rows,
+    stays_reasons,
+    verb,
+)
 from nebula_build.ui.style import Style
 
 if TYPE_CHECKING:
@@ -179,7 +185,7 @@ def said_with_its_heir(action: Action) -> bool:
 
 def action_lines(action: Action, style: Style, shared: Collection[str] = frozenset()) -> list[str]:
     symbol, color = SYMBOLS[action.kind]
-    word = action.kind.value
+    word = verb(action)
     if renamed_only(action):
         (symbol, color), word = SYMBOLS[ActionKind.MOVE], "rename"
     cache = cache_note(action)

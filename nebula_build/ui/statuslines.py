@@ -21,7 +21,7 @@ Row = tuple[str, str, str, str]
 def status_rows(plan: Plan, spared: Callable[[Action], str] = lambda action: "") -> list[Row]:
     """One row per image, then per file made from them; a reason says what else the
     action removes, and `spared` where a cache spares its generation."""
-    rows = [(a.image, a.kind.value, _reason(a, spared), a.output or "") for a in plan.actions]
+    rows = [(a.image, verb(a), _reason(a, spared), a.output or "") for a in plan.actions]
     rows += [(f.label, f.state.value, reason_line(f), f.output) for f in plan.files]
     return rows
 
@@ -115,6 +115,15 @@ def _removals(action: Action | FileAction) -> str | None:
     if getattr(action, "state", None) is FileState.CONFLICT:
         return f"with --force, {removal_text(action)}"
     return removal_text(action)
+
+
+def verb(action: Action) -> str:
+    """The action as a person reads it: a regeneration the cache spares is an update
+    ("regenerate" reads as a generation paid for); `--json` keeps the kind."""
+    from nebula_build.core.plan import ActionKind  # loaded with any action
+
+    spared = action.from_remote or (action.from_cache and not action.in_place)
+    return "update" if action.kind is ActionKind.REGENERATE and spared else action.kind.value
 
 
 def reason_line(action: Action | FileAction) -> str:
