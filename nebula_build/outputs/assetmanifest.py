@@ -225,5 +225,30 @@ def plan_asset_manifest(
     if current is None:
         return act(FileState.BUILD, "missing")
     if current != wanted:
-        return build("does not list the images as they are")
+        edit = _first_edit(data, _loaded(wanted)) if _written_as_ours(current, data) else None
+        if edit is None:
+            return build("does not list the images as they are")
+        instead = " (set `alt` on the image there)" if edit.endswith(".alt") else " and lock"
+        return act(
+            FileState.BUILD, f"{edit} was edited; it is written from the manifest{instead}", True
+        )
     return act(FileState.NOOP, "up to date")
+
+
+def _first_edit(found: object, wanted: object, where: str = "") -> str | None:
+    """Where `found` first differs from `wanted` (`images.hero.alt`,
+    `images.hero.files[0].bytes`); None where they are equal."""
+    if isinstance(found, dict) and isinstance(wanted, dict):
+        for key in sorted(found.keys() | wanted.keys(), key=str):
+            at = f"{where}.{key}" if where else str(key)
+            if key not in found or key not in wanted:
+                return at
+            if (edit := _first_edit(found[key], wanted[key], at)) is not None:
+                return edit
+        return None
+    if isinstance(found, list) and isinstance(wanted, list):
+        for index, (one, other) in enumerate(zip(found, wanted, strict=False)):
+            if (edit := _first_edit(one, other, f"{where}[{index}]")) is not None:
+                return edit
+        return None if len(found) == len(wanted) else f"{where}[{min(len(found), len(wanted))}]"
+    return None if found == wanted and type(found) is type(wanted) else where or "the whole file"
