@@ -189,8 +189,10 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             changed=report.changed if report.number > 1 else [],
             draws=draws,
             draw_links={key: f"/draws/{key}" for key in shown},
+            atlases=report.prepared.resolved.atlases,
         )
         files = [a.spec.output for a in report.plan.actions if a.spec]
+        files += [atlas.output for atlas in report.prepared.resolved.atlases.values()]
         last_good[:] = [(report.number, items)]
         html = render(
             items,
@@ -253,6 +255,7 @@ def cmd_gallery(ctx: Context) -> int:
         draws=draws,
         draw_links=copied,
         thumbs=thumbs.links,
+        atlases=prepared.resolved.atlases,
     )
     page = out / "index.html"
     html = render(items, title=f"{project.root.name} · nebula-build")
@@ -261,6 +264,10 @@ def cmd_gallery(ctx: Context) -> int:
     if made.made or made.failed:
         failed = f"; {plural(made.failed, 'image')} could not be read" if made.failed else ""
         ctx.print(f"made {plural(made.made, 'thumbnail')}{failed}")
-    ctx.print(f"wrote {os.path.relpath(page)} ({plural(len(items), 'image')})")
+    sheets = sum(1 for item in items if item.name.startswith("atlas "))
+    shown = plural(len(items) - sheets, "image") + (
+        f", {plural(sheets, 'atlas', 'atlases')}" if sheets else ""
+    )
+    ctx.print(f"wrote {os.path.relpath(page)} ({shown})")
     ctx.print(f"open {page.resolve().as_uri()}")
     return ExitCode.OK

@@ -23,17 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from nebula_build.core.plan import ActionKind, Plan
+from nebula_build.core.plan import ActionKind, FileAction, FileKind, FileState, Plan
 from nebula_build.live.draws import Draw
 from nebula_build.live.gallerypage import GALLERY_SCRIPT, LIVE_SCRIPT, PAGE, PAGE_SIZE
 from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
 from nebula_build.live.sprites import check_rows
 from nebula_build.state.guard import Guard
 from nebula_build.state.project import Project
-from nebula_build.text import escaped, page_text, shell_operands
+from nebula_build.text import escaped, page_text, plural, shell_operands
 
 if TYPE_CHECKING:
-    from nebula_build.core.spec import AssetSpec
+    from nebula_build.core.spec import AssetSpec, AtlasSpec
     from nebula_build.state.lockfile import LockEntry
 
 
@@ -98,8 +98,10 @@ def cards(
     draws: Mapping[str, tuple[Draw, ...]] = {},
     draw_links: Mapping[str, str] = {},
     thumbs: Mapping[str, str] = {},
+    atlases: Mapping[str, AtlasSpec] = {},
 ) -> list[Card]:
-    """Cards for every declared image, in manifest order.
+    """Cards for every declared image, in manifest order, then one for each of
+    `atlases` (its sprite sheet).
 
     `link` is "relative" (from `base`, for a page written to disk) or "served"
     (`/files/<output>?v=<digest>`, for the live server). `draws` are the candidates
@@ -165,7 +167,52 @@ def cards(
                 thumb=thumbs.get(spec.name) if exists else None,
             )
         )
+    small = {card.name: card.small for card in result} if atlases else {}
+    for file in plan.files:
+        atlas = atlases.get(file.name) if file.kind is FileKind.ATLAS else None
+        if atlas is not None and file.state is not FileState.DELETE:
+            path = quote(atlas.output)
+            href = f"/files/{path}?v={file.key[:10]}" if link == "served" else prefix + path
+            result.append(_atlas_card(file, atlas, href, project, small))
     return result
+
+
+#: the members an atlas card names before it counts the rest
+_MEMBERS_NAMED = 8
+
+
+def _atlas_card(
+    file: FileAction, atlas: AtlasSpec, href: str, project: Project, small: Mapping[str, bool]
+) -> Card:
+    """An atlas as the gallery shows it: its sheet, what it packs, and its exports. A
+    sheet of small sprites (`small`, by image) is enlarged with crisp pixels."""
+    if file.state is FileState.NOOP:
+        status, text = "ok", "up to date"
+    elif file.state is FileState.CONFLICT:
+        status, text = "conflict", f"conflict: {file.reason}"
+    else:
+        status, text = "pending", f"pending build: {file.reason}"
+    members = atlas.members
+    named = ", ".join(members[:_MEMBERS_NAMED])
+    if len(members) > _MEMBERS_NAMED:
+        named += f" and {len(members) - _MEMBERS_NAMED:,} more"
+    exports = [("frame map", atlas.frames), ("aseprite", atlas.aseprite), ("godot", atlas.godot)]
+    details = [("packs", plural(len(members), "image")), ("sheet", atlas.output)]
+    details += [(kind, path) for kind, path in exports if path is not None]
+    exists = file.state is FileState.NOOP or project.path_of(atlas.output).is_file()
+    return Card(
+        file.label,
+        href,
+        exists,
+        status,
+        text,
+        tuple(details),
+        f"sprite sheet of {named}",
+        None,
+        False,
+        transparent=True,
+        small=all(small.get(member, False) for member in members),
+    )
 
 
 def _candidates(
