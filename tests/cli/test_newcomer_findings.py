@@ -6,6 +6,7 @@ for want of a key, a matrix output that misses a key, and two help texts."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import tomllib
@@ -292,3 +293,83 @@ def test_a_lost_lock_keeps_the_draws_of_an_image_made_from_a_picked_one(project,
     after = tomllib.loads((root / "images.lock").read_text(encoding="utf-8"))
     assert after["images"]["crowned"]["draws"] == before["images"]["crowned"]["draws"]
     assert after["images"]["hero"]["params"]["draw"] == 2
+
+
+def test_after_a_lost_lock_pick_next_steps_from_the_draw_the_file_holds(project, run_cli):
+    """Before, `pick --next` counted from draw 0 (the lock held the pick), so draw 1
+    went back to draw 1 instead of on to draw 2."""
+    root = project({"images.toml": DRAWS})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "1").code == 0
+    (root / "images.lock").unlink()
+    code, out, err = run_cli("pick", "hero", "--next")
+    assert code == 0, err
+    assert "draw 2 (3 candidates) is the output" in out + err
+    lock = tomllib.loads((root / "images.lock").read_text(encoding="utf-8"))
+    assert lock["images"]["hero"]["params"]["draw"] == 2
+
+
+def test_after_a_lost_lock_the_gallery_marks_the_draw_the_file_holds(project, run_cli):
+    from tests.live.pagedata import card
+
+    root = project({"images.toml": DRAWS})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    (root / "images.lock").unlink()
+    code, _, err = run_cli("gallery")
+    assert code == 0, err
+    page = (root / ".nebula-build/gallery/index.html").read_text(encoding="utf-8")
+    assert [draw["index"] for draw in card(page, "hero")["draws"] if draw["picked"]] == [2]
+
+
+def test_a_change_the_cache_spares_is_planned_as_the_update_apply_says(project, run_cli):
+    """Before, the plan said "regenerate" (read as a generation paid for) where apply
+    said "updated … (from cache, no generation)"."""
+    root = project({"images.toml": DRAWS.replace("candidates = 3", "seed = 1")})
+    assert run_cli("apply").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("seed = 1", "seed = 2"))
+    assert run_cli("apply").code == 0
+    manifest.write_text(manifest.read_text().replace("seed = 2", "seed = 1"))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "~ hero  update  hero.png\n      seed changed (from cache, no generation)" in out
+    assert "regenerate" not in out
+    assert "hero  pending update: seed changed (from cache" in run_cli("status").out
+    code, out, _ = run_cli("plan", "--json")
+    assert json.loads(out)["actions"][0]["action"] == "regenerate"  # the kind, for scripts
+    code, out, err = run_cli("apply")
+    assert code == 0 and "updated hero hero.png (from cache, no generation)" in out + err
+
+
+ASSETS = f"""\
+{HEAD}
+[assets]
+manifest = "static/images.json"
+
+[images.hero]
+prompt = "a knight"
+output = "hero.png"
+"""
+
+
+def test_a_hand_edit_of_the_asset_manifest_is_named_and_backed_up(project, run_cli):
+    """Before, an edit that kept the file's layout (an alt text changed in place) was
+    written over with no copy, and the plan said only "does not list the images as
+    they are"."""
+    root = project({"images.toml": ASSETS})
+    assert run_cli("apply").code == 0
+    listing = root / "static/images.json"
+    edited = listing.read_text(encoding="utf-8").replace('"alt": "a knight"', '"alt": "Sir K"')
+    listing.write_text(edited, encoding="utf-8")
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert (
+        "images.hero.alt was edited; it is written from the manifest (set `alt` on the image "
+        "there)\n      the current file is backed up (.nebula-build/backup/), then replaced"
+    ) in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert json.loads(listing.read_text(encoding="utf-8"))["images"]["hero"]["alt"] == "a knight"
+    kept = list((root / ".nebula-build/backup").glob("*/static/images.json"))
+    assert [path.read_text(encoding="utf-8") for path in kept] == [edited]
