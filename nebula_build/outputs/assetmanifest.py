@@ -226,6 +226,8 @@ def plan_asset_manifest(
         return act(FileState.BUILD, "missing")
     if current != wanted:
         edit = _first_edit(data, _loaded(wanted)) if _written_as_ours(current, data) else None
+        if edit is not None and len(edit) > _LONGEST_EDIT:  # a name the file made up
+            edit = edit[: _LONGEST_EDIT - 1] + "…"
         if edit is None:
             return build("does not list the images as they are")
         instead = " (set `alt` on the image there)" if edit.endswith(".alt") else " and lock"
@@ -233,6 +235,10 @@ def plan_asset_manifest(
             FileState.BUILD, f"{edit} was edited; it is written from the manifest{instead}", True
         )
     return act(FileState.NOOP, "up to date")
+
+
+#: the longest place of an edit a plan names
+_LONGEST_EDIT = 120
 
 
 def _first_edit(found: object, wanted: object, where: str = "") -> str | None:
