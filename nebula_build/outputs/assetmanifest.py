@@ -83,6 +83,8 @@ def text_of(data: Mapping[str, Any]) -> str:
 UNREADABLE = "\x00unreadable"
 #: why a file that reads as an asset manifest is copied before it is replaced
 NOT_LAID_OUT = "is not laid out as nebula-build writes an asset manifest"
+#: why one that is laid out so is copied: it is not the text written last
+EDITED = "was edited since it was written"
 
 
 def merged(text: str) -> bool:
@@ -184,13 +186,19 @@ def _file_as_ours(file: object) -> bool:
 
 
 def plan_asset_manifest(
-    target: str, *, wanted: str | None, current: str | None, force: bool = False
+    target: str,
+    *,
+    wanted: str | None,
+    current: str | None,
+    force: bool = False,
+    edited: bool = False,
 ) -> FileAction:
     """Whether the manifest at `target` must be written: `wanted` is its text from the
     lock as it stands (None: images are about to change, so it will differ),
-    `current` the file's text (None: missing; UNREADABLE: not text). A file that is
-    not an asset manifest (a README, the project's own files) is never replaced
-    without --force."""
+    `current` the file's text (None: missing; UNREADABLE: not text); `edited`: it is
+    not the text the tool wrote last (the lock records its digest), so a write over it
+    copies it first. A file that is not an asset manifest (a README, the project's own
+    files) is never replaced without --force."""
 
     def act(state: FileState, reason: str, backup: bool = False) -> FileAction:
         return FileAction(
@@ -213,10 +221,15 @@ def plan_asset_manifest(
         return act(FileState.CONFLICT, "a file nebula-build did not write is in the way")
 
     def build(reason: str) -> FileAction:
-        """A write over `current`, after a copy where its layout does not vouch for it."""
-        if current is None or _written_as_ours(current, data):
+        """A write over `current`, after a copy where it was edited or its layout does
+        not vouch for it."""
+        if current is None:
             return act(FileState.BUILD, reason)
-        return act(FileState.BUILD, f"{reason} ({target} {NOT_LAID_OUT})", backup=True)
+        if not _written_as_ours(current, data):
+            return act(FileState.BUILD, f"{reason} ({target} {NOT_LAID_OUT})", backup=True)
+        if edited:
+            return act(FileState.BUILD, f"{reason} ({target} {EDITED})", backup=True)
+        return act(FileState.BUILD, reason)
 
     if current is not None and merged(current):
         return build("git left merge conflict markers in it")
@@ -230,6 +243,8 @@ def plan_asset_manifest(
             edit = edit[: _LONGEST_EDIT - 1] + "…"
         if edit is None:
             return build("does not list the images as they are")
+        if not edited:  # as written, the images changed since: a file changed by hand
+            return build(f"does not list the images as they are ({edit} differs)")
         instead = " (set `alt` on the image there)" if edit.endswith(".alt") else " and lock"
         return act(
             FileState.BUILD, f"{edit} was edited; it is written from the manifest{instead}", True

@@ -373,3 +373,29 @@ def test_a_hand_edit_of_the_asset_manifest_is_named_and_backed_up(project, run_c
     assert json.loads(listing.read_text(encoding="utf-8"))["images"]["hero"]["alt"] == "a knight"
     kept = list((root / ".nebula-build/backup").glob("*/static/images.json"))
     assert [path.read_text(encoding="utf-8") for path in kept] == [edited]
+
+
+def test_an_asset_manifest_edited_before_images_change_is_backed_up(project, run_cli):
+    root = project({"images.toml": ASSETS})
+    assert run_cli("apply").code == 0
+    listing = root / "static/images.json"
+    edited = listing.read_text(encoding="utf-8").replace('"alt": "a knight"', '"alt": "Sir K"')
+    listing.write_text(edited, encoding="utf-8")
+    manifest = root / "images.toml"
+    manifest.write_text(ASSETS.replace("a knight", "a queen"), encoding="utf-8")
+    code, out, err = run_cli("plan")
+    assert "images change (static/images.json was edited since it was written)" in out, out
+    assert run_cli("apply").code == 0
+    kept = list((root / ".nebula-build/backup").glob("*/static/images.json"))
+    assert [path.read_text(encoding="utf-8") for path in kept] == [edited]
+
+
+def test_an_asset_manifest_as_written_whose_images_changed_is_not_called_edited(project, run_cli):
+    """An output changed by hand drops out of the listing: the file is as the tool
+    wrote it, so nothing of the user's is in it to copy."""
+    root = project({"images.toml": ASSETS})
+    assert run_cli("apply").code == 0
+    (root / "hero.png").write_bytes((root / "hero.png").read_bytes() + b"\0")
+    code, out, err = run_cli("plan")
+    assert "does not list the images as they are (images.hero differs)\n" in out, out
+    assert "was edited" not in out and "backed up" not in out
