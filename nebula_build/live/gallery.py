@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from nebula_build.core.plan import ActionKind, FileAction, FileKind, FileState, Plan
+from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState, Plan
 from nebula_build.live.draws import Draw
 from nebula_build.live.gallerypage import GALLERY_SCRIPT, LIVE_SCRIPT, PAGE, PAGE_SIZE
 from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
@@ -31,6 +31,7 @@ from nebula_build.live.sprites import check_rows
 from nebula_build.state.guard import Guard
 from nebula_build.state.project import Project
 from nebula_build.text import escaped, page_text, plural, shell_operands
+from nebula_build.ui.statuslines import verb
 
 if TYPE_CHECKING:
     from nebula_build.core.spec import AssetSpec, AtlasSpec
@@ -121,7 +122,7 @@ def cards(
         version = action.entry.digest[:10] if action.entry else ""
         path = quote(spec.output)  # a `#` or `?` in a file name is not the URL's
         href = f"/files/{path}?v={version}" if link == "served" else prefix + path
-        status, text = _status(action.kind, action.reason, failures.get(spec.name))
+        status, text = _status(action, failures.get(spec.name))
         if spec.pin is not None and action.kind is ActionKind.NOOP:
             unpin = f"pick --unpin {shell_operands(spec.name)}"
             text = f"up to date · pinned to an earlier generation ({unpin})"
@@ -264,14 +265,15 @@ def _seed(spec: AssetSpec, entry: LockEntry | None) -> str:
     return "—"
 
 
-def _status(kind: ActionKind, reason: str, failure: str | None) -> tuple[str, str]:
+def _status(action: Action, failure: str | None) -> tuple[str, str]:
+    kind, reason = action.kind, action.reason
     if kind is ActionKind.CONFLICT:
         return "conflict", f"conflict: {reason}"
     if failure is not None and kind is not ActionKind.NOOP:
         return "failed", f"failed: {failure}"
     if kind is ActionKind.NOOP:
         return "ok", "up to date"
-    return "pending", f"pending {kind.value}: {reason}"
+    return "pending", f"pending {verb(action)}: {reason}"
 
 
 def render(

@@ -13,6 +13,7 @@ import tomllib
 
 import pytest
 
+from tests.live.pagedata import card
 from tests.manifests import PREVIEW as HEAD
 
 SPRITES = f"""\
@@ -310,8 +311,6 @@ def test_after_a_lost_lock_pick_next_steps_from_the_draw_the_file_holds(project,
 
 
 def test_after_a_lost_lock_the_gallery_marks_the_draw_the_file_holds(project, run_cli):
-    from tests.live.pagedata import card
-
     root = project({"images.toml": DRAWS})
     assert run_cli("apply").code == 0
     assert run_cli("pick", "hero", "2").code == 0
@@ -338,6 +337,9 @@ def test_a_change_the_cache_spares_is_planned_as_the_update_apply_says(project, 
     assert "hero  pending update: seed changed (from cache" in run_cli("status").out
     code, out, _ = run_cli("plan", "--json")
     assert json.loads(out)["actions"][0]["action"] == "regenerate"  # the kind, for scripts
+    assert run_cli("gallery").code == 0
+    page = (root / ".nebula-build/gallery/index.html").read_text(encoding="utf-8")
+    assert card(page, "hero")["status_text"] == "pending update: seed changed"
     code, out, err = run_cli("apply")
     assert code == 0 and "updated hero hero.png (from cache, no generation)" in out + err
 
