@@ -753,13 +753,14 @@ def _asset_manifest_action(
         return FileAction(
             FileKind.ASSET_MANIFEST, "assets", FileState.DELETE, reason, old[0], removes=removes
         )
-    # changed since the tool wrote it, as the lock records the write (a hand edit)
-    edited = (
-        old is not None
-        and old[0] == target
-        and current not in (None, assetmanifest.UNREADABLE)
-        and sha256_bytes(current.encode()) != old[1]
-    )
+    # changed since the tool wrote it, as the lock records the write (a hand edit);
+    # None where the lock records no write of it (lost, or older): it may hold one
+    edited: bool | None = False
+    if current not in (None, assetmanifest.UNREADABLE):
+        if old is None or old[0] != target:
+            edited = None
+        else:
+            edited = sha256_bytes(current.encode()) != old[1]
     action = assetmanifest.plan_asset_manifest(
         target, wanted=wanted, current=current, force=force, edited=edited
     )

@@ -51,7 +51,7 @@ def _base(prepared: Prepared, lock: Entries, name: str) -> AssetSpec:
     """The image's spec its draws are made from (its inputs' picks applied)."""
     if (why := not_one_image(name, prepared.specs, _parts(prepared))) is not None:
         raise UserError(f"{prepared.project.display_manifest}: {why}")
-    return picked(prepared.specs, lock).bases[name]
+    return picked(prepared.specs, lock, on_disk=prepared.held_draw).bases[name]
 
 
 def _parts(prepared: Prepared) -> dict[str, tuple[str, ...]]:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from nebula_build.core.plan import Action, ActionKind, FileAction, FileKind, FileState, Plan
+from nebula_build.errors import UserError
+from nebula_build.imaging import image_size
 from nebula_build.live.draws import Draw
 from nebula_build.live.gallerypage import GALLERY_SCRIPT, LIVE_SCRIPT, PAGE, PAGE_SIZE
 from nebula_build.live.reviewpage import REVIEW_SCRIPT, REVIEW_STYLE
@@ -168,25 +170,25 @@ def cards(
                 thumb=thumbs.get(spec.name) if exists else None,
             )
         )
-    small = {card.name: card.small for card in result} if atlases else {}
     for file in plan.files:
         atlas = atlases.get(file.name) if file.kind is FileKind.ATLAS else None
         if atlas is not None and file.state is not FileState.DELETE:
             path = quote(atlas.output)
             href = f"/files/{path}?v={file.key[:10]}" if link == "served" else prefix + path
-            result.append(_atlas_card(file, atlas, href, project, small))
+            result.append(_atlas_card(file, atlas, href, project, guard))
     return result
 
 
+#: a sheet larger than this is not read for its size (shown smoothed)
+_SHEET_LIMIT = 16 << 20
 #: the members an atlas card names before it counts the rest
 _MEMBERS_NAMED = 8
 
 
 def _atlas_card(
-    file: FileAction, atlas: AtlasSpec, href: str, project: Project, small: Mapping[str, bool]
+    file: FileAction, atlas: AtlasSpec, href: str, project: Project, guard: Guard
 ) -> Card:
-    """An atlas as the gallery shows it: its sheet, what it packs, and its exports. A
-    sheet of small sprites (`small`, by image) is enlarged with crisp pixels."""
+    """An atlas as the gallery shows it: its sheet, what it packs, and its exports."""
     if file.state is FileState.NOOP:
         status, text = "ok", "up to date"
     elif file.state is FileState.CONFLICT:
@@ -212,8 +214,17 @@ def _atlas_card(
         None,
         False,
         transparent=True,
-        small=all(small.get(member, False) for member in members),
+        small=exists and _small_sheet(guard, atlas.output),
     )
+
+
+def _small_sheet(guard: Guard, output: str) -> bool:
+    """Whether the sheet is at most SMALL pixels a side (read from its header)."""
+    try:
+        size = image_size(guard.read(output, what="atlas", limit=_SHEET_LIMIT))
+    except (OSError, UserError, ValueError):
+        return False
+    return max(size) <= SMALL
 
 
 def _candidates(

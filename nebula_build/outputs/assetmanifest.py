@@ -85,6 +85,8 @@ UNREADABLE = "\x00unreadable"
 NOT_LAID_OUT = "is not laid out as nebula-build writes an asset manifest"
 #: why one that is laid out so is copied: it is not the text written last
 EDITED = "was edited since it was written"
+#: why one the lock records no write of is copied: it may hold an edit
+NOT_RECORDED = "is not recorded in the lock as written"
 
 
 def merged(text: str) -> bool:
@@ -191,14 +193,15 @@ def plan_asset_manifest(
     wanted: str | None,
     current: str | None,
     force: bool = False,
-    edited: bool = False,
+    edited: bool | None = False,
 ) -> FileAction:
     """Whether the manifest at `target` must be written: `wanted` is its text from the
     lock as it stands (None: images are about to change, so it will differ),
     `current` the file's text (None: missing; UNREADABLE: not text); `edited`: it is
     not the text the tool wrote last (the lock records its digest), so a write over it
-    copies it first. A file that is not an asset manifest (a README, the project's own
-    files) is never replaced without --force."""
+    copies it first (None: the lock records no write of it, so the same). A file that
+    is not an asset manifest (a README, the project's own files) is never replaced
+    without --force."""
 
     def act(state: FileState, reason: str, backup: bool = False) -> FileAction:
         return FileAction(
@@ -229,6 +232,8 @@ def plan_asset_manifest(
             return act(FileState.BUILD, f"{reason} ({target} {NOT_LAID_OUT})", backup=True)
         if edited:
             return act(FileState.BUILD, f"{reason} ({target} {EDITED})", backup=True)
+        if edited is None:
+            return act(FileState.BUILD, f"{reason} ({target} {NOT_RECORDED})", backup=True)
         return act(FileState.BUILD, reason)
 
     if current is not None and merged(current):
@@ -243,7 +248,7 @@ def plan_asset_manifest(
             edit = edit[: _LONGEST_EDIT - 1] + "…"
         if edit is None:
             return build("does not list the images as they are")
-        if not edited:  # as written, the images changed since: a file changed by hand
+        if not edited:  # as written (or not known), the images changed since
             return build(f"does not list the images as they are ({edit} differs)")
         instead = " (set `alt` on the image there)" if edit.endswith(".alt") else " and lock"
         return act(

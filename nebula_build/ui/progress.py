@@ -128,11 +128,12 @@ class Progress:
                 source = " (generated)"
             elif action.in_place and action.renamed_from is not None:
                 verb, source = "renamed", f" (was {action.renamed_from}: the file already held it)"
-            elif action.in_place:
-                source = " (the file already held it)"
             else:  # as the plan said it: nothing was paid for
-                source = " (from remote cache" if action.from_remote else " (from cache"
-                source += ", no generation)"
+                if action.in_place:
+                    source = " (the file already held it)"
+                else:
+                    source = " (from remote cache" if action.from_remote else " (from cache"
+                    source += ", no generation)"
                 if action.kind is ActionKind.REGENERATE:
                     verb = "updated"  # "regenerated" read as a generation paid for
         elif outcome.generated:  # a restore whose cache entry was bad, or a re-encode

@@ -201,9 +201,8 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
     instead = action.resolution
     if action.kind is ActionKind.CONFLICT and instead and instead.kind is not ActionKind.RESTORE:
         # what else is pending for it, which the conflict holds back
-        lines.append(
-            style(f"      with --force: {instead.kind.value} ({printable(instead.reason)})", "dim")
-        )
+        why = f"{verb(instead)} ({printable(instead.reason)}){cache_note(instead)}"
+        lines.append(style(f"      with --force: {why}", "dim"))
     for change in action.changes or (instead.changes if instead else ()):
         lines.append(f"      {style('~', 'yellow')} {change_line(change)}")
         if (words := changed_words(change)) is not None:

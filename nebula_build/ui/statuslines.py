@@ -122,8 +122,8 @@ def verb(action: Action) -> str:
     ("regenerate" reads as a generation paid for); `--json` keeps the kind."""
     from nebula_build.core.plan import ActionKind  # loaded with any action
 
-    spared = action.from_remote or (action.from_cache and not action.in_place)
-    return "update" if action.kind is ActionKind.REGENERATE and spared else action.kind.value
+    spared = action.kind is ActionKind.REGENERATE and not action.generates
+    return "update" if spared else action.kind.value
 
 
 def reason_line(action: Action | FileAction) -> str:

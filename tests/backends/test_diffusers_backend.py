@@ -201,8 +201,10 @@ def test_a_configured_folder_that_is_missing_fails_before_any_work(project, run_
     [
         ("x" * 300 + "/m", "cannot be read (File name too long)"),
         ("~nosuchuser-nebula/m", "cannot be read (its ~user names no user here)"),
+        ("images.toml/m", "cannot be read (Not a directory)"),
+        ("m\x00n", "cannot be read (embedded null byte)"),
     ],
-    ids=["name-too-long", "unknown-user"],
+    ids=["name-too-long", "unknown-user", "under-a-file", "nul"],
 )
 def test_a_configured_folder_that_cannot_be_looked_at_is_one_line(project, run_cli, folder, reason):
     _require_local_extra()
@@ -211,7 +213,7 @@ def test_a_configured_folder_that_cannot_be_looked_at_is_one_line(project, run_c
     assert code == 1
     assert err.count("\n") == 1, err
     assert "Traceback" not in err
-    assert f"the folder [backends.diffusers] models gives, '{folder[:20]}" in err
+    assert f"the folder [backends.diffusers] models gives, {folder[:20]!r}"[:-1] in err
     assert reason in err
 
 
@@ -673,15 +675,26 @@ def test_a_compile_cache_elsewhere_in_the_checkout_is_refused(tiny, project, run
     assert not (root / "out/castle.png").exists()
 
 
-def test_a_compile_cache_that_cannot_be_used_is_refused_before_any_work(project, run_cli):
+@pytest.mark.parametrize(
+    ("folder", "reason"),
+    [
+        ("~nosuchuser-nebula/kernels", "its ~user names no user here"),
+        ("/" + "k" * 300 + "/kernels", "File name too long"),
+        ("/dev/null/kernels", "Not a directory"),
+    ],
+    ids=["unknown-user", "name-too-long", "under-a-file"],
+)
+def test_a_compile_cache_that_cannot_be_used_is_refused_before_any_work(
+    project, run_cli, folder, reason
+):
+    """A review found the name too long and the path under a file passed the check
+    (pathlib's resolve takes them for paths not made yet) and failed every image."""
     _require_local_extra()
-    settings = {"compile_cache": "~nosuchuser-nebula/kernels"}
+    settings = {"compile_cache": folder}
     root = project({"images.toml": manifest({"fox": THREE_IMAGES["fox"]}, **settings)})
     code, _, err = run_cli("apply")
     assert code == 1
     assert err.count("\n") == 1, err
-    assert (
-        "[backends.diffusers] compile_cache = '~nosuchuser-nebula/kernels' cannot be used "
-        "(its ~user names no user here)"
-    ) in err
+    assert f"[backends.diffusers] compile_cache = '{folder[:20]}" in err
+    assert f"cannot be used ({reason})" in err
     assert not (root / "out").exists()

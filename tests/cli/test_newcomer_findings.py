@@ -37,6 +37,17 @@ output = "hero.png"
 """
 
 
+CROWNED = """
+[images.crowned]
+model = "black-forest-labs/FLUX.1-Fill-dev"
+prompt = "a crown"
+image = "@hero"
+mask = "mask.png"
+candidates = 3
+output = "crowned.png"
+"""
+
+
 def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -310,6 +321,23 @@ def test_after_a_lost_lock_pick_next_steps_from_the_draw_the_file_holds(project,
     assert lock["images"]["hero"]["params"]["draw"] == 2
 
 
+def test_after_a_lost_lock_pick_next_of_an_image_made_from_a_picked_one(project, run_cli):
+    """A review found: its draws were worked out as if its input were on draw 0, so
+    none matched the file and `--next` stepped from draw 0."""
+    from PIL import Image
+
+    root = project({"images.toml": DRAWS + CROWNED})
+    Image.new("L", (64, 64), 255).save(root / "mask.png")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    assert run_cli("apply").code == 0  # the draws of crowned, from draw 2 of hero
+    assert run_cli("pick", "crowned", "1").code == 0
+    (root / "images.lock").unlink()
+    code, out, err = run_cli("pick", "crowned", "--next")
+    assert code == 0, err
+    assert "draw 2 (3 candidates) is the output" in out + err
+
+
 def test_after_a_lost_lock_the_gallery_marks_the_draw_the_file_holds(project, run_cli):
     root = project({"images.toml": DRAWS})
     assert run_cli("apply").code == 0
@@ -401,3 +429,51 @@ def test_an_asset_manifest_as_written_whose_images_changed_is_not_called_edited(
     code, out, err = run_cli("plan")
     assert "does not list the images as they are (images.hero differs)\n" in out, out
     assert "was edited" not in out and "backed up" not in out
+
+
+def test_a_lost_lock_never_costs_an_edit_of_the_asset_manifest(project, run_cli):
+    """A review found: with no record of its write in the lock, an edited listing was
+    written over with no copy."""
+    root = project({"images.toml": ASSETS})
+    assert run_cli("apply").code == 0
+    listing = root / "static/images.json"
+    edited = listing.read_text(encoding="utf-8").replace('"alt": "a knight"', '"alt": "Sir K"')
+    listing.write_text(edited, encoding="utf-8")
+    (root / "images.lock").unlink()
+    code, out, err = run_cli("plan")
+    assert "(static/images.json is not recorded in the lock as written)" in out, out
+    assert run_cli("apply").code == 0
+    kept = list((root / ".nebula-build/backup").glob("*/static/images.json"))
+    assert [path.read_text(encoding="utf-8") for path in kept] == [edited]
+
+
+def test_a_file_that_already_holds_the_output_is_planned_as_an_update(project, run_cli):
+    """A review found "regenerate" where the file already held the output (a lock from
+    before an edit the file has): nothing is paid for."""
+    root = project({"images.toml": DRAWS.replace("candidates = 3", "seed = 1")})
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    before = lock.read_bytes()
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("seed = 1", "seed = 2"))
+    assert run_cli("apply").code == 0
+    lock.write_bytes(before)
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "~ hero  update  hero.png" in out and "regenerate" not in out, out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "updated hero hero.png (the file already held it)" in out + err
+
+
+def test_a_conflict_says_force_would_take_the_output_from_the_cache(project, run_cli):
+    root = project({"images.toml": DRAWS.replace("candidates = 3", "seed = 1")})
+    assert run_cli("apply").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(manifest.read_text().replace("seed = 1", "seed = 2"))
+    assert run_cli("apply").code == 0
+    (root / "hero.png").write_bytes((root / "hero.png").read_bytes() + b"\0")
+    manifest.write_text(manifest.read_text().replace("seed = 2", "seed = 1"))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "with --force: update (seed changed) (from cache, no generation)\n" in out, out

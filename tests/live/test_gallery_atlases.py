@@ -18,6 +18,7 @@ SPRITES = f"""\
 [images.enemy]
 prompt = "a {{kind}} monster"
 matrix = {{ kind = ["slime", "bat"] }}
+resize = [32, 32]
 output = "sprites/{{kind}}.png"
 
 [images.banner]
@@ -29,6 +30,10 @@ output = "ui/banner.png"
 images = ["enemy[*]"]
 output = "sprites/enemies.png"
 godot = "sprites/enemies.tres"
+
+[atlases.ui]
+images = ["banner"]
+output = "ui/sheet.png"
 """
 
 
@@ -37,9 +42,9 @@ def test_the_gallery_shows_each_atlas_after_the_images(project, run_cli):
     assert run_cli("apply").code == 0
     code, out, err = run_cli("gallery")
     assert code == 0, err
-    assert "(3 images, 1 atlas)" in out
+    assert "(3 images, 2 atlases)" in out
     page = (root / ".nebula-build/gallery/index.html").read_text(encoding="utf-8")
-    assert [c["name"] for c in page_cards(page)][-1] == "atlas enemies"
+    assert [c["name"] for c in page_cards(page)][-2:] == ["atlas enemies", "atlas ui"]
     sheet = card(page, "atlas enemies")
     assert sheet["href"] == "../../sprites/enemies.png"
     assert sheet["exists"] and sheet["status_text"] == "up to date"
@@ -50,8 +55,8 @@ def test_the_gallery_shows_each_atlas_after_the_images(project, run_cli):
         "frame map": "sprites/enemies.json",
         "godot": "sprites/enemies.tres",
     }
-    assert sheet["small"]  # 64-pixel sprites: enlarged with crisp pixels
-    assert not card(page, "banner")["small"]
+    assert sheet["small"]  # a sheet of 128 pixels or less: enlarged with crisp pixels
+    assert not card(page, "atlas ui")["small"]  # scaled down: smoothed
 
 
 def test_an_atlas_not_built_yet_is_pending_with_the_plans_reason(project, run_cli):
@@ -88,3 +93,16 @@ def test_the_live_gallery_serves_the_sheet(project):
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=10)
     assert "Traceback" not in err
+
+
+def test_a_large_sheet_of_small_sprites_is_smoothed(project, run_cli):
+    """A review found a sheet of many small sprites drawn with crisp pixels while the
+    card scales it down, which aliases: the sheet's own size decides."""
+    kinds = ", ".join(f'"k{n}"' for n in range(30))
+    many = SPRITES.replace('["slime", "bat"]', f"[{kinds}]")
+    root = project({"images.toml": many})
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery").code == 0
+    page = (root / ".nebula-build/gallery/index.html").read_text(encoding="utf-8")
+    assert card(page, "enemy[k0]")["small"]
+    assert not card(page, "atlas enemies")["small"]

@@ -7,6 +7,7 @@ nothing here downloads.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -170,6 +171,15 @@ def configured_path(value: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
+def _looked_at(path: Path) -> Path:
+    """`path`, once a look at it raised nothing but "not there": a name too long, a
+    file where a folder should be, a NUL (which pathlib's checks take for a path that
+    is not there) raise here."""
+    with contextlib.suppress(FileNotFoundError):
+        path.stat()
+    return path
+
+
 def unreadable(exc: OSError | ValueError | RuntimeError) -> str:
     """Why a path the settings give cannot be looked at, in a few words."""
     if isinstance(exc, OSError):
@@ -193,7 +203,7 @@ def compile_cache_path(value: str, root: Path) -> Path:
             base = Path.home() / ".cache"
         return base / "nebula-build" / "inductor"
     try:
-        path = configured_path(value, root).resolve()
+        path = _looked_at(configured_path(value, root).resolve())
     except (OSError, ValueError, RuntimeError) as exc:
         raise LocalSetupError(
             f"[backends.diffusers] compile_cache = {_clipped(value)!r} cannot be used "
@@ -206,7 +216,7 @@ def compile_cache_path(value: str, root: Path) -> Path:
         inside = path.is_relative_to(project)
         where = "the project" if inside else f"the checkout that holds the project ({checkout})"
         raise LocalSetupError(
-            f"[backends.diffusers] compile_cache = {value!r} is inside {where}: compiled "
+            f"[backends.diffusers] compile_cache = {_clipped(value)!r} is inside {where}: compiled "
             "kernels are code, so they are kept outside it (leave compile_cache unset for "
             "~/.cache/nebula-build/inductor)",
             backend="diffusers",
@@ -219,7 +229,7 @@ def locate(model_id: str, configured: str | None, root: Path) -> WeightsLocation
     it looked and how to provide the weights."""
     if configured is not None:
         try:
-            path = configured_path(configured, root)
+            path = _looked_at(configured_path(configured, root))
             if (path / MODEL_INDEX).is_file():
                 return WeightsLocation(model_id, path, "configured")
             shown = str(path)
