@@ -25,6 +25,7 @@ from nebula_build.imaging import MAX_BYTES, image_size
 from nebula_build.outputs import assetmanifest
 from nebula_build.outputs.atlas import (
     FRAME_MAP_LIMIT,
+    merged_record,
     plan_atlas,
     read_recorded,
     record_key,
@@ -170,6 +171,9 @@ def _planned_atlases(
         exports = {path: files.digest(path) for path in atlas.exports}
         sheet = files.digest(atlas.output)
         on_disk = {atlas.output: sheet, atlas.frames: files.digest(atlas.frames), **exports}
+        merged: list[str] = []
+        if recorded is None and (found := merged_record(prepared.guard, atlas, sheet)):
+            recorded, merged = found
         dropped = dropped_exports(prepared, atlas, recorded)
         record = records.get(atlas.name)
         old, kept = _moved_files(prepared, claims, atlas, record)
@@ -184,8 +188,9 @@ def _planned_atlases(
             known_output=prepared.store.output_files,
             exports=exports,
             dropped=[*dropped, *(path for path in old if path not in dropped)],
-            written_before=_written_before(prepared, record, on_disk),
+            written_before=[*_written_before(prepared, record, on_disk), *merged],
             frames=on_disk[atlas.frames],
+            merged=bool(merged),
         )
         if action.reason == "new atlas" and record is not None and record.output != atlas.output:
             action = dataclasses.replace(

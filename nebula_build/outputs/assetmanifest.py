@@ -223,7 +223,7 @@ def plan_asset_manifest(
     if stranger:
         return act(FileState.CONFLICT, "a file nebula-build did not write is in the way")
 
-    def build(reason: str) -> FileAction:
+    def build(reason: str, edited: bool | None = edited) -> FileAction:
         """A write over `current`, after a copy where it was edited or its layout does
         not vouch for it."""
         if current is None:
@@ -236,8 +236,8 @@ def plan_asset_manifest(
             return act(FileState.BUILD, f"{reason} ({target} {NOT_RECORDED})", backup=True)
         return act(FileState.BUILD, reason)
 
-    if current is not None and merged(current):
-        return build("git left merge conflict markers in it")
+    if current is not None and merged(current):  # each side laid out as written: git's
+        return build("git left merge conflict markers in it", edited=False)
     if wanted is None:
         return build("images change")
     if current is None:

@@ -24,6 +24,7 @@ from nebula_build.fsutil import sha256_bytes
 from nebula_build.outputs.engines import Placed, aseprite_json, godot_tres
 from nebula_build.outputs.metadata import png_with_text, save_options, sheet_texts, xmp_records
 from nebula_build.outputs.sprites import TRIM_KEY
+from nebula_build.state import conflicts
 from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import LockEntry
 from nebula_build.text import printable
@@ -86,6 +87,7 @@ def plan_atlas(
     dropped: Collection[str] = (),
     written_before: Collection[str] = (),
     frames: str | None = None,
+    merged: bool = False,
 ) -> FileAction:
     """What the atlas needs, from its members in the lock, the sheet's digest on disk
     (`sheet`) and what its frame map recorded; `changing` are images the same apply
@@ -97,7 +99,9 @@ def plan_atlas(
     `written_before`: files of the atlas that hold what its last build wrote there as
     the lock records it, where the frame map cannot say (it moved): no conflict.
     `frames`: the digest of the file at the frame map's path, if there is one: one that
-    is no frame map of nebula-build's is never written over without --force."""
+    is no frame map of nebula-build's is never written over without --force. `merged`:
+    `recorded` is one side of a frame map git left conflict markers in
+    (`merged_record`), which the build writes resolved."""
     key = members_key(atlas, lock)
     exports = exports or {}
 
@@ -173,6 +177,8 @@ def plan_atlas(
     missing = [path for path, digest in exports.items() if digest is None]
     if missing:
         return act(FileState.BUILD, f"{missing[0]} missing")
+    if merged:
+        return act(FileState.BUILD, f"git left merge conflict markers in {atlas.frames}")
     return act(FileState.NOOP, "up to date")
 
 
@@ -325,14 +331,64 @@ def read_recorded(guard: Guard, atlas: AtlasSpec) -> dict[str, Any] | None:
     """What the atlas's frame map says it was made from; None if it has no such record."""
     try:
         data = guard.read(atlas.frames, what="frame map", limit=FRAME_MAP_LIMIT)
+    except (OSError, UserError):
+        return None
+    return _record_of(data)
+
+
+def _record_of(data: bytes | str) -> dict[str, Any] | None:
+    try:
         written = json.loads(data)
         meta = written["meta"]["nebula_build"]
-    except (OSError, UserError, ValueError, KeyError, TypeError, RecursionError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
     if not isinstance(meta, dict):
         return None
     frames = written.get("frames")
     return {**meta, _MEMBERS: list(frames)} if isinstance(frames, dict) else meta
+
+
+def merged_record(
+    guard: Guard, atlas: AtlasSpec, sheet: str | None
+) -> tuple[dict[str, Any], list[str]] | None:
+    """Where `git merge` of two branches that each rebuilt the atlas left conflict
+    markers in its frame map: the record of the side whose sheet is on disk (git keeps
+    one side of a binary file), and the atlas's files holding markers whose every side
+    is what one of the two builds wrote (the frame map, an export), which the build
+    writes over as its own. None where the frame map holds no such merge, or the sheet
+    is neither side's."""
+    try:
+        split = _sides(guard.read(atlas.frames, what="frame map", limit=FRAME_MAP_LIMIT))
+    except (OSError, UserError):
+        return None
+    if split is None:
+        return None
+    records = [_record_of(side) for side in split]
+    chosen = next((r for r in records if r is not None and r.get("digest") == sheet), None)
+    if chosen is None or None in records:
+        return None
+    merged = [atlas.frames]
+    for path in atlas.exports:
+        written = {r.get(_export(path)) for r in records if r is not None}
+        try:  # merged cleanly: one side's, or with markers: each side one build's
+            data = guard.read(path, what="atlas file", limit=FRAME_MAP_LIMIT)
+        except (OSError, UserError):
+            continue
+        sides = _sides(data)
+        if sha256_bytes(data) in written or (
+            sides is not None and all(sha256_bytes(side.encode()) in written for side in sides)
+        ):
+            merged.append(path)
+    return chosen, merged
+
+
+def _sides(data: bytes) -> tuple[str, str] | None:
+    """The two sides of a text file of the atlas that git left conflict markers in."""
+    try:
+        split = conflicts.sides(data.decode())
+    except (UnicodeDecodeError, conflicts.MarkerError):
+        return None
+    return None if split is None else (split[0].text, split[1].text)
 
 
 def sheet_path_from_frames(atlas: AtlasSpec) -> str:

@@ -727,3 +727,51 @@ def test_outside_a_git_checkout_plan_and_status_say_nothing_of_git(committed, ru
     assert f"{STILL}.\n" in status
     assert gc == f"{GC_REFUSED}, then gc again\n"
     assert "git" not in (plan + markdown + message + status + gc).replace("git's", "")
+
+
+PAIR = BASE + CAT + DOG
+PAIR_SHEET = """
+[atlases.pets]
+images = ["a", "b"]
+output = "sheets/pets.png"
+godot = "sheets/pets.tres"
+"""
+
+
+@pytest.mark.parametrize("spaced", [False, True], ids=["a-member", "padding"])
+def test_a_merge_of_two_rebuilds_of_an_atlas_is_built_again_without_force(repo, run_cli, spaced):
+    """A CI walkthrough found: each branch rebuilt the atlas (one for a member, the
+    other for a member or its padding); git left markers in its frame map (and its
+    Godot export, laid out anew with the padding; its sheet as ours), and apply refused
+    them as "not written by nebula-build" until --force, which also overrides the
+    protection of real hand edits."""
+    root = repo(PAIR + PAIR_SHEET)
+    theirs = PAIR.replace("a cat", "a black cat") + PAIR_SHEET
+    if spaced:
+        theirs = PAIR + PAIR_SHEET + "padding = 6\n"
+    ours = PAIR.replace("a dog", "a brown dog") + PAIR_SHEET
+    branch_and_merge(root, run_cli, theirs=theirs, ours=ours)
+    assert "<<<<<<<" in (root / "sheets/pets.json").read_text(encoding="utf-8")
+
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "~ atlas pets  build  sheets/pets.png" in out, out
+    assert "! atlas" not in out and "--force" not in out
+    finish_merge(root, run_cli)
+    for path in ("sheets/pets.json", "sheets/pets.tres"):
+        assert "<<<<<<<" not in (root / path).read_text(encoding="utf-8")
+    assert "Status: 3 images up to date, 1 atlas up to date." in run_cli("status").out
+
+
+def test_a_merged_frame_map_whose_sheet_was_edited_stays_a_conflict(repo, run_cli):
+    root = repo(PAIR + PAIR_SHEET)
+    branch_and_merge(
+        root,
+        run_cli,
+        theirs=PAIR.replace("a cat", "a black cat") + PAIR_SHEET,
+        ours=PAIR.replace("a dog", "a brown dog") + PAIR_SHEET,
+    )
+    sheet = root / "sheets/pets.png"
+    sheet.write_bytes(sheet.read_bytes() + b"\0")
+    code, out, err = run_cli("plan")
+    assert "! atlas pets  conflict  sheets/pets.png" in out, out
