@@ -841,7 +841,7 @@ class Applier:
             history=history_after(before, spec.generation_key, self.store),
             pin=spec.pin,
             made_with=recorded(made_with),
-            applied_plan=self.applied_plan,
+            applied_plan=self.applied_plan or _kept_plan(before, spec, digest),
         )
         changes, _ = self._settled({spec.name: entry})
         self._recorded.add(spec.name)
@@ -1264,3 +1264,12 @@ def _some(names: Sequence[str], shown: int = 3) -> str:
     """The first few `names`, and how many more."""
     more = f" +{len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def _kept_plan(before: LockEntry | None, spec: AssetSpec, digest: str) -> str | None:
+    """The saved plan an entry records having carried out, kept where the output is
+    the same one (a restore): a saved plan applied again is still known as such, and
+    the lock is left as it was."""
+    if before is None or before.output_key != spec.output_key or before.digest != digest:
+        return None
+    return before.applied_plan

@@ -5,6 +5,7 @@ only make apply refuse, in one line, never make it do more."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -722,12 +723,34 @@ def _section_commands() -> list[list[str]]:
     return commands
 
 
-def test_the_docs_commands_run_as_written(project, run_cli, monkeypatch):
+def test_the_docs_commands_run_as_written(project, run_cli, monkeypatch, tmp_path):
     commands = _section_commands()
     assert [argv[0] for argv in commands] == ["plan", "apply"] * 2  # GitLab, GitHub
     root = site(project)
     monkeypatch.setenv("NEBULA_API_KEY", "unused by the preview backend")
+    runner_temp = tmp_path / "runner-temp"  # where GitHub's apply job downloads the plan
+    runner_temp.mkdir()
+    monkeypatch.setenv("RUNNER_TEMP", str(runner_temp))
     for argv in commands:
-        code, _, err = run_cli(*argv)
+        code, _, err = run_cli(*map(os.path.expandvars, argv))
         assert code in (0, 2), (argv, err)
+        if argv[0] == "plan":  # the artifact, as the download step places it
+            shutil.copy(root / "plan.json", runner_temp / "plan.json")
     assert (root / "img/hero.png").exists()
+
+
+def test_a_restore_leaves_the_lock_as_it_was(project, run_cli):
+    """A CI walkthrough found: an apply that only restored files (`--locked` in a fresh
+    clone with a remote cache) wrote the lock anew without its entries' `applied_plan`,
+    so the job's commit-back step had a lock to commit and a saved plan applied again
+    was no longer known as such."""
+    root = site(project)
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    assert run_cli("apply", "--plan", "plan.json").code == 0
+    lock = (root / "images.lock").read_bytes()
+    assert b"applied_plan" in lock
+    shutil.rmtree(root / "img")
+    code, out, err = run_cli("apply", "--locked")
+    assert code == 0, err
+    assert "4 done (0 generated)" in out + err
+    assert (root / "images.lock").read_bytes() == lock
