@@ -584,7 +584,8 @@ class ApplyListener:
 
         if self.saved is not None:
             self.compared = plan
-            check(self.saved, plan)
+            if (note := check(self.saved, plan)) is not None:
+                self.notice(note)
 
     def estimated(self, estimate: Estimate) -> None:
         """Say once where the estimate moved since the saved plan (new prices)."""

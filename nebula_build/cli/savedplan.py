@@ -29,6 +29,7 @@ from nebula_build.core.planrecord import (
     PlanRecord,
     carried_out,
     changed_since,
+    cheaper,
     differences,
     other_project,
     record,
@@ -100,6 +101,8 @@ def contents(plan: Plan, estimate: Estimate, options: dict[str, Any]) -> str:
         "generations": len(plan.generations),
         "cost": {"total": None if total is None else str(total), "known": str(estimate.known)},
         "digest": saved.digest,
+        "uncached_digest": saved.uncached_digest,
+        "generating": sorted(saved.generating or ()),
     }
     parts = [f"  {json.dumps(key)}: {_dumped(value)}" for key, value in header.items()]
     rows_of: dict[str, tuple[tuple[str | None, ...], ...]] = {
@@ -205,10 +208,20 @@ def _checked(name: str, top: dict[str, Any]) -> SavedPlan:
     files = _rows(name, top, "files", _file_row, "[name, action, output, reason]")
     digest = _field(name, top, "digest", str, "a string")
     cost = _field(name, top, "cost", dict, "an object")
+    uncached = top.get("uncached_digest", "")
+    generating = top.get("generating")
+    if not isinstance(uncached, str):
+        raise _malformed(name, '"uncached_digest" is not a string')
+    if generating is not None and not (
+        isinstance(generating, list) and all(isinstance(image, str) for image in generating)
+    ):
+        raise _malformed(name, '"generating" is not a list of image names')
     saved = PlanRecord(
         actions=tuple(ActionLine(*row) for row in actions),
         files=tuple(FileLine(*row) for row in files),
         digest=digest,
+        uncached_digest=uncached,
+        generating=None if generating is None else frozenset(generating),
     )
     chosen = {option: options[option] for option in PLANNING_OPTIONS}
     return SavedPlan(name, chosen, saved, _amount(name, cost.get("total")))
@@ -298,8 +311,9 @@ def _options_text(options: dict[str, Any]) -> str:
     return " ".join(words)
 
 
-def check(saved: SavedPlan, plan: Plan) -> None:
-    """Refuse, before anything is written, a plan made now that is not the one saved."""
+def check(saved: SavedPlan, plan: Plan) -> str | None:
+    """Refuse, before anything is written, a plan made now that is not the one saved;
+    the note to say where it is, but for images a cache makes now (it pays for less)."""
     now = record(plan)
     if other_project(saved.record, now):
         images = plural(len(saved.record.actions), "image")
@@ -309,7 +323,14 @@ def check(saved: SavedPlan, plan: Plan) -> None:
         )
     found = differences(saved.record, now)
     if not found:
-        return
+        return None
+    if (spared := cheaper(saved.record, now)) is not None:
+        images = plural(len(spared), "image")
+        named = ", ".join(spared[:3]) + (f" and {len(spared) - 3} more" if len(spared) > 3 else "")
+        return (
+            f"{saved.name}: {images} it would generate {'is' if len(spared) == 1 else 'are'} "
+            f"in a cache now ({named}): restored, not paid for; the rest as saved"
+        )
     # the images whose entry this plan's apply wrote: done, even where made as they were
     applied = {
         action.image

@@ -79,6 +79,10 @@ class PlanRecord:
     files: tuple[FileLine, ...]
     #: sha256 over every detail apply acts on (see `_action_detail`)
     digest: str
+    #: the same, less where a cache makes an image (`cheaper`); "" where not recorded
+    uncached_digest: str = ""
+    #: the images whose generation the plan pays for; None where not recorded
+    generating: frozenset[str] | None = None
 
 
 def record(plan: Plan) -> PlanRecord:
@@ -87,7 +91,23 @@ def record(plan: Plan) -> PlanRecord:
         actions=tuple(_action_line(action) for action in plan.actions),
         files=tuple(FileLine(f.label, f.state.value, f.output, f.reason) for f in plan.files),
         digest=_digest(plan),
+        uncached_digest=_digest(plan, uncached=True),
+        generating=frozenset(action.image for action in plan.actions if action.generates),
     )
+
+
+def cheaper(saved: PlanRecord, now: PlanRecord) -> list[str] | None:
+    """Where the plan made `now` is the `saved` one but for images a cache makes now
+    that it was to generate (a job run again after its first run filled the remote
+    cache), those images; None where it is not (an image it would generate that the
+    saved plan did not, any other difference, or a plan saved without the record)."""
+    if saved.generating is None or not saved.uncached_digest:
+        return None
+    if saved.uncached_digest != now.uncached_digest or now.generating is None:
+        return None
+    if not now.generating <= saved.generating or now.generating == saved.generating:
+        return None
+    return sorted(saved.generating - now.generating)
 
 
 def _full_key(action: Action) -> str:
@@ -100,12 +120,13 @@ def _action_line(action: Action) -> ActionLine:
     return ActionLine(action.image, action.kind.value, key, action.output, action.reason)
 
 
-def _digest(plan: Plan) -> str:
+def _digest(plan: Plan, *, uncached: bool = False) -> str:
     """sha256 over the details of each action, then of each file, as compact JSON,
-    hashed as they are made, so a plan of 100k images is never held twice."""
+    hashed as they are made, so a plan of 100k images is never held twice.
+    `uncached`: less whether a cache makes an image."""
     digest = hashlib.sha256()
     details = itertools.chain(
-        (_action_detail(action) for action in plan.actions),
+        (_action_detail(action, uncached=uncached) for action in plan.actions),
         ["files"],
         (_file_detail(file) for file in plan.files),
     )
@@ -114,10 +135,12 @@ def _digest(plan: Plan) -> str:
     return digest.hexdigest()
 
 
-def _action_detail(action: Action) -> list[Any]:
+def _action_detail(action: Action, *, uncached: bool = False) -> list[Any]:
     """Everything of an action that changes what apply writes, removes, keeps or pays
-    for; not its wording (reason, notes), which follows from these."""
+    for; not its wording (reason, notes), which follows from these. `uncached`: less
+    whether a cache makes it."""
     spec, entry = action.spec, action.entry
+    made = [action.generates, action.from_cache, action.from_remote, action.in_place]
     return [
         action.image,
         action.kind.value,
@@ -129,9 +152,9 @@ def _action_detail(action: Action) -> list[Any]:
         *([action.stays] if action.stays else []),  # only where some: digests stay as they were
         sorted(action.kept),
         action.found,
-        [action.generates, action.from_cache, action.from_remote, action.in_place],
+        [] if uncached else made,
         [action.fresh, action.backup, action.keep_file],
-        None if action.resolution is None else _action_detail(action.resolution),
+        None if action.resolution is None else _action_detail(action.resolution, uncached=uncached),
     ]
 
 

@@ -754,3 +754,43 @@ def test_a_restore_leaves_the_lock_as_it_was(project, run_cli):
     assert code == 0, err
     assert "4 done (0 generated)" in out + err
     assert (root / "images.lock").read_bytes() == lock
+
+
+def test_a_saved_plan_run_again_after_the_cache_filled_applies_for_less(
+    project, run_cli, tmp_path, monkeypatch
+):
+    """A CI walkthrough found: an approved `apply --plan` whose push failed, run again
+    on a fresh checkout, was refused as stale because the remote cache now held what
+    the plan was to generate (the documented recovery needed a new plan and a new
+    approval). Paying for less than the plan counted is applied, and said."""
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", (tmp_path / "shared").as_uri())
+    root = site(project)
+    assert run_cli("apply").code == 0
+    _edit_manifest(root)
+    fresh = tmp_path / "fresh"  # the second run's checkout: the files, no cache
+    shutil.copytree(root, fresh, ignore=shutil.ignore_patterns(".nebula-build"))
+    code, out, err = run_cli("plan", "--out", "plan.json")
+    assert code == 0 and "Plan: 1 to generate" in out, out
+    shutil.copy(root / "plan.json", fresh / "plan.json")
+    assert run_cli("apply", "--yes", "--plan", "plan.json").code == 0  # its push failed
+    code, out, err = run_cli("apply", "--yes", "--plan", "plan.json", cwd=fresh)
+    assert code == 0, err
+    assert (
+        "note: plan.json: 1 image it would generate is in a cache now (hero): restored, "
+        "not paid for; the rest as saved"
+    ) in err, err
+    assert "0 generated" in out + err
+    assert (fresh / "img/hero.png").read_bytes() == (root / "img/hero.png").read_bytes()
+
+
+def test_a_saved_plan_that_would_now_pay_for_another_image_stays_stale(
+    project, run_cli, tmp_path, monkeypatch
+):
+    root = site(project)
+    assert run_cli("apply").code == 0
+    _edit_manifest(root)
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    (root / "img/logo.png").unlink()
+    shutil.rmtree(root / ".nebula-build/cache")  # the logo now costs a generation
+    code, _, err = run_cli("apply", "--yes", "--plan", "plan.json")
+    assert code == 1 and STALE.fullmatch(err), err
