@@ -395,9 +395,11 @@ def _refusal(plan: Plan, options: RoundOptions) -> str | None:
     """--locked and --max-generations: refuse before anything is spent."""
     generations = len(plan.generations)
     if options.locked and generations:
+        them = "it" if generations == 1 else "them"
         return (
-            f"--locked: {plan.generating().said()} would need generating; run "
-            "`nebula-build apply` without --locked"
+            f"--locked: {plan.generating().said()} would need generating: no cache this run "
+            f"reads holds {them} (a fresh checkout reads the team's remote cache where "
+            f"NEBULA_BUILD_CACHE_REMOTE names it); without --locked, apply generates {them}"
         )
     limit = options.max_generations
     if limit is not None and generations > limit:

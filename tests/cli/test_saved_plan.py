@@ -360,7 +360,8 @@ def test_locked_and_plan_both_hold(project, run_cli):
     root = site(project)
     assert run_cli("plan", "--out", "plan.json").code == 0
     code, _, err = run_cli("apply", "--locked", "--plan", "plan.json")
-    assert code == 2 and "--locked: 4 images would need generating" in err
+    assert code == 2 and "--locked: 4 images would need generating: no cache this run " in err
+    assert "NEBULA_BUILD_CACHE_REMOTE names it); without --locked, apply generates them" in err
     _edit_manifest(root)
     code, _, err = run_cli("apply", "--locked", "--plan", "plan.json")
     assert code == 1 and STALE.fullmatch(err)
