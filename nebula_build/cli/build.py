@@ -586,6 +586,7 @@ class ApplyListener:
             self.compared = plan
             if (note := check(self.saved, plan)) is not None:
                 self.notice(note)
+                self._cost_compared = True  # for less: the cost moved with the plan
 
     def estimated(self, estimate: Estimate) -> None:
         """Say once where the estimate moved since the saved plan (new prices)."""

@@ -101,7 +101,6 @@ def contents(plan: Plan, estimate: Estimate, options: dict[str, Any]) -> str:
         "generations": len(plan.generations),
         "cost": {"total": None if total is None else str(total), "known": str(estimate.known)},
         "digest": saved.digest,
-        "uncached_digest": saved.uncached_digest,
         "generating": sorted(saved.generating or ()),
     }
     parts = [f"  {json.dumps(key)}: {_dumped(value)}" for key, value in header.items()]
@@ -208,10 +207,7 @@ def _checked(name: str, top: dict[str, Any]) -> SavedPlan:
     files = _rows(name, top, "files", _file_row, "[name, action, output, reason]")
     digest = _field(name, top, "digest", str, "a string")
     cost = _field(name, top, "cost", dict, "an object")
-    uncached = top.get("uncached_digest", "")
     generating = top.get("generating")
-    if not isinstance(uncached, str):
-        raise _malformed(name, '"uncached_digest" is not a string')
     if generating is not None and not (
         isinstance(generating, list) and all(isinstance(image, str) for image in generating)
     ):
@@ -220,7 +216,6 @@ def _checked(name: str, top: dict[str, Any]) -> SavedPlan:
         actions=tuple(ActionLine(*row) for row in actions),
         files=tuple(FileLine(*row) for row in files),
         digest=digest,
-        uncached_digest=uncached,
         generating=None if generating is None else frozenset(generating),
     )
     chosen = {option: options[option] for option in PLANNING_OPTIONS}
@@ -324,7 +319,7 @@ def check(saved: SavedPlan, plan: Plan) -> str | None:
     found = differences(saved.record, now)
     if not found:
         return None
-    if (spared := cheaper(saved.record, now)) is not None:
+    if (spared := cheaper(saved.record, plan)) is not None:  # names of the plan made now
         images = plural(len(spared), "image")
         named = ", ".join(spared[:3]) + (f" and {len(spared) - 3} more" if len(spared) > 3 else "")
         return (

@@ -21,6 +21,8 @@ from nebula_build.core.plan import Action, ActionKind, FileAction, FileState, Pl
 from nebula_build.state.lockfile import LockEntry
 from nebula_build.text import plural, printable
 
+#: the actions that make pixels: a generation, unless a cache or the file holds them
+_GENERATING = (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW)
 #: hex digits of an output key a line keeps: the digest holds the whole key
 KEY_CHARS = 16
 #: details hashed at once: one call to the encoder each, in bounded memory
@@ -79,9 +81,7 @@ class PlanRecord:
     files: tuple[FileLine, ...]
     #: sha256 over every detail apply acts on (see `_action_detail`)
     digest: str
-    #: the same, less where a cache makes an image (`cheaper`); "" where not recorded
-    uncached_digest: str = ""
-    #: the images whose generation the plan pays for; None where not recorded
+    #: the images whose generation the plan pays for (`cheaper`); None where not recorded
     generating: frozenset[str] | None = None
 
 
@@ -91,23 +91,34 @@ def record(plan: Plan) -> PlanRecord:
         actions=tuple(_action_line(action) for action in plan.actions),
         files=tuple(FileLine(f.label, f.state.value, f.output, f.reason) for f in plan.files),
         digest=_digest(plan),
-        uncached_digest=_digest(plan, uncached=True),
         generating=frozenset(action.image for action in plan.actions if action.generates),
     )
 
 
-def cheaper(saved: PlanRecord, now: PlanRecord) -> list[str] | None:
-    """Where the plan made `now` is the `saved` one but for images a cache makes now
-    that it was to generate (a job run again after its first run filled the remote
-    cache), those images; None where it is not (an image it would generate that the
-    saved plan did not, any other difference, or a plan saved without the record)."""
-    if saved.generating is None or not saved.uncached_digest:
+def cheaper(saved: PlanRecord, plan: Plan) -> list[str] | None:
+    """Where `plan` (made now) is the `saved` one but for images a cache makes now that
+    it was to generate (a job run again after its first run filled the remote cache),
+    those images; None where it is not. The saved digest decides: `plan`'s, with
+    those images generated as before, must be it (the file's list of images to
+    generate only says which to try, so a crafted one gains nothing)."""
+    if not saved.generating:
         return None
-    if saved.uncached_digest != now.uncached_digest or now.generating is None:
+    spared = {
+        action.image
+        for action in plan.actions
+        if action.image in saved.generating
+        and action.kind in _GENERATING
+        and not action.generates
+        and (action.from_cache or action.from_remote)
+        and not action.in_place
+    }
+    if not spared or any(
+        action.generates and action.image not in saved.generating for action in plan.actions
+    ):
         return None
-    if not now.generating <= saved.generating or now.generating == saved.generating:
+    if _digest(plan, generating=spared) != saved.digest:
         return None
-    return sorted(saved.generating - now.generating)
+    return sorted(spared)
 
 
 def _full_key(action: Action) -> str:
@@ -120,13 +131,13 @@ def _action_line(action: Action) -> ActionLine:
     return ActionLine(action.image, action.kind.value, key, action.output, action.reason)
 
 
-def _digest(plan: Plan, *, uncached: bool = False) -> str:
+def _digest(plan: Plan, *, generating: Collection[str] = frozenset()) -> str:
     """sha256 over the details of each action, then of each file, as compact JSON,
-    hashed as they are made, so a plan of 100k images is never held twice.
-    `uncached`: less whether a cache makes an image."""
+    hashed as they are made, so a plan of 100k images is never held twice. The
+    images of `generating` as if no cache made them."""
     digest = hashlib.sha256()
     details = itertools.chain(
-        (_action_detail(action, uncached=uncached) for action in plan.actions),
+        (_action_detail(action, action.image in generating) for action in plan.actions),
         ["files"],
         (_file_detail(file) for file in plan.files),
     )
@@ -135,12 +146,14 @@ def _digest(plan: Plan, *, uncached: bool = False) -> str:
     return digest.hexdigest()
 
 
-def _action_detail(action: Action, *, uncached: bool = False) -> list[Any]:
+def _action_detail(action: Action, generating: bool = False) -> list[Any]:
     """Everything of an action that changes what apply writes, removes, keeps or pays
-    for; not its wording (reason, notes), which follows from these. `uncached`: less
-    whether a cache makes it."""
+    for; not its wording (reason, notes), which follows from these. `generating`: as
+    if no cache made it."""
     spec, entry = action.spec, action.entry
     made = [action.generates, action.from_cache, action.from_remote, action.in_place]
+    if generating:
+        made = [True, False, False, False]
     return [
         action.image,
         action.kind.value,
@@ -152,9 +165,9 @@ def _action_detail(action: Action, *, uncached: bool = False) -> list[Any]:
         *([action.stays] if action.stays else []),  # only where some: digests stay as they were
         sorted(action.kept),
         action.found,
-        [] if uncached else made,
+        made,
         [action.fresh, action.backup, action.keep_file],
-        None if action.resolution is None else _action_detail(action.resolution, uncached=uncached),
+        None if action.resolution is None else _action_detail(action.resolution),
     ]
 
 

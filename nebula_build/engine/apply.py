@@ -770,6 +770,7 @@ class Applier:
             variants,
             original.made_with,
             renamed_from=action.renamed_from,
+            generated=outcome.generated,
         )
         if outcome.generated:
             await self._share(spec, verified, original, outcome)
@@ -810,11 +811,13 @@ class Applier:
         made_with: Mapping[str, str] | None = None,
         *,
         renamed_from: str | None = None,
+        generated: bool = False,
     ) -> None:
         """Record a finished image; `seed` is what the backend reported using,
         `made_with` its provenance record (None: not generated now, so the entry's
         record stands while the generation is the same). `renamed_from`: the image no
-        longer declared whose output it took over, whose history and draws it keeps."""
+        longer declared whose output it took over, whose history and draws it keeps.
+        `generated`: paid for now (never the saved plan's the entry records)."""
         # the old name's entry as planned: dropped meanwhile, maybe, or (names swapped)
         # already the other image's
         before = self._planned_lock.get(renamed_from) if renamed_from is not None else None
@@ -841,7 +844,7 @@ class Applier:
             history=history_after(before, spec.generation_key, self.store),
             pin=spec.pin,
             made_with=recorded(made_with),
-            applied_plan=self.applied_plan or _kept_plan(before, spec, digest),
+            applied_plan=self.applied_plan or _kept_plan(before, spec, digest, generated),
         )
         changes, _ = self._settled({spec.name: entry})
         self._recorded.add(spec.name)
@@ -1266,10 +1269,15 @@ def _some(names: Sequence[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def _kept_plan(before: LockEntry | None, spec: AssetSpec, digest: str) -> str | None:
+def _kept_plan(
+    before: LockEntry | None, spec: AssetSpec, digest: str, generated: bool
+) -> str | None:
     """The saved plan an entry records having carried out, kept where the output is
-    the same one (a restore): a saved plan applied again is still known as such, and
-    the lock is left as it was."""
-    if before is None or before.output_key != spec.output_key or before.digest != digest:
+    the same one, not `generated` now (a restore): a saved plan applied again is still
+    known as such, and the lock is left as it was. A generation is never that plan's,
+    whatever bytes it made (a seeded `--replace`)."""
+    if generated or before is None:
+        return None
+    if before.output_key != spec.output_key or before.digest != digest:
         return None
     return before.applied_plan

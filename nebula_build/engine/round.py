@@ -395,11 +395,19 @@ def _refusal(plan: Plan, options: RoundOptions) -> str | None:
     """--locked and --max-generations: refuse before anything is spent."""
     generations = len(plan.generations)
     if options.locked and generations:
-        them = "it" if generations == 1 else "them"
+        which, them = ("that generation", "it") if generations == 1 else ("those", "them")
+        if options.offline:
+            why = "--offline: the remote cache is not read"
+        elif options.replace:
+            why = "--replace asks for new draws"
+        else:
+            why = (
+                "a fresh checkout reads the team's remote cache where [cache] remote or "
+                "NEBULA_BUILD_CACHE_REMOTE names it"
+            )
         return (
             f"--locked: {plan.generating().said()} would need generating: no cache this run "
-            f"reads holds {them} (a fresh checkout reads the team's remote cache where "
-            f"NEBULA_BUILD_CACHE_REMOTE names it); without --locked, apply generates {them}"
+            f"reads holds {which} ({why}); without --locked, apply generates {them}"
         )
     limit = options.max_generations
     if limit is not None and generations > limit:

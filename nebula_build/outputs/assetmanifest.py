@@ -87,6 +87,9 @@ NOT_LAID_OUT = "is not laid out as nebula-build writes an asset manifest"
 EDITED = "was edited since it was written"
 #: why one the lock records no write of is copied: it may hold an edit
 NOT_RECORDED = "is not recorded in the lock as written"
+#: why a file git left conflict markers in is built again (copied: a side may hold an
+#: edit)
+_MERGED = "git left merge conflict markers in it"
 
 
 def merged(text: str) -> bool:
@@ -223,7 +226,7 @@ def plan_asset_manifest(
     if stranger:
         return act(FileState.CONFLICT, "a file nebula-build did not write is in the way")
 
-    def build(reason: str, edited: bool | None = edited) -> FileAction:
+    def build(reason: str) -> FileAction:
         """A write over `current`, after a copy where it was edited or its layout does
         not vouch for it."""
         if current is None:
@@ -236,8 +239,10 @@ def plan_asset_manifest(
             return act(FileState.BUILD, f"{reason} ({target} {NOT_RECORDED})", backup=True)
         return act(FileState.BUILD, reason)
 
-    if current is not None and merged(current):  # each side laid out as written: git's
-        return build("git left merge conflict markers in it", edited=False)
+    if current is not None and merged(current):
+        if not _written_as_ours(current, data):
+            return build(_MERGED)
+        return act(FileState.BUILD, _MERGED, backup=True)  # a side may hold a hand edit
     if wanted is None:
         return build("images change")
     if current is None:

@@ -369,7 +369,9 @@ def merged_record(
         return None
     merged = [atlas.frames]
     for path in atlas.exports:
-        written = {r.get(_export(path)) for r in records if r is not None}
+        written = {
+            d for r in records if r is not None and isinstance(d := r.get(_export(path)), str)
+        }
         try:  # merged cleanly: one side's, or with markers: each side one build's
             data = guard.read(path, what="atlas file", limit=FRAME_MAP_LIMIT)
         except (OSError, UserError):

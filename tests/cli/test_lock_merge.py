@@ -588,14 +588,18 @@ def test_an_asset_manifest_git_merged_with_markers_is_built_again(repo, run_cli)
     # had been a conflict, "a file nebula-build did not write is in the way", and
     # `apply` failed on it until --force
     assert "asset manifest  build  images.json" in planned.out
-    assert "git left merge conflict markers in it" in planned.out
+    assert (
+        "git left merge conflict markers in it\n      the current file is backed up" in planned.out
+    )
     said = planned.out.replace("merge conflict markers", "").replace("git's conflict markers", "")
     assert "conflict" not in said
     assert "Lock: images.lock still has git's conflict markers" in planned.out
     finish_merge(root, run_cli)
     listed = json.loads((root / "images.json").read_text(encoding="utf-8"))["images"]
     assert sorted(listed) == ["a", "b", "hero"]
-    assert not (root / ".nebula-build/backup").exists()
+    # a side may hold a hand edit (a review found one lost): the merged file is copied
+    [kept] = (root / ".nebula-build/backup").glob("*/images.json")
+    assert "<<<<<<<" in kept.read_text(encoding="utf-8")
 
 
 # What apply says to do with a lock it wrote resolved: `git add` it where a merge is
@@ -775,3 +779,18 @@ def test_a_merged_frame_map_whose_sheet_was_edited_stays_a_conflict(repo, run_cl
     sheet.write_bytes(sheet.read_bytes() + b"\0")
     code, out, err = run_cli("plan")
     assert "! atlas pets  conflict  sheets/pets.png" in out, out
+
+
+def test_a_frame_map_committed_with_markers_and_odd_values_is_no_traceback(repo, run_cli):
+    """A review found a list where a side records an export's digest ended plan,
+    status and apply in a traceback."""
+    root = repo(PAIR + PAIR_SHEET)
+    frames = root / "sheets/pets.json"
+    record = json.loads(frames.read_text(encoding="utf-8"))
+    record["meta"]["nebula_build"]["export:sheets/pets.tres"] = ["x"]
+    side = json.dumps(record, indent=2) + "\n"
+    frames.write_text(f"<<<<<<< HEAD\n{side}=======\n{side}>>>>>>> feat\n", encoding="utf-8")
+    for command in ("plan", "status"):
+        code, out, err = run_cli(command)
+        assert "Traceback" not in err and code in (0, 1), err
+        assert "atlas pets" in out

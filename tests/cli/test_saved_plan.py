@@ -795,3 +795,65 @@ def test_a_saved_plan_that_would_now_pay_for_another_image_stays_stale(
     shutil.rmtree(root / ".nebula-build/cache")  # the logo now costs a generation
     code, _, err = run_cli("apply", "--yes", "--plan", "plan.json")
     assert code == 1 and STALE.fullmatch(err), err
+
+
+def test_a_seeded_replace_run_by_hand_is_no_saved_plans_doing(project, run_cli, fake_site):
+    """A review found: keeping a restored entry's `applied_plan` also kept it over a
+    paid `--replace` run by hand that made the same bytes, so a plan saved before that
+    run applied (and paid) again instead of being stale."""
+    root = project({})
+    images = {"hero": {"prompt": "a lighthouse", "seed": 7, "output": "hero.png"}}
+    (root / "images.toml").write_text(fake_manifest(root / "log", images))
+    assert run_cli("apply").code == 0
+    options = ("--replace", "hero")
+    assert run_cli("plan", *options, "--out", "first.json").code == 0
+    assert run_cli("apply", *options, "--plan", "first.json").code == 0
+    assert run_cli("plan", *options, "--out", "plan.json").code == 0
+    assert run_cli("apply", *options).code == 0  # by hand: paid, the same bytes
+    paid = len(generation_log(root / "log"))
+    code, _, err = run_cli("apply", *options, "--plan", "plan.json")
+    assert code == 1 and STALE.fullmatch(err), err
+    assert len(generation_log(root / "log")) == paid
+
+
+def test_a_saved_plan_naming_more_images_to_generate_gains_nothing(
+    project, run_cli, tmp_path, monkeypatch
+):
+    """A review found: the file's list of images to generate was trusted, so a plan
+    whose logo came from the cache, edited to list the logo as generated, applied and
+    paid for it once the cache had lost it. The saved digest decides."""
+    root = site(project)
+    assert run_cli("apply").code == 0
+    manifest = root / "images.toml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("a fox", "a red fox"))
+    assert run_cli("apply").code == 0
+    manifest.write_text(text.replace("a lighthouse", "a lighthouse at night"))
+    code, out, _ = run_cli("plan", "--out", "plan.json")
+    assert "Plan: 1 to generate, 1 from cache" in out, out
+    saved = json.loads((root / "plan.json").read_text())
+    assert saved["generating"] == ["hero"]
+    other = tmp_path / "other"  # a run whose push failed: hero is in the remote cache
+    shutil.copytree(root, other)
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", (tmp_path / "shared").as_uri())
+    assert run_cli("apply", "--yes", cwd=other).code == 0
+    shutil.rmtree(root / ".nebula-build/cache")  # and the logo is in no cache here
+    saved["generating"] = ["hero", "logo"]
+    (root / "plan.json").write_text(json.dumps(saved))
+    code, _, err = run_cli("apply", "--yes", "--plan", "plan.json", cwd=root)
+    assert code == 1 and STALE.fullmatch(err), err
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ((), "a fresh checkout reads the team's remote cache where [cache] remote or "),
+        (("--offline",), "--offline: the remote cache is not read"),
+    ],
+)
+def test_locked_says_why_no_cache_held_the_images(project, run_cli, options, why):
+    site(project)
+    code, _, err = run_cli("apply", "--locked", *options)
+    assert code == 2, err
+    assert f"no cache this run reads holds those ({why}" in err, err
+    assert err.rstrip().endswith("without --locked, apply generates them")
