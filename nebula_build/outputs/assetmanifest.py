@@ -95,19 +95,8 @@ _MERGED = "git left merge conflict markers in it"
 def merged(text: str) -> bool:
     """Whether `text` is what `git merge` leaves of two asset manifests that both
     branches rebuilt: conflict markers, each side an asset manifest."""
-    split = _sides(text)
+    split = conflicts.side_texts(text)
     return split is not None and all(_top_level_ours(_loaded(side)) for side in split)
-
-
-def _sides(text: str) -> tuple[str, str] | None:
-    """The two sides of a file git left conflict markers in; None where it has none."""
-    if conflicts.OPEN not in text:
-        return None
-    try:
-        split = conflicts.sides(text)
-    except conflicts.MarkerError:
-        return None
-    return None if split is None else (split[0].text, split[1].text)
 
 
 def _loaded(text: str) -> object:
@@ -135,7 +124,7 @@ def _written_as_ours(text: str, data: object) -> bool:
     with a generation key and only the keys and files nebula-build lists). Nothing
     else vouches for the file: the lock that records it may be a pull request's, and
     a hand-kept `{"version": …, "images": …}` has its two keys."""
-    split = _sides(text) if data is None else None
+    split = conflicts.side_texts(text) if data is None else None
     if split is not None:
         return all(_laid_out_as_ours(side, _loaded(side)) for side in split)
     return _laid_out_as_ours(text, data)

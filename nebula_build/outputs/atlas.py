@@ -387,10 +387,9 @@ def merged_record(
 def _sides(data: bytes) -> tuple[str, str] | None:
     """The two sides of a text file of the atlas that git left conflict markers in."""
     try:
-        split = conflicts.sides(data.decode())
-    except (UnicodeDecodeError, conflicts.MarkerError):
+        return conflicts.side_texts(data.decode())
+    except UnicodeDecodeError:
         return None
-    return None if split is None else (split[0].text, split[1].text)
 
 
 def sheet_path_from_frames(atlas: AtlasSpec) -> str:

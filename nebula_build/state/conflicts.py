@@ -168,3 +168,15 @@ def sides(text: str) -> tuple[Side, Side] | None:
     if not found:
         return None
     return Side("".join(ours), ours_lines), Side("".join(theirs), theirs_lines)
+
+
+def side_texts(text: str) -> tuple[str, str] | None:
+    """The texts of ("ours", "theirs") of a file git left whole conflicts in; None where
+    it has none, or markers that do not make whole conflicts."""
+    if OPEN not in text:
+        return None
+    try:
+        split = sides(text)
+    except MarkerError:
+        return None
+    return None if split is None else (split[0].text, split[1].text)

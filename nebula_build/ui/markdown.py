@@ -156,7 +156,8 @@ def summary(
     for line in lock_lines:
         lines += [f"**Lock:** {markdown_text(line, _SHOWN_CHARS)}", ""]
     lines += _generations(plan, estimate, _share(_MODELS_BYTES, budget))
-    lines.append(f"- **From the cache:** {from_cache}.")
+    if changes:
+        lines.append(f"- **From the cache:** {from_cache}.")
     if from_remote := sum(1 for a in changes if a.from_remote):
         lines.append(f"- **From the remote cache:** {from_remote}.")
     if generated is not None:
@@ -177,7 +178,7 @@ def summary(
         lines += ["", "**What changed:**", ""]
         changed_budget = _share(_CHANGED_BYTES, budget)
         lines += _fitting(changed, changed_budget, most=_SHOWN_CHANGES, listed=listed)
-    return _cut("\n".join(lines) + "\n\n", budget, listed)
+    return _cut("\n".join(lines).rstrip("\n") + "\n\n", budget, listed)
 
 
 def up_to_date(title: str, images: int, *, applied: bool = False) -> str:
@@ -189,11 +190,9 @@ def up_to_date(title: str, images: int, *, applied: bool = False) -> str:
         f"### {markdown_text(title, _SHOWN_CHARS)}",
         "",
         f"No changes: {plural(images, 'image')} up to date.",
-        "",
-        "- **From the cache:** 0.",
     ]
     if applied:
-        lines.append("- **Generated in this run:** 0.")
+        lines += ["", "- **Generated in this run:** 0."]
     return "\n".join(lines) + "\n\n"
 
 

@@ -41,7 +41,6 @@ def test_a_plan_with_nothing_to_do_says_so_even_when_the_last_plan_found_nothing
     assert code == 0, err
     assert (root / "plan.md").read_text() == (
         "### nebula-build plan (images.toml)\n\nNo changes: 2 images up to date.\n\n"
-        "- **From the cache:** 0.\n\n"
     )
 
 

@@ -435,10 +435,10 @@ def full_and_fast(run_cli, root: Path, summary: Path, monkeypatch, *args: str, c
     return full, fast
 
 
-NOTHING_TO_DO = "No changes: 2 images up to date.\n\n- **From the cache:** 0.\n"
+NOTHING_TO_DO = "No changes: 2 images up to date.\n"
 PLANNED = f"### nebula-build plan (images.toml)\n\n{NOTHING_TO_DO}\n"
 APPLIED = (
-    f"### nebula-build apply (images.toml)\n\n{NOTHING_TO_DO}- **Generated in this run:** 0.\n\n"
+    f"### nebula-build apply (images.toml)\n\n{NOTHING_TO_DO}\n- **Generated in this run:** 0.\n\n"
 )
 
 
