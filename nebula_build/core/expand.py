@@ -68,7 +68,9 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
     check_axes(decl.matrix)
     templates = templates_of(decl)
     known = [*decl.matrix, "index"]
-    for key, template in templates.items():
+    # the seed first: without it the declaration is expanded again for its other problems
+    for key in sorted(templates, key=lambda key: key != "seed"):
+        template = templates[key]
         problem = check_template(template, known) or foreign_template(template, known)
         if problem is not None:
             raise ExpansionError(key, problem)

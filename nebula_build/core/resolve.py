@@ -260,6 +260,9 @@ class _Resolver(SpriteRules):
             )
         )
         problems = [one.placed or next(located) for one in described]
+        # in the order they are written, the manifest's own first, as its schema's are
+        shown = self.manifest.display_path
+        problems.sort(key=lambda p: (p.path != shown, p.path, p.line or 0, p.column or 0))
         rest = len(found) - len(described) + self.unseen
         if rest:
             problems.append(MoreProblems(self.manifest.display_path, rest))
@@ -340,7 +343,7 @@ class _Resolver(SpriteRules):
         a file the apply writes (an output is one)."""
         path, problem = _checked_path(value, what, guarded=written or output_of is not None)
         if problem is None and output_of is not None and path != value:
-            problem = self.loosely_filled(output_of, value, what)
+            problem = self.loosely_filled(output_of, value)
         if problem is None:
             return path
         self.fail(loc, problem)
@@ -352,7 +355,7 @@ class _Resolver(SpriteRules):
                 self.said_as_written[self.problems[-1]] = as_written
         return None
 
-    def loosely_filled(self, name: str, value: str, what: str) -> str | None:
+    def loosely_filled(self, name: str, value: str) -> str | None:
         """What is wrong with the output a declaration filled in for image `name` where
         a value made an empty or `.` part that no empty value would (`out/{sku}.png`,
         sku `/abs`: `out//abs.png`), which would be written elsewhere than it reads; an
@@ -364,7 +367,7 @@ class _Resolver(SpriteRules):
         if _loose_parts(value) <= _loose_parts(_with_values_empty(template)):
             return None
         return (
-            f"{what} {quoted(value)} has an empty or '.' part where a value was filled in "
+            f"{quoted(value)} has an empty or '.' part where a value was filled in "
             "(a value that is empty or '.', or begins or ends with '/'): change the value"
         )
 
@@ -500,9 +503,10 @@ class _Resolver(SpriteRules):
                     images[base] = single(decl)
                 except ExpansionError as exc:
                     self.fail(("images", base, exc.key, *exc.at), str(exc))
-                    self.unexpanded.add(base)
-                else:
-                    self.bases[base] = base
+                    # resolved without its seed all the same, so that its other
+                    # problems are said with this one (the manifest fails anyway)
+                    images[base] = decl.model_copy(update={"seed": None})
+                self.bases[base] = base
                 continue
             problems_before = len(self.problems)
             self.expand(base, decl, images)
@@ -521,25 +525,41 @@ class _Resolver(SpriteRules):
             self.fail(*_too_many(self.manifest, base, makes, len(images), rows))
             raise self.error()
         try:
-            for image in made.images if made is not None else expand(base, decl):
-                if image.name in self.bases:
-                    self.fail(("images", base, "matrix"), _named_twice(image.name))
-                    break
-                if len(image.name) > MAX_IMAGE_NAME:
-                    self.fail(
-                        ("images", base, "matrix" if decl.matrix else "rows"),
-                        f"makes an image whose name has {len(image.name):,} characters, more "
-                        f"than {MAX_IMAGE_NAME:,}: use fewer or shorter values",
-                    )
-                    break
-                self.bases[image.name] = base
-                images[image.name] = image.decl
-                if image.row is not None:
-                    self.rows[image.name] = image.row
-                if image.parts:
-                    self.parts[image.name] = image.parts
+            self.add_expanded(base, decl, made, images)
         except ExpansionError as exc:
             self.fail(("images", base, exc.key, *exc.at), str(exc))
+            if exc.key == "seed" and made is None:
+                # expanded without the seed all the same, so that the declaration's
+                # other problems are said with this one (the manifest fails anyway)
+                for name in [name for name, of in self.bases.items() if of == base]:
+                    del self.bases[name], images[name]
+                    self.parts.pop(name, None)
+                try:
+                    self.add_expanded(base, decl.model_copy(update={"seed": None}), None, images)
+                except ExpansionError as also:
+                    self.fail(("images", base, also.key, *also.at), str(also))
+
+    def add_expanded(
+        self, base: str, decl: ImageDecl, made: RowImages | None, images: dict[str, ImageDecl]
+    ) -> None:
+        """Add a declaration's images (its matrix's, or `made` from its rows) to `images`."""
+        for image in made.images if made is not None else expand(base, decl):
+            if image.name in self.bases:
+                self.fail(("images", base, "matrix"), _named_twice(image.name))
+                break
+            if len(image.name) > MAX_IMAGE_NAME:
+                self.fail(
+                    ("images", base, "matrix" if decl.matrix else "rows"),
+                    f"makes an image whose name has {len(image.name):,} characters, more "
+                    f"than {MAX_IMAGE_NAME:,}: use fewer or shorter values",
+                )
+                break
+            self.bases[image.name] = base
+            images[image.name] = image.decl
+            if image.row is not None:
+                self.rows[image.name] = image.row
+            if image.parts:
+                self.parts[image.name] = image.parts
 
     def resolve(self, name: str, decl: ImageDecl) -> AssetSpec | None:
         # Runs once per image on every plan: keep the happy path free of extra work.
@@ -672,7 +692,7 @@ class _Resolver(SpriteRules):
             and self.can_encode(fmt)
         ):
             return written, fmt
-        output = self.check_path(("images", name, "output"), decl.output, "output", output_of=name)
+        output = self.check_path(("images", name, "output"), decl.output, "", output_of=name)
         fmt = format_for(decl.output)
         if output is not None and fmt is None:
             self.fail(("images", name, "output"), _unsupported_output(output, decl.output, name))
@@ -1030,32 +1050,34 @@ def _checked_path(value: str, what: str, *, guarded: bool = False) -> tuple[str 
     """(`value` as the project names it, None), or (None, what is wrong with it).
     `guarded`: a path written to, also refused as the guard would refuse it (a
     character a terminal does not show as it is, the tool's own folders), here where
-    its key and line are known."""
+    its key and line are known. `what` is the problem's subject: "" where the key
+    names it (`images.a.output: must stay inside the project`)."""
     # String operations rather than PurePosixPath: this runs for every image.
     if len(value) <= 50 and _plain(value):  # as most are: nothing to say
         return value, None
+    what = f"{what} " if what else ""
     if has_control_characters(value):
-        return None, f"{what} may not contain control characters ({value!r})"
+        return None, f"{what}may not contain control characters ({value!r})"
     if len(value) > MAX_PATH:
-        return None, f"{what} may be at most {MAX_PATH} characters long"
+        return None, f"{what}may be at most {MAX_PATH} characters long"
     parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
     long = None
     if len(value) > 50:  # no shorter path has a name of more than 200 bytes
         long = next((p for p in parts if len(p) > 50 and len(p.encode()) > MAX_NAME_BYTES), None)
     if long is not None:
         return None, (
-            f"{what} has a file or folder name longer than {MAX_NAME_BYTES} bytes "
+            f"{what}has a file or folder name longer than {MAX_NAME_BYTES} bytes "
             f"({long[:20]!r}… is {len(long.encode())})"
         )
     if value.startswith(("/", "\\", "~")) or (parts and ":" in parts[0]):
-        return None, f"{what} must be a path relative to the manifest's folder, not {quoted(value)}"
+        return None, f"{what}must be a path relative to the manifest's folder, not {quoted(value)}"
     if ".." in parts:
-        return None, f"{what} must stay inside the project ({quoted(value)} uses '..')"
+        return None, f"{what}must stay inside the project ({quoted(value)} uses '..')"
     if not parts:
-        return None, f"{what} must name a file"
+        return None, f"{what}must name a file"
     path = "/".join(parts)
     if guarded and (problem := path_problem(path) or unportable(path)) is not None:
-        return None, f"{what} {quoted(path)} {problem}"
+        return None, f"{what}{quoted(path)} {problem}"
     return path, None
 
 

@@ -17,7 +17,7 @@ from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import speccache
 from nebula_build.engine.ondisk import Outside
 from nebula_build.engine.standins import StandIns
-from nebula_build.errors import ProjectLockedError, UnsafePathError
+from nebula_build.errors import ManifestError, ProjectLockedError, UnsafePathError
 from nebula_build.imaging import pillow_writes
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.cache import Store
@@ -157,6 +157,7 @@ def prepare(
                 project,
                 edited.resolved,
                 guard,
+                raw,
                 only=touched,
                 owners=edited.owners or {},
             )
@@ -196,7 +197,7 @@ def prepare(
             from nebula_build.core.chunks import parsed
 
             loaded = Loaded(parsed(manifest), resolved, backend, used)
-    _check_paths(project, resolved, guard)
+    _check_paths(project, resolved, guard, raw)
     store = Store(project.cache_dir, placeholder=StandIns(resolved).refused)
     return Prepared(
         project,
@@ -282,31 +283,33 @@ def _unchanged(path: str, digest: str, digest_of: Callable[[str], str | None]) -
 
 def _declared_paths(
     resolved: Resolved, only: Collection[str] | None = None
-) -> Iterator[tuple[str, str]]:
-    """(where in the manifest, path) of every file the project writes (with `only`,
-    every file those images write)."""
+) -> Iterator[tuple[str, tuple[str, ...], str]]:
+    """(where in the manifest as said, the key path it is written at, path) of every
+    file the project writes (with `only`, every file those images write)."""
     specs = resolved.specs
     for name in specs if only is None else only:
         spec = specs[name]
-        yield f"images.{name}.output", spec.output
+        declared = name.partition("[")[0]  # a matrix's or rows' image: its declaration
+        yield f"images.{name}.output", ("images", declared, "output"), spec.output
         for path in spec.paths[1:]:
-            yield f"images.{name} (variant)", path
+            yield f"images.{name} (variant)", ("images", declared, "widths"), path
     if only is not None:
         return
     for name, atlas in resolved.atlases.items():
-        yield f"atlases.{name}.output", atlas.output
-        yield f"atlases.{name}.frames", atlas.frames
+        yield f"atlases.{name}.output", ("atlases", name, "output"), atlas.output
+        yield f"atlases.{name}.frames", ("atlases", name, "frames"), atlas.frames
         for key, export in (("aseprite", atlas.aseprite), ("godot", atlas.godot)):
             if export is not None:
-                yield f"atlases.{name}.{key}", export
+                yield f"atlases.{name}.{key}", ("atlases", name, key), export
     if resolved.asset_manifest is not None:
-        yield "assets.manifest", resolved.asset_manifest
+        yield "assets.manifest", ("assets", "manifest"), resolved.asset_manifest
 
 
 def _check_paths(
     project: Project,
     resolved: Resolved,
     guard: Guard,
+    raw: bytes,
     *,
     only: Collection[str] | None = None,
     owners: Mapping[str, str] = {},
@@ -315,9 +318,10 @@ def _check_paths(
     project, over the tool's own files or over an input, also through a symbolic
     link in its folders: plan, status and validate refuse what apply would (before
     anything is paid). With `only`, the files of those images alone are checked (the
-    others were, by the round before; `owners` holds every image's files)."""
+    others were, by the round before; `owners` holds every image's files). `raw`:
+    the manifest's bytes, parsed again only to place a problem at its line."""
     declared = list(_declared_paths(resolved, only))
-    written = {path for _, path in declared}
+    written = {path for _, _, path in declared}
     guard.protect(
         path
         for spec in resolved.specs.values()
@@ -326,10 +330,18 @@ def _check_paths(
     )
     guard.protect(resolved.data_files, what="a data file (rows)")  # `core.written` refuses them
     real_folders: dict[str, str | None] = {}
-    for where, path in declared:
+    for where, at, path in declared:
         problem = guard.problem(path) or guard.folder_problem(path, real_folders)
         if problem is not None:
-            raise UnsafePathError(f"{project.display_manifest}: {where}: {path!r} {problem}")
+            raise _refused(project, raw, where, at, f"{path!r} {problem}")
+
+
+def _refused(
+    project: Project, raw: bytes, where: str, at: tuple[str, ...], message: str
+) -> ManifestError:
+    """The manifest's error for a file it declares at key path `at`, at its line."""
+    placed = from_bytes(raw, project.manifest_path, project.display_manifest).problem(at, message)
+    return ManifestError.single(placed.path, where, message, placed.line, placed.column)
 
 
 def recovered_lock(project: Project, notice: Notice) -> Entries:

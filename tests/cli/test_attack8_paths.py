@@ -46,8 +46,7 @@ def test_an_output_path_a_terminal_would_show_as_another_is_refused(project, run
         code, out, err = run_cli(command)
         assert code == 1, (out, err)
         assert err == (
-            "error: images.toml:13:1: images.product[a].output: output "
-            f"'out/a-{shown}.png' {UNSHOWN}\n"
+            f"error: images.toml:13:1: images.product[a].output: 'out/a-{shown}.png' {UNSHOWN}\n"
         ), command
     assert not (root / "out").exists()
 
@@ -60,7 +59,7 @@ def test_every_row_whose_output_a_terminal_would_show_as_another_is_said(project
     code, _, err = run_cli("validate")
     assert code == 1
     assert err.splitlines() == [
-        f"error: images.toml:13:1: images.product[{sku}].output: output '{path}' {UNSHOWN}"
+        f"error: images.toml:13:1: images.product[{sku}].output: '{path}' {UNSHOWN}"
         for sku, path in (
             ("a", "out/a-\\u202egnp.exe.png"),
             ("c", "out/c-x\\u200by.png"),
@@ -75,7 +74,7 @@ def test_an_output_template_a_terminal_would_show_as_another_is_said_once(projec
     code, _, err = run_cli("plan")
     assert code == 1
     assert err == (
-        f"error: images.toml:13:1: images.product.output: output 'out/\\u202e{{sku}}.png' "
+        f"error: images.toml:13:1: images.product.output: 'out/\\u202e{{sku}}.png' "
         f"{UNSHOWN} (for 3 of its images)\n"
     )
 
@@ -90,7 +89,7 @@ def test_a_filled_in_output_with_an_empty_or_dot_part_is_refused(project, run_cl
         code, out, err = run_cli(command)
         assert code == 1, (command, out, err)
         assert err == (
-            f"error: images.toml:13:1: images.product[{sku}].output: output {output!r} has an "
+            f"error: images.toml:13:1: images.product[{sku}].output: {output!r} has an "
             "empty or '.' part where a value was filled in (a value that is empty or '.', or "
             "begins or ends with '/'): change the value\n"
         ), command

@@ -21,27 +21,26 @@ def _errors(run_cli) -> list[str]:
     [
         (
             "output = 'C:\\site\\x.avif'",
-            "images.hero.output: output must be a path relative to the manifest's folder, "
+            "images.hero.output: must be a path relative to the manifest's folder, "
             "not 'C:\\site\\x.avif'",
         ),
         (
             "output = '\\\\server\\share\\x.png'",
-            "images.hero.output: output must be a path relative to the manifest's folder, "
+            "images.hero.output: must be a path relative to the manifest's folder, "
             "not '\\\\server\\share\\x.png'",
         ),
         (
             "output = 'site\\..\\..\\x.png'",
-            "images.hero.output: output must stay inside the project ('site\\..\\..\\x.png' "
-            "uses '..')",
+            "images.hero.output: must stay inside the project ('site\\..\\..\\x.png' uses '..')",
         ),
         (
             'output = "C:\\\\it\'s\\\\x.png"',
-            "images.hero.output: output must be a path relative to the manifest's folder, "
+            "images.hero.output: must be a path relative to the manifest's folder, "
             'not "C:\\it\'s\\x.png"',
         ),
         (
             'output = "/x\\u202egnp.png"',  # the override shown as its escape, not obeyed
-            "images.hero.output: output must be a path relative to the manifest's folder, "
+            "images.hero.output: must be a path relative to the manifest's folder, "
             "not '/x\\u202egnp.png'",
         ),
     ],
@@ -89,7 +88,7 @@ output = "{slug}.png"
 def test_control_characters_are_still_shown_escaped(project, run_cli):
     project({"images.toml": HEAD + '\n[images.hero]\nprompt = "a cat"\noutput = "a\\u007f.png"\n'})
     assert _errors(run_cli) == [
-        "error: images.toml:11:1: images.hero.output: output may not contain control "
+        "error: images.toml:11:1: images.hero.output: may not contain control "
         "characters ('a\\x7f.png')"
     ]
 
@@ -117,9 +116,9 @@ output = 'C:\\site\\{k}.png'
         }
     )
     assert _errors(run_cli) == [
-        "error: images.toml:13:1: images.product.output: output must stay inside the project "
+        "error: images.toml:13:1: images.product.output: must stay inside the project "
         "('../x/{sku}.png' uses '..') (for 3 of its images)",
-        "error: images.toml:18:1: images.shot.output: output must be a path relative to the "
+        "error: images.toml:18:1: images.shot.output: must be a path relative to the "
         "manifest's folder, not 'C:\\site\\{k}.png' (for 3 of its images)",
     ]
 
@@ -134,7 +133,7 @@ def test_a_value_that_leaves_the_project_is_said_at_its_own_image(project, run_c
         }
     )
     assert _errors(run_cli) == [
-        "error: images.toml:12:1: images.shot[..].output: output must stay inside the project "
+        "error: images.toml:12:1: images.shot[..].output: must stay inside the project "
         "('x/../y.png' uses '..')"
     ]
 

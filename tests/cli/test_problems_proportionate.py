@@ -165,8 +165,8 @@ def test_images_written_alike_are_checked_once_and_a_second_problem_is_still_sai
         "8 within 64-2048 (got 65)",
         f"error: images.toml:{head + 4 + 3 * 700}:1: images.i700.output: unsupported file "
         "type '.gif'; use one of .png, .webp, .jpg, .jpeg, .avif",
-        f"error: images.toml:{head + 4 + 3 * 800}:1: images.i800.output: output must stay "
-        "inside the project ('../i800.png' uses '..')",
+        f"error: images.toml:{head + 4 + 3 * 800}:1: images.i800.output: must stay inside "
+        "the project ('../i800.png' uses '..')",
         f"error: images.toml:{head + 4 + 3 * 900}:1: images.i900.model: unknown model 'nope' "
         "for backend 'preview' (known: stabilityai/stable-diffusion-xl-base-1.0, "
         "black-forest-labs/FLUX.1-schnell, Bytedance-Seedream-3.0, "

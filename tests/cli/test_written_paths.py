@@ -243,7 +243,7 @@ def test_written_files_in_many_folders_side_by_side_are_fine(project, run_cli):
 def test_a_file_a_checkout_on_windows_cannot_write_is_refused(written, message, project, run_cli):
     """Outputs are committed: a name Windows refuses makes git there fail to check out."""
     root = project({"images.toml": preview({"a": {"prompt": "x", "output": written}})})
-    refused_before_anything_is_made(run_cli, root, f"images.a.output: output '{written}")
+    refused_before_anything_is_made(run_cli, root, f"images.a.output: '{written}")
     refused_before_anything_is_made(run_cli, root, message)
 
 
@@ -252,7 +252,7 @@ def test_a_row_that_would_name_a_file_windows_refuses_is_an_error(sku, project, 
     """A pull request's data file fills in names: one Windows refuses is refused."""
     csv = f'sku,name\nok,fine\n"{sku.replace(chr(34), chr(34) * 2)}",odd\n'
     root = project({"images.toml": preview({"p": PRODUCT}), "data/p.csv": csv})
-    refused_before_anything_is_made(run_cli, root, f"images.p[{sku}].output: output 'img/{sku}.png")
+    refused_before_anything_is_made(run_cli, root, f"images.p[{sku}].output: 'img/{sku}.png")
 
 
 @pytest.mark.parametrize("kind", ["atlas", "variant", "asset manifest"])

@@ -67,12 +67,12 @@ CASES = {
     ),
     "output escaping the project": (
         HEAD + '[images.hero]\nprompt = "x"\noutput = "../outside.png"\n',
-        "images.toml:9:1: images.hero.output: output must stay inside the project "
+        "images.toml:9:1: images.hero.output: must stay inside the project "
         "('../outside.png' uses '..')",
     ),
     "absolute output": (
         HEAD + '[images.hero]\nprompt = "x"\noutput = "/tmp/x.png"\n',
-        "images.hero.output: output must be a path relative to the manifest's folder",
+        "images.hero.output: must be a path relative to the manifest's folder",
     ),
     "unsupported output type": (
         HEAD + '[images.hero]\nprompt = "x"\noutput = "a.gif"\n',

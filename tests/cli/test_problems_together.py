@@ -1,0 +1,73 @@
+"""A manifest's problems are said together, each at its line, in the order they are
+written: one problem of an image does not hide the image's others until it is fixed."""
+
+from __future__ import annotations
+
+import json
+
+from tests.manifests import PREVIEW
+
+HEAD = PREVIEW.count("\n")
+
+
+def validated(project, run_cli, images: str) -> list[str]:
+    project({"images.toml": PREVIEW + images})
+    code, out, err = run_cli("validate")
+    assert code == 1 and out == "" and "Traceback" not in err, err
+    return err.splitlines()
+
+
+def test_a_seed_that_is_not_an_expression_does_not_hide_the_image_s_other_problems(
+    project, run_cli
+):
+    lines = validated(
+        project,
+        run_cli,
+        '\n[images.hero]\nprompt = "a lighthouse"\nseed = "oops + 1"\nstyle = "nope"\n'
+        'output = "img/hero.png"\n'
+        '\n[images.ref]\nprompt = "x"\nimage = "@hero"\noutput = "img/ref.png"\n',
+    )
+    assert lines == [
+        f"error: images.toml:{HEAD + 4}:1: images.hero.seed: 'oops + 1' is not an integer "
+        "expression (integers, placeholders, + - * only)",
+        f"error: images.toml:{HEAD + 5}:1: images.hero.style: unknown style 'nope' (known: "
+        "none declared)",
+        f"error: images.toml:{HEAD + 10}:1: images.ref.image: black-forest-labs/FLUX.1-schnell "
+        "does not take image (black-forest-labs/FLUX.1-Fill-dev does): remove it here, or set "
+        "it in a style or [defaults], where it applies only to the models that take it",
+    ]
+
+
+def test_a_matrix_s_seed_expression_does_not_hide_its_other_problems(project, run_cli):
+    lines = validated(
+        project,
+        run_cli,
+        '\n[images.n]\nprompt = "a {color} cat"\nmatrix = { color = ["red", "blue"] }\n'
+        'seed = "{index} / 2"\noutput = "img/n-{color}.png"\nstyle = "nope"\n'
+        '\n[images.m]\nprompt = "a {color} dog"\nmatrix = { color = ["red"] }\n'
+        'seed = "{nope}"\noutput = "img/{color}-{other}.png"\n',
+    )
+    assert lines == [
+        f"error: images.toml:{HEAD + 5}:1: images.n.seed: '{{index}} / 2' is '0 / 2' here, and "
+        "is not an integer expression (integers, placeholders, + - * only)",
+        f"error: images.toml:{HEAD + 7}:1: images.n.style: unknown style 'nope' (known: none "
+        "declared) (for 2 of its images)",
+        f"error: images.toml:{HEAD + 12}:1: images.m.seed: unknown placeholder {{nope}} (known: "
+        "{color}, {index})",
+        f"error: images.toml:{HEAD + 13}:1: images.m.output: unknown placeholder {{other}} "
+        "(known: {color}, {index})",
+    ]
+
+
+def test_a_written_file_the_project_refuses_is_said_at_its_line(project, run_cli):
+    """Checked once the images are resolved (perhaps from the spec cache, with no
+    manifest parsed): it was said as `images.toml: assets.manifest: …`, with no line."""
+    images = (
+        '\n[assets]\nmanifest = "images.lock"\n'
+        '\n[images.a]\nprompt = "a lighthouse"\noutput = "out/a.png"\n'
+    )
+    said = f"error: images.toml:{HEAD + 3}:1: assets.manifest: 'images.lock' is the tool's own file"
+    assert validated(project, run_cli, images) == [said]
+    code, out, _ = run_cli("plan", "--json")
+    problem = json.loads(out)["error"]["problems"][0]
+    assert code == 1 and (problem["line"], problem["key"]) == (HEAD + 3, "assets.manifest")
