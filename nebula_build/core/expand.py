@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.manifest import ImageDecl, shown
-from nebula_build.core.spec import check_template, foreign_template, placeholders
+from nebula_build.core.spec import (
+    check_template,
+    foreign_template,
+    path_value_problem,
+    placeholders,
+)
 from nebula_build.params import MAX_SEED, TEXT
 
 if TYPE_CHECKING:
@@ -137,17 +142,22 @@ def check_axes(matrix: Mapping[str, list[str | int]]) -> None:
 def check_output_axes(output: str, matrix: Mapping[str, list[str | int]]) -> None:
     """ExpansionError for an output path that leaves out a key with several values: the
     images that differ only there would all write one file (said once, rather than once
-    per image). The caller has checked the template."""
+    per image); or for a value it fills in that would write elsewhere than it reads.
+    The caller has checked the template."""
     used = placeholders(output)
-    if "index" in used:
-        return
     for key, choices in matrix.items():
-        if key not in used and len({str(choice) for choice in choices}) > 1:
-            raise ExpansionError(
-                "output",
-                f"does not use {{{key}}}: the images that differ only in {key!r} would all "
-                f"write one file; put {{{key}}} in the path",
-            )
+        if key not in used:
+            if "index" not in used and len({str(choice) for choice in choices}) > 1:
+                raise ExpansionError(
+                    "output",
+                    f"does not use {{{key}}}: the images that differ only in {key!r} would "
+                    f"all write one file; put {{{key}}} in the path",
+                )
+            continue
+        for choice in choices:
+            problem = path_value_problem(choice)
+            if problem is not None:
+                raise ExpansionError("matrix", problem, at=(key,))
 
 
 def templates_of(decl: ImageDecl) -> dict[str, str]:

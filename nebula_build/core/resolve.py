@@ -342,8 +342,6 @@ class _Resolver(SpriteRules):
         template too (`said_as_written`), so that its images make one line. `written`:
         a file the apply writes (an output is one)."""
         path, problem = _checked_path(value, what, guarded=written or output_of is not None)
-        if problem is None and output_of is not None and path != value:
-            problem = self.loosely_filled(output_of, value)
         if problem is None:
             return path
         self.fail(loc, problem)
@@ -354,22 +352,6 @@ class _Resolver(SpriteRules):
             if as_written is not None:
                 self.said_as_written[self.problems[-1]] = as_written
         return None
-
-    def loosely_filled(self, name: str, value: str) -> str | None:
-        """What is wrong with the output a declaration filled in for image `name` where
-        a value made an empty or `.` part that no empty value would (`out/{sku}.png`,
-        sku `/abs`: `out//abs.png`), which would be written elsewhere than it reads; an
-        optional column left empty (`out/{folder}/x.png`) is `out/x.png` as before."""
-        base = self.bases.get(name)
-        if base is None or base == name:
-            return None
-        template = self.manifest.model.images[base].output
-        if _loose_parts(value) <= _loose_parts(_with_values_empty(template)):
-            return None
-        return (
-            f"{quoted(value)} has an empty or '.' part where a value was filled in "
-            "(a value that is empty or '.', or begins or ends with '/'): change the value"
-        )
 
     def input(self, name: str, decl: ImageDecl, key: str, value: str) -> tuple[str, str] | None:
         """(path, digest) of an input: a file, or `@image`, another image's output.
@@ -440,6 +422,7 @@ class _Resolver(SpriteRules):
             return RowImages()
         self.data_files.update(dict.fromkeys(made.files))
         self.data_globs.extend(made.matched)
+        self.unseen += made.unseen
         for problem in made.problems:
             self.data_problem(base, problem)
         return made
@@ -1079,16 +1062,6 @@ def _checked_path(value: str, what: str, *, guarded: bool = False) -> tuple[str 
     if guarded and (problem := path_problem(path) or unportable(path)) is not None:
         return None, f"{what}{quoted(path)} {problem}"
     return path, None
-
-
-def _with_values_empty(template: str) -> str:
-    """`template` with every `{placeholder}` filled in with nothing."""
-    return fill(template, dict.fromkeys(placeholders(template), ""))
-
-
-def _loose_parts(path: str) -> int:
-    """How many empty or `.` parts `path` has."""
-    return sum(part in ("", ".") for part in path.replace("\\", "/").split("/"))
 
 
 def _set_fields(fields: BaseModel) -> dict[str, Any]:

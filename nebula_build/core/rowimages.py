@@ -49,7 +49,13 @@ from nebula_build.core.rowhints import (
     where_headers,
     where_spelling,
 )
-from nebula_build.core.spec import check_template, fill, foreign_template, placeholders
+from nebula_build.core.spec import (
+    check_template,
+    fill,
+    foreign_template,
+    path_value_problem,
+    placeholders,
+)
 from nebula_build.core.table import (
     FORMATS,
     DataError,
@@ -82,6 +88,10 @@ MAX_DATA_READ = 64 << 20
 MAX_ROW_STEPS = 10_000_000
 #: problems reported per declaration: the first ones show what to fix
 MAX_PROBLEMS = 10
+#: problems of rows kept to be said, the rows with the same one together (counted past it)
+_PROBLEMS_KEPT = 1_000
+#: the lines named of the other rows with a problem said once
+_LINES_SHOWN = 5
 _TEXT_KEYS = ("prompt", "negative_prompt", "alt")
 
 
@@ -117,6 +127,8 @@ class RowImages:
     count: int = 0
     #: the rows kept, when they are fewer than `count` (a matrix multiplies them)
     rows: int = 0
+    #: the problems of rows left out of `problems`, past the first ones
+    unseen: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +441,8 @@ class _Plan:
     per_row: int = 1
     #: the rows are posts (each its own file, its fields its front matter's)
     from_posts: bool = False
+    #: the columns the output path reads
+    in_output: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +504,7 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
         view,
         per_row=count(decl),
         from_posts=from_posts,
+        in_output=tuple(name for name in dict.fromkeys(placeholders(decl.output)) if name in used),
     )
 
 
@@ -691,7 +706,7 @@ def expand_rows(
     for a problem of the declaration; problems of rows come back in
     `RowImages.problems`."""
     plan = _checked(base, decl, table, from_posts)
-    kept, problems = _kept(plan)
+    kept, problems, more = _kept(plan)
     if len(kept) > 1:
         _check_output_tells_rows_apart(plan)
     made = RowImages(count=len(kept) * plan.per_row, rows=len(kept))
@@ -703,8 +718,31 @@ def expand_rows(
         except DataError as exc:
             problems.append((position, exc))
     problems.sort(key=lambda found: found[0])
-    made.problems = [exc for _, exc in problems[:MAX_PROBLEMS]]
+    made.problems, made.unseen = _alike_once([exc for _, exc in problems], more)
     return made
+
+
+def _alike_once(problems: list[DataError], more: int) -> tuple[list[DataError], int]:
+    """The first MAX_PROBLEMS problems of rows, one line for the rows with the same
+    problem (naming the others' lines), and how many rows' problems that leaves
+    unsaid, with `more` that were not kept."""
+    alike: dict[tuple[str, str], list[DataError]] = {}
+    for problem in problems:
+        alike.setdefault((problem.path, str(problem)), []).append(problem)
+    groups = list(alike.values())
+    said = []
+    for first, *others in groups[:MAX_PROBLEMS]:
+        if others:
+            lines = [other.line for other in others[:_LINES_SHOWN]]
+            listed = ", ".join(map(str, lines)) + (", …" if len(others) > _LINES_SHOWN else "")
+            # rows a line each (not a JSON array on one line): their lines tell them apart
+            apart = None not in lines and len({first.line, *lines}) == len(lines) + 1
+            where = f" (lines {listed})" if apart else ""
+            message = f"{first}; the same in {plural(len(others), 'other row')}{where}"
+            said.append(DataError(first.path, message, first.line, first.column))
+        else:
+            said.append(first)
+    return said, more + sum(len(group) for group in groups[MAX_PROBLEMS:])
 
 
 def _check_output_tells_rows_apart(plan: _Plan) -> None:
@@ -723,11 +761,14 @@ def _check_output_tells_rows_apart(plan: _Plan) -> None:
     )
 
 
-def _kept(plan: _Plan) -> tuple[list[tuple[int, _Kept]], list[tuple[int, DataError]]]:
-    """The rows that pass `where`, at most `limit`, each with its place in the table,
-    and the problems of rows (each with its place), at most MAX_PROBLEMS."""
+def _kept(plan: _Plan) -> tuple[list[tuple[int, _Kept]], list[tuple[int, DataError]], int]:
+    """The rows that pass `where`, at most `limit`, each with its place in the table;
+    the problems of rows (each with its place), at most _PROBLEMS_KEPT of them; and
+    how many more rows had one. With `limit`, it stops at MAX_PROBLEMS problems, as
+    the steps it may take are counted (`go_through`)."""
     kept: list[tuple[int, _Kept]] = []
     problems: list[tuple[int, DataError]] = []
+    more = 0
     ids: dict[str, Row] = {}
     limit = plan.decl.limit
     for position, row in enumerate(plan.table.rows):
@@ -736,13 +777,16 @@ def _kept(plan: _Plan) -> tuple[list[tuple[int, _Kept]], list[tuple[int, DataErr
         try:
             item = _keep(plan, row, ids)
         except DataError as exc:
-            problems.append((position, exc))
-            if len(problems) >= MAX_PROBLEMS:
+            if len(problems) < _PROBLEMS_KEPT:
+                problems.append((position, exc))
+            else:
+                more += 1
+            if limit is not None and len(problems) >= MAX_PROBLEMS:
                 break
             continue
         if item is not None:
             kept.append((position, item))
-    return kept, problems
+    return kept, problems, more
 
 
 def _fail(plan: _Plan, row: Row, name: str | None, message: str) -> DataError:
@@ -796,6 +840,11 @@ def _filled(
 ) -> ImageDecl:
     """The declaration with `values` filled in; DataError (at the row) for a prompt that
     comes out empty or too long, or a seed that is no seed."""
+    for name in plan.in_output:
+        problem = path_value_problem(values[name])
+        if problem is not None:
+            column = plan.columns.described(name)
+            raise _fail(plan, kept.row, name, f"column {column}: {problem}")
     filled = {key: fill(t, values) for key, t in plan.templates.items()}
     if "prompt" in filled and not filled["prompt"].strip():
         whose = _whose(combination)

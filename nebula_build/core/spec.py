@@ -16,7 +16,7 @@ from typing import Any
 
 from nebula_build.errors import did_you_mean
 from nebula_build.params import FILES, PARAMS
-from nebula_build.text import printable
+from nebula_build.text import printable, quoted
 
 #: "did you mean" compares a typo with each known name: only where there are few
 _SUGGEST_AMONG = 1000
@@ -75,6 +75,26 @@ def fill(template: str, values: Mapping[str, object]) -> str:
     template `parse_template` refuses, KeyError for a name `values` lacks."""
     parse_template(template)  # once a template passes, format_map only substitutes names
     return template.format_map(values)
+
+
+def path_value_problem(value: object) -> str | None:
+    """What is wrong with a value filled into an output path, which would make the file
+    be written elsewhere than the path reads (`out/{folder}/{sku}.png`, sku `/abs`:
+    `out/folder/abs.png`); None for a plain one, and for an empty one (an optional
+    folder left out writes one level up, as the template allows)."""
+    if type(value) is not str or not value:
+        return None
+    if "/" not in value and "\\" not in value and value not in (".", ".."):
+        return None  # as most are: a name
+    parts = value.replace("\\", "/").split("/")
+    if ".." in parts:
+        return f"{quoted(value)} would leave the project ('..')"
+    if any(part in ("", ".") for part in parts):
+        return (
+            f"{quoted(value)} would make an empty or '.' folder: a value filled into an "
+            "output may not be '.', begin or end with '/', or hold '//'"
+        )
+    return None
 
 
 def check_template(template: str, known: Collection[str]) -> str | None:

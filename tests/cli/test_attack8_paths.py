@@ -79,21 +79,50 @@ def test_an_output_template_a_terminal_would_show_as_another_is_said_once(projec
     )
 
 
-@pytest.mark.parametrize(("sku", "output"), [("/abs", "out//abs.png"), ("./b", "out/./b.png")])
-def test_a_filled_in_output_with_an_empty_or_dot_part_is_refused(project, run_cli, sku, output):
-    """`out/{sku}.png` with sku `/abs` was written to out/abs.png without a word, where
-    `{sku}.png` is refused as absolute."""
-    text = MANIFEST.replace("out/{sku}-{name}.png", "out/{sku}.png")
+LOOSE = (
+    "would make an empty or '.' folder: a value filled into an output may not be '.', "
+    "begin or end with '/', or hold '//'"
+)
+
+
+@pytest.mark.parametrize(
+    ("template", "sku", "said"),
+    [
+        ("out/{sku}.png", "/abs", LOOSE),
+        ("out/{sku}.png", "./b", LOOSE),
+        # beside another value's folder, the empty part an empty value would make hid it
+        ("out/{name}/{sku}.png", "/abs", LOOSE),
+        ("out/{name}/{sku}.png", "b/", LOOSE),
+        ("out/{name}/{sku}.png", "a//b", LOOSE),
+        ("out/{sku}-{name}.png", "../../etc", "would leave the project ('..')"),
+    ],
+)
+def test_a_value_that_would_write_elsewhere_than_its_output_reads_is_refused_at_its_row(
+    project, run_cli, template, sku, said
+):
+    """`out/{sku}.png` with sku `/abs` was written to out/abs.png without a word, and
+    `out/{name}/{sku}.png` still was; the row is what to fix, so it is said there."""
+    text = MANIFEST.replace("out/{sku}-{name}.png", template)
     root = project({"images.toml": text, "data/p.csv": f"sku,name\nok,x\n{sku},y\n"})
     for command in ("validate", "plan", "apply"):
         code, out, err = run_cli(command)
         assert code == 1, (command, out, err)
-        assert err == (
-            f"error: images.toml:13:1: images.product[{sku}].output: {output!r} has an "
-            "empty or '.' part where a value was filled in (a value that is empty or '.', or "
-            "begins or ends with '/'): change the value\n"
-        ), command
+        assert err == (f"error: data/p.csv:3:1: images.product: column 'sku': '{sku}' {said}\n"), (
+            command
+        )
     assert not (root / "out").exists()
+
+
+def test_a_matrix_value_that_would_write_elsewhere_than_its_output_reads_is_refused(
+    project, run_cli
+):
+    text = MANIFEST.replace("out/{sku}-{name}.png", "out/{pose}/{sku}.png").replace(
+        'id = "sku"', 'id = "sku"\nmatrix = { pose = ["idle", "./run"] }'
+    )
+    project({"images.toml": text, "data/p.csv": "sku,name\na,x\n"})
+    code, _, err = run_cli("plan")
+    assert code == 1
+    assert err == f"error: images.toml:12:1: images.product.matrix.pose: './run' {LOOSE}\n"
 
 
 def test_a_template_written_with_dot_parts_still_fills_in(project, run_cli):

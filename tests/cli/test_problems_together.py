@@ -71,3 +71,39 @@ def test_a_written_file_the_project_refuses_is_said_at_its_line(project, run_cli
     code, out, _ = run_cli("plan", "--json")
     problem = json.loads(out)["error"]["problems"][0]
     assert code == 1 and (problem["line"], problem["key"]) == (HEAD + 3, "assets.manifest")
+
+
+ROWS = (
+    '\n[images.product]\nrows = "data/p.csv"\nid = "sku"\nprompt = "a {name}"\n'
+    'output = "img/{sku}.png"\n'
+)
+EMPTY = (
+    "images.product: column 'name' is empty (the image uses it); set name in this row, give "
+    'it a default (rows = { file = "data/p.csv", defaults = { name = "…" } }), or leave such '
+    'rows out (where = "name")'
+)
+
+
+def test_rows_with_the_same_problem_are_one_line_naming_the_others(project, run_cli):
+    """40 rows with an empty `name` were ten lines, and said nothing of the other 30."""
+    csv = "sku,name\n" + "".join(f"s{n},\n" for n in range(40))
+    project({"images.toml": PREVIEW + ROWS, "data/p.csv": csv})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err.splitlines() == [
+        f"error: data/p.csv:2:4: {EMPTY}; the same in 39 other rows (lines 3, 4, 5, 6, 7, …)"
+    ]
+
+
+def test_rows_past_the_ones_said_are_counted(project, run_cli):
+    csv = "sku,name\n" + "".join(f"/s{n},x\n" for n in range(14)) + "a,\nb,\n"
+    project({"images.toml": PREVIEW + ROWS, "data/p.csv": csv})
+    code, _, err = run_cli("validate")
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 11, lines
+    assert lines[0] == (
+        "error: data/p.csv:2:1: images.product: column 'sku': '/s0' would make an empty or "
+        "'.' folder: a value filled into an output may not be '.', begin or end with '/', "
+        "or hold '//'"
+    )
+    assert lines[-1] == "error: images.toml: and 6 more problems; fix these first"
