@@ -412,7 +412,7 @@ def cmd_status(ctx: Context) -> int:
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
     from nebula_build.engine.remotecache import configured
-    from nebula_build.engine.runstate import read_failures
+    from nebula_build.engine.runstate import read_failures, read_file_failures
     from nebula_build.ui.report import (
         lock_merge_json,
         plan_json,
@@ -428,6 +428,7 @@ def cmd_status(ctx: Context) -> int:
     plan = plan_for(prepared, lock, targets=ctx.args.target, remote=remote, notice=ctx.notice)
     prepared.files.save()
     failed = status_failed(plan, read_failures(prepared.project, prepared.specs))
+    failed |= read_file_failures(prepared.project, plan.files)
     if ctx.args.json:
         data = plan_json(plan) | {
             "failed": failed,
@@ -690,7 +691,7 @@ def render_round(
         ctx.print(
             ctx.style(
                 f"Apply finished in {result.elapsed:.1f}s: {done_text(result)}, "
-                f"{failed_text(result, len(result.counted_failures))}.",
+                f"{failed_text(result, result.counted_failures)}.",
                 "bold",
             )
         )

@@ -130,7 +130,7 @@ def _maybe_billed(cut_off: dict[str, str], registry: BackendRegistry) -> str:
 
 
 def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Round], None]:
-    from nebula_build.engine.runstate import read_failures
+    from nebula_build.engine.runstate import read_failures, read_file_failures
     from nebula_build.live.draws import image_draws, pickable, read_draw
     from nebula_build.live.gallery import Card, cards, render
     from nebula_build.live.thumblinks import ThumbLinks, thumbnail_links
@@ -182,7 +182,8 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
         items = cards(
             report.plan,
             project,
-            failures=read_failures(project, report.prepared.specs),
+            failures=read_failures(project, report.prepared.specs)
+            | read_file_failures(project, report.plan.files),
             link="served",
             thumbs=thumbs.links,
             # The first round builds everything: marking it all "just changed" says nothing.
@@ -227,7 +228,7 @@ def cmd_gallery(ctx: Context) -> int:
     from nebula_build.engine.lockmerge import settled
     from nebula_build.engine.planning import plan_for
     from nebula_build.engine.prepare import current_lock
-    from nebula_build.engine.runstate import read_failures
+    from nebula_build.engine.runstate import read_failures, read_file_failures
     from nebula_build.fsutil import atomic_write
     from nebula_build.live.draws import copy_draws, image_draws
     from nebula_build.live.gallery import cards, render
@@ -250,7 +251,7 @@ def cmd_gallery(ctx: Context) -> int:
     items = cards(
         plan,
         project,
-        failures=read_failures(project, prepared.specs),
+        failures=read_failures(project, prepared.specs) | read_file_failures(project, plan.files),
         base=out,
         draws=draws,
         draw_links=copied,

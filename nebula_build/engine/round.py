@@ -32,7 +32,7 @@ from nebula_build.engine.lockmerge import settled
 from nebula_build.engine.planning import more_images, plan_for
 from nebula_build.engine.prepare import Loaded, Prepared, prepare, recovered_lock
 from nebula_build.engine.remotecache import configured, unshared
-from nebula_build.engine.runstate import record_failures
+from nebula_build.engine.runstate import record_failures, record_file_failures
 from nebula_build.errors import SupersededError, UserError
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state import fileindex
@@ -274,6 +274,7 @@ async def apply_round(
             # --target: the atlases its plan showed
             related={a.image for a in plan.actions} if options.targets else None,
         )
+        record_file_failures(project, result.files)
     finally:
         progress.close()
         prepared.files.save()

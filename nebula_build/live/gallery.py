@@ -109,7 +109,8 @@ def cards(
     `link` is "relative" (from `base`, for a page written to disk) or "served"
     (`/files/<output>?v=<digest>`, for the live server). `draws` are the candidates
     of the images that have some, shown from `draw_links` (by generation key);
-    `thumbs` the images' thumbnails, by image name (see `thumblinks`).
+    `thumbs` the images' thumbnails, by image name (see `thumblinks`). `failures`:
+    the last apply's error of each image, and of each atlas by its label.
     """
     just_changed = set(changed)
     guard = Guard(project.root)
@@ -175,7 +176,8 @@ def cards(
         if atlas is not None and file.state is not FileState.DELETE:
             path = quote(atlas.output)
             href = f"/files/{path}?v={file.key[:10]}" if link == "served" else prefix + path
-            result.append(_atlas_card(file, atlas, href, project, guard))
+            failure = failures.get(file.label)
+            result.append(_atlas_card(file, atlas, href, project, guard, failure=failure))
     return result
 
 
@@ -186,13 +188,22 @@ _MEMBERS_NAMED = 8
 
 
 def _atlas_card(
-    file: FileAction, atlas: AtlasSpec, href: str, project: Project, guard: Guard
+    file: FileAction,
+    atlas: AtlasSpec,
+    href: str,
+    project: Project,
+    guard: Guard,
+    *,
+    failure: str | None,
 ) -> Card:
-    """An atlas as the gallery shows it: its sheet, what it packs, and its exports."""
+    """An atlas as the gallery shows it: its sheet, what it packs, and its exports;
+    `failure`: why its last build failed, where it is still to be built."""
     if file.state is FileState.NOOP:
         status, text = "ok", "up to date"
     elif file.state is FileState.CONFLICT:
         status, text = "conflict", f"conflict: {file.reason}"
+    elif failure is not None:
+        status, text = "failed", f"failed: {failure}"
     else:
         status, text = "pending", f"pending build: {file.reason}"
     members = atlas.members

@@ -869,7 +869,7 @@ class Watcher:
         if report.conflicts:
             parts.append(self.style(f"{len(report.conflicts)} in conflict", "magenta"))
         if report.failed:
-            parts.append(self.style(failed_text(result, len(report.failed)), "red"))
+            parts.append(self.style(failed_text(result, report.failed), "red"))
         self._say(
             self.style(f"round {report.number}: ", "bold")
             + ", ".join(parts)

@@ -421,7 +421,7 @@ def render(
     positions, size = pack(sizes, atlas.padding)
     problem = too_large(size)  # before the sheet's pixels are allocated
     if problem is not None:
-        raise UserError(f"atlases.{atlas.name}: {problem}")
+        raise UserError(problem)
     sheet = Image.new("RGBA", size, (0, 0, 0, 0))
     for name in atlas.members:  # one member's pixels in memory at a time
         with Image.open(io.BytesIO(files.pop(name))) as opened:

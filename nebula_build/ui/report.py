@@ -785,7 +785,8 @@ def _settings(plan: Plan) -> dict[str, str]:
 
 def status_failed(plan: Plan, failures: Mapping[str, str]) -> dict[str, str]:
     """The last apply's error of each image that is still to be done: an image up to
-    date since (its prompt put back, the lock of a colleague's apply) failed no more."""
+    date since (its prompt put back, the lock of a colleague's apply) failed no more.
+    (A file's: `runstate.read_file_failures`, by its label.)"""
     pending = {a.image for a in plan.actions if a.is_change}
     return {name: message for name, message in failures.items() if name in pending}
 
@@ -803,7 +804,11 @@ def status_summary(plan: Plan, failed: Mapping[str, str]) -> str:
             parts.append(_counted(plural(len(files), one, many), [f.state for f in files]))
     line = "Status: " + ", ".join(parts)
     if failed:
-        line += f"; {plural(len(failed), 'image')} failed in the last apply"
+        kinds = {f.label: f.kind for f in plan.files}
+        counted = Counter(kinds.get(name) for name in failed)
+        said = [plural(counted[None], "image")] if counted[None] else []
+        said += [plural(counted[k], *_FILE_NOUNS[k]) for k in _FILE_NOUNS if counted[k]]
+        line += f"; {' and '.join(said)} failed in the last apply"
     return line + "."
 
 
@@ -876,13 +881,17 @@ def refused_count(result: RoundResult) -> int:
     return result.applied.refused if result.applied else 0
 
 
-def failed_text(result: RoundResult, failed: int) -> str:
+def failed_text(result: RoundResult, failed: Collection[str]) -> str:
     """'1 failed', or '1 failed (1 generated then refused)' where the backend answered
-    (and may have billed) with bytes that could not be used."""
-    text = f"{failed} failed"
+    (and may have billed) with bytes that could not be used; the files made from the
+    images among `failed` counted apart ('6 failed, 1 atlas failed')."""
+    kinds = {o.action.label: o.action.kind for o in result.files}
+    counted = Counter(kinds.get(name) for name in failed)
+    files = [f"{plural(counted[k], *_FILE_NOUNS[k])} failed" for k in _FILE_NOUNS if counted[k]]
+    images = f"{counted[None]} failed"
     if refused := refused_count(result):
-        text += f" ({refused} generated then refused)"
-    return text
+        images += f" ({refused} generated then refused)"
+    return ", ".join(files if files and images == "0 failed" else [images, *files])
 
 
 def apply_json(result: RoundResult) -> dict[str, Any]:

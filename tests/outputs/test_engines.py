@@ -371,9 +371,40 @@ def test_a_trimmed_sheet_over_the_side_cap_fails_the_atlas_in_one_line(
     assert run_cli("validate").code == 0
     code, _, err = run_cli("apply")
     assert code == 1 and "Traceback" not in err
-    assert "atlases.enemies: the sheet would be " in err and " over the 20 a side" in err
+    assert "  atlas enemies: could not build game/sprites/enemies.png: the sheet would be " in err
+    assert " over the 20 a side" in err
     assert not (root / "game/sprites/enemies.png").exists()
     assert (root / "sprites/bat-idle.png").exists()  # the members are built all the same
+
+
+def test_an_atlas_that_failed_is_said_failed_until_it_is_built(project, run_cli, monkeypatch):
+    """`status` said "pending build: new atlas", its --detailed-exitcode 2 and `--json`
+    "failed": {}, and the gallery "pending", where an image's failure is said as one."""
+    from tests.live.pagedata import card
+
+    root = project({"images.toml": PREVIEW})
+    with monkeypatch.context() as capped:
+        capped.setattr("nebula_build.core.atlaspack.MAX_SHEET_SIDE", 20)
+        code, out, _ = run_cli("apply")
+        assert code == 1 and ": 4 done (4 generated), 1 atlas failed.\n" in out, out
+    code, out, _ = run_cli("status", "--detailed-exitcode")
+    assert code == 1
+    assert "pending build: new atlas (last apply failed: could not build game/sprites/" in out
+    assert out.endswith("4 images up to date, 1 atlas pending; 1 atlas failed in the last apply.\n")
+    failed = json.loads(run_cli("status", "--json").out)["failed"]
+    assert list(failed) == ["atlas enemies"] and "the sheet would be" in failed["atlas enemies"]
+    assert run_cli("gallery").code == 0
+    page = (root / ".nebula-build/gallery/index.html").read_text(encoding="utf-8")
+    assert card(page, "atlas enemies")["status"] == "failed"
+    # declared otherwise, it is only pending; built, it failed no more
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
+    _, out, _ = run_cli("status")
+    assert "last apply failed" not in out and "failed in the last apply" not in out
+    (root / "images.toml").write_text(PREVIEW)
+    assert "last apply failed" in run_cli("status").out
+    assert run_cli("apply").code == 0
+    assert run_cli("status", "--detailed-exitcode").code == 0
+    assert "atlas" not in (root / ".nebula-build/failures.json").read_text()
 
 
 def test_a_sheet_over_the_side_cap_is_refused_before_any_member_is_decoded(
@@ -392,7 +423,8 @@ def test_a_sheet_over_the_side_cap_is_refused_before_any_member_is_decoded(
     monkeypatch.setattr("PIL.Image.Image.convert", no_decoding)
     code, _, err = run_cli("apply")
     assert code == 1 and "Traceback" not in err and "decoded" not in err, err
-    assert "atlases.enemies: the sheet would be " in err and " over the 20 a side" in err
+    assert "atlas enemies: could not build game/sprites/enemies.png: the sheet would be " in err
+    assert " over the 20 a side" in err
 
 
 def test_a_forged_trim_chunk_with_a_non_ascii_digit_is_ignored():
