@@ -101,6 +101,10 @@ def _meant_option(word: str, options: Sequence[str]) -> str | None:
         return name
     if len(name) < 2:  # `-` alone (standard input) names no option: none is meant
         return None
+    if name.startswith("--"):  # by the names alone: their dashes made `--bogus` `--out`
+        long = {option[2:]: option for option in options if option.startswith("--")}
+        close = did_you_mean(name[2:], long)
+        return None if close is None else long[close]
     close = did_you_mean(name, options)
     if close is not None or len(name) != 2 or name[1] == "-":
         return close

@@ -990,14 +990,18 @@ class _Resolver(SpriteRules):
             fail("quality", f"{fmt.upper()} is lossless: quality applies to .jpg, .webp and .avif")
         if "lossless" in merged and fmt not in ("webp", "avif"):
             fail("lossless", "lossless applies to .webp and .avif")
-        if any(not 1 <= side <= MAX_DELIVERED for side in merged.get("resize", ())):
-            fail("resize", f"sizes must be within 1-{MAX_DELIVERED} pixels")
+        wrong = [side for side in merged.get("resize", ()) if not 1 <= side <= MAX_DELIVERED]
+        if wrong:
+            fail("resize", f"each side must be within 1-{MAX_DELIVERED} pixels (got {wrong[0]})")
         self.check_sprite_options(name, decl, merged, fmt)
         if ("fit" in merged or "resample" in merged) and "resize" not in merged:
             fail("fit" if "fit" in merged else "resample", "applies only with `resize`")
         widths = merged.get("widths", [])
-        if any(not 1 <= w <= MAX_DELIVERED for w in widths) or len(set(widths)) != len(widths):
-            fail("widths", f"widths must be distinct, within 1-{MAX_DELIVERED} pixels")
+        if wrong := [w for w in widths if not 1 <= w <= MAX_DELIVERED]:
+            fail("widths", f"each must be within 1-{MAX_DELIVERED} pixels (got {wrong[0]})")
+        elif len(set(widths)) != len(widths):
+            twice = next(w for w in widths if widths.count(w) > 1)
+            fail("widths", f"must be distinct ({twice} is there twice)")
         pattern = merged.get("variant_pattern", DEFAULT_VARIANT_PATTERN)
         if pattern == DEFAULT_VARIANT_PATTERN:
             return

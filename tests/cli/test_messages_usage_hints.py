@@ -67,3 +67,15 @@ def test_a_short_option_no_one_option_starts_with_gets_no_hint(run_cli, capsys):
 def test_a_lone_dash_is_not_taken_for_help(command, run_cli, capsys):
     said = _said(run_cli, capsys, command, "-")
     assert said == f"nebula-build {command}: error: unrecognized arguments: -"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (("plan", "--bogus"), "unrecognized arguments: --bogus"),  # was "did you mean --out?"
+        (("plan", "--forse"), "unrecognized arguments: --forse; did you mean --force?"),
+        (("plan", "--OUT"), "unrecognized arguments: --OUT; did you mean --out?"),
+    ],
+)
+def test_a_long_option_is_guessed_from_its_name_not_its_dashes(argv, said, run_cli, capsys):
+    assert _said(run_cli, capsys, *argv) == f"nebula-build plan: error: {said}"

@@ -190,8 +190,18 @@ def test_images_with_one_spec_share_one_generation(project, run_cli, fake_site, 
         ({"output": "a.png", "quality": 80}, "images.a.quality: PNG is lossless"),
         ({"output": "a.jpg", "lossless": True}, "images.a.lossless: lossless applies to .webp"),
         ({"output": "a.png", "fit": "contain"}, "images.a.fit: applies only with `resize`"),
-        ({"output": "a.png", "resize": [0, 10]}, "images.a.resize: sizes must be within"),
-        ({"output": "a.png", "widths": [10, 10]}, "images.a.widths: widths must be distinct"),
+        (
+            {"output": "a.png", "resize": [10, 20000]},
+            "images.a.resize: each side must be within 1-8192 pixels (got 20000)",
+        ),
+        (
+            {"output": "a.png", "widths": [10, 0]},
+            "images.a.widths: each must be within 1-8192 pixels (got 0)",
+        ),
+        (
+            {"output": "a.png", "widths": [10, 20, 10]},
+            "images.a.widths: must be distinct (10 is there twice)",
+        ),
         (
             {"output": "a.png", "widths": [10], "variant_pattern": "{stem}.png"},
             "images.a.variant_pattern: must contain {width}",
