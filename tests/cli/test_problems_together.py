@@ -107,3 +107,23 @@ def test_rows_past_the_ones_said_are_counted(project, run_cli):
         "or hold '//'"
     )
     assert lines[-1] == "error: images.toml: and 6 more problems; fix these first"
+
+
+def test_images_whose_seed_is_no_seed_are_resolved_for_their_other_problems_up_to_a_bound(
+    project, run_cli, monkeypatch
+):
+    """Resolving 100,000 images with `seed = "x"` for their other problems doubled
+    `validate`'s time (bench/problem_bounds.py): past SEEDLESS, their seed alone is said."""
+    monkeypatch.setattr("nebula_build.core.resolve.SEEDLESS", 2)
+    images = "".join(
+        f'\n[images.i{n}]\nprompt = "p"\nseed = "x"\nstyle = "nope"\noutput = "o/i{n}.png"\n'
+        for n in range(3)
+    )
+    lines = validated(project, run_cli, images)
+    assert [line.split(": ", 3)[2] for line in lines] == [
+        "images.i0.seed",
+        "images.i0.style",
+        "images.i1.seed",
+        "images.i1.style",
+        "images.i2.seed",
+    ]
