@@ -88,7 +88,8 @@ MAX_DATA_READ = 64 << 20
 MAX_ROW_STEPS = 10_000_000
 #: problems reported per declaration: the first ones show what to fix
 MAX_PROBLEMS = 10
-#: problems of rows kept to be said, the rows with the same one together (counted past it)
+#: different problems of rows kept to be said, the rows with the same one together
+#: (rows with another problem past them are counted)
 _PROBLEMS_KEPT = 1_000
 #: the lines named of the other rows with a problem said once
 _LINES_SHOWN = 5
@@ -706,7 +707,8 @@ def expand_rows(
     for a problem of the declaration; problems of rows come back in
     `RowImages.problems`."""
     plan = _checked(base, decl, table, from_posts)
-    kept, problems, more = _kept(plan)
+    problems = _RowProblems()
+    kept = _kept(plan, problems)
     if len(kept) > 1:
         _check_output_tells_rows_apart(plan)
     made = RowImages(count=len(kept) * plan.per_row, rows=len(kept))
@@ -716,33 +718,60 @@ def expand_rows(
         try:
             made.images.extend(_images(plan, item))
         except DataError as exc:
-            problems.append((position, exc))
-    problems.sort(key=lambda found: found[0])
-    made.problems, made.unseen = _alike_once([exc for _, exc in problems], more)
+            problems.add(position, exc)
+    made.problems, made.unseen = problems.said()
     return made
 
 
-def _alike_once(problems: list[DataError], more: int) -> tuple[list[DataError], int]:
-    """The first MAX_PROBLEMS problems of rows, one line for the rows with the same
-    problem (naming the others' lines), and how many rows' problems that leaves
-    unsaid, with `more` that were not kept."""
-    alike: dict[tuple[str, str], list[DataError]] = {}
-    for problem in problems:
-        alike.setdefault((problem.path, str(problem)), []).append(problem)
-    groups = list(alike.values())
-    said = []
-    for first, *others in groups[:MAX_PROBLEMS]:
-        if others:
-            lines = [other.line for other in others[:_LINES_SHOWN]]
-            listed = ", ".join(map(str, lines)) + (", …" if len(others) > _LINES_SHOWN else "")
-            # rows a line each (not a JSON array on one line): their lines tell them apart
-            apart = None not in lines and len({first.line, *lines}) == len(lines) + 1
-            where = f" (lines {listed})" if apart else ""
-            message = f"{first}; the same in {plural(len(others), 'other row')}{where}"
-            said.append(DataError(first.path, message, first.line, first.column))
+@dataclass(slots=True)
+class _Alike:
+    """A problem of rows: the first row's (and its place), how many others had it, and
+    the first of their lines."""
+
+    position: int
+    first: DataError
+    others: int = 0
+    lines: list[int | None] = field(default_factory=list)
+
+    def said(self) -> DataError:
+        if not self.others:
+            return self.first
+        first, lines = self.first, self.lines
+        listed = ", ".join(map(str, lines)) + (", …" if self.others > len(lines) else "")
+        # rows a line each (not a JSON array on one line): their lines tell them apart
+        apart = None not in lines and len({first.line, *lines}) == len(lines) + 1
+        where = f" (lines {listed})" if apart else ""
+        rows = f"{self.others:,} other row{'' if self.others == 1 else 's'}"
+        message = f"{first}; the same in {rows}{where}"
+        return DataError(first.path, message, first.line, first.column)
+
+
+class _RowProblems:
+    """The problems of a declaration's rows, the rows with the same problem together."""
+
+    def __init__(self) -> None:
+        self.alike: dict[tuple[str, str], _Alike] = {}  # by file and message
+        self.count = 0
+        self.unseen = 0  # rows with a problem past _PROBLEMS_KEPT different ones
+
+    def add(self, position: int, problem: DataError) -> None:
+        self.count += 1
+        alike = self.alike.get((problem.path, str(problem)))
+        if alike is not None:
+            alike.others += 1
+            if len(alike.lines) < _LINES_SHOWN:
+                alike.lines.append(problem.line)
+        elif len(self.alike) < _PROBLEMS_KEPT:
+            self.alike[problem.path, str(problem)] = _Alike(position, problem)
         else:
-            said.append(first)
-    return said, more + sum(len(group) for group in groups[MAX_PROBLEMS:])
+            self.unseen += 1
+
+    def said(self) -> tuple[list[DataError], int]:
+        """The first MAX_PROBLEMS problems in the rows' order, each naming the other
+        rows that had it; and how many rows' problems that leaves unsaid."""
+        found = sorted(self.alike.values(), key=lambda alike: alike.position)
+        rest = sum(1 + alike.others for alike in found[MAX_PROBLEMS:])
+        return [alike.said() for alike in found[:MAX_PROBLEMS]], self.unseen + rest
 
 
 def _check_output_tells_rows_apart(plan: _Plan) -> None:
@@ -761,14 +790,11 @@ def _check_output_tells_rows_apart(plan: _Plan) -> None:
     )
 
 
-def _kept(plan: _Plan) -> tuple[list[tuple[int, _Kept]], list[tuple[int, DataError]], int]:
+def _kept(plan: _Plan, problems: _RowProblems) -> list[tuple[int, _Kept]]:
     """The rows that pass `where`, at most `limit`, each with its place in the table;
-    the problems of rows (each with its place), at most _PROBLEMS_KEPT of them; and
-    how many more rows had one. With `limit`, it stops at MAX_PROBLEMS problems, as
-    the steps it may take are counted (`go_through`)."""
+    the problems of rows go to `problems`. With `limit`, it stops at MAX_PROBLEMS
+    problems, as the steps it may take are counted (`go_through`)."""
     kept: list[tuple[int, _Kept]] = []
-    problems: list[tuple[int, DataError]] = []
-    more = 0
     ids: dict[str, Row] = {}
     limit = plan.decl.limit
     for position, row in enumerate(plan.table.rows):
@@ -777,16 +803,13 @@ def _kept(plan: _Plan) -> tuple[list[tuple[int, _Kept]], list[tuple[int, DataErr
         try:
             item = _keep(plan, row, ids)
         except DataError as exc:
-            if len(problems) < _PROBLEMS_KEPT:
-                problems.append((position, exc))
-            else:
-                more += 1
-            if limit is not None and len(problems) >= MAX_PROBLEMS:
+            problems.add(position, exc)
+            if limit is not None and problems.count >= MAX_PROBLEMS:
                 break
             continue
         if item is not None:
             kept.append((position, item))
-    return kept, problems, more
+    return kept
 
 
 def _fail(plan: _Plan, row: Row, name: str | None, message: str) -> DataError:

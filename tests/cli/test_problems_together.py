@@ -127,3 +127,17 @@ def test_images_whose_seed_is_no_seed_are_resolved_for_their_other_problems_up_t
         "images.i1.style",
         "images.i2.seed",
     ]
+
+
+def test_rows_with_a_problem_kept_are_still_counted_past_the_bound(project, run_cli, monkeypatch):
+    """Past the different problems kept, a row with one of them joins its line, and a
+    row with another is counted."""
+    monkeypatch.setattr("nebula_build.core.rowimages._PROBLEMS_KEPT", 2)
+    csv = "sku,name\na,\n/b,x\n/c,x\nd,\ne,\n"
+    project({"images.toml": PREVIEW + ROWS, "data/p.csv": csv})
+    code, _, err = run_cli("validate")
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 3, lines
+    assert lines[0] == f"error: data/p.csv:2:3: {EMPTY}; the same in 2 other rows (lines 5, 6)"
+    assert lines[1].startswith("error: data/p.csv:3:1: images.product: column 'sku': '/b' ")
+    assert lines[2] == "error: images.toml: and 1 more problem; fix these first"
