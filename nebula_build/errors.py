@@ -75,7 +75,9 @@ class MoreProblems(Problem):
     __slots__ = ("count",)
 
     def __init__(self, path: str, count: int) -> None:
-        super().__init__(path, "", f"and {count:,} more problems; fix these first")
+        super().__init__(
+            path, "", f"and {count:,} more problem{'' if count == 1 else 's'}; fix these first"
+        )
         self.count = count
 
 
@@ -314,7 +316,10 @@ def error_lines(exc: BaseException, shown: int = SHOWN_PROBLEMS) -> list[str]:
         more = len(described) - shown + uncounted
         lists = f"the first {len(described):,}" if uncounted else "all"
         lines = [str(problem) for problem in described[:shown]]
-        lines.append(f"… and {more:,} more problems (`nebula-build validate --json` lists {lists})")
+        problems = "problem" if more == 1 else "problems"
+        lines.append(
+            f"… and {more:,} more {problems} (`nebula-build validate --json` lists {lists})"
+        )
     return lines
 
 
