@@ -166,11 +166,10 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
         server.republish(html, report.number)
 
     def publish(report: Round) -> None:
-        if report.error is not None:
-            publish_error(report)
-            return
         if report.plan is None or report.prepared is None or report.result is None:
-            return  # keep showing the last good state
+            if report.error is not None:
+                publish_error(report)
+            return  # else keep showing the last good state
         store = report.prepared.store
         draws = image_draws(report.plan, report.prepared, report.result.lock)
         shown = [d.generation_key for items in draws.values() for d in items if d.cached]
@@ -202,6 +201,9 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             round_number=report.number,
             token=server.token,
             run=server.run,
+            # refused by a guard: what it would have made, pending, under why
+            error_lines=(report.error_lines or [report.error]) if report.error else (),
+            cards_round=report.number,
         )
         server.publish(
             html,

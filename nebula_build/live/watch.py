@@ -552,6 +552,7 @@ class Watcher:
         self._planning = _NOT_LOADED
         self._reading_contents()
         unchanged = self._no_newer_save(self._last_change)
+        made: list[RoundResult] = []  # the plan, before a guard may refuse it
         try:
             result = await apply_round(
                 self.project,
@@ -560,6 +561,7 @@ class Watcher:
                 listener=self,
                 backends=self._backends,
                 on_start=self._started,
+                on_plan=made.append,
                 previous=None if once else previous,
                 incremental=not once,
                 before_removing=None if once else unchanged,
@@ -573,23 +575,7 @@ class Watcher:
             self._left_undone(None)
             if once:
                 raise
-            report.error, said = str(exc), error_lines(exc)
-            report.error_lines = said
-            self._watch_declared_data()
-            if not await unchanged(report.error):  # an empty or half-written save: unsaid
-                self.rounds -= 1
-                return report
-            if report.error != self._last_error:
-                # as a command's error is said: a line break its own, a value escaped
-                for line in said:
-                    self._say(
-                        self.style(f"round {report.number}: ", "bold")
-                        + self.style("error: ", "red", "bold")
-                        + escaped(line)
-                    )
-                self._say(self.style("waiting for the next save…", "dim"))
-            self._last_error = report.error
-            return self._publish(report)
+            return await self._failed(report, exc, unchanged, made[0] if made else None)
         finally:
             self._round_ended()
         self._last_error = None
@@ -612,6 +598,37 @@ class Watcher:
         self._summarise(report, result)
         if self.on_round is not None:  # the whole plan, for the gallery
             report.plan = self._whole_plan(result)
+        return self._publish(report)
+
+    async def _failed(
+        self,
+        report: Round,
+        exc: NebulaBuildError,
+        unchanged: Callable[..., Awaitable[bool]],
+        planned: RoundResult | None,
+    ) -> Round:
+        """A round that an error stopped before any work: said once until the next
+        save; `planned`: its plan, where a guard refused it (the gallery shows what it
+        would have made, pending, under the error)."""
+        report.error, said = str(exc), error_lines(exc)
+        report.error_lines = said
+        self._watch_declared_data()
+        if not await unchanged(report.error):  # an empty or half-written save: unsaid
+            self.rounds -= 1
+            return report
+        if report.error != self._last_error:
+            # as a command's error is said: a line break its own, a value escaped
+            for line in said:
+                self._say(
+                    self.style(f"round {report.number}: ", "bold")
+                    + self.style("error: ", "red", "bold")
+                    + escaped(line)
+                )
+            self._say(self.style("waiting for the next save…", "dim"))
+        self._last_error = report.error
+        if planned is not None and self.on_round is not None:
+            report.prepared, report.result = planned.prepared, planned
+            report.plan = self._whole_plan(planned)
         return self._publish(report)
 
     def _left_undone(self, result: RoundResult | None) -> None:

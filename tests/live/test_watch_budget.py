@@ -5,13 +5,20 @@ every save was generated, whatever it cost."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import time
 
 from tests.cli.test_costs import FLUX, PRICED
 from tests.conftest import fake_manifest, generation_log, nebula_manifest
+from tests.live.pagedata import page_cards
+from tests.live.test_gallery import _free_port, _get, _wait_for
 from tests.live.test_watch_hand_edits import _until
 from tests.live.watching import watching
 
+CAP = ("--max-generations", "1")
 TWO = {"a": {"prompt": "one", "output": "a.png"}, "b": {"prompt": "two", "output": "b.png"}}
 REFUSED = (
     "round 1: error: this round would generate 2 images, more than --max-generations 1; "
@@ -58,3 +65,33 @@ def test_watch_once_over_a_cap_fails_as_apply_does(project, run_cli, fake_site, 
         "nothing was generated"
     ]
     assert not (root / "a.png").exists()
+
+
+def test_the_live_gallery_shows_what_a_refused_round_would_have_made(project, fake_site, tmp_path):
+    """A round refused by --max-generations left the page on the last good round: the
+    images the save added were not on it, while `status` counted them pending."""
+    log = tmp_path / "gen.log"
+    root = project({"images.toml": fake_manifest(log, {"a": TWO["a"]})})
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "watch", "--serve", str(port), *CAP],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(url, "up to date")
+        time.sleep(1.5)  # the manifest is watched within a second of the round
+        more = {**TWO, "c": {"prompt": "three", "output": "c.png"}}
+        (root / "images.toml").write_text(fake_manifest(log, more))
+        _wait_for(url, "more than --max-generations 1")
+        page = _get(url)[1].decode()
+        cards = {c["name"]: c["status"] for c in page_cards(page)}
+        assert cards == {"a": "ok", "b": "pending", "c": "pending"}, json.dumps(cards)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert "Traceback" not in err
+    assert generation_log(log) == ["a"]
