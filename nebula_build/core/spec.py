@@ -88,7 +88,7 @@ def path_value_problem(value: object) -> str | None:
         return None  # as most are: a name
     parts = value.replace("\\", "/").split("/")
     if ".." in parts:
-        return f"{quoted(value)} would leave the project ('..')"
+        return f"{quoted(value)} would leave the project" + ("" if value == ".." else " ('..')")
     if any(part in ("", ".") for part in parts):
         return (
             f"{quoted(value)} would make an empty or '.' folder: a value filled into an "
