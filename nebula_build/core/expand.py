@@ -155,9 +155,9 @@ def check_output_axes(output: str, matrix: Mapping[str, list[str | int]]) -> Non
                 )
             continue
         for choice in choices:
-            problem = path_value_problem(choice)
-            if problem is not None:
-                raise ExpansionError("matrix", problem, at=(key,))
+            found = path_value_problem(output, {key: choice}, (key,))
+            if found is not None:
+                raise ExpansionError("matrix", found[1], at=(key,))
 
 
 def templates_of(decl: ImageDecl) -> dict[str, str]:

@@ -181,6 +181,12 @@ class FileKind(StrEnum):
     ASSET_MANIFEST = "asset manifest"
 
 
+def file_label(kind: FileKind, name: str) -> str:
+    """How the plan names a file made from the images: "atlas enemies", "asset
+    manifest"."""
+    return f"atlas {name}" if kind is FileKind.ATLAS else str(kind)
+
+
 class FileState(StrEnum):
     BUILD = "build"
     NOOP = "noop"
@@ -220,7 +226,7 @@ class FileAction:
     @property
     def label(self) -> str:
         """How the plan names it: "atlas enemies", "asset manifest"."""
-        return f"atlas {self.name}" if self.kind is FileKind.ATLAS else str(self.kind)
+        return file_label(self.kind, self.name)
 
     @property
     def is_change(self) -> bool:

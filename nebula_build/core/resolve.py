@@ -492,11 +492,12 @@ class _Resolver(SpriteRules):
                     images[base] = single(decl)
                 except ExpansionError as exc:
                     self.fail(("images", base, exc.key, *exc.at), str(exc))
-                    if self.seedless <= 0:
+                    if self.seedless <= 0 or exc.key == "output":
                         self.unexpanded.add(base)
                         continue
-                    # resolved without its seed all the same, so that its other
-                    # problems are said with this one (the manifest fails anyway)
+                    # resolved (without its seed) all the same, so that its other
+                    # problems are said with this one (the manifest fails anyway); one
+                    # with a placeholder in its output would have it said twice
                     self.seedless -= 1
                     images[base] = decl.model_copy(update={"seed": None})
                 self.bases[base] = base

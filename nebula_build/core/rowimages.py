@@ -91,6 +91,10 @@ MAX_PROBLEMS = 10
 #: different problems of rows kept to be said, the rows with the same one together
 #: (rows with another problem past them are counted)
 _PROBLEMS_KEPT = 1_000
+#: rows with a problem all declarations look at: past them (a declaration that stops
+#: there says "at least"), 49 declarations of 200,000 rows with an empty column took
+#: 90 s, where each stopping at its tenth problem took 1.5 s
+PROBLEM_ROWS = 20_000
 #: the lines named of the other rows with a problem said once
 _LINES_SHOWN = 5
 _TEXT_KEYS = ("prompt", "negative_prompt", "alt")
@@ -130,6 +134,8 @@ class RowImages:
     rows: int = 0
     #: the problems of rows left out of `problems`, past the first ones
     unseen: int = 0
+    #: the rows with a problem it looked at (`Sources.problem_rows`)
+    problem_rows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +226,8 @@ class Sources:
         self.parsed = 0
         #: steps the declarations so far take going through their rows (MAX_ROW_STEPS)
         self.steps = 0
+        #: rows with a problem the declarations may still look at (PROBLEM_ROWS)
+        self.problem_rows = PROBLEM_ROWS
 
     def release(self, source: Source, still_read: Collection[Source]) -> None:
         """Let go of what `source` read that none of the sources `still_read` reads: its
@@ -360,7 +368,15 @@ def images_from_rows(
     sources.go_through(rows, decl.where)
     from_posts = found[0].pattern is not None
     try:
-        made = expand_rows(base, decl, loaded.table, from_posts=from_posts, budget=budget)
+        made = expand_rows(
+            base,
+            decl,
+            loaded.table,
+            from_posts=from_posts,
+            budget=budget,
+            problem_rows=sources.problem_rows,
+        )
+        sources.problem_rows -= made.problem_rows
     except ExpansionError:
         if not loaded.problems:
             raise
@@ -700,6 +716,7 @@ def expand_rows(
     *,
     from_posts: bool = False,
     budget: int | None = None,
+    problem_rows: int = PROBLEM_ROWS,
 ) -> RowImages:
     """The images of a declaration with rows: one per row that passes `where` (times
     the combinations of a matrix), at most `limit` rows, in the file's order; none
@@ -707,7 +724,7 @@ def expand_rows(
     for a problem of the declaration; problems of rows come back in
     `RowImages.problems`."""
     plan = _checked(base, decl, table, from_posts)
-    problems = _RowProblems()
+    problems = _RowProblems(max(problem_rows, MAX_PROBLEMS))
     kept = _kept(plan, problems)
     if len(kept) > 1:
         _check_output_tells_rows_apart(plan)
@@ -719,7 +736,11 @@ def expand_rows(
             made.images.extend(_images(plan, item))
         except DataError as exc:
             problems.add(position, exc)
+            if problems.full:
+                problems.stopped = True
+                break
     made.problems, made.unseen = problems.said()
+    made.problem_rows = problems.count
     return made
 
 
@@ -733,7 +754,9 @@ class _Alike:
     others: int = 0
     lines: list[int | None] = field(default_factory=list)
 
-    def said(self) -> DataError:
+    def said(self, *, stopped: bool) -> DataError:
+        """The problem, with the other rows that had it (`stopped`: before the last
+        row, so at least those)."""
         if not self.others:
             return self.first
         first, lines = self.first, self.lines
@@ -741,7 +764,8 @@ class _Alike:
         # rows a line each (not a JSON array on one line): their lines tell them apart
         apart = None not in lines and len({first.line, *lines}) == len(lines) + 1
         where = f" (lines {listed})" if apart else ""
-        rows = f"{self.others:,} other row{'' if self.others == 1 else 's'}"
+        rows = f"{'at least ' if stopped else ''}{self.others:,} other row"
+        rows += "" if self.others == 1 else "s"
         message = f"{first}; the same in {rows}{where}"
         return DataError(first.path, message, first.line, first.column)
 
@@ -749,10 +773,18 @@ class _Alike:
 class _RowProblems:
     """The problems of a declaration's rows, the rows with the same problem together."""
 
-    def __init__(self) -> None:
+    def __init__(self, most: int) -> None:
         self.alike: dict[tuple[str, str], _Alike] = {}  # by file and message
         self.count = 0
         self.unseen = 0  # rows with a problem past _PROBLEMS_KEPT different ones
+        self.most = most  # rows with a problem looked at
+        #: the rows were not all looked at (`most`, or `limit`)
+        self.stopped = False
+
+    @property
+    def full(self) -> bool:
+        """Whether no more rows are to be looked at."""
+        return self.count >= self.most
 
     def add(self, position: int, problem: DataError) -> None:
         self.count += 1
@@ -771,7 +803,8 @@ class _RowProblems:
         rows that had it; and how many rows' problems that leaves unsaid."""
         found = sorted(self.alike.values(), key=lambda alike: alike.position)
         rest = sum(1 + alike.others for alike in found[MAX_PROBLEMS:])
-        return [alike.said() for alike in found[:MAX_PROBLEMS]], self.unseen + rest
+        said = [alike.said(stopped=self.stopped) for alike in found[:MAX_PROBLEMS]]
+        return said, self.unseen + rest
 
 
 def _check_output_tells_rows_apart(plan: _Plan) -> None:
@@ -792,8 +825,9 @@ def _check_output_tells_rows_apart(plan: _Plan) -> None:
 
 def _kept(plan: _Plan, problems: _RowProblems) -> list[tuple[int, _Kept]]:
     """The rows that pass `where`, at most `limit`, each with its place in the table;
-    the problems of rows go to `problems`. With `limit`, it stops at MAX_PROBLEMS
-    problems, as the steps it may take are counted (`go_through`)."""
+    the problems of rows go to `problems`. It stops where `problems` is full, and
+    with `limit` at MAX_PROBLEMS problems, as the steps it may take are counted
+    (`go_through`)."""
     kept: list[tuple[int, _Kept]] = []
     ids: dict[str, Row] = {}
     limit = plan.decl.limit
@@ -804,7 +838,8 @@ def _kept(plan: _Plan, problems: _RowProblems) -> list[tuple[int, _Kept]]:
             item = _keep(plan, row, ids)
         except DataError as exc:
             problems.add(position, exc)
-            if limit is not None and problems.count >= MAX_PROBLEMS:
+            if problems.full or (limit is not None and problems.count >= MAX_PROBLEMS):
+                problems.stopped = position + 1 < len(plan.table.rows)
                 break
             continue
         if item is not None:
@@ -863,11 +898,10 @@ def _filled(
 ) -> ImageDecl:
     """The declaration with `values` filled in; DataError (at the row) for a prompt that
     comes out empty or too long, or a seed that is no seed."""
-    for name in plan.in_output:
-        problem = path_value_problem(values[name])
-        if problem is not None:
-            column = plan.columns.described(name)
-            raise _fail(plan, kept.row, name, f"column {column}: {problem}")
+    found = path_value_problem(plan.decl.output, values, plan.in_output)
+    if found is not None:
+        name, problem = found
+        raise _fail(plan, kept.row, name, f"column {plan.columns.described(name)}: {problem}")
     filled = {key: fill(t, values) for key, t in plan.templates.items()}
     if "prompt" in filled and not filled["prompt"].strip():
         whose = _whose(combination)

@@ -77,24 +77,65 @@ def fill(template: str, values: Mapping[str, object]) -> str:
     return template.format_map(values)
 
 
-def path_value_problem(value: object) -> str | None:
-    """What is wrong with a value filled into an output path, which would make the file
-    be written elsewhere than the path reads (`out/{folder}/{sku}.png`, sku `/abs`:
-    `out/folder/abs.png`); None for a plain one, and for an empty one (an optional
-    folder left out writes one level up, as the template allows)."""
-    if type(value) is not str or not value:
+def path_value_problem(
+    template: str, values: Mapping[str, object], names: Collection[str]
+) -> tuple[str, str] | None:
+    """(the placeholder, what is wrong) where the values of `names` filled into output
+    path `template` make the file be written elsewhere than the path reads
+    (`out/{folder}/{sku}.png`, sku `/abs`: `out/folder/abs.png`), or leave the
+    project; None where they do not, as for empty ones (an optional folder left out
+    writes one level up, as the template allows). The template is checked; the other
+    placeholders are plain names."""
+    pathy = [name for name in names if type(v := values.get(name)) is str and _PATHY.search(v)]
+    if not pathy:
+        return None  # as most are: names
+    plain = _Plain({key: "x" if str(value) else "" for key, value in values.items()})
+    filled = _Plain(plain)
+    for name in pathy:
+        filled[name] = values[name]
+    if not _worse(template, filled, plain):
         return None
-    if "/" not in value and "\\" not in value and value not in (".", ".."):
-        return None  # as most are: a name
-    parts = value.replace("\\", "/").split("/")
-    if ".." in parts:
+    for name in pathy:  # the value that does it alone, else the first
+        alone = _Plain(plain)
+        alone[name] = values[name]
+        if problem := _worse(template, alone, plain):
+            return name, _said(str(values[name]), problem)
+    return pathy[0], _said(str(values[pathy[0]]), _worse(template, filled, plain))
+
+
+def _worse(template: str, filled: Mapping[str, object], plain: Mapping[str, object]) -> str:
+    """What `filled` does to the path that `plain` does not: "leave" the project,
+    make a "loose" (empty or '.') folder, or "" nothing."""
+    parts = template.format_map(filled).replace("\\", "/").split("/")
+    plainly = template.format_map(plain).replace("\\", "/").split("/")
+    if parts.count("..") > plainly.count(".."):
+        return "leave"
+    return "loose" if _loose(parts) > _loose(plainly) else ""
+
+
+def _said(value: str, problem: str) -> str:
+    if problem == "leave":
         return f"{quoted(value)} would leave the project" + ("" if value == ".." else " ('..')")
-    if any(part in ("", ".") for part in parts):
-        return (
-            f"{quoted(value)} would make an empty or '.' folder: a value filled into an "
-            "output may not be '.', begin or end with '/', or hold '//'"
-        )
-    return None
+    return (
+        f"{quoted(value)} would make an empty or '.' folder: a value filled into an output "
+        "may not be '.', begin or end with '/', or hold '//'"
+    )
+
+
+#: what a value must hold to change the folders of a path it is filled into
+_PATHY = re.compile(r"[/\\.]")
+
+
+class _Plain(dict[str, object]):
+    """Values for a template, a plain name for each placeholder not among them."""
+
+    def __missing__(self, key: str) -> str:
+        return "x"
+
+
+def _loose(parts: list[str]) -> int:
+    """How many of a path's parts are empty or `.`."""
+    return sum(part in ("", ".") for part in parts)
 
 
 def check_template(template: str, known: Collection[str]) -> str | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from nebula_build.core.plan import ActionKind, FileState, Plan
+from nebula_build.core.plan import ActionKind, FileKind, FileState, Plan, file_label
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, cost
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
@@ -202,11 +202,7 @@ async def apply_round(
         check_plan(plan)
     result = RoundResult(prepared, plan, lock)
     if not plan.has_changes:
-        if options.more:  # the draw asked for was in the cache already: record it
-            result.lock = _with_draws_recorded(project, prepared, plan, options, lock)
-        result.lock = _with_pins_released(project, prepared, plan, result.lock)
-        prepared.files.save()
-        return result
+        return _nothing_to_change(result, options)
     removed = _removed(plan) if before_removing is not None else frozenset()
     if before_removing is not None and removed and not await before_removing(removed):
         raise SupersededError("the manifest changed again before what it dropped was removed")
@@ -274,12 +270,32 @@ async def apply_round(
             # --target: the atlases its plan showed
             related={a.image for a in plan.actions} if options.targets else None,
         )
-        record_file_failures(project, result.files)
+        record_file_failures(project, result.files, _file_labels(prepared))
     finally:
         progress.close()
         prepared.files.save()
     result.elapsed = time.perf_counter() - started
     return result
+
+
+def _nothing_to_change(result: RoundResult, options: RoundOptions) -> RoundResult:
+    """A round whose plan changes nothing: what it records all the same."""
+    prepared, plan, lock = result.prepared, result.plan, result.lock
+    project = prepared.project
+    record_file_failures(project, (), _file_labels(prepared))
+    if options.more:  # the draw asked for was in the cache already: record it
+        result.lock = _with_draws_recorded(project, prepared, plan, options, lock)
+    result.lock = _with_pins_released(project, prepared, plan, result.lock)
+    prepared.files.save()
+    return result
+
+
+def _file_labels(prepared: Prepared) -> set[str]:
+    """The labels of the files made from the images the manifest declares now."""
+    labels = {file_label(FileKind.ATLAS, name) for name in prepared.resolved.atlases}
+    if prepared.resolved.asset_manifest is not None:
+        labels.add(file_label(FileKind.ASSET_MANIFEST, "assets"))
+    return labels
 
 
 def _failed_to_change(plan: Plan, applied: ApplyResult | None) -> set[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from nebula_build.core.plan import FileAction
 from nebula_build.core.spec import AssetSpec
@@ -93,14 +93,19 @@ def record_failures(project: Project, result: ApplyResult, specs: Mapping[str, A
     _write(project, failures)
 
 
-def record_file_failures(project: Project, built: Iterable[FileOutcome]) -> None:
+def record_file_failures(
+    project: Project, built: Iterable[FileOutcome], declared: Collection[str]
+) -> None:
     """What the build of each file made from the images did: a failure recorded, a
-    success forgetting the last. A conflict is not a failure (status says it)."""
-    built = list(built)
-    if not built:
-        return
+    success forgetting the last. A conflict is not a failure (status says it). The
+    failure of a file no longer `declared` (by label) goes: declared again, it has
+    not failed."""
     found = _read(project)
-    failures = dict(found)
+    failures = {
+        name: failure
+        for name, failure in found.items()
+        if not name.startswith(_FILE) or name[len(_FILE) :] in declared
+    }
     for outcome in built:
         name = _FILE + outcome.action.label
         if outcome.ok or outcome.conflict:

@@ -92,7 +92,7 @@ LOOSE = (
         ("out/{sku}.png", "./b", LOOSE),
         # beside another value's folder, the empty part an empty value would make hid it
         ("out/{name}/{sku}.png", "/abs", LOOSE),
-        ("out/{name}/{sku}.png", "b/", LOOSE),
+        ("out/{name}/{sku}/x.png", "b/", LOOSE),
         ("out/{name}/{sku}.png", "a//b", LOOSE),
         ("out/{sku}-{name}.png", "../../etc", "would leave the project ('..')"),
     ],
@@ -111,6 +111,33 @@ def test_a_value_that_would_write_elsewhere_than_its_output_reads_is_refused_at_
             command
         )
     assert not (root / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("template", "sku"),
+    [
+        ("out/{sku}-{name}.png", "."),  # out/.-y.png: a file, where the path says
+        ("out/{sku}{name}.png", "a/"),  # out/a/y.png
+        ("out/{sku}.png", "v1.2"),
+    ],
+)
+def test_a_value_with_a_dot_or_slash_that_writes_where_the_path_reads_is_made(
+    project, run_cli, template, sku
+):
+    """Refused, where a value was held to the rule alone, not to what it makes."""
+    text = MANIFEST.replace("out/{sku}-{name}.png", template)
+    project({"images.toml": text, "data/p.csv": f"sku,name\nok,x\n{sku},y\n"})
+    code, out, err = run_cli("plan")
+    assert code == 0 and "2 to generate" in out, err
+
+
+def test_two_values_that_make_an_empty_folder_together_are_refused(project, run_cli):
+    text = MANIFEST.replace("out/{sku}-{name}.png", "out/{sku}{name}.png")
+    project({"images.toml": text, "data/p.csv": "sku,name\nx/,/y\n"})
+    code, _, err = run_cli("plan")
+    assert code == 1 and err.startswith("error: data/p.csv:2:1: images.product: column 'sku': "), (
+        err
+    )
 
 
 def test_a_matrix_value_that_would_write_elsewhere_than_its_output_reads_is_refused(

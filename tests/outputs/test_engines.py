@@ -407,6 +407,21 @@ def test_an_atlas_that_failed_is_said_failed_until_it_is_built(project, run_cli,
     assert "atlas" not in (root / ".nebula-build/failures.json").read_text()
 
 
+def test_an_atlas_that_failed_then_left_the_manifest_has_not_failed_when_back(project, run_cli):
+    """Its failure stayed recorded: declared again, it was said failed (exit 1) before
+    any build of it."""
+    root = project({"images.toml": PREVIEW})
+    (root / "game/sprites/enemies.png").mkdir(parents=True)
+    assert run_cli("apply").code == 1
+    without = PREVIEW.partition("[atlases.enemies]")[0]
+    (root / "images.toml").write_text(without)
+    assert run_cli("apply").code == 0
+    (root / "game/sprites/enemies.png").rmdir()
+    (root / "images.toml").write_text(PREVIEW)
+    code, out, _ = run_cli("status", "--detailed-exitcode")
+    assert code == 2 and "failed" not in out, out
+
+
 def test_a_sheet_over_the_side_cap_is_refused_before_any_member_is_decoded(
     project, run_cli, monkeypatch
 ):
