@@ -20,6 +20,7 @@ from nebula_build.core.manifest import ImageDecl, shown
 from nebula_build.core.spec import (
     check_template,
     foreign_template,
+    may_change_folders,
     path_value_problem,
     placeholders,
 )
@@ -82,7 +83,12 @@ def expand(base: str, decl: ImageDecl) -> Iterator[Expanded]:
     if decl.output is not None:
         check_output_axes(decl.output, decl.matrix)
     seed = templates.pop("seed", None)
+    # the keys whose values may change the output's folders together (each alone: above)
+    used = placeholders(decl.output) if decl.output is not None else []
+    pathy = [k for k in decl.matrix if k in used and any(map(may_change_folders, decl.matrix[k]))]
     for parts, values in combinations(decl.matrix):
+        if pathy and (found := path_value_problem(decl.output or "", values, pathy)):
+            raise ExpansionError("matrix", found[1], at=(found[0],))
         # Checked above: plain {name} placeholders only, each one known.
         update: dict[str, Any] = {
             key: template.format_map(values) for key, template in templates.items()

@@ -458,7 +458,7 @@ class _Plan:
     per_row: int = 1
     #: the rows are posts (each its own file, its fields its front matter's)
     from_posts: bool = False
-    #: the columns the output path reads
+    #: the columns (and the matrix's keys) the output path reads
     in_output: tuple[str, ...] = ()
 
 
@@ -521,7 +521,11 @@ def _checked(base: str, decl: ImageDecl, table: Table, from_posts: bool) -> _Pla
         view,
         per_row=count(decl),
         from_posts=from_posts,
-        in_output=tuple(name for name in dict.fromkeys(placeholders(decl.output)) if name in used),
+        in_output=tuple(
+            name
+            for name in dict.fromkeys(placeholders(decl.output))
+            if name in used or name in matrix
+        ),
     )
 
 
@@ -731,13 +735,13 @@ def expand_rows(
     made = RowImages(count=len(kept) * plan.per_row, rows=len(kept))
     if budget is not None and made.count > budget:
         return made  # counted, never made: a matrix may multiply the rows a billion times
-    for position, item in kept:
+    for index, (position, item) in enumerate(kept):
         try:
             made.images.extend(_images(plan, item))
         except DataError as exc:
             problems.add(position, exc)
             if problems.full:
-                problems.stopped = True
+                problems.stopped = problems.stopped or index + 1 < len(kept)
                 break
     made.problems, made.unseen = problems.said()
     made.problem_rows = problems.count
@@ -763,7 +767,7 @@ class _Alike:
         listed = ", ".join(map(str, lines)) + (", …" if self.others > len(lines) else "")
         # rows a line each (not a JSON array on one line): their lines tell them apart
         apart = None not in lines and len({first.line, *lines}) == len(lines) + 1
-        where = f" (lines {listed})" if apart else ""
+        where = f" (line{'s' if self.others > 1 else ''} {listed})" if apart else ""
         rows = f"{'at least ' if stopped else ''}{self.others:,} other row"
         rows += "" if self.others == 1 else "s"
         message = f"{first}; the same in {rows}{where}"
@@ -901,6 +905,8 @@ def _filled(
     found = path_value_problem(plan.decl.output, values, plan.in_output)
     if found is not None:
         name, problem = found
+        if combination is not None and name in combination:
+            raise _fail(plan, kept.row, None, f"with the matrix's {name} = {problem}")
         raise _fail(plan, kept.row, name, f"column {plan.columns.described(name)}: {problem}")
     filled = {key: fill(t, values) for key, t in plan.templates.items()}
     if "prompt" in filled and not filled["prompt"].strip():

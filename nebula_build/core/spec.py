@@ -81,49 +81,45 @@ def path_value_problem(
     template: str, values: Mapping[str, object], names: Collection[str]
 ) -> tuple[str, str] | None:
     """(the placeholder, what is wrong) where the values of `names` filled into output
-    path `template` make the file be written elsewhere than the path reads
-    (`out/{folder}/{sku}.png`, sku `/abs`: `out/folder/abs.png`), or leave the
-    project; None where they do not, as for empty ones (an optional folder left out
-    writes one level up, as the template allows). The template is checked; the other
-    placeholders are plain names."""
-    pathy = [name for name in names if type(v := values.get(name)) is str and _PATHY.search(v)]
+    path `template` make the file be written elsewhere than the path reads: an empty or
+    `.` folder the same template filled with plain names would not have
+    (`out/{folder}/{sku}.png`, sku `/abs`: `out/folder//abs.png`, written as
+    `out/folder/abs.png`), or a `..` (out of the project); None where they do not, as
+    for empty ones (an optional folder left out writes one level up, as the template
+    allows). The placeholder blamed is the first whose value holds a slash or is only
+    dots; the template is checked, its other placeholders are plain names. Costs two
+    fills of the template where a value holds a slash or a dot."""
+    pathy = [name for name in names if may_change_folders(values.get(name))]
     if not pathy:
         return None  # as most are: names
     plain = _Plain({key: "x" if str(value) else "" for key, value in values.items()})
-    filled = _Plain(plain)
-    for name in pathy:
-        filled[name] = values[name]
-    if not _worse(template, filled, plain):
-        return None
-    for name in pathy:  # the value that does it alone, else the first
-        alone = _Plain(plain)
-        alone[name] = values[name]
-        if problem := _worse(template, alone, plain):
-            return name, _said(str(values[name]), problem)
-    return pathy[0], _said(str(values[pathy[0]]), _worse(template, filled, plain))
-
-
-def _worse(template: str, filled: Mapping[str, object], plain: Mapping[str, object]) -> str:
-    """What `filled` does to the path that `plain` does not: "leave" the project,
-    make a "loose" (empty or '.') folder, or "" nothing."""
-    parts = template.format_map(filled).replace("\\", "/").split("/")
     plainly = template.format_map(plain).replace("\\", "/").split("/")
+    for name in pathy:
+        plain[name] = values[name]
+    path = template.format_map(plain)
+    parts = path.replace("\\", "/").split("/")
     if parts.count("..") > plainly.count(".."):
-        return "leave"
-    return "loose" if _loose(parts) > _loose(plainly) else ""
+        wrong = "leave the project"
+    elif _loose(parts) > _loose(plainly):
+        wrong = "have an empty or '.' folder (written elsewhere than it reads)"
+    else:
+        return None
+    name = next((n for n in pathy if _FOLDERS.search(str(values[n]))), pathy[0])
+    path = template.format_map(_Plain(values))  # as the values fill it in
+    value = quoted(str(values[name]), 100)
+    return name, f"{value} would make the output {quoted(path, 200)} {wrong}"
 
 
-def _said(value: str, problem: str) -> str:
-    if problem == "leave":
-        return f"{quoted(value)} would leave the project" + ("" if value == ".." else " ('..')")
-    return (
-        f"{quoted(value)} would make an empty or '.' folder: a value filled into an output "
-        "may not be '.', begin or end with '/', or hold '//'"
-    )
+def may_change_folders(value: object) -> bool:
+    """Whether `value`, filled into a path, may change its folders (`path_value_problem`
+    says whether it does): it holds a slash or a dot."""
+    return type(value) is str and _PATHY.search(value) is not None
 
 
 #: what a value must hold to change the folders of a path it is filled into
 _PATHY = re.compile(r"[/\\.]")
+#: a value that makes folders, or is only dots
+_FOLDERS = re.compile(r"[/\\]|^\.+$")
 
 
 class _Plain(dict[str, object]):

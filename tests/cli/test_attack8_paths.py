@@ -79,26 +79,23 @@ def test_an_output_template_a_terminal_would_show_as_another_is_said_once(projec
     )
 
 
-LOOSE = (
-    "would make an empty or '.' folder: a value filled into an output may not be '.', "
-    "begin or end with '/', or hold '//'"
-)
+LOOSE = "have an empty or '.' folder (written elsewhere than it reads)"
 
 
 @pytest.mark.parametrize(
-    ("template", "sku", "said"),
+    ("template", "sku", "path", "said"),
     [
-        ("out/{sku}.png", "/abs", LOOSE),
-        ("out/{sku}.png", "./b", LOOSE),
+        ("out/{sku}.png", "/abs", "out//abs.png", LOOSE),
+        ("out/{sku}.png", "./b", "out/./b.png", LOOSE),
         # beside another value's folder, the empty part an empty value would make hid it
-        ("out/{name}/{sku}.png", "/abs", LOOSE),
-        ("out/{name}/{sku}/x.png", "b/", LOOSE),
-        ("out/{name}/{sku}.png", "a//b", LOOSE),
-        ("out/{sku}-{name}.png", "../../etc", "would leave the project ('..')"),
+        ("out/{name}/{sku}.png", "/abs", "out/y//abs.png", LOOSE),
+        ("out/{name}/{sku}/x.png", "b/", "out/y/b//x.png", LOOSE),
+        ("out/{name}/{sku}.png", "a//b", "out/y/a//b.png", LOOSE),
+        ("out/{sku}-{name}.png", "../../etc", "out/../../etc-y.png", "leave the project"),
     ],
 )
 def test_a_value_that_would_write_elsewhere_than_its_output_reads_is_refused_at_its_row(
-    project, run_cli, template, sku, said
+    project, run_cli, template, sku, path, said
 ):
     """`out/{sku}.png` with sku `/abs` was written to out/abs.png without a word, and
     `out/{name}/{sku}.png` still was; the row is what to fix, so it is said there."""
@@ -107,9 +104,10 @@ def test_a_value_that_would_write_elsewhere_than_its_output_reads_is_refused_at_
     for command in ("validate", "plan", "apply"):
         code, out, err = run_cli(command)
         assert code == 1, (command, out, err)
-        assert err == (f"error: data/p.csv:3:1: images.product: column 'sku': '{sku}' {said}\n"), (
-            command
-        )
+        assert err == (
+            f"error: data/p.csv:3:1: images.product: column 'sku': '{sku}' would make the "
+            f"output '{path}' {said}\n"
+        ), command
     assert not (root / "out").exists()
 
 
@@ -149,7 +147,36 @@ def test_a_matrix_value_that_would_write_elsewhere_than_its_output_reads_is_refu
     project({"images.toml": text, "data/p.csv": "sku,name\na,x\n"})
     code, _, err = run_cli("plan")
     assert code == 1
-    assert err == f"error: images.toml:12:1: images.product.matrix.pose: './run' {LOOSE}\n"
+    assert err == (
+        "error: images.toml:12:1: images.product.matrix.pose: './run' would make the output "
+        f"'out/./run/x.png' {LOOSE}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("matrix", "rows"),
+    [('{ a = ["y/"], b = ["/b"] }', None), ('{ a = ["y/"] }', "sku,name\n/b,x\n")],
+    ids=["matrix", "rows and matrix"],
+)
+def test_matrix_values_that_make_an_empty_folder_together_are_refused(
+    project, run_cli, matrix, rows
+):
+    """Each value was held to the path alone: out/{a}{b}.png wrote out/y/b.png."""
+    if rows is None:
+        head = MANIFEST.partition("[images.product]")[0]
+        text = (
+            head + f'[images.m]\nprompt = "p"\nmatrix = {matrix}\noutput = "out/{{a}}{{b}}.png"\n'
+        )
+        files = {"images.toml": text}
+    else:
+        text = MANIFEST.replace("out/{sku}-{name}.png", "out/{a}{sku}.png").replace(
+            'id = "sku"', f'id = "sku"\nmatrix = {matrix}'
+        )
+        files = {"images.toml": text, "data/p.csv": rows}
+    root = project(files)
+    code, _, err = run_cli("apply")
+    assert code == 1 and "would make the output 'out/y//b.png' have an empty" in err, err
+    assert not (root / "out").exists()
 
 
 def test_a_template_written_with_dot_parts_still_fills_in(project, run_cli):

@@ -133,7 +133,8 @@ def test_a_value_that_leaves_the_project_is_said_at_the_value(project, run_cli):
         }
     )
     assert _errors(run_cli) == [
-        "error: images.toml:10:1: images.shot.matrix.k: '..' would leave the project"
+        "error: images.toml:10:1: images.shot.matrix.k: '..' would make the output "
+        "'x/../y.png' leave the project"
     ]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.manifests import PREVIEW
 
 HEAD = PREVIEW.count("\n")
@@ -102,9 +104,8 @@ def test_rows_past_the_ones_said_are_counted(project, run_cli):
     lines = err.splitlines()
     assert code == 1 and len(lines) == 11, lines
     assert lines[0] == (
-        "error: data/p.csv:2:1: images.product: column 'sku': '/s0' would make an empty or "
-        "'.' folder: a value filled into an output may not be '.', begin or end with '/', "
-        "or hold '//'"
+        "error: data/p.csv:2:1: images.product: column 'sku': '/s0' would make the output "
+        "'img//s0.png' have an empty or '.' folder (written elsewhere than it reads)"
     )
     assert lines[-1] == "error: images.toml: and 6 more problems; fix these first"
 
@@ -170,3 +171,20 @@ def test_a_placeholder_in_an_output_without_a_matrix_is_one_line(project, run_cl
     path as written)."""
     lines = validated(project, run_cli, '\n[images.c]\nprompt = "p"\noutput = "../c{x}.png"\n')
     assert len(lines) == 1 and "images.c.output: placeholder {x}" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("rows", "said"), [(12, "the same in 11"), (13, "the same in at least 11")]
+)
+def test_at_least_is_said_only_where_rows_were_left_unseen(
+    project, run_cli, monkeypatch, rows, said
+):
+    """A declaration that used up the bound on its last row said "at least"."""
+    monkeypatch.setattr("nebula_build.core.rowimages.PROBLEM_ROWS", 12)
+    optional = ROWS.replace(
+        'rows = "data/p.csv"', 'rows = { file = "data/p.csv", defaults = { name = "" } }'
+    ).replace('"a {name}"', '"{name}"')
+    csv = "sku,name\n" + "".join(f"s{n},\n" for n in range(rows))
+    project({"images.toml": PREVIEW + optional, "data/p.csv": csv})
+    code, _, err = run_cli("validate")
+    assert code == 1 and f"(and defaults); {said} other rows (lines 3, 4, 5, 6, 7, …)" in err, err
