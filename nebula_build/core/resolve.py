@@ -1346,11 +1346,19 @@ def _once_per_declaration(
     for key, shared in shared_by.items():
         made = len(images.get(key, ()))
         if made > 1:
-            shared.message += f" (for {made} of its images)"
+            shared.message = _with_count(shared.message, f"for {made} of its images")
             result.append(shared)
         else:
             result.append(first[key])
     return result
+
+
+def _with_count(message: str, count: str) -> str:
+    """`message` with `count` in parentheses: inside its own closing one, not a second
+    beside it ("(got 500; for 2 of its images)")."""
+    if message.endswith(")"):
+        return f"{message[:-1]}; {count})"
+    return f"{message} ({count})"
 
 
 def _unsupported_output(output: str, written: str, image: str) -> str:

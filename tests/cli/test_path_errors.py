@@ -117,7 +117,7 @@ output = 'C:\\site\\{k}.png'
     )
     assert _errors(run_cli) == [
         "error: images.toml:13:1: images.product.output: must stay inside the project "
-        "('../x/{sku}.png' uses '..') (for 3 of its images)",
+        "('../x/{sku}.png' uses '..'; for 3 of its images)",
         "error: images.toml:18:1: images.shot.output: must be a path relative to the "
         "manifest's folder, not 'C:\\site\\{k}.png' (for 3 of its images)",
     ]

@@ -53,7 +53,7 @@ def test_a_matrix_s_seed_expression_does_not_hide_its_other_problems(project, ru
         f"error: images.toml:{HEAD + 5}:1: images.n.seed: '{{index}} / 2' is '0 / 2' here, and "
         "is not an integer expression (integers, placeholders, + - * only)",
         f"error: images.toml:{HEAD + 7}:1: images.n.style: unknown style 'nope' (known: none "
-        "declared) (for 2 of its images)",
+        "declared; for 2 of its images)",
         f"error: images.toml:{HEAD + 12}:1: images.m.seed: unknown placeholder {{nope}} (known: "
         "{color}, {index})",
         f"error: images.toml:{HEAD + 13}:1: images.m.output: unknown placeholder {{other}} "
