@@ -143,7 +143,8 @@ GALLERY_SCRIPT = """<script>
       link.append(img);
       article.append(link);
     } else {
-      article.append(el("div", "thumb missing", "not generated yet"));
+      const why = card.s === "failed" ? "no file: the last apply failed" : "not generated yet";
+      article.append(el("div", "thumb missing", why));
     }
     const meta = el("div", "meta");
     const heading = el("h2", "", card.n);

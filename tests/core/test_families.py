@@ -134,8 +134,7 @@ def test_a_style_change_rekeys_exactly_the_images_that_use_it(
         ),
         (  # a typo in a matrix's declaration is said once, at the declaration
             {**ENEMY, "style": "pxiel"},
-            "images.enemy.style: unknown style 'pxiel' (known: none declared; for 4 of its "
-            "images)",
+            "images.enemy.style: unknown style 'pxiel' (known: none declared; for 4 of its images)",
         ),
     ],
 )

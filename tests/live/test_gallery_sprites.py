@@ -114,3 +114,29 @@ def test_a_small_sprite_is_enlarged_with_crisp_pixels(project, run_cli):
         )
         browser.close()
     assert rendering == [["knight", "pixelated"], ["gem", "pixelated"], ["castle", "auto"]]
+
+
+@pytest.mark.browser
+def test_a_failed_atlas_card_says_it_failed_where_its_sheet_would_be(project, run_cli, monkeypatch):
+    """Its card was red with the error, and its picture's place said "not generated yet"."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.live.test_gallery import BROWSER_ARGS, _chromium
+    from tests.outputs.test_engines import PREVIEW
+
+    chromium = _chromium()
+    root = project({"images.toml": PREVIEW})
+    monkeypatch.setattr("nebula_build.core.atlaspack.MAX_SHEET_SIDE", 20)
+    assert run_cli("apply").code == 1
+    assert run_cli("gallery").code == 0
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto((root / ".nebula-build/gallery/index.html").as_uri())
+        page.wait_for_selector(".card")
+        missing = page.eval_on_selector_all(
+            ".card .thumb.missing",
+            "divs => divs.map(d => [d.closest('.card').dataset.name, d.textContent])",
+        )
+        browser.close()
+    assert missing == [["atlas enemies", "no file: the last apply failed"]]
