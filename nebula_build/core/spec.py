@@ -16,7 +16,7 @@ from typing import Any
 
 from nebula_build.errors import did_you_mean
 from nebula_build.params import FILES, PARAMS
-from nebula_build.text import printable, quoted
+from nebula_build.text import UNSHOWN_CHARACTERS, printable, quoted
 
 #: "did you mean" compares a typo with each known name: only where there are few
 _SUGGEST_AMONG = 1000
@@ -84,12 +84,18 @@ def path_value_problem(
     path `template` make the file be written elsewhere than the path reads: an empty or
     `.` folder the same template filled with plain names would not have
     (`out/{folder}/{sku}.png`, sku `/abs`: `out/folder//abs.png`, written as
-    `out/folder/abs.png`), or a `..` (out of the project); None where they do not, as
+    `out/folder/abs.png`), a `..` (out of the project) or a character a terminal does
+    not show as it is (the row's to say, not the manifest's); None where they do not, as
     for empty ones (an optional folder left out writes one level up, as the template
     allows). The placeholder blamed is the first whose value holds a slash or is only
     dots; the template is checked, its other placeholders are plain names. Costs two
     fills of the template where a value holds a slash or a dot."""
     pathy = [name for name in names if may_change_folders(values.get(name))]
+    unshown = next((name for name in names if _unshown(values.get(name))), None)
+    if unshown is not None:
+        path = template.format_map(_Plain(values))
+        value = quoted(str(values[unshown]), 100)
+        return unshown, f"{value} would make the output {quoted(path, 200)} {_UNSHOWN_TEXT}"
     if not pathy:
         return None  # as most are: names
     plain = _Plain({key: "x" if str(value) else "" for key, value in values.items()})
@@ -108,6 +114,16 @@ def path_value_problem(
     path = template.format_map(_Plain(values))  # as the values fill it in
     value = quoted(str(values[name]), 100)
     return name, f"{value} would make the output {quoted(path, 200)} {wrong}"
+
+
+def _unshown(value: object) -> bool:
+    return type(value) is str and UNSHOWN_CHARACTERS.search(value) is not None
+
+
+_UNSHOWN_TEXT = (
+    "contain a character a terminal does not show as it is (a control, an invisible or a "
+    "bidirectional one)"
+)
 
 
 def may_change_folders(value: object) -> bool:

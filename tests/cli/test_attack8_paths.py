@@ -29,6 +29,8 @@ UNSHOWN = (
     "contains a character a terminal does not show as it is (a control, an invisible or "
     "a bidirectional one)"
 )
+#: a row's value that puts such a character in its output, said at the row
+MAKES_UNSHOWN = "would make the output {} contain" + UNSHOWN.removeprefix("contains")
 
 
 @pytest.mark.parametrize(
@@ -46,24 +48,27 @@ def test_an_output_path_a_terminal_would_show_as_another_is_refused(project, run
         code, out, err = run_cli(command)
         assert code == 1, (out, err)
         assert err == (
-            f"error: images.toml:13:1: images.product[a].output: 'out/a-{shown}.png' {UNSHOWN}\n"
+            f"error: data/p.csv:2:3: images.product: column 'name': '{shown}' "
+            + MAKES_UNSHOWN.format(f"'out/a-{shown}.png'")
+            + "\n"
         ), command
     assert not (root / "out").exists()
 
 
 def test_every_row_whose_output_a_terminal_would_show_as_another_is_said(project, run_cli):
-    """Each row at the key and its line, from the resolver: plan no longer stops at
-    the first such path, said without a line."""
+    """Each row at its line in the data file, naming the value: plan stopped at the
+    first such path, said without a line, then said each at the manifest's key."""
     rows = "sku,name\na,\u202egnp.exe\nb,fine\nc,x\u200by\nd,\x9b\n"
     project({"images.toml": MANIFEST, "data/p.csv": rows})
     code, _, err = run_cli("validate")
     assert code == 1
     assert err.splitlines() == [
-        f"error: images.toml:13:1: images.product[{sku}].output: '{path}' {UNSHOWN}"
-        for sku, path in (
-            ("a", "out/a-\\u202egnp.exe.png"),
-            ("c", "out/c-x\\u200by.png"),
-            ("d", "out/d-\\u009b.png"),
+        f"error: data/p.csv:{line}:3: images.product: column 'name': '{name}' "
+        + MAKES_UNSHOWN.format(f"'out/{sku}-{name}.png'")
+        for line, sku, name in (
+            (2, "a", "\\u202egnp.exe"),
+            (4, "c", "x\\u200by"),
+            (5, "d", "\\u009b"),
         )
     ]
 
@@ -209,6 +214,7 @@ def test_an_output_an_earlier_version_wrote_under_a_refused_name_stays_and_is_sa
     with monkeypatch.context() as earlier:  # as the version before wrote it
         earlier.setattr("nebula_build.state.guard._UNSHOWN", re.compile("(?!)"))
         earlier.setattr("nebula_build.core.resolve.path_problem", lambda path: None)
+        earlier.setattr("nebula_build.core.spec._unshown", lambda value: False)
         code, out, err = run_cli("apply")
         assert code == 0, err
     assert (root / "o/שלום\u200f.png").exists()
