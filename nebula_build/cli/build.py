@@ -467,7 +467,7 @@ def cmd_apply(ctx: Context) -> int:
     full = ctx.args.markdown or ctx.args.plan
     if not full and (nothing_done := _nothing_to_apply(ctx)) is not None:
         return nothing_done
-    from nebula_build.cli import eventloop, savedplan
+    from nebula_build.cli import confirm, eventloop, savedplan
     from nebula_build.engine.round import RoundOptions, apply_round
     from nebula_build.state.projectlock import ProjectLock
 
@@ -489,6 +489,7 @@ def cmd_apply(ctx: Context) -> int:
         max_cost=args.max_cost,
         outcomes=args.json,
         applied_plan=None if saved is None else saved.record.digest,
+        reviewed=confirm.reviewing(yes=args.yes, locked=args.locked, json_output=args.json),
     )
     listener = ApplyListener(ctx, saved=saved)
     try:
@@ -617,7 +618,6 @@ class ApplyListener:
             locked=getattr(args, "locked", False),
             json_output=json_output,
             estimate=estimate,
-            err=self.ctx.err,
         )
         if not asking:
             return True

@@ -21,11 +21,17 @@ from nebula_build.engine.cost import Estimate
 _POLL = 0.1
 
 
-def wanted(*, yes: bool, locked: bool, json_output: bool, estimate: Estimate, err: TextIO) -> bool:
+def reviewing(*, yes: bool, locked: bool, json_output: bool) -> bool:
+    """Whether someone at a terminal sees the plan, and is asked before it pays: then
+    it pays for no generation it did not count (a cache entry found bad at apply)."""
+    return not (yes or locked or json_output) and _terminal(sys.stdin)
+
+
+def wanted(*, yes: bool, locked: bool, json_output: bool, estimate: Estimate) -> bool:
     """Whether to ask before this run."""
-    if yes or locked or json_output or not estimate.paid_generations:
-        return False
-    return _terminal(sys.stdin)
+    return bool(estimate.paid_generations) and reviewing(
+        yes=yes, locked=locked, json_output=json_output
+    )
 
 
 def ask(question: str, *, answers: TextIO, out: TextIO, err: TextIO) -> bool:

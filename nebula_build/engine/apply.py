@@ -37,7 +37,7 @@ from nebula_build.core.plan import LINK_IN_THE_WAY, Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.core.sprite import MAX_PALETTE_BYTES, palette_colours, palette_too_large
 from nebula_build.engine.history import history_after
-from nebula_build.engine.remotecache import restore_remote, upload
+from nebula_build.engine.remotecache import ENV_REMOTE, restore_remote, upload
 from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
 from nebula_build.errors import (
     FORCE_HINT,
@@ -327,6 +327,7 @@ class Applier:
         guard: Guard,
         remote: Remote | None = None,
         planned_only: bool = False,
+        unplanned_refused: frozenset[str] = frozenset(),
         keep_outcomes: bool = True,
         force: bool = False,
         lock: Mapping[str, LockEntry] | None = None,
@@ -346,6 +347,9 @@ class Applier:
         #: generate only what the plan counted (--locked, --max-generations): a restore
         #: that fails is that image's error, never a generation nobody agreed to pay for
         self.planned_only = planned_only
+        #: the backends that make no generation the plan did not count either: the paid
+        #: ones, where the plan was shown to someone who would be asked before paying
+        self.unplanned_refused = unplanned_refused
         #: keep every image's `Outcome` in the result (`apply --json` lists them)
         self.keep_outcomes = keep_outcomes
         self._transfers = asyncio.Semaphore(CONCURRENCY)
@@ -877,17 +881,29 @@ class Applier:
                 "again (the lock chose it): "
                 f"`nebula-build pick --unpin {shell_operands(spec.name)}`"
             )
-        if self.planned_only and not action.generates:
+        if not action.generates and (self.planned_only or spec.backend in self.unplanned_refused):
             why = (warning or "its cache entry is gone").partition(";")[0]
-            raise UserError(
-                f"not generated: {why}, and this apply may only make the generations its "
-                "plan counted (--plan, --locked, --max-generations, --max-cost); run it again"
-            )
+            raise UserError(f"not generated: {why}, {self._unplanned(action, spec)}")
         try:
             return await self._generate(action, spec, outcome)
         finally:
             if warning is not None:  # a bad entry is a miss, said once
                 outcome.warnings = (*outcome.warnings, warning)
+
+    def _unplanned(self, action: Action, spec: AssetSpec) -> str:
+        """Why an image the plan counted as restored is not generated instead, and how
+        to have it made."""
+        if self.planned_only:
+            why = (
+                "and this apply may only make the generations its plan counted "
+                "(--plan, --locked, --max-generations, --max-cost)"
+            )
+        else:
+            why = f"and generating it on {spec.backend} would cost what the plan you saw did not"
+        if not action.from_remote:
+            return f"{why}; run it again"  # the bad entry is gone: the plan counts it
+        # the remote still lists it: a plan without the remote counts it
+        return f"{why}; `{ENV_REMOTE}= nebula-build apply` plans without the remote cache"
 
     def _check_halted(self, backend: str) -> None:
         if backend in self._halted:

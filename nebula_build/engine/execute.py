@@ -280,6 +280,7 @@ async def execute(
     on_start: Callable[[Applier], None] | None = None,
     remote: Remote | None = None,
     planned_only: bool = False,
+    paid_as_planned: bool = False,
     keep_outcomes: bool = True,
     force: bool = False,
     applied_plan: str | None = None,
@@ -291,6 +292,7 @@ async def execute(
     opened for this run only. `on_start` receives the Applier (to cancel images);
     `remote` supplies the generations the plan marked, and takes the new ones;
     `planned_only` forbids generations the plan did not count (a failed restore);
+    `paid_as_planned` forbids those of paid backends (a plan someone was shown);
     `keep_outcomes` keeps each image's outcome in the result (see `ApplyResult`);
     `force` backs up and overwrites a file changed by hand while the plan ran;
     `applied_plan` is the digest of the saved plan carried out, kept in each entry.
@@ -319,6 +321,11 @@ async def execute(
                 guard=prepared.guard,
                 remote=remote,
                 planned_only=planned_only,
+                unplanned_refused=frozenset(
+                    name for name, backend in resolved.backends.items() if backend.paid
+                )
+                if paid_as_planned
+                else frozenset(),
                 keep_outcomes=keep_outcomes,
                 force=force,
                 lock=lock,

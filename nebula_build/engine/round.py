@@ -75,6 +75,9 @@ class RoundOptions:
     #: the digest of the saved plan carried out (`apply --plan`): each entry written
     #: keeps it (`LockEntry.applied_plan`)
     applied_plan: str | None = None
+    #: someone at a terminal consents to the plan's paid generations (asked when there
+    #: are any): a paid backend makes none it did not count (a restore that fails)
+    reviewed: bool = False
 
 
 class RoundProgress(ProgressSink, Protocol):
@@ -244,6 +247,7 @@ async def apply_round(
                 or options.max_generations is not None
                 or options.max_cost is not None
                 or check_plan is not None,
+                paid_as_planned=options.reviewed,
                 keep_outcomes=options.outcomes,
                 force=options.force,
                 applied_plan=options.applied_plan,

@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import sys
 import time
 from datetime import timedelta
@@ -691,3 +692,38 @@ def test_a_key_the_account_rejects_stops_the_run_before_any_generation(
     assert err.endswith("; nothing was generated\n")
     assert nebula_server.generations == []
     assert CANARY_KEY not in out + err
+
+
+def test_on_a_terminal_a_failed_restore_pays_for_nothing_the_plan_did_not_count(
+    project, run_cli, nebula_server, tmp_path, monkeypatch
+):
+    """A pull request's remote cache listed every key and held no image: its plan said
+    "0 to generate", so nothing was asked, and apply generated each on the paid backend
+    ("generated the image instead")."""
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", shared.as_uri())
+    first = paid_project(project, **PRICED)
+    assert run_cli("apply", "--yes", cwd=first).code == 0
+    for path in shared.rglob("*"):
+        if path.is_file() and path.suffix != ".json":
+            path.write_bytes(b"not the image")
+    second = tmp_path / "second"
+    second.mkdir()
+    for name in ("images.toml", "images.lock"):
+        shutil.copy(first / name, second / name)
+    nebula_server.reset_counters()
+    code, text = _talk(*_spawn(second, "apply"), None)
+    assert code == 1
+    assert "Plan: 0 to generate, 0 to delete, 2 to restore (2 from remote cache)." in text
+    assert (
+        "  a: not generated: the remote cache's entry was refused (its bytes do not match "
+        "the digest of its record), and generating it on nebula would cost what the plan "
+        "you saw did not; `NEBULA_BUILD_CACHE_REMOTE= nebula-build apply` plans without "
+        "the remote cache\n"
+    ) in text
+    assert nebula_server.generations == []
+    # as its error says: planned without the remote, they are generations, asked for
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", "")
+    code, text = _talk(*_spawn(second, "apply"), b"n\n")
+    assert "Generate 2 images on nebula (estimated $0.006)? [y/N] " in text
+    assert nebula_server.generations == []
