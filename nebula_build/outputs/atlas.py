@@ -21,6 +21,7 @@ from nebula_build.core.plan import FileAction, FileKind, FileState
 from nebula_build.core.spec import AtlasSpec
 from nebula_build.errors import UserError
 from nebula_build.fsutil import sha256_bytes
+from nebula_build.imaging import MAX_BYTES
 from nebula_build.outputs.engines import Placed, aseprite_json, godot_tres
 from nebula_build.outputs.metadata import png_with_text, save_options, sheet_texts, xmp_records
 from nebula_build.outputs.sprites import TRIM_KEY
@@ -405,15 +406,18 @@ def render(
     guard: Guard, atlas: AtlasSpec, lock: Mapping[str, LockEntry], key: str
 ) -> tuple[bytes, bytes, dict[str, bytes]]:
     """Pack the members' current outputs: the sheet's bytes, the frame map's, and each
-    engine export's by path."""
+    engine export's by path. One member's file is in memory at a time: each is read
+    for its size, then again for its pixels (a member is up to date by its digest,
+    whatever else its file holds: eight links to one file of 200 MiB took 2 GB)."""
     from PIL import Image
 
-    files: dict[str, bytes] = {}
+    def member(name: str) -> bytes:
+        return guard.read(lock[name].output, what=f"atlas member {name}", limit=MAX_BYTES)
+
     sizes: dict[str, tuple[int, int]] = {}
     boxes: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
     for name in atlas.members:  # sizes from the headers: no pixel is decoded yet
-        files[name] = guard.read(lock[name].output, what=f"atlas member {name}")
-        with Image.open(io.BytesIO(files[name])) as opened:
+        with Image.open(io.BytesIO(member(name))) as opened:
             sizes[name] = opened.size
             box = trim_box(_trim_text(opened.info), opened.size)
             if box is not None:
@@ -424,7 +428,9 @@ def render(
         raise UserError(problem)
     sheet = Image.new("RGBA", size, (0, 0, 0, 0))
     for name in atlas.members:  # one member's pixels in memory at a time
-        with Image.open(io.BytesIO(files.pop(name))) as opened:
+        with Image.open(io.BytesIO(member(name))) as opened:
+            if opened.size != sizes[name]:
+                raise UserError(f"atlas member {name}: {lock[name].output} changed meanwhile")
             sheet.paste(opened.convert("RGBA"), positions[name])
     buffer = io.BytesIO()
     texts = sheet_texts(atlas.name, atlas.output)  # what vouches for it in a fresh checkout

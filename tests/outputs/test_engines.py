@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import tracemalloc
+import zlib
+from hashlib import sha256
 
 import pytest
 from PIL import Image, ImageChops
@@ -761,3 +765,50 @@ def test_tags_or_loop_of_the_wrong_shape_is_one_line_in_the_manifest_s_words(
     code, _, err = run_cli("validate")
     assert code == 1 and said in err and len(err.splitlines()) == 1, err
     assert "constrained" not in err
+
+
+def _swollen(data: bytes, size: int) -> bytes:
+    """A PNG with a private chunk of `size` zero bytes before its end: the same pixels."""
+    body = b"zzZz" + bytes(size)
+    chunk = struct.pack(">I", size) + body + struct.pack(">I", zlib.crc32(body))
+    return data[:-12] + chunk + data[-12:]
+
+
+def test_an_atlas_reads_one_members_file_at_a_time(project, run_cli):
+    """A member is up to date by its digest, whatever else its file holds: eight of
+    200 MiB (one object in git) took 2 GB to build their atlas, every file held at once."""
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    lock = (root / "images.lock").read_text()
+    for path in sorted((root / "sprites").glob("*.png")):
+        data = path.read_bytes()
+        swollen = _swollen(data, 8 << 20)
+        path.write_bytes(swollen)
+        lock = lock.replace(sha256(data).hexdigest(), sha256(swollen).hexdigest())
+    (root / "images.lock").write_text(lock)
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
+    assert "4 up to date" in run_cli("plan").out
+    tracemalloc.start()
+    try:
+        code, _, err = run_cli("apply")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 0, err
+    assert peak < 36 << 20, f"{peak / 2**20:.0f} MiB"  # 48 MiB before, 24 now
+
+
+def test_an_atlas_members_file_over_the_byte_limit_fails_the_atlas_in_one_line(
+    project, run_cli, monkeypatch
+):
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
+    monkeypatch.setattr("nebula_build.outputs.atlas.MAX_BYTES", 100)
+    code, out, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err
+    assert re.search(
+        r"  atlas enemies: could not build game/sprites/enemies\.png: atlas member "
+        r"enemy\[bat,idle\] 'sprites/bat-idle\.png' is \d+ bytes, over the 100 limit\n",
+        err,
+    ), err
