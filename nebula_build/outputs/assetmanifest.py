@@ -18,6 +18,7 @@ from urllib.parse import quote
 from nebula_build.core.plan import FileAction, FileKind, FileState
 from nebula_build.core.spec import AssetSpec
 from nebula_build.core.sprite import without_key_suffix
+from nebula_build.imaging import FORMATS
 from nebula_build.state import conflicts
 from nebula_build.state.lockfile import LockEntry
 
@@ -35,19 +36,31 @@ def content(
     dimensions_of: Callable[[str], tuple[int, int] | None] = lambda path: None,
 ) -> dict[str, Any]:
     """The manifest's content: images whose files are in place as the lock records.
-    `dimensions_of` reads a file's width and height where the spec cannot say (a
-    trimmed sprite)."""
+    An image not made as declared yet (its generation failed, or an apply left it out)
+    keeps the files the lock records while they are in place: a page keeps its
+    picture. `dimensions_of` reads a file's width and height where the spec cannot say
+    (a trimmed sprite, a file an earlier spec made)."""
     folder = posixpath.dirname(target) or "."  # project paths are always POSIX-style
     images: dict[str, Any] = {}
     for name in sorted(specs):
         spec, entry = specs[name], lock.get(name)
-        if entry is None or entry.output_key != spec.output_key:
+        if entry is None:
             continue
         recorded = entry.files()
-        main = spec.file_size or dimensions_of(spec.output)
-        if main is None:
-            continue
-        sizes = [(spec.output, *main)] + [(p, w, h) for p, w, h in spec.variants]
+        generation_key, prompt = spec.generation_key, spec.prompt
+        if entry.output_key == spec.output_key:
+            main = spec.file_size or dimensions_of(spec.output)
+            if main is None:
+                continue
+            sizes = [(spec.output, *main)] + [(p, w, h) for p, w, h in spec.variants]
+        else:
+            generation_key = entry.generation_key
+            prompt = str(entry.params.get("prompt", prompt))  # what the files show
+            sizes = [
+                (path, *size)
+                for path, digest in recorded.items()
+                if digest_of(path) == digest and (size := dimensions_of(path)) is not None
+            ]
         listed = [
             {
                 "path": path,
@@ -56,7 +69,7 @@ def content(
                 "url": quote(posixpath.relpath(path, folder), safe="/@"),
                 "width": width,
                 "height": height,
-                "format": spec.format,
+                "format": FORMATS.get(posixpath.splitext(path)[1].lower(), spec.format),
                 "bytes": size_of(path),
             }
             for path, width, height in sizes
@@ -65,8 +78,8 @@ def content(
         ]
         if listed:
             images[name] = {
-                "alt": spec.alt or without_key_suffix(spec.prompt, spec.key_color),
-                "generation_key": spec.generation_key,
+                "alt": spec.alt or without_key_suffix(prompt, spec.key_color),
+                "generation_key": generation_key,
                 "files": listed,
             }
             if spec.row is not None:
