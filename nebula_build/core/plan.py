@@ -43,6 +43,9 @@ OutputParams = Callable[[str], "Mapping[str, object] | None"]
 #: for this lock entry's output: a lock (a pull request's) may record any file it can
 #: hash as an image's, so only such a file is removed or moved away
 Vouched = Callable[[str, str, LockEntry], bool]
+#: whether the file at a path, holding these bytes (by digest), carries the record
+#: nebula-build writes into every file of an output key (`outputs.metadata.written_for`)
+CarriesRecord = Callable[[str, str, str], bool]
 #: who else records a file: the lock of another manifest in the folder ("other.lock
 #: records it as b's"), or None; such a file is not this lock's to remove or move away
 RecordedElsewhere = Callable[[str], "str | None"]
@@ -396,6 +399,7 @@ class _Context:
     renamed: Mapping[str, str] = field(default_factory=dict)
     #: the image other than the one named that declares a path, whatever it holds
     declared_by: DeclaredBy = lambda path, image: None
+    carries_record: CarriesRecord = lambda path, digest, output_key: False
 
     def why_it_stays(self, path: str, digest: str, entry: LockEntry) -> str | None:
         """Why a file the lock records for `entry`, holding what it records, is not
@@ -591,7 +595,12 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     other = [p for p, d in states.items() if d is not None and d != _recorded(entry, p)]
     # an output of another spec that nebula-build wrote (the lock went back, as with
     # `git checkout -- .` after watch's rounds) is not a hand edit
-    earlier = [p for p in other if ctx.earlier_output(p, str(states[p]), spec.name)]
+    earlier = [
+        p
+        for p in other
+        if ctx.earlier_output(p, str(states[p]), spec.name)
+        or (p == spec.output and _in_history(entry, str(states[p]), spec.name, ctx))
+    ]
     edited = [p for p in other if p not in earlier]
     missing = [p for p, d in states.items() if d is None]
     if edited:
@@ -609,11 +618,12 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
     if earlier:
         what = "output file" if earlier[0] == spec.output else f"variant {earlier[0]}"
         reason = f"{what} holds another output nebula-build wrote, not this one"
-        reason += _kept_by(spec.name, entry, str(states[earlier[0]]))
+        kept = _kept_by(spec.name, entry, str(states[earlier[0]]))
         # put back from git on purpose, maybe: a copy is kept, as of a hand edit --force replaces
         if cached():
-            return act(ActionKind.RESTORE, reason, backup=True)
-        return act(ActionKind.REGENERATE, reason + NOT_CACHED, backup=True)
+            return act(ActionKind.RESTORE, f"{reason}{kept and f' ({kept})'}", backup=True)
+        said = "; ".join(filter(None, (kept, NOT_CACHED.strip(" ()"))))
+        return act(ActionKind.REGENERATE, f"{reason} ({said})", backup=True)
     return base
 
 
@@ -637,6 +647,28 @@ def _created(spec: AssetSpec, ctx: _Context, base: Action) -> Action:
     )
 
 
+def _carry_its_record(currents: Mapping[str, str | None], spec: AssetSpec, ctx: _Context) -> bool:
+    """Whether every file of `spec` is there, no other image's (of this lock or
+    another's), and carries the record nebula-build writes into the files of its
+    output key (read only for files the plan would otherwise call changed by hand)."""
+    return all(
+        digest is not None
+        and ctx.recorded_for(path, digest, spec.name) is None
+        and ctx.elsewhere(path) is None
+        and ctx.carries_record(path, digest, spec.output_key)
+        for path, digest in currents.items()
+    )
+
+
+def _in_history(entry: LockEntry, digest: str, name: str, ctx: _Context) -> bool:
+    """Whether an output file holds an earlier generation of its image, as the lock's
+    history records it (a commit of the lock that left out the new file), and no other
+    image's file the lock records."""
+    return any(earlier.digest == digest for earlier in entry.history) and (
+        ctx.recorded_for(entry.output, digest, name) is None
+    )
+
+
 def _kept_by(name: str, entry: LockEntry, digest: str) -> str:
     """How to keep a file that holds an earlier generation of image `name` the history
     lists (`git checkout OLD -- FILE`) as its output, rather than have it replaced."""
@@ -644,7 +676,7 @@ def _kept_by(name: str, entry: LockEntry, digest: str) -> str:
     if not found:
         return ""
     pick = f"nebula-build pick --pin {shell_operands(name, f'@{found[0]}')}"
-    return f" (its earlier generation @{found[0]}: `{pick}` keeps it)"
+    return f"its earlier generation @{found[0]}: `{pick}` keeps it"
 
 
 def _added_steps(spec: AssetSpec, recorded_key: str) -> tuple[str, ...]:
@@ -705,6 +737,12 @@ def _guard(action: Action, ctx: _Context) -> Action:
             continue
         if ctx.earlier_output(path, current, spec.name) or ctx.moved_here(path, current, spec.name):
             continue
+        if (
+            path == spec.output
+            and entry is not None
+            and _in_history(entry, current, spec.name, ctx)
+        ):
+            continue
         moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
         if path == spec.output and moved:
             # the paths after this one are not looked at: apply checks them on its own
@@ -720,6 +758,12 @@ def _guard(action: Action, ctx: _Context) -> Action:
         if links_alone:
             reason = LINK_IN_THE_WAY
         elif recorded is not None:
+            if not fresh and _carry_its_record(currents, spec, ctx):
+                # made for this very spec where no cache says so: a fresh checkout of a
+                # commit that left out images.lock (the files, not the lock, were added)
+                what = "the file already holds" if len(currents) == 1 else "the files already hold"
+                reason = f"{action.reason} ({what} this output, as its record in it says)"
+                return replace(action, in_place=True, reason=reason, found=found)
             reason = "output file changed by hand" if path == spec.output else "changed by hand"
         else:
             reason = _in_the_way(ctx.recorded_for(path, current, spec.name), ctx.elsewhere(path))
@@ -911,6 +955,7 @@ def make_plan(
     output_params: OutputParams = lambda output_key: None,
     wrote_before: WroteBefore = lambda path, digest: False,
     vouched: Vouched = lambda path, digest, entry: False,
+    carries_record: CarriesRecord = lambda path, digest, output_key: False,
     elsewhere: RecordedElsewhere = lambda path: None,
     targets: Collection[str] = (),
     replace_images: Collection[str] = (),
@@ -954,6 +999,7 @@ def make_plan(
         lock,
         renames(specs, lock),
         declared,
+        carries_record,
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     along: dict[str, str] = {}

@@ -22,7 +22,7 @@ from nebula_build.engine import candidates, ondisk
 from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
 from nebula_build.engine.standins import kept_note
-from nebula_build.engine.vouching import vouching
+from nebula_build.engine.vouching import record_carried, vouching
 from nebula_build.errors import LockfileError, UserError
 from nebula_build.plugin import OnDisk
 from nebula_build.state.lockfile import Entries, LockEntry
@@ -78,6 +78,7 @@ def plan_for(
 
     unread_beside(prepared.project)  # what a plan that failed left unsaid is not this one's
     vouched = vouching(prepared.guard, prepared.store)
+    carries_record = record_carried(prepared.guard)
     refused = prepared.store.placeholder
     placeholders = {n for n, e in lock.items() if e.made_with and refused(e.made_with)}
     recorded = recorded_elsewhere(prepared.project)
@@ -96,6 +97,7 @@ def plan_for(
             output_params=prepared.store.output_params,
             wrote_before=prepared.store.wrote_before,
             vouched=vouched,
+            carries_record=carries_record,
             elsewhere=elsewhere,
             targets=targets,
             replace_images=replace,

@@ -13,7 +13,7 @@ or move are read, each once.
 
 from __future__ import annotations
 
-from nebula_build.core.plan import Vouched
+from nebula_build.core.plan import CarriesRecord, Vouched
 from nebula_build.errors import UnsafePathError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.imaging import MAX_BYTES
@@ -22,7 +22,7 @@ from nebula_build.state.cache import Store
 from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import LockEntry
 
-__all__ = ["vouching"]
+__all__ = ["record_carried", "vouching"]
 
 
 def vouching(guard: Guard, store: Store) -> Vouched:
@@ -38,6 +38,20 @@ def vouching(guard: Guard, store: Store) -> Vouched:
         return answers[asked]
 
     return vouched
+
+
+def record_carried(guard: Guard) -> CarriesRecord:
+    """The plan's test of a file that would be a hand edit: whether it carries the
+    record of the output key it is to hold (`core.plan.CarriesRecord`)."""
+    answers: dict[tuple[str, str, str], bool] = {}
+
+    def carries(path: str, digest: str, output_key: str) -> bool:
+        asked = (path, digest, output_key)
+        if asked not in answers:
+            answers[asked] = _carries_record(guard, path, digest, output_key)
+        return answers[asked]
+
+    return carries
 
 
 def _carries_record(guard: Guard, path: str, digest: str, output_key: str) -> bool:

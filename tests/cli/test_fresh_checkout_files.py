@@ -1,0 +1,90 @@
+"""A fresh checkout (CI) of a commit that left out one of the files apply changed:
+the files are told apart by what nebula-build records, not called changed by hand."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+SITE = """version = 1
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 256
+height = 192
+
+[images.hero]
+prompt = "a calm sea"
+output = "img/hero.png"
+"""
+
+
+def _checkout(source: Path, to: Path) -> Path:
+    """What a clone of `source`'s committed files has: no .nebula-build (no cache)."""
+    to.mkdir()
+    for name in ("images.toml", "images.lock"):
+        shutil.copy(source / name, to / name)
+    shutil.copytree(source / "img", to / "img")
+    return to
+
+
+def test_a_commit_without_its_lock_leaves_a_file_that_holds_the_new_output(
+    project, run_cli, tmp_path
+):
+    """It read "output file changed by hand", exit 1, and `apply --force` paid for the
+    very image the file held."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    old_lock = (root / "images.lock").read_text()
+    (root / "images.toml").write_text(SITE.replace("a calm sea", "a stormy sea"))
+    assert run_cli("apply").code == 0
+    made = (root / "img/hero.png").read_bytes()
+    (root / "images.lock").write_text(old_lock)  # `git add images.toml img/`: no lock
+    ci = _checkout(root, tmp_path / "ci")
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=ci)
+    assert code == 2, out
+    assert "prompt changed (the file already holds this output, as its record in it says)" in out
+    assert "changed by hand" not in out
+    code, out, _ = run_cli("apply", cwd=ci)
+    assert code == 0 and "1 done (0 generated)" in out, out
+    assert (ci / "img/hero.png").read_bytes() == made
+    assert run_cli("plan", "--detailed-exitcode", cwd=ci).code == 0
+
+
+def test_a_file_without_its_record_is_still_a_hand_edit(project, run_cli, tmp_path):
+    """`metadata = false`: nothing in the file says which output it holds."""
+    bare = SITE.replace('output = "img/hero.png"', 'output = "img/hero.png"\nmetadata = false')
+    root = project({"images.toml": bare})
+    assert run_cli("apply").code == 0
+    old_lock = (root / "images.lock").read_text()
+    (root / "images.toml").write_text(bare.replace("a calm sea", "a stormy sea"))
+    assert run_cli("apply").code == 0
+    (root / "images.lock").write_text(old_lock)
+    ci = _checkout(root, tmp_path / "ci")
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=ci)
+    assert code == 1 and "output file changed by hand" in out, out
+
+
+def test_a_commit_without_its_new_output_leaves_an_earlier_generation(project, run_cli, tmp_path):
+    """`git add images.toml images.lock`, the new file left out: the lock's history
+    records the old one, which read "output file changed by hand" (exit 1, and `apply
+    --force` to pay for it), where the author's machine said it held an earlier output."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    old = (root / "img/hero.png").read_bytes()
+    (root / "images.toml").write_text(SITE.replace("a calm sea", "a stormy sea"))
+    assert run_cli("apply").code == 0
+    (root / "img/hero.png").write_bytes(old)
+    ci = _checkout(root, tmp_path / "ci")
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=ci)
+    assert code == 2, out
+    assert (
+        "output file holds another output nebula-build wrote, not this one (its earlier "
+        "generation @1: `nebula-build pick --pin hero @1` keeps it; its original is not "
+        "cached)"
+    ) in out
+    assert "changed by hand" not in out
+    code, out, _ = run_cli("apply", cwd=ci)
+    assert code == 0, out
+    backups = list((ci / ".nebula-build/backup").rglob("hero*.png"))
+    assert [b.read_bytes() for b in backups] == [old]
