@@ -108,14 +108,15 @@ def settled(
     dropped = _dropped(prepared, resolved, others)
     lock_name = project.lock_path.name
     git, under_way = _git_state(project.root)
+    add = _to_add(lock_name, project.root) if under_way is not None else lock_name
     note = LockMerge(
         lock_name,
         merged.ours,
         merged.theirs,
         tuple(merged.contested),
         dropped,
-        then=next_step(git, under_way, lock_name),
-        todo=to_do(git, under_way, lock_name),
+        then=next_step(git, under_way, add),
+        todo=to_do(git, under_way, add),
     )
     if write:
         lockfile.write(project, resolved)
@@ -130,6 +131,21 @@ def _git_state(root: Path) -> tuple[Path | None, str | None]:
     under way in it (`gitstate.under_way`)."""
     git = gitstate.git_folder(root)
     return git, None if git is None else gitstate.under_way(git)
+
+
+#: the unmerged files a note names, past which it says how many more
+_NAMED = 8
+
+
+def _to_add(lock: str, root: Path) -> str:
+    """What `git add` settles: the lock and the project's other files git marks
+    unmerged (an output both sides made, the asset manifest), which apply has written
+    or left as the merge made them; the lock alone where the index cannot be read."""
+    others = [path for path in gitstate.unmerged(root) or () if path != lock]
+    named = shell_operands(lock, *others[:_NAMED])
+    if len(others) > _NAMED:
+        named += f" (and {len(others) - _NAMED} more unmerged files: git status lists them)"
+    return named
 
 
 def next_step(git: Path | None, under_way: str | None, lock: str) -> str:

@@ -41,3 +41,71 @@ def under_way(git: Path) -> str | None:
     """The operation under way in the checkout whose git folder is `git` ("merge",
     "rebase", "cherry-pick", "revert"), or None."""
     return next((name for kept, name in _UNDER_WAY if (git / kept).exists()), None)
+
+
+#: an index larger than this is not read for its unmerged paths (100k files: ~10 MiB)
+_INDEX_LIMIT = 64 << 20
+
+
+def unmerged(root: Path) -> list[str] | None:
+    """The paths under `root` that the index of the checkout holding it marks unmerged
+    (those `git status` lists as such, which `git add` settles), relative to `root`,
+    in the index's order; None where it cannot be read (no checkout, another index
+    format)."""
+    top = next((f for f in (root, *root.parents) if (f / ".git").exists()), None)
+    git = git_folder(root)
+    if top is None or git is None:
+        return None
+    try:
+        with (git / "index").open("rb") as handle:
+            data = handle.read(_INDEX_LIMIT + 1)
+        paths = _unmerged_paths(data) if len(data) <= _INDEX_LIMIT else None
+        prefix = root.resolve().relative_to(top.resolve()).as_posix()
+    except (OSError, ValueError):
+        return None
+    if paths is None:
+        return None
+    prefix = "" if prefix == "." else prefix + "/"
+    return [path.removeprefix(prefix) for path in paths if path.startswith(prefix)]
+
+
+def _unmerged_paths(data: bytes) -> list[str] | None:
+    """The paths of the entries at a stage other than 0 in a git index (versions 2 to
+    4, SHA-1 object names), each once; None for what is not such an index."""
+    import struct
+
+    if data[:4] != b"DIRC" or len(data) < 12:
+        return None
+    version, count = struct.unpack_from(">II", data, 4)
+    if version not in (2, 3, 4):
+        return None
+    found: dict[str, None] = {}
+    at, previous = 12, b""
+    try:
+        for _ in range(count):
+            start = at
+            (flags,) = struct.unpack_from(">H", data, at + 60)
+            at += 62
+            if version >= 3 and flags & 0x4000:  # extended flags follow
+                at += 2
+            if version == 4:  # the path: how much of the last to drop, then the rest
+                byte = data[at]
+                at += 1
+                drop = byte & 0x7F
+                while byte & 0x80:
+                    byte = data[at]
+                    at += 1
+                    drop = ((drop + 1) << 7) | (byte & 0x7F)
+                end = data.index(b"\0", at)
+                path = previous[: len(previous) - drop] + data[at:end]
+                at = end + 1
+            else:
+                end = data.index(b"\0", at)
+                path = data[at:end]
+                at = start + ((end - start + 8) & ~7)  # NUL-padded to a multiple of 8
+            previous = path
+            if (flags >> 12) & 3:
+                found[path.decode("utf-8", "surrogateescape")] = None
+    except (IndexError, ValueError, struct.error):
+        return None
+    return list(found)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,11 +40,11 @@ STILL_MERGED = (
     "No changes to the images: 3 images up to date.\n"
     "Lock: images.lock still has git's conflict markers: leave them to `nebula-build "
     "apply`, which writes it resolved from both sides (2 + 2 entries); then git add "
-    "images.lock.\n"
+    "images.lock images.toml.\n"
 )
 MERGED_NOTE = (
     "note: images.lock has git's conflict markers: read both sides (2 + 2 entries); "
-    "apply writes it resolved, then git add images.lock\n"
+    "apply writes it resolved, then git add images.lock images.toml\n"
 )
 
 
@@ -105,13 +107,19 @@ def finish_merge(root: Path, run_cli, *options: str) -> tuple[dict, str]:
     applied = run_cli("apply", *options)
     assert applied.code == 0, applied.err
     assert "images.lock had merge conflicts" in applied.err  # and has them no more
-    if (root / ".git/MERGE_HEAD").exists():
-        assert "wrote it resolved; git add images.lock to finish the merge" in applied.err
-    else:  # markers written without a merge, as a pull request can commit them
-        assert "wrote it resolved; no merge is under way, so they were committed: " in applied.err
     text = (root / "images.lock").read_text(encoding="utf-8")
     assert "<<<<<<<" not in text and ">>>>>>>" not in text
-    commit(root, "merge")
+    if (root / ".git/MERGE_HEAD").exists():
+        # the command the note gives is all the merge needs: it named the lock alone,
+        # and `git commit` refused the files both sides had made
+        add = re.search(r"wrote it resolved; git add (.+) to finish the merge\n", applied.err)
+        assert add is not None, applied.err
+        assert git(root, "add", "--", *shlex.split(add[1])).returncode == 0
+        done = git(root, "commit", "--no-edit", "-q")
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:  # markers written without a merge, as a pull request can commit them
+        assert "wrote it resolved; no merge is under way, so they were committed: " in applied.err
+        commit(root, "merge")
     again = run_cli("plan")
     assert again.code == 0 and again.err == "", again.err
     return loads(text), applied.out
@@ -666,7 +674,7 @@ def test_a_merge_under_way_in_a_linked_worktree_is_found(repo, run_cli, tmp_path
     (side / "images.toml").write_text(BASE + CAT + DOG, encoding="utf-8")
     code, _, err = run_cli("apply", cwd=side)
     assert code == 0, err
-    assert f"note: {RESOLVED}; git add images.lock to finish the merge\n" in err
+    assert f"note: {RESOLVED}; git add images.lock images.toml to finish the merge\n" in err
 
 
 # plan, status and gc say the same: what is left once apply has written the lock
