@@ -106,23 +106,34 @@ def _lock_timeout_flag(
     parser.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="SECONDS", help=help)
 
 
+def _whole(text: str) -> int:
+    """A whole number; argparse's own error names the function (`invalid _count value`)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be zero or more")
     return value
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
-    if value < 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # NaN too
         raise argparse.ArgumentTypeError("must be zero or more")
     return value
 
@@ -169,7 +180,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     watch.add_argument(
         "--serve",
         nargs="?",
-        type=int,
+        type=_whole,
         const=8765,
         default=None,
         metavar="PORT",

@@ -79,3 +79,22 @@ def test_a_lone_dash_is_not_taken_for_help(command, run_cli, capsys):
 )
 def test_a_long_option_is_guessed_from_its_name_not_its_dashes(argv, said, run_cli, capsys):
     assert _said(run_cli, capsys, *argv) == f"nebula-build plan: error: {said}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ("apply", "--max-generations", "2.5"),
+            "argument --max-generations: not a whole number: '2.5'",
+        ),
+        (("apply", "--parallelism", "x"), "argument --parallelism: not a whole number: 'x'"),
+        (("watch", "--serve", "x"), "argument --serve: not a whole number: 'x'"),
+        (("apply", "--lock-timeout", "x"), "argument --lock-timeout: not a number of seconds: 'x'"),
+        (("apply", "--lock-timeout", "nan"), "argument --lock-timeout: must be zero or more"),
+    ],
+)
+def test_a_number_option_given_no_number_says_so_not_the_parsers_name(argv, said, run_cli, capsys):
+    """It read "invalid _count value: '2.5'": the name of a function inside the tool."""
+    line = _said(run_cli, capsys, *argv)
+    assert line.endswith(said), line
