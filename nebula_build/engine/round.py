@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from nebula_build.core.plan import ActionKind, FileKind, FileState, Plan, file_label
+from nebula_build.core.plan import Action, ActionKind, FileKind, FileState, Plan, file_label
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates, cost
 from nebula_build.engine.apply import Applier, ApplyResult, GenerateFn, ProgressSink
@@ -39,6 +39,7 @@ from nebula_build.state import fileindex
 from nebula_build.state.lockfile import Entries, LockEntry, read, retain, write
 from nebula_build.state.project import Project
 from nebula_build.state.rescue import adopt
+from nebula_build.text import plural, printable
 
 
 @dataclass(frozen=True)
@@ -417,6 +418,18 @@ def _refusal(plan: Plan, options: RoundOptions) -> str | None:
     generations = len(plan.generations)
     if options.locked and generations:
         which, them = ("that generation", "it") if generations == 1 else ("those", "them")
+        stale = [a for a in plan.generations if _unrecorded(a)]
+        if stale and not options.replace and not options.more:
+            first = stale[0]
+            more = ", …" if len(stale) > 1 else ""
+            which = them if len(stale) == generations else plural(len(stale), "image")
+            declared = "it" if len(stale) == 1 else "them"
+            return (
+                f"--locked: {plan.generating().said()} would need generating: images.lock "
+                f"does not record {which} as the manifest declares {declared} "
+                f"({printable(first.image)}: {first.reason}{more}): run apply, and commit "
+                f"images.lock with the files it makes; without --locked, apply generates {them}"
+            )
         if options.offline:
             why = "--offline: the remote cache is not read"
         elif options.replace:
@@ -437,6 +450,13 @@ def _refusal(plan: Plan, options: RoundOptions) -> str | None:
             f"--max-generations {limit}; nothing was generated"
         )
     return None
+
+
+def _unrecorded(action: Action) -> bool:
+    """Whether a generation is of a spec the lock does not record for its image (the
+    manifest changed, and the lock was not brought along), not one a cache lacks."""
+    spec, entry = action.spec, action.entry
+    return spec is not None and (entry is None or entry.generation_key != spec.generation_key)
 
 
 def preflight(prepared: Prepared, plan: Plan) -> None:

@@ -462,3 +462,20 @@ def test_a_job_summary_stays_under_github_s_limit_whatever_the_prompts(project, 
     assert len(text.encode()) < 1 << 20, len(text.encode())
     assert "- **Generations:** 252 × <code>black" in text
     assert "(`nebula-build plan --json` lists all)" in text.split("**What changed:**")[1]
+
+
+def test_locked_on_a_manifest_edited_without_apply_says_the_lock_was_not_brought_along(
+    project, run_cli
+):
+    """A pull request that edited a prompt and committed no apply: --locked said no
+    cache held the generation, and pointed at setting up the remote cache."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(SITE.replace("a fox", "a red fox"))
+    code, _, err = run_cli("apply", "--locked")
+    assert code == 2
+    assert err == (
+        "error: --locked: 1 image would need generating: images.lock does not record it as "
+        "the manifest declares it (logo: prompt changed): run apply, and commit images.lock "
+        "with the files it makes; without --locked, apply generates it\n"
+    )

@@ -360,8 +360,8 @@ def test_locked_and_plan_both_hold(project, run_cli):
     root = site(project)
     assert run_cli("plan", "--out", "plan.json").code == 0
     code, _, err = run_cli("apply", "--locked", "--plan", "plan.json")
-    assert code == 2 and "--locked: 4 images would need generating: no cache this run " in err
-    assert "NEBULA_BUILD_CACHE_REMOTE names it); without --locked, apply generates them" in err
+    assert code == 2 and "--locked: 4 images would need generating: images.lock " in err
+    assert "with the files it makes; without --locked, apply generates them" in err
     _edit_manifest(root)
     code, _, err = run_cli("apply", "--locked", "--plan", "plan.json")
     assert code == 1 and STALE.fullmatch(err)
@@ -852,7 +852,11 @@ def test_a_saved_plan_naming_more_images_to_generate_gains_nothing(
     ],
 )
 def test_locked_says_why_no_cache_held_the_images(project, run_cli, options, why):
-    site(project)
+    """The lock records the images as declared: their files and their cache are gone."""
+    root = site(project)
+    assert run_cli("apply").code == 0
+    shutil.rmtree(root / "img")
+    shutil.rmtree(root / ".nebula-build/cache")
     code, _, err = run_cli("apply", "--locked", *options)
     assert code == 2, err
     assert f"no cache this run reads holds those ({why}" in err, err
