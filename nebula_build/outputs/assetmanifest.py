@@ -37,9 +37,9 @@ def content(
 ) -> dict[str, Any]:
     """The manifest's content: images whose files are in place as the lock records.
     An image not made as declared yet (its generation failed, or an apply left it out)
-    keeps the files the lock records while they are in place: a page keeps its
-    picture. `dimensions_of` reads a file's width and height where the spec cannot say
-    (a trimmed sprite, a file an earlier spec made)."""
+    keeps the files the lock records at its declared paths while they are in place: a
+    page keeps its picture. `dimensions_of` reads a file's width and height where the
+    spec cannot say (a trimmed sprite, a file an earlier spec made)."""
     folder = posixpath.dirname(target) or "."  # project paths are always POSIX-style
     images: dict[str, Any] = {}
     for name in sorted(specs):
@@ -56,10 +56,12 @@ def content(
         else:
             generation_key = entry.generation_key
             prompt = str(entry.params.get("prompt", prompt))  # what the files show
-            sizes = [
+            sizes = [  # only paths the manifest declares: a lock may record any
                 (path, *size)
-                for path, digest in recorded.items()
-                if digest_of(path) == digest and (size := dimensions_of(path)) is not None
+                for path in spec.paths
+                if (digest := recorded.get(path)) is not None
+                and digest_of(path) == digest
+                and (size := dimensions_of(path)) is not None
             ]
         listed = [
             {

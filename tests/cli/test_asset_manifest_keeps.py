@@ -4,6 +4,7 @@ keeps the picture a page shows from its last build."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -67,3 +68,23 @@ def test_a_file_no_longer_as_the_lock_records_it_is_not_listed(project, run_cli)
     (root / "img/icon.png").write_bytes(b"edited by hand")
     run_cli("apply")
     assert "icon" not in _listed(root)
+
+
+def test_only_the_paths_the_manifest_declares_are_listed(project, run_cli):
+    """A lock (a pull request's) may record any file it can hash as an image's variant:
+    an image not made as declared must not list it."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    photo = root / "img/photo.png"  # drawn by hand, its digest known
+    photo.write_bytes((root / "img/icon.png").read_bytes())
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    lock = (root / "images.lock").read_text()
+    lock = lock.replace(
+        'params = { height = 192, prompt = "a fox", width = 256 }',
+        'params = { height = 192, prompt = "a fox", width = 256 }\n'
+        f'variants = {{ "img/photo.png" = "{digest}" }}',
+    )
+    (root / "images.lock").write_text(lock)
+    (root / "images.toml").write_text(SITE.replace("a fox", "a cat"))
+    assert run_cli("apply", "--target", "hero").code == 0
+    assert [f["path"] for f in _listed(root)["icon"]["files"]] == ["img/icon.png"]
