@@ -665,14 +665,25 @@ def render_round(
     """The round's closing report and exit code; every failure ends in an ApplyError.
     Without `summary`, no closing line when all went well (`pick` says its own).
     `notes`: those the round printed, for the job summary."""
-    from nebula_build.ui.report import apply_json, backups_line, done_text, failed_text, plan_text
+    from nebula_build.ui.report import (
+        action_json,
+        apply_json,
+        backups_line,
+        done_text,
+        failed_text,
+        plan_text,
+    )
 
     json_output = getattr(ctx.args, "json", False)
     prepared = result.prepared
     markdownfile.refuse_outputs(ctx, prepared.project, result.plan, prepared.resolved, result.lock)
     if result.refused is not None:
-        if json_output:
-            ctx.print_json(apply_json(result))
+        if json_output:  # why, and the actions that would need generating
+            why = {"kind": "Refused", "message": result.refused}
+            needed = [action_json(a) for a in result.plan.generations]
+            ctx.print_json(
+                apply_json(result) | {"error": why, "refused_actions": needed, "notes": list(notes)}
+            )
         else:
             ctx.print(plan_text(result.plan, ctx.style, result.estimate))
         ctx.err.write(f"error: {result.refused}\n")

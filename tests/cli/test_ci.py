@@ -479,3 +479,18 @@ def test_locked_on_a_manifest_edited_without_apply_says_the_lock_was_not_brought
         "the manifest declares it (logo: prompt changed): run apply, and commit images.lock "
         "with the files it makes; without --locked, apply generates it\n"
     )
+
+
+def test_a_refused_apply_json_says_why_and_what_would_need_generating(project, run_cli):
+    """`apply --locked --json` printed no error and no action: a script could not tell
+    why it exited 2, nor which images stopped it."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(SITE.replace("a fox", "a red fox"))
+    code, out, err = run_cli("apply", "--locked", "--json")
+    assert code == 2
+    data = json.loads(out)
+    assert data["error"] == {"kind": "Refused", "message": err.removeprefix("error: ").strip()}
+    assert [(a["image"], a["action"], a["reason"]) for a in data["refused_actions"]] == [
+        ("logo", "regenerate", "prompt changed")
+    ]
