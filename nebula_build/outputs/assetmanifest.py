@@ -258,10 +258,14 @@ def plan_asset_manifest(
         if edit is None:
             return build("does not list the images as they are")
         if not edited:  # as written (or not known), the images changed since
-            return build(f"does not list the images as they are ({edit} differs)")
+            return build(f"does not list the images as they are (at {edit})")
         instead = " (set `alt` on the image there)" if edit.endswith(".alt") else " and lock"
+        # a hand edit, or a write a lock not committed with it records (a fresh checkout)
         return act(
-            FileState.BUILD, f"{edit} was edited; it is written from the manifest{instead}", True
+            FileState.BUILD,
+            f"differs from the file the lock records, at {edit}; it is written from the "
+            f"manifest{instead}",
+            True,
         )
     return act(FileState.NOOP, "up to date")
 

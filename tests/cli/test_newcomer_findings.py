@@ -395,8 +395,9 @@ def test_a_hand_edit_of_the_asset_manifest_is_named_and_backed_up(project, run_c
     code, out, err = run_cli("plan")
     assert code == 0, err
     assert (
-        "images.hero.alt was edited; it is written from the manifest (set `alt` on the image "
-        "there)\n      the current file is backed up (.nebula-build/backup/), then replaced"
+        "differs from the file the lock records, at images.hero.alt; it is written from the "
+        "manifest (set `alt` on the image there)\n      the current file is backed up "
+        "(.nebula-build/backup/), then replaced"
     ) in out, out
     code, out, err = run_cli("apply")
     assert code == 0, err
@@ -427,7 +428,7 @@ def test_an_asset_manifest_as_written_whose_images_changed_is_not_called_edited(
     assert run_cli("apply").code == 0
     (root / "hero.png").write_bytes((root / "hero.png").read_bytes() + b"\0")
     code, out, err = run_cli("plan")
-    assert "does not list the images as they are (images.hero differs)\n" in out, out
+    assert "does not list the images as they are (at images.hero)\n" in out, out
     assert "was edited" not in out and "backed up" not in out
 
 
