@@ -641,10 +641,14 @@ def action_json(action: Action) -> dict[str, Any]:
         "reason": action.reason,
         "output": action.output,
         "generates": action.generates,
-        "from_cache": action.from_cache,
+        # a restore is from a cache by its kind: the local one, where not the remote
+        "from_cache": action.from_cache
+        or (action.kind is ActionKind.RESTORE and not action.from_remote),
         "from_remote_cache": action.from_remote,
         "backup": action.backup,
     }
+    if action.in_place:  # the file already holds the output: nothing is made
+        data["in_place"] = True
     if action.spec is not None:
         data |= {
             "backend": action.spec.backend,

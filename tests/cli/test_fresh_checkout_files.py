@@ -3,6 +3,7 @@ the files are told apart by what nebula-build records, not called changed by han
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def test_a_commit_without_its_lock_leaves_a_file_that_holds_the_new_output(
     code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=ci)
     assert code == 2, out
     assert "prompt changed (the file already holds this output, as its record in it says)" in out
+    (action,) = json.loads(run_cli("plan", "--json", cwd=ci).out)["actions"]
+    assert action["in_place"] and not action["generates"]
     assert "changed by hand" not in out
     code, out, _ = run_cli("apply", cwd=ci)
     assert code == 0 and "1 done (0 generated)" in out, out
@@ -88,3 +91,19 @@ def test_a_commit_without_its_new_output_leaves_an_earlier_generation(project, r
     assert code == 0, out
     backups = list((ci / ".nebula-build/backup").rglob("hero*.png"))
     assert [b.read_bytes() for b in backups] == [old]
+
+
+def test_plan_json_says_a_restore_is_from_the_cache_and_a_file_taken_as_it_is(
+    project, run_cli, tmp_path
+):
+    """A restore read `"from_cache": false`, though the text plan counts it from cache."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    (root / "img/hero.png").unlink()
+    (action,) = json.loads(run_cli("plan", "--json").out)["actions"]
+    assert (action["action"], action["from_cache"], action["generates"]) == (
+        "restore",
+        True,
+        False,
+    )
+    assert "in_place" not in action
