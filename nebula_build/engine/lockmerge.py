@@ -15,6 +15,7 @@ and the `pick` that brings it back.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -108,7 +109,11 @@ def settled(
     dropped = _dropped(prepared, resolved, others)
     lock_name = project.lock_path.name
     git, under_way = _git_state(project.root)
-    add = _to_add(lock_name, project.root) if under_way is not None else lock_name
+    unmerged = (gitstate.unmerged(project.root) or []) if under_way is not None else []
+    add = _to_add(lock_name, unmerged) if under_way is not None else lock_name
+    if not write:  # before apply, which would generate it
+        for line in _in_git(prepared, resolved, others, unmerged):
+            notice(f"{lock_name}: {line}")
     note = LockMerge(
         lock_name,
         merged.ours,
@@ -137,11 +142,11 @@ def _git_state(root: Path) -> tuple[Path | None, str | None]:
 _NAMED = 8
 
 
-def _to_add(lock: str, root: Path) -> str:
+def _to_add(lock: str, unmerged: Sequence[str]) -> str:
     """What `git add` settles: the lock and the project's other files git marks
-    unmerged (an output both sides made, the asset manifest), which apply has written
+    `unmerged` (an output both sides made, the asset manifest), which apply has written
     or left as the merge made them; the lock alone where the index cannot be read."""
-    others = [path for path in gitstate.unmerged(root) or () if path != lock]
+    others = [path for path in unmerged if path != lock]
     named = shell_operands(lock, *others[:_NAMED])
     if len(others) > _NAMED:
         named += f" (and {len(others) - _NAMED} more unmerged files: git status lists them)"
@@ -218,6 +223,33 @@ def _dropped(
         if command is not None:
             found.append(Dropped(name, side, _output(resolved[name]), _output(entry), command))
     return tuple(found)
+
+
+def _in_git(
+    prepared: Prepared,
+    resolved: Entries,
+    others: Mapping[str, tuple[str, LockEntry]],
+    unmerged: Sequence[str],
+) -> list[str]:
+    """The images the plan makes again that the side not kept made as the manifest now
+    declares them, whose file git holds (unmerged: both sides changed it, and ours is
+    in the working tree): `git checkout --SIDE` puts it back, where no cache can."""
+    found = []
+    for name, (side, entry) in sorted(others.items()):
+        spec = prepared.specs.get(name)
+        if spec is None or entry.output not in unmerged or entry.output != spec.output:
+            continue
+        same = (entry.generation_key, entry.output_key) == (spec.generation_key, spec.output_key)
+        if not same or resolved[name].digest == entry.digest:
+            continue
+        if prepared.store.has_ours(spec.generation_key):
+            continue  # restored from the cache: free as it is
+        command = f"git checkout --{side} -- {shlex.quote(entry.output)}"
+        found.append(
+            f"{printable(name)}: git holds the file {side} made of the output the manifest "
+            f"declares: `{command}` before apply, and it is not generated again"
+        )
+    return found
 
 
 def _output(entry: LockEntry) -> str:

@@ -229,6 +229,28 @@ def test_both_sides_changed_the_same_image(repo, run_cli, manifest, working_tree
     assert entries["hero"].digest == sha256(hero)
 
 
+def test_a_merge_without_the_cache_says_git_holds_the_other_sides_file(repo, run_cli):
+    """A teammate's checkout (no cache of theirs) merging a branch whose prompt the
+    manifest keeps: the plan paid to generate again the image git held, and nothing
+    said `git checkout --theirs`."""
+    root = repo()
+    branch_and_merge(root, run_cli, theirs=BLUE, ours=RED)
+    shutil.rmtree(root / ".nebula-build/cache")
+    (root / "images.toml").write_text(BLUE, encoding="utf-8")
+    planned = run_cli("plan")
+    assert "Plan: 1 to generate" in planned.out, planned.out
+    command = "git checkout --theirs -- images/hero.png"
+    assert (
+        "note: images.lock: hero: git holds the file theirs made of the output the manifest "
+        f"declares: `{command}` before apply, and it is not generated again\n"
+    ) in planned.err
+    assert git(root, *command.split()[1:]).returncode == 0
+    assert "No changes to the images" in run_cli("plan").out
+    entries, applied = finish_merge(root, run_cli, "--json")
+    assert json.loads(applied)["generated"] == 0
+    assert entries["hero"].params["prompt"] == "a blue lighthouse"
+
+
 def test_both_sides_picked_another_draw_says_which_pick_was_dropped(repo, run_cli):
     """Each branch picked its own draw: the merge keeps one, and says which image lost
     which pick, and the `pick` that brings it back."""
