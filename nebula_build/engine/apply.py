@@ -37,6 +37,7 @@ from nebula_build.core.plan import LINK_IN_THE_WAY, Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.core.sprite import MAX_PALETTE_BYTES, palette_colours, palette_too_large
 from nebula_build.engine.history import history_after
+from nebula_build.engine.pixelbudget import PixelBudget, pixels_of
 from nebula_build.engine.remotecache import ENV_REMOTE, restore_remote, upload
 from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
 from nebula_build.errors import (
@@ -366,6 +367,8 @@ class Applier:
             _MIN_IN_FLIGHT, _IN_FLIGHT_PER_SLOT * (sum(limits.values()) + _IO_CONCURRENCY)
         )
         self._io = asyncio.Semaphore(_IO_CONCURRENCY)
+        #: the pixels the encodes in flight hold between them
+        self._pixels = PixelBudget()
         #: moves run one at a time: one may take the file another moves over
         self._moving = asyncio.Lock()
         #: path → this run's backup copy of what was there
@@ -750,7 +753,7 @@ class Applier:
         if not outcome.generated and not original.made_with:
             original = dataclasses.replace(original, made_with=self._locked_made_with(spec))
         try:
-            async with self._io:
+            async with self._pixels.taken(pixels_of(spec)), self._io:
                 if not outcome.generated:
                     self.progress.started(action)
                 # One trip to a worker thread: keep the paid-for original, then the files.
