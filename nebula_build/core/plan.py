@@ -726,6 +726,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
         return replace(action, in_place=True, reason=reason, found=found)
     # the files only the lock says are this image's, which nothing shows are: why each
     claimed: dict[str, str] = {}
+    earlier_kept = False  # an earlier generation only the lock's history names: backed up
     for path, current in currents.items():
         if current is None or current == known.get(path):
             continue
@@ -741,7 +742,9 @@ def _guard(action: Action, ctx: _Context) -> Action:
             path == spec.output
             and entry is not None
             and _in_history(entry, current, spec.name, ctx)
+            and ctx.elsewhere(path) is None
         ):
+            earlier_kept = True  # a lock may list any digest in its history
             continue
         moved = action.kind is ActionKind.MOVE and entry is not None and current == entry.digest
         if path == spec.output and moved:
@@ -758,7 +761,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
         if links_alone:
             reason = LINK_IN_THE_WAY
         elif recorded is not None:
-            if not fresh and _carry_its_record(currents, spec, ctx):
+            if not fresh and not known and _carry_its_record(currents, spec, ctx):
                 # made for this very spec where no cache says so: a fresh checkout of a
                 # commit that left out images.lock (the files, not the lock, were added)
                 what = "the file already holds" if len(currents) == 1 else "the files already hold"
@@ -779,7 +782,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
             resolution=action,
         )
     checked = replace(action, found=found)
-    return _copy_kept(checked, claimed) if claimed else checked
+    return _copy_kept(checked, claimed) if claimed or earlier_kept else checked
 
 
 def _renamed_files(action: Action, ctx: _Context) -> Mapping[str, str]:

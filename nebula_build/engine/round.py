@@ -427,8 +427,9 @@ def _refusal(plan: Plan, options: RoundOptions) -> str | None:
             return (
                 f"--locked: {plan.generating().said()} would need generating: images.lock "
                 f"does not record {which} as the manifest declares {declared} "
-                f"({printable(first.image)}: {first.reason}{more}): run apply, and commit "
-                f"images.lock with the files it makes; without --locked, apply generates {them}"
+                f"({printable(first.image)}: {printable(first.reason)}{more}): run apply, and "
+                f"commit images.lock with the files it makes; without --locked, apply "
+                f"generates {them}"
             )
         if options.offline:
             why = "--offline: the remote cache is not read"
