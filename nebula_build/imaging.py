@@ -58,13 +58,17 @@ def sniff(data: bytes) -> str | None:
 
 
 def image_size(data: bytes) -> tuple[int, int]:
-    """Width and height of encoded image bytes (reads the header only)."""
+    """Width and height of encoded image bytes (reads the header only); ImageError for
+    one whose header claims more pixels than Pillow opens."""
     if data.startswith(_MAGIC[0][0]) and data[12:16] == b"IHDR":
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Image.DecompressionBombError as exc:
+        raise ImageError(str(exc)) from None
 
 
 def verify_image(data: bytes) -> tuple[str, tuple[int, int]]:

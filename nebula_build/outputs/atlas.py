@@ -411,13 +411,22 @@ def render(
     whatever else its file holds: eight links to one file of 200 MiB took 2 GB)."""
     from PIL import Image
 
-    def member(name: str) -> bytes:
-        return guard.read(lock[name].output, what=f"atlas member {name}", limit=MAX_BYTES)
+    read: dict[str, str] = {}  # each member's digest as the first pass read it
+
+    def member(name: str) -> Image.Image:
+        data = guard.read(lock[name].output, what=f"atlas member {name}", limit=MAX_BYTES)
+        digest = sha256_bytes(data)
+        if read.setdefault(name, digest) != digest:
+            raise UserError(f"atlas member {name}: {lock[name].output} changed meanwhile")
+        try:
+            return Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:  # a header may claim any size
+            raise UserError(f"atlas member {name}: {exc}") from None
 
     sizes: dict[str, tuple[int, int]] = {}
     boxes: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
     for name in atlas.members:  # sizes from the headers: no pixel is decoded yet
-        with Image.open(io.BytesIO(member(name))) as opened:
+        with member(name) as opened:
             sizes[name] = opened.size
             box = trim_box(_trim_text(opened.info), opened.size)
             if box is not None:
@@ -428,9 +437,7 @@ def render(
         raise UserError(problem)
     sheet = Image.new("RGBA", size, (0, 0, 0, 0))
     for name in atlas.members:  # one member's pixels in memory at a time
-        with Image.open(io.BytesIO(member(name))) as opened:
-            if opened.size != sizes[name]:
-                raise UserError(f"atlas member {name}: {lock[name].output} changed meanwhile")
+        with member(name) as opened:
             sheet.paste(opened.convert("RGBA"), positions[name])
     buffer = io.BytesIO()
     texts = sheet_texts(atlas.name, atlas.output)  # what vouches for it in a fresh checkout

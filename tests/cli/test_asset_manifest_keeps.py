@@ -88,3 +88,28 @@ def test_only_the_paths_the_manifest_declares_are_listed(project, run_cli):
     (root / "images.toml").write_text(SITE.replace("a fox", "a cat"))
     assert run_cli("apply", "--target", "hero").code == 0
     assert [f["path"] for f in _listed(root)["icon"]["files"]] == ["img/icon.png"]
+
+
+def test_a_kept_file_whose_header_claims_too_many_pixels_is_left_out(project, run_cli):
+    """A review found: a JPEG whose header claimed 65500² pixels, kept for an image whose
+    new generation failed, stopped apply with a traceback."""
+    text = SITE.replace('output = "img/hero.webp"', 'output = "img/hero.jpg"').replace(
+        "widths = [128]\n", ""
+    )
+    root = project({"images.toml": text})
+    assert run_cli("apply").code == 0
+    hero = root / "img/hero.jpg"
+    data = bytearray(hero.read_bytes())
+    at = next(i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2))
+    data[at + 5 : at + 9] = (65500).to_bytes(2, "big") * 2  # height, width
+    old = hashlib.sha256(hero.read_bytes()).hexdigest()
+    hero.write_bytes(bytes(data))
+    lock = (root / "images.lock").read_text().replace(old, hashlib.sha256(data).hexdigest())
+    (root / "images.lock").write_text(lock)
+    failing = text.replace(
+        'prompt = "a lighthouse at dusk"', 'prompt = "a storm"\nchecks = { max_kb = 0.01 }'
+    )
+    (root / "images.toml").write_text(failing)
+    code, out, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err, err
+    assert "hero" not in _listed(root)

@@ -812,3 +812,46 @@ def test_an_atlas_members_file_over_the_byte_limit_fails_the_atlas_in_one_line(
         r"enemy\[bat,idle\] 'sprites/bat-idle\.png' is \d+ bytes, over the 100 limit\n",
         err,
     ), err
+
+
+def test_a_member_changed_between_the_atlas_reads_fails_the_atlas(project, run_cli, monkeypatch):
+    """A review found: the pixels were taken from the second read, the trim box from the
+    first, and only their sizes compared."""
+    from nebula_build.state.guard import Guard
+
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
+    read = Guard.read
+    seen: set[str] = set()
+
+    def swapping(self, relative, **kwargs):
+        data = read(self, relative, **kwargs)
+        if "atlas member" in kwargs.get("what", "") and relative in seen:
+            return _swollen(data, 1)  # the same size, other bytes
+        seen.add(relative)
+        return data
+
+    monkeypatch.setattr(Guard, "read", swapping)
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert "could not build game/sprites/enemies.png: atlas member enemy[" in err, err
+    assert "changed meanwhile" in err
+
+
+def test_an_atlas_member_whose_header_claims_too_many_pixels_fails_in_one_line(
+    project, run_cli, monkeypatch
+):
+    from PIL import Image
+
+    root = project({"images.toml": PREVIEW})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
+
+    def bomb(*args, **kwargs):
+        raise Image.DecompressionBombError("Image size (4290250000 pixels) exceeds limit")
+
+    monkeypatch.setattr(Image, "open", bomb)
+    code, _, err = run_cli("apply")
+    assert code == 1 and "Traceback" not in err, err
+    assert "could not build game/sprites/enemies.png: atlas member enemy[" in err, err
