@@ -110,6 +110,9 @@ def settled(
     lock_name = project.lock_path.name
     git, under_way = _git_state(project.root)
     unmerged = (gitstate.unmerged(project.root) or []) if under_way is not None else []
+    if unmerged:
+        ours = _ours(prepared)
+        unmerged = [path for path in unmerged if path in ours]
     add = _to_add(lock_name, unmerged) if under_way is not None else lock_name
     if not write:  # before apply, which would generate it
         for line in _in_git(prepared, resolved, others, unmerged):
@@ -142,8 +145,21 @@ def _git_state(root: Path) -> tuple[Path | None, str | None]:
 _NAMED = 8
 
 
+def _ours(prepared: Prepared) -> set[str]:
+    """The files of the project nebula-build reads or writes: the manifest and its lock,
+    the images' outputs, the atlases' and the asset manifest. Another file git marks
+    unmerged may still hold conflict markers: adding it is not for apply's note to say."""
+    project, resolved = prepared.project, prepared.resolved
+    files = {project.manifest_path.name, project.lock_path.name}
+    files.update(path for spec in prepared.specs.values() for path in spec.paths)
+    files.update(path for atlas in resolved.atlases.values() for path in atlas.paths)
+    if resolved.asset_manifest is not None:
+        files.add(resolved.asset_manifest)
+    return files
+
+
 def _to_add(lock: str, unmerged: Sequence[str]) -> str:
-    """What `git add` settles: the lock and the project's other files git marks
+    """What `git add` settles: the lock and the files of the project git marks
     `unmerged` (an output both sides made, the asset manifest), which apply has written
     or left as the merge made them; the lock alone where the index cannot be read."""
     others = [path for path in unmerged if path != lock]

@@ -45,6 +45,10 @@ def under_way(git: Path) -> str | None:
 
 #: an index larger than this is not read for its unmerged paths (100k files: ~10 MiB)
 _INDEX_LIMIT = 64 << 20
+#: the longest path an index entry may have here (git's own limit is the system's)
+_LONGEST_PATH = 4096
+#: more unmerged paths than this: the index is not read for them
+_MOST_UNMERGED = 10_000
 
 
 def unmerged(root: Path) -> list[str] | None:
@@ -96,16 +100,26 @@ def _unmerged_paths(data: bytes) -> list[str] | None:
                     byte = data[at]
                     at += 1
                     drop = ((drop + 1) << 7) | (byte & 0x7F)
-                end = data.index(b"\0", at)
+                    if drop > len(previous):  # never more than the path before had
+                        return None
+                end = data.find(b"\0", at, at + _LONGEST_PATH + 1)
+                if end < 0 or drop > len(previous):
+                    return None
                 path = previous[: len(previous) - drop] + data[at:end]
                 at = end + 1
             else:
-                end = data.index(b"\0", at)
+                end = data.find(b"\0", at, at + _LONGEST_PATH + 1)
+                if end < 0:
+                    return None
                 path = data[at:end]
                 at = start + ((end - start + 8) & ~7)  # NUL-padded to a multiple of 8
+            if len(path) > _LONGEST_PATH:
+                return None
             previous = path
             if (flags >> 12) & 3:
                 found[path.decode("utf-8", "surrogateescape")] = None
+                if len(found) > _MOST_UNMERGED:
+                    return None
     except (IndexError, ValueError, struct.error):
         return None
     return list(found)

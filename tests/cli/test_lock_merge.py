@@ -229,6 +229,28 @@ def test_both_sides_changed_the_same_image(repo, run_cli, manifest, working_tree
     assert entries["hero"].digest == sha256(hero)
 
 
+def test_the_note_names_no_unmerged_file_of_the_projects_own(repo, run_cli):
+    """A review found: a file of the project's own still in conflict was named in the
+    `git add` to run, which would have committed its conflict markers."""
+    root = repo(files={"app.cfg": "config = 1\n"})
+    assert git(root, "checkout", "-qb", "feat").returncode == 0
+    (root / "images.toml").write_text(BASE + CAT, encoding="utf-8")
+    (root / "app.cfg").write_text("config = 2\n")
+    assert run_cli("apply", "-q").code == 0
+    commit(root, "theirs")
+    assert git(root, "checkout", "-q", "main").returncode == 0
+    (root / "images.toml").write_text(BASE + DOG, encoding="utf-8")
+    (root / "app.cfg").write_text("config = 3\n")
+    assert run_cli("apply", "-q").code == 0
+    commit(root, "ours")
+    assert git(root, "merge", "feat").returncode == 1
+    assert "<<<<<<<" in (root / "app.cfg").read_text()
+    (root / "images.toml").write_text(BASE + CAT + DOG, encoding="utf-8")
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert f"note: {RESOLVED}; git add images.lock images.toml to finish the merge\n" in err
+
+
 def test_a_merge_without_the_cache_says_git_holds_the_other_sides_file(repo, run_cli):
     """A teammate's checkout (no cache of theirs) merging a branch whose prompt the
     manifest keeps: the plan paid to generate again the image git held, and nothing

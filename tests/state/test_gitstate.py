@@ -3,6 +3,7 @@ in each index version git writes."""
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from pathlib import Path
 
@@ -53,3 +54,22 @@ def test_an_index_it_cannot_read_is_none(tmp_path):
     _conflicted(tmp_path)
     (tmp_path / ".git/index").write_bytes(b"DIRC\0\0\0\2\0\0\0\5" + b"\0" * 30)
     assert unmerged(tmp_path) is None
+
+
+def _entry(flags: int, path: bytes) -> bytes:
+    """A version 4 index entry: stat fields, object name, flags, then its path."""
+    return bytes(40) + bytes(20) + struct.pack(">H", flags) + path
+
+
+def test_a_crafted_index_is_refused(tmp_path):
+    """A review found: a v4 path's length prefix of 100 KB of continuation bytes took
+    seconds (quadratic), and paths each one byte longer than the last, at a stage
+    other than 0, took 500 MB from a 2 MB index."""
+    endless = b"DIRC" + struct.pack(">II", 4, 2) + _entry(0x1001, b"\0a\0")
+    endless += _entry(0x1001, b"\x80" * 100_000)
+    growing = b"DIRC" + struct.pack(">II", 4, 100_000)
+    growing += _entry(0x1001, b"\0a\0") + b"".join(_entry(0x1001, b"\0b\0") for _ in range(99_999))
+    for index in (endless, growing):
+        (tmp_path / ".git").mkdir(exist_ok=True)
+        (tmp_path / ".git/index").write_bytes(index)
+        assert unmerged(tmp_path) is None
