@@ -109,9 +109,18 @@ def _lock_timeout_flag(
 def _whole(text: str) -> int:
     """A whole number; argparse's own error names the function (`invalid _count value`)."""
     try:
+        if not text.strip().lstrip("+-").isascii():  # int() takes "٣" for 3
+            raise ValueError(text)
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _port(text: str) -> int:
+    value = _whole(text)
+    if not 0 <= value <= 65535:  # 0: any free port
+        raise argparse.ArgumentTypeError(f"not a port (0-65535): {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -180,7 +189,7 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     watch.add_argument(
         "--serve",
         nargs="?",
-        type=_whole,
+        type=_port,
         const=8765,
         default=None,
         metavar="PORT",

@@ -90,6 +90,11 @@ def test_a_long_option_is_guessed_from_its_name_not_its_dashes(argv, said, run_c
         ),
         (("apply", "--parallelism", "x"), "argument --parallelism: not a whole number: 'x'"),
         (("watch", "--serve", "x"), "argument --serve: not a whole number: 'x'"),
+        (("watch", "--serve", "99999"), "argument --serve: not a port (0-65535): '99999'"),
+        (
+            ("apply", "--max-generations", "٣"),
+            "argument --max-generations: not a whole number: '٣'",
+        ),
         (("apply", "--lock-timeout", "x"), "argument --lock-timeout: not a number of seconds: 'x'"),
         (("apply", "--lock-timeout", "nan"), "argument --lock-timeout: must be zero or more"),
     ],
