@@ -47,7 +47,9 @@ _SPACES = re.compile(r" {2,}")
 #: it is; zero-width ones hide inside a word, a secret included) and lone surrogates
 #: (which no UTF-8 stream or file can take)
 _INVISIBLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f"
+    # fillers that show as blanks: Hangul's, the braille blank, Khmer's inherent vowels
+    "[\x00-\x1f\x7f-\x9f\u00ad\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0"
+    "\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f"
     "\u0890\u0891\u08e2\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff"
     "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
     "\U000e0001-\U000e007f]"

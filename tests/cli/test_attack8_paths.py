@@ -40,6 +40,7 @@ MAKES_UNSHOWN = "would make the output {} contain" + UNSHOWN.removeprefix("conta
         ("x\x9b31mRED", "x\\u009b31mRED"),
         ("zero\u200bwidth", "zero\\u200bwidth"),
         ("x\x85y", "x\\u0085y"),
+        ("x\u3164y", "x\\u3164y"),  # a Hangul filler: shows as a blank
     ],
 )
 def test_an_output_path_a_terminal_would_show_as_another_is_refused(project, run_cli, name, shown):
