@@ -15,6 +15,7 @@ and the `pick` that brings it back.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -110,10 +111,12 @@ def settled(
     lock_name = project.lock_path.name
     git, under_way = _git_state(project.root)
     unmerged = (gitstate.unmerged(project.root) or []) if under_way is not None else []
+    marked: list[str] = []
     if unmerged:
         ours = _ours(prepared)
-        unmerged = [path for path in unmerged if path in ours]
-    add = _to_add(lock_name, unmerged) if under_way is not None else lock_name
+        marked = [p for p in unmerged if p not in ours and _has_markers(project.root / p)]
+        unmerged = [path for path in unmerged if path not in marked]
+    add = _to_add(lock_name, unmerged, marked) if under_way is not None else lock_name
     if not write:  # before apply, which would generate it
         for line in _in_git(prepared, resolved, others, unmerged):
             notice(f"{lock_name}: {line}")
@@ -146,9 +149,9 @@ _NAMED = 8
 
 
 def _ours(prepared: Prepared) -> set[str]:
-    """The files of the project nebula-build reads or writes: the manifest and its lock,
-    the images' outputs, the atlases' and the asset manifest. Another file git marks
-    unmerged may still hold conflict markers: adding it is not for apply's note to say."""
+    """The files of the project the manifest declares: the manifest and its lock, the
+    images' outputs, the atlases' and the asset manifest, which apply leaves resolved
+    (or which hold markers apply is left to resolve)."""
     project, resolved = prepared.project, prepared.resolved
     files = {project.manifest_path.name, project.lock_path.name}
     files.update(path for spec in prepared.specs.values() for path in spec.paths)
@@ -158,14 +161,37 @@ def _ours(prepared: Prepared) -> set[str]:
     return files
 
 
-def _to_add(lock: str, unmerged: Sequence[str]) -> str:
+#: a line git's conflict markers begin or end a conflict with
+_MARKER = re.compile(rb"^(<{7}|>{7})(?: |$)", re.MULTILINE)
+#: a file larger than this is not read for conflict markers (it is taken to hold none)
+_MARKED_LIMIT = 32 << 20
+
+
+def _has_markers(path: Path) -> bool:
+    """Whether a file git left unmerged still holds its conflict markers (a file of the
+    project's own the user has yet to resolve: not for the note's `git add`). A file
+    apply removed, or one unreadable, holds none."""
+    try:
+        with path.open("rb") as handle:
+            return _MARKER.search(handle.read(_MARKED_LIMIT)) is not None
+    except OSError:
+        return False
+
+
+def _to_add(lock: str, unmerged: Sequence[str], marked: Sequence[str] = ()) -> str:
     """What `git add` settles: the lock and the files of the project git marks
-    `unmerged` (an output both sides made, the asset manifest), which apply has written
-    or left as the merge made them; the lock alone where the index cannot be read."""
+    `unmerged` (an output both sides made, the asset manifest, an atlas apply removed),
+    which apply has written or left as the merge made them; the lock alone where the
+    index cannot be read. `marked`: those still holding conflict markers, named apart."""
     others = [path for path in unmerged if path != lock]
     named = shell_operands(lock, *others[:_NAMED])
     if len(others) > _NAMED:
         named += f" (and {len(others) - _NAMED} more unmerged files: git status lists them)"
+    if marked:
+        files = ", ".join(shell_operands(path) for path in marked[:3])
+        files += ", …" if len(marked) > 3 else ""
+        has, it = ("has", "it") if len(marked) == 1 else ("have", "them")
+        named += f" ({files} still {has} conflict markers: resolve and add {it} too)"
     return named
 
 

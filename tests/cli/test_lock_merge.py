@@ -248,7 +248,10 @@ def test_the_note_names_no_unmerged_file_of_the_projects_own(repo, run_cli):
     (root / "images.toml").write_text(BASE + CAT + DOG, encoding="utf-8")
     code, _, err = run_cli("apply")
     assert code == 0, err
-    assert f"note: {RESOLVED}; git add images.lock images.toml to finish the merge\n" in err
+    assert (
+        f"note: {RESOLVED}; git add images.lock images.toml (app.cfg still has conflict "
+        "markers: resolve and add it too) to finish the merge\n"
+    ) in err
 
 
 def test_a_merge_without_the_cache_says_git_holds_the_other_sides_file(repo, run_cli):
