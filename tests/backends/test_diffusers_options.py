@@ -443,3 +443,45 @@ def test_out_of_memory_with_sequential_offload_does_not_suggest_offload(
     runtime = Runtime(settings, compile_cache=tmp_path, locate=None, kind_of=None)  # type: ignore[arg-type]
     message = str(runtime._out_of_memory(request(SDXL)))
     assert "set offload" not in message and "smaller size" in message
+
+
+def test_the_kernel_cache_takes_back_the_triton_folder_torch_sets_inside_it(tmp_path, monkeypatch):
+    """torch sets TRITON_CACHE_DIR under inductor's cache the first time it loads a
+    kernel (seen on an H200 with torch 2.11): left set, every later compile in the
+    process would write into this cache. One the user set stays."""
+    import os
+
+    from nebula_build.backends.diffusers.compiling import kernel_cache
+
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    with kernel_cache(tmp_path):
+        os.environ["TRITON_CACHE_DIR"] = str(tmp_path / "triton" / "0")  # as torch does
+    assert "TRITON_CACHE_DIR" not in os.environ
+
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/users/own")
+    with kernel_cache(tmp_path):
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path)
+    assert os.environ["TRITON_CACHE_DIR"] == "/users/own"
+
+
+def test_cuda_graph_state_is_set_up_on_the_backends_own_thread():
+    """torch 2.11 keeps the CUDA graph trees' state on the thread that imported them
+    first; a compiled call on another thread failed an assertion (seen on an H200)."""
+    import threading
+
+    import torch
+
+    from nebula_build.backends.diffusers.compiling import cuda_graphs_usable_here
+
+    seen: list[bool] = []
+
+    def worker() -> None:
+        seen.append(torch._C._is_key_in_tls("tree_manager_containers"))
+        cuda_graphs_usable_here()
+        cuda_graphs_usable_here()  # a second call keeps what the first set up
+        seen.append(torch._C._is_key_in_tls("tree_manager_containers"))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [False, True]

@@ -11,8 +11,10 @@ of the same class used up the limit), the image is run again eagerly.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +75,8 @@ def reset_compiler(cuda: bool, *, everything: bool) -> None:
     """Free what torch keeps for compiled code: all of it when no compiled pipeline
     is left (dynamo's caches, recompile counts, CUDA graph pools), else the CUDA
     graph pools only (the others re-record theirs on their next image)."""
+    if cuda:
+        cuda_graphs_usable_here()
     if everything:
         torch.compiler.reset()
     elif cuda:
@@ -107,20 +111,45 @@ def eagerly() -> Iterator[None]:
         yield
 
 
+#: where inductor and Triton put compiled kernels; torch sets the second itself, under
+#: the first, the first time it loads a kernel, and would keep it for the whole process
+_KERNEL_CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+
+
 @contextlib.contextmanager
 def kernel_cache(path: Path) -> Iterator[None]:
     """Inductor and Triton keep compiled kernels under `path` while this block runs
-    (the next process skips the cold compile); the variable is restored after."""
-    variable = "TORCHINDUCTOR_CACHE_DIR"
-    before = os.environ.get(variable)
-    os.environ[variable] = str(path)
+    (the next process skips the cold compile); both variables are restored after,
+    so later compiles in the process do not write into this cache."""
+    before = {name: os.environ.get(name) for name in _KERNEL_CACHE_VARIABLES}
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def cuda_graphs_usable_here() -> None:
+    """Give the calling thread the state torch's CUDA graph trees keep per thread.
+
+    In torch 2.11 that state exists only on the thread that first imported
+    `torch._inductor.cudagraph_trees`, and a compiled call with CUDA graphs on any
+    other thread fails an assertion (2.13 sets it up itself). The backend runs on a worker
+    thread of its own, so a second backend in one process (watch after its
+    settings change, a test run) would fail on its first image."""
+    from torch._inductor import cudagraph_trees as trees
+
+    key = "tree_manager_containers"
+    if hasattr(trees.local, key) or torch._C._is_key_in_tls(key):
+        return
+    trees.local.tree_manager_containers = {}
+    trees.local.tree_manager_locks = collections.defaultdict(threading.Lock)
+    torch._C._stash_obj_in_tls(key, trees.local.tree_manager_containers)
+    torch._C._stash_obj_in_tls("tree_manager_locks", trees.local.tree_manager_locks)
 
 
 @dataclass

@@ -476,6 +476,8 @@ class Runtime:
             stack.enter_context(torch.inference_mode())
             if loaded.compiled:
                 stack.enter_context(compiling.kernel_cache(self.compile_cache))
+                if self.device.type == "cuda":
+                    compiling.cuda_graphs_usable_here()
             if eager:
                 stack.enter_context(compiling.eagerly())
             return loaded.pipe(**arguments, generator=generator)
