@@ -60,7 +60,7 @@ Here, in the repository root (torchao 0.17 is the release built for torch 2.11):
 
 and there, with carry=[".whl"] and a timeout_s 40 s above BUDGET_S:
 
-  BUDGET_S=520 bash bench/gpu_session.sh tests flux-fast sdxl
+  BUDGET_S=540 bash bench/gpu_session.sh tests flux-fp8 sdxl
 """
 
 from __future__ import annotations
