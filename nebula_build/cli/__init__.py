@@ -263,6 +263,16 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _lock_timeout_flag(pick)
     pick.set_defaults(run="pick:cmd_pick")
 
+    accept = sub.add_parser(
+        "accept", help="keep an output you edited by hand: images.lock records it as it is"
+    )
+    accept.add_argument("names", nargs="*", metavar="NAME", help="the images (patterns too)")
+    accept.add_argument(
+        "--all", action="store_true", help="every image whose output file is changed by hand"
+    )
+    _lock_timeout_flag(accept)
+    accept.set_defaults(run="accept:cmd_accept")
+
     history = sub.add_parser(
         "history", help="an image's earlier generations, the last one replaced first"
     )

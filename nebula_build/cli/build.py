@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from nebula_build.cli import markdownfile
 from nebula_build.cli.context import Context, ExitCode, prepared_project
 from nebula_build.errors import ApplyError, NebulaBuildError, first_line
-from nebula_build.text import human_size, plural, printable
+from nebula_build.text import human_size, plural, printable, shell_operands
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
@@ -245,14 +245,20 @@ def _say_conflicts(
 ) -> None:
     """Why `plan --detailed-exitcode` exits 1: an error line, and under GitHub Actions
     an annotation, with its reason, on the line that declares each output in the way."""
+    from nebula_build.core.plan import HAND_EDIT
+
     outputs = [output for output, _ in conflicts.values()]
     files = ", ".join(printable(output, limit=200) for output in outputs[:5])
     more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
     them = "it" if len(conflicts) == 1 else "them"
     if all("changed by hand" in why for _, why in conflicts.values()):
+        accept = ""
+        if all(why == HAND_EDIT for _, why in conflicts.values()):
+            names = shell_operands(*list(conflicts)[:3])
+            accept = f"keep {them} as the output with `nebula-build accept {names}`, "
         ctx.err.write(
             f"error: {plural(len(conflicts), 'output')} changed by hand ({files}{more}), "
-            f"which apply would refuse to overwrite: to keep your edit, move {them} elsewhere "
+            f"which apply would refuse to overwrite: {accept}move {them} elsewhere "
             f"(apply then puts back what it made), or replace {them} with `nebula-build apply "
             "--force` (which keeps a backup)\n"
         )

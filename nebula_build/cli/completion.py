@@ -269,7 +269,7 @@ end
 """
 #: the arguments that take an image's name (in every command that has them)
 _IMAGE_OPTIONS = ("target", "replace", "more", "patterns")
-_IMAGE_POSITIONALS = {"pick": "name", "history": "name"}
+_IMAGE_POSITIONALS = {"pick": "name", "history": "name", "accept": "names"}
 
 
 def cmd_completion(ctx: Context) -> int:

@@ -90,6 +90,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "image's output. Generates nothing.",
         "nebula-build pick hero 2   # the third draw of hero",
     ),
+    "accept": (
+        "Keep an output file you edited by hand as the image's output: images.lock records "
+        "it as it is, and plan calls it up to date. apply keeps a copy of the edit before "
+        "it replaces it (the image's spec changed) and never removes it. Generates nothing; "
+        "the edit must be of the image the manifest still declares.",
+        "nebula-build accept hero   # keep the retouched hero.png",
+    ),
     "history": (
         "An image's earlier generations, the last one replaced first, with what changed "
         "between them.",

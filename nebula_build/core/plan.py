@@ -91,6 +91,11 @@ CHANGED_BY_HAND = "changed by hand since it was made"
 #: why a file a lock entry records stays where nothing shows nebula-build wrote it
 RECORD = "the record nebula-build writes into the files it makes"
 NOT_VOUCHED = f"it does not carry {RECORD}; delete it by hand if it is not needed"
+#: the conflict of an output file edited by hand (`nebula-build accept` keeps the edit)
+HAND_EDIT = "output file changed by hand"
+#: why a file stays, and is copied before it is replaced: `nebula-build accept` made
+#: the hand edit it holds the image's output
+ACCEPTED_EDIT = "it holds a hand edit `nebula-build accept` made the output"
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +415,8 @@ class _Context:
         recorded = self.elsewhere(path)
         if recorded is not None:
             return recorded
+        if entry.edited_from is not None and path == entry.output and digest == entry.digest:
+            return ACCEPTED_EDIT
         return None if self.vouched(path, digest, entry) else NOT_VOUCHED
 
     def earlier_output(self, path: str, digest: str, image: str) -> bool:
@@ -609,7 +616,8 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
             ActionKind.RESTORE if cached() else ActionKind.REGENERATE,
             "overwrite the hand-edited file",
         )
-        return act(ActionKind.CONFLICT, f"{what} changed by hand", resolution=overwrite)
+        reason = HAND_EDIT if edited[0] == spec.output else f"{what} changed by hand"
+        return act(ActionKind.CONFLICT, reason, resolution=overwrite)
     if missing:
         what = "output file" if missing[0] == spec.output else f"variant {missing[0]}"
         if cached():
@@ -767,7 +775,7 @@ def _guard(action: Action, ctx: _Context) -> Action:
                 what = "the file already holds" if len(currents) == 1 else "the files already hold"
                 reason = f"{action.reason} ({what} this output, as its record in it says)"
                 return replace(action, in_place=True, reason=reason, found=found)
-            reason = "output file changed by hand" if path == spec.output else "changed by hand"
+            reason = HAND_EDIT if path == spec.output else "changed by hand"
         else:
             reason = _in_the_way(ctx.recorded_for(path, current, spec.name), ctx.elsewhere(path))
         if path != spec.output:
@@ -844,7 +852,9 @@ def _copy_kept(action: Action, claimed: Mapping[str, str]) -> Action:
         return replace(action, backup=True)
     unrecorded = [path for path, why in claimed.items() if why == NOT_VOUCHED]
     clauses = [
-        f"{path} is another manifest's ({why})"
+        f"{path} holds a hand edit made the output with `nebula-build accept`"
+        if why == ACCEPTED_EDIT
+        else f"{path} is another manifest's ({why})"
         for path, why in claimed.items()
         if why != NOT_VOUCHED
     ]

@@ -852,6 +852,10 @@ class Applier:
             pin=spec.pin,
             made_with=recorded(made_with),
             applied_plan=self.applied_plan or _kept_plan(before, spec, digest, generated),
+            # the accepted hand edit, moved with its bytes; anything written over it is not
+            edited_from=before.edited_from
+            if before is not None and before.digest == digest
+            else None,
         )
         changes, _ = self._settled({spec.name: entry})
         self._recorded.add(spec.name)

@@ -61,7 +61,7 @@ from nebula_build.tomlparse import values_over, weight
 LOCK_VERSION = 1
 #: how `dumps` lays out a table: bump it with any change to that layout (a watch
 #: splices new tables into bytes written by the release that wrote the snapshot)
-TABLE_FORMAT = 2
+TABLE_FORMAT = 3
 HEADER = (
     "# This file is written by nebula-build: do not edit it by hand.\n"
     "# It records which spec made each image. Commit it with images.toml.\n"
@@ -79,6 +79,7 @@ _FIELDS = (
     "seed",
     "pinned_against",
     "applied_plan",
+    "edited_from",
 )
 #: the most bytes a lock may have: a 100,000-image lock whose every image has three
 #: earlier generations (150-character prompts, a tenth with four candidates) is 246 MiB
@@ -205,6 +206,10 @@ class LockEntry:
     #: the digest of the saved plan whose `apply --plan` wrote this entry: a plan that
     #: remakes it as it was (`--replace` of a seeded image) is then known as applied
     applied_plan: str | None = None
+    #: set when the output is a hand edit `nebula-build accept` made the output: the
+    #: digest of the file nebula-build wrote, which the edit replaced. apply keeps a
+    #: copy of such a file before it replaces it, and never removes it
+    edited_from: str | None = None
 
     @property
     def candidates(self) -> int:
@@ -239,6 +244,8 @@ class LockEntry:
             data["pinned_against"] = self.pin
         if self.applied_plan is not None:
             data["applied_plan"] = self.applied_plan
+        if self.edited_from is not None:
+            data["edited_from"] = self.edited_from
         if self.draws:
             data["draws"] = [draw.to_dict() for draw in self.draws]
         if self.history:
@@ -268,6 +275,7 @@ class LockEntry:
             pin=data.get("pinned_against"),
             made_with=recorded(data.get("made_with")),
             applied_plan=data.get("applied_plan"),
+            edited_from=data.get("edited_from"),
         )
 
     @classmethod
@@ -377,7 +385,7 @@ def _entry_problem(data: object) -> str | None:
     problem = _generation_problem(data, ("digest", "generation_key", "output_key"))
     if problem is not None:
         return problem
-    for key in ("pinned_against", "applied_plan"):
+    for key in ("pinned_against", "applied_plan", "edited_from"):
         if key in data and not _is_digest(data[key]):
             return f"`{key}` must be a sha256 digest"
     problem = _draws_problem(data.get("draws", []))

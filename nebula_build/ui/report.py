@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.plan import (
+    HAND_EDIT,
     LINK_IN_THE_WAY,
     PIN_RELEASED,
     PLACEHOLDER_NOTE,
@@ -26,7 +27,14 @@ from nebula_build.core.sprite import describe_check
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
-from nebula_build.text import escaped, escaped_value, plural, printable, shell_option
+from nebula_build.text import (
+    escaped,
+    escaped_value,
+    plural,
+    printable,
+    shell_operands,
+    shell_option,
+)
 from nebula_build.ui.statuslines import (
     removal_note,
     status_lines,
@@ -532,6 +540,14 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
             f"old ones go to .nebula-build/backup/), `nebula-build apply --force {target}` "
             f"only {first}'s; to keep {keep_one}, move the file elsewhere."
         )
+    # an output edited by hand, of the image the manifest still declares: kept as it is
+    acceptable = [
+        a.image for a in resolved if a.reason == HAND_EDIT and a.spec and not a.spec.variants
+    ]
+    if acceptable:
+        command = printable(f"nebula-build accept {shell_operands(*acceptable[:3])}", limit=200)
+        edits = "the edit as the image's output" if len(acceptable) == 1 else "edits as outputs"
+        text += f" `{command}` keeps {edits}."
     return ["", style(text, "yellow"), *links[1:]]
 
 
@@ -768,7 +784,14 @@ def status_text(
     pinned = {a.image for a in plan.actions if a.spec is not None and a.spec.pin is not None}
     summary = status_summary(plan, failed)
     rows = status_rows(plan, cache_note)
-    text = status_lines(rows, summary, style, pinned=pinned, failed=failed, notes=_settings(plan))
+    edited = {
+        a.image
+        for a in plan.actions
+        if a.kind is ActionKind.NOOP and a.entry is not None and a.entry.edited_from is not None
+    }
+    text = status_lines(
+        rows, summary, style, pinned=pinned, edited=edited, failed=failed, notes=_settings(plan)
+    )
     lock = lock_changes(plan)
     if merge is not None:
         text += "\n" + style(merge_line(merge), "bold")

@@ -139,6 +139,7 @@ def status_lines(
     style: Style,
     *,
     pinned: Collection[str] = (),
+    edited: Collection[str] = (),
     failed: Mapping[str, str] | None = None,
     notes: Mapping[str, str] | None = None,
 ) -> str:
@@ -151,7 +152,8 @@ def status_lines(
         if state == "noop" and reason.startswith(_PICKED):
             shown = style(printable(reason), "green")
         elif state == "noop":
-            shown = style("up to date" + (" (pinned)" if name in pinned else ""), "green")
+            marks = [m for m, names in (("pinned", pinned), ("hand edit", edited)) if name in names]
+            shown = style("up to date" + (f" ({', '.join(marks)})" if marks else ""), "green")
         elif state == "conflict":
             shown = style(f"conflict: {printable(reason)}", "magenta")
         elif state == "waiting":

@@ -255,8 +255,9 @@ def test_a_plan_failed_by_a_hand_edit_says_why_on_the_image_s_line(project, run_
     assert code == 1
     assert err == (
         "error: 1 output changed by hand (img/logo.png), which apply would refuse to "
-        "overwrite: to keep your edit, move it elsewhere (apply then puts back what it "
-        "made), or replace it with `nebula-build apply --force` (which keeps a backup)\n"
+        "overwrite: keep it as the output with `nebula-build accept logo`, move it "
+        "elsewhere (apply then puts back what it made), or replace it with `nebula-build "
+        "apply --force` (which keeps a backup)\n"
     )
     line = SITE.splitlines().index("[images.logo]") + 1
     (annotation,) = [line for line in out.splitlines() if line.startswith("::")]

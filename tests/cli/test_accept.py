@@ -1,0 +1,222 @@
+"""`nebula-build accept`: an output retouched by hand becomes the output images.lock
+records. Before it, the only ways out of "output file changed by hand" were
+`apply --force` (a new generation over the edit) or moving the edit away."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tomllib
+from pathlib import Path
+
+from PIL import Image
+
+SITE = """version = 1
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-schnell"
+width = 128
+height = 96
+
+[images.hero]
+prompt = "a calm sea"
+output = "img/hero.png"
+
+[images.logo]
+prompt = "a lighthouse"
+output = "img/logo.png"
+"""
+
+
+def _retouch(path: Path, color: tuple[int, int, int] = (255, 0, 0)) -> bytes:
+    """Paint a corner, as an image editor saves it (no record of nebula-build's left)."""
+    with Image.open(path) as image:
+        edited = image.convert("RGB")
+    edited.putpixel((0, 0), color)
+    buffer = io.BytesIO()
+    edited.save(buffer, "PNG")
+    path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _entry(root: Path, name: str) -> dict:
+    return tomllib.loads((root / "images.lock").read_text())["images"][name]
+
+
+def test_an_accepted_edit_is_the_output_and_a_new_spec_keeps_a_copy_of_it(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    generated = _entry(root, "hero")["digest"]
+    edit = _retouch(root / "img/hero.png")
+    code, out, _ = run_cli("plan")
+    assert "output file changed by hand" in out
+    assert "`nebula-build accept hero` keeps the edit as the image's output." in out
+
+    code, out, err = run_cli("accept", "hero")
+    assert code == 0, err
+    assert "hero: img/hero.png is its output as edited" in out
+    entry = _entry(root, "hero")
+    assert entry["edited_from"] == generated and entry["digest"] != generated
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    assert run_cli("apply", "--locked").code == 0  # CI with the edit and the lock committed
+    assert (root / "img/hero.png").read_bytes() == edit
+
+    (root / "images.toml").write_text(SITE.replace("a calm sea", "a stormy sea"))
+    code, out, _ = run_cli("plan")
+    assert "img/hero.png holds a hand edit made the output with `nebula-build accept`" in out
+    code, out, _ = run_cli("apply")
+    assert code == 0, out
+    (copy,) = (root / ".nebula-build/backup").glob("*/img/hero.png")
+    assert copy.read_bytes() == edit
+    assert (root / "img/hero.png").read_bytes() != edit
+    assert "edited_from" not in _entry(root, "hero")  # a generation, not an edit
+
+
+def test_an_image_removed_leaves_its_accepted_edit_in_place(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    edit = _retouch(root / "img/logo.png")
+    assert run_cli("accept", "--all").code == 0
+    (root / "images.toml").write_text(SITE.split("[images.logo]", maxsplit=1)[0])
+    code, out, _ = run_cli("apply")
+    assert code == 0, out
+    assert "img/logo.png stays: it holds a hand edit `nebula-build accept` made the output" in out
+    assert (root / "img/logo.png").read_bytes() == edit
+
+
+def test_an_accepted_edit_moves_with_its_output(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    edit = _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    (root / "images.toml").write_text(SITE.replace("img/hero.png", "img/sea.png"))
+    assert run_cli("apply").code == 0
+    assert (root / "img/sea.png").read_bytes() == edit
+    entry = _entry(root, "hero")
+    assert entry["output"] == "img/sea.png" and "edited_from" in entry
+    assert entry["digest"] == hashlib.sha256(edit).hexdigest()
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_deleted_edit_brings_back_the_generated_image(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    generated = (root / "img/hero.png").read_bytes()
+    _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    (root / "img/hero.png").unlink()
+    code, out, _ = run_cli("apply")
+    assert code == 0 and "0 generated" in out, out
+    assert (root / "img/hero.png").read_bytes() == generated
+    assert "edited_from" not in _entry(root, "hero")
+
+
+def test_accept_says_why_it_takes_nothing(project, run_cli):
+    root = project({"images.toml": SITE})
+    code, _, err = run_cli("accept", "hero")
+    assert code == 1 and "images.hero has not been generated yet" in err
+    assert run_cli("apply").code == 0
+    before = (root / "images.lock").read_bytes()
+
+    code, _, err = run_cli("accept")
+    assert code == 1 and "name the images whose edited output to keep, or give --all" in err
+    code, _, err = run_cli("accept", "hreo")
+    assert code == 1 and "accept: unknown image: hreo" in err
+    code, _, err = run_cli("accept", "hero")
+    assert code == 1 and "img/hero.png is what images.lock records: nothing to accept" in err
+    code, _, err = run_cli("accept", "--all")
+    assert code == 1 and "no output file is changed by hand" in err
+
+    (root / "img/hero.png").write_bytes(b"not an image")
+    code, _, err = run_cli("accept", "hero")
+    assert code == 1 and "accept: images.hero: img/hero.png: not a PNG, JPEG" in err, err
+
+    with Image.open(root / "img/logo.png") as image:
+        image.convert("RGB").save(root / "img/logo.png", "JPEG")
+    code, _, err = run_cli("accept", "logo")
+    assert code == 1 and "holds a JPEG image, not the PNG its name asks for" in err
+
+    _retouch(root / "img/logo.png")
+    (root / "images.toml").write_text(SITE.replace("a lighthouse", "a lighthouse at night"))
+    code, _, err = run_cli("accept", "logo")
+    assert code == 1 and "images.toml changed since its last apply" in err
+    assert (root / "images.lock").read_bytes() == before  # nothing written by any of them
+
+
+def test_a_second_edit_is_an_edit_of_the_same_generated_image(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    generated = _entry(root, "hero")["digest"]
+    _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    _retouch(root / "img/hero.png", (0, 255, 0))
+    assert run_cli("plan", "--detailed-exitcode").code == 1  # a new edit: a conflict again
+    code, out, _ = run_cli("accept", "hero")
+    assert code == 0 and "in place of the edit accepted before" in out
+    assert _entry(root, "hero")["edited_from"] == generated
+
+
+def test_a_lock_s_edited_from_must_be_a_digest(project, run_cli):
+    """A pull request's lock is untrusted: the new key is checked like the others."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    lock = (root / "images.lock").read_text()
+    marker = "[images.hero]\n"
+    (root / "images.lock").write_text(
+        lock.replace(marker, marker + 'edited_from = "\\u001b[31mred"\n', 1)
+    )
+    code, _, err = run_cli("plan")
+    assert code == 1 and "`edited_from` must be a sha256 digest" in err
+    assert "\x1b" not in err
+
+
+def test_plan_json_and_status_see_an_accepted_edit_as_up_to_date(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    actions = json.loads(run_cli("plan", "--json").out)["actions"]
+    assert all(action["action"] == "noop" for action in actions), actions
+    code, out, _ = run_cli("status", "--detailed-exitcode")
+    assert code == 0 and "hero  up to date (hand edit)  img/hero.png" in out, out
+    assert "logo  up to date  img/logo.png" in out
+
+
+def test_the_edit_of_a_picked_draw_is_accepted_as_that_draw(project, run_cli):
+    """The lock records the draw picked, not draw 0 of the declaration."""
+    root = project(
+        {
+            "images.toml": SITE.replace(
+                'output = "img/hero.png"', 'output = "img/hero.png"\ncandidates = 3'
+            )
+        }
+    )
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    picked = _entry(root, "hero")["digest"]
+    edit = _retouch(root / "img/hero.png")
+    code, out, err = run_cli("accept", "hero")
+    assert code == 0, err
+    assert _entry(root, "hero")["edited_from"] == picked
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    assert (root / "img/hero.png").read_bytes() == edit
+
+
+def test_a_fresh_checkout_of_an_accepted_edit_is_up_to_date(project, run_cli, tmp_path):
+    """CI: the edit and images.lock committed, no cache (`.nebula-build/` is ignored)."""
+    import shutil
+
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    edit = _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    ci = tmp_path / "ci"
+    ci.mkdir()
+    for name in ("images.toml", "images.lock"):
+        shutil.copy(root / name, ci / name)
+    shutil.copytree(root / "img", ci / "img")
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=ci)
+    assert code == 0, out
+    assert run_cli("apply", "--locked", cwd=ci).code == 0
+    assert (ci / "img/hero.png").read_bytes() == edit
