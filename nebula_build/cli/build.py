@@ -189,8 +189,10 @@ def cmd_plan(ctx: Context) -> int:
     _summarize(ctx, title, plan, estimate=estimate, notes=notices, merge=merge)
     savedplan.write(ctx, plan, estimate)
     if ctx.args.detailed_exitcode and (conflicts := _conflicts(plan)):
+        from nebula_build.core.handedits import acceptable
+
         # apply would refuse them: a pull request must not pass, and must say why
-        _say_conflicts(ctx, conflicts, project)
+        _say_conflicts(ctx, conflicts, project, acceptable(plan))
         return ExitCode.ERROR
     if ctx.args.detailed_exitcode and _pending(plan, merge is not None):
         return ExitCode.CHANGES_PENDING
@@ -241,19 +243,20 @@ def _in_conflict(plan: Plan) -> bool:
 
 
 def _say_conflicts(
-    ctx: Context, conflicts: Mapping[str, tuple[str, str]], project: Project
+    ctx: Context,
+    conflicts: Mapping[str, tuple[str, str]],
+    project: Project,
+    acceptable: Sequence[str],
 ) -> None:
     """Why `plan --detailed-exitcode` exits 1: an error line, and under GitHub Actions
     an annotation, with its reason, on the line that declares each output in the way."""
-    from nebula_build.core.plan import HAND_EDIT
-
     outputs = [output for output, _ in conflicts.values()]
     files = ", ".join(printable(output, limit=200) for output in outputs[:5])
     more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
     them = "it" if len(conflicts) == 1 else "them"
     if all("changed by hand" in why for _, why in conflicts.values()):
         accept = ""
-        if all(why == HAND_EDIT for _, why in conflicts.values()):
+        if set(conflicts) <= set(acceptable):
             names = shell_operands(*list(conflicts)[:3])
             accept = f"keep {them} as the output with `nebula-build accept {names}`, "
         ctx.err.write(

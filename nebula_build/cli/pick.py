@@ -105,6 +105,8 @@ def cmd_history(ctx: Context) -> int:
             "image": name,
             "output": entry.output,
             "pinned": entry.pin is not None,
+            # the output is a hand edit `accept` kept: the digest of the file it replaced
+            "edited_from": entry.edited_from,
             "generations": [
                 {
                     "index": row.index,
@@ -134,6 +136,8 @@ def cmd_history(ctx: Context) -> int:
         # when it was made, which a generation back from the cache keeps
         when = "made " + row.made.replace("T", " ")[:16] + " UTC" if row.made else "?" * 25
         cached = "" if row.in_cache else "  (not in the cache here)"
+        if row.index == 0 and entry.edited_from is not None:
+            cached += f"  (a hand edit of {entry.edited_from[:12]}, kept with accept)"
         ctx.print(f"  {label:<4} {when}  {row.digest[:12]}{_of_set(row, entry)}{cached}")
         for change in row.changes:
             ctx.print(ctx.style(f"       {_change_text(change)}", "dim"))

@@ -725,6 +725,8 @@ def _guard(action: Action, ctx: _Context) -> Action:
     fresh = action.fresh or spec.name in ctx.placeholders
     known = {} if fresh else ctx.known_output(spec.output_key) or _renamed_files(action, ctx)
     currents = {path: ctx.digest_of(path) for path in spec.paths}
+    if not fresh and (edit := _renamed_edit(action, ctx)) and edit.items() <= currents.items():
+        known = edit  # the hand edit the old name's entry accepted goes with the name
     found = tuple(currents.items())
     if known and all(d is not None and d == known.get(p) for p, d in currents.items()):
         what = "the file already holds" if len(currents) == 1 else "the files already hold"
@@ -801,6 +803,15 @@ def _renamed_files(action: Action, ctx: _Context) -> Mapping[str, str]:
     if old is None or action.spec is None or old.output_key != action.spec.output_key:
         return {}
     return old.files()
+
+
+def _renamed_edit(action: Action, ctx: _Context) -> Mapping[str, str]:
+    """The files of the image renamed from, where its output is a hand edit `accept`
+    kept: a rename takes them as they are, as it takes the files nebula-build wrote."""
+    old = ctx.entries.get(action.renamed_from) if action.renamed_from is not None else None
+    if old is None or old.edited_from is None:
+        return {}
+    return _renamed_files(action, ctx)
 
 
 def _links_alone(

@@ -15,13 +15,17 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
+from nebula_build.core.handedits import why_not_accepted
 from nebula_build.core.plan import HAND_EDIT, Action, ActionKind
+from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.lockmerge import settled
 from nebula_build.engine.planning import named, plan_for
 from nebula_build.engine.prepare import Notice, Prepared, prepare, recovered_lock
-from nebula_build.errors import UnsafePathError, UserError
+from nebula_build.errors import OutputRejectedError, UnsafePathError, UserError
 from nebula_build.fsutil import sha256_bytes
-from nebula_build.imaging import MAX_BYTES, ImageError, verify_image
+from nebula_build.imaging import MAX_BYTES, ImageError, decode, verify_image
+from nebula_build.outputs import checks as acceptance
+from nebula_build.outputs.metadata import recorded_output_key
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state import lockfile
 from nebula_build.state.lockfile import Entries, LockEntry
@@ -48,10 +52,10 @@ def accept_edits(
     *,
     notice: Notice,
 ) -> list[Accepted]:
-    """Record the hand-edited output of each image `names` selects (every image whose
-    output was changed by hand where `names` is empty) in images.lock; raises UserError,
-    writing nothing, where one of them cannot be accepted. Call it holding the project
-    lock."""
+    """Record the hand-edited output of each image `names` selects in images.lock;
+    raises UserError, writing nothing, where one of them cannot be accepted. Where
+    `names` is empty, every output changed by hand that can be is accepted, and each
+    other one is said. Call it holding the project lock."""
     lock = recovered_lock(project, notice)
     prepared = prepare(project, registry)
     lock, merge = settled(prepared, lock, notice)
@@ -69,9 +73,18 @@ def accept_edits(
     if not chosen:
         raise UserError("accept: no output file is changed by hand: nothing to accept")
     accepted: dict[str, LockEntry] = {}
+    refused: list[UserError] = []
     for name in chosen:
-        entry = _accepted_entry(prepared, lock, actions.get(name), name)
-        accepted[name] = entry
+        try:
+            accepted[name] = _accepted_entry(prepared, lock, actions.get(name), name)
+        except UserError as exc:
+            if names:  # named: all or nothing
+                raise
+            refused.append(exc)
+    if not accepted:
+        raise refused[0]
+    for refusal in refused:  # --all: the others are accepted
+        notice(f"{refusal}; left in conflict")
     lockfile.write(project, {**lock, **accepted})
     return [
         Accepted(name, entry.output, lock[name].edited_from is not None)
@@ -110,29 +123,52 @@ def _accepted_entry(
             f"(`nebula-build plan` says what), and an edit is accepted only as the output "
             f"of what the lock records: move {output} elsewhere, apply, then edit the new one"
         )
-    if spec.variants:
-        raise UserError(
-            f"accept: images.{name} has responsive variants, made from the generated "
-            "image: an edit of its output would leave them showing the old one"
-        )
+    if (why := why_not_accepted(spec, prepared.specs.values())) is not None:
+        raise UserError(f"accept: images.{name} {why}")
     if not _hand_edit(action):
         raise UserError(
             f"accept: images.{name}: {action.reason}; accept takes an output file changed "
             "by hand, and nothing else"
         )
+    if prepared.project.path_of(spec.output).is_symlink():
+        raise UserError(f"accept: images.{name}: {output} is a symbolic link: accept takes a file")
     data = _read(prepared, spec.output, name)
-    try:
-        found, _ = verify_image(data)
-    except ImageError as exc:
-        raise UserError(f"accept: images.{name}: {output}: {exc}") from None
-    if found != spec.format:
-        raise UserError(
-            f"accept: images.{name}: {output} holds a {found.upper()} image, not the "
-            f"{spec.format.upper()} its name asks for: save it as {spec.format.upper()}"
-        )
+    _check(spec, data, f"accept: images.{name}: {output}")
     digest = sha256_bytes(data)
     # the file nebula-build wrote stays the one an accepted edit is an edit of
     return replace(entry, digest=digest, edited_from=entry.edited_from or entry.digest)
+
+
+def _check(spec: AssetSpec, data: bytes, where: str) -> None:
+    """The edit is an image of the output's format and size that passes its checks,
+    as a generated one must."""
+    try:
+        found, size = verify_image(data)
+    except ImageError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    if found != spec.format:
+        raise UserError(
+            f"{where} holds a {found.upper()} image, not the {spec.format.upper()} its name "
+            f"asks for: save it as {spec.format.upper()}"
+        )
+    steps = dict(spec.sprite)
+    grown = 2 * ((steps.get("pad") or 0) + (steps.get("extrude") or 0))
+    wanted = tuple(side + grown for side in spec.delivered_size)
+    if size != wanted:
+        raise UserError(
+            f"{where} is {size[0]}×{size[1]}, and the image's output is {wanted[0]}×"
+            f"{wanted[1]}: an edit keeps the size"
+        )
+    if (key := recorded_output_key(data)) is not None and key != spec.output_key:
+        raise UserError(
+            f"{where} carries the record of a file nebula-build made for another output: "
+            "accept takes an edit of this image's own"
+        )
+    if spec.checks:
+        try:
+            acceptance.run(dict(spec.checks), data, decode(data))
+        except OutputRejectedError as exc:
+            raise UserError(f"{where}: {exc}") from None
 
 
 def _read(prepared: Prepared, path: str, name: str) -> bytes:

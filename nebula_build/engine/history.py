@@ -35,7 +35,9 @@ def history_after(
         made = store.made(previous)
         earlier = EarlierGeneration(
             previous,
-            before.digest,
+            # the file that generation made: an accepted hand edit of it is not in the
+            # cache, and `pick @K` brings back what the cache holds (the edit is backed up)
+            before.edited_from or before.digest,
             _stamp(made if made is not None else time.time()),
             before.backend,
             before.model,

@@ -129,6 +129,8 @@ def cards(
         if spec.pin is not None and action.kind is ActionKind.NOOP:
             unpin = f"pick --unpin {shell_operands(spec.name)}"
             text = f"up to date · pinned to an earlier generation ({unpin})"
+        elif action.kind is ActionKind.NOOP and action.entry and action.entry.edited_from:
+            text = "up to date · a hand edit kept with nebula-build accept"
         details = [
             ("model", spec.model),
             ("backend", spec.backend),

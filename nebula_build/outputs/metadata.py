@@ -338,6 +338,15 @@ def written_for(data: bytes, output_key: str) -> bool:
     )
 
 
+def recorded_output_key(data: bytes) -> str | None:
+    """The output key named by the record nebula-build wrote into `data`, if any."""
+    record = _spec_record(data)
+    if not isinstance(record, dict) or record.get("tool") != "nebula-build":
+        return None
+    key = record.get("output_key")
+    return key if isinstance(key, str) else None
+
+
 def sheet_texts(atlas: str, sheet: str) -> dict[str, str]:
     """The record an atlas's sheet carries: whose sheet it is, and where it was built,
     so a fresh checkout knows it as nebula-build's (`written_as_sheet`)."""

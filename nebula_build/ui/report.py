@@ -8,8 +8,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nebula_build.core.handedits import acceptable as accepted_edits
 from nebula_build.core.plan import (
-    HAND_EDIT,
     LINK_IN_THE_WAY,
     PIN_RELEASED,
     PLACEHOLDER_NOTE,
@@ -541,9 +541,7 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
             f"only {first}'s; to keep {keep_one}, move the file elsewhere."
         )
     # an output edited by hand, of the image the manifest still declares: kept as it is
-    acceptable = [
-        a.image for a in resolved if a.reason == HAND_EDIT and a.spec and not a.spec.variants
-    ]
+    acceptable = accepted_edits(plan)
     if acceptable:
         command = printable(f"nebula-build accept {shell_operands(*acceptable[:3])}", limit=200)
         edits = "the edit as the image's output" if len(acceptable) == 1 else "edits as outputs"

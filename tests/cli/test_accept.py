@@ -220,3 +220,136 @@ def test_a_fresh_checkout_of_an_accepted_edit_is_up_to_date(project, run_cli, tm
     assert code == 0, out
     assert run_cli("apply", "--locked", cwd=ci).code == 0
     assert (ci / "img/hero.png").read_bytes() == edit
+
+
+def test_the_gallery_says_an_output_is_a_hand_edit(project, run_cli):
+    from tests.live.pagedata import card as card_of
+
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    assert run_cli("gallery").code == 0
+    page = (root / ".nebula-build/gallery/index.html").read_text()
+    assert card_of(page, "hero")["status_text"] == (
+        "up to date · a hand edit kept with nebula-build accept"
+    )
+    assert "hand edit" not in card_of(page, "logo")["status_text"]
+
+
+def test_history_says_the_output_is_a_hand_edit_of_which_file(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    generated = _entry(root, "hero")["digest"]
+    _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    out = run_cli("history", "hero").out
+    assert f"(a hand edit of {generated[:12]}, kept with accept)" in out
+    assert json.loads(run_cli("history", "hero", "--json").out)["edited_from"] == generated
+    assert json.loads(run_cli("history", "logo", "--json").out)["edited_from"] is None
+
+
+# --- from an attacker's review of the first version ---------------------------------
+
+
+def test_the_history_lists_the_generated_file_that_pick_brings_back(project, run_cli):
+    """It listed the edit's digest under the generation, and `pick @1` brought back the
+    generated file: the edit is in the backup, not in any cache."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    generated = _entry(root, "hero")["digest"]
+    _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    (root / "images.toml").write_text(SITE.replace("a calm sea", "a stormy sea"))
+    assert run_cli("apply").code == 0
+    (earlier,) = _entry(root, "hero")["history"]
+    assert earlier["digest"] == generated
+    assert run_cli("pick", "hero", "@1", "--pin").code == 0
+    assert hashlib.sha256((root / "img/hero.png").read_bytes()).hexdigest() == generated
+
+
+def test_an_image_another_takes_as_input_is_not_accepted(project, run_cli):
+    """`hat` was made from the generated hero and keyed by it: with the edit accepted,
+    one key would stand for two images."""
+    mask = io.BytesIO()
+    Image.new("L", (128, 96), 255).save(mask, "PNG")
+    chain = SITE + (
+        '\n[images.hat]\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\nprompt = "a crown"\n'
+        'image = "@hero"\nmask = "mask.png"\noutput = "img/hat.png"\n'
+    )
+    root = project({"images.toml": chain, "mask.png": mask.getvalue()})
+    assert run_cli("apply").code == 0, run_cli("apply").err
+    _retouch(root / "img/hero.png")
+    code, _, err = run_cli("accept", "hero")
+    assert code == 1 and "images.hero is the input of hat, made from the generated image" in err
+    assert "nebula-build accept" not in run_cli("plan").out
+
+
+def test_an_edit_must_keep_the_size_and_pass_the_image_s_checks(project, run_cli):
+    sprite = SITE.replace(
+        'output = "img/hero.png"',
+        'output = "img/hero.png"\nresize = [64, 48]\npalette = "pico8"\n'
+        "checks = { max_colors = 16 }",
+    )
+    root = project({"images.toml": sprite})
+    assert run_cli("apply").code == 0, run_cli("apply").out
+    Image.new("RGB", (64, 48), (9, 9, 9)).resize((640, 480)).save(root / "img/hero.png")
+    code, _, err = run_cli("accept", "hero")
+    assert code == 1 and "img/hero.png is 640×480, and the image's output is 64×48" in err
+    noise = Image.effect_noise((64, 48), 90).convert("RGB")
+    noise.save(root / "img/hero.png")
+    code, _, err = run_cli("accept", "hero")
+    assert code == 1 and "check failed: max_colors ≤ 16" in err, err
+
+
+def test_a_renamed_image_keeps_its_accepted_edit(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    edit = _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    (root / "images.toml").write_text(SITE.replace("[images.hero]", "[images.banner]"))
+    code, out, _ = run_cli("apply")
+    assert code == 0 and "0 generated" in out, out
+    assert (root / "img/hero.png").read_bytes() == edit
+    assert "edited_from" in _entry(root, "banner")
+    assert not (root / ".nebula-build/backup").exists()
+
+
+def test_accept_all_keeps_what_it_can_and_says_what_it_left(project, run_cli):
+    wide = SITE.replace('output = "img/logo.png"', 'output = "img/logo.png"\nwidths = [64]')
+    root = project({"images.toml": wide})
+    assert run_cli("apply").code == 0
+    _retouch(root / "img/hero.png")
+    _retouch(root / "img/logo.png")
+    plan = run_cli("plan").out
+    assert "`nebula-build accept hero` keeps the edit" in plan and "accept logo" not in plan
+    code, out, err = run_cli("accept", "--all")
+    assert code == 0 and "hero: img/hero.png is its output as edited" in out
+    assert "images.logo has responsive variants" in err and "left in conflict" in err
+    code, _, err = run_cli("accept", "logo")
+    assert code == 1 and "images.logo has responsive variants" in err
+
+
+def test_a_hint_names_accept_only_where_the_manifest_still_declares_the_lock_s_image(
+    project, run_cli
+):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    _retouch(root / "img/hero.png")
+    (root / "images.toml").write_text(SITE.replace("a calm sea", "a stormy sea"))
+    code, out, err = run_cli("plan", "--detailed-exitcode")
+    assert code == 1 and "output file changed by hand" in out
+    assert "accept" not in out + err
+
+
+def test_a_link_or_another_image_s_file_is_not_an_edit(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    (root / "img/hero.png").unlink()
+    (root / "img/hero.png").symlink_to("logo.png")
+    code, _, err = run_cli("accept", "hero")
+    assert code == 1 and "img/hero.png is a symbolic link" in err
+    (root / "img/hero.png").unlink()
+    (root / "img/hero.png").write_bytes((root / "img/logo.png").read_bytes())
+    code, _, err = run_cli("accept", "hero")
+    assert code == 1 and "carries the record of a file nebula-build made for another" in err

@@ -1,0 +1,52 @@
+"""Which outputs edited by hand `nebula-build accept` can make the image's output: the
+plan's hints name the command only for those (engine/accepting.py records them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from nebula_build.core.plan import HAND_EDIT, ActionKind, Plan
+from nebula_build.core.spec import AssetSpec
+
+__all__ = ["acceptable", "why_not_accepted"]
+
+
+def why_not_accepted(spec: AssetSpec, specs: Iterable[AssetSpec]) -> str | None:
+    """Why an edit of `spec`'s output cannot be its output (the rest of the sentence
+    after the image's name), or None: files made from the generated image would go
+    on showing it (responsive variants, an image that takes it as input), or a step
+    records in the file what an editor does not keep (trim's place in a sheet)."""
+    if spec.variants:
+        return (
+            "has responsive variants, made from the generated image: an edit of its "
+            "output would leave them showing the old one"
+        )
+    takers = sorted({other.name for other in specs if spec.name in other.depends_on})
+    if takers:
+        return (
+            f"is the input of {', '.join(takers[:3])}, made from the generated image: "
+            "accept takes an image no other image takes"
+        )
+    if dict(spec.sprite).get("trim"):
+        return (
+            "is trimmed, and its file records where it sits in the untrimmed image "
+            "(atlases read it), which an editor does not keep"
+        )
+    return None
+
+
+def acceptable(plan: Plan) -> list[str]:
+    """The images in conflict because their output file was changed by hand, whose
+    edit `accept` can keep: the manifest still declares what the lock records."""
+    specs = [action.spec for action in plan.actions if action.spec is not None]
+    return [
+        action.image
+        for action in plan.actions
+        if action.kind is ActionKind.CONFLICT
+        and action.reason == HAND_EDIT
+        and action.spec is not None
+        and action.entry is not None
+        and action.entry.generation_key == action.spec.generation_key
+        and action.entry.output_key == action.spec.output_key
+        and why_not_accepted(action.spec, specs) is None
+    ]
