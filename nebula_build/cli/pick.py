@@ -31,6 +31,7 @@ def cmd_pick(ctx: Context) -> int:
     from nebula_build.cli.build import ApplyListener, render_round
     from nebula_build.engine.picking import pick_draw
     from nebula_build.state.projectlock import ProjectLock
+    from nebula_build.ui.report import backups_line
 
     args = ctx.args
     project = ctx.project()
@@ -72,6 +73,9 @@ def cmd_pick(ctx: Context) -> int:
         built = [outcome.action for outcome in result.files if outcome.ok]
         if built:  # the sheets and the asset manifest the new output goes into
             ctx.print(f"rebuilt {', '.join(f'{a.label} ({printable(a.output)})' for a in built)}")
+        # an output kept with `accept` is a hand edit no cache holds: say where its copy is
+        if (backed_up := backups_line(result.prepared)) is not None:
+            ctx.print(backed_up)
         if chosen.takers:
             verb, them = ("takes", "it") if len(chosen.takers) == 1 else ("take", "them")
             ctx.notice(

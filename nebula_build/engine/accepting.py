@@ -125,13 +125,19 @@ def _accepted_entry(
         )
     if (why := why_not_accepted(spec, prepared.specs.values())) is not None:
         raise UserError(f"accept: images.{name} {why}")
+    path = prepared.project.path_of(spec.output)
+    if path.is_symlink():
+        raise UserError(f"accept: images.{name}: {output} is a symbolic link: accept takes a file")
+    if path.exists() and not path.is_file():
+        raise UserError(
+            f"accept: images.{name}: {output} is not a regular file: accept takes an image "
+            "file an editor saved"
+        )
     if not _hand_edit(action):
         raise UserError(
             f"accept: images.{name}: {action.reason}; accept takes an output file changed "
             "by hand, and nothing else"
         )
-    if prepared.project.path_of(spec.output).is_symlink():
-        raise UserError(f"accept: images.{name}: {output} is a symbolic link: accept takes a file")
     data = _read(prepared, spec.output, name)
     _check(spec, data, f"accept: images.{name}: {output}")
     digest = sha256_bytes(data)

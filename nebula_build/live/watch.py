@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from nebula_build.core.handedits import acceptable
 from nebula_build.core.plan import Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import candidates
@@ -49,7 +50,7 @@ from nebula_build.state.lockfile import Entries
 from nebula_build.state.project import Project
 from nebula_build.state.projectlock import ProjectLock
 from nebula_build.state.siblings import UnreadNote
-from nebula_build.text import escaped, escaped_value, plural, printable
+from nebula_build.text import escaped, escaped_value, plural, printable, shell_operands
 from nebula_build.ui.progress import Progress
 from nebula_build.ui.report import backups_line, done_text, failed_text
 from nebula_build.ui.style import Style
@@ -182,6 +183,8 @@ class Watcher:
         #: the generation key the manifest declared for each image the running round
         #: works on (None: not declared, a deletion), as the round planned it
         self._declared: dict[str, str | None] = {}
+        #: images whose hand edit `accept` could keep (the plan of the round's start)
+        self._acceptable: set[str] = set()
         self._backends: OpenBackends | None = None
         #: held by a round or a pick: they never run at once
         self._busy = asyncio.Lock()
@@ -715,6 +718,7 @@ class Watcher:
 
     def starting(self, prepared: Prepared, plan: Plan) -> RoundProgress:
         self._declared = _declared_keys(prepared.specs, plan.changes)
+        self._acceptable = set(acceptable(plan))
         progress = self._progress = Progress(
             self.out, plan.counted_changes, live=False, style=self.style
         )
@@ -729,11 +733,18 @@ class Watcher:
         path, reason = outcome.action.output, outcome.action.reason
         if isinstance(outcome.error, ChangedMeanwhileError):  # the plan did not see it
             path, reason = outcome.error.path, "changed by hand while the round ran"
+        # accept waits for the project lock watch holds
+        accept = (
+            f"; or stop watch and keep it as the output: nebula-build accept "
+            f"{escaped(shell_operands(image))}"
+            if image in self._acceptable
+            else ""
+        )
         self._say(
             self.style("conflict: ", "magenta", "bold")
             + f"{image}: {escaped_value(str(path))}: {escaped(reason)}: kept, not "
             "overwritten; delete it to have it made again, or restart watch with --force "
-            "to replace it (a copy goes to .nebula-build/backup/)"
+            f"to replace it (a copy goes to .nebula-build/backup/){accept}"
         )
 
     def file_conflict(self, outcome: FileOutcome) -> None:

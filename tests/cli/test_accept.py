@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -353,3 +354,27 @@ def test_a_link_or_another_image_s_file_is_not_an_edit(project, run_cli):
     (root / "img/hero.png").write_bytes((root / "img/logo.png").read_bytes())
     code, _, err = run_cli("accept", "hero")
     assert code == 1 and "carries the record of a file nebula-build made for another" in err
+    (root / "img/hero.png").unlink()
+    os.mkfifo(root / "img/hero.png")
+    code, _, err = run_cli("accept", "hero")
+    assert code == 1 and "img/hero.png is not a regular file" in err, err
+
+
+def test_pick_over_an_accepted_edit_says_where_its_copy_is(project, run_cli):
+    """The edit is in no cache: pick backed it up and said nothing of it."""
+    root = project(
+        {
+            "images.toml": SITE.replace(
+                'output = "img/hero.png"', 'output = "img/hero.png"\ncandidates = 2'
+            )
+        }
+    )
+    assert run_cli("apply").code == 0
+    edit = _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    code, out, err = run_cli("pick", "hero", "1")
+    assert code == 0, err
+    (copy,) = (root / ".nebula-build/backup").glob("*/img/hero.png")
+    assert copy.read_bytes() == edit
+    folder = copy.parent.parent.relative_to(root).as_posix()
+    assert f"1 replaced file backed up in {folder}" in out, out

@@ -99,7 +99,8 @@ def test_watch_restores_a_deleted_output_and_shows_a_hand_edit_once(project):
     assert said == [
         "conflict: hero: images/hero.png: output file changed by hand: kept, not overwritten; "
         "delete it to have it made again, or restart watch with --force to replace it "
-        "(a copy goes to .nebula-build/backup/)"
+        "(a copy goes to .nebula-build/backup/); or stop watch and keep it as the output: "
+        "nebula-build accept hero"
     ]
     assert re.fullmatch(r"round 3: 0 done \(0 generated\), 1 in conflict in [\d.]+s", rounds[2])
     assert "failed" not in out
