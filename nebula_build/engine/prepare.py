@@ -74,8 +74,10 @@ class Prepared:
     changed_only: frozenset[str] | None = None
     #: every folder the patterns of posts walked ("." for the project's own), as they
     #: were walked this time: each is observed in `data_seen`, and a post added to
-    #: any of them is a change (the no-op plan, watch)
-    data_folders: tuple[str, ...] = ()
+    #: any of them is a change (the no-op plan, watch); with the fingerprint of the
+    #: names it held (`Listing.fingerprint`), for watch to tell an event of one
+    #: already read
+    data_folders: Mapping[str, str] = field(default_factory=dict)
     #: what the plan found outside the project (a local model's weights, see
     #: `engine.ondisk`): the no-op snapshot watches it
     outside: Outside = field(default_factory=Outside)
@@ -208,7 +210,7 @@ def prepare(
         guard,
         data.signatures,
         loaded,
-        data_folders=tuple(data.folders),
+        data_folders=dict(data.folders),
         data_digests=data.digests,
     )
 

@@ -130,6 +130,10 @@ class Watcher:
         self._read: dict[Path, str | None] = {}
         #: watched files saved with other content since the latest round started
         self._heard: set[Path] = set()
+        #: the fingerprint of each folder of posts as the latest full round walked it
+        #: (`Listing.fingerprint`): an event that leaves it so starts no round (a new
+        #: folder's, heard again once it is watched)
+        self._listed: dict[Path, str] = {}
         #: the contents and the load the latest round that was said left: saves undone
         #: before the next round starts (edited, then reverted) start none
         self._said_read: dict[Path, str | None] = {}
@@ -369,7 +373,26 @@ class Watcher:
                 same.add(path)
             else:
                 self._heard.add(path)
+        for folder in paths & self._listed.keys():
+            if self._listing(folder) == self._listed[folder]:
+                same.add(folder)
         return paths - same
+
+    def _listing(self, folder: Path) -> str | None:
+        """The fingerprint of what a folder of posts holds now, as a walk lists it;
+        None where it cannot be listed (removed, say)."""
+        from nebula_build.state.datafiles import MAX_FOLDER_FILES
+        from nebula_build.state.guard import Guard
+
+        if folder.is_symlink():  # a walk never follows one
+            return None
+        relative = folder.relative_to(self.project.root).as_posix()
+        guard = Guard(self.project.root, reserved=self.project.own_files)
+        try:
+            listing = guard.listing("" if relative == "." else relative, limit=MAX_FOLDER_FILES)
+        except (OSError, NebulaBuildError):
+            return None
+        return listing.fingerprint()
 
     def _saves_undone(self) -> bool:
         """Whether what waits for a round is only saves that each left its file as the
@@ -393,6 +416,7 @@ class Watcher:
             if path in self._heard or path not in self._read:
                 self._read[path] = _content(path)
         self._heard.clear()
+        self._listed = {}  # until the round has walked them (`loaded`)
 
     def _mark_dirty(self) -> None:
         """Start a round for something other than a save of a watched file."""
@@ -813,6 +837,7 @@ class Watcher:
         walked = prepared.resolved.data_globs
         self._globs = {(root / folder, pattern) for folder, pattern, _ in walked}
         self._post_folders = {root / folder for folder in prepared.data_folders}
+        self._listed = {root / folder: seen for folder, seen in prepared.data_folders.items()}
         for name, plugin in prepared.resolved.backends.items():
             self._paths |= set(plugin.watched_files(prepared.resolved.settings[name], root))
         self._read_now(self._paths - before - inputs.keys())

@@ -54,8 +54,9 @@ class DataReader:
         self.digests: dict[str, str] = {}
         #: (size, mtime, ctime, inode) of each file and folder, taken before reading it
         self.signatures: dict[str, Signature] = {}
-        #: each folder a pattern of posts walked ("." for the project's own), in order
-        self.folders: dict[str, None] = {}
+        #: each folder a pattern of posts walked ("." for the project's own), in order,
+        #: with the fingerprint of what it held (`Listing.fingerprint`)
+        self.folders: dict[str, str] = {}
         #: the names `near` may still compare a typo with (_MAX_NEAR)
         self.near_left = _MAX_NEAR
         #: folders' listings, by project path: the patterns of a list walk the same
@@ -127,7 +128,7 @@ class DataReader:
                 raise
             return None
         self.signatures[path] = listing.signature
-        self.folders[path] = None
+        self.folders[path] = listing.fingerprint()
         names = len(listing.files) + len(listing.folders)
         if self._kept_names + names <= _MAX_KEPT_NAMES:
             self._listings[path] = listing

@@ -16,6 +16,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import errno
+import hashlib
 import math
 import os
 import re
@@ -69,6 +70,11 @@ class Listing:
     signature: Signature = (0, 0, 0, 0)
     files: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        """The same for two listings of the same names, whatever order they came in."""
+        names = ["/", *sorted(self.files), "/", *sorted(self.folders)]
+        return hashlib.sha256("\0".join(names).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

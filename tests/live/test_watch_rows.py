@@ -270,6 +270,18 @@ def test_the_posts_of_every_pattern_are_watched(project, fake_site, tmp_path):
             await script.queue.put({posts / "c"})
             assert (await script.next_round()).changed == ["cover[c]"]
             assert posts / "c" in watcher.post_folders()
+            # heard again once it is watched: it holds what the round walked, no round
+            await script.queue.put({posts / "c"})
+            with pytest.raises(TimeoutError):
+                await script.next_round(timeout=1.5)
+            (posts / "d").mkdir()
+            (posts / "d/index.md").write_text("---\ntitle: D\n---\n")
+            await script.queue.put({posts / "d"})
+            assert (await script.next_round()).changed == ["cover[d]"]
+            (posts / "c/index.md").rename(posts / "c/old.md")
+            await script.queue.put({posts / "c"})  # now it holds other names
+            await script.next_round()
+            assert not (root / "img/cover-c.png").exists()
 
             (posts / "a.md").unlink()  # the first pattern's post removed
             await script.queue.put({posts / "a.md"})
