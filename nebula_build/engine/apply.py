@@ -155,6 +155,8 @@ class ApplyResult:
     lock: Mapping[str, LockEntry] | None = None
     #: of `succeeded`, the old names of renamed images (not counted: `Action.counted`)
     handed_over: int = 0
+    #: of `succeeded`, the images removed from the manifest whose files were deleted
+    deleted: int = 0
     #: of `failures`, the old names of renamed images kept in the lock as their new
     #: name failed, and the names swapped with one that failed (`Outcome.kept_back`):
     #: said, not counted (the failure is the one that failed)
@@ -174,6 +176,8 @@ class ApplyResult:
             self.succeeded.append(outcome.image)
             if not outcome.action.counted:
                 self.handed_over += 1
+            elif outcome.action.kind is ActionKind.DELETE:
+                self.deleted += 1
         self.generated += outcome.generated
         self.refused += outcome.refused
         self.warnings.extend((outcome.image, warning) for warning in outcome.warnings)

@@ -883,7 +883,10 @@ def done_text(result: RoundResult) -> str:
     them after; a generation whose bytes were refused is counted with the failures
     (`failed_text`)."""
     done = result.applied.done if result.applied else 0
-    text = f"{done} done ({result.generated - refused_count(result)} generated)"
+    deleted = (
+        f", {result.applied.deleted} deleted" if result.applied and result.applied.deleted else ""
+    )
+    text = f"{done} done ({result.generated - refused_count(result)} generated{deleted})"
     built = [o.action for o in result.files if o.ok and o.action.state is not FileState.DELETE]
     if atlases := [a for a in built if a.kind is FileKind.ATLAS]:
         written = sum(_atlas_files(result, a) for a in atlases)

@@ -215,7 +215,10 @@ def test_removed_image_is_deleted_only_when_unmodified(project, run_cli):
     (root / "images.toml").write_text(trimmed)
     code, out, _ = run_cli("plan")
     assert "- logo" in out and "- card" in out and "stays" in out
-    assert run_cli("apply").code == 0
+    code, out, _ = run_cli("apply")
+    assert code == 0
+    # as the plan counts them ("2 done (0 generated)" said nothing of what was done)
+    assert "2 done (0 generated, 2 deleted), 0 failed." in out, out
     assert not (root / "static/logo.png").exists()
     assert (root / "static/card.jpg").read_bytes() == b"edited"
     assert "logo" not in (root / "images.lock").read_text()
