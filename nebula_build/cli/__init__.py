@@ -266,7 +266,9 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     accept = sub.add_parser(
         "accept", help="keep an output you edited by hand: images.lock records it as it is"
     )
-    accept.add_argument("names", nargs="*", metavar="NAME", help="the images (patterns too)")
+    accept.add_argument(
+        "names", nargs="*", metavar="NAME", help="the images (NAME[*]: every image of a set)"
+    )
     accept.add_argument(
         "--all", action="store_true", help="every image whose output file is changed by hand"
     )

@@ -22,14 +22,23 @@ def cmd_accept(ctx: Context) -> int:
         command="accept",
         on_takeover=ctx.notice,
     ):
-        accepted = accept_edits(project, ctx.registry(), args.names, notice=ctx.notice)
-    for one in accepted:
+        said = accept_edits(project, ctx.registry(), args.names, notice=ctx.notice)
+    lock = project.lock_path.name
+    if not said:
+        ctx.print("Nothing to accept: no output file is changed by hand.")
+        return ExitCode.OK
+    for one in said:
+        output = printable(one.output, limit=200)
+        if one.already:
+            ctx.print(f"{one.name}: {output} is already the output {lock} records")
+            continue
         again = " (in place of the edit accepted before)" if one.again else ""
-        ctx.print(f"{one.name}: {printable(one.output, limit=200)} is its output as edited{again}")
-    ctx.print(
-        f"{project.lock_path.name} records {plural(len(accepted), 'hand edit', 'hand edits')}: "
-        "apply keeps a copy of an edit under .nebula-build/backup/ before it replaces it "
-        "(the image's spec changed), and never removes one; commit "
-        f"{project.lock_path.name} with the files"
-    )
+        ctx.print(f"{one.name}: {output} is its output as edited{again}")
+    accepted = sum(not one.already for one in said)
+    if accepted:
+        ctx.print(
+            f"{lock} records {plural(accepted, 'hand edit', 'hand edits')}: apply keeps a "
+            "copy of an edit under .nebula-build/backup/ before it replaces it (the "
+            f"image's spec changed), and never removes one; commit {lock} with the files"
+        )
     return ExitCode.OK

@@ -241,7 +241,39 @@ def cmd_inspect(ctx: Context) -> int:
         ctx.print(printable(line, 200))
     if not records and not unread:
         ctx.print("no generation metadata")
+    if spec is None and (recorded := _lock_record(path, data)) is not None:
+        ctx.print(recorded)  # an edit kept with `accept`: the editor dropped the record
     return ExitCode.OK
+
+
+def _lock_record(path: Path, data: bytes) -> str | None:
+    """What the images.lock of the project the file lies in records of it, where it
+    is an image's output as recorded; None where no lock says so (or none is found)."""
+    from nebula_build.errors import NebulaBuildError
+    from nebula_build.fsutil import sha256_bytes
+    from nebula_build.state.lockfile import read_with_journal
+    from nebula_build.state.project import Project
+    from nebula_build.text import shell_operands
+
+    try:
+        where = path.resolve()
+        project = Project.find(where.parent)
+        relative = where.relative_to(project.root.resolve()).as_posix()
+        lock = read_with_journal(project)
+    except (NebulaBuildError, OSError, ValueError):
+        return None
+    digest = sha256_bytes(data)
+    for name, entry in lock.items():
+        if entry.output != relative or entry.digest != digest:
+            continue
+        history = f"`nebula-build history {shell_operands(name)}` lists what made it"
+        if entry.edited_from is not None:
+            return (
+                f"{project.lock_path.name} records it as {printable(name)}'s output: a hand "
+                f"edit of {entry.edited_from[:12]}, kept with `nebula-build accept` ({history})"
+            )
+        return f"{project.lock_path.name} records it as {printable(name)}'s output ({history})"
+    return None
 
 
 def _our_record(text: str | None) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from nebula_build.core.plan import HAND_EDIT, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
 
-__all__ = ["acceptable", "why_not_accepted"]
+__all__ = ["acceptable", "edit_form", "output_size", "why_not_accepted"]
 
 
 def why_not_accepted(spec: AssetSpec, specs: Iterable[AssetSpec]) -> str | None:
@@ -33,6 +33,21 @@ def why_not_accepted(spec: AssetSpec, specs: Iterable[AssetSpec]) -> str | None:
             "(atlases read it), which an editor does not keep"
         )
     return None
+
+
+def output_size(spec: AssetSpec) -> tuple[int, int]:
+    """The width and height of the output file: the delivered size, grown by a
+    sprite's padding and extrusion."""
+    steps = dict(spec.sprite)
+    grown = 2 * ((steps.get("pad") or 0) + (steps.get("extrude") or 0))
+    width, height = spec.delivered_size
+    return width + grown, height + grown
+
+
+def edit_form(spec: AssetSpec) -> str:
+    """What an edit of `spec`'s output must stay, for the hints: `a PNG of 1344×768`."""
+    width, height = output_size(spec)
+    return f"a {spec.format.upper()} of {width}×{height}"
 
 
 def acceptable(plan: Plan) -> list[str]:

@@ -863,7 +863,7 @@ def _copy_kept(action: Action, claimed: Mapping[str, str]) -> Action:
         return replace(action, backup=True)
     unrecorded = [path for path, why in claimed.items() if why == NOT_VOUCHED]
     clauses = [
-        f"{path} holds a hand edit made the output with `nebula-build accept`"
+        f"{path} holds a hand edit kept with `nebula-build accept`"
         if why == ACCEPTED_EDIT
         else f"{path} is another manifest's ({why})"
         for path, why in claimed.items()

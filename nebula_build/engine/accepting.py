@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from nebula_build.core.handedits import why_not_accepted
+from nebula_build.core.handedits import output_size, why_not_accepted
 from nebula_build.core.plan import HAND_EDIT, Action, ActionKind
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.lockmerge import settled
@@ -42,7 +42,9 @@ class Accepted:
     name: str
     output: str
     #: the lock recorded an accepted edit of it before (this one replaces it)
-    again: bool
+    again: bool = False
+    #: the file is already the one the lock records: nothing was written for it
+    already: bool = False
 
 
 def accept_edits(
@@ -53,9 +55,11 @@ def accept_edits(
     notice: Notice,
 ) -> list[Accepted]:
     """Record the hand-edited output of each image `names` selects in images.lock;
-    raises UserError, writing nothing, where one of them cannot be accepted. Where
-    `names` is empty, every output changed by hand that can be is accepted, and each
-    other one is said. Call it holding the project lock."""
+    raises UserError, writing nothing, where one of them cannot be accepted (saying
+    each). An image whose file is already the one the lock records is `already`
+    accepted: accepting twice is no error. Where `names` is empty, every output
+    changed by hand that can be is accepted, and each other one is said; none at all
+    is nothing to do. Call it holding the project lock."""
     lock = recovered_lock(project, notice)
     prepared = prepare(project, registry)
     lock, merge = settled(prepared, lock, notice)
@@ -70,26 +74,29 @@ def accept_edits(
         if names
         else [name for name, action in actions.items() if _hand_edit(action)]
     )
-    if not chosen:
-        raise UserError("accept: no output file is changed by hand: nothing to accept")
+    said: list[Accepted] = []
     accepted: dict[str, LockEntry] = {}
     refused: list[UserError] = []
     for name in chosen:
+        action = actions.get(name)
+        if action is not None and action.kind is ActionKind.NOOP and action.entry is not None:
+            said.append(Accepted(name, action.entry.output, already=True))
+            continue
         try:
-            accepted[name] = _accepted_entry(prepared, lock, actions.get(name), name)
+            entry = _accepted_entry(prepared, lock, action, name)
         except UserError as exc:
-            if names:  # named: all or nothing
-                raise
             refused.append(exc)
-    if not accepted:
-        raise refused[0]
+            continue
+        accepted[name] = entry
+        again = lock[name].edited_from is not None
+        said.append(Accepted(name, entry.output, again=again))
+    if refused and (names or not accepted):  # named: all or nothing, every reason said
+        raise UserError("\n".join(str(exc) for exc in refused))
     for refusal in refused:  # --all: the others are accepted
         notice(f"{refusal}; left in conflict")
-    lockfile.write(project, {**lock, **accepted})
-    return [
-        Accepted(name, entry.output, lock[name].edited_from is not None)
-        for name, entry in accepted.items()
-    ]
+    if accepted:
+        lockfile.write(project, {**lock, **accepted})
+    return said
 
 
 def _hand_edit(action: Action) -> bool:
@@ -113,10 +120,6 @@ def _accepted_entry(
             "run `nebula-build apply`"
         )
     output = printable(spec.output, limit=200)
-    if action.kind is ActionKind.NOOP:
-        raise UserError(
-            f"accept: images.{name}: {output} is what images.lock records: nothing to accept"
-        )
     if entry.generation_key != spec.generation_key or entry.output_key != spec.output_key:
         raise UserError(
             f"accept: images.{name}: {manifest} changed since its last apply "
@@ -157,9 +160,7 @@ def _check(spec: AssetSpec, data: bytes, where: str) -> None:
             f"{where} holds a {found.upper()} image, not the {spec.format.upper()} its name "
             f"asks for: save it as {spec.format.upper()}"
         )
-    steps = dict(spec.sprite)
-    grown = 2 * ((steps.get("pad") or 0) + (steps.get("extrude") or 0))
-    wanted = tuple(side + grown for side in spec.delivered_size)
+    wanted = output_size(spec)
     if size != wanted:
         raise UserError(
             f"{where} is {size[0]}×{size[1]}, and the image's output is {wanted[0]}×"

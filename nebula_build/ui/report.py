@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.core.handedits import acceptable as accepted_edits
+from nebula_build.core.handedits import edit_form
 from nebula_build.core.plan import (
     LINK_IN_THE_WAY,
     PIN_RELEASED,
@@ -521,16 +522,20 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
     what, keep, keep_one = (
         ("changed by hand", "your edit", "an edit") if edited else ("in the way", "it", "one")
     )
+    # an output edited by hand, of the image the manifest still declares: kept as it is
+    acceptable = accepted_edits(plan)
+    move = "." if acceptable else f"; to keep {keep}, move it elsewhere."
+    move_one = "." if acceptable else f"; to keep {keep_one}, move the file elsewhere."
     text = (
         f"A file {what} is kept: `nebula-build apply --force` replaces it (the "
-        f"old one goes to .nebula-build/backup/); to keep {keep}, move it elsewhere."
+        f"old one goes to .nebula-build/backup/){move}"
     )
     # a name swapped with another is renamed with it (--target takes both): not one alone
     alone = [image for image in images if image not in _swapped(plan)]
     if len(images) > 1 and not alone:
         text = (
             f"Files {what} are kept: `nebula-build apply --force` replaces them (the "
-            f"old ones go to .nebula-build/backup/); to keep {keep_one}, move the file elsewhere."
+            f"old ones go to .nebula-build/backup/){move_one}"
         )
     elif len(images) > 1:
         first = printable(alone[0])
@@ -538,14 +543,16 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
         text = (
             f"Files {what} are kept: `nebula-build apply --force` replaces them (the "
             f"old ones go to .nebula-build/backup/), `nebula-build apply --force {target}` "
-            f"only {first}'s; to keep {keep_one}, move the file elsewhere."
+            f"only {first}'s{move_one}"
         )
-    # an output edited by hand, of the image the manifest still declares: kept as it is
-    acceptable = accepted_edits(plan)
     if acceptable:
         command = printable(f"nebula-build accept {shell_operands(*acceptable[:3])}", limit=200)
-        edits = "the edit as the image's output" if len(acceptable) == 1 else "edits as outputs"
-        text += f" `{command}` keeps {edits}."
+        if len(acceptable) == 1:
+            spec = next(a.spec for a in plan.actions if a.image == acceptable[0] and a.spec)
+            edits = f"the edit as the image's output ({edit_form(spec)}, as it was made)"
+        else:
+            edits = "edits as outputs (each in its output's format and size)"
+        text += f" `{command}` keeps {edits}; or move the file elsewhere to keep it apart."
     return ["", style(text, "yellow"), *links[1:]]
 
 

@@ -30,10 +30,14 @@ output = "img/logo.png"
 """
 
 
-def _retouch(path: Path, color: tuple[int, int, int] = (255, 0, 0)) -> bytes:
+def _retouch(
+    path: Path, color: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] | None = None
+) -> bytes:
     """Paint a corner, as an image editor saves it (no record of nebula-build's left)."""
     with Image.open(path) as image:
         edited = image.convert("RGB")
+    if size is not None:
+        edited = edited.resize(size)
     edited.putpixel((0, 0), color)
     buffer = io.BytesIO()
     edited.save(buffer, "PNG")
@@ -52,7 +56,13 @@ def test_an_accepted_edit_is_the_output_and_a_new_spec_keeps_a_copy_of_it(projec
     edit = _retouch(root / "img/hero.png")
     code, out, _ = run_cli("plan")
     assert "output file changed by hand" in out
-    assert "`nebula-build accept hero` keeps the edit as the image's output." in out
+    # what accept takes, where the edit may not be it (saved as JPEG, resized); and
+    # "to keep your edit, move it elsewhere" no longer, as if it were the only way
+    assert (
+        "(the old one goes to .nebula-build/backup/). `nebula-build accept hero` keeps the "
+        "edit as the image's output (a PNG of 128×96, as it was made); or move the file "
+        "elsewhere to keep it apart." in out
+    ), out
 
     code, out, err = run_cli("accept", "hero")
     assert code == 0, err
@@ -65,7 +75,7 @@ def test_an_accepted_edit_is_the_output_and_a_new_spec_keeps_a_copy_of_it(projec
 
     (root / "images.toml").write_text(SITE.replace("a calm sea", "a stormy sea"))
     code, out, _ = run_cli("plan")
-    assert "img/hero.png holds a hand edit made the output with `nebula-build accept`" in out
+    assert "img/hero.png holds a hand edit kept with `nebula-build accept`" in out
     code, out, _ = run_cli("apply")
     assert code == 0, out
     (copy,) = (root / ".nebula-build/backup").glob("*/img/hero.png")
@@ -124,10 +134,11 @@ def test_accept_says_why_it_takes_nothing(project, run_cli):
     assert code == 1 and "name the images whose edited output to keep, or give --all" in err
     code, _, err = run_cli("accept", "hreo")
     assert code == 1 and "accept: unknown image: hreo" in err
-    code, _, err = run_cli("accept", "hero")
-    assert code == 1 and "img/hero.png is what images.lock records: nothing to accept" in err
-    code, _, err = run_cli("accept", "--all")
-    assert code == 1 and "no output file is changed by hand" in err
+    # nothing to do is no error (the README's exit codes): a script may accept twice
+    code, out, err = run_cli("accept", "hero")
+    assert code == 0 and "hero: img/hero.png is already the output images.lock records" in out
+    code, out, err = run_cli("accept", "--all")
+    assert code == 0 and "Nothing to accept: no output file is changed by hand." in out
 
     (root / "img/hero.png").write_bytes(b"not an image")
     code, _, err = run_cli("accept", "hero")
@@ -378,3 +389,41 @@ def test_pick_over_an_accepted_edit_says_where_its_copy_is(project, run_cli):
     assert copy.read_bytes() == edit
     folder = copy.parent.parent.relative_to(root).as_posix()
     assert f"1 replaced file backed up in {folder}" in out, out
+
+
+def test_named_images_are_accepted_all_or_none_and_every_refusal_is_said(project, run_cli):
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    before = (root / "images.lock").read_bytes()
+    (root / "img/hero.png").write_bytes(b"not an image")
+    with Image.open(root / "img/logo.png") as image:
+        image.convert("RGB").resize((64, 48)).save(root / "img/logo.png", "PNG")
+    code, _, err = run_cli("accept", "hero", "logo")
+    assert code == 1
+    assert "error: accept: images.hero: img/hero.png: not a PNG, JPEG" in err, err
+    assert "error: accept: images.logo: img/logo.png is 64×48" in err, err
+    assert (root / "images.lock").read_bytes() == before
+
+    edit = _retouch(root / "img/logo.png", size=(128, 96))
+    code, out, err = run_cli("accept", "logo")
+    assert code == 0, err
+    code, out, err = run_cli("accept", "logo")  # twice: nothing more to do
+    assert code == 0 and "logo: img/logo.png is already the output images.lock records" in out
+    assert (root / "img/logo.png").read_bytes() == edit
+
+
+def test_inspect_says_the_lock_records_an_accepted_edit(project, run_cli):
+    """The editor dropped the record nebula-build embeds: inspect said only "no
+    generation metadata"."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    generated = _entry(root, "hero")["digest"]
+    _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    code, out, err = run_cli("inspect", "img/hero.png")
+    assert code == 0, err
+    assert "no generation metadata" in out
+    assert (
+        f"images.lock records it as hero's output: a hand edit of {generated[:12]}, kept "
+        "with `nebula-build accept` (`nebula-build history hero` lists what made it)" in out
+    ), out
