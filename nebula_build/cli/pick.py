@@ -88,7 +88,7 @@ def cmd_history(ctx: Context) -> int:
 
     from nebula_build.cli.context import prepared_project
     from nebula_build.core.selection import not_one_image
-    from nebula_build.engine.history import rows
+    from nebula_build.engine.history import backed_up_edit, rows
     from nebula_build.engine.lockmerge import settled
     from nebula_build.engine.prepare import current_lock
 
@@ -104,6 +104,12 @@ def cmd_history(ctx: Context) -> int:
         raise UserError(f"images.{name} has not been generated yet: run `nebula-build apply`")
     seed = prepared.specs[name].seed
     listed = rows(entry, prepared.store, () if seed is None else (seed,))
+    # an accepted edit an apply replaced: in no cache, only in the backup folder
+    copies = {
+        row.index: backed_up_edit(prepared.project, prepared.guard, entry.output, row.edited)
+        for row in listed[1:]
+        if row.edited is not None
+    }
     if ctx.args.json:
         data = {
             "image": name,
@@ -119,6 +125,9 @@ def cmd_history(ctx: Context) -> int:
                     "digest": row.digest,
                     "made": row.made,
                     "in_cache": row.in_cache,
+                    # the hand edit accept kept as this generation's output, and its copy
+                    "edited": row.edited if row.index else None,
+                    "edited_copy": copies.get(row.index),
                     "changes": {c.name: {"then": c.earlier, "now": c.current} for c in row.changes},
                 }
                 for row in listed
@@ -143,6 +152,16 @@ def cmd_history(ctx: Context) -> int:
         if row.index == 0 and entry.edited_from is not None:
             cached += f"  (a hand edit of {entry.edited_from[:12]}, kept with accept)"
         ctx.print(f"  {label:<4} {when}  {row.digest[:12]}{_of_set(row, entry)}{cached}")
+        if row.index and row.edited is not None:
+            copy = copies.get(row.index)
+            where = (
+                f"apply's copy: {printable(copy, limit=200)}"
+                if copy
+                else "no copy left in .nebula-build/backup/"
+            )
+            ctx.print(
+                ctx.style(f"       its output was a hand edit, {row.edited[:12]}: {where}", "dim")
+            )
         for change in row.changes:
             ctx.print(ctx.style(f"       {_change_text(change)}", "dim"))
     if earlier:

@@ -11,7 +11,9 @@ from typing import Any
 
 from nebula_build.core.spec import AssetSpec, as_declared
 from nebula_build.state.cache import Store
+from nebula_build.state.guard import Guard
 from nebula_build.state.lockfile import MAX_HISTORY, EarlierGeneration, LockEntry
+from nebula_build.state.project import Project
 
 
 def _stamp(timestamp: float) -> str:
@@ -44,6 +46,7 @@ def history_after(
             params,
             len(before.draws) if previous in same_set else 0,
             tuple(draw.key for draw in before.draws) if previous in same_set else (),
+            before.digest if before.edited_from is not None else None,
         )
         keys = [other.generation_key for other in history]
         at = keys.index(generation_key) if generation_key in keys else None
@@ -114,6 +117,27 @@ def word_diff(earlier: str, current: str) -> str:
     return " ".join(parts)
 
 
+def backed_up_edit(project: Project, guard: Guard, output: str, digest: str) -> str | None:
+    """The newest copy apply made under the backup folder of the hand edit at `output`
+    whose bytes are `digest`, as a project path; None where none holds it (removed
+    by `gc --backups`, say)."""
+    from pathlib import PurePosixPath
+
+    from nebula_build.engine.gc import backups_kept
+    from nebula_build.fsutil import read_regular, sha256_bytes
+    from nebula_build.imaging import MAX_BYTES
+
+    parts = PurePosixPath(output).parts
+    if not parts or PurePosixPath(output).is_absolute() or ".." in parts:
+        return None  # a lock's path is checked on reading: this is never one of them
+    for folder in reversed(backups_kept(guard, project.backup_dir)):
+        copy = project.backup_dir / folder.name / output
+        data = read_regular(copy, limit=MAX_BYTES)
+        if data is not None and sha256_bytes(data) == digest:
+            return copy.relative_to(project.root).as_posix()
+    return None
+
+
 def earlier_spec(base: AssetSpec, earlier: EarlierGeneration) -> AssetSpec | None:
     """The image made as `earlier` was, with today's output settings; None when the
     recorded parameters no longer make its key (recorded by another version)."""
@@ -133,6 +157,8 @@ class Row:
     #: how it differs from the current output's parameters
     changes: tuple[Change, ...]
     params: Mapping[str, Any]
+    #: the digest of the hand edit `accept` kept as its output (for @0, the output)
+    edited: str | None = None
 
 
 def rows(entry: LockEntry, store: Store, declared: Collection[int] = ()) -> list[Row]:
@@ -149,6 +175,7 @@ def rows(entry: LockEntry, store: Store, declared: Collection[int] = ()) -> list
             store.has(entry.generation_key),
             (),
             entry.params,
+            entry.digest if entry.edited_from is not None else None,
         )
     ]
     for index, earlier in enumerate(entry.history, start=1):
@@ -161,6 +188,7 @@ def rows(entry: LockEntry, store: Store, declared: Collection[int] = ()) -> list
                 store.has(earlier.generation_key),
                 tuple(changes(earlier.generation_params(), current, declared)),
                 earlier.params,
+                earlier.edited,
             )
         )
     return result

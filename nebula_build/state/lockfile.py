@@ -152,6 +152,9 @@ class EarlierGeneration:
     #: the generation keys of those draws (written as `draw_keys`): `gc` keeps them
     #: while the history lists the set (older locks do not record them)
     draw_keys: tuple[str, ...] = ()
+    #: the digest of the hand edit `accept` kept as its output: no cache holds it, and
+    #: apply backed it up when it replaced it (`history` finds the copy)
+    edited: str | None = None
 
     def generation_params(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, **self.params}
@@ -169,6 +172,8 @@ class EarlierGeneration:
             data["draws"] = self.draws
         if self.draw_keys:
             data["draw_keys"] = list(self.draw_keys)
+        if self.edited is not None:
+            data["edited"] = self.edited
         return data
 
 
@@ -361,6 +366,8 @@ def _history_problem(history: object) -> str | None:
             isinstance(keys, list) and len(keys) <= MAX_CANDIDATES and all(map(_is_digest, keys))
         ):
             problem = f"`draw_keys` must be a list of at most {MAX_CANDIDATES} sha256 keys"
+        if problem is None and not _is_digest(earlier.get("edited", "0" * 64)):
+            problem = "`edited` must be a sha256 digest"
         if problem is not None:
             return f"history: {problem}"
     return None
@@ -439,6 +446,7 @@ def _earlier(data: Mapping[str, Any]) -> EarlierGeneration:
         dict(data["params"]),
         data.get("draws", 0),
         tuple(data.get("draw_keys", ())),
+        data.get("edited"),
     )
 
 

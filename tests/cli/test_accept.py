@@ -427,3 +427,34 @@ def test_inspect_says_the_lock_records_an_accepted_edit(project, run_cli):
         f"images.lock records it as hero's output: a hand edit of {generated[:12]}, kept "
         "with `nebula-build accept` (`nebula-build history hero` lists what made it)" in out
     ), out
+
+
+def test_history_says_where_an_edit_a_new_spec_replaced_went(project, run_cli):
+    """Changing the prompt back brings back the generated file, not the edit: the
+    history said nothing of the edit, nor of its copy in the backup folder."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    edit = _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    (root / "images.toml").write_text(SITE.replace("a calm sea", "a stormy sea"))
+    assert run_cli("apply").code == 0
+    (copy,) = (root / ".nebula-build/backup").glob("*/img/hero.png")
+    copy_path = copy.relative_to(root).as_posix()
+    edited = hashlib.sha256(edit).hexdigest()
+    assert _entry(root, "hero")["history"][0]["edited"] == edited
+
+    code, out, err = run_cli("history", "hero")
+    assert code == 0, err
+    assert f"its output was a hand edit, {edited[:12]}: apply's copy: {copy_path}" in out, out
+    code, out, _ = run_cli("history", "hero", "--json")
+    (earlier,) = [g for g in json.loads(out)["generations"] if g["index"] == 1]
+    assert earlier["edited"] == edited and earlier["edited_copy"] == copy_path
+
+    copy.unlink()  # gc --backups, say
+    code, out, _ = run_cli("history", "hero")
+    assert "its output was a hand edit" in out and "no copy left in .nebula-build/backup/" in out
+
+    lock = (root / "images.lock").read_text().replace(edited, "not-a-digest")
+    (root / "images.lock").write_text(lock)
+    code, _, err = run_cli("plan")
+    assert code == 1 and "`edited` must be a sha256 digest" in err, err
