@@ -246,12 +246,18 @@ def cmd_inspect(ctx: Context) -> int:
     return ExitCode.OK
 
 
+#: the largest images.lock `inspect` reads for what it records of a file (a 1,000-image
+#: lock is some 1 MiB): past it, the file's own record is all it says
+_INSPECTED_LOCK_BYTES = 64 << 20
+
+
 def _lock_record(path: Path, data: bytes) -> str | None:
     """What the images.lock of the project the file lies in records of it, where it
-    is an image's output as recorded; None where no lock says so (or none is found)."""
+    is an image's output as recorded; None where no lock says so (or none is found).
+    Reads the lock alone: no snapshot, no journal, nothing written."""
     from nebula_build.errors import NebulaBuildError
-    from nebula_build.fsutil import sha256_bytes
-    from nebula_build.state.lockfile import read_with_journal
+    from nebula_build.fsutil import read_regular, sha256_bytes
+    from nebula_build.state.lockfile import loads
     from nebula_build.state.project import Project
     from nebula_build.text import shell_operands
 
@@ -259,14 +265,18 @@ def _lock_record(path: Path, data: bytes) -> str | None:
         where = path.resolve()
         project = Project.find(where.parent)
         relative = where.relative_to(project.root.resolve()).as_posix()
-        lock = read_with_journal(project)
-    except (NebulaBuildError, OSError, ValueError):
+        raw = read_regular(project.lock_path, limit=_INSPECTED_LOCK_BYTES)
+        lock = loads(raw.decode(), project.lock_path.name) if raw is not None else {}
+    except (NebulaBuildError, OSError, ValueError, RecursionError):
         return None
     digest = sha256_bytes(data)
+    here = project.root.resolve() == Path.cwd().resolve()
+    folder = printable(shell_option("-C", str(project.root)), limit=300)
+    command = "nebula-build" if here else f"nebula-build {folder}"
     for name, entry in lock.items():
         if entry.output != relative or entry.digest != digest:
             continue
-        history = f"`nebula-build history {shell_operands(name)}` lists what made it"
+        history = f"`{command} history {shell_operands(name)}` lists what made it"
         if entry.edited_from is not None:
             return (
                 f"{project.lock_path.name} records it as {printable(name)}'s output: a hand "

@@ -88,7 +88,7 @@ def cmd_history(ctx: Context) -> int:
 
     from nebula_build.cli.context import prepared_project
     from nebula_build.core.selection import not_one_image
-    from nebula_build.engine.history import backed_up_edit, rows
+    from nebula_build.engine.history import backed_up_edits, rows
     from nebula_build.engine.lockmerge import settled
     from nebula_build.engine.prepare import current_lock
 
@@ -105,11 +105,8 @@ def cmd_history(ctx: Context) -> int:
     seed = prepared.specs[name].seed
     listed = rows(entry, prepared.store, () if seed is None else (seed,))
     # an accepted edit an apply replaced: in no cache, only in the backup folder
-    copies = {
-        row.index: backed_up_edit(prepared.project, prepared.guard, entry.output, row.edited)
-        for row in listed[1:]
-        if row.edited is not None
-    }
+    edits = {row.edited for row in listed[1:] if row.edited is not None}
+    copies = backed_up_edits(prepared.project, prepared.guard, entry.output, edits)
     if ctx.args.json:
         data = {
             "image": name,
@@ -117,6 +114,8 @@ def cmd_history(ctx: Context) -> int:
             "pinned": entry.pin is not None,
             # the output is a hand edit `accept` kept: the digest of the file it replaced
             "edited_from": entry.edited_from,
+            # each generation's `digest` is the file it made; `edited`, the hand edit
+            # accept kept as its output, and `edited_copy`, apply's copy of it
             "generations": [
                 {
                     "index": row.index,
@@ -125,9 +124,8 @@ def cmd_history(ctx: Context) -> int:
                     "digest": row.digest,
                     "made": row.made,
                     "in_cache": row.in_cache,
-                    # the hand edit accept kept as this generation's output, and its copy
-                    "edited": row.edited if row.index else None,
-                    "edited_copy": copies.get(row.index),
+                    "edited": row.edited,
+                    "edited_copy": copies.get(row.edited) if row.index and row.edited else None,
                     "changes": {c.name: {"then": c.earlier, "now": c.current} for c in row.changes},
                 }
                 for row in listed
@@ -149,15 +147,18 @@ def cmd_history(ctx: Context) -> int:
         # when it was made, which a generation back from the cache keeps
         when = "made " + row.made.replace("T", " ")[:16] + " UTC" if row.made else "?" * 25
         cached = "" if row.in_cache else "  (not in the cache here)"
-        if row.index == 0 and entry.edited_from is not None:
-            cached += f"  (a hand edit of {entry.edited_from[:12]}, kept with accept)"
-        ctx.print(f"  {label:<4} {when}  {row.digest[:12]}{_of_set(row, entry)}{cached}")
+        shown = row.digest
+        if row.index == 0 and row.edited is not None:
+            shown = row.edited
+            cached += f"  (a hand edit of {row.digest[:12]}, kept with accept)"
+        ctx.print(f"  {label:<4} {when}  {shown[:12]}{_of_set(row, entry)}{cached}")
         if row.index and row.edited is not None:
-            copy = copies.get(row.index)
+            copy = copies.get(row.edited)
             where = (
                 f"apply's copy: {printable(copy, limit=200)}"
                 if copy
-                else "no copy left in .nebula-build/backup/"
+                else "not in .nebula-build/backup/ (removed, or left where it was when the "
+                "output moved)"
             )
             ctx.print(
                 ctx.style(f"       its output was a hand edit, {row.edited[:12]}: {where}", "dim")

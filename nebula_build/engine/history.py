@@ -117,25 +117,37 @@ def word_diff(earlier: str, current: str) -> str:
     return " ".join(parts)
 
 
-def backed_up_edit(project: Project, guard: Guard, output: str, digest: str) -> str | None:
-    """The newest copy apply made under the backup folder of the hand edit at `output`
-    whose bytes are `digest`, as a project path; None where none holds it (removed
-    by `gc --backups`, say)."""
+#: the run folders `history` looks through for an accepted edit's copy, newest first
+BACKUPS_LOOKED_AT = 50
+
+
+def backed_up_edits(
+    project: Project, guard: Guard, output: str, digests: Collection[str]
+) -> dict[str, str]:
+    """Where apply's newest copy of each hand edit at `output` whose bytes are one of
+    `digests` lies, as a project path, by digest; one not among the newest
+    `BACKUPS_LOOKED_AT` run folders (removed by `gc --backups`, say, or never copied:
+    an edit is left where it is when the image's output moves) is not in it."""
     from pathlib import PurePosixPath
 
-    from nebula_build.engine.gc import backups_kept
-    from nebula_build.fsutil import read_regular, sha256_bytes
+    from nebula_build.fsutil import sha256_bytes
     from nebula_build.imaging import MAX_BYTES
 
     parts = PurePosixPath(output).parts
-    if not parts or PurePosixPath(output).is_absolute() or ".." in parts:
-        return None  # a lock's path is checked on reading: this is never one of them
-    for folder in reversed(backups_kept(guard, project.backup_dir)):
-        copy = project.backup_dir / folder.name / output
-        data = read_regular(copy, limit=MAX_BYTES)
-        if data is not None and sha256_bytes(data) == digest:
-            return copy.relative_to(project.root).as_posix()
-    return None
+    if not digests or not parts or PurePosixPath(output).is_absolute() or ".." in parts:
+        return {}  # a lock's path is checked on reading: this is never one of them
+    found: dict[str, str] = {}
+    backups = project.backup_dir.relative_to(project.root).as_posix()
+    copies = guard.backup_copies(
+        project.backup_dir, output, limit=MAX_BYTES, newest=BACKUPS_LOOKED_AT
+    )
+    for folder, data in copies:
+        digest = sha256_bytes(data)
+        if digest in digests:
+            found.setdefault(digest, f"{backups}/{folder}/{output}")
+            if found.keys() >= set(digests):
+                break
+    return found
 
 
 def earlier_spec(base: AssetSpec, earlier: EarlierGeneration) -> AssetSpec | None:
@@ -157,7 +169,8 @@ class Row:
     #: how it differs from the current output's parameters
     changes: tuple[Change, ...]
     params: Mapping[str, Any]
-    #: the digest of the hand edit `accept` kept as its output (for @0, the output)
+    #: the digest of the hand edit `accept` kept as its output (`digest` is then the
+    #: file the generation made, which the edit replaced)
     edited: str | None = None
 
 
@@ -170,7 +183,7 @@ def rows(entry: LockEntry, store: Store, declared: Collection[int] = ()) -> list
         Row(
             0,
             entry.generation_key,
-            entry.digest,
+            entry.edited_from or entry.digest,
             _stamp(made) if made is not None else None,
             store.has(entry.generation_key),
             (),

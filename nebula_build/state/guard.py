@@ -483,18 +483,45 @@ class Guard:
         parts = self._project_parts(backup_root)
         try:
             with self._folder(parts, what="/".join(parts), create=False) as fd:
-                with os.scandir(fd) as entries:
-                    names = [
-                        entry.name
-                        for entry in entries
-                        if _BACKUP_FOLDER.fullmatch(entry.name)
-                        and entry.is_dir(follow_symlinks=False)
-                    ]
-                folders = [_backup_folder(fd, name) for name in names]
+                folders = [_backup_folder(fd, name) for name in _backup_names(fd)]
         except FileNotFoundError:
             return []
         # by when they were made: a name in local time and one in UTC do not sort so
         return sorted(folders, key=_oldest_first)
+
+    def backup_copies(
+        self, backup_root: Path, relative: str, *, limit: int, newest: int
+    ) -> Iterator[tuple[str, bytes]]:
+        """(run folder, bytes) of each copy of project file `relative` in the `newest`
+        run folders under `backup_root`, newest first: a regular file of at most
+        `limit` bytes (a larger one is skipped), walked to from the project root
+        without following a link at any level."""
+        root = self._project_parts(backup_root)
+        try:
+            with self._folder(root, what="/".join(root), create=False) as fd:
+                names = _backup_names(fd)
+        except (FileNotFoundError, UnsafePathError):
+            return
+        dated = sorted((BackupFolder(n, 0, 0, _made(n)) for n in names), key=_oldest_first)
+        for folder in reversed(dated[-newest:]):
+            data = self._own_file([*root, folder.name, *relative.split("/")], limit)
+            if data is not None:
+                yield folder.name, data
+
+    def _own_file(self, parts: list[str], limit: int) -> bytes | None:
+        """The bytes of the regular file `parts` names below the root, reached without
+        following a link; None where it is not one, or holds more than `limit` bytes."""
+        try:
+            with self._folder(parts[:-1], what="/".join(parts), create=False) as folder:
+                fd = os.open(parts[-1], _READ_FLAGS, dir_fd=folder)
+                with os.fdopen(fd, "rb") as handle:
+                    info = os.fstat(handle.fileno())
+                    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+                        return None
+                    data = handle.read(info.st_size + 1)  # what it holds, not the limit
+        except (OSError, UnsafePathError):
+            return None
+        return data if len(data) <= limit else None
 
     def remove_backup_folder(self, backup_root: Path, name: str) -> None:
         """Delete the run's folder `name` under `backup_root` and all it holds, walked
@@ -551,6 +578,16 @@ class Guard:
                 with contextlib.suppress(OSError):
                     os.unlink(name, dir_fd=fd)
                 raise
+
+
+def _backup_names(parent: int) -> list[str]:
+    """The folders in `parent` named as a run names its own (a link so named is none)."""
+    with os.scandir(parent) as entries:
+        return [
+            entry.name
+            for entry in entries
+            if _BACKUP_FOLDER.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False)
+        ]
 
 
 def _backup_folder(parent: int, name: str) -> BackupFolder:

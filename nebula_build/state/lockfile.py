@@ -152,8 +152,8 @@ class EarlierGeneration:
     #: the generation keys of those draws (written as `draw_keys`): `gc` keeps them
     #: while the history lists the set (older locks do not record them)
     draw_keys: tuple[str, ...] = ()
-    #: the digest of the hand edit `accept` kept as its output: no cache holds it, and
-    #: apply backed it up when it replaced it (`history` finds the copy)
+    #: the digest of the hand edit `accept` kept as its output: no cache holds it; apply
+    #: backs it up where a new generation replaces it in place (`history` finds it)
     edited: str | None = None
 
     def generation_params(self) -> dict[str, Any]:

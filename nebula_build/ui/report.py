@@ -524,8 +524,10 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
     )
     # an output edited by hand, of the image the manifest still declares: kept as it is
     acceptable = accepted_edits(plan)
-    move = "." if acceptable else f"; to keep {keep}, move it elsewhere."
-    move_one = "." if acceptable else f"; to keep {keep_one}, move the file elsewhere."
+    # accept keeps each edit: moving one away is no longer the only way to keep it
+    only_edits = not sheets and set(images) <= set(acceptable)
+    move = "." if only_edits else f"; to keep {keep}, move it elsewhere."
+    move_one = "." if only_edits else f"; to keep {keep_one}, move the file elsewhere."
     text = (
         f"A file {what} is kept: `nebula-build apply --force` replaces it (the "
         f"old one goes to .nebula-build/backup/){move}"
@@ -552,7 +554,8 @@ def conflict_lines(plan: Plan, style: Style) -> list[str]:
             edits = f"the edit as the image's output ({edit_form(spec)}, as it was made)"
         else:
             edits = "edits as outputs (each in its output's format and size)"
-        text += f" `{command}` keeps {edits}; or move the file elsewhere to keep it apart."
+        apart = "; or move the file elsewhere to keep it apart" if only_edits else ""
+        text += f" `{command}` keeps {edits}{apart}."
     return ["", style(text, "yellow"), *links[1:]]
 
 

@@ -420,6 +420,7 @@ def test_inspect_says_the_lock_records_an_accepted_edit(project, run_cli):
     generated = _entry(root, "hero")["digest"]
     _retouch(root / "img/hero.png")
     assert run_cli("accept", "hero").code == 0
+    (root / ".nebula-build/lock-snapshot.json").unlink()
     code, out, err = run_cli("inspect", "img/hero.png")
     assert code == 0, err
     assert "no generation metadata" in out
@@ -427,6 +428,12 @@ def test_inspect_says_the_lock_records_an_accepted_edit(project, run_cli):
         f"images.lock records it as hero's output: a hand edit of {generated[:12]}, kept "
         "with `nebula-build accept` (`nebula-build history hero` lists what made it)" in out
     ), out
+    assert not (root / ".nebula-build/lock-snapshot.json").exists()  # inspect wrote it
+    elsewhere = root.parent / "elsewhere"
+    elsewhere.mkdir()
+    code, out, err = run_cli("inspect", str(root / "img/hero.png"), cwd=elsewhere)
+    assert code == 0, err
+    assert f"(`nebula-build -C {root} history hero` lists what made it)" in out, out
 
 
 def test_history_says_where_an_edit_a_new_spec_replaced_went(project, run_cli):
@@ -452,9 +459,31 @@ def test_history_says_where_an_edit_a_new_spec_replaced_went(project, run_cli):
 
     copy.unlink()  # gc --backups, say
     code, out, _ = run_cli("history", "hero")
-    assert "its output was a hand edit" in out and "no copy left in .nebula-build/backup/" in out
+    assert "its output was a hand edit" in out and "not in .nebula-build/backup/" in out
+
+    # a link in a backup folder is never followed: it read the file outside it
+    outside = root.parent / "outside"
+    outside.mkdir()
+    (outside / "hero.png").write_bytes(edit)
+    (copy.parent).rmdir()
+    copy.parent.symlink_to(outside)
+    code, out, _ = run_cli("history", "hero")
+    assert "not in .nebula-build/backup/" in out and "apply's copy" not in out, out
 
     lock = (root / "images.lock").read_text().replace(edited, "not-a-digest")
     (root / "images.lock").write_text(lock)
     code, _, err = run_cli("plan")
     assert code == 1 and "`edited` must be a sha256 digest" in err, err
+
+
+def test_a_conflict_accept_cannot_keep_still_says_how_to_keep_it(project, run_cli):
+    """One edit accept can keep, one of an image changed since: the advice to move the
+    file away was dropped for both."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    _retouch(root / "img/hero.png")
+    _retouch(root / "img/logo.png")
+    (root / "images.toml").write_text(SITE.replace("a lighthouse", "a lighthouse at dusk"))
+    code, out, _ = run_cli("plan")
+    assert "to keep an edit, move the file elsewhere. `nebula-build accept hero` keeps" in out
+    assert "keep it apart" not in out, out
