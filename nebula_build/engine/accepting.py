@@ -12,10 +12,10 @@ the new one's.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 
-from nebula_build.core.handedits import output_size, why_not_accepted
+from nebula_build.core.handedits import output_size, takers_of, why_not_accepted
 from nebula_build.core.plan import HAND_EDIT, Action, ActionKind
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.lockmerge import settled
@@ -74,6 +74,7 @@ def accept_edits(
         if names
         else [name for name, action in actions.items() if _hand_edit(action)]
     )
+    takers = takers_of(prepared.specs.values())
     said: list[Accepted] = []
     accepted: dict[str, LockEntry] = {}
     refused: list[UserError] = []
@@ -83,7 +84,7 @@ def accept_edits(
             said.append(Accepted(name, action.entry.output, already=True))
             continue
         try:
-            entry = _accepted_entry(prepared, lock, action, name)
+            entry = _accepted_entry(prepared, lock, action, name, takers)
         except UserError as exc:
             refused.append(exc)
             continue
@@ -104,9 +105,14 @@ def _hand_edit(action: Action) -> bool:
 
 
 def _accepted_entry(
-    prepared: Prepared, lock: Entries, action: Action | None, name: str
+    prepared: Prepared,
+    lock: Entries,
+    action: Action | None,
+    name: str,
+    takers: Mapping[str, Collection[str]],
 ) -> LockEntry:
-    """The lock entry that records the file at the output of `name` as it is now."""
+    """The lock entry that records the file at the output of `name` as it is now
+    (`takers`: the images that take each as input, `takers_of`)."""
     # the action's spec: the draw picked, or the generation pinned, not draw 0 of the
     # declaration
     spec = action.spec if action is not None else None
@@ -126,7 +132,7 @@ def _accepted_entry(
             f"(`nebula-build plan` says what), and an edit is accepted only as the output "
             f"of what the lock records: move {output} elsewhere, apply, then edit the new one"
         )
-    if (why := why_not_accepted(spec, prepared.specs.values())) is not None:
+    if (why := why_not_accepted(spec, takers)) is not None:
         raise UserError(f"accept: images.{name} {why}")
     path = prepared.project.path_of(spec.output)
     if path.is_symlink():
