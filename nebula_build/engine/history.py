@@ -128,24 +128,22 @@ def backed_up_edits(
     `digests` lies, as a project path, by digest; one not among the newest
     `BACKUPS_LOOKED_AT` run folders (removed by `gc --backups`, say, or never copied:
     an edit is left where it is when the image's output moves) is not in it."""
-    from pathlib import PurePosixPath
-
     from nebula_build.fsutil import sha256_bytes
     from nebula_build.imaging import MAX_BYTES
 
-    parts = PurePosixPath(output).parts
-    if not digests or not parts or PurePosixPath(output).is_absolute() or ".." in parts:
-        return {}  # a lock's path is checked on reading: this is never one of them
+    wanted = set(digests)
     found: dict[str, str] = {}
+    if not wanted:
+        return found
     backups = project.backup_dir.relative_to(project.root).as_posix()
     copies = guard.backup_copies(
         project.backup_dir, output, limit=MAX_BYTES, newest=BACKUPS_LOOKED_AT
     )
     for folder, data in copies:
         digest = sha256_bytes(data)
-        if digest in digests:
+        if digest in wanted:
             found.setdefault(digest, f"{backups}/{folder}/{output}")
-            if found.keys() >= set(digests):
+            if found.keys() >= wanted:
                 break
     return found
 

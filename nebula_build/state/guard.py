@@ -495,7 +495,10 @@ class Guard:
         """(run folder, bytes) of each copy of project file `relative` in the `newest`
         run folders under `backup_root`, newest first: a regular file of at most
         `limit` bytes (a larger one is skipped), walked to from the project root
-        without following a link at any level."""
+        without following a link at any level; none where `relative` is no clean
+        project path (a lock's, say)."""
+        if self.problem(relative, writing=False) is not None:
+            return
         root = self._project_parts(backup_root)
         try:
             with self._folder(root, what="/".join(root), create=False) as fd:
