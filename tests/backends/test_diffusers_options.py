@@ -449,6 +449,7 @@ def test_the_kernel_cache_takes_back_the_triton_folder_torch_sets_inside_it(tmp_
     """torch sets TRITON_CACHE_DIR under inductor's cache the first time it loads a
     kernel (seen on an H200 with torch 2.11): left set, every later compile in the
     process would write into this cache. One the user set stays."""
+    test_diffusers_backend._require_local_extra()
     import os
 
     from nebula_build.backends.diffusers.compiling import kernel_cache
@@ -467,6 +468,7 @@ def test_the_kernel_cache_takes_back_the_triton_folder_torch_sets_inside_it(tmp_
 def test_cuda_graph_state_is_set_up_on_the_backends_own_thread():
     """torch 2.11 keeps the CUDA graph trees' state on the thread that imported them
     first; a compiled call on another thread failed an assertion (seen on an H200)."""
+    test_diffusers_backend._require_local_extra()
     import threading
 
     import torch
