@@ -435,6 +435,11 @@ class Bench:
             call(backend.adopt(model, pipe))
             yield one
         finally:
+            # torch 2.13 keeps compiler settings per thread: read the backend's own
+            if backend._executor is not None:
+                config = backend._executor.submit(self.inductor.save_config_portable).result()
+                if config != self.compiler_config:
+                    self.problems.append(f"{model} {mode}: left torch._inductor.config changed")
             call(backend.__aexit__(None, None, None))
             loop.call_soon_threadsafe(loop.stop)
             thread.join()

@@ -10,10 +10,14 @@
 #        flux-tuned  compile = "max-autotune" with fuse_qkv and channels_last
 #        sdxl        plain, eager, plain-compile, compile
 #
-# 2026-12-04 ran `flux` and `tests` (docs/performance.md). What is left, in a
-# session's 15 minutes: the line above (timeout_s 580; by the figures of that day
-# about 520 s), then at once, on the still warm machine, `BUDGET_S=<what is left,
-# less 20> ... flux-tuned` (max-autotune's cold compile of FLUX is not timed yet).
+# 2026-12-04 ran `flux` and `tests`, then `tests flux-fp8 sdxl`, which found that
+# torchao's fp8 setup turned on inductor's coordinate-descent tuning for the rest
+# of the process (fixed; docs/performance.md): the tests took 320 s, not 95, and
+# the fp8 row did not finish. What is left, in a session's 15 minutes: the line
+# above (timeout_s 580; about 520 s by the first session's figures), then at once,
+# on the still warm machine, `BUDGET_S=<what is left, less 20> ... flux-tuned`
+# (max-autotune's cold compile of FLUX is not timed yet). The machine goes back
+# after 30 s idle and a fresh one costs its start: send the second call at once.
 #
 # The parts share BUDGET_S seconds; each runs under what is left, so a slow one
 # cuts only itself and those after it short. Every log goes to $OUT as it is

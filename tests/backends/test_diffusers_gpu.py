@@ -54,13 +54,27 @@ def test_offload_modes_generate(tiny, tmp_path, offload):  # noqa: F811
 
 
 def test_fp8_on_gpus_that_have_it(tiny, tmp_path):  # noqa: F811
+    """And the compiler's settings stay as they were, on the backend's thread too
+    (torchao's float8 config once turned on coordinate-descent tuning for every
+    later compile: the compile tests after this one timed out)."""
     import torch
+    import torch._inductor.config as inductor
 
     pytest.importorskip("torchao")
     if torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("float8 needs compute capability 8.9+")
-    (result,), _ = generate_all(tiny, tmp_path, [request(FLUX_SCHNELL)], quantize="fp8")
+
+    async def scenario():
+        async with backend_for(tiny, tmp_path, device="cuda", quantize="fp8") as backend:
+            loop = asyncio.get_running_loop()
+            before = await loop.run_in_executor(backend._executor, inductor.save_config_portable)
+            result = await backend.generate(request(FLUX_SCHNELL))
+            after = await loop.run_in_executor(backend._executor, inductor.save_config_portable)
+            return result, before, after
+
+    result, before, after = asyncio.run(scenario())
     assert result.data
+    assert after == before and inductor.save_config_portable() == before
 
 
 def test_fused_qkv_with_sequential_offload(tiny, tmp_path):  # noqa: F811

@@ -14,6 +14,7 @@ import asyncio
 import gc
 import io
 import json
+import os
 import subprocess
 import sys
 import weakref
@@ -309,7 +310,6 @@ def test_max_autotune_leaves_the_compiler_settings_of_the_process_alone(tiny, tm
 
     from nebula_build.backends.diffusers.compiling import compile_arguments
 
-    before = inductor.save_config_portable()
     variable_before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     arguments = compile_arguments("max-autotune", cuda=True)
     assert arguments["options"]["max_autotune"] and arguments["options"]["conv_1x1_as_mm"]
@@ -317,13 +317,50 @@ def test_max_autotune_leaves_the_compiler_settings_of_the_process_alone(tiny, tm
 
     async def scenario():  # loads and compiles (lazily) without running an image
         async with backend_for(tiny, tmp_path, compile="max-autotune") as backend:
-            await asyncio.get_running_loop().run_in_executor(
+            # torch 2.13 keeps these settings per thread: read them on the backend's
+            loop = asyncio.get_running_loop()
+            before = await loop.run_in_executor(backend._executor, inductor.save_config_portable)
+            await loop.run_in_executor(
                 backend._executor, backend._get_runtime().pipeline, FLUX_SCHNELL
             )
+            after = await loop.run_in_executor(backend._executor, inductor.save_config_portable)
+            return before, after
 
-    asyncio.run(scenario())
-    assert inductor.save_config_portable() == before
+    before, after = asyncio.run(scenario())
+    assert after == before
     assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == variable_before
+
+
+def test_fp8_leaves_the_compiler_settings_of_the_process_alone(tiny, tmp_path, offload_on_the_cpu):
+    """torchao's float8 config turns on coordinate-descent tuning for every later
+    compile unless asked not to (on an H200, torch 2.11, the GPU tests compiled after
+    an fp8 test then spent minutes tuning each kernel). torch 2.13 keeps such a flag
+    per thread: the backend's own thread, where every later compile runs, is read.
+    On the CPU torchao refuses float8 itself, but sets its flags first."""
+    if os.environ.get("NEBULA_BUILD_REQUIRE_LOCAL"):
+        import torchao  # noqa: F401  (CI installs it)
+    else:
+        pytest.importorskip("torchao")
+    import torch
+    import torch._inductor.config as inductor
+
+    from nebula_build.plugin import LocalSetupError
+
+    def settings() -> tuple[object, ...]:
+        return inductor.save_config_portable(), torch.get_float32_matmul_precision()
+
+    async def scenario():
+        async with backend_for(tiny, tmp_path, quantize="fp8") as backend:
+            loop = asyncio.get_running_loop()
+            before = await loop.run_in_executor(backend._executor, settings)
+            with pytest.raises(LocalSetupError) as caught:
+                await backend.generate(request(FLUX_SCHNELL))
+            after = await loop.run_in_executor(backend._executor, settings)
+            return str(caught.value), before, after
+
+    message, before, after = asyncio.run(scenario())
+    assert 'quantize = "fp8" failed while loading it' in message and "\n" not in message
+    assert after == before
 
 
 # --- memory -------------------------------------------------------------------------------

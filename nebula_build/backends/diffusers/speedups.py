@@ -39,11 +39,15 @@ def channels_last(model: Any) -> None:
 
 
 def quantize_fp8(model: Any) -> None:
+    """torchao's float8 config would, by default, turn on coordinate-descent tuning and
+    lower float32 matmul precision for the whole process: every later compile would
+    tune each kernel (minutes more per graph; seen on an H200) and float32 pipelines
+    would compute differently. It is asked not to."""
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
     quantize_(
         model,
-        Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+        Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False),
         filter_fn=_fp8_friendly,
     )
 
