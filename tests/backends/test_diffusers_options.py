@@ -331,35 +331,72 @@ def test_max_autotune_leaves_the_compiler_settings_of_the_process_alone(tiny, tm
     assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == variable_before
 
 
-def test_fp8_leaves_the_compiler_settings_of_the_process_alone(tiny, tmp_path, offload_on_the_cpu):
-    """torchao's float8 config turns on coordinate-descent tuning for every later
-    compile unless asked not to (on an H200, torch 2.11, the GPU tests compiled after
-    an fp8 test then spent minutes tuning each kernel). torch 2.13 keeps such a flag
-    per thread: the backend's own thread, where every later compile runs, is read.
-    On the CPU torchao refuses float8 itself, but sets its flags first."""
-    if os.environ.get("NEBULA_BUILD_REQUIRE_LOCAL"):
-        import torchao  # noqa: F401  (CI installs it)
-    else:
-        pytest.importorskip("torchao")
+def torch_settings() -> tuple[object, ...]:
+    """What torch lets a library set for later work, as the calling thread sees it
+    (torch 2.13 keeps config changes per thread)."""
     import torch
+    import torch._dynamo.config as dynamo
     import torch._inductor.config as inductor
 
+    return (
+        inductor.save_config_portable(),
+        dynamo.save_config_portable(),
+        torch.get_float32_matmul_precision(),
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+        torch.get_default_dtype(),
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_grad_enabled(),
+    )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"fuse_qkv": True, "channels_last": True},
+        {"compile": True},
+        {"compile": "max-autotune"},
+        {"compile": "regional", "offload": "model"},
+        {"offload": "model", "fuse_qkv": True},  # sequential offload runs only on a GPU
+        {"quantize": "fp8"},
+    ],
+    ids=lambda settings: ",".join(f"{k}={v}" for k, v in settings.items()) or "none",
+)
+def test_speed_options_leave_torchs_settings_as_they_were(
+    tiny, tmp_path, dynamo_only, offload_on_the_cpu, settings
+):
+    """On the backend's own thread, where every later image and compile runs.
+    torchao's float8 config turned on coordinate-descent tuning for every later
+    compile unless asked not to (on an H200 the GPU tests compiled after the fp8
+    test then spent minutes tuning each kernel); on the CPU torchao refuses float8
+    itself, but set its flags first."""
     from nebula_build.plugin import LocalSetupError
 
-    def settings() -> tuple[object, ...]:
-        return inductor.save_config_portable(), torch.get_float32_matmul_precision()
+    if "quantize" in settings:
+        if os.environ.get("NEBULA_BUILD_REQUIRE_LOCAL"):
+            import torchao  # noqa: F401  (CI installs it)
+        else:
+            pytest.importorskip("torchao")
 
     async def scenario():
-        async with backend_for(tiny, tmp_path, quantize="fp8") as backend:
+        async with backend_for(tiny, tmp_path, **settings) as backend:
             loop = asyncio.get_running_loop()
-            before = await loop.run_in_executor(backend._executor, settings)
-            with pytest.raises(LocalSetupError) as caught:
-                await backend.generate(request(FLUX_SCHNELL))
-            after = await loop.run_in_executor(backend._executor, settings)
-            return str(caught.value), before, after
+            before = await loop.run_in_executor(backend._executor, torch_settings)
+            try:
+                result: object = (await backend.generate(request(FLUX_SCHNELL))).data
+            except LocalSetupError as exc:
+                result = str(exc)
+            after = await loop.run_in_executor(backend._executor, torch_settings)
+            return result, before, after
 
-    message, before, after = asyncio.run(scenario())
-    assert 'quantize = "fp8" failed while loading it' in message and "\n" not in message
+    result, before, after = asyncio.run(scenario())
+    if "quantize" in settings:  # no float8 on a CPU
+        assert isinstance(result, str) and 'quantize = "fp8" failed while loading it' in result
+    else:
+        assert isinstance(result, bytes) and result
     assert after == before
 
 
