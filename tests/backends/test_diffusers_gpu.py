@@ -77,6 +77,14 @@ def test_fp8_on_gpus_that_have_it(tiny, tmp_path):  # noqa: F811
     assert after == before and inductor.save_config_portable() == before
 
 
+def test_max_autotune_keeps_its_tuning_tables_off_stderr(tiny, tmp_path, capfd):  # noqa: F811
+    """inductor once wrote a table per timed matmul to stderr (hundreds of lines
+    over `apply`'s progress on the first FLUX image); a fresh cache makes it tune."""
+    (result,), _ = generate_all(tiny, tmp_path, [request(FLUX_SCHNELL)], compile="max-autotune")
+    assert {"compile_cold", "compile_warm"} & set(result.timings)
+    assert "AUTOTUNE" not in capfd.readouterr().err
+
+
 def test_fused_qkv_with_sequential_offload(tiny, tmp_path):  # noqa: F811
     """Fused before the hooks move the weights to `meta`: the fused layers are real."""
     (result,), _ = generate_all(

@@ -331,6 +331,23 @@ def test_max_autotune_leaves_the_compiler_settings_of_the_process_alone(tiny, tm
     assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == variable_before
 
 
+def test_max_autotune_writes_no_tuning_tables_to_stderr():
+    """On an H200, max-autotune's first FLUX image wrote a table for every matmul
+    inductor timed straight to stderr, hundreds of lines across `apply`'s progress.
+    The compile's own options turn the tables off, as torch reads them while it
+    compiles (a CPU has no Triton choices to time, so the tables cannot show here)."""
+    import torch
+    import torch._inductor.config as inductor
+
+    from nebula_build.backends.diffusers.compiling import compile_arguments
+
+    options = compile_arguments("max-autotune", cuda=True)["options"]
+    torch.compile(lambda x: x, options=options)  # refuses an option this torch lacks
+    with inductor.patch(options):
+        assert inductor.autotune_num_choices_displayed == 0
+        assert not inductor.max_autotune_report_choices_stats
+
+
 def torch_settings() -> tuple[object, ...]:
     """What torch lets a library set for later work, as the calling thread sees it
     (torch 2.13 keeps config changes per thread)."""

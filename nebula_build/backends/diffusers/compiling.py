@@ -36,6 +36,14 @@ _TUNED = {
     "epilogue_fusion": False,
 }
 
+#: inductor writes a table of every matmul it times under max-autotune straight to
+#: stderr, hundreds of lines across the progress display while a first image
+#: compiles; these turn that off for this compile (torchs without one lack the table)
+_QUIET_AUTOTUNE = {
+    "autotune_num_choices_displayed": 0,
+    "max_autotune_report_choices_stats": False,
+}
+
 
 def compile_arguments(mode: str | bool, cuda: bool) -> dict[str, Any]:
     """The keyword arguments of torch.compile for a `compile` setting."""
@@ -47,7 +55,9 @@ def compile_arguments(mode: str | bool, cuda: bool) -> dict[str, Any]:
 
         options = dict(torch._inductor.list_mode_options("max-autotune"))
         options["triton.cudagraphs"] = cuda
-        return {**arguments, "options": {**options, **_TUNED}}
+        known = set(torch._inductor.list_options())
+        quiet = {key: value for key, value in _QUIET_AUTOTUNE.items() if key in known}
+        return {**arguments, "options": {**options, **_TUNED, **quiet}}
     if mode is True and cuda:  # CUDA graphs: the shapes of one image size are static
         return {**arguments, "mode": "reduce-overhead"}
     return arguments
