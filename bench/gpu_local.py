@@ -7,6 +7,8 @@ needs the very weights the eager row ran): nothing is downloaded or saved.
 in one process, in these modes:
 
   plain            the diffusers pipeline called directly, eager: the baseline script
+  plain-thread     plain, called from a worker thread as the backend calls it: beside
+                   plain and eager, it tells the thread's cost from the backend's own
   plain-compile    plain + torch.compile(mode="reduce-overhead"): the best plain script
   eager            through the backend, no options
   compile          compile = true
@@ -17,9 +19,9 @@ in one process, in these modes:
 
 How it is timed, so that a 3 % difference can be judged:
 
-- plain and eager share one pipeline object (the same weights by construction)
-  and run interleaved, A B A B, as do plain-compile and compile (two pipelines
-  from the same seed); the other modes run alone.
+- plain, plain-thread and eager share one pipeline object (the same weights by
+  construction) and run interleaved, A B C A B C, as do plain-compile and compile
+  (two pipelines from the same seed); the other modes run alone.
 - each mode's first image is the warm-up (a compile, if any, is in it: "first");
   then --rounds (at least 5) timed images: min, median and max.
 - every compile mode starts from a fresh, empty kernel cache of its own, and the
@@ -60,7 +62,7 @@ Here, in the repository root (torchao 0.17 is the release built for torch 2.11):
 
 and there, with carry=[".whl"] and a timeout_s 40 s above BUDGET_S:
 
-  BUDGET_S=540 bash bench/gpu_session.sh tests flux-fp8 sdxl
+  BUDGET_S=540 bash bench/gpu_session.sh tests sdxl-eager flux-tuned
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,7 @@ SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 FLUX = "black-forest-labs/FLUX.1-schnell"
 MODES = (
     "plain",
+    "plain-thread",
     "plain-compile",
     "eager",
     "compile",
@@ -285,8 +289,9 @@ SAME_IMAGE_DB = 45.0
 PROMPT = "a lighthouse on a cliff at dusk"
 #: the variables nebula-build sets while it compiles: a compile must leave them as it found them
 OWNED_VARIABLES = ("TORCHINDUCTOR_", "TRITON_CACHE_DIR", "TORCH_COMPILE", "TORCHDYNAMO_")
-#: rows that share a process compare best interleaved: (plain script, backend)
-PAIRS = (("plain", "eager"), ("plain-compile", "compile"))
+#: rows that share a process compare best interleaved: (plain scripts…, backend); the
+#: first group shares one pipeline
+GROUPS = (("plain", "plain-thread", "eager"), ("plain-compile", "compile"))
 
 One = Callable[[int], tuple[float, bytes]]
 
@@ -484,11 +489,11 @@ class Bench:
     def run(self) -> None:
         for model in self.args.models:
             modes = [m for m in self.args.modes if self.applies(model, m)]
-            for plain, ours in PAIRS:
-                if plain in modes or ours in modes:
-                    self.pair(model, [m for m in (plain, ours) if m in modes])
+            for group in GROUPS:
+                if chosen := [m for m in group if m in modes]:
+                    self.pair(model, chosen)
             for mode in modes:
-                if not any(mode in pair for pair in PAIRS):
+                if not any(mode in group for group in GROUPS):
                     self.pair(model, [mode])
 
     def applies(self, model: str, mode: str) -> bool:
@@ -497,10 +502,10 @@ class Bench:
         return mode != "fp8" or model == FLUX
 
     def pair(self, model: str, modes: list[str]) -> None:
-        """Time `modes` side by side. A plain/eager pair shares one pipeline (the same
+        """Time `modes` side by side. The eager group shares one pipeline (the same
         weights, by construction); other rows build their own from the same seed."""
         self.fresh_compiler()
-        shared = modes == ["plain", "eager"]
+        shared = set(modes) <= set(GROUPS[0])
         with contextlib.ExitStack() as stack:
             runners: dict[str, One] = {}
             built: dict[str, float] = {}
@@ -511,7 +516,10 @@ class Bench:
                     on = "cpu" if mode.startswith("offload") else self.device
                     pipe, built[mode] = self.build(model, on)
                 self.note_weights(model, mode, pipe)
-                if mode.startswith("plain"):
+                if mode == "plain-thread":
+                    worker = stack.enter_context(ThreadPoolExecutor(1))
+                    runners[mode] = on_thread(worker, self.plain(model, pipe, compiled=False))
+                elif mode.startswith("plain"):
                     runners[mode] = self.plain(model, pipe, compiled=mode == "plain-compile")
                 else:
                     runners[mode] = stack.enter_context(self.backend(model, mode, pipe))
@@ -635,6 +643,10 @@ def psnr(reference: bytes, other: bytes) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
+def on_thread(worker: ThreadPoolExecutor, run: One) -> One:
+    return lambda seed: worker.submit(run, seed).result()
+
+
 def format_row(row: dict[str, Any]) -> str:
     def seconds(key: str) -> str:
         return f"{row[key]:7.3f}s" if row.get(key) is not None else "      -"
@@ -661,14 +673,17 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     by = {(r["model"], r["mode"]): r for r in rows}
     for model in (SDXL, FLUX):
-        for plain, ours in PAIRS:
-            a, b = by.get((model, plain)), by.get((model, ours))
-            if a and b:
-                overhead = b["median_s"] / a["median_s"] - 1
-                lines.append(
-                    f"{model.split('/')[-1]}: {ours} through the backend vs the plain script "
-                    f"({plain}), medians of {a['rounds']} interleaved rounds: {overhead:+.1%}"
-                )
+        for *plains, ours in GROUPS:
+            b = by.get((model, ours))
+            for plain in plains:
+                a = by.get((model, plain))
+                if a and b:
+                    overhead = b["median_s"] / a["median_s"] - 1
+                    lines.append(
+                        f"{model.split('/')[-1]}: {ours} through the backend vs the plain "
+                        f"script ({plain}), medians of {a['rounds']} interleaved rounds: "
+                        f"{overhead:+.1%}"
+                    )
     return lines
 
 

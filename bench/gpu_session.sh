@@ -2,22 +2,24 @@
 # Issue 14's GPU session: the parts named, in order, in one call on a lent machine
 # (bench/gpu_local.py's docstring says which wheels to carry in .whl/):
 #
-#   BUDGET_S=540 bash bench/gpu_session.sh tests flux-fp8 sdxl
+#   BUDGET_S=540 bash bench/gpu_session.sh tests sdxl-eager flux-tuned
 #
-# parts: tests       the GPU tests (tiny pipelines; about 95 s on an H200)
-#        flux        --check, then plain, eager, plain-compile, compile (about 330 s)
-#        flux-fp8    eager, then fp8 with its PSNR against eager (one cold compile)
-#        flux-tuned  compile = "max-autotune" with fuse_qkv and channels_last
-#        sdxl        plain, eager, plain-compile, compile
+# parts: tests         the GPU tests (tiny pipelines; 101 s on an H200, before the
+#                      max-autotune test was added)
+#        flux          --check, then plain, eager, plain-compile, compile (about 330 s)
+#        flux-fp8      eager, then fp8 with its PSNR against eager (about 210 s)
+#        flux-tuned    compile = "max-autotune" with fuse_qkv and channels_last
+#        sdxl-eager    plain, plain-thread, eager, 8 rounds (about 100 s)
+#        sdxl-compile  plain-compile, compile
 #
-# 2026-12-04 ran `flux` and `tests`, then `tests flux-fp8 sdxl`, which found that
-# torchao's fp8 setup turned on inductor's coordinate-descent tuning for the rest
-# of the process (fixed; docs/performance.md): the tests took 320 s, not 95, and
-# the fp8 row did not finish. What is left, in a session's 15 minutes: the line
-# above (timeout_s 580; about 520 s by the first session's figures), then at once,
-# on the still warm machine, `BUDGET_S=<what is left, less 20> ... flux-tuned`
-# (max-autotune's cold compile of FLUX is not timed yet). The machine goes back
-# after 30 s idle and a fresh one costs its start: send the second call at once.
+# Done on an H200 (docs/performance.md): flux, tests, flux-fp8, and sdxl's eager
+# rows (5 rounds: the backend +23 % on the medians, +10 % on the mins; FLUX's eager
+# overhead was +2.8 %). What is left, in a session's 15 minutes: the line above
+# (timeout_s 580; sdxl-eager runs plain-thread to tell a cost of the worker thread
+# from one of the backend's code; max-autotune's cold compile of FLUX took over
+# 150 s and is not timed yet), then at once, on the still warm machine,
+# `BUDGET_S=<what is left, less 20> ... sdxl-compile`. The machine goes back after
+# 30 s idle and a fresh one costs its start: send the second call at once.
 #
 # The parts share BUDGET_S seconds; each runs under what is left, so a slow one
 # cuts only itself and those after it short. Every log goes to $OUT as it is
@@ -52,8 +54,10 @@ for part in "$@"; do
                        --modes plain,eager,plain-compile,compile) ;;
         flux-fp8) command=(python3 bench/gpu_local.py --models flux --modes eager,fp8) ;;
         flux-tuned) command=(python3 bench/gpu_local.py --models flux --modes tuned) ;;
-        sdxl) command=(python3 bench/gpu_local.py --models sdxl
-                       --modes plain,eager,plain-compile,compile) ;;
+        sdxl-eager) command=(python3 bench/gpu_local.py --models sdxl --rounds 8
+                             --modes plain,plain-thread,eager) ;;
+        sdxl-compile) command=(python3 bench/gpu_local.py --models sdxl
+                               --modes plain-compile,compile) ;;
         *) echo "unknown part: $part" >&2; exit 2 ;;
     esac
     timeout "$(left)" "${command[@]}" 2>&1 | grep --line-buffered -v "DEBUG    torch" \
