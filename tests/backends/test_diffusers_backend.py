@@ -451,6 +451,43 @@ def test_regional_compile_reports_its_first_call_and_caches_kernels_outside_the_
     assert any((Path(os.environ["XDG_CACHE_HOME"]) / "nebula-build/inductor").iterdir())
 
 
+def test_apply_keeps_torchaos_import_notices_off_the_terminal(tiny, project):
+    """With torchao installed (for quantize = "fp8"), loading a pipeline imported it:
+    a CPU torch's apply printed that torchao could not load its CUDA extensions, and
+    torch 2.13 a deprecation of how torchao registers two enums, on every run, fp8
+    or not. A fresh process, as a user runs it (in this one torchao is imported)."""
+    pytest.importorskip("torchao")
+    images = {"castle": THREE_IMAGES["castle"]}
+    root = project({"images.toml": manifest(images, models=folders(tiny))})
+    done = subprocess.run(
+        [sys.executable, "-m", "nebula_build", "apply"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "created castle" in done.stderr + done.stdout
+    for notice in ("Failed to load", "register_constant", "torchao"):
+        assert notice not in done.stderr
+
+
+def test_import_notices_are_hidden_only_inside_the_block():
+    import logging
+
+    from nebula_build.backends.diffusers.quiet import IMPORT_NOISE_LOGGERS, import_notices_hidden
+
+    loggers = [logging.getLogger(name) for name in IMPORT_NOISE_LOGGERS]
+    loggers[0].setLevel(logging.DEBUG)
+    try:
+        with pytest.raises(OSError), import_notices_hidden():
+            assert all(logger.level == logging.ERROR for logger in loggers)
+            raise OSError("a model folder that cannot be read")
+        assert [logger.level for logger in loggers] == [logging.DEBUG, logging.NOTSET]
+    finally:
+        loggers[0].setLevel(logging.NOTSET)
+
+
 def test_commands_that_do_not_generate_never_import_torch(tiny, project):
     root = project({"images.toml": manifest(THREE_IMAGES, models=folders(tiny)), **INPUTS})
     code = (

@@ -30,6 +30,7 @@ from nebula_build.backends.diffusers.devices import (
     resident_bytes,
 )
 from nebula_build.backends.diffusers.kinds import PipelineKind
+from nebula_build.backends.diffusers.quiet import import_notices_hidden
 from nebula_build.backends.diffusers.settings import FP8_NEEDS_TORCHAO, made_with
 from nebula_build.backends.diffusers.weights import (
     NotAModelFolderError,
@@ -257,16 +258,17 @@ class Runtime:
             raise RequestRejectedError(f"model {model_id!r}: {exc}", backend="diffusers") from None
         measured = max((p.activation_bytes for p in self.pipelines.values()), default=0)
         self._make_room(needed + max(needed // 5, measured))
-        pipeline_class = getattr(diffusers, kind.pipeline_class)
         try:
-            pipe = pipeline_class.from_pretrained(
-                location.path,
-                dtype=self.dtype,
-                variant=variant,
-                local_files_only=True,
-                use_safetensors=True,  # never a pickle: a model folder may come with a checkout
-                **reused,
-            )
+            with import_notices_hidden():
+                pipeline_class = getattr(diffusers, kind.pipeline_class)
+                pipe = pipeline_class.from_pretrained(
+                    location.path,
+                    dtype=self.dtype,
+                    variant=variant,
+                    local_files_only=True,
+                    use_safetensors=True,  # never a pickle: a model folder may come with a checkout
+                    **reused,
+                )
         except (OSError, ValueError, RuntimeError) as exc:
             raise BackendError(
                 f"model {model_id!r}: could not load {location.path} ({location.origin}): "
