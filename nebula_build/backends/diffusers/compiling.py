@@ -64,6 +64,7 @@ def compile_arguments(mode: str | bool, cuda: bool) -> dict[str, Any]:
 
 
 def compile_denoiser(denoiser: Any, mode: str | bool, cuda: bool) -> None:
+    _hide_lru_cache_notice()
     arguments = compile_arguments(mode, cuda)
     if mode == "regional":
         arguments.pop("mode", None)
@@ -71,6 +72,23 @@ def compile_denoiser(denoiser: Any, mode: str | bool, cuda: bool) -> None:
         denoiser.compile_repeated_blocks(**arguments)
     else:
         denoiser.compile(**arguments)
+
+
+def _hide_lru_cache_notice() -> None:
+    """dynamo warns, in seven lines with a source excerpt, each time it traces a call
+    to a function behind `functools.lru_cache`: SDXL's upsamplers check the torch
+    version so in bfloat16, the GPU's default, and every SDXL compile printed it
+    twice across `apply`'s output. dynamo traces the function itself, which is right
+    for a version check; the notice says so. Hidden for the process (a filter per
+    thread would race `warnings.catch_warnings` elsewhere); adding it again is a no-op."""
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore",
+        message="Dynamo detected a call to a `functools.lru_cache`-wrapped function",
+        category=UserWarning,
+        module=r"torch\._dynamo\.",
+    )
 
 
 def uncompile(denoiser: Any) -> None:
