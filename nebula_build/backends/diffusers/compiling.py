@@ -38,7 +38,8 @@ _TUNED = {
 
 #: inductor writes a table of every matmul it times under max-autotune straight to
 #: stderr, hundreds of lines across the progress display while a first image
-#: compiles; these turn that off for this compile (torchs without one lack the table)
+#: compiles; these turn that off for this compile (an option the running torch
+#: lacks is left out: torch.compile refuses options it does not know)
 _QUIET_AUTOTUNE = {
     "autotune_num_choices_displayed": 0,
     "max_autotune_report_choices_stats": False,
@@ -76,11 +77,11 @@ def compile_denoiser(denoiser: Any, mode: str | bool, cuda: bool) -> None:
 
 def _hide_lru_cache_notice() -> None:
     """dynamo warns, in seven lines with a source excerpt, each time it traces a call
-    to a function behind `functools.lru_cache`: SDXL's upsamplers check the torch
-    version so in bfloat16, the GPU's default, and every SDXL compile printed it
+    to a function behind `functools.lru_cache`. SDXL's upsamplers make one (a torch
+    version check) in bfloat16, the GPU's default, so every SDXL compile printed it
     twice across `apply`'s output. dynamo traces the function itself, which is right
-    for a version check; the notice says so. Hidden for the process (a filter per
-    thread would race `warnings.catch_warnings` elsewhere); adding it again is a no-op."""
+    for a version check. Hidden for the process (a filter held only while compiling
+    would race `warnings.catch_warnings` in other threads); adding it again is a no-op."""
     import warnings
 
     warnings.filterwarnings(
