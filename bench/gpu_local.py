@@ -45,9 +45,10 @@ How it is timed, so that a 3 % difference can be judged:
 
 The GPU session for issue 14 is bench/gpu_session.sh: the parts it names run in
 one call, each under what is left of one budget. Seen on an H200 (2026-12-04,
-torch 2.11): a call starts in about 35 s; the GPU tests take about 95 s; the flux
+torch 2.11): a call starts in about 35 s; the GPU tests take about 100 s; the flux
 part about 330 s (--check about 60 s; each cold compile of FLUX.1 schnell at
-1024² takes 80-110 s); fp8 and tuned are a cold compile each.
+1024² takes 80-110 s); fp8's cold compile 160 s; tuned's, with max-autotune, had
+not finished after 150 s; SDXL's eager images take about 2.5 s each.
 
 On a lent device machine (its image has torch, transformers and accelerate, but
 not diffusers, pydantic or torchao; nothing can be fetched there), carry wheels.
@@ -62,7 +63,7 @@ Here, in the repository root (torchao 0.17 is the release built for torch 2.11):
 
 and there, with carry=[".whl"] and a timeout_s 40 s above BUDGET_S:
 
-  BUDGET_S=540 bash bench/gpu_session.sh tests sdxl-eager flux-tuned
+  BUDGET_S=540 bash bench/gpu_session.sh tests sdxl-eager sdxl-compile
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Issue 14's GPU session: the parts named, in order, in one call on a lent machine
 # (bench/gpu_local.py's docstring says which wheels to carry in .whl/):
 #
-#   BUDGET_S=540 bash bench/gpu_session.sh tests sdxl-eager flux-tuned
+#   BUDGET_S=540 bash bench/gpu_session.sh tests sdxl-eager sdxl-compile
 #
 # parts: tests         the GPU tests (tiny pipelines; 101 s on an H200, before the
 #                      max-autotune test was added)
@@ -13,13 +13,14 @@
 #        sdxl-compile  plain-compile, compile
 #
 # Done on an H200 (docs/performance.md): flux, tests, flux-fp8, and sdxl's eager
-# rows (5 rounds: the backend +23 % on the medians, +10 % on the mins; FLUX's eager
-# overhead was +2.8 %). What is left, in a session's 15 minutes: the line above
-# (timeout_s 580; sdxl-eager runs plain-thread to tell a cost of the worker thread
-# from one of the backend's code; max-autotune's cold compile of FLUX took over
-# 150 s and is not timed yet), then at once, on the still warm machine,
-# `BUDGET_S=<what is left, less 20> ... sdxl-compile`. The machine goes back after
-# 30 s idle and a fresh one costs its start: send the second call at once.
+# rows (5 rounds: the backend +23 % on the medians, +10 % on the mins, where
+# FLUX's eager overhead was +2.8 %). What is left, in a session's 15 minutes: the
+# line above (timeout_s 580; sdxl-eager runs plain-thread beside plain and eager,
+# to tell a cost of the worker thread from one of the backend's code), then at
+# once, on the still warm machine, `BUDGET_S=<what is left, less 20> ... flux-tuned`.
+# max-autotune's cold compile of FLUX had tuned about 5 matmul shapes after 150 s:
+# it may need a call of its own. The machine goes back after 30 s idle and a fresh
+# one costs its start: send the second call at once.
 #
 # The parts share BUDGET_S seconds; each runs under what is left, so a slow one
 # cuts only itself and those after it short. Every log goes to $OUT as it is
