@@ -272,6 +272,23 @@ def test_a_size_seen_before_does_not_say_it_compiled(tiny, tmp_path, dynamo_only
     assert sizes == {(64, 64), (80, 64)}
 
 
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        (True, "compiling for this size (once)"),
+        ("max-autotune", "tuning and compiling for this size (once; can take many minutes)"),
+    ],
+)
+def test_the_status_line_says_a_compile_is_coming_and_how_long(
+    tiny, tmp_path, dynamo_only, mode, said
+):
+    """max-autotune's first FLUX image takes many minutes on an H200: the line says so."""
+    activities: list[str] = []
+    requests = [request(FLUX_SCHNELL, seed=s, on_activity=activities.append) for s in (1, 2)]
+    run(tiny, tmp_path, requests, compile=mode)
+    assert activities.count(said) == 1  # the second image of the size: compiled already
+
+
 def test_when_dynamo_refuses_a_size_the_image_runs_eagerly(tiny, tmp_path, dynamo_only):
     """Another pipeline of the same class can use up dynamo's limit behind the
     budget's back: the refused image runs again without compile."""

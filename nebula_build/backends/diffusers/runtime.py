@@ -390,7 +390,10 @@ class Runtime:
         if not loaded.compiled or size in loaded.sizes:
             return False, ()
         if self.budget.allows(denoiser, size):
-            _tell(request, "compiling for this size (once)")
+            if self.settings.compile == "max-autotune":  # FLUX: well over 150 s on an H200
+                _tell(request, "tuning and compiling for this size (once; can take many minutes)")
+            else:
+                _tell(request, "compiling for this size (once)")
             return False, ()
         _tell(request, "running this size without compile")
         return True, self._limit_warning(denoiser)
