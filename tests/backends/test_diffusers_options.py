@@ -353,6 +353,7 @@ def test_max_autotune_writes_no_tuning_tables_to_stderr():
     inductor timed straight to stderr, hundreds of lines across `apply`'s progress.
     The compile's own options turn the tables off, as torch reads them while it
     compiles (a CPU has no Triton choices to time, so the tables cannot show here)."""
+    test_diffusers_backend._require_local_extra()
     import torch
     import torch._inductor.config as inductor
 
