@@ -54,9 +54,10 @@ def _read(path: Path) -> bytes | None:
 
 def _made(path: Path) -> bytes | None:
     """A new key linked into place at `path`, or the one another process put there
-    first; None where there is a file at `path` that is not a key of ours."""
+    first (even since this one last looked); None where there is a file at `path`
+    that is not a key of ours."""
     if path.exists() or path.is_symlink():
-        return None
+        return _read(path)
     with contextlib.suppress(OSError):
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fresh = secrets.token_bytes(_KEY_BYTES)

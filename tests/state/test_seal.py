@@ -57,6 +57,18 @@ def test_processes_asking_first_at_once_all_get_the_one_key(tmp_path: Path):
     assert len(tags) == 1 and b"None" not in next(iter(tags))
 
 
+def test_a_key_another_process_links_in_after_our_read_is_the_one_we_use(tmp_path: Path):
+    """The window the processes' race falls into: nothing was there when this process
+    read, and another process's key is there by the time it would make one."""
+    path = tmp_path / "nebula-build" / "state.key"
+    path.parent.mkdir()
+    theirs = os.urandom(32)
+    path.write_bytes(theirs)
+    path.chmod(0o600)
+    assert seal._made(path) == theirs
+    assert path.read_bytes() == theirs
+
+
 def test_a_key_file_that_came_with_a_checkout_is_never_used(tmp_path: Path):
     path = tmp_path / "nebula-build" / "state.key"
     path.parent.mkdir()
