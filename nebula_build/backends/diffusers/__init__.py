@@ -14,11 +14,11 @@ every other backend never pay for them.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nebula_build.backends.diffusers import quiet
 from nebula_build.backends.diffusers.cancel import Interrupted
 from nebula_build.backends.diffusers.compat import incompatible_pairs
 from nebula_build.backends.diffusers.kinds import KINDS, KNOWN_MODELS
@@ -75,18 +75,6 @@ def _install_hint(missing: list[str]) -> str:
     """The extra is not on PyPI: it installs from a checkout, after a torch that
     matches the machine's CUDA (pip's default torch may not)."""
     return f"{TORCH_HINT}, then {EXTRA_HINT}" if "torch" in missing else EXTRA_HINT
-
-
-def _quiet_hugging_face() -> None:
-    """Progress bars and notices from diffusers and transformers would tear through
-    nebula-build's own progress display; errors still surface as exceptions."""
-    for variable, value in (
-        ("TRANSFORMERS_VERBOSITY", "error"),
-        ("DIFFUSERS_VERBOSITY", "error"),
-        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
-        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
-    ):
-        os.environ.setdefault(variable, value)
 
 
 class DiffusersBackend(Backend):
@@ -209,7 +197,7 @@ class DiffusersBackend(Backend):
     def _get_runtime(self) -> Runtime:
         if self._runtime is None:
             _require_extra()
-            _quiet_hugging_face()
+            quiet.hugging_face_quiet()
             from nebula_build.backends.diffusers.runtime import Runtime
             from nebula_build.backends.diffusers.weights import compile_cache_path
 

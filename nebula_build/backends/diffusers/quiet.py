@@ -1,9 +1,10 @@
-"""Notices libraries log while diffusers' pipelines import, kept off the terminal."""
+"""Progress bars and notices from the libraries under diffusers, kept off the terminal."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 
 #: With torchao installed (for quantize = "fp8"), diffusers imports it with its
@@ -26,3 +27,15 @@ def import_notices_hidden() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def hugging_face_quiet() -> None:
+    """Progress bars and notices from diffusers and transformers would tear through
+    nebula-build's own progress display; errors still surface as exceptions."""
+    for variable, value in (
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("DIFFUSERS_VERBOSITY", "error"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+    ):
+        os.environ.setdefault(variable, value)
