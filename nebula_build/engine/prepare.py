@@ -361,11 +361,15 @@ def current_lock(project: Project, notice: Notice) -> Entries:
     """The lock, with a journal left by an interrupted apply folded in.
 
     If another apply is running right now, its journal is read but not folded.
+    Folding takes the project lock, which an apply starting meanwhile would find
+    held and be refused: with no journal, the lock is read without taking it.
     """
+    from nebula_build.state.lockfile import read, read_with_journal
+
+    if not project.journal_path.exists():
+        return read(project)
     try:
         with ProjectLock(project.project_lock_path, command="recover", on_takeover=notice):
             return recovered_lock(project, notice)
     except ProjectLockedError:
-        from nebula_build.state.lockfile import read_with_journal
-
         return read_with_journal(project)
