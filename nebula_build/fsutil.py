@@ -8,13 +8,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 TEMP_MARKER = ".nebula-tmp-"
+#: what follows TEMP_MARKER: the writing process's id, then a random part
+_TEMP_OWNER = re.compile(r"(\d{1,10})-[0-9a-f]{8}")
+#: a temp file this old is a killed run's even where its process id is in use again
+TEMP_FILE_LIFETIME_S = 3600.0
+#: the temp files this process is writing now, by name (unique by their random part)
+_writing: set[str] = set()
 _CHUNK = 1 << 20
 #: opening a file that arrived with a checkout to read it: never through a symbolic
 #: link, never waiting on a FIFO, and not passed on to a child process
@@ -49,17 +57,55 @@ def atomic_stream(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
     """`atomic_write` for a file written in pieces (a big lock need never be one string
     in memory): what is written to the handle replaces `path` when the block ends."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}{TEMP_MARKER}{secrets.token_hex(4)}")
+    with writing_temp(path.name) as name:
+        temp = path.with_name(name)
+        try:
+            with temp.open("xb") as handle:
+                yield handle
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            temp.replace(path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def writing_temp(name: str) -> Iterator[str]:
+    """A temp file's name for writing `name`, in the same folder: it carries
+    TEMP_MARKER and this process's id, so a run killed mid-write leaves something
+    `state.guard.remove_temp_files` recognises, and no other run's tidy takes it
+    while this one writes (`left_by_a_dead_run`)."""
+    temp = f".{name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}"
+    _writing.add(temp)
     try:
-        with temp.open("xb") as handle:
-            yield handle
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        temp.replace(path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+        yield temp
+    finally:
+        _writing.discard(temp)
+
+
+def left_by_a_dead_run(name: str, modified: float) -> bool:
+    """Whether the temp file `name` (last written at `modified`, a time.time()) is
+    no running write's: a write of this process ends with its file renamed or
+    removed; another process's file is left while that process runs and for
+    TEMP_FILE_LIFETIME_S at most (its id may be some other program's by now).
+    A name that does not say its process is a killed run's."""
+    if name in _writing:
+        return False
+    owner = _TEMP_OWNER.fullmatch(name.rpartition(TEMP_MARKER)[2])
+    if owner is None or time.time() - modified > TEMP_FILE_LIFETIME_S:
+        return True
+    pid = int(owner[1])
+    if pid <= 0 or pid == os.getpid():  # this process's id, but not its write: a killed run's
+        return True
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # another account's process
+        return False
+    except (ProcessLookupError, OverflowError):
+        return True
+    return False
 
 
 def read_regular(path: Path, *, limit: int) -> bytes | None:

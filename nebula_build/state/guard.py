@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from nebula_build.errors import TooLargeError, UnsafePathError
-from nebula_build.fsutil import TEMP_MARKER
+from nebula_build.fsutil import TEMP_MARKER, left_by_a_dead_run, writing_temp
 from nebula_build.text import file_key, human_size
 
 #: top-level names a project file may never be: the tool's state and version control
@@ -332,8 +332,10 @@ class Guard:
         relative = self.check(relative, what="output")
         parts = self._real_parts(relative, what="output", follow_last=False)
         name = parts.pop()
-        with self._folder(parts, what=relative, create=True) as folder:
-            temp = f".{name}{TEMP_MARKER}{secrets.token_hex(4)}"
+        with (
+            self._folder(parts, what=relative, create=True) as folder,
+            writing_temp(name) as temp,
+        ):
             fd = os.open(temp, _CREATE_FLAGS, 0o644, dir_fd=folder)
             try:
                 with os.fdopen(fd, "wb") as handle:
@@ -653,7 +655,7 @@ def remove_temp_files(folder: Path, *, recursive: bool = False, skip: Collection
         for entry in entries:
             if entry.name.startswith(".") and TEMP_MARKER in entry.name:
                 with contextlib.suppress(OSError):
-                    if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                    if _dead_runs_temp_file(entry):
                         Path(entry.path).unlink()
                         removed += 1
             elif (
@@ -664,6 +666,14 @@ def remove_temp_files(folder: Path, *, recursive: bool = False, skip: Collection
             ):
                 pending.append((Path(entry.path), depth + 1))
     return removed
+
+
+def _dead_runs_temp_file(entry: os.DirEntry[str]) -> bool:
+    """Whether a temp file's entry (no folder, never followed) is a killed run's,
+    not one another process or thread is writing now."""
+    if not (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
+        return False
+    return left_by_a_dead_run(entry.name, entry.stat(follow_symlinks=False).st_mtime)
 
 
 def _beyond(size: int, limit: int) -> str:
