@@ -15,6 +15,7 @@ import hmac
 import os
 import secrets
 import threading
+import time
 from functools import cache
 from pathlib import Path
 
@@ -70,12 +71,27 @@ def _made(path: Path) -> bytes | None:
         except FileExistsError:
             return _read(path)
         except OSError:  # a file system without links: claimed by the name, as before
-            with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
-                handle.write(fresh)
+            return _claimed_by_name(path, fresh)
         finally:
             staged.unlink()
         return fresh
     return None
+
+
+def _claimed_by_name(path: Path, fresh: bytes) -> bytes | None:
+    """`fresh` written at `path` if nobody has claimed it yet, else the key there; the
+    claim and the write are two steps here, so a reader may find it short a moment."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
+            handle.write(fresh)
+        return fresh
+    except FileExistsError:
+        for _ in range(20):
+            if (key := _read(path)) is not None:
+                return key
+            time.sleep(0.005)
+        return None
 
 
 def seal(data: bytes) -> bytes | None:

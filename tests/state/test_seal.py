@@ -69,6 +69,24 @@ def test_a_key_another_process_links_in_after_our_read_is_the_one_we_use(tmp_pat
     assert path.read_bytes() == theirs
 
 
+def test_without_links_a_key_another_process_claimed_first_is_the_one_we_use(
+    tmp_path: Path, monkeypatch
+):
+    """A file system without hard links: keys are claimed by the name, and the process
+    that finds the name taken uses the key there."""
+    path = tmp_path / "nebula-build" / "state.key"
+    theirs = os.urandom(32)
+
+    def claimed_meanwhile(source: object, target: Path) -> None:
+        target.write_bytes(theirs)
+        target.chmod(0o600)
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(seal.os, "link", claimed_meanwhile)
+    assert seal._made(path) == theirs
+    assert os.listdir(path.parent) == ["state.key"]
+
+
 def test_a_key_file_that_came_with_a_checkout_is_never_used(tmp_path: Path):
     path = tmp_path / "nebula-build" / "state.key"
     path.parent.mkdir()
