@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -237,6 +238,7 @@ def cmd_gallery(ctx: Context) -> int:
     from nebula_build.live.thumblinks import thumbnail_links
     from nebula_build.outputs.thumbnails import Thumbnails
 
+    started = time.time()
     prepared = prepared_project(ctx)
     project = prepared.project
     # like every other path, relative to -C DIR
@@ -249,7 +251,7 @@ def cmd_gallery(ctx: Context) -> int:
     copied = copy_draws(every_draw, prepared.store, out)
     thumbs = thumbnail_links(plan, project, prepared.files, base=out)
     if not ctx.args.target:  # the whole set: a thumbnail no image shows now goes
-        Thumbnails(project.state_dir).prune(thumbs.made.names.values())
+        Thumbnails(project.state_dir).prune(thumbs.made.names.values(), made_before=started)
     items = cards(
         plan,
         project,

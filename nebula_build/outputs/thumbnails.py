@@ -148,9 +148,20 @@ class Thumbnails:
             return False
         return True
 
-    def prune(self, keep: Collection[str]) -> int:
-        """Remove the thumbnails whose names are not in `keep`; returns how many."""
-        return self.remove(self.existing() - set(keep))
+    def prune(self, keep: Collection[str], *, made_before: float | None = None) -> int:
+        """Remove the thumbnails whose names are not in `keep`; returns how many. With
+        `made_before` (a time.time()), only those written before it: a caller that
+        read the lock without the project lock leaves a running watch's new ones."""
+        gone = self.existing() - set(keep)
+        if made_before is not None:
+            gone = {name for name in gone if self._written_before(name, made_before)}
+        return self.remove(gone)
+
+    def _written_before(self, name: str, moment: float) -> bool:
+        try:
+            return (self.folder / name).lstat().st_mtime < moment
+        except OSError:
+            return False
 
     def remove(self, names: Collection[str]) -> int:
         """Remove these thumbnails (regular files only); returns how many."""
