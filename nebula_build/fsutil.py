@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 TEMP_MARKER = ".nebula-tmp-"
 #: what follows TEMP_MARKER: the writing process's id, then a random part
-_TEMP_OWNER = re.compile(r"(\d{1,10})-[0-9a-f]{8}")
+_TEMP_OWNER = re.compile(r"([0-9]{1,10})-[0-9a-f]{8}")
 #: a temp file this old is a killed run's even where its process id is in use again
 TEMP_FILE_LIFETIME_S = 3600.0
 #: the temp files this process is writing now, by name (unique by their random part)

@@ -92,7 +92,7 @@ MAX_DELIVERED = 8192
 #: them (a seed wrong in 100,000 images) resolving them all doubled `validate`'s time
 SEEDLESS = 1_000
 #: bytes in one file or folder name: the file system's 255, less the room a temporary
-#: file beside it takes (".<name>.nebula-tmp-<8 hex>")
+#: file beside it takes (".<name>.nebula-tmp-<process id>-<8 hex>", 32 bytes at most)
 MAX_NAME_BYTES = 200
 _LOSSY = ("jpeg", "webp", "avif")
 _VARIANT_FIELDS = ("stem", "width", "ext")
