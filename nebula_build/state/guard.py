@@ -114,6 +114,10 @@ def path_problem(relative: object) -> str | None:
     reserved = next((part for part in parts if part.casefold() in RESERVED_FOLDERS), None)
     if reserved is not None:
         return f"is inside {reserved}/, which belongs to the tool or to version control"
+    if TEMP_MARKER in relative and any(
+        part.startswith(".") and TEMP_MARKER in part for part in parts
+    ):  # apply's tidy would delete it as a killed run's
+        return f"is named like nebula-build's temporary files (.NAME{TEMP_MARKER}…)"
     return None
 
 
