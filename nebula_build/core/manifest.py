@@ -1505,8 +1505,88 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
     try:
         model = ManifestModel.model_validate(data)
     except ValidationError as exc:
-        raise _invalid(_unvalidated(path, display_path, text), data, exc) from None
+        invalid = _invalid(_unvalidated(path, display_path, text), data, exc)
+        rest, cut = _without_bad_keys(path, display_path, text, data, exc)
+        raise SchemaError(invalid.problems, rest, cut) from None
     return Manifest(path, display_path, text, model)
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+class SchemaError(ManifestError):
+    """A manifest that did not validate. Where every problem is a key of an image's
+    table (not a key, or a value of the wrong kind), `rest` is the manifest without
+    those keys, and `cut` names those images: resolving `rest` finds the other
+    images' problems, so one run can say them all (`beside_resolution`)."""
+
+    def __init__(
+        self, problems: list[Problem], rest: Manifest | None = None, cut: frozenset[str] = _NONE
+    ) -> None:
+        super().__init__(problems)
+        self.rest = rest
+        self.cut = cut
+
+    def beside_resolution(self, later: ManifestError) -> ManifestError:
+        """These problems and `later`'s (from resolving `rest`) in the order they are
+        written; those of the images cut are left out: without a key written there,
+        they are not the images the manifest declares."""
+        prefixes = tuple(f"images.{_key_part(name)}" for name in self.cut)
+        found = [
+            problem
+            for problem in later.problems
+            if not isinstance(problem, MoreProblems)
+            and not (
+                problem.loc in prefixes or problem.loc.startswith(tuple(f"{p}." for p in prefixes))
+            )
+        ]
+        together = sorted([*self.problems, *found], key=lambda p: (p.line or 0, p.column or 0))
+        return ManifestError(together + [p for p in later.problems if isinstance(p, MoreProblems)])
+
+
+def _without_bad_keys(
+    path: Path, display_path: str, text: str, data: dict[str, Any], exc: ValidationError
+) -> tuple[Manifest | None, frozenset[str]]:
+    """(`data` validated without the keys of images' tables that failed, the images
+    cut) where every problem is such a key; else (None, none)."""
+    if exc.error_count() > MAX_PROBLEMS:
+        return None, _NONE
+    cut: dict[str, set[str]] = {}
+    for error in exc.errors():
+        loc = _without_branches(error["loc"])
+        if len(loc) < 3 or loc[0] != "images" or error["type"] == "missing":
+            return None, _NONE
+        cut.setdefault(str(loc[1]), set()).add(str(loc[2]))
+    images = dict(data["images"])
+    for name, keys in cut.items():
+        table = images.get(name)
+        if type(table) is not dict:
+            return None, _NONE
+        images[name] = {key: value for key, value in table.items() if key not in keys}
+    try:
+        model = ManifestModel.model_validate({**data, "images": images})
+    except ValidationError:
+        return None, _NONE
+    return Manifest(path, display_path, text, model), _with_takers(model, set(cut))
+
+
+def _with_takers(model: ManifestModel, cut: set[str]) -> frozenset[str]:
+    """`cut` and the images that take one's output (`@name`), at any remove: what is
+    found of those, an upstream image changed by the cut may have caused."""
+    defaults = model.defaults
+    needs = {
+        name: {value[1:].split("[", 1)[0] for value in inputs if value and value[0] == "@"}
+        for name, decl in model.images.items()
+        if (inputs := (decl.image or defaults.image, decl.mask or defaults.mask))
+    }
+    grown = True
+    while grown:
+        grown = False
+        for name, upstream in needs.items():
+            if name not in cut and not upstream.isdisjoint(cut):
+                cut.add(name)
+                grown = True
+    return frozenset(cut)
 
 
 def shown_path(display_path: str) -> str:

@@ -11,13 +11,13 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from nebula_build.core.manifest import from_bytes, read_bytes, utf8_text
+from nebula_build.core.manifest import Manifest, SchemaError, from_bytes, read_bytes, utf8_text
 from nebula_build.core.resolve import Resolved, resolve
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine import speccache
 from nebula_build.engine.ondisk import Outside
 from nebula_build.engine.standins import StandIns
-from nebula_build.errors import ManifestError, ProjectLockedError, UnsafePathError
+from nebula_build.errors import ManifestError, ProjectLockedError, UnsafePathError, UserError
 from nebula_build.imaging import pillow_writes
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state.cache import Store
@@ -183,17 +183,25 @@ def prepare(
                 used[path] = digest
             return digest
 
-        manifest = from_bytes(raw, project.manifest_path, project.display_manifest)
-        resolved = resolve(
-            manifest,
-            registry,
-            recording,
-            backend_override=backend,
-            can_encode=pillow_writes,
-            input_size=headers.size,
-            read_input=headers.read_small,
-            data=data,
-        )
+        def resolved_from(manifest: Manifest, digest_of: Callable[[str], str | None]) -> Resolved:
+            return resolve(
+                manifest,
+                registry,
+                digest_of,
+                backend_override=backend,
+                can_encode=pillow_writes,
+                input_size=headers.size,
+                read_input=headers.read_small,
+                data=data,
+            )
+
+        try:
+            manifest = from_bytes(raw, project.manifest_path, project.display_manifest)
+        except SchemaError as exc:
+            raise _with_resolution_problems(
+                exc, lambda rest: resolved_from(rest, digest_of)
+            ) from None
+        resolved = resolved_from(manifest, recording)
         speccache.save(project, key, resolved, used | data.digests)
         if incremental and not resolved.data_files and not resolved.data_globs:
             from nebula_build.core.chunks import parsed
@@ -213,6 +221,21 @@ def prepare(
         data_folders=dict(data.folders),
         data_digests=data.digests,
     )
+
+
+def _with_resolution_problems(
+    error: SchemaError, resolved_from: Callable[[Manifest], Resolved]
+) -> ManifestError:
+    """The schema's problems, and those resolving the rest of the manifest finds."""
+    if error.rest is None:
+        return error
+    try:
+        resolved_from(error.rest)
+    except ManifestError as later:
+        return error.beside_resolution(later)
+    except UserError:  # (--backend names no backend) said once the schema's are fixed
+        return error
+    return error
 
 
 def _edited(
