@@ -1152,25 +1152,31 @@ def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> lis
         return list(images)
     order: list[str] = []
     state: dict[str, str] = {}
-
-    def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "active":
-            cycle = [*path[path.index(name) :], name]
-            raise DependencyCycleError(
-                "images depend on each other in a cycle: "
-                + " -> ".join(cycle)
-                + "; an image cannot take its own output as input"
-            )
-        state[name] = "active"
-        for upstream in needs.get(name, ()):
-            visit(upstream, [*path, name])
-        state[name] = "done"
-        order.append(name)
-
-    for name in images:
-        visit(name, [])
+    for first in images:
+        if state.get(first) == "done":
+            continue
+        # a walk of its own, not recursion: a chain of thousands of images is no error
+        path = [first]
+        state[first] = "active"
+        pending = [iter(needs.get(first, ()))]
+        while pending:
+            upstream = next(pending[-1], None)
+            if upstream is None:
+                pending.pop()
+                done = path.pop()
+                state[done] = "done"
+                order.append(done)
+            elif state.get(upstream) == "active":
+                cycle = [*path[path.index(upstream) :], upstream]
+                raise DependencyCycleError(
+                    "images depend on each other in a cycle: "
+                    + " -> ".join(cycle)
+                    + "; an image cannot take its own output as input"
+                )
+            elif state.get(upstream) != "done":
+                state[upstream] = "active"
+                path.append(upstream)
+                pending.append(iter(needs.get(upstream, ())))
     return order
 
 
