@@ -1529,19 +1529,33 @@ class SchemaError(ManifestError):
 
     def beside_resolution(self, later: ManifestError) -> ManifestError:
         """These problems and `later`'s (from resolving `rest`) in the order they are
-        written; those of the images cut are left out: without a key written there,
-        they are not the images the manifest declares."""
-        prefixes = tuple(f"images.{_key_part(name)}" for name in self.cut)
+        written. Only problems of the other images are taken: those of an image cut
+        (or of one taking its output), or naming one, or outside the images (an
+        atlas listing them, a data file) may be the cut's doing."""
         found = [
             problem
             for problem in later.problems
-            if not isinstance(problem, MoreProblems)
-            and not (
-                problem.loc in prefixes or problem.loc.startswith(tuple(f"{p}." for p in prefixes))
-            )
+            if (image := _image_of(problem.loc)) is not None
+            and image not in self.cut
+            and not any(name in self.cut for name in _IMAGES_NAMED.findall(problem.message))
         ]
         together = sorted([*self.problems, *found], key=lambda p: (p.line or 0, p.column or 0))
-        return ManifestError(together + [p for p in later.problems if isinstance(p, MoreProblems)])
+        if len(together) > MAX_PROBLEMS:
+            more = len(together) - MAX_PROBLEMS
+            together = [*together[:MAX_PROBLEMS], MoreProblems(together[0].path, more)]
+        return ManifestError(together)
+
+
+#: an image a problem's message names (`also written by images.a`, `@a`)
+_IMAGES_NAMED = re.compile(r"(?:\bimages\.|@)([A-Za-z0-9_-]+)")
+_IMAGE_PART = re.compile(r"images\.([A-Za-z0-9_-]+)(?:[.\[]|$)")
+
+
+def _image_of(loc: str) -> str | None:
+    """The declaration a problem's key path is in (`images.product[tea].output`:
+    product); None outside the images."""
+    found = _IMAGE_PART.match(loc)
+    return found[1] if found else None
 
 
 def _without_bad_keys(
@@ -1571,21 +1585,23 @@ def _without_bad_keys(
 
 
 def _with_takers(model: ManifestModel, cut: set[str]) -> frozenset[str]:
-    """`cut` and the images that take one's output (`@name`), at any remove: what is
-    found of those, an upstream image changed by the cut may have caused."""
+    """`cut` and the images that take one's output (`@name`, written in the image,
+    its style or the defaults), at any remove: what is found of those, an upstream
+    image changed by the cut may have caused."""
     defaults = model.defaults
-    needs = {
-        name: {value[1:].split("[", 1)[0] for value in inputs if value and value[0] == "@"}
-        for name, decl in model.images.items()
-        if (inputs := (decl.image or defaults.image, decl.mask or defaults.mask))
-    }
-    grown = True
-    while grown:
-        grown = False
-        for name, upstream in needs.items():
-            if name not in cut and not upstream.isdisjoint(cut):
-                cut.add(name)
-                grown = True
+    takers: dict[str, list[str]] = {}
+    for name, decl in model.images.items():
+        style = model.styles.get(decl.style or defaults.style or "")
+        for key in ("image", "mask"):
+            value = getattr(decl, key) or getattr(style, key, None) or getattr(defaults, key)
+            if value and value[0] == "@":
+                takers.setdefault(value[1:].split("[", 1)[0], []).append(name)
+    pending = list(cut)
+    while pending:
+        for taker in takers.get(pending.pop(), ()):
+            if taker not in cut:
+                cut.add(taker)
+                pending.append(taker)
     return frozenset(cut)
 
 

@@ -199,7 +199,7 @@ def prepare(
             manifest = from_bytes(raw, project.manifest_path, project.display_manifest)
         except SchemaError as exc:
             raise _with_resolution_problems(
-                exc, lambda rest: resolved_from(rest, digest_of)
+                exc, lambda rest: resolved_from(rest, checked_digest)
             ) from None
         resolved = resolved_from(manifest, recording)
         speccache.save(project, key, resolved, used | data.digests)
@@ -233,7 +233,7 @@ def _with_resolution_problems(
         resolved_from(error.rest)
     except ManifestError as later:
         return error.beside_resolution(later)
-    except UserError:  # (--backend names no backend) said once the schema's are fixed
+    except (UserError, RecursionError):  # said as they are once the schema's are fixed
         return error
     return error
 

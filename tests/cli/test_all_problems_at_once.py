@@ -26,7 +26,11 @@ output = "b.png"
 
 [images.c]
 prompt = "a bird"
-output = "a.png"
+output = "e.png"
+
+[images.e]
+prompt = "an eel"
+output = "e.png"
 
 [images.d]
 prompt = "a fish"
@@ -47,7 +51,7 @@ def test_schema_and_resolution_problems_are_said_in_one_run(project, run_cli, co
     said = "\n".join(lines)
     assert "images.b.image: file not found: missing.png" in said
     assert "images.b.mask: file not found: missing-mask.png" in said
-    assert "images.c.output: a.png is also written by images.a" in said
+    assert "images.e.output: e.png is also written by images.c" in said
     # images.d takes images.a's output: it is judged once images.a is as written
     assert "images.d" not in said
     # in the order they are written, each once
@@ -59,7 +63,7 @@ def test_schema_and_resolution_problems_are_said_in_one_run(project, run_cli, co
 def test_a_problem_of_an_image_with_a_bad_key_is_said_once(project, run_cli):
     """The image whose key was left out to resolve the rest is not judged without it:
     a problem found then could be the missing key's doing."""
-    manifest = MANIFEST.replace('widht = 512\noutput = "a.png"', 'widht = 512\noutput = "b.png"')
+    manifest = MANIFEST.replace('widht = 512\noutput = "a.png"', 'widht = 512\noutput = "a"')
     project({"images.toml": manifest, "d-mask.png": b""})
     code, _, err = run_cli("validate")
     assert code == 1
@@ -67,18 +71,18 @@ def test_a_problem_of_an_image_with_a_bad_key_is_said_once(project, run_cli):
 
 
 def test_what_an_image_with_a_bad_key_makes_is_not_judged_either(project, run_cli):
-    """`images.e` takes the output of an image declared with rows whose `rows` is
+    """`images.f` takes the output of an image declared with rows whose `rows` is
     wrong: resolved without it, that image makes none of the rows' names."""
     manifest = MANIFEST + (
         '\n[images.product]\nprompt = "{name}"\noutput = "p/{id}.png"\nrows = 5\n'
-        '\n[images.e]\nprompt = "x"\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\n'
-        'image = "@product[tea]"\nmask = "d-mask.png"\noutput = "e.png"\n'
+        '\n[images.f]\nprompt = "x"\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\n'
+        'image = "@product[tea]"\nmask = "d-mask.png"\noutput = "f.png"\n'
     )
     project({"images.toml": manifest, "d-mask.png": b""})
     code, _, err = run_cli("validate")
     assert code == 1
     assert "images.product.rows" in err and "images.b.image" in err
-    assert "images.e" not in err and "names no image" not in err
+    assert "images.f" not in err and "names no image" not in err
 
 
 def test_a_problem_outside_the_images_keeps_to_the_schema(project, run_cli):
@@ -90,3 +94,79 @@ def test_a_problem_outside_the_images_keeps_to_the_schema(project, run_cli):
     assert code == 1
     assert "defaults.steps" in err and "images.a.widht" in err
     assert "missing.png" not in err
+
+
+FILL = """\
+version = 1
+[defaults]
+backend = "preview"
+model = "black-forest-labs/FLUX.1-Fill-dev"
+"""
+
+
+def test_what_the_cut_key_would_change_elsewhere_is_not_said(project, run_cli):
+    """Without `variant_patern`, images.a would write a-320.png, as images.c does; an
+    atlas listing images a declaration with a bad `rows` no longer makes; a style
+    that takes images.a's output, resized without its `resise`: none of it is there
+    once the keys are fixed."""
+    manifest = FILL.replace("Fill-dev", "schnell") + (
+        '[styles.fill]\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\nimage = "@a"\n'
+        '[images.a]\nprompt = "a"\nwidth = 512\nheight = 512\nwidths = [320]\n'
+        'variant_patern = "{stem}@{width}w{ext}"\nresise = [256, 256]\noutput = "a.png"\n'
+        '[images.c]\nprompt = "c"\noutput = "a-320.png"\n'
+        '[images.d]\nprompt = "d"\nstyle = "fill"\nmask = "m.png"\noutput = "d.png"\n'
+        '[images.enemy]\nprompt = "a {kind}"\noutput = "e/{kind}.png"\n'
+        'matrix = { kind = ["slime", 1.5] }\n'
+        '[atlases.shop]\nimages = ["enemy[slime]"]\noutput = "shop.png"\n'
+    )
+    project({"images.toml": manifest, "m.png": _png(256, 256)})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert [line.split(": ")[2] for line in err.strip().splitlines()] == [
+        "images.a.variant_patern",
+        "images.a.resise",
+        "images.enemy.matrix.kind.1",
+    ], err
+
+
+def test_a_refused_input_is_said_as_refused(project, run_cli, tmp_path):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(_png(8, 8))
+    manifest = FILL + (
+        '[images.a]\nprompt = "a"\nwidht = 512\noutput = "a.png"\n'
+        '[images.b]\nprompt = "b"\nimage = "in.png"\nmask = "m.png"\noutput = "b.png"\n'
+    )
+    root = project({"images.toml": manifest, "m.png": _png(8, 8)})
+    (root / "in.png").symlink_to(outside)
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert "images.b.image" in err and "symbolic link" in err and "not found" not in err
+
+
+@pytest.mark.parametrize("bad_key", ["", "widht = 1\n"])
+def test_a_chain_of_thousands_of_images_is_no_traceback(project, run_cli, bad_key):
+    images = "".join(
+        f'[images.i{n}]\nprompt = "x"\nimage = "@i{n + 1}"\nmask = "m.png"\noutput = "{n}.png"\n'
+        + (bad_key if n == 0 else "")
+        for n in range(3000)
+    )
+    last = '[images.i3000]\nprompt = "x"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
+    last += 'output = "l.png"\n'
+    project({"images.toml": FILL + images + last, "m.png": _png(1024, 1024)})
+    code, _, err = run_cli("validate")
+    assert "Traceback" not in err and "RecursionError" not in err
+    assert (code, bool(bad_key)) in ((0, False), (1, True)), err
+    if bad_key:
+        assert err.strip().splitlines() == [
+            "error: images.toml:10:1: images.i0.widht: unknown key (did you mean 'width'?)"
+        ]
+
+
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, "PNG")
+    return buffer.getvalue()
