@@ -1535,15 +1535,22 @@ class SchemaError(ManifestError):
         found = [
             problem
             for problem in later.problems
-            if (image := _image_of(problem.loc)) is not None
-            and image not in self.cut
-            and not any(name in self.cut for name in _IMAGES_NAMED.findall(problem.message))
+            if isinstance(problem, MoreProblems)
+            or (
+                (image := _image_of(problem.loc)) is not None
+                and image not in self.cut
+                and self.cut.isdisjoint(images_named(problem.message))
+            )
         ]
-        together = sorted([*self.problems, *found], key=lambda p: (p.line or 0, p.column or 0))
-        if len(together) > MAX_PROBLEMS:
-            more = len(together) - MAX_PROBLEMS
-            together = [*together[:MAX_PROBLEMS], MoreProblems(together[0].path, more)]
-        return ManifestError(together)
+        shown = self.problems[0].path
+        together = sorted(
+            [*self.problems, *(p for p in found if not isinstance(p, MoreProblems))],
+            key=lambda p: (p.path != shown, p.path, p.line or 0, p.column or 0),
+        )
+        more = sum(p.count for p in found if isinstance(p, MoreProblems))
+        more += max(len(together) - MAX_PROBLEMS, 0)
+        together = together[:MAX_PROBLEMS]
+        return ManifestError([*together, MoreProblems(shown, more)] if more else together)
 
 
 #: an image a problem's message names (`also written by images.a`, `@a`)
@@ -1551,11 +1558,21 @@ _IMAGES_NAMED = re.compile(r"(?:\bimages\.|@)([A-Za-z0-9_-]+)")
 _IMAGE_PART = re.compile(r"images\.([A-Za-z0-9_-]+)(?:[.\[]|$)")
 
 
+def images_named(message: str) -> set[str]:
+    """The declarations a problem's message names (`also written by images.a`, `@a`)."""
+    return set(_IMAGES_NAMED.findall(message)) if "images." in message or "@" in message else set()
+
+
 def _image_of(loc: str) -> str | None:
     """The declaration a problem's key path is in (`images.product[tea].output`:
     product); None outside the images."""
     found = _IMAGE_PART.match(loc)
     return found[1] if found else None
+
+
+#: an image's keys that decide how many images it makes: without one, the rest of
+#: the manifest is not the manifest (`max_images`, the names atlases list)
+_MAKES_IMAGES = frozenset({"matrix", "rows", "id", "where", "limit"})
 
 
 def _without_bad_keys(
@@ -1568,7 +1585,12 @@ def _without_bad_keys(
     cut: dict[str, set[str]] = {}
     for error in exc.errors():
         loc = _without_branches(error["loc"])
-        if len(loc) < 3 or loc[0] != "images" or error["type"] == "missing":
+        if (
+            len(loc) < 3
+            or loc[0] != "images"
+            or error["type"] == "missing"
+            or loc[2] in _MAKES_IMAGES
+        ):
             return None, _NONE
         cut.setdefault(str(loc[1]), set()).add(str(loc[2]))
     images = dict(data["images"])

@@ -34,6 +34,7 @@ from nebula_build.core.manifest import (
     Manifest,
     describe_setting_error,
     has_control_characters,
+    images_named,
     said_once,
     written_part,
 )
@@ -171,9 +172,12 @@ class _Resolver(SpriteRules):
         input_size: InputSize,
         read_input: ReadInput,
         data: DataFiles | None = None,
+        judged_apart: Collection[str] = (),
     ) -> None:
         self.manifest = manifest
         self.data = data
+        #: declarations whose problems (and those naming them) are not said
+        self.judged_apart = frozenset(judged_apart)
         #: each source's rows, read once however many declarations read it
         self.sources: Sources | None = None
         #: how many declarations still to resolve read each source (`count_readers`):
@@ -244,12 +248,24 @@ class _Resolver(SpriteRules):
         return Selection(self.names, self.parts)
 
     def fail(self, loc: tuple[str | int, ...], message: str) -> None:
+        if self.judged_apart and not self._judged_here(loc, message):
+            return
         at = None
         if len(loc) > 1 and loc[0] == "images":
             base = self.bases.get(str(loc[1]))
             if base is not None and base != loc[1]:  # an image a declaration made
                 at = ("images", base, *loc[2:])  # where it is written
         self.problems.append(_Found(loc, message, at))
+
+    def _judged_here(self, loc: tuple[str | int, ...], message: str) -> bool:
+        """Whether a problem is of an image not `judged_apart`, and names none that is."""
+        if len(loc) < 2 or loc[0] != "images":
+            return False
+        name = str(loc[1])
+        declaration = self.bases.get(name, name).split("[", 1)[0]
+        return declaration not in self.judged_apart and self.judged_apart.isdisjoint(
+            images_named(message)
+        )
 
     def error(self) -> ManifestError:
         """The problems found, each once, at most MAX_PROBLEMS of them described and
@@ -474,6 +490,8 @@ class _Resolver(SpriteRules):
         folder = posixpath.dirname(self.manifest.display_path)
         data_path = escaped_value(exc.path)
         path = posixpath.join(folder, data_path) if folder else data_path
+        if self.judged_apart and not self._judged_here(("images", base), str(exc)):
+            return
         placed = Problem(path, f"images.{base}", str(exc), exc.line, exc.column)
         self.problems.append(_Found(("images", base), str(exc), placed=placed))
 
@@ -1225,9 +1243,12 @@ def resolve(
     input_size: InputSize = lambda path: None,
     read_input: ReadInput = lambda path, limit: None,
     data: DataFiles | None = None,
+    judged_apart: Collection[str] = (),
 ) -> Resolved:
     """Every image of the manifest as an AssetSpec; all problems raised together.
-    `data` reads the data files of declarations with `rows`."""
+    `data` reads the data files of declarations with `rows`. With `judged_apart`
+    (declarations whose schema failed), only the problems of the other images that
+    name none of those are said (`manifest.SchemaError`)."""
     resolver = _Resolver(
         manifest,
         registry,
@@ -1237,6 +1258,7 @@ def resolve(
         input_size=input_size,
         read_input=read_input,
         data=data,
+        judged_apart=judged_apart,
     )
     if backend_override:
         registry.get(backend_override, where="--backend")

@@ -183,7 +183,11 @@ def prepare(
                 used[path] = digest
             return digest
 
-        def resolved_from(manifest: Manifest, digest_of: Callable[[str], str | None]) -> Resolved:
+        def resolved_from(
+            manifest: Manifest,
+            digest_of: Callable[[str], str | None],
+            judged_apart: Collection[str] = (),
+        ) -> Resolved:
             return resolve(
                 manifest,
                 registry,
@@ -193,13 +197,14 @@ def prepare(
                 input_size=headers.size,
                 read_input=headers.read_small,
                 data=data,
+                judged_apart=judged_apart,
             )
 
         try:
             manifest = from_bytes(raw, project.manifest_path, project.display_manifest)
         except SchemaError as exc:
             raise _with_resolution_problems(
-                exc, lambda rest: resolved_from(rest, checked_digest)
+                exc, lambda rest, cut: resolved_from(rest, checked_digest, cut)
             ) from None
         resolved = resolved_from(manifest, recording)
         speccache.save(project, key, resolved, used | data.digests)
@@ -224,13 +229,13 @@ def prepare(
 
 
 def _with_resolution_problems(
-    error: SchemaError, resolved_from: Callable[[Manifest], Resolved]
+    error: SchemaError, resolved_from: Callable[[Manifest, frozenset[str]], Resolved]
 ) -> ManifestError:
     """The schema's problems, and those resolving the rest of the manifest finds."""
     if error.rest is None:
         return error
     try:
-        resolved_from(error.rest)
+        resolved_from(error.rest, error.cut)
     except ManifestError as later:
         return error.beside_resolution(later)
     except (UserError, RecursionError):  # said as they are once the schema's are fixed

@@ -70,19 +70,37 @@ def test_a_problem_of_an_image_with_a_bad_key_is_said_once(project, run_cli):
     assert err.count("images.a.") == 1, err
 
 
-def test_what_an_image_with_a_bad_key_makes_is_not_judged_either(project, run_cli):
-    """`images.f` takes the output of an image declared with rows whose `rows` is
-    wrong: resolved without it, that image makes none of the rows' names."""
-    manifest = MANIFEST + (
-        '\n[images.product]\nprompt = "{name}"\noutput = "p/{id}.png"\nrows = 5\n'
+@pytest.mark.parametrize("bad", ["rows = 5", 'rows = "data.csv"\nlimit = "1"'])
+def test_a_bad_key_that_decides_how_many_images_keeps_to_the_schema(project, run_cli, bad):
+    """Without its `rows` or `limit`, a declaration makes other images than it
+    declares: `images.f` would name one it does not make, and `max_images` count
+    ones it does not have."""
+    manifest = MANIFEST.replace("version = 1\n", "version = 1\nmax_images = 6\n") + (
+        f'\n[images.product]\nprompt = "{{name}}"\noutput = "p/{{id}}.png"\n{bad}\n'
         '\n[images.f]\nprompt = "x"\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\n'
         'image = "@product[tea]"\nmask = "d-mask.png"\noutput = "f.png"\n'
     )
-    project({"images.toml": manifest, "d-mask.png": b""})
+    data = "id,name\ntea,tea\nbread,bread\n"
+    project({"images.toml": manifest, "d-mask.png": b"", "data.csv": data})
     code, _, err = run_cli("validate")
     assert code == 1
-    assert "images.product.rows" in err and "images.b.image" in err
-    assert "images.f" not in err and "names no image" not in err
+    assert "images.product." in err and "images.a.widht" in err
+    assert "images.b" not in err and "images.f" not in err and "max_images" not in err
+
+
+def test_a_problem_many_images_share_is_said_for_those_judged(project, run_cli):
+    """The resolver says a problem many images share once, listing them: an image
+    whose key was cut is not among them."""
+    images = "".join(
+        f'[images.i{n}]\nprompt = "x"\noutput = "{n}.png"\n' + ("model = 5\n" if n == 1 else "")
+        for n in range(10)
+    )
+    project({"images.toml": 'version = 1\n[defaults]\nbackend = "preview"\n' + images})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert "images.i1.model: input should be a valid string (got 5)" in lines[1]
+    assert len(lines) == 10 and all("i1," not in line for line in lines), err
 
 
 def test_a_problem_outside_the_images_keeps_to_the_schema(project, run_cli):
