@@ -11,18 +11,9 @@ import pytest
 
 from nebula_build.state import lockfile
 from nebula_build.state.projectlock import ProjectLock, ProjectLockedError
+from tests.manifests import PREVIEW
 
-MANIFEST = """\
-version = 1
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-[images.a]
-prompt = "a calm sea"
-width = 64
-height = 64
-output = "a.png"
-"""
+MANIFEST = PREVIEW + '[images.a]\nprompt = "a calm sea"\noutput = "a.png"\n'
 
 
 def _apply_starting_meanwhile(monkeypatch: pytest.MonkeyPatch, root: Path) -> list[str]:

@@ -14,18 +14,9 @@ from pathlib import Path
 import pytest
 
 from nebula_build.fsutil import TEMP_FILE_LIFETIME_S, TEMP_MARKER, atomic_write
+from tests.manifests import PREVIEW
 
-MANIFEST = """\
-version = 1
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-[images.a]
-prompt = "a calm sea"
-width = 64
-height = 64
-output = "img/a.png"
-"""
+MANIFEST = PREVIEW + '[images.a]\nprompt = "a calm sea"\noutput = "img/a.png"\n'
 
 
 @pytest.fixture

@@ -6,23 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-MANIFEST = """\
-version = 1
-[defaults]
-backend = "preview"
-model = "black-forest-labs/FLUX.1-schnell"
-[images.a]
-prompt = "x"
-width = 64
-height = 64
-output = "{output}"
-"""
+from tests.manifests import PREVIEW
+
+MANIFEST = PREVIEW + '[images.a]\nprompt = "x"\noutput = "{output}"\n'
 
 
 @pytest.mark.parametrize("command", ["validate", "apply"])
 @pytest.mark.parametrize("output", ["img/.a.nebula-tmp-1.png", ".x.nebula-tmp-/a.png"])
 def test_an_output_named_like_a_temp_file_is_refused(project, run_cli, command, output):
-    root = project({"images.toml": MANIFEST.format(output=output)})
+    root = project({"images.toml": MANIFEST.replace("{output}", output)})
     code, _, err = run_cli(command)
     assert code == 1
     assert err.count("\n") == 1 and "images.a.output" in err and "temporary files" in err
