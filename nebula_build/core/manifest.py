@@ -1528,26 +1528,14 @@ class SchemaError(ManifestError):
         self.cut = cut
 
     def beside_resolution(self, later: ManifestError) -> ManifestError:
-        """These problems and `later`'s (from resolving `rest`) in the order they are
-        written. Only problems of the other images are taken: those of an image cut
-        (or of one taking its output), or naming one, or outside the images (an
-        atlas listing them, a data file) may be the cut's doing."""
-        found = [
-            problem
-            for problem in later.problems
-            if isinstance(problem, MoreProblems)
-            or (
-                (image := _image_of(problem.loc)) is not None
-                and image not in self.cut
-                and self.cut.isdisjoint(images_named(problem.message))
-            )
-        ]
+        """These problems and `later`'s, from resolving `rest` with the images `cut`
+        judged apart (`resolve`), in the order they are written."""
         shown = self.problems[0].path
         together = sorted(
-            [*self.problems, *(p for p in found if not isinstance(p, MoreProblems))],
+            [*self.problems, *(p for p in later.problems if not isinstance(p, MoreProblems))],
             key=lambda p: (p.path != shown, p.path, p.line or 0, p.column or 0),
         )
-        more = sum(p.count for p in found if isinstance(p, MoreProblems))
+        more = sum(p.count for p in later.problems if isinstance(p, MoreProblems))
         more += max(len(together) - MAX_PROBLEMS, 0)
         together = together[:MAX_PROBLEMS]
         return ManifestError([*together, MoreProblems(shown, more)] if more else together)
@@ -1555,19 +1543,11 @@ class SchemaError(ManifestError):
 
 #: an image a problem's message names (`also written by images.a`, `@a`)
 _IMAGES_NAMED = re.compile(r"(?:\bimages\.|@)([A-Za-z0-9_-]+)")
-_IMAGE_PART = re.compile(r"images\.([A-Za-z0-9_-]+)(?:[.\[]|$)")
 
 
 def images_named(message: str) -> set[str]:
     """The declarations a problem's message names (`also written by images.a`, `@a`)."""
     return set(_IMAGES_NAMED.findall(message)) if "images." in message or "@" in message else set()
-
-
-def _image_of(loc: str) -> str | None:
-    """The declaration a problem's key path is in (`images.product[tea].output`:
-    product); None outside the images."""
-    found = _IMAGE_PART.match(loc)
-    return found[1] if found else None
 
 
 #: an image's keys that decide how many images it makes: without one, the rest of
