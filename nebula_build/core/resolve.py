@@ -247,15 +247,18 @@ class _Resolver(SpriteRules):
         """Selects among the images, indexed once for every atlas."""
         return Selection(self.names, self.parts)
 
-    def fail(self, loc: tuple[str | int, ...], message: str) -> None:
+    def fail(self, loc: tuple[str | int, ...], message: str) -> _Found | None:
+        """Record a problem; None where it is not said (`judged_apart`)."""
         if self.judged_apart and not self._judged_here(loc, message):
-            return
+            return None
         at = None
         if len(loc) > 1 and loc[0] == "images":
             base = self.bases.get(str(loc[1]))
             if base is not None and base != loc[1]:  # an image a declaration made
                 at = ("images", base, *loc[2:])  # where it is written
-        self.problems.append(_Found(loc, message, at))
+        found = _Found(loc, message, at)
+        self.problems.append(found)
+        return found
 
     def _judged_here(self, loc: tuple[str | int, ...], message: str) -> bool:
         """Whether a problem is of an image not `judged_apart`, and names none that is."""
@@ -366,13 +369,13 @@ class _Resolver(SpriteRules):
         path, problem = _checked_path(value, what, guarded=written or output_of is not None)
         if problem is None:
             return path
-        self.fail(loc, problem)
+        found = self.fail(loc, problem)
         base = self.bases.get(output_of) if output_of is not None else None
-        if base is not None:
+        if found is not None and base is not None:
             template = self.manifest.model.images[base].output
             as_written = _checked_path(template, what, guarded=True)[1]
             if as_written is not None:
-                self.said_as_written[self.problems[-1]] = as_written
+                self.said_as_written[found] = as_written
         return None
 
     def input(self, name: str, decl: ImageDecl, key: str, value: str) -> tuple[str, str] | None:

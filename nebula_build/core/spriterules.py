@@ -51,7 +51,8 @@ class SpriteRules:
     #: cannot be read; TooLargeError past the limit, checked from its size first
     read_input: Callable[[str, int], bytes | None]
 
-    def fail(self, loc: tuple[str | int, ...], message: str) -> None:
+    def fail(self, loc: tuple[str | int, ...], message: str) -> object:
+        """Record a problem at `loc` (what the resolver keeps of it is its own)."""
         raise NotImplementedError
 
     def origin(self, name: str, decl: ImageDecl, key: str) -> tuple[str, ...]:

@@ -103,6 +103,18 @@ def test_a_problem_many_images_share_is_said_for_those_judged(project, run_cli):
     assert len(lines) == 10 and all("i1," not in line for line in lines), err
 
 
+def test_a_resolution_problem_of_a_cut_image_is_not_said_nor_a_traceback(project, run_cli):
+    """Found by the fuzz test: a problem of the cut image, left unsaid, was taken
+    for the one said last."""
+    manifest = FILL + '[images.a]\nprompt = "a"\nbackend = 0\noutput = "|"\n'
+    project({"images.toml": manifest})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: images.toml:7:1: images.a.backend: input should be a valid string (got 0)"
+    ], err
+
+
 def test_a_problem_outside_the_images_keeps_to_the_schema(project, run_cli):
     """A bad key in [defaults] changes every image: resolving them without it would
     say problems that are not there."""
