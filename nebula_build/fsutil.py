@@ -6,6 +6,8 @@ Project files (outputs, inputs, anything a manifest or lock names) go through
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -19,8 +21,12 @@ from typing import BinaryIO
 TEMP_MARKER = ".nebula-tmp-"
 #: what follows TEMP_MARKER: the writing process's id, then a random part
 _TEMP_OWNER = re.compile(r"([0-9]{1,10})-[0-9a-f]{8}")
-#: a temp file this old is a killed run's even where its process id is in use again
+#: where the file system has no locks: a temp file this old is a killed run's even
+#: where its process id is in use again
 TEMP_FILE_LIFETIME_S = 3600.0
+#: an empty, unlocked temp file this young may be a write between creating its file
+#: and locking it
+TEMP_FILE_GRACE_S = 10.0
 #: the temp files this process is writing now, by name (unique by their random part)
 _writing: set[str] = set()
 _CHUNK = 1 << 20
@@ -61,11 +67,12 @@ def atomic_stream(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
         temp = path.with_name(name)
         try:
             with temp.open("xb") as handle:
+                hold_temp(handle.fileno())
                 yield handle
+                handle.flush()
                 if durable:
-                    handle.flush()
                     os.fsync(handle.fileno())
-            temp.replace(path)
+                temp.replace(path)  # while still open: the lock lasts until the rename
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -75,8 +82,9 @@ def atomic_stream(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
 def writing_temp(name: str) -> Iterator[str]:
     """A temp file's name for writing `name`, in the same folder: it carries
     TEMP_MARKER and this process's id, so a run killed mid-write leaves something
-    `state.guard.remove_temp_files` recognises, and no other run's tidy takes it
-    while this one writes (`left_by_a_dead_run`)."""
+    `state.guard.remove_temp_files` recognises. The writer locks the file once it
+    has made it (`hold_temp`) and renames it before closing it: no other run's tidy
+    takes it meanwhile (`left_by_a_dead_run`)."""
     temp = f".{name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}"
     _writing.add(temp)
     try:
@@ -85,27 +93,69 @@ def writing_temp(name: str) -> Iterator[str]:
         _writing.discard(temp)
 
 
-def left_by_a_dead_run(name: str, modified: float) -> bool:
-    """Whether the temp file `name` (last written at `modified`, a time.time()) is
-    no running write's: a write of this process ends with its file renamed or
-    removed; another process's file is left while that process runs and for
-    TEMP_FILE_LIFETIME_S at most (its id may be some other program's by now).
-    A name that does not say its process is a killed run's."""
+def hold_temp(fd: int) -> None:
+    """Say that the temp file open on `fd` is being written: an flock, which the
+    kernel drops when the file is closed, however its process ends. Shared with
+    every process that sees the folder, whatever its process ids (two containers
+    are both pid 1). Where the file system has no locks, process ids decide."""
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def left_by_a_dead_run(path: Path) -> bool:
+    """Whether the temp file at `path` is no running write's, so a tidy may delete
+    it: a plain file no process holds (`hold_temp`), or a link (never followed).
+    An empty one less than TEMP_FILE_GRACE_S old may be a write between making
+    its file and locking it: left unless the process its name gives has ended."""
+    name = path.name
     if name in _writing:
         return False
+    try:
+        fd = os.open(path, SAFE_READ_FLAGS)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP  # a link: no write of ours makes one
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError:  # no locks here
+            return _owner_ended(name, info.st_mtime)
+    finally:
+        os.close(fd)
+    if info.st_size > 0 or time.time() - info.st_mtime >= TEMP_FILE_GRACE_S:
+        return True
+    owner = _owner_of(name)
+    return owner is not None and owner != os.getpid() and not _running(owner)
+
+
+def _owner_of(name: str) -> int | None:
     owner = _TEMP_OWNER.fullmatch(name.rpartition(TEMP_MARKER)[2])
+    return None if owner is None else int(owner[1])
+
+
+def _owner_ended(name: str, modified: float) -> bool:
+    """Without locks: whether the process a temp file's name gives has ended. Left
+    while it runs and for TEMP_FILE_LIFETIME_S at most (its id may be some other
+    program's by now); a name that does not say its process is a killed run's, and
+    so is a file with this process's id that this process is not writing."""
+    owner = _owner_of(name)
     if owner is None or time.time() - modified > TEMP_FILE_LIFETIME_S:
         return True
-    pid = int(owner[1])
-    if pid <= 0 or pid == os.getpid():  # this process's id, but not its write: a killed run's
-        return True
+    return owner <= 0 or owner == os.getpid() or not _running(owner)
+
+
+def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except PermissionError:  # another account's process
-        return False
-    except (ProcessLookupError, OverflowError):
         return True
-    return False
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    return True
 
 
 def read_regular(path: Path, *, limit: int) -> bytes | None:

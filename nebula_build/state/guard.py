@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from nebula_build.errors import TooLargeError, UnsafePathError
-from nebula_build.fsutil import TEMP_MARKER, left_by_a_dead_run, writing_temp
+from nebula_build.fsutil import TEMP_MARKER, hold_temp, left_by_a_dead_run, writing_temp
 from nebula_build.text import file_key, human_size
 
 #: top-level names a project file may never be: the tool's state and version control
@@ -343,13 +343,15 @@ class Guard:
             fd = os.open(temp, _CREATE_FLAGS, 0o644, dir_fd=folder)
             try:
                 with os.fdopen(fd, "wb") as handle:
+                    hold_temp(fd)
                     handle.write(data)
+                    handle.flush()
                     if durable:
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                if unchanged is not None:
-                    unchanged()
-                os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+                        os.fsync(fd)
+                    if unchanged is not None:
+                        unchanged()
+                    # while still open: the lock lasts until the rename
+                    os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(temp, dir_fd=folder)
@@ -677,7 +679,7 @@ def _dead_runs_temp_file(entry: os.DirEntry[str]) -> bool:
     not one another process or thread is writing now."""
     if not (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
         return False
-    return left_by_a_dead_run(entry.name, entry.stat(follow_symlinks=False).st_mtime)
+    return left_by_a_dead_run(Path(entry.path))
 
 
 def _beyond(size: int, limit: int) -> str:
