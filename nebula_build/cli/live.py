@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nebula_build.errors import ApplyError, UserError
 from nebula_build.state.project import Project
-from nebula_build.text import escaped_value, plural
+from nebula_build.text import escaped_value, plural, printable
 from nebula_build.ui.style import Style, wants_color
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ MAX_SERVED_BYTES = 256 << 20
 
 
 def cmd_watch(ctx: Context) -> int:
-    import contextlib
-
     from nebula_build.cli import eventloop
     from nebula_build.engine.round import RoundOptions
     from nebula_build.live.watch import Watcher, filesystem_changes
@@ -227,6 +226,41 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
     return publish
 
 
+def _out_named(ctx: Context, out: Path) -> str:
+    """The gallery's folder, as an error names it: `--out site` or the default's path."""
+    if ctx.args.out:
+        return f"--out {printable(ctx.args.out, limit=200)}"
+    return printable(os.path.relpath(out), limit=200)
+
+
+def _refuse_a_page_not_ours(ctx: Context, out: Path, page: Path) -> None:
+    """`--out` names a folder; an index.html there that an earlier gallery did not
+    write (a site's own page) is never replaced."""
+    from nebula_build.live.gallerypage import page_is_a_gallery
+
+    if out.exists() and not out.is_dir():
+        raise UserError(
+            f"{_out_named(ctx, out)}: that is a file, not a folder; name the folder to write "
+            "the gallery's index.html in"
+        )
+    if not (page.exists() or page.is_symlink()) or page_is_a_gallery(page):
+        return
+    raise UserError(
+        f"{_out_named(ctx, out)}: {printable(os.path.relpath(page), limit=200)} is not a page "
+        "nebula-build wrote; name another folder, or move that file away"
+    )
+
+
+@contextlib.contextmanager
+def _writing_gallery(ctx: Context, out: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        named = _out_named(ctx, out)
+        raise UserError(f"{named}: cannot write the gallery there: {reason}") from None
+
+
 def cmd_gallery(ctx: Context) -> int:
     from nebula_build.engine.lockmerge import settled
     from nebula_build.engine.planning import plan_for
@@ -246,9 +280,13 @@ def cmd_gallery(ctx: Context) -> int:
     lock, _ = settled(prepared, current_lock(project, ctx.notice), ctx.notice)
     plan = plan_for(prepared, lock, targets=ctx.args.target)
     draws = image_draws(plan, prepared, lock)
-    out.mkdir(parents=True, exist_ok=True)
+    page = out / "index.html"
+    if ctx.args.out:
+        _refuse_a_page_not_ours(ctx, out, page)
     every_draw = [draw for items in draws.values() for draw in items]
-    copied = copy_draws(every_draw, prepared.store, out)
+    with _writing_gallery(ctx, out):
+        out.mkdir(parents=True, exist_ok=True)
+        copied = copy_draws(every_draw, prepared.store, out)
     thumbs = thumbnail_links(plan, project, prepared.files, base=out)
     if not ctx.args.target:  # the whole set: a thumbnail no image shows now goes
         Thumbnails(project.state_dir).prune(thumbs.made.names.values(), made_before=started)
@@ -262,9 +300,9 @@ def cmd_gallery(ctx: Context) -> int:
         thumbs=thumbs.links,
         atlases=prepared.resolved.atlases,
     )
-    page = out / "index.html"
     html = render(items, title=f"{project.root.name} · nebula-build")
-    atomic_write(page, html.encode(), durable=False)  # replaces a link, never follows it
+    with _writing_gallery(ctx, out):
+        atomic_write(page, html.encode(), durable=False)  # replaces a link, never follows it
     made = thumbs.made
     if made.made or made.failed:
         failed = f"; {plural(made.failed, 'image')} could not be read" if made.failed else ""

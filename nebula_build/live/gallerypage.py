@@ -10,6 +10,12 @@ shown, the filter and the chips survive the live page's reload after a round.
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
+from nebula_build.fsutil import SAFE_READ_FLAGS
+
 #: cards built per page: enough to scroll through, few enough to build at once
 PAGE_SIZE = 120
 
@@ -289,6 +295,7 @@ PAGE = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="nebula-build gallery">
 <title>{title}</title>
 {token}
 <style>
@@ -381,3 +388,26 @@ PAGE = """<!doctype html>
 </body>
 </html>
 """
+
+
+#: what every page the gallery writes carries in its head; before it, the title's end
+MARK = b'<meta name="generator" content="nebula-build gallery">'
+_EARLIER_MARK = b" \xc2\xb7 nebula-build</title>"
+
+
+def page_is_a_gallery(path: Path) -> bool:
+    """Whether the file at `path` is a page `nebula-build gallery` wrote: a plain file
+    whose head says so (never a link, never read past its head)."""
+    try:
+        fd = os.open(path, SAFE_READ_FLAGS)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.read(fd, 4096)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return MARK in head or _EARLIER_MARK in head

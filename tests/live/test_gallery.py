@@ -85,6 +85,55 @@ def test_gallery_out_is_relative_to_the_C_folder(project, run_cli, tmp_path, mon
     assert not (tmp_path / "site-gallery").exists()
 
 
+def test_gallery_out_is_written_again_but_never_over_a_page_of_the_site(project, run_cli):
+    root = project({"images.toml": SITE})
+    site_page = root / "public" / "index.html"
+    site_page.parent.mkdir()
+    site_page.write_text("<!doctype html><title>My site</title>", encoding="utf-8")
+    code, out, err = run_cli("gallery", "--out", "public")
+    assert code == 1
+    assert err == (
+        "error: --out public: public/index.html is not a page nebula-build wrote; "
+        "name another folder, or move that file away\n"
+    )
+    assert site_page.read_text(encoding="utf-8") == "<!doctype html><title>My site</title>"
+    assert not (root / "public" / "draws").exists()
+    site_page.unlink()
+    site_page.symlink_to(root / "images.toml")  # a link is never taken for a gallery
+    assert run_cli("gallery", "--out", "public").code == 1
+    site_page.unlink()
+    assert run_cli("gallery", "--out", "public").code == 0
+    assert run_cli("gallery", "--out", "public").code == 0  # its own page: replaced
+    earlier = site_page.read_text(encoding="utf-8").replace(
+        '<meta name="generator" content="nebula-build gallery">\n', ""
+    )
+    site_page.write_text(earlier, encoding="utf-8")  # as versions before the mark wrote it
+    assert run_cli("gallery", "--out", "public").code == 0
+
+
+@pytest.mark.parametrize(
+    ("out", "reason"),
+    [
+        (
+            "images.toml",
+            "that is a file, not a folder; name the folder to write the gallery's index.html in",
+        ),
+        ("images.toml/sub", "cannot write the gallery there: Not a directory"),
+        ("/proc/nebula-gallery", "cannot write the gallery there: No such file or directory"),
+        (
+            "page-is-a-folder",
+            "page-is-a-folder/index.html is not a page nebula-build wrote; name another "
+            "folder, or move that file away",
+        ),
+    ],
+)
+def test_gallery_out_that_cannot_be_written_is_one_line(project, run_cli, out, reason):
+    root = project({"images.toml": SITE})
+    (root / "page-is-a-folder" / "index.html").mkdir(parents=True)
+    code, _, err = run_cli("gallery", "--out", out)
+    assert (code, err) == (1, f"error: --out {out}: {reason}\n")
+
+
 def test_failures_show_in_the_gallery(project, run_cli, fake_site, tmp_path):
     log = tmp_path / "gen.log"
     root = project(
