@@ -367,6 +367,8 @@ class _Resolver(SpriteRules):
         template too (`said_as_written`), so that its images make one line. `written`:
         a file the apply writes (an output is one)."""
         path, problem = _checked_path(value, what, guarded=written or output_of is not None)
+        if path is not None and written and value.endswith(("/", "\\")):
+            problem = _a_folder_not_a_file(path, loc[-1])
         if problem is None:
             return path
         found = self.fail(loc, problem)
@@ -1390,6 +1392,22 @@ def _with_count(message: str, count: str) -> str:
     if message.endswith(")"):
         return f"{message[:-1]}; {count})"
     return f"{message} ({count})"
+
+
+#: a file name to show, by the key that names a file written beside the images
+_EXAMPLE_NAMES = {"manifest": "images.json", "frames": "frames.json", "output": "sheet.png"}
+
+
+def _a_folder_not_a_file(path: str, key: str | int) -> str:
+    """Why a file the apply writes may not be named with a trailing slash: it would
+    be written at the folder's own name."""
+    example = _EXAMPLE_NAMES.get(str(key))
+    if example is None:
+        return "names a folder, not a file: add the file's name"
+    return (
+        f"names a folder, not a file: add the file's name, as in "
+        f'{key} = "{shown_name(path, 200)}/{example}"'
+    )
 
 
 def _unsupported_output(output: str, written: str, image: str) -> str:

@@ -70,6 +70,28 @@ def test_an_output_that_names_a_folder_says_to_add_the_files_name(project, run_c
     )
 
 
+def test_a_written_json_file_that_names_a_folder_says_to_add_the_files_name(project, run_cli):
+    """`[assets] manifest = "static/"` wrote a file named `static`, which then stood where
+    every later `static/…` output goes; an atlas's `frames = "meta/"` the same."""
+    root = project(
+        {
+            "images.toml": HEAD
+            + '[images.hero]\nprompt = "x"\noutput = "img/hero.png"\n'
+            + '[assets]\nmanifest = "static/"\n'
+            + '[atlases.s]\nimages = ["hero"]\noutput = "sheets/s.png"\nframes = "meta/"\n'
+        }
+    )
+    code, out, err = run_cli("apply")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: images.toml:12:1: assets.manifest: names a folder, not a file: add the "
+        'file\'s name, as in manifest = "static/images.json"\n'
+        "error: images.toml:16:1: atlases.s.frames: names a folder, not a file: add the "
+        'file\'s name, as in frames = "meta/frames.json"\n'
+    )
+    assert not (root / "static").exists() and not (root / "meta").exists()
+
+
 @pytest.mark.parametrize(
     ("written", "said"),
     [
