@@ -1160,10 +1160,20 @@ def _typed(param: Param, value: Any) -> Any:
     return float(value) if param.type is float and value is not None else value
 
 
-def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> list[str]:
+_CYCLE = "images depend on each other in a cycle: {}; an image cannot take its own output as input"
+
+
+def dependency_order(
+    images: Mapping[str, ImageDecl],
+    defaults: Defaults,
+    *,
+    cycles: list[list[str]] | None = None,
+) -> list[str]:
     """Image names with every `@upstream` before the images that use it.
 
-    Raises DependencyCycleError naming the cycle. Unknown references are left for
+    Raises DependencyCycleError naming the cycle; or, given `cycles`, adds each cycle
+    found to it (`[a, b, a]`: a takes b's output, b takes a's) and orders the rest as
+    if the step closing it were not there. Unknown references are left for
     resolution to report.
     """
     needs = {}
@@ -1191,11 +1201,9 @@ def dependency_order(images: Mapping[str, ImageDecl], defaults: Defaults) -> lis
                 order.append(done)
             elif state.get(upstream) == "active":
                 cycle = [*path[path.index(upstream) :], upstream]
-                raise DependencyCycleError(
-                    "images depend on each other in a cycle: "
-                    + " -> ".join(cycle)
-                    + "; an image cannot take its own output as input"
-                )
+                if cycles is None:
+                    raise DependencyCycleError(_CYCLE.format(" -> ".join(cycle)))
+                cycles.append(cycle)
             elif state.get(upstream) != "done":
                 state[upstream] = "active"
                 path.append(upstream)
@@ -1272,7 +1280,13 @@ def resolve(
             resolver.backend(name, ("backends", name))
     images = resolver.images()
     defaults = manifest.model.defaults
-    for name in dependency_order(images, defaults):
+    cycles: list[list[str]] = []
+    order = dependency_order(images, defaults, cycles=cycles)
+    for cycle in cycles:  # said where the first image takes the next one's output
+        first, decl = cycle[0], images[cycle[0]]
+        key = "image" if (decl.image or defaults.image) == f"@{cycle[1]}" else "mask"
+        resolver.fail(resolver.origin(first, decl, key), _CYCLE.format(" -> ".join(cycle)))
+    for name in order:  # an image of a cycle finds its upstream unresolved: said above
         spec = resolver.resolve(name, images[name])
         if spec is not None:
             resolver.specs[name] = spec

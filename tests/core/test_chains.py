@@ -10,6 +10,7 @@ from PIL import Image
 from nebula_build.plugin import FLUX_FILL
 from nebula_build.state.lockfile import loads
 from tests.conftest import fake_manifest, generation_log
+from tests.manifests import PREVIEW
 
 
 def mask() -> bytes:
@@ -89,8 +90,29 @@ def test_a_cycle_is_an_error_naming_it(project, run_cli, fake_site, tmp_path):
     code, _, err = run_cli("plan")
     assert code == 1
     assert err.strip() == (
-        "error: images depend on each other in a cycle: a -> b -> a; "
-        "an image cannot take its own output as input"
+        "error: images.toml:18:1: images.a.image: images depend on each other in a cycle: "
+        "a -> b -> a; an image cannot take its own output as input"
+    )
+
+
+def test_a_cycle_is_said_beside_the_other_images_problems(project, run_cli):
+    """It stopped the resolution, with no file, line or key, and hid every other
+    problem until it was fixed."""
+    project(
+        {
+            "images.toml": PREVIEW
+            + '[images.a]\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\nprompt = "x"\n'
+            + 'image = "in.png"\nmask = "@a"\noutput = "a.png"\n'
+            + '[images.c]\nprompt = "z"\nstyle = "nope"\noutput = "c.png"\n',
+            "in.png": mask(),
+        }
+    )
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: images.toml:12:1: images.a.mask: images depend on each other in a cycle: "
+        "a -> a; an image cannot take its own output as input\n"
+        "error: images.toml:16:1: images.c.style: unknown style 'nope' (known: none declared)\n"
     )
 
 
