@@ -33,6 +33,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from nebula_build.core import sourcemap
 from nebula_build.core.encoding import not_utf8, saved_as_wide, without_utf8_bom
@@ -658,6 +659,7 @@ class ManifestModel(BaseModel):
     model_config = _STRICT
 
     version: Literal[1] = Field(description="Manifest format version; always 1.")
+
     max_images: int = Field(
         DEFAULT_MAX_IMAGES,
         ge=1,
@@ -692,6 +694,14 @@ class ManifestModel(BaseModel):
         default_factory=CacheSettings,
         description="The cache of generations: a remote shared by a team and its CI.",
     )
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_the_integer_1(cls, value: Any) -> Any:
+        """`version = true` and `version = 1.0` equal 1 in Python, not in the format."""
+        if type(value) is not int:
+            raise PydanticCustomError("literal_error", "Input should be 1")
+        return value
 
 
 @dataclass(frozen=True)

@@ -698,9 +698,14 @@ def _toml(text: str, where: str, line: Callable[[int], int] | None = None) -> di
 
 def _entries_from(data: Mapping[str, Any], where: str) -> Entries:
     version = data.get("version")
-    if version != LOCK_VERSION:
+    if version is None:
         raise LockfileError(
-            f"{where} has version {_shown(repr(version))}; "
+            f"{where} has no `version`: it is not a lock nebula-build wrote; restore it "
+            "from version control or delete it"
+        )
+    if type(version) is not int or version != LOCK_VERSION:
+        raise LockfileError(
+            f"{where} has version {_shown(json.dumps(version, default=str))}; "
             f"this nebula-build reads version {LOCK_VERSION}"
         )
     images = data.get("images", {})

@@ -174,3 +174,29 @@ def test_a_prompt_s_hidden_characters_are_escapes_in_the_lock(project, run_cli):
     assert "\u202e" not in text and "\u200b" not in text and "\U000e0041" not in text
     assert 'prompt = "a lighthouse\\u202e gnp.exe \\u200b \\U000e0041"' in text
     assert run_cli("plan", "--detailed-exitcode").code == 0  # read back as written
+
+
+@pytest.mark.parametrize(
+    ("lock", "said"),
+    [
+        (
+            "# only a comment\n",
+            "images.lock has no `version`: it is not a lock nebula-build wrote; restore it "
+            "from version control or delete it",
+        ),
+        ("", "images.lock has no `version`"),
+        ("version = true\n", "images.lock has version true; this nebula-build reads version 1"),
+        ("version = 1.0\n", "images.lock has version 1.0; this nebula-build reads version 1"),
+    ],
+)
+def test_a_lock_without_the_integer_version_1_is_refused_in_words(project, run_cli, lock, said):
+    """It said `has version None`; `true` and `1.0` passed for 1."""
+    project(
+        {
+            "images.toml": PREVIEW + '[images.a]\nprompt = "x"\noutput = "a.png"\n',
+            "images.lock": lock,
+        }
+    )
+    code, out, err = run_cli("status")
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: {said}") and err.count("\n") == 1

@@ -132,6 +132,16 @@ CASES = {
         "images.toml:1:1: version: unsupported manifest version (got 2); this nebula-build "
         "reads version 1",
     ),
+    "version true": (  # true == 1 in Python, as 1.0 is: neither is the format's 1
+        'version = true\n[images.hero]\nprompt = "x"\noutput = "a.png"\n',
+        "images.toml:1:1: version: unsupported manifest version (got true); this nebula-build "
+        "reads version 1",
+    ),
+    "version 1.0": (
+        'version = 1.0\n[images.hero]\nprompt = "x"\noutput = "a.png"\n',
+        "images.toml:1:1: version: unsupported manifest version (got 1.0); this nebula-build "
+        "reads version 1",
+    ),
     "seed out of range": (
         HEAD + '[images.hero]\nprompt = "x"\nseed = -1\noutput = "a.png"\n',
         "images.hero.seed: must be within 0-4294967295 (got -1)",
