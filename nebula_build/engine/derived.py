@@ -376,10 +376,23 @@ class _Claims:
         return {identity for identity in identities if identity is not None}
 
     def names(self, path: str) -> bool:
-        """Whether `path` is a claimed file's name, or in a folder posts are read from."""
+        """Whether `path` is a claimed file's name, or in a folder posts are read from.
+        A name that differs from a claimed one only as macOS and Windows do not tell
+        names apart is one where this file system makes the two one file (on Linux,
+        `other.json` goes when the manifest writes `OTHER.json` instead)."""
         key = file_key(path)
-        return key in self._keys or any(
-            folder in ("", ".") or key.startswith(f"{folder}/") for folder in self._claimed[1]
+        if any(folder in ("", ".") or key.startswith(f"{folder}/") for folder in self._claimed[1]):
+            return True
+        if key not in self._keys:
+            return False
+        claimed = self._claimed[0]
+        if path in claimed:
+            return True
+        project = self._prepared.project
+        return any(
+            _same_file(project.path_of(path), project.path_of(other))
+            for other in claimed
+            if file_key(other) == key
         )
 
     def holds(self, path: str) -> bool:

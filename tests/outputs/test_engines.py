@@ -672,6 +672,26 @@ def test_an_export_moved_to_another_name_of_the_same_file_is_not_deleted(project
     assert (root / "game/sprites/enemies.tres").is_file()
 
 
+def test_a_file_renamed_only_in_case_goes_where_the_file_system_tells_the_names_apart(
+    project, run_cli
+):
+    """`other.json` became `OTHER.json`: both stayed on Linux, `other.json` for good,
+    "(the manifest writes or reads it)", which it did not."""
+    head = PREVIEW + '\n[assets]\nmanifest = "meta/other.json"\n'
+    root = project({"images.toml": head})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(head.replace("meta/other.json", "meta/OTHER.json"))
+    folds = (root / "META").exists()  # macOS, Windows: one file, written over in place
+    code, out, err = run_cli("plan")
+    removes = "      removes meta/other.json, which it no longer writes\n"
+    assert (removes in out) is not folds, out + err
+    assert run_cli("apply").code == 0
+    assert sorted(p.name for p in (root / "meta").iterdir()) == (
+        ["other.json"] if folds else ["OTHER.json"]
+    )
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
 def test_a_dropped_export_the_manifest_reads_as_data_is_kept(project, run_cli):
     root = project({"images.toml": PREVIEW})
     assert run_cli("apply").code == 0
