@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -194,6 +195,27 @@ def _settings_problem(ctx: Context, backend: str, exc: ValueError) -> str:
     return f"{where}: [backends.{backend}] {key}: {describe_setting_error(error, [], backend)}"
 
 
+def _image_bytes(path: Path) -> bytes:
+    """The bytes of the file to inspect: a plain file (never a FIFO, which would wait,
+    nor a device, which never ends), of an image's size at most."""
+    from nebula_build.imaging import MAX_BYTES
+    from nebula_build.text import human_size
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path}: not a regular file")
+        # what the file holds, not the limit: a read allocates what it asks for
+        data = b"" if info.st_size > MAX_BYTES else handle.read(info.st_size + 1)
+        if len(data) > info.st_size:  # it grew since fstat
+            data += handle.read(MAX_BYTES + 1 - len(data))
+    if info.st_size > MAX_BYTES or len(data) > MAX_BYTES:
+        limit = human_size(MAX_BYTES)
+        raise UserError(f"{path}: over {limit}, larger than any image nebula-build reads")
+    return data
+
+
 def cmd_inspect(ctx: Context) -> int:
     from nebula_build.imaging import verify_image
     from nebula_build.outputs.metadata import PARAMETERS_KEY, SPEC_KEY, read_records
@@ -201,7 +223,7 @@ def cmd_inspect(ctx: Context) -> int:
     # like every other path, relative to -C DIR (Path joins keep an absolute FILE)
     path = Path(ctx.args.directory or "") / ctx.args.file
     try:
-        data = path.read_bytes()
+        data = _image_bytes(path)
         fmt, (width, height) = verify_image(data)
         records, unread = read_records(data)
     except OSError as exc:

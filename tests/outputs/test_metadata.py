@@ -327,3 +327,21 @@ def test_inspect_reads_its_file_relative_to_the_C_folder(
     code, out, err = run_cli("-C", root.name, "inspect", "art/hero.png")
     assert code == 0, err
     assert out.startswith(f"{root.name}/art/hero.png: PNG") and "image 'hero'" in out
+
+
+def test_inspect_of_a_device_a_fifo_or_a_huge_file_is_one_line(project, run_cli, tmp_path):
+    """`inspect /dev/zero` read until the process was killed for memory; a FIFO waited
+    for a writer forever."""
+    import os
+
+    root = project({})
+    os.mkfifo(root / "pipe.png")
+    with (root / "huge.png").open("wb") as handle:
+        handle.truncate(300 << 20)  # sparse: nothing written
+    for file, said in (
+        ("/dev/zero", "/dev/zero: not a regular file"),
+        ("pipe.png", "pipe.png: not a regular file"),
+        ("huge.png", "huge.png: over 256.0 MiB, larger than any image nebula-build reads"),
+    ):
+        code, out, err = run_cli("inspect", file)
+        assert (code, out, err) == (1, "", f"error: {said}\n")
