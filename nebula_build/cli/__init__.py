@@ -57,7 +57,10 @@ def _targets(parser: argparse.ArgumentParser) -> None:
         help="one more candidate draw of this image, keeping the others (repeatable)",
     )
     parser.add_argument(
-        "--backend", metavar="NAME", help="run every image through this backend (e.g. preview)"
+        "--backend",
+        type=_backend_name,
+        metavar="NAME",
+        help="run every image through this backend (e.g. preview)",
     )
     parser.add_argument(
         "--force", action="store_true", help="overwrite files changed by hand (a backup is kept)"
@@ -88,6 +91,19 @@ def _markdown_flags(parser: argparse.ArgumentParser) -> None:
 def _file_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must name a file")
+    return text
+
+
+def _folder_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder")
+    return text
+
+
+def _backend_name(text: str) -> str:
+    """A backend's name; an empty one (`--backend "$UNSET"`) is not taken for none."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a backend")
     return text
 
 
@@ -201,7 +217,9 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="address to serve on (default 127.0.0.1: this machine only)",
     )
     _target_flag(watch)
-    watch.add_argument("--backend", metavar="NAME", help="run every image through NAME")
+    watch.add_argument(
+        "--backend", type=_backend_name, metavar="NAME", help="run every image through NAME"
+    )
     watch.add_argument(
         "--parallelism",
         type=_positive_int,
@@ -220,10 +238,15 @@ def _add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
     gallery = sub.add_parser("gallery", help="write an HTML contact sheet of every image")
     gallery.add_argument(
-        "--out", metavar="DIR", help="folder for index.html (default .nebula-build/gallery)"
+        "--out",
+        type=_folder_name,
+        metavar="DIR",
+        help="folder for index.html (default .nebula-build/gallery)",
     )
     _target_flag(gallery, atlases=False)
-    gallery.add_argument("--backend", metavar="NAME", help="as if run through NAME")
+    gallery.add_argument(
+        "--backend", type=_backend_name, metavar="NAME", help="as if run through NAME"
+    )
     gallery.set_defaults(run="live:cmd_gallery")
 
 
@@ -340,7 +363,9 @@ def _add_status_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     status = sub.add_parser("status", help="each image: up to date, pending or conflict")
     _target_flag(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--backend", metavar="NAME", help="as if run through this backend")
+    status.add_argument(
+        "--backend", type=_backend_name, metavar="NAME", help="as if run through this backend"
+    )
     status.add_argument(
         "--offline", action="store_true", help="leave the remote cache alone ([cache] remote)"
     )
@@ -401,10 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"nebula-build {__version__}")
-    parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
+    parser.add_argument(
+        "-C", dest="directory", type=_folder_name, metavar="DIR", help="run as if started in DIR"
+    )
     parser.add_argument(
         "-f",
         dest="file",
+        type=_file_name,
         metavar="FILE",
         help="the manifest (default: images.toml here or in a parent folder)",
     )
@@ -426,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     images.set_defaults(run="info:cmd_list")
 
     validate = sub.add_parser("validate", help="check the manifest, generate nothing")
-    validate.add_argument("--backend", metavar="NAME", help="validate against this backend")
+    validate.add_argument(
+        "--backend", type=_backend_name, metavar="NAME", help="validate against this backend"
+    )
     validate.add_argument("--json", action="store_true", help="machine-readable output")
     validate.set_defaults(run="build:cmd_validate")
 
@@ -467,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status_command(sub)
 
     models = sub.add_parser("models", help="which model takes which parameter, per backend")
-    models.add_argument("--backend", metavar="NAME", help="only this backend")
+    models.add_argument("--backend", type=_backend_name, metavar="NAME", help="only this backend")
     models.add_argument("--json", action="store_true", help="machine-readable output")
     models.add_argument(
         "--remote",

@@ -869,7 +869,8 @@ def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
         if loc[-4:-2] in (("rows", "columns"), ("rows", "defaults")):
             named = {key: value for key, value in error.items() if key != "input"}
             return loc[:-1], describe_error(named, [])  # the message names the key
-        return loc[:-1], "image names may contain only letters, digits, '-' and '_'"
+        noun = {"styles": "style", "atlases": "atlas"}.get(str(loc[0]), "image")
+        return loc[:-1], f"{noun} names may contain only ASCII letters, digits, '-' and '_'"
     if loc == ("version",) and error["type"] == "missing":
         return loc, f"is required; put `version = {SCHEMA_VERSION}` at the top of the file"
     if loc == ("version",) and error["type"] == "literal_error":
@@ -983,6 +984,14 @@ def describe_error(error: Any, known: list[str], *, echo: bool = True) -> str:
     if kind == "model_type":
         known_keys = f" of {', '.join(known)}" if known else ""
         return f"must be a table{known_keys} (got {_shown_value(error.get('input'))})"
+    if kind == "dict_type":
+        value = error.get("input")
+        if len(loc) == 1 and isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            return (
+                f"[[{loc[0]}]] makes a list; write each as a table of its own, named: "
+                f"[{loc[0]}.NAME]"
+            )
+        return f"must be a table (got {_shown_value(value)})"
     got = f" (got {_shown_value(error['input'])})" if echo and "input" in error else ""
     plain = _in_plain_words(error, got)
     if plain is not None:

@@ -126,7 +126,7 @@ CASES = {
     ),
     "control characters in a key are shown escaped": (
         HEAD + '[images."a\\u001b[31m"]\nprompt = "x"\noutput = "a.png"\n',
-        "images.a\\x1b[31m: image names may contain only letters, digits, '-' and '_'",
+        "images.a\\x1b[31m: image names may contain only ASCII letters, digits, '-' and '_'",
     ),
     # finding 16: memory
     "format spec in a variant pattern": (

@@ -117,7 +117,7 @@ CASES = {
     ),
     "bad image name": (
         HEAD + '[images."hero image"]\nprompt = "x"\noutput = "a.png"\n',
-        "images.hero image: image names may contain only letters, digits, '-' and '_'",
+        "images.hero image: image names may contain only ASCII letters, digits, '-' and '_'",
     ),
     "missing output": (
         HEAD + '[images.hero]\nprompt = "x"\n',
