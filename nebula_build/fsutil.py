@@ -97,9 +97,11 @@ def hold_temp(fd: int) -> None:
     """Say that the temp file open on `fd` is being written: an flock, which the
     kernel drops when the file is closed, however its process ends. Shared with
     every process that sees the folder, whatever its process ids (two containers
-    are both pid 1). Where the file system has no locks, process ids decide."""
+    are both pid 1). It waits for a tidy looking at the file that moment (which
+    leaves an empty one alone, `left_by_a_dead_run`); where the file system has no
+    locks, process ids decide."""
     with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def left_by_a_dead_run(path: Path) -> bool:

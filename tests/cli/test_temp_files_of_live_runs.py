@@ -158,3 +158,29 @@ def test_an_empty_temp_file_of_a_running_process_is_left_for_a_while(project, ru
 def test_the_tools_own_writes_leave_no_temp_file(tmp_path: Path):
     atomic_write(tmp_path / "state.json", b"{}")
     assert [path.name for path in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_a_write_that_locks_while_a_tidy_looks_waits_and_is_then_left_to_it(tmp_path):
+    """The writer's lock used to give up when a tidy held its shared lock that
+    moment, leaving the write unlocked: the next tidy deleted it mid-write."""
+    import fcntl
+    import threading
+
+    from nebula_build.fsutil import hold_temp, left_by_a_dead_run
+
+    temp = tmp_path / f".a.png{TEMP_MARKER}{os.getpid()}-0123abcd"
+    writer = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    tidy = os.open(temp, os.O_RDONLY)
+    fcntl.flock(tidy, fcntl.LOCK_SH)  # a tidy looking at the file this moment
+    locked = threading.Event()
+    thread = threading.Thread(target=lambda: (hold_temp(writer), locked.set()))
+    thread.start()
+    assert not locked.wait(0.2)
+    os.close(tidy)
+    assert locked.wait(5)
+    thread.join()
+    os.write(writer, b"first half")
+    _age(temp, 2 * TEMP_FILE_GRACE_S)
+    assert not left_by_a_dead_run(temp)
+    os.close(writer)
+    assert left_by_a_dead_run(temp)
