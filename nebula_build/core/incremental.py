@@ -155,7 +155,11 @@ def resolve_edit(
     if again & in_atlases or any(not _plain(images.get(n)) for n in taking):
         return None
     try:
-        order = dependency_order({name: images[name] for name in again}, manifest.model.defaults)
+        order = dependency_order(
+            {name: images[name] for name in again},
+            manifest.model.defaults,
+            manifest.model.styles,
+        )
     except DependencyCycleError:
         return None
     resolver = _Resolver(

@@ -32,6 +32,7 @@ from nebula_build.core.manifest import (
     Defaults,
     ImageDecl,
     Manifest,
+    StyleDecl,
     describe_setting_error,
     has_control_characters,
     images_named,
@@ -1163,13 +1164,28 @@ def _typed(param: Param, value: Any) -> Any:
 _CYCLE = "images depend on each other in a cycle: {}; an image cannot take its own output as input"
 
 
+def taken(
+    decl: ImageDecl, key: str, defaults: Defaults, styles: Mapping[str, StyleDecl]
+) -> str | None:
+    """The `image` or `mask` an image takes, as the resolver merges it: its own, else
+    its style's, else [defaults]'."""
+    own: str | None = getattr(decl, key)
+    if own is not None:
+        return own
+    style = styles.get(decl.style or defaults.style or "") if styles else None
+    from_style: str | None = None if style is None else getattr(style, key)
+    return from_style if from_style is not None else getattr(defaults, key)
+
+
 def dependency_order(
     images: Mapping[str, ImageDecl],
     defaults: Defaults,
+    styles: Mapping[str, StyleDecl],
     *,
     cycles: list[list[str]] | None = None,
 ) -> list[str]:
-    """Image names with every `@upstream` before the images that use it.
+    """Image names with every `@upstream` before the images that use it (through
+    their own `image` or `mask`, their style's or [defaults]').
 
     Raises DependencyCycleError naming the cycle; or, given `cycles`, adds each cycle
     found to it (`[a, b, a]`: a takes b's output, b takes a's) and orders the rest as
@@ -1177,8 +1193,13 @@ def dependency_order(
     resolution to report.
     """
     needs = {}
+    # most styles give no input: then an image's own, or [defaults]', as fast as that
+    styles = {n: style for n, style in styles.items() if style.image or style.mask}
     for name, decl in images.items():
-        image, mask = decl.image or defaults.image, decl.mask or defaults.mask
+        if styles:
+            image, mask = (taken(decl, key, defaults, styles) for key in ("image", "mask"))
+        else:
+            image, mask = decl.image or defaults.image, decl.mask or defaults.mask
         if (image and image[0] == "@") or (mask and mask[0] == "@"):  # most take none
             needs[name] = [v[1:] for v in (image, mask) if v and v[0] == "@" and v[1:] in images]
     if not any(needs.values()):  # no image takes another's output: as written
@@ -1280,11 +1301,13 @@ def resolve(
             resolver.backend(name, ("backends", name))
     images = resolver.images()
     defaults = manifest.model.defaults
+    styles = manifest.model.styles
     cycles: list[list[str]] = []
-    order = dependency_order(images, defaults, cycles=cycles)
+    order = dependency_order(images, defaults, styles, cycles=cycles)
     for cycle in cycles:  # said where the first image takes the next one's output
         first, decl = cycle[0], images[cycle[0]]
-        key = "image" if (decl.image or defaults.image) == f"@{cycle[1]}" else "mask"
+        next_output = f"@{cycle[1]}"
+        key = "image" if taken(decl, "image", defaults, styles) == next_output else "mask"
         resolver.fail(resolver.origin(first, decl, key), _CYCLE.format(" -> ".join(cycle)))
     for name in order:  # an image of a cycle finds its upstream unresolved: said above
         spec = resolver.resolve(name, images[name])

@@ -159,3 +159,38 @@ def test_an_image_replace_brings_in_takes_its_upstream_along(project, run_cli, f
     code, _, err = run_cli("apply", "--target", "other", "--replace", "hero-cap")
     assert code == 0, err
     assert sorted(generation_log(log)) == ["hero", "hero-cap", "other"]
+
+
+FILL_HEAD = PREVIEW.replace("FLUX.1-schnell", "FLUX.1-Fill-dev")
+
+
+def test_an_input_a_style_gives_orders_the_images_and_closes_cycles(project, run_cli):
+    """`image = "@b"` in a style was not seen when ordering: an image before its
+    upstream was dropped without a word, and a cycle through a style said nothing."""
+    style = '[styles.s]\nimage = "@b"\n'
+    a = '[images.a]\nprompt = "a"\nstyle = "s"\nmask = "m.png"\noutput = "a.png"\n'
+    b = '[images.b]\nprompt = "b"\nimage = "m.png"\nmask = "m.png"\noutput = "b.png"\n'
+    root = project({"images.toml": FILL_HEAD + style + a + b, "m.png": mask()})
+    code, out, err = run_cli("validate")
+    assert (code, out, err) == (0, "images.toml: 2 images, valid\n", "")
+    assert run_cli("apply").code == 0
+    assert (root / "a.png").is_file() and (root / "b.png").is_file()
+
+    (root / "images.toml").write_text(FILL_HEAD + style + a + b.replace('"m.png"', '"@a"', 1))
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: images.toml:9:1: styles.s.image: images depend on each other in a cycle: "
+        "a -> b -> a; an image cannot take its own output as input\n"
+    )
+
+
+def test_a_style_s_input_overrides_the_defaults_reference_in_the_order(project, run_cli):
+    """[defaults] mask = "@b" under a style's own mask is no edge: there was a cycle
+    said where none is."""
+    head = FILL_HEAD + 'mask = "@b"\n[styles.s]\nmask = "m.png"\n'
+    a = '[images.a]\nprompt = "a"\nstyle = "s"\nimage = "m.png"\noutput = "a.png"\n'
+    b = '[images.b]\nprompt = "b"\nimage = "@a"\nmask = "m.png"\noutput = "b.png"\n'
+    project({"images.toml": head + a + b, "m.png": mask()})
+    code, out, err = run_cli("validate")
+    assert (code, out, err) == (0, "images.toml: 2 images, valid\n", "")
