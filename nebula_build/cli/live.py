@@ -281,10 +281,10 @@ def cmd_gallery(ctx: Context) -> int:
     plan = plan_for(prepared, lock, targets=ctx.args.target)
     draws = image_draws(plan, prepared, lock)
     page = out / "index.html"
-    if ctx.args.out:
-        _refuse_a_page_not_ours(ctx, out, page)
     every_draw = [draw for items in draws.values() for draw in items]
     with _writing_gallery(ctx, out):
+        if ctx.args.out:
+            _refuse_a_page_not_ours(ctx, out, page)
         out.mkdir(parents=True, exist_ok=True)
         copied = copy_draws(every_draw, prepared.store, out)
     thumbs = thumbnail_links(plan, project, prepared.files, base=out)

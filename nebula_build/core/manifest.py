@@ -986,7 +986,8 @@ def describe_error(error: Any, known: list[str], *, echo: bool = True) -> str:
         return f"must be a table{known_keys} (got {_shown_value(error.get('input'))})"
     if kind == "dict_type":
         value = error.get("input")
-        if len(loc) == 1 and isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        tables = isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+        if len(loc) == 1 and tables:
             return (
                 f"[[{loc[0]}]] makes a list; write each as a table of its own, named: "
                 f"[{loc[0]}.NAME]"

@@ -40,7 +40,8 @@ def test_an_empty_option_value_is_refused_not_taken_for_none(
             "images.toml:8:1: images: [[images]] makes a list; write each as a table of its "
             "own, named: [images.NAME]",
         ),
-        ("", 'images.toml:2:1: images: must be a table (got "x")'),
+        ('images = "x"', 'images.toml:2:1: images: must be a table (got "x")'),
+        ("images = []", "images.toml:2:1: images: must be a table (got [])"),
         (
             '[images."café"]\nprompt = "x"\noutput = "a.png"\n',
             "images.toml:8:1: images.café: image names may contain only ASCII letters, "
@@ -55,7 +56,8 @@ def test_an_empty_option_value_is_refused_not_taken_for_none(
 )
 def test_a_table_written_the_wrong_way_is_said_in_toml_s_words(project, run_cli, written, said):
     """pydantic's "input should be a valid dictionary"; "image names" of a style."""
-    manifest = PREVIEW + written if written else 'version = 1\nimages = "x"\n'
+    above_every_table = written.startswith("images = ")
+    manifest = f"version = 1\n{written}\n" if above_every_table else PREVIEW + written
     project({"images.toml": manifest})
     code, out, err = run_cli("validate")
     assert (code, out, err) == (1, "", f"error: {said}\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from nebula_build.text import printable
 from tests.conftest import fake_manifest
 from tests.live.pagedata import card as card_of
 from tests.live.pagedata import page_cards
@@ -120,6 +121,7 @@ def test_gallery_out_is_written_again_but_never_over_a_page_of_the_site(project,
         ),
         ("images.toml/sub", "cannot write the gallery there: Not a directory"),
         ("/proc/nebula-gallery", "cannot write the gallery there: No such file or directory"),
+        ("a" * 300, "cannot write the gallery there: File name too long"),
         (
             "page-is-a-folder",
             "page-is-a-folder/index.html is not a page nebula-build wrote; name another "
@@ -131,7 +133,7 @@ def test_gallery_out_that_cannot_be_written_is_one_line(project, run_cli, out, r
     root = project({"images.toml": SITE})
     (root / "page-is-a-folder" / "index.html").mkdir(parents=True)
     code, _, err = run_cli("gallery", "--out", out)
-    assert (code, err) == (1, f"error: --out {out}: {reason}\n")
+    assert (code, err) == (1, f"error: --out {printable(out, limit=200)}: {reason}\n")
 
 
 def test_failures_show_in_the_gallery(project, run_cli, fake_site, tmp_path):
