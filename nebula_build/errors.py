@@ -325,6 +325,9 @@ def error_lines(exc: BaseException, shown: int = SHOWN_PROBLEMS) -> list[str]:
 
 def first_line(exc: BaseException) -> str:
     """An exception from a library as one line: its message's first line, else its
-    type's name."""
-    text = str(exc).strip()
+    type's name (also where making the message fails: a plugin's `__str__` may raise)."""
+    try:
+        text = str(exc).strip()
+    except Exception:
+        return type(exc).__name__
     return text.splitlines()[0] if text else type(exc).__name__

@@ -109,6 +109,9 @@ ENV_TIMEOUT_RETRIES = "NEBULA_TIMEOUT_RETRIES"
 DEFAULT_TIMEOUT_RETRIES = 1
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: a gateway's word that the server behind it took the request and gave no (good) answer:
+#: it may have done and billed the work, so these count as unanswered requests
+_GATEWAY_STATUSES = frozenset({502, 504})
 #: sent as null when unset, as the API's documented SDXL example does
 _SENT_AS_NULL = frozenset({"negative_prompt"})
 _OUT_OF_CREDITS = re.compile(
@@ -353,6 +356,9 @@ def _client(
         follow_redirects=False,
         transport=transport,
         event_hooks={"response": [_forget_an_unreadable_location]},
+        # plain http goes only to loopback (`url_problem`): never through a proxy from
+        # HTTP_PROXY, which would read the key in the clear on its way to another host
+        trust_env=urlsplit(url).scheme != "http",
         **options,
     )
     return client, (key,)
@@ -731,6 +737,17 @@ def _base_hint(base: str) -> str:
     return f"is {base or 'the base URL'} the Nebula Block API? {documented}"
 
 
+def _base64(encoded: str) -> bytes:
+    """Base64 as JSON carries it, also wrapped in lines (MIME's 76 columns) as some
+    encoders write it: a paid image is not refused for its line breaks."""
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        if "\n" not in encoded:
+            raise
+    return base64.b64decode(encoded.replace("\r\n", "").replace("\n", ""), validate=True)
+
+
 class _Retry(Exception):
     """A failure worth another try, with the error to raise if none is left."""
 
@@ -1063,7 +1080,12 @@ class NebulaBackend(Backend):
             )
             if isinstance(error, TransientBackendError):
                 rate_limited = answer.status == 429  # refused before any work
-                raise _Retry(error, delay=retry_after(answer.headers), sent=not rate_limited)
+                raise _Retry(
+                    error,
+                    delay=retry_after(answer.headers),
+                    sent=not rate_limited,
+                    unanswered=answer.status in _GATEWAY_STATUSES,
+                )
             raise error
         return self._decode(answer)
 
@@ -1095,7 +1117,7 @@ class NebulaBackend(Backend):
         if body.get("status") != "success" or not isinstance(encoded, str):
             raise self._refusal(body)
         try:
-            data = base64.b64decode(encoded, validate=True)
+            data = _base64(encoded)
         except (binascii.Error, ValueError):
             raise _malformed("bad base64 in b64_json") from None
         try:

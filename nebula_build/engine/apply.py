@@ -651,13 +651,17 @@ class Applier:
             self._upstream_ready(action, outcome)
             await self._execute(action, outcome)
         except asyncio.CancelledError:
-            if action.image not in self._obsolete:
+            current = asyncio.current_task()
+            if action.image not in self._obsolete and current is not None and current.cancelling():
                 self._done_once_written(action.image, outcome, started)
                 raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            outcome.ok, outcome.error = False, SupersededError("superseded by a newer edit")
+            if action.image not in self._obsolete:  # nobody cancelled it: never wait for it
+                error = RuntimeError("a CancelledError that no cancel asked for (a bug)")
+                outcome.ok, outcome.error = False, error
+            else:
+                if current is not None:
+                    current.uncancel()
+                outcome.ok, outcome.error = False, SupersededError("superseded by a newer edit")
         except Exception as exc:  # keep going: every failure is reported at the end
             outcome.ok, outcome.error = False, exc
         finally:
@@ -713,13 +717,14 @@ class Applier:
         original = await self._original(action, spec, outcome)
         if kind is ActionKind.DRAW:  # a candidate: kept in the cache, no file, no entry
             if outcome.generated:
-                verified = await asyncio.to_thread(verify_answer, original.data, spec)
-                if spec.key_color is not None and verified.pixels is not None:
-                    keying = encoding_for(spec).keying
-                    assert keying is not None
-                    await asyncio.to_thread(check_original, verified.pixels, keying)
+                async with self._pixels.taken(pixels_of(spec, original.data)):
+                    verified = await asyncio.to_thread(verify_answer, original.data, spec)
+                    if spec.key_color is not None and verified.pixels is not None:
+                        keying = encoding_for(spec).keying
+                        assert keying is not None
+                        await asyncio.to_thread(check_original, verified.pixels, keying)
+                    note = await asyncio.to_thread(self._keep, spec, verified, original)
                 _note_size(spec, verified, outcome)
-                note = await asyncio.to_thread(self._keep, spec, verified, original)
                 if note is not None:
                     outcome.warnings = (*outcome.warnings, note)
                 await self._share(spec, verified, original, outcome)
@@ -756,8 +761,9 @@ class Applier:
     ) -> None:
         if not outcome.generated and not original.made_with:
             original = dataclasses.replace(original, made_with=self._locked_made_with(spec))
+        pixels = pixels_of(spec, original.data)
         try:
-            async with self._pixels.taken(pixels_of(spec)), self._io:
+            async with self._pixels.taken(pixels), self._io:
                 if not outcome.generated:
                     self.progress.started(action)
                 # One trip to a worker thread: keep the paid-for original, then the files.
@@ -766,7 +772,8 @@ class Applier:
                 )
         except ChangedMeanwhileError:  # kept, not written: shared all the same
             if outcome.generated:
-                verified = await asyncio.to_thread(verify_answer, original.data, spec)
+                async with self._pixels.taken(pixels):
+                    verified = await asyncio.to_thread(verify_answer, original.data, spec)
                 await self._share(spec, verified, original, outcome)
             raise
         outcome.checks = checks

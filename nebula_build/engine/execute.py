@@ -12,6 +12,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 from nebula_build.core.plan import Plan
 from nebula_build.core.spec import AssetSpec
@@ -24,6 +25,8 @@ from nebula_build.plugin.backend import (
     BackendSettings,
     GenerationRequest,
     GenerationResult,
+    HeldCallback,
+    StepCallback,
 )
 from nebula_build.plugin.manager import BackendPlugin
 from nebula_build.plugin.redaction import secret_in_record, shown_safely
@@ -151,10 +154,7 @@ class OpenBackends:
         plugin = self._plugins[spec.backend]
         secrets = self._secrets(spec.backend)
         timeout = None if plugin.keeps_timeout else self._settings[spec.backend].timeout
-        if secrets and request.on_activity is not None:
-            request = dataclasses.replace(
-                request, on_activity=_redacting(request.on_activity, secrets.values())
-            )
+        request = _callbacks_checked(request, secrets.values())
         try:
             async with asyncio.timeout(timeout):
                 with plugin.blame("generate", secrets=secrets.values()):
@@ -169,7 +169,7 @@ class OpenBackends:
                 f"backend {plugin.name!r} from {plugin.source} returned {problem} "
                 "(a bug in that plugin: report it to its authors)"
             )
-        result = _shown_warnings(result, secrets.values())
+        result = _shown_warnings(result, plugin.name, secrets.values())
         stamped = plugin.with_source(result.made_with)
         return (
             result
@@ -193,11 +193,42 @@ def _timed_out(plugin: BackendPlugin, spec: AssetSpec, timeout: float) -> Transi
     )
 
 
+def _callbacks_checked(request: GenerationRequest, secrets: Collection[str]) -> GenerationRequest:
+    """`request` with progress callbacks that pass on only what the status line can say:
+    a backend's wrong types would fail there, in the event loop's thread."""
+    changes: dict[str, Any] = {}
+    if request.on_activity is not None:
+        changes["on_activity"] = _redacting(request.on_activity, secrets)
+    if request.on_step is not None:
+        changes["on_step"] = _counting(request.on_step)
+    if request.on_held is not None:
+        changes["on_held"] = _holding(request.on_held)
+    return dataclasses.replace(request, **changes) if changes else request
+
+
+def _counting(report: StepCallback) -> StepCallback:
+    def counted(done: int, total: int) -> None:
+        if type(done) is int and type(total) is int and 0 <= done <= total <= MAX_STEPS:
+            report(done, total)
+
+    return counted
+
+
+def _holding(report: HeldCallback) -> HeldCallback:
+    def held(holding: bool) -> None:
+        if type(holding) is bool:
+            report(holding)
+
+    return held
+
+
 def _redacting(report: ActivityCallback, secrets: Collection[str]) -> ActivityCallback:
-    """`report` given the backend's activity without its secrets."""
+    """`report` given the backend's activity without its secrets; anything but a string
+    is not said (the status line would fail on it, in the event loop's thread)."""
 
     def redacted(text: str) -> None:
-        report(shown_safely(text, secrets) if isinstance(text, str) else text)
+        if isinstance(text, str):
+            report(shown_safely(text, secrets))
 
     return redacted
 
@@ -207,15 +238,24 @@ def _secret_recorded(result: GenerationResult, secrets: Mapping[str, str]) -> st
     return None if problem is None else f"a made_with record that {problem}"
 
 
-def _shown_warnings(result: GenerationResult, secrets: Collection[str]) -> GenerationResult:
+def _shown_warnings(
+    result: GenerationResult, backend: str, secrets: Collection[str]
+) -> GenerationResult:
     """The warnings as the terminal, --json and the gallery show them: printable lines
-    without the backend's secrets."""
-    warnings = tuple(shown_safely(w, secrets) for w in result.warnings)
+    without the backend's secrets, `MAX_WARNINGS` of them at most."""
+    warnings = tuple(shown_safely(w, secrets) for w in result.warnings[:MAX_WARNINGS])
+    if len(result.warnings) > MAX_WARNINGS:
+        more = len(result.warnings) - MAX_WARNINGS
+        warnings += (f"… and {more:,} more warnings from {backend} (not shown)",)
     if warnings == tuple(result.warnings):
         return result
     return dataclasses.replace(result, warnings=warnings)
 
 
+#: the most steps a progress report may count (a backend's own, beyond `num_steps`)
+MAX_STEPS = 100_000
+#: warnings shown of one generation: a backend's 100,000 took 100 MB of the terminal
+MAX_WARNINGS = 20
 #: a seed is below 2**63: what a TOML integer (images.lock) and a signed 64-bit field hold
 SEED_END = 2**63
 #: a byte count (peak_memory) is below 2**63 too: what a signed 64-bit field holds

@@ -14,19 +14,31 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from nebula_build.core.spec import AssetSpec
-from nebula_build.imaging import MAX_PIXELS
+from nebula_build.imaging import MAX_PIXELS, image_size
 
 #: one output of the largest size an image may have, and room beside it for small ones
 PIXELS_IN_FLIGHT = MAX_PIXELS * 3 // 2
 
 
-def pixels_of(spec: AssetSpec) -> int:
-    """The most pixels one of `spec`'s encodes holds at a time: the generated image, or
-    the delivered one with its padding, whichever is larger."""
+def pixels_of(spec: AssetSpec, answer: bytes | None = None) -> int:
+    """The most pixels one of `spec`'s encodes holds at a time: the generated image (as
+    `answer`'s header says, where given: a server may send 8192² for 64²), or the
+    delivered one with its padding, whichever is larger."""
     steps = dict(spec.sprite)
     grow = 2 * ((steps.get("pad") or 0) + (steps.get("extrude") or 0))
     width, height = spec.delivered_size
-    return max(spec.width * spec.height, (width + grow) * (height + grow))
+    declared = max(spec.width * spec.height, (width + grow) * (height + grow))
+    return declared if answer is None else max(declared, _pixels_said(answer))
+
+
+def _pixels_said(data: bytes) -> int:
+    """The pixels an image's header claims; 0 where it cannot be read (verifying the
+    bytes says why)."""
+    try:
+        width, height = image_size(data)
+    except Exception:  # Pillow raises many kinds for bytes that are no image
+        return 0
+    return width * height
 
 
 class PixelBudget:

@@ -230,6 +230,30 @@ def _said(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}"
 
 
+def _message(exc: BaseException) -> str | None:
+    """`str(exc)`, or None where a plugin's exception cannot say it: its `__str__` raises
+    (what it raises may hold a secret, and is never shown)."""
+    try:
+        return str(exc)
+    except Exception:
+        return None
+
+
+def _a_real_cancel(exc: BaseException) -> bool:
+    """Whether `exc` is the running task being cancelled (a timeout, Ctrl-C, an edit that
+    made the image obsolete), not a CancelledError a plugin raised on its own: the
+    engine would wait for ever for an image that was never cancelled."""
+    import asyncio
+
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # a worker thread: no task of ours to cancel there
+        return False
+    return task is not None and task.cancelling() > 0
+
+
 @dataclass(frozen=True)
 class BackendPlugin:
     """One backend class and the distribution that provides it. Everything the engine
@@ -277,22 +301,28 @@ class BackendPlugin:
         try:
             yield
         except ours as exc:
+            said = _message(exc)
+            if said is None and not self.builtin:  # its own error class, whose __str__ raises
+                raise self._failed(doing, exc, secrets) from exc
             if isinstance(exc, BackendError | PluginError) and exc.args:  # one printable line
-                exc.args = (shown_safely(str(exc), secrets), *exc.args[1:])
+                exc.args = (shown_safely(said or "", secrets), *exc.args[1:])
             elif isinstance(exc, NebulaBuildError) and secrets and exc.args:
                 exc.args = tuple(
                     redact(arg, secrets) if isinstance(arg, str) else arg for arg in exc.args
                 )
             raise
-        except (Exception, SystemExit) as exc:  # a plugin's sys.exit() is its bug too
-            if self.builtin:
+        except BaseException as exc:  # a plugin's sys.exit(), or a BaseException of its own
+            if self.builtin or isinstance(exc, KeyboardInterrupt) or _a_real_cancel(exc):
                 raise
-            raise PluginError(
-                f"backend {self.name!r} from {self.source} failed in {doing}: "
-                f"{shown_safely(_said(exc), secrets)} "
-                "(a bug in that plugin: report it to its authors; NEBULA_BUILD_DEBUG=1 "
-                "shows the traceback)"
-            ) from exc
+            raise self._failed(doing, exc, secrets) from exc
+
+    def _failed(self, doing: str, exc: BaseException, secrets: Collection[str]) -> PluginError:
+        return PluginError(
+            f"backend {self.name!r} from {self.source} failed in {doing}: "
+            f"{shown_safely(_said(exc), secrets)} "
+            "(a bug in that plugin: report it to its authors; NEBULA_BUILD_DEBUG=1 "
+            "shows the traceback)"
+        )
 
     def secrets(self, settings: BackendSettings) -> dict[str, str]:
         """The value of each variable its `secret_variables` names that is set here, by

@@ -21,8 +21,10 @@ Faults: "401" "402" "403" "404" "422" "500" "502" "503" "504", "429[:seconds]"
 (with Retry-After), "reset" (connection reset mid-response), "drop" (connection reset
 once the request is read, before any answer), "hang_up" (connection closed once the
 request is read, no answer), "slow:<seconds>",
-"malformed_json", "bad_base64", "not_image", "truncated_image", "wrong_size",
-"failed_status[:message]" (a 200 without an image), "credits_message".
+"malformed_json", "bad_base64", "not_image", "truncated_image", "wrong_size[:side]"
+(64 pixels wider than asked, or side x side), "wrapped_base64" (the image's base64 in
+76-column lines, as MIME writes it), "failed_status[:message]" (a 200 without an
+image), "credits_message".
 
 Hostile faults, a server that does not play fair:
 
@@ -127,7 +129,8 @@ FAULT_ARGUMENTS: dict[str, Callable[[str], object] | None] = {
     "bad_base64": None,
     "not_image": None,
     "truncated_image": None,
-    "wrong_size": None,
+    "wrong_size": int,
+    "wrapped_base64": None,
     "failed_status": None,
     "credits_message": None,
     "checkerboard": None,
@@ -470,14 +473,16 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             width, height = int(body.get("width", 1024)), int(body.get("height", 1024))
-            if fault == "wrong_size":
-                width += 64
+            if fault is not None and fault.partition(":")[0] == "wrong_size":
+                side = fault.partition(":")[2]
+                width, height = (int(side), int(side)) if side else (width + 64, height)
             asked = _ASKED_BACKGROUND.search(str(body["prompt"]))
             background = "checkerboard" if fault == "checkerboard" else ""
             background = background or (f"#{asked.group(1).upper()}" if asked else "")
             seed = int(body.get("seed") or 0)
             data = server.image(width, height, seed, background=background, blank=fault == "blank")
-            self._success(base64.b64encode(data).decode(), body)
+            encode = base64.encodebytes if fault == "wrapped_base64" else base64.b64encode
+            self._success(encode(data).decode(), body)
 
         def _success(self, b64: str, body: dict[str, Any]) -> None:
             self._send_json(200, server.envelope(body, b64))

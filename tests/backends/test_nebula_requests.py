@@ -255,9 +255,11 @@ MAPPING = [
     (422, RequestRejectedError, "prompt too long", 1),
     (429, TransientBackendError, "rate limited", 3),
     (500, TransientBackendError, "server error (HTTP 500", 3),
-    (502, TransientBackendError, "HTTP 502", 3),
+    # a gateway's 502 or 504: the server behind it may have done and billed the work, so
+    # sent again once at most, as a request that timed out (NEBULA_TIMEOUT_RETRIES)
+    (502, TransientBackendError, "HTTP 502", 2),
     (503, TransientBackendError, "HTTP 503", 3),
-    (504, TransientBackendError, "HTTP 504", 3),
+    (504, TransientBackendError, "HTTP 504", 2),
 ]
 
 

@@ -151,7 +151,11 @@ FAULTS = [
     # (faults, survives, message in the error)
     (["429:0"], True, None),
     (["500"], True, None),
-    (["502", "503", "504"], True, None),
+    (["503", "502"], True, None),
+    (["504", "503"], True, None),
+    # a gateway's 502 or 504 may have been billed behind it: sent again once at most
+    (["504", "502"], False, "server error (HTTP 502"),
+    (["502", "504"], False, "a request that was sent and not answered may have been billed"),
     (["reset"], True, None),
     (["slow:2"], True, None),  # slower than the 1 s timeout once, then fine
     # a malformed answer may have been billed: never sent again (test_nebula_malformed_billed)

@@ -64,9 +64,9 @@ def test_a_capped_apply_sends_a_timed_out_request_once_whatever_the_environment_
 
 def test_other_failures_keep_the_manifests_attempts(project, run_cli, nebula_server):
     """Rate limits and server errors are retried as max_attempts says; only the
-    timeouts are counted against the environment's allowance."""
+    timeouts (and a gateway's 502 or 504) are counted against the environment's allowance."""
     root = project({"images.toml": nebula_manifest(ONE, timeout=1, max_attempts=20)})
-    nebula_server.add_faults("429:0", "500", NEVER, "502", "503", "429:0")
+    nebula_server.add_faults("429:0", "500", NEVER, "500", "503", "429:0")
     code, _, err = run_cli("apply")
     assert code == 0, err
     assert len(nebula_server.generations) == 7
@@ -83,3 +83,16 @@ def test_a_bad_value_is_one_line_before_any_request(
     assert f"NEBULA_TIMEOUT_RETRIES is {value!r}: set it to how many times a request" in err, err
     assert "Traceback" not in out + err
     assert nebula_server.generations == []
+
+
+@pytest.mark.parametrize("status", ["502", "504"])
+def test_a_gateways_error_is_sent_again_once(project, run_cli, nebula_server, status):
+    """A gateway's 502 or 504 says the server behind it took the request and gave no
+    answer: it may have done and billed it, so the manifest's max_attempts is not trusted."""
+    root = project({"images.toml": nebula_manifest(ONE, max_attempts=20, retry_backoff=0)})
+    nebula_server.add_faults(*[status] * 20)
+    code, _, err = run_cli("apply")
+    assert code == 1
+    assert len(nebula_server.generations) == 2
+    assert f"HTTP {status}" in err and "may have been billed" in err
+    assert not (root / "a.png").exists()

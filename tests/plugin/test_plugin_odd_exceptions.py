@@ -1,0 +1,147 @@
+"""A plugin's generate that fails in ways Python allows but nobody expects: an exception
+whose message cannot be made, a CancelledError nobody asked for, a BaseException of
+its own; progress callbacks given the wrong types; a flood of warnings. Each is one
+line naming the plugin, without its secret, and the run ends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.plugin.conftest import plugin_source, process_environment
+
+TOKEN = "odd-token-0123456789abcdef"
+
+ODD = plugin_source(
+    "odd",
+    """
+    @classmethod
+    def secret_variables(cls, settings):
+        return ("ODD_TOKEN",)
+
+    async def generate(self, request):
+        said = request.prompt
+        token = os.environ["ODD_TOKEN"]
+        if said == "badstr":
+            raise Unsayable(token)
+        if said == "badstr-ours":
+            raise UnsayableRejection(token, backend=self.name)
+        if said == "cancel":
+            raise asyncio.CancelledError(token)
+        if said == "base":
+            raise OwnBase(f"token={token}")
+        if said == "genexit":
+            raise GeneratorExit(token)
+        if said == "group":
+            raise BaseExceptionGroup(token, [KeyboardInterrupt(), OwnBase(token)])
+        if said == "callbacks":
+            request.on_activity(12345)
+            request.on_activity(None)
+            request.on_step("one", None)
+            request.on_step(3, 2)
+            request.on_step(True, 4)
+            request.on_activity(f"working with {token}")
+            request.on_step(1, 4)
+        if said == "warnings":
+            return GenerationResult(
+                png(request), warnings=tuple(f"warning {n} {token}" for n in range(1000))
+            )
+        return GenerationResult(png(request))
+    """,
+    preamble="""
+    class Unsayable(Exception):
+        def __str__(self):
+            raise RuntimeError("cannot format: " + self.args[0])
+
+    class UnsayableRejection(RequestRejectedError):
+        def __str__(self):
+            raise RuntimeError("cannot format: " + self.args[0])
+
+    class OwnBase(BaseException):
+        pass
+    """,
+)
+
+FAILING = ("badstr", "badstr-ours", "cancel", "base", "genexit", "group")
+
+
+def _manifest(*names: str) -> str:
+    head = 'version = 1\n[defaults]\nbackend = "odd"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
+    return head + "".join(
+        f'[images.{n.replace("-", "_")}]\nprompt = "{n}"\nwidth = 64\nheight = 64\n'
+        f'output = "{n}.png"\n'
+        for n in names
+    )
+
+
+def _apply(sites: list[Path], *args: str) -> subprocess.CompletedProcess[str]:
+    """`apply` in a process of its own: one that hung is stopped, and fails the test."""
+    return subprocess.run(
+        [sys.executable, "-m", "nebula_build", "apply", "--yes", *args],
+        env=process_environment(sites, ODD_TOKEN=TOKEN),
+        capture_output=True,
+        text=True,
+        timeout=45,
+        check=False,
+    )
+
+
+def _files_with_the_token(root: Path) -> list[str]:
+    return [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and TOKEN.encode() in path.read_bytes()
+    ]
+
+
+@pytest.mark.parametrize("failing", FAILING)
+def test_a_plugins_odd_failure_is_one_line_and_the_run_ends(failing, install, project, sites):
+    """badstr: the RuntimeError its __str__ raised went to failures.json, --json and a
+    48-line traceback with the token, blamed on nebula-build. cancel: apply waited for
+    ever. base, genexit, group: a traceback with the token, the run crashed."""
+    install("odd", ODD)
+    root = project({"images.toml": _manifest("fine", failing)})
+    try:
+        done = _apply(sites, "--json")
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"apply still running after 45 s with a plugin that raised {failing!r}")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    image = failing.replace("-", "_")
+    error = {r["image"]: r for r in json.loads(done.stdout)["results"]}[image]["error"]
+    assert error.startswith("backend 'odd' from nebula-odd 0.1 failed in generate: "), error
+    assert "(a bug in that plugin: report it to its authors" in error
+    assert f"{image}: backend 'odd'" in done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert _files_with_the_token(root) == []
+    assert (root / "fine.png").exists() and not (root / f"{failing}.png").exists()
+    assert "[images.fine]" in (root / "images.lock").read_text()
+
+
+def test_progress_of_the_wrong_types_is_not_said(install, project, sites):
+    """on_activity(12345) printed asyncio's 'Exception in callback Progress.activity'
+    with a TypeError's traceback."""
+    install("odd", ODD)
+    root = project({"images.toml": _manifest("callbacks")})
+    done = _apply(sites)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert (root / "callbacks.png").exists()
+
+
+def test_a_flood_of_warnings_is_cut_short(install, project, sites):
+    """1,000 warnings of one generation were all printed (100,000 took 100 MB)."""
+    install("odd", ODD)
+    project({"images.toml": _manifest("warnings")})
+    done = _apply(sites, "--json")
+    assert done.returncode == 0, done.stderr
+    warnings = json.loads(done.stdout)["results"][0]["warnings"]
+    assert len(warnings) == 21
+    assert warnings[0] == "warning 0 [redacted]"
+    assert warnings[-1] == "… and 980 more warnings from odd (not shown)"
+    assert done.stderr.count("warning ") < 40
