@@ -328,6 +328,8 @@ def first_line(exc: BaseException) -> str:
     type's name (also where making the message fails: a plugin's `__str__` may raise)."""
     try:
         text = str(exc).strip()
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a SystemExit, or a BaseException of a plugin's own
         return type(exc).__name__
     return text.splitlines()[0] if text else type(exc).__name__

@@ -224,6 +224,8 @@ class FileAction:
     new: bool = False
     #: an atlas's frame map, written with its sheet
     frames: str | None = None
+    #: an atlas's engine exports (Aseprite JSON, Godot resource), written with it
+    exports: tuple[str, ...] = ()
     #: where its last build wrote it, for one built elsewhere now (its output moved)
     moved_from: str | None = None
     #: files the build removes (an atlas's exports dropped from the manifest, its old
@@ -768,18 +770,27 @@ def _guard(action: Action, ctx: _Context) -> Action:
             if (elsewhere := ctx.elsewhere(path)) is not None:
                 claimed[path] = elsewhere
             return _copy_kept(action, claimed)
-        if links_alone:
-            reason = LINK_IN_THE_WAY
-        elif recorded is not None:
-            if not fresh and not known and _carry_its_record(currents, spec, ctx):
-                # made for this very spec where no cache says so: a fresh checkout of a
-                # commit that left out images.lock (the files, not the lock, were added)
-                what = "the file already holds" if len(currents) == 1 else "the files already hold"
-                reason = f"{action.reason} ({what} this output, as its record in it says)"
-                return replace(action, in_place=True, reason=reason, found=found)
-            reason = HAND_EDIT if path == spec.output else "changed by hand"
-        else:
-            reason = _in_the_way(ctx.recorded_for(path, current, spec.name), ctx.elsewhere(path))
+        if (
+            recorded is not None
+            and not links_alone
+            and not fresh
+            and not known
+            and _carry_its_record(currents, spec, ctx)
+        ):
+            # made for this very spec where no cache says so: a fresh checkout of a
+            # commit that left out images.lock (the files, not the lock, were added)
+            what = "the file already holds" if len(currents) == 1 else "the files already hold"
+            reason = f"{action.reason} ({what} this output, as its record in it says)"
+            return replace(action, in_place=True, reason=reason, found=found)
+        reason = _why_in_conflict(
+            path,
+            current,
+            spec,
+            ctx,
+            recorded=recorded,
+            written=known.get(path) if entry is None else None,
+            links_alone=links_alone,
+        )
         if path != spec.output:
             reason = f"{reason}: {path}"
         return Action(
@@ -793,6 +804,31 @@ def _guard(action: Action, ctx: _Context) -> Action:
         )
     checked = replace(action, found=found)
     return _copy_kept(checked, claimed) if claimed or earlier_kept else checked
+
+
+def _why_in_conflict(
+    path: str,
+    current: str,
+    spec: AssetSpec,
+    ctx: _Context,
+    *,
+    recorded: str | None,
+    written: str | None,
+    links_alone: bool,
+) -> str:
+    """Why the file at `path` stops a write to it: what the file is (`recorded`: the
+    digest the lock records there; `written`: what this output key wrote there, for an
+    image the lock has no entry of)."""
+    if links_alone:
+        return LINK_IN_THE_WAY
+    if recorded is not None:
+        return HAND_EDIT if path == spec.output else "changed by hand"
+    owner, elsewhere = ctx.recorded_for(path, current, spec.name), ctx.elsewhere(path)
+    if path == spec.output and written is not None and owner is None and elsewhere is None:
+        # an edit of the output nebula-build wrote for this very spec, which the lock no
+        # longer records (the image was removed and declared again): accept takes it
+        return HAND_EDIT
+    return _in_the_way(owner, elsewhere)
 
 
 def _renamed_files(action: Action, ctx: _Context) -> Mapping[str, str]:

@@ -891,6 +891,8 @@ class _Resolver(SpriteRules):
             self.outputs[path] = f"atlases.{name}"
             self.derived[path] = (*loc, key)
         members = tuple(sorted((n for n in chosen if n in specs), key=self.order.__getitem__))
+        if len(members) < len(chosen) and self.problems:
+            return None  # a member's problem, said: its frames and animations are unknown
         if not self.sheet_fits(loc, members, specs, decl.padding):
             return None
         tags = self.atlas_tags(name, decl, members)

@@ -380,6 +380,17 @@ class AssetSpec:
             params["key"] = self.key_color
         return {k: v for k, v in params.items() if v is not None}
 
+    def entry_params(self) -> dict[str, Any]:
+        """The generation parameters a lock entry records: `generation_params` less the
+        backend and the model (the entry has them as fields). Built at its own size: a
+        dict that had those keys deleted keeps their room, and a 100k-image lock holds
+        one per entry."""
+        return {
+            name: value
+            for name, value in self.generation_params().items()
+            if name not in ("backend", "model")
+        }
+
     def drawn(self, index: int) -> AssetSpec:
         """Draw `index` of this image's candidates, from the spec as declared (draw 0):
         draw i > 0 is keyed by i and, where the model takes a seed and one is set, uses

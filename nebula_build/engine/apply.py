@@ -185,19 +185,6 @@ class ApplyResult:
             self.outcomes.append(outcome)
 
 
-#: generation parameters a lock entry keeps as fields of its own
-_ENTRY_FIELDS = frozenset({"backend", "model"})
-
-
-def _entry_params(spec: AssetSpec) -> dict[str, Any]:
-    """The generation parameters a lock entry records: the spec's, less the backend and
-    the model (the entry has them as fields). Built at its own size: a dict that had
-    those keys deleted keeps their room, and a 100k-image lock holds one per entry."""
-    return {
-        name: value for name, value in spec.generation_params().items() if name not in _ENTRY_FIELDS
-    }
-
-
 def request_for(spec: AssetSpec, inputs: InputSnapshot) -> GenerationRequest:
     """The backend request for a spec, with the exact input bytes that were hashed."""
     _check_mask_size(spec, inputs)
@@ -855,7 +842,7 @@ class Applier:
             digest=digest,
             generation_key=spec.generation_key,
             output_key=spec.output_key,
-            params=_entry_params(spec),
+            params=spec.entry_params(),
             seed=None if seed == spec.seed else seed,
             variants=recorded(variants),
             draws=before.draws if before is not None and same_set else (),

@@ -97,6 +97,7 @@ def plan_files(
         force=force,
         deleting=deleting,
         related=related,
+        rewriting=changing,
     )
     actions = [action for action, _ in planned]
     target = prepared.resolved.asset_manifest
@@ -159,7 +160,10 @@ def _planned_atlases(
     force: bool,
     deleting: bool,
     related: Collection[str] | None = None,
+    rewriting: Collection[str] = (),
 ) -> list[tuple[FileAction, _Seen]]:
+    """`rewriting`: the images whose files this apply writes before the atlases are
+    built; every other member's file must hold what the lock records."""
     files = prepared.files
     actions = []
     records = made.atlases
@@ -191,6 +195,7 @@ def _planned_atlases(
             written_before=[*_written_before(prepared, record, on_disk), *merged],
             frames=on_disk[atlas.frames],
             merged=bool(merged),
+            unlike_lock=_unlike_lock(prepared, atlas, lock, rewriting),
         )
         if action.reason == "new atlas" and record is not None and record.output != atlas.output:
             action = dataclasses.replace(
@@ -209,6 +214,22 @@ def _planned_atlases(
             if name not in prepared.resolved.atlases
         ]
     return actions
+
+
+def _unlike_lock(
+    prepared: Prepared, atlas: AtlasSpec, lock: Mapping[str, LockEntry], rewriting: Collection[str]
+) -> dict[str, str]:
+    """The members whose file is not the bytes their lock entry records, and why: a hand
+    edit in conflict, not accepted, is not the member's image (a stat per member)."""
+    unlike = {}
+    for member in atlas.members:
+        entry = lock.get(member)
+        if entry is None or member in rewriting:
+            continue
+        digest = prepared.files.digest(entry.output)
+        if digest != entry.digest:
+            unlike[member] = "(its file is missing)" if digest is None else "(changed by hand)"
+    return unlike
 
 
 def _written_before(

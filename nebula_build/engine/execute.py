@@ -157,8 +157,9 @@ class OpenBackends:
         request = _callbacks_checked(request, secrets.values())
         try:
             async with asyncio.timeout(timeout):
-                with plugin.blame("generate", secrets=secrets.values()):
-                    result = await backend.generate(request)
+                result = await plugin.awaited(
+                    "generate", lambda: backend.generate(request), secrets=secrets.values()
+                )
         except TimeoutError:
             if timeout is None:
                 raise

@@ -89,6 +89,7 @@ def plan_atlas(
     written_before: Collection[str] = (),
     frames: str | None = None,
     merged: bool = False,
+    unlike_lock: Mapping[str, str] = {},
 ) -> FileAction:
     """What the atlas needs, from its members in the lock, the sheet's digest on disk
     (`sheet`) and what its frame map recorded; `changing` are images the same apply
@@ -102,7 +103,9 @@ def plan_atlas(
     `frames`: the digest of the file at the frame map's path, if there is one: one that
     is no frame map of nebula-build's is never written over without --force. `merged`:
     `recorded` is one side of a frame map git left conflict markers in
-    (`merged_record`), which the build writes resolved."""
+    (`merged_record`), which the build writes resolved. `unlike_lock`: the members
+    whose file does not hold the bytes the lock records, and why (changed by hand,
+    missing), which the atlas waits for: it never packs an edit nobody accepted."""
     key = members_key(atlas, lock)
     exports = exports or {}
 
@@ -117,6 +120,7 @@ def plan_atlas(
             backup=backup,
             new=sheet is None,
             frames=atlas.frames,
+            exports=atlas.exports,
             # whatever the reason for the build, it removes them (engine/derived.py); a
             # conflict, under --force
             removes=tuple(dropped) if state in (FileState.BUILD, FileState.CONFLICT) else (),
@@ -149,6 +153,10 @@ def plan_atlas(
         if not force:
             return act(FileState.CONFLICT, edited)
         return act(FileState.BUILD, f"{edited}; --force overwrites it", backup=True)
+    if unlike := [member for member in atlas.members if member in unlike_lock]:
+        named = "; ".join(f"{member} {unlike_lock[member]}" for member in unlike[:3])
+        more = f" and {len(unlike) - 3} more" if len(unlike) > 3 else ""
+        return act(FileState.WAITING, f"waiting for {named}{more}")
     moving = [member for member in atlas.members if member in changing]
     if moving:  # built after them, from the lock as they leave it
         # a member neither recorded nor made by this apply (--target): not built yet
@@ -418,6 +426,11 @@ def render(
         digest = sha256_bytes(data)
         if read.setdefault(name, digest) != digest:
             raise UserError(f"atlas member {name}: {lock[name].output} changed meanwhile")
+        if digest != lock[name].digest:  # an edit nobody accepted is never packed
+            raise UserError(
+                f"atlas member {name}: {lock[name].output} is not the image the lock "
+                "records (changed by hand since the plan)"
+            )
         try:
             return Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:  # a header may claim any size

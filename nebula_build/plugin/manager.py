@@ -18,7 +18,15 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -235,7 +243,9 @@ def _message(exc: BaseException) -> str | None:
     (what it raises may hold a secret, and is never shown)."""
     try:
         return str(exc)
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a SystemExit, or a BaseException of its own
         return None
 
 
@@ -315,6 +325,36 @@ class BackendPlugin:
             if self.builtin or isinstance(exc, KeyboardInterrupt) or _a_real_cancel(exc):
                 raise
             raise self._failed(doing, exc, secrets) from exc
+
+    async def awaited(
+        self,
+        doing: str,
+        work: Callable[[], Awaitable[T]],
+        *,
+        secrets: Collection[str] = (),
+    ) -> T:
+        """`work()`, plugin code, called and awaited under `blame` in a task of its own (a
+        plugin may raise before it returns its coroutine). Where that task is cancelled
+        and ours is not, the plugin cancelled it (its own task, or a library of its did):
+        its failure, which the engine would otherwise take for a bug of ours."""
+        import asyncio
+
+        async def blamed() -> T:
+            with self.blame(doing, secrets=secrets):
+                return await work()
+
+        task = asyncio.ensure_future(blamed())
+        try:
+            return await task
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if self.builtin or (current is not None and current.cancelling()):
+                raise
+            shown = sorted(declared_secrets().union(secrets))
+            raise self._failed(doing, exc, shown) from None
+        finally:
+            if not task.done():
+                task.cancel()
 
     def _failed(self, doing: str, exc: BaseException, secrets: Collection[str]) -> PluginError:
         return PluginError(

@@ -725,7 +725,7 @@ def file_json(action: FileAction) -> dict[str, Any]:
         "backup": action.backup,
     }
     if action.kind is FileKind.ATLAS:
-        data |= {"atlas": action.name, "frames": action.frames}
+        data |= {"atlas": action.name, "frames": action.frames, "exports": list(action.exports)}
     if action.moved_from is not None:
         data["old_output"] = action.moved_from  # as a moved image's
     if action.removes and action.state is FileState.CONFLICT:  # as an image's conflict

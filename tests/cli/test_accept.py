@@ -96,6 +96,65 @@ def test_an_image_removed_leaves_its_accepted_edit_in_place(project, run_cli):
     assert (root / "img/logo.png").read_bytes() == edit
 
 
+def test_an_image_declared_again_takes_back_its_accepted_edit(project, run_cli):
+    """Removed, its accepted edit kept, then declared again: plan said "a file
+    nebula-build did not write is in the way", and accept "has not been generated yet",
+    with no way out but --force over the edit."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    generated = _entry(root, "logo")["digest"]
+    edit = _retouch(root / "img/logo.png")
+    assert run_cli("accept", "logo").code == 0
+    (root / "images.toml").write_text(SITE.split("[images.logo]", maxsplit=1)[0])
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(SITE)
+    code, out, _ = run_cli("plan")
+    assert "logo  conflict  img/logo.png\n      output file changed by hand" in out, out
+    assert "`nebula-build accept logo` keeps the edit as the image's output" in out
+    code, out, err = run_cli("accept", "logo")
+    assert code == 0 and "logo: img/logo.png is its output as edited" in out, err
+    entry = _entry(root, "logo")
+    assert entry["edited_from"] == generated
+    assert entry["digest"] == hashlib.sha256(edit).hexdigest()
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    assert (root / "img/logo.png").read_bytes() == edit
+
+
+def test_a_file_nebula_build_never_made_for_the_image_is_not_its_edit(project, run_cli):
+    root = project({"images.toml": SITE})
+    (root / "img").mkdir()
+    Image.new("RGB", (128, 96), (9, 9, 9)).save(root / "img/logo.png")
+    code, out, _ = run_cli("plan")
+    assert "a file nebula-build did not write is in the way" in out
+    code, _, err = run_cli("accept", "logo")
+    assert code == 1 and "images.logo has not been generated yet" in err
+    assert not (root / "images.lock").exists()
+
+
+def test_another_manifests_file_at_a_declared_again_output_is_not_its_edit(project, run_cli):
+    """The image removed, another manifest's image written at its output: declared again,
+    plan said "changed by hand" and accept made the other manifest's file its output."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    without_logo = SITE.split("[images.logo]", maxsplit=1)[0]
+    (root / "images.toml").write_text(without_logo)
+    assert run_cli("apply").code == 0
+    theirs = without_logo.split("[images.hero]", maxsplit=1)[0]
+    (root / "other.toml").write_text(
+        theirs + '[images.banner]\nprompt = "a boat"\noutput = "img/logo.png"\n'
+    )
+    assert run_cli("-f", "other.toml", "apply").code == 0
+    banner = (root / "img/logo.png").read_bytes()
+    (root / "images.toml").write_text(SITE)
+    code, out, _ = run_cli("plan")
+    assert "the file in the way is another manifest's (other.lock records it as banner's)" in out
+    assert "accept logo" not in out, out
+    code, _, err = run_cli("accept", "logo")
+    assert code == 1 and "images.logo has not been generated yet" in err
+    assert "logo" not in tomllib.loads((root / "images.lock").read_text())["images"]
+    assert (root / "img/logo.png").read_bytes() == banner
+
+
 def test_an_accepted_edit_moves_with_its_output(project, run_cli):
     root = project({"images.toml": SITE})
     assert run_cli("apply").code == 0

@@ -76,6 +76,46 @@ def test_atlas_is_rebuilt_only_when_a_member_changes(project, run_cli, fake_site
     assert sheet.read_bytes() != first
 
 
+def _frame_of(root, name: str) -> Image.Image:
+    frames = FrameMap.model_validate_json((root / "sprites/enemies.json").read_text())
+    box = frames.frames[name].frame
+    with Image.open(root / "sprites/enemies.png") as sheet:
+        return sheet.convert("RGBA").crop((box.x, box.y, box.x + box.w, box.y + box.h))
+
+
+def test_a_members_hand_edit_is_packed_only_once_accepted(project, run_cli, fake_site, tmp_path):
+    """With a member in conflict and the atlas due for a rebuild, the build packed the
+    edit nobody accepted; once the member was restored the atlas said "up to date" and
+    kept the edit's pixels."""
+    log = tmp_path / "log"
+    root = project({"images.toml": manifest(log)})
+    assert run_cli("apply").code == 0
+    coin = root / "sprites/coin.png"
+    made = coin.read_bytes()
+    green = Image.new("RGBA", (128, 64), (0, 255, 0, 255))
+    green.save(coin)
+    (root / "images.toml").write_text(manifest(log) + "padding = 3\n")
+    code, out, _ = run_cli("plan")
+    assert "atlas enemies  waiting" in out and "waiting for coin (changed by hand)" in out
+    sheet = (root / "sprites/enemies.png").read_bytes()
+    code, _, err = run_cli("apply")
+    assert code == 1 and "coin: sprites/coin.png: output file changed by hand" in err
+    assert (root / "sprites/enemies.png").read_bytes() == sheet
+    coin.write_bytes(made)
+    code, out, _ = run_cli("plan")
+    assert "atlas enemies  build" in out
+    assert run_cli("apply").code == 0
+    with Image.open(coin) as restored:
+        assert (
+            ImageChops.difference(_frame_of(root, "coin"), restored.convert("RGBA")).getbbox()
+            is None
+        )
+    green.save(coin)
+    assert run_cli("accept", "coin").code == 0
+    assert run_cli("apply").code == 0
+    assert ImageChops.difference(_frame_of(root, "coin"), green).getbbox() is None
+
+
 def test_a_hand_edited_sheet_is_not_overwritten_without_force(
     project, run_cli, fake_site, tmp_path
 ):
@@ -106,6 +146,7 @@ def test_atlases_and_the_asset_manifest_are_in_the_plan_the_apply_and_the_status
         "reason": "new atlas",
         "output": "sprites/enemies.png",
         "frames": "sprites/enemies.json",
+        "exports": [],
         "backup": False,
     }
     assert files["asset manifest"]["action"] == "build"

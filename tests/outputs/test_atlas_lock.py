@@ -681,15 +681,19 @@ def test_a_lock_naming_a_godot_resource_made_in_the_editor_has_no_build_over_it(
 def test_a_member_changed_by_hand_does_not_fail_its_atlas(project, run_cli):
     """Before: the plan said the atlas was up to date, and apply (and each watch round)
     said 'failed atlas hero: not rebuilt: hero[idle] failed; the sheet keeps its last
-    build' beside the member's conflict, and counted the atlas as failed."""
+    build' beside the member's conflict, and counted the atlas as failed. Now the atlas
+    waits for the member, as the plan says, and its sheet stays as built."""
     root = applied(project, run_cli, HERO)
     sheet = (root / "atlas/hero.png").read_bytes()
     (root / "sprites/hero-idle.png").write_bytes(b"drawn by hand")
     code, out, _ = run_cli("plan")
-    assert "! hero[idle]  conflict" in out and "atlas hero" not in out, out
+    assert "! hero[idle]  conflict" in out, out
+    assert (
+        "atlas hero  waiting  atlas/hero.png\n      waiting for hero[idle] (changed by hand)" in out
+    )
     code, out, err = run_cli("apply")
     assert code == 1
     assert "output file changed by hand" in err, err
-    assert "atlas hero" not in out + err, out + err
+    assert "failed atlas" not in out + err, out + err
     assert "0 done (0 generated), 1 failed." in out, out
     assert (root / "atlas/hero.png").read_bytes() == sheet

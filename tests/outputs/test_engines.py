@@ -188,6 +188,16 @@ def test_tags_of_two_dimensions_make_one_animation_per_character_and_pose(projec
     assert code == 1 and len(err.splitlines()) == 1 and "no matrix dimension 'mood'" in err
 
 
+def test_a_members_error_is_said_once_not_as_the_atlas_loops(project, run_cli):
+    """With its members' width wrong, validate also said "atlases.enemies.loop: no
+    animation is named 'bat_idle' (the atlas's are default)": a second, false error."""
+    manifest = PREVIEW.replace('tags = "pose"', 'tags = ["kind", "pose"]\nloop = ["bat_idle"]')
+    project({"images.toml": manifest.replace("width = 128", "width = 500")})
+    code, _, err = run_cli("validate")
+    assert code == 1 and "width: must be a multiple of 8" in err, err
+    assert "atlases" not in err and len(err.splitlines()) == 1, err
+
+
 def test_two_combinations_that_make_one_tag_are_refused(project, run_cli):
     manifest = PREVIEW.replace(
         'matrix = { kind = ["bat", "ghost"], pose = ["idle", "attack"] }',
@@ -226,6 +236,8 @@ def test_exports_are_rebuilt_from_the_cache_and_a_hand_edit_is_a_conflict(projec
     tres.write_text(tres.read_text() + "; edited\n")
     code, out, _ = run_cli("plan")
     assert "game/sprites/enemies.tres was not written by nebula-build" in out
+    (atlas,) = json.loads(run_cli("plan", "--json").out)["files"]
+    assert atlas["exports"] == ["game/sprites/enemies.aseprite.json", "game/sprites/enemies.tres"]
     (root / "images.toml").write_text(PREVIEW.replace("fps = 10", "fps = 12"))
     code, _, err = run_cli("apply")
     assert code == 1 and "enemies.tres" in err

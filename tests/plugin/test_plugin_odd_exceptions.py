@@ -23,11 +23,19 @@ ODD = plugin_source(
     def secret_variables(cls, settings):
         return ("ODD_TOKEN",)
 
+    @fails_first
     async def generate(self, request):
         said = request.prompt
         token = os.environ["ODD_TOKEN"]
         if said == "badstr":
             raise Unsayable(token)
+        if said == "badstr-exit":
+            raise ExitingStr(token)
+        if said == "badstr-base":
+            raise BaseStr(token)
+        if said == "selfcancel":
+            asyncio.current_task().cancel(token)
+            await asyncio.sleep(5)
         if said == "badstr-ours":
             raise UnsayableRejection(token, backend=self.name)
         if said == "cancel":
@@ -53,9 +61,25 @@ ODD = plugin_source(
         return GenerationResult(png(request))
     """,
     preamble="""
+    def fails_first(generate):  # as a decorator that checks the request: before the coroutine
+        def checked(self, request):
+            if request.prompt.startswith("sync-"):
+                failure = SystemExit if request.prompt == "sync-exit" else RuntimeError
+                raise failure("sync " + os.environ["ODD_TOKEN"])
+            return generate(self, request)
+        return checked
+
     class Unsayable(Exception):
         def __str__(self):
             raise RuntimeError("cannot format: " + self.args[0])
+
+    class ExitingStr(Exception):
+        def __str__(self):
+            raise SystemExit("cannot format: " + self.args[0])
+
+    class BaseStr(Exception):
+        def __str__(self):
+            raise OwnBase("cannot format: " + self.args[0])
 
     class UnsayableRejection(RequestRejectedError):
         def __str__(self):
@@ -66,7 +90,19 @@ ODD = plugin_source(
     """,
 )
 
-FAILING = ("badstr", "badstr-ours", "cancel", "base", "genexit", "group")
+FAILING = (
+    "sync-raise",
+    "sync-exit",
+    "badstr",
+    "badstr-exit",
+    "badstr-base",
+    "badstr-ours",
+    "cancel",
+    "selfcancel",
+    "base",
+    "genexit",
+    "group",
+)
 
 
 def _manifest(*names: str) -> str:
@@ -101,8 +137,12 @@ def _files_with_the_token(root: Path) -> list[str]:
 @pytest.mark.parametrize("failing", FAILING)
 def test_a_plugins_odd_failure_is_one_line_and_the_run_ends(failing, install, project, sites):
     """badstr: the RuntimeError its __str__ raised went to failures.json, --json and a
-    48-line traceback with the token, blamed on nebula-build. cancel: apply waited for
-    ever. base, genexit, group: a traceback with the token, the run crashed."""
+    48-line traceback with the token, blamed on nebula-build. badstr-exit, badstr-base: a
+    SystemExit or BaseException from its __str__ ended the run with the token and no lock.
+    cancel: apply waited for ever. selfcancel (it cancelled its own task): "internal
+    error … (a bug)", blamed on nebula-build. base, genexit, group: a traceback with the
+    token, the run crashed. sync-raise, sync-exit (raised as generate was called, before
+    its coroutine): "internal error" with the token, or the run ended with no lock."""
     install("odd", ODD)
     root = project({"images.toml": _manifest("fine", failing)})
     try:
