@@ -173,7 +173,7 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
         store = report.prepared.store
         draws = image_draws(report.plan, report.prepared, report.result.lock)
         shown = [d.generation_key for items in draws.values() for d in items if d.cached]
-        keyings = {d.generation_key: d.keying for items in draws.values() for d in items}
+        shown_as = {d.generation_key: d.shown_as for items in draws.values() for d in items}
         try:
             thumbs = thumbnail_links(report.plan, project, report.prepared.files, link="served")
         except Exception:  # a thumbnail is never worth a round: the grid shows the files
@@ -214,7 +214,7 @@ def _gallery_publisher(project: Project, server: GalleryServer) -> Callable[[Rou
             thumbs=thumbs.made.names.values(),
             read_thumb=read_thumb,
             draws=shown,
-            read_draw=lambda key: read_draw(store, key, keyings.get(key)),
+            read_draw=lambda key: read_draw(store, key, shown_as.get(key)),
             pickable=pickable(draws),
         )
         # what this page no longer names goes; those of a `gallery` page stay

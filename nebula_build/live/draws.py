@@ -1,6 +1,7 @@
 """The candidate draws the gallery shows: which draws each image has, which is picked,
 which the local cache holds; their bytes for the live server, and copies of them
-beside the offline page.
+beside the offline page. A draw whose output steps change its pixels (a transparent
+background, `pixel_grid`, `palette`, `trim`…) is shown as its output would be.
 
 Only draws this tool cached on this account are shown (what `pick` can switch to
 without paying), and their bytes are read through the store, which checks them
@@ -9,22 +10,23 @@ against their digest. Their type comes from their bytes, never from a name.
 
 from __future__ import annotations
 
-import io
 import os
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nebula_build.core.plan import Plan
 from nebula_build.core.spec import AssetSpec
+from nebula_build.core.sprite import MAX_PALETTE_BYTES, palette_colours
 from nebula_build.engine.candidates import picked
 from nebula_build.engine.prepare import Prepared
-from nebula_build.errors import OutputRejectedError, UnsafePathError
+from nebula_build.errors import OutputRejectedError, TooLargeError, UnsafePathError
 from nebula_build.imaging import sniff
-from nebula_build.outputs.keying import Keying
+from nebula_build.outputs.encode import Encoding, encoding_for, render
 from nebula_build.state.cache import CorruptEntryError, Store
 from nebula_build.state.guard import Guard
+from nebula_build.state.inputs import InputSnapshot
 from nebula_build.state.lockfile import Entries
 from nebula_build.text import shell_operands
 
@@ -46,8 +48,8 @@ class Draw:
     picked: bool
     #: in the local cache, written by this tool: it can be shown and picked
     cached: bool
-    #: how a transparent image's key colour becomes alpha: the draw is shown keyed
-    keying: Keying | None = None
+    #: how the draw is shown where its output steps change its pixels: as its output
+    shown_as: Encoding | None = None
     #: the seed it was made with, where the image declares one
     seed: int | None = None
 
@@ -59,6 +61,7 @@ class Draw:
 def image_draws(plan: Plan, prepared: Prepared, lock: Entries) -> dict[str, tuple[Draw, ...]]:
     """The draws of every image of the plan that has candidates, by image name."""
     chosen = picked(prepared.specs, lock, on_disk=prepared.held_draw)
+    palettes = _palette_reader(prepared)
     result = {}
     for action in plan.actions:
         base = chosen.bases.get(action.image)
@@ -72,9 +75,9 @@ def image_draws(plan: Plan, prepared: Prepared, lock: Entries) -> dict[str, tupl
             key = drawn.generation_key
             cached = prepared.store.has_ours(key)
             picked_now = key == output_key
-            keying = _keying(drawn)
+            shown_as = _shown_as(drawn, palettes)
             draws.append(
-                Draw(action.image, index, key, picked_now, cached, keying, seed=drawn.seed)
+                Draw(action.image, index, key, picked_now, cached, shown_as, seed=drawn.seed)
             )
         result[action.image] = tuple(draws)
     return result
@@ -87,17 +90,56 @@ class DrawBytes:
     extension: str
 
 
-def _keying(spec: AssetSpec) -> Keying | None:
-    if spec.key_color is None:
+def _shown_as(spec: AssetSpec, palettes: Callable[[str], tuple[str, ...]]) -> Encoding | None:
+    """How a draw of `spec` is shown: as its output's pixels (keyed, snapped to its grid,
+    fitted to its size, quantised, trimmed), as a PNG; None where no output step changes
+    them and the draw's own bytes are shown. A palette file that cannot be read now
+    leaves the draw unquantised."""
+    if spec.key_color is None and not spec.sprite:
         return None
-    steps = spec.steps
-    return Keying(spec.key_color, steps["key_softness"], steps["despill"])
+    encoding = encoding_for(spec)
+    steps = encoding.steps
+    colours: tuple[str, ...] = ()
+    if (path := spec.palette_file) is not None and not (colours := palettes(path)):
+        steps = tuple((name, value) for name, value in steps if name != "palette")
+    return replace(
+        encoding,
+        format="png",
+        quality=None,
+        lossless=None,
+        variants=(),
+        texts=(),
+        steps=steps,
+        checks=(),
+        palette=colours,
+    )
 
 
-def read_draw(store: Store, key: str, keying: Keying | None = None) -> DrawBytes | None:
+def _palette_reader(prepared: Prepared) -> Callable[[str], tuple[str, ...]]:
+    """The colours of a palette file by its project path, each read once; none where it
+    cannot be read (or is no palette)."""
+    read: dict[str, tuple[str, ...]] = {}
+    inputs = prepared.inputs or InputSnapshot(prepared.guard)  # never outside the project
+
+    def colours(path: str) -> tuple[str, ...]:
+        if path not in read:
+            read[path] = ()
+            try:
+                data = inputs.read_small(path, MAX_PALETTE_BYTES)
+                if data is not None:
+                    read[path] = palette_colours(data, path)
+            except (TooLargeError, ValueError):
+                pass
+        return read[path]
+
+    return colours
+
+
+def read_draw(store: Store, key: str, shown_as: Encoding | None = None) -> DrawBytes | None:
     """A draw's bytes from the cache, checked against their digest, if they are an
     image a browser shows; None otherwise (missing, corrupt, unverified, other). With
-    `keying`, the draw as a transparent image shows it: keyed, as a PNG."""
+    `shown_as`, the draw as its output would be, as a PNG (its own bytes where it cannot
+    be: a transparency that refuses it)."""
     try:
         entry = store.get(key)
     except CorruptEntryError:
@@ -107,29 +149,21 @@ def read_draw(store: Store, key: str, keying: Keying | None = None) -> DrawBytes
     kind = sniff(entry.data)
     if kind not in MEDIA_TYPES:
         return None
-    if keying is not None:
-        keyed = _keyed(entry.data, keying)
-        if keyed is not None:
-            return DrawBytes(keyed, MEDIA_TYPES["png"], _EXTENSIONS["png"])
+    if shown_as is not None:
+        rendered = _rendered(entry.data, shown_as)
+        if rendered is not None:
+            return DrawBytes(rendered, MEDIA_TYPES["png"], _EXTENSIONS["png"])
     return DrawBytes(entry.data, MEDIA_TYPES[kind], _EXTENSIONS[kind])
 
 
-def _keyed(data: bytes, keying: Keying) -> bytes | None:
-    """The draw keyed like its output, as a PNG; None where it cannot be (refused)."""
+def _rendered(data: bytes, shown_as: Encoding) -> bytes | None:
+    """The draw as its output would be; None where it cannot be (refused)."""
     from PIL import Image
 
-    from nebula_build.imaging import MAX_PIXELS
-    from nebula_build.outputs.keying import apply_key
-
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            keyed = apply_key(opened.copy(), keying)
+        return render(data, shown_as)[0]
     except (OutputRejectedError, OSError, ValueError, Image.DecompressionBombError):
         return None
-    buffer = io.BytesIO()
-    keyed.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def copy_draws(
@@ -144,7 +178,7 @@ def copy_draws(
     for draw in draws:
         if not draw.cached:
             continue
-        found = read_draw(store, draw.generation_key, draw.keying)
+        found = read_draw(store, draw.generation_key, draw.shown_as)
         if found is None:
             continue
         relative = f"{prefix}/{draw.generation_key}.{found.extension}"

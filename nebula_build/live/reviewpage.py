@@ -32,6 +32,7 @@ REVIEW_STYLE = """
   .draw .choose:hover, .draw .choose:focus-visible { border-color: var(--accent); outline: none; }
   .draw .shot img { position: absolute; inset: 0; width: 100%; height: 100%;
                     object-fit: contain; display: block; }
+  .card.small .draw .shot img { image-rendering: pixelated; }
   .draw.missing .shot { border-style: dashed; }
   .draw.chosen .shot { border-color: var(--accent); }
   .draw.picked .shot { border-color: var(--ok); box-shadow: 0 0 0 2px var(--ok); }

@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 from PIL import Image
 
-from tests.cli.test_sprites import applied, manifest, nebula_sprite
+from tests.cli.test_sprites import FOUR, RESIZED, applied, manifest, nebula_sprite
 
 SECRET = "API_TOKEN=hunter2"
 
@@ -173,3 +173,31 @@ def test_the_gallery_shows_a_transparent_image_s_draws_keyed(project, run_cli):
             rgba = image.convert("RGBA")
         assert rgba.getpixel((0, 0))[3] == 0  # the key colour, keyed away
         assert rgba.getpixel((64, 64))[3] == 255
+
+
+def _visible(path) -> tuple[tuple[int, int], set, bytes]:
+    with Image.open(path) as image:
+        rgba = image.convert("RGBA")
+    used = {(r, g, b) for _, (r, g, b, a) in rgba.getcolors(1 << 16) if a}
+    return rgba.size, used, rgba.tobytes()
+
+
+def test_the_gallery_shows_each_draw_as_its_output_would_be(project, run_cli):
+    """Draws were shown as generated (128², every colour, off the grid) where the output
+    is a 32² sprite of a palette file's four colours: a pick made on pixels no file has."""
+    sprite = manifest(**RESIZED, pixel_grid=4, palette="palettes/four.hex", candidates=2)
+    root = project({"images.toml": sprite, "palettes/four.hex": FOUR})
+    assert run_cli("apply").code == 0
+    code, _, err = run_cli("gallery")
+    assert code == 0, err
+    copies = sorted((root / ".nebula-build/gallery/draws").iterdir())
+    output = _visible(root / "sprites/potion.png")
+    shown = [_visible(copy) for copy in copies]
+    assert len(shown) == 2 and output in shown  # draw 0, picked, is the very output
+    four = {(0x1A, 0x1C, 0x2C), (0x5D, 0x27, 0x5D), (0xB1, 0x3E, 0x53), (0xFF, 0xCD, 0x75)}
+    for size, used, _ in shown:
+        assert size == (32, 32) and used <= four
+    (root / "palettes/four.hex").write_text(FOUR.replace("FFCD75", "38B764"))
+    assert run_cli("gallery").code == 0  # before apply: the draws as apply would make them
+    for copy in copies:
+        assert _visible(copy)[1] <= four - {(0xFF, 0xCD, 0x75)} | {(0x38, 0xB7, 0x64)}

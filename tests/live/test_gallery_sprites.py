@@ -117,6 +117,35 @@ def test_a_small_sprite_is_enlarged_with_crisp_pixels(project, run_cli):
 
 
 @pytest.mark.browser
+def test_a_small_sprites_draws_are_shown_as_its_file_with_crisp_pixels(project, run_cli, tmp_path):
+    """The draws of a 32 px sprite were its 512 px generations, smoothed: not what the
+    pick delivers."""
+    from tests.live.test_gallery import BROWSER_ARGS, _chromium
+
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    pixel_art = RESIZED.replace("resize = [32, 32]", 'resize = [32, 32]\npalette = "pico8"')
+    root = project(
+        {"images.toml": pixel_art.replace("[images.gem]", "[images.gem]\ncandidates = 3")}
+    )
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery").code == 0
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto((root / ".nebula-build/gallery/index.html").as_uri())
+        page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth)")
+        draws = page.eval_on_selector_all(
+            ".card .draw .shot img",
+            "imgs => imgs.map(i => [i.naturalWidth <= 32, getComputedStyle(i).imageRendering])",
+        )
+        page.locator('.card[data-name="gem"]').screenshot(path=str(tmp_path / "draws.png"))
+        browser.close()
+    assert draws == [[True, "pixelated"]] * 3
+
+
+@pytest.mark.browser
 def test_a_failed_atlas_card_says_it_failed_where_its_sheet_would_be(project, run_cli, monkeypatch):
     """Its card was red with the error, and its picture's place said "not generated yet"."""
     from tests.live.test_gallery import BROWSER_ARGS, _chromium
