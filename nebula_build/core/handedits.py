@@ -69,13 +69,9 @@ def acceptable(plan: Plan) -> list[str]:
         if action.kind is ActionKind.CONFLICT
         and action.reason == HAND_EDIT
         and action.spec is not None
-        and (
-            action.entry is None  # an edit of what this spec wrote, the lock records none
-            or (
-                action.entry.generation_key == action.spec.generation_key
-                and action.entry.output_key == action.spec.output_key
-            )
-        )
+        and action.entry is not None
+        and action.entry.generation_key == action.spec.generation_key
+        and action.entry.output_key == action.spec.output_key
     ]
     if not edited:  # every watch round and plan asks
         return []

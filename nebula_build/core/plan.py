@@ -788,7 +788,6 @@ def _guard(action: Action, ctx: _Context) -> Action:
             spec,
             ctx,
             recorded=recorded,
-            written=known.get(path) if entry is None else None,
             links_alone=links_alone,
         )
         if path != spec.output:
@@ -813,22 +812,15 @@ def _why_in_conflict(
     ctx: _Context,
     *,
     recorded: str | None,
-    written: str | None,
     links_alone: bool,
 ) -> str:
-    """Why the file at `path` stops a write to it: what the file is (`recorded`: the
-    digest the lock records there; `written`: what this output key wrote there, for an
-    image the lock has no entry of)."""
+    """Why the file at `path` stops a write to it (`recorded`: the digest the lock
+    records there for this image)."""
     if links_alone:
         return LINK_IN_THE_WAY
     if recorded is not None:
         return HAND_EDIT if path == spec.output else "changed by hand"
-    owner, elsewhere = ctx.recorded_for(path, current, spec.name), ctx.elsewhere(path)
-    if path == spec.output and written is not None and owner is None and elsewhere is None:
-        # an edit of the output nebula-build wrote for this very spec, which the lock no
-        # longer records (the image was removed and declared again): accept takes it
-        return HAND_EDIT
-    return _in_the_way(owner, elsewhere)
+    return _in_the_way(ctx.recorded_for(path, current, spec.name), ctx.elsewhere(path))
 
 
 def _renamed_files(action: Action, ctx: _Context) -> Mapping[str, str]:

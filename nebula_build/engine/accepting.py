@@ -28,7 +28,7 @@ from nebula_build.outputs import checks as acceptance
 from nebula_build.outputs.metadata import recorded_output_key
 from nebula_build.plugin.manager import BackendRegistry
 from nebula_build.state import lockfile
-from nebula_build.state.lockfile import Entries, LockEntry, recorded
+from nebula_build.state.lockfile import Entries, LockEntry
 from nebula_build.state.project import Project
 from nebula_build.text import printable
 
@@ -89,7 +89,7 @@ def accept_edits(
             refused.append(exc)
             continue
         accepted[name] = entry
-        again = name in lock and lock[name].edited_from is not None
+        again = lock[name].edited_from is not None
         said.append(Accepted(name, entry.output, again=again))
     if refused and (names or not accepted):  # named: all or nothing, every reason said
         raise UserError("\n".join(str(exc) for exc in refused))
@@ -121,7 +121,10 @@ def _accepted_entry(
     if spec is None or action is None:
         raise UserError(f"accept: images.{name} is no longer in {manifest}: nothing to accept")
     if entry is None:
-        entry = _unrecorded_entry(prepared, action, spec)
+        raise UserError(
+            f"accept: images.{name} has not been generated yet, so no file of it was edited: "
+            "run `nebula-build apply`"
+        )
     output = printable(spec.output, limit=200)
     if entry.generation_key != spec.generation_key or entry.output_key != spec.output_key:
         raise UserError(
@@ -149,32 +152,6 @@ def _accepted_entry(
     digest = sha256_bytes(data)
     # the file nebula-build wrote stays the one an accepted edit is an edit of
     return replace(entry, digest=digest, edited_from=entry.edited_from or entry.digest)
-
-
-def _unrecorded_entry(prepared: Prepared, action: Action, spec: AssetSpec) -> LockEntry:
-    """The entry apply would record for the output nebula-build wrote for this very spec
-    (its account's record of what each output key wrote, which a pull request cannot
-    forge), where the lock records none: the image was removed from the manifest, its
-    accepted edit kept, and declared again. Its digest is that written file's."""
-    name = spec.name
-    written = prepared.store.output_files(spec.output_key).get(spec.output)
-    if not _hand_edit(action) or written is None:
-        raise UserError(
-            f"accept: images.{name} has not been generated yet, so no file of it was edited: "
-            "run `nebula-build apply`"
-        )
-    seed, made_with = prepared.store.provenance(spec.generation_key)
-    return LockEntry(
-        backend=spec.backend,
-        model=spec.model,
-        output=spec.output,
-        digest=written,
-        generation_key=spec.generation_key,
-        output_key=spec.output_key,
-        params=spec.entry_params(),
-        seed=None if seed == spec.seed else seed,
-        made_with=recorded(made_with),
-    )
 
 
 def _check(spec: AssetSpec, data: bytes, where: str) -> None:

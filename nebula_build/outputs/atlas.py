@@ -126,6 +126,14 @@ def plan_atlas(
             removes=tuple(dropped) if state in (FileState.BUILD, FileState.CONFLICT) else (),
         )
 
+    # a member's edit nobody accepted: whatever else would build the sheet waits for it
+    waiting = _waiting_for_edits(atlas, unlike_lock)
+
+    def build(reason: str, *, backup: bool = False) -> FileAction:
+        if waiting is not None:
+            return act(FileState.WAITING, waiting)
+        return act(FileState.BUILD, reason, backup=backup)
+
     edited = None
     if sheet is not None and key is not None:
         known = known_output(record_key(atlas, key))
@@ -134,10 +142,10 @@ def plan_atlas(
         )
         if ours and recorded is not None and recorded.get("key") != key:
             if recorded.get("digest") == sheet:  # the same sheet: options went and came back
-                return act(FileState.BUILD, _why_rebuilt(atlas, recorded, dropped))
-            return act(FileState.BUILD, "a build was interrupted")
+                return build(_why_rebuilt(atlas, recorded, dropped))
+            return build("a build was interrupted")
         if ours and recorded is None:
-            return act(FileState.BUILD, "a build was interrupted")
+            return build("a build was interrupted")
     if recorded is None and sheet is not None and atlas.output not in written_before:
         edited = f"{atlas.output} exists and was not written by nebula-build"
     elif recorded is None and frames is not None and atlas.frames not in written_before:
@@ -152,11 +160,9 @@ def plan_atlas(
     if edited is not None:
         if not force:
             return act(FileState.CONFLICT, edited)
-        return act(FileState.BUILD, f"{edited}; --force overwrites it", backup=True)
-    if unlike := [member for member in atlas.members if member in unlike_lock]:
-        named = "; ".join(f"{member} {unlike_lock[member]}" for member in unlike[:3])
-        more = f" and {len(unlike) - 3} more" if len(unlike) > 3 else ""
-        return act(FileState.WAITING, f"waiting for {named}{more}")
+        return build(f"{edited}; --force overwrites it", backup=True)
+    if waiting is not None:
+        return act(FileState.WAITING, waiting)
     moving = [member for member in atlas.members if member in changing]
     if moving:  # built after them, from the lock as they leave it
         # a member neither recorded nor made by this apply (--target): not built yet
@@ -189,6 +195,16 @@ def plan_atlas(
     if merged:
         return act(FileState.BUILD, f"git left merge conflict markers in {atlas.frames}")
     return act(FileState.NOOP, "up to date")
+
+
+def _waiting_for_edits(atlas: AtlasSpec, unlike_lock: Mapping[str, str]) -> str | None:
+    """Why the atlas waits for members whose file is not what the lock records."""
+    unlike = [member for member in atlas.members if member in unlike_lock]
+    if not unlike:
+        return None
+    named = "; ".join(f"{member} {unlike_lock[member]}" for member in unlike[:3])
+    more = f" and {len(unlike) - 3} more" if len(unlike) > 3 else ""
+    return f"waiting for {named}{more}"
 
 
 def _member_renames(

@@ -96,30 +96,6 @@ def test_an_image_removed_leaves_its_accepted_edit_in_place(project, run_cli):
     assert (root / "img/logo.png").read_bytes() == edit
 
 
-def test_an_image_declared_again_takes_back_its_accepted_edit(project, run_cli):
-    """Removed, its accepted edit kept, then declared again: plan said "a file
-    nebula-build did not write is in the way", and accept "has not been generated yet",
-    with no way out but --force over the edit."""
-    root = project({"images.toml": SITE})
-    assert run_cli("apply").code == 0
-    generated = _entry(root, "logo")["digest"]
-    edit = _retouch(root / "img/logo.png")
-    assert run_cli("accept", "logo").code == 0
-    (root / "images.toml").write_text(SITE.split("[images.logo]", maxsplit=1)[0])
-    assert run_cli("apply").code == 0
-    (root / "images.toml").write_text(SITE)
-    code, out, _ = run_cli("plan")
-    assert "logo  conflict  img/logo.png\n      output file changed by hand" in out, out
-    assert "`nebula-build accept logo` keeps the edit as the image's output" in out
-    code, out, err = run_cli("accept", "logo")
-    assert code == 0 and "logo: img/logo.png is its output as edited" in out, err
-    entry = _entry(root, "logo")
-    assert entry["edited_from"] == generated
-    assert entry["digest"] == hashlib.sha256(edit).hexdigest()
-    assert run_cli("plan", "--detailed-exitcode").code == 0
-    assert (root / "img/logo.png").read_bytes() == edit
-
-
 def test_a_file_nebula_build_never_made_for_the_image_is_not_its_edit(project, run_cli):
     root = project({"images.toml": SITE})
     (root / "img").mkdir()

@@ -116,6 +116,28 @@ def test_a_members_hand_edit_is_packed_only_once_accepted(project, run_cli, fake
     assert ImageChops.difference(_frame_of(root, "coin"), green).getbbox() is None
 
 
+def test_an_interrupted_build_waits_for_a_members_hand_edit(project, run_cli, fake_site, tmp_path):
+    """The sheet of an earlier build back in place (a killed build, a checkout of the
+    sheet) and a member edited: the plan said "build (a build was interrupted)" and
+    apply failed the atlas, saying the member changed since the plan."""
+    log = tmp_path / "log"
+    root = project({"images.toml": manifest(log)})
+    assert run_cli("apply").code == 0
+    first = (root / "sprites/enemies.png").read_bytes()
+    (root / "images.toml").write_text(manifest(log) + "padding = 5\n")
+    assert run_cli("apply").code == 0
+    (root / "sprites/enemies.png").write_bytes(first)
+    (root / "images.toml").write_text(manifest(log))
+    assert "a build was interrupted" in run_cli("plan").out
+    Image.new("RGBA", (128, 64), (0, 255, 0, 255)).save(root / "sprites/coin.png")
+    code, out, _ = run_cli("plan")
+    assert "atlas enemies  waiting" in out and "waiting for coin (changed by hand)" in out, out
+    code, out, err = run_cli("apply")
+    assert code == 1 and "coin: sprites/coin.png: output file changed by hand" in err
+    assert "atlas" not in err and "failed atlas" not in out, out + err
+    assert (root / "sprites/enemies.png").read_bytes() == first
+
+
 def test_a_hand_edited_sheet_is_not_overwritten_without_force(
     project, run_cli, fake_site, tmp_path
 ):
