@@ -515,7 +515,8 @@ def cmd_apply(ctx: Context) -> int:
                     on_plan=listener.plan_made,
                     on_start=listener.applying,
                     check_plan=None if saved is None else listener.check_saved,
-                )
+                ),
+                ctx.loop_failures,
             )
     except NebulaBuildError as error:
         listener.show_refused()

@@ -12,6 +12,7 @@ from nebula_build.ui.style import Style, wants_color
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from nebula_build.cli.eventloop import ExceptionHandler
     from nebula_build.engine.prepare import Prepared
     from nebula_build.plugin.manager import BackendRegistry, BrokenPlugin
     from nebula_build.state.project import Project
@@ -41,17 +42,23 @@ class Context:
         self.refused_files: set[str] = set()
         #: puts back the thread exception hook set once plugins are loaded (see `close`)
         self._restore_thread_hook: Callable[[], None] | None = None
+        #: the exception handler of the event loops run once plugins are loaded: a task
+        #: or callback a plugin left to the loop that fails is one line (cli/eventloop.py)
+        self.loop_failures: ExceptionHandler | None = None
 
     def registry(self) -> BackendRegistry:
         """Every backend installed here, loaded once per command; an installed plugin
         that cannot be loaded is a warning as the command ends (an error only for a
         manifest that uses it, which says it once)."""
         if self._registry is None:
-            from nebula_build.cli.threadfailures import say_in_one_line
+            from nebula_build.cli.threadfailures import loop_failures_in_one_line, say_in_one_line
             from nebula_build.plugin.manager import load_registry
 
             self._registry = load_registry()
             self._restore_thread_hook = say_in_one_line(self.warn, self.err.write, self._registry)
+            self.loop_failures = loop_failures_in_one_line(
+                self.warn, self.err.write, self._registry
+            )
             self.left_out = sorted(self._registry.broken.values(), key=lambda b: b.name)
         return self._registry
 

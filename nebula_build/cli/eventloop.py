@@ -1,19 +1,28 @@
-"""How a command runs its event loop: asyncio.run, but an interrupted command does not
-wait for the threads of the loop's default executor. A backend that calls a blocking
-client in `asyncio.to_thread` leaves a thread there that no cancellation stops, and
-asyncio.run would wait for it until the server answered or the request timed out; its
-result is discarded all the same."""
+"""How a command runs its event loop: asyncio.run, but
+
+- an interrupted command does not wait for the threads of the loop's default executor.
+  A backend that calls a blocking client in `asyncio.to_thread` leaves a thread there
+  that no cancellation stops, and asyncio.run would wait for it until the server
+  answered or the request timed out; its result is discarded all the same;
+- work a plugin left to the loop (a task it created, a callback it scheduled) cannot
+  end the command: a SystemExit it raises would leave the loop with the command half
+  done, no lock written and the exception's message (a secret, maybe) as the process's
+  last words. It is said through the loop's exception handler and the command goes on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+#: what a loop's exception handler is given: the loop, and what failed (asyncio's keys)
+ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 
 #: the executor threads an interrupted command left running; the process exits past
 #: those that run no code of ours (see `still_ours`)
@@ -32,17 +41,65 @@ class _AbandonedWhenInterrupted(ThreadPoolExecutor):
         super().shutdown(wait and not self.interrupted, cancel_futures=cancel_futures)
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
+def run(main: Coroutine[Any, Any, T], on_failure: ExceptionHandler | None = None) -> T:
     """Run `main` as asyncio.run does; Ctrl-C still cancels it (its writes finish), but
-    once it has stopped the threads left in `asyncio.to_thread` are not waited for."""
+    once it has stopped the threads left in `asyncio.to_thread` are not waited for.
+    `on_failure` is the loop's exception handler: it is also given each SystemExit that
+    a task or callback other than `main`'s raised, and `main` goes on."""
     executor = _AbandonedWhenInterrupted(thread_name_prefix="asyncio")
-    with asyncio.Runner() as runner:
-        runner.get_loop().set_default_executor(executor)
+    runner = asyncio.Runner()
+    loop = runner.get_loop()
+    loop.set_default_executor(executor)
+    if on_failure is not None:
+        loop.set_exception_handler(on_failure)
+    try:
+        return _run_past_strays(runner, main)
+    except KeyboardInterrupt:
+        executor.interrupted = True
+        raise
+    finally:
         try:
-            return runner.run(main)
-        except KeyboardInterrupt:
-            executor.interrupted = True
-            raise
+            runner.close()  # cancels what is left: a plugin's task, which may exit then
+        except SystemExit as stray:
+            _said(loop, stray)
+
+
+def _run_past_strays(runner: asyncio.Runner, main: Coroutine[Any, Any, T]) -> T:
+    running: list[asyncio.Task[T]] = []
+
+    async def main_task() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append(task)
+        return await main
+
+    step: Coroutine[Any, Any, T] = main_task()
+    while True:
+        try:
+            return runner.run(step)
+        except SystemExit as stray:
+            if not running or _raised_by(running[0], stray):
+                raise
+            _said(runner.get_loop(), stray)
+            if running[0].cancelled():  # by Ctrl-C, as the stray one ran
+                raise KeyboardInterrupt from None
+            if running[0].done():
+                return running[0].result()
+            step = _awaited(running[0])
+
+
+def _raised_by(task: asyncio.Task[Any], stray: SystemExit) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is stray
+
+
+def _said(loop: asyncio.AbstractEventLoop, stray: SystemExit) -> None:
+    loop.call_exception_handler(
+        {"message": "work left to the event loop ended", "exception": stray}
+    )
+
+
+async def _awaited(task: asyncio.Task[T]) -> T:
+    return await task
 
 
 def abandoned_threads() -> list[threading.Thread]:

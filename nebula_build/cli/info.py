@@ -161,7 +161,7 @@ def _remote_models(ctx: Context) -> int:
         settings = plugin.parse_settings(_project_backend_settings(ctx).get(plugin.name, {}))
     except ValueError as exc:
         raise UserError(_settings_problem(ctx, plugin.name, exc)) from None
-    rows = eventloop.run(plugin.remote_models(settings))
+    rows = eventloop.run(plugin.remote_models(settings), ctx.loop_failures)
     if ctx.args.json:
         ctx.print_json(rows, default=str)
         return ExitCode.OK

@@ -79,7 +79,9 @@ def cmd_watch(ctx: Context) -> int:
             manifest = escaped_value(project.display_manifest)
             ctx.print(style(f"watching {manifest} and its inputs (Ctrl-C to stop)", "dim"))
         try:
-            last = eventloop.run(watcher.run(filesystem_changes(watcher), once=args.once))
+            last = eventloop.run(
+                watcher.run(filesystem_changes(watcher), once=args.once), ctx.loop_failures
+            )
         except KeyboardInterrupt:
             if args.once:  # one round, like apply: an interrupted one exits 130
                 raise

@@ -65,7 +65,8 @@ def cmd_pick(ctx: Context) -> int:
                 pin=args.pin,
                 unpin=args.unpin,
                 listener=ApplyListener(ctx, quiet=True),
-            )
+            ),
+            ctx.loop_failures,
         )
     code = render_round(ctx, result, summary=False)
     if code == ExitCode.OK and not result.generated:

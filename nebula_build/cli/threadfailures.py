@@ -1,5 +1,6 @@
-"""How a thread that ends in an exception is said while a command runs: one line naming
-the plugin whose code it ran where that can be told, without secrets (the traceback too
+"""How code a plugin left running fails while a command runs (a thread that ends in an
+exception; a task or callback left to the event loop that raises): one line naming the
+plugin whose code it ran where that can be told, without secrets (the traceback too
 under NEBULA_BUILD_DEBUG=1), never Python's traceback amid the progress lines."""
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli.stray import without_secrets
 
 if TYPE_CHECKING:
+    import asyncio
+
     from nebula_build.plugin.manager import BackendPlugin, BackendRegistry
 
 
@@ -28,11 +31,7 @@ def say_in_one_line(
         if args.exc_type is SystemExit:  # as Python's own hook: a thread's quiet end
             return
         warn(without_secrets(_said(args, registry)))
-        if os.environ.get("NEBULA_BUILD_DEBUG"):
-            import traceback
-
-            raised = traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
-            write(without_secrets("".join(raised)))
+        _traceback_when_debugging(write, args.exc_value)
 
     threading.excepthook = hook
 
@@ -42,12 +41,63 @@ def say_in_one_line(
     return restore
 
 
+def loop_failures_in_one_line(
+    warn: Callable[[str], None], write: Callable[[str], object], registry: BackendRegistry
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """An event loop's exception handler: a task or callback left to the loop that
+    raised (see cli/eventloop.py: a SystemExit too) is a warning (`warn`) naming the
+    backend of `registry` whose code raised; its traceback (`write`) only under
+    NEBULA_BUILD_DEBUG=1. Each exception is said once: asyncio tells of a task's again
+    when the task is collected."""
+    said: list[BaseException] = []
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        failure = context.get("exception")
+        if not isinstance(failure, BaseException):
+            warn(without_secrets(f"event loop: {context.get('message')}"))
+            return
+        if any(failure is before for before in said):
+            return
+        said.append(failure)
+        warn(without_secrets(_said_of_loop(failure, registry)))
+        _traceback_when_debugging(write, failure)
+
+    return handler
+
+
+def _traceback_when_debugging(
+    write: Callable[[str], object], failure: BaseException | None
+) -> None:
+    if failure is not None and os.environ.get("NEBULA_BUILD_DEBUG"):
+        import traceback
+
+        write(without_secrets("".join(traceback.format_exception(failure))))
+
+
+def _said_of_loop(failure: BaseException, registry: BackendRegistry) -> str:
+    from nebula_build.errors import first_line
+
+    said = f"{type(failure).__name__}: {first_line(failure)}"
+    went_on = "; the command went on" if isinstance(failure, SystemExit) else ""
+    plugin = _plugin_of(failure.__traceback__, registry, _is_loop_machinery)
+    if plugin is None:
+        return (
+            f"work left to the event loop failed: {said}{went_on} "
+            "(NEBULA_BUILD_DEBUG=1 shows the traceback)"
+        )
+    return (
+        f"a task or callback of backend {plugin.name!r} from {plugin.source} failed: "
+        f"{said}{went_on} (a bug in that plugin: report it to its authors; "
+        "NEBULA_BUILD_DEBUG=1 shows the traceback)"
+    )
+
+
 def _said(args: threading.ExceptHookArgs, registry: BackendRegistry) -> str:
     from nebula_build.errors import first_line
 
     said = first_line(args.exc_value) if args.exc_value is not None else ""
     failure = f"{args.exc_type.__name__}: {said}"
-    plugin = _plugin_of(args.exc_traceback, registry)
+    plugin = _plugin_of(args.exc_traceback, registry, lambda module: module == "threading")
     if plugin is None:
         name = args.thread.name if args.thread is not None else "a thread"
         return f"thread {name!r} failed: {failure} (NEBULA_BUILD_DEBUG=1 shows the traceback)"
@@ -58,9 +108,20 @@ def _said(args: threading.ExceptHookArgs, registry: BackendRegistry) -> str:
     )
 
 
-def _plugin_of(traceback: TracebackType | None, registry: BackendRegistry) -> BackendPlugin | None:
-    """The installed plugin whose package holds the first code the thread ran that is
-    not Python's threading (its target, or its own `run`); None where none does."""
+def _is_loop_machinery(module: str) -> bool:
+    """Whether `module` runs the event loop (asyncio's, and ours that runs it), not a
+    task's or callback's own code."""
+    return (
+        module == "asyncio" or module.startswith("asyncio.") or module == __package__ + ".eventloop"
+    )
+
+
+def _plugin_of(
+    traceback: TracebackType | None, registry: BackendRegistry, machinery: Callable[[str], bool]
+) -> BackendPlugin | None:
+    """The installed plugin whose package holds the first code in `traceback` that is
+    not `machinery` (Python's threading: a thread's target, or its own `run`; the event
+    loop: a task's coroutine, a callback); None where none does."""
     packages = {
         plugin.cls.__module__.partition(".")[0]: plugin
         for plugin in registry.plugins.values()
@@ -68,7 +129,7 @@ def _plugin_of(traceback: TracebackType | None, registry: BackendRegistry) -> Ba
     }
     while traceback is not None:
         module = traceback.tb_frame.f_globals.get("__name__", "")
-        if isinstance(module, str) and module != "threading":
+        if isinstance(module, str) and not machinery(module):
             return packages.get(module.partition(".")[0])
         traceback = traceback.tb_next
     return None

@@ -54,6 +54,9 @@ ODD = plugin_source(
             request.on_step(True, 4)
             request.on_activity(f"working with {token}")
             request.on_step(1, 4)
+        if said.startswith("stray-"):
+            _stray(said, f"token={token}")
+            await asyncio.sleep(0.1)
         if said == "warnings":
             return GenerationResult(
                 png(request), warnings=tuple(f"warning {n} {token}" for n in range(1000))
@@ -68,6 +71,32 @@ ODD = plugin_source(
                 raise failure("sync " + os.environ["ODD_TOKEN"])
             return generate(self, request)
         return checked
+
+    def _stray(said, message):  # work the plugin leaves to the loop, outside its generate
+        loop = asyncio.get_running_loop()
+        if said == "stray-task-exit":
+            async def leaving():
+                raise SystemExit(message)
+            _kept.append(loop.create_task(leaving()))
+        elif said == "stray-cancelled-exit":  # ends as the loop closes: cancelled then
+            async def waiting():
+                try:
+                    await asyncio.sleep(60)
+                finally:
+                    raise SystemExit(message)
+            loop.create_task(waiting())
+        elif said == "stray-soon-exit":
+            loop.call_soon(sys.exit, message)
+        elif said == "stray-task-raise":
+            async def failing():
+                raise RuntimeError(message)
+            loop.create_task(failing())
+        elif said == "stray-soon-raise":
+            def failing_soon():
+                raise RuntimeError(message)
+            loop.call_soon(failing_soon)
+
+    _kept = []
 
     class Unsayable(Exception):
         def __str__(self):
@@ -185,3 +214,38 @@ def test_a_flood_of_warnings_is_cut_short(install, project, sites):
     assert warnings[0] == "warning 0 [redacted]"
     assert warnings[-1] == "… and 980 more warnings from odd (not shown)"
     assert done.stderr.count("warning ") < 40
+
+
+STRAYS = (
+    "stray-task-exit",
+    "stray-cancelled-exit",
+    "stray-soon-exit",
+    "stray-task-raise",
+    "stray-soon-raise",
+)
+
+
+@pytest.mark.parametrize("stray", STRAYS)
+def test_work_a_plugin_leaves_to_the_loop_cannot_end_the_run(stray, install, project, sites):
+    """A task or callback the plugin left to the event loop that raises, after its
+    generate returned. -exit: SystemExit left the loop: the token was printed as the
+    process's last words, exit 1, no lock for the image that was made. -raise: asyncio
+    printed 'Exception in callback' or 'Task exception was never retrieved' with the
+    token and a traceback."""
+    install("odd", ODD)
+    root = project({"images.toml": _manifest("fine", stray)})
+    done = _apply(sites)
+    assert done.returncode == 0, done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr
+    assert "never retrieved" not in done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(said) == 1, done.stderr
+    if stray == "stray-soon-exit":  # sys.exit itself was the callback: no code of odd's ran
+        assert said[0].startswith("warning: work left to the event loop failed: SystemExit")
+    else:
+        assert "a task or callback of backend 'odd' from nebula-odd 0.1 failed" in said[0]
+    if stray.endswith("-exit"):
+        assert "the command went on" in said[0]
+    lock = (root / "images.lock").read_text()
+    assert "[images.fine]" in lock and f"[images.{stray.replace('-', '_')}]" in lock
