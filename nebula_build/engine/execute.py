@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import operator
 import sys
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -208,11 +209,27 @@ def _callbacks_checked(request: GenerationRequest, secrets: Collection[str]) -> 
 
 
 def _counting(report: StepCallback) -> StepCallback:
+    """`report` given whole step counts: a numpy or torch integer as an int, a step past
+    the total (a scheduler's extra one) as the last; anything else is not said."""
+
     def counted(done: int, total: int) -> None:
-        if type(done) is int and type(total) is int and 0 <= done <= total <= MAX_STEPS:
-            report(done, total)
+        whole_done, whole_total = _whole(done), _whole(total)
+        if whole_done is None or whole_total is None:
+            return
+        if whole_done >= 0 and 0 <= whole_total <= MAX_STEPS:
+            report(min(whole_done, whole_total), whole_total)
 
     return counted
+
+
+def _whole(count: object) -> int | None:
+    """`count` as an int where it is a whole number of any integer type (not a bool)."""
+    if isinstance(count, bool):
+        return None
+    try:
+        return operator.index(count)  # type: ignore[arg-type]
+    except Exception:  # a plugin's own type may fail in any way
+        return None
 
 
 def _holding(report: HeldCallback) -> HeldCallback:
