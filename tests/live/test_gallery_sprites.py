@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.live.pagedata import card, page_cards
+
+
+@contextlib.contextmanager
+def _gallery_page(root: Path) -> Iterator[Any]:
+    """The gallery `nebula-build gallery` wrote for `root`, open in headless Chromium
+    (the test skips, or fails in CI, where Chromium or playwright is missing)."""
+    from tests.live.test_gallery import BROWSER_ARGS, _chromium
+
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto((root / ".nebula-build/gallery/index.html").as_uri())
+            yield page
+        finally:
+            browser.close()
+
 
 SPRITES = """\
 version = 1
@@ -94,25 +118,16 @@ def test_a_sprite_card_says_the_size_of_its_file(project, run_cli):
 @pytest.mark.browser
 def test_a_small_sprite_is_enlarged_with_crisp_pixels(project, run_cli):
     """The grid had smoothed a 32 px sprite as it enlarged it: pixel art shown blurred."""
-    from tests.live.test_gallery import BROWSER_ARGS, _chromium
-
-    chromium = _chromium()
-    from playwright.sync_api import sync_playwright
-
     root = project({"images.toml": RESIZED})
     assert run_cli("apply").code == 0
     assert run_cli("gallery").code == 0
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
-        page.goto((root / ".nebula-build/gallery/index.html").as_uri())
+    with _gallery_page(root) as page:
         page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth)")
         rendering = page.eval_on_selector_all(
             ".card .thumb img",
             "imgs => imgs.map(i => [i.closest('.card').dataset.name, "
             "getComputedStyle(i).imageRendering])",
         )
-        browser.close()
     assert rendering == [["knight", "pixelated"], ["gem", "pixelated"], ["castle", "auto"]]
 
 
@@ -120,52 +135,35 @@ def test_a_small_sprite_is_enlarged_with_crisp_pixels(project, run_cli):
 def test_a_small_sprites_draws_are_shown_as_its_file_with_crisp_pixels(project, run_cli, tmp_path):
     """The draws of a 32 px sprite were its 512 px generations, smoothed: not what the
     pick delivers."""
-    from tests.live.test_gallery import BROWSER_ARGS, _chromium
-
-    chromium = _chromium()
-    from playwright.sync_api import sync_playwright
-
     pixel_art = RESIZED.replace("resize = [32, 32]", 'resize = [32, 32]\npalette = "pico8"')
     root = project(
         {"images.toml": pixel_art.replace("[images.gem]", "[images.gem]\ncandidates = 3")}
     )
     assert run_cli("apply").code == 0
     assert run_cli("gallery").code == 0
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
-        page.goto((root / ".nebula-build/gallery/index.html").as_uri())
+    with _gallery_page(root) as page:
         page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth)")
         draws = page.eval_on_selector_all(
             ".card .draw .shot img",
             "imgs => imgs.map(i => [i.naturalWidth <= 32, getComputedStyle(i).imageRendering])",
         )
         page.locator('.card[data-name="gem"]').screenshot(path=str(tmp_path / "draws.png"))
-        browser.close()
     assert draws == [[True, "pixelated"]] * 3
 
 
 @pytest.mark.browser
 def test_a_failed_atlas_card_says_it_failed_where_its_sheet_would_be(project, run_cli, monkeypatch):
     """Its card was red with the error, and its picture's place said "not generated yet"."""
-    from tests.live.test_gallery import BROWSER_ARGS, _chromium
     from tests.outputs.test_engines import PREVIEW
-
-    chromium = _chromium()  # skips, or fails in CI, where playwright is missing
-    from playwright.sync_api import sync_playwright
 
     root = project({"images.toml": PREVIEW})
     monkeypatch.setattr("nebula_build.core.atlaspack.MAX_SHEET_SIDE", 20)
     assert run_cli("apply").code == 1
     assert run_cli("gallery").code == 0
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
-        page.goto((root / ".nebula-build/gallery/index.html").as_uri())
+    with _gallery_page(root) as page:
         page.wait_for_selector(".card")
         missing = page.eval_on_selector_all(
             ".card .thumb.missing",
             "divs => divs.map(d => [d.closest('.card').dataset.name, d.textContent])",
         )
-        browser.close()
     assert missing == [["atlas enemies", "no file: the last apply failed"]]
