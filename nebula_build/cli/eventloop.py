@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 from collections.abc import Callable, Coroutine
@@ -44,8 +45,9 @@ class _AbandonedWhenInterrupted(ThreadPoolExecutor):
 def run(main: Coroutine[Any, Any, T], on_failure: ExceptionHandler | None = None) -> T:
     """Run `main` as asyncio.run does; Ctrl-C still cancels it (its writes finish), but
     once it has stopped the threads left in `asyncio.to_thread` are not waited for.
-    `on_failure` is the loop's exception handler: it is also given each SystemExit that
-    a task or callback other than `main`'s raised, and `main` goes on."""
+    `on_failure` is the loop's exception handler while `main` runs and the loop winds
+    down: it is also given each SystemExit that a task or callback other than `main`'s
+    raised, and `main` goes on."""
     executor = _AbandonedWhenInterrupted(thread_name_prefix="asyncio")
     runner = asyncio.Runner()
     loop = runner.get_loop()
@@ -59,9 +61,12 @@ def run(main: Coroutine[Any, Any, T], on_failure: ExceptionHandler | None = None
         raise
     finally:
         try:
-            runner.close()  # cancels what is left: a plugin's task, which may exit then
-        except SystemExit as stray:
-            _said(loop, stray)
+            _wind_down(loop)
+        finally:
+            runner.close()
+        if on_failure is not None:
+            gc.collect()  # a failed task in a cycle is told of now, while secrets are known
+            loop.set_exception_handler(_unsaid)
 
 
 def _run_past_strays(runner: asyncio.Runner, main: Coroutine[Any, Any, T]) -> T:
@@ -81,11 +86,59 @@ def _run_past_strays(runner: asyncio.Runner, main: Coroutine[Any, Any, T]) -> T:
             if not running or _raised_by(running[0], stray):
                 raise
             _said(runner.get_loop(), stray)
-            if running[0].cancelled():  # by Ctrl-C, as the stray one ran
+        except RuntimeError:  # "Event loop stopped before Future completed"
+            if not running or running[0].done():
+                raise
+            _stopped(runner.get_loop())
+        except asyncio.CancelledError:
+            # Ctrl-C cancelled main, and a stray one ran before main ended (the runner
+            # counts interrupts per call): as asyncio.run says it
+            if running and running[0].cancelled():
                 raise KeyboardInterrupt from None
-            if running[0].done():
-                return running[0].result()
-            step = _awaited(running[0])
+            raise
+        if running[0].cancelled():  # by Ctrl-C, as the stray one ran
+            raise KeyboardInterrupt from None
+        if running[0].done():
+            return running[0].result()
+        step = _awaited(running[0])
+
+
+def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks left and close the async generators, as the runner's close does,
+    but past a SystemExit from any of them (the runner would stop at the first, leaving
+    the rest to be closed as the process ends, when their failures can no longer be told
+    without secrets)."""
+    for _ in range(_MOST_ROUNDS):
+        left = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        if not left:
+            break
+        for task in left:
+            if not task.cancelling():
+                task.cancel()
+        try:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        except SystemExit as stray:
+            _said(loop, stray)
+            continue
+        for task in left:
+            if not task.cancelled() and task.exception() is not None:
+                loop.call_exception_handler(
+                    {
+                        "message": "a task failed as the command ended",
+                        "exception": task.exception(),
+                        "task": task,
+                    }
+                )
+    for _ in range(_MOST_ROUNDS):
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            break
+        except SystemExit as stray:
+            _said(loop, stray)
+
+
+#: the rounds of cancelling that winding down tries (a task may start another as it ends)
+_MOST_ROUNDS = 100
 
 
 def _raised_by(task: asyncio.Task[Any], stray: SystemExit) -> bool:
@@ -96,6 +149,15 @@ def _said(loop: asyncio.AbstractEventLoop, stray: SystemExit) -> None:
     loop.call_exception_handler(
         {"message": "work left to the event loop ended", "exception": stray}
     )
+
+
+def _stopped(loop: asyncio.AbstractEventLoop) -> None:
+    loop.call_exception_handler({"message": "a plugin stopped the event loop; the command went on"})
+
+
+def _unsaid(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Once the command has ended: a plugin's task collected then is not said (the
+    secrets to keep out of what it would say are no longer known)."""
 
 
 async def _awaited(task: asyncio.Task[T]) -> T:

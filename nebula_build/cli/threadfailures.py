@@ -5,6 +5,7 @@ under NEBULA_BUILD_DEBUG=1), never Python's traceback amid the progress lines.""
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli.stray import without_secrets
+from nebula_build.errors import first_line
 
 if TYPE_CHECKING:
     import asyncio
@@ -49,7 +51,7 @@ def loop_failures_in_one_line(
     backend of `registry` whose code raised; its traceback (`write`) only under
     NEBULA_BUILD_DEBUG=1. Each exception is said once: asyncio tells of a task's again
     when the task is collected."""
-    said: list[BaseException] = []
+    said: collections.deque[BaseException] = collections.deque(maxlen=64)
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         failure = context.get("exception")
@@ -59,7 +61,11 @@ def loop_failures_in_one_line(
         if any(failure is before for before in said):
             return
         said.append(failure)
-        warn(without_secrets(_said_of_loop(failure, registry)))
+        try:
+            line = _said_of_loop(failure, registry)
+        except Exception:  # a plugin's exception can fail as it is looked at
+            line = f"work left to the event loop failed: {type(failure).__name__}"
+        warn(without_secrets(line))
         _traceback_when_debugging(write, failure)
 
     return handler
@@ -75,8 +81,6 @@ def _traceback_when_debugging(
 
 
 def _said_of_loop(failure: BaseException, registry: BackendRegistry) -> str:
-    from nebula_build.errors import first_line
-
     said = f"{type(failure).__name__}: {first_line(failure)}"
     went_on = "; the command went on" if isinstance(failure, SystemExit) else ""
     plugin = _plugin_of(failure.__traceback__, registry, _is_loop_machinery)
@@ -93,8 +97,6 @@ def _said_of_loop(failure: BaseException, registry: BackendRegistry) -> str:
 
 
 def _said(args: threading.ExceptHookArgs, registry: BackendRegistry) -> str:
-    from nebula_build.errors import first_line
-
     said = first_line(args.exc_value) if args.exc_value is not None else ""
     failure = f"{args.exc_type.__name__}: {said}"
     plugin = _plugin_of(args.exc_traceback, registry, lambda module: module == "threading")

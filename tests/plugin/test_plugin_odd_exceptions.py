@@ -6,8 +6,10 @@ line naming the plugin, without its secret, and the run ends."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,14 @@ ODD = plugin_source(
         if said.startswith("stray-"):
             _stray(said, f"token={token}")
             await asyncio.sleep(0.1)
+        if said == "exits-as-interrupted":  # Ctrl-C: a last stray as the run winds down
+            Path("started").touch()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                asyncio.get_running_loop().call_soon(sys.exit, f"token={token}")
+                await asyncio.sleep(0.2)
+                raise
         if said == "warnings":
             return GenerationResult(
                 png(request), warnings=tuple(f"warning {n} {token}" for n in range(1000))
@@ -85,6 +95,20 @@ ODD = plugin_source(
                 finally:
                     raise SystemExit(message)
             loop.create_task(waiting())
+        elif said == "stray-three-cancelled-exit":
+            async def waiting(n):
+                try:
+                    await asyncio.sleep(60)
+                finally:
+                    raise SystemExit(f"{message} {n}")
+            for n in range(3):
+                loop.create_task(waiting(n))
+        elif said == "stray-stop":
+            loop.stop()
+        elif said == "stray-task-interrupt":
+            async def interrupting():
+                raise KeyboardInterrupt(message)
+            loop.create_task(interrupting())
         elif said == "stray-soon-exit":
             loop.call_soon(sys.exit, message)
         elif said == "stray-task-raise":
@@ -97,6 +121,8 @@ ODD = plugin_source(
             loop.call_soon(failing_soon)
 
     _kept = []
+
+    from pathlib import Path
 
     class Unsayable(Exception):
         def __str__(self):
@@ -216,13 +242,16 @@ def test_a_flood_of_warnings_is_cut_short(install, project, sites):
     assert done.stderr.count("warning ") < 40
 
 
-STRAYS = (
-    "stray-task-exit",
-    "stray-cancelled-exit",
-    "stray-soon-exit",
-    "stray-task-raise",
-    "stray-soon-raise",
-)
+#: each stray, and the warning lines it makes
+STRAYS = {
+    "stray-task-exit": 1,
+    "stray-cancelled-exit": 1,
+    "stray-three-cancelled-exit": 3,
+    "stray-soon-exit": 1,
+    "stray-task-raise": 1,
+    "stray-soon-raise": 1,
+    "stray-stop": 1,
+}
 
 
 @pytest.mark.parametrize("stray", STRAYS)
@@ -231,21 +260,67 @@ def test_work_a_plugin_leaves_to_the_loop_cannot_end_the_run(stray, install, pro
     generate returned. -exit: SystemExit left the loop: the token was printed as the
     process's last words, exit 1, no lock for the image that was made. -raise: asyncio
     printed 'Exception in callback' or 'Task exception was never retrieved' with the
-    token and a traceback."""
+    token and a traceback. three-cancelled-exit: the first SystemExit as the loop closed
+    stopped its close: the others printed "Exception ignored" with the token in the
+    clear, and "Task was destroyed but it is pending!". stop (loop.stop()): "Event loop
+    stopped before Future completed" with a traceback, no lock."""
     install("odd", ODD)
     root = project({"images.toml": _manifest("fine", stray)})
     done = _apply(sites)
     assert done.returncode == 0, done.stderr
     assert TOKEN not in done.stdout + done.stderr
     assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr
-    assert "never retrieved" not in done.stderr
+    assert "never retrieved" not in done.stderr and "Exception ignored" not in done.stderr
     said = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
-    assert len(said) == 1, done.stderr
+    assert len(said) == STRAYS[stray], done.stderr
     if stray == "stray-soon-exit":  # sys.exit itself was the callback: no code of odd's ran
         assert said[0].startswith("warning: work left to the event loop failed: SystemExit")
+    elif stray == "stray-stop":
+        assert (
+            said[0] == "warning: event loop: a plugin stopped the event loop; the command went on"
+        )
     else:
         assert "a task or callback of backend 'odd' from nebula-odd 0.1 failed" in said[0]
     if stray.endswith("-exit"):
-        assert "the command went on" in said[0]
+        assert all("the command went on" in line for line in said)
     lock = (root / "images.lock").read_text()
     assert "[images.fine]" in lock and f"[images.{stray.replace('-', '_')}]" in lock
+
+
+def test_a_stray_interrupt_is_said_without_its_secret(install, project, sites):
+    """A plugin's task that raised KeyboardInterrupt(token) ends the run as Ctrl-C does;
+    the task, collected after the command, printed the token in the clear."""
+    install("odd", ODD)
+    project({"images.toml": _manifest("fine", "stray-task-interrupt")})
+    done = _apply(sites)
+    assert done.returncode == 130, done.stderr
+    assert "interrupted with" in done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_with_a_stray_exit_as_the_run_winds_down(install, project, sites):
+    """Ctrl-C, then the plugin's callback raised SystemExit before its generate ended:
+    a CancelledError's traceback, exit 1, no "interrupted" line."""
+    install("odd", ODD)
+    root = project({"images.toml": _manifest("fine", "exits-as-interrupted")})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nebula_build", "apply", "--yes"],
+        env=process_environment(sites, ODD_TOKEN=TOKEN),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (root / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted with 1 of 2 images finished" in err
+    assert TOKEN not in out + err and "Traceback" not in err
+    assert "[images.fine]" in (root / "images.lock").read_text()
