@@ -160,7 +160,8 @@ def status_lines(
             shown = style(printable(reason), "dim")
         else:
             shown = style(f"pending {state}: {printable(reason)}", "yellow")
-        if name in failed:
+        # a conflict apply stopped at is said once: its failure repeats the reason
+        if name in failed and not (state == "conflict" and reason in failed[name]):
             shown += style(f" (last apply failed: {printable(failed[name], limit=120)})", "red")
         lines.append(f"{name.ljust(width)}  {shown}  {style(printable(output), 'dim')}")
         if name in notes:  # made with other settings than the backend's now

@@ -202,3 +202,22 @@ def test_a_command_with_stdout_or_stderr_closed_keeps_its_exit_code(
     assert done.returncode == 2, done
     said = (root / "errors.txt").read_text() if closed == ">&-" else done.stdout
     assert "Traceback" not in said and "Error" not in said, said
+
+
+def test_status_says_a_conflict_apply_stopped_at_once(project, run_cli):
+    """The line said the conflict, then "(last apply failed: …" with the same reason
+    again, cut off mid-sentence at 120 characters."""
+    manifest = nebula_manifest({"hero": {"prompt": "x", "output": "hero.png"}})
+    root = project({"images.toml": manifest.replace('"nebula"', '"preview"')})
+    assert run_cli("apply").code == 0
+    (root / "hero.png").write_bytes((root / "hero.png").read_bytes() + b"edited")
+    (root / "images.toml").write_text(
+        manifest.replace('"nebula"', '"preview"').replace('"x"', '"y"')
+    )
+    assert run_cli("apply").code == 1
+    code, out, _ = run_cli("status", "--detailed-exitcode")
+    assert code == 1
+    line = next(line for line in out.splitlines() if line.startswith("hero"))
+    assert "conflict: output file changed by hand" in line
+    assert "last apply failed" not in line and line.count("changed by hand") == 1, line
+    assert "1 image failed in the last apply" in out
