@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nebula_build.core.handedits import acceptable
 from nebula_build.core.plan import LINK_IN_THE_WAY, Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.core.sprite import MAX_PALETTE_BYTES, palette_colours, palette_too_large
@@ -367,6 +368,7 @@ class Applier:
         self._halted: dict[str, BackendError] = {}
         #: the plan's images not finished yet, started or not
         self._pending: dict[str, Action] = {}
+        self._acceptable: frozenset[str] = frozenset()
         #: the images in flight: started, not finished
         self._tasks: dict[str, asyncio.Task[None]] = {}
         #: names swapped that wait for the names of their swap that generate (`_swap_waits`)
@@ -405,6 +407,8 @@ class Applier:
         self._wanted = Counter({key: n for key, n in wanted.items() if n > 1})
         del wanted
         self._pending = {action.image: action for action in changes}
+        #: the hand edits in the way that `accept` can keep, which the failure says
+        self._acceptable = frozenset(acceptable(plan))
         self._swap_waits = _swap_waits(changes)
         self._renaming = {
             action.image: action.renamed_from
@@ -657,14 +661,23 @@ class Applier:
         outcome.elapsed = time.perf_counter() - started
         self._done(outcome)
 
+    def _refused(self, conflict: Action) -> ConflictError:
+        """Why a file in the way is not overwritten, and what --force (or accept) does."""
+        keep = (
+            f"; `nebula-build accept {shell_operands(conflict.image)}` keeps the edit"
+            if conflict.image in self._acceptable
+            else ""
+        )
+        return ConflictError(
+            f"{conflict.output}: {conflict.reason}; not overwritten: {_hint(conflict)}{keep}"
+        )
+
     async def _execute(self, action: Action, outcome: Outcome) -> None:
         kind = action.kind
         if kind is ActionKind.CONFLICT and action.resolution is None:  # --force cannot help
             raise ConflictError(action.reason)
         if kind is ActionKind.CONFLICT:
-            raise ConflictError(
-                f"{action.output}: {action.reason}; not overwritten: {_hint(action)}"
-            )
+            raise self._refused(action)
         if kind is ActionKind.DELETE:
             async with self._io:
                 self.progress.started(action)

@@ -522,3 +522,21 @@ def test_a_conflict_accept_cannot_keep_still_says_how_to_keep_it(project, run_cl
     code, out, _ = run_cli("plan")
     assert "to keep an edit, move the file elsewhere. `nebula-build accept hero` keeps" in out
     assert "keep it apart" not in out, out
+
+
+def test_apply_refusing_an_edit_says_accept_keeps_it_where_it_can(project, run_cli):
+    """apply's failure offered only --force, where the plan it had shown offered accept.
+    An edit accept cannot keep (the spec changed since) is not offered it."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    _retouch(root / "img/hero.png")
+    _retouch(root / "img/logo.png")
+    (root / "images.toml").write_text(SITE.replace("a lighthouse", "a lighthouse at night"))
+    code, _, err = run_cli("apply")
+    assert code == 1
+    hero, logo = (
+        next(line for line in err.splitlines() if line.startswith(f"  {name}: "))
+        for name in ("hero", "logo")
+    )
+    assert hero.endswith("; `nebula-build accept hero` keeps the edit"), hero
+    assert "re-run with --force" in logo and "accept" not in logo, logo
