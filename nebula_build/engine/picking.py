@@ -54,6 +54,11 @@ def _base(prepared: Prepared, lock: Entries, name: str) -> AssetSpec:
     return picked(prepared.specs, lock, on_disk=prepared.held_draw).bases[name]
 
 
+def _picking(prepared: Prepared, name: str) -> str:
+    """How an error of `pick` begins: the manifest, the command, the image."""
+    return f"{prepared.project.display_manifest}: pick: images.{name}"
+
+
 def _parts(prepared: Prepared) -> dict[str, tuple[str, ...]]:
     return {name: spec.parts for name, spec in prepared.specs.items()}
 
@@ -80,7 +85,7 @@ def choose(
     elif index is None:
         raise UserError("pick: give the draw's INDEX, --next or --prev")
     if not 0 <= index < count:
-        raise UserError(f"pick: images.{name} has draws 0 to {count - 1} (got {index})")
+        raise UserError(f"{_picking(prepared, name)} has draws 0 to {count - 1} (got {index})")
     return Pick(name, index, count, base.output, _takers(prepared, name))
 
 
@@ -107,16 +112,16 @@ def choose_earlier(
     history = entry.history if entry is not None else ()
     if not 1 <= earlier <= len(history):
         if not history:
-            raise UserError(f"pick: images.{name} has no earlier generation yet")
+            raise UserError(f"{_picking(prepared, name)} has no earlier generation yet")
         have = f"@1 to @{len(history)}" if len(history) > 1 else "@1 only"
         raise UserError(
-            f"pick: images.{name} has no earlier generation @{earlier} (it has {have}: "
+            f"{_picking(prepared, name)} has no earlier generation @{earlier} (it has {have}: "
             f"`nebula-build history {shell_operands(name)}` lists them)"
         )
     spec = earlier_spec(base, history[earlier - 1])
     if spec is None:
         raise UserError(
-            f"pick: images.{name} @{earlier} was recorded with parameters this version "
+            f"{_picking(prepared, name)} @{earlier} was recorded with parameters this version "
             "cannot remake its key from; it cannot be brought back"
         )
     fields = differing(base.generation_params(), spec.generation_params())
@@ -125,9 +130,9 @@ def choose_earlier(
         changed = changed_since(base, spec)
         verb = "differs" if len(changed) == 1 else "differ"
         raise UserError(
-            f"pick: images.{name} @{earlier} was made from another spec ({', '.join(changed)} "
-            f"{verb} from {manifest}): edit {manifest} to match, or pass --pin to make it "
-            "the output anyway (plan shows the pin)"
+            f"{_picking(prepared, name)} @{earlier} was made from another spec "
+            f"({', '.join(changed)} {verb} from {manifest}): edit {manifest} to match, or "
+            "pass --pin to make it the output anyway (plan shows the pin)"
         )
     if fields:
         spec = replace(spec, pin=base.generation_key)
@@ -172,7 +177,7 @@ async def pick_draw(
     if unpin:
         entry = lock.get(name)
         if entry is None or entry.pin is None:
-            raise UserError(f"pick: images.{name} is not pinned")
+            raise UserError(f"{_picking(prepared, name)} is not pinned")
         chosen = Pick(name, None, 1, prepared.specs[name].output, _takers(prepared, name))
         options = replace(options, unpin={name})
         return chosen, await apply_round(project, registry, options, listener=listener)

@@ -117,13 +117,15 @@ def test_pick_says_what_is_wrong_in_one_line(project, run_cli, nebula_server):
     for argv, message in [
         (["pick", "nope", "1"], "no image named 'nope'"),
         (["pick", "logo", "1"], "images.logo has one draw"),
-        (["pick", "hero", "5"], "has draws 0 to 2 (got 5)"),
+        (["pick", "hero", "5"], "images.hero has draws 0 to 2 (got 5)"),
         (["pick", "hero", "1"], "draw 1 of hero is not in the cache here"),
         (["pick", "hero"], "give the draw's INDEX, --next or --prev"),
     ]:
         code, _, err = run_cli(*argv)
         assert code == 1, argv
         assert message in err and err.count("\n") == 1, err
+        if "images." in message:  # "pick: images.hero has draws …" named no manifest
+            assert err.startswith("error: images.toml: "), err
     assert nebula_server.requests == []
 
 

@@ -293,10 +293,10 @@ def test_pick_earlier_says_what_is_wrong_in_one_line(project, run_cli, nebula_se
     project({"images.toml": nebula_manifest({"hero": HERO})})
     assert run_cli("apply").code == 0
     for argv, message in [
-        (["pick", "hero", "@1"], "images.hero has no earlier generation yet"),
+        (["pick", "hero", "@1"], "images.toml: pick: images.hero has no earlier generation yet"),
         (["pick", "hero", "@x"], "is neither a draw INDEX"),
         (["pick", "hero", "1", "--pin"], "--pin is for an earlier generation"),
-        (["pick", "hero", "--unpin"], "images.hero is not pinned"),
+        (["pick", "hero", "--unpin"], "images.toml: pick: images.hero is not pinned"),
         (["history", "nope"], "no image named 'nope'"),
     ]:
         code, _, err = run_cli(*argv)
