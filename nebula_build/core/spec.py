@@ -105,7 +105,7 @@ def path_value_problem(
     path = template.format_map(plain)
     parts = path.replace("\\", "/").split("/")
     if parts.count("..") > plainly.count(".."):
-        wrong = "leave the project"
+        wrong = "use '..' (a value may name folders, not climb out of one)"
     elif _loose(parts) > _loose(plainly):
         wrong = "have an empty or '.' folder (written elsewhere than it reads)"
     else:

@@ -86,6 +86,7 @@ def test_an_output_template_a_terminal_would_show_as_another_is_said_once(projec
 
 
 LOOSE = "have an empty or '.' folder (written elsewhere than it reads)"
+CLIMB = "use '..' (a value may name folders, not climb out of one)"
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,7 @@ LOOSE = "have an empty or '.' folder (written elsewhere than it reads)"
         ("out/{name}/{sku}.png", "/abs", "out/y//abs.png", LOOSE),
         ("out/{name}/{sku}/x.png", "b/", "out/y/b//x.png", LOOSE),
         ("out/{name}/{sku}.png", "a//b", "out/y/a//b.png", LOOSE),
-        ("out/{sku}-{name}.png", "../../etc", "out/../../etc-y.png", "leave the project"),
+        ("out/{sku}-{name}.png", "../../etc", "out/../../etc-y.png", CLIMB),
     ],
 )
 def test_a_value_that_would_write_elsewhere_than_its_output_reads_is_refused_at_its_row(

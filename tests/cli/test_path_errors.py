@@ -124,7 +124,8 @@ output = 'C:\\site\\{k}.png'
 
 
 def test_a_value_that_leaves_the_project_is_said_at_the_value(project, run_cli):
-    """The template is fine; one of the matrix's values is not: said at the value."""
+    """The template is fine; one of the matrix's values is not: said at the value (as
+    "leave the project", which x/../y.png does not: it climbs out of x/)."""
     project(
         {
             "images.toml": HEAD
@@ -134,7 +135,7 @@ def test_a_value_that_leaves_the_project_is_said_at_the_value(project, run_cli):
     )
     assert _errors(run_cli) == [
         "error: images.toml:10:1: images.shot.matrix.k: '..' would make the output "
-        "'x/../y.png' leave the project"
+        "'x/../y.png' use '..' (a value may name folders, not climb out of one)"
     ]
 
 
