@@ -9,6 +9,7 @@ becomes alpha, cleanup, checks) is an output step: it enters the output key only
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -118,6 +119,18 @@ def key_suffix(key: str) -> str:
     name = _NAMES.get(key.upper())
     colour = f"{name} ({key.upper()})" if name else key.upper()
     return f"isolated on a flat solid {colour} background, no shadow, no gradient"
+
+
+def added_key_suffix(prompt: str) -> str | None:
+    """The words a transparent image's prompt ends with to ask for its key colour (see
+    `key_suffix`), with the comma before them; None where it ends otherwise."""
+    found = _ANY_KEY_SUFFIX.search(prompt)
+    return None if found is None else found[0]
+
+
+_ANY_KEY_SUFFIX = re.compile(
+    r", isolated on a flat solid [^,]{1,40} background, no shadow, no gradient\Z"
+)
 
 
 def without_key_suffix(prompt: str, key: str | None) -> str:

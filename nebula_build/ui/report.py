@@ -24,7 +24,7 @@ from nebula_build.core.plan import (
     Plan,
 )
 from nebula_build.core.spec import AssetSpec
-from nebula_build.core.sprite import describe_check
+from nebula_build.core.sprite import added_key_suffix, describe_check
 from nebula_build.errors import ManifestError, first_line
 from nebula_build.params import FILES, OPTIONAL
 from nebula_build.plugin.catalog import ModelSupport
@@ -122,6 +122,7 @@ def cache_note(action: Action) -> str:
 
 def change_line(change: Change) -> str:
     """One changed field, old -> new, as the plan shows it under the action."""
+    change = as_written(change)
     old, new = shown_value(change.field, change.old), shown_value(change.field, change.new)
     return f"{escaped_value(change.field)}: {old} -> {new}"
 
@@ -132,9 +133,22 @@ WORDS_AFTER = 80
 MOST_WORD_CHANGES = 3
 
 
+def as_written(change: Change) -> Change:
+    """A transparent image's prompt change as the manifest's words: without the key
+    colour's words both prompts end with (the plan's "transparent:" line says them)."""
+    old, new = change.old, change.new
+    if change.field != "prompt" or not isinstance(old, str) or not isinstance(new, str):
+        return change
+    added = added_key_suffix(old)
+    if added is None or added_key_suffix(new) != added:
+        return change
+    return Change(change.field, old.removesuffix(added), new.removesuffix(added))
+
+
 def changed_words(change: Change) -> str | None:
     """For a long text edited in a few words, only those: `words: "calm" -> "stormy",
     + "dramatic"`; None where the old -> new line says it at a glance."""
+    change = as_written(change)
     old, new = change.old, change.new
     if not isinstance(old, str) or not isinstance(new, str) or change.field in FILES:
         return None

@@ -185,3 +185,21 @@ def test_a_transparency_check_that_can_only_fail_is_refused_before_paying(projec
         root.joinpath("images.toml").write_text(manifest(checks={"alpha": "required"}, **fix))
         code, _, err = run_cli("apply")
         assert code == 0, err
+
+
+def test_a_transparent_sprites_prompt_change_is_shown_in_the_words_written(project, run_cli):
+    """The plan showed `"a red health potion, isolated on a flat solid magenta (#FF00FF)
+    background, no shadow, no gradient" -> "a big red health potion, isolated on …"`:
+    the words typed were hard to find. The "transparent:" line says what is added."""
+    root = project({"images.toml": manifest(background="transparent")})
+    assert run_cli("apply").code == 0
+    edited = manifest(background="transparent").replace("a red health", "a big red health")
+    (root / "images.toml").write_text(edited)
+    code, out, _ = run_cli("plan")
+    assert code == 0
+    assert '~ prompt: "a red health potion" -> "a big red health potion"\n' in out, out
+    assert "transparent: generated on the key colour #FF00FF" in out
+    # a change of key colour with the words: both prompts whole, so the change shows
+    (root / "images.toml").write_text(edited.replace("a big red", "a big pink"))
+    code, out, _ = run_cli("plan")
+    assert "no shadow, no gradient" in out.split("~ prompt:")[1].splitlines()[0], out
