@@ -37,6 +37,7 @@ from nebula_build.text import (
     shell_option,
 )
 from nebula_build.ui.statuslines import (
+    remade_as_renamed,
     removal_note,
     status_lines,
     status_rows,
@@ -211,6 +212,8 @@ def action_lines(action: Action, style: Style, shared: Collection[str] = frozens
     word = verb(action)
     if renamed_only(action):
         (symbol, color), word = SYMBOLS[ActionKind.MOVE], "rename"
+    elif remade_as_renamed(action):
+        symbol, color = SYMBOLS[ActionKind.REGENERATE]
     cache = cache_note(action)
     head = f"  {style(symbol, color, 'bold')} {style(action.image, 'bold')}  {style(word, color)}"
     if action.output and not (action.keep_file and action.kind is ActionKind.DELETE):

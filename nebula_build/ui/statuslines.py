@@ -119,11 +119,23 @@ def _removals(action: Action | FileAction) -> str | None:
 
 def verb(action: Action) -> str:
     """The action as a person reads it: a regeneration the cache spares is an update
-    ("regenerate" reads as a generation paid for); `--json` keeps the kind."""
+    ("regenerate" reads as a generation paid for), and so is an image renamed whose
+    output must be made again (its new name is no new image); `--json` keeps the kind."""
     from nebula_build.core.plan import ActionKind  # loaded with any action
 
-    spared = action.kind is ActionKind.REGENERATE and not action.generates
-    return "update" if spared else action.kind.value
+    if action.kind is ActionKind.REGENERATE or remade_as_renamed(action):
+        return "regenerate" if action.generates else "update"
+    return action.kind.value
+
+
+def remade_as_renamed(action: Action) -> bool:
+    """Whether the action is an image renamed whose output is made again (its spec
+    changed, or its file or cache entry is gone): a new name's "create" in the lock."""
+    from nebula_build.core.plan import ActionKind
+
+    return (
+        action.kind is ActionKind.CREATE and action.renamed_from is not None and not action.in_place
+    )
 
 
 def reason_line(action: Action | FileAction) -> str:

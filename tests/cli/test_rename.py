@@ -72,7 +72,8 @@ def test_a_rename_with_a_new_prompt_keeps_the_old_output_as_an_earlier_one(proje
     _edit(root, '"one"', '"two"')
 
     code, out, err = run_cli("plan")
-    assert "  + monster  create  o/mob.png\n      renamed from mob; prompt changed\n" in out
+    # the image goes on under its new name: its output made again ("+ create" read as new)
+    assert "  ~ monster  regenerate  o/mob.png\n      renamed from mob; prompt changed\n" in out
     assert '~ prompt: "one" -> "two"' in out
     assert "Plan: 1 to generate, 1 renamed, 0 to delete." in out
     assert run_cli("apply").code == 0
@@ -234,7 +235,7 @@ def test_a_rename_refused_for_a_hand_edited_file_keeps_the_old_entry_and_its_his
     code, out, err = run_cli("gc", "--dry-run")
     assert "would remove 0 cache entries" in out, out + err
     code, out, err = run_cli("plan")
-    assert "with --force: create (renamed from mob)" in out, out + err
+    assert "with --force: update (renamed from mob) (from cache, no generation)" in out, out + err
     assert run_cli("apply", "--force").code == 0
     assert _lock(root)["monster"]["history"] == earlier
 
@@ -607,7 +608,7 @@ def test_a_swap_whose_generating_side_fails_keeps_every_entry(
     _edit(root, "fail = []", 'fail = ["b"]')
 
     code, out, err = run_cli("plan")
-    assert "  + b  create  o/a.png\n      renamed from a" in out, out
+    assert "  ~ b  regenerate  o/a.png\n      renamed from a" in out, out
     assert f"  > a  rename  {before[names[-1]]['output']}\n" in out, out
     code, out, err = run_cli("apply")
     assert code == 1, out + err

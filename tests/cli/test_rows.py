@@ -1739,7 +1739,7 @@ def test_an_id_that_names_another_column_says_the_images_took_other_ids(project,
     data = (root / "data/products.csv").read_text()
     (root / "data/products.csv").write_text(data.replace("T-2,Black tea,", "T-2,Oolong,"))
     out = run_cli("plan").out  # its output path is T-2's: renamed, and made anew
-    assert "+ product[Oolong]  create  static/products/T-2.png\n" in out, out
+    assert "~ product[Oolong]  regenerate  static/products/T-2.png\n" in out, out
     assert "      renamed from product[T-2]; prompt changed\n" in out, out
     assert run_cli("apply").code == 0
     assert sorted(p.name for p in (root / "static/products").iterdir()) == [
