@@ -1200,6 +1200,20 @@ _QUOTE_IN_LITERAL = re.compile(r"^[^=#\"']*=\s*'[^']*'\w")
 _UNCLOSED_AT_END = frozenset({"Unterminated string", 'Expected "\'"'})
 
 
+def _first_open_string(text: str) -> tuple[int | None, int | None]:
+    """(line, column) of the first value that opens a string it does not close on its
+    line (`prompt = 'a lake"`), or (None, None)."""
+    for number, source in enumerate(text.split("\n"), start=1):
+        opened = _OPEN_STRING.match(source)
+        if opened is not None:
+            return number, opened.start("quote") + 1
+    return None, None
+
+
+#: quotes a word processor writes, which TOML does not take for its own
+_TYPOGRAPHIC_QUOTES = frozenset("\u201c\u201d\u2018\u2019\u201e\u00ab\u00bb")
+
+
 def _syntax_hint(message: str, text: str, line: int | None, column: int | None) -> str | None:
     """What to write instead, for the syntax errors a newcomer makes most (a string
     not closed, an apostrophe in '…', a comma after a value, text without quotes),
@@ -1235,6 +1249,17 @@ def _syntax_hint(message: str, text: str, line: int | None, column: int | None) 
         return (
             "invalid TOML: the line goes on after its value: one key = value a line, text "
             "in double quotes, a comment after #"
+        )
+    after = source[column - 1 :].strip()
+    if message == "Invalid value" and (not after or after.startswith("#")):
+        return (
+            "invalid TOML: no value after =: write one (a number, true or false, text in "
+            'double quotes "…")'
+        )
+    if message == "Invalid value" and after[0] in _TYPOGRAPHIC_QUOTES:
+        return (
+            'invalid TOML: text goes in straight double quotes "…" (these are a word '
+            "processor's curly quotes)"
         )
     if message == "Invalid value" and source[column - 1 : column].isalpha():
         word = re.match(r"\w+", source[column - 1 :])
@@ -1500,6 +1525,8 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
         said = _TOML_POSITION.sub("", message).strip()
         if line is not None and _SAID_AT_END.match(said):  # tomllib says where its value ends
             line, column = sourcemap.written_at(text, line)[1]
+        if line is None and said.removesuffix(" (at end of document)") in _UNCLOSED_AT_END:
+            line, column = _first_open_string(text)  # tomllib looked for its end till the last
         key, message = _toml_problem(said, text, line, column)
         raise ManifestError.single(display_path, key, message, line, column) from None
     except RecursionError:

@@ -129,12 +129,38 @@ def test_a_windows_path_in_double_quotes_says_to_write_slashes(output, project, 
             "8:19: images.hero.prompt: invalid TOML: the line goes on after its value: one "
             "key = value a line, text in double quotes, a comment after #",
         ),
+        (
+            "'a mountain lake\"",  # no ' after it to the end: the line was not said
+            "8:10: images.hero.prompt: invalid TOML: the text is not closed on its line: end "
+            "it with ' (text over several lines goes between ''' and ''')",
+        ),
+        (
+            "",
+            "8:10: images.hero.prompt: invalid TOML: no value after =: write one (a number, "
+            'true or false, text in double quotes "…")',
+        ),
+        (
+            "\u201ca mountain lake\u201d",
+            '8:10: images.hero.prompt: invalid TOML: text goes in straight double quotes "…" '
+            "(these are a word processor's curly quotes)",
+        ),
     ],
-    ids=["open-string", "apostrophe", "comma", "unquoted", "True", "two-values"],
+    ids=[
+        "open-string",
+        "apostrophe",
+        "comma",
+        "unquoted",
+        "True",
+        "two-values",
+        "quotes-mismatched",
+        "no-value",
+        "curly-quotes",
+    ],
 )
 def test_a_newcomers_toml_mistake_says_what_to_write(value, said, project, run_cli):
     """tomllib's own words named no fix ("Illegal character '\\n'", "Expected newline
-    or end of document after a statement") for the mistakes made first."""
+    or end of document after a statement", "Invalid value") for the mistakes made
+    first; a string opened with ' and closed with " was said with no line at all."""
     project({"images.toml": HEAD + HERO.replace('prompt = "x"', f"prompt = {value}")})
     code, out, err = run_cli("validate")
     assert (code, out) == (1, "")
@@ -146,8 +172,8 @@ def test_a_string_left_open_at_the_end_of_the_file_says_so(project, run_cli):
     code, _, err = run_cli("validate")
     assert code == 1
     assert err == (
-        "error: images.toml: images.hero.prompt: invalid TOML: the text is not closed on "
-        'its line: end it with " (text over several lines goes between """ and """)\n'
+        "error: images.toml:9:10: images.hero.prompt: invalid TOML: the text is not closed "
+        'on its line: end it with " (text over several lines goes between """ and """)\n'
     )
 
 
