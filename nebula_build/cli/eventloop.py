@@ -53,21 +53,41 @@ def run(main: Coroutine[Any, Any, T], on_failure: ExceptionHandler | None = None
     loop.set_default_executor(executor)
     if on_failure is not None:
         loop.set_exception_handler(on_failure)
+
+    def said(message: str, stray: BaseException | None = None) -> None:
+        """Told to `on_failure` itself: a plugin may have replaced the loop's handler."""
+        context = (
+            {"message": message} if stray is None else {"message": message, "exception": stray}
+        )
+        if on_failure is None:
+            loop.default_exception_handler(context)
+        else:
+            on_failure(loop, context)
+
     try:
-        return _run_past_strays(runner, main)
+        return _run_past_strays(runner, main, said)
     except KeyboardInterrupt:
         executor.interrupted = True
         raise
     finally:
         try:
-            _wind_down(loop)
+            _wind_down(loop, said)
         finally:
-            runner.close()
+            try:
+                runner.close()  # runs the loop while the executor shuts down: a timer may fire
+            except SystemExit as stray:
+                said(_ENDED, stray)
         if on_failure is not None:  # a plugin's task collected from now on is not said
             loop.set_exception_handler(_unsaid)
 
 
-def _run_past_strays(runner: asyncio.Runner, main: Coroutine[Any, Any, T]) -> T:
+#: what is said of a SystemExit a task or callback other than the command's raised
+_ENDED = "work left to the event loop ended"
+#: a callable that says what failed on the loop: a message, and the exception
+Say = Callable[..., None]
+
+
+def _run_past_strays(runner: asyncio.Runner, main: Coroutine[Any, Any, T], said: Say) -> T:
     running: list[asyncio.Task[T]] = []
 
     async def main_task() -> T:
@@ -83,11 +103,11 @@ def _run_past_strays(runner: asyncio.Runner, main: Coroutine[Any, Any, T]) -> T:
         except SystemExit as stray:
             if not running or _raised_by(running[0], stray):
                 raise
-            _said(runner.get_loop(), stray)
+            said(_ENDED, stray)
         except RuntimeError:  # "Event loop stopped before Future completed"
             if not running or running[0].done():
                 raise
-            _stopped(runner.get_loop())
+            said("a plugin stopped the event loop; the command went on")
         except asyncio.CancelledError:
             # Ctrl-C cancelled main, and a stray one ran before main ended (the runner
             # counts interrupts per call): as asyncio.run says it
@@ -101,38 +121,34 @@ def _run_past_strays(runner: asyncio.Runner, main: Coroutine[Any, Any, T]) -> T:
         step = _awaited(running[0])
 
 
-def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the tasks left and close the async generators, as the runner's close does,
-    but past a SystemExit from any of them (the runner would stop at the first, leaving
-    the rest to be closed as the process ends, when their failures can no longer be told
-    without secrets)."""
+def _wind_down(loop: asyncio.AbstractEventLoop, said: Say) -> None:
+    """Cancel the tasks left (each once) and close the async generators, as the runner's
+    close does, but past a SystemExit from any of them (the runner would stop at the
+    first, leaving the rest to be closed as the process ends, when their failures can no
+    longer be told without secrets)."""
+    cancelled: set[asyncio.Task[Any]] = set()
     for _ in range(_MOST_ROUNDS):
         left = [task for task in asyncio.all_tasks(loop) if not task.done()]
         if not left:
             break
         for task in left:
-            if not task.cancelling():
+            if task not in cancelled:
                 task.cancel()
+                cancelled.add(task)
         try:
             loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         except SystemExit as stray:
-            _said(loop, stray)
+            said(_ENDED, stray)
             continue
         for task in left:
             if not task.cancelled() and task.exception() is not None:
-                loop.call_exception_handler(
-                    {
-                        "message": "a task failed as the command ended",
-                        "exception": task.exception(),
-                        "task": task,
-                    }
-                )
+                said("a task failed as the command ended", task.exception())
     for _ in range(_MOST_ROUNDS):
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
             break
         except SystemExit as stray:
-            _said(loop, stray)
+            said(_ENDED, stray)
 
 
 #: the rounds of cancelling that winding down tries (a task may start another as it ends)
@@ -141,16 +157,6 @@ _MOST_ROUNDS = 100
 
 def _raised_by(task: asyncio.Task[Any], stray: SystemExit) -> bool:
     return task.done() and not task.cancelled() and task.exception() is stray
-
-
-def _said(loop: asyncio.AbstractEventLoop, stray: SystemExit) -> None:
-    loop.call_exception_handler(
-        {"message": "work left to the event loop ended", "exception": stray}
-    )
-
-
-def _stopped(loop: asyncio.AbstractEventLoop) -> None:
-    loop.call_exception_handler({"message": "a plugin stopped the event loop; the command went on"})
 
 
 def _unsaid(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

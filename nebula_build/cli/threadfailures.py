@@ -52,23 +52,35 @@ def loop_failures_in_one_line(
     NEBULA_BUILD_DEBUG=1. Each exception is said once: asyncio tells of a task's again
     when the task is collected."""
     said: collections.deque[BaseException] = collections.deque(maxlen=64)
+    told = 0
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal told
         failure = context.get("exception")
-        if not isinstance(failure, BaseException):
-            warn(without_secrets(f"event loop: {context.get('message')}"))
+        if isinstance(failure, BaseException):
+            if any(failure is before for before in said):
+                return
+            said.append(failure)
+        told += 1
+        if told > MOST_LOOP_FAILURES:
+            if told == MOST_LOOP_FAILURES + 1:
+                warn("more work left to the event loop failed: not said (a plugin's bug)")
             return
-        if any(failure is before for before in said):
-            return
-        said.append(failure)
         try:
-            line = _said_of_loop(failure, registry)
-        except Exception:  # a plugin's exception can fail as it is looked at
-            line = f"work left to the event loop failed: {type(failure).__name__}"
-        warn(without_secrets(line))
-        _traceback_when_debugging(write, failure)
+            if not isinstance(failure, BaseException):
+                warn(without_secrets(f"event loop: {context.get('message')}"))
+                return
+            warn(without_secrets(_said_of_loop(failure, registry)))
+            _traceback_when_debugging(write, failure)
+        except (Exception, SystemExit):  # a plugin's exception can fail as it is looked at
+            warn("work left to the event loop failed (what failed could not be read)")
 
     return handler
+
+
+#: the failures of work left to the event loop said in one command (a plugin's callback
+#: that reschedules itself failed 1,000 times in a tenth of a second)
+MOST_LOOP_FAILURES = 20
 
 
 def _traceback_when_debugging(

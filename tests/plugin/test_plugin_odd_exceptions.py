@@ -103,6 +103,18 @@ ODD = plugin_source(
                     raise SystemExit(f"{message} {n}")
             for n in range(3):
                 loop.create_task(waiting(n))
+        elif said == "stray-late-timer-exit":  # fires as the executor shuts down
+            import time
+            loop.run_in_executor(None, time.sleep, 1)
+            loop.call_later(0.6, sys.exit, message)
+        elif said == "stray-flood":
+            def again():
+                loop.call_soon(again)
+                raise RuntimeError(message)
+            loop.call_soon(again)
+        elif said == "stray-handler-swapped-exit":
+            loop.set_exception_handler(lambda loop, context: sys.exit(f"handler {message}"))
+            loop.call_soon(sys.exit, message)
         elif said == "stray-stop":
             loop.stop()
         elif said == "stray-task-interrupt":
@@ -251,6 +263,9 @@ STRAYS = {
     "stray-task-raise": 1,
     "stray-soon-raise": 1,
     "stray-stop": 1,
+    "stray-late-timer-exit": 1,
+    "stray-flood": 21,  # 20, then that more are not said
+    "stray-handler-swapped-exit": 1,
 }
 
 
@@ -263,7 +278,10 @@ def test_work_a_plugin_leaves_to_the_loop_cannot_end_the_run(stray, install, pro
     token and a traceback. three-cancelled-exit: the first SystemExit as the loop closed
     stopped its close: the others printed "Exception ignored" with the token in the
     clear, and "Task was destroyed but it is pending!". stop (loop.stop()): "Event loop
-    stopped before Future completed" with a traceback, no lock."""
+    stopped before Future completed" with a traceback, no lock. late-timer-exit (as the
+    executor shut down): the token as the last words, exit 1. flood (a callback that
+    reschedules itself): 1,000 warnings in a tenth of a second. handler-swapped-exit (the
+    plugin's own handler exits): the token, exit 1."""
     install("odd", ODD)
     root = project({"images.toml": _manifest("fine", stray)})
     done = _apply(sites)
@@ -273,7 +291,8 @@ def test_work_a_plugin_leaves_to_the_loop_cannot_end_the_run(stray, install, pro
     assert "never retrieved" not in done.stderr and "Exception ignored" not in done.stderr
     said = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert len(said) == STRAYS[stray], done.stderr
-    if stray == "stray-soon-exit":  # sys.exit itself was the callback: no code of odd's ran
+    if stray in ("stray-soon-exit", "stray-late-timer-exit", "stray-handler-swapped-exit"):
+        # sys.exit itself was the callback: no code of odd's ran
         assert said[0].startswith("warning: work left to the event loop failed: SystemExit")
     elif stray == "stray-stop":
         assert (
@@ -283,6 +302,11 @@ def test_work_a_plugin_leaves_to_the_loop_cannot_end_the_run(stray, install, pro
         assert "a task or callback of backend 'odd' from nebula-odd 0.1 failed" in said[0]
     if stray.endswith("-exit"):
         assert all("the command went on" in line for line in said)
+    if stray == "stray-flood":
+        assert (
+            said[-1]
+            == "warning: more work left to the event loop failed: not said (a plugin's bug)"
+        )
     lock = (root / "images.lock").read_text()
     assert "[images.fine]" in lock and f"[images.{stray.replace('-', '_')}]" in lock
 
