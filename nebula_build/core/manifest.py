@@ -1186,6 +1186,9 @@ def _toml_problem(
         at = sourcemap.key_at(text, line) if line is not None else ()
         key = (*at, inline[1]) if inline else at
         return ".".join(key), "is set twice; a key takes one value"
+    header = _header_hint(message, text, line, column)
+    if header is not None:
+        return "", header
     hint = _syntax_hint(message, text, line, column)
     if hint is not None:
         return ".".join(sourcemap.key_at(text, line or text.count("\n") + 1)), hint
@@ -1267,6 +1270,43 @@ def _syntax_hint(message: str, text: str, line: int | None, column: int | None) 
             return "invalid TOML: true and false are written in lower case"
         key = sourcemap.key_at(text, line)
         return f'invalid TOML: text goes in double quotes: {key[-1] if key else "key"} = "…"'
+    return None
+
+
+#: a line that opens a [table] header, and what stands in it up to `]` or a comment
+_HEADER = re.compile(r"^\s*\[(?P<name>[^\]#]*)(?P<closed>\])?")
+
+
+def _header_hint(message: str, text: str, line: int | None, column: int | None) -> str | None:
+    """What to write instead of a [table] header tomllib could not read: a name with
+    a space, a header left open or followed by more, a letter TOML takes only in
+    quotes; None for any other error."""
+    if line is None or column is None or line > text.count("\n") + 1:
+        return None
+    source = text.split("\n")[line - 1]
+    header = _HEADER.match(source)
+    if header is None:
+        return None
+    if message == "Expected newline or end of document after a statement":
+        return (
+            "invalid TOML: the line goes on after its [table] header: a comment goes "
+            "after #, keys on the lines below"
+        )
+    if message != "Expected ']' at the end of a table declaration":
+        return None
+    name = header["name"].strip()
+    if header["closed"] and re.search(r"\s", name) and not re.search("[\"']", name):
+        hyphenated = re.sub(r"\s+", "-", re.sub(r"\s*\.\s*", ".", name))
+        return (
+            f"invalid TOML: a name in a [table] header has no spaces: write [{shown(hyphenated)}]"
+        )
+    if not header["closed"] and not source[column - 1 :].split("#")[0].strip():
+        return f"invalid TOML: the [table] header is not closed: end it with ] ([{shown(name)}])"
+    if not source[column - 1 : column].isascii():
+        return (
+            "invalid TOML: a name in a [table] header takes ASCII letters, digits, - and _ "
+            "(or goes in double quotes)"
+        )
     return None
 
 

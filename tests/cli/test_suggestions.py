@@ -177,6 +177,46 @@ def test_a_string_left_open_at_the_end_of_the_file_says_so(project, run_cli):
     )
 
 
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        (
+            "[images.red potion]",
+            "7:13: invalid TOML: a name in a [table] header has no spaces: write "
+            "[images.red-potion]",
+        ),
+        (
+            "[images . red  potion ]",
+            "7:16: invalid TOML: a name in a [table] header has no spaces: write "
+            "[images.red-potion]",
+        ),
+        (
+            "[images.hero  # the banner",
+            "7:15: invalid TOML: the [table] header is not closed: end it with ] ([images.hero])",
+        ),
+        (
+            "[images.h\u00e9ro]",
+            "7:10: invalid TOML: a name in a [table] header takes ASCII letters, digits, - "
+            "and _ (or goes in double quotes)",
+        ),
+        (
+            "[images.hero] banner",
+            "7:15: invalid TOML: the line goes on after its [table] header: a comment goes "
+            "after #, keys on the lines below",
+        ),
+    ],
+    ids=["space", "spaces-around-dots", "not-closed", "accent", "text-after"],
+)
+def test_a_broken_table_header_says_what_to_write(header, said, project, run_cli):
+    """tomllib said "Expected ']' at the end of a table declaration" of a name with a
+    space in it, and named the key of the table above the header, which is not where
+    the mistake is."""
+    project({"images.toml": HEAD + header + '\nprompt = "x"\noutput = "hero.png"\n'})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err == f"error: images.toml:{said}\n"
+
+
 def test_an_image_key_above_every_table_says_where_it_goes(project, run_cli):
     """Keys written at the top of the file, before any [images.NAME]: the list of the
     top-level keys named no way out."""

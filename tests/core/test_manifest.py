@@ -26,7 +26,8 @@ height = 512
 CASES = {
     "bad TOML": (
         HEAD + "[images.hero\nprompt = 'x'\n",
-        "images.toml:7:13: invalid TOML: Expected ']' at the end of a table declaration",
+        "images.toml:7:13: invalid TOML: the [table] header is not closed: end it with ] "
+        "([images.hero])",
     ),
     "wrong type": (
         HEAD + '[images.hero]\nprompt = "x"\nwidth = "512"\noutput = "a.png"\n',
