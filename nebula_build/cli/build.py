@@ -652,7 +652,11 @@ class ApplyListener:
         if self.quiet:
             self.ctx.print(summary_line(plan))
         else:
-            self.ctx.print(plan_text(plan, self.ctx.style, estimate, limit=APPLY_PLAN_LIMIT))
+            self.ctx.print(
+                plan_text(
+                    plan, self.ctx.style, estimate, limit=APPLY_PLAN_LIMIT, conflict_advice=False
+                )
+            )
 
     def starting(self, prepared: Prepared, plan: Plan) -> Progress:
         from nebula_build.ui.progress import Progress

@@ -625,11 +625,14 @@ def plan_text(
     limit: int | None = None,
     lock_written: bool = False,
     merge: LockMerge | None = None,
+    conflict_advice: bool = True,
 ) -> str:
     """The plan as `plan` prints it; with `limit`, at most that many images' actions
     (the count of the others instead). `lock_written`: apply has carried it out, and
     what it wrote to the lock alone is said as done.
-    `merge`: the lock still has a merge's conflict markers, which apply resolves."""
+    `merge`: the lock still has a merge's conflict markers, which apply resolves.
+    Without `conflict_advice`, nothing on what to do about files in the way: apply's
+    refusal of each says it."""
     lock = lock_changes(plan, written=lock_written)
     lock_lines = [style(f"Lock: {lock}.", "bold")] if lock is not None else []
     if merge is not None:
@@ -658,7 +661,8 @@ def plan_text(
     lines += file_lines(plan.files, style)
     lines += pin_lines(plan, style)
     lines += settings_lines(plan, style)
-    lines += conflict_lines(plan, style)
+    if conflict_advice:
+        lines += conflict_lines(plan, style)
     if shared:  # after every line of the plan, as Terraform says its warnings
         lines += ["", *(shared_note_line(note, images, style) for note, images in shared.items())]
     lines += ["", style(summary_line(plan), "bold"), *lock_lines]

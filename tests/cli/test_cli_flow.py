@@ -139,6 +139,20 @@ def test_hand_edited_output_needs_force_and_is_backed_up(project, run_cli):
     assert f"1 replaced file backed up in {folder}/\n" in out, out
 
 
+def test_apply_says_what_to_do_about_a_hand_edit_on_the_refusal_alone(project, run_cli):
+    """apply printed the plan's advice ("A file changed by hand is kept: `nebula-build
+    apply --force` replaces it …") and then refused the image with the same advice, on
+    its progress line and again in the closing error: three times for one file."""
+    root = project({"images.toml": SITE})
+    run_cli("apply")
+    (root / "static/hero.webp").write_bytes(b"my own edit")
+    code, out, err = run_cli("apply")
+    assert code == 1
+    assert "! hero  conflict  static/hero.webp" in out
+    assert "--force" not in out and "kept" not in out, out
+    assert err.count("re-run with --force to replace it") == 2, err  # progress, then error
+
+
 def test_a_renamed_image_is_dropped_from_the_lock_and_its_file_kept(project, run_cli):
     root = project({"images.toml": SITE})
     run_cli("apply")
