@@ -275,8 +275,16 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="the draw (0 first), or @K: the K-th earlier generation (`history NAME`)",
     )
     step = pick.add_mutually_exclusive_group()
-    step.add_argument("--next", action="store_true", help="the draw after the picked one")
-    step.add_argument("--prev", action="store_true", help="the draw before the picked one")
+    step.add_argument(
+        "--next",
+        action="store_true",
+        help="the draw after the picked one (after the last, the first)",
+    )
+    step.add_argument(
+        "--prev",
+        action="store_true",
+        help="the draw before the picked one (before the first, the last)",
+    )
     step.add_argument("--unpin", action="store_true", help="end a pin: the manifest decides again")
     pick.add_argument(
         "--pin",
