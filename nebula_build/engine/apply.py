@@ -37,7 +37,7 @@ from nebula_build.core.handedits import acceptable
 from nebula_build.core.plan import LINK_IN_THE_WAY, Action, ActionKind, Plan
 from nebula_build.core.spec import AssetSpec
 from nebula_build.core.sprite import MAX_PALETTE_BYTES, palette_colours, palette_too_large
-from nebula_build.engine.history import history_after
+from nebula_build.engine.history import history_after, pinned_set
 from nebula_build.engine.pixelbudget import PixelBudget, pixels_of
 from nebula_build.engine.remotecache import ENV_REMOTE, restore_remote, upload
 from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
@@ -861,6 +861,7 @@ class Applier:
             draws=before.draws if before is not None and same_set else (),
             history=history_after(before, spec.generation_key, self.store),
             pin=spec.pin,
+            pinned_draws=pinned_set(before, spec) if spec.pin is not None else (),
             made_with=recorded(made_with),
             applied_plan=self.applied_plan or _kept_plan(before, spec, digest, generated),
             # the accepted hand edit, moved with its bytes; anything written over it is not

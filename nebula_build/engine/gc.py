@@ -51,6 +51,7 @@ def _for_pick(prepared: Prepared, lock: Entries) -> tuple[set[str], set[str]]:
         draws.update(base.drawn(index).generation_key for index in range(base.candidates))
     history = {earlier.generation_key for entry in lock.values() for earlier in entry.history}
     for name, entry in lock.items():
+        history.update(entry.pinned_draws)
         for earlier in entry.history:
             history.update(candidates.set_draw_keys(prepared.specs.get(name), earlier))
     return draws - outputs, history - outputs - draws

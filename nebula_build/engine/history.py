@@ -35,6 +35,11 @@ def history_after(
     if previous != generation_key and not (previous in same_set and generation_key in same_set):
         params = dict(before.params)
         made = store.made(previous)
+        # a pinned output leaves as a draw of the set it was picked from, not of the
+        # manifest's set the entry keeps for the pin's end
+        drawn = before.pinned_draws if previous in before.pinned_draws else ()
+        if not drawn and previous in same_set:
+            drawn = tuple(draw.key for draw in before.draws)
         earlier = EarlierGeneration(
             previous,
             # the file that generation made: an accepted hand edit of it is not in the
@@ -44,8 +49,8 @@ def history_after(
             before.backend,
             before.model,
             params,
-            len(before.draws) if previous in same_set else 0,
-            tuple(draw.key for draw in before.draws) if previous in same_set else (),
+            len(drawn),
+            drawn,
             before.digest if before.edited_from is not None else None,
         )
         keys = [other.generation_key for other in history]
@@ -63,6 +68,20 @@ def history_after(
         ):
             kept.append(earlier)
     return tuple(kept[:MAX_HISTORY])
+
+
+def pinned_set(before: LockEntry | None, pinned: AssetSpec) -> tuple[str, ...]:
+    """The draws of the set `pinned` (an earlier generation made the output by a pin)
+    was picked from: as its history record names them, or as the entry kept them while
+    it was already the output."""
+    if before is None:
+        return ()
+    if before.generation_key == pinned.generation_key:
+        return before.pinned_draws
+    for earlier in before.history:
+        if earlier.generation_key == pinned.generation_key:
+            return earlier.draw_keys
+    return ()
 
 
 def _same_set(one: EarlierGeneration, other: EarlierGeneration) -> bool:

@@ -401,7 +401,10 @@ def _with_pins_released(project: Project, prepared: Prepared, plan: Plan, lock: 
     released = candidates.released_pins(specs, lock)
     if not released:
         return lock
-    lock = {**lock, **{name: dataclasses.replace(lock[name], pin=None) for name in released}}
+    lock = {
+        **lock,
+        **{name: dataclasses.replace(lock[name], pin=None, pinned_draws=()) for name in released},
+    }
     write(project, lock)
     return lock
 

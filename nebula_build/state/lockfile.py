@@ -61,7 +61,7 @@ from nebula_build.tomlparse import values_over, weight
 LOCK_VERSION = 1
 #: how `dumps` lays out a table: bump it with any change to that layout (a watch
 #: splices new tables into bytes written by the release that wrote the snapshot)
-TABLE_FORMAT = 3
+TABLE_FORMAT = 4
 HEADER = (
     "# This file is written by nebula-build: do not edit it by hand.\n"
     "# It records which spec made each image. Commit it with images.toml.\n"
@@ -78,6 +78,7 @@ _FIELDS = (
     "output_key",
     "seed",
     "pinned_against",
+    "pinned_draws",
     "applied_plan",
     "edited_from",
 )
@@ -205,6 +206,10 @@ class LockEntry:
     #: the generation key of the manifest's spec it was pinned against (written as
     #: `pinned_against`)
     pin: str | None = None
+    #: with `pin`, the generation keys of the draws of the set the pinned generation
+    #: was picked from (written as `pinned_draws`): `gc` keeps them, and the history
+    #: records the set again when the pin ends
+    pinned_draws: tuple[str, ...] = ()
     #: what made the pixels beyond the params, as the backend reported it (weights'
     #: identity, dtype, speed options that change pixels): provenance, not a key
     made_with: Mapping[str, str] = field(default_factory=_none_recorded)
@@ -247,6 +252,8 @@ class LockEntry:
             data["made_with"] = dict(self.made_with)
         if self.pin is not None:
             data["pinned_against"] = self.pin
+        if self.pinned_draws:
+            data["pinned_draws"] = list(self.pinned_draws)
         if self.applied_plan is not None:
             data["applied_plan"] = self.applied_plan
         if self.edited_from is not None:
@@ -278,6 +285,7 @@ class LockEntry:
             draws=tuple(DrawRecord(d["key"], d["digest"]) for d in draws) if draws else (),
             history=tuple(_earlier(h) for h in history) if history else (),
             pin=data.get("pinned_against"),
+            pinned_draws=tuple(data.get("pinned_draws", ())),
             made_with=recorded(data.get("made_with")),
             applied_plan=data.get("applied_plan"),
             edited_from=data.get("edited_from"),
@@ -361,16 +369,18 @@ def _history_problem(history: object) -> str | None:
         draws = earlier.get("draws", 0)
         if problem is None and (type(draws) is not int or not 0 <= draws <= MAX_CANDIDATES):
             problem = f"`draws` must be a whole number from 0 to {MAX_CANDIDATES}"
-        keys = earlier.get("draw_keys", [])
-        if problem is None and not (
-            isinstance(keys, list) and len(keys) <= MAX_CANDIDATES and all(map(_is_digest, keys))
-        ):
+        if problem is None and not _are_draw_keys(earlier.get("draw_keys", [])):
             problem = f"`draw_keys` must be a list of at most {MAX_CANDIDATES} sha256 keys"
         if problem is None and not _is_digest(earlier.get("edited", "0" * 64)):
             problem = "`edited` must be a sha256 digest"
         if problem is not None:
             return f"history: {problem}"
     return None
+
+
+def _are_draw_keys(keys: object) -> bool:
+    """Whether `keys` is a list of the generation keys of one set's draws."""
+    return isinstance(keys, list) and len(keys) <= MAX_CANDIDATES and all(map(_is_digest, keys))
 
 
 def _name_problem(name: str, what: str = "image") -> str | None:
@@ -395,6 +405,8 @@ def _entry_problem(data: object) -> str | None:
     for key in ("pinned_against", "applied_plan", "edited_from"):
         if key in data and not _is_digest(data[key]):
             return f"`{key}` must be a sha256 digest"
+    if "pinned_draws" in data and not _are_draw_keys(data["pinned_draws"]):
+        return f"`pinned_draws` must be a list of at most {MAX_CANDIDATES} sha256 keys"
     problem = _draws_problem(data.get("draws", []))
     if problem is None:
         problem = _history_problem(data.get("history", []))
@@ -963,6 +975,7 @@ def _read_snapshot(path: Path, digest: str) -> tuple[Entries, bool] | None:
                 entries[name] = (
                     LockEntry.from_checked(entry)
                     if "draws" in entry or "history" in entry or "pinned_against" in entry
+                    or "pinned_draws" in entry
                     else LockEntry(**entry)
                 )
         return entries, head.get("formatted") is True and head.get("tables") == TABLE_FORMAT

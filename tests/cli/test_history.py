@@ -784,3 +784,34 @@ def test_history_shows_an_unset_value_and_an_input_as_plan_does(project, run_cli
         r"       image: @hero \(output [0-9a-f]{12}…\) -> @hero \(output [0-9a-f]{12}…\)",
         changed[0],
     ), changed[0]
+
+
+def test_a_pin_and_its_end_keep_every_draw_of_the_pinned_set(project, run_cli, nebula_server):
+    """A draw of an earlier set pinned, then unpinned: the history recorded it again
+    as a generation of no set, so gc removed the set's other draws and undoing the
+    edit paid for them again (the newcomer's walkthrough)."""
+    root = project({"images.toml": nebula_manifest({"hero": HERO | {"candidates": 3}})})
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "hero", "2").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "--pin", "hero", "@1").code == 0
+    code, out, err = run_cli("gc")
+    assert (code, err) == (0, "") and "removed 0 cache entries" in out, out  # while pinned
+    assert run_cli("pick", "--unpin", "hero").code == 0
+    red = _lock(root)["hero"]["history"][0]
+    assert (red["params"]["prompt"], red["params"]["draw"], red["draws"]) == (
+        "a red lighthouse",
+        2,
+        3,
+    )
+    code, out, err = run_cli("gc")
+    assert (code, err) == (0, "") and "removed 0 cache entries" in out, out
+    _edit(root, "a blue lighthouse", "a red lighthouse")
+    nebula_server.reset_counters()
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert _lock(root)["hero"]["params"]["draw"] == 2
+    for draw in ("0", "1", "2"):
+        assert run_cli("pick", "hero", draw).code == 0
+    assert nebula_server.requests == []
