@@ -82,6 +82,12 @@ _FIELDS = (
     "applied_plan",
     "edited_from",
 )
+#: the fields of an entry `LockEntry(**fields)` builds as they are (the snapshot's
+#: fast path): every other one takes `from_checked`
+_PLAIN_FIELDS = frozenset(
+    {"backend", "model", "output", "digest", "generation_key", "output_key", "params"}
+    | {"seed", "variants", "made_with", "applied_plan", "edited_from"}
+)
 #: the most bytes a lock may have: a 100,000-image lock whose every image has three
 #: earlier generations (150-character prompts, a tenth with four candidates) is 246 MiB
 MAX_LOCK_BYTES = 1 << 30
@@ -974,8 +980,7 @@ def _read_snapshot(path: Path, digest: str) -> tuple[Entries, bool] | None:
                 # most entries have no draws or history: keyword arguments build them fastest
                 entries[name] = (
                     LockEntry.from_checked(entry)
-                    if "draws" in entry or "history" in entry or "pinned_against" in entry
-                    or "pinned_draws" in entry
+                    if not _PLAIN_FIELDS.issuperset(entry)
                     else LockEntry(**entry)
                 )
         return entries, head.get("formatted") is True and head.get("tables") == TABLE_FORMAT
