@@ -207,8 +207,14 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
         raise DataError(
             path, f"the YAML front matter does not parse: {problem}", line, column
         ) from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise DataError(path, f"the YAML front matter does not parse: {exc}", 1) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 2
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        problem = f"the YAML front matter may not hold the control character U+{code:04X}"
+        raise DataError(path, problem, line, column) from None
+    except (yaml.YAMLError, RecursionError):
+        raise DataError(path, "the YAML front matter does not parse", 1) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -231,6 +237,17 @@ def _toml_key_set(text: str, line: int | None = None) -> tuple[str, int] | None:
     return None
 
 
+#: YAML's scalar types a post's value may take, and how an error names each
+_SCALARS = {
+    "null": "null",
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "binary": "base64 text",
+    "timestamp": "a date (2026-01-31, or 2026-01-31 12:00:00)",
+}
+
+
 @functools.cache
 def _yaml_loader() -> Any:
     """PyYAML's safe loader, with numbers of at most MAX_NUMBER characters: Python
@@ -240,21 +257,25 @@ def _yaml_loader() -> Any:
     from yaml.constructor import ConstructorError, SafeConstructor
 
     loader: Any = type("FrontMatterLoader", (getattr(yaml, "CSafeLoader", yaml.SafeLoader),), {})
-    for kind, construct in (
-        ("int", SafeConstructor.construct_yaml_int),
-        ("float", SafeConstructor.construct_yaml_float),
-    ):
+    for kind, noun in _SCALARS.items():
+        construct = SafeConstructor.yaml_constructors[f"tag:yaml.org,2002:{kind}"]
 
-        def number(self: Any, node: Any, construct: Any = construct) -> Any:
-            if len(node.value) > MAX_NUMBER:
-                problem = f"a number of {len(node.value):,} characters, more than {MAX_NUMBER:,}"
+        def scalar(self: Any, node: Any, construct: Any = construct, noun: str = noun) -> Any:
+            value = node.value
+            if noun.endswith("number") and isinstance(value, str) and len(value) > MAX_NUMBER:
+                problem = f"a number of {len(value):,} characters, more than {MAX_NUMBER:,}"
                 raise ConstructorError(None, None, problem, node.start_mark)
             try:
                 return construct(self, node)
-            except (ValueError, OverflowError):  # 1:2:…:3.5 beyond a float's range
+            except OverflowError:  # 1:2:…:3.5 beyond a float's range
                 raise ConstructorError(None, None, "a number too large", node.start_mark) from None
+            except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+                # PyYAML checks a value's shape, not its range: `2026-02-30`, `!!bool maybe`
+                said = printable(value, 40) if isinstance(value, str) else "this value"
+                problem = f"{said!r} is not {noun}"
+                raise ConstructorError(None, None, problem, node.start_mark) from None
 
-        loader.add_constructor(f"tag:yaml.org,2002:{kind}", number)
+        loader.add_constructor(f"tag:yaml.org,2002:{kind}", scalar)
     loader.add_constructor("tag:yaml.org,2002:map", _mapping_once)
     return loader
 

@@ -163,6 +163,44 @@ def test_a_post_that_does_not_parse_is_reported_before_its_missing_fields(
 
 
 @pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("2026-02-30", "4:7: {} '2026-02-30' is not a date (2026-01-31, or 2026-01-31 12:00:00)"),
+        ("2001-12-14 25:00:00", "4:7: {} '2001-12-14 25:00:00' is not a date"),
+        ("2026-01-01 10:00:00 +99:00", "4:7: {} '2026-01-01 10:00:00 +99:00' is not a date"),
+        ("!!timestamp x", "4:7: {} 'x' is not a date"),
+        ("!!bool maybe", "4:7: {} 'maybe' is not true or false"),
+        ("!!bool", "4:7: {} '' is not true or false"),
+        ("!!int", "4:7: {} '' is not a whole number"),
+        ("!!int abc", "4:7: {} 'abc' is not a whole number"),
+        ("!!float", "4:7: {} '' is not a number"),
+        (
+            "a\x01b",
+            "4:8: images.cover: the YAML front matter may not hold the control character U+0001",
+        ),
+    ],
+)
+def test_a_value_yaml_reads_and_python_refuses_is_one_line_at_its_place(
+    project, run_cli, value, said
+):
+    """A date that does not exist (`2026-02-30`), an hour of 25 or `!!bool maybe` in
+    any field of any post was a traceback from validate, plan and apply; `!!int abc`
+    said "a number too large"; a control character was two lines, said at line 1."""
+    project(
+        {
+            "images.toml": nebula_manifest({"cover": POST}),
+            "posts/a.md": f"---\ntitle: A\nscene: x\ndate: {value}\n---\nbody\n",
+        }
+    )
+    for command in ("validate", "plan"):
+        code, out, err = run_cli(command)
+        does_not_parse = "images.cover: the YAML front matter does not parse:"
+        assert (code, out) == (1, ""), err
+        assert err.startswith(f"error: posts/a.md:{said.format(does_not_parse)}"), err
+        assert err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
     ("where", "expected"),
     [
         ("n > 1", ["big", "two"]),
