@@ -620,7 +620,7 @@ class AtlasDecl(BaseModel):
         "manifest; res:// paths start there. Default: the manifest's folder.",
     )
     fps: float = Field(
-        8, gt=0, le=240, allow_inf_nan=False, description="Frames per second of the animations."
+        8, ge=0.1, le=240, allow_inf_nan=False, description="Frames per second of the animations."
     )
 
 

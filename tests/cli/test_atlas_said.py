@@ -258,3 +258,26 @@ def test_a_member_re_encoded_or_renamed_still_rebuilds_its_atlas(project, run_cl
     )
     (root / "images.toml").write_text(hat)
     assert _atlas_reason(run_cli) == "members change: hero-cap renamed to hero-hat"
+
+
+def test_an_fps_too_small_for_a_frame_s_duration_is_refused_at_its_key(project, run_cli):
+    """`fps = 5e-324` passed validate and plan, then every apply ended in an
+    OverflowError as the Aseprite writer made 1000 / fps an integer, the atlas never
+    built; `fps = 1e-300` wrote a 304-digit frame duration."""
+    manifest = SPRITES.replace(
+        'godot = "sprites/enemies.tres"\n', 'godot = "sprites/enemies.tres"\nfps = 5e-324\n'
+    )
+    root = project({"images.toml": manifest})
+    for command in ("validate", "plan", "apply"):
+        code, out, err = run_cli(command)
+        assert (code, out) == (1, ""), err
+        assert (
+            err
+            == "error: images.toml:27:1: atlases.enemies.fps: must be at least 0.1 (got 5e-324)\n"
+        )
+    assert not (root / "sprites").exists()
+    root.joinpath("images.toml").write_text(manifest.replace("5e-324", "0.1"))
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    frames = json.loads((root / "sprites/enemies.aseprite.json").read_text())["frames"]
+    assert {frame["duration"] for frame in frames} == {10_000}
