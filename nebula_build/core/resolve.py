@@ -62,6 +62,7 @@ from nebula_build.errors import (
     Problem,
     UnsafePathError,
     UserError,
+    did_you_mean,
     model_suggestion,
 )
 from nebula_build.imaging import FORMATS, INPUT_SUFFIXES, format_for
@@ -1299,7 +1300,8 @@ def resolve(
     if backend_override:
         registry.get(backend_override, where="--backend")
     for name in manifest.model.backends:
-        if name in registry.plugins:  # settings of an unused plugin are checked when used
+        # a name close to none is a plugin not installed here, its settings checked there
+        if name in registry.plugins or did_you_mean(name, registry.plugins) is not None:
             resolver.backend(name, ("backends", name))
     images = resolver.images()
     defaults = manifest.model.defaults

@@ -51,7 +51,7 @@ HeldCallback = Callable[[bool], None]
 class BackendSettings(BaseModel):
     """Settings every backend understands, from `[backends.<name>]`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     concurrency: int = Field(4, ge=1, le=256, description="Images generated at once.")
     timeout: float = Field(

@@ -51,6 +51,37 @@ def test_a_mistyped_backend_says_did_you_mean(project, run_cli):
     assert err.strip().endswith("did you mean 'preview'?")
 
 
+def test_a_mistyped_backends_table_says_did_you_mean(project, run_cli):
+    """`[backends.nebulaa]` was passed over as a plugin not installed here, and its
+    settings (concurrency, prices) silently dropped; a name close to no backend still
+    is one, whose settings are checked where it is installed."""
+    table = "[backends.nebulaa]\nconcurrency = 2\n"
+    project({"images.toml": HEAD + table + HERO})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: images.toml:7:1: backends.nebulaa: unknown backend 'nebulaa' (known: "
+        "diffusers, nebula, preview); did you mean 'nebula'?\n"
+    )
+    project({"images.toml": HEAD + table.replace("nebulaa", "acme-studio") + HERO})
+    assert run_cli("validate").code == 0
+
+
+def test_a_backend_s_number_in_quotes_is_refused_as_the_manifest_s_are(project, run_cli):
+    """`concurrency = "4"` and `timeout = "120"` passed in [backends.nebula], where
+    `width = "512"` is refused."""
+    table = '[backends.nebula]\nconcurrency = "4"\ntimeout = "120"\n'
+    project({"images.toml": HEAD + table + HERO})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "error: images.toml:8:1: backends.nebula.concurrency: must be an integer, without "
+        "quotes (concurrency = 4)",
+        "error: images.toml:9:1: backends.nebula.timeout: must be a number, without quotes "
+        "(timeout = 120)",
+    ]
+
+
 def test_a_backend_no_plugin_provides_says_to_install_one(project, run_cli):
     """A project cloned where its plugin is not installed: the name is no typo."""
     project({"images.toml": HEAD.replace('"preview"', '"acme"') + HERO})
