@@ -255,6 +255,12 @@ class Sources:
 
     def _load(self, source: Source) -> Loaded:
         if source.pattern is None and suffix_format(source.path) is None:
+            if any(mark in source.path for mark in "*?["):
+                raise ExpansionError(
+                    "rows",
+                    f"{quoted(source.path)} is a pattern: files that match one (posts with "
+                    f'front matter) go in `rows = {{ files = "{escaped_value(source.path)}" }}`',
+                )
             raise ExpansionError(
                 "rows",
                 f"{quoted(source.path)} is not a data file nebula-build reads "

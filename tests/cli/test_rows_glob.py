@@ -306,3 +306,18 @@ def test_a_folder_name_that_is_not_text_is_skipped(project, run_cli):
 def test_two_stars_in_the_file_name_match_as_one_as_before(project, run_cli):
     project({"images.toml": manifest("posts/**.md"), "posts/a.md": post("A")})
     assert paths(run_cli) == ["cover[a]"]
+
+
+@pytest.mark.parametrize("rows", ['"content/**/*.md"', '{ file = "content/**/*.md" }'])
+def test_a_pattern_written_as_a_data_file_says_where_it_goes(project, run_cli, rows):
+    """`rows = "content/**/*.md"`, the way a CSV's path is written, said that it was
+    not a data file nebula-build reads, and not how to give a pattern of posts."""
+    text = manifest("x").replace('rows = { files = "x" }', f"rows = {rows}")
+    assert f"rows = {rows}" in text
+    project({"images.toml": text, "content/a.md": post("A")})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err.endswith(
+        "images.cover.rows: 'content/**/*.md' is a pattern: files that match one (posts "
+        'with front matter) go in `rows = { files = "content/**/*.md" }`\n'
+    ), err
