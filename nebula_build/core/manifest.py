@@ -38,7 +38,7 @@ from pydantic_core import PydanticCustomError
 from nebula_build.core import sourcemap
 from nebula_build.core.encoding import not_utf8, saved_as_wide, without_utf8_bom
 from nebula_build.core.nocycles import collector_paused
-from nebula_build.core.spritedecl import SpriteFields
+from nebula_build.core.spritedecl import COLOUR_PATTERN, SpriteFields
 from nebula_build.errors import CONFLICT, ManifestError, MoreProblems, Problem, did_you_mean
 from nebula_build.params import BY_NAME, COMMON_SIZE_STEP, MAX_SEED, MAX_SIZE, MIN_SIZE
 from nebula_build.state.conflicts import marker_on, opened_conflict
@@ -1022,11 +1022,17 @@ _UNQUOTED = {
 }
 
 
+#: a size as people write it in text: `32x32`, `1920 × 1080`
+_WIDTH_BY_HEIGHT = re.compile(r"(\d{1,5})\s*[x×X]\s*(\d{1,5})")
+
+
 def _in_plain_words(error: Any, got: str) -> str | None:
     """pydantic's message for a value out of range, empty, or a number in quotes, in
     the words of what to write; None for any other error."""
     kind, loc, context = error["type"], tuple(error["loc"]), error.get("ctx") or {}
-    key = str(loc[-1]) if loc else ""
+    # a list's item is written in the list: `widths = [480]`, not `0 = 480`
+    item = bool(loc) and isinstance(loc[-1], int)
+    key = next((str(part) for part in reversed(loc) if not isinstance(part, int)), "")
     if kind in _BOUNDS and key in _SIZES and loc[0] in _SIZED:
         return f"must be a multiple of {COMMON_SIZE_STEP} within {MIN_SIZE}-{MAX_SIZE}{got}"
     if kind in _BOUNDS:
@@ -1041,7 +1047,10 @@ def _in_plain_words(error: Any, got: str) -> str | None:
     if key == "resize" and kind in ("list_type", "too_short", "tuple_type"):
         side = value[0] if isinstance(value, list) and value else value
         side = side if type(side) is int and 0 < side < 100_000 else 64
-        return f"must be a width and a height in brackets (resize = [{side}, {side}]){got}"
+        sides = [side, side]
+        if isinstance(value, str) and (written := _WIDTH_BY_HEIGHT.fullmatch(value.strip())):
+            sides = [int(written[1]), int(written[2])]  # "32x32"
+        return f"must be a width and a height in brackets (resize = [{sides[0]}, {sides[1]}]){got}"
     if kind in ("list_type", "tuple_type") and isinstance(value, str | int | float | bool):
         return f"must be a list, in brackets ({shown(key)} = [{_as_toml(value)}])"
     if kind == "too_short":
@@ -1062,7 +1071,10 @@ def _in_plain_words(error: Any, got: str) -> str | None:
         written = error["input"].strip()
         if number.fullmatch(written) is None:
             return f"must be {_WHOLE.get(what, what)}{got}"
-        return f"must be {what}, without quotes ({shown(key)} = {shown(written)})"
+        example = f"[{shown(written)}]" if item else shown(written)
+        return f"must be {what}, without quotes ({shown(key)} = {example})"
+    if kind == "string_pattern_mismatch" and context.get("pattern") == COLOUR_PATTERN:
+        return f'must be a colour written #RRGGBB ({shown(key)} = "#00FF00"){got}'
     return None
 
 

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nebula_build.core.sprite import PALETTES
 
+#: a colour as a key takes it: `#RRGGBB`
+COLOUR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
+
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
@@ -54,7 +57,7 @@ class SpriteFields(BaseModel):
     )
     key: str | None = Field(
         None,
-        pattern=r"^#[0-9A-Fa-f]{6}$",
+        pattern=COLOUR_PATTERN,
         description='The key colour for background = "transparent", e.g. "#FF00FF"; by '
         "default one far from the colours the prompt names (magenta, green or blue).",
     )

@@ -359,3 +359,34 @@ def test_a_key_with_a_dot_is_shown_in_quotes_as_toml_writes_it(project, run_cli)
     project({"images.toml": HEAD + HERO.replace("[images.hero]", '[images."hero.png"]')})
     code, _, err = run_cli("validate")
     assert code == 1 and err.startswith('error: images.toml:7:1: images."hero.png": image names')
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (
+            'key = "green"',
+            'images.hero.key: must be a colour written #RRGGBB (key = "#00FF00") (got "green")',
+        ),
+        (
+            'widths = ["480"]',
+            "images.hero.widths.0: must be an integer, without quotes (widths = [480])",
+        ),
+        (
+            'resize = "32x48"',
+            "images.hero.resize: must be a width and a height in brackets (resize = [32, 48]) "
+            '(got "32x48")',
+        ),
+    ],
+    ids=["key-colour", "list-item-in-quotes", "size-as-text"],
+)
+def test_a_value_s_fix_is_written_as_the_key_takes_it(line, said, project, run_cli):
+    """A key colour said pydantic's regular expression ('string should match pattern
+    '^#[0-9A-Fa-f]{6}$''); a list's item in quotes said `(0 = 480)`; `resize = "32x48"`
+    offered [64, 64]."""
+    hero = HERO.replace('output = "hero.png"\n', f'output = "hero.png"\n{line}\n')
+    hero = hero.replace("[images.hero]\n", '[images.hero]\nbackground = "transparent"\n')
+    project({"images.toml": HEAD + hero})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err == f"error: images.toml:11:1: {said}\n"
