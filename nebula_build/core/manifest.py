@@ -1225,6 +1225,29 @@ def _first_open_string(text: str) -> tuple[int | None, int | None]:
     return None, None
 
 
+_LIST_OPEN = "invalid TOML: the list opened here is not closed: end it with ] after its last value"
+
+
+def _open_list(text: str) -> tuple[int, int] | None:
+    """(line, column) of the `[` of the outermost list left open at the end of `text`
+    (brackets in strings and comments aside), or None."""
+    opened: list[tuple[int, int]] = []
+    for number, source in enumerate(text.split("\n"), start=1):
+        quote = ""
+        for column, character in enumerate(source, start=1):
+            if quote:
+                quote = "" if character == quote else quote
+            elif character in "\"'":
+                quote = character
+            elif character == "#":
+                break
+            elif character == "[":
+                opened.append((number, column))
+            elif character == "]" and opened:
+                opened.pop()
+    return opened[0] if opened else None
+
+
 #: quotes a word processor writes, which TOML does not take for its own
 _TYPOGRAPHIC_QUOTES = frozenset("\u201c\u201d\u2018\u2019\u201e\u00ab\u00bb")
 
@@ -1270,6 +1293,11 @@ def _syntax_hint(message: str, text: str, line: int | None, column: int | None) 
         return (
             "invalid TOML: no value after =: write one (a number, true or false, text in "
             'double quotes "…")'
+        )
+    if message == "Unclosed inline table":
+        return (
+            "invalid TOML: the inline table { … } is not closed on its line: end it with } "
+            "(an inline table is written on one line)"
         )
     if message == "Invalid value" and after[0] in _TYPOGRAPHIC_QUOTES:
         return (
@@ -1579,6 +1607,14 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
             line, column = sourcemap.written_at(text, line)[1]
         if line is None and said.removesuffix(" (at end of document)") in _UNCLOSED_AT_END:
             line, column = _first_open_string(text)  # tomllib looked for its end till the last
+        if said.startswith(("Unclosed array", "Invalid value")):
+            # tomllib looked for its `]` till where it gave up: a list open above that
+            above = text if line is None else "\n".join(text.split("\n")[: line - 1])
+            opened = _open_list(above)
+            if opened is not None:
+                line, column = opened
+                key = ".".join(sourcemap.key_at(text, line))
+                raise ManifestError.single(display_path, key, _LIST_OPEN, line, column) from None
         key, message = _toml_problem(said, text, line, column)
         raise ManifestError.single(display_path, key, message, line, column) from None
     except RecursionError:

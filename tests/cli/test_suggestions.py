@@ -390,3 +390,29 @@ def test_a_value_s_fix_is_written_as_the_key_takes_it(line, said, project, run_c
     code, out, err = run_cli("validate")
     assert (code, out) == (1, "")
     assert err == f"error: images.toml:11:1: {said}\n"
+
+
+@pytest.mark.parametrize(
+    ("tail", "said"),
+    [
+        ("widths = [", "10:10: images.hero.widths: invalid TOML: the list opened here"),
+        ("widths = [480, 960", "10:10: images.hero.widths: invalid TOML: the list opened here"),
+        ("widths = [\n  480,\n  960,", "10:10: images.hero.widths: invalid TOML: the list"),
+        ("widths = [480,\nseed = 4", "10:10: images.hero.widths: invalid TOML: the list"),
+        (
+            "checks = { max_kb = 40",
+            "10:23: images.hero.checks: invalid TOML: the inline table { … } is not closed on "
+            "its line: end it with } (an inline table is written on one line)",
+        ),
+    ],
+    ids=["empty-at-end", "values-at-end", "lines-at-end", "key-after", "inline-table"],
+)
+def test_a_list_left_open_is_said_where_it_opens(tail, said, project, run_cli):
+    """A list never closed said tomllib's 'Invalid value (at end of document)' or
+    'Unclosed array', with no line, in validate, plan and every watch round; a key
+    after it was told to put its value in quotes."""
+    project({"images.toml": HEAD + HERO + tail + "\n"})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: images.toml:{said}"), err
+    assert err.count("\n") == 1
