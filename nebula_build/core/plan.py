@@ -381,6 +381,29 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ..
     return tuple(Change(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k))
 
 
+#: the output options recorded only beside `resize`, at their defaults unless written
+_RESIZE_DEFAULTS = {
+    name: field.default
+    for name, field in AssetSpec.__dataclass_fields__.items()
+    if name in ("fit", "resample")
+}
+
+
+def _a_default_coming_or_going(change: Change) -> bool:
+    """Whether a change is only `fit` or `resample` at its default, recorded as
+    `resize` is added or removed: the size's change says it."""
+    default = _RESIZE_DEFAULTS.get(change.field)
+    return (
+        default is not None
+        and None in (change.old, change.new)
+        and default
+        in (
+            change.old,
+            change.new,
+        )
+    )
+
+
 @dataclass(frozen=True)
 class _Context:
     digest_of: DigestOf
@@ -572,7 +595,7 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         if recorded is not None:  # this machine wrote the old files: it can say more
             old |= recorded
             new |= _output_fields(spec.output_params()) or {}
-        changes = _changes(old, new)
+        changes = tuple(c for c in _changes(old, new) if not _a_default_coming_or_going(c))
         added = _added_steps(spec, entry.output_key)
         if added:
             return reencode("; ".join(ADDED_STEPS[step] for step in added), changes=changes)

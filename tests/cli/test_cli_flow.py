@@ -492,3 +492,22 @@ def test_a_usage_error_exits_1_never_the_changes_pending_code(project, run_cli, 
 
 def test_help_exits_0(run_cli):
     assert run_cli("--help").code == 0
+
+
+def test_adding_resize_says_the_size_not_the_defaults_it_records(project, run_cli):
+    """`resize` added to an image said `~ fit: (unset) -> "cover"` and `~ resample:
+    (unset) -> "lanczos"` beside the size, as if they were edits; a fit written is
+    still said."""
+    root = project({"images.toml": SITE})
+    assert run_cli("apply").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(SITE.replace("seed = 42\n", "seed = 42\nresize = [64, 32]\n", 1))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "  ~ hero  reencode  static/hero.webp\n      size changed\n" in out, out
+    assert "fit" not in out and "resample" not in out, out
+    manifest.write_text(
+        manifest.read_text().replace("resize = [64, 32]\n", 'resize = [64, 32]\nfit = "contain"\n')
+    )
+    code, out, err = run_cli("plan")
+    assert '~ fit: (unset) -> "contain"' in out and "resample" not in out, out
