@@ -511,13 +511,26 @@ def _holder(lock: Mapping[str, LockEntry], digest_of: DigestOf, declared_by: Dec
 
 
 def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
-    notes = dropped_notes(spec)
+    notes = (*dropped_notes(spec), *_wide_notes(spec))
     if spec.seed is None or spec.seed_reproducible:
         return notes
     return (
         *notes,
         f"{spec.model} does not take a seed: the seed marks a draw, "
         f"but {spec.backend} will not reproduce it",
+    )
+
+
+def _wide_notes(spec: AssetSpec) -> tuple[str, ...]:
+    """A note for the `widths` no variant is made at: not narrower than the image."""
+    width = spec.delivered_size[0]
+    wide = [str(target) for target in spec.widths if target >= width]
+    if not wide:
+        return ()
+    said = ", ".join(wide)
+    return (
+        f"widths {said}: no file, not narrower than the image ({width} px; variants are "
+        "never upscaled)",
     )
 
 

@@ -511,3 +511,19 @@ def test_adding_resize_says_the_size_not_the_defaults_it_records(project, run_cl
     )
     code, out, err = run_cli("plan")
     assert '~ fit: (unset) -> "contain"' in out and "resample" not in out, out
+
+
+def test_a_width_no_variant_is_made_at_is_said_in_the_plan(project, run_cli):
+    """`widths = [4000, 128]` on a 256-pixel image wrote the 128 one and dropped 4000
+    without a word: variants are never upscaled, and the plan now says which."""
+    root = project(
+        {"images.toml": SITE.replace("seed = 42\n", "seed = 42\nwidths = [4000, 128]\n", 1)}
+    )
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert (
+        "      note: widths 4000: no file, not narrower than the image (256 px; variants are "
+        "never upscaled)\n"
+    ) in out, out
+    assert run_cli("apply").code == 0
+    assert sorted(p.name for p in (root / "static").glob("hero*")) == ["hero-128.webp", "hero.webp"]
