@@ -50,7 +50,10 @@ def cmd_list(ctx: Context) -> int:
     names = list(specs)
     if ctx.args.patterns:
         parts = {name: spec.parts for name, spec in specs.items() if spec.parts}
-        chosen = select(ctx.args.patterns, names, parts)
+        try:
+            chosen = select(ctx.args.patterns, names, parts)
+        except UserError as exc:  # as --target says it, naming the manifest
+            raise UserError(f"{ctx.project().display_manifest}: {exc}") from None
         names = [name for name in names if name in chosen]
     if ctx.args.json:
         images = [

@@ -54,10 +54,10 @@ def not_one_image(
     if name in known:
         return None
     matches = _Index(known, parts or {}).matching(name)
-    if not matches:
+    if not matches:  # as Selection says it of a --target
         close = did_you_mean(name, known) if len(known) <= SUGGEST_AMONG else None
-        hint = f"did you mean {shlex.quote(close)}? " if close else ""
-        return f"no image named {name!r} ({hint}known: {known_names(known)})"
+        hint = f"; did you mean {close!r}?" if close else ""
+        return f"unknown image: {shown(name)} (known: {known_names(known)}){hint}"
     ordered = [known_name for known_name in known if known_name in matches]
     verb = "declares" if "[" not in name else "matches"
     return (

@@ -115,7 +115,7 @@ def test_pick_says_what_is_wrong_in_one_line(project, run_cli, nebula_server):
         {"images.toml": nebula_manifest({"hero": HERO, "logo": {"prompt": "x", "output": "l.png"}})}
     )
     for argv, message in [
-        (["pick", "nope", "1"], "no image named 'nope'"),
+        (["pick", "nope", "1"], "images.toml: unknown image: nope (known: hero, logo)"),
         (["pick", "logo", "1"], "images.logo has one draw"),
         (["pick", "hero", "5"], "images.hero has draws 0 to 2 (got 5)"),
         (["pick", "hero", "1"], "draw 1 of hero is not in the cache here"),
@@ -289,8 +289,11 @@ def test_pick_and_history_say_which_images_a_declaration_names(project, run_cli)
         (["history", "hero"], f"{named}, as in 'hero[idle]'"),
         (["pick", "hero", "1"], f"{named}, as in 'hero[idle]'"),
         (["pick", "hero[*]", "--next"], "it matches 2 images (hero[idle], hero[walk])"),
-        (["history", "hero[idel]"], "no image named 'hero[idel]' (did you mean 'hero[idle]'?"),
-        (["pick", "nope", "1"], "no image named 'nope' (known: hero[idle], hero[walk])"),
+        (
+            ["history", "hero[idel]"],
+            "unknown image: hero[idel] (known: hero[idle], hero[walk]); did you mean 'hero[idle]'?",
+        ),
+        (["pick", "nope", "1"], "unknown image: nope (known: hero[idle], hero[walk])"),
     ]:
         code, _, err = run_cli(*argv)
         assert code == 1, argv

@@ -297,7 +297,7 @@ def test_pick_earlier_says_what_is_wrong_in_one_line(project, run_cli, nebula_se
         (["pick", "hero", "@x"], "is neither a draw INDEX"),
         (["pick", "hero", "1", "--pin"], "--pin is for an earlier generation"),
         (["pick", "hero", "--unpin"], "images.toml: pick: images.hero is not pinned"),
-        (["history", "nope"], "no image named 'nope'"),
+        (["history", "nope"], "images.toml: unknown image: nope (known: hero)"),
     ]:
         code, _, err = run_cli(*argv)
         assert code == 1, argv

@@ -205,7 +205,7 @@ def test_a_mistyped_target_says_which_name_was_meant(project, run_cli, command):
     option = [] if command == "list" else ["--target"]
     # an option's names the manifest and the option, as --more does: it had said only
     # "unknown image: zzz", with nothing to show another manifest was meant (-f FILE)
-    said = "" if command == "list" else "images.toml: --target: "
+    said = "images.toml: " if command == "list" else "images.toml: --target: "
     # it had listed the known names without pointing at the one meant, as `pick` does
     assert refused(run_cli, command, *option, "herp") == (
         f"error: {said}unknown image: herp (known: hero, icon); did you mean 'hero'?\n"

@@ -343,7 +343,7 @@ def test_a_pick_waits_for_the_round_in_progress_then_shows_on_the_page(
         assert _lock_params(root, "a")["draw"] == 2
         assert "round 3: picked a: draw 2 (3 candidates)" in out.getvalue()
         status, message = await asyncio.to_thread(pick, "nowhere", 0, key)
-        assert status == 409 and "no image named 'nowhere'" in message
+        assert status == 409 and "unknown image: nowhere (known: a, b)" in message
         task.cancel()
 
     asyncio.run(scenario())
