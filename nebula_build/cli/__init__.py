@@ -400,7 +400,11 @@ class _Parser(argparse.ArgumentParser):
             message = unknown_global(self.argv, self) or message
         from nebula_build.text import escaped  # a word of argv may hold escape sequences
 
-        super().error(escaped(message))
+        # the mistake first, as uv and ruff say it, not after the whole usage
+        commands = any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+        lists = "its commands and options" if commands else "its options"
+        said = f"{self.prog}: error: {escaped(message)}"
+        self.exit(2, f"{said}\n  (`{self.prog} --help` lists {lists})\n")
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         choices = action.choices

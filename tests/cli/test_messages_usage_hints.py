@@ -8,11 +8,14 @@ import pytest
 
 
 def _said(run_cli, capsys, *argv: str) -> str:
-    """The last line of a usage error (argparse writes it to sys.stderr)."""
+    """The line of a usage error (argparse writes it to sys.stderr), then where the
+    options are listed."""
     assert run_cli(*argv).code == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    return err.strip().splitlines()[-1]
+    said, listed = err.strip().splitlines()
+    assert listed.startswith("  (`nebula-build") and listed.endswith("options)")
+    return said
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,14 @@ HERO = '[images.hero]\nprompt = "x"\noutput = "hero.png"\n'
 
 
 def _said(run_cli, capsys, *argv: str) -> str:
-    """The last line of a usage error (argparse writes it to sys.stderr)."""
+    """The line of a usage error (argparse writes it to sys.stderr), then where the
+    options are listed."""
     assert run_cli(*argv).code == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    return err.strip().splitlines()[-1]
+    said, listed = err.strip().splitlines()
+    assert listed.startswith("  (`nebula-build") and listed.endswith("options)")
+    return said
 
 
 def test_no_command_shows_the_commands_and_the_first_steps(run_cli):

@@ -28,7 +28,7 @@ def test_an_empty_option_value_is_refused_not_taken_for_none(
     root = project({"images.toml": PREVIEW + IMAGE})
     result = run_cli(*arguments)
     assert result.code != 0
-    assert capsys.readouterr().err.endswith(f"error: {said}\n")
+    assert f"error: {said}\n  (`nebula-build" in capsys.readouterr().err
     assert not (root / "a.png").exists() and not (root / ".nebula-build/gallery").exists()
 
 
