@@ -12,7 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Write a starter images.toml (and a .gitignore line for .nebula-build/) in the "
         "current folder, or in DIR with -C; -f FILE writes that manifest instead (a "
         "second one beside images.toml, with its own lock).",
-        "nebula-build init && nebula-build apply --backend preview",
+        "nebula-build init && nebula-build apply   # a starter project, made offline",
     ),
     "list": (
         "The images images.toml declares, one name per line, in its order: what --target, "
@@ -61,7 +61,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": (
         "Show the generation metadata an image file carries: the image, its prompt and "
         "parameters, its generation key.",
-        "nebula-build inspect static/img/hero.webp",
+        "nebula-build inspect images/hero.png   # the starter's hero, after an apply",
     ),
     "schema": (
         "Print the JSON Schema of images.toml (or, with --assets, of the asset manifest) "
