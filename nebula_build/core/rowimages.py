@@ -113,9 +113,9 @@ class DataFiles(Protocol):
         number of folders), as project paths, sorted; FileNotFoundError for a
         missing folder."""
 
-    def near(self, path: str) -> str | None:
-        """The file beside missing project file `path` whose name is closest to its
-        name (a typo), if one is close."""
+    def near(self, path: str, *, folder: bool = False) -> str | None:
+        """The file (a `folder`) beside missing project path `path` whose name is
+        closest to its name (a typo), if one is close."""
 
 
 @dataclass
@@ -273,8 +273,10 @@ class Sources:
             try:
                 names = self.data.matching(source.path, source.pattern)
             except FileNotFoundError:
+                near = self.data.near(source.path, folder=True)
+                hint = f"; did you mean {near}?" if near else ""
                 raise ExpansionError(
-                    "rows", f"folder not found: {source.path} (where {reading} starts)"
+                    "rows", f"folder not found: {source.path} (where {reading} starts){hint}"
                 ) from None
             parsed, problems = [], []
             for reading in names:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nebula_build.core.encoding import not_utf8, saved_as_wide, without_utf8_bom
+from nebula_build.errors import did_you_mean
 from nebula_build.jsonparse import values_over
 from nebula_build.state.conflicts import opened_conflict
 from nebula_build.text import plural
@@ -427,7 +428,12 @@ def rows_at(document: Document, at: str | None = None) -> Table:
     steps: list[str | int] = []
     for step in at.split(".") if at else ():
         if not isinstance(data, dict) or step not in data:
-            raise DataError(path, f"has no {'.'.join(map(str, [*steps, step]))!r} (from `at`)")
+            there = data if isinstance(data, dict) else {}
+            close = did_you_mean(step, [key for key in there if isinstance(key, str)][:1000])
+            hint = f"; did you mean {'.'.join(map(str, [*steps, close]))!r}?" if close else ""
+            raise DataError(
+                path, f"has no {'.'.join(map(str, [*steps, step]))!r} (from `at`){hint}"
+            )
         steps.append(step)
         data = data[step]
     if isinstance(data, list) and len(data) > MAX_ROWS:

@@ -100,19 +100,21 @@ class DataReader:
                     pending.append(_Pending((*step.below, name), states))
         return sorted(found)
 
-    def near(self, path: str) -> str | None:
-        """The file beside missing `path` whose name is closest to its name (a typo),
-        if one is close; None, unlooked for, past _MAX_NEAR names compared in all."""
-        folder, _, name = path.rpartition("/")
+    def near(self, path: str, *, folder: bool = False) -> str | None:
+        """The file (a `folder`) beside missing `path` whose name is closest to its name
+        (a typo), if one is close; None, unlooked for, past _MAX_NEAR names compared in
+        all."""
+        parent, _, name = path.rpartition("/")
         if self.near_left <= 0:
             return None
         try:
-            files = self.guard.listing(folder, limit=self.near_left).files
+            listing = self.guard.listing(parent, limit=self.near_left)
         except (OSError, UserError):
             return None
-        self.near_left -= len(files)
-        close = difflib.get_close_matches(name, files, n=1)
-        return _joined(folder, close[0]) if close else None
+        names = listing.folders if folder else listing.files
+        self.near_left -= len(names)
+        close = difflib.get_close_matches(name, names, n=1)
+        return _joined(parent, close[0]) if close else None
 
     def _list(self, base: str, below: tuple[str, ...]) -> Listing | None:
         """The listing of a folder a walk reaches, recorded, read once; None where a

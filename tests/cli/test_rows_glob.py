@@ -321,3 +321,26 @@ def test_a_pattern_written_as_a_data_file_says_where_it_goes(project, run_cli, r
         "images.cover.rows: 'content/**/*.md' is a pattern: files that match one (posts "
         'with front matter) go in `rows = { files = "content/**/*.md" }`\n'
     ), err
+
+
+def test_a_mistyped_folder_or_array_says_which_was_meant(project, run_cli):
+    """`files = "content/post/*.md"` said only "folder not found", and `at =
+    "data.recipe"` only "has no 'data.recipe'", where a missing CSV already named the
+    file meant."""
+    text = manifest("content/post/*.md") + (
+        '\n[images.recipe]\nrows = { file = "data/export.json", at = "data.recipe" }\n'
+        'id = "id"\nprompt = "{name}"\noutput = "img/r-{id}.png"\n'
+    )
+    export = json.dumps({"data": {"recipes": [{"id": "a", "name": "A"}]}})
+    project({"images.toml": text, "content/posts/a.md": post("A"), "data/export.json": export})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert lines[0].endswith(
+        "images.cover.rows: folder not found: content/post (where content/post/*.md "
+        "starts); did you mean content/posts?"
+    ), err
+    assert lines[1] == (
+        "error: data/export.json: images.recipe: has no 'data.recipe' (from `at`); did you "
+        "mean 'data.recipes'?"
+    ), err
