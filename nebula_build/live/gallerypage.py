@@ -332,8 +332,7 @@ PAGE = """<!doctype html>
           overflow: hidden; display: flex; flex-direction: column; }}
   .card[hidden] {{ display: none; }}
   .card.changed {{ border-color: var(--accent); box-shadow: 0 0 0 2px var(--accent); }}
-  .thumb {{ display: block; aspect-ratio: 4 / 3; overflow: hidden; background:
-           repeating-conic-gradient(#252a34 0 25%, #1e222b 0 50%) 50% / 20px 20px; }}
+  .thumb {{ display: block; aspect-ratio: 4 / 3; overflow: hidden; background: #1e222b; }}
   .card.transparent .thumb:not(.missing), .card.transparent .draw .shot {{ background:
            repeating-conic-gradient(#c8ccd4 0 25%, #f4f5f7 0 50%) 50% / 16px 16px; }}
   .checks {{ list-style: none; margin: 0 0 6px; padding: 0; font-size: 12px; }}

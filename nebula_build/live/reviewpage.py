@@ -26,8 +26,7 @@ REVIEW_STYLE = """
   .draw .shot { position: relative; display: grid; place-items: center; width: 100%;
                 aspect-ratio: 4 / 3;
                 padding: 0; overflow: hidden; border: 2px solid var(--line); border-radius: 8px;
-                color: var(--dim); font: inherit; font-size: 12px; background:
-                repeating-conic-gradient(#252a34 0 25%, #1e222b 0 50%) 50% / 16px 16px; }
+                color: var(--dim); font: inherit; font-size: 12px; background: #1e222b; }
   .draw .choose { cursor: pointer; }
   .draw .choose:hover, .draw .choose:focus-visible { border-color: var(--accent); outline: none; }
   .draw .shot img { position: absolute; inset: 0; width: 100%; height: 100%;

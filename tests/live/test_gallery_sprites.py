@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli.test_rows_matrix import preview
 from tests.live.pagedata import card, page_cards
 
 
@@ -167,3 +168,31 @@ def test_a_failed_atlas_card_says_it_failed_where_its_sheet_would_be(project, ru
             "divs => divs.map(d => [d.closest('.card').dataset.name, d.textContent])",
         )
     assert missing == [["atlas enemies", "no file: the last apply failed"]]
+
+
+@pytest.mark.browser
+def test_only_a_transparent_image_is_framed_on_a_checkerboard(project, run_cli):
+    """An opaque image's letterbox, and its draws', was a dark checkerboard, which
+    reads as transparency: the docs keep that for images with a transparent
+    background. Opaque frames are one flat colour now."""
+    images = {
+        "banner": {
+            "prompt": "a banner",
+            "width": 256,
+            "height": 64,
+            "candidates": 2,
+            "output": "b.png",
+        },
+        "coin": {"prompt": "a coin", "background": "transparent", "output": "c.png"},
+    }
+    root = project({"images.toml": preview(images)})
+    assert run_cli("apply").code == 0
+    assert run_cli("gallery").code == 0
+    with _gallery_page(root) as page:
+        page.wait_for_selector(".card")
+        backgrounds = page.eval_on_selector_all(
+            ".card .thumb, .card .draw .shot",
+            "frames => frames.map(f => [f.closest('.card').dataset.name, "
+            "getComputedStyle(f).backgroundImage.startsWith('repeating-conic-gradient')])",
+        )
+    assert sorted(set(map(tuple, backgrounds))) == [("banner", False), ("coin", True)]
