@@ -62,7 +62,7 @@ def test_a_manifest_that_is_no_toml_says_so_in_the_job_summary(project, run_cli,
     assert code == 1 and "invalid TOML" in err
     expected = "### nebula-build plan (images.toml)\n\n**The plan failed:** images.toml:13:"
     assert actions.read_text().startswith(expected)
-    assert "invalid TOML: Expected '\\]'" in actions.read_text()
+    assert "invalid TOML: the \\[table\\] header is not closed" in actions.read_text()
     assert comment.read_text() == actions.read_text()
 
 
