@@ -1073,6 +1073,8 @@ def _in_plain_words(error: Any, got: str) -> str | None:
             return f"must be {_WHOLE.get(what, what)}{got}"
         example = f"[{shown(written)}]" if item else shown(written)
         return f"must be {what}, without quotes ({shown(key)} = {example})"
+    if kind in ("literal_error", "enum") and "expected" in context:  # one of a few words
+        return f"must be {context['expected']}{got}"
     if kind == "string_pattern_mismatch" and context.get("pattern") == COLOUR_PATTERN:
         return f'must be a colour written #RRGGBB ({shown(key)} = "#00FF00"){got}'
     return None

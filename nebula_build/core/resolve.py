@@ -398,7 +398,7 @@ class _Resolver(SpriteRules):
                 self.fail(loc, f"{value!r} names no image (known: {known_names(self.names)})")
             elif upstream is not None and upstream.format not in ("png", "jpeg", "webp"):
                 self.fail(
-                    loc, f"{value!r}: its output {upstream.output} is not a JPG, PNG or WebP file"
+                    loc, f"{value!r}: its output {upstream.output} is not a PNG, JPEG or WebP file"
                 )
             elif upstream is not None:
                 return upstream.output, f"@{ref}:{upstream.output_key}"
@@ -407,7 +407,7 @@ class _Resolver(SpriteRules):
         if path is None:
             return None
         if PurePosixPath(path).suffix.lower() not in INPUT_SUFFIXES:
-            self.fail(loc, f"{quoted(value)} is not a JPG, PNG or WebP file")
+            self.fail(loc, f"{quoted(value)} is not a PNG, JPEG or WebP file")
             return None
         try:
             digest = self.digest_of(path)

@@ -68,7 +68,7 @@ class InputSnapshot:
 
 
 def header_size(data: bytes) -> tuple[int, int] | str:
-    """The size in an input image's header, or why it is not a JPG, PNG or WebP image
+    """The size in an input image's header, or why it is not a PNG, JPEG or WebP image
     a model can take (checked from the bytes' structure: no pixel is decoded)."""
     if not data:
         return "the file is empty"

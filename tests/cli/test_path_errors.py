@@ -79,7 +79,7 @@ output = "{slug}.png"
     )
     errors = "\n".join(_errors(run_cli))
     assert "\\\\" not in errors, errors
-    assert "images.fill.image: 'in\\a.gif' is not a JPG, PNG or WebP file" in errors
+    assert "images.fill.image: 'in\\a.gif' is not a PNG, JPEG or WebP file" in errors
     assert "not 'C:\\m.png'" in errors
     assert "data file 'data\\products.csv' contains a backslash" in errors
     assert "images.cover.rows: 'content\\posts\\*.md' contains a backslash" in errors

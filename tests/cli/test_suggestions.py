@@ -373,12 +373,16 @@ def test_a_key_with_a_dot_is_shown_in_quotes_as_toml_writes_it(project, run_cli)
             "images.hero.widths.0: must be an integer, without quotes (widths = [480])",
         ),
         (
+            'fit = "cover2"',
+            "images.hero.fit: must be 'cover', 'contain' or 'exact' (got \"cover2\")",
+        ),
+        (
             'resize = "32x48"',
             "images.hero.resize: must be a width and a height in brackets (resize = [32, 48]) "
             '(got "32x48")',
         ),
     ],
-    ids=["key-colour", "list-item-in-quotes", "size-as-text"],
+    ids=["key-colour", "list-item-in-quotes", "one-of-a-few-words", "size-as-text"],
 )
 def test_a_value_s_fix_is_written_as_the_key_takes_it(line, said, project, run_cli):
     """A key colour said pydantic's regular expression ('string should match pattern

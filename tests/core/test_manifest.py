@@ -105,7 +105,7 @@ CASES = {
     "input of another format": (
         HEAD + '[images.cap]\nmodel = "black-forest-labs/FLUX.1-Fill-dev"\nprompt = "x"\n'
         'image = "in.gif"\nmask = "m.png"\noutput = "a.png"\n',
-        "images.cap.image: 'in.gif' is not a JPG, PNG or WebP file",
+        "images.cap.image: 'in.gif' is not a PNG, JPEG or WebP file",
     ),
     "unknown model": (
         HEAD + '[images.hero]\nmodel = "dall-e"\nprompt = "x"\noutput = "a.png"\n',
