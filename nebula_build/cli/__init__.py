@@ -586,7 +586,7 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         code = int(exc.code or 0)
         return ExitCode.ERROR if code == 2 else code
     if not hasattr(args, "run"):  # `nebula-build`, `nebula-build cache`: what to type next
-        err.write(command.format_help())
+        out.write(command.format_help())  # to read through a pager, as git's; still exit 1
         return ExitCode.ERROR
     ctx = Context(args, out, err)
     previous = _stops_as_sigint()

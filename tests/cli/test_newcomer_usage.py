@@ -25,17 +25,17 @@ def _said(run_cli, capsys, *argv: str) -> str:
 def test_no_command_shows_the_commands_and_the_first_steps(run_cli):
     code, out, err = run_cli()
     assert code == 1
-    assert out == ""
-    assert "the following arguments are required" not in err
-    assert "  plan      show what apply would change, and why" in err
-    assert "  nebula-build init           a starter images.toml in this folder" in err
+    assert err == ""  # on stdout, to be read through a pager (`nebula-build | less`)
+    assert "the following arguments are required" not in out
+    assert "  plan      show what apply would change, and why" in out
+    assert "  nebula-build init           a starter images.toml in this folder" in out
 
 
 def test_a_command_without_its_action_shows_the_actions(run_cli):
-    code, _, err = run_cli("cache")
+    code, out, _ = run_cli("cache")
     assert code == 1
-    assert err.startswith("usage: nebula-build cache")
-    assert "    push      upload the project's generations" in err
+    assert out.startswith("usage: nebula-build cache")
+    assert "    push      upload the project's generations" in out
 
 
 @pytest.mark.parametrize(
