@@ -129,7 +129,8 @@ first steps (offline and free on the preview backend, the one init sets):
   nebula-build watch --serve  rebuilds on every save, with a live gallery
 
 `nebula-build help COMMAND` (or COMMAND --help): its options and an example.
-README.md and docs/manifest.md: every key of images.toml."""
+`nebula-build schema`: every key of images.toml, each with what it does (the
+source's README.md and docs/manifest.md say more)."""
 
 
 def describe(parser: argparse.ArgumentParser, command: str) -> None:
