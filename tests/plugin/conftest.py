@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,6 +57,53 @@ def cli_process(sites: list[Path]) -> Callable[..., subprocess.CompletedProcess[
             timeout=60,
             check=False,
         )
+
+    return run
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """How a command ended after a signal: its exit code, output, and how long it took
+    to end once signalled."""
+
+    code: int
+    out: str
+    err: str
+    took: float
+
+
+@pytest.fixture
+def interrupted(sites: list[Path]) -> Callable[..., Interrupted]:
+    """Runs `python -m nebula_build ARGS` in the current folder (finding the plugins
+    installed for this test), sends it `signum` once `when` exists (a file the plugin
+    makes as it starts its work), and waits at most `within` seconds for it to end."""
+
+    def run(
+        *args: str,
+        when: Path,
+        signum: int = signal.SIGINT,
+        within: float = 30,
+        **environment: str,
+    ) -> Interrupted:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nebula_build", *args],
+            env=process_environment(sites, **environment),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not when.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            process.send_signal(signum)
+            signalled = time.monotonic()
+            out, err = process.communicate(timeout=within)
+            return Interrupted(process.returncode, out, err, time.monotonic() - signalled)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
     return run
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
-
-from tests.plugin.conftest import plugin_source, process_environment
+from tests.plugin.conftest import plugin_source
 
 MANIFEST = (
     'version = 1\n[defaults]\nbackend = "acme"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
@@ -35,32 +30,15 @@ HANGS = plugin_source(
 )
 
 
-def test_ctrl_c_does_not_wait_for_a_request_made_in_a_thread(install, project, sites):
+def test_ctrl_c_does_not_wait_for_a_request_made_in_a_thread(install, project, interrupted):
     """The command had not exited until the request's thread did: up to the request's
     timeout with a server that hung."""
     install("acme", HANGS)
     root = project({"images.toml": MANIFEST})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nebula_build", "apply", "--yes"],
-        env=process_environment(sites),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not (root / "sent").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        interrupted = time.monotonic()
-        _, err = process.communicate(timeout=25)
-        took = time.monotonic() - interrupted
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 130, err
-    assert took < 5, took
+    ended = interrupted("apply", "--yes", when=root / "sent", within=25)
+    err = ended.err
+    assert ended.code == 130, err
+    assert ended.took < 5, ended.took
     assert "interrupted with 0 of 1 image finished" in err
     assert "the request in flight may have been billed: 1 to acme (a)" in err
     assert "Traceback" not in err

@@ -6,10 +6,8 @@ line naming the plugin, without its secret, and the run ends."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -323,28 +321,14 @@ def test_a_stray_interrupt_is_said_without_its_secret(install, project, sites):
     assert "Traceback" not in done.stderr
 
 
-def test_ctrl_c_with_a_stray_exit_as_the_run_winds_down(install, project, sites):
+def test_ctrl_c_with_a_stray_exit_as_the_run_winds_down(install, project, interrupted):
     """Ctrl-C, then the plugin's callback raised SystemExit before its generate ended:
     a CancelledError's traceback, exit 1, no "interrupted" line."""
     install("odd", ODD)
     root = project({"images.toml": _manifest("fine", "exits-as-interrupted")})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nebula_build", "apply", "--yes"],
-        env=process_environment(sites, ODD_TOKEN=TOKEN),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (root / "started").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, err
+    ended = interrupted("apply", "--yes", when=root / "started", ODD_TOKEN=TOKEN)
+    out, err = ended.out, ended.err
+    assert ended.code == 130, err
     assert "interrupted with 1 of 2 images finished" in err
     assert TOKEN not in out + err and "Traceback" not in err
     assert "[images.fine]" in (root / "images.lock").read_text()

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.plugin.conftest import plugin_source, process_environment
+from tests.plugin.conftest import plugin_source
 
 MANIFEST = (
     'version = 1\n[defaults]\nbackend = "quits"\nmodel = "black-forest-labs/FLUX.1-schnell"\n'
@@ -101,30 +98,14 @@ HANGS = plugin_source(
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_one_ctrl_c_stops_watch_while_a_hook_hangs(sent, install, project, sites):
+def test_one_ctrl_c_stops_watch_while_a_hook_hangs(sent, install, project, interrupted):
     """watch had waited for the hook's timeout (30s here, 120s unless set) after one Ctrl-C:
     asyncio only cancels the round, and the round was waiting for the hook's thread."""
     install("quits", HANGS)
     root = project({"images.toml": MANIFEST.replace("timeout = 5", "timeout = 30")})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nebula_build", "watch"],
-        env=process_environment(sites),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not (root / "hanging").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(sent)
-        out, err = process.communicate(timeout=5)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
-    assert "stopped" in out and "Traceback" not in err
+    ended = interrupted("watch", when=root / "hanging", signum=sent, within=5)
+    assert ended.code == 0, ended.err
+    assert "stopped" in ended.out and "Traceback" not in ended.err
 
 
 @pytest.mark.parametrize(
