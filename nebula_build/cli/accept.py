@@ -41,4 +41,9 @@ def cmd_accept(ctx: Context) -> int:
             "copy of an edit under .nebula-build/backup/ before it replaces it (the "
             f"image's spec changed), and never removes one; commit {lock} with the files"
         )
+    if atlases := sorted({atlas for one in said for atlas in one.atlases}):
+        named = ", ".join(printable(atlas, limit=80) for atlas in atlases[:3])
+        more = f" and {len(atlases) - 3} more" if len(atlases) > 3 else ""
+        which = "atlas" if len(atlases) == 1 else "atlases"
+        ctx.print(f"`nebula-build apply` packs the edit into {which} {named}{more}")
     return ExitCode.OK

@@ -45,6 +45,8 @@ class Accepted:
     again: bool = False
     #: the file is already the one the lock records: nothing was written for it
     already: bool = False
+    #: the atlases that pack it, which the next apply builds again with the edit
+    atlases: tuple[str, ...] = ()
 
 
 def accept_edits(
@@ -90,7 +92,8 @@ def accept_edits(
             continue
         accepted[name] = entry
         again = lock[name].edited_from is not None
-        said.append(Accepted(name, entry.output, again=again))
+        packed = tuple(a.name for a in prepared.resolved.atlases.values() if name in a.members)
+        said.append(Accepted(name, entry.output, again=again, atlases=packed))
     if refused and (names or not accepted):  # named: all or nothing, every reason said
         raise UserError("\n".join(str(exc) for exc in refused))
     for refusal in refused:  # --all: the others are accepted

@@ -111,7 +111,10 @@ def test_a_members_hand_edit_is_packed_only_once_accepted(project, run_cli, fake
             is None
         )
     green.save(coin)
-    assert run_cli("accept", "coin").code == 0
+    code, out, err = run_cli("accept", "coin")
+    assert code == 0, err
+    # it had said nothing of the atlas, which the next apply builds with the edit
+    assert out.splitlines()[-1] == "`nebula-build apply` packs the edit into atlas enemies"
     assert run_cli("apply").code == 0
     assert ImageChops.difference(_frame_of(root, "coin"), green).getbbox() is None
 
