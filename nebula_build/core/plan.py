@@ -511,7 +511,7 @@ def _holder(lock: Mapping[str, LockEntry], digest_of: DigestOf, declared_by: Dec
 
 
 def _seed_notes(spec: AssetSpec) -> tuple[str, ...]:
-    notes = (*dropped_notes(spec), *_wide_notes(spec))
+    notes = (*dropped_notes(spec), *_wide_notes(spec), *_upscale_notes(spec))
     if spec.seed is None or spec.seed_reproducible:
         return notes
     return (
@@ -531,6 +531,17 @@ def _wide_notes(spec: AssetSpec) -> tuple[str, ...]:
     return (
         f"widths {said}: no file, not narrower than the image ({width} px; variants are "
         "never upscaled)",
+    )
+
+
+def _upscale_notes(spec: AssetSpec) -> tuple[str, ...]:
+    """A note where `resize` enlarges the image made: it adds pixels, not detail."""
+    if spec.resize is None or (spec.resize[0] <= spec.width and spec.resize[1] <= spec.height):
+        return ()
+    wide, high = spec.resize
+    return (
+        f"resize = [{wide}, {high}] enlarges the {spec.width}x{spec.height} image the model "
+        "makes: more pixels, no more detail",
     )
 
 

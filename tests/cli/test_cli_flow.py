@@ -527,3 +527,15 @@ def test_a_width_no_variant_is_made_at_is_said_in_the_plan(project, run_cli):
     ) in out, out
     assert run_cli("apply").code == 0
     assert sorted(p.name for p in (root / "static").glob("hero*")) == ["hero-128.webp", "hero.webp"]
+
+
+def test_a_resize_that_enlarges_the_image_is_said_in_the_plan(project, run_cli):
+    """`resize = [1024, 512]` of a 256x128 image upscaled it fourfold without a word."""
+    project({"images.toml": SITE.replace("seed = 42\n", "seed = 42\nresize = [1024, 512]\n", 1)})
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert (
+        "      note: resize = [1024, 512] enlarges the 256x128 image the model makes: more "
+        "pixels, no more detail\n"
+    ) in out, out
+    assert out.count("enlarges") == 1  # the other images are not resized
