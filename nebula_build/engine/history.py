@@ -24,7 +24,8 @@ def history_after(
     before: LockEntry | None, generation_key: str, store: Store
 ) -> tuple[EarlierGeneration, ...]:
     """The history of an image whose output becomes `generation_key`: the generation
-    it replaces goes first, unless it is a draw of the same set (the draws keep it).
+    it replaces goes first, unless it is a draw of the same set (the draws keep it) and
+    no hand edit `accept` made the output.
     One coming back from the history trades places with it, so every other one keeps
     its number (`pick NAME @K`, then @K again, goes back)."""
     if before is None:
@@ -32,7 +33,10 @@ def history_after(
     history = before.history
     previous = before.generation_key
     same_set = {draw.key for draw in before.draws}
-    if previous != generation_key and not (previous in same_set and generation_key in same_set):
+    # another draw of the set keeps the one it replaces, but not an accepted hand edit of
+    # it: the history says where apply backed the edit up
+    among_draws = previous in same_set and generation_key in same_set
+    if previous != generation_key and not (among_draws and before.edited_from is None):
         params = dict(before.params)
         made = store.made(previous)
         # a pinned output leaves as a draw of the set it was picked from, not of the

@@ -161,8 +161,9 @@ def status_lines(
     width = max((len(name) for name, *_ in rows), default=0)
     lines = []
     for name, state, reason, output in rows:
-        if state == "noop" and reason.startswith(_PICKED):
-            shown = style(printable(reason), "green")
+        if state == "noop" and reason.startswith(_PICKED):  # "draw 1 (2 candidates)"
+            edit = ", hand edit" if name in edited else ""
+            shown = style(printable(reason.removesuffix(")") + edit + ")"), "green")
         elif state == "noop":
             marks = [m for m, names in (("pinned", pinned), ("hand edit", edited)) if name in names]
             shown = style("up to date" + (f" ({', '.join(marks)})" if marks else ""), "green")

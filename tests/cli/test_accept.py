@@ -540,3 +540,28 @@ def test_apply_refusing_an_edit_says_accept_keeps_it_where_it_can(project, run_c
     )
     assert hero.endswith("; `nebula-build accept hero` keeps the edit"), hero
     assert "re-run with --force" in logo and "accept" not in logo, logo
+
+
+def test_picking_another_draw_over_an_accepted_edit_keeps_it_in_the_history(project, run_cli):
+    """`pick` of another draw over an accepted hand edit backed the edit up, and the
+    history said nothing of it (draws of one set leave none), so nothing told where it
+    went; status did not mark the edit of an image with candidates."""
+    root = project(
+        {
+            "images.toml": SITE.replace(
+                'prompt = "a calm sea"\n', 'prompt = "a calm sea"\ncandidates = 2\n'
+            )
+        }
+    )
+    assert run_cli("apply").code == 0
+    _retouch(root / "img/hero.png")
+    assert run_cli("accept", "hero").code == 0
+    code, out, err = run_cli("status")
+    assert "hero  up to date: draw 0 (2 candidates, hand edit)  img/hero.png" in out, out
+    code, out, err = run_cli("pick", "hero", "1")
+    assert code == 0, err
+    backup = next((root / ".nebula-build/backup").rglob("hero.png"))
+    code, out, err = run_cli("history", "hero")
+    assert code == 0, err
+    assert "1 earlier generation" in out, out
+    assert "its output was a hand edit, " in out and str(backup.relative_to(root)) in out, out
