@@ -665,7 +665,7 @@ def plan_text(
         lines += conflict_lines(plan, style)
     if shared:  # after every line of the plan, as Terraform says its warnings
         lines += ["", *(shared_note_line(note, images, style) for note, images in shared.items())]
-    lines += ["", style(summary_line(plan), "bold"), *lock_lines]
+    lines += ["", style(summary_line(plan), "bold")]
     said = cost_text(estimate) if estimate is not None else None
     if said is not None:
         lines.append(said)
@@ -673,7 +673,7 @@ def plan_text(
         costs = generation_costs(plan)
         if costs:
             lines.append("Generations: " + ", ".join(costs) + ".")
-    return "\n".join(lines)
+    return "\n".join([*lines, *lock_lines])  # the summary and its cost kept together
 
 
 _MAKES_PIXELS = (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW)

@@ -142,9 +142,12 @@ def test_a_lock_still_in_conflict_is_said_so_by_plan_and_status(repo, run_cli):
     )
     (root / "images.toml").write_text(BASE + DOG + CAT + COW, encoding="utf-8")
     planned = run_cli("plan")
+    # the summary and its cost together, then the lock's line, as status ends with it
     assert planned.out.endswith(
-        "Plan: 1 to generate, 0 to delete, 3 up to date.\n" + STILL_MERGED.split("\n")[1] + "\n"
+        "Plan: 1 to generate, 0 to delete, 3 up to date.\n"
         "Generations: 1 on preview (1 × black-forest-labs/FLUX.1-schnell, free).\n"
+        + STILL_MERGED.split("\n")[1]
+        + "\n"
     ), planned.out
     (root / "images.toml").write_text(BASE + DOG + CAT, encoding="utf-8")
     finish_merge(root, run_cli)
