@@ -905,12 +905,15 @@ def _gc_text(
         ctx.print(f"kept {plural(draws, 'candidate draw')} not picked ({human_size(size)})")
     earlier, size = kept["history"]
     if earlier:
-        generations = plural(earlier, "earlier generation")
-        ctx.print(f"kept {generations} the history lists ({human_size(size)})")
+        generations = plural(earlier, "generation")
+        ctx.print(
+            f"kept {generations} `pick @K` brings back ({human_size(size)}): the earlier "
+            "outputs the history lists, with the other draws of their sets"
+        )
     if ctx.args.backups:
         _backups_removed_lines(ctx, backups, backup_dir)
     elif backups.kept:
-        ctx.print(_backups_kept_line(backups.kept, backup_dir))
+        ctx.print(_backups_kept_line(backups.kept, backup_dir, dry_run=ctx.args.dry_run))
 
 
 def _backups_removed_lines(ctx: Context, backups: BackupsRemoved, backup_dir: str) -> None:
@@ -944,15 +947,15 @@ def _age(seconds: float) -> str:
     return plural(days, "day") if not hours else plural(days * 24 + hours, "hour")
 
 
-def _backups_kept_line(kept: list[BackupFolder], backup_dir: str) -> str:
+def _backups_kept_line(kept: list[BackupFolder], backup_dir: str, *, dry_run: bool) -> str:
     """What gc leaves under .nebula-build/backup/, and how to remove it."""
     from nebula_build.engine.gc import totals
 
     backups = totals(kept)
     folders = plural(backups.folders, "backup folder")
+    listed = "" if dry_run else " (--dry-run lists them first)"
     return (
         f"kept {folders} in {backup_dir} ({plural(backups.files, 'file')}, "
         f"{human_size(backups.bytes)}): the files apply replaced, as they were; "
-        "`nebula-build gc --backups` removes them (--dry-run lists them first), once you "
-        "no longer need them"
+        f"`nebula-build gc --backups` removes them{listed}, once you no longer need them"
     )

@@ -143,8 +143,9 @@ def cmd_status(ctx: Context) -> int:
         else:
             ctx.print(f"  {earlier} only here (the remote is read-only here)")
     if found.only_remote:
+        them = "it" if found.only_remote == 1 else "them"
         ctx.print(
-            f"  {found.only_remote} only in the remote: `nebula-build cache pull` fetches them"
+            f"  {found.only_remote} only in the remote: `nebula-build cache pull` fetches {them}"
         )
     if found.in_neither:
         ctx.print(f"  {found.in_neither} in neither: an apply generates them")

@@ -109,7 +109,7 @@ def mark(plan: Plan, remote: Remote | None, notice: Notice) -> Plan:
     try:
         found = remote.lookup(wanted)
     except RemoteError as exc:
-        notice(f"{remote_failure(exc)}; building without the remote cache")
+        notice(f"{remote_failure(exc)}; going on without the remote cache")
         remote.give_up()
         return plan
     if not found:

@@ -207,7 +207,7 @@ def test_history_is_bounded_and_gc_keeps_what_it_lists(project, run_cli, nebula_
     assert history[0]["params"]["seed"] == 7 + MAX_HISTORY + 1  # newest first
     code, out, _ = run_cli("gc")
     assert code == 0 and "removed 2 cache entries" in out  # the two beyond the bound
-    assert f"kept {MAX_HISTORY} earlier generations the history lists" in out
+    assert f"kept {MAX_HISTORY} generations `pick @K` brings back" in out
     data = json.loads(run_cli("gc", "--json").out)
     assert data["history"]["generations"] == MAX_HISTORY and data["history"]["bytes"] > 0
     nebula_server.reset_counters()
@@ -596,7 +596,7 @@ def test_gc_keeps_every_draw_of_a_set_the_history_lists(project, run_cli, nebula
     code, out, err = run_cli("gc")
     assert code == 0, err
     assert "removed 0 cache entries" in out
-    assert "kept 3 earlier generations the history lists" in out
+    assert "kept 3 generations `pick @K` brings back" in out
     _edit(root, "a blue lighthouse", "a red lighthouse")
     nebula_server.reset_counters()
     assert run_cli("apply").code == 0

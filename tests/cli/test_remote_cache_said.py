@@ -13,7 +13,7 @@ import pytest
 from tests.manifests import PREVIEW
 
 SITE = PREVIEW + '\n[images.hero]\nprompt = "a lighthouse"\noutput = "img/hero.png"\n'
-FAILED = "building without the remote cache"
+FAILED = "going on without the remote cache"
 
 
 def _free_port() -> int:

@@ -60,7 +60,7 @@ def test_a_renamed_image_keeps_its_history_and_gc_its_earlier_original(project, 
     code, out, err = run_cli("gc", "--dry-run")
     assert code == 0, err
     assert "would remove 0 cache entries" in out
-    assert "kept 1 earlier generation the history lists" in out
+    assert "kept 1 generation `pick @K` brings back" in out
     assert run_cli("plan", "--detailed-exitcode").code == 0
 
 
@@ -479,7 +479,7 @@ def test_a_swap_with_one_side_in_conflict_keeps_both_entries(project, run_cli):
         assert _lock(root) == before
     code, out, err = run_cli("gc", "--dry-run")
     assert "would remove 0 cache entries" in out, out + err
-    assert "kept 2 earlier generations the history lists" in out, out
+    assert "kept 2 generations `pick @K` brings back" in out, out
 
     code, out, err = run_cli("apply", "--force")
     assert code == 0, out + err
