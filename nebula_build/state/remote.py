@@ -101,6 +101,12 @@ def url_problem(url: str, *, from_manifest: bool) -> str | None:
         )
     if urlsplit(url).username or urlsplit(url).password:
         return "must not carry credentials: they come from the store's own environment"
+    if scheme == "file" and urlsplit(url).netloc not in ("", "localhost"):
+        host = urlsplit(url).netloc  # file://shared/cache: a host named "shared"
+        return (
+            f"takes a folder's absolute path after three slashes (file:///srv/cache): "
+            f"file://{host}/… names a host {host!r}"
+        )
     return None
 
 

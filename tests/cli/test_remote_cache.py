@@ -342,6 +342,19 @@ def test_cache_commands_without_a_remote_say_how_to_name_one(
     assert data["remote"] is None and data["in_local"] == len(IMAGES)
 
 
+def test_a_file_remote_without_its_third_slash_says_how_to_write_it(project, run_cli, monkeypatch):
+    """`file://relative/x` said the storage library's words: 'Generic URL error: Unable
+    to recognise URL'."""
+    monkeypatch.setenv("NEBULA_BUILD_CACHE_REMOTE", "file://shared/cache")
+    project({"images.toml": nebula_manifest(IMAGES)})
+    code, out, err = run_cli("cache", "status")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: NEBULA_BUILD_CACHE_REMOTE: takes a folder's absolute path after three slashes "
+        "(file:///srv/cache): file://shared/… names a host 'shared'\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
