@@ -1232,22 +1232,66 @@ _LIST_OPEN = "invalid TOML: the list opened here is not closed: end it with ] af
 
 def _open_list(text: str) -> tuple[int, int] | None:
     """(line, column) of the `[` of the outermost list left open at the end of `text`
-    (brackets in strings and comments aside), or None."""
-    opened: list[tuple[int, int]] = []
-    for number, source in enumerate(text.split("\n"), start=1):
-        quote = ""
-        for column, character in enumerate(source, start=1):
-            if quote:
-                quote = "" if character == quote else quote
-            elif character in "\"'":
-                quote = character
-            elif character == "#":
-                break
-            elif character == "[":
-                opened.append((number, column))
-            elif character == "]" and opened:
-                opened.pop()
-    return opened[0] if opened else None
+    (brackets in strings, of one line or several, and in comments aside), or None; None
+    too past _LIST_TOKENS tokens read (a crafted manifest gets tomllib's words)."""
+    quote = ""  # the string or comment the scan is in: a quote (or three), or #
+    depth, first = 0, 0
+    for count, token in enumerate(_LIST_TOKEN.finditer(text)):
+        if count > _LIST_TOKENS:
+            return None
+        mark, at = token[0], token.start()
+        if quote == "#":
+            quote = "" if mark == "\n" else quote
+        elif quote:
+            escaped = quote[0] == '"' and _backslashes_before(text, at) % 2 == 1
+            if mark == quote and not escaped:
+                quote = ""
+            elif mark == "\n" and len(quote) == 1:
+                quote = ""  # a one-line string left open: tomllib says so itself
+        elif mark in _OPENS_TEXT:
+            quote = mark
+        elif mark == "[":
+            depth += 1
+            first = at if depth == 1 else first
+        elif mark == "]" and depth:
+            depth -= 1
+    if not depth:
+        return None
+    line = text.count("\n", 0, first) + 1
+    return line, first - text.rfind("\n", 0, first)
+
+
+#: what `_open_list` reads: quotes (three first), comments, brackets, line ends
+_LIST_TOKEN = re.compile(r"\"\"\"|'''|[\"'#\[\]\n]")
+#: what opens a string or a comment, which brackets in it do not count
+_OPENS_TEXT = frozenset(('"', "'", '"""', "'''", "#"))
+#: the most tokens `_open_list` reads: a manifest of 100,000 images has fewer
+_LIST_TOKENS = 2_000_000
+
+
+def _list_left_open(said: str, text: str, line: int | None) -> bool:
+    """Whether tomllib's error may be a list never closed: it says so, or it met the end
+    of the file, or the next statement, where a list's next value belonged (an error at
+    a value inside a list, `widths = [480, sixforty]`, is the value's)."""
+    if said.startswith("Unclosed array") or said == "Invalid value (at end of document)":
+        return True
+    if said != "Invalid value" or line is None:
+        return False
+    lines = text.split("\n")
+    return line <= len(lines) and _STATEMENT.match(lines[line - 1]) is not None
+
+
+def _backslashes_before(text: str, at: int) -> int:
+    """How many backslashes stand right before `at`."""
+    start = at
+    while start and text[start - 1] == "\\":
+        start -= 1
+    return at - start
+
+
+#: a line that begins a statement: `key =` or a [table] header; an error there, past a
+#: list left open above it, is the list's
+_STATEMENT = re.compile(r"""^\s*(?:[A-Za-z0-9_.\-"']+\s*=|\[)""")
 
 
 #: quotes a word processor writes, which TOML does not take for its own
@@ -1609,7 +1653,7 @@ def parse(text: str, path: Path, display_path: str) -> Manifest:
             line, column = sourcemap.written_at(text, line)[1]
         if line is None and said.removesuffix(" (at end of document)") in _UNCLOSED_AT_END:
             line, column = _first_open_string(text)  # tomllib looked for its end till the last
-        if said.startswith(("Unclosed array", "Invalid value")):
+        if _list_left_open(said, text, line):
             # tomllib looked for its `]` till where it gave up: a list open above that
             above = text if line is None else "\n".join(text.split("\n")[: line - 1])
             opened = _open_list(above)

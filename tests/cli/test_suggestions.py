@@ -420,3 +420,23 @@ def test_a_list_left_open_is_said_where_it_opens(tail, said, project, run_cli):
     assert (code, out) == (1, "")
     assert err.startswith(f"error: images.toml:{said}"), err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("tail", "said"),
+    [
+        ("widths = [\n  480,\n  sixforty,\n]", "12:3: images.hero.widths: invalid TOML: text"),
+        ('prompt2 = "a sign: \\"[SALE\\""\nseed = abc', "11:8: images.hero.seed: invalid TOML"),
+        ('negative_prompt = """\n- [draft\n"""\nseed = abc', "13:8: images.hero.seed: invalid"),
+    ],
+    ids=["a-value-in-a-closed-list", "bracket-after-an-escaped-quote", "bracket-in-long-text"],
+)
+def test_a_list_that_is_closed_is_not_said_to_be_open(tail, said, project, run_cli):
+    """The list hint took a bad value inside a list closed below it, and a [ in a
+    string of several lines or after an escaped quote, for a list never closed: the
+    mistake was said at the wrong line, in the wrong words (an attacker's review)."""
+    project({"images.toml": HEAD + HERO + tail + "\n"})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: images.toml:{said}"), err
+    assert "the list opened here" not in err
