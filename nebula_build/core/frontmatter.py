@@ -208,11 +208,7 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
             path, f"the YAML front matter does not parse: {problem}", line, column
         ) from None
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 2
-        column = exc.position - text.rfind("\n", 0, exc.position)
-        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        problem = f"the YAML front matter may not hold the control character U+{code:04X}"
-        raise DataError(path, problem, line, column) from None
+        raise _control_character(path, text, exc) from None
     except (yaml.YAMLError, RecursionError):
         raise DataError(path, "the YAML front matter does not parse", 1) from None
     if data is None:
@@ -220,6 +216,18 @@ def _load(path: str, kind: str, text: str) -> Mapping[str, Any]:
     if not isinstance(data, dict):
         raise DataError(path, "the front matter is not a table of fields (key: value)", 2)
     return data
+
+
+def _control_character(path: str, text: str, refused: Any) -> DataError:
+    """PyYAML's refusal of a character (a `ReaderError`), at that character's line and
+    column: libyaml counts bytes, PyYAML characters, so the first such character found
+    is the one."""
+    character = refused.character
+    code = character if isinstance(character, int) else ord(character)
+    found = text.find(chr(code))
+    at = found if found >= 0 else min(refused.position, len(text))
+    problem = f"the YAML front matter may not hold the control character U+{code:04X}"
+    return DataError(path, problem, text.count("\n", 0, at) + 2, at - text.rfind("\n", 0, at))
 
 
 def _toml_key_set(text: str, line: int | None = None) -> tuple[str, int] | None:
@@ -287,9 +295,11 @@ def _mapping_once(constructor: Any, node: Any) -> Any:
     and YAML 1.1 reads `true:` as the boolean True (a field named "True") and `1:` as
     1, which Python takes for the same key (`1:` and `yes:` had been "'True' set
     twice"). A field is named as the post writes it."""
-    from yaml.constructor import SafeConstructor
-    from yaml.nodes import ScalarNode
+    from yaml.constructor import ConstructorError, SafeConstructor
+    from yaml.nodes import MappingNode, ScalarNode
 
+    if not isinstance(node, MappingNode):  # `!!map x`: a tag on a value of another kind
+        raise ConstructorError(None, None, "'!!map' on a value that is no table", node.start_mark)
     first: dict[str, Any] = {}
     for index, (key_node, value_node) in enumerate(node.value):
         if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":

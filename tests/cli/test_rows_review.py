@@ -178,6 +178,12 @@ def test_a_post_that_does_not_parse_is_reported_before_its_missing_fields(
             "a\x01b",
             "4:8: images.cover: the YAML front matter may not hold the control character U+0001",
         ),
+        (  # libyaml counts bytes: four é had put it at 4:16
+            "\u00e9\u00e9\u00e9\u00e9a\x07b",
+            "4:12: images.cover: the YAML front matter may not hold the control character U+0007",
+        ),
+        ("!!map x", "4:7: {} '!!map' on a value that is no table"),  # had been a traceback
+        ("[!!map x]", "4:8: {} '!!map' on a value that is no table"),
     ],
 )
 def test_a_value_yaml_reads_and_python_refuses_is_one_line_at_its_place(
