@@ -155,6 +155,27 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return by_lower[close[0]] if close else None
 
 
+def one_slip_from(word: str, choices: Iterable[str]) -> str | None:
+    """The choice `word` is one slip of the keys from (a letter added, left out, changed
+    or two swapped, case aside), if any: a typo for sure, where `did_you_mean` may also
+    find a name of its own (`nebula-local`, close to `nebula`)."""
+    typed = word.lower()
+    for choice in choices:
+        meant = choice.lower()
+        if typed == meant:
+            return choice
+        if abs(len(typed) - len(meant)) > 1:
+            continue
+        start = 0
+        while start < min(len(typed), len(meant)) and typed[start] == meant[start]:
+            start += 1
+        rest, wanted = typed[start:], meant[start:]
+        swapped = len(rest) >= 2 and rest[:2] == wanted[1::-1] and rest[2:] == wanted[2:]
+        if swapped or rest[1:] == wanted[1:] or rest[1:] == wanted or rest == wanted[1:]:
+            return choice
+    return None
+
+
 def suggestion(word: str, choices: Iterable[str]) -> str:
     """`; did you mean 'x'?` for a mistyped word, or "" where nothing is close."""
     close = did_you_mean(word, choices)

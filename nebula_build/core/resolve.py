@@ -62,8 +62,8 @@ from nebula_build.errors import (
     Problem,
     UnsafePathError,
     UserError,
-    did_you_mean,
     model_suggestion,
+    one_slip_from,
 )
 from nebula_build.imaging import FORMATS, INPUT_SUFFIXES, format_for
 from nebula_build.params import (
@@ -1300,8 +1300,8 @@ def resolve(
     if backend_override:
         registry.get(backend_override, where="--backend")
     for name in manifest.model.backends:
-        # a name close to none is a plugin not installed here, its settings checked there
-        if name in registry.plugins or did_you_mean(name, registry.plugins) is not None:
+        # a name one slip from none is a plugin not installed here, checked there
+        if name in registry.plugins or one_slip_from(name, registry.plugins) is not None:
             resolver.backend(name, ("backends", name))
     images = resolver.images()
     defaults = manifest.model.defaults
