@@ -1359,6 +1359,8 @@ def _syntax_hint(message: str, text: str, line: int | None, column: int | None) 
     return None
 
 
+#: the tables whose own tables are named: [images.NAME], [atlases.NAME]…
+_NAMED_TABLES = frozenset({"images", "styles", "atlases", "backends"})
 #: a line that opens a [table] header, and what stands in it up to `]` or a comment
 _HEADER = re.compile(r"^\s*\[(?P<name>[^\]#]*)(?P<closed>\])?")
 
@@ -1383,6 +1385,9 @@ def _header_hint(message: str, text: str, line: int | None, column: int | None) 
     name = header["name"].strip()
     if header["closed"] and re.search(r"\s", name) and not re.search("[\"']", name):
         hyphenated = re.sub(r"\s+", "-", re.sub(r"\s*\.\s*", ".", name))
+        table, _, rest = hyphenated.partition("-")
+        if table in _NAMED_TABLES and rest:  # [images hero]: the dot left out
+            hyphenated = f"{table}.{rest}"
         return (
             f"invalid TOML: a name in a [table] header has no spaces: write [{shown(hyphenated)}]"
         )

@@ -237,8 +237,12 @@ def test_a_string_left_open_at_the_end_of_the_file_says_so(project, run_cli):
             "7:15: invalid TOML: the line goes on after its [table] header: a comment goes "
             "after #, keys on the lines below",
         ),
+        (  # had offered [images-hero], which is no table of images
+            "[images hero]",
+            "7:9: invalid TOML: a name in a [table] header has no spaces: write [images.hero]",
+        ),
     ],
-    ids=["space", "spaces-around-dots", "not-closed", "accent", "text-after"],
+    ids=["space", "spaces-around-dots", "not-closed", "accent", "text-after", "dot-left-out"],
 )
 def test_a_broken_table_header_says_what_to_write(header, said, project, run_cli):
     """tomllib said "Expected ']' at the end of a table declaration" of a name with a
