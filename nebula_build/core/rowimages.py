@@ -274,7 +274,7 @@ class Sources:
                 names = self.data.matching(source.path, source.pattern)
             except FileNotFoundError:
                 near = self.data.near(source.path, folder=True)
-                hint = f"; did you mean {near}?" if near else ""
+                hint = f"; did you mean {quoted(near)}?" if near else ""
                 raise ExpansionError(
                     "rows", f"folder not found: {source.path} (where {reading} starts){hint}"
                 ) from None

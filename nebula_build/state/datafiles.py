@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from nebula_build.errors import UnsafePathError, UserError
 from nebula_build.fsutil import sha256_bytes
 from nebula_build.state import globs
-from nebula_build.state.guard import Guard, Listing, Signature
+from nebula_build.state.guard import RESERVED_FOLDERS, Guard, Listing, Signature
 from nebula_build.text import quoted
 
 #: files in one folder of posts, and posts one pattern matches: more than any site
@@ -112,6 +112,8 @@ class DataReader:
         except (OSError, UserError):
             return None
         names = listing.folders if folder else listing.files
+        if folder:  # never one a pattern may not name
+            names = [name for name in names if name.casefold() not in RESERVED_FOLDERS]
         self.near_left -= len(names)
         close = difflib.get_close_matches(name, names, n=1)
         return _joined(parent, close[0]) if close else None

@@ -338,9 +338,18 @@ def test_a_mistyped_folder_or_array_says_which_was_meant(project, run_cli):
     lines = err.splitlines()
     assert lines[0].endswith(
         "images.cover.rows: folder not found: content/post (where content/post/*.md "
-        "starts); did you mean content/posts?"
+        "starts); did you mean 'content/posts'?"
     ), err
     assert lines[1] == (
         "error: data/export.json: images.recipe: has no 'data.recipe' (from `at`); did you "
         "mean 'data.recipes'?"
     ), err
+
+
+def test_a_folder_a_pattern_may_not_name_is_never_offered(project, run_cli):
+    """`.gi/*.md` was offered `.git`, which a pattern may not name (an attacker's
+    review)."""
+    project({"images.toml": manifest(".gi/*.md"), ".git/HEAD": "ref: x\n"})
+    code, out, err = run_cli("validate")
+    assert (code, out) == (1, "")
+    assert err.endswith("folder not found: .gi (where .gi/*.md starts)\n"), err
