@@ -411,8 +411,9 @@ def _entry_problem(data: object) -> str | None:
     for key in ("pinned_against", "applied_plan", "edited_from"):
         if key in data and not _is_digest(data[key]):
             return f"`{key}` must be a sha256 digest"
-    if "pinned_draws" in data and not _are_draw_keys(data["pinned_draws"]):
-        return f"`pinned_draws` must be a list of at most {MAX_CANDIDATES} sha256 keys"
+    pinned = data.get("pinned_draws", [])
+    if not _are_draw_keys(pinned) or len(set(pinned)) != len(pinned):
+        return f"`pinned_draws` must be a list of at most {MAX_CANDIDATES} distinct sha256 keys"
     problem = _draws_problem(data.get("draws", []))
     if problem is None:
         problem = _history_problem(data.get("history", []))

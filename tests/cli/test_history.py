@@ -815,3 +815,23 @@ def test_a_pin_and_its_end_keep_every_draw_of_the_pinned_set(project, run_cli, n
     for draw in ("0", "1", "2"):
         assert run_cli("pick", "hero", draw).code == 0
     assert nebula_server.requests == []
+
+
+def test_a_lock_whose_pinned_set_repeats_a_draw_is_one_clear_line(project, run_cli):
+    """A pull request's lock listing one draw 64 times in `pinned_draws` was carried
+    into the history as a set of 64 draws (an attacker's review)."""
+    root = project({"images.toml": preview({"hero": HERO | {"candidates": 3}})})
+    assert run_cli("apply").code == 0
+    _edit(root, "a red lighthouse", "a blue lighthouse")
+    assert run_cli("apply").code == 0
+    assert run_cli("pick", "--pin", "hero", "@1").code == 0
+    lock = root / "images.lock"
+    text = lock.read_text()
+    keys = re.search(r"(?m)^pinned_draws = \[(.*)\]$", text)
+    assert keys is not None
+    one = keys[1].split(", ")[0]
+    lock.write_text(text.replace(keys[0], f"pinned_draws = [{', '.join([one] * 64)}]"))
+    code, out, err = run_cli("pick", "--unpin", "hero")
+    assert (code, out) == (1, "")
+    assert "`pinned_draws` must be a list of at most 64 distinct sha256 keys" in err, err
+    assert err.count("\n") == 1
