@@ -1034,10 +1034,16 @@ class _Resolver(SpriteRules):
         def fail(key: str, message: str) -> None:
             self.fail(self.origin(name, decl, key), message)
 
-        if "quality" in merged and fmt not in _LOSSY:
-            fail("quality", f"{fmt.upper()} is lossless: quality applies to .jpg, .webp and .avif")
-        if "lossless" in merged and fmt not in ("webp", "avif"):
-            fail("lossless", "lossless applies to .webp and .avif")
+        # set for many images ([defaults], a style), an encoder's option goes to the
+        # outputs it fits and is left out of the others; set on the image, it is a mistake
+        fits = {"quality": fmt in _LOSSY, "lossless": fmt in ("webp", "avif")}
+        for key in [key for key, fit in fits.items() if key in merged and not fit]:
+            if self.origin(name, decl, key)[0] != "images":
+                del merged[key]
+            elif key == "quality":
+                fail(key, f"{fmt.upper()} is lossless: quality applies to .jpg, .webp and .avif")
+            else:
+                fail(key, "lossless applies to .webp and .avif")
         wrong = [side for side in merged.get("resize", ()) if not 1 <= side <= MAX_DELIVERED]
         if wrong:
             fail("resize", f"each side must be within 1-{MAX_DELIVERED} pixels (got {wrong[0]})")

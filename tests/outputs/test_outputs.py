@@ -330,3 +330,25 @@ def test_a_jpeg_original_is_never_kept_as_it_is():
     encoding = Encoding("jpeg", (64, 64))
     assert not keeps_original(encoding, "jpeg", (64, 64))
     assert needs_pixels(encoding, "jpeg", (64, 64))
+
+
+def test_an_encoders_option_in_defaults_goes_to_the_outputs_it_fits(
+    project, run_cli, fake_site, tmp_path
+):
+    """`quality = 50` in [defaults] failed every PNG image ("defaults.quality: PNG is
+    lossless"), naming no image: set for many images, it now goes to the lossy ones and
+    is left out of the others; set on a PNG image itself, it is still refused."""
+    images = {"a": {"prompt": "a", "output": "a.png"}, "b": {"prompt": "b", "output": "b.jpg"}}
+    manifest = fake_manifest(tmp_path / "log", images).replace(
+        "[defaults]\n", "[defaults]\nquality = 50\n", 1
+    )
+    assert "quality = 50" in manifest
+    root = project({"images.toml": manifest})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert image_info(root / "a.png")[0] == "PNG" and image_info(root / "b.jpg")[0] == "JPEG"
+    root.joinpath("images.toml").write_text(
+        manifest.replace('output = "a.png"', 'output = "a.png"\nquality = 50')
+    )
+    code, _, err = run_cli("validate")
+    assert code == 1 and "images.a.quality: PNG is lossless" in err, err
