@@ -82,7 +82,9 @@ class ProjectLock:
         if holder.endswith("(watch)"):
             # watch holds the project until it stops: waiting for it never ends
             instead = (
-                ", or click the draw in its page (watch --serve)" if self.command == "pick" else ""
+                ", or click the draw in its page if it serves one (watch --serve)"
+                if self.command == "pick"
+                else ""
             )
             wait = "" if self.timeout else ", or pass --lock-timeout SECONDS to wait until it stops"
             pid = holder.removesuffix(" (watch)")
