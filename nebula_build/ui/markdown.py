@@ -161,8 +161,8 @@ def summary(
     if from_remote := sum(1 for a in changes if a.from_remote):
         lines.append(f"- **From the remote cache:** {from_remote}.")
     if generated is not None:
-        then = f" ({generated_refused} then refused)" if generated_refused else ""
-        lines.append(f"- **Generated in this run:** {generated}{then}.")
+        counted = len(changes) + sum(1 for f in plan.files if f.is_change)
+        lines += _run_lines(generated, generated_refused, counted, len(failures or {}))
     if notes:
         lines += ["", "**Notes:**", ""]
         noted = [f"- {markdown_text(note, _SHOWN_CHARS)}" for note in notes]
@@ -179,6 +179,16 @@ def summary(
         changed_budget = _share(_CHANGED_BYTES, budget)
         lines += _fitting(changed, changed_budget, most=_SHOWN_CHANGES, listed=listed)
     return _cut("\n".join(lines).rstrip("\n") + "\n\n", budget, listed)
+
+
+def _run_lines(generated: int, refused: int, counted: int, failed: int) -> list[str]:
+    """An apply's own lines: what it generated, and how many of the `counted` actions
+    the table lists it carried out (all but those that `failed`)."""
+    then = f" ({refused} then refused)" if refused else ""
+    lines = [f"- **Generated in this run:** {generated}{then}."]
+    if counted:
+        lines.append(f"- **Done:** {max(counted - failed, 0)} of {counted}; {failed} failed.")
+    return lines
 
 
 def up_to_date(title: str, images: int, *, applied: bool = False) -> str:

@@ -54,6 +54,8 @@ def test_failed_images_are_annotations_on_their_tables(
     line = manifest.splitlines().index("[images.b]") + 1
     assert f"::error file=images.toml,line={line},col=1::b: " in out
     assert "::a" not in out
+    # the table lists b as it lists a: the summary says how many were done
+    assert "- **Generated in this run:** 1.\n- **Done:** 1 of 2; 1 failed.\n" in actions.read_text()
 
 
 NEBULA_SITE = """\
