@@ -201,6 +201,18 @@ def differences(saved: PlanRecord, now: PlanRecord) -> list[str]:
     each, the first as the plan lists it: empty where they are the same plan."""
     found = _differing(saved.actions, now.actions, _action_change)
     found += _differing(saved.files, now.files, _file_change)
+    paid = (
+        sorted(now.generating - saved.generating)
+        if now.generating and saved.generating is not None
+        else []
+    )
+    if not found and paid:
+        named = ", ".join(paid[:3]) + (f" and {len(paid) - 3} more" if len(paid) > 3 else "")
+        found.append(
+            f"{named} would now be generated, where the saved plan had "
+            f"{'it' if len(paid) == 1 else 'them'} from a cache that is not here (plan "
+            "and apply on two machines: give both one remote cache, docs/ci.md)"
+        )
     if not found and (saved.digest != now.digest or len(saved.actions) != len(now.actions)):
         found.append(
             "the plan now differs in what its lines do not show (a whole key, a file it "

@@ -861,3 +861,24 @@ def test_locked_says_why_no_cache_held_the_images(project, run_cli, options, why
     assert code == 2, err
     assert f"no cache this run reads holds those ({why}" in err, err
     assert err.rstrip().endswith("without --locked, apply generates them")
+
+
+def test_a_plan_saved_where_a_cache_held_the_image_says_so_where_none_does(project, run_cli):
+    """The plan job's runner had the image in its cache, the apply job's had none: apply
+    said the plan 'differs in what its lines do not show', naming nothing (a newcomer's
+    walkthrough of the two-job workflow)."""
+    root = site(project)
+    assert run_cli("apply").code == 0
+    manifest = root / "images.toml"
+    manifest.write_text(SITE.replace("a lighthouse", "a foggy lighthouse"))
+    assert run_cli("apply").code == 0
+    manifest.write_text(SITE)
+    saved = _saved(run_cli, root)
+    assert [row[:2] for row in saved["actions"] if row[0] == "hero"] == [["hero", "regenerate"]]
+    shutil.rmtree(root / ".nebula-build")  # the apply job's runner: no cache
+    code, out, err = run_cli("apply", "--plan", "plan.json")
+    assert code == 1 and STALE.fullmatch(err), err
+    assert (
+        "hero would now be generated, where the saved plan had it from a cache that is not "
+        "here (plan and apply on two machines: give both one remote cache, docs/ci.md)"
+    ) in err
