@@ -82,6 +82,8 @@ class ActionKind(StrEnum):
 
 
 _GENERATING = (ActionKind.CREATE, ActionKind.REGENERATE, ActionKind.DRAW)
+#: what a file the lock records and no cache here holds adds: a checkout's likely cause
+NOT_HERE = " (the lock records it: was the file committed?)"
 #: what the reason of an output made again says where its original is not cached
 NOT_CACHED = " (its original is not cached)"
 
@@ -671,7 +673,7 @@ def _changed(spec: AssetSpec, entry: LockEntry | None, ctx: _Context) -> Action:
         what = "output file" if missing[0] == spec.output else f"variant {missing[0]}"
         if cached():
             return act(ActionKind.RESTORE, f"{what} missing")
-        return act(ActionKind.REGENERATE, f"{what} missing and not cached")
+        return act(ActionKind.REGENERATE, f"{what} missing and not cached{NOT_HERE}")
     if earlier:
         what = "output file" if earlier[0] == spec.output else f"variant {earlier[0]}"
         reason = f"{what} holds another output nebula-build wrote, not this one"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from nebula_build.core.plan import NOT_CACHED, Action, ActionKind, Plan
+from nebula_build.core.plan import NOT_CACHED, NOT_HERE, Action, ActionKind, Plan
 from nebula_build.core.resolve import Resolved
 from nebula_build.core.spec import AssetSpec
 from nebula_build.engine.remotesaid import remote_failure
@@ -121,7 +121,11 @@ def mark(plan: Plan, remote: Remote | None, notice: Notice) -> Plan:
             return action
         if entry is not None and entry.generation_key == spec.generation_key:
             # the locked generation, only missing here: a restore, as from the local cache
-            reason = action.reason.replace(" and not cached", "").replace(NOT_CACHED, "")
+            reason = (
+                action.reason.replace(NOT_HERE, "")
+                .replace(" and not cached", "")
+                .replace(NOT_CACHED, "")
+            )
             return replace(action, kind=ActionKind.RESTORE, reason=reason, from_remote=True)
         return replace(action, from_remote=True)
 

@@ -508,7 +508,10 @@ def test_a_teammates_status_says_the_shared_cache_has_the_picked_draw(
     assert code == 0, err
     assert "hero  pending restore: output file missing (from the remote cache)  hero.png" in out
     offline = run_cli("status", "--offline", cwd=mate).out  # as plan --offline: not asked
-    assert "hero  pending regenerate: output file missing and not cached  hero.png" in offline
+    assert (
+        "hero  pending regenerate: output file missing and not cached (the lock records it: "
+        "was the file committed?)  hero.png"
+    ) in offline
     assert run_cli("apply", "--locked", cwd=mate).code == 0
     assert (mate / "hero.png").read_bytes() == (root / "hero.png").read_bytes()
     assert "hero  up to date: draw 2 (3 candidates)  hero.png" in run_cli("status", cwd=mate).out
