@@ -143,7 +143,7 @@ def text_of(value: Value, limit: int | None = None) -> str | None:
     if value is None:
         return None
     if isinstance(value, _Nested):
-        raise ValueError("is a table of values, not text")
+        raise ValueError("is a table, a set or binary data, not text")
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):

@@ -468,3 +468,16 @@ def test_a_json_number_of_a_million_digits_is_one_line_without_python_advice(pro
     said = "data/p.json:1: images.p: invalid JSON: a number of 1,000,000 digits"
     err = _plan_fails(run_cli, said)
     assert "sys.set_int_max_str_digits" not in err and len(err) < 300
+
+
+@pytest.mark.parametrize("value", ["!!binary aGVsbG8=", "!!set {a, b}", "{a: 1}"])
+def test_a_value_that_is_not_text_says_what_it_may_be(project, run_cli, value):
+    """`title: !!binary aGVsbG8=` was said to be "a table of values" (an attacker's
+    review): bytes and sets are no tables."""
+    project(
+        {
+            "images.toml": nebula_manifest({"cover": POST}),
+            "posts/a.md": f"---\ntitle: {value}\nscene: x\n---\nbody\n",
+        }
+    )
+    _plan_fails(run_cli, "column 'title' is a table, a set or binary data, not text")
