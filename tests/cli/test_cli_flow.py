@@ -387,7 +387,9 @@ def test_gc_keeps_what_is_referenced(project, run_cli, fake_site, tmp_path):
     cache = root / ".nebula-build/cache"
     assert len([p for p in cache.glob("??/*") if p.suffix != ".json"]) == 2
     out = run_cli("gc", "--dry-run").out  # the first is in a's history
-    assert "would remove 0 cache entries" in out and "kept 1 earlier generation the history" in out
+    assert (
+        "would remove 0 cache entries" in out and "kept 1 generation `pick @K` brings back" in out
+    )
     images["b"] = {"prompt": "three", "output": "b.png"}
     (root / "images.toml").write_text(fake_manifest(log, images))
     run_cli("apply")
