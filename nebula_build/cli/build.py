@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli import markdownfile
@@ -807,7 +808,7 @@ def cmd_gc(ctx: Context) -> int:
         remove_backups,
     )
     from nebula_build.engine.lockmerge import refuse_while_merged
-    from nebula_build.engine.prepare import recovered_lock
+    from nebula_build.engine.prepare import current_lock, recovered_lock
     from nebula_build.errors import UserError
     from nebula_build.state.projectlock import ProjectLock
 
@@ -816,13 +817,22 @@ def cmd_gc(ctx: Context) -> int:
         raise UserError("--older-than says which backup folders --backups removes: add --backups")
     prepared = prepared_project(ctx)
     project = prepared.project
-    with ProjectLock(
-        project.project_lock_path,
-        timeout=args.lock_timeout,
-        command="gc",
-        on_takeover=ctx.notice,
-    ):
-        lock = recovered_lock(project, ctx.notice)
+    # --dry-run removes nothing, so it lists beside a running watch or apply
+    held: AbstractContextManager[object] = (
+        nullcontext()
+        if args.dry_run
+        else ProjectLock(
+            project.project_lock_path,
+            timeout=args.lock_timeout,
+            command="gc",
+            on_takeover=ctx.notice,
+        )
+    )
+    with held:
+        if args.dry_run:
+            lock = current_lock(project, ctx.notice)
+        else:
+            lock = recovered_lock(project, ctx.notice)
         refuse_while_merged(prepared, "gc")
         # first: a backup folder behind a link stops gc before it removes anything
         backups = BackupsRemoved([], backups_kept(prepared.guard, project.backup_dir), [])

@@ -57,6 +57,21 @@ def test_gc_backups_dry_run_lists_the_folders_and_removes_nothing(project, run_c
     assert backed_up(root) == copies
 
 
+def test_gc_dry_run_lists_while_watch_holds_the_project_and_gc_itself_waits(project, run_cli):
+    """--dry-run removes nothing, so a watch running in another terminal does not stop it."""
+    from nebula_build.state.projectlock import ProjectLock
+
+    root = with_backups(project, run_cli)
+    copies = backed_up(root)
+    with ProjectLock(root / ".nebula-build/lock", command="watch"):
+        code, out, err = run_cli("gc", "--backups", "--dry-run")
+        assert code == 0, err
+        assert "would remove 2 backup folders from .nebula-build/backup/" in out
+        code, out, err = run_cli("gc", "--backups")
+        assert (code, out) == (1, "") and "watch is running in this project (pid " in err
+    assert backed_up(root) == copies
+
+
 def test_gc_backups_removes_every_run_folder_and_says_what_it_freed(project, run_cli):
     """Before: gc only counted them and said `rm -r .nebula-build/backup/` would remove
     them (with whatever else a checkout put there)."""
