@@ -601,20 +601,25 @@ def settings_lines(plan: Plan, style: Style) -> list[str]:
     """The images kept as they are although the lock says they were made with other
     settings than the backend's now (not in the key: `apply --replace` redoes them),
     or by the stand-in for the API (said once for many)."""
+    notes, shared = _settings_notes(plan, style)
+    lines = [
+        style(f"  note for {printable(image)}: {printable(note)}", "yellow")
+        for image, note in notes.items()
+    ]
+    return lines if shared is None else [*lines, shared]
+
+
+def _settings_notes(plan: Plan, style: Style) -> tuple[dict[str, str], str | None]:
+    """The note of each image kept with other settings (`_settings`), but for
+    placeholders of the stand-in when there are many: one shared line for them."""
     from nebula_build.engine.standins import kept_note
 
     notes = _settings(plan)
     placeholders = [image for image, note in notes.items() if note.startswith(PLACEHOLDER_NOTE)]
     if len(placeholders) < SHARED_NOTE:
-        placeholders = []
-    lines = [
-        style(f"  ~ {image}  {printable(note)}", "yellow")
-        for image, note in notes.items()
-        if not (placeholders and note.startswith(PLACEHOLDER_NOTE))
-    ]
-    if placeholders:
-        lines.append(shared_note_line(kept_note(placeholders), placeholders, style))
-    return lines
+        return notes, None
+    alone = {image: note for image, note in notes.items() if image not in placeholders}
+    return alone, shared_note_line(kept_note(placeholders), placeholders, style)
 
 
 def plan_text(
@@ -818,8 +823,16 @@ def status_text(
         for a in plan.actions
         if a.kind is ActionKind.NOOP and a.entry is not None and a.entry.edited_from is not None
     }
+    notes, shared = _settings_notes(plan, style)
     text = status_lines(
-        rows, summary, style, pinned=pinned, edited=edited, failed=failed, notes=_settings(plan)
+        rows,
+        summary,
+        style,
+        pinned=pinned,
+        edited=edited,
+        failed=failed,
+        notes=notes,
+        shared_notes=() if shared is None else (shared,),
     )
     lock = lock_changes(plan)
     if merge is not None:

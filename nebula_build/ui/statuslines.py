@@ -154,9 +154,11 @@ def status_lines(
     edited: Collection[str] = (),
     failed: Mapping[str, str] | None = None,
     notes: Mapping[str, str] | None = None,
+    shared_notes: Sequence[str] = (),
 ) -> str:
     """Each row as up to date, pending, waiting or conflict (and the last apply's
-    error where it failed), then the summary line."""
+    error where it failed), each with its note; then the notes many rows share, and
+    the summary line."""
     failed, notes = failed or {}, notes or {}
     width = max((len(name) for name, *_ in rows), default=0)
     lines = []
@@ -178,7 +180,7 @@ def status_lines(
             shown += style(f" (last apply failed: {printable(failed[name], limit=120)})", "red")
         lines.append(f"{name.ljust(width)}  {shown}  {style(printable(output), 'dim')}")
         if name in notes:  # made with other settings than the backend's now
-            lines.append(style(f"{' ' * width}  ~ {printable(notes[name])}", "yellow"))
+            lines.append(style(f"{' ' * width}  note: {printable(notes[name])}", "yellow"))
     if not lines:
         return "No images declared."
-    return "\n".join([*lines, "", style(summary, "bold")])
+    return "\n".join([*lines, *shared_notes, "", style(summary, "bold")])

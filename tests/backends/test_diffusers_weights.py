@@ -104,7 +104,7 @@ def test_a_newer_snapshot_is_noted_by_plan_and_replace_makes_the_image_again(app
     for _ in range(2):  # the note keeps the fast path off
         out = plan(run_cli)
         assert "No changes: 1 image up to date." in out
-        assert f"~ fox  {NOTE}: {REPLACE}" in out
+        assert f"note for fox: {NOTE}: {REPLACE}" in out
     action = json.loads(plan(run_cli, "--json"))["actions"][0]
     assert action["action"] == "noop" and f"{NOTE}: {REPLACE}" in action["notes"]
     code, out, err = run_cli("status", "--detailed-exitcode")

@@ -178,9 +178,11 @@ def test_a_run_that_may_reach_the_stand_in_keeps_its_placeholders_and_says_so(
         assert code == 0, err
         assert out.startswith("No changes: 3 images up to date.") and note in out
     code, out, _ = run_cli("status", cwd=root)
-    assert out.count("a placeholder the stand-in for the API made") == 3
-    # each image's own line names it in the command, never a word to fill in
-    assert "(`nebula-build apply --replace logo` makes it for real)" in out
+    # said once under the rows, as plan says it: a note, not an action's "~"
+    assert out.startswith(
+        f"hero  up to date  img/hero.png\nlogo  up to date  img/logo.webp\n"
+        f"tile  up to date  img/tile.png\n  {note}\n\nStatus: "
+    ), out
     assert "NAME" not in out
     notes = [a["notes"] for a in json.loads(run_cli("plan", "--json", cwd=root).out)["actions"]]
     assert "`nebula-build apply --replace tile` makes it for real" in notes[2][0]
@@ -188,6 +190,12 @@ def test_a_run_that_may_reach_the_stand_in_keeps_its_placeholders_and_says_so(
     stand_in.marks_placeholders = False  # a proxy on loopback to the real API
     assert run_cli("apply", "--replace", "hero", cwd=root).code == 0
     assert _made_with(root)["hero"] == {}
+    code, out, _ = run_cli("status", cwd=root)
+    # fewer than three: each image's own line names it in the command, never a word
+    assert "logo  up to date  img/logo.webp\n      note: a placeholder the stand-in" in out
+    assert "(`nebula-build apply --replace logo` makes it for real)" in out
+    code, out, _ = run_cli("plan", cwd=root)
+    assert "\n  note for tile: a placeholder the stand-in for the API made" in out, out
 
     _real_api(stand_in, monkeypatch)
     code, out, _ = run_cli("plan", cwd=root)

@@ -349,14 +349,14 @@ def test_a_plugins_weights_on_disk_are_noted_and_its_crash_is_named(
     weights.write_text("v2")
     assert noop.unchanged(str(root), "images.toml", None) is None
     code, out, _ = run_cli("plan")
-    assert code == 0 and "~ a  made with different settings (weights v1, now v2)" in out
+    assert code == 0 and "note for a: made with different settings (weights v1, now v2)" in out
     code, out, _ = run_cli("status")  # said where status says a is up to date
     assert code == 0 and out.startswith(
-        "a  up to date  a.png\n   ~ made with different settings (weights v1, now v2): "
+        "a  up to date  a.png\n   note: made with different settings (weights v1, now v2): "
         "`nebula-build apply --replace a` makes it again\n"
     )
     code, out, _ = run_cli("apply")  # nothing to do, and still the reason to --replace
-    assert code == 0 and "~ a  made with different settings (weights v1, now v2)" in out
+    assert code == 0 and "note for a: made with different settings (weights v1, now v2)" in out
 
     weights.write_text("crash")
     code, out, err = run_cli("plan")
@@ -876,7 +876,7 @@ def test_the_lock_records_which_plugin_version_made_an_image(install, project, c
     done = cli_process("plan")
     assert done.returncode == 0, done.stderr
     assert (
-        "~ a  made with different settings (plugin nebula-acme 0.1, now nebula-acme 0.2)"
+        "note for a: made with different settings (plugin nebula-acme 0.1, now nebula-acme 0.2)"
         in done.stdout
     ), done.stdout
     assert "0 to generate" in done.stdout or "No changes" in done.stdout, done.stdout
