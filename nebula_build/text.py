@@ -260,20 +260,69 @@ def looks_like_token(word: str) -> bool:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret replaced by "[redacted]": the value itself, its base64
-    form, its URL-encoded form (a token in a query string, as an HTTP library's error
-    quotes it), and any run of at least MIN_SECRET_FRAGMENT of its characters (a key cut
-    short, or split across lines, is still a key). A form shorter than that is taken
-    only where no letter or digit stands beside it. Its cost follows the text and the
-    secrets, never their product (a 3 KB key in a 1 MB message took 5 s)."""
+    """`text` with every secret replaced by "[redacted]": the value itself, lowercased
+    or uppercased, its base64 (at any offset in what is encoded: `Bearer <key>`), its
+    URL-encoded form (a token in a query string, as an HTTP library's error quotes it),
+    any run of at least MIN_SECRET_FRAGMENT of its characters (a key cut short), and its
+    letters and digits with anything between them (split into short pieces, spaced
+    out). Text that is not ASCII is also read as the ASCII it looks like (fullwidth,
+    accented): a secret found only so returns that ASCII, redacted. A form shorter than
+    MIN_SECRET_FRAGMENT is taken only where no letter or digit stands beside it. Its
+    cost follows the text and the secrets, never their product (a 3 KB key in a 1 MB
+    message took 5 s)."""
     forms = _forms(tuple(secrets))
+    text = _redact_forms(text, forms)
+    if not text.isascii():  # a key in look-alikes: fullwidth, accented, spaced by U+00A0
+        folded = _to_ascii(text)
+        if (without := _redact_forms(folded, forms)) != folded:
+            return without
+    return text
+
+
+def _redact_forms(text: str, forms: _Forms) -> str:
     for secret in forms.whole:  # whole values first: a fragment pass must not cut one in two
         text = text.replace(secret, REDACTED)
     if forms.standing_alone is not None:  # a placeholder ("x", "er") is in many a word
         text = forms.standing_alone.sub(REDACTED, text)
     if forms.windows:
         text = _redact_fragments(text, forms.windows)
+    if forms.spread:
+        text = _redact_spread(text, forms.spread)
     return text
+
+
+def _to_ascii(text: str) -> str:
+    """`text` as the ASCII it reads as: compatibility forms decomposed (fullwidth `ａ`,
+    U+00A0), then every character still not ASCII (accents, marks) left out."""
+    import unicodedata
+
+    return _NOT_ASCII.sub("", unicodedata.normalize("NFKD", text))
+
+
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
+
+
+def _redact_spread(text: str, spread: tuple[str, ...]) -> str:
+    """Remove a secret spelled out with other characters between its letters and digits
+    (`a-k-_-Z-x…`, pieces of 7 on their own lines): `spread` holds each secret's letters
+    and digits, lowercased."""
+    squeezed = _NOT_ALNUM.sub("", text).lower()
+    if not any(letters in squeezed for letters in spread):
+        return text  # the usual case, found at C speed
+    places = [match.start() for match in re.finditer(r"[A-Za-z0-9]", text)]
+    cuts: list[tuple[int, int]] = []
+    for letters in spread:
+        start = squeezed.find(letters)
+        while start != -1:
+            cuts.append((places[start], places[start + len(letters) - 1] + 1))
+            start = squeezed.find(letters, start + len(letters))
+    pieces, done = [], 0
+    for begin, end in sorted(cuts):
+        if begin >= done:
+            pieces += [text[done:begin], REDACTED]
+        done = max(done, end)
+    return "".join([*pieces, text[done:]])
 
 
 class _Forms(NamedTuple):
@@ -289,15 +338,21 @@ class _Forms(NamedTuple):
     starts: dict[str, tuple[str, ...]]
     #: the length of the longest form
     longest: int
+    #: each secret's letters and digits, lowercased, where there are MIN_SECRET_FRAGMENT
+    spread: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=4)  # a backend's secrets, asked for at every message
 def _forms(secrets: tuple[str, ...]) -> _Forms:
     forms: set[str] = set()
+    spread: set[str] = set()
     for secret in secrets:
         if secret:
-            encoded = base64.b64encode(secret.encode("utf-8", "replace")).decode("ascii")
-            forms |= {secret, encoded.rstrip("=")}
+            # as it is, and as a header or host name lowercased it (or a shout uppercased)
+            forms |= {secret, secret.lower(), secret.upper()}
+            forms |= _base64_forms(secret.encode("utf-8", "replace"))
+            if len(letters := _NOT_ALNUM.sub("", secret).lower()) >= MIN_SECRET_FRAGMENT:
+                spread.add(letters)
             if not _URL_SAFE.fullmatch(secret):
                 from urllib.parse import quote, quote_plus  # only for such a secret
 
@@ -316,7 +371,22 @@ def _forms(secrets: tuple[str, ...]) -> _Forms:
         tuple(form for form in ordered if len(form) < size),
         starts,
         len(ordered[0]) if ordered else 0,
+        tuple(sorted(spread, key=len, reverse=True)),
     )
+
+
+def _base64_forms(secret: bytes) -> set[str]:
+    """The base64 of `secret` wherever it starts in what is encoded (`Bearer ` before
+    it shifts it by one byte): at each of the three offsets, the characters that only
+    its own bits make; and, as the end of what is encoded, its whole base64."""
+    forms = {base64.b64encode(secret).decode("ascii").rstrip("=")}
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + secret).decode("ascii")
+        first = -(-8 * offset // 6)  # the first character no byte before it takes part in
+        last = 8 * (offset + len(secret)) // 6  # past it, the padding's bits or the next byte's
+        if last - first >= MIN_SECRET_FRAGMENT:
+            forms.add(encoded[first:last])
+    return forms
 
 
 def unfinished_secret(text: str, secrets: Iterable[str], *, end: int | None = None) -> int:

@@ -30,6 +30,9 @@ Hostile faults, a server that does not play fair:
 
 - "trickle[:seconds]": a 200 whose body comes one byte per interval (default 0.2 s)
 - "echo[:status]": an error (default 400) whose message repeats the Authorization header
+- "echo_as:<form>": a 400 whose message repeats the key disguised: "base64" (of the
+  whole header value), "lower", "fullwidth", "accents", "nbsp" (a no-break space
+  between its characters), "lines" (pieces of 7 on their own lines)
 - "echo_model": a model list that also prices, as model ids, the key from the
   Authorization header and an id with most of the key in it (a list fault)
 - "huge_error[:MiB]", "huge_success[:MiB]": a 500 or 200 with a body of that size
@@ -113,6 +116,28 @@ def _status(text: str) -> int:
     return int(text)
 
 
+def _disguised(form: str, header: str) -> str:
+    """The Authorization header's value, or the key in it, as "echo_as:<form>" says it."""
+    key = header.removeprefix("Bearer ")
+    forms: dict[str, Callable[[], str]] = {
+        "base64": lambda: base64.b64encode(header.encode()).decode(),
+        "lower": key.lower,
+        "fullwidth": lambda: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in key),
+        "accents": lambda: "\u0301".join(key),
+        "nbsp": lambda: "\u00a0".join(key),
+        "lines": lambda: "\n".join(key[i : i + 7] for i in range(0, len(key), 7)),
+    }
+    return forms[form]()
+
+
+def _echo_form(text: str) -> str:
+    try:
+        _disguised(text, "Bearer ak_")
+    except KeyError:
+        raise ValueError(text) from None
+    return text
+
+
 def _message_status(argument: str) -> int:
     """The status of "message:<status>:<text>"."""
     return _status(argument.partition(":")[0] or "400")
@@ -137,6 +162,7 @@ FAULT_ARGUMENTS: dict[str, Callable[[str], object] | None] = {
     "blank": None,
     "trickle": _amount,
     "echo": _status,
+    "echo_as": _echo_form,
     "echo_model": None,
     "huge_error": _amount,
     "huge_success": _amount,
@@ -553,6 +579,7 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             actions = {
                 "trickle": self._trickle,
                 "echo": self._echo,
+                "echo_as": self._echo_as,
                 "echo_model": self._echo_model,
                 "huge_error": self._huge_error,
                 "huge_success": self._huge_success,
@@ -593,6 +620,11 @@ def _handler_for(server: NebulaTestServer) -> type[BaseHTTPRequestHandler]:
             said = self.headers.get("Authorization", "")
             message = f"request refused; you sent Authorization: {said}"
             self._send_json(int(argument or 400), {"status": "failed", "message": message})
+
+        def _echo_as(self, argument: str, body: dict[str, Any]) -> None:
+            said = _disguised(argument, self.headers.get("Authorization", ""))
+            message = f"request refused; you sent {said}"
+            self._send_json(400, {"status": "failed", "message": message})
 
         def _huge_error(self, argument: str, body: dict[str, Any]) -> None:
             self._send_chunked(500, b'{"status": "failed", "message": "', argument or "1")

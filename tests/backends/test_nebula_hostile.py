@@ -5,6 +5,7 @@ the terminal, a file or a page with the key or an escape sequence in it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import time
@@ -697,3 +698,35 @@ def test_a_model_id_must_be_an_id(line, key, project, run_cli, monkeypatch):
     (message,) = err.splitlines()
     assert message.startswith("error: images.toml") and key in message, message
     assert "a model id is 1-200 letters" in message
+
+
+#: a key of both cases: said back lowercased, it is still the key
+MIXED_CASE_KEY = "ak_Canary_7F3e9B1d_Must_Never_Leak"
+
+
+@pytest.mark.parametrize("form", ["base64", "lower", "fullwidth", "accents", "nbsp", "lines"])
+def test_a_key_echoed_in_disguise_reaches_no_output_file_or_page(
+    form, project, run_cli, monkeypatch
+):
+    """A server that says the key back as the base64 of `Bearer <key>`, lowercased (as
+    a header's value or a host name is), in fullwidth or accented look-alikes, spaced
+    out, or in pieces of seven on their own lines (each too short to be a fragment)."""
+    from nebula_build.testing import NebulaTestServer
+
+    root = project({"images.toml": nebula_manifest(TWO)})
+    with NebulaTestServer(api_key=MIXED_CASE_KEY, marks_placeholders=False) as server:
+        monkeypatch.setenv("NEBULA_BASE_URL", server.base_url)
+        monkeypatch.setenv("NEBULA_API_KEY", MIXED_CASE_KEY)
+        server.add_faults(f"echo_as:{form}", prompt="unlucky")
+        results = [run_cli("apply"), run_cli("apply", "--json")]
+    results += [run_cli("status"), run_cli("gallery")]
+    assert results[0].code == 1
+    assert "request refused; you sent " in results[0].err
+    assert "[redacted]" in results[0].err, results[0].err
+    letters = "".join(c for c in MIXED_CASE_KEY if c.isalnum()).lower()
+    for result in results:
+        said = "".join(c for c in result.out + result.err if c.isascii() and c.isalnum())
+        assert letters not in said.lower()
+    written = everything_written(root).lower()
+    assert letters.encode() not in bytes(c for c in written if chr(c).isalnum())
+    assert base64.b64encode(f"Bearer {MIXED_CASE_KEY}".encode()).lower() not in written
