@@ -24,7 +24,7 @@ from nebula_build.imaging import format_for
 from nebula_build.state.fileindex import LEADS_OUT
 from nebula_build.state.guard import path_problem
 from nebula_build.state.lockfile import LockEntry
-from nebula_build.text import plural, shell_operands
+from nebula_build.text import file_key, plural, shell_operands
 
 DigestOf = Callable[[str], "str | None"]
 HasCached = Callable[[str], bool]
@@ -484,12 +484,12 @@ def _declarer(specs: Mapping[str, AssetSpec]) -> DeclaredBy:
     """Which other image declares a path as one of its files. The file there is that
     image's to write over, take as it is or refuse: no other image's action removes it
     (names swapped, one image would take in place the very file the other removes)."""
-    declared: dict[str, AssetSpec] = {}
+    declared: dict[str, AssetSpec] = {}  # by `file_key`: on macOS `A.png` is `a.png`
 
     def declared_by(path: str, image: str) -> AssetSpec | None:
         if not declared:  # asked only for a file an image leaves: most plans never do
-            declared.update((p, spec) for spec in specs.values() for p in spec.paths)
-        other = declared.get(path)
+            declared.update((file_key(p), spec) for spec in specs.values() for p in spec.paths)
+        other = declared.get(file_key(path))
         return other if other is not None and other.name != image else None
 
     return declared_by
@@ -990,16 +990,25 @@ def _removed(
     entry: LockEntry,
     ctx: _Context,
     gone: str,
-    owners: Mapping[str, str],
+    owners: Mapping[str, tuple[str, str]],
     *,
     heir: str | None = None,
 ) -> Action:
-    kept = frozenset(path for path in entry.files() if path in owners)
+    owned = {path: owner for path in entry.files() if (owner := owners.get(file_key(path)))}
     current = ctx.digest_of(entry.output)
+    owner = owned.get(entry.output)
     if heir is not None:
         reason, keep = f"renamed to {heir}, which takes over {entry.output}", True
-    elif entry.output in owners:
-        reason, keep = f"{gone}; {entry.output} now belongs to {owners[entry.output]}", True
+    elif owner is not None and owner[1] == entry.output:
+        reason, keep = f"{gone}; {entry.output} now belongs to {owner[0]}", True
+    elif owner is not None:  # one file where case is ignored: removing it removes theirs
+        reason, keep = (
+            (
+                f"{gone}; {entry.output} stays: on macOS and Windows it is {owner[1]}, "
+                f"which {owner[0]} declares"
+            ),
+            True,
+        )
     elif current is None:
         reason, keep = f"{gone} (file already gone)", False
     elif current == entry.digest and (stays := ctx.why_it_stays(entry.output, current, entry)):
@@ -1015,9 +1024,9 @@ def _removed(
         output=entry.output,
         entry=entry,
         keep_file=keep,
-        kept=kept,
+        kept=frozenset(owned),
         renamed_to=heir,
-        kept_for=tuple((path, owners[path]) for path in sorted(kept)),
+        kept_for=tuple((path, owned[path][0]) for path in sorted(owned)),
     )
 
 
@@ -1122,13 +1131,13 @@ def make_plan(
         n for n in sorted(lock) if n not in specs and (wanted is None or n in wanted or n in heirs)
     ]
     from_rows = set()
-    owners: dict[str, str] = {}
+    owners: dict[str, tuple[str, str]] = {}  # by `file_key`: the image and its name
     # a file is kept for the image that declares it only where that image writes or
     # records it in this apply: one targeted out or in conflict would leave it recorded
     # by no entry, and nothing would ever remove it
     takers = _Takers(actions)
     if removed:
-        owners = {p: n for n, s in specs.items() for p in s.paths if n in takers}
+        owners = {file_key(p): (n, p) for n, s in specs.items() for p in s.paths if n in takers}
         # declarations with `rows`: an image of theirs left with its row
         from_rows = {n.split("[", 1)[0] for n, s in specs.items() if s.row is not None}
         from_rows |= set(row_bases)
