@@ -235,6 +235,18 @@ def _out_named(ctx: Context, out: Path) -> str:
     return printable(os.path.relpath(out), limit=200)
 
 
+def _refuse_a_folder_led_out(ctx: Context, root: Path, out: Path) -> None:
+    """Refuse `--out` named inside the project where a link leads out of it (a pull
+    request's `review -> ~/somewhere`): the link must not choose where the page and the
+    draws are written. Named outside the project, the folder is the user's choice."""
+    named = Path(os.path.normpath(Path(ctx.start).resolve() / ctx.args.out))
+    if named.is_relative_to(root) and not out.is_relative_to(root):
+        raise UserError(
+            f"{_out_named(ctx, out)}: a link leads out of the project there; name another "
+            "folder (or the place the link leads to, if the gallery should go there)"
+        )
+
+
 def _refuse_a_page_not_ours(ctx: Context, out: Path, page: Path) -> None:
     """`--out` names a folder; an index.html there that an earlier gallery did not
     write (a site's own page) is never replaced."""
@@ -279,6 +291,8 @@ def cmd_gallery(ctx: Context) -> int:
     project = prepared.project
     # like every other path, relative to -C DIR
     out = (Path(ctx.start) / ctx.args.out).resolve() if ctx.args.out else project.gallery_dir
+    if ctx.args.out:
+        _refuse_a_folder_led_out(ctx, project.root, out)
     lock, _ = settled(prepared, current_lock(project, ctx.notice), ctx.notice)
     plan = plan_for(prepared, lock, targets=ctx.args.target)
     draws = image_draws(plan, prepared, lock)

@@ -112,6 +112,25 @@ def test_gallery_out_is_written_again_but_never_over_a_page_of_the_site(project,
     assert run_cli("gallery", "--out", "public").code == 0
 
 
+def test_gallery_out_through_a_link_out_of_the_project_is_refused(project, run_cli, tmp_path):
+    """A pull request's `review -> /somewhere`: the link does not choose where the page
+    and the draws go. Named outside the project, the folder is the user's own choice."""
+    root = project({"images.toml": SITE})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "review").symlink_to(elsewhere)
+    code, out, err = run_cli("gallery", "--out", "review")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: --out review: a link leads out of the project there; name another folder "
+        "(or the place the link leads to, if the gallery should go there)\n"
+    )
+    assert list(elsewhere.iterdir()) == []
+    code, _, err = run_cli("gallery", "--out", str(elsewhere))
+    assert code == 0, err
+    assert (elsewhere / "index.html").is_file()
+
+
 @pytest.mark.parametrize(
     ("out", "reason"),
     [
