@@ -43,21 +43,39 @@ output = "{images}/icon.webp"
 
 def init_project(manifest: Path, *, force: bool = False) -> list[str]:
     """Write a starter manifest (images.toml, or the file -f names) and ignore
-    `.nebula-build/` beside it; returns what it did."""
+    `.nebula-build/` beside it; returns what it did. A link is never written through:
+    a checkout's `images.toml` or `.gitignore` may lead anywhere."""
+    from nebula_build.fsutil import atomic_write
+
+    if manifest.is_symlink():
+        raise UserError(
+            f"{manifest} is a link; init writes a file of its own there: remove the link first"
+        )
+    if manifest.exists() and not manifest.is_file():
+        raise UserError(f"{manifest} is there and is not a file; init writes a file there")
     if manifest.exists() and not force:
         raise UserError(f"{manifest} already exists; pass --force to overwrite it")
     folder = manifest.parent
     folder.mkdir(parents=True, exist_ok=True)
     starter = STARTER.format(lock=lock_name(manifest.name), images=images_folder(manifest))
-    manifest.write_text(starter, encoding="utf-8")
-    done = [f"wrote {manifest}"]
-    gitignore = folder / ".gitignore"
-    existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
-    if not any(line.strip().rstrip("/") == STATE_DIR for line in existing.splitlines()):
-        separator = "" if not existing or existing.endswith("\n") else "\n"
-        gitignore.write_text(f"{existing}{separator}{STATE_DIR}/\n", encoding="utf-8")
-        done.append(f"added {STATE_DIR}/ to {gitignore}")
-    return done
+    atomic_write(manifest, starter.encode("utf-8"), durable=False)
+    return [f"wrote {manifest}", *_ignore_state(folder / ".gitignore")]
+
+
+def _ignore_state(gitignore: Path) -> list[str]:
+    """Add `.nebula-build/` to `gitignore` (a regular file, or none yet), read and
+    written as bytes: a file in another encoding is added to as it is."""
+    from nebula_build.fsutil import atomic_write
+
+    line = f"{STATE_DIR}/".encode()
+    if gitignore.is_symlink() or (gitignore.exists() and not gitignore.is_file()):
+        return [f"left {gitignore} as it is (not a plain file): add {STATE_DIR}/ to it yourself"]
+    existing = gitignore.read_bytes() if gitignore.exists() else b""
+    if any(row.strip().rstrip(b"/") == line.rstrip(b"/") for row in existing.splitlines()):
+        return []
+    separator = b"" if not existing or existing.endswith(b"\n") else b"\n"
+    atomic_write(gitignore, existing + separator + line + b"\n", durable=False)
+    return [f"added {STATE_DIR}/ to {gitignore}"]
 
 
 def images_folder(manifest: Path) -> str:

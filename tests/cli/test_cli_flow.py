@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -355,6 +356,45 @@ def test_init_in_a_subfolder_of_a_project_says_it_starts_another_one(project, ru
     )
     assert run_cli("-f", "../images.toml", "validate", cwd=root / "data").code == 0
     assert run_cli("-C", str(root), "init", "--force").err == ""  # nothing above the root
+
+
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_init_never_writes_through_a_link_a_checkout_planted(tmp_path, run_cli, force):
+    """A dangling `images.toml` link was created where it led, `--force` overwrote
+    what a link led to, and a `.gitignore` link had a line added to its target."""
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    project.mkdir()
+    outside.mkdir()
+    (project / "images.toml").symlink_to(outside / "created.toml")
+    code, out, err = run_cli("init", *force, cwd=project)
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: images.toml is a link; init writes a file of its own there: remove the link first\n"
+    )
+    assert list(outside.iterdir()) == []
+    (project / "images.toml").unlink()
+    (outside / "bashrc").write_text("export X=1\n")
+    (project / ".gitignore").symlink_to(outside / "bashrc")
+    code, out, err = run_cli("init", *force, cwd=project)
+    assert code == 0, err
+    assert "left .gitignore as it is (not a plain file): add .nebula-build/ to it yourself\n" in out
+    assert (outside / "bashrc").read_text() == "export X=1\n"
+    assert (project / "images.toml").is_file() and not (project / "images.toml").is_symlink()
+
+
+def test_init_adds_to_a_gitignore_in_another_encoding_as_it_is(tmp_path, run_cli):
+    """A Latin-1 .gitignore was a UnicodeDecodeError traceback, after images.toml was
+    written; a FIFO there blocked init for good."""
+    (tmp_path / ".gitignore").write_bytes(b"caf\xe9\n")
+    code, out, err = run_cli("-C", str(tmp_path), "init")
+    assert code == 0, err
+    assert (tmp_path / ".gitignore").read_bytes() == b"caf\xe9\n.nebula-build/\n"
+    other = tmp_path / "fifo"
+    other.mkdir()
+    os.mkfifo(other / ".gitignore")
+    code, out, err = run_cli("init", cwd=other)
+    assert code == 0, err
+    assert "left .gitignore as it is (not a plain file)" in out
 
 
 def test_init_says_how_to_install_the_local_extra_from_a_checkout(tmp_path, run_cli):
