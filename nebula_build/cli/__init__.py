@@ -682,8 +682,22 @@ def main_exit() -> None:
 
         guard_process_streams()
     code = main()
+    # the command is over: another Ctrl-C (or a first one now) cuts the wait for the
+    # writes still finishing short, with no traceback from wherever it waited
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, _exit_at_once)
     _exit_past_plugin_threads(code)
     sys.exit(code)
+
+
+def _exit_at_once(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C once the command is over: what it printed is flushed, and the process
+    ends as interrupted (a file write it left may not have finished: the next run
+    tidies its temp file)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
 
 
 def _exit_past_plugin_threads(code: int) -> None:
@@ -707,9 +721,9 @@ def _exit_past_plugin_threads(code: int) -> None:
 
 
 def _abandoned_plugin_threads() -> list[Any]:
-    """The threads an interrupted command left in `asyncio.to_thread` running a plugin's
-    code alone (a request it makes with a blocking client), once those running ours
-    have finished: the process does not wait for them."""
+    """The threads a command left in `asyncio.to_thread` running a plugin's code alone
+    (a request it makes with a blocking client, one its timeout gave up on), once those
+    running ours have finished: the process does not wait for them."""
     eventloop = sys.modules.get("nebula_build.cli.eventloop")  # no event loop ran
     if eventloop is None:
         return []

@@ -1,9 +1,10 @@
 """How a command runs its event loop: asyncio.run, but
 
-- an interrupted command does not wait for the threads of the loop's default executor.
-  A backend that calls a blocking client in `asyncio.to_thread` leaves a thread there
-  that no cancellation stops, and asyncio.run would wait for it until the server
-  answered or the request timed out; its result is discarded all the same;
+- a command that has stopped (done, failed or interrupted) does not wait for the threads
+  of the loop's default executor. A backend that calls a blocking client in
+  `asyncio.to_thread` leaves a thread there that no cancellation or timeout stops, and
+  asyncio.run would wait for it until the server answered, or for good; its result is
+  discarded all the same;
 - work a plugin left to the loop (a task it created, a callback it scheduled) cannot
   end the command: a SystemExit it raises would leave the loop with the command half
   done, no lock written and the exception's message (a secret, maybe) as the process's
@@ -24,21 +25,22 @@ T = TypeVar("T")
 #: what a loop's exception handler is given: the loop, and what failed (asyncio's keys)
 ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 
-#: the executor threads an interrupted command left running; the process exits past
+#: the executor threads a command left running as it stopped; the process exits past
 #: those that run no code of ours (see `still_ours`)
 _abandoned: set[threading.Thread] = set()
 
 
-class _AbandonedWhenInterrupted(ThreadPoolExecutor):
-    """The loop's default executor: the loop's shutdown waits for its threads unless
-    the command was interrupted."""
+class _AbandonedWhenDone(ThreadPoolExecutor):
+    """The loop's default executor: once the command has stopped (done, failed or
+    interrupted), the loop's shutdown does not wait for its threads. One still running
+    is a plugin's call its timeout gave up on, which may never return."""
 
-    interrupted = False
+    done = False
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if self.interrupted:
+        if self.done:
             _abandoned.update(self._threads)
-        super().shutdown(wait and not self.interrupted, cancel_futures=cancel_futures)
+        super().shutdown(wait and not self.done, cancel_futures=cancel_futures)
 
 
 def run(main: Coroutine[Any, Any, T], on_failure: ExceptionHandler | None = None) -> T:
@@ -47,7 +49,7 @@ def run(main: Coroutine[Any, Any, T], on_failure: ExceptionHandler | None = None
     `on_failure` is the loop's exception handler while `main` runs and the loop winds
     down: it is also given each SystemExit that a task or callback other than `main`'s
     raised, and `main` goes on."""
-    executor = _AbandonedWhenInterrupted(thread_name_prefix="asyncio")
+    executor = _AbandonedWhenDone(thread_name_prefix="asyncio")
     runner = asyncio.Runner()
     loop = runner.get_loop()
     loop.set_default_executor(executor)
@@ -66,10 +68,8 @@ def run(main: Coroutine[Any, Any, T], on_failure: ExceptionHandler | None = None
 
     try:
         return _run_past_strays(runner, main, said)
-    except KeyboardInterrupt:
-        executor.interrupted = True
-        raise
     finally:
+        executor.done = True
         try:
             _wind_down(loop, said)
         finally:
@@ -170,7 +170,7 @@ async def _awaited(task: asyncio.Task[T]) -> T:
 
 
 def abandoned_threads() -> list[threading.Thread]:
-    """The executor threads an interrupted command left running."""
+    """The executor threads a command left running as it stopped."""
     return [thread for thread in _abandoned if thread.is_alive()]
 
 

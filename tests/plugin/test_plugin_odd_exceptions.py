@@ -261,7 +261,7 @@ STRAYS = {
     "stray-task-raise": 1,
     "stray-soon-raise": 1,
     "stray-stop": 1,
-    "stray-late-timer-exit": 1,
+    "stray-late-timer-exit": 0,  # the loop closes without waiting for the executor
     "stray-flood": 21,  # 20, then that more are not said
     "stray-handler-swapped-exit": 1,
 }
@@ -277,7 +277,8 @@ def test_work_a_plugin_leaves_to_the_loop_cannot_end_the_run(stray, install, pro
     stopped its close: the others printed "Exception ignored" with the token in the
     clear, and "Task was destroyed but it is pending!". stop (loop.stop()): "Event loop
     stopped before Future completed" with a traceback, no lock. late-timer-exit (as the
-    executor shut down): the token as the last words, exit 1. flood (a callback that
+    executor shut down): the token as the last words, exit 1 (the loop no longer waits
+    for the executor's thread, so the timer never fires). flood (a callback that
     reschedules itself): 1,000 warnings in a tenth of a second. handler-swapped-exit (the
     plugin's own handler exits): the token, exit 1."""
     install("odd", ODD)
@@ -289,7 +290,11 @@ def test_work_a_plugin_leaves_to_the_loop_cannot_end_the_run(stray, install, pro
     assert "never retrieved" not in done.stderr and "Exception ignored" not in done.stderr
     said = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert len(said) == STRAYS[stray], done.stderr
-    if stray in ("stray-soon-exit", "stray-late-timer-exit", "stray-handler-swapped-exit"):
+    lock = (root / "images.lock").read_text()
+    assert "[images.fine]" in lock and f"[images.{stray.replace('-', '_')}]" in lock
+    if not said:  # late-timer-exit: the timer never fired
+        return
+    if stray in ("stray-soon-exit", "stray-handler-swapped-exit"):
         # sys.exit itself was the callback: no code of odd's ran
         assert said[0].startswith("warning: work left to the event loop failed: SystemExit")
     elif stray == "stray-stop":
@@ -305,8 +310,6 @@ def test_work_a_plugin_leaves_to_the_loop_cannot_end_the_run(stray, install, pro
             said[-1]
             == "warning: more work left to the event loop failed: not said (a plugin's bug)"
         )
-    lock = (root / "images.lock").read_text()
-    assert "[images.fine]" in lock and f"[images.{stray.replace('-', '_')}]" in lock
 
 
 def test_a_stray_interrupt_is_said_without_its_secret(install, project, sites):
