@@ -291,6 +291,9 @@ def _add_pick_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="with @K: make it the output even though the manifest now declares another spec",
     )
+    pick.add_argument(
+        "--force", action="store_true", help="replace an output changed by hand (a backup is kept)"
+    )
     _lock_timeout_flag(pick)
     pick.set_defaults(run="pick:cmd_pick")
 

@@ -64,6 +64,7 @@ def cmd_pick(ctx: Context) -> int:
                 earlier=earlier,
                 pin=args.pin,
                 unpin=args.unpin,
+                force=args.force,
                 listener=ApplyListener(ctx, quiet=True),
             ),
             ctx.loop_failures,

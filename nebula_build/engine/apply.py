@@ -43,9 +43,12 @@ from nebula_build.engine.remotecache import ENV_REMOTE, restore_remote, upload
 from nebula_build.engine.verify import Restored, Verified, restore, verify_answer
 from nebula_build.errors import (
     FORCE_HINT,
+    AccessDeniedError,
     BackendError,
     ChangedMeanwhileError,
     ConflictError,
+    CredentialsError,
+    LocalSetupError,
     NebulaBuildError,
     OutOfCreditsError,
     OutputRejectedError,
@@ -927,10 +930,10 @@ class Applier:
     def _check_halted(self, backend: str) -> None:
         if backend in self._halted:
             cause = self._halted[backend]
-            why = "out of credits" if isinstance(cause, OutOfCreditsError) else type(cause).__name__
+            named = f"image {cause.image}" if cause.image else "an earlier image"
             raise SkippedError(
-                f"not attempted: {backend} stopped sending requests after "
-                f"{cause.image or 'an earlier image'} failed ({why})",
+                f"not attempted: {backend} stopped sending requests after {named} failed "
+                f"({_halted_because(cause)})",
                 backend=backend,
             )
 
@@ -1316,3 +1319,16 @@ def _kept_plan(
     if before.output_key != spec.output_key or before.digest != digest:
         return None
     return before.applied_plan
+
+
+def _halted_because(cause: BackendError) -> str:
+    """Why a backend's failure stopped every later request to it, in words."""
+    if isinstance(cause, OutOfCreditsError):
+        return "out of credits"
+    if isinstance(cause, AccessDeniedError):
+        return "the key may not make these requests"
+    if isinstance(cause, CredentialsError):
+        return "the key is missing or was refused"
+    if isinstance(cause, LocalSetupError):
+        return "it cannot run on this machine"
+    return "every later request would fail the same way"

@@ -162,17 +162,19 @@ async def pick_draw(
     pin: bool = False,
     unpin: bool = False,
     offline: bool = False,
+    force: bool = False,
     shown: str | None = None,
 ) -> tuple[Pick, RoundResult]:
     """Make draw `index` (or the one `step` away, or the earlier generation `earlier`)
     of `name` its output, or end its pin (`unpin`); refused when what it needs is in no
     cache here, or when draw `index` is not the generation `shown` (a page showed the
     draws of a spec the manifest no longer declares). The round is `locked`: a pick
-    never pays, and a cache entry that fails its check is an error, not a generation."""
+    never pays, and a cache entry that fails its check is an error, not a generation.
+    `force`: an output changed by hand is replaced (backed up), as `apply --force` does."""
     lock = recovered_lock(project, listener.notice)
     prepared = prepare(project, registry)
     lock, _ = settled(prepared, lock, lambda message: None)  # the apply round says it
-    options = RoundOptions(targets=[name], draws=False, locked=True, offline=offline)
+    options = RoundOptions(targets=[name], draws=False, locked=True, offline=offline, force=force)
     base = _base(prepared, lock, name)
     if unpin:
         entry = lock.get(name)

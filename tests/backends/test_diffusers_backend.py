@@ -259,7 +259,7 @@ def test_cuda_without_a_gpu_is_one_clear_error(tiny, project, run_cli):
     # one image says it (whichever ran first); the others were not attempted, and say
     # after which image
     (first,) = re.findall(r"failed (\w+): no CUDA GPU", err)
-    skipped = f"not attempted: diffusers stopped sending requests after {first} failed"
+    skipped = f"not attempted: diffusers stopped sending requests after image {first} failed"
     others = {line.split(": ", 1)[0].split()[-1] for line in err.splitlines() if skipped in line}
     assert others == {"castle", "fox", "lamp"} - {first}
 

@@ -210,6 +210,9 @@ def test_rejected_key_stops_new_requests_and_says_so_once(project, run_cli, nebu
     assert len(nebula_server.generations) == 1
     assert err.count("NEBULA_API_KEY was rejected") == 2  # progress line and summary
     assert err.count("not attempted: nebula stopped sending requests") >= 5
+    # which image, and why in words: it read "after i0 failed (CredentialsError)"
+    said = "nebula stopped sending requests after image i0 failed (the key is missing or was "
+    assert said + "refused)" in err and "CredentialsError" not in err
 
 
 def test_missing_key_is_one_error_before_any_request(project, run_cli, nebula_server, monkeypatch):
@@ -445,6 +448,6 @@ def test_out_of_credits_reads_as_such_and_says_how_to_top_up(
     skipped = [line for line in summary if line is not failed]
     assert len(skipped) == 2
     assert all(
-        line.endswith(f"stopped sending requests after {first} failed (out of credits)")
+        line.endswith(f"stopped sending requests after image {first} failed (out of credits)")
         for line in skipped
     )

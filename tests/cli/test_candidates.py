@@ -622,3 +622,18 @@ def test_watch_says_a_pick_an_edit_replaced_as_plan_does(project, run_cli):
     code, out, err = run_cli("watch", "--once")  # the lock records draw 0 now: said once
     assert code == 0, err
     assert "was picked" not in out
+
+
+def test_pick_over_a_hand_edit_says_an_option_pick_has(project, run_cli):
+    """pick said "re-run with --force", and `pick --force` was an unknown argument."""
+    root = project({"images.toml": preview({"hero": HERO})})
+    assert run_cli("apply").code == 0
+    (root / "hero.png").write_bytes(b"retouched")
+    code, _, err = run_cli("pick", "hero", "1")
+    assert code == 1 and "output file changed by hand; not overwritten: re-run with --force" in err
+    code, out, err = run_cli("pick", "hero", "1", "--force")
+    assert code == 0, err
+    assert "hero: draw 1 (3 candidates) is the output (hero.png)" in out
+    assert "1 replaced file backed up in .nebula-build/backup/" in out
+    (copy,) = (root / ".nebula-build/backup").glob("*/hero.png")
+    assert copy.read_bytes() == b"retouched"
