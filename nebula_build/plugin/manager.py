@@ -712,10 +712,16 @@ def registry_from(
     registered is left out too, and the registry says which were."""
     plugins: dict[str, BackendPlugin] = {}
     left_out = {plugin.name: plugin for plugin in broken or ()}
-    for impl in pm.hook.nebula_build_register_backends.get_hookimpls():
+    # the built-in backends first: a plugin may not take one's name, whatever the order
+    impls = sorted(
+        pm.hook.nebula_build_register_backends.get_hookimpls(),
+        key=lambda impl: sources.get(id(impl.plugin), impl.plugin_name) != BUILTIN_SOURCE,
+    )
+    for impl in impls:
         source = sources.get(id(impl.plugin), impl.plugin_name)
         try:
             provided = _backend_classes(impl.function, source)
+            _refuse_built_in_names(provided, plugins, source)
         except PluginError as exc:
             if broken is None or source == BUILTIN_SOURCE:
                 raise
@@ -733,6 +739,22 @@ def registry_from(
     return BackendRegistry(plugins, left_out)
 
 
+def _refuse_built_in_names(
+    provided: Sequence[type[Backend]], plugins: Mapping[str, BackendPlugin], source: str
+) -> None:
+    """A plugin's backend named as one built into nebula-build: the plugin is left out
+    (uninstalling nebula-build is no way out), the built-in one stays."""
+    if source == BUILTIN_SOURCE:
+        return
+    for cls in provided:
+        taken = plugins.get(cls.name)
+        if taken is not None and taken.source == BUILTIN_SOURCE:
+            raise PluginError(
+                f"{source}: backend {cls.name!r} is one built into nebula-build: the plugin "
+                "must name its backend otherwise"
+            )
+
+
 def _backend_classes(register: Callable[[], object], source: str) -> list[type[Backend]]:
     """What a plugin's nebula_build_register_backends returns, checked."""
     try:
@@ -741,10 +763,15 @@ def _backend_classes(register: Callable[[], object], source: str) -> list[type[B
         raise PluginError(f"{source}: nebula_build_register_backends failed: {_said(exc)}") from exc
     if not isinstance(provided, list | tuple):
         raise PluginError(f"{source}: nebula_build_register_backends must return a list")
+    names: dict[str, type[Backend]] = {}
     for cls in provided:
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
             raise PluginError(f"{source}: {cls!r} is not a nebula_build.plugin.Backend subclass")
         name = getattr(cls, "name", None)
+        if isinstance(name, str) and names.setdefault(name, cls) is not cls:
+            raise PluginError(
+                f"{source}: registers two backends named {printable(repr(name), limit=80)}"
+            )
         if not isinstance(name, str) or not name:
             raise PluginError(f"{source}: backend {cls.__qualname__} has no name")
         if not _BACKEND_NAME.fullmatch(name):
@@ -753,7 +780,7 @@ def _backend_classes(register: Callable[[], object], source: str) -> list[type[B
                 "nebula-build takes: letters, digits, '-' and '_', starting with a letter "
                 "or a digit"
             )
-    return list(provided)
+    return list(names.values())  # a class listed twice is one backend
 
 
 #: a backend's name: a TOML bare key, and never `models --json`'s own `_backends`

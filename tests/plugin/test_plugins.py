@@ -11,7 +11,6 @@ import sys
 import pytest
 from PIL import Image
 
-from nebula_build.errors import PluginError
 from nebula_build.plugin.manager import load_registry
 from tests.conftest import REPO, install_distribution
 from tests.plugin.conftest import plugin_source
@@ -52,18 +51,46 @@ def test_third_party_backend_works_in_a_fresh_process(fake_site, project, tmp_pa
     assert 'backend = "fake"' in (root / "images.lock").read_text()
 
 
-def test_two_distributions_with_one_backend_name_is_an_error_naming_both(
+def test_a_plugin_backend_named_as_a_built_in_one_is_left_out(
     tmp_path, monkeypatch, project, run_cli
 ):
+    """It stopped every command on the machine ("provided twice … uninstall one of
+    them", nebula-build itself one of the two), even on a project that never used it."""
     site = tmp_path / "clash-site"
     install_distribution(site, "nebula-clash", {"nebula_clash": CLASH}, {"clash": "nebula_clash"})
     monkeypatch.syspath_prepend(str(site))
-    with pytest.raises(PluginError, match=r"nebula-build \(built in\) and by nebula-clash 0\.1"):
-        load_registry()
-    project({"images.toml": "version = 1\n"})
-    code, _, err = run_cli("plan")
-    assert code == 1 and "provided twice" in err and "Traceback" not in err
+    registry = load_registry()
+    assert registry.sources["preview"] == "nebula-build (built in)"
+    project({"images.toml": MINIMAL})
+    code, out, err = run_cli("plan")
+    assert code == 0 and "Plan: 1 to generate" in out, err
+    assert err == (
+        "warning: nebula-clash 0.1: backend 'preview' is one built into nebula-build: the "
+        "plugin must name its backend otherwise; its backends are left out until it is "
+        "fixed or uninstalled\n"
+    )
+    assert "Traceback" not in err
     sys.modules.pop("nebula_clash", None)
+
+
+def test_a_plugin_listing_its_backend_twice_is_one_backend_two_of_one_name_are_refused(
+    install, project, run_cli
+):
+    """Either stopped every command: "provided twice: by hp 0.1.0 and by hp 0.1.0;
+    uninstall one of them", which one distribution cannot do."""
+    twice = plugin_source("twice").replace("return [Plugin]", "return [Plugin, Plugin]")
+    install("twice", twice)
+    project({"images.toml": MINIMAL.replace('"preview"', '"twice"')})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    two = twice.replace("return [Plugin, Plugin]", "return [Plugin, type('Other', (Plugin,), {})]")
+    install("two", two.replace('name = "twice"', 'name = "two"'))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert err == (
+        "warning: nebula-two 0.1: registers two backends named 'two'; its backends are left "
+        "out until it is fixed or uninstalled\n"
+    )
 
 
 def test_two_distributions_with_one_entry_point_name_is_an_error_naming_both(
