@@ -354,3 +354,11 @@ def first_line(exc: BaseException) -> str:
     except BaseException:  # a SystemExit, or a BaseException of a plugin's own
         return type(exc).__name__
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def typed_line(exc: BaseException) -> str:
+    """`first_line`, after the exception's type: `ValueError: bad size`, and for an
+    exception with no message (a MemoryError) its type alone, not `MemoryError:
+    MemoryError`."""
+    name, line = type(exc).__name__, first_line(exc)
+    return name if line == name else f"{name}: {line}"

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli.stray import without_secrets
-from nebula_build.errors import first_line
+from nebula_build.errors import first_line, typed_line
 
 if TYPE_CHECKING:
     import asyncio
@@ -93,7 +93,7 @@ def _traceback_when_debugging(
 
 
 def _said_of_loop(failure: BaseException, registry: BackendRegistry) -> str:
-    said = f"{type(failure).__name__}: {first_line(failure)}"
+    said = typed_line(failure)
     went_on = "; the command went on" if isinstance(failure, SystemExit) else ""
     plugin = _plugin_of(failure.__traceback__, registry, _is_loop_machinery)
     if plugin is None:

@@ -40,8 +40,8 @@ from nebula_build.errors import (
     PluginError,
     UnknownBackendError,
     did_you_mean,
-    first_line,
     suggestion,
+    typed_line,
 )
 from nebula_build.params import MAX_SIZE, OPTIONAL
 from nebula_build.plugin import hookspecs
@@ -235,7 +235,7 @@ class _EndedItsThread(Exception):
 def _said(exc: BaseException) -> str:
     if isinstance(exc, _EndedItsThread):
         exc = exc.raised
-    return f"{type(exc).__name__}: {first_line(exc)}"
+    return typed_line(exc)
 
 
 def _message(exc: BaseException) -> str | None:

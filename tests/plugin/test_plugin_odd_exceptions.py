@@ -44,6 +44,8 @@ ODD = plugin_source(
             raise OwnBase(f"token={token}")
         if said == "genexit":
             raise GeneratorExit(token)
+        if said == "memory":
+            raise MemoryError()
         if said == "group":
             raise BaseExceptionGroup(token, [KeyboardInterrupt(), OwnBase(token)])
         if said == "callbacks":
@@ -225,6 +227,18 @@ def test_a_plugins_odd_failure_is_one_line_and_the_run_ends(failing, install, pr
     assert _files_with_the_token(root) == []
     assert (root / "fine.png").exists() and not (root / f"{failing}.png").exists()
     assert "[images.fine]" in (root / "images.lock").read_text()
+
+
+def test_an_exception_with_no_message_is_named_once(install, project, sites):
+    """It read `MemoryError: MemoryError`: the type, then the type again for a message."""
+    install("odd", ODD)
+    project({"images.toml": _manifest("memory")})
+    done = _apply(sites)
+    assert done.returncode == 1, done.stderr
+    assert "memory: backend 'odd' from nebula-odd 0.1 failed in generate: MemoryError (" in (
+        done.stderr
+    )
+    assert "MemoryError: MemoryError" not in done.stderr
 
 
 def test_progress_of_the_wrong_types_is_not_said(install, project, sites):

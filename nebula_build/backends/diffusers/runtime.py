@@ -42,7 +42,7 @@ from nebula_build.backends.diffusers.weights import (
     read_model_index,
     variant_of,
 )
-from nebula_build.errors import first_line
+from nebula_build.errors import first_line, typed_line
 from nebula_build.plugin import (
     BackendError,
     GenerationRequest,
@@ -514,7 +514,7 @@ class Runtime:
             exc, torch.OutOfMemoryError
         ):  # from diffusers or torch: one line
             return BackendError(
-                f"{request.model} failed in diffusers: {type(exc).__name__}: {first_line(exc)}",
+                f"{request.model} failed in diffusers: {typed_line(exc)}",
                 backend="diffusers",
                 image=request.image_name,
             )
@@ -533,7 +533,7 @@ def _blame(model_id: str, option: str) -> Iterator[None]:
             raise
         raise LocalSetupError(
             f"model {model_id!r}: {option} failed while loading it: "
-            f"{type(exc).__name__}: {first_line(exc)}; remove it from [backends.diffusers]",
+            f"{typed_line(exc)}; remove it from [backends.diffusers]",
             backend="diffusers",
         ) from exc
 
