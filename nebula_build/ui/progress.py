@@ -27,6 +27,10 @@ _DONE = {
 }
 
 
+#: without a status line, the least time between two activity lines of one image
+ACTIVITY_LINE_S = 5.0
+
+
 class Progress:
     """Prints apply events. On a TTY it keeps a status line of what is running."""
 
@@ -42,6 +46,8 @@ class Progress:
         self.running: dict[str, float] = {}
         self.steps: dict[str, tuple[int, int]] = {}
         self.activities: dict[str, str] = {}
+        #: the activity last given a line of its own, per image, and when (`activity`)
+        self._activity_said: dict[str, tuple[str, float]] = {}
         self.started_at = time.perf_counter()
         self._status_at = 0.0
 
@@ -58,14 +64,25 @@ class Progress:
             self._status()
 
     def activity(self, image: str, text: str) -> None:
-        """What a backend is busy with for `image` before it denoises (loading…)."""
-        self.activities[image] = printable(text, limit=120)
+        """What a backend is busy with for `image` before it denoises (loading…, waiting
+        for a Retry-After). Without a status line (a CI log) it gets a line of its own:
+        a new one for an image, and another at most every ACTIVITY_LINE_S seconds."""
+        said = printable(text, limit=120)
+        self.activities[image] = said
+        if not self.live and not self.quiet:
+            now = time.perf_counter()
+            last = self._activity_said.get(image)
+            if last is None or (said != last[0] and now - last[1] >= ACTIVITY_LINE_S):
+                self._activity_said[image] = (said, now)
+                self.stream.write(self.style(f"{image}: {said}", "dim") + "\n")
+                self.stream.flush()
         self._status()
 
     def finished(self, outcome: Outcome) -> None:
         self.running.pop(outcome.image, None)
         self.steps.pop(outcome.image, None)
         self.activities.pop(outcome.image, None)
+        self._activity_said.pop(outcome.image, None)
         counted = outcome.counted
         if counted:
             self.done += 1

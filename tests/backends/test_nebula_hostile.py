@@ -168,10 +168,12 @@ def test_a_far_retry_after_is_capped(value, project, run_cli, nebula_server, mon
     monkeypatch.setattr(asyncio, "sleep", sleep)
     project({"images.toml": nebula_manifest(ONE)})
     nebula_server.add_faults(f"retry_after:{value}")
-    code, _, err = run_cli("apply")
+    code, out, err = run_cli("apply")
     assert code == 0, err
     assert len(nebula_server.generations) == 2
     assert max(asked) == 60.0
+    # said in a log too (no status line there): a CI job's minute was silent
+    assert "a: waiting 60 s (Retry-After)\n" in out + err
 
 
 # --- finding 9: size caps -------------------------------------------------------------

@@ -44,7 +44,20 @@ def test_steps_are_not_printed_without_a_tty():
     progress.activity("hero", "loading")
     for done in range(1, 31):
         progress.step("hero", done, 30)
-    assert stream.getvalue() == ""
+    # the activity once, on a line of its own (a CI log has no status line); no step
+    assert stream.getvalue() == "hero: loading\n"
+
+
+def test_activities_without_a_tty_are_lines_but_never_a_flood():
+    stream = io.StringIO()
+    progress = Progress(stream, 1, live=False, style=Style(False))
+    progress.started(action("hero"))
+    for n in range(100):
+        progress.activity("hero", f"waiting {n} s (Retry-After)")
+    assert stream.getvalue() == "hero: waiting 0 s (Retry-After)\n"
+    quiet = io.StringIO()
+    Progress(quiet, 1, live=False, style=Style(False), quiet=True).activity("hero", "loading")
+    assert quiet.getvalue() == ""
 
 
 def test_a_local_generation_line_reports_load_compile_and_peak_memory():
