@@ -97,17 +97,53 @@ _unread: dict[Path, UnreadNote] = {}
 
 def recorded_elsewhere(project: Project) -> RecordedBeside:
     """Who else records a file: the lock of another manifest in the folder (both sides
-    of one a merge left conflict markers in), or None. The locks are read at the first
-    question, so a plan that removes and moves nothing reads none."""
+    of one a merge left conflict markers in), or of a project in a folder below, the
+    file's or one above it (`sub/images.toml`); or None. The locks are read at the
+    first question, so a plan that removes and moves nothing reads none."""
     found: dict[str, Recorded] | None = None
+    below: dict[str, dict[str, Recorded] | None] = {}  # by folder: what its locks record
 
     def recorded(path: str) -> Recorded | None:
         nonlocal found
         if found is None:
             found = _recorded_beside(project)
-        return found.get(file_key(path))
+        return found.get(file_key(path)) or _recorded_below(project, path, below)
 
     return recorded
+
+
+def _recorded_below(
+    project: Project, path: str, below: dict[str, dict[str, Recorded] | None]
+) -> Recorded | None:
+    """Who records `path` among the locks of the projects in its folders below the
+    root, nearest first: their paths are relative to their own folder. A folder that
+    is a link (None in `below`) is not looked into, nor past it."""
+    parts = path.split("/")[:-1]
+    folders = ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]
+    for folder in folders:
+        if folder not in below:
+            linked = (project.root / folder).is_symlink()
+            below[folder] = None if linked else _recorded_in_folder(project.root / folder, folder)
+        if below[folder] is None:
+            return None
+    for folder in reversed(folders):
+        recorded = below[folder]
+        if recorded and (owner := recorded.get(file_key(path[len(folder) + 1 :]))) is not None:
+            return owner
+    return None
+
+
+def _recorded_in_folder(folder: Path, shown: str) -> dict[str, Recorded]:
+    """What the locks of the manifests in `folder` (`shown` from the root) record, by
+    `file_key` of their paths (relative to `folder`); a lock that cannot be read
+    protects nothing."""
+    found: dict[str, Recorded] = {}
+    budget = _Budget()
+    for manifest, lock in _lock_names(folder):
+        recorded, _ = _recorded_in(folder / lock, manifest, _read, budget)
+        for key, owner in recorded.items():
+            found.setdefault(key, Recorded(f"{shown}/{owner.lock}", owner.owner))
+    return found
 
 
 def unread_beside(project: Project) -> list[UnreadNote]:
@@ -346,20 +382,21 @@ def _strings(values: list[object]) -> Iterator[str]:
 
 def _sibling_lock_names(project: Project) -> list[tuple[str, str]]:
     """The names of the other manifests in the folder and of their locks, sorted by
-    lock: a file that is not a link, named as `Project.lock_path` names a manifest's
     lock."""
+    own = project.lock_path.name
+    return [(manifest, lock) for manifest, lock in _lock_names(project.root) if lock != own]
+
+
+def _lock_names(folder: Path) -> list[tuple[str, str]]:
+    """The names of the manifests in `folder` and of their locks, sorted by lock: a
+    file that is not a link, named as `Project.lock_path` names a manifest's lock."""
     try:
-        with os.scandir(project.root) as found:
+        with os.scandir(folder) as found:
             files = {entry.name for entry in found if entry.is_file(follow_symlinks=False)}
     except OSError:
         return []
     manifests = [name for name in files if name.endswith(".toml")]
-    own = project.lock_path.name
     return sorted(
-        (
-            (manifest, lock)
-            for manifest in manifests
-            if (lock := lock_name(manifest)) in files and lock != own
-        ),
+        ((manifest, lock) for manifest in manifests if (lock := lock_name(manifest)) in files),
         key=lambda names: names[1],
     )

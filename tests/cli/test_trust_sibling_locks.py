@@ -385,3 +385,24 @@ def test_a_lock_beside_that_cannot_be_read_is_said_once(project, run_cli, monkey
     assert err.count("note: other.lock") == 1 and note in err
     assert not (root / "out/b.png").exists()
     assert run_cli("plan").err == ""
+
+
+def test_an_entry_copied_from_a_nested_projects_lock_never_deletes_its_file(project, run_cli):
+    """`sub/images.toml` is a project of its own: the root lock's entry copied from
+    `sub/images.lock` (paths made the root's) had apply delete sub's output."""
+    root = project({"images.toml": manifest(A), "sub/images.toml": manifest(B)})
+    assert run_cli("apply").code == 0
+    assert run_cli("apply", cwd=root / "sub").code == 0
+    b = (root / "sub/out/b.png").read_bytes()
+    copied = (root / "sub/images.lock").read_text().partition("[images.b]")[2]
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text() + "\n[images.zz]" + copied.replace("out/b", "sub/out/b"))
+    fresh_checkout(root)
+    shutil.rmtree(root / "sub/.nebula-build")
+    code, out, err = run_cli("plan", cwd=root)
+    assert code == 0, err
+    assert "sub/out/b.png stays: sub/images.lock records it as b's" in out
+    code, out, err = run_cli("apply", cwd=root)
+    assert code == 0, err
+    assert (root / "sub/out/b.png").read_bytes() == b
+    assert "zz" not in tomllib.loads(lock.read_text())["images"]
