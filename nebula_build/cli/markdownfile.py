@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from nebula_build.core.written import Read, as_one_file, read_too
 from nebula_build.errors import UserError
+from nebula_build.state.guard import RESERVED_FOLDERS
 from nebula_build.state.project import STATE_DIR
 from nebula_build.text import file_key, printable
 
@@ -71,6 +72,10 @@ def _refuse_kept(ctx: Context, project: Project, option: str, resolved: Path) ->
         _refuse(ctx, option, f"{resolved.name}, which nebula-build reads and keeps")
     if resolved.is_relative_to(project.root / STATE_DIR):
         _refuse(ctx, option, f"inside {STATE_DIR}/, where nebula-build keeps its state")
+    if resolved.is_relative_to(project.root) and RESERVED_FOLDERS & {
+        part.casefold() for part in resolved.relative_to(project.root).parts[:-1]
+    }:
+        _refuse(ctx, option, "inside a version control folder (.git/), never the tool's to write")
 
 
 def refuse_outputs(
