@@ -993,12 +993,16 @@ def _removed(
     owners: Mapping[str, tuple[str, str]],
     *,
     heir: str | None = None,
+    inputs: Mapping[str, str] | None = None,
 ) -> Action:
     owned = {path: owner for path in entry.files() if (owner := owners.get(file_key(path)))}
     current = ctx.digest_of(entry.output)
     owner = owned.get(entry.output)
+    reader = (inputs or {}).get(file_key(entry.output))
     if heir is not None:
         reason, keep = f"renamed to {heir}, which takes over {entry.output}", True
+    elif reader is not None and owner is None:  # a lock may name any file, an input too
+        reason, keep = f"{gone}; {entry.output} stays: it is an input of {reader}", True
     elif owner is not None and owner[1] == entry.output:
         reason, keep = f"{gone}; {entry.output} now belongs to {owner[0]}", True
     elif owner is not None:  # one file where case is ignored: removing it removes theirs
@@ -1136,8 +1140,15 @@ def make_plan(
     # records it in this apply: one targeted out or in conflict would leave it recorded
     # by no entry, and nothing would ever remove it
     takers = _Takers(actions)
+    inputs: dict[str, str] = {}  # by `file_key`: the image that reads it
     if removed:
         owners = {file_key(p): (n, p) for n, s in specs.items() for p in s.paths if n in takers}
+        inputs = {
+            file_key(p): n
+            for n, s in specs.items()
+            for p in (s.image, s.mask, s.palette_file)
+            if p is not None
+        }
         # declarations with `rows`: an image of theirs left with its row
         from_rows = {n.split("[", 1)[0] for n, s in specs.items() if s.row is not None}
         from_rows |= set(row_bases)
@@ -1151,6 +1162,7 @@ def make_plan(
             renamed.get(name) or _why_removed(name.split("[", 1)[0], from_rows, made_none),
             owners,
             heir=heirs.get(name),
+            inputs=inputs,
         )
         for name in removed
     ]

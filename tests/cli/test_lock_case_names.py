@@ -1,7 +1,7 @@
-"""A lock entry whose path differs from a declared output only in case names that
-output's very file on macOS and Windows: a pull request's lock must not have apply
-delete or move it. (Linux tells the names apart: a hard link stands in for the one
-file such a disk keeps under both names.)"""
+"""A lock entry of an image no longer declared that names another image's file, an
+input it reads or its output in another case (one file on macOS and Windows): apply
+must not delete or move that file. (Linux tells `A.png` from `a.png`: a hard link
+stands in for the one file such a disk keeps under both names.)"""
 
 from __future__ import annotations
 
@@ -62,3 +62,25 @@ def test_an_entry_moved_from_another_case_of_a_declared_file_does_not_take_it(pr
     assert code == 0, err
     assert (root / "img/icon.png").read_bytes() == held and (root / "img/ICON.png").is_file()
     assert (root / "img/crane.png").is_file()
+
+
+def test_a_removed_images_file_that_another_image_now_reads_stays(project, run_cli):
+    """`ref` made ref.png; the manifest then dropped `ref` and took ref.png as an input.
+    The plan said `- ref delete ref.png`, and apply failed: "file to delete 'ref.png'
+    is an input image" (a pull request's lock could name any input so)."""
+    from nebula_build.plugin import FLUX_FILL
+    from tests.cli.test_rows_matrix import preview
+    from tests.core.test_chains import mask
+
+    ref = {"prompt": "a hat", "output": "ref.png", "width": 64, "height": 64}
+    root = project({"images.toml": preview({"ref": ref}), "mask.png": mask()})
+    assert run_cli("apply").code == 0
+    made = (root / "ref.png").read_bytes()
+    cap = {"model": FLUX_FILL, "prompt": "a cap", "image": "ref.png", "mask": "mask.png"}
+    (root / "images.toml").write_text(preview({"cap": {**cap, "output": "cap.png"}}))
+    code, out, err = run_cli("plan")
+    assert code == 0, err
+    assert "removed from the manifest; ref.png stays: it is an input of cap" in out
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert (root / "ref.png").read_bytes() == made and (root / "cap.png").is_file()
