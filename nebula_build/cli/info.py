@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nebula_build.cli.context import Context, ExitCode, prepared_project
-from nebula_build.errors import UserError
+from nebula_build.errors import NebulaBuildError, UserError
 from nebula_build.text import escaped_value, made_by_stand_in, printable, shell_option
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ def cmd_models(ctx: Context) -> int:
     names = [ctx.args.backend] if ctx.args.backend else registry.names()
     declared = _project_backend_settings(ctx)
     tables = {}
+    failed: dict[str, str] = {}  # a plugin's `models` that failed: the others are listed
     for name in names:
         plugin = registry.get(name)
         # the project's settings can add models (a fine-tune, Seedream's id); where they
@@ -106,18 +107,25 @@ def cmd_models(ctx: Context) -> int:
                 settings = plugin.parse_settings(raw)
             except ValueError:
                 continue
-            tables[name] = plugin.models(settings)
+            try:
+                tables[name] = plugin.models(settings)
+            except NebulaBuildError as exc:
+                if ctx.args.backend:
+                    raise
+                failed[name] = str(exc)
             break
         else:
             ctx.notice(f"backend {name} needs settings in [backends.{name}] to list its models")
     sources = {n: p.source for n, p in registry.plugins.items() if not p.builtin}
     if ctx.args.json:
+        for problem in failed.values():
+            ctx.warn(f"{problem}; its models are left out")
         ctx.print_json(_models_json(tables, sources))
         return ExitCode.OK
     broken = {} if ctx.args.backend else {b.name: b.problem for b in ctx.left_out}
     if broken:  # a row of its own says it: no warning besides
         ctx.left_out = []
-    ctx.print(models_text(tables, ctx.style, broken, sources))
+    ctx.print(models_text(tables, ctx.style, {**broken, **failed}, sources))
     return ExitCode.OK
 
 

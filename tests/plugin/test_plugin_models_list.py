@@ -68,3 +68,19 @@ def test_a_backend_named_as_models_json_own_key_is_left_out_as_broken(install, p
     assert "cr\nlf" not in data
     for name in ("'_backends'", "'cr\\nlf'"):
         assert f"backend name {name} is not one" in err, err
+
+
+def test_a_plugin_whose_models_fail_is_a_row_and_the_others_are_listed(install, project, run_cli):
+    """`models` and `models --json` failed whole (exit 1) over one plugin's bug; a
+    plugin that failed to import was already a row of its own."""
+    install("flaky", plugin_source("flaky", "@classmethod\ndef models(cls, s):\n    1 / 0\n"))
+    project({"images.toml": "version = 1\n"})
+    code, out, err = run_cli("models")
+    assert code == 0, err
+    assert "backend preview\n" in out and "backend nebula\n" in out
+    assert "backend flaky  broken: " in out and "ZeroDivisionError" in out
+    code, out, err = run_cli("models", "--json")
+    assert code == 0, err
+    assert "preview" in json.loads(out) and "flaky" not in json.loads(out)
+    assert err.startswith("warning: backend 'flaky' from nebula-flaky 0.1 failed in models")
+    assert run_cli("models", "--backend", "flaky").code == 1
