@@ -177,6 +177,8 @@ def _entry_point_plugins(
         loaded[point.name] = where
         try:
             plugin = point.load()
+            if pm.is_registered(plugin):  # a second entry point of one module: one plugin
+                continue
             _register(pm, plugin, point.name, where)
         except Exception as exc:  # its import failed: its error, said once, never ours
             problem = exc if isinstance(exc, PluginError) else None

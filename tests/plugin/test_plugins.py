@@ -93,6 +93,22 @@ def test_a_plugin_listing_its_backend_twice_is_one_backend_two_of_one_name_are_r
     )
 
 
+def test_two_entry_points_of_one_module_are_one_plugin(tmp_path, monkeypatch, project, run_cli):
+    """`alias = "nebula_alias"` beside `solid = …` of the same module: every command
+    warned with pluggy's several-line "Plugin already registered under a different
+    name", listing every plugin module, and said its backends were left out (untrue)."""
+    site = tmp_path / "alias-site"
+    source = CLASH.replace('"preview"', '"aliased"')
+    entry = {"aliased": "nebula_alias", "alias2": "nebula_alias"}
+    install_distribution(site, "nebula-alias", {"nebula_alias": source}, entry)
+    monkeypatch.syspath_prepend(str(site))
+    project({"images.toml": MINIMAL})
+    code, out, err = run_cli("plan")
+    assert (code, err) == (0, ""), err
+    assert "aliased" in load_registry().names()
+    sys.modules.pop("nebula_alias", None)
+
+
 def test_two_distributions_with_one_entry_point_name_is_an_error_naming_both(
     tmp_path, monkeypatch, project, run_cli
 ):
