@@ -470,14 +470,18 @@ HOSTILE_MODELS = plugin_source(
 )
 
 
-@pytest.mark.parametrize("command", ["models", "validate"])
+@pytest.mark.parametrize("command", [("models", "--backend", "hostile"), ("validate",)])
 def test_a_plugins_model_id_is_checked_as_a_manifests_is(install, project, run_cli, command):
     install("hostile", HOSTILE_MODELS)
     project({"images.toml": MINIMAL.replace('"preview"', '"hostile"')})
-    code, out, err = run_cli(command)
+    code, out, err = run_cli(*command)
     assert code == 1 and out == "" and err.count("\n") == 1, err
     assert err.startswith("error: nebula-hostile 0.1: hostile.models: '::error::pwned")
     assert "a model id is 1-200 letters" in err
+    code, out, err = run_cli("models")  # every backend: the others listed, this one a row
+    assert code == 0 and "backend preview\n" in out, err
+    assert "\nbackend hostile  broken: nebula-hostile 0.1: hostile.models: '::error::" in out
+    assert not any(line.startswith(("::", "##[")) for line in out.splitlines())
 
 
 ODD_MODELS = plugin_source(
@@ -505,7 +509,7 @@ ODD_MODELS = plugin_source(
         ("'seed'", "8", "its params are not a set of parameter names"),
     ],
 )
-@pytest.mark.parametrize("command", ["models", "validate"])
+@pytest.mark.parametrize("command", [("models", "--backend", "odd"), ("validate",)])
 def test_a_plugins_model_declaration_is_checked_before_it_is_used(
     params, step, said, command, install, project, run_cli
 ):
@@ -514,7 +518,7 @@ def test_a_plugins_model_declaration_is_checked_before_it_is_used(
         "black-forest-labs/FLUX.1-schnell", "odd/model"
     )
     project({"images.toml": manifest})
-    code, out, err = run_cli(command)
+    code, out, err = run_cli(*command)
     assert code == 1 and out == "" and err.count("\n") == 1, err
     assert err.startswith(f"error: nebula-odd 0.1: odd.models: 'odd/model': {said}"), err
     assert "Traceback" not in err
