@@ -26,8 +26,9 @@ from nebula_build.core.plan import Plan
 from nebula_build.core.resolve import Resolved
 from nebula_build.engine import prices
 from nebula_build.engine.prepare import Prepared
+from nebula_build.engine.standins import says_stand_in
 from nebula_build.errors import NebulaBuildError, UserError, first_line
-from nebula_build.text import made_by_stand_in, plural
+from nebula_build.text import plural
 
 #: the longest a backend may take to say the account's balance, whatever its own deadline
 BALANCE_DEADLINE = 30.0
@@ -215,11 +216,7 @@ def _stand_ins(prepared: Prepared, plan: Plan) -> set[str]:
     answer them now (`Backend.made_with`)."""
     resolved = prepared.resolved
     used = {(a.spec.backend, a.spec.model) for a in plan.generations if a.spec is not None}
-    return {
-        backend
-        for backend, model in used
-        if made_by_stand_in(resolved.backends[backend].made_with(resolved.settings[backend], model))
-    }
+    return {backend for backend, model in used if says_stand_in(resolved, backend, model)}
 
 
 async def refreshed(

@@ -23,7 +23,7 @@ from nebula_build.engine.derived import plan_files
 from nebula_build.engine.prepare import Prepared
 from nebula_build.engine.standins import kept_note
 from nebula_build.engine.vouching import record_carried, vouching
-from nebula_build.errors import LockfileError, UserError
+from nebula_build.errors import LockfileError, PluginError, UserError
 from nebula_build.plugin import OnDisk
 from nebula_build.state.lockfile import Entries, LockEntry
 from nebula_build.state.remote import Remote
@@ -125,7 +125,7 @@ def plan_for(
         )
         images = Plan(_placeholders_not_adopted(diff(chosen).actions, prepared))
     actions = candidates.with_notes(images.actions, chosen.notes)
-    actions = candidates.with_notes(actions, other_settings(prepared, images, lock))
+    actions = candidates.with_notes(actions, other_settings(prepared, images, lock, notice))
     actions = candidates.with_notes(actions, kept_placeholders(images, lock, placeholders))
     if draws:
         actions += tuple(candidates.draw_actions(actions, chosen, drawn, prepared.store))
@@ -213,12 +213,19 @@ def _view(
     return view, entries
 
 
-def other_settings(prepared: Prepared, images: Plan, lock: Entries) -> dict[str, str]:
+def other_settings(
+    prepared: Prepared,
+    images: Plan,
+    lock: Entries,
+    notice: Callable[[str], None] = lambda message: None,
+) -> dict[str, str]:
     """A note for each image the plan keeps whose lock entry records other values of
     the settings its backend records (`Backend.made_with`) or of what files outside
     the project decide (`Backend.made_with_on_disk`: the weights): not in the key, so
-    no regeneration by itself; `apply --replace` makes it again with today's."""
-    now = _MadeWithNow(prepared)
+    no regeneration by itself; `apply --replace` makes it again with today's. A
+    plugin whose `made_with` fails gets no notes, and `notice` says so once: the plan
+    goes on."""
+    now = _MadeWithNow(prepared, notice)
     notes = {}
     for action in images.actions:
         spec, entry = action.spec, lock.get(action.image)
@@ -280,13 +287,15 @@ class _MadeWithNow:
     """What each backend says would make an image of a model now: its settings'
     part, and the on-disk part the lock entries ask about, each found once."""
 
-    def __init__(self, prepared: Prepared) -> None:
+    def __init__(self, prepared: Prepared, notice: Callable[[str], None]) -> None:
+        self._notice = notice
         self._resolved = prepared.resolved
         self._root = prepared.project.root
         self._on_disk = ondisk.Values(prepared.project, prepared.outside)
         self._settings: dict[tuple[str, str], dict[str, str]] = {}
         self._found: dict[tuple[str, str], Mapping[str, OnDisk]] = {}
         self._asked: set[tuple[str, str, str]] = set()
+        self._failed: set[tuple[str, str]] = set()
 
     def values(self, backend: str, model: str, names: Collection[str]) -> dict[str, str]:
         """The values known now, of the settings and of those of `names` on disk."""
@@ -296,12 +305,19 @@ class _MadeWithNow:
         if key not in self._settings:
             plugin = self._resolved.backends[backend]
             settings = self._resolved.settings[backend]
-            self._settings[key] = dict(plugin.made_with(settings, model))
             try:
+                self._settings[key] = dict(plugin.made_with(settings, model))
                 self._found[key] = plugin.made_with_on_disk(settings, model, self._root)
             except ondisk.UNREADABLE:
                 self._found[key] = {}
                 self._on_disk.unreadable()
+            except PluginError as exc:  # the plugin's bug: no note, never a failed plan
+                self._settings[key], self._found[key] = {}, {}
+                if not any(asked[0] == backend for asked in self._failed):
+                    self._notice(f"{exc}; the plan cannot say which images were made otherwise")
+                self._failed.add(key)
+            if key in self._failed:
+                return {}
         values = self._settings[key]
         for name in self._found[key].keys() & set(names):
             if (backend, model, name) not in self._asked:

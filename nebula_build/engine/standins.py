@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 
 from nebula_build.core.resolve import Resolved
+from nebula_build.errors import PluginError
 from nebula_build.text import made_by_stand_in, shell_option
 
 #: the most images whose names a note's command lists (`--replace` each)
@@ -37,6 +38,17 @@ def kept_note(images: Sequence[str]) -> str:
     return f"{PLACEHOLDER_NOTE} ({how} makes {it} for real); an apply elsewhere makes {it} again"
 
 
+def says_stand_in(resolved: Resolved, backend: str, model: str) -> bool:
+    """Whether `backend` says a stand-in for its service answers `model` now (its
+    `made_with` marks a placeholder); a plugin whose `made_with` fails says no (the
+    plan notes that failure where it compares settings)."""
+    plugin = resolved.backends[backend]
+    try:
+        return made_by_stand_in(plugin.made_with(resolved.settings[backend], model))
+    except PluginError:
+        return False
+
+
 class StandIns:
     """Which placeholders this run may take for the images they stand for."""
 
@@ -47,12 +59,11 @@ class StandIns:
     def accepted(self) -> bool:
         """Whether a backend of the project would make placeholders now: asked once,
         and only when a placeholder turns up."""
-        backends, settings = self._resolved.backends, self._resolved.settings
         used = {(spec.backend, spec.model) for spec in self._resolved.specs.values()}
         return any(
-            made_by_stand_in(backends[backend].made_with(settings[backend], model))
+            says_stand_in(self._resolved, backend, model)
             for backend, model in sorted(used)
-            if backend in backends
+            if backend in self._resolved.backends
         )
 
     def refused(self, made_with: Mapping[str, str]) -> bool:

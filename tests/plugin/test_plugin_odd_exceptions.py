@@ -349,3 +349,35 @@ def test_ctrl_c_with_a_stray_exit_as_the_run_winds_down(install, project, interr
     assert "interrupted with 1 of 2 images finished" in err
     assert TOKEN not in out + err and "Traceback" not in err
     assert "[images.fine]" in (root / "images.lock").read_text()
+
+
+MADE_WITH_FAILS = plugin_source(
+    "mw",
+    """
+    @classmethod
+    def made_with(cls, settings, model_id):
+        raise RuntimeError("no record today")
+
+    async def generate(self, request):
+        return GenerationResult(png(request), made_with={"weights": "v1"})
+    """,
+)
+
+
+def test_a_made_with_that_fails_costs_the_note_never_the_plan(install, project, run_cli):
+    """The first apply passed (no lock entry to compare yet); from then on every plan,
+    status, gallery and apply failed on the plugin's made_with."""
+    install("mw", MADE_WITH_FAILS)
+    project({"images.toml": _manifest("a").replace('"odd"', '"mw"')})
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    said = (
+        "backend 'mw' from nebula-mw 0.1 failed in made_with: RuntimeError: no record today "
+        "(a bug in that plugin: report it to its authors"
+    )
+    for command in ("plan", "status", "apply"):
+        code, out, err = run_cli(command)
+        assert code == 0, (command, err)
+        assert err.count(said) == 1, (command, err)
+        assert "the plan cannot say which images were made otherwise" in err
+    assert run_cli("gallery").code == 0

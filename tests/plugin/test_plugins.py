@@ -791,10 +791,12 @@ def test_a_plugin_whose_registration_fails_is_left_out_where_unused(install, pro
     )
 
 
-def test_a_plugins_made_with_that_never_returns_fails_the_plan_after_its_timeout(
+def test_a_plugins_made_with_that_never_returns_is_said_after_its_timeout(
     install, project, run_cli
 ):
-    """plan asks what made an image recorded in the lock: it hung there too."""
+    """plan asks what made an image recorded in the lock: it hung there too. Past the
+    timeout the plan goes on without the settings note (a plugin's bug costs the note,
+    never the plan)."""
     import importlib
 
     install("slow", SLOW_HOOKS)
@@ -809,9 +811,10 @@ def test_a_plugins_made_with_that_never_returns_fails_the_plan_after_its_timeout
         code, _, err = run_cli("plan")
     finally:
         plugin.released.set()
-    assert code == 1 and err.endswith(
-        "error: backend 'slow' from nebula-slow 0.1 did not say what made its images within "
-        "0.5s; raise [backends.slow] timeout if it takes longer\n"
+    assert code == 0 and err.endswith(
+        "note: backend 'slow' from nebula-slow 0.1 did not say what made its images within "
+        "0.5s; raise [backends.slow] timeout if it takes longer; the plan cannot say which "
+        "images were made otherwise\n"
     ), err
 
 
