@@ -630,7 +630,7 @@ class _Resolver(SpriteRules):
             self.fail(
                 self.origin(name, decl, "model"),
                 f"unknown model {model_id!r} for backend {merged['backend']!r} "
-                f"(known: {', '.join(models)}){model_suggestion(model_id, models)}",
+                f"({_known_models(models)}){model_suggestion(model_id, models)}",
             )
             return None
         rules = _rules_of(support)
@@ -1472,3 +1472,11 @@ def _unsupported_output(output: str, written: str, image: str) -> str:
     if not suffix:
         return f'has no extension; end it with {types}, as in output = "{shown}.png"'
     return f"unsupported file type {suffix!r}; use one of {', '.join(FORMATS)}"
+
+
+def _known_models(models: Mapping[str, ModelSupport]) -> str:
+    """The models an unknown model's error lists: `known: a, b`, or that there are none
+    (a plugin whose `models` returned nothing, a backend whose settings declare none)."""
+    if not models:
+        return "it lists no models: `nebula-build models` shows what each backend takes"
+    return f"known: {', '.join(models)}"

@@ -84,3 +84,17 @@ def test_a_plugin_whose_models_fail_is_a_row_and_the_others_are_listed(install, 
     assert "preview" in json.loads(out) and "flaky" not in json.loads(out)
     assert err.startswith("warning: backend 'flaky' from nebula-flaky 0.1 failed in models")
     assert run_cli("models", "--backend", "flaky").code == 1
+
+
+def test_an_unknown_model_of_a_backend_with_none_says_so(install, project, run_cli):
+    """It read "(known: )"."""
+    install("empty", plugin_source("empty", "@classmethod\ndef models(cls, s):\n    return {}\n"))
+    manifest = (
+        'version = 1\n[defaults]\nbackend = "empty"\nmodel = "empty/m"\n'
+        '[images.a]\nprompt = "x"\noutput = "a.png"\n'
+    )
+    project({"images.toml": manifest})
+    code, _, err = run_cli("validate")
+    assert code == 1
+    assert "unknown model 'empty/m' for backend 'empty' (it lists no models: `nebula-build " in err
+    assert "known: )" not in err
