@@ -109,6 +109,10 @@ ENV_TIMEOUT_RETRIES = "NEBULA_TIMEOUT_RETRIES"
 DEFAULT_TIMEOUT_RETRIES = 1
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: the least backoff, in seconds (jittered down to half), after a rate limit that says
+#: no Retry-After: `retry_backoff = 0` in a manifest (a pull request's) would otherwise
+#: send every try at once, at each of up to 256 concurrent images
+RATE_LIMITED_PAUSE = 1.0
 #: a gateway's word that the server behind it took the request and gave no (good) answer:
 #: it may have done and billed the work, so these count as unanswered requests
 _GATEWAY_STATUSES = frozenset({502, 504})
@@ -758,10 +762,13 @@ class _Retry(Exception):
         *,
         sent: bool = True,
         unanswered: bool = False,
+        rate_limited: bool = False,
     ) -> None:
         super().__init__(str(error))
         self.error = error
         self.delay = delay
+        #: a 429: the next try waits at least RATE_LIMITED_PAUSE, whatever the backoff
+        self.rate_limited = rate_limited
         #: the server may have done (and billed) the work: False for a rate limit or a
         #: connection that never reached it
         self.sent = sent
@@ -961,7 +968,8 @@ class NebulaBackend(Backend):
                     raise self._named(retry.error, request, attempts, capped=True) from None
                 if unanswered > self._timeout_retries:
                     raise self._named(retry.error, request, attempts, unanswered=True) from None
-                paused = self._pause(request, retry.delay, backoff)
+                floor = RATE_LIMITED_PAUSE if retry.rate_limited else 0.0
+                paused = self._pause(request, retry.delay, max(backoff, floor))
                 await (paused if reached else _held_back(request, paused))
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -1083,6 +1091,7 @@ class NebulaBackend(Backend):
                 raise _Retry(
                     error,
                     delay=retry_after(answer.headers),
+                    rate_limited=rate_limited,
                     sent=not rate_limited,
                     unanswered=answer.status in _GATEWAY_STATUSES,
                 )

@@ -176,6 +176,28 @@ def test_a_far_retry_after_is_capped(value, project, run_cli, nebula_server, mon
     assert "a: waiting 60 s (Retry-After)\n" in out + err
 
 
+def test_rate_limits_are_not_hammered_whatever_the_manifests_backoff(
+    project, run_cli, nebula_server, monkeypatch
+):
+    """`retry_backoff = 0` and `max_attempts = 20` in a pull request's manifest sent 20
+    rate-limited tries in 0.2 s (429s without a Retry-After), for each of its images."""
+    asked: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float, result: object = None) -> object:
+        asked.append(delay)
+        return await real_sleep(min(delay, 0.01), result)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    project({"images.toml": nebula_manifest(ONE, retry_backoff=0, max_attempts=4)})
+    nebula_server.add_faults("429:0", "429:0", "429:0")
+    code, _, err = run_cli("apply")
+    assert code == 0, err
+    assert len(nebula_server.generations) == 4
+    waits = [delay for delay in asked if delay > 0]
+    assert len(waits) >= 3 and min(waits) >= 0.5, asked
+
+
 # --- finding 9: size caps -------------------------------------------------------------
 
 
