@@ -126,6 +126,7 @@ def prepare(
     manifest allows edits to be resolved alone (the spec cache is not read: it keeps
     no parse).
     """
+    registry = replace(registry, recorded_by=lambda name: _recorded_plugin(project, name))
     files = FileIndex(project.root, project.file_index_path)
     guard = Guard(project.root, reserved=project.own_files)
     inputs = InputSnapshot(guard) if read_inputs else None
@@ -372,6 +373,25 @@ def _refused(
     """The manifest's error for a file it declares at key path `at`, at its line."""
     placed = from_bytes(raw, project.manifest_path, project.display_manifest).problem(at, message)
     return ManifestError.single(placed.path, where, message, placed.line, placed.column)
+
+
+def _recorded_plugin(project: Project, backend: str) -> str | None:
+    """The plugin distribution (`nebula-solid 0.1.0`) the lock records as having made
+    an image on `backend`, for the error of a backend not installed here; None where
+    the lock names none, or cannot be read (its own error comes from its own command)."""
+    from nebula_build.plugin.manager import PLUGIN_RECORD
+    from nebula_build.state.lockfile import read
+    from nebula_build.text import printable
+
+    try:
+        entries = read(project)
+    except UserError:
+        return None
+    for entry in entries.values():
+        made = entry.made_with.get(PLUGIN_RECORD) if entry.backend == backend else None
+        if made:
+            return printable(made, limit=120)
+    return None
 
 
 def recovered_lock(project: Project, notice: Notice) -> Entries:

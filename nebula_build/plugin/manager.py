@@ -669,6 +669,9 @@ class BackendRegistry:
     plugins: dict[str, BackendPlugin]
     #: by entry point name
     broken: dict[str, BrokenPlugin] = field(default_factory=dict)
+    #: the distribution a project's lock says made a backend's images, for the error
+    #: of a backend not installed here (asked only then: it reads the lock)
+    recorded_by: Callable[[str], str | None] | None = field(default=None, compare=False)
 
     def get(self, name: str, where: str = "") -> BackendPlugin:
         found = self.plugins.get(name)
@@ -684,7 +687,15 @@ class BackendRegistry:
             left_out = ", ".join(sorted(self.broken))
             error.args = (f"{error}; left out as broken: {left_out}",)
         elif did_you_mean(name, self.plugins) is None:  # no typo: a plugin not installed here
-            error.args = (f"{error}; {_NOT_INSTALLED}",)
+            made = self.recorded_by(name) if self.recorded_by is not None else None
+            if made is not None:
+                package = made.rsplit(" ", 1)[0]
+                error.args = (
+                    f"{error}; the lock records its images as made by {made}: install "
+                    f"{package} (docs/plugins.md)",
+                )
+            else:
+                error.args = (f"{error}; {_NOT_INSTALLED}",)
         raise error
 
     def names(self) -> list[str]:

@@ -96,6 +96,25 @@ def test_a_backend_no_plugin_provides_says_to_install_one(project, run_cli):
     )
 
 
+@pytest.mark.parametrize("command", ["validate", "status", "plan"])
+def test_a_backend_not_installed_names_the_package_the_lock_records(project, run_cli, command):
+    """A teammate's checkout without the plugin: the lock says which distribution made
+    the images (`made_with.plugin`), so the error names what to install."""
+    root = project({"images.toml": HEAD + HERO})
+    assert run_cli("apply").code == 0
+    lock = root / "images.lock"
+    text = lock.read_text().replace('backend = "preview"', 'backend = "acme"')
+    lock.write_text(text + 'made_with = { plugin = "nebula-acme 1.2.0" }\n')
+    (root / "images.toml").write_text(HEAD.replace('"preview"', '"acme"') + HERO)
+    code, out, err = run_cli(command)
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: images.toml:3:1: defaults.backend: unknown backend 'acme' "
+        "(known: diffusers, nebula, preview); the lock records its images as made by "
+        "nebula-acme 1.2.0: install nebula-acme (docs/plugins.md)\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("written", "meant"),
     [
