@@ -35,6 +35,9 @@ WroteBefore = Callable[[str, str], bool]
 HeldBy = Callable[[str, str], "str | None"]
 #: the spec of the image other than the one named that declares a path, or None
 DeclaredBy = Callable[[str, str], "AssetSpec | None"]
+#: whether two project paths that differ (in case, in Unicode form) name one file on
+#: this disk: both there, one directory entry (macOS, Windows), never on Linux
+SameFile = Callable[[str, str], bool]
 #: the other image whose file the lock records a path's digest as (see `_recorder`)
 RecordedFor = Callable[[str, str, str], "str | None"]
 #: the output options an output key was recorded with, where known
@@ -432,6 +435,7 @@ class _Context:
     #: the image other than the one named that declares a path, whatever it holds
     declared_by: DeclaredBy = lambda path, image: None
     carries_record: CarriesRecord = lambda path, digest, output_key: False
+    same_file: SameFile = lambda path, other: False
 
     def why_it_stays(self, path: str, digest: str, entry: LockEntry) -> str | None:
         """Why a file the lock records for `entry`, holding what it records, is not
@@ -480,17 +484,20 @@ def _recorder(lock: Mapping[str, LockEntry]) -> RecordedFor:
     return recorded_for
 
 
-def _declarer(specs: Mapping[str, AssetSpec]) -> DeclaredBy:
-    """Which other image declares a path as one of its files. The file there is that
+def _declarer(specs: Mapping[str, AssetSpec], same_file: SameFile) -> DeclaredBy:
+    """Which other image declares a path as one of its files (as it is, or under another
+    case where this disk keeps one file for both: `same_file`). The file there is that
     image's to write over, take as it is or refuse: no other image's action removes it
     (names swapped, one image would take in place the very file the other removes)."""
-    declared: dict[str, AssetSpec] = {}  # by `file_key`: on macOS `A.png` is `a.png`
+    declared: dict[str, tuple[str, AssetSpec]] = {}  # by `file_key`: its name, its image
 
     def declared_by(path: str, image: str) -> AssetSpec | None:
         if not declared:  # asked only for a file an image leaves: most plans never do
-            declared.update((file_key(p), spec) for spec in specs.values() for p in spec.paths)
-        other = declared.get(file_key(path))
-        return other if other is not None and other.name != image else None
+            declared.update((file_key(p), (p, spec)) for spec in specs.values() for p in spec.paths)
+        found = declared.get(file_key(path))
+        if found is None or found[1].name == image:
+            return None
+        return found[1] if found[0] == path or same_file(path, found[0]) else None
 
     return declared_by
 
@@ -985,6 +992,19 @@ def _in_the_way(owner: str | None, elsewhere: str | None) -> str:
     return "a file nebula-build did not write is in the way"
 
 
+def _named_by(
+    entry: LockEntry, names: Mapping[str, tuple[str, str]], ctx: _Context
+) -> dict[str, tuple[str, str]]:
+    """The files of `entry` that `names` (by `file_key`: an image, and its name for the
+    file) names: as they are, or under another case where the disk keeps one file."""
+    found = {}
+    for path in entry.files():
+        named = names.get(file_key(path))
+        if named is not None and (named[1] == path or ctx.same_file(path, named[1])):
+            found[path] = named
+    return found
+
+
 def _removed(
     name: str,
     entry: LockEntry,
@@ -993,16 +1013,17 @@ def _removed(
     owners: Mapping[str, tuple[str, str]],
     *,
     heir: str | None = None,
-    inputs: Mapping[str, str] | None = None,
+    inputs: Mapping[str, tuple[str, str]] | None = None,
 ) -> Action:
-    owned = {path: owner for path in entry.files() if (owner := owners.get(file_key(path)))}
+    owned = _named_by(entry, owners, ctx)
+    read = _named_by(entry, inputs or {}, ctx)  # a lock may name any file, an input too
     current = ctx.digest_of(entry.output)
     owner = owned.get(entry.output)
-    reader = (inputs or {}).get(file_key(entry.output))
+    reader = read.get(entry.output)
     if heir is not None:
         reason, keep = f"renamed to {heir}, which takes over {entry.output}", True
-    elif reader is not None and owner is None:  # a lock may name any file, an input too
-        reason, keep = f"{gone}; {entry.output} stays: it is an input of {reader}", True
+    elif reader is not None and owner is None:
+        reason, keep = f"{gone}; {entry.output} stays: it is an input of {reader[0]}", True
     elif owner is not None and owner[1] == entry.output:
         reason, keep = f"{gone}; {entry.output} now belongs to {owner[0]}", True
     elif owner is not None:  # one file where case is ignored: removing it removes theirs
@@ -1021,6 +1042,8 @@ def _removed(
         reason, keep = gone, False
     else:
         reason, keep = f"{gone}; {entry.output} was changed by hand, so it stays", True
+    for path in sorted(read.keys() - {entry.output}):  # a variant another image reads
+        reason += f"; {path} stays: it is an input of {read[path][0]}"
     return Action(
         image=name,
         kind=ActionKind.DELETE,
@@ -1028,9 +1051,9 @@ def _removed(
         output=entry.output,
         entry=entry,
         keep_file=keep,
-        kept=frozenset(owned),
+        kept=frozenset(owned) | frozenset(read),
         renamed_to=heir,
-        kept_for=tuple((path, owned[path][0]) for path in sorted(owned)),
+        kept_for=tuple((path, (owned | read)[path][0]) for path in sorted({*owned, *read})),
     )
 
 
@@ -1071,6 +1094,7 @@ def make_plan(
     vouched: Vouched = lambda path, digest, entry: False,
     carries_record: CarriesRecord = lambda path, digest, output_key: False,
     elsewhere: RecordedElsewhere = lambda path: None,
+    same_file: SameFile = lambda path, other: False,
     targets: Collection[str] = (),
     replace_images: Collection[str] = (),
     force: bool = False,
@@ -1104,7 +1128,7 @@ def make_plan(
         left,
         output_params,
         wrote_before,
-        _holder(lock, digest_of, declared := _declarer(specs)),
+        _holder(lock, digest_of, declared := _declarer(specs, same_file)),
         _recorder(lock),
         _by_digest(left),
         vouched,
@@ -1114,6 +1138,7 @@ def make_plan(
         renames(specs, lock),
         declared,
         carries_record,
+        same_file,
     )
     wanted = _with_upstreams(chosen | replaced, specs) if targets else None
     along: dict[str, str] = {}
@@ -1140,11 +1165,11 @@ def make_plan(
     # records it in this apply: one targeted out or in conflict would leave it recorded
     # by no entry, and nothing would ever remove it
     takers = _Takers(actions)
-    inputs: dict[str, str] = {}  # by `file_key`: the image that reads it
+    inputs: dict[str, tuple[str, str]] = {}  # by `file_key`: the image that reads it, its name
     if removed:
         owners = {file_key(p): (n, p) for n, s in specs.items() for p in s.paths if n in takers}
         inputs = {
-            file_key(p): n
+            file_key(p): (n, p)
             for n, s in specs.items()
             for p in (s.image, s.mask, s.palette_file)
             if p is not None

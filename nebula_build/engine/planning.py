@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from pathlib import Path
 
 from nebula_build.core.plan import (
     PLACEHOLDER_REASON,
@@ -92,6 +93,7 @@ def plan_for(
             chosen.specs,
             lock,
             digest_of=prepared.files.digest,
+            same_file=lambda path, other: _same_file(prepared.project.root, path, other),
             has_cached=prepared.store.has_ours,
             known_output=prepared.store.output_files,
             output_params=prepared.store.output_params,
@@ -211,6 +213,18 @@ def _view(
         view = {name: specs[name] for name in sorted(wanted, key=lambda n: order.get(n, 0))}
     entries = {name: lock[name] for name in (*view, *names) if name in lock}
     return view, entries
+
+
+def _same_file(root: Path, path: str, other: str) -> bool:
+    """Whether two project paths are one directory entry on this disk (a name in another
+    case on macOS or Windows, or a hard link): two stats, asked only of names that differ
+    in case or Unicode form alone."""
+    try:
+        first = (root / path).stat(follow_symlinks=False)
+        second = (root / other).stat(follow_symlinks=False)
+    except (OSError, ValueError):
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def other_settings(

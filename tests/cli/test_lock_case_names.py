@@ -84,3 +84,37 @@ def test_a_removed_images_file_that_another_image_now_reads_stays(project, run_c
     code, out, err = run_cli("apply")
     assert code == 0, err
     assert (root / "ref.png").read_bytes() == made and (root / "cap.png").is_file()
+
+
+def test_a_name_in_another_case_that_is_another_file_here_is_removed(project, run_cli):
+    """Where the disk tells `A.png` from `a.png` (Linux), the removed image's file is its
+    own: it goes, as before; kept, no entry would record it and nothing remove it."""
+    x = '[images.x]\nprompt = "x"\nwidth = 64\nheight = 64\noutput = "img/A.png"'
+    y = '[images.y]\nprompt = "y"\nwidth = 64\nheight = 64\noutput = "img/b.png"'
+    root = project({"images.toml": PREVIEW + f"\n{x}\n{y}\n"})
+    assert run_cli("apply").code == 0
+    (root / "images.toml").write_text(PREVIEW + "\n" + y.replace("img/b", "img/a") + "\n")
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "stays" not in out
+    assert sorted(path.name for path in (root / "img").iterdir()) == ["a.png"]
+
+
+def test_a_removed_images_variant_that_another_image_reads_stays(project, run_cli):
+    """Only the output was checked: apply removed ref.png, then failed on every run with
+    "file to delete 'ref-64.png' is an input image"."""
+    from nebula_build.plugin import FLUX_FILL
+    from tests.cli.test_rows_matrix import preview
+    from tests.core.test_chains import mask
+
+    ref = {"prompt": "a hat", "output": "ref.png", "width": 128, "height": 128, "widths": [64]}
+    root = project({"images.toml": preview({"ref": ref}), "mask.png": mask()})
+    assert run_cli("apply").code == 0
+    variant = (root / "ref-64.png").read_bytes()
+    cap = {"model": FLUX_FILL, "prompt": "a cap", "image": "ref-64.png", "mask": "mask.png"}
+    (root / "images.toml").write_text(preview({"cap": {**cap, "output": "cap.png"}}))
+    code, out, err = run_cli("apply")
+    assert code == 0, err
+    assert "removed from the manifest; ref-64.png stays: it is an input of cap" in out, out
+    assert (root / "ref-64.png").read_bytes() == variant
+    assert run_cli("apply").code == 0
