@@ -31,6 +31,9 @@ REDACTED = "[redacted]"
 MAX_IMAGE_NAME = 1024
 #: the shortest run of a secret's characters that `redact` still removes
 MIN_SECRET_FRAGMENT = 8
+#: the fewest letters and digits of a secret that `redact` still finds with other
+#: characters between them: a key of words (`ak_dry_run`) would be found in a sentence
+MIN_SPREAD_SECRET = 16
 
 _ESCAPE_SEQUENCE = re.compile(
     r"""
@@ -274,21 +277,58 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     text = _redact_forms(text, forms)
     if not text.isascii():  # a key in look-alikes: fullwidth, accented, spaced by U+00A0
         folded = _to_ascii(text)
-        if (without := _redact_forms(folded, forms)) != folded:
-            return without
+        if _redact_forms(folded, forms) != folded:  # rare: found only so
+            return _redact_look_alikes(text, forms)
     return text
 
 
-def _redact_forms(text: str, forms: _Forms) -> str:
+#: what `_redact_forms` puts in place of each character it takes out, with `hide`
+_HIDDEN = "\x00"
+
+
+def _redact_forms(text: str, forms: _Forms, *, hide: bool = False) -> str:
+    """`text` with the forms taken out: each stretch "[redacted]", or with `hide` each
+    character `_HIDDEN` (what is taken out stays where it was)."""
+
+    def cover(found: str) -> str:
+        return _HIDDEN * len(found) if hide else REDACTED
+
     for secret in forms.whole:  # whole values first: a fragment pass must not cut one in two
-        text = text.replace(secret, REDACTED)
+        text = text.replace(secret, cover(secret))
     if forms.standing_alone is not None:  # a placeholder ("x", "er") is in many a word
-        text = forms.standing_alone.sub(REDACTED, text)
+        text = forms.standing_alone.sub(lambda found: cover(found[0]), text)
     if forms.windows:
-        text = _redact_fragments(text, forms.windows)
+        text = _redact_fragments(text, forms.windows, hide=hide)
     if forms.spread:
-        text = _redact_spread(text, forms.spread)
+        text = _redact_spread(text, forms.spread, hide=hide)
     return text
+
+
+def _redact_look_alikes(text: str, forms: _Forms) -> str:
+    """`text` with the secrets that its ASCII reading shows taken out of it, and the
+    rest of it as it is (a file name in another script, an arrow)."""
+    import unicodedata
+
+    pieces = [c if c.isascii() else _to_ascii(unicodedata.normalize("NFKD", c)) for c in text]
+    folded = "".join(pieces)
+    hidden = _redact_forms(folded, forms, hide=True)
+    covered: list[bool] = []
+    place = 0
+    for piece in pieces:
+        taken = any(
+            hidden[at] == _HIDDEN and folded[at] != _HIDDEN
+            for at in range(place, place + len(piece))
+        )
+        # a mark with no ASCII of its own (an accent) goes with the letter before it
+        covered.append(taken if piece else bool(covered and covered[-1]))
+        place += len(piece)
+    shown: list[str] = []
+    for index, char in enumerate(text):
+        if not covered[index]:
+            shown.append(char)
+        elif index == 0 or not covered[index - 1]:
+            shown.append(REDACTED)
+    return "".join(shown)
 
 
 def _to_ascii(text: str) -> str:
@@ -301,26 +341,31 @@ def _to_ascii(text: str) -> str:
 
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
+#: the bytes `_NOT_ALNUM` matches, for `bytes.translate` (many times faster than re)
+_NOT_ALNUM_BYTES = bytes(b for b in range(256) if not chr(b).isascii() or not chr(b).isalnum())
 
 
-def _redact_spread(text: str, spread: tuple[str, ...]) -> str:
+def _redact_spread(text: str, spread: tuple[str, ...], *, hide: bool = False) -> str:
     """Remove a secret spelled out with other characters between its letters and digits
     (`a-k-_-Z-x…`, pieces of 7 on their own lines): `spread` holds each secret's letters
     and digits, lowercased."""
-    squeezed = _NOT_ALNUM.sub("", text).lower()
-    if not any(letters in squeezed for letters in spread):
+    squeezed = text.encode("ascii", "ignore").translate(None, _NOT_ALNUM_BYTES).lower()
+    if not any(letters.encode() in squeezed for letters in spread):
         return text  # the usual case, found at C speed
+    squeezed_text = _NOT_ALNUM.sub("", text).lower()
     places = [match.start() for match in re.finditer(r"[A-Za-z0-9]", text)]
     cuts: list[tuple[int, int]] = []
     for letters in spread:
-        start = squeezed.find(letters)
+        start = squeezed_text.find(letters)
         while start != -1:
             cuts.append((places[start], places[start + len(letters) - 1] + 1))
-            start = squeezed.find(letters, start + len(letters))
+            start = squeezed_text.find(letters, start + len(letters))
     pieces, done = [], 0
     for begin, end in sorted(cuts):
         if begin >= done:
-            pieces += [text[done:begin], REDACTED]
+            pieces += [text[done:begin], _HIDDEN * (end - begin) if hide else REDACTED]
+        elif end > done and hide:
+            pieces.append(_HIDDEN * (end - done))
         done = max(done, end)
     return "".join([*pieces, text[done:]])
 
@@ -338,36 +383,40 @@ class _Forms(NamedTuple):
     starts: dict[str, tuple[str, ...]]
     #: the length of the longest form
     longest: int
-    #: each secret's letters and digits, lowercased, where there are MIN_SECRET_FRAGMENT
+    #: each secret's letters and digits, lowercased, where there are MIN_SPREAD_SECRET
     spread: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=4)  # a backend's secrets, asked for at every message
 def _forms(secrets: tuple[str, ...]) -> _Forms:
     forms: set[str] = set()
+    shifted: set[str] = set()  # base64 at an offset: taken whole, never in pieces
     spread: set[str] = set()
     for secret in secrets:
         if secret:
             # as it is, and as a header or host name lowercased it (or a shout uppercased)
             forms |= {secret, secret.lower(), secret.upper()}
-            forms |= _base64_forms(secret.encode("utf-8", "replace"))
-            if len(letters := _NOT_ALNUM.sub("", secret).lower()) >= MIN_SECRET_FRAGMENT:
+            encoded = base64.b64encode(secret.encode("utf-8", "replace")).decode("ascii")
+            forms.add(encoded.rstrip("="))
+            shifted |= _base64_forms(secret.encode("utf-8", "replace"))
+            if len(letters := _NOT_ALNUM.sub("", secret).lower()) >= MIN_SPREAD_SECRET:
                 spread.add(letters)
             if not _URL_SAFE.fullmatch(secret):
                 from urllib.parse import quote, quote_plus  # only for such a secret
 
                 forms |= {quote(secret, safe=""), quote_plus(secret, safe="")}
-    ordered = sorted(forms, key=len, reverse=True)
-    whole = tuple(form for form in ordered if len(form) >= MIN_SECRET_FRAGMENT)
-    short = "|".join(re.escape(form) for form in ordered if len(form) < MIN_SECRET_FRAGMENT)
     size = MIN_SECRET_FRAGMENT
+    pieced = [form for form in forms if len(form) >= size]
+    ordered = sorted(forms | shifted, key=len, reverse=True)
+    whole = tuple(form for form in ordered if len(form) >= size)
+    short = "|".join(re.escape(form) for form in ordered if len(form) < size)
     starts: dict[str, tuple[str, ...]] = {}
     for form in ordered:
         starts[form[0]] = (*starts.get(form[0], ()), form)
     return _Forms(
         whole,
         re.compile(rf"(?<![A-Za-z0-9])(?:{short})(?![A-Za-z0-9])") if short else None,
-        frozenset(form[i : i + size] for form in whole for i in range(len(form) - size + 1)),
+        frozenset(form[i : i + size] for form in pieced for i in range(len(form) - size + 1)),
         tuple(form for form in ordered if len(form) < size),
         starts,
         len(ordered[0]) if ordered else 0,
@@ -378,8 +427,8 @@ def _forms(secrets: tuple[str, ...]) -> _Forms:
 def _base64_forms(secret: bytes) -> set[str]:
     """The base64 of `secret` wherever it starts in what is encoded (`Bearer ` before
     it shifts it by one byte): at each of the three offsets, the characters that only
-    its own bits make; and, as the end of what is encoded, its whole base64."""
-    forms = {base64.b64encode(secret).decode("ascii").rstrip("=")}
+    its own bits make."""
+    forms = set()
     for offset in range(3):
         encoded = base64.b64encode(bytes(offset) + secret).decode("ascii")
         first = -(-8 * offset // 6)  # the first character no byte before it takes part in
@@ -444,7 +493,7 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
 _WINDOWS_SEARCHED = 256
 
 
-def _redact_fragments(text: str, windows: frozenset[str]) -> str:
+def _redact_fragments(text: str, windows: frozenset[str], *, hide: bool = False) -> str:
     """Remove every stretch of `text` made of `windows` (of MIN_SECRET_FRAGMENT characters)."""
     size = MIN_SECRET_FRAGMENT
     starts = range(len(text) - size + 1)
@@ -461,6 +510,8 @@ def _redact_fragments(text: str, windows: frozenset[str]) -> str:
     for index, char in enumerate(text):
         if not covered[index]:
             pieces.append(char)
+        elif hide:
+            pieces.append(_HIDDEN)
         elif index == 0 or not covered[index - 1]:
             pieces.append(REDACTED)
     return "".join(pieces)

@@ -221,3 +221,25 @@ def test_escaped_value_is_read_back_as_the_value(text):
 )
 def test_escaped_value_doubles_backslashes_only_where_one_could_be_misread(text, shown):
     assert escaped_value(text) == shown
+
+
+def test_a_key_in_look_alikes_is_taken_out_and_the_rest_stays_as_written():
+    """The whole message came back folded to ASCII: a file name in another script, the
+    arrows and the accents were gone with the key."""
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in KEY)
+    said = redact(f"error: {fullwidth} refused — ファイル 猫.png → café", [KEY])
+    assert said == f"error: {REDACTED} refused — ファイル 猫.png → café"
+    accented = "\u0301".join(KEY)
+    assert redact(f"é {accented} é", [KEY]) == f"é {REDACTED} é"
+
+
+def test_a_short_key_of_words_is_not_looked_for_between_other_words():
+    """A key's letters and digits are looked for spread out only where there are 16 or
+    more: `ak_dry_run` was found in "a weak dry run", `…-12345678` in "12,345,678"."""
+    assert redact("a weak dry run, then AK_DRY_RUN", ["ak_dry_run"]) == (
+        f"a weak dry run, then {REDACTED}"
+    )
+    assert redact("wrote 12,345,678 bytes", ["пароль-секрет-12345678"]) == (
+        "wrote 12,345,678 bytes"
+    )
+    assert redact(" ".join(KEY[i : i + 7] for i in range(0, len(KEY), 7)), [KEY]) == REDACTED
