@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import functools
 import importlib
 import os
 import signal
@@ -688,19 +689,20 @@ def main_exit() -> None:
     # the command is over: another Ctrl-C (or a first one now) cuts the wait for the
     # writes still finishing short, with no traceback from wherever it waited
     with contextlib.suppress(ValueError):  # not the main thread
-        signal.signal(signal.SIGINT, _exit_at_once)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # `cmd &` in a script
+            signal.signal(signal.SIGINT, functools.partial(_exit_at_once, code))
     _exit_past_plugin_threads(code)
     sys.exit(code)
 
 
-def _exit_at_once(signum: int, frame: FrameType | None) -> None:
+def _exit_at_once(code: int, signum: int, frame: FrameType | None) -> None:
     """Ctrl-C once the command is over: what it printed is flushed, and the process
-    ends as interrupted (a file write it left may not have finished: the next run
-    tidies its temp file)."""
+    ends with the command's code, or as interrupted (130) where it had succeeded: a
+    file write it left may not have finished (the next run tidies its temp file)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(130)
+    os._exit(code or 130)
 
 
 def _exit_past_plugin_threads(code: int) -> None:

@@ -66,9 +66,15 @@ def run(main: Coroutine[Any, Any, T], on_failure: ExceptionHandler | None = None
         else:
             on_failure(loop, context)
 
+    stopped_by_user = False
     try:
         return _run_past_strays(runner, main, said)
+    except KeyboardInterrupt:
+        stopped_by_user = True
+        raise
     finally:
+        if not stopped_by_user:  # a write of ours ends before the caller's project lock
+            _wait_for_ours(executor)
         executor.done = True
         try:
             _wind_down(loop, said)
@@ -167,6 +173,14 @@ def _unsaid(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
 
 async def _awaited(task: asyncio.Task[T]) -> T:
     return await task
+
+
+def _wait_for_ours(executor: ThreadPoolExecutor) -> None:
+    """Wait for the executor's threads that run our own code (a file being written,
+    moved or deleted), never for one that runs a plugin's alone."""
+    for thread in list(executor._threads):
+        while thread.is_alive() and still_ours(thread):
+            thread.join(0.05)
 
 
 def abandoned_threads() -> list[threading.Thread]:

@@ -239,11 +239,18 @@ def _refuse_a_folder_led_out(ctx: Context, root: Path, out: Path) -> None:
     """Refuse `--out` named inside the project where a link leads out of it (a pull
     request's `review -> ~/somewhere`): the link must not choose where the page and the
     draws are written. Named outside the project, the folder is the user's choice."""
+    from nebula_build.cli.markdownfile import in_version_control
+
     named = Path(os.path.normpath(Path(ctx.start).resolve() / ctx.args.out))
     if named.is_relative_to(root) and not out.is_relative_to(root):
         raise UserError(
             f"{_out_named(ctx, out)}: a link leads out of the project there; name another "
             "folder (or the place the link leads to, if the gallery should go there)"
+        )
+    if in_version_control(root, out):
+        raise UserError(
+            f"{_out_named(ctx, out)}: that is in a version control folder (.git/), never "
+            "the tool's to write; name another folder"
         )
 
 

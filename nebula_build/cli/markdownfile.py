@@ -65,6 +65,20 @@ def _refuse_linked_out(ctx: Context, root: Path, option: str) -> None:
         _refuse(ctx, option, "in a folder a link leads out of the project")
 
 
+def in_version_control(root: Path, resolved: Path) -> bool:
+    """Whether `resolved` (a path with no link left in it) is a version control folder
+    of the project (`.git`, a file in a worktree) or inside one: never ours to write."""
+    if not resolved.is_relative_to(root):
+        return False
+    return not _VERSION_CONTROL.isdisjoint(
+        part.casefold() for part in resolved.relative_to(root).parts
+    )
+
+
+#: the folders of the reserved ones that version control keeps (`.git`, `.hg`, `.svn`)
+_VERSION_CONTROL = RESERVED_FOLDERS - {STATE_DIR}
+
+
 def _refuse_kept(ctx: Context, project: Project, option: str, resolved: Path) -> None:
     if resolved in (project.manifest_path, project.lock_path) or any(
         resolved == project.root / name for name in project.own_files
@@ -72,9 +86,7 @@ def _refuse_kept(ctx: Context, project: Project, option: str, resolved: Path) ->
         _refuse(ctx, option, f"{resolved.name}, which nebula-build reads and keeps")
     if resolved.is_relative_to(project.root / STATE_DIR):
         _refuse(ctx, option, f"inside {STATE_DIR}/, where nebula-build keeps its state")
-    if resolved.is_relative_to(project.root) and RESERVED_FOLDERS & {
-        part.casefold() for part in resolved.relative_to(project.root).parts[:-1]
-    }:
+    if in_version_control(project.root, resolved):
         _refuse(ctx, option, "inside a version control folder (.git/), never the tool's to write")
 
 

@@ -102,18 +102,19 @@ def recorded_elsewhere(project: Project) -> RecordedBeside:
     first question, so a plan that removes and moves nothing reads none."""
     found: dict[str, Recorded] | None = None
     below: dict[str, dict[str, Recorded] | None] = {}  # by folder: what its locks record
+    budget = _Budget()  # one for every folder below: a thousand cost no more than one
 
     def recorded(path: str) -> Recorded | None:
         nonlocal found
         if found is None:
             found = _recorded_beside(project)
-        return found.get(file_key(path)) or _recorded_below(project, path, below)
+        return found.get(file_key(path)) or _recorded_below(project, path, below, budget)
 
     return recorded
 
 
 def _recorded_below(
-    project: Project, path: str, below: dict[str, dict[str, Recorded] | None]
+    project: Project, path: str, below: dict[str, dict[str, Recorded] | None], budget: _Budget
 ) -> Recorded | None:
     """Who records `path` among the locks of the projects in its folders below the
     root, nearest first: their paths are relative to their own folder. A folder that
@@ -123,7 +124,9 @@ def _recorded_below(
     for folder in folders:
         if folder not in below:
             linked = (project.root / folder).is_symlink()
-            below[folder] = None if linked else _recorded_in_folder(project.root / folder, folder)
+            below[folder] = (
+                None if linked else _recorded_in_folder(project.root / folder, folder, budget)
+            )
         if below[folder] is None:
             return None
     for folder in reversed(folders):
@@ -133,26 +136,26 @@ def _recorded_below(
     return None
 
 
-def _recorded_in_folder(folder: Path, shown: str) -> dict[str, Recorded]:
+def _recorded_in_folder(folder: Path, shown: str, budget: _Budget) -> dict[str, Recorded]:
     """What the locks of the manifests in `folder` (`shown` from the root) record, by
     `file_key` of their paths (relative to `folder`); a lock that cannot be read
-    protects nothing."""
+    protects nothing, and `unread_beside` says so."""
     found: dict[str, Recorded] = {}
-    budget = _Budget()
     for manifest, lock in _lock_names(folder):
-        recorded, _ = _recorded_in(folder / lock, manifest, _read, budget)
+        recorded, unread = _recorded_in(folder / lock, manifest, _read, budget, shown=shown)
+        if unread is not None:
+            _unread[folder / lock] = unread
         for key, owner in recorded.items():
             found.setdefault(key, Recorded(f"{shown}/{owner.lock}", owner.owner))
     return found
 
 
 def unread_beside(project: Project) -> list[UnreadNote]:
-    """A note for each lock in the folder that was asked about since the last call and
-    could not be read, so protects nothing (`other.lock is not read: …`)."""
-    notes = [note for path, note in _unread.items() if path.parent == project.root]
-    for path in [path for path in _unread if path.parent == project.root]:
-        del _unread[path]
-    return notes
+    """A note for each lock in the folder, or in a folder below, that was asked about
+    since the last call and could not be read, so protects nothing (`other.lock is not
+    read: …`)."""
+    ours = [path for path in _unread if path.is_relative_to(project.root)]
+    return [_unread.pop(path) for path in ours]
 
 
 def _recorded_beside(project: Project) -> dict[str, Recorded]:
@@ -228,6 +231,8 @@ def _recorded_in(
     manifest: str,
     held: Mapping[Path, tuple[_Signature, dict[str, Recorded], UnreadNote | None]],
     budget: _Budget,
+    *,
+    shown: str = "",
 ) -> tuple[dict[str, Recorded], UnreadNote | None]:
     """The files the lock at `path` (`manifest`'s) records, and the note that says why
     it could not be read (None where it was); read again only where it changed since
@@ -243,7 +248,8 @@ def _recorded_in(
             for file, owner in _files(data):
                 found.setdefault(file_key(file), Recorded(path.name, owner))
     except _Unread as exc:
-        unread = _unread_note(path.name, manifest, exc)
+        folder = f"{shown}/" if shown else ""
+        unread = _unread_note(f"{folder}{path.name}", f"{folder}{manifest}", exc)
     if before is not None and _signature(path) == before:
         _read[path] = (before, found, unread)
     return found, unread

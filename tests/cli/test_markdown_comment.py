@@ -212,6 +212,7 @@ def test_a_pull_request_s_mention_pings_nobody(project, run_cli, monkeypatch, tm
         (".nebula-build/plan.md", "inside .nebula-build/, where nebula-build keeps its state"),
         (".git/config", "inside a version control folder (.git/), never the tool's to write"),
         (".Git/hooks/x.md", "inside a version control folder (.git/), never the tool's to write"),
+        (".git", "inside a version control folder (.git/), never the tool's to write"),
         ("img/hero.png", "the output of image hero"),
         ("static/images.json", "the output of asset manifest"),
         ("img/../images.toml", "images.toml, which nebula-build reads and keeps"),

@@ -431,6 +431,7 @@ def test_new_prices_are_a_note_with_both_figures_and_max_cost_still_holds(
         (".nebula-build/plan.json", "inside .nebula-build/, where nebula-build keeps its state"),
         (".git/config", "inside a version control folder (.git/), never the tool's to write"),
         (".Git/hooks/x.json", "inside a version control folder (.git/), never the tool's to write"),
+        (".git", "inside a version control folder (.git/), never the tool's to write"),
         ("img/hero.png", "the output of image hero"),
         ("data/products.csv", "read by the manifest as rows"),
     ],

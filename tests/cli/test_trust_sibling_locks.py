@@ -406,3 +406,22 @@ def test_an_entry_copied_from_a_nested_projects_lock_never_deletes_its_file(proj
     assert code == 0, err
     assert (root / "sub/out/b.png").read_bytes() == b
     assert "zz" not in tomllib.loads(lock.read_text())["images"]
+
+
+def test_a_nested_lock_that_cannot_be_read_is_said(project, run_cli):
+    """It was silent: a broken `sub/images.lock` protected nothing and no note said so,
+    where a broken lock beside the root's did."""
+    root = project({"images.toml": manifest(A), "sub/images.toml": manifest(B)})
+    assert run_cli("apply").code == 0
+    assert run_cli("apply", cwd=root / "sub").code == 0
+    copied = (root / "sub/images.lock").read_text().partition("[images.b]")[2]
+    lock = root / "images.lock"
+    lock.write_text(lock.read_text() + "\n[images.zz]" + copied.replace("out/b", "sub/out/b"))
+    nested = root / "sub/images.lock"
+    nested.write_text(nested.read_text().replace("[images.b]", "[images.b"))
+    code, out, err = run_cli("plan", cwd=root)
+    assert code == 0, err
+    assert (
+        "note: sub/images.lock is not read: it is not laid out as nebula-build writes a lock, "
+        "so nothing keeps this plan from removing or moving sub/images.toml's files"
+    ) in err

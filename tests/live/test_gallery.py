@@ -129,6 +129,12 @@ def test_gallery_out_through_a_link_out_of_the_project_is_refused(project, run_c
     code, _, err = run_cli("gallery", "--out", str(elsewhere))
     assert code == 0, err
     assert (elsewhere / "index.html").is_file()
+    (root / ".git").mkdir()
+    (root / "rg").symlink_to(root / ".git")  # a link within the project, into git's folder
+    for out in ("rg", ".git/pages"):
+        code, _, err = run_cli("gallery", "--out", out)
+        assert code == 1 and "that is in a version control folder (.git/)" in err, err
+    assert list((root / ".git").iterdir()) == []
 
 
 @pytest.mark.parametrize(
