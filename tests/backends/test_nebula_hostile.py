@@ -156,8 +156,9 @@ def test_a_trickled_answer_is_cut_off_at_the_timeout(project, run_cli, nebula_se
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize("value", ["86400", "inf", "Fri, 31 Dec 9999 23:59:59 GMT"])
-def test_a_far_retry_after_is_capped(value, project, run_cli, nebula_server, monkeypatch):
+@pytest.fixture
+def asked_to_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Each wait asyncio.sleep is asked for, each cut to 0.01 s."""
     asked: list[float] = []
     real_sleep = asyncio.sleep
 
@@ -166,6 +167,12 @@ def test_a_far_retry_after_is_capped(value, project, run_cli, nebula_server, mon
         return await real_sleep(min(delay, 0.01), result)
 
     monkeypatch.setattr(asyncio, "sleep", sleep)
+    return asked
+
+
+@pytest.mark.parametrize("value", ["86400", "inf", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_far_retry_after_is_capped(value, project, run_cli, nebula_server, asked_to_sleep):
+    asked = asked_to_sleep
     project({"images.toml": nebula_manifest(ONE)})
     nebula_server.add_faults(f"retry_after:{value}")
     code, out, err = run_cli("apply")
@@ -177,18 +184,11 @@ def test_a_far_retry_after_is_capped(value, project, run_cli, nebula_server, mon
 
 
 def test_rate_limits_are_not_hammered_whatever_the_manifests_backoff(
-    project, run_cli, nebula_server, monkeypatch
+    project, run_cli, nebula_server, asked_to_sleep
 ):
     """`retry_backoff = 0` and `max_attempts = 20` in a pull request's manifest sent 20
     rate-limited tries in 0.2 s (429s without a Retry-After), for each of its images."""
-    asked: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def sleep(delay: float, result: object = None) -> object:
-        asked.append(delay)
-        return await real_sleep(min(delay, 0.01), result)
-
-    monkeypatch.setattr(asyncio, "sleep", sleep)
+    asked = asked_to_sleep
     project({"images.toml": nebula_manifest(ONE, retry_backoff=0, max_attempts=4)})
     nebula_server.add_faults("429:0", "429:0", "429:0")
     code, _, err = run_cli("apply")
